@@ -1,0 +1,63 @@
+#include "checkpoint/hf_reader.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace spin::ckpt {
+
+namespace fs = std::filesystem;
+
+HfReader::HfReader(const std::string& model_dir) : dir_(model_dir) {
+  const fs::path dir(model_dir);
+  const fs::path index = dir / "model.safetensors.index.json";
+  const fs::path single = dir / "model.safetensors";
+  if (fs::exists(index)) {
+    std::ifstream in(index);
+    std::stringstream text;
+    text << in.rdbuf();
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text.str());
+    } catch (const nlohmann::json::parse_error& e) {
+      fail(index.string(), ": not valid JSON: ", e.what());
+    }
+    require(j.is_object() && j.contains("weight_map") && j.at("weight_map").is_object(),
+            index.string(), ": expected an object with a \"weight_map\"");
+    for (const auto& [name, file] : j.at("weight_map").items()) {
+      require(file.is_string(), index.string(), ": weight_map entry \"", name,
+              "\" is not a file name");
+      const std::string f = file.get<std::string>();
+      require(f.find('/') == std::string::npos, index.string(), ": weight_map entry \"", name,
+              "\" points outside the model directory: ", f);
+      weight_map_[name] = (dir / f).string();
+    }
+  } else {
+    require(fs::exists(single), model_dir,
+            ": no model.safetensors or model.safetensors.index.json (spin reads safetensors "
+            "weights only)");
+    single_file_ = single.string();
+  }
+}
+
+SafetensorsFile& HfReader::file_for(const std::string& tensor_name) {
+  std::string path = single_file_;
+  if (path.empty()) {
+    const auto it = weight_map_.find(tensor_name);
+    require(it != weight_map_.end(), dir_, "/model.safetensors.index.json: no tensor \"",
+            tensor_name, "\"");
+    path = it->second;
+  }
+  auto& slot = open_[path];
+  if (!slot) slot = std::make_unique<SafetensorsFile>(path);
+  return *slot;
+}
+
+void HfReader::load(const std::vector<ShardedTensor>& tensors) {
+  for (const ShardedTensor& t : tensors) file_for(t.name).read_shard(t);
+}
+
+}  // namespace spin::ckpt

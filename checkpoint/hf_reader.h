@@ -1,0 +1,34 @@
+// Reads a Hugging Face model directory's weights: model.safetensors, or the shards listed by
+// model.safetensors.index.json. Each rank reads only the slices of its own ShardedTensors;
+// files are opened on first use. Every missing tensor, shape mismatch or malformed file is an
+// error naming the file and the tensor.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "checkpoint/safetensors.h"
+#include "core/sharded_tensor.h"
+
+namespace spin::ckpt {
+
+class HfReader {
+ public:
+  explicit HfReader(const std::string& model_dir);
+
+  // Fills every tensor's local shard.
+  void load(const std::vector<ShardedTensor>& tensors);
+  const std::string& dir() const { return dir_; }
+
+ private:
+  SafetensorsFile& file_for(const std::string& tensor_name);
+
+  std::string dir_;
+  std::string single_file_;                       // model.safetensors, when not sharded
+  std::map<std::string, std::string> weight_map_;  // tensor -> file, when sharded
+  std::map<std::string, std::unique_ptr<SafetensorsFile>> open_;
+};
+
+}  // namespace spin::ckpt

@@ -1,0 +1,206 @@
+#include "checkpoint/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace spin::ckpt {
+
+namespace {
+using nlohmann::json;
+
+constexpr std::uint64_t kMaxHeader = 100'000'000;  // the format's own limit
+
+SafetensorsEntry parse_entry(const std::string& path, const std::string& name, const json& e,
+                             std::uint64_t data_size) {
+  const auto bad = [&](const std::string& why) {
+    fail(path, ": tensor \"", name, "\": ", why, " (malformed safetensors header)");
+  };
+  if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") ||
+      !e.contains("data_offsets")) {
+    bad("expected an object with dtype, shape and data_offsets");
+  }
+  SafetensorsEntry out;
+  if (!e.at("dtype").is_string()) bad("dtype is not a string");
+  out.dtype_name = e.at("dtype").get<std::string>();
+  DType t;
+  if (parse_dtype(out.dtype_name, &t)) out.dtype = t;
+  const json& shape = e.at("shape");
+  if (!shape.is_array()) bad("shape is not a list");
+  std::uint64_t numel = 1;
+  for (const json& d : shape) {
+    if (!d.is_number_unsigned()) bad("shape holds something other than non-negative integers");
+    const auto dim = d.get<std::uint64_t>();
+    if (dim != 0 && numel > std::numeric_limits<std::uint64_t>::max() / 16 / dim) {
+      bad("shape too large");
+    }
+    numel *= dim;
+    out.shape.push_back(static_cast<std::int64_t>(dim));
+  }
+  const json& offsets = e.at("data_offsets");
+  if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
+      !offsets[1].is_number_unsigned()) {
+    bad("data_offsets is not [begin, end]");
+  }
+  out.begin = offsets[0].get<std::uint64_t>();
+  out.end = offsets[1].get<std::uint64_t>();
+  if (out.begin > out.end) bad("data_offsets begin > end");
+  if (out.end > data_size) {
+    bad(cat("data_offsets end ", out.end, " is past the end of the data (", data_size,
+            " bytes): the file is truncated"));
+  }
+  if (out.dtype && out.end - out.begin != numel * dtype_size(*out.dtype)) {
+    bad(cat("data_offsets span ", out.end - out.begin, " bytes but shape ",
+            shape_str(out.shape), " of ", out.dtype_name, " needs ",
+            numel * dtype_size(*out.dtype)));
+  }
+  return out;
+}
+}  // namespace
+
+SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  require(fd_ >= 0, path, ": cannot open: ", std::strerror(errno));
+  struct stat st{};
+  if (::fstat(fd_, &st) != 0) {
+    ::close(fd_);
+    fail(path, ": cannot stat: ", std::strerror(errno));
+  }
+  size_ = static_cast<std::size_t>(st.st_size);
+  try {
+    require(size_ >= 8, path, ": too short to be a safetensors file (", size_, " bytes)");
+    map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
+    require(map_ != MAP_FAILED, path, ": cannot map: ", std::strerror(errno));
+    const auto* bytes = static_cast<const unsigned char*>(map_);
+    std::uint64_t header_len = 0;
+    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
+    require(header_len <= kMaxHeader && header_len <= size_ - 8, path, ": header length ",
+            header_len, " does not fit in a file of ", size_,
+            " bytes (truncated or not safetensors)");
+    data_ = bytes + 8 + header_len;
+    data_size_ = size_ - 8 - header_len;
+
+    json header;
+    try {
+      header = json::parse(bytes + 8, bytes + 8 + header_len);
+    } catch (const json::parse_error& e) {
+      fail(path, ": the header is not valid JSON: ", e.what());
+    }
+    require(header.is_object(), path, ": the header is not a JSON object");
+    for (const auto& [name, value] : header.items()) {
+      if (name == "__metadata__") {
+        require(value.is_object(), path, ": __metadata__ is not an object");
+        for (const auto& [key, text] : value.items()) {
+          metadata_[key] = text.is_string() ? text.get<std::string>() : text.dump();
+        }
+        continue;
+      }
+      entries_[name] = parse_entry(path, name, value, data_size_);
+    }
+  } catch (...) {
+    if (map_ != nullptr && map_ != MAP_FAILED) ::munmap(map_, size_);
+    ::close(fd_);
+    throw;
+  }
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (map_ != nullptr && map_ != MAP_FAILED) ::munmap(map_, size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+const SafetensorsEntry& SafetensorsFile::entry(const std::string& name) const {
+  const auto it = entries_.find(name);
+  require(it != entries_.end(), path_, ": no tensor \"", name, "\"");
+  return it->second;
+}
+
+std::vector<std::string> SafetensorsFile::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, e] : entries_) out.push_back(name);
+  return out;
+}
+
+void SafetensorsFile::read_shard(const ShardedTensor& t) const {
+  const SafetensorsEntry& e = entry(t.name);
+  require(e.shape == t.global_shape, path_, ": tensor \"", t.name, "\" has shape ",
+          shape_str(e.shape), " but the model expects ", shape_str(t.global_shape));
+  require(e.dtype && (*e.dtype == DType::F32 || *e.dtype == DType::BF16 ||
+                      *e.dtype == DType::F16 || *e.dtype == DType::F64),
+          path_, ": tensor \"", t.name, "\" has dtype ", e.dtype_name,
+          "; spin reads F32, BF16, F16 and F64");
+  const std::size_t elem = dtype_size(*e.dtype);
+  const unsigned char* src = data_ + e.begin;
+  float* dst = t.local.f32();
+  if (t.replicated()) {
+    require(t.local.shape() == e.shape, path_, ": tensor \"", t.name, "\": local shape ",
+            shape_str(t.local.shape()), " differs from the file's ", shape_str(e.shape));
+    convert_to_f32(src, *e.dtype, static_cast<std::size_t>(t.local.numel()), dst);
+    return;
+  }
+  // Shard along split_dim: `outer` blocks, each copying `length * inner` contiguous elements.
+  const auto dim = static_cast<std::size_t>(t.split_dim);
+  std::int64_t inner = 1;
+  for (std::size_t k = dim + 1; k < e.shape.size(); ++k) inner *= e.shape[k];
+  const std::int64_t outer = t.local.numel() / (t.local.shape()[dim] * inner);
+  const std::int64_t local_len = t.local.shape()[dim];
+  require(t.offset >= 0 && t.length >= 0 && t.length <= local_len &&
+              t.offset + t.length <= e.shape[dim],
+          path_, ": tensor \"", t.name, "\": shard [", t.offset, ", ", t.offset + t.length,
+          ") along dimension ", t.split_dim, " is outside shape ", shape_str(e.shape));
+  for (std::int64_t o = 0; o < outer; ++o) {
+    const std::int64_t from = (o * e.shape[dim] + t.offset) * inner;
+    float* to = dst + o * local_len * inner;
+    convert_to_f32(src + static_cast<std::size_t>(from) * elem, *e.dtype,
+                   static_cast<std::size_t>(t.length * inner), to);
+    std::fill(to + t.length * inner, to + local_len * inner, 0.0f);
+  }
+}
+
+void write_safetensors(const std::string& path, const std::vector<SafetensorsWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::uint64_t offset = 0;
+  for (const SafetensorsWrite& t : tensors) {
+    require(t.dtype == DType::F32 || t.dtype == DType::BF16 || t.dtype == DType::F16, path,
+            ": cannot write tensor \"", t.name, "\" as ", dtype_name(t.dtype));
+    const auto bytes = static_cast<std::uint64_t>(shape_numel(t.shape)) * dtype_size(t.dtype);
+    header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // keep the data 8-byte aligned, as HF does
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  require(out.good(), path, ": cannot create");
+  unsigned char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(text.size() >> (8 * i));
+  out.write(reinterpret_cast<const char*>(len), 8);
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  for (const SafetensorsWrite& t : tensors) {
+    const auto n = static_cast<std::size_t>(shape_numel(t.shape));
+    if (t.dtype == DType::F32) {
+      out.write(reinterpret_cast<const char*>(t.data), static_cast<std::streamsize>(n * 4));
+      continue;
+    }
+    std::vector<std::uint16_t> half(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      half[i] = t.dtype == DType::BF16 ? f32_to_bf16(t.data[i]) : f32_to_f16(t.data[i]);
+    }
+    out.write(reinterpret_cast<const char*>(half.data()), static_cast<std::streamsize>(n * 2));
+  }
+  require(out.good(), path, ": write failed");
+}
+
+}  // namespace spin::ckpt

@@ -1,0 +1,66 @@
+// The safetensors format (huggingface/safetensors): an 8-byte little-endian header length, a
+// JSON header {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}, then
+// the raw bytes. The reader maps the file and checks every offset against the file size before
+// touching data, so a truncated or malformed file is an error naming file and tensor, never a
+// crash; reading a shard touches only that shard's pages.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/sharded_tensor.h"
+
+namespace spin::ckpt {
+
+struct SafetensorsEntry {
+  std::string dtype_name;      // as written in the file
+  std::optional<DType> dtype;  // empty for types spin cannot convert
+  Shape shape;
+  std::uint64_t begin = 0;  // byte range within the data section
+  std::uint64_t end = 0;
+};
+
+class SafetensorsFile {
+ public:
+  explicit SafetensorsFile(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  bool contains(const std::string& name) const { return entries_.count(name) != 0; }
+  const SafetensorsEntry& entry(const std::string& name) const;
+  std::vector<std::string> names() const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+  // Reads this rank's shard of tensor `target.name` into target.local as float32. The file's
+  // tensor must have target.global_shape; padding beyond target.length stays zero.
+  void read_shard(const ShardedTensor& target) const;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  void* map_ = nullptr;
+  std::size_t size_ = 0;
+  const unsigned char* data_ = nullptr;  // start of the data section
+  std::size_t data_size_ = 0;
+  std::map<std::string, SafetensorsEntry> entries_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// A tensor to write: float32 values stored as `dtype` (F32, BF16 or F16).
+struct SafetensorsWrite {
+  std::string name;
+  DType dtype = DType::F32;
+  Shape shape;
+  const float* data = nullptr;
+};
+
+void write_safetensors(const std::string& path, const std::vector<SafetensorsWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace spin::ckpt

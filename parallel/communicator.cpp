@@ -1,0 +1,48 @@
+#include "parallel/communicator.h"
+
+#include <cstring>
+
+#include "core/error.h"
+
+namespace spin::parallel {
+
+std::string_view comm_op_name(CommOp op) {
+  switch (op) {
+    case CommOp::AllReduce: return "all_reduce";
+    case CommOp::AllGather: return "all_gather";
+    case CommOp::ReduceScatter: return "reduce_scatter";
+    case CommOp::Broadcast: return "broadcast";
+    case CommOp::Send: return "send";
+    case CommOp::Recv: return "recv";
+    case CommOp::Barrier: return "barrier";
+  }
+  return "?";
+}
+
+std::unique_ptr<Communicator> SelfCommunicator::split(int, int) {
+  return std::make_unique<SelfCommunicator>();
+}
+
+void SelfCommunicator::all_gather_impl(const void* send, void* recv, std::size_t count,
+                                       DType type) {
+  if (send != recv) std::memmove(recv, send, count * dtype_size(type));
+}
+
+void SelfCommunicator::reduce_scatter_impl(const void* send, void* recv, std::size_t count,
+                                           DType type, ReduceOp) {
+  if (send != recv) std::memmove(recv, send, count * dtype_size(type));
+}
+
+void SelfCommunicator::broadcast_impl(void*, std::size_t, DType, int root) {
+  require(root == 0, "broadcast from rank ", root, " in a group of one process");
+}
+
+void SelfCommunicator::send_impl(const void*, std::size_t, DType, int dest, int) {
+  fail("send to rank ", dest, " in a group of one process");
+}
+
+void SelfCommunicator::recv_impl(void*, std::size_t, DType, int source, int) {
+  fail("recv from rank ", source, " in a group of one process");
+}
+
+}  // namespace spin::parallel

@@ -1,0 +1,124 @@
+// Communicator: the one interface through which spin talks between ranks (collectives and
+// point-to-point on host buffers today; NCCL on device buffers later). Every call is counted
+// per operation type -- calls and payload bytes handed in by this rank -- so that tests and
+// benchmarks can assert communication volumes exactly.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+
+namespace spin::parallel {
+
+enum class ReduceOp { Sum, Max, Min };
+
+enum class CommOp { AllReduce, AllGather, ReduceScatter, Broadcast, Send, Recv, Barrier };
+inline constexpr std::size_t kNumCommOps = 7;
+std::string_view comm_op_name(CommOp op);
+
+// Payload bytes are what this rank hands to the call: all_reduce and broadcast count the
+// buffer, all_gather its send block, reduce_scatter its whole send buffer, send/recv the message.
+struct CommStats {
+  std::array<std::uint64_t, kNumCommOps> calls{};
+  std::array<std::uint64_t, kNumCommOps> bytes{};
+
+  std::uint64_t calls_of(CommOp op) const { return calls[static_cast<std::size_t>(op)]; }
+  std::uint64_t bytes_of(CommOp op) const { return bytes[static_cast<std::size_t>(op)]; }
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // In place: every rank ends with the element-wise reduction over the group.
+  template <class T>
+  void all_reduce(T* buffer, std::size_t count, ReduceOp op = ReduceOp::Sum) {
+    record(CommOp::AllReduce, count * sizeof(T));
+    all_reduce_impl(buffer, count, dtype_of<T>(), op);
+  }
+  // recv holds size() blocks of `count` elements, in rank order.
+  template <class T>
+  void all_gather(const T* send, T* recv, std::size_t count) {
+    record(CommOp::AllGather, count * sizeof(T));
+    all_gather_impl(send, recv, count, dtype_of<T>());
+  }
+  // send holds size() blocks of `count`; rank r receives the reduction of everyone's block r.
+  template <class T>
+  void reduce_scatter(const T* send, T* recv, std::size_t count, ReduceOp op = ReduceOp::Sum) {
+    record(CommOp::ReduceScatter, count * sizeof(T) * static_cast<std::size_t>(size()));
+    reduce_scatter_impl(send, recv, count, dtype_of<T>(), op);
+  }
+  template <class T>
+  void broadcast(T* buffer, std::size_t count, int root) {
+    record(CommOp::Broadcast, count * sizeof(T));
+    broadcast_impl(buffer, count, dtype_of<T>(), root);
+  }
+  template <class T>
+  void send(const T* buffer, std::size_t count, int dest, int tag = 0) {
+    record(CommOp::Send, count * sizeof(T));
+    send_impl(buffer, count, dtype_of<T>(), dest, tag);
+  }
+  template <class T>
+  void recv(T* buffer, std::size_t count, int source, int tag = 0) {
+    record(CommOp::Recv, count * sizeof(T));
+    recv_impl(buffer, count, dtype_of<T>(), source, tag);
+  }
+  void barrier() {
+    record(CommOp::Barrier, 0);
+    barrier_impl();
+  }
+
+  // Collective over this group: ranks with equal `color` form a new group, ordered by `key`.
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+
+  const CommStats& stats() const { return stats_; }
+  void reset_stats() { stats_ = CommStats{}; }
+
+ protected:
+  virtual void all_reduce_impl(void* buffer, std::size_t count, DType type, ReduceOp op) = 0;
+  virtual void all_gather_impl(const void* send, void* recv, std::size_t count, DType type) = 0;
+  virtual void reduce_scatter_impl(const void* send, void* recv, std::size_t count, DType type,
+                                   ReduceOp op) = 0;
+  virtual void broadcast_impl(void* buffer, std::size_t count, DType type, int root) = 0;
+  virtual void send_impl(const void* buffer, std::size_t count, DType type, int dest,
+                         int tag) = 0;
+  virtual void recv_impl(void* buffer, std::size_t count, DType type, int source, int tag) = 0;
+  virtual void barrier_impl() = 0;
+
+ private:
+  void record(CommOp op, std::size_t bytes) {
+    stats_.calls[static_cast<std::size_t>(op)] += 1;
+    stats_.bytes[static_cast<std::size_t>(op)] += bytes;
+  }
+
+  CommStats stats_;
+};
+
+// A group of one process: collectives are copies, point-to-point is an error. Lets the model,
+// the tools and the single-process tests run without MPI.
+class SelfCommunicator final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  std::unique_ptr<Communicator> split(int color, int key) override;
+
+ protected:
+  void all_reduce_impl(void*, std::size_t, DType, ReduceOp) override {}
+  void all_gather_impl(const void* send, void* recv, std::size_t count, DType type) override;
+  void reduce_scatter_impl(const void* send, void* recv, std::size_t count, DType type,
+                           ReduceOp op) override;
+  void broadcast_impl(void*, std::size_t, DType, int root) override;
+  void send_impl(const void*, std::size_t, DType, int dest, int tag) override;
+  void recv_impl(void*, std::size_t, DType, int source, int tag) override;
+  void barrier_impl() override {}
+};
+
+}  // namespace spin::parallel

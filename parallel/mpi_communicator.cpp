@@ -1,0 +1,147 @@
+#include "parallel/mpi_communicator.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "core/error.h"
+
+namespace spin::parallel {
+
+namespace {
+
+MPI_Datatype mpi_type(DType t) {
+  switch (t) {
+    case DType::F32: return MPI_FLOAT;
+    case DType::F64: return MPI_DOUBLE;
+    case DType::I32: return MPI_INT32_T;
+    case DType::I64: return MPI_INT64_T;
+    case DType::U8: return MPI_UINT8_T;
+    default: fail("MPI communicator: no MPI type for ", dtype_name(t));
+  }
+}
+
+MPI_Op mpi_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Sum: return MPI_SUM;
+    case ReduceOp::Max: return MPI_MAX;
+    case ReduceOp::Min: return MPI_MIN;
+  }
+  return MPI_SUM;
+}
+
+constexpr std::size_t kMaxChunk = INT_MAX / 8;  // elements per MPI call
+
+// Calls fn(offset, count) over chunks that fit MPI's int counts; at least once, so that a
+// zero-length collective is still matched on every rank.
+template <class Fn>
+void chunked(std::size_t count, Fn fn) {
+  std::size_t offset = 0;
+  do {
+    const std::size_t n = std::min(kMaxChunk, count - offset);
+    fn(offset, static_cast<int>(n));
+    offset += n;
+  } while (offset < count);
+}
+
+int checked_int(std::size_t count, const char* what) {
+  require(count <= kMaxChunk, "MPI ", what, " of ", count, " elements per rank exceeds ",
+          kMaxChunk);
+  return static_cast<int>(count);
+}
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // Takes ownership of `comm` unless it is MPI_COMM_WORLD.
+  explicit MpiCommunicator(MPI_Comm comm) : comm_(comm) {
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  ~MpiCommunicator() override {
+    if (comm_ != MPI_COMM_WORLD && mpi_active()) MPI_Comm_free(&comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    MPI_Comm child;
+    MPI_Comm_split(comm_, color, key, &child);
+    return std::make_unique<MpiCommunicator>(child);
+  }
+
+ protected:
+  void all_reduce_impl(void* buffer, std::size_t count, DType type, ReduceOp op) override {
+    if (size_ == 1) return;
+    char* base = static_cast<char*>(buffer);
+    chunked(count, [&](std::size_t offset, int n) {
+      MPI_Allreduce(MPI_IN_PLACE, base + offset * dtype_size(type), n, mpi_type(type), mpi_op(op),
+                    comm_);
+    });
+  }
+  void all_gather_impl(const void* send, void* recv, std::size_t count, DType type) override {
+    const int n = checked_int(count, "all_gather");
+    MPI_Allgather(send, n, mpi_type(type), recv, n, mpi_type(type), comm_);
+  }
+  void reduce_scatter_impl(const void* send, void* recv, std::size_t count, DType type,
+                           ReduceOp op) override {
+    const int n = checked_int(count, "reduce_scatter");
+    MPI_Reduce_scatter_block(send, recv, n, mpi_type(type), mpi_op(op), comm_);
+  }
+  void broadcast_impl(void* buffer, std::size_t count, DType type, int root) override {
+    char* base = static_cast<char*>(buffer);
+    chunked(count, [&](std::size_t offset, int n) {
+      MPI_Bcast(base + offset * dtype_size(type), n, mpi_type(type), root, comm_);
+    });
+  }
+  void send_impl(const void* buffer, std::size_t count, DType type, int dest, int tag) override {
+    const char* base = static_cast<const char*>(buffer);
+    chunked(count, [&](std::size_t offset, int n) {
+      MPI_Send(base + offset * dtype_size(type), n, mpi_type(type), dest, tag, comm_);
+    });
+  }
+  void recv_impl(void* buffer, std::size_t count, DType type, int source, int tag) override {
+    char* base = static_cast<char*>(buffer);
+    chunked(count, [&](std::size_t offset, int n) {
+      MPI_Recv(base + offset * dtype_size(type), n, mpi_type(type), source, tag, comm_,
+               MPI_STATUS_IGNORE);
+    });
+  }
+  void barrier_impl() override { MPI_Barrier(comm_); }
+
+ private:
+  MPI_Comm comm_;
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+}  // namespace
+
+MpiRuntime::MpiRuntime(int* argc, char*** argv) {
+  int provided = 0;
+  MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  world_ = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD);
+}
+
+MpiRuntime::~MpiRuntime() {
+  world_.reset();
+  if (mpi_active()) MPI_Finalize();
+}
+
+bool mpi_active() {
+  int initialized = 0;
+  int finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  return initialized && !finalized;
+}
+
+int world_rank() {
+  if (!mpi_active()) return 0;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+}  // namespace spin::parallel

@@ -1,0 +1,61 @@
+// ProcessGrid: the tensor-, pipeline- and data-parallel groups, built once from the world
+// communicator and passed by reference everywhere (picotron's process-group manager, Megatron's
+// parallel_state without the globals). Rank order is TP fastest, then DP, then PP:
+//   world_rank = pp_rank * (dp * tp) + dp_rank * tp + tp_rank
+// so a TP group is `tp` consecutive ranks (inside one node with the usual launch).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "parallel/communicator.h"
+
+namespace spin::parallel {
+
+struct Layout {
+  int tp = 1;
+  int pp = 1;
+  int dp = 0;  // 0: world_size / (tp * pp)
+};
+
+// Returns `layout` with dp filled in, or throws spin::Error saying what does not divide what.
+Layout resolve_layout(int world_size, Layout layout);
+
+class ProcessGrid {
+ public:
+  // Collective over `world`: every rank must call it with the same layout.
+  ProcessGrid(Communicator& world, Layout layout);
+
+  Communicator& world() const { return world_; }
+  Communicator& tp() const { return *tp_; }
+  Communicator& pp() const { return *pp_; }
+  Communicator& dp() const { return *dp_; }
+  Communicator& mp() const { return *mp_; }  // model parallel: TP x PP, one replica
+
+  int world_rank() const { return world_.rank(); }
+  int world_size() const { return world_.size(); }
+  int tp_rank() const { return tp_rank_; }
+  int tp_size() const { return layout_.tp; }
+  int pp_rank() const { return pp_rank_; }
+  int pp_size() const { return layout_.pp; }
+  int dp_rank() const { return dp_rank_; }
+  int dp_size() const { return layout_.dp; }
+  const Layout& layout() const { return layout_; }
+
+  bool is_first_stage() const { return pp_rank_ == 0; }
+  bool is_last_stage() const { return pp_rank_ == layout_.pp - 1; }
+  // Ranks within pp() of the neighbouring stages; -1 at the ends of the pipeline.
+  int prev_stage() const { return is_first_stage() ? -1 : pp_rank_ - 1; }
+  int next_stage() const { return is_last_stage() ? -1 : pp_rank_ + 1; }
+
+  // "tp 1/2, pp 0/1, dp 0/2": for log lines.
+  std::string describe() const;
+
+ private:
+  Communicator& world_;
+  Layout layout_;
+  int tp_rank_, pp_rank_, dp_rank_;
+  std::unique_ptr<Communicator> tp_, pp_, dp_, mp_;
+};
+
+}  // namespace spin::parallel

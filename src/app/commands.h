@@ -1,0 +1,12 @@
+// The subcommands of the `spin` program. Each takes its own arguments (argv[0] is the command
+// name) and the world communicator, returns the process exit status, and throws spin::Error
+// (or parallel::CollectiveError for errors every rank agreed on) for main() to report.
+#pragma once
+
+#include "parallel/communicator.h"
+
+namespace spin::app {
+
+int run_score(int argc, char** argv, parallel::Communicator& world);
+
+}  // namespace spin::app

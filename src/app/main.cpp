@@ -1,0 +1,51 @@
+// spin: Self-Play fINe-tuning of Llama-family models on MPI clusters.
+//   mpirun -np N spin <command> [options]      spin <command> --help for its options
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "app/commands.h"
+#include "parallel/job_errors.h"
+#include "parallel/mpi_communicator.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: spin <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  score     log-probabilities of token sequences under a Hugging Face model\n"
+    "\n"
+    "Run under mpirun or srun for tensor/data parallelism; `spin <command> --help` lists a\n"
+    "command's options.\n";
+
+int dispatch(int argc, char** argv, spin::parallel::Communicator& world) {
+  const std::string command = argc > 1 ? argv[1] : "";
+  if (command == "score") return spin::app::run_score(argc - 1, argv + 1, world);
+  if (command == "--version") {
+    if (world.rank() == 0) std::printf("spin %s\n", SPIN_VERSION);
+    return 0;
+  }
+  if (command.empty() || command == "--help" || command == "-h") {
+    if (world.rank() == 0) std::fputs(kUsage, command.empty() ? stderr : stdout);
+    return command.empty() ? 2 : 0;
+  }
+  throw spin::parallel::CollectiveError(
+      0, "unknown command \"" + command + "\" (spin --help lists the commands)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spin::parallel::MpiRuntime mpi(&argc, &argv);
+  try {
+    return dispatch(argc, argv, mpi.world());
+  } catch (const spin::parallel::CollectiveError& e) {
+    // Every rank holds this error: print it once and let every rank exit non-zero.
+    if (mpi.world().rank() == 0) spin::parallel::print_error(e.origin_rank(), e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    spin::parallel::abort_job(e.what());
+  }
+}

@@ -1,0 +1,209 @@
+// spin score: per-token log-probabilities and masked sums of token sequences under a model.
+//   mpirun -np N spin score --model HF_DIR --tp T --input seqs.jsonl --output out.jsonl
+// Sequences are dealt round-robin to the data-parallel replicas (world / tp of them), scored
+// in micro-batches, and gathered on rank 0, which writes the output in input order (into a
+// temporary file renamed at the end, so a failed run leaves no partial output).
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+
+#include "app/commands.h"
+#include "checkpoint/hf_reader.h"
+#include "core/error.h"
+#include "data/token_jsonl.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "model/transformer.h"
+#include "parallel/job_errors.h"
+#include "parallel/process_grid.h"
+
+namespace spin::app {
+
+namespace {
+
+namespace po = boost::program_options;
+
+struct ScoreOptions {
+  std::string model;
+  std::string input;
+  std::string output;
+  int tp = 1;
+  std::int64_t batch_size = 8;
+};
+
+// Returns nullopt after printing --help.
+std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
+  ScoreOptions o;
+  po::options_description desc("spin score options");
+  desc.add_options()
+      ("help,h", "print this help")
+      ("model", po::value(&o.model)->required(),
+       "Hugging Face model directory (config.json + model.safetensors[.index.json])")
+      ("input", po::value(&o.input)->required(),
+       "JSONL: {\"tokens\":[...], \"mask_from\":k} or {\"prompt\":[...], \"response\":[...]}")
+      ("output", po::value(&o.output)->required(),
+       "JSONL written by rank 0: {\"logprob_sum\": s, \"token_logprobs\": [...]} per input line")
+      ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (data-parallel = world / tp)")
+      ("batch-size", po::value(&o.batch_size)->default_value(8),
+       "sequences per micro-batch on each data-parallel replica");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
+    if (vm.count("help")) {
+      if (print) std::cout << "usage: spin score --model DIR --input IN --output OUT [options]\n"
+                           << desc << "\n";
+      return std::nullopt;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    fail("spin score: ", e.what(), " (spin score --help lists the options)");
+  }
+  require(o.batch_size >= 1, "spin score: --batch-size must be at least 1");
+  return o;
+}
+
+std::string format_line(const std::vector<float>& token_logprobs, float sum) {
+  std::string s = "{\"logprob_sum\": ";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(sum));
+  s += buf;
+  s += ", \"token_logprobs\": [";
+  for (std::size_t i = 0; i < token_logprobs.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%s%.9g", i ? ", " : "", static_cast<double>(token_logprobs[i]));
+    s += buf;
+  }
+  s += "]}\n";
+  return s;
+}
+
+// The records data-parallel replica `dp_rank` of `dp` scores: every dp-th, starting at dp_rank.
+std::vector<std::size_t> assigned(std::size_t count, int dp_rank, int dp) {
+  std::vector<std::size_t> out;
+  for (std::size_t i = static_cast<std::size_t>(dp_rank); i < count; i += static_cast<std::size_t>(dp)) {
+    out.push_back(i);
+  }
+  return out;
+}
+
+// Scores `mine` in micro-batches; returns, per record, its token log-probabilities followed by
+// its sum, concatenated.
+std::vector<float> score_records(const model::Transformer& transformer,
+                                 const model::ModelWeights& weights,
+                                 const std::vector<data::TokenRecord>& records,
+                                 const std::vector<std::size_t>& mine, std::int64_t batch_size) {
+  std::vector<float> out;
+  for (std::size_t begin = 0; begin < mine.size(); begin += static_cast<std::size_t>(batch_size)) {
+    const std::size_t end = std::min(mine.size(), begin + static_cast<std::size_t>(batch_size));
+    std::vector<model::Sequence> seqs;
+    for (std::size_t i = begin; i < end; ++i) {
+      seqs.push_back({records[mine[i]].tokens, records[mine[i]].mask_from});
+    }
+    const model::TokenBatch batch = model::TokenBatch::pack(seqs);
+    const model::ForwardResult r = transformer.forward(weights, batch);
+    for (std::int64_t s = 0; s < batch.num_seqs(); ++s) {
+      const auto first = static_cast<std::size_t>(batch.cu_seqlens[static_cast<std::size_t>(s)]);
+      const auto last = static_cast<std::size_t>(batch.cu_seqlens[static_cast<std::size_t>(s + 1)]);
+      // token_logprobs[i] predicts token i + 1: rows first .. last-2 of the sequence.
+      out.insert(out.end(), r.token_logprobs.begin() + static_cast<std::ptrdiff_t>(first),
+                 r.token_logprobs.begin() + static_cast<std::ptrdiff_t>(last - 1));
+      out.push_back(r.sequence_logprobs[static_cast<std::size_t>(s)]);
+    }
+  }
+  return out;
+}
+
+std::size_t result_floats(const std::vector<data::TokenRecord>& records,
+                          const std::vector<std::size_t>& indices) {
+  std::size_t n = 0;
+  for (std::size_t i : indices) n += records[i].tokens.size();  // (len - 1) + 1 sum
+  return n;
+}
+
+}  // namespace
+
+int run_score(int argc, char** argv, parallel::Communicator& world) {
+  std::optional<ScoreOptions> options;
+  parallel::Layout layout;
+  parallel::run_collectively(world, [&] {
+    options = parse_options(argc, argv, world.rank() == 0);
+    if (options) layout = parallel::resolve_layout(world.size(), {options->tp, 1, 0});
+  });
+  if (!options) return 0;
+  const ScoreOptions& o = *options;
+
+  const auto start = std::chrono::steady_clock::now();
+  parallel::ProcessGrid grid(world, layout);
+  std::optional<model::ModelConfig> config;
+  std::optional<model::TpDims> dims;
+  std::vector<data::TokenRecord> records;
+  parallel::run_collectively(world, [&] {
+    config = model::ModelConfig::load(o.model);
+    dims = model::tp_dims(*config, grid.tp_rank(), grid.tp_size());
+    records = data::read_token_jsonl(o.input);
+    data::validate_token_records(records, o.input, config->vocab_size,
+                                 config->max_sequence_length());
+    if (world.rank() == 0) {
+      // Fail now, not after the scoring, if the output cannot be written.
+      const std::string probe = o.output + ".tmp";
+      std::FILE* f = std::fopen(probe.c_str(), "w");
+      require(f != nullptr, o.output, ": cannot create the output file");
+      std::fclose(f);
+      std::remove(probe.c_str());
+    }
+  });
+  model::ModelWeights weights(*config, *dims);
+  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
+  const auto loaded = std::chrono::steady_clock::now();
+
+  const kernels::CpuKernels cpu;
+  const model::Transformer transformer(*config, *dims, grid.tp(), cpu);
+  const auto mine = assigned(records.size(), grid.dp_rank(), grid.dp_size());
+  const std::vector<float> results = score_records(transformer, weights, records, mine, o.batch_size);
+  const auto scored = std::chrono::steady_clock::now();
+
+  // Gather on world rank 0 (dp rank 0 of tp rank 0) over the data-parallel group of TP rank 0.
+  if (grid.tp_rank() != 0) return 0;
+  if (grid.dp_rank() != 0) {
+    grid.dp().send(results.data(), results.size(), 0);
+    return 0;
+  }
+  std::vector<std::vector<float>> by_replica(static_cast<std::size_t>(grid.dp_size()));
+  by_replica[0] = results;
+  for (int r = 1; r < grid.dp_size(); ++r) {
+    auto& buf = by_replica[static_cast<std::size_t>(r)];
+    buf.resize(result_floats(records, assigned(records.size(), r, grid.dp_size())));
+    grid.dp().recv(buf.data(), buf.size(), r);
+  }
+  const std::string tmp = o.output + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "w");
+  require(f != nullptr, tmp, ": cannot create");
+  std::vector<std::size_t> cursor(by_replica.size(), 0);
+  std::int64_t tokens = 0;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const std::size_t r = i % by_replica.size();
+    const std::size_t n = records[i].tokens.size() - 1;
+    const float* p = by_replica[r].data() + cursor[r];
+    const std::string line = format_line(std::vector<float>(p, p + n), p[n]);
+    std::fputs(line.c_str(), f);
+    cursor[r] += n + 1;
+    tokens += static_cast<std::int64_t>(n + 1);
+  }
+  require(std::fclose(f) == 0, tmp, ": write failed");
+  std::filesystem::rename(tmp, o.output);
+
+  const double load_s = std::chrono::duration<double>(loaded - start).count();
+  const double score_s = std::chrono::duration<double>(scored - loaded).count();
+  std::printf("spin score: %zu sequences, %lld tokens, layout tp %d x dp %d: load %.2f s, "
+              "score %.2f s (%.0f tokens/s), wrote %s\n",
+              records.size(), static_cast<long long>(tokens), grid.tp_size(), grid.dp_size(),
+              load_s, score_s, static_cast<double>(tokens) / std::max(score_s, 1e-9),
+              o.output.c_str());
+  return 0;
+}
+
+}  // namespace spin::app

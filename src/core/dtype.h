@@ -1,0 +1,27 @@
+// Element types of tensors and of checkpoint/safetensors payloads, with exact conversions:
+// bf16/f16 -> f32 is exact; f32 -> bf16/f16 rounds to nearest even (as PyTorch's .to()).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace spin {
+
+enum class DType { F32, BF16, F16, F64, I32, I64, U8 };
+
+std::size_t dtype_size(DType t);
+std::string_view dtype_name(DType t);  // safetensors spelling: "F32", "BF16", ...
+// Parses a safetensors dtype string; returns false for names spin does not read.
+bool parse_dtype(std::string_view name, DType* out);
+
+float bf16_to_f32(std::uint16_t bits);
+std::uint16_t f32_to_bf16(float value);
+float f16_to_f32(std::uint16_t bits);
+std::uint16_t f32_to_f16(float value);
+
+// Converts `n` elements of `src` (of type `t`, little-endian, any alignment) to float.
+// Only floating-point types are accepted.
+void convert_to_f32(const void* src, DType t, std::size_t n, float* dst);
+
+}  // namespace spin

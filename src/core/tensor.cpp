@@ -1,0 +1,92 @@
+#include "core/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace spin {
+
+namespace {
+constexpr std::size_t kAlignment = 64;  // a cache line; also enough for AVX-512 loads
+}
+
+std::int64_t shape_numel(const Shape& shape) {
+  std::int64_t n = 1;
+  for (std::int64_t d : shape) {
+    require(d >= 0, "negative dimension in shape ", shape_str(shape));
+    n *= d;
+  }
+  return n;
+}
+
+std::string shape_str(const Shape& shape) {
+  std::ostringstream out;
+  out << '[';
+  for (std::size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << ']';
+  return out.str();
+}
+
+Storage::Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(device) {
+  const std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  data_ = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
+  require(data_ != nullptr, "out of host memory allocating ", bytes, " bytes");
+  std::memset(data_, 0, rounded == 0 ? kAlignment : rounded);
+}
+
+Storage::~Storage() { std::free(data_); }
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  t.storage_ = std::make_shared<Storage>(t.nbytes(), device);
+  return t;
+}
+
+std::int64_t Tensor::size(int dim) const {
+  const int d = dim < 0 ? dim + ndim() : dim;
+  require(d >= 0 && d < ndim(), "dimension ", dim, " out of range for shape ", shape_str(shape_));
+  return shape_[static_cast<std::size_t>(d)];
+}
+
+void* Tensor::raw() const {
+  require(defined(), "access to an undefined tensor");
+  return static_cast<char*>(storage_->data()) +
+         static_cast<std::size_t>(offset_) * dtype_size(dtype_);
+}
+
+void Tensor::check_dtype(DType want) const {
+  require(want == dtype_, "tensor of dtype ", dtype_name(dtype_), " accessed as ",
+          dtype_name(want));
+}
+
+Tensor Tensor::view(std::int64_t offset, const Shape& shape) const {
+  require(defined(), "view of an undefined tensor");
+  const std::int64_t n = shape_numel(shape);
+  require(offset >= 0 && offset + n <= numel(), "view of ", n, " elements at offset ", offset,
+          " exceeds a tensor of shape ", shape_str(shape_));
+  Tensor t = *this;
+  t.offset_ = offset_ + offset;
+  t.shape_ = shape;
+  return t;
+}
+
+Tensor Tensor::clone() const {
+  Tensor t = zeros(shape_, dtype_, device());
+  t.copy_from(*this);
+  return t;
+}
+
+void Tensor::zero_() { std::memset(raw(), 0, nbytes()); }
+
+void Tensor::copy_from(const Tensor& src) {
+  require(src.shape_ == shape_ && src.dtype_ == dtype_, "copy from a ", dtype_name(src.dtype_),
+          " tensor of shape ", shape_str(src.shape_), " into a ", dtype_name(dtype_),
+          " tensor of shape ", shape_str(shape_));
+  std::memmove(raw(), src.raw(), nbytes());
+}
+
+}  // namespace spin

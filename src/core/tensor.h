@@ -1,0 +1,92 @@
+// Tensor: a shape, an element type and a reference-counted buffer, row-major, 64-byte aligned.
+// Views (Tensor::view) share the buffer, which is how parameters live in one flat allocation
+// and are still addressed one by one. Float32 on the host today; the Device tag and DType leave
+// room for bf16 and device memory without changing the callers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace spin {
+
+using Shape = std::vector<std::int64_t>;
+
+enum class Device { Cpu };
+
+std::int64_t shape_numel(const Shape& shape);
+std::string shape_str(const Shape& shape);  // "[2, 3]"
+
+// An owned, aligned, zero-initialised allocation.
+class Storage {
+ public:
+  Storage(std::size_t bytes, Device device);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+  Device device_;
+};
+
+template <class T>
+constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::F32; }
+template <> constexpr DType dtype_of<double>() { return DType::F64; }
+template <> constexpr DType dtype_of<std::int32_t>() { return DType::I32; }
+template <> constexpr DType dtype_of<std::int64_t>() { return DType::I64; }
+template <> constexpr DType dtype_of<std::uint8_t>() { return DType::U8; }
+
+class Tensor {
+ public:
+  Tensor() = default;  // undefined tensor: no storage
+
+  static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::Cpu);
+
+  bool defined() const { return storage_ != nullptr; }
+  const Shape& shape() const { return shape_; }
+  int ndim() const { return static_cast<int>(shape_.size()); }
+  std::int64_t size(int dim) const;  // negative dims count from the end
+  std::int64_t numel() const { return shape_numel(shape_); }
+  DType dtype() const { return dtype_; }
+  Device device() const { return storage_ ? storage_->device() : Device::Cpu; }
+  std::size_t nbytes() const { return static_cast<std::size_t>(numel()) * dtype_size(dtype_); }
+
+  // Typed access; throws if T does not match dtype().
+  template <class T>
+  T* data() const {
+    check_dtype(dtype_of<T>());
+    return static_cast<T*>(raw());
+  }
+  float* f32() const { return data<float>(); }
+  void* raw() const;
+
+  // A tensor sharing this one's storage, starting `offset` elements in, with `shape`.
+  Tensor view(std::int64_t offset, const Shape& shape) const;
+  // Same elements, another shape (numel must match).
+  Tensor reshape(const Shape& shape) const { return view(0, shape); }
+  // An independent copy.
+  Tensor clone() const;
+  void zero_();
+  void copy_from(const Tensor& src);  // shapes and dtypes must match
+
+ private:
+  void check_dtype(DType want) const;
+
+  std::shared_ptr<Storage> storage_;
+  std::int64_t offset_ = 0;  // in elements
+  Shape shape_;
+  DType dtype_ = DType::F32;
+};
+
+}  // namespace spin

@@ -1,0 +1,106 @@
+// Causal grouped-query self-attention over packed sequences, one (sequence, head) at a time:
+//   S = scale Q K^T (causal: j <= i),  P = softmax_rows(S),  O = P V,  scale = 1/sqrt(head_dim).
+// Backward (P saved):  dP = dO V^T,  dS = P * (dP - rowsum(P * dP)),
+//   dQ = scale dS K,  dK += scale dS^T Q,  dV += P^T dO   (+= over the query heads of a group).
+// The matrix products go through sgemm with the heads' strides as leading dimensions.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/vec_math.h"
+
+namespace spin::kernels {
+
+namespace {
+struct Geometry {
+  Index heads, kv_heads, head_dim;
+  Index q_ld() const { return heads * head_dim; }
+  Index kv_ld() const { return kv_heads * head_dim; }
+  Index group(Index h) const { return h / (heads / kv_heads); }
+};
+
+// Row-wise causal softmax of the [len, len] scores in place; entries above the diagonal -> 0.
+void causal_softmax(float* p, Index len) {
+  for (Index i = 0; i < len; ++i) {
+    float* row = p + i * len;
+    float m = row[0];
+    for (Index j = 1; j <= i; ++j) m = std::max(m, row[j]);
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (Index j = 0; j <= i; ++j) {
+      row[j] = cpu::exp_approx(row[j] - m);
+      sum += row[j];
+    }
+    const float inv = 1.0f / sum;
+#pragma omp simd
+    for (Index j = 0; j <= i; ++j) row[j] *= inv;
+    std::fill(row + i + 1, row + len, 0.0f);
+  }
+}
+}  // namespace
+
+void CpuKernels::attention_forward(float* out, float* probs, const float* q, const float* k,
+                                   const float* v, const Index* cu_seqlens, Index num_seqs,
+                                   Index heads, Index kv_heads, Index head_dim) const {
+  const Geometry g{heads, kv_heads, head_dim};
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  float* p = probs;
+  for (Index s = 0; s < num_seqs; ++s) {
+    const Index start = cu_seqlens[s];
+    const Index len = cu_seqlens[s + 1] - start;
+    for (Index h = 0; h < heads; ++h, p += len * len) {
+      const float* qh = q + start * g.q_ld() + h * head_dim;
+      const float* kh = k + start * g.kv_ld() + g.group(h) * head_dim;
+      const float* vh = v + start * g.kv_ld() + g.group(h) * head_dim;
+      gemm(false, true, len, len, head_dim, scale, qh, g.q_ld(), kh, g.kv_ld(), 0.0f, p, len);
+      causal_softmax(p, len);
+      gemm(false, false, len, head_dim, len, 1.0f, p, len, vh, g.kv_ld(), 0.0f,
+           out + start * g.q_ld() + h * head_dim, g.q_ld());
+    }
+  }
+}
+
+void CpuKernels::attention_backward(float* dq, float* dk, float* dv, const float* dout,
+                                    const float* q, const float* k, const float* v,
+                                    const float* probs, const Index* cu_seqlens, Index num_seqs,
+                                    Index heads, Index kv_heads, Index head_dim) const {
+  const Geometry g{heads, kv_heads, head_dim};
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const Index rows = cu_seqlens[num_seqs] - cu_seqlens[0];
+  std::memset(dk, 0, static_cast<std::size_t>(rows * g.kv_ld()) * sizeof(float));
+  std::memset(dv, 0, static_cast<std::size_t>(rows * g.kv_ld()) * sizeof(float));
+  std::vector<float> ds;
+  const float* p = probs;
+  for (Index s = 0; s < num_seqs; ++s) {
+    const Index start = cu_seqlens[s];
+    const Index len = cu_seqlens[s + 1] - start;
+    ds.resize(static_cast<std::size_t>(len * len));
+    for (Index h = 0; h < heads; ++h, p += len * len) {
+      const Index q_off = start * g.q_ld() + h * head_dim;
+      const Index kv_off = start * g.kv_ld() + g.group(h) * head_dim;
+      // dP = dO V^T
+      gemm(false, true, len, len, head_dim, 1.0f, dout + q_off, g.q_ld(), v + kv_off, g.kv_ld(),
+           0.0f, ds.data(), len);
+      // dS = P * (dP - rowsum(P * dP)); only j <= i is non-zero since P is 0 above the diagonal
+      for (Index i = 0; i < len; ++i) {
+        const float* pi = p + i * len;
+        float* di = ds.data() + i * len;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (Index j = 0; j <= i; ++j) dot += pi[j] * di[j];
+#pragma omp simd
+        for (Index j = 0; j < len; ++j) di[j] = pi[j] * (di[j] - dot);
+      }
+      gemm(false, false, len, head_dim, len, scale, ds.data(), len, k + kv_off, g.kv_ld(), 0.0f,
+           dq + q_off, g.q_ld());
+      gemm(true, false, len, head_dim, len, scale, ds.data(), len, q + q_off, g.q_ld(), 1.0f,
+           dk + kv_off, g.kv_ld());
+      gemm(true, false, len, head_dim, len, 1.0f, p, len, dout + q_off, g.q_ld(), 1.0f,
+           dv + kv_off, g.kv_ld());
+    }
+  }
+}
+
+}  // namespace spin::kernels

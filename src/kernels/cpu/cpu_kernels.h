@@ -1,0 +1,51 @@
+// The CPU implementation of spin::kernels::Kernels: float32, CBLAS sgemm for every matrix
+// product, vectorised loops for the rest. It is the reference the CUDA path is tested against.
+#pragma once
+
+#include "kernels/kernels.h"
+
+namespace spin::kernels {
+
+class CpuKernels final : public Kernels {
+ public:
+  void gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a,
+            Index lda, const float* b, Index ldb, float beta, float* c,
+            Index ldc) const override;
+  void linear_forward(float* y, const float* x, const float* w, Index n, Index in,
+                      Index out) const override;
+  void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
+                       Index n, Index in, Index out, bool accumulate_dx) const override;
+  void embedding_forward(float* out, const std::int32_t* ids, const float* table, Index n,
+                         Index hidden, Index vocab_start, Index rows) const override;
+  void embedding_backward(float* dtable, const std::int32_t* ids, const float* dout, Index n,
+                          Index hidden, Index vocab_start, Index rows) const override;
+  void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, Index n,
+                       Index dim, float eps) const override;
+  void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                        const float* rstd, Index n, Index dim) const override;
+  void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin,
+                    Index n, Index heads, Index head_dim) const override;
+  void rope_backward(float* dx, const std::int32_t* positions, const float* cos,
+                     const float* sin, Index n, Index heads, Index head_dim) const override;
+  void attention_forward(float* out, float* probs, const float* q, const float* k,
+                         const float* v, const Index* cu_seqlens, Index num_seqs, Index heads,
+                         Index kv_heads, Index head_dim) const override;
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                          const float* k, const float* v, const float* probs,
+                          const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
+                          Index head_dim) const override;
+  void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                       const float* up, Index n) const override;
+  void logits_max(float* row_max, const float* logits, Index n, Index ld,
+                  Index valid) const override;
+  void logits_sumexp_target(float* sumexp, float* target_logit, const float* logits,
+                            const float* row_max, const std::int32_t* targets, Index n, Index ld,
+                            Index valid, Index vocab_start) const override;
+  void logprob_backward(float* dlogits, const float* logits, const float* lse,
+                        const std::int32_t* targets, const float* dlogprob, Index n, Index ld,
+                        Index valid, Index vocab_start) const override;
+  void add_inplace(float* y, const float* x, Index n) const override;
+};
+
+}  // namespace spin::kernels

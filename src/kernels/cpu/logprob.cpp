@@ -1,0 +1,53 @@
+// Local parts of the vocab-parallel log-softmax (Megatron's _VocabParallelCrossEntropy without
+// the loss reduction): only per-row scalars cross ranks, never logits.
+#include <cmath>
+#include <limits>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/vec_math.h"
+
+namespace spin::kernels {
+
+void CpuKernels::logits_max(float* row_max, const float* logits, Index n, Index ld,
+                            Index valid) const {
+  for (Index i = 0; i < n; ++i) {
+    const float* row = logits + i * ld;
+    float m = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : m)
+    for (Index v = 0; v < valid; ++v) m = row[v] > m ? row[v] : m;
+    row_max[i] = m;
+  }
+}
+
+void CpuKernels::logits_sumexp_target(float* sumexp, float* target_logit, const float* logits,
+                                      const float* row_max, const std::int32_t* targets, Index n,
+                                      Index ld, Index valid, Index vocab_start) const {
+  for (Index i = 0; i < n; ++i) {
+    const float* row = logits + i * ld;
+    const float m = row_max[i];
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (Index v = 0; v < valid; ++v) sum += cpu::exp_approx(row[v] - m);
+    sumexp[i] = sum;
+    const Index t = targets[i] - vocab_start;
+    target_logit[i] = (t >= 0 && t < valid) ? row[t] : 0.0f;
+  }
+}
+
+void CpuKernels::logprob_backward(float* dlogits, const float* logits, const float* lse,
+                                  const std::int32_t* targets, const float* dlogprob, Index n,
+                                  Index ld, Index valid, Index vocab_start) const {
+  for (Index i = 0; i < n; ++i) {
+    const float* row = logits + i * ld;
+    float* drow = dlogits + i * ld;
+    const float g = dlogprob[i];
+    const float l = lse[i];
+#pragma omp simd
+    for (Index v = 0; v < valid; ++v) drow[v] = -g * cpu::exp_approx(row[v] - l);
+    for (Index v = valid; v < ld; ++v) drow[v] = 0.0f;
+    const Index t = targets[i] - vocab_start;
+    if (t >= 0 && t < valid) drow[t] += g;
+  }
+}
+
+}  // namespace spin::kernels

@@ -1,0 +1,45 @@
+// Matrix products through CBLAS sgemm (row-major), and the linear layer built on them.
+#include <cblas.h>
+
+#include <climits>
+
+#include "core/error.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace spin::kernels {
+
+namespace {
+int blas_int(Index v) {
+  require(v >= 0 && v <= INT_MAX, "matrix dimension ", v, " does not fit a BLAS int");
+  return static_cast<int>(v);
+}
+}  // namespace
+
+void CpuKernels::gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha,
+                      const float* a, Index lda, const float* b, Index ldb, float beta, float* c,
+                      Index ldc) const {
+  if (m == 0 || n == 0) return;
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, blas_int(m), blas_int(n), blas_int(k), alpha,
+              a, blas_int(lda), b, blas_int(ldb), beta, c, blas_int(ldc));
+}
+
+void CpuKernels::linear_forward(float* y, const float* x, const float* w, Index n, Index in,
+                                Index out) const {
+  gemm(false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+}
+
+void CpuKernels::linear_backward(float* dx, float* dw, const float* dy, const float* x,
+                                 const float* w, Index n, Index in, Index out,
+                                 bool accumulate_dx) const {
+  if (dx != nullptr) gemm(false, false, n, in, out, 1.0f, dy, out, w, in,
+                          accumulate_dx ? 1.0f : 0.0f, dx, in);
+  gemm(true, false, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
+}
+
+void CpuKernels::add_inplace(float* y, const float* x, Index n) const {
+#pragma omp simd
+  for (Index i = 0; i < n; ++i) y[i] += x[i];
+}
+
+}  // namespace spin::kernels

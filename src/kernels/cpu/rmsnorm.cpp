@@ -1,0 +1,44 @@
+// RMSNorm (Zhang & Sennrich 2019), as LlamaRMSNorm: y = w * x / sqrt(mean(x^2) + eps).
+// Backward, with r = rstd and c = sum_j(dy_j w_j x_j) / dim:
+//   dx_j = r (dy_j w_j - x_j r^2 c),   dw_j = sum_rows dy_j x_j r.
+#include <cmath>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace spin::kernels {
+
+void CpuKernels::rmsnorm_forward(float* out, float* rstd, const float* x, const float* w,
+                                 Index n, Index dim, float eps) const {
+  for (Index i = 0; i < n; ++i) {
+    const float* xi = x + i * dim;
+    float* oi = out + i * dim;
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (Index j = 0; j < dim; ++j) ss += xi[j] * xi[j];
+    const float r = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+    rstd[i] = r;
+#pragma omp simd
+    for (Index j = 0; j < dim; ++j) oi[j] = xi[j] * r * w[j];
+  }
+}
+
+void CpuKernels::rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x,
+                                  const float* w, const float* rstd, Index n, Index dim) const {
+  for (Index i = 0; i < n; ++i) {
+    const float* xi = x + i * dim;
+    const float* gi = dout + i * dim;
+    float* dxi = dx + i * dim;
+    const float r = rstd[i];
+    float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+    for (Index j = 0; j < dim; ++j) dot += gi[j] * w[j] * xi[j];
+    const float c = r * r * dot / static_cast<float>(dim);
+#pragma omp simd
+    for (Index j = 0; j < dim; ++j) {
+      dxi[j] += r * (gi[j] * w[j] - xi[j] * c);
+      dw[j] += gi[j] * xi[j] * r;
+    }
+  }
+}
+
+}  // namespace spin::kernels

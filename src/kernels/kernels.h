@@ -1,0 +1,105 @@
+// The compute kernels of the transformer, one interface for every device. Each layer is a pair
+// of plain functions, forward and backward (llm.c style), over flat row-major buffers whose
+// shapes are in the signature. Implementations: cpu/ (CBLAS + vectorised loops, float32, the
+// reference) and, later, cuda/. Nothing here communicates: tensor-parallel pieces compute their
+// local part and the model combines them through parallel/.
+//
+// Conventions: weights are [out, in] as in torch.nn.Linear; "accumulates" means +=, so that
+// gradients add up over micro-batches and over the several users of one activation.
+#pragma once
+
+#include <cstdint>
+
+namespace spin::kernels {
+
+using Index = std::int64_t;
+
+class Kernels {
+ public:
+  virtual ~Kernels() = default;
+
+  // C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, row-major, leading dimensions in elements.
+  virtual void gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha,
+                    const float* a, Index lda, const float* b, Index ldb, float beta, float* c,
+                    Index ldc) const = 0;
+
+  // y[n, out] = x[n, in] W[out, in]^T
+  virtual void linear_forward(float* y, const float* x, const float* w, Index n, Index in,
+                              Index out) const = 0;
+  // dx[n, in] (= or +=, per accumulate_dx) dy W;  dW[out, in] += dy^T x.  dx may be null.
+  virtual void linear_backward(float* dx, float* dw, const float* dy, const float* x,
+                               const float* w, Index n, Index in, Index out,
+                               bool accumulate_dx) const = 0;
+
+  // Vocab-parallel embedding: this rank holds rows [vocab_start, vocab_start + rows) of the
+  // table. out[i] = table[ids[i] - vocab_start] for ids inside that range, 0 otherwise.
+  virtual void embedding_forward(float* out, const std::int32_t* ids, const float* table,
+                                 Index n, Index hidden, Index vocab_start, Index rows) const = 0;
+  // dtable[ids[i] - vocab_start] += dout[i] for ids inside the range.
+  virtual void embedding_backward(float* dtable, const std::int32_t* ids, const float* dout,
+                                  Index n, Index hidden, Index vocab_start,
+                                  Index rows) const = 0;
+
+  // out = x / sqrt(mean(x^2) + eps) * w over rows of `dim`; saves rstd[n] for the backward.
+  virtual void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, Index n,
+                               Index dim, float eps) const = 0;
+  // dx += d/dx, dw += d/dw.
+  virtual void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x,
+                                const float* w, const float* rstd, Index n,
+                                Index dim) const = 0;
+
+  // Rotary embedding, Hugging Face "rotate half" convention, in place on x[n, heads, head_dim]:
+  // for i < half = head_dim/2, angle = positions[row] * inv_freq[i] and
+  //   (x_i, x_{i+half}) <- (x_i cos - x_{i+half} sin, x_{i+half} cos + x_i sin).
+  // cos/sin are tables [max_position, half] (see model/rope.h).
+  virtual void rope_forward(float* x, const std::int32_t* positions, const float* cos,
+                            const float* sin, Index n, Index heads, Index head_dim) const = 0;
+  // The transpose (rotation by -angle), in place on the gradient.
+  virtual void rope_backward(float* dx, const std::int32_t* positions, const float* cos,
+                             const float* sin, Index n, Index heads, Index head_dim) const = 0;
+
+  // Causal self-attention over packed variable-length sequences: sequence s occupies rows
+  // [cu_seqlens[s], cu_seqlens[s+1]) and attends only within itself (no padding is computed).
+  // q/out: [rows, heads, head_dim]; k/v: [rows, kv_heads, head_dim]; query head h reads kv head
+  // h / (heads / kv_heads) (grouped-query attention). probs: the softmax, saved for the
+  // backward, attention_probs_size() floats.
+  virtual void attention_forward(float* out, float* probs, const float* q, const float* k,
+                                 const float* v, const Index* cu_seqlens, Index num_seqs,
+                                 Index heads, Index kv_heads, Index head_dim) const = 0;
+  // dq, dk, dv are overwritten.
+  virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout,
+                                  const float* q, const float* k, const float* v,
+                                  const float* probs, const Index* cu_seqlens, Index num_seqs,
+                                  Index heads, Index kv_heads, Index head_dim) const = 0;
+
+  // out = silu(gate) * up, element-wise over n values.
+  virtual void swiglu_forward(float* out, const float* gate, const float* up, Index n) const = 0;
+  // dgate, dup overwritten.
+  virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                               const float* up, Index n) const = 0;
+
+  // Local parts of the vocab-parallel log-softmax. logits: [n, ld]; this rank holds vocabulary
+  // entries [vocab_start, vocab_start + valid) in its first `valid` columns (the rest is padding
+  // and is ignored). Combined across ranks as: max (all-reduce max) -> sum exp(l - max) and the
+  // target logit (all-reduce sum) -> logprob = target_logit - max - log(sumexp).
+  virtual void logits_max(float* row_max, const float* logits, Index n, Index ld,
+                          Index valid) const = 0;
+  // sumexp[i] = sum_v exp(logits[i, v] - row_max[i]); target_logit[i] = logits[i, target - start]
+  // if this rank holds the target, else 0.
+  virtual void logits_sumexp_target(float* sumexp, float* target_logit, const float* logits,
+                                    const float* row_max, const std::int32_t* targets, Index n,
+                                    Index ld, Index valid, Index vocab_start) const = 0;
+  // dlogits[i, v] = dlogprob[i] * (1[v is the target] - exp(logits[i, v] - lse[i])); padding
+  // columns get 0. dlogits may alias logits.
+  virtual void logprob_backward(float* dlogits, const float* logits, const float* lse,
+                                const std::int32_t* targets, const float* dlogprob, Index n,
+                                Index ld, Index valid, Index vocab_start) const = 0;
+
+  // y += x
+  virtual void add_inplace(float* y, const float* x, Index n) const = 0;
+};
+
+// Number of floats attention_forward saves: heads * sum_s len_s^2.
+Index attention_probs_size(const Index* cu_seqlens, Index num_seqs, Index heads);
+
+}  // namespace spin::kernels

@@ -1,0 +1,29 @@
+#include "model/batch.h"
+
+#include "core/error.h"
+
+namespace spin::model {
+
+TokenBatch TokenBatch::pack(const std::vector<Sequence>& sequences) {
+  TokenBatch b;
+  b.cu_seqlens.push_back(0);
+  for (std::size_t s = 0; s < sequences.size(); ++s) {
+    const Sequence& seq = sequences[s];
+    const auto len = static_cast<std::int64_t>(seq.tokens.size());
+    require(len >= 1, "sequence ", s, " of the batch is empty");
+    require(seq.mask_from >= 1 && seq.mask_from <= len, "sequence ", s, ": mask_from ",
+            seq.mask_from, " must be in [1, ", len, "]");
+    for (std::int64_t p = 0; p < len; ++p) {
+      const bool last = p + 1 == len;
+      b.tokens.push_back(seq.tokens[static_cast<std::size_t>(p)]);
+      b.positions.push_back(static_cast<std::int32_t>(p));
+      b.targets.push_back(last ? -1 : seq.tokens[static_cast<std::size_t>(p + 1)]);
+      b.loss_mask.push_back(!last && p + 1 >= seq.mask_from ? 1.0f : 0.0f);
+      b.sequence_of.push_back(static_cast<std::int32_t>(s));
+    }
+    b.cu_seqlens.push_back(b.cu_seqlens.back() + len);
+  }
+  return b;
+}
+
+}  // namespace spin::model

@@ -1,0 +1,138 @@
+#include "model/config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace spin::model {
+
+namespace {
+using nlohmann::json;
+
+std::int64_t positive_int(const json& j, const char* key, const std::string& source) {
+  require(j.contains(key), source, ": missing required key \"", key, "\"");
+  const json& v = j.at(key);
+  require(v.is_number_integer() && v.get<std::int64_t>() > 0, source, ": \"", key,
+          "\" must be a positive integer, got ", v.dump());
+  return v.get<std::int64_t>();
+}
+
+float positive_float(const json& j, const char* key, const std::string& source) {
+  const json& v = j.at(key);
+  require(v.is_number() && v.get<double>() > 0, source, ": \"", key,
+          "\" must be a positive number, got ", v.dump());
+  return v.get<float>();
+}
+
+std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
+  std::vector<std::int64_t> ids;
+  if (v.is_null()) return ids;
+  const json list = v.is_array() ? v : json::array({v});
+  for (const json& id : list) {
+    require(id.is_number_integer() && id.get<std::int64_t>() >= 0, source, ": \"", key,
+            "\" must be a token id or a list of them, got ", v.dump());
+    ids.push_back(id.get<std::int64_t>());
+  }
+  return ids;
+}
+}  // namespace
+
+ModelConfig ModelConfig::from_json(const std::string& text, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    fail(source, ": not valid JSON: ", e.what());
+  }
+  require(j.is_object(), source, ": expected a JSON object");
+
+  if (j.contains("model_type")) {
+    const std::string type = j.at("model_type").is_string() ? j.at("model_type").get<std::string>()
+                                                            : j.at("model_type").dump();
+    require(type == "llama" || type == "mistral", source, ": model_type \"", type,
+            "\" is not supported (spin runs the Llama family: llama, mistral)");
+  }
+  if (j.contains("hidden_act")) {
+    require(j.at("hidden_act") == "silu", source, ": hidden_act ", j.at("hidden_act").dump(),
+            " is not supported (only \"silu\")");
+  }
+  for (const char* key : {"attention_bias", "mlp_bias"}) {
+    require(!j.contains(key) || j.at(key) == false, source, ": \"", key,
+            "\": true is not supported (Llama projections have no bias)");
+  }
+  require(!j.contains("rope_scaling") || j.at("rope_scaling").is_null(), source,
+          ": rope_scaling ", j.contains("rope_scaling") ? j.at("rope_scaling").dump() : "",
+          " is not supported; only plain RoPE with rope_theta");
+
+  ModelConfig c;
+  c.vocab_size = positive_int(j, "vocab_size", source);
+  c.hidden_size = positive_int(j, "hidden_size", source);
+  c.intermediate_size = positive_int(j, "intermediate_size", source);
+  c.num_layers = positive_int(j, "num_hidden_layers", source);
+  c.num_heads = positive_int(j, "num_attention_heads", source);
+  c.max_position_embeddings = positive_int(j, "max_position_embeddings", source);
+  require(j.contains("rms_norm_eps"), source, ": missing required key \"rms_norm_eps\"");
+  c.rms_norm_eps = positive_float(j, "rms_norm_eps", source);
+  c.num_kv_heads = j.contains("num_key_value_heads") && !j.at("num_key_value_heads").is_null()
+                       ? positive_int(j, "num_key_value_heads", source)
+                       : c.num_heads;
+  if (j.contains("head_dim") && !j.at("head_dim").is_null()) {
+    c.head_dim = positive_int(j, "head_dim", source);
+  } else {
+    require(c.hidden_size % c.num_heads == 0, source, ": hidden_size (", c.hidden_size,
+            ") is not divisible by num_attention_heads (", c.num_heads, ")");
+    c.head_dim = c.hidden_size / c.num_heads;
+  }
+  require(c.head_dim % 2 == 0, source, ": head_dim (", c.head_dim, ") must be even for RoPE");
+  require(c.num_heads % c.num_kv_heads == 0, source, ": num_attention_heads (", c.num_heads,
+          ") is not divisible by num_key_value_heads (", c.num_kv_heads, ")");
+  require(c.vocab_size <= (std::int64_t{1} << 31) - 1, source, ": vocab_size too large");
+  if (j.contains("rope_theta")) c.rope_theta = positive_float(j, "rope_theta", source);
+  if (j.contains("sliding_window") && !j.at("sliding_window").is_null()) {
+    c.sliding_window = positive_int(j, "sliding_window", source);
+  }
+  if (j.contains("tie_word_embeddings")) {
+    require(j.at("tie_word_embeddings").is_boolean(), source,
+            ": \"tie_word_embeddings\" must be true or false");
+    c.tie_word_embeddings = j.at("tie_word_embeddings").get<bool>();
+  }
+  if (j.contains("eos_token_id")) c.eos_token_ids = token_ids(j.at("eos_token_id"), "eos_token_id", source);
+  if (j.contains("bos_token_id")) {
+    const auto bos = token_ids(j.at("bos_token_id"), "bos_token_id", source);
+    if (!bos.empty()) c.bos_token_id = bos.front();
+  }
+  for (std::int64_t id : c.eos_token_ids) {
+    require(id < c.vocab_size, source, ": eos_token_id ", id, " is outside the vocabulary (",
+            c.vocab_size, ")");
+  }
+  c.json_text = text;
+  return c;
+}
+
+ModelConfig ModelConfig::load(const std::string& model_dir) {
+  const std::string path = model_dir + "/config.json";
+  std::ifstream in(path);
+  require(in.good(), path, ": cannot open (is --model a Hugging Face model directory?)");
+  std::stringstream text;
+  text << in.rdbuf();
+  return from_json(text.str(), path);
+}
+
+std::int64_t ModelConfig::max_sequence_length() const {
+  return sliding_window ? std::min(*sliding_window, max_position_embeddings)
+                        : max_position_embeddings;
+}
+
+std::int64_t ModelConfig::num_parameters() const {
+  const std::int64_t h = hidden_size;
+  const std::int64_t attn = h * head_dim * (2 * num_heads + 2 * num_kv_heads);
+  const std::int64_t mlp = 3 * h * intermediate_size;
+  const std::int64_t per_layer = attn + mlp + 2 * h;
+  const std::int64_t embeddings = vocab_size * h * (tie_word_embeddings ? 1 : 2);
+  return num_layers * per_layer + embeddings + h;
+}
+
+}  // namespace spin::model

@@ -1,0 +1,41 @@
+// ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM),
+// read from a Hugging Face config.json. Features spin does not implement (rope_scaling,
+// attention/MLP biases, activations other than SiLU) are refused by name rather than ignored.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace spin::model {
+
+struct ModelConfig {
+  std::int64_t vocab_size = 0;
+  std::int64_t hidden_size = 0;
+  std::int64_t intermediate_size = 0;
+  std::int64_t num_layers = 0;        // num_hidden_layers
+  std::int64_t num_heads = 0;         // num_attention_heads
+  std::int64_t num_kv_heads = 0;      // num_key_value_heads (defaults to num_heads)
+  std::int64_t head_dim = 0;          // head_dim (defaults to hidden_size / num_heads)
+  float rms_norm_eps = 1e-6f;
+  float rope_theta = 10000.0f;
+  std::int64_t max_position_embeddings = 0;
+  std::optional<std::int64_t> sliding_window;  // Mistral; sequences must not exceed it
+  bool tie_word_embeddings = false;
+  std::vector<std::int64_t> eos_token_ids;
+  std::optional<std::int64_t> bos_token_id;
+  std::string json_text;  // the config.json text, kept to write into checkpoints and exports
+
+  // Parses and validates; `source` names the input in errors (e.g. the file path).
+  static ModelConfig from_json(const std::string& text, const std::string& source);
+  // Reads `<model_dir>/config.json`.
+  static ModelConfig load(const std::string& model_dir);
+
+  // Longest sequence this model scores correctly.
+  std::int64_t max_sequence_length() const;
+  // Parameters of the full (unsharded) model.
+  std::int64_t num_parameters() const;
+};
+
+}  // namespace spin::model

@@ -1,0 +1,41 @@
+// One Llama decoder layer under tensor parallelism, as explicit forward and backward:
+//   x_mid = x_in  + o_proj(attention(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1))),
+//   x_out = x_mid + down_proj(silu(gate_proj(n2)) * up_proj(n2)),
+// with n1 = rmsnorm(x_in), n2 = rmsnorm(x_mid). q/k/v and gate/up are column-parallel (input
+// copied to the TP region: all-reduce of its gradient), o_proj and down_proj row-parallel
+// (output reduced from the TP region: all-reduce forward). Two all-reduces of [rows, hidden]
+// forward and two backward; nothing else crosses ranks.
+#pragma once
+
+#include "core/tensor.h"
+#include "model/context.h"
+#include "model/weights.h"
+
+namespace spin::model {
+
+// What the backward needs, per layer (or one shared set when only scoring).
+struct LayerActivations {
+  Tensor x_in, n1, rstd1, q, k, v, probs, attn;
+  Tensor x_mid, n2, rstd2, gate, up, act;
+
+  // Buffers for `rows` tokens and `probs_size` attention probabilities.
+  LayerActivations(const TpDims& d, std::int64_t rows, std::int64_t probs_size);
+};
+
+// Reads acts.x_in, fills the rest of `acts`, writes the layer output to x_out (which may be
+// acts.x_in itself when the activations are not kept for a backward).
+void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
+                           const BatchGeometry& batch, LayerActivations& acts, float* x_out);
+
+// Scratch buffers of the backward, shared by all layers.
+struct LayerGradScratch {
+  Tensor d_norm, d_attn, dq, dk, dv, d_act, d_gate, d_up;
+  LayerGradScratch(const TpDims& d, std::int64_t rows);
+};
+
+// On entry dx holds d loss / d x_out; on return d loss / d x_in. Weight gradients accumulate.
+void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& grad,
+                            const BatchGeometry& batch, const LayerActivations& acts,
+                            LayerGradScratch& scratch, float* dx);
+
+}  // namespace spin::model

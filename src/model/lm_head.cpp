@@ -1,0 +1,61 @@
+#include "model/lm_head.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "parallel/tp_mappings.h"
+
+namespace spin::model {
+
+namespace p = spin::parallel;
+
+HeadActivations::HeadActivations(const TpDims& d, std::int64_t rows)
+    : x(Tensor::zeros({rows, d.hidden})),
+      normed(Tensor::zeros({rows, d.hidden})),
+      rstd(Tensor::zeros({rows})),
+      logits(Tensor::zeros({rows, d.vocab_rows})),
+      lse(Tensor::zeros({rows})) {}
+
+void lm_head_forward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
+                     const std::int32_t* targets, HeadActivations& a, float* logprob) {
+  const auto& k = ctx.k;
+  const TpDims& d = ctx.dims;
+  const std::int64_t n = a.x.size(0);
+  k.rmsnorm_forward(a.normed.f32(), a.rstd.f32(), a.x.f32(), norm_weight.f32(), n, d.hidden,
+                    ctx.config.rms_norm_eps);
+  p::copy_to_tp_region_forward(ctx.tp, a.normed.f32(), static_cast<std::size_t>(n * d.hidden));
+  k.linear_forward(a.logits.f32(), a.normed.f32(), head.f32(), n, d.hidden, d.vocab_rows);
+
+  float* row_max = a.lse.f32();
+  k.logits_max(row_max, a.logits.f32(), n, d.vocab_rows, d.vocab_valid);
+  ctx.tp.all_reduce(row_max, static_cast<std::size_t>(n), parallel::ReduceOp::Max);
+  std::vector<float> sums(static_cast<std::size_t>(2 * n));  // [sumexp | target logit]
+  k.logits_sumexp_target(sums.data(), sums.data() + n, a.logits.f32(), row_max, targets, n,
+                         d.vocab_rows, d.vocab_valid, d.vocab_start);
+  ctx.tp.all_reduce(sums.data(), sums.size());
+  for (std::int64_t i = 0; i < n; ++i) {
+    row_max[i] += std::log(sums[static_cast<std::size_t>(i)]);  // now the log-sum-exp
+    logprob[i] = targets[i] < 0 ? 0.0f : sums[static_cast<std::size_t>(n + i)] - row_max[i];
+  }
+}
+
+void lm_head_backward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
+                      Tensor& norm_grad, Tensor& head_grad, const std::int32_t* targets,
+                      const float* dlogprob, HeadActivations& a, float* dx) {
+  const auto& k = ctx.k;
+  const TpDims& d = ctx.dims;
+  const std::int64_t n = a.x.size(0);
+  float* dlogits = a.logits.f32();  // in place: the logits are not needed afterwards
+  k.logprob_backward(dlogits, a.logits.f32(), a.lse.f32(), targets, dlogprob, n, d.vocab_rows,
+                     d.vocab_valid, d.vocab_start);
+  Tensor d_normed = Tensor::zeros({n, d.hidden});
+  k.linear_backward(d_normed.f32(), head_grad.f32(), dlogits, a.normed.f32(), head.f32(), n,
+                    d.hidden, d.vocab_rows, false);
+  p::copy_to_tp_region_backward(ctx.tp, d_normed.f32(), static_cast<std::size_t>(n * d.hidden));
+  std::fill(dx, dx + n * d.hidden, 0.0f);
+  k.rmsnorm_backward(dx, norm_grad.f32(), d_normed.f32(), a.x.f32(), norm_weight.f32(),
+                     a.rstd.f32(), n, d.hidden);
+}
+
+}  // namespace spin::model

@@ -1,0 +1,34 @@
+// The vocab-parallel LM head and token log-probabilities (Megatron's parallel LM logits +
+// _VocabParallelCrossEntropy, without the loss reduction). Each rank multiplies by its rows of
+// the head and never sees the full logits; per token only three scalars cross ranks, in two
+// all-reduces: the row max (max), then sum exp(logit - max) and the target's logit (sum).
+#pragma once
+
+#include "core/tensor.h"
+#include "model/context.h"
+
+namespace spin::model {
+
+struct HeadActivations {
+  Tensor x;       // [rows, hidden]: the last layer's output (input of the final norm)
+  Tensor normed;  // [rows, hidden]
+  Tensor rstd;    // [rows]
+  Tensor logits;  // [rows, vocab_rows], this rank's vocabulary shard
+  Tensor lse;     // [rows]: global log-sum-exp of each row
+
+  HeadActivations() = default;
+  HeadActivations(const TpDims& d, std::int64_t rows);
+};
+
+// logprob[i] = log softmax(logits_i)[targets[i]], and 0 where targets[i] < 0.
+// Identical on every TP rank.
+void lm_head_forward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
+                     const std::int32_t* targets, HeadActivations& acts, float* logprob);
+
+// From dlogprob[i] = d loss / d logprob[i]: accumulates the head and norm weight gradients and
+// writes d loss / d x into dx. Overwrites acts.logits with its gradient.
+void lm_head_backward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
+                      Tensor& norm_grad, Tensor& head_grad, const std::int32_t* targets,
+                      const float* dlogprob, HeadActivations& acts, float* dx);
+
+}  // namespace spin::model

@@ -1,0 +1,33 @@
+// How a model's dimensions divide over the tensor-parallel group (Megatron's layout): attention
+// heads, kv heads and the MLP width are split evenly; the vocabulary is split into
+// ceil(vocab / tp) rows per rank, the last shard padded. Padding rows are never read: lookups of
+// them cannot happen and the log-softmax skips them, so padding never changes a result.
+#pragma once
+
+#include <cstdint>
+
+#include "model/config.h"
+
+namespace spin::model {
+
+struct TpDims {
+  int rank = 0;
+  int size = 1;
+  std::int64_t hidden = 0;
+  std::int64_t head_dim = 0;
+  std::int64_t heads = 0;         // query heads on this rank
+  std::int64_t kv_heads = 0;      // key/value heads on this rank
+  std::int64_t intermediate = 0;  // MLP columns on this rank
+  std::int64_t vocab_rows = 0;    // embedding / lm_head rows on this rank, padding included
+  std::int64_t vocab_start = 0;   // first vocabulary id held here
+  std::int64_t vocab_valid = 0;   // real vocabulary ids held here (<= vocab_rows)
+
+  std::int64_t q_width() const { return heads * head_dim; }
+  std::int64_t kv_width() const { return kv_heads * head_dim; }
+};
+
+// Throws spin::Error naming what is not divisible by tp. GQA with fewer kv heads than TP ranks
+// is refused (as in Megatron): replicating kv heads would need extra gradient reductions.
+TpDims tp_dims(const ModelConfig& config, int tp_rank, int tp_size);
+
+}  // namespace spin::model

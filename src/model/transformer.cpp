@@ -1,0 +1,119 @@
+#include "model/transformer.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "parallel/tp_mappings.h"
+
+namespace spin::model {
+
+Transformer::Transformer(const ModelConfig& config, const TpDims& dims,
+                         parallel::Communicator& tp, const kernels::Kernels& kernels)
+    : config_(config),
+      dims_(dims),
+      rope_(config.head_dim, config.max_sequence_length(), config.rope_theta),
+      ctx_{config_, dims_, tp, kernels, rope_} {
+  require(tp.size() == dims.size && tp.rank() == dims.rank, "the TP communicator (rank ",
+          tp.rank(), " of ", tp.size(), ") does not match the model's TP layout (rank ",
+          dims.rank, " of ", dims.size, ")");
+}
+
+void Transformer::validate(const TokenBatch& batch) const {
+  require(batch.num_seqs() >= 1, "empty batch");
+  for (std::int64_t s = 0; s < batch.num_seqs(); ++s) {
+    const auto len = batch.cu_seqlens[static_cast<std::size_t>(s + 1)] -
+                     batch.cu_seqlens[static_cast<std::size_t>(s)];
+    require(len <= config_.max_sequence_length(), "sequence ", s, " has ", len,
+            " tokens; the model allows at most ", config_.max_sequence_length(),
+            config_.sliding_window ? " (sliding_window)" : " (max_position_embeddings)");
+  }
+  for (std::int64_t i = 0; i < batch.rows(); ++i) {
+    const std::int32_t t = batch.tokens[static_cast<std::size_t>(i)];
+    require(t >= 0 && t < config_.vocab_size, "token id ", t, " in sequence ",
+            batch.sequence_of[static_cast<std::size_t>(i)], " is outside the vocabulary [0, ",
+            config_.vocab_size, ")");
+  }
+}
+
+BatchGeometry Transformer::geometry(const TokenBatch& batch) const {
+  return BatchGeometry{batch.rows(), batch.num_seqs(), batch.cu_seqlens.data(),
+                       batch.positions.data()};
+}
+
+ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batch,
+                                   Activations* keep) const {
+  validate(batch);
+  const auto& k = ctx_.k;
+  const BatchGeometry b = geometry(batch);
+  const std::int64_t n = b.rows;
+  const std::int64_t h = dims_.hidden;
+  const std::int64_t probs_size =
+      kernels::attention_probs_size(b.cu_seqlens, b.num_seqs, dims_.heads);
+
+  Activations scratch;
+  Activations& a = keep ? *keep : scratch;
+  a.batch = batch;
+  a.layers.clear();
+  const std::int64_t sets = keep ? config_.num_layers : 1;
+  for (std::int64_t l = 0; l < sets; ++l) a.layers.emplace_back(dims_, n, probs_size);
+  a.head = HeadActivations(dims_, n);
+
+  // Vocab-parallel embedding: each rank fills the rows of the ids it holds, zeros elsewhere.
+  float* x0 = a.layers[0].x_in.f32();
+  k.embedding_forward(x0, batch.tokens.data(), w.embed_tokens.f32(), n, h, dims_.vocab_start,
+                      dims_.vocab_valid);
+  parallel::reduce_from_tp_region_forward(ctx_.tp, x0, static_cast<std::size_t>(n * h));
+
+  for (std::int64_t l = 0; l < config_.num_layers; ++l) {
+    LayerActivations& la = a.layers[static_cast<std::size_t>(keep ? l : 0)];
+    const bool last = l + 1 == config_.num_layers;
+    float* out = last ? a.head.x.f32()
+                      : (keep ? a.layers[static_cast<std::size_t>(l + 1)].x_in.f32()
+                              : la.x_in.f32());
+    decoder_layer_forward(ctx_, w.layers[static_cast<std::size_t>(l)], b, la, out);
+  }
+
+  ForwardResult r;
+  r.token_logprobs.resize(static_cast<std::size_t>(n));
+  lm_head_forward(ctx_, w.norm, w.lm_head, batch.targets.data(), a.head, r.token_logprobs.data());
+  r.sequence_logprobs.assign(static_cast<std::size_t>(b.num_seqs), 0.0f);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto row = static_cast<std::size_t>(i);
+    r.sequence_logprobs[static_cast<std::size_t>(batch.sequence_of[row])] +=
+        batch.loss_mask[row] * r.token_logprobs[row];
+  }
+  return r;
+}
+
+void Transformer::backward(const ModelWeights& w, Activations& a, std::span<const float> dseq,
+                           ModelWeights& grads) const {
+  const TokenBatch& batch = a.batch;
+  require(static_cast<std::int64_t>(a.layers.size()) == config_.num_layers,
+          "backward needs the activations of a forward that kept them");
+  require(static_cast<std::int64_t>(dseq.size()) == batch.num_seqs(), "backward got ",
+          dseq.size(), " sequence gradients for ", batch.num_seqs(), " sequences");
+  const BatchGeometry b = geometry(batch);
+  const std::int64_t n = b.rows;
+
+  std::vector<float> dlogprob(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto row = static_cast<std::size_t>(i);
+    dlogprob[row] = batch.loss_mask[row] * dseq[static_cast<std::size_t>(batch.sequence_of[row])];
+  }
+  Tensor dx = Tensor::zeros({n, dims_.hidden});
+  lm_head_backward(ctx_, w.norm, w.lm_head, grads.norm, grads.lm_head, batch.targets.data(),
+                   dlogprob.data(), a.head, dx.f32());
+
+  LayerGradScratch scratch(dims_, n);
+  for (std::int64_t l = config_.num_layers - 1; l >= 0; --l) {
+    const auto li = static_cast<std::size_t>(l);
+    decoder_layer_backward(ctx_, w.layers[li], grads.layers[li], b, a.layers[li], scratch,
+                           dx.f32());
+  }
+  // The embedding's forward all-reduce is reduce_from: identity backward, each rank scatters
+  // the full gradient into the rows it holds.
+  ctx_.k.embedding_backward(grads.embed_tokens.f32(), batch.tokens.data(), dx.f32(), n,
+                            dims_.hidden, dims_.vocab_start, dims_.vocab_valid);
+}
+
+}  // namespace spin::model

@@ -1,0 +1,67 @@
+// Transformer: a Llama-family causal LM on this rank's tensor-parallel shard. forward() returns,
+// per token, log p(next token) and, per sequence, the sum over its response tokens; backward()
+// turns d loss / d (sequence sums) into every parameter gradient. Explicit forward and backward
+// per layer (decoder_layer.h, lm_head.h); no autograd. Results are identical on all ranks of the
+// TP group and, up to float rounding, equal for every TP size.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "model/batch.h"
+#include "model/config.h"
+#include "model/context.h"
+#include "model/decoder_layer.h"
+#include "model/lm_head.h"
+#include "model/rope.h"
+#include "model/tp_dims.h"
+#include "model/weights.h"
+#include "parallel/communicator.h"
+
+namespace spin::model {
+
+struct ForwardResult {
+  std::vector<float> token_logprobs;     // per row of the batch; 0 at each sequence's last token
+  std::vector<float> sequence_logprobs;  // per sequence: sum of token_logprobs * loss_mask
+};
+
+// Everything a backward needs from its forward: the batch and each layer's activations.
+struct Activations {
+  TokenBatch batch;
+  std::vector<LayerActivations> layers;
+  HeadActivations head;
+};
+
+class Transformer {
+ public:
+  Transformer(const ModelConfig& config, const TpDims& dims, parallel::Communicator& tp,
+              const kernels::Kernels& kernels);
+  Transformer(const Transformer&) = delete;
+  Transformer& operator=(const Transformer&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  const TpDims& dims() const { return dims_; }
+
+  // Scores `batch`. With `keep` the activations of every layer are stored there for backward();
+  // without, one set of buffers is reused layer after layer. Throws spin::Error for token ids
+  // outside the vocabulary or sequences longer than the model allows.
+  ForwardResult forward(const ModelWeights& weights, const TokenBatch& batch,
+                        Activations* keep = nullptr) const;
+
+  // Accumulates into `grads` the gradient of sum_s dseq[s] * sequence_logprobs[s].
+  // Consumes `saved` (the logits buffer is reused for their gradient).
+  void backward(const ModelWeights& weights, Activations& saved, std::span<const float> dseq,
+                ModelWeights& grads) const;
+
+ private:
+  void validate(const TokenBatch& batch) const;
+  BatchGeometry geometry(const TokenBatch& batch) const;
+
+  const ModelConfig& config_;
+  TpDims dims_;
+  RopeTable rope_;
+  ModelContext ctx_;
+};
+
+}  // namespace spin::model

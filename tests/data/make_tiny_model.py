@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Writes a small random Llama-family model in Hugging Face layout (config.json +
+model.safetensors, or shards + model.safetensors.index.json). Standard library only.
+
+Weights are drawn from a seeded generator and rounded to bfloat16-representable values, so the
+F32, BF16 and F16 (for values in its range) files of one seed hold the same numbers.
+
+    python3 make_tiny_model.py OUT_DIR [--dtype bf16] [--shards 2] [--tie] ...
+"""
+import argparse
+import json
+import os
+import random
+import struct
+
+
+def bf16_round(x):
+    """Round a float to the nearest bfloat16 (ties to even), returned as a Python float."""
+    (u,) = struct.unpack("<I", struct.pack("<f", x))
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    return struct.unpack("<f", struct.pack("<I", u))[0]
+
+
+def encode(values, dtype):
+    if dtype == "F32":
+        return struct.pack("<%df" % len(values), *values)
+    if dtype == "BF16":
+        out = bytearray()
+        for v in values:  # already bf16-representable: the top half of the f32 bits is exact
+            out += struct.pack("<I", struct.unpack("<I", struct.pack("<f", v))[0])[2:]
+        return bytes(out)
+    if dtype == "F16":
+        return struct.pack("<%de" % len(values), *values)
+    raise ValueError(dtype)
+
+
+def write_safetensors(path, tensors, dtype):
+    header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
+    for name, shape, values in tensors:
+        blob = encode(values, dtype)
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":"))
+    text += " " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text.encode())
+        for blob in blobs:
+            f.write(blob)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out_dir")
+    p.add_argument("--vocab", type=int, default=256)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--intermediate", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--max-positions", type=int, default=512)
+    p.add_argument("--rope-theta", type=float, default=10000.0)
+    p.add_argument("--std", type=float, default=0.08, help="standard deviation of the matrices")
+    p.add_argument("--tie", action="store_true", help="tie_word_embeddings")
+    p.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")
+    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1234)
+    a = p.parse_args()
+
+    rng = random.Random(a.seed)
+    head_dim = a.hidden // a.heads
+
+    def matrix(rows, cols):
+        return [bf16_round(rng.gauss(0.0, a.std)) for _ in range(rows * cols)]
+
+    def norm(n):  # around 1, not exactly 1, so that tests see the norm weights at work
+        return [bf16_round(1.0 + rng.gauss(0.0, 0.1)) for _ in range(n)]
+
+    tensors = [("model.embed_tokens.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden))]
+    for l in range(a.layers):
+        pre = "model.layers.%d." % l
+        tensors += [
+            (pre + "input_layernorm.weight", [a.hidden], norm(a.hidden)),
+            (pre + "self_attn.q_proj.weight", [a.heads * head_dim, a.hidden], matrix(a.heads * head_dim, a.hidden)),
+            (pre + "self_attn.k_proj.weight", [a.kv_heads * head_dim, a.hidden], matrix(a.kv_heads * head_dim, a.hidden)),
+            (pre + "self_attn.v_proj.weight", [a.kv_heads * head_dim, a.hidden], matrix(a.kv_heads * head_dim, a.hidden)),
+            (pre + "self_attn.o_proj.weight", [a.hidden, a.heads * head_dim], matrix(a.hidden, a.heads * head_dim)),
+            (pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
+            (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
+            (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
+            (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
+        ]
+    tensors.append(("model.norm.weight", [a.hidden], norm(a.hidden)))
+    if not a.tie:
+        tensors.append(("lm_head.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden)))
+
+    os.makedirs(a.out_dir, exist_ok=True)
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": a.vocab,
+        "hidden_size": a.hidden,
+        "intermediate_size": a.intermediate,
+        "num_hidden_layers": a.layers,
+        "num_attention_heads": a.heads,
+        "num_key_value_heads": a.kv_heads,
+        "hidden_act": "silu",
+        "max_position_embeddings": a.max_positions,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": a.rope_theta,
+        "tie_word_embeddings": a.tie,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "torch_dtype": {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}[a.dtype],
+    }
+    with open(os.path.join(a.out_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+
+    dtype = a.dtype.upper()
+    for stale in os.listdir(a.out_dir):
+        if stale.endswith(".safetensors") or stale.endswith(".safetensors.index.json"):
+            os.remove(os.path.join(a.out_dir, stale))
+    if a.shards == 1:
+        write_safetensors(os.path.join(a.out_dir, "model.safetensors"), tensors, dtype)
+        return
+    weight_map = {}
+    per_shard = (len(tensors) + a.shards - 1) // a.shards
+    for s in range(a.shards):
+        name = "model-%05d-of-%05d.safetensors" % (s + 1, a.shards)
+        part = tensors[s * per_shard:(s + 1) * per_shard]
+        write_safetensors(os.path.join(a.out_dir, name), part, dtype)
+        weight_map.update({t[0]: name for t in part})
+    with open(os.path.join(a.out_dir, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {}, "weight_map": weight_map}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
