@@ -19,10 +19,11 @@ PhiloxCounter philox4x32_10(PhiloxCounter counter, PhiloxKey key);
 // (counter lo, counter hi, stream lo, stream hi).
 PhiloxCounter philox_bits(std::uint64_t seed, std::uint64_t stream, std::uint64_t counter);
 
-// A float uniform in the open interval (0, 1) from 32 random bits: (k + 0.5) / 2^24 with k the
-// top 24 bits, so both log(u) and log(1 - u) are finite (Gumbel and Box-Muller need that).
+// A float uniform in the open interval (0, 1) from 32 random bits: (k + 0.5) / 2^23 with k the
+// top 23 bits, exactly representable from 2^-24 to 1 - 2^-24, so both log(u) and log(1 - u)
+// are finite (Gumbel and Box-Muller need that).
 inline float uniform_open(std::uint32_t bits) {
-  return (static_cast<float>(bits >> 8) + 0.5f) * (1.0f / 16777216.0f);
+  return (static_cast<float>(bits >> 9) + 0.5f) * (1.0f / 8388608.0f);
 }
 
 // A standard normal draw keyed by (seed, stream, counter), by Box-Muller on one Philox block.

@@ -90,7 +90,7 @@ class Kernels {
                                     const float* row_max, const std::int32_t* targets, Index n,
                                     Index ld, Index valid, Index vocab_start) const = 0;
   // dlogits[i, v] = dlogprob[i] * (1[v is the target] - exp(logits[i, v] - lse[i])); padding
-  // columns get 0. dlogits may alias logits.
+  // columns, and rows without a target (targets[i] < 0), get 0. dlogits may alias logits.
   virtual void logprob_backward(float* dlogits, const float* logits, const float* lse,
                                 const std::int32_t* targets, const float* dlogprob, Index n,
                                 Index ld, Index valid, Index vocab_start) const = 0;

@@ -40,7 +40,7 @@ void CpuKernels::logprob_backward(float* dlogits, const float* logits, const flo
   for (Index i = 0; i < n; ++i) {
     const float* row = logits + i * ld;
     float* drow = dlogits + i * ld;
-    const float g = dlogprob[i];
+    const float g = targets[i] < 0 ? 0.0f : dlogprob[i];  // no target: logprob is the constant 0
     const float l = lse[i];
 #pragma omp simd
     for (Index v = 0; v < valid; ++v) drow[v] = -g * cpu::exp_approx(row[v] - l);

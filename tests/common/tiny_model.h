@@ -1,0 +1,51 @@
+// Small random models for model tests, built in memory (no files): ModelWeights::init_random
+// keys every value by its global index, so the same seed gives the same global model under any
+// tensor-parallel layout. Norm weights are moved away from 1 so that tests see them act.
+#pragma once
+
+#include <string>
+
+#include "core/philox.h"
+#include "model/config.h"
+#include "model/weights.h"
+
+namespace spin::testing {
+
+struct TinyShape {
+  int vocab = 37;
+  int hidden = 16;
+  int intermediate = 24;
+  int layers = 2;
+  int heads = 4;
+  int kv_heads = 2;
+  int max_positions = 64;
+  bool tie = false;
+};
+
+inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
+  const std::string json = std::string("{") +
+      "\"vocab_size\": " + std::to_string(s.vocab) +
+      ", \"hidden_size\": " + std::to_string(s.hidden) +
+      ", \"intermediate_size\": " + std::to_string(s.intermediate) +
+      ", \"num_hidden_layers\": " + std::to_string(s.layers) +
+      ", \"num_attention_heads\": " + std::to_string(s.heads) +
+      ", \"num_key_value_heads\": " + std::to_string(s.kv_heads) +
+      ", \"max_position_embeddings\": " + std::to_string(s.max_positions) +
+      ", \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0" +
+      ", \"tie_word_embeddings\": " + (s.tie ? "true" : "false") + "}";
+  return model::ModelConfig::from_json(json, "tiny test config");
+}
+
+inline void init_tiny_weights(model::ModelWeights& w, std::uint64_t seed, float std = 0.3f) {
+  w.init_random(seed, std);
+  const auto& params = w.sharded_state_dict();
+  for (std::size_t p = 0; p < params.size(); ++p) {
+    if (!params[p].replicated()) continue;
+    float* d = params[p].local.f32();
+    for (std::int64_t i = 0; i < params[p].local.numel(); ++i) {
+      d[i] = 1.0f + 0.2f * philox_normal(seed + 1, p, static_cast<std::uint64_t>(i));
+    }
+  }
+}
+
+}  // namespace spin::testing

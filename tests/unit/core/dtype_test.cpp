@@ -1,0 +1,51 @@
+#include "core/dtype.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+namespace spin {
+namespace {
+
+TEST(DType, Bf16KnownBitPatterns) {
+  EXPECT_EQ(bf16_to_f32(0x3f80), 1.0f);
+  EXPECT_EQ(bf16_to_f32(0xc000), -2.0f);
+  EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
+  // 1 + 2^-8 is halfway between bf16 1.0 and 1.0078125: ties go to even (1.0).
+  EXPECT_EQ(f32_to_bf16(1.00390625f), 0x3f80);
+  EXPECT_EQ(f32_to_bf16(1.01171875f), 0x3f82);  // 1 + 3 * 2^-8 -> tie, rounds up to even
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(std::nanf("")))));
+}
+
+TEST(DType, F16KnownBitPatterns) {
+  EXPECT_EQ(f16_to_f32(0x3c00), 1.0f);
+  EXPECT_EQ(f16_to_f32(0xc000), -2.0f);
+  EXPECT_EQ(f16_to_f32(0x7bff), 65504.0f);                  // largest finite
+  EXPECT_EQ(f16_to_f32(0x0001), std::ldexp(1.0f, -24));     // smallest subnormal
+  EXPECT_EQ(f16_to_f32(0x0400), std::ldexp(1.0f, -14));     // smallest normal
+  EXPECT_TRUE(std::isinf(f16_to_f32(0x7c00)));
+  EXPECT_TRUE(std::isnan(f16_to_f32(0x7e00)));
+  EXPECT_EQ(f32_to_f16(65504.0f), 0x7bff);
+  EXPECT_EQ(f32_to_f16(1e6f), 0x7c00);
+  EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -24)), 0x0001);
+  EXPECT_EQ(f32_to_f16(-0.0f), 0x8000);
+}
+
+TEST(DType, F16RoundTripsEveryFiniteValue) {
+  for (std::uint32_t h = 0; h < 0x10000; ++h) {
+    const auto bits = static_cast<std::uint16_t>(h);
+    const float f = f16_to_f32(bits);
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(f32_to_f16(f), bits) << "bits " << h;
+  }
+}
+
+TEST(DType, ConvertToF32RefusesIntegers) {
+  const std::int32_t v = 3;
+  float out;
+  EXPECT_THROW(convert_to_f32(&v, DType::I32, 1, &out), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace spin

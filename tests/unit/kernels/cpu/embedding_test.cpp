@@ -1,0 +1,38 @@
+#include <gtest/gtest.h>
+
+#include "common/test_util.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace spin::kernels {
+namespace {
+
+// A shard holding vocabulary rows [4, 7) of a hidden-3 table.
+TEST(Embedding, ForwardLooksUpHeldRowsAndZeroesOthers) {
+  const CpuKernels k;
+  const int hidden = 3, start = 4, rows = 3;
+  const auto table = testing::random_vector(rows * hidden, 1);
+  const std::vector<std::int32_t> ids = {4, 0, 6, 7, 5, 4};
+  std::vector<float> out(ids.size() * hidden, 9.0f);
+  k.embedding_forward(out.data(), ids.data(), table.data(), 6, hidden, start, rows);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const bool held = ids[i] >= start && ids[i] < start + rows;
+    for (int j = 0; j < hidden; ++j) {
+      const float want = held ? table[static_cast<std::size_t>((ids[i] - start) * hidden + j)] : 0.0f;
+      EXPECT_EQ(out[i * hidden + j], want) << "row " << i;
+    }
+  }
+}
+
+TEST(Embedding, BackwardScatterAddsRepeatedIds) {
+  const CpuKernels k;
+  const int hidden = 2, start = 4, rows = 3;
+  const std::vector<std::int32_t> ids = {4, 0, 6, 4, 7};
+  const std::vector<float> dout = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  std::vector<float> dtable(rows * hidden, 0.5f);  // accumulated into
+  k.embedding_backward(dtable.data(), ids.data(), dout.data(), 5, hidden, start, rows);
+  const std::vector<float> want = {0.5f + 1 + 7, 0.5f + 2 + 8, 0.5f, 0.5f, 0.5f + 5, 0.5f + 6};
+  EXPECT_EQ(dtable, want);
+}
+
+}  // namespace
+}  // namespace spin::kernels

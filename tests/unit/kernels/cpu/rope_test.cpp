@@ -1,0 +1,60 @@
+#include <gtest/gtest.h>
+
+#include "common/test_util.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "model/rope.h"
+#include "unit/kernels/reference.h"
+
+namespace spin::kernels {
+namespace {
+
+using testing::to_double;
+
+struct RopeCase {
+  int n = 6, heads = 3, hd = 16;
+  float theta = 10000.0f;
+  std::vector<std::int32_t> positions = {0, 1, 2, 37, 100, 255};
+  model::RopeTable table{16, 256, 10000.0f};
+};
+
+TEST(Rope, ForwardMatchesHuggingFaceRotateHalf) {
+  const CpuKernels k;
+  RopeCase c;
+  auto x = testing::random_vector(c.n * c.heads * c.hd, 1);
+  const auto want = testing::ref::rope(to_double(x), c.positions, c.n, c.heads, c.hd, c.theta);
+  k.rope_forward(x.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd);
+  // Angles up to 255 rad in float32 (as Hugging Face computes them): ~2e-5 absolute.
+  testing::expect_close(x, want, 0, 5e-5, "rope");
+}
+
+TEST(Rope, BackwardIsTheAdjointAndMatchesFiniteDifferences) {
+  const CpuKernels k;
+  RopeCase c;
+  const std::size_t size = static_cast<std::size_t>(c.n * c.heads * c.hd);
+  auto x = testing::random_vector(size, 2);
+  const auto y = testing::random_vector(size, 3);
+  // <R x, y> == <x, R^T y>
+  auto rx = x;
+  k.rope_forward(rx.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd);
+  auto rty = y;
+  k.rope_backward(rty.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd);
+  double lhs = 0, rhs = 0;
+  for (std::size_t i = 0; i < size; ++i) {
+    lhs += static_cast<double>(rx[i]) * y[i];
+    rhs += static_cast<double>(x[i]) * rty[i];
+  }
+  EXPECT_NEAR(lhs, rhs, 1e-4 * std::max(1.0, std::fabs(lhs)));
+  // The reference: rotation by -angle.
+  testing::expect_close(rty, testing::ref::rope(to_double(y), c.positions, c.n, c.heads, c.hd,
+                                                c.theta, -1.0),
+                        0, 5e-5, "backward vs naive");
+  const auto loss = [&] {
+    auto t = x;
+    k.rope_forward(t.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd);
+    return testing::weighted_sum(t, y);
+  };
+  testing::check_gradient(x, rty, loss, 1e-2, 1e-3, 1e-4, "vs finite differences");
+}
+
+}  // namespace
+}  // namespace spin::kernels

@@ -1,0 +1,149 @@
+#include "model/transformer.h"
+
+#include <gtest/gtest.h>
+
+#include "common/test_util.h"
+#include "common/tiny_model.h"
+#include "core/error.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "parallel/communicator.h"
+
+namespace spin::model {
+namespace {
+
+struct TinyModel {
+  ModelConfig config;
+  TpDims dims;
+  parallel::SelfCommunicator tp;
+  kernels::CpuKernels cpu;
+  ModelWeights weights;
+  Transformer transformer;
+
+  explicit TinyModel(const testing::TinyShape& shape = {})
+      : config(testing::tiny_config(shape)),
+        dims(tp_dims(config, 0, 1)),
+        weights(config, dims),
+        transformer(config, dims, tp, cpu) {
+    testing::init_tiny_weights(weights, 7);
+  }
+};
+
+std::vector<Sequence> three_sequences() {
+  return {{testing::random_ids(4, 37, 1), 1},
+          {testing::random_ids(7, 37, 2), 3},
+          {testing::random_ids(2, 37, 3), 1}};
+}
+
+// Whole-model gradients against central finite differences of the float32 forward.
+// Tolerance: the loss (sum of ~10 log-probabilities, |L| ~ 40) carries float32 rounding of
+// ~1e-5 absolute, so with a step of 1e-2 the differences are good to ~1e-3 absolute; curvature
+// adds O(step^2) relative. Hence |analytic - fd| <= 3e-3 + 3e-2 |fd| per coordinate, and the
+// much tighter 2e-3 relative for the directional derivative over all parameters at once.
+TEST(Transformer, GradientsMatchFiniteDifferences) {
+  for (bool tie : {false, true}) {
+    testing::TinyShape shape;
+    shape.tie = tie;
+    TinyModel m(shape);
+    const TokenBatch batch = TokenBatch::pack(three_sequences());
+    const std::vector<float> c = {0.7f, -1.3f, 0.4f};  // loss = sum_s c_s logprob_s
+    Activations acts;
+    m.transformer.forward(m.weights, batch, &acts);
+    ModelWeights grads(m.config, m.dims);
+    m.transformer.backward(m.weights, acts, c, grads);
+
+    const auto loss = [&] {
+      const ForwardResult r = m.transformer.forward(m.weights, batch);
+      return testing::weighted_sum(r.sequence_logprobs, c);
+    };
+    const auto& params = m.weights.sharded_state_dict();
+    const auto& grad_params = grads.sharded_state_dict();
+    for (std::size_t p = 0; p < params.size(); ++p) {
+      float* w = params[p].local.f32();
+      const float* g = grad_params[p].local.f32();
+      std::vector<float> view(w, w + params[p].local.numel());
+      std::vector<double> fd;
+      std::vector<float> analytic;
+      for (std::size_t i : testing::sample_coords(view.size(), 6)) {
+        const float saved = w[i];
+        w[i] = saved + 1e-2f;
+        const double up = loss();
+        w[i] = saved - 1e-2f;
+        const double down = loss();
+        w[i] = saved;
+        fd.push_back((up - down) / (static_cast<double>(saved + 1e-2f) - (saved - 1e-2f)));
+        analytic.push_back(g[i]);
+      }
+      testing::expect_close(analytic, fd, 3e-2, 3e-3, params[p].name.c_str());
+    }
+
+    // Directional derivative along a random direction u over every parameter.
+    Tensor flat = m.weights.flat();  // shares the parameters' storage
+    const auto u = testing::random_vector(static_cast<std::size_t>(flat.numel()), 9);
+    double g_dot_u = 0.0;
+    for (std::int64_t i = 0; i < flat.numel(); ++i) g_dot_u += grads.flat().f32()[i] * u[i];
+    const Tensor saved = flat.clone();
+    const float h = 1e-3f;
+    for (std::int64_t i = 0; i < flat.numel(); ++i) flat.f32()[i] = saved.f32()[i] + h * u[i];
+    const double up = loss();
+    for (std::int64_t i = 0; i < flat.numel(); ++i) flat.f32()[i] = saved.f32()[i] - h * u[i];
+    const double down = loss();
+    flat.copy_from(saved);
+    EXPECT_NEAR(g_dot_u, (up - down) / (2 * h), 2e-3 * std::fabs(g_dot_u))
+        << (tie ? "tied" : "untied");
+  }
+}
+
+// Packing is padding-free: a sequence scores the same alone or next to others.
+TEST(Transformer, SequenceResultsDoNotDependOnTheBatch) {
+  TinyModel m;
+  const auto seqs = three_sequences();
+  const ForwardResult together = m.transformer.forward(m.weights, TokenBatch::pack(seqs));
+  const TokenBatch packed = TokenBatch::pack(seqs);
+  for (std::size_t s = 0; s < seqs.size(); ++s) {
+    const ForwardResult alone = m.transformer.forward(m.weights, TokenBatch::pack({seqs[s]}));
+    const auto first = static_cast<std::size_t>(packed.cu_seqlens[s]);
+    const std::vector<float> mine(together.token_logprobs.begin() + static_cast<std::ptrdiff_t>(first),
+                                  together.token_logprobs.begin() +
+                                      static_cast<std::ptrdiff_t>(first + seqs[s].tokens.size()));
+    testing::expect_close(mine, alone.token_logprobs, 1e-5, 1e-6, "token logprobs");
+    EXPECT_NEAR(together.sequence_logprobs[s], alone.sequence_logprobs[0], 1e-4);
+  }
+}
+
+TEST(Transformer, SequenceSumCoversExactlyTheMaskedTokens) {
+  TinyModel m;
+  const auto seqs = three_sequences();
+  const ForwardResult r = m.transformer.forward(m.weights, TokenBatch::pack(seqs));
+  std::size_t row = 0;
+  for (std::size_t s = 0; s < seqs.size(); ++s) {
+    const std::size_t len = seqs[s].tokens.size();
+    double want = 0.0;
+    // token_logprobs[row + i] predicts token i + 1; summed when i + 1 >= mask_from.
+    for (std::size_t i = 0; i + 1 < len; ++i) {
+      EXPECT_LT(r.token_logprobs[row + i], 0.0f);
+      if (static_cast<std::int64_t>(i + 1) >= seqs[s].mask_from) want += r.token_logprobs[row + i];
+    }
+    EXPECT_EQ(r.token_logprobs[row + len - 1], 0.0f) << "last token predicts nothing";
+    EXPECT_NEAR(r.sequence_logprobs[s], want, 1e-5);
+    row += len;
+  }
+}
+
+TEST(Transformer, KeepingActivationsDoesNotChangeResults) {
+  TinyModel m;
+  const TokenBatch batch = TokenBatch::pack(three_sequences());
+  Activations acts;
+  const ForwardResult kept = m.transformer.forward(m.weights, batch, &acts);
+  const ForwardResult plain = m.transformer.forward(m.weights, batch);
+  EXPECT_EQ(kept.token_logprobs, plain.token_logprobs);
+}
+
+TEST(Transformer, RefusesTokensOutsideTheVocabularyAndOverlongSequences) {
+  TinyModel m;
+  EXPECT_THROW(m.transformer.forward(m.weights, TokenBatch::pack({{{1, 2, 37}, 1}})), Error);
+  const std::vector<std::int32_t> long_seq(65, 1);
+  EXPECT_THROW(m.transformer.forward(m.weights, TokenBatch::pack({{long_seq, 1}})), Error);
+}
+
+}  // namespace
+}  // namespace spin::model
