@@ -1,0 +1,126 @@
+// Run with 4 ranks. The central property of tensor parallelism: TP = 2 and TP = 4 give the
+// log-probabilities and (gathered) gradients of TP = 1, to 1e-5 relative.
+#include <gtest/gtest.h>
+
+#include "common/test_util.h"
+#include "common/tiny_model.h"
+#include "core/error.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "model/transformer.h"
+#include "mpi/mpi_test.h"
+#include "parallel/process_grid.h"
+
+namespace spin::model {
+namespace {
+
+using spin::testing::mpi_world;
+
+struct Run {
+  std::vector<float> token_logprobs;
+  std::vector<std::vector<float>> grads;  // per parameter, the whole (gathered) tensor
+};
+
+std::vector<Sequence> batch_sequences() {  // different lengths, packed without padding
+  return {{testing::random_ids(9, 37, 11), 3},
+          {testing::random_ids(3, 37, 12), 1},
+          {testing::random_ids(14, 37, 13), 5},
+          {testing::random_ids(1, 37, 14), 1}};
+}
+
+// The full tensor from every TP rank's shard: each rank writes the part it holds (replicated
+// tensors: TP rank 0 only) into a zero buffer, then a sum over the TP group.
+std::vector<float> gather(const ShardedTensor& t, parallel::Communicator& tp) {
+  std::vector<float> full(static_cast<std::size_t>(shape_numel(t.global_shape)), 0.0f);
+  const float* l = t.local.f32();
+  if (t.replicated()) {
+    if (tp.rank() == 0) std::copy(l, l + t.local.numel(), full.begin());
+  } else {
+    const std::int64_t cols = t.global_shape[1];
+    const std::int64_t lc = t.local.shape()[1];
+    for (std::int64_t r = 0; r < t.local.shape()[0]; ++r) {
+      for (std::int64_t c = 0; c < lc; ++c) {
+        if ((t.split_dim == 0 ? r : c) >= t.length) continue;  // padding
+        const std::int64_t gr = t.split_dim == 0 ? t.offset + r : r;
+        const std::int64_t gc = t.split_dim == 1 ? t.offset + c : c;
+        full[static_cast<std::size_t>(gr * cols + gc)] = l[r * lc + c];
+      }
+    }
+  }
+  tp.all_reduce(full.data(), full.size());
+  return full;
+}
+
+Run run(const ModelConfig& config, parallel::Communicator& tp) {
+  const TpDims dims = tp_dims(config, tp.rank(), tp.size());
+  const kernels::CpuKernels cpu;
+  ModelWeights weights(config, dims);
+  testing::init_tiny_weights(weights, 21);
+  const Transformer transformer(config, dims, tp, cpu);
+  Activations acts;
+  Run out;
+  out.token_logprobs =
+      transformer.forward(weights, TokenBatch::pack(batch_sequences()), &acts).token_logprobs;
+  ModelWeights grads(config, dims);
+  transformer.backward(weights, acts, std::vector<float>{1.0f, -0.5f, 2.0f, 0.3f}, grads);
+  for (const ShardedTensor& g : grads.sharded_state_dict()) out.grads.push_back(gather(g, tp));
+  // Replicated (norm) gradients must be the same on every TP rank, or replicas would drift.
+  for (const ShardedTensor& g : grads.sharded_state_dict()) {
+    if (!g.replicated()) continue;
+    std::vector<float> mine(g.local.f32(), g.local.f32() + g.local.numel());
+    std::vector<float> rank0 = mine;
+    tp.broadcast(rank0.data(), rank0.size(), 0);
+    EXPECT_EQ(mine, rank0) << g.name << " differs between TP ranks";
+  }
+  return out;
+}
+
+void expect_same_as_tp1(const testing::TinyShape& shape, int tp) {
+  const ModelConfig config = testing::tiny_config(shape);
+  parallel::SelfCommunicator self;
+  const Run reference = run(config, self);
+  parallel::ProcessGrid grid(mpi_world(), {tp, 1, 0});
+  const Run parallel_run = run(config, grid.tp());
+
+  testing::expect_close(parallel_run.token_logprobs, reference.token_logprobs, 1e-5, 1e-6,
+                        "token logprobs");
+  const auto names = ModelWeights(config, tp_dims(config, 0, 1)).sharded_state_dict();
+  for (std::size_t p = 0; p < reference.grads.size(); ++p) {
+    // Per tensor: max |diff| <= 1e-5 max |reference| (elements near 0 carry rounding of the
+    // tensor's scale, not their own).
+    double scale = 0.0, diff = 0.0;
+    for (std::size_t i = 0; i < reference.grads[p].size(); ++i) {
+      scale = std::max(scale, std::fabs(static_cast<double>(reference.grads[p][i])));
+      diff = std::max(diff, std::fabs(static_cast<double>(parallel_run.grads[p][i]) - reference.grads[p][i]));
+    }
+    EXPECT_LE(diff, 1e-5 * scale) << names[p].name << " at TP " << tp;
+    EXPECT_GT(scale, 0.0) << names[p].name << " has no gradient";
+  }
+}
+
+TEST(TensorParallel, MatchesOneRankWithVocabularyPaddingAtTp2AndTp4) {
+  testing::TinyShape shape;  // vocab 37: padded at both TP sizes
+  shape.kv_heads = 4;
+  for (int tp : {2, 4}) expect_same_as_tp1(shape, tp);
+}
+
+TEST(TensorParallel, MatchesOneRankWithTiedEmbeddings) {
+  testing::TinyShape shape;
+  shape.kv_heads = 4;
+  shape.tie = true;
+  for (int tp : {2, 4}) expect_same_as_tp1(shape, tp);
+}
+
+TEST(TensorParallel, GroupedQueryAttentionSplitsKvHeadsAtTp2AndRefusesFewerKvHeadsThanRanks) {
+  testing::TinyShape shape;  // 4 query heads, 2 kv heads
+  expect_same_as_tp1(shape, 2);
+  const ModelConfig config = testing::tiny_config(shape);
+  try {
+    tp_dims(config, 0, 4);
+    FAIL() << "expected a refusal";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "num_key_value_heads (2) is not divisible by tensor-parallel size 4");
+  }
+}
+
+}  // namespace
+}  // namespace spin::model

@@ -1,0 +1,96 @@
+// Run with 4 ranks.
+#include "parallel/communicator.h"
+
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include "mpi/mpi_test.h"
+
+namespace spin::parallel {
+namespace {
+
+using spin::testing::mpi_world;
+
+TEST(MpiCommunicator, CollectivesComputeTheirDefinitions) {
+  Communicator& w = mpi_world();
+  const int r = w.rank();
+  const int n = w.size();
+  ASSERT_EQ(n, 4);
+
+  std::vector<float> sum = {static_cast<float>(r), 1.0f};
+  w.all_reduce(sum.data(), 2);
+  EXPECT_EQ(sum, (std::vector<float>{6.0f, 4.0f}));
+  std::int64_t mx = 10 * r;
+  w.all_reduce(&mx, 1, ReduceOp::Max);
+  EXPECT_EQ(mx, 30);
+  double mn = 1.5 + r;
+  w.all_reduce(&mn, 1, ReduceOp::Min);
+  EXPECT_EQ(mn, 1.5);
+
+  std::vector<std::int32_t> mine = {r, -r};
+  std::vector<std::int32_t> all(8);
+  w.all_gather(mine.data(), all.data(), 2);
+  EXPECT_EQ(all, (std::vector<std::int32_t>{0, 0, 1, -1, 2, -2, 3, -3}));
+
+  // Block b of rank r holds r * 10 + b; rank b receives sum_r (r * 10 + b) = 60 + 4b.
+  std::vector<float> blocks(4);
+  for (int b = 0; b < 4; ++b) blocks[b] = static_cast<float>(r * 10 + b);
+  float got = 0;
+  w.reduce_scatter(blocks.data(), &got, 1);
+  EXPECT_EQ(got, static_cast<float>(60 + 4 * r));
+
+  std::vector<std::uint8_t> msg(3, static_cast<std::uint8_t>(r));
+  w.broadcast(msg.data(), 3, 2);
+  EXPECT_EQ(msg, std::vector<std::uint8_t>(3, 2));
+}
+
+TEST(MpiCommunicator, PointToPointRing) {
+  Communicator& w = mpi_world();
+  const int r = w.rank();
+  const int n = w.size();
+  float out = static_cast<float>(r), in = -1;
+  if (r % 2 == 0) {
+    w.send(&out, 1, (r + 1) % n);
+    w.recv(&in, 1, (r + n - 1) % n);
+  } else {
+    w.recv(&in, 1, (r + n - 1) % n);
+    w.send(&out, 1, (r + 1) % n);
+  }
+  EXPECT_EQ(in, static_cast<float>((r + n - 1) % n));
+}
+
+TEST(MpiCommunicator, SplitGroupsByColourOrderedByKey) {
+  Communicator& w = mpi_world();
+  auto half = w.split(w.rank() % 2, -w.rank());  // reversed order inside each group
+  EXPECT_EQ(half->size(), 2);
+  std::vector<std::int32_t> members(2);
+  const std::int32_t me = w.rank();
+  half->all_gather(&me, members.data(), 1);
+  if (w.rank() % 2 == 0) EXPECT_EQ(members, (std::vector<std::int32_t>{2, 0}));
+  else EXPECT_EQ(members, (std::vector<std::int32_t>{3, 1}));
+}
+
+TEST(MpiCommunicator, CountsCallsAndPayloadBytesPerOperation) {
+  Communicator& w = mpi_world();
+  auto c = w.split(0, w.rank());
+  std::vector<float> buf(10);
+  std::vector<float> big(40);
+  c->all_reduce(buf.data(), 10);
+  c->all_reduce(buf.data(), 5);
+  c->all_gather(buf.data(), big.data(), 10);
+  c->reduce_scatter(big.data(), buf.data(), 10);
+  c->barrier();
+  const CommStats& s = c->stats();
+  EXPECT_EQ(s.calls_of(CommOp::AllReduce), 2u);
+  EXPECT_EQ(s.bytes_of(CommOp::AllReduce), 60u);
+  EXPECT_EQ(s.bytes_of(CommOp::AllGather), 40u);
+  EXPECT_EQ(s.bytes_of(CommOp::ReduceScatter), 160u);
+  EXPECT_EQ(s.calls_of(CommOp::Barrier), 1u);
+  EXPECT_EQ(s.calls_of(CommOp::Send), 0u);
+  c->reset_stats();
+  EXPECT_EQ(c->stats().calls_of(CommOp::AllReduce), 0u);
+}
+
+}  // namespace
+}  // namespace spin::parallel

@@ -1,0 +1,132 @@
+#include "checkpoint/safetensors.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/test_util.h"
+#include "core/error.h"
+
+namespace spin::ckpt {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Safetensors : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("spin_safetensors_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // A 5x4 matrix "w" (values 0..19) and a vector "b", written as `dtype`.
+  std::string write_sample(DType dtype) {
+    for (int i = 0; i < 20; ++i) w_[static_cast<std::size_t>(i)] = static_cast<float>(i) * 0.25f;
+    const std::string p = path("sample.safetensors");
+    write_safetensors(p, {{"w", dtype, {5, 4}, w_.data()}, {"b", dtype, {3}, b_.data()}},
+                      {{"format", "pt"}});
+    return p;
+  }
+
+  // The message of the error `fn` throws ("" if none).
+  template <class Fn>
+  static std::string error_of(Fn fn) {
+    try {
+      fn();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  }
+
+  fs::path dir_;
+  std::vector<float> w_ = std::vector<float>(20);
+  std::vector<float> b_ = {1.5f, -2.0f, 0.125f};
+};
+
+TEST_F(Safetensors, ReadsEveryFloatTypeAndShardsAlongEitherDimension) {
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+    const SafetensorsFile f(write_sample(dtype));
+    EXPECT_EQ(f.metadata().at("format"), "pt");
+    EXPECT_EQ(f.entry("w").shape, (Shape{5, 4}));
+
+    // Rows [3, 5) of w into a 3-row local tensor: the third row is padding and stays 0.
+    Tensor rows = Tensor::zeros({3, 4});
+    rows.f32()[11] = 42.0f;
+    f.read_shard({"w", rows, {5, 4}, 0, 3, 2});
+    for (int r = 0; r < 3; ++r)
+      for (int c = 0; c < 4; ++c)
+        EXPECT_EQ(rows.f32()[r * 4 + c], r < 2 ? w_[static_cast<std::size_t>((3 + r) * 4 + c)] : 0.0f);
+
+    // Columns [2, 4) of w.
+    Tensor cols = Tensor::zeros({5, 2});
+    f.read_shard({"w", cols, {5, 4}, 1, 2, 2});
+    for (int r = 0; r < 5; ++r)
+      for (int c = 0; c < 2; ++c)
+        EXPECT_EQ(cols.f32()[r * 2 + c], w_[static_cast<std::size_t>(r * 4 + 2 + c)]);
+
+    Tensor b = Tensor::zeros({3});
+    f.read_shard({"b", b, {3}, -1, 0, 0});
+    EXPECT_EQ(std::vector<float>(b.f32(), b.f32() + 3), b_);
+  }
+}
+
+TEST_F(Safetensors, TruncatedFileIsAnErrorNamingFileAndTensor) {
+  const std::string p = write_sample(DType::F32);
+  fs::resize_file(p, fs::file_size(p) - 5);
+  const std::string e = error_of([&] { SafetensorsFile f(p); });
+  EXPECT_NE(e.find(p), std::string::npos) << e;
+  EXPECT_NE(e.find("truncated"), std::string::npos) << e;
+  EXPECT_NE(e.find("\"b\""), std::string::npos) << e;
+}
+
+TEST_F(Safetensors, MalformedHeadersAreErrors) {
+  const auto write_raw = [&](const std::string& header, std::uint64_t claimed_len, std::size_t data) {
+    std::ofstream out(path("bad.safetensors"), std::ios::binary);
+    for (int i = 0; i < 8; ++i) out.put(static_cast<char>(claimed_len >> (8 * i)));
+    out << header << std::string(data, '\0');
+    return path("bad.safetensors");
+  };
+  const auto open_error = [&](const std::string& p) { return error_of([&] { SafetensorsFile f(p); }); };
+  EXPECT_NE(open_error(write_raw("", 0, 0)).find("not valid JSON"), std::string::npos);
+  EXPECT_NE(open_error(write_raw("{}", 1000, 0)).find("does not fit"), std::string::npos);
+  EXPECT_NE(open_error(write_raw("{\"a\": 3}", 8, 0)).find("expected an object"), std::string::npos);
+  const std::string wrong_span = R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}})";
+  EXPECT_NE(open_error(write_raw(wrong_span, wrong_span.size(), 4)).find("needs 8"), std::string::npos);
+  const std::string negative = R"({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})";
+  EXPECT_NE(open_error(write_raw(negative, negative.size(), 8)).find("shape"), std::string::npos);
+  {
+    std::ofstream(path("short.safetensors")) << "abc";
+  }
+  EXPECT_NE(open_error(path("short.safetensors")).find("too short"), std::string::npos);
+  EXPECT_NE(open_error(path("missing.safetensors")).find("cannot open"), std::string::npos);
+}
+
+TEST_F(Safetensors, ShapeMismatchMissingTensorAndUnreadableDtypeAreErrors) {
+  const SafetensorsFile f(write_sample(DType::F32));
+  Tensor t = Tensor::zeros({4, 4});
+  const std::string shape = error_of([&] { f.read_shard({"w", t, {4, 4}, -1, 0, 0}); });
+  EXPECT_NE(shape.find("has shape [5, 4] but the model expects [4, 4]"), std::string::npos) << shape;
+  EXPECT_NE(error_of([&] { f.read_shard({"nope", t, {4, 4}, -1, 0, 0}); }).find("no tensor \"nope\""),
+            std::string::npos);
+
+  const std::string header = R"({"i": {"dtype": "I8", "shape": [2], "data_offsets": [0, 2]}})";
+  {
+    std::ofstream out(path("int8.safetensors"), std::ios::binary);
+    for (int i = 0; i < 8; ++i) out.put(static_cast<char>(header.size() >> (8 * i)));
+    out << header << "ab";
+  }
+  const SafetensorsFile ints(path("int8.safetensors"));
+  Tensor two = Tensor::zeros({2});
+  EXPECT_NE(error_of([&] { ints.read_shard({"i", two, {2}, -1, 0, 0}); }).find("dtype I8"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace spin::ckpt

@@ -1,0 +1,82 @@
+#include "model/config.h"
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+
+namespace spin::model {
+namespace {
+
+const char* kLlama = R"({
+  "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 32000,
+  "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+  "num_attention_heads": 32, "max_position_embeddings": 4096, "rms_norm_eps": 1e-05,
+  "hidden_act": "silu", "rope_scaling": null, "tie_word_embeddings": false,
+  "bos_token_id": 1, "eos_token_id": 2})";
+
+std::string with(const std::string& key, const std::string& value) {
+  std::string s = kLlama;
+  const auto at = s.find("\"" + key + "\"");
+  if (at == std::string::npos) return s.substr(0, s.size() - 1) + ", \"" + key + "\": " + value + "}";
+  const auto colon = s.find(':', at);
+  const auto end = s.find_first_of(",}", colon);
+  return s.substr(0, colon + 1) + " " + value + s.substr(end);
+}
+
+std::string without(const std::string& key) {
+  std::string s = kLlama;
+  const auto at = s.find("\"" + key + "\"");
+  const auto end = s.find_first_of(",}", at);
+  return s.substr(0, at) + s.substr(s[end] == ',' ? end + 1 : end);
+}
+
+std::string error_of(const std::string& json) {
+  try {
+    ModelConfig::from_json(json, "cfg.json");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ModelConfig, ReadsLlama2AndAppliesDefaults) {
+  const ModelConfig c = ModelConfig::from_json(kLlama, "cfg.json");
+  EXPECT_EQ(c.vocab_size, 32000);
+  EXPECT_EQ(c.num_kv_heads, 32);  // defaults to num_attention_heads
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_FLOAT_EQ(c.rope_theta, 10000.0f);
+  EXPECT_EQ(c.eos_token_ids, std::vector<std::int64_t>{2});
+  EXPECT_EQ(c.num_parameters(), 6738415616);  // Llama-2-7B
+}
+
+TEST(ModelConfig, ReadsMistralGqaSlidingWindowAndEosList) {
+  const ModelConfig c = ModelConfig::from_json(with("num_key_value_heads", "8"), "cfg.json");
+  EXPECT_EQ(c.num_kv_heads, 8);
+  const ModelConfig m = ModelConfig::from_json(with("sliding_window", "1024"), "cfg.json");
+  EXPECT_EQ(m.max_sequence_length(), 1024);
+  const ModelConfig e = ModelConfig::from_json(with("eos_token_id", "[2, 7]"), "cfg.json");
+  EXPECT_EQ(e.eos_token_ids, (std::vector<std::int64_t>{2, 7}));
+}
+
+TEST(ModelConfig, MissingOrBadKeysNameTheKeyAndTheFile) {
+  for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                          "num_attention_heads", "max_position_embeddings", "rms_norm_eps"}) {
+    const std::string e = error_of(without(key));
+    EXPECT_NE(e.find("cfg.json"), std::string::npos) << e;
+    EXPECT_NE(e.find(key), std::string::npos) << e;
+  }
+  EXPECT_NE(error_of(with("hidden_size", "-4")).find("positive"), std::string::npos);
+  EXPECT_NE(error_of(with("num_key_value_heads", "5")).find("not divisible"), std::string::npos);
+  EXPECT_NE(error_of("{not json").find("not valid JSON"), std::string::npos);
+}
+
+TEST(ModelConfig, RefusesWhatItDoesNotImplement) {
+  EXPECT_NE(error_of(with("rope_scaling", R"({"type": "linear", "factor": 2.0})")).find("rope_scaling"),
+            std::string::npos);
+  EXPECT_NE(error_of(with("attention_bias", "true")).find("attention_bias"), std::string::npos);
+  EXPECT_NE(error_of(with("hidden_act", "\"gelu\"")).find("hidden_act"), std::string::npos);
+  EXPECT_NE(error_of(with("model_type", "\"qwen2\"")).find("qwen2"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace spin::model

@@ -1,0 +1,68 @@
+#include "model/weights.h"
+
+#include <gtest/gtest.h>
+
+#include "common/tiny_model.h"
+
+namespace spin::model {
+namespace {
+
+TEST(ModelWeights, ListsHuggingFaceNamesWithShapesOnce) {
+  testing::TinyShape s;
+  s.tie = true;
+  const ModelConfig c = testing::tiny_config(s);
+  const ModelWeights w(c, tp_dims(c, 1, 2));
+  const auto& p = w.sharded_state_dict();
+  ASSERT_EQ(p.size(), 1u + 9u * 2u + 1u);  // tied: no separate lm_head
+  EXPECT_EQ(p[0].name, "model.embed_tokens.weight");
+  EXPECT_EQ(p[0].local.shape(), (Shape{19, 16}));
+  EXPECT_EQ(p[0].offset, 19);
+  EXPECT_EQ(p[0].length, 18);
+  EXPECT_EQ(p[2].name, "model.layers.0.self_attn.q_proj.weight");
+  EXPECT_EQ(p[2].global_shape, (Shape{16, 16}));
+  EXPECT_EQ(p[2].split_dim, 0);
+  EXPECT_EQ(p[5].name, "model.layers.0.self_attn.o_proj.weight");
+  EXPECT_EQ(p[5].split_dim, 1);
+  EXPECT_EQ(p[5].local.shape(), (Shape{16, 8}));
+  EXPECT_EQ(p.back().name, "model.norm.weight");
+  EXPECT_TRUE(p.back().replicated());
+  EXPECT_EQ(w.lm_head.raw(), w.embed_tokens.raw());
+}
+
+// init_random gives the same global model whatever the TP layout: TP=2 shards, put together,
+// equal the TP=1 tensors.
+TEST(ModelWeights, RandomInitIsLayoutInvariant) {
+  const ModelConfig c = testing::tiny_config();
+  ModelWeights whole(c, tp_dims(c, 0, 1));
+  whole.init_random(3, 0.1f);
+  std::vector<ModelWeights> shards;
+  for (int r = 0; r < 2; ++r) {
+    shards.emplace_back(c, tp_dims(c, r, 2));
+    shards.back().init_random(3, 0.1f);
+  }
+  const auto& full = whole.sharded_state_dict();
+  for (std::size_t p = 0; p < full.size(); ++p) {
+    const float* g = full[p].local.f32();
+    const std::int64_t cols = full[p].global_shape.size() == 2 ? full[p].global_shape[1] : 1;
+    for (const ModelWeights& sw : shards) {
+      const ShardedTensor& t = sw.sharded_state_dict()[p];
+      const float* l = t.local.f32();
+      if (t.replicated()) {
+        for (std::int64_t i = 0; i < t.local.numel(); ++i) ASSERT_EQ(l[i], g[i]) << t.name;
+        continue;
+      }
+      const std::int64_t lc = t.local.shape()[1];
+      for (std::int64_t r = 0; r < t.local.shape()[0]; ++r) {
+        for (std::int64_t col = 0; col < lc; ++col) {
+          const std::int64_t gr = t.split_dim == 0 ? t.offset + r : r;
+          const std::int64_t gc = t.split_dim == 1 ? t.offset + col : col;
+          const bool padding = (t.split_dim == 0 ? r : col) >= t.length;
+          ASSERT_EQ(l[r * lc + col], padding ? 0.0f : g[gr * cols + gc]) << t.name;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace spin::model
