@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""End-to-end checks of `spin score`, run by CTest (one case per test):
+
+  layouts       the same output for TP/DP layouts (1 rank, TP=2, DP=2, TP=2 x DP=2), to 1e-5
+  dtypes        BF16 weights in a sharded checkpoint score like the F32 single file
+  bad-input     each bad input gives one clear error line, non-zero exit, no output, no hang
+
+Standard library only. Every command runs under a timeout so that a hang fails the test.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+TIMEOUT = 90
+
+
+def run(args, cmd, ranks):
+    full = [args.mpiexec, "-n", str(ranks), "--oversubscribe"] + cmd if args.mpiexec else cmd
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OPENBLAS_NUM_THREADS="1")
+    try:
+        return subprocess.run(full, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    except subprocess.TimeoutExpired:
+        sys.exit("FAIL: timed out after %d s (a hang): %s" % (TIMEOUT, " ".join(full)))
+
+
+def score(args, model, inp, out, ranks=1, tp=1, extra=()):
+    r = run(args, [args.spin, "score", "--model", model, "--input", inp, "--output", out,
+                   "--tp", str(tp), "--batch-size", "3"] + list(extra), ranks)
+    if r.returncode != 0:
+        sys.exit("FAIL: spin score (np %d, tp %d) exited %d:\n%s%s" % (ranks, tp, r.returncode, r.stdout, r.stderr))
+    return [json.loads(line) for line in open(out)]
+
+
+def compare(got, want, rtol, atol, what):
+    assert len(got) == len(want), "%s: %d lines, expected %d" % (what, len(got), len(want))
+    worst = 0.0
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert len(g["token_logprobs"]) == len(w["token_logprobs"]), "%s line %d: lengths differ" % (what, i + 1)
+        for a, b in zip(g["token_logprobs"] + [g["logprob_sum"]], w["token_logprobs"] + [w["logprob_sum"]]):
+            if abs(a - b) > atol + rtol * abs(b):
+                sys.exit("FAIL: %s line %d: %r vs %r" % (what, i + 1, a, b))
+            worst = max(worst, abs(a - b))
+    print("%s: %d lines agree (max |diff| %.3g)" % (what, len(got), worst))
+
+
+def case_layouts(args, tmp):
+    model = os.path.join(args.models, "tiny-llama")
+    base = score(args, model, args.input, os.path.join(tmp, "np1.jsonl"))
+    for ranks, tp in [(2, 2), (2, 1), (4, 2)]:
+        got = score(args, model, args.input, os.path.join(tmp, "np%d_tp%d.jsonl" % (ranks, tp)), ranks, tp)
+        compare(got, base, 1e-5, 1e-6, "np %d tp %d vs 1 rank" % (ranks, tp))
+    # Sanity of the numbers themselves: the sum covers exactly the tokens at positions >= k.
+    for line, rec in zip(open(args.input), base):
+        r = json.loads(line)
+        k = len(r["prompt"]) if "prompt" in r else r.get("mask_from", 1)
+        assert abs(sum(rec["token_logprobs"][k - 1:]) - rec["logprob_sum"]) < 1e-4, rec
+        assert all(v < 0 for v in rec["token_logprobs"])
+
+
+def case_dtypes(args, tmp):
+    f32 = score(args, os.path.join(args.models, "tiny-llama"), args.input, os.path.join(tmp, "f32.jsonl"))
+    bf16 = score(args, os.path.join(args.models, "tiny-llama-bf16-sharded"), args.input,
+                 os.path.join(tmp, "bf16.jsonl"), 2, 2)
+    # The generator rounds weights to bf16-representable values: the same model exactly.
+    compare(bf16, f32, 1e-5, 1e-6, "BF16 sharded checkpoint at TP 2 vs F32")
+
+
+def expect_error(args, tmp, name, cmd_args, pattern, ranks=2):
+    out = os.path.join(tmp, name + ".out.jsonl")
+    r = run(args, [args.spin] + cmd_args(out), ranks)
+    errors = [l for l in r.stderr.splitlines() if l.startswith("spin: error:")]
+    problems = []
+    if r.returncode == 0:
+        problems.append("exit status 0")
+    if len(errors) != 1:
+        problems.append("%d 'spin: error' lines, expected 1" % len(errors))
+    elif not re.search(pattern, errors[0]):
+        problems.append("error line does not match %r" % pattern)
+    if os.path.exists(out):
+        problems.append("an output file was written")
+    if problems:
+        sys.exit("FAIL: %s: %s\nstdout:\n%s\nstderr:\n%s" % (name, "; ".join(problems), r.stdout, r.stderr))
+    print("%-22s -> %s" % (name, errors[0]))
+
+
+def case_bad_input(args, tmp):
+    model = os.path.join(args.models, "tiny-llama")
+
+    def copy_model(name, edit):
+        d = os.path.join(tmp, name)
+        shutil.copytree(model, d)
+        edit(d)
+        return d
+
+    def drop_key(d):
+        cfg = json.load(open(os.path.join(d, "config.json")))
+        del cfg["hidden_size"]
+        json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+
+    def truncate(d):
+        p = os.path.join(d, "model.safetensors")
+        with open(p, "r+b") as f:
+            f.truncate(os.path.getsize(p) - 1000)
+
+    def write(name, text):
+        p = os.path.join(tmp, name)
+        open(p, "w").write(text)
+        return p
+
+    no_key = copy_model("no-key", drop_key)
+    truncated = copy_model("truncated", truncate)
+    out_of_range = write("range.jsonl", '{"tokens": [1, 2]}\n{"tokens": [3, 300]}\n')
+    empty = write("empty.jsonl", "")
+    malformed = write("malformed.jsonl", '{"tokens": [1, 2]}\n{"tokens": [1, 2\n')
+    overlong = write("long.jsonl", json.dumps({"tokens": [1] * 600}) + "\n")
+
+    def cmd(m, inp, *extra):
+        return lambda out: ["score", "--model", m, "--input", inp, "--output", out] + list(extra)
+
+    expect_error(args, tmp, "missing-config-key", cmd(no_key, args.input),
+                 r"rank 0: .*config\.json: missing required key \"hidden_size\"")
+    expect_error(args, tmp, "kv-heads-vs-tp", cmd(model, args.input, "--tp", "4"),
+                 r"num_key_value_heads \(2\) is not divisible by tensor-parallel size 4", ranks=4)
+    expect_error(args, tmp, "world-vs-tp", cmd(model, args.input, "--tp", "2"),
+                 r"world size 3 is not divisible by tp \(2\)", ranks=3)
+    expect_error(args, tmp, "truncated-weights", cmd(truncated, args.input),
+                 r"model\.safetensors: tensor \".*\": .*truncated")
+    expect_error(args, tmp, "token-out-of-range", cmd(model, out_of_range),
+                 r"range\.jsonl:2: token id 300 is outside the vocabulary \[0, 256\)")
+    expect_error(args, tmp, "empty-input", cmd(model, empty), r"empty\.jsonl: no records")
+    expect_error(args, tmp, "malformed-jsonl", cmd(model, malformed), r"malformed\.jsonl:2: not valid JSON")
+    expect_error(args, tmp, "overlong-sequence", cmd(model, overlong),
+                 r"long\.jsonl:1: 600 tokens; the model allows at most 512")
+    expect_error(args, tmp, "missing-model", cmd(os.path.join(tmp, "nowhere"), args.input),
+                 r"nowhere/config\.json: cannot open")
+    expect_error(args, tmp, "missing-input", cmd(model, os.path.join(tmp, "nowhere.jsonl")),
+                 r"nowhere\.jsonl: cannot open")
+    expect_error(args, tmp, "unknown-option", cmd(model, args.input, "--tpp", "2"),
+                 r"unrecognised option '--tpp'")
+    expect_error(args, tmp, "missing-option", lambda out: ["score", "--model", model, "--output", out],
+                 r"the option '--input' is required")
+    expect_error(args, tmp, "unknown-command", lambda out: ["scroe"], r"unknown command \"scroe\"")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("case", choices=["layouts", "dtypes", "bad-input"])
+    p.add_argument("--spin", required=True)
+    p.add_argument("--mpiexec", required=True)
+    p.add_argument("--models", required=True, help="folder holding the generated tiny models")
+    p.add_argument("--input", required=True)
+    args = p.parse_args()
+    tmp = tempfile.mkdtemp(prefix="spin_e2e_")
+    try:
+        {"layouts": case_layouts, "dtypes": case_dtypes, "bad-input": case_bad_input}[args.case](args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
