@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Sets spin up on a fresh Debian 12 machine and runs it, in one idempotent command:
+# installs the Debian packages it needs (only those missing), builds (Release) into build/,
+# then runs either the main job or the whole test suite. Run as root or with sudo available.
+#
+#   jobs/local/setup.sh run     # the main job: spin score on the bundled tiny model, 2 ranks
+#   jobs/local/setup.sh test    # the whole test suite (unit, MPI, end-to-end)
+#
+# Environment: SPIN_WERROR=ON turns warnings into errors (CI does this); BUILD_DIR (build).
+set -euo pipefail
+
+mode=${1:-}
+if [[ "$mode" != run && "$mode" != test ]]; then
+  echo "usage: $0 run|test" >&2
+  exit 2
+fi
+cd "$(dirname "$0")/../.."
+build=${BUILD_DIR:-build}
+
+# ---- Debian packages ---------------------------------------------------------------------
+packages=(build-essential cmake ninja-build pkg-config python3 python3-venv
+          openmpi-bin libopenmpi-dev libhdf5-openmpi-dev libboost-program-options-dev
+          libgtest-dev libopenblas-dev nlohmann-json3-dev)
+# Test oracles and the benchmark's comparison: PyTorch from Debian.
+[[ "$mode" == test ]] && packages+=(python3-torch)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo=sudo
+  echo "spin setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# ---- test oracle: Hugging Face transformers (PyPI), beside Debian's torch --------------------
+cmake_args=()
+if [[ "$mode" == test ]]; then
+  venv=$(realpath -m "$build/oracle-venv")
+  if ! "$venv/bin/python" -c "import torch, transformers" 2>/dev/null; then
+    echo "spin setup: creating the test-oracle environment in $venv (transformers from PyPI)"
+    /usr/bin/python3 -m venv --system-site-packages "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "transformers==4.40.2"
+  fi
+  cmake_args+=("-DSPIN_ORACLE_PYTHON=$venv/bin/python")
+fi
+
+# ---- build ---------------------------------------------------------------------------------
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DSPIN_WERROR="${SPIN_WERROR:-OFF}" "${cmake_args[@]}"
+cmake --build "$build" --parallel
+
+# Open MPI refuses root without these; they belong to this launcher, not to the program.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+if [[ "$mode" == run ]]; then
+  # One thread per rank: two ranks on two cores.
+  OPENBLAS_NUM_THREADS=1 mpirun -np 2 --oversubscribe "$build/src/app/spin" score \
+      --model "$build/models/tiny-llama" --tp 2 \
+      --input tests/data/tiny_score.jsonl --output "$build/tiny_score.out.jsonl"
+  head -n 2 "$build/tiny_score.out.jsonl" | cut -c1-160
+else
+  ctest --test-dir "$build" --output-on-failure --parallel 2
+fi
