@@ -8,7 +8,6 @@
 
 namespace spin::kernels::cpu {
 
-#pragma omp declare simd notinbranch
 inline float exp_approx(float x) {
   const float clamped = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
   // n = round(x / ln 2) via the 1.5 * 2^23 trick (exact for |n| < 2^22), r = x - n ln 2 in two

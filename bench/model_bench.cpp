@@ -1,0 +1,188 @@
+// Forward + backward throughput of a Llama-style model on the CPU path, at any TP size:
+//   OPENBLAS_NUM_THREADS=2 model_bench                       # TP = 1, one rank, two threads
+//   OPENBLAS_NUM_THREADS=1 mpirun -np 2 model_bench --tp 2   # TP = 2, two ranks
+// Prints tokens/s, model FLOP/s, the fraction of this machine's measured sgemm peak, memory,
+// and (--profile) where the time goes. Model FLOPs per token: 6 N_matmul + 12 L H T, the usual
+// (PaLM / Megatron) count with attention counted as if not causal.
+#include <sys/resource.h>
+
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#include "bench/timed_kernels.h"
+#include "core/philox.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "model/transformer.h"
+#include "parallel/job_errors.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/process_grid.h"
+
+namespace {
+
+using namespace spin;
+namespace po = boost::program_options;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  int hidden = 512, layers = 8, heads = 8, kv_heads = 8, intermediate = 1024, vocab = 4096;
+  int seq = 256, batch = 4, steps = 5, warmup = 1, tp = 1;
+  bool profile = false;
+};
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// sgemm GFLOP/s of this process on square matrices (the machine's practical peak).
+double measure_sgemm_peak(const kernels::Kernels& k, int size) {
+  std::vector<float> a(static_cast<std::size_t>(size) * size, 0.5f), b = a, c = a;
+  k.gemm(false, false, size, size, size, 1.0f, a.data(), size, b.data(), size, 0.0f, c.data(), size);
+  double best = 0.0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = Clock::now();
+    k.gemm(false, false, size, size, size, 1.0f, a.data(), size, b.data(), size, 0.0f, c.data(), size);
+    best = std::max(best, 2.0 * size * size * static_cast<double>(size) / seconds_since(t0) / 1e9);
+  }
+  return best;
+}
+
+model::ModelConfig make_config(const Options& o) {
+  return model::ModelConfig::from_json(
+      cat("{\"vocab_size\": ", o.vocab, ", \"hidden_size\": ", o.hidden,
+          ", \"intermediate_size\": ", o.intermediate, ", \"num_hidden_layers\": ", o.layers,
+          ", \"num_attention_heads\": ", o.heads, ", \"num_key_value_heads\": ", o.kv_heads,
+          ", \"max_position_embeddings\": ", o.seq, ", \"rms_norm_eps\": 1e-5}"),
+      "model_bench");
+}
+
+double activation_bytes(const model::Activations& a) {
+  double bytes = 0;
+  for (const auto& l : a.layers) {
+    for (const Tensor* t : {&l.x_in, &l.n1, &l.rstd1, &l.q, &l.k, &l.v, &l.probs, &l.attn,
+                            &l.x_mid, &l.n2, &l.rstd2, &l.gate, &l.up, &l.act}) {
+      bytes += static_cast<double>(t->nbytes());
+    }
+  }
+  for (const Tensor* t : {&a.head.x, &a.head.normed, &a.head.rstd, &a.head.logits, &a.head.lse}) {
+    bytes += static_cast<double>(t->nbytes());
+  }
+  return bytes;
+}
+
+int run(int argc, char** argv, parallel::Communicator& world) {
+  Options o;
+  po::options_description desc("model_bench options");
+  desc.add_options()("help", "print this help")
+      ("hidden", po::value(&o.hidden)->default_value(o.hidden), "hidden size")
+      ("layers", po::value(&o.layers)->default_value(o.layers), "layers")
+      ("heads", po::value(&o.heads)->default_value(o.heads), "attention heads")
+      ("kv-heads", po::value(&o.kv_heads)->default_value(o.kv_heads), "key/value heads")
+      ("intermediate", po::value(&o.intermediate)->default_value(o.intermediate), "MLP width")
+      ("vocab", po::value(&o.vocab)->default_value(o.vocab), "vocabulary size")
+      ("seq", po::value(&o.seq)->default_value(o.seq), "tokens per sequence")
+      ("batch", po::value(&o.batch)->default_value(o.batch), "sequences per step")
+      ("steps", po::value(&o.steps)->default_value(o.steps), "timed steps")
+      ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed steps first")
+      ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
+      ("profile", po::bool_switch(&o.profile), "print time per kernel (rank 0)");
+  po::variables_map vm;
+  po::store(po::parse_command_line(argc, argv, desc), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    if (world.rank() == 0) std::printf("%s\n", cat(desc).c_str());
+    return 0;
+  }
+  const bool root = world.rank() == 0;
+
+  parallel::ProcessGrid grid(world, {o.tp, 1, 0});
+  const model::ModelConfig config = make_config(o);
+  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
+  const kernels::CpuKernels cpu;
+  bench::TimedKernels timed(cpu);
+  const kernels::Kernels& k = o.profile ? static_cast<const kernels::Kernels&>(timed) : cpu;
+  model::ModelWeights weights(config, dims);
+  weights.init_random(1, 0.02f);
+  model::ModelWeights grads(config, dims);
+  const model::Transformer transformer(config, dims, grid.tp(), k);
+
+  std::vector<model::Sequence> seqs;
+  for (int s = 0; s < o.batch; ++s) {
+    std::vector<std::int32_t> tokens(static_cast<std::size_t>(o.seq));
+    for (int t = 0; t < o.seq; ++t) {
+      tokens[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(
+          philox_bits(7, static_cast<std::uint64_t>(s), static_cast<std::uint64_t>(t))[0] %
+          static_cast<std::uint32_t>(o.vocab));
+    }
+    seqs.push_back({tokens, 1});
+  }
+  const model::TokenBatch batch = model::TokenBatch::pack(seqs);
+  const std::vector<float> dseq(static_cast<std::size_t>(o.batch), -1.0f / static_cast<float>(o.batch));
+
+  const double peak = measure_sgemm_peak(cpu, 1024);
+  model::Activations acts;
+  double fwd_s = 0, bwd_s = 0;
+  for (int step = 0; step < o.warmup + o.steps; ++step) {
+    if (step == o.warmup) {
+      fwd_s = bwd_s = 0;
+      timed.reset();
+    }
+    grads.zero();
+    world.barrier();
+    const auto t0 = Clock::now();
+    transformer.forward(weights, batch, &acts);
+    const auto t1 = Clock::now();
+    transformer.backward(weights, acts, dseq, grads);
+    world.barrier();
+    fwd_s += std::chrono::duration<double>(t1 - t0).count();
+    bwd_s += seconds_since(t1);
+  }
+  const double step_s = (fwd_s + bwd_s) / o.steps;
+  const double tokens = static_cast<double>(o.batch) * o.seq;
+  const double h = o.hidden, hd = config.head_dim;
+  const double n_matmul = o.layers * (h * hd * (2.0 * o.heads + 2.0 * o.kv_heads) + 3.0 * h * o.intermediate) +
+                          static_cast<double>(o.vocab) * h;
+  const double flop_per_token = 6.0 * n_matmul + 12.0 * o.layers * h * o.seq;
+  const double gflops = flop_per_token * tokens / step_s / 1e9;  // whole model, all ranks
+  struct rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  if (root) {
+    std::printf("model: hidden %d, layers %d, heads %d/%d kv, mlp %d, vocab %d: %.1f M parameters\n",
+                o.hidden, o.layers, o.heads, o.kv_heads, o.intermediate, o.vocab,
+                static_cast<double>(config.num_parameters()) / 1e6);
+    std::printf("batch: %d sequences x %d tokens; layout: tp %d on %d rank(s)\n", o.batch, o.seq,
+                grid.tp_size(), world.size());
+    std::printf("step (forward + backward): %.1f ms  (forward %.1f, backward %.1f)\n",
+                step_s * 1e3, fwd_s / o.steps * 1e3, bwd_s / o.steps * 1e3);
+    std::printf("throughput: %.0f tokens/s\n", tokens / step_s);
+    std::printf("model FLOP/s: %.1f GFLOP/s in all; %.1f GFLOP/s per rank\n", gflops,
+                gflops / world.size());
+    std::printf("sgemm peak per rank (1024^3, this thread count): %.1f GFLOP/s -> %.0f%% of peak\n",
+                peak, 100.0 * gflops / world.size() / peak);
+    std::printf("memory per rank: weights %.1f MB, gradients %.1f MB, activations %.1f MB, "
+                "peak RSS %.1f MB\n",
+                static_cast<double>(weights.flat().nbytes()) / 1e6,
+                static_cast<double>(grads.flat().nbytes()) / 1e6, activation_bytes(acts) / 1e6,
+                static_cast<double>(usage.ru_maxrss) / 1e3);
+    if (o.profile) {
+      std::printf("time per step by kernel (rank 0):\n");
+      for (const auto& [name, s] : timed.seconds()) {
+        std::printf("  %-20s %8.1f ms  %5.1f%%\n", name.c_str(), s / o.steps * 1e3,
+                    100.0 * s / o.steps / step_s);
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spin::parallel::MpiRuntime mpi(&argc, &argv);
+  try {
+    return run(argc, argv, mpi.world());
+  } catch (const std::exception& e) {
+    spin::parallel::abort_job(e.what());
+  }
+}

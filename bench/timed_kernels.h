@@ -1,0 +1,105 @@
+// A Kernels decorator for benchmarks: forwards every call to another implementation and adds
+// its wall time to a per-kernel total, so a benchmark can print where a step's time goes.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+
+#include "kernels/kernels.h"
+
+namespace spin::bench {
+
+class TimedKernels final : public kernels::Kernels {
+ public:
+  using Index = kernels::Index;
+  explicit TimedKernels(const kernels::Kernels& inner) : inner_(inner) {}
+
+  const std::map<std::string, double>& seconds() const { return seconds_; }
+  void reset() { seconds_.clear(); }
+
+  void gemm(bool ta, bool tb, Index m, Index n, Index k, float alpha, const float* a, Index lda,
+            const float* b, Index ldb, float beta, float* c, Index ldc) const override {
+    time("gemm (attention)", [&] { inner_.gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
+  }
+  void linear_forward(float* y, const float* x, const float* w, Index n, Index in,
+                      Index out) const override {
+    time("linear forward", [&] { inner_.linear_forward(y, x, w, n, in, out); });
+  }
+  void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
+                       Index n, Index in, Index out, bool acc) const override {
+    time("linear backward", [&] { inner_.linear_backward(dx, dw, dy, x, w, n, in, out, acc); });
+  }
+  void embedding_forward(float* out, const std::int32_t* ids, const float* table, Index n,
+                         Index hidden, Index start, Index rows) const override {
+    time("embedding", [&] { inner_.embedding_forward(out, ids, table, n, hidden, start, rows); });
+  }
+  void embedding_backward(float* dtable, const std::int32_t* ids, const float* dout, Index n,
+                          Index hidden, Index start, Index rows) const override {
+    time("embedding", [&] { inner_.embedding_backward(dtable, ids, dout, n, hidden, start, rows); });
+  }
+  void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, Index n,
+                       Index dim, float eps) const override {
+    time("rmsnorm", [&] { inner_.rmsnorm_forward(out, rstd, x, w, n, dim, eps); });
+  }
+  void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                        const float* rstd, Index n, Index dim) const override {
+    time("rmsnorm", [&] { inner_.rmsnorm_backward(dx, dw, dout, x, w, rstd, n, dim); });
+  }
+  void rope_forward(float* x, const std::int32_t* pos, const float* cos, const float* sin,
+                    Index n, Index heads, Index hd) const override {
+    time("rope", [&] { inner_.rope_forward(x, pos, cos, sin, n, heads, hd); });
+  }
+  void rope_backward(float* dx, const std::int32_t* pos, const float* cos, const float* sin,
+                     Index n, Index heads, Index hd) const override {
+    time("rope", [&] { inner_.rope_backward(dx, pos, cos, sin, n, heads, hd); });
+  }
+  void attention_forward(float* out, float* probs, const float* q, const float* k,
+                         const float* v, const Index* cu, Index seqs, Index heads, Index kvh,
+                         Index hd) const override {
+    time("attention forward", [&] { inner_.attention_forward(out, probs, q, k, v, cu, seqs, heads, kvh, hd); });
+  }
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                          const float* k, const float* v, const float* probs, const Index* cu,
+                          Index seqs, Index heads, Index kvh, Index hd) const override {
+    time("attention backward", [&] {
+      inner_.attention_backward(dq, dk, dv, dout, q, k, v, probs, cu, seqs, heads, kvh, hd);
+    });
+  }
+  void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override {
+    time("swiglu", [&] { inner_.swiglu_forward(out, gate, up, n); });
+  }
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                       const float* up, Index n) const override {
+    time("swiglu", [&] { inner_.swiglu_backward(dgate, dup, dout, gate, up, n); });
+  }
+  void logits_max(float* m, const float* logits, Index n, Index ld, Index valid) const override {
+    time("log-softmax", [&] { inner_.logits_max(m, logits, n, ld, valid); });
+  }
+  void logits_sumexp_target(float* s, float* t, const float* logits, const float* m,
+                            const std::int32_t* targets, Index n, Index ld, Index valid,
+                            Index start) const override {
+    time("log-softmax", [&] { inner_.logits_sumexp_target(s, t, logits, m, targets, n, ld, valid, start); });
+  }
+  void logprob_backward(float* d, const float* logits, const float* lse,
+                        const std::int32_t* targets, const float* g, Index n, Index ld,
+                        Index valid, Index start) const override {
+    time("log-softmax", [&] { inner_.logprob_backward(d, logits, lse, targets, g, n, ld, valid, start); });
+  }
+  void add_inplace(float* y, const float* x, Index n) const override {
+    time("residual add", [&] { inner_.add_inplace(y, x, n); });
+  }
+
+ private:
+  template <class Fn>
+  void time(const char* name, Fn fn) const {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    seconds_[name] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+  const kernels::Kernels& inner_;
+  mutable std::map<std::string, double> seconds_;
+};
+
+}  // namespace spin::bench
