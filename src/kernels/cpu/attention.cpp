@@ -2,7 +2,9 @@
 //   S = scale Q K^T (causal: j <= i),  P = softmax_rows(S),  O = P V,  scale = 1/sqrt(head_dim).
 // Backward (P saved):  dP = dO V^T,  dS = P * (dP - rowsum(P * dP)),
 //   dQ = scale dS K,  dK += scale dS^T Q,  dV += P^T dO   (+= over the query heads of a group).
-// The matrix products go through sgemm with the heads' strides as leading dimensions.
+// The matrix products go through sgemm with the heads' strides as leading dimensions, one block
+// of kBlock query rows at a time: rows [i0, i1) only need keys [0, i1), which skips most of the
+// masked upper triangle (62% of the full work at 256 tokens instead of 100%).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -14,6 +16,8 @@
 namespace spin::kernels {
 
 namespace {
+constexpr Index kBlock = 64;
+
 struct Geometry {
   Index heads, kv_heads, head_dim;
   Index q_ld() const { return heads * head_dim; }
@@ -54,10 +58,17 @@ void CpuKernels::attention_forward(float* out, float* probs, const float* q, con
       const float* qh = q + start * g.q_ld() + h * head_dim;
       const float* kh = k + start * g.kv_ld() + g.group(h) * head_dim;
       const float* vh = v + start * g.kv_ld() + g.group(h) * head_dim;
-      gemm(false, true, len, len, head_dim, scale, qh, g.q_ld(), kh, g.kv_ld(), 0.0f, p, len);
+      for (Index i0 = 0; i0 < len; i0 += kBlock) {
+        const Index i1 = std::min(len, i0 + kBlock);
+        gemm(false, true, i1 - i0, i1, head_dim, scale, qh + i0 * g.q_ld(), g.q_ld(), kh,
+             g.kv_ld(), 0.0f, p + i0 * len, len);
+      }
       causal_softmax(p, len);
-      gemm(false, false, len, head_dim, len, 1.0f, p, len, vh, g.kv_ld(), 0.0f,
-           out + start * g.q_ld() + h * head_dim, g.q_ld());
+      for (Index i0 = 0; i0 < len; i0 += kBlock) {
+        const Index i1 = std::min(len, i0 + kBlock);
+        gemm(false, false, i1 - i0, head_dim, i1, 1.0f, p + i0 * len, len, vh, g.kv_ld(), 0.0f,
+             out + (start + i0) * g.q_ld() + h * head_dim, g.q_ld());
+      }
     }
   }
 }
@@ -80,25 +91,31 @@ void CpuKernels::attention_backward(float* dq, float* dk, float* dv, const float
     for (Index h = 0; h < heads; ++h, p += len * len) {
       const Index q_off = start * g.q_ld() + h * head_dim;
       const Index kv_off = start * g.kv_ld() + g.group(h) * head_dim;
-      // dP = dO V^T
-      gemm(false, true, len, len, head_dim, 1.0f, dout + q_off, g.q_ld(), v + kv_off, g.kv_ld(),
-           0.0f, ds.data(), len);
-      // dS = P * (dP - rowsum(P * dP)); only j <= i is non-zero since P is 0 above the diagonal
-      for (Index i = 0; i < len; ++i) {
-        const float* pi = p + i * len;
-        float* di = ds.data() + i * len;
-        float dot = 0.0f;
+      for (Index i0 = 0; i0 < len; i0 += kBlock) {
+        const Index i1 = std::min(len, i0 + kBlock);
+        const Index block_rows = i1 - i0;
+        const float* pb = p + i0 * len;
+        float* db = ds.data() + i0 * len;
+        // dP = dO V^T, keys [0, i1) only
+        gemm(false, true, block_rows, i1, head_dim, 1.0f, dout + q_off + i0 * g.q_ld(), g.q_ld(),
+             v + kv_off, g.kv_ld(), 0.0f, db, len);
+        // dS = P * (dP - rowsum(P * dP)); P is 0 above the diagonal, so is dS
+        for (Index i = 0; i < block_rows; ++i) {
+          const float* pi = pb + i * len;
+          float* di = db + i * len;
+          float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-        for (Index j = 0; j <= i; ++j) dot += pi[j] * di[j];
+          for (Index j = 0; j < i1; ++j) dot += pi[j] * di[j];
 #pragma omp simd
-        for (Index j = 0; j < len; ++j) di[j] = pi[j] * (di[j] - dot);
+          for (Index j = 0; j < i1; ++j) di[j] = pi[j] * (di[j] - dot);
+        }
+        gemm(false, false, block_rows, head_dim, i1, scale, db, len, k + kv_off, g.kv_ld(), 0.0f,
+             dq + q_off + i0 * g.q_ld(), g.q_ld());
+        gemm(true, false, i1, head_dim, block_rows, scale, db, len, q + q_off + i0 * g.q_ld(), g.q_ld(),
+             1.0f, dk + kv_off, g.kv_ld());
+        gemm(true, false, i1, head_dim, block_rows, 1.0f, pb, len, dout + q_off + i0 * g.q_ld(),
+             g.q_ld(), 1.0f, dv + kv_off, g.kv_ld());
       }
-      gemm(false, false, len, head_dim, len, scale, ds.data(), len, k + kv_off, g.kv_ld(), 0.0f,
-           dq + q_off, g.q_ld());
-      gemm(true, false, len, head_dim, len, scale, ds.data(), len, q + q_off, g.q_ld(), 1.0f,
-           dk + kv_off, g.kv_ld());
-      gemm(true, false, len, head_dim, len, 1.0f, p, len, dout + q_off, g.q_ld(), 1.0f,
-           dv + kv_off, g.kv_ld());
     }
   }
 }

@@ -82,5 +82,44 @@ TEST(Attention, BackwardMatchesNaiveGradientAndFiniteDifferences) {
   testing::check_gradient(c.v, dv, loss, 1e-2, 1e-2, 2e-4, "dv vs finite differences");
 }
 
+// Sequences longer than the kernel's 64-row blocks (70 and 130 tokens: partial last blocks).
+TEST(Attention, LongSequencesAcrossQueryBlocksMatchNaiveForwardAndBackward) {
+  const CpuKernels kernels;
+  const int heads = 2, kvh = 1, hd = 4;
+  const std::vector<Index> cu = {0, 70, 200};
+  const auto q = testing::random_vector(200 * heads * hd, 5);
+  const auto k = testing::random_vector(200 * kvh * hd, 6);
+  const auto v = testing::random_vector(200 * kvh * hd, 7);
+  const auto r = testing::random_vector(200 * heads * hd, 8);
+  std::vector<float> out(q.size()), probs(static_cast<std::size_t>(attention_probs_size(cu.data(), 2, heads)));
+  kernels.attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), cu.data(), 2,
+                            heads, kvh, hd);
+  testing::ref::Vec probs_ref;
+  const auto qd = to_double(q), kd = to_double(k), vd = to_double(v);
+  testing::expect_close(out, testing::ref::attention(qd, kd, vd, cu, heads, kvh, hd, &probs_ref),
+                        1e-5, 1e-6, "out");
+  testing::expect_close(probs, probs_ref, 1e-5, 1e-7, "probs");
+
+  std::vector<float> dq(q.size()), dk(k.size()), dv(v.size());
+  kernels.attention_backward(dq.data(), dk.data(), dv.data(), r.data(), q.data(), k.data(),
+                             v.data(), probs.data(), cu.data(), 2, heads, kvh, hd);
+  using V = testing::ref::Vec;
+  const auto loss = [&](const V& qq, const V& kk, const V& vv) {
+    return testing::ref::dot(testing::ref::attention(qq, kk, vv, cu, heads, kvh, hd), r);
+  };
+  const auto pick = [](const std::vector<float>& g, const std::vector<std::size_t>& at) {
+    std::vector<float> picked;
+    for (std::size_t i : at) picked.push_back(g[i]);
+    return picked;
+  };
+  const auto cq = testing::sample_coords(q.size(), 30), ck = testing::sample_coords(k.size(), 30);
+  testing::expect_close(pick(dq, cq), testing::ref::numeric_gradient_at(qd, cq, [&](const V& x) { return loss(x, kd, vd); }),
+                        1e-4, 1e-5, "dq");
+  testing::expect_close(pick(dk, ck), testing::ref::numeric_gradient_at(kd, ck, [&](const V& x) { return loss(qd, x, vd); }),
+                        1e-4, 1e-5, "dk");
+  testing::expect_close(pick(dv, ck), testing::ref::numeric_gradient_at(vd, ck, [&](const V& x) { return loss(qd, kd, x); }),
+                        1e-4, 1e-5, "dv");
+}
+
 }  // namespace
 }  // namespace spin::kernels
