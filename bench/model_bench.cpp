@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <vector>
@@ -27,9 +28,14 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   int hidden = 512, layers = 8, heads = 8, kv_heads = 8, intermediate = 1024, vocab = 4096;
-  int seq = 256, batch = 4, steps = 5, warmup = 1, tp = 1;
+  int seq = 256, batch = 4, steps = 9, warmup = 1, tp = 1;
   bool profile = false;
 };
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -65,7 +71,8 @@ double activation_bytes(const model::Activations& a) {
       bytes += static_cast<double>(t->nbytes());
     }
   }
-  for (const Tensor* t : {&a.head.x, &a.head.normed, &a.head.rstd, &a.head.logits, &a.head.lse}) {
+  for (const Tensor* t : {&a.head.x, &a.head.normed, &a.head.rstd, &a.head.logits, &a.head.lse,
+                          &a.head.sums}) {
     bytes += static_cast<double>(t->nbytes());
   }
   return bytes;
@@ -122,23 +129,23 @@ int run(int argc, char** argv, parallel::Communicator& world) {
 
   const double peak = measure_sgemm_peak(cpu, 1024);
   model::Activations acts;
-  double fwd_s = 0, bwd_s = 0;
+  std::vector<double> fwd_times, bwd_times;
   for (int step = 0; step < o.warmup + o.steps; ++step) {
-    if (step == o.warmup) {
-      fwd_s = bwd_s = 0;
-      timed.reset();
-    }
+    if (step == o.warmup) timed.reset();
     grads.zero();
     world.barrier();
     const auto t0 = Clock::now();
-    transformer.forward(weights, batch, &acts);
+    transformer.forward(weights, batch, acts, true);
     const auto t1 = Clock::now();
     transformer.backward(weights, acts, dseq, grads);
     world.barrier();
-    fwd_s += std::chrono::duration<double>(t1 - t0).count();
-    bwd_s += seconds_since(t1);
+    if (step < o.warmup) continue;
+    fwd_times.push_back(std::chrono::duration<double>(t1 - t0).count());
+    bwd_times.push_back(seconds_since(t1));
   }
-  const double step_s = (fwd_s + bwd_s) / o.steps;
+  // Medians: robust to the odd slow step on a shared machine.
+  const double fwd_s = median(fwd_times), bwd_s = median(bwd_times);
+  const double step_s = fwd_s + bwd_s;
   const double tokens = static_cast<double>(o.batch) * o.seq;
   const double h = o.hidden, hd = config.head_dim;
   const double n_matmul = o.layers * (h * hd * (2.0 * o.heads + 2.0 * o.kv_heads) + 3.0 * h * o.intermediate) +
@@ -153,8 +160,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
                 static_cast<double>(config.num_parameters()) / 1e6);
     std::printf("batch: %d sequences x %d tokens; layout: tp %d on %d rank(s)\n", o.batch, o.seq,
                 grid.tp_size(), world.size());
-    std::printf("step (forward + backward): %.1f ms  (forward %.1f, backward %.1f)\n",
-                step_s * 1e3, fwd_s / o.steps * 1e3, bwd_s / o.steps * 1e3);
+    std::printf("step (forward + backward), median of %d: %.1f ms  (forward %.1f, backward %.1f)\n",
+                o.steps, step_s * 1e3, fwd_s * 1e3, bwd_s * 1e3);
     std::printf("throughput: %.0f tokens/s\n", tokens / step_s);
     std::printf("model FLOP/s: %.1f GFLOP/s in all; %.1f GFLOP/s per rank\n", gflops,
                 gflops / world.size());

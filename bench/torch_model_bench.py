@@ -6,6 +6,7 @@ float32 on the CPU. Prints tokens/s and model GFLOP/s with the same FLOP count a
     /usr/bin/python3 bench/torch_model_bench.py --threads 2
 """
 import argparse
+import statistics
 import time
 
 import torch
@@ -74,24 +75,26 @@ def main():
     p = argparse.ArgumentParser()
     for name, default in [("hidden", 512), ("layers", 8), ("heads", 8), ("kv-heads", 8),
                           ("intermediate", 1024), ("vocab", 4096), ("seq", 256), ("batch", 4),
-                          ("steps", 5), ("warmup", 1), ("threads", 2)]:
+                          ("steps", 9), ("warmup", 1), ("threads", 2)]:
         p.add_argument("--" + name, type=int, default=default)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = Llama(a)
     ids = torch.randint(0, a.vocab, (a.batch, a.seq))
+    times = []
     for step in range(a.warmup + a.steps):
-        if step == a.warmup:
-            t0 = time.perf_counter()
+        t0 = time.perf_counter()
         model.zero_grad(set_to_none=False)
         (-model(ids) / a.batch).backward()
-    step_s = (time.perf_counter() - t0) / a.steps
+        if step >= a.warmup:
+            times.append(time.perf_counter() - t0)
+    step_s = statistics.median(times)  # as model_bench: the median step
     hd = a.hidden // a.heads
     n_matmul = a.layers * (a.hidden * hd * (2 * a.heads + 2 * a.kv_heads) + 3 * a.hidden * a.intermediate) + a.vocab * a.hidden
     flop_per_token = 6 * n_matmul + 12 * a.layers * a.hidden * a.seq
     tokens = a.batch * a.seq
-    print("pytorch %s, %d threads: step %.1f ms, %.0f tokens/s, %.1f GFLOP/s"
+    print("pytorch %s, %d threads: median step %.1f ms, %.0f tokens/s, %.1f GFLOP/s"
           % (torch.__version__, a.threads, step_s * 1e3, tokens / step_s, flop_per_token * tokens / step_s / 1e9))
 
 

@@ -97,6 +97,7 @@ std::vector<float> score_records(const model::Transformer& transformer,
                                  const std::vector<data::TokenRecord>& records,
                                  const std::vector<std::size_t>& mine, std::int64_t batch_size) {
   std::vector<float> out;
+  model::Activations buffers;  // reused by every micro-batch
   for (std::size_t begin = 0; begin < mine.size(); begin += static_cast<std::size_t>(batch_size)) {
     const std::size_t end = std::min(mine.size(), begin + static_cast<std::size_t>(batch_size));
     std::vector<model::Sequence> seqs;
@@ -104,7 +105,7 @@ std::vector<float> score_records(const model::Transformer& transformer,
       seqs.push_back({records[mine[i]].tokens, records[mine[i]].mask_from});
     }
     const model::TokenBatch batch = model::TokenBatch::pack(seqs);
-    const model::ForwardResult r = transformer.forward(weights, batch);
+    const model::ForwardResult r = transformer.forward(weights, batch, buffers, false);
     for (std::int64_t s = 0; s < batch.num_seqs(); ++s) {
       const auto first = static_cast<std::size_t>(batch.cu_seqlens[static_cast<std::size_t>(s)]);
       const auto last = static_cast<std::size_t>(batch.cu_seqlens[static_cast<std::size_t>(s + 1)]);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "core/tensor.h"
+#include "core/workspace.h"
 #include "model/context.h"
 #include "model/weights.h"
 
@@ -18,8 +19,12 @@ struct LayerActivations {
   Tensor x_in, n1, rstd1, q, k, v, probs, attn;
   Tensor x_mid, n2, rstd2, gate, up, act;
 
-  // Buffers for `rows` tokens and `probs_size` attention probabilities.
-  LayerActivations(const TpDims& d, std::int64_t rows, std::int64_t probs_size);
+  // Points the tensors at buffers for `rows` tokens and `probs_size` attention probabilities,
+  // reusing the previous allocation when it is large enough.
+  void allocate(const TpDims& d, std::int64_t rows, std::int64_t probs_size);
+
+ private:
+  Workspace workspace_;
 };
 
 // Reads acts.x_in, fills the rest of `acts`, writes the layer output to x_out (which may be
@@ -27,10 +32,14 @@ struct LayerActivations {
 void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
                            const BatchGeometry& batch, LayerActivations& acts, float* x_out);
 
-// Scratch buffers of the backward, shared by all layers.
+// Scratch buffers of the backward, shared by all layers; d_residual carries d loss / d x
+// between layers.
 struct LayerGradScratch {
-  Tensor d_norm, d_attn, dq, dk, dv, d_act, d_gate, d_up;
-  LayerGradScratch(const TpDims& d, std::int64_t rows);
+  Tensor d_residual, d_norm, d_attn, dq, dk, dv, d_act, d_gate, d_up;
+  void allocate(const TpDims& d, std::int64_t rows);  // reuses memory like LayerActivations
+
+ private:
+  Workspace workspace_;
 };
 
 // On entry dx holds d loss / d x_out; on return d loss / d x_in. Weight gradients accumulate.

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "parallel/tp_mappings.h"
 
@@ -10,12 +9,12 @@ namespace spin::model {
 
 namespace p = spin::parallel;
 
-HeadActivations::HeadActivations(const TpDims& d, std::int64_t rows)
-    : x(Tensor::zeros({rows, d.hidden})),
-      normed(Tensor::zeros({rows, d.hidden})),
-      rstd(Tensor::zeros({rows})),
-      logits(Tensor::zeros({rows, d.vocab_rows})),
-      lse(Tensor::zeros({rows})) {}
+void HeadActivations::allocate(const TpDims& d, std::int64_t rows) {
+  const Shape hidden{rows, d.hidden};
+  const auto t = workspace_.carve({hidden, hidden, {rows}, {rows, d.vocab_rows}, {rows},
+                                   {2, rows}, hidden});
+  x = t[0], normed = t[1], rstd = t[2], logits = t[3], lse = t[4], sums = t[5], d_normed = t[6];
+}
 
 void lm_head_forward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
                      const std::int32_t* targets, HeadActivations& a, float* logprob) {
@@ -30,13 +29,13 @@ void lm_head_forward(const ModelContext& ctx, const Tensor& norm_weight, const T
   float* row_max = a.lse.f32();
   k.logits_max(row_max, a.logits.f32(), n, d.vocab_rows, d.vocab_valid);
   ctx.tp.all_reduce(row_max, static_cast<std::size_t>(n), parallel::ReduceOp::Max);
-  std::vector<float> sums(static_cast<std::size_t>(2 * n));  // [sumexp | target logit]
-  k.logits_sumexp_target(sums.data(), sums.data() + n, a.logits.f32(), row_max, targets, n,
-                         d.vocab_rows, d.vocab_valid, d.vocab_start);
-  ctx.tp.all_reduce(sums.data(), sums.size());
+  float* sums = a.sums.f32();  // [sumexp | target logit], one all-reduce for both
+  k.logits_sumexp_target(sums, sums + n, a.logits.f32(), row_max, targets, n, d.vocab_rows,
+                         d.vocab_valid, d.vocab_start);
+  ctx.tp.all_reduce(sums, static_cast<std::size_t>(2 * n));
   for (std::int64_t i = 0; i < n; ++i) {
-    row_max[i] += std::log(sums[static_cast<std::size_t>(i)]);  // now the log-sum-exp
-    logprob[i] = targets[i] < 0 ? 0.0f : sums[static_cast<std::size_t>(n + i)] - row_max[i];
+    row_max[i] += std::log(sums[i]);  // now the log-sum-exp
+    logprob[i] = targets[i] < 0 ? 0.0f : sums[n + i] - row_max[i];
   }
 }
 
@@ -49,7 +48,7 @@ void lm_head_backward(const ModelContext& ctx, const Tensor& norm_weight, const 
   float* dlogits = a.logits.f32();  // in place: the logits are not needed afterwards
   k.logprob_backward(dlogits, a.logits.f32(), a.lse.f32(), targets, dlogprob, n, d.vocab_rows,
                      d.vocab_valid, d.vocab_start);
-  Tensor d_normed = Tensor::zeros({n, d.hidden});
+  const Tensor& d_normed = a.d_normed;
   k.linear_backward(d_normed.f32(), head_grad.f32(), dlogits, a.normed.f32(), head.f32(), n,
                     d.hidden, d.vocab_rows, false);
   p::copy_to_tp_region_backward(ctx.tp, d_normed.f32(), static_cast<std::size_t>(n * d.hidden));

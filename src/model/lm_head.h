@@ -5,19 +5,25 @@
 #pragma once
 
 #include "core/tensor.h"
+#include "core/workspace.h"
 #include "model/context.h"
 
 namespace spin::model {
 
 struct HeadActivations {
-  Tensor x;       // [rows, hidden]: the last layer's output (input of the final norm)
-  Tensor normed;  // [rows, hidden]
-  Tensor rstd;    // [rows]
-  Tensor logits;  // [rows, vocab_rows], this rank's vocabulary shard
-  Tensor lse;     // [rows]: global log-sum-exp of each row
+  Tensor x;         // [rows, hidden]: the last layer's output (input of the final norm)
+  Tensor normed;    // [rows, hidden]
+  Tensor rstd;      // [rows]
+  Tensor logits;    // [rows, vocab_rows], this rank's vocabulary shard
+  Tensor lse;       // [rows]: global log-sum-exp of each row
+  Tensor sums;      // [2, rows]: sum of exp(logit - max) and the target logit, all-reduced
+  Tensor d_normed;  // [rows, hidden]: backward scratch
 
-  HeadActivations() = default;
-  HeadActivations(const TpDims& d, std::int64_t rows);
+  // Reuses the previous allocation when it is large enough.
+  void allocate(const TpDims& d, std::int64_t rows);
+
+ private:
+  Workspace workspace_;
 };
 
 // logprob[i] = log softmax(logits_i)[targets[i]], and 0 where targets[i] < 0.

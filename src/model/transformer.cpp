@@ -40,8 +40,13 @@ BatchGeometry Transformer::geometry(const TokenBatch& batch) const {
                        batch.positions.data()};
 }
 
+ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batch) const {
+  Activations acts;
+  return forward(w, batch, acts, false);
+}
+
 ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batch,
-                                   Activations* keep) const {
+                                   Activations& a, bool for_backward) const {
   validate(batch);
   const auto& k = ctx_.k;
   const BatchGeometry b = geometry(batch);
@@ -50,13 +55,11 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   const std::int64_t probs_size =
       kernels::attention_probs_size(b.cu_seqlens, b.num_seqs, dims_.heads);
 
-  Activations scratch;
-  Activations& a = keep ? *keep : scratch;
   a.batch = batch;
-  a.layers.clear();
-  const std::int64_t sets = keep ? config_.num_layers : 1;
-  for (std::int64_t l = 0; l < sets; ++l) a.layers.emplace_back(dims_, n, probs_size);
-  a.head = HeadActivations(dims_, n);
+  a.for_backward = for_backward;
+  a.layers.resize(static_cast<std::size_t>(for_backward ? config_.num_layers : 1));
+  for (LayerActivations& la : a.layers) la.allocate(dims_, n, probs_size);
+  a.head.allocate(dims_, n);
 
   // Vocab-parallel embedding: each rank fills the rows of the ids it holds, zeros elsewhere.
   float* x0 = a.layers[0].x_in.f32();
@@ -65,11 +68,11 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   parallel::reduce_from_tp_region_forward(ctx_.tp, x0, static_cast<std::size_t>(n * h));
 
   for (std::int64_t l = 0; l < config_.num_layers; ++l) {
-    LayerActivations& la = a.layers[static_cast<std::size_t>(keep ? l : 0)];
+    LayerActivations& la = a.layers[static_cast<std::size_t>(for_backward ? l : 0)];
     const bool last = l + 1 == config_.num_layers;
     float* out = last ? a.head.x.f32()
-                      : (keep ? a.layers[static_cast<std::size_t>(l + 1)].x_in.f32()
-                              : la.x_in.f32());
+                      : (for_backward ? a.layers[static_cast<std::size_t>(l + 1)].x_in.f32()
+                                      : la.x_in.f32());
     decoder_layer_forward(ctx_, w.layers[static_cast<std::size_t>(l)], b, la, out);
   }
 
@@ -88,8 +91,7 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
 void Transformer::backward(const ModelWeights& w, Activations& a, std::span<const float> dseq,
                            ModelWeights& grads) const {
   const TokenBatch& batch = a.batch;
-  require(static_cast<std::int64_t>(a.layers.size()) == config_.num_layers,
-          "backward needs the activations of a forward that kept them");
+  require(a.for_backward, "backward needs the activations of a forward with for_backward");
   require(static_cast<std::int64_t>(dseq.size()) == batch.num_seqs(), "backward got ",
           dseq.size(), " sequence gradients for ", batch.num_seqs(), " sequences");
   const BatchGeometry b = geometry(batch);
@@ -100,19 +102,17 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
     const auto row = static_cast<std::size_t>(i);
     dlogprob[row] = batch.loss_mask[row] * dseq[static_cast<std::size_t>(batch.sequence_of[row])];
   }
-  Tensor dx = Tensor::zeros({n, dims_.hidden});
+  a.grad.allocate(dims_, n);
+  float* dx = a.grad.d_residual.f32();
   lm_head_backward(ctx_, w.norm, w.lm_head, grads.norm, grads.lm_head, batch.targets.data(),
-                   dlogprob.data(), a.head, dx.f32());
-
-  LayerGradScratch scratch(dims_, n);
+                   dlogprob.data(), a.head, dx);
   for (std::int64_t l = config_.num_layers - 1; l >= 0; --l) {
     const auto li = static_cast<std::size_t>(l);
-    decoder_layer_backward(ctx_, w.layers[li], grads.layers[li], b, a.layers[li], scratch,
-                           dx.f32());
+    decoder_layer_backward(ctx_, w.layers[li], grads.layers[li], b, a.layers[li], a.grad, dx);
   }
   // The embedding's forward all-reduce is reduce_from: identity backward, each rank scatters
   // the full gradient into the rows it holds.
-  ctx_.k.embedding_backward(grads.embed_tokens.f32(), batch.tokens.data(), dx.f32(), n,
+  ctx_.k.embedding_backward(grads.embed_tokens.f32(), batch.tokens.data(), dx, n,
                             dims_.hidden, dims_.vocab_start, dims_.vocab_valid);
 }
 

@@ -26,11 +26,15 @@ struct ForwardResult {
   std::vector<float> sequence_logprobs;  // per sequence: sum of token_logprobs * loss_mask
 };
 
-// Everything a backward needs from its forward: the batch and each layer's activations.
+// Everything a backward needs from its forward, and the buffers of both. Keep one Activations
+// per role (policy training, reference scoring) and pass it to every call: buffers are reused
+// across calls and reallocated only when a batch is larger than any before.
 struct Activations {
   TokenBatch batch;
-  std::vector<LayerActivations> layers;
+  bool for_backward = false;
+  std::vector<LayerActivations> layers;  // every layer's, or one shared set
   HeadActivations head;
+  LayerGradScratch grad;  // backward scratch
 };
 
 class Transformer {
@@ -43,11 +47,13 @@ class Transformer {
   const ModelConfig& config() const { return config_; }
   const TpDims& dims() const { return dims_; }
 
-  // Scores `batch`. With `keep` the activations of every layer are stored there for backward();
-  // without, one set of buffers is reused layer after layer. Throws spin::Error for token ids
-  // outside the vocabulary or sequences longer than the model allows.
-  ForwardResult forward(const ModelWeights& weights, const TokenBatch& batch,
-                        Activations* keep = nullptr) const;
+  // Scores `batch`. With `for_backward` the activations of every layer stay in `acts` for
+  // backward(); without, one set of buffers is reused layer after layer (scoring). Throws
+  // spin::Error for token ids outside the vocabulary or sequences longer than the model allows.
+  ForwardResult forward(const ModelWeights& weights, const TokenBatch& batch, Activations& acts,
+                        bool for_backward) const;
+  // Scoring with buffers of its own.
+  ForwardResult forward(const ModelWeights& weights, const TokenBatch& batch) const;
 
   // Accumulates into `grads` the gradient of sum_s dseq[s] * sequence_logprobs[s].
   // Consumes `saved` (the logits buffer is reused for their gradient).

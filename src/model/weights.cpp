@@ -9,10 +9,6 @@
 namespace spin::model {
 
 namespace {
-constexpr std::int64_t kAlign = 16;  // floats: each parameter starts on a 64-byte boundary
-
-std::int64_t aligned(std::int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-
 std::string layer_name(std::int64_t layer, const char* suffix) {
   return cat("model.layers.", layer, ".", suffix);
 }
@@ -88,15 +84,14 @@ struct ShardIndexer {
 
 ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims) {
   auto specs = parameter_specs(config, dims);
-  std::int64_t total = 0;
-  for (const auto& [param, local] : specs) total += aligned(shape_numel(local));
-  flat_ = Tensor::zeros({total});
+  std::vector<Shape> shapes;
+  for (const auto& spec : specs) shapes.push_back(spec.second);
+  const std::vector<Tensor> locals = storage_.carve(shapes);
 
   std::map<std::string, Tensor> by_name;
-  std::int64_t offset = 0;
-  for (auto& [param, local] : specs) {
-    param.local = flat_.view(offset, local);
-    offset += aligned(shape_numel(local));
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    ShardedTensor& param = specs[i].first;
+    param.local = locals[i];
     by_name[param.name] = param.local;
     params_.push_back(std::move(param));
   }
@@ -114,7 +109,7 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims) {
 }
 
 void ModelWeights::init_random(std::uint64_t seed, float std) {
-  flat_.zero_();
+  zero();
   for (std::size_t index = 0; index < params_.size(); ++index) {
     const ShardedTensor& p = params_[index];
     float* data = p.local.f32();

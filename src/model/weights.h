@@ -10,6 +10,7 @@
 
 #include "core/sharded_tensor.h"
 #include "core/tensor.h"
+#include "core/workspace.h"
 #include "model/config.h"
 #include "model/tp_dims.h"
 
@@ -37,17 +38,17 @@ class ModelWeights {
   // Every local parameter once (a tied lm_head is not listed twice), in a fixed order that is
   // the same on every rank.
   const std::vector<ShardedTensor>& sharded_state_dict() const { return params_; }
-  const Tensor& flat() const { return flat_; }
+  const Tensor& flat() const { return storage_.buffer(); }
 
-  void zero() { flat_.zero_(); }
+  void zero() { Tensor(flat()).zero_(); }
   // A local copy; `other` must have the same layout (the SPIN reference sync).
-  void copy_from(const ModelWeights& other) { flat_.copy_from(other.flat_); }
+  void copy_from(const ModelWeights& other) { Tensor(flat()).copy_from(other.flat()); }
   // Normal(0, std) for matrices and 1 for norms, each value keyed by (seed, parameter, global
   // element index): the same global model for any tensor-parallel layout.
   void init_random(std::uint64_t seed, float std);
 
  private:
-  Tensor flat_;
+  Workspace storage_;  // one allocation for every parameter
   std::vector<ShardedTensor> params_;
 };
 

@@ -45,15 +45,16 @@ TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesigned
   const ModelContext ctx{config, dims, grid.tp(), cpu, rope};
   const BatchGeometry geometry{batch.rows(), batch.num_seqs(), batch.cu_seqlens.data(),
                                batch.positions.data()};
-  LayerActivations acts(dims, batch.rows(),
-                        kernels::attention_probs_size(batch.cu_seqlens.data(), 2, dims.heads));
-  acts.x_in.copy_from(Tensor::zeros({batch.rows(), dims.hidden}));
+  LayerActivations acts;
+  acts.allocate(dims, batch.rows(),
+                kernels::attention_probs_size(batch.cu_seqlens.data(), 2, dims.heads));
   std::vector<float> out(n * h);
   grid.tp().reset_stats();
   decoder_layer_forward(ctx, weights.layers[0], geometry, acts, out.data());
   expect_only_all_reduces(grid.tp().stats(), 2, 2 * activation, "one layer forward");
   ModelWeights grads(config, dims);
-  LayerGradScratch scratch(dims, batch.rows());
+  LayerGradScratch scratch;
+  scratch.allocate(dims, batch.rows());
   grid.tp().reset_stats();
   decoder_layer_backward(ctx, weights.layers[0], grads.layers[0], geometry, acts, scratch, out.data());
   expect_only_all_reduces(grid.tp().stats(), 2, 2 * activation, "one layer backward");
@@ -62,7 +63,7 @@ TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesigned
   // logit fused (2 scalars per token). Backward: the head's input gradient + 2 per layer.
   grid.tp().reset_stats();
   Activations saved;
-  transformer.forward(weights, batch, &saved);
+  transformer.forward(weights, batch, saved, true);
   expect_only_all_reduces(grid.tp().stats(), 1 + 2 * 3 + 2,
                           activation * (1 + 2 * 3) + n * f + 2 * n * f, "model forward");
   grid.tp().reset_stats();

@@ -59,7 +59,7 @@ Run run(const ModelConfig& config, parallel::Communicator& tp) {
   Activations acts;
   Run out;
   out.token_logprobs =
-      transformer.forward(weights, TokenBatch::pack(batch_sequences()), &acts).token_logprobs;
+      transformer.forward(weights, TokenBatch::pack(batch_sequences()), acts, true).token_logprobs;
   ModelWeights grads(config, dims);
   transformer.backward(weights, acts, std::vector<float>{1.0f, -0.5f, 2.0f, 0.3f}, grads);
   for (const ShardedTensor& g : grads.sharded_state_dict()) out.grads.push_back(gather(g, tp));

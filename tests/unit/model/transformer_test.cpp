@@ -47,7 +47,7 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
     const TokenBatch batch = TokenBatch::pack(three_sequences());
     const std::vector<float> c = {0.7f, -1.3f, 0.4f};  // loss = sum_s c_s logprob_s
     Activations acts;
-    m.transformer.forward(m.weights, batch, &acts);
+    m.transformer.forward(m.weights, batch, acts, true);
     ModelWeights grads(m.config, m.dims);
     m.transformer.backward(m.weights, acts, c, grads);
 
@@ -133,9 +133,40 @@ TEST(Transformer, KeepingActivationsDoesNotChangeResults) {
   TinyModel m;
   const TokenBatch batch = TokenBatch::pack(three_sequences());
   Activations acts;
-  const ForwardResult kept = m.transformer.forward(m.weights, batch, &acts);
+  const ForwardResult kept = m.transformer.forward(m.weights, batch, acts, true);
   const ForwardResult plain = m.transformer.forward(m.weights, batch);
   EXPECT_EQ(kept.token_logprobs, plain.token_logprobs);
+}
+
+// Buffers are reused across calls (and grown when a batch is larger): results must not depend
+// on what ran before, and gradients accumulate over backward calls.
+TEST(Transformer, ReusedBuffersGiveFreshResultsAndGradientsAccumulate) {
+  TinyModel m;
+  const TokenBatch big = TokenBatch::pack(three_sequences());
+  const TokenBatch small = TokenBatch::pack({three_sequences()[2]});
+  const ForwardResult fresh_big = m.transformer.forward(m.weights, big);
+  const ForwardResult fresh_small = m.transformer.forward(m.weights, small);
+  Activations acts;
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(m.transformer.forward(m.weights, small, acts, true).token_logprobs,
+              fresh_small.token_logprobs);
+    EXPECT_EQ(m.transformer.forward(m.weights, big, acts, true).token_logprobs,
+              fresh_big.token_logprobs);
+  }
+  const std::vector<float> c = {1.0f, 2.0f, -1.0f};
+  ModelWeights once(m.config, m.dims), twice(m.config, m.dims);
+  m.transformer.backward(m.weights, acts, c, once);
+  for (int i = 0; i < 2; ++i) {
+    m.transformer.forward(m.weights, big, acts, true);
+    m.transformer.backward(m.weights, acts, c, twice);
+  }
+  for (std::int64_t i = 0; i < once.flat().numel(); ++i) {
+    ASSERT_NEAR(twice.flat().f32()[i], 2.0f * once.flat().f32()[i],
+                1e-6f + 1e-5f * std::fabs(once.flat().f32()[i]));
+  }
+  Activations scoring;
+  m.transformer.forward(m.weights, big, scoring, false);
+  EXPECT_THROW(m.transformer.backward(m.weights, scoring, c, once), Error);
 }
 
 TEST(Transformer, RefusesTokensOutsideTheVocabularyAndOverlongSequences) {

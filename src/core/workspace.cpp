@@ -1,0 +1,23 @@
+#include "core/workspace.h"
+
+namespace spin {
+
+namespace {
+constexpr std::int64_t kAlign = 16;  // floats: every view starts on a 64-byte boundary
+std::int64_t aligned(std::int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+}  // namespace
+
+std::vector<Tensor> Workspace::carve(const std::vector<Shape>& shapes) {
+  std::int64_t total = 0;
+  for (const Shape& s : shapes) total += aligned(shape_numel(s));
+  if (!buffer_.defined() || buffer_.numel() < total) buffer_ = Tensor::zeros({total});
+  std::vector<Tensor> views;
+  std::int64_t offset = 0;
+  for (const Shape& s : shapes) {
+    views.push_back(buffer_.view(offset, s));
+    offset += aligned(shape_numel(s));
+  }
+  return views;
+}
+
+}  // namespace spin

@@ -1,0 +1,23 @@
+// Workspace: tensors carved out of one reusable allocation. carve() returns views of the
+// requested shapes; the buffer is reallocated only when a request does not fit, so a model
+// running batches of similar size allocates (and page-faults) once, not every step.
+// Views from an earlier carve() alias the new ones: a carve() invalidates the previous set.
+#pragma once
+
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace spin {
+
+class Workspace {
+ public:
+  std::vector<Tensor> carve(const std::vector<Shape>& shapes);
+  // The whole allocation (undefined before the first carve).
+  const Tensor& buffer() const { return buffer_; }
+
+ private:
+  Tensor buffer_;
+};
+
+}  // namespace spin
