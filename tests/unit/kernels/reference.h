@@ -143,24 +143,9 @@ inline Vec logprobs(const Vec& logits, const std::vector<std::int32_t>& targets,
 
 namespace spin::testing::ref {
 
-// The gradient of `loss` at x by central differences in double (step h): accurate to ~1e-8
-// relative for the smooth reference functions, hence a reference for the float backwards.
-inline Vec numeric_gradient(Vec x, const std::function<double(const Vec&)>& loss,
-                            double h = 1e-6) {
-  Vec g(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const double saved = x[i];
-    x[i] = saved + h;
-    const double up = loss(x);
-    x[i] = saved - h;
-    const double down = loss(x);
-    x[i] = saved;
-    g[i] = (up - down) / (2 * h);
-  }
-  return g;
-}
-
-// The same at the listed coordinates only.
+// The gradient of `loss` at the listed coordinates of x by central differences in double
+// (step h): accurate to ~1e-8 relative for the smooth reference functions, hence a reference
+// for the float backwards.
 inline Vec numeric_gradient_at(Vec x, const std::vector<std::size_t>& coords,
                                const std::function<double(const Vec&)>& loss, double h = 1e-6) {
   Vec g;
@@ -174,6 +159,13 @@ inline Vec numeric_gradient_at(Vec x, const std::vector<std::size_t>& coords,
     g.push_back((up - down) / (2 * h));
   }
   return g;
+}
+
+// The same at every coordinate.
+inline Vec numeric_gradient(const Vec& x, const std::function<double(const Vec&)>& loss) {
+  std::vector<std::size_t> all(x.size());
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+  return numeric_gradient_at(x, all, loss);
 }
 
 inline double dot(const Vec& a, const std::vector<float>& b) {

@@ -34,5 +34,20 @@ TEST(Embedding, BackwardScatterAddsRepeatedIds) {
   EXPECT_EQ(dtable, want);
 }
 
+TEST(Embedding, BackwardMatchesFiniteDifferences) {
+  const CpuKernels k;
+  const int hidden = 4, start = 2, rows = 5, n = 7;
+  auto table = testing::random_vector(rows * hidden, 3);
+  const std::vector<std::int32_t> ids = {2, 3, 9, 2, 6, 0, 4};
+  const auto r = testing::random_vector(n * hidden, 4);
+  std::vector<float> out(n * hidden), grad(rows * hidden, 0.0f);
+  k.embedding_backward(grad.data(), ids.data(), r.data(), n, hidden, start, rows);
+  const auto loss = [&] {
+    k.embedding_forward(out.data(), ids.data(), table.data(), n, hidden, start, rows);
+    return testing::weighted_sum(out, r);
+  };
+  testing::check_gradient(table, grad, loss, 1e-2, 1e-3, 1e-4, "dtable vs finite differences");
+}
+
 }  // namespace
 }  // namespace spin::kernels
