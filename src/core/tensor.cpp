@@ -80,9 +80,9 @@ Tensor Tensor::clone() const {
   return t;
 }
 
-void Tensor::zero_() { std::memset(raw(), 0, nbytes()); }
+void Tensor::zero_() const { std::memset(raw(), 0, nbytes()); }
 
-void Tensor::copy_from(const Tensor& src) {
+void Tensor::copy_from(const Tensor& src) const {
   require(src.shape_ == shape_ && src.dtype_ == dtype_, "copy from a ", dtype_name(src.dtype_),
           " tensor of shape ", shape_str(src.shape_), " into a ", dtype_name(dtype_),
           " tensor of shape ", shape_str(shape_));

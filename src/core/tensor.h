@@ -1,6 +1,7 @@
 // Tensor: a shape, an element type and a reference-counted buffer, row-major, 64-byte aligned.
 // Views (Tensor::view) share the buffer, which is how parameters live in one flat allocation
-// and are still addressed one by one. Float32 on the host today; the Device tag and DType leave
+// and are still addressed one by one. A Tensor is a handle, like std::span: `const` protects
+// the handle (shape, which buffer), not the elements. Float32 on the host today; the Device tag and DType leave
 // room for bf16 and device memory without changing the callers.
 #pragma once
 
@@ -77,8 +78,8 @@ class Tensor {
   Tensor reshape(const Shape& shape) const { return view(0, shape); }
   // An independent copy.
   Tensor clone() const;
-  void zero_();
-  void copy_from(const Tensor& src);  // shapes and dtypes must match
+  void zero_() const;
+  void copy_from(const Tensor& src) const;  // shapes and dtypes must match
 
  private:
   void check_dtype(DType want) const;

@@ -40,9 +40,9 @@ class ModelWeights {
   const std::vector<ShardedTensor>& sharded_state_dict() const { return params_; }
   const Tensor& flat() const { return storage_.buffer(); }
 
-  void zero() { Tensor(flat()).zero_(); }
+  void zero() { flat().zero_(); }
   // A local copy; `other` must have the same layout (the SPIN reference sync).
-  void copy_from(const ModelWeights& other) { Tensor(flat()).copy_from(other.flat()); }
+  void copy_from(const ModelWeights& other) { flat().copy_from(other.flat()); }
   // Normal(0, std) for matrices and 1 for norms, each value keyed by (seed, parameter, global
   // element index): the same global model for any tensor-parallel layout.
   void init_random(std::uint64_t seed, float std);

@@ -127,6 +127,8 @@ def case_bad_input(args, tmp):
                  r"rank 0: .*config\.json: missing required key \"hidden_size\"")
     expect_error(args, tmp, "kv-heads-vs-tp", cmd(model, args.input, "--tp", "4"),
                  r"num_key_value_heads \(2\) is not divisible by tensor-parallel size 4", ranks=4)
+    expect_error(args, tmp, "heads-vs-tp", cmd(model, args.input, "--tp", "3"),
+                 r"num_attention_heads \(4\) is not divisible by tensor-parallel size 3", ranks=3)
     expect_error(args, tmp, "world-vs-tp", cmd(model, args.input, "--tp", "2"),
                  r"world size 3 is not divisible by tp \(2\)", ranks=3)
     expect_error(args, tmp, "truncated-weights", cmd(truncated, args.input),

@@ -77,7 +77,7 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
     }
 
     // Directional derivative along a random direction u over every parameter.
-    Tensor flat = m.weights.flat();  // shares the parameters' storage
+    const Tensor& flat = m.weights.flat();
     const auto u = testing::random_vector(static_cast<std::size_t>(flat.numel()), 9);
     double g_dot_u = 0.0;
     for (std::int64_t i = 0; i < flat.numel(); ++i) g_dot_u += grads.flat().f32()[i] * u[i];

@@ -29,6 +29,20 @@ TEST(ModelWeights, ListsHuggingFaceNamesWithShapesOnce) {
   EXPECT_EQ(w.lm_head.raw(), w.embed_tokens.raw());
 }
 
+// The SPIN reference sync: a local copy of every shard, independent afterwards.
+TEST(ModelWeights, CopyFromCopiesEveryParameterAndZeroClears) {
+  const ModelConfig c = testing::tiny_config();
+  ModelWeights policy(c, tp_dims(c, 0, 1)), reference(c, tp_dims(c, 0, 1));
+  policy.init_random(4, 0.1f);
+  reference.copy_from(policy);
+  const float* p = policy.flat().f32();
+  const float* r = reference.flat().f32();
+  for (std::int64_t i = 0; i < policy.flat().numel(); ++i) ASSERT_EQ(p[i], r[i]);
+  policy.zero();
+  EXPECT_NE(reference.layers[1].down_proj.f32()[3], 0.0f);
+  for (std::int64_t i = 0; i < policy.flat().numel(); ++i) ASSERT_EQ(p[i], 0.0f);
+}
+
 // init_random gives the same global model whatever the TP layout: TP=2 shards, put together,
 // equal the TP=1 tensors.
 TEST(ModelWeights, RandomInitIsLayoutInvariant) {
