@@ -63,9 +63,10 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     require(!j.contains(key) || j.at(key) == false, source, ": \"", key,
             "\": true is not supported (Llama projections have no bias)");
   }
-  require(!j.contains("rope_scaling") || j.at("rope_scaling").is_null(), source,
-          ": rope_scaling ", j.contains("rope_scaling") ? j.at("rope_scaling").dump() : "",
-          " is not supported; only plain RoPE with rope_theta");
+  if (j.contains("rope_scaling")) {
+    require(j.at("rope_scaling").is_null(), source, ": rope_scaling ",
+            j.at("rope_scaling").dump(), " is not supported; only plain RoPE with rope_theta");
+  }
 
   ModelConfig c;
   c.vocab_size = positive_int(j, "vocab_size", source);
