@@ -41,6 +41,10 @@ void SelfCommunicator::send_impl(const void*, std::size_t, DType, int dest, int)
   fail("send to rank ", dest, " in a group of one process");
 }
 
+void SelfCommunicator::exchange_impl(std::span<const P2POp> ops) {
+  require(ops.empty(), "point-to-point exchange in a group of one process");
+}
+
 void SelfCommunicator::recv_impl(void*, std::size_t, DType, int source, int) {
   fail("recv from rank ", source, " in a group of one process");
 }

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string_view>
 
 #include "core/dtype.h"
@@ -31,6 +32,25 @@ struct CommStats {
   std::uint64_t bytes_of(CommOp op) const { return bytes[static_cast<std::size_t>(op)]; }
 };
 
+// One half of a point-to-point exchange (see Communicator::exchange).
+struct P2POp {
+  bool is_send = true;
+  void* buffer = nullptr;
+  std::size_t count = 0;
+  DType type = DType::F32;
+  int peer = 0;
+  int tag = 0;
+
+  template <class T>
+  static P2POp send(const T* buffer, std::size_t count, int peer, int tag = 0) {
+    return {true, const_cast<T*>(buffer), count, dtype_of<T>(), peer, tag};
+  }
+  template <class T>
+  static P2POp recv(T* buffer, std::size_t count, int peer, int tag = 0) {
+    return {false, buffer, count, dtype_of<T>(), peer, tag};
+  }
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -44,7 +64,8 @@ class Communicator {
     record(CommOp::AllReduce, count * sizeof(T));
     all_reduce_impl(buffer, count, dtype_of<T>(), op);
   }
-  // recv holds size() blocks of `count` elements, in rank order.
+  // recv holds size() blocks of `count` elements, in rank order. `send` may be this rank's
+  // block of `recv` itself (in place).
   template <class T>
   void all_gather(const T* send, T* recv, std::size_t count) {
     record(CommOp::AllGather, count * sizeof(T));
@@ -75,6 +96,14 @@ class Communicator {
     record(CommOp::Barrier, 0);
     barrier_impl();
   }
+  // Posts every send and receive at once and waits for all of them (Megatron's
+  // batch_isend_irecv): two neighbours may send to each other in one call without deadlock.
+  void exchange(std::span<const P2POp> ops) {
+    for (const P2POp& op : ops) {
+      record(op.is_send ? CommOp::Send : CommOp::Recv, op.count * dtype_size(op.type));
+    }
+    exchange_impl(ops);
+  }
 
   // Collective over this group: ranks with equal `color` form a new group, ordered by `key`.
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
@@ -92,6 +121,7 @@ class Communicator {
                          int tag) = 0;
   virtual void recv_impl(void* buffer, std::size_t count, DType type, int source, int tag) = 0;
   virtual void barrier_impl() = 0;
+  virtual void exchange_impl(std::span<const P2POp> ops) = 0;
 
  private:
   void record(CommOp op, std::size_t bytes) {
@@ -119,6 +149,7 @@ class SelfCommunicator final : public Communicator {
   void send_impl(const void*, std::size_t, DType, int dest, int tag) override;
   void recv_impl(void*, std::size_t, DType, int source, int tag) override;
   void barrier_impl() override {}
+  void exchange_impl(std::span<const P2POp> ops) override;
 };
 
 }  // namespace spin::parallel

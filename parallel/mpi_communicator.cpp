@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <vector>
 
 #include "core/error.h"
 
@@ -82,7 +83,9 @@ class MpiCommunicator final : public Communicator {
   }
   void all_gather_impl(const void* send, void* recv, std::size_t count, DType type) override {
     const int n = checked_int(count, "all_gather");
-    MPI_Allgather(send, n, mpi_type(type), recv, n, mpi_type(type), comm_);
+    const bool in_place =
+        send == static_cast<const char*>(recv) + static_cast<std::size_t>(rank_) * count * dtype_size(type);
+    MPI_Allgather(in_place ? MPI_IN_PLACE : send, n, mpi_type(type), recv, n, mpi_type(type), comm_);
   }
   void reduce_scatter_impl(const void* send, void* recv, std::size_t count, DType type,
                            ReduceOp op) override {
@@ -109,6 +112,19 @@ class MpiCommunicator final : public Communicator {
     });
   }
   void barrier_impl() override { MPI_Barrier(comm_); }
+  void exchange_impl(std::span<const P2POp> ops) override {
+    std::vector<MPI_Request> requests(ops.size());
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      const P2POp& op = ops[i];
+      const int n = checked_int(op.count, op.is_send ? "send" : "recv");
+      if (op.is_send) {
+        MPI_Isend(op.buffer, n, mpi_type(op.type), op.peer, op.tag, comm_, &requests[i]);
+      } else {
+        MPI_Irecv(op.buffer, n, mpi_type(op.type), op.peer, op.tag, comm_, &requests[i]);
+      }
+    }
+    MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE);
+  }
 
  private:
   MPI_Comm comm_;

@@ -1,0 +1,127 @@
+#include "parallel/pipeline_schedule.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace spin::parallel {
+
+namespace {
+constexpr int kActivationTag = 11;
+constexpr int kGradientTag = 12;
+
+// Point-to-point moves of one stage; every function is a no-op where the neighbour is missing.
+class StageLinks {
+ public:
+  StageLinks(Communicator& pp, PipelineStage& stage)
+      : pp_(pp), stage_(stage), first_(pp.rank() == 0), last_(pp.rank() == pp.size() - 1) {}
+
+  std::span<const float> recv_forward(int mb) {
+    if (first_) return {};
+    input_.resize(stage_.boundary_size(mb));
+    const P2POp op = P2POp::recv(input_.data(), input_.size(), pp_.rank() - 1, kActivationTag);
+    pp_.exchange({&op, 1});
+    return input_;
+  }
+  void send_forward(std::span<const float> output, int mb) {
+    if (last_) return;
+    check(output, mb, "output");
+    const P2POp op = P2POp::send(output.data(), output.size(), pp_.rank() + 1, kActivationTag);
+    pp_.exchange({&op, 1});
+  }
+  std::span<const float> recv_backward(int mb) {
+    if (last_) return {};
+    grad_.resize(stage_.boundary_size(mb));
+    const P2POp op = P2POp::recv(grad_.data(), grad_.size(), pp_.rank() + 1, kGradientTag);
+    pp_.exchange({&op, 1});
+    return grad_;
+  }
+  void send_backward(std::span<const float> grad_input, int mb) {
+    if (first_) return;
+    check(grad_input, mb, "input gradient");
+    const P2POp op = P2POp::send(grad_input.data(), grad_input.size(), pp_.rank() - 1, kGradientTag);
+    pp_.exchange({&op, 1});
+  }
+  // Steady state: this micro-batch's output goes on while the gradient of an earlier one
+  // comes back from the same neighbour.
+  std::span<const float> send_forward_recv_backward(std::span<const float> output, int send_mb,
+                                                    int recv_mb) {
+    if (last_) return {};
+    check(output, send_mb, "output");
+    grad_.resize(stage_.boundary_size(recv_mb));
+    const P2POp ops[] = {P2POp::send(output.data(), output.size(), pp_.rank() + 1, kActivationTag),
+                         P2POp::recv(grad_.data(), grad_.size(), pp_.rank() + 1, kGradientTag)};
+    pp_.exchange(ops);
+    return grad_;
+  }
+  std::span<const float> send_backward_recv_forward(std::span<const float> grad_input,
+                                                    int send_mb, int recv_mb) {
+    if (first_) return {};
+    check(grad_input, send_mb, "input gradient");
+    input_.resize(stage_.boundary_size(recv_mb));
+    const P2POp ops[] = {
+        P2POp::send(grad_input.data(), grad_input.size(), pp_.rank() - 1, kGradientTag),
+        P2POp::recv(input_.data(), input_.size(), pp_.rank() - 1, kActivationTag)};
+    pp_.exchange(ops);
+    return input_;
+  }
+
+ private:
+  void check(std::span<const float> buffer, int mb, const char* what) const {
+    require(buffer.size() == stage_.boundary_size(mb), "pipeline stage ", pp_.rank(), ": ", what,
+            " of micro-batch ", mb, " has ", buffer.size(), " floats, the boundary size is ",
+            stage_.boundary_size(mb));
+  }
+
+  Communicator& pp_;
+  PipelineStage& stage_;
+  const bool first_, last_;
+  std::vector<float> input_, grad_;  // receive buffers; a stage copies what it keeps
+};
+}  // namespace
+
+std::vector<PipelineAction> one_f_one_b_order(int stage, int stages, int micro_batches) {
+  const int warmup = std::min(stages - stage - 1, micro_batches);
+  const int steady = micro_batches - warmup;
+  std::vector<PipelineAction> order;
+  for (int i = 0; i < warmup; ++i) order.push_back({PipelineAction::Forward, i});
+  for (int i = 0; i < steady; ++i) {
+    order.push_back({PipelineAction::Forward, warmup + i});
+    order.push_back({PipelineAction::Backward, i});
+  }
+  for (int i = steady; i < micro_batches; ++i) order.push_back({PipelineAction::Backward, i});
+  return order;
+}
+
+void forward_backward_pipelining_without_interleaving(Communicator& pp, int micro_batches,
+                                                      PipelineStage& stage) {
+  require(micro_batches >= 1, "the pipeline needs at least one micro-batch");
+  StageLinks links(pp, stage);
+  const int warmup = std::min(pp.size() - pp.rank() - 1, micro_batches);
+  const int steady = micro_batches - warmup;
+  int next_forward = 0;
+  int next_backward = 0;
+
+  for (int i = 0; i < warmup; ++i, ++next_forward) {
+    const auto input = links.recv_forward(next_forward);
+    links.send_forward(stage.forward(next_forward, input), next_forward);
+  }
+  std::span<const float> input;
+  if (steady > 0) input = links.recv_forward(next_forward);
+  for (int i = 0; i < steady; ++i, ++next_forward, ++next_backward) {
+    const auto output = stage.forward(next_forward, input);
+    const auto grad_output = links.send_forward_recv_backward(output, next_forward, next_backward);
+    const auto grad_input = stage.backward(next_backward, grad_output);
+    if (i + 1 == steady) {
+      links.send_backward(grad_input, next_backward);
+    } else {
+      input = links.send_backward_recv_forward(grad_input, next_backward, next_forward + 1);
+    }
+  }
+  for (; next_backward < micro_batches; ++next_backward) {
+    const auto grad_output = links.recv_backward(next_backward);
+    links.send_backward(stage.backward(next_backward, grad_output), next_backward);
+  }
+}
+
+}  // namespace spin::parallel
