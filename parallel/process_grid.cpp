@@ -33,6 +33,8 @@ ProcessGrid::ProcessGrid(Communicator& world, Layout layout)
   dp_ = world.split(pp_rank_ * tp + tp_rank_, dp_rank_);
   pp_ = world.split(dp_rank_ * tp + tp_rank_, pp_rank_);
   mp_ = world.split(dp_rank_, pp_rank_ * tp + tp_rank_);
+  const bool holds_embedding = layout_.pp > 1 && (is_first_stage() || is_last_stage());
+  embedding_ = world.split(holds_embedding ? dp_rank_ * tp + tp_rank_ : tp * dp + rank, pp_rank_);
 }
 
 std::string ProcessGrid::describe() const {

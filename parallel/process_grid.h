@@ -31,6 +31,10 @@ class ProcessGrid {
   Communicator& pp() const { return *pp_; }
   Communicator& dp() const { return *dp_; }
   Communicator& mp() const { return *mp_; }  // model parallel: TP x PP, one replica
+  // Megatron's embedding group: the first and the last stage of this rank's pipeline (same TP
+  // and DP ranks), which hold the two copies of tied embeddings. A group of one on middle
+  // stages and when pp = 1.
+  Communicator& embedding() const { return *embedding_; }
 
   int world_rank() const { return world_.rank(); }
   int world_size() const { return world_.size(); }
@@ -55,7 +59,7 @@ class ProcessGrid {
   Communicator& world_;
   Layout layout_;
   int tp_rank_, pp_rank_, dp_rank_;
-  std::unique_ptr<Communicator> tp_, pp_, dp_, mp_;
+  std::unique_ptr<Communicator> tp_, pp_, dp_, mp_, embedding_;
 };
 
 }  // namespace spin::parallel

@@ -17,6 +17,10 @@ struct ShardedTensor {
   int split_dim = -1;   // -1: replicated, `local` is the whole tensor
   std::int64_t offset = 0;  // first global index along split_dim held here
   std::int64_t length = 0;  // global entries held here along split_dim (<= local.size(split_dim))
+  // Whether this copy is the one that counts where a tensor lives on several ranks of one model
+  // replica (a replicated norm on every TP rank, a tied embedding on the first and the last
+  // pipeline stage): exactly one copy is primary. Saving and global norms use primary copies.
+  bool primary = true;
 
   bool replicated() const { return split_dim < 0; }
 };

@@ -12,7 +12,8 @@ namespace spin {
 
 class Workspace {
  public:
-  std::vector<Tensor> carve(const std::vector<Shape>& shapes);
+  // The buffer holds at least a multiple of `pad_multiple` floats (zeros after the views).
+  std::vector<Tensor> carve(const std::vector<Shape>& shapes, std::int64_t pad_multiple = 1);
   // The whole allocation (undefined before the first carve).
   const Tensor& buffer() const { return buffer_; }
 

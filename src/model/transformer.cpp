@@ -7,10 +7,11 @@
 
 namespace spin::model {
 
-Transformer::Transformer(const ModelConfig& config, const TpDims& dims,
+Transformer::Transformer(const ModelConfig& config, const TpDims& dims, const StageLayers& stage,
                          parallel::Communicator& tp, const kernels::Kernels& kernels)
     : config_(config),
       dims_(dims),
+      stage_(stage),
       rope_(config.head_dim, config.max_sequence_length(), config.rope_theta),
       ctx_{config_, dims_, tp, kernels, rope_} {
   require(tp.size() == dims.size && tp.rank() == dims.rank, "the TP communicator (rank ",
@@ -46,7 +47,8 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
 }
 
 ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batch,
-                                   Activations& a, bool for_backward) const {
+                                   Activations& a, bool for_backward,
+                                   std::span<const float> input) const {
   validate(batch);
   const auto& k = ctx_.k;
   const BatchGeometry b = geometry(batch);
@@ -55,28 +57,44 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   const std::int64_t probs_size =
       kernels::attention_probs_size(b.cu_seqlens, b.num_seqs, dims_.heads);
 
+  const std::int64_t layers = stage_.count();
+  require(static_cast<std::int64_t>(w.layers.size()) == layers, "weights of ", w.layers.size(),
+          " layers for a pipeline stage of ", layers);
   a.batch = batch;
   a.for_backward = for_backward;
-  a.layers.resize(static_cast<std::size_t>(for_backward ? config_.num_layers : 1));
+  a.layers.resize(static_cast<std::size_t>(for_backward ? layers : 1));
   for (LayerActivations& la : a.layers) la.allocate(dims_, n, probs_size);
-  a.head.allocate(dims_, n);
+  if (stage_.last) {
+    a.head.allocate(dims_, n);
+  } else {
+    a.stage_output = a.output_storage.carve({{n, h}})[0];
+  }
 
-  // Vocab-parallel embedding: each rank fills the rows of the ids it holds, zeros elsewhere.
   float* x0 = a.layers[0].x_in.f32();
-  k.embedding_forward(x0, batch.tokens.data(), w.embed_tokens.f32(), n, h, dims_.vocab_start,
-                      dims_.vocab_valid);
-  parallel::reduce_from_tp_region_forward(ctx_.tp, x0, static_cast<std::size_t>(n * h));
+  if (stage_.first) {
+    // Vocab-parallel embedding: each rank fills the rows of the ids it holds, zeros elsewhere.
+    k.embedding_forward(x0, batch.tokens.data(), w.embed_tokens.f32(), n, h, dims_.vocab_start,
+                        dims_.vocab_valid);
+    parallel::reduce_from_tp_region_forward(ctx_.tp, x0, static_cast<std::size_t>(n * h));
+  } else {
+    require(static_cast<std::int64_t>(input.size()) == n * h, "pipeline stage input has ",
+            input.size(), " floats, expected ", n, " x ", h);
+    std::copy(input.begin(), input.end(), x0);
+  }
 
-  for (std::int64_t l = 0; l < config_.num_layers; ++l) {
+  for (std::int64_t l = 0; l < layers; ++l) {
     LayerActivations& la = a.layers[static_cast<std::size_t>(for_backward ? l : 0)];
-    const bool last = l + 1 == config_.num_layers;
-    float* out = last ? a.head.x.f32()
-                      : (for_backward ? a.layers[static_cast<std::size_t>(l + 1)].x_in.f32()
-                                      : la.x_in.f32());
+    float* out = nullptr;
+    if (l + 1 < layers) {
+      out = for_backward ? a.layers[static_cast<std::size_t>(l + 1)].x_in.f32() : la.x_in.f32();
+    } else {
+      out = stage_.last ? a.head.x.f32() : a.stage_output.f32();
+    }
     decoder_layer_forward(ctx_, w.layers[static_cast<std::size_t>(l)], b, la, out);
   }
 
   ForwardResult r;
+  if (!stage_.last) return r;
   r.token_logprobs.resize(static_cast<std::size_t>(n));
   lm_head_forward(ctx_, w.norm, w.lm_head, batch.targets.data(), a.head, r.token_logprobs.data());
   r.sequence_logprobs.assign(static_cast<std::size_t>(b.num_seqs), 0.0f);
@@ -88,32 +106,50 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   return r;
 }
 
-void Transformer::backward(const ModelWeights& w, Activations& a, std::span<const float> dseq,
+void Transformer::backward(const ModelWeights& w, Activations& a, std::span<const float> grad,
                            ModelWeights& grads) const {
   const TokenBatch& batch = a.batch;
   require(a.for_backward, "backward needs the activations of a forward with for_backward");
-  require(static_cast<std::int64_t>(dseq.size()) == batch.num_seqs(), "backward got ",
-          dseq.size(), " sequence gradients for ", batch.num_seqs(), " sequences");
   const BatchGeometry b = geometry(batch);
   const std::int64_t n = b.rows;
-
-  std::vector<float> dlogprob(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) {
-    const auto row = static_cast<std::size_t>(i);
-    dlogprob[row] = batch.loss_mask[row] * dseq[static_cast<std::size_t>(batch.sequence_of[row])];
-  }
   a.grad.allocate(dims_, n);
   float* dx = a.grad.d_residual.f32();
-  lm_head_backward(ctx_, w.norm, w.lm_head, grads.norm, grads.lm_head, batch.targets.data(),
-                   dlogprob.data(), a.head, dx);
-  for (std::int64_t l = config_.num_layers - 1; l >= 0; --l) {
+
+  if (stage_.last) {
+    require(static_cast<std::int64_t>(grad.size()) == batch.num_seqs(), "backward got ",
+            grad.size(), " sequence gradients for ", batch.num_seqs(), " sequences");
+    std::vector<float> dlogprob(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) {
+      const auto row = static_cast<std::size_t>(i);
+      dlogprob[row] = batch.loss_mask[row] * grad[static_cast<std::size_t>(batch.sequence_of[row])];
+    }
+    lm_head_backward(ctx_, w.norm, w.lm_head, grads.norm, grads.lm_head, batch.targets.data(),
+                     dlogprob.data(), a.head, dx);
+  } else {
+    require(static_cast<std::int64_t>(grad.size()) == n * dims_.hidden,
+            "pipeline stage output gradient has ", grad.size(), " floats, expected ", n, " x ",
+            dims_.hidden);
+    std::copy(grad.begin(), grad.end(), dx);
+  }
+  for (std::int64_t l = stage_.count() - 1; l >= 0; --l) {
     const auto li = static_cast<std::size_t>(l);
     decoder_layer_backward(ctx_, w.layers[li], grads.layers[li], b, a.layers[li], a.grad, dx);
   }
+  if (!stage_.first) return;  // dx is input_grad() for the previous stage
   // The embedding's forward all-reduce is reduce_from: identity backward, each rank scatters
   // the full gradient into the rows it holds.
   ctx_.k.embedding_backward(grads.embed_tokens.f32(), batch.tokens.data(), dx, n,
                             dims_.hidden, dims_.vocab_start, dims_.vocab_valid);
+}
+
+}  // namespace spin::model
+
+namespace spin::model {
+
+std::span<const float> Transformer::input_grad(const Activations& saved) const {
+  require(!stage_.first, "the first pipeline stage has no input gradient");
+  const Tensor& d = saved.grad.d_residual;
+  return {d.f32(), static_cast<std::size_t>(d.numel())};
 }
 
 }  // namespace spin::model

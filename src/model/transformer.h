@@ -1,8 +1,10 @@
-// Transformer: a Llama-family causal LM on this rank's tensor-parallel shard. forward() returns,
-// per token, log p(next token) and, per sequence, the sum over its response tokens; backward()
-// turns d loss / d (sequence sums) into every parameter gradient. Explicit forward and backward
+// Transformer: a Llama-family causal LM on this rank's tensor-parallel shard of one pipeline
+// stage. On the last stage forward() returns, per token, log p(next token) and, per sequence,
+// the sum over its response tokens; backward() turns d loss / d (sequence sums) into every
+// parameter gradient. Other stages take and give hidden states [rows, hidden] instead
+// (Activations::stage_output forward, input_grad() backward). Explicit forward and backward
 // per layer (decoder_layer.h, lm_head.h); no autograd. Results are identical on all ranks of the
-// TP group and, up to float rounding, equal for every TP size.
+// TP group and, up to float rounding, equal for every TP and PP layout.
 #pragma once
 
 #include <span>
@@ -15,6 +17,7 @@
 #include "model/decoder_layer.h"
 #include "model/lm_head.h"
 #include "model/rope.h"
+#include "model/stage.h"
 #include "model/tp_dims.h"
 #include "model/weights.h"
 #include "parallel/communicator.h"
@@ -33,32 +36,45 @@ struct Activations {
   TokenBatch batch;
   bool for_backward = false;
   std::vector<LayerActivations> layers;  // every layer's, or one shared set
-  HeadActivations head;
-  LayerGradScratch grad;  // backward scratch
+  HeadActivations head;                  // last stage only
+  Tensor stage_output;                   // [rows, hidden] for the next stage (not on the last)
+  LayerGradScratch grad;                 // backward scratch; d_residual ends as input_grad()
+  Workspace output_storage;
 };
 
 class Transformer {
  public:
+  Transformer(const ModelConfig& config, const TpDims& dims, const StageLayers& stage,
+              parallel::Communicator& tp, const kernels::Kernels& kernels);
+  // The whole model on one stage.
   Transformer(const ModelConfig& config, const TpDims& dims, parallel::Communicator& tp,
-              const kernels::Kernels& kernels);
+              const kernels::Kernels& kernels)
+      : Transformer(config, dims, StageLayers::whole(config.num_layers), tp, kernels) {}
   Transformer(const Transformer&) = delete;
   Transformer& operator=(const Transformer&) = delete;
 
   const ModelConfig& config() const { return config_; }
   const TpDims& dims() const { return dims_; }
+  const StageLayers& stage() const { return stage_; }
 
-  // Scores `batch`. With `for_backward` the activations of every layer stay in `acts` for
-  // backward(); without, one set of buffers is reused layer after layer (scoring). Throws
-  // spin::Error for token ids outside the vocabulary or sequences longer than the model allows.
+  // Runs this stage on `batch`. The first stage embeds the tokens; any other reads `input`, the
+  // previous stage's output (rows x hidden floats). The last stage returns the log-probabilities;
+  // any other leaves its output in acts.stage_output and returns an empty result. With
+  // `for_backward` the activations of every layer stay in `acts` for backward(); without, one
+  // set of buffers is reused layer after layer (scoring). Throws spin::Error for token ids
+  // outside the vocabulary or sequences longer than the model allows.
   ForwardResult forward(const ModelWeights& weights, const TokenBatch& batch, Activations& acts,
-                        bool for_backward) const;
+                        bool for_backward, std::span<const float> input = {}) const;
   // Scoring with buffers of its own.
   ForwardResult forward(const ModelWeights& weights, const TokenBatch& batch) const;
 
-  // Accumulates into `grads` the gradient of sum_s dseq[s] * sequence_logprobs[s].
-  // Consumes `saved` (the logits buffer is reused for their gradient).
-  void backward(const ModelWeights& weights, Activations& saved, std::span<const float> dseq,
+  // Accumulates into `grads` the gradient of the loss. `grad` is, on the last stage, d loss /
+  // d sequence_logprobs (one per sequence); on any other, d loss / d stage_output (rows x hidden
+  // floats). Consumes `saved` (the logits buffer is reused for their gradient). Afterwards, on
+  // every stage but the first, input_grad(saved) holds d loss / d input for the previous stage.
+  void backward(const ModelWeights& weights, Activations& saved, std::span<const float> grad,
                 ModelWeights& grads) const;
+  std::span<const float> input_grad(const Activations& saved) const;
 
  private:
   void validate(const TokenBatch& batch) const;
@@ -66,6 +82,7 @@ class Transformer {
 
   const ModelConfig& config_;
   TpDims dims_;
+  StageLayers stage_;
   RopeTable rope_;
   ModelContext ctx_;
 };

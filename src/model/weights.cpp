@@ -9,22 +9,31 @@
 namespace spin::model {
 
 namespace {
+// FNV-1a: a stable 64-bit stream id per tensor name.
+std::uint64_t name_hash(const std::string& name) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char ch : name) h = (h ^ ch) * 0x100000001b3ull;
+  return h;
+}
+
 std::string layer_name(std::int64_t layer, const char* suffix) {
   return cat("model.layers.", layer, ".", suffix);
 }
 
-// The parameters as (name, local shape, global shape, split dim, offset, length), in order.
+// The parameters of one stage as (description, local shape), in the model's order.
 std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& c,
-                                                             const TpDims& d) {
+                                                             const TpDims& d,
+                                                             const StageLayers& stage) {
   std::vector<std::pair<ShardedTensor, Shape>> specs;
   const auto replicated = [&](const std::string& name, Shape shape) {
-    specs.push_back({ShardedTensor{name, Tensor(), shape, -1, 0, 0}, shape});
+    // Identical on every TP rank; TP rank 0's copy counts.
+    specs.push_back({ShardedTensor{name, Tensor(), shape, -1, 0, 0, d.rank == 0}, shape});
   };
   const auto split = [&](const std::string& name, Shape global, int dim, std::int64_t local_len,
-                         std::int64_t offset, std::int64_t length) {
+                         std::int64_t offset, std::int64_t length, bool primary = true) {
     Shape local = global;
     local[static_cast<std::size_t>(dim)] = local_len;
-    specs.push_back({ShardedTensor{name, Tensor(), global, dim, offset, length}, local});
+    specs.push_back({ShardedTensor{name, Tensor(), global, dim, offset, length, primary}, local});
   };
   const auto column = [&](const std::string& name, std::int64_t out_local, std::int64_t in) {
     split(name, {out_local * d.size, in}, 0, out_local, out_local * d.rank, out_local);
@@ -33,9 +42,11 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     split(name, {out, in_local * d.size}, 1, in_local, in_local * d.rank, in_local);
   };
   const std::int64_t h = d.hidden;
-  split("model.embed_tokens.weight", {c.vocab_size, h}, 0, d.vocab_rows, d.vocab_start,
-        d.vocab_valid);
-  for (std::int64_t l = 0; l < c.num_layers; ++l) {
+  const auto vocab_parallel = [&](const char* name, bool primary) {
+    split(name, {c.vocab_size, h}, 0, d.vocab_rows, d.vocab_start, d.vocab_valid, primary);
+  };
+  if (stage.first) vocab_parallel("model.embed_tokens.weight", true);
+  for (std::int64_t l = stage.begin; l < stage.end; ++l) {
     replicated(layer_name(l, "input_layernorm.weight"), {h});
     column(layer_name(l, "self_attn.q_proj.weight"), d.q_width(), h);
     column(layer_name(l, "self_attn.k_proj.weight"), d.kv_width(), h);
@@ -46,9 +57,13 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);
     row(layer_name(l, "mlp.down_proj.weight"), h, d.intermediate);
   }
-  replicated("model.norm.weight", {h});
-  if (!c.tie_word_embeddings) {
-    split("lm_head.weight", {c.vocab_size, h}, 0, d.vocab_rows, d.vocab_start, d.vocab_valid);
+  if (stage.last) {
+    replicated("model.norm.weight", {h});
+    if (!c.tie_word_embeddings) {
+      vocab_parallel("lm_head.weight", true);
+    } else if (!stage.first) {
+      vocab_parallel("model.embed_tokens.weight", false);  // the last stage's tied copy
+    }
   }
   return specs;
 }
@@ -82,11 +97,15 @@ struct ShardIndexer {
 };
 }  // namespace
 
-ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims) {
-  auto specs = parameter_specs(config, dims);
+ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
+                           const StageLayers& stage, std::int64_t pad_multiple) {
+  require(stage.begin >= 0 && stage.begin < stage.end && stage.end <= config.num_layers,
+          "stage layers [", stage.begin, ", ", stage.end, ") outside a model of ",
+          config.num_layers, " layers");
+  auto specs = parameter_specs(config, dims, stage);
   std::vector<Shape> shapes;
   for (const auto& spec : specs) shapes.push_back(spec.second);
-  const std::vector<Tensor> locals = storage_.carve(shapes);
+  const std::vector<Tensor> locals = storage_.carve(shapes, pad_multiple);
 
   std::map<std::string, Tensor> by_name;
   for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -95,8 +114,12 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims) {
     by_name[param.name] = param.local;
     params_.push_back(std::move(param));
   }
-  embed_tokens = by_name.at("model.embed_tokens.weight");
-  for (std::int64_t l = 0; l < config.num_layers; ++l) {
+  const auto get_if = [&](const std::string& name) {
+    const auto it = by_name.find(name);
+    return it == by_name.end() ? Tensor() : it->second;
+  };
+  embed_tokens = stage.first ? by_name.at("model.embed_tokens.weight") : Tensor();
+  for (std::int64_t l = stage.begin; l < stage.end; ++l) {
     const auto get = [&](const char* suffix) { return by_name.at(layer_name(l, suffix)); };
     layers.push_back(LayerWeights{
         get("input_layernorm.weight"), get("self_attn.q_proj.weight"),
@@ -104,23 +127,25 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims) {
         get("self_attn.o_proj.weight"), get("post_attention_layernorm.weight"),
         get("mlp.gate_proj.weight"), get("mlp.up_proj.weight"), get("mlp.down_proj.weight")});
   }
-  norm = by_name.at("model.norm.weight");
-  lm_head = config.tie_word_embeddings ? embed_tokens : by_name.at("lm_head.weight");
+  norm = get_if("model.norm.weight");
+  if (stage.last) {
+    lm_head = by_name.at(config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  }
 }
 
 void ModelWeights::init_random(std::uint64_t seed, float std) {
   zero();
-  for (std::size_t index = 0; index < params_.size(); ++index) {
-    const ShardedTensor& p = params_[index];
+  for (const ShardedTensor& p : params_) {
     float* data = p.local.f32();
     if (p.global_shape.size() == 1) {  // norm weights
       std::fill(data, data + p.local.numel(), 1.0f);
       continue;
     }
+    const std::uint64_t stream = name_hash(p.name);  // the same tensor on every stage and rank
     const ShardIndexer index_of(p);
     for (std::int64_t i = 0; i < p.local.numel(); ++i) {
       if (index_of.is_padding(i)) continue;  // padding rows stay zero
-      data[i] = std * philox_normal(seed, index, static_cast<std::uint64_t>(index_of.global(i)));
+      data[i] = std * philox_normal(seed, stream, static_cast<std::uint64_t>(index_of.global(i)));
     }
   }
 }

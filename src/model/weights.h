@@ -12,6 +12,7 @@
 #include "core/tensor.h"
 #include "core/workspace.h"
 #include "model/config.h"
+#include "model/stage.h"
 #include "model/tp_dims.h"
 
 namespace spin::model {
@@ -27,24 +28,32 @@ struct LayerWeights {
 
 class ModelWeights {
  public:
-  // All zeros.
-  ModelWeights(const ModelConfig& config, const TpDims& dims);
+  // All zeros: this rank's TP shard of the whole model (one pipeline stage).
+  ModelWeights(const ModelConfig& config, const TpDims& dims)
+      : ModelWeights(config, dims, StageLayers::whole(config.num_layers)) {}
+  // All zeros: this rank's TP shard of the pipeline stage `stage`. The flat buffer's length is
+  // a multiple of `pad_multiple` (the distributed optimizer splits it evenly over DP).
+  ModelWeights(const ModelConfig& config, const TpDims& dims,
+               const StageLayers& stage, std::int64_t pad_multiple = 1);
 
-  Tensor embed_tokens;  // [vocab_rows, hidden], vocab-parallel
-  std::vector<LayerWeights> layers;
-  Tensor norm;     // [hidden], replicated
-  Tensor lm_head;  // [vocab_rows, hidden], vocab-parallel; the embed_tokens tensor when tied
+  Tensor embed_tokens;              // [vocab_rows, hidden], vocab-parallel; first stage only
+  std::vector<LayerWeights> layers;  // this stage's layers, layers[0] = global layer stage.begin
+  Tensor norm;                      // [hidden], replicated; last stage only
+  // [vocab_rows, hidden], vocab-parallel; last stage only. With tied embeddings it is the
+  // embed_tokens tensor when one stage holds both, and otherwise a second copy of
+  // "model.embed_tokens.weight" (not primary) kept equal by the embedding-group all-reduce.
+  Tensor lm_head;
 
-  // Every local parameter once (a tied lm_head is not listed twice), in a fixed order that is
-  // the same on every rank.
+  // Every local parameter once (a tied lm_head held with embed_tokens is not listed twice), in
+  // the model's order.
   const std::vector<ShardedTensor>& sharded_state_dict() const { return params_; }
   const Tensor& flat() const { return storage_.buffer(); }
 
   void zero() { flat().zero_(); }
   // A local copy; `other` must have the same layout (the SPIN reference sync).
   void copy_from(const ModelWeights& other) { flat().copy_from(other.flat()); }
-  // Normal(0, std) for matrices and 1 for norms, each value keyed by (seed, parameter, global
-  // element index): the same global model for any tensor-parallel layout.
+  // Normal(0, std) for matrices and 1 for norms, each value keyed by (seed, parameter name,
+  // global element index): the same global model for any TP / PP layout.
   void init_random(std::uint64_t seed, float std);
 
  private:

@@ -41,6 +41,13 @@ TEST(ProcessGrid, RankOrderIsTpThenDpThenPpAndGroupsMatch) {
     for (int p = 0; p < pp; ++p)
       for (int t = 0; t < tp; ++t) want.push_back(world_rank(t, g.dp_rank(), p));
     EXPECT_EQ(members(g.mp()), want) << "model-parallel group";
+    want.clear();
+    if (pp > 1 && (g.is_first_stage() || g.is_last_stage())) {
+      want = {world_rank(g.tp_rank(), g.dp_rank(), 0), world_rank(g.tp_rank(), g.dp_rank(), pp - 1)};
+    } else {
+      want = {r};
+    }
+    EXPECT_EQ(members(g.embedding()), want) << "embedding group";
     EXPECT_EQ(g.is_first_stage(), g.pp_rank() == 0);
     EXPECT_EQ(g.is_last_stage(), g.pp_rank() == pp - 1);
     EXPECT_EQ(g.prev_stage(), g.pp_rank() == 0 ? -1 : g.pp_rank() - 1);
