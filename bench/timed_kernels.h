@@ -89,6 +89,15 @@ class TimedKernels final : public kernels::Kernels {
   void add_inplace(float* y, const float* x, Index n) const override {
     time("residual add", [&] { inner_.add_inplace(y, x, n); });
   }
+  double sum_squares(const float* x, Index n) const override {
+    double r = 0;
+    time("optimizer", [&] { r = inner_.sum_squares(x, n); });
+    return r;
+  }
+  void adamw_update(float* p, const float* g, float* m, float* v, Index n,
+                    const AdamW& h) const override {
+    time("optimizer", [&] { inner_.adamw_update(p, g, m, v, n, h); });
+  }
 
  private:
   template <class Fn>

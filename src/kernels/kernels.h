@@ -97,6 +97,21 @@ class Kernels {
 
   // y += x
   virtual void add_inplace(float* y, const float* x, Index n) const = 0;
+
+  // sum_i x_i^2, accumulated in double (gradient norms).
+  virtual double sum_squares(const float* x, Index n) const = 0;
+
+  // One AdamW step over n elements with PyTorch's semantics (torch.optim.AdamW): with
+  // g = grad_scale * grad,
+  //   p -= lr * weight_decay * p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+  //   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps),
+  // t the 1-based step. Decoupled weight decay, bias correction, eps outside the sqrt.
+  struct AdamW {
+    float lr, beta1, beta2, eps, weight_decay, grad_scale;
+    std::int64_t step;
+  };
+  virtual void adamw_update(float* param, const float* grad, float* m, float* v, Index n,
+                            const AdamW& h) const = 0;
 };
 
 // Number of floats attention_forward saves: heads * sum_s len_s^2.

@@ -36,14 +36,16 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
   return model::ModelConfig::from_json(json, "tiny test config");
 }
 
+// Keyed by the tensor's name, like init_random, so that every layout builds the same model.
 inline void init_tiny_weights(model::ModelWeights& w, std::uint64_t seed, float std = 0.3f) {
   w.init_random(seed, std);
-  const auto& params = w.sharded_state_dict();
-  for (std::size_t p = 0; p < params.size(); ++p) {
-    if (!params[p].replicated()) continue;
-    float* d = params[p].local.f32();
-    for (std::int64_t i = 0; i < params[p].local.numel(); ++i) {
-      d[i] = 1.0f + 0.2f * philox_normal(seed + 1, p, static_cast<std::uint64_t>(i));
+  for (const ShardedTensor& p : w.sharded_state_dict()) {
+    if (!p.replicated()) continue;
+    std::uint64_t stream = 0xcbf29ce484222325ull;
+    for (unsigned char ch : p.name) stream = (stream ^ ch) * 0x100000001b3ull;
+    float* d = p.local.f32();
+    for (std::int64_t i = 0; i < p.local.numel(); ++i) {
+      d[i] = 1.0f + 0.2f * philox_normal(seed + 1, stream, static_cast<std::uint64_t>(i));
     }
   }
 }

@@ -46,6 +46,9 @@ class CpuKernels final : public Kernels {
                         const std::int32_t* targets, const float* dlogprob, Index n, Index ld,
                         Index valid, Index vocab_start) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
+  double sum_squares(const float* x, Index n) const override;
+  void adamw_update(float* param, const float* grad, float* m, float* v, Index n,
+                    const AdamW& h) const override;
 };
 
 }  // namespace spin::kernels

@@ -1,0 +1,119 @@
+#include "checkpoint/hf_writer.h"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "checkpoint/safetensors.h"
+#include "core/error.h"
+
+namespace spin::ckpt {
+
+namespace {
+using nlohmann::json;
+
+// One rank's primary shards: their descriptions as JSON and their values back to back.
+struct Shards {
+  json meta = json::array();
+  std::vector<float> values;
+};
+
+Shards pack(const std::vector<ShardedTensor>& local) {
+  Shards s;
+  for (const ShardedTensor& t : local) {
+    if (!t.primary) continue;
+    s.meta.push_back({{"name", t.name}, {"global", t.global_shape}, {"local", t.local.shape()},
+                      {"dim", t.split_dim}, {"offset", t.offset}, {"length", t.length}});
+    s.values.insert(s.values.end(), t.local.f32(), t.local.f32() + t.local.numel());
+  }
+  return s;
+}
+
+// Copies one shard's valid part into its place in the whole tensor.
+void place(const json& m, const float* values, FullTensor& full) {
+  const Shape global = m.at("global").get<Shape>();
+  const Shape local = m.at("local").get<Shape>();
+  const int dim = m.at("dim").get<int>();
+  if (dim < 0) {
+    std::copy(values, values + shape_numel(local), full.data.begin());
+    return;
+  }
+  const auto d = static_cast<std::size_t>(dim);
+  std::int64_t inner = 1;
+  for (std::size_t k = d + 1; k < global.size(); ++k) inner *= global[k];
+  const std::int64_t outer = shape_numel(local) / (local[d] * inner);
+  const std::int64_t offset = m.at("offset").get<std::int64_t>();
+  const std::int64_t length = m.at("length").get<std::int64_t>();
+  for (std::int64_t o = 0; o < outer; ++o) {
+    std::copy(values + o * local[d] * inner, values + (o * local[d] + length) * inner,
+              full.data.begin() + (o * global[d] + offset) * inner);
+  }
+}
+}  // namespace
+
+std::vector<FullTensor> gather_model(const std::vector<ShardedTensor>& local,
+                                     parallel::Communicator& mp) {
+  Shards mine = pack(local);
+  if (mp.rank() != 0) {
+    const std::string text = mine.meta.dump();
+    const std::int64_t sizes[2] = {static_cast<std::int64_t>(text.size()),
+                                   static_cast<std::int64_t>(mine.values.size())};
+    mp.send(sizes, 2, 0);
+    mp.send(reinterpret_cast<const std::uint8_t*>(text.data()), text.size(), 0);
+    mp.send(mine.values.data(), mine.values.size(), 0);
+    return {};
+  }
+  std::vector<FullTensor> model;
+  std::map<std::string, std::size_t> index;
+  const auto add = [&](const Shards& shards) {
+    std::size_t at = 0;
+    for (const json& m : shards.meta) {
+      const std::string name = m.at("name").get<std::string>();
+      auto [it, fresh] = index.try_emplace(name, model.size());
+      if (fresh) {
+        const Shape shape = m.at("global").get<Shape>();
+        model.push_back({name, shape, std::vector<float>(static_cast<std::size_t>(shape_numel(shape)))});
+      }
+      place(m, shards.values.data() + at, model[it->second]);
+      at += static_cast<std::size_t>(shape_numel(m.at("local").get<Shape>()));
+    }
+  };
+  add(mine);
+  for (int r = 1; r < mp.size(); ++r) {
+    std::int64_t sizes[2];
+    mp.recv(sizes, 2, r);
+    std::string text(static_cast<std::size_t>(sizes[0]), '\0');
+    mp.recv(reinterpret_cast<std::uint8_t*>(text.data()), text.size(), r);
+    Shards theirs;
+    theirs.meta = json::parse(text);
+    theirs.values.resize(static_cast<std::size_t>(sizes[1]));
+    mp.recv(theirs.values.data(), theirs.values.size(), r);
+    add(theirs);
+  }
+  return model;
+}
+
+void save_hf_model(const std::string& dir, const std::string& config_json,
+                   const std::vector<ShardedTensor>& local, parallel::Communicator& mp,
+                   DType dtype) {
+  namespace fs = std::filesystem;
+  const std::vector<FullTensor> model = gather_model(local, mp);
+  if (mp.rank() != 0) return;
+  const fs::path final_dir(dir);
+  const fs::path tmp = final_dir.string() + ".tmp";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  {
+    std::ofstream config(tmp / "config.json");
+    config << config_json;
+    require(config.good(), (tmp / "config.json").string(), ": write failed");
+  }
+  std::vector<SafetensorsWrite> tensors;
+  for (const FullTensor& t : model) tensors.push_back({t.name, dtype, t.shape, t.data.data()});
+  write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+}
+
+}  // namespace spin::ckpt

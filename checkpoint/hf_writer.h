@@ -1,0 +1,35 @@
+// Whole tensors from the shards of one model replica, and the Hugging Face directory written
+// from them (config.json + model.safetensors). The model-parallel group (TP x PP ranks of one
+// data-parallel replica) sends its primary shards to its rank 0, which assembles and writes.
+// Until HDF5 checkpoints exist this is how trained weights leave spin; it needs the whole model
+// in rank 0's memory.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/sharded_tensor.h"
+#include "parallel/communicator.h"
+
+namespace spin::ckpt {
+
+struct FullTensor {
+  std::string name;
+  Shape shape;
+  std::vector<float> data;
+};
+
+// Collective over `mp`. Returns every tensor of the model, in model order, on mp rank 0, and
+// nothing on the other ranks.
+std::vector<FullTensor> gather_model(const std::vector<ShardedTensor>& local,
+                                     parallel::Communicator& mp);
+
+// Collective over `mp`: mp rank 0 writes `dir`/config.json (`config_json`) and
+// `dir`/model.safetensors in `dtype` (F32, BF16 or F16), into a temporary directory renamed
+// over `dir` at the end, so a failure never leaves a half-written model behind.
+void save_hf_model(const std::string& dir, const std::string& config_json,
+                   const std::vector<ShardedTensor>& local, parallel::Communicator& mp,
+                   DType dtype = DType::F32);
+
+}  // namespace spin::ckpt

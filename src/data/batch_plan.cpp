@@ -1,0 +1,64 @@
+#include "data/batch_plan.h"
+
+#include <numeric>
+#include <utility>
+
+#include "core/error.h"
+#include "core/philox.h"
+
+namespace spin::data {
+
+BatchPlan::BatchPlan(std::int64_t num_samples, std::int64_t global_batch,
+                     std::int64_t micro_batch, int dp, std::uint64_t seed, bool shuffle)
+    : num_samples_(num_samples), global_batch_(global_batch), micro_batch_(micro_batch), dp_(dp),
+      seed_(seed), shuffle_(shuffle) {
+  require(global_batch >= 1 && micro_batch >= 1, "batch sizes must be at least 1 (global ",
+          global_batch, ", micro ", micro_batch, ")");
+  require(global_batch % (micro_batch * dp) == 0, "global batch size ", global_batch,
+          " is not divisible by micro-batch size ", micro_batch, " x data-parallel size ", dp,
+          " = ", micro_batch * dp);
+  require(global_batch <= num_samples, "global batch size ", global_batch, " exceeds the ",
+          num_samples, " samples of the data set");
+}
+
+std::vector<std::int64_t> BatchPlan::epoch_order(std::int64_t epoch) const {
+  if (epoch == cached_epoch_) return cached_order_;
+  std::vector<std::int64_t> order(static_cast<std::size_t>(num_samples_));
+  std::iota(order.begin(), order.end(), std::int64_t{0});
+  if (shuffle_) {
+    // Fisher-Yates; the swap partner of position i is keyed by (seed, epoch, i).
+    for (std::int64_t i = num_samples_ - 1; i > 0; --i) {
+      const PhiloxCounter r = philox_bits(seed_, static_cast<std::uint64_t>(epoch),
+                                          static_cast<std::uint64_t>(i));
+      const std::uint64_t bits = (static_cast<std::uint64_t>(r[0]) << 32) | r[1];
+      const auto j = static_cast<std::int64_t>(bits % static_cast<std::uint64_t>(i + 1));
+      std::swap(order[static_cast<std::size_t>(i)], order[static_cast<std::size_t>(j)]);
+    }
+  }
+  cached_epoch_ = epoch;
+  cached_order_ = order;
+  return order;
+}
+
+std::vector<std::int64_t> BatchPlan::global_batch(std::int64_t epoch, std::int64_t index) const {
+  require(index >= 0 && index < batches_per_epoch(), "global batch ", index, " of an epoch of ",
+          batches_per_epoch());
+  const std::vector<std::int64_t> order = epoch_order(epoch);
+  const auto begin = order.begin() + static_cast<std::ptrdiff_t>(index * global_batch_);
+  return {begin, begin + static_cast<std::ptrdiff_t>(global_batch_)};
+}
+
+std::vector<std::vector<std::int64_t>> BatchPlan::micro_batches(std::int64_t epoch,
+                                                                std::int64_t index,
+                                                                int dp_rank) const {
+  const std::vector<std::int64_t> batch = global_batch(epoch, index);
+  const std::int64_t share = global_batch_ / dp_;
+  std::vector<std::vector<std::int64_t>> out;
+  for (std::int64_t m = 0; m < micro_batches_per_step(); ++m) {
+    const auto begin = batch.begin() + static_cast<std::ptrdiff_t>(dp_rank * share + m * micro_batch_);
+    out.emplace_back(begin, begin + static_cast<std::ptrdiff_t>(micro_batch_));
+  }
+  return out;
+}
+
+}  // namespace spin::data

@@ -1,0 +1,42 @@
+// BatchPlan: the order in which a run visits its samples, the same on every rank and for every
+// parallel layout. Epoch e visits a permutation of [0, n) keyed by (seed, e) through Philox;
+// global batch i of an epoch is positions [i G, (i + 1) G) of that permutation (an incomplete
+// last batch is dropped, and counted); data-parallel rank r takes the r-th contiguous share of
+// each global batch and cuts it into micro-batches. So global batch i holds the same samples
+// whatever the DP size, micro-batch size or number of micro-batches.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace spin::data {
+
+class BatchPlan {
+ public:
+  // Throws spin::Error when the global batch is not a multiple of micro_batch x dp, or larger
+  // than the data.
+  BatchPlan(std::int64_t num_samples, std::int64_t global_batch, std::int64_t micro_batch,
+            int dp, std::uint64_t seed, bool shuffle = true);
+
+  std::int64_t batches_per_epoch() const { return num_samples_ / global_batch_; }
+  std::int64_t dropped_per_epoch() const { return num_samples_ % global_batch_; }
+  std::int64_t micro_batches_per_step() const { return global_batch_ / (micro_batch_ * dp_); }
+
+  // The samples of global batch `index` of `epoch`, in order.
+  std::vector<std::int64_t> global_batch(std::int64_t epoch, std::int64_t index) const;
+  // Data-parallel rank `dp_rank`'s micro-batches of that global batch.
+  std::vector<std::vector<std::int64_t>> micro_batches(std::int64_t epoch, std::int64_t index,
+                                                       int dp_rank) const;
+
+ private:
+  std::vector<std::int64_t> epoch_order(std::int64_t epoch) const;
+
+  std::int64_t num_samples_, global_batch_, micro_batch_;
+  int dp_;
+  std::uint64_t seed_;
+  bool shuffle_;
+  mutable std::int64_t cached_epoch_ = -1;
+  mutable std::vector<std::int64_t> cached_order_;
+};
+
+}  // namespace spin::data

@@ -1,0 +1,112 @@
+#include "train/optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "parallel/job_errors.h"
+
+namespace spin::train {
+
+Optimizer::Optimizer(const OptimizerConfig& config, const parallel::ProcessGrid& grid,
+                     model::ModelWeights& params, model::ModelWeights& grads,
+                     const kernels::Kernels& k)
+    : config_(config), grid_(grid), params_(params), grads_(grads), k_(k) {
+  const std::int64_t total = params.flat().numel();
+  require(grads.flat().numel() == total, "optimizer: parameters and gradients differ in layout");
+  const std::int64_t dp = grid.dp_size();
+  if (config.distributed) {
+    require(total % dp == 0, "optimizer: the flat buffer (", total,
+            " floats) is not padded to a multiple of the data-parallel size ", dp);
+    begin_ = grid.dp_rank() * (total / dp);
+    end_ = begin_ + total / dp;
+    grad_shard_ = Tensor::zeros({end_ - begin_});
+  } else {
+    begin_ = 0;
+    end_ = total;
+  }
+  m_ = Tensor::zeros({end_ - begin_});
+  v_ = Tensor::zeros({end_ - begin_});
+
+  // The owned region, cut at parameter boundaries. Gaps (alignment padding) hold zeros and are
+  // left out.
+  const float* base = params.flat().f32();
+  for (const ShardedTensor& p : params.sharded_state_dict()) {
+    const std::int64_t offset = p.local.f32() - base;
+    const std::int64_t from = std::max(offset, begin_);
+    const std::int64_t to = std::min(offset + p.local.numel(), end_);
+    if (from >= to) continue;
+    const bool is_norm = p.global_shape.size() == 1;
+    const bool is_embedding = p.name == "model.embed_tokens.weight" || p.name == "lm_head.weight";
+    const bool decay = !is_norm && (config.decay_embeddings || !is_embedding);
+    segments_.push_back({from, to - from, decay, p.primary});
+  }
+}
+
+std::size_t Optimizer::state_bytes() const {
+  return m_.nbytes() + v_.nbytes() + (grad_shard_.defined() ? grad_shard_.nbytes() : 0);
+}
+
+OptimizerStep Optimizer::step(double lr, bool loss_is_finite) {
+  float* grads = grads_.flat().f32();
+  const std::int64_t total = grads_.flat().numel();
+  // 1. Sum the gradients over data-parallel replicas (the loss is already a global mean).
+  float* owned_grad = grads + begin_;
+  if (config_.distributed) {
+    grid_.dp().reduce_scatter(grads, grad_shard_.f32(), static_cast<std::size_t>(end_ - begin_));
+    owned_grad = grad_shard_.f32();  // the owned region only, indexed from begin_
+  } else {
+    for (std::int64_t at = 0; at < total; at += config_.bucket_floats) {
+      const std::int64_t n = std::min(config_.bucket_floats, total - at);
+      grid_.dp().all_reduce(grads + at, static_cast<std::size_t>(n));
+    }
+  }
+  const auto grad_at = [&](const Segment& s) { return owned_grad + (s.offset - begin_); };
+
+  // 2. Global norm: primary copies only, summed over the model-parallel group, and over DP
+  //    when each DP rank holds a different part.
+  double sum_squares = 0.0;
+  for (const Segment& s : segments_) {
+    if (s.primary) sum_squares += k_.sum_squares(grad_at(s), s.length);
+  }
+  grid_.mp().all_reduce(&sum_squares, 1);
+  if (config_.distributed) grid_.dp().all_reduce(&sum_squares, 1);
+  OptimizerStep result;
+  result.grad_norm = std::sqrt(sum_squares);
+
+  // 3. Skip non-finite steps; every rank sees the same loss flag and norm, so all agree.
+  if (!loss_is_finite || !std::isfinite(result.grad_norm)) {
+    ++skipped_;
+    result.skipped_total = skipped_;
+    if (++nonfinite_in_a_row_ >= config_.max_nonfinite_in_a_row) {
+      throw parallel::CollectiveError(
+          0, cat("non-finite ", loss_is_finite ? "gradient norm" : "loss", " in ",
+                 nonfinite_in_a_row_, " consecutive steps (", skipped_,
+                 " skipped in all); lower the learning rate or check the data"));
+    }
+    return result;
+  }
+  nonfinite_in_a_row_ = 0;
+
+  // 4. Clip and update the owned region.
+  const double clip = config_.clip_grad;
+  const double scale = clip > 0.0 && result.grad_norm > clip ? clip / (result.grad_norm + 1e-6) : 1.0;
+  ++steps_;
+  float* params = params_.flat().f32();
+  for (const Segment& s : segments_) {
+    const kernels::Kernels::AdamW h{static_cast<float>(lr), config_.beta1, config_.beta2,
+                                    config_.eps, s.decay ? config_.weight_decay : 0.0f,
+                                    static_cast<float>(scale), steps_};
+    k_.adamw_update(params + s.offset, grad_at(s), m_.f32() + (s.offset - begin_),
+                    v_.f32() + (s.offset - begin_), s.length, h);
+  }
+  // 5. Every DP rank gets the parameters the others updated.
+  if (config_.distributed) {
+    grid_.dp().all_gather(params + begin_, params, static_cast<std::size_t>(end_ - begin_));
+  }
+  result.applied = true;
+  result.skipped_total = skipped_;
+  return result;
+}
+
+}  // namespace spin::train

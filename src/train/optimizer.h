@@ -1,0 +1,79 @@
+// Optimizer: data-parallel gradient reduction, global-norm clipping and AdamW over one rank's
+// flat parameter buffer (model/weights.h), optionally as a distributed optimizer (ZeRO-1).
+//   plain:        gradients all-reduced over DP in buckets; every DP rank keeps the full AdamW
+//                 state (m, v) and updates every parameter.
+//   distributed:  gradients reduce-scattered over DP; DP rank r keeps m and v for its 1/DP of
+//                 the flat buffer only, updates that part, and the parameters are all-gathered.
+// On the CPU path the float32 parameters are themselves the master weights; the reduced-precision
+// GPU path will keep float32 masters in the same shards. Both modes compute the same numbers.
+// The gradient norm counts every primary parameter exactly once (ShardedTensor::primary):
+// replicated norms on TP rank 0, a tied embedding on the first stage.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+#include "kernels/kernels.h"
+#include "model/weights.h"
+#include "parallel/process_grid.h"
+
+namespace spin::train {
+
+struct OptimizerConfig {
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;     // never applied to norms (1-D parameters)
+  bool decay_embeddings = true;  // whether the embedding and LM head are decayed
+  double clip_grad = 1.0;        // max global L2 norm; 0 disables clipping
+  bool distributed = false;      // ZeRO-1
+  std::int64_t bucket_floats = 10'000'000;  // DP all-reduce bucket (40 MB)
+  int max_nonfinite_in_a_row = 10;          // then the run stops with an error
+};
+
+struct OptimizerStep {
+  double grad_norm = 0.0;  // global L2 norm before clipping
+  bool applied = false;    // false: skipped for a non-finite loss or gradient norm
+  std::int64_t skipped_total = 0;
+};
+
+class Optimizer {
+ public:
+  // `params` and `grads` share one layout; with config.distributed their flat length must be a
+  // multiple of the DP size (ModelWeights' pad_multiple).
+  Optimizer(const OptimizerConfig& config, const parallel::ProcessGrid& grid,
+            model::ModelWeights& params, model::ModelWeights& grads, const kernels::Kernels& k);
+
+  // Reduces the gradients over DP, measures their global norm, clips and applies AdamW at
+  // learning rate `lr` -- unless the loss or the norm is not finite, in which case the step is
+  // skipped (and after config.max_nonfinite_in_a_row such steps in a row, an error every rank
+  // agrees on stops the run). Collective over the whole grid.
+  OptimizerStep step(double lr, bool loss_is_finite = true);
+
+  std::int64_t steps_taken() const { return steps_; }
+  // AdamW state (and the distributed optimizer's gradient shard) held by this rank.
+  std::size_t state_bytes() const;
+
+ private:
+  struct Segment {  // a run of the owned region with one treatment
+    std::int64_t offset;  // in the flat buffer
+    std::int64_t length;
+    bool decay;
+    bool primary;
+  };
+
+  OptimizerConfig config_;
+  const parallel::ProcessGrid& grid_;
+  model::ModelWeights& params_;
+  model::ModelWeights& grads_;
+  const kernels::Kernels& k_;
+  std::int64_t begin_ = 0, end_ = 0;  // the region of the flat buffer this rank updates
+  std::vector<Segment> segments_;
+  Tensor m_, v_, grad_shard_;
+  std::int64_t steps_ = 0;
+  std::int64_t skipped_ = 0;
+  int nonfinite_in_a_row_ = 0;
+};
+
+}  // namespace spin::train

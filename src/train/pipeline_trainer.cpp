@@ -1,0 +1,112 @@
+#include "train/pipeline_trainer.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "core/error.h"
+#include "parallel/pipeline_schedule.h"
+
+namespace spin::train {
+
+namespace {
+
+// The model as a pipeline stage: micro-batch mb's activations live in pool[mb % pool.size()],
+// which is safe because 1F1B keeps at most pool.size() consecutive micro-batches in flight.
+class ModelStage final : public parallel::PipelineStage {
+ public:
+  ModelStage(const model::Transformer& transformer, const model::ModelWeights& weights,
+             model::ModelWeights& grads, const std::vector<model::TokenBatch>& micro_batches,
+             SequenceLoss& loss, std::vector<model::Activations>& pool)
+      : t_(transformer), w_(weights), g_(grads), batches_(micro_batches), loss_(loss),
+        pool_(pool), dsums_(micro_batches.size()) {}
+
+  std::size_t boundary_size(int mb) const override {
+    return static_cast<std::size_t>(batch(mb).rows() * t_.dims().hidden);
+  }
+
+  std::span<const float> forward(int mb, std::span<const float> input) override {
+    model::Activations& acts = slot(mb);
+    const model::ForwardResult r = t_.forward(w_, batch(mb), acts, true, input);
+    peak_live_ = std::max(peak_live_, ++live_);
+    if (!t_.stage().last) return {acts.stage_output.f32(), boundary_size(mb)};
+    auto& dsums = dsums_[static_cast<std::size_t>(mb)];
+    dsums.assign(r.sequence_logprobs.size(), 0.0f);
+    loss_sum_ += loss_.micro_batch_loss(mb, r.sequence_logprobs, dsums);
+    return {};
+  }
+
+  std::span<const float> backward(int mb, std::span<const float> grad_output) override {
+    model::Activations& acts = slot(mb);
+    const std::span<const float> grad =
+        t_.stage().last ? std::span<const float>(dsums_[static_cast<std::size_t>(mb)]) : grad_output;
+    t_.backward(w_, acts, grad, g_);
+    --live_;
+    return t_.stage().first ? std::span<const float>() : t_.input_grad(acts);
+  }
+
+  double loss_sum() const { return loss_sum_; }
+  int peak_live() const { return peak_live_; }
+
+ private:
+  const model::TokenBatch& batch(int mb) const { return batches_[static_cast<std::size_t>(mb)]; }
+  model::Activations& slot(int mb) { return pool_[static_cast<std::size_t>(mb) % pool_.size()]; }
+
+  const model::Transformer& t_;
+  const model::ModelWeights& w_;
+  model::ModelWeights& g_;
+  const std::vector<model::TokenBatch>& batches_;
+  SequenceLoss& loss_;
+  std::vector<model::Activations>& pool_;
+  std::vector<std::vector<float>> dsums_;
+  double loss_sum_ = 0.0;
+  int live_ = 0;
+  int peak_live_ = 0;
+};
+
+}  // namespace
+
+PipelineTrainer::PipelineTrainer(const parallel::ProcessGrid& grid,
+                                 const model::Transformer& transformer,
+                                 model::ModelWeights& weights, model::ModelWeights& grads,
+                                 Optimizer& optimizer)
+    : grid_(grid), transformer_(transformer), weights_(weights), grads_(grads),
+      optimizer_(optimizer) {}
+
+StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_batches,
+                                  SequenceLoss& loss, double lr) {
+  const auto start = std::chrono::steady_clock::now();
+  const int m = static_cast<int>(micro_batches.size());
+  require(m >= 1, "a training step needs at least one micro-batch");
+  // 1F1B holds at most min(pp - stage, m) micro-batches on this stage.
+  pool_.resize(static_cast<std::size_t>(std::min(grid_.pp_size() - grid_.pp_rank(), m)));
+
+  grads_.zero();
+  ModelStage stage(transformer_, weights_, grads_, micro_batches, loss, pool_);
+  parallel::forward_backward_pipelining_without_interleaving(grid_.pp(), m, stage);
+  peak_live_ = stage.peak_live();
+
+  // Tied embeddings: the first stage's lookup table and the last stage's LM head are one
+  // parameter; each holds part of its gradient.
+  const model::StageLayers& s = transformer_.stage();
+  if (transformer_.config().tie_word_embeddings && grid_.pp_size() > 1 && (s.first || s.last)) {
+    const Tensor& g = s.first ? grads_.embed_tokens : grads_.lm_head;
+    grid_.embedding().all_reduce(g.f32(), static_cast<std::size_t>(g.numel()));
+  }
+
+  // The loss lives on the last stage of each replica: sum over DP, then share along the pipe.
+  double total = s.last ? stage.loss_sum() : 0.0;
+  grid_.dp().all_reduce(&total, 1);
+  grid_.pp().all_reduce(&total, 1);
+
+  const OptimizerStep o = optimizer_.step(lr, std::isfinite(total));
+  StepMetrics r;
+  r.loss = total;
+  r.grad_norm = o.grad_norm;
+  r.lr = lr;
+  r.applied = o.applied;
+  r.skipped_total = o.skipped_total;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+}  // namespace spin::train

@@ -1,0 +1,51 @@
+// PipelineTrainer: one optimizer step of a model split over TP x PP x DP ranks. The step zeroes
+// the gradients, runs the 1F1B schedule over this DP rank's micro-batches (forward and
+// backward of its pipeline stage, the loss on the last stage), all-reduces the gradients of tied
+// embeddings between the first and last stage, and hands over to the Optimizer. The loss is
+// reduced so that every rank reports the same number.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/transformer.h"
+#include "parallel/process_grid.h"
+#include "train/optimizer.h"
+#include "train/sequence_loss.h"
+
+namespace spin::train {
+
+struct StepMetrics {
+  double loss = 0.0;        // the global batch's loss, identical on every rank
+  double grad_norm = 0.0;   // before clipping
+  double lr = 0.0;
+  bool applied = false;     // false when skipped for a non-finite loss or norm
+  std::int64_t skipped_total = 0;
+  double seconds = 0.0;     // wall time of the step on this rank
+};
+
+class PipelineTrainer {
+ public:
+  PipelineTrainer(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
+                  model::ModelWeights& weights, model::ModelWeights& grads,
+                  Optimizer& optimizer);
+
+  // `micro_batches`: this DP rank's share of the global batch, in order. Every rank of the
+  // pipeline passes the same micro-batches (each stage needs their shapes).
+  StepMetrics step(const std::vector<model::TokenBatch>& micro_batches, SequenceLoss& loss,
+                   double lr);
+
+  // Peak number of micro-batches whose activations this stage held in the last step.
+  int peak_live_micro_batches() const { return peak_live_; }
+
+ private:
+  const parallel::ProcessGrid& grid_;
+  const model::Transformer& transformer_;
+  model::ModelWeights& weights_;
+  model::ModelWeights& grads_;
+  Optimizer& optimizer_;
+  std::vector<model::Activations> pool_;  // reused across steps
+  int peak_live_ = 0;
+};
+
+}  // namespace spin::train
