@@ -1,0 +1,55 @@
+#include "data/batch_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace spin::data {
+namespace {
+
+TEST(BatchPlan, EachEpochIsAPermutationKeyedBySeedAndEpoch) {
+  const BatchPlan plan(10, 5, 1, 1, 42);
+  std::vector<std::int64_t> epoch0;
+  for (std::int64_t b = 0; b < plan.batches_per_epoch(); ++b) {
+    const auto batch = plan.global_batch(0, b);
+    epoch0.insert(epoch0.end(), batch.begin(), batch.end());
+  }
+  std::vector<std::int64_t> sorted = epoch0;
+  std::sort(sorted.begin(), sorted.end());
+  for (std::int64_t i = 0; i < 10; ++i) EXPECT_EQ(sorted[static_cast<std::size_t>(i)], i);
+  EXPECT_EQ(plan.global_batch(0, 1), BatchPlan(10, 5, 5, 1, 42).global_batch(0, 1));
+  EXPECT_NE(plan.global_batch(0, 0), plan.global_batch(1, 0));  // another epoch, another order
+  EXPECT_NE(plan.global_batch(0, 0), BatchPlan(10, 5, 1, 1, 43).global_batch(0, 0));
+  EXPECT_EQ(BatchPlan(10, 5, 1, 1, 42, false).global_batch(0, 1),
+            (std::vector<std::int64_t>{5, 6, 7, 8, 9}));
+}
+
+// Global batch i holds the same samples for every DP size and micro-batch size.
+TEST(BatchPlan, RanksSplitTheSameGlobalBatch) {
+  const BatchPlan one(24, 12, 12, 1, 9);
+  for (auto [dp, micro] : {std::pair{2, 3}, std::pair{4, 1}, std::pair{3, 2}}) {
+    const BatchPlan plan(24, 12, micro, dp, 9);
+    EXPECT_EQ(plan.micro_batches_per_step(), 12 / (micro * dp));
+    std::vector<std::int64_t> joined;
+    for (int r = 0; r < dp; ++r)
+      for (const auto& mb : plan.micro_batches(1, 1, r)) joined.insert(joined.end(), mb.begin(), mb.end());
+    EXPECT_EQ(joined, one.global_batch(1, 1)) << "dp " << dp << ", micro " << micro;
+  }
+}
+
+TEST(BatchPlan, ImpossibleBatchesAreErrors) {
+  try {
+    BatchPlan(100, 10, 3, 2, 1);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "global batch size 10 is not divisible by micro-batch size 3 x "
+                           "data-parallel size 2 = 6");
+  }
+  EXPECT_THROW(BatchPlan(8, 16, 1, 1, 1), Error);
+  EXPECT_EQ(BatchPlan(11, 5, 1, 1, 1).dropped_per_epoch(), 1);
+}
+
+}  // namespace
+}  // namespace spin::data
