@@ -16,6 +16,7 @@ constexpr const char* kUsage =
     "\n"
     "commands:\n"
     "  score     log-probabilities of token sequences under a Hugging Face model\n"
+    "  sft       supervised fine-tuning (TP x PP x DP, 1F1B, AdamW)\n"
     "\n"
     "Run under mpirun or srun for tensor/data parallelism; `spin <command> --help` lists a\n"
     "command's options.\n";
@@ -23,6 +24,7 @@ constexpr const char* kUsage =
 int dispatch(int argc, char** argv, spin::parallel::Communicator& world) {
   const std::string command = argc > 1 ? argv[1] : "";
   if (command == "score") return spin::app::run_score(argc - 1, argv + 1, world);
+  if (command == "sft") return spin::app::run_sft(argc - 1, argv + 1, world);
   if (command == "--version") {
     if (world.rank() == 0) std::printf("spin %s\n", SPIN_VERSION);
     return 0;

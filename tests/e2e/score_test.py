@@ -10,30 +10,20 @@ Standard library only. Every command runs under a timeout so that a hang fails t
 import argparse
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
-TIMEOUT = 90
+import e2e_common
 
 
 def run(args, cmd, ranks):
-    full = [args.mpiexec, "-n", str(ranks), "--oversubscribe"] + cmd if args.mpiexec else cmd
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OPENBLAS_NUM_THREADS="1")
-    try:
-        return subprocess.run(full, capture_output=True, text=True, timeout=TIMEOUT, env=env)
-    except subprocess.TimeoutExpired:
-        sys.exit("FAIL: timed out after %d s (a hang): %s" % (TIMEOUT, " ".join(full)))
+    return e2e_common.run(args.mpiexec, cmd, ranks)
 
 
 def score(args, model, inp, out, ranks=1, tp=1, extra=()):
-    r = run(args, [args.spin, "score", "--model", model, "--input", inp, "--output", out,
-                   "--tp", str(tp), "--batch-size", "3"] + list(extra), ranks)
-    if r.returncode != 0:
-        sys.exit("FAIL: spin score (np %d, tp %d) exited %d:\n%s%s" % (ranks, tp, r.returncode, r.stdout, r.stderr))
+    e2e_common.run_ok(args.mpiexec, [args.spin, "score", "--model", model, "--input", inp,
+                                     "--output", out, "--tp", str(tp), "--batch-size", "3"] + list(extra), ranks)
     return [json.loads(line) for line in open(out)]
 
 
@@ -73,20 +63,7 @@ def case_dtypes(args, tmp):
 
 def expect_error(args, tmp, name, cmd_args, pattern, ranks=2):
     out = os.path.join(tmp, name + ".out.jsonl")
-    r = run(args, [args.spin] + cmd_args(out), ranks)
-    errors = [l for l in r.stderr.splitlines() if l.startswith("spin: error:")]
-    problems = []
-    if r.returncode == 0:
-        problems.append("exit status 0")
-    if len(errors) != 1:
-        problems.append("%d 'spin: error' lines, expected 1" % len(errors))
-    elif not re.search(pattern, errors[0]):
-        problems.append("error line does not match %r" % pattern)
-    if os.path.exists(out):
-        problems.append("an output file was written")
-    if problems:
-        sys.exit("FAIL: %s: %s\nstdout:\n%s\nstderr:\n%s" % (name, "; ".join(problems), r.stdout, r.stderr))
-    print("%-22s -> %s" % (name, errors[0]))
+    e2e_common.expect_error(args.mpiexec, name, [args.spin] + cmd_args(out), pattern, ranks, out)
 
 
 def case_bad_input(args, tmp):

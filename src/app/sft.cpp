@@ -1,0 +1,259 @@
+// spin sft: supervised fine-tuning on token-id JSONL, TP x PP x DP with the 1F1B schedule.
+//   mpirun -np 8 spin sft --model HF_DIR --train data.jsonl --output OUT_DIR
+//       --tp 2 --pp 2 --global-batch-size 32 --micro-batch-size 2 --lr 1e-5 ...
+// The loss is the mean negative log-likelihood per response token over each global batch.
+// Every set-up error (options, model, data, layout) is found before training starts and
+// reported once. The trained weights are written as a Hugging Face directory.
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include "app/commands.h"
+#include "checkpoint/hf_reader.h"
+#include "checkpoint/hf_writer.h"
+#include "core/error.h"
+#include "data/batch_plan.h"
+#include "data/token_jsonl.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "model/transformer.h"
+#include "parallel/job_errors.h"
+#include "parallel/process_grid.h"
+#include "train/lr_schedule.h"
+#include "train/pipeline_trainer.h"
+
+namespace spin::app {
+
+namespace {
+
+namespace po = boost::program_options;
+
+struct SftOptions {
+  std::string model, train, output;
+  int tp = 1, pp = 1;
+  std::string pp_layers;
+  std::int64_t global_batch = 8, micro_batch = 1, epochs = 1, max_steps = 0;
+  double lr = 1e-5, min_lr = 0.0;
+  std::string schedule = "constant";
+  std::int64_t warmup_steps = 0, decay_steps = 0, constant_steps = 0;
+  float weight_decay = 0.0f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  bool no_decay_embeddings = false;
+  double clip_grad = 1.0;
+  bool distributed_optimizer = false;
+  int max_nonfinite = 10;
+  std::uint64_t seed = 1234;
+  bool no_shuffle = false;
+  std::int64_t log_interval = 1;
+  std::string save_dtype = "f32";
+};
+
+std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
+  SftOptions o;
+  po::options_description desc("spin sft options");
+  desc.add_options()
+      ("help,h", "print this help")
+      ("model", po::value(&o.model)->required(), "Hugging Face model directory to start from")
+      ("train", po::value(&o.train)->required(),
+       "JSONL of {\"prompt\": [ids], \"response\": [ids]} (or {\"tokens\": [...], \"mask_from\": k})")
+      ("output", po::value(&o.output)->required(),
+       "directory for the trained weights (config.json + model.safetensors)")
+      ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
+      ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
+      ("pp-layers", po::value(&o.pp_layers)->default_value(""),
+       "layers per pipeline stage, e.g. 3,5 (default: even split)")
+      ("global-batch-size", po::value(&o.global_batch)->default_value(o.global_batch),
+       "sequences per optimizer step, over all data-parallel ranks")
+      ("micro-batch-size", po::value(&o.micro_batch)->default_value(o.micro_batch),
+       "sequences per micro-batch (global = micro x micro-batches x data-parallel)")
+      ("epochs", po::value(&o.epochs)->default_value(o.epochs), "passes over the data")
+      ("max-steps", po::value(&o.max_steps)->default_value(o.max_steps), "stop after this many steps (0: no cap)")
+      ("lr", po::value(&o.lr)->default_value(o.lr), "peak learning rate")
+      ("min-lr", po::value(&o.min_lr)->default_value(o.min_lr), "learning rate at the end of the decay")
+      ("lr-schedule", po::value(&o.schedule)->default_value(o.schedule), "constant, linear, cosine or nemo-cosine")
+      ("warmup-steps", po::value(&o.warmup_steps)->default_value(o.warmup_steps), "linear warm-up steps")
+      ("lr-decay-steps", po::value(&o.decay_steps)->default_value(o.decay_steps),
+       "linear/cosine: step at which min-lr is reached (0: the last step)")
+      ("constant-steps", po::value(&o.constant_steps)->default_value(o.constant_steps),
+       "nemo-cosine: steps held at min-lr at the end")
+      ("weight-decay", po::value(&o.weight_decay)->default_value(o.weight_decay), "AdamW decoupled weight decay (never on norms)")
+      ("no-decay-embeddings", po::bool_switch(&o.no_decay_embeddings), "no weight decay on the embedding and LM head")
+      ("adam-beta1", po::value(&o.beta1)->default_value(o.beta1), "AdamW beta1")
+      ("adam-beta2", po::value(&o.beta2)->default_value(o.beta2), "AdamW beta2")
+      ("adam-eps", po::value(&o.eps)->default_value(o.eps), "AdamW epsilon")
+      ("clip-grad", po::value(&o.clip_grad)->default_value(o.clip_grad), "max global gradient L2 norm (0: off)")
+      ("distributed-optimizer", po::bool_switch(&o.distributed_optimizer),
+       "shard AdamW state over data-parallel ranks (ZeRO-1)")
+      ("max-nonfinite-steps", po::value(&o.max_nonfinite)->default_value(o.max_nonfinite),
+       "stop after this many consecutive steps with a non-finite loss or gradient")
+      ("seed", po::value(&o.seed)->default_value(o.seed), "data order seed")
+      ("no-shuffle", po::bool_switch(&o.no_shuffle), "visit the data in file order every epoch")
+      ("log-interval", po::value(&o.log_interval)->default_value(o.log_interval), "steps between log lines")
+      ("save-dtype", po::value(&o.save_dtype)->default_value(o.save_dtype), "f32, bf16 or f16");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
+    if (vm.count("help")) {
+      if (print) std::cout << "usage: spin sft --model DIR --train DATA --output DIR [options]\n" << desc << "\n";
+      return std::nullopt;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    fail("spin sft: ", e.what(), " (spin sft --help lists the options)");
+  }
+  require(o.epochs >= 1, "spin sft: --epochs must be at least 1");
+  require(o.max_steps >= 0, "spin sft: --max-steps must not be negative");
+  require(o.log_interval >= 1, "spin sft: --log-interval must be at least 1");
+  require(o.max_nonfinite >= 1, "spin sft: --max-nonfinite-steps must be at least 1");
+  require(o.clip_grad >= 0, "spin sft: --clip-grad must not be negative");
+  return o;
+}
+
+std::vector<std::int64_t> parse_list(const std::string& text, const char* option) {
+  std::vector<std::int64_t> out;
+  if (text.empty()) return out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      std::size_t used = 0;
+      out.push_back(std::stoll(item, &used));
+      require(used == item.size(), "");
+    } catch (const std::exception&) {
+      fail(option, " \"", text, "\" is not a comma-separated list of integers");
+    }
+  }
+  return out;
+}
+
+DType parse_save_dtype(const std::string& name) {
+  if (name == "f32") return DType::F32;
+  if (name == "bf16") return DType::BF16;
+  if (name == "f16") return DType::F16;
+  fail("spin sft: --save-dtype \"", name, "\" is not f32, bf16 or f16");
+}
+
+}  // namespace
+
+int run_sft(int argc, char** argv, parallel::Communicator& world) {
+  std::optional<SftOptions> options;
+  parallel::Layout layout;
+  parallel::run_collectively(world, [&] {
+    options = parse_options(argc, argv, world.rank() == 0);
+    if (options) layout = parallel::resolve_layout(world.size(), {options->tp, options->pp, 0});
+  });
+  if (!options) return 0;
+  const SftOptions& o = *options;
+  const bool root = world.rank() == 0;
+  const auto start = std::chrono::steady_clock::now();
+  const parallel::ProcessGrid grid(world, layout);
+
+  // ---- everything that can be wrong with the input, before any work -------------------------
+  std::optional<model::ModelConfig> config;
+  std::optional<model::StageLayers> stage;
+  std::optional<model::TpDims> dims;
+  std::optional<data::BatchPlan> plan;
+  std::vector<data::TokenRecord> records;
+  train::LrSchedule schedule;
+  std::int64_t total_steps = 0;
+  DType save_dtype = DType::F32;
+  parallel::run_collectively(world, [&] {
+    config = model::ModelConfig::load(o.model);
+    const auto counts = model::split_layers(config->num_layers, grid.pp_size(),
+                                            parse_list(o.pp_layers, "--pp-layers"));
+    stage = model::stage_layers(counts, grid.pp_rank());
+    dims = model::tp_dims(*config, grid.tp_rank(), grid.tp_size());
+    save_dtype = parse_save_dtype(o.save_dtype);
+    records = data::read_token_jsonl(o.train);
+    data::validate_token_records(records, o.train, config->vocab_size,
+                                 config->max_sequence_length());
+    plan.emplace(static_cast<std::int64_t>(records.size()), o.global_batch, o.micro_batch,
+                 grid.dp_size(), o.seed, !o.no_shuffle);
+    total_steps = o.epochs * plan->batches_per_epoch();
+    if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
+    schedule = {train::parse_lr_decay(o.schedule), o.lr, o.min_lr, o.warmup_steps,
+                o.decay_steps > 0 ? o.decay_steps : total_steps, o.constant_steps, total_steps};
+    schedule.validate();
+    if (root) {
+      const std::filesystem::path parent = std::filesystem::absolute(o.output).parent_path();
+      require(std::filesystem::is_directory(parent), o.output, ": the parent directory ",
+              parent.string(), " does not exist");
+    }
+  });
+
+  const std::int64_t pad = o.distributed_optimizer ? grid.dp_size() : 1;
+  model::ModelWeights weights(*config, *dims, *stage, pad);
+  model::ModelWeights grads(*config, *dims, *stage, pad);
+  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
+
+  const kernels::CpuKernels cpu;
+  const model::Transformer transformer(*config, *dims, *stage, grid.tp(), cpu);
+  train::OptimizerConfig oc;
+  oc.beta1 = o.beta1;
+  oc.beta2 = o.beta2;
+  oc.eps = o.eps;
+  oc.weight_decay = o.weight_decay;
+  oc.decay_embeddings = !o.no_decay_embeddings;
+  oc.clip_grad = o.clip_grad;
+  oc.distributed = o.distributed_optimizer;
+  oc.max_nonfinite_in_a_row = o.max_nonfinite;
+  train::Optimizer optimizer(oc, grid, weights, grads, cpu);
+  train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer);
+
+  if (root) {
+    std::printf("spin sft: %zu samples (%lld dropped per epoch), %lld steps of %lld sequences "
+                "(%lld micro-batches of %lld per data-parallel rank); layout tp %d x pp %d x dp %d%s\n",
+                records.size(), static_cast<long long>(plan->dropped_per_epoch()),
+                static_cast<long long>(total_steps), static_cast<long long>(o.global_batch),
+                static_cast<long long>(plan->micro_batches_per_step()),
+                static_cast<long long>(o.micro_batch), grid.tp_size(), grid.pp_size(),
+                grid.dp_size(), o.distributed_optimizer ? ", distributed optimizer" : "");
+    std::fflush(stdout);
+  }
+
+  for (std::int64_t step = 0; step < total_steps; ++step) {
+    const std::int64_t epoch = step / plan->batches_per_epoch();
+    const std::int64_t index = step % plan->batches_per_epoch();
+    std::int64_t response_tokens = 0, tokens = 0;
+    for (std::int64_t i : plan->global_batch(epoch, index)) {
+      const data::TokenRecord& r = records[static_cast<std::size_t>(i)];
+      response_tokens += static_cast<std::int64_t>(r.tokens.size()) - r.mask_from;
+      tokens += static_cast<std::int64_t>(r.tokens.size());
+    }
+    std::vector<model::TokenBatch> micro_batches;
+    for (const auto& ids : plan->micro_batches(epoch, index, grid.dp_rank())) {
+      std::vector<model::Sequence> seqs;
+      for (std::int64_t i : ids) {
+        const data::TokenRecord& r = records[static_cast<std::size_t>(i)];
+        seqs.push_back({r.tokens, r.mask_from});
+      }
+      micro_batches.push_back(model::TokenBatch::pack(seqs));
+    }
+    train::SftLoss loss(std::max<std::int64_t>(response_tokens, 1));
+    const train::StepMetrics m = trainer.step(micro_batches, loss, schedule.at(step));
+    if (root && ((step + 1) % o.log_interval == 0 || step + 1 == total_steps || !m.applied)) {
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::printf("step %lld/%lld | epoch %lld | loss %.4f | lr %.3e | grad norm %.4f | "
+                  "%.0f tokens/s | %.1f s%s\n",
+                  static_cast<long long>(step + 1), static_cast<long long>(total_steps),
+                  static_cast<long long>(epoch + 1), m.loss, m.lr, m.grad_norm,
+                  static_cast<double>(tokens) / m.seconds, elapsed,
+                  m.applied ? "" : cat(" | skipped (non-finite; ", m.skipped_total, " in all)").c_str());
+      std::fflush(stdout);
+    }
+  }
+
+  // The first data-parallel replica writes the model (all replicas hold the same weights).
+  if (grid.dp_rank() == 0) {
+    ckpt::save_hf_model(o.output, config->json_text, weights.sharded_state_dict(), grid.mp(), save_dtype);
+  }
+  world.barrier();
+  if (root) std::printf("spin sft: wrote %s\n", o.output.c_str());
+  return 0;
+}
+
+}  // namespace spin::app

@@ -1,0 +1,64 @@
+"""Helpers shared by the end-to-end tests: running `spin` under mpirun with a timeout, checking
+that bad input gives exactly one error line, and reading safetensors files (standard library
+only)."""
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+
+TIMEOUT = 120
+
+
+def run(mpiexec, cmd, ranks):
+    """Runs cmd on `ranks` MPI ranks; a hang fails the test instead of blocking it."""
+    full = [mpiexec, "-n", str(ranks), "--oversubscribe"] + cmd
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OPENBLAS_NUM_THREADS="1")
+    try:
+        return subprocess.run(full, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    except subprocess.TimeoutExpired:
+        sys.exit("FAIL: timed out after %d s (a hang): %s" % (TIMEOUT, " ".join(full)))
+
+
+def run_ok(mpiexec, cmd, ranks):
+    r = run(mpiexec, cmd, ranks)
+    if r.returncode != 0:
+        sys.exit("FAIL: %s (%d ranks) exited %d:\n%s%s" % (" ".join(cmd), ranks, r.returncode, r.stdout, r.stderr))
+    return r
+
+
+def expect_error(mpiexec, name, cmd, pattern, ranks, output):
+    """cmd must exit non-zero with exactly one 'spin: error:' line matching `pattern`, and must
+    not have created `output`."""
+    r = run(mpiexec, cmd, ranks)
+    errors = [l for l in r.stderr.splitlines() if l.startswith("spin: error:")]
+    problems = []
+    if r.returncode == 0:
+        problems.append("exit status 0")
+    if len(errors) != 1:
+        problems.append("%d 'spin: error' lines, expected 1" % len(errors))
+    elif not re.search(pattern, errors[0]):
+        problems.append("error line does not match %r" % pattern)
+    if output and os.path.exists(output):
+        problems.append("an output was written")
+    if problems:
+        sys.exit("FAIL: %s: %s\nstdout:\n%s\nstderr:\n%s" % (name, "; ".join(problems), r.stdout, r.stderr))
+    print("%-24s -> %s" % (name, errors[0]))
+
+
+def read_safetensors(path):
+    """{name: list of floats} for F32 tensors."""
+    blob = open(path, "rb").read()
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    data = blob[8 + n:]
+    out = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        assert entry["dtype"] == "F32", entry
+        begin, end = entry["data_offsets"]
+        out[name] = struct.unpack("<%df" % ((end - begin) // 4), data[begin:end])
+    return out

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""End-to-end checks of `spin sft`, one case per CTest test:
+
+  layouts     the same run on 1 rank and on (TP, PP, DP) = (2, 2, 2) with the distributed
+              optimizer, (1, 2, 2) with tied embeddings, writes the same weights (1e-5)
+  learns      on a copy task the loss falls, and `spin score` rates the training responses
+              higher under the written model than under the initial one
+  bad-input   impossible layouts and batches, and a diverging run, stop with one error line
+"""
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+
+from e2e_common import expect_error, read_safetensors, run_ok
+
+
+def copy_task(path, n=64, seed=7):
+    """Responses repeat the prompt: something a tiny model can learn in a few steps."""
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(n):
+            prompt = [rng.randrange(3, 256) for _ in range(rng.randint(3, 10))]
+            f.write(json.dumps({"prompt": prompt, "response": prompt + [2]}) + "\n")
+
+
+DEFAULTS = {"--global-batch-size": "16", "--micro-batch-size": "2", "--epochs": "2", "--lr": "3e-3",
+            "--lr-schedule": "cosine", "--warmup-steps": "2", "--weight-decay": "0.1", "--log-interval": "1"}
+
+
+def sft_command(args, model, data, out, *extra):
+    """spin sft with DEFAULTS, where options given in `extra` replace the defaults."""
+    given = set(extra[::2])
+    defaults = [x for k, v in DEFAULTS.items() if k not in given for x in (k, v)]
+    return [args.spin, "sft", "--model", model, "--train", data, "--output", out] + defaults + list(extra)
+
+
+def sft(args, model, data, out, ranks=1, *extra):
+    return run_ok(args.mpiexec, sft_command(args, model, data, out, *extra), ranks)
+
+
+def losses(stdout):
+    return [float(l.split("| loss ")[1].split()[0]) for l in stdout.splitlines() if l.startswith("step ")]
+
+
+def same_weights(a_dir, b_dir, what):
+    a = read_safetensors(os.path.join(a_dir, "model.safetensors"))
+    b = read_safetensors(os.path.join(b_dir, "model.safetensors"))
+    assert sorted(a) == sorted(b), "%s: different tensors" % what
+    worst = 0.0
+    for name in a:
+        num = sum((x - y) ** 2 for x, y in zip(a[name], b[name]))
+        den = sum(y * y for y in b[name]) or 1.0
+        worst = max(worst, math.sqrt(num / den))
+    if worst > 1e-5:
+        sys.exit("FAIL: %s: weights differ by %.3g (relative L2)" % (what, worst))
+    print("%s: %d tensors agree (max relative L2 difference %.3g)" % (what, len(a), worst))
+
+
+def case_layouts(args, tmp):
+    data = os.path.join(tmp, "copy.jsonl")
+    copy_task(data)
+    for model, ranks, extra in [("tiny-llama", 8, ["--tp", "2", "--pp", "2", "--distributed-optimizer"]),
+                                ("tiny-llama-tied", 4, ["--pp", "2"])]:
+        path = os.path.join(args.models, model)
+        one = sft(args, path, data, os.path.join(tmp, model + "-1"))
+        many = sft(args, path, data, os.path.join(tmp, model + "-n"), ranks, *extra)
+        got, want = losses(many.stdout), losses(one.stdout)
+        assert len(got) == len(want) == 8 and all(abs(g - w) <= 1e-5 * abs(w) for g, w in zip(got, want)), (got, want)
+        same_weights(os.path.join(tmp, model + "-n"), os.path.join(tmp, model + "-1"),
+                     "%s on %d ranks (%s) vs 1 rank" % (model, ranks, " ".join(extra)))
+
+
+def mean_score(args, model, data, tmp):
+    out = os.path.join(tmp, "scores.jsonl")
+    run_ok(args.mpiexec, [args.spin, "score", "--model", model, "--input", data, "--output", out], 1)
+    scores = [json.loads(l)["logprob_sum"] for l in open(out)]
+    return sum(scores) / len(scores)
+
+
+def case_learns(args, tmp):
+    data = os.path.join(tmp, "copy.jsonl")
+    copy_task(data)
+    model = os.path.join(args.models, "tiny-llama")
+    trained = os.path.join(tmp, "trained")
+    r = sft(args, model, data, trained, 2, "--tp", "2", "--epochs", "4")
+    l = losses(r.stdout)
+    assert l[-1] < l[0] - 1.0, "the loss did not fall: %r" % l
+    before, after = mean_score(args, model, data, tmp), mean_score(args, trained, data, tmp)
+    assert after > before + 10.0, (before, after)
+    print("loss %.3f -> %.3f; mean response log-probability %.2f -> %.2f" % (l[0], l[-1], before, after))
+
+
+def case_bad_input(args, tmp):
+    data = os.path.join(tmp, "copy.jsonl")
+    copy_task(data)
+    model = os.path.join(args.models, "tiny-llama")
+    out = os.path.join(tmp, "out")
+
+    def cmd(*extra):
+        return sft_command(args, model, data, out, *extra)
+
+    e = lambda name, c, pattern, ranks=2: expect_error(args.mpiexec, name, c, pattern, ranks, out)
+    e("more-stages-than-layers", cmd("--pp", "4"),
+      r"pipeline-parallel size 4 exceeds the model's 2 layers", ranks=4)
+    e("pp-layers-sum", cmd("--pp", "2", "--pp-layers", "1,2"),
+      r"--pp-layers sums to 3 layers but the model has 2")
+    e("pp-layers-not-a-list", cmd("--pp", "2", "--pp-layers", "1;1"),
+      r"--pp-layers \"1;1\" is not a comma-separated list of integers")
+    e("batch-not-divisible", cmd("--micro-batch-size", "3"),
+      r"global batch size 16 is not divisible by micro-batch size 3 x data-parallel size 2 = 6")
+    e("batch-larger-than-data", cmd("--global-batch-size", "128"),
+      r"global batch size 128 exceeds the 64 samples")
+    e("unknown-schedule", cmd("--lr-schedule", "cosin"), r"unknown learning-rate schedule \"cosin\"")
+    e("diverging-run", cmd("--lr", "1e12", "--lr-schedule", "constant", "--clip-grad", "0",
+                           "--max-nonfinite-steps", "2", "--epochs", "20"),
+      r"non-finite (loss|gradient norm) in 2 consecutive steps")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("case", choices=["layouts", "learns", "bad-input"])
+    p.add_argument("--spin", required=True)
+    p.add_argument("--mpiexec", required=True)
+    p.add_argument("--models", required=True)
+    args = p.parse_args()
+    tmp = tempfile.mkdtemp(prefix="spin_sft_")
+    try:
+        {"layouts": case_layouts, "learns": case_learns, "bad-input": case_bad_input}[args.case](args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
