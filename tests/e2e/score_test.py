@@ -17,10 +17,6 @@ import tempfile
 import e2e_common
 
 
-def run(args, cmd, ranks):
-    return e2e_common.run(args.mpiexec, cmd, ranks)
-
-
 def score(args, model, inp, out, ranks=1, tp=1, extra=()):
     e2e_common.run_ok(args.mpiexec, [args.spin, "score", "--model", model, "--input", inp,
                                      "--output", out, "--tp", str(tp), "--batch-size", "3"] + list(extra), ranks)
