@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "bench/timed_kernels.h"
 #include "core/philox.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -23,45 +24,14 @@
 namespace {
 
 using namespace spin;
+using namespace spin::bench;
 namespace po = boost::program_options;
-using Clock = std::chrono::steady_clock;
 
 struct Options {
-  int hidden = 512, layers = 8, heads = 8, kv_heads = 8, intermediate = 1024, vocab = 4096;
+  ModelSize size;
   int seq = 256, batch = 4, steps = 9, warmup = 1, tp = 1;
   bool profile = false;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-// sgemm GFLOP/s of this process on square matrices (the machine's practical peak).
-double measure_sgemm_peak(const kernels::Kernels& k, int size) {
-  std::vector<float> a(static_cast<std::size_t>(size) * size, 0.5f), b = a, c = a;
-  k.gemm(false, false, size, size, size, 1.0f, a.data(), size, b.data(), size, 0.0f, c.data(), size);
-  double best = 0.0;
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t0 = Clock::now();
-    k.gemm(false, false, size, size, size, 1.0f, a.data(), size, b.data(), size, 0.0f, c.data(), size);
-    best = std::max(best, 2.0 * size * size * static_cast<double>(size) / seconds_since(t0) / 1e9);
-  }
-  return best;
-}
-
-model::ModelConfig make_config(const Options& o) {
-  return model::ModelConfig::from_json(
-      cat("{\"vocab_size\": ", o.vocab, ", \"hidden_size\": ", o.hidden,
-          ", \"intermediate_size\": ", o.intermediate, ", \"num_hidden_layers\": ", o.layers,
-          ", \"num_attention_heads\": ", o.heads, ", \"num_key_value_heads\": ", o.kv_heads,
-          ", \"max_position_embeddings\": ", o.seq, ", \"rms_norm_eps\": 1e-5}"),
-      "model_bench");
-}
 
 double activation_bytes(const model::Activations& a) {
   double bytes = 0;
@@ -82,12 +52,12 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   Options o;
   po::options_description desc("model_bench options");
   desc.add_options()("help", "print this help")
-      ("hidden", po::value(&o.hidden)->default_value(o.hidden), "hidden size")
-      ("layers", po::value(&o.layers)->default_value(o.layers), "layers")
-      ("heads", po::value(&o.heads)->default_value(o.heads), "attention heads")
-      ("kv-heads", po::value(&o.kv_heads)->default_value(o.kv_heads), "key/value heads")
-      ("intermediate", po::value(&o.intermediate)->default_value(o.intermediate), "MLP width")
-      ("vocab", po::value(&o.vocab)->default_value(o.vocab), "vocabulary size")
+      ("hidden", po::value(&o.size.hidden)->default_value(o.size.hidden), "hidden size")
+      ("layers", po::value(&o.size.layers)->default_value(o.size.layers), "layers")
+      ("heads", po::value(&o.size.heads)->default_value(o.size.heads), "attention heads")
+      ("kv-heads", po::value(&o.size.kv_heads)->default_value(o.size.kv_heads), "key/value heads")
+      ("intermediate", po::value(&o.size.intermediate)->default_value(o.size.intermediate), "MLP width")
+      ("vocab", po::value(&o.size.vocab)->default_value(o.size.vocab), "vocabulary size")
       ("seq", po::value(&o.seq)->default_value(o.seq), "tokens per sequence")
       ("batch", po::value(&o.batch)->default_value(o.batch), "sequences per step")
       ("steps", po::value(&o.steps)->default_value(o.steps), "timed steps")
@@ -104,7 +74,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   const bool root = world.rank() == 0;
 
   parallel::ProcessGrid grid(world, {o.tp, 1, 0});
-  const model::ModelConfig config = make_config(o);
+  o.size.max_positions = o.seq;
+  const model::ModelConfig config = make_config(o.size);
   const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
   const kernels::CpuKernels cpu;
   bench::TimedKernels timed(cpu);
@@ -120,14 +91,14 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     for (int t = 0; t < o.seq; ++t) {
       tokens[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(
           philox_bits(7, static_cast<std::uint64_t>(s), static_cast<std::uint64_t>(t))[0] %
-          static_cast<std::uint32_t>(o.vocab));
+          static_cast<std::uint32_t>(o.size.vocab));
     }
     seqs.push_back({tokens, 1});
   }
   const model::TokenBatch batch = model::TokenBatch::pack(seqs);
   const std::vector<float> dseq(static_cast<std::size_t>(o.batch), -1.0f / static_cast<float>(o.batch));
 
-  const double peak = measure_sgemm_peak(cpu, 1024);
+  const double peak = measure_sgemm_peak(cpu);
   model::Activations acts;
   std::vector<double> fwd_times, bwd_times;
   for (int step = 0; step < o.warmup + o.steps; ++step) {
@@ -147,16 +118,13 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   const double fwd_s = median(fwd_times), bwd_s = median(bwd_times);
   const double step_s = fwd_s + bwd_s;
   const double tokens = static_cast<double>(o.batch) * o.seq;
-  const double h = o.hidden, hd = config.head_dim;
-  const double n_matmul = o.layers * (h * hd * (2.0 * o.heads + 2.0 * o.kv_heads) + 3.0 * h * o.intermediate) +
-                          static_cast<double>(o.vocab) * h;
-  const double flop_per_token = 6.0 * n_matmul + 12.0 * o.layers * h * o.seq;
-  const double gflops = flop_per_token * tokens / step_s / 1e9;  // whole model, all ranks
+  const double gflops = flop_per_token(config, o.seq) * tokens / step_s / 1e9;  // all ranks
   struct rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   if (root) {
     std::printf("model: hidden %d, layers %d, heads %d/%d kv, mlp %d, vocab %d: %.1f M parameters\n",
-                o.hidden, o.layers, o.heads, o.kv_heads, o.intermediate, o.vocab,
+                o.size.hidden, o.size.layers, o.size.heads, o.size.kv_heads, o.size.intermediate,
+                o.size.vocab,
                 static_cast<double>(config.num_parameters()) / 1e6);
     std::printf("batch: %d sequences x %d tokens; layout: tp %d on %d rank(s)\n", o.batch, o.seq,
                 grid.tp_size(), world.size());

@@ -72,6 +72,7 @@ class Communicator {
     all_gather_impl(send, recv, count, dtype_of<T>());
   }
   // send holds size() blocks of `count`; rank r receives the reduction of everyone's block r.
+  // With recv == send (in place) the result lands in the first `count` elements of send.
   template <class T>
   void reduce_scatter(const T* send, T* recv, std::size_t count, ReduceOp op = ReduceOp::Sum) {
     record(CommOp::ReduceScatter, count * sizeof(T) * static_cast<std::size_t>(size()));

@@ -90,7 +90,8 @@ class MpiCommunicator final : public Communicator {
   void reduce_scatter_impl(const void* send, void* recv, std::size_t count, DType type,
                            ReduceOp op) override {
     const int n = checked_int(count, "reduce_scatter");
-    MPI_Reduce_scatter_block(send, recv, n, mpi_type(type), mpi_op(op), comm_);
+    MPI_Reduce_scatter_block(send == recv ? MPI_IN_PLACE : send, recv, n, mpi_type(type),
+                             mpi_op(op), comm_);
   }
   void broadcast_impl(void* buffer, std::size_t count, DType type, int root) override {
     char* base = static_cast<char*>(buffer);

@@ -20,7 +20,6 @@ Optimizer::Optimizer(const OptimizerConfig& config, const parallel::ProcessGrid&
             " floats) is not padded to a multiple of the data-parallel size ", dp);
     begin_ = grid.dp_rank() * (total / dp);
     end_ = begin_ + total / dp;
-    grad_shard_ = Tensor::zeros({end_ - begin_});
   } else {
     begin_ = 0;
     end_ = total;
@@ -44,7 +43,7 @@ Optimizer::Optimizer(const OptimizerConfig& config, const parallel::ProcessGrid&
 }
 
 std::size_t Optimizer::state_bytes() const {
-  return m_.nbytes() + v_.nbytes() + (grad_shard_.defined() ? grad_shard_.nbytes() : 0);
+  return m_.nbytes() + v_.nbytes();
 }
 
 OptimizerStep Optimizer::step(double lr, bool loss_is_finite) {
@@ -53,8 +52,8 @@ OptimizerStep Optimizer::step(double lr, bool loss_is_finite) {
   // 1. Sum the gradients over data-parallel replicas (the loss is already a global mean).
   float* owned_grad = grads + begin_;
   if (config_.distributed) {
-    grid_.dp().reduce_scatter(grads, grad_shard_.f32(), static_cast<std::size_t>(end_ - begin_));
-    owned_grad = grad_shard_.f32();  // the owned region only, indexed from begin_
+    grid_.dp().reduce_scatter(grads, grads, static_cast<std::size_t>(end_ - begin_));
+    owned_grad = grads;  // the owned region's sums, now at the start of the buffer
   } else {
     for (std::int64_t at = 0; at < total; at += config_.bucket_floats) {
       const std::int64_t n = std::min(config_.bucket_floats, total - at);

@@ -2,7 +2,8 @@
 // flat parameter buffer (model/weights.h), optionally as a distributed optimizer (ZeRO-1).
 //   plain:        gradients all-reduced over DP in buckets; every DP rank keeps the full AdamW
 //                 state (m, v) and updates every parameter.
-//   distributed:  gradients reduce-scattered over DP; DP rank r keeps m and v for its 1/DP of
+//   distributed:  gradients reduce-scattered over DP (in place: rank r's summed part lands at
+//                 the start of its gradient buffer); DP rank r keeps m and v for its 1/DP of
 //                 the flat buffer only, updates that part, and the parameters are all-gathered.
 // On the CPU path the float32 parameters are themselves the master weights; the reduced-precision
 // GPU path will keep float32 masters in the same shards. Both modes compute the same numbers.
@@ -52,7 +53,7 @@ class Optimizer {
   OptimizerStep step(double lr, bool loss_is_finite = true);
 
   std::int64_t steps_taken() const { return steps_; }
-  // AdamW state (and the distributed optimizer's gradient shard) held by this rank.
+  // AdamW state held by this rank.
   std::size_t state_bytes() const;
 
  private:
@@ -70,7 +71,7 @@ class Optimizer {
   const kernels::Kernels& k_;
   std::int64_t begin_ = 0, end_ = 0;  // the region of the flat buffer this rank updates
   std::vector<Segment> segments_;
-  Tensor m_, v_, grad_shard_;
+  Tensor m_, v_;
   std::int64_t steps_ = 0;
   std::int64_t skipped_ = 0;
   int nonfinite_in_a_row_ = 0;

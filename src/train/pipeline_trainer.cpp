@@ -10,6 +10,25 @@ namespace spin::train {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// Adds the lifetime of the object to a total.
+class Timer {
+ public:
+  explicit Timer(double& total) : total_(total), start_(Clock::now()) {}
+  ~Timer() { total_ += seconds_between(start_, Clock::now()); }
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+
+ private:
+  double& total_;
+  Clock::time_point start_;
+};
+
 // The model as a pipeline stage: micro-batch mb's activations live in pool[mb % pool.size()],
 // which is safe because 1F1B keeps at most pool.size() consecutive micro-batches in flight.
 class ModelStage final : public parallel::PipelineStage {
@@ -25,6 +44,7 @@ class ModelStage final : public parallel::PipelineStage {
   }
 
   std::span<const float> forward(int mb, std::span<const float> input) override {
+    const Timer timer(compute_seconds_);
     model::Activations& acts = slot(mb);
     const model::ForwardResult r = t_.forward(w_, batch(mb), acts, true, input);
     peak_live_ = std::max(peak_live_, ++live_);
@@ -36,6 +56,7 @@ class ModelStage final : public parallel::PipelineStage {
   }
 
   std::span<const float> backward(int mb, std::span<const float> grad_output) override {
+    const Timer timer(compute_seconds_);
     model::Activations& acts = slot(mb);
     const std::span<const float> grad =
         t_.stage().last ? std::span<const float>(dsums_[static_cast<std::size_t>(mb)]) : grad_output;
@@ -46,6 +67,7 @@ class ModelStage final : public parallel::PipelineStage {
 
   double loss_sum() const { return loss_sum_; }
   int peak_live() const { return peak_live_; }
+  double compute_seconds() const { return compute_seconds_; }
 
  private:
   const model::TokenBatch& batch(int mb) const { return batches_[static_cast<std::size_t>(mb)]; }
@@ -59,6 +81,7 @@ class ModelStage final : public parallel::PipelineStage {
   std::vector<model::Activations>& pool_;
   std::vector<std::vector<float>> dsums_;
   double loss_sum_ = 0.0;
+  double compute_seconds_ = 0.0;
   int live_ = 0;
   int peak_live_ = 0;
 };
@@ -74,7 +97,7 @@ PipelineTrainer::PipelineTrainer(const parallel::ProcessGrid& grid,
 
 StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_batches,
                                   SequenceLoss& loss, double lr) {
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = Clock::now();
   const int m = static_cast<int>(micro_batches.size());
   require(m >= 1, "a training step needs at least one micro-batch");
   // 1F1B holds at most min(pp - stage, m) micro-batches on this stage.
@@ -82,7 +105,9 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
 
   grads_.zero();
   ModelStage stage(transformer_, weights_, grads_, micro_batches, loss, pool_);
+  const auto pipeline_start = Clock::now();
   parallel::forward_backward_pipelining_without_interleaving(grid_.pp(), m, stage);
+  const auto pipeline_end = Clock::now();
   peak_live_ = stage.peak_live();
 
   // Tied embeddings: the first stage's lookup table and the last stage's LM head are one
@@ -105,7 +130,9 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
   r.lr = lr;
   r.applied = o.applied;
   r.skipped_total = o.skipped_total;
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.seconds = seconds_between(start, Clock::now());
+  r.pipeline_seconds = seconds_between(pipeline_start, pipeline_end);
+  r.compute_seconds = stage.compute_seconds();
   return r;
 }
 

@@ -22,6 +22,9 @@ struct StepMetrics {
   bool applied = false;     // false when skipped for a non-finite loss or norm
   std::int64_t skipped_total = 0;
   double seconds = 0.0;     // wall time of the step on this rank
+  double pipeline_seconds = 0.0;  // of which in the 1F1B schedule
+  double compute_seconds = 0.0;   // of which in this stage's forwards and backwards; the rest of
+                                  // the schedule is the pipeline bubble and communication
 };
 
 class PipelineTrainer {

@@ -45,6 +45,22 @@ TEST(MpiCommunicator, CollectivesComputeTheirDefinitions) {
   EXPECT_EQ(msg, std::vector<std::uint8_t>(3, 2));
 }
 
+// The distributed optimizer's pattern: reduce-scatter and all-gather in place.
+TEST(MpiCommunicator, InPlaceReduceScatterAndAllGather) {
+  Communicator& w = mpi_world();
+  const int r = w.rank();
+  std::vector<float> buf(8);
+  for (int i = 0; i < 8; ++i) buf[i] = static_cast<float>(10 * r + i);
+  w.reduce_scatter(buf.data(), buf.data(), 2);  // block r summed over ranks -> buf[0..2)
+  EXPECT_EQ(buf[0], static_cast<float>(60 + 4 * (2 * r)));
+  EXPECT_EQ(buf[1], static_cast<float>(60 + 4 * (2 * r + 1)));
+  std::vector<float> all(8, -1.0f);
+  all[2 * r] = static_cast<float>(r);
+  all[2 * r + 1] = static_cast<float>(-r);
+  w.all_gather(all.data() + 2 * r, all.data(), 2);
+  EXPECT_EQ(all, (std::vector<float>{0, 0, 1, -1, 2, -2, 3, -3}));
+}
+
 TEST(MpiCommunicator, PointToPointRing) {
   Communicator& w = mpi_world();
   const int r = w.rank();

@@ -1,0 +1,65 @@
+// Helpers shared by the benchmarks: a Llama config from sizes, a median, and the machine's
+// sgemm rate with the current thread count.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+#include "model/config.h"
+
+namespace spin::bench {
+
+using Clock = std::chrono::steady_clock;
+
+inline double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+inline double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+struct ModelSize {
+  int hidden = 512, layers = 8, heads = 8, kv_heads = 8, intermediate = 1024, vocab = 4096;
+  int max_positions = 256;
+};
+
+inline model::ModelConfig make_config(const ModelSize& s) {
+  return model::ModelConfig::from_json(
+      cat("{\"vocab_size\": ", s.vocab, ", \"hidden_size\": ", s.hidden,
+          ", \"intermediate_size\": ", s.intermediate, ", \"num_hidden_layers\": ", s.layers,
+          ", \"num_attention_heads\": ", s.heads, ", \"num_key_value_heads\": ", s.kv_heads,
+          ", \"max_position_embeddings\": ", s.max_positions, ", \"rms_norm_eps\": 1e-5}"),
+      "benchmark model");
+}
+
+// Model FLOPs per token of a forward + backward: 6 N_matmul + 12 L H T (attention counted as
+// if not causal, the PaLM / Megatron convention).
+inline double flop_per_token(const model::ModelConfig& c, int seq) {
+  const double h = static_cast<double>(c.hidden_size);
+  const double n_matmul =
+      static_cast<double>(c.num_layers) *
+          (h * static_cast<double>(c.head_dim) * (2.0 * static_cast<double>(c.num_heads + c.num_kv_heads)) +
+           3.0 * h * static_cast<double>(c.intermediate_size)) +
+      static_cast<double>(c.vocab_size) * h;
+  return 6.0 * n_matmul + 12.0 * static_cast<double>(c.num_layers) * h * seq;
+}
+
+// sgemm GFLOP/s of this process on square matrices (the machine's practical peak).
+inline double measure_sgemm_peak(const kernels::Kernels& k, int size = 1024) {
+  std::vector<float> a(static_cast<std::size_t>(size) * size, 0.5f), b = a, c = a;
+  k.gemm(false, false, size, size, size, 1.0f, a.data(), size, b.data(), size, 0.0f, c.data(), size);
+  double best = 0.0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = Clock::now();
+    k.gemm(false, false, size, size, size, 1.0f, a.data(), size, b.data(), size, 0.0f, c.data(), size);
+    best = std::max(best, 2.0 * size * size * static_cast<double>(size) / seconds_since(t0) / 1e9);
+  }
+  return best;
+}
+
+}  // namespace spin::bench

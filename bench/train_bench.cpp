@@ -1,0 +1,137 @@
+// Training-step throughput under pipeline and data parallelism, and optimizer memory:
+//   OPENBLAS_NUM_THREADS=1 mpirun -np 4 train_bench --pp 4 [--tp T] [--distributed-optimizer]
+// Prints the step time and tokens/s at a fixed global batch, the measured pipeline bubble
+// (the share of the 1F1B schedule a stage spends waiting, communication included) against the
+// 1F1B model (p - 1) / (m + p - 1), and the optimizer state per rank.
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <vector>
+
+#include "bench/bench_util.h"
+#include "core/philox.h"
+#include "data/batch_plan.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "model/transformer.h"
+#include "parallel/job_errors.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/process_grid.h"
+#include "train/pipeline_trainer.h"
+
+namespace {
+
+using namespace spin;
+using namespace spin::bench;
+namespace po = boost::program_options;
+
+struct Options {
+  ModelSize size;
+  int seq = 128, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1;
+  bool distributed = false;
+};
+
+int run(int argc, char** argv, parallel::Communicator& world) {
+  Options o;
+  po::options_description desc("train_bench options");
+  desc.add_options()("help", "print this help")
+      ("hidden", po::value(&o.size.hidden)->default_value(o.size.hidden), "hidden size")
+      ("layers", po::value(&o.size.layers)->default_value(o.size.layers), "layers")
+      ("intermediate", po::value(&o.size.intermediate)->default_value(o.size.intermediate), "MLP width")
+      ("vocab", po::value(&o.size.vocab)->default_value(o.size.vocab), "vocabulary size")
+      ("seq", po::value(&o.seq)->default_value(o.seq), "tokens per sequence")
+      ("global-batch", po::value(&o.global_batch)->default_value(o.global_batch), "sequences per step")
+      ("micro-batch", po::value(&o.micro_batch)->default_value(o.micro_batch), "sequences per micro-batch")
+      ("steps", po::value(&o.steps)->default_value(o.steps), "timed steps")
+      ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed steps first")
+      ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
+      ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
+      ("distributed-optimizer", po::bool_switch(&o.distributed), "ZeRO-1 optimizer");
+  po::variables_map vm;
+  po::store(po::parse_command_line(argc, argv, desc), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    if (world.rank() == 0) std::printf("%s\n", cat(desc).c_str());
+    return 0;
+  }
+
+  const parallel::ProcessGrid grid(world, {o.tp, o.pp, 0});
+  o.size.max_positions = o.seq;
+  const model::ModelConfig config = make_config(o.size);
+  const model::StageLayers stage =
+      model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank());
+  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
+  const std::int64_t pad = o.distributed ? grid.dp_size() : 1;
+  model::ModelWeights weights(config, dims, stage, pad);
+  model::ModelWeights grads(config, dims, stage, pad);
+  weights.init_random(1, 0.02f);
+  const kernels::CpuKernels cpu;
+  const model::Transformer transformer(config, dims, stage, grid.tp(), cpu);
+  train::OptimizerConfig oc;
+  oc.distributed = o.distributed;
+  train::Optimizer optimizer(oc, grid, weights, grads, cpu);
+  train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer);
+
+  const data::BatchPlan plan(o.global_batch, o.global_batch, o.micro_batch, grid.dp_size(), 1);
+  std::vector<model::TokenBatch> micro_batches;
+  for (const auto& ids : plan.micro_batches(0, 0, grid.dp_rank())) {
+    std::vector<model::Sequence> seqs;
+    for (std::int64_t id : ids) {
+      std::vector<std::int32_t> tokens(static_cast<std::size_t>(o.seq));
+      for (int t = 0; t < o.seq; ++t) {
+        tokens[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(
+            philox_bits(3, static_cast<std::uint64_t>(id), static_cast<std::uint64_t>(t))[0] %
+            static_cast<std::uint32_t>(o.size.vocab));
+      }
+      seqs.push_back({tokens, 1});
+    }
+    micro_batches.push_back(model::TokenBatch::pack(seqs));
+  }
+  train::SftLoss loss(static_cast<std::int64_t>(o.global_batch) * (o.seq - 1));
+
+  std::vector<double> step_s, bubble;
+  for (int step = 0; step < o.warmup + o.steps; ++step) {
+    world.barrier();
+    const train::StepMetrics m = trainer.step(micro_batches, loss, 1e-5);
+    if (step < o.warmup) continue;
+    step_s.push_back(m.seconds);
+    bubble.push_back(1.0 - m.compute_seconds / m.pipeline_seconds);
+  }
+  // Per stage: the median bubble of this rank; then the mean over stages (rank 0 gathers).
+  double my_bubble = median(bubble), sum_bubble = my_bubble;
+  world.all_reduce(&sum_bubble, 1);
+  double state_mb = static_cast<double>(optimizer.state_bytes()) / 1e6, max_state_mb = state_mb;
+  world.all_reduce(&max_state_mb, 1, parallel::ReduceOp::Max);
+  double slowest = median(step_s);
+  world.all_reduce(&slowest, 1, parallel::ReduceOp::Max);
+
+  if (world.rank() == 0) {
+    const int m = static_cast<int>(plan.micro_batches_per_step());
+    const double p = grid.pp_size();
+    const double tokens = static_cast<double>(o.global_batch) * o.seq;
+    std::printf("model: hidden %d, %d layers, vocab %d (%.1f M parameters); global batch %d x %d "
+                "tokens, micro-batch %d\n",
+                o.size.hidden, o.size.layers, o.size.vocab,
+                static_cast<double>(config.num_parameters()) / 1e6, o.global_batch, o.seq,
+                o.micro_batch);
+    std::printf("layout: tp %d x pp %d x dp %d on %d ranks, %d micro-batches per step%s\n",
+                grid.tp_size(), grid.pp_size(), grid.dp_size(), world.size(), m,
+                o.distributed ? ", distributed optimizer" : "");
+    std::printf("step: %.1f ms median (slowest rank), %.0f tokens/s, %.1f model GFLOP/s\n",
+                slowest * 1e3, tokens / slowest, flop_per_token(config, o.seq) * tokens / slowest / 1e9);
+    std::printf("pipeline bubble: measured %.1f%% (mean over ranks), 1F1B model (p-1)/(m+p-1) = %.1f%%\n",
+                100.0 * sum_bubble / world.size(), 100.0 * (p - 1) / (m + p - 1));
+    std::printf("optimizer state per rank: %.1f MB (largest rank); parameters per rank: %.1f MB\n",
+                max_state_mb, static_cast<double>(weights.flat().nbytes()) / 1e6);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spin::parallel::MpiRuntime mpi(&argc, &argv);
+  try {
+    return run(argc, argv, mpi.world());
+  } catch (const std::exception& e) {
+    spin::parallel::abort_job(e.what());
+  }
+}
