@@ -96,6 +96,9 @@ Result train(parallel::Communicator& world, const Setup& s, int steps = 5) {
     SftLoss loss(response_tokens);
     const StepMetrics m = trainer.step(micro, loss, lr.at(step));
     EXPECT_TRUE(m.applied);
+    // 1F1B's bound on live activations, in the real model: min(pp - stage, micro-batches).
+    EXPECT_EQ(trainer.peak_live_micro_batches(),
+              std::min(grid.pp_size() - grid.pp_rank(), static_cast<int>(micro.size())));
     r.losses.push_back(m.loss);
     r.grad_norms.push_back(m.grad_norm);
   }
