@@ -3,12 +3,18 @@
 #pragma once
 
 #include <algorithm>
+#include <boost/program_options.hpp>
 #include <chrono>
+#include <cstdio>
+#include <exception>
 #include <vector>
 
 #include "core/error.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
+#include "parallel/communicator.h"
+#include "parallel/job_errors.h"
+#include "parallel/mpi_communicator.h"
 
 namespace spin::bench {
 
@@ -27,6 +33,41 @@ struct ModelSize {
   int hidden = 512, layers = 8, heads = 8, kv_heads = 8, intermediate = 1024, vocab = 4096;
   int max_positions = 256;
 };
+
+inline void add_model_options(boost::program_options::options_description& desc, ModelSize& s) {
+  namespace po = boost::program_options;
+  desc.add_options()
+      ("hidden", po::value(&s.hidden)->default_value(s.hidden), "hidden size")
+      ("layers", po::value(&s.layers)->default_value(s.layers), "layers")
+      ("heads", po::value(&s.heads)->default_value(s.heads), "attention heads")
+      ("kv-heads", po::value(&s.kv_heads)->default_value(s.kv_heads), "key/value heads")
+      ("intermediate", po::value(&s.intermediate)->default_value(s.intermediate), "MLP width")
+      ("vocab", po::value(&s.vocab)->default_value(s.vocab), "vocabulary size");
+}
+
+// Parses the options; false after printing --help (on rank 0).
+inline bool parse_or_help(const boost::program_options::options_description& desc, int argc,
+                          char** argv, bool print) {
+  namespace po = boost::program_options;
+  po::variables_map vm;
+  po::store(po::parse_command_line(argc, argv, desc), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    if (print) std::printf("%s\n", cat(desc).c_str());
+    return false;
+  }
+  return true;
+}
+
+// main() of an MPI benchmark: any error stops every rank with one line.
+inline int bench_main(int argc, char** argv, int (*run)(int, char**, parallel::Communicator&)) {
+  parallel::MpiRuntime mpi(&argc, &argv);
+  try {
+    return run(argc, argv, mpi.world());
+  } catch (const std::exception& e) {
+    parallel::abort_job(e.what());
+  }
+}
 
 inline model::ModelConfig make_config(const ModelSize& s) {
   return model::ModelConfig::from_json(

@@ -17,8 +17,6 @@
 #include "core/philox.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "model/transformer.h"
-#include "parallel/job_errors.h"
-#include "parallel/mpi_communicator.h"
 #include "parallel/process_grid.h"
 
 namespace {
@@ -51,26 +49,16 @@ double activation_bytes(const model::Activations& a) {
 int run(int argc, char** argv, parallel::Communicator& world) {
   Options o;
   po::options_description desc("model_bench options");
-  desc.add_options()("help", "print this help")
-      ("hidden", po::value(&o.size.hidden)->default_value(o.size.hidden), "hidden size")
-      ("layers", po::value(&o.size.layers)->default_value(o.size.layers), "layers")
-      ("heads", po::value(&o.size.heads)->default_value(o.size.heads), "attention heads")
-      ("kv-heads", po::value(&o.size.kv_heads)->default_value(o.size.kv_heads), "key/value heads")
-      ("intermediate", po::value(&o.size.intermediate)->default_value(o.size.intermediate), "MLP width")
-      ("vocab", po::value(&o.size.vocab)->default_value(o.size.vocab), "vocabulary size")
+  desc.add_options()("help", "print this help");
+  add_model_options(desc, o.size);
+  desc.add_options()
       ("seq", po::value(&o.seq)->default_value(o.seq), "tokens per sequence")
       ("batch", po::value(&o.batch)->default_value(o.batch), "sequences per step")
       ("steps", po::value(&o.steps)->default_value(o.steps), "timed steps")
       ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed steps first")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("profile", po::bool_switch(&o.profile), "print time per kernel (rank 0)");
-  po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    if (world.rank() == 0) std::printf("%s\n", cat(desc).c_str());
-    return 0;
-  }
+  if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
   const bool root = world.rank() == 0;
 
   parallel::ProcessGrid grid(world, {o.tp, 1, 0});
@@ -153,11 +141,4 @@ int run(int argc, char** argv, parallel::Communicator& world) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  spin::parallel::MpiRuntime mpi(&argc, &argv);
-  try {
-    return run(argc, argv, mpi.world());
-  } catch (const std::exception& e) {
-    spin::parallel::abort_job(e.what());
-  }
-}
+int main(int argc, char** argv) { return spin::bench::bench_main(argc, argv, run); }

@@ -12,8 +12,6 @@
 #include "data/batch_plan.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "model/transformer.h"
-#include "parallel/job_errors.h"
-#include "parallel/mpi_communicator.h"
 #include "parallel/process_grid.h"
 #include "train/pipeline_trainer.h"
 
@@ -32,11 +30,9 @@ struct Options {
 int run(int argc, char** argv, parallel::Communicator& world) {
   Options o;
   po::options_description desc("train_bench options");
-  desc.add_options()("help", "print this help")
-      ("hidden", po::value(&o.size.hidden)->default_value(o.size.hidden), "hidden size")
-      ("layers", po::value(&o.size.layers)->default_value(o.size.layers), "layers")
-      ("intermediate", po::value(&o.size.intermediate)->default_value(o.size.intermediate), "MLP width")
-      ("vocab", po::value(&o.size.vocab)->default_value(o.size.vocab), "vocabulary size")
+  desc.add_options()("help", "print this help");
+  add_model_options(desc, o.size);
+  desc.add_options()
       ("seq", po::value(&o.seq)->default_value(o.seq), "tokens per sequence")
       ("global-batch", po::value(&o.global_batch)->default_value(o.global_batch), "sequences per step")
       ("micro-batch", po::value(&o.micro_batch)->default_value(o.micro_batch), "sequences per micro-batch")
@@ -45,13 +41,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("distributed-optimizer", po::bool_switch(&o.distributed), "ZeRO-1 optimizer");
-  po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    if (world.rank() == 0) std::printf("%s\n", cat(desc).c_str());
-    return 0;
-  }
+  if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
 
   const parallel::ProcessGrid grid(world, {o.tp, o.pp, 0});
   o.size.max_positions = o.seq;
@@ -127,11 +117,4 @@ int run(int argc, char** argv, parallel::Communicator& world) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  spin::parallel::MpiRuntime mpi(&argc, &argv);
-  try {
-    return run(argc, argv, mpi.world());
-  } catch (const std::exception& e) {
-    spin::parallel::abort_job(e.what());
-  }
-}
+int main(int argc, char** argv) { return spin::bench::bench_main(argc, argv, run); }

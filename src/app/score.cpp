@@ -8,12 +8,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
 #include <memory>
 #include <optional>
 #include <sstream>
 
 #include "app/commands.h"
+#include "app/options.h"
 #include "checkpoint/hf_reader.h"
 #include "core/error.h"
 #include "data/token_jsonl.h"
@@ -51,17 +51,9 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
       ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (data-parallel = world / tp)")
       ("batch-size", po::value(&o.batch_size)->default_value(8),
        "sequences per micro-batch on each data-parallel replica");
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
-    if (vm.count("help")) {
-      if (print) std::cout << "usage: spin score --model DIR --input IN --output OUT [options]\n"
-                           << desc << "\n";
-      return std::nullopt;
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    fail("spin score: ", e.what(), " (spin score --help lists the options)");
+  if (!parse_options_or_help(desc, argc, argv, "spin score",
+                             "spin score --model DIR --input IN --output OUT [options]", print)) {
+    return std::nullopt;
   }
   require(o.batch_size >= 1, "spin score: --batch-size must be at least 1");
   return o;

@@ -10,11 +10,11 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
 #include <optional>
 #include <sstream>
 
 #include "app/commands.h"
+#include "app/options.h"
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
 #include "core/error.h"
@@ -94,16 +94,9 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("no-shuffle", po::bool_switch(&o.no_shuffle), "visit the data in file order every epoch")
       ("log-interval", po::value(&o.log_interval)->default_value(o.log_interval), "steps between log lines")
       ("save-dtype", po::value(&o.save_dtype)->default_value(o.save_dtype), "f32, bf16 or f16");
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
-    if (vm.count("help")) {
-      if (print) std::cout << "usage: spin sft --model DIR --train DATA --output DIR [options]\n" << desc << "\n";
-      return std::nullopt;
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    fail("spin sft: ", e.what(), " (spin sft --help lists the options)");
+  if (!parse_options_or_help(desc, argc, argv, "spin sft",
+                             "spin sft --model DIR --train DATA --output DIR [options]", print)) {
+    return std::nullopt;
   }
   require(o.epochs >= 1, "spin sft: --epochs must be at least 1");
   require(o.max_steps >= 0, "spin sft: --max-steps must not be negative");

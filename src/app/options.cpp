@@ -1,0 +1,27 @@
+#include "app/options.h"
+
+#include <iostream>
+
+#include "core/error.h"
+
+namespace spin::app {
+
+namespace po = boost::program_options;
+
+bool parse_options_or_help(const po::options_description& desc, int argc, char** argv,
+                           const char* command, const char* usage, bool print) {
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
+    if (vm.count("help")) {
+      if (print) std::cout << "usage: " << usage << "\n" << desc << "\n";
+      return false;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    fail(command, ": ", e.what(), " (", command, " --help lists the options)");
+  }
+  return true;
+}
+
+}  // namespace spin::app
