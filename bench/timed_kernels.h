@@ -66,6 +66,18 @@ class TimedKernels final : public kernels::Kernels {
       inner_.attention_backward(dq, dk, dv, dout, q, k, v, probs, cu, seqs, heads, kvh, hd);
     });
   }
+  void cached_attention_forward(float* out, const float* q, const float* kc, const float* vc,
+                                const Index* rb, const Index* slots, const Index* first,
+                                Index runs, Index cap, Index heads, Index kvh,
+                                Index hd) const override {
+    time("cached attention", [&] {
+      inner_.cached_attention_forward(out, q, kc, vc, rb, slots, first, runs, cap, heads, kvh, hd);
+    });
+  }
+  void scatter_rows(float* dst, const float* src, const Index* rows, Index n,
+                    Index width) const override {
+    time("kv cache write", [&] { inner_.scatter_rows(dst, src, rows, n, width); });
+  }
   void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override {
     time("swiglu", [&] { inner_.swiglu_forward(out, gate, up, n); });
   }

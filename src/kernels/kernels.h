@@ -72,6 +72,21 @@ class Kernels {
                                   const float* probs, const Index* cu_seqlens, Index num_seqs,
                                   Index heads, Index kv_heads, Index head_dim) const = 0;
 
+  // Causal attention of new query rows against a KV cache (generation). Run r covers query
+  // rows [row_begin[r], row_begin[r+1]) of cache slot slots[r]; its first row sits at position
+  // first_position[r] and row i of the run attends to the slot's positions [0, first + i]. The
+  // cache holds, per slot, `capacity` positions of [kv_heads, head_dim] keys (and values), the
+  // new rows' included. q/out: [rows, heads, head_dim]. No probabilities are kept.
+  virtual void cached_attention_forward(float* out, const float* q, const float* k_cache,
+                                        const float* v_cache, const Index* row_begin,
+                                        const Index* slots, const Index* first_position,
+                                        Index runs, Index capacity, Index heads, Index kv_heads,
+                                        Index head_dim) const = 0;
+
+  // dst[rows[i], :] = src[i, :] for i < n, rows of `width` floats (writes into a KV cache).
+  virtual void scatter_rows(float* dst, const float* src, const Index* rows, Index n,
+                            Index width) const = 0;
+
   // out = silu(gate) * up, element-wise over n values.
   virtual void swiglu_forward(float* out, const float* gate, const float* up, Index n) const = 0;
   // dgate, dup overwritten.

@@ -11,14 +11,15 @@ TokenBatch TokenBatch::pack(const std::vector<Sequence>& sequences) {
     const Sequence& seq = sequences[s];
     const auto len = static_cast<std::int64_t>(seq.tokens.size());
     require(len >= 1, "sequence ", s, " of the batch is empty");
-    require(seq.mask_from >= 1 && seq.mask_from <= len, "sequence ", s, ": mask_from ",
-            seq.mask_from, " must be in [1, ", len, "]");
+    require(seq.position >= 0, "sequence ", s, ": negative position");
+    require(seq.position > 0 || (seq.mask_from >= 1 && seq.mask_from <= len), "sequence ", s,
+            ": mask_from ", seq.mask_from, " must be in [1, ", len, "]");
     for (std::int64_t p = 0; p < len; ++p) {
       const bool last = p + 1 == len;
       b.tokens.push_back(seq.tokens[static_cast<std::size_t>(p)]);
-      b.positions.push_back(static_cast<std::int32_t>(p));
+      b.positions.push_back(static_cast<std::int32_t>(seq.position + p));
       b.targets.push_back(last ? -1 : seq.tokens[static_cast<std::size_t>(p + 1)]);
-      b.loss_mask.push_back(!last && p + 1 >= seq.mask_from ? 1.0f : 0.0f);
+      b.loss_mask.push_back(!last && seq.position == 0 && p + 1 >= seq.mask_from ? 1.0f : 0.0f);
       b.sequence_of.push_back(static_cast<std::int32_t>(s));
     }
     b.cu_seqlens.push_back(b.cu_seqlens.back() + len);

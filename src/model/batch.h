@@ -12,6 +12,9 @@ namespace spin::model {
 struct Sequence {
   std::vector<std::int32_t> tokens;
   std::int64_t mask_from = 1;  // first position whose log-probability is summed (>= 1)
+  // Position of tokens[0]: > 0 when the tokens continue a prefix held in a KV cache
+  // (generation); its targets are then not known and not scored.
+  std::int64_t position = 0;
 };
 
 struct TokenBatch {
@@ -25,7 +28,7 @@ struct TokenBatch {
   std::int64_t rows() const { return static_cast<std::int64_t>(tokens.size()); }
   std::int64_t num_seqs() const { return static_cast<std::int64_t>(cu_seqlens.size()) - 1; }
 
-  // Sequences must be non-empty with 1 <= mask_from <= length.
+  // Sequences must be non-empty with 1 <= mask_from <= length (when position is 0).
   static TokenBatch pack(const std::vector<Sequence>& sequences);
 };
 

@@ -25,7 +25,8 @@ void LayerGradScratch::allocate(const TpDims& d, std::int64_t rows) {
 }
 
 void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
-                           const BatchGeometry& b, LayerActivations& a, float* x_out) {
+                           const BatchGeometry& b, LayerActivations& a, float* x_out,
+                           const KvCacheView* cache) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = b.rows;
@@ -42,8 +43,16 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   k.rope_forward(a.q.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), n, d.heads, d.head_dim);
   k.rope_forward(a.k.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), n, d.kv_heads,
                  d.head_dim);
-  k.attention_forward(a.attn.f32(), a.probs.f32(), a.q.f32(), a.k.f32(), a.v.f32(),
-                      b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim);
+  if (cache) {
+    k.scatter_rows(cache->keys, a.k.f32(), cache->cache_rows, n, d.kv_width());
+    k.scatter_rows(cache->values, a.v.f32(), cache->cache_rows, n, d.kv_width());
+    k.cached_attention_forward(a.attn.f32(), a.q.f32(), cache->keys, cache->values, b.cu_seqlens,
+                               cache->slots, cache->first_positions, b.num_seqs, cache->capacity,
+                               d.heads, d.kv_heads, d.head_dim);
+  } else {
+    k.attention_forward(a.attn.f32(), a.probs.f32(), a.q.f32(), a.k.f32(), a.v.f32(),
+                        b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim);
+  }
   k.linear_forward(a.x_mid.f32(), a.attn.f32(), w.o_proj.f32(), n, d.q_width(), h);
   p::reduce_from_tp_region_forward(ctx.tp, a.x_mid.f32(), residual);
   k.add_inplace(a.x_mid.f32(), a.x_in.f32(), n * h);

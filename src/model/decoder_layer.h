@@ -27,10 +27,23 @@ struct LayerActivations {
   Workspace workspace_;
 };
 
+// One layer's KV cache and where a generation batch goes in it.
+struct KvCacheView {
+  float* keys = nullptr;    // [slots, capacity, kv_heads, head_dim]
+  float* values = nullptr;
+  std::int64_t capacity = 0;
+  const std::int64_t* cache_rows = nullptr;      // per batch row: slot * capacity + position
+  const std::int64_t* slots = nullptr;           // per sequence of the batch
+  const std::int64_t* first_positions = nullptr; // per sequence: position of its first row
+};
+
 // Reads acts.x_in, fills the rest of `acts`, writes the layer output to x_out (which may be
-// acts.x_in itself when the activations are not kept for a backward).
+// acts.x_in itself when the activations are not kept for a backward). With `cache`, the rows'
+// keys and values are appended to it and attention runs over the cached prefix too
+// (generation; acts.probs is then not used and nothing is kept for a backward).
 void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
-                           const BatchGeometry& batch, LayerActivations& acts, float* x_out);
+                           const BatchGeometry& batch, LayerActivations& acts, float* x_out,
+                           const KvCacheView* cache = nullptr);
 
 // Scratch buffers of the backward, shared by all layers; d_residual carries d loss / d x
 // between layers.

@@ -16,15 +16,22 @@ void HeadActivations::allocate(const TpDims& d, std::int64_t rows) {
   x = t[0], normed = t[1], rstd = t[2], logits = t[3], lse = t[4], sums = t[5], d_normed = t[6];
 }
 
+void lm_head_logits(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
+                    HeadActivations& a) {
+  const TpDims& d = ctx.dims;
+  const std::int64_t n = a.x.size(0);
+  ctx.k.rmsnorm_forward(a.normed.f32(), a.rstd.f32(), a.x.f32(), norm_weight.f32(), n, d.hidden,
+                        ctx.config.rms_norm_eps);
+  p::copy_to_tp_region_forward(ctx.tp, a.normed.f32(), static_cast<std::size_t>(n * d.hidden));
+  ctx.k.linear_forward(a.logits.f32(), a.normed.f32(), head.f32(), n, d.hidden, d.vocab_rows);
+}
+
 void lm_head_forward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
                      const std::int32_t* targets, HeadActivations& a, float* logprob) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = a.x.size(0);
-  k.rmsnorm_forward(a.normed.f32(), a.rstd.f32(), a.x.f32(), norm_weight.f32(), n, d.hidden,
-                    ctx.config.rms_norm_eps);
-  p::copy_to_tp_region_forward(ctx.tp, a.normed.f32(), static_cast<std::size_t>(n * d.hidden));
-  k.linear_forward(a.logits.f32(), a.normed.f32(), head.f32(), n, d.hidden, d.vocab_rows);
+  lm_head_logits(ctx, norm_weight, head, a);
 
   float* row_max = a.lse.f32();
   k.logits_max(row_max, a.logits.f32(), n, d.vocab_rows, d.vocab_valid);

@@ -26,8 +26,12 @@ struct HeadActivations {
   Workspace workspace_;
 };
 
-// logprob[i] = log softmax(logits_i)[targets[i]], and 0 where targets[i] < 0.
-// Identical on every TP rank.
+// acts.logits = lm_head(rmsnorm(acts.x)): this rank's vocabulary shard of the logits.
+void lm_head_logits(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
+                    HeadActivations& acts);
+
+// lm_head_logits, then logprob[i] = log softmax(logits_i)[targets[i]], and 0 where
+// targets[i] < 0. Identical on every TP rank.
 void lm_head_forward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
                      const std::int32_t* targets, HeadActivations& acts, float* logprob);
 

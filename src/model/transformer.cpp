@@ -1,6 +1,7 @@
 #include "model/transformer.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "core/error.h"
 #include "parallel/tp_mappings.h"
@@ -22,9 +23,10 @@ Transformer::Transformer(const ModelConfig& config, const TpDims& dims, const St
 void Transformer::validate(const TokenBatch& batch) const {
   require(batch.num_seqs() >= 1, "empty batch");
   for (std::int64_t s = 0; s < batch.num_seqs(); ++s) {
-    const auto len = batch.cu_seqlens[static_cast<std::size_t>(s + 1)] -
-                     batch.cu_seqlens[static_cast<std::size_t>(s)];
-    require(len <= config_.max_sequence_length(), "sequence ", s, " has ", len,
+    // The sequence's last position + 1: its length, counting a cached prefix.
+    const auto end = static_cast<std::int64_t>(
+                         batch.positions[static_cast<std::size_t>(batch.cu_seqlens[static_cast<std::size_t>(s + 1)] - 1)]) + 1;
+    require(end <= config_.max_sequence_length(), "sequence ", s, " has ", end,
             " tokens; the model allows at most ", config_.max_sequence_length(),
             config_.sliding_window ? " (sliding_window)" : " (max_position_embeddings)");
   }
@@ -46,52 +48,66 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   return forward(w, batch, acts, false);
 }
 
-ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batch,
-                                   Activations& a, bool for_backward,
-                                   std::span<const float> input) const {
-  validate(batch);
-  const auto& k = ctx_.k;
-  const BatchGeometry b = geometry(batch);
-  const std::int64_t n = b.rows;
+void Transformer::check_stage_weights(const ModelWeights& w) const {
+  require(static_cast<std::int64_t>(w.layers.size()) == stage_.count(), "weights of ",
+          w.layers.size(), " layers for a pipeline stage of ", stage_.count());
+}
+
+void Transformer::stage_input(const ModelWeights& w, const TokenBatch& batch,
+                              std::span<const float> input, float* x0) const {
+  const std::int64_t n = batch.rows();
   const std::int64_t h = dims_.hidden;
-  const std::int64_t probs_size =
-      kernels::attention_probs_size(b.cu_seqlens, b.num_seqs, dims_.heads);
-
-  const std::int64_t layers = stage_.count();
-  require(static_cast<std::int64_t>(w.layers.size()) == layers, "weights of ", w.layers.size(),
-          " layers for a pipeline stage of ", layers);
-  a.batch = batch;
-  a.for_backward = for_backward;
-  a.layers.resize(static_cast<std::size_t>(for_backward ? layers : 1));
-  for (LayerActivations& la : a.layers) la.allocate(dims_, n, probs_size);
-  if (stage_.last) {
-    a.head.allocate(dims_, n);
-  } else {
-    a.stage_output = a.output_storage.carve({{n, h}})[0];
-  }
-
-  float* x0 = a.layers[0].x_in.f32();
   if (stage_.first) {
     // Vocab-parallel embedding: each rank fills the rows of the ids it holds, zeros elsewhere.
-    k.embedding_forward(x0, batch.tokens.data(), w.embed_tokens.f32(), n, h, dims_.vocab_start,
-                        dims_.vocab_valid);
+    ctx_.k.embedding_forward(x0, batch.tokens.data(), w.embed_tokens.f32(), n, h,
+                             dims_.vocab_start, dims_.vocab_valid);
     parallel::reduce_from_tp_region_forward(ctx_.tp, x0, static_cast<std::size_t>(n * h));
   } else {
     require(static_cast<std::int64_t>(input.size()) == n * h, "pipeline stage input has ",
             input.size(), " floats, expected ", n, " x ", h);
     std::copy(input.begin(), input.end(), x0);
   }
+}
 
+void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Activations& a,
+                             float* out, KvCache* cache, const KvCacheView& where) const {
+  const std::int64_t layers = stage_.count();
+  const bool keep = a.for_backward;
   for (std::int64_t l = 0; l < layers; ++l) {
-    LayerActivations& la = a.layers[static_cast<std::size_t>(for_backward ? l : 0)];
-    float* out = nullptr;
-    if (l + 1 < layers) {
-      out = for_backward ? a.layers[static_cast<std::size_t>(l + 1)].x_in.f32() : la.x_in.f32();
-    } else {
-      out = stage_.last ? a.head.x.f32() : a.stage_output.f32();
+    LayerActivations& la = a.layers[static_cast<std::size_t>(keep ? l : 0)];
+    float* x_out = l + 1 == layers ? out
+                   : keep          ? a.layers[static_cast<std::size_t>(l + 1)].x_in.f32()
+                                   : la.x_in.f32();
+    KvCacheView view = where;
+    if (cache) {
+      view.keys = cache->keys(l);
+      view.values = cache->values(l);
     }
-    decoder_layer_forward(ctx_, w.layers[static_cast<std::size_t>(l)], b, la, out);
+    decoder_layer_forward(ctx_, w.layers[static_cast<std::size_t>(l)], b, la, x_out,
+                          cache ? &view : nullptr);
   }
+}
+
+ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batch,
+                                   Activations& a, bool for_backward,
+                                   std::span<const float> input) const {
+  validate(batch);
+  check_stage_weights(w);
+  const BatchGeometry b = geometry(batch);
+  const std::int64_t n = b.rows;
+  const std::int64_t probs_size =
+      kernels::attention_probs_size(b.cu_seqlens, b.num_seqs, dims_.heads);
+  a.batch = batch;
+  a.for_backward = for_backward;
+  a.layers.resize(static_cast<std::size_t>(for_backward ? stage_.count() : 1));
+  for (LayerActivations& la : a.layers) la.allocate(dims_, n, probs_size);
+  if (stage_.last) {
+    a.head.allocate(dims_, n);
+  } else {
+    a.stage_output = a.output_storage.carve({{n, dims_.hidden}})[0];
+  }
+  stage_input(w, batch, input, a.layers[0].x_in.f32());
+  run_layers(w, b, a, stage_.last ? a.head.x.f32() : a.stage_output.f32(), nullptr, {});
 
   ForwardResult r;
   if (!stage_.last) return r;
@@ -104,6 +120,49 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
         batch.loss_mask[row] * r.token_logprobs[row];
   }
   return r;
+}
+
+void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
+                                 std::span<const std::int64_t> slots, KvCache& cache,
+                                 Activations& a, std::span<const float> input) const {
+  validate(batch);
+  check_stage_weights(w);
+  const BatchGeometry b = geometry(batch);
+  const std::int64_t n = b.rows;
+  const std::int64_t h = dims_.hidden;
+  require(static_cast<std::int64_t>(slots.size()) == b.num_seqs, "forward_cached: ",
+          slots.size(), " cache slots for ", b.num_seqs, " sequences");
+  // Where every row goes in the cache, and where each sequence's rows start.
+  std::vector<std::int64_t> cache_rows(static_cast<std::size_t>(n)), first(slots.size());
+  for (std::int64_t s = 0; s < b.num_seqs; ++s) {
+    const auto si = static_cast<std::size_t>(s);
+    require(slots[si] >= 0 && slots[si] < cache.slots(), "cache slot ", slots[si],
+            " outside a cache of ", cache.slots());
+    first[si] = b.positions[b.cu_seqlens[s]];
+    for (std::int64_t i = b.cu_seqlens[s]; i < b.cu_seqlens[s + 1]; ++i) {
+      require(b.positions[i] < cache.capacity(), "position ", b.positions[i],
+              " beyond the KV cache's ", cache.capacity(), " positions");
+      cache_rows[static_cast<std::size_t>(i)] = slots[si] * cache.capacity() + b.positions[i];
+    }
+  }
+  a.batch = batch;
+  a.for_backward = false;
+  a.layers.resize(1);
+  a.layers[0].allocate(dims_, n, 0);
+  a.stage_output = a.output_storage.carve({{n, h}})[0];
+  stage_input(w, batch, input, a.layers[0].x_in.f32());
+  const KvCacheView where{nullptr, nullptr, cache.capacity(), cache_rows.data(), slots.data(),
+                          first.data()};
+  run_layers(w, b, a, a.stage_output.f32(), &cache, where);
+  if (!stage_.last) return;
+
+  // Only each sequence's last row needs logits: the next token's distribution.
+  a.head.allocate(dims_, b.num_seqs);
+  for (std::int64_t s = 0; s < b.num_seqs; ++s) {
+    const float* row = a.stage_output.f32() + (b.cu_seqlens[s + 1] - 1) * h;
+    std::copy(row, row + h, a.head.x.f32() + s * h);
+  }
+  lm_head_logits(ctx_, w.norm, w.lm_head, a.head);
 }
 
 void Transformer::backward(const ModelWeights& w, Activations& a, std::span<const float> grad,

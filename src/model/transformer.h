@@ -15,6 +15,7 @@
 #include "model/config.h"
 #include "model/context.h"
 #include "model/decoder_layer.h"
+#include "model/kv_cache.h"
 #include "model/lm_head.h"
 #include "model/rope.h"
 #include "model/stage.h"
@@ -37,7 +38,8 @@ struct Activations {
   bool for_backward = false;
   std::vector<LayerActivations> layers;  // every layer's, or one shared set
   HeadActivations head;                  // last stage only
-  Tensor stage_output;                   // [rows, hidden] for the next stage (not on the last)
+  Tensor stage_output;  // [rows, hidden]: output for the next stage (not on the last, unless
+                        // generating)
   LayerGradScratch grad;                 // backward scratch; d_residual ends as input_grad()
   Workspace output_storage;
 };
@@ -68,6 +70,16 @@ class Transformer {
   // Scoring with buffers of its own.
   ForwardResult forward(const ModelWeights& weights, const TokenBatch& batch) const;
 
+  // Generation. Each sequence of `batch` holds new tokens continuing a prefix already in `cache`
+  // at slot slots[s] (Sequence::position = the prefix's length; 0 for a prompt's prefill). Runs
+  // this stage, appending the new keys and values to the cache. The first stage embeds, the
+  // others read `input`; every stage leaves its output rows in acts.stage_output, and the last
+  // stage leaves in acts.head.logits [num_seqs, vocab_rows] this rank's shard of the logits of
+  // each sequence's last row -- the next token's distribution.
+  void forward_cached(const ModelWeights& weights, const TokenBatch& batch,
+                      std::span<const std::int64_t> slots, KvCache& cache, Activations& acts,
+                      std::span<const float> input = {}) const;
+
   // Accumulates into `grads` the gradient of the loss. `grad` is, on the last stage, d loss /
   // d sequence_logprobs (one per sequence); on any other, d loss / d stage_output (rows x hidden
   // floats). Consumes `saved` (the logits buffer is reused for their gradient). Afterwards, on
@@ -78,6 +90,13 @@ class Transformer {
 
  private:
   void validate(const TokenBatch& batch) const;
+  void check_stage_weights(const ModelWeights& weights) const;
+  // Fills x0 with the stage's input: the embedded tokens (first stage) or `input`.
+  void stage_input(const ModelWeights& weights, const TokenBatch& batch,
+                   std::span<const float> input, float* x0) const;
+  // Runs this stage's layers from a.layers[0].x_in to `out`, through `cache` when given.
+  void run_layers(const ModelWeights& weights, const BatchGeometry& b, Activations& a,
+                  float* out, KvCache* cache, const KvCacheView& where) const;
   BatchGeometry geometry(const TokenBatch& batch) const;
 
   const ModelConfig& config_;

@@ -34,6 +34,12 @@ class CpuKernels final : public Kernels {
                           const float* k, const float* v, const float* probs,
                           const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
                           Index head_dim) const override;
+  void cached_attention_forward(float* out, const float* q, const float* k_cache,
+                                const float* v_cache, const Index* row_begin, const Index* slots,
+                                const Index* first_position, Index runs, Index capacity,
+                                Index heads, Index kv_heads, Index head_dim) const override;
+  void scatter_rows(float* dst, const float* src, const Index* rows, Index n,
+                    Index width) const override;
   void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                        const float* up, Index n) const override;

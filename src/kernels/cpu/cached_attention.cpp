@@ -1,0 +1,66 @@
+// Attention against a KV cache, for generation: a prefill run of L prompt rows and a decode
+// run of one row are the same computation, S = scale Q K[0 : first + L]^T with row i masked
+// beyond position first + i, softmax, O = P V. One sgemm pair per (run, head).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/vec_math.h"
+
+namespace spin::kernels {
+
+void CpuKernels::cached_attention_forward(float* out, const float* q, const float* k_cache,
+                                          const float* v_cache, const Index* row_begin,
+                                          const Index* slots, const Index* first_position,
+                                          Index runs, Index capacity, Index heads,
+                                          Index kv_heads, Index head_dim) const {
+  const Index q_ld = heads * head_dim;
+  const Index kv_ld = kv_heads * head_dim;
+  const Index group = heads / kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  std::vector<float> scores;
+  for (Index r = 0; r < runs; ++r) {
+    const Index rows = row_begin[r + 1] - row_begin[r];
+    const Index first = first_position[r];
+    const Index keys = first + rows;  // positions the last row sees
+    scores.resize(static_cast<std::size_t>(rows * keys));
+    const float* slot_k = k_cache + slots[r] * capacity * kv_ld;
+    const float* slot_v = v_cache + slots[r] * capacity * kv_ld;
+    for (Index h = 0; h < heads; ++h) {
+      const float* qh = q + row_begin[r] * q_ld + h * head_dim;
+      const Index g = h / group;
+      gemm(false, true, rows, keys, head_dim, scale, qh, q_ld, slot_k + g * head_dim, kv_ld, 0.0f,
+           scores.data(), keys);
+      for (Index i = 0; i < rows; ++i) {
+        float* row = scores.data() + i * keys;
+        const Index seen = first + i + 1;
+        float m = -std::numeric_limits<float>::infinity();
+        for (Index j = 0; j < seen; ++j) m = std::max(m, row[j]);
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (Index j = 0; j < seen; ++j) {
+          row[j] = cpu::exp_approx(row[j] - m);
+          sum += row[j];
+        }
+        const float inv = 1.0f / sum;
+#pragma omp simd
+        for (Index j = 0; j < seen; ++j) row[j] *= inv;
+        std::fill(row + seen, row + keys, 0.0f);
+      }
+      gemm(false, false, rows, head_dim, keys, 1.0f, scores.data(), keys, slot_v + g * head_dim,
+           kv_ld, 0.0f, out + row_begin[r] * q_ld + h * head_dim, q_ld);
+    }
+  }
+}
+
+void CpuKernels::scatter_rows(float* dst, const float* src, const Index* rows, Index n,
+                              Index width) const {
+  for (Index i = 0; i < n; ++i) {
+    std::memcpy(dst + rows[i] * width, src + i * width, static_cast<std::size_t>(width) * sizeof(float));
+  }
+}
+
+}  // namespace spin::kernels

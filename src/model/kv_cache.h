@@ -1,0 +1,33 @@
+// KvCache: keys and values of this rank's kv heads (TP-sharded like the attention) for every
+// layer of its pipeline stage, for `slots` sequences of up to `capacity` positions:
+// per layer [slots, capacity, kv_heads, head_dim] keys and the same for values. Allocated once
+// per generation batch (prompt length + new tokens), written as tokens are processed.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "model/tp_dims.h"
+
+namespace spin::model {
+
+class KvCache {
+ public:
+  KvCache(const TpDims& dims, std::int64_t layers, std::int64_t slots, std::int64_t capacity);
+
+  float* keys(std::int64_t layer) const { return layer_view(keys_, layer); }
+  float* values(std::int64_t layer) const { return layer_view(values_, layer); }
+  std::int64_t slots() const { return slots_; }
+  std::int64_t capacity() const { return capacity_; }
+  std::size_t bytes() const { return keys_.nbytes() + values_.nbytes(); }
+
+ private:
+  float* layer_view(const Tensor& t, std::int64_t layer) const {
+    return t.f32() + layer * slots_ * capacity_ * width_;
+  }
+
+  std::int64_t slots_, capacity_, width_;
+  Tensor keys_, values_;
+};
+
+}  // namespace spin::model
