@@ -1,0 +1,264 @@
+#include "generate/sampling.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+#include "core/philox.h"
+
+namespace spin::generate {
+
+namespace {
+
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+// Floats as unsigned integers in the same order, for bisection over representable values.
+std::uint32_t order_key(float f) {
+  const auto bits = std::bit_cast<std::uint32_t>(f);
+  return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
+}
+float from_order_key(std::uint32_t k) {
+  return std::bit_cast<float>(k & 0x80000000u ? k & 0x7fffffffu : ~k);
+}
+
+struct Candidate {
+  double score;  // the value ranked (a processed logit, or processed logit + noise)
+  double id;     // global token id
+};
+
+// The better of two candidates: higher score, then the smaller id (a fixed tie-break).
+bool better(const Candidate& a, const Candidate& b) {
+  return a.score > b.score || (a.score == b.score && a.id < b.id);
+}
+
+}  // namespace
+
+void SamplingParams::validate() const {
+  require(std::isfinite(temperature) && temperature > 0.0f, "sampling: temperature must be > 0, got ",
+          temperature, " (use greedy decoding for a deterministic argmax)");
+  require(top_k >= 0, "sampling: top_k must be >= 0 (0 disables it), got ", top_k);
+  require(top_p > 0.0f && top_p <= 1.0f, "sampling: top_p must be in (0, 1], got ", top_p);
+  require(std::isfinite(repetition_penalty) && repetition_penalty > 0.0f,
+          "sampling: repetition_penalty must be > 0 (1 disables it), got ", repetition_penalty);
+}
+
+VocabParallelSampler::VocabParallelSampler(const model::TpDims& dims, parallel::Communicator& tp,
+                                           const SamplingParams& params, std::uint64_t seed,
+                                           std::vector<std::int32_t> eos_ids)
+    : dims_(dims), tp_(tp), params_(params), seed_(seed), eos_(std::move(eos_ids)) {
+  params_.validate();
+}
+
+double VocabParallelSampler::gumbel(const SampleRow& row, std::int64_t v) const {
+  const std::uint64_t counter =
+      (static_cast<std::uint64_t>(row.position) << 32) | static_cast<std::uint64_t>(v);
+  const PhiloxCounter r = philox_bits(seed_, row.sample_id, counter);
+  const double u = (static_cast<double>(r[0]) + 0.5) / 4294967296.0;  // in (0, 1)
+  return -std::log(-std::log(u));
+}
+
+std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
+                                                  std::span<const SampleRow> rows) const {
+  const auto n = static_cast<std::int64_t>(rows.size());
+  const std::int64_t ld = dims_.vocab_rows;
+  const std::int64_t valid = dims_.vocab_valid;
+  const std::int64_t start = dims_.vocab_start;
+  const auto rows_sz = static_cast<std::size_t>(n);
+
+  // 1. The raw log-sum-exp of every row, for the reported log-probabilities.
+  std::vector<double> raw_max(rows_sz, kNegInf), raw_sum(rows_sz, 0.0);
+  for (std::int64_t r = 0; r < n; ++r) {
+    const float* row = logits + r * ld;
+    for (std::int64_t v = 0; v < valid; ++v) raw_max[r] = std::max(raw_max[r], double(row[v]));
+  }
+  tp_.all_reduce(raw_max.data(), rows_sz, parallel::ReduceOp::Max);
+  for (std::int64_t r = 0; r < n; ++r) {
+    const float* row = logits + r * ld;
+    for (std::int64_t v = 0; v < valid; ++v) raw_sum[r] += std::exp(double(row[v]) - raw_max[r]);
+  }
+  tp_.all_reduce(raw_sum.data(), rows_sz);
+
+  // 2. Processed logits z of this shard: penalty, EOS ban, temperature.
+  std::vector<float> z(static_cast<std::size_t>(n * std::max<std::int64_t>(valid, 0)));
+  const float inv_t = params_.greedy ? 1.0f : 1.0f / params_.temperature;
+  for (std::int64_t r = 0; r < n; ++r) {
+    float* zr = z.data() + r * valid;
+    std::copy(logits + r * ld, logits + r * ld + valid, zr);
+    const auto held = [&](std::int64_t id) { return id >= start && id < start + valid; };
+    if (params_.repetition_penalty != 1.0f) {
+      std::vector<bool> seen(static_cast<std::size_t>(valid), false);
+      for (std::int32_t t : rows[r].history) {
+        if (!held(t) || seen[static_cast<std::size_t>(t - start)]) continue;
+        seen[static_cast<std::size_t>(t - start)] = true;
+        float& x = zr[t - start];
+        x = x > 0.0f ? x / params_.repetition_penalty : x * params_.repetition_penalty;
+      }
+    }
+    if (rows[r].ban_eos) {
+      for (std::int32_t e : eos_) {
+        if (held(e)) zr[e - start] = -std::numeric_limits<float>::infinity();
+      }
+    }
+    for (std::int64_t v = 0; v < valid; ++v) zr[v] *= inv_t;
+  }
+
+  // 3. Which tokens may be chosen: keep[r](v), and the winner among them.
+  std::vector<Candidate> best(rows_sz, Candidate{kNegInf, -1.0});
+  const auto local_winner = [&](std::int64_t r, double threshold, bool noisy) {
+    const float* zr = z.data() + r * valid;
+    for (std::int64_t v = 0; v < valid; ++v) {
+      if (!(zr[v] >= threshold) || std::isinf(zr[v])) continue;
+      const Candidate c{zr[v] + (noisy ? gumbel(rows[r], start + v) : 0.0), double(start + v)};
+      if (better(c, best[r])) best[r] = c;
+    }
+  };
+  const auto reduce_winners = [&] {
+    const auto ranks = static_cast<std::size_t>(tp_.size());
+    std::vector<double> mine(2 * rows_sz), all(2 * rows_sz * ranks);
+    for (std::size_t r = 0; r < rows_sz; ++r) mine[2 * r] = best[r].score, mine[2 * r + 1] = best[r].id;
+    tp_.all_gather(mine.data(), all.data(), mine.size());
+    for (std::size_t k = 0; k < ranks; ++k) {
+      for (std::size_t r = 0; r < rows_sz; ++r) {
+        const Candidate c{all[k * 2 * rows_sz + 2 * r], all[k * 2 * rows_sz + 2 * r + 1]};
+        if (c.id >= 0 && better(c, best[r])) best[r] = c;
+      }
+    }
+  };
+
+  if (params_.greedy) {
+    for (std::int64_t r = 0; r < n; ++r) local_winner(r, kNegInf, false);
+    reduce_winners();
+  } else if (params_.top_k > 0) {
+    // Each rank offers its k best; every rank then holds the same global candidates.
+    const std::int64_t k = params_.top_k;
+    const auto ranks = static_cast<std::size_t>(tp_.size());
+    std::vector<double> offer(rows_sz * static_cast<std::size_t>(2 * k), kNegInf);
+    std::vector<std::int64_t> order(static_cast<std::size_t>(valid));
+    for (std::int64_t r = 0; r < n; ++r) {
+      const float* zr = z.data() + r * valid;
+      for (std::int64_t v = 0; v < valid; ++v) order[static_cast<std::size_t>(v)] = v;
+      const std::int64_t take = std::min(k, valid);
+      std::partial_sort(order.begin(), order.begin() + take, order.end(),
+                        [&](std::int64_t a, std::int64_t b) { return zr[a] > zr[b] || (zr[a] == zr[b] && a < b); });
+      for (std::int64_t i = 0; i < take; ++i) {
+        const std::int64_t v = order[static_cast<std::size_t>(i)];
+        if (std::isinf(zr[v])) break;
+        offer[static_cast<std::size_t>(r * 2 * k + 2 * i)] = zr[v];
+        offer[static_cast<std::size_t>(r * 2 * k + 2 * i + 1)] = double(start + v);
+      }
+    }
+    std::vector<double> all(offer.size() * ranks);
+    tp_.all_gather(offer.data(), all.data(), offer.size());
+    for (std::int64_t r = 0; r < n; ++r) {
+      std::vector<Candidate> cands;
+      for (std::size_t q = 0; q < ranks; ++q) {
+        for (std::int64_t i = 0; i < k; ++i) {
+          const std::size_t at = q * offer.size() + static_cast<std::size_t>(r * 2 * k + 2 * i);
+          if (all[at] != kNegInf) cands.push_back({all[at], all[at + 1]});
+        }
+      }
+      std::sort(cands.begin(), cands.end(), better);
+      // Keep every candidate at least as large as the k-th (ties may keep more, as HF does).
+      if (static_cast<std::int64_t>(cands.size()) > k) {
+        const double kth = cands[static_cast<std::size_t>(k - 1)].score;
+        while (!cands.empty() && cands.back().score < kth) cands.pop_back();
+      }
+      if (params_.top_p < 1.0f && !cands.empty()) {
+        // Nucleus on the candidates: keep c while the mass strictly above it is < top_p.
+        double z_sum = 0.0;
+        for (const Candidate& c : cands) z_sum += std::exp(c.score - cands.front().score);
+        double above = 0.0;
+        std::size_t keep = 0;
+        while (keep < cands.size()) {
+          double same = 0.0;  // equal scores stand or fall together
+          std::size_t end = keep;
+          while (end < cands.size() && cands[end].score == cands[keep].score) {
+            same += std::exp(cands[end].score - cands.front().score) / z_sum;
+            ++end;
+          }
+          if (above >= params_.top_p) break;
+          above += same;
+          keep = end;
+        }
+        cands.resize(keep);
+      }
+      for (const Candidate& c : cands) {
+        const Candidate noisy{c.score + gumbel(rows[static_cast<std::size_t>(r)], std::int64_t(c.id)), c.id};
+        if (better(noisy, best[static_cast<std::size_t>(r)])) best[static_cast<std::size_t>(r)] = noisy;
+      }
+    }
+  } else {
+    std::vector<double> threshold(rows_sz, kNegInf);
+    if (params_.top_p < 1.0f) {
+      // Bisection for the smallest logit l whose strictly-larger mass is below top_p; the
+      // nucleus is then {v : z_v >= l}. Over the 2^32 ordered float values: <= 32 rounds.
+      std::vector<double> zmax(rows_sz, kNegInf), zmin(rows_sz, std::numeric_limits<double>::infinity()),
+          zsum(rows_sz, 0.0);
+      for (std::int64_t r = 0; r < n; ++r) {
+        const float* zr = z.data() + r * valid;
+        for (std::int64_t v = 0; v < valid; ++v) {
+          if (std::isinf(zr[v])) continue;
+          zmax[r] = std::max(zmax[r], double(zr[v]));
+          zmin[r] = std::min(zmin[r], double(zr[v]));
+        }
+      }
+      tp_.all_reduce(zmax.data(), rows_sz, parallel::ReduceOp::Max);
+      tp_.all_reduce(zmin.data(), rows_sz, parallel::ReduceOp::Min);
+      for (std::int64_t r = 0; r < n; ++r) {
+        const float* zr = z.data() + r * valid;
+        for (std::int64_t v = 0; v < valid; ++v)
+          if (!std::isinf(zr[v])) zsum[r] += std::exp(double(zr[v]) - zmax[r]);
+      }
+      tp_.all_reduce(zsum.data(), rows_sz);
+      std::vector<std::uint32_t> lo(rows_sz), hi(rows_sz);
+      for (std::size_t r = 0; r < rows_sz; ++r) {
+        lo[r] = order_key(static_cast<float>(zmin[r]));
+        hi[r] = order_key(static_cast<float>(zmax[r]));
+      }
+      std::vector<double> mass(rows_sz);
+      while (true) {
+        bool open = false;
+        for (std::size_t r = 0; r < rows_sz; ++r) open = open || lo[r] < hi[r];
+        if (!open) break;  // the same on every rank: lo and hi follow all-reduced sums
+        for (std::int64_t r = 0; r < n; ++r) {
+          const auto ri = static_cast<std::size_t>(r);
+          mass[ri] = 0.0;
+          if (lo[ri] >= hi[ri]) continue;
+          const float mid = from_order_key(lo[ri] + (hi[ri] - lo[ri]) / 2);
+          const float* zr = z.data() + r * valid;
+          for (std::int64_t v = 0; v < valid; ++v)
+            if (zr[v] > mid && !std::isinf(zr[v])) mass[ri] += std::exp(double(zr[v]) - zmax[ri]);
+        }
+        tp_.all_reduce(mass.data(), rows_sz);
+        for (std::size_t r = 0; r < rows_sz; ++r) {
+          if (lo[r] >= hi[r]) continue;
+          const std::uint32_t mid = lo[r] + (hi[r] - lo[r]) / 2;
+          if (mass[r] / zsum[r] < params_.top_p) hi[r] = mid; else lo[r] = mid + 1;
+        }
+      }
+      for (std::size_t r = 0; r < rows_sz; ++r) threshold[r] = from_order_key(lo[r]);
+    }
+    for (std::int64_t r = 0; r < n; ++r) local_winner(r, threshold[static_cast<std::size_t>(r)], true);
+    reduce_winners();
+  }
+
+  // 4. The chosen token's raw logit (held by one rank) and its log-probability.
+  std::vector<double> chosen(rows_sz, 0.0);
+  for (std::size_t r = 0; r < rows_sz; ++r) {
+    require(best[r].id >= 0, "sampling: no token can be chosen for row ", r,
+            " (every candidate is banned)");
+    const auto t = static_cast<std::int64_t>(best[r].id);
+    if (t >= start && t < start + valid) chosen[r] = logits[static_cast<std::int64_t>(r) * ld + (t - start)];
+  }
+  tp_.all_reduce(chosen.data(), rows_sz);
+  std::vector<Sampled> out(rows_sz);
+  for (std::size_t r = 0; r < rows_sz; ++r) {
+    out[r].token = static_cast<std::int32_t>(best[r].id);
+    out[r].logprob = static_cast<float>(chosen[r] - raw_max[r] - std::log(raw_sum[r]));
+  }
+  return out;
+}
+
+}  // namespace spin::generate

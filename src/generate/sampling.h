@@ -1,0 +1,67 @@
+// Vocab-parallel sampling: every TP rank holds a shard of each row's logits and all ranks agree
+// on the chosen token without gathering the logits. The choice is Gumbel-max,
+//   token = argmax_v (z_v + g_v),  z = processed logits,  g_v = -log(-log u_v),
+// with u_v a Philox draw keyed by (seed, sample id, position, v): the noise of token v does not
+// depend on which rank holds v, nor on the batch, so the same seed gives the same tokens for any
+// TP / PP / DP layout and any batch composition. Processing, in NeMo / Hugging Face order:
+// repetition penalty, EOS ban (min_new_tokens), temperature, top-k (each rank contributes at
+// most k candidates; all ranks then hold the same candidate list), top-p (on the candidates, or
+// without top-k by a bisection on the threshold logit with one all-reduce of per-row sums per
+// step: no logits move). Greedy is the argmax of the penalised logits.
+// The log-probability reported for a token is under the model's full softmax (raw logits).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "model/tp_dims.h"
+#include "parallel/communicator.h"
+
+namespace spin::generate {
+
+struct SamplingParams {
+  bool greedy = false;
+  float temperature = 1.0f;
+  std::int64_t top_k = 0;           // 0: off
+  float top_p = 1.0f;               // 1: off
+  float repetition_penalty = 1.0f;  // 1: off (CTRL / Hugging Face: logit / p if > 0, else * p)
+
+  void validate() const;  // throws spin::Error naming the bad value
+};
+
+// One row to choose a token for.
+struct SampleRow {
+  std::uint64_t sample_id = 0;  // stable id of the prompt (its index in the input)
+  std::int64_t position = 0;    // position the chosen token will take
+  std::span<const std::int32_t> history;  // tokens so far (prompt + response), for the penalty
+  bool ban_eos = false;                   // min_new_tokens not reached yet
+};
+
+struct Sampled {
+  std::int32_t token = -1;
+  float logprob = 0.0f;  // log softmax(raw logits)[token]
+};
+
+class VocabParallelSampler {
+ public:
+  VocabParallelSampler(const model::TpDims& dims, parallel::Communicator& tp,
+                       const SamplingParams& params, std::uint64_t seed,
+                       std::vector<std::int32_t> eos_ids);
+
+  // logits: this rank's shard, [rows.size(), dims.vocab_rows], row-major. Collective over TP;
+  // every rank returns the same choices.
+  std::vector<Sampled> sample(const float* logits, std::span<const SampleRow> rows) const;
+
+ private:
+  // The Gumbel noise of token v for `row` (double precision).
+  double gumbel(const SampleRow& row, std::int64_t v) const;
+
+  model::TpDims dims_;
+  parallel::Communicator& tp_;
+  SamplingParams params_;
+  std::uint64_t seed_;
+  std::vector<std::int32_t> eos_;
+};
+
+}  // namespace spin::generate
