@@ -41,6 +41,11 @@ void SelfCommunicator::send_impl(const void*, std::size_t, DType, int dest, int)
   fail("send to rank ", dest, " in a group of one process");
 }
 
+std::unique_ptr<PendingSend> SelfCommunicator::isend_impl(const void*, std::size_t, DType,
+                                                          int dest, int) {
+  fail("send to rank ", dest, " in a group of one process");
+}
+
 void SelfCommunicator::exchange_impl(std::span<const P2POp> ops) {
   require(ops.empty(), "point-to-point exchange in a group of one process");
 }

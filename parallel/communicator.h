@@ -51,6 +51,14 @@ struct P2POp {
   }
 };
 
+// A send in flight (Communicator::isend). wait(), or the destructor, completes it; the buffer
+// must stay alive until then.
+class PendingSend {
+ public:
+  virtual ~PendingSend() = default;
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -88,6 +96,12 @@ class Communicator {
     record(CommOp::Send, count * sizeof(T));
     send_impl(buffer, count, dtype_of<T>(), dest, tag);
   }
+  // Starts a send and returns at once: for messages whose receiver may be busy sending to us.
+  template <class T>
+  std::unique_ptr<PendingSend> isend(const T* buffer, std::size_t count, int dest, int tag = 0) {
+    record(CommOp::Send, count * sizeof(T));
+    return isend_impl(buffer, count, dtype_of<T>(), dest, tag);
+  }
   template <class T>
   void recv(T* buffer, std::size_t count, int source, int tag = 0) {
     record(CommOp::Recv, count * sizeof(T));
@@ -121,6 +135,8 @@ class Communicator {
   virtual void send_impl(const void* buffer, std::size_t count, DType type, int dest,
                          int tag) = 0;
   virtual void recv_impl(void* buffer, std::size_t count, DType type, int source, int tag) = 0;
+  virtual std::unique_ptr<PendingSend> isend_impl(const void* buffer, std::size_t count,
+                                                  DType type, int dest, int tag) = 0;
   virtual void barrier_impl() = 0;
   virtual void exchange_impl(std::span<const P2POp> ops) = 0;
 
@@ -149,6 +165,8 @@ class SelfCommunicator final : public Communicator {
   void broadcast_impl(void*, std::size_t, DType, int root) override;
   void send_impl(const void*, std::size_t, DType, int dest, int tag) override;
   void recv_impl(void*, std::size_t, DType, int source, int tag) override;
+  std::unique_ptr<PendingSend> isend_impl(const void*, std::size_t, DType, int dest,
+                                          int tag) override;
   void barrier_impl() override {}
   void exchange_impl(std::span<const P2POp> ops) override;
 };

@@ -52,6 +52,19 @@ int checked_int(std::size_t count, const char* what) {
   return static_cast<int>(count);
 }
 
+class MpiPendingSend final : public PendingSend {
+ public:
+  MpiPendingSend() = default;
+  ~MpiPendingSend() override { wait(); }
+  void wait() override {
+    if (request_ != MPI_REQUEST_NULL && mpi_active()) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+  }
+  MPI_Request* request() { return &request_; }
+
+ private:
+  MPI_Request request_ = MPI_REQUEST_NULL;
+};
+
 class MpiCommunicator final : public Communicator {
  public:
   // Takes ownership of `comm` unless it is MPI_COMM_WORLD.
@@ -111,6 +124,13 @@ class MpiCommunicator final : public Communicator {
       MPI_Recv(base + offset * dtype_size(type), n, mpi_type(type), source, tag, comm_,
                MPI_STATUS_IGNORE);
     });
+  }
+  std::unique_ptr<PendingSend> isend_impl(const void* buffer, std::size_t count, DType type,
+                                          int dest, int tag) override {
+    auto pending = std::make_unique<MpiPendingSend>();
+    MPI_Isend(buffer, checked_int(count, "isend"), mpi_type(type), dest, tag, comm_,
+              pending->request());
+    return pending;
   }
   void barrier_impl() override { MPI_Barrier(comm_); }
   void exchange_impl(std::span<const P2POp> ops) override {

@@ -1,0 +1,306 @@
+#include "generate/generator.h"
+
+#include <algorithm>
+#include <list>
+#include <memory>
+
+#include "core/error.h"
+
+namespace spin::generate {
+
+namespace {
+
+constexpr int kHeaderSizeTag = 21, kHeaderTag = 22, kHiddenTag = 23;
+constexpr int kFeedbackSizeTag = 24, kFeedbackTag = 25;
+
+// One step of one group as it travels down the pipeline: the active sequences (cache slots)
+// and the tokens each feeds in (its prompt at prefill, its last sampled token afterwards).
+struct Step {
+  std::vector<std::int64_t> slots;
+  std::vector<std::vector<std::int32_t>> tokens;
+
+  std::vector<std::int64_t> encode() const {
+    std::vector<std::int64_t> out = {static_cast<std::int64_t>(slots.size())};
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      out.push_back(slots[i]);
+      out.push_back(static_cast<std::int64_t>(tokens[i].size()));
+      out.insert(out.end(), tokens[i].begin(), tokens[i].end());
+    }
+    return out;
+  }
+  static Step decode(const std::vector<std::int64_t>& in) {
+    Step s;
+    std::size_t at = 1;
+    for (std::int64_t i = 0; i < in.at(0); ++i) {
+      s.slots.push_back(in.at(at));
+      const auto n = static_cast<std::size_t>(in.at(at + 1));
+      s.tokens.emplace_back(in.begin() + static_cast<std::ptrdiff_t>(at + 2),
+                            in.begin() + static_cast<std::ptrdiff_t>(at + 2 + n));
+      at += 2 + n;
+    }
+    return s;
+  }
+};
+
+bool ends_with(const std::vector<std::int32_t>& seq, const std::vector<std::int32_t>& tail) {
+  return !tail.empty() && seq.size() >= tail.size() &&
+         std::equal(tail.begin(), tail.end(), seq.end() - static_cast<std::ptrdiff_t>(tail.size()));
+}
+
+// Point-to-point moves of a generating stage. Feedback to the first stage is sent without
+// blocking: the first stage may itself be blocked sending down the pipe, and a blocking send
+// back would close a cycle.
+class Links {
+ public:
+  explicit Links(parallel::Communicator& pp) : pp_(pp) {}
+  ~Links() { finish(); }
+
+  void send_step(const Step& step, int dest, int size_tag, int tag) {
+    const std::vector<std::int64_t> payload = step.encode();
+    const std::int64_t size = static_cast<std::int64_t>(payload.size());
+    pp_.send(&size, 1, dest, size_tag);
+    pp_.send(payload.data(), payload.size(), dest, tag);
+  }
+  void post_feedback(const Step& step) {
+    Pending& p = pending_.emplace_back();
+    p.payload = step.encode();
+    p.size = static_cast<std::int64_t>(p.payload.size());
+    p.size_send = pp_.isend(&p.size, 1, 0, kFeedbackSizeTag);
+    p.payload_send = pp_.isend(p.payload.data(), p.payload.size(), 0, kFeedbackTag);
+  }
+  Step recv_step(int source, int size_tag, int tag) {
+    std::int64_t size = 0;
+    pp_.recv(&size, 1, source, size_tag);
+    std::vector<std::int64_t> payload(static_cast<std::size_t>(size));
+    pp_.recv(payload.data(), payload.size(), source, tag);
+    return Step::decode(payload);
+  }
+  void finish() {
+    for (Pending& p : pending_) {
+      p.size_send->wait();
+      p.payload_send->wait();
+    }
+    pending_.clear();
+  }
+
+ private:
+  struct Pending {
+    std::int64_t size = 0;
+    std::vector<std::int64_t> payload;
+    std::unique_ptr<parallel::PendingSend> size_send, payload_send;
+  };
+  parallel::Communicator& pp_;
+  std::list<Pending> pending_;  // stable addresses while the sends are in flight
+};
+
+}  // namespace
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::Eos: return "eos";
+    case FinishReason::EndSequence: return "end_sequence";
+    case FinishReason::Length: return "length";
+  }
+  return "?";
+}
+
+void GenerationParams::validate(std::int64_t vocab_size) const {
+  sampling.validate();
+  require(max_new_tokens >= 1, "generation: max_new_tokens must be at least 1, got ", max_new_tokens);
+  require(min_new_tokens >= 0 && min_new_tokens <= max_new_tokens,
+          "generation: min_new_tokens must be in [0, max_new_tokens = ", max_new_tokens, "], got ",
+          min_new_tokens);
+  for (std::int32_t e : eos_ids) {
+    require(e >= 0 && e < vocab_size, "generation: EOS id ", e, " is outside the vocabulary [0, ",
+            vocab_size, ")");
+  }
+  for (const auto& seq : end_sequences) {
+    require(!seq.empty(), "generation: an end sequence is empty");
+    for (std::int32_t t : seq) {
+      require(t >= 0 && t < vocab_size, "generation: end-sequence token ", t,
+              " is outside the vocabulary [0, ", vocab_size, ")");
+    }
+  }
+}
+
+Generator::Generator(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
+                     const model::ModelWeights& weights)
+    : grid_(grid), transformer_(transformer), weights_(weights) {}
+
+std::vector<Generation> Generator::generate(const std::vector<std::vector<std::int32_t>>& prompts,
+                                            const std::vector<std::uint64_t>& sample_ids,
+                                            const GenerationParams& params) {
+  const model::ModelConfig& config = transformer_.config();
+  params.validate(config.vocab_size);
+  require(sample_ids.size() == prompts.size(), "generation: ", sample_ids.size(), " ids for ",
+          prompts.size(), " prompts");
+  std::int64_t longest = 0;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    const auto len = static_cast<std::int64_t>(prompts[i].size());
+    require(len >= 1, "generation: prompt ", sample_ids[i], " is empty");
+    require(len + params.max_new_tokens <= config.max_sequence_length(), "generation: prompt ",
+            sample_ids[i], " has ", len, " tokens; with max_new_tokens ", params.max_new_tokens,
+            " it needs ", len + params.max_new_tokens, " positions but the model allows ",
+            config.max_sequence_length());
+    for (std::int32_t t : prompts[i]) {
+      require(t >= 0 && t < config.vocab_size, "generation: prompt ", sample_ids[i],
+              " holds token id ", t, " outside the vocabulary [0, ", config.vocab_size, ")");
+    }
+    longest = std::max(longest, len);
+  }
+  stats_ = {};
+  const auto batch = static_cast<std::int64_t>(prompts.size());
+  if (batch == 0) return {};
+
+  const model::StageLayers& stage = transformer_.stage();
+  parallel::Communicator& pp = grid_.pp();
+  const int stages = grid_.pp_size();
+  const int last_rank = stages - 1;
+  model::KvCache cache(transformer_.dims(), stage.count(), batch, longest + params.max_new_tokens);
+  const VocabParallelSampler sampler(transformer_.dims(), grid_.tp(), params.sampling, params.seed,
+                                     params.eos_ids);
+  model::Activations acts;
+  Links links(pp);
+
+  // Per-sequence state, the same on every stage: the tokens so far and how many are cached.
+  std::vector<std::vector<std::int32_t>> history = prompts;
+  std::vector<std::int64_t> cached(static_cast<std::size_t>(batch), 0);
+  std::vector<Generation> results(static_cast<std::size_t>(batch));
+
+  // Groups take turns so that the stages of a pipeline have work in flight.
+  const std::int64_t groups = stages == 1 ? 1 : std::min<std::int64_t>(stages, batch);
+  std::vector<Step> next(static_cast<std::size_t>(groups));  // first stage: the groups' next steps
+  for (std::int64_t s = 0; s < batch; ++s) {
+    Step& g = next[static_cast<std::size_t>(s % groups)];
+    g.slots.push_back(s);
+    g.tokens.push_back(prompts[static_cast<std::size_t>(s)]);
+  }
+  std::vector<bool> started(static_cast<std::size_t>(groups), false);
+  std::vector<bool> done(static_cast<std::size_t>(groups), false);
+
+  for (std::int64_t open = groups; open > 0;) {
+    for (std::int64_t g = 0; g < groups; ++g) {
+      const auto gi = static_cast<std::size_t>(g);
+      if (done[gi]) continue;
+      Step step;
+      if (!stage.first) {
+        step = links.recv_step(pp.rank() - 1, kHeaderSizeTag, kHeaderTag);
+      } else if (!started[gi] || stages == 1) {
+        step = std::move(next[gi]);
+        started[gi] = true;
+      } else {
+        step = links.recv_step(last_rank, kFeedbackSizeTag, kFeedbackTag);
+      }
+      if (step.slots.empty()) {  // the group has finished: pass the word on
+        if (!stage.last) links.send_step(step, pp.rank() + 1, kHeaderSizeTag, kHeaderTag);
+        done[gi] = true;
+        --open;
+        continue;
+      }
+
+      std::vector<model::Sequence> seqs;
+      std::int64_t rows = 0;
+      for (std::size_t i = 0; i < step.slots.size(); ++i) {
+        const auto slot = static_cast<std::size_t>(step.slots[i]);
+        if (cached[slot] > 0) {  // a sampled token: now part of the sequence on every stage
+          history[slot].insert(history[slot].end(), step.tokens[i].begin(), step.tokens[i].end());
+        }
+        seqs.push_back({step.tokens[i], 1, cached[slot]});
+        rows += static_cast<std::int64_t>(step.tokens[i].size());
+      }
+      std::vector<float> input;
+      if (!stage.first) {
+        input.resize(static_cast<std::size_t>(rows * transformer_.dims().hidden));
+        pp.recv(input.data(), input.size(), pp.rank() - 1, kHiddenTag);
+      }
+      transformer_.forward_cached(weights_, model::TokenBatch::pack(seqs), step.slots, cache, acts,
+                                  input);
+      for (std::size_t i = 0; i < step.slots.size(); ++i) {
+        cached[static_cast<std::size_t>(step.slots[i])] += static_cast<std::int64_t>(step.tokens[i].size());
+      }
+      if (!stage.last) {
+        links.send_step(step, pp.rank() + 1, kHeaderSizeTag, kHeaderTag);
+        pp.send(acts.stage_output.f32(), static_cast<std::size_t>(acts.stage_output.numel()),
+                pp.rank() + 1, kHiddenTag);
+        continue;
+      }
+
+      // Last stage: choose every sequence's next token and decide who goes on.
+      std::vector<SampleRow> sample_rows;
+      for (std::int64_t slot : step.slots) {
+        const auto si = static_cast<std::size_t>(slot);
+        sample_rows.push_back({sample_ids[si], cached[si], history[si],
+                               static_cast<std::int64_t>(results[si].tokens.size()) < params.min_new_tokens});
+      }
+      const std::vector<Sampled> chosen = sampler.sample(acts.head.logits.f32(), sample_rows);
+      stats_.rows_per_step.push_back(static_cast<std::int64_t>(step.slots.size()));
+      Step following;
+      for (std::size_t i = 0; i < step.slots.size(); ++i) {
+        const auto si = static_cast<std::size_t>(step.slots[i]);
+        Generation& r = results[si];
+        r.tokens.push_back(chosen[i].token);
+        r.logprobs.push_back(chosen[i].logprob);
+        const auto made = static_cast<std::int64_t>(r.tokens.size());
+        bool stop = true;
+        if (made >= params.min_new_tokens &&
+            std::find(params.eos_ids.begin(), params.eos_ids.end(), chosen[i].token) != params.eos_ids.end()) {
+          r.finish = FinishReason::Eos;
+        } else if (made >= params.min_new_tokens &&
+                   std::any_of(params.end_sequences.begin(), params.end_sequences.end(),
+                               [&](const auto& e) { return ends_with(r.tokens, e); })) {
+          r.finish = FinishReason::EndSequence;
+        } else if (made >= params.max_new_tokens) {
+          r.finish = FinishReason::Length;
+        } else {
+          stop = false;
+        }
+        if (!stop) {
+          following.slots.push_back(step.slots[i]);
+          following.tokens.push_back({chosen[i].token});
+        }
+      }
+      if (stages == 1) {
+        next[gi] = std::move(following);
+      } else {
+        links.post_feedback(following);
+      }
+    }
+  }
+  links.finish();
+
+  // The last stage knows the responses; every rank of the replica returns them.
+  std::vector<std::int64_t> lengths(static_cast<std::size_t>(2 * batch));
+  for (std::int64_t s = 0; s < batch; ++s) {
+    lengths[static_cast<std::size_t>(2 * s)] = static_cast<std::int64_t>(results[static_cast<std::size_t>(s)].tokens.size());
+    lengths[static_cast<std::size_t>(2 * s + 1)] = static_cast<std::int64_t>(results[static_cast<std::size_t>(s)].finish);
+  }
+  if (stages > 1) pp.broadcast(lengths.data(), lengths.size(), last_rank);
+  std::vector<std::int32_t> tokens;
+  std::vector<float> logprobs;
+  for (const Generation& r : results) {
+    tokens.insert(tokens.end(), r.tokens.begin(), r.tokens.end());
+    logprobs.insert(logprobs.end(), r.logprobs.begin(), r.logprobs.end());
+  }
+  std::int64_t total = 0;
+  for (std::int64_t s = 0; s < batch; ++s) total += lengths[static_cast<std::size_t>(2 * s)];
+  tokens.resize(static_cast<std::size_t>(total));
+  logprobs.resize(static_cast<std::size_t>(total));
+  if (stages > 1) {
+    pp.broadcast(tokens.data(), tokens.size(), last_rank);
+    pp.broadcast(logprobs.data(), logprobs.size(), last_rank);
+  }
+  std::size_t at = 0;
+  for (std::int64_t s = 0; s < batch; ++s) {
+    Generation& r = results[static_cast<std::size_t>(s)];
+    const auto n = static_cast<std::size_t>(lengths[static_cast<std::size_t>(2 * s)]);
+    r.tokens.assign(tokens.begin() + static_cast<std::ptrdiff_t>(at), tokens.begin() + static_cast<std::ptrdiff_t>(at + n));
+    r.logprobs.assign(logprobs.begin() + static_cast<std::ptrdiff_t>(at), logprobs.begin() + static_cast<std::ptrdiff_t>(at + n));
+    r.finish = static_cast<FinishReason>(lengths[static_cast<std::size_t>(2 * s + 1)]);
+    at += n;
+    stats_.new_tokens += static_cast<std::int64_t>(n);
+    stats_.prompt_tokens += static_cast<std::int64_t>(prompts[static_cast<std::size_t>(s)].size());
+  }
+  return results;
+}
+
+}  // namespace spin::generate

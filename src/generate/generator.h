@@ -1,0 +1,68 @@
+// Generator: batched autoregressive decoding with a KV cache over TP x PP ranks.
+// Prompts are prefilled in one pass each and then advance one token per step; a sequence that
+// stops (EOS after min_new_tokens, an end sequence, max_new_tokens) leaves the batch. Under
+// pipeline parallelism the batch is split into as many groups as there are stages and the
+// groups take turns, so that while one group crosses the pipeline the other stages work on the
+// others; the last stage samples (vocab-parallel, see sampling.h) and sends the chosen tokens to
+// the first stage. Tokens depend only on (seed, prompt id, position), never on the layout or
+// the batch: the same seed gives the same responses for any TP / PP / DP layout.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "generate/sampling.h"
+#include "model/transformer.h"
+#include "parallel/process_grid.h"
+
+namespace spin::generate {
+
+struct GenerationParams {
+  SamplingParams sampling;
+  std::int64_t max_new_tokens = 128;
+  std::int64_t min_new_tokens = 0;  // EOS is banned and no stop applies before this many
+  std::vector<std::int32_t> eos_ids;
+  std::vector<std::vector<std::int32_t>> end_sequences;  // stop after any of these
+  std::uint64_t seed = 1234;
+
+  void validate(std::int64_t vocab_size) const;  // throws naming the bad value
+};
+
+enum class FinishReason { Eos, EndSequence, Length };
+const char* finish_reason_name(FinishReason r);
+
+struct Generation {
+  std::vector<std::int32_t> tokens;  // the response, with the EOS or end sequence that ended it
+  std::vector<float> logprobs;       // per token, under the full softmax of the raw logits
+  FinishReason finish = FinishReason::Length;
+};
+
+struct GenerationStats {
+  std::vector<std::int64_t> rows_per_step;  // sequences in each model call (last stage)
+  std::int64_t prompt_tokens = 0;
+  std::int64_t new_tokens = 0;
+};
+
+class Generator {
+ public:
+  Generator(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
+            const model::ModelWeights& weights);
+
+  // Responses to `prompts`; sample_ids[i] keys prompt i's sampling noise (use its index in the
+  // data set). Collective over this data-parallel replica (its TP x PP ranks); every rank
+  // returns the same responses. Throws spin::Error before any work for an empty prompt or one
+  // that cannot fit max_new_tokens more tokens in the model's context.
+  std::vector<Generation> generate(const std::vector<std::vector<std::int32_t>>& prompts,
+                                   const std::vector<std::uint64_t>& sample_ids,
+                                   const GenerationParams& params);
+
+  const GenerationStats& stats() const { return stats_; }
+
+ private:
+  const parallel::ProcessGrid& grid_;
+  const model::Transformer& transformer_;
+  const model::ModelWeights& weights_;
+  GenerationStats stats_;
+};
+
+}  // namespace spin::generate

@@ -1,0 +1,102 @@
+// Run with 4 ranks. The same seed gives the same responses (tokens, log-probabilities, stops)
+// for (TP, PP) = (1, 1), (2, 1), (1, 2), (2, 2), whatever prompts share a replica's batch and in
+// what order.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "common/test_util.h"
+#include "common/tiny_model.h"
+#include "generate/generator.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "mpi/mpi_test.h"
+#include "parallel/process_grid.h"
+
+namespace spin::generate {
+namespace {
+
+struct Model {
+  model::ModelConfig config;
+  model::StageLayers stage;
+  model::TpDims dims;
+  kernels::CpuKernels cpu;
+  model::ModelWeights weights;
+  model::Transformer transformer;
+
+  Model(const parallel::ProcessGrid& grid, const model::ModelConfig& c)
+      : config(c),
+        stage(model::stage_layers(model::split_layers(c.num_layers, grid.pp_size()), grid.pp_rank())),
+        dims(model::tp_dims(c, grid.tp_rank(), grid.tp_size())),
+        weights(config, dims, stage),
+        transformer(config, dims, stage, grid.tp(), cpu) {
+    testing::init_tiny_weights(weights, 5, 0.5f);
+  }
+};
+
+std::vector<std::vector<std::int32_t>> all_prompts() {
+  std::vector<std::vector<std::int32_t>> p;
+  for (int i = 0; i < 7; ++i) p.push_back(testing::random_ids(static_cast<std::size_t>(1 + (i * 5) % 9), 37, 60 + i));
+  return p;
+}
+
+std::vector<Generation> run(parallel::Communicator& world, parallel::Layout layout,
+                            const GenerationParams& params, bool reversed) {
+  testing::TinyShape shape;
+  shape.layers = 4;
+  const parallel::ProcessGrid grid(world, layout);
+  Model m(grid, testing::tiny_config(shape));
+  Generator generator(grid, m.transformer, m.weights);
+  // This replica's prompts: every dp-th, in forward or reverse order.
+  const auto prompts = all_prompts();
+  std::vector<std::vector<std::int32_t>> mine;
+  std::vector<std::uint64_t> ids;
+  for (std::size_t i = static_cast<std::size_t>(grid.dp_rank()); i < prompts.size();
+       i += static_cast<std::size_t>(grid.dp_size())) {
+    mine.push_back(prompts[i]);
+    ids.push_back(i);
+  }
+  if (reversed) {
+    std::reverse(mine.begin(), mine.end());
+    std::reverse(ids.begin(), ids.end());
+  }
+  const auto out = generator.generate(mine, ids, params);
+  std::vector<Generation> by_id(prompts.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) by_id[ids[i]] = out[i];
+  return by_id;  // entries of other replicas stay empty
+}
+
+TEST(GenerationLayouts, SameTokensForEveryTpAndPpLayoutAndBatch) {
+  GenerationParams sampled;
+  sampled.max_new_tokens = 9;
+  sampled.sampling.top_p = 0.9f;
+  sampled.sampling.temperature = 1.2f;
+  GenerationParams stopping;
+  stopping.max_new_tokens = 9;
+  stopping.sampling.top_k = 4;
+  stopping.eos_ids = {5, 9};
+  stopping.min_new_tokens = 2;
+  for (const GenerationParams& params : {sampled, stopping}) {
+    parallel::SelfCommunicator self;
+    const auto reference = run(self, {1, 1, 1}, params, false);
+    if (!params.eos_ids.empty()) {  // the stopping case must actually stop some sequences early
+      EXPECT_TRUE(std::any_of(reference.begin(), reference.end(),
+                              [](const Generation& g) { return g.finish == FinishReason::Eos; }));
+    }
+    for (parallel::Layout layout : {parallel::Layout{2, 1, 0}, parallel::Layout{1, 2, 0},
+                                    parallel::Layout{2, 2, 0}}) {
+      for (bool reversed : {false, true}) {
+        const auto got = run(spin::testing::mpi_world(), layout, params, reversed);
+        for (std::size_t i = 0; i < got.size(); ++i) {
+          if (got[i].tokens.empty()) continue;  // another replica's prompt
+          EXPECT_EQ(got[i].tokens, reference[i].tokens)
+              << "prompt " << i << " at tp " << layout.tp << ", pp " << layout.pp;
+          EXPECT_EQ(got[i].finish, reference[i].finish);
+          testing::expect_close(got[i].logprobs, reference[i].logprobs, 1e-5, 1e-5, "logprobs");
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace spin::generate

@@ -1,0 +1,156 @@
+#include "generate/generator.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "common/test_util.h"
+#include "common/tiny_model.h"
+#include "core/error.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace spin::generate {
+namespace {
+
+struct TinyGenerator {
+  parallel::SelfCommunicator world;
+  parallel::ProcessGrid grid{world, {1, 1, 1}};
+  model::ModelConfig config = testing::tiny_config();  // vocab 37, 64 positions
+  model::TpDims dims = model::tp_dims(config, 0, 1);
+  kernels::CpuKernels cpu;
+  model::ModelWeights weights{config, dims};
+  model::Transformer transformer{config, dims, grid.tp(), cpu};
+  Generator generator{grid, transformer, weights};
+
+  TinyGenerator() { testing::init_tiny_weights(weights, 11, 0.5f); }
+};
+
+std::vector<std::vector<std::int32_t>> prompts() {
+  return {testing::random_ids(5, 37, 1), testing::random_ids(1, 37, 2), testing::random_ids(9, 37, 3),
+          testing::random_ids(3, 37, 4)};
+}
+
+std::vector<std::uint64_t> ids(std::size_t n, std::uint64_t first = 0) {
+  std::vector<std::uint64_t> out(n);
+  for (std::size_t i = 0; i < n; ++i) out[i] = first + i;
+  return out;
+}
+
+// The log-probabilities recorded while decoding with the KV cache equal those of one full
+// forward over prompt + response.
+TEST(Generator, KvCacheLogprobsEqualAFullForward) {
+  TinyGenerator t;
+  GenerationParams p;
+  p.max_new_tokens = 12;
+  const auto ps = prompts();
+  const auto out = t.generator.generate(ps, ids(ps.size()), p);
+  for (std::size_t i = 0; i < ps.size(); ++i) {
+    ASSERT_EQ(out[i].tokens.size(), 12u);
+    std::vector<std::int32_t> full = ps[i];
+    full.insert(full.end(), out[i].tokens.begin(), out[i].tokens.end());
+    const model::ForwardResult r = t.transformer.forward(t.weights, model::TokenBatch::pack({{full, 1}}));
+    // token_logprobs[j] is log p(full[j + 1]); the response starts at j = prompt length - 1.
+    const std::vector<float> want(r.token_logprobs.begin() + static_cast<std::ptrdiff_t>(ps[i].size() - 1),
+                                  r.token_logprobs.end() - 1);
+    testing::expect_close(out[i].logprobs, want, 1e-5, 1e-5, "logprobs");
+  }
+}
+
+TEST(Generator, GreedyDecodingIsTheArgmaxOfTheFullForward) {
+  TinyGenerator t;
+  GenerationParams p;
+  p.sampling.greedy = true;
+  p.max_new_tokens = 6;
+  const auto ps = prompts();
+  const auto out = t.generator.generate(ps, ids(ps.size()), p);
+  for (std::size_t i = 0; i < ps.size(); ++i) {
+    std::vector<std::int32_t> seq = ps[i];
+    for (std::int32_t produced : out[i].tokens) {
+      model::Activations acts;
+      const model::TokenBatch b = model::TokenBatch::pack({{seq, 1}});
+      t.transformer.forward(t.weights, b, acts, false);
+      const float* last = acts.head.logits.f32() + (b.rows() - 1) * t.dims.vocab_rows;
+      EXPECT_EQ(produced, std::max_element(last, last + t.config.vocab_size) - last);
+      seq.push_back(produced);
+    }
+  }
+}
+
+// A prompt's response depends on its id and the seed, not on the batch around it.
+TEST(Generator, ResponsesDoNotDependOnBatchSizeOrOrder) {
+  TinyGenerator t;
+  GenerationParams p;
+  p.max_new_tokens = 10;
+  p.sampling.top_p = 0.9f;
+  const auto ps = prompts();
+  const auto all = t.generator.generate(ps, ids(ps.size()), p);
+  const auto reversed = t.generator.generate({ps[3], ps[2], ps[1], ps[0]}, {3, 2, 1, 0}, p);
+  const auto alone = t.generator.generate({ps[2]}, {2}, p);
+  for (std::size_t i = 0; i < ps.size(); ++i) EXPECT_EQ(reversed[3 - i].tokens, all[i].tokens);
+  EXPECT_EQ(alone[0].tokens, all[2].tokens);
+  EXPECT_NE(t.generator.generate({ps[2]}, {7}, p)[0].tokens, all[2].tokens) << "another id, other noise";
+}
+
+TEST(Generator, StopsAtEosEndSequencesAndLengthAndFinishedSequencesLeaveTheBatch) {
+  TinyGenerator t;
+  GenerationParams greedy;
+  greedy.sampling.greedy = true;
+  greedy.max_new_tokens = 8;
+  const auto ps = prompts();
+  const auto free_run = t.generator.generate(ps, ids(ps.size()), greedy);
+
+  // EOS = prompt 0's third greedy token: it stops there; the others run to max_new_tokens
+  // unless they meet it too.
+  GenerationParams eos = greedy;
+  eos.eos_ids = {free_run[0].tokens[2]};
+  auto out = t.generator.generate(ps, ids(ps.size()), eos);
+  EXPECT_EQ(out[0].finish, FinishReason::Eos);
+  EXPECT_EQ(out[0].tokens, std::vector<std::int32_t>(free_run[0].tokens.begin(), free_run[0].tokens.begin() + 3));
+  const auto& rows = t.generator.stats().rows_per_step;
+  EXPECT_EQ(rows.front(), 4);
+  EXPECT_TRUE(std::is_sorted(rows.rbegin(), rows.rend())) << "the batch only shrinks";
+  EXPECT_LT(rows.back(), 4) << "the finished sequence left the batch";
+
+  // min_new_tokens bans EOS (and every stop) before 5 tokens.
+  eos.min_new_tokens = 5;
+  out = t.generator.generate(ps, ids(ps.size()), eos);
+  EXPECT_GE(out[0].tokens.size(), 5u);
+  for (std::size_t j = 0; j + 1 < out[0].tokens.size(); ++j) EXPECT_NE(out[0].tokens[j], eos.eos_ids[0]);
+
+  // An end sequence: prompt 2's greedy tokens 2..3.
+  GenerationParams end = greedy;
+  end.end_sequences = {{free_run[2].tokens[2], free_run[2].tokens[3]}};
+  out = t.generator.generate(ps, ids(ps.size()), end);
+  EXPECT_EQ(out[2].finish, FinishReason::EndSequence);
+  EXPECT_LE(out[2].tokens.size(), 4u);
+  EXPECT_EQ(out[1].finish, out[1].tokens.size() == 8 ? FinishReason::Length : FinishReason::EndSequence);
+}
+
+TEST(Generator, BadPromptsAndParametersAreErrorsBeforeAnyWork) {
+  TinyGenerator t;
+  GenerationParams p;
+  p.max_new_tokens = 10;
+  const auto message = [&](const std::vector<std::vector<std::int32_t>>& ps, const GenerationParams& q) {
+    try {
+      t.generator.generate(ps, ids(ps.size()), q);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(message({{1, 2}, {}}, p).find("prompt 1 is empty"), std::string::npos);
+  EXPECT_NE(message({std::vector<std::int32_t>(60, 1)}, p).find("needs 70 positions but the model allows 64"),
+            std::string::npos);
+  GenerationParams bad = p;
+  bad.sampling.top_p = 0.0f;
+  EXPECT_NE(message({{1}}, bad).find("top_p"), std::string::npos);
+  bad = p;
+  bad.sampling.temperature = -0.5f;
+  EXPECT_NE(message({{1}}, bad).find("temperature"), std::string::npos);
+  bad = p;
+  bad.min_new_tokens = 11;
+  EXPECT_NE(message({{1}}, bad).find("min_new_tokens"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace spin::generate
