@@ -11,9 +11,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <optional>
-#include <sstream>
 
 #include "app/commands.h"
+#include "app/model_setup.h"
 #include "app/options.h"
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
@@ -106,23 +106,6 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   return o;
 }
 
-std::vector<std::int64_t> parse_list(const std::string& text, const char* option) {
-  std::vector<std::int64_t> out;
-  if (text.empty()) return out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    try {
-      std::size_t used = 0;
-      out.push_back(std::stoll(item, &used));
-      require(used == item.size(), "");
-    } catch (const std::exception&) {
-      fail(option, " \"", text, "\" is not a comma-separated list of integers");
-    }
-  }
-  return out;
-}
-
 DType parse_save_dtype(const std::string& name) {
   if (name == "f32") return DType::F32;
   if (name == "bf16") return DType::BF16;
@@ -146,24 +129,18 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const parallel::ProcessGrid grid(world, layout);
 
   // ---- everything that can be wrong with the input, before any work -------------------------
-  std::optional<model::ModelConfig> config;
-  std::optional<model::StageLayers> stage;
-  std::optional<model::TpDims> dims;
+  std::optional<ModelShard> shard;
   std::optional<data::BatchPlan> plan;
   std::vector<data::TokenRecord> records;
   train::LrSchedule schedule;
   std::int64_t total_steps = 0;
   DType save_dtype = DType::F32;
   parallel::run_collectively(world, [&] {
-    config = model::ModelConfig::load(o.model);
-    const auto counts = model::split_layers(config->num_layers, grid.pp_size(),
-                                            parse_list(o.pp_layers, "--pp-layers"));
-    stage = model::stage_layers(counts, grid.pp_rank());
-    dims = model::tp_dims(*config, grid.tp_rank(), grid.tp_size());
+    shard = plan_model_shard(o.model, grid, o.pp_layers);
     save_dtype = parse_save_dtype(o.save_dtype);
     records = data::read_token_jsonl(o.train);
-    data::validate_token_records(records, o.train, config->vocab_size,
-                                 config->max_sequence_length());
+    data::validate_token_records(records, o.train, shard->config.vocab_size,
+                                 shard->config.max_sequence_length());
     plan.emplace(static_cast<std::int64_t>(records.size()), o.global_batch, o.micro_batch,
                  grid.dp_size(), o.seed, !o.no_shuffle);
     total_steps = o.epochs * plan->batches_per_epoch();
@@ -178,13 +155,14 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     }
   });
 
+  const model::ModelConfig& config = shard->config;
   const std::int64_t pad = o.distributed_optimizer ? grid.dp_size() : 1;
-  model::ModelWeights weights(*config, *dims, *stage, pad);
-  model::ModelWeights grads(*config, *dims, *stage, pad);
+  model::ModelWeights weights(config, shard->dims, shard->stage, pad);
+  model::ModelWeights grads(config, shard->dims, shard->stage, pad);
   parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
 
   const kernels::CpuKernels cpu;
-  const model::Transformer transformer(*config, *dims, *stage, grid.tp(), cpu);
+  const model::Transformer transformer(config, shard->dims, shard->stage, grid.tp(), cpu);
   train::OptimizerConfig oc;
   oc.beta1 = o.beta1;
   oc.beta2 = o.beta2;
@@ -242,7 +220,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
 
   // The first data-parallel replica writes the model (all replicas hold the same weights).
   if (grid.dp_rank() == 0) {
-    ckpt::save_hf_model(o.output, config->json_text, weights.sharded_state_dict(), grid.mp(), save_dtype);
+    ckpt::save_hf_model(o.output, config.json_text, weights.sharded_state_dict(), grid.mp(), save_dtype);
   }
   world.barrier();
   if (root) std::printf("spin sft: wrote %s\n", o.output.c_str());

@@ -26,7 +26,7 @@ std::vector<std::int32_t> id_list(const json& j, const char* key, const std::str
   return ids;
 }
 
-TokenRecord parse_record(const std::string& text, const std::string& where) {
+json parse_object(const std::string& text, const std::string& where) {
   json j;
   try {
     j = json::parse(text);
@@ -34,6 +34,27 @@ TokenRecord parse_record(const std::string& text, const std::string& where) {
     fail(where, ": not valid JSON (", e.what(), ")");
   }
   require(j.is_object(), where, ": expected a JSON object");
+  return j;
+}
+
+// Calls fn(text, "path:line", line) for every non-blank line; at least one must exist.
+template <class Fn>
+void for_each_line(const std::string& path, Fn fn) {
+  std::ifstream in(path);
+  require(in.good(), path, ": cannot open");
+  std::string text;
+  bool any = false;
+  for (std::int64_t line = 1; std::getline(in, text); ++line) {
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    fn(text, cat(path, ":", line), line);
+    any = true;
+  }
+  require(in.eof(), path, ": read error");
+  require(any, path, ": no records (the file is empty)");
+}
+
+TokenRecord parse_record(const std::string& text, const std::string& where) {
+  const json j = parse_object(text, where);
   TokenRecord r;
   if (j.contains("tokens")) {
     r.tokens = id_list(j, "tokens", where);
@@ -60,19 +81,25 @@ TokenRecord parse_record(const std::string& text, const std::string& where) {
 }  // namespace
 
 std::vector<TokenRecord> read_token_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  require(in.good(), path, ": cannot open");
   std::vector<TokenRecord> records;
-  std::string text;
-  for (std::int64_t line = 1; std::getline(in, text); ++line) {
-    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    TokenRecord r = parse_record(text, cat(path, ":", line));
+  for_each_line(path, [&](const std::string& text, const std::string& where, std::int64_t line) {
+    TokenRecord r = parse_record(text, where);
     r.line = line;
     records.push_back(std::move(r));
-  }
-  require(in.eof(), path, ": read error");
-  require(!records.empty(), path, ": no records (the file is empty)");
+  });
   return records;
+}
+
+std::vector<std::vector<std::int32_t>> read_prompt_jsonl(const std::string& path) {
+  std::vector<std::vector<std::int32_t>> prompts;
+  for_each_line(path, [&](const std::string& text, const std::string& where, std::int64_t) {
+    const json j = parse_object(text, where);
+    const char* key = j.contains("prompt") ? "prompt" : "tokens";
+    require(j.contains(key), where, ": expected {\"prompt\": [token ids...]}");
+    prompts.push_back(id_list(j, key, where));
+    require(!prompts.back().empty(), where, ": the prompt is empty");
+  });
+  return prompts;
 }
 
 void validate_token_records(const std::vector<TokenRecord>& records, const std::string& path,

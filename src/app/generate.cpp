@@ -1,0 +1,257 @@
+// spin generate: responses to token-id prompts, TP x PP x DP, with the KV-cache generator.
+//   mpirun -np N spin generate --model HF_DIR --tp T --pp P --input prompts.jsonl
+//       --output out.jsonl [--temperature 0.7 --top-p 0.9 --max-new-tokens 256 ...]
+// Prompts are dealt round-robin to the data-parallel replicas and generated in batches; the
+// responses depend only on the seed and each prompt's line number, so every layout writes the
+// same file. Rank 0 writes it in input order (through a temporary file).
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "app/commands.h"
+#include "app/model_setup.h"
+#include "app/options.h"
+#include "checkpoint/hf_reader.h"
+#include "core/error.h"
+#include "data/token_jsonl.h"
+#include "generate/generator.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "parallel/job_errors.h"
+
+namespace spin::app {
+
+namespace {
+
+namespace po = boost::program_options;
+
+struct GenerateOptions {
+  std::string model, input, output, pp_layers, eos_ids;
+  std::vector<std::string> end_sequences;
+  int tp = 1, pp = 1;
+  std::int64_t batch_size = 32;
+  generate::GenerationParams params;
+  bool eos_given = false;
+};
+
+std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) {
+  GenerateOptions o;
+  generate::GenerationParams& g = o.params;
+  po::options_description desc("spin generate options");
+  desc.add_options()
+      ("help,h", "print this help")
+      ("model", po::value(&o.model)->required(), "Hugging Face model directory")
+      ("input", po::value(&o.input)->required(), "JSONL of {\"prompt\": [token ids...]}")
+      ("output", po::value(&o.output)->required(),
+       "JSONL written by rank 0, one line per prompt: prompt, response, logprobs, finish_reason")
+      ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
+      ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
+      ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage, e.g. 3,5")
+      ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
+       "prompts generated together on each data-parallel replica")
+      ("seed", po::value(&g.seed)->default_value(g.seed), "sampling seed")
+      ("greedy", po::bool_switch(&g.sampling.greedy), "argmax decoding")
+      ("temperature", po::value(&g.sampling.temperature)->default_value(g.sampling.temperature), "sampling temperature (> 0)")
+      ("top-k", po::value(&g.sampling.top_k)->default_value(g.sampling.top_k), "sample among the k most likely tokens (0: off)")
+      ("top-p", po::value(&g.sampling.top_p)->default_value(g.sampling.top_p), "nucleus sampling mass (1: off)")
+      ("repetition-penalty", po::value(&g.sampling.repetition_penalty)->default_value(g.sampling.repetition_penalty),
+       "divide positive / multiply negative logits of tokens already present (1: off)")
+      ("max-new-tokens", po::value(&g.max_new_tokens)->default_value(g.max_new_tokens), "longest response")
+      ("min-new-tokens", po::value(&g.min_new_tokens)->default_value(g.min_new_tokens),
+       "shortest response (EOS and end sequences are ignored before it)")
+      ("eos-ids", po::value(&o.eos_ids), "comma-separated EOS token ids (default: the model's eos_token_id)")
+      ("end-sequence", po::value(&o.end_sequences)->composing(),
+       "comma-separated token ids that end a response when generated; repeatable");
+  if (!parse_options_or_help(desc, argc, argv, "spin generate",
+                             "spin generate --model DIR --input PROMPTS --output OUT [options]", print)) {
+    return std::nullopt;
+  }
+  require(o.batch_size >= 1, "spin generate: --batch-size must be at least 1");
+  o.eos_given = !o.eos_ids.empty();
+  for (std::int64_t id : parse_int_list(o.eos_ids, "--eos-ids")) {
+    o.params.eos_ids.push_back(static_cast<std::int32_t>(id));
+  }
+  for (const std::string& e : o.end_sequences) {
+    std::vector<std::int32_t> seq;
+    for (std::int64_t id : parse_int_list(e, "--end-sequence")) seq.push_back(static_cast<std::int32_t>(id));
+    o.params.end_sequences.push_back(seq);
+  }
+  return o;
+}
+
+std::string json_line(const std::vector<std::int32_t>& prompt, const generate::Generation& g) {
+  std::string s = "{\"prompt\": [";
+  char buf[32];
+  for (std::size_t i = 0; i < prompt.size(); ++i) s += (i ? ", " : "") + std::to_string(prompt[i]);
+  s += "], \"response\": [";
+  for (std::size_t i = 0; i < g.tokens.size(); ++i) s += (i ? ", " : "") + std::to_string(g.tokens[i]);
+  s += "], \"logprobs\": [";
+  for (std::size_t i = 0; i < g.logprobs.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%s%.9g", i ? ", " : "", static_cast<double>(g.logprobs[i]));
+    s += buf;
+  }
+  s += "], \"length\": " + std::to_string(g.tokens.size()) + ", \"finish_reason\": \"" +
+       generate::finish_reason_name(g.finish) + "\"}\n";
+  return s;
+}
+
+// Responses of the prompts `ids` flattened for sending: [length, finish] per prompt, then the
+// tokens, then the log-probabilities.
+struct Packed {
+  std::vector<std::int64_t> heads;
+  std::vector<std::int32_t> tokens;
+  std::vector<float> logprobs;
+};
+
+Packed pack(const std::vector<generate::Generation>& gens) {
+  Packed p;
+  for (const auto& g : gens) {
+    p.heads.push_back(static_cast<std::int64_t>(g.tokens.size()));
+    p.heads.push_back(static_cast<std::int64_t>(g.finish));
+    p.tokens.insert(p.tokens.end(), g.tokens.begin(), g.tokens.end());
+    p.logprobs.insert(p.logprobs.end(), g.logprobs.begin(), g.logprobs.end());
+  }
+  return p;
+}
+
+std::vector<generate::Generation> unpack(const Packed& p) {
+  std::vector<generate::Generation> out(p.heads.size() / 2);
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const auto n = static_cast<std::size_t>(p.heads[2 * i]);
+    out[i].tokens.assign(p.tokens.begin() + static_cast<std::ptrdiff_t>(at), p.tokens.begin() + static_cast<std::ptrdiff_t>(at + n));
+    out[i].logprobs.assign(p.logprobs.begin() + static_cast<std::ptrdiff_t>(at), p.logprobs.begin() + static_cast<std::ptrdiff_t>(at + n));
+    out[i].finish = static_cast<generate::FinishReason>(p.heads[2 * i + 1]);
+    at += n;
+  }
+  return out;
+}
+
+}  // namespace
+
+int run_generate(int argc, char** argv, parallel::Communicator& world) {
+  std::optional<GenerateOptions> options;
+  parallel::Layout layout;
+  parallel::run_collectively(world, [&] {
+    options = parse_options(argc, argv, world.rank() == 0);
+    if (options) layout = parallel::resolve_layout(world.size(), {options->tp, options->pp, 0});
+  });
+  if (!options) return 0;
+  GenerateOptions& o = *options;
+  const bool root = world.rank() == 0;
+  const parallel::ProcessGrid grid(world, layout);
+
+  std::optional<ModelShard> shard;
+  std::vector<std::vector<std::int32_t>> prompts;
+  parallel::run_collectively(world, [&] {
+    shard = plan_model_shard(o.model, grid, o.pp_layers);
+    if (!o.eos_given) {
+      for (std::int64_t id : shard->config.eos_token_ids) o.params.eos_ids.push_back(static_cast<std::int32_t>(id));
+    }
+    o.params.validate(shard->config.vocab_size);
+    prompts = data::read_prompt_jsonl(o.input);
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+      const auto need = static_cast<std::int64_t>(prompts[i].size()) + o.params.max_new_tokens;
+      require(need <= shard->config.max_sequence_length(), o.input, ":", i + 1, ": the prompt has ",
+              prompts[i].size(), " tokens; with --max-new-tokens ", o.params.max_new_tokens,
+              " it needs ", need, " positions but the model allows ",
+              shard->config.max_sequence_length());
+      for (std::int32_t t : prompts[i]) {
+        require(t < shard->config.vocab_size, o.input, ":", i + 1, ": token id ", t,
+                " is outside the vocabulary [0, ", shard->config.vocab_size, ")");
+      }
+    }
+    if (root) {
+      const std::filesystem::path parent = std::filesystem::absolute(o.output).parent_path();
+      require(std::filesystem::is_directory(parent), o.output, ": the parent directory ",
+              parent.string(), " does not exist");
+    }
+  });
+  model::ModelWeights weights(shard->config, shard->dims, shard->stage);
+  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
+  const kernels::CpuKernels cpu;
+  const model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(), cpu);
+  generate::Generator generator(grid, transformer, weights);
+
+  // This replica's prompts (every dp-th line), generated batch by batch.
+  std::vector<std::size_t> mine;
+  for (std::size_t i = static_cast<std::size_t>(grid.dp_rank()); i < prompts.size(); i += static_cast<std::size_t>(grid.dp_size())) {
+    mine.push_back(i);
+  }
+  const bool progress = root && isatty(STDERR_FILENO);
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<generate::Generation> results;
+  std::int64_t new_tokens = 0;
+  for (std::size_t b = 0; b < mine.size(); b += static_cast<std::size_t>(o.batch_size)) {
+    const std::size_t e = std::min(mine.size(), b + static_cast<std::size_t>(o.batch_size));
+    std::vector<std::vector<std::int32_t>> batch;
+    std::vector<std::uint64_t> ids;
+    for (std::size_t i = b; i < e; ++i) {
+      batch.push_back(prompts[mine[i]]);
+      ids.push_back(mine[i]);
+    }
+    for (auto& g : generator.generate(batch, ids, o.params)) {
+      new_tokens += static_cast<std::int64_t>(g.tokens.size());
+      results.push_back(std::move(g));
+    }
+    if (progress) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::fprintf(stderr, "\rspin generate: %zu/%zu prompts, %.0f tokens/s", e * static_cast<std::size_t>(grid.dp_size()),
+                   prompts.size(), static_cast<double>(new_tokens * grid.dp_size()) / s);
+      std::fflush(stderr);
+    }
+  }
+  if (progress) std::fputc('\n', stderr);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  // Gather on world rank 0 over the data-parallel group of (TP 0, PP 0).
+  if (grid.tp_rank() != 0 || grid.pp_rank() != 0) return 0;
+  const Packed packed = pack(results);
+  if (grid.dp_rank() != 0) {
+    const std::int64_t sizes[3] = {static_cast<std::int64_t>(packed.heads.size()),
+                                   static_cast<std::int64_t>(packed.tokens.size()),
+                                   static_cast<std::int64_t>(packed.logprobs.size())};
+    grid.dp().send(sizes, 3, 0);
+    grid.dp().send(packed.heads.data(), packed.heads.size(), 0);
+    grid.dp().send(packed.tokens.data(), packed.tokens.size(), 0);
+    grid.dp().send(packed.logprobs.data(), packed.logprobs.size(), 0);
+    return 0;
+  }
+  std::vector<std::vector<generate::Generation>> by_replica(static_cast<std::size_t>(grid.dp_size()));
+  by_replica[0] = std::move(results);
+  for (int r = 1; r < grid.dp_size(); ++r) {
+    std::int64_t sizes[3];
+    grid.dp().recv(sizes, 3, r);
+    Packed p;
+    p.heads.resize(static_cast<std::size_t>(sizes[0]));
+    p.tokens.resize(static_cast<std::size_t>(sizes[1]));
+    p.logprobs.resize(static_cast<std::size_t>(sizes[2]));
+    grid.dp().recv(p.heads.data(), p.heads.size(), r);
+    grid.dp().recv(p.tokens.data(), p.tokens.size(), r);
+    grid.dp().recv(p.logprobs.data(), p.logprobs.size(), r);
+    by_replica[static_cast<std::size_t>(r)] = unpack(p);
+  }
+  const std::string tmp = o.output + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "w");
+  require(f != nullptr, tmp, ": cannot create");
+  std::int64_t total_new = 0;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    const auto& g = by_replica[i % by_replica.size()][i / by_replica.size()];
+    total_new += static_cast<std::int64_t>(g.tokens.size());
+    std::fputs(json_line(prompts[i], g).c_str(), f);
+  }
+  require(std::fclose(f) == 0, tmp, ": write failed");
+  std::filesystem::rename(tmp, o.output);
+  std::printf("spin generate: %zu prompts, %lld new tokens in %.2f s (%.0f tokens/s), layout tp %d x "
+              "pp %d x dp %d, wrote %s\n",
+              prompts.size(), static_cast<long long>(total_new), seconds,
+              static_cast<double>(total_new) / std::max(seconds, 1e-9), grid.tp_size(),
+              grid.pp_size(), grid.dp_size(), o.output.c_str());
+  return 0;
+}
+
+}  // namespace spin::app

@@ -1,0 +1,30 @@
+// What every command that runs a model works out first, on every rank: the architecture (from
+// config.json), this rank's pipeline stage and its tensor-parallel shard. Throws spin::Error
+// naming what is wrong (missing file, layers that do not split, heads that do not divide).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/stage.h"
+#include "model/tp_dims.h"
+#include "parallel/process_grid.h"
+
+namespace spin::app {
+
+struct ModelShard {
+  model::ModelConfig config;
+  model::StageLayers stage;
+  model::TpDims dims;
+};
+
+// `pp_layers`: the --pp-layers text ("3,5"; empty for an even split).
+ModelShard plan_model_shard(const std::string& model_dir, const parallel::ProcessGrid& grid,
+                            const std::string& pp_layers = "");
+
+// "3,5" -> {3, 5}; "" -> {}. Errors name `option`.
+std::vector<std::int64_t> parse_int_list(const std::string& text, const char* option);
+
+}  // namespace spin::app

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""End-to-end checks of `spin generate`, one case per CTest test:
+
+  layouts     1 rank, TP 2, TP 2 x PP 2, PP 2 x DP 2 and different batch sizes write the same
+              responses (log-probabilities to 1e-5)
+  scores      `spin score` of prompt + response gives the log-probabilities generation reported
+  bad-input   over-long and empty prompts, invalid sampling values: one error line, no output
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+
+from e2e_common import expect_error, run_ok
+
+
+def prompts_file(path, n=10, seed=3):
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(n):
+            f.write(json.dumps({"prompt": [rng.randrange(256) for _ in range(rng.randint(1, 12))]}) + "\n")
+
+
+def generate(args, out, ranks=1, *extra):
+    cmd = [args.spin, "generate", "--model", os.path.join(args.models, "tiny-llama"),
+           "--input", args.prompts, "--output", out, "--max-new-tokens", "16", "--top-p", "0.9",
+           "--temperature", "1.1", "--eos-ids", "7", "--seed", "11"] + list(extra)
+    run_ok(args.mpiexec, cmd, ranks)
+    return [json.loads(l) for l in open(out)]
+
+
+def case_layouts(args, tmp):
+    base = generate(args, os.path.join(tmp, "one.jsonl"), 1, "--batch-size", "3")
+    for ranks, extra in [(2, ["--tp", "2"]), (4, ["--tp", "2", "--pp", "2", "--batch-size", "4"]),
+                         (4, ["--pp", "2", "--batch-size", "1"])]:
+        got = generate(args, os.path.join(tmp, "n.jsonl"), ranks, *extra)
+        for i, (g, b) in enumerate(zip(got, base)):
+            assert g["prompt"] == b["prompt"] and g["response"] == b["response"], (i, extra, g, b)
+            assert g["finish_reason"] == b["finish_reason"], (i, extra)
+            assert all(abs(x - y) <= 1e-5 for x, y in zip(g["logprobs"], b["logprobs"])), (i, extra)
+        print("%d ranks %s: %d responses identical" % (ranks, " ".join(extra), len(got)))
+
+
+def case_scores(args, tmp):
+    gen = generate(args, os.path.join(tmp, "gen.jsonl"), 2, "--tp", "2")
+    pairs = os.path.join(tmp, "pairs.jsonl")
+    with open(pairs, "w") as f:
+        for r in gen:
+            f.write(json.dumps({"prompt": r["prompt"], "response": r["response"]}) + "\n")
+    scores = os.path.join(tmp, "scores.jsonl")
+    run_ok(args.mpiexec, [args.spin, "score", "--model", os.path.join(args.models, "tiny-llama"),
+                          "--input", pairs, "--output", scores], 1)
+    worst = 0.0
+    for r, s in zip(gen, (json.loads(l) for l in open(scores))):
+        response_scores = s["token_logprobs"][len(r["prompt"]) - 1:]
+        assert len(response_scores) == len(r["logprobs"]), (r, s)
+        for a, b in zip(response_scores, r["logprobs"]):
+            worst = max(worst, abs(a - b))
+        assert abs(sum(r["logprobs"]) - s["logprob_sum"]) < 1e-4
+    assert worst < 2e-5, worst
+    print("generation log-probabilities match spin score (max |diff| %.2g)" % worst)
+
+
+def case_bad_input(args, tmp):
+    model = os.path.join(args.models, "tiny-llama")
+    out = os.path.join(tmp, "out.jsonl")
+
+    def write(name, text):
+        p = os.path.join(tmp, name)
+        open(p, "w").write(text)
+        return p
+
+    long_prompt = write("long.jsonl", '{"prompt": [1, 2]}\n' + json.dumps({"prompt": [1] * 500}) + "\n")
+    empty = write("empty.jsonl", '{"prompt": [1]}\n{"prompt": []}\n')
+
+    def cmd(inp, *extra):
+        return [args.spin, "generate", "--model", model, "--input", inp, "--output", out] + list(extra)
+
+    e = lambda name, c, pattern: expect_error(args.mpiexec, name, c, pattern, 2, out)
+    e("prompt-too-long", cmd(long_prompt, "--max-new-tokens", "20"),
+      r"long\.jsonl:2: the prompt has 500 tokens; with --max-new-tokens 20 it needs 520 positions but the model allows 512")
+    e("empty-prompt", cmd(empty), r"empty\.jsonl:2: the prompt is empty")
+    e("top-p-zero", cmd(args.prompts, "--top-p", "0"), r"top_p must be in \(0, 1\], got 0")
+    e("negative-temperature", cmd(args.prompts, "--temperature", "-1"), r"temperature must be > 0, got -1")
+    e("eos-outside-vocab", cmd(args.prompts, "--eos-ids", "2,999"), r"EOS id 999 is outside the vocabulary")
+    e("min-above-max", cmd(args.prompts, "--min-new-tokens", "50", "--max-new-tokens", "10"),
+      r"min_new_tokens must be in \[0, max_new_tokens = 10\], got 50")
+    e("bad-end-sequence", cmd(args.prompts, "--end-sequence", "1,x"), r"--end-sequence \"1,x\" is not a comma-separated list")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("case", choices=["layouts", "scores", "bad-input"])
+    p.add_argument("--spin", required=True)
+    p.add_argument("--mpiexec", required=True)
+    p.add_argument("--models", required=True)
+    args = p.parse_args()
+    tmp = tempfile.mkdtemp(prefix="spin_generate_")
+    args.prompts = os.path.join(tmp, "prompts.jsonl")
+    prompts_file(args.prompts)
+    try:
+        {"layouts": case_layouts, "scores": case_scores, "bad-input": case_bad_input}[args.case](args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
