@@ -1,6 +1,7 @@
 #include "generate/generator.h"
 
 #include <algorithm>
+#include <chrono>
 #include <list>
 #include <memory>
 
@@ -41,6 +42,10 @@ struct Step {
     return s;
   }
 };
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 bool ends_with(const std::vector<std::int32_t>& seq, const std::vector<std::int32_t>& tail) {
   return !tail.empty() && seq.size() >= tail.size() &&
@@ -213,8 +218,10 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
         input.resize(static_cast<std::size_t>(rows * transformer_.dims().hidden));
         pp.recv(input.data(), input.size(), pp.rank() - 1, kHiddenTag);
       }
+      const auto model_start = std::chrono::steady_clock::now();
       transformer_.forward_cached(weights_, model::TokenBatch::pack(seqs), step.slots, cache, acts,
                                   input);
+      stats_.model_seconds += seconds_since(model_start);
       for (std::size_t i = 0; i < step.slots.size(); ++i) {
         cached[static_cast<std::size_t>(step.slots[i])] += static_cast<std::int64_t>(step.tokens[i].size());
       }
@@ -232,7 +239,9 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
         sample_rows.push_back({sample_ids[si], cached[si], history[si],
                                static_cast<std::int64_t>(results[si].tokens.size()) < params.min_new_tokens});
       }
+      const auto sampling_start = std::chrono::steady_clock::now();
       const std::vector<Sampled> chosen = sampler.sample(acts.head.logits.f32(), sample_rows);
+      stats_.sampling_seconds += seconds_since(sampling_start);
       stats_.rows_per_step.push_back(static_cast<std::int64_t>(step.slots.size()));
       Step following;
       for (std::size_t i = 0; i < step.slots.size(); ++i) {

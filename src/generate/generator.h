@@ -41,6 +41,8 @@ struct GenerationStats {
   std::vector<std::int64_t> rows_per_step;  // sequences in each model call (last stage)
   std::int64_t prompt_tokens = 0;
   std::int64_t new_tokens = 0;
+  double model_seconds = 0.0;     // this rank, in the model's forward passes
+  double sampling_seconds = 0.0;  // this rank, choosing tokens (last stage)
 };
 
 class Generator {

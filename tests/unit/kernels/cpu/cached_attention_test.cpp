@@ -27,13 +27,16 @@ TEST(CachedAttention, MatchesFullCausalAttentionForAnySplitIntoPrefixAndNewRows)
   k.scatter_rows(k_cache.data(), kk.data(), rows.data(), 11, kvh * hd);
   k.scatter_rows(v_cache.data(), vv.data(), rows.data(), 11, kvh * hd);
 
-  for (Index cached : {0, 1, 3}) {  // positions already in the cache before the new rows
+  // 0 and 1 cached positions leave runs of 7/4 and 6/3 rows (sgemm and direct paths mixed);
+  // 3 and 5 leave short runs only (direct path).
+  for (Index cached : {0, 1, 3, 5}) {
     // New rows: positions [cached, len) of each sequence, packed.
     std::vector<float> q_new;
-    std::vector<Index> row_begin = {0}, first;
+    std::vector<Index> row_begin = {0}, first, slots;
     std::vector<double> want;
     for (int s = 0; s < 2; ++s) {
       const Index len = cu[s + 1] - cu[s];
+      if (cached >= len) continue;
       for (Index p = cached; p < len; ++p) {
         const auto at = static_cast<std::size_t>((cu[s] + p) * heads * hd);
         q_new.insert(q_new.end(), q.begin() + at, q.begin() + at + heads * hd);
@@ -41,11 +44,12 @@ TEST(CachedAttention, MatchesFullCausalAttentionForAnySplitIntoPrefixAndNewRows)
       }
       row_begin.push_back(row_begin.back() + len - cached);
       first.push_back(cached);
+      slots.push_back(slot_of[static_cast<std::size_t>(s)]);
     }
     std::vector<float> out(q_new.size());
     k.cached_attention_forward(out.data(), q_new.data(), k_cache.data(), v_cache.data(),
-                               row_begin.data(), slot_of.data(), first.data(), 2, capacity, heads,
-                               kvh, hd);
+                               row_begin.data(), slots.data(), first.data(),
+                               static_cast<Index>(first.size()), capacity, heads, kvh, hd);
     testing::expect_close(out, want, 1e-5, 1e-6, "cached attention");
   }
   // Decode: only the last row of each sequence.

@@ -1,0 +1,168 @@
+// Generation throughput: prefill and decode tokens/s at several batch sizes, against the floor
+// of a decode step: the longer of reading this rank's weights and KV cache once (at the read
+// bandwidth each rank measures while all ranks read) and its matmul FLOPs at the measured sgemm
+// rate (a roofline: small batches are memory-bound, large ones compute-bound).
+//   OPENBLAS_NUM_THREADS=2 generate_bench                       # TP 1
+//   OPENBLAS_NUM_THREADS=1 mpirun -np 2 generate_bench --tp 2   # TP 2
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+#include <vector>
+
+#include "bench/bench_util.h"
+#include "bench/timed_kernels.h"
+#include "core/philox.h"
+#include "generate/generator.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "model/transformer.h"
+#include "parallel/process_grid.h"
+
+namespace {
+
+using namespace spin;
+using namespace spin::bench;
+namespace po = boost::program_options;
+
+struct Options {
+  ModelSize size;
+  int prompt = 128, new_tokens = 64, tp = 1;
+  std::string batches = "1,8,32";
+  bool profile = false;
+};
+
+// Bytes per second of a large memcpy (read + write counted) and of a large read (a sum), the
+// best of a few: a decode step streams weights and KV cache, so the read rate is its floor.
+struct Bandwidth {
+  double copy = 0.0;
+  double read = 0.0;
+};
+
+Bandwidth measure_bandwidth() {
+  const std::size_t n = std::size_t{256} << 20;
+  std::vector<float> a(n / sizeof(float), 1.0f), b(n / sizeof(float), 2.0f);
+  Bandwidth bw;
+  float sink = 0.0f;
+  for (int rep = 0; rep < 4; ++rep) {
+    auto t0 = Clock::now();
+    std::memcpy(b.data(), a.data(), n);
+    bw.copy = std::max(bw.copy, 2.0 * static_cast<double>(n) / seconds_since(t0));
+    t0 = Clock::now();
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (std::size_t i = 0; i < a.size(); ++i) sum += a[i];
+    bw.read = std::max(bw.read, static_cast<double>(n) / seconds_since(t0));
+    sink += sum + b[static_cast<std::size_t>(rep)];
+  }
+  if (sink == 42.0f) std::printf(" ");  // keeps the loops from being optimised away
+  return bw;
+}
+
+int run(int argc, char** argv, parallel::Communicator& world) {
+  Options o;
+  po::options_description desc("generate_bench options");
+  desc.add_options()("help", "print this help");
+  add_model_options(desc, o.size);
+  desc.add_options()
+      ("prompt", po::value(&o.prompt)->default_value(o.prompt), "prompt tokens")
+      ("new-tokens", po::value(&o.new_tokens)->default_value(o.new_tokens), "tokens generated per prompt")
+      ("batches", po::value(&o.batches)->default_value(o.batches), "comma-separated batch sizes")
+      ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
+      ("profile", po::bool_switch(&o.profile), "print time per kernel over all runs (rank 0)");
+  if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
+
+  const parallel::ProcessGrid grid(world, {o.tp, 1, 0});
+  o.size.max_positions = o.prompt + o.new_tokens;
+  const model::ModelConfig config = make_config(o.size);
+  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
+  model::ModelWeights weights(config, dims);
+  weights.init_random(1, 0.02f);
+  const kernels::CpuKernels cpu;
+  TimedKernels timed(cpu);
+  const kernels::Kernels& k = o.profile ? static_cast<const kernels::Kernels&>(timed) : cpu;
+  const model::Transformer transformer(config, dims, grid.tp(), k);
+  generate::Generator generator(grid, transformer, weights);
+  // Ranks share the memory bus: measure it with all of them reading at once.
+  world.barrier();
+  const Bandwidth bw = measure_bandwidth();
+  double bandwidth = bw.read;  // per rank, while the others read too
+  world.all_reduce(&bandwidth, 1, parallel::ReduceOp::Min);
+  const double peak = measure_sgemm_peak(cpu) * 1e9;
+  // Matmul FLOPs per decoded token on this rank: 2 x its share of the projections and LM head.
+  const double h = static_cast<double>(config.hidden_size);
+  const double rank_matmul =
+      static_cast<double>(config.num_layers) *
+          (h * static_cast<double>(dims.q_width() * 2 + dims.kv_width() * 2) +
+           3.0 * h * static_cast<double>(dims.intermediate)) +
+      static_cast<double>(dims.vocab_rows) * h;
+  if (world.rank() == 0) {
+    std::printf("model: %.1f M parameters (%.1f MB per rank); prompt %d tokens, %d new tokens, "
+                "layout tp %d; per rank: read %.1f GB/s, memcpy %.1f GB/s (read + write), "
+                "sgemm %.0f GFLOP/s\n",
+                static_cast<double>(config.num_parameters()) / 1e6,
+                static_cast<double>(weights.flat().nbytes()) / 1e6, o.prompt, o.new_tokens,
+                grid.tp_size(), bandwidth / 1e9, bw.copy / 1e9, peak / 1e9);
+    std::printf("%6s %14s %14s %18s %9s %10s\n", "batch", "prefill tok/s", "decode tok/s",
+                "floor tok/s (bound)", "of floor", "sampling");
+  }
+
+  std::stringstream list(o.batches);
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    const int batch = std::stoi(item);
+    std::vector<std::vector<std::int32_t>> prompts;
+    std::vector<std::uint64_t> ids;
+    for (int b = 0; b < batch; ++b) {
+      std::vector<std::int32_t> p(static_cast<std::size_t>(o.prompt));
+      for (int t = 0; t < o.prompt; ++t) {
+        p[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(
+            philox_bits(9, static_cast<std::uint64_t>(b), static_cast<std::uint64_t>(t))[0] %
+            static_cast<std::uint32_t>(o.size.vocab));
+      }
+      prompts.push_back(p);
+      ids.push_back(static_cast<std::uint64_t>(b));
+    }
+    const auto time_generation = [&](int new_tokens) {
+      generate::GenerationParams params;
+      params.max_new_tokens = new_tokens;  // no EOS: every sequence runs to the end
+      generator.generate(prompts, ids, params);  // warm-up (allocations)
+      world.barrier();
+      const auto t0 = Clock::now();
+      generator.generate(prompts, ids, params);
+      double s = seconds_since(t0);
+      world.all_reduce(&s, 1, parallel::ReduceOp::Max);
+      return s;
+    };
+    const double prefill_s = time_generation(1);  // the prompt pass and one sampled token
+    const double full_s = time_generation(o.new_tokens);
+    const auto& st = generator.stats();
+    const double sampling_share = st.sampling_seconds / (st.sampling_seconds + st.model_seconds);
+    const double decode_s = full_s - prefill_s;
+    const double decode_tokens = static_cast<double>(batch) * (o.new_tokens - 1);
+    // Floor: per decode step, this rank's weights plus the batch's KV cache at the mean length.
+    const double mean_len = o.prompt + o.new_tokens / 2.0;
+    const double kv_bytes = 2.0 * batch * mean_len * static_cast<double>(config.num_layers * dims.kv_width()) * 4;
+    const double memory_s = (static_cast<double>(weights.flat().nbytes()) + kv_bytes) / bandwidth;
+    const double compute_s = 2.0 * rank_matmul * batch / peak;
+    const double floor_rate = batch / std::max(memory_s, compute_s);
+    if (world.rank() == 0) {
+      std::printf("%6d %14.0f %14.0f %12.0f (%s) %8.0f%% %9.0f%%\n", batch,
+                  static_cast<double>(batch) * o.prompt / prefill_s, decode_tokens / decode_s,
+                  floor_rate, memory_s > compute_s ? "mem" : "cpu",
+                  100.0 * (decode_tokens / decode_s) / floor_rate, 100.0 * sampling_share);
+    }
+  }
+  if (o.profile && world.rank() == 0) {
+    double total = 0;
+    for (const auto& [name, sec] : timed.seconds()) total += sec;
+    std::printf("kernel time over all runs (rank 0):\n");
+    for (const auto& [name, sec] : timed.seconds()) {
+      std::printf("  %-20s %8.1f ms  %5.1f%%\n", name.c_str(), sec * 1e3, 100.0 * sec / total);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return spin::bench::bench_main(argc, argv, run); }
