@@ -129,7 +129,8 @@ def main():
     p.add_argument("--spin", required=True)
     p.add_argument("--mpiexec", required=True)
     p.add_argument("--models", required=True, help="folder holding the generated tiny models")
-    p.add_argument("--input", required=True)
+    p.add_argument("--input", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                    "..", "data", "tiny_score.jsonl"))
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="spin_e2e_")
     try:
