@@ -1,0 +1,103 @@
+#include "data/tokenizer.h"
+
+#include <sentencepiece_processor.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace spin::data {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+class SentencePieceTokenizer final : public Tokenizer {
+ public:
+  explicit SentencePieceTokenizer(const std::string& path) {
+    const auto status = processor_.Load(path);
+    require(status.ok(), path, ": not a SentencePiece model (", status.ToString(), ")");
+    if (processor_.bos_id() >= 0) bos_ = processor_.bos_id();
+    if (processor_.eos_id() >= 0) eos_ = processor_.eos_id();
+  }
+  std::vector<std::int32_t> encode(std::string_view text) const override {
+    std::vector<int> ids;
+    const auto status = processor_.Encode(text, &ids);
+    require(status.ok(), "SentencePiece could not encode the text: ", status.ToString());
+    return {ids.begin(), ids.end()};
+  }
+  std::string decode(std::span<const std::int32_t> ids) const override {
+    std::vector<int> keep;
+    for (std::int32_t id : ids) {
+      if (id >= 0 && id < processor_.GetPieceSize() && !processor_.IsControl(id)) keep.push_back(id);
+    }
+    std::string text;
+    const auto status = processor_.Decode(keep, &text);
+    require(status.ok(), "SentencePiece could not decode: ", status.ToString());
+    return text;
+  }
+  std::int64_t vocab_size() const override { return processor_.GetPieceSize(); }
+
+ private:
+  sentencepiece::SentencePieceProcessor processor_;
+};
+
+}  // namespace
+
+ByteTokenizer::ByteTokenizer(std::int32_t offset, std::int32_t bos, std::int32_t eos)
+    : offset_(offset) {
+  require(offset >= 0 && bos >= 0 && bos < offset && eos >= 0 && eos < offset,
+          "byte tokenizer: BOS (", bos, ") and EOS (", eos, ") must be below the offset (", offset, ")");
+  bos_ = bos;
+  eos_ = eos;
+}
+
+std::vector<std::int32_t> ByteTokenizer::encode(std::string_view text) const {
+  std::vector<std::int32_t> ids;
+  ids.reserve(text.size());
+  for (unsigned char c : text) ids.push_back(offset_ + c);
+  return ids;
+}
+
+std::string ByteTokenizer::decode(std::span<const std::int32_t> ids) const {
+  std::string text;
+  for (std::int32_t id : ids) {
+    if (id >= offset_ && id < offset_ + 256) text.push_back(static_cast<char>(id - offset_));
+  }
+  return text;
+}
+
+void ByteTokenizer::save(const std::string& dir) const {
+  std::ofstream out(fs::path(dir) / "byte_tokenizer.json");
+  out << nlohmann::json{{"type", "byte"}, {"offset", offset_}, {"bos_id", *bos_}, {"eos_id", *eos_}}.dump(2)
+      << "\n";
+  require(out.good(), dir, "/byte_tokenizer.json: write failed");
+}
+
+std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_dir) {
+  const fs::path dir(model_dir);
+  if (fs::exists(dir / "tokenizer.model")) {
+    return std::make_unique<SentencePieceTokenizer>((dir / "tokenizer.model").string());
+  }
+  const fs::path byte_file = dir / "byte_tokenizer.json";
+  require(fs::exists(byte_file), model_dir,
+          ": no tokenizer.model (SentencePiece) or byte_tokenizer.json; spin cannot tokenize text "
+          "for this model (pre-tokenized data works without one)");
+  std::ifstream in(byte_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::parse_error& e) {
+    fail(byte_file.string(), ": not valid JSON: ", e.what());
+  }
+  require(j.is_object() && j.value("type", "") == "byte", byte_file.string(),
+          ": expected {\"type\": \"byte\", \"offset\": 3, \"bos_id\": 1, \"eos_id\": 2}");
+  return std::make_unique<ByteTokenizer>(j.value("offset", 3), j.value("bos_id", 1), j.value("eos_id", 2));
+}
+
+}  // namespace spin::data

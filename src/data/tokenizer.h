@@ -1,0 +1,56 @@
+// Tokenizers, chosen from the model directory: SentencePiece (`tokenizer.model`, the
+// Llama-2 / Mistral family, through libsentencepiece) or spin's byte-level tokenizer
+// (`byte_tokenizer.json`: one id per byte plus a few specials; for tests and the demo).
+// encode() adds no BOS/EOS; templates decide where those go (prompt_template.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace spin::data {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  virtual std::vector<std::int32_t> encode(std::string_view text) const = 0;
+  // Special tokens (BOS, EOS, padding) are left out of the text.
+  virtual std::string decode(std::span<const std::int32_t> ids) const = 0;
+  virtual std::int64_t vocab_size() const = 0;
+
+  std::optional<std::int32_t> bos_id() const { return bos_; }
+  std::optional<std::int32_t> eos_id() const { return eos_; }
+  // The model's config.json has the last word on BOS/EOS (Hugging Face's rule).
+  void set_special_ids(std::optional<std::int32_t> bos, std::optional<std::int32_t> eos) {
+    if (bos) bos_ = bos;
+    if (eos) eos_ = eos;
+  }
+
+  // Loads the tokenizer of a Hugging Face model directory; throws naming the directory when it
+  // has neither file.
+  static std::unique_ptr<Tokenizer> load(const std::string& model_dir);
+
+ protected:
+  std::optional<std::int32_t> bos_, eos_;
+};
+
+// Bytes as ids: byte b is id offset + b; ids below offset are specials (0 padding, 1 BOS,
+// 2 EOS with the default offset 3).
+class ByteTokenizer final : public Tokenizer {
+ public:
+  explicit ByteTokenizer(std::int32_t offset = 3, std::int32_t bos = 1, std::int32_t eos = 2);
+  std::vector<std::int32_t> encode(std::string_view text) const override;
+  std::string decode(std::span<const std::int32_t> ids) const override;
+  std::int64_t vocab_size() const override { return 256 + offset_; }
+  // Writes `byte_tokenizer.json` describing this tokenizer into `dir`.
+  void save(const std::string& dir) const;
+
+ private:
+  std::int32_t offset_;
+};
+
+}  // namespace spin::data

@@ -1,0 +1,60 @@
+#include "data/tokenizer.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+
+namespace spin::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(ByteTokenizer, IdsAreBytesPlusTheOffsetAndRoundTrip) {
+  const ByteTokenizer t;
+  EXPECT_EQ(t.encode("Az\n"), (std::vector<std::int32_t>{65 + 3, 122 + 3, 10 + 3}));
+  EXPECT_EQ(t.vocab_size(), 259);
+  EXPECT_EQ(*t.bos_id(), 1);
+  EXPECT_EQ(*t.eos_id(), 2);
+  const std::string text = "wörld 123 ✓";
+  EXPECT_EQ(t.encode(text).size(), text.size());  // bytes, not characters
+  std::vector<std::int32_t> ids = t.encode(text);
+  ids.insert(ids.begin(), 1);
+  ids.push_back(2);
+  EXPECT_EQ(t.decode(ids), text) << "specials are left out";
+}
+
+TEST(ByteTokenizer, LoadsFromAModelDirectory) {
+  const fs::path dir = fs::temp_directory_path() / ("spin_tok_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  ByteTokenizer(4, 0, 3).save(dir.string());
+  const auto t = Tokenizer::load(dir.string());
+  EXPECT_EQ(t->encode("a"), (std::vector<std::int32_t>{97 + 4}));
+  EXPECT_EQ(*t->eos_id(), 3);
+  fs::remove_all(dir);
+  EXPECT_THROW(Tokenizer::load(dir.string()), Error);
+}
+
+// Known ids: the committed tokenizer.model (BPE, 400 pieces, trained by Debian's spm_train on
+// a synthetic corpus) encoded by the sentencepiece Python package 0.2.3, independently of spin.
+TEST(SentencePieceTokenizer, MatchesThePythonPackagesIds) {
+  const auto t = Tokenizer::load(SPIN_TEST_DATA_DIR "/tiny_spm");
+  EXPECT_EQ(t->vocab_size(), 400);
+  EXPECT_EQ(*t->bos_id(), 1);
+  EXPECT_EQ(*t->eos_id(), 2);
+  EXPECT_EQ(t->encode("the quick brown fox"), (std::vector<std::int32_t>{332, 301, 316, 320}));
+  EXPECT_EQ(t->encode("add 12+34="), (std::vector<std::int32_t>{285, 348, 389, 46, 383, 386, 64}));
+  EXPECT_EQ(t->encode("Hello, wörld! 123"),
+            (std::vector<std::int32_t>{363, 75, 364, 375, 375, 366, 47, 363, 396, 198, 185, 365,
+                                       375, 371, 36, 348, 389, 383}));
+  std::vector<std::int32_t> ids = t->encode("Hello, wörld! 123");
+  ids.insert(ids.begin(), 1);
+  ids.push_back(2);
+  EXPECT_EQ(t->decode(ids), "Hello, wörld! 123");
+}
+
+}  // namespace
+}  // namespace spin::data
