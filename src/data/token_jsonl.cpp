@@ -1,57 +1,17 @@
 #include "data/token_jsonl.h"
 
-#include <fstream>
-#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "data/jsonl.h"
 
 namespace spin::data {
 
 namespace {
 using nlohmann::json;
-
-std::vector<std::int32_t> id_list(const json& j, const char* key, const std::string& where) {
-  require(j.contains(key), where, ": missing \"", key, "\"");
-  const json& list = j.at(key);
-  require(list.is_array(), where, ": \"", key, "\" must be a list of token ids");
-  std::vector<std::int32_t> ids;
-  ids.reserve(list.size());
-  for (const json& id : list) {
-    require(id.is_number_integer() && id.get<std::int64_t>() >= 0 &&
-                id.get<std::int64_t>() <= std::numeric_limits<std::int32_t>::max(),
-            where, ": \"", key, "\" holds ", id.dump(), ", not a token id");
-    ids.push_back(static_cast<std::int32_t>(id.get<std::int64_t>()));
-  }
-  return ids;
-}
-
-json parse_object(const std::string& text, const std::string& where) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    fail(where, ": not valid JSON (", e.what(), ")");
-  }
-  require(j.is_object(), where, ": expected a JSON object");
-  return j;
-}
-
-// Calls fn(text, "path:line", line) for every non-blank line; at least one must exist.
-template <class Fn>
-void for_each_line(const std::string& path, Fn fn) {
-  std::ifstream in(path);
-  require(in.good(), path, ": cannot open");
-  std::string text;
-  bool any = false;
-  for (std::int64_t line = 1; std::getline(in, text); ++line) {
-    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    fn(text, cat(path, ":", line), line);
-    any = true;
-  }
-  require(in.eof(), path, ": read error");
-  require(any, path, ": no records (the file is empty)");
-}
+using jsonl::for_each_line;
+using jsonl::id_list;
+using jsonl::parse_object;
 
 TokenRecord parse_record(const std::string& text, const std::string& where) {
   const json j = parse_object(text, where);

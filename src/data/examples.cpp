@@ -1,0 +1,184 @@
+#include "data/examples.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "data/jsonl.h"
+
+namespace spin::data {
+
+namespace {
+
+using nlohmann::json;
+
+DataShape detect_shape(const json& j, const std::string& where) {
+  if (j.contains("messages")) return DataShape::Chat;
+  if (j.contains("conversations")) return DataShape::NemoChat;
+  if (j.contains("prompt") && j.at("prompt").is_array()) return DataShape::TokenIds;
+  if (j.contains("prompt")) return DataShape::TextPair;
+  fail(where, ": unknown record shape; expected {\"prompt\", \"response\"}, {\"messages\": [...]} "
+       "or {\"conversations\": [...]}");
+}
+
+bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+
+// The prompt messages and the response text of a conversation whose last turn is the
+// assistant's.
+struct Conversation {
+  std::vector<Message> prompt;
+  std::string response;
+};
+
+Conversation read_chat(const json& j, const std::string& where) {
+  const json& list = j.at("messages");
+  require(list.is_array() && !list.empty(), where, ": \"messages\" must be a non-empty list");
+  Conversation c;
+  for (const json& m : list) {
+    require(m.is_object(), where, ": every message must be an object with role and content");
+    const std::string role = jsonl::string_field(m, "role", where);
+    require(role == "system" || role == "user" || role == "assistant", where, ": unknown role \"",
+            role, "\" (system, user or assistant)");
+    c.prompt.push_back({role, jsonl::string_field(m, "content", where)});
+  }
+  require(c.prompt.back().role == "assistant", where,
+          ": the last message must be the assistant's (the ground-truth response)");
+  c.response = c.prompt.back().content;
+  c.prompt.pop_back();
+  return c;
+}
+
+Conversation read_nemo_chat(const json& j, const std::string& where) {
+  Conversation c;
+  if (j.contains("system")) {
+    const std::string system = jsonl::string_field(j, "system", where);
+    if (!blank(system)) c.prompt.push_back({"system", system});
+  }
+  const json& turns = j.at("conversations");
+  require(turns.is_array() && !turns.empty(), where, ": \"conversations\" must be a non-empty list");
+  for (const json& t : turns) {
+    require(t.is_object(), where, ": every turn must be an object with from and value");
+    const std::string from = jsonl::string_field(t, "from", where);
+    require(from == "User" || from == "Assistant", where, ": unknown speaker \"", from,
+            "\" (User or Assistant)");
+    c.prompt.push_back({from == "User" ? "user" : "assistant", jsonl::string_field(t, "value", where)});
+  }
+  require(c.prompt.back().role == "assistant", where,
+          ": the last turn must be the Assistant's (the ground-truth response)");
+  c.response = c.prompt.back().content;
+  c.prompt.pop_back();
+  return c;
+}
+
+Example read_example(const json& j, DataShape shape, const std::string& where,
+                     const Tokenizer* tokenizer, PromptTemplate prompt_template,
+                     std::int64_t vocab_size) {
+  Example e;
+  if (shape == DataShape::TokenIds) {
+    e.prompt = jsonl::id_list(j, "prompt", where);
+    e.response = jsonl::id_list(j, "response", where);
+    require(!e.prompt.empty(), where, ": the prompt is empty");
+    require(!e.response.empty(), where, ": the response is empty");
+    for (const auto* ids : {&e.prompt, &e.response}) {
+      for (std::int32_t id : *ids) {
+        require(id < vocab_size, where, ": token id ", id, " is outside the vocabulary [0, ",
+                vocab_size, ")");
+      }
+    }
+    return e;
+  }
+  require(tokenizer != nullptr, where, ": text data needs the model's tokenizer");
+  Conversation c;
+  switch (shape) {
+    case DataShape::TextPair:
+      c.prompt = {{"user", jsonl::string_field(j, "prompt", where)}};
+      c.response = jsonl::string_field(j, "response", where);
+      break;
+    case DataShape::Chat: c = read_chat(j, where); break;
+    case DataShape::NemoChat: c = read_nemo_chat(j, where); break;
+    case DataShape::TokenIds: break;
+  }
+  require(!c.prompt.empty() && std::any_of(c.prompt.begin(), c.prompt.end(),
+                                           [](const Message& m) { return !blank(m.content); }),
+          where, ": the prompt is empty");
+  require(!blank(c.response), where, ": the response is empty");
+  e.prompt = render_prompt(c.prompt, prompt_template, *tokenizer);
+  e.response = render_response(c.response, *tokenizer);
+  return e;
+}
+
+// Applies the limits; returns false when the example is dropped.
+bool fit(Example& e, const LengthLimits& limits, DataReport& report) {
+  const auto too_long = [&] {
+    const auto p = static_cast<std::int64_t>(e.prompt.size());
+    const auto r = static_cast<std::int64_t>(e.response.size());
+    return (limits.max_prompt > 0 && p > limits.max_prompt) ||
+           (limits.max_response > 0 && r > limits.max_response) ||
+           (limits.max_sequence > 0 && p + r > limits.max_sequence);
+  };
+  if (!too_long()) return true;
+  if (limits.overlong == Overlong::Drop) {
+    ++report.dropped;
+    return false;
+  }
+  // Keep the end of the prompt (the question) and the start of the response.
+  if (limits.max_prompt > 0 && static_cast<std::int64_t>(e.prompt.size()) > limits.max_prompt) {
+    e.prompt.erase(e.prompt.begin(), e.prompt.end() - limits.max_prompt);
+  }
+  std::int64_t room = limits.max_response > 0 ? limits.max_response : static_cast<std::int64_t>(e.response.size());
+  if (limits.max_sequence > 0) room = std::min(room, limits.max_sequence - static_cast<std::int64_t>(e.prompt.size()));
+  if (room < 1) {
+    ++report.dropped;
+    return false;
+  }
+  if (static_cast<std::int64_t>(e.response.size()) > room) e.response.resize(static_cast<std::size_t>(room));
+  ++report.truncated;
+  return true;
+}
+
+}  // namespace
+
+const char* data_shape_name(DataShape s) {
+  switch (s) {
+    case DataShape::TextPair: return "prompt/response text";
+    case DataShape::Chat: return "chat messages";
+    case DataShape::NemoChat: return "NeMo conversations";
+    case DataShape::TokenIds: return "pre-tokenized ids";
+  }
+  return "?";
+}
+
+std::string DataReport::summary(const std::string& path) const {
+  return cat(path, ": ", records, " records (", data_shape_name(shape), "); ", truncated,
+             " truncated, ", dropped, " dropped as too long, ", skipped, " malformed lines skipped");
+}
+
+LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer,
+                             PromptTemplate prompt_template, const LengthLimits& limits,
+                             std::int64_t vocab_size, bool skip_bad_lines) {
+  LoadedExamples out;
+  bool shape_known = false;
+  jsonl::for_each_line(path, [&](const std::string& text, const std::string& where, std::int64_t line) {
+    try {
+      const json j = jsonl::parse_object(text, where);
+      const DataShape shape = detect_shape(j, where);
+      if (!shape_known) {
+        out.report.shape = shape;
+        shape_known = true;
+      }
+      require(shape == out.report.shape, where, ": a ", data_shape_name(shape), " record in a file of ",
+              data_shape_name(out.report.shape), " records");
+      Example e = read_example(j, shape, where, tokenizer, prompt_template, vocab_size);
+      e.line = line;
+      ++out.report.records;
+      if (fit(e, limits, out.report)) out.examples.push_back(std::move(e));
+    } catch (const Error&) {
+      if (!skip_bad_lines) throw;
+      ++out.report.skipped;
+    }
+  });
+  require(!out.examples.empty(), path, ": no usable examples (", out.report.records, " read, ",
+          out.report.dropped, " dropped, ", out.report.skipped, " skipped)");
+  return out;
+}
+
+}  // namespace spin::data

@@ -1,0 +1,61 @@
+// Supervised examples -- a prompt and its ground-truth response, both as token ids -- from
+// JSONL files in any of these shapes, detected per file from its first record:
+//   {"prompt": "...", "response": "..."}                              text pair
+//   {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}   chat; the
+//       last assistant turn is the response, everything before it the prompt
+//   {"system": "...", "conversations": [{"from": "User"|"Assistant", "value": "..."}, ...]}
+//       NeMo's chat format, read the same way
+//   {"prompt": [ids], "response": [ids]}                              pre-tokenized
+// A template turns the prompt messages into ids (prompt_template.h); the response is encoded
+// and ends with EOS. The same ids serve generation and training. Over-long examples are
+// truncated or dropped as asked and counted; malformed lines are errors naming file and line,
+// or, with skip_bad_lines, counted.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/prompt_template.h"
+#include "data/tokenizer.h"
+
+namespace spin::data {
+
+enum class DataShape { TextPair, Chat, NemoChat, TokenIds };
+const char* data_shape_name(DataShape s);
+
+enum class Overlong { Drop, Truncate };
+
+struct LengthLimits {
+  std::int64_t max_prompt = 0;    // tokens; 0 = no limit
+  std::int64_t max_response = 0;  // tokens; 0 = no limit
+  std::int64_t max_sequence = 0;  // prompt + response tokens; 0 = no limit
+  Overlong overlong = Overlong::Drop;
+};
+
+struct Example {
+  std::vector<std::int32_t> prompt;
+  std::vector<std::int32_t> response;
+  std::int64_t line = 0;  // 1-based line in the file
+};
+
+struct DataReport {
+  DataShape shape = DataShape::TextPair;
+  std::int64_t records = 0;    // lines read as examples
+  std::int64_t truncated = 0;  // kept, shortened
+  std::int64_t dropped = 0;    // too long (or empty after truncation)
+  std::int64_t skipped = 0;    // malformed, with skip_bad_lines
+  std::string summary(const std::string& path) const;  // one line for the start-up log
+};
+
+struct LoadedExamples {
+  std::vector<Example> examples;
+  DataReport report;
+};
+
+// `tokenizer` may be null for pre-tokenized files. `vocab_size` bounds pre-tokenized ids.
+LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer,
+                             PromptTemplate prompt_template, const LengthLimits& limits,
+                             std::int64_t vocab_size, bool skip_bad_lines = false);
+
+}  // namespace spin::data

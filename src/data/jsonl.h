@@ -1,0 +1,25 @@
+// Reading JSON-lines files: one object per line, every problem an error naming file and line.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace spin::data::jsonl {
+
+// Calls fn(text, "path:line", line) for every non-blank line; the file must have one at least.
+void for_each_line(const std::string& path,
+                   const std::function<void(const std::string&, const std::string&, std::int64_t)>& fn);
+
+// The line as a JSON object (invalid JSON, including invalid UTF-8, is an error at `where`).
+nlohmann::json parse_object(const std::string& text, const std::string& where);
+
+// j[key] as a list of token ids (non-negative integers that fit int32).
+std::vector<std::int32_t> id_list(const nlohmann::json& j, const char* key, const std::string& where);
+
+// j[key] as a string.
+std::string string_field(const nlohmann::json& j, const char* key, const std::string& where);
+
+}  // namespace spin::data::jsonl

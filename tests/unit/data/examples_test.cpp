@@ -1,0 +1,127 @@
+#include "data/examples.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+
+namespace spin::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Examples : public ::testing::Test {
+ protected:
+  void TearDown() override { fs::remove(path_); }
+  const std::string& write(const std::string& text) {
+    std::ofstream(path_, std::ios::binary) << text;
+    return path_;
+  }
+  LoadedExamples load(const std::string& text, PromptTemplate t = PromptTemplate::Plain,
+                      LengthLimits limits = {}, bool skip = false) {
+    return load_examples(write(text), &tok_, t, limits, tok_.vocab_size(), skip);
+  }
+  std::string error_of(const std::string& text, bool skip = false) {
+    try {
+      load(text, PromptTemplate::Plain, {}, skip);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  }
+  std::vector<std::int32_t> ids(const std::string& s) const { return tok_.encode(s); }
+
+  ByteTokenizer tok_;  // BOS 1, EOS 2
+  std::string path_ = (fs::temp_directory_path() / ("spin_examples_" + std::to_string(::getpid()) + ".jsonl")).string();
+};
+
+TEST_F(Examples, TextPairsWithThePlainTemplate) {
+  const auto d = load(R"({"prompt": "2+2=", "response": "4"})" "\n");
+  ASSERT_EQ(d.examples.size(), 1u);
+  std::vector<std::int32_t> prompt = {1};
+  for (auto id : ids("2+2=")) prompt.push_back(id);
+  EXPECT_EQ(d.examples[0].prompt, prompt);
+  EXPECT_EQ(d.examples[0].response, (std::vector<std::int32_t>{'4' + 3, 2}));
+  EXPECT_EQ(d.report.shape, DataShape::TextPair);
+}
+
+// Chat, NeMo chat: the last assistant turn is the response; the chat template lays out roles.
+TEST_F(Examples, ChatAndNemoShapesGiveTheSameIdsUnderTheChatTemplate) {
+  const auto chat = load(R"({"messages": [{"role": "system", "content": "Be brief."}, )"
+                         R"({"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]})",
+                         PromptTemplate::Chat);
+  const auto nemo = load(R"({"system": "Be brief.", "conversations": [{"from": "User", "value": "Hi"}, )"
+                         R"({"from": "Assistant", "value": "Hello"}]})",
+                         PromptTemplate::Chat);
+  EXPECT_EQ(chat.report.shape, DataShape::Chat);
+  EXPECT_EQ(nemo.report.shape, DataShape::NemoChat);
+  ASSERT_EQ(chat.examples.size(), 1u);
+  EXPECT_EQ(chat.examples[0].prompt, nemo.examples[0].prompt);
+  std::vector<std::int32_t> want = {1};
+  for (const auto& part : {ids("<|system|>\nBe brief."), std::vector<std::int32_t>{2}, ids("\n"),
+                           ids("<|user|>\nHi"), std::vector<std::int32_t>{2}, ids("\n"), ids("<|assistant|>\n")})
+    want.insert(want.end(), part.begin(), part.end());
+  EXPECT_EQ(chat.examples[0].prompt, want);
+  auto response = ids("Hello");
+  response.push_back(2);
+  EXPECT_EQ(chat.examples[0].response, response);
+}
+
+TEST_F(Examples, PreTokenizedRecordsAreTakenAsTheyAre) {
+  const auto d = load_examples(write(R"({"prompt": [1, 5, 6], "response": [7, 2]})" "\n"), nullptr,
+                               PromptTemplate::Chat, {}, 259);
+  EXPECT_EQ(d.report.shape, DataShape::TokenIds);
+  EXPECT_EQ(d.examples[0].prompt, (std::vector<std::int32_t>{1, 5, 6}));
+  EXPECT_THROW(load_examples(path_, nullptr, PromptTemplate::Chat, {}, 6), Error);  // id 6, 7 >= 6
+}
+
+TEST_F(Examples, OverlongExamplesAreTruncatedOrDroppedAndCounted) {
+  const std::string data = R"({"prompt": "abcdefgh", "response": "xyz"}
+{"prompt": "ab", "response": "x"}
+{"prompt": "a", "response": "uvwxyz0123"}
+)";
+  LengthLimits limits{5, 4, 0, Overlong::Drop};
+  auto d = load(data, PromptTemplate::Plain, limits);
+  EXPECT_EQ(d.examples.size(), 1u);
+  EXPECT_EQ(d.report.dropped, 2);
+  limits.overlong = Overlong::Truncate;
+  d = load(data, PromptTemplate::Plain, limits);
+  ASSERT_EQ(d.examples.size(), 3u);
+  EXPECT_EQ(d.report.truncated, 2);
+  EXPECT_EQ(d.examples[0].prompt, ids("defgh")) << "the end of the prompt is kept";
+  EXPECT_EQ(d.examples[2].response, ids("uvwx")) << "the start of the response is kept";
+  // A sequence limit cuts the response; a 9-token prompt leaves no room in 6 and is dropped.
+  d = load(data, PromptTemplate::Plain, {0, 0, 6, Overlong::Truncate});
+  ASSERT_EQ(d.examples.size(), 2u);
+  EXPECT_EQ(d.examples[1].prompt.size() + d.examples[1].response.size(), 6u);
+  EXPECT_EQ(d.report.dropped, 1);
+  EXPECT_NE(d.report.summary("f.jsonl").find("1 dropped as too long"), std::string::npos);
+}
+
+TEST_F(Examples, BadLinesNameFileAndLineOrAreCountedWhenSkipped) {
+  const std::string bad = R"({"prompt": "a", "response": "b"}
+{"prompt": "a", "response": ""}
+{"prompt": "a" "response": "b"}
+{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}
+)";
+  EXPECT_NE(error_of(bad).find(":2: the response is empty"), std::string::npos) << error_of(bad);
+  const auto skipped = load(bad, PromptTemplate::Plain, {}, true);
+  EXPECT_EQ(skipped.report.skipped, 3);
+  EXPECT_EQ(skipped.examples.size(), 1u);
+  EXPECT_NE(error_of("{\"prompt\": \"a\" \"response\": \"b\"}\n").find(":1: not valid JSON"), std::string::npos);
+  EXPECT_NE(error_of("{\"prompt\": \"a\", \"response\": \"b\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}, "
+                     "{\"role\": \"assistant\", \"content\": \"y\"}]}\n").find(":2: a chat messages record in a file of prompt/response text records"),
+            std::string::npos);
+  EXPECT_NE(error_of("{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n").find("last message must be the assistant's"),
+            std::string::npos);
+  EXPECT_NE(error_of("{\"prompt\": \"a\", \"response\": \"\xff\xfe\"}\n").find(":1: not valid JSON"),
+            std::string::npos) << "invalid UTF-8";
+  EXPECT_NE(error_of("{\"question\": \"a\"}\n").find("unknown record shape"), std::string::npos);
+  EXPECT_NE(error_of("").find("no records"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace spin::data
