@@ -124,4 +124,12 @@ void forward_backward_pipelining_without_interleaving(Communicator& pp, int micr
   }
 }
 
+void forward_pipelining(Communicator& pp, int micro_batches, PipelineStage& stage) {
+  StageLinks links(pp, stage);
+  for (int mb = 0; mb < micro_batches; ++mb) {
+    const auto input = links.recv_forward(mb);
+    links.send_forward(stage.forward(mb, input), mb);
+  }
+}
+
 }  // namespace spin::parallel

@@ -47,4 +47,8 @@ class PipelineStage {
 void forward_backward_pipelining_without_interleaving(Communicator& pp, int micro_batches,
                                                       PipelineStage& stage);
 
+// Forwards only (scoring, reference log-probabilities): each stage receives, computes and sends
+// on micro-batch after micro-batch; backward() is never called. Collective over `pp`.
+void forward_pipelining(Communicator& pp, int micro_batches, PipelineStage& stage);
+
 }  // namespace spin::parallel

@@ -89,5 +89,16 @@ TEST(OneFOneB, RealPipelinesFollowTheOrderBoundLiveActivationsAndDeliverTheRight
   }
 }
 
+TEST(ForwardPipelining, DeliversEveryMicroBatchInOrderWithoutBackwards) {
+  for (int stages : {2, 4}) {
+    ProcessGrid grid(mpi_world(), {1, stages, 0});
+    RecordingStage stage(grid.pp_rank(), stages);
+    forward_pipelining(grid.pp(), 5, stage);
+    std::vector<PipelineAction> want;
+    for (int mb = 0; mb < 5; ++mb) want.push_back({PipelineAction::Forward, mb});
+    EXPECT_EQ(stage.trace, want);
+  }
+}
+
 }  // namespace
 }  // namespace spin::parallel

@@ -1,0 +1,48 @@
+#include "train/pipeline_scorer.h"
+
+#include "parallel/pipeline_schedule.h"
+
+namespace spin::train {
+
+namespace {
+class ScoringStage final : public parallel::PipelineStage {
+ public:
+  ScoringStage(const model::Transformer& t, const model::ModelWeights& w,
+               const std::vector<model::TokenBatch>& batches)
+      : t_(t), w_(w), batches_(batches), sums_(batches.size()) {}
+
+  std::size_t boundary_size(int mb) const override {
+    return static_cast<std::size_t>(batches_[static_cast<std::size_t>(mb)].rows() * t_.dims().hidden);
+  }
+  std::span<const float> forward(int mb, std::span<const float> input) override {
+    const model::ForwardResult r =
+        t_.forward(w_, batches_[static_cast<std::size_t>(mb)], acts_, false, input);
+    if (t_.stage().last) {
+      sums_[static_cast<std::size_t>(mb)] = r.sequence_logprobs;
+      return {};
+    }
+    return {acts_.stage_output.f32(), boundary_size(mb)};
+  }
+  std::span<const float> backward(int, std::span<const float>) override { return {}; }
+
+  std::vector<std::vector<float>> take() { return std::move(sums_); }
+
+ private:
+  const model::Transformer& t_;
+  const model::ModelWeights& w_;
+  const std::vector<model::TokenBatch>& batches_;
+  model::Activations acts_;  // one set: each micro-batch is sent on before the next starts
+  std::vector<std::vector<float>> sums_;
+};
+}  // namespace
+
+std::vector<std::vector<float>> score_pipelined(const parallel::ProcessGrid& grid,
+                                                const model::Transformer& transformer,
+                                                const model::ModelWeights& weights,
+                                                const std::vector<model::TokenBatch>& micro_batches) {
+  ScoringStage stage(transformer, weights, micro_batches);
+  parallel::forward_pipelining(grid.pp(), static_cast<int>(micro_batches.size()), stage);
+  return stage.take();
+}
+
+}  // namespace spin::train

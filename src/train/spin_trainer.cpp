@@ -1,0 +1,223 @@
+#include "train/spin_trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+
+#include "core/error.h"
+#include "train/pipeline_scorer.h"
+
+namespace spin::train {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Noise streams for evaluation rollouts: far from the training ones (iteration x epoch).
+constexpr std::uint64_t kEvaluationStream = std::uint64_t{1} << 40;
+
+}  // namespace
+
+double SpinConfig::lambda(std::int64_t iteration) const {
+  return kl_penalty.size() == 1 ? kl_penalty[0] : kl_penalty.at(static_cast<std::size_t>(iteration));
+}
+
+void SpinConfig::validate() const {
+  require(iterations >= 1 && epochs >= 1, "SPIN: iterations (", iterations, ") and epochs (",
+          epochs, ") must be at least 1");
+  require(!kl_penalty.empty(), "SPIN: kl_penalty needs a value");
+  require(kl_penalty.size() == 1 || static_cast<std::int64_t>(kl_penalty.size()) >= iterations,
+          "SPIN: kl_penalty lists ", kl_penalty.size(), " values for ", iterations,
+          " iterations; give one value or one per iteration");
+  for (double l : kl_penalty) require(l > 0.0, "SPIN: kl_penalty values must be > 0, got ", l);
+  require(rollout_batch >= 1, "SPIN: rollout batch size must be at least 1");
+  require(max_steps >= 0, "SPIN: max_steps must not be negative");
+}
+
+SpinTrainer::SpinTrainer(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
+                         model::ModelWeights& policy, model::ModelWeights& grads,
+                         model::ModelWeights& reference, Optimizer& optimizer,
+                         const std::vector<data::Example>& examples, const SpinConfig& config)
+    : grid_(grid),
+      transformer_(transformer),
+      policy_(policy),
+      reference_(reference),
+      examples_(examples),
+      config_(config),
+      plan_(static_cast<std::int64_t>(examples.size()), config.global_batch, config.micro_batch,
+            grid.dp_size(), config.seed, config.shuffle),
+      trainer_(grid, transformer, policy, grads, optimizer),
+      reference_generator_(grid, transformer, reference) {
+  config_.validate();
+}
+
+SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int64_t>>& groups,
+                                          const std::vector<data::Example>& examples,
+                                          std::uint64_t stream) {
+  std::vector<std::int64_t> indices;
+  for (const auto& g : groups) indices.insert(indices.end(), g.begin(), g.end());
+  const auto n = static_cast<std::uint64_t>(examples.size());
+  std::vector<generate::Generation> generated;
+  for (std::size_t b = 0; b < indices.size(); b += static_cast<std::size_t>(config_.rollout_batch)) {
+    const std::size_t e = std::min(indices.size(), b + static_cast<std::size_t>(config_.rollout_batch));
+    std::vector<std::vector<std::int32_t>> prompts;
+    std::vector<std::uint64_t> ids;
+    for (std::size_t i = b; i < e; ++i) {
+      const auto idx = static_cast<std::size_t>(indices[i]);
+      prompts.push_back(examples[idx].prompt);
+      ids.push_back(stream * n + idx);
+    }
+    for (auto& g : reference_generator_.generate(prompts, ids, config_.generation)) {
+      generated.push_back(std::move(g));
+    }
+  }
+  Rollout r;
+  std::size_t at = 0;
+  for (const auto& g : groups) {
+    std::vector<model::Sequence> seqs;
+    std::vector<float> sampler;
+    for (std::int64_t idx : g) {
+      const data::Example& ex = examples[static_cast<std::size_t>(idx)];
+      const generate::Generation& gen = generated[at++];
+      const auto prompt_len = static_cast<std::int64_t>(ex.prompt.size());
+      std::vector<std::int32_t> real = ex.prompt, fake = ex.prompt;
+      real.insert(real.end(), ex.response.begin(), ex.response.end());
+      fake.insert(fake.end(), gen.tokens.begin(), gen.tokens.end());
+      seqs.push_back({real, prompt_len});
+      seqs.push_back({fake, prompt_len});
+      sampler.push_back(std::accumulate(gen.logprobs.begin(), gen.logprobs.end(), 0.0f));
+      r.lengths.push_back(static_cast<std::int64_t>(gen.tokens.size()));
+      if (gen.finish == generate::FinishReason::Length) ++r.capped;
+    }
+    r.micro_batches.push_back(model::TokenBatch::pack(seqs));
+    r.sampler_sums.push_back(std::move(sampler));
+  }
+  return r;
+}
+
+std::vector<std::vector<float>> SpinTrainer::reference_sums(const Rollout& r) {
+  if (!config_.ref_logprobs_from_sampler) {
+    return score_pipelined(grid_, transformer_, reference_, r.micro_batches);
+  }
+  // Only the ground-truth halves need a forward; the generated halves' sums come from the
+  // sampler, which computed them under the reference model.
+  std::vector<model::TokenBatch> real_only;
+  for (const model::TokenBatch& b : r.micro_batches) {
+    std::vector<model::Sequence> seqs;
+    for (std::int64_t s = 0; s < b.num_seqs(); s += 2) {
+      const auto from = b.tokens.begin() + b.cu_seqlens[static_cast<std::size_t>(s)];
+      const auto to = b.tokens.begin() + b.cu_seqlens[static_cast<std::size_t>(s + 1)];
+      // mask_from: the first row whose loss_mask is set, + 1 (it predicts that position).
+      std::int64_t mask_from = 1;
+      for (std::int64_t i = b.cu_seqlens[static_cast<std::size_t>(s)]; i < b.cu_seqlens[static_cast<std::size_t>(s + 1)]; ++i) {
+        if (b.loss_mask[static_cast<std::size_t>(i)] > 0.0f) {
+          mask_from = i - b.cu_seqlens[static_cast<std::size_t>(s)] + 1;
+          break;
+        }
+      }
+      seqs.push_back({std::vector<std::int32_t>(from, to), mask_from});
+    }
+    real_only.push_back(model::TokenBatch::pack(seqs));
+  }
+  const auto real = score_pipelined(grid_, transformer_, reference_, real_only);
+  std::vector<std::vector<float>> sums(r.micro_batches.size());
+  if (!transformer_.stage().last) return sums;
+  for (std::size_t mb = 0; mb < sums.size(); ++mb) {
+    for (std::size_t i = 0; i < real[mb].size(); ++i) {
+      sums[mb].push_back(real[mb][i]);
+      sums[mb].push_back(r.sampler_sums[mb][i]);
+    }
+  }
+  return sums;
+}
+
+SpinMetrics SpinTrainer::reduce(const SpinTotals& t, const Rollout& r, double sft_nll_sum,
+                                double sft_tokens) const {
+  const bool last = transformer_.stage().last;
+  // Loss terms live on the last stage; generation statistics on every stage of a replica,
+  // counted there once.
+  const double length_sum = std::accumulate(r.lengths.begin(), r.lengths.end(), 0.0);
+  std::vector<double> sums = {t.loss, t.rewards_actual, t.rewards_generated, t.correct, t.pairs,
+                              length_sum, static_cast<double>(r.lengths.size()),
+                              static_cast<double>(r.capped), sft_nll_sum, sft_tokens};
+  if (!last) std::fill(sums.begin(), sums.end(), 0.0);
+  grid_.pp().all_reduce(sums.data(), sums.size());
+  grid_.dp().all_reduce(sums.data(), sums.size());
+  double longest = r.lengths.empty() ? 0.0 : static_cast<double>(*std::max_element(r.lengths.begin(), r.lengths.end()));
+  grid_.dp().all_reduce(&longest, 1, parallel::ReduceOp::Max);
+  SpinMetrics m;
+  const double pairs = std::max(sums[4], 1.0);
+  m.loss = sums[0] / pairs;
+  m.rewards_actual = sums[1] / pairs;
+  m.rewards_generated = sums[2] / pairs;
+  m.margin = m.rewards_actual - m.rewards_generated;
+  m.accuracy = sums[3] / pairs;
+  m.generated_length_mean = sums[5] / std::max(sums[6], 1.0);
+  m.generated_length_max = longest;
+  m.length_capped = sums[7] / std::max(sums[6], 1.0);
+  m.sft_nll = sums[9] > 0 ? sums[8] / sums[9] : 0.0;
+  return m;
+}
+
+SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, std::int64_t index,
+                                  double lr) {
+  const std::int64_t global_epoch = iteration * config_.epochs + epoch;
+  const auto groups = plan_.micro_batches(global_epoch, index, grid_.dp_rank());
+  SpinStepMetrics out;
+
+  auto t = Clock::now();
+  const Rollout r = rollout(groups, examples_, static_cast<std::uint64_t>(global_epoch));
+  out.seconds_generation = since(t);
+
+  t = Clock::now();
+  SpinLoss loss(config_.lambda(iteration), config_.global_batch, reference_sums(r));
+  out.seconds_reference = since(t);
+
+  t = Clock::now();
+  const StepMetrics m = trainer_.step(r.micro_batches, loss, lr);
+  out.seconds_training = since(t);
+
+  out.spin = reduce(loss.totals(), r, 0.0, 0.0);
+  out.lr = m.lr;
+  out.grad_norm = m.grad_norm;
+  out.applied = m.applied;
+  out.skipped_total = m.skipped_total;
+  double tokens = 0.0;
+  for (const auto& b : r.micro_batches) tokens += static_cast<double>(b.rows());
+  grid_.dp().all_reduce(&tokens, 1);
+  out.tokens_per_second = tokens / std::max(out.seconds_training, 1e-9);
+  return out;
+}
+
+SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
+                                  std::int64_t iteration) {
+  std::vector<std::vector<std::int64_t>> groups;
+  for (std::size_t i = static_cast<std::size_t>(grid_.dp_rank()); i < examples.size();
+       i += static_cast<std::size_t>(grid_.dp_size())) {
+    if (groups.empty() || static_cast<std::int64_t>(groups.back().size()) == config_.micro_batch) groups.emplace_back();
+    groups.back().push_back(static_cast<std::int64_t>(i));
+  }
+  const Rollout r = rollout(groups, examples, kEvaluationStream + static_cast<std::uint64_t>(iteration));
+  const auto ref = reference_sums(r);
+  const auto policy = score_pipelined(grid_, transformer_, policy_, r.micro_batches);
+  SpinLoss loss(config_.lambda(iteration), std::max<std::int64_t>(1, static_cast<std::int64_t>(examples.size())), ref);
+  double nll = 0.0, tokens = 0.0;
+  if (transformer_.stage().last) {
+    for (std::size_t mb = 0; mb < policy.size(); ++mb) {
+      std::vector<float> unused(policy[mb].size());
+      loss.micro_batch_loss(static_cast<int>(mb), policy[mb], unused);
+      for (std::size_t i = 0; i < policy[mb].size(); i += 2) nll -= policy[mb][i];
+    }
+  }
+  for (const auto& g : groups) {
+    for (std::int64_t idx : g) tokens += static_cast<double>(examples[static_cast<std::size_t>(idx)].response.size());
+  }
+  if (!transformer_.stage().last) tokens = 0.0;
+  return reduce(loss.totals(), r, nll, tokens);
+}
+
+void SpinTrainer::sync_reference() { reference_.copy_from(policy_); }
+
+}  // namespace spin::train

@@ -1,0 +1,117 @@
+// SpinTrainer: one SPIN step, end to end, on every rank of a TP x PP x DP grid.
+//   1. The step's global batch of prompts (data::BatchPlan; each DP rank its contiguous share).
+//   2. The REFERENCE weights generate a response to each prompt (generate::Generator), in
+//      rollouts of rollout_batch prompts per replica; the noise is keyed by (seed, iteration,
+//      epoch, sample), so responses do not depend on the layout or the rollout size.
+//   3. Pairs [real_i, generated_i] form micro-batches of micro_batch pairs; both sequences are
+//      prompt + response with mask_from = prompt length, so f sums exactly the response tokens
+//      (the last one and EOS included, no prompt token).
+//   4. Reference sums: a forward-only pipeline pass with the reference weights (default), or
+//      the generation's own log-probabilities for the generated half (ref_logprobs_from_sampler).
+//   5. The policy's forward/backward under 1F1B with the SPIN loss, and the optimizer step.
+// After the last epoch of an iteration the caller runs sync_reference(): reference <- policy,
+// a copy of local shards (policy and reference are sharded identically), no communication.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "data/batch_plan.h"
+#include "data/examples.h"
+#include "generate/generator.h"
+#include "train/lr_schedule.h"
+#include "train/pipeline_trainer.h"
+#include "train/spin_loss.h"
+
+namespace spin::train {
+
+struct SpinConfig {
+  std::vector<double> kl_penalty = {0.1};  // lambda per iteration; one value serves all
+  std::int64_t iterations = 1;
+  std::int64_t epochs = 1;       // per iteration
+  std::int64_t max_steps = 0;    // caps the run's total (0: no cap)
+  std::int64_t global_batch = 8; // prompts (pairs) per optimizer step
+  std::int64_t micro_batch = 1;  // pairs per micro-batch
+  std::int64_t rollout_batch = 8;  // prompts generated together on each DP replica
+  bool ref_logprobs_from_sampler = false;
+  generate::GenerationParams generation;
+  std::uint64_t seed = 1234;  // data order
+  bool shuffle = true;
+
+  double lambda(std::int64_t iteration) const;
+  // Throws for a lambda list that does not cover the iterations, and impossible sizes.
+  void validate() const;
+};
+
+struct SpinMetrics {
+  double loss = 0.0;
+  double rewards_actual = 0.0;     // mean of lambda f(x, y_real)
+  double rewards_generated = 0.0;  // mean of lambda f(x, y_gen)
+  double margin = 0.0;             // rewards_actual - rewards_generated
+  double accuracy = 0.0;           // share of pairs with f(x, y_real) > f(x, y_gen)
+  double generated_length_mean = 0.0;
+  double generated_length_max = 0.0;
+  double length_capped = 0.0;      // share of responses that hit max_new_tokens
+  double sft_nll = 0.0;            // evaluation only: mean NLL per ground-truth response token
+};
+
+struct SpinStepMetrics {
+  SpinMetrics spin;
+  double lr = 0.0;
+  double grad_norm = 0.0;
+  bool applied = false;
+  std::int64_t skipped_total = 0;
+  double tokens_per_second = 0.0;   // policy training tokens (real + generated) per second
+  double seconds_generation = 0.0;
+  double seconds_reference = 0.0;
+  double seconds_training = 0.0;
+};
+
+class SpinTrainer {
+ public:
+  SpinTrainer(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
+              model::ModelWeights& policy, model::ModelWeights& grads,
+              model::ModelWeights& reference, Optimizer& optimizer,
+              const std::vector<data::Example>& examples, const SpinConfig& config);
+
+  const data::BatchPlan& plan() const { return plan_; }
+  std::int64_t steps_per_epoch() const { return plan_.batches_per_epoch(); }
+
+  // One optimizer step on global batch `index` of `epoch` of `iteration` at learning rate lr.
+  // Collective over the grid; every rank returns the same metrics.
+  SpinStepMetrics step(std::int64_t iteration, std::int64_t epoch, std::int64_t index, double lr);
+
+  // SPIN metrics (with generation by the reference) and the SFT NLL of the ground truth, on
+  // `examples` (split over DP ranks), without changing any weight.
+  SpinMetrics evaluate(const std::vector<data::Example>& examples, std::int64_t iteration);
+
+  // reference <- policy: a copy of this rank's shards, no communication.
+  void sync_reference();
+
+ private:
+  struct Rollout {
+    std::vector<model::TokenBatch> micro_batches;          // [real_0, gen_0, real_1, gen_1, ...]
+    std::vector<std::vector<float>> sampler_sums;          // per micro-batch: generated halves
+    std::vector<std::int64_t> lengths;                     // generated lengths
+    std::int64_t capped = 0;
+  };
+  // Generates responses for `indices` (grouped into micro-batches) and forms the pairs.
+  Rollout rollout(const std::vector<std::vector<std::int64_t>>& groups,
+                  const std::vector<data::Example>& examples, std::uint64_t stream);
+  std::vector<std::vector<float>> reference_sums(const Rollout& r);
+  // Sums a rank's local SpinTotals and generation statistics over the replica and DP.
+  SpinMetrics reduce(const SpinTotals& totals, const Rollout& r, double sft_nll_sum,
+                     double sft_tokens) const;
+
+  const parallel::ProcessGrid& grid_;
+  const model::Transformer& transformer_;
+  model::ModelWeights& policy_;
+  model::ModelWeights& reference_;
+  const std::vector<data::Example>& examples_;
+  SpinConfig config_;
+  data::BatchPlan plan_;
+  PipelineTrainer trainer_;
+  generate::Generator reference_generator_;
+};
+
+}  // namespace spin::train

@@ -1,0 +1,70 @@
+// A tiny SPIN setup for tests: a random model, random pre-tokenized examples (prompts of 2..6
+// tokens, responses of 1..5 ending in EOS = 2), and the trainer's parts on a given grid.
+#pragma once
+
+#include <memory>
+
+#include "common/test_util.h"
+#include "common/tiny_model.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "parallel/process_grid.h"
+#include "train/spin_trainer.h"
+
+namespace spin::testing {
+
+inline std::vector<data::Example> spin_examples(int n, std::uint32_t seed = 50) {
+  std::vector<data::Example> out;
+  for (int i = 0; i < n; ++i) {
+    data::Example e;
+    e.prompt = random_ids(static_cast<std::size_t>(2 + i % 5), 37, seed + 2 * static_cast<std::uint32_t>(i));
+    e.response = random_ids(static_cast<std::size_t>(1 + (i * 3) % 5), 37, seed + 2 * static_cast<std::uint32_t>(i) + 1);
+    e.response.push_back(2);
+    out.push_back(e);
+  }
+  return out;
+}
+
+struct SpinSetup {
+  parallel::ProcessGrid grid;
+  model::ModelConfig config;
+  model::StageLayers stage;
+  model::TpDims dims;
+  kernels::CpuKernels cpu;
+  model::ModelWeights policy, grads, reference;
+  model::Transformer transformer;
+  train::Optimizer optimizer;
+  std::vector<data::Example> examples;
+  train::SpinTrainer trainer;
+
+  SpinSetup(parallel::Communicator& world, parallel::Layout layout, const train::SpinConfig& spin,
+            int layers = 2, bool distributed = false, int examples_count = 16)
+      : grid(world, layout),
+        config(tiny_config([&] {
+          TinyShape s;
+          s.layers = layers;
+          return s;
+        }())),
+        stage(model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank())),
+        dims(model::tp_dims(config, grid.tp_rank(), grid.tp_size())),
+        policy(config, dims, stage, distributed ? grid.dp_size() : 1),
+        grads(config, dims, stage, distributed ? grid.dp_size() : 1),
+        reference(config, dims, stage, distributed ? grid.dp_size() : 1),
+        transformer(config, dims, stage, grid.tp(), cpu),
+        optimizer(optimizer_config(distributed), grid, policy, grads, cpu),
+        examples(spin_examples(examples_count)),
+        trainer((init(), grid), transformer, policy, grads, reference, optimizer, examples, spin) {}
+
+  static train::OptimizerConfig optimizer_config(bool distributed) {
+    train::OptimizerConfig c;
+    c.eps = 1e-4f;  // see tests/mpi/train/layout_invariance_test.cpp
+    c.weight_decay = 0.01f;
+    c.distributed = distributed;
+    return c;
+  }
+  void init() {
+    init_tiny_weights(policy, 17, 0.3f);
+    reference.copy_from(policy);
+  }
+};
+
+}  // namespace spin::testing

@@ -1,0 +1,152 @@
+#include "train/spin_trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "common/spin_fixture.h"
+#include "core/error.h"
+
+namespace spin::train {
+namespace {
+
+SpinConfig small_config() {
+  SpinConfig c;
+  c.kl_penalty = {0.5, 0.25};
+  c.iterations = 2;
+  c.global_batch = 4;
+  c.micro_batch = 2;
+  c.rollout_batch = 3;
+  c.generation.max_new_tokens = 5;
+  c.generation.eos_ids = {2};
+  return c;
+}
+
+// policy == reference at the start of every iteration: f = 0 for every pair, exactly.
+TEST(SpinTrainer, FirstStepOfEveryIterationHasZeroRewardsAndLossLog2) {
+  parallel::SelfCommunicator world;
+  testing::SpinSetup s(world, {1, 1, 1}, small_config());
+  for (std::int64_t iteration = 0; iteration < 2; ++iteration) {
+    const SpinStepMetrics first = s.trainer.step(iteration, 0, 0, 1e-2);
+    EXPECT_EQ(first.spin.rewards_actual, 0.0);
+    EXPECT_EQ(first.spin.rewards_generated, 0.0);
+    EXPECT_DOUBLE_EQ(first.spin.loss, std::log(2.0));
+    EXPECT_EQ(first.spin.accuracy, 0.0);
+    const SpinStepMetrics second = s.trainer.step(iteration, 0, 1, 1e-2);
+    EXPECT_NE(second.spin.rewards_actual, 0.0) << "the policy moved";
+    EXPECT_NE(second.spin.loss, std::log(2.0));
+    s.trainer.sync_reference();
+  }
+}
+
+// Loss, rewards and accuracy against a computation from plain forward passes (what spin score
+// does) of policy and reference over greedy responses.
+TEST(SpinTrainer, EvaluationMatchesAnIndependentComputationFromSequenceScores) {
+  parallel::SelfCommunicator world;
+  SpinConfig config = small_config();
+  config.generation.sampling.greedy = true;  // responses independent of the noise keys
+  testing::SpinSetup s(world, {1, 1, 1}, config);
+  s.trainer.step(0, 0, 0, 3e-2);
+  s.trainer.step(0, 0, 1, 3e-2);  // policy != reference now
+
+  const std::vector<data::Example> eval(s.examples.begin(), s.examples.begin() + 6);
+  const SpinMetrics got = s.trainer.evaluate(eval, 0);
+
+  generate::Generator ref_gen(s.grid, s.transformer, s.reference);
+  std::vector<std::vector<std::int32_t>> prompts;
+  for (const auto& e : eval) prompts.push_back(e.prompt);
+  const auto responses = ref_gen.generate(prompts, std::vector<std::uint64_t>(prompts.size(), 0), config.generation);
+  const auto score = [&](const model::ModelWeights& w, const std::vector<std::int32_t>& prompt,
+                         const std::vector<std::int32_t>& response) {
+    std::vector<std::int32_t> seq = prompt;
+    seq.insert(seq.end(), response.begin(), response.end());
+    return static_cast<double>(s.transformer.forward(w, model::TokenBatch::pack({{seq, static_cast<std::int64_t>(prompt.size())}}))
+                                   .sequence_logprobs[0]);
+  };
+  double loss = 0, actual = 0, generated = 0, correct = 0, nll = 0, tokens = 0;
+  const double lambda = 0.5;
+  for (std::size_t i = 0; i < eval.size(); ++i) {
+    const double f_real = score(s.policy, eval[i].prompt, eval[i].response) - score(s.reference, eval[i].prompt, eval[i].response);
+    const double f_gen = score(s.policy, eval[i].prompt, responses[i].tokens) - score(s.reference, eval[i].prompt, responses[i].tokens);
+    loss += std::log1p(std::exp(-lambda * (f_real - f_gen)));
+    actual += lambda * f_real;
+    generated += lambda * f_gen;
+    correct += f_real > f_gen;
+    nll -= score(s.policy, eval[i].prompt, eval[i].response);
+    tokens += static_cast<double>(eval[i].response.size());
+  }
+  const double n = static_cast<double>(eval.size());
+  EXPECT_NEAR(got.loss, loss / n, 1e-5);
+  EXPECT_NEAR(got.rewards_actual, actual / n, 1e-5);
+  EXPECT_NEAR(got.rewards_generated, generated / n, 1e-5);
+  EXPECT_NEAR(got.accuracy, correct / n, 1e-12);
+  EXPECT_NEAR(got.sft_nll, nll / tokens, 1e-5);
+  EXPECT_GT(std::fabs(got.margin), 1e-4) << "a non-trivial batch";
+}
+
+// f sums the log-probabilities predicting exactly the response tokens: the first, the last
+// (EOS) and none of the prompt. (In spin's packed batches no padding follows EOS; rows after a
+// sequence's end belong to the next sequence and its own mask.)
+TEST(SpinLoss, TheMaskCoversExactlyTheResponseTokens) {
+  const std::vector<std::int32_t> prompt = {5, 6, 7}, response = {8, 9, 2};
+  std::vector<std::int32_t> seq = prompt;
+  seq.insert(seq.end(), response.begin(), response.end());
+  const model::TokenBatch b = model::TokenBatch::pack({{seq, 3}, {{4, 4}, 1}});
+  // Row i predicts token i + 1: rows 2, 3, 4 predict the response tokens 8, 9 and EOS.
+  const std::vector<float> mask(b.loss_mask.begin(), b.loss_mask.begin() + 6);
+  EXPECT_EQ(mask, (std::vector<float>{0, 0, 1, 1, 1, 0}));
+  std::vector<float> lp(static_cast<std::size_t>(b.rows()), -1.0f);
+  const auto f = [&] {
+    double sum = 0;
+    for (std::size_t i = 0; i < 6; ++i) sum += b.loss_mask[i] * lp[i];
+    return sum;
+  };
+  const double base = f();
+  lp[1] = -7.0f;  // predicts the last prompt token
+  EXPECT_EQ(f(), base);
+  lp[5] = -7.0f;  // the sequence's last row predicts nothing
+  EXPECT_EQ(f(), base);
+  lp[4] = -7.0f;  // predicts EOS, the last response token
+  EXPECT_NE(f(), base);
+}
+
+TEST(SpinTrainer, ReferenceSyncCopiesLocallyWithoutCommunicating) {
+  parallel::SelfCommunicator world;
+  testing::SpinSetup s(world, {1, 1, 1}, small_config());
+  s.trainer.step(0, 0, 0, 1e-2);
+  const std::vector<parallel::Communicator*> all = {&s.grid.tp(), &s.grid.pp(), &s.grid.dp(),
+                                                    &s.grid.mp(), &s.grid.embedding(), &world};
+  for (parallel::Communicator* c : all) c->reset_stats();
+  s.trainer.sync_reference();
+  for (parallel::Communicator* c : all) {
+    for (std::size_t op = 0; op < parallel::kNumCommOps; ++op) {
+      EXPECT_EQ(c->stats().calls[op], 0u);
+      EXPECT_EQ(c->stats().bytes[op], 0u);
+    }
+  }
+  for (std::int64_t i = 0; i < s.policy.flat().numel(); ++i) ASSERT_EQ(s.policy.flat().f32()[i], s.reference.flat().f32()[i]);
+}
+
+TEST(SpinTrainer, SamplerLogprobsAgreeWithTheReferenceForward) {
+  parallel::SelfCommunicator world;
+  SpinConfig config = small_config();
+  config.ref_logprobs_from_sampler = true;
+  testing::SpinSetup s(world, {1, 1, 1}, config);
+  const SpinStepMetrics first = s.trainer.step(0, 0, 0, 1e-2);
+  // policy == reference: the rewards are 0 up to the KV-cache path's rounding.
+  EXPECT_NEAR(first.spin.rewards_actual, 0.0, 1e-12) << "the real half is a forward in both";
+  EXPECT_NEAR(first.spin.rewards_generated, 0.0, 1e-5);
+  EXPECT_NEAR(first.spin.loss, std::log(2.0), 1e-5);
+}
+
+TEST(SpinConfig, LambdaListsMustCoverTheIterations) {
+  SpinConfig c = small_config();
+  c.iterations = 3;
+  EXPECT_THROW(c.validate(), spin::Error);
+  c.kl_penalty = {0.1};
+  EXPECT_NO_THROW(c.validate());
+  EXPECT_EQ(c.lambda(2), 0.1);
+}
+
+}  // namespace
+}  // namespace spin::train
