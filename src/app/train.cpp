@@ -1,0 +1,304 @@
+// spin train: SPIN self-play fine-tuning.
+//   mpirun -np 4 spin train --config jobs/configs/demo.ini [--section.key value ...]
+// Per step: the reference model answers the step's prompts, the policy learns to tell the
+// ground truth from those answers (train/spin_trainer.h); after each iteration the reference
+// becomes the policy, the policy is written to <save_dir>/iteration_<k>, and validation runs.
+// Metrics go to the log (one line per step) and to <save_dir>/metrics.jsonl.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "app/commands.h"
+#include "app/model_setup.h"
+#include "app/train_config.h"
+#include "checkpoint/hf_reader.h"
+#include "checkpoint/hf_writer.h"
+#include "core/error.h"
+#include "data/examples.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "parallel/job_errors.h"
+#include "train/spin_trainer.h"
+
+namespace spin::app {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<double> parse_lambdas(const std::string& text) {
+  std::vector<double> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    std::size_t used = 0;
+    double v = 0.0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    require(used != 0 && used == item.size(), "spin.kl_penalty \"", text,
+            "\" is not a number or a comma-separated list of numbers");
+    out.push_back(v);
+  }
+  require(!out.empty(), "spin.kl_penalty is empty");
+  return out;
+}
+
+DType parse_dtype_name(const std::string& name) {
+  if (name == "f32") return DType::F32;
+  if (name == "bf16") return DType::BF16;
+  if (name == "f16") return DType::F16;
+  fail("checkpoint.save_dtype \"", name, "\" is not f32, bf16 or f16");
+}
+
+std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t epoch,
+                         std::int64_t step, std::int64_t consumed, const train::SpinMetrics& s,
+                         const train::SpinStepMetrics* m) {
+  char buf[1024];
+  int n = std::snprintf(buf, sizeof buf,
+                        "{\"kind\": \"%s\", \"iteration\": %lld, \"epoch\": %lld, \"step\": %lld, "
+                        "\"consumed_samples\": %lld, \"loss\": %.9g, \"rewards_actual\": %.9g, "
+                        "\"rewards_generated\": %.9g, \"margin\": %.9g, \"accuracy\": %.9g, "
+                        "\"generated_length_mean\": %.9g, \"generated_length_max\": %.9g, "
+                        "\"length_capped\": %.9g",
+                        kind, static_cast<long long>(iteration + 1), static_cast<long long>(epoch + 1),
+                        static_cast<long long>(step), static_cast<long long>(consumed), s.loss,
+                        s.rewards_actual, s.rewards_generated, s.margin, s.accuracy,
+                        s.generated_length_mean, s.generated_length_max, s.length_capped);
+  std::string out(buf, static_cast<std::size_t>(n));
+  if (m) {
+    n = std::snprintf(buf, sizeof buf,
+                      ", \"lr\": %.9g, \"grad_norm\": %.9g, \"applied\": %s, \"tokens_per_second\": %.9g, "
+                      "\"seconds_generation\": %.6g, \"seconds_reference\": %.6g, \"seconds_training\": %.6g",
+                      m->lr, m->grad_norm, m->applied ? "true" : "false", m->tokens_per_second,
+                      m->seconds_generation, m->seconds_reference, m->seconds_training);
+    out.append(buf, static_cast<std::size_t>(n));
+  } else {
+    n = std::snprintf(buf, sizeof buf, ", \"sft_nll\": %.9g", s.sft_nll);
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out + "}\n";
+}
+
+// Writes the policy as a Hugging Face directory (replica 0 gathers; rank 0 writes) and copies
+// the tokenizer beside it.
+void save_policy(const std::string& dir, const TrainConfig& c, const model::ModelConfig& config,
+                 const model::ModelWeights& policy, const parallel::ProcessGrid& grid, DType dtype) {
+  if (grid.dp_rank() == 0) ckpt::save_hf_model(dir, config.json_text, policy.sharded_state_dict(), grid.mp(), dtype);
+  if (grid.world_rank() == 0) {
+    for (const char* f : {"tokenizer.model", "byte_tokenizer.json", "tokenizer_config.json"}) {
+      const fs::path from = fs::path(c.model_path) / f;
+      if (fs::exists(from)) fs::copy_file(from, fs::path(dir) / f, fs::copy_options::overwrite_existing);
+    }
+  }
+  grid.world().barrier();
+}
+
+}  // namespace
+
+int run_train(int argc, char** argv, parallel::Communicator& world) {
+  std::optional<TrainConfig> parsed;
+  parallel::Layout layout;
+  parallel::run_collectively(world, [&] {
+    parsed = parse_train_config(argc, argv, world.rank() == 0);
+    if (parsed) layout = parallel::resolve_layout(world.size(), {parsed->tp, parsed->pp, 0});
+  });
+  if (!parsed) return 0;
+  const TrainConfig& c = *parsed;
+  const bool root = world.rank() == 0;
+  const parallel::ProcessGrid grid(world, layout);
+  const auto start = std::chrono::steady_clock::now();
+
+  // ---- everything that can be wrong, before any work --------------------------------------
+  std::optional<ModelShard> shard;
+  std::unique_ptr<data::Tokenizer> tokenizer;
+  data::LoadedExamples train_data, validation_data;
+  train::SpinConfig spin;
+  train::LrSchedule schedule;
+  std::int64_t steps_per_epoch = 0, total_steps = 0;
+  DType save_dtype = DType::F32;
+  parallel::run_collectively(world, [&] {
+    shard = plan_model_shard(c.model_path, grid, c.pp_layers);
+    const model::ModelConfig& mc = shard->config;
+    save_dtype = parse_dtype_name(c.save_dtype);
+    try {
+      tokenizer = data::Tokenizer::load(c.model_path);
+      std::optional<std::int32_t> bos, eos;
+      if (mc.bos_token_id) bos = static_cast<std::int32_t>(*mc.bos_token_id);
+      if (!mc.eos_token_ids.empty()) eos = static_cast<std::int32_t>(mc.eos_token_ids.front());
+      tokenizer->set_special_ids(bos, eos);
+    } catch (const Error&) {
+      tokenizer.reset();  // pre-tokenized data needs none; text data reports it
+    }
+    // Every sample must leave room for a generated response of max_new_tokens.
+    data::LengthLimits limits;
+    limits.max_prompt = c.max_prompt_tokens > 0 ? c.max_prompt_tokens : mc.max_sequence_length() - c.max_new_tokens;
+    require(limits.max_prompt >= 1, "sampling.max_new_tokens (", c.max_new_tokens,
+            ") leaves no room for a prompt in the model's ", mc.max_sequence_length(), " positions");
+    require(limits.max_prompt + c.max_new_tokens <= mc.max_sequence_length(), "data.max_prompt_tokens (",
+            limits.max_prompt, ") + sampling.max_new_tokens (", c.max_new_tokens, ") exceed the model's ",
+            mc.max_sequence_length(), " positions");
+    limits.max_response = c.max_response_tokens;
+    limits.max_sequence = mc.max_sequence_length();
+    require(c.overlong == "drop" || c.overlong == "truncate", "data.overlong \"", c.overlong,
+            "\" is not drop or truncate");
+    limits.overlong = c.overlong == "drop" ? data::Overlong::Drop : data::Overlong::Truncate;
+    const auto tmpl = data::parse_prompt_template(c.prompt_template);
+    train_data = data::load_examples(c.train, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines);
+    if (!c.validation.empty()) {
+      validation_data = data::load_examples(c.validation, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines);
+    }
+
+    spin.kl_penalty = parse_lambdas(c.kl_penalty);
+    spin.iterations = c.iterations;
+    spin.epochs = c.epochs;
+    spin.max_steps = c.max_steps;
+    spin.global_batch = c.global_batch_size;
+    spin.micro_batch = c.micro_batch_size;
+    spin.rollout_batch = c.rollout_batch_size;
+    require(c.ref_logprobs == "forward" || c.ref_logprobs == "sampler", "spin.ref_logprobs \"",
+            c.ref_logprobs, "\" is not forward or sampler");
+    spin.ref_logprobs_from_sampler = c.ref_logprobs == "sampler";
+    spin.seed = c.data_seed;
+    spin.shuffle = c.shuffle;
+    generate::GenerationParams& g = spin.generation;
+    g.sampling = {c.greedy, c.temperature, c.top_k, c.top_p, c.repetition_penalty};
+    g.max_new_tokens = c.max_new_tokens;
+    g.min_new_tokens = c.min_new_tokens;
+    g.seed = c.sampling_seed;
+    for (std::int64_t id : mc.eos_token_ids) g.eos_ids.push_back(static_cast<std::int32_t>(id));
+    g.validate(mc.vocab_size);
+    spin.validate();
+    const data::BatchPlan plan(static_cast<std::int64_t>(train_data.examples.size()), c.global_batch_size,
+                               c.micro_batch_size, grid.dp_size(), c.data_seed, c.shuffle);
+    steps_per_epoch = plan.batches_per_epoch();
+    total_steps = c.iterations * c.epochs * steps_per_epoch;
+    if (c.max_steps > 0) total_steps = std::min(total_steps, c.max_steps);
+    schedule = {train::parse_lr_decay(c.lr_schedule), c.lr, c.min_lr, c.warmup_steps,
+                c.lr_decay_steps > 0 ? c.lr_decay_steps : total_steps, c.constant_steps, total_steps};
+    schedule.validate();
+    if (root) {
+      fs::create_directories(c.save_dir);
+      std::ofstream(fs::path(c.save_dir) / "config.ini") << c.to_ini();
+    }
+  });
+
+  const model::ModelConfig& mc = shard->config;
+  const std::int64_t pad = c.distributed_optimizer ? grid.dp_size() : 1;
+  model::ModelWeights policy(mc, shard->dims, shard->stage, pad);
+  model::ModelWeights grads(mc, shard->dims, shard->stage, pad);
+  model::ModelWeights reference(mc, shard->dims, shard->stage, pad);
+  parallel::run_collectively(world, [&] { ckpt::HfReader(c.model_path).load(policy.sharded_state_dict()); });
+  reference.copy_from(policy);
+
+  const kernels::CpuKernels cpu;
+  const model::Transformer transformer(mc, shard->dims, shard->stage, grid.tp(), cpu);
+  train::OptimizerConfig oc;
+  oc.beta1 = c.adam_beta1;
+  oc.beta2 = c.adam_beta2;
+  oc.eps = c.adam_eps;
+  oc.weight_decay = c.weight_decay;
+  oc.decay_embeddings = c.decay_embeddings;
+  oc.clip_grad = c.clip_grad;
+  oc.distributed = c.distributed_optimizer;
+  oc.max_nonfinite_in_a_row = c.max_nonfinite_steps;
+  train::Optimizer optimizer(oc, grid, policy, grads, cpu);
+  train::SpinTrainer trainer(grid, transformer, policy, grads, reference, optimizer, train_data.examples, spin);
+  generate::Generator policy_generator(grid, transformer, policy);
+
+  std::FILE* metrics = nullptr;
+  if (root) {
+    std::printf("spin train: %s\n", train_data.report.summary(c.train).c_str());
+    if (!c.validation.empty()) std::printf("spin train: %s\n", validation_data.report.summary(c.validation).c_str());
+    std::printf("spin train: %lld iterations x %lld epochs x %lld steps (%lld in all) of %lld prompts; "
+                "layout tp %d x pp %d x dp %d%s\n--- effective configuration ---\n%s---\n",
+                static_cast<long long>(c.iterations), static_cast<long long>(c.epochs),
+                static_cast<long long>(steps_per_epoch), static_cast<long long>(total_steps),
+                static_cast<long long>(c.global_batch_size), grid.tp_size(), grid.pp_size(),
+                grid.dp_size(), c.distributed_optimizer ? ", distributed optimizer" : "", c.to_ini().c_str());
+    std::fflush(stdout);
+    metrics = std::fopen((fs::path(c.save_dir) / "metrics.jsonl").c_str(), "w");
+    require(metrics != nullptr, c.save_dir, "/metrics.jsonl: cannot create");
+  }
+
+  const auto validate = [&](std::int64_t iteration, std::int64_t epoch, std::int64_t step, std::int64_t consumed) {
+    if (validation_data.examples.empty()) return;
+    const train::SpinMetrics v = trainer.evaluate(validation_data.examples, iteration);
+    // A few greedy answers of the policy, as text (replica 0).
+    std::vector<generate::Generation> shown;
+    const auto count = std::min<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(c.validation_examples, 0)),
+                                             validation_data.examples.size());
+    if (grid.dp_rank() == 0 && count > 0) {
+      std::vector<std::vector<std::int32_t>> prompts;
+      for (std::size_t i = 0; i < count; ++i) prompts.push_back(validation_data.examples[i].prompt);
+      generate::GenerationParams greedy = spin.generation;
+      greedy.sampling = {};
+      greedy.sampling.greedy = true;
+      shown = policy_generator.generate(prompts, std::vector<std::uint64_t>(count, 0), greedy);
+    }
+    if (!root) return;
+    std::printf("validation  iter %lld step %lld | loss %.4f | rewards real %.4f gen %.4f margin %.4f | "
+                "accuracy %.3f | sft nll %.4f | gen len %.1f\n",
+                static_cast<long long>(iteration + 1), static_cast<long long>(step), v.loss, v.rewards_actual,
+                v.rewards_generated, v.margin, v.accuracy, v.sft_nll, v.generated_length_mean);
+    for (std::size_t i = 0; i < shown.size() && tokenizer; ++i) {
+      std::printf("  [%zu] %s -> %s (truth: %s)\n", i,
+                  tokenizer->decode(validation_data.examples[i].prompt).c_str(),
+                  tokenizer->decode(shown[i].tokens).c_str(),
+                  tokenizer->decode(validation_data.examples[i].response).c_str());
+    }
+    std::fputs(metrics_json("validation", iteration, epoch, step, consumed, v, nullptr).c_str(), metrics);
+    std::fflush(metrics);
+    std::fflush(stdout);
+  };
+
+  std::int64_t step = 0;
+  for (std::int64_t iteration = 0; iteration < c.iterations && step < total_steps; ++iteration) {
+    std::int64_t epoch = 0;
+    for (; epoch < c.epochs && step < total_steps; ++epoch) {
+      for (std::int64_t index = 0; index < steps_per_epoch && step < total_steps; ++index) {
+        const train::SpinStepMetrics m = trainer.step(iteration, epoch, index, schedule.at(step));
+        ++step;
+        const std::int64_t consumed = step * c.global_batch_size;
+        if (root) {
+          const train::SpinMetrics& s = m.spin;
+          std::printf("iter %lld epoch %lld step %lld/%lld | loss %.4f | rewards real %.4f gen %.4f margin %.4f "
+                      "| accuracy %.3f | gen len %.1f (max %.0f, %.0f%% capped) | lr %.3e | grad norm %.4f | "
+                      "%.0f tok/s | gen %.1fs ref %.1fs train %.1fs%s\n",
+                      static_cast<long long>(iteration + 1), static_cast<long long>(epoch + 1),
+                      static_cast<long long>(step), static_cast<long long>(total_steps), s.loss,
+                      s.rewards_actual, s.rewards_generated, s.margin, s.accuracy,
+                      s.generated_length_mean, s.generated_length_max, 100.0 * s.length_capped, m.lr,
+                      m.grad_norm, m.tokens_per_second, m.seconds_generation, m.seconds_reference,
+                      m.seconds_training, m.applied ? "" : " | skipped (non-finite)");
+          std::fflush(stdout);
+          std::fputs(metrics_json("train", iteration, epoch, step, consumed, s, &m).c_str(), metrics);
+          std::fflush(metrics);
+        }
+        if (c.validation_interval > 0 && step % c.validation_interval == 0) {
+          validate(iteration, epoch, step, consumed);
+        }
+      }
+    }
+    // The end of an iteration: validation (without an interval) against this iteration's
+    // reference, the policy saved, then the reference becomes the policy (a local copy).
+    if (c.validation_interval == 0) validate(iteration, epoch - 1, step, step * c.global_batch_size);
+    const std::string dir = (fs::path(c.save_dir) / ("iteration_" + std::to_string(iteration + 1))).string();
+    save_policy(dir, c, mc, policy, grid, save_dtype);
+    trainer.sync_reference();
+    if (root) std::printf("spin train: iteration %lld done, wrote %s\n", static_cast<long long>(iteration + 1), dir.c_str());
+  }
+  if (root) {
+    std::fclose(metrics);
+    std::printf("spin train: %lld steps in %.1f s\n", static_cast<long long>(step),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return 0;
+}
+
+}  // namespace spin::app

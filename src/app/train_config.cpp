@@ -1,0 +1,176 @@
+#include "app/train_config.h"
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <vector>
+
+#include "app/options.h"
+#include "core/error.h"
+
+namespace spin::app {
+
+namespace {
+
+namespace po = boost::program_options;
+
+std::string show(const std::string& v) { return v; }
+std::string show(bool v) { return v ? "true" : "false"; }
+std::string show(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+std::string show(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.7g", static_cast<double>(v));
+  return buf;
+}
+template <class T>
+std::string show(T v) { return std::to_string(v); }
+
+// Every option once: its dotted name, target, default and help, and how to print it.
+class OptionTable {
+ public:
+  OptionTable() : desc_("spin train options (INI keys: [section] key = value)") {}
+
+  template <class T>
+  void add(const char* name, T* target, const char* help) {
+    desc_.add_options()(name, po::value(target)->default_value(*target, show(*target)), help);
+    printers_.push_back({name, [target] { return show(*target); }});
+  }
+  void add(const char* name, bool* target, const char* help) {
+    desc_.add_options()(name, po::value(target)->default_value(*target, show(*target))->implicit_value(true), help);
+    printers_.push_back({name, [target] { return show(*target); }});
+  }
+  void required(const char* name, std::string* target, const char* help) {
+    desc_.add_options()(name, po::value(target), help);
+    printers_.push_back({name, [target] { return *target; }});
+  }
+  po::options_description& desc() { return desc_; }
+
+  std::string ini() const {
+    std::map<std::string, std::vector<std::string>> sections;
+    std::vector<std::string> order;
+    for (const auto& [name, print] : printers_) {
+      const std::string section = name.substr(0, name.find('.'));
+      if (!sections.count(section)) order.push_back(section);
+      sections[section].push_back(name.substr(name.find('.') + 1) + " = " + print());
+    }
+    std::string out;
+    for (const std::string& s : order) {
+      out += "[" + s + "]\n";
+      for (const std::string& line : sections[s]) out += line + "\n";
+      out += "\n";
+    }
+    return out;
+  }
+
+ private:
+  po::options_description desc_;
+  std::vector<std::pair<std::string, std::function<std::string()>>> printers_;
+};
+
+void declare(OptionTable& t, TrainConfig& c) {
+  t.required("model.path", &c.model_path, "Hugging Face model directory to start from (with its tokenizer)");
+  t.required("data.train", &c.train, "training JSONL: text pairs, chat messages, NeMo conversations or token ids");
+  t.add("data.validation", &c.validation, "validation JSONL (same shapes; empty: none)");
+  t.add("data.template", &c.prompt_template, "prompt template: chat or plain");
+  t.add("data.max_prompt_tokens", &c.max_prompt_tokens, "longest prompt (0: the model's context)");
+  t.add("data.max_response_tokens", &c.max_response_tokens, "longest ground-truth response (0: no limit)");
+  t.add("data.overlong", &c.overlong, "what to do with longer samples: drop or truncate");
+  t.add("data.skip_bad_lines", &c.skip_bad_lines, "count and skip malformed lines instead of stopping");
+  t.add("data.seed", &c.data_seed, "data order seed");
+  t.add("data.shuffle", &c.shuffle, "shuffle every epoch");
+  t.add("spin.kl_penalty", &c.kl_penalty, "lambda: one value, or a comma list with one per iteration");
+  t.add("spin.iterations", &c.iterations, "self-play iterations (the reference becomes the policy after each)");
+  t.add("spin.epochs", &c.epochs, "epochs per iteration");
+  t.add("spin.max_steps", &c.max_steps, "stop after this many steps in all (0: no cap)");
+  t.add("spin.global_batch_size", &c.global_batch_size, "prompts per optimizer step, over all data-parallel ranks");
+  t.add("spin.micro_batch_size", &c.micro_batch_size, "prompts (real + generated pairs) per micro-batch");
+  t.add("spin.rollout_batch_size", &c.rollout_batch_size, "prompts generated together on each data-parallel replica");
+  t.add("spin.ref_logprobs", &c.ref_logprobs, "reference log-probabilities: forward (recomputed) or sampler (from generation)");
+  t.add("spin.validation_interval", &c.validation_interval, "steps between validations (0: at the end of each iteration)");
+  t.add("spin.validation_examples", &c.validation_examples, "greedy validation generations printed as text");
+  t.add("optim.lr", &c.lr, "peak learning rate");
+  t.add("optim.min_lr", &c.min_lr, "learning rate at the end of the decay");
+  t.add("optim.schedule", &c.lr_schedule, "constant, linear, cosine or nemo-cosine");
+  t.add("optim.warmup_steps", &c.warmup_steps, "linear warm-up steps");
+  t.add("optim.decay_steps", &c.lr_decay_steps, "linear/cosine: step at which min_lr is reached (0: the last)");
+  t.add("optim.constant_steps", &c.constant_steps, "nemo-cosine: steps held at min_lr at the end");
+  t.add("optim.weight_decay", &c.weight_decay, "AdamW decoupled weight decay (never on norms)");
+  t.add("optim.decay_embeddings", &c.decay_embeddings, "apply weight decay to the embedding and LM head");
+  t.add("optim.beta1", &c.adam_beta1, "AdamW beta1");
+  t.add("optim.beta2", &c.adam_beta2, "AdamW beta2");
+  t.add("optim.eps", &c.adam_eps, "AdamW epsilon");
+  t.add("optim.clip_grad", &c.clip_grad, "max global gradient L2 norm (0: off)");
+  t.add("optim.distributed_optimizer", &c.distributed_optimizer, "shard AdamW state over data-parallel ranks (ZeRO-1)");
+  t.add("optim.max_nonfinite_steps", &c.max_nonfinite_steps, "stop after this many non-finite steps in a row");
+  t.add("parallel.tp", &c.tp, "tensor-parallel size");
+  t.add("parallel.pp", &c.pp, "pipeline-parallel size (data-parallel = world / (tp x pp))");
+  t.add("parallel.pp_layers", &c.pp_layers, "layers per pipeline stage, e.g. 3,5 (empty: even)");
+  t.add("sampling.greedy", &c.greedy, "argmax decoding for the reference's responses");
+  t.add("sampling.temperature", &c.temperature, "sampling temperature (> 0)");
+  t.add("sampling.top_k", &c.top_k, "top-k (0: off)");
+  t.add("sampling.top_p", &c.top_p, "nucleus mass (1: off)");
+  t.add("sampling.repetition_penalty", &c.repetition_penalty, "repetition penalty (1: off)");
+  t.add("sampling.max_new_tokens", &c.max_new_tokens, "longest generated response");
+  t.add("sampling.min_new_tokens", &c.min_new_tokens, "shortest generated response");
+  t.add("sampling.seed", &c.sampling_seed, "sampling seed");
+  t.required("checkpoint.save_dir", &c.save_dir, "output directory: a model per iteration, metrics.jsonl, config.ini");
+  t.add("checkpoint.save_dtype", &c.save_dtype, "dtype of saved weights: f32, bf16 or f16");
+}
+
+}  // namespace
+
+std::string TrainConfig::to_ini() const {
+  TrainConfig copy = *this;
+  OptionTable table;
+  declare(table, copy);
+  return table.ini();
+}
+
+std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print) {
+  TrainConfig c;
+  OptionTable table;
+  declare(table, c);
+  std::string config_file;
+  po::options_description command("spin train");
+  command.add_options()("help,h", "print this help")(
+      "config", po::value(&config_file), "INI file with [model], [data], [spin], [optim], "
+                                         "[parallel], [sampling] and [checkpoint] sections");
+  command.add(table.desc());
+  po::variables_map vm;
+  try {
+    // The command line first: the first value stored for an option wins.
+    po::store(po::command_line_parser(argc, argv).options(command).run(), vm);
+    if (vm.count("help")) {
+      if (print) std::cout << "usage: spin train --config FILE.ini [--section.key value ...]\n" << command << "\n";
+      return std::nullopt;
+    }
+    if (vm.count("config")) {
+      const std::string path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      require(in.good(), path, ": cannot open the configuration file");
+      try {
+        po::store(po::parse_config_file(in, table.desc(), false), vm);
+      } catch (const po::error& e) {
+        fail(path, ": ", e.what());
+      }
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    fail("spin train: ", e.what(), " (spin train --help lists the keys)");
+  }
+  for (const char* key : {"model.path", "data.train", "checkpoint.save_dir"}) {
+    require(vm.count(key) != 0, "spin train: missing required key ", key,
+            " (in the INI file's [", std::string(key).substr(0, std::string(key).find('.')), "] section or as --", key, ")");
+  }
+  return c;
+}
+
+}  // namespace spin::app

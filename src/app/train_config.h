@@ -1,0 +1,59 @@
+// The configuration of `spin train`: an INI file with sections, overridden by command-line
+// options of the same dotted names, e.g.
+//   spin train --config jobs/configs/demo.ini --spin.iterations 5 --optim.lr 2e-5
+// Every key is declared once (with its default and help text); unknown keys and values of the
+// wrong type are errors naming the key; the effective configuration prints as INI.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace spin::app {
+
+struct TrainConfig {
+  // [model]
+  std::string model_path;
+  // [data]
+  std::string train, validation;
+  std::string prompt_template = "chat";
+  std::int64_t max_prompt_tokens = 0, max_response_tokens = 0;
+  std::string overlong = "drop";
+  bool skip_bad_lines = false;
+  std::uint64_t data_seed = 1234;
+  bool shuffle = true;
+  // [spin]
+  std::string kl_penalty = "0.1";
+  std::int64_t iterations = 3, epochs = 1, max_steps = 0;
+  std::int64_t global_batch_size = 8, micro_batch_size = 1, rollout_batch_size = 8;
+  std::string ref_logprobs = "forward";
+  std::int64_t validation_interval = 0, validation_examples = 3;
+  // [optim]
+  double lr = 5e-7, min_lr = 0.0;
+  std::string lr_schedule = "constant";
+  std::int64_t warmup_steps = 0, lr_decay_steps = 0, constant_steps = 0;
+  float weight_decay = 0.0f, adam_beta1 = 0.9f, adam_beta2 = 0.999f, adam_eps = 1e-8f;
+  bool decay_embeddings = true;
+  double clip_grad = 1.0;
+  bool distributed_optimizer = false;
+  int max_nonfinite_steps = 10;
+  // [parallel]
+  int tp = 1, pp = 1;
+  std::string pp_layers;
+  // [sampling]
+  bool greedy = false;
+  float temperature = 1.0f, top_p = 1.0f, repetition_penalty = 1.0f;
+  std::int64_t top_k = 0, max_new_tokens = 256, min_new_tokens = 0;
+  std::uint64_t sampling_seed = 1234;
+  // [checkpoint]
+  std::string save_dir;
+  std::string save_dtype = "f32";
+
+  std::string to_ini() const;  // the effective configuration
+};
+
+// nullopt after printing --help (when `print`). Throws spin::Error for unknown keys, bad
+// values, a missing or unreadable --config file, and missing required keys.
+std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print);
+
+}  // namespace spin::app
