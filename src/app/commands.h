@@ -11,5 +11,6 @@ int run_score(int argc, char** argv, parallel::Communicator& world);
 int run_sft(int argc, char** argv, parallel::Communicator& world);
 int run_generate(int argc, char** argv, parallel::Communicator& world);
 int run_train(int argc, char** argv, parallel::Communicator& world);
+int run_eval(int argc, char** argv, parallel::Communicator& world);
 
 }  // namespace spin::app

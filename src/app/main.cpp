@@ -16,6 +16,7 @@ constexpr const char* kUsage =
     "\n"
     "commands:\n"
     "  train     SPIN self-play fine-tuning (--config FILE.ini)\n"
+    "  eval      exact-match accuracy of greedy answers and NLL of the ground truth\n"
     "  score     log-probabilities of token sequences under a Hugging Face model\n"
     "  sft       supervised fine-tuning (TP x PP x DP, 1F1B, AdamW)\n"
     "  generate  responses to prompts (KV cache, vocab-parallel sampling, TP x PP x DP)\n"
@@ -26,6 +27,7 @@ constexpr const char* kUsage =
 int dispatch(int argc, char** argv, spin::parallel::Communicator& world) {
   const std::string command = argc > 1 ? argv[1] : "";
   if (command == "train") return spin::app::run_train(argc - 1, argv + 1, world);
+  if (command == "eval") return spin::app::run_eval(argc - 1, argv + 1, world);
   if (command == "score") return spin::app::run_score(argc - 1, argv + 1, world);
   if (command == "sft") return spin::app::run_sft(argc - 1, argv + 1, world);
   if (command == "generate") return spin::app::run_generate(argc - 1, argv + 1, world);

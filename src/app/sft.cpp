@@ -1,7 +1,9 @@
 // spin sft: supervised fine-tuning on token-id JSONL, TP x PP x DP with the 1F1B schedule.
 //   mpirun -np 8 spin sft --model HF_DIR --train data.jsonl --output OUT_DIR
 //       --tp 2 --pp 2 --global-batch-size 32 --micro-batch-size 2 --lr 1e-5 ...
-// The loss is the mean negative log-likelihood per response token over each global batch.
+// Data: any shape data/examples.h reads (text through the model's tokenizer and a prompt
+// template, or token ids). The loss is the mean negative log-likelihood per response token
+// over each global batch.
 // Every set-up error (options, model, data, layout) is found before training starts and
 // reported once. The trained weights are written as a Hugging Face directory.
 #include <algorithm>
@@ -19,7 +21,7 @@
 #include "checkpoint/hf_writer.h"
 #include "core/error.h"
 #include "data/batch_plan.h"
-#include "data/token_jsonl.h"
+#include "data/examples.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "model/transformer.h"
 #include "parallel/job_errors.h"
@@ -35,6 +37,9 @@ namespace po = boost::program_options;
 
 struct SftOptions {
   std::string model, train, output;
+  std::string prompt_template = "chat", overlong = "drop";
+  std::int64_t max_prompt_tokens = 0, max_response_tokens = 0;
+  bool skip_bad_lines = false;
   int tp = 1, pp = 1;
   std::string pp_layers;
   std::int64_t global_batch = 8, micro_batch = 1, epochs = 1, max_steps = 0;
@@ -59,7 +64,12 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("help,h", "print this help")
       ("model", po::value(&o.model)->required(), "Hugging Face model directory to start from")
       ("train", po::value(&o.train)->required(),
-       "JSONL of {\"prompt\": [ids], \"response\": [ids]} (or {\"tokens\": [...], \"mask_from\": k})")
+       "JSONL: {\"prompt\", \"response\"} text or token ids, chat messages or NeMo conversations")
+      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), "prompt template for text: chat or plain")
+      ("max-prompt-tokens", po::value(&o.max_prompt_tokens)->default_value(0), "longest prompt (0: no limit)")
+      ("max-response-tokens", po::value(&o.max_response_tokens)->default_value(0), "longest response (0: no limit)")
+      ("overlong", po::value(&o.overlong)->default_value(o.overlong), "longer samples: drop or truncate")
+      ("skip-bad-lines", po::bool_switch(&o.skip_bad_lines), "count and skip malformed lines")
       ("output", po::value(&o.output)->required(),
        "directory for the trained weights (config.json + model.safetensors)")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
@@ -131,17 +141,31 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   // ---- everything that can be wrong with the input, before any work -------------------------
   std::optional<ModelShard> shard;
   std::optional<data::BatchPlan> plan;
-  std::vector<data::TokenRecord> records;
+  data::LoadedExamples data;
   train::LrSchedule schedule;
   std::int64_t total_steps = 0;
   DType save_dtype = DType::F32;
   parallel::run_collectively(world, [&] {
     shard = plan_model_shard(o.model, grid, o.pp_layers);
     save_dtype = parse_save_dtype(o.save_dtype);
-    records = data::read_token_jsonl(o.train);
-    data::validate_token_records(records, o.train, shard->config.vocab_size,
-                                 shard->config.max_sequence_length());
-    plan.emplace(static_cast<std::int64_t>(records.size()), o.global_batch, o.micro_batch,
+    std::unique_ptr<data::Tokenizer> tokenizer;
+    try {
+      tokenizer = data::Tokenizer::load(o.model);
+      std::optional<std::int32_t> bos, eos;
+      if (shard->config.bos_token_id) bos = static_cast<std::int32_t>(*shard->config.bos_token_id);
+      if (!shard->config.eos_token_ids.empty()) eos = static_cast<std::int32_t>(shard->config.eos_token_ids.front());
+      tokenizer->set_special_ids(bos, eos);
+    } catch (const Error&) {
+      tokenizer.reset();  // token-id data needs none; text data says so
+    }
+    require(o.overlong == "drop" || o.overlong == "truncate", "spin sft: --overlong \"", o.overlong,
+            "\" is not drop or truncate");
+    const data::LengthLimits limits{o.max_prompt_tokens, o.max_response_tokens,
+                                    shard->config.max_sequence_length(),
+                                    o.overlong == "drop" ? data::Overlong::Drop : data::Overlong::Truncate};
+    data = data::load_examples(o.train, tokenizer.get(), data::parse_prompt_template(o.prompt_template),
+                               limits, shard->config.vocab_size, o.skip_bad_lines);
+    plan.emplace(static_cast<std::int64_t>(data.examples.size()), o.global_batch, o.micro_batch,
                  grid.dp_size(), o.seed, !o.no_shuffle);
     total_steps = o.epochs * plan->batches_per_epoch();
     if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
@@ -176,9 +200,10 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer);
 
   if (root) {
-    std::printf("spin sft: %zu samples (%lld dropped per epoch), %lld steps of %lld sequences "
+    std::printf("spin sft: %s\n", data.report.summary(o.train).c_str());
+    std::printf("spin sft: %zu samples (%lld left out of each epoch's batches), %lld steps of %lld sequences "
                 "(%lld micro-batches of %lld per data-parallel rank); layout tp %d x pp %d x dp %d%s\n",
-                records.size(), static_cast<long long>(plan->dropped_per_epoch()),
+                data.examples.size(), static_cast<long long>(plan->dropped_per_epoch()),
                 static_cast<long long>(total_steps), static_cast<long long>(o.global_batch),
                 static_cast<long long>(plan->micro_batches_per_step()),
                 static_cast<long long>(o.micro_batch), grid.tp_size(), grid.pp_size(),
@@ -191,16 +216,18 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     const std::int64_t index = step % plan->batches_per_epoch();
     std::int64_t response_tokens = 0, tokens = 0;
     for (std::int64_t i : plan->global_batch(epoch, index)) {
-      const data::TokenRecord& r = records[static_cast<std::size_t>(i)];
-      response_tokens += static_cast<std::int64_t>(r.tokens.size()) - r.mask_from;
-      tokens += static_cast<std::int64_t>(r.tokens.size());
+      const data::Example& e = data.examples[static_cast<std::size_t>(i)];
+      response_tokens += static_cast<std::int64_t>(e.response.size());
+      tokens += static_cast<std::int64_t>(e.prompt.size() + e.response.size());
     }
     std::vector<model::TokenBatch> micro_batches;
     for (const auto& ids : plan->micro_batches(epoch, index, grid.dp_rank())) {
       std::vector<model::Sequence> seqs;
       for (std::int64_t i : ids) {
-        const data::TokenRecord& r = records[static_cast<std::size_t>(i)];
-        seqs.push_back({r.tokens, r.mask_from});
+        const data::Example& e = data.examples[static_cast<std::size_t>(i)];
+        std::vector<std::int32_t> tokens_of = e.prompt;
+        tokens_of.insert(tokens_of.end(), e.response.begin(), e.response.end());
+        seqs.push_back({tokens_of, static_cast<std::int64_t>(e.prompt.size())});
       }
       micro_batches.push_back(model::TokenBatch::pack(seqs));
     }

@@ -1,0 +1,151 @@
+// spin eval: how well a model answers a data set -- the share of prompts whose greedy response
+// is exactly the ground truth (token for token, EOS included), and the mean negative
+// log-likelihood per ground-truth response token.
+//   mpirun -np N spin eval --model DIR --data test.jsonl [--template plain] [--tp T --pp P]
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <fstream>
+#include <optional>
+
+#include "app/commands.h"
+#include "app/model_setup.h"
+#include "app/options.h"
+#include "checkpoint/hf_reader.h"
+#include "core/error.h"
+#include "data/examples.h"
+#include "generate/generator.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "parallel/job_errors.h"
+#include "train/pipeline_scorer.h"
+
+namespace spin::app {
+
+namespace {
+
+namespace po = boost::program_options;
+
+struct EvalOptions {
+  std::string model, data, output, prompt_template = "chat", pp_layers;
+  int tp = 1, pp = 1;
+  std::int64_t batch_size = 32, max_new_tokens = 0;
+};
+
+std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
+  EvalOptions o;
+  po::options_description desc("spin eval options");
+  desc.add_options()
+      ("help,h", "print this help")
+      ("model", po::value(&o.model)->required(), "Hugging Face model directory (with its tokenizer for text data)")
+      ("data", po::value(&o.data)->required(), "JSONL with prompts and ground-truth responses (any spin data shape)")
+      ("output", po::value(&o.output)->default_value(""), "also write the figures as one JSON line to this file")
+      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), "prompt template: chat or plain")
+      ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
+      ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
+      ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage")
+      ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "prompts per batch on each replica")
+      ("max-new-tokens", po::value(&o.max_new_tokens)->default_value(0),
+       "longest greedy response (0: the longest ground-truth response)");
+  if (!parse_options_or_help(desc, argc, argv, "spin eval", "spin eval --model DIR --data DATA [options]", print)) {
+    return std::nullopt;
+  }
+  require(o.batch_size >= 1, "spin eval: --batch-size must be at least 1");
+  return o;
+}
+
+}  // namespace
+
+int run_eval(int argc, char** argv, parallel::Communicator& world) {
+  std::optional<EvalOptions> options;
+  parallel::Layout layout;
+  parallel::run_collectively(world, [&] {
+    options = parse_options(argc, argv, world.rank() == 0);
+    if (options) layout = parallel::resolve_layout(world.size(), {options->tp, options->pp, 0});
+  });
+  if (!options) return 0;
+  const EvalOptions& o = *options;
+  const parallel::ProcessGrid grid(world, layout);
+
+  std::optional<ModelShard> shard;
+  data::LoadedExamples data;
+  generate::GenerationParams greedy;
+  parallel::run_collectively(world, [&] {
+    shard = plan_model_shard(o.model, grid, o.pp_layers);
+    const model::ModelConfig& mc = shard->config;
+    std::unique_ptr<data::Tokenizer> tokenizer;
+    try {
+      tokenizer = data::Tokenizer::load(o.model);
+      std::optional<std::int32_t> bos, eos;
+      if (mc.bos_token_id) bos = static_cast<std::int32_t>(*mc.bos_token_id);
+      if (!mc.eos_token_ids.empty()) eos = static_cast<std::int32_t>(mc.eos_token_ids.front());
+      tokenizer->set_special_ids(bos, eos);
+    } catch (const Error&) {
+      tokenizer.reset();
+    }
+    data = data::load_examples(o.data, tokenizer.get(), data::parse_prompt_template(o.prompt_template),
+                               {0, 0, mc.max_sequence_length(), data::Overlong::Drop}, mc.vocab_size);
+    std::int64_t longest = 0;
+    for (const auto& e : data.examples) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(e.response.size()));
+    greedy.sampling.greedy = true;
+    greedy.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : longest;
+    for (std::int64_t id : mc.eos_token_ids) greedy.eos_ids.push_back(static_cast<std::int32_t>(id));
+    greedy.validate(mc.vocab_size);
+    for (const auto& e : data.examples) {
+      require(static_cast<std::int64_t>(e.prompt.size()) + greedy.max_new_tokens <= mc.max_sequence_length(),
+              o.data, ":", e.line, ": the prompt leaves no room for ", greedy.max_new_tokens, " new tokens");
+    }
+  });
+  model::ModelWeights weights(shard->config, shard->dims, shard->stage);
+  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
+  const kernels::CpuKernels cpu;
+  const model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(), cpu);
+  generate::Generator generator(grid, transformer, weights);
+
+  // This replica's examples, in batches: greedy answers and ground-truth scores.
+  double exact = 0.0, nll = 0.0, tokens = 0.0, count = 0.0;
+  std::vector<std::size_t> mine;
+  for (std::size_t i = static_cast<std::size_t>(grid.dp_rank()); i < data.examples.size(); i += static_cast<std::size_t>(grid.dp_size())) {
+    mine.push_back(i);
+  }
+  for (std::size_t b = 0; b < mine.size(); b += static_cast<std::size_t>(o.batch_size)) {
+    const std::size_t e = std::min(mine.size(), b + static_cast<std::size_t>(o.batch_size));
+    std::vector<std::vector<std::int32_t>> prompts;
+    std::vector<model::Sequence> truth;
+    for (std::size_t i = b; i < e; ++i) {
+      const data::Example& ex = data.examples[mine[i]];
+      prompts.push_back(ex.prompt);
+      std::vector<std::int32_t> seq = ex.prompt;
+      seq.insert(seq.end(), ex.response.begin(), ex.response.end());
+      truth.push_back({seq, static_cast<std::int64_t>(ex.prompt.size())});
+      tokens += static_cast<double>(ex.response.size());
+    }
+    const auto answers = generator.generate(prompts, std::vector<std::uint64_t>(prompts.size(), 0), greedy);
+    for (std::size_t i = 0; i < answers.size(); ++i) {
+      exact += answers[i].tokens == data.examples[mine[b + i]].response ? 1.0 : 0.0;
+      count += 1.0;
+    }
+    const auto sums = train::score_pipelined(grid, transformer, weights, {model::TokenBatch::pack(truth)});
+    if (transformer.stage().last) {
+      for (float s : sums[0]) nll -= s;
+    }
+  }
+  // Generation results are on every rank of a replica, scores on its last stage.
+  std::vector<double> totals = {exact, count, nll, tokens};
+  if (!transformer.stage().last) std::fill(totals.begin(), totals.end(), 0.0);
+  grid.pp().all_reduce(totals.data(), totals.size());
+  grid.dp().all_reduce(totals.data(), totals.size());
+  if (world.rank() == 0) {
+    const double em = totals[0] / std::max(totals[1], 1.0);
+    const double mean_nll = totals[2] / std::max(totals[3], 1.0);
+    std::printf("spin eval: %s: %.0f examples | exact match %.4f | nll per response token %.4f\n",
+                o.data.c_str(), totals[1], em, mean_nll);
+    if (!o.output.empty()) {
+      std::ofstream out(o.output);
+      out << "{\"examples\": " << totals[1] << ", \"exact_match\": " << em << ", \"nll\": " << mean_nll << "}\n";
+      require(out.good(), o.output, ": write failed");
+    }
+  }
+  return 0;
+}
+
+}  // namespace spin::app
