@@ -3,7 +3,7 @@
 # installs the Debian packages it needs (only those missing), builds (Release) into build/,
 # then runs either the main job or the whole test suite. Run as root or with sudo available.
 #
-#   jobs/local/setup.sh run     # the main job: spin score on the bundled tiny model, 2 ranks
+#   jobs/local/setup.sh run     # the main job: the SPIN demo (jobs/demo/run_demo.sh, ~2 minutes)
 #   jobs/local/setup.sh test    # the whole test suite (unit, MPI, end-to-end)
 #
 # Environment: SPIN_WERROR=ON turns warnings into errors (CI does this); BUILD_DIR (build).
@@ -56,11 +56,7 @@ cmake --build "$build" --parallel
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 if [[ "$mode" == run ]]; then
-  # One thread per rank: two ranks on two cores.
-  OPENBLAS_NUM_THREADS=1 mpirun -np 2 --oversubscribe "$build/src/app/spin" score \
-      --model "$build/models/tiny-llama" --tp 2 \
-      --input tests/data/tiny_score.jsonl --output "$build/tiny_score.out.jsonl"
-  head -n 2 "$build/tiny_score.out.jsonl" | cut -c1-160
+  jobs/demo/run_demo.sh "$build"
 else
   ctest --test-dir "$build" --output-on-failure --parallel 2
 fi

@@ -72,16 +72,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     shard = plan_model_shard(o.model, grid, o.pp_layers);
     const model::ModelConfig& mc = shard->config;
-    std::unique_ptr<data::Tokenizer> tokenizer;
-    try {
-      tokenizer = data::Tokenizer::load(o.model);
-      std::optional<std::int32_t> bos, eos;
-      if (mc.bos_token_id) bos = static_cast<std::int32_t>(*mc.bos_token_id);
-      if (!mc.eos_token_ids.empty()) eos = static_cast<std::int32_t>(mc.eos_token_ids.front());
-      tokenizer->set_special_ids(bos, eos);
-    } catch (const Error&) {
-      tokenizer.reset();
-    }
+    const auto tokenizer = load_tokenizer(o.model, mc);
     data = data::load_examples(o.data, tokenizer.get(), data::parse_prompt_template(o.prompt_template),
                                {0, 0, mc.max_sequence_length(), data::Overlong::Drop}, mc.vocab_size);
     std::int64_t longest = 0;

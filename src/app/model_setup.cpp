@@ -1,5 +1,6 @@
 #include "app/model_setup.h"
 
+#include <filesystem>
 #include <sstream>
 
 #include "core/error.h"
@@ -22,6 +23,29 @@ std::vector<std::int64_t> parse_int_list(const std::string& text, const char* op
             "\" is not a comma-separated list of integers");
   }
   return out;
+}
+
+std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
+                                                const model::ModelConfig& config) {
+  const std::filesystem::path dir(model_dir);
+  if (!std::filesystem::exists(dir / "tokenizer.model") &&
+      !std::filesystem::exists(dir / "byte_tokenizer.json")) {
+    return nullptr;
+  }
+  auto tokenizer = data::Tokenizer::load(model_dir);
+  std::optional<std::int32_t> bos, eos;
+  if (config.bos_token_id) bos = static_cast<std::int32_t>(*config.bos_token_id);
+  if (!config.eos_token_ids.empty()) eos = static_cast<std::int32_t>(config.eos_token_ids.front());
+  tokenizer->set_special_ids(bos, eos);
+  return tokenizer;
+}
+
+void copy_tokenizer_files(const std::string& from, const std::string& to) {
+  namespace fs = std::filesystem;
+  for (const char* f : {"tokenizer.model", "byte_tokenizer.json", "tokenizer_config.json"}) {
+    const fs::path source = fs::path(from) / f;
+    if (fs::exists(source)) fs::copy_file(source, fs::path(to) / f, fs::copy_options::overwrite_existing);
+  }
 }
 
 ModelShard plan_model_shard(const std::string& model_dir, const parallel::ProcessGrid& grid,

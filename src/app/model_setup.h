@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "data/tokenizer.h"
 #include "model/config.h"
 #include "model/stage.h"
 #include "model/tp_dims.h"
@@ -23,6 +25,14 @@ struct ModelShard {
 // `pp_layers`: the --pp-layers text ("3,5"; empty for an even split).
 ModelShard plan_model_shard(const std::string& model_dir, const parallel::ProcessGrid& grid,
                             const std::string& pp_layers = "");
+
+// The model directory's tokenizer with BOS/EOS from config.json, or null when the directory
+// has none (token-id data needs none; text data then fails with a message saying so).
+std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
+                                                const model::ModelConfig& config);
+
+// Copies the tokenizer files of `from` (if any) into the model directory `to`.
+void copy_tokenizer_files(const std::string& from, const std::string& to);
 
 // "3,5" -> {3, 5}; "" -> {}. Errors name `option`.
 std::vector<std::int64_t> parse_int_list(const std::string& text, const char* option);

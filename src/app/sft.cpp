@@ -148,16 +148,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     shard = plan_model_shard(o.model, grid, o.pp_layers);
     save_dtype = parse_save_dtype(o.save_dtype);
-    std::unique_ptr<data::Tokenizer> tokenizer;
-    try {
-      tokenizer = data::Tokenizer::load(o.model);
-      std::optional<std::int32_t> bos, eos;
-      if (shard->config.bos_token_id) bos = static_cast<std::int32_t>(*shard->config.bos_token_id);
-      if (!shard->config.eos_token_ids.empty()) eos = static_cast<std::int32_t>(shard->config.eos_token_ids.front());
-      tokenizer->set_special_ids(bos, eos);
-    } catch (const Error&) {
-      tokenizer.reset();  // token-id data needs none; text data says so
-    }
+    const auto tokenizer = load_tokenizer(o.model, shard->config);
     require(o.overlong == "drop" || o.overlong == "truncate", "spin sft: --overlong \"", o.overlong,
             "\" is not drop or truncate");
     const data::LengthLimits limits{o.max_prompt_tokens, o.max_response_tokens,
@@ -249,6 +240,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   if (grid.dp_rank() == 0) {
     ckpt::save_hf_model(o.output, config.json_text, weights.sharded_state_dict(), grid.mp(), save_dtype);
   }
+  if (root) copy_tokenizer_files(o.model, o.output);
   world.barrier();
   if (root) std::printf("spin sft: wrote %s\n", o.output.c_str());
   return 0;

@@ -59,13 +59,13 @@ DType parse_dtype_name(const std::string& name) {
 std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t epoch,
                          std::int64_t step, std::int64_t consumed, const train::SpinMetrics& s,
                          const train::SpinStepMetrics* m) {
-  char buf[1024];
+  char buf[2048];  // full double precision: exact values (log 2, zero rewards) stay exact
   int n = std::snprintf(buf, sizeof buf,
                         "{\"kind\": \"%s\", \"iteration\": %lld, \"epoch\": %lld, \"step\": %lld, "
-                        "\"consumed_samples\": %lld, \"loss\": %.9g, \"rewards_actual\": %.9g, "
-                        "\"rewards_generated\": %.9g, \"margin\": %.9g, \"accuracy\": %.9g, "
-                        "\"generated_length_mean\": %.9g, \"generated_length_max\": %.9g, "
-                        "\"length_capped\": %.9g",
+                        "\"consumed_samples\": %lld, \"loss\": %.17g, \"rewards_actual\": %.17g, "
+                        "\"rewards_generated\": %.17g, \"margin\": %.17g, \"accuracy\": %.17g, "
+                        "\"generated_length_mean\": %.17g, \"generated_length_max\": %.17g, "
+                        "\"length_capped\": %.17g",
                         kind, static_cast<long long>(iteration + 1), static_cast<long long>(epoch + 1),
                         static_cast<long long>(step), static_cast<long long>(consumed), s.loss,
                         s.rewards_actual, s.rewards_generated, s.margin, s.accuracy,
@@ -73,13 +73,13 @@ std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t 
   std::string out(buf, static_cast<std::size_t>(n));
   if (m) {
     n = std::snprintf(buf, sizeof buf,
-                      ", \"lr\": %.9g, \"grad_norm\": %.9g, \"applied\": %s, \"tokens_per_second\": %.9g, "
+                      ", \"lr\": %.17g, \"grad_norm\": %.17g, \"applied\": %s, \"tokens_per_second\": %.17g, "
                       "\"seconds_generation\": %.6g, \"seconds_reference\": %.6g, \"seconds_training\": %.6g",
                       m->lr, m->grad_norm, m->applied ? "true" : "false", m->tokens_per_second,
                       m->seconds_generation, m->seconds_reference, m->seconds_training);
     out.append(buf, static_cast<std::size_t>(n));
   } else {
-    n = std::snprintf(buf, sizeof buf, ", \"sft_nll\": %.9g", s.sft_nll);
+    n = std::snprintf(buf, sizeof buf, ", \"sft_nll\": %.17g", s.sft_nll);
     out.append(buf, static_cast<std::size_t>(n));
   }
   return out + "}\n";
@@ -90,12 +90,7 @@ std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t 
 void save_policy(const std::string& dir, const TrainConfig& c, const model::ModelConfig& config,
                  const model::ModelWeights& policy, const parallel::ProcessGrid& grid, DType dtype) {
   if (grid.dp_rank() == 0) ckpt::save_hf_model(dir, config.json_text, policy.sharded_state_dict(), grid.mp(), dtype);
-  if (grid.world_rank() == 0) {
-    for (const char* f : {"tokenizer.model", "byte_tokenizer.json", "tokenizer_config.json"}) {
-      const fs::path from = fs::path(c.model_path) / f;
-      if (fs::exists(from)) fs::copy_file(from, fs::path(dir) / f, fs::copy_options::overwrite_existing);
-    }
-  }
+  if (grid.world_rank() == 0) copy_tokenizer_files(c.model_path, dir);
   grid.world().barrier();
 }
 
@@ -126,15 +121,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     shard = plan_model_shard(c.model_path, grid, c.pp_layers);
     const model::ModelConfig& mc = shard->config;
     save_dtype = parse_dtype_name(c.save_dtype);
-    try {
-      tokenizer = data::Tokenizer::load(c.model_path);
-      std::optional<std::int32_t> bos, eos;
-      if (mc.bos_token_id) bos = static_cast<std::int32_t>(*mc.bos_token_id);
-      if (!mc.eos_token_ids.empty()) eos = static_cast<std::int32_t>(mc.eos_token_ids.front());
-      tokenizer->set_special_ids(bos, eos);
-    } catch (const Error&) {
-      tokenizer.reset();  // pre-tokenized data needs none; text data reports it
-    }
+    tokenizer = load_tokenizer(c.model_path, mc);
     // Every sample must leave room for a generated response of max_new_tokens.
     data::LengthLimits limits;
     limits.max_prompt = c.max_prompt_tokens > 0 ? c.max_prompt_tokens : mc.max_sequence_length() - c.max_new_tokens;
@@ -248,9 +235,9 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                 v.rewards_generated, v.margin, v.accuracy, v.sft_nll, v.generated_length_mean);
     for (std::size_t i = 0; i < shown.size() && tokenizer; ++i) {
       std::printf("  [%zu] %s -> %s (truth: %s)\n", i,
-                  tokenizer->decode(validation_data.examples[i].prompt).c_str(),
-                  tokenizer->decode(shown[i].tokens).c_str(),
-                  tokenizer->decode(validation_data.examples[i].response).c_str());
+                  data::printable(tokenizer->decode(validation_data.examples[i].prompt)).c_str(),
+                  data::printable(tokenizer->decode(shown[i].tokens)).c_str(),
+                  data::printable(tokenizer->decode(validation_data.examples[i].response)).c_str());
     }
     std::fputs(metrics_json("validation", iteration, epoch, step, consumed, v, nullptr).c_str(), metrics);
     std::fflush(metrics);
@@ -269,7 +256,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
           const train::SpinMetrics& s = m.spin;
           std::printf("iter %lld epoch %lld step %lld/%lld | loss %.4f | rewards real %.4f gen %.4f margin %.4f "
                       "| accuracy %.3f | gen len %.1f (max %.0f, %.0f%% capped) | lr %.3e | grad norm %.4f | "
-                      "%.0f tok/s | gen %.1fs ref %.1fs train %.1fs%s\n",
+                      "%.0f tok/s | gen %.2fs ref %.2fs train %.2fs%s\n",
                       static_cast<long long>(iteration + 1), static_cast<long long>(epoch + 1),
                       static_cast<long long>(step), static_cast<long long>(total_steps), s.loss,
                       s.rewards_actual, s.rewards_generated, s.margin, s.accuracy,

@@ -2,6 +2,7 @@
 
 #include <sentencepiece_processor.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -46,6 +47,37 @@ class SentencePieceTokenizer final : public Tokenizer {
 };
 
 }  // namespace
+
+std::string printable(std::string_view text) {
+  std::string out;
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  for (std::size_t i = 0; i < text.size();) {
+    const unsigned char c = byte(i);
+    // Length of the UTF-8 sequence starting here, 0 if it is not a valid one.
+    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (len > 1 && i + len <= text.size()) {
+      for (std::size_t k = 1; k < len; ++k) {
+        if ((byte(i + k) & 0xc0) != 0x80) len = 0;
+      }
+    } else if (len > 1) {
+      len = 0;
+    }
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (len == 0 || (len == 1 && (c < 0x20 || c == 0x7f))) {
+      char buf[5];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+      len = 1;
+    } else {
+      out.append(text.substr(i, len));
+    }
+    i += len == 0 ? 1 : len;
+  }
+  return out;
+}
 
 ByteTokenizer::ByteTokenizer(std::int32_t offset, std::int32_t bos, std::int32_t eos)
     : offset_(offset) {

@@ -14,6 +14,10 @@
 
 namespace spin::data {
 
+// `text` made safe to print on one line: valid UTF-8 passes through, control characters and
+// bytes that are not valid UTF-8 (a byte-level model may produce any) become \n, \t, \xNN.
+std::string printable(std::string_view text);
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;

@@ -66,6 +66,8 @@ def main():
     p.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--byte-tokenizer", action="store_true",
+                   help="write spin's byte_tokenizer.json (ids = bytes + 3; BOS 1, EOS 2); needs --vocab 259")
     a = p.parse_args()
 
     rng = random.Random(a.seed)
@@ -117,6 +119,13 @@ def main():
     with open(os.path.join(a.out_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
         f.write("\n")
+
+    if a.byte_tokenizer:
+        if a.vocab != 259:
+            p.error("--byte-tokenizer needs --vocab 259")
+        with open(os.path.join(a.out_dir, "byte_tokenizer.json"), "w") as f:
+            json.dump({"type": "byte", "offset": 3, "bos_id": 1, "eos_id": 2}, f, indent=2)
+            f.write("\n")
 
     dtype = a.dtype.upper()
     for stale in os.listdir(a.out_dir):

@@ -17,7 +17,7 @@ def run(mpiexec, cmd, ranks):
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OPENBLAS_NUM_THREADS="1")
     try:
-        return subprocess.run(full, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+        return subprocess.run(full, capture_output=True, text=True, errors="replace", timeout=TIMEOUT, env=env)
     except subprocess.TimeoutExpired:
         sys.exit("FAIL: timed out after %d s (a hang): %s" % (TIMEOUT, " ".join(full)))
 

@@ -38,6 +38,13 @@ TEST(ByteTokenizer, LoadsFromAModelDirectory) {
   EXPECT_THROW(Tokenizer::load(dir.string()), Error);
 }
 
+TEST(Printable, EscapesControlCharactersAndInvalidUtf8) {
+  EXPECT_EQ(printable("wörld ✓"), "wörld ✓");
+  EXPECT_EQ(printable("a\nb\tc\x01"), "a\\nb\\tc\\x01");
+  EXPECT_EQ(printable("x\xc3"), "x\\xc3") << "a cut two-byte sequence";
+  EXPECT_EQ(printable("\xff\xe2\x9c"), "\\xff\\xe2\\x9c");
+}
+
 // Known ids: the committed tokenizer.model (BPE, 400 pieces, trained by Debian's spm_train on
 // a synthetic corpus) encoded by the sentencepiece Python package 0.2.3, independently of spin.
 TEST(SentencePieceTokenizer, MatchesThePythonPackagesIds) {

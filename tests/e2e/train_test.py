@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""End-to-end checks of `spin train`, one case per CTest test:
+
+  layouts     the same SPIN run (text data, byte tokenizer) on 1 rank and on TP 2 x PP 2 writes
+              the same metrics and the same final weights; the first step of each iteration has
+              loss log 2 and zero rewards; --spin.ref_logprobs sampler runs
+  config      unknown keys, values of the wrong type, a lambda list shorter than the iterations,
+              a missing required key, bad data: one error line naming the key or file:line
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from e2e_common import expect_error, read_safetensors, run_ok
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..")
+
+
+def setup(tmp):
+    """A tiny byte-level model and a small text task."""
+    subprocess.run([sys.executable, os.path.join(ROOT, "jobs", "demo", "make_task.py"), os.path.join(tmp, "data"),
+                    "--train", "48", "--validation", "8", "--test", "4"], check=True, capture_output=True)
+    subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), os.path.join(tmp, "model"),
+                    "--vocab", "259", "--hidden", "32", "--intermediate", "64", "--layers", "2", "--heads", "4",
+                    "--kv-heads", "2", "--max-positions", "48", "--byte-tokenizer"], check=True, capture_output=True)
+    config = os.path.join(tmp, "spin.ini")
+    with open(config, "w") as f:
+        f.write("""[model]
+path = %(tmp)s/model
+[data]
+train = %(tmp)s/data/train.jsonl
+validation = %(tmp)s/data/validation.jsonl
+template = plain
+[spin]
+kl_penalty = 1.0, 2.0
+iterations = 2
+global_batch_size = 8
+micro_batch_size = 2
+rollout_batch_size = 3
+[optim]
+lr = 3e-3
+[sampling]
+max_new_tokens = 10
+top_p = 0.95
+[checkpoint]
+save_dir = %(tmp)s/out
+""" % {"tmp": tmp})
+    return config
+
+
+def metrics(path):
+    return [json.loads(l) for l in open(path)]
+
+
+def case_layouts(args, tmp):
+    config = setup(tmp)
+    out1, out4 = os.path.join(tmp, "one"), os.path.join(tmp, "four")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out1], 1)
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out4,
+                          "--parallel.tp", "2", "--parallel.pp", "2"], 4)
+    a, b = metrics(os.path.join(out1, "metrics.jsonl")), metrics(os.path.join(out4, "metrics.jsonl"))
+    assert len(a) == len(b) == 14, (len(a), len(b))  # 2 x 6 steps + 2 validations
+    for x, y in zip(a, b):
+        for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "generated_length_mean"]:
+            assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
+    firsts = [m for m in a if m["kind"] == "train" and m["step"] in (1, 7)]
+    assert len(firsts) == 2
+    for m in firsts:
+        assert m["rewards_actual"] == 0.0 and m["rewards_generated"] == 0.0, m
+        assert abs(m["loss"] - math.log(2)) < 1e-12, m
+    wa = read_safetensors(os.path.join(out1, "iteration_2", "model.safetensors"))
+    wb = read_safetensors(os.path.join(out4, "iteration_2", "model.safetensors"))
+    for name in wa:
+        num = sum((p - q) ** 2 for p, q in zip(wa[name], wb[name]))
+        den = sum(q * q for q in wa[name])
+        assert math.sqrt(num / den) < 1e-5, name
+    assert os.path.exists(os.path.join(out4, "iteration_2", "byte_tokenizer.json"))
+    assert "[spin]" in open(os.path.join(out4, "config.ini")).read()
+    print("1 rank and TP 2 x PP 2: %d metric lines and %d tensors agree" % (len(a), len(wa)))
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", os.path.join(tmp, "sampler"),
+                          "--spin.ref_logprobs", "sampler", "--spin.iterations", "1"], 2)
+    first = metrics(os.path.join(tmp, "sampler", "metrics.jsonl"))[0]
+    assert abs(first["rewards_generated"]) < 1e-4, first
+    print("sampler reference log-probabilities: first-step generated reward %.2g" % first["rewards_generated"])
+
+
+def case_config(args, tmp):
+    config = setup(tmp)
+    out = os.path.join(tmp, "out")
+
+    def with_line(section, line):
+        path = os.path.join(tmp, "edited.ini")
+        text = open(config).read().replace("[%s]\n" % section, "[%s]\n%s\n" % (section, line))
+        open(path, "w").write(text)
+        return path
+
+    e = lambda name, extra, pattern, cfg=config: expect_error(
+        args.mpiexec, name, [args.spin, "train", "--config", cfg] + extra, pattern, 2, os.path.join(out, "metrics.jsonl"))
+    e("unknown-key", [], r"edited\.ini: unrecognised option 'spin\.kl_penalti'", with_line("spin", "kl_penalti = 3"))
+    e("wrong-type", [], r"edited\.ini: the argument \('two'\) for option 'spin\.epochs' is invalid", with_line("spin", "epochs = two"))
+    e("wrong-type-override", ["--optim.lr", "fast"], r"the argument \('fast'\) for option '--optim\.lr' is invalid")
+    e("unknown-override", ["--spin.itterations", "3"], r"unrecognised option '--spin\.itterations'")
+    e("short-lambda-list", ["--spin.iterations", "3"], r"kl_penalty lists 2 values for 3 iterations")
+    e("missing-config", [], r"nowhere\.ini: cannot open the configuration file", os.path.join(tmp, "nowhere.ini"))
+    bad = os.path.join(tmp, "bad.jsonl")
+    open(bad, "w").write('{"prompt": "add 1+1=", "response": "2"}\n{"prompt": "x", "response": ""}\n')
+    e("empty-response", ["--data.train", bad], r"bad\.jsonl:2: the response is empty")
+    e("bad-template", ["--data.template", "zephyr"], r"unknown prompt template \"zephyr\"")
+    e("prompt-room", ["--sampling.max_new_tokens", "48"], r"leaves no room for a prompt")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("case", choices=["layouts", "config"])
+    p.add_argument("--spin", required=True)
+    p.add_argument("--mpiexec", required=True)
+    p.add_argument("--models", required=True)
+    args = p.parse_args()
+    tmp = tempfile.mkdtemp(prefix="spin_train_")
+    try:
+        {"layouts": case_layouts, "config": case_config}[args.case](args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
