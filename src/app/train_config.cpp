@@ -87,13 +87,14 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("data.seed", &c.data_seed, "data order seed");
   t.add("data.shuffle", &c.shuffle, "shuffle every epoch");
   t.add("spin.kl_penalty", &c.kl_penalty, "lambda: one value, or a comma list with one per iteration");
-  t.add("spin.iterations", &c.iterations, "self-play iterations (the reference becomes the policy after each)");
-  t.add("spin.epochs", &c.epochs, "epochs per iteration");
+  t.add("spin.max_iterations", &c.iterations, "self-play iterations (the reference becomes the policy after each)");
+  t.add("spin.max_epochs", &c.epochs, "epochs per iteration");
   t.add("spin.max_steps", &c.max_steps, "stop after this many steps in all (0: no cap)");
   t.add("spin.global_batch_size", &c.global_batch_size, "prompts per optimizer step, over all data-parallel ranks");
   t.add("spin.micro_batch_size", &c.micro_batch_size, "prompts (real + generated pairs) per micro-batch");
   t.add("spin.rollout_batch_size", &c.rollout_batch_size, "prompts generated together on each data-parallel replica");
   t.add("spin.ref_logprobs", &c.ref_logprobs, "reference log-probabilities: forward (recomputed) or sampler (from generation)");
+  t.add("spin.ref_offload", &c.ref_offload, "keep the reference weights in host memory on GPU runs (no effect on the CPU path)");
   t.add("spin.validation_interval", &c.validation_interval, "steps between validations (0: at the end of each iteration)");
   t.add("spin.validation_examples", &c.validation_examples, "greedy validation generations printed as text");
   t.add("optim.lr", &c.lr, "peak learning rate");

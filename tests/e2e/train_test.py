@@ -39,7 +39,7 @@ validation = %(tmp)s/data/validation.jsonl
 template = plain
 [spin]
 kl_penalty = 1.0, 2.0
-iterations = 2
+max_iterations = 2
 global_batch_size = 8
 micro_batch_size = 2
 rollout_batch_size = 3
@@ -84,7 +84,7 @@ def case_layouts(args, tmp):
     assert "[spin]" in open(os.path.join(out4, "config.ini")).read()
     print("1 rank and TP 2 x PP 2: %d metric lines and %d tensors agree" % (len(a), len(wa)))
     run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", os.path.join(tmp, "sampler"),
-                          "--spin.ref_logprobs", "sampler", "--spin.iterations", "1"], 2)
+                          "--spin.ref_logprobs", "sampler", "--spin.max_iterations", "1"], 2)
     first = metrics(os.path.join(tmp, "sampler", "metrics.jsonl"))[0]
     assert abs(first["rewards_generated"]) < 1e-4, first
     print("sampler reference log-probabilities: first-step generated reward %.2g" % first["rewards_generated"])
@@ -103,10 +103,10 @@ def case_config(args, tmp):
     e = lambda name, extra, pattern, cfg=config: expect_error(
         args.mpiexec, name, [args.spin, "train", "--config", cfg] + extra, pattern, 2, os.path.join(out, "metrics.jsonl"))
     e("unknown-key", [], r"edited\.ini: unrecognised option 'spin\.kl_penalti'", with_line("spin", "kl_penalti = 3"))
-    e("wrong-type", [], r"edited\.ini: the argument \('two'\) for option 'spin\.epochs' is invalid", with_line("spin", "epochs = two"))
+    e("wrong-type", [], r"edited\.ini: the argument \('two'\) for option 'spin\.max_epochs' is invalid", with_line("spin", "max_epochs = two"))
     e("wrong-type-override", ["--optim.lr", "fast"], r"the argument \('fast'\) for option '--optim\.lr' is invalid")
     e("unknown-override", ["--spin.itterations", "3"], r"unrecognised option '--spin\.itterations'")
-    e("short-lambda-list", ["--spin.iterations", "3"], r"kl_penalty lists 2 values for 3 iterations")
+    e("short-lambda-list", ["--spin.max_iterations", "3"], r"kl_penalty lists 2 values for 3 iterations")
     e("missing-config", [], r"nowhere\.ini: cannot open the configuration file", os.path.join(tmp, "nowhere.ini"))
     bad = os.path.join(tmp, "bad.jsonl")
     open(bad, "w").write('{"prompt": "add 1+1=", "response": "2"}\n{"prompt": "x", "response": ""}\n')
