@@ -56,14 +56,11 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
 }  // namespace
 
 int run_eval(int argc, char** argv, parallel::Communicator& world) {
-  std::optional<EvalOptions> options;
-  parallel::Layout layout;
-  parallel::run_collectively(world, [&] {
-    options = parse_options(argc, argv, world.rank() == 0);
-    if (options) layout = parallel::resolve_layout(world.size(), {options->tp, options->pp, 0});
-  });
-  if (!options) return 0;
-  const EvalOptions& o = *options;
+  const auto parsed = parse_command<EvalOptions>(
+      world, [&](bool print) { return parse_options(argc, argv, print); });
+  if (!parsed) return 0;
+  const EvalOptions& o = parsed->first;
+  const parallel::Layout layout = parsed->second;
   const parallel::ProcessGrid grid(world, layout);
 
   std::optional<ModelShard> shard;

@@ -134,14 +134,11 @@ std::vector<generate::Generation> unpack(const Packed& p) {
 }  // namespace
 
 int run_generate(int argc, char** argv, parallel::Communicator& world) {
-  std::optional<GenerateOptions> options;
-  parallel::Layout layout;
-  parallel::run_collectively(world, [&] {
-    options = parse_options(argc, argv, world.rank() == 0);
-    if (options) layout = parallel::resolve_layout(world.size(), {options->tp, options->pp, 0});
-  });
-  if (!options) return 0;
-  GenerateOptions& o = *options;
+  const auto parsed = parse_command<GenerateOptions>(
+      world, [&](bool print) { return parse_options(argc, argv, print); });
+  if (!parsed) return 0;
+  GenerateOptions o = parsed->first;  // the EOS ids are completed from the model below
+  const parallel::Layout layout = parsed->second;
   const bool root = world.rank() == 0;
   const parallel::ProcessGrid grid(world, layout);
 

@@ -4,6 +4,11 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <optional>
+#include <utility>
+
+#include "parallel/job_errors.h"
+#include "parallel/process_grid.h"
 
 namespace spin::app {
 
@@ -11,5 +16,21 @@ namespace spin::app {
 // were parsed and stored. `desc` must include a "help" option.
 bool parse_options_or_help(const boost::program_options::options_description& desc, int argc,
                            char** argv, const char* command, const char* usage, bool print);
+
+// Runs a command's option parser, parse(print_help) -> optional<Options>, on every rank with
+// errors agreed on (one line), and resolves the layout from the options' tp and pp members.
+// nullopt after --help.
+template <class Options, class Parse>
+std::optional<std::pair<Options, parallel::Layout>> parse_command(parallel::Communicator& world,
+                                                                  Parse parse) {
+  std::optional<Options> options;
+  parallel::Layout layout;
+  parallel::run_collectively(world, [&] {
+    options = parse(world.rank() == 0);
+    if (options) layout = parallel::resolve_layout(world.size(), {options->tp, options->pp, 0});
+  });
+  if (!options) return std::nullopt;
+  return std::pair<Options, parallel::Layout>{std::move(*options), layout};
+}
 
 }  // namespace spin::app

@@ -33,6 +33,7 @@ struct ScoreOptions {
   std::string input;
   std::string output;
   int tp = 1;
+  static constexpr int pp = 1;  // scoring runs TP x DP
   std::int64_t batch_size = 8;
 };
 
@@ -120,14 +121,11 @@ std::size_t result_floats(const std::vector<data::TokenRecord>& records,
 }  // namespace
 
 int run_score(int argc, char** argv, parallel::Communicator& world) {
-  std::optional<ScoreOptions> options;
-  parallel::Layout layout;
-  parallel::run_collectively(world, [&] {
-    options = parse_options(argc, argv, world.rank() == 0);
-    if (options) layout = parallel::resolve_layout(world.size(), {options->tp, 1, 0});
-  });
-  if (!options) return 0;
-  const ScoreOptions& o = *options;
+  const auto parsed = parse_command<ScoreOptions>(
+      world, [&](bool print) { return parse_options(argc, argv, print); });
+  if (!parsed) return 0;
+  const ScoreOptions& o = parsed->first;
+  const parallel::Layout layout = parsed->second;
 
   const auto start = std::chrono::steady_clock::now();
   parallel::ProcessGrid grid(world, layout);

@@ -126,14 +126,11 @@ DType parse_save_dtype(const std::string& name) {
 }  // namespace
 
 int run_sft(int argc, char** argv, parallel::Communicator& world) {
-  std::optional<SftOptions> options;
-  parallel::Layout layout;
-  parallel::run_collectively(world, [&] {
-    options = parse_options(argc, argv, world.rank() == 0);
-    if (options) layout = parallel::resolve_layout(world.size(), {options->tp, options->pp, 0});
-  });
-  if (!options) return 0;
-  const SftOptions& o = *options;
+  const auto parsed = parse_command<SftOptions>(
+      world, [&](bool print) { return parse_options(argc, argv, print); });
+  if (!parsed) return 0;
+  const SftOptions& o = parsed->first;
+  const parallel::Layout layout = parsed->second;
   const bool root = world.rank() == 0;
   const auto start = std::chrono::steady_clock::now();
   const parallel::ProcessGrid grid(world, layout);

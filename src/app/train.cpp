@@ -14,6 +14,7 @@
 
 #include "app/commands.h"
 #include "app/model_setup.h"
+#include "app/options.h"
 #include "app/train_config.h"
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
@@ -97,14 +98,11 @@ void save_policy(const std::string& dir, const TrainConfig& c, const model::Mode
 }  // namespace
 
 int run_train(int argc, char** argv, parallel::Communicator& world) {
-  std::optional<TrainConfig> parsed;
-  parallel::Layout layout;
-  parallel::run_collectively(world, [&] {
-    parsed = parse_train_config(argc, argv, world.rank() == 0);
-    if (parsed) layout = parallel::resolve_layout(world.size(), {parsed->tp, parsed->pp, 0});
-  });
+  const auto parsed = parse_command<TrainConfig>(
+      world, [&](bool print) { return parse_train_config(argc, argv, print); });
   if (!parsed) return 0;
-  const TrainConfig& c = *parsed;
+  const TrainConfig& c = parsed->first;
+  const parallel::Layout layout = parsed->second;
   const bool root = world.rank() == 0;
   const parallel::ProcessGrid grid(world, layout);
   const auto start = std::chrono::steady_clock::now();
