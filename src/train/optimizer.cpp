@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "checkpoint/shard_rectangles.h"
 #include "core/error.h"
 #include "parallel/job_errors.h"
 
@@ -30,7 +31,9 @@ Optimizer::Optimizer(const OptimizerConfig& config, const parallel::ProcessGrid&
   // The owned region, cut at parameter boundaries. Gaps (alignment padding) hold zeros and are
   // left out.
   const float* base = params.flat().f32();
-  for (const ShardedTensor& p : params.sharded_state_dict()) {
+  const auto& state = params.sharded_state_dict();
+  for (std::size_t index = 0; index < state.size(); ++index) {
+    const ShardedTensor& p = state[index];
     const std::int64_t offset = p.local.f32() - base;
     const std::int64_t from = std::max(offset, begin_);
     const std::int64_t to = std::min(offset + p.local.numel(), end_);
@@ -38,7 +41,7 @@ Optimizer::Optimizer(const OptimizerConfig& config, const parallel::ProcessGrid&
     const bool is_norm = p.global_shape.size() == 1;
     const bool is_embedding = p.name == "model.embed_tokens.weight" || p.name == "lm_head.weight";
     const bool decay = !is_norm && (config.decay_embeddings || !is_embedding);
-    segments_.push_back({from, to - from, decay, p.primary});
+    segments_.push_back({from, to - from, decay, p.primary, index, offset});
   }
 }
 
@@ -106,6 +109,39 @@ OptimizerStep Optimizer::step(double lr, bool loss_is_finite) {
   result.applied = true;
   result.skipped_total = skipped_;
   return result;
+}
+
+std::vector<ckpt::PieceWrite> Optimizer::state_pieces() const {
+  std::vector<ckpt::PieceWrite> pieces;
+  const auto& state = params_.sharded_state_dict();
+  for (const Segment& s : segments_) {
+    if (!s.primary) continue;
+    const ShardedTensor& p = state[s.param];
+    const std::int64_t local_begin = s.offset - s.param_offset;
+    for (const ckpt::ShardRectangle& r : ckpt::shard_rectangles(p, local_begin, local_begin + s.length)) {
+      const std::int64_t at = s.param_offset + r.local_offset;  // flat offset of the rectangle
+      pieces.push_back({"optimizer/exp_avg", p.name, p.global_shape, r.start, r.count, moment(m_, at)});
+      pieces.push_back({"optimizer/exp_avg_sq", p.name, p.global_shape, r.start, r.count, moment(v_, at)});
+    }
+  }
+  return pieces;
+}
+
+void Optimizer::load_state(const ckpt::CheckpointReader& reader, std::int64_t steps,
+                           std::int64_t skipped) {
+  const auto& state = params_.sharded_state_dict();
+  for (const Segment& s : segments_) {
+    const ShardedTensor& p = state[s.param];
+    const std::int64_t local_begin = s.offset - s.param_offset;
+    for (const ckpt::ShardRectangle& r : ckpt::shard_rectangles(p, local_begin, local_begin + s.length)) {
+      const std::int64_t at = s.param_offset + r.local_offset;
+      reader.read("optimizer/exp_avg", p.name, r.start, r.count, moment(m_, at));
+      reader.read("optimizer/exp_avg_sq", p.name, r.start, r.count, moment(v_, at));
+    }
+  }
+  steps_ = steps;
+  skipped_ = skipped;
+  nonfinite_in_a_row_ = 0;
 }
 
 }  // namespace spin::train

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "checkpoint/sharded_checkpoint.h"
 #include "core/tensor.h"
 #include "kernels/kernels.h"
 #include "model/weights.h"
@@ -53,16 +54,29 @@ class Optimizer {
   OptimizerStep step(double lr, bool loss_is_finite = true);
 
   std::int64_t steps_taken() const { return steps_; }
+  std::int64_t steps_skipped() const { return skipped_; }
+
+  // Checkpointing. The AdamW moments this rank holds, as pieces of global tensors in groups
+  // "optimizer/exp_avg" and "optimizer/exp_avg_sq" -- primary copies only, so that across the
+  // ranks that write (DP rank 0, or every DP rank when distributed) each value appears once.
+  std::vector<ckpt::PieceWrite> state_pieces() const;
+  // Restores the moments of every element this rank holds (from a checkpoint of any layout,
+  // distributed or not) and the step counters.
+  void load_state(const ckpt::CheckpointReader& reader, std::int64_t steps, std::int64_t skipped);
   // AdamW state held by this rank.
   std::size_t state_bytes() const;
 
  private:
-  struct Segment {  // a run of the owned region with one treatment
+  struct Segment {  // a run of the owned region inside one parameter
     std::int64_t offset;  // in the flat buffer
     std::int64_t length;
     bool decay;
     bool primary;
+    std::size_t param;          // index in sharded_state_dict()
+    std::int64_t param_offset;  // flat offset of that parameter's first element
   };
+  // The moment buffer's pointer for flat offset `at` of the owned region.
+  float* moment(const Tensor& t, std::int64_t at) const { return t.f32() + (at - begin_); }
 
   OptimizerConfig config_;
   const parallel::ProcessGrid& grid_;

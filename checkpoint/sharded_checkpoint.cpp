@@ -1,0 +1,293 @@
+#include "checkpoint/sharded_checkpoint.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "checkpoint/h5.h"
+#include "core/error.h"
+
+namespace spin::ckpt {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kIndex = "index.h5";
+constexpr const char* kLatest = "latest";
+
+// Every rank's text (this rank's `mine`) on rank 0, in rank order; empty elsewhere.
+std::vector<std::string> gather_texts(parallel::Communicator& world, const std::string& mine) {
+  if (world.rank() != 0) {
+    const std::int64_t size = static_cast<std::int64_t>(mine.size());
+    world.send(&size, 1, 0);
+    world.send(reinterpret_cast<const std::uint8_t*>(mine.data()), mine.size(), 0);
+    return {};
+  }
+  std::vector<std::string> all = {mine};
+  for (int r = 1; r < world.size(); ++r) {
+    std::int64_t size = 0;
+    world.recv(&size, 1, r);
+    std::string text(static_cast<std::size_t>(size), '\0');
+    world.recv(reinterpret_cast<std::uint8_t*>(text.data()), text.size(), r);
+    all.push_back(std::move(text));
+  }
+  return all;
+}
+
+// Contiguous, row-major [start, start + count) of `shape` into `out` (rectangle copy).
+void copy_rectangle(const float* src, const Shape& src_start, const Shape& src_count, float* dst,
+                    const Shape& dst_start, const Shape& dst_count) {
+  // The intersection, in global coordinates.
+  const std::size_t rank = src_start.size();
+  Shape lo(rank), hi(rank);
+  for (std::size_t d = 0; d < rank; ++d) {
+    lo[d] = std::max(src_start[d], dst_start[d]);
+    hi[d] = std::min(src_start[d] + src_count[d], dst_start[d] + dst_count[d]);
+    if (lo[d] >= hi[d]) return;
+  }
+  if (rank == 1) {
+    std::copy(src + (lo[0] - src_start[0]), src + (hi[0] - src_start[0]), dst + (lo[0] - dst_start[0]));
+    return;
+  }
+  require(rank == 2, "checkpoint tensors of rank ", rank, " are not supported");
+  for (std::int64_t r = lo[0]; r < hi[0]; ++r) {
+    const float* from = src + (r - src_start[0]) * src_count[1] + (lo[1] - src_start[1]);
+    float* to = dst + (r - dst_start[0]) * dst_count[1] + (lo[1] - dst_start[1]);
+    std::copy(from, from + (hi[1] - lo[1]), to);
+  }
+}
+
+}  // namespace
+
+std::string checkpoint_dir(const std::string& save_dir, std::int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step_%08lld", static_cast<long long>(step));
+  return (fs::path(save_dir) / name).string();
+}
+
+std::string latest_checkpoint(const std::string& save_dir) {
+  const fs::path latest = fs::path(save_dir) / kLatest;
+  if (!fs::exists(latest)) return "";
+  std::ifstream in(latest);
+  std::string name;
+  std::getline(in, name);
+  require(!name.empty() && fs::exists(fs::path(save_dir) / name / kIndex), latest.string(),
+          ": points to \"", name, "\", which is not a complete checkpoint");
+  return (fs::path(save_dir) / name).string();
+}
+
+CheckpointWriter::CheckpointWriter(parallel::Communicator& world, std::string dir)
+    : world_(world), dir_(std::move(dir)), tmp_(dir_ + ".tmp"), pieces_json_("[]") {
+  std::int32_t ok = 1;
+  std::string problem;
+  if (world.rank() == 0) {
+    try {
+      fs::remove_all(tmp_);
+      fs::create_directories(tmp_);
+    } catch (const fs::filesystem_error& e) {
+      ok = 0;
+      problem = e.what();
+    }
+  }
+  world.broadcast(&ok, 1, 0);
+  require(ok == 1, tmp_, ": cannot create the checkpoint directory (", problem, ")");
+}
+
+void CheckpointWriter::write_file(const std::string& file, const std::vector<PieceWrite>& pieces) {
+  const std::string path = (fs::path(tmp_) / file).string();
+  json written = json::array();
+  {
+    h5::File f = h5::File::create(path);
+    std::map<std::string, int> seen;
+    for (const PieceWrite& p : pieces) {
+      const std::string base = p.group + "/" + p.name;
+      const int k = seen[base]++;
+      const std::string dataset = k == 0 ? base : base + "#" + std::to_string(k);
+      f.write_floats(dataset, p.count, p.data);
+      written.push_back({{"group", p.group}, {"name", p.name}, {"shape", p.global_shape},
+                         {"file", file}, {"dataset", dataset}, {"start", p.start}, {"count", p.count}});
+    }
+  }
+  h5::fsync_path(path);
+  pieces_json_ = written.dump();
+}
+
+void CheckpointWriter::commit(const std::map<std::string, std::string>& attributes, int keep_last,
+                              const std::vector<std::string>& extra_files) {
+  const std::vector<std::string> all = gather_texts(world_, pieces_json_);
+  std::int32_t ok = 1;
+  std::string problem;
+  if (world_.rank() == 0) {
+    try {
+      json catalog = json::object();
+      std::map<std::string, std::vector<h5::File::Source>> sources;
+      std::map<std::string, Shape> shapes;
+      for (const std::string& text : all) {
+        for (const json& p : json::parse(text)) {
+          const std::string key = p["group"].get<std::string>() + "/" + p["name"].get<std::string>();
+          json& e = catalog[p["group"].get<std::string>()][p["name"].get<std::string>()];
+          e["shape"] = p["shape"];
+          e["pieces"].push_back({{"file", p["file"]}, {"dataset", p["dataset"]}, {"start", p["start"]},
+                                 {"count", p["count"]}});
+          shapes[key] = p["shape"].get<Shape>();
+          sources[key].push_back({p["file"].get<std::string>(), p["dataset"].get<std::string>(),
+                                  p["start"].get<Shape>(), p["count"].get<Shape>()});
+        }
+      }
+      for (const std::string& f : extra_files) {
+        if (fs::exists(f)) fs::copy_file(f, fs::path(tmp_) / fs::path(f).filename(), fs::copy_options::overwrite_existing);
+      }
+      const std::string index = (fs::path(tmp_) / kIndex).string();
+      {
+        h5::File f = h5::File::create(index);
+        f.write_string_attribute("spin_checkpoint_version", std::to_string(kCheckpointVersion));
+        f.write_string_attribute("catalog", catalog.dump());
+        for (const auto& [name, value] : attributes) f.write_string_attribute(name, value);
+        for (const auto& [key, srcs] : sources) f.write_virtual(key, shapes[key], srcs);
+      }
+      h5::fsync_path(index);
+      h5::fsync_path(tmp_);
+      // Into place: a previous checkpoint of the same step is replaced only now.
+      fs::remove_all(dir_);
+      fs::rename(tmp_, dir_);
+      const fs::path save_dir = fs::path(dir_).parent_path();
+      h5::fsync_path(save_dir.string());
+      const fs::path latest_tmp = save_dir / "latest.tmp";
+      {
+        std::ofstream out(latest_tmp);
+        out << fs::path(dir_).filename().string() << "\n";
+        require(out.good(), latest_tmp.string(), ": write failed");
+      }
+      h5::fsync_path(latest_tmp.string());
+      fs::rename(latest_tmp, save_dir / kLatest);
+      h5::fsync_path(save_dir.string());
+      if (keep_last > 0) {
+        std::vector<fs::path> done;
+        for (const auto& entry : fs::directory_iterator(save_dir)) {
+          const std::string name = entry.path().filename().string();
+          if (name.rfind("step_", 0) == 0 && name.find(".tmp") == std::string::npos) done.push_back(entry.path());
+        }
+        std::sort(done.begin(), done.end());
+        for (std::size_t i = 0; i + static_cast<std::size_t>(keep_last) < done.size(); ++i) fs::remove_all(done[i]);
+      }
+    } catch (const std::exception& e) {
+      ok = 0;
+      problem = e.what();
+    }
+  }
+  world_.broadcast(&ok, 1, 0);
+  require(ok == 1, "saving ", dir_, " failed on rank 0: ", problem);
+}
+
+CheckpointReader::CheckpointReader(const std::string& dir) : dir_(dir) {
+  const std::string index = (fs::path(dir) / kIndex).string();
+  const h5::File f = h5::File::open_read(index);
+  const std::string version = f.read_string_attribute("spin_checkpoint_version");
+  int v = 0;
+  try {
+    v = std::stoi(version);
+  } catch (const std::exception&) {
+    fail(index, ": unreadable format version \"", version, "\"");
+  }
+  require(v <= kCheckpointVersion, index, ": checkpoint format version ", v,
+          " is newer than this spin reads (", kCheckpointVersion, "); use a newer spin");
+  json catalog;
+  try {
+    catalog = json::parse(f.read_string_attribute("catalog"));
+    for (const auto& [group, tensors] : catalog.items()) {
+      for (const auto& [name, e] : tensors.items()) {
+        Entry entry;
+        entry.shape = e.at("shape").get<Shape>();
+        for (const json& p : e.at("pieces")) {
+          entry.pieces.push_back({p.at("file").get<std::string>(), p.at("dataset").get<std::string>(),
+                                  p.at("start").get<Shape>(), p.at("count").get<Shape>()});
+        }
+        catalog_[group][name] = std::move(entry);
+      }
+    }
+  } catch (const json::exception& e) {
+    fail(index, ": malformed catalog (", e.what(), ")");
+  }
+}
+
+std::string CheckpointReader::attribute(const std::string& name) const {
+  const auto it = attributes_.find(name);
+  if (it != attributes_.end()) return it->second;
+  return h5::File::open_read((fs::path(dir_) / kIndex).string()).read_string_attribute(name);
+}
+
+const CheckpointReader::Entry& CheckpointReader::entry(const std::string& group,
+                                                       const std::string& name) const {
+  const auto g = catalog_.find(group);
+  require(g != catalog_.end(), dir_, ": the checkpoint has no ", group, " tensors");
+  const auto e = g->second.find(name);
+  require(e != g->second.end(), dir_, ": the checkpoint has no tensor ", group, "/", name);
+  return e->second;
+}
+
+bool CheckpointReader::has(const std::string& group, const std::string& name) const {
+  const auto g = catalog_.find(group);
+  return g != catalog_.end() && g->second.count(name) != 0;
+}
+
+const Shape& CheckpointReader::shape(const std::string& group, const std::string& name) const {
+  return entry(group, name).shape;
+}
+
+std::vector<std::string> CheckpointReader::groups() const {
+  std::vector<std::string> out;
+  for (const auto& [g, t] : catalog_) out.push_back(g);
+  return out;
+}
+
+std::vector<std::string> CheckpointReader::names(const std::string& group) const {
+  std::vector<std::string> out;
+  const auto g = catalog_.find(group);
+  if (g == catalog_.end()) return out;
+  for (const auto& [n, e] : g->second) out.push_back(n);
+  return out;
+}
+
+const std::vector<PieceInfo>& CheckpointReader::pieces(const std::string& group,
+                                                       const std::string& name) const {
+  return entry(group, name).pieces;
+}
+
+void CheckpointReader::read(const std::string& group, const std::string& name, const Shape& start,
+                            const Shape& count, float* out) const {
+  const Entry& e = entry(group, name);
+  require(start.size() == e.shape.size() && count.size() == e.shape.size(), dir_, ": ", group, "/",
+          name, " has shape ", shape_str(e.shape), "; asked for a rectangle of rank ", start.size());
+  for (std::size_t d = 0; d < start.size(); ++d) {
+    require(start[d] >= 0 && start[d] + count[d] <= e.shape[d], dir_, ": ", group, "/", name,
+            " of shape ", shape_str(e.shape), " has no rectangle ", shape_str(start), " + ",
+            shape_str(count), " (saved for another model?)");
+  }
+  std::int64_t covered = 0;
+  std::vector<float> buffer;
+  for (const PieceInfo& p : e.pieces) {
+    bool overlaps = true;
+    std::int64_t overlap = 1;
+    for (std::size_t d = 0; d < start.size(); ++d) {
+      const std::int64_t lo = std::max(start[d], p.start[d]);
+      const std::int64_t hi = std::min(start[d] + count[d], p.start[d] + p.count[d]);
+      overlaps = overlaps && lo < hi;
+      overlap *= std::max<std::int64_t>(0, hi - lo);
+    }
+    if (!overlaps) continue;
+    buffer.resize(static_cast<std::size_t>(shape_numel(p.count)));
+    const h5::File f = h5::File::open_read((fs::path(dir_) / p.file).string());
+    f.read_floats_verified(p.dataset, p.count, buffer.data());
+    copy_rectangle(buffer.data(), p.start, p.count, out, start, count);
+    covered += overlap;
+  }
+  require(covered == shape_numel(count), dir_, ": ", group, "/", name, ": the pieces cover ",
+          covered, " of the ", shape_numel(count), " values asked for (a shard is missing)");
+}
+
+}  // namespace spin::ckpt

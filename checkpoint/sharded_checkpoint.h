@@ -1,0 +1,100 @@
+// spin's checkpoints: a directory <save_dir>/step_<N>/ of HDF5 files.
+//   - Each writing rank puts its pieces of global tensors into its own file (no collective I/O):
+//     a piece is a rectangle [start, start + count) of a global tensor, a float32 dataset named
+//     "<group>/<tensor name>" (plus "#k" for a tensor's second and later pieces in one file)
+//     with an "xxh64" checksum attribute.
+//   - Rank 0 writes index.h5 last: attributes "spin_checkpoint_version", "catalog" (JSON:
+//     per group and tensor, its shape and where every piece lives) and whatever the caller
+//     passes (training state, model config, layout); and one virtual dataset per global tensor,
+//     "<group>/<name>", mapping its pieces, so h5py sees whole tensors.
+//   - Atomic: everything is written under step_<N>.tmp, fsynced, then renamed; `latest` in the
+//     save directory is replaced through a temporary file. A crash leaves the previous
+//     checkpoint intact; incomplete .tmp directories are ignored (and cleaned by the next save).
+// Readers ask for any rectangle of any tensor; the sources it overlaps are read whole and their
+// checksums verified, so a checkpoint loads under any parallel layout.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "parallel/communicator.h"
+
+namespace spin::ckpt {
+
+inline constexpr int kCheckpointVersion = 1;
+
+struct PieceWrite {
+  std::string group;  // "policy", "reference", "optimizer/exp_avg", ...
+  std::string name;   // the tensor's Hugging Face name
+  Shape global_shape;
+  Shape start, count;  // the rectangle this piece covers
+  const float* data = nullptr;  // count elements, row-major
+};
+
+class CheckpointWriter {
+ public:
+  // Collective over `world`: rank 0 (re)creates `dir`.tmp.
+  CheckpointWriter(parallel::Communicator& world, std::string dir);
+
+  // This rank's pieces into `file` (a plain file name, unique to this rank), flushed and
+  // fsynced. At most once per rank; ranks with nothing to write skip it.
+  void write_file(const std::string& file, const std::vector<PieceWrite>& pieces);
+
+  // Collective: rank 0 gathers every piece's place, writes index.h5 with `attributes`
+  // (name -> text), syncs, renames the directory into place, replaces `latest`, and removes
+  // checkpoints beyond the newest `keep_last` (0: keep all). `extra_files` (absolute paths)
+  // are copied into the checkpoint first (tokenizer files).
+  void commit(const std::map<std::string, std::string>& attributes, int keep_last,
+              const std::vector<std::string>& extra_files = {});
+
+ private:
+  parallel::Communicator& world_;
+  std::string dir_, tmp_;
+  std::string pieces_json_;  // this rank's written pieces, as a JSON array
+};
+
+struct PieceInfo {
+  std::string file, dataset;
+  Shape start, count;
+};
+
+class CheckpointReader {
+ public:
+  // Reads index.h5; throws naming the file for a missing index, a newer format version, a
+  // malformed catalog.
+  explicit CheckpointReader(const std::string& dir);
+
+  const std::string& dir() const { return dir_; }
+  std::string attribute(const std::string& name) const;
+  bool has(const std::string& group, const std::string& name) const;
+  const Shape& shape(const std::string& group, const std::string& name) const;
+  std::vector<std::string> groups() const;
+  std::vector<std::string> names(const std::string& group) const;
+  const std::vector<PieceInfo>& pieces(const std::string& group, const std::string& name) const;
+
+  // out[count] <- the rectangle [start, start + count) of the tensor, every overlapping source
+  // dataset read whole and verified (a checksum mismatch names file and tensor).
+  void read(const std::string& group, const std::string& name, const Shape& start,
+            const Shape& count, float* out) const;
+
+ private:
+  struct Entry {
+    Shape shape;
+    std::vector<PieceInfo> pieces;
+  };
+  const Entry& entry(const std::string& group, const std::string& name) const;
+
+  std::string dir_;
+  std::map<std::string, std::string> attributes_;
+  std::map<std::string, std::map<std::string, Entry>> catalog_;
+};
+
+// The checkpoint `latest` in `save_dir` points to, or "" when there is none.
+std::string latest_checkpoint(const std::string& save_dir);
+// "<save_dir>/step_<N>" with N zero-padded to 8 digits.
+std::string checkpoint_dir(const std::string& save_dir, std::int64_t step);
+
+}  // namespace spin::ckpt

@@ -1,0 +1,126 @@
+// A short SFT run for layout tests: a tiny 4-layer model, 16 sequences, global batches of 8,
+// AdamW with weight decay and clipping, a cosine schedule; optionally saving a checkpoint after
+// `save_after` steps or starting from one.
+#pragma once
+
+#include <algorithm>
+#include <string>
+
+#include "checkpoint/hf_writer.h"
+#include "common/test_util.h"
+#include "common/tiny_model.h"
+#include "core/error.h"
+#include "data/batch_plan.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "parallel/process_grid.h"
+#include "train/checkpointing.h"
+#include "train/lr_schedule.h"
+#include "train/pipeline_trainer.h"
+
+namespace spin::testing {
+
+struct SftSetup {
+  parallel::Layout layout;
+  bool distributed = false;
+  bool tie = false;
+  std::int64_t micro_batch = 2;
+  std::vector<std::int64_t> pp_layers = {};
+};
+
+struct Result {
+  std::vector<double> losses;
+  std::vector<double> grad_norms;
+  std::vector<ckpt::FullTensor> weights;  // on each replica's model-parallel rank 0
+};
+
+// 16 sequences of 3..12 tokens with prompts of 1..4 tokens; global batches of 8.
+inline std::vector<model::Sequence> dataset() {
+  std::vector<model::Sequence> data;
+  for (int i = 0; i < 16; ++i) {
+    const auto len = static_cast<std::size_t>(3 + (i * 7) % 10);
+    data.push_back({testing::random_ids(len, 37, 100 + static_cast<std::uint32_t>(i)), 1 + i % 4});
+  }
+  return data;
+}
+
+struct Checkpointing {
+  std::string save_dir;  // save after `save_after` steps when not empty
+  int save_after = -1;
+  std::string load;      // start from this checkpoint (its "step" attribute) when not empty
+};
+
+inline Result train(parallel::Communicator& world, const SftSetup& s, int steps = 5,
+                    const Checkpointing& ck = {}) {
+  const parallel::ProcessGrid grid(world, s.layout);
+  testing::TinyShape shape;
+  shape.layers = 4;
+  shape.tie = s.tie;
+  const model::ModelConfig config = testing::tiny_config(shape);
+  const model::StageLayers stage = model::stage_layers(
+      model::split_layers(config.num_layers, grid.pp_size(), s.pp_layers), grid.pp_rank());
+  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
+  const std::int64_t pad = s.distributed ? grid.dp_size() : 1;
+  model::ModelWeights weights(config, dims, stage, pad);
+  model::ModelWeights grads(config, dims, stage, pad);
+  testing::init_tiny_weights(weights, 3, 0.1f);
+  const kernels::CpuKernels cpu;
+  const model::Transformer transformer(config, dims, stage, grid.tp(), cpu);
+  train::OptimizerConfig oc;
+  oc.beta2 = 0.95f;
+  // AdamW divides each gradient by its own running RMS, so an element whose exact gradient is
+  // ~0 moves by about lr * g / (|g| + eps), with g decided by float rounding -- which differs
+  // between layouts (other summation orders). With eps = 1e-8 that alone moved a few weights
+  // of the tied model by 3e-5 after one step. eps = 1e-4 bounds the amplification of rounding
+  // to lr * 1e-10 / eps without changing what is compared; losses and gradient norms do not
+  // depend on it.
+  oc.eps = 1e-4f;
+  oc.weight_decay = 0.1f;
+  oc.clip_grad = 0.5;  // the tiny model's norms exceed it: clipping is exercised
+  oc.distributed = s.distributed;
+  oc.decay_embeddings = false;
+  train::Optimizer optimizer(oc, grid, weights, grads, cpu);
+  train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer);
+  train::LrSchedule lr{train::LrDecay::Cosine, 3e-2, 3e-3, 2, 5};
+  int first = 0;
+  if (!ck.load.empty()) {
+    const ckpt::CheckpointReader reader(ck.load);
+    first = std::stoi(reader.attribute("step"));
+    train::load_weights(reader, "policy", weights);
+    optimizer.load_state(reader, first, 0);
+  }
+
+  const auto data = dataset();
+  const data::BatchPlan plan(16, 8, s.micro_batch, grid.dp_size(), 77);
+  Result r;
+  for (int step = first; step < steps; ++step) {
+    const std::int64_t epoch = step / plan.batches_per_epoch();
+    const std::int64_t index = step % plan.batches_per_epoch();
+    std::int64_t response_tokens = 0;
+    for (std::int64_t i : plan.global_batch(epoch, index)) {
+      const auto& seq = data[static_cast<std::size_t>(i)];
+      response_tokens += static_cast<std::int64_t>(seq.tokens.size()) - seq.mask_from;
+    }
+    std::vector<model::TokenBatch> micro;
+    for (const auto& ids : plan.micro_batches(epoch, index, grid.dp_rank())) {
+      std::vector<model::Sequence> seqs;
+      for (std::int64_t i : ids) seqs.push_back(data[static_cast<std::size_t>(i)]);
+      micro.push_back(model::TokenBatch::pack(seqs));
+    }
+    train::SftLoss loss(response_tokens);
+    const train::StepMetrics m = trainer.step(micro, loss, lr.at(step));
+    EXPECT_TRUE(m.applied);
+    // 1F1B's bound on live activations, in the real model: min(pp - stage, micro-batches).
+    EXPECT_EQ(trainer.peak_live_micro_batches(),
+              std::min(grid.pp_size() - grid.pp_rank(), static_cast<int>(micro.size())));
+    r.losses.push_back(m.loss);
+    r.grad_norms.push_back(m.grad_norm);
+    if (step + 1 == ck.save_after) {
+      train::save_checkpoint(ck.save_dir, step + 1, grid, weights, nullptr, &optimizer, s.distributed,
+                             {{"step", std::to_string(step + 1)}}, 0);
+    }
+  }
+  r.weights = ckpt::gather_model(weights.sharded_state_dict(), grid.mp());
+  return r;
+}
+
+}  // namespace spin::testing

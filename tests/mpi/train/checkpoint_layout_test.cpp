@@ -1,0 +1,91 @@
+// Run with 4 ranks. Checkpoints load under any layout: a run saved after 2 of 5 steps at one
+// (TP, PP, DP) layout and optimizer mode, resumed at another, ends where an uninterrupted
+// single-rank run ends (losses and weights to 1e-5); resumed at the same layout, bitwise.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <optional>
+
+#include "common/sft_fixture.h"
+#include "mpi/mpi_test.h"
+
+namespace spin::train {
+namespace {
+
+using spin::testing::mpi_world;
+using spin::testing::Result;
+using spin::testing::SftSetup;
+
+namespace fs = std::filesystem;
+
+// The directory every rank agrees on (rank 0's pid), under /tmp.
+std::string shared_dir(const std::string& tag) {
+  std::int64_t pid = ::getpid();
+  mpi_world().broadcast(&pid, 1, 0);
+  return (fs::temp_directory_path() / ("spin_ckpt_" + tag + "_" + std::to_string(pid))).string();
+}
+
+// The run on the first ranks of the world that `layout` needs; nullopt on the others.
+std::optional<Result> run_on(const SftSetup& s, const testing::Checkpointing& ck) {
+  parallel::Communicator& world = mpi_world();
+  const int size = s.layout.tp * s.layout.pp * s.layout.dp;
+  auto group = world.split(world.rank() < size ? 0 : 1, world.rank());
+  if (world.rank() >= size) return std::nullopt;
+  return testing::train(*group, s, 5, ck);
+}
+
+void expect_close_runs(const Result& got, const Result& want, std::size_t from_step,
+                       const std::string& what) {
+  const std::vector<double> tail(want.losses.begin() + static_cast<std::ptrdiff_t>(from_step), want.losses.end());
+  testing::expect_close(got.losses, tail, 1e-5, 1e-7, (what + " losses").c_str());
+  if (got.weights.empty()) return;
+  ASSERT_EQ(got.weights.size(), want.weights.size());
+  for (std::size_t t = 0; t < got.weights.size(); ++t) {
+    EXPECT_LE(testing::relative_error(got.weights[t].data, want.weights[t].data), 1e-5)
+        << what << ": " << got.weights[t].name;
+  }
+}
+
+TEST(CheckpointLayouts, SavedAtOneLayoutResumedAtAnotherMatchesAnUninterruptedRun) {
+  parallel::SelfCommunicator self;
+  const Result uninterrupted = testing::train(self, {{1, 1, 1}});
+  struct Case {
+    SftSetup save, load;
+  };
+  const std::vector<Case> cases = {
+      {{{2, 2, 1}, false}, {{1, 2, 2}, true}},   // TP 2 x PP 2 -> PP 2 x DP 2, distributed
+      {{{2, 2, 1}, false}, {{2, 1, 2}, false}},  // -> TP 2 x DP 2
+      {{{1, 2, 2}, true}, {{2, 2, 1}, false}},   // distributed at DP 2 -> DP 1, plain
+      {{{1, 1, 4}, true}, {{1, 1, 1}, false}},   // distributed at DP 4 -> one rank
+  };
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    const std::string dir = shared_dir(std::to_string(c));
+    run_on(cases[c].save, {dir, 2, ""});
+    const std::string saved = ckpt::checkpoint_dir(dir, 2);
+    const std::string what = cat("case ", c);
+    EXPECT_EQ(ckpt::latest_checkpoint(dir), saved);
+    const auto resumed = run_on(cases[c].load, {"", -1, saved});
+    if (resumed) expect_close_runs(*resumed, uninterrupted, 2, what);
+    mpi_world().barrier();
+    if (mpi_world().rank() == 0) fs::remove_all(dir);
+  }
+}
+
+TEST(CheckpointLayouts, ResumingAtTheSameLayoutIsBitwiseExact) {
+  for (const SftSetup& s : {SftSetup{{2, 2, 1}, false}, SftSetup{{1, 2, 2}, true}}) {
+    const std::string dir = shared_dir("exact");
+    const auto whole = run_on(s, {dir, 2, ""});
+    const auto resumed = run_on(s, {"", -1, ckpt::checkpoint_dir(dir, 2)});
+    const std::vector<double> tail(whole->losses.begin() + 2, whole->losses.end());
+    EXPECT_EQ(resumed->losses, tail);
+    for (std::size_t t = 0; t < resumed->weights.size(); ++t) {
+      EXPECT_EQ(resumed->weights[t].data, whole->weights[t].data) << resumed->weights[t].name;
+    }
+    mpi_world().barrier();
+    if (mpi_world().rank() == 0) fs::remove_all(dir);
+  }
+}
+
+}  // namespace
+}  // namespace spin::train
