@@ -123,7 +123,11 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("sampling.min_new_tokens", &c.min_new_tokens, "shortest generated response");
   t.add("sampling.seed", &c.sampling_seed, "sampling seed");
   t.required("checkpoint.save_dir", &c.save_dir, "output directory: a model per iteration, metrics.jsonl, config.ini");
-  t.add("checkpoint.save_dtype", &c.save_dtype, "dtype of saved weights: f32, bf16 or f16");
+  t.add("checkpoint.save_dtype", &c.save_dtype, "dtype of the Hugging Face models written per iteration: f32, bf16 or f16");
+  t.add("checkpoint.save_interval", &c.save_interval, "steps between HDF5 checkpoints (0: only at iteration ends and the end)");
+  t.add("checkpoint.keep_last", &c.keep_last, "HDF5 checkpoints kept (0: all); older ones go once a new one is complete");
+  t.add("checkpoint.resume", &c.resume, "continue from <save_dir>/latest if it exists");
+  t.add("checkpoint.load", &c.load, "start from this checkpoint directory (weights, optimizer, position)");
 }
 
 }  // namespace

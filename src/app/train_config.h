@@ -49,6 +49,10 @@ struct TrainConfig {
   // [checkpoint]
   std::string save_dir;
   std::string save_dtype = "f32";
+  std::int64_t save_interval = 0;  // steps between checkpoints (0: only iteration ends and the end)
+  int keep_last = 0;               // checkpoints kept (0: all)
+  bool resume = false;             // continue from <save_dir>/latest when there is one
+  std::string load;                // start from this checkpoint
 
   std::string to_ini() const;  // the effective configuration
 };

@@ -1,0 +1,129 @@
+#include "checkpoint/sharded_checkpoint.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+
+#include "checkpoint/h5.h"
+#include "core/error.h"
+
+namespace spin::ckpt {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Checkpoint : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("spin_ckpt_unit_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    std::iota(a_.begin(), a_.end(), 0.0f);
+    std::iota(b_.begin(), b_.end(), 100.0f);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // A 4x3 tensor "w" saved as two row pieces of one file, and a vector "n".
+  std::string save(std::int64_t step, int keep_last = 0) {
+    parallel::SelfCommunicator world;
+    CheckpointWriter writer(world, checkpoint_dir(dir_.string(), step));
+    writer.write_file("shard.h5", {{"policy", "w", {4, 3}, {0, 0}, {1, 3}, a_.data()},
+                                   {"policy", "w", {4, 3}, {1, 0}, {3, 3}, a_.data() + 3},
+                                   {"policy", "n", {5}, {0}, {5}, b_.data()}});
+    writer.commit({{"state", "{\"step\": " + std::to_string(step) + "}"}}, keep_last);
+    return checkpoint_dir(dir_.string(), step);
+  }
+  template <class Fn>
+  static std::string error_of(Fn fn) {
+    try {
+      fn();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  }
+
+  fs::path dir_;
+  std::vector<float> a_ = std::vector<float>(12), b_ = std::vector<float>(5);
+};
+
+TEST_F(Checkpoint, RoundTripOfAnyRectangleAcrossPieces) {
+  const std::string path = save(7);
+  EXPECT_EQ(latest_checkpoint(dir_.string()), path);
+  const CheckpointReader r(path);
+  EXPECT_EQ(r.attribute("state"), "{\"step\": 7}");
+  EXPECT_EQ(r.shape("policy", "w"), (Shape{4, 3}));
+  EXPECT_EQ(r.pieces("policy", "w").size(), 2u);
+  std::vector<float> out(6);
+  r.read("policy", "w", {0, 1}, {3, 2}, out.data());  // rows 0..2 x cols 1..2: both pieces
+  EXPECT_EQ(out, (std::vector<float>{1, 2, 4, 5, 7, 8}));
+  std::vector<float> n(2);
+  r.read("policy", "n", {3}, {2}, n.data());
+  EXPECT_EQ(n, (std::vector<float>{103, 104}));
+  EXPECT_FALSE(r.has("reference", "w"));
+  EXPECT_NE(error_of([&] { r.read("policy", "w", {3, 0}, {2, 3}, out.data()); }).find("has no rectangle"),
+            std::string::npos);
+}
+
+TEST_F(Checkpoint, KeepLastRemovesOnlyOlderCompleteCheckpoints) {
+  save(1);
+  save(2);
+  fs::create_directories(checkpoint_dir(dir_.string(), 9) + ".tmp");  // an interrupted save
+  save(3, 2);
+  EXPECT_FALSE(fs::exists(checkpoint_dir(dir_.string(), 1)));
+  EXPECT_TRUE(fs::exists(checkpoint_dir(dir_.string(), 2)));
+  EXPECT_EQ(latest_checkpoint(dir_.string()), checkpoint_dir(dir_.string(), 3));
+}
+
+TEST_F(Checkpoint, AFlippedByteIsACheckSumErrorNamingFileAndTensor) {
+  const std::string path = save(1);
+  // Flip one float of piece 2 of "w" in place: find its bytes (values 3..11) in the file.
+  const std::string file = path + "/shard.h5";
+  std::string bytes;
+  {
+    std::ifstream in(file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const float marker = 7.0f;
+  const std::string needle(reinterpret_cast<const char*>(&marker), 4);
+  const auto at = bytes.find(needle);
+  ASSERT_NE(at, std::string::npos);
+  bytes[at] ^= 0x01;
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  const CheckpointReader r(path);
+  std::vector<float> out(12);
+  const std::string e = error_of([&] { r.read("policy", "w", {0, 0}, {4, 3}, out.data()); });
+  EXPECT_NE(e.find("shard.h5: checksum mismatch in tensor policy/w#1"), std::string::npos) << e;
+}
+
+TEST_F(Checkpoint, MissingShardTruncatedFileAndNewerVersionAreClearErrors) {
+  const std::string path = save(1);
+  std::vector<float> out(12);
+  fs::copy_file(path + "/shard.h5", dir_ / "shard.bak");
+  fs::resize_file(path + "/shard.h5", fs::file_size(path + "/shard.h5") / 2);
+  const CheckpointReader truncated(path);
+  EXPECT_FALSE(error_of([&] { truncated.read("policy", "w", {0, 0}, {4, 3}, out.data()); }).empty());
+  fs::remove(path + "/shard.h5");
+  const std::string missing = error_of([&] { truncated.read("policy", "w", {0, 0}, {4, 3}, out.data()); });
+  EXPECT_NE(missing.find("shard.h5: missing"), std::string::npos) << missing;
+
+  // An index from a future spin.
+  {
+    h5::File f = h5::File::create(dir_.string() + "/future_index.h5");
+    f.write_string_attribute("spin_checkpoint_version", "99");
+    f.write_string_attribute("catalog", "{}");
+  }
+  fs::create_directories(dir_ / "future");
+  fs::rename(dir_ / "future_index.h5", dir_ / "future" / "index.h5");
+  EXPECT_NE(error_of([&] { CheckpointReader r((dir_ / "future").string()); }).find("version 99 is newer"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { CheckpointReader r((dir_ / "nowhere").string()); }).find("index.h5: missing"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace spin::ckpt
