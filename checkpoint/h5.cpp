@@ -137,6 +137,17 @@ std::string File::read_string_attribute(const std::string& name) const {
   return value;
 }
 
+std::vector<std::string> File::attribute_names() const {
+  std::vector<std::string> names;
+  const auto collect = [](hid_t, const char* name, const H5A_info_t*, void* out) -> herr_t {
+    static_cast<std::vector<std::string>*>(out)->emplace_back(name);
+    return 0;
+  };
+  hsize_t at = 0;
+  check(H5Aiterate2(id(), H5_INDEX_NAME, H5_ITER_INC, &at, collect, &names), path_, "list attributes");
+  return names;
+}
+
 void File::write_virtual(const std::string& name, const Shape& shape,
                          const std::vector<Source>& sources) {
   const Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);

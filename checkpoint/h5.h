@@ -61,6 +61,7 @@ class File {
 
   void write_string_attribute(const std::string& name, const std::string& value);
   std::string read_string_attribute(const std::string& name) const;
+  std::vector<std::string> attribute_names() const;
 
   // A virtual dataset `name` of `shape` whose rectangles come from datasets in other files
   // (file names relative to this file's directory).

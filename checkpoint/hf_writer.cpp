@@ -1,5 +1,6 @@
 #include "checkpoint/hf_writer.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -94,12 +95,11 @@ std::vector<FullTensor> gather_model(const std::vector<ShardedTensor>& local,
   return model;
 }
 
-void save_hf_model(const std::string& dir, const std::string& config_json,
-                   const std::vector<ShardedTensor>& local, parallel::Communicator& mp,
-                   DType dtype) {
+void write_hf_model(const std::string& dir, const std::string& config_json,
+                    const std::vector<HfTensor>& tensors,
+                    const std::function<const float*(std::size_t)>& values, DType dtype,
+                    std::uint64_t max_shard_bytes) {
   namespace fs = std::filesystem;
-  const std::vector<FullTensor> model = gather_model(local, mp);
-  if (mp.rank() != 0) return;
   const fs::path final_dir(dir);
   const fs::path tmp = final_dir.string() + ".tmp";
   fs::remove_all(tmp);
@@ -109,11 +109,54 @@ void save_hf_model(const std::string& dir, const std::string& config_json,
     config << config_json;
     require(config.good(), (tmp / "config.json").string(), ": write failed");
   }
-  std::vector<SafetensorsWrite> tensors;
-  for (const FullTensor& t : model) tensors.push_back({t.name, dtype, t.shape, t.data.data()});
-  write_safetensors((tmp / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  // Tensors into files in order, a new file when the next tensor would exceed the limit.
+  std::vector<std::vector<SafetensorsWrite>> files(1);
+  std::uint64_t in_file = 0, total = 0;
+  for (const HfTensor& t : tensors) {
+    const SafetensorsWrite w{t.name, dtype, t.shape, nullptr};
+    const std::uint64_t bytes = SafetensorsWriter::data_bytes(w);
+    if (in_file > 0 && in_file + bytes > max_shard_bytes) {
+      files.emplace_back();
+      in_file = 0;
+    }
+    files.back().push_back(w);
+    in_file += bytes;
+    total += bytes;
+  }
+  const std::size_t n = files.size();
+  const auto file_name = [&](std::size_t k) {
+    if (n == 1) return std::string("model.safetensors");
+    char name[64];
+    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, n);
+    return std::string(name);
+  };
+  json weight_map = json::object();
+  std::size_t next = 0;
+  for (std::size_t k = 0; k < n; ++k) {
+    SafetensorsWriter writer((tmp / file_name(k)).string(), files[k], {{"format", "pt"}});
+    for (const SafetensorsWrite& w : files[k]) {
+      writer.write_next(values(next++));
+      weight_map[w.name] = file_name(k);
+    }
+    writer.finish();
+  }
+  if (n > 1) {
+    std::ofstream index(tmp / "model.safetensors.index.json");
+    index << json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2) << "\n";
+    require(index.good(), (tmp / "model.safetensors.index.json").string(), ": write failed");
+  }
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
+}
+
+void save_hf_model(const std::string& dir, const std::string& config_json,
+                   const std::vector<ShardedTensor>& local, parallel::Communicator& mp,
+                   DType dtype) {
+  const std::vector<FullTensor> model = gather_model(local, mp);
+  if (mp.rank() != 0) return;
+  std::vector<HfTensor> tensors;
+  for (const FullTensor& t : model) tensors.push_back({t.name, t.shape});
+  write_hf_model(dir, config_json, tensors, [&](std::size_t i) { return model[i].data.data(); }, dtype);
 }
 
 }  // namespace spin::ckpt

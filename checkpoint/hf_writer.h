@@ -5,6 +5,8 @@
 // in rank 0's memory.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,24 @@ struct FullTensor {
 // nothing on the other ranks.
 std::vector<FullTensor> gather_model(const std::vector<ShardedTensor>& local,
                                      parallel::Communicator& mp);
+
+struct HfTensor {
+  std::string name;
+  Shape shape;
+};
+
+// Hugging Face's default shard size (save_pretrained's max_shard_size="5GB").
+inline constexpr std::uint64_t kDefaultMaxShardBytes = 5'000'000'000ull;
+
+// Writes the Hugging Face directory `dir`: config.json (`config_json`) and the weights in
+// `dtype`, as model.safetensors, or, when they exceed `max_shard_bytes`, as
+// model-0000k-of-0000n.safetensors with model.safetensors.index.json (as save_pretrained does).
+// `values(i)` gives tensor i's values (valid until the next call); it is called once per
+// tensor, in order, so memory stays at one tensor. Written into `dir`.tmp and renamed.
+void write_hf_model(const std::string& dir, const std::string& config_json,
+                    const std::vector<HfTensor>& tensors,
+                    const std::function<const float*(std::size_t)>& values, DType dtype,
+                    std::uint64_t max_shard_bytes = kDefaultMaxShardBytes);
 
 // Collective over `mp`: mp rank 0 writes `dir`/config.json (`config_json`) and
 // `dir`/model.safetensors in `dtype` (F32, BF16 or F16), into a temporary directory renamed

@@ -166,15 +166,20 @@ void SafetensorsFile::read_shard(const ShardedTensor& t) const {
   }
 }
 
-void write_safetensors(const std::string& path, const std::vector<SafetensorsWrite>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+std::uint64_t SafetensorsWriter::data_bytes(const SafetensorsWrite& t) {
+  return static_cast<std::uint64_t>(shape_numel(t.shape)) * dtype_size(t.dtype);
+}
+
+SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<SafetensorsWrite> tensors,
+                                     const std::map<std::string, std::string>& metadata)
+    : path_(path), tensors_(std::move(tensors)) {
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::uint64_t offset = 0;
-  for (const SafetensorsWrite& t : tensors) {
+  for (const SafetensorsWrite& t : tensors_) {
     require(t.dtype == DType::F32 || t.dtype == DType::BF16 || t.dtype == DType::F16, path,
             ": cannot write tensor \"", t.name, "\" as ", dtype_name(t.dtype));
-    const auto bytes = static_cast<std::uint64_t>(shape_numel(t.shape)) * dtype_size(t.dtype);
+    const std::uint64_t bytes = data_bytes(t);
     header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))},
                       {"shape", t.shape},
                       {"data_offsets", {offset, offset + bytes}}};
@@ -182,25 +187,39 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsWri
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keep the data 8-byte aligned, as HF does
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  require(out.good(), path, ": cannot create");
+  out_.open(path, std::ios::binary | std::ios::trunc);
+  require(out_.good(), path, ": cannot create");
   unsigned char len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(text.size() >> (8 * i));
-  out.write(reinterpret_cast<const char*>(len), 8);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for (const SafetensorsWrite& t : tensors) {
-    const auto n = static_cast<std::size_t>(shape_numel(t.shape));
-    if (t.dtype == DType::F32) {
-      out.write(reinterpret_cast<const char*>(t.data), static_cast<std::streamsize>(n * 4));
-      continue;
-    }
+  out_.write(reinterpret_cast<const char*>(len), 8);
+  out_.write(text.data(), static_cast<std::streamsize>(text.size()));
+}
+
+void SafetensorsWriter::write_next(const float* data) {
+  require(next_ < tensors_.size(), path_, ": more tensors written than declared");
+  const SafetensorsWrite& t = tensors_[next_++];
+  const auto n = static_cast<std::size_t>(shape_numel(t.shape));
+  if (t.dtype == DType::F32) {
+    out_.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(n * 4));
+  } else {
     std::vector<std::uint16_t> half(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      half[i] = t.dtype == DType::BF16 ? f32_to_bf16(t.data[i]) : f32_to_f16(t.data[i]);
-    }
-    out.write(reinterpret_cast<const char*>(half.data()), static_cast<std::streamsize>(n * 2));
+    for (std::size_t i = 0; i < n; ++i) half[i] = t.dtype == DType::BF16 ? f32_to_bf16(data[i]) : f32_to_f16(data[i]);
+    out_.write(reinterpret_cast<const char*>(half.data()), static_cast<std::streamsize>(n * 2));
   }
-  require(out.good(), path, ": write failed");
+  require(out_.good(), path_, ": write failed at tensor \"", t.name, "\"");
+}
+
+void SafetensorsWriter::finish() {
+  require(next_ == tensors_.size(), path_, ": ", tensors_.size() - next_, " declared tensors were not written");
+  out_.close();
+  require(!out_.fail(), path_, ": write failed");
+}
+
+void write_safetensors(const std::string& path, const std::vector<SafetensorsWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  SafetensorsWriter writer(path, tensors, metadata);
+  for (const SafetensorsWrite& t : tensors) writer.write_next(t.data);
+  writer.finish();
 }
 
 }  // namespace spin::ckpt

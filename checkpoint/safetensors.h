@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <string>
@@ -57,7 +58,27 @@ struct SafetensorsWrite {
   std::string name;
   DType dtype = DType::F32;
   Shape shape;
-  const float* data = nullptr;
+  const float* data = nullptr;  // unused by SafetensorsWriter
+};
+
+// Writes a safetensors file one tensor at a time (memory: one tensor): the header from the
+// list of tensors, then each tensor's values in that order.
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(const std::string& path, std::vector<SafetensorsWrite> tensors,
+                    const std::map<std::string, std::string>& metadata = {});
+  // The next tensor's shape_numel(shape) values.
+  void write_next(const float* data);
+  // Checks that every tensor was written, flushes and closes.
+  void finish();
+  // Bytes of a tensor's values in the file.
+  static std::uint64_t data_bytes(const SafetensorsWrite& t);
+
+ private:
+  std::string path_;
+  std::vector<SafetensorsWrite> tensors_;
+  std::size_t next_ = 0;
+  std::ofstream out_;
 };
 
 void write_safetensors(const std::string& path, const std::vector<SafetensorsWrite>& tensors,

@@ -21,9 +21,15 @@ struct ShardRectangle {
 std::vector<ShardRectangle> shard_rectangles(const ShardedTensor& t, std::int64_t begin,
                                              std::int64_t end);
 
-// The whole valid part of the shard: one rectangle.
+// The whole valid part of the shard: one rectangle at local offset 0. Needs only the
+// description (name, global shape, split), not t.local.
 inline ShardRectangle shard_rectangle(const ShardedTensor& t) {
-  return shard_rectangles(t, 0, t.local.numel()).front();
+  Shape start(t.global_shape.size(), 0), count = t.global_shape;
+  if (!t.replicated()) {
+    start[static_cast<std::size_t>(t.split_dim)] = t.offset;
+    count[static_cast<std::size_t>(t.split_dim)] = t.length;
+  }
+  return {start, count, 0};
 }
 
 }  // namespace spin::ckpt

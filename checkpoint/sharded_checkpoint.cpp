@@ -1,7 +1,9 @@
 #include "checkpoint/sharded_checkpoint.h"
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -62,6 +64,13 @@ void copy_rectangle(const float* src, const Shape& src_start, const Shape& src_c
   }
 }
 
+// Test hook for crash consistency: SPIN_FAULT=checkpoint-commit kills rank 0 with SIGKILL
+// once the shard files are written but before the index exists (the worst moment to die).
+void fault_point(const char* where) {
+  const char* fault = std::getenv("SPIN_FAULT");
+  if (fault != nullptr && std::string(fault) == where) std::raise(SIGKILL);
+}
+
 }  // namespace
 
 std::string checkpoint_dir(const std::string& save_dir, std::int64_t step) {
@@ -98,23 +107,45 @@ CheckpointWriter::CheckpointWriter(parallel::Communicator& world, std::string di
   require(ok == 1, tmp_, ": cannot create the checkpoint directory (", problem, ")");
 }
 
-void CheckpointWriter::write_file(const std::string& file, const std::vector<PieceWrite>& pieces) {
-  const std::string path = (fs::path(tmp_) / file).string();
+struct CheckpointWriter::OpenFile {
+  std::string name, path;
+  h5::File file;
+  std::map<std::string, int> seen;  // datasets per tensor in this file
   json written = json::array();
-  {
-    h5::File f = h5::File::create(path);
-    std::map<std::string, int> seen;
-    for (const PieceWrite& p : pieces) {
-      const std::string base = p.group + "/" + p.name;
-      const int k = seen[base]++;
-      const std::string dataset = k == 0 ? base : base + "#" + std::to_string(k);
-      f.write_floats(dataset, p.count, p.data);
-      written.push_back({{"group", p.group}, {"name", p.name}, {"shape", p.global_shape},
-                         {"file", file}, {"dataset", dataset}, {"start", p.start}, {"count", p.count}});
-    }
-  }
-  h5::fsync_path(path);
-  pieces_json_ = written.dump();
+};
+
+CheckpointWriter::~CheckpointWriter() = default;
+
+void CheckpointWriter::begin_file(const std::string& file) {
+  require(!open_, tmp_, ": ", open_ ? open_->name : "", " is still open");
+  const std::string path = (fs::path(tmp_) / file).string();
+  open_ = std::make_unique<OpenFile>(OpenFile{file, path, h5::File::create(path), {}, json::array()});
+}
+
+void CheckpointWriter::add_piece(const PieceWrite& p) {
+  require(open_ != nullptr, tmp_, ": add_piece without begin_file");
+  const std::string base = p.group + "/" + p.name;
+  const int k = open_->seen[base]++;
+  const std::string dataset = k == 0 ? base : base + "#" + std::to_string(k);
+  open_->file.write_floats(dataset, p.count, p.data);
+  open_->written.push_back({{"group", p.group}, {"name", p.name}, {"shape", p.global_shape},
+                            {"file", open_->name}, {"dataset", dataset}, {"start", p.start}, {"count", p.count}});
+}
+
+void CheckpointWriter::end_file() {
+  require(open_ != nullptr, tmp_, ": end_file without begin_file");
+  open_->file.close();
+  h5::fsync_path(open_->path);
+  json all = json::parse(pieces_json_);
+  for (json& p : open_->written) all.push_back(std::move(p));
+  pieces_json_ = all.dump();
+  open_.reset();
+}
+
+void CheckpointWriter::write_file(const std::string& file, const std::vector<PieceWrite>& pieces) {
+  begin_file(file);
+  for (const PieceWrite& p : pieces) add_piece(p);
+  end_file();
 }
 
 void CheckpointWriter::commit(const std::map<std::string, std::string>& attributes, int keep_last,
@@ -123,6 +154,7 @@ void CheckpointWriter::commit(const std::map<std::string, std::string>& attribut
   std::int32_t ok = 1;
   std::string problem;
   if (world_.rank() == 0) {
+    fault_point("checkpoint-commit");
     try {
       json catalog = json::object();
       std::map<std::string, std::vector<h5::File::Source>> sources;
@@ -184,10 +216,16 @@ void CheckpointWriter::commit(const std::map<std::string, std::string>& attribut
   require(ok == 1, "saving ", dir_, " failed on rank 0: ", problem);
 }
 
-CheckpointReader::CheckpointReader(const std::string& dir) : dir_(dir) {
-  const std::string index = (fs::path(dir) / kIndex).string();
+CheckpointReader::CheckpointReader(const std::string& path) {
+  require(fs::exists(path), path, ": no such checkpoint");
+  const bool merged = fs::is_regular_file(path);
+  dir_ = merged ? fs::path(path).parent_path().string() : path;
+  if (dir_.empty()) dir_ = ".";
+  index_ = merged ? path : (fs::path(path) / kIndex).string();
+  const std::string& index = index_;
   const h5::File f = h5::File::open_read(index);
-  const std::string version = f.read_string_attribute("spin_checkpoint_version");
+  for (const std::string& name : f.attribute_names()) attributes_[name] = f.read_string_attribute(name);
+  const std::string version = attribute("spin_checkpoint_version");
   int v = 0;
   try {
     v = std::stoi(version);
@@ -198,7 +236,7 @@ CheckpointReader::CheckpointReader(const std::string& dir) : dir_(dir) {
           " is newer than this spin reads (", kCheckpointVersion, "); use a newer spin");
   json catalog;
   try {
-    catalog = json::parse(f.read_string_attribute("catalog"));
+    catalog = json::parse(attribute("catalog"));
     for (const auto& [group, tensors] : catalog.items()) {
       for (const auto& [name, e] : tensors.items()) {
         Entry entry;
@@ -217,8 +255,9 @@ CheckpointReader::CheckpointReader(const std::string& dir) : dir_(dir) {
 
 std::string CheckpointReader::attribute(const std::string& name) const {
   const auto it = attributes_.find(name);
-  if (it != attributes_.end()) return it->second;
-  return h5::File::open_read((fs::path(dir_) / kIndex).string()).read_string_attribute(name);
+  require(it != attributes_.end(), index_, ": no attribute ", name,
+          " (not a spin checkpoint?)");
+  return it->second;
 }
 
 const CheckpointReader::Entry& CheckpointReader::entry(const std::string& group,
@@ -288,6 +327,80 @@ void CheckpointReader::read(const std::string& group, const std::string& name, c
   }
   require(covered == shape_numel(count), dir_, ": ", group, "/", name, ": the pieces cover ",
           covered, " of the ", shape_numel(count), " values asked for (a shard is missing)");
+}
+
+std::vector<float> CheckpointReader::read_all(const std::string& group, const std::string& name) const {
+  const Shape& shape = entry(group, name).shape;
+  std::vector<float> out(static_cast<std::size_t>(shape_numel(shape)));
+  read(group, name, Shape(shape.size(), 0), shape, out.data());
+  return out;
+}
+
+std::vector<std::string> CheckpointReader::verify() const {
+  std::vector<std::string> problems;
+  std::vector<float> buffer;
+  for (const auto& [group, tensors] : catalog_) {
+    for (const auto& [name, e] : tensors) {
+      const std::string what = group + "/" + name;
+      std::int64_t volume = 0;
+      for (std::size_t i = 0; i < e.pieces.size(); ++i) {
+        const PieceInfo& p = e.pieces[i];
+        bool inside = p.start.size() == e.shape.size() && p.count.size() == e.shape.size();
+        for (std::size_t d = 0; inside && d < e.shape.size(); ++d) {
+          inside = p.start[d] >= 0 && p.count[d] > 0 && p.start[d] + p.count[d] <= e.shape[d];
+        }
+        if (!inside) {
+          problems.push_back(cat(what, ": piece ", p.file, ":", p.dataset, " lies outside the tensor"));
+          continue;
+        }
+        volume += shape_numel(p.count);
+        for (std::size_t j = 0; j < i; ++j) {  // pairwise: a tensor has few pieces
+          const PieceInfo& q = e.pieces[j];
+          bool overlap = true;
+          for (std::size_t d = 0; d < e.shape.size(); ++d) {
+            overlap = overlap && std::max(p.start[d], q.start[d]) < std::min(p.start[d] + p.count[d], q.start[d] + q.count[d]);
+          }
+          if (overlap) problems.push_back(cat(what, ": pieces ", q.file, ":", q.dataset, " and ", p.file, ":", p.dataset, " overlap"));
+        }
+        try {
+          buffer.resize(static_cast<std::size_t>(shape_numel(p.count)));
+          h5::File::open_read((fs::path(dir_) / p.file).string()).read_floats_verified(p.dataset, p.count, buffer.data());
+        } catch (const Error& err) {
+          problems.push_back(cat(what, ": ", err.what()));
+        }
+      }
+      if (volume != shape_numel(e.shape)) {
+        problems.push_back(cat(what, ": the pieces hold ", volume, " of its ", shape_numel(e.shape), " values"));
+      }
+    }
+  }
+  return problems;
+}
+
+void merge_checkpoint(const CheckpointReader& reader, const std::string& out) {
+  const std::string tmp = out + ".tmp";
+  const std::string file = fs::path(out).filename().string();
+  {
+    h5::File f = h5::File::create(tmp);
+    json catalog = json::object();
+    for (const std::string& group : reader.groups()) {
+      for (const std::string& name : reader.names(group)) {
+        const Shape& shape = reader.shape(group, name);
+        const std::vector<float> values = reader.read_all(group, name);
+        const std::string dataset = group + "/" + name;
+        f.write_floats(dataset, shape, values.data());
+        catalog[group][name] = {{"shape", shape},
+                                {"pieces", json::array({{{"file", file}, {"dataset", dataset},
+                                                         {"start", Shape(shape.size(), 0)}, {"count", shape}}})}};
+      }
+    }
+    for (const auto& [name, value] : reader.attributes()) {
+      if (name != "catalog") f.write_string_attribute(name, value);
+    }
+    f.write_string_attribute("catalog", catalog.dump());
+  }
+  h5::fsync_path(tmp);
+  fs::rename(tmp, out);
 }
 
 }  // namespace spin::ckpt

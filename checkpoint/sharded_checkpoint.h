@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,9 +40,16 @@ class CheckpointWriter {
   // Collective over `world`: rank 0 (re)creates `dir`.tmp.
   CheckpointWriter(parallel::Communicator& world, std::string dir);
 
-  // This rank's pieces into `file` (a plain file name, unique to this rank), flushed and
-  // fsynced. At most once per rank; ranks with nothing to write skip it.
+  ~CheckpointWriter();
+
+  // This rank's pieces into `file` (a plain file name no other rank writes), flushed and
+  // fsynced. Ranks with nothing to write skip it; a rank may write several files.
   void write_file(const std::string& file, const std::vector<PieceWrite>& pieces);
+  // The same, one piece at a time (a piece's data need live only during add_piece): for tools
+  // that stream a model tensor by tensor.
+  void begin_file(const std::string& file);
+  void add_piece(const PieceWrite& piece);
+  void end_file();
 
   // Collective: rank 0 gathers every piece's place, writes index.h5 with `attributes`
   // (name -> text), syncs, renames the directory into place, replaces `latest`, and removes
@@ -51,9 +59,11 @@ class CheckpointWriter {
               const std::vector<std::string>& extra_files = {});
 
  private:
+  struct OpenFile;
   parallel::Communicator& world_;
   std::string dir_, tmp_;
   std::string pieces_json_;  // this rank's written pieces, as a JSON array
+  std::unique_ptr<OpenFile> open_;
 };
 
 struct PieceInfo {
@@ -63,12 +73,14 @@ struct PieceInfo {
 
 class CheckpointReader {
  public:
-  // Reads index.h5; throws naming the file for a missing index, a newer format version, a
-  // malformed catalog.
-  explicit CheckpointReader(const std::string& dir);
+  // Reads `path`/index.h5 (or `path` itself when it is a file: a merged checkpoint); throws
+  // naming the file for a missing index, a newer format version, a malformed catalog.
+  explicit CheckpointReader(const std::string& path);
 
   const std::string& dir() const { return dir_; }
-  std::string attribute(const std::string& name) const;
+  std::string attribute(const std::string& name) const;  // throws naming the index if absent
+  bool has_attribute(const std::string& name) const { return attributes_.count(name) != 0; }
+  const std::map<std::string, std::string>& attributes() const { return attributes_; }
   bool has(const std::string& group, const std::string& name) const;
   const Shape& shape(const std::string& group, const std::string& name) const;
   std::vector<std::string> groups() const;
@@ -79,6 +91,13 @@ class CheckpointReader {
   // dataset read whole and verified (a checksum mismatch names file and tensor).
   void read(const std::string& group, const std::string& name, const Shape& start,
             const Shape& count, float* out) const;
+  // The whole tensor.
+  std::vector<float> read_all(const std::string& group, const std::string& name) const;
+
+  // Every problem found, none when the checkpoint is sound: each piece's file and dataset
+  // exist with the catalogued shape and checksum, and the pieces of every tensor cover it
+  // exactly once. Reads every byte.
+  std::vector<std::string> verify() const;
 
  private:
   struct Entry {
@@ -87,10 +106,15 @@ class CheckpointReader {
   };
   const Entry& entry(const std::string& group, const std::string& name) const;
 
-  std::string dir_;
+  std::string dir_, index_;
   std::map<std::string, std::string> attributes_;
   std::map<std::string, std::map<std::string, Entry>> catalog_;
 };
+
+// Writes every tensor of `reader` whole into the single HDF5 file `out` (written as `out`.tmp,
+// then renamed), with the same attributes and a catalog pointing at itself: h5py sees whole
+// tensors and CheckpointReader(out) loads it. Memory: the largest tensor.
+void merge_checkpoint(const CheckpointReader& reader, const std::string& out);
 
 // The checkpoint `latest` in `save_dir` points to, or "" when there is none.
 std::string latest_checkpoint(const std::string& save_dir);

@@ -4,11 +4,16 @@
 // ground truth from those answers (train/spin_trainer.h); after each iteration the reference
 // becomes the policy, the policy is written to <save_dir>/iteration_<k>, and validation runs.
 // Metrics go to the log (one line per step) and to <save_dir>/metrics.jsonl.
+// HDF5 checkpoints (policy, reference, AdamW state, position) go to <save_dir>/step_<n> every
+// checkpoint.save_interval steps, at each iteration's end and at the end; a run started with
+// checkpoint.resume (or checkpoint.load) continues exactly where the checkpoint left off, under
+// any parallel layout.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 
@@ -18,10 +23,12 @@
 #include "app/train_config.h"
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
+#include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
 #include "data/examples.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "parallel/job_errors.h"
+#include "train/checkpointing.h"
 #include "train/spin_trainer.h"
 
 namespace spin::app {
@@ -95,6 +102,45 @@ void save_policy(const std::string& dir, const TrainConfig& c, const model::Mode
   grid.world().barrier();
 }
 
+// The checkpoint to start from: checkpoint.load (a checkpoint, or a save directory with a
+// `latest`), else <save_dir>/latest under checkpoint.resume; "" to start from model.path.
+std::string checkpoint_to_load(const TrainConfig& c) {
+  if (!c.load.empty()) {
+    require(fs::is_directory(c.load), "checkpoint.load ", c.load, ": no such directory");
+    return fs::exists(fs::path(c.load) / "latest") ? ckpt::latest_checkpoint(c.load) : c.load;
+  }
+  return c.resume ? ckpt::latest_checkpoint(c.save_dir) : "";
+}
+
+// Where a run stands: `step` steps done; the rest follows from the run's shape.
+struct Position {
+  std::int64_t step = 0;
+  std::int64_t iteration = 0, epoch = 0, index = 0;  // of the next step
+};
+
+Position position_at(std::int64_t step, std::int64_t epochs, std::int64_t steps_per_epoch) {
+  const std::int64_t per_iteration = epochs * steps_per_epoch;
+  return {step, step / per_iteration, step % per_iteration / steps_per_epoch, step % steps_per_epoch};
+}
+
+// Keeps the lines of <save_dir>/metrics.jsonl up to `step` (a resumed run redoes the later
+// ones) and opens it for appending.
+std::FILE* reopen_metrics(const fs::path& path, std::int64_t step) {
+  std::vector<std::string> kept;
+  {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      const auto at = line.find("\"step\": ");
+      if (at != std::string::npos && std::stoll(line.substr(at + 8)) <= step) kept.push_back(line);
+    }
+  }
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  require(f != nullptr, path.string(), ": cannot write");
+  for (const std::string& line : kept) std::fprintf(f, "%s\n", line.c_str());
+  return f;
+}
+
 }  // namespace
 
 int run_train(int argc, char** argv, parallel::Communicator& world) {
@@ -162,10 +208,12 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     const data::BatchPlan plan(static_cast<std::int64_t>(train_data.examples.size()), c.global_batch_size,
                                c.micro_batch_size, grid.dp_size(), c.data_seed, c.shuffle);
     steps_per_epoch = plan.batches_per_epoch();
-    total_steps = c.iterations * c.epochs * steps_per_epoch;
-    if (c.max_steps > 0) total_steps = std::min(total_steps, c.max_steps);
+    // The schedule spans the whole run, whatever spin.max_steps says: a run stopped early and
+    // resumed follows the same learning rates as one that never stopped.
+    const std::int64_t nominal_steps = c.iterations * c.epochs * steps_per_epoch;
+    total_steps = c.max_steps > 0 ? std::min(nominal_steps, c.max_steps) : nominal_steps;
     schedule = {train::parse_lr_decay(c.lr_schedule), c.lr, c.min_lr, c.warmup_steps,
-                c.lr_decay_steps > 0 ? c.lr_decay_steps : total_steps, c.constant_steps, total_steps};
+                c.lr_decay_steps > 0 ? c.lr_decay_steps : nominal_steps, c.constant_steps, nominal_steps};
     schedule.validate();
     if (root) {
       fs::create_directories(c.save_dir);
@@ -178,8 +226,6 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   model::ModelWeights policy(mc, shard->dims, shard->stage, pad);
   model::ModelWeights grads(mc, shard->dims, shard->stage, pad);
   model::ModelWeights reference(mc, shard->dims, shard->stage, pad);
-  parallel::run_collectively(world, [&] { ckpt::HfReader(c.model_path).load(policy.sharded_state_dict()); });
-  reference.copy_from(policy);
 
   const kernels::CpuKernels cpu;
   const model::Transformer transformer(mc, shard->dims, shard->stage, grid.tp(), cpu);
@@ -193,6 +239,44 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   oc.distributed = c.distributed_optimizer;
   oc.max_nonfinite_in_a_row = c.max_nonfinite_steps;
   train::Optimizer optimizer(oc, grid, policy, grads, cpu);
+
+  // ---- the starting point: a checkpoint (any layout), or model.path ------------------------
+  Position at;
+  std::string loaded;
+  parallel::run_collectively(world, [&] {
+    loaded = checkpoint_to_load(c);
+    if (loaded.empty()) {
+      ckpt::HfReader(c.model_path).load(policy.sharded_state_dict());
+      reference.copy_from(policy);
+      return;
+    }
+    const ckpt::CheckpointReader reader(loaded);
+    train::load_weights(reader, "policy", policy);
+    const auto groups = reader.groups();
+    if (std::find(groups.begin(), groups.end(), "reference") != groups.end()) {
+      train::load_weights(reader, "reference", reference);
+    } else {
+      reference.copy_from(policy);  // saved at an iteration's end, or weights only
+    }
+    if (!reader.has_attribute("training_state")) return;  // weights only: a fresh run from them
+    nlohmann::json state;
+    try {
+      state = nlohmann::json::parse(reader.attribute("training_state"));
+      const auto same = [&](const char* key, std::int64_t ours, const char* what) {
+        const std::int64_t theirs = state.at(key).get<std::int64_t>();
+        require(theirs == ours, loaded, " was saved by a run with ", theirs, " ", what, "; this run has ", ours,
+                ": its position in the data cannot be carried over");
+      };
+      same("global_batch_size", c.global_batch_size, "prompts per step (spin.global_batch_size)");
+      same("steps_per_epoch", steps_per_epoch, "steps per epoch (the train file or batch size differ)");
+      same("epochs", c.epochs, "epochs per iteration (spin.max_epochs)");
+      at = position_at(state.at("step").get<std::int64_t>(), c.epochs, steps_per_epoch);
+      optimizer.load_state(reader, state.at("optimizer_steps").get<std::int64_t>(),
+                           state.at("optimizer_skipped").get<std::int64_t>());
+    } catch (const nlohmann::json::exception& e) {
+      fail(loaded, ": malformed training_state (", e.what(), ")");
+    }
+  });
   train::SpinTrainer trainer(grid, transformer, policy, grads, reference, optimizer, train_data.examples, spin);
   generate::Generator policy_generator(grid, transformer, policy);
 
@@ -207,11 +291,48 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                 static_cast<long long>(c.global_batch_size), grid.tp_size(), grid.pp_size(),
                 grid.dp_size(), c.distributed_optimizer ? ", distributed optimizer" : "", c.to_ini().c_str());
     std::fflush(stdout);
-    metrics = std::fopen((fs::path(c.save_dir) / "metrics.jsonl").c_str(), "w");
-    require(metrics != nullptr, c.save_dir, "/metrics.jsonl: cannot create");
+    const fs::path metrics_path = fs::path(c.save_dir) / "metrics.jsonl";
+    if (!loaded.empty()) {
+      std::printf("spin train: loaded %s (step %lld: iteration %lld, epoch %lld, step %lld of the epoch)\n",
+                  loaded.c_str(), static_cast<long long>(at.step), static_cast<long long>(at.iteration + 1),
+                  static_cast<long long>(at.epoch + 1), static_cast<long long>(at.index + 1));
+      std::fflush(stdout);
+    }
+    metrics = at.step > 0 ? reopen_metrics(metrics_path, at.step) : std::fopen(metrics_path.c_str(), "w");
+    require(metrics != nullptr, metrics_path.string(), ": cannot create");
   }
 
-  const auto validate = [&](std::int64_t iteration, std::int64_t epoch, std::int64_t step, std::int64_t consumed) {
+  // HDF5 checkpoint of everything a resumed run needs. At an iteration's end the reference
+  // equals the policy and is not written twice.
+  std::int64_t step = at.step, saved_step = loaded.empty() ? -1 : at.step;
+  const auto save = [&](bool with_reference) {
+    const Position p = position_at(step, c.epochs, steps_per_epoch);
+    const nlohmann::json state = {
+        {"step", step}, {"iteration", p.iteration + 1}, {"epoch", p.epoch + 1}, {"index", p.index},
+        {"consumed_samples", step * c.global_batch_size}, {"global_batch_size", c.global_batch_size},
+        {"steps_per_epoch", steps_per_epoch}, {"epochs", c.epochs},
+        {"optimizer_steps", optimizer.steps_taken()}, {"optimizer_skipped", optimizer.steps_skipped()},
+        {"reference", with_reference ? "saved" : "policy"}};
+    const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
+                                        {"distributed_optimizer", c.distributed_optimizer}};
+    std::vector<std::string> extra;
+    for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "byte_tokenizer.json",
+                          "special_tokens_map.json", "generation_config.json"}) {
+      extra.push_back((fs::path(c.model_path) / f).string());
+    }
+    train::save_checkpoint(c.save_dir, step, grid, policy, with_reference ? &reference : nullptr, &optimizer,
+                           c.distributed_optimizer,
+                           {{"training_state", state.dump()}, {"model_config", mc.json_text},
+                            {"layout", layout_json.dump()}, {"config", c.to_ini()}},
+                           c.keep_last, extra);
+    saved_step = step;
+    if (root) {
+      std::printf("spin train: saved checkpoint %s\n", ckpt::checkpoint_dir(c.save_dir, step).c_str());
+      std::fflush(stdout);
+    }
+  };
+
+  const auto validate = [&](std::int64_t iteration, std::int64_t epoch, std::int64_t steps_done, std::int64_t consumed) {
     if (validation_data.examples.empty()) return;
     const train::SpinMetrics v = trainer.evaluate(validation_data.examples, iteration);
     // A few greedy answers of the policy, as text (replica 0).
@@ -229,7 +350,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     if (!root) return;
     std::printf("validation  iter %lld step %lld | loss %.4f | rewards real %.4f gen %.4f margin %.4f | "
                 "accuracy %.3f | sft nll %.4f | gen len %.1f\n",
-                static_cast<long long>(iteration + 1), static_cast<long long>(step), v.loss, v.rewards_actual,
+                static_cast<long long>(iteration + 1), static_cast<long long>(steps_done), v.loss, v.rewards_actual,
                 v.rewards_generated, v.margin, v.accuracy, v.sft_nll, v.generated_length_mean);
     for (std::size_t i = 0; i < shown.size() && tokenizer; ++i) {
       std::printf("  [%zu] %s -> %s (truth: %s)\n", i,
@@ -237,16 +358,16 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                   data::printable(tokenizer->decode(shown[i].tokens)).c_str(),
                   data::printable(tokenizer->decode(validation_data.examples[i].response)).c_str());
     }
-    std::fputs(metrics_json("validation", iteration, epoch, step, consumed, v, nullptr).c_str(), metrics);
+    std::fputs(metrics_json("validation", iteration, epoch, steps_done, consumed, v, nullptr).c_str(), metrics);
     std::fflush(metrics);
     std::fflush(stdout);
   };
 
-  std::int64_t step = 0;
-  for (std::int64_t iteration = 0; iteration < c.iterations && step < total_steps; ++iteration) {
-    std::int64_t epoch = 0;
+  for (std::int64_t iteration = at.iteration; iteration < c.iterations && step < total_steps; ++iteration) {
+    std::int64_t epoch = iteration == at.iteration ? at.epoch : 0;
     for (; epoch < c.epochs && step < total_steps; ++epoch) {
-      for (std::int64_t index = 0; index < steps_per_epoch && step < total_steps; ++index) {
+      const std::int64_t first = iteration == at.iteration && epoch == at.epoch ? at.index : 0;
+      for (std::int64_t index = first; index < steps_per_epoch && step < total_steps; ++index) {
         const train::SpinStepMetrics m = trainer.step(iteration, epoch, index, schedule.at(step));
         ++step;
         const std::int64_t consumed = step * c.global_batch_size;
@@ -268,8 +389,11 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         if (c.validation_interval > 0 && step % c.validation_interval == 0) {
           validate(iteration, epoch, step, consumed);
         }
+        const bool iteration_ends = epoch + 1 == c.epochs && index + 1 == steps_per_epoch;
+        if (c.save_interval > 0 && step % c.save_interval == 0 && !iteration_ends) save(true);
       }
     }
+    if (step != (iteration + 1) * c.epochs * steps_per_epoch) break;  // stopped by spin.max_steps
     // The end of an iteration: validation (without an interval) against this iteration's
     // reference, the policy saved, then the reference becomes the policy (a local copy).
     if (c.validation_interval == 0) validate(iteration, epoch - 1, step, step * c.global_batch_size);
@@ -277,7 +401,10 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     save_policy(dir, c, mc, policy, grid, save_dtype);
     trainer.sync_reference();
     if (root) std::printf("spin train: iteration %lld done, wrote %s\n", static_cast<long long>(iteration + 1), dir.c_str());
+    save(false);
   }
+  // Stopped inside an iteration (spin.max_steps): a checkpoint to resume from.
+  if (saved_step != step) save(true);
   if (root) {
     std::fclose(metrics);
     std::printf("spin train: %lld steps in %.1f s\n", static_cast<long long>(step),

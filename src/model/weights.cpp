@@ -133,6 +133,13 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
   }
 }
 
+std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpDims& dims,
+                                            const StageLayers& stage) {
+  std::vector<ShardedTensor> out;
+  for (auto& spec : parameter_specs(config, dims, stage)) out.push_back(std::move(spec.first));
+  return out;
+}
+
 void ModelWeights::init_random(std::uint64_t seed, float std) {
   zero();
   for (const ShardedTensor& p : params_) {

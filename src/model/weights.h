@@ -61,4 +61,10 @@ class ModelWeights {
   std::vector<ShardedTensor> params_;
 };
 
+// The parameters ModelWeights(config, dims, stage) holds, described without storage (`local`
+// is empty): names, global shapes, splits and primary flags, for tools that place a model's
+// tensors without allocating it (checkpoint conversion).
+std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpDims& dims,
+                                            const StageLayers& stage);
+
 }  // namespace spin::model

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "checkpoint/hf_writer.h"
 #include "core/error.h"
 
 namespace spin::ckpt {
@@ -41,6 +42,32 @@ TEST_F(HfReaderTest, FollowsTheShardIndex) {
   EXPECT_EQ(b.f32()[1], 6.0f);
   Tensor c = Tensor::zeros({2});
   EXPECT_THROW(reader.load({{"c", c, {2}, -1, 0, 0}}), Error);
+}
+
+TEST_F(HfReaderTest, WrittenModelsShardAboveTheLimitAndReadBack) {
+  const std::vector<HfTensor> tensors = {{"a", {2, 2}}, {"b", {2}}, {"c", {2}}};
+  const std::vector<const float*> values = {a_.data(), b_.data(), b_.data()};
+  const auto write = [&](const std::string& name, std::uint64_t limit) {
+    write_hf_model((dir_ / name).string(), "{}", tensors, [&](std::size_t i) { return values[i]; }, DType::F32, limit);
+    return dir_ / name;
+  };
+  // 16 + 8 + 8 bytes: one file under the default limit, three under a 15-byte limit (a tensor
+  // larger than the limit gets a file of its own) and two under 20 (a and b cannot share, b and
+  // c can).
+  EXPECT_TRUE(fs::exists(write("one", kDefaultMaxShardBytes) / "model.safetensors"));
+  const fs::path three = write("three", 15);
+  EXPECT_TRUE(fs::exists(three / "model-00003-of-00003.safetensors"));
+  const fs::path two = write("two", 20);
+  EXPECT_TRUE(fs::exists(two / "model-00002-of-00002.safetensors"));
+  EXPECT_FALSE(fs::exists(two / "model.safetensors"));
+  EXPECT_EQ(SafetensorsFile((two / "model-00002-of-00002.safetensors").string()).names(),
+            (std::vector<std::string>{"b", "c"}));
+  for (const fs::path& dir : {dir_ / "one", three, two}) {
+    Tensor a = Tensor::zeros({2, 2}), c = Tensor::zeros({2});
+    HfReader(dir.string()).load({{"a", a, {2, 2}, -1, 0, 0}, {"c", c, {2}, -1, 0, 0}});
+    EXPECT_EQ(std::vector<float>(a.f32(), a.f32() + 4), a_) << dir;
+    EXPECT_EQ(std::vector<float>(c.f32(), c.f32() + 2), b_) << dir;
+  }
 }
 
 TEST_F(HfReaderTest, MissingWeightsAndBadIndexAreErrors) {

@@ -121,8 +121,46 @@ TEST_F(Checkpoint, MissingShardTruncatedFileAndNewerVersionAreClearErrors) {
   fs::rename(dir_ / "future_index.h5", dir_ / "future" / "index.h5");
   EXPECT_NE(error_of([&] { CheckpointReader r((dir_ / "future").string()); }).find("version 99 is newer"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { CheckpointReader r((dir_ / "nowhere").string()); }).find("index.h5: missing"),
+  EXPECT_NE(error_of([&] { CheckpointReader r((dir_ / "nowhere").string()); }).find("nowhere: no such checkpoint"),
             std::string::npos);
+  fs::create_directories(dir_ / "empty");
+  EXPECT_NE(error_of([&] { CheckpointReader r((dir_ / "empty").string()); }).find("empty/index.h5: missing"),
+            std::string::npos);
+}
+
+TEST_F(Checkpoint, VerifyFindsCorruptionGapsAndOverlaps) {
+  EXPECT_TRUE(CheckpointReader(save(1)).verify().empty());
+  // A gap (row 3 of "w" nowhere) and an overlap (row 0 of "n" twice), streamed piece by piece.
+  parallel::SelfCommunicator world;
+  CheckpointWriter writer(world, checkpoint_dir(dir_.string(), 2));
+  writer.begin_file("a.h5");
+  writer.add_piece({"policy", "w", {4, 3}, {0, 0}, {3, 3}, a_.data()});
+  writer.add_piece({"policy", "n", {5}, {0}, {3}, b_.data()});
+  writer.end_file();
+  writer.write_file("b.h5", {{"policy", "n", {5}, {2}, {3}, b_.data() + 2}});
+  writer.commit({}, 0);
+  const CheckpointReader r(checkpoint_dir(dir_.string(), 2));
+  const std::vector<std::string> problems = r.verify();
+  ASSERT_EQ(problems.size(), 3u);
+  EXPECT_EQ(problems[0], "policy/n: pieces a.h5:policy/n and b.h5:policy/n overlap");
+  EXPECT_EQ(problems[1], "policy/n: the pieces hold 6 of its 5 values");
+  EXPECT_EQ(problems[2], "policy/w: the pieces hold 9 of its 12 values");
+}
+
+TEST_F(Checkpoint, MergedIsOneFileThatLoadsLikeTheShards) {
+  const CheckpointReader sharded(save(4));
+  const std::string merged = (dir_ / "merged.h5").string();
+  merge_checkpoint(sharded, merged);
+  const CheckpointReader r(merged);
+  EXPECT_EQ(r.attribute("state"), "{\"step\": 4}");
+  EXPECT_EQ(r.read_all("policy", "w"), a_);
+  EXPECT_EQ(r.read_all("policy", "n"), b_);
+  EXPECT_EQ(r.pieces("policy", "w").size(), 1u);
+  EXPECT_TRUE(r.verify().empty());
+  // Whole datasets in the file itself.
+  std::vector<float> w(12);
+  h5::File::open_read(merged).read_floats_verified("policy/w", {4, 3}, w.data());
+  EXPECT_EQ(w, a_);
 }
 
 }  // namespace
