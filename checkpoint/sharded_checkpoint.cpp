@@ -22,25 +22,6 @@ namespace {
 constexpr const char* kIndex = "index.h5";
 constexpr const char* kLatest = "latest";
 
-// Every rank's text (this rank's `mine`) on rank 0, in rank order; empty elsewhere.
-std::vector<std::string> gather_texts(parallel::Communicator& world, const std::string& mine) {
-  if (world.rank() != 0) {
-    const std::int64_t size = static_cast<std::int64_t>(mine.size());
-    world.send(&size, 1, 0);
-    world.send(reinterpret_cast<const std::uint8_t*>(mine.data()), mine.size(), 0);
-    return {};
-  }
-  std::vector<std::string> all = {mine};
-  for (int r = 1; r < world.size(); ++r) {
-    std::int64_t size = 0;
-    world.recv(&size, 1, r);
-    std::string text(static_cast<std::size_t>(size), '\0');
-    world.recv(reinterpret_cast<std::uint8_t*>(text.data()), text.size(), r);
-    all.push_back(std::move(text));
-  }
-  return all;
-}
-
 // Contiguous, row-major [start, start + count) of `shape` into `out` (rectangle copy).
 void copy_rectangle(const float* src, const Shape& src_start, const Shape& src_count, float* dst,
                     const Shape& dst_start, const Shape& dst_count) {
@@ -64,11 +45,36 @@ void copy_rectangle(const float* src, const Shape& src_start, const Shape& src_c
   }
 }
 
-// Test hook for crash consistency: SPIN_FAULT=checkpoint-commit kills rank 0 with SIGKILL
-// once the shard files are written but before the index exists (the worst moment to die).
-void fault_point(const char* where) {
+// Test hook for crash consistency: SPIN_FAULT=checkpoint-commit@<name> kills rank 0 with
+// SIGKILL while saving checkpoint <name> (e.g. step_00000004), once every shard file is written
+// and before the index exists: the worst moment to die.
+void fault_point(const std::string& where) {
   const char* fault = std::getenv("SPIN_FAULT");
-  if (fault != nullptr && std::string(fault) == where) std::raise(SIGKILL);
+  if (fault != nullptr && where == fault) std::raise(SIGKILL);
+}
+
+// <save_dir>/latest <- `name`, atomically (a temporary file renamed over it).
+void point_latest(const fs::path& save_dir, const std::string& name) {
+  const fs::path tmp = save_dir / "latest.tmp";
+  {
+    std::ofstream out(tmp);
+    out << name << "\n";
+    require(out.good(), tmp.string(), ": write failed");
+  }
+  h5::fsync_path(tmp.string());
+  fs::rename(tmp, save_dir / kLatest);
+  h5::fsync_path(save_dir.string());
+}
+
+// Removes all but the newest `keep` complete checkpoints of `save_dir`.
+void remove_older(const fs::path& save_dir, std::size_t keep) {
+  std::vector<fs::path> done;
+  for (const auto& entry : fs::directory_iterator(save_dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("step_", 0) == 0 && name.find(".tmp") == std::string::npos) done.push_back(entry.path());
+  }
+  std::sort(done.begin(), done.end());
+  for (std::size_t i = 0; i + keep < done.size(); ++i) fs::remove_all(done[i]);
 }
 
 }  // namespace
@@ -149,12 +155,12 @@ void CheckpointWriter::write_file(const std::string& file, const std::vector<Pie
 }
 
 void CheckpointWriter::commit(const std::map<std::string, std::string>& attributes, int keep_last,
-                              const std::vector<std::string>& extra_files) {
-  const std::vector<std::string> all = gather_texts(world_, pieces_json_);
+                              const std::vector<std::string>& extra_files, bool mark_latest) {
+  const std::vector<std::string> all = parallel::gather_strings(world_, pieces_json_);
   std::int32_t ok = 1;
   std::string problem;
   if (world_.rank() == 0) {
-    fault_point("checkpoint-commit");
+    fault_point("checkpoint-commit@" + fs::path(dir_).filename().string());
     try {
       json catalog = json::object();
       std::map<std::string, std::vector<h5::File::Source>> sources;
@@ -187,25 +193,11 @@ void CheckpointWriter::commit(const std::map<std::string, std::string>& attribut
       // Into place: a previous checkpoint of the same step is replaced only now.
       fs::remove_all(dir_);
       fs::rename(tmp_, dir_);
-      const fs::path save_dir = fs::path(dir_).parent_path();
+      const fs::path save_dir = fs::absolute(dir_).parent_path();
       h5::fsync_path(save_dir.string());
-      const fs::path latest_tmp = save_dir / "latest.tmp";
-      {
-        std::ofstream out(latest_tmp);
-        out << fs::path(dir_).filename().string() << "\n";
-        require(out.good(), latest_tmp.string(), ": write failed");
-      }
-      h5::fsync_path(latest_tmp.string());
-      fs::rename(latest_tmp, save_dir / kLatest);
-      h5::fsync_path(save_dir.string());
-      if (keep_last > 0) {
-        std::vector<fs::path> done;
-        for (const auto& entry : fs::directory_iterator(save_dir)) {
-          const std::string name = entry.path().filename().string();
-          if (name.rfind("step_", 0) == 0 && name.find(".tmp") == std::string::npos) done.push_back(entry.path());
-        }
-        std::sort(done.begin(), done.end());
-        for (std::size_t i = 0; i + static_cast<std::size_t>(keep_last) < done.size(); ++i) fs::remove_all(done[i]);
+      if (mark_latest) {
+        point_latest(save_dir, fs::path(dir_).filename().string());
+        if (keep_last > 0) remove_older(save_dir, static_cast<std::size_t>(keep_last));
       }
     } catch (const std::exception& e) {
       ok = 0;
@@ -338,41 +330,48 @@ std::vector<float> CheckpointReader::read_all(const std::string& group, const st
 
 std::vector<std::string> CheckpointReader::verify() const {
   std::vector<std::string> problems;
-  std::vector<float> buffer;
   for (const auto& [group, tensors] : catalog_) {
     for (const auto& [name, e] : tensors) {
-      const std::string what = group + "/" + name;
-      std::int64_t volume = 0;
-      for (std::size_t i = 0; i < e.pieces.size(); ++i) {
-        const PieceInfo& p = e.pieces[i];
-        bool inside = p.start.size() == e.shape.size() && p.count.size() == e.shape.size();
-        for (std::size_t d = 0; inside && d < e.shape.size(); ++d) {
-          inside = p.start[d] >= 0 && p.count[d] > 0 && p.start[d] + p.count[d] <= e.shape[d];
-        }
-        if (!inside) {
-          problems.push_back(cat(what, ": piece ", p.file, ":", p.dataset, " lies outside the tensor"));
-          continue;
-        }
-        volume += shape_numel(p.count);
-        for (std::size_t j = 0; j < i; ++j) {  // pairwise: a tensor has few pieces
-          const PieceInfo& q = e.pieces[j];
-          bool overlap = true;
-          for (std::size_t d = 0; d < e.shape.size(); ++d) {
-            overlap = overlap && std::max(p.start[d], q.start[d]) < std::min(p.start[d] + p.count[d], q.start[d] + q.count[d]);
-          }
-          if (overlap) problems.push_back(cat(what, ": pieces ", q.file, ":", q.dataset, " and ", p.file, ":", p.dataset, " overlap"));
-        }
-        try {
-          buffer.resize(static_cast<std::size_t>(shape_numel(p.count)));
-          h5::File::open_read((fs::path(dir_) / p.file).string()).read_floats_verified(p.dataset, p.count, buffer.data());
-        } catch (const Error& err) {
-          problems.push_back(cat(what, ": ", err.what()));
-        }
-      }
-      if (volume != shape_numel(e.shape)) {
-        problems.push_back(cat(what, ": the pieces hold ", volume, " of its ", shape_numel(e.shape), " values"));
-      }
+      for (std::string& p : verify(group, name)) problems.push_back(std::move(p));
     }
+  }
+  return problems;
+}
+
+std::vector<std::string> CheckpointReader::verify(const std::string& group, const std::string& name) const {
+  const Entry& e = entry(group, name);
+  const std::string what = group + "/" + name;
+  std::vector<std::string> problems;
+  std::vector<float> buffer;
+  std::int64_t volume = 0;
+  for (std::size_t i = 0; i < e.pieces.size(); ++i) {
+    const PieceInfo& p = e.pieces[i];
+    bool inside = p.start.size() == e.shape.size() && p.count.size() == e.shape.size();
+    for (std::size_t d = 0; inside && d < e.shape.size(); ++d) {
+      inside = p.start[d] >= 0 && p.count[d] > 0 && p.start[d] + p.count[d] <= e.shape[d];
+    }
+    if (!inside) {
+      problems.push_back(cat(what, ": piece ", p.file, ":", p.dataset, " lies outside the tensor"));
+      continue;
+    }
+    volume += shape_numel(p.count);
+    for (std::size_t j = 0; j < i; ++j) {  // pairwise: a tensor has few pieces
+      const PieceInfo& q = e.pieces[j];
+      bool overlap = true;
+      for (std::size_t d = 0; d < e.shape.size(); ++d) {
+        overlap = overlap && std::max(p.start[d], q.start[d]) < std::min(p.start[d] + p.count[d], q.start[d] + q.count[d]);
+      }
+      if (overlap) problems.push_back(cat(what, ": pieces ", q.file, ":", q.dataset, " and ", p.file, ":", p.dataset, " overlap"));
+    }
+    try {
+      buffer.resize(static_cast<std::size_t>(shape_numel(p.count)));
+      h5::File::open_read((fs::path(dir_) / p.file).string()).read_floats_verified(p.dataset, p.count, buffer.data());
+    } catch (const Error& err) {
+      problems.push_back(cat(what, ": ", err.what()));
+    }
+  }
+  if (volume != shape_numel(e.shape)) {
+    problems.push_back(cat(what, ": the pieces hold ", volume, " of its ", shape_numel(e.shape), " values"));
   }
   return problems;
 }

@@ -52,11 +52,12 @@ class CheckpointWriter {
   void end_file();
 
   // Collective: rank 0 gathers every piece's place, writes index.h5 with `attributes`
-  // (name -> text), syncs, renames the directory into place, replaces `latest`, and removes
-  // checkpoints beyond the newest `keep_last` (0: keep all). `extra_files` (absolute paths)
-  // are copied into the checkpoint first (tokenizer files).
+  // (name -> text), syncs, renames the directory into place and, with `mark_latest` (a
+  // training run's save directory), replaces `latest` beside it and removes checkpoints beyond
+  // the newest `keep_last` (0: keep all). `extra_files` (paths) are copied into the checkpoint
+  // first (tokenizer files).
   void commit(const std::map<std::string, std::string>& attributes, int keep_last,
-              const std::vector<std::string>& extra_files = {});
+              const std::vector<std::string>& extra_files = {}, bool mark_latest = true);
 
  private:
   struct OpenFile;
@@ -98,6 +99,7 @@ class CheckpointReader {
   // exist with the catalogued shape and checksum, and the pieces of every tensor cover it
   // exactly once. Reads every byte.
   std::vector<std::string> verify() const;
+  std::vector<std::string> verify(const std::string& group, const std::string& name) const;
 
  private:
   struct Entry {

@@ -54,4 +54,22 @@ void SelfCommunicator::recv_impl(void*, std::size_t, DType, int source, int) {
   fail("recv from rank ", source, " in a group of one process");
 }
 
+std::vector<std::string> gather_strings(Communicator& comm, const std::string& mine) {
+  if (comm.rank() != 0) {
+    const std::int64_t size = static_cast<std::int64_t>(mine.size());
+    comm.send(&size, 1, 0);
+    comm.send(reinterpret_cast<const std::uint8_t*>(mine.data()), mine.size(), 0);
+    return {};
+  }
+  std::vector<std::string> all = {mine};
+  for (int r = 1; r < comm.size(); ++r) {
+    std::int64_t size = 0;
+    comm.recv(&size, 1, r);
+    std::string text(static_cast<std::size_t>(size), '\0');
+    comm.recv(reinterpret_cast<std::uint8_t*>(text.data()), text.size(), r);
+    all.push_back(std::move(text));
+  }
+  return all;
+}
+
 }  // namespace spin::parallel

@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/dtype.h"
 #include "core/tensor.h"
@@ -170,5 +172,8 @@ class SelfCommunicator final : public Communicator {
   void barrier_impl() override {}
   void exchange_impl(std::span<const P2POp> ops) override;
 };
+
+// Every rank's `mine` on rank 0, in rank order; an empty vector on the other ranks.
+std::vector<std::string> gather_strings(Communicator& comm, const std::string& mine);
 
 }  // namespace spin::parallel

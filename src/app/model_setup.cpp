@@ -40,22 +40,34 @@ std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
   return tokenizer;
 }
 
+std::vector<std::string> tokenizer_files(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> out;
+  for (const char* f : {"tokenizer.model", "byte_tokenizer.json", "tokenizer.json", "tokenizer_config.json",
+                        "special_tokens_map.json", "generation_config.json"}) {
+    const fs::path path = fs::path(dir) / f;
+    if (fs::exists(path)) out.push_back(path.string());
+  }
+  return out;
+}
+
 void copy_tokenizer_files(const std::string& from, const std::string& to) {
   namespace fs = std::filesystem;
-  for (const char* f : {"tokenizer.model", "byte_tokenizer.json", "tokenizer_config.json"}) {
-    const fs::path source = fs::path(from) / f;
-    if (fs::exists(source)) fs::copy_file(source, fs::path(to) / f, fs::copy_options::overwrite_existing);
+  for (const std::string& source : tokenizer_files(from)) {
+    fs::copy_file(source, fs::path(to) / fs::path(source).filename(), fs::copy_options::overwrite_existing);
   }
+}
+
+ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank,
+                            int pp, const std::string& pp_layers) {
+  const auto counts = model::split_layers(config.num_layers, pp, parse_int_list(pp_layers, "--pp-layers"));
+  return {config, model::stage_layers(counts, pp_rank), model::tp_dims(config, tp_rank, tp)};
 }
 
 ModelShard plan_model_shard(const std::string& model_dir, const parallel::ProcessGrid& grid,
                             const std::string& pp_layers) {
-  model::ModelConfig config = model::ModelConfig::load(model_dir);
-  const auto counts = model::split_layers(config.num_layers, grid.pp_size(),
-                                          parse_int_list(pp_layers, "--pp-layers"));
-  const model::StageLayers stage = model::stage_layers(counts, grid.pp_rank());
-  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
-  return {std::move(config), stage, dims};
+  return plan_model_shard(model::ModelConfig::load(model_dir), grid.tp_rank(), grid.tp_size(),
+                          grid.pp_rank(), grid.pp_size(), pp_layers);
 }
 
 }  // namespace spin::app

@@ -25,12 +25,18 @@ struct ModelShard {
 // `pp_layers`: the --pp-layers text ("3,5"; empty for an even split).
 ModelShard plan_model_shard(const std::string& model_dir, const parallel::ProcessGrid& grid,
                             const std::string& pp_layers = "");
+// The shard of position (tp_rank, pp_rank) in a TP x PP layout of `config`.
+ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank,
+                            int pp, const std::string& pp_layers = "");
 
 // The model directory's tokenizer with BOS/EOS from config.json, or null when the directory
 // has none (token-id data needs none; text data then fails with a message saying so).
 std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
                                                 const model::ModelConfig& config);
 
+// The tokenizer files (SentencePiece or byte-level model, tokenizer and generation configs)
+// present in `dir`, as paths.
+std::vector<std::string> tokenizer_files(const std::string& dir);
 // Copies the tokenizer files of `from` (if any) into the model directory `to`.
 void copy_tokenizer_files(const std::string& from, const std::string& to);
 

@@ -9,10 +9,14 @@ namespace spin::app {
 namespace po = boost::program_options;
 
 bool parse_options_or_help(const po::options_description& desc, int argc, char** argv,
-                           const char* command, const char* usage, bool print) {
+                           const char* command, const char* usage, bool print,
+                           const po::positional_options_description* positional) {
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
+    po::command_line_parser parser(argc, argv);
+    parser.options(desc);
+    if (positional) parser.positional(*positional);
+    po::store(parser.run(), vm);
     if (vm.count("help")) {
       if (print) std::cout << "usage: " << usage << "\n" << desc << "\n";
       return false;

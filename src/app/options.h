@@ -14,8 +14,10 @@ namespace spin::app {
 
 // Returns false when --help was given (after printing it if `print`), true when the options
 // were parsed and stored. `desc` must include a "help" option.
+// `positional`, when given, maps bare arguments to options of `desc`.
 bool parse_options_or_help(const boost::program_options::options_description& desc, int argc,
-                           char** argv, const char* command, const char* usage, bool print);
+                           char** argv, const char* command, const char* usage, bool print,
+                           const boost::program_options::positional_options_description* positional = nullptr);
 
 // Runs a command's option parser, parse(print_help) -> optional<Options>, on every rank with
 // errors agreed on (one line), and resolves the layout from the options' tp and pp members.

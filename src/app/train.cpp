@@ -312,14 +312,13 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         {"consumed_samples", step * c.global_batch_size}, {"global_batch_size", c.global_batch_size},
         {"steps_per_epoch", steps_per_epoch}, {"epochs", c.epochs},
         {"optimizer_steps", optimizer.steps_taken()}, {"optimizer_skipped", optimizer.steps_skipped()},
-        {"reference", with_reference ? "saved" : "policy"}};
+        {"reference", with_reference ? "saved" : "policy"},
+        // The random streams are counter-based, keyed by these seeds and the position above.
+        {"data_seed", c.data_seed}, {"shuffle", c.shuffle}, {"sampling_seed", c.sampling_seed},
+        {"kl_penalty", spin.kl_penalty}};
     const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
                                         {"distributed_optimizer", c.distributed_optimizer}};
-    std::vector<std::string> extra;
-    for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "byte_tokenizer.json",
-                          "special_tokens_map.json", "generation_config.json"}) {
-      extra.push_back((fs::path(c.model_path) / f).string());
-    }
+    const std::vector<std::string> extra = tokenizer_files(c.model_path);
     train::save_checkpoint(c.save_dir, step, grid, policy, with_reference ? &reference : nullptr, &optimizer,
                            c.distributed_optimizer,
                            {{"training_state", state.dump()}, {"model_config", mc.json_text},

@@ -1,0 +1,280 @@
+// spin ckpt: look into, check and convert HDF5 checkpoints (checkpoint/sharded_checkpoint.h).
+//   spin ckpt inspect PATH
+//   spin ckpt verify PATH
+//   spin ckpt reshard PATH OUT --tp T --pp P [--pp-layers L]
+//   spin ckpt merge PATH OUT.h5
+//   spin ckpt export-hf PATH OUT [--which policy|reference] [--dtype f32|bf16|f16]
+//   spin ckpt import-hf HF_DIR OUT --tp T --pp P [--pp-layers L]
+// Under mpirun the work is split over the ranks: verify by tensor, reshard and import-hf by
+// output shard file (each rank writes the files of the (TP, PP) positions it is given);
+// merge and export-hf write single files from rank 0. Memory per rank is one tensor (verify,
+// reshard, merge, export-hf) or one output shard (import-hf).
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "app/commands.h"
+#include "app/model_setup.h"
+#include "app/options.h"
+#include "checkpoint/hf_reader.h"
+#include "checkpoint/hf_writer.h"
+#include "checkpoint/shard_rectangles.h"
+#include "checkpoint/sharded_checkpoint.h"
+#include "core/error.h"
+#include "model/weights.h"
+#include "parallel/job_errors.h"
+
+namespace spin::app {
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace po = boost::program_options;
+using nlohmann::json;
+
+constexpr const char* kUsage =
+    "spin ckpt <action> PATH [OUT] [options]\n"
+    "actions:\n"
+    "  inspect PATH               layout, training state, tensors with shapes and sizes\n"
+    "  verify PATH                every checksum; every tensor covered exactly once\n"
+    "  reshard PATH OUT --tp --pp  a copy whose shard files match another layout\n"
+    "  merge PATH OUT.h5          one unsharded HDF5 file (loadable as a checkpoint)\n"
+    "  export-hf PATH OUT         a Hugging Face model directory\n"
+    "  import-hf HF_DIR OUT --tp --pp  a checkpoint (weights only) from a Hugging Face model";
+
+struct CkptOptions {
+  std::string action, path, out, which = "policy", dtype = "f32", pp_layers;
+  int tp = 1, pp = 1;
+  std::uint64_t max_shard_bytes = ckpt::kDefaultMaxShardBytes;
+};
+
+std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
+  CkptOptions o;
+  po::options_description desc("spin ckpt options");
+  desc.add_options()
+      ("help,h", "print this help")
+      ("action", po::value(&o.action)->required(), "inspect, verify, reshard, merge, export-hf or import-hf")
+      ("path", po::value(&o.path)->required(), "the checkpoint (import-hf: the Hugging Face directory)")
+      ("out", po::value(&o.out), "the output (reshard, merge, export-hf, import-hf)")
+      ("tp", po::value(&o.tp)->default_value(o.tp), "reshard, import-hf: tensor-parallel size of the output")
+      ("pp", po::value(&o.pp)->default_value(o.pp), "reshard, import-hf: pipeline-parallel size of the output")
+      ("pp-layers", po::value(&o.pp_layers)->default_value(""), "reshard, import-hf: layers per stage, e.g. 3,5")
+      ("which", po::value(&o.which)->default_value(o.which), "export-hf: policy or reference")
+      ("dtype", po::value(&o.dtype)->default_value(o.dtype), "export-hf: f32, bf16 or f16")
+      ("max-shard-size", po::value(&o.max_shard_bytes)->default_value(o.max_shard_bytes),
+       "export-hf: bytes per safetensors file; larger models are split with an index");
+  po::positional_options_description positional;
+  positional.add("action", 1).add("path", 1).add("out", 1);
+  if (!parse_options_or_help(desc, argc, argv, "spin ckpt", kUsage, print, &positional)) return std::nullopt;
+  const std::vector<std::string> actions = {"inspect", "verify", "reshard", "merge", "export-hf", "import-hf"};
+  require(std::find(actions.begin(), actions.end(), o.action) != actions.end(), "spin ckpt: unknown action \"",
+          o.action, "\" (inspect, verify, reshard, merge, export-hf, import-hf)");
+  const bool needs_out = o.action != "inspect" && o.action != "verify";
+  require(!needs_out || !o.out.empty(), "spin ckpt ", o.action, ": the output path is missing");
+  require(needs_out || o.out.empty(), "spin ckpt ", o.action, ": unexpected argument \"", o.out, "\"");
+  require(o.tp >= 1 && o.pp >= 1, "spin ckpt: --tp and --pp must be at least 1");
+  require(o.which == "policy" || o.which == "reference", "spin ckpt: --which \"", o.which,
+          "\" is not policy or reference");
+  require(o.dtype == "f32" || o.dtype == "bf16" || o.dtype == "f16", "spin ckpt: --dtype \"", o.dtype,
+          "\" is not f32, bf16 or f16");
+  require(o.max_shard_bytes > 0, "spin ckpt: --max-shard-size must be positive");
+  return o;
+}
+
+std::string megabytes(std::int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f MB", static_cast<double>(bytes) / 1e6);
+  return buf;
+}
+
+model::ModelConfig config_of(const ckpt::CheckpointReader& reader) {
+  return model::ModelConfig::from_json(reader.attribute("model_config"), reader.dir() + " (model_config)");
+}
+
+// ---- inspect ----------------------------------------------------------------------------------
+
+void inspect(const ckpt::CheckpointReader& reader) {
+  std::printf("checkpoint %s (format %s)\n", reader.dir().c_str(), reader.attribute("spin_checkpoint_version").c_str());
+  for (const char* name : {"layout", "training_state"}) {
+    if (reader.has_attribute(name)) std::printf("%s: %s\n", name, reader.attribute(name).c_str());
+  }
+  if (reader.has_attribute("model_config")) {
+    const model::ModelConfig c = config_of(reader);
+    std::printf("model: %lld layers, hidden %lld, %lld heads (%lld kv), MLP %lld, vocabulary %lld, %lld parameters\n",
+                static_cast<long long>(c.num_layers), static_cast<long long>(c.hidden_size),
+                static_cast<long long>(c.num_heads), static_cast<long long>(c.num_kv_heads),
+                static_cast<long long>(c.intermediate_size), static_cast<long long>(c.vocab_size),
+                static_cast<long long>(c.num_parameters()));
+  }
+  std::int64_t total = 0;
+  for (const std::string& group : reader.groups()) {
+    std::int64_t values = 0;
+    const auto names = reader.names(group);
+    for (const std::string& name : names) values += shape_numel(reader.shape(group, name));
+    std::printf("%s: %zu tensors, %lld values, %s\n", group.c_str(), names.size(), static_cast<long long>(values),
+                megabytes(values * 4).c_str());
+    for (const std::string& name : names) {
+      std::printf("  %-52s %-14s float32 %2zu piece%s\n", name.c_str(), shape_str(reader.shape(group, name)).c_str(),
+                  reader.pieces(group, name).size(), reader.pieces(group, name).size() == 1 ? "" : "s");
+    }
+    total += values * 4;
+  }
+  std::printf("total: %s of tensors\n", megabytes(total).c_str());
+}
+
+// ---- verify -----------------------------------------------------------------------------------
+
+int verify(parallel::Communicator& world, const ckpt::CheckpointReader& reader) {
+  // Tensors dealt round-robin over the ranks; problems gathered on rank 0.
+  std::vector<std::string> problems;
+  std::size_t k = 0;
+  for (const std::string& group : reader.groups()) {
+    for (const std::string& name : reader.names(group)) {
+      if (k++ % static_cast<std::size_t>(world.size()) != static_cast<std::size_t>(world.rank())) continue;
+      for (std::string& p : reader.verify(group, name)) problems.push_back(std::move(p));
+    }
+  }
+  json mine_json = problems;
+  const auto all = parallel::gather_strings(world, mine_json.dump());
+  std::int32_t bad = 0;
+  if (world.rank() == 0) {
+    for (const std::string& text : all) {
+      for (const auto& p : json::parse(text)) {
+        std::fprintf(stderr, "spin ckpt verify: %s: %s\n", reader.dir().c_str(), p.get<std::string>().c_str());
+        ++bad;
+      }
+    }
+    if (bad == 0) std::printf("spin ckpt verify: %s: %zu tensors, every checksum and every value accounted for\n",
+                              reader.dir().c_str(), k);
+  }
+  world.broadcast(&bad, 1, 0);
+  return bad == 0 ? 0 : 1;
+}
+
+// ---- reshard, import-hf: output shard files for (TP, PP) positions ---------------------------
+
+// The (tp, pp) positions this rank writes: dealt round-robin.
+std::vector<std::pair<int, int>> my_positions(const parallel::Communicator& world, int tp, int pp) {
+  std::vector<std::pair<int, int>> out;
+  for (int i = 0; i < tp * pp; ++i) {
+    if (i % world.size() == world.rank()) out.push_back({i % tp, i / tp});
+  }
+  return out;
+}
+
+std::string shard_file(int t, int p) { return cat("shard_tp", t, "_pp", p, "_dp0.h5"); }
+
+std::string layout_json(int tp, int pp) {
+  return json{{"tp", tp}, {"pp", pp}, {"dp", 1}, {"distributed_optimizer", false}}.dump();
+}
+
+void reshard(parallel::Communicator& world, const ckpt::CheckpointReader& reader, const CkptOptions& o) {
+  const model::ModelConfig config = config_of(reader);
+  ckpt::CheckpointWriter writer(world, o.out);
+  parallel::run_collectively(world, [&] {
+    for (const auto& [t, p] : my_positions(world, o.tp, o.pp)) {
+      const ModelShard shard = plan_model_shard(config, t, o.tp, p, o.pp, o.pp_layers);
+      writer.begin_file(shard_file(t, p));
+      std::vector<float> buffer;
+      for (const std::string& group : reader.groups()) {
+        for (const ShardedTensor& s : model::parameter_layout(config, shard.dims, shard.stage)) {
+          if (!s.primary || !reader.has(group, s.name)) continue;
+          const ckpt::ShardRectangle r = ckpt::shard_rectangle(s);
+          buffer.resize(static_cast<std::size_t>(shape_numel(r.count)));
+          reader.read(group, s.name, r.start, r.count, buffer.data());
+          writer.add_piece({group, s.name, s.global_shape, r.start, r.count, buffer.data()});
+        }
+      }
+      writer.end_file();
+    }
+  });
+  std::map<std::string, std::string> attributes = reader.attributes();
+  attributes.erase("catalog");
+  attributes.erase("spin_checkpoint_version");
+  attributes["layout"] = layout_json(o.tp, o.pp);
+  writer.commit(attributes, 0, tokenizer_files(reader.dir()), false);
+}
+
+void import_hf(parallel::Communicator& world, const CkptOptions& o) {
+  const model::ModelConfig config = model::ModelConfig::load(o.path);
+  ckpt::CheckpointWriter writer(world, o.out);
+  parallel::run_collectively(world, [&] {
+    ckpt::HfReader hf(o.path);
+    for (const auto& [t, p] : my_positions(world, o.tp, o.pp)) {
+      const ModelShard shard = plan_model_shard(config, t, o.tp, p, o.pp, o.pp_layers);
+      const model::ModelWeights weights(config, shard.dims, shard.stage);
+      hf.load(weights.sharded_state_dict());
+      writer.begin_file(shard_file(t, p));
+      for (const ShardedTensor& s : weights.sharded_state_dict()) {
+        if (!s.primary) continue;
+        const ckpt::ShardRectangle r = ckpt::shard_rectangle(s);
+        writer.add_piece({"policy", s.name, s.global_shape, r.start, r.count, s.local.f32() + r.local_offset});
+      }
+      writer.end_file();
+    }
+  });
+  writer.commit({{"model_config", config.json_text}, {"layout", layout_json(o.tp, o.pp)}}, 0, tokenizer_files(o.path),
+                false);
+}
+
+// ---- merge, export-hf (rank 0) ----------------------------------------------------------------
+
+void export_hf(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
+  const model::ModelConfig config = config_of(reader);
+  require(!reader.names(o.which).empty(), reader.dir(), ": no ", o.which, " tensors",
+          o.which == "reference" ? " (saved at an iteration's end, the reference is the policy)" : "");
+  // Hugging Face's tensor order: the model's own (one stage holding every layer).
+  std::vector<ckpt::HfTensor> tensors;
+  for (const ShardedTensor& s : model::parameter_layout(config, model::tp_dims(config, 0, 1),
+                                                        model::StageLayers::whole(config.num_layers))) {
+    require(reader.has(o.which, s.name), reader.dir(), ": no tensor ", o.which, "/", s.name);
+    tensors.push_back({s.name, s.global_shape});
+  }
+  std::vector<float> values;
+  const DType dtype = o.dtype == "bf16" ? DType::BF16 : o.dtype == "f16" ? DType::F16 : DType::F32;
+  ckpt::write_hf_model(o.out, config.json_text, tensors, [&](std::size_t i) {
+    values = reader.read_all(o.which, tensors[i].name);
+    return values.data();
+  }, dtype, o.max_shard_bytes);
+  copy_tokenizer_files(reader.dir(), o.out);
+}
+
+}  // namespace
+
+int run_ckpt(int argc, char** argv, parallel::Communicator& world) {
+  // --tp and --pp describe the output, not this job: any number of ranks shares the work.
+  std::optional<CkptOptions> parsed;
+  parallel::run_collectively(world, [&] { parsed = parse_options(argc, argv, world.rank() == 0); });
+  if (!parsed) return 0;
+  const CkptOptions& o = *parsed;
+  const bool root = world.rank() == 0;
+  if (o.action == "import-hf") {
+    import_hf(world, o);
+    if (root) std::printf("spin ckpt import-hf: wrote %s (tp %d x pp %d)\n", o.out.c_str(), o.tp, o.pp);
+    return 0;
+  }
+  std::optional<ckpt::CheckpointReader> reader;
+  parallel::run_collectively(world, [&] {
+    const std::string latest = fs::is_directory(o.path) && fs::exists(fs::path(o.path) / "latest")
+                                   ? ckpt::latest_checkpoint(o.path) : o.path;
+    reader.emplace(latest);
+  });
+  if (o.action == "verify") return verify(world, *reader);
+  if (o.action == "reshard") {
+    reshard(world, *reader, o);
+    if (root) std::printf("spin ckpt reshard: wrote %s (tp %d x pp %d)\n", o.out.c_str(), o.tp, o.pp);
+    return 0;
+  }
+  parallel::run_collectively(world, [&] {
+    if (!root) return;
+    if (o.action == "inspect") inspect(*reader);
+    if (o.action == "merge") ckpt::merge_checkpoint(*reader, o.out);
+    if (o.action == "export-hf") export_hf(*reader, o);
+    if (o.action != "inspect") std::printf("spin ckpt %s: wrote %s\n", o.action.c_str(), o.out.c_str());
+  });
+  return 0;
+}
+
+}  // namespace spin::app

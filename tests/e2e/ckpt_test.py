@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""End-to-end checks of HDF5 checkpoints through `spin train` and `spin ckpt`, one case per
+CTest test:
+
+  resume    k steps + resume + the rest == one uninterrupted run, bitwise (metrics without
+            timings, policy, reference and AdamW state), stopped mid-iteration and at an
+            iteration's end, with a pipeline layout and with the distributed optimizer
+  reshard   a checkpoint saved at TP 2 x PP 2 resumes at PP 2 x DP 2 (distributed optimizer)
+            and at TP 2 x DP 2 to the uninterrupted run's results (1e-5); resharded offline
+            by `spin ckpt reshard` it gives bitwise what resharding at load gives
+  convert   export-hf / import-hf round trips byte for byte (f32); bf16 and sharded exports
+            read back by an independent numpy parser; index.h5 and `merge` read by h5py as
+            whole tensors; inspect and verify; training from an imported checkpoint
+  faults    SIGKILL in the middle of a save leaves the previous checkpoint, which resumes to
+            the uninterrupted result; a flipped byte, a missing shard, a truncated file, a
+            newer format version, a changed batch size: one clear error, every rank exits
+            non-zero, nothing written
+The h5py parts run when the interpreter has h5py (CI installs python3-h5py); otherwise they
+say SKIP.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from e2e_common import expect_error, read_safetensors, run, run_ok
+from train_test import setup
+
+try:
+    import h5py
+    import numpy as np
+except ImportError:  # reported where used
+    h5py = None
+    np = None
+
+TIMINGS = {"tokens_per_second", "seconds_generation", "seconds_reference", "seconds_training"}
+
+
+def metrics(path):
+    return [{k: v for k, v in json.loads(l).items() if k not in TIMINGS} for l in open(path)]
+
+
+def train(args, config, out, ranks, *extra, env=None):
+    cmd = [args.spin, "train", "--config", config, "--checkpoint.save_dir", out] + list(extra)
+    if env is None:
+        return run_ok(args.mpiexec, cmd, ranks)
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return run(args.mpiexec, cmd, ranks)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def ckpt(args, ranks, *rest):
+    return run_ok(args.mpiexec, [args.spin, "ckpt"] + list(rest), ranks)
+
+
+def tensors(checkpoint):
+    """{group/name: array} of every whole tensor in index.h5 (virtual datasets) or a merged file."""
+    path = checkpoint if os.path.isfile(checkpoint) else os.path.join(checkpoint, "index.h5")
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[...]
+        f.visititems(visit)
+    return out
+
+
+def same_weights(a, b, what):
+    """Bitwise equality of two checkpoints: every tensor with h5py, else the exported policy."""
+    if h5py is not None:
+        ta, tb = tensors(a), tensors(b)
+        assert sorted(ta) == sorted(tb), (what, sorted(ta), sorted(tb))
+        for k in ta:
+            assert ta[k].tobytes() == tb[k].tobytes(), (what, k)
+        return len(ta)
+    return -1
+
+
+def step_dir(out, step):
+    return os.path.join(out, "step_%08d" % step)
+
+
+def case_resume(args, tmp):
+    config = setup(tmp)
+    for name, ranks, layout in [("pp2", 2, ["--parallel.pp", "2"]),
+                                ("dp2-distributed", 2, ["--optim.distributed_optimizer", "true"])]:
+        whole = os.path.join(tmp, name + "-whole")
+        train(args, config, whole, ranks, *layout, "--checkpoint.save_interval", "2")
+        want = metrics(os.path.join(whole, "metrics.jsonl"))
+        assert len(want) == 14, len(want)
+        for stop in (4, 6):  # inside iteration 1; at its end (after the reference sync)
+            out = os.path.join(tmp, "%s-%d" % (name, stop))
+            train(args, config, out, ranks, *layout, "--spin.max_steps", str(stop))
+            assert os.path.basename(open(os.path.join(out, "latest")).read().strip()) == "step_%08d" % stop
+            r = train(args, config, out, ranks, *layout, "--checkpoint.resume", "true")
+            assert "loaded %s" % step_dir(out, stop) in r.stdout, r.stdout
+            got = metrics(os.path.join(out, "metrics.jsonl"))
+            assert got == want, (name, stop, [(x, y) for x, y in zip(got, want) if x != y][:2])
+            n = same_weights(step_dir(out, 12), step_dir(whole, 12), (name, stop))
+            # Mid-iteration 1 the saved reference is the starting model, not the policy.
+            if h5py is not None and stop == 4:
+                t = tensors(step_dir(out, 4))
+                start = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
+                key = "model.layers.0.mlp.up_proj.weight"
+                assert list(t["reference/" + key].ravel()) == list(start[key])
+                assert t["reference/" + key].tobytes() != t["policy/" + key].tobytes()
+            for iteration in (1, 2):
+                a = open(os.path.join(out, "iteration_%d" % iteration, "model.safetensors"), "rb").read()
+                b = open(os.path.join(whole, "iteration_%d" % iteration, "model.safetensors"), "rb").read()
+                assert a == b, (name, stop, iteration)
+            print("%-16s stopped at %d, resumed: %d metric lines and %s tensors bitwise equal" %
+                  (name, stop, len(got), n if n >= 0 else "(no h5py: exported policies)"))
+
+
+def close(a, b, tol=1e-5):
+    for x, y in zip(a, b):
+        assert x["step"] == y["step"] and x["kind"] == y["kind"], (x, y)
+        for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "generated_length_mean"]:
+            assert abs(x[key] - y[key]) <= tol * max(1.0, abs(y[key])), (key, x, y)
+
+
+def relative_l2(a, b):
+    num = sum((p - q) ** 2 for p, q in zip(a, b))
+    den = sum(q * q for q in b)
+    return (num / den) ** 0.5 if den else num ** 0.5
+
+
+def case_reshard(args, tmp):
+    config = setup(tmp)
+    tp2pp2 = ["--parallel.tp", "2", "--parallel.pp", "2"]
+    whole = os.path.join(tmp, "whole")
+    train(args, config, whole, 4, *tp2pp2)
+    want = metrics(os.path.join(whole, "metrics.jsonl"))
+    saved = os.path.join(tmp, "saved")
+    train(args, config, saved, 4, *tp2pp2, "--spin.max_steps", "4")
+    for name, layout in [("pp2-dp2-distributed", ["--parallel.pp", "2", "--optim.distributed_optimizer", "true"]),
+                         ("tp2-dp2", ["--parallel.tp", "2"])]:
+        at_load = os.path.join(tmp, name + "-at-load")
+        shutil.copytree(saved, at_load)
+        train(args, config, at_load, 4, *layout, "--checkpoint.resume", "true")
+        got = metrics(os.path.join(at_load, "metrics.jsonl"))
+        assert len(got) == len(want)
+        close(got, want)
+        wa = read_safetensors(os.path.join(at_load, "iteration_2", "model.safetensors"))
+        wb = read_safetensors(os.path.join(whole, "iteration_2", "model.safetensors"))
+        worst = max(relative_l2(wa[k], wb[k]) for k in wb)
+        assert worst < 1e-5, worst
+        # Offline: the same checkpoint rewritten for the new layout loads to the same bits.
+        tp, pp = (1, 2) if name.startswith("pp2") else (2, 1)
+        offline = os.path.join(tmp, name + "-offline")
+        resharded = os.path.join(tmp, name + "-resharded")
+        ckpt(args, 3, "reshard", step_dir(saved, 4), resharded, "--tp", str(tp), "--pp", str(pp))
+        shard_files = sorted(f for f in os.listdir(resharded) if f.startswith("shard_"))
+        assert len(shard_files) == tp * pp, shard_files
+        ckpt(args, 1, "verify", resharded)
+        train(args, config, offline, 4, *layout, "--checkpoint.load", resharded)
+        off = metrics(os.path.join(offline, "metrics.jsonl"))
+        assert off == got[-len(off):], name
+        n = same_weights(step_dir(offline, 12), step_dir(at_load, 12), name)
+        print("%-20s resumed from TP 2 x PP 2 within %.1e of the original; offline reshard (%d files) "
+              "identical (%s tensors)" % (name, worst, len(shard_files), n if n >= 0 else "exported"))
+
+
+def read_safetensors_numpy(path):
+    """An independent parser: {name: float32 array} (bf16 widened by a 16-bit shift)."""
+    blob = open(path, "rb").read()
+    n = int(np.frombuffer(blob[:8], dtype="<u8")[0])
+    header = json.loads(blob[8:8 + n].decode())
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        raw = blob[8 + n + e["data_offsets"][0]:8 + n + e["data_offsets"][1]]
+        if e["dtype"] == "F32":
+            a = np.frombuffer(raw, dtype="<f4")
+        elif e["dtype"] == "BF16":
+            a = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            raise AssertionError(e["dtype"])
+        out[name] = a.reshape(e["shape"])
+    return out
+
+
+def to_bf16(a):
+    """float32 -> bfloat16 (round to nearest even), widened back to float32."""
+    bits = a.astype(np.float32).view(np.uint32)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return bits.view(np.float32)
+
+
+def case_convert(args, tmp):
+    config = setup(tmp)
+    out = os.path.join(tmp, "run")
+    train(args, config, out, 2, "--parallel.pp", "2", "--spin.max_steps", "3")
+    saved = step_dir(out, 3)
+    r = ckpt(args, 1, "inspect", out)  # a save directory means its latest checkpoint
+    assert "model.layers.1.mlp.down_proj.weight" in r.stdout and "[32, 64]" in r.stdout, r.stdout
+    assert '"step":3' in r.stdout, r.stdout
+    assert "verify: %s: 84 tensors" % saved in ckpt(args, 2, "verify", saved).stdout
+
+    hf1, hf2 = os.path.join(tmp, "hf1"), os.path.join(tmp, "hf2")
+    ckpt(args, 1, "export-hf", saved, hf1)
+    assert os.path.exists(os.path.join(hf1, "byte_tokenizer.json"))
+    imported = os.path.join(tmp, "imported")
+    ckpt(args, 2, "import-hf", hf1, imported, "--tp", "2", "--pp", "2")
+    ckpt(args, 1, "export-hf", imported, hf2)
+    a = open(os.path.join(hf1, "model.safetensors"), "rb").read()
+    assert a == open(os.path.join(hf2, "model.safetensors"), "rb").read()
+    assert open(os.path.join(hf1, "config.json")).read() == open(os.path.join(hf2, "config.json")).read()
+    print("export-hf -> import-hf (TP 2 x PP 2) -> export-hf: %d bytes identical" % len(a))
+    # A model from outside (written by Python): the same tensors back.
+    model = os.path.join(tmp, "model")
+    ckpt(args, 1, "import-hf", model, os.path.join(tmp, "outside"))
+    ckpt(args, 1, "export-hf", os.path.join(tmp, "outside"), os.path.join(tmp, "outside-hf"))
+    x = read_safetensors(os.path.join(model, "model.safetensors"))
+    y = read_safetensors(os.path.join(tmp, "outside-hf", "model.safetensors"))
+    assert x == y
+    print("a Python-written model: %d tensors back unchanged" % len(x))
+
+    # Sharded export: several files and an index, read back by spin and by numpy.
+    sharded = os.path.join(tmp, "sharded")
+    ckpt(args, 1, "export-hf", saved, sharded, "--max-shard-size", "40000")
+    index = json.load(open(os.path.join(sharded, "model.safetensors.index.json")))
+    files = sorted(set(index["weight_map"].values()))
+    assert len(files) > 2 and files[0].startswith("model-00001-of-"), files
+    ckpt(args, 1, "import-hf", sharded, os.path.join(tmp, "from-sharded"))
+    ckpt(args, 1, "export-hf", os.path.join(tmp, "from-sharded"), os.path.join(tmp, "unsharded"))
+    assert open(os.path.join(tmp, "unsharded", "model.safetensors"), "rb").read() == a
+    print("sharded export: %d files, total_size %d, read back identical" % (len(files), index["metadata"]["total_size"]))
+
+    if np is None or h5py is None:
+        print("SKIP numpy / h5py checks: this interpreter (%s) has no h5py or numpy" % sys.executable)
+        return
+    f32 = read_safetensors_numpy(os.path.join(hf1, "model.safetensors"))
+    for f in files:
+        for name, v in read_safetensors_numpy(os.path.join(sharded, f)).items():
+            assert np.array_equal(v, f32[name]) and index["weight_map"][name] == f, name
+    bf = os.path.join(tmp, "bf16")
+    ckpt(args, 1, "export-hf", saved, bf, "--dtype", "bf16", "--which", "reference")
+    ref = tensors(saved)
+    for name, v in read_safetensors_numpy(os.path.join(bf, "model.safetensors")).items():
+        assert np.array_equal(v, to_bf16(ref["reference/" + name])), name
+    # h5py: whole tensors from index.h5's virtual datasets, and from a merged file.
+    whole = tensors(saved)
+    assert sorted(k for k in whole if k.startswith("policy/")) == sorted("policy/" + k for k in f32)
+    for name, v in f32.items():
+        assert np.array_equal(whole["policy/" + name], v), name
+    assert any(k.startswith("optimizer/exp_avg_sq/") for k in whole)
+    merged = os.path.join(tmp, "merged.h5")
+    ckpt(args, 1, "merge", saved, merged)
+    assert same_weights(merged, saved, "merge") == len(whole)
+    with h5py.File(os.path.join(saved, "index.h5"), "r") as f:
+        state = json.loads(f.attrs["training_state"])
+        assert state["step"] == 3 and state["iteration"] == 1 and state["consumed_samples"] == 24, state
+        assert json.loads(f.attrs["model_config"])["num_hidden_layers"] == 2
+    print("h5py: %d whole tensors in index.h5 equal the export; merged file identical; training state %s" %
+          (len(whole), {k: state[k] for k in ("iteration", "epoch", "step")}))
+
+    # Training from an imported (weights-only) checkpoint is training from the model.
+    fresh, loaded = os.path.join(tmp, "fresh"), os.path.join(tmp, "loaded")
+    train(args, config, fresh, 1, "--spin.max_iterations", "1", "--spin.max_steps", "2")
+    train(args, config, loaded, 1, "--spin.max_iterations", "1", "--spin.max_steps", "2",
+          "--checkpoint.load", os.path.join(tmp, "outside"))
+    assert metrics(os.path.join(fresh, "metrics.jsonl")) == metrics(os.path.join(loaded, "metrics.jsonl"))
+    print("training from import-hf's checkpoint == training from the model directory")
+
+
+def flip_byte_in(checkpoint, key):
+    """Flips one bit of tensor `key`'s first stored value in its shard file (h5py finds it)."""
+    with h5py.File(os.path.join(checkpoint, "index.h5"), "r") as f:
+        catalog = json.loads(f.attrs["catalog"])
+    group, name = key.split("/", 1)
+    piece = catalog[group][name]["pieces"][0]
+    path = os.path.join(checkpoint, piece["file"])
+    with h5py.File(path, "r") as f:
+        offset = f[piece["dataset"]].id.get_offset()
+    with open(path, "r+b") as f:
+        f.seek(offset + 2)
+        b = f.read(1)
+        f.seek(offset + 2)
+        f.write(bytes([b[0] ^ 0x10]))
+    return piece["file"]
+
+
+def case_faults(args, tmp):
+    config = setup(tmp)
+    whole = os.path.join(tmp, "whole")
+    train(args, config, whole, 2, "--parallel.pp", "2", "--spin.max_iterations", "1")
+    want = metrics(os.path.join(whole, "metrics.jsonl"))
+
+    # SIGKILL on rank 0 while step 4 is being committed (shards written, no index yet).
+    out = os.path.join(tmp, "killed")
+    r = train(args, config, out, 2, "--parallel.pp", "2", "--spin.max_iterations", "1",
+              "--checkpoint.save_interval", "2", env={"SPIN_FAULT": "checkpoint-commit@step_00000004"})
+    assert r.returncode != 0, r.stdout
+    assert open(os.path.join(out, "latest")).read().strip() == "step_00000002"
+    assert os.path.isdir(step_dir(out, 4) + ".tmp") and not os.path.exists(step_dir(out, 4))
+    ckpt(args, 1, "verify", out)
+    r = train(args, config, out, 2, "--parallel.pp", "2", "--spin.max_iterations", "1",
+              "--checkpoint.save_interval", "2", "--checkpoint.resume", "true")
+    assert "loaded %s" % step_dir(out, 2) in r.stdout
+    assert metrics(os.path.join(out, "metrics.jsonl")) == want
+    assert not os.path.exists(step_dir(out, 4) + ".tmp")  # the next save of step 4 replaced it
+    same_weights(step_dir(out, 6), step_dir(whole, 6), "killed")
+    print("SIGKILL during a save: the previous checkpoint resumed to the uninterrupted result")
+
+    def broken(name):
+        d = os.path.join(tmp, name)
+        shutil.copytree(step_dir(whole, 6), d)
+        return d
+
+    def load_fails(name, checkpoint, pattern, extra=()):
+        expect_error(args.mpiexec, name, [args.spin, "train", "--config", config, "--parallel.pp", "2",
+                                          "--checkpoint.save_dir", os.path.join(tmp, name + "-out"),
+                                          "--checkpoint.load", checkpoint] + list(extra),
+                     pattern, 2, os.path.join(tmp, name + "-out", "metrics.jsonl"))
+
+    missing = broken("missing")
+    os.remove(os.path.join(missing, "shard_tp0_pp1_dp0.h5"))
+    load_fails("missing-shard", missing, r"shard_tp0_pp1_dp0\.h5: missing \(the checkpoint is incomplete\)")
+    truncated = broken("truncated")
+    path = os.path.join(truncated, "shard_tp0_pp0_dp0.h5")
+    os.truncate(path, os.path.getsize(path) // 2)
+    load_fails("truncated-shard", truncated, r"shard_tp0_pp0_dp0\.h5: not a readable HDF5 file")
+    load_fails("other-batch-size", step_dir(whole, 6), r"saved by a run with 8 prompts per step",
+               ["--spin.global_batch_size", "4"])
+    load_fails("no-checkpoint", os.path.join(tmp, "nowhere"), r"checkpoint\.load .*nowhere: no such directory")
+    if h5py is None:
+        print("SKIP flipped byte and format version: this interpreter (%s) has no h5py" % sys.executable)
+        return
+    flipped = broken("flipped")
+    key = "policy/model.layers.1.self_attn.o_proj.weight"
+    file = flip_byte_in(flipped, key)
+    before = {f: open(os.path.join(flipped, f), "rb").read() for f in os.listdir(flipped)}
+    r = run(args.mpiexec, [args.spin, "ckpt", "verify", flipped], 2)
+    assert r.returncode != 0 and "%s: checksum mismatch in tensor %s" % (file, key) in r.stderr, r.stderr
+    load_fails("flipped-byte", flipped, r"%s: checksum mismatch in tensor %s" % (file.replace(".", r"\."), key))
+    assert before == {f: open(os.path.join(flipped, f), "rb").read() for f in os.listdir(flipped)}
+    newer = broken("newer")
+    with h5py.File(os.path.join(newer, "index.h5"), "r+") as f:
+        f.attrs["spin_checkpoint_version"] = np.bytes_(b"99")
+    load_fails("newer-version", newer, r"checkpoint format version 99 is newer than this spin reads")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("case", choices=["resume", "reshard", "convert", "faults"])
+    p.add_argument("--spin", required=True)
+    p.add_argument("--mpiexec", required=True)
+    p.add_argument("--models", required=True)
+    args = p.parse_args()
+    tmp = tempfile.mkdtemp(prefix="spin_ckpt_")
+    try:
+        {"resume": case_resume, "reshard": case_reshard, "convert": case_convert,
+         "faults": case_faults}[args.case](args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
