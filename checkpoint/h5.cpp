@@ -43,7 +43,7 @@ std::string hex(std::uint64_t v) {
 
 }  // namespace
 
-std::uint64_t checksum(const void* data, std::size_t bytes) { return XXH64(data, bytes, 0); }
+std::uint64_t checksum(const void* data, std::size_t bytes) { return XXH3_64bits(data, bytes); }
 
 File File::create(const std::string& path) {
   Id id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
@@ -72,9 +72,15 @@ std::uint64_t File::write_floats(const std::string& name, const Shape& shape, co
   Id type(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(type.get(), text.size());
   const Id scalar(H5Screate(H5S_SCALAR), H5Sclose);
-  const Id attr(H5Acreate2(dset.get(), "xxh64", type.get(), scalar.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  const Id attr(H5Acreate2(dset.get(), "xxh3_64", type.get(), scalar.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   check(H5Awrite(attr.get(), type.get(), text.data()), path_, "write the checksum of " + name);
   return sum;
+}
+
+void File::start_writeback() {
+  void* handle = nullptr;
+  if (H5Fget_vfd_handle(id(), H5P_DEFAULT, &handle) < 0 || handle == nullptr) return;  // best effort
+  ::sync_file_range(*static_cast<int*>(handle), 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
 bool File::exists(const std::string& name) const {
@@ -106,7 +112,7 @@ void File::read_floats_verified(const std::string& name, const Shape& shape, flo
   const Id dset(H5Dopen2(id(), name.c_str(), H5P_DEFAULT), H5Dclose);
   check(H5Dread(dset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out), path_,
         "read dataset " + name + " (the file may be truncated)");
-  const Id attr(H5Aopen(dset.get(), "xxh64", H5P_DEFAULT), H5Aclose);
+  const Id attr(H5Aopen(dset.get(), "xxh3_64", H5P_DEFAULT), H5Aclose);
   require(attr.get() >= 0, path_, ": dataset ", name, " has no checksum");
   Id type(H5Aget_type(attr.get()), H5Tclose);
   std::string stored(H5Tget_size(type.get()), '\0');

@@ -134,6 +134,7 @@ void CheckpointWriter::add_piece(const PieceWrite& p) {
   const int k = open_->seen[base]++;
   const std::string dataset = k == 0 ? base : base + "#" + std::to_string(k);
   open_->file.write_floats(dataset, p.count, p.data);
+  open_->file.start_writeback();
   open_->written.push_back({{"group", p.group}, {"name", p.name}, {"shape", p.global_shape},
                             {"file", open_->name}, {"dataset", dataset}, {"start", p.start}, {"count", p.count}});
 }
@@ -289,6 +290,15 @@ const std::vector<PieceInfo>& CheckpointReader::pieces(const std::string& group,
   return entry(group, name).pieces;
 }
 
+const h5::File& CheckpointReader::open(const std::string& file) const {
+  if (!open_file_ || open_name_ != file) {
+    open_file_.reset();
+    open_file_ = std::make_shared<h5::File>(h5::File::open_read((fs::path(dir_) / file).string()));
+    open_name_ = file;
+  }
+  return *open_file_;
+}
+
 void CheckpointReader::read(const std::string& group, const std::string& name, const Shape& start,
                             const Shape& count, float* out) const {
   const Entry& e = entry(group, name);
@@ -311,10 +321,14 @@ void CheckpointReader::read(const std::string& group, const std::string& name, c
       overlap *= std::max<std::int64_t>(0, hi - lo);
     }
     if (!overlaps) continue;
-    buffer.resize(static_cast<std::size_t>(shape_numel(p.count)));
-    const h5::File f = h5::File::open_read((fs::path(dir_) / p.file).string());
-    f.read_floats_verified(p.dataset, p.count, buffer.data());
-    copy_rectangle(buffer.data(), p.start, p.count, out, start, count);
+    const h5::File& f = open(p.file);
+    if (p.start == start && p.count == count) {
+      f.read_floats_verified(p.dataset, p.count, out);  // the usual case: the same layout
+    } else {
+      buffer.resize(static_cast<std::size_t>(shape_numel(p.count)));
+      f.read_floats_verified(p.dataset, p.count, buffer.data());
+      copy_rectangle(buffer.data(), p.start, p.count, out, start, count);
+    }
     covered += overlap;
   }
   require(covered == shape_numel(count), dir_, ": ", group, "/", name, ": the pieces cover ",

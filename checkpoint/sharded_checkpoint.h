@@ -2,7 +2,7 @@
 //   - Each writing rank puts its pieces of global tensors into its own file (no collective I/O):
 //     a piece is a rectangle [start, start + count) of a global tensor, a float32 dataset named
 //     "<group>/<tensor name>" (plus "#k" for a tensor's second and later pieces in one file)
-//     with an "xxh64" checksum attribute.
+//     with an "xxh3_64" checksum attribute (XXH3 64-bit of its bytes, hex).
 //   - Rank 0 writes index.h5 last: attributes "spin_checkpoint_version", "catalog" (JSON:
 //     per group and tensor, its shape and where every piece lives) and whatever the caller
 //     passes (training state, model config, layout); and one virtual dataset per global tensor,
@@ -24,6 +24,10 @@
 #include "parallel/communicator.h"
 
 namespace spin::ckpt {
+
+namespace h5 {
+class File;
+}
 
 inline constexpr int kCheckpointVersion = 1;
 
@@ -107,8 +111,12 @@ class CheckpointReader {
     std::vector<PieceInfo> pieces;
   };
   const Entry& entry(const std::string& group, const std::string& name) const;
+  // The shard file `file`, kept open from one read to the next (reads go file by file).
+  const h5::File& open(const std::string& file) const;
 
   std::string dir_, index_;
+  mutable std::string open_name_;
+  mutable std::shared_ptr<h5::File> open_file_;
   std::map<std::string, std::string> attributes_;
   std::map<std::string, std::map<std::string, Entry>> catalog_;
 };

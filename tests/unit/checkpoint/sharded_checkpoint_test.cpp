@@ -79,6 +79,14 @@ TEST_F(Checkpoint, KeepLastRemovesOnlyOlderCompleteCheckpoints) {
   EXPECT_EQ(latest_checkpoint(dir_.string()), checkpoint_dir(dir_.string(), 3));
 }
 
+TEST(Checksum, IsXxh3SixtyFourBits) {
+  // Reference values from python-xxhash 3 (xxhash.xxh3_64_intdigest).
+  EXPECT_EQ(h5::checksum("", 0), 0x2D06800538D394C2ull);
+  EXPECT_EQ(h5::checksum("spin checkpoint", 15), 0x4642E107F9391F39ull);
+  const float values[4] = {1, 2, 3, 4};  // the bytes of a float32 tensor
+  EXPECT_EQ(h5::checksum(values, sizeof values), 0xA82F522EC4510DB4ull);
+}
+
 TEST_F(Checkpoint, AFlippedByteIsACheckSumErrorNamingFileAndTensor) {
   const std::string path = save(1);
   // Flip one float of piece 2 of "w" in place: find its bytes (values 3..11) in the file.
