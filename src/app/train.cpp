@@ -406,8 +406,10 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   if (saved_step != step) save(true);
   if (root) {
     std::fclose(metrics);
-    std::printf("spin train: %lld steps in %.1f s\n", static_cast<long long>(step),
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    std::printf("spin train: %lld steps in %.1f s (now at step %lld of %lld)\n",
+                static_cast<long long>(step - at.step),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                static_cast<long long>(step), static_cast<long long>(c.iterations * c.epochs * steps_per_epoch));
   }
   return 0;
 }

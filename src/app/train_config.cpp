@@ -89,7 +89,7 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("spin.kl_penalty", &c.kl_penalty, "lambda: one value, or a comma list with one per iteration");
   t.add("spin.max_iterations", &c.iterations, "self-play iterations (the reference becomes the policy after each)");
   t.add("spin.max_epochs", &c.epochs, "epochs per iteration");
-  t.add("spin.max_steps", &c.max_steps, "stop after this many steps in all (0: no cap)");
+  t.add("spin.max_steps", &c.max_steps, "stop once this many steps are done in all (0: run to the end); the LR schedule still spans the whole run");
   t.add("spin.global_batch_size", &c.global_batch_size, "prompts per optimizer step, over all data-parallel ranks");
   t.add("spin.micro_batch_size", &c.micro_batch_size, "prompts (real + generated pairs) per micro-batch");
   t.add("spin.rollout_batch_size", &c.rollout_batch_size, "prompts generated together on each data-parallel replica");
