@@ -171,7 +171,12 @@ std::string layout_json(int tp, int pp) {
 }
 
 void reshard(parallel::Communicator& world, const ckpt::CheckpointReader& reader, const CkptOptions& o) {
-  const model::ModelConfig config = config_of(reader);
+  std::optional<model::ModelConfig> read_config;
+  parallel::run_collectively(world, [&] {
+    read_config = config_of(reader);
+    for (int p = 0; p < o.pp; ++p) plan_model_shard(*read_config, 0, o.tp, p, o.pp, o.pp_layers);  // a layout that fits
+  });
+  const model::ModelConfig& config = *read_config;
   ckpt::CheckpointWriter writer(world, o.out);
   parallel::run_collectively(world, [&] {
     for (const auto& [t, p] : my_positions(world, o.tp, o.pp)) {
@@ -198,7 +203,12 @@ void reshard(parallel::Communicator& world, const ckpt::CheckpointReader& reader
 }
 
 void import_hf(parallel::Communicator& world, const CkptOptions& o) {
-  const model::ModelConfig config = model::ModelConfig::load(o.path);
+  std::optional<model::ModelConfig> read_config;
+  parallel::run_collectively(world, [&] {
+    read_config = model::ModelConfig::load(o.path);
+    for (int p = 0; p < o.pp; ++p) plan_model_shard(*read_config, 0, o.tp, p, o.pp, o.pp_layers);  // a layout that fits
+  });
+  const model::ModelConfig& config = *read_config;
   ckpt::CheckpointWriter writer(world, o.out);
   parallel::run_collectively(world, [&] {
     ckpt::HfReader hf(o.path);

@@ -116,7 +116,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
 ModelConfig ModelConfig::load(const std::string& model_dir) {
   const std::string path = model_dir + "/config.json";
   std::ifstream in(path);
-  require(in.good(), path, ": cannot open (is --model a Hugging Face model directory?)");
+  require(in.good(), path, ": cannot open (not a Hugging Face model directory?)");
   std::stringstream text;
   text << in.rdbuf();
   return from_json(text.str(), path);

@@ -332,6 +332,13 @@ def case_faults(args, tmp):
     load_fails("other-batch-size", step_dir(whole, 6), r"saved by a run with 8 prompts per step",
                ["--spin.global_batch_size", "4"])
     load_fails("no-checkpoint", os.path.join(tmp, "nowhere"), r"checkpoint\.load .*nowhere: no such directory")
+    bad = lambda name, rest, pattern: expect_error(args.mpiexec, name, [args.spin, "ckpt"] + rest, pattern, 2, None)
+    bad("ckpt-action", ["frobnicate", missing], r"spin ckpt: unknown action \"frobnicate\"")
+    bad("ckpt-no-output", ["export-hf", step_dir(whole, 6)], r"spin ckpt export-hf: the output path is missing")
+    bad("ckpt-dtype", ["export-hf", step_dir(whole, 6), os.path.join(tmp, "x"), "--dtype", "f8"], r"--dtype \"f8\"")
+    bad("ckpt-missing", ["verify", os.path.join(tmp, "nowhere")], r"nowhere: no such checkpoint")
+    bad("ckpt-not-hf", ["import-hf", whole, os.path.join(tmp, "y")], r"config\.json")
+    bad("ckpt-bad-layout", ["reshard", step_dir(whole, 6), os.path.join(tmp, "z"), "--tp", "3"], r"divisible|divide")
     if h5py is None:
         print("SKIP flipped byte and format version: this interpreter (%s) has no h5py" % sys.executable)
         return
