@@ -1,5 +1,5 @@
-// Helpers shared by spin's tests: seeded random inputs, tolerance comparisons and a central
-// finite-difference gradient checker that accumulates in double.
+// Helpers shared by spin's tests: error messages, seeded random inputs, tolerance comparisons
+// and a central finite-difference gradient checker that accumulates in double.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -8,9 +8,23 @@
 #include <cstdint>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace spin::testing {
+
+// The message of the spin::Error `fn` throws ("" if it throws none).
+template <class Fn>
+std::string error_of(Fn fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 inline std::vector<float> random_vector(std::size_t n, std::uint32_t seed, float scale = 1.0f) {
   std::mt19937 gen(seed);

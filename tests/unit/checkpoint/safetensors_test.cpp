@@ -13,6 +13,7 @@ namespace spin::ckpt {
 namespace {
 
 namespace fs = std::filesystem;
+using spin::testing::error_of;
 
 class Safetensors : public ::testing::Test {
  protected:
@@ -34,16 +35,6 @@ class Safetensors : public ::testing::Test {
     return p;
   }
 
-  // The message of the error `fn` throws ("" if none).
-  template <class Fn>
-  static std::string error_of(Fn fn) {
-    try {
-      fn();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
-  }
 
   fs::path dir_;
   std::vector<float> w_ = std::vector<float>(20);

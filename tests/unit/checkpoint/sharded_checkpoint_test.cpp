@@ -8,12 +8,14 @@
 #include <numeric>
 
 #include "checkpoint/h5.h"
+#include "common/test_util.h"
 #include "core/error.h"
 
 namespace spin::ckpt {
 namespace {
 
 namespace fs = std::filesystem;
+using spin::testing::error_of;
 
 class Checkpoint : public ::testing::Test {
  protected:
@@ -36,15 +38,6 @@ class Checkpoint : public ::testing::Test {
                                    {"policy", "n", {5}, {0}, {5}, b_.data()}});
     writer.commit({{"state", "{\"step\": " + std::to_string(step) + "}"}}, keep_last);
     return checkpoint_dir(dir_.string(), step);
-  }
-  template <class Fn>
-  static std::string error_of(Fn fn) {
-    try {
-      fn();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
   }
 
   fs::path dir_;
