@@ -25,6 +25,7 @@ struct SftSetup {
   bool tie = false;
   std::int64_t micro_batch = 2;
   std::vector<std::int64_t> pp_layers = {};
+  int kv_heads = 2;  // of 4 heads: GQA by default; 4 allows TP 4
 };
 
 struct Result {
@@ -55,6 +56,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   testing::TinyShape shape;
   shape.layers = 4;
   shape.tie = s.tie;
+  shape.kv_heads = s.kv_heads;
   const model::ModelConfig config = testing::tiny_config(shape);
   const model::StageLayers stage = model::stage_layers(
       model::split_layers(config.num_layers, grid.pp_size(), s.pp_layers), grid.pp_rank());
