@@ -10,7 +10,9 @@
 // any parallel layout.
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -20,6 +22,7 @@
 #include "app/commands.h"
 #include "app/model_setup.h"
 #include "app/options.h"
+#include "app/stop_signals.h"
 #include "app/train_config.h"
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
@@ -362,13 +365,31 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     std::fflush(stdout);
   };
 
-  for (std::int64_t iteration = at.iteration; iteration < c.iterations && step < total_steps; ++iteration) {
+  // A stop signal on any rank (stop_signals.h), agreed at a step boundary.
+  install_stop_handlers();
+  bool stopping = false;
+  const auto stop_agreed = [&] {
+    std::int32_t any = stop_requested() ? 1 : 0;
+    world.all_reduce(&any, 1, parallel::ReduceOp::Max);
+    return any != 0;
+  };
+  // Test hook: SPIN_FAULT=signal-after-step@<n> raises SIGUSR1 in the last rank after step n.
+  const char* fault = std::getenv("SPIN_FAULT");
+  const std::string signal_fault = fault != nullptr ? fault : "";
+
+  for (std::int64_t iteration = at.iteration; iteration < c.iterations && step < total_steps && !stopping;
+       ++iteration) {
     std::int64_t epoch = iteration == at.iteration ? at.epoch : 0;
-    for (; epoch < c.epochs && step < total_steps; ++epoch) {
+    for (; epoch < c.epochs && step < total_steps && !stopping; ++epoch) {
       const std::int64_t first = iteration == at.iteration && epoch == at.epoch ? at.index : 0;
       for (std::int64_t index = first; index < steps_per_epoch && step < total_steps; ++index) {
+        if (stop_agreed()) {
+          stopping = true;
+          break;
+        }
         const train::SpinStepMetrics m = trainer.step(iteration, epoch, index, schedule.at(step));
         ++step;
+        if (signal_fault == cat("signal-after-step@", step) && world.rank() == world.size() - 1) std::raise(SIGUSR1);
         const std::int64_t consumed = step * c.global_batch_size;
         if (root) {
           const train::SpinMetrics& s = m.spin;
@@ -392,7 +413,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         if (c.save_interval > 0 && step % c.save_interval == 0 && !iteration_ends) save(true);
       }
     }
-    if (step != (iteration + 1) * c.epochs * steps_per_epoch) break;  // stopped by spin.max_steps
+    if (stopping || step != (iteration + 1) * c.epochs * steps_per_epoch) break;  // a signal, spin.max_steps
     // The end of an iteration: validation (without an interval) against this iteration's
     // reference, the policy saved, then the reference becomes the policy (a local copy).
     if (c.validation_interval == 0) validate(iteration, epoch - 1, step, step * c.global_batch_size);
@@ -402,8 +423,18 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     if (root) std::printf("spin train: iteration %lld done, wrote %s\n", static_cast<long long>(iteration + 1), dir.c_str());
     save(false);
   }
-  // Stopped inside an iteration (spin.max_steps): a checkpoint to resume from.
-  if (saved_step != step) save(true);
+  // Stopped inside an iteration (a signal, spin.max_steps): a checkpoint to resume from. At an
+  // iteration's start the reference is the policy.
+  if (saved_step != step) save(step % (c.epochs * steps_per_epoch) != 0);
+  if (stopping) {
+    if (root) {
+      std::printf("spin train: stopped by %s after step %lld; resume from %s (exit status %d: requeue)\n",
+                  stop_requested() ? stop_signal_name() : "a signal on another rank", static_cast<long long>(step),
+                  ckpt::checkpoint_dir(c.save_dir, step).c_str(), kExitRequeue);
+      std::fclose(metrics);
+    }
+    return kExitRequeue;
+  }
   if (root) {
     std::fclose(metrics);
     std::printf("spin train: %lld steps in %.1f s (now at step %lld of %lld)\n",

@@ -6,17 +6,23 @@
               loss log 2 and zero rewards; --spin.ref_logprobs sampler runs
   config      unknown keys, values of the wrong type, a lambda list shorter than the iterations,
               a missing required key, bad data: one error line naming the key or file:line
+  signal      SIGUSR1 on one rank mid-run: every rank stops at the next step, a checkpoint is
+              saved, the job exits 75 (requeue); resumed, the run ends bitwise where an
+              uninterrupted one ends. SIGUSR1 to mpirun (forwarded) and SIGTERM to one rank of a
+              running job do the same.
 """
 import argparse
 import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
-from e2e_common import expect_error, read_safetensors, run_ok
+from e2e_common import TIMEOUT, expect_error, read_safetensors, run, run_ok
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
@@ -115,16 +121,78 @@ def case_config(args, tmp):
     e("prompt-room", ["--sampling.max_new_tokens", "48"], r"leaves no room for a prompt")
 
 
+REQUEUE = 75
+TIMINGS = {"tokens_per_second", "seconds_generation", "seconds_reference", "seconds_training"}
+
+
+def untimed(path):
+    return [{k: v for k, v in m.items() if k not in TIMINGS} for m in metrics(path)]
+
+
+def case_signal(args, tmp):
+    config = setup(tmp)
+    pp2 = ["--parallel.pp", "2"]
+    whole = os.path.join(tmp, "whole")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", whole] + pp2, 2)
+    out = os.path.join(tmp, "signalled")
+    cmd = [args.spin, "train", "--config", config, "--checkpoint.save_dir", out] + pp2
+    os.environ["SPIN_FAULT"] = "signal-after-step@4"  # SIGUSR1 raised in rank 1 after step 4
+    try:
+        r = run(args.mpiexec, cmd, 2)
+    finally:
+        del os.environ["SPIN_FAULT"]
+    assert r.returncode == REQUEUE, (r.returncode, r.stdout, r.stderr)
+    assert "stopped by a signal on another rank after step 4" in r.stdout, r.stdout
+    assert open(os.path.join(out, "latest")).read().strip() == "step_00000004"
+    assert not [l for l in r.stderr.splitlines() if l.startswith("spin: error")], r.stderr
+    run_ok(args.mpiexec, cmd + ["--checkpoint.resume", "true"], 2)
+    assert untimed(os.path.join(out, "metrics.jsonl")) == untimed(os.path.join(whole, "metrics.jsonl"))
+    for it in (1, 2):
+        a = open(os.path.join(out, "iteration_%d" % it, "model.safetensors"), "rb").read()
+        assert a == open(os.path.join(whole, "iteration_%d" % it, "model.safetensors"), "rb").read(), it
+    print("SIGUSR1 in rank 1 after step 4: exit %d, checkpoint step 4; resumed: bitwise the uninterrupted run" % REQUEUE)
+
+    # Real deliveries to a running job: SIGUSR1 to mpirun, SIGTERM to one rank.
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OPENBLAS_NUM_THREADS="1")
+    for name, target in [("usr1-to-mpirun", "mpirun"), ("term-to-a-rank", "rank")]:
+        out = os.path.join(tmp, name)
+        long_run = [args.mpiexec, "-n", "2", "--oversubscribe", args.spin, "train", "--config", config,
+                    "--checkpoint.save_dir", out, "--spin.max_iterations", "30", "--spin.kl_penalty", "1"] + pp2
+        p = subprocess.Popen(long_run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        log = os.path.join(out, "metrics.jsonl")
+        deadline = time.time() + TIMEOUT
+        while not (os.path.exists(log) and open(log).read().count("\n") >= 2) and p.poll() is None:
+            assert time.time() < deadline, "no progress"
+            time.sleep(0.01)
+        if target == "mpirun":
+            p.send_signal(signal.SIGUSR1)
+        else:
+            ranks = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+            ranks = [q for q in ranks if open("/proc/%s/comm" % q).read().strip() == "spin"]
+            assert ranks, "no rank found"
+            os.kill(int(ranks[-1]), signal.SIGTERM)
+        try:
+            stdout, stderr = p.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            sys.exit("FAIL: %s: the job did not stop (a hang)" % name)
+        assert p.returncode == REQUEUE, (name, p.returncode, stdout[-2000:], stderr[-2000:])
+        step = int(open(os.path.join(out, "latest")).read().strip()[5:])
+        assert 2 <= step < 180, step
+        assert "stopped by" in stdout and "after step %d" % step in stdout, stdout[-1000:]
+        print("%s: stopped at step %d of 180 with exit %d" % (name, step, REQUEUE))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["layouts", "config"])
+    p.add_argument("case", choices=["layouts", "config", "signal"])
     p.add_argument("--spin", required=True)
     p.add_argument("--mpiexec", required=True)
     p.add_argument("--models", required=True)
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="spin_train_")
     try:
-        {"layouts": case_layouts, "config": case_config}[args.case](args, tmp)
+        {"layouts": case_layouts, "config": case_config, "signal": case_signal}[args.case](args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("PASS")

@@ -1,0 +1,36 @@
+#include "app/stop_signals.h"
+
+#include <csignal>
+
+namespace spin::app {
+
+namespace {
+
+volatile std::sig_atomic_t received = 0;  // the first signal's number
+
+extern "C" void on_stop_signal(int sig) {
+  if (received == 0) received = sig;
+}
+
+}  // namespace
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;  // interrupted system calls (MPI's polling, file I/O) go on
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGUSR1, &action, nullptr);
+}
+
+bool stop_requested() { return received != 0; }
+
+const char* stop_signal_name() {
+  switch (received) {
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "SIGUSR1";
+    default: return "";
+  }
+}
+
+}  // namespace spin::app

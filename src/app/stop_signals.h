@@ -1,0 +1,21 @@
+// Graceful stop. SIGTERM (Slurm at the time limit, scancel) and SIGUSR1 (sbatch
+// --signal=USR1@120, or `kill -USR1` to mpirun, which forwards it) only set a flag; spin train
+// asks every rank for it at each step boundary (one tiny all-reduce), and when any rank has
+// it, all save a checkpoint and exit with kExitRequeue, which jobs/slurm/ scripts read as
+// "requeue me": the next run resumes from the checkpoint.
+#pragma once
+
+namespace spin::app {
+
+inline constexpr int kExitRequeue = 75;  // EX_TEMPFAIL (sysexits.h): try again later
+
+// Installs the SIGTERM and SIGUSR1 handlers (idempotent).
+void install_stop_handlers();
+
+// Whether this process has received one of them.
+bool stop_requested();
+
+// The name of the first signal received ("SIGTERM", "SIGUSR1"), or "" when none.
+const char* stop_signal_name();
+
+}  // namespace spin::app
