@@ -3,7 +3,8 @@
 // Per step: the reference model answers the step's prompts, the policy learns to tell the
 // ground truth from those answers (train/spin_trainer.h); after each iteration the reference
 // becomes the policy, the policy is written to <save_dir>/iteration_<k>, and validation runs.
-// Metrics go to the log (one line per step) and to <save_dir>/metrics.jsonl.
+// Metrics go to the log (one line per step), to <save_dir>/metrics.jsonl and to TensorBoard
+// event files in <save_dir>/tensorboard.
 // HDF5 checkpoints (policy, reference, AdamW state, position) go to <save_dir>/step_<n> every
 // checkpoint.save_interval steps, at each iteration's end and at the end; a run started with
 // checkpoint.resume (or checkpoint.load) continues exactly where the checkpoint left off, under
@@ -33,6 +34,7 @@
 #include "parallel/job_errors.h"
 #include "train/checkpointing.h"
 #include "train/spin_trainer.h"
+#include "train/tensorboard.h"
 
 namespace spin::app {
 
@@ -143,6 +145,54 @@ std::FILE* reopen_metrics(const fs::path& path, std::int64_t step) {
   for (const std::string& line : kept) std::fprintf(f, "%s\n", line.c_str());
   return f;
 }
+
+// Rank 0's metric files: <save_dir>/metrics.jsonl and, under logging.tensorboard, TensorBoard
+// events in <save_dir>/tensorboard (tags train/<name> and validation/<name>).
+class MetricsLog {
+ public:
+  MetricsLog(const TrainConfig& c, std::int64_t resumed_step) {
+    const fs::path path = fs::path(c.save_dir) / "metrics.jsonl";
+    jsonl_ = resumed_step > 0 ? reopen_metrics(path, resumed_step) : std::fopen(path.c_str(), "w");
+    require(jsonl_ != nullptr, path.string(), ": cannot create");
+    if (c.tensorboard) {
+      tensorboard_.emplace((fs::path(c.save_dir) / "tensorboard").string());
+      tensorboard_->session_start(resumed_step + 1);
+      tensorboard_->flush();
+    }
+  }
+  ~MetricsLog() { std::fclose(jsonl_); }
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+
+  void record(const char* kind, std::int64_t iteration, std::int64_t epoch, std::int64_t step,
+              std::int64_t consumed, const train::SpinMetrics& s, const train::SpinStepMetrics* m) {
+    std::fputs(metrics_json(kind, iteration, epoch, step, consumed, s, m).c_str(), jsonl_);
+    std::fflush(jsonl_);
+    if (!tensorboard_) return;
+    const std::string prefix = cat(kind, "/");
+    const auto put = [&](const char* name, double value) { tensorboard_->scalar(prefix + name, value, step); };
+    put("loss", s.loss);
+    put("rewards_actual", s.rewards_actual);
+    put("rewards_generated", s.rewards_generated);
+    put("margin", s.margin);
+    put("accuracy", s.accuracy);
+    put("generated_length_mean", s.generated_length_mean);
+    put("iteration", static_cast<double>(iteration + 1));
+    if (m != nullptr) {
+      put("lr", m->lr);
+      put("grad_norm", m->grad_norm);
+      put("tokens_per_second", m->tokens_per_second);
+      put("consumed_samples", static_cast<double>(consumed));
+    } else {
+      put("sft_nll", s.sft_nll);
+    }
+    tensorboard_->flush();
+  }
+
+ private:
+  std::FILE* jsonl_ = nullptr;
+  std::optional<train::TensorBoardWriter> tensorboard_;
+};
 
 }  // namespace
 
@@ -283,7 +333,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   train::SpinTrainer trainer(grid, transformer, policy, grads, reference, optimizer, train_data.examples, spin);
   generate::Generator policy_generator(grid, transformer, policy);
 
-  std::FILE* metrics = nullptr;
+  std::optional<MetricsLog> metrics;
   if (root) {
     std::printf("spin train: %s\n", train_data.report.summary(c.train).c_str());
     if (!c.validation.empty()) std::printf("spin train: %s\n", validation_data.report.summary(c.validation).c_str());
@@ -294,15 +344,13 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                 static_cast<long long>(c.global_batch_size), grid.tp_size(), grid.pp_size(),
                 grid.dp_size(), c.distributed_optimizer ? ", distributed optimizer" : "", c.to_ini().c_str());
     std::fflush(stdout);
-    const fs::path metrics_path = fs::path(c.save_dir) / "metrics.jsonl";
     if (!loaded.empty()) {
       std::printf("spin train: loaded %s (step %lld: iteration %lld, epoch %lld, step %lld of the epoch)\n",
                   loaded.c_str(), static_cast<long long>(at.step), static_cast<long long>(at.iteration + 1),
                   static_cast<long long>(at.epoch + 1), static_cast<long long>(at.index + 1));
       std::fflush(stdout);
     }
-    metrics = at.step > 0 ? reopen_metrics(metrics_path, at.step) : std::fopen(metrics_path.c_str(), "w");
-    require(metrics != nullptr, metrics_path.string(), ": cannot create");
+    metrics.emplace(c, at.step);
   }
 
   // HDF5 checkpoint of everything a resumed run needs. At an iteration's end the reference
@@ -360,8 +408,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                   data::printable(tokenizer->decode(shown[i].tokens)).c_str(),
                   data::printable(tokenizer->decode(validation_data.examples[i].response)).c_str());
     }
-    std::fputs(metrics_json("validation", iteration, epoch, steps_done, consumed, v, nullptr).c_str(), metrics);
-    std::fflush(metrics);
+    metrics->record("validation", iteration, epoch, steps_done, consumed, v, nullptr);
     std::fflush(stdout);
   };
 
@@ -403,8 +450,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                       m.grad_norm, m.tokens_per_second, m.seconds_generation, m.seconds_reference,
                       m.seconds_training, m.applied ? "" : " | skipped (non-finite)");
           std::fflush(stdout);
-          std::fputs(metrics_json("train", iteration, epoch, step, consumed, s, &m).c_str(), metrics);
-          std::fflush(metrics);
+          metrics->record("train", iteration, epoch, step, consumed, s, &m);
         }
         if (c.validation_interval > 0 && step % c.validation_interval == 0) {
           validate(iteration, epoch, step, consumed);
@@ -431,12 +477,10 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       std::printf("spin train: stopped by %s after step %lld; resume from %s (exit status %d: requeue)\n",
                   stop_requested() ? stop_signal_name() : "a signal on another rank", static_cast<long long>(step),
                   ckpt::checkpoint_dir(c.save_dir, step).c_str(), kExitRequeue);
-      std::fclose(metrics);
     }
     return kExitRequeue;
   }
   if (root) {
-    std::fclose(metrics);
     std::printf("spin train: %lld steps in %.1f s (now at step %lld of %lld)\n",
                 static_cast<long long>(step - at.step),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),

@@ -128,6 +128,7 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("checkpoint.keep_last", &c.keep_last, "HDF5 checkpoints kept (0: all); older ones go once a new one is complete");
   t.add("checkpoint.resume", &c.resume, "continue from <save_dir>/latest if it exists");
   t.add("checkpoint.load", &c.load, "start from this checkpoint directory (weights, optimizer, position)");
+  t.add("logging.tensorboard", &c.tensorboard, "write TensorBoard event files to <save_dir>/tensorboard (rank 0)");
 }
 
 }  // namespace

@@ -53,6 +53,8 @@ struct TrainConfig {
   int keep_last = 0;               // checkpoints kept (0: all)
   bool resume = false;             // continue from <save_dir>/latest when there is one
   std::string load;                // start from this checkpoint
+  // [logging]
+  bool tensorboard = true;         // TensorBoard events in <save_dir>/tensorboard
 
   std::string to_ini() const;  // the effective configuration
 };

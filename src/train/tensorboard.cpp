@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -70,9 +71,15 @@ TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
   fs::create_directories(dir, ec);
   char host[256] = "localhost";
   ::gethostname(host, sizeof host - 1);
-  path_ = (fs::path(dir) / cat("events.out.tfevents.", static_cast<long long>(now_seconds()), ".", host)).string();
-  file_ = std::fopen(path_.c_str(), "wb");
-  require(file_ != nullptr, path_, ": cannot create the TensorBoard event file");
+  // events.out.tfevents.<time>.<host>.<pid>[.<n>]: a new file per run (a resumed run adds
+  // one), never overwriting another ("x": exclusive creation).
+  const std::string stem = cat("events.out.tfevents.", static_cast<long long>(now_seconds()), ".", host, ".", ::getpid());
+  for (int n = 0; file_ == nullptr && n < 100; ++n) {
+    path_ = (fs::path(dir) / (n == 0 ? stem : cat(stem, ".", n))).string();
+    file_ = std::fopen(path_.c_str(), "wbx");
+    if (file_ == nullptr && errno != EEXIST) break;
+  }
+  require(file_ != nullptr, path_, ": cannot create the TensorBoard event file (", std::strerror(errno), ")");
   std::string event;
   fixed(event, 1, now_seconds());             // wall_time
   bytes_field(event, 3, "brain.Event:2");     // file_version
@@ -95,6 +102,18 @@ void TensorBoardWriter::scalar(const std::string& tag, double value, std::int64_
   key(event, 2, 0);                            // Event.step
   varint(event, static_cast<std::uint64_t>(step));
   bytes_field(event, 5, summary);              // Event.summary
+  write_event(event);
+}
+
+void TensorBoardWriter::session_start(std::int64_t step) {
+  std::string log;
+  key(log, 1, 0);                              // SessionLog.status
+  varint(log, 1);                              // START
+  std::string event;
+  fixed(event, 1, now_seconds());
+  key(event, 2, 0);
+  varint(event, static_cast<std::uint64_t>(step));
+  bytes_field(event, 7, log);                  // Event.session_log
   write_event(event);
 }
 

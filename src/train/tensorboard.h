@@ -2,7 +2,8 @@
 // events.out.tfevents.<unix time>.<host> of records
 //   uint64 length | uint32 masked CRC32C(length) | Event bytes | uint32 masked CRC32C(bytes)
 // (TFRecord framing), the first Event carrying file_version "brain.Event:2" and each later one
-// a wall time, a step and one scalar Summary.Value {tag, simple_value}, protobuf-encoded by hand.
+// a wall time, a step and one scalar Summary.Value {tag, simple_value} (or a SessionLog),
+// protobuf-encoded by hand.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,9 @@ class TensorBoardWriter {
 
   const std::string& path() const { return path_; }
   void scalar(const std::string& tag, double value, std::int64_t step);
+  // A SessionLog START at `step`: TensorBoard drops the events at `step` and later from earlier
+  // files, so a resumed run's redone steps replace those of the run it resumes.
+  void session_start(std::int64_t step);
   void flush();
 
  private:

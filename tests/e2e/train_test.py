@@ -9,7 +9,8 @@
   signal      SIGUSR1 on one rank mid-run: every rank stops at the next step, a checkpoint is
               saved, the job exits 75 (requeue); resumed, the run ends bitwise where an
               uninterrupted one ends. SIGUSR1 to mpirun (forwarded) and SIGTERM to one rank of a
-              running job do the same.
+              running job do the same. TensorBoard event files, read by an independent parser
+              (tensorboard_events.py), hold the metrics.jsonl values across resumes.
 """
 import argparse
 import json
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 
+import tensorboard_events as tb
 from e2e_common import TIMEOUT, expect_error, read_safetensors, run, run_ok
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -151,6 +153,21 @@ def case_signal(args, tmp):
         a = open(os.path.join(out, "iteration_%d" % it, "model.safetensors"), "rb").read()
         assert a == open(os.path.join(whole, "iteration_%d" % it, "model.safetensors"), "rb").read(), it
     print("SIGUSR1 in rank 1 after step 4: exit %d, checkpoint step 4; resumed: bitwise the uninterrupted run" % REQUEUE)
+
+    # TensorBoard events, read back by an independent parser, hold the metrics.jsonl values
+    # (as float32) -- for the resumed run across its two event files, and again after the
+    # finished run is restarted from step 4 and stopped at step 8: the third file's SessionLog
+    # START drops the first run's steps 5..12, and only 5..8 are redone.
+    for d in (whole, out):
+        assert tb.scalars(os.path.join(d, "tensorboard")) == tb.expected_from_jsonl(metrics(os.path.join(d, "metrics.jsonl"))), d
+    run_ok(args.mpiexec, cmd + ["--checkpoint.load", os.path.join(out, "step_00000004"), "--spin.max_steps", "8"], 2)
+    files = os.listdir(os.path.join(out, "tensorboard"))
+    assert len(files) == 3, files
+    redone = untimed(os.path.join(out, "metrics.jsonl"))
+    assert redone == [m for m in untimed(os.path.join(whole, "metrics.jsonl")) if m["step"] <= 8], redone
+    shown = tb.scalars(os.path.join(out, "tensorboard"))
+    assert shown == tb.expected_from_jsonl(metrics(os.path.join(out, "metrics.jsonl")))
+    print("TensorBoard: %d scalars in 3 event files match metrics.jsonl after resume and restart" % len(shown))
 
     # Real deliveries to a running job: SIGUSR1 to mpirun, SIGTERM to one rank.
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OPENBLAS_NUM_THREADS="1")
