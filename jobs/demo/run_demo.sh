@@ -5,7 +5,8 @@
 #   3. `spin train`: 3 SPIN iterations at TP 2 x PP 2 on 4 ranks (jobs/configs/demo.ini);
 #   4. `spin eval` on the test split: exact match of greedy answers and ground-truth NLL for the
 #      SFT model, each SPIN iteration, and, as a control, the SFT model trained on for the same
-#      number of steps with plain SFT.
+#      number of steps with plain SFT;
+#   5. jobs/plot_metrics.py: the SPIN run's metrics as a picture ($out/metrics.png).
 #   jobs/demo/run_demo.sh [build-dir]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -47,4 +48,9 @@ evaluate() { mpi4 "$spin" eval --model "$1" --data "$out/data/test.jsonl" --temp
   for i in 1 2 3; do evaluate "$out/spin/iteration_$i" "SPIN iteration $i"; done
   evaluate "$out/sft_control" "control: SFT for the same 186 more steps"
 } | tee "$out/table.md"
+# The SPIN run's metrics as a picture (Debian's python3-matplotlib).
+if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
+  /usr/bin/python3 jobs/plot_metrics.py "$out/spin/metrics.jsonl" -o "$out/metrics.png" --smooth 5 \
+      --title "demo: 3 SPIN iterations at TP 2 x PP 2"
+fi
 echo "demo finished in $(( $(date +%s) - start )) s; table in $out/table.md"

@@ -20,7 +20,8 @@ build=${BUILD_DIR:-build}
 # ---- Debian packages ---------------------------------------------------------------------
 packages=(build-essential cmake ninja-build pkg-config python3 python3-venv
           openmpi-bin libopenmpi-dev libhdf5-openmpi-dev libboost-program-options-dev
-          libgtest-dev libopenblas-dev nlohmann-json3-dev libsentencepiece-dev libxxhash-dev)
+          libgtest-dev libopenblas-dev nlohmann-json3-dev libsentencepiece-dev libxxhash-dev
+          python3-matplotlib)
 # Test oracles and the benchmark's comparison: PyTorch from Debian.
 [[ "$mode" == test ]] && packages+=(python3-torch python3-h5py python3-numpy)
 missing=()
