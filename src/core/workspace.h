@@ -16,6 +16,8 @@ class Workspace {
   std::vector<Tensor> carve(const std::vector<Shape>& shapes, std::int64_t pad_multiple = 1);
   // The whole allocation (undefined before the first carve).
   const Tensor& buffer() const { return buffer_; }
+  // Bytes allocated (0 before the first carve).
+  std::size_t bytes() const { return buffer_.defined() ? buffer_.nbytes() : 0; }
 
  private:
   Tensor buffer_;

@@ -277,6 +277,8 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   }
   links.finish();
 
+  stats_.kv_cache_bytes = cache.bytes();
+  stats_.buffer_bytes = acts.bytes();  // buffers only grow: the largest call's
   // The last stage knows the responses; every rank of the replica returns them.
   std::vector<std::int64_t> lengths(static_cast<std::size_t>(2 * batch));
   for (std::int64_t s = 0; s < batch; ++s) {

@@ -43,6 +43,8 @@ struct GenerationStats {
   std::int64_t new_tokens = 0;
   double model_seconds = 0.0;     // this rank, in the model's forward passes
   double sampling_seconds = 0.0;  // this rank, choosing tokens (last stage)
+  std::size_t kv_cache_bytes = 0;  // this rank's KV cache
+  std::size_t buffer_bytes = 0;    // this rank's activation buffers
 };
 
 class Generator {

@@ -22,6 +22,7 @@ struct LayerActivations {
   // Points the tensors at buffers for `rows` tokens and `probs_size` attention probabilities,
   // reusing the previous allocation when it is large enough.
   void allocate(const TpDims& d, std::int64_t rows, std::int64_t probs_size);
+  std::size_t bytes() const { return workspace_.bytes(); }
 
  private:
   Workspace workspace_;
@@ -50,6 +51,7 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
 struct LayerGradScratch {
   Tensor d_residual, d_norm, d_attn, dq, dk, dv, d_act, d_gate, d_up;
   void allocate(const TpDims& d, std::int64_t rows);  // reuses memory like LayerActivations
+  std::size_t bytes() const { return workspace_.bytes(); }
 
  private:
   Workspace workspace_;

@@ -21,6 +21,7 @@ struct HeadActivations {
 
   // Reuses the previous allocation when it is large enough.
   void allocate(const TpDims& d, std::int64_t rows);
+  std::size_t bytes() const { return workspace_.bytes(); }
 
  private:
   Workspace workspace_;

@@ -42,6 +42,13 @@ struct Activations {
                         // generating)
   LayerGradScratch grad;                 // backward scratch; d_residual ends as input_grad()
   Workspace output_storage;
+
+  // Bytes of every buffer above (what spin plan's activation figures count).
+  std::size_t bytes() const {
+    std::size_t total = head.bytes() + grad.bytes() + output_storage.bytes();
+    for (const LayerActivations& l : layers) total += l.bytes();
+    return total;
+  }
 };
 
 class Transformer {

@@ -40,6 +40,12 @@ class PipelineTrainer {
 
   // Peak number of micro-batches whose activations this stage held in the last step.
   int peak_live_micro_batches() const { return peak_live_; }
+  // Bytes of the activation buffers this stage keeps between steps (the 1F1B ring).
+  std::size_t activation_bytes() const {
+    std::size_t total = 0;
+    for (const model::Activations& a : pool_) total += a.bytes();
+    return total;
+  }
 
  private:
   const parallel::ProcessGrid& grid_;

@@ -88,6 +88,10 @@ class SpinTrainer {
   // reference <- policy: a copy of this rank's shards, no communication.
   void sync_reference();
 
+  // The parts, for memory accounting (spin plan's tests).
+  const PipelineTrainer& pipeline() const { return trainer_; }
+  const generate::Generator& generator() const { return reference_generator_; }
+
  private:
   struct Rollout {
     std::vector<model::TokenBatch> micro_batches;          // [real_0, gen_0, real_1, gen_1, ...]

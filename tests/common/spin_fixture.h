@@ -38,12 +38,12 @@ struct SpinSetup {
 
   SpinSetup(parallel::Communicator& world, parallel::Layout layout, const train::SpinConfig& spin,
             int layers = 2, bool distributed = false, int examples_count = 16)
+      : SpinSetup(world, layout, spin, shape_with_layers(layers), distributed, spin_examples(examples_count)) {}
+
+  SpinSetup(parallel::Communicator& world, parallel::Layout layout, const train::SpinConfig& spin,
+            const TinyShape& shape, bool distributed, std::vector<data::Example> data)
       : grid(world, layout),
-        config(tiny_config([&] {
-          TinyShape s;
-          s.layers = layers;
-          return s;
-        }())),
+        config(tiny_config(shape)),
         stage(model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank())),
         dims(model::tp_dims(config, grid.tp_rank(), grid.tp_size())),
         policy(config, dims, stage, distributed ? grid.dp_size() : 1),
@@ -51,9 +51,14 @@ struct SpinSetup {
         reference(config, dims, stage, distributed ? grid.dp_size() : 1),
         transformer(config, dims, stage, grid.tp(), cpu),
         optimizer(optimizer_config(distributed), grid, policy, grads, cpu),
-        examples(spin_examples(examples_count)),
+        examples(std::move(data)),
         trainer((init(), grid), transformer, policy, grads, reference, optimizer, examples, spin) {}
 
+  static TinyShape shape_with_layers(int layers) {
+    TinyShape s;
+    s.layers = layers;
+    return s;
+  }
   static train::OptimizerConfig optimizer_config(bool distributed) {
     train::OptimizerConfig c;
     c.eps = 1e-4f;  // see tests/mpi/train/layout_invariance_test.cpp

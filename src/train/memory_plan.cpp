@@ -1,0 +1,212 @@
+#include "train/memory_plan.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+
+#include "core/error.h"
+#include "model/stage.h"
+#include "model/tp_dims.h"
+
+namespace spin::train {
+
+namespace {
+
+// Buffers are carved in 64-byte-aligned views of 16 elements (core/workspace.cpp).
+std::int64_t aligned(std::int64_t n) { return (n + 15) / 16 * 16; }
+
+// This rank's parameter elements on a stage, as ModelWeights lays them out.
+std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, const model::StageLayers& s,
+                          std::int64_t pad_multiple) {
+  const std::int64_t h = d.hidden;
+  std::int64_t n = 0;
+  if (s.first) n += aligned(d.vocab_rows * h);
+  const std::int64_t layer = 2 * aligned(h) + 2 * aligned(d.q_width() * h) + 2 * aligned(d.kv_width() * h) +
+                             3 * aligned(d.intermediate * h);
+  n += s.count() * layer;
+  if (s.last) {
+    n += aligned(h);
+    if (!c.tie_word_embeddings || !s.first) n += aligned(d.vocab_rows * h);  // lm_head, or the tied copy
+  }
+  return (n + pad_multiple - 1) / pad_multiple * pad_multiple;
+}
+
+// Element counts of a buffer set, split by element size: `act` elements at the precision's
+// activation size, `f32` elements at 4 bytes.
+struct Elements {
+  std::int64_t act = 0, f32 = 0;
+  std::int64_t bytes(const Precision& p) const { return act * p.activation + f32 * 4; }
+};
+
+// One layer's buffers (model/decoder_layer.h LayerActivations) for `rows` tokens in `seqs`
+// sequences of `seq` tokens. With `attention_state` (a forward over whole sequences, not
+// generation) attention keeps its probabilities (`keep_probs`) or a log-sum-exp per head and row.
+Elements layer_activations(const model::TpDims& d, std::int64_t rows, std::int64_t seqs, std::int64_t seq,
+                           bool keep_probs, bool attention_state) {
+  Elements e;
+  e.act = 4 * aligned(rows * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
+          3 * aligned(rows * d.intermediate);
+  e.f32 = 2 * aligned(rows);  // the two norms' 1/rms
+  if (!attention_state) return e;
+  e.f32 += keep_probs ? aligned(seqs * seq * seq * d.heads) : aligned(rows * d.heads);
+  return e;
+}
+
+// The LM head's buffers (model/lm_head.h HeadActivations) for `rows` rows.
+Elements head_activations(const model::TpDims& d, std::int64_t rows) {
+  return {3 * aligned(rows * d.hidden), 2 * aligned(rows) + aligned(rows * d.vocab_rows) + aligned(2 * rows)};
+}
+
+// The backward's scratch (LayerGradScratch), shared by the layers of one micro-batch.
+Elements grad_scratch(const model::TpDims& d, std::int64_t rows) {
+  return {2 * aligned(rows * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
+              3 * aligned(rows * d.intermediate),
+          0};
+}
+
+}  // namespace
+
+Precision Precision::cpu() { return {"cpu (float32)", 4, 4, 0, 8, 4, true}; }
+Precision Precision::cuda() { return {"cuda (bf16 mixed precision)", 2, 4, 4, 8, 2, false}; }
+
+std::int64_t StagePlan::peak() const {
+  return weights + grads + masters + optimizer + reference + activations + std::max(kv_cache + generation, scoring);
+}
+
+std::int64_t MemoryPlan::peak() const {
+  std::int64_t p = 0;
+  for (const StagePlan& s : stages) p = std::max(p, s.peak());
+  return p;
+}
+
+MemoryPlan plan_memory(const PlanRequest& r) {
+  const model::ModelConfig& c = r.config;
+  require(r.tp >= 1 && r.pp >= 1 && r.dp >= 1, "tp, pp and dp must be at least 1");
+  require(r.micro_batch >= 1, "micro-batch ", r.micro_batch, " must be at least 1");
+  require(r.seq >= 2, "sequence length ", r.seq, " must be at least 2");
+  require(r.seq <= c.max_sequence_length(), "sequence length ", r.seq, " is beyond the model's ",
+          c.max_sequence_length(), " positions");
+  const model::TpDims d = model::tp_dims(c, 0, r.tp);  // throws naming what tp does not divide
+  const std::vector<std::int64_t> counts = model::split_layers(c.num_layers, r.pp, r.pp_layers);
+
+  MemoryPlan plan;
+  if (r.global_batch > 0) {
+    require(r.global_batch % (r.micro_batch * r.dp) == 0, "global batch ", r.global_batch,
+            " is not a multiple of micro-batch ", r.micro_batch, " x dp ", r.dp);
+    plan.micro_batches = r.global_batch / (r.micro_batch * r.dp);
+  } else {
+    plan.micro_batches = r.pp;
+  }
+  const std::int64_t prompts_per_rank = r.global_batch > 0 ? r.global_batch / r.dp : r.micro_batch * plan.micro_batches;
+  const std::int64_t rollout = std::min(r.rollout_batch > 0 ? r.rollout_batch : r.micro_batch, prompts_per_rank);
+  const Precision& p = r.precision;
+  const std::int64_t seqs = 2 * r.micro_batch, rows = seqs * r.seq;
+
+  for (int stage = 0; stage < r.pp; ++stage) {
+    const model::StageLayers layers = model::stage_layers(counts, stage);
+    StagePlan s;
+    s.stage = stage;
+    s.layers = layers.count();
+    s.params = stage_params(c, d, layers, r.distributed_optimizer ? r.dp : 1);
+    const std::int64_t owned = r.distributed_optimizer ? s.params / r.dp : s.params;
+    s.weights = s.params * p.weight;
+    s.grads = s.params * p.grad;
+    s.masters = owned * p.master;
+    s.optimizer = owned * p.moments;
+    const bool offload = r.ref_offload && p.master > 0;  // the CPU path has no host/device split
+    (offload ? s.reference_host : s.reference) = s.params * p.weight;
+
+    // Training: every layer's activations, the head (last stage) or the output sent on, and the
+    // backward's scratch, for each micro-batch in flight.
+    const Elements layer = layer_activations(d, rows, seqs, r.seq, p.attention_probs, true);
+    const Elements end = layers.last ? head_activations(d, rows) : Elements{aligned(rows * d.hidden), 0};
+    const Elements scratch = grad_scratch(d, rows);
+    s.activations_per_micro_batch = s.layers * layer.bytes(p) + end.bytes(p) + scratch.bytes(p);
+    s.micro_batches_in_flight = static_cast<int>(std::min<std::int64_t>(r.pp - stage, plan.micro_batches));
+    s.activations = s.activations_per_micro_batch * s.micro_batches_in_flight;
+    // Reference scoring: one set of layer buffers reused layer after layer.
+    s.scoring = layer.bytes(p) + end.bytes(p);
+    // Generation: keys and values of every layer of the stage for the rollout, and one set of
+    // buffers for the largest call (a whole rollout's prefill, at most).
+    s.kv_cache = 2 * s.layers * rollout * r.seq * d.kv_width() * p.activation;
+    const std::int64_t prefill = rollout * r.seq;
+    s.generation = layer_activations(d, prefill, rollout, r.seq, false, false).bytes(p) +
+                   Elements{aligned(prefill * d.hidden), 0}.bytes(p) +
+                   (layers.last ? head_activations(d, rollout).bytes(p) : 0);
+    plan.stages.push_back(s);
+  }
+  return plan;
+}
+
+std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_per_node, std::int64_t capacity) {
+  std::vector<LayoutFit> out;
+  for (int tp = 1; tp <= std::min(gpus, gpus_per_node); ++tp) {
+    if (gpus % tp != 0) continue;
+    for (int pp = 1; pp <= gpus / tp; ++pp) {
+      if ((gpus / tp) % pp != 0 || pp > request.config.num_layers) continue;
+      request.tp = tp;
+      request.pp = pp;
+      request.dp = gpus / (tp * pp);
+      request.pp_layers.clear();
+      for (bool distributed : {false, true}) {
+        if (distributed && request.dp == 1) continue;
+        request.distributed_optimizer = distributed;
+        try {
+          const std::int64_t peak = plan_memory(request).peak();
+          if (peak <= capacity) {
+            out.push_back({tp, pp, request.dp, distributed, peak});
+            break;  // the plain optimizer fits: no need to shard it
+          }
+        } catch (const Error&) {
+          break;  // this (tp, pp) is impossible for the model or the batch
+        }
+      }
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const LayoutFit& a, const LayoutFit& b) {
+    if (a.tp * a.pp != b.tp * b.pp) return a.tp * a.pp < b.tp * b.pp;
+    if (a.pp != b.pp) return a.pp < b.pp;
+    return a.peak < b.peak;
+  });
+  return out;
+}
+
+std::int64_t parse_bytes(const std::string& text) {
+  std::size_t used = 0;
+  double value = 0.0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  std::string unit;
+  for (std::size_t i = used; i < text.size(); ++i) {
+    if (!std::isspace(static_cast<unsigned char>(text[i]))) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(text[i])));
+  }
+  // k, m, g, t and KiB ... TiB are binary; KB ... TB decimal.
+  double scale = unit.empty() || unit == "b" ? 1.0 : -1.0;
+  const std::string prefixes = "kmgt";
+  for (std::size_t i = 0; i < prefixes.size(); ++i) {
+    const std::string u(1, prefixes[i]);
+    if (unit == u || unit == u + "ib") scale = std::pow(1024.0, static_cast<double>(i + 1));
+    if (unit == u + "b") scale = std::pow(1000.0, static_cast<double>(i + 1));
+  }
+  require(used > 0 && scale > 0 && value >= 0, "\"", text, "\" is not a size (e.g. 80GiB, 40GB, 512MiB)");
+  return static_cast<std::int64_t>(value * scale);
+}
+
+std::string format_bytes(std::int64_t bytes) {
+  char buf[64];
+  const double b = static_cast<double>(bytes);
+  if (bytes >= (std::int64_t{1} << 30)) {
+    std::snprintf(buf, sizeof buf, "%.2f GiB", b / (1 << 30));
+  } else if (bytes >= (1 << 20)) {
+    std::snprintf(buf, sizeof buf, "%.1f MiB", b / (1 << 20));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024);
+  }
+  return buf;
+}
+
+}  // namespace spin::train

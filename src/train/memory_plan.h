@@ -1,0 +1,92 @@
+// Per-rank memory of a SPIN run, from the model's shape and the layout alone (spin plan):
+// policy weights, gradients, master weights, AdamW moments (plain or distributed), the
+// reference (resident or offloaded to the host), the 1F1B activation ring, the reference
+// scoring buffers, and the generation KV cache with its buffers -- for each pipeline stage.
+//
+// Two precision models:
+//   cpu   what the CPU path allocates, exactly (float32 everywhere; the weights are the masters;
+//         attention probabilities are kept for the backward). tests/mpi/train/memory_plan_test
+//         checks these figures against the real buffers.
+//   cuda  the mixed-precision GPU layout of the CUDA path (bf16 weights, activations and KV
+//         cache; float32 gradients, masters and moments as in Megatron's bf16 training; fused
+//         attention keeps a float32 log-sum-exp per head and row instead of the probabilities;
+//         float32 logits and norm statistics). Same formulas, other element sizes.
+// Worst case throughout: every sequence has `seq` tokens.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace spin::train {
+
+struct Precision {
+  std::string name;
+  int weight = 4;      // bytes per parameter: policy (and reference) weights
+  int grad = 4;        // gradient accumulation buffer
+  int master = 0;      // float32 master copy (0: the weights are the masters)
+  int moments = 8;     // AdamW m and v
+  int activation = 4;  // saved activations and the KV cache
+  bool attention_probs = true;  // probabilities kept (cpu) or a log-sum-exp per head and row
+  static Precision cpu();
+  static Precision cuda();
+};
+
+struct PlanRequest {
+  model::ModelConfig config;
+  int tp = 1, pp = 1, dp = 1;
+  std::vector<std::int64_t> pp_layers;  // layers per stage (empty: even split)
+  std::int64_t micro_batch = 1;         // prompts per micro-batch (2 sequences each: real, generated)
+  std::int64_t seq = 0;                 // tokens per sequence (prompt + response)
+  std::int64_t global_batch = 0;        // prompts per step (0: enough micro-batches to fill the pipeline)
+  std::int64_t rollout_batch = 0;       // prompts generated together per replica (0: micro_batch)
+  bool distributed_optimizer = false;
+  bool ref_offload = false;             // reference kept in host memory (cuda only)
+  Precision precision = Precision::cuda();
+};
+
+struct StagePlan {
+  int stage = 0;
+  std::int64_t layers = 0;
+  std::int64_t params = 0;  // this rank's parameter elements (alignment and DP padding included)
+  // Bytes per rank of this stage.
+  std::int64_t weights = 0, grads = 0, masters = 0, optimizer = 0;
+  std::int64_t reference = 0;       // on the device
+  std::int64_t reference_host = 0;  // offloaded
+  std::int64_t activations_per_micro_batch = 0;
+  int micro_batches_in_flight = 0;  // 1F1B: min(pp - stage, micro-batches per step)
+  std::int64_t activations = 0;     // the ring: per micro-batch x in flight
+  std::int64_t scoring = 0;         // reference log-probabilities (forward only, transient)
+  std::int64_t kv_cache = 0;        // generation (transient)
+  std::int64_t generation = 0;      // generation buffers, an upper bound: a whole rollout's prefill
+  // Peak: the persistent state plus the largest transient phase (generation or scoring).
+  std::int64_t peak() const;
+};
+
+struct MemoryPlan {
+  std::vector<StagePlan> stages;
+  std::int64_t micro_batches = 0;  // per step per DP rank
+  std::int64_t peak() const;       // the largest stage's
+};
+
+// Throws spin::Error for an impossible layout (tp not dividing heads, pp > layers, a batch
+// that does not split over dp x micro_batch, seq beyond the model).
+MemoryPlan plan_memory(const PlanRequest& request);
+
+// Layouts (tp, pp, dp) of `gpus` ranks that fit in `capacity` bytes, best first: tp within a
+// node (<= gpus_per_node), fewest model-parallel ranks, then the smallest peak.
+struct LayoutFit {
+  int tp = 1, pp = 1, dp = 1;
+  bool distributed_optimizer = false;
+  std::int64_t peak = 0;
+};
+std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_per_node,
+                                       std::int64_t capacity);
+
+// "80GiB", "40 GB", "512MiB", "1.5TiB", or a number of bytes.
+std::int64_t parse_bytes(const std::string& text);
+std::string format_bytes(std::int64_t bytes);
+
+}  // namespace spin::train

@@ -1,0 +1,89 @@
+// Run with 4 ranks. spin plan's cpu figures against what the CPU path really allocates after a
+// SPIN step: the policy, gradient and reference buffers, the AdamW moments (plain and
+// distributed), the 1F1B activation ring of each stage, and the generation KV cache -- exact, on
+// layouts with TP, PP and DP, tied and untied embeddings, padded vocabulary shards; generation
+// buffers are bounded by the plan.
+#include <gtest/gtest.h>
+
+#include "common/spin_fixture.h"
+#include "core/error.h"
+#include "mpi/mpi_test.h"
+#include "train/memory_plan.h"
+
+namespace spin::train {
+namespace {
+
+constexpr int kPrompt = 5, kNew = 4;  // every sequence: 5 prompt tokens + 4 response tokens
+
+std::vector<data::Example> fixed_length_examples(int n) {
+  std::vector<data::Example> out;
+  for (int i = 0; i < n; ++i) {
+    data::Example e;
+    e.prompt = testing::random_ids(kPrompt, 37, 100 + 2 * static_cast<std::uint32_t>(i));
+    e.response = testing::random_ids(kNew - 1, 37, 101 + 2 * static_cast<std::uint32_t>(i));
+    e.response.push_back(2);
+    out.push_back(e);
+  }
+  return out;
+}
+
+void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied) {
+  SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, distributed ? " distributed" : "", tied ? " tied" : ""));
+  SpinConfig spin;
+  spin.kl_penalty = {0.5};
+  spin.global_batch = 8;
+  spin.micro_batch = 2;
+  spin.rollout_batch = 2;
+  spin.generation.max_new_tokens = kNew;
+  spin.generation.min_new_tokens = kNew;  // every generated response has exactly kNew tokens
+  spin.generation.eos_ids = {2};
+  testing::TinyShape shape;
+  shape.hidden = 32;
+  shape.intermediate = 48;
+  shape.layers = 4;
+  shape.tie = tied;
+  testing::SpinSetup s(world, layout, spin, shape, distributed, fixed_length_examples(16));
+  s.trainer.step(0, 0, 0, 1e-3);
+  s.trainer.step(0, 0, 1, 1e-3);
+
+  PlanRequest request;
+  request.config = s.config;
+  request.tp = s.grid.tp_size();
+  request.pp = s.grid.pp_size();
+  request.dp = s.grid.dp_size();
+  request.micro_batch = spin.micro_batch;
+  request.seq = kPrompt + kNew;
+  request.global_batch = spin.global_batch;
+  request.rollout_batch = spin.rollout_batch;
+  request.distributed_optimizer = distributed;
+  request.precision = Precision::cpu();
+  const MemoryPlan plan = plan_memory(request);
+  ASSERT_EQ(plan.stages.size(), static_cast<std::size_t>(request.pp));
+  const StagePlan& p = plan.stages[static_cast<std::size_t>(s.grid.pp_rank())];
+
+  const auto bytes = [](const model::ModelWeights& w) { return static_cast<std::int64_t>(w.flat().nbytes()); };
+  EXPECT_EQ(p.weights, bytes(s.policy));
+  EXPECT_EQ(p.grads, bytes(s.grads));
+  EXPECT_EQ(p.reference, bytes(s.reference));
+  EXPECT_EQ(p.masters, 0);
+  EXPECT_EQ(p.optimizer, static_cast<std::int64_t>(s.optimizer.state_bytes()));
+  EXPECT_EQ(p.micro_batches_in_flight, s.trainer.pipeline().peak_live_micro_batches());
+  EXPECT_EQ(p.activations, static_cast<std::int64_t>(s.trainer.pipeline().activation_bytes()));
+  const generate::GenerationStats& g = s.trainer.generator().stats();
+  EXPECT_EQ(p.kv_cache, static_cast<std::int64_t>(g.kv_cache_bytes));
+  EXPECT_GT(g.buffer_bytes, 0u);
+  EXPECT_LE(static_cast<std::int64_t>(g.buffer_bytes), p.generation);
+}
+
+TEST(MemoryPlan, CpuFiguresEqualTheCpuPathsAllocations) {
+  auto& world = testing::mpi_world();
+  check(world, {2, 2, 1}, false, false);
+  check(world, {1, 2, 2}, true, false);
+  check(world, {2, 1, 2}, true, true);
+  check(world, {1, 4, 1}, false, true);
+  check(world, {1, 1, 4}, false, false);
+  check(world, {1, 1, 4}, true, false);
+}
+
+}  // namespace
+}  // namespace spin::train

@@ -1,0 +1,142 @@
+// spin plan's arithmetic on real model shapes (the cpu figures are checked against real
+// allocations in tests/mpi/train/memory_plan_test.cpp).
+#include "train/memory_plan.h"
+
+#include <gtest/gtest.h>
+
+#include "common/test_util.h"
+#include "core/error.h"
+
+namespace spin::train {
+namespace {
+
+model::ModelConfig llama2_7b() {
+  return model::ModelConfig::from_json(
+      R"({"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+          "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 4096,
+          "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": false})",
+      "Llama-2-7b config");
+}
+
+PlanRequest request(int tp, int pp, int dp, bool distributed) {
+  PlanRequest r;
+  r.config = llama2_7b();
+  r.tp = tp, r.pp = pp, r.dp = dp;
+  r.micro_batch = 1;
+  r.seq = 2048;
+  r.distributed_optimizer = distributed;
+  return r;
+}
+
+TEST(MemoryPlan, ParametersOverAllRanksAreTheModels) {
+  // 6,738,415,616 parameters (Hugging Face's count for Llama-2-7b). Every TP rank holds the 65
+  // norm vectors whole; otherwise shards add only alignment.
+  EXPECT_EQ(llama2_7b().num_parameters(), 6738415616);
+  const std::int64_t norms = 65 * 4096;
+  for (auto [tp, pp] : {std::pair{1, 1}, {8, 1}, {4, 2}, {2, 4}}) {
+    const MemoryPlan plan = plan_memory(request(tp, pp, 1, false));
+    std::int64_t total = 0;
+    for (const StagePlan& s : plan.stages) total += s.params * tp;
+    const std::int64_t expected = 6738415616 + (tp - 1) * norms;
+    EXPECT_GE(total, expected) << tp << " x " << pp;
+    EXPECT_LT(total, expected + 16 * 300 * tp) << tp << " x " << pp;  // < 16 elements per tensor
+  }
+}
+
+TEST(MemoryPlan, BytesPerParameterFollowMegatronsMixedPrecisionTable) {
+  // Megatron-LM's distributed optimizer doc: bf16 params + fp32 grads: 18 bytes per parameter
+  // without the distributed optimizer, 6 + 12 / d with it.
+  for (int dp : {1, 2, 8}) {
+    for (bool distributed : {false, true}) {
+      const StagePlan s = plan_memory(request(8, 1, dp, distributed)).stages[0];
+      const double per_param = static_cast<double>(s.weights + s.grads + s.masters + s.optimizer) /
+                               static_cast<double>(s.params);
+      EXPECT_NEAR(per_param, distributed ? 6.0 + 12.0 / dp : 18.0, 1e-9) << dp;
+    }
+  }
+  // The reference: bf16 on the device, or on the host when offloaded.
+  PlanRequest r = request(8, 1, 1, false);
+  EXPECT_EQ(plan_memory(r).stages[0].reference, 2 * plan_memory(r).stages[0].params);
+  r.ref_offload = true;
+  const StagePlan off = plan_memory(r).stages[0];
+  EXPECT_EQ(off.reference, 0);
+  EXPECT_EQ(off.reference_host, 2 * off.params);
+}
+
+TEST(MemoryPlan, OneFOneBKeepsPpMinusStageMicroBatchesAndKvCacheFollowsTheShape) {
+  PlanRequest r = request(2, 4, 1, false);
+  r.global_batch = 64;  // 64 micro-batches of 1
+  r.rollout_batch = 16;
+  const MemoryPlan plan = plan_memory(r);
+  for (const StagePlan& s : plan.stages) {
+    EXPECT_EQ(s.micro_batches_in_flight, 4 - s.stage);
+    EXPECT_EQ(s.activations, s.activations_per_micro_batch * (4 - s.stage));
+    // K and V: 8 layers x 16 sequences x 2048 positions x 16 heads x 128 x bf16.
+    EXPECT_EQ(s.kv_cache, 2LL * 8 * 16 * 2048 * 16 * 128 * 2);
+  }
+  r.global_batch = 2;  // two micro-batches: at most two in flight anywhere
+  EXPECT_EQ(plan_memory(r).stages[0].micro_batches_in_flight, 2);
+  // Flash-style attention keeps no seq x seq probabilities: activations grow linearly in seq.
+  r.global_batch = 0;
+  r.seq = 1024;
+  const std::int64_t half = plan_memory(r).stages[1].activations_per_micro_batch;
+  r.seq = 2048;
+  EXPECT_EQ(plan_memory(r).stages[1].activations_per_micro_batch, 2 * half);
+  r.precision = Precision::cpu();  // the CPU path keeps them: more than linear
+  r.seq = 1024;
+  const std::int64_t cpu_half = plan_memory(r).stages[1].activations_per_micro_batch;
+  r.seq = 2048;
+  EXPECT_GT(plan_memory(r).stages[1].activations_per_micro_batch, 2 * cpu_half);
+}
+
+TEST(MemoryPlan, SuggestedLayoutsFitAndPreferFewModelParallelRanks) {
+  const std::int64_t gib = std::int64_t{1} << 30;
+  const std::vector<LayoutFit> fits = fitting_layouts(request(1, 1, 1, false), 16, 8, 80 * gib);
+  ASSERT_FALSE(fits.empty());
+  for (const LayoutFit& f : fits) {
+    EXPECT_EQ(f.tp * f.pp * f.dp, 16);
+    EXPECT_LE(f.tp, 8);
+    PlanRequest r = request(f.tp, f.pp, f.dp, f.distributed_optimizer);
+    EXPECT_EQ(plan_memory(r).peak(), f.peak);
+    EXPECT_LE(f.peak, 80 * gib);
+  }
+  for (std::size_t i = 1; i < fits.size(); ++i) {
+    EXPECT_LE(fits[i - 1].tp * fits[i - 1].pp, fits[i].tp * fits[i].pp);
+  }
+  // 18 bytes per parameter do not fit 80 GiB without sharding: TP 1 x PP 1 only with ZeRO-1.
+  for (const LayoutFit& f : fits) {
+    if (f.tp == 1 && f.pp == 1) {
+      EXPECT_TRUE(f.distributed_optimizer);
+    }
+  }
+  EXPECT_TRUE(fitting_layouts(request(1, 1, 1, false), 16, 8, 4 * gib).empty());
+}
+
+TEST(MemoryPlan, ImpossibleRequestsAreRefusedByName) {
+  PlanRequest r = request(3, 1, 1, false);
+  EXPECT_NE(testing::error_of([&] { plan_memory(r); }).find("3"), std::string::npos);
+  r = request(1, 1, 1, false);
+  r.seq = 8192;
+  EXPECT_NE(testing::error_of([&] { plan_memory(r); }).find("beyond the model's 4096"), std::string::npos);
+  r = request(1, 1, 2, false);
+  r.global_batch = 3;
+  EXPECT_NE(testing::error_of([&] { plan_memory(r); }).find("not a multiple"), std::string::npos);
+  r = request(1, 33, 1, false);
+  EXPECT_FALSE(testing::error_of([&] { plan_memory(r); }).empty());
+}
+
+TEST(MemoryPlan, SizesParseWithBinaryAndDecimalUnits) {
+  EXPECT_EQ(parse_bytes("80GiB"), 80LL << 30);
+  EXPECT_EQ(parse_bytes("80G"), 80LL << 30);
+  EXPECT_EQ(parse_bytes("40 GB"), 40'000'000'000LL);
+  EXPECT_EQ(parse_bytes("1.5TiB"), 3LL << 39);
+  EXPECT_EQ(parse_bytes("512MiB"), 512LL << 20);
+  EXPECT_EQ(parse_bytes("1000"), 1000);
+  EXPECT_NE(testing::error_of([] { parse_bytes("80 gigs"); }).find("\"80 gigs\" is not a size"), std::string::npos);
+  EXPECT_FALSE(testing::error_of([] { parse_bytes("GiB"); }).empty());
+  EXPECT_EQ(format_bytes(80LL << 30), "80.00 GiB");
+  EXPECT_EQ(format_bytes(3LL << 20), "3.0 MiB");
+}
+
+}  // namespace
+}  // namespace spin::train
