@@ -13,5 +13,6 @@ int run_generate(int argc, char** argv, parallel::Communicator& world);
 int run_train(int argc, char** argv, parallel::Communicator& world);
 int run_eval(int argc, char** argv, parallel::Communicator& world);
 int run_ckpt(int argc, char** argv, parallel::Communicator& world);
+int run_plan(int argc, char** argv, parallel::Communicator& world);
 
 }  // namespace spin::app

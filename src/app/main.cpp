@@ -21,6 +21,7 @@ constexpr const char* kUsage =
     "  sft       supervised fine-tuning (TP x PP x DP, 1F1B, AdamW)\n"
     "  generate  responses to prompts (KV cache, vocab-parallel sampling, TP x PP x DP)\n"
     "  ckpt      inspect, verify, reshard, merge, export-hf, import-hf of HDF5 checkpoints\n"
+    "  plan      per-rank memory of a SPIN run for a layout, and the layouts that fit\n"
     "\n"
     "Run under mpirun or srun for tensor/data parallelism; `spin <command> --help` lists a\n"
     "command's options.\n";
@@ -33,6 +34,7 @@ int dispatch(int argc, char** argv, spin::parallel::Communicator& world) {
   if (command == "sft") return spin::app::run_sft(argc - 1, argv + 1, world);
   if (command == "generate") return spin::app::run_generate(argc - 1, argv + 1, world);
   if (command == "ckpt") return spin::app::run_ckpt(argc - 1, argv + 1, world);
+  if (command == "plan") return spin::app::run_plan(argc - 1, argv + 1, world);
   if (command == "--version") {
     if (world.rank() == 0) std::printf("spin %s\n", SPIN_VERSION);
     return 0;

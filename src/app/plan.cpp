@@ -1,0 +1,186 @@
+// spin plan: per-rank memory of a SPIN run before launching it (train/memory_plan.h).
+//   spin plan --model MODEL_DIR|config.json --tp 8 --pp 2 --dp 4 --micro-batch 1 --seq 4096 --gpu-mem 80GiB
+// Prints, for each pipeline stage, the policy weights, gradients, master weights, AdamW state
+// (plain and distributed), the reference (resident or offloaded), 1F1B activations, reference
+// scoring and generation memory, the peak, and whether it fits; then the layouts of --gpus GPUs
+// that fit. Exit status 0 when the requested layout fits, 3 when it does not.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "app/commands.h"
+#include "app/model_setup.h"
+#include "app/options.h"
+#include "core/error.h"
+#include "parallel/job_errors.h"
+#include "train/memory_plan.h"
+
+namespace spin::app {
+
+namespace {
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+constexpr int kDoesNotFit = 3;
+
+constexpr const char* kUsage =
+    "spin plan --model MODEL_DIR|config.json --tp T --pp P --dp D --micro-batch B --seq S --gpu-mem 80GiB\n"
+    "Per-rank memory of a SPIN run for each pipeline stage, whether it fits, and the layouts of\n"
+    "--gpus GPUs that fit. Exit status 0: the layout fits; 3: it does not.";
+
+struct PlanOptions {
+  std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda";
+  int tp = 1, pp = 1, dp = 1, gpus = 0, gpus_per_node = 8;
+  std::int64_t micro_batch = 1, seq = 0, global_batch = 0, rollout_batch = 0;
+  bool distributed = false, ref_offload = false;
+};
+
+std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
+  PlanOptions o;
+  po::options_description desc("spin plan options");
+  desc.add_options()
+      ("help,h", "print this help")
+      ("model", po::value(&o.model)->required(), "Hugging Face model directory or its config.json")
+      ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
+      ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
+      ("dp", po::value(&o.dp)->default_value(o.dp), "data-parallel size")
+      ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage, e.g. 15,17")
+      ("micro-batch", po::value(&o.micro_batch)->default_value(o.micro_batch),
+       "prompts per micro-batch (spin.micro_batch_size; each is 2 sequences: real and generated)")
+      ("seq", po::value(&o.seq)->required(), "tokens per sequence, prompt + response (worst case)")
+      ("global-batch", po::value(&o.global_batch)->default_value(o.global_batch),
+       "prompts per step (spin.global_batch_size; 0: enough micro-batches to fill the pipeline)")
+      ("rollout-batch", po::value(&o.rollout_batch)->default_value(o.rollout_batch),
+       "prompts generated together per replica (spin.rollout_batch_size; 0: the micro-batch)")
+      ("distributed-optimizer", po::bool_switch(&o.distributed), "shard masters and AdamW state over DP (ZeRO-1)")
+      ("ref-offload", po::bool_switch(&o.ref_offload), "keep the reference weights in host memory")
+      ("gpu-mem", po::value(&o.gpu_mem)->default_value(o.gpu_mem), "memory per GPU, e.g. 80GiB, 141GB")
+      ("gpus", po::value(&o.gpus)->default_value(o.gpus), "GPUs to suggest layouts for (0: tp x pp x dp)")
+      ("gpus-per-node", po::value(&o.gpus_per_node)->default_value(o.gpus_per_node), "tensor parallelism stays within a node")
+      ("device", po::value(&o.device)->default_value(o.device),
+       "cuda (bf16 mixed precision, fused attention) or cpu (float32, as the CPU path allocates)");
+  if (!parse_options_or_help(desc, argc, argv, "spin plan", kUsage, print)) return std::nullopt;
+  require(o.device == "cuda" || o.device == "cpu", "spin plan: --device \"", o.device, "\" is not cuda or cpu");
+  require(o.gpus >= 0 && o.gpus_per_node >= 1, "spin plan: --gpus and --gpus-per-node must be positive");
+  return o;
+}
+
+model::ModelConfig load_config(const std::string& path) {
+  if (fs::is_directory(path)) return model::ModelConfig::load(path);
+  std::ifstream in(path);
+  require(in.good(), path, ": cannot read the model configuration");
+  std::stringstream text;
+  text << in.rdbuf();
+  return model::ModelConfig::from_json(text.str(), path);
+}
+
+// One table row: a label and a figure per stage.
+void row(const char* label, const std::vector<train::StagePlan>& stages, std::int64_t train::StagePlan::*field) {
+  std::printf("  %-34s", label);
+  for (const auto& s : stages) std::printf(" %12s", train::format_bytes(s.*field).c_str());
+  std::printf("\n");
+}
+
+}  // namespace
+
+int run_plan(int argc, char** argv, parallel::Communicator& world) {
+  std::optional<PlanOptions> options;
+  train::PlanRequest request;
+  train::MemoryPlan plan, other;
+  std::int64_t capacity = 0;
+  std::vector<train::LayoutFit> fits;
+  parallel::run_collectively(world, [&] {
+    options = parse_options(argc, argv, world.rank() == 0);
+    if (!options) return;
+    const PlanOptions& o = *options;
+    capacity = train::parse_bytes(o.gpu_mem);
+    request.config = load_config(o.model);
+    request.tp = o.tp, request.pp = o.pp, request.dp = o.dp;
+    request.pp_layers = o.pp_layers.empty() ? std::vector<std::int64_t>{} : parse_int_list(o.pp_layers, "--pp-layers");
+    request.micro_batch = o.micro_batch;
+    request.seq = o.seq;
+    request.global_batch = o.global_batch;
+    request.rollout_batch = o.rollout_batch;
+    request.distributed_optimizer = o.distributed;
+    request.ref_offload = o.ref_offload;
+    request.precision = o.device == "cpu" ? train::Precision::cpu() : train::Precision::cuda();
+    plan = train::plan_memory(request);
+    if (o.dp > 1) {
+      train::PlanRequest flipped = request;
+      flipped.distributed_optimizer = !o.distributed;
+      other = train::plan_memory(flipped);
+    }
+    train::PlanRequest base = request;
+    base.pp_layers.clear();
+    fits = train::fitting_layouts(base, o.gpus > 0 ? o.gpus : o.tp * o.pp * o.dp, o.gpus_per_node, capacity);
+  });
+  if (!options) return 0;
+  const PlanOptions& o = *options;
+  const bool fits_here = plan.peak() <= capacity;
+  if (world.rank() != 0) return fits_here ? 0 : kDoesNotFit;
+
+  const model::ModelConfig& c = request.config;
+  std::printf("spin plan: %s: %.3f B parameters, %lld layers, hidden %lld, %lld heads (%lld kv), vocab %lld%s\n",
+              o.model.c_str(), static_cast<double>(c.num_parameters()) / 1e9, static_cast<long long>(c.num_layers),
+              static_cast<long long>(c.hidden_size), static_cast<long long>(c.num_heads),
+              static_cast<long long>(c.num_kv_heads), static_cast<long long>(c.vocab_size),
+              c.tie_word_embeddings ? ", tied embeddings" : "");
+  std::printf("layout tp %d x pp %d x dp %d (%d ranks)%s; micro-batch %lld prompts (%lld sequences) x %lld tokens, "
+              "%lld micro-batches per step, rollout %lld; %s\n\n",
+              o.tp, o.pp, o.dp, o.tp * o.pp * o.dp, o.distributed ? ", distributed optimizer" : "",
+              static_cast<long long>(o.micro_batch), static_cast<long long>(2 * o.micro_batch),
+              static_cast<long long>(o.seq), static_cast<long long>(plan.micro_batches),
+              static_cast<long long>(o.rollout_batch > 0 ? o.rollout_batch : o.micro_batch),
+              request.precision.name.c_str());
+  using S = train::StagePlan;
+  std::printf("  %-34s", "per rank, pipeline stage");
+  for (const auto& s : plan.stages) std::printf(" %12d", s.stage);
+  std::printf("\n  %-34s", "layers");
+  for (const auto& s : plan.stages) std::printf(" %12lld", static_cast<long long>(s.layers));
+  std::printf("\n  %-34s", "parameters on the rank");
+  for (const auto& s : plan.stages) std::printf(" %11.1fM", static_cast<double>(s.params) / 1e6);
+  std::printf("\n");
+  row("policy weights", plan.stages, &S::weights);
+  row("gradients", plan.stages, &S::grads);
+  row(request.precision.master > 0 ? "master weights (fp32)" : "master weights (= the weights)", plan.stages, &S::masters);
+  row(o.distributed ? "AdamW moments (distributed)" : "AdamW moments", plan.stages, &S::optimizer);
+  row("reference weights", plan.stages, &S::reference);
+  std::printf("  %-34s", "activations (1F1B in flight)");
+  for (const auto& s : plan.stages) std::printf(" %12s", cat(s.micro_batches_in_flight, " x ", train::format_bytes(s.activations_per_micro_batch)).c_str());
+  std::printf("\n");
+  row("  = activations", plan.stages, &S::activations);
+  row("reference scoring (transient)", plan.stages, &S::scoring);
+  row("generation KV cache (transient)", plan.stages, &S::kv_cache);
+  row("generation buffers (transient)", plan.stages, &S::generation);
+  std::printf("  %-34s", "peak");
+  for (const auto& s : plan.stages) std::printf(" %12s", train::format_bytes(s.peak()).c_str());
+  std::printf("\n");
+  if (o.ref_offload) row("host: offloaded reference", plan.stages, &S::reference_host);
+  std::printf("\npeak %s of %s per GPU: %s\n", train::format_bytes(plan.peak()).c_str(),
+              train::format_bytes(capacity).c_str(),
+              fits_here ? cat("fits (", train::format_bytes(capacity - plan.peak()), " to spare)").c_str()
+                        : cat("DOES NOT FIT (over by ", train::format_bytes(plan.peak() - capacity), ")").c_str());
+  if (!other.stages.empty()) {
+    std::printf("with%s the distributed optimizer: peak %s (%s)\n", o.distributed ? "out" : "",
+                train::format_bytes(other.peak()).c_str(), other.peak() <= capacity ? "fits" : "does not fit");
+  }
+  const int gpus = o.gpus > 0 ? o.gpus : o.tp * o.pp * o.dp;
+  if (fits.empty()) {
+    std::printf("no layout of %d GPUs fits %s at this batch and sequence length\n", gpus, train::format_bytes(capacity).c_str());
+  } else {
+    std::printf("layouts of %d GPUs that fit %s (fewest model-parallel ranks first):\n", gpus,
+                train::format_bytes(capacity).c_str());
+    for (std::size_t i = 0; i < fits.size() && i < 8; ++i) {
+      const train::LayoutFit& f = fits[i];
+      std::printf("  --tp %d --pp %d (dp %d)%s  peak %s\n", f.tp, f.pp, f.dp,
+                  f.distributed_optimizer ? " --distributed-optimizer" : "", train::format_bytes(f.peak).c_str());
+    }
+  }
+  std::printf("(the cuda figures are the mixed-precision layout planned for the CUDA path; --device cpu gives "
+              "what the CPU path allocates)\n");
+  return fits_here ? 0 : kDoesNotFit;
+}
+
+}  // namespace spin::app

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""End-to-end checks of `spin plan` (its figures are checked against real allocations in
+tests/mpi/train/memory_plan_test.cpp; this checks the command):
+
+  cli   a 7B-shaped config.json at TP 8: the per-rank rows add up to the printed peak; the
+        distributed optimizer shrinks the AdamW row by dp; the exit status says whether it fits
+        (0) or not (3); the suggested layouts use the GPUs given and fit; under mpirun one rank
+        prints; bad input (missing model, tp not dividing the heads, a bad size, seq beyond the
+        model) is one error line.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+from e2e_common import expect_error, run
+
+UNITS = {"KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30}
+
+
+def size(text):
+    value, unit = text.split()
+    return float(value) * UNITS[unit]
+
+
+def rows(stdout):
+    """{label: [bytes per stage]} of the table's size rows."""
+    out = {}
+    for line in stdout.splitlines():
+        m = re.match(r"^\s+(\S.*?)\s{2,}((?:\d+\.\d+ [KMG]iB\s*)+)$", line)
+        if m:
+            out[m.group(1).strip()] = [size(v) for v in re.findall(r"\d+\.\d+ [KMG]iB", m.group(2))]
+    return out
+
+
+def case_cli(args, tmp):
+    config = os.path.join(tmp, "config.json")
+    json.dump({"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+               "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 4096,
+               "hidden_act": "silu", "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "eos_token_id": 2}, open(config, "w"))
+    base = [args.spin, "plan", "--model", config, "--tp", "8", "--pp", "2", "--dp", "4", "--micro-batch", "1",
+            "--seq", "2048", "--global-batch", "64", "--gpus", "64"]
+    r = run(args.mpiexec, base, 2)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    assert r.stdout.count("spin plan:") == 1, r.stdout  # one rank prints
+    t = rows(r.stdout)
+    parts = ["policy weights", "gradients", "master weights (fp32)", "AdamW moments", "reference weights",
+             "= activations"]
+    for stage in range(2):
+        persistent = sum(t[k][stage] for k in parts)
+        transient = max(t["generation KV cache (transient)"][stage] + t["generation buffers (transient)"][stage],
+                        t["reference scoring (transient)"][stage])
+        assert abs(persistent + transient - t["peak"][stage]) <= 0.02 * 2 ** 30, (stage, persistent, transient, t)
+    # bf16 weights, fp32 grads, masters and 2 moments: 2 : 4 : 4 : 8
+    assert abs(t["AdamW moments"][0] / t["policy weights"][0] - 4) < 0.01, t
+    m = re.search(r"with the distributed optimizer: peak (\d+\.\d+ GiB)", r.stdout)
+    assert m, r.stdout
+    d = run(args.mpiexec, base + ["--distributed-optimizer"], 1)
+    td = rows(d.stdout)
+    assert abs(td["AdamW moments (distributed)"][0] * 4 - t["AdamW moments"][0]) < 0.01 * 2 ** 30, (td, t)
+    assert re.search(r"peak %s of" % re.escape(m.group(1)), d.stdout), d.stdout
+    layouts = re.findall(r"--tp (\d+) --pp (\d+) \(dp (\d+)\).*peak (\d+\.\d+ GiB)", r.stdout)
+    assert layouts, r.stdout
+    for tp, pp, dp, peak in layouts:
+        assert int(tp) * int(pp) * int(dp) == 64 and int(tp) <= 8 and size(peak) <= 80 * 2 ** 30, (tp, pp, dp, peak)
+    print("7B-shaped, TP 8 x PP 2 x DP 4: peak %s; %d layouts of 64 GPUs suggested" %
+          (re.search(r"peak (\S+ GiB) of", r.stdout).group(1), len(layouts)))
+
+    small = run(args.mpiexec, base + ["--gpu-mem", "4GiB"], 2)
+    assert small.returncode == 3 and "DOES NOT FIT" in small.stdout, (small.returncode, small.stdout, small.stderr)
+    print("4 GiB GPUs: exit 3, DOES NOT FIT")
+
+    e = lambda name, extra, pattern, cmd=base: expect_error(args.mpiexec, name, cmd + extra, pattern, 2, None)
+    e("missing-model", [], r"nowhere\.json: cannot read",
+      [args.spin, "plan", "--model", os.path.join(tmp, "nowhere.json"), "--seq", "10"])
+    short = [args.spin, "plan", "--model", config, "--dp", "4"]
+    e("tp-heads", ["--tp", "3", "--seq", "100"], r"num_attention_heads \(32\) is not divisible by tensor-parallel size 3", short)
+    e("bad-size", ["--gpu-mem", "lots"], r"\"lots\" is not a size")
+    e("seq-too-long", ["--seq", "5000"], r"beyond the model's 4096", short)
+    e("batch-split", ["--global-batch", "6", "--seq", "100"], r"global batch 6 is not a multiple", short)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("case", choices=["cli"])
+    p.add_argument("--spin", required=True)
+    p.add_argument("--mpiexec", required=True)
+    p.add_argument("--models", required=True)
+    args = p.parse_args()
+    tmp = tempfile.mkdtemp(prefix="spin_plan_")
+    try:
+        {"cli": case_cli}[args.case](args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
