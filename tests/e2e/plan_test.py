@@ -7,6 +7,8 @@ tests/mpi/train/memory_plan_test.cpp; this checks the command):
         (0) or not (3); the suggested layouts use the GPUs given and fit; under mpirun one rank
         prints; bad input (missing model, tp not dividing the heads, a bad size, seq beyond the
         model) is one error line.
+  configs  jobs/configs/*.ini hold only keys spin train knows, and the layout each is written
+        for fits an 80 GiB GPU by spin plan.
 """
 import argparse
 import json
@@ -83,16 +85,48 @@ def case_cli(args, tmp):
     e("batch-split", ["--global-batch", "6", "--seq", "100"], r"global batch 6 is not a multiple", short)
 
 
+# The shipped configs: (config, model shape, GPUs it is written for).
+CONFIGS = [("tinyllama-1.1b.ini", "tinyllama-1.1b.json", 8), ("llama-2-7b.ini", "llama-2-7b.json", 16),
+           ("mistral-7b.ini", "mistral-7b-v0.1.json", 16)]
+
+
+def case_configs(args, tmp):
+    """jobs/configs/*.ini: every key is one spin train knows, and the layout each is written for
+    fits an 80 GiB GPU by spin plan's arithmetic."""
+    import configparser
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "jobs", "configs")
+    for name, shape, gpus in CONFIGS:
+        path = os.path.join(root, name)
+        r = run(args.mpiexec, [args.spin, "train", "--config", path], 1)
+        errors = [l for l in r.stderr.splitlines() if l.startswith("spin: error")]
+        assert r.returncode != 0 and len(errors) == 1, (name, r.stderr)
+        assert re.search(r"/path/to/|world size 1 is not divisible", errors[0]), (name, errors[0])
+        c = configparser.ConfigParser(inline_comment_prefixes=("#",))
+        c.read(path)
+        tp, pp = int(c["parallel"]["tp"]), int(c["parallel"]["pp"])
+        seq = int(c["data"]["max_prompt_tokens"]) + int(c["data"]["max_response_tokens"])
+        cmd = [args.spin, "plan", "--model", os.path.join(root, "models", shape), "--tp", str(tp), "--pp", str(pp),
+               "--dp", str(gpus // (tp * pp)), "--micro-batch", c["spin"]["micro_batch_size"], "--seq", str(seq),
+               "--global-batch", c["spin"]["global_batch_size"], "--rollout-batch", c["spin"]["rollout_batch_size"],
+               "--gpu-mem", "80GiB"]
+        if c["optim"].getboolean("distributed_optimizer"):
+            cmd.append("--distributed-optimizer")
+        p = run(args.mpiexec, cmd, 1)
+        assert p.returncode == 0, (name, p.returncode, p.stdout, p.stderr)
+        print("%-20s keys valid; tp %d x pp %d on %d GPUs: %s" % (name, tp, pp, gpus,
+              re.search(r"peak \S+ GiB of \S+ GiB per GPU: fits", p.stdout).group(0)))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["cli"])
+    p.add_argument("case", choices=["cli", "configs"])
     p.add_argument("--spin", required=True)
     p.add_argument("--mpiexec", required=True)
     p.add_argument("--models", required=True)
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="spin_plan_")
     try:
-        {"cli": case_cli}[args.case](args, tmp)
+        {"cli": case_cli, "configs": case_configs}[args.case](args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("PASS")
