@@ -5,7 +5,8 @@ jobs/slurm/demo.sbatch submitted with sbatch (4 tasks, TP 2 x PP 2) on a tiny mo
 
   1. a job stopped by spin.max_steps completes (COMPLETED, exit 0) and leaves a checkpoint;
   2. the same script resubmitted resumes from it ("loaded ... step 6") and finishes the run,
-     writing the same final weights, bitwise, as an uninterrupted run under plain mpirun;
+     writing the same final weights, bitwise, as an uninterrupted run under plain mpirun; so
+     does the whole run launched with srun --mpi=pmix instead of mpirun (SPIN_LAUNCHER=srun);
   3. a long job sent SIGUSR1 through Slurm (scancel --batch --signal=USR1, what --signal=B:USR1
      delivers before the time limit) saves a checkpoint, exits 75, requeues itself with
      scontrol requeue, and the requeued run resumes and completes.
@@ -229,6 +230,18 @@ def run_jobs(args, slurm, tmp):
     lines = [l for l in open(os.path.join(out, "metrics.jsonl")) if '"kind": "train"' in l]
     assert len(lines) == 12, len(lines)
     print("job %s: resumed from step 6, finished 12 steps; weights bitwise those of one mpirun run" % second)
+
+    # 2b. The srun launcher (srun --mpi=pmix): the same run, the same weights.
+    srun_out = os.path.join(tmp, "srun")
+    srun_env = [env_args[0] + ",SPIN_LAUNCHER=srun"]
+    job = slurm.sbatch(srun_env + ["--output", log, script] + overrides(checkpoint__save_dir=srun_out), cwd=tmp)
+    state = slurm.wait_job(job, 120)
+    text = job_log(job)
+    assert state["JobState"] == "COMPLETED" and "srun --mpi=pmix" in text, (state, text)
+    for it in (1, 2):
+        a = open(os.path.join(srun_out, "iteration_%d" % it, "model.safetensors"), "rb").read()
+        assert a == open(os.path.join(whole, "iteration_%d" % it, "model.safetensors"), "rb").read(), it
+    print("job %s: launched with srun --mpi=pmix: the same weights, bitwise" % job)
 
     # 3. SIGUSR1 through Slurm to a long job: checkpoint, exit 75, scontrol requeue, resume.
     long_out = os.path.join(tmp, "long")
