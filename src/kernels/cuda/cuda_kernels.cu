@@ -1,0 +1,497 @@
+// CudaKernels (cuda_kernels.h): float32 kernels, one thread block per row for row reductions
+// (RMSNorm, softmax, log-softmax pieces), grid-stride loops for element-wise work, cuBLAS for
+// every product. The arithmetic follows the CPU kernels line by line (kernels/cpu/), so each
+// can be checked against its CPU twin (tests/gpu/).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/device_memory.h"
+
+namespace spin::kernels {
+
+namespace {
+
+constexpr int kThreads = 256;  // per block; 8 warps
+constexpr Index kMaxBlocks = 65535;
+
+unsigned blocks_for(Index n) {
+  return static_cast<unsigned>(std::clamp<Index>((n + kThreads - 1) / kThreads, 1, kMaxBlocks));
+}
+
+template <class T>
+__device__ T warp_sum(T v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+__device__ float warp_max(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// Block-wide sum / max; every thread gets the result. `shared` holds 32 values.
+template <class T>
+__device__ T block_sum(T v, T* shared) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // `shared` may still be read by a previous reduction
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  return warp_sum(lane < warps ? shared[lane] : T(0));
+}
+__device__ float block_max(float v, float* shared) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  return warp_max(lane < warps ? shared[lane] : -INFINITY);
+}
+
+#define SPIN_GRID_STRIDE(i, n) \
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<long long>(gridDim.x) * blockDim.x)
+
+// ---- element-wise ------------------------------------------------------------------------
+__global__ void embedding_forward_kernel(float* out, const int* ids, const float* table, long long n, long long hidden,
+                                         long long vocab_start, long long rows) {
+  SPIN_GRID_STRIDE(e, n * hidden) {
+    const long long i = e / hidden, j = e % hidden;
+    const long long row = ids[i] - vocab_start;
+    out[e] = (row >= 0 && row < rows) ? table[row * hidden + j] : 0.0f;
+  }
+}
+__global__ void embedding_backward_kernel(float* dtable, const int* ids, const float* dout, long long n,
+                                          long long hidden, long long vocab_start, long long rows) {
+  SPIN_GRID_STRIDE(e, n * hidden) {
+    const long long i = e / hidden, j = e % hidden;
+    const long long row = ids[i] - vocab_start;
+    if (row >= 0 && row < rows) atomicAdd(dtable + row * hidden + j, dout[e]);
+  }
+}
+__global__ void rope_kernel(float* x, const int* positions, const float* cos, const float* sin, long long n,
+                            long long heads, long long head_dim, float sign) {
+  const long long half = head_dim / 2;
+  SPIN_GRID_STRIDE(e, n * heads * half) {
+    const long long i = e % half, rh = e / half, row = rh / heads;
+    const long long table = static_cast<long long>(positions[row]) * half + i;
+    float* lo = x + rh * head_dim + i;
+    float* hi = lo + half;
+    const float a = *lo, b = *hi, c = cos[table], s = sin[table];
+    *lo = a * c - sign * b * s;
+    *hi = b * c + sign * a * s;
+  }
+}
+__global__ void swiglu_forward_kernel(float* out, const float* gate, const float* up, long long n) {
+  SPIN_GRID_STRIDE(i, n) {
+    const float s = 1.0f / (1.0f + expf(-gate[i]));
+    out[i] = gate[i] * s * up[i];
+  }
+}
+__global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* dout, const float* gate,
+                                       const float* up, long long n) {
+  SPIN_GRID_STRIDE(i, n) {
+    const float g = gate[i], s = 1.0f / (1.0f + expf(-g)), d = dout[i];
+    dgate[i] = d * up[i] * s * (1.0f + g * (1.0f - s));
+    dup[i] = d * g * s;
+  }
+}
+__global__ void add_kernel(float* y, const float* x, long long n) {
+  SPIN_GRID_STRIDE(i, n) y[i] += x[i];
+}
+__global__ void scatter_rows_kernel(float* dst, const float* src, const long long* rows, long long n,
+                                    long long width) {
+  SPIN_GRID_STRIDE(e, n * width) dst[rows[e / width] * width + e % width] = src[e];
+}
+__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, long long n, float step_size,
+                             float decay, float b1, float b2, float eps, float scale, float bias2_sqrt) {
+  SPIN_GRID_STRIDE(i, n) {
+    const float g = grad[i] * scale;
+    const float p = param[i] * decay;
+    const float mi = b1 * m[i] + (1.0f - b1) * g;
+    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] = p - step_size * mi / (sqrtf(vi) / bias2_sqrt + eps);
+  }
+}
+__global__ void sum_squares_kernel(double* total, const float* x, long long n) {
+  __shared__ double shared[32];
+  double acc = 0.0;
+  SPIN_GRID_STRIDE(i, n) acc += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+  acc = block_sum(acc, shared);
+  if (threadIdx.x == 0) atomicAdd(total, acc);
+}
+
+// ---- row reductions: one block per row ---------------------------------------------------
+__global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* x, const float* w, long long dim,
+                                       float eps) {
+  __shared__ float shared[32];
+  const float* xi = x + blockIdx.x * dim;
+  float ss = 0.0f;
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) ss += xi[j] * xi[j];
+  ss = block_sum(ss, shared);
+  const float r = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
+  if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+  float* oi = out + blockIdx.x * dim;
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) oi[j] = xi[j] * r * w[j];
+}
+__global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dout, const float* x, const float* w,
+                                           const float* rstd, long long dim) {
+  __shared__ float shared[32];
+  const long long at = blockIdx.x * dim;
+  float dot = 0.0f;
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) dot += dout[at + j] * w[j] * x[at + j];
+  dot = block_sum(dot, shared);
+  const float r = rstd[blockIdx.x];
+  const float c = r * r * dot / static_cast<float>(dim);
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) dx[at + j] += r * (dout[at + j] * w[j] - x[at + j] * c);
+}
+// dw[j] += sum_i dout[i, j] x[i, j] rstd[i]: a thread per column over a chunk of rows (coalesced
+// across columns), chunks combined with one atomic per column.
+constexpr long long kRowsPerChunk = 256;
+__global__ void rmsnorm_backward_dw_kernel(float* dw, const float* dout, const float* x, const float* rstd,
+                                           long long n, long long dim) {
+  const long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  if (j >= dim) return;
+  const long long begin = blockIdx.y * kRowsPerChunk, end = min(n, begin + kRowsPerChunk);
+  float acc = 0.0f;
+  for (long long i = begin; i < end; ++i) acc += dout[i * dim + j] * x[i * dim + j] * rstd[i];
+  atomicAdd(dw + j, acc);
+}
+// Row i of matrix blockIdx.y ([rows, cols], `stride` apart) sees columns [0, offset + i]:
+// softmax over those, zeros beyond. Scores arrive already scaled.
+__global__ void causal_softmax_kernel(float* p, long long rows, long long cols, long long offset,
+                                      long long stride) {
+  __shared__ float shared[32];
+  float* row = p + blockIdx.y * stride + blockIdx.x * cols;
+  const long long seen = min(cols, offset + static_cast<long long>(blockIdx.x) + 1);
+  float m = -INFINITY;
+  for (long long j = threadIdx.x; j < seen; j += blockDim.x) m = fmaxf(m, row[j]);
+  m = block_max(m, shared);
+  float sum = 0.0f;
+  for (long long j = threadIdx.x; j < seen; j += blockDim.x) {
+    const float e = expf(row[j] - m);
+    row[j] = e;
+    sum += e;
+  }
+  sum = block_sum(sum, shared);
+  const float inv = 1.0f / sum;
+  for (long long j = threadIdx.x; j < cols; j += blockDim.x) row[j] = j < seen ? row[j] * inv : 0.0f;
+  (void)rows;
+}
+// dS = P * (dP - rowsum(P * dP)), in place on dP; one block per row of one head.
+__global__ void attention_ds_kernel(float* ds, const float* p, long long len) {
+  __shared__ float shared[32];
+  const long long at = (static_cast<long long>(blockIdx.y) * len + blockIdx.x) * len;
+  float dot = 0.0f;
+  for (long long j = threadIdx.x; j < len; j += blockDim.x) dot += p[at + j] * ds[at + j];
+  dot = block_sum(dot, shared);
+  for (long long j = threadIdx.x; j < len; j += blockDim.x) ds[at + j] = p[at + j] * (ds[at + j] - dot);
+}
+__global__ void logits_max_kernel(float* row_max, const float* logits, long long ld, long long valid) {
+  __shared__ float shared[32];
+  const float* row = logits + blockIdx.x * ld;
+  float m = -INFINITY;
+  for (long long v = threadIdx.x; v < valid; v += blockDim.x) m = fmaxf(m, row[v]);
+  m = block_max(m, shared);
+  if (threadIdx.x == 0) row_max[blockIdx.x] = m;
+}
+__global__ void logits_sumexp_target_kernel(float* sumexp, float* target_logit, const float* logits,
+                                            const float* row_max, const int* targets, long long ld, long long valid,
+                                            long long vocab_start) {
+  __shared__ float shared[32];
+  const float* row = logits + blockIdx.x * ld;
+  const float m = row_max[blockIdx.x];
+  float sum = 0.0f;
+  for (long long v = threadIdx.x; v < valid; v += blockDim.x) sum += expf(row[v] - m);
+  sum = block_sum(sum, shared);
+  if (threadIdx.x == 0) {
+    sumexp[blockIdx.x] = sum;
+    const long long t = targets[blockIdx.x] - vocab_start;
+    target_logit[blockIdx.x] = (t >= 0 && t < valid) ? row[t] : 0.0f;
+  }
+}
+__global__ void logprob_backward_kernel(float* dlogits, const float* logits, const float* lse, const int* targets,
+                                        const float* dlogprob, long long ld, long long valid, long long vocab_start) {
+  const long long i = blockIdx.x;
+  const float g = targets[i] < 0 ? 0.0f : dlogprob[i];
+  const float l = lse[i];
+  const long long t = targets[i] - vocab_start;
+  for (long long v = threadIdx.x; v < ld; v += blockDim.x) {
+    const long long e = i * ld + v;
+    // Read, then write the same element: dlogits may alias logits.
+    dlogits[e] = v < valid ? (v == t ? g : 0.0f) - g * expf(logits[e] - l) : 0.0f;
+  }
+}
+
+cublasOperation_t op(bool transpose) { return transpose ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+}  // namespace
+
+CudaKernels::CudaKernels(cudaStream_t stream) : stream_(stream), allocator_(cuda::device_allocator()) {
+  if (stream_ == nullptr) {
+    SPIN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    owns_stream_ = true;
+  }
+  SPIN_CUBLAS_CHECK(cublasCreate(&blas_));
+  SPIN_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+  // Plain float32 products (no TF32): the CUDA path must agree with the CPU reference.
+  SPIN_CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));
+}
+
+CudaKernels::~CudaKernels() {
+  if (blas_ != nullptr) cublasDestroy(blas_);
+  if (owns_stream_) cudaStreamDestroy(stream_);
+}
+
+void CudaKernels::synchronize() const { SPIN_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+// Row-major C = A B is column-major C^T = B^T A^T: swap the operands and the sizes.
+void CudaKernels::gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a, Index lda,
+                       const float* b, Index ldb, float beta, float* c, Index ldc) const {
+  if (m == 0 || n == 0) return;
+  SPIN_CUBLAS_CHECK(cublasSgemm(blas_, op(trans_b), op(trans_a), static_cast<int>(n), static_cast<int>(m),
+                                static_cast<int>(k), &alpha, b, static_cast<int>(ldb), a, static_cast<int>(lda), &beta,
+                                c, static_cast<int>(ldc)));
+}
+
+void CudaKernels::gemm_batched(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a,
+                               Index lda, Index stride_a, const float* b, Index ldb, Index stride_b, float beta,
+                               float* c, Index ldc, Index stride_c, Index batch) const {
+  if (m == 0 || n == 0 || batch == 0) return;
+  SPIN_CUBLAS_CHECK(cublasSgemmStridedBatched(blas_, op(trans_b), op(trans_a), static_cast<int>(n),
+                                              static_cast<int>(m), static_cast<int>(k), &alpha, b,
+                                              static_cast<int>(ldb), stride_b, a, static_cast<int>(lda), stride_a,
+                                              &beta, c, static_cast<int>(ldc), stride_c, static_cast<int>(batch)));
+}
+
+void CudaKernels::linear_forward(float* y, const float* x, const float* w, Index n, Index in, Index out) const {
+  gemm(false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+}
+
+void CudaKernels::linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, Index n,
+                                  Index in, Index out, bool accumulate_dx) const {
+  if (dx != nullptr) gemm(false, false, n, in, out, 1.0f, dy, out, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+  gemm(true, false, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
+}
+
+void CudaKernels::embedding_forward(float* out, const std::int32_t* ids, const float* table, Index n, Index hidden,
+                                    Index vocab_start, Index rows) const {
+  embedding_forward_kernel<<<blocks_for(n * hidden), kThreads, 0, stream_>>>(out, ids, table, n, hidden, vocab_start,
+                                                                           rows);
+  SPIN_CUDA_CHECK_LAUNCH("embedding_forward");
+}
+
+void CudaKernels::embedding_backward(float* dtable, const std::int32_t* ids, const float* dout, Index n, Index hidden,
+                                     Index vocab_start, Index rows) const {
+  embedding_backward_kernel<<<blocks_for(n * hidden), kThreads, 0, stream_>>>(dtable, ids, dout, n, hidden,
+                                                                            vocab_start, rows);
+  SPIN_CUDA_CHECK_LAUNCH("embedding_backward");
+}
+
+void CudaKernels::rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, Index n, Index dim,
+                                  float eps) const {
+  if (n == 0) return;
+  rmsnorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, rstd, x, w, dim, eps);
+  SPIN_CUDA_CHECK_LAUNCH("rmsnorm_forward");
+}
+
+void CudaKernels::rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                                   const float* rstd, Index n, Index dim) const {
+  if (n == 0) return;
+  rmsnorm_backward_dx_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(dx, dout, x, w, rstd, dim);
+  SPIN_CUDA_CHECK_LAUNCH("rmsnorm_backward (dx)");
+  const dim3 grid(static_cast<unsigned>((dim + kThreads - 1) / kThreads),
+                  static_cast<unsigned>((n + kRowsPerChunk - 1) / kRowsPerChunk));
+  rmsnorm_backward_dw_kernel<<<grid, kThreads, 0, stream_>>>(dw, dout, x, rstd, n, dim);
+  SPIN_CUDA_CHECK_LAUNCH("rmsnorm_backward (dw)");
+}
+
+void CudaKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
+                               Index heads, Index head_dim) const {
+  rope_kernel<<<blocks_for(n * heads * (head_dim / 2)), kThreads, 0, stream_>>>(x, positions, cos, sin, n, heads,
+                                                                               head_dim, 1.0f);
+  SPIN_CUDA_CHECK_LAUNCH("rope_forward");
+}
+
+void CudaKernels::rope_backward(float* dx, const std::int32_t* positions, const float* cos, const float* sin, Index n,
+                                Index heads, Index head_dim) const {
+  rope_kernel<<<blocks_for(n * heads * (head_dim / 2)), kThreads, 0, stream_>>>(dx, positions, cos, sin, n, heads,
+                                                                               head_dim, -1.0f);
+  SPIN_CUDA_CHECK_LAUNCH("rope_backward");
+}
+
+// Per sequence: S = scale Q K^T for the query heads of each kv head in one strided-batched
+// product (the kv head's K is shared: stride 0), the causal softmax of every head, O = P V.
+void CudaKernels::attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
+                                    const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
+                                    Index head_dim) const {
+  const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  float* p = probs;
+  for (Index s = 0; s < num_seqs; ++s) {
+    const Index start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
+    if (len == 0) continue;
+    const Index square = len * len;
+    for (Index g = 0; g < kv_heads; ++g) {
+      gemm_batched(false, true, len, len, head_dim, scale, q + start * q_ld + g * group * head_dim, q_ld, head_dim,
+                   k + start * kv_ld + g * head_dim, kv_ld, 0, 0.0f, p + g * group * square, len, square, group);
+    }
+    causal_softmax_kernel<<<dim3(static_cast<unsigned>(len), static_cast<unsigned>(heads)), kThreads, 0, stream_>>>(
+        p, len, len, 0, square);
+    SPIN_CUDA_CHECK_LAUNCH("attention softmax");
+    for (Index g = 0; g < kv_heads; ++g) {
+      gemm_batched(false, false, len, head_dim, len, 1.0f, p + g * group * square, len, square,
+                   v + start * kv_ld + g * head_dim, kv_ld, 0, 0.0f, out + start * q_ld + g * group * head_dim, q_ld,
+                   head_dim, group);
+    }
+    p += heads * square;
+  }
+}
+
+void CudaKernels::attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                     const float* k, const float* v, const float* probs, const Index* cu_seqlens,
+                                     Index num_seqs, Index heads, Index kv_heads, Index head_dim) const {
+  const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const Index rows = cu_seqlens[num_seqs] - cu_seqlens[0];
+  const auto kv_bytes = static_cast<std::size_t>(rows * kv_ld) * sizeof(float);
+  SPIN_CUDA_CHECK(cudaMemsetAsync(dk, 0, kv_bytes, stream_));
+  SPIN_CUDA_CHECK(cudaMemsetAsync(dv, 0, kv_bytes, stream_));
+  Index longest = 0;
+  for (Index s = 0; s < num_seqs; ++s) longest = std::max(longest, cu_seqlens[s + 1] - cu_seqlens[s]);
+  PooledBuffer scratch(allocator_, static_cast<std::size_t>(std::max<Index>(1, heads * longest * longest)) * sizeof(float));
+  float* ds = scratch.as<float>();
+  const float* p = probs;
+  for (Index s = 0; s < num_seqs; ++s) {
+    const Index start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
+    if (len == 0) continue;
+    const Index square = len * len;
+    for (Index g = 0; g < kv_heads; ++g) {  // dP = dO V^T
+      gemm_batched(false, true, len, len, head_dim, 1.0f, dout + start * q_ld + g * group * head_dim, q_ld, head_dim,
+                   v + start * kv_ld + g * head_dim, kv_ld, 0, 0.0f, ds + g * group * square, len, square, group);
+    }
+    attention_ds_kernel<<<dim3(static_cast<unsigned>(len), static_cast<unsigned>(heads)), kThreads, 0, stream_>>>(
+        ds, p, len);
+    SPIN_CUDA_CHECK_LAUNCH("attention dS");
+    for (Index g = 0; g < kv_heads; ++g) {  // dQ = scale dS K
+      gemm_batched(false, false, len, head_dim, len, scale, ds + g * group * square, len, square,
+                   k + start * kv_ld + g * head_dim, kv_ld, 0, 0.0f, dq + start * q_ld + g * group * head_dim, q_ld,
+                   head_dim, group);
+    }
+    // dK += scale dS^T Q and dV += P^T dO, one query head at a time: the heads of a group add
+    // into the same kv head.
+    for (Index h = 0; h < heads; ++h) {
+      const Index g = h / group;
+      gemm(true, false, len, head_dim, len, scale, ds + h * square, len, q + start * q_ld + h * head_dim, q_ld, 1.0f,
+           dk + start * kv_ld + g * head_dim, kv_ld);
+      gemm(true, false, len, head_dim, len, 1.0f, p + h * square, len, dout + start * q_ld + h * head_dim, q_ld,
+           1.0f, dv + start * kv_ld + g * head_dim, kv_ld);
+    }
+    p += heads * square;
+  }
+}
+
+void CudaKernels::cached_attention_forward(float* out, const float* q, const float* k_cache, const float* v_cache,
+                                           const Index* row_begin, const Index* slots, const Index* first_position,
+                                           Index runs, Index capacity, Index heads, Index kv_heads,
+                                           Index head_dim) const {
+  const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  Index largest = 1;
+  for (Index r = 0; r < runs; ++r) {
+    const Index rows = row_begin[r + 1] - row_begin[r];
+    largest = std::max(largest, heads * rows * (first_position[r] + rows));
+  }
+  PooledBuffer scratch(allocator_, static_cast<std::size_t>(largest) * sizeof(float));
+  float* scores = scratch.as<float>();
+  for (Index r = 0; r < runs; ++r) {
+    const Index rows = row_begin[r + 1] - row_begin[r];
+    if (rows == 0) continue;
+    const Index first = first_position[r], keys = first + rows, block = rows * keys;
+    const float* slot_k = k_cache + slots[r] * capacity * kv_ld;
+    const float* slot_v = v_cache + slots[r] * capacity * kv_ld;
+    for (Index g = 0; g < kv_heads; ++g) {
+      gemm_batched(false, true, rows, keys, head_dim, scale, q + row_begin[r] * q_ld + g * group * head_dim, q_ld,
+                   head_dim, slot_k + g * head_dim, kv_ld, 0, 0.0f, scores + g * group * block, keys, block, group);
+    }
+    causal_softmax_kernel<<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(heads)), kThreads, 0, stream_>>>(
+        scores, rows, keys, first, block);
+    SPIN_CUDA_CHECK_LAUNCH("cached attention softmax");
+    for (Index g = 0; g < kv_heads; ++g) {
+      gemm_batched(false, false, rows, head_dim, keys, 1.0f, scores + g * group * block, keys, block,
+                   slot_v + g * head_dim, kv_ld, 0, 0.0f, out + row_begin[r] * q_ld + g * group * head_dim, q_ld,
+                   head_dim, group);
+    }
+  }
+}
+
+void CudaKernels::scatter_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const {
+  scatter_rows_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(dst, src, reinterpret_cast<const long long*>(rows),
+                                                                      n, width);
+  SPIN_CUDA_CHECK_LAUNCH("scatter_rows");
+}
+
+void CudaKernels::swiglu_forward(float* out, const float* gate, const float* up, Index n) const {
+  swiglu_forward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(out, gate, up, n);
+  SPIN_CUDA_CHECK_LAUNCH("swiglu_forward");
+}
+
+void CudaKernels::swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                                  Index n) const {
+  swiglu_backward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dgate, dup, dout, gate, up, n);
+  SPIN_CUDA_CHECK_LAUNCH("swiglu_backward");
+}
+
+void CudaKernels::logits_max(float* row_max, const float* logits, Index n, Index ld, Index valid) const {
+  if (n == 0) return;
+  logits_max_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(row_max, logits, ld, valid);
+  SPIN_CUDA_CHECK_LAUNCH("logits_max");
+}
+
+void CudaKernels::logits_sumexp_target(float* sumexp, float* target_logit, const float* logits, const float* row_max,
+                                       const std::int32_t* targets, Index n, Index ld, Index valid,
+                                       Index vocab_start) const {
+  if (n == 0) return;
+  logits_sumexp_target_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(sumexp, target_logit, logits, row_max,
+                                                                                  targets, ld, valid, vocab_start);
+  SPIN_CUDA_CHECK_LAUNCH("logits_sumexp_target");
+}
+
+void CudaKernels::logprob_backward(float* dlogits, const float* logits, const float* lse, const std::int32_t* targets,
+                                   const float* dlogprob, Index n, Index ld, Index valid, Index vocab_start) const {
+  if (n == 0) return;
+  logprob_backward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(dlogits, logits, lse, targets, dlogprob,
+                                                                             ld, valid, vocab_start);
+  SPIN_CUDA_CHECK_LAUNCH("logprob_backward");
+}
+
+void CudaKernels::add_inplace(float* y, const float* x, Index n) const {
+  add_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(y, x, n);
+  SPIN_CUDA_CHECK_LAUNCH("add_inplace");
+}
+
+double CudaKernels::sum_squares(const float* x, Index n) const {
+  PooledBuffer total(allocator_, sizeof(double));
+  SPIN_CUDA_CHECK(cudaMemsetAsync(total.data(), 0, sizeof(double), stream_));
+  sum_squares_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(total.as<double>(), x, n);
+  SPIN_CUDA_CHECK_LAUNCH("sum_squares");
+  double host = 0.0;
+  SPIN_CUDA_CHECK(cudaMemcpyAsync(&host, total.data(), sizeof(double), cudaMemcpyDeviceToHost, stream_));
+  synchronize();
+  return host;
+}
+
+void CudaKernels::adamw_update(float* param, const float* grad, float* m, float* v, Index n, const AdamW& h) const {
+  const double t = static_cast<double>(h.step);
+  const auto bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
+  const auto bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(h.beta2), t)));
+  adamw_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(param, grad, m, v, n, h.lr / bias1, 1.0f - h.lr * h.weight_decay,
+                                                        h.beta1, h.beta2, h.eps, h.grad_scale, bias2_sqrt);
+  SPIN_CUDA_CHECK_LAUNCH("adamw_update");
+}
+
+}  // namespace spin::kernels

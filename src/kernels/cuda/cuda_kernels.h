@@ -1,0 +1,84 @@
+// CudaKernels: the Kernels interface (kernels/kernels.h) on one GPU, float32 -- the first,
+// correctness-first CUDA path: cuBLAS for every matrix product (TF32 off, so results follow the
+// CPU reference to float32 rounding), hand-written kernels for the rest, attention as cuBLAS
+// products per (sequence, kv head) around a causal softmax kernel (the probabilities are kept,
+// as on the CPU). bf16 mixed precision and fused attention come next (issue 7).
+//
+// Pointers: every float and int32 buffer, and the per-row index array of scatter_rows, are
+// device memory; the per-sequence shape arrays that decide the launches (cu_seqlens, row_begin,
+// slots, first_position) are host memory. Work is queued on one stream; scratch comes from the
+// caching allocator. sum_squares synchronises (it returns a host value).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "core/caching_allocator.h"
+#include "kernels/kernels.h"
+
+namespace spin::kernels {
+
+class CudaKernels final : public Kernels {
+ public:
+  // On the current device; `stream` null: a new stream owned by this object.
+  explicit CudaKernels(cudaStream_t stream = nullptr);
+  ~CudaKernels() override;
+  CudaKernels(const CudaKernels&) = delete;
+  CudaKernels& operator=(const CudaKernels&) = delete;
+
+  cudaStream_t stream() const { return stream_; }
+  void synchronize() const;
+
+  void gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a, Index lda,
+            const float* b, Index ldb, float beta, float* c, Index ldc) const override;
+  void linear_forward(float* y, const float* x, const float* w, Index n, Index in, Index out) const override;
+  void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, Index n, Index in,
+                       Index out, bool accumulate_dx) const override;
+  void embedding_forward(float* out, const std::int32_t* ids, const float* table, Index n, Index hidden,
+                         Index vocab_start, Index rows) const override;
+  void embedding_backward(float* dtable, const std::int32_t* ids, const float* dout, Index n, Index hidden,
+                          Index vocab_start, Index rows) const override;
+  void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, Index n, Index dim,
+                       float eps) const override;
+  void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
+                        Index n, Index dim) const override;
+  void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
+                    Index heads, Index head_dim) const override;
+  void rope_backward(float* dx, const std::int32_t* positions, const float* cos, const float* sin, Index n,
+                     Index heads, Index head_dim) const override;
+  void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
+                         const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
+                         Index head_dim) const override;
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                          const float* v, const float* probs, const Index* cu_seqlens, Index num_seqs, Index heads,
+                          Index kv_heads, Index head_dim) const override;
+  void cached_attention_forward(float* out, const float* q, const float* k_cache, const float* v_cache,
+                                const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
+                                Index capacity, Index heads, Index kv_heads, Index head_dim) const override;
+  void scatter_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
+  void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                       Index n) const override;
+  void logits_max(float* row_max, const float* logits, Index n, Index ld, Index valid) const override;
+  void logits_sumexp_target(float* sumexp, float* target_logit, const float* logits, const float* row_max,
+                            const std::int32_t* targets, Index n, Index ld, Index valid,
+                            Index vocab_start) const override;
+  void logprob_backward(float* dlogits, const float* logits, const float* lse, const std::int32_t* targets,
+                        const float* dlogprob, Index n, Index ld, Index valid, Index vocab_start) const override;
+  void add_inplace(float* y, const float* x, Index n) const override;
+  double sum_squares(const float* x, Index n) const override;
+  void adamw_update(float* param, const float* grad, float* m, float* v, Index n, const AdamW& h) const override;
+
+ private:
+  // Row-major C = alpha op(A) op(B) + beta C for `batch` matrices `stride_*` elements apart.
+  void gemm_batched(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a, Index lda,
+                    Index stride_a, const float* b, Index ldb, Index stride_b, float beta, float* c, Index ldc,
+                    Index stride_c, Index batch) const;
+
+  cudaStream_t stream_ = nullptr;
+  bool owns_stream_ = false;
+  cublasHandle_t blas_ = nullptr;
+  CachingAllocator& allocator_;
+};
+
+}  // namespace spin::kernels

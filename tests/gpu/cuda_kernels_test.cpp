@@ -1,0 +1,284 @@
+// Every CUDA kernel against its CPU twin (CpuKernels, itself tested against float64 and finite
+// differences) on fresh random inputs: relative L2 error ||gpu - cpu|| / ||cpu|| under 1e-5
+// (float32 on both sides), NaN never passes. Outputs that a kernel overwrites are poisoned (all
+// bits set: NaN) before the run, so an element it fails to write fails the test; outputs it
+// accumulates into start from the same random values on both sides.
+// Needs a CUDA device; without one the binary prints SKIP and exits 77 (CTest: skipped). It
+// links the CUDA runtime statically and needs only the driver, cuBLAS and OpenBLAS at run time.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/device_memory.h"
+
+namespace spin::kernels {
+namespace {
+
+using cuda::device_allocator;
+
+std::mt19937& rng() {
+  static std::mt19937 g(std::random_device{}());  // fresh inputs on every run
+  return g;
+}
+std::vector<float> random(std::size_t n, float lo = -1.0f, float hi = 1.0f) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng());
+  return v;
+}
+std::vector<std::int32_t> random_ints(std::size_t n, int lo, int hi) {
+  std::uniform_int_distribution<int> d(lo, hi);
+  std::vector<std::int32_t> v(n);
+  for (auto& x : v) x = d(rng());
+  return v;
+}
+
+// A device copy of a host vector.
+struct Dev {
+  PooledBuffer buffer;
+  std::size_t count = 0;
+  template <class T>
+  explicit Dev(const std::vector<T>& host) : buffer(cuda::upload(host)), count(host.size()) {}
+  Dev(std::size_t n, bool poisoned) : buffer(device_allocator(), n * sizeof(float)), count(n) {
+    cuda::fill_bytes(buffer.data(), poisoned ? 0xFF : 0, n * sizeof(float));
+  }
+  float* f() const { return buffer.as<float>(); }
+  std::int32_t* i() const { return buffer.as<std::int32_t>(); }
+  std::vector<float> get(const CudaKernels& k) const {
+    k.synchronize();
+    return cuda::download<float>(buffer, count);
+  }
+};
+Dev poisoned(std::size_t n) { return Dev(n, true); }
+
+double relative_error(const std::vector<float>& out, const std::vector<float>& ref) {
+  double num = 0.0, den = 0.0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    if (!std::isfinite(out[i])) return INFINITY;
+    num += (static_cast<double>(out[i]) - ref[i]) * (static_cast<double>(out[i]) - ref[i]);
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return den == 0.0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+#define EXPECT_CLOSE(out, ref) EXPECT_LT(relative_error(out, ref), 1e-5) << #out " vs " #ref
+
+struct Fixture : ::testing::Test {
+  CpuKernels cpu;
+  CudaKernels gpu;
+};
+
+TEST_F(Fixture, GemmEveryTransposeWithLeadingDimensionsAndBeta) {
+  const Index m = 67, n = 45, k = 83;
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      const Index lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;
+      auto a = random(static_cast<std::size_t>((ta ? k : m) * lda)), b = random(static_cast<std::size_t>((tb ? n : k) * ldb));
+      auto c = random(static_cast<std::size_t>(m * ldc));
+      Dev da(a), db(b), dc(c);
+      cpu.gemm(ta, tb, m, n, k, 0.7f, a.data(), lda, b.data(), ldb, 0.3f, c.data(), ldc);
+      gpu.gemm(ta, tb, m, n, k, 0.7f, da.f(), lda, db.f(), ldb, 0.3f, dc.f(), ldc);
+      EXPECT_CLOSE(dc.get(gpu), c) << ta << tb;
+    }
+  }
+}
+
+TEST_F(Fixture, LinearForwardAndBackward) {
+  const Index n = 130, in = 96, out = 72;
+  auto x = random(n * in), w = random(out * in), dy = random(n * out), dx = random(n * in), dw = random(out * in);
+  Dev gx(x), gw(w), gdy(dy), gy = poisoned(n * out), gdx(dx), gdw(dw);
+  std::vector<float> y(n * out);
+  cpu.linear_forward(y.data(), x.data(), w.data(), n, in, out);
+  gpu.linear_forward(gy.f(), gx.f(), gw.f(), n, in, out);
+  EXPECT_CLOSE(gy.get(gpu), y);
+  cpu.linear_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), n, in, out, true);
+  gpu.linear_backward(gdx.f(), gdw.f(), gdy.f(), gx.f(), gw.f(), n, in, out, true);
+  EXPECT_CLOSE(gdx.get(gpu), dx);
+  EXPECT_CLOSE(gdw.get(gpu), dw);
+}
+
+TEST_F(Fixture, EmbeddingWithIdsOutsideTheShardAndRepeats) {
+  const Index n = 300, hidden = 64, start = 50, rows = 40;
+  auto ids = random_ints(n, 0, 120);  // many outside [50, 90), many repeated
+  auto table = random(rows * hidden), dout = random(n * hidden), dtable = random(rows * hidden);
+  Dev gids(ids), gtable(table), gdout(dout), gout = poisoned(n * hidden), gdtable(dtable);
+  std::vector<float> out(n * hidden);
+  cpu.embedding_forward(out.data(), ids.data(), table.data(), n, hidden, start, rows);
+  gpu.embedding_forward(gout.f(), gids.i(), gtable.f(), n, hidden, start, rows);
+  EXPECT_CLOSE(gout.get(gpu), out);
+  cpu.embedding_backward(dtable.data(), ids.data(), dout.data(), n, hidden, start, rows);
+  gpu.embedding_backward(gdtable.f(), gids.i(), gdout.f(), n, hidden, start, rows);
+  EXPECT_CLOSE(gdtable.get(gpu), dtable);
+}
+
+TEST_F(Fixture, RmsNormForwardAndBackward) {
+  for (Index dim : {64, 1000, 4096}) {
+    const Index n = 301;
+    auto x = random(n * dim), w = random(dim, 0.5f, 1.5f), dout = random(n * dim);
+    auto dx = random(n * dim), dw = random(dim);
+    Dev gx(x), gw(w), gdout(dout), gout = poisoned(n * dim), grstd = poisoned(n), gdx(dx), gdw(dw);
+    std::vector<float> out(n * dim), rstd(n);
+    cpu.rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), n, dim, 1e-5f);
+    gpu.rmsnorm_forward(gout.f(), grstd.f(), gx.f(), gw.f(), n, dim, 1e-5f);
+    EXPECT_CLOSE(gout.get(gpu), out) << dim;
+    EXPECT_CLOSE(grstd.get(gpu), rstd) << dim;
+    cpu.rmsnorm_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), n, dim);
+    gpu.rmsnorm_backward(gdx.f(), gdw.f(), gdout.f(), gx.f(), gw.f(), grstd.f(), n, dim);
+    EXPECT_CLOSE(gdx.get(gpu), dx) << dim;
+    EXPECT_CLOSE(gdw.get(gpu), dw) << dim;
+  }
+}
+
+TEST_F(Fixture, RopeForwardAndBackward) {
+  const Index n = 77, heads = 6, head_dim = 64, half = 32, max_pos = 200;
+  auto x = random(n * heads * head_dim), cos = random(max_pos * half), sin = random(max_pos * half);
+  auto pos = random_ints(n, 0, max_pos - 1);
+  Dev gx(x), gcos(cos), gsin(sin), gpos(pos);
+  cpu.rope_forward(x.data(), pos.data(), cos.data(), sin.data(), n, heads, head_dim);
+  gpu.rope_forward(gx.f(), gpos.i(), gcos.f(), gsin.f(), n, heads, head_dim);
+  EXPECT_CLOSE(gx.get(gpu), x);
+  cpu.rope_backward(x.data(), pos.data(), cos.data(), sin.data(), n, heads, head_dim);
+  gpu.rope_backward(gx.f(), gpos.i(), gcos.f(), gsin.f(), n, heads, head_dim);
+  EXPECT_CLOSE(gx.get(gpu), x);
+}
+
+TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
+  const Index heads = 8, kv_heads = 2, head_dim = 32;
+  const std::vector<Index> cu = {0, 1, 18, 148, 300};  // lengths 1, 17, 130, 152
+  const Index rows = cu.back(), seqs = 4, q_w = heads * head_dim, kv_w = kv_heads * head_dim;
+  auto q = random(rows * q_w), k = random(rows * kv_w), v = random(rows * kv_w), dout = random(rows * q_w);
+  const Index probs_size = attention_probs_size(cu.data(), seqs, heads);
+  Dev gq(q), gk(k), gv(v), gdout(dout), gout = poisoned(rows * q_w), gprobs = poisoned(probs_size);
+  std::vector<float> out(rows * q_w), probs(probs_size);
+  cpu.attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), cu.data(), seqs, heads, kv_heads, head_dim);
+  gpu.attention_forward(gout.f(), gprobs.f(), gq.f(), gk.f(), gv.f(), cu.data(), seqs, heads, kv_heads, head_dim);
+  EXPECT_CLOSE(gout.get(gpu), out);
+  EXPECT_CLOSE(gprobs.get(gpu), probs);
+  Dev gdq = poisoned(rows * q_w), gdk = poisoned(rows * kv_w), gdv = poisoned(rows * kv_w);
+  std::vector<float> dq(rows * q_w), dk(rows * kv_w), dv(rows * kv_w);
+  cpu.attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(), probs.data(),
+                         cu.data(), seqs, heads, kv_heads, head_dim);
+  gpu.attention_backward(gdq.f(), gdk.f(), gdv.f(), gdout.f(), gq.f(), gk.f(), gv.f(), gprobs.f(), cu.data(), seqs,
+                         heads, kv_heads, head_dim);
+  EXPECT_CLOSE(gdq.get(gpu), dq);
+  EXPECT_CLOSE(gdk.get(gpu), dk);
+  EXPECT_CLOSE(gdv.get(gpu), dv);
+}
+
+TEST_F(Fixture, CachedAttentionPrefillAndDecodeRuns) {
+  const Index heads = 8, kv_heads = 4, head_dim = 16, slots = 3, capacity = 40;
+  const Index kv_w = kv_heads * head_dim, q_w = heads * head_dim;
+  // Run 0: a prefill of 12 rows at slot 2; run 1: one decode row at position 25 of slot 0;
+  // run 2: 3 rows continuing slot 1 from position 7.
+  const std::vector<Index> row_begin = {0, 12, 13, 16}, slot = {2, 0, 1}, first = {0, 25, 7};
+  const Index rows = 16;
+  auto q = random(rows * q_w), kc = random(slots * capacity * kv_w), vc = random(slots * capacity * kv_w);
+  Dev gq(q), gk(kc), gv(vc), gout = poisoned(rows * q_w);
+  std::vector<float> out(rows * q_w);
+  cpu.cached_attention_forward(out.data(), q.data(), kc.data(), vc.data(), row_begin.data(), slot.data(), first.data(), 3,
+                               capacity, heads, kv_heads, head_dim);
+  gpu.cached_attention_forward(gout.f(), gq.f(), gk.f(), gv.f(), row_begin.data(), slot.data(), first.data(), 3,
+                               capacity, heads, kv_heads, head_dim);
+  EXPECT_CLOSE(gout.get(gpu), out);
+}
+
+TEST_F(Fixture, ScatterRowsIntoACache) {
+  const Index n = 9, width = 48, cache_rows = 30;
+  std::vector<Index> rows = {3, 0, 29, 7, 8, 9, 15, 16, 22};
+  auto src = random(n * width), dst = random(cache_rows * width);
+  Dev gsrc(src), gdst(dst), grows(rows);
+  cpu.scatter_rows(dst.data(), src.data(), rows.data(), n, width);
+  gpu.scatter_rows(gdst.f(), gsrc.f(), grows.buffer.as<Index>(), n, width);
+  EXPECT_CLOSE(gdst.get(gpu), dst);
+}
+
+TEST_F(Fixture, SwigluForwardAndBackward) {
+  const Index n = 100003;
+  auto gate = random(n, -6.0f, 6.0f), up = random(n), dout = random(n);
+  Dev ggate(gate), gup(up), gdout(dout), gout = poisoned(n), gdg = poisoned(n), gdu = poisoned(n);
+  std::vector<float> out(n), dg(n), du(n);
+  cpu.swiglu_forward(out.data(), gate.data(), up.data(), n);
+  gpu.swiglu_forward(gout.f(), ggate.f(), gup.f(), n);
+  EXPECT_CLOSE(gout.get(gpu), out);
+  cpu.swiglu_backward(dg.data(), du.data(), dout.data(), gate.data(), up.data(), n);
+  gpu.swiglu_backward(gdg.f(), gdu.f(), gdout.f(), ggate.f(), gup.f(), n);
+  EXPECT_CLOSE(gdg.get(gpu), dg);
+  EXPECT_CLOSE(gdu.get(gpu), du);
+}
+
+TEST_F(Fixture, VocabParallelLogSoftmaxPiecesWithPaddingAndMissingTargets) {
+  const Index n = 70, ld = 1024, valid = 1000, start = 3000;
+  auto logits = random(n * ld, -8.0f, 8.0f);
+  auto targets = random_ints(n, 2900, 4100);  // inside, below and above the shard
+  targets[0] = -1;                              // no target (a sequence's last row)
+  targets[1] = static_cast<std::int32_t>(start + valid - 1);
+  Dev glogits(logits), gtargets(targets), gmax = poisoned(n), gsum = poisoned(n), gtarget = poisoned(n);
+  std::vector<float> max(n), sum(n), target(n);
+  cpu.logits_max(max.data(), logits.data(), n, ld, valid);
+  gpu.logits_max(gmax.f(), glogits.f(), n, ld, valid);
+  EXPECT_CLOSE(gmax.get(gpu), max);
+  cpu.logits_sumexp_target(sum.data(), target.data(), logits.data(), max.data(), targets.data(), n, ld, valid, start);
+  gpu.logits_sumexp_target(gsum.f(), gtarget.f(), glogits.f(), gmax.f(), gtargets.i(), n, ld, valid, start);
+  EXPECT_CLOSE(gsum.get(gpu), sum);
+  EXPECT_CLOSE(gtarget.get(gpu), target);
+  std::vector<float> lse(n), dlogprob = random(n);
+  for (Index i = 0; i < n; ++i) lse[i] = max[i] + std::log(sum[i]);
+  Dev glse(lse), gdlogprob(dlogprob), gd = poisoned(n * ld);
+  std::vector<float> d(n * ld);
+  cpu.logprob_backward(d.data(), logits.data(), lse.data(), targets.data(), dlogprob.data(), n, ld, valid, start);
+  gpu.logprob_backward(gd.f(), glogits.f(), glse.f(), gtargets.i(), gdlogprob.f(), n, ld, valid, start);
+  EXPECT_CLOSE(gd.get(gpu), d);
+  // In place (dlogits aliasing logits), as the LM head runs it.
+  gpu.logprob_backward(glogits.f(), glogits.f(), glse.f(), gtargets.i(), gdlogprob.f(), n, ld, valid, start);
+  EXPECT_CLOSE(glogits.get(gpu), d);
+}
+
+TEST_F(Fixture, AddSumOfSquaresAndAdamW) {
+  const Index n = 1000003;
+  auto x = random(n), y = random(n);
+  Dev gx(x), gy(y);
+  cpu.add_inplace(y.data(), x.data(), n);
+  gpu.add_inplace(gy.f(), gx.f(), n);
+  EXPECT_CLOSE(gy.get(gpu), y);
+  const double ref = cpu.sum_squares(x.data(), n), got = gpu.sum_squares(gx.f(), n);
+  EXPECT_LT(std::abs(got - ref) / ref, 1e-12);  // both in double
+  auto p = random(n), g = random(n), m = random(n), v = random(n, 0.0f, 1.0f);
+  Dev gp(p), gg(g), gm(m), gv(v);
+  const Kernels::AdamW h{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 7};
+  cpu.adamw_update(p.data(), g.data(), m.data(), v.data(), n, h);
+  gpu.adamw_update(gp.f(), gg.f(), gm.f(), gv.f(), n, h);
+  EXPECT_CLOSE(gp.get(gpu), p);
+  EXPECT_CLOSE(gm.get(gpu), m);
+  EXPECT_CLOSE(gv.get(gpu), v);
+}
+
+TEST(CudaMemory, TheStepLoopReusesDeviceBlocks) {
+  const auto before = device_allocator().stats().backend_allocations;
+  for (int step = 0; step < 5; ++step) {
+    PooledBuffer a(device_allocator(), 3 << 20), b(device_allocator(), 1000);
+  }
+  EXPECT_LE(device_allocator().stats().backend_allocations - before, 2);
+}
+
+}  // namespace
+}  // namespace spin::kernels
+
+int main(int argc, char** argv) {
+  int devices = 0;
+  const cudaError_t status = cudaGetDeviceCount(&devices);
+  if (status != cudaSuccess || devices == 0) {
+    std::printf("SKIP: no CUDA device (%s)\n", status != cudaSuccess ? cudaGetErrorString(status) : "none found");
+    return 77;
+  }
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("CUDA device 0: %s, sm_%d%d, %.1f GiB\n", prop.name, prop.major, prop.minor,
+              static_cast<double>(prop.totalGlobalMem) / (1 << 30));
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
