@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
 out=.gpu
-binaries=("$build/tests/cuda_kernels_test")
+binaries=("$build/tests/gpu_test")
 for b in "${binaries[@]}"; do
   [[ -x $b ]] || { echo "pack: $b missing: build with the CUDA toolkit first (cmake finds nvcc)" >&2; exit 1; }
 done
@@ -38,9 +38,9 @@ cuda_libs=$(ls -d /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib
 py_libs=$(python3 -c 'import glob, site; print(":".join(sorted(set(p for s in site.getsitepackages() for p in glob.glob(s + "/nvidia/*/lib")))))' 2>/dev/null || true)
 export LD_LIBRARY_PATH="$here/lib:${cuda_libs}${py_libs}:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee "$logs/device.txt"
-"$here/bin/cuda_kernels_test" --gtest_color=no 2>&1 | tee "$logs/cuda_kernels_test.log"
+"$here/bin/gpu_test" --gtest_color=no 2>&1 | tee "$logs/gpu_test.log"
 status=${PIPESTATUS[0]}  # 77: no GPU (skipped)
-echo "run.sh: cuda_kernels_test exit $status"
+echo "run.sh: gpu_test exit $status"
 exit "$status"
 RUN
 chmod +x "$out/run.sh"

@@ -1,0 +1,59 @@
+// NcclCommunicator: the Communicator of one TP, PP or DP group on GPUs (one rank per GPU).
+// Device buffers go through NCCL on the group's CUDA stream; host buffers (loss sums, metrics,
+// shapes) through the bootstrap communicator the group was made from (MPI), so the model code
+// calls one communicator for both and never branches on the device. The NCCL communicator is
+// created from a unique id that group rank 0 makes and broadcasts over the bootstrap group.
+//
+// Semantics on device buffers: calls are stream-ordered on `stream` and return once queued
+// (compute queued on the same stream after them sees their results; host code reading a
+// result synchronises first). In-place all_gather and reduce_scatter keep the interface's
+// meaning (reduce_scatter in place leaves the result at the start of the buffer, as on MPI).
+// NCCL has no tags: messages between a pair of ranks match in the order they are posted, which
+// is how spin posts them. exchange() is one NCCL group, so neighbours never deadlock. A buffer
+// is "device" when cudaPointerGetAttributes says so (device or managed memory).
+#pragma once
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <memory>
+
+#include "parallel/communicator.h"
+
+namespace spin::parallel {
+
+class NcclCommunicator final : public Communicator {
+ public:
+  // Collective over `bootstrap`'s group; uses the current CUDA device. Throws spin::Error naming
+  // the NCCL call on failure.
+  NcclCommunicator(std::unique_ptr<Communicator> bootstrap, cudaStream_t stream);
+  ~NcclCommunicator() override;
+  NcclCommunicator(const NcclCommunicator&) = delete;
+  NcclCommunicator& operator=(const NcclCommunicator&) = delete;
+
+  int rank() const override { return bootstrap_->rank(); }
+  int size() const override { return bootstrap_->size(); }
+  std::unique_ptr<Communicator> split(int color, int key) override;
+
+  cudaStream_t stream() const { return stream_; }
+  static bool is_device_pointer(const void* p);
+
+ protected:
+  void all_reduce_impl(void* buffer, std::size_t count, DType type, ReduceOp op) override;
+  void all_gather_impl(const void* send, void* recv, std::size_t count, DType type) override;
+  void reduce_scatter_impl(const void* send, void* recv, std::size_t count, DType type, ReduceOp op) override;
+  void broadcast_impl(void* buffer, std::size_t count, DType type, int root) override;
+  void send_impl(const void* buffer, std::size_t count, DType type, int dest, int tag) override;
+  void recv_impl(void* buffer, std::size_t count, DType type, int source, int tag) override;
+  std::unique_ptr<PendingSend> isend_impl(const void* buffer, std::size_t count, DType type, int dest,
+                                          int tag) override;
+  void barrier_impl() override;
+  void exchange_impl(std::span<const P2POp> ops) override;
+
+ private:
+  std::unique_ptr<Communicator> bootstrap_;  // host buffers, and the id at construction
+  cudaStream_t stream_;
+  ncclComm_t comm_ = nullptr;
+};
+
+}  // namespace spin::parallel

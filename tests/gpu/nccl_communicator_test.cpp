@@ -1,0 +1,55 @@
+// NcclCommunicator on the one GPU a test machine has: a group of one (NCCL supports it), made
+// from a SelfCommunicator bootstrap. Checks that device buffers go through NCCL with the
+// interface's meaning (in place, reduce-scatter's result at the start, broadcast, a grouped
+// send/receive to self), host buffers through the bootstrap, and the call counts.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "kernels/cuda/device_memory.h"
+#include "parallel/nccl_communicator.h"
+
+namespace spin::parallel {
+namespace {
+
+std::vector<float> iota(std::size_t n, float from) {
+  std::vector<float> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = from + static_cast<float>(i);
+  return v;
+}
+
+TEST(NcclCommunicator, AGroupOfOneOnDeviceAndHostBuffers) {
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  {
+    NcclCommunicator comm(std::make_unique<SelfCommunicator>(), stream);
+    EXPECT_EQ(comm.size(), 1);
+    const auto host = iota(1000, 1.0f);
+    PooledBuffer device = cuda::upload(host);
+    EXPECT_TRUE(NcclCommunicator::is_device_pointer(device.data()));
+    EXPECT_FALSE(NcclCommunicator::is_device_pointer(host.data()));
+
+    comm.all_reduce(device.as<float>(), host.size());
+    comm.broadcast(device.as<float>(), host.size(), 0);
+    comm.reduce_scatter(device.as<float>(), device.as<float>(), host.size());
+    comm.all_gather(device.as<float>(), device.as<float>(), host.size());
+    PooledBuffer other(cuda::device_allocator(), host.size() * sizeof(float));
+    const std::vector<P2POp> ops = {P2POp::send(device.as<float>(), host.size(), 0),
+                                    P2POp::recv(other.as<float>(), host.size(), 0)};
+    comm.exchange(ops);
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    EXPECT_EQ(cuda::download<float>(device, host.size()), host);
+    EXPECT_EQ(cuda::download<float>(other, host.size()), host);
+
+    std::vector<double> on_host = {2.5, -1.0};
+    comm.all_reduce(on_host.data(), on_host.size(), ReduceOp::Max);  // through the bootstrap
+    EXPECT_EQ(on_host, (std::vector<double>{2.5, -1.0}));
+    EXPECT_EQ(comm.stats().calls_of(CommOp::AllReduce), 2u);
+    EXPECT_EQ(comm.stats().calls_of(CommOp::Send), 1u);
+    comm.barrier();
+  }
+  cudaStreamDestroy(stream);
+}
+
+}  // namespace
+}  // namespace spin::parallel
