@@ -2,14 +2,14 @@
 # Gathers what the CUDA checks need into .gpu/ (git-ignored) to carry to a machine with a GPU
 # but without Debian's packages (see docs/gpu.md):
 #   jobs/gpu/pack.sh [build-dir]     then, there:  .gpu/run.sh [OUT-dir]
-# .gpu/bin: the CUDA kernel test (CUDA runtime and GoogleTest linked in); .gpu/lib: the shared
+# .gpu/bin: the GPU test and benchmark (CUDA runtime and GoogleTest linked in); .gpu/lib: the shared
 # libraries it needs that such a machine may lack (OpenBLAS for the CPU reference, its Fortran
 # runtime), never the CUDA libraries (the GPU machine has its own cuBLAS; run.sh finds it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
 out=.gpu
-binaries=("$build/tests/gpu_test")
+binaries=("$build/tests/gpu_test" "$build/bench/gpu_bench")
 for b in "${binaries[@]}"; do
   [[ -x $b ]] || { echo "pack: $b missing: build with the CUDA toolkit first (cmake finds nvcc)" >&2; exit 1; }
 done
@@ -41,6 +41,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 "$here/bin/gpu_test" --gtest_color=no 2>&1 | tee "$logs/gpu_test.log"
 status=${PIPESTATUS[0]}  # 77: no GPU (skipped)
 echo "run.sh: gpu_test exit $status"
+if [[ $status == 0 ]]; then
+  "$here/bin/gpu_bench" 2>&1 | tee "$logs/gpu_bench.log"
+fi
 exit "$status"
 RUN
 chmod +x "$out/run.sh"
