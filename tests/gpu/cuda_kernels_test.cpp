@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "core/dtype.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/device_memory.h"
@@ -255,6 +256,68 @@ TEST_F(Fixture, AddSumOfSquaresAndAdamW) {
   EXPECT_CLOSE(gp.get(gpu), p);
   EXPECT_CLOSE(gm.get(gpu), m);
   EXPECT_CLOSE(gv.get(gpu), v);
+}
+
+// ---- mixed precision --------------------------------------------------------------------------
+std::vector<std::uint16_t> to_bf16_host(const std::vector<float>& x) {
+  std::vector<std::uint16_t> out(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = f32_to_bf16(x[i]);
+  return out;
+}
+std::vector<float> widen(const std::vector<std::uint16_t>& x) {
+  std::vector<float> out(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = bf16_to_f32(x[i]);
+  return out;
+}
+
+TEST_F(Fixture, Bf16ConversionsRoundLikeTheHost) {
+  const Index n = 100001;
+  auto x = random(n, -1e4f, 1e4f);
+  x[0] = 1.0f + 1.0f / 256.0f;  // a tie: rounds to even
+  x[1] = 1e-40f;                // subnormal
+  x[2] = -0.0f;
+  Dev gx(x);
+  PooledBuffer half(device_allocator(), n * sizeof(std::uint16_t));
+  gpu.to_bf16(half.as<std::uint16_t>(), gx.f(), n);
+  gpu.synchronize();
+  const auto bits = cuda::download<std::uint16_t>(half, n);
+  EXPECT_EQ(bits, to_bf16_host(x));
+  Dev back = poisoned(n);
+  gpu.to_f32(back.f(), half.as<std::uint16_t>(), n);
+  EXPECT_EQ(back.get(gpu), widen(bits));
+}
+
+TEST_F(Fixture, Bf16GemmAccumulatesInFloat32) {
+  const Index m = 129, n = 257, k = 1024;
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      auto a = random(m * k), b = random(k * n), c = random(m * n);
+      const auto a16 = to_bf16_host(a), b16 = to_bf16_host(b);
+      // The reference: the same bf16 values, widened, multiplied in float32 on the CPU.
+      auto ref = c;
+      cpu.gemm(ta, tb, m, n, k, 0.5f, widen(a16).data(), ta ? m : k, widen(b16).data(), tb ? k : n, 0.25f, ref.data(), n);
+      PooledBuffer ga = cuda::upload(a16), gb = cuda::upload(b16);
+      Dev gc(c);
+      gpu.gemm_bf16(ta, tb, m, n, k, 0.5f, ga.as<std::uint16_t>(), ta ? m : k, gb.as<std::uint16_t>(), tb ? k : n, 0.25f,
+                    gc.f(), n);
+      EXPECT_CLOSE(gc.get(gpu), ref) << ta << tb;
+    }
+  }
+}
+
+TEST_F(Fixture, MixedPrecisionAdamWUpdatesMastersAndTheirBf16Copy) {
+  const Index n = 300007;
+  auto master = random(n), g = random(n), m = random(n), v = random(n, 0.0f, 1.0f);
+  Dev gmaster(master), gg(g), gm(m), gv(v);
+  PooledBuffer weights(device_allocator(), n * sizeof(std::uint16_t));
+  const Kernels::AdamW h{3e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, 3};
+  cpu.adamw_update(master.data(), g.data(), m.data(), v.data(), n, h);
+  gpu.adamw_update_mixed(gmaster.f(), weights.as<std::uint16_t>(), gg.f(), gm.f(), gv.f(), n, h);
+  const auto got = gmaster.get(gpu);
+  EXPECT_CLOSE(got, master);
+  EXPECT_CLOSE(gm.get(gpu), m);
+  EXPECT_CLOSE(gv.get(gpu), v);
+  EXPECT_EQ(cuda::download<std::uint16_t>(weights, n), to_bf16_host(got));  // the GPU's own masters, rounded
 }
 
 TEST(CudaMemory, TheStepLoopReusesDeviceBlocks) {

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include <cuda_bf16.h>
+
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/device_memory.h"
@@ -116,6 +118,27 @@ __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v
     v[i] = vi;
     param[i] = p - step_size * mi / (sqrtf(vi) / bias2_sqrt + eps);
   }
+}
+__global__ void adamw_mixed_kernel(float* master, __nv_bfloat16* weights, const float* grad, float* m, float* v,
+                                   long long n, float step_size, float decay, float b1, float b2, float eps,
+                                   float scale, float bias2_sqrt) {
+  SPIN_GRID_STRIDE(i, n) {
+    const float g = grad[i] * scale;
+    const float p = master[i] * decay;
+    const float mi = b1 * m[i] + (1.0f - b1) * g;
+    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float updated = p - step_size * mi / (sqrtf(vi) / bias2_sqrt + eps);
+    master[i] = updated;
+    weights[i] = __float2bfloat16_rn(updated);
+  }
+}
+__global__ void to_bf16_kernel(__nv_bfloat16* out, const float* in, long long n) {
+  SPIN_GRID_STRIDE(i, n) out[i] = __float2bfloat16_rn(in[i]);
+}
+__global__ void to_f32_kernel(float* out, const __nv_bfloat16* in, long long n) {
+  SPIN_GRID_STRIDE(i, n) out[i] = __bfloat162float(in[i]);
 }
 __global__ void sum_squares_kernel(double* total, const float* x, long long n) {
   __shared__ double shared[32];
@@ -492,6 +515,36 @@ void CudaKernels::adamw_update(float* param, const float* grad, float* m, float*
   adamw_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(param, grad, m, v, n, h.lr / bias1, 1.0f - h.lr * h.weight_decay,
                                                         h.beta1, h.beta2, h.eps, h.grad_scale, bias2_sqrt);
   SPIN_CUDA_CHECK_LAUNCH("adamw_update");
+}
+
+void CudaKernels::to_bf16(std::uint16_t* out, const float* in, Index n) const {
+  to_bf16_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(out), in, n);
+  SPIN_CUDA_CHECK_LAUNCH("to_bf16");
+}
+
+void CudaKernels::to_f32(float* out, const std::uint16_t* in, Index n) const {
+  to_f32_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(out, reinterpret_cast<const __nv_bfloat16*>(in), n);
+  SPIN_CUDA_CHECK_LAUNCH("to_f32");
+}
+
+void CudaKernels::gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const std::uint16_t* a,
+                            Index lda, const std::uint16_t* b, Index ldb, float beta, float* c, Index ldc) const {
+  if (m == 0 || n == 0) return;
+  SPIN_CUBLAS_CHECK(cublasGemmEx(blas_, op(trans_b), op(trans_a), static_cast<int>(n), static_cast<int>(m),
+                                 static_cast<int>(k), &alpha, b, CUDA_R_16BF, static_cast<int>(ldb), a, CUDA_R_16BF,
+                                 static_cast<int>(lda), &beta, c, CUDA_R_32F, static_cast<int>(ldc), CUBLAS_COMPUTE_32F,
+                                 CUBLAS_GEMM_DEFAULT));
+}
+
+void CudaKernels::adamw_update_mixed(float* master, std::uint16_t* weights, const float* grad, float* m, float* v,
+                                     Index n, const AdamW& h) const {
+  const double t = static_cast<double>(h.step);
+  const auto bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
+  const auto bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(h.beta2), t)));
+  adamw_mixed_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(master, reinterpret_cast<__nv_bfloat16*>(weights), grad,
+                                                              m, v, n, h.lr / bias1, 1.0f - h.lr * h.weight_decay,
+                                                              h.beta1, h.beta2, h.eps, h.grad_scale, bias2_sqrt);
+  SPIN_CUDA_CHECK_LAUNCH("adamw_update_mixed");
 }
 
 }  // namespace spin::kernels

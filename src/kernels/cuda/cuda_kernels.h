@@ -69,6 +69,20 @@ class CudaKernels final : public Kernels {
   double sum_squares(const float* x, Index n) const override;
   void adamw_update(float* param, const float* grad, float* m, float* v, Index n, const AdamW& h) const override;
 
+  // ---- mixed precision (bf16 operands, fp32 accumulation and masters) ------------------------
+  // bf16 values travel as their 16 bits (std::uint16_t), rounded to nearest, ties to even,
+  // exactly as core/dtype.h's f32_to_bf16.
+  void to_bf16(std::uint16_t* out, const float* in, Index n) const;
+  void to_f32(float* out, const std::uint16_t* in, Index n) const;
+  // Row-major C[m, n] (float32) = alpha op(A) op(B) + beta C with bf16 A and B and float32
+  // accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F).
+  void gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const std::uint16_t* a,
+                 Index lda, const std::uint16_t* b, Index ldb, float beta, float* c, Index ldc) const;
+  // AdamW on float32 master weights (adamw_update's arithmetic), also writing the bf16 copy
+  // the matrix products read: one pass over the parameters for both.
+  void adamw_update_mixed(float* master, std::uint16_t* weights, const float* grad, float* m, float* v, Index n,
+                          const AdamW& h) const;
+
  private:
   // Row-major C = alpha op(A) op(B) + beta C for `batch` matrices `stride_*` elements apart.
   void gemm_batched(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a, Index lda,
