@@ -110,6 +110,13 @@ class TimedKernels final : public kernels::Kernels {
                     const AdamW& h) const override {
     time("optimizer", [&] { inner_.adamw_update(p, g, m, v, n, h); });
   }
+  void gumbel_argmax(double* score, double* id, const float* z, Index n, Index valid, const double* threshold,
+                     bool noisy, std::uint64_t seed, const std::uint64_t* sample_ids, const std::int64_t* positions,
+                     Index vocab_start) const override {
+    time("sampling", [&] {
+      inner_.gumbel_argmax(score, id, z, n, valid, threshold, noisy, seed, sample_ids, positions, vocab_start);
+    });
+  }
 
  private:
   template <class Fn>

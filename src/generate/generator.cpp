@@ -162,7 +162,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   const int stages = grid_.pp_size();
   const int last_rank = stages - 1;
   model::KvCache cache(transformer_.dims(), stage.count(), batch, longest + params.max_new_tokens);
-  const VocabParallelSampler sampler(transformer_.dims(), grid_.tp(), params.sampling, params.seed,
+  const VocabParallelSampler sampler(transformer_.dims(), grid_.tp(), transformer_.kernels(), params.sampling, params.seed,
                                      params.eos_ids);
   model::Activations acts;
   Links links(pp);

@@ -6,7 +6,7 @@
 #include <limits>
 
 #include "core/error.h"
-#include "core/philox.h"
+#include "core/philox_rounds.h"
 
 namespace spin::generate {
 
@@ -45,18 +45,14 @@ void SamplingParams::validate() const {
 }
 
 VocabParallelSampler::VocabParallelSampler(const model::TpDims& dims, parallel::Communicator& tp,
-                                           const SamplingParams& params, std::uint64_t seed,
-                                           std::vector<std::int32_t> eos_ids)
-    : dims_(dims), tp_(tp), params_(params), seed_(seed), eos_(std::move(eos_ids)) {
+                                           const kernels::Kernels& kernels, const SamplingParams& params,
+                                           std::uint64_t seed, std::vector<std::int32_t> eos_ids)
+    : dims_(dims), tp_(tp), kernels_(kernels), params_(params), seed_(seed), eos_(std::move(eos_ids)) {
   params_.validate();
 }
 
 double VocabParallelSampler::gumbel(const SampleRow& row, std::int64_t v) const {
-  const std::uint64_t counter =
-      (static_cast<std::uint64_t>(row.position) << 32) | static_cast<std::uint64_t>(v);
-  const PhiloxCounter r = philox_bits(seed_, row.sample_id, counter);
-  const double u = (static_cast<double>(r[0]) + 0.5) / 4294967296.0;  // in (0, 1)
-  return -std::log(-std::log(u));
+  return gumbel_noise(seed_, row.sample_id, row.position, v, [](double x) { return std::log(x); });
 }
 
 std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
@@ -106,13 +102,15 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
 
   // 3. Which tokens may be chosen: keep[r](v), and the winner among them.
   std::vector<Candidate> best(rows_sz, Candidate{kNegInf, -1.0});
-  const auto local_winner = [&](std::int64_t r, double threshold, bool noisy) {
-    const float* zr = z.data() + r * valid;
-    for (std::int64_t v = 0; v < valid; ++v) {
-      if (!(zr[v] >= threshold) || std::isinf(zr[v])) continue;
-      const Candidate c{zr[v] + (noisy ? gumbel(rows[r], start + v) : 0.0), double(start + v)};
-      if (better(c, best[r])) best[r] = c;
-    }
+  // This shard's winner of every row (the per-token loop, on the kernels).
+  const auto local_winners = [&](const std::vector<double>& threshold, bool noisy) {
+    std::vector<std::uint64_t> ids(rows_sz);
+    std::vector<std::int64_t> positions(rows_sz);
+    for (std::size_t r = 0; r < rows_sz; ++r) ids[r] = rows[r].sample_id, positions[r] = rows[r].position;
+    std::vector<double> score(rows_sz), id(rows_sz);
+    kernels_.gumbel_argmax(score.data(), id.data(), z.data(), n, valid, threshold.data(), noisy, seed_, ids.data(),
+                           positions.data(), start);
+    for (std::size_t r = 0; r < rows_sz; ++r) best[r] = {score[r], id[r]};
   };
   const auto reduce_winners = [&] {
     const auto ranks = static_cast<std::size_t>(tp_.size());
@@ -128,7 +126,7 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
   };
 
   if (params_.greedy) {
-    for (std::int64_t r = 0; r < n; ++r) local_winner(r, kNegInf, false);
+    local_winners(std::vector<double>(rows_sz, kNegInf), false);
     reduce_winners();
   } else if (params_.top_k > 0) {
     // Each rank offers its k best; every rank then holds the same global candidates.
@@ -240,7 +238,7 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
       }
       for (std::size_t r = 0; r < rows_sz; ++r) threshold[r] = from_order_key(lo[r]);
     }
-    for (std::int64_t r = 0; r < n; ++r) local_winner(r, threshold[static_cast<std::size_t>(r)], true);
+    local_winners(threshold, true);
     reduce_winners();
   }
 

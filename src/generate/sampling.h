@@ -15,6 +15,7 @@
 #include <span>
 #include <vector>
 
+#include "kernels/kernels.h"
 #include "model/tp_dims.h"
 #include "parallel/communicator.h"
 
@@ -45,9 +46,10 @@ struct Sampled {
 
 class VocabParallelSampler {
  public:
+  // The per-token noise-and-argmax loop runs on `kernels` (Kernels::gumbel_argmax).
   VocabParallelSampler(const model::TpDims& dims, parallel::Communicator& tp,
-                       const SamplingParams& params, std::uint64_t seed,
-                       std::vector<std::int32_t> eos_ids);
+                       const kernels::Kernels& kernels, const SamplingParams& params,
+                       std::uint64_t seed, std::vector<std::int32_t> eos_ids);
 
   // logits: this rank's shard, [rows.size(), dims.vocab_rows], row-major. Collective over TP;
   // every rank returns the same choices.
@@ -59,6 +61,7 @@ class VocabParallelSampler {
 
   model::TpDims dims_;
   parallel::Communicator& tp_;
+  const kernels::Kernels& kernels_;
   SamplingParams params_;
   std::uint64_t seed_;
   std::vector<std::int32_t> eos_;

@@ -127,6 +127,16 @@ class Kernels {
   };
   virtual void adamw_update(float* param, const float* grad, float* m, float* v, Index n,
                             const AdamW& h) const = 0;
+
+  // Gumbel-max over this rank's vocabulary shard (generate/sampling.h). z: [n, valid] processed
+  // logits. For row r, among the columns v with z >= threshold[r] and z finite, the best
+  // candidate (score, id) = (z + g, vocab_start + v), g = gumbel_noise(seed, sample_ids[r],
+  // positions[r], id) (core/philox_rounds.h) when `noisy`, else 0 -- best meaning the higher
+  // score, then the smaller id. Rows with no eligible column get (-inf, -1).
+  virtual void gumbel_argmax(double* best_score, double* best_id, const float* z, Index n,
+                             Index valid, const double* threshold, bool noisy,
+                             std::uint64_t seed, const std::uint64_t* sample_ids,
+                             const std::int64_t* positions, Index vocab_start) const = 0;
 };
 
 // Number of floats attention_forward saves: heads * sum_s len_s^2.

@@ -64,6 +64,7 @@ class Transformer {
 
   const ModelConfig& config() const { return config_; }
   const TpDims& dims() const { return dims_; }
+  const kernels::Kernels& kernels() const { return ctx_.k; }
   const StageLayers& stage() const { return stage_; }
 
   // Runs this stage on `batch`. The first stage embeds the tokens; any other reads `input`, the

@@ -258,6 +258,38 @@ TEST_F(Fixture, AddSumOfSquaresAndAdamW) {
   EXPECT_CLOSE(gv.get(gpu), v);
 }
 
+TEST_F(Fixture, GumbelArgmaxPicksTheCpusTokensWithTheSameNoise) {
+  const Index n = 37, valid = 5000, start = 10000;
+  auto z = random(n * valid, -4.0f, 4.0f);
+  for (Index i = 0; i < n * valid; i += 7) z[i] = -INFINITY;  // banned tokens
+  std::vector<double> threshold(n);
+  std::vector<std::uint64_t> ids(n);
+  std::vector<std::int64_t> positions(n);
+  for (Index r = 0; r < n; ++r) {
+    threshold[r] = r % 3 == 0 ? -INFINITY : (r % 3 == 1 ? 2.0 : 3.99);  // all, a nucleus, maybe none
+    ids[r] = 1000003ull * static_cast<std::uint64_t>(r);
+    positions[r] = 17 + r;
+  }
+  Dev gz(z);
+  PooledBuffer gthreshold = cuda::upload(threshold), gids = cuda::upload(ids), gpositions = cuda::upload(positions);
+  for (bool noisy : {false, true}) {
+    std::vector<double> score(n), id(n);
+    cpu.gumbel_argmax(score.data(), id.data(), z.data(), n, valid, threshold.data(), noisy, 42, ids.data(),
+                      positions.data(), start);
+    PooledBuffer gscore(device_allocator(), n * sizeof(double)), gid(device_allocator(), n * sizeof(double));
+    gpu.gumbel_argmax(gscore.as<double>(), gid.as<double>(), gz.f(), n, valid, gthreshold.as<double>(), noisy, 42,
+                      gids.as<std::uint64_t>(), gpositions.as<std::int64_t>(), start);
+    gpu.synchronize();
+    const auto got_score = cuda::download<double>(gscore, n), got_id = cuda::download<double>(gid, n);
+    for (Index r = 0; r < n; ++r) {
+      EXPECT_EQ(got_id[r], id[r]) << "row " << r << (noisy ? " noisy" : " greedy");
+      if (id[r] >= 0) {
+        EXPECT_NEAR(got_score[r], score[r], 1e-12 * std::abs(score[r])) << "row " << r;
+      }
+    }
+  }
+}
+
 // ---- mixed precision --------------------------------------------------------------------------
 std::vector<std::uint16_t> to_bf16_host(const std::vector<float>& x) {
   std::vector<std::uint16_t> out(x.size());

@@ -53,6 +53,10 @@ class CpuKernels final : public Kernels {
                         Index valid, Index vocab_start) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
   double sum_squares(const float* x, Index n) const override;
+  void gumbel_argmax(double* best_score, double* best_id, const float* z, Index n, Index valid,
+                     const double* threshold, bool noisy, std::uint64_t seed,
+                     const std::uint64_t* sample_ids, const std::int64_t* positions,
+                     Index vocab_start) const override;
   void adamw_update(float* param, const float* grad, float* m, float* v, Index n,
                     const AdamW& h) const override;
 };

@@ -8,6 +8,7 @@
 
 #include <cuda_bf16.h>
 
+#include "core/philox_rounds.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/device_memory.h"
@@ -139,6 +140,45 @@ __global__ void to_bf16_kernel(__nv_bfloat16* out, const float* in, long long n)
 }
 __global__ void to_f32_kernel(float* out, const __nv_bfloat16* in, long long n) {
   SPIN_GRID_STRIDE(i, n) out[i] = __bfloat162float(in[i]);
+}
+// Block per row: each thread keeps its best (score, id) over a strided slice of the shard, then
+// a shared-memory tree picks the block's best with the same order (higher score, smaller id).
+__global__ void gumbel_argmax_kernel(double* best_score, double* best_id, const float* z, long long valid,
+                                     const double* threshold, bool noisy, unsigned long long seed,
+                                     const unsigned long long* sample_ids, const long long* positions,
+                                     long long vocab_start) {
+  __shared__ double scores[kThreads];
+  __shared__ long long ids[kThreads];
+  const long long r = blockIdx.x;
+  const float* zr = z + r * valid;
+  const double t = threshold[r];
+  double score = -INFINITY;
+  long long id = -1;
+  const auto log = [](double x) { return ::log(x); };
+  for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
+    const float x = zr[v];
+    if (!(x >= t) || isinf(x)) continue;
+    const long long token = vocab_start + v;
+    const double s = x + (noisy ? spin::gumbel_noise(seed, sample_ids[r], positions[r], token, log) : 0.0);
+    if (s > score || (s == score && (id < 0 || token < id))) score = s, id = token;
+  }
+  scores[threadIdx.x] = score;
+  ids[threadIdx.x] = id;
+  __syncthreads();
+  for (int half = blockDim.x / 2; half > 0; half >>= 1) {
+    if (threadIdx.x < half) {
+      const double s = scores[threadIdx.x + half];
+      const long long i = ids[threadIdx.x + half];
+      const bool take = i >= 0 && (ids[threadIdx.x] < 0 || s > scores[threadIdx.x] ||
+                                   (s == scores[threadIdx.x] && i < ids[threadIdx.x]));
+      if (take) scores[threadIdx.x] = s, ids[threadIdx.x] = i;
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    best_score[r] = ids[0] < 0 ? -INFINITY : scores[0];
+    best_id[r] = static_cast<double>(ids[0]);
+  }
 }
 __global__ void sum_squares_kernel(double* total, const float* x, long long n) {
   __shared__ double shared[32];
@@ -515,6 +555,17 @@ void CudaKernels::adamw_update(float* param, const float* grad, float* m, float*
   adamw_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(param, grad, m, v, n, h.lr / bias1, 1.0f - h.lr * h.weight_decay,
                                                         h.beta1, h.beta2, h.eps, h.grad_scale, bias2_sqrt);
   SPIN_CUDA_CHECK_LAUNCH("adamw_update");
+}
+
+void CudaKernels::gumbel_argmax(double* best_score, double* best_id, const float* z, Index n, Index valid,
+                                const double* threshold, bool noisy, std::uint64_t seed,
+                                const std::uint64_t* sample_ids, const std::int64_t* positions,
+                                Index vocab_start) const {
+  if (n == 0) return;
+  gumbel_argmax_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(
+      best_score, best_id, z, valid, threshold, noisy, seed, reinterpret_cast<const unsigned long long*>(sample_ids),
+      reinterpret_cast<const long long*>(positions), vocab_start);
+  SPIN_CUDA_CHECK_LAUNCH("gumbel_argmax");
 }
 
 void CudaKernels::to_bf16(std::uint16_t* out, const float* in, Index n) const {

@@ -68,6 +68,11 @@ class CudaKernels final : public Kernels {
   void add_inplace(float* y, const float* x, Index n) const override;
   double sum_squares(const float* x, Index n) const override;
   void adamw_update(float* param, const float* grad, float* m, float* v, Index n, const AdamW& h) const override;
+  // One block per row; every argument is device memory (z, threshold, sample_ids, positions,
+  // best_score, best_id).
+  void gumbel_argmax(double* best_score, double* best_id, const float* z, Index n, Index valid,
+                     const double* threshold, bool noisy, std::uint64_t seed, const std::uint64_t* sample_ids,
+                     const std::int64_t* positions, Index vocab_start) const override;
 
   // ---- mixed precision (bf16 operands, fp32 accumulation and masters) ------------------------
   // bf16 values travel as their 16 bits (std::uint16_t), rounded to nearest, ties to even,

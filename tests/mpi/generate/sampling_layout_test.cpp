@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "common/test_util.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "common/tiny_model.h"
 #include "generate/sampling.h"
 #include "mpi/mpi_test.h"
@@ -11,6 +12,11 @@
 
 namespace spin::generate {
 namespace {
+
+const kernels::CpuKernels& cpu_kernels() {
+  static const kernels::CpuKernels k;
+  return k;
+}
 
 std::vector<Sampled> sample_at(parallel::Communicator& tp, const std::vector<float>& full,
                                std::int64_t vocab, const SamplingParams& p,
@@ -24,7 +30,7 @@ std::vector<Sampled> sample_at(parallel::Communicator& tp, const std::vector<flo
     for (std::int64_t v = 0; v < d.vocab_valid; ++v)
       shard[r * static_cast<std::size_t>(d.vocab_rows) + static_cast<std::size_t>(v)] =
           full[r * static_cast<std::size_t>(vocab) + static_cast<std::size_t>(d.vocab_start + v)];
-  return VocabParallelSampler(d, tp, p, 1234, {3}).sample(shard.data(), rows);
+  return VocabParallelSampler(d, tp, cpu_kernels(), p, 1234, {3}).sample(shard.data(), rows);
 }
 
 TEST(VocabParallelSampling, EveryModeChoosesTheSameTokensAtEveryTpSize) {

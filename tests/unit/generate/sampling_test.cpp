@@ -7,10 +7,16 @@
 #include <numeric>
 
 #include "common/test_util.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "core/error.h"
 
 namespace spin::generate {
 namespace {
+
+const kernels::CpuKernels& cpu_kernels() {
+  static const kernels::CpuKernels k;
+  return k;
+}
 
 model::TpDims one_shard(std::int64_t vocab) {
   model::TpDims d;
@@ -23,7 +29,7 @@ std::vector<int> histogram(const std::vector<float>& logits, const SamplingParam
                            std::uint64_t seed = 5) {
   parallel::SelfCommunicator tp;
   const auto vocab = static_cast<std::int64_t>(logits.size());
-  VocabParallelSampler sampler(one_shard(vocab), tp, p, seed, {});
+  VocabParallelSampler sampler(one_shard(vocab), tp, cpu_kernels(), p, seed, {});
   std::vector<float> all;
   std::vector<SampleRow> rows;
   for (int i = 0; i < draws; ++i) {
@@ -109,9 +115,9 @@ TEST(Sampling, GreedyEqualsTopKOneEqualsVanishingTemperature) {
   greedy.greedy = true;
   top1.top_k = 1;
   cold.temperature = 1e-4f;
-  const auto a = VocabParallelSampler(one_shard(vocab), tp, greedy, 1, {}).sample(logits.data(), rows);
-  const auto b = VocabParallelSampler(one_shard(vocab), tp, top1, 1, {}).sample(logits.data(), rows);
-  const auto c = VocabParallelSampler(one_shard(vocab), tp, cold, 1, {}).sample(logits.data(), rows);
+  const auto a = VocabParallelSampler(one_shard(vocab), tp, cpu_kernels(), greedy, 1, {}).sample(logits.data(), rows);
+  const auto b = VocabParallelSampler(one_shard(vocab), tp, cpu_kernels(), top1, 1, {}).sample(logits.data(), rows);
+  const auto c = VocabParallelSampler(one_shard(vocab), tp, cpu_kernels(), cold, 1, {}).sample(logits.data(), rows);
   for (std::int64_t i = 0; i < n; ++i) {
     const float* row = logits.data() + i * vocab;
     const auto argmax = static_cast<std::int32_t>(std::max_element(row, row + vocab) - row);
@@ -128,7 +134,7 @@ TEST(Sampling, LogprobIsUnderTheRawSoftmaxWhateverTheProcessing) {
   p.top_k = 2;
   p.repetition_penalty = 1.3f;
   const std::vector<std::int32_t> history = {0, 3};
-  VocabParallelSampler sampler(one_shard(8), tp, p, 9, {});
+  VocabParallelSampler sampler(one_shard(8), tp, cpu_kernels(), p, 9, {});
   const std::vector<SampleRow> rows = {{4, 2, history, false}};
   const Sampled s = sampler.sample(kLogits.data(), rows)[0];
   EXPECT_NEAR(s.logprob, std::log(softmax(kLogits, 1.0)[static_cast<std::size_t>(s.token)]), 1e-6);
@@ -140,7 +146,7 @@ TEST(Sampling, RepetitionPenaltyAndEosBanChangeTheGreedyChoice) {
   p.greedy = true;
   p.repetition_penalty = 2.0f;  // token 0: 2.0 -> 1.0, below token 6's 1.5
   const std::vector<std::int32_t> history = {0, 0, 5};
-  VocabParallelSampler sampler(one_shard(8), tp, p, 1, {6});
+  VocabParallelSampler sampler(one_shard(8), tp, cpu_kernels(), p, 1, {6});
   EXPECT_EQ(sampler.sample(kLogits.data(), std::vector<SampleRow>{{0, 1, history, false}})[0].token, 6);
   // With EOS = 6 banned, the next best is token 1 (1.0; the penalised token 0 ties at 1.0 and
   // the smaller id wins).

@@ -1,0 +1,51 @@
+// The Philox4x32-10 rounds as one inline function for host and device code alike (the CPU
+// generator in core/philox.cpp and the CUDA sampling kernel both call this, so the two cannot
+// drift apart). Plain arrays, no std:: types: usable from __device__ code.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define SPIN_HOST_DEVICE __host__ __device__
+#else
+#define SPIN_HOST_DEVICE
+#endif
+
+namespace spin {
+
+// counter: 4 words in, the 4 random words out; key: 2 words (not modified).
+SPIN_HOST_DEVICE inline void philox4x32_10_rounds(std::uint32_t c[4], const std::uint32_t key[2]) {
+  std::uint32_t k0 = key[0], k1 = key[1];
+  for (int round = 0; round < 10; ++round) {
+    if (round > 0) {
+      k0 += 0x9E3779B9u;  // Weyl constants: golden ratio, sqrt(3) - 1
+      k1 += 0xBB67AE85u;
+    }
+    const std::uint64_t p0 = static_cast<std::uint64_t>(0xD2511F53u) * c[0];
+    const std::uint64_t p1 = static_cast<std::uint64_t>(0xCD9E8D57u) * c[2];
+    const std::uint32_t hi0 = static_cast<std::uint32_t>(p0 >> 32), lo0 = static_cast<std::uint32_t>(p0);
+    const std::uint32_t hi1 = static_cast<std::uint32_t>(p1 >> 32), lo1 = static_cast<std::uint32_t>(p1);
+    const std::uint32_t c1 = c[1], c3 = c[3];
+    c[0] = hi1 ^ c1 ^ k0;
+    c[1] = lo1;
+    c[2] = hi0 ^ c3 ^ k1;
+    c[3] = lo0;
+  }
+}
+
+// The Gumbel noise of token `token` at `position` of sample `sample_id` (generate/sampling.h):
+// Philox block (counter = position << 32 | token, stream = sample_id, key = seed), u from its
+// first word in (0, 1), g = -log(-log u), in double.
+template <class Log>
+SPIN_HOST_DEVICE inline double gumbel_noise(std::uint64_t seed, std::uint64_t sample_id, std::int64_t position,
+                                            std::int64_t token, Log log) {
+  const std::uint64_t counter = (static_cast<std::uint64_t>(position) << 32) | static_cast<std::uint64_t>(token);
+  std::uint32_t c[4] = {static_cast<std::uint32_t>(counter), static_cast<std::uint32_t>(counter >> 32),
+                        static_cast<std::uint32_t>(sample_id), static_cast<std::uint32_t>(sample_id >> 32)};
+  const std::uint32_t key[2] = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)};
+  philox4x32_10_rounds(c, key);
+  const double u = (static_cast<double>(c[0]) + 0.5) / 4294967296.0;  // in (0, 1)
+  return -log(-log(u));
+}
+
+}  // namespace spin
