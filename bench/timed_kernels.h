@@ -110,6 +110,16 @@ class TimedKernels final : public kernels::Kernels {
                     const AdamW& h) const override {
     time("optimizer", [&] { inner_.adamw_update(p, g, m, v, n, h); });
   }
+  void row_max_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const override {
+    time("sampling", [&] { inner_.row_max_f64(out, x, n, ld, valid, finite_only); });
+  }
+  void row_min_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const override {
+    time("sampling", [&] { inner_.row_min_f64(out, x, n, ld, valid, finite_only); });
+  }
+  void row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid, const double* shift,
+                      const float* above, bool finite_only) const override {
+    time("sampling", [&] { inner_.row_sumexp_f64(out, x, n, ld, valid, shift, above, finite_only); });
+  }
   void gumbel_argmax(double* score, double* id, const float* z, Index n, Index valid, const double* threshold,
                      bool noisy, std::uint64_t seed, const std::uint64_t* sample_ids, const std::int64_t* positions,
                      Index vocab_start) const override {

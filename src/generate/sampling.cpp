@@ -64,16 +64,10 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
   const auto rows_sz = static_cast<std::size_t>(n);
 
   // 1. The raw log-sum-exp of every row, for the reported log-probabilities.
-  std::vector<double> raw_max(rows_sz, kNegInf), raw_sum(rows_sz, 0.0);
-  for (std::int64_t r = 0; r < n; ++r) {
-    const float* row = logits + r * ld;
-    for (std::int64_t v = 0; v < valid; ++v) raw_max[r] = std::max(raw_max[r], double(row[v]));
-  }
+  std::vector<double> raw_max(rows_sz), raw_sum(rows_sz);
+  kernels_.row_max_f64(raw_max.data(), logits, n, ld, valid, false);
   tp_.all_reduce(raw_max.data(), rows_sz, parallel::ReduceOp::Max);
-  for (std::int64_t r = 0; r < n; ++r) {
-    const float* row = logits + r * ld;
-    for (std::int64_t v = 0; v < valid; ++v) raw_sum[r] += std::exp(double(row[v]) - raw_max[r]);
-  }
+  kernels_.row_sumexp_f64(raw_sum.data(), logits, n, ld, valid, raw_max.data(), nullptr, false);
   tp_.all_reduce(raw_sum.data(), rows_sz);
 
   // 2. Processed logits z of this shard: penalty, EOS ban, temperature.
@@ -192,23 +186,12 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
     if (params_.top_p < 1.0f) {
       // Bisection for the smallest logit l whose strictly-larger mass is below top_p; the
       // nucleus is then {v : z_v >= l}. Over the 2^32 ordered float values: <= 32 rounds.
-      std::vector<double> zmax(rows_sz, kNegInf), zmin(rows_sz, std::numeric_limits<double>::infinity()),
-          zsum(rows_sz, 0.0);
-      for (std::int64_t r = 0; r < n; ++r) {
-        const float* zr = z.data() + r * valid;
-        for (std::int64_t v = 0; v < valid; ++v) {
-          if (std::isinf(zr[v])) continue;
-          zmax[r] = std::max(zmax[r], double(zr[v]));
-          zmin[r] = std::min(zmin[r], double(zr[v]));
-        }
-      }
+      std::vector<double> zmax(rows_sz), zmin(rows_sz), zsum(rows_sz);
+      kernels_.row_max_f64(zmax.data(), z.data(), n, valid, valid, true);
+      kernels_.row_min_f64(zmin.data(), z.data(), n, valid, valid, true);
       tp_.all_reduce(zmax.data(), rows_sz, parallel::ReduceOp::Max);
       tp_.all_reduce(zmin.data(), rows_sz, parallel::ReduceOp::Min);
-      for (std::int64_t r = 0; r < n; ++r) {
-        const float* zr = z.data() + r * valid;
-        for (std::int64_t v = 0; v < valid; ++v)
-          if (!std::isinf(zr[v])) zsum[r] += std::exp(double(zr[v]) - zmax[r]);
-      }
+      kernels_.row_sumexp_f64(zsum.data(), z.data(), n, valid, valid, zmax.data(), nullptr, true);
       tp_.all_reduce(zsum.data(), rows_sz);
       std::vector<std::uint32_t> lo(rows_sz), hi(rows_sz);
       for (std::size_t r = 0; r < rows_sz; ++r) {
@@ -216,19 +199,16 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
         hi[r] = order_key(static_cast<float>(zmax[r]));
       }
       std::vector<double> mass(rows_sz);
+      std::vector<float> midpoint(rows_sz);
       while (true) {
         bool open = false;
         for (std::size_t r = 0; r < rows_sz; ++r) open = open || lo[r] < hi[r];
         if (!open) break;  // the same on every rank: lo and hi follow all-reduced sums
-        for (std::int64_t r = 0; r < n; ++r) {
-          const auto ri = static_cast<std::size_t>(r);
-          mass[ri] = 0.0;
-          if (lo[ri] >= hi[ri]) continue;
-          const float mid = from_order_key(lo[ri] + (hi[ri] - lo[ri]) / 2);
-          const float* zr = z.data() + r * valid;
-          for (std::int64_t v = 0; v < valid; ++v)
-            if (zr[v] > mid && !std::isinf(zr[v])) mass[ri] += std::exp(double(zr[v]) - zmax[ri]);
+        // The mass strictly above each open row's midpoint (+inf: a closed row counts nothing).
+        for (std::size_t r = 0; r < rows_sz; ++r) {
+          midpoint[r] = lo[r] < hi[r] ? from_order_key(lo[r] + (hi[r] - lo[r]) / 2) : std::numeric_limits<float>::infinity();
         }
+        kernels_.row_sumexp_f64(mass.data(), z.data(), n, valid, valid, zmax.data(), midpoint.data(), true);
         tp_.all_reduce(mass.data(), rows_sz);
         for (std::size_t r = 0; r < rows_sz; ++r) {
           if (lo[r] >= hi[r]) continue;

@@ -128,6 +128,18 @@ class Kernels {
   virtual void adamw_update(float* param, const float* grad, float* m, float* v, Index n,
                             const AdamW& h) const = 0;
 
+  // Row statistics of the sampler (generate/sampling.h), in double, over the first `valid`
+  // columns of each row of x [n, ld]; with finite_only, infinite entries (banned tokens) are
+  // left out. row_max_f64 / row_min_f64: -inf / +inf for a row with nothing to count.
+  virtual void row_max_f64(double* out, const float* x, Index n, Index ld, Index valid,
+                           bool finite_only) const = 0;
+  virtual void row_min_f64(double* out, const float* x, Index n, Index ld, Index valid,
+                           bool finite_only) const = 0;
+  // out[r] = sum of exp(x - shift[r]) over the entries counted, and, when `above` is given, only
+  // those with x > above[r] (the top-p bisection's mass; above[r] = +inf counts nothing).
+  virtual void row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid,
+                              const double* shift, const float* above, bool finite_only) const = 0;
+
   // Gumbel-max over this rank's vocabulary shard (generate/sampling.h). z: [n, valid] processed
   // logits. For row r, among the columns v with z >= threshold[r] and z finite, the best
   // candidate (score, id) = (z + g, vocab_start + v), g = gumbel_noise(seed, sample_ids[r],

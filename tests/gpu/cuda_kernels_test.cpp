@@ -258,6 +258,45 @@ TEST_F(Fixture, AddSumOfSquaresAndAdamW) {
   EXPECT_CLOSE(gv.get(gpu), v);
 }
 
+TEST_F(Fixture, SamplerRowStatisticsInDouble) {
+  const Index n = 23, ld = 3000, valid = 2900;
+  auto x = random(n * ld, -20.0f, 20.0f);
+  for (Index i = 0; i < n * ld; i += 11) x[i] = -INFINITY;  // banned tokens
+  std::vector<float> above(n);
+  for (Index r = 0; r < n; ++r) above[r] = r == 0 ? INFINITY : -20.0f + 2.0f * static_cast<float>(r);
+  Dev gx(x);
+  PooledBuffer gabove = cuda::upload(above);
+  const auto compare = [&](const std::vector<double>& ref, const PooledBuffer& got, const char* what) {
+    gpu.synchronize();
+    const auto g = cuda::download<double>(got, n);
+    for (Index r = 0; r < n; ++r) {
+      if (std::isinf(ref[r])) {
+        EXPECT_EQ(g[r], ref[r]) << what << " row " << r;
+      } else {
+        EXPECT_NEAR(g[r], ref[r], 1e-12 * std::max(1.0, std::abs(ref[r]))) << what << " row " << r;
+      }
+    }
+  };
+  for (bool finite_only : {false, true}) {
+    std::vector<double> mx(n), mn(n), sum(n), mass(n);
+    PooledBuffer gmx(device_allocator(), n * 8), gmn(device_allocator(), n * 8), gsum(device_allocator(), n * 8),
+        gmass(device_allocator(), n * 8);
+    cpu.row_max_f64(mx.data(), x.data(), n, ld, valid, finite_only);
+    gpu.row_max_f64(gmx.as<double>(), gx.f(), n, ld, valid, finite_only);
+    compare(mx, gmx, "max");
+    cpu.row_min_f64(mn.data(), x.data(), n, ld, valid, finite_only);
+    gpu.row_min_f64(gmn.as<double>(), gx.f(), n, ld, valid, finite_only);
+    compare(mn, gmn, "min");
+    if (!finite_only) continue;  // with the -inf entries the shift must be the finite max
+    cpu.row_sumexp_f64(sum.data(), x.data(), n, ld, valid, mx.data(), nullptr, true);
+    gpu.row_sumexp_f64(gsum.as<double>(), gx.f(), n, ld, valid, gmx.as<double>(), nullptr, true);
+    compare(sum, gsum, "sumexp");
+    cpu.row_sumexp_f64(mass.data(), x.data(), n, ld, valid, mx.data(), above.data(), true);
+    gpu.row_sumexp_f64(gmass.as<double>(), gx.f(), n, ld, valid, gmx.as<double>(), gabove.as<float>(), true);
+    compare(mass, gmass, "mass above");
+  }
+}
+
 TEST_F(Fixture, GumbelArgmaxPicksTheCpusTokensWithTheSameNoise) {
   const Index n = 37, valid = 5000, start = 10000;
   auto z = random(n * valid, -4.0f, 4.0f);

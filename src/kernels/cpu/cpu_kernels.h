@@ -53,6 +53,12 @@ class CpuKernels final : public Kernels {
                         Index valid, Index vocab_start) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
   double sum_squares(const float* x, Index n) const override;
+  void row_max_f64(double* out, const float* x, Index n, Index ld, Index valid,
+                   bool finite_only) const override;
+  void row_min_f64(double* out, const float* x, Index n, Index ld, Index valid,
+                   bool finite_only) const override;
+  void row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid,
+                      const double* shift, const float* above, bool finite_only) const override;
   void gumbel_argmax(double* best_score, double* best_id, const float* z, Index n, Index valid,
                      const double* threshold, bool noisy, std::uint64_t seed,
                      const std::uint64_t* sample_ids, const std::int64_t* positions,

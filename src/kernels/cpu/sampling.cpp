@@ -1,5 +1,6 @@
-// The per-token loop of Gumbel-max sampling (generate/sampling.h): noise for every eligible
-// token of the shard, and the best (score, id).
+// The per-token loops of sampling (generate/sampling.h): row statistics in double, and
+// Gumbel-max -- noise for every eligible token of the shard, and the best (score, id).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -7,6 +8,41 @@
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace spin::kernels {
+
+void CpuKernels::row_max_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const {
+  for (Index r = 0; r < n; ++r) {
+    double m = -std::numeric_limits<double>::infinity();
+    for (Index v = 0; v < valid; ++v) {
+      const float e = x[r * ld + v];
+      if (!finite_only || !std::isinf(e)) m = std::max(m, double(e));
+    }
+    out[r] = m;
+  }
+}
+
+void CpuKernels::row_min_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const {
+  for (Index r = 0; r < n; ++r) {
+    double m = std::numeric_limits<double>::infinity();
+    for (Index v = 0; v < valid; ++v) {
+      const float e = x[r * ld + v];
+      if (!finite_only || !std::isinf(e)) m = std::min(m, double(e));
+    }
+    out[r] = m;
+  }
+}
+
+void CpuKernels::row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid, const double* shift,
+                                const float* above, bool finite_only) const {
+  for (Index r = 0; r < n; ++r) {
+    double sum = 0.0;
+    for (Index v = 0; v < valid; ++v) {
+      const float e = x[r * ld + v];
+      if ((finite_only && std::isinf(e)) || (above != nullptr && !(e > above[r]))) continue;
+      sum += std::exp(double(e) - shift[r]);
+    }
+    out[r] = sum;
+  }
+}
 
 void CpuKernels::gumbel_argmax(double* best_score, double* best_id, const float* z, Index n, Index valid,
                                const double* threshold, bool noisy, std::uint64_t seed,

@@ -141,6 +141,46 @@ __global__ void to_bf16_kernel(__nv_bfloat16* out, const float* in, long long n)
 __global__ void to_f32_kernel(float* out, const __nv_bfloat16* in, long long n) {
   SPIN_GRID_STRIDE(i, n) out[i] = __bfloat162float(in[i]);
 }
+// The sampler's row statistics in double: max or min (kMax) / a sum of exponentials.
+template <class Op>
+__device__ double block_reduce_f64(double v, double identity, Op op, double* shared) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  v = lane < warps ? shared[lane] : identity;
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+template <bool kMax>
+__global__ void row_extreme_f64_kernel(double* out, const float* x, long long ld, long long valid, bool finite_only) {
+  __shared__ double shared[32];
+  const float* row = x + blockIdx.x * ld;
+  const double identity = kMax ? -INFINITY : INFINITY;
+  double m = identity;
+  for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
+    const float e = row[v];
+    if (!finite_only || !isinf(e)) m = kMax ? fmax(m, double(e)) : fmin(m, double(e));
+  }
+  m = block_reduce_f64(m, identity, [](double a, double b) { return kMax ? fmax(a, b) : fmin(a, b); }, shared);
+  if (threadIdx.x == 0) out[blockIdx.x] = m;
+}
+__global__ void row_sumexp_f64_kernel(double* out, const float* x, long long ld, long long valid, const double* shift,
+                                      const float* above, bool finite_only) {
+  __shared__ double shared[32];
+  const float* row = x + blockIdx.x * ld;
+  const double s = shift[blockIdx.x];
+  double sum = 0.0;
+  for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
+    const float e = row[v];
+    if ((finite_only && isinf(e)) || (above != nullptr && !(e > above[blockIdx.x]))) continue;
+    sum += exp(double(e) - s);
+  }
+  sum = block_reduce_f64(sum, 0.0, [](double a, double b) { return a + b; }, shared);
+  if (threadIdx.x == 0) out[blockIdx.x] = sum;
+}
+
 // Block per row: each thread keeps its best (score, id) over a strided slice of the shard, then
 // a shared-memory tree picks the block's best with the same order (higher score, smaller id).
 __global__ void gumbel_argmax_kernel(double* best_score, double* best_id, const float* z, long long valid,
@@ -555,6 +595,26 @@ void CudaKernels::adamw_update(float* param, const float* grad, float* m, float*
   adamw_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(param, grad, m, v, n, h.lr / bias1, 1.0f - h.lr * h.weight_decay,
                                                         h.beta1, h.beta2, h.eps, h.grad_scale, bias2_sqrt);
   SPIN_CUDA_CHECK_LAUNCH("adamw_update");
+}
+
+void CudaKernels::row_max_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const {
+  if (n == 0) return;
+  row_extreme_f64_kernel<true><<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, x, ld, valid, finite_only);
+  SPIN_CUDA_CHECK_LAUNCH("row_max_f64");
+}
+
+void CudaKernels::row_min_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const {
+  if (n == 0) return;
+  row_extreme_f64_kernel<false><<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, x, ld, valid, finite_only);
+  SPIN_CUDA_CHECK_LAUNCH("row_min_f64");
+}
+
+void CudaKernels::row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid, const double* shift,
+                                 const float* above, bool finite_only) const {
+  if (n == 0) return;
+  row_sumexp_f64_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, x, ld, valid, shift, above,
+                                                                           finite_only);
+  SPIN_CUDA_CHECK_LAUNCH("row_sumexp_f64");
 }
 
 void CudaKernels::gumbel_argmax(double* best_score, double* best_id, const float* z, Index n, Index valid,
