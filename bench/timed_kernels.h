@@ -110,6 +110,14 @@ class TimedKernels final : public kernels::Kernels {
                     const AdamW& h) const override {
     time("optimizer", [&] { inner_.adamw_update(p, g, m, v, n, h); });
   }
+  void sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid, Index vocab_start,
+                       const std::int32_t* history, const Index* offsets, float penalty, const std::uint8_t* ban_eos,
+                       const std::int32_t* eos, Index eos_count, float inv_temperature) const override {
+    time("sampling", [&] {
+      inner_.sampling_logits(z, logits, n, ld, valid, vocab_start, history, offsets, penalty, ban_eos, eos, eos_count,
+                             inv_temperature);
+    });
+  }
   void row_max_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const override {
     time("sampling", [&] { inner_.row_max_f64(out, x, n, ld, valid, finite_only); });
   }

@@ -72,26 +72,18 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
 
   // 2. Processed logits z of this shard: penalty, EOS ban, temperature.
   std::vector<float> z(static_cast<std::size_t>(n * std::max<std::int64_t>(valid, 0)));
-  const float inv_t = params_.greedy ? 1.0f : 1.0f / params_.temperature;
-  for (std::int64_t r = 0; r < n; ++r) {
-    float* zr = z.data() + r * valid;
-    std::copy(logits + r * ld, logits + r * ld + valid, zr);
-    const auto held = [&](std::int64_t id) { return id >= start && id < start + valid; };
-    if (params_.repetition_penalty != 1.0f) {
-      std::vector<bool> seen(static_cast<std::size_t>(valid), false);
-      for (std::int32_t t : rows[r].history) {
-        if (!held(t) || seen[static_cast<std::size_t>(t - start)]) continue;
-        seen[static_cast<std::size_t>(t - start)] = true;
-        float& x = zr[t - start];
-        x = x > 0.0f ? x / params_.repetition_penalty : x * params_.repetition_penalty;
-      }
+  {
+    std::vector<std::int32_t> history;  // every row's tokens, back to back
+    std::vector<std::int64_t> offsets = {0};
+    std::vector<std::uint8_t> ban(rows_sz);
+    for (std::size_t r = 0; r < rows_sz; ++r) {
+      if (params_.repetition_penalty != 1.0f) history.insert(history.end(), rows[r].history.begin(), rows[r].history.end());
+      offsets.push_back(static_cast<std::int64_t>(history.size()));
+      ban[r] = rows[r].ban_eos ? 1 : 0;
     }
-    if (rows[r].ban_eos) {
-      for (std::int32_t e : eos_) {
-        if (held(e)) zr[e - start] = -std::numeric_limits<float>::infinity();
-      }
-    }
-    for (std::int64_t v = 0; v < valid; ++v) zr[v] *= inv_t;
+    kernels_.sampling_logits(z.data(), logits, n, ld, valid, start, history.data(), offsets.data(),
+                             params_.repetition_penalty, ban.data(), eos_.data(), static_cast<std::int64_t>(eos_.size()),
+                             params_.greedy ? 1.0f : 1.0f / params_.temperature);
   }
 
   // 3. Which tokens may be chosen: keep[r](v), and the winner among them.

@@ -128,6 +128,17 @@ class Kernels {
   virtual void adamw_update(float* param, const float* grad, float* m, float* v, Index n,
                             const AdamW& h) const = 0;
 
+  // The sampler's processed logits (generate/sampling.h): z[r, v] for v < valid from this
+  // shard's logits [n, ld] -- the repetition penalty (x / penalty if x > 0, else x * penalty;
+  // once per distinct token) on the tokens of row r's history, history[offsets[r] ..
+  // offsets[r + 1]) (ids outside the shard ignored), -inf for the `eos` ids when ban_eos[r], then
+  // times inv_temperature. z is [n, valid].
+  virtual void sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid,
+                               Index vocab_start, const std::int32_t* history,
+                               const Index* offsets, float penalty, const std::uint8_t* ban_eos,
+                               const std::int32_t* eos, Index eos_count,
+                               float inv_temperature) const = 0;
+
   // Row statistics of the sampler (generate/sampling.h), in double, over the first `valid`
   // columns of each row of x [n, ld]; with finite_only, infinite entries (banned tokens) are
   // left out. row_max_f64 / row_min_f64: -inf / +inf for a row with nothing to count.

@@ -258,6 +258,33 @@ TEST_F(Fixture, AddSumOfSquaresAndAdamW) {
   EXPECT_CLOSE(gv.get(gpu), v);
 }
 
+TEST_F(Fixture, SamplingLogitsPenaltyEosBanAndTemperature) {
+  const Index n = 9, ld = 1030, valid = 1000, start = 2000;
+  auto logits = random(n * ld, -5.0f, 5.0f);
+  std::vector<std::int32_t> history;
+  std::vector<Index> offsets = {0};
+  std::vector<std::uint8_t> ban(n);
+  for (Index r = 0; r < n; ++r) {
+    // Repeats, ids below / inside / above the shard; row 3 has an empty history.
+    const auto h = random_ints(r == 3 ? 0 : 50 + 40 * r, 1900, 3100);
+    history.insert(history.end(), h.begin(), h.end());
+    history.push_back(static_cast<std::int32_t>(start + 5));  // the same token twice in every row
+    history.push_back(static_cast<std::int32_t>(start + 5));
+    offsets.push_back(static_cast<Index>(history.size()));
+    ban[r] = r % 2;
+  }
+  const std::vector<std::int32_t> eos = {2001, 2999, 5};  // two in the shard, one not
+  Dev glogits(logits), gz = poisoned(n * valid);
+  PooledBuffer ghistory = cuda::upload(history), goffsets = cuda::upload(offsets), gban = cuda::upload(ban),
+               geos = cuda::upload(eos);
+  std::vector<float> z(n * valid);
+  cpu.sampling_logits(z.data(), logits.data(), n, ld, valid, start, history.data(), offsets.data(), 1.3f, ban.data(),
+                      eos.data(), 3, 1.0f / 0.7f);
+  gpu.sampling_logits(gz.f(), glogits.f(), n, ld, valid, start, ghistory.as<std::int32_t>(), goffsets.as<Index>(), 1.3f,
+                      gban.as<std::uint8_t>(), geos.as<std::int32_t>(), 3, 1.0f / 0.7f);
+  EXPECT_EQ(gz.get(gpu), z);  // the same float operations element by element: bitwise
+}
+
 TEST_F(Fixture, SamplerRowStatisticsInDouble) {
   const Index n = 23, ld = 3000, valid = 2900;
   auto x = random(n * ld, -20.0f, 20.0f);

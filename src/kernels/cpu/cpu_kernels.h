@@ -53,6 +53,10 @@ class CpuKernels final : public Kernels {
                         Index valid, Index vocab_start) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
   double sum_squares(const float* x, Index n) const override;
+  void sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid, Index vocab_start,
+                       const std::int32_t* history, const Index* offsets, float penalty,
+                       const std::uint8_t* ban_eos, const std::int32_t* eos, Index eos_count,
+                       float inv_temperature) const override;
   void row_max_f64(double* out, const float* x, Index n, Index ld, Index valid,
                    bool finite_only) const override;
   void row_min_f64(double* out, const float* x, Index n, Index ld, Index valid,

@@ -9,6 +9,33 @@
 
 namespace spin::kernels {
 
+void CpuKernels::sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid, Index vocab_start,
+                                 const std::int32_t* history, const Index* offsets, float penalty,
+                                 const std::uint8_t* ban_eos, const std::int32_t* eos, Index eos_count,
+                                 float inv_temperature) const {
+  const auto held = [&](Index id) { return id >= vocab_start && id < vocab_start + valid; };
+  for (Index r = 0; r < n; ++r) {
+    float* zr = z + r * valid;
+    const float* lr = logits + r * ld;
+    std::copy(lr, lr + valid, zr);
+    if (penalty != 1.0f) {
+      // Set from the raw logit, not updated in place: a repeated token is penalised once.
+      for (Index i = offsets[r]; i < offsets[r + 1]; ++i) {
+        const Index t = history[i];
+        if (!held(t)) continue;
+        const float x = lr[t - vocab_start];
+        zr[t - vocab_start] = x > 0.0f ? x / penalty : x * penalty;
+      }
+    }
+    if (ban_eos[r] != 0) {
+      for (Index e = 0; e < eos_count; ++e) {
+        if (held(eos[e])) zr[eos[e] - vocab_start] = -std::numeric_limits<float>::infinity();
+      }
+    }
+    for (Index v = 0; v < valid; ++v) zr[v] *= inv_temperature;
+  }
+}
+
 void CpuKernels::row_max_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const {
   for (Index r = 0; r < n; ++r) {
     double m = -std::numeric_limits<double>::infinity();

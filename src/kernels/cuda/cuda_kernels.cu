@@ -141,6 +141,37 @@ __global__ void to_bf16_kernel(__nv_bfloat16* out, const float* in, long long n)
 __global__ void to_f32_kernel(float* out, const __nv_bfloat16* in, long long n) {
   SPIN_GRID_STRIDE(i, n) out[i] = __bfloat162float(in[i]);
 }
+// The sampler's processed logits, a block per row: copy, penalty (set from the raw logit, so a
+// token repeated in the history -- several threads writing the same value -- is penalised once),
+// EOS ban, temperature; the block's barriers order the three writes.
+__global__ void sampling_logits_kernel(float* z, const float* logits, long long ld, long long valid, long long start,
+                                       const int* history, const long long* offsets, float penalty,
+                                       const unsigned char* ban_eos, const int* eos, long long eos_count,
+                                       float inv_temperature) {
+  const long long r = blockIdx.x;
+  float* zr = z + r * valid;
+  const float* lr = logits + r * ld;
+  for (long long v = threadIdx.x; v < valid; v += blockDim.x) zr[v] = lr[v];
+  __syncthreads();
+  if (penalty != 1.0f) {
+    for (long long i = offsets[r] + threadIdx.x; i < offsets[r + 1]; i += blockDim.x) {
+      const long long t = history[i] - start;
+      if (t < 0 || t >= valid) continue;
+      const float x = lr[t];
+      zr[t] = x > 0.0f ? x / penalty : x * penalty;
+    }
+  }
+  __syncthreads();
+  if (ban_eos[r] != 0) {
+    for (long long e = threadIdx.x; e < eos_count; e += blockDim.x) {
+      const long long t = eos[e] - start;
+      if (t >= 0 && t < valid) zr[t] = -INFINITY;
+    }
+  }
+  __syncthreads();
+  for (long long v = threadIdx.x; v < valid; v += blockDim.x) zr[v] *= inv_temperature;
+}
+
 // The sampler's row statistics in double: max or min (kMax) / a sum of exponentials.
 template <class Op>
 __device__ double block_reduce_f64(double v, double identity, Op op, double* shared) {
@@ -595,6 +626,17 @@ void CudaKernels::adamw_update(float* param, const float* grad, float* m, float*
   adamw_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(param, grad, m, v, n, h.lr / bias1, 1.0f - h.lr * h.weight_decay,
                                                         h.beta1, h.beta2, h.eps, h.grad_scale, bias2_sqrt);
   SPIN_CUDA_CHECK_LAUNCH("adamw_update");
+}
+
+void CudaKernels::sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid, Index vocab_start,
+                                  const std::int32_t* history, const Index* offsets, float penalty,
+                                  const std::uint8_t* ban_eos, const std::int32_t* eos, Index eos_count,
+                                  float inv_temperature) const {
+  if (n == 0) return;
+  sampling_logits_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(
+      z, logits, ld, valid, vocab_start, history, reinterpret_cast<const long long*>(offsets), penalty, ban_eos, eos,
+      eos_count, inv_temperature);
+  SPIN_CUDA_CHECK_LAUNCH("sampling_logits");
 }
 
 void CudaKernels::row_max_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const {

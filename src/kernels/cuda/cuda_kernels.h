@@ -69,6 +69,9 @@ class CudaKernels final : public Kernels {
   double sum_squares(const float* x, Index n) const override;
   void adamw_update(float* param, const float* grad, float* m, float* v, Index n, const AdamW& h) const override;
   // One block per row; every array argument is device memory.
+  void sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid, Index vocab_start,
+                       const std::int32_t* history, const Index* offsets, float penalty, const std::uint8_t* ban_eos,
+                       const std::int32_t* eos, Index eos_count, float inv_temperature) const override;
   void row_max_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const override;
   void row_min_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const override;
   void row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid, const double* shift,
