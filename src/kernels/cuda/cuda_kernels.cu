@@ -108,8 +108,11 @@ __global__ void scatter_rows_kernel(float* dst, const float* src, const long lon
                                     long long width) {
   SPIN_GRID_STRIDE(e, n * width) dst[rows[e / width] * width + e % width] = src[e];
 }
-__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, long long n, float step_size,
-                             float decay, float b1, float b2, float eps, float scale, float bias2_sqrt) {
+// AdamW (adamw_update's arithmetic); with `weights`, also the bf16 copy of the updated
+// parameters (adamw_update_mixed), in the same pass.
+__global__ void adamw_kernel(float* param, __nv_bfloat16* weights, const float* grad, float* m, float* v, long long n,
+                             float step_size, float decay, float b1, float b2, float eps, float scale,
+                             float bias2_sqrt) {
   SPIN_GRID_STRIDE(i, n) {
     const float g = grad[i] * scale;
     const float p = param[i] * decay;
@@ -117,22 +120,9 @@ __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v
     const float vi = b2 * v[i] + (1.0f - b2) * g * g;
     m[i] = mi;
     v[i] = vi;
-    param[i] = p - step_size * mi / (sqrtf(vi) / bias2_sqrt + eps);
-  }
-}
-__global__ void adamw_mixed_kernel(float* master, __nv_bfloat16* weights, const float* grad, float* m, float* v,
-                                   long long n, float step_size, float decay, float b1, float b2, float eps,
-                                   float scale, float bias2_sqrt) {
-  SPIN_GRID_STRIDE(i, n) {
-    const float g = grad[i] * scale;
-    const float p = master[i] * decay;
-    const float mi = b1 * m[i] + (1.0f - b1) * g;
-    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
     const float updated = p - step_size * mi / (sqrtf(vi) / bias2_sqrt + eps);
-    master[i] = updated;
-    weights[i] = __float2bfloat16_rn(updated);
+    param[i] = updated;
+    if (weights != nullptr) weights[i] = __float2bfloat16_rn(updated);
   }
 }
 __global__ void to_bf16_kernel(__nv_bfloat16* out, const float* in, long long n) {
@@ -620,12 +610,7 @@ double CudaKernels::sum_squares(const float* x, Index n) const {
 }
 
 void CudaKernels::adamw_update(float* param, const float* grad, float* m, float* v, Index n, const AdamW& h) const {
-  const double t = static_cast<double>(h.step);
-  const auto bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
-  const auto bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(h.beta2), t)));
-  adamw_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(param, grad, m, v, n, h.lr / bias1, 1.0f - h.lr * h.weight_decay,
-                                                        h.beta1, h.beta2, h.eps, h.grad_scale, bias2_sqrt);
-  SPIN_CUDA_CHECK_LAUNCH("adamw_update");
+  launch_adamw(param, nullptr, grad, m, v, n, h);
 }
 
 void CudaKernels::sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid, Index vocab_start,
@@ -691,13 +676,19 @@ void CudaKernels::gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index 
 
 void CudaKernels::adamw_update_mixed(float* master, std::uint16_t* weights, const float* grad, float* m, float* v,
                                      Index n, const AdamW& h) const {
+  launch_adamw(master, weights, grad, m, v, n, h);
+}
+
+void CudaKernels::launch_adamw(float* param, std::uint16_t* weights, const float* grad, float* m, float* v, Index n,
+                               const AdamW& h) const {
+  // Bias corrections in double, as the CPU kernel computes them.
   const double t = static_cast<double>(h.step);
   const auto bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
   const auto bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(h.beta2), t)));
-  adamw_mixed_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(master, reinterpret_cast<__nv_bfloat16*>(weights), grad,
-                                                              m, v, n, h.lr / bias1, 1.0f - h.lr * h.weight_decay,
-                                                              h.beta1, h.beta2, h.eps, h.grad_scale, bias2_sqrt);
-  SPIN_CUDA_CHECK_LAUNCH("adamw_update_mixed");
+  adamw_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(param, reinterpret_cast<__nv_bfloat16*>(weights), grad, m, v,
+                                                        n, h.lr / bias1, 1.0f - h.lr * h.weight_decay, h.beta1,
+                                                        h.beta2, h.eps, h.grad_scale, bias2_sqrt);
+  SPIN_CUDA_CHECK_LAUNCH("adamw");
 }
 
 }  // namespace spin::kernels

@@ -99,6 +99,9 @@ class CudaKernels final : public Kernels {
   void gemm_batched(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a, Index lda,
                     Index stride_a, const float* b, Index ldb, Index stride_b, float beta, float* c, Index ldc,
                     Index stride_c, Index batch) const;
+  // AdamW over n elements; with `weights` (bf16 bits), also their bf16 copy.
+  void launch_adamw(float* param, std::uint16_t* weights, const float* grad, float* m, float* v, Index n,
+                    const AdamW& h) const;
 
   cudaStream_t stream_ = nullptr;
   bool owns_stream_ = false;
