@@ -51,6 +51,16 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// An Event holding one message field (`field`, e.g. summary or session_log) at `step`.
+std::string event_at(std::int64_t step, int field, const std::string& message) {
+  std::string event;
+  fixed(event, 1, now_seconds());                   // Event.wall_time
+  key(event, 2, 0);                                 // Event.step
+  varint(event, static_cast<std::uint64_t>(step));
+  bytes_field(event, field, message);
+  return event;
+}
+
 }  // namespace
 
 std::uint32_t crc32c(const void* data, std::size_t bytes) {
@@ -97,24 +107,14 @@ void TensorBoardWriter::scalar(const std::string& tag, double value, std::int64_
   fixed(v, 2, static_cast<float>(value));      // Summary.Value.simple_value
   std::string summary;
   bytes_field(summary, 1, v);                  // Summary.value
-  std::string event;
-  fixed(event, 1, now_seconds());              // Event.wall_time
-  key(event, 2, 0);                            // Event.step
-  varint(event, static_cast<std::uint64_t>(step));
-  bytes_field(event, 5, summary);              // Event.summary
-  write_event(event);
+  write_event(event_at(step, 5, summary));     // Event.summary
 }
 
 void TensorBoardWriter::session_start(std::int64_t step) {
   std::string log;
   key(log, 1, 0);                              // SessionLog.status
   varint(log, 1);                              // START
-  std::string event;
-  fixed(event, 1, now_seconds());
-  key(event, 2, 0);
-  varint(event, static_cast<std::uint64_t>(step));
-  bytes_field(event, 7, log);                  // Event.session_log
-  write_event(event);
+  write_event(event_at(step, 7, log));         // Event.session_log
 }
 
 void TensorBoardWriter::write_event(const std::string& event) {
