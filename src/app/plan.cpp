@@ -6,8 +6,6 @@
 // that fit. Exit status 0 when the requested layout fits, 3 when it does not.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "app/commands.h"
 #include "app/model_setup.h"
@@ -68,12 +66,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
 }
 
 model::ModelConfig load_config(const std::string& path) {
-  if (fs::is_directory(path)) return model::ModelConfig::load(path);
-  std::ifstream in(path);
-  require(in.good(), path, ": cannot read the model configuration");
-  std::stringstream text;
-  text << in.rdbuf();
-  return model::ModelConfig::from_json(text.str(), path);
+  return fs::is_directory(path) ? model::ModelConfig::load(path)
+                                : model::ModelConfig::from_file(path, " (the model's config.json)");
 }
 
 // One table row: a label and a figure per stage.

@@ -114,9 +114,12 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
 }
 
 ModelConfig ModelConfig::load(const std::string& model_dir) {
-  const std::string path = model_dir + "/config.json";
+  return from_file(model_dir + "/config.json", " (not a Hugging Face model directory?)");
+}
+
+ModelConfig ModelConfig::from_file(const std::string& path, const std::string& hint) {
   std::ifstream in(path);
-  require(in.good(), path, ": cannot open (not a Hugging Face model directory?)");
+  require(in.good(), path, ": cannot open", hint);
   std::stringstream text;
   text << in.rdbuf();
   return from_json(text.str(), path);

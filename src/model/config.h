@@ -31,6 +31,8 @@ struct ModelConfig {
   static ModelConfig from_json(const std::string& text, const std::string& source);
   // Reads `<model_dir>/config.json`.
   static ModelConfig load(const std::string& model_dir);
+  // Reads a config.json at `path`; `hint` follows "cannot open" in the error.
+  static ModelConfig from_file(const std::string& path, const std::string& hint = "");
 
   // Longest sequence this model scores correctly.
   std::int64_t max_sequence_length() const;

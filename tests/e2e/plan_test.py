@@ -76,7 +76,7 @@ def case_cli(args, tmp):
     print("4 GiB GPUs: exit 3, DOES NOT FIT")
 
     e = lambda name, extra, pattern, cmd=base: expect_error(args.mpiexec, name, cmd + extra, pattern, 2, None)
-    e("missing-model", [], r"nowhere\.json: cannot read",
+    e("missing-model", [], r"nowhere\.json: cannot open \(the model's config\.json\)",
       [args.spin, "plan", "--model", os.path.join(tmp, "nowhere.json"), "--seq", "10"])
     short = [args.spin, "plan", "--model", config, "--dp", "4"]
     e("tp-heads", ["--tp", "3", "--seq", "100"], r"num_attention_heads \(32\) is not divisible by tensor-parallel size 3", short)
