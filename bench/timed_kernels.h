@@ -18,6 +18,7 @@ class TimedKernels final : public kernels::Kernels {
   const std::map<std::string, double>& seconds() const { return seconds_; }
   void reset() { seconds_.clear(); }
 
+  Device device() const override { return inner_.device(); }
   void gemm(bool ta, bool tb, Index m, Index n, Index k, float alpha, const float* a, Index lda,
             const float* b, Index ldb, float beta, float* c, Index ldc) const override {
     time("gemm (attention)", [&] { inner_.gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
@@ -78,6 +79,10 @@ class TimedKernels final : public kernels::Kernels {
                     Index width) const override {
     time("kv cache write", [&] { inner_.scatter_rows(dst, src, rows, n, width); });
   }
+  void gather_rows(float* dst, const float* src, const Index* rows, Index n,
+                   Index width) const override {
+    time("lm head", [&] { inner_.gather_rows(dst, src, rows, n, width); });
+  }
   void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override {
     time("swiglu", [&] { inner_.swiglu_forward(out, gate, up, n); });
   }
@@ -97,6 +102,10 @@ class TimedKernels final : public kernels::Kernels {
                         const std::int32_t* targets, const float* g, Index n, Index ld,
                         Index valid, Index start) const override {
     time("log-softmax", [&] { inner_.logprob_backward(d, logits, lse, targets, g, n, ld, valid, start); });
+  }
+  void logprob_from_sums(float* logprob, float* lse, const float* sums,
+                         const std::int32_t* targets, Index n) const override {
+    time("log-softmax", [&] { inner_.logprob_from_sums(logprob, lse, sums, targets, n); });
   }
   void add_inplace(float* y, const float* x, Index n) const override {
     time("residual add", [&] { inner_.add_inplace(y, x, n); });

@@ -26,7 +26,8 @@ Shards pack(const std::vector<ShardedTensor>& local) {
     if (!t.primary) continue;
     s.meta.push_back({{"name", t.name}, {"global", t.global_shape}, {"local", t.local.shape()},
                       {"dim", t.split_dim}, {"offset", t.offset}, {"length", t.length}});
-    s.values.insert(s.values.end(), t.local.f32(), t.local.f32() + t.local.numel());
+    const Tensor host = host_readable(t.local);  // a copy when the model is on a GPU
+    s.values.insert(s.values.end(), host.f32(), host.f32() + host.numel());
   }
   return s;
 }

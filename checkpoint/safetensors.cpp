@@ -140,11 +140,13 @@ void SafetensorsFile::read_shard(const ShardedTensor& t) const {
           "; spin reads F32, BF16, F16 and F64");
   const std::size_t elem = dtype_size(*e.dtype);
   const unsigned char* src = data_ + e.begin;
-  float* dst = t.local.f32();
+  const Tensor host = host_readable(t.local);  // converted on the host, then copied to a GPU
+  float* dst = host.f32();
   if (t.replicated()) {
     require(t.local.shape() == e.shape, path_, ": tensor \"", t.name, "\": local shape ",
             shape_str(t.local.shape()), " differs from the file's ", shape_str(e.shape));
     convert_to_f32(src, *e.dtype, static_cast<std::size_t>(t.local.numel()), dst);
+    t.local.copy_from(host);
     return;
   }
   // Shard along split_dim: `outer` blocks, each copying `length * inner` contiguous elements.
@@ -164,6 +166,7 @@ void SafetensorsFile::read_shard(const ShardedTensor& t) const {
                    static_cast<std::size_t>(t.length * inner), to);
     std::fill(to + t.length * inner, to + local_len * inner, 0.0f);
   }
+  t.local.copy_from(host);
 }
 
 std::uint64_t SafetensorsWriter::data_bytes(const SafetensorsWrite& t) {

@@ -26,6 +26,7 @@ ncclDataType_t nccl_type(DType t) {
     case DType::F64: return ncclFloat64;
     case DType::I32: return ncclInt32;
     case DType::I64: return ncclInt64;
+    case DType::U64: return ncclUint64;
     case DType::U8: return ncclUint8;
   }
   fail("NCCL: unsupported dtype");
@@ -50,6 +51,7 @@ void on_host(Communicator& c, DType t, Fn&& fn) {
     case DType::F64: return fn(c, static_cast<double*>(nullptr));
     case DType::I32: return fn(c, static_cast<std::int32_t*>(nullptr));
     case DType::I64: return fn(c, static_cast<std::int64_t*>(nullptr));
+    case DType::U64: return fn(c, static_cast<std::uint64_t*>(nullptr));
     case DType::U8: return fn(c, static_cast<std::uint8_t*>(nullptr));
     case DType::BF16:
     case DType::F16: fail("NCCL communicator: bf16/f16 host buffers are not supported (only device ones)");

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/tensor.h"
 
 namespace spin::parallel {
 
@@ -18,10 +19,10 @@ class StageLinks {
 
   std::span<const float> recv_forward(int mb) {
     if (first_) return {};
-    input_.resize(stage_.boundary_size(mb));
-    const P2POp op = P2POp::recv(input_.data(), input_.size(), pp_.rank() - 1, kActivationTag);
+    const std::span<float> input = receive_buffer(input_, mb);
+    const P2POp op = P2POp::recv(input.data(), input.size(), pp_.rank() - 1, kActivationTag);
     pp_.exchange({&op, 1});
-    return input_;
+    return input;
   }
   void send_forward(std::span<const float> output, int mb) {
     if (last_) return;
@@ -31,10 +32,10 @@ class StageLinks {
   }
   std::span<const float> recv_backward(int mb) {
     if (last_) return {};
-    grad_.resize(stage_.boundary_size(mb));
-    const P2POp op = P2POp::recv(grad_.data(), grad_.size(), pp_.rank() + 1, kGradientTag);
+    const std::span<float> grad = receive_buffer(grad_, mb);
+    const P2POp op = P2POp::recv(grad.data(), grad.size(), pp_.rank() + 1, kGradientTag);
     pp_.exchange({&op, 1});
-    return grad_;
+    return grad;
   }
   void send_backward(std::span<const float> grad_input, int mb) {
     if (first_) return;
@@ -48,25 +49,33 @@ class StageLinks {
                                                     int recv_mb) {
     if (last_) return {};
     check(output, send_mb, "output");
-    grad_.resize(stage_.boundary_size(recv_mb));
+    const std::span<float> grad = receive_buffer(grad_, recv_mb);
     const P2POp ops[] = {P2POp::send(output.data(), output.size(), pp_.rank() + 1, kActivationTag),
-                         P2POp::recv(grad_.data(), grad_.size(), pp_.rank() + 1, kGradientTag)};
+                         P2POp::recv(grad.data(), grad.size(), pp_.rank() + 1, kGradientTag)};
     pp_.exchange(ops);
-    return grad_;
+    return grad;
   }
   std::span<const float> send_backward_recv_forward(std::span<const float> grad_input,
                                                     int send_mb, int recv_mb) {
     if (first_) return {};
     check(grad_input, send_mb, "input gradient");
-    input_.resize(stage_.boundary_size(recv_mb));
+    const std::span<float> input = receive_buffer(input_, recv_mb);
     const P2POp ops[] = {
         P2POp::send(grad_input.data(), grad_input.size(), pp_.rank() - 1, kGradientTag),
-        P2POp::recv(input_.data(), input_.size(), pp_.rank() - 1, kActivationTag)};
+        P2POp::recv(input.data(), input.size(), pp_.rank() - 1, kActivationTag)};
     pp_.exchange(ops);
-    return input_;
+    return input;
   }
 
  private:
+  // `buffer` holding micro-batch mb's boundary on the stage's device (grown when too small).
+  std::span<float> receive_buffer(Tensor& buffer, int mb) const {
+    const std::size_t n = stage_.boundary_size(mb);
+    if (!buffer.defined() || static_cast<std::size_t>(buffer.numel()) < n) {
+      buffer = Tensor::zeros({static_cast<std::int64_t>(n)}, DType::F32, stage_.device());
+    }
+    return {buffer.f32(), n};
+  }
   void check(std::span<const float> buffer, int mb, const char* what) const {
     require(buffer.size() == stage_.boundary_size(mb), "pipeline stage ", pp_.rank(), ": ", what,
             " of micro-batch ", mb, " has ", buffer.size(), " floats, the boundary size is ",
@@ -76,7 +85,7 @@ class StageLinks {
   Communicator& pp_;
   PipelineStage& stage_;
   const bool first_, last_;
-  std::vector<float> input_, grad_;  // receive buffers; a stage copies what it keeps
+  Tensor input_, grad_;  // receive buffers; a stage copies what it keeps
 };
 }  // namespace
 

@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "core/device.h"
 #include "parallel/communicator.h"
 
 namespace spin::parallel {
@@ -31,6 +32,8 @@ std::vector<PipelineAction> one_f_one_b_order(int stage, int stages, int micro_b
 class PipelineStage {
  public:
   virtual ~PipelineStage() = default;
+  // Where the stage's inputs, outputs and their gradients live (the receive buffers go there).
+  virtual Device device() const { return Device::Cpu; }
   // Floats crossing each stage boundary for micro-batch `mb` (an activation going forward, its
   // gradient coming back).
   virtual std::size_t boundary_size(int mb) const = 0;

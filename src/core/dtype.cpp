@@ -16,6 +16,7 @@ std::size_t dtype_size(DType t) {
     case DType::F64: return 8;
     case DType::I32: return 4;
     case DType::I64: return 8;
+    case DType::U64: return 8;
     case DType::U8: return 1;
   }
   fail("unknown dtype");
@@ -29,6 +30,7 @@ std::string_view dtype_name(DType t) {
     case DType::F64: return "F64";
     case DType::I32: return "I32";
     case DType::I64: return "I64";
+    case DType::U64: return "U64";
     case DType::U8: return "U8";
   }
   return "?";
@@ -36,7 +38,7 @@ std::string_view dtype_name(DType t) {
 
 bool parse_dtype(std::string_view name, DType* out) {
   for (DType t : {DType::F32, DType::BF16, DType::F16, DType::F64, DType::I32, DType::I64,
-                  DType::U8}) {
+                  DType::U64, DType::U8}) {
     if (dtype_name(t) == name) {
       *out = t;
       return true;

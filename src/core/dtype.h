@@ -8,7 +8,7 @@
 
 namespace spin {
 
-enum class DType { F32, BF16, F16, F64, I32, I64, U8 };
+enum class DType { F32, BF16, F16, F64, I32, I64, U64, U8 };
 
 std::size_t dtype_size(DType t);
 std::string_view dtype_name(DType t);  // safetensors spelling: "F32", "BF16", ...

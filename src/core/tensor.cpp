@@ -1,16 +1,10 @@
 #include "core/tensor.h"
 
-#include <cstdlib>
-#include <cstring>
 #include <sstream>
 
 #include "core/error.h"
 
 namespace spin {
-
-namespace {
-constexpr std::size_t kAlignment = 64;  // a cache line; also enough for AVX-512 loads
-}
 
 std::int64_t shape_numel(const Shape& shape) {
   std::int64_t n = 1;
@@ -29,14 +23,10 @@ std::string shape_str(const Shape& shape) {
   return out.str();
 }
 
-Storage::Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(device) {
-  const std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  data_ = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
-  require(data_ != nullptr, "out of host memory allocating ", bytes, " bytes");
-  std::memset(data_, 0, rounded == 0 ? kAlignment : rounded);
-}
+Storage::Storage(std::size_t bytes, Device device)
+    : data_(memory_ops(device).allocate(bytes)), bytes_(bytes), device_(device) {}
 
-Storage::~Storage() { std::free(data_); }
+Storage::~Storage() { memory_ops(device_).release(data_); }
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t;
@@ -74,19 +64,22 @@ Tensor Tensor::view(std::int64_t offset, const Shape& shape) const {
   return t;
 }
 
-Tensor Tensor::clone() const {
-  Tensor t = zeros(shape_, dtype_, device());
+Tensor Tensor::to(Device device) const {
+  Tensor t = zeros(shape_, dtype_, device);
   t.copy_from(*this);
   return t;
 }
 
-void Tensor::zero_() const { std::memset(raw(), 0, nbytes()); }
+Tensor host_readable(const Tensor& t) { return t.device() == Device::Cpu ? t : t.to(Device::Cpu); }
+
+void Tensor::zero_() const { memory_ops(device()).fill_zero(raw(), nbytes()); }
 
 void Tensor::copy_from(const Tensor& src) const {
   require(src.shape_ == shape_ && src.dtype_ == dtype_, "copy from a ", dtype_name(src.dtype_),
           " tensor of shape ", shape_str(src.shape_), " into a ", dtype_name(dtype_),
           " tensor of shape ", shape_str(shape_));
-  std::memmove(raw(), src.raw(), nbytes());
+  if (raw() == src.raw() && device() == src.device()) return;
+  copy_bytes(raw(), device(), src.raw(), src.device(), nbytes());
 }
 
 }  // namespace spin

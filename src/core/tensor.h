@@ -1,8 +1,9 @@
-// Tensor: a shape, an element type and a reference-counted buffer, row-major, 64-byte aligned.
-// Views (Tensor::view) share the buffer, which is how parameters live in one flat allocation
-// and are still addressed one by one. A Tensor is a handle, like std::span: `const` protects
-// the handle (shape, which buffer), not the elements. Float32 on the host today; the Device tag and DType leave
-// room for bf16 and device memory without changing the callers.
+// Tensor: a shape, an element type and a reference-counted buffer, row-major, 64-byte aligned
+// (host) or as the device's allocator aligns it (256 bytes on CUDA). Views (Tensor::view) share
+// the buffer, which is how parameters live in one flat allocation and are still addressed one by
+// one. A Tensor is a handle, like std::span: `const` protects the handle (shape, which buffer),
+// not the elements. data() of a device tensor is a device pointer: only kernels and the
+// device's MemoryOps (core/device.h) may dereference it.
 #pragma once
 
 #include <cstddef>
@@ -11,18 +12,17 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/dtype.h"
 
 namespace spin {
 
 using Shape = std::vector<std::int64_t>;
 
-enum class Device { Cpu };
-
 std::int64_t shape_numel(const Shape& shape);
 std::string shape_str(const Shape& shape);  // "[2, 3]"
 
-// An owned, aligned, zero-initialised allocation.
+// An owned, aligned, zero-initialised allocation on a device.
 class Storage {
  public:
   Storage(std::size_t bytes, Device device);
@@ -46,6 +46,7 @@ template <> constexpr DType dtype_of<float>() { return DType::F32; }
 template <> constexpr DType dtype_of<double>() { return DType::F64; }
 template <> constexpr DType dtype_of<std::int32_t>() { return DType::I32; }
 template <> constexpr DType dtype_of<std::int64_t>() { return DType::I64; }
+template <> constexpr DType dtype_of<std::uint64_t>() { return DType::U64; }
 template <> constexpr DType dtype_of<std::uint8_t>() { return DType::U8; }
 
 class Tensor {
@@ -76,10 +77,12 @@ class Tensor {
   Tensor view(std::int64_t offset, const Shape& shape) const;
   // Same elements, another shape (numel must match).
   Tensor reshape(const Shape& shape) const { return view(0, shape); }
-  // An independent copy.
-  Tensor clone() const;
+  // An independent copy, on this tensor's device or on `device`.
+  Tensor clone() const { return to(device()); }
+  Tensor to(Device device) const;
   void zero_() const;
-  void copy_from(const Tensor& src) const;  // shapes and dtypes must match
+  // Shapes and dtypes must match; the devices may differ (a host <-> device transfer).
+  void copy_from(const Tensor& src) const;
 
  private:
   void check_dtype(DType want) const;
@@ -89,5 +92,10 @@ class Tensor {
   Shape shape_;
   DType dtype_ = DType::F32;
 };
+
+// `t` itself when it is in host memory, otherwise a host copy of it: for the code that must
+// touch elements on the host (checkpoint readers and writers). After filling a copy, write it
+// back with t.copy_from(copy) -- a no-op when the copy is t.
+Tensor host_readable(const Tensor& t);
 
 }  // namespace spin

@@ -161,10 +161,12 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   parallel::Communicator& pp = grid_.pp();
   const int stages = grid_.pp_size();
   const int last_rank = stages - 1;
-  model::KvCache cache(transformer_.dims(), stage.count(), batch, longest + params.max_new_tokens);
+  model::KvCache cache(transformer_.dims(), stage.count(), batch, longest + params.max_new_tokens,
+                       transformer_.device());
   const VocabParallelSampler sampler(transformer_.dims(), grid_.tp(), transformer_.kernels(), params.sampling, params.seed,
                                      params.eos_ids);
   model::Activations acts;
+  Tensor input_buffer;  // hidden states from the previous stage, on the device
   Links links(pp);
 
   // Per-sequence state, the same on every stage: the tokens so far and how many are cached.
@@ -213,9 +215,13 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
         seqs.push_back({step.tokens[i], 1, cached[slot]});
         rows += static_cast<std::int64_t>(step.tokens[i].size());
       }
-      std::vector<float> input;
+      std::span<float> input;
       if (!stage.first) {
-        input.resize(static_cast<std::size_t>(rows * transformer_.dims().hidden));
+        const std::int64_t floats = rows * transformer_.dims().hidden;
+        if (!input_buffer.defined() || input_buffer.numel() < floats) {
+          input_buffer = Tensor::zeros({floats}, DType::F32, transformer_.device());
+        }
+        input = {input_buffer.f32(), static_cast<std::size_t>(floats)};
         pp.recv(input.data(), input.size(), pp.rank() - 1, kHiddenTag);
       }
       const auto model_start = std::chrono::steady_clock::now();

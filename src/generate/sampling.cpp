@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/philox_rounds.h"
+#include "core/workspace.h"
 
 namespace spin::generate {
 
@@ -32,6 +33,36 @@ struct Candidate {
 bool better(const Candidate& a, const Candidate& b) {
   return a.score > b.score || (a.score == b.score && a.id < b.id);
 }
+
+// The sampler's per-row arrays on the kernels' device: host vectors go up, kernel outputs are
+// allocated there and come back down. Everything lives until the Staging does.
+class Staging {
+ public:
+  explicit Staging(Device device) : device_(device) {}
+  template <class T>
+  const T* up(std::span<const T> values) {
+    UploadBuffer buffer;
+    keep_.push_back(buffer.upload(values, device_));
+    return keep_.back().template data<T>();
+  }
+  template <class T>
+  const T* up(const std::vector<T>& values) { return up(std::span<const T>(values)); }
+  template <class T>
+  T* out(std::size_t n) {
+    keep_.push_back(Tensor::zeros({static_cast<std::int64_t>(std::max<std::size_t>(n, 1))}, dtype_of<T>(), device_));
+    return keep_.back().template data<T>();
+  }
+  template <class T>
+  std::vector<T> down(const T* p, std::size_t n) const {
+    std::vector<T> host(n);
+    copy_bytes(host.data(), Device::Cpu, p, device_, n * sizeof(T));
+    return host;
+  }
+
+ private:
+  Device device_;
+  std::vector<Tensor> keep_;
+};
 
 }  // namespace
 
@@ -62,16 +93,23 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
   const std::int64_t valid = dims_.vocab_valid;
   const std::int64_t start = dims_.vocab_start;
   const auto rows_sz = static_cast<std::size_t>(n);
+  // `logits` and z live on the kernels' device; the per-row statistics travel to the host,
+  // where the ranks combine them (a few doubles per row).
+  Staging dev(kernels_.device());
 
   // 1. The raw log-sum-exp of every row, for the reported log-probabilities.
-  std::vector<double> raw_max(rows_sz), raw_sum(rows_sz);
-  kernels_.row_max_f64(raw_max.data(), logits, n, ld, valid, false);
+  double* raw_max_d = dev.out<double>(rows_sz);
+  kernels_.row_max_f64(raw_max_d, logits, n, ld, valid, false);
+  std::vector<double> raw_max = dev.down(raw_max_d, rows_sz);
   tp_.all_reduce(raw_max.data(), rows_sz, parallel::ReduceOp::Max);
-  kernels_.row_sumexp_f64(raw_sum.data(), logits, n, ld, valid, raw_max.data(), nullptr, false);
+  double* raw_sum_d = dev.out<double>(rows_sz);
+  kernels_.row_sumexp_f64(raw_sum_d, logits, n, ld, valid, dev.up(raw_max), nullptr, false);
+  std::vector<double> raw_sum = dev.down(raw_sum_d, rows_sz);
   tp_.all_reduce(raw_sum.data(), rows_sz);
 
   // 2. Processed logits z of this shard: penalty, EOS ban, temperature.
-  std::vector<float> z(static_cast<std::size_t>(n * std::max<std::int64_t>(valid, 0)));
+  const auto z_size = static_cast<std::size_t>(n * std::max<std::int64_t>(valid, 0));
+  float* z = dev.out<float>(z_size);
   {
     std::vector<std::int32_t> history;  // every row's tokens, back to back
     std::vector<std::int64_t> offsets = {0};
@@ -81,8 +119,9 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
       offsets.push_back(static_cast<std::int64_t>(history.size()));
       ban[r] = rows[r].ban_eos ? 1 : 0;
     }
-    kernels_.sampling_logits(z.data(), logits, n, ld, valid, start, history.data(), offsets.data(),
-                             params_.repetition_penalty, ban.data(), eos_.data(), static_cast<std::int64_t>(eos_.size()),
+    kernels_.sampling_logits(z, logits, n, ld, valid, start, dev.up(history), dev.up(offsets),
+                             params_.repetition_penalty, dev.up(ban), dev.up(eos_),
+                             static_cast<std::int64_t>(eos_.size()),
                              params_.greedy ? 1.0f : 1.0f / params_.temperature);
   }
 
@@ -93,9 +132,11 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
     std::vector<std::uint64_t> ids(rows_sz);
     std::vector<std::int64_t> positions(rows_sz);
     for (std::size_t r = 0; r < rows_sz; ++r) ids[r] = rows[r].sample_id, positions[r] = rows[r].position;
-    std::vector<double> score(rows_sz), id(rows_sz);
-    kernels_.gumbel_argmax(score.data(), id.data(), z.data(), n, valid, threshold.data(), noisy, seed_, ids.data(),
-                           positions.data(), start);
+    double* score_d = dev.out<double>(rows_sz);
+    double* id_d = dev.out<double>(rows_sz);
+    kernels_.gumbel_argmax(score_d, id_d, z, n, valid, dev.up(threshold), noisy, seed_, dev.up(ids),
+                           dev.up(positions), start);
+    const std::vector<double> score = dev.down(score_d, rows_sz), id = dev.down(id_d, rows_sz);
     for (std::size_t r = 0; r < rows_sz; ++r) best[r] = {score[r], id[r]};
   };
   const auto reduce_winners = [&] {
@@ -115,13 +156,15 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
     local_winners(std::vector<double>(rows_sz, kNegInf), false);
     reduce_winners();
   } else if (params_.top_k > 0) {
-    // Each rank offers its k best; every rank then holds the same global candidates.
+    // Each rank offers its k best; every rank then holds the same global candidates. The
+    // selection runs on the host, over a copy of z.
+    const std::vector<float> z_host = dev.down(static_cast<const float*>(z), z_size);
     const std::int64_t k = params_.top_k;
     const auto ranks = static_cast<std::size_t>(tp_.size());
     std::vector<double> offer(rows_sz * static_cast<std::size_t>(2 * k), kNegInf);
     std::vector<std::int64_t> order(static_cast<std::size_t>(valid));
     for (std::int64_t r = 0; r < n; ++r) {
-      const float* zr = z.data() + r * valid;
+      const float* zr = z_host.data() + r * valid;
       for (std::int64_t v = 0; v < valid; ++v) order[static_cast<std::size_t>(v)] = v;
       const std::int64_t take = std::min(k, valid);
       std::partial_sort(order.begin(), order.begin() + take, order.end(),
@@ -178,12 +221,18 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
     if (params_.top_p < 1.0f) {
       // Bisection for the smallest logit l whose strictly-larger mass is below top_p; the
       // nucleus is then {v : z_v >= l}. Over the 2^32 ordered float values: <= 32 rounds.
-      std::vector<double> zmax(rows_sz), zmin(rows_sz), zsum(rows_sz);
-      kernels_.row_max_f64(zmax.data(), z.data(), n, valid, valid, true);
-      kernels_.row_min_f64(zmin.data(), z.data(), n, valid, valid, true);
+      double* zmax_d = dev.out<double>(rows_sz);
+      double* zmin_d = dev.out<double>(rows_sz);
+      double* zsum_d = dev.out<double>(rows_sz);
+      double* mass_d = dev.out<double>(rows_sz);
+      kernels_.row_max_f64(zmax_d, z, n, valid, valid, true);
+      kernels_.row_min_f64(zmin_d, z, n, valid, valid, true);
+      std::vector<double> zmax = dev.down(zmax_d, rows_sz), zmin = dev.down(zmin_d, rows_sz);
       tp_.all_reduce(zmax.data(), rows_sz, parallel::ReduceOp::Max);
       tp_.all_reduce(zmin.data(), rows_sz, parallel::ReduceOp::Min);
-      kernels_.row_sumexp_f64(zsum.data(), z.data(), n, valid, valid, zmax.data(), nullptr, true);
+      const double* zmax_up = dev.up(zmax);
+      kernels_.row_sumexp_f64(zsum_d, z, n, valid, valid, zmax_up, nullptr, true);
+      std::vector<double> zsum = dev.down(zsum_d, rows_sz);
       tp_.all_reduce(zsum.data(), rows_sz);
       std::vector<std::uint32_t> lo(rows_sz), hi(rows_sz);
       for (std::size_t r = 0; r < rows_sz; ++r) {
@@ -200,7 +249,8 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
         for (std::size_t r = 0; r < rows_sz; ++r) {
           midpoint[r] = lo[r] < hi[r] ? from_order_key(lo[r] + (hi[r] - lo[r]) / 2) : std::numeric_limits<float>::infinity();
         }
-        kernels_.row_sumexp_f64(mass.data(), z.data(), n, valid, valid, zmax.data(), midpoint.data(), true);
+        kernels_.row_sumexp_f64(mass_d, z, n, valid, valid, zmax_up, dev.up(midpoint), true);
+        mass = dev.down(mass_d, rows_sz);
         tp_.all_reduce(mass.data(), rows_sz);
         for (std::size_t r = 0; r < rows_sz; ++r) {
           if (lo[r] >= hi[r]) continue;
@@ -214,14 +264,22 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
     reduce_winners();
   }
 
-  // 4. The chosen token's raw logit (held by one rank) and its log-probability.
-  std::vector<double> chosen(rows_sz, 0.0);
+  // 4. The chosen token's raw logit (held by one rank, gathered from the device) and its
+  //    log-probability.
+  std::vector<std::int64_t> at(rows_sz, 0);
+  std::vector<bool> held(rows_sz, false);
   for (std::size_t r = 0; r < rows_sz; ++r) {
     require(best[r].id >= 0, "sampling: no token can be chosen for row ", r,
             " (every candidate is banned)");
     const auto t = static_cast<std::int64_t>(best[r].id);
-    if (t >= start && t < start + valid) chosen[r] = logits[static_cast<std::int64_t>(r) * ld + (t - start)];
+    held[r] = t >= start && t < start + valid;
+    if (held[r]) at[r] = static_cast<std::int64_t>(r) * ld + (t - start);
   }
+  float* chosen_d = dev.out<float>(rows_sz);
+  kernels_.gather_rows(chosen_d, logits, dev.up(at), n, 1);
+  const std::vector<float> chosen_logit = dev.down(chosen_d, rows_sz);
+  std::vector<double> chosen(rows_sz, 0.0);
+  for (std::size_t r = 0; r < rows_sz; ++r) chosen[r] = held[r] ? chosen_logit[r] : 0.0;
   tp_.all_reduce(chosen.data(), rows_sz);
   std::vector<Sampled> out(rows_sz);
   for (std::size_t r = 0; r < rows_sz; ++r) {

@@ -51,7 +51,8 @@ class VocabParallelSampler {
                        const kernels::Kernels& kernels, const SamplingParams& params,
                        std::uint64_t seed, std::vector<std::int32_t> eos_ids);
 
-  // logits: this rank's shard, [rows.size(), dims.vocab_rows], row-major. Collective over TP;
+  // logits: this rank's shard, [rows.size(), dims.vocab_rows], row-major, on the kernels'
+  // device. Collective over TP;
   // every rank returns the same choices.
   std::vector<Sampled> sample(const float* logits, std::span<const SampleRow> rows) const;
 

@@ -4,11 +4,17 @@
 // reference) and, later, cuda/. Nothing here communicates: tensor-parallel pieces compute their
 // local part and the model combines them through parallel/.
 //
+// Memory: every array argument lives on device() (a CUDA implementation takes device pointers),
+// except the per-sequence shape arrays that decide the work (cu_seqlens, row_begin, slots,
+// first_position), which are host memory on every device.
+//
 // Conventions: weights are [out, in] as in torch.nn.Linear; "accumulates" means +=, so that
 // gradients add up over micro-batches and over the several users of one activation.
 #pragma once
 
 #include <cstdint>
+
+#include "core/device.h"
 
 namespace spin::kernels {
 
@@ -17,6 +23,9 @@ using Index = std::int64_t;
 class Kernels {
  public:
   virtual ~Kernels() = default;
+
+  // Where the buffers these kernels read and write live.
+  virtual Device device() const = 0;
 
   // C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, row-major, leading dimensions in elements.
   virtual void gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha,
@@ -87,6 +96,10 @@ class Kernels {
   virtual void scatter_rows(float* dst, const float* src, const Index* rows, Index n,
                             Index width) const = 0;
 
+  // dst[i, :] = src[rows[i], :] for i < n, rows of `width` floats (each sequence's last row).
+  virtual void gather_rows(float* dst, const float* src, const Index* rows, Index n,
+                           Index width) const = 0;
+
   // out = silu(gate) * up, element-wise over n values.
   virtual void swiglu_forward(float* out, const float* gate, const float* up, Index n) const = 0;
   // dgate, dup overwritten.
@@ -109,6 +122,12 @@ class Kernels {
   virtual void logprob_backward(float* dlogits, const float* logits, const float* lse,
                                 const std::int32_t* targets, const float* dlogprob, Index n,
                                 Index ld, Index valid, Index vocab_start) const = 0;
+
+  // The last step of the vocab-parallel log-softmax, from the all-reduced row max (in lse) and
+  // sums [sumexp | target logit] ([2, n]): lse[i] = row_max[i] + log(sumexp[i]), then
+  // logprob[i] = target_logit[i] - lse[i], or 0 where targets[i] < 0.
+  virtual void logprob_from_sums(float* logprob, float* lse, const float* sums,
+                                 const std::int32_t* targets, Index n) const = 0;
 
   // y += x
   virtual void add_inplace(float* y, const float* x, Index n) const = 0;

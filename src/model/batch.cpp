@@ -27,4 +27,16 @@ TokenBatch TokenBatch::pack(const std::vector<Sequence>& sequences) {
   return b;
 }
 
+void BatchArrays::upload(const TokenBatch& batch, Device device) {
+  tokens = tokens_.upload<std::int32_t>(batch.tokens, device);
+  positions = positions_.upload<std::int32_t>(batch.positions, device);
+  targets = targets_.upload<std::int32_t>(batch.targets, device);
+}
+
+void BatchArrays::upload_generation(std::span<const std::int64_t> cache_row_of,
+                                    std::span<const std::int64_t> last_row_of, Device device) {
+  cache_rows = cache_rows_.upload(cache_row_of, device);
+  last_rows = last_rows_.upload(last_row_of, device);
+}
+
 }  // namespace spin::model

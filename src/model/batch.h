@@ -5,7 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
+
+#include "core/workspace.h"
 
 namespace spin::model {
 
@@ -30,6 +33,22 @@ struct TokenBatch {
 
   // Sequences must be non-empty with 1 <= mask_from <= length (when position is 0).
   static TokenBatch pack(const std::vector<Sequence>& sequences);
+};
+
+// The per-row arrays the kernels read, copied to their device (the shape arrays, cu_seqlens,
+// stay in the TokenBatch on the host). Buffers are kept from one batch to the next.
+class BatchArrays {
+ public:
+  Tensor tokens, positions, targets;  // int32 [rows]
+  Tensor cache_rows;                  // int64 [rows]: generation, where each row goes in the cache
+  Tensor last_rows;                   // int64 [num_seqs]: generation, each sequence's last row
+
+  void upload(const TokenBatch& batch, Device device);
+  void upload_generation(std::span<const std::int64_t> cache_row_of,
+                         std::span<const std::int64_t> last_row_of, Device device);
+
+ private:
+  UploadBuffer tokens_, positions_, targets_, cache_rows_, last_rows_;
 };
 
 }  // namespace spin::model

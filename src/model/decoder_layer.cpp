@@ -6,19 +6,20 @@ namespace spin::model {
 
 namespace p = spin::parallel;
 
-void LayerActivations::allocate(const TpDims& d, std::int64_t rows, std::int64_t probs_size) {
+void LayerActivations::allocate(const TpDims& d, std::int64_t rows, std::int64_t probs_size,
+                                Device device) {
   const Shape hidden{rows, d.hidden}, per_row{rows}, q_shape{rows, d.q_width()},
       kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate};
-  const auto t = workspace_.carve({hidden, hidden, per_row, q_shape, kv_shape, kv_shape,
+  const auto t = workspace_.carve(device, {hidden, hidden, per_row, q_shape, kv_shape, kv_shape,
                                    {probs_size}, q_shape, hidden, hidden, per_row, mlp, mlp, mlp});
   x_in = t[0], n1 = t[1], rstd1 = t[2], q = t[3], k = t[4], v = t[5], probs = t[6], attn = t[7];
   x_mid = t[8], n2 = t[9], rstd2 = t[10], gate = t[11], up = t[12], act = t[13];
 }
 
-void LayerGradScratch::allocate(const TpDims& d, std::int64_t rows) {
+void LayerGradScratch::allocate(const TpDims& d, std::int64_t rows, Device device) {
   const Shape hidden{rows, d.hidden}, q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()},
       mlp{rows, d.intermediate};
-  const auto t = workspace_.carve({hidden, hidden, q_shape, q_shape, kv_shape, kv_shape, mlp,
+  const auto t = workspace_.carve(device, {hidden, hidden, q_shape, q_shape, kv_shape, kv_shape, mlp,
                                    mlp, mlp});
   d_residual = t[0], d_norm = t[1], d_attn = t[2], dq = t[3], dk = t[4], dv = t[5];
   d_act = t[6], d_gate = t[7], d_up = t[8];

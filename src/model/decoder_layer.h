@@ -21,7 +21,7 @@ struct LayerActivations {
 
   // Points the tensors at buffers for `rows` tokens and `probs_size` attention probabilities,
   // reusing the previous allocation when it is large enough.
-  void allocate(const TpDims& d, std::int64_t rows, std::int64_t probs_size);
+  void allocate(const TpDims& d, std::int64_t rows, std::int64_t probs_size, Device device);
   std::size_t bytes() const { return workspace_.bytes(); }
 
  private:
@@ -33,9 +33,11 @@ struct KvCacheView {
   float* keys = nullptr;    // [slots, capacity, kv_heads, head_dim]
   float* values = nullptr;
   std::int64_t capacity = 0;
-  const std::int64_t* cache_rows = nullptr;      // per batch row: slot * capacity + position
-  const std::int64_t* slots = nullptr;           // per sequence of the batch
-  const std::int64_t* first_positions = nullptr; // per sequence: position of its first row
+  // Per batch row: slot * capacity + position (on the kernels' device).
+  const std::int64_t* cache_rows = nullptr;
+  // Per sequence of the batch, host memory: its slot and the position of its first row.
+  const std::int64_t* slots = nullptr;
+  const std::int64_t* first_positions = nullptr;
 };
 
 // Reads acts.x_in, fills the rest of `acts`, writes the layer output to x_out (which may be
@@ -50,7 +52,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
 // between layers.
 struct LayerGradScratch {
   Tensor d_residual, d_norm, d_attn, dq, dk, dv, d_act, d_gate, d_up;
-  void allocate(const TpDims& d, std::int64_t rows);  // reuses memory like LayerActivations
+  // Reuses memory like LayerActivations.
+  void allocate(const TpDims& d, std::int64_t rows, Device device);
   std::size_t bytes() const { return workspace_.bytes(); }
 
  private:

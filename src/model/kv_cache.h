@@ -13,7 +13,8 @@ namespace spin::model {
 
 class KvCache {
  public:
-  KvCache(const TpDims& dims, std::int64_t layers, std::int64_t slots, std::int64_t capacity);
+  KvCache(const TpDims& dims, std::int64_t layers, std::int64_t slots, std::int64_t capacity,
+          Device device = Device::Cpu);
 
   float* keys(std::int64_t layer) const { return layer_view(keys_, layer); }
   float* values(std::int64_t layer) const { return layer_view(values_, layer); }

@@ -1,19 +1,17 @@
 #include "model/lm_head.h"
 
-#include <algorithm>
-#include <cmath>
-
 #include "parallel/tp_mappings.h"
 
 namespace spin::model {
 
 namespace p = spin::parallel;
 
-void HeadActivations::allocate(const TpDims& d, std::int64_t rows) {
+void HeadActivations::allocate(const TpDims& d, std::int64_t rows, Device device) {
   const Shape hidden{rows, d.hidden};
-  const auto t = workspace_.carve({hidden, hidden, {rows}, {rows, d.vocab_rows}, {rows},
-                                   {2, rows}, hidden});
-  x = t[0], normed = t[1], rstd = t[2], logits = t[3], lse = t[4], sums = t[5], d_normed = t[6];
+  const auto t = workspace_.carve(device, {hidden, hidden, {rows}, {rows, d.vocab_rows}, {rows},
+                                           {2, rows}, {rows}, {rows}, hidden});
+  x = t[0], normed = t[1], rstd = t[2], logits = t[3], lse = t[4], sums = t[5];
+  logprob = t[6], dlogprob = t[7], d_normed = t[8];
 }
 
 void lm_head_logits(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
@@ -27,7 +25,7 @@ void lm_head_logits(const ModelContext& ctx, const Tensor& norm_weight, const Te
 }
 
 void lm_head_forward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
-                     const std::int32_t* targets, HeadActivations& a, float* logprob) {
+                     const std::int32_t* targets, HeadActivations& a) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = a.x.size(0);
@@ -40,27 +38,24 @@ void lm_head_forward(const ModelContext& ctx, const Tensor& norm_weight, const T
   k.logits_sumexp_target(sums, sums + n, a.logits.f32(), row_max, targets, n, d.vocab_rows,
                          d.vocab_valid, d.vocab_start);
   ctx.tp.all_reduce(sums, static_cast<std::size_t>(2 * n));
-  for (std::int64_t i = 0; i < n; ++i) {
-    row_max[i] += std::log(sums[i]);  // now the log-sum-exp
-    logprob[i] = targets[i] < 0 ? 0.0f : sums[n + i] - row_max[i];
-  }
+  k.logprob_from_sums(a.logprob.f32(), row_max, sums, targets, n);  // row_max becomes the lse
 }
 
 void lm_head_backward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
                       Tensor& norm_grad, Tensor& head_grad, const std::int32_t* targets,
-                      const float* dlogprob, HeadActivations& a, float* dx) {
+                      HeadActivations& a, const Tensor& dx) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = a.x.size(0);
   float* dlogits = a.logits.f32();  // in place: the logits are not needed afterwards
-  k.logprob_backward(dlogits, a.logits.f32(), a.lse.f32(), targets, dlogprob, n, d.vocab_rows,
+  k.logprob_backward(dlogits, a.logits.f32(), a.lse.f32(), targets, a.dlogprob.f32(), n, d.vocab_rows,
                      d.vocab_valid, d.vocab_start);
   const Tensor& d_normed = a.d_normed;
   k.linear_backward(d_normed.f32(), head_grad.f32(), dlogits, a.normed.f32(), head.f32(), n,
                     d.hidden, d.vocab_rows, false);
   p::copy_to_tp_region_backward(ctx.tp, d_normed.f32(), static_cast<std::size_t>(n * d.hidden));
-  std::fill(dx, dx + n * d.hidden, 0.0f);
-  k.rmsnorm_backward(dx, norm_grad.f32(), d_normed.f32(), a.x.f32(), norm_weight.f32(),
+  dx.zero_();
+  k.rmsnorm_backward(dx.f32(), norm_grad.f32(), d_normed.f32(), a.x.f32(), norm_weight.f32(),
                      a.rstd.f32(), n, d.hidden);
 }
 

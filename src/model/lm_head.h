@@ -17,10 +17,12 @@ struct HeadActivations {
   Tensor logits;    // [rows, vocab_rows], this rank's vocabulary shard
   Tensor lse;       // [rows]: global log-sum-exp of each row
   Tensor sums;      // [2, rows]: sum of exp(logit - max) and the target logit, all-reduced
+  Tensor logprob;   // [rows]: log p(target), 0 where there is none
+  Tensor dlogprob;  // [rows]: d loss / d logprob (backward input)
   Tensor d_normed;  // [rows, hidden]: backward scratch
 
-  // Reuses the previous allocation when it is large enough.
-  void allocate(const TpDims& d, std::int64_t rows);
+  // On `device`; reuses the previous allocation when it is large enough.
+  void allocate(const TpDims& d, std::int64_t rows, Device device);
   std::size_t bytes() const { return workspace_.bytes(); }
 
  private:
@@ -31,15 +33,15 @@ struct HeadActivations {
 void lm_head_logits(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
                     HeadActivations& acts);
 
-// lm_head_logits, then logprob[i] = log softmax(logits_i)[targets[i]], and 0 where
-// targets[i] < 0. Identical on every TP rank.
+// lm_head_logits, then acts.logprob[i] = log softmax(logits_i)[targets[i]], and 0 where
+// targets[i] < 0. Identical on every TP rank. `targets` is on the kernels' device.
 void lm_head_forward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
-                     const std::int32_t* targets, HeadActivations& acts, float* logprob);
+                     const std::int32_t* targets, HeadActivations& acts);
 
-// From dlogprob[i] = d loss / d logprob[i]: accumulates the head and norm weight gradients and
-// writes d loss / d x into dx. Overwrites acts.logits with its gradient.
+// From acts.dlogprob[i] = d loss / d logprob[i]: accumulates the head and norm weight gradients
+// and writes d loss / d x into dx ([rows, hidden]). Overwrites acts.logits with its gradient.
 void lm_head_backward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
                       Tensor& norm_grad, Tensor& head_grad, const std::int32_t* targets,
-                      const float* dlogprob, HeadActivations& acts, float* dx);
+                      HeadActivations& acts, const Tensor& dx);
 
 }  // namespace spin::model

@@ -4,7 +4,8 @@
 
 namespace spin::model {
 
-RopeTable::RopeTable(std::int64_t head_dim, std::int64_t max_positions, float theta) {
+RopeTable::RopeTable(std::int64_t head_dim, std::int64_t max_positions, float theta,
+                     Device device) {
   const std::int64_t half = head_dim / 2;
   cos_ = Tensor::zeros({max_positions, half});
   sin_ = Tensor::zeros({max_positions, half});
@@ -19,6 +20,8 @@ RopeTable::RopeTable(std::int64_t head_dim, std::int64_t max_positions, float th
       s[p * half + i] = static_cast<float>(std::sin(static_cast<double>(angle)));
     }
   }
+  cos_ = cos_.to(device);
+  sin_ = sin_.to(device);
 }
 
 }  // namespace spin::model

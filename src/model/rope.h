@@ -11,7 +11,9 @@ namespace spin::model {
 
 class RopeTable {
  public:
-  RopeTable(std::int64_t head_dim, std::int64_t max_positions, float theta);
+  // Computed on the host, then held on `device` (where the kernels read them).
+  RopeTable(std::int64_t head_dim, std::int64_t max_positions, float theta,
+            Device device = Device::Cpu);
 
   const float* cos() const { return cos_.f32(); }
   const float* sin() const { return sin_.f32(); }

@@ -13,7 +13,7 @@ Transformer::Transformer(const ModelConfig& config, const TpDims& dims, const St
     : config_(config),
       dims_(dims),
       stage_(stage),
-      rope_(config.head_dim, config.max_sequence_length(), config.rope_theta),
+      rope_(config.head_dim, config.max_sequence_length(), config.rope_theta, kernels.device()),
       ctx_{config_, dims_, tp, kernels, rope_} {
   require(tp.size() == dims.size && tp.rank() == dims.rank, "the TP communicator (rank ",
           tp.rank(), " of ", tp.size(), ") does not match the model's TP layout (rank ",
@@ -38,9 +38,15 @@ void Transformer::validate(const TokenBatch& batch) const {
   }
 }
 
-BatchGeometry Transformer::geometry(const TokenBatch& batch) const {
-  return BatchGeometry{batch.rows(), batch.num_seqs(), batch.cu_seqlens.data(),
-                       batch.positions.data()};
+BatchGeometry Transformer::geometry(const Activations& a) const {
+  return BatchGeometry{a.batch.rows(), a.batch.num_seqs(), a.batch.cu_seqlens.data(),
+                       a.arrays.positions.data<std::int32_t>()};
+}
+
+void Transformer::start(const TokenBatch& batch, Activations& a) const {
+  validate(batch);
+  a.batch = batch;
+  a.arrays.upload(batch, device());
 }
 
 ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batch) const {
@@ -51,21 +57,23 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
 void Transformer::check_stage_weights(const ModelWeights& w) const {
   require(static_cast<std::int64_t>(w.layers.size()) == stage_.count(), "weights of ",
           w.layers.size(), " layers for a pipeline stage of ", stage_.count());
+  require(w.device() == device(), "weights on ", device_name(w.device()), " for kernels on ",
+          device_name(device()));
 }
 
-void Transformer::stage_input(const ModelWeights& w, const TokenBatch& batch,
+void Transformer::stage_input(const ModelWeights& w, const Activations& a,
                               std::span<const float> input, float* x0) const {
-  const std::int64_t n = batch.rows();
+  const std::int64_t n = a.batch.rows();
   const std::int64_t h = dims_.hidden;
   if (stage_.first) {
     // Vocab-parallel embedding: each rank fills the rows of the ids it holds, zeros elsewhere.
-    ctx_.k.embedding_forward(x0, batch.tokens.data(), w.embed_tokens.f32(), n, h,
-                             dims_.vocab_start, dims_.vocab_valid);
+    ctx_.k.embedding_forward(x0, a.arrays.tokens.data<std::int32_t>(), w.embed_tokens.f32(), n,
+                             h, dims_.vocab_start, dims_.vocab_valid);
     parallel::reduce_from_tp_region_forward(ctx_.tp, x0, static_cast<std::size_t>(n * h));
   } else {
     require(static_cast<std::int64_t>(input.size()) == n * h, "pipeline stage input has ",
             input.size(), " floats, expected ", n, " x ", h);
-    std::copy(input.begin(), input.end(), x0);
+    copy_bytes(x0, device(), input.data(), device(), input.size_bytes());
   }
 }
 
@@ -91,28 +99,27 @@ void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Acti
 ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batch,
                                    Activations& a, bool for_backward,
                                    std::span<const float> input) const {
-  validate(batch);
   check_stage_weights(w);
-  const BatchGeometry b = geometry(batch);
+  start(batch, a);
+  const BatchGeometry b = geometry(a);
   const std::int64_t n = b.rows;
   const std::int64_t probs_size =
       kernels::attention_probs_size(b.cu_seqlens, b.num_seqs, dims_.heads);
-  a.batch = batch;
   a.for_backward = for_backward;
   a.layers.resize(static_cast<std::size_t>(for_backward ? stage_.count() : 1));
-  for (LayerActivations& la : a.layers) la.allocate(dims_, n, probs_size);
+  for (LayerActivations& la : a.layers) la.allocate(dims_, n, probs_size, device());
   if (stage_.last) {
-    a.head.allocate(dims_, n);
+    a.head.allocate(dims_, n, device());
   } else {
-    a.stage_output = a.output_storage.carve({{n, dims_.hidden}})[0];
+    a.stage_output = a.output_storage.carve(device(), {{n, dims_.hidden}})[0];
   }
-  stage_input(w, batch, input, a.layers[0].x_in.f32());
+  stage_input(w, a, input, a.layers[0].x_in.f32());
   run_layers(w, b, a, stage_.last ? a.head.x.f32() : a.stage_output.f32(), nullptr, {});
 
   ForwardResult r;
   if (!stage_.last) return r;
-  r.token_logprobs.resize(static_cast<std::size_t>(n));
-  lm_head_forward(ctx_, w.norm, w.lm_head, batch.targets.data(), a.head, r.token_logprobs.data());
+  lm_head_forward(ctx_, w.norm, w.lm_head, a.arrays.targets.data<std::int32_t>(), a.head);
+  r.token_logprobs = to_host<float>(a.head.logprob);
   r.sequence_logprobs.assign(static_cast<std::size_t>(b.num_seqs), 0.0f);
   for (std::int64_t i = 0; i < n; ++i) {
     const auto row = static_cast<std::size_t>(i);
@@ -125,43 +132,47 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
 void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
                                  std::span<const std::int64_t> slots, KvCache& cache,
                                  Activations& a, std::span<const float> input) const {
-  validate(batch);
   check_stage_weights(w);
-  const BatchGeometry b = geometry(batch);
-  const std::int64_t n = b.rows;
+  const std::int64_t n = batch.rows();
   const std::int64_t h = dims_.hidden;
-  require(static_cast<std::int64_t>(slots.size()) == b.num_seqs, "forward_cached: ",
-          slots.size(), " cache slots for ", b.num_seqs, " sequences");
-  // Where every row goes in the cache, and where each sequence's rows start.
-  std::vector<std::int64_t> cache_rows(static_cast<std::size_t>(n)), first(slots.size());
-  for (std::int64_t s = 0; s < b.num_seqs; ++s) {
+  const std::int64_t num_seqs = batch.num_seqs();
+  require(static_cast<std::int64_t>(slots.size()) == num_seqs, "forward_cached: ",
+          slots.size(), " cache slots for ", num_seqs, " sequences");
+  // Where every row goes in the cache, where each sequence's rows start and which row is its
+  // last.
+  std::vector<std::int64_t> cache_rows(static_cast<std::size_t>(n)), first(slots.size()),
+      last(slots.size());
+  for (std::int64_t s = 0; s < num_seqs; ++s) {
     const auto si = static_cast<std::size_t>(s);
     require(slots[si] >= 0 && slots[si] < cache.slots(), "cache slot ", slots[si],
             " outside a cache of ", cache.slots());
-    first[si] = b.positions[b.cu_seqlens[s]];
-    for (std::int64_t i = b.cu_seqlens[s]; i < b.cu_seqlens[s + 1]; ++i) {
-      require(b.positions[i] < cache.capacity(), "position ", b.positions[i],
+    const auto begin = static_cast<std::size_t>(batch.cu_seqlens[si]);
+    const auto end = static_cast<std::size_t>(batch.cu_seqlens[si + 1]);
+    first[si] = batch.positions[begin];
+    last[si] = static_cast<std::int64_t>(end) - 1;
+    for (std::size_t i = begin; i < end; ++i) {
+      require(batch.positions[i] < cache.capacity(), "position ", batch.positions[i],
               " beyond the KV cache's ", cache.capacity(), " positions");
-      cache_rows[static_cast<std::size_t>(i)] = slots[si] * cache.capacity() + b.positions[i];
+      cache_rows[i] = slots[si] * cache.capacity() + batch.positions[i];
     }
   }
-  a.batch = batch;
+  start(batch, a);
+  a.arrays.upload_generation(cache_rows, last, device());
+  const BatchGeometry b = geometry(a);
   a.for_backward = false;
   a.layers.resize(1);
-  a.layers[0].allocate(dims_, n, 0);
-  a.stage_output = a.output_storage.carve({{n, h}})[0];
-  stage_input(w, batch, input, a.layers[0].x_in.f32());
-  const KvCacheView where{nullptr, nullptr, cache.capacity(), cache_rows.data(), slots.data(),
-                          first.data()};
+  a.layers[0].allocate(dims_, n, 0, device());
+  a.stage_output = a.output_storage.carve(device(), {{n, h}})[0];
+  stage_input(w, a, input, a.layers[0].x_in.f32());
+  const KvCacheView where{nullptr, nullptr, cache.capacity(),
+                          a.arrays.cache_rows.data<std::int64_t>(), slots.data(), first.data()};
   run_layers(w, b, a, a.stage_output.f32(), &cache, where);
   if (!stage_.last) return;
 
   // Only each sequence's last row needs logits: the next token's distribution.
-  a.head.allocate(dims_, b.num_seqs);
-  for (std::int64_t s = 0; s < b.num_seqs; ++s) {
-    const float* row = a.stage_output.f32() + (b.cu_seqlens[s + 1] - 1) * h;
-    std::copy(row, row + h, a.head.x.f32() + s * h);
-  }
+  a.head.allocate(dims_, num_seqs, device());
+  ctx_.k.gather_rows(a.head.x.f32(), a.stage_output.f32(), a.arrays.last_rows.data<std::int64_t>(),
+                     num_seqs, h);
   lm_head_logits(ctx_, w.norm, w.lm_head, a.head);
 }
 
@@ -169,9 +180,9 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
                            ModelWeights& grads) const {
   const TokenBatch& batch = a.batch;
   require(a.for_backward, "backward needs the activations of a forward with for_backward");
-  const BatchGeometry b = geometry(batch);
+  const BatchGeometry b = geometry(a);
   const std::int64_t n = b.rows;
-  a.grad.allocate(dims_, n);
+  a.grad.allocate(dims_, n, device());
   float* dx = a.grad.d_residual.f32();
 
   if (stage_.last) {
@@ -182,13 +193,15 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
       const auto row = static_cast<std::size_t>(i);
       dlogprob[row] = batch.loss_mask[row] * grad[static_cast<std::size_t>(batch.sequence_of[row])];
     }
-    lm_head_backward(ctx_, w.norm, w.lm_head, grads.norm, grads.lm_head, batch.targets.data(),
-                     dlogprob.data(), a.head, dx);
+    copy_bytes(a.head.dlogprob.raw(), device(), dlogprob.data(), Device::Cpu,
+               a.head.dlogprob.nbytes());
+    lm_head_backward(ctx_, w.norm, w.lm_head, grads.norm, grads.lm_head,
+                     a.arrays.targets.data<std::int32_t>(), a.head, a.grad.d_residual);
   } else {
     require(static_cast<std::int64_t>(grad.size()) == n * dims_.hidden,
             "pipeline stage output gradient has ", grad.size(), " floats, expected ", n, " x ",
             dims_.hidden);
-    std::copy(grad.begin(), grad.end(), dx);
+    copy_bytes(dx, device(), grad.data(), device(), grad.size_bytes());
   }
   for (std::int64_t l = stage_.count() - 1; l >= 0; --l) {
     const auto li = static_cast<std::size_t>(l);
@@ -197,8 +210,8 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
   if (!stage_.first) return;  // dx is input_grad() for the previous stage
   // The embedding's forward all-reduce is reduce_from: identity backward, each rank scatters
   // the full gradient into the rows it holds.
-  ctx_.k.embedding_backward(grads.embed_tokens.f32(), batch.tokens.data(), dx, n,
-                            dims_.hidden, dims_.vocab_start, dims_.vocab_valid);
+  ctx_.k.embedding_backward(grads.embed_tokens.f32(), a.arrays.tokens.data<std::int32_t>(), dx,
+                            n, dims_.hidden, dims_.vocab_start, dims_.vocab_valid);
 }
 
 }  // namespace spin::model

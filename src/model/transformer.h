@@ -1,5 +1,6 @@
 // Transformer: a Llama-family causal LM on this rank's tensor-parallel shard of one pipeline
-// stage. On the last stage forward() returns, per token, log p(next token) and, per sequence,
+// stage, on the device of its kernels (weights, activations, caches and the stage input/output
+// spans live there; batches, results and per-sequence gradients are host data). On the last stage forward() returns, per token, log p(next token) and, per sequence,
 // the sum over its response tokens; backward() turns d loss / d (sequence sums) into every
 // parameter gradient. Other stages take and give hidden states [rows, hidden] instead
 // (Activations::stage_output forward, input_grad() backward). Explicit forward and backward
@@ -35,6 +36,7 @@ struct ForwardResult {
 // across calls and reallocated only when a batch is larger than any before.
 struct Activations {
   TokenBatch batch;
+  BatchArrays arrays;  // the batch's per-row arrays on the kernels' device
   bool for_backward = false;
   std::vector<LayerActivations> layers;  // every layer's, or one shared set
   HeadActivations head;                  // last stage only
@@ -43,7 +45,7 @@ struct Activations {
   LayerGradScratch grad;                 // backward scratch; d_residual ends as input_grad()
   Workspace output_storage;
 
-  // Bytes of every buffer above (what spin plan's activation figures count).
+  // Bytes of every buffer above but the batch's (what spin plan's activation figures count).
   std::size_t bytes() const {
     std::size_t total = head.bytes() + grad.bytes() + output_storage.bytes();
     for (const LayerActivations& l : layers) total += l.bytes();
@@ -65,6 +67,8 @@ class Transformer {
   const ModelConfig& config() const { return config_; }
   const TpDims& dims() const { return dims_; }
   const kernels::Kernels& kernels() const { return ctx_.k; }
+  // Where weights, activations and caches must live: the kernels' device.
+  Device device() const { return ctx_.k.device(); }
   const StageLayers& stage() const { return stage_; }
 
   // Runs this stage on `batch`. The first stage embeds the tokens; any other reads `input`, the
@@ -99,13 +103,15 @@ class Transformer {
  private:
   void validate(const TokenBatch& batch) const;
   void check_stage_weights(const ModelWeights& weights) const;
+  // Validates `batch` and makes it acts' batch, its arrays on the device.
+  void start(const TokenBatch& batch, Activations& acts) const;
   // Fills x0 with the stage's input: the embedded tokens (first stage) or `input`.
-  void stage_input(const ModelWeights& weights, const TokenBatch& batch,
+  void stage_input(const ModelWeights& weights, const Activations& acts,
                    std::span<const float> input, float* x0) const;
   // Runs this stage's layers from a.layers[0].x_in to `out`, through `cache` when given.
   void run_layers(const ModelWeights& weights, const BatchGeometry& b, Activations& a,
                   float* out, KvCache* cache, const KvCacheView& where) const;
-  BatchGeometry geometry(const TokenBatch& batch) const;
+  BatchGeometry geometry(const Activations& acts) const;
 
   const ModelConfig& config_;
   TpDims dims_;

@@ -98,14 +98,14 @@ struct ShardIndexer {
 }  // namespace
 
 ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
-                           const StageLayers& stage, std::int64_t pad_multiple) {
+                           const StageLayers& stage, std::int64_t pad_multiple, Device device) {
   require(stage.begin >= 0 && stage.begin < stage.end && stage.end <= config.num_layers,
           "stage layers [", stage.begin, ", ", stage.end, ") outside a model of ",
           config.num_layers, " layers");
   auto specs = parameter_specs(config, dims, stage);
   std::vector<Shape> shapes;
   for (const auto& spec : specs) shapes.push_back(spec.second);
-  const std::vector<Tensor> locals = storage_.carve(shapes, pad_multiple);
+  const std::vector<Tensor> locals = storage_.carve(device, shapes, pad_multiple);
 
   std::map<std::string, Tensor> by_name;
   for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -143,17 +143,20 @@ std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpD
 void ModelWeights::init_random(std::uint64_t seed, float std) {
   zero();
   for (const ShardedTensor& p : params_) {
-    float* data = p.local.f32();
+    // Drawn on the host, one parameter at a time, then copied to the parameter's device.
+    std::vector<float> values(static_cast<std::size_t>(p.local.numel()), 0.0f);
     if (p.global_shape.size() == 1) {  // norm weights
-      std::fill(data, data + p.local.numel(), 1.0f);
-      continue;
+      std::fill(values.begin(), values.end(), 1.0f);
+    } else {
+      const std::uint64_t stream = name_hash(p.name);  // the same tensor on every stage and rank
+      const ShardIndexer index_of(p);
+      for (std::int64_t i = 0; i < p.local.numel(); ++i) {
+        if (index_of.is_padding(i)) continue;  // padding rows stay zero
+        values[static_cast<std::size_t>(i)] =
+            std * philox_normal(seed, stream, static_cast<std::uint64_t>(index_of.global(i)));
+      }
     }
-    const std::uint64_t stream = name_hash(p.name);  // the same tensor on every stage and rank
-    const ShardIndexer index_of(p);
-    for (std::int64_t i = 0; i < p.local.numel(); ++i) {
-      if (index_of.is_padding(i)) continue;  // padding rows stay zero
-      data[i] = std * philox_normal(seed, stream, static_cast<std::uint64_t>(index_of.global(i)));
-    }
+    copy_bytes(p.local.raw(), p.local.device(), values.data(), Device::Cpu, p.local.nbytes());
   }
 }
 

@@ -31,10 +31,11 @@ class ModelWeights {
   // All zeros: this rank's TP shard of the whole model (one pipeline stage).
   ModelWeights(const ModelConfig& config, const TpDims& dims)
       : ModelWeights(config, dims, StageLayers::whole(config.num_layers)) {}
-  // All zeros: this rank's TP shard of the pipeline stage `stage`. The flat buffer's length is
-  // a multiple of `pad_multiple` (the distributed optimizer splits it evenly over DP).
-  ModelWeights(const ModelConfig& config, const TpDims& dims,
-               const StageLayers& stage, std::int64_t pad_multiple = 1);
+  // All zeros: this rank's TP shard of the pipeline stage `stage`, on `device`. The flat
+  // buffer's length is a multiple of `pad_multiple` (the distributed optimizer splits it evenly
+  // over DP).
+  ModelWeights(const ModelConfig& config, const TpDims& dims, const StageLayers& stage,
+               std::int64_t pad_multiple = 1, Device device = Device::Cpu);
 
   Tensor embed_tokens;              // [vocab_rows, hidden], vocab-parallel; first stage only
   std::vector<LayerWeights> layers;  // this stage's layers, layers[0] = global layer stage.begin
@@ -50,7 +51,9 @@ class ModelWeights {
   const Tensor& flat() const { return storage_.buffer(); }
 
   void zero() { flat().zero_(); }
-  // A local copy; `other` must have the same layout (the SPIN reference sync).
+  Device device() const { return flat().device(); }
+  // A copy of `other`, which has the same layout; the devices may differ (the SPIN reference
+  // sync; weights read on the host and moved to the GPU).
   void copy_from(const ModelWeights& other) { flat().copy_from(other.flat()); }
   // Normal(0, std) for matrices and 1 for norms, each value keyed by (seed, parameter name,
   // global element index): the same global model for any TP / PP layout.

@@ -7,12 +7,19 @@ namespace spin::train {
 
 namespace {
 
+// The flat-buffer offset of a parameter (pointer arithmetic only: valid on any device).
+std::int64_t offset_in(const model::ModelWeights& w, const ShardedTensor& t) {
+  return t.local.f32() - w.flat().f32();
+}
+
+// Pieces pointing into `host`, a host copy of w's flat buffer (w's own on the CPU path).
 void add_weights(std::vector<ckpt::PieceWrite>& pieces, const std::string& group,
-                 const model::ModelWeights& w) {
+                 const model::ModelWeights& w, const Tensor& host) {
   for (const ShardedTensor& t : w.sharded_state_dict()) {
     if (!t.primary) continue;
     const ckpt::ShardRectangle r = ckpt::shard_rectangle(t);
-    pieces.push_back({group, t.name, t.global_shape, r.start, r.count, t.local.f32() + r.local_offset});
+    pieces.push_back({group, t.name, t.global_shape, r.start, r.count,
+                      host.f32() + offset_in(w, t) + r.local_offset});
   }
 }
 
@@ -26,9 +33,14 @@ void save_checkpoint(const std::string& save_dir, std::int64_t step,
                      const std::vector<std::string>& extra_files) {
   ckpt::CheckpointWriter writer(grid.world(), ckpt::checkpoint_dir(save_dir, step));
   std::vector<ckpt::PieceWrite> pieces;
+  Tensor policy_host, reference_host;  // alive until the file is written
   if (grid.dp_rank() == 0) {
-    add_weights(pieces, "policy", policy);
-    if (reference) add_weights(pieces, "reference", *reference);
+    policy_host = host_readable(policy.flat());
+    add_weights(pieces, "policy", policy, policy_host);
+    if (reference) {
+      reference_host = host_readable(reference->flat());
+      add_weights(pieces, "reference", *reference, reference_host);
+    }
   }
   if (optimizer && (distributed_optimizer || grid.dp_rank() == 0)) {
     for (ckpt::PieceWrite& p : optimizer->state_pieces()) pieces.push_back(std::move(p));
@@ -42,6 +54,7 @@ void save_checkpoint(const std::string& save_dir, std::int64_t step,
 
 void load_weights(const ckpt::CheckpointReader& reader, const std::string& group,
                   model::ModelWeights& weights) {
+  const Tensor host = host_readable(weights.flat());
   for (const ShardedTensor& t : weights.sharded_state_dict()) {
     require(reader.has(group, t.name), reader.dir(), ": no ", group, " tensor ", t.name,
             " (a checkpoint of another model?)");
@@ -49,8 +62,9 @@ void load_weights(const ckpt::CheckpointReader& reader, const std::string& group
             " has shape ", shape_str(reader.shape(group, t.name)), "; the model expects ",
             shape_str(t.global_shape));
     const ckpt::ShardRectangle r = ckpt::shard_rectangle(t);
-    reader.read(group, t.name, r.start, r.count, t.local.f32() + r.local_offset);
+    reader.read(group, t.name, r.start, r.count, host.f32() + offset_in(weights, t) + r.local_offset);
   }
+  weights.flat().copy_from(host);
 }
 
 }  // namespace spin::train

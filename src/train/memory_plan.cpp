@@ -55,7 +55,7 @@ Elements layer_activations(const model::TpDims& d, std::int64_t rows, std::int64
 
 // The LM head's buffers (model/lm_head.h HeadActivations) for `rows` rows.
 Elements head_activations(const model::TpDims& d, std::int64_t rows) {
-  return {3 * aligned(rows * d.hidden), 2 * aligned(rows) + aligned(rows * d.vocab_rows) + aligned(2 * rows)};
+  return {3 * aligned(rows * d.hidden), 4 * aligned(rows) + aligned(rows * d.vocab_rows) + aligned(2 * rows)};
 }
 
 // The backward's scratch (LayerGradScratch), shared by the layers of one micro-batch.

@@ -25,8 +25,8 @@ Optimizer::Optimizer(const OptimizerConfig& config, const parallel::ProcessGrid&
     begin_ = 0;
     end_ = total;
   }
-  m_ = Tensor::zeros({end_ - begin_});
-  v_ = Tensor::zeros({end_ - begin_});
+  m_ = Tensor::zeros({end_ - begin_}, DType::F32, params.device());
+  v_ = Tensor::zeros({end_ - begin_}, DType::F32, params.device());
 
   // The owned region, cut at parameter boundaries. Gaps (alignment padding) hold zeros and are
   // left out.
@@ -112,6 +112,8 @@ OptimizerStep Optimizer::step(double lr, bool loss_is_finite) {
 }
 
 std::vector<ckpt::PieceWrite> Optimizer::state_pieces() const {
+  host_m_ = host_readable(m_);
+  host_v_ = host_readable(v_);
   std::vector<ckpt::PieceWrite> pieces;
   const auto& state = params_.sharded_state_dict();
   for (const Segment& s : segments_) {
@@ -120,8 +122,8 @@ std::vector<ckpt::PieceWrite> Optimizer::state_pieces() const {
     const std::int64_t local_begin = s.offset - s.param_offset;
     for (const ckpt::ShardRectangle& r : ckpt::shard_rectangles(p, local_begin, local_begin + s.length)) {
       const std::int64_t at = s.param_offset + r.local_offset;  // flat offset of the rectangle
-      pieces.push_back({"optimizer/exp_avg", p.name, p.global_shape, r.start, r.count, moment(m_, at)});
-      pieces.push_back({"optimizer/exp_avg_sq", p.name, p.global_shape, r.start, r.count, moment(v_, at)});
+      pieces.push_back({"optimizer/exp_avg", p.name, p.global_shape, r.start, r.count, moment(host_m_, at)});
+      pieces.push_back({"optimizer/exp_avg_sq", p.name, p.global_shape, r.start, r.count, moment(host_v_, at)});
     }
   }
   return pieces;
@@ -129,16 +131,19 @@ std::vector<ckpt::PieceWrite> Optimizer::state_pieces() const {
 
 void Optimizer::load_state(const ckpt::CheckpointReader& reader, std::int64_t steps,
                            std::int64_t skipped) {
+  const Tensor m = host_readable(m_), v = host_readable(v_);
   const auto& state = params_.sharded_state_dict();
   for (const Segment& s : segments_) {
     const ShardedTensor& p = state[s.param];
     const std::int64_t local_begin = s.offset - s.param_offset;
     for (const ckpt::ShardRectangle& r : ckpt::shard_rectangles(p, local_begin, local_begin + s.length)) {
       const std::int64_t at = s.param_offset + r.local_offset;
-      reader.read("optimizer/exp_avg", p.name, r.start, r.count, moment(m_, at));
-      reader.read("optimizer/exp_avg_sq", p.name, r.start, r.count, moment(v_, at));
+      reader.read("optimizer/exp_avg", p.name, r.start, r.count, moment(m, at));
+      reader.read("optimizer/exp_avg_sq", p.name, r.start, r.count, moment(v, at));
     }
   }
+  m_.copy_from(m);
+  v_.copy_from(v);
   steps_ = steps;
   skipped_ = skipped;
   nonfinite_in_a_row_ = 0;

@@ -59,6 +59,7 @@ class Optimizer {
   // Checkpointing. The AdamW moments this rank holds, as pieces of global tensors in groups
   // "optimizer/exp_avg" and "optimizer/exp_avg_sq" -- primary copies only, so that across the
   // ranks that write (DP rank 0, or every DP rank when distributed) each value appears once.
+  // The pieces point into host memory (a copy of device moments) valid until the next call.
   std::vector<ckpt::PieceWrite> state_pieces() const;
   // Restores the moments of every element this rank holds (from a checkpoint of any layout,
   // distributed or not) and the step counters.
@@ -85,7 +86,8 @@ class Optimizer {
   const kernels::Kernels& k_;
   std::int64_t begin_ = 0, end_ = 0;  // the region of the flat buffer this rank updates
   std::vector<Segment> segments_;
-  Tensor m_, v_;
+  Tensor m_, v_;                  // on the parameters' device
+  mutable Tensor host_m_, host_v_;  // what state_pieces() points into
   std::int64_t steps_ = 0;
   std::int64_t skipped_ = 0;
   int nonfinite_in_a_row_ = 0;

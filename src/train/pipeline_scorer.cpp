@@ -11,6 +11,7 @@ class ScoringStage final : public parallel::PipelineStage {
                const std::vector<model::TokenBatch>& batches)
       : t_(t), w_(w), batches_(batches), sums_(batches.size()) {}
 
+  Device device() const override { return t_.device(); }
   std::size_t boundary_size(int mb) const override {
     return static_cast<std::size_t>(batches_[static_cast<std::size_t>(mb)].rows() * t_.dims().hidden);
   }

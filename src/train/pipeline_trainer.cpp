@@ -39,6 +39,7 @@ class ModelStage final : public parallel::PipelineStage {
       : t_(transformer), w_(weights), g_(grads), batches_(micro_batches), loss_(loss),
         pool_(pool), dsums_(micro_batches.size()) {}
 
+  Device device() const override { return t_.device(); }
   std::size_t boundary_size(int mb) const override {
     return static_cast<std::size_t>(batch(mb).rows() * t_.dims().hidden);
   }

@@ -30,6 +30,7 @@ struct SpinSetup {
   model::StageLayers stage;
   model::TpDims dims;
   kernels::CpuKernels cpu;
+  const kernels::Kernels& k;  // cpu, or the kernels of another device
   model::ModelWeights policy, grads, reference;
   model::Transformer transformer;
   train::Optimizer optimizer;
@@ -40,17 +41,21 @@ struct SpinSetup {
             int layers = 2, bool distributed = false, int examples_count = 16)
       : SpinSetup(world, layout, spin, shape_with_layers(layers), distributed, spin_examples(examples_count)) {}
 
+  // With `device_kernels`, the model, its gradients, the reference and the optimizer state live on
+  // their device.
   SpinSetup(parallel::Communicator& world, parallel::Layout layout, const train::SpinConfig& spin,
-            const TinyShape& shape, bool distributed, std::vector<data::Example> data)
+            const TinyShape& shape, bool distributed, std::vector<data::Example> data,
+            const kernels::Kernels* device_kernels = nullptr)
       : grid(world, layout),
         config(tiny_config(shape)),
         stage(model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank())),
         dims(model::tp_dims(config, grid.tp_rank(), grid.tp_size())),
-        policy(config, dims, stage, distributed ? grid.dp_size() : 1),
-        grads(config, dims, stage, distributed ? grid.dp_size() : 1),
-        reference(config, dims, stage, distributed ? grid.dp_size() : 1),
-        transformer(config, dims, stage, grid.tp(), cpu),
-        optimizer(optimizer_config(distributed), grid, policy, grads, cpu),
+        k(device_kernels ? *device_kernels : cpu),
+        policy(config, dims, stage, distributed ? grid.dp_size() : 1, k.device()),
+        grads(config, dims, stage, distributed ? grid.dp_size() : 1, k.device()),
+        reference(config, dims, stage, distributed ? grid.dp_size() : 1, k.device()),
+        transformer(config, dims, stage, grid.tp(), k),
+        optimizer(optimizer_config(distributed), grid, policy, grads, k),
         examples(std::move(data)),
         trainer((init(), grid), transformer, policy, grads, reference, optimizer, examples, spin) {}
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/philox.h"
 #include "model/config.h"
@@ -43,10 +44,11 @@ inline void init_tiny_weights(model::ModelWeights& w, std::uint64_t seed, float 
     if (!p.replicated()) continue;
     std::uint64_t stream = 0xcbf29ce484222325ull;
     for (unsigned char ch : p.name) stream = (stream ^ ch) * 0x100000001b3ull;
-    float* d = p.local.f32();
-    for (std::int64_t i = 0; i < p.local.numel(); ++i) {
+    std::vector<float> d(static_cast<std::size_t>(p.local.numel()));
+    for (std::size_t i = 0; i < d.size(); ++i) {
       d[i] = 1.0f + 0.2f * philox_normal(seed + 1, stream, static_cast<std::uint64_t>(i));
     }
+    copy_bytes(p.local.raw(), p.local.device(), d.data(), Device::Cpu, p.local.nbytes());
   }
 }
 

@@ -63,4 +63,11 @@ void CpuKernels::scatter_rows(float* dst, const float* src, const Index* rows, I
   }
 }
 
+void CpuKernels::gather_rows(float* dst, const float* src, const Index* rows, Index n,
+                             Index width) const {
+  for (Index i = 0; i < n; ++i) {
+    std::memcpy(dst + i * width, src + rows[i] * width, static_cast<std::size_t>(width) * sizeof(float));
+  }
+}
+
 }  // namespace spin::kernels

@@ -8,6 +8,7 @@ namespace spin::kernels {
 
 class CpuKernels final : public Kernels {
  public:
+  Device device() const override { return Device::Cpu; }
   void gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a,
             Index lda, const float* b, Index ldb, float beta, float* c,
             Index ldc) const override;
@@ -40,6 +41,10 @@ class CpuKernels final : public Kernels {
                                 Index heads, Index kv_heads, Index head_dim) const override;
   void scatter_rows(float* dst, const float* src, const Index* rows, Index n,
                     Index width) const override;
+  void gather_rows(float* dst, const float* src, const Index* rows, Index n,
+                   Index width) const override;
+  void logprob_from_sums(float* logprob, float* lse, const float* sums,
+                         const std::int32_t* targets, Index n) const override;
   void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                        const float* up, Index n) const override;

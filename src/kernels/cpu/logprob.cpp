@@ -34,6 +34,14 @@ void CpuKernels::logits_sumexp_target(float* sumexp, float* target_logit, const 
   }
 }
 
+void CpuKernels::logprob_from_sums(float* logprob, float* lse, const float* sums,
+                                   const std::int32_t* targets, Index n) const {
+  for (Index i = 0; i < n; ++i) {
+    lse[i] += std::log(sums[i]);
+    logprob[i] = targets[i] < 0 ? 0.0f : sums[n + i] - lse[i];
+  }
+}
+
 void CpuKernels::logprob_backward(float* dlogits, const float* logits, const float* lse,
                                   const std::int32_t* targets, const float* dlogprob, Index n,
                                   Index ld, Index valid, Index vocab_start) const {

@@ -108,6 +108,10 @@ __global__ void scatter_rows_kernel(float* dst, const float* src, const long lon
                                     long long width) {
   SPIN_GRID_STRIDE(e, n * width) dst[rows[e / width] * width + e % width] = src[e];
 }
+__global__ void gather_rows_kernel(float* dst, const float* src, const long long* rows, long long n,
+                                   long long width) {
+  SPIN_GRID_STRIDE(e, n * width) dst[e] = src[rows[e / width] * width + e % width];
+}
 // AdamW (adamw_update's arithmetic); with `weights`, also the bf16 copy of the updated
 // parameters (adamw_update_mixed), in the same pass.
 __global__ void adamw_kernel(float* param, __nv_bfloat16* weights, const float* grad, float* m, float* v, long long n,
@@ -338,6 +342,14 @@ __global__ void logits_sumexp_target_kernel(float* sumexp, float* target_logit, 
     target_logit[blockIdx.x] = (t >= 0 && t < valid) ? row[t] : 0.0f;
   }
 }
+__global__ void logprob_from_sums_kernel(float* logprob, float* lse, const float* sums, const int* targets,
+                                        long long n) {
+  SPIN_GRID_STRIDE(i, n) {
+    const float l = lse[i] + logf(sums[i]);
+    lse[i] = l;
+    logprob[i] = targets[i] < 0 ? 0.0f : sums[n + i] - l;
+  }
+}
 __global__ void logprob_backward_kernel(float* dlogits, const float* logits, const float* lse, const int* targets,
                                         const float* dlogprob, long long ld, long long valid, long long vocab_start) {
   const long long i = blockIdx.x;
@@ -355,11 +367,8 @@ cublasOperation_t op(bool transpose) { return transpose ? CUBLAS_OP_T : CUBLAS_O
 
 }  // namespace
 
-CudaKernels::CudaKernels(cudaStream_t stream) : stream_(stream), allocator_(cuda::device_allocator()) {
-  if (stream_ == nullptr) {
-    SPIN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    owns_stream_ = true;
-  }
+CudaKernels::CudaKernels() : stream_(cuda::compute_stream()), allocator_(cuda::device_allocator()) {
+  cuda::use_current_device();
   SPIN_CUBLAS_CHECK(cublasCreate(&blas_));
   SPIN_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
   // Plain float32 products (no TF32): the CUDA path must agree with the CPU reference.
@@ -368,7 +377,6 @@ CudaKernels::CudaKernels(cudaStream_t stream) : stream_(stream), allocator_(cuda
 
 CudaKernels::~CudaKernels() {
   if (blas_ != nullptr) cublasDestroy(blas_);
-  if (owns_stream_) cudaStreamDestroy(stream_);
 }
 
 void CudaKernels::synchronize() const { SPIN_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
@@ -559,6 +567,13 @@ void CudaKernels::scatter_rows(float* dst, const float* src, const Index* rows, 
   SPIN_CUDA_CHECK_LAUNCH("scatter_rows");
 }
 
+void CudaKernels::gather_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const {
+  if (n == 0) return;
+  gather_rows_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(dst, src, reinterpret_cast<const long long*>(rows),
+                                                                     n, width);
+  SPIN_CUDA_CHECK_LAUNCH("gather_rows");
+}
+
 void CudaKernels::swiglu_forward(float* out, const float* gate, const float* up, Index n) const {
   swiglu_forward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(out, gate, up, n);
   SPIN_CUDA_CHECK_LAUNCH("swiglu_forward");
@@ -591,6 +606,13 @@ void CudaKernels::logprob_backward(float* dlogits, const float* logits, const fl
   logprob_backward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(dlogits, logits, lse, targets, dlogprob,
                                                                              ld, valid, vocab_start);
   SPIN_CUDA_CHECK_LAUNCH("logprob_backward");
+}
+
+void CudaKernels::logprob_from_sums(float* logprob, float* lse, const float* sums, const std::int32_t* targets,
+                                    Index n) const {
+  if (n == 0) return;
+  logprob_from_sums_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(logprob, lse, sums, targets, n);
+  SPIN_CUDA_CHECK_LAUNCH("logprob_from_sums");
 }
 
 void CudaKernels::add_inplace(float* y, const float* x, Index n) const {

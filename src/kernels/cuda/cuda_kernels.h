@@ -6,8 +6,8 @@
 //
 // Pointers: every float and int32 buffer, and the per-row index array of scatter_rows, are
 // device memory; the per-sequence shape arrays that decide the launches (cu_seqlens, row_begin,
-// slots, first_position) are host memory. Work is queued on one stream; scratch comes from the
-// caching allocator. sum_squares synchronises (it returns a host value).
+// slots, first_position) are host memory. Work is queued on the process's one compute stream;
+// scratch comes from the caching allocator. sum_squares synchronises (it returns a host value).
 #pragma once
 
 #include <cublas_v2.h>
@@ -20,12 +20,14 @@ namespace spin::kernels {
 
 class CudaKernels final : public Kernels {
  public:
-  // On the current device; `stream` null: a new stream owned by this object.
-  explicit CudaKernels(cudaStream_t stream = nullptr);
+  // On the current device and the process's compute stream (cuda::compute_stream()); makes
+  // Device::Cuda tensors usable (cuda::use_current_device).
+  CudaKernels();
   ~CudaKernels() override;
   CudaKernels(const CudaKernels&) = delete;
   CudaKernels& operator=(const CudaKernels&) = delete;
 
+  Device device() const override { return Device::Cuda; }
   cudaStream_t stream() const { return stream_; }
   void synchronize() const;
 
@@ -56,6 +58,7 @@ class CudaKernels final : public Kernels {
                                 const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
                                 Index capacity, Index heads, Index kv_heads, Index head_dim) const override;
   void scatter_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
+  void gather_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
   void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                        Index n) const override;
@@ -65,6 +68,8 @@ class CudaKernels final : public Kernels {
                             Index vocab_start) const override;
   void logprob_backward(float* dlogits, const float* logits, const float* lse, const std::int32_t* targets,
                         const float* dlogprob, Index n, Index ld, Index valid, Index vocab_start) const override;
+  void logprob_from_sums(float* logprob, float* lse, const float* sums, const std::int32_t* targets,
+                         Index n) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
   double sum_squares(const float* x, Index n) const override;
   void adamw_update(float* param, const float* grad, float* m, float* v, Index n, const AdamW& h) const override;
@@ -104,7 +109,6 @@ class CudaKernels final : public Kernels {
                     const AdamW& h) const;
 
   cudaStream_t stream_ = nullptr;
-  bool owns_stream_ = false;
   cublasHandle_t blas_ = nullptr;
   CachingAllocator& allocator_;
 };

@@ -37,6 +37,59 @@ CachingAllocator& device_allocator() {
   return allocator;
 }
 
+cudaStream_t compute_stream() {
+  static cudaStream_t stream = [] {
+    cudaStream_t s = nullptr;
+    SPIN_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    return s;
+  }();
+  return stream;
+}
+
+void* CudaMemory::allocate(std::size_t bytes) {
+  void* p = device_allocator().allocate(bytes == 0 ? 1 : bytes);
+  SPIN_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, compute_stream()));
+  return p;
+}
+
+// Stream-ordered reuse: work queued later on the one stream runs after the last use of p.
+void CudaMemory::release(void* p) { device_allocator().release(p); }
+
+void CudaMemory::fill_zero(void* p, std::size_t bytes) {
+  SPIN_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, compute_stream()));
+}
+
+void CudaMemory::copy(void* dst, const void* src, std::size_t bytes) {
+  SPIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, compute_stream()));
+}
+
+void CudaMemory::copy_to_host(void* host_dst, const void* src, std::size_t bytes) {
+  SPIN_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, compute_stream()));
+  SPIN_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
+}
+
+void CudaMemory::copy_from_host(void* dst, const void* host_src, std::size_t bytes) {
+  SPIN_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, compute_stream()));
+  // The host buffer may be reused or freed as soon as this returns.
+  SPIN_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
+}
+
+void use_current_device() {
+  static CudaMemory memory;
+  register_memory_ops(Device::Cuda, &memory);
+}
+
+void init_device(int ordinal) {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  require(status == cudaSuccess && count > 0, "--device cuda: no CUDA device is visible (",
+          cudaGetErrorString(status), ")");
+  require(ordinal >= 0 && ordinal < count, "--device cuda: this rank wants GPU ", ordinal,
+          " but only ", count, " are visible (one rank per GPU: ranks per node <= GPUs per node)");
+  SPIN_CUDA_CHECK(cudaSetDevice(ordinal));
+  use_current_device();
+}
+
 void copy_to_device(void* dst, const void* src, std::size_t bytes) {
   SPIN_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }

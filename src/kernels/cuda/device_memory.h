@@ -1,12 +1,16 @@
 // Device memory for the CUDA path: the caching allocator (core/caching_allocator.h) over
-// cudaMalloc/cudaFree of the current device, and helpers to move host data in and out.
+// cudaMalloc/cudaFree of the current device, the process's compute stream, the MemoryOps that
+// make Device::Cuda tensors (core/device.h) live there, and helpers to move host data in and out.
 #pragma once
 
 #include <cstddef>
 #include <string>
 #include <vector>
 
+#include <cuda_runtime.h>
+
 #include "core/caching_allocator.h"
+#include "core/device.h"
 
 namespace spin::cuda {
 
@@ -19,6 +23,27 @@ class CudaBackend final : public CachingAllocator::Backend {
 
 // The process's allocator for the current device (one rank, one GPU).
 CachingAllocator& device_allocator();
+
+// The stream every kernel, copy and collective of this process is queued on (one rank, one GPU,
+// one stream: program order is execution order). Created on first use, non-blocking.
+cudaStream_t compute_stream();
+
+// Device::Cuda tensors: memory from device_allocator(), cleared and copied on compute_stream().
+class CudaMemory final : public MemoryOps {
+ public:
+  void* allocate(std::size_t bytes) override;
+  void release(void* p) override;
+  void fill_zero(void* p, std::size_t bytes) override;
+  void copy(void* dst, const void* src, std::size_t bytes) override;
+  void copy_to_host(void* host_dst, const void* src, std::size_t bytes) override;
+  void copy_from_host(void* dst, const void* host_src, std::size_t bytes) override;
+};
+
+// Selects GPU `ordinal` for this process and registers CudaMemory for Device::Cuda (idempotent;
+// CudaKernels calls it with the current device). spin::Error when there is no such GPU.
+void init_device(int ordinal);
+// The current device's ordinal after init_device, registering its memory if not yet done.
+void use_current_device();
 
 // Synchronous copies (test and set-up code; the step loop keeps data on the device).
 void copy_to_device(void* dst, const void* src, std::size_t bytes);

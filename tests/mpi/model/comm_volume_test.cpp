@@ -47,14 +47,15 @@ TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesigned
                                batch.positions.data()};
   LayerActivations acts;
   acts.allocate(dims, batch.rows(),
-                kernels::attention_probs_size(batch.cu_seqlens.data(), 2, dims.heads));
+                kernels::attention_probs_size(batch.cu_seqlens.data(), 2, dims.heads),
+                Device::Cpu);
   std::vector<float> out(n * h);
   grid.tp().reset_stats();
   decoder_layer_forward(ctx, weights.layers[0], geometry, acts, out.data());
   expect_only_all_reduces(grid.tp().stats(), 2, 2 * activation, "one layer forward");
   ModelWeights grads(config, dims);
   LayerGradScratch scratch;
-  scratch.allocate(dims, batch.rows());
+  scratch.allocate(dims, batch.rows(), Device::Cpu);
   grid.tp().reset_stats();
   decoder_layer_backward(ctx, weights.layers[0], grads.layers[0], geometry, acts, scratch, out.data());
   expect_only_all_reduces(grid.tp().stats(), 2, 2 * activation, "one layer backward");

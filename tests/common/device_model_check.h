@@ -1,0 +1,118 @@
+// The whole model on a device against the CPU reference: the tiny model's weights are copied to
+// the device of `kernels`, and the same batches run through Transformer on both -- scoring
+// (token log-probabilities and per-sequence sums), backward (every parameter gradient) and
+// generation (a prefill and two decode steps through a KV cache, the next-token logits). Returns
+// the relative L2 error of each output against the CPU's. Used by the emulated-device unit test
+// (exactly 0: the same CPU kernels behind device pointers) and by gpu_test (CUDA, float32).
+#pragma once
+
+#include <algorithm>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/test_util.h"
+#include "common/tiny_model.h"
+#include "core/workspace.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "model/kv_cache.h"
+#include "model/transformer.h"
+#include "parallel/communicator.h"
+
+namespace spin::testing {
+
+struct DeviceModelErrors {
+  std::vector<std::pair<std::string, double>> relative;  // output name -> relative L2 error
+  double max() const {
+    double m = 0.0;
+    for (const auto& e : relative) m = std::max(m, e.second);
+    return m;
+  }
+};
+
+namespace device_model_check {
+
+struct Run {
+  std::vector<float> token_logprobs, sequence_logprobs;
+  std::vector<std::vector<float>> gradients;  // per parameter, host copies
+  std::vector<std::vector<float>> logits;     // per generation step: [num_seqs, vocab_rows]
+};
+
+inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
+               const model::ModelWeights& host_weights) {
+  parallel::SelfCommunicator tp;
+  const model::TpDims dims = model::tp_dims(config, 0, 1);
+  const model::StageLayers whole = model::StageLayers::whole(config.num_layers);
+  model::ModelWeights weights(config, dims, whole, 1, k.device());
+  weights.copy_from(host_weights);
+  const model::Transformer t(config, dims, tp, k);
+  Run r;
+
+  // Scoring and backward: three sequences of different lengths, packed.
+  const model::TokenBatch batch = model::TokenBatch::pack(
+      {{random_ids(5, config.vocab_size, 11), 2}, {random_ids(9, config.vocab_size, 12), 4},
+       {random_ids(3, config.vocab_size, 13), 1}});
+  model::Activations acts;
+  const model::ForwardResult f = t.forward(weights, batch, acts, true);
+  r.token_logprobs = f.token_logprobs;
+  r.sequence_logprobs = f.sequence_logprobs;
+  model::ModelWeights grads(config, dims, whole, 1, k.device());
+  const std::vector<float> dsums = {0.7f, -1.3f, 0.4f};
+  t.backward(weights, acts, dsums, grads);
+  for (const ShardedTensor& g : grads.sharded_state_dict()) r.gradients.push_back(to_host<float>(g.local));
+
+  // Generation: two prompts prefilled into slots 1 and 0, then two single-token steps.
+  model::KvCache cache(dims, config.num_layers, 2, 16, k.device());
+  model::Activations gen;
+  std::vector<std::int64_t> slots = {1, 0};
+  std::vector<model::Sequence> step = {{random_ids(4, config.vocab_size, 21), 1},
+                                       {random_ids(6, config.vocab_size, 22), 1}};
+  std::vector<std::int64_t> lengths = {4, 6};
+  for (int s = 0; s < 3; ++s) {
+    t.forward_cached(weights, model::TokenBatch::pack(step), slots, cache, gen);
+    r.logits.push_back(to_host<float>(gen.head.logits));
+    for (std::size_t i = 0; i < step.size(); ++i) {
+      step[i] = {{static_cast<std::int32_t>((7 * s + 3 * static_cast<int>(i) + 1) % config.vocab_size)},
+                 1, lengths[i]};
+      lengths[i] += 1;
+    }
+  }
+  return r;
+}
+
+}  // namespace device_model_check
+
+inline DeviceModelErrors compare_model_on_device(const kernels::Kernels& device_kernels) {
+  TinyShape shape;
+  shape.vocab = 61;  // not a multiple of anything the kernels block by
+  shape.hidden = 32;
+  shape.intermediate = 48;
+  shape.heads = 4;
+  shape.kv_heads = 2;
+  const model::ModelConfig config = tiny_config(shape);
+  model::ModelWeights weights(config, model::tp_dims(config, 0, 1));
+  init_tiny_weights(weights, 5);
+  const kernels::CpuKernels cpu;
+  const device_model_check::Run want = device_model_check::run(cpu, config, weights);
+  const device_model_check::Run got = device_model_check::run(device_kernels, config, weights);
+
+  DeviceModelErrors e;
+  const auto add = [&](std::string name, const std::vector<float>& a, const std::vector<float>& b) {
+    e.relative.emplace_back(std::move(name), a.size() == b.size() && !b.empty()
+                                                 ? relative_error(a, b)
+                                                 : std::numeric_limits<double>::infinity());
+  };
+  add("token log-probabilities", got.token_logprobs, want.token_logprobs);
+  add("sequence sums", got.sequence_logprobs, want.sequence_logprobs);
+  const auto& names = weights.sharded_state_dict();
+  for (std::size_t p = 0; p < names.size(); ++p) {
+    add("gradient of " + names[p].name, got.gradients[p], want.gradients[p]);
+  }
+  for (std::size_t s = 0; s < want.logits.size(); ++s) {
+    add("generation logits, step " + std::to_string(s), got.logits[s], want.logits[s]);
+  }
+  return e;
+}
+
+}  // namespace spin::testing

@@ -1,0 +1,273 @@
+#include "common/emulated_device.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace spin::testing {
+
+namespace {
+std::uintptr_t bits(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
+bool tagged(const void* p) { return (bits(p) & EmulatedDeviceMemory::kTag) != 0; }
+}  // namespace
+
+EmulatedDeviceMemory::EmulatedDeviceMemory() { register_memory_ops(Device::Cuda, this); }
+
+EmulatedDeviceMemory::~EmulatedDeviceMemory() {
+  register_memory_ops(Device::Cuda, nullptr);
+  for (const auto& [base, bytes] : live_) std::free(reinterpret_cast<void*>(base));
+}
+
+void* EmulatedDeviceMemory::allocate(std::size_t bytes) {
+  const std::size_t rounded = std::max<std::size_t>((bytes + 255) / 256 * 256, 256);
+  void* p = std::aligned_alloc(256, rounded);
+  require(p != nullptr, "emulated device: out of memory for ", bytes, " bytes");
+  std::memset(p, 0, rounded);
+  live_[bits(p)] = bytes;
+  return reinterpret_cast<void*>(bits(p) | kTag);
+}
+
+void EmulatedDeviceMemory::release(void* p) {
+  if (p == nullptr) return;
+  require(tagged(p), "emulated device: release of a host pointer");
+  const std::uintptr_t base = bits(p) & ~kTag;
+  const auto it = live_.find(base);
+  require(it != live_.end(), "emulated device: release of an address it did not allocate");
+  live_.erase(it);
+  std::free(reinterpret_cast<void*>(base));
+}
+
+void* EmulatedDeviceMemory::untag(const void* p, std::size_t bytes, const char* what) const {
+  require(tagged(p), what, ": a host pointer where device memory is required");
+  const std::uintptr_t address = bits(p) & ~kTag;
+  auto it = live_.upper_bound(address);
+  require(it != live_.begin(), what, ": not inside any device allocation");
+  --it;
+  require(address + bytes <= it->first + it->second, what, ": ", bytes,
+          " bytes run past the end of its device allocation");
+  return reinterpret_cast<void*>(address);
+}
+
+std::size_t EmulatedDeviceMemory::live_bytes() const {
+  std::size_t total = 0;
+  for (const auto& entry : live_) total += entry.second;
+  return total;
+}
+
+void EmulatedDeviceMemory::fill_zero(void* p, std::size_t bytes) {
+  std::memset(untag(p, bytes, "fill_zero"), 0, bytes);
+}
+void EmulatedDeviceMemory::copy(void* dst, const void* src, std::size_t bytes) {
+  std::memmove(untag(dst, bytes, "copy (destination)"), untag(src, bytes, "copy (source)"), bytes);
+}
+void EmulatedDeviceMemory::copy_to_host(void* host_dst, const void* src, std::size_t bytes) {
+  require(!tagged(host_dst), "copy_to_host: the destination is device memory");
+  std::memcpy(host_dst, untag(src, bytes, "copy_to_host (source)"), bytes);
+}
+void EmulatedDeviceMemory::copy_from_host(void* dst, const void* host_src, std::size_t bytes) {
+  require(!tagged(host_src), "copy_from_host: the source is device memory");
+  std::memcpy(untag(dst, bytes, "copy_from_host (destination)"), host_src, bytes);
+}
+
+EmulatedKernels::EmulatedKernels(const EmulatedDeviceMemory& memory)
+    : memory_(memory), cpu_(std::make_unique<kernels::CpuKernels>()) {}
+EmulatedKernels::~EmulatedKernels() = default;
+
+template <class T>
+T* EmulatedKernels::dev(T* p, Index count, const char* what) const {
+  if (p == nullptr) return nullptr;
+  using Plain = std::remove_const_t<T>;
+  return static_cast<T*>(memory_.untag(p, static_cast<std::size_t>(count) * sizeof(Plain), what));
+}
+
+template <class T>
+const T* EmulatedKernels::host(const T* p, const char* what) const {
+  require(p == nullptr || !tagged(p), what, ": device memory where the Kernels convention has a host array");
+  return p;
+}
+
+using kernels::Index;
+
+void EmulatedKernels::gemm(bool ta, bool tb, Index m, Index n, Index k, float alpha,
+                           const float* a, Index lda, const float* b, Index ldb, float beta,
+                           float* c, Index ldc) const {
+  cpu_->gemm(ta, tb, m, n, k, alpha, dev(a, 1, "gemm a"), lda, dev(b, 1, "gemm b"), ldb, beta,
+             dev(c, m * ldc, "gemm c"), ldc);
+}
+void EmulatedKernels::linear_forward(float* y, const float* x, const float* w, Index n,
+                                     Index in, Index out) const {
+  cpu_->linear_forward(dev(y, n * out, "linear_forward y"), dev(x, n * in, "linear_forward x"),
+                       dev(w, out * in, "linear_forward w"), n, in, out);
+}
+void EmulatedKernels::linear_backward(float* dx, float* dw, const float* dy, const float* x,
+                                      const float* w, Index n, Index in, Index out,
+                                      bool accumulate_dx) const {
+  cpu_->linear_backward(dev(dx, n * in, "linear_backward dx"), dev(dw, out * in, "linear_backward dw"),
+                        dev(dy, n * out, "linear_backward dy"), dev(x, n * in, "linear_backward x"),
+                        dev(w, out * in, "linear_backward w"), n, in, out, accumulate_dx);
+}
+void EmulatedKernels::embedding_forward(float* out, const std::int32_t* ids, const float* table,
+                                        Index n, Index hidden, Index start, Index rows) const {
+  cpu_->embedding_forward(dev(out, n * hidden, "embedding out"), dev(ids, n, "embedding ids"),
+                          dev(table, rows * hidden, "embedding table"), n, hidden, start, rows);
+}
+void EmulatedKernels::embedding_backward(float* dtable, const std::int32_t* ids, const float* dout,
+                                         Index n, Index hidden, Index start, Index rows) const {
+  cpu_->embedding_backward(dev(dtable, rows * hidden, "embedding dtable"), dev(ids, n, "embedding ids"),
+                           dev(dout, n * hidden, "embedding dout"), n, hidden, start, rows);
+}
+void EmulatedKernels::rmsnorm_forward(float* out, float* rstd, const float* x, const float* w,
+                                      Index n, Index dim, float eps) const {
+  cpu_->rmsnorm_forward(dev(out, n * dim, "rmsnorm out"), dev(rstd, n, "rmsnorm rstd"),
+                        dev(x, n * dim, "rmsnorm x"), dev(w, dim, "rmsnorm w"), n, dim, eps);
+}
+void EmulatedKernels::rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x,
+                                       const float* w, const float* rstd, Index n,
+                                       Index dim) const {
+  cpu_->rmsnorm_backward(dev(dx, n * dim, "rmsnorm dx"), dev(dw, dim, "rmsnorm dw"),
+                         dev(dout, n * dim, "rmsnorm dout"), dev(x, n * dim, "rmsnorm x"),
+                         dev(w, dim, "rmsnorm w"), dev(rstd, n, "rmsnorm rstd"), n, dim);
+}
+void EmulatedKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos,
+                                   const float* sin, Index n, Index heads, Index hd) const {
+  cpu_->rope_forward(dev(x, n * heads * hd, "rope x"), dev(positions, n, "rope positions"),
+                     dev(cos, hd / 2, "rope cos"), dev(sin, hd / 2, "rope sin"), n, heads, hd);
+}
+void EmulatedKernels::rope_backward(float* dx, const std::int32_t* positions, const float* cos,
+                                    const float* sin, Index n, Index heads, Index hd) const {
+  cpu_->rope_backward(dev(dx, n * heads * hd, "rope dx"), dev(positions, n, "rope positions"),
+                      dev(cos, hd / 2, "rope cos"), dev(sin, hd / 2, "rope sin"), n, heads, hd);
+}
+void EmulatedKernels::attention_forward(float* out, float* probs, const float* q, const float* k,
+                                        const float* v, const Index* cu, Index seqs, Index heads,
+                                        Index kvh, Index hd) const {
+  host(cu, "attention cu_seqlens");
+  const Index rows = cu[seqs];
+  cpu_->attention_forward(dev(out, rows * heads * hd, "attention out"),
+                          dev(probs, kernels::attention_probs_size(cu, seqs, heads), "attention probs"),
+                          dev(q, rows * heads * hd, "attention q"), dev(k, rows * kvh * hd, "attention k"),
+                          dev(v, rows * kvh * hd, "attention v"), cu, seqs, heads, kvh, hd);
+}
+void EmulatedKernels::attention_backward(float* dq, float* dk, float* dv, const float* dout,
+                                         const float* q, const float* k, const float* v,
+                                         const float* probs, const Index* cu, Index seqs,
+                                         Index heads, Index kvh, Index hd) const {
+  host(cu, "attention cu_seqlens");
+  const Index rows = cu[seqs];
+  cpu_->attention_backward(dev(dq, rows * heads * hd, "attention dq"), dev(dk, rows * kvh * hd, "attention dk"),
+                           dev(dv, rows * kvh * hd, "attention dv"), dev(dout, rows * heads * hd, "attention dout"),
+                           dev(q, rows * heads * hd, "attention q"), dev(k, rows * kvh * hd, "attention k"),
+                           dev(v, rows * kvh * hd, "attention v"),
+                           dev(probs, kernels::attention_probs_size(cu, seqs, heads), "attention probs"), cu,
+                           seqs, heads, kvh, hd);
+}
+void EmulatedKernels::cached_attention_forward(float* out, const float* q, const float* kc,
+                                               const float* vc, const Index* row_begin,
+                                               const Index* slots, const Index* first, Index runs,
+                                               Index capacity, Index heads, Index kvh,
+                                               Index hd) const {
+  host(row_begin, "cached attention row_begin");
+  host(slots, "cached attention slots");
+  host(first, "cached attention first_position");
+  const Index rows = row_begin[runs];
+  Index max_slot = 0;
+  for (Index r = 0; r < runs; ++r) max_slot = std::max(max_slot, slots[r]);
+  const Index cache = (max_slot + 1) * capacity * kvh * hd;
+  cpu_->cached_attention_forward(dev(out, rows * heads * hd, "cached attention out"),
+                                 dev(q, rows * heads * hd, "cached attention q"), dev(kc, cache, "k cache"),
+                                 dev(vc, cache, "v cache"), row_begin, slots, first, runs, capacity, heads,
+                                 kvh, hd);
+}
+void EmulatedKernels::scatter_rows(float* dst, const float* src, const Index* rows, Index n,
+                                   Index width) const {
+  cpu_->scatter_rows(dev(dst, 1, "scatter_rows dst"), dev(src, n * width, "scatter_rows src"),
+                     dev(rows, n, "scatter_rows rows"), n, width);
+}
+void EmulatedKernels::gather_rows(float* dst, const float* src, const Index* rows, Index n,
+                                  Index width) const {
+  cpu_->gather_rows(dev(dst, n * width, "gather_rows dst"), dev(src, 1, "gather_rows src"),
+                    dev(rows, n, "gather_rows rows"), n, width);
+}
+void EmulatedKernels::swiglu_forward(float* out, const float* gate, const float* up,
+                                     Index n) const {
+  cpu_->swiglu_forward(dev(out, n, "swiglu out"), dev(gate, n, "swiglu gate"), dev(up, n, "swiglu up"), n);
+}
+void EmulatedKernels::swiglu_backward(float* dgate, float* dup, const float* dout,
+                                      const float* gate, const float* up, Index n) const {
+  cpu_->swiglu_backward(dev(dgate, n, "swiglu dgate"), dev(dup, n, "swiglu dup"), dev(dout, n, "swiglu dout"),
+                        dev(gate, n, "swiglu gate"), dev(up, n, "swiglu up"), n);
+}
+void EmulatedKernels::logits_max(float* row_max, const float* logits, Index n, Index ld,
+                                 Index valid) const {
+  cpu_->logits_max(dev(row_max, n, "logits_max out"), dev(logits, n * ld, "logits_max logits"), n, ld, valid);
+}
+void EmulatedKernels::logits_sumexp_target(float* sumexp, float* target_logit,
+                                           const float* logits, const float* row_max,
+                                           const std::int32_t* targets, Index n, Index ld,
+                                           Index valid, Index start) const {
+  cpu_->logits_sumexp_target(dev(sumexp, n, "sumexp"), dev(target_logit, n, "target logit"),
+                             dev(logits, n * ld, "logits"), dev(row_max, n, "row max"),
+                             dev(targets, n, "targets"), n, ld, valid, start);
+}
+void EmulatedKernels::logprob_from_sums(float* logprob, float* lse, const float* sums,
+                                        const std::int32_t* targets, Index n) const {
+  cpu_->logprob_from_sums(dev(logprob, n, "logprob"), dev(lse, n, "lse"), dev(sums, 2 * n, "sums"),
+                          dev(targets, n, "targets"), n);
+}
+void EmulatedKernels::logprob_backward(float* dlogits, const float* logits, const float* lse,
+                                       const std::int32_t* targets, const float* dlogprob,
+                                       Index n, Index ld, Index valid, Index start) const {
+  cpu_->logprob_backward(dev(dlogits, n * ld, "dlogits"), dev(logits, n * ld, "logits"), dev(lse, n, "lse"),
+                         dev(targets, n, "targets"), dev(dlogprob, n, "dlogprob"), n, ld, valid, start);
+}
+void EmulatedKernels::add_inplace(float* y, const float* x, Index n) const {
+  cpu_->add_inplace(dev(y, n, "add y"), dev(x, n, "add x"), n);
+}
+double EmulatedKernels::sum_squares(const float* x, Index n) const {
+  return cpu_->sum_squares(dev(x, n, "sum_squares x"), n);
+}
+void EmulatedKernels::adamw_update(float* param, const float* grad, float* m, float* v, Index n,
+                                   const AdamW& h) const {
+  cpu_->adamw_update(dev(param, n, "adamw param"), dev(grad, n, "adamw grad"), dev(m, n, "adamw m"),
+                     dev(v, n, "adamw v"), n, h);
+}
+void EmulatedKernels::sampling_logits(float* z, const float* logits, Index n, Index ld,
+                                      Index valid, Index start, const std::int32_t* history,
+                                      const Index* offsets, float penalty,
+                                      const std::uint8_t* ban_eos, const std::int32_t* eos,
+                                      Index eos_count, float inv_temperature) const {
+  const Index* offsets_host = static_cast<const Index*>(memory_.untag(offsets, static_cast<std::size_t>(n + 1) * sizeof(Index), "sampling offsets"));
+  cpu_->sampling_logits(dev(z, n * valid, "sampling z"), dev(logits, n * ld, "sampling logits"), n, ld, valid,
+                        start, dev(history, std::max<Index>(offsets_host[n], 1), "sampling history"),
+                        offsets_host, penalty, dev(ban_eos, n, "sampling ban_eos"),
+                        dev(eos, std::max<Index>(eos_count, 1), "sampling eos ids"), eos_count,
+                        inv_temperature);
+}
+void EmulatedKernels::row_max_f64(double* out, const float* x, Index n, Index ld, Index valid,
+                                  bool finite_only) const {
+  cpu_->row_max_f64(dev(out, n, "row_max out"), dev(x, n * ld, "row_max x"), n, ld, valid, finite_only);
+}
+void EmulatedKernels::row_min_f64(double* out, const float* x, Index n, Index ld, Index valid,
+                                  bool finite_only) const {
+  cpu_->row_min_f64(dev(out, n, "row_min out"), dev(x, n * ld, "row_min x"), n, ld, valid, finite_only);
+}
+void EmulatedKernels::row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid,
+                                     const double* shift, const float* above,
+                                     bool finite_only) const {
+  cpu_->row_sumexp_f64(dev(out, n, "row_sumexp out"), dev(x, n * ld, "row_sumexp x"), n, ld, valid,
+                       dev(shift, n, "row_sumexp shift"), dev(above, n, "row_sumexp above"), finite_only);
+}
+void EmulatedKernels::gumbel_argmax(double* best_score, double* best_id, const float* z, Index n,
+                                    Index valid, const double* threshold, bool noisy,
+                                    std::uint64_t seed, const std::uint64_t* sample_ids,
+                                    const std::int64_t* positions, Index start) const {
+  cpu_->gumbel_argmax(dev(best_score, n, "gumbel best score"), dev(best_id, n, "gumbel best id"),
+                      dev(z, n * valid, "gumbel z"), n, valid, dev(threshold, n, "gumbel threshold"), noisy,
+                      seed, dev(sample_ids, n, "gumbel sample ids"), dev(positions, n, "gumbel positions"),
+                      start);
+}
+
+}  // namespace spin::testing

@@ -1,0 +1,136 @@
+// An emulated GPU for CPU-only test machines: Device::Cuda tensors whose "device pointers" a
+// host dereference cannot follow, and kernels that refuse host pointers. It checks the one rule
+// the CUDA path depends on and that a CPU run cannot see -- data the kernels read or write lives
+// on the kernels' device, and host code never reads device memory except through a copy --
+// without a GPU.
+//
+// How: EmulatedDeviceMemory (the MemoryOps of Device::Cuda while installed) allocates host
+// memory and hands out its address with bit 62 set: a non-canonical x86-64 address, so host code
+// that dereferences it faults at once (SIGSEGV), while pointer arithmetic on it works as on a
+// device pointer. EmulatedKernels wraps CpuKernels: every array argument must carry the tag and
+// lie inside a live emulated allocation (spin::Error naming the kernel and argument otherwise);
+// the per-sequence shape arrays, host memory by the Kernels convention, must not carry it. Both
+// untag and forward, so results are bitwise those of the CPU path.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+
+#include "core/device.h"
+#include "kernels/kernels.h"
+
+namespace spin::testing {
+
+class EmulatedDeviceMemory final : public MemoryOps {
+ public:
+  static constexpr std::uintptr_t kTag = std::uintptr_t{1} << 62;
+
+  // Registers itself for Device::Cuda; the destructor unregisters it.
+  EmulatedDeviceMemory();
+  ~EmulatedDeviceMemory() override;
+
+  void* allocate(std::size_t bytes) override;
+  void release(void* p) override;
+  void fill_zero(void* p, std::size_t bytes) override;
+  void copy(void* dst, const void* src, std::size_t bytes) override;
+  void copy_to_host(void* host_dst, const void* src, std::size_t bytes) override;
+  void copy_from_host(void* dst, const void* host_src, std::size_t bytes) override;
+
+  // The host address behind device pointer p, after checking that [p, p + bytes) lies in one
+  // live allocation; spin::Error naming `what` otherwise.
+  void* untag(const void* p, std::size_t bytes, const char* what) const;
+  std::size_t live_bytes() const;
+
+ private:
+  std::map<std::uintptr_t, std::size_t> live_;  // untagged base -> bytes
+};
+
+// CpuKernels on emulated device memory. `memory` must outlive it.
+class EmulatedKernels final : public kernels::Kernels {
+ public:
+  explicit EmulatedKernels(const EmulatedDeviceMemory& memory);
+  ~EmulatedKernels() override;
+
+  Device device() const override { return Device::Cuda; }
+
+  using Index = kernels::Index;
+  void gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a,
+            Index lda, const float* b, Index ldb, float beta, float* c, Index ldc) const override;
+  void linear_forward(float* y, const float* x, const float* w, Index n, Index in,
+                      Index out) const override;
+  void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
+                       Index n, Index in, Index out, bool accumulate_dx) const override;
+  void embedding_forward(float* out, const std::int32_t* ids, const float* table, Index n,
+                         Index hidden, Index vocab_start, Index rows) const override;
+  void embedding_backward(float* dtable, const std::int32_t* ids, const float* dout, Index n,
+                          Index hidden, Index vocab_start, Index rows) const override;
+  void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, Index n,
+                       Index dim, float eps) const override;
+  void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                        const float* rstd, Index n, Index dim) const override;
+  void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin,
+                    Index n, Index heads, Index head_dim) const override;
+  void rope_backward(float* dx, const std::int32_t* positions, const float* cos,
+                     const float* sin, Index n, Index heads, Index head_dim) const override;
+  void attention_forward(float* out, float* probs, const float* q, const float* k,
+                         const float* v, const Index* cu_seqlens, Index num_seqs, Index heads,
+                         Index kv_heads, Index head_dim) const override;
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                          const float* k, const float* v, const float* probs,
+                          const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
+                          Index head_dim) const override;
+  void cached_attention_forward(float* out, const float* q, const float* k_cache,
+                                const float* v_cache, const Index* row_begin, const Index* slots,
+                                const Index* first_position, Index runs, Index capacity,
+                                Index heads, Index kv_heads, Index head_dim) const override;
+  void scatter_rows(float* dst, const float* src, const Index* rows, Index n,
+                    Index width) const override;
+  void gather_rows(float* dst, const float* src, const Index* rows, Index n,
+                   Index width) const override;
+  void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                       const float* up, Index n) const override;
+  void logits_max(float* row_max, const float* logits, Index n, Index ld,
+                  Index valid) const override;
+  void logits_sumexp_target(float* sumexp, float* target_logit, const float* logits,
+                            const float* row_max, const std::int32_t* targets, Index n, Index ld,
+                            Index valid, Index vocab_start) const override;
+  void logprob_from_sums(float* logprob, float* lse, const float* sums,
+                         const std::int32_t* targets, Index n) const override;
+  void logprob_backward(float* dlogits, const float* logits, const float* lse,
+                        const std::int32_t* targets, const float* dlogprob, Index n, Index ld,
+                        Index valid, Index vocab_start) const override;
+  void add_inplace(float* y, const float* x, Index n) const override;
+  double sum_squares(const float* x, Index n) const override;
+  void adamw_update(float* param, const float* grad, float* m, float* v, Index n,
+                    const AdamW& h) const override;
+  void sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid,
+                       Index vocab_start, const std::int32_t* history, const Index* offsets,
+                       float penalty, const std::uint8_t* ban_eos, const std::int32_t* eos,
+                       Index eos_count, float inv_temperature) const override;
+  void row_max_f64(double* out, const float* x, Index n, Index ld, Index valid,
+                   bool finite_only) const override;
+  void row_min_f64(double* out, const float* x, Index n, Index ld, Index valid,
+                   bool finite_only) const override;
+  void row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid,
+                      const double* shift, const float* above, bool finite_only) const override;
+  void gumbel_argmax(double* best_score, double* best_id, const float* z, Index n, Index valid,
+                     const double* threshold, bool noisy, std::uint64_t seed,
+                     const std::uint64_t* sample_ids, const std::int64_t* positions,
+                     Index vocab_start) const override;
+
+ private:
+  // Device pointer -> host address, checked for `count` elements.
+  template <class T>
+  T* dev(T* p, Index count, const char* what) const;
+  // A host-convention array: must not be a device pointer.
+  template <class T>
+  const T* host(const T* p, const char* what) const;
+
+  const EmulatedDeviceMemory& memory_;
+  std::unique_ptr<kernels::Kernels> cpu_;
+};
+
+}  // namespace spin::testing

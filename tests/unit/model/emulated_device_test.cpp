@@ -1,0 +1,146 @@
+// The model on an emulated GPU (tests/common/emulated_device.h): every buffer a kernel touches
+// must be device memory, and host code may read device memory only through a copy. The CPU
+// kernels run behind the device pointers, so the results must equal the CPU path's bitwise.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "common/device_model_check.h"
+#include "common/emulated_device.h"
+#include "common/spin_fixture.h"
+#include "common/test_util.h"
+#include "core/tensor.h"
+#include "train/checkpointing.h"
+
+namespace spin::testing {
+namespace {
+
+TinyShape shape_with(int layers) {
+  TinyShape s;
+  s.layers = layers;
+  return s;
+}
+
+TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
+  EmulatedDeviceMemory memory;
+  const EmulatedKernels kernels(memory);
+  const DeviceModelErrors errors = compare_model_on_device(kernels);
+  ASSERT_GT(errors.relative.size(), 20u);
+  for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << name;
+  EXPECT_EQ(memory.live_bytes(), 0u) << "device memory still allocated after the run";
+}
+
+// Everything a SPIN run does on its device -- reference generation (every sampling mode), the
+// reference's log-probabilities (forward or sampler), the 1F1B policy step, AdamW, the
+// reference sync and evaluation -- with the weights, activations, caches and optimizer state in
+// device memory: metrics and final weights equal the CPU run's bitwise.
+TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
+  struct Mode {
+    const char* name;
+    bool greedy;
+    std::int64_t top_k;
+    float top_p;
+    bool ref_from_sampler;
+  };
+  for (const Mode& mode : {Mode{"greedy", true, 0, 1.0f, false}, Mode{"top-k + top-p", false, 5, 0.8f, true},
+                           Mode{"top-p bisection", false, 0, 0.9f, false}}) {
+    SCOPED_TRACE(mode.name);
+    train::SpinConfig config;
+    config.kl_penalty = {0.5, 0.25};
+    config.iterations = 2;
+    config.global_batch = 4;
+    config.micro_batch = 2;
+    config.rollout_batch = 3;
+    config.ref_logprobs_from_sampler = mode.ref_from_sampler;
+    config.generation.max_new_tokens = 5;
+    config.generation.eos_ids = {2};
+    config.generation.sampling.greedy = mode.greedy;
+    config.generation.sampling.top_k = mode.top_k;
+    config.generation.sampling.top_p = mode.top_p;
+    config.generation.sampling.repetition_penalty = 1.2f;
+    config.generation.sampling.temperature = 0.9f;
+
+    EmulatedDeviceMemory memory;
+    const EmulatedKernels device_kernels(memory);
+    parallel::SelfCommunicator world_cpu, world_device;
+    SpinSetup cpu(world_cpu, {1, 1, 1}, config, shape_with(2), false, spin_examples(16));
+    SpinSetup dev(world_device, {1, 1, 1}, config, shape_with(2), false, spin_examples(16), &device_kernels);
+    ASSERT_EQ(dev.policy.device(), Device::Cuda);
+
+    const auto same = [](const train::SpinStepMetrics& a, const train::SpinStepMetrics& b) {
+      EXPECT_EQ(a.spin.loss, b.spin.loss);
+      EXPECT_EQ(a.spin.rewards_actual, b.spin.rewards_actual);
+      EXPECT_EQ(a.spin.rewards_generated, b.spin.rewards_generated);
+      EXPECT_EQ(a.spin.accuracy, b.spin.accuracy);
+      EXPECT_EQ(a.spin.generated_length_mean, b.spin.generated_length_mean);
+      EXPECT_EQ(a.grad_norm, b.grad_norm);
+      EXPECT_EQ(a.applied, b.applied);
+    };
+    for (std::int64_t iteration = 0; iteration < 2; ++iteration) {
+      for (std::int64_t index = 0; index < 2; ++index) {
+        same(dev.trainer.step(iteration, 0, index, 1e-2), cpu.trainer.step(iteration, 0, index, 1e-2));
+      }
+      dev.trainer.sync_reference();
+      cpu.trainer.sync_reference();
+    }
+    const train::SpinMetrics e_dev = dev.trainer.evaluate(dev.examples, 1);
+    const train::SpinMetrics e_cpu = cpu.trainer.evaluate(cpu.examples, 1);
+    EXPECT_EQ(e_dev.loss, e_cpu.loss);
+    EXPECT_EQ(e_dev.sft_nll, e_cpu.sft_nll);
+    EXPECT_EQ(to_host<float>(dev.policy.flat()), to_host<float>(cpu.policy.flat()));
+    EXPECT_EQ(to_host<float>(dev.reference.flat()), to_host<float>(cpu.reference.flat()));
+
+    // A checkpoint of the device run (written through host copies), loaded into a fresh device
+    // setup, continues exactly as the CPU run does.
+    const std::string dir = ::testing::TempDir() + "spin_emulated_ckpt";
+    train::save_checkpoint(dir, 4, dev.grid, dev.policy, &dev.reference, &dev.optimizer, false, {}, 1, {});
+    parallel::SelfCommunicator world_resumed;
+    SpinSetup resumed(world_resumed, {1, 1, 1}, config, shape_with(2), false, spin_examples(16), &device_kernels);
+    const ckpt::CheckpointReader reader(ckpt::checkpoint_dir(dir, 4));
+    train::load_weights(reader, "policy", resumed.policy);
+    train::load_weights(reader, "reference", resumed.reference);
+    resumed.optimizer.load_state(reader, dev.optimizer.steps_taken(), dev.optimizer.steps_skipped());
+    same(resumed.trainer.step(1, 0, 2, 1e-2), cpu.trainer.step(1, 0, 2, 1e-2));
+    EXPECT_EQ(to_host<float>(resumed.policy.flat()), to_host<float>(cpu.policy.flat()));
+    std::filesystem::remove_all(dir);
+  }
+}
+
+// The emulator itself: what it must catch.
+TEST(EmulatedDevice, KernelsRefuseHostMemoryAndOverruns) {
+  EmulatedDeviceMemory memory;
+  const EmulatedKernels kernels(memory);
+  const Tensor x = Tensor::zeros({8}, DType::F32, Device::Cuda);
+  std::vector<float> host(8);
+  EXPECT_NE(error_of([&] { kernels.add_inplace(x.f32(), host.data(), 8); }).find("host pointer"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { kernels.add_inplace(x.f32(), x.f32(), 9); }).find("past the end"),
+            std::string::npos);
+  EXPECT_EQ(error_of([&] { kernels.add_inplace(x.f32(), x.f32(), 8); }), "");
+}
+
+TEST(EmulatedDeviceDeathTest, HostCodeReadingDeviceMemoryFaults) {
+  EXPECT_DEATH(
+      {
+        EmulatedDeviceMemory memory;
+        const Tensor x = Tensor::zeros({8}, DType::F32, Device::Cuda);
+        volatile float v = x.f32()[3];
+        (void)v;
+      },
+      "");
+}
+
+TEST(EmulatedDevice, CopiesMoveDataBetweenHostAndDevice) {
+  EmulatedDeviceMemory memory;
+  Tensor host = Tensor::zeros({4});
+  for (int i = 0; i < 4; ++i) host.f32()[i] = static_cast<float>(i) + 0.5f;
+  const Tensor device = host.to(Device::Cuda);
+  EXPECT_EQ(device.device(), Device::Cuda);
+  const Tensor twice = device.clone();
+  EXPECT_EQ(to_host<float>(twice), (std::vector<float>{0.5f, 1.5f, 2.5f, 3.5f}));
+  twice.zero_();
+  EXPECT_EQ(to_host<float>(twice), std::vector<float>(4, 0.0f));
+}
+
+}  // namespace
+}  // namespace spin::testing
