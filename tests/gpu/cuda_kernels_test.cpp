@@ -198,6 +198,29 @@ TEST_F(Fixture, ScatterRowsIntoACache) {
   EXPECT_CLOSE(gdst.get(gpu), dst);
 }
 
+TEST_F(Fixture, GatherRowsOutOfABuffer) {
+  const Index n = 5, width = 48, src_rows = 30;
+  std::vector<Index> rows = {29, 0, 7, 7, 15};
+  auto src = random(src_rows * width);
+  std::vector<float> dst(n * width);
+  Dev gsrc(src), grows(rows), gdst = poisoned(n * width);
+  cpu.gather_rows(dst.data(), src.data(), rows.data(), n, width);
+  gpu.gather_rows(gdst.f(), gsrc.f(), grows.buffer.as<Index>(), n, width);
+  EXPECT_CLOSE(gdst.get(gpu), dst);
+}
+
+TEST_F(Fixture, LogprobFromAllReducedSums) {
+  const Index n = 300;
+  auto row_max = random(n, -5.0f, 5.0f), sums = random(2 * n, 0.5f, 40.0f);
+  auto targets = random_ints(n, -1, 5);  // some rows without a target
+  std::vector<float> lse = row_max, logprob(n);
+  Dev glse(row_max), gsums(sums), gtargets(targets), glogprob = poisoned(n);
+  cpu.logprob_from_sums(logprob.data(), lse.data(), sums.data(), targets.data(), n);
+  gpu.logprob_from_sums(glogprob.f(), glse.f(), gsums.f(), gtargets.i(), n);
+  EXPECT_CLOSE(glogprob.get(gpu), logprob);
+  EXPECT_CLOSE(glse.get(gpu), lse);
+}
+
 TEST_F(Fixture, SwigluForwardAndBackward) {
   const Index n = 100003;
   auto gate = random(n, -6.0f, 6.0f), up = random(n), dout = random(n);
