@@ -11,11 +11,11 @@
 #include "app/commands.h"
 #include "app/model_setup.h"
 #include "app/options.h"
+#include "app/runtime.h"
 #include "checkpoint/hf_reader.h"
 #include "core/error.h"
 #include "data/examples.h"
 #include "generate/generator.h"
-#include "kernels/cpu/cpu_kernels.h"
 #include "parallel/job_errors.h"
 #include "train/pipeline_scorer.h"
 
@@ -26,7 +26,7 @@ namespace {
 namespace po = boost::program_options;
 
 struct EvalOptions {
-  std::string model, data, output, prompt_template = "chat", pp_layers;
+  std::string model, data, output, prompt_template = "chat", pp_layers, device = "cpu";
   int tp = 1, pp = 1;
   std::int64_t batch_size = 32, max_new_tokens = 0;
 };
@@ -43,6 +43,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage")
+      ("device", po::value(&o.device)->default_value(o.device), kDeviceHelp)
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "prompts per batch on each replica")
       ("max-new-tokens", po::value(&o.max_new_tokens)->default_value(0),
        "longest greedy response (0: the longest ground-truth response)");
@@ -50,6 +51,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
     return std::nullopt;
   }
   require(o.batch_size >= 1, "spin eval: --batch-size must be at least 1");
+  parse_device(o.device);
   return o;
 }
 
@@ -61,7 +63,8 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
   if (!parsed) return 0;
   const EvalOptions& o = parsed->first;
   const parallel::Layout layout = parsed->second;
-  const parallel::ProcessGrid grid(world, layout);
+  const Runtime runtime(parse_device(o.device), world);
+  const parallel::ProcessGrid grid(runtime.world(), layout);
 
   std::optional<ModelShard> shard;
   data::LoadedExamples data;
@@ -83,10 +86,10 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
               o.data, ":", e.line, ": the prompt leaves no room for ", greedy.max_new_tokens, " new tokens");
     }
   });
-  model::ModelWeights weights(shard->config, shard->dims, shard->stage);
+  model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());
   parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
-  const kernels::CpuKernels cpu;
-  const model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(), cpu);
+  const model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(),
+                                      runtime.kernels());
   generate::Generator generator(grid, transformer, weights);
 
   // This replica's examples, in batches: greedy answers and ground-truth scores.

@@ -16,11 +16,11 @@
 #include "app/commands.h"
 #include "app/model_setup.h"
 #include "app/options.h"
+#include "app/runtime.h"
 #include "checkpoint/hf_reader.h"
 #include "core/error.h"
 #include "data/token_jsonl.h"
 #include "generate/generator.h"
-#include "kernels/cpu/cpu_kernels.h"
 #include "parallel/job_errors.h"
 
 namespace spin::app {
@@ -30,7 +30,7 @@ namespace {
 namespace po = boost::program_options;
 
 struct GenerateOptions {
-  std::string model, input, output, pp_layers, eos_ids;
+  std::string model, input, output, pp_layers, eos_ids, device = "cpu";
   std::vector<std::string> end_sequences;
   int tp = 1, pp = 1;
   std::int64_t batch_size = 32;
@@ -51,6 +51,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage, e.g. 3,5")
+      ("device", po::value(&o.device)->default_value(o.device), kDeviceHelp)
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
        "prompts generated together on each data-parallel replica")
       ("seed", po::value(&g.seed)->default_value(g.seed), "sampling seed")
@@ -80,6 +81,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
     for (std::int64_t id : parse_int_list(e, "--end-sequence")) seq.push_back(static_cast<std::int32_t>(id));
     o.params.end_sequences.push_back(seq);
   }
+  parse_device(o.device);
   return o;
 }
 
@@ -140,7 +142,8 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   GenerateOptions o = parsed->first;  // the EOS ids are completed from the model below
   const parallel::Layout layout = parsed->second;
   const bool root = world.rank() == 0;
-  const parallel::ProcessGrid grid(world, layout);
+  const Runtime runtime(parse_device(o.device), world);
+  const parallel::ProcessGrid grid(runtime.world(), layout);
 
   std::optional<ModelShard> shard;
   std::vector<std::vector<std::int32_t>> prompts;
@@ -168,10 +171,10 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
               parent.string(), " does not exist");
     }
   });
-  model::ModelWeights weights(shard->config, shard->dims, shard->stage);
+  model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());
   parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
-  const kernels::CpuKernels cpu;
-  const model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(), cpu);
+  const model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(),
+                                      runtime.kernels());
   generate::Generator generator(grid, transformer, weights);
 
   // This replica's prompts (every dp-th line), generated batch by batch.

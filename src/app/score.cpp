@@ -14,10 +14,10 @@
 
 #include "app/commands.h"
 #include "app/options.h"
+#include "app/runtime.h"
 #include "checkpoint/hf_reader.h"
 #include "core/error.h"
 #include "data/token_jsonl.h"
-#include "kernels/cpu/cpu_kernels.h"
 #include "model/transformer.h"
 #include "parallel/job_errors.h"
 #include "parallel/process_grid.h"
@@ -35,6 +35,7 @@ struct ScoreOptions {
   int tp = 1;
   static constexpr int pp = 1;  // scoring runs TP x DP
   std::int64_t batch_size = 8;
+  std::string device = "cpu";
 };
 
 // Returns nullopt after printing --help.
@@ -51,12 +52,14 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
        "JSONL written by rank 0: {\"logprob_sum\": s, \"token_logprobs\": [...]} per input line")
       ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (data-parallel = world / tp)")
       ("batch-size", po::value(&o.batch_size)->default_value(8),
-       "sequences per micro-batch on each data-parallel replica");
+       "sequences per micro-batch on each data-parallel replica")
+      ("device", po::value(&o.device)->default_value(o.device), kDeviceHelp);
   if (!parse_options_or_help(desc, argc, argv, "spin score",
                              "spin score --model DIR --input IN --output OUT [options]", print)) {
     return std::nullopt;
   }
   require(o.batch_size >= 1, "spin score: --batch-size must be at least 1");
+  parse_device(o.device);
   return o;
 }
 
@@ -128,7 +131,8 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   const parallel::Layout layout = parsed->second;
 
   const auto start = std::chrono::steady_clock::now();
-  parallel::ProcessGrid grid(world, layout);
+  const Runtime runtime(parse_device(o.device), world);
+  parallel::ProcessGrid grid(runtime.world(), layout);
   std::optional<model::ModelConfig> config;
   std::optional<model::TpDims> dims;
   std::vector<data::TokenRecord> records;
@@ -147,12 +151,12 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
       std::remove(probe.c_str());
     }
   });
-  model::ModelWeights weights(*config, *dims);
+  model::ModelWeights weights(*config, *dims, model::StageLayers::whole(config->num_layers), 1,
+                              runtime.device());
   parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
   const auto loaded = std::chrono::steady_clock::now();
 
-  const kernels::CpuKernels cpu;
-  const model::Transformer transformer(*config, *dims, grid.tp(), cpu);
+  const model::Transformer transformer(*config, *dims, grid.tp(), runtime.kernels());
   const auto mine = assigned(records.size(), grid.dp_rank(), grid.dp_size());
   const std::vector<float> results = score_records(transformer, weights, records, mine, o.batch_size);
   const auto scored = std::chrono::steady_clock::now();
@@ -189,9 +193,10 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
 
   const double load_s = std::chrono::duration<double>(loaded - start).count();
   const double score_s = std::chrono::duration<double>(scored - loaded).count();
-  std::printf("spin score: %zu sequences, %lld tokens, layout tp %d x dp %d: load %.2f s, "
+  std::printf("spin score: %zu sequences, %lld tokens, layout tp %d x dp %d on %s: load %.2f s, "
               "score %.2f s (%.0f tokens/s), wrote %s\n",
               records.size(), static_cast<long long>(tokens), grid.tp_size(), grid.dp_size(),
+              runtime.describe().c_str(),
               load_s, score_s, static_cast<double>(tokens) / std::max(score_s, 1e-9),
               o.output.c_str());
   return 0;

@@ -17,12 +17,12 @@
 #include "app/commands.h"
 #include "app/model_setup.h"
 #include "app/options.h"
+#include "app/runtime.h"
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
 #include "core/error.h"
 #include "data/batch_plan.h"
 #include "data/examples.h"
-#include "kernels/cpu/cpu_kernels.h"
 #include "model/transformer.h"
 #include "parallel/job_errors.h"
 #include "parallel/process_grid.h"
@@ -41,7 +41,7 @@ struct SftOptions {
   std::int64_t max_prompt_tokens = 0, max_response_tokens = 0;
   bool skip_bad_lines = false;
   int tp = 1, pp = 1;
-  std::string pp_layers;
+  std::string pp_layers, device = "cpu";
   std::int64_t global_batch = 8, micro_batch = 1, epochs = 1, max_steps = 0;
   double lr = 1e-5, min_lr = 0.0;
   std::string schedule = "constant";
@@ -76,6 +76,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
        "layers per pipeline stage, e.g. 3,5 (default: even split)")
+      ("device", po::value(&o.device)->default_value(o.device), kDeviceHelp)
       ("global-batch-size", po::value(&o.global_batch)->default_value(o.global_batch),
        "sequences per optimizer step, over all data-parallel ranks")
       ("micro-batch-size", po::value(&o.micro_batch)->default_value(o.micro_batch),
@@ -113,6 +114,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   require(o.log_interval >= 1, "spin sft: --log-interval must be at least 1");
   require(o.max_nonfinite >= 1, "spin sft: --max-nonfinite-steps must be at least 1");
   require(o.clip_grad >= 0, "spin sft: --clip-grad must not be negative");
+  parse_device(o.device);
   return o;
 }
 
@@ -133,7 +135,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const parallel::Layout layout = parsed->second;
   const bool root = world.rank() == 0;
   const auto start = std::chrono::steady_clock::now();
-  const parallel::ProcessGrid grid(world, layout);
+  const Runtime runtime(parse_device(o.device), world);
+  const parallel::ProcessGrid grid(runtime.world(), layout);
 
   // ---- everything that can be wrong with the input, before any work -------------------------
   std::optional<ModelShard> shard;
@@ -169,12 +172,12 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
 
   const model::ModelConfig& config = shard->config;
   const std::int64_t pad = o.distributed_optimizer ? grid.dp_size() : 1;
-  model::ModelWeights weights(config, shard->dims, shard->stage, pad);
-  model::ModelWeights grads(config, shard->dims, shard->stage, pad);
+  model::ModelWeights weights(config, shard->dims, shard->stage, pad, runtime.device());
+  model::ModelWeights grads(config, shard->dims, shard->stage, pad, runtime.device());
   parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
 
-  const kernels::CpuKernels cpu;
-  const model::Transformer transformer(config, shard->dims, shard->stage, grid.tp(), cpu);
+  const kernels::Kernels& k = runtime.kernels();
+  const model::Transformer transformer(config, shard->dims, shard->stage, grid.tp(), k);
   train::OptimizerConfig oc;
   oc.beta1 = o.beta1;
   oc.beta2 = o.beta2;
@@ -184,7 +187,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   oc.clip_grad = o.clip_grad;
   oc.distributed = o.distributed_optimizer;
   oc.max_nonfinite_in_a_row = o.max_nonfinite;
-  train::Optimizer optimizer(oc, grid, weights, grads, cpu);
+  train::Optimizer optimizer(oc, grid, weights, grads, k);
   train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer);
 
   if (root) {

@@ -23,6 +23,7 @@
 #include "app/commands.h"
 #include "app/model_setup.h"
 #include "app/options.h"
+#include "app/runtime.h"
 #include "app/stop_signals.h"
 #include "app/train_config.h"
 #include "checkpoint/hf_reader.h"
@@ -30,7 +31,6 @@
 #include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
 #include "data/examples.h"
-#include "kernels/cpu/cpu_kernels.h"
 #include "parallel/job_errors.h"
 #include "train/checkpointing.h"
 #include "train/spin_trainer.h"
@@ -203,7 +203,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   const TrainConfig& c = parsed->first;
   const parallel::Layout layout = parsed->second;
   const bool root = world.rank() == 0;
-  const parallel::ProcessGrid grid(world, layout);
+  const Runtime runtime(parse_device(c.device), world);
+  const parallel::ProcessGrid grid(runtime.world(), layout);
   const auto start = std::chrono::steady_clock::now();
 
   // ---- everything that can be wrong, before any work --------------------------------------
@@ -276,12 +277,12 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
 
   const model::ModelConfig& mc = shard->config;
   const std::int64_t pad = c.distributed_optimizer ? grid.dp_size() : 1;
-  model::ModelWeights policy(mc, shard->dims, shard->stage, pad);
-  model::ModelWeights grads(mc, shard->dims, shard->stage, pad);
-  model::ModelWeights reference(mc, shard->dims, shard->stage, pad);
+  model::ModelWeights policy(mc, shard->dims, shard->stage, pad, runtime.device());
+  model::ModelWeights grads(mc, shard->dims, shard->stage, pad, runtime.device());
+  model::ModelWeights reference(mc, shard->dims, shard->stage, pad, runtime.device());
 
-  const kernels::CpuKernels cpu;
-  const model::Transformer transformer(mc, shard->dims, shard->stage, grid.tp(), cpu);
+  const kernels::Kernels& k = runtime.kernels();
+  const model::Transformer transformer(mc, shard->dims, shard->stage, grid.tp(), k);
   train::OptimizerConfig oc;
   oc.beta1 = c.adam_beta1;
   oc.beta2 = c.adam_beta2;
@@ -291,7 +292,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   oc.clip_grad = c.clip_grad;
   oc.distributed = c.distributed_optimizer;
   oc.max_nonfinite_in_a_row = c.max_nonfinite_steps;
-  train::Optimizer optimizer(oc, grid, policy, grads, cpu);
+  train::Optimizer optimizer(oc, grid, policy, grads, k);
 
   // ---- the starting point: a checkpoint (any layout), or model.path ------------------------
   Position at;

@@ -114,6 +114,7 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("parallel.tp", &c.tp, "tensor-parallel size");
   t.add("parallel.pp", &c.pp, "pipeline-parallel size (data-parallel = world / (tp x pp))");
   t.add("parallel.pp_layers", &c.pp_layers, "layers per pipeline stage, e.g. 3,5 (empty: even)");
+  t.add("parallel.device", &c.device, "cpu, or cuda (one GPU per rank, by the rank's order on its node)");
   t.add("sampling.greedy", &c.greedy, "argmax decoding for the reference's responses");
   t.add("sampling.temperature", &c.temperature, "sampling temperature (> 0)");
   t.add("sampling.top_k", &c.top_k, "top-k (0: off)");
@@ -176,6 +177,8 @@ std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print)
     require(vm.count(key) != 0, "spin train: missing required key ", key,
             " (in the INI file's [", std::string(key).substr(0, std::string(key).find('.')), "] section or as --", key, ")");
   }
+  require(c.device == "cpu" || c.device == "cuda", "spin train: parallel.device must be cpu or cuda, got '",
+          c.device, "'");
   return c;
 }
 

@@ -41,6 +41,7 @@ struct TrainConfig {
   // [parallel]
   int tp = 1, pp = 1;
   std::string pp_layers;
+  std::string device = "cpu";  // cpu | cuda
   // [sampling]
   bool greedy = false;
   float temperature = 1.0f, top_p = 1.0f, repetition_penalty = 1.0f;

@@ -121,6 +121,12 @@ def case_bad_input(args, tmp):
     expect_error(args, tmp, "missing-option", lambda out: ["score", "--model", model, "--output", out],
                  r"the option '--input' is required")
     expect_error(args, tmp, "unknown-command", lambda out: ["scroe"], r"unknown command \"scroe\"")
+    expect_error(args, tmp, "unknown-device", cmd(model, args.input, "--device", "tpu"),
+                 r"unknown device 'tpu' \(expected cpu or cuda\)")
+    if not os.path.exists("/dev/nvidia0"):
+        # Where no GPU is visible, --device cuda is one agreed error, whichever build this is.
+        expect_error(args, tmp, "no-gpu", cmd(model, args.input, "--device", "cuda"),
+                     r"--device cuda: (no CUDA device is visible|this spin was built without CUDA)")
 
 
 def main():

@@ -1,0 +1,41 @@
+#include "app/runtime.h"
+
+#include "core/error.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "parallel/job_errors.h"
+#include "parallel/topology.h"
+
+#ifdef SPIN_HAVE_CUDA
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/device_memory.h"
+#include "parallel/nccl_communicator.h"
+#endif
+
+namespace spin::app {
+
+Runtime::Runtime(Device device, parallel::Communicator& world) : world_(world) {
+  if (device == Device::Cpu) {
+    kernels_ = std::make_unique<kernels::CpuKernels>();
+    return;
+  }
+#ifdef SPIN_HAVE_CUDA
+  ordinal_ = parallel::node_local_rank(world);
+  parallel::run_collectively(world, [&] { cuda::init_device(ordinal_); });
+  kernels_ = std::make_unique<kernels::CudaKernels>();
+  nccl_world_ = std::make_unique<parallel::NcclCommunicator>(world.split(0, world.rank()),
+                                                             cuda::compute_stream());
+#else
+  parallel::run_collectively(world, [&] {
+    fail("--device cuda: this spin was built without CUDA (configure with -DSPIN_CUDA=ON on a "
+         "machine with the CUDA toolkit)");
+  });
+#endif
+}
+
+Runtime::~Runtime() = default;
+
+std::string Runtime::describe() const {
+  return ordinal_ < 0 ? std::string("cpu") : cat("cuda:", ordinal_);
+}
+
+}  // namespace spin::app
