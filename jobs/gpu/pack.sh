@@ -2,50 +2,71 @@
 # Gathers what the CUDA checks need into .gpu/ (git-ignored) to carry to a machine with a GPU
 # but without Debian's packages (see docs/gpu.md):
 #   jobs/gpu/pack.sh [build-dir]     then, there:  .gpu/run.sh [OUT-dir]
-# .gpu/bin: the GPU test and benchmark (CUDA runtime and GoogleTest linked in); .gpu/lib: the shared
-# libraries it needs that such a machine may lack (OpenBLAS for the CPU reference, its Fortran
-# runtime), never the CUDA libraries (the GPU machine has its own cuBLAS; run.sh finds it).
+# .gpu/run.sh             unpacks the bundle and runs jobs/gpu/checks.sh's steps
+# .gpu/bundle.tar.xz      bin/: gpu_test, gpu_bench, spin; root/usr/...: Open MPI relocated
+#                         (orterun, orted, libmpi, its plugins and help files, PMIx and its
+#                         plugins); lib/: every other shared library the binaries and plugins
+#                         load that a non-Debian machine may lack (OpenBLAS, HDF5, Boost, ...);
+#                         work/: a tiny model, a SPIN task and configs for the whole-program check.
+# Never the CUDA libraries (cuBLAS alone is far over the 64 MiB that can be carried): the GPU
+# machine's own are used, from its toolkit or its Python nvidia-* packages.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
 out=.gpu
-binaries=("$build/tests/gpu_test" "$build/bench/gpu_bench")
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+
+binaries=("$build/tests/gpu_test" "$build/bench/gpu_bench" "$build/src/app/spin")
 for b in "${binaries[@]}"; do
   [[ -x $b ]] || { echo "pack: $b missing: build with the CUDA toolkit first (cmake finds nvcc)" >&2; exit 1; }
 done
-rm -rf "$out"
-mkdir -p "$out/bin" "$out/lib"
-cp "${binaries[@]}" "$out/bin/"
-# Non-system, non-CUDA libraries the binaries load.
-for b in "${binaries[@]}"; do
-  ldd "$b" | awk '/=> \// {print $3}' | while read -r lib; do
-    case $(basename "$lib") in
-      libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|libstdc++.so*|libgcc_s.so*) ;;  # every Linux has them
-      libcublas*|libcudart*|libnccl*|libcuda.so*) ;;                                      # the GPU machine's own
-      *) cp -L "$lib" "$out/lib/" ;;
-    esac
-  done
+mkdir -p "$stage/bin" "$stage/lib" "$stage/root/usr/bin" "$stage/root/usr/lib/x86_64-linux-gnu" "$stage/root/usr/share"
+cp "${binaries[@]}" "$stage/bin/"
+
+# Open MPI under root/usr, as Debian lays it out, so that OPAL_PREFIX=root/usr relocates it.
+multiarch=/usr/lib/x86_64-linux-gnu
+cp -L /usr/bin/orterun /usr/bin/orted "$stage/root/usr/bin/"
+ln -s orterun "$stage/root/usr/bin/mpirun"
+cp -a "$multiarch/openmpi" "$multiarch/pmix2" "$stage/root/usr/lib/x86_64-linux-gnu/"
+rm -rf "$stage"/root/usr/lib/x86_64-linux-gnu/{openmpi,pmix2}/include
+find "$stage/root" \( -name '*.a' -o -name '*.la' \) -delete
+cp -a /usr/share/openmpi "$stage/root/usr/share/"
+[[ -d /usr/share/pmix ]] && cp -a /usr/share/pmix "$stage/root/usr/share/"
+mkdir -p "$stage/root/etc/openmpi" && cp -a /etc/openmpi/. "$stage/root/etc/openmpi/"
+
+# Every shared library that the binaries, the MPI launchers and the plugins load, but the C and
+# C++ runtimes (every Linux has them) and CUDA's (the GPU machine's own).
+elves=("$stage"/bin/* "$stage"/root/usr/bin/orterun "$stage"/root/usr/bin/orted)
+mapfile -t plugins < <(find "$stage/root" -name '*.so*' -type f)
+for f in "${elves[@]}" "${plugins[@]}"; do
+  ldd "$f" 2>/dev/null | awk '/=> \// {print $3}'
+done | sort -u | while read -r lib; do
+  case $(basename "$lib") in
+    libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|libstdc++.so*|libgcc_s.so*|ld-linux*) ;;
+    libcublas*|libcudart*|libnccl*|libcuda.so*|libnvidia*) ;;
+    *) cp -Ln "$lib" "$stage/lib/" ;;
+  esac
 done
-cat > "$out/run.sh" <<'RUN'
-#!/usr/bin/env bash
-# Runs the carried CUDA checks; logs go to ${1:-$OUT} (or ./gpu-logs).
-set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-logs=${1:-${OUT:-$here/../gpu-logs}}
-mkdir -p "$logs"
-# cuBLAS: the toolkit's, or the one in Python's nvidia-* packages.
-cuda_libs=$(ls -d /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib 2>/dev/null | tr '\n' ':')
-py_libs=$(python3 -c 'import glob, site; print(":".join(sorted(set(p for s in site.getsitepackages() for p in glob.glob(s + "/nvidia/*/lib")))))' 2>/dev/null || true)
-export LD_LIBRARY_PATH="$here/lib:${cuda_libs}${py_libs}:${LD_LIBRARY_PATH:-}"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee "$logs/device.txt"
-"$here/bin/gpu_test" --gtest_color=no 2>&1 | tee "$logs/gpu_test.log"
-status=${PIPESTATUS[0]}  # 77: no GPU (skipped)
-echo "run.sh: gpu_test exit $status"
-if [[ $status == 0 ]]; then
-  "$here/bin/gpu_bench" 2>&1 | tee "$logs/gpu_bench.log"
-fi
-exit "$status"
-RUN
+
+# The whole-program check's inputs: a tiny byte-level model, a small exact-answer task, a
+# sequence file to score.
+mkdir -p "$stage/work"
+/usr/bin/python3 jobs/demo/make_task.py "$stage/work/data" --train 32 --validation 8 --test 4 >/dev/null
+/usr/bin/python3 tests/data/make_tiny_model.py "$stage/work/model" --vocab 259 --hidden 64 --intermediate 128 \
+  --layers 2 --heads 4 --kv-heads 2 --max-positions 64 --byte-tokenizer >/dev/null
+cp tests/data/tiny_score.jsonl "$stage/work/score.jsonl"
+/usr/bin/python3 tests/data/make_tiny_model.py "$stage/work/score-model" >/dev/null
+/usr/bin/python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    print(json.dumps({"prompt": (r.get("prompt") or r["tokens"])[:4]}))' tests/data/tiny_score.jsonl >"$stage/work/prompts.jsonl"
+cp jobs/gpu/checks.sh jobs/gpu/compare.py jobs/gpu/spin_check.ini "$stage/work/"
+
+rm -rf "$out"
+mkdir -p "$out"
+tar -C "$stage" -cJf "$out/bundle.tar.xz" .
+cp jobs/gpu/run.sh "$out/run.sh"
 chmod +x "$out/run.sh"
-du -sh "$out"
-ls -l "$out/bin" "$out/lib"
+echo "pack: $(du -sh "$stage" | cut -f1) gathered, $(du -sh "$out/bundle.tar.xz" | cut -f1) compressed in $out"

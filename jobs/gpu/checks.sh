@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The checks run on a lent GPU, from the unpacked bundle (jobs/gpu/pack.sh, run.sh):
+#   1. gpu_test: every CUDA kernel against the CPU kernels, the whole tiny model on the GPU
+#      against the CPU path, NcclCommunicator on one GPU;
+#   2. the whole program, one rank: spin score, spin generate (greedy) and spin train (one SPIN
+#      iteration) with --device cpu and --device cuda, compared (compare.py);
+#   3. gpu_bench: measured ceilings and the kernels at Llama-7B shapes.
+# Usage: checks.sh BUNDLE_DIR LOG_DIR. Every step has a time limit; a failing step is reported
+# and the next one still runs. Exit status: the number of failed steps.
+set -uo pipefail
+bundle=$1
+logs=$2
+work=$bundle/work
+mkdir -p "$logs"
+failed=0
+step() {  # step NAME LIMIT_S COMMAND...: runs it with its output in $logs/NAME.log
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name"
+  timeout "$limit" "$@" >"$logs/$name.log" 2>&1
+  local status=$?
+  tail -n 25 "$logs/$name.log"
+  echo "== $name: exit $status"
+  [[ $status == 0 ]] || failed=$((failed + 1))
+  return "$status"
+}
+spin=$bundle/bin/spin
+launch=(mpirun -np 1 --allow-run-as-root --oversubscribe)
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader >"$logs/device.txt" 2>&1
+cat "$logs/device.txt"
+
+step gpu_test 240 "$bundle/bin/gpu_test" --gtest_color=no
+
+for device in cpu cuda; do
+  step "score_$device" 120 "${launch[@]}" "$spin" score --model "$work/score-model" --input "$work/score.jsonl" \
+    --output "$logs/score_$device.jsonl" --device "$device"
+  step "generate_$device" 120 "${launch[@]}" "$spin" generate --model "$work/score-model" \
+    --input "$work/prompts.jsonl" --output "$logs/generate_$device.jsonl" --greedy --max-new-tokens 12 \
+    --device "$device"
+  step "train_$device" 300 "${launch[@]}" "$spin" train --config "$work/spin_check.ini" \
+    --model.path "$work/model" --data.train "$work/data/train.jsonl" \
+    --data.validation "$work/data/validation.jsonl" --checkpoint.save_dir "$logs/train_$device" \
+    --parallel.device "$device"
+done
+step compare_score 60 python3 "$work/compare.py" score "$logs/score_cpu.jsonl" "$logs/score_cuda.jsonl" 1e-5
+step compare_generate 60 cmp "$logs/generate_cpu.jsonl" "$logs/generate_cuda.jsonl"
+step compare_metrics 60 python3 "$work/compare.py" metrics "$logs/train_cpu/metrics.jsonl" \
+  "$logs/train_cuda/metrics.jsonl" 1e-3
+step compare_weights 60 python3 "$work/compare.py" weights "$logs/train_cpu/iteration_1" \
+  "$logs/train_cuda/iteration_1" 1e-4
+
+step gpu_bench 240 "$bundle/bin/gpu_bench"
+echo "checks: $failed step(s) failed"
+exit "$failed"
