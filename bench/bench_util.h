@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/tensor.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
 #include "parallel/communicator.h"
@@ -92,12 +93,18 @@ inline double flop_per_token(const model::ModelConfig& c, int seq) {
 
 // sgemm GFLOP/s of this process on square matrices (the machine's practical peak).
 inline double measure_sgemm_peak(const kernels::Kernels& k, int size = 1024) {
-  std::vector<float> a(static_cast<std::size_t>(size) * size, 0.5f), b = a, c = a;
-  k.gemm(false, false, size, size, size, 1.0f, a.data(), size, b.data(), size, 0.0f, c.data(), size);
+  const Shape square{size, size};
+  const std::vector<float> half(static_cast<std::size_t>(size) * size, 0.5f);  // not zeros: a GPU
+  const Tensor a = Tensor::zeros(square, DType::F32, k.device());               // is faster on those
+  copy_bytes(a.raw(), a.device(), half.data(), Device::Cpu, a.nbytes());
+  const Tensor b = a.clone(), c = a.clone();
+  k.gemm(false, false, size, size, size, 1.0f, a.f32(), size, b.f32(), size, 0.0f, c.f32(), size);
+  k.synchronize();
   double best = 0.0;
   for (int rep = 0; rep < 5; ++rep) {
     const auto t0 = Clock::now();
-    k.gemm(false, false, size, size, size, 1.0f, a.data(), size, b.data(), size, 0.0f, c.data(), size);
+    k.gemm(false, false, size, size, size, 1.0f, a.f32(), size, b.f32(), size, 0.0f, c.f32(), size);
+    k.synchronize();
     best = std::max(best, 2.0 * size * size * static_cast<double>(size) / seconds_since(t0) / 1e9);
   }
   return best;

@@ -14,7 +14,7 @@
 #include "bench/timed_kernels.h"
 #include "core/philox.h"
 #include "generate/generator.h"
-#include "kernels/cpu/cpu_kernels.h"
+#include "app/runtime.h"
 #include "model/transformer.h"
 #include "parallel/process_grid.h"
 
@@ -29,6 +29,7 @@ struct Options {
   int prompt = 128, new_tokens = 64, tp = 1;
   std::string batches = "1,8,32";
   bool profile = false;
+  std::string device = "cpu";
 };
 
 // Bytes per second of a large memcpy (read + write counted) and of a large read (a sum), the
@@ -58,6 +59,23 @@ Bandwidth measure_bandwidth() {
   return bw;
 }
 
+// On a GPU: device-to-device copies of 256 MiB (far beyond L2), read + write counted; a decode
+// step's floor is its bytes over this rate (HBM serves reads and writes from one budget).
+Bandwidth measure_device_bandwidth(const kernels::Kernels& k) {
+  const std::int64_t n = std::int64_t{64} << 20;  // floats
+  const Tensor a = Tensor::zeros({n}, DType::F32, k.device()), b = a.clone();
+  Bandwidth bw;
+  for (int rep = 0; rep < 5; ++rep) {
+    k.synchronize();
+    const auto t0 = Clock::now();
+    b.copy_from(a);
+    k.synchronize();
+    bw.copy = std::max(bw.copy, 2.0 * static_cast<double>(a.nbytes()) / seconds_since(t0));
+  }
+  bw.read = bw.copy;
+  return bw;
+}
+
 int run(int argc, char** argv, parallel::Communicator& world) {
   Options o;
   po::options_description desc("generate_bench options");
@@ -68,26 +86,29 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("new-tokens", po::value(&o.new_tokens)->default_value(o.new_tokens), "tokens generated per prompt")
       ("batches", po::value(&o.batches)->default_value(o.batches), "comma-separated batch sizes")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
-      ("profile", po::bool_switch(&o.profile), "print time per kernel over all runs (rank 0)");
+      ("profile", po::bool_switch(&o.profile), "print time per kernel over all runs (rank 0)")
+      ("device", po::value(&o.device)->default_value(o.device), app::kDeviceHelp);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
 
-  const parallel::ProcessGrid grid(world, {o.tp, 1, 0});
+  const app::Runtime runtime(parse_device(o.device), world);
+  const parallel::ProcessGrid grid(runtime.world(), {o.tp, 1, 0});
   o.size.max_positions = o.prompt + o.new_tokens;
   const model::ModelConfig config = make_config(o.size);
   const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
-  model::ModelWeights weights(config, dims);
+  model::ModelWeights weights(config, dims, model::StageLayers::whole(config.num_layers), 1,
+                              runtime.device());
   weights.init_random(1, 0.02f);
-  const kernels::CpuKernels cpu;
-  TimedKernels timed(cpu);
-  const kernels::Kernels& k = o.profile ? static_cast<const kernels::Kernels&>(timed) : cpu;
+  const kernels::Kernels& base = runtime.kernels();
+  TimedKernels timed(base);
+  const kernels::Kernels& k = o.profile ? static_cast<const kernels::Kernels&>(timed) : base;
   const model::Transformer transformer(config, dims, grid.tp(), k);
   generate::Generator generator(grid, transformer, weights);
   // Ranks share the memory bus: measure it with all of them reading at once.
   world.barrier();
-  const Bandwidth bw = measure_bandwidth();
+  const Bandwidth bw = runtime.device() == Device::Cpu ? measure_bandwidth() : measure_device_bandwidth(base);
   double bandwidth = bw.read;  // per rank, while the others read too
   world.all_reduce(&bandwidth, 1, parallel::ReduceOp::Min);
-  const double peak = measure_sgemm_peak(cpu) * 1e9;
+  const double peak = measure_sgemm_peak(base, runtime.device() == Device::Cpu ? 1024 : 4096) * 1e9;
   // Matmul FLOPs per decoded token on this rank: 2 x its share of the projections and LM head.
   const double h = static_cast<double>(config.hidden_size);
   const double rank_matmul =

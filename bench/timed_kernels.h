@@ -19,6 +19,7 @@ class TimedKernels final : public kernels::Kernels {
   void reset() { seconds_.clear(); }
 
   Device device() const override { return inner_.device(); }
+  void synchronize() const override { inner_.synchronize(); }
   void gemm(bool ta, bool tb, Index m, Index n, Index k, float alpha, const float* a, Index lda,
             const float* b, Index ldb, float beta, float* c, Index ldc) const override {
     time("gemm (attention)", [&] { inner_.gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
@@ -107,6 +108,10 @@ class TimedKernels final : public kernels::Kernels {
                          const std::int32_t* targets, Index n) const override {
     time("log-softmax", [&] { inner_.logprob_from_sums(logprob, lse, sums, targets, n); });
   }
+  void row_top_k(double* out, const float* z, Index n, Index valid, Index k,
+                 Index start) const override {
+    time("sampling", [&] { inner_.row_top_k(out, z, n, valid, k, start); });
+  }
   void add_inplace(float* y, const float* x, Index n) const override {
     time("residual add", [&] { inner_.add_inplace(y, x, n); });
   }
@@ -148,8 +153,10 @@ class TimedKernels final : public kernels::Kernels {
  private:
   template <class Fn>
   void time(const char* name, Fn fn) const {
+    inner_.synchronize();  // on a GPU, each kernel is timed to completion (serialised)
     const auto t0 = std::chrono::steady_clock::now();
     fn();
+    inner_.synchronize();
     seconds_[name] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 

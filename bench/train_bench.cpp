@@ -1,8 +1,10 @@
 // Training-step throughput under pipeline and data parallelism, and optimizer memory:
 //   OPENBLAS_NUM_THREADS=1 mpirun -np 4 train_bench --pp 4 [--tp T] [--distributed-optimizer]
-// Prints the step time and tokens/s at a fixed global batch, the measured pipeline bubble
-// (the share of the 1F1B schedule a stage spends waiting, communication included) against the
-// 1F1B model (p - 1) / (m + p - 1), and the optimizer state per rank.
+//   mpirun -np 1 train_bench --device cuda --hidden 2048 --layers 22 ...   (one GPU per rank)
+// Prints the step time and tokens/s at a fixed global batch, the model FLOP rate (6 N per token
+// plus attention) against the measured float32 matrix-product peak of the device, the measured
+// pipeline bubble (CPU: the share of the 1F1B schedule a stage spends waiting, communication
+// included) against the 1F1B model (p - 1) / (m + p - 1), and the optimizer state per rank.
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <vector>
@@ -10,7 +12,7 @@
 #include "bench/bench_util.h"
 #include "core/philox.h"
 #include "data/batch_plan.h"
-#include "kernels/cpu/cpu_kernels.h"
+#include "app/runtime.h"
 #include "model/transformer.h"
 #include "parallel/process_grid.h"
 #include "train/pipeline_trainer.h"
@@ -25,6 +27,7 @@ struct Options {
   ModelSize size;
   int seq = 128, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1;
   bool distributed = false;
+  std::string device = "cpu";
 };
 
 int run(int argc, char** argv, parallel::Communicator& world) {
@@ -40,24 +43,26 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed steps first")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
-      ("distributed-optimizer", po::bool_switch(&o.distributed), "ZeRO-1 optimizer");
+      ("distributed-optimizer", po::bool_switch(&o.distributed), "ZeRO-1 optimizer")
+      ("device", po::value(&o.device)->default_value(o.device), app::kDeviceHelp);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
 
-  const parallel::ProcessGrid grid(world, {o.tp, o.pp, 0});
+  const app::Runtime runtime(parse_device(o.device), world);
+  const kernels::Kernels& k = runtime.kernels();
+  const parallel::ProcessGrid grid(runtime.world(), {o.tp, o.pp, 0});
   o.size.max_positions = o.seq;
   const model::ModelConfig config = make_config(o.size);
   const model::StageLayers stage =
       model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank());
   const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
   const std::int64_t pad = o.distributed ? grid.dp_size() : 1;
-  model::ModelWeights weights(config, dims, stage, pad);
-  model::ModelWeights grads(config, dims, stage, pad);
+  model::ModelWeights weights(config, dims, stage, pad, runtime.device());
+  model::ModelWeights grads(config, dims, stage, pad, runtime.device());
   weights.init_random(1, 0.02f);
-  const kernels::CpuKernels cpu;
-  const model::Transformer transformer(config, dims, stage, grid.tp(), cpu);
+  const model::Transformer transformer(config, dims, stage, grid.tp(), k);
   train::OptimizerConfig oc;
   oc.distributed = o.distributed;
-  train::Optimizer optimizer(oc, grid, weights, grads, cpu);
+  train::Optimizer optimizer(oc, grid, weights, grads, k);
   train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer);
 
   const data::BatchPlan plan(o.global_batch, o.global_batch, o.micro_batch, grid.dp_size(), 1);
@@ -79,12 +84,18 @@ int run(int argc, char** argv, parallel::Communicator& world) {
 
   std::vector<double> step_s, bubble;
   for (int step = 0; step < o.warmup + o.steps; ++step) {
+    k.synchronize();
     world.barrier();
+    const auto t0 = Clock::now();
     const train::StepMetrics m = trainer.step(micro_batches, loss, 1e-5);
+    k.synchronize();  // a GPU's step ends when its last kernel does
+    const double seconds = seconds_since(t0);
     if (step < o.warmup) continue;
-    step_s.push_back(m.seconds);
+    step_s.push_back(seconds);
     bubble.push_back(1.0 - m.compute_seconds / m.pipeline_seconds);
   }
+  const int peak_size = runtime.device() == Device::Cpu ? 1024 : 4096;  // a GPU needs large ones
+  const double peak = measure_sgemm_peak(k, peak_size);                 // GFLOP/s
   // Per stage: the median bubble of this rank; then the mean over stages (rank 0 gathers).
   double my_bubble = median(bubble), sum_bubble = my_bubble;
   world.all_reduce(&sum_bubble, 1);
@@ -105,10 +116,15 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     std::printf("layout: tp %d x pp %d x dp %d on %d ranks, %d micro-batches per step%s\n",
                 grid.tp_size(), grid.pp_size(), grid.dp_size(), world.size(), m,
                 o.distributed ? ", distributed optimizer" : "");
-    std::printf("step: %.1f ms median (slowest rank), %.0f tokens/s, %.1f model GFLOP/s\n",
-                slowest * 1e3, tokens / slowest, flop_per_token(config, o.seq) * tokens / slowest / 1e9);
-    std::printf("pipeline bubble: measured %.1f%% (mean over ranks), 1F1B model (p-1)/(m+p-1) = %.1f%%\n",
-                100.0 * sum_bubble / world.size(), 100.0 * (p - 1) / (m + p - 1));
+    const double rate = flop_per_token(config, o.seq) * tokens / slowest / 1e9 / world.size();
+    std::printf("step: %.1f ms median (slowest rank) on %s, %.0f tokens/s, %.1f model GFLOP/s per rank "
+                "= %.1f%% of the measured float32 matrix-product peak (%.0f GFLOP/s at %d^3)\n",
+                slowest * 1e3, runtime.describe().c_str(), tokens / slowest, rate, 100.0 * rate / peak, peak,
+                peak_size);
+    if (runtime.device() == Device::Cpu) {  // on a GPU the host timers see launches, not kernels
+      std::printf("pipeline bubble: measured %.1f%% (mean over ranks), 1F1B model (p-1)/(m+p-1) = %.1f%%\n",
+                  100.0 * sum_bubble / world.size(), 100.0 * (p - 1) / (m + p - 1));
+    }
     std::printf("optimizer state per rank: %.1f MB (largest rank); parameters per rank: %.1f MB\n",
                 max_state_mb, static_cast<double>(weights.flat().nbytes()) / 1e6);
   }

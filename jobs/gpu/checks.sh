@@ -4,7 +4,10 @@
 #      against the CPU path, NcclCommunicator on one GPU;
 #   2. the whole program, one rank: spin score, spin generate (greedy) and spin train (one SPIN
 #      iteration) with --device cpu and --device cuda, compared (compare.py);
-#   3. gpu_bench: measured ceilings and the kernels at Llama-7B shapes.
+#   3. gpu_bench: measured ceilings and the kernels at Llama-7B shapes;
+#   4. train_bench and generate_bench on a 1.1B-parameter Llama shape (TinyLlama's), float32:
+#      training tokens/s and model FLOP rate, prefill and decode tokens/s at batch 1, 8, 64
+#      against the weight-bandwidth floor.
 # Usage: checks.sh BUNDLE_DIR LOG_DIR. Every step has a time limit; a failing step is reported
 # and the next one still runs. Exit status: the number of failed steps.
 set -uo pipefail
@@ -51,5 +54,10 @@ step compare_weights 60 python3 "$work/compare.py" weights "$logs/train_cpu/iter
   "$logs/train_cuda/iteration_1" 1e-4
 
 step gpu_bench 240 "$bundle/bin/gpu_bench"
+llama_1b=(--hidden 2048 --layers 22 --heads 32 --kv-heads 4 --intermediate 5632 --vocab 32000)
+step train_bench 300 "${launch[@]}" "$bundle/bin/train_bench" --device cuda "${llama_1b[@]}" --seq 1024 \
+  --global-batch 8 --micro-batch 2 --steps 3 --warmup 1
+step generate_bench 240 "${launch[@]}" "$bundle/bin/generate_bench" --device cuda "${llama_1b[@]}" \
+  --prompt 128 --new-tokens 64 --batches 1,8,64
 echo "checks: $failed step(s) failed"
 exit "$failed"

@@ -3,7 +3,8 @@
 # but without Debian's packages (see docs/gpu.md):
 #   jobs/gpu/pack.sh [build-dir]     then, there:  .gpu/run.sh [OUT-dir]
 # .gpu/run.sh             unpacks the bundle and runs jobs/gpu/checks.sh's steps
-# .gpu/bundle.tar.xz      bin/: gpu_test, gpu_bench, spin; root/usr/...: Open MPI relocated
+# .gpu/bundle.tar.xz      bin/: gpu_test, gpu_bench, spin, train_bench, generate_bench;
+#                         root/usr/...: Open MPI relocated
 #                         (orterun, orted, libmpi, its plugins and help files, PMIx and its
 #                         plugins); lib/: every other shared library the binaries and plugins
 #                         load that a non-Debian machine may lack (OpenBLAS, HDF5, Boost, ...);
@@ -17,7 +18,8 @@ out=.gpu
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 
-binaries=("$build/tests/gpu_test" "$build/bench/gpu_bench" "$build/src/app/spin")
+binaries=("$build/tests/gpu_test" "$build/bench/gpu_bench" "$build/src/app/spin" "$build/bench/train_bench"
+          "$build/bench/generate_bench")
 for b in "${binaries[@]}"; do
   [[ -x $b ]] || { echo "pack: $b missing: build with the CUDA toolkit first (cmake finds nvcc)" >&2; exit 1; }
 done

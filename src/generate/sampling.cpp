@@ -156,26 +156,14 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
     local_winners(std::vector<double>(rows_sz, kNegInf), false);
     reduce_winners();
   } else if (params_.top_k > 0) {
-    // Each rank offers its k best; every rank then holds the same global candidates. The
-    // selection runs on the host, over a copy of z.
-    const std::vector<float> z_host = dev.down(static_cast<const float*>(z), z_size);
+    // Each rank offers its k best (on the kernels); every rank then holds the same global
+    // candidates.
     const std::int64_t k = params_.top_k;
     const auto ranks = static_cast<std::size_t>(tp_.size());
-    std::vector<double> offer(rows_sz * static_cast<std::size_t>(2 * k), kNegInf);
-    std::vector<std::int64_t> order(static_cast<std::size_t>(valid));
-    for (std::int64_t r = 0; r < n; ++r) {
-      const float* zr = z_host.data() + r * valid;
-      for (std::int64_t v = 0; v < valid; ++v) order[static_cast<std::size_t>(v)] = v;
-      const std::int64_t take = std::min(k, valid);
-      std::partial_sort(order.begin(), order.begin() + take, order.end(),
-                        [&](std::int64_t a, std::int64_t b) { return zr[a] > zr[b] || (zr[a] == zr[b] && a < b); });
-      for (std::int64_t i = 0; i < take; ++i) {
-        const std::int64_t v = order[static_cast<std::size_t>(i)];
-        if (std::isinf(zr[v])) break;
-        offer[static_cast<std::size_t>(r * 2 * k + 2 * i)] = zr[v];
-        offer[static_cast<std::size_t>(r * 2 * k + 2 * i + 1)] = double(start + v);
-      }
-    }
+    const auto offer_size = rows_sz * static_cast<std::size_t>(2 * k);
+    double* offer_d = dev.out<double>(offer_size);
+    kernels_.row_top_k(offer_d, z, n, valid, k, start);
+    const std::vector<double> offer = dev.down(offer_d, offer_size);
     std::vector<double> all(offer.size() * ranks);
     tp_.all_gather(offer.data(), all.data(), offer.size());
     for (std::int64_t r = 0; r < n; ++r) {

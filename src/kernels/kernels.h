@@ -26,6 +26,8 @@ class Kernels {
 
   // Where the buffers these kernels read and write live.
   virtual Device device() const = 0;
+  // Returns once every kernel queued so far has finished (timing; the CPU's are synchronous).
+  virtual void synchronize() const {}
 
   // C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, row-major, leading dimensions in elements.
   virtual void gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha,
@@ -169,6 +171,13 @@ class Kernels {
   // those with x > above[r] (the top-p bisection's mass; above[r] = +inf counts nothing).
   virtual void row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid,
                               const double* shift, const float* above, bool finite_only) const = 0;
+
+  // The top-k offer of this rank's vocabulary shard (generate/sampling.h). For row r of z
+  // [n, valid]: its k largest finite entries, largest first, ties to the smaller column, as
+  // (value, vocab_start + column) pairs in out[r, 0 .. 2k); the pairs past the row's finite
+  // entries are (-inf, -inf). k >= 1.
+  virtual void row_top_k(double* out, const float* z, Index n, Index valid, Index k,
+                         Index vocab_start) const = 0;
 
   // Gumbel-max over this rank's vocabulary shard (generate/sampling.h). z: [n, valid] processed
   // logits. For row r, among the columns v with z >= threshold[r] and z finite, the best

@@ -260,6 +260,10 @@ void EmulatedKernels::row_sumexp_f64(double* out, const float* x, Index n, Index
   cpu_->row_sumexp_f64(dev(out, n, "row_sumexp out"), dev(x, n * ld, "row_sumexp x"), n, ld, valid,
                        dev(shift, n, "row_sumexp shift"), dev(above, n, "row_sumexp above"), finite_only);
 }
+void EmulatedKernels::row_top_k(double* out, const float* z, Index n, Index valid, Index k,
+                                Index start) const {
+  cpu_->row_top_k(dev(out, n * 2 * k, "top_k out"), dev(z, n * valid, "top_k z"), n, valid, k, start);
+}
 void EmulatedKernels::gumbel_argmax(double* best_score, double* best_id, const float* z, Index n,
                                     Index valid, const double* threshold, bool noisy,
                                     std::uint64_t seed, const std::uint64_t* sample_ids,

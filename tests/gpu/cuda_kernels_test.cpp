@@ -347,6 +347,25 @@ TEST_F(Fixture, SamplerRowStatisticsInDouble) {
   }
 }
 
+TEST_F(Fixture, RowTopKOffersTheCpusCandidatesExactly) {
+  const Index n = 9, valid = 3000, start = 500;
+  auto z = random(n * valid, -4.0f, 4.0f);
+  for (Index i = 0; i < n * valid; i += 5) z[i] = -INFINITY;            // banned tokens
+  for (Index v = 0; v < valid; ++v) z[1 * valid + v] = v % 3 ? -INFINITY : 0.5f;  // ties everywhere
+  for (Index v = 2; v < valid; ++v) z[2 * valid + v] = -INFINITY;        // fewer finite than k
+  Dev gz(z);
+  for (Index k : {1, 7, 40}) {
+    std::vector<double> want(static_cast<std::size_t>(n * 2 * k));
+    cpu.row_top_k(want.data(), z.data(), n, valid, k, start);
+    PooledBuffer gout(device_allocator(), want.size() * sizeof(double));
+    cuda::fill_bytes(gout.data(), 0xFF, want.size() * sizeof(double));  // NaN: unwritten fails
+    gpu.row_top_k(gout.as<double>(), gz.f(), n, valid, k, start);
+    gpu.synchronize();
+    const auto got = cuda::download<double>(gout, want.size());
+    for (std::size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], want[i]) << "k " << k << ", element " << i;
+  }
+}
+
 TEST_F(Fixture, GumbelArgmaxPicksTheCpusTokensWithTheSameNoise) {
   const Index n = 37, valid = 5000, start = 10000;
   auto z = random(n * valid, -4.0f, 4.0f);

@@ -68,6 +68,8 @@ class CpuKernels final : public Kernels {
                    bool finite_only) const override;
   void row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid,
                       const double* shift, const float* above, bool finite_only) const override;
+  void row_top_k(double* out, const float* z, Index n, Index valid, Index k,
+                 Index vocab_start) const override;
   void gumbel_argmax(double* best_score, double* best_id, const float* z, Index n, Index valid,
                      const double* threshold, bool noisy, std::uint64_t seed,
                      const std::uint64_t* sample_ids, const std::int64_t* positions,

@@ -1,8 +1,9 @@
-// The per-token loops of sampling (generate/sampling.h): row statistics in double, and
-// Gumbel-max -- noise for every eligible token of the shard, and the best (score, id).
+// The per-token loops of sampling (generate/sampling.h): row statistics in double, the top-k
+// offer, and Gumbel-max -- noise for every eligible token of the shard, and the best (score, id).
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "core/philox_rounds.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -68,6 +69,27 @@ void CpuKernels::row_sumexp_f64(double* out, const float* x, Index n, Index ld, 
       sum += std::exp(double(e) - shift[r]);
     }
     out[r] = sum;
+  }
+}
+
+void CpuKernels::row_top_k(double* out, const float* z, Index n, Index valid, Index k,
+                           Index vocab_start) const {
+  constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+  std::vector<Index> order(static_cast<std::size_t>(std::max<Index>(valid, 0)));
+  for (Index r = 0; r < n; ++r) {
+    const float* zr = z + r * valid;
+    double* o = out + r * 2 * k;
+    std::fill(o, o + 2 * k, kNegInf);
+    for (Index v = 0; v < valid; ++v) order[static_cast<std::size_t>(v)] = v;
+    const Index take = std::min(k, valid);
+    std::partial_sort(order.begin(), order.begin() + take, order.end(),
+                      [&](Index a, Index b) { return zr[a] > zr[b] || (zr[a] == zr[b] && a < b); });
+    for (Index i = 0; i < take; ++i) {
+      const Index v = order[static_cast<std::size_t>(i)];
+      if (std::isinf(zr[v])) break;  // banned (-inf): nothing below it counts either
+      o[2 * i] = zr[v];
+      o[2 * i + 1] = static_cast<double>(vocab_start + v);
+    }
   }
 }
 

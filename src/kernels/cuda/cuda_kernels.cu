@@ -245,6 +245,49 @@ __global__ void gumbel_argmax_kernel(double* best_score, double* best_id, const 
     best_id[r] = static_cast<double>(ids[0]);
   }
 }
+// One block per row, k rounds: round i finds the best entry strictly after round i-1's in the
+// order (value descending, column ascending), so no entry is taken twice and no mask is kept.
+// k x valid / blockDim loads per thread: small next to the logits' other passes for the k of
+// sampling (tens).
+__global__ void row_top_k_kernel(double* out, const float* z, long long valid, long long k, long long vocab_start) {
+  __shared__ float values[kThreads];
+  __shared__ long long columns[kThreads];
+  const float* zr = z + blockIdx.x * valid;
+  double* o = out + blockIdx.x * 2 * k;
+  float prev_value = INFINITY;
+  long long prev_column = -1;
+  for (long long i = 0; i < k; ++i) {
+    float best = -INFINITY;
+    long long column = -1;
+    for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
+      const float x = zr[v];
+      const bool after = x < prev_value || (x == prev_value && v > prev_column);
+      if (after && !isinf(x) && (x > best || (x == best && (column < 0 || v < column)))) best = x, column = v;
+    }
+    values[threadIdx.x] = best;
+    columns[threadIdx.x] = column;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half >>= 1) {
+      if (threadIdx.x < half) {
+        const float x = values[threadIdx.x + half];
+        const long long c = columns[threadIdx.x + half];
+        const long long mine = columns[threadIdx.x];
+        if (c >= 0 && (mine < 0 || x > values[threadIdx.x] || (x == values[threadIdx.x] && c < mine))) {
+          values[threadIdx.x] = x, columns[threadIdx.x] = c;
+        }
+      }
+      __syncthreads();
+    }
+    prev_value = values[0];
+    prev_column = columns[0];
+    __syncthreads();  // every thread has read the winner before the next round overwrites it
+    if (threadIdx.x == 0) {
+      o[2 * i] = prev_column < 0 ? -INFINITY : static_cast<double>(prev_value);
+      o[2 * i + 1] = prev_column < 0 ? -INFINITY : static_cast<double>(vocab_start + prev_column);
+    }
+    if (prev_column < 0) prev_value = -INFINITY, prev_column = valid;  // nothing left: the rest stay empty
+  }
+}
 __global__ void sum_squares_kernel(double* total, const float* x, long long n) {
   __shared__ double shared[32];
   double acc = 0.0;
@@ -675,6 +718,12 @@ void CudaKernels::gumbel_argmax(double* best_score, double* best_id, const float
       best_score, best_id, z, valid, threshold, noisy, seed, reinterpret_cast<const unsigned long long*>(sample_ids),
       reinterpret_cast<const long long*>(positions), vocab_start);
   SPIN_CUDA_CHECK_LAUNCH("gumbel_argmax");
+}
+
+void CudaKernels::row_top_k(double* out, const float* z, Index n, Index valid, Index k, Index vocab_start) const {
+  if (n == 0 || k == 0) return;
+  row_top_k_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, z, valid, k, vocab_start);
+  SPIN_CUDA_CHECK_LAUNCH("row_top_k");
 }
 
 void CudaKernels::to_bf16(std::uint16_t* out, const float* in, Index n) const {

@@ -29,7 +29,7 @@ class CudaKernels final : public Kernels {
 
   Device device() const override { return Device::Cuda; }
   cudaStream_t stream() const { return stream_; }
-  void synchronize() const;
+  void synchronize() const override;
 
   void gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a, Index lda,
             const float* b, Index ldb, float beta, float* c, Index ldc) const override;
@@ -81,6 +81,7 @@ class CudaKernels final : public Kernels {
   void row_min_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const override;
   void row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid, const double* shift,
                       const float* above, bool finite_only) const override;
+  void row_top_k(double* out, const float* z, Index n, Index valid, Index k, Index vocab_start) const override;
   void gumbel_argmax(double* best_score, double* best_id, const float* z, Index n, Index valid,
                      const double* threshold, bool noisy, std::uint64_t seed, const std::uint64_t* sample_ids,
                      const std::int64_t* positions, Index vocab_start) const override;
