@@ -110,4 +110,24 @@ inline double measure_sgemm_peak(const kernels::Kernels& k, int size = 1024) {
   return best;
 }
 
+// GFLOP/s of bf16 x bf16 products with float32 accumulation (Kernels::linear_forward_bf16) on
+// square matrices: the peak mixed-precision training is measured against (MFU).
+inline double measure_bf16_peak(const kernels::Kernels& k, int size = 4096) {
+  const Shape square{size, size};
+  const std::vector<std::uint16_t> values(static_cast<std::size_t>(size) * size, 0x3f00);  // 0.5
+  const Tensor a = Tensor::zeros(square, DType::BF16, k.device());
+  copy_bytes(a.raw(), a.device(), values.data(), Device::Cpu, a.nbytes());
+  const Tensor b = a.clone(), c = Tensor::zeros(square, DType::F32, k.device());
+  k.linear_forward_bf16(c.f32(), a.bf16(), b.bf16(), size, size, size);
+  k.synchronize();
+  double best = 0.0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = Clock::now();
+    k.linear_forward_bf16(c.f32(), a.bf16(), b.bf16(), size, size, size);
+    k.synchronize();
+    best = std::max(best, 2.0 * size * size * static_cast<double>(size) / seconds_since(t0) / 1e9);
+  }
+  return best;
+}
+
 }  // namespace spin::bench

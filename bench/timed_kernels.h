@@ -112,6 +112,18 @@ class TimedKernels final : public kernels::Kernels {
                  Index start) const override {
     time("sampling", [&] { inner_.row_top_k(out, z, n, valid, k, start); });
   }
+  void to_bf16(std::uint16_t* out, const float* in, Index n) const override {
+    time("bf16 conversion", [&] { inner_.to_bf16(out, in, n); });
+  }
+  void linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w, Index n,
+                           Index in, Index out) const override {
+    time("linear forward", [&] { inner_.linear_forward_bf16(y, x, w, n, in, out); });
+  }
+  void linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,
+                            const std::uint16_t* x, const std::uint16_t* w, Index n, Index in,
+                            Index out, bool acc) const override {
+    time("linear backward", [&] { inner_.linear_backward_bf16(dx, dw, dy, dy16, x, w, n, in, out, acc); });
+  }
   void add_inplace(float* y, const float* x, Index n) const override {
     time("residual add", [&] { inner_.add_inplace(y, x, n); });
   }

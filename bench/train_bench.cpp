@@ -27,7 +27,7 @@ struct Options {
   ModelSize size;
   int seq = 128, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1;
   bool distributed = false;
-  std::string device = "cpu";
+  std::string device = "cpu", precision = "fp32";
 };
 
 int run(int argc, char** argv, parallel::Communicator& world) {
@@ -44,10 +44,11 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("distributed-optimizer", po::bool_switch(&o.distributed), "ZeRO-1 optimizer")
-      ("device", po::value(&o.device)->default_value(o.device), app::kDeviceHelp);
+      ("device", po::value(&o.device)->default_value(o.device), app::kDeviceHelp)
+      ("precision", po::value(&o.precision)->default_value(o.precision), app::kPrecisionHelp);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
 
-  const app::Runtime runtime(parse_device(o.device), world);
+  const app::Runtime runtime(parse_device(o.device), app::parse_precision(o.precision), world);
   const kernels::Kernels& k = runtime.kernels();
   const parallel::ProcessGrid grid(runtime.world(), {o.tp, o.pp, 0});
   o.size.max_positions = o.seq;
@@ -58,6 +59,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   const std::int64_t pad = o.distributed ? grid.dp_size() : 1;
   model::ModelWeights weights(config, dims, stage, pad, runtime.device());
   model::ModelWeights grads(config, dims, stage, pad, runtime.device());
+  runtime.prepare(weights);
   weights.init_random(1, 0.02f);
   const model::Transformer transformer(config, dims, stage, grid.tp(), k);
   train::OptimizerConfig oc;
@@ -95,7 +97,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     bubble.push_back(1.0 - m.compute_seconds / m.pipeline_seconds);
   }
   const int peak_size = runtime.device() == Device::Cpu ? 1024 : 4096;  // a GPU needs large ones
-  const double peak = measure_sgemm_peak(k, peak_size);                 // GFLOP/s
+  const bool mixed = runtime.precision() == app::MatmulPrecision::Bf16;
+  const double peak = mixed ? measure_bf16_peak(k, peak_size) : measure_sgemm_peak(k, peak_size);
   // Per stage: the median bubble of this rank; then the mean over stages (rank 0 gathers).
   double my_bubble = median(bubble), sum_bubble = my_bubble;
   world.all_reduce(&sum_bubble, 1);
@@ -118,9 +121,9 @@ int run(int argc, char** argv, parallel::Communicator& world) {
                 o.distributed ? ", distributed optimizer" : "");
     const double rate = flop_per_token(config, o.seq) * tokens / slowest / 1e9 / world.size();
     std::printf("step: %.1f ms median (slowest rank) on %s, %.0f tokens/s, %.1f model GFLOP/s per rank "
-                "= %.1f%% of the measured float32 matrix-product peak (%.0f GFLOP/s at %d^3)\n",
-                slowest * 1e3, runtime.describe().c_str(), tokens / slowest, rate, 100.0 * rate / peak, peak,
-                peak_size);
+                "= %.1f%% of the measured %s matrix-product peak (%.0f GFLOP/s at %d^3)\n",
+                slowest * 1e3, runtime.describe().c_str(), tokens / slowest, rate, 100.0 * rate / peak,
+                mixed ? "bf16" : "float32", peak, peak_size);
     if (runtime.device() == Device::Cpu) {  // on a GPU the host timers see launches, not kernels
       std::printf("pipeline bubble: measured %.1f%% (mean over ranks), 1F1B model (p-1)/(m+p-1) = %.1f%%\n",
                   100.0 * sum_bubble / world.size(), 100.0 * (p - 1) / (m + p - 1));

@@ -3,10 +3,12 @@
 #   1. gpu_test: every CUDA kernel against the CPU kernels, the whole tiny model on the GPU
 #      against the CPU path, NcclCommunicator on one GPU;
 #   2. the whole program, one rank: spin score, spin generate (greedy) and spin train (one SPIN
-#      iteration) with --device cpu and --device cuda, compared (compare.py);
+#      iteration) with --device cpu and --device cuda, compared (compare.py); score and train
+#      again with bf16 products (--precision bf16) against the CPU's bf16 reference;
 #   3. gpu_bench: measured ceilings and the kernels at Llama-7B shapes;
-#   4. train_bench and generate_bench on a 1.1B-parameter Llama shape (TinyLlama's), float32:
-#      training tokens/s and model FLOP rate, prefill and decode tokens/s at batch 1, 8, 64
+#   4. train_bench and generate_bench on a 1.1B-parameter Llama shape (TinyLlama's), float32
+#      and bf16 products: training tokens/s and model FLOP rate against the measured matrix
+#      peak of the precision (MFU for bf16), prefill and decode tokens/s at batch 1, 8, 64
 #      against the weight-bandwidth floor.
 # Usage: checks.sh BUNDLE_DIR LOG_DIR. Every step has a time limit; a failing step is reported
 # and the next one still runs. Exit status: the number of failed steps.
@@ -45,6 +47,12 @@ for device in cpu cuda; do
     --model.path "$work/model" --data.train "$work/data/train.jsonl" \
     --data.validation "$work/data/validation.jsonl" --checkpoint.save_dir "$logs/train_$device" \
     --parallel.device "$device"
+  step "score_${device}_bf16" 120 "${launch[@]}" "$spin" score --model "$work/score-model" --input "$work/score.jsonl" \
+    --output "$logs/score_${device}_bf16.jsonl" --device "$device" --precision bf16
+  step "train_${device}_bf16" 300 "${launch[@]}" "$spin" train --config "$work/spin_check.ini" \
+    --model.path "$work/model" --data.train "$work/data/train.jsonl" \
+    --data.validation "$work/data/validation.jsonl" --checkpoint.save_dir "$logs/train_${device}_bf16" \
+    --parallel.device "$device" --model.precision bf16
 done
 step compare_score 60 python3 "$work/compare.py" score "$logs/score_cpu.jsonl" "$logs/score_cuda.jsonl" 1e-5
 step compare_generate 60 cmp "$logs/generate_cpu.jsonl" "$logs/generate_cuda.jsonl"
@@ -52,12 +60,19 @@ step compare_metrics 60 python3 "$work/compare.py" metrics "$logs/train_cpu/metr
   "$logs/train_cuda/metrics.jsonl" 1e-3
 step compare_weights 60 python3 "$work/compare.py" weights "$logs/train_cpu/iteration_1" \
   "$logs/train_cuda/iteration_1" 1e-4
+# bf16 products: the same rounded operands, float32 sums in another order (METHOD.md: 1e-2).
+step compare_score_bf16 60 python3 "$work/compare.py" score "$logs/score_cpu_bf16.jsonl" \
+  "$logs/score_cuda_bf16.jsonl" 1e-2
+step compare_metrics_bf16 60 python3 "$work/compare.py" metrics "$logs/train_cpu_bf16/metrics.jsonl" \
+  "$logs/train_cuda_bf16/metrics.jsonl" 2e-2
 
 step gpu_bench 240 "$bundle/bin/gpu_bench"
 llama_1b=(--hidden 2048 --layers 22 --heads 32 --kv-heads 4 --intermediate 5632 --vocab 32000)
-step train_bench 300 "${launch[@]}" "$bundle/bin/train_bench" --device cuda "${llama_1b[@]}" --seq 1024 \
-  --global-batch 8 --micro-batch 2 --steps 3 --warmup 1
-step generate_bench 240 "${launch[@]}" "$bundle/bin/generate_bench" --device cuda "${llama_1b[@]}" \
-  --prompt 128 --new-tokens 64 --batches 1,8,64
+for precision in bf16 fp32; do
+  step "train_bench_$precision" 300 "${launch[@]}" "$bundle/bin/train_bench" --device cuda --precision "$precision" \
+    "${llama_1b[@]}" --seq 1024 --global-batch 8 --micro-batch 2 --steps 3 --warmup 1
+  step "generate_bench_$precision" 240 "${launch[@]}" "$bundle/bin/generate_bench" --device cuda \
+    --precision "$precision" "${llama_1b[@]}" --prompt 128 --new-tokens 64 --batches 1,8,64
+done
 echo "checks: $failed step(s) failed"
 exit "$failed"

@@ -26,7 +26,7 @@ namespace {
 namespace po = boost::program_options;
 
 struct EvalOptions {
-  std::string model, data, output, prompt_template = "chat", pp_layers, device = "cpu";
+  std::string model, data, output, prompt_template = "chat", pp_layers, device = "cpu", precision = "fp32";
   int tp = 1, pp = 1;
   std::int64_t batch_size = 32, max_new_tokens = 0;
 };
@@ -44,6 +44,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage")
       ("device", po::value(&o.device)->default_value(o.device), kDeviceHelp)
+      ("precision", po::value(&o.precision)->default_value(o.precision), kPrecisionHelp)
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "prompts per batch on each replica")
       ("max-new-tokens", po::value(&o.max_new_tokens)->default_value(0),
        "longest greedy response (0: the longest ground-truth response)");
@@ -52,6 +53,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
   }
   require(o.batch_size >= 1, "spin eval: --batch-size must be at least 1");
   parse_device(o.device);
+  parse_precision(o.precision);
   return o;
 }
 
@@ -63,7 +65,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
   if (!parsed) return 0;
   const EvalOptions& o = parsed->first;
   const parallel::Layout layout = parsed->second;
-  const Runtime runtime(parse_device(o.device), world);
+  const Runtime runtime(parse_device(o.device), parse_precision(o.precision), world);
   const parallel::ProcessGrid grid(runtime.world(), layout);
 
   std::optional<ModelShard> shard;
@@ -87,7 +89,9 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     }
   });
   model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());
+  runtime.prepare(weights);
   parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
+  runtime.refresh(weights);
   const model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(),
                                       runtime.kernels());
   generate::Generator generator(grid, transformer, weights);

@@ -30,7 +30,7 @@ namespace {
 namespace po = boost::program_options;
 
 struct GenerateOptions {
-  std::string model, input, output, pp_layers, eos_ids, device = "cpu";
+  std::string model, input, output, pp_layers, eos_ids, device = "cpu", precision = "fp32";
   std::vector<std::string> end_sequences;
   int tp = 1, pp = 1;
   std::int64_t batch_size = 32;
@@ -52,6 +52,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage, e.g. 3,5")
       ("device", po::value(&o.device)->default_value(o.device), kDeviceHelp)
+      ("precision", po::value(&o.precision)->default_value(o.precision), kPrecisionHelp)
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
        "prompts generated together on each data-parallel replica")
       ("seed", po::value(&g.seed)->default_value(g.seed), "sampling seed")
@@ -82,6 +83,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
     o.params.end_sequences.push_back(seq);
   }
   parse_device(o.device);
+  parse_precision(o.precision);
   return o;
 }
 
@@ -142,7 +144,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   GenerateOptions o = parsed->first;  // the EOS ids are completed from the model below
   const parallel::Layout layout = parsed->second;
   const bool root = world.rank() == 0;
-  const Runtime runtime(parse_device(o.device), world);
+  const Runtime runtime(parse_device(o.device), parse_precision(o.precision), world);
   const parallel::ProcessGrid grid(runtime.world(), layout);
 
   std::optional<ModelShard> shard;
@@ -172,7 +174,9 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     }
   });
   model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());
+  runtime.prepare(weights);
   parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
+  runtime.refresh(weights);
   const model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(),
                                       runtime.kernels());
   generate::Generator generator(grid, transformer, weights);

@@ -13,7 +13,14 @@
 
 namespace spin::app {
 
-Runtime::Runtime(Device device, parallel::Communicator& world) : world_(world) {
+MatmulPrecision parse_precision(std::string_view name) {
+  if (name == "fp32") return MatmulPrecision::F32;
+  if (name == "bf16") return MatmulPrecision::Bf16;
+  fail("unknown precision '", name, "' (expected fp32 or bf16)");
+}
+
+Runtime::Runtime(Device device, MatmulPrecision precision, parallel::Communicator& world)
+    : world_(world), precision_(precision) {
   if (device == Device::Cpu) {
     kernels_ = std::make_unique<kernels::CpuKernels>();
     return;
@@ -34,8 +41,13 @@ Runtime::Runtime(Device device, parallel::Communicator& world) : world_(world) {
 
 Runtime::~Runtime() = default;
 
+void Runtime::prepare(model::ModelWeights& weights) const {
+  if (precision_ == MatmulPrecision::Bf16) weights.enable_bf16();
+}
+
 std::string Runtime::describe() const {
-  return ordinal_ < 0 ? std::string("cpu") : cat("cuda:", ordinal_);
+  return cat(ordinal_ < 0 ? std::string("cpu") : cat("cuda:", ordinal_),
+             precision_ == MatmulPrecision::Bf16 ? " bf16" : "");
 }
 
 }  // namespace spin::app

@@ -2,7 +2,9 @@
 // model call goes through, and the world communicator the process grid is split from -- on
 // GPUs an NcclCommunicator over MPI, so device buffers travel through NCCL and host values
 // through MPI. The commands build everything else from these two and never branch on the
-// device: weights, activations and caches are allocated on kernels().device().
+// device: weights, activations and caches are allocated on kernels().device(). And the
+// precision of the matrix products (--precision fp32|bf16), which prepare() gives a model's
+// weights.
 #pragma once
 
 #include <memory>
@@ -10,16 +12,23 @@
 
 #include "core/device.h"
 #include "kernels/kernels.h"
+#include "model/weights.h"
 #include "parallel/communicator.h"
 
 namespace spin::app {
+
+// fp32: float32 throughout. bf16: mixed precision -- the products' operands in bf16 with
+// float32 accumulation (torch.autocast), float32 master weights, optimizer state, norms,
+// softmax and log-probabilities.
+enum class MatmulPrecision { F32, Bf16 };
+MatmulPrecision parse_precision(std::string_view name);  // "fp32" | "bf16"; spin::Error otherwise
 
 class Runtime {
  public:
   // Collective over `world`. cuda: this rank takes GPU number <node-local rank>, creates its
   // kernels and the NCCL world; spin::Error when the build has no CUDA, no GPU is visible or
   // the node has fewer GPUs than ranks.
-  Runtime(Device device, parallel::Communicator& world);
+  Runtime(Device device, MatmulPrecision precision, parallel::Communicator& world);
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
@@ -27,11 +36,18 @@ class Runtime {
   Device device() const { return kernels_->device(); }
   const kernels::Kernels& kernels() const { return *kernels_; }
   parallel::Communicator& world() const { return nccl_world_ ? *nccl_world_ : world_; }
-  // "cpu" or "cuda:<ordinal>".
+  MatmulPrecision precision() const { return precision_; }
+  // Gives weights that the model runs with (policy, reference; not gradients) the precision's
+  // form: a bf16 copy for mixed precision. Before loading: loading ends with refresh().
+  void prepare(model::ModelWeights& weights) const;
+  // After weights' float32 values were written by a loader: their bf16 copy again.
+  void refresh(model::ModelWeights& weights) const { weights.refresh_bf16(*kernels_); }
+  // "cpu" or "cuda:<ordinal>", and " bf16" with mixed precision.
   std::string describe() const;
 
  private:
   parallel::Communicator& world_;
+  MatmulPrecision precision_;
   std::unique_ptr<kernels::Kernels> kernels_;
   std::unique_ptr<parallel::Communicator> nccl_world_;
   int ordinal_ = -1;
@@ -40,5 +56,7 @@ class Runtime {
 // The --device option's help text.
 inline constexpr const char* kDeviceHelp =
     "cpu, or cuda (one GPU per rank, chosen by the rank's order on its node)";
+inline constexpr const char* kPrecisionHelp =
+    "fp32, or bf16 (matrix products in bf16 with fp32 accumulation; fp32 master weights)";
 
 }  // namespace spin::app

@@ -35,7 +35,7 @@ struct ScoreOptions {
   int tp = 1;
   static constexpr int pp = 1;  // scoring runs TP x DP
   std::int64_t batch_size = 8;
-  std::string device = "cpu";
+  std::string device = "cpu", precision = "fp32";
 };
 
 // Returns nullopt after printing --help.
@@ -53,13 +53,15 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
       ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (data-parallel = world / tp)")
       ("batch-size", po::value(&o.batch_size)->default_value(8),
        "sequences per micro-batch on each data-parallel replica")
-      ("device", po::value(&o.device)->default_value(o.device), kDeviceHelp);
+      ("device", po::value(&o.device)->default_value(o.device), kDeviceHelp)
+      ("precision", po::value(&o.precision)->default_value(o.precision), kPrecisionHelp);
   if (!parse_options_or_help(desc, argc, argv, "spin score",
                              "spin score --model DIR --input IN --output OUT [options]", print)) {
     return std::nullopt;
   }
   require(o.batch_size >= 1, "spin score: --batch-size must be at least 1");
   parse_device(o.device);
+  parse_precision(o.precision);
   return o;
 }
 
@@ -131,7 +133,7 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   const parallel::Layout layout = parsed->second;
 
   const auto start = std::chrono::steady_clock::now();
-  const Runtime runtime(parse_device(o.device), world);
+  const Runtime runtime(parse_device(o.device), parse_precision(o.precision), world);
   parallel::ProcessGrid grid(runtime.world(), layout);
   std::optional<model::ModelConfig> config;
   std::optional<model::TpDims> dims;
@@ -153,7 +155,9 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   });
   model::ModelWeights weights(*config, *dims, model::StageLayers::whole(config->num_layers), 1,
                               runtime.device());
+  runtime.prepare(weights);
   parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
+  runtime.refresh(weights);
   const auto loaded = std::chrono::steady_clock::now();
 
   const model::Transformer transformer(*config, *dims, grid.tp(), runtime.kernels());

@@ -41,7 +41,7 @@ struct SftOptions {
   std::int64_t max_prompt_tokens = 0, max_response_tokens = 0;
   bool skip_bad_lines = false;
   int tp = 1, pp = 1;
-  std::string pp_layers, device = "cpu";
+  std::string pp_layers, device = "cpu", precision = "fp32";
   std::int64_t global_batch = 8, micro_batch = 1, epochs = 1, max_steps = 0;
   double lr = 1e-5, min_lr = 0.0;
   std::string schedule = "constant";
@@ -77,6 +77,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
        "layers per pipeline stage, e.g. 3,5 (default: even split)")
       ("device", po::value(&o.device)->default_value(o.device), kDeviceHelp)
+      ("precision", po::value(&o.precision)->default_value(o.precision), kPrecisionHelp)
       ("global-batch-size", po::value(&o.global_batch)->default_value(o.global_batch),
        "sequences per optimizer step, over all data-parallel ranks")
       ("micro-batch-size", po::value(&o.micro_batch)->default_value(o.micro_batch),
@@ -115,6 +116,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   require(o.max_nonfinite >= 1, "spin sft: --max-nonfinite-steps must be at least 1");
   require(o.clip_grad >= 0, "spin sft: --clip-grad must not be negative");
   parse_device(o.device);
+  parse_precision(o.precision);
   return o;
 }
 
@@ -135,7 +137,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const parallel::Layout layout = parsed->second;
   const bool root = world.rank() == 0;
   const auto start = std::chrono::steady_clock::now();
-  const Runtime runtime(parse_device(o.device), world);
+  const Runtime runtime(parse_device(o.device), parse_precision(o.precision), world);
   const parallel::ProcessGrid grid(runtime.world(), layout);
 
   // ---- everything that can be wrong with the input, before any work -------------------------
@@ -174,7 +176,9 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const std::int64_t pad = o.distributed_optimizer ? grid.dp_size() : 1;
   model::ModelWeights weights(config, shard->dims, shard->stage, pad, runtime.device());
   model::ModelWeights grads(config, shard->dims, shard->stage, pad, runtime.device());
+  runtime.prepare(weights);
   parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
+  runtime.refresh(weights);
 
   const kernels::Kernels& k = runtime.kernels();
   const model::Transformer transformer(config, shard->dims, shard->stage, grid.tp(), k);

@@ -203,7 +203,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   const TrainConfig& c = parsed->first;
   const parallel::Layout layout = parsed->second;
   const bool root = world.rank() == 0;
-  const Runtime runtime(parse_device(c.device), world);
+  const Runtime runtime(parse_device(c.device), parse_precision(c.precision), world);
   const parallel::ProcessGrid grid(runtime.world(), layout);
   const auto start = std::chrono::steady_clock::now();
 
@@ -280,6 +280,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   model::ModelWeights policy(mc, shard->dims, shard->stage, pad, runtime.device());
   model::ModelWeights grads(mc, shard->dims, shard->stage, pad, runtime.device());
   model::ModelWeights reference(mc, shard->dims, shard->stage, pad, runtime.device());
+  runtime.prepare(policy);
+  runtime.prepare(reference);
 
   const kernels::Kernels& k = runtime.kernels();
   const model::Transformer transformer(mc, shard->dims, shard->stage, grid.tp(), k);
@@ -301,6 +303,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     loaded = checkpoint_to_load(c);
     if (loaded.empty()) {
       ckpt::HfReader(c.model_path).load(policy.sharded_state_dict());
+      runtime.refresh(policy);
       reference.copy_from(policy);
       return;
     }

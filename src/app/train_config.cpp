@@ -77,6 +77,7 @@ class OptionTable {
 
 void declare(OptionTable& t, TrainConfig& c) {
   t.required("model.path", &c.model_path, "Hugging Face model directory to start from (with its tokenizer)");
+  t.add("model.precision", &c.precision, "fp32, or bf16 (matrix products in bf16 with fp32 accumulation; fp32 master weights)");
   t.required("data.train", &c.train, "training JSONL: text pairs, chat messages, NeMo conversations or token ids");
   t.add("data.validation", &c.validation, "validation JSONL (same shapes; empty: none)");
   t.add("data.template", &c.prompt_template, "prompt template: chat or plain");
@@ -179,6 +180,8 @@ std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print)
   }
   require(c.device == "cpu" || c.device == "cuda", "spin train: parallel.device must be cpu or cuda, got '",
           c.device, "'");
+  require(c.precision == "fp32" || c.precision == "bf16", "spin train: model.precision must be fp32 or bf16, got '",
+          c.precision, "'");
   return c;
 }
 

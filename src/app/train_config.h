@@ -42,6 +42,7 @@ struct TrainConfig {
   int tp = 1, pp = 1;
   std::string pp_layers;
   std::string device = "cpu";  // cpu | cuda
+  std::string precision = "fp32";  // fp32 | bf16
   // [sampling]
   bool greedy = false;
   float temperature = 1.0f, top_p = 1.0f, repetition_penalty = 1.0f;

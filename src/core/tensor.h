@@ -71,6 +71,11 @@ class Tensor {
     return static_cast<T*>(raw());
   }
   float* f32() const { return data<float>(); }
+  // bf16 elements as their 16 bits.
+  std::uint16_t* bf16() const {
+    check_dtype(DType::BF16);
+    return static_cast<std::uint16_t*>(raw());
+  }
   void* raw() const;
 
   // A tensor sharing this one's storage, starting `offset` elements in, with `shape`.

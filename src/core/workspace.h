@@ -15,10 +15,10 @@ namespace spin {
 
 class Workspace {
  public:
-  // Float32 views on `device`. The buffer holds at least a multiple of `pad_multiple` floats
-  // (zeros after the views).
+  // Views of `dtype` (float32 unless said) on `device`. The buffer holds at least a multiple of
+  // `pad_multiple` elements (zeros after the views).
   std::vector<Tensor> carve(Device device, const std::vector<Shape>& shapes,
-                            std::int64_t pad_multiple = 1);
+                            std::int64_t pad_multiple = 1, DType dtype = DType::F32);
   // The whole allocation (undefined before the first carve).
   const Tensor& buffer() const { return buffer_; }
   // Bytes allocated (0 before the first carve).

@@ -42,6 +42,19 @@ class Kernels {
                                const float* w, Index n, Index in, Index out,
                                bool accumulate_dx) const = 0;
 
+  // ---- mixed precision: bf16 operands, float32 accumulation and outputs ------------------
+  // (torch.autocast(dtype=torch.bfloat16) for linear layers.) bf16 values travel as their 16
+  // bits, rounded to nearest, ties to even, exactly as core/dtype.h's f32_to_bf16.
+  virtual void to_bf16(std::uint16_t* out, const float* in, Index n) const = 0;
+  // y[n, out] = x W^T with x [n, in] and W [out, in] in bf16, y float32.
+  virtual void linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w,
+                                   Index n, Index in, Index out) const = 0;
+  // With dy16 = bf16(dy) (written here; scratch of n * out): dx (= or +=) dy16 W (dx may be
+  // null), dW += dy16^T x, dx and dW float32.
+  virtual void linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,
+                                    const std::uint16_t* x, const std::uint16_t* w, Index n,
+                                    Index in, Index out, bool accumulate_dx) const = 0;
+
   // Vocab-parallel embedding: this rank holds rows [vocab_start, vocab_start + rows) of the
   // table. out[i] = table[ids[i] - vocab_start] for ids inside that range, 0 otherwise.
   virtual void embedding_forward(float* out, const std::int32_t* ids, const float* table,

@@ -1,5 +1,7 @@
 #include "model/decoder_layer.h"
 
+#include <algorithm>
+
 #include "parallel/tp_mappings.h"
 
 namespace spin::model {
@@ -7,23 +9,61 @@ namespace spin::model {
 namespace p = spin::parallel;
 
 void LayerActivations::allocate(const TpDims& d, std::int64_t rows, std::int64_t probs_size,
-                                Device device) {
+                                Device device, bool mixed) {
   const Shape hidden{rows, d.hidden}, per_row{rows}, q_shape{rows, d.q_width()},
       kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate};
   const auto t = workspace_.carve(device, {hidden, hidden, per_row, q_shape, kv_shape, kv_shape,
                                    {probs_size}, q_shape, hidden, hidden, per_row, mlp, mlp, mlp});
   x_in = t[0], n1 = t[1], rstd1 = t[2], q = t[3], k = t[4], v = t[5], probs = t[6], attn = t[7];
   x_mid = t[8], n2 = t[9], rstd2 = t[10], gate = t[11], up = t[12], act = t[13];
+  if (mixed) {
+    const auto h = workspace_bf16_.carve(device, {hidden, q_shape, hidden, mlp}, 1, DType::BF16);
+    n1_bf16 = h[0], attn_bf16 = h[1], n2_bf16 = h[2], act_bf16 = h[3];
+  } else {
+    n1_bf16 = attn_bf16 = n2_bf16 = act_bf16 = Tensor();
+  }
 }
 
-void LayerGradScratch::allocate(const TpDims& d, std::int64_t rows, Device device) {
+void LayerGradScratch::allocate(const TpDims& d, std::int64_t rows, Device device, bool mixed) {
   const Shape hidden{rows, d.hidden}, q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()},
       mlp{rows, d.intermediate};
   const auto t = workspace_.carve(device, {hidden, hidden, q_shape, q_shape, kv_shape, kv_shape, mlp,
                                    mlp, mlp});
   d_residual = t[0], d_norm = t[1], d_attn = t[2], dq = t[3], dk = t[4], dv = t[5];
   d_act = t[6], d_gate = t[7], d_up = t[8];
+  const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
+  dy_bf16 = mixed ? workspace_bf16_.carve(device, {{rows, widest}}, 1, DType::BF16)[0] : Tensor();
 }
+
+namespace {
+
+// One linear layer y = x W^T in the weights' precision: float32, or (mixed) bf16 operands with
+// float32 accumulation -- x16 then receives bf16(x) unless `rounded` says it already holds it
+// (q, k and v share one input).
+void linear_forward(const ModelContext& ctx, float* y, const Tensor& x, const Tensor& x16,
+                    const Tensor& w, const Tensor& w16, std::int64_t n, std::int64_t in,
+                    std::int64_t out, bool rounded = false) {
+  if (!w16.defined()) {
+    ctx.k.linear_forward(y, x.f32(), w.f32(), n, in, out);
+    return;
+  }
+  if (!rounded) ctx.k.to_bf16(x16.bf16(), x.f32(), n * in);
+  ctx.k.linear_forward_bf16(y, x16.bf16(), w16.bf16(), n, in, out);
+}
+
+void linear_backward(const ModelContext& ctx, float* dx, float* dw, const float* dy,
+                     const Tensor& x, const Tensor& x16, const Tensor& w, const Tensor& w16,
+                     const LayerGradScratch& s, std::int64_t n, std::int64_t in,
+                     std::int64_t out, bool accumulate_dx) {
+  if (!w16.defined()) {
+    ctx.k.linear_backward(dx, dw, dy, x.f32(), w.f32(), n, in, out, accumulate_dx);
+    return;
+  }
+  ctx.k.linear_backward_bf16(dx, dw, dy, s.dy_bf16.bf16(), x16.bf16(), w16.bf16(), n, in, out,
+                             accumulate_dx);
+}
+
+}  // namespace
 
 void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
                            const BatchGeometry& b, LayerActivations& a, float* x_out,
@@ -38,9 +78,9 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   k.rmsnorm_forward(a.n1.f32(), a.rstd1.f32(), a.x_in.f32(), w.input_layernorm.f32(), n, h,
                     ctx.config.rms_norm_eps);
   p::copy_to_tp_region_forward(ctx.tp, a.n1.f32(), residual);
-  k.linear_forward(a.q.f32(), a.n1.f32(), w.q_proj.f32(), n, h, d.q_width());
-  k.linear_forward(a.k.f32(), a.n1.f32(), w.k_proj.f32(), n, h, d.kv_width());
-  k.linear_forward(a.v.f32(), a.n1.f32(), w.v_proj.f32(), n, h, d.kv_width());
+  linear_forward(ctx, a.q.f32(), a.n1, a.n1_bf16, w.q_proj, w.bf16.q_proj, n, h, d.q_width());
+  linear_forward(ctx, a.k.f32(), a.n1, a.n1_bf16, w.k_proj, w.bf16.k_proj, n, h, d.kv_width(), true);
+  linear_forward(ctx, a.v.f32(), a.n1, a.n1_bf16, w.v_proj, w.bf16.v_proj, n, h, d.kv_width(), true);
   k.rope_forward(a.q.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), n, d.heads, d.head_dim);
   k.rope_forward(a.k.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), n, d.kv_heads,
                  d.head_dim);
@@ -54,7 +94,7 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
     k.attention_forward(a.attn.f32(), a.probs.f32(), a.q.f32(), a.k.f32(), a.v.f32(),
                         b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim);
   }
-  k.linear_forward(a.x_mid.f32(), a.attn.f32(), w.o_proj.f32(), n, d.q_width(), h);
+  linear_forward(ctx, a.x_mid.f32(), a.attn, a.attn_bf16, w.o_proj, w.bf16.o_proj, n, d.q_width(), h);
   p::reduce_from_tp_region_forward(ctx.tp, a.x_mid.f32(), residual);
   k.add_inplace(a.x_mid.f32(), a.x_in.f32(), n * h);
 
@@ -62,10 +102,10 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   k.rmsnorm_forward(a.n2.f32(), a.rstd2.f32(), a.x_mid.f32(), w.post_attention_layernorm.f32(),
                     n, h, ctx.config.rms_norm_eps);
   p::copy_to_tp_region_forward(ctx.tp, a.n2.f32(), residual);
-  k.linear_forward(a.gate.f32(), a.n2.f32(), w.gate_proj.f32(), n, h, d.intermediate);
-  k.linear_forward(a.up.f32(), a.n2.f32(), w.up_proj.f32(), n, h, d.intermediate);
+  linear_forward(ctx, a.gate.f32(), a.n2, a.n2_bf16, w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate);
+  linear_forward(ctx, a.up.f32(), a.n2, a.n2_bf16, w.up_proj, w.bf16.up_proj, n, h, d.intermediate, true);
   k.swiglu_forward(a.act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate);
-  k.linear_forward(x_out, a.act.f32(), w.down_proj.f32(), n, d.intermediate, h);
+  linear_forward(ctx, x_out, a.act, a.act_bf16, w.down_proj, w.bf16.down_proj, n, d.intermediate, h);
   p::reduce_from_tp_region_forward(ctx.tp, x_out, residual);
   k.add_inplace(x_out, a.x_mid.f32(), n * h);
 }
@@ -81,14 +121,14 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
 
   // MLP half: dx is d/d x_out = d/d(down_proj output) (reduce_from's backward is identity).
   p::reduce_from_tp_region_backward(ctx.tp, dx, residual);
-  k.linear_backward(s.d_act.f32(), g.down_proj.f32(), dx, a.act.f32(), w.down_proj.f32(), n,
-                    d.intermediate, h, false);
+  linear_backward(ctx, s.d_act.f32(), g.down_proj.f32(), dx, a.act, a.act_bf16, w.down_proj,
+                  w.bf16.down_proj, s, n, d.intermediate, h, false);
   k.swiglu_backward(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate.f32(), a.up.f32(),
                     n * d.intermediate);
-  k.linear_backward(s.d_norm.f32(), g.gate_proj.f32(), s.d_gate.f32(), a.n2.f32(),
-                    w.gate_proj.f32(), n, h, d.intermediate, false);
-  k.linear_backward(s.d_norm.f32(), g.up_proj.f32(), s.d_up.f32(), a.n2.f32(), w.up_proj.f32(),
-                    n, h, d.intermediate, true);
+  linear_backward(ctx, s.d_norm.f32(), g.gate_proj.f32(), s.d_gate.f32(), a.n2, a.n2_bf16,
+                  w.gate_proj, w.bf16.gate_proj, s, n, h, d.intermediate, false);
+  linear_backward(ctx, s.d_norm.f32(), g.up_proj.f32(), s.d_up.f32(), a.n2, a.n2_bf16, w.up_proj,
+                  w.bf16.up_proj, s, n, h, d.intermediate, true);
   p::copy_to_tp_region_backward(ctx.tp, s.d_norm.f32(), residual);
   // The residual branch keeps dx; the norm adds its part: dx becomes d/d x_mid.
   k.rmsnorm_backward(dx, g.post_attention_layernorm.f32(), s.d_norm.f32(), a.x_mid.f32(),
@@ -96,8 +136,8 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
 
   // Attention half.
   p::reduce_from_tp_region_backward(ctx.tp, dx, residual);
-  k.linear_backward(s.d_attn.f32(), g.o_proj.f32(), dx, a.attn.f32(), w.o_proj.f32(), n,
-                    d.q_width(), h, false);
+  linear_backward(ctx, s.d_attn.f32(), g.o_proj.f32(), dx, a.attn, a.attn_bf16, w.o_proj,
+                  w.bf16.o_proj, s, n, d.q_width(), h, false);
   k.attention_backward(s.dq.f32(), s.dk.f32(), s.dv.f32(), s.d_attn.f32(), a.q.f32(), a.k.f32(),
                        a.v.f32(), a.probs.f32(), b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads,
                        d.head_dim);
@@ -105,12 +145,12 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                   d.head_dim);
   k.rope_backward(s.dk.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), n, d.kv_heads,
                   d.head_dim);
-  k.linear_backward(s.d_norm.f32(), g.q_proj.f32(), s.dq.f32(), a.n1.f32(), w.q_proj.f32(), n, h,
-                    d.q_width(), false);
-  k.linear_backward(s.d_norm.f32(), g.k_proj.f32(), s.dk.f32(), a.n1.f32(), w.k_proj.f32(), n, h,
-                    d.kv_width(), true);
-  k.linear_backward(s.d_norm.f32(), g.v_proj.f32(), s.dv.f32(), a.n1.f32(), w.v_proj.f32(), n, h,
-                    d.kv_width(), true);
+  linear_backward(ctx, s.d_norm.f32(), g.q_proj.f32(), s.dq.f32(), a.n1, a.n1_bf16, w.q_proj,
+                  w.bf16.q_proj, s, n, h, d.q_width(), false);
+  linear_backward(ctx, s.d_norm.f32(), g.k_proj.f32(), s.dk.f32(), a.n1, a.n1_bf16, w.k_proj,
+                  w.bf16.k_proj, s, n, h, d.kv_width(), true);
+  linear_backward(ctx, s.d_norm.f32(), g.v_proj.f32(), s.dv.f32(), a.n1, a.n1_bf16, w.v_proj,
+                  w.bf16.v_proj, s, n, h, d.kv_width(), true);
   p::copy_to_tp_region_backward(ctx.tp, s.d_norm.f32(), residual);
   k.rmsnorm_backward(dx, g.input_layernorm.f32(), s.d_norm.f32(), a.x_in.f32(),
                      w.input_layernorm.f32(), a.rstd1.f32(), n, h);

@@ -18,14 +18,18 @@ namespace spin::model {
 struct LayerActivations {
   Tensor x_in, n1, rstd1, q, k, v, probs, attn;
   Tensor x_mid, n2, rstd2, gate, up, act;
+  // Mixed precision: the bf16 inputs of the products (kept for the backward's weight
+  // gradients); undefined in float32.
+  Tensor n1_bf16, attn_bf16, n2_bf16, act_bf16;
 
   // Points the tensors at buffers for `rows` tokens and `probs_size` attention probabilities,
   // reusing the previous allocation when it is large enough.
-  void allocate(const TpDims& d, std::int64_t rows, std::int64_t probs_size, Device device);
-  std::size_t bytes() const { return workspace_.bytes(); }
+  void allocate(const TpDims& d, std::int64_t rows, std::int64_t probs_size, Device device,
+                bool mixed = false);
+  std::size_t bytes() const { return workspace_.bytes() + workspace_bf16_.bytes(); }
 
  private:
-  Workspace workspace_;
+  Workspace workspace_, workspace_bf16_;
 };
 
 // One layer's KV cache and where a generation batch goes in it.
@@ -52,12 +56,13 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
 // between layers.
 struct LayerGradScratch {
   Tensor d_residual, d_norm, d_attn, dq, dk, dv, d_act, d_gate, d_up;
+  Tensor dy_bf16;  // mixed precision: bf16 of a product's output gradient (the widest)
   // Reuses memory like LayerActivations.
-  void allocate(const TpDims& d, std::int64_t rows, Device device);
-  std::size_t bytes() const { return workspace_.bytes(); }
+  void allocate(const TpDims& d, std::int64_t rows, Device device, bool mixed = false);
+  std::size_t bytes() const { return workspace_.bytes() + workspace_bf16_.bytes(); }
 
  private:
-  Workspace workspace_;
+  Workspace workspace_, workspace_bf16_;
 };
 
 // On entry dx holds d loss / d x_out; on return d loss / d x_in. Weight gradients accumulate.

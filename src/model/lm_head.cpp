@@ -6,30 +6,42 @@ namespace spin::model {
 
 namespace p = spin::parallel;
 
-void HeadActivations::allocate(const TpDims& d, std::int64_t rows, Device device) {
+void HeadActivations::allocate(const TpDims& d, std::int64_t rows, Device device, bool mixed) {
   const Shape hidden{rows, d.hidden};
   const auto t = workspace_.carve(device, {hidden, hidden, {rows}, {rows, d.vocab_rows}, {rows},
                                            {2, rows}, {rows}, {rows}, hidden});
   x = t[0], normed = t[1], rstd = t[2], logits = t[3], lse = t[4], sums = t[5];
   logprob = t[6], dlogprob = t[7], d_normed = t[8];
+  if (mixed) {
+    const auto h = workspace_bf16_.carve(device, {hidden, {rows, d.vocab_rows}}, 1, DType::BF16);
+    normed_bf16 = h[0], dlogits_bf16 = h[1];
+  } else {
+    normed_bf16 = dlogits_bf16 = Tensor();
+  }
 }
 
-void lm_head_logits(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
-                    HeadActivations& a) {
+void lm_head_logits(const ModelContext& ctx, const HeadWeights& w, HeadActivations& a) {
   const TpDims& d = ctx.dims;
+  const auto& k = ctx.k;
   const std::int64_t n = a.x.size(0);
-  ctx.k.rmsnorm_forward(a.normed.f32(), a.rstd.f32(), a.x.f32(), norm_weight.f32(), n, d.hidden,
-                        ctx.config.rms_norm_eps);
+  k.rmsnorm_forward(a.normed.f32(), a.rstd.f32(), a.x.f32(), w.norm.f32(), n, d.hidden,
+                    ctx.config.rms_norm_eps);
   p::copy_to_tp_region_forward(ctx.tp, a.normed.f32(), static_cast<std::size_t>(n * d.hidden));
-  ctx.k.linear_forward(a.logits.f32(), a.normed.f32(), head.f32(), n, d.hidden, d.vocab_rows);
+  if (w.head_bf16.defined()) {
+    k.to_bf16(a.normed_bf16.bf16(), a.normed.f32(), n * d.hidden);
+    k.linear_forward_bf16(a.logits.f32(), a.normed_bf16.bf16(), w.head_bf16.bf16(), n, d.hidden,
+                          d.vocab_rows);
+  } else {
+    k.linear_forward(a.logits.f32(), a.normed.f32(), w.head.f32(), n, d.hidden, d.vocab_rows);
+  }
 }
 
-void lm_head_forward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
-                     const std::int32_t* targets, HeadActivations& a) {
+void lm_head_forward(const ModelContext& ctx, const HeadWeights& w, const std::int32_t* targets,
+                     HeadActivations& a) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = a.x.size(0);
-  lm_head_logits(ctx, norm_weight, head, a);
+  lm_head_logits(ctx, w, a);
 
   float* row_max = a.lse.f32();
   k.logits_max(row_max, a.logits.f32(), n, d.vocab_rows, d.vocab_valid);
@@ -41,9 +53,9 @@ void lm_head_forward(const ModelContext& ctx, const Tensor& norm_weight, const T
   k.logprob_from_sums(a.logprob.f32(), row_max, sums, targets, n);  // row_max becomes the lse
 }
 
-void lm_head_backward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
-                      Tensor& norm_grad, Tensor& head_grad, const std::int32_t* targets,
-                      HeadActivations& a, const Tensor& dx) {
+void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, Tensor& norm_grad,
+                      Tensor& head_grad, const std::int32_t* targets, HeadActivations& a,
+                      const Tensor& dx) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = a.x.size(0);
@@ -51,11 +63,17 @@ void lm_head_backward(const ModelContext& ctx, const Tensor& norm_weight, const 
   k.logprob_backward(dlogits, a.logits.f32(), a.lse.f32(), targets, a.dlogprob.f32(), n, d.vocab_rows,
                      d.vocab_valid, d.vocab_start);
   const Tensor& d_normed = a.d_normed;
-  k.linear_backward(d_normed.f32(), head_grad.f32(), dlogits, a.normed.f32(), head.f32(), n,
-                    d.hidden, d.vocab_rows, false);
+  if (w.head_bf16.defined()) {
+    k.linear_backward_bf16(d_normed.f32(), head_grad.f32(), dlogits, a.dlogits_bf16.bf16(),
+                           a.normed_bf16.bf16(), w.head_bf16.bf16(), n, d.hidden, d.vocab_rows,
+                           false);
+  } else {
+    k.linear_backward(d_normed.f32(), head_grad.f32(), dlogits, a.normed.f32(), w.head.f32(), n,
+                      d.hidden, d.vocab_rows, false);
+  }
   p::copy_to_tp_region_backward(ctx.tp, d_normed.f32(), static_cast<std::size_t>(n * d.hidden));
   dx.zero_();
-  k.rmsnorm_backward(dx.f32(), norm_grad.f32(), d_normed.f32(), a.x.f32(), norm_weight.f32(),
+  k.rmsnorm_backward(dx.f32(), norm_grad.f32(), d_normed.f32(), a.x.f32(), w.norm.f32(),
                      a.rstd.f32(), n, d.hidden);
 }
 

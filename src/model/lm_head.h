@@ -20,28 +20,36 @@ struct HeadActivations {
   Tensor logprob;   // [rows]: log p(target), 0 where there is none
   Tensor dlogprob;  // [rows]: d loss / d logprob (backward input)
   Tensor d_normed;  // [rows, hidden]: backward scratch
+  // Mixed precision: bf16 of `normed` (the product's input) and of the logits' gradient.
+  Tensor normed_bf16, dlogits_bf16;
 
   // On `device`; reuses the previous allocation when it is large enough.
-  void allocate(const TpDims& d, std::int64_t rows, Device device);
-  std::size_t bytes() const { return workspace_.bytes(); }
+  void allocate(const TpDims& d, std::int64_t rows, Device device, bool mixed = false);
+  std::size_t bytes() const { return workspace_.bytes() + workspace_bf16_.bytes(); }
 
  private:
-  Workspace workspace_;
+  Workspace workspace_, workspace_bf16_;
+};
+
+// The head's weights: the final norm, the LM head and (mixed precision) its bf16 copy.
+struct HeadWeights {
+  const Tensor& norm;
+  const Tensor& head;
+  const Tensor& head_bf16;  // undefined: float32 products
 };
 
 // acts.logits = lm_head(rmsnorm(acts.x)): this rank's vocabulary shard of the logits.
-void lm_head_logits(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
-                    HeadActivations& acts);
+void lm_head_logits(const ModelContext& ctx, const HeadWeights& w, HeadActivations& acts);
 
 // lm_head_logits, then acts.logprob[i] = log softmax(logits_i)[targets[i]], and 0 where
 // targets[i] < 0. Identical on every TP rank. `targets` is on the kernels' device.
-void lm_head_forward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
-                     const std::int32_t* targets, HeadActivations& acts);
+void lm_head_forward(const ModelContext& ctx, const HeadWeights& w, const std::int32_t* targets,
+                     HeadActivations& acts);
 
 // From acts.dlogprob[i] = d loss / d logprob[i]: accumulates the head and norm weight gradients
 // and writes d loss / d x into dx ([rows, hidden]). Overwrites acts.logits with its gradient.
-void lm_head_backward(const ModelContext& ctx, const Tensor& norm_weight, const Tensor& head,
-                      Tensor& norm_grad, Tensor& head_grad, const std::int32_t* targets,
-                      HeadActivations& acts, const Tensor& dx);
+void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, Tensor& norm_grad,
+                      Tensor& head_grad, const std::int32_t* targets, HeadActivations& acts,
+                      const Tensor& dx);
 
 }  // namespace spin::model

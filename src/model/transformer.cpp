@@ -107,9 +107,10 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
       kernels::attention_probs_size(b.cu_seqlens, b.num_seqs, dims_.heads);
   a.for_backward = for_backward;
   a.layers.resize(static_cast<std::size_t>(for_backward ? stage_.count() : 1));
-  for (LayerActivations& la : a.layers) la.allocate(dims_, n, probs_size, device());
+  const bool mixed = w.has_bf16();
+  for (LayerActivations& la : a.layers) la.allocate(dims_, n, probs_size, device(), mixed);
   if (stage_.last) {
-    a.head.allocate(dims_, n, device());
+    a.head.allocate(dims_, n, device(), mixed);
   } else {
     a.stage_output = a.output_storage.carve(device(), {{n, dims_.hidden}})[0];
   }
@@ -118,7 +119,8 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
 
   ForwardResult r;
   if (!stage_.last) return r;
-  lm_head_forward(ctx_, w.norm, w.lm_head, a.arrays.targets.data<std::int32_t>(), a.head);
+  lm_head_forward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, a.arrays.targets.data<std::int32_t>(),
+                  a.head);
   r.token_logprobs = to_host<float>(a.head.logprob);
   r.sequence_logprobs.assign(static_cast<std::size_t>(b.num_seqs), 0.0f);
   for (std::int64_t i = 0; i < n; ++i) {
@@ -161,7 +163,7 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   const BatchGeometry b = geometry(a);
   a.for_backward = false;
   a.layers.resize(1);
-  a.layers[0].allocate(dims_, n, 0, device());
+  a.layers[0].allocate(dims_, n, 0, device(), w.has_bf16());
   a.stage_output = a.output_storage.carve(device(), {{n, h}})[0];
   stage_input(w, a, input, a.layers[0].x_in.f32());
   const KvCacheView where{nullptr, nullptr, cache.capacity(),
@@ -170,10 +172,10 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   if (!stage_.last) return;
 
   // Only each sequence's last row needs logits: the next token's distribution.
-  a.head.allocate(dims_, num_seqs, device());
+  a.head.allocate(dims_, num_seqs, device(), w.has_bf16());
   ctx_.k.gather_rows(a.head.x.f32(), a.stage_output.f32(), a.arrays.last_rows.data<std::int64_t>(),
                      num_seqs, h);
-  lm_head_logits(ctx_, w.norm, w.lm_head, a.head);
+  lm_head_logits(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, a.head);
 }
 
 void Transformer::backward(const ModelWeights& w, Activations& a, std::span<const float> grad,
@@ -182,7 +184,7 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
   require(a.for_backward, "backward needs the activations of a forward with for_backward");
   const BatchGeometry b = geometry(a);
   const std::int64_t n = b.rows;
-  a.grad.allocate(dims_, n, device());
+  a.grad.allocate(dims_, n, device(), w.has_bf16());
   float* dx = a.grad.d_residual.f32();
 
   if (stage_.last) {
@@ -195,7 +197,7 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
     }
     copy_bytes(a.head.dlogprob.raw(), device(), dlogprob.data(), Device::Cpu,
                a.head.dlogprob.nbytes());
-    lm_head_backward(ctx_, w.norm, w.lm_head, grads.norm, grads.lm_head,
+    lm_head_backward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, grads.norm, grads.lm_head,
                      a.arrays.targets.data<std::int32_t>(), a.head, a.grad.d_residual);
   } else {
     require(static_cast<std::int64_t>(grad.size()) == n * dims_.hidden,

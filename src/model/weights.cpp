@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "core/workspace.h"
 
 namespace spin::model {
 
@@ -125,7 +126,7 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
         get("input_layernorm.weight"), get("self_attn.q_proj.weight"),
         get("self_attn.k_proj.weight"), get("self_attn.v_proj.weight"),
         get("self_attn.o_proj.weight"), get("post_attention_layernorm.weight"),
-        get("mlp.gate_proj.weight"), get("mlp.up_proj.weight"), get("mlp.down_proj.weight")});
+        get("mlp.gate_proj.weight"), get("mlp.up_proj.weight"), get("mlp.down_proj.weight"), {}});
   }
   norm = get_if("model.norm.weight");
   if (stage.last) {
@@ -138,6 +139,43 @@ std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpD
   std::vector<ShardedTensor> out;
   for (auto& spec : parameter_specs(config, dims, stage)) out.push_back(std::move(spec.first));
   return out;
+}
+
+Tensor ModelWeights::bf16_view(const Tensor& param) const {
+  return bf16_.view(param.f32() - flat().f32(), param.shape());  // same offset, other buffer
+}
+
+void ModelWeights::enable_bf16() {
+  if (has_bf16()) return;
+  bf16_ = Tensor::zeros(flat().shape(), DType::BF16, device());
+  for (LayerWeights& l : layers) {
+    l.bf16 = {bf16_view(l.q_proj),   bf16_view(l.k_proj),  bf16_view(l.v_proj),
+              bf16_view(l.o_proj),   bf16_view(l.gate_proj), bf16_view(l.up_proj),
+              bf16_view(l.down_proj)};
+  }
+  if (lm_head.defined()) lm_head_bf16 = bf16_view(lm_head);
+  refresh_bf16_on_host();
+}
+
+void ModelWeights::refresh_bf16_on_host() {
+  if (!has_bf16()) return;
+  const std::vector<float> values = to_host<float>(flat());
+  std::vector<std::uint16_t> rounded(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) rounded[i] = f32_to_bf16(values[i]);
+  copy_bytes(bf16_.raw(), device(), rounded.data(), Device::Cpu, bf16_.nbytes());
+}
+
+void ModelWeights::refresh_bf16(const kernels::Kernels& k) {
+  if (has_bf16()) k.to_bf16(bf16_.bf16(), flat().f32(), flat().numel());
+}
+
+void ModelWeights::copy_from(const ModelWeights& other) {
+  flat().copy_from(other.flat());
+  if (has_bf16() && other.has_bf16()) {
+    bf16_.copy_from(other.bf16_);
+  } else {
+    refresh_bf16_on_host();  // no kernels at hand: a one-off cost (loading), not a step's
+  }
 }
 
 void ModelWeights::init_random(std::uint64_t seed, float std) {
@@ -158,6 +196,7 @@ void ModelWeights::init_random(std::uint64_t seed, float std) {
     }
     copy_bytes(p.local.raw(), p.local.device(), values.data(), Device::Cpu, p.local.nbytes());
   }
+  refresh_bf16_on_host();
 }
 
 }  // namespace spin::model

@@ -11,6 +11,7 @@
 #include "core/sharded_tensor.h"
 #include "core/tensor.h"
 #include "core/workspace.h"
+#include "kernels/kernels.h"
 #include "model/config.h"
 #include "model/stage.h"
 #include "model/tp_dims.h"
@@ -24,6 +25,11 @@ struct LayerWeights {
   Tensor post_attention_layernorm;  // [hidden], replicated
   Tensor gate_proj, up_proj;        // [intermediate, hidden], column-parallel
   Tensor down_proj;                 // [hidden, intermediate], row-parallel
+  // bf16 copies of the matrices, for mixed precision (ModelWeights::enable_bf16); undefined
+  // otherwise.
+  struct Bf16 {
+    Tensor q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
+  } bf16;
 };
 
 class ModelWeights {
@@ -53,14 +59,30 @@ class ModelWeights {
   void zero() { flat().zero_(); }
   Device device() const { return flat().device(); }
   // A copy of `other`, which has the same layout; the devices may differ (the SPIN reference
-  // sync; weights read on the host and moved to the GPU).
-  void copy_from(const ModelWeights& other) { flat().copy_from(other.flat()); }
+  // sync; weights read on the host and moved to the GPU). The bf16 copies too, when both have
+  // them.
+  void copy_from(const ModelWeights& other);
+
+  // Mixed precision: a bf16 copy of every parameter (one more flat buffer, 2 bytes a value),
+  // which the matrix products read (LayerWeights::bf16, lm_head_bf16) while these float32
+  // values stay the master weights the optimizer updates. The copy is derived state: after
+  // anything writes the float32 values (loading, an optimizer step), refresh_bf16 rounds them
+  // again -- Optimizer::step, copy_from and init_random do it themselves.
+  void enable_bf16();
+  bool has_bf16() const { return bf16_.defined(); }
+  void refresh_bf16(const kernels::Kernels& k);
+  // The same through the host, for loaders that have no kernels at hand (one-off, at load).
+  void refresh_bf16_on_host();
+  Tensor lm_head_bf16;  // last stage, with enable_bf16
   // Normal(0, std) for matrices and 1 for norms, each value keyed by (seed, parameter name,
   // global element index): the same global model for any TP / PP layout.
   void init_random(std::uint64_t seed, float std);
 
  private:
+  Tensor bf16_view(const Tensor& param) const;  // param's place in bf16_
+
   Workspace storage_;  // one allocation for every parameter
+  Tensor bf16_;        // the bf16 copy of storage_'s buffer (enable_bf16)
   std::vector<ShardedTensor> params_;
 };
 

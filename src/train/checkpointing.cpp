@@ -65,6 +65,7 @@ void load_weights(const ckpt::CheckpointReader& reader, const std::string& group
     reader.read(group, t.name, r.start, r.count, host.f32() + offset_in(weights, t) + r.local_offset);
   }
   weights.flat().copy_from(host);
+  weights.refresh_bf16_on_host();
 }
 
 }  // namespace spin::train

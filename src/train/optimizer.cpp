@@ -106,6 +106,7 @@ OptimizerStep Optimizer::step(double lr, bool loss_is_finite) {
   if (config_.distributed) {
     grid_.dp().all_gather(params + begin_, params, static_cast<std::size_t>(end_ - begin_));
   }
+  params_.refresh_bf16(k_);  // mixed precision: the products' bf16 copy of the new values
   result.applied = true;
   result.skipped_total = skipped_;
   return result;

@@ -2,8 +2,9 @@
 // the device of `kernels`, and the same batches run through Transformer on both -- scoring
 // (token log-probabilities and per-sequence sums), backward (every parameter gradient) and
 // generation (a prefill and two decode steps through a KV cache, the next-token logits). Returns
-// the relative L2 error of each output against the CPU's. Used by the emulated-device unit test
-// (exactly 0: the same CPU kernels behind device pointers) and by gpu_test (CUDA, float32).
+// the relative L2 error of each output against the CPU's, both in float32 or both in mixed
+// precision (bf16 products). Used by the emulated-device unit test (exactly 0: the same CPU
+// kernels behind device pointers) and by gpu_test (CUDA).
 #pragma once
 
 #include <algorithm>
@@ -40,11 +41,12 @@ struct Run {
 };
 
 inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
-               const model::ModelWeights& host_weights) {
+               const model::ModelWeights& host_weights, bool mixed) {
   parallel::SelfCommunicator tp;
   const model::TpDims dims = model::tp_dims(config, 0, 1);
   const model::StageLayers whole = model::StageLayers::whole(config.num_layers);
   model::ModelWeights weights(config, dims, whole, 1, k.device());
+  if (mixed) weights.enable_bf16();
   weights.copy_from(host_weights);
   const model::Transformer t(config, dims, tp, k);
   Run r;
@@ -83,7 +85,10 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
 
 }  // namespace device_model_check
 
-inline DeviceModelErrors compare_model_on_device(const kernels::Kernels& device_kernels) {
+// The tiny model `got_kernels` runs (in bf16 products when got_mixed) against the one
+// `want_kernels` runs (when want_mixed): the relative L2 error of every output.
+inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool got_mixed,
+                                       const kernels::Kernels& want_kernels, bool want_mixed) {
   TinyShape shape;
   shape.vocab = 61;  // not a multiple of anything the kernels block by
   shape.hidden = 32;
@@ -93,9 +98,8 @@ inline DeviceModelErrors compare_model_on_device(const kernels::Kernels& device_
   const model::ModelConfig config = tiny_config(shape);
   model::ModelWeights weights(config, model::tp_dims(config, 0, 1));
   init_tiny_weights(weights, 5);
-  const kernels::CpuKernels cpu;
-  const device_model_check::Run want = device_model_check::run(cpu, config, weights);
-  const device_model_check::Run got = device_model_check::run(device_kernels, config, weights);
+  const device_model_check::Run want = device_model_check::run(want_kernels, config, weights, want_mixed);
+  const device_model_check::Run got = device_model_check::run(got_kernels, config, weights, got_mixed);
 
   DeviceModelErrors e;
   const auto add = [&](std::string name, const std::vector<float>& a, const std::vector<float>& b) {
@@ -113,6 +117,12 @@ inline DeviceModelErrors compare_model_on_device(const kernels::Kernels& device_
     add("generation logits, step " + std::to_string(s), got.logits[s], want.logits[s]);
   }
   return e;
+}
+
+// The model on `device_kernels` against the CPU kernels, both in float32 or both mixed.
+inline DeviceModelErrors compare_model_on_device(const kernels::Kernels& device_kernels, bool mixed = false) {
+  const kernels::CpuKernels cpu;
+  return compare_model(device_kernels, mixed, cpu, mixed);
 }
 
 }  // namespace spin::testing

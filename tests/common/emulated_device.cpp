@@ -109,6 +109,22 @@ void EmulatedKernels::linear_backward(float* dx, float* dw, const float* dy, con
                         dev(dy, n * out, "linear_backward dy"), dev(x, n * in, "linear_backward x"),
                         dev(w, out * in, "linear_backward w"), n, in, out, accumulate_dx);
 }
+void EmulatedKernels::to_bf16(std::uint16_t* out, const float* in, Index n) const {
+  cpu_->to_bf16(dev(out, n, "to_bf16 out"), dev(in, n, "to_bf16 in"), n);
+}
+void EmulatedKernels::linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w,
+                                          Index n, Index in, Index out) const {
+  cpu_->linear_forward_bf16(dev(y, n * out, "linear_forward_bf16 y"), dev(x, n * in, "linear_forward_bf16 x"),
+                            dev(w, out * in, "linear_forward_bf16 w"), n, in, out);
+}
+void EmulatedKernels::linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,
+                                           const std::uint16_t* x, const std::uint16_t* w, Index n,
+                                           Index in, Index out, bool accumulate_dx) const {
+  cpu_->linear_backward_bf16(dev(dx, n * in, "linear_backward_bf16 dx"), dev(dw, out * in, "linear_backward_bf16 dw"),
+                             dev(dy, n * out, "linear_backward_bf16 dy"), dev(dy16, n * out, "linear_backward_bf16 dy16"),
+                             dev(x, n * in, "linear_backward_bf16 x"), dev(w, out * in, "linear_backward_bf16 w"), n, in,
+                             out, accumulate_dx);
+}
 void EmulatedKernels::embedding_forward(float* out, const std::int32_t* ids, const float* table,
                                         Index n, Index hidden, Index start, Index rows) const {
   cpu_->embedding_forward(dev(out, n * hidden, "embedding out"), dev(ids, n, "embedding ids"),

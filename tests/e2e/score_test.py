@@ -57,6 +57,20 @@ def case_dtypes(args, tmp):
     compare(bf16, f32, 1e-5, 1e-6, "BF16 sharded checkpoint at TP 2 vs F32")
 
 
+def case_precision(args, tmp):
+    model = os.path.join(args.models, "tiny-llama")
+    f32 = score(args, model, args.input, os.path.join(tmp, "f32.jsonl"))
+    bf16 = score(args, model, args.input, os.path.join(tmp, "bf16.jsonl"), extra=["--precision", "bf16"])
+    # bf16 operands (8 significant bits): a few 1e-3 relative on log-probabilities of ~5.
+    compare(bf16, f32, 3e-2, 1e-2, "--precision bf16 vs fp32")
+    assert any(a != b for g, w in zip(bf16, f32) for a, b in zip(g["token_logprobs"], w["token_logprobs"])), \
+        "bf16 products changed nothing: are they in effect?"
+    tp2 = score(args, model, args.input, os.path.join(tmp, "bf16_tp2.jsonl"), 2, 2, ["--precision", "bf16"])
+    # The same bf16 operands split over two ranks: float32 sums in another order, which can
+    # flip the rounding of a next layer's bf16 input (2^-9 relative on that element).
+    compare(tp2, bf16, 1e-2, 1e-3, "--precision bf16 at TP 2 vs 1 rank")
+
+
 def expect_error(args, tmp, name, cmd_args, pattern, ranks=2):
     out = os.path.join(tmp, name + ".out.jsonl")
     e2e_common.expect_error(args.mpiexec, name, [args.spin] + cmd_args(out), pattern, ranks, out)
@@ -123,6 +137,8 @@ def case_bad_input(args, tmp):
     expect_error(args, tmp, "unknown-command", lambda out: ["scroe"], r"unknown command \"scroe\"")
     expect_error(args, tmp, "unknown-device", cmd(model, args.input, "--device", "tpu"),
                  r"unknown device 'tpu' \(expected cpu or cuda\)")
+    expect_error(args, tmp, "unknown-precision", cmd(model, args.input, "--precision", "fp16"),
+                 r"unknown precision 'fp16' \(expected fp32 or bf16\)")
     if not os.path.exists("/dev/nvidia0"):
         # Where no GPU is visible, --device cuda is one agreed error, whichever build this is.
         expect_error(args, tmp, "no-gpu", cmd(model, args.input, "--device", "cuda"),
@@ -131,7 +147,7 @@ def case_bad_input(args, tmp):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["layouts", "dtypes", "bad-input"])
+    p.add_argument("case", choices=["layouts", "dtypes", "precision", "bad-input"])
     p.add_argument("--spin", required=True)
     p.add_argument("--mpiexec", required=True)
     p.add_argument("--models", required=True, help="folder holding the generated tiny models")
@@ -140,7 +156,8 @@ def main():
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="spin_e2e_")
     try:
-        {"layouts": case_layouts, "dtypes": case_dtypes, "bad-input": case_bad_input}[args.case](args, tmp)
+        {"layouts": case_layouts, "dtypes": case_dtypes, "precision": case_precision,
+         "bad-input": case_bad_input}[args.case](args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("PASS")

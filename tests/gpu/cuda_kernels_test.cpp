@@ -198,6 +198,27 @@ TEST_F(Fixture, ScatterRowsIntoACache) {
   EXPECT_CLOSE(gdst.get(gpu), dst);
 }
 
+TEST_F(Fixture, LinearLayersWithBf16OperandsMatchTheCpuReference) {
+  const Index n = 37, in = 96, out = 80;
+  auto x = random(n * in), w = random(out * in), dy = random(n * out), dw0 = random(out * in), dx0 = random(n * in);
+  std::vector<std::uint16_t> x16(n * in), w16(out * in), dy16(n * out);
+  cpu.to_bf16(x16.data(), x.data(), n * in);
+  cpu.to_bf16(w16.data(), w.data(), out * in);
+  std::vector<float> y(n * out), dx = dx0, dw = dw0;
+  cpu.linear_forward_bf16(y.data(), x16.data(), w16.data(), n, in, out);
+  cpu.linear_backward_bf16(dx.data(), dw.data(), dy.data(), dy16.data(), x16.data(), w16.data(), n, in, out, true);
+  PooledBuffer gx16 = cuda::upload(x16), gw16 = cuda::upload(w16);
+  PooledBuffer gdy16(device_allocator(), dy16.size() * sizeof(std::uint16_t));
+  Dev gy = poisoned(n * out), gdy(dy), gdx(dx0), gdw(dw0);
+  gpu.linear_forward_bf16(gy.f(), gx16.as<std::uint16_t>(), gw16.as<std::uint16_t>(), n, in, out);
+  gpu.linear_backward_bf16(gdx.f(), gdw.f(), gdy.f(), gdy16.as<std::uint16_t>(), gx16.as<std::uint16_t>(),
+                           gw16.as<std::uint16_t>(), n, in, out, true);
+  EXPECT_CLOSE(gy.get(gpu), y);
+  EXPECT_CLOSE(gdx.get(gpu), dx);
+  EXPECT_CLOSE(gdw.get(gpu), dw);
+  EXPECT_EQ(cuda::download<std::uint16_t>(gdy16, dy16.size()), dy16);
+}
+
 TEST_F(Fixture, GatherRowsOutOfABuffer) {
   const Index n = 5, width = 48, src_rows = 30;
   std::vector<Index> rows = {29, 0, 7, 7, 15};

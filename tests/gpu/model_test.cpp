@@ -22,5 +22,19 @@ TEST(CudaModel, ScoringBackwardAndGenerationMatchTheCpuPath) {
   }
 }
 
+// Mixed precision: bf16 products (cuBLAS, float32 accumulation) against the CPU's bf16
+// reference. The operands round identically on both sides; the sums' order differs, and a
+// float32 difference can flip the bf16 rounding of the next layer's input, a 2^-9 relative step
+// on that element -- hence 1e-2, the bf16 tolerance (METHOD.md), not float32's.
+TEST(CudaModel, MixedPrecisionMatchesTheCpuBf16Reference) {
+  const kernels::CudaKernels gpu;
+  const DeviceModelErrors errors = compare_model_on_device(gpu, true);
+  ASSERT_GT(errors.relative.size(), 20u);
+  for (const auto& [name, error] : errors.relative) {
+    EXPECT_LT(error, 1e-2) << name;
+    std::printf("  bf16 %-40s relative error %.2e\n", name.c_str(), error);
+  }
+}
+
 }  // namespace
 }  // namespace spin::testing

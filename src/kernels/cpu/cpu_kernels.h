@@ -16,6 +16,12 @@ class CpuKernels final : public Kernels {
                       Index out) const override;
   void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
                        Index n, Index in, Index out, bool accumulate_dx) const override;
+  void to_bf16(std::uint16_t* out, const float* in, Index n) const override;
+  void linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w, Index n,
+                           Index in, Index out) const override;
+  void linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,
+                            const std::uint16_t* x, const std::uint16_t* w, Index n, Index in,
+                            Index out, bool accumulate_dx) const override;
   void embedding_forward(float* out, const std::int32_t* ids, const float* table, Index n,
                          Index hidden, Index vocab_start, Index rows) const override;
   void embedding_backward(float* dtable, const std::int32_t* ids, const float* dout, Index n,

@@ -2,7 +2,10 @@
 #include <cblas.h>
 
 #include <climits>
+#include <cstdint>
+#include <vector>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -35,6 +38,34 @@ void CpuKernels::linear_backward(float* dx, float* dw, const float* dy, const fl
   if (dx != nullptr) gemm(false, false, n, in, out, 1.0f, dy, out, w, in,
                           accumulate_dx ? 1.0f : 0.0f, dx, in);
   gemm(true, false, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
+}
+
+// The bf16 products on the CPU: the operands widened to float32 (exact), then sgemm, which
+// accumulates in float32 -- the arithmetic of cuBLAS's bf16 GEMM with float32 compute, up to
+// the order of the sums. A reference, not a fast path.
+namespace {
+std::vector<float> widen(const std::uint16_t* x, Index n) {
+  std::vector<float> out(static_cast<std::size_t>(n));
+  for (Index i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = bf16_to_f32(x[i]);
+  return out;
+}
+}  // namespace
+
+void CpuKernels::to_bf16(std::uint16_t* out, const float* in, Index n) const {
+  for (Index i = 0; i < n; ++i) out[i] = f32_to_bf16(in[i]);
+}
+
+void CpuKernels::linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w,
+                                     Index n, Index in, Index out) const {
+  linear_forward(y, widen(x, n * in).data(), widen(w, out * in).data(), n, in, out);
+}
+
+void CpuKernels::linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,
+                                      const std::uint16_t* x, const std::uint16_t* w, Index n,
+                                      Index in, Index out, bool accumulate_dx) const {
+  to_bf16(dy16, dy, n * out);
+  linear_backward(dx, dw, widen(dy16, n * out).data(), widen(x, n * in).data(),
+                  widen(w, out * in).data(), n, in, out, accumulate_dx);
 }
 
 void CpuKernels::add_inplace(float* y, const float* x, Index n) const {

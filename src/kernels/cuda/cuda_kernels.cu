@@ -731,6 +731,19 @@ void CudaKernels::to_bf16(std::uint16_t* out, const float* in, Index n) const {
   SPIN_CUDA_CHECK_LAUNCH("to_bf16");
 }
 
+void CudaKernels::linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w, Index n, Index in,
+                                      Index out) const {
+  gemm_bf16(false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+}
+
+void CudaKernels::linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,
+                                       const std::uint16_t* x, const std::uint16_t* w, Index n, Index in, Index out,
+                                       bool accumulate_dx) const {
+  to_bf16(dy16, dy, n * out);
+  if (dx != nullptr) gemm_bf16(false, false, n, in, out, 1.0f, dy16, out, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+  gemm_bf16(true, false, out, in, n, 1.0f, dy16, out, x, in, 1.0f, dw, in);
+}
+
 void CudaKernels::to_f32(float* out, const std::uint16_t* in, Index n) const {
   to_f32_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(out, reinterpret_cast<const __nv_bfloat16*>(in), n);
   SPIN_CUDA_CHECK_LAUNCH("to_f32");

@@ -89,7 +89,11 @@ class CudaKernels final : public Kernels {
   // ---- mixed precision (bf16 operands, fp32 accumulation and masters) ------------------------
   // bf16 values travel as their 16 bits (std::uint16_t), rounded to nearest, ties to even,
   // exactly as core/dtype.h's f32_to_bf16.
-  void to_bf16(std::uint16_t* out, const float* in, Index n) const;
+  void to_bf16(std::uint16_t* out, const float* in, Index n) const override;
+  void linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w, Index n, Index in,
+                           Index out) const override;
+  void linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16, const std::uint16_t* x,
+                            const std::uint16_t* w, Index n, Index in, Index out, bool accumulate_dx) const override;
   void to_f32(float* out, const std::uint16_t* in, Index n) const;
   // Row-major C[m, n] (float32) = alpha op(A) op(B) + beta C with bf16 A and B and float32
   // accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F).

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "common/test_util.h"
+#include "core/dtype.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "unit/kernels/reference.h"
 
@@ -70,6 +71,48 @@ TEST(Linear, ForwardAndBackwardMatchNaiveAndFiniteDifferences) {
   std::vector<float> dx_acc(n * in, 1.0f);
   k.linear_backward(dx_acc.data(), dw_only.data(), r.data(), x.data(), w.data(), n, in, out, true);
   for (std::size_t i = 0; i < dx.size(); ++i) EXPECT_FLOAT_EQ(dx_acc[i], dx[i] + 1.0f);
+}
+
+// Mixed precision: the operands (x, W, and the output gradient) rounded to bf16 (round to
+// nearest even, as torch's .to(torch.bfloat16)), products and sums exact in double here; the
+// kernel's float32 accumulation of the same bf16 values is within float32 rounding of that.
+TEST(Linear, Bf16OperandsMatchNaiveDoubleOfTheRoundedValues) {
+  const CpuKernels k;
+  const int n = 6, in = 40, out = 9;
+  const auto x = random_vector(n * in, 14), w = random_vector(out * in, 15), r = random_vector(n * out, 16);
+  std::vector<std::uint16_t> x16(n * in), w16(out * in), r16(n * out);
+  k.to_bf16(x16.data(), x.data(), n * in);
+  k.to_bf16(w16.data(), w.data(), out * in);
+  const auto widen = [](const std::vector<std::uint16_t>& v) {
+    std::vector<double> d(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) d[i] = bf16_to_f32(v[i]);
+    return d;
+  };
+  // The rounding is the exact one: 1 + 2^-8 is a tie and goes to the even 1.0; 1 + 3 * 2^-8
+  // goes up to 1 + 2^-6.
+  std::uint16_t tie = 0, up = 0;
+  const float tie_value = 1.0f + 0x1p-8f, up_value = 1.0f + 0x3p-8f;
+  k.to_bf16(&tie, &tie_value, 1);
+  k.to_bf16(&up, &up_value, 1);
+  EXPECT_EQ(bf16_to_f32(tie), 1.0f);
+  EXPECT_EQ(bf16_to_f32(up), 1.0f + 0x1p-6f);
+
+  std::vector<float> y(n * out);
+  k.linear_forward_bf16(y.data(), x16.data(), w16.data(), n, in, out);
+  std::vector<double> y_ref(n * out, 0.0);
+  testing::ref::gemm(false, true, n, out, in, 1.0, widen(x16), in, widen(w16), in, 0.0, y_ref, out);
+  expect_close(y, y_ref, 1e-5, 1e-6, "y");
+
+  std::vector<float> dx(n * in, 100.0f), dw(out * in, 0.5f);
+  k.linear_backward_bf16(dx.data(), dw.data(), r.data(), r16.data(), x16.data(), w16.data(), n, in, out, false);
+  std::vector<std::uint16_t> r16_want(n * out);
+  k.to_bf16(r16_want.data(), r.data(), n * out);
+  EXPECT_EQ(r16, r16_want) << "dy16 holds bf16(dy)";
+  std::vector<double> dx_ref(n * in, 0.0), dw_ref(out * in, 0.5);
+  testing::ref::gemm(false, false, n, in, out, 1.0, widen(r16), out, widen(w16), in, 0.0, dx_ref, in);
+  testing::ref::gemm(true, false, out, in, n, 1.0, widen(r16), out, widen(x16), in, 1.0, dw_ref, in);
+  expect_close(dx, dx_ref, 1e-5, 1e-6, "dx");
+  expect_close(dw, dw_ref, 1e-5, 1e-6, "dw");
 }
 
 }  // namespace
