@@ -10,12 +10,21 @@ for f in src/kernels/cuda/*.cu; do
       --generate-code=arch=compute_90,code=sm_90 -c "$f" -o /dev/null 2>&1
 done | python3 -c '
 import re, sys
+def demangle(mangled):  # the last component of _ZN<len><id>...<len><id>[ILi<n>E]..., and <n>
+    rest, parts = mangled[3:] if mangled.startswith("_ZN") else mangled, []
+    while rest[:1].isdigit():
+        digits = re.match(r"\d+", rest).group(0)
+        parts.append(rest[len(digits):len(digits) + int(digits)])
+        rest = rest[len(digits) + int(digits):]
+    if not parts:
+        return mangled
+    template = re.match(r"ILi(\d+)E", rest)
+    return parts[-1] + ("<%s>" % template.group(1) if template else "")
 rows, current = [], None
 for line in sys.stdin:
     m = re.search(r"Compiling entry function .(\S+). for .(sm_\d+).", line)
     if m:
-        name = re.sub(r"^_ZN4spin7kernels\d+_GLOBAL__N__\w+?_\d+_\w+?_cu_\w{8}\d+", "", m.group(1))
-        name = re.match(r"([a-z_0-9]+?_kernel)", name).group(1) if re.match(r"[a-z_0-9]+?_kernel", name) else name
+        name = demangle(m.group(1))
         current = {"kernel": name, "arch": m.group(2)}
         rows.append(current)
         continue

@@ -80,6 +80,9 @@ class TimedKernels final : public kernels::Kernels {
                     Index width) const override {
     time("kv cache write", [&] { inner_.scatter_rows(dst, src, rows, n, width); });
   }
+  Index attention_saved_size(const Index* cu, Index seqs, Index heads, Index hd) const override {
+    return inner_.attention_saved_size(cu, seqs, heads, hd);
+  }
   void gather_rows(float* dst, const float* src, const Index* rows, Index n,
                    Index width) const override {
     time("lm head", [&] { inner_.gather_rows(dst, src, rows, n, width); });

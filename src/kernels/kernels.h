@@ -20,6 +20,9 @@ namespace spin::kernels {
 
 using Index = std::int64_t;
 
+// Number of floats of the attention probabilities: heads * sum_s len_s^2.
+Index attention_probs_size(const Index* cu_seqlens, Index num_seqs, Index heads);
+
 class Kernels {
  public:
   virtual ~Kernels() = default;
@@ -85,11 +88,18 @@ class Kernels {
   // Causal self-attention over packed variable-length sequences: sequence s occupies rows
   // [cu_seqlens[s], cu_seqlens[s+1]) and attends only within itself (no padding is computed).
   // q/out: [rows, heads, head_dim]; k/v: [rows, kv_heads, head_dim]; query head h reads kv head
-  // h / (heads / kv_heads) (grouped-query attention). probs: the softmax, saved for the
-  // backward, attention_probs_size() floats.
+  // h / (heads / kv_heads) (grouped-query attention). probs: what the backward needs,
+  // attention_saved_size() floats -- the softmax itself on the CPU (attention_probs_size), a
+  // log-sum-exp per row and head for a fused kernel.
   virtual void attention_forward(float* out, float* probs, const float* q, const float* k,
                                  const float* v, const Index* cu_seqlens, Index num_seqs,
                                  Index heads, Index kv_heads, Index head_dim) const = 0;
+  // Floats attention_forward saves for these sequences.
+  virtual Index attention_saved_size(const Index* cu_seqlens, Index num_seqs, Index heads,
+                                     Index head_dim) const {
+    (void)head_dim;
+    return attention_probs_size(cu_seqlens, num_seqs, heads);
+  }
   // dq, dk, dv are overwritten.
   virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout,
                                   const float* q, const float* k, const float* v,
@@ -203,7 +213,5 @@ class Kernels {
                              const std::int64_t* positions, Index vocab_start) const = 0;
 };
 
-// Number of floats attention_forward saves: heads * sum_s len_s^2.
-Index attention_probs_size(const Index* cu_seqlens, Index num_seqs, Index heads);
 
 }  // namespace spin::kernels

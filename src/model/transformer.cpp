@@ -104,7 +104,7 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   const BatchGeometry b = geometry(a);
   const std::int64_t n = b.rows;
   const std::int64_t probs_size =
-      kernels::attention_probs_size(b.cu_seqlens, b.num_seqs, dims_.heads);
+      ctx_.k.attention_saved_size(b.cu_seqlens, b.num_seqs, dims_.heads, dims_.head_dim);
   a.for_backward = for_backward;
   a.layers.resize(static_cast<std::size_t>(for_backward ? stage_.count() : 1));
   const bool mixed = w.has_bf16();

@@ -91,8 +91,8 @@ inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool
                                        const kernels::Kernels& want_kernels, bool want_mixed) {
   TinyShape shape;
   shape.vocab = 61;  // not a multiple of anything the kernels block by
-  shape.hidden = 32;
-  shape.intermediate = 48;
+  shape.hidden = 128;  // head_dim 32: the fused CUDA attention's smallest
+  shape.intermediate = 96;
   shape.heads = 4;
   shape.kv_heads = 2;
   const model::ModelConfig config = tiny_config(shape);

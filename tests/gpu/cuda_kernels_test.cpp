@@ -148,27 +148,48 @@ TEST_F(Fixture, RopeForwardAndBackward) {
   EXPECT_CLOSE(gx.get(gpu), x);
 }
 
+// Both CUDA attention paths -- fused (FlashAttention's algorithm: a log-sum-exp saved) and
+// cuBLAS + softmax (the probabilities saved, compared too) -- for every head size the fused
+// kernels take and one they do not (which falls back), MHA and GQA, packed sequences of
+// lengths 1 to 152 (tiles of 32 and blocks of 8 rows partly filled).
 TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
-  const Index heads = 8, kv_heads = 2, head_dim = 32;
   const std::vector<Index> cu = {0, 1, 18, 148, 300};  // lengths 1, 17, 130, 152
-  const Index rows = cu.back(), seqs = 4, q_w = heads * head_dim, kv_w = kv_heads * head_dim;
-  auto q = random(rows * q_w), k = random(rows * kv_w), v = random(rows * kv_w), dout = random(rows * q_w);
-  const Index probs_size = attention_probs_size(cu.data(), seqs, heads);
-  Dev gq(q), gk(k), gv(v), gdout(dout), gout = poisoned(rows * q_w), gprobs = poisoned(probs_size);
-  std::vector<float> out(rows * q_w), probs(probs_size);
-  cpu.attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), cu.data(), seqs, heads, kv_heads, head_dim);
-  gpu.attention_forward(gout.f(), gprobs.f(), gq.f(), gk.f(), gv.f(), cu.data(), seqs, heads, kv_heads, head_dim);
-  EXPECT_CLOSE(gout.get(gpu), out);
-  EXPECT_CLOSE(gprobs.get(gpu), probs);
-  Dev gdq = poisoned(rows * q_w), gdk = poisoned(rows * kv_w), gdv = poisoned(rows * kv_w);
-  std::vector<float> dq(rows * q_w), dk(rows * kv_w), dv(rows * kv_w);
-  cpu.attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(), probs.data(),
-                         cu.data(), seqs, heads, kv_heads, head_dim);
-  gpu.attention_backward(gdq.f(), gdk.f(), gdv.f(), gdout.f(), gq.f(), gk.f(), gv.f(), gprobs.f(), cu.data(), seqs,
-                         heads, kv_heads, head_dim);
-  EXPECT_CLOSE(gdq.get(gpu), dq);
-  EXPECT_CLOSE(gdk.get(gpu), dk);
-  EXPECT_CLOSE(gdv.get(gpu), dv);
+  const Index rows = cu.back(), seqs = 4;
+  const CudaKernels unfused(false);
+  struct Shape {
+    Index heads, kv_heads, head_dim;
+  };
+  for (const Shape& sh : {Shape{8, 2, 32}, Shape{4, 4, 64}, Shape{6, 3, 96}, Shape{4, 1, 128}, Shape{4, 2, 48}}) {
+    for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &unfused}) {
+      const Index heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
+      SCOPED_TRACE(testing::Message() << (k == &gpu ? "fused" : "cuBLAS") << " attention, heads " << heads << "/"
+                                      << kv_heads << ", head_dim " << head_dim);
+      const Index q_w = heads * head_dim, kv_w = kv_heads * head_dim;
+      auto q = random(rows * q_w), kk = random(rows * kv_w), v = random(rows * kv_w), dout = random(rows * q_w);
+      const Index probs_size = attention_probs_size(cu.data(), seqs, heads);
+      const Index saved_size = k->attention_saved_size(cu.data(), seqs, heads, head_dim);
+      const bool keeps_probs = saved_size == probs_size;
+      EXPECT_EQ(keeps_probs, k == &unfused || head_dim == 48) << "fused kernels save heads x rows";
+      Dev gq(q), gk(kk), gv(v), gdout(dout), gout = poisoned(rows * q_w), gsaved = poisoned(saved_size);
+      std::vector<float> out(rows * q_w), probs(probs_size);
+      cpu.attention_forward(out.data(), probs.data(), q.data(), kk.data(), v.data(), cu.data(), seqs, heads, kv_heads,
+                            head_dim);
+      k->attention_forward(gout.f(), gsaved.f(), gq.f(), gk.f(), gv.f(), cu.data(), seqs, heads, kv_heads, head_dim);
+      EXPECT_CLOSE(gout.get(*k), out);
+      if (keeps_probs) {
+        EXPECT_CLOSE(gsaved.get(*k), probs);
+      }
+      Dev gdq = poisoned(rows * q_w), gdk = poisoned(rows * kv_w), gdv = poisoned(rows * kv_w);
+      std::vector<float> dq(rows * q_w), dk(rows * kv_w), dv(rows * kv_w);
+      cpu.attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), kk.data(), v.data(), probs.data(),
+                             cu.data(), seqs, heads, kv_heads, head_dim);
+      k->attention_backward(gdq.f(), gdk.f(), gdv.f(), gdout.f(), gq.f(), gk.f(), gv.f(), gsaved.f(), cu.data(), seqs,
+                            heads, kv_heads, head_dim);
+      EXPECT_CLOSE(gdq.get(*k), dq);
+      EXPECT_CLOSE(gdk.get(*k), dk);
+      EXPECT_CLOSE(gdv.get(*k), dv);
+    }
+  }
 }
 
 TEST_F(Fixture, CachedAttentionPrefillAndDecodeRuns) {

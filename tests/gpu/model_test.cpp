@@ -13,12 +13,15 @@ namespace spin::testing {
 namespace {
 
 TEST(CudaModel, ScoringBackwardAndGenerationMatchTheCpuPath) {
-  const kernels::CudaKernels gpu;
-  const DeviceModelErrors errors = compare_model_on_device(gpu);
-  ASSERT_GT(errors.relative.size(), 20u);
-  for (const auto& [name, error] : errors.relative) {
-    EXPECT_LT(error, 1e-4) << name;
-    std::printf("  %-45s relative error %.2e\n", name.c_str(), error);
+  for (bool fused : {true, false}) {
+    SCOPED_TRACE(fused ? "fused attention" : "cuBLAS attention");
+    const kernels::CudaKernels gpu(fused);
+    const DeviceModelErrors errors = compare_model_on_device(gpu);
+    ASSERT_GT(errors.relative.size(), 20u);
+    for (const auto& [name, error] : errors.relative) {
+      EXPECT_LT(error, 1e-4) << name;
+      std::printf("  %s %-45s relative error %.2e\n", fused ? "fused" : "cuBLAS", name.c_str(), error);
+    }
   }
 }
 

@@ -410,7 +410,8 @@ cublasOperation_t op(bool transpose) { return transpose ? CUBLAS_OP_T : CUBLAS_O
 
 }  // namespace
 
-CudaKernels::CudaKernels() : stream_(cuda::compute_stream()), allocator_(cuda::device_allocator()) {
+CudaKernels::CudaKernels(bool fused_attention)
+    : stream_(cuda::compute_stream()), fused_attention_(fused_attention), allocator_(cuda::device_allocator()) {
   cuda::use_current_device();
   SPIN_CUBLAS_CHECK(cublasCreate(&blas_));
   SPIN_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
@@ -499,11 +500,51 @@ void CudaKernels::rope_backward(float* dx, const std::int32_t* positions, const 
   SPIN_CUDA_CHECK_LAUNCH("rope_backward");
 }
 
-// Per sequence: S = scale Q K^T for the query heads of each kv head in one strided-batched
-// product (the kv head's K is shared: stride 0), the causal softmax of every head, O = P V.
+bool CudaKernels::fused(Index head_dim, Index num_seqs) const {
+  return fused_attention_ && cuda_detail::fused_attention_supports(head_dim) &&
+         num_seqs <= 65535;  // the grid's z extent
+}
+
+Index CudaKernels::attention_saved_size(const Index* cu_seqlens, Index num_seqs, Index heads, Index head_dim) const {
+  if (!fused(head_dim, num_seqs)) return attention_probs_size(cu_seqlens, num_seqs, heads);
+  return heads * cu_seqlens[num_seqs];  // a log-sum-exp per row and head, rows counted from 0
+}
+
+cuda_detail::FusedAttentionArgs CudaKernels::fused_args(const float* q, const float* k, const float* v,
+                                                        const Index* cu_seqlens, Index num_seqs, Index heads,
+                                                        Index kv_heads, Index head_dim,
+                                                        PooledBuffer& device_cu) const {
+  const auto bytes = static_cast<std::size_t>(num_seqs + 1) * sizeof(Index);
+  device_cu = PooledBuffer(allocator_, bytes);
+  // Ordered on the stream after earlier users of the pooled block; returns once the host
+  // array is staged.
+  SPIN_CUDA_CHECK(cudaMemcpyAsync(device_cu.data(), cu_seqlens, bytes, cudaMemcpyHostToDevice, stream_));
+  cuda_detail::FusedAttentionArgs a;
+  a.q = q, a.k = k, a.v = v;
+  a.cu_seqlens = device_cu.as<long long>();
+  a.num_seqs = num_seqs;
+  for (Index s = 0; s < num_seqs; ++s) {
+    a.longest = std::max<long long>(a.longest, cu_seqlens[s + 1] - cu_seqlens[s]);
+  }
+  a.heads = static_cast<int>(heads), a.kv_heads = static_cast<int>(kv_heads);
+  a.head_dim = head_dim;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  return a;
+}
+
+// Fused when the head size allows (fused_attention.h), else per sequence: S = scale Q K^T for
+// the query heads of each kv head in one strided-batched product (the kv head's K is shared:
+// stride 0), the causal softmax of every head, O = P V.
 void CudaKernels::attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                                     const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
                                     Index head_dim) const {
+  if (num_seqs == 0) return;
+  if (fused(head_dim, num_seqs)) {
+    PooledBuffer device_cu;
+    const auto a = fused_args(q, k, v, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
+    cuda_detail::fused_attention_forward(a, out, probs, stream_);
+    return;
+  }
   const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   float* p = probs;
@@ -530,6 +571,15 @@ void CudaKernels::attention_forward(float* out, float* probs, const float* q, co
 void CudaKernels::attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                                      const float* k, const float* v, const float* probs, const Index* cu_seqlens,
                                      Index num_seqs, Index heads, Index kv_heads, Index head_dim) const {
+  if (num_seqs == 0) return;
+  if (fused(head_dim, num_seqs)) {
+    PooledBuffer device_cu;
+    const auto a = fused_args(q, k, v, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
+    const Index rows = cu_seqlens[num_seqs];
+    PooledBuffer delta(allocator_, static_cast<std::size_t>(std::max<Index>(1, rows * heads)) * sizeof(float));
+    cuda_detail::fused_attention_backward(a, dq, dk, dv, dout, probs, delta.as<float>(), stream_);
+    return;
+  }
   const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const Index rows = cu_seqlens[num_seqs] - cu_seqlens[0];

@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include "core/caching_allocator.h"
+#include "kernels/cuda/fused_attention.h"
 #include "kernels/kernels.h"
 
 namespace spin::kernels {
@@ -21,8 +22,10 @@ namespace spin::kernels {
 class CudaKernels final : public Kernels {
  public:
   // On the current device and the process's compute stream (cuda::compute_stream()); makes
-  // Device::Cuda tensors usable (cuda::use_current_device).
-  CudaKernels();
+  // Device::Cuda tensors usable (cuda::use_current_device). Attention: fused (FlashAttention's
+  // algorithm, fused_attention.h) for the head sizes it supports, else -- or with
+  // fused_attention false -- cuBLAS products around a softmax kernel, keeping the probabilities.
+  explicit CudaKernels(bool fused_attention = true);
   ~CudaKernels() override;
   CudaKernels(const CudaKernels&) = delete;
   CudaKernels& operator=(const CudaKernels&) = delete;
@@ -51,6 +54,7 @@ class CudaKernels final : public Kernels {
   void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                          const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
                          Index head_dim) const override;
+  Index attention_saved_size(const Index* cu_seqlens, Index num_seqs, Index heads, Index head_dim) const override;
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                           const float* v, const float* probs, const Index* cu_seqlens, Index num_seqs, Index heads,
                           Index kv_heads, Index head_dim) const override;
@@ -113,7 +117,14 @@ class CudaKernels final : public Kernels {
   void launch_adamw(float* param, std::uint16_t* weights, const float* grad, float* m, float* v, Index n,
                     const AdamW& h) const;
 
+  bool fused(Index head_dim, Index num_seqs) const;  // the fused attention kernels take it
+  // The launch arguments of the fused kernels, cu_seqlens copied to `device_cu`.
+  cuda_detail::FusedAttentionArgs fused_args(const float* q, const float* k, const float* v, const Index* cu_seqlens,
+                                             Index num_seqs, Index heads, Index kv_heads, Index head_dim,
+                                             PooledBuffer& device_cu) const;
+
   cudaStream_t stream_ = nullptr;
+  bool fused_attention_ = true;
   cublasHandle_t blas_ = nullptr;
   CachingAllocator& allocator_;
 };

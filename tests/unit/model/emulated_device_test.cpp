@@ -35,17 +35,18 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
 }
 
 // Mixed precision against float32 on the CPU. bf16 keeps 8 significant bits (relative rounding
-// 2^-9 per operand); this model's products are short (32-48 terms), so little averages out, and
-// the backward rounds each layer's output gradient again: measured, the log-probabilities and
-// logits move by 3e-3 to 1.2e-2 and the gradients by 1.5e-2 to 5e-2. The bounds leave room for
-// that and fail for a product left in float32 (error ~0) or a stale or misplaced bf16 copy
-// (error O(1)).
+// 2^-9 per operand); this model's products are short (96-128 terms), so little averages out,
+// and the backward rounds each layer's output gradient again: measured, the log-probabilities
+// and logits move by 1.5e-3 to 1.6e-2 and the gradients by 1.4e-2 to 5.3e-2. The bounds leave
+// room for that and fail for a product left in float32 (error ~0) or a stale or misplaced bf16
+// copy (error O(1)).
 TEST(MixedPrecision, Bf16ProductsStayWithinBf16RoundingOfFloat32) {
   const kernels::CpuKernels cpu;
   const DeviceModelErrors errors = compare_model(cpu, true, cpu, false);
   for (const auto& [name, error] : errors.relative) {
+    std::printf("  %-60s %.2e\n", name.c_str(), error);
     const bool gradient = name.rfind("gradient", 0) == 0;
-    EXPECT_LT(error, gradient ? 1e-1 : 3e-2) << name;
+    EXPECT_LT(error, gradient ? 1e-1 : 4e-2) << name;
     EXPECT_GT(error, 1e-4) << name << ": no bf16 rounding visible";
   }
 }

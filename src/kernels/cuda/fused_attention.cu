@@ -1,0 +1,251 @@
+// Fused causal attention (FlashAttention's algorithm, float32, SIMT): the scores never reach
+// global memory. The forward keeps, per query row and head, the log-sum-exp of its scores
+// (heads x rows floats instead of heads x len^2 probabilities); the backward recomputes the
+// probabilities from it.
+//
+// Work split: one warp per (query row, head) in the forward and the dQ pass, one warp per
+// (key row, kv head) in the dK/dV pass; a warp's 32 lanes split head_dim (lane l holds the
+// elements l, l + 32, ...: conflict-free shared-memory reads), dot products end in a warp
+// reduction. A block's 8 warps take 8 consecutive rows of one head and share tiles of 32 rows
+// of the other operand staged in shared memory. Packed variable-length sequences: blockIdx.z
+// is the sequence, blockIdx.y the head, blockIdx.x the block of rows within the sequence.
+//
+// Arithmetic (per query row i, head h, keys j <= i, scale = 1/sqrt(head_dim)):
+//   forward   s_j = scale q.k_j; online softmax m, l; o = sum_j exp(s_j - m) v_j / l;
+//             lse = m + log l
+//   dQ pass   P_j = exp(s_j - lse), dP_j = dO.v_j; D = sum_j P_j dP_j (= dO.o);
+//             dq = scale (sum_j P_j dP_j k_j - D sum_j P_j k_j)       (one pass, no O needed)
+//   dKV pass  per key j of kv head g, over its group's heads h and rows i >= j:
+//             dv_j += P_ij dO_i;  dk_j += scale P_ij (dP_ij - D_ih) q_i
+#include <cmath>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fused_attention.h"
+
+namespace spin::kernels::cuda_detail {
+
+namespace {
+
+constexpr int kWarps = 8;   // rows per block
+constexpr int kTile = 32;   // rows of the other operand per shared-memory tile
+
+__device__ float warp_sum(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// Copies rows [first, first + kTile) (those < len) of `src` (row stride ld, head offset
+// applied) into tile[kTile][HD]; the block's threads share the work.
+template <int HD>
+__device__ void load_tile(float (*tile)[HD], const float* src, long long ld, long long first, long long len) {
+  for (int e = threadIdx.x + threadIdx.y * 32; e < kTile * HD; e += 32 * kWarps) {
+    const int r = e / HD, d = e % HD;
+    tile[r][d] = first + r < len ? src[(first + r) * ld + d] : 0.0f;
+  }
+}
+
+template <int HD>
+__global__ void forward_kernel(float* out, float* lse, const float* q, const float* k, const float* v,
+                               const long long* cu_seqlens, int heads, int kv_heads, float scale) {
+  constexpr int kPer = HD / 32;
+  __shared__ float ks[kTile][HD];
+  __shared__ float vs[kTile][HD];
+  const long long start = cu_seqlens[blockIdx.z], len = cu_seqlens[blockIdx.z + 1] - start;
+  const long long first_row = static_cast<long long>(blockIdx.x) * kWarps;
+  if (first_row >= len) return;  // the whole block: no __syncthreads is skipped by some only
+  const int h = blockIdx.y, g = h / (heads / kv_heads), lane = threadIdx.x;
+  const long long i = first_row + threadIdx.y;
+  const bool active = i < len;
+  const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
+  float qr[kPer], acc[kPer];
+  for (int e = 0; e < kPer; ++e) {
+    qr[e] = active ? q[(start + i) * q_ld + h * HD + lane + 32 * e] * scale : 0.0f;
+    acc[e] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  const long long last_key = min(len, first_row + kWarps) - 1;  // the block's last row sees it
+  for (long long t = 0; t <= last_key; t += kTile) {
+    __syncthreads();  // the previous tile is no longer read
+    load_tile<HD>(ks, k + start * kv_ld + g * HD, kv_ld, t, len);
+    load_tile<HD>(vs, v + start * kv_ld + g * HD, kv_ld, t, len);
+    __syncthreads();
+    if (!active) continue;
+    const long long upto = min(static_cast<long long>(kTile), i - t + 1);  // causal: keys <= i
+    for (long long j = 0; j < upto; ++j) {
+      float s = 0.0f;
+      for (int e = 0; e < kPer; ++e) s += qr[e] * ks[j][lane + 32 * e];
+      s = warp_sum(s);
+      const float m_new = fmaxf(m, s);
+      const float correction = expf(m - m_new), p = expf(s - m_new);
+      l = l * correction + p;
+      for (int e = 0; e < kPer; ++e) acc[e] = acc[e] * correction + p * vs[j][lane + 32 * e];
+      m = m_new;
+    }
+  }
+  if (!active) return;
+  const float inv = 1.0f / l;
+  for (int e = 0; e < kPer; ++e) out[(start + i) * q_ld + h * HD + lane + 32 * e] = acc[e] * inv;
+  if (lane == 0) lse[(start + i) * heads + h] = m + logf(l);
+}
+
+template <int HD>
+__global__ void dq_kernel(float* dq, float* delta, const float* dout, const float* q, const float* k, const float* v,
+                          const float* lse, const long long* cu_seqlens, int heads, int kv_heads, float scale) {
+  constexpr int kPer = HD / 32;
+  __shared__ float ks[kTile][HD];
+  __shared__ float vs[kTile][HD];
+  const long long start = cu_seqlens[blockIdx.z], len = cu_seqlens[blockIdx.z + 1] - start;
+  const long long first_row = static_cast<long long>(blockIdx.x) * kWarps;
+  if (first_row >= len) return;
+  const int h = blockIdx.y, g = h / (heads / kv_heads), lane = threadIdx.x;
+  const long long i = first_row + threadIdx.y;
+  const bool active = i < len;
+  const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
+  float qr[kPer], dor[kPer], a[kPer], b[kPer];
+  for (int e = 0; e < kPer; ++e) {
+    const long long at = (start + i) * q_ld + h * HD + lane + 32 * e;
+    qr[e] = active ? q[at] * scale : 0.0f;
+    dor[e] = active ? dout[at] : 0.0f;
+    a[e] = b[e] = 0.0f;
+  }
+  const float row_lse = active ? lse[(start + i) * heads + h] : 0.0f;
+  float d = 0.0f;
+  const long long last_key = min(len, first_row + kWarps) - 1;
+  for (long long t = 0; t <= last_key; t += kTile) {
+    __syncthreads();
+    load_tile<HD>(ks, k + start * kv_ld + g * HD, kv_ld, t, len);
+    load_tile<HD>(vs, v + start * kv_ld + g * HD, kv_ld, t, len);
+    __syncthreads();
+    if (!active) continue;
+    const long long upto = min(static_cast<long long>(kTile), i - t + 1);
+    for (long long j = 0; j < upto; ++j) {
+      float s = 0.0f, dp = 0.0f;
+      for (int e = 0; e < kPer; ++e) {
+        s += qr[e] * ks[j][lane + 32 * e];
+        dp += dor[e] * vs[j][lane + 32 * e];
+      }
+      s = warp_sum(s);
+      dp = warp_sum(dp);
+      const float p = expf(s - row_lse);
+      d += p * dp;
+      for (int e = 0; e < kPer; ++e) {
+        a[e] += p * dp * ks[j][lane + 32 * e];
+        b[e] += p * ks[j][lane + 32 * e];
+      }
+    }
+  }
+  if (!active) return;
+  for (int e = 0; e < kPer; ++e) dq[(start + i) * q_ld + h * HD + lane + 32 * e] = scale * (a[e] - d * b[e]);
+  if (lane == 0) delta[(start + i) * heads + h] = d;
+}
+
+template <int HD>
+__global__ void dkv_kernel(float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                           const float* lse, const float* delta, const long long* cu_seqlens, int heads, int kv_heads,
+                           float scale) {
+  constexpr int kPer = HD / 32;
+  __shared__ float qs[kTile][HD];
+  __shared__ float dos[kTile][HD];
+  __shared__ float lses[kTile], deltas[kTile];
+  const long long start = cu_seqlens[blockIdx.z], len = cu_seqlens[blockIdx.z + 1] - start;
+  const long long first_key = static_cast<long long>(blockIdx.x) * kWarps;
+  if (first_key >= len) return;
+  const int g = blockIdx.y, group = heads / kv_heads, lane = threadIdx.x;
+  const long long j = first_key + threadIdx.y;
+  const bool active = j < len;
+  const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
+  float kr[kPer], vr[kPer], dkr[kPer], dvr[kPer];
+  for (int e = 0; e < kPer; ++e) {
+    const long long at = (start + j) * kv_ld + g * HD + lane + 32 * e;
+    kr[e] = active ? k[at] : 0.0f;
+    vr[e] = active ? v[at] : 0.0f;
+    dkr[e] = dvr[e] = 0.0f;
+  }
+  for (int h = g * group; h < (g + 1) * group; ++h) {
+    // Query rows i >= the block's first key; tiles start at a multiple of kTile at or below it.
+    for (long long t = first_key / kTile * kTile; t < len; t += kTile) {
+      __syncthreads();
+      load_tile<HD>(qs, q + start * q_ld + h * HD, q_ld, t, len);
+      load_tile<HD>(dos, dout + start * q_ld + h * HD, q_ld, t, len);
+      for (int r = threadIdx.x + threadIdx.y * 32; r < kTile; r += 32 * kWarps) {
+        lses[r] = t + r < len ? lse[(start + t + r) * heads + h] : 0.0f;
+        deltas[r] = t + r < len ? delta[(start + t + r) * heads + h] : 0.0f;
+      }
+      __syncthreads();
+      if (!active) continue;
+      for (long long r = 0; r < kTile && t + r < len; ++r) {
+        if (t + r < j) continue;  // causal: query rows before this key do not see it
+        float s = 0.0f, dp = 0.0f;
+        for (int e = 0; e < kPer; ++e) {
+          s += qs[r][lane + 32 * e] * kr[e];
+          dp += dos[r][lane + 32 * e] * vr[e];
+        }
+        s = warp_sum(s) * scale;
+        dp = warp_sum(dp);
+        const float p = expf(s - lses[r]);
+        const float ds = p * (dp - deltas[r]);
+        for (int e = 0; e < kPer; ++e) {
+          dvr[e] += p * dos[r][lane + 32 * e];
+          dkr[e] += scale * ds * qs[r][lane + 32 * e];
+        }
+      }
+    }
+  }
+  if (!active) return;
+  for (int e = 0; e < kPer; ++e) {
+    const long long at = (start + j) * kv_ld + g * HD + lane + 32 * e;
+    dk[at] = dkr[e];
+    dv[at] = dvr[e];
+  }
+}
+
+template <int HD>
+void launch_forward(const FusedAttentionArgs& a, float* out, float* lse, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((a.longest + kWarps - 1) / kWarps), static_cast<unsigned>(a.heads),
+                  static_cast<unsigned>(a.num_seqs));
+  forward_kernel<HD><<<grid, dim3(32, kWarps), 0, stream>>>(out, lse, a.q, a.k, a.v, a.cu_seqlens, a.heads,
+                                                            a.kv_heads, a.scale);
+  SPIN_CUDA_CHECK_LAUNCH("fused attention forward");
+}
+
+template <int HD>
+void launch_backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, const float* dout,
+                     const float* lse, float* delta, cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>((a.longest + kWarps - 1) / kWarps);
+  dq_kernel<HD><<<dim3(blocks, static_cast<unsigned>(a.heads), static_cast<unsigned>(a.num_seqs)), dim3(32, kWarps), 0,
+                  stream>>>(dq, delta, dout, a.q, a.k, a.v, lse, a.cu_seqlens, a.heads, a.kv_heads, a.scale);
+  SPIN_CUDA_CHECK_LAUNCH("fused attention dQ");
+  dkv_kernel<HD><<<dim3(blocks, static_cast<unsigned>(a.kv_heads), static_cast<unsigned>(a.num_seqs)),
+                   dim3(32, kWarps), 0, stream>>>(dk, dv, dout, a.q, a.k, a.v, lse, delta, a.cu_seqlens, a.heads,
+                                                  a.kv_heads, a.scale);
+  SPIN_CUDA_CHECK_LAUNCH("fused attention dK dV");
+}
+
+}  // namespace
+
+bool fused_attention_supports(long long head_dim) {
+  return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128;
+}
+
+void fused_attention_forward(const FusedAttentionArgs& a, float* out, float* lse, cudaStream_t stream) {
+  switch (a.head_dim) {
+    case 32: return launch_forward<32>(a, out, lse, stream);
+    case 64: return launch_forward<64>(a, out, lse, stream);
+    case 96: return launch_forward<96>(a, out, lse, stream);
+    case 128: return launch_forward<128>(a, out, lse, stream);
+    default: fail("fused attention: head_dim ", a.head_dim, " is not 32, 64, 96 or 128");
+  }
+}
+
+void fused_attention_backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, const float* dout,
+                              const float* lse, float* delta, cudaStream_t stream) {
+  switch (a.head_dim) {
+    case 32: return launch_backward<32>(a, dq, dk, dv, dout, lse, delta, stream);
+    case 64: return launch_backward<64>(a, dq, dk, dv, dout, lse, delta, stream);
+    case 96: return launch_backward<96>(a, dq, dk, dv, dout, lse, delta, stream);
+    case 128: return launch_backward<128>(a, dq, dk, dv, dout, lse, delta, stream);
+    default: fail("fused attention: head_dim ", a.head_dim, " is not 32, 64, 96 or 128");
+  }
+}
+
+}  // namespace spin::kernels::cuda_detail

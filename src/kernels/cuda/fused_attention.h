@@ -1,0 +1,30 @@
+// Fused causal attention for CudaKernels (fused_attention.cu): FlashAttention's algorithm in
+// float32 -- no score matrix in global memory; the forward saves a log-sum-exp per query row and
+// head ([rows, heads]) and the backward recomputes the probabilities from it. head_dim 32, 64,
+// 96 or 128 (fused_attention_supports); CudaKernels uses the cuBLAS path otherwise.
+#pragma once
+
+#include <cuda_runtime.h>
+
+namespace spin::kernels::cuda_detail {
+
+struct FusedAttentionArgs {
+  const float* q;                // [rows, heads, head_dim]
+  const float* k;                // [rows, kv_heads, head_dim]
+  const float* v;
+  const long long* cu_seqlens;   // device copy, num_seqs + 1
+  long long num_seqs = 0;
+  long long longest = 0;         // the longest sequence's length
+  int heads = 0, kv_heads = 0;
+  long long head_dim = 0;
+  float scale = 1.0f;            // 1 / sqrt(head_dim)
+};
+
+bool fused_attention_supports(long long head_dim);
+// out [rows, heads, head_dim]; lse [rows, heads].
+void fused_attention_forward(const FusedAttentionArgs& a, float* out, float* lse, cudaStream_t stream);
+// dq, dk, dv overwritten; delta: scratch [rows, heads].
+void fused_attention_backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, const float* dout,
+                              const float* lse, float* delta, cudaStream_t stream);
+
+}  // namespace spin::kernels::cuda_detail
