@@ -51,6 +51,10 @@ void* EmulatedDeviceMemory::untag(const void* p, std::size_t bytes, const char* 
   return reinterpret_cast<void*>(address);
 }
 
+void* EmulatedDeviceMemory::host_address(const void* p, std::size_t bytes) const {
+  return tagged(p) ? untag(p, bytes, "communication buffer") : const_cast<void*>(p);
+}
+
 std::size_t EmulatedDeviceMemory::live_bytes() const {
   std::size_t total = 0;
   for (const auto& entry : live_) total += entry.second;
@@ -70,6 +74,66 @@ void EmulatedDeviceMemory::copy_to_host(void* host_dst, const void* src, std::si
 void EmulatedDeviceMemory::copy_from_host(void* dst, const void* host_src, std::size_t bytes) {
   require(!tagged(host_src), "copy_from_host: the source is device memory");
   std::memcpy(untag(dst, bytes, "copy_from_host (destination)"), host_src, bytes);
+}
+
+namespace {
+// Calls fn(pointer of the element type of `t`): the typed Communicator API from a DType.
+template <class Fn>
+void typed(DType t, void* p, Fn&& fn) {
+  switch (t) {
+    case DType::F32: return fn(static_cast<float*>(p));
+    case DType::F64: return fn(static_cast<double*>(p));
+    case DType::I32: return fn(static_cast<std::int32_t*>(p));
+    case DType::I64: return fn(static_cast<std::int64_t*>(p));
+    case DType::U64: return fn(static_cast<std::uint64_t*>(p));
+    case DType::U8: return fn(static_cast<std::uint8_t*>(p));
+    default: fail("emulated communicator: no ", dtype_name(t), " messages");
+  }
+}
+}  // namespace
+
+DeviceAwareCommunicator::DeviceAwareCommunicator(const EmulatedDeviceMemory& memory, parallel::Communicator& inner)
+    : memory_(memory), inner_(&inner) {}
+DeviceAwareCommunicator::DeviceAwareCommunicator(const EmulatedDeviceMemory& memory,
+                                                 std::unique_ptr<parallel::Communicator> inner)
+    : memory_(memory), owned_(std::move(inner)), inner_(owned_.get()) {}
+
+std::unique_ptr<parallel::Communicator> DeviceAwareCommunicator::split(int color, int key) {
+  return std::make_unique<DeviceAwareCommunicator>(memory_, inner_->split(color, key));
+}
+void DeviceAwareCommunicator::all_reduce_impl(void* buffer, std::size_t count, DType type, parallel::ReduceOp op) {
+  typed(type, host(buffer, count, type), [&](auto* p) { inner_->all_reduce(p, count, op); });
+}
+void DeviceAwareCommunicator::all_gather_impl(const void* send, void* recv, std::size_t count, DType type) {
+  void* r = host(recv, count * static_cast<std::size_t>(size()), type);
+  void* s = host(send, count, type);  // in place: inside recv, untagged alike
+  typed(type, r, [&](auto* p) { inner_->all_gather(static_cast<decltype(p)>(s), p, count); });
+}
+void DeviceAwareCommunicator::reduce_scatter_impl(const void* send, void* recv, std::size_t count, DType type,
+                                                  parallel::ReduceOp op) {
+  void* s = host(send, count * static_cast<std::size_t>(size()), type);
+  void* r = host(recv, count, type);  // in place: recv == send, untagged alike
+  typed(type, r, [&](auto* p) { inner_->reduce_scatter(static_cast<decltype(p)>(s), p, count, op); });
+}
+void DeviceAwareCommunicator::broadcast_impl(void* buffer, std::size_t count, DType type, int root) {
+  typed(type, host(buffer, count, type), [&](auto* p) { inner_->broadcast(p, count, root); });
+}
+void DeviceAwareCommunicator::send_impl(const void* buffer, std::size_t count, DType type, int dest, int tag) {
+  typed(type, host(buffer, count, type), [&](auto* p) { inner_->send(p, count, dest, tag); });
+}
+void DeviceAwareCommunicator::recv_impl(void* buffer, std::size_t count, DType type, int source, int tag) {
+  typed(type, host(buffer, count, type), [&](auto* p) { inner_->recv(p, count, source, tag); });
+}
+std::unique_ptr<parallel::PendingSend> DeviceAwareCommunicator::isend_impl(const void* buffer, std::size_t count,
+                                                                           DType type, int dest, int tag) {
+  std::unique_ptr<parallel::PendingSend> pending;
+  typed(type, host(buffer, count, type), [&](auto* p) { pending = inner_->isend(p, count, dest, tag); });
+  return pending;
+}
+void DeviceAwareCommunicator::exchange_impl(std::span<const parallel::P2POp> ops) {
+  std::vector<parallel::P2POp> host_ops(ops.begin(), ops.end());
+  for (parallel::P2POp& op : host_ops) op.buffer = host(op.buffer, op.count, op.type);
+  inner_->exchange(host_ops);
 }
 
 EmulatedKernels::EmulatedKernels(const EmulatedDeviceMemory& memory)

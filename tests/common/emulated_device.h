@@ -20,6 +20,7 @@
 
 #include "core/device.h"
 #include "kernels/kernels.h"
+#include "parallel/communicator.h"
 
 namespace spin::testing {
 
@@ -42,9 +43,46 @@ class EmulatedDeviceMemory final : public MemoryOps {
   // live allocation; spin::Error naming `what` otherwise.
   void* untag(const void* p, std::size_t bytes, const char* what) const;
   std::size_t live_bytes() const;
+  // For communication: device pointers untagged (checked), host pointers as they are.
+  void* host_address(const void* p, std::size_t bytes) const;
 
  private:
   std::map<std::uintptr_t, std::size_t> live_;  // untagged base -> bytes
+};
+
+// CUDA-aware MPI (or NCCL), emulated: forwards every call to `inner` with the host addresses
+// behind emulated device buffers, host buffers unchanged -- so a multi-rank run with its model
+// on the emulated device communicates as a GPU job does, device buffers included.
+class DeviceAwareCommunicator final : public parallel::Communicator {
+ public:
+  DeviceAwareCommunicator(const EmulatedDeviceMemory& memory, parallel::Communicator& inner);
+  DeviceAwareCommunicator(const EmulatedDeviceMemory& memory, std::unique_ptr<parallel::Communicator> inner);
+
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  std::unique_ptr<parallel::Communicator> split(int color, int key) override;
+
+ protected:
+  void all_reduce_impl(void* buffer, std::size_t count, DType type, parallel::ReduceOp op) override;
+  void all_gather_impl(const void* send, void* recv, std::size_t count, DType type) override;
+  void reduce_scatter_impl(const void* send, void* recv, std::size_t count, DType type,
+                           parallel::ReduceOp op) override;
+  void broadcast_impl(void* buffer, std::size_t count, DType type, int root) override;
+  void send_impl(const void* buffer, std::size_t count, DType type, int dest, int tag) override;
+  void recv_impl(void* buffer, std::size_t count, DType type, int source, int tag) override;
+  std::unique_ptr<parallel::PendingSend> isend_impl(const void* buffer, std::size_t count, DType type,
+                                                    int dest, int tag) override;
+  void barrier_impl() override { inner_->barrier(); }
+  void exchange_impl(std::span<const parallel::P2POp> ops) override;
+
+ private:
+  void* host(const void* p, std::size_t count, DType type) const {
+    return memory_.host_address(p, count * dtype_size(type));
+  }
+
+  const EmulatedDeviceMemory& memory_;
+  std::unique_ptr<parallel::Communicator> owned_;
+  parallel::Communicator* inner_;
 };
 
 // CpuKernels on emulated device memory. `memory` must outlive it.
