@@ -208,6 +208,25 @@ __global__ void row_sumexp_f64_kernel(double* out, const float* x, long long ld,
 
 // Block per row: each thread keeps its best (score, id) over a strided slice of the shard, then
 // a shared-memory tree picks the block's best with the same order (higher score, smaller id).
+// The block's best (score, index) pair -- higher score, then smaller index; index < 0 is
+// "none" -- from each thread's candidate, in the shared arrays' slot 0 on return (every thread
+// may read it until the arrays are next written).
+template <class Score>
+__device__ void block_argmax(Score score, long long index, Score* scores, long long* indices) {
+  scores[threadIdx.x] = score;
+  indices[threadIdx.x] = index;
+  __syncthreads();
+  for (int half = blockDim.x / 2; half > 0; half >>= 1) {
+    if (threadIdx.x < half) {
+      const Score s = scores[threadIdx.x + half];
+      const long long i = indices[threadIdx.x + half], mine = indices[threadIdx.x];
+      if (i >= 0 && (mine < 0 || s > scores[threadIdx.x] || (s == scores[threadIdx.x] && i < mine))) {
+        scores[threadIdx.x] = s, indices[threadIdx.x] = i;
+      }
+    }
+    __syncthreads();
+  }
+}
 __global__ void gumbel_argmax_kernel(double* best_score, double* best_id, const float* z, long long valid,
                                      const double* threshold, bool noisy, unsigned long long seed,
                                      const unsigned long long* sample_ids, const long long* positions,
@@ -227,19 +246,7 @@ __global__ void gumbel_argmax_kernel(double* best_score, double* best_id, const 
     const double s = x + (noisy ? spin::gumbel_noise(seed, sample_ids[r], positions[r], token, log) : 0.0);
     if (s > score || (s == score && (id < 0 || token < id))) score = s, id = token;
   }
-  scores[threadIdx.x] = score;
-  ids[threadIdx.x] = id;
-  __syncthreads();
-  for (int half = blockDim.x / 2; half > 0; half >>= 1) {
-    if (threadIdx.x < half) {
-      const double s = scores[threadIdx.x + half];
-      const long long i = ids[threadIdx.x + half];
-      const bool take = i >= 0 && (ids[threadIdx.x] < 0 || s > scores[threadIdx.x] ||
-                                   (s == scores[threadIdx.x] && i < ids[threadIdx.x]));
-      if (take) scores[threadIdx.x] = s, ids[threadIdx.x] = i;
-    }
-    __syncthreads();
-  }
+  block_argmax(score, id, scores, ids);
   if (threadIdx.x == 0) {
     best_score[r] = ids[0] < 0 ? -INFINITY : scores[0];
     best_id[r] = static_cast<double>(ids[0]);
@@ -264,20 +271,7 @@ __global__ void row_top_k_kernel(double* out, const float* z, long long valid, l
       const bool after = x < prev_value || (x == prev_value && v > prev_column);
       if (after && !isinf(x) && (x > best || (x == best && (column < 0 || v < column)))) best = x, column = v;
     }
-    values[threadIdx.x] = best;
-    columns[threadIdx.x] = column;
-    __syncthreads();
-    for (int half = blockDim.x / 2; half > 0; half >>= 1) {
-      if (threadIdx.x < half) {
-        const float x = values[threadIdx.x + half];
-        const long long c = columns[threadIdx.x + half];
-        const long long mine = columns[threadIdx.x];
-        if (c >= 0 && (mine < 0 || x > values[threadIdx.x] || (x == values[threadIdx.x] && c < mine))) {
-          values[threadIdx.x] = x, columns[threadIdx.x] = c;
-        }
-      }
-      __syncthreads();
-    }
+    block_argmax(best, column, values, columns);
     prev_value = values[0];
     prev_column = columns[0];
     __syncthreads();  // every thread has read the winner before the next round overwrites it

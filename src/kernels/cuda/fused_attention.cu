@@ -44,18 +44,32 @@ __device__ void load_tile(float (*tile)[HD], const float* src, long long ld, lon
   }
 }
 
+// This block's rows of its sequence (blockIdx.z) and this warp's row among them.
+struct BlockRows {
+  long long start, len;  // the sequence's first packed row and its length
+  long long first;       // the block's first row within the sequence
+  long long row;         // this warp's: first + warp
+  bool active;           // row < len (the last block of a sequence may be partly empty)
+  __device__ explicit BlockRows(const long long* cu_seqlens)
+      : start(cu_seqlens[blockIdx.z]),
+        len(cu_seqlens[blockIdx.z + 1] - start),
+        first(static_cast<long long>(blockIdx.x) * kWarps),
+        row(first + threadIdx.y),
+        active(row < len) {}
+  __device__ bool empty() const { return first >= len; }  // the whole block: it returns before any barrier
+};
+
 template <int HD>
 __global__ void forward_kernel(float* out, float* lse, const float* q, const float* k, const float* v,
                                const long long* cu_seqlens, int heads, int kv_heads, float scale) {
   constexpr int kPer = HD / 32;
   __shared__ float ks[kTile][HD];
   __shared__ float vs[kTile][HD];
-  const long long start = cu_seqlens[blockIdx.z], len = cu_seqlens[blockIdx.z + 1] - start;
-  const long long first_row = static_cast<long long>(blockIdx.x) * kWarps;
-  if (first_row >= len) return;  // the whole block: no __syncthreads is skipped by some only
+  const BlockRows b(cu_seqlens);
+  if (b.empty()) return;
+  const long long start = b.start, len = b.len, first_row = b.first, i = b.row;
+  const bool active = b.active;
   const int h = blockIdx.y, g = h / (heads / kv_heads), lane = threadIdx.x;
-  const long long i = first_row + threadIdx.y;
-  const bool active = i < len;
   const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
   float qr[kPer], acc[kPer];
   for (int e = 0; e < kPer; ++e) {
@@ -94,12 +108,11 @@ __global__ void dq_kernel(float* dq, float* delta, const float* dout, const floa
   constexpr int kPer = HD / 32;
   __shared__ float ks[kTile][HD];
   __shared__ float vs[kTile][HD];
-  const long long start = cu_seqlens[blockIdx.z], len = cu_seqlens[blockIdx.z + 1] - start;
-  const long long first_row = static_cast<long long>(blockIdx.x) * kWarps;
-  if (first_row >= len) return;
+  const BlockRows rows(cu_seqlens);
+  if (rows.empty()) return;
+  const long long start = rows.start, len = rows.len, first_row = rows.first, i = rows.row;
+  const bool active = rows.active;
   const int h = blockIdx.y, g = h / (heads / kv_heads), lane = threadIdx.x;
-  const long long i = first_row + threadIdx.y;
-  const bool active = i < len;
   const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
   float qr[kPer], dor[kPer], a[kPer], b[kPer];
   for (int e = 0; e < kPer; ++e) {
@@ -147,12 +160,11 @@ __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const float*
   __shared__ float qs[kTile][HD];
   __shared__ float dos[kTile][HD];
   __shared__ float lses[kTile], deltas[kTile];
-  const long long start = cu_seqlens[blockIdx.z], len = cu_seqlens[blockIdx.z + 1] - start;
-  const long long first_key = static_cast<long long>(blockIdx.x) * kWarps;
-  if (first_key >= len) return;
+  const BlockRows keys(cu_seqlens);  // here the rows are keys
+  if (keys.empty()) return;
+  const long long start = keys.start, len = keys.len, first_key = keys.first, j = keys.row;
+  const bool active = keys.active;
   const int g = blockIdx.y, group = heads / kv_heads, lane = threadIdx.x;
-  const long long j = first_key + threadIdx.y;
-  const bool active = j < len;
   const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
   float kr[kPer], vr[kPer], dkr[kPer], dvr[kPer];
   for (int e = 0; e < kPer; ++e) {

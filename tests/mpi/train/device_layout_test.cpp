@@ -24,14 +24,7 @@ struct DeviceRun {
 
 DeviceRun run(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tie, bool mixed,
         const kernels::Kernels* device_kernels) {
-  SpinConfig config;
-  config.kl_penalty = {0.5, 0.3};
-  config.iterations = 2;
-  config.global_batch = 4;
-  config.micro_batch = 1;
-  config.rollout_batch = 2;
-  config.generation.max_new_tokens = 4;
-  config.generation.eos_ids = {2};
+  SpinConfig config = testing::short_spin_config();
   config.generation.sampling.top_p = 0.9f;
   testing::TinyShape shape;
   shape.layers = 4;

@@ -19,14 +19,7 @@ struct SpinRun {
 };
 
 SpinRun run(parallel::Communicator& world, parallel::Layout layout, bool distributed) {
-  SpinConfig config;
-  config.kl_penalty = {0.5, 0.3};
-  config.iterations = 2;
-  config.global_batch = 4;
-  config.micro_batch = 1;
-  config.rollout_batch = 2;
-  config.generation.max_new_tokens = 4;
-  config.generation.eos_ids = {2};
+  SpinConfig config = testing::short_spin_config();
   config.generation.sampling.top_k = 8;
   testing::SpinSetup s(world, layout, config, 4, distributed);
   SpinRun r;
