@@ -8,54 +8,16 @@
 
 #include <cuda_bf16.h>
 
-#include "core/philox_rounds.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/device_helpers.cuh"
 #include "kernels/cuda/device_memory.h"
 
 namespace spin::kernels {
 
+using namespace cuda_detail;
+
 namespace {
-
-constexpr int kThreads = 256;  // per block; 8 warps
-constexpr Index kMaxBlocks = 65535;
-
-unsigned blocks_for(Index n) {
-  return static_cast<unsigned>(std::clamp<Index>((n + kThreads - 1) / kThreads, 1, kMaxBlocks));
-}
-
-template <class T>
-__device__ T warp_sum(T v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-__device__ float warp_max(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
-// Block-wide sum / max; every thread gets the result. `shared` holds 32 values.
-template <class T>
-__device__ T block_sum(T v, T* shared) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();  // `shared` may still be read by a previous reduction
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  return warp_sum(lane < warps ? shared[lane] : T(0));
-}
-__device__ float block_max(float v, float* shared) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = warp_max(v);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  return warp_max(lane < warps ? shared[lane] : -INFINITY);
-}
-
-#define SPIN_GRID_STRIDE(i, n) \
-  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < (n); \
-       i += static_cast<long long>(gridDim.x) * blockDim.x)
 
 // ---- element-wise ------------------------------------------------------------------------
 __global__ void embedding_forward_kernel(float* out, const int* ids, const float* table, long long n, long long hidden,
@@ -134,153 +96,6 @@ __global__ void to_bf16_kernel(__nv_bfloat16* out, const float* in, long long n)
 }
 __global__ void to_f32_kernel(float* out, const __nv_bfloat16* in, long long n) {
   SPIN_GRID_STRIDE(i, n) out[i] = __bfloat162float(in[i]);
-}
-// The sampler's processed logits, a block per row: copy, penalty (set from the raw logit, so a
-// token repeated in the history -- several threads writing the same value -- is penalised once),
-// EOS ban, temperature; the block's barriers order the three writes.
-__global__ void sampling_logits_kernel(float* z, const float* logits, long long ld, long long valid, long long start,
-                                       const int* history, const long long* offsets, float penalty,
-                                       const unsigned char* ban_eos, const int* eos, long long eos_count,
-                                       float inv_temperature) {
-  const long long r = blockIdx.x;
-  float* zr = z + r * valid;
-  const float* lr = logits + r * ld;
-  for (long long v = threadIdx.x; v < valid; v += blockDim.x) zr[v] = lr[v];
-  __syncthreads();
-  if (penalty != 1.0f) {
-    for (long long i = offsets[r] + threadIdx.x; i < offsets[r + 1]; i += blockDim.x) {
-      const long long t = history[i] - start;
-      if (t < 0 || t >= valid) continue;
-      const float x = lr[t];
-      zr[t] = x > 0.0f ? x / penalty : x * penalty;
-    }
-  }
-  __syncthreads();
-  if (ban_eos[r] != 0) {
-    for (long long e = threadIdx.x; e < eos_count; e += blockDim.x) {
-      const long long t = eos[e] - start;
-      if (t >= 0 && t < valid) zr[t] = -INFINITY;
-    }
-  }
-  __syncthreads();
-  for (long long v = threadIdx.x; v < valid; v += blockDim.x) zr[v] *= inv_temperature;
-}
-
-// The sampler's row statistics in double: max or min (kMax) / a sum of exponentials.
-template <class Op>
-__device__ double block_reduce_f64(double v, double identity, Op op, double* shared) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = lane < warps ? shared[lane] : identity;
-  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-template <bool kMax>
-__global__ void row_extreme_f64_kernel(double* out, const float* x, long long ld, long long valid, bool finite_only) {
-  __shared__ double shared[32];
-  const float* row = x + blockIdx.x * ld;
-  const double identity = kMax ? -INFINITY : INFINITY;
-  double m = identity;
-  for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
-    const float e = row[v];
-    if (!finite_only || !isinf(e)) m = kMax ? fmax(m, double(e)) : fmin(m, double(e));
-  }
-  m = block_reduce_f64(m, identity, [](double a, double b) { return kMax ? fmax(a, b) : fmin(a, b); }, shared);
-  if (threadIdx.x == 0) out[blockIdx.x] = m;
-}
-__global__ void row_sumexp_f64_kernel(double* out, const float* x, long long ld, long long valid, const double* shift,
-                                      const float* above, bool finite_only) {
-  __shared__ double shared[32];
-  const float* row = x + blockIdx.x * ld;
-  const double s = shift[blockIdx.x];
-  double sum = 0.0;
-  for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
-    const float e = row[v];
-    if ((finite_only && isinf(e)) || (above != nullptr && !(e > above[blockIdx.x]))) continue;
-    sum += exp(double(e) - s);
-  }
-  sum = block_reduce_f64(sum, 0.0, [](double a, double b) { return a + b; }, shared);
-  if (threadIdx.x == 0) out[blockIdx.x] = sum;
-}
-
-// Block per row: each thread keeps its best (score, id) over a strided slice of the shard, then
-// a shared-memory tree picks the block's best with the same order (higher score, smaller id).
-// The block's best (score, index) pair -- higher score, then smaller index; index < 0 is
-// "none" -- from each thread's candidate, in the shared arrays' slot 0 on return (every thread
-// may read it until the arrays are next written).
-template <class Score>
-__device__ void block_argmax(Score score, long long index, Score* scores, long long* indices) {
-  scores[threadIdx.x] = score;
-  indices[threadIdx.x] = index;
-  __syncthreads();
-  for (int half = blockDim.x / 2; half > 0; half >>= 1) {
-    if (threadIdx.x < half) {
-      const Score s = scores[threadIdx.x + half];
-      const long long i = indices[threadIdx.x + half], mine = indices[threadIdx.x];
-      if (i >= 0 && (mine < 0 || s > scores[threadIdx.x] || (s == scores[threadIdx.x] && i < mine))) {
-        scores[threadIdx.x] = s, indices[threadIdx.x] = i;
-      }
-    }
-    __syncthreads();
-  }
-}
-__global__ void gumbel_argmax_kernel(double* best_score, double* best_id, const float* z, long long valid,
-                                     const double* threshold, bool noisy, unsigned long long seed,
-                                     const unsigned long long* sample_ids, const long long* positions,
-                                     long long vocab_start) {
-  __shared__ double scores[kThreads];
-  __shared__ long long ids[kThreads];
-  const long long r = blockIdx.x;
-  const float* zr = z + r * valid;
-  const double t = threshold[r];
-  double score = -INFINITY;
-  long long id = -1;
-  const auto log = [](double x) { return ::log(x); };
-  for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
-    const float x = zr[v];
-    if (!(x >= t) || isinf(x)) continue;
-    const long long token = vocab_start + v;
-    const double s = x + (noisy ? spin::gumbel_noise(seed, sample_ids[r], positions[r], token, log) : 0.0);
-    if (s > score || (s == score && (id < 0 || token < id))) score = s, id = token;
-  }
-  block_argmax(score, id, scores, ids);
-  if (threadIdx.x == 0) {
-    best_score[r] = ids[0] < 0 ? -INFINITY : scores[0];
-    best_id[r] = static_cast<double>(ids[0]);
-  }
-}
-// One block per row, k rounds: round i finds the best entry strictly after round i-1's in the
-// order (value descending, column ascending), so no entry is taken twice and no mask is kept.
-// k x valid / blockDim loads per thread: small next to the logits' other passes for the k of
-// sampling (tens).
-__global__ void row_top_k_kernel(double* out, const float* z, long long valid, long long k, long long vocab_start) {
-  __shared__ float values[kThreads];
-  __shared__ long long columns[kThreads];
-  const float* zr = z + blockIdx.x * valid;
-  double* o = out + blockIdx.x * 2 * k;
-  float prev_value = INFINITY;
-  long long prev_column = -1;
-  for (long long i = 0; i < k; ++i) {
-    float best = -INFINITY;
-    long long column = -1;
-    for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
-      const float x = zr[v];
-      const bool after = x < prev_value || (x == prev_value && v > prev_column);
-      if (after && !isinf(x) && (x > best || (x == best && (column < 0 || v < column)))) best = x, column = v;
-    }
-    block_argmax(best, column, values, columns);
-    prev_value = values[0];
-    prev_column = columns[0];
-    __syncthreads();  // every thread has read the winner before the next round overwrites it
-    if (threadIdx.x == 0) {
-      o[2 * i] = prev_column < 0 ? -INFINITY : static_cast<double>(prev_value);
-      o[2 * i + 1] = prev_column < 0 ? -INFINITY : static_cast<double>(vocab_start + prev_column);
-    }
-    if (prev_column < 0) prev_value = -INFINITY, prev_column = valid;  // nothing left: the rest stay empty
-  }
 }
 __global__ void sum_squares_kernel(double* total, const float* x, long long n) {
   __shared__ double shared[32];
@@ -720,54 +535,6 @@ double CudaKernels::sum_squares(const float* x, Index n) const {
 
 void CudaKernels::adamw_update(float* param, const float* grad, float* m, float* v, Index n, const AdamW& h) const {
   launch_adamw(param, nullptr, grad, m, v, n, h);
-}
-
-void CudaKernels::sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid, Index vocab_start,
-                                  const std::int32_t* history, const Index* offsets, float penalty,
-                                  const std::uint8_t* ban_eos, const std::int32_t* eos, Index eos_count,
-                                  float inv_temperature) const {
-  if (n == 0) return;
-  sampling_logits_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(
-      z, logits, ld, valid, vocab_start, history, reinterpret_cast<const long long*>(offsets), penalty, ban_eos, eos,
-      eos_count, inv_temperature);
-  SPIN_CUDA_CHECK_LAUNCH("sampling_logits");
-}
-
-void CudaKernels::row_max_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const {
-  if (n == 0) return;
-  row_extreme_f64_kernel<true><<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, x, ld, valid, finite_only);
-  SPIN_CUDA_CHECK_LAUNCH("row_max_f64");
-}
-
-void CudaKernels::row_min_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const {
-  if (n == 0) return;
-  row_extreme_f64_kernel<false><<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, x, ld, valid, finite_only);
-  SPIN_CUDA_CHECK_LAUNCH("row_min_f64");
-}
-
-void CudaKernels::row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid, const double* shift,
-                                 const float* above, bool finite_only) const {
-  if (n == 0) return;
-  row_sumexp_f64_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, x, ld, valid, shift, above,
-                                                                           finite_only);
-  SPIN_CUDA_CHECK_LAUNCH("row_sumexp_f64");
-}
-
-void CudaKernels::gumbel_argmax(double* best_score, double* best_id, const float* z, Index n, Index valid,
-                                const double* threshold, bool noisy, std::uint64_t seed,
-                                const std::uint64_t* sample_ids, const std::int64_t* positions,
-                                Index vocab_start) const {
-  if (n == 0) return;
-  gumbel_argmax_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(
-      best_score, best_id, z, valid, threshold, noisy, seed, reinterpret_cast<const unsigned long long*>(sample_ids),
-      reinterpret_cast<const long long*>(positions), vocab_start);
-  SPIN_CUDA_CHECK_LAUNCH("gumbel_argmax");
-}
-
-void CudaKernels::row_top_k(double* out, const float* z, Index n, Index valid, Index k, Index vocab_start) const {
-  if (n == 0 || k == 0) return;
-  row_top_k_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, z, valid, k, vocab_start);
-  SPIN_CUDA_CHECK_LAUNCH("row_top_k");
 }
 
 void CudaKernels::to_bf16(std::uint16_t* out, const float* in, Index n) const {

@@ -20,6 +20,7 @@
 #include <cmath>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_helpers.cuh"
 #include "kernels/cuda/fused_attention.h"
 
 namespace spin::kernels::cuda_detail {
@@ -28,11 +29,6 @@ namespace {
 
 constexpr int kWarps = 8;   // rows per block
 constexpr int kTile = 32;   // rows of the other operand per shared-memory tile
-
-__device__ float warp_sum(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
 
 // Copies rows [first, first + kTile) (those < len) of `src` (row stride ld, head offset
 // applied) into tile[kTile][HD]; the block's threads share the work.
