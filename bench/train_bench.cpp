@@ -26,7 +26,7 @@ namespace po = boost::program_options;
 struct Options {
   ModelSize size;
   int seq = 128, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1;
-  bool distributed = false;
+  bool distributed = false, overlap = false;
   std::string device = "cpu", precision = "fp32";
 };
 
@@ -44,6 +44,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("distributed-optimizer", po::bool_switch(&o.distributed), "ZeRO-1 optimizer")
+      ("overlap-grad-reduce", po::bool_switch(&o.overlap), "each layer's DP all-reduce as soon as it is final")
       ("device", po::value(&o.device)->default_value(o.device), app::kDeviceHelp)
       ("precision", po::value(&o.precision)->default_value(o.precision), app::kPrecisionHelp);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
@@ -64,6 +65,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   const model::Transformer transformer(config, dims, stage, grid.tp(), k);
   train::OptimizerConfig oc;
   oc.distributed = o.distributed;
+  oc.overlap_grad_reduce = o.overlap;
   train::Optimizer optimizer(oc, grid, weights, grads, k);
   train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer);
 

@@ -53,13 +53,14 @@ struct P2POp {
   }
 };
 
-// A send in flight (Communicator::isend). wait(), or the destructor, completes it; the buffer
-// must stay alive until then.
-class PendingSend {
+// An operation in flight (Communicator::isend, iall_reduce). wait(), or the destructor,
+// completes it; the buffer must stay alive and untouched until then.
+class PendingOp {
  public:
-  virtual ~PendingSend() = default;
+  virtual ~PendingOp() = default;
   virtual void wait() = 0;
 };
+using PendingSend = PendingOp;
 
 class Communicator {
  public:
@@ -73,6 +74,13 @@ class Communicator {
   void all_reduce(T* buffer, std::size_t count, ReduceOp op = ReduceOp::Sum) {
     record(CommOp::AllReduce, count * sizeof(T));
     all_reduce_impl(buffer, count, dtype_of<T>(), op);
+  }
+  // all_reduce started and returned at once (overlap with compute): the result is in `buffer`
+  // after wait(). Every rank must start the group's nonblocking collectives in the same order.
+  template <class T>
+  std::unique_ptr<PendingOp> iall_reduce(T* buffer, std::size_t count, ReduceOp op = ReduceOp::Sum) {
+    record(CommOp::AllReduce, count * sizeof(T));
+    return iall_reduce_impl(buffer, count, dtype_of<T>(), op);
   }
   // recv holds size() blocks of `count` elements, in rank order. `send` may be this rank's
   // block of `recv` itself (in place).
@@ -130,6 +138,10 @@ class Communicator {
 
  protected:
   virtual void all_reduce_impl(void* buffer, std::size_t count, DType type, ReduceOp op) = 0;
+  // Default: the blocking all_reduce_impl, done when it returns (a group of one; NCCL, whose
+  // all-reduce is already queued on a stream and returns at once).
+  virtual std::unique_ptr<PendingOp> iall_reduce_impl(void* buffer, std::size_t count, DType type,
+                                                      ReduceOp op);
   virtual void all_gather_impl(const void* send, void* recv, std::size_t count, DType type) = 0;
   virtual void reduce_scatter_impl(const void* send, void* recv, std::size_t count, DType type,
                                    ReduceOp op) = 0;

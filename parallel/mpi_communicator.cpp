@@ -53,10 +53,10 @@ int checked_int(std::size_t count, const char* what) {
   return static_cast<int>(count);
 }
 
-class MpiPendingSend final : public PendingSend {
+class MpiPending final : public PendingOp {
  public:
-  MpiPendingSend() = default;
-  ~MpiPendingSend() override { wait(); }
+  MpiPending() = default;
+  ~MpiPending() override { wait(); }
   void wait() override {
     if (request_ != MPI_REQUEST_NULL && mpi_active()) MPI_Wait(&request_, MPI_STATUS_IGNORE);
   }
@@ -95,6 +95,15 @@ class MpiCommunicator final : public Communicator {
                     comm_);
     });
   }
+  std::unique_ptr<PendingOp> iall_reduce_impl(void* buffer, std::size_t count, DType type,
+                                              ReduceOp op) override {
+    auto pending = std::make_unique<MpiPending>();
+    if (size_ > 1) {
+      MPI_Iallreduce(MPI_IN_PLACE, buffer, checked_int(count, "iall_reduce"), mpi_type(type), mpi_op(op),
+                     comm_, pending->request());
+    }
+    return pending;
+  }
   void all_gather_impl(const void* send, void* recv, std::size_t count, DType type) override {
     const int n = checked_int(count, "all_gather");
     const bool in_place =
@@ -128,7 +137,7 @@ class MpiCommunicator final : public Communicator {
   }
   std::unique_ptr<PendingSend> isend_impl(const void* buffer, std::size_t count, DType type,
                                           int dest, int tag) override {
-    auto pending = std::make_unique<MpiPendingSend>();
+    auto pending = std::make_unique<MpiPending>();
     MPI_Isend(buffer, checked_int(count, "isend"), mpi_type(type), dest, tag, comm_,
               pending->request());
     return pending;

@@ -50,6 +50,7 @@ struct SftOptions {
   bool no_decay_embeddings = false;
   double clip_grad = 1.0;
   bool distributed_optimizer = false;
+  bool overlap_grad_reduce = false;
   int max_nonfinite = 10;
   std::uint64_t seed = 1234;
   bool no_shuffle = false;
@@ -98,6 +99,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("adam-beta2", po::value(&o.beta2)->default_value(o.beta2), "AdamW beta2")
       ("adam-eps", po::value(&o.eps)->default_value(o.eps), "AdamW epsilon")
       ("clip-grad", po::value(&o.clip_grad)->default_value(o.clip_grad), "max global gradient L2 norm (0: off)")
+      ("overlap-grad-reduce", po::bool_switch(&o.overlap_grad_reduce),
+       "start each layer's DP gradient all-reduce as soon as the backward is done with it")
       ("distributed-optimizer", po::bool_switch(&o.distributed_optimizer),
        "shard AdamW state over data-parallel ranks (ZeRO-1)")
       ("max-nonfinite-steps", po::value(&o.max_nonfinite)->default_value(o.max_nonfinite),
@@ -190,6 +193,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   oc.decay_embeddings = !o.no_decay_embeddings;
   oc.clip_grad = o.clip_grad;
   oc.distributed = o.distributed_optimizer;
+  oc.overlap_grad_reduce = o.overlap_grad_reduce;
   oc.max_nonfinite_in_a_row = o.max_nonfinite;
   train::Optimizer optimizer(oc, grid, weights, grads, k);
   train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer);

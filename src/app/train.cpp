@@ -293,6 +293,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   oc.decay_embeddings = c.decay_embeddings;
   oc.clip_grad = c.clip_grad;
   oc.distributed = c.distributed_optimizer;
+  oc.overlap_grad_reduce = c.overlap_grad_reduce;
   oc.max_nonfinite_in_a_row = c.max_nonfinite_steps;
   train::Optimizer optimizer(oc, grid, policy, grads, k);
 

@@ -179,7 +179,8 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
 }
 
 void Transformer::backward(const ModelWeights& w, Activations& a, std::span<const float> grad,
-                           ModelWeights& grads) const {
+                           ModelWeights& grads,
+                           const std::function<void(std::int64_t layer)>& layer_done) const {
   const TokenBatch& batch = a.batch;
   require(a.for_backward, "backward needs the activations of a forward with for_backward");
   const BatchGeometry b = geometry(a);
@@ -208,6 +209,7 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
   for (std::int64_t l = stage_.count() - 1; l >= 0; --l) {
     const auto li = static_cast<std::size_t>(l);
     decoder_layer_backward(ctx_, w.layers[li], grads.layers[li], b, a.layers[li], a.grad, dx);
+    if (layer_done) layer_done(l);
   }
   if (!stage_.first) return;  // dx is input_grad() for the previous stage
   // The embedding's forward all-reduce is reduce_from: identity backward, each rank scatters

@@ -8,6 +8,7 @@
 // TP group and, up to float rounding, equal for every TP and PP layout.
 #pragma once
 
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -96,8 +97,12 @@ class Transformer {
   // d sequence_logprobs (one per sequence); on any other, d loss / d stage_output (rows x hidden
   // floats). Consumes `saved` (the logits buffer is reused for their gradient). Afterwards, on
   // every stage but the first, input_grad(saved) holds d loss / d input for the previous stage.
+  // `layer_done(l)`, when given, is called as soon as this call has finished accumulating into
+  // the gradients of local layer l (last layer first): the hook that lets the data-parallel
+  // reduction of a finished layer overlap the backward of the layers below.
   void backward(const ModelWeights& weights, Activations& saved, std::span<const float> grad,
-                ModelWeights& grads) const;
+                ModelWeights& grads,
+                const std::function<void(std::int64_t layer)>& layer_done = {}) const;
   std::span<const float> input_grad(const Activations& saved) const;
 
  private:

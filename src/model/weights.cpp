@@ -141,6 +141,18 @@ std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpD
   return out;
 }
 
+std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t layer) const {
+  const LayerWeights& l = layers.at(static_cast<std::size_t>(layer));
+  std::int64_t begin = flat().numel(), end = 0;
+  for (const Tensor* t : {&l.input_layernorm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj,
+                          &l.post_attention_layernorm, &l.gate_proj, &l.up_proj, &l.down_proj}) {
+    const std::int64_t at = t->f32() - flat().f32();  // pointer arithmetic: any device
+    begin = std::min(begin, at);
+    end = std::max(end, at + t->numel());
+  }
+  return {begin, end};
+}
+
 Tensor ModelWeights::bf16_view(const Tensor& param) const {
   return bf16_.view(param.f32() - flat().f32(), param.shape());  // same offset, other buffer
 }

@@ -58,6 +58,9 @@ class ModelWeights {
 
   void zero() { flat().zero_(); }
   Device device() const { return flat().device(); }
+  // [begin, end) in the flat buffer covering every parameter of local layer `layer` (they are
+  // laid out together, in the model's order).
+  std::pair<std::int64_t, std::int64_t> layer_span(std::int64_t layer) const;
   // A copy of `other`, which has the same layout; the devices may differ (the SPIN reference
   // sync; weights read on the host and moved to the GPU). The bf16 copies too, when both have
   // them.

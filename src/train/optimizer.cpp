@@ -45,6 +45,13 @@ Optimizer::Optimizer(const OptimizerConfig& config, const parallel::ProcessGrid&
   }
 }
 
+void Optimizer::reduce_layer_async(std::int64_t layer) {
+  if (!config_.overlap_grad_reduce || config_.distributed || grid_.dp_size() == 1) return;
+  const auto [begin, end] = grads_.layer_span(layer);
+  float* grads = grads_.flat().f32();
+  in_flight_.push_back({begin, end, grid_.dp().iall_reduce(grads + begin, static_cast<std::size_t>(end - begin))});
+}
+
 std::size_t Optimizer::state_bytes() const {
   return m_.nbytes() + v_.nbytes();
 }
@@ -58,10 +65,24 @@ OptimizerStep Optimizer::step(double lr, bool loss_is_finite) {
     grid_.dp().reduce_scatter(grads, grads, static_cast<std::size_t>(end_ - begin_));
     owned_grad = grads;  // the owned region's sums, now at the start of the buffer
   } else {
-    for (std::int64_t at = 0; at < total; at += config_.bucket_floats) {
-      const std::int64_t n = std::min(config_.bucket_floats, total - at);
-      grid_.dp().all_reduce(grads + at, static_cast<std::size_t>(n));
+    // What reduce_layer_async started is finished first (no other collective of the group is
+    // issued while one is in flight); the rest goes in buckets now.
+    for (InFlight& f : in_flight_) f.op->wait();
+    std::sort(in_flight_.begin(), in_flight_.end(),
+              [](const InFlight& a, const InFlight& b) { return a.begin < b.begin; });
+    std::int64_t from = 0;
+    const auto reduce_until = [&](std::int64_t to) {
+      for (std::int64_t at = from; at < to; at += config_.bucket_floats) {
+        const std::int64_t n = std::min(config_.bucket_floats, to - at);
+        grid_.dp().all_reduce(grads + at, static_cast<std::size_t>(n));
+      }
+    };
+    for (const InFlight& f : in_flight_) {
+      reduce_until(f.begin);
+      from = f.end;
     }
+    reduce_until(total);
+    in_flight_.clear();
   }
   const auto grad_at = [&](const Segment& s) { return owned_grad + (s.offset - begin_); };
 

@@ -31,13 +31,15 @@ class Timer {
 
 // The model as a pipeline stage: micro-batch mb's activations live in pool[mb % pool.size()],
 // which is safe because 1F1B keeps at most pool.size() consecutive micro-batches in flight.
+// 1F1B runs the backwards in micro-batch order, so during the last one each layer's gradients
+// become final one after another: the optimizer starts their DP reduction right then.
 class ModelStage final : public parallel::PipelineStage {
  public:
   ModelStage(const model::Transformer& transformer, const model::ModelWeights& weights,
              model::ModelWeights& grads, const std::vector<model::TokenBatch>& micro_batches,
-             SequenceLoss& loss, std::vector<model::Activations>& pool)
+             SequenceLoss& loss, std::vector<model::Activations>& pool, Optimizer& optimizer)
       : t_(transformer), w_(weights), g_(grads), batches_(micro_batches), loss_(loss),
-        pool_(pool), dsums_(micro_batches.size()) {}
+        pool_(pool), optimizer_(optimizer), dsums_(micro_batches.size()) {}
 
   Device device() const override { return t_.device(); }
   std::size_t boundary_size(int mb) const override {
@@ -61,7 +63,9 @@ class ModelStage final : public parallel::PipelineStage {
     model::Activations& acts = slot(mb);
     const std::span<const float> grad =
         t_.stage().last ? std::span<const float>(dsums_[static_cast<std::size_t>(mb)]) : grad_output;
-    t_.backward(w_, acts, grad, g_);
+    const bool last = mb + 1 == static_cast<int>(batches_.size());
+    t_.backward(w_, acts, grad, g_, last ? [this](std::int64_t l) { optimizer_.reduce_layer_async(l); }
+                                         : std::function<void(std::int64_t)>());
     --live_;
     return t_.stage().first ? std::span<const float>() : t_.input_grad(acts);
   }
@@ -80,6 +84,7 @@ class ModelStage final : public parallel::PipelineStage {
   const std::vector<model::TokenBatch>& batches_;
   SequenceLoss& loss_;
   std::vector<model::Activations>& pool_;
+  Optimizer& optimizer_;
   std::vector<std::vector<float>> dsums_;
   double loss_sum_ = 0.0;
   double compute_seconds_ = 0.0;
@@ -105,7 +110,7 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
   pool_.resize(static_cast<std::size_t>(std::min(grid_.pp_size() - grid_.pp_rank(), m)));
 
   grads_.zero();
-  ModelStage stage(transformer_, weights_, grads_, micro_batches, loss, pool_);
+  ModelStage stage(transformer_, weights_, grads_, micro_batches, loss, pool_, optimizer_);
   const auto pipeline_start = Clock::now();
   parallel::forward_backward_pipelining_without_interleaving(grid_.pp(), m, stage);
   const auto pipeline_end = Clock::now();

@@ -26,12 +26,14 @@ struct SftSetup {
   std::int64_t micro_batch = 2;
   std::vector<std::int64_t> pp_layers = {};
   int kv_heads = 2;  // of 4 heads: GQA by default; 4 allows TP 4
+  bool overlap_grad_reduce = false;
 };
 
 struct Result {
   std::vector<double> losses;
   std::vector<double> grad_norms;
   std::vector<ckpt::FullTensor> weights;  // on each replica's model-parallel rank 0
+  std::uint64_t dp_all_reduces = 0;       // calls on this rank's DP group
 };
 
 // 16 sequences of 3..12 tokens with prompts of 1..4 tokens; global batches of 8.
@@ -80,6 +82,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   oc.clip_grad = 0.5;  // the tiny model's norms exceed it: clipping is exercised
   oc.distributed = s.distributed;
   oc.decay_embeddings = false;
+  oc.overlap_grad_reduce = s.overlap_grad_reduce;
   train::Optimizer optimizer(oc, grid, weights, grads, cpu);
   train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer);
   train::LrSchedule lr{train::LrDecay::Cosine, 3e-2, 3e-3, 2, 5};
@@ -121,6 +124,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
                              {{"step", std::to_string(step + 1)}}, 0);
     }
   }
+  r.dp_all_reduces = grid.dp().stats().calls_of(parallel::CommOp::AllReduce);
   r.weights = ckpt::gather_model(weights.sharded_state_dict(), grid.mp());
   return r;
 }
