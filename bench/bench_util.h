@@ -7,12 +7,14 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <random>
 #include <vector>
 
 #include "core/error.h"
 #include "core/tensor.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
+#include "model/weights.h"
 #include "parallel/communicator.h"
 #include "parallel/job_errors.h"
 #include "parallel/mpi_communicator.h"
@@ -108,6 +110,22 @@ inline double measure_sgemm_peak(const kernels::Kernels& k, int size = 1024) {
     best = std::max(best, 2.0 * size * size * static_cast<double>(size) / seconds_since(t0) / 1e9);
   }
   return best;
+}
+
+// Benchmark weights: normal(0, std) values from a 1 Mi-value host pattern repeated over the flat
+// buffer (on any device), norms included. Timing needs realistic magnitudes, not
+// init_random's layout-invariant draw, which takes tens of seconds for a 1B model on one core.
+inline void fill_bench_weights(model::ModelWeights& w, float std) {
+  std::vector<float> pattern(std::size_t{1} << 20);
+  std::mt19937 gen(1);
+  std::normal_distribution<float> normal(0.0f, std);
+  for (float& x : pattern) x = normal(gen);
+  const Tensor& flat = w.flat();
+  const auto total = static_cast<std::size_t>(flat.numel());
+  for (std::size_t at = 0; at < total; at += pattern.size()) {
+    const std::size_t n = std::min(pattern.size(), total - at);
+    copy_bytes(flat.f32() + at, flat.device(), pattern.data(), Device::Cpu, n * sizeof(float));
+  }
 }
 
 // GFLOP/s of bf16 x bf16 products with float32 accumulation (Kernels::linear_forward_bf16) on

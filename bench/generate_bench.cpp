@@ -98,8 +98,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
   model::ModelWeights weights(config, dims, model::StageLayers::whole(config.num_layers), 1,
                               runtime.device());
+  fill_bench_weights(weights, 0.02f);
   runtime.prepare(weights);
-  weights.init_random(1, 0.02f);
   const kernels::Kernels& base = runtime.kernels();
   TimedKernels timed(base);
   const kernels::Kernels& k = o.profile ? static_cast<const kernels::Kernels&>(timed) : base;

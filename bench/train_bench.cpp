@@ -60,8 +60,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   const std::int64_t pad = o.distributed ? grid.dp_size() : 1;
   model::ModelWeights weights(config, dims, stage, pad, runtime.device());
   model::ModelWeights grads(config, dims, stage, pad, runtime.device());
+  fill_bench_weights(weights, 0.02f);
   runtime.prepare(weights);
-  weights.init_random(1, 0.02f);
   const model::Transformer transformer(config, dims, stage, grid.tp(), k);
   train::OptimizerConfig oc;
   oc.distributed = o.distributed;
