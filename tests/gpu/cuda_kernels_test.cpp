@@ -192,21 +192,29 @@ TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
   }
 }
 
+// Fused (one launch for all runs) and cuBLAS paths, head sizes the fused kernel takes and one
+// it does not.
 TEST_F(Fixture, CachedAttentionPrefillAndDecodeRuns) {
-  const Index heads = 8, kv_heads = 4, head_dim = 16, slots = 3, capacity = 40;
-  const Index kv_w = kv_heads * head_dim, q_w = heads * head_dim;
-  // Run 0: a prefill of 12 rows at slot 2; run 1: one decode row at position 25 of slot 0;
-  // run 2: 3 rows continuing slot 1 from position 7.
-  const std::vector<Index> row_begin = {0, 12, 13, 16}, slot = {2, 0, 1}, first = {0, 25, 7};
-  const Index rows = 16;
-  auto q = random(rows * q_w), kc = random(slots * capacity * kv_w), vc = random(slots * capacity * kv_w);
-  Dev gq(q), gk(kc), gv(vc), gout = poisoned(rows * q_w);
-  std::vector<float> out(rows * q_w);
-  cpu.cached_attention_forward(out.data(), q.data(), kc.data(), vc.data(), row_begin.data(), slot.data(), first.data(), 3,
-                               capacity, heads, kv_heads, head_dim);
-  gpu.cached_attention_forward(gout.f(), gq.f(), gk.f(), gv.f(), row_begin.data(), slot.data(), first.data(), 3,
-                               capacity, heads, kv_heads, head_dim);
-  EXPECT_CLOSE(gout.get(gpu), out);
+  const CudaKernels unfused(false);
+  for (const Index head_dim : {16, 32, 64, 128}) {
+    for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &unfused}) {
+      SCOPED_TRACE(testing::Message() << (k == &gpu ? "fused" : "cuBLAS") << ", head_dim " << head_dim);
+      const Index heads = 8, kv_heads = 4, slots = 3, capacity = 40;
+      const Index kv_w = kv_heads * head_dim, q_w = heads * head_dim;
+      // Run 0: a prefill of 12 rows at slot 2; run 1: one decode row at position 25 of slot 0;
+      // run 2: 3 rows continuing slot 1 from position 7; run 3: a decode row at position 39.
+      const std::vector<Index> row_begin = {0, 12, 13, 16, 17}, slot = {2, 0, 1, 2}, first = {0, 25, 7, 39};
+      const Index rows = 17, runs = 4;
+      auto q = random(rows * q_w), kc = random(slots * capacity * kv_w), vc = random(slots * capacity * kv_w);
+      Dev gq(q), gk(kc), gv(vc), gout = poisoned(rows * q_w);
+      std::vector<float> out(rows * q_w);
+      cpu.cached_attention_forward(out.data(), q.data(), kc.data(), vc.data(), row_begin.data(), slot.data(),
+                                   first.data(), runs, capacity, heads, kv_heads, head_dim);
+      k->cached_attention_forward(gout.f(), gq.f(), gk.f(), gv.f(), row_begin.data(), slot.data(), first.data(), runs,
+                                  capacity, heads, kv_heads, head_dim);
+      EXPECT_CLOSE(gout.get(*k), out);
+    }
+  }
 }
 
 TEST_F(Fixture, ScatterRowsIntoACache) {

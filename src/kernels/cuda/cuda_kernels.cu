@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <vector>
 
 #include <cuda_bf16.h>
 
@@ -433,6 +434,27 @@ void CudaKernels::cached_attention_forward(float* out, const float* q, const flo
                                            const Index* row_begin, const Index* slots, const Index* first_position,
                                            Index runs, Index capacity, Index heads, Index kv_heads,
                                            Index head_dim) const {
+  if (runs == 0) return;
+  if (fused(head_dim, runs)) {  // one launch for every run (decode batches are many short runs)
+    std::vector<Index> host(static_cast<std::size_t>(3 * runs + 1));
+    std::copy(row_begin, row_begin + runs + 1, host.begin());
+    std::copy(slots, slots + runs, host.begin() + runs + 1);
+    std::copy(first_position, first_position + runs, host.begin() + 2 * runs + 1);
+    PooledBuffer device_runs(allocator_, host.size() * sizeof(Index));
+    SPIN_CUDA_CHECK(cudaMemcpyAsync(device_runs.data(), host.data(), host.size() * sizeof(Index),
+                                    cudaMemcpyHostToDevice, stream_));
+    cuda_detail::FusedCachedArgs a;
+    a.q = q, a.k_cache = k_cache, a.v_cache = v_cache;
+    a.runs = device_runs.as<long long>();
+    a.num_runs = runs;
+    for (Index r = 0; r < runs; ++r) a.longest_run = std::max<long long>(a.longest_run, row_begin[r + 1] - row_begin[r]);
+    a.capacity = capacity;
+    a.heads = static_cast<int>(heads), a.kv_heads = static_cast<int>(kv_heads);
+    a.head_dim = head_dim;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    cuda_detail::fused_cached_attention(a, out, stream_);
+    return;
+  }
   const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   Index largest = 1;

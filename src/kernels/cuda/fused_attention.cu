@@ -207,6 +207,67 @@ __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const float*
   }
 }
 
+// Generation: run z's query rows [row_begin, row_end) sit at positions first, first + 1, ...
+// of cache slot `slot` and attend to its positions [0, position]. Same warp-per-row scheme; the
+// tiles come from the slot's cached keys and values.
+template <int HD>
+__global__ void cached_kernel(float* out, const float* q, const float* k_cache, const float* v_cache,
+                              const long long* runs, long long num_runs, long long capacity, int heads, int kv_heads,
+                              float scale) {
+  constexpr int kPer = HD / 32;
+  __shared__ float ks[kTile][HD];
+  __shared__ float vs[kTile][HD];
+  // runs: [row_begin[0..num_runs]] then slots, then first positions.
+  const long long begin = runs[blockIdx.z], end = runs[blockIdx.z + 1];
+  const long long slot = runs[num_runs + 1 + blockIdx.z], first_position = runs[2 * num_runs + 1 + blockIdx.z];
+  const long long first_row = static_cast<long long>(blockIdx.x) * kWarps;
+  if (begin + first_row >= end) return;  // the whole block
+  const int h = blockIdx.y, g = h / (heads / kv_heads), lane = threadIdx.x;
+  const long long local = first_row + threadIdx.y, row = begin + local;
+  const bool active = row < end;
+  const long long position = first_position + local;
+  const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
+  const float* slot_k = k_cache + slot * capacity * kv_ld + g * HD;
+  const float* slot_v = v_cache + slot * capacity * kv_ld + g * HD;
+  float qr[kPer], acc[kPer];
+  for (int e = 0; e < kPer; ++e) {
+    qr[e] = active ? q[row * q_ld + h * HD + lane + 32 * e] * scale : 0.0f;
+    acc[e] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  const long long last_key = first_position + min(end - begin, first_row + kWarps) - 1;
+  for (long long t = 0; t <= last_key; t += kTile) {
+    __syncthreads();
+    load_tile<HD>(ks, slot_k, kv_ld, t, last_key + 1);
+    load_tile<HD>(vs, slot_v, kv_ld, t, last_key + 1);
+    __syncthreads();
+    if (!active) continue;
+    const long long upto = min(static_cast<long long>(kTile), position - t + 1);
+    for (long long j = 0; j < upto; ++j) {
+      float s = 0.0f;
+      for (int e = 0; e < kPer; ++e) s += qr[e] * ks[j][lane + 32 * e];
+      s = warp_sum(s);
+      const float m_new = fmaxf(m, s);
+      const float correction = expf(m - m_new), p = expf(s - m_new);
+      l = l * correction + p;
+      for (int e = 0; e < kPer; ++e) acc[e] = acc[e] * correction + p * vs[j][lane + 32 * e];
+      m = m_new;
+    }
+  }
+  if (!active) return;
+  const float inv = 1.0f / l;
+  for (int e = 0; e < kPer; ++e) out[row * q_ld + h * HD + lane + 32 * e] = acc[e] * inv;
+}
+
+template <int HD>
+void launch_cached(const FusedCachedArgs& a, float* out, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((a.longest_run + kWarps - 1) / kWarps), static_cast<unsigned>(a.heads),
+                  static_cast<unsigned>(a.num_runs));
+  cached_kernel<HD><<<grid, dim3(32, kWarps), 0, stream>>>(out, a.q, a.k_cache, a.v_cache, a.runs, a.num_runs,
+                                                           a.capacity, a.heads, a.kv_heads, a.scale);
+  SPIN_CUDA_CHECK_LAUNCH("fused cached attention");
+}
+
 template <int HD>
 void launch_forward(const FusedAttentionArgs& a, float* out, float* lse, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((a.longest + kWarps - 1) / kWarps), static_cast<unsigned>(a.heads),
@@ -241,6 +302,16 @@ void fused_attention_forward(const FusedAttentionArgs& a, float* out, float* lse
     case 64: return launch_forward<64>(a, out, lse, stream);
     case 96: return launch_forward<96>(a, out, lse, stream);
     case 128: return launch_forward<128>(a, out, lse, stream);
+    default: fail("fused attention: head_dim ", a.head_dim, " is not 32, 64, 96 or 128");
+  }
+}
+
+void fused_cached_attention(const FusedCachedArgs& a, float* out, cudaStream_t stream) {
+  switch (a.head_dim) {
+    case 32: return launch_cached<32>(a, out, stream);
+    case 64: return launch_cached<64>(a, out, stream);
+    case 96: return launch_cached<96>(a, out, stream);
+    case 128: return launch_cached<128>(a, out, stream);
     default: fail("fused attention: head_dim ", a.head_dim, " is not 32, 64, 96 or 128");
   }
 }

@@ -20,9 +20,25 @@ struct FusedAttentionArgs {
   float scale = 1.0f;            // 1 / sqrt(head_dim)
 };
 
+// Generation against a KV cache (Kernels::cached_attention_forward): one launch for all runs.
+struct FusedCachedArgs {
+  const float* q;                 // [rows, heads, head_dim]
+  const float* k_cache;           // [slots, capacity, kv_heads, head_dim]
+  const float* v_cache;
+  const long long* runs;          // device: row_begin[num_runs + 1], slots[num_runs], first[num_runs]
+  long long num_runs = 0;
+  long long longest_run = 0;      // rows of the largest run
+  long long capacity = 0;
+  int heads = 0, kv_heads = 0;
+  long long head_dim = 0;
+  float scale = 1.0f;
+};
+
 bool fused_attention_supports(long long head_dim);
 // out [rows, heads, head_dim]; lse [rows, heads].
 void fused_attention_forward(const FusedAttentionArgs& a, float* out, float* lse, cudaStream_t stream);
+// out [rows, heads, head_dim].
+void fused_cached_attention(const FusedCachedArgs& a, float* out, cudaStream_t stream);
 // dq, dk, dv overwritten; delta: scratch [rows, heads].
 void fused_attention_backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, const float* dout,
                               const float* lse, float* delta, cudaStream_t stream);
