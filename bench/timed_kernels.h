@@ -83,6 +83,18 @@ class TimedKernels final : public kernels::Kernels {
   Index attention_saved_size(const Index* cu, Index seqs, Index heads, Index hd) const override {
     return inner_.attention_saved_size(cu, seqs, heads, hd);
   }
+  void cached_attention_forward_bf16(float* out, const float* q, const std::uint16_t* kc,
+                                     const std::uint16_t* vc, const Index* rb, const Index* slots,
+                                     const Index* first, Index runs, Index cap, Index heads, Index kvh,
+                                     Index hd) const override {
+    time("attention", [&] {
+      inner_.cached_attention_forward_bf16(out, q, kc, vc, rb, slots, first, runs, cap, heads, kvh, hd);
+    });
+  }
+  void scatter_rows_bf16(std::uint16_t* dst, const float* src, const Index* rows, Index n,
+                         Index width) const override {
+    time("kv cache write", [&] { inner_.scatter_rows_bf16(dst, src, rows, n, width); });
+  }
   void gather_rows(float* dst, const float* src, const Index* rows, Index n,
                    Index width) const override {
     time("lm head", [&] { inner_.gather_rows(dst, src, rows, n, width); });

@@ -161,8 +161,9 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   parallel::Communicator& pp = grid_.pp();
   const int stages = grid_.pp_size();
   const int last_rank = stages - 1;
+  // Mixed precision keeps the cache in bf16 too (half the memory of the longest phase).
   model::KvCache cache(transformer_.dims(), stage.count(), batch, longest + params.max_new_tokens,
-                       transformer_.device());
+                       transformer_.device(), weights_.has_bf16() ? DType::BF16 : DType::F32);
   const VocabParallelSampler sampler(transformer_.dims(), grid_.tp(), transformer_.kernels(), params.sampling, params.seed,
                                      params.eos_ids);
   model::Activations acts;

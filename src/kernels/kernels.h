@@ -117,6 +117,17 @@ class Kernels {
                                         Index runs, Index capacity, Index heads, Index kv_heads,
                                         Index head_dim) const = 0;
 
+  // The same with a bf16 KV cache (mixed precision): keys and values are rounded to bf16 as
+  // they are written and widened exactly as they are read.
+  virtual void cached_attention_forward_bf16(float* out, const float* q,
+                                             const std::uint16_t* k_cache,
+                                             const std::uint16_t* v_cache, const Index* row_begin,
+                                             const Index* slots, const Index* first_position,
+                                             Index runs, Index capacity, Index heads,
+                                             Index kv_heads, Index head_dim) const = 0;
+  virtual void scatter_rows_bf16(std::uint16_t* dst, const float* src, const Index* rows, Index n,
+                                 Index width) const = 0;
+
   // dst[rows[i], :] = src[i, :] for i < n, rows of `width` floats (writes into a KV cache).
   virtual void scatter_rows(float* dst, const float* src, const Index* rows, Index n,
                             Index width) const = 0;

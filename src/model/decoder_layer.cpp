@@ -84,12 +84,22 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   k.rope_forward(a.q.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), n, d.heads, d.head_dim);
   k.rope_forward(a.k.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), n, d.kv_heads,
                  d.head_dim);
-  if (cache) {
-    k.scatter_rows(cache->keys, a.k.f32(), cache->cache_rows, n, d.kv_width());
-    k.scatter_rows(cache->values, a.v.f32(), cache->cache_rows, n, d.kv_width());
-    k.cached_attention_forward(a.attn.f32(), a.q.f32(), cache->keys, cache->values, b.cu_seqlens,
-                               cache->slots, cache->first_positions, b.num_seqs, cache->capacity,
-                               d.heads, d.kv_heads, d.head_dim);
+  if (cache && cache->bf16) {
+    auto* keys = static_cast<std::uint16_t*>(cache->keys);
+    auto* values = static_cast<std::uint16_t*>(cache->values);
+    k.scatter_rows_bf16(keys, a.k.f32(), cache->cache_rows, n, d.kv_width());
+    k.scatter_rows_bf16(values, a.v.f32(), cache->cache_rows, n, d.kv_width());
+    k.cached_attention_forward_bf16(a.attn.f32(), a.q.f32(), keys, values, b.cu_seqlens,
+                                    cache->slots, cache->first_positions, b.num_seqs,
+                                    cache->capacity, d.heads, d.kv_heads, d.head_dim);
+  } else if (cache) {
+    auto* keys = static_cast<float*>(cache->keys);
+    auto* values = static_cast<float*>(cache->values);
+    k.scatter_rows(keys, a.k.f32(), cache->cache_rows, n, d.kv_width());
+    k.scatter_rows(values, a.v.f32(), cache->cache_rows, n, d.kv_width());
+    k.cached_attention_forward(a.attn.f32(), a.q.f32(), keys, values, b.cu_seqlens, cache->slots,
+                               cache->first_positions, b.num_seqs, cache->capacity, d.heads,
+                               d.kv_heads, d.head_dim);
   } else {
     k.attention_forward(a.attn.f32(), a.probs.f32(), a.q.f32(), a.k.f32(), a.v.f32(),
                         b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim);

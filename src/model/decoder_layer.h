@@ -34,8 +34,9 @@ struct LayerActivations {
 
 // One layer's KV cache and where a generation batch goes in it.
 struct KvCacheView {
-  float* keys = nullptr;    // [slots, capacity, kv_heads, head_dim]
-  float* values = nullptr;
+  void* keys = nullptr;    // [slots, capacity, kv_heads, head_dim], float or (bf16) uint16
+  void* values = nullptr;
+  bool bf16 = false;
   std::int64_t capacity = 0;
   // Per batch row: slot * capacity + position (on the kernels' device).
   const std::int64_t* cache_rows = nullptr;

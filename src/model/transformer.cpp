@@ -90,6 +90,7 @@ void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Acti
     if (cache) {
       view.keys = cache->keys(l);
       view.values = cache->values(l);
+      view.bf16 = cache->bf16();
     }
     decoder_layer_forward(ctx_, w.layers[static_cast<std::size_t>(l)], b, la, x_out,
                           cache ? &view : nullptr);
@@ -166,7 +167,7 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   a.layers[0].allocate(dims_, n, 0, device(), w.has_bf16());
   a.stage_output = a.output_storage.carve(device(), {{n, h}})[0];
   stage_input(w, a, input, a.layers[0].x_in.f32());
-  const KvCacheView where{nullptr, nullptr, cache.capacity(),
+  const KvCacheView where{nullptr, nullptr, cache.bf16(), cache.capacity(),
                           a.arrays.cache_rows.data<std::int64_t>(), slots.data(), first.data()};
   run_layers(w, b, a, a.stage_output.f32(), &cache, where);
   if (!stage_.last) return;

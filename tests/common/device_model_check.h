@@ -65,7 +65,7 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
   for (const ShardedTensor& g : grads.sharded_state_dict()) r.gradients.push_back(to_host<float>(g.local));
 
   // Generation: two prompts prefilled into slots 1 and 0, then two single-token steps.
-  model::KvCache cache(dims, config.num_layers, 2, 16, k.device());
+  model::KvCache cache(dims, config.num_layers, 2, 16, k.device(), mixed ? DType::BF16 : DType::F32);
   model::Activations gen;
   std::vector<std::int64_t> slots = {1, 0};
   std::vector<model::Sequence> step = {{random_ids(4, config.vocab_size, 21), 1},

@@ -266,6 +266,27 @@ void EmulatedKernels::scatter_rows(float* dst, const float* src, const Index* ro
   cpu_->scatter_rows(dev(dst, 1, "scatter_rows dst"), dev(src, n * width, "scatter_rows src"),
                      dev(rows, n, "scatter_rows rows"), n, width);
 }
+void EmulatedKernels::cached_attention_forward_bf16(float* out, const float* q, const std::uint16_t* kc,
+                                                    const std::uint16_t* vc, const Index* row_begin,
+                                                    const Index* slots, const Index* first, Index runs,
+                                                    Index capacity, Index heads, Index kvh, Index hd) const {
+  host(row_begin, "cached attention row_begin");
+  host(slots, "cached attention slots");
+  host(first, "cached attention first_position");
+  const Index rows = row_begin[runs];
+  Index max_slot = 0;
+  for (Index r = 0; r < runs; ++r) max_slot = std::max(max_slot, slots[r]);
+  const Index cache = (max_slot + 1) * capacity * kvh * hd;
+  cpu_->cached_attention_forward_bf16(dev(out, rows * heads * hd, "cached attention out"),
+                                      dev(q, rows * heads * hd, "cached attention q"), dev(kc, cache, "k cache"),
+                                      dev(vc, cache, "v cache"), row_begin, slots, first, runs, capacity, heads, kvh,
+                                      hd);
+}
+void EmulatedKernels::scatter_rows_bf16(std::uint16_t* dst, const float* src, const Index* rows, Index n,
+                                        Index width) const {
+  cpu_->scatter_rows_bf16(dev(dst, 1, "scatter_rows_bf16 dst"), dev(src, n * width, "scatter_rows_bf16 src"),
+                          dev(rows, n, "scatter_rows_bf16 rows"), n, width);
+}
 void EmulatedKernels::gather_rows(float* dst, const float* src, const Index* rows, Index n,
                                   Index width) const {
   cpu_->gather_rows(dev(dst, n * width, "gather_rows dst"), dev(src, 1, "gather_rows src"),

@@ -217,6 +217,41 @@ TEST_F(Fixture, CachedAttentionPrefillAndDecodeRuns) {
   }
 }
 
+// Mixed precision's bf16 KV cache: written rounded (bitwise the CPU's rounding), read widened,
+// through the fused kernel and the widening fallback (head_dim 16).
+TEST_F(Fixture, Bf16KvCacheWritesAndCachedAttention) {
+  const CudaKernels unfused(false);
+  for (const Index head_dim : {16, 64}) {
+    for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &unfused}) {
+      SCOPED_TRACE(testing::Message() << (k == &gpu ? "fused" : "cuBLAS") << ", head_dim " << head_dim);
+      const Index heads = 4, kv_heads = 2, slots = 2, capacity = 24;
+      const Index kv_w = kv_heads * head_dim, q_w = heads * head_dim, cache_rows = slots * capacity;
+      const std::vector<Index> row_begin = {0, 5, 6}, slot = {1, 0}, first = {0, 17};
+      const Index rows = 6, runs = 2;
+      auto q = random(rows * q_w), kc = random(cache_rows * kv_w), vc = random(cache_rows * kv_w);
+      std::vector<std::uint16_t> kc16(kc.size()), vc16(vc.size());
+      cpu.to_bf16(kc16.data(), kc.data(), static_cast<Index>(kc.size()));
+      cpu.to_bf16(vc16.data(), vc.data(), static_cast<Index>(vc.size()));
+      // Overwrite a few rows through scatter_rows_bf16 on both sides.
+      const std::vector<Index> written = {24, 47, 3};
+      auto src = random(written.size() * kv_w);
+      cpu.scatter_rows_bf16(kc16.data(), src.data(), written.data(), 3, kv_w);
+      PooledBuffer gk = cuda::upload(kc16), gv = cuda::upload(vc16), gwritten = cuda::upload(written);
+      Dev gsrc(src), gq(q), gout = poisoned(rows * q_w);
+      k->scatter_rows_bf16(gk.as<std::uint16_t>(), gsrc.f(), gwritten.as<Index>(), 3, kv_w);
+      k->synchronize();
+      EXPECT_EQ(cuda::download<std::uint16_t>(gk, kc16.size()), kc16);
+      std::vector<float> out(rows * q_w);
+      cpu.cached_attention_forward_bf16(out.data(), q.data(), kc16.data(), vc16.data(), row_begin.data(), slot.data(),
+                                        first.data(), runs, capacity, heads, kv_heads, head_dim);
+      k->cached_attention_forward_bf16(gout.f(), gq.f(), gk.as<std::uint16_t>(), gv.as<std::uint16_t>(),
+                                       row_begin.data(), slot.data(), first.data(), runs, capacity, heads, kv_heads,
+                                       head_dim);
+      EXPECT_CLOSE(gout.get(*k), out);
+    }
+  }
+}
+
 TEST_F(Fixture, ScatterRowsIntoACache) {
   const Index n = 9, width = 48, cache_rows = 30;
   std::vector<Index> rows = {3, 0, 29, 7, 8, 9, 15, 16, 22};

@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/dtype.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/vec_math.h"
 
@@ -60,6 +61,40 @@ void CpuKernels::scatter_rows(float* dst, const float* src, const Index* rows, I
                               Index width) const {
   for (Index i = 0; i < n; ++i) {
     std::memcpy(dst + rows[i] * width, src + i * width, static_cast<std::size_t>(width) * sizeof(float));
+  }
+}
+
+// The bf16 cache on the CPU: each run's cached positions widened (exactly) into float32, then
+// the float32 computation -- the reference for the GPU's kernel, which widens as it reads.
+void CpuKernels::cached_attention_forward_bf16(float* out, const float* q,
+                                               const std::uint16_t* k_cache,
+                                               const std::uint16_t* v_cache,
+                                               const Index* row_begin, const Index* slots,
+                                               const Index* first_position, Index runs,
+                                               Index capacity, Index heads, Index kv_heads,
+                                               Index head_dim) const {
+  const Index kv_ld = kv_heads * head_dim;
+  std::vector<float> k, v;
+  for (Index r = 0; r < runs; ++r) {
+    const Index keys = first_position[r] + row_begin[r + 1] - row_begin[r];
+    const std::size_t n = static_cast<std::size_t>(keys * kv_ld);
+    k.resize(n);
+    v.resize(n);
+    const std::uint16_t* slot_k = k_cache + slots[r] * capacity * kv_ld;
+    const std::uint16_t* slot_v = v_cache + slots[r] * capacity * kv_ld;
+    for (std::size_t i = 0; i < n; ++i) k[i] = bf16_to_f32(slot_k[i]), v[i] = bf16_to_f32(slot_v[i]);
+    const Index run_rows[2] = {0, row_begin[r + 1] - row_begin[r]};
+    const Index slot0 = 0;
+    cached_attention_forward(out + row_begin[r] * heads * head_dim, q + row_begin[r] * heads * head_dim,
+                             k.data(), v.data(), run_rows, &slot0, first_position + r, 1, keys, heads,
+                             kv_heads, head_dim);
+  }
+}
+
+void CpuKernels::scatter_rows_bf16(std::uint16_t* dst, const float* src, const Index* rows, Index n,
+                                   Index width) const {
+  for (Index i = 0; i < n; ++i) {
+    for (Index c = 0; c < width; ++c) dst[rows[i] * width + c] = f32_to_bf16(src[i * width + c]);
   }
 }
 

@@ -71,6 +71,10 @@ __global__ void scatter_rows_kernel(float* dst, const float* src, const long lon
                                     long long width) {
   SPIN_GRID_STRIDE(e, n * width) dst[rows[e / width] * width + e % width] = src[e];
 }
+__global__ void scatter_rows_bf16_kernel(__nv_bfloat16* dst, const float* src, const long long* rows, long long n,
+                                         long long width) {
+  SPIN_GRID_STRIDE(e, n * width) dst[rows[e / width] * width + e % width] = __float2bfloat16_rn(src[e]);
+}
 __global__ void gather_rows_kernel(float* dst, const float* src, const long long* rows, long long n,
                                    long long width) {
   SPIN_GRID_STRIDE(e, n * width) dst[e] = src[rows[e / width] * width + e % width];
@@ -430,29 +434,64 @@ void CudaKernels::attention_backward(float* dq, float* dk, float* dv, const floa
   }
 }
 
+bool CudaKernels::fused_cached(float* out, const float* q, const void* k_cache, const void* v_cache, bool bf16_cache,
+                               const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
+                               Index capacity, Index heads, Index kv_heads, Index head_dim) const {
+  if (!fused(head_dim, runs)) return false;
+  // One launch for every run (decode batches are many short runs); the runs' shape arrays go up.
+  std::vector<Index> host(static_cast<std::size_t>(3 * runs + 1));
+  std::copy(row_begin, row_begin + runs + 1, host.begin());
+  std::copy(slots, slots + runs, host.begin() + runs + 1);
+  std::copy(first_position, first_position + runs, host.begin() + 2 * runs + 1);
+  PooledBuffer device_runs(allocator_, host.size() * sizeof(Index));
+  SPIN_CUDA_CHECK(cudaMemcpyAsync(device_runs.data(), host.data(), host.size() * sizeof(Index), cudaMemcpyHostToDevice,
+                                  stream_));
+  cuda_detail::FusedCachedArgs a;
+  a.q = q, a.k_cache = k_cache, a.v_cache = v_cache, a.bf16_cache = bf16_cache;
+  a.runs = device_runs.as<long long>();
+  a.num_runs = runs;
+  for (Index r = 0; r < runs; ++r) a.longest_run = std::max<long long>(a.longest_run, row_begin[r + 1] - row_begin[r]);
+  a.capacity = capacity;
+  a.heads = static_cast<int>(heads), a.kv_heads = static_cast<int>(kv_heads);
+  a.head_dim = head_dim;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  cuda_detail::fused_cached_attention(a, out, stream_);
+  return true;
+}
+
+// A bf16 cache the fused kernel cannot take: each run's cached positions widened into float32
+// scratch, then the float32 path on them.
+void CudaKernels::cached_attention_forward_bf16(float* out, const float* q, const std::uint16_t* k_cache,
+                                                const std::uint16_t* v_cache, const Index* row_begin,
+                                                const Index* slots, const Index* first_position, Index runs,
+                                                Index capacity, Index heads, Index kv_heads, Index head_dim) const {
+  if (runs == 0) return;
+  if (fused_cached(out, q, k_cache, v_cache, true, row_begin, slots, first_position, runs, capacity, heads, kv_heads,
+                   head_dim)) {
+    return;
+  }
+  const Index kv_ld = kv_heads * head_dim, q_ld = heads * head_dim;
+  Index longest = 1;
+  for (Index r = 0; r < runs; ++r) longest = std::max(longest, first_position[r] + row_begin[r + 1] - row_begin[r]);
+  PooledBuffer k(allocator_, static_cast<std::size_t>(longest * kv_ld) * sizeof(float));
+  PooledBuffer v(allocator_, static_cast<std::size_t>(longest * kv_ld) * sizeof(float));
+  for (Index r = 0; r < runs; ++r) {
+    const Index rows = row_begin[r + 1] - row_begin[r], keys = first_position[r] + rows;
+    to_f32(k.as<float>(), k_cache + slots[r] * capacity * kv_ld, keys * kv_ld);
+    to_f32(v.as<float>(), v_cache + slots[r] * capacity * kv_ld, keys * kv_ld);
+    const Index run_rows[2] = {0, rows}, slot0 = 0;
+    cached_attention_forward(out + row_begin[r] * q_ld, q + row_begin[r] * q_ld, k.as<float>(), v.as<float>(), run_rows,
+                             &slot0, first_position + r, 1, keys, heads, kv_heads, head_dim);
+  }
+}
+
 void CudaKernels::cached_attention_forward(float* out, const float* q, const float* k_cache, const float* v_cache,
                                            const Index* row_begin, const Index* slots, const Index* first_position,
                                            Index runs, Index capacity, Index heads, Index kv_heads,
                                            Index head_dim) const {
   if (runs == 0) return;
-  if (fused(head_dim, runs)) {  // one launch for every run (decode batches are many short runs)
-    std::vector<Index> host(static_cast<std::size_t>(3 * runs + 1));
-    std::copy(row_begin, row_begin + runs + 1, host.begin());
-    std::copy(slots, slots + runs, host.begin() + runs + 1);
-    std::copy(first_position, first_position + runs, host.begin() + 2 * runs + 1);
-    PooledBuffer device_runs(allocator_, host.size() * sizeof(Index));
-    SPIN_CUDA_CHECK(cudaMemcpyAsync(device_runs.data(), host.data(), host.size() * sizeof(Index),
-                                    cudaMemcpyHostToDevice, stream_));
-    cuda_detail::FusedCachedArgs a;
-    a.q = q, a.k_cache = k_cache, a.v_cache = v_cache;
-    a.runs = device_runs.as<long long>();
-    a.num_runs = runs;
-    for (Index r = 0; r < runs; ++r) a.longest_run = std::max<long long>(a.longest_run, row_begin[r + 1] - row_begin[r]);
-    a.capacity = capacity;
-    a.heads = static_cast<int>(heads), a.kv_heads = static_cast<int>(kv_heads);
-    a.head_dim = head_dim;
-    a.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-    cuda_detail::fused_cached_attention(a, out, stream_);
+  if (fused_cached(out, q, k_cache, v_cache, false, row_begin, slots, first_position, runs, capacity, heads, kv_heads,
+                   head_dim)) {
     return;
   }
   const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
@@ -483,6 +522,14 @@ void CudaKernels::cached_attention_forward(float* out, const float* q, const flo
                    head_dim, group);
     }
   }
+}
+
+void CudaKernels::scatter_rows_bf16(std::uint16_t* dst, const float* src, const Index* rows, Index n,
+                                    Index width) const {
+  if (n == 0) return;
+  scatter_rows_bf16_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(
+      reinterpret_cast<__nv_bfloat16*>(dst), src, reinterpret_cast<const long long*>(rows), n, width);
+  SPIN_CUDA_CHECK_LAUNCH("scatter_rows_bf16");
 }
 
 void CudaKernels::scatter_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const {

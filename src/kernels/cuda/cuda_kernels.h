@@ -62,6 +62,11 @@ class CudaKernels final : public Kernels {
                                 const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
                                 Index capacity, Index heads, Index kv_heads, Index head_dim) const override;
   void scatter_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
+  void cached_attention_forward_bf16(float* out, const float* q, const std::uint16_t* k_cache,
+                                     const std::uint16_t* v_cache, const Index* row_begin, const Index* slots,
+                                     const Index* first_position, Index runs, Index capacity, Index heads,
+                                     Index kv_heads, Index head_dim) const override;
+  void scatter_rows_bf16(std::uint16_t* dst, const float* src, const Index* rows, Index n, Index width) const override;
   void gather_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
   void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
@@ -118,6 +123,10 @@ class CudaKernels final : public Kernels {
                     const AdamW& h) const;
 
   bool fused(Index head_dim, Index num_seqs) const;  // the fused attention kernels take it
+  // cached_attention_forward(_bf16) through the fused kernel: false when it cannot take it.
+  bool fused_cached(float* out, const float* q, const void* k_cache, const void* v_cache, bool bf16_cache,
+                    const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
+                    Index capacity, Index heads, Index kv_heads, Index head_dim) const;
   // The launch arguments of the fused kernels, cu_seqlens copied to `device_cu`.
   cuda_detail::FusedAttentionArgs fused_args(const float* q, const float* k, const float* v, const Index* cu_seqlens,
                                              Index num_seqs, Index heads, Index kv_heads, Index head_dim,

@@ -19,6 +19,8 @@
 //             dv_j += P_ij dO_i;  dk_j += scale P_ij (dP_ij - D_ih) q_i
 #include <cmath>
 
+#include <cuda_bf16.h>
+
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_helpers.cuh"
 #include "kernels/cuda/fused_attention.h"
@@ -30,13 +32,16 @@ namespace {
 constexpr int kWarps = 8;   // rows per block
 constexpr int kTile = 32;   // rows of the other operand per shared-memory tile
 
+__device__ float widen(float x) { return x; }
+__device__ float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
+
 // Copies rows [first, first + kTile) (those < len) of `src` (row stride ld, head offset
-// applied) into tile[kTile][HD]; the block's threads share the work.
-template <int HD>
-__device__ void load_tile(float (*tile)[HD], const float* src, long long ld, long long first, long long len) {
+// applied) into tile[kTile][HD], as float32; the block's threads share the work.
+template <int HD, class T>
+__device__ void load_tile(float (*tile)[HD], const T* src, long long ld, long long first, long long len) {
   for (int e = threadIdx.x + threadIdx.y * 32; e < kTile * HD; e += 32 * kWarps) {
     const int r = e / HD, d = e % HD;
-    tile[r][d] = first + r < len ? src[(first + r) * ld + d] : 0.0f;
+    tile[r][d] = first + r < len ? widen(src[(first + r) * ld + d]) : 0.0f;
   }
 }
 
@@ -210,8 +215,8 @@ __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const float*
 // Generation: run z's query rows [row_begin, row_end) sit at positions first, first + 1, ...
 // of cache slot `slot` and attend to its positions [0, position]. Same warp-per-row scheme; the
 // tiles come from the slot's cached keys and values.
-template <int HD>
-__global__ void cached_kernel(float* out, const float* q, const float* k_cache, const float* v_cache,
+template <int HD, class CacheT>
+__global__ void cached_kernel(float* out, const float* q, const CacheT* k_cache, const CacheT* v_cache,
                               const long long* runs, long long num_runs, long long capacity, int heads, int kv_heads,
                               float scale) {
   constexpr int kPer = HD / 32;
@@ -227,8 +232,8 @@ __global__ void cached_kernel(float* out, const float* q, const float* k_cache, 
   const bool active = row < end;
   const long long position = first_position + local;
   const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
-  const float* slot_k = k_cache + slot * capacity * kv_ld + g * HD;
-  const float* slot_v = v_cache + slot * capacity * kv_ld + g * HD;
+  const CacheT* slot_k = k_cache + slot * capacity * kv_ld + g * HD;
+  const CacheT* slot_v = v_cache + slot * capacity * kv_ld + g * HD;
   float qr[kPer], acc[kPer];
   for (int e = 0; e < kPer; ++e) {
     qr[e] = active ? q[row * q_ld + h * HD + lane + 32 * e] * scale : 0.0f;
@@ -263,8 +268,15 @@ template <int HD>
 void launch_cached(const FusedCachedArgs& a, float* out, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((a.longest_run + kWarps - 1) / kWarps), static_cast<unsigned>(a.heads),
                   static_cast<unsigned>(a.num_runs));
-  cached_kernel<HD><<<grid, dim3(32, kWarps), 0, stream>>>(out, a.q, a.k_cache, a.v_cache, a.runs, a.num_runs,
-                                                           a.capacity, a.heads, a.kv_heads, a.scale);
+  if (a.bf16_cache) {
+    cached_kernel<HD, __nv_bfloat16><<<grid, dim3(32, kWarps), 0, stream>>>(
+        out, a.q, static_cast<const __nv_bfloat16*>(a.k_cache), static_cast<const __nv_bfloat16*>(a.v_cache), a.runs,
+        a.num_runs, a.capacity, a.heads, a.kv_heads, a.scale);
+  } else {
+    cached_kernel<HD, float><<<grid, dim3(32, kWarps), 0, stream>>>(
+        out, a.q, static_cast<const float*>(a.k_cache), static_cast<const float*>(a.v_cache), a.runs, a.num_runs,
+        a.capacity, a.heads, a.kv_heads, a.scale);
+  }
   SPIN_CUDA_CHECK_LAUNCH("fused cached attention");
 }
 

@@ -23,8 +23,9 @@ struct FusedAttentionArgs {
 // Generation against a KV cache (Kernels::cached_attention_forward): one launch for all runs.
 struct FusedCachedArgs {
   const float* q;                 // [rows, heads, head_dim]
-  const float* k_cache;           // [slots, capacity, kv_heads, head_dim]
-  const float* v_cache;
+  const void* k_cache;            // [slots, capacity, kv_heads, head_dim], float or bf16
+  const void* v_cache;
+  bool bf16_cache = false;
   const long long* runs;          // device: row_begin[num_runs + 1], slots[num_runs], first[num_runs]
   long long num_runs = 0;
   long long longest_run = 0;      // rows of the largest run

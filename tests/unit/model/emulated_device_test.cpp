@@ -112,8 +112,9 @@ TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
         // policy == reference at an iteration's start; the policy has moved one step later
         // (with bf16 products: its bf16 copy was refreshed after the update).
         if (index == 0) {
-          // (the sampler's log-probabilities come from the KV-cache path: equal up to rounding)
-          EXPECT_NEAR(m.spin.loss, std::log(2.0), mode.ref_from_sampler ? 1e-5 : 1e-15);
+          // (the sampler's log-probabilities come from the KV-cache path: equal up to rounding,
+          // and with bf16 products up to the bf16 cache's rounding of keys and values)
+          EXPECT_NEAR(m.spin.loss, std::log(2.0), mode.ref_from_sampler ? (mode.mixed ? 3e-3 : 1e-5) : 1e-15);
         }
         if (index == 1) {
           EXPECT_NE(m.spin.rewards_actual, 0.0);

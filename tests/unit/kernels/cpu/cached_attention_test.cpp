@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "common/test_util.h"
+#include "core/dtype.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "unit/kernels/reference.h"
 
@@ -65,6 +66,38 @@ TEST(CachedAttention, MatchesFullCausalAttentionForAnySplitIntoPrefixAndNewRows)
                              row_begin.data(), slot_of.data(), first.data(), 2, capacity, heads,
                              kvh, hd);
   testing::expect_close(out, want, 1e-5, 1e-6, "decode step");
+}
+
+// The bf16 cache: scatter_rows_bf16 stores bf16(row) (round to nearest even), and attention
+// over it equals attention over the same values widened to float32 in a float32 cache, exactly.
+TEST(CachedAttention, Bf16CacheIsTheFloat32ComputationOnTheRoundedValues) {
+  const CpuKernels k;
+  const Index heads = 4, kvh = 2, hd = 8, capacity = 9, slots = 2, width = kvh * hd;
+  const auto kc = testing::random_vector(static_cast<std::size_t>(slots * capacity * width), 31);
+  const auto vc = testing::random_vector(static_cast<std::size_t>(slots * capacity * width), 32);
+  std::vector<std::uint16_t> k16(kc.size()), v16(vc.size());
+  const std::vector<Index> all = [&] {
+    std::vector<Index> r(static_cast<std::size_t>(slots * capacity));
+    for (std::size_t i = 0; i < r.size(); ++i) r[i] = static_cast<Index>(i);
+    return r;
+  }();
+  k.scatter_rows_bf16(k16.data(), kc.data(), all.data(), slots * capacity, width);
+  k.scatter_rows_bf16(v16.data(), vc.data(), all.data(), slots * capacity, width);
+  std::vector<float> kw(kc.size()), vw(vc.size());
+  for (std::size_t i = 0; i < kc.size(); ++i) {
+    EXPECT_EQ(k16[i], f32_to_bf16(kc[i]));
+    kw[i] = bf16_to_f32(k16[i]);
+    vw[i] = bf16_to_f32(v16[i]);
+  }
+  // A prefill of 4 rows in slot 1 and a decode row at position 6 of slot 0.
+  const std::vector<Index> row_begin = {0, 4, 5}, slot = {1, 0}, first = {0, 6};
+  const auto q = testing::random_vector(static_cast<std::size_t>(5 * heads * hd), 33);
+  std::vector<float> got(q.size()), want(q.size());
+  k.cached_attention_forward_bf16(got.data(), q.data(), k16.data(), v16.data(), row_begin.data(), slot.data(),
+                                  first.data(), 2, capacity, heads, kvh, hd);
+  k.cached_attention_forward(want.data(), q.data(), kw.data(), vw.data(), row_begin.data(), slot.data(),
+                             first.data(), 2, capacity, heads, kvh, hd);
+  EXPECT_EQ(got, want);
 }
 
 }  // namespace
