@@ -18,8 +18,11 @@ def demangle(mangled):  # the last component of _ZN<len><id>...<len><id>[ILi<n>E
         rest = rest[len(digits) + int(digits):]
     if not parts:
         return mangled
-    template = re.match(r"ILi(\d+)E", rest)
-    return parts[-1] + ("<%s>" % template.group(1) if template else "")
+    template = re.match(r"ILi(\d+)E(f|13__nv_bfloat16)?", rest)
+    if not template:
+        return parts[-1]
+    element = {"f": ", float", "13__nv_bfloat16": ", bf16"}.get(template.group(2) or "", "")
+    return parts[-1] + "<%s%s>" % (template.group(1), element)
 rows, current = [], None
 for line in sys.stdin:
     m = re.search(r"Compiling entry function .(\S+). for .(sm_\d+).", line)
