@@ -155,6 +155,18 @@ const T* EmulatedKernels::host(const T* p, const char* what) const {
 
 using kernels::Index;
 
+// Checks a cached attention call's host-convention arrays; returns the cache elements it may
+// read (through the largest slot used).
+Index EmulatedKernels::cached_extent(const Index* row_begin, const Index* slots, const Index* first, Index runs,
+                                     Index capacity, Index kv_heads, Index head_dim) const {
+  host(row_begin, "cached attention row_begin");
+  host(slots, "cached attention slots");
+  host(first, "cached attention first_position");
+  Index max_slot = 0;
+  for (Index r = 0; r < runs; ++r) max_slot = std::max(max_slot, slots[r]);
+  return (max_slot + 1) * capacity * kv_heads * head_dim;
+}
+
 void EmulatedKernels::gemm(bool ta, bool tb, Index m, Index n, Index k, float alpha,
                            const float* a, Index lda, const float* b, Index ldb, float beta,
                            float* c, Index ldc) const {
@@ -249,13 +261,8 @@ void EmulatedKernels::cached_attention_forward(float* out, const float* q, const
                                                const Index* slots, const Index* first, Index runs,
                                                Index capacity, Index heads, Index kvh,
                                                Index hd) const {
-  host(row_begin, "cached attention row_begin");
-  host(slots, "cached attention slots");
-  host(first, "cached attention first_position");
   const Index rows = row_begin[runs];
-  Index max_slot = 0;
-  for (Index r = 0; r < runs; ++r) max_slot = std::max(max_slot, slots[r]);
-  const Index cache = (max_slot + 1) * capacity * kvh * hd;
+  const Index cache = cached_extent(row_begin, slots, first, runs, capacity, kvh, hd);
   cpu_->cached_attention_forward(dev(out, rows * heads * hd, "cached attention out"),
                                  dev(q, rows * heads * hd, "cached attention q"), dev(kc, cache, "k cache"),
                                  dev(vc, cache, "v cache"), row_begin, slots, first, runs, capacity, heads,
@@ -270,13 +277,8 @@ void EmulatedKernels::cached_attention_forward_bf16(float* out, const float* q, 
                                                     const std::uint16_t* vc, const Index* row_begin,
                                                     const Index* slots, const Index* first, Index runs,
                                                     Index capacity, Index heads, Index kvh, Index hd) const {
-  host(row_begin, "cached attention row_begin");
-  host(slots, "cached attention slots");
-  host(first, "cached attention first_position");
   const Index rows = row_begin[runs];
-  Index max_slot = 0;
-  for (Index r = 0; r < runs; ++r) max_slot = std::max(max_slot, slots[r]);
-  const Index cache = (max_slot + 1) * capacity * kvh * hd;
+  const Index cache = cached_extent(row_begin, slots, first, runs, capacity, kvh, hd);
   cpu_->cached_attention_forward_bf16(dev(out, rows * heads * hd, "cached attention out"),
                                       dev(q, rows * heads * hd, "cached attention q"), dev(kc, cache, "k cache"),
                                       dev(vc, cache, "v cache"), row_begin, slots, first, runs, capacity, heads, kvh,

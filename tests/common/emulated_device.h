@@ -181,6 +181,8 @@ class EmulatedKernels final : public kernels::Kernels {
   // A host-convention array: must not be a device pointer.
   template <class T>
   const T* host(const T* p, const char* what) const;
+  Index cached_extent(const Index* row_begin, const Index* slots, const Index* first, Index runs,
+                      Index capacity, Index kv_heads, Index head_dim) const;
 
   const EmulatedDeviceMemory& memory_;
   std::unique_ptr<kernels::Kernels> cpu_;

@@ -45,6 +45,25 @@ __device__ void load_tile(float (*tile)[HD], const T* src, long long ld, long lo
   }
 }
 
+// One warp's row folds the first `upto` keys of the staged tiles into its online softmax:
+// running max m, sum l, and the unnormalised output acc (its lanes' elements); q pre-scaled.
+template <int HD>
+__device__ void attend_tile(const float (*ks)[HD], const float (*vs)[HD], long long upto, const float* qr,
+                            float* acc, float& m, float& l) {
+  constexpr int kPer = HD / 32;
+  const int lane = threadIdx.x;
+  for (long long j = 0; j < upto; ++j) {
+    float s = 0.0f;
+    for (int e = 0; e < kPer; ++e) s += qr[e] * ks[j][lane + 32 * e];
+    s = warp_sum(s);
+    const float m_new = fmaxf(m, s);
+    const float correction = expf(m - m_new), p = expf(s - m_new);
+    l = l * correction + p;
+    for (int e = 0; e < kPer; ++e) acc[e] = acc[e] * correction + p * vs[j][lane + 32 * e];
+    m = m_new;
+  }
+}
+
 // This block's rows of its sequence (blockIdx.z) and this warp's row among them.
 struct BlockRows {
   long long start, len;  // the sequence's first packed row and its length
@@ -85,17 +104,7 @@ __global__ void forward_kernel(float* out, float* lse, const float* q, const flo
     load_tile<HD>(vs, v + start * kv_ld + g * HD, kv_ld, t, len);
     __syncthreads();
     if (!active) continue;
-    const long long upto = min(static_cast<long long>(kTile), i - t + 1);  // causal: keys <= i
-    for (long long j = 0; j < upto; ++j) {
-      float s = 0.0f;
-      for (int e = 0; e < kPer; ++e) s += qr[e] * ks[j][lane + 32 * e];
-      s = warp_sum(s);
-      const float m_new = fmaxf(m, s);
-      const float correction = expf(m - m_new), p = expf(s - m_new);
-      l = l * correction + p;
-      for (int e = 0; e < kPer; ++e) acc[e] = acc[e] * correction + p * vs[j][lane + 32 * e];
-      m = m_new;
-    }
+    attend_tile<HD>(ks, vs, min(static_cast<long long>(kTile), i - t + 1), qr, acc, m, l);  // keys <= i
   }
   if (!active) return;
   const float inv = 1.0f / l;
@@ -247,17 +256,7 @@ __global__ void cached_kernel(float* out, const float* q, const CacheT* k_cache,
     load_tile<HD>(vs, slot_v, kv_ld, t, last_key + 1);
     __syncthreads();
     if (!active) continue;
-    const long long upto = min(static_cast<long long>(kTile), position - t + 1);
-    for (long long j = 0; j < upto; ++j) {
-      float s = 0.0f;
-      for (int e = 0; e < kPer; ++e) s += qr[e] * ks[j][lane + 32 * e];
-      s = warp_sum(s);
-      const float m_new = fmaxf(m, s);
-      const float correction = expf(m - m_new), p = expf(s - m_new);
-      l = l * correction + p;
-      for (int e = 0; e < kPer; ++e) acc[e] = acc[e] * correction + p * vs[j][lane + 32 * e];
-      m = m_new;
-    }
+    attend_tile<HD>(ks, vs, min(static_cast<long long>(kTile), position - t + 1), qr, acc, m, l);
   }
   if (!active) return;
   const float inv = 1.0f / l;
