@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "model/linear.h"
 #include "parallel/tp_mappings.h"
 
 namespace spin::model {
@@ -34,36 +35,6 @@ void LayerGradScratch::allocate(const TpDims& d, std::int64_t rows, Device devic
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
   dy_bf16 = mixed ? workspace_bf16_.carve(device, {{rows, widest}}, 1, DType::BF16)[0] : Tensor();
 }
-
-namespace {
-
-// One linear layer y = x W^T in the weights' precision: float32, or (mixed) bf16 operands with
-// float32 accumulation -- x16 then receives bf16(x) unless `rounded` says it already holds it
-// (q, k and v share one input).
-void linear_forward(const ModelContext& ctx, float* y, const Tensor& x, const Tensor& x16,
-                    const Tensor& w, const Tensor& w16, std::int64_t n, std::int64_t in,
-                    std::int64_t out, bool rounded = false) {
-  if (!w16.defined()) {
-    ctx.k.linear_forward(y, x.f32(), w.f32(), n, in, out);
-    return;
-  }
-  if (!rounded) ctx.k.to_bf16(x16.bf16(), x.f32(), n * in);
-  ctx.k.linear_forward_bf16(y, x16.bf16(), w16.bf16(), n, in, out);
-}
-
-void linear_backward(const ModelContext& ctx, float* dx, float* dw, const float* dy,
-                     const Tensor& x, const Tensor& x16, const Tensor& w, const Tensor& w16,
-                     const LayerGradScratch& s, std::int64_t n, std::int64_t in,
-                     std::int64_t out, bool accumulate_dx) {
-  if (!w16.defined()) {
-    ctx.k.linear_backward(dx, dw, dy, x.f32(), w.f32(), n, in, out, accumulate_dx);
-    return;
-  }
-  ctx.k.linear_backward_bf16(dx, dw, dy, s.dy_bf16.bf16(), x16.bf16(), w16.bf16(), n, in, out,
-                             accumulate_dx);
-}
-
-}  // namespace
 
 void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
                            const BatchGeometry& b, LayerActivations& a, float* x_out,
@@ -131,14 +102,14 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
 
   // MLP half: dx is d/d x_out = d/d(down_proj output) (reduce_from's backward is identity).
   p::reduce_from_tp_region_backward(ctx.tp, dx, residual);
-  linear_backward(ctx, s.d_act.f32(), g.down_proj.f32(), dx, a.act, a.act_bf16, w.down_proj,
-                  w.bf16.down_proj, s, n, d.intermediate, h, false);
+  linear_backward(ctx, s.d_act.f32(), g.down_proj.f32(), dx, s.dy_bf16, a.act, a.act_bf16,
+                  w.down_proj, w.bf16.down_proj, n, d.intermediate, h, false);
   k.swiglu_backward(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate.f32(), a.up.f32(),
                     n * d.intermediate);
-  linear_backward(ctx, s.d_norm.f32(), g.gate_proj.f32(), s.d_gate.f32(), a.n2, a.n2_bf16,
-                  w.gate_proj, w.bf16.gate_proj, s, n, h, d.intermediate, false);
-  linear_backward(ctx, s.d_norm.f32(), g.up_proj.f32(), s.d_up.f32(), a.n2, a.n2_bf16, w.up_proj,
-                  w.bf16.up_proj, s, n, h, d.intermediate, true);
+  linear_backward(ctx, s.d_norm.f32(), g.gate_proj.f32(), s.d_gate.f32(), s.dy_bf16, a.n2,
+                  a.n2_bf16, w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, false);
+  linear_backward(ctx, s.d_norm.f32(), g.up_proj.f32(), s.d_up.f32(), s.dy_bf16, a.n2,
+                  a.n2_bf16, w.up_proj, w.bf16.up_proj, n, h, d.intermediate, true);
   p::copy_to_tp_region_backward(ctx.tp, s.d_norm.f32(), residual);
   // The residual branch keeps dx; the norm adds its part: dx becomes d/d x_mid.
   k.rmsnorm_backward(dx, g.post_attention_layernorm.f32(), s.d_norm.f32(), a.x_mid.f32(),
@@ -146,8 +117,8 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
 
   // Attention half.
   p::reduce_from_tp_region_backward(ctx.tp, dx, residual);
-  linear_backward(ctx, s.d_attn.f32(), g.o_proj.f32(), dx, a.attn, a.attn_bf16, w.o_proj,
-                  w.bf16.o_proj, s, n, d.q_width(), h, false);
+  linear_backward(ctx, s.d_attn.f32(), g.o_proj.f32(), dx, s.dy_bf16, a.attn, a.attn_bf16,
+                  w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
   k.attention_backward(s.dq.f32(), s.dk.f32(), s.dv.f32(), s.d_attn.f32(), a.q.f32(), a.k.f32(),
                        a.v.f32(), a.probs.f32(), b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads,
                        d.head_dim);
@@ -155,12 +126,12 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                   d.head_dim);
   k.rope_backward(s.dk.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), n, d.kv_heads,
                   d.head_dim);
-  linear_backward(ctx, s.d_norm.f32(), g.q_proj.f32(), s.dq.f32(), a.n1, a.n1_bf16, w.q_proj,
-                  w.bf16.q_proj, s, n, h, d.q_width(), false);
-  linear_backward(ctx, s.d_norm.f32(), g.k_proj.f32(), s.dk.f32(), a.n1, a.n1_bf16, w.k_proj,
-                  w.bf16.k_proj, s, n, h, d.kv_width(), true);
-  linear_backward(ctx, s.d_norm.f32(), g.v_proj.f32(), s.dv.f32(), a.n1, a.n1_bf16, w.v_proj,
-                  w.bf16.v_proj, s, n, h, d.kv_width(), true);
+  linear_backward(ctx, s.d_norm.f32(), g.q_proj.f32(), s.dq.f32(), s.dy_bf16, a.n1, a.n1_bf16,
+                  w.q_proj, w.bf16.q_proj, n, h, d.q_width(), false);
+  linear_backward(ctx, s.d_norm.f32(), g.k_proj.f32(), s.dk.f32(), s.dy_bf16, a.n1, a.n1_bf16,
+                  w.k_proj, w.bf16.k_proj, n, h, d.kv_width(), true);
+  linear_backward(ctx, s.d_norm.f32(), g.v_proj.f32(), s.dv.f32(), s.dy_bf16, a.n1, a.n1_bf16,
+                  w.v_proj, w.bf16.v_proj, n, h, d.kv_width(), true);
   p::copy_to_tp_region_backward(ctx.tp, s.d_norm.f32(), residual);
   k.rmsnorm_backward(dx, g.input_layernorm.f32(), s.d_norm.f32(), a.x_in.f32(),
                      w.input_layernorm.f32(), a.rstd1.f32(), n, h);

@@ -1,5 +1,6 @@
 #include "model/lm_head.h"
 
+#include "model/linear.h"
 #include "parallel/tp_mappings.h"
 
 namespace spin::model {
@@ -27,13 +28,8 @@ void lm_head_logits(const ModelContext& ctx, const HeadWeights& w, HeadActivatio
   k.rmsnorm_forward(a.normed.f32(), a.rstd.f32(), a.x.f32(), w.norm.f32(), n, d.hidden,
                     ctx.config.rms_norm_eps);
   p::copy_to_tp_region_forward(ctx.tp, a.normed.f32(), static_cast<std::size_t>(n * d.hidden));
-  if (w.head_bf16.defined()) {
-    k.to_bf16(a.normed_bf16.bf16(), a.normed.f32(), n * d.hidden);
-    k.linear_forward_bf16(a.logits.f32(), a.normed_bf16.bf16(), w.head_bf16.bf16(), n, d.hidden,
-                          d.vocab_rows);
-  } else {
-    k.linear_forward(a.logits.f32(), a.normed.f32(), w.head.f32(), n, d.hidden, d.vocab_rows);
-  }
+  linear_forward(ctx, a.logits.f32(), a.normed, a.normed_bf16, w.head, w.head_bf16, n, d.hidden,
+                 d.vocab_rows);
 }
 
 void lm_head_forward(const ModelContext& ctx, const HeadWeights& w, const std::int32_t* targets,
@@ -63,14 +59,8 @@ void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, Tensor& nor
   k.logprob_backward(dlogits, a.logits.f32(), a.lse.f32(), targets, a.dlogprob.f32(), n, d.vocab_rows,
                      d.vocab_valid, d.vocab_start);
   const Tensor& d_normed = a.d_normed;
-  if (w.head_bf16.defined()) {
-    k.linear_backward_bf16(d_normed.f32(), head_grad.f32(), dlogits, a.dlogits_bf16.bf16(),
-                           a.normed_bf16.bf16(), w.head_bf16.bf16(), n, d.hidden, d.vocab_rows,
-                           false);
-  } else {
-    k.linear_backward(d_normed.f32(), head_grad.f32(), dlogits, a.normed.f32(), w.head.f32(), n,
-                      d.hidden, d.vocab_rows, false);
-  }
+  linear_backward(ctx, d_normed.f32(), head_grad.f32(), dlogits, a.dlogits_bf16, a.normed,
+                  a.normed_bf16, w.head, w.head_bf16, n, d.hidden, d.vocab_rows, false);
   p::copy_to_tp_region_backward(ctx.tp, d_normed.f32(), static_cast<std::size_t>(n * d.hidden));
   dx.zero_();
   k.rmsnorm_backward(dx.f32(), norm_grad.f32(), d_normed.f32(), a.x.f32(), w.norm.f32(),

@@ -1,0 +1,28 @@
+#include "model/linear.h"
+
+namespace spin::model {
+
+void linear_forward(const ModelContext& ctx, float* y, const Tensor& x, const Tensor& x16,
+                    const Tensor& w, const Tensor& w16, std::int64_t n, std::int64_t in,
+                    std::int64_t out, bool rounded) {
+  if (!w16.defined()) {
+    ctx.k.linear_forward(y, x.f32(), w.f32(), n, in, out);
+    return;
+  }
+  if (!rounded) ctx.k.to_bf16(x16.bf16(), x.f32(), n * in);
+  ctx.k.linear_forward_bf16(y, x16.bf16(), w16.bf16(), n, in, out);
+}
+
+void linear_backward(const ModelContext& ctx, float* dx, float* dw, const float* dy,
+                     const Tensor& dy16, const Tensor& x, const Tensor& x16, const Tensor& w,
+                     const Tensor& w16, std::int64_t n, std::int64_t in, std::int64_t out,
+                     bool accumulate_dx) {
+  if (!w16.defined()) {
+    ctx.k.linear_backward(dx, dw, dy, x.f32(), w.f32(), n, in, out, accumulate_dx);
+    return;
+  }
+  ctx.k.linear_backward_bf16(dx, dw, dy, dy16.bf16(), x16.bf16(), w16.bf16(), n, in, out,
+                             accumulate_dx);
+}
+
+}  // namespace spin::model
