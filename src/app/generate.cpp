@@ -174,9 +174,8 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     }
   });
   model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());
-  runtime.prepare(weights);
   parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
-  runtime.refresh(weights);
+  runtime.prepare(weights);
   const model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(),
                                       runtime.kernels());
   generate::Generator generator(grid, transformer, weights);

@@ -42,7 +42,7 @@ Runtime::Runtime(Device device, MatmulPrecision precision, parallel::Communicato
 Runtime::~Runtime() = default;
 
 void Runtime::prepare(model::ModelWeights& weights) const {
-  if (precision_ == MatmulPrecision::Bf16) weights.enable_bf16();
+  if (precision_ == MatmulPrecision::Bf16) weights.enable_bf16(*kernels_);
 }
 
 std::string Runtime::describe() const {

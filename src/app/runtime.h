@@ -38,10 +38,8 @@ class Runtime {
   parallel::Communicator& world() const { return nccl_world_ ? *nccl_world_ : world_; }
   MatmulPrecision precision() const { return precision_; }
   // Gives weights that the model runs with (policy, reference; not gradients) the precision's
-  // form: a bf16 copy for mixed precision. Before loading: loading ends with refresh().
+  // form: a bf16 copy for mixed precision, made from their values -- so after loading them.
   void prepare(model::ModelWeights& weights) const;
-  // After weights' float32 values were written by a loader: their bf16 copy again.
-  void refresh(model::ModelWeights& weights) const { weights.refresh_bf16(*kernels_); }
   // "cpu" or "cuda:<ordinal>", and " bf16" with mixed precision.
   std::string describe() const;
 

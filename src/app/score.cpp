@@ -155,9 +155,8 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   });
   model::ModelWeights weights(*config, *dims, model::StageLayers::whole(config->num_layers), 1,
                               runtime.device());
-  runtime.prepare(weights);
   parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
-  runtime.refresh(weights);
+  runtime.prepare(weights);
   const auto loaded = std::chrono::steady_clock::now();
 
   const model::Transformer transformer(*config, *dims, grid.tp(), runtime.kernels());

@@ -179,9 +179,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const std::int64_t pad = o.distributed_optimizer ? grid.dp_size() : 1;
   model::ModelWeights weights(config, shard->dims, shard->stage, pad, runtime.device());
   model::ModelWeights grads(config, shard->dims, shard->stage, pad, runtime.device());
-  runtime.prepare(weights);
   parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
-  runtime.refresh(weights);
+  runtime.prepare(weights);
 
   const kernels::Kernels& k = runtime.kernels();
   const model::Transformer transformer(config, shard->dims, shard->stage, grid.tp(), k);

@@ -280,8 +280,6 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   model::ModelWeights policy(mc, shard->dims, shard->stage, pad, runtime.device());
   model::ModelWeights grads(mc, shard->dims, shard->stage, pad, runtime.device());
   model::ModelWeights reference(mc, shard->dims, shard->stage, pad, runtime.device());
-  runtime.prepare(policy);
-  runtime.prepare(reference);
 
   const kernels::Kernels& k = runtime.kernels();
   const model::Transformer transformer(mc, shard->dims, shard->stage, grid.tp(), k);
@@ -304,7 +302,6 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     loaded = checkpoint_to_load(c);
     if (loaded.empty()) {
       ckpt::HfReader(c.model_path).load(policy.sharded_state_dict());
-      runtime.refresh(policy);
       reference.copy_from(policy);
       return;
     }
@@ -335,6 +332,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       fail(loaded, ": malformed training_state (", e.what(), ")");
     }
   });
+  runtime.prepare(policy);  // after loading: their bf16 copies are made from the loaded values
+  runtime.prepare(reference);
   train::SpinTrainer trainer(grid, transformer, policy, grads, reference, optimizer, train_data.examples, spin);
   generate::Generator policy_generator(grid, transformer, policy);
 

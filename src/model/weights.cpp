@@ -157,7 +157,7 @@ Tensor ModelWeights::bf16_view(const Tensor& param) const {
   return bf16_.view(param.f32() - flat().f32(), param.shape());  // same offset, other buffer
 }
 
-void ModelWeights::enable_bf16() {
+void ModelWeights::enable_bf16(const kernels::Kernels& k) {
   if (has_bf16()) return;
   bf16_ = Tensor::zeros(flat().shape(), DType::BF16, device());
   for (LayerWeights& l : layers) {
@@ -166,7 +166,7 @@ void ModelWeights::enable_bf16() {
               bf16_view(l.down_proj)};
   }
   if (lm_head.defined()) lm_head_bf16 = bf16_view(lm_head);
-  refresh_bf16_on_host();
+  refresh_bf16(k);
 }
 
 void ModelWeights::refresh_bf16_on_host() {

@@ -70,8 +70,9 @@ class ModelWeights {
   // which the matrix products read (LayerWeights::bf16, lm_head_bf16) while these float32
   // values stay the master weights the optimizer updates. The copy is derived state: after
   // anything writes the float32 values (loading, an optimizer step), refresh_bf16 rounds them
-  // again -- Optimizer::step, copy_from and init_random do it themselves.
-  void enable_bf16();
+  // again -- Optimizer::step, copy_from and init_random do it themselves. enable_bf16 makes the
+  // copy from the current values, with `k`.
+  void enable_bf16(const kernels::Kernels& k);
   bool has_bf16() const { return bf16_.defined(); }
   void refresh_bf16(const kernels::Kernels& k);
   // The same through the host, for loaders that have no kernels at hand (one-off, at load).

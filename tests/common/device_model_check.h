@@ -46,8 +46,8 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
   const model::TpDims dims = model::tp_dims(config, 0, 1);
   const model::StageLayers whole = model::StageLayers::whole(config.num_layers);
   model::ModelWeights weights(config, dims, whole, 1, k.device());
-  if (mixed) weights.enable_bf16();
   weights.copy_from(host_weights);
+  if (mixed) weights.enable_bf16(k);
   const model::Transformer t(config, dims, tp, k);
   Run r;
 

@@ -31,8 +31,8 @@ DeviceRun run(parallel::Communicator& world, parallel::Layout layout, bool distr
   shape.tie = tie;
   testing::SpinSetup s(world, layout, config, shape, distributed, testing::spin_examples(16), device_kernels);
   if (mixed) {
-    s.policy.enable_bf16();
-    s.reference.enable_bf16();
+    s.policy.enable_bf16(s.k);
+    s.reference.enable_bf16(s.k);
   }
   DeviceRun r;
   for (std::int64_t iteration = 0; iteration < 2; ++iteration) {

@@ -91,8 +91,8 @@ TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
     ASSERT_EQ(dev.policy.device(), Device::Cuda);
     if (mode.mixed) {
       for (SpinSetup* s : {&cpu, &dev}) {
-        s->policy.enable_bf16();
-        s->reference.enable_bf16();
+        s->policy.enable_bf16(s->k);
+        s->reference.enable_bf16(s->k);
       }
     }
 
@@ -137,8 +137,8 @@ TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
     parallel::SelfCommunicator world_resumed;
     SpinSetup resumed(world_resumed, {1, 1, 1}, config, shape_with(2), false, spin_examples(16), &device_kernels);
     if (mode.mixed) {
-      resumed.policy.enable_bf16();
-      resumed.reference.enable_bf16();
+      resumed.policy.enable_bf16(resumed.k);
+      resumed.reference.enable_bf16(resumed.k);
     }
     const ckpt::CheckpointReader reader(ckpt::checkpoint_dir(dir, 4));
     train::load_weights(reader, "policy", resumed.policy);
