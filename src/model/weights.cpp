@@ -146,7 +146,7 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
   std::int64_t begin = flat().numel(), end = 0;
   for (const Tensor* t : {&l.input_layernorm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj,
                           &l.post_attention_layernorm, &l.gate_proj, &l.up_proj, &l.down_proj}) {
-    const std::int64_t at = t->f32() - flat().f32();  // pointer arithmetic: any device
+    const std::int64_t at = offset_of(*t);
     begin = std::min(begin, at);
     end = std::max(end, at + t->numel());
   }
@@ -154,7 +154,7 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
 }
 
 Tensor ModelWeights::bf16_view(const Tensor& param) const {
-  return bf16_.view(param.f32() - flat().f32(), param.shape());  // same offset, other buffer
+  return bf16_.view(offset_of(param), param.shape());  // same offset, other buffer
 }
 
 void ModelWeights::enable_bf16(const kernels::Kernels& k) {

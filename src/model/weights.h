@@ -58,6 +58,8 @@ class ModelWeights {
 
   void zero() { flat().zero_(); }
   Device device() const { return flat().device(); }
+  // Where `param` (one of this object's parameters) starts in the flat buffer, in elements.
+  std::int64_t offset_of(const Tensor& param) const { return param.f32() - flat().f32(); }
   // [begin, end) in the flat buffer covering every parameter of local layer `layer` (they are
   // laid out together, in the model's order).
   std::pair<std::int64_t, std::int64_t> layer_span(std::int64_t layer) const;

@@ -7,11 +7,6 @@ namespace spin::train {
 
 namespace {
 
-// The flat-buffer offset of a parameter (pointer arithmetic only: valid on any device).
-std::int64_t offset_in(const model::ModelWeights& w, const ShardedTensor& t) {
-  return t.local.f32() - w.flat().f32();
-}
-
 // Pieces pointing into `host`, a host copy of w's flat buffer (w's own on the CPU path).
 void add_weights(std::vector<ckpt::PieceWrite>& pieces, const std::string& group,
                  const model::ModelWeights& w, const Tensor& host) {
@@ -19,7 +14,7 @@ void add_weights(std::vector<ckpt::PieceWrite>& pieces, const std::string& group
     if (!t.primary) continue;
     const ckpt::ShardRectangle r = ckpt::shard_rectangle(t);
     pieces.push_back({group, t.name, t.global_shape, r.start, r.count,
-                      host.f32() + offset_in(w, t) + r.local_offset});
+                      host.f32() + w.offset_of(t.local) + r.local_offset});
   }
 }
 
@@ -62,7 +57,7 @@ void load_weights(const ckpt::CheckpointReader& reader, const std::string& group
             " has shape ", shape_str(reader.shape(group, t.name)), "; the model expects ",
             shape_str(t.global_shape));
     const ckpt::ShardRectangle r = ckpt::shard_rectangle(t);
-    reader.read(group, t.name, r.start, r.count, host.f32() + offset_in(weights, t) + r.local_offset);
+    reader.read(group, t.name, r.start, r.count, host.f32() + weights.offset_of(t.local) + r.local_offset);
   }
   weights.flat().copy_from(host);
   weights.refresh_bf16_on_host();

@@ -30,11 +30,10 @@ Optimizer::Optimizer(const OptimizerConfig& config, const parallel::ProcessGrid&
 
   // The owned region, cut at parameter boundaries. Gaps (alignment padding) hold zeros and are
   // left out.
-  const float* base = params.flat().f32();
   const auto& state = params.sharded_state_dict();
   for (std::size_t index = 0; index < state.size(); ++index) {
     const ShardedTensor& p = state[index];
-    const std::int64_t offset = p.local.f32() - base;
+    const std::int64_t offset = params.offset_of(p.local);
     const std::int64_t from = std::max(offset, begin_);
     const std::int64_t to = std::min(offset + p.local.numel(), end_);
     if (from >= to) continue;
