@@ -324,22 +324,33 @@ Index CudaKernels::attention_saved_size(const Index* cu_seqlens, Index num_seqs,
   return heads * cu_seqlens[num_seqs];  // a log-sum-exp per row and head, rows counted from 0
 }
 
+PooledBuffer CudaKernels::upload_indices(const Index* host, Index count) const {
+  PooledBuffer device(allocator_, static_cast<std::size_t>(count) * sizeof(Index));
+  // Ordered on the stream after earlier users of the pooled block; returns once the host
+  // array is staged.
+  SPIN_CUDA_CHECK(cudaMemcpyAsync(device.data(), host, device.bytes(), cudaMemcpyHostToDevice, stream_));
+  return device;
+}
+
+namespace {
+// The most rows between consecutive offsets: the longest sequence or run.
+long long longest(const Index* offsets, Index count) {
+  long long most = 0;
+  for (Index i = 0; i < count; ++i) most = std::max<long long>(most, offsets[i + 1] - offsets[i]);
+  return most;
+}
+}  // namespace
+
 cuda_detail::FusedAttentionArgs CudaKernels::fused_args(const float* q, const float* k, const float* v,
                                                         const Index* cu_seqlens, Index num_seqs, Index heads,
                                                         Index kv_heads, Index head_dim,
                                                         PooledBuffer& device_cu) const {
-  const auto bytes = static_cast<std::size_t>(num_seqs + 1) * sizeof(Index);
-  device_cu = PooledBuffer(allocator_, bytes);
-  // Ordered on the stream after earlier users of the pooled block; returns once the host
-  // array is staged.
-  SPIN_CUDA_CHECK(cudaMemcpyAsync(device_cu.data(), cu_seqlens, bytes, cudaMemcpyHostToDevice, stream_));
+  device_cu = upload_indices(cu_seqlens, num_seqs + 1);
   cuda_detail::FusedAttentionArgs a;
   a.q = q, a.k = k, a.v = v;
   a.cu_seqlens = device_cu.as<long long>();
   a.num_seqs = num_seqs;
-  for (Index s = 0; s < num_seqs; ++s) {
-    a.longest = std::max<long long>(a.longest, cu_seqlens[s + 1] - cu_seqlens[s]);
-  }
+  a.longest = longest(cu_seqlens, num_seqs);
   a.heads = static_cast<int>(heads), a.kv_heads = static_cast<int>(kv_heads);
   a.head_dim = head_dim;
   a.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
@@ -400,9 +411,8 @@ void CudaKernels::attention_backward(float* dq, float* dk, float* dv, const floa
   const auto kv_bytes = static_cast<std::size_t>(rows * kv_ld) * sizeof(float);
   SPIN_CUDA_CHECK(cudaMemsetAsync(dk, 0, kv_bytes, stream_));
   SPIN_CUDA_CHECK(cudaMemsetAsync(dv, 0, kv_bytes, stream_));
-  Index longest = 0;
-  for (Index s = 0; s < num_seqs; ++s) longest = std::max(longest, cu_seqlens[s + 1] - cu_seqlens[s]);
-  PooledBuffer scratch(allocator_, static_cast<std::size_t>(std::max<Index>(1, heads * longest * longest)) * sizeof(float));
+  const Index most = longest(cu_seqlens, num_seqs);
+  PooledBuffer scratch(allocator_, static_cast<std::size_t>(std::max<Index>(1, heads * most * most)) * sizeof(float));
   float* ds = scratch.as<float>();
   const float* p = probs;
   for (Index s = 0; s < num_seqs; ++s) {
@@ -443,14 +453,12 @@ bool CudaKernels::fused_cached(float* out, const float* q, const void* k_cache, 
   std::copy(row_begin, row_begin + runs + 1, host.begin());
   std::copy(slots, slots + runs, host.begin() + runs + 1);
   std::copy(first_position, first_position + runs, host.begin() + 2 * runs + 1);
-  PooledBuffer device_runs(allocator_, host.size() * sizeof(Index));
-  SPIN_CUDA_CHECK(cudaMemcpyAsync(device_runs.data(), host.data(), host.size() * sizeof(Index), cudaMemcpyHostToDevice,
-                                  stream_));
+  const PooledBuffer device_runs = upload_indices(host.data(), static_cast<Index>(host.size()));
   cuda_detail::FusedCachedArgs a;
   a.q = q, a.k_cache = k_cache, a.v_cache = v_cache, a.bf16_cache = bf16_cache;
   a.runs = device_runs.as<long long>();
   a.num_runs = runs;
-  for (Index r = 0; r < runs; ++r) a.longest_run = std::max<long long>(a.longest_run, row_begin[r + 1] - row_begin[r]);
+  a.longest_run = longest(row_begin, runs);
   a.capacity = capacity;
   a.heads = static_cast<int>(heads), a.kv_heads = static_cast<int>(kv_heads);
   a.head_dim = head_dim;
@@ -471,10 +479,10 @@ void CudaKernels::cached_attention_forward_bf16(float* out, const float* q, cons
     return;
   }
   const Index kv_ld = kv_heads * head_dim, q_ld = heads * head_dim;
-  Index longest = 1;
-  for (Index r = 0; r < runs; ++r) longest = std::max(longest, first_position[r] + row_begin[r + 1] - row_begin[r]);
-  PooledBuffer k(allocator_, static_cast<std::size_t>(longest * kv_ld) * sizeof(float));
-  PooledBuffer v(allocator_, static_cast<std::size_t>(longest * kv_ld) * sizeof(float));
+  Index most_keys = 1;
+  for (Index r = 0; r < runs; ++r) most_keys = std::max(most_keys, first_position[r] + row_begin[r + 1] - row_begin[r]);
+  PooledBuffer k(allocator_, static_cast<std::size_t>(most_keys * kv_ld) * sizeof(float));
+  PooledBuffer v(allocator_, static_cast<std::size_t>(most_keys * kv_ld) * sizeof(float));
   for (Index r = 0; r < runs; ++r) {
     const Index rows = row_begin[r + 1] - row_begin[r], keys = first_position[r] + rows;
     to_f32(k.as<float>(), k_cache + slots[r] * capacity * kv_ld, keys * kv_ld);

@@ -123,6 +123,8 @@ class CudaKernels final : public Kernels {
                     const AdamW& h) const;
 
   bool fused(Index head_dim, Index num_seqs) const;  // the fused attention kernels take it
+  // A device copy of `count` host indices, queued on the stream (kernel launch arguments).
+  PooledBuffer upload_indices(const Index* host, Index count) const;
   // cached_attention_forward(_bf16) through the fused kernel: false when it cannot take it.
   bool fused_cached(float* out, const float* q, const void* k_cache, const void* v_cache, bool bf16_cache,
                     const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
