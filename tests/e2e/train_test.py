@@ -134,6 +134,8 @@ def case_config(args, tmp):
     e("empty-response", ["--data.train", bad], r"bad\.jsonl:2: the response is empty")
     e("bad-template", ["--data.template", "zephyr"], r"unknown prompt template \"zephyr\"")
     e("prompt-room", ["--sampling.max_new_tokens", "48"], r"leaves no room for a prompt")
+    e("bad-device", ["--parallel.device", "tpu"], r"parallel\.device must be cpu or cuda, got 'tpu'")
+    e("bad-precision", ["--model.precision", "fp16"], r"model\.precision must be fp32 or bf16, got 'fp16'")
 
 
 REQUEUE = 75
