@@ -18,6 +18,10 @@ def demangle(mangled):  # the last component of _ZN<len><id>...<len><id>[ILi<n>E
         rest = rest[len(digits) + int(digits):]
     if not parts:
         return mangled
+    element_names = {"f": "float", "13__nv_bfloat16": "bf16"}
+    typed = re.match(r"I(f|13__nv_bfloat16)E", rest)  # a kernel templated on its output type
+    if typed:
+        return parts[-1] + "<%s>" % element_names[typed.group(1)]
     template = re.match(r"ILi(\d+)E(f|13__nv_bfloat16)?", rest)
     if not template:
         return parts[-1]

@@ -44,6 +44,13 @@ class TimedKernels final : public kernels::Kernels {
                        Index dim, float eps) const override {
     time("rmsnorm", [&] { inner_.rmsnorm_forward(out, rstd, x, w, n, dim, eps); });
   }
+  void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, Index n, Index dim,
+                            float eps) const override {
+    time("rmsnorm", [&] { inner_.rmsnorm_forward_bf16(out, rstd, x, w, n, dim, eps); });
+  }
+  void swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up, Index n) const override {
+    time("swiglu", [&] { inner_.swiglu_forward_bf16(out, gate, up, n); });
+  }
   void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
                         const float* rstd, Index n, Index dim) const override {
     time("rmsnorm", [&] { inner_.rmsnorm_backward(dx, dw, dout, x, w, rstd, n, dim); });
@@ -142,14 +149,14 @@ class TimedKernels final : public kernels::Kernels {
   void add_inplace(float* y, const float* x, Index n) const override {
     time("residual add", [&] { inner_.add_inplace(y, x, n); });
   }
-  double sum_squares(const float* x, Index n) const override {
+  double sum_squares(const float* x, const Range* ranges, Index count) const override {
     double r = 0;
-    time("optimizer", [&] { r = inner_.sum_squares(x, n); });
+    time("optimizer", [&] { r = inner_.sum_squares(x, ranges, count); });
     return r;
   }
-  void adamw_update(float* p, const float* g, float* m, float* v, Index n,
-                    const AdamW& h) const override {
-    time("optimizer", [&] { inner_.adamw_update(p, g, m, v, n, h); });
+  void adamw_update(float* p, std::uint16_t* p16, const float* g, float* m, float* v, const AdamWRange* ranges,
+                    Index count, const AdamW& h) const override {
+    time("optimizer", [&] { inner_.adamw_update(p, p16, g, m, v, ranges, count, h); });
   }
   void sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid, Index vocab_start,
                        const std::int32_t* history, const Index* offsets, float penalty, const std::uint8_t* ban_eos,

@@ -76,6 +76,26 @@ class NcclPendingSend final : public PendingSend {
   cudaEvent_t done_ = nullptr;
 };
 
+// A collective on the side stream: wait() and the destructor make the compute stream wait for
+// it (a GPU-side dependency; the host goes on).
+class NcclPendingCollective final : public PendingOp {
+ public:
+  NcclPendingCollective(cudaStream_t side, cudaStream_t compute) : compute_(compute) {
+    check(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate");
+    check(cudaEventRecord(done_, side), "cudaEventRecord");
+  }
+  ~NcclPendingCollective() override {
+    if (done_ == nullptr) return;
+    cudaStreamWaitEvent(compute_, done_, 0);
+    cudaEventDestroy(done_);  // released once the event has completed
+  }
+  void wait() override { check(cudaStreamWaitEvent(compute_, done_, 0), "cudaStreamWaitEvent"); }
+
+ private:
+  cudaStream_t compute_;
+  cudaEvent_t done_ = nullptr;
+};
+
 }  // namespace
 
 bool NcclCommunicator::is_device_pointer(const void* p) {
@@ -96,6 +116,8 @@ NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator> bootstrap, cuda
 }
 
 NcclCommunicator::~NcclCommunicator() {
+  if (side_comm_ != nullptr) ncclCommDestroy(side_comm_);
+  if (side_stream_ != nullptr) cudaStreamDestroy(side_stream_);
   if (comm_ != nullptr) ncclCommDestroy(comm_);
 }
 
@@ -111,6 +133,32 @@ void NcclCommunicator::all_reduce_impl(void* buffer, std::size_t count, DType ty
     });
   }
   SPIN_NCCL(ncclAllReduce(buffer, buffer, count, nccl_type(type), nccl_op(op), comm_, stream_));
+}
+
+std::unique_ptr<PendingOp> NcclCommunicator::iall_reduce_impl(void* buffer, std::size_t count, DType type,
+                                                              ReduceOp op) {
+  if (!is_device_pointer(buffer)) {
+    std::unique_ptr<PendingOp> pending;
+    on_host(*bootstrap_, type, [&](Communicator& c, auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      pending = c.iall_reduce(static_cast<T*>(buffer), count, op);
+    });
+    return pending;
+  }
+  if (side_comm_ == nullptr) {  // collective: every rank's first iall_reduce on device memory
+    SPIN_NCCL(ncclCommSplit(comm_, 0, rank(), &side_comm_, nullptr));
+    int least = 0, greatest = 0;
+    check(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
+    check(cudaStreamCreateWithPriority(&side_stream_, cudaStreamNonBlocking, greatest), "cudaStreamCreateWithPriority");
+  }
+  // The side stream starts after what the compute stream has queued so far.
+  cudaEvent_t ready = nullptr;
+  check(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "cudaEventCreate");
+  check(cudaEventRecord(ready, stream_), "cudaEventRecord");
+  check(cudaStreamWaitEvent(side_stream_, ready, 0), "cudaStreamWaitEvent");
+  check(cudaEventDestroy(ready), "cudaEventDestroy");
+  SPIN_NCCL(ncclAllReduce(buffer, buffer, count, nccl_type(type), nccl_op(op), side_comm_, side_stream_));
+  return std::make_unique<NcclPendingCollective>(side_stream_, stream_);
 }
 
 void NcclCommunicator::all_gather_impl(const void* send, void* recv, std::size_t count, DType type) {

@@ -11,6 +11,15 @@
 // NCCL has no tags: messages between a pair of ranks match in the order they are posted, which
 // is how spin posts them. exchange() is one NCCL group, so neighbours never deadlock. A buffer
 // is "device" when cudaPointerGetAttributes says so (device or managed memory).
+//
+// Overlap: iall_reduce on device memory runs beside the compute stream, on a side stream of
+// its own with its own NCCL communicator (ncclCommSplit of the group's, made at the first such
+// call): it starts once the work queued so far on `stream` is done (the gradients it reduces
+// are written), and PendingOp::wait() makes `stream` wait for it -- on the GPU, the host does
+// not block. So the DP all-reduce of finished layers proceeds while the backward continues.
+// Two communicators then run kernels at once on one GPU; every rank issues them in the same
+// order, and NCCL_LAUNCH_ORDER_IMPLICIT=1 (set by the job scripts) makes NCCL launch them in
+// that order too, so that neither can wait on a peer whose GPU runs the other first.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -47,6 +56,8 @@ class NcclCommunicator final : public Communicator {
   void recv_impl(void* buffer, std::size_t count, DType type, int source, int tag) override;
   std::unique_ptr<PendingSend> isend_impl(const void* buffer, std::size_t count, DType type, int dest,
                                           int tag) override;
+  std::unique_ptr<PendingOp> iall_reduce_impl(void* buffer, std::size_t count, DType type,
+                                              ReduceOp op) override;
   void barrier_impl() override;
   void exchange_impl(std::span<const P2POp> ops) override;
 
@@ -54,6 +65,9 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<Communicator> bootstrap_;  // host buffers, and the id at construction
   cudaStream_t stream_;
   ncclComm_t comm_ = nullptr;
+  // The nonblocking collectives' communicator and stream (see Overlap above), made on demand.
+  ncclComm_t side_comm_ = nullptr;
+  cudaStream_t side_stream_ = nullptr;
 };
 
 }  // namespace spin::parallel

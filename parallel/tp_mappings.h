@@ -13,7 +13,7 @@
 
 namespace spin::parallel {
 
-inline void copy_to_tp_region_forward(Communicator&, float*, std::size_t) {}
+inline void copy_to_tp_region_forward(Communicator&, const void*, std::size_t) {}
 void copy_to_tp_region_backward(Communicator& tp, float* grad, std::size_t count);
 
 void reduce_from_tp_region_forward(Communicator& tp, float* x, std::size_t count);

@@ -26,6 +26,9 @@ spin_environment() {
   # export NCCL_IB_HCA=mlx5              # InfiniBand adapters to use
   # export NCCL_NET_GDR_LEVEL=PHB        # GPUDirect RDMA distance
   export CUDA_DEVICE_MAX_CONNECTIONS=${CUDA_DEVICE_MAX_CONNECTIONS:-1}  # overlap order, as Megatron
+  # NCCL launches the kernels of its several communicators (the DP all-reduce overlapped beside
+  # TP collectives) in the order the ranks issue them (docs/gpu.md, overlap).
+  export NCCL_LAUNCH_ORDER_IMPLICIT=${NCCL_LAUNCH_ORDER_IMPLICIT:-1}
   # Open MPI: no openib warnings on InfiniBand machines (UCX carries MPI there).
   export OMPI_MCA_btl=${OMPI_MCA_btl:-^openib}
 }
@@ -33,7 +36,7 @@ spin_environment() {
 spin_launch_command() {
   local bin=$1
   case ${SPIN_LAUNCHER:-mpirun} in
-    mpirun) echo "mpirun --bind-to none -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x NCCL_DEBUG -x CUDA_DEVICE_MAX_CONNECTIONS $bin" ;;
+    mpirun) echo "mpirun --bind-to none -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x NCCL_DEBUG -x CUDA_DEVICE_MAX_CONNECTIONS -x NCCL_LAUNCH_ORDER_IMPLICIT $bin" ;;
     srun) echo "srun --mpi=${SPIN_SRUN_MPI:-pmix} --kill-on-bad-exit=1 $bin" ;;
     *) echo "spin job: SPIN_LAUNCHER=${SPIN_LAUNCHER} is not mpirun or srun" >&2; return 1 ;;
   esac

@@ -52,7 +52,7 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
        "prompts per step (spin.global_batch_size; 0: enough micro-batches to fill the pipeline)")
       ("rollout-batch", po::value(&o.rollout_batch)->default_value(o.rollout_batch),
        "prompts generated together per replica (spin.rollout_batch_size; 0: the micro-batch)")
-      ("distributed-optimizer", po::bool_switch(&o.distributed), "shard masters and AdamW state over DP (ZeRO-1)")
+      ("distributed-optimizer", po::bool_switch(&o.distributed), "shard the AdamW moments over DP (ZeRO-1)")
       ("ref-offload", po::bool_switch(&o.ref_offload), "keep the reference weights in host memory")
       ("gpu-mem", po::value(&o.gpu_mem)->default_value(o.gpu_mem), "memory per GPU, e.g. 80GiB, 141GB")
       ("gpus", po::value(&o.gpus)->default_value(o.gpus), "GPUs to suggest layouts for (0: tp x pp x dp)")
@@ -172,7 +172,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
                   f.distributed_optimizer ? " --distributed-optimizer" : "", train::format_bytes(f.peak).c_str());
     }
   }
-  std::printf("(the cuda figures are the mixed-precision layout planned for the CUDA path; --device cpu gives "
+  std::printf("(the cuda figures are what the CUDA path allocates with --precision bf16; --device cpu gives "
               "what the CPU path allocates)\n");
   return fits_here ? 0 : kDoesNotFit;
 }

@@ -1,12 +1,12 @@
 // The compute kernels of the transformer, one interface for every device. Each layer is a pair
 // of plain functions, forward and backward (llm.c style), over flat row-major buffers whose
 // shapes are in the signature. Implementations: cpu/ (CBLAS + vectorised loops, float32, the
-// reference) and, later, cuda/. Nothing here communicates: tensor-parallel pieces compute their
+// reference) and cuda/. Nothing here communicates: tensor-parallel pieces compute their
 // local part and the model combines them through parallel/.
 //
 // Memory: every array argument lives on device() (a CUDA implementation takes device pointers),
 // except the per-sequence shape arrays that decide the work (cu_seqlens, row_begin, slots,
-// first_position), which are host memory on every device.
+// first_position) and the optimizer kernels' ranges, which are host memory on every device.
 //
 // Conventions: weights are [out, in] as in torch.nn.Linear; "accumulates" means +=, so that
 // gradients add up over micro-batches and over the several users of one activation.
@@ -57,6 +57,12 @@ class Kernels {
   virtual void linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,
                                     const std::uint16_t* x, const std::uint16_t* w, Index n,
                                     Index in, Index out, bool accumulate_dx) const = 0;
+  // rmsnorm_forward and swiglu_forward with a bf16 output -- the rounding of what they compute
+  // in float32 -- for outputs only products read: no float32 copy is kept.
+  virtual void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x,
+                                    const float* w, Index n, Index dim, float eps) const = 0;
+  virtual void swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up,
+                                   Index n) const = 0;
 
   // Vocab-parallel embedding: this rank holds rows [vocab_start, vocab_start + rows) of the
   // table. out[i] = table[ids[i] - vocab_start] for ids inside that range, 0 otherwise.
@@ -168,11 +174,17 @@ class Kernels {
   // y += x
   virtual void add_inplace(float* y, const float* x, Index n) const = 0;
 
-  // sum_i x_i^2, accumulated in double (gradient norms).
-  virtual double sum_squares(const float* x, Index n) const = 0;
+  // ---- optimizer: whole flat buffers in one pass (multi-tensor) ---------------------------
+  // Elements [offset, offset + length) of a flat buffer.
+  struct Range {
+    Index offset = 0;
+    Index length = 0;
+  };
+  // sum of x_i^2 over every range (`count` of them), accumulated in double (the global gradient norm over all
+  // of a rank's tensors: one pass, one value back to the host).
+  virtual double sum_squares(const float* x, const Range* ranges, Index count) const = 0;
 
-  // One AdamW step over n elements with PyTorch's semantics (torch.optim.AdamW): with
-  // g = grad_scale * grad,
+  // One AdamW step with PyTorch's semantics (torch.optim.AdamW): with g = grad_scale * grad,
   //   p -= lr * weight_decay * p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
   //   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps),
   // t the 1-based step. Decoupled weight decay, bias correction, eps outside the sqrt.
@@ -180,7 +192,18 @@ class Kernels {
     float lr, beta1, beta2, eps, weight_decay, grad_scale;
     std::int64_t step;
   };
-  virtual void adamw_update(float* param, const float* grad, float* m, float* v, Index n,
+  // A run of parameters and whether weight decay applies to it (not to norms, say).
+  struct AdamWRange {
+    Index offset = 0;
+    Index length = 0;
+    bool decay = true;
+  };
+  // The step over every range (`count` of them) of the flat buffers param, grad, m and v (one index for all
+  // four), in one pass. With param_bf16 (mixed precision; may be null) the bf16 rounding of
+  // each updated parameter is written there too, at the same index: the products' copy is
+  // refreshed without a second pass.
+  virtual void adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m,
+                            float* v, const AdamWRange* ranges, Index count,
                             const AdamW& h) const = 0;
 
   // The sampler's processed logits (generate/sampling.h): z[r, v] for v < valid from this

@@ -13,14 +13,19 @@ void LayerActivations::allocate(const TpDims& d, std::int64_t rows, std::int64_t
                                 Device device, bool mixed) {
   const Shape hidden{rows, d.hidden}, per_row{rows}, q_shape{rows, d.q_width()},
       kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate};
-  const auto t = workspace_.carve(device, {hidden, hidden, per_row, q_shape, kv_shape, kv_shape,
-                                   {probs_size}, q_shape, hidden, hidden, per_row, mlp, mlp, mlp});
-  x_in = t[0], n1 = t[1], rstd1 = t[2], q = t[3], k = t[4], v = t[5], probs = t[6], attn = t[7];
-  x_mid = t[8], n2 = t[9], rstd2 = t[10], gate = t[11], up = t[12], act = t[13];
+  // Mixed precision: the norms' and SwiGLU's outputs only in bf16 (only products read them).
+  const Shape none{0};
+  const Shape f32_hidden = mixed ? none : hidden, f32_mlp = mixed ? none : mlp;
+  const auto t = workspace_.carve(device, {hidden, f32_hidden, per_row, q_shape, kv_shape, kv_shape,
+                                   {probs_size}, q_shape, hidden, f32_hidden, per_row, mlp, mlp, f32_mlp});
+  x_in = t[0], rstd1 = t[2], q = t[3], k = t[4], v = t[5], probs = t[6], attn = t[7];
+  x_mid = t[8], rstd2 = t[10], gate = t[11], up = t[12];
   if (mixed) {
     const auto h = workspace_bf16_.carve(device, {hidden, q_shape, hidden, mlp}, 1, DType::BF16);
     n1_bf16 = h[0], attn_bf16 = h[1], n2_bf16 = h[2], act_bf16 = h[3];
+    n1 = n2 = act = Tensor();
   } else {
+    n1 = t[1], n2 = t[9], act = t[13];
     n1_bf16 = attn_bf16 = n2_bf16 = act_bf16 = Tensor();
   }
 }
@@ -46,10 +51,9 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   const auto residual = static_cast<std::size_t>(n * h);
 
   // Attention half.
-  k.rmsnorm_forward(a.n1.f32(), a.rstd1.f32(), a.x_in.f32(), w.input_layernorm.f32(), n, h,
-                    ctx.config.rms_norm_eps);
-  p::copy_to_tp_region_forward(ctx.tp, a.n1.f32(), residual);
-  linear_forward(ctx, a.q.f32(), a.n1, a.n1_bf16, w.q_proj, w.bf16.q_proj, n, h, d.q_width());
+  rmsnorm_for_products(ctx, a.n1, a.n1_bf16, a.rstd1.f32(), a.x_in.f32(), w.input_layernorm, n);
+  p::copy_to_tp_region_forward(ctx.tp, products_input(a.n1, a.n1_bf16), residual);
+  linear_forward(ctx, a.q.f32(), a.n1, a.n1_bf16, w.q_proj, w.bf16.q_proj, n, h, d.q_width(), true);
   linear_forward(ctx, a.k.f32(), a.n1, a.n1_bf16, w.k_proj, w.bf16.k_proj, n, h, d.kv_width(), true);
   linear_forward(ctx, a.v.f32(), a.n1, a.n1_bf16, w.v_proj, w.bf16.v_proj, n, h, d.kv_width(), true);
   k.rope_forward(a.q.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), n, d.heads, d.head_dim);
@@ -80,13 +84,16 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   k.add_inplace(a.x_mid.f32(), a.x_in.f32(), n * h);
 
   // MLP half. x_out may alias x_in, which is no longer read from here on.
-  k.rmsnorm_forward(a.n2.f32(), a.rstd2.f32(), a.x_mid.f32(), w.post_attention_layernorm.f32(),
-                    n, h, ctx.config.rms_norm_eps);
-  p::copy_to_tp_region_forward(ctx.tp, a.n2.f32(), residual);
-  linear_forward(ctx, a.gate.f32(), a.n2, a.n2_bf16, w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate);
+  rmsnorm_for_products(ctx, a.n2, a.n2_bf16, a.rstd2.f32(), a.x_mid.f32(), w.post_attention_layernorm, n);
+  p::copy_to_tp_region_forward(ctx.tp, products_input(a.n2, a.n2_bf16), residual);
+  linear_forward(ctx, a.gate.f32(), a.n2, a.n2_bf16, w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, true);
   linear_forward(ctx, a.up.f32(), a.n2, a.n2_bf16, w.up_proj, w.bf16.up_proj, n, h, d.intermediate, true);
-  k.swiglu_forward(a.act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate);
-  linear_forward(ctx, x_out, a.act, a.act_bf16, w.down_proj, w.bf16.down_proj, n, d.intermediate, h);
+  if (a.act_bf16.defined()) {
+    k.swiglu_forward_bf16(a.act_bf16.bf16(), a.gate.f32(), a.up.f32(), n * d.intermediate);
+  } else {
+    k.swiglu_forward(a.act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate);
+  }
+  linear_forward(ctx, x_out, a.act, a.act_bf16, w.down_proj, w.bf16.down_proj, n, d.intermediate, h, true);
   p::reduce_from_tp_region_forward(ctx.tp, x_out, residual);
   k.add_inplace(x_out, a.x_mid.f32(), n * h);
 }

@@ -19,7 +19,8 @@ struct LayerActivations {
   Tensor x_in, n1, rstd1, q, k, v, probs, attn;
   Tensor x_mid, n2, rstd2, gate, up, act;
   // Mixed precision: the bf16 inputs of the products (kept for the backward's weight
-  // gradients); undefined in float32.
+  // gradients); undefined in float32. n1, n2 and act -- read only by products -- then exist in
+  // bf16 alone (undefined above); attn in both (the attention backward reads it).
   Tensor n1_bf16, attn_bf16, n2_bf16, act_bf16;
 
   // Points the tensors at buffers for `rows` tokens and `probs_size` attention probabilities,

@@ -13,6 +13,16 @@ void linear_forward(const ModelContext& ctx, float* y, const Tensor& x, const Te
   ctx.k.linear_forward_bf16(y, x16.bf16(), w16.bf16(), n, in, out);
 }
 
+void rmsnorm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16,
+                          float* rstd, const float* x, const Tensor& w, std::int64_t n) {
+  const std::int64_t h = ctx.dims.hidden;
+  if (out16.defined()) {
+    ctx.k.rmsnorm_forward_bf16(out16.bf16(), rstd, x, w.f32(), n, h, ctx.config.rms_norm_eps);
+  } else {
+    ctx.k.rmsnorm_forward(out.f32(), rstd, x, w.f32(), n, h, ctx.config.rms_norm_eps);
+  }
+}
+
 void linear_backward(const ModelContext& ctx, float* dx, float* dw, const float* dy,
                      const Tensor& dy16, const Tensor& x, const Tensor& x16, const Tensor& w,
                      const Tensor& w16, std::int64_t n, std::int64_t in, std::int64_t out,

@@ -10,11 +10,22 @@
 
 namespace spin::model {
 
-// x16 receives bf16(x) (kept for the backward) unless `rounded` says it already holds it
-// (q, k and v share one input). x16 and w16 are undefined in float32.
+// x16 receives bf16(x) (kept for the backward) unless `rounded` says it already holds it (a
+// norm or SwiGLU wrote it in bf16; x is then not read). x16 and w16 are undefined in float32,
+// where `rounded` means nothing.
 void linear_forward(const ModelContext& ctx, float* y, const Tensor& x, const Tensor& x16,
                     const Tensor& w, const Tensor& w16, std::int64_t n, std::int64_t in,
                     std::int64_t out, bool rounded = false);
+
+// out = rmsnorm(x) over rows of ctx.dims.hidden, for products to read: float32, or in mixed
+// precision (out16 defined) only its bf16 rounding -- no float32 copy is made.
+void rmsnorm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16,
+                          float* rstd, const float* x, const Tensor& w, std::int64_t n);
+
+// The buffer holding a product's input: x16 in mixed precision, else x.
+inline const void* products_input(const Tensor& x, const Tensor& x16) {
+  return x16.defined() ? x16.raw() : x.raw();
+}
 
 // dx (= or +=) dy W, dW += dy^T x; in mixed precision dy16 is the scratch for bf16(dy)
 // (n * out values at least).

@@ -9,27 +9,29 @@ namespace p = spin::parallel;
 
 void HeadActivations::allocate(const TpDims& d, std::int64_t rows, Device device, bool mixed) {
   const Shape hidden{rows, d.hidden};
-  const auto t = workspace_.carve(device, {hidden, hidden, {rows}, {rows, d.vocab_rows}, {rows},
+  const Shape f32_normed = mixed ? Shape{0} : hidden;  // mixed precision: bf16 only
+  const auto t = workspace_.carve(device, {hidden, f32_normed, {rows}, {rows, d.vocab_rows}, {rows},
                                            {2, rows}, {rows}, {rows}, hidden});
-  x = t[0], normed = t[1], rstd = t[2], logits = t[3], lse = t[4], sums = t[5];
+  x = t[0], rstd = t[2], logits = t[3], lse = t[4], sums = t[5];
   logprob = t[6], dlogprob = t[7], d_normed = t[8];
   if (mixed) {
     const auto h = workspace_bf16_.carve(device, {hidden, {rows, d.vocab_rows}}, 1, DType::BF16);
     normed_bf16 = h[0], dlogits_bf16 = h[1];
+    normed = Tensor();
   } else {
+    normed = t[1];
     normed_bf16 = dlogits_bf16 = Tensor();
   }
 }
 
 void lm_head_logits(const ModelContext& ctx, const HeadWeights& w, HeadActivations& a) {
   const TpDims& d = ctx.dims;
-  const auto& k = ctx.k;
   const std::int64_t n = a.x.size(0);
-  k.rmsnorm_forward(a.normed.f32(), a.rstd.f32(), a.x.f32(), w.norm.f32(), n, d.hidden,
-                    ctx.config.rms_norm_eps);
-  p::copy_to_tp_region_forward(ctx.tp, a.normed.f32(), static_cast<std::size_t>(n * d.hidden));
+  rmsnorm_for_products(ctx, a.normed, a.normed_bf16, a.rstd.f32(), a.x.f32(), w.norm, n);
+  p::copy_to_tp_region_forward(ctx.tp, products_input(a.normed, a.normed_bf16),
+                               static_cast<std::size_t>(n * d.hidden));
   linear_forward(ctx, a.logits.f32(), a.normed, a.normed_bf16, w.head, w.head_bf16, n, d.hidden,
-                 d.vocab_rows);
+                 d.vocab_rows, true);
 }
 
 void lm_head_forward(const ModelContext& ctx, const HeadWeights& w, const std::int32_t* targets,

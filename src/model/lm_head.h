@@ -12,7 +12,7 @@ namespace spin::model {
 
 struct HeadActivations {
   Tensor x;         // [rows, hidden]: the last layer's output (input of the final norm)
-  Tensor normed;    // [rows, hidden]
+  Tensor normed;    // [rows, hidden]; undefined in mixed precision (normed_bf16 alone)
   Tensor rstd;      // [rows]
   Tensor logits;    // [rows, vocab_rows], this rank's vocabulary shard
   Tensor lse;       // [rows]: global log-sum-exp of each row
@@ -20,7 +20,8 @@ struct HeadActivations {
   Tensor logprob;   // [rows]: log p(target), 0 where there is none
   Tensor dlogprob;  // [rows]: d loss / d logprob (backward input)
   Tensor d_normed;  // [rows, hidden]: backward scratch
-  // Mixed precision: bf16 of `normed` (the product's input) and of the logits' gradient.
+  // Mixed precision: the final norm's output in bf16 (the product's input, written by the norm)
+  // and the bf16 of the logits' gradient.
   Tensor normed_bf16, dlogits_bf16;
 
   // On `device`; reuses the previous allocation when it is large enough.

@@ -76,6 +76,7 @@ class ModelWeights {
   // copy from the current values, with `k`.
   void enable_bf16(const kernels::Kernels& k);
   bool has_bf16() const { return bf16_.defined(); }
+  const Tensor& flat_bf16() const { return bf16_; }  // same layout as flat()
   void refresh_bf16(const kernels::Kernels& k);
   // The same through the host, for loaders that have no kernels at hand (one-off, at load).
   void refresh_bf16_on_host();

@@ -42,33 +42,40 @@ struct Elements {
 // One layer's buffers (model/decoder_layer.h LayerActivations) for `rows` tokens in `seqs`
 // sequences of `seq` tokens. With `attention_state` (a forward over whole sequences, not
 // generation) attention keeps its probabilities (`keep_probs`) or a log-sum-exp per head and row.
+// The products' inputs -- both norms' outputs and SwiGLU's, and with bf16 products a copy of
+// the attention output -- are at the activation size; the rest is float32.
 Elements layer_activations(const model::TpDims& d, std::int64_t rows, std::int64_t seqs, std::int64_t seq,
-                           bool keep_probs, bool attention_state) {
+                           bool keep_probs, bool attention_state, bool bf16_products) {
   Elements e;
-  e.act = 4 * aligned(rows * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
-          3 * aligned(rows * d.intermediate);
-  e.f32 = 2 * aligned(rows);  // the two norms' 1/rms
+  e.act = 2 * aligned(rows * d.hidden) + aligned(rows * d.intermediate) +
+          (bf16_products ? aligned(rows * d.q_width()) : 0);
+  e.f32 = 2 * aligned(rows * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
+          2 * aligned(rows * d.intermediate) + 2 * aligned(rows);  // ..., the two norms' 1/rms
   if (!attention_state) return e;
   e.f32 += keep_probs ? aligned(seqs * seq * seq * d.heads) : aligned(rows * d.heads);
   return e;
 }
 
-// The LM head's buffers (model/lm_head.h HeadActivations) for `rows` rows.
-Elements head_activations(const model::TpDims& d, std::int64_t rows) {
-  return {3 * aligned(rows * d.hidden), 4 * aligned(rows) + aligned(rows * d.vocab_rows) + aligned(2 * rows)};
+// The LM head's buffers (model/lm_head.h HeadActivations) for `rows` rows: the normed input at
+// the activation size (with bf16 products also the logits' gradient), the rest float32.
+Elements head_activations(const model::TpDims& d, std::int64_t rows, bool bf16_products) {
+  return {aligned(rows * d.hidden) + (bf16_products ? aligned(rows * d.vocab_rows) : 0),
+          2 * aligned(rows * d.hidden) + 4 * aligned(rows) + aligned(rows * d.vocab_rows) + aligned(2 * rows)};
 }
 
-// The backward's scratch (LayerGradScratch), shared by the layers of one micro-batch.
-Elements grad_scratch(const model::TpDims& d, std::int64_t rows) {
-  return {2 * aligned(rows * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
-              3 * aligned(rows * d.intermediate),
-          0};
+// The backward's scratch (LayerGradScratch), shared by the layers of one micro-batch: float32,
+// and with bf16 products the bf16 of one product's output gradient (the widest).
+Elements grad_scratch(const model::TpDims& d, std::int64_t rows, bool bf16_products) {
+  const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
+  return {bf16_products ? aligned(rows * widest) : 0,
+          2 * aligned(rows * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
+              3 * aligned(rows * d.intermediate)};
 }
 
 }  // namespace
 
 Precision Precision::cpu() { return {"cpu (float32)", 4, 4, 0, 8, 4, true}; }
-Precision Precision::cuda() { return {"cuda (bf16 mixed precision)", 2, 4, 4, 8, 2, false}; }
+Precision Precision::cuda() { return {"cuda (bf16 mixed precision)", 2, 4, 4, 8, 2, false, true}; }
 
 std::int64_t StagePlan::peak() const {
   return weights + grads + masters + optimizer + reference + activations + std::max(kv_cache + generation, scoring);
@@ -112,16 +119,22 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const std::int64_t owned = r.distributed_optimizer ? s.params / r.dp : s.params;
     s.weights = s.params * p.weight;
     s.grads = s.params * p.grad;
-    s.masters = owned * p.master;
+    // The distributed optimizer shards the AdamW moments but not the float32 masters (unlike
+    // Megatron's): every rank keeps all of them -- the embedding and the norms read them in the
+    // forward -- and the all-gather moves float32 parameters.
+    s.masters = s.params * p.master;
     s.optimizer = owned * p.moments;
     const bool offload = r.ref_offload && p.master > 0;  // the CPU path has no host/device split
-    (offload ? s.reference_host : s.reference) = s.params * p.weight;
+    // The reference is a model like the policy: its values (the masters' precision) and, with
+    // bf16 products, the bf16 copy they read.
+    (offload ? s.reference_host : s.reference) = s.params * (p.weight + p.master);
 
     // Training: every layer's activations, the head (last stage) or the output sent on, and the
     // backward's scratch, for each micro-batch in flight.
-    const Elements layer = layer_activations(d, rows, seqs, r.seq, p.attention_probs, true);
-    const Elements end = layers.last ? head_activations(d, rows) : Elements{aligned(rows * d.hidden), 0};
-    const Elements scratch = grad_scratch(d, rows);
+    const bool mixed = p.bf16_products;
+    const Elements layer = layer_activations(d, rows, seqs, r.seq, p.attention_probs, true, mixed);
+    const Elements end = layers.last ? head_activations(d, rows, mixed) : Elements{0, aligned(rows * d.hidden)};
+    const Elements scratch = grad_scratch(d, rows, mixed);
     s.activations_per_micro_batch = s.layers * layer.bytes(p) + end.bytes(p) + scratch.bytes(p);
     s.micro_batches_in_flight = static_cast<int>(std::min<std::int64_t>(r.pp - stage, plan.micro_batches));
     s.activations = s.activations_per_micro_batch * s.micro_batches_in_flight;
@@ -131,9 +144,9 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // buffers for the largest call (a whole rollout's prefill, at most).
     s.kv_cache = 2 * s.layers * rollout * r.seq * d.kv_width() * p.activation;
     const std::int64_t prefill = rollout * r.seq;
-    s.generation = layer_activations(d, prefill, rollout, r.seq, false, false).bytes(p) +
-                   Elements{aligned(prefill * d.hidden), 0}.bytes(p) +
-                   (layers.last ? head_activations(d, rollout).bytes(p) : 0);
+    s.generation = layer_activations(d, prefill, rollout, r.seq, false, false, mixed).bytes(p) +
+                   Elements{0, aligned(prefill * d.hidden)}.bytes(p) +
+                   (layers.last ? head_activations(d, rollout, mixed).bytes(p) : 0);
     plan.stages.push_back(s);
   }
   return plan;

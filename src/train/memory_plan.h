@@ -7,10 +7,14 @@
 //   cpu   what the CPU path allocates, exactly (float32 everywhere; the weights are the masters;
 //         attention probabilities are kept for the backward). tests/mpi/train/memory_plan_test
 //         checks these figures against the real buffers.
-//   cuda  the mixed-precision GPU layout of the CUDA path (bf16 weights, activations and KV
-//         cache; float32 gradients, masters and moments as in Megatron's bf16 training; fused
-//         attention keeps a float32 log-sum-exp per head and row instead of the probabilities;
-//         float32 logits and norm statistics). Same formulas, other element sizes.
+//   cuda  what the CUDA path allocates with --precision bf16: bf16 weights, float32 gradients,
+//         masters and moments as in Megatron's bf16 training; the reference like the policy
+//         (float32 values and their bf16 copy, 6 bytes a parameter); of the
+//         activations, the products' inputs (both norms' outputs, SwiGLU's, a copy of the
+//         attention output, the final norm's) and the KV cache in bf16, the rest float32 (the
+//         residual stream, q/k/v, attention output, gate/up, logits, norm statistics); fused
+//         attention keeps a float32 log-sum-exp per head and row instead of the probabilities.
+//         Same buffers, other element sizes.
 // Worst case throughout: every sequence has `seq` tokens.
 #pragma once
 
@@ -30,6 +34,7 @@ struct Precision {
   int moments = 8;     // AdamW m and v
   int activation = 4;  // saved activations and the KV cache
   bool attention_probs = true;  // probabilities kept (cpu) or a log-sum-exp per head and row
+  bool bf16_products = false;   // mixed precision: the products' inputs kept in bf16 alone
   static Precision cpu();
   static Precision cuda();
 };

@@ -40,7 +40,10 @@ Optimizer::Optimizer(const OptimizerConfig& config, const parallel::ProcessGrid&
     const bool is_norm = p.global_shape.size() == 1;
     const bool is_embedding = p.name == "model.embed_tokens.weight" || p.name == "lm_head.weight";
     const bool decay = !is_norm && (config.decay_embeddings || !is_embedding);
-    segments_.push_back({from, to - from, decay, p.primary, index, offset});
+    segments_.push_back({from, to - from, p.primary, index, offset});
+    // The kernels index the owned region from begin_ (its gradients, moments and parameters).
+    update_ranges_.push_back({from - begin_, to - from, decay});
+    if (p.primary) norm_ranges_.push_back({from - begin_, to - from});
   }
 }
 
@@ -83,14 +86,10 @@ OptimizerStep Optimizer::step(double lr, bool loss_is_finite) {
     reduce_until(total);
     in_flight_.clear();
   }
-  const auto grad_at = [&](const Segment& s) { return owned_grad + (s.offset - begin_); };
 
-  // 2. Global norm: primary copies only, summed over the model-parallel group, and over DP
-  //    when each DP rank holds a different part.
-  double sum_squares = 0.0;
-  for (const Segment& s : segments_) {
-    if (s.primary) sum_squares += k_.sum_squares(grad_at(s), s.length);
-  }
+  // 2. Global norm: primary copies only (one pass over all of them), summed over the
+  //    model-parallel group, and over DP when each DP rank holds a different part.
+  double sum_squares = k_.sum_squares(owned_grad, norm_ranges_.data(), std::ssize(norm_ranges_));
   grid_.mp().all_reduce(&sum_squares, 1);
   if (config_.distributed) grid_.dp().all_reduce(&sum_squares, 1);
   OptimizerStep result;
@@ -114,19 +113,21 @@ OptimizerStep Optimizer::step(double lr, bool loss_is_finite) {
   const double clip = config_.clip_grad;
   const double scale = clip > 0.0 && result.grad_norm > clip ? clip / (result.grad_norm + 1e-6) : 1.0;
   ++steps_;
+  const kernels::Kernels::AdamW h{static_cast<float>(lr), config_.beta1, config_.beta2, config_.eps,
+                                  config_.weight_decay, static_cast<float>(scale), steps_};
   float* params = params_.flat().f32();
-  for (const Segment& s : segments_) {
-    const kernels::Kernels::AdamW h{static_cast<float>(lr), config_.beta1, config_.beta2,
-                                    config_.eps, s.decay ? config_.weight_decay : 0.0f,
-                                    static_cast<float>(scale), steps_};
-    k_.adamw_update(params + s.offset, grad_at(s), m_.f32() + (s.offset - begin_),
-                    v_.f32() + (s.offset - begin_), s.length, h);
-  }
+  // Mixed precision: the products' bf16 copy of the new values, written by the same pass --
+  // unless the distributed optimizer updates only this rank's part, when the whole copy is
+  // refreshed after the all-gather.
+  const bool fused_bf16 = params_.has_bf16() && !config_.distributed;
+  std::uint16_t* params_bf16 = fused_bf16 ? params_.flat_bf16().bf16() + begin_ : nullptr;
+  k_.adamw_update(params + begin_, params_bf16, owned_grad, m_.f32(), v_.f32(), update_ranges_.data(),
+                  std::ssize(update_ranges_), h);
   // 5. Every DP rank gets the parameters the others updated.
   if (config_.distributed) {
     grid_.dp().all_gather(params + begin_, params, static_cast<std::size_t>(end_ - begin_));
+    params_.refresh_bf16(k_);
   }
-  params_.refresh_bf16(k_);  // mixed precision: the products' bf16 copy of the new values
   result.applied = true;
   result.skipped_total = skipped_;
   return result;

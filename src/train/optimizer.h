@@ -5,8 +5,10 @@
 //   distributed:  gradients reduce-scattered over DP (in place: rank r's summed part lands at
 //                 the start of its gradient buffer); DP rank r keeps m and v for its 1/DP of
 //                 the flat buffer only, updates that part, and the parameters are all-gathered.
-// On the CPU path the float32 parameters are themselves the master weights; the reduced-precision
-// GPU path will keep float32 masters in the same shards. Both modes compute the same numbers.
+// The float32 parameters are the master weights; with mixed precision the model's bf16 copy is
+// written by the same AdamW pass (refreshed after the all-gather when distributed). The norm and
+// the update are one kernel call each over a table of ranges of the flat buffers, however many
+// tensors there are. Both modes compute the same numbers.
 // The gradient norm counts every primary parameter exactly once (ShardedTensor::primary):
 // replicated norms on TP rank 0, a tied embedding on the first stage.
 #pragma once
@@ -34,9 +36,9 @@ struct OptimizerConfig {
   // Start the DP all-reduce of each layer's gradients as soon as the last micro-batch's
   // backward has finished with it (reduce_layer_async), instead of all of them in step()
   // (Megatron's overlap_grad_reduce). Not with the distributed optimizer. Off by default: it pays
-  // only where the reduction runs beside the compute (measured on the CPU path: 5% slower at
-  // DP 2, MPI progressing the nonblocking all-reduces only inside MPI calls; NCCL runs them on
-  // the compute stream for now -- docs/training.md).
+  // only where the reduction runs beside the compute -- NCCL runs it on a side stream; on the
+  // CPU path it measured 5% slower at DP 2, MPI progressing the nonblocking all-reduces only
+  // inside MPI calls (docs/training.md).
   bool overlap_grad_reduce = false;
   int max_nonfinite_in_a_row = 10;          // then the run stops with an error
 };
@@ -83,7 +85,6 @@ class Optimizer {
   struct Segment {  // a run of the owned region inside one parameter
     std::int64_t offset;  // in the flat buffer
     std::int64_t length;
-    bool decay;
     bool primary;
     std::size_t param;          // index in sharded_state_dict()
     std::int64_t param_offset;  // flat offset of that parameter's first element
@@ -98,6 +99,8 @@ class Optimizer {
   const kernels::Kernels& k_;
   std::int64_t begin_ = 0, end_ = 0;  // the region of the flat buffer this rank updates
   std::vector<Segment> segments_;
+  std::vector<kernels::Kernels::AdamWRange> update_ranges_;  // segments_, from begin_
+  std::vector<kernels::Kernels::Range> norm_ranges_;         // the primary ones
   struct InFlight {
     std::int64_t begin, end;  // flat range of the gradients being reduced
     std::unique_ptr<parallel::PendingOp> op;

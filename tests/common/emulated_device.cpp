@@ -216,6 +216,16 @@ void EmulatedKernels::rmsnorm_forward(float* out, float* rstd, const float* x, c
   cpu_->rmsnorm_forward(dev(out, n * dim, "rmsnorm out"), dev(rstd, n, "rmsnorm rstd"),
                         dev(x, n * dim, "rmsnorm x"), dev(w, dim, "rmsnorm w"), n, dim, eps);
 }
+void EmulatedKernels::rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x,
+                                           const float* w, Index n, Index dim, float eps) const {
+  cpu_->rmsnorm_forward_bf16(dev(out, n * dim, "rmsnorm out"), dev(rstd, n, "rmsnorm rstd"),
+                             dev(x, n * dim, "rmsnorm x"), dev(w, dim, "rmsnorm w"), n, dim, eps);
+}
+void EmulatedKernels::swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up,
+                                          Index n) const {
+  cpu_->swiglu_forward_bf16(dev(out, n, "swiglu out"), dev(gate, n, "swiglu gate"),
+                            dev(up, n, "swiglu up"), n);
+}
 void EmulatedKernels::rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x,
                                        const float* w, const float* rstd, Index n,
                                        Index dim) const {
@@ -329,13 +339,26 @@ void EmulatedKernels::logprob_backward(float* dlogits, const float* logits, cons
 void EmulatedKernels::add_inplace(float* y, const float* x, Index n) const {
   cpu_->add_inplace(dev(y, n, "add y"), dev(x, n, "add x"), n);
 }
-double EmulatedKernels::sum_squares(const float* x, Index n) const {
-  return cpu_->sum_squares(dev(x, n, "sum_squares x"), n);
+namespace {
+// Elements from the buffer's start to the end of its last range (the extent to check).
+template <class R>
+Index extent_of(const R* ranges, Index count) {
+  Index end = 0;
+  for (Index i = 0; i < count; ++i) end = std::max(end, ranges[i].offset + ranges[i].length);
+  return end;
 }
-void EmulatedKernels::adamw_update(float* param, const float* grad, float* m, float* v, Index n,
+}  // namespace
+
+double EmulatedKernels::sum_squares(const float* x, const Range* ranges, Index count) const {
+  return cpu_->sum_squares(dev(x, extent_of(ranges, count), "sum_squares x"), ranges, count);
+}
+void EmulatedKernels::adamw_update(float* param, std::uint16_t* param_bf16, const float* grad,
+                                   float* m, float* v, const AdamWRange* ranges, Index count,
                                    const AdamW& h) const {
-  cpu_->adamw_update(dev(param, n, "adamw param"), dev(grad, n, "adamw grad"), dev(m, n, "adamw m"),
-                     dev(v, n, "adamw v"), n, h);
+  const Index n = extent_of(ranges, count);
+  cpu_->adamw_update(dev(param, n, "adamw param"), dev(param_bf16, n, "adamw param bf16"),
+                     dev(grad, n, "adamw grad"), dev(m, n, "adamw m"), dev(v, n, "adamw v"), ranges,
+                     count, h);
 }
 void EmulatedKernels::sampling_logits(float* z, const float* logits, Index n, Index ld,
                                       Index valid, Index start, const std::int32_t* history,

@@ -112,6 +112,10 @@ class EmulatedKernels final : public kernels::Kernels {
                           Index hidden, Index vocab_start, Index rows) const override;
   void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, Index n,
                        Index dim, float eps) const override;
+  void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
+                            Index n, Index dim, float eps) const override;
+  void swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up,
+                           Index n) const override;
   void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
                         const float* rstd, Index n, Index dim) const override;
   void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin,
@@ -154,9 +158,9 @@ class EmulatedKernels final : public kernels::Kernels {
                         const std::int32_t* targets, const float* dlogprob, Index n, Index ld,
                         Index valid, Index vocab_start) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
-  double sum_squares(const float* x, Index n) const override;
-  void adamw_update(float* param, const float* grad, float* m, float* v, Index n,
-                    const AdamW& h) const override;
+  double sum_squares(const float* x, const Range* ranges, Index count) const override;
+  void adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m, float* v,
+                    const AdamWRange* ranges, Index count, const AdamW& h) const override;
   void sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid,
                        Index vocab_start, const std::int32_t* history, const Index* offsets,
                        float penalty, const std::uint8_t* ban_eos, const std::int32_t* eos,

@@ -69,6 +69,12 @@ double relative_error(const std::vector<float>& out, const std::vector<float>& r
 }
 #define EXPECT_CLOSE(out, ref) EXPECT_LT(relative_error(out, ref), 1e-5) << #out " vs " #ref
 
+std::vector<std::uint16_t> to_bf16_host(const std::vector<float>& x) {
+  std::vector<std::uint16_t> out(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = f32_to_bf16(x[i]);
+  return out;
+}
+
 struct Fixture : ::testing::Test {
   CpuKernels cpu;
   CudaKernels gpu;
@@ -128,6 +134,11 @@ TEST_F(Fixture, RmsNormForwardAndBackward) {
     gpu.rmsnorm_forward(gout.f(), grstd.f(), gx.f(), gw.f(), n, dim, 1e-5f);
     EXPECT_CLOSE(gout.get(gpu), out) << dim;
     EXPECT_CLOSE(grstd.get(gpu), rstd) << dim;
+    // The bf16 output: the GPU's own float32 output, rounded.
+    const std::vector<std::uint16_t> poison(static_cast<std::size_t>(n * dim), 0x7fc1);
+    PooledBuffer out16 = cuda::upload(poison);
+    gpu.rmsnorm_forward_bf16(out16.as<std::uint16_t>(), grstd.f(), gx.f(), gw.f(), n, dim, 1e-5f);
+    EXPECT_EQ(cuda::download<std::uint16_t>(out16, n * dim), to_bf16_host(gout.get(gpu))) << dim;
     cpu.rmsnorm_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), n, dim);
     gpu.rmsnorm_backward(gdx.f(), gdw.f(), gdout.f(), gx.f(), gw.f(), grstd.f(), n, dim);
     EXPECT_CLOSE(gdx.get(gpu), dx) << dim;
@@ -314,6 +325,10 @@ TEST_F(Fixture, SwigluForwardAndBackward) {
   cpu.swiglu_forward(out.data(), gate.data(), up.data(), n);
   gpu.swiglu_forward(gout.f(), ggate.f(), gup.f(), n);
   EXPECT_CLOSE(gout.get(gpu), out);
+  const std::vector<std::uint16_t> poison(static_cast<std::size_t>(n), 0x7fc1);
+  PooledBuffer out16 = cuda::upload(poison);
+  gpu.swiglu_forward_bf16(out16.as<std::uint16_t>(), ggate.f(), gup.f(), n);
+  EXPECT_EQ(cuda::download<std::uint16_t>(out16, n), to_bf16_host(gout.get(gpu)));
   cpu.swiglu_backward(dg.data(), du.data(), dout.data(), gate.data(), up.data(), n);
   gpu.swiglu_backward(gdg.f(), gdu.f(), gdout.f(), ggate.f(), gup.f(), n);
   EXPECT_CLOSE(gdg.get(gpu), dg);
@@ -354,14 +369,21 @@ TEST_F(Fixture, AddSumOfSquaresAndAdamW) {
   cpu.add_inplace(y.data(), x.data(), n);
   gpu.add_inplace(gy.f(), gx.f(), n);
   EXPECT_CLOSE(gy.get(gpu), y);
-  const double ref = cpu.sum_squares(x.data(), n), got = gpu.sum_squares(gx.f(), n);
+  // Ranges as a model lays out its tensors: large and small, gaps between, one empty.
+  const std::vector<Kernels::AdamWRange> ranges = {
+      {0, 600000, true}, {600000, 4096, false}, {604160, 0, true}, {604200, 395000, true}, {999300, 2703, false}};
+  std::vector<Kernels::Range> norm_ranges;
+  for (const auto& r : ranges) norm_ranges.push_back({r.offset, r.length});
+  const Index count = std::ssize(norm_ranges);
+  const double ref = cpu.sum_squares(x.data(), norm_ranges.data(), count);
+  const double got = gpu.sum_squares(gx.f(), norm_ranges.data(), count);
   EXPECT_LT(std::abs(got - ref) / ref, 1e-12);  // both in double
   auto p = random(n), g = random(n), m = random(n), v = random(n, 0.0f, 1.0f);
   Dev gp(p), gg(g), gm(m), gv(v);
   const Kernels::AdamW h{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 7};
-  cpu.adamw_update(p.data(), g.data(), m.data(), v.data(), n, h);
-  gpu.adamw_update(gp.f(), gg.f(), gm.f(), gv.f(), n, h);
-  EXPECT_CLOSE(gp.get(gpu), p);
+  cpu.adamw_update(p.data(), nullptr, g.data(), m.data(), v.data(), ranges.data(), std::ssize(ranges), h);
+  gpu.adamw_update(gp.f(), nullptr, gg.f(), gm.f(), gv.f(), ranges.data(), std::ssize(ranges), h);
+  EXPECT_CLOSE(gp.get(gpu), p);  // the gaps included: untouched on both
   EXPECT_CLOSE(gm.get(gpu), m);
   EXPECT_CLOSE(gv.get(gpu), v);
 }
@@ -484,11 +506,6 @@ TEST_F(Fixture, GumbelArgmaxPicksTheCpusTokensWithTheSameNoise) {
 }
 
 // ---- mixed precision --------------------------------------------------------------------------
-std::vector<std::uint16_t> to_bf16_host(const std::vector<float>& x) {
-  std::vector<std::uint16_t> out(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) out[i] = f32_to_bf16(x[i]);
-  return out;
-}
 std::vector<float> widen(const std::vector<std::uint16_t>& x) {
   std::vector<float> out(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) out[i] = bf16_to_f32(x[i]);
@@ -534,15 +551,21 @@ TEST_F(Fixture, MixedPrecisionAdamWUpdatesMastersAndTheirBf16Copy) {
   const Index n = 300007;
   auto master = random(n), g = random(n), m = random(n), v = random(n, 0.0f, 1.0f);
   Dev gmaster(master), gg(g), gm(m), gv(v);
-  PooledBuffer weights(device_allocator(), n * sizeof(std::uint16_t));
+  const std::vector<std::uint16_t> poison(static_cast<std::size_t>(n), 0x7fc1);  // a NaN
+  PooledBuffer weights = cuda::upload(poison);
+  const std::vector<Kernels::AdamWRange> ranges = {{0, 200000, true}, {200000, 2048, false}, {202100, 97907, true}};
   const Kernels::AdamW h{3e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, 3};
-  cpu.adamw_update(master.data(), g.data(), m.data(), v.data(), n, h);
-  gpu.adamw_update_mixed(gmaster.f(), weights.as<std::uint16_t>(), gg.f(), gm.f(), gv.f(), n, h);
+  cpu.adamw_update(master.data(), nullptr, g.data(), m.data(), v.data(), ranges.data(), std::ssize(ranges), h);
+  gpu.adamw_update(gmaster.f(), weights.as<std::uint16_t>(), gg.f(), gm.f(), gv.f(), ranges.data(),
+                   std::ssize(ranges), h);
   const auto got = gmaster.get(gpu);
   EXPECT_CLOSE(got, master);
   EXPECT_CLOSE(gm.get(gpu), m);
   EXPECT_CLOSE(gv.get(gpu), v);
-  EXPECT_EQ(cuda::download<std::uint16_t>(weights, n), to_bf16_host(got));  // the GPU's own masters, rounded
+  // The GPU's own masters, rounded, inside the ranges; the gap keeps its poison.
+  auto want = to_bf16_host(got);
+  for (Index i = 202048; i < 202100; ++i) want[static_cast<std::size_t>(i)] = poison[0];
+  EXPECT_EQ(cuda::download<std::uint16_t>(weights, n), want);
 }
 
 TEST(CudaMemory, TheStepLoopReusesDeviceBlocks) {

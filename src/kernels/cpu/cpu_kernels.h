@@ -59,6 +59,10 @@ class CpuKernels final : public Kernels {
   void logprob_from_sums(float* logprob, float* lse, const float* sums,
                          const std::int32_t* targets, Index n) const override;
   void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
+  void swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up,
+                           Index n) const override;
+  void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
+                            Index n, Index dim, float eps) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                        const float* up, Index n) const override;
   void logits_max(float* row_max, const float* logits, Index n, Index ld,
@@ -70,7 +74,7 @@ class CpuKernels final : public Kernels {
                         const std::int32_t* targets, const float* dlogprob, Index n, Index ld,
                         Index valid, Index vocab_start) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
-  double sum_squares(const float* x, Index n) const override;
+  double sum_squares(const float* x, const Range* ranges, Index count) const override;
   void sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid, Index vocab_start,
                        const std::int32_t* history, const Index* offsets, float penalty,
                        const std::uint8_t* ban_eos, const std::int32_t* eos, Index eos_count,
@@ -87,8 +91,8 @@ class CpuKernels final : public Kernels {
                      const double* threshold, bool noisy, std::uint64_t seed,
                      const std::uint64_t* sample_ids, const std::int64_t* positions,
                      Index vocab_start) const override;
-  void adamw_update(float* param, const float* grad, float* m, float* v, Index n,
-                    const AdamW& h) const override;
+  void adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m, float* v,
+                    const AdamWRange* ranges, Index count, const AdamW& h) const override;
 };
 
 }  // namespace spin::kernels

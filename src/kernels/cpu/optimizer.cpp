@@ -1,35 +1,57 @@
-// Optimizer arithmetic: the AdamW update (torch.optim.AdamW's single-tensor algorithm) and the
-// sum of squares of gradient norms.
+// Optimizer arithmetic over ranges of flat buffers: the AdamW update (torch.optim.AdamW's
+// single-tensor algorithm, range by range) and the sum of squares behind gradient norms.
 #include <cmath>
+#include <span>
 
+#include "core/dtype.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace spin::kernels {
 
-double CpuKernels::sum_squares(const float* x, Index n) const {
-  // In double throughout: float partial sums lose ~1e-4 relative over millions of terms, and
-  // the norm decides clipping on every rank alike.
+namespace {
+
+// sum_i x_i^2 in double throughout: float partial sums lose ~1e-4 relative over millions of
+// terms, and the norm decides clipping on every rank alike.
+double sum_squares_of(const float* x, Index n) {
   double total = 0.0;
 #pragma omp simd reduction(+ : total)
   for (Index i = 0; i < n; ++i) total += static_cast<double>(x[i]) * static_cast<double>(x[i]);
   return total;
 }
 
-void CpuKernels::adamw_update(float* param, const float* grad, float* m, float* v, Index n,
-                              const AdamW& h) const {
+}  // namespace
+
+double CpuKernels::sum_squares(const float* x, const Range* ranges, Index count) const {
+  double total = 0.0;
+  for (Index i = 0; i < count; ++i) total += sum_squares_of(x + ranges[i].offset, ranges[i].length);
+  return total;
+}
+
+void CpuKernels::adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m,
+                              float* v, const AdamWRange* ranges, Index count, const AdamW& h) const {
   const double t = static_cast<double>(h.step);
   const auto bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
   const auto bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(h.beta2), t)));
   const float step_size = h.lr / bias1;
-  const float decay = 1.0f - h.lr * h.weight_decay;
   const float b1 = h.beta1, b2 = h.beta2, eps = h.eps, scale = h.grad_scale;
+  for (const AdamWRange& r : std::span(ranges, static_cast<std::size_t>(count))) {
+    const float decay = r.decay ? 1.0f - h.lr * h.weight_decay : 1.0f;
+    float* p = param + r.offset;
+    float* mr = m + r.offset;
+    float* vr = v + r.offset;
+    const float* g = grad + r.offset;
 #pragma omp simd
-  for (Index i = 0; i < n; ++i) {
-    const float g = grad[i] * scale;
-    const float p = param[i] * decay;
-    m[i] = b1 * m[i] + (1.0f - b1) * g;
-    v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-    param[i] = p - step_size * m[i] / (std::sqrt(v[i]) / bias2_sqrt + eps);
+    for (Index i = 0; i < r.length; ++i) {
+      const float gi = g[i] * scale;
+      const float pi = p[i] * decay;
+      mr[i] = b1 * mr[i] + (1.0f - b1) * gi;
+      vr[i] = b2 * vr[i] + (1.0f - b2) * gi * gi;
+      p[i] = pi - step_size * mr[i] / (std::sqrt(vr[i]) / bias2_sqrt + eps);
+    }
+    if (param_bf16 != nullptr) {
+      std::uint16_t* out = param_bf16 + r.offset;
+      for (Index i = 0; i < r.length; ++i) out[i] = f32_to_bf16(p[i]);
+    }
   }
 }
 

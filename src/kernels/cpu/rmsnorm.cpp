@@ -3,23 +3,42 @@
 //   dx_j = r (dy_j w_j - x_j r^2 c),   dw_j = sum_rows dy_j x_j r.
 #include <cmath>
 
+#include "core/dtype.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace spin::kernels {
 
-void CpuKernels::rmsnorm_forward(float* out, float* rstd, const float* x, const float* w,
-                                 Index n, Index dim, float eps) const {
+namespace {
+
+inline void store(float* out, float value) { *out = value; }
+inline void store(std::uint16_t* out, float value) { *out = f32_to_bf16(value); }
+
+template <class Out>
+void rmsnorm_rows(Out* out, float* rstd, const float* x, const float* w, Index n, Index dim,
+                  float eps) {
   for (Index i = 0; i < n; ++i) {
     const float* xi = x + i * dim;
-    float* oi = out + i * dim;
+    Out* oi = out + i * dim;
     float ss = 0.0f;
 #pragma omp simd reduction(+ : ss)
     for (Index j = 0; j < dim; ++j) ss += xi[j] * xi[j];
     const float r = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
     rstd[i] = r;
 #pragma omp simd
-    for (Index j = 0; j < dim; ++j) oi[j] = xi[j] * r * w[j];
+    for (Index j = 0; j < dim; ++j) store(oi + j, xi[j] * r * w[j]);
   }
+}
+
+}  // namespace
+
+void CpuKernels::rmsnorm_forward(float* out, float* rstd, const float* x, const float* w,
+                                 Index n, Index dim, float eps) const {
+  rmsnorm_rows(out, rstd, x, w, n, dim, eps);
+}
+
+void CpuKernels::rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x,
+                                      const float* w, Index n, Index dim, float eps) const {
+  rmsnorm_rows(out, rstd, x, w, n, dim, eps);
 }
 
 void CpuKernels::rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x,

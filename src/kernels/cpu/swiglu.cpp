@@ -1,5 +1,6 @@
 // SwiGLU (Shazeer 2020) as in LlamaMLP: out = silu(gate) * up, silu(g) = g * sigmoid(g).
 // d silu / dg = s (1 + g (1 - s)) with s = sigmoid(g).
+#include "core/dtype.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/vec_math.h"
 
@@ -10,6 +11,14 @@ void CpuKernels::swiglu_forward(float* out, const float* gate, const float* up, 
   for (Index i = 0; i < n; ++i) {
     const float s = 1.0f / (1.0f + cpu::exp_approx(-gate[i]));
     out[i] = gate[i] * s * up[i];
+  }
+}
+
+void CpuKernels::swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up,
+                                     Index n) const {
+  for (Index i = 0; i < n; ++i) {
+    const float s = 1.0f / (1.0f + cpu::exp_approx(-gate[i]));
+    out[i] = f32_to_bf16(gate[i] * s * up[i]);
   }
 }
 

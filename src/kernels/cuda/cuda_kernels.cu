@@ -50,10 +50,15 @@ __global__ void rope_kernel(float* x, const int* positions, const float* cos, co
     *hi = b * c + sign * a * s;
   }
 }
-__global__ void swiglu_forward_kernel(float* out, const float* gate, const float* up, long long n) {
+// A kernel's output element: float32, or its bf16 rounding (mixed precision).
+__device__ inline void store(float* out, float value) { *out = value; }
+__device__ inline void store(__nv_bfloat16* out, float value) { *out = __float2bfloat16_rn(value); }
+
+template <class Out>
+__global__ void swiglu_forward_kernel(Out* out, const float* gate, const float* up, long long n) {
   SPIN_GRID_STRIDE(i, n) {
     const float s = 1.0f / (1.0f + expf(-gate[i]));
-    out[i] = gate[i] * s * up[i];
+    store(out + i, gate[i] * s * up[i]);
   }
 }
 __global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* dout, const float* gate,
@@ -79,14 +84,31 @@ __global__ void gather_rows_kernel(float* dst, const float* src, const long long
                                    long long width) {
   SPIN_GRID_STRIDE(e, n * width) dst[e] = src[rows[e / width] * width + e % width];
 }
-// AdamW (adamw_update's arithmetic); with `weights`, also the bf16 copy of the updated
-// parameters (adamw_update_mixed), in the same pass.
-__global__ void adamw_kernel(float* param, __nv_bfloat16* weights, const float* grad, float* m, float* v, long long n,
-                             float step_size, float decay, float b1, float b2, float eps, float scale,
-                             float bias2_sqrt) {
-  SPIN_GRID_STRIDE(i, n) {
+// ---- optimizer: many tensors of a flat buffer in one launch ------------------------------
+// The ranges laid end to end form one index space of `total` elements; range r starts there at
+// `begin` and in the buffers at `offset`.
+struct FlatRange {
+  long long begin;
+  long long offset;
+  int decay;
+};
+// The range holding index j, scanning on from range r (a thread's indices only grow in a
+// grid-stride loop, so the scans add up to at most `count` steps per thread).
+__device__ int range_of(const FlatRange* ranges, int count, int r, long long j) {
+  while (r + 1 < count && ranges[r + 1].begin <= j) ++r;
+  return r;
+}
+// AdamW (the CPU kernel's arithmetic); with `weights`, also the bf16 copy of the updated
+// parameters, in the same pass.
+__global__ void adamw_kernel(float* param, __nv_bfloat16* weights, const float* grad, float* m, float* v,
+                             const FlatRange* ranges, int count, long long total, float step_size, float decay,
+                             float b1, float b2, float eps, float scale, float bias2_sqrt) {
+  int r = 0;
+  SPIN_GRID_STRIDE(j, total) {
+    r = range_of(ranges, count, r, j);
+    const long long i = ranges[r].offset + (j - ranges[r].begin);
     const float g = grad[i] * scale;
-    const float p = param[i] * decay;
+    const float p = param[i] * (ranges[r].decay ? decay : 1.0f);
     const float mi = b1 * m[i] + (1.0f - b1) * g;
     const float vi = b2 * v[i] + (1.0f - b2) * g * g;
     m[i] = mi;
@@ -96,22 +118,28 @@ __global__ void adamw_kernel(float* param, __nv_bfloat16* weights, const float* 
     if (weights != nullptr) weights[i] = __float2bfloat16_rn(updated);
   }
 }
+__global__ void sum_squares_kernel(double* total_out, const float* x, const FlatRange* ranges, int count,
+                                   long long total) {
+  __shared__ double shared[32];
+  double acc = 0.0;
+  int r = 0;
+  SPIN_GRID_STRIDE(j, total) {
+    r = range_of(ranges, count, r, j);
+    const double xi = x[ranges[r].offset + (j - ranges[r].begin)];
+    acc += xi * xi;
+  }
+  acc = block_sum(acc, shared);
+  if (threadIdx.x == 0) atomicAdd(total_out, acc);
+}
 __global__ void to_bf16_kernel(__nv_bfloat16* out, const float* in, long long n) {
   SPIN_GRID_STRIDE(i, n) out[i] = __float2bfloat16_rn(in[i]);
 }
 __global__ void to_f32_kernel(float* out, const __nv_bfloat16* in, long long n) {
   SPIN_GRID_STRIDE(i, n) out[i] = __bfloat162float(in[i]);
 }
-__global__ void sum_squares_kernel(double* total, const float* x, long long n) {
-  __shared__ double shared[32];
-  double acc = 0.0;
-  SPIN_GRID_STRIDE(i, n) acc += static_cast<double>(x[i]) * static_cast<double>(x[i]);
-  acc = block_sum(acc, shared);
-  if (threadIdx.x == 0) atomicAdd(total, acc);
-}
-
 // ---- row reductions: one block per row ---------------------------------------------------
-__global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* x, const float* w, long long dim,
+template <class Out>
+__global__ void rmsnorm_forward_kernel(Out* out, float* rstd, const float* x, const float* w, long long dim,
                                        float eps) {
   __shared__ float shared[32];
   const float* xi = x + blockIdx.x * dim;
@@ -120,8 +148,8 @@ __global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* x, 
   ss = block_sum(ss, shared);
   const float r = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
   if (threadIdx.x == 0) rstd[blockIdx.x] = r;
-  float* oi = out + blockIdx.x * dim;
-  for (long long j = threadIdx.x; j < dim; j += blockDim.x) oi[j] = xi[j] * r * w[j];
+  Out* oi = out + blockIdx.x * dim;
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) store(oi + j, xi[j] * r * w[j]);
 }
 __global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dout, const float* x, const float* w,
                                            const float* rstd, long long dim) {
@@ -289,6 +317,14 @@ void CudaKernels::rmsnorm_forward(float* out, float* rstd, const float* x, const
   SPIN_CUDA_CHECK_LAUNCH("rmsnorm_forward");
 }
 
+void CudaKernels::rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, Index n,
+                                       Index dim, float eps) const {
+  if (n == 0) return;
+  rmsnorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(out),
+                                                                            rstd, x, w, dim, eps);
+  SPIN_CUDA_CHECK_LAUNCH("rmsnorm_forward_bf16");
+}
+
 void CudaKernels::rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
                                    const float* rstd, Index n, Index dim) const {
   if (n == 0) return;
@@ -324,12 +360,16 @@ Index CudaKernels::attention_saved_size(const Index* cu_seqlens, Index num_seqs,
   return heads * cu_seqlens[num_seqs];  // a log-sum-exp per row and head, rows counted from 0
 }
 
-PooledBuffer CudaKernels::upload_indices(const Index* host, Index count) const {
-  PooledBuffer device(allocator_, static_cast<std::size_t>(count) * sizeof(Index));
+PooledBuffer CudaKernels::upload(const void* host, std::size_t bytes) const {
+  PooledBuffer device(allocator_, bytes);
   // Ordered on the stream after earlier users of the pooled block; returns once the host
-  // array is staged.
-  SPIN_CUDA_CHECK(cudaMemcpyAsync(device.data(), host, device.bytes(), cudaMemcpyHostToDevice, stream_));
+  // array is staged (pageable memory), so the caller may free it.
+  SPIN_CUDA_CHECK(cudaMemcpyAsync(device.data(), host, bytes, cudaMemcpyHostToDevice, stream_));
   return device;
+}
+
+PooledBuffer CudaKernels::upload_indices(const Index* host, Index count) const {
+  return upload(host, static_cast<std::size_t>(count) * sizeof(Index));
 }
 
 namespace {
@@ -558,6 +598,11 @@ void CudaKernels::swiglu_forward(float* out, const float* gate, const float* up,
   SPIN_CUDA_CHECK_LAUNCH("swiglu_forward");
 }
 
+void CudaKernels::swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up, Index n) const {
+  swiglu_forward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(out), gate, up, n);
+  SPIN_CUDA_CHECK_LAUNCH("swiglu_forward_bf16");
+}
+
 void CudaKernels::swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                                   Index n) const {
   swiglu_backward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dgate, dup, dout, gate, up, n);
@@ -599,10 +644,34 @@ void CudaKernels::add_inplace(float* y, const float* x, Index n) const {
   SPIN_CUDA_CHECK_LAUNCH("add_inplace");
 }
 
-double CudaKernels::sum_squares(const float* x, Index n) const {
+namespace {
+// The device table of `ranges` (FlatRange), uploaded on the stream; `total` gets the length of
+// the index space they form.
+bool decays(const Kernels::Range&) { return true; }
+bool decays(const Kernels::AdamWRange& r) { return r.decay; }
+
+template <class R>
+std::vector<FlatRange> flat_ranges(const R* ranges, Index count, long long& total) {
+  std::vector<FlatRange> table;
+  table.reserve(static_cast<std::size_t>(count));
+  total = 0;
+  for (Index i = 0; i < count; ++i) {
+    table.push_back({total, ranges[i].offset, decays(ranges[i]) ? 1 : 0});
+    total += ranges[i].length;
+  }
+  return table;
+}
+}  // namespace
+
+double CudaKernels::sum_squares(const float* x, const Range* ranges, Index count) const {
+  long long n = 0;
+  const std::vector<FlatRange> table = flat_ranges(ranges, count, n);
+  if (n == 0) return 0.0;
+  const PooledBuffer device_table = upload(table.data(), table.size() * sizeof(FlatRange));
   PooledBuffer total(allocator_, sizeof(double));
   SPIN_CUDA_CHECK(cudaMemsetAsync(total.data(), 0, sizeof(double), stream_));
-  sum_squares_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(total.as<double>(), x, n);
+  sum_squares_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(total.as<double>(), x, device_table.as<FlatRange>(),
+                                                             static_cast<int>(table.size()), n);
   SPIN_CUDA_CHECK_LAUNCH("sum_squares");
   double host = 0.0;
   SPIN_CUDA_CHECK(cudaMemcpyAsync(&host, total.data(), sizeof(double), cudaMemcpyDeviceToHost, stream_));
@@ -610,8 +679,21 @@ double CudaKernels::sum_squares(const float* x, Index n) const {
   return host;
 }
 
-void CudaKernels::adamw_update(float* param, const float* grad, float* m, float* v, Index n, const AdamW& h) const {
-  launch_adamw(param, nullptr, grad, m, v, n, h);
+void CudaKernels::adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m, float* v,
+                               const AdamWRange* ranges, Index count, const AdamW& h) const {
+  long long n = 0;
+  const std::vector<FlatRange> table = flat_ranges(ranges, count, n);
+  if (n == 0) return;
+  const PooledBuffer device_table = upload(table.data(), table.size() * sizeof(FlatRange));
+  // Bias corrections in double and the factors in float, as the CPU kernel computes them.
+  const double t = static_cast<double>(h.step);
+  const auto bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
+  const auto bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(h.beta2), t)));
+  adamw_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(
+      param, reinterpret_cast<__nv_bfloat16*>(param_bf16), grad, m, v, device_table.as<FlatRange>(),
+      static_cast<int>(table.size()), n, h.lr / bias1, 1.0f - h.lr * h.weight_decay, h.beta1, h.beta2, h.eps,
+      h.grad_scale, bias2_sqrt);
+  SPIN_CUDA_CHECK_LAUNCH("adamw");
 }
 
 void CudaKernels::to_bf16(std::uint16_t* out, const float* in, Index n) const {
@@ -644,23 +726,6 @@ void CudaKernels::gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index 
                                  static_cast<int>(k), &alpha, b, CUDA_R_16BF, static_cast<int>(ldb), a, CUDA_R_16BF,
                                  static_cast<int>(lda), &beta, c, CUDA_R_32F, static_cast<int>(ldc), CUBLAS_COMPUTE_32F,
                                  CUBLAS_GEMM_DEFAULT));
-}
-
-void CudaKernels::adamw_update_mixed(float* master, std::uint16_t* weights, const float* grad, float* m, float* v,
-                                     Index n, const AdamW& h) const {
-  launch_adamw(master, weights, grad, m, v, n, h);
-}
-
-void CudaKernels::launch_adamw(float* param, std::uint16_t* weights, const float* grad, float* m, float* v, Index n,
-                               const AdamW& h) const {
-  // Bias corrections in double, as the CPU kernel computes them.
-  const double t = static_cast<double>(h.step);
-  const auto bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
-  const auto bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(h.beta2), t)));
-  adamw_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(param, reinterpret_cast<__nv_bfloat16*>(weights), grad, m, v,
-                                                        n, h.lr / bias1, 1.0f - h.lr * h.weight_decay, h.beta1,
-                                                        h.beta2, h.eps, h.grad_scale, bias2_sqrt);
-  SPIN_CUDA_CHECK_LAUNCH("adamw");
 }
 
 }  // namespace spin::kernels

@@ -2,12 +2,12 @@
 // correctness-first CUDA path: cuBLAS for every matrix product (TF32 off, so results follow the
 // CPU reference to float32 rounding), hand-written kernels for the rest, attention as cuBLAS
 // products per (sequence, kv head) around a causal softmax kernel (the probabilities are kept,
-// as on the CPU). bf16 mixed precision and fused attention come next (issue 7).
+// as on the CPU), or fused (fused_attention.h); bf16 products for mixed precision.
 //
 // Pointers: every float and int32 buffer, and the per-row index array of scatter_rows, are
 // device memory; the per-sequence shape arrays that decide the launches (cu_seqlens, row_begin,
-// slots, first_position) are host memory. Work is queued on the process's one compute stream;
-// scratch comes from the caching allocator. sum_squares synchronises (it returns a host value).
+// slots, first_position) and the optimizer kernels' ranges are host memory. Work is queued on the process's one compute stream;
+// scratch comes from the caching allocator.
 #pragma once
 
 #include <cublas_v2.h>
@@ -80,8 +80,10 @@ class CudaKernels final : public Kernels {
   void logprob_from_sums(float* logprob, float* lse, const float* sums, const std::int32_t* targets,
                          Index n) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
-  double sum_squares(const float* x, Index n) const override;
-  void adamw_update(float* param, const float* grad, float* m, float* v, Index n, const AdamW& h) const override;
+  // One launch over every range (a table of them uploaded first); sum_squares synchronises.
+  double sum_squares(const float* x, const Range* ranges, Index count) const override;
+  void adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m, float* v,
+                    const AdamWRange* ranges, Index count, const AdamW& h) const override;
   // One block per row; every array argument is device memory.
   void sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid, Index vocab_start,
                        const std::int32_t* history, const Index* offsets, float penalty, const std::uint8_t* ban_eos,
@@ -103,27 +105,24 @@ class CudaKernels final : public Kernels {
                            Index out) const override;
   void linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16, const std::uint16_t* x,
                             const std::uint16_t* w, Index n, Index in, Index out, bool accumulate_dx) const override;
+  void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, Index n, Index dim,
+                            float eps) const override;
+  void swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up, Index n) const override;
   void to_f32(float* out, const std::uint16_t* in, Index n) const;
   // Row-major C[m, n] (float32) = alpha op(A) op(B) + beta C with bf16 A and B and float32
   // accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F).
   void gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const std::uint16_t* a,
                  Index lda, const std::uint16_t* b, Index ldb, float beta, float* c, Index ldc) const;
-  // AdamW on float32 master weights (adamw_update's arithmetic), also writing the bf16 copy
-  // the matrix products read: one pass over the parameters for both.
-  void adamw_update_mixed(float* master, std::uint16_t* weights, const float* grad, float* m, float* v, Index n,
-                          const AdamW& h) const;
 
  private:
   // Row-major C = alpha op(A) op(B) + beta C for `batch` matrices `stride_*` elements apart.
   void gemm_batched(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a, Index lda,
                     Index stride_a, const float* b, Index ldb, Index stride_b, float beta, float* c, Index ldc,
                     Index stride_c, Index batch) const;
-  // AdamW over n elements; with `weights` (bf16 bits), also their bf16 copy.
-  void launch_adamw(float* param, std::uint16_t* weights, const float* grad, float* m, float* v, Index n,
-                    const AdamW& h) const;
 
   bool fused(Index head_dim, Index num_seqs) const;  // the fused attention kernels take it
-  // A device copy of `count` host indices, queued on the stream (kernel launch arguments).
+  // A device copy of `bytes` of host memory, queued on the stream (kernel launch arguments).
+  PooledBuffer upload(const void* host, std::size_t bytes) const;
   PooledBuffer upload_indices(const Index* host, Index count) const;
   // cached_attention_forward(_bf16) through the fused kernel: false when it cannot take it.
   bool fused_cached(float* out, const float* q, const void* k_cache, const void* v_cache, bool bf16_cache,

@@ -1,5 +1,5 @@
-// Run with 4 ranks. spin plan's cpu figures against what the CPU path really allocates after a
-// SPIN step: the policy, gradient and reference buffers, the AdamW moments (plain and
+// Run with 4 ranks. spin plan's cpu figures (and its cuda ones, with bf16 products) against
+// what the CPU path really allocates after a SPIN step: the policy, gradient and reference buffers, the AdamW moments (plain and
 // distributed), the 1F1B activation ring of each stage, and the generation KV cache -- exact, on
 // layouts with TP, PP and DP, tied and untied embeddings, padded vocabulary shards; generation
 // buffers are bounded by the plan.
@@ -27,8 +27,18 @@ std::vector<data::Example> fixed_length_examples(int n) {
   return out;
 }
 
-void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied) {
-  SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, distributed ? " distributed" : "", tied ? " tied" : ""));
+// The CUDA path's mixed-precision layout, as the CPU runs it with bf16 products: everything as
+// Precision::cuda() but attention, which keeps its probabilities on the CPU.
+Precision cpu_bf16() {
+  Precision p = Precision::cuda();
+  p.attention_probs = true;
+  return p;
+}
+
+void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied,
+           bool mixed = false) {
+  SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, distributed ? " distributed" : "", tied ? " tied" : "",
+                   mixed ? " bf16" : ""));
   SpinConfig spin;
   spin.kl_penalty = {0.5};
   spin.global_batch = 8;
@@ -43,6 +53,10 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   shape.layers = 4;
   shape.tie = tied;
   testing::SpinSetup s(world, layout, spin, shape, distributed, fixed_length_examples(16));
+  if (mixed) {
+    s.policy.enable_bf16(s.k);
+    s.reference.enable_bf16(s.k);
+  }
   s.trainer.step(0, 0, 0, 1e-3);
   s.trainer.step(0, 0, 1, 1e-3);
 
@@ -56,16 +70,20 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   request.global_batch = spin.global_batch;
   request.rollout_batch = spin.rollout_batch;
   request.distributed_optimizer = distributed;
-  request.precision = Precision::cpu();
+  request.precision = mixed ? cpu_bf16() : Precision::cpu();
   const MemoryPlan plan = plan_memory(request);
   ASSERT_EQ(plan.stages.size(), static_cast<std::size_t>(request.pp));
   const StagePlan& p = plan.stages[static_cast<std::size_t>(s.grid.pp_rank())];
 
   const auto bytes = [](const model::ModelWeights& w) { return static_cast<std::int64_t>(w.flat().nbytes()); };
-  EXPECT_EQ(p.weights, bytes(s.policy));
+  const auto bytes16 = [](const model::ModelWeights& w) {
+    return w.has_bf16() ? static_cast<std::int64_t>(w.flat_bf16().nbytes()) : 0;
+  };
+  // float32: the weights are the masters; bf16: the products' copy, beside float32 masters.
+  EXPECT_EQ(p.weights, mixed ? bytes16(s.policy) : bytes(s.policy));
+  EXPECT_EQ(p.masters, mixed ? bytes(s.policy) : 0);
   EXPECT_EQ(p.grads, bytes(s.grads));
-  EXPECT_EQ(p.reference, bytes(s.reference));
-  EXPECT_EQ(p.masters, 0);
+  EXPECT_EQ(p.reference, bytes(s.reference) + bytes16(s.reference));
   EXPECT_EQ(p.optimizer, static_cast<std::int64_t>(s.optimizer.state_bytes()));
   EXPECT_EQ(p.micro_batches_in_flight, s.trainer.pipeline().peak_live_micro_batches());
   EXPECT_EQ(p.activations, static_cast<std::int64_t>(s.trainer.pipeline().activation_bytes()));
@@ -83,6 +101,16 @@ TEST(MemoryPlan, CpuFiguresEqualTheCpuPathsAllocations) {
   check(world, {1, 4, 1}, false, true);
   check(world, {1, 1, 4}, false, false);
   check(world, {1, 1, 4}, true, false);
+}
+
+// spin plan's cuda figures, but for attention's probabilities, against what the same code
+// allocates with bf16 products: the bf16 weight copies, float32 masters, the activations with
+// the products' inputs in bf16 alone, the bf16 KV cache.
+TEST(MemoryPlan, MixedPrecisionFiguresEqualTheAllocations) {
+  auto& world = testing::mpi_world();
+  check(world, {2, 2, 1}, false, false, true);
+  check(world, {1, 2, 2}, true, true, true);
+  check(world, {1, 1, 4}, false, false, true);
 }
 
 }  // namespace

@@ -55,8 +55,33 @@ TEST(Optimizer, NormCountsEveryParameterClipsAndSkipsDecayOnNorms) {
     const bool norm = t.global_shape.size() == 1;
     const std::int64_t offset = t.local.f32() - r.params.flat().f32();
     float p = before.flat().f32()[offset], g = r.grads.flat().f32()[offset], m = 0, v = 0;
-    r.cpu.adamw_update(&p, &g, &m, &v, 1, {0.01f, 0.9f, 0.999f, 1e-8f, norm ? 0.0f : 0.5f, scale, 1});
+    const kernels::Kernels::AdamWRange one{0, 1, !norm};
+    r.cpu.adamw_update(&p, nullptr, &g, &m, &v, &one, 1, {0.01f, 0.9f, 0.999f, 1e-8f, 0.5f, scale, 1});
     EXPECT_FLOAT_EQ(r.params.flat().f32()[offset], p) << t.name;
+  }
+}
+
+// Mixed precision: the products' bf16 copy is the rounding of the new float32 values after a
+// step -- written by the AdamW pass itself (plain), or refreshed after the all-gather
+// (distributed) -- gaps and all.
+TEST(Optimizer, StepLeavesTheBf16CopyEqualToTheRoundedMasters) {
+  for (const bool distributed : {false, true}) {
+    OneRank r;
+    r.params.enable_bf16(r.cpu);
+    const std::vector<std::uint16_t> stale(r.params.flat_bf16().bf16(),
+                                           r.params.flat_bf16().bf16() + r.params.flat().numel());
+    OptimizerConfig c;
+    c.distributed = distributed;
+    c.weight_decay = 0.1f;
+    Optimizer opt(c, r.grid, r.params, r.grads, r.cpu);
+    ASSERT_TRUE(opt.step(0.01).applied);
+    std::int64_t changed = 0;
+    for (std::int64_t i = 0; i < r.params.flat().numel(); ++i) {
+      const std::uint16_t got = r.params.flat_bf16().bf16()[i];
+      ASSERT_EQ(got, f32_to_bf16(r.params.flat().f32()[i])) << "element " << i << ", distributed " << distributed;
+      changed += got != stale[static_cast<std::size_t>(i)];
+    }
+    EXPECT_GT(changed, r.params.flat().numel() / 2);  // the step did move the copy
   }
 }
 

@@ -42,5 +42,20 @@ TEST(RmsNorm, ForwardAndBackwardMatchNaiveAndFiniteDifferences) {
   testing::check_gradient(w, gw, loss, 1e-2, 5e-3, 1e-4, "dw vs finite differences");
 }
 
+// Mixed precision: the bf16 output is the float32 output rounded (no float32 copy is made),
+// and 1/rms is the float32 kernel's.
+TEST(RmsNorm, Bf16OutputIsTheRoundedFloat32Output) {
+  const CpuKernels k;
+  const Index n = 7, dim = 300;
+  const auto x = testing::random_vector(n * dim, 4, 3.0f), w = testing::random_vector(dim, 5);
+  std::vector<float> out(n * dim), rstd(n), rstd16(n, -1.0f);
+  std::vector<std::uint16_t> out16(n * dim), want(n * dim);
+  k.rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), n, dim, 1e-5f);
+  k.rmsnorm_forward_bf16(out16.data(), rstd16.data(), x.data(), w.data(), n, dim, 1e-5f);
+  k.to_bf16(want.data(), out.data(), n * dim);
+  EXPECT_EQ(out16, want);
+  EXPECT_EQ(rstd16, rstd);
+}
+
 }  // namespace
 }  // namespace spin::kernels

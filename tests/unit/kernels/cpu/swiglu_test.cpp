@@ -39,5 +39,18 @@ TEST(SwiGlu, ForwardAndBackwardMatchNaiveAndFiniteDifferences) {
   testing::check_gradient(up, dup, loss, 1e-2, 1e-3, 1e-4, "dup vs finite differences");
 }
 
+// Mixed precision: the bf16 output is the float32 output rounded.
+TEST(SwiGlu, Bf16OutputIsTheRoundedFloat32Output) {
+  const CpuKernels k;
+  const Index n = 1001;
+  const auto gate = testing::random_vector(n, 6, 6.0f), up = testing::random_vector(n, 7);
+  std::vector<float> out(n);
+  std::vector<std::uint16_t> out16(n), want(n);
+  k.swiglu_forward(out.data(), gate.data(), up.data(), n);
+  k.swiglu_forward_bf16(out16.data(), gate.data(), up.data(), n);
+  k.to_bf16(want.data(), out.data(), n);
+  EXPECT_EQ(out16, want);
+}
+
 }  // namespace
 }  // namespace spin::kernels
