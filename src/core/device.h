@@ -30,7 +30,9 @@ class MemoryOps {
   virtual void fill_zero(void* p, std::size_t bytes) = 0;
   // Within this device.
   virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;
-  // Between this device and host memory.
+  // Between this device and host memory. copy_to_host returns when the data is there;
+  // copy_from_host once the host buffer may be reused (the device copy is ordered before any
+  // later work on the device, which need not have run yet).
   virtual void copy_to_host(void* host_dst, const void* src, std::size_t bytes) = 0;
   virtual void copy_from_host(void* dst, const void* host_src, std::size_t bytes) = 0;
 };

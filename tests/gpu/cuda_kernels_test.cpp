@@ -576,6 +576,37 @@ TEST(CudaMemory, TheStepLoopReusesDeviceBlocks) {
   EXPECT_LE(device_allocator().stats().backend_allocations - before, 2);
 }
 
+// copy_from_host returns once the host buffer may be reused, without syncing the stream: a
+// long kernel queued first (a large product) is still running, the host overwrites and frees
+// its buffer at once, and the device still receives the values as they were. The same from
+// page-locked memory, which the copy reads asynchronously.
+TEST(CudaMemory, UploadsMayReuseTheHostBufferAtOnce) {
+  CudaKernels gpu;  // registers the device's MemoryOps
+  MemoryOps& ops = memory_ops(Device::Cuda);
+  const Index big = 4096;
+  PooledBuffer a(device_allocator(), big * big * sizeof(float)), c(device_allocator(), big * big * sizeof(float));
+  const std::vector<float> want = random(1 << 16);
+  PooledBuffer pageable_dst(device_allocator(), want.size() * sizeof(float));
+  PooledBuffer pinned_dst(device_allocator(), want.size() * sizeof(float));
+  gpu.gemm(false, false, big, big, big, 1.0f, a.as<float>(), big, a.as<float>(), big, 0.0f, c.as<float>(), big);
+  {
+    std::vector<float> host = want;
+    ops.copy_from_host(pageable_dst.data(), host.data(), host.size() * sizeof(float));
+    std::fill(host.begin(), host.end(), -1.0f);
+  }
+  float* pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost(&pinned, want.size() * sizeof(float)), cudaSuccess);
+  std::copy(want.begin(), want.end(), pinned);
+  ops.copy_from_host(pinned_dst.data(), pinned, want.size() * sizeof(float));
+  std::fill(pinned, pinned + want.size(), -2.0f);
+  cudaFreeHost(pinned);
+  std::vector<float> got(want.size());
+  ops.copy_to_host(got.data(), pageable_dst.data(), got.size() * sizeof(float));
+  EXPECT_EQ(got, want);
+  ops.copy_to_host(got.data(), pinned_dst.data(), got.size() * sizeof(float));
+  EXPECT_EQ(got, want);
+}
+
 }  // namespace
 }  // namespace spin::kernels
 

@@ -68,10 +68,26 @@ void CudaMemory::copy_to_host(void* host_dst, const void* src, std::size_t bytes
   SPIN_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
 }
 
+namespace {
+// Page-locked (pinned or registered) host memory: an asynchronous copy from it may still be
+// reading it after the call returns.
+bool page_locked(const void* host) {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, host) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return attributes.type == cudaMemoryTypeHost;
+}
+}  // namespace
+
 void CudaMemory::copy_from_host(void* dst, const void* host_src, std::size_t bytes) {
+  // The host buffer may be reused or freed as soon as this returns. From pageable memory (all
+  // of spin's host buffers) cudaMemcpyAsync returns once the data is staged, so the stream goes
+  // on without a host sync (the decode loop's small uploads used to stall it ~10 times a
+  // step); from page-locked memory the copy is truly asynchronous and is waited for.
   SPIN_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, compute_stream()));
-  // The host buffer may be reused or freed as soon as this returns.
-  SPIN_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
+  if (page_locked(host_src)) SPIN_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
 }
 
 void use_current_device() {
