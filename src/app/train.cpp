@@ -249,6 +249,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     require(c.ref_logprobs == "forward" || c.ref_logprobs == "sampler", "spin.ref_logprobs \"",
             c.ref_logprobs, "\" is not forward or sampler");
     spin.ref_logprobs_from_sampler = c.ref_logprobs == "sampler";
+    spin.ref_offload = c.ref_offload;
     spin.seed = c.data_seed;
     spin.shuffle = c.shuffle;
     generate::GenerationParams& g = spin.generation;
@@ -279,7 +280,9 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   const std::int64_t pad = c.distributed_optimizer ? grid.dp_size() : 1;
   model::ModelWeights policy(mc, shard->dims, shard->stage, pad, runtime.device());
   model::ModelWeights grads(mc, shard->dims, shard->stage, pad, runtime.device());
-  model::ModelWeights reference(mc, shard->dims, shard->stage, pad, runtime.device());
+  // spin.ref_offload: the reference's values in host memory (no bf16 copy: the policy's
+  // buffers hold it while it works, train/spin_trainer.h).
+  model::ModelWeights reference(mc, shard->dims, shard->stage, pad, c.ref_offload ? Device::Cpu : runtime.device());
 
   const kernels::Kernels& k = runtime.kernels();
   const model::Transformer transformer(mc, shard->dims, shard->stage, grid.tp(), k);
@@ -333,7 +336,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     }
   });
   runtime.prepare(policy);  // after loading: their bf16 copies are made from the loaded values
-  runtime.prepare(reference);
+  if (!c.ref_offload) runtime.prepare(reference);
   train::SpinTrainer trainer(grid, transformer, policy, grads, reference, optimizer, train_data.examples, spin);
   generate::Generator policy_generator(grid, transformer, policy);
 

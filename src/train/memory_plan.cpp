@@ -126,8 +126,13 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     s.optimizer = owned * p.moments;
     const bool offload = r.ref_offload && p.master > 0;  // the CPU path has no host/device split
     // The reference is a model like the policy: its values (the masters' precision) and, with
-    // bf16 products, the bf16 copy they read.
-    (offload ? s.reference_host : s.reference) = s.params * (p.weight + p.master);
+    // bf16 products, the bf16 copy they read; offloaded, its float32 values alone (the policy's
+    // buffers hold it while it works: train/spin_trainer.h).
+    if (offload) {
+      s.reference_host = s.params * 4;
+    } else {
+      s.reference = s.params * (p.weight + p.master);
+    }
 
     // Training: every layer's activations, the head (last stage) or the output sent on, and the
     // backward's scratch, for each micro-batch in flight.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <numeric>
+#include <optional>
 
 #include "core/error.h"
 #include "train/pipeline_scorer.h"
@@ -43,15 +44,42 @@ SpinTrainer::SpinTrainer(const parallel::ProcessGrid& grid, const model::Transfo
     : grid_(grid),
       transformer_(transformer),
       policy_(policy),
+      grads_(grads),
       reference_(reference),
+      reference_at_work_(config.ref_offload ? policy : reference),
       examples_(examples),
       config_(config),
       plan_(static_cast<std::int64_t>(examples.size()), config.global_batch, config.micro_batch,
             grid.dp_size(), config.seed, config.shuffle),
       trainer_(grid, transformer, policy, grads, optimizer),
-      reference_generator_(grid, transformer, reference) {
+      reference_generator_(grid, transformer, reference_at_work_) {
   config_.validate();
+  require(grads.flat().numel() == policy.flat().numel() && reference.flat().numel() == policy.flat().numel(),
+          "SPIN: the policy, its gradients and the reference differ in layout");
 }
+
+class SpinTrainer::ReferenceSwap {
+ public:
+  explicit ReferenceSwap(SpinTrainer& t) : t_(t) {
+    if (!t_.config_.ref_offload) return;
+    t_.grads_.flat().copy_from(t_.policy_.flat());      // park the policy (device to device)
+    t_.policy_.flat().copy_from(t_.reference_.flat());  // the reference, from host memory
+    t_.policy_.refresh_bf16(t_.transformer_.kernels());
+    active_ = true;
+  }
+  ~ReferenceSwap() {
+    if (!active_) return;
+    // The gradient buffer holds nothing else between steps (PipelineTrainer::step zeroes it).
+    t_.policy_.flat().copy_from(t_.grads_.flat());
+    t_.policy_.refresh_bf16(t_.transformer_.kernels());
+  }
+  ReferenceSwap(const ReferenceSwap&) = delete;
+  ReferenceSwap& operator=(const ReferenceSwap&) = delete;
+
+ private:
+  SpinTrainer& t_;
+  bool active_ = false;
+};
 
 SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int64_t>>& groups,
                                           const std::vector<data::Example>& examples,
@@ -99,7 +127,7 @@ SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int
 
 std::vector<std::vector<float>> SpinTrainer::reference_sums(const Rollout& r) {
   if (!config_.ref_logprobs_from_sampler) {
-    return score_pipelined(grid_, transformer_, reference_, r.micro_batches);
+    return score_pipelined(grid_, transformer_, reference_at_work_, r.micro_batches);
   }
   // Only the ground-truth halves need a forward; the generated halves' sums come from the
   // sampler, which computed them under the reference model.
@@ -121,7 +149,7 @@ std::vector<std::vector<float>> SpinTrainer::reference_sums(const Rollout& r) {
     }
     real_only.push_back(model::TokenBatch::pack(seqs));
   }
-  const auto real = score_pipelined(grid_, transformer_, reference_, real_only);
+  const auto real = score_pipelined(grid_, transformer_, reference_at_work_, real_only);
   std::vector<std::vector<float>> sums(r.micro_batches.size());
   if (!transformer_.stage().last) return sums;
   for (std::size_t mb = 0; mb < sums.size(); ++mb) {
@@ -168,11 +196,13 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   SpinStepMetrics out;
 
   auto t = Clock::now();
+  std::optional<ReferenceSwap> swap(std::in_place, *this);
   const Rollout r = rollout(groups, examples_, static_cast<std::uint64_t>(global_epoch));
   out.seconds_generation = since(t);
 
   t = Clock::now();
   SpinLoss loss(config_.lambda(iteration), config_.global_batch, reference_sums(r));
+  swap.reset();  // the policy back in its buffers
   out.seconds_reference = since(t);
 
   t = Clock::now();
@@ -199,8 +229,10 @@ SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
     if (groups.empty() || static_cast<std::int64_t>(groups.back().size()) == config_.micro_batch) groups.emplace_back();
     groups.back().push_back(static_cast<std::int64_t>(i));
   }
+  std::optional<ReferenceSwap> swap(std::in_place, *this);
   const Rollout r = rollout(groups, examples, kEvaluationStream + static_cast<std::uint64_t>(iteration));
   const auto ref = reference_sums(r);
+  swap.reset();
   const auto policy = score_pipelined(grid_, transformer_, policy_, r.micro_batches);
   SpinLoss loss(config_.lambda(iteration), std::max<std::int64_t>(1, static_cast<std::int64_t>(examples.size())), ref);
   double nll = 0.0, tokens = 0.0;

@@ -11,6 +11,14 @@
 //   5. The policy's forward/backward under 1F1B with the SPIN loss, and the optimizer step.
 // After the last epoch of an iteration the caller runs sync_reference(): reference <- policy,
 // a copy of local shards (policy and reference are sharded identically), no communication.
+//
+// Reference offload (SpinConfig::ref_offload, NeMo-Aligner's CPU weight swap): the reference's
+// float32 values live in host memory, and while the reference works (generation, reference
+// scoring) the policy's buffers hold them: the policy's values are parked in the gradient
+// buffer -- same layout, and idle between optimizer steps -- the reference is uploaded into the
+// policy, and afterwards the policy's values come back (the bf16 copy re-rounded on the device
+// each time). No device memory beyond the policy's; per step two device copies and one upload
+// of the float32 values.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +42,7 @@ struct SpinConfig {
   std::int64_t micro_batch = 1;  // pairs per micro-batch
   std::int64_t rollout_batch = 8;  // prompts generated together on each DP replica
   bool ref_logprobs_from_sampler = false;
+  bool ref_offload = false;  // the reference in host memory, swapped in through the policy's buffers
   generate::GenerationParams generation;
   std::uint64_t seed = 1234;  // data order
   bool shuffle = true;
@@ -107,10 +116,15 @@ class SpinTrainer {
   SpinMetrics reduce(const SpinTotals& totals, const Rollout& r, double sft_nll_sum,
                      double sft_tokens) const;
 
+  // With ref_offload, puts the reference into the policy's buffers for the scope's lifetime.
+  class ReferenceSwap;
+
   const parallel::ProcessGrid& grid_;
   const model::Transformer& transformer_;
   model::ModelWeights& policy_;
+  model::ModelWeights& grads_;
   model::ModelWeights& reference_;
+  model::ModelWeights& reference_at_work_;  // the weights the reference runs with
   const std::vector<data::Example>& examples_;
   SpinConfig config_;
   data::BatchPlan plan_;

@@ -56,7 +56,7 @@ struct SpinSetup {
       : SpinSetup(world, layout, spin, shape_with_layers(layers), distributed, spin_examples(examples_count)) {}
 
   // With `device_kernels`, the model, its gradients, the reference and the optimizer state live on
-  // their device.
+  // their device -- the reference in host memory with spin.ref_offload, as spin train places it.
   SpinSetup(parallel::Communicator& world, parallel::Layout layout, const train::SpinConfig& spin,
             const TinyShape& shape, bool distributed, std::vector<data::Example> data,
             const kernels::Kernels* device_kernels = nullptr)
@@ -67,7 +67,7 @@ struct SpinSetup {
         k(device_kernels ? *device_kernels : cpu),
         policy(config, dims, stage, distributed ? grid.dp_size() : 1, k.device()),
         grads(config, dims, stage, distributed ? grid.dp_size() : 1, k.device()),
-        reference(config, dims, stage, distributed ? grid.dp_size() : 1, k.device()),
+        reference(config, dims, stage, distributed ? grid.dp_size() : 1, spin.ref_offload ? Device::Cpu : k.device()),
         transformer(config, dims, stage, grid.tp(), k),
         optimizer(optimizer_config(distributed), grid, policy, grads, k),
         examples(std::move(data)),

@@ -91,6 +91,16 @@ def case_layouts(args, tmp):
     assert os.path.exists(os.path.join(out4, "iteration_2", "byte_tokenizer.json"))
     assert "[spin]" in open(os.path.join(out4, "config.ini")).read()
     print("1 rank and TP 2 x PP 2: %d metric lines and %d tensors agree" % (len(a), len(wa)))
+    # spin.ref_offload: the reference kept apart and swapped into the policy's buffers for its
+    # work -- the same run, bitwise.
+    off = os.path.join(tmp, "offload")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", off,
+                          "--spin.ref_offload", "true"], 1)
+    assert untimed(os.path.join(off, "metrics.jsonl")) == untimed(os.path.join(out1, "metrics.jsonl"))
+    for it in (1, 2):
+        assert (open(os.path.join(off, "iteration_%d" % it, "model.safetensors"), "rb").read() ==
+                open(os.path.join(out1, "iteration_%d" % it, "model.safetensors"), "rb").read()), it
+    print("spin.ref_offload true: metrics and weights bitwise those without")
     run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", os.path.join(tmp, "sampler"),
                           "--spin.ref_logprobs", "sampler", "--spin.max_iterations", "1"], 2)
     first = metrics(os.path.join(tmp, "sampler", "metrics.jsonl"))[0]

@@ -63,10 +63,12 @@ TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
     float top_p;
     bool ref_from_sampler;
     bool mixed;
+    bool offload = false;  // the device run's reference in host memory (spin.ref_offload)
   };
   for (const Mode& mode : {Mode{"greedy", true, 0, 1.0f, false, false}, Mode{"top-k + top-p", false, 5, 0.8f, true, false},
                            Mode{"top-p bisection", false, 0, 0.9f, false, false},
-                           Mode{"bf16 products, top-p", false, 0, 0.9f, true, true}}) {
+                           Mode{"bf16 products, top-p", false, 0, 0.9f, true, true},
+                           Mode{"reference offloaded, bf16 products", false, 0, 0.9f, false, true, true}}) {
     SCOPED_TRACE(mode.name);
     train::SpinConfig config;
     config.kl_penalty = {0.5, 0.25};
@@ -87,12 +89,15 @@ TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
     const EmulatedKernels device_kernels(memory);
     parallel::SelfCommunicator world_cpu, world_device;
     SpinSetup cpu(world_cpu, {1, 1, 1}, config, shape_with(2), false, spin_examples(16));
-    SpinSetup dev(world_device, {1, 1, 1}, config, shape_with(2), false, spin_examples(16), &device_kernels);
+    train::SpinConfig dev_config = config;
+    dev_config.ref_offload = mode.offload;  // against a CPU run without: the swap changes nothing
+    SpinSetup dev(world_device, {1, 1, 1}, dev_config, shape_with(2), false, spin_examples(16), &device_kernels);
     ASSERT_EQ(dev.policy.device(), Device::Cuda);
+    ASSERT_EQ(dev.reference.device(), mode.offload ? Device::Cpu : Device::Cuda);
     if (mode.mixed) {
       for (SpinSetup* s : {&cpu, &dev}) {
         s->policy.enable_bf16(s->k);
-        s->reference.enable_bf16(s->k);
+        if (s->reference.device() == s->policy.device()) s->reference.enable_bf16(s->k);
       }
     }
 
@@ -135,10 +140,10 @@ TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
     const std::string dir = ::testing::TempDir() + "spin_emulated_ckpt";
     train::save_checkpoint(dir, 4, dev.grid, dev.policy, &dev.reference, &dev.optimizer, false, {}, 1, {});
     parallel::SelfCommunicator world_resumed;
-    SpinSetup resumed(world_resumed, {1, 1, 1}, config, shape_with(2), false, spin_examples(16), &device_kernels);
+    SpinSetup resumed(world_resumed, {1, 1, 1}, dev_config, shape_with(2), false, spin_examples(16), &device_kernels);
     if (mode.mixed) {
       resumed.policy.enable_bf16(resumed.k);
-      resumed.reference.enable_bf16(resumed.k);
+      if (!mode.offload) resumed.reference.enable_bf16(resumed.k);
     }
     const ckpt::CheckpointReader reader(ckpt::checkpoint_dir(dir, 4));
     train::load_weights(reader, "policy", resumed.policy);

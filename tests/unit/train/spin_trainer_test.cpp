@@ -127,6 +127,38 @@ TEST(SpinTrainer, ReferenceSyncCopiesLocallyWithoutCommunicating) {
   for (std::int64_t i = 0; i < s.policy.flat().numel(); ++i) ASSERT_EQ(s.policy.flat().f32()[i], s.reference.flat().f32()[i]);
 }
 
+// spin.ref_offload: the reference swapped into the policy's buffers for its work (through the
+// gradient buffer) changes no result -- steps across a reference sync, evaluation, the final
+// policy and reference are bitwise those of a run without. Were the reference not swapped in,
+// the second step (policy != reference) would differ; were the policy not put back, every
+// later step would.
+TEST(SpinTrainer, ReferenceOffloadChangesNothing) {
+  parallel::SelfCommunicator world_plain, world_offload;
+  SpinConfig offloaded = small_config();
+  offloaded.ref_offload = true;
+  testing::SpinSetup plain(world_plain, {1, 1, 1}, small_config());
+  testing::SpinSetup swap(world_offload, {1, 1, 1}, offloaded);
+  for (std::int64_t iteration = 0; iteration < 2; ++iteration) {
+    for (std::int64_t index = 0; index < 2; ++index) {
+      const SpinStepMetrics a = plain.trainer.step(iteration, 0, index, 1e-2);
+      const SpinStepMetrics b = swap.trainer.step(iteration, 0, index, 1e-2);
+      EXPECT_EQ(a.spin.loss, b.spin.loss);
+      EXPECT_EQ(a.spin.rewards_actual, b.spin.rewards_actual);
+      EXPECT_EQ(a.spin.rewards_generated, b.spin.rewards_generated);
+      EXPECT_EQ(a.grad_norm, b.grad_norm);
+    }
+    EXPECT_EQ(plain.trainer.evaluate(plain.examples, iteration).loss,
+              swap.trainer.evaluate(swap.examples, iteration).loss);
+    plain.trainer.sync_reference();
+    swap.trainer.sync_reference();
+  }
+  const auto values = [](const model::ModelWeights& w) {
+    return std::vector<float>(w.flat().f32(), w.flat().f32() + w.flat().numel());
+  };
+  EXPECT_EQ(values(plain.policy), values(swap.policy));
+  EXPECT_EQ(values(plain.reference), values(swap.reference));
+}
+
 TEST(SpinTrainer, SamplerLogprobsAgreeWithTheReferenceForward) {
   parallel::SelfCommunicator world;
   SpinConfig config = small_config();
