@@ -9,7 +9,8 @@
 #   4. train_bench and generate_bench on a 1.1B-parameter Llama shape (TinyLlama's), float32
 #      and bf16 products: training tokens/s and model FLOP rate against the measured matrix
 #      peak of the precision (MFU for bf16), prefill and decode tokens/s at batch 1, 8, 64
-#      against the weight-bandwidth floor.
+#      against the weight-bandwidth floor;
+#   5. compute-sanitizer memcheck and racecheck over the hand-written kernels' tests.
 # Usage: checks.sh BUNDLE_DIR LOG_DIR. Every step has a time limit; a failing step is reported
 # and the next one still runs. Exit status: the number of failed steps.
 set -uo pipefail
@@ -74,5 +75,18 @@ for precision in bf16 fp32; do
   step "generate_bench_$precision" 240 "${launch[@]}" "$bundle/bin/generate_bench" --device cuda \
     --precision "$precision" "${llama_1b[@]}" --prompt 128 --new-tokens 64 --batches 1,8,64
 done
+# 5. compute-sanitizer (last: slow, and it needs a runtime that supports it): out-of-bounds
+#    and uninitialised accesses in the hand-written kernels' tests, and shared-memory races in
+#    the fused attention kernels (tiles staged in shared memory by whole blocks).
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [[ -n $sanitizer ]]; then
+  kernels_filter='*Attention*:*Cache*:*RowTopK*:*Gumbel*:*Sampler*:*Logprob*:*Rows*:*AdamW*'
+  step memcheck 150 "$sanitizer" --tool memcheck --error-exitcode 1 "$bundle/bin/gpu_test" --gtest_color=no \
+    --gtest_filter="$kernels_filter"
+  step racecheck 150 "$sanitizer" --tool racecheck --error-exitcode 1 "$bundle/bin/gpu_test" --gtest_color=no \
+    --gtest_filter='*Attention*:*Cache*'
+else
+  echo "== compute-sanitizer: not on this machine, skipped"
+fi
 echo "checks: $failed step(s) failed"
 exit "$failed"
