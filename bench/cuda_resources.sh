@@ -19,9 +19,13 @@ def demangle(mangled):  # the last component of _ZN<len><id>...<len><id>[ILi<n>E
     if not parts:
         return mangled
     element_names = {"f": "float", "13__nv_bfloat16": "bf16"}
-    typed = re.match(r"I(f|13__nv_bfloat16)E", rest)  # a kernel templated on its output type
+    # A kernel templated on its element types (one or two; S<n>_ repeats an earlier one).
+    typed = re.match(r"I(f|13__nv_bfloat16)(f|13__nv_bfloat16|S\d*_)?E", rest)
     if typed:
-        return parts[-1] + "<%s>" % element_names[typed.group(1)]
+        names = [element_names[typed.group(1)]]
+        if typed.group(2):
+            names.append(element_names.get(typed.group(2), names[0]))
+        return parts[-1] + "<%s>" % ", ".join(names)
     template = re.match(r"ILi(\d+)E(f|13__nv_bfloat16)?", rest)
     if not template:
         return parts[-1]

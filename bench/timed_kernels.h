@@ -48,8 +48,17 @@ class TimedKernels final : public kernels::Kernels {
                             float eps) const override {
     time("rmsnorm", [&] { inner_.rmsnorm_forward_bf16(out, rstd, x, w, n, dim, eps); });
   }
-  void swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up, Index n) const override {
+  void swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
+                           Index n) const override {
     time("swiglu", [&] { inner_.swiglu_forward_bf16(out, gate, up, n); });
+  }
+  void swiglu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
+                            const std::uint16_t* up, Index n) const override {
+    time("swiglu", [&] { inner_.swiglu_backward_bf16(dgate, dup, dout, gate, up, n); });
+  }
+  void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w, Index n,
+                               Index in, Index out) const override {
+    time("linear forward", [&] { inner_.linear_forward_bf16_out(y16, x, w, n, in, out); });
   }
   void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
                         const float* rstd, Index n, Index dim) const override {

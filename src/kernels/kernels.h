@@ -57,12 +57,22 @@ class Kernels {
   virtual void linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,
                                     const std::uint16_t* x, const std::uint16_t* w, Index n,
                                     Index in, Index out, bool accumulate_dx) const = 0;
-  // rmsnorm_forward and swiglu_forward with a bf16 output -- the rounding of what they compute
-  // in float32 -- for outputs only products read: no float32 copy is kept.
+  // linear_forward_bf16 with its float32 result rounded to bf16 as it is written (cuBLAS: a
+  // bf16 C): y16[n, out] = bf16(x W^T), for outputs only bf16-reading kernels consume.
+  virtual void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x,
+                                       const std::uint16_t* w, Index n, Index in,
+                                       Index out) const = 0;
+  // rmsnorm_forward with a bf16 output -- the rounding of what it computes in float32 -- for an
+  // output only products read: no float32 copy is kept.
   virtual void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x,
                                     const float* w, Index n, Index dim, float eps) const = 0;
-  virtual void swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up,
-                                   Index n) const = 0;
+  // swiglu_forward / swiglu_backward over bf16 gate and up (widened as read, then the float32
+  // arithmetic): the forward's output rounded to bf16, the backward's gradients float32.
+  virtual void swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate,
+                                   const std::uint16_t* up, Index n) const = 0;
+  virtual void swiglu_backward_bf16(float* dgate, float* dup, const float* dout,
+                                    const std::uint16_t* gate, const std::uint16_t* up,
+                                    Index n) const = 0;
 
   // Vocab-parallel embedding: this rank holds rows [vocab_start, vocab_start + rows) of the
   // table. out[i] = table[ids[i] - vocab_start] for ids inside that range, 0 otherwise.

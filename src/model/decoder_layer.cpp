@@ -13,20 +13,21 @@ void LayerActivations::allocate(const TpDims& d, std::int64_t rows, std::int64_t
                                 Device device, bool mixed) {
   const Shape hidden{rows, d.hidden}, per_row{rows}, q_shape{rows, d.q_width()},
       kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate};
-  // Mixed precision: the norms' and SwiGLU's outputs only in bf16 (only products read them).
+  // Mixed precision: the norms' outputs and the MLP's (gate, up, SwiGLU) only in bf16 -- only
+  // products and the SwiGLU kernels read them.
   const Shape none{0};
   const Shape f32_hidden = mixed ? none : hidden, f32_mlp = mixed ? none : mlp;
   const auto t = workspace_.carve(device, {hidden, f32_hidden, per_row, q_shape, kv_shape, kv_shape,
-                                   {probs_size}, q_shape, hidden, f32_hidden, per_row, mlp, mlp, f32_mlp});
+                                   {probs_size}, q_shape, hidden, f32_hidden, per_row, f32_mlp, f32_mlp, f32_mlp});
   x_in = t[0], rstd1 = t[2], q = t[3], k = t[4], v = t[5], probs = t[6], attn = t[7];
-  x_mid = t[8], rstd2 = t[10], gate = t[11], up = t[12];
+  x_mid = t[8], rstd2 = t[10];
   if (mixed) {
-    const auto h = workspace_bf16_.carve(device, {hidden, q_shape, hidden, mlp}, 1, DType::BF16);
-    n1_bf16 = h[0], attn_bf16 = h[1], n2_bf16 = h[2], act_bf16 = h[3];
-    n1 = n2 = act = Tensor();
+    const auto h = workspace_bf16_.carve(device, {hidden, q_shape, hidden, mlp, mlp, mlp}, 1, DType::BF16);
+    n1_bf16 = h[0], attn_bf16 = h[1], n2_bf16 = h[2], gate_bf16 = h[3], up_bf16 = h[4], act_bf16 = h[5];
+    n1 = n2 = gate = up = act = Tensor();
   } else {
-    n1 = t[1], n2 = t[9], act = t[13];
-    n1_bf16 = attn_bf16 = n2_bf16 = act_bf16 = Tensor();
+    n1 = t[1], n2 = t[9], gate = t[11], up = t[12], act = t[13];
+    n1_bf16 = attn_bf16 = n2_bf16 = gate_bf16 = up_bf16 = act_bf16 = Tensor();
   }
 }
 
@@ -86,10 +87,11 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   // MLP half. x_out may alias x_in, which is no longer read from here on.
   rmsnorm_for_products(ctx, a.n2, a.n2_bf16, a.rstd2.f32(), a.x_mid.f32(), w.post_attention_layernorm, n);
   p::copy_to_tp_region_forward(ctx.tp, products_input(a.n2, a.n2_bf16), residual);
-  linear_forward(ctx, a.gate.f32(), a.n2, a.n2_bf16, w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, true);
-  linear_forward(ctx, a.up.f32(), a.n2, a.n2_bf16, w.up_proj, w.bf16.up_proj, n, h, d.intermediate, true);
+  linear_forward_into(ctx, a.gate, a.gate_bf16, a.n2, a.n2_bf16, w.gate_proj, w.bf16.gate_proj, n, h,
+                      d.intermediate);
+  linear_forward_into(ctx, a.up, a.up_bf16, a.n2, a.n2_bf16, w.up_proj, w.bf16.up_proj, n, h, d.intermediate);
   if (a.act_bf16.defined()) {
-    k.swiglu_forward_bf16(a.act_bf16.bf16(), a.gate.f32(), a.up.f32(), n * d.intermediate);
+    k.swiglu_forward_bf16(a.act_bf16.bf16(), a.gate_bf16.bf16(), a.up_bf16.bf16(), n * d.intermediate);
   } else {
     k.swiglu_forward(a.act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate);
   }
@@ -111,8 +113,12 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   p::reduce_from_tp_region_backward(ctx.tp, dx, residual);
   linear_backward(ctx, s.d_act.f32(), g.down_proj.f32(), dx, s.dy_bf16, a.act, a.act_bf16,
                   w.down_proj, w.bf16.down_proj, n, d.intermediate, h, false);
-  k.swiglu_backward(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate.f32(), a.up.f32(),
-                    n * d.intermediate);
+  if (a.gate_bf16.defined()) {
+    k.swiglu_backward_bf16(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate_bf16.bf16(), a.up_bf16.bf16(),
+                           n * d.intermediate);
+  } else {
+    k.swiglu_backward(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate);
+  }
   linear_backward(ctx, s.d_norm.f32(), g.gate_proj.f32(), s.d_gate.f32(), s.dy_bf16, a.n2,
                   a.n2_bf16, w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, false);
   linear_backward(ctx, s.d_norm.f32(), g.up_proj.f32(), s.d_up.f32(), s.dy_bf16, a.n2,

@@ -13,6 +13,16 @@ void linear_forward(const ModelContext& ctx, float* y, const Tensor& x, const Te
   ctx.k.linear_forward_bf16(y, x16.bf16(), w16.bf16(), n, in, out);
 }
 
+void linear_forward_into(const ModelContext& ctx, const Tensor& y, const Tensor& y16,
+                         const Tensor& x, const Tensor& x16, const Tensor& w, const Tensor& w16,
+                         std::int64_t n, std::int64_t in, std::int64_t out) {
+  if (y16.defined()) {
+    ctx.k.linear_forward_bf16_out(y16.bf16(), x16.bf16(), w16.bf16(), n, in, out);
+  } else {
+    linear_forward(ctx, y.f32(), x, x16, w, w16, n, in, out, true);
+  }
+}
+
 void rmsnorm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16,
                           float* rstd, const float* x, const Tensor& w, std::int64_t n) {
   const std::int64_t h = ctx.dims.hidden;

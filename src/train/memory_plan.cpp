@@ -42,15 +42,15 @@ struct Elements {
 // One layer's buffers (model/decoder_layer.h LayerActivations) for `rows` tokens in `seqs`
 // sequences of `seq` tokens. With `attention_state` (a forward over whole sequences, not
 // generation) attention keeps its probabilities (`keep_probs`) or a log-sum-exp per head and row.
-// The products' inputs -- both norms' outputs and SwiGLU's, and with bf16 products a copy of
-// the attention output -- are at the activation size; the rest is float32.
+// Both norms' outputs and the MLP's (gate, up, SwiGLU), and with bf16 products a copy of the
+// attention output, are at the activation size; the rest is float32.
 Elements layer_activations(const model::TpDims& d, std::int64_t rows, std::int64_t seqs, std::int64_t seq,
                            bool keep_probs, bool attention_state, bool bf16_products) {
   Elements e;
-  e.act = 2 * aligned(rows * d.hidden) + aligned(rows * d.intermediate) +
+  e.act = 2 * aligned(rows * d.hidden) + 3 * aligned(rows * d.intermediate) +
           (bf16_products ? aligned(rows * d.q_width()) : 0);
   e.f32 = 2 * aligned(rows * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
-          2 * aligned(rows * d.intermediate) + 2 * aligned(rows);  // ..., the two norms' 1/rms
+          2 * aligned(rows);  // residual in and mid, q and attention, k and v, the norms' 1/rms
   if (!attention_state) return e;
   e.f32 += keep_probs ? aligned(seqs * seq * seq * d.heads) : aligned(rows * d.heads);
   return e;

@@ -11,8 +11,9 @@
 //         masters and moments as in Megatron's bf16 training; the reference like the policy
 //         (float32 values and their bf16 copy, 6 bytes a parameter); of the
 //         activations, the products' inputs (both norms' outputs, SwiGLU's, a copy of the
-//         attention output, the final norm's) and the KV cache in bf16, the rest float32 (the
-//         residual stream, q/k/v, attention output, gate/up, logits, norm statistics); fused
+//         attention output, the final norm's; the MLP's gate and up) and the KV cache in bf16,
+//         the rest float32 (the residual stream, q/k/v, attention output, logits, norm
+//         statistics); fused
 //         attention keeps a float32 log-sum-exp per head and row instead of the probabilities.
 //         Same buffers, other element sizes.
 // Worst case throughout: every sequence has `seq` tokens.

@@ -221,10 +221,23 @@ void EmulatedKernels::rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, cons
   cpu_->rmsnorm_forward_bf16(dev(out, n * dim, "rmsnorm out"), dev(rstd, n, "rmsnorm rstd"),
                              dev(x, n * dim, "rmsnorm x"), dev(w, dim, "rmsnorm w"), n, dim, eps);
 }
-void EmulatedKernels::swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up,
-                                          Index n) const {
+void EmulatedKernels::swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate,
+                                          const std::uint16_t* up, Index n) const {
   cpu_->swiglu_forward_bf16(dev(out, n, "swiglu out"), dev(gate, n, "swiglu gate"),
                             dev(up, n, "swiglu up"), n);
+}
+void EmulatedKernels::swiglu_backward_bf16(float* dgate, float* dup, const float* dout,
+                                           const std::uint16_t* gate, const std::uint16_t* up,
+                                           Index n) const {
+  cpu_->swiglu_backward_bf16(dev(dgate, n, "swiglu dgate"), dev(dup, n, "swiglu dup"),
+                             dev(dout, n, "swiglu dout"), dev(gate, n, "swiglu gate"),
+                             dev(up, n, "swiglu up"), n);
+}
+void EmulatedKernels::linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x,
+                                              const std::uint16_t* w, Index n, Index in,
+                                              Index out) const {
+  cpu_->linear_forward_bf16_out(dev(y16, n * out, "linear y16"), dev(x, n * in, "linear x16"),
+                                dev(w, out * in, "linear w16"), n, in, out);
 }
 void EmulatedKernels::rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x,
                                        const float* w, const float* rstd, Index n,

@@ -114,8 +114,12 @@ class EmulatedKernels final : public kernels::Kernels {
                        Index dim, float eps) const override;
   void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
                             Index n, Index dim, float eps) const override;
-  void swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up,
+  void swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
                            Index n) const override;
+  void swiglu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
+                            const std::uint16_t* up, Index n) const override;
+  void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w,
+                               Index n, Index in, Index out) const override;
   void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
                         const float* rstd, Index n, Index dim) const override;
   void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin,

@@ -69,6 +69,11 @@ double relative_error(const std::vector<float>& out, const std::vector<float>& r
 }
 #define EXPECT_CLOSE(out, ref) EXPECT_LT(relative_error(out, ref), 1e-5) << #out " vs " #ref
 
+std::vector<float> widen(const std::vector<std::uint16_t>& x) {
+  std::vector<float> out(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = bf16_to_f32(x[i]);
+  return out;
+}
 std::vector<std::uint16_t> to_bf16_host(const std::vector<float>& x) {
   std::vector<std::uint16_t> out(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) out[i] = f32_to_bf16(x[i]);
@@ -292,6 +297,10 @@ TEST_F(Fixture, LinearLayersWithBf16OperandsMatchTheCpuReference) {
   EXPECT_CLOSE(gdx.get(gpu), dx);
   EXPECT_CLOSE(gdw.get(gpu), dw);
   EXPECT_EQ(cuda::download<std::uint16_t>(gdy16, dy16.size()), dy16);
+  // With a bf16 output (cuBLAS rounds its float32 result as written): within bf16's rounding.
+  PooledBuffer gy16 = cuda::upload(std::vector<std::uint16_t>(static_cast<std::size_t>(n * out), 0x7fc1));
+  gpu.linear_forward_bf16_out(gy16.as<std::uint16_t>(), gx16.as<std::uint16_t>(), gw16.as<std::uint16_t>(), n, in, out);
+  EXPECT_LT(relative_error(widen(cuda::download<std::uint16_t>(gy16, n * out)), y), 5e-3);
 }
 
 TEST_F(Fixture, GatherRowsOutOfABuffer) {
@@ -325,10 +334,21 @@ TEST_F(Fixture, SwigluForwardAndBackward) {
   cpu.swiglu_forward(out.data(), gate.data(), up.data(), n);
   gpu.swiglu_forward(gout.f(), ggate.f(), gup.f(), n);
   EXPECT_CLOSE(gout.get(gpu), out);
+  // bf16 gate and up: the GPU's float32 kernels on the widened values, the forward's output
+  // rounded (same device arithmetic: bitwise).
+  const auto gate16 = to_bf16_host(gate), up16 = to_bf16_host(up);
+  Dev gate_wide(widen(gate16)), up_wide(widen(up16)), gref = poisoned(n), gdg_ref = poisoned(n), gdu_ref = poisoned(n);
+  PooledBuffer ggate16 = cuda::upload(gate16), gup16 = cuda::upload(up16);
   const std::vector<std::uint16_t> poison(static_cast<std::size_t>(n), 0x7fc1);
   PooledBuffer out16 = cuda::upload(poison);
-  gpu.swiglu_forward_bf16(out16.as<std::uint16_t>(), ggate.f(), gup.f(), n);
-  EXPECT_EQ(cuda::download<std::uint16_t>(out16, n), to_bf16_host(gout.get(gpu)));
+  gpu.swiglu_forward(gref.f(), gate_wide.f(), up_wide.f(), n);
+  gpu.swiglu_forward_bf16(out16.as<std::uint16_t>(), ggate16.as<std::uint16_t>(), gup16.as<std::uint16_t>(), n);
+  EXPECT_EQ(cuda::download<std::uint16_t>(out16, n), to_bf16_host(gref.get(gpu)));
+  gpu.swiglu_backward(gdg_ref.f(), gdu_ref.f(), gdout.f(), gate_wide.f(), up_wide.f(), n);
+  Dev gdg16 = poisoned(n), gdu16 = poisoned(n);
+  gpu.swiglu_backward_bf16(gdg16.f(), gdu16.f(), gdout.f(), ggate16.as<std::uint16_t>(), gup16.as<std::uint16_t>(), n);
+  EXPECT_EQ(gdg16.get(gpu), gdg_ref.get(gpu));
+  EXPECT_EQ(gdu16.get(gpu), gdu_ref.get(gpu));
   cpu.swiglu_backward(dg.data(), du.data(), dout.data(), gate.data(), up.data(), n);
   gpu.swiglu_backward(gdg.f(), gdu.f(), gdout.f(), ggate.f(), gup.f(), n);
   EXPECT_CLOSE(gdg.get(gpu), dg);
@@ -506,11 +526,6 @@ TEST_F(Fixture, GumbelArgmaxPicksTheCpusTokensWithTheSameNoise) {
 }
 
 // ---- mixed precision --------------------------------------------------------------------------
-std::vector<float> widen(const std::vector<std::uint16_t>& x) {
-  std::vector<float> out(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) out[i] = bf16_to_f32(x[i]);
-  return out;
-}
 
 TEST_F(Fixture, Bf16ConversionsRoundLikeTheHost) {
   const Index n = 100001;

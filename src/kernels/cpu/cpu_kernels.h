@@ -59,8 +59,12 @@ class CpuKernels final : public Kernels {
   void logprob_from_sums(float* logprob, float* lse, const float* sums,
                          const std::int32_t* targets, Index n) const override;
   void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
-  void swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up,
+  void swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
                            Index n) const override;
+  void swiglu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
+                            const std::uint16_t* up, Index n) const override;
+  void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w,
+                               Index n, Index in, Index out) const override;
   void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
                             Index n, Index dim, float eps) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,

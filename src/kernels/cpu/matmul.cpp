@@ -60,6 +60,14 @@ void CpuKernels::linear_forward_bf16(float* y, const std::uint16_t* x, const std
   linear_forward(y, widen(x, n * in).data(), widen(w, out * in).data(), n, in, out);
 }
 
+void CpuKernels::linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x,
+                                         const std::uint16_t* w, Index n, Index in,
+                                         Index out) const {
+  std::vector<float> y(static_cast<std::size_t>(n * out));
+  linear_forward_bf16(y.data(), x, w, n, in, out);
+  to_bf16(y16, y.data(), n * out);
+}
+
 void CpuKernels::linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,
                                       const std::uint16_t* x, const std::uint16_t* w, Index n,
                                       Index in, Index out, bool accumulate_dx) const {

@@ -6,32 +6,56 @@
 
 namespace spin::kernels {
 
-void CpuKernels::swiglu_forward(float* out, const float* gate, const float* up, Index n) const {
+namespace {
+
+inline float load(const float* x) { return *x; }
+inline float load(const std::uint16_t* x) { return bf16_to_f32(*x); }
+inline void store(float* out, float value) { *out = value; }
+inline void store(std::uint16_t* out, float value) { *out = f32_to_bf16(value); }
+
+template <class In, class Out>
+void swiglu_values(Out* out, const In* gate, const In* up, Index n) {
 #pragma omp simd
   for (Index i = 0; i < n; ++i) {
-    const float s = 1.0f / (1.0f + cpu::exp_approx(-gate[i]));
-    out[i] = gate[i] * s * up[i];
+    const float g = load(gate + i);
+    const float s = 1.0f / (1.0f + cpu::exp_approx(-g));
+    store(out + i, g * s * load(up + i));
   }
 }
 
-void CpuKernels::swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up,
-                                     Index n) const {
+template <class In>
+void swiglu_gradients(float* dgate, float* dup, const float* dout, const In* gate, const In* up,
+                      Index n) {
+#pragma omp simd
   for (Index i = 0; i < n; ++i) {
-    const float s = 1.0f / (1.0f + cpu::exp_approx(-gate[i]));
-    out[i] = f32_to_bf16(gate[i] * s * up[i]);
+    const float g = load(gate + i);
+    const float s = 1.0f / (1.0f + cpu::exp_approx(-g));
+    const float d = dout[i];
+    dgate[i] = d * load(up + i) * s * (1.0f + g * (1.0f - s));
+    dup[i] = d * g * s;
   }
+}
+
+}  // namespace
+
+void CpuKernels::swiglu_forward(float* out, const float* gate, const float* up, Index n) const {
+  swiglu_values(out, gate, up, n);
+}
+
+void CpuKernels::swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate,
+                                     const std::uint16_t* up, Index n) const {
+  swiglu_values(out, gate, up, n);
 }
 
 void CpuKernels::swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                                  const float* up, Index n) const {
-#pragma omp simd
-  for (Index i = 0; i < n; ++i) {
-    const float g = gate[i];
-    const float s = 1.0f / (1.0f + cpu::exp_approx(-g));
-    const float d = dout[i];
-    dgate[i] = d * up[i] * s * (1.0f + g * (1.0f - s));
-    dup[i] = d * g * s;
-  }
+  swiglu_gradients(dgate, dup, dout, gate, up, n);
+}
+
+void CpuKernels::swiglu_backward_bf16(float* dgate, float* dup, const float* dout,
+                                      const std::uint16_t* gate, const std::uint16_t* up,
+                                      Index n) const {
+  swiglu_gradients(dgate, dup, dout, gate, up, n);
 }
 
 }  // namespace spin::kernels

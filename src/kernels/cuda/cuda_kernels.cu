@@ -50,22 +50,27 @@ __global__ void rope_kernel(float* x, const int* positions, const float* cos, co
     *hi = b * c + sign * a * s;
   }
 }
-// A kernel's output element: float32, or its bf16 rounding (mixed precision).
+// A kernel's element in memory: float32, or bf16 (mixed precision) rounded as written and
+// widened as read.
 __device__ inline void store(float* out, float value) { *out = value; }
 __device__ inline void store(__nv_bfloat16* out, float value) { *out = __float2bfloat16_rn(value); }
+__device__ inline float load(const float* in) { return *in; }
+__device__ inline float load(const __nv_bfloat16* in) { return __bfloat162float(*in); }
 
-template <class Out>
-__global__ void swiglu_forward_kernel(Out* out, const float* gate, const float* up, long long n) {
+template <class In, class Out>
+__global__ void swiglu_forward_kernel(Out* out, const In* gate, const In* up, long long n) {
   SPIN_GRID_STRIDE(i, n) {
-    const float s = 1.0f / (1.0f + expf(-gate[i]));
-    store(out + i, gate[i] * s * up[i]);
+    const float g = load(gate + i);
+    const float s = 1.0f / (1.0f + expf(-g));
+    store(out + i, g * s * load(up + i));
   }
 }
-__global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* dout, const float* gate,
-                                       const float* up, long long n) {
+template <class In>
+__global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* dout, const In* gate, const In* up,
+                                       long long n) {
   SPIN_GRID_STRIDE(i, n) {
-    const float g = gate[i], s = 1.0f / (1.0f + expf(-g)), d = dout[i];
-    dgate[i] = d * up[i] * s * (1.0f + g * (1.0f - s));
+    const float g = load(gate + i), s = 1.0f / (1.0f + expf(-g)), d = dout[i];
+    dgate[i] = d * load(up + i) * s * (1.0f + g * (1.0f - s));
     dup[i] = d * g * s;
   }
 }
@@ -598,9 +603,21 @@ void CudaKernels::swiglu_forward(float* out, const float* gate, const float* up,
   SPIN_CUDA_CHECK_LAUNCH("swiglu_forward");
 }
 
-void CudaKernels::swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up, Index n) const {
-  swiglu_forward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(out), gate, up, n);
+namespace {
+const __nv_bfloat16* as_bf16(const std::uint16_t* p) { return reinterpret_cast<const __nv_bfloat16*>(p); }
+}  // namespace
+
+void CudaKernels::swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
+                                      Index n) const {
+  swiglu_forward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(out),
+                                                                 as_bf16(gate), as_bf16(up), n);
   SPIN_CUDA_CHECK_LAUNCH("swiglu_forward_bf16");
+}
+
+void CudaKernels::swiglu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
+                                       const std::uint16_t* up, Index n) const {
+  swiglu_backward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dgate, dup, dout, as_bf16(gate), as_bf16(up), n);
+  SPIN_CUDA_CHECK_LAUNCH("swiglu_backward_bf16");
 }
 
 void CudaKernels::swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
@@ -706,6 +723,11 @@ void CudaKernels::linear_forward_bf16(float* y, const std::uint16_t* x, const st
   gemm_bf16(false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
 }
 
+void CudaKernels::linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w,
+                                          Index n, Index in, Index out) const {
+  gemm_bf16_to(false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, y16, CUDA_R_16BF, out);
+}
+
 void CudaKernels::linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,
                                        const std::uint16_t* x, const std::uint16_t* w, Index n, Index in, Index out,
                                        bool accumulate_dx) const {
@@ -721,10 +743,16 @@ void CudaKernels::to_f32(float* out, const std::uint16_t* in, Index n) const {
 
 void CudaKernels::gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const std::uint16_t* a,
                             Index lda, const std::uint16_t* b, Index ldb, float beta, float* c, Index ldc) const {
+  gemm_bf16_to(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, CUDA_R_32F, ldc);
+}
+
+void CudaKernels::gemm_bf16_to(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha,
+                               const std::uint16_t* a, Index lda, const std::uint16_t* b, Index ldb, float beta,
+                               void* c, cudaDataType c_type, Index ldc) const {
   if (m == 0 || n == 0) return;
   SPIN_CUBLAS_CHECK(cublasGemmEx(blas_, op(trans_b), op(trans_a), static_cast<int>(n), static_cast<int>(m),
                                  static_cast<int>(k), &alpha, b, CUDA_R_16BF, static_cast<int>(ldb), a, CUDA_R_16BF,
-                                 static_cast<int>(lda), &beta, c, CUDA_R_32F, static_cast<int>(ldc), CUBLAS_COMPUTE_32F,
+                                 static_cast<int>(lda), &beta, c, c_type, static_cast<int>(ldc), CUBLAS_COMPUTE_32F,
                                  CUBLAS_GEMM_DEFAULT));
 }
 

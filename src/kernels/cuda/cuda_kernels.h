@@ -107,7 +107,13 @@ class CudaKernels final : public Kernels {
                             const std::uint16_t* w, Index n, Index in, Index out, bool accumulate_dx) const override;
   void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, Index n, Index dim,
                             float eps) const override;
-  void swiglu_forward_bf16(std::uint16_t* out, const float* gate, const float* up, Index n) const override;
+  void swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
+                           Index n) const override;
+  void swiglu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
+                            const std::uint16_t* up, Index n) const override;
+  // cublasGemmEx with a bf16 C: the float32 accumulation rounded as written.
+  void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w, Index n, Index in,
+                               Index out) const override;
   void to_f32(float* out, const std::uint16_t* in, Index n) const;
   // Row-major C[m, n] (float32) = alpha op(A) op(B) + beta C with bf16 A and B and float32
   // accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F).
@@ -116,6 +122,10 @@ class CudaKernels final : public Kernels {
 
  private:
   // Row-major C = alpha op(A) op(B) + beta C for `batch` matrices `stride_*` elements apart.
+  // gemm_bf16 into a C of `c_type` (CUDA_R_32F or CUDA_R_16BF).
+  void gemm_bf16_to(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const std::uint16_t* a,
+                    Index lda, const std::uint16_t* b, Index ldb, float beta, void* c, cudaDataType c_type,
+                    Index ldc) const;
   void gemm_batched(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a, Index lda,
                     Index stride_a, const float* b, Index ldb, Index stride_b, float beta, float* c, Index ldc,
                     Index stride_c, Index batch) const;

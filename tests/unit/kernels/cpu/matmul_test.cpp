@@ -102,6 +102,11 @@ TEST(Linear, Bf16OperandsMatchNaiveDoubleOfTheRoundedValues) {
   std::vector<double> y_ref(n * out, 0.0);
   testing::ref::gemm(false, true, n, out, in, 1.0, widen(x16), in, widen(w16), in, 0.0, y_ref, out);
   expect_close(y, y_ref, 1e-5, 1e-6, "y");
+  // With a bf16 output: the float32 result, rounded as written.
+  std::vector<std::uint16_t> y16(n * out), y16_want(n * out);
+  k.linear_forward_bf16_out(y16.data(), x16.data(), w16.data(), n, in, out);
+  k.to_bf16(y16_want.data(), y.data(), n * out);
+  EXPECT_EQ(y16, y16_want);
 
   std::vector<float> dx(n * in, 100.0f), dw(out * in, 0.5f);
   k.linear_backward_bf16(dx.data(), dw.data(), r.data(), r16.data(), x16.data(), w16.data(), n, in, out, false);

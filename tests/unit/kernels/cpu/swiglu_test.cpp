@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "common/test_util.h"
+#include "core/dtype.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "unit/kernels/reference.h"
 
@@ -39,17 +40,31 @@ TEST(SwiGlu, ForwardAndBackwardMatchNaiveAndFiniteDifferences) {
   testing::check_gradient(up, dup, loss, 1e-2, 1e-3, 1e-4, "dup vs finite differences");
 }
 
-// Mixed precision: the bf16 output is the float32 output rounded.
-TEST(SwiGlu, Bf16OutputIsTheRoundedFloat32Output) {
+// Mixed precision: over bf16 gate and up, the float32 kernels' arithmetic on the widened
+// values -- the forward's output rounded to bf16, the backward's gradients float32 -- bitwise.
+TEST(SwiGlu, Bf16InputsGiveTheFloat32KernelsResultsOnTheWidenedValues) {
   const CpuKernels k;
   const Index n = 1001;
-  const auto gate = testing::random_vector(n, 6, 6.0f), up = testing::random_vector(n, 7);
+  const auto gate32 = testing::random_vector(n, 6, 6.0f), up32 = testing::random_vector(n, 7);
+  const auto dout = testing::random_vector(n, 8);
+  std::vector<std::uint16_t> gate(n), up(n);
+  k.to_bf16(gate.data(), gate32.data(), n);
+  k.to_bf16(up.data(), up32.data(), n);
+  std::vector<float> gate_wide(n), up_wide(n);
+  for (Index i = 0; i < n; ++i) gate_wide[i] = bf16_to_f32(gate[i]), up_wide[i] = bf16_to_f32(up[i]);
+
   std::vector<float> out(n);
   std::vector<std::uint16_t> out16(n), want(n);
-  k.swiglu_forward(out.data(), gate.data(), up.data(), n);
+  k.swiglu_forward(out.data(), gate_wide.data(), up_wide.data(), n);
   k.swiglu_forward_bf16(out16.data(), gate.data(), up.data(), n);
   k.to_bf16(want.data(), out.data(), n);
   EXPECT_EQ(out16, want);
+
+  std::vector<float> dgate(n), dup(n), dgate16(n), dup16(n);
+  k.swiglu_backward(dgate.data(), dup.data(), dout.data(), gate_wide.data(), up_wide.data(), n);
+  k.swiglu_backward_bf16(dgate16.data(), dup16.data(), dout.data(), gate.data(), up.data(), n);
+  EXPECT_EQ(dgate16, dgate);
+  EXPECT_EQ(dup16, dup);
 }
 
 }  // namespace
