@@ -32,7 +32,7 @@ struct PlanOptions {
   std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda";
   int tp = 1, pp = 1, dp = 1, gpus = 0, gpus_per_node = 8;
   std::int64_t micro_batch = 1, seq = 0, global_batch = 0, rollout_batch = 0;
-  bool distributed = false, ref_offload = false;
+  bool distributed = false, ref_offload = false, recompute = false;
 };
 
 std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
@@ -54,6 +54,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
        "prompts generated together per replica (spin.rollout_batch_size; 0: the micro-batch)")
       ("distributed-optimizer", po::bool_switch(&o.distributed), "shard the AdamW moments over DP (ZeRO-1)")
       ("ref-offload", po::bool_switch(&o.ref_offload), "keep the reference weights in host memory")
+      ("recompute-activations", po::bool_switch(&o.recompute),
+       "keep only each layer's input under 1F1B (model.recompute_activations)")
       ("gpu-mem", po::value(&o.gpu_mem)->default_value(o.gpu_mem), "memory per GPU, e.g. 80GiB, 141GB")
       ("gpus", po::value(&o.gpus)->default_value(o.gpus), "GPUs to suggest layouts for (0: tp x pp x dp)")
       ("gpus-per-node", po::value(&o.gpus_per_node)->default_value(o.gpus_per_node), "tensor parallelism stays within a node")
@@ -99,6 +101,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.rollout_batch = o.rollout_batch;
     request.distributed_optimizer = o.distributed;
     request.ref_offload = o.ref_offload;
+    request.recompute_activations = o.recompute;
     request.precision = o.device == "cpu" ? train::Precision::cpu() : train::Precision::cuda();
     plan = train::plan_memory(request);
     if (o.dp > 1) {

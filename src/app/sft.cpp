@@ -51,6 +51,7 @@ struct SftOptions {
   double clip_grad = 1.0;
   bool distributed_optimizer = false;
   bool overlap_grad_reduce = false;
+  bool recompute_activations = false;
   int max_nonfinite = 10;
   std::uint64_t seed = 1234;
   bool no_shuffle = false;
@@ -99,6 +100,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("adam-beta2", po::value(&o.beta2)->default_value(o.beta2), "AdamW beta2")
       ("adam-eps", po::value(&o.eps)->default_value(o.eps), "AdamW epsilon")
       ("clip-grad", po::value(&o.clip_grad)->default_value(o.clip_grad), "max global gradient L2 norm (0: off)")
+      ("recompute-activations", po::bool_switch(&o.recompute_activations),
+       "keep only each layer's input for the backward and recompute the rest (one more forward)")
       ("overlap-grad-reduce", po::bool_switch(&o.overlap_grad_reduce),
        "start each layer's DP gradient all-reduce as soon as the backward is done with it")
       ("distributed-optimizer", po::bool_switch(&o.distributed_optimizer),
@@ -183,7 +186,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   runtime.prepare(weights);
 
   const kernels::Kernels& k = runtime.kernels();
-  const model::Transformer transformer(config, shard->dims, shard->stage, grid.tp(), k);
+  model::Transformer transformer(config, shard->dims, shard->stage, grid.tp(), k);
+  transformer.set_recompute_activations(o.recompute_activations);
   train::OptimizerConfig oc;
   oc.beta1 = o.beta1;
   oc.beta2 = o.beta2;

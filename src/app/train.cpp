@@ -285,7 +285,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   model::ModelWeights reference(mc, shard->dims, shard->stage, pad, c.ref_offload ? Device::Cpu : runtime.device());
 
   const kernels::Kernels& k = runtime.kernels();
-  const model::Transformer transformer(mc, shard->dims, shard->stage, grid.tp(), k);
+  model::Transformer transformer(mc, shard->dims, shard->stage, grid.tp(), k);
+  transformer.set_recompute_activations(c.recompute_activations);
   train::OptimizerConfig oc;
   oc.beta1 = c.adam_beta1;
   oc.beta2 = c.adam_beta2;

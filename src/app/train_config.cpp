@@ -78,6 +78,8 @@ class OptionTable {
 void declare(OptionTable& t, TrainConfig& c) {
   t.required("model.path", &c.model_path, "Hugging Face model directory to start from (with its tokenizer)");
   t.add("model.precision", &c.precision, "fp32, or bf16 (matrix products in bf16 with fp32 accumulation; fp32 master weights)");
+  t.add("model.recompute_activations", &c.recompute_activations,
+        "keep only each layer's input for the backward and recompute the rest (one more forward)");
   t.required("data.train", &c.train, "training JSONL: text pairs, chat messages, NeMo conversations or token ids");
   t.add("data.validation", &c.validation, "validation JSONL (same shapes; empty: none)");
   t.add("data.template", &c.prompt_template, "prompt template: chat or plain");

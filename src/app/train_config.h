@@ -44,6 +44,7 @@ struct TrainConfig {
   std::string pp_layers;
   std::string device = "cpu";  // cpu | cuda
   std::string precision = "fp32";  // fp32 | bf16
+  bool recompute_activations = false;
   // [sampling]
   bool greedy = false;
   float temperature = 1.0f, top_p = 1.0f, repetition_penalty = 1.0f;

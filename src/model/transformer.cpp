@@ -80,11 +80,14 @@ void Transformer::stage_input(const ModelWeights& w, const Activations& a,
 void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Activations& a,
                              float* out, KvCache* cache, const KvCacheView& where) const {
   const std::int64_t layers = stage_.count();
-  const bool keep = a.for_backward;
+  const bool keep = a.for_backward && !a.recompute;  // every layer's activations
   for (std::int64_t l = 0; l < layers; ++l) {
-    LayerActivations& la = a.layers[static_cast<std::size_t>(keep ? l : 0)];
+    const auto li = static_cast<std::size_t>(l);
+    LayerActivations& la = a.layers[keep ? li : 0];
+    if (a.recompute) la.x_in = a.layer_inputs[li];  // kept for the backward's recomputation
     float* x_out = l + 1 == layers ? out
-                   : keep          ? a.layers[static_cast<std::size_t>(l + 1)].x_in.f32()
+                   : keep          ? a.layers[li + 1].x_in.f32()
+                   : a.recompute   ? a.layer_inputs[li + 1].f32()
                                    : la.x_in.f32();
     KvCacheView view = where;
     if (cache) {
@@ -107,15 +110,22 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   const std::int64_t probs_size =
       ctx_.k.attention_saved_size(b.cu_seqlens, b.num_seqs, dims_.heads, dims_.head_dim);
   a.for_backward = for_backward;
-  a.layers.resize(static_cast<std::size_t>(for_backward ? stage_.count() : 1));
+  a.recompute = for_backward && recompute_;
+  a.layers.resize(static_cast<std::size_t>(for_backward && !a.recompute ? stage_.count() : 1));
   const bool mixed = w.has_bf16();
   for (LayerActivations& la : a.layers) la.allocate(dims_, n, probs_size, device(), mixed);
+  if (a.recompute) {
+    std::vector<Shape> shapes(static_cast<std::size_t>(stage_.count() + 1), Shape{n, dims_.hidden});
+    a.layer_inputs = a.recompute_storage.carve(device(), shapes);
+    a.recompute_output = a.layer_inputs.back();
+    a.layer_inputs.pop_back();
+  }
   if (stage_.last) {
     a.head.allocate(dims_, n, device(), mixed);
   } else {
     a.stage_output = a.output_storage.carve(device(), {{n, dims_.hidden}})[0];
   }
-  stage_input(w, a, input, a.layers[0].x_in.f32());
+  stage_input(w, a, input, (a.recompute ? a.layer_inputs[0] : a.layers[0].x_in).f32());
   run_layers(w, b, a, stage_.last ? a.head.x.f32() : a.stage_output.f32(), nullptr, {});
 
   ForwardResult r;
@@ -163,6 +173,7 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   a.arrays.upload_generation(cache_rows, last, device());
   const BatchGeometry b = geometry(a);
   a.for_backward = false;
+  a.recompute = false;
   a.layers.resize(1);
   a.layers[0].allocate(dims_, n, 0, device(), w.has_bf16());
   a.stage_output = a.output_storage.carve(device(), {{n, h}})[0];
@@ -209,7 +220,12 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
   }
   for (std::int64_t l = stage_.count() - 1; l >= 0; --l) {
     const auto li = static_cast<std::size_t>(l);
-    decoder_layer_backward(ctx_, w.layers[li], grads.layers[li], b, a.layers[li], a.grad, dx);
+    LayerActivations& la = a.layers[a.recompute ? 0 : li];
+    if (a.recompute) {  // this layer's activations again, from its kept input
+      la.x_in = a.layer_inputs[li];
+      decoder_layer_forward(ctx_, w.layers[li], b, la, a.recompute_output.f32());
+    }
+    decoder_layer_backward(ctx_, w.layers[li], grads.layers[li], b, la, a.grad, dx);
     if (layer_done) layer_done(l);
   }
   if (!stage_.first) return;  // dx is input_grad() for the previous stage

@@ -39,7 +39,13 @@ struct Activations {
   TokenBatch batch;
   BatchArrays arrays;  // the batch's per-row arrays on the kernels' device
   bool for_backward = false;
+  bool recompute = false;                // layer_inputs kept, the rest recomputed in backward
   std::vector<LayerActivations> layers;  // every layer's, or one shared set
+  // Activation recomputation: the input of every layer ([rows, hidden] each) and the
+  // recomputed forward's throwaway output.
+  std::vector<Tensor> layer_inputs;
+  Tensor recompute_output;
+  Workspace recompute_storage;
   HeadActivations head;                  // last stage only
   Tensor stage_output;  // [rows, hidden]: output for the next stage (not on the last, unless
                         // generating)
@@ -48,7 +54,7 @@ struct Activations {
 
   // Bytes of every buffer above but the batch's (what spin plan's activation figures count).
   std::size_t bytes() const {
-    std::size_t total = head.bytes() + grad.bytes() + output_storage.bytes();
+    std::size_t total = head.bytes() + grad.bytes() + output_storage.bytes() + recompute_storage.bytes();
     for (const LayerActivations& l : layers) total += l.bytes();
     return total;
   }
@@ -71,6 +77,15 @@ class Transformer {
   // Where weights, activations and caches must live: the kernels' device.
   Device device() const { return ctx_.k.device(); }
   const StageLayers& stage() const { return stage_; }
+
+  // Full activation recomputation (Megatron's --recompute-granularity full, every layer): a
+  // forward for a backward keeps only each layer's input; backward() runs each layer's forward
+  // again, into one shared set of buffers, right before its backward. The same gradients
+  // bitwise (the forward is deterministic), for one more forward's compute and its TP
+  // all-reduces; per micro-batch a layer keeps [rows, hidden] floats instead of all its
+  // activations.
+  void set_recompute_activations(bool on) { recompute_ = on; }
+  bool recompute_activations() const { return recompute_; }
 
   // Runs this stage on `batch`. The first stage embeds the tokens; any other reads `input`, the
   // previous stage's output (rows x hidden floats). The last stage returns the log-probabilities;
@@ -123,6 +138,7 @@ class Transformer {
   StageLayers stage_;
   RopeTable rope_;
   ModelContext ctx_;
+  bool recompute_ = false;
 };
 
 }  // namespace spin::model

@@ -37,6 +37,7 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
 struct Elements {
   std::int64_t act = 0, f32 = 0;
   std::int64_t bytes(const Precision& p) const { return act * p.activation + f32 * 4; }
+  Elements operator+(const Elements& o) const { return {act + o.act, f32 + o.f32}; }
 };
 
 // One layer's buffers (model/decoder_layer.h LayerActivations) for `rows` tokens in `seqs`
@@ -140,7 +141,13 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const Elements layer = layer_activations(d, rows, seqs, r.seq, p.attention_probs, true, mixed);
     const Elements end = layers.last ? head_activations(d, rows, mixed) : Elements{0, aligned(rows * d.hidden)};
     const Elements scratch = grad_scratch(d, rows, mixed);
-    s.activations_per_micro_batch = s.layers * layer.bytes(p) + end.bytes(p) + scratch.bytes(p);
+    // With recomputation a micro-batch keeps each layer's input and one set of layer buffers
+    // (plus the recomputed forward's output) instead of every layer's.
+    const Elements kept =
+        r.recompute_activations
+            ? Elements{0, (s.layers + 1) * aligned(rows * d.hidden)} + layer
+            : Elements{layer.act * s.layers, layer.f32 * s.layers};
+    s.activations_per_micro_batch = kept.bytes(p) + end.bytes(p) + scratch.bytes(p);
     s.micro_batches_in_flight = static_cast<int>(std::min<std::int64_t>(r.pp - stage, plan.micro_batches));
     s.activations = s.activations_per_micro_batch * s.micro_batches_in_flight;
     // Reference scoring: one set of layer buffers reused layer after layer.

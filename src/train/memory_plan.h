@@ -50,6 +50,7 @@ struct PlanRequest {
   std::int64_t rollout_batch = 0;       // prompts generated together per replica (0: micro_batch)
   bool distributed_optimizer = false;
   bool ref_offload = false;             // reference kept in host memory (cuda only)
+  bool recompute_activations = false;   // layers keep their input only (model::Transformer)
   Precision precision = Precision::cuda();
 };
 

@@ -65,7 +65,7 @@ def case_layouts(args, tmp):
     data = os.path.join(tmp, "copy.jsonl")
     copy_task(data)
     for model, ranks, extra in [("tiny-llama", 8, ["--tp", "2", "--pp", "2", "--distributed-optimizer"]),
-                                ("tiny-llama-tied", 4, ["--pp", "2"])]:
+                                ("tiny-llama-tied", 4, ["--pp", "2", "--recompute-activations"])]:
         path = os.path.join(args.models, model)
         one = sft(args, path, data, os.path.join(tmp, model + "-1"))
         many = sft(args, path, data, os.path.join(tmp, model + "-n"), ranks, *extra)

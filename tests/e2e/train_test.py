@@ -100,7 +100,15 @@ def case_layouts(args, tmp):
     for it in (1, 2):
         assert (open(os.path.join(off, "iteration_%d" % it, "model.safetensors"), "rb").read() ==
                 open(os.path.join(out1, "iteration_%d" % it, "model.safetensors"), "rb").read()), it
-    print("spin.ref_offload true: metrics and weights bitwise those without")
+    # model.recompute_activations: each layer's forward run again in the backward -- the same
+    # run, bitwise.
+    rec = os.path.join(tmp, "recompute")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", rec,
+                          "--model.recompute_activations", "true"], 1)
+    assert untimed(os.path.join(rec, "metrics.jsonl")) == untimed(os.path.join(out1, "metrics.jsonl"))
+    assert (open(os.path.join(rec, "iteration_2", "model.safetensors"), "rb").read() ==
+            open(os.path.join(out1, "iteration_2", "model.safetensors"), "rb").read())
+    print("spin.ref_offload true, model.recompute_activations true: metrics and weights bitwise those without")
     run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", os.path.join(tmp, "sampler"),
                           "--spin.ref_logprobs", "sampler", "--spin.max_iterations", "1"], 2)
     first = metrics(os.path.join(tmp, "sampler", "metrics.jsonl"))[0]

@@ -36,9 +36,9 @@ Precision cpu_bf16() {
 }
 
 void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied,
-           bool mixed = false) {
+           bool mixed = false, bool recompute = false) {
   SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, distributed ? " distributed" : "", tied ? " tied" : "",
-                   mixed ? " bf16" : ""));
+                   mixed ? " bf16" : "", recompute ? " recompute" : ""));
   SpinConfig spin;
   spin.kl_penalty = {0.5};
   spin.global_batch = 8;
@@ -53,6 +53,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   shape.layers = 4;
   shape.tie = tied;
   testing::SpinSetup s(world, layout, spin, shape, distributed, fixed_length_examples(16));
+  s.transformer.set_recompute_activations(recompute);
   if (mixed) {
     s.policy.enable_bf16(s.k);
     s.reference.enable_bf16(s.k);
@@ -71,6 +72,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   request.rollout_batch = spin.rollout_batch;
   request.distributed_optimizer = distributed;
   request.precision = mixed ? cpu_bf16() : Precision::cpu();
+  request.recompute_activations = recompute;
   const MemoryPlan plan = plan_memory(request);
   ASSERT_EQ(plan.stages.size(), static_cast<std::size_t>(request.pp));
   const StagePlan& p = plan.stages[static_cast<std::size_t>(s.grid.pp_rank())];
@@ -101,6 +103,14 @@ TEST(MemoryPlan, CpuFiguresEqualTheCpuPathsAllocations) {
   check(world, {1, 4, 1}, false, true);
   check(world, {1, 1, 4}, false, false);
   check(world, {1, 1, 4}, true, false);
+}
+
+// With activation recomputation the 1F1B ring keeps each layer's input and one set of layer
+// buffers per micro-batch in flight: the plan counts exactly that.
+TEST(MemoryPlan, RecomputationFiguresEqualTheAllocations) {
+  auto& world = testing::mpi_world();
+  check(world, {2, 2, 1}, false, false, false, true);
+  check(world, {1, 4, 1}, false, true, true, true);
 }
 
 // spin plan's cuda figures, but for attention's probabilities, against what the same code
