@@ -26,7 +26,7 @@ namespace po = boost::program_options;
 struct Options {
   ModelSize size;
   int seq = 128, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1;
-  bool distributed = false, overlap = false;
+  bool distributed = false, overlap = false, recompute = false;
   std::string device = "cpu", precision = "fp32";
 };
 
@@ -45,6 +45,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("distributed-optimizer", po::bool_switch(&o.distributed), "ZeRO-1 optimizer")
       ("overlap-grad-reduce", po::bool_switch(&o.overlap), "each layer's DP all-reduce as soon as it is final")
+      ("recompute-activations", po::bool_switch(&o.recompute), "keep each layer's input only, recompute in the backward")
       ("device", po::value(&o.device)->default_value(o.device), app::kDeviceHelp)
       ("precision", po::value(&o.precision)->default_value(o.precision), app::kPrecisionHelp);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
@@ -62,7 +63,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   model::ModelWeights grads(config, dims, stage, pad, runtime.device());
   fill_bench_weights(weights, 0.02f);
   runtime.prepare(weights);
-  const model::Transformer transformer(config, dims, stage, grid.tp(), k);
+  model::Transformer transformer(config, dims, stage, grid.tp(), k);
+  transformer.set_recompute_activations(o.recompute);
   train::OptimizerConfig oc;
   oc.distributed = o.distributed;
   oc.overlap_grad_reduce = o.overlap;
@@ -106,6 +108,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   world.all_reduce(&sum_bubble, 1);
   double state_mb = static_cast<double>(optimizer.state_bytes()) / 1e6, max_state_mb = state_mb;
   world.all_reduce(&max_state_mb, 1, parallel::ReduceOp::Max);
+  const double activation_mb = static_cast<double>(trainer.activation_bytes()) / 1e6;
   double slowest = median(step_s);
   world.all_reduce(&slowest, 1, parallel::ReduceOp::Max);
 
@@ -132,6 +135,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     }
     std::printf("optimizer state per rank: %.1f MB (largest rank); parameters per rank: %.1f MB\n",
                 max_state_mb, static_cast<double>(weights.flat().nbytes()) / 1e6);
+    std::printf("activations (1F1B ring, rank 0): %.1f MB%s\n", activation_mb,
+                o.recompute ? " (recomputing every layer)" : "");
   }
   return 0;
 }

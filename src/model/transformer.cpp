@@ -221,7 +221,9 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
   for (std::int64_t l = stage_.count() - 1; l >= 0; --l) {
     const auto li = static_cast<std::size_t>(l);
     LayerActivations& la = a.layers[a.recompute ? 0 : li];
-    if (a.recompute) {  // this layer's activations again, from its kept input
+    // Recomputation: this layer's activations again, from its kept input -- but for the last
+    // layer, whose are still in the shared set from the forward.
+    if (a.recompute && l + 1 < stage_.count()) {
       la.x_in = a.layer_inputs[li];
       decoder_layer_forward(ctx_, w.layers[li], b, la, a.recompute_output.f32());
     }

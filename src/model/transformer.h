@@ -80,7 +80,8 @@ class Transformer {
 
   // Full activation recomputation (Megatron's --recompute-granularity full, every layer): a
   // forward for a backward keeps only each layer's input; backward() runs each layer's forward
-  // again, into one shared set of buffers, right before its backward. The same gradients
+  // again, into one shared set of buffers, right before its backward (not the last layer's,
+  // whose activations that set still holds from the forward). The same gradients
   // bitwise (the forward is deterministic), for one more forward's compute and its TP
   // all-reduces; per micro-batch a layer keeps [rows, hidden] floats instead of all its
   // activations.
