@@ -41,14 +41,15 @@ struct Run {
 };
 
 inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
-               const model::ModelWeights& host_weights, bool mixed) {
+               const model::ModelWeights& host_weights, bool mixed, bool recompute = false) {
   parallel::SelfCommunicator tp;
   const model::TpDims dims = model::tp_dims(config, 0, 1);
   const model::StageLayers whole = model::StageLayers::whole(config.num_layers);
   model::ModelWeights weights(config, dims, whole, 1, k.device());
   weights.copy_from(host_weights);
   if (mixed) weights.enable_bf16(k);
-  const model::Transformer t(config, dims, tp, k);
+  model::Transformer t(config, dims, tp, k);
+  t.set_recompute_activations(recompute);
   Run r;
 
   // Scoring and backward: three sequences of different lengths, packed.
@@ -85,10 +86,12 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
 
 }  // namespace device_model_check
 
-// The tiny model `got_kernels` runs (in bf16 products when got_mixed) against the one
-// `want_kernels` runs (when want_mixed): the relative L2 error of every output.
+// The tiny model `got_kernels` runs (in bf16 products when got_mixed, recomputing activations
+// in the backward when got_recompute) against the one `want_kernels` runs (when want_mixed):
+// the relative L2 error of every output.
 inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool got_mixed,
-                                       const kernels::Kernels& want_kernels, bool want_mixed) {
+                                       const kernels::Kernels& want_kernels, bool want_mixed,
+                                       bool got_recompute = false) {
   TinyShape shape;
   shape.vocab = 61;  // not a multiple of anything the kernels block by
   shape.hidden = 128;  // head_dim 32: the fused CUDA attention's smallest
@@ -99,7 +102,8 @@ inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool
   model::ModelWeights weights(config, model::tp_dims(config, 0, 1));
   init_tiny_weights(weights, 5);
   const device_model_check::Run want = device_model_check::run(want_kernels, config, weights, want_mixed);
-  const device_model_check::Run got = device_model_check::run(got_kernels, config, weights, got_mixed);
+  const device_model_check::Run got =
+      device_model_check::run(got_kernels, config, weights, got_mixed, got_recompute);
 
   DeviceModelErrors e;
   const auto add = [&](std::string name, const std::vector<float>& a, const std::vector<float>& b) {
@@ -119,10 +123,12 @@ inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool
   return e;
 }
 
-// The model on `device_kernels` against the CPU kernels, both in float32 or both mixed.
-inline DeviceModelErrors compare_model_on_device(const kernels::Kernels& device_kernels, bool mixed = false) {
+// The model on `device_kernels` against the CPU kernels, both in float32 or both mixed; with
+// `recompute`, the device's backward recomputes the activations (the CPU's keeps them).
+inline DeviceModelErrors compare_model_on_device(const kernels::Kernels& device_kernels, bool mixed = false,
+                                                 bool recompute = false) {
   const kernels::CpuKernels cpu;
-  return compare_model(device_kernels, mixed, cpu, mixed);
+  return compare_model(device_kernels, mixed, cpu, mixed, recompute);
 }
 
 }  // namespace spin::testing

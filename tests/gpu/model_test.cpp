@@ -39,5 +39,16 @@ TEST(CudaModel, MixedPrecisionMatchesTheCpuBf16Reference) {
   }
 }
 
+// Activation recomputation on the GPU (each layer's forward again in the backward) against
+// the CPU keeping every activation: within the tolerances above.
+TEST(CudaModel, RecomputedActivationsMatchTheCpuPath) {
+  const kernels::CudaKernels gpu;
+  for (const bool mixed : {false, true}) {
+    const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, true);
+    ASSERT_GT(errors.relative.size(), 20u);
+    for (const auto& [name, error] : errors.relative) EXPECT_LT(error, mixed ? 1e-2 : 1e-4) << name;
+  }
+}
+
 }  // namespace
 }  // namespace spin::testing

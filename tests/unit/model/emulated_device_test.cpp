@@ -23,11 +23,12 @@ TinyShape shape_with(int layers) {
 }
 
 TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
-  for (bool mixed : {false, true}) {
-    SCOPED_TRACE(mixed ? "bf16 products" : "float32");
+  for (const auto& [mixed, recompute] : {std::pair{false, false}, std::pair{true, false}, std::pair{false, true},
+                                         std::pair{true, true}}) {
+    SCOPED_TRACE(cat(mixed ? "bf16 products" : "float32", recompute ? ", activations recomputed" : ""));
     EmulatedDeviceMemory memory;
     const EmulatedKernels kernels(memory);
-    const DeviceModelErrors errors = compare_model_on_device(kernels, mixed);
+    const DeviceModelErrors errors = compare_model_on_device(kernels, mixed, recompute);
     ASSERT_GT(errors.relative.size(), 20u);
     for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << name;
     EXPECT_EQ(memory.live_bytes(), 0u) << "device memory still allocated after the run";
@@ -65,12 +66,14 @@ TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
     float top_p;
     bool ref_from_sampler;
     bool mixed;
-    bool offload = false;  // the device run's reference in host memory (spin.ref_offload)
+    bool offload = false;  // the device run's reference in host memory (spin.ref_offload), and
+                           // its activations recomputed in the backward
   };
   for (const Mode& mode : {Mode{"greedy", true, 0, 1.0f, false, false}, Mode{"top-k + top-p", false, 5, 0.8f, true, false},
                            Mode{"top-p bisection", false, 0, 0.9f, false, false},
                            Mode{"bf16 products, top-p", false, 0, 0.9f, true, true},
-                           Mode{"reference offloaded, bf16 products", false, 0, 0.9f, false, true, true}}) {
+                           Mode{"reference offloaded, activations recomputed, bf16 products", false, 0, 0.9f, false,
+                                true, true}}) {
     SCOPED_TRACE(mode.name);
     train::SpinConfig config;
     config.kl_penalty = {0.5, 0.25};
@@ -96,6 +99,7 @@ TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
     SpinSetup dev(world_device, {1, 1, 1}, dev_config, shape_with(2), false, spin_examples(16), &device_kernels);
     ASSERT_EQ(dev.policy.device(), Device::Cuda);
     ASSERT_EQ(dev.reference.device(), mode.offload ? Device::Cpu : Device::Cuda);
+    dev.transformer.set_recompute_activations(mode.offload);
     if (mode.mixed) {
       for (SpinSetup* s : {&cpu, &dev}) {
         s->policy.enable_bf16(s->k);
