@@ -84,7 +84,7 @@ void row(const char* label, const std::vector<train::StagePlan>& stages, std::in
 int run_plan(int argc, char** argv, parallel::Communicator& world) {
   std::optional<PlanOptions> options;
   train::PlanRequest request;
-  train::MemoryPlan plan, other;
+  train::MemoryPlan plan, other, other_recompute;
   std::int64_t capacity = 0;
   std::vector<train::LayoutFit> fits;
   parallel::run_collectively(world, [&] {
@@ -109,6 +109,9 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
       flipped.distributed_optimizer = !o.distributed;
       other = train::plan_memory(flipped);
     }
+    train::PlanRequest recomputed = request;
+    recomputed.recompute_activations = !o.recompute;
+    other_recompute = train::plan_memory(recomputed);
     train::PlanRequest base = request;
     base.pp_layers.clear();
     fits = train::fitting_layouts(base, o.gpus > 0 ? o.gpus : o.tp * o.pp * o.dp, o.gpus_per_node, capacity);
@@ -163,6 +166,10 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     std::printf("with%s the distributed optimizer: peak %s (%s)\n", o.distributed ? "out" : "",
                 train::format_bytes(other.peak()).c_str(), other.peak() <= capacity ? "fits" : "does not fit");
   }
+  std::printf("with%s activation recomputation: peak %s (%s; activations %s)\n", o.recompute ? "out" : "",
+              train::format_bytes(other_recompute.peak()).c_str(),
+              other_recompute.peak() <= capacity ? "fits" : "does not fit",
+              train::format_bytes(other_recompute.stages.front().activations).c_str());
   const int gpus = o.gpus > 0 ? o.gpus : o.tp * o.pp * o.dp;
   if (fits.empty()) {
     std::printf("no layout of %d GPUs fits %s at this batch and sequence length\n", gpus, train::format_bytes(capacity).c_str());
