@@ -178,8 +178,9 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
                 train::format_bytes(capacity).c_str());
     for (std::size_t i = 0; i < fits.size() && i < 8; ++i) {
       const train::LayoutFit& f = fits[i];
-      std::printf("  --tp %d --pp %d (dp %d)%s  peak %s\n", f.tp, f.pp, f.dp,
-                  f.distributed_optimizer ? " --distributed-optimizer" : "", train::format_bytes(f.peak).c_str());
+      std::printf("  --tp %d --pp %d (dp %d)%s%s  peak %s\n", f.tp, f.pp, f.dp,
+                  f.distributed_optimizer ? " --distributed-optimizer" : "",
+                  f.recompute_activations ? " --recompute-activations" : "", train::format_bytes(f.peak).c_str());
     }
   }
   std::printf("(the cuda figures are what the CUDA path allocates with --precision bf16; --device cpu gives "

@@ -174,19 +174,26 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
       request.pp = pp;
       request.dp = gpus / (tp * pp);
       request.pp_layers.clear();
-      for (bool distributed : {false, true}) {
+      // The cheapest way to fit first: as asked; the distributed optimizer (no extra work);
+      // then activation recomputation (a third more compute), alone and with it.
+      const bool asked = request.recompute_activations;
+      std::vector<std::pair<bool, bool>> options = {{false, asked}, {true, asked}};  // (ZeRO-1, recompute)
+      if (!asked) options.insert(options.end(), {{false, true}, {true, true}});
+      for (const auto& [distributed, recompute] : options) {
         if (distributed && request.dp == 1) continue;
         request.distributed_optimizer = distributed;
+        request.recompute_activations = recompute;
         try {
           const std::int64_t peak = plan_memory(request).peak();
           if (peak <= capacity) {
-            out.push_back({tp, pp, request.dp, distributed, peak});
-            break;  // the plain optimizer fits: no need to shard it
+            out.push_back({tp, pp, request.dp, distributed, recompute, peak});
+            break;  // fits: nothing more is needed
           }
         } catch (const Error&) {
           break;  // this (tp, pp) is impossible for the model or the batch
         }
       }
+      request.recompute_activations = asked;
     }
   }
   std::sort(out.begin(), out.end(), [](const LayoutFit& a, const LayoutFit& b) {

@@ -87,6 +87,7 @@ MemoryPlan plan_memory(const PlanRequest& request);
 struct LayoutFit {
   int tp = 1, pp = 1, dp = 1;
   bool distributed_optimizer = false;
+  bool recompute_activations = false;
   std::int64_t peak = 0;
 };
 std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_per_node,

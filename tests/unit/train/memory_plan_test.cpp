@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "common/test_util.h"
 #include "core/error.h"
 
@@ -100,6 +102,7 @@ TEST(MemoryPlan, SuggestedLayoutsFitAndPreferFewModelParallelRanks) {
     EXPECT_EQ(f.tp * f.pp * f.dp, 16);
     EXPECT_LE(f.tp, 8);
     PlanRequest r = request(f.tp, f.pp, f.dp, f.distributed_optimizer);
+    r.recompute_activations = f.recompute_activations;
     EXPECT_EQ(plan_memory(r).peak(), f.peak);
     EXPECT_LE(f.peak, 80 * gib);
   }
@@ -113,6 +116,16 @@ TEST(MemoryPlan, SuggestedLayoutsFitAndPreferFewModelParallelRanks) {
     }
   }
   EXPECT_TRUE(fitting_layouts(request(1, 1, 1, false), 16, 8, 4 * gib).empty());
+  // Where nothing else fits, activation recomputation is offered -- and only there.
+  for (const LayoutFit& f : fits) {
+    PlanRequest r = request(f.tp, f.pp, f.dp, true);
+    if (f.recompute_activations) {
+      EXPECT_GT(plan_memory(r).peak(), 80 * gib) << f.tp << " x " << f.pp;
+    }
+  }
+  const std::vector<LayoutFit> tight = fitting_layouts(request(1, 1, 1, false), 16, 8, 24 * gib);
+  ASSERT_FALSE(tight.empty());
+  EXPECT_TRUE(std::any_of(tight.begin(), tight.end(), [](const LayoutFit& f) { return f.recompute_activations; }));
 }
 
 TEST(MemoryPlan, ImpossibleRequestsAreRefusedByName) {
