@@ -110,7 +110,14 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   const Bandwidth bw = runtime.device() == Device::Cpu ? measure_bandwidth() : measure_device_bandwidth(base);
   double bandwidth = bw.read;  // per rank, while the others read too
   world.all_reduce(&bandwidth, 1, parallel::ReduceOp::Min);
-  const double peak = measure_sgemm_peak(base, runtime.device() == Device::Cpu ? 1024 : 4096) * 1e9;
+  // What a decode step reads: the weights the products use (the bf16 copy in mixed precision;
+  // the embedding rows and norms are negligible) and the KV cache, bf16 in mixed precision.
+  const bool mixed = weights.has_bf16();
+  const double weight_bytes =
+      static_cast<double>(mixed ? weights.flat_bf16().nbytes() : weights.flat().nbytes());
+  const double kv_element = mixed ? 2.0 : 4.0;
+  const int peak_size = runtime.device() == Device::Cpu ? 1024 : 4096;
+  const double peak = (mixed ? measure_bf16_peak(base, peak_size) : measure_sgemm_peak(base, peak_size)) * 1e9;
   // Matmul FLOPs per decoded token on this rank: 2 x its share of the projections and LM head.
   const double h = static_cast<double>(config.hidden_size);
   const double rank_matmul =
@@ -119,12 +126,12 @@ int run(int argc, char** argv, parallel::Communicator& world) {
            3.0 * h * static_cast<double>(dims.intermediate)) +
       static_cast<double>(dims.vocab_rows) * h;
   if (world.rank() == 0) {
-    std::printf("model: %.1f M parameters (%.1f MB per rank); prompt %d tokens, %d new tokens, "
+    std::printf("model: %.1f M parameters (%.1f MB of %s weights per rank); prompt %d tokens, %d new tokens, "
                 "layout tp %d; per rank: read %.1f GB/s, memcpy %.1f GB/s (read + write), "
-                "sgemm %.0f GFLOP/s\n",
-                static_cast<double>(config.num_parameters()) / 1e6,
-                static_cast<double>(weights.flat().nbytes()) / 1e6, o.prompt, o.new_tokens,
-                grid.tp_size(), bandwidth / 1e9, bw.copy / 1e9, peak / 1e9);
+                "%s matrix products %.0f GFLOP/s\n",
+                static_cast<double>(config.num_parameters()) / 1e6, weight_bytes / 1e6, mixed ? "bf16" : "float32",
+                o.prompt, o.new_tokens, grid.tp_size(), bandwidth / 1e9, bw.copy / 1e9,
+                mixed ? "bf16" : "float32", peak / 1e9);
     std::printf("%6s %14s %14s %18s %9s %10s\n", "batch", "prefill tok/s", "decode tok/s",
                 "floor tok/s (bound)", "of floor", "sampling");
   }
@@ -164,8 +171,9 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     const double decode_tokens = static_cast<double>(batch) * (o.new_tokens - 1);
     // Floor: per decode step, this rank's weights plus the batch's KV cache at the mean length.
     const double mean_len = o.prompt + o.new_tokens / 2.0;
-    const double kv_bytes = 2.0 * batch * mean_len * static_cast<double>(config.num_layers * dims.kv_width()) * 4;
-    const double memory_s = (static_cast<double>(weights.flat().nbytes()) + kv_bytes) / bandwidth;
+    const double kv_bytes =
+        2.0 * batch * mean_len * static_cast<double>(config.num_layers * dims.kv_width()) * kv_element;
+    const double memory_s = (weight_bytes + kv_bytes) / bandwidth;
     const double compute_s = 2.0 * rank_matmul * batch / peak;
     const double floor_rate = batch / std::max(memory_s, compute_s);
     if (world.rank() == 0) {
@@ -175,6 +183,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
                   100.0 * (decode_tokens / decode_s) / floor_rate, 100.0 * sampling_share);
     }
   }
+  runtime.report_memory("after the runs");  // GPUs: the caching allocator's peak
   if (o.profile && world.rank() == 0) {
     double total = 0;
     for (const auto& [name, sec] : timed.seconds()) total += sec;

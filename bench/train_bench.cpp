@@ -109,6 +109,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   double state_mb = static_cast<double>(optimizer.state_bytes()) / 1e6, max_state_mb = state_mb;
   world.all_reduce(&max_state_mb, 1, parallel::ReduceOp::Max);
   const double activation_mb = static_cast<double>(trainer.activation_bytes()) / 1e6;
+  runtime.report_memory("after the timed steps");  // GPUs: the caching allocator's peak
   double slowest = median(step_s);
   world.all_reduce(&slowest, 1, parallel::ReduceOp::Max);
 

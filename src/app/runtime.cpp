@@ -1,5 +1,9 @@
 #include "app/runtime.h"
 
+#include <cstdio>
+#include <optional>
+#include <vector>
+
 #include "core/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "parallel/job_errors.h"
@@ -43,6 +47,19 @@ Runtime::~Runtime() = default;
 
 void Runtime::prepare(model::ModelWeights& weights) const {
   if (precision_ == MatmulPrecision::Bf16) weights.enable_bf16(*kernels_);
+}
+
+void Runtime::report_memory(const char* when) const {
+  const std::optional<MemoryUsage> usage = memory_ops(device()).usage();
+  if (!usage) return;  // the same device on every rank: all return here, or none
+  std::vector<double> most = {static_cast<double>(usage->peak_in_use), static_cast<double>(usage->reserved)};
+  world().all_reduce(most.data(), most.size(), parallel::ReduceOp::Max);
+  if (world().rank() == 0) {
+    std::printf("device memory %s (largest rank): peak %.2f GiB in use, %.2f GiB reserved by the caching "
+                "allocator\n",
+                when, most[0] / (1 << 30), most[1] / (1 << 30));
+    std::fflush(stdout);
+  }
 }
 
 std::string Runtime::describe() const {

@@ -42,6 +42,10 @@ class Runtime {
   void prepare(model::ModelWeights& weights) const;
   // "cpu" or "cuda:<ordinal>", and " bf16" with mixed precision.
   std::string describe() const;
+  // On a device with an allocator of its own (a GPU): one line from rank 0, "device memory
+  // <when> (largest rank): peak ... in use, ... reserved" -- the figures to set beside spin
+  // plan's. Nothing on the CPU. Collective over world().
+  void report_memory(const char* when) const;
 
  private:
   parallel::Communicator& world_;

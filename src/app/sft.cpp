@@ -235,6 +235,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     }
     train::SftLoss loss(std::max<std::int64_t>(response_tokens, 1));
     const train::StepMetrics m = trainer.step(micro_batches, loss, schedule.at(step));
+    if (step == 0) runtime.report_memory("after the first step");
     if (root && ((step + 1) % o.log_interval == 0 || step + 1 == total_steps || !m.applied)) {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::printf("step %lld/%lld | epoch %lld | loss %.4f | lr %.3e | grad norm %.4f | "

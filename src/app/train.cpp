@@ -423,6 +423,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   // A stop signal on any rank (stop_signals.h), agreed at a step boundary.
   install_stop_handlers();
   bool stopping = false;
+  bool memory_reported = false;  // device memory, once, after this run's first step
   const auto stop_agreed = [&] {
     std::int32_t any = stop_requested() ? 1 : 0;
     world.all_reduce(&any, 1, parallel::ReduceOp::Max);
@@ -443,6 +444,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
           break;
         }
         const train::SpinStepMetrics m = trainer.step(iteration, epoch, index, schedule.at(step));
+        if (!memory_reported) runtime.report_memory("after the first step");
+        memory_reported = true;
         ++step;
         if (signal_fault == cat("signal-after-step@", step) && world.rank() == world.size() - 1) std::raise(SIGUSR1);
         const std::int64_t consumed = step * c.global_batch_size;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string_view>
 
 namespace spin {
@@ -21,9 +22,19 @@ std::string_view device_name(Device d);  // "cpu", "cuda"
 // Parses "cpu" or "cuda"; spin::Error naming the text otherwise.
 Device parse_device(std::string_view name);
 
+// What a device's allocator holds, in bytes.
+struct MemoryUsage {
+  std::size_t in_use = 0;       // handed out now
+  std::size_t reserved = 0;     // held from the device (in use + pooled for reuse)
+  std::size_t peak_in_use = 0;  // most ever handed out at once
+};
+
 class MemoryOps {
  public:
   virtual ~MemoryOps() = default;
+  // The allocator's figures, where the device has an allocator of its own (the GPU's caching
+  // allocator); none for the host.
+  virtual std::optional<MemoryUsage> usage() const { return std::nullopt; }
   // `bytes` of zeros (never nullptr; spin::Error when out of memory). release(nullptr) is a no-op.
   virtual void* allocate(std::size_t bytes) = 0;
   virtual void release(void* p) = 0;

@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -589,6 +590,13 @@ TEST(CudaMemory, TheStepLoopReusesDeviceBlocks) {
     PooledBuffer a(device_allocator(), 3 << 20), b(device_allocator(), 1000);
   }
   EXPECT_LE(device_allocator().stats().backend_allocations - before, 2);
+  // The figures `spin train` reports after its first step come from this allocator.
+  CudaKernels gpu;  // registers the device's MemoryOps
+  const std::optional<MemoryUsage> usage = memory_ops(Device::Cuda).usage();
+  ASSERT_TRUE(usage.has_value());
+  EXPECT_GE(usage->peak_in_use, std::size_t{3} << 20);
+  EXPECT_GE(usage->reserved, usage->in_use);
+  EXPECT_FALSE(memory_ops(Device::Cpu).usage().has_value());
 }
 
 // copy_from_host returns once the host buffer may be reused, without syncing the stream: a

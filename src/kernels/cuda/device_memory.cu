@@ -90,6 +90,11 @@ void CudaMemory::copy_from_host(void* dst, const void* host_src, std::size_t byt
   if (page_locked(host_src)) SPIN_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
 }
 
+std::optional<MemoryUsage> CudaMemory::usage() const {
+  const CachingAllocator::Stats s = device_allocator().stats();
+  return MemoryUsage{s.in_use, s.reserved, s.peak_in_use};
+}
+
 void use_current_device() {
   static CudaMemory memory;
   register_memory_ops(Device::Cuda, &memory);

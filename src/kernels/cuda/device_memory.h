@@ -37,6 +37,7 @@ class CudaMemory final : public MemoryOps {
   void copy(void* dst, const void* src, std::size_t bytes) override;
   void copy_to_host(void* host_dst, const void* src, std::size_t bytes) override;
   void copy_from_host(void* dst, const void* host_src, std::size_t bytes) override;
+  std::optional<MemoryUsage> usage() const override;
 };
 
 // Selects GPU `ordinal` for this process and registers CudaMemory for Device::Cuda (idempotent;
