@@ -65,10 +65,9 @@ class SpinTrainer::ReferenceSwap {
     t_.grads_.flat().copy_from(t_.policy_.flat());      // park the policy (device to device)
     t_.policy_.flat().copy_from(t_.reference_.flat());  // the reference, from host memory
     t_.policy_.refresh_bf16(t_.transformer_.kernels());
-    active_ = true;
   }
   ~ReferenceSwap() {
-    if (!active_) return;
+    if (!t_.config_.ref_offload) return;
     // The gradient buffer holds nothing else between steps (PipelineTrainer::step zeroes it).
     t_.policy_.flat().copy_from(t_.grads_.flat());
     t_.policy_.refresh_bf16(t_.transformer_.kernels());
@@ -78,7 +77,6 @@ class SpinTrainer::ReferenceSwap {
 
  private:
   SpinTrainer& t_;
-  bool active_ = false;
 };
 
 SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int64_t>>& groups,

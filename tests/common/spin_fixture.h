@@ -24,6 +24,20 @@ inline std::vector<data::Example> spin_examples(int n, std::uint32_t seed = 50) 
   return out;
 }
 
+// The small SPIN run of the single-rank tests: 2 iterations (lambda 0.5, 0.25) of global
+// batch 4 in micro-batches of 2, rollouts of 3 prompts, up to 5 new tokens, EOS 2.
+inline train::SpinConfig small_spin_config() {
+  train::SpinConfig config;
+  config.kl_penalty = {0.5, 0.25};
+  config.iterations = 2;
+  config.global_batch = 4;
+  config.micro_batch = 2;
+  config.rollout_batch = 3;
+  config.generation.max_new_tokens = 5;
+  config.generation.eos_ids = {2};
+  return config;
+}
+
 // The short SPIN run of the layout tests: 2 iterations (lambda 0.5, 0.3) of global batch 4 in
 // micro-batches of 1, rollouts of 2 prompts, up to 4 new tokens, EOS 2.
 inline train::SpinConfig short_spin_config() {

@@ -75,15 +75,8 @@ TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
                            Mode{"reference offloaded, activations recomputed, bf16 products", false, 0, 0.9f, false,
                                 true, true}}) {
     SCOPED_TRACE(mode.name);
-    train::SpinConfig config;
-    config.kl_penalty = {0.5, 0.25};
-    config.iterations = 2;
-    config.global_batch = 4;
-    config.micro_batch = 2;
-    config.rollout_batch = 3;
+    train::SpinConfig config = small_spin_config();
     config.ref_logprobs_from_sampler = mode.ref_from_sampler;
-    config.generation.max_new_tokens = 5;
-    config.generation.eos_ids = {2};
     config.generation.sampling.greedy = mode.greedy;
     config.generation.sampling.top_k = mode.top_k;
     config.generation.sampling.top_p = mode.top_p;

@@ -10,22 +10,10 @@
 namespace spin::train {
 namespace {
 
-SpinConfig small_config() {
-  SpinConfig c;
-  c.kl_penalty = {0.5, 0.25};
-  c.iterations = 2;
-  c.global_batch = 4;
-  c.micro_batch = 2;
-  c.rollout_batch = 3;
-  c.generation.max_new_tokens = 5;
-  c.generation.eos_ids = {2};
-  return c;
-}
-
 // policy == reference at the start of every iteration: f = 0 for every pair, exactly.
 TEST(SpinTrainer, FirstStepOfEveryIterationHasZeroRewardsAndLossLog2) {
   parallel::SelfCommunicator world;
-  testing::SpinSetup s(world, {1, 1, 1}, small_config());
+  testing::SpinSetup s(world, {1, 1, 1}, testing::small_spin_config());
   for (std::int64_t iteration = 0; iteration < 2; ++iteration) {
     const SpinStepMetrics first = s.trainer.step(iteration, 0, 0, 1e-2);
     EXPECT_EQ(first.spin.rewards_actual, 0.0);
@@ -43,7 +31,7 @@ TEST(SpinTrainer, FirstStepOfEveryIterationHasZeroRewardsAndLossLog2) {
 // does) of policy and reference over greedy responses.
 TEST(SpinTrainer, EvaluationMatchesAnIndependentComputationFromSequenceScores) {
   parallel::SelfCommunicator world;
-  SpinConfig config = small_config();
+  SpinConfig config = testing::small_spin_config();
   config.generation.sampling.greedy = true;  // responses independent of the noise keys
   testing::SpinSetup s(world, {1, 1, 1}, config);
   s.trainer.step(0, 0, 0, 3e-2);
@@ -112,7 +100,7 @@ TEST(SpinLoss, TheMaskCoversExactlyTheResponseTokens) {
 
 TEST(SpinTrainer, ReferenceSyncCopiesLocallyWithoutCommunicating) {
   parallel::SelfCommunicator world;
-  testing::SpinSetup s(world, {1, 1, 1}, small_config());
+  testing::SpinSetup s(world, {1, 1, 1}, testing::small_spin_config());
   s.trainer.step(0, 0, 0, 1e-2);
   const std::vector<parallel::Communicator*> all = {&s.grid.tp(), &s.grid.pp(), &s.grid.dp(),
                                                     &s.grid.mp(), &s.grid.embedding(), &world};
@@ -134,9 +122,9 @@ TEST(SpinTrainer, ReferenceSyncCopiesLocallyWithoutCommunicating) {
 // later step would.
 TEST(SpinTrainer, ReferenceOffloadChangesNothing) {
   parallel::SelfCommunicator world_plain, world_offload;
-  SpinConfig offloaded = small_config();
+  SpinConfig offloaded = testing::small_spin_config();
   offloaded.ref_offload = true;
-  testing::SpinSetup plain(world_plain, {1, 1, 1}, small_config());
+  testing::SpinSetup plain(world_plain, {1, 1, 1}, testing::small_spin_config());
   testing::SpinSetup swap(world_offload, {1, 1, 1}, offloaded);
   for (std::int64_t iteration = 0; iteration < 2; ++iteration) {
     for (std::int64_t index = 0; index < 2; ++index) {
@@ -152,16 +140,13 @@ TEST(SpinTrainer, ReferenceOffloadChangesNothing) {
     plain.trainer.sync_reference();
     swap.trainer.sync_reference();
   }
-  const auto values = [](const model::ModelWeights& w) {
-    return std::vector<float>(w.flat().f32(), w.flat().f32() + w.flat().numel());
-  };
-  EXPECT_EQ(values(plain.policy), values(swap.policy));
-  EXPECT_EQ(values(plain.reference), values(swap.reference));
+  EXPECT_EQ(to_host<float>(plain.policy.flat()), to_host<float>(swap.policy.flat()));
+  EXPECT_EQ(to_host<float>(plain.reference.flat()), to_host<float>(swap.reference.flat()));
 }
 
 TEST(SpinTrainer, SamplerLogprobsAgreeWithTheReferenceForward) {
   parallel::SelfCommunicator world;
-  SpinConfig config = small_config();
+  SpinConfig config = testing::small_spin_config();
   config.ref_logprobs_from_sampler = true;
   testing::SpinSetup s(world, {1, 1, 1}, config);
   const SpinStepMetrics first = s.trainer.step(0, 0, 0, 1e-2);
@@ -172,7 +157,7 @@ TEST(SpinTrainer, SamplerLogprobsAgreeWithTheReferenceForward) {
 }
 
 TEST(SpinConfig, LambdaListsMustCoverTheIterations) {
-  SpinConfig c = small_config();
+  SpinConfig c = testing::small_spin_config();
   c.iterations = 3;
   EXPECT_THROW(c.validate(), spin::Error);
   c.kl_penalty = {0.1};
