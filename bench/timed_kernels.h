@@ -99,17 +99,35 @@ class TimedKernels final : public kernels::Kernels {
   Index attention_saved_size(const Index* cu, Index seqs, Index heads, Index hd) const override {
     return inner_.attention_saved_size(cu, seqs, heads, hd);
   }
-  void cached_attention_forward_bf16(float* out, const float* q, const std::uint16_t* kc,
-                                     const std::uint16_t* vc, const Index* rb, const Index* slots,
-                                     const Index* first, Index runs, Index cap, Index heads, Index kvh,
-                                     Index hd) const override {
-    time("attention", [&] {
+  void cached_attention_forward_bf16(std::uint16_t* out, const std::uint16_t* q,
+                                     const std::uint16_t* kc, const std::uint16_t* vc, const Index* rb,
+                                     const Index* slots, const Index* first, Index runs, Index cap,
+                                     Index heads, Index kvh, Index hd) const override {
+    time("cached attention", [&] {
       inner_.cached_attention_forward_bf16(out, q, kc, vc, rb, slots, first, runs, cap, heads, kvh, hd);
     });
   }
-  void scatter_rows_bf16(std::uint16_t* dst, const float* src, const Index* rows, Index n,
+  void scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
                          Index width) const override {
     time("kv cache write", [&] { inner_.scatter_rows_bf16(dst, src, rows, n, width); });
+  }
+  void rope_forward_bf16(std::uint16_t* x, const std::int32_t* pos, const float* cos, const float* sin,
+                         Index n, Index heads, Index hd) const override {
+    time("rope", [&] { inner_.rope_forward_bf16(x, pos, cos, sin, n, heads, hd); });
+  }
+  void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
+                              const std::uint16_t* k, const std::uint16_t* v, const Index* cu, Index seqs,
+                              Index heads, Index kvh, Index hd) const override {
+    time("attention forward",
+         [&] { inner_.attention_forward_bf16(out, saved, q, k, v, cu, seqs, heads, kvh, hd); });
+  }
+  void attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
+                               const std::uint16_t* q, const std::uint16_t* k, const std::uint16_t* v,
+                               const float* saved, const Index* cu, Index seqs, Index heads, Index kvh,
+                               Index hd) const override {
+    time("attention backward", [&] {
+      inner_.attention_backward_bf16(dq, dk, dv, dout, q, k, v, saved, cu, seqs, heads, kvh, hd);
+    });
   }
   void gather_rows(float* dst, const float* src, const Index* rows, Index n,
                    Index width) const override {

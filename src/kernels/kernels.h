@@ -122,6 +122,26 @@ class Kernels {
                                   const float* probs, const Index* cu_seqlens, Index num_seqs,
                                   Index heads, Index kv_heads, Index head_dim) const = 0;
 
+  // ---- attention in mixed precision: q, k, v and the output in bf16 -----------------------
+  // (torch.autocast keeps them so; the products' operands are bf16 on a GPU.) rope_forward in
+  // place on bf16 values: widened, rotated in float32, rounded back.
+  virtual void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions,
+                                 const float* cos, const float* sin, Index n, Index heads,
+                                 Index head_dim) const = 0;
+  // attention_forward / attention_backward over bf16 q, k and v, widened exactly as read (the
+  // scores, softmax and sums in float32): the forward's output rounded to bf16 as written, the
+  // backward's gradients float32 (they feed bf16 products that round them). `saved` is what
+  // attention_saved_size() says, as in float32.
+  virtual void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
+                                      const std::uint16_t* k, const std::uint16_t* v,
+                                      const Index* cu_seqlens, Index num_seqs, Index heads,
+                                      Index kv_heads, Index head_dim) const = 0;
+  virtual void attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
+                                       const std::uint16_t* q, const std::uint16_t* k,
+                                       const std::uint16_t* v, const float* saved,
+                                       const Index* cu_seqlens, Index num_seqs, Index heads,
+                                       Index kv_heads, Index head_dim) const = 0;
+
   // Causal attention of new query rows against a KV cache (generation). Run r covers query
   // rows [row_begin[r], row_begin[r+1]) of cache slot slots[r]; its first row sits at position
   // first_position[r] and row i of the run attends to the slot's positions [0, first + i]. The
@@ -133,16 +153,18 @@ class Kernels {
                                         Index runs, Index capacity, Index heads, Index kv_heads,
                                         Index head_dim) const = 0;
 
-  // The same with a bf16 KV cache (mixed precision): keys and values are rounded to bf16 as
-  // they are written and widened exactly as they are read.
-  virtual void cached_attention_forward_bf16(float* out, const float* q,
+  // The same in mixed precision: q, the cache and out in bf16 (the cache's rows written by
+  // scatter_rows_bf16 from bf16 keys and values), widened exactly as read, the scores, softmax
+  // and sums in float32, the output rounded as written.
+  virtual void cached_attention_forward_bf16(std::uint16_t* out, const std::uint16_t* q,
                                              const std::uint16_t* k_cache,
                                              const std::uint16_t* v_cache, const Index* row_begin,
                                              const Index* slots, const Index* first_position,
                                              Index runs, Index capacity, Index heads,
                                              Index kv_heads, Index head_dim) const = 0;
-  virtual void scatter_rows_bf16(std::uint16_t* dst, const float* src, const Index* rows, Index n,
-                                 Index width) const = 0;
+  // scatter_rows for rows of `width` bf16 values.
+  virtual void scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows,
+                                 Index n, Index width) const = 0;
 
   // dst[rows[i], :] = src[i, :] for i < n, rows of `width` floats (writes into a KV cache).
   virtual void scatter_rows(float* dst, const float* src, const Index* rows, Index n,

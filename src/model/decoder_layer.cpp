@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/error.h"
 #include "model/linear.h"
 #include "parallel/tp_mappings.h"
 
@@ -13,21 +14,23 @@ void LayerActivations::allocate(const TpDims& d, std::int64_t rows, std::int64_t
                                 Device device, bool mixed) {
   const Shape hidden{rows, d.hidden}, per_row{rows}, q_shape{rows, d.q_width()},
       kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate};
-  // Mixed precision: the norms' outputs and the MLP's (gate, up, SwiGLU) only in bf16 -- only
-  // products and the SwiGLU kernels read them.
+  // Mixed precision: everything but the residual stream, the norms' statistics and the
+  // attention's saved values only in bf16 -- only products and bf16-reading kernels read them.
   const Shape none{0};
-  const Shape f32_hidden = mixed ? none : hidden, f32_mlp = mixed ? none : mlp;
-  const auto t = workspace_.carve(device, {hidden, f32_hidden, per_row, q_shape, kv_shape, kv_shape,
-                                   {probs_size}, q_shape, hidden, f32_hidden, per_row, f32_mlp, f32_mlp, f32_mlp});
-  x_in = t[0], rstd1 = t[2], q = t[3], k = t[4], v = t[5], probs = t[6], attn = t[7];
-  x_mid = t[8], rstd2 = t[10];
+  const auto f32 = [&](const Shape& s) { return mixed ? none : s; };
+  const auto t = workspace_.carve(device, {hidden, f32(hidden), per_row, f32(q_shape), f32(kv_shape),
+                                   f32(kv_shape), {probs_size}, f32(q_shape), hidden, f32(hidden), per_row,
+                                   f32(mlp), f32(mlp), f32(mlp)});
+  x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = t[10];
   if (mixed) {
-    const auto h = workspace_bf16_.carve(device, {hidden, q_shape, hidden, mlp, mlp, mlp}, 1, DType::BF16);
-    n1_bf16 = h[0], attn_bf16 = h[1], n2_bf16 = h[2], gate_bf16 = h[3], up_bf16 = h[4], act_bf16 = h[5];
-    n1 = n2 = gate = up = act = Tensor();
+    const auto h = workspace_bf16_.carve(
+        device, {hidden, q_shape, kv_shape, kv_shape, q_shape, hidden, mlp, mlp, mlp}, 1, DType::BF16);
+    n1_bf16 = h[0], q_bf16 = h[1], k_bf16 = h[2], v_bf16 = h[3], attn_bf16 = h[4];
+    n2_bf16 = h[5], gate_bf16 = h[6], up_bf16 = h[7], act_bf16 = h[8];
+    n1 = q = k = v = attn = n2 = gate = up = act = Tensor();
   } else {
-    n1 = t[1], n2 = t[9], gate = t[11], up = t[12], act = t[13];
-    n1_bf16 = attn_bf16 = n2_bf16 = gate_bf16 = up_bf16 = act_bf16 = Tensor();
+    n1 = t[1], q = t[3], k = t[4], v = t[5], attn = t[7], n2 = t[9], gate = t[11], up = t[12], act = t[13];
+    n1_bf16 = q_bf16 = k_bf16 = v_bf16 = attn_bf16 = n2_bf16 = gate_bf16 = up_bf16 = act_bf16 = Tensor();
   }
 }
 
@@ -42,6 +45,76 @@ void LayerGradScratch::allocate(const TpDims& d, std::int64_t rows, Device devic
   dy_bf16 = mixed ? workspace_bf16_.carve(device, {{rows, widest}}, 1, DType::BF16)[0] : Tensor();
 }
 
+namespace {
+
+// RoPE on q and k in place, then causal attention into attn: over the batch's own rows, or
+// with a cache, over the cached prefix too after the rows' keys and values are appended to it.
+// Mixed precision: all of it on the bf16 tensors (the cache is then bf16 as well).
+void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, LayerActivations& a,
+                            const KvCacheView* cache) {
+  const auto& k = ctx.k;
+  const TpDims& d = ctx.dims;
+  const std::int64_t n = b.rows;
+  const float* cos = ctx.rope.cos();
+  const float* sin = ctx.rope.sin();
+  const bool mixed = a.q_bf16.defined();
+  require(cache == nullptr || cache->bf16 == mixed, "KV cache in ", cache && cache->bf16 ? "bf16" : "float32",
+          " for a layer computing in ", mixed ? "bf16" : "float32");
+  if (mixed) {
+    std::uint16_t* q = a.q_bf16.bf16();
+    std::uint16_t* key = a.k_bf16.bf16();
+    const std::uint16_t* value = a.v_bf16.bf16();
+    k.rope_forward_bf16(q, b.positions, cos, sin, n, d.heads, d.head_dim);
+    k.rope_forward_bf16(key, b.positions, cos, sin, n, d.kv_heads, d.head_dim);
+    if (cache) {
+      auto* keys = static_cast<std::uint16_t*>(cache->keys);
+      auto* values = static_cast<std::uint16_t*>(cache->values);
+      k.scatter_rows_bf16(keys, key, cache->cache_rows, n, d.kv_width());
+      k.scatter_rows_bf16(values, value, cache->cache_rows, n, d.kv_width());
+      k.cached_attention_forward_bf16(a.attn_bf16.bf16(), q, keys, values, b.cu_seqlens, cache->slots,
+                                      cache->first_positions, b.num_seqs, cache->capacity, d.heads,
+                                      d.kv_heads, d.head_dim);
+    } else {
+      k.attention_forward_bf16(a.attn_bf16.bf16(), a.probs.f32(), q, key, value, b.cu_seqlens, b.num_seqs,
+                               d.heads, d.kv_heads, d.head_dim);
+    }
+    return;
+  }
+  k.rope_forward(a.q.f32(), b.positions, cos, sin, n, d.heads, d.head_dim);
+  k.rope_forward(a.k.f32(), b.positions, cos, sin, n, d.kv_heads, d.head_dim);
+  if (cache) {
+    auto* keys = static_cast<float*>(cache->keys);
+    auto* values = static_cast<float*>(cache->values);
+    k.scatter_rows(keys, a.k.f32(), cache->cache_rows, n, d.kv_width());
+    k.scatter_rows(values, a.v.f32(), cache->cache_rows, n, d.kv_width());
+    k.cached_attention_forward(a.attn.f32(), a.q.f32(), keys, values, b.cu_seqlens, cache->slots,
+                               cache->first_positions, b.num_seqs, cache->capacity, d.heads, d.kv_heads,
+                               d.head_dim);
+  } else {
+    k.attention_forward(a.attn.f32(), a.probs.f32(), a.q.f32(), a.k.f32(), a.v.f32(), b.cu_seqlens, b.num_seqs,
+                        d.heads, d.kv_heads, d.head_dim);
+  }
+}
+
+// attention_forward's backward: dq, dk (RoPE undone on both) and dv from d_attn.
+void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerActivations& a,
+                             LayerGradScratch& s) {
+  const auto& k = ctx.k;
+  const TpDims& d = ctx.dims;
+  if (a.q_bf16.defined()) {
+    k.attention_backward_bf16(s.dq.f32(), s.dk.f32(), s.dv.f32(), s.d_attn.f32(), a.q_bf16.bf16(),
+                              a.k_bf16.bf16(), a.v_bf16.bf16(), a.probs.f32(), b.cu_seqlens, b.num_seqs,
+                              d.heads, d.kv_heads, d.head_dim);
+  } else {
+    k.attention_backward(s.dq.f32(), s.dk.f32(), s.dv.f32(), s.d_attn.f32(), a.q.f32(), a.k.f32(), a.v.f32(),
+                         a.probs.f32(), b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim);
+  }
+  k.rope_backward(s.dq.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), b.rows, d.heads, d.head_dim);
+  k.rope_backward(s.dk.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), b.rows, d.kv_heads, d.head_dim);
+}
+
+}  // namespace
+
 void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
                            const BatchGeometry& b, LayerActivations& a, float* x_out,
                            const KvCacheView* cache) {
@@ -54,33 +127,11 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   // Attention half.
   rmsnorm_for_products(ctx, a.n1, a.n1_bf16, a.rstd1.f32(), a.x_in.f32(), w.input_layernorm, n);
   p::copy_to_tp_region_forward(ctx.tp, products_input(a.n1, a.n1_bf16), residual);
-  linear_forward(ctx, a.q.f32(), a.n1, a.n1_bf16, w.q_proj, w.bf16.q_proj, n, h, d.q_width(), true);
-  linear_forward(ctx, a.k.f32(), a.n1, a.n1_bf16, w.k_proj, w.bf16.k_proj, n, h, d.kv_width(), true);
-  linear_forward(ctx, a.v.f32(), a.n1, a.n1_bf16, w.v_proj, w.bf16.v_proj, n, h, d.kv_width(), true);
-  k.rope_forward(a.q.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), n, d.heads, d.head_dim);
-  k.rope_forward(a.k.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), n, d.kv_heads,
-                 d.head_dim);
-  if (cache && cache->bf16) {
-    auto* keys = static_cast<std::uint16_t*>(cache->keys);
-    auto* values = static_cast<std::uint16_t*>(cache->values);
-    k.scatter_rows_bf16(keys, a.k.f32(), cache->cache_rows, n, d.kv_width());
-    k.scatter_rows_bf16(values, a.v.f32(), cache->cache_rows, n, d.kv_width());
-    k.cached_attention_forward_bf16(a.attn.f32(), a.q.f32(), keys, values, b.cu_seqlens,
-                                    cache->slots, cache->first_positions, b.num_seqs,
-                                    cache->capacity, d.heads, d.kv_heads, d.head_dim);
-  } else if (cache) {
-    auto* keys = static_cast<float*>(cache->keys);
-    auto* values = static_cast<float*>(cache->values);
-    k.scatter_rows(keys, a.k.f32(), cache->cache_rows, n, d.kv_width());
-    k.scatter_rows(values, a.v.f32(), cache->cache_rows, n, d.kv_width());
-    k.cached_attention_forward(a.attn.f32(), a.q.f32(), keys, values, b.cu_seqlens, cache->slots,
-                               cache->first_positions, b.num_seqs, cache->capacity, d.heads,
-                               d.kv_heads, d.head_dim);
-  } else {
-    k.attention_forward(a.attn.f32(), a.probs.f32(), a.q.f32(), a.k.f32(), a.v.f32(),
-                        b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim);
-  }
-  linear_forward(ctx, a.x_mid.f32(), a.attn, a.attn_bf16, w.o_proj, w.bf16.o_proj, n, d.q_width(), h);
+  linear_forward_into(ctx, a.q, a.q_bf16, a.n1, a.n1_bf16, w.q_proj, w.bf16.q_proj, n, h, d.q_width());
+  linear_forward_into(ctx, a.k, a.k_bf16, a.n1, a.n1_bf16, w.k_proj, w.bf16.k_proj, n, h, d.kv_width());
+  linear_forward_into(ctx, a.v, a.v_bf16, a.n1, a.n1_bf16, w.v_proj, w.bf16.v_proj, n, h, d.kv_width());
+  self_attention_forward(ctx, b, a, cache);
+  linear_forward(ctx, a.x_mid.f32(), a.attn, a.attn_bf16, w.o_proj, w.bf16.o_proj, n, d.q_width(), h, true);
   p::reduce_from_tp_region_forward(ctx.tp, a.x_mid.f32(), residual);
   k.add_inplace(a.x_mid.f32(), a.x_in.f32(), n * h);
 
@@ -132,13 +183,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   p::reduce_from_tp_region_backward(ctx.tp, dx, residual);
   linear_backward(ctx, s.d_attn.f32(), g.o_proj.f32(), dx, s.dy_bf16, a.attn, a.attn_bf16,
                   w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
-  k.attention_backward(s.dq.f32(), s.dk.f32(), s.dv.f32(), s.d_attn.f32(), a.q.f32(), a.k.f32(),
-                       a.v.f32(), a.probs.f32(), b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads,
-                       d.head_dim);
-  k.rope_backward(s.dq.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), n, d.heads,
-                  d.head_dim);
-  k.rope_backward(s.dk.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), n, d.kv_heads,
-                  d.head_dim);
+  self_attention_backward(ctx, b, a, s);
   linear_backward(ctx, s.d_norm.f32(), g.q_proj.f32(), s.dq.f32(), s.dy_bf16, a.n1, a.n1_bf16,
                   w.q_proj, w.bf16.q_proj, n, h, d.q_width(), false);
   linear_backward(ctx, s.d_norm.f32(), g.k_proj.f32(), s.dk.f32(), s.dy_bf16, a.n1, a.n1_bf16,

@@ -19,10 +19,11 @@ struct LayerActivations {
   Tensor x_in, n1, rstd1, q, k, v, probs, attn;
   Tensor x_mid, n2, rstd2, gate, up, act;
   // Mixed precision: the bf16 inputs of the products (kept for the backward's weight
-  // gradients) and the MLP's gate and up (the gate/up products write them in bf16, SwiGLU reads
-  // them); undefined in float32. n1, n2, gate, up and act then exist in bf16 alone (undefined
-  // above); attn in both (the attention backward reads the float32 one).
-  Tensor n1_bf16, attn_bf16, n2_bf16, gate_bf16, up_bf16, act_bf16;
+  // gradients), the MLP's gate and up (the gate/up products write them in bf16, SwiGLU reads
+  // them) and the attention's q, k, v (written in bf16 by their products, RoPE and attention
+  // read them so); undefined in float32. n1, q, k, v, attn, n2, gate, up and act then exist in
+  // bf16 alone (undefined above): only products and bf16-reading kernels consume them.
+  Tensor n1_bf16, q_bf16, k_bf16, v_bf16, attn_bf16, n2_bf16, gate_bf16, up_bf16, act_bf16;
 
   // Points the tensors at buffers for `rows` tokens and `probs_size` attention probabilities,
   // reusing the previous allocation when it is large enough.

@@ -2,7 +2,8 @@
 // layer of its pipeline stage, for `slots` sequences of up to `capacity` positions:
 // per layer [slots, capacity, kv_heads, head_dim] keys and the same for values. Allocated once
 // per generation batch (prompt length + new tokens), written as tokens are processed. float32,
-// or bf16 with mixed precision (half the memory; rounded as written, widened as read).
+// or bf16 with mixed precision (half the memory: the layer's bf16 keys and values as computed,
+// widened as read).
 #pragma once
 
 #include <cstdint>

@@ -43,15 +43,15 @@ struct Elements {
 // One layer's buffers (model/decoder_layer.h LayerActivations) for `rows` tokens in `seqs`
 // sequences of `seq` tokens. With `attention_state` (a forward over whole sequences, not
 // generation) attention keeps its probabilities (`keep_probs`) or a log-sum-exp per head and row.
-// Both norms' outputs and the MLP's (gate, up, SwiGLU), and with bf16 products a copy of the
-// attention output, are at the activation size; the rest is float32.
+// Everything but the residual stream and the norms' statistics -- both norms' outputs, q, k, v,
+// the attention output, the MLP's gate, up and SwiGLU -- is at the activation size (bf16 with
+// bf16 products); the rest is float32.
 Elements layer_activations(const model::TpDims& d, std::int64_t rows, std::int64_t seqs, std::int64_t seq,
-                           bool keep_probs, bool attention_state, bool bf16_products) {
+                           bool keep_probs, bool attention_state) {
   Elements e;
-  e.act = 2 * aligned(rows * d.hidden) + 3 * aligned(rows * d.intermediate) +
-          (bf16_products ? aligned(rows * d.q_width()) : 0);
-  e.f32 = 2 * aligned(rows * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
-          2 * aligned(rows);  // residual in and mid, q and attention, k and v, the norms' 1/rms
+  e.act = 2 * aligned(rows * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
+          3 * aligned(rows * d.intermediate);
+  e.f32 = 2 * aligned(rows * d.hidden) + 2 * aligned(rows);  // residual in and mid, the norms' 1/rms
   if (!attention_state) return e;
   e.f32 += keep_probs ? aligned(seqs * seq * seq * d.heads) : aligned(rows * d.heads);
   return e;
@@ -138,7 +138,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // Training: every layer's activations, the head (last stage) or the output sent on, and the
     // backward's scratch, for each micro-batch in flight.
     const bool mixed = p.bf16_products;
-    const Elements layer = layer_activations(d, rows, seqs, r.seq, p.attention_probs, true, mixed);
+    const Elements layer = layer_activations(d, rows, seqs, r.seq, p.attention_probs, true);
     const Elements end = layers.last ? head_activations(d, rows, mixed) : Elements{0, aligned(rows * d.hidden)};
     const Elements scratch = grad_scratch(d, rows, mixed);
     // With recomputation a micro-batch keeps each layer's input and one set of layer buffers
@@ -156,7 +156,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // buffers for the largest call (a whole rollout's prefill, at most).
     s.kv_cache = 2 * s.layers * rollout * r.seq * d.kv_width() * p.activation;
     const std::int64_t prefill = rollout * r.seq;
-    s.generation = layer_activations(d, prefill, rollout, r.seq, false, false, mixed).bytes(p) +
+    s.generation = layer_activations(d, prefill, rollout, r.seq, false, false).bytes(p) +
                    Elements{0, aligned(prefill * d.hidden)}.bytes(p) +
                    (layers.last ? head_activations(d, rollout, mixed).bytes(p) : 0);
     plan.stages.push_back(s);

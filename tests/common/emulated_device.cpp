@@ -296,10 +296,11 @@ void EmulatedKernels::scatter_rows(float* dst, const float* src, const Index* ro
   cpu_->scatter_rows(dev(dst, 1, "scatter_rows dst"), dev(src, n * width, "scatter_rows src"),
                      dev(rows, n, "scatter_rows rows"), n, width);
 }
-void EmulatedKernels::cached_attention_forward_bf16(float* out, const float* q, const std::uint16_t* kc,
-                                                    const std::uint16_t* vc, const Index* row_begin,
-                                                    const Index* slots, const Index* first, Index runs,
-                                                    Index capacity, Index heads, Index kvh, Index hd) const {
+void EmulatedKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::uint16_t* q,
+                                                    const std::uint16_t* kc, const std::uint16_t* vc,
+                                                    const Index* row_begin, const Index* slots, const Index* first,
+                                                    Index runs, Index capacity, Index heads, Index kvh,
+                                                    Index hd) const {
   const Index rows = row_begin[runs];
   const Index cache = cached_extent(row_begin, slots, first, runs, capacity, kvh, hd);
   cpu_->cached_attention_forward_bf16(dev(out, rows * heads * hd, "cached attention out"),
@@ -307,10 +308,38 @@ void EmulatedKernels::cached_attention_forward_bf16(float* out, const float* q, 
                                       dev(vc, cache, "v cache"), row_begin, slots, first, runs, capacity, heads, kvh,
                                       hd);
 }
-void EmulatedKernels::scatter_rows_bf16(std::uint16_t* dst, const float* src, const Index* rows, Index n,
+void EmulatedKernels::scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
                                         Index width) const {
   cpu_->scatter_rows_bf16(dev(dst, 1, "scatter_rows_bf16 dst"), dev(src, n * width, "scatter_rows_bf16 src"),
                           dev(rows, n, "scatter_rows_bf16 rows"), n, width);
+}
+void EmulatedKernels::rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos,
+                                        const float* sin, Index n, Index heads, Index hd) const {
+  cpu_->rope_forward_bf16(dev(x, n * heads * hd, "rope x"), dev(positions, n, "rope positions"),
+                          dev(cos, hd / 2, "rope cos"), dev(sin, hd / 2, "rope sin"), n, heads, hd);
+}
+void EmulatedKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
+                                             const std::uint16_t* k, const std::uint16_t* v, const Index* cu,
+                                             Index seqs, Index heads, Index kvh, Index hd) const {
+  host(cu, "attention cu_seqlens");
+  const Index rows = cu[seqs];
+  cpu_->attention_forward_bf16(dev(out, rows * heads * hd, "attention out"),
+                               dev(saved, kernels::attention_probs_size(cu, seqs, heads), "attention probs"),
+                               dev(q, rows * heads * hd, "attention q"), dev(k, rows * kvh * hd, "attention k"),
+                               dev(v, rows * kvh * hd, "attention v"), cu, seqs, heads, kvh, hd);
+}
+void EmulatedKernels::attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
+                                              const std::uint16_t* q, const std::uint16_t* k,
+                                              const std::uint16_t* v, const float* saved, const Index* cu,
+                                              Index seqs, Index heads, Index kvh, Index hd) const {
+  host(cu, "attention cu_seqlens");
+  const Index rows = cu[seqs];
+  cpu_->attention_backward_bf16(
+      dev(dq, rows * heads * hd, "attention dq"), dev(dk, rows * kvh * hd, "attention dk"),
+      dev(dv, rows * kvh * hd, "attention dv"), dev(dout, rows * heads * hd, "attention dout"),
+      dev(q, rows * heads * hd, "attention q"), dev(k, rows * kvh * hd, "attention k"),
+      dev(v, rows * kvh * hd, "attention v"),
+      dev(saved, kernels::attention_probs_size(cu, seqs, heads), "attention probs"), cu, seqs, heads, kvh, hd);
 }
 void EmulatedKernels::gather_rows(float* dst, const float* src, const Index* rows, Index n,
                                   Index width) const {

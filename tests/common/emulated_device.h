@@ -141,13 +141,24 @@ class EmulatedKernels final : public kernels::Kernels {
                     Index width) const override;
   void gather_rows(float* dst, const float* src, const Index* rows, Index n,
                    Index width) const override;
-  void cached_attention_forward_bf16(float* out, const float* q, const std::uint16_t* k_cache,
-                                     const std::uint16_t* v_cache, const Index* row_begin,
-                                     const Index* slots, const Index* first_position, Index runs,
-                                     Index capacity, Index heads, Index kv_heads,
-                                     Index head_dim) const override;
-  void scatter_rows_bf16(std::uint16_t* dst, const float* src, const Index* rows, Index n,
+  void cached_attention_forward_bf16(std::uint16_t* out, const std::uint16_t* q,
+                                     const std::uint16_t* k_cache, const std::uint16_t* v_cache,
+                                     const Index* row_begin, const Index* slots,
+                                     const Index* first_position, Index runs, Index capacity,
+                                     Index heads, Index kv_heads, Index head_dim) const override;
+  void scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
                          Index width) const override;
+  void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos,
+                         const float* sin, Index n, Index heads, Index head_dim) const override;
+  void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
+                              const std::uint16_t* k, const std::uint16_t* v, const Index* cu_seqlens,
+                              Index num_seqs, Index heads, Index kv_heads,
+                              Index head_dim) const override;
+  void attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
+                               const std::uint16_t* q, const std::uint16_t* k,
+                               const std::uint16_t* v, const float* saved, const Index* cu_seqlens,
+                               Index num_seqs, Index heads, Index kv_heads,
+                               Index head_dim) const override;
   void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                        const float* up, Index n) const override;

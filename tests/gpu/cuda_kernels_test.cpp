@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <optional>
@@ -80,6 +81,18 @@ std::vector<std::uint16_t> to_bf16_host(const std::vector<float>& x) {
   for (std::size_t i = 0; i < x.size(); ++i) out[i] = f32_to_bf16(x[i]);
   return out;
 }
+
+// A bf16 output poisoned with NaNs, and a bf16 result widened on the host.
+PooledBuffer poisoned_bf16(std::size_t n) {
+  return cuda::upload(std::vector<std::uint16_t>(std::max<std::size_t>(n, 1), 0x7fc1));
+}
+std::vector<float> download_bf16(const CudaKernels& k, const PooledBuffer& b, std::size_t n) {
+  k.synchronize();
+  return widen(cuda::download<std::uint16_t>(b, n));
+}
+// A bf16 result against the CPU's: both round a float32 result computed in another order, so
+// an element may differ by one bf16 ulp (at most 2^-7 relative, rarely).
+#define EXPECT_BF16_CLOSE(out, ref) EXPECT_LT(relative_error(out, ref), 5e-3) << #out " vs " #ref
 
 struct Fixture : ::testing::Test {
   CpuKernels cpu;
@@ -163,6 +176,12 @@ TEST_F(Fixture, RopeForwardAndBackward) {
   cpu.rope_backward(x.data(), pos.data(), cos.data(), sin.data(), n, heads, head_dim);
   gpu.rope_backward(gx.f(), gpos.i(), gcos.f(), gsin.f(), n, heads, head_dim);
   EXPECT_CLOSE(gx.get(gpu), x);
+  // In place on bf16 (mixed precision's q and k).
+  auto x16 = to_bf16_host(random(n * heads * head_dim));
+  PooledBuffer gx16 = cuda::upload(x16);
+  cpu.rope_forward_bf16(x16.data(), pos.data(), cos.data(), sin.data(), n, heads, head_dim);
+  gpu.rope_forward_bf16(gx16.as<std::uint16_t>(), gpos.i(), gcos.f(), gsin.f(), n, heads, head_dim);
+  EXPECT_BF16_CLOSE(download_bf16(gpu, gx16, x16.size()), widen(x16));
 }
 
 // Both CUDA attention paths -- fused (FlashAttention's algorithm: a log-sum-exp saved) and
@@ -209,6 +228,49 @@ TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
   }
 }
 
+// Mixed precision: bf16 q, k, v and output, float32 gradients -- the fused kernels (reading
+// and writing bf16 themselves) and the cuBLAS path (on widened copies), the same shapes.
+TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
+  const std::vector<Index> cu = {0, 1, 18, 148, 300};
+  const Index rows = cu.back(), seqs = 4;
+  const CudaKernels unfused(false);
+  struct Shape {
+    Index heads, kv_heads, head_dim;
+  };
+  for (const Shape& sh : {Shape{8, 2, 32}, Shape{4, 4, 64}, Shape{6, 3, 96}, Shape{4, 1, 128}, Shape{4, 2, 48}}) {
+    for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &unfused}) {
+      const Index heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
+      SCOPED_TRACE(testing::Message() << (k == &gpu ? "fused" : "cuBLAS") << " bf16 attention, heads " << heads
+                                      << "/" << kv_heads << ", head_dim " << head_dim);
+      const Index q_w = heads * head_dim, kv_w = kv_heads * head_dim;
+      const auto q = to_bf16_host(random(rows * q_w)), kk = to_bf16_host(random(rows * kv_w)),
+                 v = to_bf16_host(random(rows * kv_w));
+      auto dout = random(rows * q_w);
+      const Index saved_size = k->attention_saved_size(cu.data(), seqs, heads, head_dim);
+      PooledBuffer gq = cuda::upload(q), gk = cuda::upload(kk), gv = cuda::upload(v);
+      PooledBuffer gout = poisoned_bf16(static_cast<std::size_t>(rows * q_w));
+      Dev gdout(dout), gsaved = poisoned(saved_size);
+      std::vector<std::uint16_t> out(rows * q_w);
+      std::vector<float> probs(attention_probs_size(cu.data(), seqs, heads));
+      cpu.attention_forward_bf16(out.data(), probs.data(), q.data(), kk.data(), v.data(), cu.data(), seqs, heads,
+                                 kv_heads, head_dim);
+      k->attention_forward_bf16(gout.as<std::uint16_t>(), gsaved.f(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
+                                gv.as<std::uint16_t>(), cu.data(), seqs, heads, kv_heads, head_dim);
+      EXPECT_BF16_CLOSE(download_bf16(*k, gout, out.size()), widen(out));
+      Dev gdq = poisoned(rows * q_w), gdk = poisoned(rows * kv_w), gdv = poisoned(rows * kv_w);
+      std::vector<float> dq(rows * q_w), dk(rows * kv_w), dv(rows * kv_w);
+      cpu.attention_backward_bf16(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), kk.data(), v.data(),
+                                  probs.data(), cu.data(), seqs, heads, kv_heads, head_dim);
+      k->attention_backward_bf16(gdq.f(), gdk.f(), gdv.f(), gdout.f(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
+                                 gv.as<std::uint16_t>(), gsaved.f(), cu.data(), seqs, heads, kv_heads, head_dim);
+      // Float32 arithmetic on the same widened inputs on both sides.
+      EXPECT_CLOSE(gdq.get(*k), dq);
+      EXPECT_CLOSE(gdk.get(*k), dk);
+      EXPECT_CLOSE(gdv.get(*k), dv);
+    }
+  }
+}
+
 // Fused (one launch for all runs) and cuBLAS paths, head sizes the fused kernel takes and one
 // it does not.
 TEST_F(Fixture, CachedAttentionPrefillAndDecodeRuns) {
@@ -234,8 +296,8 @@ TEST_F(Fixture, CachedAttentionPrefillAndDecodeRuns) {
   }
 }
 
-// Mixed precision's bf16 KV cache: written rounded (bitwise the CPU's rounding), read widened,
-// through the fused kernel and the widening fallback (head_dim 16).
+// Mixed precision's bf16 KV cache: bf16 rows written where asked (bitwise), attention of bf16
+// queries over it -- the fused kernel and the widening fallback (head_dim 16).
 TEST_F(Fixture, Bf16KvCacheWritesAndCachedAttention) {
   const CudaKernels unfused(false);
   for (const Index head_dim : {16, 64}) {
@@ -245,26 +307,24 @@ TEST_F(Fixture, Bf16KvCacheWritesAndCachedAttention) {
       const Index kv_w = kv_heads * head_dim, q_w = heads * head_dim, cache_rows = slots * capacity;
       const std::vector<Index> row_begin = {0, 5, 6}, slot = {1, 0}, first = {0, 17};
       const Index rows = 6, runs = 2;
-      auto q = random(rows * q_w), kc = random(cache_rows * kv_w), vc = random(cache_rows * kv_w);
-      std::vector<std::uint16_t> kc16(kc.size()), vc16(vc.size());
-      cpu.to_bf16(kc16.data(), kc.data(), static_cast<Index>(kc.size()));
-      cpu.to_bf16(vc16.data(), vc.data(), static_cast<Index>(vc.size()));
+      const auto q = to_bf16_host(random(rows * q_w));
+      auto kc16 = to_bf16_host(random(cache_rows * kv_w)), vc16 = to_bf16_host(random(cache_rows * kv_w));
       // Overwrite a few rows through scatter_rows_bf16 on both sides.
       const std::vector<Index> written = {24, 47, 3};
-      auto src = random(written.size() * kv_w);
+      const auto src = to_bf16_host(random(written.size() * kv_w));
       cpu.scatter_rows_bf16(kc16.data(), src.data(), written.data(), 3, kv_w);
       PooledBuffer gk = cuda::upload(kc16), gv = cuda::upload(vc16), gwritten = cuda::upload(written);
-      Dev gsrc(src), gq(q), gout = poisoned(rows * q_w);
-      k->scatter_rows_bf16(gk.as<std::uint16_t>(), gsrc.f(), gwritten.as<Index>(), 3, kv_w);
+      PooledBuffer gsrc = cuda::upload(src), gq = cuda::upload(q), gout = poisoned_bf16(rows * q_w);
+      k->scatter_rows_bf16(gk.as<std::uint16_t>(), gsrc.as<std::uint16_t>(), gwritten.as<Index>(), 3, kv_w);
       k->synchronize();
       EXPECT_EQ(cuda::download<std::uint16_t>(gk, kc16.size()), kc16);
-      std::vector<float> out(rows * q_w);
+      std::vector<std::uint16_t> out(rows * q_w);
       cpu.cached_attention_forward_bf16(out.data(), q.data(), kc16.data(), vc16.data(), row_begin.data(), slot.data(),
                                         first.data(), runs, capacity, heads, kv_heads, head_dim);
-      k->cached_attention_forward_bf16(gout.f(), gq.f(), gk.as<std::uint16_t>(), gv.as<std::uint16_t>(),
-                                       row_begin.data(), slot.data(), first.data(), runs, capacity, heads, kv_heads,
-                                       head_dim);
-      EXPECT_CLOSE(gout.get(*k), out);
+      k->cached_attention_forward_bf16(gout.as<std::uint16_t>(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
+                                       gv.as<std::uint16_t>(), row_begin.data(), slot.data(), first.data(), runs,
+                                       capacity, heads, kv_heads, head_dim);
+      EXPECT_BF16_CLOSE(download_bf16(*k, gout, out.size()), widen(out));
     }
   }
 }

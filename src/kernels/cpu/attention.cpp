@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/bf16_buffers.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/vec_math.h"
 
@@ -118,6 +119,32 @@ void CpuKernels::attention_backward(float* dq, float* dk, float* dv, const float
       }
     }
   }
+}
+
+// Mixed precision: the float32 kernels on the widened q, k, v (cpu::widen).
+void CpuKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
+                                        const std::uint16_t* k, const std::uint16_t* v,
+                                        const Index* cu_seqlens, Index num_seqs, Index heads,
+                                        Index kv_heads, Index head_dim) const {
+  const Index rows = cu_seqlens[num_seqs];
+  std::vector<float> o(static_cast<std::size_t>(rows * heads * head_dim));
+  attention_forward(o.data(), saved, cpu::widen(q, rows * heads * head_dim).data(),
+                    cpu::widen(k, rows * kv_heads * head_dim).data(),
+                    cpu::widen(v, rows * kv_heads * head_dim).data(), cu_seqlens, num_seqs, heads,
+                    kv_heads, head_dim);
+  cpu::round_into(out, o);
+}
+
+void CpuKernels::attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
+                                         const std::uint16_t* q, const std::uint16_t* k,
+                                         const std::uint16_t* v, const float* saved,
+                                         const Index* cu_seqlens, Index num_seqs, Index heads,
+                                         Index kv_heads, Index head_dim) const {
+  const Index rows = cu_seqlens[num_seqs];
+  attention_backward(dq, dk, dv, dout, cpu::widen(q, rows * heads * head_dim).data(),
+                     cpu::widen(k, rows * kv_heads * head_dim).data(),
+                     cpu::widen(v, rows * kv_heads * head_dim).data(), saved, cu_seqlens, num_seqs,
+                     heads, kv_heads, head_dim);
 }
 
 }  // namespace spin::kernels

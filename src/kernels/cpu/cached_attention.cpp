@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/cpu/bf16_buffers.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/vec_math.h"
 
@@ -64,37 +65,37 @@ void CpuKernels::scatter_rows(float* dst, const float* src, const Index* rows, I
   }
 }
 
-// The bf16 cache on the CPU: each run's cached positions widened (exactly) into float32, then
-// the float32 computation -- the reference for the GPU's kernel, which widens as it reads.
-void CpuKernels::cached_attention_forward_bf16(float* out, const float* q,
+// Mixed precision on the CPU: q and each run's cached positions widened (exactly) into
+// float32, the float32 computation, the output rounded -- the reference for the GPU's kernel,
+// which widens as it reads.
+void CpuKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::uint16_t* q,
                                                const std::uint16_t* k_cache,
                                                const std::uint16_t* v_cache,
                                                const Index* row_begin, const Index* slots,
                                                const Index* first_position, Index runs,
                                                Index capacity, Index heads, Index kv_heads,
                                                Index head_dim) const {
-  const Index kv_ld = kv_heads * head_dim;
-  std::vector<float> k, v;
+  const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim;
+  const std::vector<float> q32 = cpu::widen(q, row_begin[runs] * q_ld);
+  std::vector<float> o(q32.size());
   for (Index r = 0; r < runs; ++r) {
     const Index keys = first_position[r] + row_begin[r + 1] - row_begin[r];
-    const std::size_t n = static_cast<std::size_t>(keys * kv_ld);
-    k.resize(n);
-    v.resize(n);
-    const std::uint16_t* slot_k = k_cache + slots[r] * capacity * kv_ld;
-    const std::uint16_t* slot_v = v_cache + slots[r] * capacity * kv_ld;
-    for (std::size_t i = 0; i < n; ++i) k[i] = bf16_to_f32(slot_k[i]), v[i] = bf16_to_f32(slot_v[i]);
+    const std::vector<float> k = cpu::widen(k_cache + slots[r] * capacity * kv_ld, keys * kv_ld);
+    const std::vector<float> v = cpu::widen(v_cache + slots[r] * capacity * kv_ld, keys * kv_ld);
     const Index run_rows[2] = {0, row_begin[r + 1] - row_begin[r]};
     const Index slot0 = 0;
-    cached_attention_forward(out + row_begin[r] * heads * head_dim, q + row_begin[r] * heads * head_dim,
-                             k.data(), v.data(), run_rows, &slot0, first_position + r, 1, keys, heads,
-                             kv_heads, head_dim);
+    cached_attention_forward(o.data() + row_begin[r] * q_ld, q32.data() + row_begin[r] * q_ld,
+                             k.data(), v.data(), run_rows, &slot0, first_position + r, 1, keys,
+                             heads, kv_heads, head_dim);
   }
+  cpu::round_into(out, o);
 }
 
-void CpuKernels::scatter_rows_bf16(std::uint16_t* dst, const float* src, const Index* rows, Index n,
-                                   Index width) const {
+void CpuKernels::scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows,
+                                   Index n, Index width) const {
   for (Index i = 0; i < n; ++i) {
-    for (Index c = 0; c < width; ++c) dst[rows[i] * width + c] = f32_to_bf16(src[i * width + c]);
+    std::memcpy(dst + rows[i] * width, src + i * width,
+                static_cast<std::size_t>(width) * sizeof(std::uint16_t));
   }
 }
 

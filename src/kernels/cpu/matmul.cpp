@@ -7,6 +7,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "kernels/cpu/bf16_buffers.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace spin::kernels {
@@ -43,13 +44,7 @@ void CpuKernels::linear_backward(float* dx, float* dw, const float* dy, const fl
 // The bf16 products on the CPU: the operands widened to float32 (exact), then sgemm, which
 // accumulates in float32 -- the arithmetic of cuBLAS's bf16 GEMM with float32 compute, up to
 // the order of the sums. A reference, not a fast path.
-namespace {
-std::vector<float> widen(const std::uint16_t* x, Index n) {
-  std::vector<float> out(static_cast<std::size_t>(n));
-  for (Index i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = bf16_to_f32(x[i]);
-  return out;
-}
-}  // namespace
+using cpu::widen;
 
 void CpuKernels::to_bf16(std::uint16_t* out, const float* in, Index n) const {
   for (Index i = 0; i < n; ++i) out[i] = f32_to_bf16(in[i]);
@@ -65,7 +60,7 @@ void CpuKernels::linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t
                                          Index out) const {
   std::vector<float> y(static_cast<std::size_t>(n * out));
   linear_forward_bf16(y.data(), x, w, n, in, out);
-  to_bf16(y16, y.data(), n * out);
+  cpu::round_into(y16, y);
 }
 
 void CpuKernels::linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,

@@ -1,5 +1,6 @@
 // Rotary position embedding (Su et al. 2021) in Hugging Face's rotate-half layout: dimension i
 // of the first half pairs with dimension i + half. The backward is the inverse rotation.
+#include "kernels/cpu/bf16_buffers.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace spin::kernels {
@@ -35,6 +36,14 @@ void CpuKernels::rope_forward(float* x, const std::int32_t* positions, const flo
 void CpuKernels::rope_backward(float* dx, const std::int32_t* positions, const float* cos,
                                const float* sin, Index n, Index heads, Index head_dim) const {
   rotate(dx, positions, cos, sin, n, heads, head_dim, -1.0f);
+}
+
+void CpuKernels::rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions,
+                                   const float* cos, const float* sin, Index n, Index heads,
+                                   Index head_dim) const {
+  std::vector<float> wide = cpu::widen(x, n * heads * head_dim);
+  rotate(wide.data(), positions, cos, sin, n, heads, head_dim, 1.0f);
+  cpu::round_into(x, wide);
 }
 
 }  // namespace spin::kernels

@@ -37,25 +37,27 @@ __global__ void embedding_backward_kernel(float* dtable, const int* ids, const f
     if (row >= 0 && row < rows) atomicAdd(dtable + row * hidden + j, dout[e]);
   }
 }
-__global__ void rope_kernel(float* x, const int* positions, const float* cos, const float* sin, long long n,
-                            long long heads, long long head_dim, float sign) {
-  const long long half = head_dim / 2;
-  SPIN_GRID_STRIDE(e, n * heads * half) {
-    const long long i = e % half, rh = e / half, row = rh / heads;
-    const long long table = static_cast<long long>(positions[row]) * half + i;
-    float* lo = x + rh * head_dim + i;
-    float* hi = lo + half;
-    const float a = *lo, b = *hi, c = cos[table], s = sin[table];
-    *lo = a * c - sign * b * s;
-    *hi = b * c + sign * a * s;
-  }
-}
 // A kernel's element in memory: float32, or bf16 (mixed precision) rounded as written and
 // widened as read.
 __device__ inline void store(float* out, float value) { *out = value; }
 __device__ inline void store(__nv_bfloat16* out, float value) { *out = __float2bfloat16_rn(value); }
 __device__ inline float load(const float* in) { return *in; }
 __device__ inline float load(const __nv_bfloat16* in) { return __bfloat162float(*in); }
+
+template <class T>
+__global__ void rope_kernel(T* x, const int* positions, const float* cos, const float* sin, long long n,
+                            long long heads, long long head_dim, float sign) {
+  const long long half = head_dim / 2;
+  SPIN_GRID_STRIDE(e, n * heads * half) {
+    const long long i = e % half, rh = e / half, row = rh / heads;
+    const long long table = static_cast<long long>(positions[row]) * half + i;
+    T* lo = x + rh * head_dim + i;
+    T* hi = lo + half;
+    const float a = load(lo), b = load(hi), c = cos[table], s = sin[table];
+    store(lo, a * c - sign * b * s);
+    store(hi, b * c + sign * a * s);
+  }
+}
 
 template <class In, class Out>
 __global__ void swiglu_forward_kernel(Out* out, const In* gate, const In* up, long long n) {
@@ -77,13 +79,9 @@ __global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* do
 __global__ void add_kernel(float* y, const float* x, long long n) {
   SPIN_GRID_STRIDE(i, n) y[i] += x[i];
 }
-__global__ void scatter_rows_kernel(float* dst, const float* src, const long long* rows, long long n,
-                                    long long width) {
+template <class T>
+__global__ void scatter_rows_kernel(T* dst, const T* src, const long long* rows, long long n, long long width) {
   SPIN_GRID_STRIDE(e, n * width) dst[rows[e / width] * width + e % width] = src[e];
-}
-__global__ void scatter_rows_bf16_kernel(__nv_bfloat16* dst, const float* src, const long long* rows, long long n,
-                                         long long width) {
-  SPIN_GRID_STRIDE(e, n * width) dst[rows[e / width] * width + e % width] = __float2bfloat16_rn(src[e]);
 }
 __global__ void gather_rows_kernel(float* dst, const float* src, const long long* rows, long long n,
                                    long long width) {
@@ -348,6 +346,13 @@ void CudaKernels::rope_forward(float* x, const std::int32_t* positions, const fl
   SPIN_CUDA_CHECK_LAUNCH("rope_forward");
 }
 
+void CudaKernels::rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos,
+                                    const float* sin, Index n, Index heads, Index head_dim) const {
+  rope_kernel<<<blocks_for(n * heads * (head_dim / 2)), kThreads, 0, stream_>>>(
+      reinterpret_cast<__nv_bfloat16*>(x), positions, cos, sin, n, heads, head_dim, 1.0f);
+  SPIN_CUDA_CHECK_LAUNCH("rope_forward_bf16");
+}
+
 void CudaKernels::rope_backward(float* dx, const std::int32_t* positions, const float* cos, const float* sin, Index n,
                                 Index heads, Index head_dim) const {
   rope_kernel<<<blocks_for(n * heads * (head_dim / 2)), kThreads, 0, stream_>>>(dx, positions, cos, sin, n, heads,
@@ -386,13 +391,13 @@ long long longest(const Index* offsets, Index count) {
 }
 }  // namespace
 
-cuda_detail::FusedAttentionArgs CudaKernels::fused_args(const float* q, const float* k, const float* v,
+cuda_detail::FusedAttentionArgs CudaKernels::fused_args(const void* q, const void* k, const void* v, bool bf16,
                                                         const Index* cu_seqlens, Index num_seqs, Index heads,
                                                         Index kv_heads, Index head_dim,
                                                         PooledBuffer& device_cu) const {
   device_cu = upload_indices(cu_seqlens, num_seqs + 1);
   cuda_detail::FusedAttentionArgs a;
-  a.q = q, a.k = k, a.v = v;
+  a.q = q, a.k = k, a.v = v, a.bf16 = bf16;
   a.cu_seqlens = device_cu.as<long long>();
   a.num_seqs = num_seqs;
   a.longest = longest(cu_seqlens, num_seqs);
@@ -411,7 +416,7 @@ void CudaKernels::attention_forward(float* out, float* probs, const float* q, co
   if (num_seqs == 0) return;
   if (fused(head_dim, num_seqs)) {
     PooledBuffer device_cu;
-    const auto a = fused_args(q, k, v, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
+    const auto a = fused_args(q, k, v, false, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
     cuda_detail::fused_attention_forward(a, out, probs, stream_);
     return;
   }
@@ -444,10 +449,7 @@ void CudaKernels::attention_backward(float* dq, float* dk, float* dv, const floa
   if (num_seqs == 0) return;
   if (fused(head_dim, num_seqs)) {
     PooledBuffer device_cu;
-    const auto a = fused_args(q, k, v, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
-    const Index rows = cu_seqlens[num_seqs];
-    PooledBuffer delta(allocator_, static_cast<std::size_t>(std::max<Index>(1, rows * heads)) * sizeof(float));
-    cuda_detail::fused_attention_backward(a, dq, dk, dv, dout, probs, delta.as<float>(), stream_);
+    fused_backward(dq, dk, dv, dout, q, k, v, false, probs, cu_seqlens, num_seqs, heads, kv_heads, head_dim);
     return;
   }
   const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
@@ -489,7 +491,60 @@ void CudaKernels::attention_backward(float* dq, float* dk, float* dv, const floa
   }
 }
 
-bool CudaKernels::fused_cached(float* out, const float* q, const void* k_cache, const void* v_cache, bool bf16_cache,
+void CudaKernels::fused_backward(float* dq, float* dk, float* dv, const float* dout, const void* q, const void* k,
+                                 const void* v, bool bf16, const float* lse, const Index* cu_seqlens, Index num_seqs,
+                                 Index heads, Index kv_heads, Index head_dim) const {
+  PooledBuffer device_cu;
+  const auto a = fused_args(q, k, v, bf16, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
+  const Index rows = cu_seqlens[num_seqs];
+  PooledBuffer delta(allocator_, static_cast<std::size_t>(std::max<Index>(1, rows * heads)) * sizeof(float));
+  cuda_detail::fused_attention_backward(a, dq, dk, dv, dout, lse, delta.as<float>(), stream_);
+}
+
+PooledBuffer CudaKernels::widened(const std::uint16_t* x, Index n) const {
+  PooledBuffer out(allocator_, static_cast<std::size_t>(std::max<Index>(1, n)) * sizeof(float));
+  to_f32(out.as<float>(), x, n);
+  return out;
+}
+
+// Mixed precision: the fused kernels read bf16 q, k, v and write a bf16 output themselves; the
+// cuBLAS path runs in float32 on widened copies.
+void CudaKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
+                                         const std::uint16_t* k, const std::uint16_t* v, const Index* cu_seqlens,
+                                         Index num_seqs, Index heads, Index kv_heads, Index head_dim) const {
+  if (num_seqs == 0) return;
+  if (fused(head_dim, num_seqs)) {
+    PooledBuffer device_cu;
+    const auto a = fused_args(q, k, v, true, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
+    cuda_detail::fused_attention_forward(a, out, saved, stream_);
+    return;
+  }
+  const Index rows = cu_seqlens[num_seqs];
+  const PooledBuffer q32 = widened(q, rows * heads * head_dim), k32 = widened(k, rows * kv_heads * head_dim),
+                     v32 = widened(v, rows * kv_heads * head_dim);
+  PooledBuffer o(allocator_, static_cast<std::size_t>(std::max<Index>(1, rows * heads * head_dim)) * sizeof(float));
+  attention_forward(o.as<float>(), saved, q32.as<float>(), k32.as<float>(), v32.as<float>(), cu_seqlens, num_seqs,
+                    heads, kv_heads, head_dim);
+  to_bf16(out, o.as<float>(), rows * heads * head_dim);
+}
+
+void CudaKernels::attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout, const std::uint16_t* q,
+                                          const std::uint16_t* k, const std::uint16_t* v, const float* saved,
+                                          const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
+                                          Index head_dim) const {
+  if (num_seqs == 0) return;
+  if (fused(head_dim, num_seqs)) {
+    fused_backward(dq, dk, dv, dout, q, k, v, true, saved, cu_seqlens, num_seqs, heads, kv_heads, head_dim);
+    return;
+  }
+  const Index rows = cu_seqlens[num_seqs];
+  const PooledBuffer q32 = widened(q, rows * heads * head_dim), k32 = widened(k, rows * kv_heads * head_dim),
+                     v32 = widened(v, rows * kv_heads * head_dim);
+  attention_backward(dq, dk, dv, dout, q32.as<float>(), k32.as<float>(), v32.as<float>(), saved, cu_seqlens, num_seqs,
+                     heads, kv_heads, head_dim);
+}
+
+bool CudaKernels::fused_cached(void* out, const void* q, const void* k_cache, const void* v_cache, bool bf16,
                                const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
                                Index capacity, Index heads, Index kv_heads, Index head_dim) const {
   if (!fused(head_dim, runs)) return false;
@@ -500,7 +555,7 @@ bool CudaKernels::fused_cached(float* out, const float* q, const void* k_cache, 
   std::copy(first_position, first_position + runs, host.begin() + 2 * runs + 1);
   const PooledBuffer device_runs = upload_indices(host.data(), static_cast<Index>(host.size()));
   cuda_detail::FusedCachedArgs a;
-  a.q = q, a.k_cache = k_cache, a.v_cache = v_cache, a.bf16_cache = bf16_cache;
+  a.q = q, a.k_cache = k_cache, a.v_cache = v_cache, a.bf16 = bf16;
   a.runs = device_runs.as<long long>();
   a.num_runs = runs;
   a.longest_run = longest(row_begin, runs);
@@ -512,30 +567,35 @@ bool CudaKernels::fused_cached(float* out, const float* q, const void* k_cache, 
   return true;
 }
 
-// A bf16 cache the fused kernel cannot take: each run's cached positions widened into float32
-// scratch, then the float32 path on them.
-void CudaKernels::cached_attention_forward_bf16(float* out, const float* q, const std::uint16_t* k_cache,
-                                                const std::uint16_t* v_cache, const Index* row_begin,
-                                                const Index* slots, const Index* first_position, Index runs,
-                                                Index capacity, Index heads, Index kv_heads, Index head_dim) const {
+// Mixed precision the fused kernel cannot take: q and each run's cached positions widened into
+// float32 scratch, the float32 path on them, the output rounded.
+void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::uint16_t* q,
+                                                const std::uint16_t* k_cache, const std::uint16_t* v_cache,
+                                                const Index* row_begin, const Index* slots,
+                                                const Index* first_position, Index runs, Index capacity, Index heads,
+                                                Index kv_heads, Index head_dim) const {
   if (runs == 0) return;
   if (fused_cached(out, q, k_cache, v_cache, true, row_begin, slots, first_position, runs, capacity, heads, kv_heads,
                    head_dim)) {
     return;
   }
-  const Index kv_ld = kv_heads * head_dim, q_ld = heads * head_dim;
+  const Index kv_ld = kv_heads * head_dim, q_ld = heads * head_dim, rows = row_begin[runs];
   Index most_keys = 1;
   for (Index r = 0; r < runs; ++r) most_keys = std::max(most_keys, first_position[r] + row_begin[r + 1] - row_begin[r]);
   PooledBuffer k(allocator_, static_cast<std::size_t>(most_keys * kv_ld) * sizeof(float));
   PooledBuffer v(allocator_, static_cast<std::size_t>(most_keys * kv_ld) * sizeof(float));
+  const PooledBuffer q32 = widened(q, rows * q_ld);
+  PooledBuffer o(allocator_, static_cast<std::size_t>(std::max<Index>(1, rows * q_ld)) * sizeof(float));
   for (Index r = 0; r < runs; ++r) {
-    const Index rows = row_begin[r + 1] - row_begin[r], keys = first_position[r] + rows;
+    const Index run = row_begin[r + 1] - row_begin[r], keys = first_position[r] + run;
     to_f32(k.as<float>(), k_cache + slots[r] * capacity * kv_ld, keys * kv_ld);
     to_f32(v.as<float>(), v_cache + slots[r] * capacity * kv_ld, keys * kv_ld);
-    const Index run_rows[2] = {0, rows}, slot0 = 0;
-    cached_attention_forward(out + row_begin[r] * q_ld, q + row_begin[r] * q_ld, k.as<float>(), v.as<float>(), run_rows,
-                             &slot0, first_position + r, 1, keys, heads, kv_heads, head_dim);
+    const Index run_rows[2] = {0, run}, slot0 = 0;
+    cached_attention_forward(o.as<float>() + row_begin[r] * q_ld, q32.as<float>() + row_begin[r] * q_ld,
+                             k.as<float>(), v.as<float>(), run_rows, &slot0, first_position + r, 1, keys, heads,
+                             kv_heads, head_dim);
   }
+  to_bf16(out, o.as<float>(), rows * q_ld);
 }
 
 void CudaKernels::cached_attention_forward(float* out, const float* q, const float* k_cache, const float* v_cache,
@@ -577,15 +637,17 @@ void CudaKernels::cached_attention_forward(float* out, const float* q, const flo
   }
 }
 
-void CudaKernels::scatter_rows_bf16(std::uint16_t* dst, const float* src, const Index* rows, Index n,
+void CudaKernels::scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
                                     Index width) const {
   if (n == 0) return;
-  scatter_rows_bf16_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(
-      reinterpret_cast<__nv_bfloat16*>(dst), src, reinterpret_cast<const long long*>(rows), n, width);
+  scatter_rows_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(
+      reinterpret_cast<__nv_bfloat16*>(dst), reinterpret_cast<const __nv_bfloat16*>(src),
+      reinterpret_cast<const long long*>(rows), n, width);
   SPIN_CUDA_CHECK_LAUNCH("scatter_rows_bf16");
 }
 
 void CudaKernels::scatter_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const {
+  if (n == 0) return;
   scatter_rows_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(dst, src, reinterpret_cast<const long long*>(rows),
                                                                       n, width);
   SPIN_CUDA_CHECK_LAUNCH("scatter_rows");

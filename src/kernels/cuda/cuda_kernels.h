@@ -62,11 +62,21 @@ class CudaKernels final : public Kernels {
                                 const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
                                 Index capacity, Index heads, Index kv_heads, Index head_dim) const override;
   void scatter_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
-  void cached_attention_forward_bf16(float* out, const float* q, const std::uint16_t* k_cache,
+  void cached_attention_forward_bf16(std::uint16_t* out, const std::uint16_t* q, const std::uint16_t* k_cache,
                                      const std::uint16_t* v_cache, const Index* row_begin, const Index* slots,
                                      const Index* first_position, Index runs, Index capacity, Index heads,
                                      Index kv_heads, Index head_dim) const override;
-  void scatter_rows_bf16(std::uint16_t* dst, const float* src, const Index* rows, Index n, Index width) const override;
+  void scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
+                         Index width) const override;
+  void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
+                         Index heads, Index head_dim) const override;
+  void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q, const std::uint16_t* k,
+                              const std::uint16_t* v, const Index* cu_seqlens, Index num_seqs, Index heads,
+                              Index kv_heads, Index head_dim) const override;
+  void attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout, const std::uint16_t* q,
+                               const std::uint16_t* k, const std::uint16_t* v, const float* saved,
+                               const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
+                               Index head_dim) const override;
   void gather_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
   void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
@@ -135,13 +145,21 @@ class CudaKernels final : public Kernels {
   PooledBuffer upload(const void* host, std::size_t bytes) const;
   PooledBuffer upload_indices(const Index* host, Index count) const;
   // cached_attention_forward(_bf16) through the fused kernel: false when it cannot take it.
-  bool fused_cached(float* out, const float* q, const void* k_cache, const void* v_cache, bool bf16_cache,
+  // q, the cache and out are bf16 (bf16) or float32.
+  bool fused_cached(void* out, const void* q, const void* k_cache, const void* v_cache, bool bf16,
                     const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
                     Index capacity, Index heads, Index kv_heads, Index head_dim) const;
-  // The launch arguments of the fused kernels, cu_seqlens copied to `device_cu`.
-  cuda_detail::FusedAttentionArgs fused_args(const float* q, const float* k, const float* v, const Index* cu_seqlens,
-                                             Index num_seqs, Index heads, Index kv_heads, Index head_dim,
-                                             PooledBuffer& device_cu) const;
+  // The launch arguments of the fused kernels (q, k, v bf16 or float32), cu_seqlens copied to
+  // `device_cu`.
+  cuda_detail::FusedAttentionArgs fused_args(const void* q, const void* k, const void* v, bool bf16,
+                                             const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
+                                             Index head_dim, PooledBuffer& device_cu) const;
+  // The fused backward (a scratch for its per-row deltas included).
+  void fused_backward(float* dq, float* dk, float* dv, const float* dout, const void* q, const void* k, const void* v,
+                      bool bf16, const float* lse, const Index* cu_seqlens, Index num_seqs, Index heads,
+                      Index kv_heads, Index head_dim) const;
+  // A float32 copy of n bf16 values, in scratch.
+  PooledBuffer widened(const std::uint16_t* x, Index n) const;
 
   cudaStream_t stream_ = nullptr;
   bool fused_attention_ = true;

@@ -1,5 +1,6 @@
-// Fused causal attention (FlashAttention's algorithm, float32, SIMT): the scores never reach
-// global memory. The forward keeps, per query row and head, the log-sum-exp of its scores
+// Fused causal attention (FlashAttention's algorithm, float32 arithmetic, SIMT) over float32 or
+// bf16 q, k, v (mixed precision: widened as the tiles are staged, the output rounded as it is
+// written; gradients float32): the scores never reach global memory. The forward keeps, per query row and head, the log-sum-exp of its scores
 // (heads x rows floats instead of heads x len^2 probabilities); the backward recomputes the
 // probabilities from it.
 //
@@ -18,6 +19,7 @@
 //   dKV pass  per key j of kv head g, over its group's heads h and rows i >= j:
 //             dv_j += P_ij dO_i;  dk_j += scale P_ij (dP_ij - D_ih) q_i
 #include <cmath>
+#include <type_traits>
 
 #include <cuda_bf16.h>
 
@@ -32,8 +34,12 @@ namespace {
 constexpr int kWarps = 8;   // rows per block
 constexpr int kTile = 32;   // rows of the other operand per shared-memory tile
 
+// An element of q, k, v, the output or a cache: float32, or bf16 (mixed precision) widened
+// exactly as read and rounded as written.
 __device__ float widen(float x) { return x; }
 __device__ float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ void store(float* out, float x) { *out = x; }
+__device__ void store(__nv_bfloat16* out, float x) { *out = __float2bfloat16_rn(x); }
 
 // Copies rows [first, first + kTile) (those < len) of `src` (row stride ld, head offset
 // applied) into tile[kTile][HD], as float32; the block's threads share the work.
@@ -79,9 +85,9 @@ struct BlockRows {
   __device__ bool empty() const { return first >= len; }  // the whole block: it returns before any barrier
 };
 
-template <int HD>
-__global__ void forward_kernel(float* out, float* lse, const float* q, const float* k, const float* v,
-                               const long long* cu_seqlens, int heads, int kv_heads, float scale) {
+template <int HD, class T>
+__global__ void forward_kernel(T* out, float* lse, const T* q, const T* k, const T* v, const long long* cu_seqlens,
+                               int heads, int kv_heads, float scale) {
   constexpr int kPer = HD / 32;
   __shared__ float ks[kTile][HD];
   __shared__ float vs[kTile][HD];
@@ -93,7 +99,7 @@ __global__ void forward_kernel(float* out, float* lse, const float* q, const flo
   const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
   float qr[kPer], acc[kPer];
   for (int e = 0; e < kPer; ++e) {
-    qr[e] = active ? q[(start + i) * q_ld + h * HD + lane + 32 * e] * scale : 0.0f;
+    qr[e] = active ? widen(q[(start + i) * q_ld + h * HD + lane + 32 * e]) * scale : 0.0f;
     acc[e] = 0.0f;
   }
   float m = -INFINITY, l = 0.0f;
@@ -108,12 +114,12 @@ __global__ void forward_kernel(float* out, float* lse, const float* q, const flo
   }
   if (!active) return;
   const float inv = 1.0f / l;
-  for (int e = 0; e < kPer; ++e) out[(start + i) * q_ld + h * HD + lane + 32 * e] = acc[e] * inv;
+  for (int e = 0; e < kPer; ++e) store(out + (start + i) * q_ld + h * HD + lane + 32 * e, acc[e] * inv);
   if (lane == 0) lse[(start + i) * heads + h] = m + logf(l);
 }
 
-template <int HD>
-__global__ void dq_kernel(float* dq, float* delta, const float* dout, const float* q, const float* k, const float* v,
+template <int HD, class T>
+__global__ void dq_kernel(float* dq, float* delta, const float* dout, const T* q, const T* k, const T* v,
                           const float* lse, const long long* cu_seqlens, int heads, int kv_heads, float scale) {
   constexpr int kPer = HD / 32;
   __shared__ float ks[kTile][HD];
@@ -127,7 +133,7 @@ __global__ void dq_kernel(float* dq, float* delta, const float* dout, const floa
   float qr[kPer], dor[kPer], a[kPer], b[kPer];
   for (int e = 0; e < kPer; ++e) {
     const long long at = (start + i) * q_ld + h * HD + lane + 32 * e;
-    qr[e] = active ? q[at] * scale : 0.0f;
+    qr[e] = active ? widen(q[at]) * scale : 0.0f;
     dor[e] = active ? dout[at] : 0.0f;
     a[e] = b[e] = 0.0f;
   }
@@ -162,8 +168,8 @@ __global__ void dq_kernel(float* dq, float* delta, const float* dout, const floa
   if (lane == 0) delta[(start + i) * heads + h] = d;
 }
 
-template <int HD>
-__global__ void dkv_kernel(float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+template <int HD, class T>
+__global__ void dkv_kernel(float* dk, float* dv, const float* dout, const T* q, const T* k, const T* v,
                            const float* lse, const float* delta, const long long* cu_seqlens, int heads, int kv_heads,
                            float scale) {
   constexpr int kPer = HD / 32;
@@ -179,8 +185,8 @@ __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const float*
   float kr[kPer], vr[kPer], dkr[kPer], dvr[kPer];
   for (int e = 0; e < kPer; ++e) {
     const long long at = (start + j) * kv_ld + g * HD + lane + 32 * e;
-    kr[e] = active ? k[at] : 0.0f;
-    vr[e] = active ? v[at] : 0.0f;
+    kr[e] = active ? widen(k[at]) : 0.0f;
+    vr[e] = active ? widen(v[at]) : 0.0f;
     dkr[e] = dvr[e] = 0.0f;
   }
   for (int h = g * group; h < (g + 1) * group; ++h) {
@@ -224,8 +230,8 @@ __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const float*
 // Generation: run z's query rows [row_begin, row_end) sit at positions first, first + 1, ...
 // of cache slot `slot` and attend to its positions [0, position]. Same warp-per-row scheme; the
 // tiles come from the slot's cached keys and values.
-template <int HD, class CacheT>
-__global__ void cached_kernel(float* out, const float* q, const CacheT* k_cache, const CacheT* v_cache,
+template <int HD, class T>
+__global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_cache,
                               const long long* runs, long long num_runs, long long capacity, int heads, int kv_heads,
                               float scale) {
   constexpr int kPer = HD / 32;
@@ -241,11 +247,11 @@ __global__ void cached_kernel(float* out, const float* q, const CacheT* k_cache,
   const bool active = row < end;
   const long long position = first_position + local;
   const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
-  const CacheT* slot_k = k_cache + slot * capacity * kv_ld + g * HD;
-  const CacheT* slot_v = v_cache + slot * capacity * kv_ld + g * HD;
+  const T* slot_k = k_cache + slot * capacity * kv_ld + g * HD;
+  const T* slot_v = v_cache + slot * capacity * kv_ld + g * HD;
   float qr[kPer], acc[kPer];
   for (int e = 0; e < kPer; ++e) {
-    qr[e] = active ? q[row * q_ld + h * HD + lane + 32 * e] * scale : 0.0f;
+    qr[e] = active ? widen(q[row * q_ld + h * HD + lane + 32 * e]) * scale : 0.0f;
     acc[e] = 0.0f;
   }
   float m = -INFINITY, l = 0.0f;
@@ -260,45 +266,70 @@ __global__ void cached_kernel(float* out, const float* q, const CacheT* k_cache,
   }
   if (!active) return;
   const float inv = 1.0f / l;
-  for (int e = 0; e < kPer; ++e) out[row * q_ld + h * HD + lane + 32 * e] = acc[e] * inv;
+  for (int e = 0; e < kPer; ++e) store(out + row * q_ld + h * HD + lane + 32 * e, acc[e] * inv);
 }
 
-template <int HD>
-void launch_cached(const FusedCachedArgs& a, float* out, cudaStream_t stream) {
+// The kernels' element type: bf16 or float32, as the arguments say.
+template <class T>
+const T* as(const void* p) {
+  return static_cast<const T*>(p);
+}
+
+template <int HD, class T>
+void launch_cached(const FusedCachedArgs& a, void* out, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((a.longest_run + kWarps - 1) / kWarps), static_cast<unsigned>(a.heads),
                   static_cast<unsigned>(a.num_runs));
-  if (a.bf16_cache) {
-    cached_kernel<HD, __nv_bfloat16><<<grid, dim3(32, kWarps), 0, stream>>>(
-        out, a.q, static_cast<const __nv_bfloat16*>(a.k_cache), static_cast<const __nv_bfloat16*>(a.v_cache), a.runs,
-        a.num_runs, a.capacity, a.heads, a.kv_heads, a.scale);
-  } else {
-    cached_kernel<HD, float><<<grid, dim3(32, kWarps), 0, stream>>>(
-        out, a.q, static_cast<const float*>(a.k_cache), static_cast<const float*>(a.v_cache), a.runs, a.num_runs,
-        a.capacity, a.heads, a.kv_heads, a.scale);
-  }
+  cached_kernel<HD, T><<<grid, dim3(32, kWarps), 0, stream>>>(static_cast<T*>(out), as<T>(a.q), as<T>(a.k_cache),
+                                                              as<T>(a.v_cache), a.runs, a.num_runs, a.capacity,
+                                                              a.heads, a.kv_heads, a.scale);
   SPIN_CUDA_CHECK_LAUNCH("fused cached attention");
 }
 
-template <int HD>
-void launch_forward(const FusedAttentionArgs& a, float* out, float* lse, cudaStream_t stream) {
+template <int HD, class T>
+void launch_forward(const FusedAttentionArgs& a, void* out, float* lse, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((a.longest + kWarps - 1) / kWarps), static_cast<unsigned>(a.heads),
                   static_cast<unsigned>(a.num_seqs));
-  forward_kernel<HD><<<grid, dim3(32, kWarps), 0, stream>>>(out, lse, a.q, a.k, a.v, a.cu_seqlens, a.heads,
-                                                            a.kv_heads, a.scale);
+  forward_kernel<HD, T><<<grid, dim3(32, kWarps), 0, stream>>>(static_cast<T*>(out), lse, as<T>(a.q), as<T>(a.k),
+                                                               as<T>(a.v), a.cu_seqlens, a.heads, a.kv_heads, a.scale);
   SPIN_CUDA_CHECK_LAUNCH("fused attention forward");
 }
 
-template <int HD>
+template <int HD, class T>
 void launch_backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, const float* dout,
                      const float* lse, float* delta, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>((a.longest + kWarps - 1) / kWarps);
-  dq_kernel<HD><<<dim3(blocks, static_cast<unsigned>(a.heads), static_cast<unsigned>(a.num_seqs)), dim3(32, kWarps), 0,
-                  stream>>>(dq, delta, dout, a.q, a.k, a.v, lse, a.cu_seqlens, a.heads, a.kv_heads, a.scale);
+  dq_kernel<HD, T><<<dim3(blocks, static_cast<unsigned>(a.heads), static_cast<unsigned>(a.num_seqs)),
+                     dim3(32, kWarps), 0, stream>>>(dq, delta, dout, as<T>(a.q), as<T>(a.k), as<T>(a.v), lse,
+                                                    a.cu_seqlens, a.heads, a.kv_heads, a.scale);
   SPIN_CUDA_CHECK_LAUNCH("fused attention dQ");
-  dkv_kernel<HD><<<dim3(blocks, static_cast<unsigned>(a.kv_heads), static_cast<unsigned>(a.num_seqs)),
-                   dim3(32, kWarps), 0, stream>>>(dk, dv, dout, a.q, a.k, a.v, lse, delta, a.cu_seqlens, a.heads,
-                                                  a.kv_heads, a.scale);
+  dkv_kernel<HD, T><<<dim3(blocks, static_cast<unsigned>(a.kv_heads), static_cast<unsigned>(a.num_seqs)),
+                      dim3(32, kWarps), 0, stream>>>(dk, dv, dout, as<T>(a.q), as<T>(a.k), as<T>(a.v), lse, delta,
+                                                     a.cu_seqlens, a.heads, a.kv_heads, a.scale);
   SPIN_CUDA_CHECK_LAUNCH("fused attention dK dV");
+}
+
+// Calls launch(hd, element) with the head size as std::integral_constant and the element type
+// as Element<T>::type.
+template <class T>
+struct Element {
+  using type = T;
+};
+template <class Launch>
+void dispatch(long long head_dim, bool bf16, Launch&& launch) {
+  const auto with = [&](auto hd) {
+    if (bf16) {
+      launch(hd, Element<__nv_bfloat16>());
+    } else {
+      launch(hd, Element<float>());
+    }
+  };
+  switch (head_dim) {
+    case 32: return with(std::integral_constant<int, 32>());
+    case 64: return with(std::integral_constant<int, 64>());
+    case 96: return with(std::integral_constant<int, 96>());
+    case 128: return with(std::integral_constant<int, 128>());
+    default: fail("fused attention: head_dim ", head_dim, " is not 32, 64, 96 or 128");
+  }
 }
 
 }  // namespace
@@ -307,35 +338,23 @@ bool fused_attention_supports(long long head_dim) {
   return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128;
 }
 
-void fused_attention_forward(const FusedAttentionArgs& a, float* out, float* lse, cudaStream_t stream) {
-  switch (a.head_dim) {
-    case 32: return launch_forward<32>(a, out, lse, stream);
-    case 64: return launch_forward<64>(a, out, lse, stream);
-    case 96: return launch_forward<96>(a, out, lse, stream);
-    case 128: return launch_forward<128>(a, out, lse, stream);
-    default: fail("fused attention: head_dim ", a.head_dim, " is not 32, 64, 96 or 128");
-  }
+void fused_attention_forward(const FusedAttentionArgs& a, void* out, float* lse, cudaStream_t stream) {
+  dispatch(a.head_dim, a.bf16, [&](auto hd, auto element) {
+    launch_forward<decltype(hd)::value, typename decltype(element)::type>(a, out, lse, stream);
+  });
 }
 
-void fused_cached_attention(const FusedCachedArgs& a, float* out, cudaStream_t stream) {
-  switch (a.head_dim) {
-    case 32: return launch_cached<32>(a, out, stream);
-    case 64: return launch_cached<64>(a, out, stream);
-    case 96: return launch_cached<96>(a, out, stream);
-    case 128: return launch_cached<128>(a, out, stream);
-    default: fail("fused attention: head_dim ", a.head_dim, " is not 32, 64, 96 or 128");
-  }
+void fused_cached_attention(const FusedCachedArgs& a, void* out, cudaStream_t stream) {
+  dispatch(a.head_dim, a.bf16, [&](auto hd, auto element) {
+    launch_cached<decltype(hd)::value, typename decltype(element)::type>(a, out, stream);
+  });
 }
 
 void fused_attention_backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, const float* dout,
                               const float* lse, float* delta, cudaStream_t stream) {
-  switch (a.head_dim) {
-    case 32: return launch_backward<32>(a, dq, dk, dv, dout, lse, delta, stream);
-    case 64: return launch_backward<64>(a, dq, dk, dv, dout, lse, delta, stream);
-    case 96: return launch_backward<96>(a, dq, dk, dv, dout, lse, delta, stream);
-    case 128: return launch_backward<128>(a, dq, dk, dv, dout, lse, delta, stream);
-    default: fail("fused attention: head_dim ", a.head_dim, " is not 32, 64, 96 or 128");
-  }
+  dispatch(a.head_dim, a.bf16, [&](auto hd, auto element) {
+    launch_backward<decltype(hd)::value, typename decltype(element)::type>(a, dq, dk, dv, dout, lse, delta, stream);
+  });
 }
 
 }  // namespace spin::kernels::cuda_detail

@@ -1,6 +1,6 @@
 // Fused causal attention for CudaKernels (fused_attention.cu): FlashAttention's algorithm in
-// float32 -- no score matrix in global memory; the forward saves a log-sum-exp per query row and
-// head ([rows, heads]) and the backward recomputes the probabilities from it. head_dim 32, 64,
+// float32 arithmetic -- no score matrix in global memory; the forward saves a log-sum-exp per
+// query row and head ([rows, heads]) and the backward recomputes the probabilities from it. head_dim 32, 64,
 // 96 or 128 (fused_attention_supports); CudaKernels uses the cuBLAS path otherwise.
 #pragma once
 
@@ -8,10 +8,13 @@
 
 namespace spin::kernels::cuda_detail {
 
+// q, k, v and the output: float32, or with `bf16` bf16 (mixed precision), widened as read and
+// rounded as written. Gradients, dout and the saved log-sum-exps are float32.
 struct FusedAttentionArgs {
-  const float* q;                // [rows, heads, head_dim]
-  const float* k;                // [rows, kv_heads, head_dim]
-  const float* v;
+  const void* q;                 // [rows, heads, head_dim]
+  const void* k;                 // [rows, kv_heads, head_dim]
+  const void* v;
+  bool bf16 = false;
   const long long* cu_seqlens;   // device copy, num_seqs + 1
   long long num_seqs = 0;
   long long longest = 0;         // the longest sequence's length
@@ -21,11 +24,12 @@ struct FusedAttentionArgs {
 };
 
 // Generation against a KV cache (Kernels::cached_attention_forward): one launch for all runs.
+// q, the cache and the output: float32, or all bf16.
 struct FusedCachedArgs {
-  const float* q;                 // [rows, heads, head_dim]
-  const void* k_cache;            // [slots, capacity, kv_heads, head_dim], float or bf16
+  const void* q;                  // [rows, heads, head_dim]
+  const void* k_cache;            // [slots, capacity, kv_heads, head_dim]
   const void* v_cache;
-  bool bf16_cache = false;
+  bool bf16 = false;
   const long long* runs;          // device: row_begin[num_runs + 1], slots[num_runs], first[num_runs]
   long long num_runs = 0;
   long long longest_run = 0;      // rows of the largest run
@@ -37,9 +41,9 @@ struct FusedCachedArgs {
 
 bool fused_attention_supports(long long head_dim);
 // out [rows, heads, head_dim]; lse [rows, heads].
-void fused_attention_forward(const FusedAttentionArgs& a, float* out, float* lse, cudaStream_t stream);
+void fused_attention_forward(const FusedAttentionArgs& a, void* out, float* lse, cudaStream_t stream);
 // out [rows, heads, head_dim].
-void fused_cached_attention(const FusedCachedArgs& a, float* out, cudaStream_t stream);
+void fused_cached_attention(const FusedCachedArgs& a, void* out, cudaStream_t stream);
 // dq, dk, dv overwritten; delta: scratch [rows, heads].
 void fused_attention_backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, const float* dout,
                               const float* lse, float* delta, cudaStream_t stream);

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "common/test_util.h"
+#include "core/dtype.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "unit/kernels/reference.h"
 
@@ -119,6 +120,46 @@ TEST(Attention, LongSequencesAcrossQueryBlocksMatchNaiveForwardAndBackward) {
                         1e-4, 1e-5, "dk");
   testing::expect_close(pick(dv, ck), testing::ref::numeric_gradient_at(vd, ck, [&](const V& x) { return loss(qd, kd, x); }),
                         1e-4, 1e-5, "dv");
+}
+
+// Mixed precision: q, k, v in bf16 are read as their exact float32 values (the naive reference
+// on the widened values, to float32 accuracy); the output is that result rounded to bf16 (half
+// an ulp of bf16's 8-bit significand: at most 2^-8 relative); the saved values and gradients
+// are the float32 kernels'.
+TEST(Attention, Bf16InputsAreWidenedAndTheOutputRounded) {
+  const CpuKernels kernels;
+  AttentionCase c;
+  std::vector<std::uint16_t> q16(c.q.size()), k16(c.k.size()), v16(c.v.size());
+  kernels.to_bf16(q16.data(), c.q.data(), static_cast<Index>(c.q.size()));
+  kernels.to_bf16(k16.data(), c.k.data(), static_cast<Index>(c.k.size()));
+  kernels.to_bf16(v16.data(), c.v.data(), static_cast<Index>(c.v.size()));
+  const auto widen = [](const std::vector<std::uint16_t>& x) {
+    std::vector<float> out(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) out[i] = bf16_to_f32(x[i]);
+    return out;
+  };
+  const auto q = widen(q16), k = widen(k16), v = widen(v16);
+  std::vector<std::uint16_t> out16(c.q.size());
+  std::vector<float> saved(static_cast<std::size_t>(c.probs_size())), probs(saved.size());
+  kernels.attention_forward_bf16(out16.data(), saved.data(), q16.data(), k16.data(), v16.data(), c.cu.data(), 3,
+                                 c.heads, c.kvh, c.hd);
+  const auto want = testing::ref::attention(to_double(q), to_double(k), to_double(v), c.cu, c.heads, c.kvh, c.hd);
+  testing::expect_close(widen(out16), want, 1.0 / 256 + 1e-5, 1e-6, "bf16 out");
+  std::vector<float> out(c.q.size());
+  kernels.attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), c.cu.data(), 3, c.heads, c.kvh,
+                            c.hd);
+  EXPECT_EQ(saved, probs);
+  for (std::size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out16[i], f32_to_bf16(out[i])) << i;
+
+  std::vector<float> dq(c.q.size(), 7.0f), dk(c.k.size(), 7.0f), dv(c.v.size(), 7.0f);
+  std::vector<float> want_dq = dq, want_dk = dk, want_dv = dv;
+  kernels.attention_backward_bf16(dq.data(), dk.data(), dv.data(), c.r.data(), q16.data(), k16.data(), v16.data(),
+                                  saved.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd);
+  kernels.attention_backward(want_dq.data(), want_dk.data(), want_dv.data(), c.r.data(), q.data(), k.data(),
+                             v.data(), probs.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd);
+  EXPECT_EQ(dq, want_dq);
+  EXPECT_EQ(dk, want_dk);
+  EXPECT_EQ(dv, want_dv);
 }
 
 }  // namespace

@@ -68,36 +68,46 @@ TEST(CachedAttention, MatchesFullCausalAttentionForAnySplitIntoPrefixAndNewRows)
   testing::expect_close(out, want, 1e-5, 1e-6, "decode step");
 }
 
-// The bf16 cache: scatter_rows_bf16 stores bf16(row) (round to nearest even), and attention
-// over it equals attention over the same values widened to float32 in a float32 cache, exactly.
-TEST(CachedAttention, Bf16CacheIsTheFloat32ComputationOnTheRoundedValues) {
+// Mixed precision: scatter_rows_bf16 puts bf16 rows where they are asked, and attention over
+// bf16 q and cache is the float32 computation on the widened values with its output rounded to
+// bf16, exactly.
+TEST(CachedAttention, Bf16IsTheFloat32ComputationOnTheWidenedValuesRounded) {
   const CpuKernels k;
-  const Index heads = 4, kvh = 2, hd = 8, capacity = 9, slots = 2, width = kvh * hd;
-  const auto kc = testing::random_vector(static_cast<std::size_t>(slots * capacity * width), 31);
-  const auto vc = testing::random_vector(static_cast<std::size_t>(slots * capacity * width), 32);
-  std::vector<std::uint16_t> k16(kc.size()), v16(vc.size());
-  const std::vector<Index> all = [&] {
-    std::vector<Index> r(static_cast<std::size_t>(slots * capacity));
-    for (std::size_t i = 0; i < r.size(); ++i) r[i] = static_cast<Index>(i);
-    return r;
-  }();
-  k.scatter_rows_bf16(k16.data(), kc.data(), all.data(), slots * capacity, width);
-  k.scatter_rows_bf16(v16.data(), vc.data(), all.data(), slots * capacity, width);
-  std::vector<float> kw(kc.size()), vw(vc.size());
-  for (std::size_t i = 0; i < kc.size(); ++i) {
-    EXPECT_EQ(k16[i], f32_to_bf16(kc[i]));
-    kw[i] = bf16_to_f32(k16[i]);
-    vw[i] = bf16_to_f32(v16[i]);
+  const Index heads = 4, kvh = 2, hd = 8, capacity = 9, slots = 2, width = kvh * hd, cells = slots * capacity;
+  const auto rounded = [&](std::size_t n, std::uint32_t seed) {
+    const auto x = testing::random_vector(n, seed);
+    std::vector<std::uint16_t> x16(n);
+    k.to_bf16(x16.data(), x.data(), static_cast<Index>(n));
+    return x16;
+  };
+  const auto widen = [](const std::vector<std::uint16_t>& x) {
+    std::vector<float> out(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) out[i] = bf16_to_f32(x[i]);
+    return out;
+  };
+  // The cache filled through scatter_rows_bf16 in reverse order of its cells.
+  const auto keys = rounded(static_cast<std::size_t>(cells * width), 31);
+  const auto values = rounded(static_cast<std::size_t>(cells * width), 32);
+  std::vector<Index> reversed(static_cast<std::size_t>(cells));
+  for (Index i = 0; i < cells; ++i) reversed[static_cast<std::size_t>(i)] = cells - 1 - i;
+  std::vector<std::uint16_t> k16(keys.size()), v16(values.size());
+  k.scatter_rows_bf16(k16.data(), keys.data(), reversed.data(), cells, width);
+  k.scatter_rows_bf16(v16.data(), values.data(), reversed.data(), cells, width);
+  for (Index i = 0; i < cells; ++i) {
+    for (Index c = 0; c < width; ++c) {
+      ASSERT_EQ(k16[static_cast<std::size_t>((cells - 1 - i) * width + c)], keys[static_cast<std::size_t>(i * width + c)]);
+    }
   }
   // A prefill of 4 rows in slot 1 and a decode row at position 6 of slot 0.
   const std::vector<Index> row_begin = {0, 4, 5}, slot = {1, 0}, first = {0, 6};
-  const auto q = testing::random_vector(static_cast<std::size_t>(5 * heads * hd), 33);
-  std::vector<float> got(q.size()), want(q.size());
-  k.cached_attention_forward_bf16(got.data(), q.data(), k16.data(), v16.data(), row_begin.data(), slot.data(),
+  const auto q16 = rounded(static_cast<std::size_t>(5 * heads * hd), 33);
+  std::vector<std::uint16_t> got(q16.size());
+  std::vector<float> want(q16.size());
+  k.cached_attention_forward_bf16(got.data(), q16.data(), k16.data(), v16.data(), row_begin.data(), slot.data(),
                                   first.data(), 2, capacity, heads, kvh, hd);
-  k.cached_attention_forward(want.data(), q.data(), kw.data(), vw.data(), row_begin.data(), slot.data(),
-                             first.data(), 2, capacity, heads, kvh, hd);
-  EXPECT_EQ(got, want);
+  k.cached_attention_forward(want.data(), widen(q16).data(), widen(k16).data(), widen(v16).data(), row_begin.data(),
+                             slot.data(), first.data(), 2, capacity, heads, kvh, hd);
+  for (std::size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], f32_to_bf16(want[i])) << i;
 }
 
 }  // namespace

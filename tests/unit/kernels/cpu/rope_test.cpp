@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "common/test_util.h"
+#include "core/dtype.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "model/rope.h"
 #include "unit/kernels/reference.h"
@@ -54,6 +57,27 @@ TEST(Rope, BackwardIsTheAdjointAndMatchesFiniteDifferences) {
     return testing::weighted_sum(t, y);
   };
   testing::check_gradient(x, rty, loss, 1e-2, 1e-3, 1e-4, "vs finite differences");
+}
+
+// Mixed precision: RoPE on bf16 values is the float32 rotation of the widened values, rounded
+// back to bf16 -- bitwise.
+TEST(Rope, Bf16IsTheFloat32RotationOfTheWidenedValuesRounded) {
+  const CpuKernels k;
+  RopeCase c;
+  const auto x = testing::random_vector(c.n * c.heads * c.hd, 3);
+  const auto count = static_cast<Index>(x.size());
+  std::vector<std::uint16_t> x16(x.size());
+  k.to_bf16(x16.data(), x.data(), count);
+  std::vector<float> wide(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) wide[i] = bf16_to_f32(x16[i]);
+  k.rope_forward(wide.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd);
+  k.rope_forward_bf16(x16.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd);
+  std::size_t moved = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    ASSERT_EQ(x16[i], f32_to_bf16(wide[i])) << i;
+    moved += std::abs(bf16_to_f32(x16[i]) - x[i]) > 1e-2f;
+  }
+  EXPECT_GT(moved, x.size() / 2);  // rotated (position 0 rows excepted), not just rounded
 }
 
 }  // namespace
