@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
@@ -151,6 +152,7 @@ int main() {
                                    CUBLAS_GEMM_DEFAULT));
   });
   const double fp32_peak = gemm_flops / (fp32_ms * 1e-3) / 1e9;  // GFLOP/s
+  const double bf16_peak = gemm_flops / (bf16_ms * 1e-3) / 1e9;
   std::printf("| ceiling | ms | rate |\n|---|---|---|\n");
   std::printf("| device-to-device copy, 1 GiB | %.3f | %.0f GB/s (read + write) |\n", copy_ms, bandwidth);
   std::printf("| cuBLAS sgemm 8192^3, float32 | %.3f | %.1f TFLOP/s |\n", fp32_ms, fp32_peak / 1e3);
@@ -211,20 +213,62 @@ int main() {
     });
     row("log-softmax pieces 4096 x 32000 (2 passes)", ms, 2.0 * rows * vocab * 4, "GB/s", bandwidth);
   }
+  // ---- attention, every path: 4 sequences of 2048 tokens, 32 heads of 128 (Llama-7B) ------
+  // Causal FLOPs counted once (half the square): forward 2 products, backward 5 (FlashAttention's
+  // count: S recomputed, dP, dV, dK, dQ) -- the fused backwards compute S and dP twice (dQ pass,
+  // dK/dV pass), so their achieved rate is of useful FLOPs. Ceiling: the matching GEMM peak.
+  std::printf("\n| attention 4 x 2048 tokens, 32 x 128 | ms | achieved | of ceiling |\n|---|---|---|---|\n");
   {
-    const Index len = 2048, seqs = tokens / len;
+    const Index len = 2048, seqs = tokens / len, width = tokens * heads * head_dim;
     std::vector<Index> cu(static_cast<std::size_t>(seqs + 1));
     for (Index i = 0; i <= seqs; ++i) cu[static_cast<std::size_t>(i)] = i * len;
-    PooledBuffer q = random_floats(tokens * heads * head_dim), kk = random_floats(tokens * heads * head_dim),
-                 v = random_floats(tokens * heads * head_dim), out = random_floats(tokens * heads * head_dim),
-                 probs = random_floats(seqs * heads * len * len);
-    const double ms = time_ms(s, [&] {
-      k.attention_forward(out.as<float>(), probs.as<float>(), q.as<float>(), kk.as<float>(), v.as<float>(), cu.data(), seqs, heads, heads, head_dim);
-    });
-    // Two products of 2 len^2 head_dim FLOPs per (sequence, head), the full square computed.
-    row("attention_forward 4 x 2048 tokens, 32 x 128 (cuBLAS)", ms, 4.0 * seqs * heads * len * len * head_dim, "TFLOP/s",
-        fp32_peak);
+    const double forward_flops = 2.0 * seqs * heads * len * len * head_dim;  // 2 products x 2 len^2 hd / 2
+    PooledBuffer q = random_floats(width), kk = random_floats(width), v = random_floats(width),
+                 out = random_floats(width), dout = random_floats(width), dq = random_floats(width),
+                 dk = random_floats(width), dv = random_floats(width);
+    PooledBuffer q16(spin::cuda::device_allocator(), width * 2), k16(spin::cuda::device_allocator(), width * 2),
+        v16(spin::cuda::device_allocator(), width * 2), out16(spin::cuda::device_allocator(), width * 2);
+    to_bf16<<<4096, 256, 0, s>>>(q16.as<__nv_bfloat16>(), q.as<float>(), width);
+    to_bf16<<<4096, 256, 0, s>>>(k16.as<__nv_bfloat16>(), kk.as<float>(), width);
+    to_bf16<<<4096, 256, 0, s>>>(v16.as<__nv_bfloat16>(), v.as<float>(), width);
+    struct Path {
+      const char* name;
+      CudaKernels::Attention attention;
+      bool bf16;
+    };
+    for (const Path& path : {Path{"tensor cores, bf16", CudaKernels::Attention::TensorCores, true},
+                             Path{"fused SIMT, bf16", CudaKernels::Attention::Fused, true},
+                             Path{"fused SIMT, float32", CudaKernels::Attention::Fused, false},
+                             Path{"cuBLAS + softmax, float32", CudaKernels::Attention::Cublas, false}}) {
+      const CudaKernels a(path.attention);
+      PooledBuffer saved = random_floats(a.attention_saved_size(cu.data(), seqs, heads, head_dim));
+      const auto u16 = [](const PooledBuffer& b) { return b.as<std::uint16_t>(); };
+      const double fwd = time_ms(s, [&] {
+        if (path.bf16) {
+          a.attention_forward_bf16(u16(out16), saved.as<float>(), u16(q16), u16(k16), u16(v16), cu.data(), seqs, heads,
+                                   heads, head_dim);
+        } else {
+          a.attention_forward(out.as<float>(), saved.as<float>(), q.as<float>(), kk.as<float>(), v.as<float>(),
+                              cu.data(), seqs, heads, heads, head_dim);
+        }
+      });
+      const double bwd = time_ms(s, [&] {
+        if (path.bf16) {
+          a.attention_backward_bf16(dq.as<float>(), dk.as<float>(), dv.as<float>(), dout.as<float>(), u16(q16),
+                                    u16(k16), u16(v16), u16(out16), saved.as<float>(), cu.data(), seqs, heads, heads,
+                                    head_dim);
+        } else {
+          a.attention_backward(dq.as<float>(), dk.as<float>(), dv.as<float>(), dout.as<float>(), q.as<float>(),
+                               kk.as<float>(), v.as<float>(), saved.as<float>(), cu.data(), seqs, heads, heads,
+                               head_dim);
+        }
+      });
+      const double ceiling = path.bf16 ? bf16_peak : fp32_peak;
+      row(("forward, " + std::string(path.name)).c_str(), fwd, forward_flops, "TFLOP/s", ceiling);
+      row(("backward, " + std::string(path.name)).c_str(), bwd, 2.5 * forward_flops, "TFLOP/s", ceiling);
+    }
   }
-  std::printf("\nceilings: copy %.0f GB/s, float32 sgemm %.1f TFLOP/s\n", bandwidth, fp32_peak / 1e3);
+  std::printf("\nceilings: copy %.0f GB/s, float32 sgemm %.1f TFLOP/s, bf16 gemm %.1f TFLOP/s\n", bandwidth,
+              fp32_peak / 1e3, bf16_peak / 1e3);
   return 0;
 }

@@ -123,10 +123,10 @@ class TimedKernels final : public kernels::Kernels {
   }
   void attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
                                const std::uint16_t* q, const std::uint16_t* k, const std::uint16_t* v,
-                               const float* saved, const Index* cu, Index seqs, Index heads, Index kvh,
-                               Index hd) const override {
+                               const std::uint16_t* out, const float* saved, const Index* cu,
+                               Index seqs, Index heads, Index kvh, Index hd) const override {
     time("attention backward", [&] {
-      inner_.attention_backward_bf16(dq, dk, dv, dout, q, k, v, saved, cu, seqs, heads, kvh, hd);
+      inner_.attention_backward_bf16(dq, dk, dv, dout, q, k, v, out, saved, cu, seqs, heads, kvh, hd);
     });
   }
   void gather_rows(float* dst, const float* src, const Index* rows, Index n,

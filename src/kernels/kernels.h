@@ -131,16 +131,18 @@ class Kernels {
   // attention_forward / attention_backward over bf16 q, k and v, widened exactly as read (the
   // scores, softmax and sums in float32): the forward's output rounded to bf16 as written, the
   // backward's gradients float32 (they feed bf16 products that round them). `saved` is what
-  // attention_saved_size() says, as in float32.
+  // attention_saved_size() says, as in float32; `out` is the forward's output (a fused backward
+  // takes D = rowsum(dout * out) from it; the CPU's reads the saved probabilities instead).
   virtual void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
                                       const std::uint16_t* k, const std::uint16_t* v,
                                       const Index* cu_seqlens, Index num_seqs, Index heads,
                                       Index kv_heads, Index head_dim) const = 0;
   virtual void attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
                                        const std::uint16_t* q, const std::uint16_t* k,
-                                       const std::uint16_t* v, const float* saved,
-                                       const Index* cu_seqlens, Index num_seqs, Index heads,
-                                       Index kv_heads, Index head_dim) const = 0;
+                                       const std::uint16_t* v, const std::uint16_t* out,
+                                       const float* saved, const Index* cu_seqlens,
+                                       Index num_seqs, Index heads, Index kv_heads,
+                                       Index head_dim) const = 0;
 
   // Causal attention of new query rows against a KV cache (generation). Run r covers query
   // rows [row_begin[r], row_begin[r+1]) of cache slot slots[r]; its first row sits at position

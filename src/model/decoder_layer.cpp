@@ -103,8 +103,8 @@ void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, co
   const TpDims& d = ctx.dims;
   if (a.q_bf16.defined()) {
     k.attention_backward_bf16(s.dq.f32(), s.dk.f32(), s.dv.f32(), s.d_attn.f32(), a.q_bf16.bf16(),
-                              a.k_bf16.bf16(), a.v_bf16.bf16(), a.probs.f32(), b.cu_seqlens, b.num_seqs,
-                              d.heads, d.kv_heads, d.head_dim);
+                              a.k_bf16.bf16(), a.v_bf16.bf16(), a.attn_bf16.bf16(), a.probs.f32(), b.cu_seqlens,
+                              b.num_seqs, d.heads, d.kv_heads, d.head_dim);
   } else {
     k.attention_backward(s.dq.f32(), s.dk.f32(), s.dv.f32(), s.d_attn.f32(), a.q.f32(), a.k.f32(), a.v.f32(),
                          a.probs.f32(), b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim);

@@ -88,16 +88,17 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
 
 // The tiny model `got_kernels` runs (in bf16 products when got_mixed, recomputing activations
 // in the backward when got_recompute) against the one `want_kernels` runs (when want_mixed):
-// the relative L2 error of every output.
+// the relative L2 error of every output. Hidden size 128 in heads of `head_dim` (32: the fused
+// CUDA attention's smallest; 64: the tensor-core kernels'), two query heads per kv head.
 inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool got_mixed,
                                        const kernels::Kernels& want_kernels, bool want_mixed,
-                                       bool got_recompute = false) {
+                                       bool got_recompute = false, int head_dim = 32) {
   TinyShape shape;
   shape.vocab = 61;  // not a multiple of anything the kernels block by
-  shape.hidden = 128;  // head_dim 32: the fused CUDA attention's smallest
+  shape.hidden = 128;
   shape.intermediate = 96;
-  shape.heads = 4;
-  shape.kv_heads = 2;
+  shape.heads = shape.hidden / head_dim;
+  shape.kv_heads = shape.heads / 2;
   const model::ModelConfig config = tiny_config(shape);
   model::ModelWeights weights(config, model::tp_dims(config, 0, 1));
   init_tiny_weights(weights, 5);
@@ -126,9 +127,9 @@ inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool
 // The model on `device_kernels` against the CPU kernels, both in float32 or both mixed; with
 // `recompute`, the device's backward recomputes the activations (the CPU's keeps them).
 inline DeviceModelErrors compare_model_on_device(const kernels::Kernels& device_kernels, bool mixed = false,
-                                                 bool recompute = false) {
+                                                 bool recompute = false, int head_dim = 32) {
   const kernels::CpuKernels cpu;
-  return compare_model(device_kernels, mixed, cpu, mixed, recompute);
+  return compare_model(device_kernels, mixed, cpu, mixed, recompute, head_dim);
 }
 
 }  // namespace spin::testing

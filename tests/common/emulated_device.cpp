@@ -330,15 +330,16 @@ void EmulatedKernels::attention_forward_bf16(std::uint16_t* out, float* saved, c
 }
 void EmulatedKernels::attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
                                               const std::uint16_t* q, const std::uint16_t* k,
-                                              const std::uint16_t* v, const float* saved, const Index* cu,
-                                              Index seqs, Index heads, Index kvh, Index hd) const {
+                                              const std::uint16_t* v, const std::uint16_t* out,
+                                              const float* saved, const Index* cu, Index seqs, Index heads,
+                                              Index kvh, Index hd) const {
   host(cu, "attention cu_seqlens");
   const Index rows = cu[seqs];
   cpu_->attention_backward_bf16(
       dev(dq, rows * heads * hd, "attention dq"), dev(dk, rows * kvh * hd, "attention dk"),
       dev(dv, rows * kvh * hd, "attention dv"), dev(dout, rows * heads * hd, "attention dout"),
       dev(q, rows * heads * hd, "attention q"), dev(k, rows * kvh * hd, "attention k"),
-      dev(v, rows * kvh * hd, "attention v"),
+      dev(v, rows * kvh * hd, "attention v"), dev(out, rows * heads * hd, "attention out"),
       dev(saved, kernels::attention_probs_size(cu, seqs, heads), "attention probs"), cu, seqs, heads, kvh, hd);
 }
 void EmulatedKernels::gather_rows(float* dst, const float* src, const Index* rows, Index n,

@@ -156,9 +156,9 @@ class EmulatedKernels final : public kernels::Kernels {
                               Index head_dim) const override;
   void attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
                                const std::uint16_t* q, const std::uint16_t* k,
-                               const std::uint16_t* v, const float* saved, const Index* cu_seqlens,
-                               Index num_seqs, Index heads, Index kv_heads,
-                               Index head_dim) const override;
+                               const std::uint16_t* v, const std::uint16_t* out,
+                               const float* saved, const Index* cu_seqlens, Index num_seqs,
+                               Index heads, Index kv_heads, Index head_dim) const override;
   void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                        const float* up, Index n) const override;

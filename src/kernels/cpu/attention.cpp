@@ -137,9 +137,10 @@ void CpuKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const 
 
 void CpuKernels::attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
                                          const std::uint16_t* q, const std::uint16_t* k,
-                                         const std::uint16_t* v, const float* saved,
-                                         const Index* cu_seqlens, Index num_seqs, Index heads,
-                                         Index kv_heads, Index head_dim) const {
+                                         const std::uint16_t* v, const std::uint16_t* /*out*/,
+                                         const float* saved, const Index* cu_seqlens,
+                                         Index num_seqs, Index heads, Index kv_heads,
+                                         Index head_dim) const {
   const Index rows = cu_seqlens[num_seqs];
   attention_backward(dq, dk, dv, dout, cpu::widen(q, rows * heads * head_dim).data(),
                      cpu::widen(k, rows * kv_heads * head_dim).data(),

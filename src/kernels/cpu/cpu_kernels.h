@@ -64,9 +64,9 @@ class CpuKernels final : public Kernels {
                               Index kv_heads, Index head_dim) const override;
   void attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
                                const std::uint16_t* q, const std::uint16_t* k,
-                               const std::uint16_t* v, const float* saved,
-                               const Index* cu_seqlens, Index num_seqs, Index heads,
-                               Index kv_heads, Index head_dim) const override;
+                               const std::uint16_t* v, const std::uint16_t* out,
+                               const float* saved, const Index* cu_seqlens, Index num_seqs,
+                               Index heads, Index kv_heads, Index head_dim) const override;
   void logprob_from_sums(float* logprob, float* lse, const float* sums,
                          const std::int32_t* targets, Index n) const override;
   void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;

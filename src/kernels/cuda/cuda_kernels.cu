@@ -255,8 +255,8 @@ cublasOperation_t op(bool transpose) { return transpose ? CUBLAS_OP_T : CUBLAS_O
 
 }  // namespace
 
-CudaKernels::CudaKernels(bool fused_attention)
-    : stream_(cuda::compute_stream()), fused_attention_(fused_attention), allocator_(cuda::device_allocator()) {
+CudaKernels::CudaKernels(Attention attention)
+    : stream_(cuda::compute_stream()), attention_(attention), allocator_(cuda::device_allocator()) {
   cuda::use_current_device();
   SPIN_CUBLAS_CHECK(cublasCreate(&blas_));
   SPIN_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
@@ -361,8 +361,13 @@ void CudaKernels::rope_backward(float* dx, const std::int32_t* positions, const 
 }
 
 bool CudaKernels::fused(Index head_dim, Index num_seqs) const {
-  return fused_attention_ && cuda_detail::fused_attention_supports(head_dim) &&
+  return attention_ != Attention::Cublas && cuda_detail::fused_attention_supports(head_dim) &&
          num_seqs <= 65535;  // the grid's z extent
+}
+
+bool CudaKernels::tensor_cores(Index head_dim, Index num_seqs) const {
+  return attention_ == Attention::TensorCores && cuda_detail::tensor_core_attention_supports(head_dim) &&
+         fused(head_dim, num_seqs);
 }
 
 Index CudaKernels::attention_saved_size(const Index* cu_seqlens, Index num_seqs, Index heads, Index head_dim) const {
@@ -400,6 +405,7 @@ cuda_detail::FusedAttentionArgs CudaKernels::fused_args(const void* q, const voi
   a.q = q, a.k = k, a.v = v, a.bf16 = bf16;
   a.cu_seqlens = device_cu.as<long long>();
   a.num_seqs = num_seqs;
+  a.rows = cu_seqlens[num_seqs];
   a.longest = longest(cu_seqlens, num_seqs);
   a.heads = static_cast<int>(heads), a.kv_heads = static_cast<int>(kv_heads);
   a.head_dim = head_dim;
@@ -449,7 +455,8 @@ void CudaKernels::attention_backward(float* dq, float* dk, float* dv, const floa
   if (num_seqs == 0) return;
   if (fused(head_dim, num_seqs)) {
     PooledBuffer device_cu;
-    fused_backward(dq, dk, dv, dout, q, k, v, false, probs, cu_seqlens, num_seqs, heads, kv_heads, head_dim);
+    fused_backward(dq, dk, dv, dout, q, k, v, false, nullptr, probs, cu_seqlens, num_seqs, heads, kv_heads,
+                   head_dim);
     return;
   }
   const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
@@ -492,13 +499,17 @@ void CudaKernels::attention_backward(float* dq, float* dk, float* dv, const floa
 }
 
 void CudaKernels::fused_backward(float* dq, float* dk, float* dv, const float* dout, const void* q, const void* k,
-                                 const void* v, bool bf16, const float* lse, const Index* cu_seqlens, Index num_seqs,
-                                 Index heads, Index kv_heads, Index head_dim) const {
+                                 const void* v, bool bf16, const void* out, const float* lse, const Index* cu_seqlens,
+                                 Index num_seqs, Index heads, Index kv_heads, Index head_dim) const {
   PooledBuffer device_cu;
   const auto a = fused_args(q, k, v, bf16, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
   const Index rows = cu_seqlens[num_seqs];
   PooledBuffer delta(allocator_, static_cast<std::size_t>(std::max<Index>(1, rows * heads)) * sizeof(float));
-  cuda_detail::fused_attention_backward(a, dq, dk, dv, dout, lse, delta.as<float>(), stream_);
+  if (bf16 && tensor_cores(head_dim, num_seqs)) {
+    cuda_detail::tensor_core_attention_backward(a, dq, dk, dv, dout, out, lse, delta.as<float>(), stream_);
+  } else {
+    cuda_detail::fused_attention_backward(a, dq, dk, dv, dout, lse, delta.as<float>(), stream_);
+  }
 }
 
 PooledBuffer CudaKernels::widened(const std::uint16_t* x, Index n) const {
@@ -507,8 +518,8 @@ PooledBuffer CudaKernels::widened(const std::uint16_t* x, Index n) const {
   return out;
 }
 
-// Mixed precision: the fused kernels read bf16 q, k, v and write a bf16 output themselves; the
-// cuBLAS path runs in float32 on widened copies.
+// Mixed precision: the fused kernels (tensor-core or SIMT) read bf16 q, k, v and write a bf16
+// output themselves; the cuBLAS path runs in float32 on widened copies.
 void CudaKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
                                          const std::uint16_t* k, const std::uint16_t* v, const Index* cu_seqlens,
                                          Index num_seqs, Index heads, Index kv_heads, Index head_dim) const {
@@ -516,7 +527,11 @@ void CudaKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const
   if (fused(head_dim, num_seqs)) {
     PooledBuffer device_cu;
     const auto a = fused_args(q, k, v, true, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
-    cuda_detail::fused_attention_forward(a, out, saved, stream_);
+    if (tensor_cores(head_dim, num_seqs)) {
+      cuda_detail::tensor_core_attention_forward(a, out, saved, stream_);
+    } else {
+      cuda_detail::fused_attention_forward(a, out, saved, stream_);
+    }
     return;
   }
   const Index rows = cu_seqlens[num_seqs];
@@ -529,12 +544,12 @@ void CudaKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const
 }
 
 void CudaKernels::attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout, const std::uint16_t* q,
-                                          const std::uint16_t* k, const std::uint16_t* v, const float* saved,
-                                          const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
-                                          Index head_dim) const {
+                                          const std::uint16_t* k, const std::uint16_t* v, const std::uint16_t* out,
+                                          const float* saved, const Index* cu_seqlens, Index num_seqs, Index heads,
+                                          Index kv_heads, Index head_dim) const {
   if (num_seqs == 0) return;
   if (fused(head_dim, num_seqs)) {
-    fused_backward(dq, dk, dv, dout, q, k, v, true, saved, cu_seqlens, num_seqs, heads, kv_heads, head_dim);
+    fused_backward(dq, dk, dv, dout, q, k, v, true, out, saved, cu_seqlens, num_seqs, heads, kv_heads, head_dim);
     return;
   }
   const Index rows = cu_seqlens[num_seqs];
@@ -648,8 +663,8 @@ void CudaKernels::scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src
 
 void CudaKernels::scatter_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const {
   if (n == 0) return;
-  scatter_rows_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(dst, src, reinterpret_cast<const long long*>(rows),
-                                                                      n, width);
+  scatter_rows_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(
+      dst, src, reinterpret_cast<const long long*>(rows), n, width);
   SPIN_CUDA_CHECK_LAUNCH("scatter_rows");
 }
 

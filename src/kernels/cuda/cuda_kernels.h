@@ -1,8 +1,8 @@
-// CudaKernels: the Kernels interface (kernels/kernels.h) on one GPU, float32 -- the first,
-// correctness-first CUDA path: cuBLAS for every matrix product (TF32 off, so results follow the
-// CPU reference to float32 rounding), hand-written kernels for the rest, attention as cuBLAS
-// products per (sequence, kv head) around a causal softmax kernel (the probabilities are kept,
-// as on the CPU), or fused (fused_attention.h); bf16 products for mixed precision.
+// CudaKernels: the Kernels interface (kernels/kernels.h) on one GPU: cuBLAS for every matrix
+// product (float32 with TF32 off, so results follow the CPU reference to float32 rounding, or
+// bf16 operands with float32 accumulation for mixed precision), hand-written kernels for the
+// rest, attention fused (FlashAttention; on tensor cores for bf16) or as cuBLAS products per
+// (sequence, kv head) around a causal softmax kernel.
 //
 // Pointers: every float and int32 buffer, and the per-row index array of scatter_rows, are
 // device memory; the per-sequence shape arrays that decide the launches (cu_seqlens, row_begin,
@@ -21,11 +21,19 @@ namespace spin::kernels {
 
 class CudaKernels final : public Kernels {
  public:
+  // The attention kernels, fastest first; each takes what it can and leaves the rest to the next:
+  //   TensorCores  bf16 q, k, v at head_dim 64 or 128: FlashAttention-2 on WMMA tiles
+  //                (tensor_core_attention.cu);
+  //   Fused        head_dim 32, 64, 96 or 128: FlashAttention's algorithm in float32 SIMT
+  //                arithmetic (fused_attention.cu);
+  //   Cublas       any shape: cuBLAS products around a softmax kernel, keeping the
+  //                probabilities.
+  // A slower choice caps the path (the tests compare them).
+  enum class Attention { TensorCores, Fused, Cublas };
+
   // On the current device and the process's compute stream (cuda::compute_stream()); makes
-  // Device::Cuda tensors usable (cuda::use_current_device). Attention: fused (FlashAttention's
-  // algorithm, fused_attention.h) for the head sizes it supports, else -- or with
-  // fused_attention false -- cuBLAS products around a softmax kernel, keeping the probabilities.
-  explicit CudaKernels(bool fused_attention = true);
+  // Device::Cuda tensors usable (cuda::use_current_device).
+  explicit CudaKernels(Attention attention = Attention::TensorCores);
   ~CudaKernels() override;
   CudaKernels(const CudaKernels&) = delete;
   CudaKernels& operator=(const CudaKernels&) = delete;
@@ -74,9 +82,9 @@ class CudaKernels final : public Kernels {
                               const std::uint16_t* v, const Index* cu_seqlens, Index num_seqs, Index heads,
                               Index kv_heads, Index head_dim) const override;
   void attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout, const std::uint16_t* q,
-                               const std::uint16_t* k, const std::uint16_t* v, const float* saved,
-                               const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
-                               Index head_dim) const override;
+                               const std::uint16_t* k, const std::uint16_t* v, const std::uint16_t* out,
+                               const float* saved, const Index* cu_seqlens, Index num_seqs, Index heads,
+                               Index kv_heads, Index head_dim) const override;
   void gather_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
   void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
@@ -140,7 +148,8 @@ class CudaKernels final : public Kernels {
                     Index stride_a, const float* b, Index ldb, Index stride_b, float beta, float* c, Index ldc,
                     Index stride_c, Index batch) const;
 
-  bool fused(Index head_dim, Index num_seqs) const;  // the fused attention kernels take it
+  bool fused(Index head_dim, Index num_seqs) const;         // the fused SIMT kernels take it
+  bool tensor_cores(Index head_dim, Index num_seqs) const;  // the tensor-core kernels take it (bf16)
   // A device copy of `bytes` of host memory, queued on the stream (kernel launch arguments).
   PooledBuffer upload(const void* host, std::size_t bytes) const;
   PooledBuffer upload_indices(const Index* host, Index count) const;
@@ -154,15 +163,16 @@ class CudaKernels final : public Kernels {
   cuda_detail::FusedAttentionArgs fused_args(const void* q, const void* k, const void* v, bool bf16,
                                              const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
                                              Index head_dim, PooledBuffer& device_cu) const;
-  // The fused backward (a scratch for its per-row deltas included).
+  // The fused backward (a scratch for its per-row deltas included): with `out` (the forward's
+  // bf16 output) on tensor cores, else the SIMT kernels.
   void fused_backward(float* dq, float* dk, float* dv, const float* dout, const void* q, const void* k, const void* v,
-                      bool bf16, const float* lse, const Index* cu_seqlens, Index num_seqs, Index heads,
-                      Index kv_heads, Index head_dim) const;
+                      bool bf16, const void* out, const float* lse, const Index* cu_seqlens, Index num_seqs,
+                      Index heads, Index kv_heads, Index head_dim) const;
   // A float32 copy of n bf16 values, in scratch.
   PooledBuffer widened(const std::uint16_t* x, Index n) const;
 
   cudaStream_t stream_ = nullptr;
-  bool fused_attention_ = true;
+  Attention attention_ = Attention::TensorCores;
   cublasHandle_t blas_ = nullptr;
   CachingAllocator& allocator_;
 };

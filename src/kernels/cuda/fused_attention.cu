@@ -1,8 +1,9 @@
 // Fused causal attention (FlashAttention's algorithm, float32 arithmetic, SIMT) over float32 or
 // bf16 q, k, v (mixed precision: widened as the tiles are staged, the output rounded as it is
-// written; gradients float32): the scores never reach global memory. The forward keeps, per query row and head, the log-sum-exp of its scores
-// (heads x rows floats instead of heads x len^2 probabilities); the backward recomputes the
-// probabilities from it.
+// written; gradients float32): the scores never reach global memory. The forward keeps, per
+// query row and head, the log-sum-exp of its scores (heads x rows floats instead of heads x
+// len^2 probabilities); the backward recomputes the probabilities from it. For bf16 at head_dim
+// 64 and 128, tensor_core_attention.cu does the same on tensor cores.
 //
 // Work split: one warp per (query row, head) in the forward and the dQ pass, one warp per
 // (key row, kv head) in the dK/dV pass; a warp's 32 lanes split head_dim (lane l holds the

@@ -17,6 +17,7 @@ struct FusedAttentionArgs {
   bool bf16 = false;
   const long long* cu_seqlens;   // device copy, num_seqs + 1
   long long num_seqs = 0;
+  long long rows = 0;            // cu_seqlens[num_seqs]: the packed rows, counted from 0
   long long longest = 0;         // the longest sequence's length
   int heads = 0, kv_heads = 0;
   long long head_dim = 0;
@@ -47,5 +48,12 @@ void fused_cached_attention(const FusedCachedArgs& a, void* out, cudaStream_t st
 // dq, dk, dv overwritten; delta: scratch [rows, heads].
 void fused_attention_backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, const float* dout,
                               const float* lse, float* delta, cudaStream_t stream);
+
+// Tensor-core kernels for bf16 q, k, v (tensor_core_attention.cu): head_dim 64 or 128. The same
+// saved log-sum-exp as the kernels above; the backward also reads the forward's bf16 output.
+bool tensor_core_attention_supports(long long head_dim);
+void tensor_core_attention_forward(const FusedAttentionArgs& a, void* out, float* lse, cudaStream_t stream);
+void tensor_core_attention_backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, const float* dout,
+                                    const void* out, const float* lse, float* delta, cudaStream_t stream);
 
 }  // namespace spin::kernels::cuda_detail

@@ -154,7 +154,7 @@ TEST(Attention, Bf16InputsAreWidenedAndTheOutputRounded) {
   std::vector<float> dq(c.q.size(), 7.0f), dk(c.k.size(), 7.0f), dv(c.v.size(), 7.0f);
   std::vector<float> want_dq = dq, want_dk = dk, want_dv = dv;
   kernels.attention_backward_bf16(dq.data(), dk.data(), dv.data(), c.r.data(), q16.data(), k16.data(), v16.data(),
-                                  saved.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd);
+                                  out16.data(), saved.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd);
   kernels.attention_backward(want_dq.data(), want_dk.data(), want_dv.data(), c.r.data(), q.data(), k.data(),
                              v.data(), probs.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd);
   EXPECT_EQ(dq, want_dq);
