@@ -29,7 +29,7 @@ struct Options {
   int prompt = 128, new_tokens = 64, tp = 1;
   std::string batches = "1,8,32";
   bool profile = false;
-  std::string device = "cpu", precision = "fp32";
+  app::RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
 // Bytes per second of a large memcpy (read + write counted) and of a large read (a sum), the
@@ -86,12 +86,11 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("new-tokens", po::value(&o.new_tokens)->default_value(o.new_tokens), "tokens generated per prompt")
       ("batches", po::value(&o.batches)->default_value(o.batches), "comma-separated batch sizes")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
-      ("profile", po::bool_switch(&o.profile), "print time per kernel over all runs (rank 0)")
-      ("device", po::value(&o.device)->default_value(o.device), app::kDeviceHelp)
-      ("precision", po::value(&o.precision)->default_value(o.precision), app::kPrecisionHelp);
+      ("profile", po::bool_switch(&o.profile), "print time per kernel over all runs (rank 0)");
+  o.runtime.add_to(desc);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
 
-  const app::Runtime runtime(parse_device(o.device), app::parse_precision(o.precision), world);
+  const app::Runtime runtime(o.runtime, world);
   const parallel::ProcessGrid grid(runtime.world(), {o.tp, 1, 0});
   o.size.max_positions = o.prompt + o.new_tokens;
   const model::ModelConfig config = make_config(o.size);

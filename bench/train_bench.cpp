@@ -27,7 +27,7 @@ struct Options {
   ModelSize size;
   int seq = 128, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1;
   bool distributed = false, overlap = false, recompute = false;
-  std::string device = "cpu", precision = "fp32";
+  app::RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
 int run(int argc, char** argv, parallel::Communicator& world) {
@@ -45,12 +45,11 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("distributed-optimizer", po::bool_switch(&o.distributed), "ZeRO-1 optimizer")
       ("overlap-grad-reduce", po::bool_switch(&o.overlap), "each layer's DP all-reduce as soon as it is final")
-      ("recompute-activations", po::bool_switch(&o.recompute), "keep each layer's input only, recompute in the backward")
-      ("device", po::value(&o.device)->default_value(o.device), app::kDeviceHelp)
-      ("precision", po::value(&o.precision)->default_value(o.precision), app::kPrecisionHelp);
+      ("recompute-activations", po::bool_switch(&o.recompute), "keep each layer's input only, recompute in the backward");
+  o.runtime.add_to(desc);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
 
-  const app::Runtime runtime(parse_device(o.device), app::parse_precision(o.precision), world);
+  const app::Runtime runtime(o.runtime, world);
   const kernels::Kernels& k = runtime.kernels();
   const parallel::ProcessGrid grid(runtime.world(), {o.tp, o.pp, 0});
   o.size.max_positions = o.seq;

@@ -10,7 +10,7 @@
 #   4. train_bench and generate_bench on a 1.1B-parameter Llama shape (TinyLlama's), float32
 #      and bf16 products: training tokens/s and model FLOP rate against the measured matrix
 #      peak of the precision (MFU for bf16), prefill and decode tokens/s at batch 1, 8, 64
-#      against the weight-bandwidth floor;
+#      against the weight-bandwidth floor; bf16 training again without tensor-core attention;
 #   5. compute-sanitizer memcheck and racecheck over the hand-written kernels' tests.
 # Usage: checks.sh BUNDLE_DIR LOG_DIR. Every step has a time limit; a failing step is reported
 # and the next one still runs. Exit status: the number of failed steps.
@@ -85,6 +85,9 @@ for precision in bf16 fp32; do
   step "generate_bench_$precision" 240 "${launch[@]}" "$bundle/bin/generate_bench" --device cuda \
     --precision "$precision" "${llama_1b[@]}" --prompt 128 --new-tokens 64 --batches 1,8,64
 done
+# The same bf16 training without tensor-core attention: what those kernels are worth.
+step train_bench_bf16_simt 300 "${launch[@]}" "$bundle/bin/train_bench" --device cuda --precision bf16 \
+  --attention-backend simt "${llama_1b[@]}" --seq 1024 --global-batch 8 --micro-batch 2 --steps 3 --warmup 1
 # 5. compute-sanitizer (last: slow, and it needs a runtime that supports it): out-of-bounds
 #    and uninitialised accesses in the hand-written kernels' tests, and shared-memory races in
 #    the fused attention kernels (tiles staged in shared memory by whole blocks).

@@ -26,9 +26,10 @@ namespace {
 namespace po = boost::program_options;
 
 struct EvalOptions {
-  std::string model, data, output, prompt_template = "chat", pp_layers, device = "cpu", precision = "fp32";
+  std::string model, data, output, prompt_template = "chat", pp_layers;
   int tp = 1, pp = 1;
   std::int64_t batch_size = 32, max_new_tokens = 0;
+  RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
 std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
@@ -43,17 +44,15 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage")
-      ("device", po::value(&o.device)->default_value(o.device), kDeviceHelp)
-      ("precision", po::value(&o.precision)->default_value(o.precision), kPrecisionHelp)
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "prompts per batch on each replica")
       ("max-new-tokens", po::value(&o.max_new_tokens)->default_value(0),
        "longest greedy response (0: the longest ground-truth response)");
+  o.runtime.add_to(desc);
   if (!parse_options_or_help(desc, argc, argv, "spin eval", "spin eval --model DIR --data DATA [options]", print)) {
     return std::nullopt;
   }
   require(o.batch_size >= 1, "spin eval: --batch-size must be at least 1");
-  parse_device(o.device);
-  parse_precision(o.precision);
+  o.runtime.check();
   return o;
 }
 
@@ -65,7 +64,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
   if (!parsed) return 0;
   const EvalOptions& o = parsed->first;
   const parallel::Layout layout = parsed->second;
-  const Runtime runtime(parse_device(o.device), parse_precision(o.precision), world);
+  const Runtime runtime(o.runtime, world);
   const parallel::ProcessGrid grid(runtime.world(), layout);
 
   std::optional<ModelShard> shard;

@@ -30,12 +30,13 @@ namespace {
 namespace po = boost::program_options;
 
 struct GenerateOptions {
-  std::string model, input, output, pp_layers, eos_ids, device = "cpu", precision = "fp32";
+  std::string model, input, output, pp_layers, eos_ids;
   std::vector<std::string> end_sequences;
   int tp = 1, pp = 1;
   std::int64_t batch_size = 32;
   generate::GenerationParams params;
   bool eos_given = false;
+  RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
 std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) {
@@ -51,8 +52,6 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage, e.g. 3,5")
-      ("device", po::value(&o.device)->default_value(o.device), kDeviceHelp)
-      ("precision", po::value(&o.precision)->default_value(o.precision), kPrecisionHelp)
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
        "prompts generated together on each data-parallel replica")
       ("seed", po::value(&g.seed)->default_value(g.seed), "sampling seed")
@@ -68,6 +67,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
       ("eos-ids", po::value(&o.eos_ids), "comma-separated EOS token ids (default: the model's eos_token_id)")
       ("end-sequence", po::value(&o.end_sequences)->composing(),
        "comma-separated token ids that end a response when generated; repeatable");
+  o.runtime.add_to(desc);
   if (!parse_options_or_help(desc, argc, argv, "spin generate",
                              "spin generate --model DIR --input PROMPTS --output OUT [options]", print)) {
     return std::nullopt;
@@ -82,8 +82,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
     for (std::int64_t id : parse_int_list(e, "--end-sequence")) seq.push_back(static_cast<std::int32_t>(id));
     o.params.end_sequences.push_back(seq);
   }
-  parse_device(o.device);
-  parse_precision(o.precision);
+  o.runtime.check();
   return o;
 }
 
@@ -144,7 +143,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   GenerateOptions o = parsed->first;  // the EOS ids are completed from the model below
   const parallel::Layout layout = parsed->second;
   const bool root = world.rank() == 0;
-  const Runtime runtime(parse_device(o.device), parse_precision(o.precision), world);
+  const Runtime runtime(o.runtime, world);
   const parallel::ProcessGrid grid(runtime.world(), layout);
 
   std::optional<ModelShard> shard;

@@ -1,5 +1,6 @@
 #include "app/runtime.h"
 
+#include <boost/program_options.hpp>
 #include <cstdio>
 #include <optional>
 #include <vector>
@@ -23,8 +24,31 @@ MatmulPrecision parse_precision(std::string_view name) {
   fail("unknown precision '", name, "' (expected fp32 or bf16)");
 }
 
-Runtime::Runtime(Device device, MatmulPrecision precision, parallel::Communicator& world)
-    : world_(world), precision_(precision) {
+AttentionBackend parse_attention_backend(std::string_view name) {
+  if (name == "auto") return AttentionBackend::Auto;
+  if (name == "simt") return AttentionBackend::Simt;
+  if (name == "unfused") return AttentionBackend::Unfused;
+  fail("unknown attention backend '", name, "' (expected auto, simt or unfused)");
+}
+
+void RuntimeOptions::add_to(boost::program_options::options_description& desc) {
+  desc.add_options()
+      ("device", boost::program_options::value(&device)->default_value(device), kDeviceHelp)
+      ("precision", boost::program_options::value(&precision)->default_value(precision), kPrecisionHelp)
+      ("attention-backend", boost::program_options::value(&attention_backend)->default_value(attention_backend),
+       kAttentionBackendHelp);
+}
+
+void RuntimeOptions::check() const {
+  parse_device(device);
+  parse_precision(precision);
+  parse_attention_backend(attention_backend);
+}
+
+Runtime::Runtime(const RuntimeOptions& options, parallel::Communicator& world)
+    : world_(world), precision_(parse_precision(options.precision)) {
+  const Device device = parse_device(options.device);
+  const AttentionBackend attention = parse_attention_backend(options.attention_backend);
   if (device == Device::Cpu) {
     kernels_ = std::make_unique<kernels::CpuKernels>();
     return;
@@ -32,10 +56,14 @@ Runtime::Runtime(Device device, MatmulPrecision precision, parallel::Communicato
 #ifdef SPIN_HAVE_CUDA
   ordinal_ = parallel::node_local_rank(world);
   parallel::run_collectively(world, [&] { cuda::init_device(ordinal_); });
-  kernels_ = std::make_unique<kernels::CudaKernels>();
+  using Attention = kernels::CudaKernels::Attention;
+  kernels_ = std::make_unique<kernels::CudaKernels>(attention == AttentionBackend::Auto   ? Attention::TensorCores
+                                                    : attention == AttentionBackend::Simt ? Attention::Fused
+                                                                                          : Attention::Cublas);
   nccl_world_ = std::make_unique<parallel::NcclCommunicator>(world.split(0, world.rank()),
                                                              cuda::compute_stream());
 #else
+  (void)attention;
   parallel::run_collectively(world, [&] {
     fail("--device cuda: this spin was built without CUDA (configure with -DSPIN_CUDA=ON on a "
          "machine with the CUDA toolkit)");

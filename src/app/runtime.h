@@ -4,9 +4,10 @@
 // through MPI. The commands build everything else from these two and never branch on the
 // device: weights, activations and caches are allocated on kernels().device(). And the
 // precision of the matrix products (--precision fp32|bf16), which prepare() gives a model's
-// weights.
+// weights, and on GPUs the attention kernels (--attention-backend).
 #pragma once
 
+#include <boost/program_options/options_description.hpp>
 #include <memory>
 #include <string>
 
@@ -23,12 +24,27 @@ namespace spin::app {
 enum class MatmulPrecision { F32, Bf16 };
 MatmulPrecision parse_precision(std::string_view name);  // "fp32" | "bf16"; spin::Error otherwise
 
+// The attention kernels on a GPU (Megatron-LM's --attention-backend): auto -- tensor cores for
+// bf16 at head_dim 64 or 128, else the fused SIMT kernels (head_dim 32/64/96/128), else cuBLAS
+// products around a softmax kernel; simt -- never tensor cores; unfused -- always cuBLAS. The
+// CPU has one attention and ignores the choice.
+enum class AttentionBackend { Auto, Simt, Unfused };
+AttentionBackend parse_attention_backend(std::string_view name);  // spin::Error for others
+
+// What every command that runs a model takes, as typed: --device, --precision and
+// --attention-backend (spin train: parallel.device, model.precision, model.attention_backend).
+struct RuntimeOptions {
+  std::string device = "cpu", precision = "fp32", attention_backend = "auto";
+  void add_to(boost::program_options::options_description& desc);
+  void check() const;  // one spin::Error naming a value none of the parsers knows
+};
+
 class Runtime {
  public:
   // Collective over `world`. cuda: this rank takes GPU number <node-local rank>, creates its
   // kernels and the NCCL world; spin::Error when the build has no CUDA, no GPU is visible or
   // the node has fewer GPUs than ranks.
-  Runtime(Device device, MatmulPrecision precision, parallel::Communicator& world);
+  Runtime(const RuntimeOptions& options, parallel::Communicator& world);
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
@@ -55,10 +71,13 @@ class Runtime {
   int ordinal_ = -1;
 };
 
-// The --device option's help text.
+// The options' help texts.
 inline constexpr const char* kDeviceHelp =
     "cpu, or cuda (one GPU per rank, chosen by the rank's order on its node)";
 inline constexpr const char* kPrecisionHelp =
     "fp32, or bf16 (matrix products in bf16 with fp32 accumulation; fp32 master weights)";
+inline constexpr const char* kAttentionBackendHelp =
+    "GPU attention kernels: auto (tensor cores for bf16 at head_dim 64/128, else fused SIMT "
+    "kernels, else cuBLAS), simt (never tensor cores) or unfused (cuBLAS + softmax)";
 
 }  // namespace spin::app

@@ -35,7 +35,7 @@ struct ScoreOptions {
   int tp = 1;
   static constexpr int pp = 1;  // scoring runs TP x DP
   std::int64_t batch_size = 8;
-  std::string device = "cpu", precision = "fp32";
+  RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
 // Returns nullopt after printing --help.
@@ -52,16 +52,14 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
        "JSONL written by rank 0: {\"logprob_sum\": s, \"token_logprobs\": [...]} per input line")
       ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (data-parallel = world / tp)")
       ("batch-size", po::value(&o.batch_size)->default_value(8),
-       "sequences per micro-batch on each data-parallel replica")
-      ("device", po::value(&o.device)->default_value(o.device), kDeviceHelp)
-      ("precision", po::value(&o.precision)->default_value(o.precision), kPrecisionHelp);
+       "sequences per micro-batch on each data-parallel replica");
+  o.runtime.add_to(desc);
   if (!parse_options_or_help(desc, argc, argv, "spin score",
                              "spin score --model DIR --input IN --output OUT [options]", print)) {
     return std::nullopt;
   }
   require(o.batch_size >= 1, "spin score: --batch-size must be at least 1");
-  parse_device(o.device);
-  parse_precision(o.precision);
+  o.runtime.check();
   return o;
 }
 
@@ -133,7 +131,7 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   const parallel::Layout layout = parsed->second;
 
   const auto start = std::chrono::steady_clock::now();
-  const Runtime runtime(parse_device(o.device), parse_precision(o.precision), world);
+  const Runtime runtime(o.runtime, world);
   parallel::ProcessGrid grid(runtime.world(), layout);
   std::optional<model::ModelConfig> config;
   std::optional<model::TpDims> dims;

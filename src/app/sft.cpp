@@ -41,7 +41,7 @@ struct SftOptions {
   std::int64_t max_prompt_tokens = 0, max_response_tokens = 0;
   bool skip_bad_lines = false;
   int tp = 1, pp = 1;
-  std::string pp_layers, device = "cpu", precision = "fp32";
+  std::string pp_layers;
   std::int64_t global_batch = 8, micro_batch = 1, epochs = 1, max_steps = 0;
   double lr = 1e-5, min_lr = 0.0;
   std::string schedule = "constant";
@@ -57,6 +57,7 @@ struct SftOptions {
   bool no_shuffle = false;
   std::int64_t log_interval = 1;
   std::string save_dtype = "f32";
+  RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
 std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
@@ -78,8 +79,6 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
        "layers per pipeline stage, e.g. 3,5 (default: even split)")
-      ("device", po::value(&o.device)->default_value(o.device), kDeviceHelp)
-      ("precision", po::value(&o.precision)->default_value(o.precision), kPrecisionHelp)
       ("global-batch-size", po::value(&o.global_batch)->default_value(o.global_batch),
        "sequences per optimizer step, over all data-parallel ranks")
       ("micro-batch-size", po::value(&o.micro_batch)->default_value(o.micro_batch),
@@ -112,6 +111,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("no-shuffle", po::bool_switch(&o.no_shuffle), "visit the data in file order every epoch")
       ("log-interval", po::value(&o.log_interval)->default_value(o.log_interval), "steps between log lines")
       ("save-dtype", po::value(&o.save_dtype)->default_value(o.save_dtype), "f32, bf16 or f16");
+  o.runtime.add_to(desc);
   if (!parse_options_or_help(desc, argc, argv, "spin sft",
                              "spin sft --model DIR --train DATA --output DIR [options]", print)) {
     return std::nullopt;
@@ -121,8 +121,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   require(o.log_interval >= 1, "spin sft: --log-interval must be at least 1");
   require(o.max_nonfinite >= 1, "spin sft: --max-nonfinite-steps must be at least 1");
   require(o.clip_grad >= 0, "spin sft: --clip-grad must not be negative");
-  parse_device(o.device);
-  parse_precision(o.precision);
+  o.runtime.check();
   return o;
 }
 
@@ -143,7 +142,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const parallel::Layout layout = parsed->second;
   const bool root = world.rank() == 0;
   const auto start = std::chrono::steady_clock::now();
-  const Runtime runtime(parse_device(o.device), parse_precision(o.precision), world);
+  const Runtime runtime(o.runtime, world);
   const parallel::ProcessGrid grid(runtime.world(), layout);
 
   // ---- everything that can be wrong with the input, before any work -------------------------

@@ -203,7 +203,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   const TrainConfig& c = parsed->first;
   const parallel::Layout layout = parsed->second;
   const bool root = world.rank() == 0;
-  const Runtime runtime(parse_device(c.device), parse_precision(c.precision), world);
+  const Runtime runtime({c.device, c.precision, c.attention_backend}, world);
   const parallel::ProcessGrid grid(runtime.world(), layout);
   const auto start = std::chrono::steady_clock::now();
 

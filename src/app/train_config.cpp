@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "app/options.h"
+#include "app/runtime.h"
 #include "core/error.h"
 
 namespace spin::app {
@@ -78,6 +79,7 @@ class OptionTable {
 void declare(OptionTable& t, TrainConfig& c) {
   t.required("model.path", &c.model_path, "Hugging Face model directory to start from (with its tokenizer)");
   t.add("model.precision", &c.precision, "fp32, or bf16 (matrix products in bf16 with fp32 accumulation; fp32 master weights)");
+  t.add("model.attention_backend", &c.attention_backend, kAttentionBackendHelp);
   t.add("model.recompute_activations", &c.recompute_activations,
         "keep only each layer's input for the backward and recompute the rest (one more forward)");
   t.required("data.train", &c.train, "training JSONL: text pairs, chat messages, NeMo conversations or token ids");
@@ -186,6 +188,8 @@ std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print)
           c.device, "'");
   require(c.precision == "fp32" || c.precision == "bf16", "spin train: model.precision must be fp32 or bf16, got '",
           c.precision, "'");
+  require(c.attention_backend == "auto" || c.attention_backend == "simt" || c.attention_backend == "unfused",
+          "spin train: model.attention_backend must be auto, simt or unfused, got '", c.attention_backend, "'");
   return c;
 }
 

@@ -44,6 +44,7 @@ struct TrainConfig {
   std::string pp_layers;
   std::string device = "cpu";  // cpu | cuda
   std::string precision = "fp32";  // fp32 | bf16
+  std::string attention_backend = "auto";  // auto | simt | unfused (GPUs)
   bool recompute_activations = false;
   // [sampling]
   bool greedy = false;

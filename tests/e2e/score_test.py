@@ -139,6 +139,8 @@ def case_bad_input(args, tmp):
                  r"unknown device 'tpu' \(expected cpu or cuda\)")
     expect_error(args, tmp, "unknown-precision", cmd(model, args.input, "--precision", "fp16"),
                  r"unknown precision 'fp16' \(expected fp32 or bf16\)")
+    expect_error(args, tmp, "unknown-attention-backend", cmd(model, args.input, "--attention-backend", "flash"),
+                 r"unknown attention backend 'flash' \(expected auto, simt or unfused\)")
     if not os.path.exists("/dev/nvidia0"):
         # Where no GPU is visible, --device cuda is one agreed error, whichever build this is.
         expect_error(args, tmp, "no-gpu", cmd(model, args.input, "--device", "cuda"),

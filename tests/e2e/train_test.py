@@ -154,6 +154,8 @@ def case_config(args, tmp):
     e("prompt-room", ["--sampling.max_new_tokens", "48"], r"leaves no room for a prompt")
     e("bad-device", ["--parallel.device", "tpu"], r"parallel\.device must be cpu or cuda, got 'tpu'")
     e("bad-precision", ["--model.precision", "fp16"], r"model\.precision must be fp32 or bf16, got 'fp16'")
+    e("bad-attention-backend", ["--model.attention_backend", "flash"],
+      r"model\.attention_backend must be auto, simt or unfused, got 'flash'")
 
 
 REQUEUE = 75
