@@ -312,6 +312,47 @@ TEST_F(Fixture, CachedAttentionPrefillAndDecodeRuns) {
   }
 }
 
+// Decode steps (every run one row) go through decode_kernel, which gives a block the query heads
+// of one kv head: groups of 2, 8 (one pass of the block's 8 warps) and 16 (two passes), float32
+// and bf16, against the CPU.
+TEST_F(Fixture, DecodeStepsOfGroupedQueryAttention) {
+  struct Shape {
+    Index heads, kv_heads, head_dim;
+  };
+  for (const Shape& sh : {Shape{8, 4, 64}, Shape{32, 4, 64}, Shape{16, 1, 128}, Shape{16, 2, 32}}) {
+    for (const bool bf16 : {false, true}) {
+      const Index heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
+      SCOPED_TRACE(testing::Message() << "decode, heads " << heads << "/" << kv_heads << ", head_dim " << head_dim
+                                      << (bf16 ? ", bf16" : ", float32"));
+      const Index slots = 5, capacity = 80, kv_w = kv_heads * head_dim, q_w = heads * head_dim;
+      // Five sequences, one new row each, at positions 0 to 79 of their slots.
+      const std::vector<Index> row_begin = {0, 1, 2, 3, 4, 5}, slot = {3, 0, 4, 1, 2}, first = {79, 0, 33, 64, 5};
+      const Index rows = 5, runs = 5;
+      const auto q = random(rows * q_w), kc = random(slots * capacity * kv_w), vc = random(slots * capacity * kv_w);
+      if (!bf16) {
+        Dev gq(q), gk(kc), gv(vc), gout = poisoned(rows * q_w);
+        std::vector<float> out(rows * q_w);
+        cpu.cached_attention_forward(out.data(), q.data(), kc.data(), vc.data(), row_begin.data(), slot.data(),
+                                     first.data(), runs, capacity, heads, kv_heads, head_dim);
+        gpu.cached_attention_forward(gout.f(), gq.f(), gk.f(), gv.f(), row_begin.data(), slot.data(), first.data(),
+                                     runs, capacity, heads, kv_heads, head_dim);
+        EXPECT_CLOSE(gout.get(gpu), out);
+        continue;
+      }
+      const auto q16 = to_bf16_host(q), k16 = to_bf16_host(kc), v16 = to_bf16_host(vc);
+      PooledBuffer gq = cuda::upload(q16), gk = cuda::upload(k16), gv = cuda::upload(v16);
+      PooledBuffer gout = poisoned_bf16(rows * q_w);
+      std::vector<std::uint16_t> out(rows * q_w);
+      cpu.cached_attention_forward_bf16(out.data(), q16.data(), k16.data(), v16.data(), row_begin.data(), slot.data(),
+                                        first.data(), runs, capacity, heads, kv_heads, head_dim);
+      gpu.cached_attention_forward_bf16(gout.as<std::uint16_t>(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
+                                        gv.as<std::uint16_t>(), row_begin.data(), slot.data(), first.data(), runs,
+                                        capacity, heads, kv_heads, head_dim);
+      EXPECT_BF16_CLOSE(download_bf16(gpu, gout, out.size()), widen(out));
+    }
+  }
+}
+
 // Mixed precision's bf16 KV cache: bf16 rows written where asked (bitwise), attention of bf16
 // queries over it -- the fused kernel and the widening fallback (head_dim 16).
 TEST_F(Fixture, Bf16KvCacheWritesAndCachedAttention) {

@@ -270,6 +270,47 @@ __global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_c
   for (int e = 0; e < kPer; ++e) store(out + row * q_ld + h * HD + lane + 32 * e, acc[e] * inv);
 }
 
+// Decode steps (every run one row) of grouped-query attention: one block per (kv head, run),
+// its warps taking the query heads of that kv head's group and sharing the staged tiles -- each
+// cached key and value is read once per group instead of once per query head, and no warp of
+// the block idles for want of a row (cached_kernel's split gives a decode run one busy warp in
+// eight).
+template <int HD, class T>
+__global__ void decode_kernel(T* out, const T* q, const T* k_cache, const T* v_cache, const long long* runs,
+                              long long num_runs, long long capacity, int heads, int kv_heads, float scale) {
+  constexpr int kPer = HD / 32;
+  __shared__ float ks[kTile][HD];
+  __shared__ float vs[kTile][HD];
+  const long long row = runs[blockIdx.y];
+  if (runs[blockIdx.y + 1] == row) return;  // an empty run: the whole block
+  const long long slot = runs[num_runs + 1 + blockIdx.y], position = runs[2 * num_runs + 1 + blockIdx.y];
+  const int g = blockIdx.x, group = heads / kv_heads, lane = threadIdx.x, warp = threadIdx.y;
+  const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
+  const T* slot_k = k_cache + slot * capacity * kv_ld + g * HD;
+  const T* slot_v = v_cache + slot * capacity * kv_ld + g * HD;
+  for (int first_head = 0; first_head < group; first_head += kWarps) {  // the same count for every warp
+    const bool active = first_head + warp < group;
+    const long long at = row * q_ld + (g * group + first_head + warp) * static_cast<long long>(HD);
+    float qr[kPer], acc[kPer];
+    for (int e = 0; e < kPer; ++e) {
+      qr[e] = active ? widen(q[at + lane + 32 * e]) * scale : 0.0f;
+      acc[e] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    for (long long t = 0; t <= position; t += kTile) {
+      __syncthreads();
+      load_tile<HD>(ks, slot_k, kv_ld, t, position + 1);
+      load_tile<HD>(vs, slot_v, kv_ld, t, position + 1);
+      __syncthreads();
+      if (!active) continue;
+      attend_tile<HD>(ks, vs, min(static_cast<long long>(kTile), position - t + 1), qr, acc, m, l);
+    }
+    if (!active) continue;
+    const float inv = 1.0f / l;
+    for (int e = 0; e < kPer; ++e) store(out + at + lane + 32 * e, acc[e] * inv);
+  }
+}
+
 // The kernels' element type: bf16 or float32, as the arguments say.
 template <class T>
 const T* as(const void* p) {
@@ -278,6 +319,14 @@ const T* as(const void* p) {
 
 template <int HD, class T>
 void launch_cached(const FusedCachedArgs& a, void* out, cudaStream_t stream) {
+  if (a.longest_run == 1 && a.heads > a.kv_heads) {  // a decode step of grouped-query attention
+    decode_kernel<HD, T><<<dim3(static_cast<unsigned>(a.kv_heads), static_cast<unsigned>(a.num_runs)),
+                           dim3(32, kWarps), 0, stream>>>(static_cast<T*>(out), as<T>(a.q), as<T>(a.k_cache),
+                                                          as<T>(a.v_cache), a.runs, a.num_runs, a.capacity, a.heads,
+                                                          a.kv_heads, a.scale);
+    SPIN_CUDA_CHECK_LAUNCH("fused decode attention");
+    return;
+  }
   const dim3 grid(static_cast<unsigned>((a.longest_run + kWarps - 1) / kWarps), static_cast<unsigned>(a.heads),
                   static_cast<unsigned>(a.num_runs));
   cached_kernel<HD, T><<<grid, dim3(32, kWarps), 0, stream>>>(static_cast<T*>(out), as<T>(a.q), as<T>(a.k_cache),
