@@ -590,6 +590,20 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
                                                 const Index* first_position, Index runs, Index capacity, Index heads,
                                                 Index kv_heads, Index head_dim) const {
   if (runs == 0) return;
+  if (std::all_of(first_position, first_position + runs, [](Index f) { return f == 0; }) &&
+      tensor_cores(head_dim, runs)) {
+    // A prefill: causal attention over each run's own rows, whose keys and values sit at the
+    // start of its slot -- the tensor-core forward, reading K/V there (a log-sum-exp scratch).
+    PooledBuffer device_cu, lse(allocator_, static_cast<std::size_t>(std::max<Index>(1, row_begin[runs] * heads)) *
+                                                sizeof(float));
+    auto a = fused_args(q, k_cache, v_cache, true, row_begin, runs, heads, kv_heads, head_dim, device_cu);
+    std::vector<Index> starts(static_cast<std::size_t>(runs));
+    for (Index r = 0; r < runs; ++r) starts[static_cast<std::size_t>(r)] = slots[r] * capacity;
+    const PooledBuffer device_starts = upload_indices(starts.data(), runs);
+    a.kv_starts = device_starts.as<long long>();
+    cuda_detail::tensor_core_attention_forward(a, out, lse.as<float>(), stream_);
+    return;
+  }
   if (fused_cached(out, q, k_cache, v_cache, true, row_begin, slots, first_position, runs, capacity, heads, kv_heads,
                    head_dim)) {
     return;

@@ -16,6 +16,9 @@ struct FusedAttentionArgs {
   const void* v;
   bool bf16 = false;
   const long long* cu_seqlens;   // device copy, num_seqs + 1
+  // Tensor-core forward only (may be null): per sequence, the row of k and v holding its first
+  // key -- a prefill's keys in their KV-cache slots; null: the sequence's own rows (cu_seqlens).
+  const long long* kv_starts = nullptr;
   long long num_seqs = 0;
   long long rows = 0;            // cu_seqlens[num_seqs]: the packed rows, counted from 0
   long long longest = 0;         // the longest sequence's length

@@ -162,7 +162,7 @@ struct ForwardShared {
 template <int HD>
 __global__ void __launch_bounds__(kBlockThreads)
     tc_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const long long* cu_seqlens,
-                      int heads, int kv_heads, float scale) {
+                      const long long* kv_starts, int heads, int kv_heads, float scale) {
   extern __shared__ __align__(128) unsigned char raw[];
   auto& sh = *reinterpret_cast<ForwardShared<HD>*>(raw);
   const Rows rows(cu_seqlens);
@@ -172,6 +172,7 @@ __global__ void __launch_bounds__(kBlockThreads)
   const int h = blockIdx.y, g = h / (heads / kv_heads);
   const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
   const long long row = rows.warp_first + r;  // this lane's query row
+  const long long kv_start = kv_starts != nullptr ? kv_starts[blockIdx.z] : start;
   float* s = sh.s[warp];
   bf16* p = sh.p[warp];
   float* o = sh.o[warp];
@@ -181,8 +182,8 @@ __global__ void __launch_bounds__(kBlockThreads)
   const long long last_key = min(len, rows.first + kBlock) - 1;  // the block's last row sees it
   for (long long j0 = 0; j0 <= last_key; j0 += kTile) {
     __syncthreads();  // the previous tiles are no longer read
-    stage_rows<HD>(sh.k, k + start * kv_ld + g * HD, kv_ld, j0, len, kTile);
-    stage_rows<HD>(sh.v, v + start * kv_ld + g * HD, kv_ld, j0, len, kTile);
+    stage_rows<HD>(sh.k, k + kv_start * kv_ld + g * HD, kv_ld, j0, len, kTile);
+    stage_rows<HD>(sh.v, v + kv_start * kv_ld + g * HD, kv_ld, j0, len, kTile);
     __syncthreads();
     if (!rows.warp_active() || j0 > rows.warp_first + kRows - 1) continue;  // causal: the warp sees none
     products_t<HD>(s, sh.q + warp * kRows * kLdX<HD>, sh.k);
@@ -404,7 +405,7 @@ void forward(const FusedAttentionArgs& a, bf16* out, float* lse, cudaStream_t st
                   static_cast<unsigned>(a.num_seqs));
   const auto q = static_cast<const bf16*>(a.q), k = static_cast<const bf16*>(a.k), v = static_cast<const bf16*>(a.v);
   launch<ForwardShared<HD>, tc_forward_kernel<HD>>("tensor-core attention forward launch", grid, stream, out, lse, q,
-                                                   k, v, a.cu_seqlens, a.heads, a.kv_heads, a.scale);
+                                                   k, v, a.cu_seqlens, a.kv_starts, a.heads, a.kv_heads, a.scale);
 }
 
 template <int HD>
