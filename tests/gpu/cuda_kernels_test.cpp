@@ -783,6 +783,8 @@ TEST(CudaMemory, UploadsMayReuseTheHostBufferAtOnce) {
 }  // namespace spin::kernels
 
 int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  if (GTEST_FLAG_GET(list_tests)) return RUN_ALL_TESTS();  // (no device needed to list them)
   int devices = 0;
   const cudaError_t status = cudaGetDeviceCount(&devices);
   if (status != cudaSuccess || devices == 0) {
@@ -793,6 +795,5 @@ int main(int argc, char** argv) {
   cudaGetDeviceProperties(&prop, 0);
   std::printf("CUDA device 0: %s, sm_%d%d, %.1f GiB\n", prop.name, prop.major, prop.minor,
               static_cast<double>(prop.totalGlobalMem) / (1 << 30));
-  ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }
