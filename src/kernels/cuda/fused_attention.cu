@@ -71,6 +71,42 @@ __device__ void attend_tile(const float (*ks)[HD], const float (*vs)[HD], long l
   }
 }
 
+// One warp's query row under the online softmax: its pre-scaled q and unnormalised output (the
+// lanes' elements), running max m and sum l. attend() walks the keys [0, last_key] that the
+// block needs, each tile staged by the whole block, and folds in this row's keys [0, position];
+// every warp of the block calls it, active or not (it holds the block's barriers).
+template <int HD>
+struct SoftmaxRow {
+  static constexpr int kPer = HD / 32;
+  float q[kPer], acc[kPer];
+  float m = -INFINITY, l = 0.0f;
+  bool active;
+
+  template <class T>
+  __device__ SoftmaxRow(const T* q_row, float scale, bool is_active) : active(is_active) {
+    for (int e = 0; e < kPer; ++e) {
+      q[e] = active ? widen(q_row[threadIdx.x + 32 * e]) * scale : 0.0f;
+      acc[e] = 0.0f;
+    }
+  }
+  template <class T>
+  __device__ void attend(float (*ks)[HD], float (*vs)[HD], const T* keys, const T* values, long long ld,
+                         long long last_key, long long position) {
+    for (long long t = 0; t <= last_key; t += kTile) {
+      __syncthreads();  // the previous tiles are no longer read
+      load_tile<HD>(ks, keys, ld, t, last_key + 1);
+      load_tile<HD>(vs, values, ld, t, last_key + 1);
+      __syncthreads();
+      if (active) attend_tile<HD>(ks, vs, min(static_cast<long long>(kTile), position - t + 1), q, acc, m, l);
+    }
+  }
+  template <class T>
+  __device__ void write(T* out_row) const {
+    const float inv = 1.0f / l;
+    for (int e = 0; e < kPer; ++e) store(out_row + threadIdx.x + 32 * e, acc[e] * inv);
+  }
+};
+
 // This block's rows of its sequence (blockIdx.z) and this warp's row among them.
 struct BlockRows {
   long long start, len;  // the sequence's first packed row and its length
@@ -89,34 +125,19 @@ struct BlockRows {
 template <int HD, class T>
 __global__ void forward_kernel(T* out, float* lse, const T* q, const T* k, const T* v, const long long* cu_seqlens,
                                int heads, int kv_heads, float scale) {
-  constexpr int kPer = HD / 32;
   __shared__ float ks[kTile][HD];
   __shared__ float vs[kTile][HD];
   const BlockRows b(cu_seqlens);
   if (b.empty()) return;
   const long long start = b.start, len = b.len, first_row = b.first, i = b.row;
-  const bool active = b.active;
-  const int h = blockIdx.y, g = h / (heads / kv_heads), lane = threadIdx.x;
+  const int h = blockIdx.y, g = h / (heads / kv_heads);
   const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
-  float qr[kPer], acc[kPer];
-  for (int e = 0; e < kPer; ++e) {
-    qr[e] = active ? widen(q[(start + i) * q_ld + h * HD + lane + 32 * e]) * scale : 0.0f;
-    acc[e] = 0.0f;
-  }
-  float m = -INFINITY, l = 0.0f;
+  SoftmaxRow<HD> r(q + (start + i) * q_ld + h * HD, scale, b.active);
   const long long last_key = min(len, first_row + kWarps) - 1;  // the block's last row sees it
-  for (long long t = 0; t <= last_key; t += kTile) {
-    __syncthreads();  // the previous tile is no longer read
-    load_tile<HD>(ks, k + start * kv_ld + g * HD, kv_ld, t, len);
-    load_tile<HD>(vs, v + start * kv_ld + g * HD, kv_ld, t, len);
-    __syncthreads();
-    if (!active) continue;
-    attend_tile<HD>(ks, vs, min(static_cast<long long>(kTile), i - t + 1), qr, acc, m, l);  // keys <= i
-  }
-  if (!active) return;
-  const float inv = 1.0f / l;
-  for (int e = 0; e < kPer; ++e) store(out + (start + i) * q_ld + h * HD + lane + 32 * e, acc[e] * inv);
-  if (lane == 0) lse[(start + i) * heads + h] = m + logf(l);
+  r.attend(ks, vs, k + start * kv_ld + g * HD, v + start * kv_ld + g * HD, kv_ld, last_key, i);  // keys <= i
+  if (!r.active) return;
+  r.write(out + (start + i) * q_ld + h * HD);
+  if (threadIdx.x == 0) lse[(start + i) * heads + h] = r.m + logf(r.l);
 }
 
 template <int HD, class T>
@@ -235,7 +256,6 @@ template <int HD, class T>
 __global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_cache,
                               const long long* runs, long long num_runs, long long capacity, int heads, int kv_heads,
                               float scale) {
-  constexpr int kPer = HD / 32;
   __shared__ float ks[kTile][HD];
   __shared__ float vs[kTile][HD];
   // runs: [row_begin[0..num_runs]] then slots, then first positions.
@@ -243,31 +263,14 @@ __global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_c
   const long long slot = runs[num_runs + 1 + blockIdx.z], first_position = runs[2 * num_runs + 1 + blockIdx.z];
   const long long first_row = static_cast<long long>(blockIdx.x) * kWarps;
   if (begin + first_row >= end) return;  // the whole block
-  const int h = blockIdx.y, g = h / (heads / kv_heads), lane = threadIdx.x;
+  const int h = blockIdx.y, g = h / (heads / kv_heads);
   const long long local = first_row + threadIdx.y, row = begin + local;
-  const bool active = row < end;
-  const long long position = first_position + local;
   const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
-  const T* slot_k = k_cache + slot * capacity * kv_ld + g * HD;
-  const T* slot_v = v_cache + slot * capacity * kv_ld + g * HD;
-  float qr[kPer], acc[kPer];
-  for (int e = 0; e < kPer; ++e) {
-    qr[e] = active ? widen(q[row * q_ld + h * HD + lane + 32 * e]) * scale : 0.0f;
-    acc[e] = 0.0f;
-  }
-  float m = -INFINITY, l = 0.0f;
+  SoftmaxRow<HD> r(q + row * q_ld + h * HD, scale, row < end);
   const long long last_key = first_position + min(end - begin, first_row + kWarps) - 1;
-  for (long long t = 0; t <= last_key; t += kTile) {
-    __syncthreads();
-    load_tile<HD>(ks, slot_k, kv_ld, t, last_key + 1);
-    load_tile<HD>(vs, slot_v, kv_ld, t, last_key + 1);
-    __syncthreads();
-    if (!active) continue;
-    attend_tile<HD>(ks, vs, min(static_cast<long long>(kTile), position - t + 1), qr, acc, m, l);
-  }
-  if (!active) return;
-  const float inv = 1.0f / l;
-  for (int e = 0; e < kPer; ++e) store(out + row * q_ld + h * HD + lane + 32 * e, acc[e] * inv);
+  r.attend(ks, vs, k_cache + slot * capacity * kv_ld + g * HD, v_cache + slot * capacity * kv_ld + g * HD, kv_ld,
+           last_key, first_position + local);
+  if (r.active) r.write(out + row * q_ld + h * HD);
 }
 
 // Decode steps (every run one row) of grouped-query attention: one block per (kv head, run),
@@ -278,36 +281,19 @@ __global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_c
 template <int HD, class T>
 __global__ void decode_kernel(T* out, const T* q, const T* k_cache, const T* v_cache, const long long* runs,
                               long long num_runs, long long capacity, int heads, int kv_heads, float scale) {
-  constexpr int kPer = HD / 32;
   __shared__ float ks[kTile][HD];
   __shared__ float vs[kTile][HD];
   const long long row = runs[blockIdx.y];
   if (runs[blockIdx.y + 1] == row) return;  // an empty run: the whole block
   const long long slot = runs[num_runs + 1 + blockIdx.y], position = runs[2 * num_runs + 1 + blockIdx.y];
-  const int g = blockIdx.x, group = heads / kv_heads, lane = threadIdx.x, warp = threadIdx.y;
+  const int g = blockIdx.x, group = heads / kv_heads, warp = threadIdx.y;
   const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
-  const T* slot_k = k_cache + slot * capacity * kv_ld + g * HD;
-  const T* slot_v = v_cache + slot * capacity * kv_ld + g * HD;
   for (int first_head = 0; first_head < group; first_head += kWarps) {  // the same count for every warp
-    const bool active = first_head + warp < group;
     const long long at = row * q_ld + (g * group + first_head + warp) * static_cast<long long>(HD);
-    float qr[kPer], acc[kPer];
-    for (int e = 0; e < kPer; ++e) {
-      qr[e] = active ? widen(q[at + lane + 32 * e]) * scale : 0.0f;
-      acc[e] = 0.0f;
-    }
-    float m = -INFINITY, l = 0.0f;
-    for (long long t = 0; t <= position; t += kTile) {
-      __syncthreads();
-      load_tile<HD>(ks, slot_k, kv_ld, t, position + 1);
-      load_tile<HD>(vs, slot_v, kv_ld, t, position + 1);
-      __syncthreads();
-      if (!active) continue;
-      attend_tile<HD>(ks, vs, min(static_cast<long long>(kTile), position - t + 1), qr, acc, m, l);
-    }
-    if (!active) continue;
-    const float inv = 1.0f / l;
-    for (int e = 0; e < kPer; ++e) store(out + at + lane + 32 * e, acc[e] * inv);
+    SoftmaxRow<HD> r(q + at, scale, first_head + warp < group);
+    r.attend(ks, vs, k_cache + slot * capacity * kv_ld + g * HD, v_cache + slot * capacity * kv_ld + g * HD, kv_ld,
+             position, position);
+    if (r.active) r.write(out + at);
   }
 }
 
