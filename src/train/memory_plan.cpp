@@ -75,6 +75,10 @@ Elements grad_scratch(const model::TpDims& d, std::int64_t rows, bool bf16_produ
 
 }  // namespace
 
+bool attention_keeps_probs(const Precision& p, std::int64_t head_dim) {
+  return p.attention_probs || (head_dim != 32 && head_dim != 64 && head_dim != 96 && head_dim != 128);
+}
+
 Precision Precision::cpu() { return {"cpu (float32)", 4, 4, 0, 8, 4, true}; }
 Precision Precision::cuda() { return {"cuda (bf16 mixed precision)", 2, 4, 4, 8, 2, false, true}; }
 
@@ -138,7 +142,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // Training: every layer's activations, the head (last stage) or the output sent on, and the
     // backward's scratch, for each micro-batch in flight.
     const bool mixed = p.bf16_products;
-    const Elements layer = layer_activations(d, rows, seqs, r.seq, p.attention_probs, true);
+    const Elements layer = layer_activations(d, rows, seqs, r.seq, attention_keeps_probs(p, d.head_dim), true);
     const Elements end = layers.last ? head_activations(d, rows, mixed) : Elements{0, aligned(rows * d.hidden)};
     const Elements scratch = grad_scratch(d, rows, mixed);
     // With recomputation a micro-batch keeps each layer's input and one set of layer buffers

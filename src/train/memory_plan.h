@@ -34,11 +34,18 @@ struct Precision {
   int master = 0;      // float32 master copy (0: the weights are the masters)
   int moments = 8;     // AdamW m and v
   int activation = 4;  // saved activations and the KV cache
-  bool attention_probs = true;  // probabilities kept (cpu) or a log-sum-exp per head and row
+  // Probabilities kept (cpu) or a log-sum-exp per head and row (the fused CUDA kernels, for the
+  // head sizes they take: attention_keeps_probs).
+  bool attention_probs = true;
   bool bf16_products = false;   // mixed precision: the products' inputs kept in bf16 alone
   static Precision cpu();
   static Precision cuda();
 };
+
+// Whether attention keeps heads x len^2 probabilities for the backward: always on the CPU; on a
+// GPU where the fused kernels do not take the head size (32, 64, 96 or 128:
+// kernels/cuda/fused_attention.h) and the cuBLAS path runs instead.
+bool attention_keeps_probs(const Precision& p, std::int64_t head_dim);
 
 struct PlanRequest {
   model::ModelConfig config;

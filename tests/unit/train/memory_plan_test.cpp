@@ -94,6 +94,24 @@ TEST(MemoryPlan, OneFOneBKeepsPpMinusStageMicroBatchesAndKvCacheFollowsTheShape)
   EXPECT_GT(plan_memory(r).stages[1].activations_per_micro_batch, 2 * cpu_half);
 }
 
+// A head size the fused CUDA kernels do not take (here 80) runs the cuBLAS path on a GPU, which
+// keeps heads x len^2 probabilities for the backward: the plan counts them as it does where it
+// is told attention keeps them; at head_dim 128 the fused kernels keep a log-sum-exp per head
+// and row instead -- 32 layers x (2 x 1024^2 x 32 - 2 x 1024 x 32) floats less.
+TEST(MemoryPlan, HeadSizesWithoutFusedAttentionKeepTheProbabilities) {
+  PlanRequest r = request(1, 1, 1, false);
+  r.seq = 1024;
+  PlanRequest keeping = r;
+  keeping.precision.attention_probs = true;
+  const auto activations = [](const PlanRequest& q) { return plan_memory(q).stages[0].activations_per_micro_batch; };
+  EXPECT_EQ(activations(keeping) - activations(r), 32 * (2LL * 1024 * 1024 * 32 - 2LL * 1024 * 32) * 4);
+  r.config.head_dim = keeping.config.head_dim = 80;
+  EXPECT_EQ(activations(r), activations(keeping));
+  EXPECT_TRUE(attention_keeps_probs(Precision::cuda(), 80));
+  EXPECT_FALSE(attention_keeps_probs(Precision::cuda(), 64));
+  EXPECT_TRUE(attention_keeps_probs(Precision::cpu(), 64));
+}
+
 TEST(MemoryPlan, SuggestedLayoutsFitAndPreferFewModelParallelRanks) {
   const std::int64_t gib = std::int64_t{1} << 30;
   const std::vector<LayoutFit> fits = fitting_layouts(request(1, 1, 1, false), 16, 8, 80 * gib);
