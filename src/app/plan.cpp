@@ -10,6 +10,7 @@
 #include "app/commands.h"
 #include "app/model_setup.h"
 #include "app/options.h"
+#include "app/runtime.h"
 #include "core/error.h"
 #include "parallel/job_errors.h"
 #include "train/memory_plan.h"
@@ -29,7 +30,7 @@ constexpr const char* kUsage =
     "--gpus GPUs that fit. Exit status 0: the layout fits; 3: it does not.";
 
 struct PlanOptions {
-  std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda";
+  std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda", attention_backend = "auto";
   int tp = 1, pp = 1, dp = 1, gpus = 0, gpus_per_node = 8;
   std::int64_t micro_batch = 1, seq = 0, global_batch = 0, rollout_batch = 0;
   bool distributed = false, ref_offload = false, recompute = false;
@@ -60,9 +61,12 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
       ("gpus", po::value(&o.gpus)->default_value(o.gpus), "GPUs to suggest layouts for (0: tp x pp x dp)")
       ("gpus-per-node", po::value(&o.gpus_per_node)->default_value(o.gpus_per_node), "tensor parallelism stays within a node")
       ("device", po::value(&o.device)->default_value(o.device),
-       "cuda (bf16 mixed precision, fused attention) or cpu (float32, as the CPU path allocates)");
+       "cuda (bf16 mixed precision, fused attention) or cpu (float32, as the CPU path allocates)")
+      ("attention-backend", po::value(&o.attention_backend)->default_value(o.attention_backend),
+       "the run's --attention-backend: unfused keeps the attention probabilities on a GPU too");
   if (!parse_options_or_help(desc, argc, argv, "spin plan", kUsage, print)) return std::nullopt;
   require(o.device == "cuda" || o.device == "cpu", "spin plan: --device \"", o.device, "\" is not cuda or cpu");
+  parse_attention_backend(o.attention_backend);
   require(o.gpus >= 0 && o.gpus_per_node >= 1, "spin plan: --gpus and --gpus-per-node must be positive");
   return o;
 }
@@ -103,6 +107,9 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.ref_offload = o.ref_offload;
     request.recompute_activations = o.recompute;
     request.precision = o.device == "cpu" ? train::Precision::cpu() : train::Precision::cuda();
+    if (parse_attention_backend(o.attention_backend) == AttentionBackend::Unfused) {
+      request.precision.attention_probs = true;
+    }
     plan = train::plan_memory(request);
     if (o.dp > 1) {
       train::PlanRequest flipped = request;

@@ -71,6 +71,15 @@ def case_cli(args, tmp):
     print("7B-shaped, TP 8 x PP 2 x DP 4: peak %s; %d layouts of 64 GPUs suggested" %
           (re.search(r"peak (\S+ GiB) of", r.stdout).group(1), len(layouts)))
 
+    # --attention-backend unfused: cuBLAS attention keeps 8 x 2 x 2048^2 probabilities (32 heads
+    # / TP 8 = 4 per rank, 2 sequences per micro-batch) per layer, float32, instead of a
+    # log-sum-exp per head and row: 256 MiB more per layer and micro-batch in flight (stage 1: one).
+    u = rows(run(args.mpiexec, base + ["--attention-backend", "unfused"], 1).stdout)
+    extra = u["= activations"][1] - t["= activations"][1]
+    expected = 16 * (4 * 2 * 2048 ** 2 - 4 * 2 * 2048) * 4  # 16 layers on stage 1
+    assert abs(extra - expected) <= 0.01 * 2 ** 30, (extra, expected, u, t)
+    print("--attention-backend unfused: stage-1 activations +%.2f GiB (probabilities kept)" % (extra / 2 ** 30))
+
     small = run(args.mpiexec, base + ["--gpu-mem", "4GiB"], 2)
     assert small.returncode == 3 and "DOES NOT FIT" in small.stdout, (small.returncode, small.stdout, small.stderr)
     print("4 GiB GPUs: exit 3, DOES NOT FIT")
@@ -81,6 +90,7 @@ def case_cli(args, tmp):
     short = [args.spin, "plan", "--model", config, "--dp", "4"]
     e("tp-heads", ["--tp", "3", "--seq", "100"], r"num_attention_heads \(32\) is not divisible by tensor-parallel size 3", short)
     e("bad-size", ["--gpu-mem", "lots"], r"\"lots\" is not a size")
+    e("bad-attention-backend", ["--attention-backend", "flash"], r"unknown attention backend 'flash'")
     e("seq-too-long", ["--seq", "5000"], r"beyond the model's 4096", short)
     e("batch-split", ["--global-batch", "6", "--seq", "100"], r"global batch 6 is not a multiple", short)
 
