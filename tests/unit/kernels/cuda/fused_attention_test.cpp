@@ -1,0 +1,215 @@
+// The fused SIMT attention kernels' own source (src/kernels/cuda/fused_attention_kernels.cuh) run
+// on the CPU under tests/common/cuda_emulation.h -- real threads, barriers and warp shuffles --
+// against CpuKernels: training attention forward and backward, cached attention over prefill,
+// continuation and decode runs, and the decode kernel of grouped-query attention; float32 and
+// bf16 q/k/v. The same float32 arithmetic on both sides, in another order: 1e-5 relative L2,
+// and bf16 outputs within a bf16 rounding (5e-3).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+// clang-format off
+#include "common/cuda_emulation.h"
+#include "kernels/cuda/fused_attention_kernels.cuh"
+// clang-format on
+
+namespace spin::kernels {
+namespace {
+
+namespace simt = cuda_detail::simt;
+using bf16 = __nv_bfloat16;
+
+std::vector<float> random(std::size_t n, std::uint32_t seed) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(g);
+  return v;
+}
+double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
+  double num = 0.0, den = 0.0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;  // never written (outputs start as NaNs)
+    num += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
+    den += static_cast<double>(want[i]) * want[i];
+  }
+  return std::sqrt(num / den);
+}
+
+// Values in the kernels' element type T (bf16: rounded once, here) and the same values in
+// float32, for the CPU.
+template <class T>
+struct Values {
+  std::vector<T> device;
+  std::vector<float> f32;
+  explicit Values(const std::vector<float>& x) {
+    for (float v : x) {
+      if constexpr (std::is_same_v<T, float>) {
+        device.push_back(v);
+        f32.push_back(v);
+      } else {
+        device.push_back(__float2bfloat16_rn(v));
+        f32.push_back(__bfloat162float(device.back()));
+      }
+    }
+  }
+};
+template <class T>
+std::vector<T> poisoned(std::size_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    return std::vector<float>(n, NAN);
+  } else {
+    return std::vector<bf16>(n, bf16{0xFFFF});
+  }
+}
+template <class T>
+std::vector<float> as_f32(const std::vector<T>& x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return x;
+  } else {
+    std::vector<float> out(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) out[i] = __bfloat162float(x[i]);
+    return out;
+  }
+}
+// A bf16 output may differ from the CPU's by one rounding step where the float32 sums differ.
+template <class T>
+double output_tolerance() {
+  return std::is_same_v<T, float> ? 1e-5 : 5e-3;
+}
+
+template <int HD, class T>
+void training_attention(const std::vector<long long>& cu, int heads, int kv_heads) {
+  const long long rows = cu.back(), seqs = static_cast<long long>(cu.size()) - 1;
+  const long long q_w = heads * HD, kv_w = kv_heads * HD;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  const Values<T> q(random(rows * q_w, 1)), k(random(rows * kv_w, 2)), v(random(rows * kv_w, 3));
+  const auto dout = random(rows * q_w, 4);
+  long long longest = 0;
+  for (long long s = 0; s < seqs; ++s) longest = std::max(longest, cu[s + 1] - cu[s]);
+  const unsigned blocks = static_cast<unsigned>((longest + simt::kWarps - 1) / simt::kWarps);
+  const dim3 threads(32, simt::kWarps);
+
+  auto out = poisoned<T>(rows * q_w);
+  std::vector<float> lse(rows * heads, NAN), delta(rows * heads, NAN), dq(rows * q_w, NAN), dk(rows * kv_w, NAN),
+      dv(rows * kv_w, NAN);
+  cuda_emulation::launch(dim3(blocks, heads, seqs), threads, 0, [&] {
+    simt::forward_kernel<HD, T>(out.data(), lse.data(), q.device.data(), k.device.data(), v.device.data(), cu.data(),
+                                heads, kv_heads, scale);
+  });
+  cuda_emulation::launch(dim3(blocks, heads, seqs), threads, 0, [&] {
+    simt::dq_kernel<HD, T>(dq.data(), delta.data(), dout.data(), q.device.data(), k.device.data(), v.device.data(),
+                           lse.data(), cu.data(), heads, kv_heads, scale);
+  });
+  cuda_emulation::launch(dim3(blocks, kv_heads, seqs), threads, 0, [&] {
+    simt::dkv_kernel<HD, T>(dk.data(), dv.data(), dout.data(), q.device.data(), k.device.data(), v.device.data(),
+                            lse.data(), delta.data(), cu.data(), heads, kv_heads, scale);
+  });
+
+  // The CPU reference on the same (widened) values, in float32.
+  const CpuKernels cpu;
+  const std::vector<Index> cu_index(cu.begin(), cu.end());
+  std::vector<float> want_out(rows * q_w), probs(attention_probs_size(cu_index.data(), seqs, heads));
+  cpu.attention_forward(want_out.data(), probs.data(), q.f32.data(), k.f32.data(), v.f32.data(), cu_index.data(),
+                        seqs, heads, kv_heads, HD);
+  std::vector<float> want_dq(dq.size()), want_dk(dk.size()), want_dv(dv.size());
+  cpu.attention_backward(want_dq.data(), want_dk.data(), want_dv.data(), dout.data(), q.f32.data(), k.f32.data(),
+                         v.f32.data(), probs.data(), cu_index.data(), seqs, heads, kv_heads, HD);
+  // The log-sum-exp per row and head: s_0 - log p_0 (key 0 is seen by every row).
+  std::vector<float> want_lse(rows * heads);
+  std::size_t at = 0;
+  for (long long s = 0; s < seqs; ++s) {
+    const long long start = cu[s], len = cu[s + 1] - start;
+    for (int h = 0; h < heads; ++h, at += static_cast<std::size_t>(len * len)) {
+      const int g = h / (heads / kv_heads);
+      for (long long i = 0; i < len; ++i) {
+        float dot = 0.0f;
+        for (int d = 0; d < HD; ++d) dot += q.f32[(start + i) * q_w + h * HD + d] * k.f32[start * kv_w + g * HD + d];
+        want_lse[(start + i) * heads + h] = dot * scale - std::log(probs[at + i * len]);
+      }
+    }
+  }
+  const double errors[] = {relative_error(as_f32(out), want_out), relative_error(lse, want_lse),
+                           relative_error(dq, want_dq), relative_error(dk, want_dk), relative_error(dv, want_dv)};
+  EXPECT_LT(errors[0], output_tolerance<T>()) << "out";
+  EXPECT_LT(errors[1], 1e-5) << "lse";
+  EXPECT_LT(errors[2], 1e-5) << "dq";
+  EXPECT_LT(errors[3], 1e-5) << "dk";
+  EXPECT_LT(errors[4], 1e-5) << "dv";
+  std::printf("  head_dim %d, heads %d/%d, %s: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", HD, heads, kv_heads,
+              std::is_same_v<T, float> ? "float32" : "bf16", errors[0], errors[1], errors[2], errors[3], errors[4]);
+}
+
+// Generation: runs of rows in cache slots (cached_kernel), or every run one row (decode_kernel,
+// grouped-query attention), against CpuKernels::cached_attention_forward on the same values.
+template <int HD, class T>
+void cached_attention(const std::vector<Index>& row_begin, const std::vector<Index>& slot,
+                      const std::vector<Index>& first, int heads, int kv_heads, bool decode) {
+  const long long runs = static_cast<long long>(slot.size()), rows = row_begin.back(), slots = 4, capacity = 48;
+  const long long q_w = heads * HD, kv_w = kv_heads * HD;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  const Values<T> q(random(rows * q_w, 5)), kc(random(slots * capacity * kv_w, 6)),
+      vc(random(slots * capacity * kv_w, 7));
+  std::vector<long long> table(row_begin.begin(), row_begin.end());  // row_begin, slots, first positions
+  table.insert(table.end(), slot.begin(), slot.end());
+  table.insert(table.end(), first.begin(), first.end());
+  long long longest = 0;
+  for (long long r = 0; r < runs; ++r) longest = std::max<long long>(longest, row_begin[r + 1] - row_begin[r]);
+  auto out = poisoned<T>(rows * q_w);
+  if (decode) {
+    ASSERT_EQ(longest, 1);
+    cuda_emulation::launch(dim3(kv_heads, runs), dim3(32, simt::kWarps), 0, [&] {
+      simt::decode_kernel<HD, T>(out.data(), q.device.data(), kc.device.data(), vc.device.data(), table.data(), runs,
+                                 capacity, heads, kv_heads, scale);
+    });
+  } else {
+    const unsigned blocks = static_cast<unsigned>((longest + simt::kWarps - 1) / simt::kWarps);
+    cuda_emulation::launch(dim3(blocks, heads, runs), dim3(32, simt::kWarps), 0, [&] {
+      simt::cached_kernel<HD, T>(out.data(), q.device.data(), kc.device.data(), vc.device.data(), table.data(), runs,
+                                 capacity, heads, kv_heads, scale);
+    });
+  }
+  const CpuKernels cpu;
+  std::vector<float> want(rows * q_w);
+  cpu.cached_attention_forward(want.data(), q.f32.data(), kc.f32.data(), vc.f32.data(), row_begin.data(),
+                               slot.data(), first.data(), runs, capacity, heads, kv_heads, HD);
+  const double error = relative_error(as_f32(out), want);
+  EXPECT_LT(error, output_tolerance<T>());
+  std::printf("  %s head_dim %d, heads %d/%d, %s: out %.1e\n", decode ? "decode" : "cached", HD, heads, kv_heads,
+              std::is_same_v<T, float> ? "float32" : "bf16", error);
+}
+
+// Sequences of 1, 13 and 35 tokens (32-row tiles and 8-row blocks partly filled). Small: every
+// emulated thread is an OS thread, and every shuffle two barriers.
+TEST(FusedAttentionEmulated, TrainingForwardAndBackwardMatchTheCpu) {
+  const std::vector<long long> cu = {0, 1, 14, 49};
+  training_attention<64, float>(cu, 4, 2);
+  training_attention<64, bf16>(cu, 2, 1);
+  training_attention<128, bf16>({0, 35}, 2, 1);
+}
+
+// A prefill of 12 rows into slot 2, a decode row at position 25 of slot 0, 3 rows continuing
+// slot 1 from position 7, a decode row at the last position (47) of slot 3.
+TEST(FusedAttentionEmulated, CachedRunsMatchTheCpu) {
+  const std::vector<Index> row_begin = {0, 12, 13, 16, 17}, slot = {2, 0, 1, 3}, first = {0, 25, 7, 47};
+  cached_attention<64, float>(row_begin, slot, first, 4, 2, false);
+  cached_attention<64, bf16>(row_begin, slot, first, 4, 2, false);
+  cached_attention<32, float>(row_begin, slot, first, 2, 2, false);
+}
+
+// Decode steps: groups of 2, 8 (the block's 8 warps once) and 16 (twice).
+TEST(FusedAttentionEmulated, DecodeStepsMatchTheCpu) {
+  const std::vector<Index> row_begin = {0, 1, 2, 3, 4}, slot = {3, 0, 2, 1}, first = {47, 0, 33, 5};
+  cached_attention<64, float>(row_begin, slot, first, 4, 2, true);
+  cached_attention<64, bf16>(row_begin, slot, first, 16, 2, true);
+  cached_attention<32, float>(row_begin, slot, first, 16, 1, true);
+}
+
+}  // namespace
+}  // namespace spin::kernels

@@ -1,0 +1,168 @@
+// The tensor-core attention kernels' own source (src/kernels/cuda/tensor_core_attention_kernels.cuh)
+// run on the CPU under tests/common/cuda_emulation.h -- real threads and barriers, WMMA emulated
+// with its alignment rules -- against CpuKernels' bf16 attention. No GPU has run them yet; this
+// checks their indexing, masks, tile bounds and barriers now. Tolerance: METHOD.md's bf16 one
+// (1e-2 relative L2); the kernels round P, dO and dS to bf16 for their products, which the CPU
+// reference does not (the numpy mirror, tests/gpu/tensor_core_attention_mirror.py, measured
+// 1.8e-3 to 2.6e-3 for the same algorithm).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+// clang-format off
+#include "common/cuda_emulation.h"
+#include "kernels/cuda/tensor_core_attention_kernels.cuh"
+// clang-format on
+
+namespace spin::kernels {
+namespace {
+
+namespace tc = cuda_detail::tensor_core;
+using bf16 = __nv_bfloat16;
+
+std::vector<float> random(std::size_t n, std::uint32_t seed) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(g);
+  return v;
+}
+std::vector<bf16> rounded(const std::vector<float>& x) {
+  std::vector<bf16> out(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = __float2bfloat16_rn(x[i]);
+  return out;
+}
+const std::uint16_t* bits(const std::vector<bf16>& x) { return reinterpret_cast<const std::uint16_t*>(x.data()); }
+std::vector<float> widened(const std::vector<bf16>& x) {
+  std::vector<float> out(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = __bfloat162float(x[i]);
+  return out;
+}
+double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
+  double num = 0.0, den = 0.0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;  // never written (outputs start as NaNs)
+    num += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
+    den += static_cast<double>(want[i]) * want[i];
+  }
+  return std::sqrt(num / den);
+}
+
+struct Case {
+  std::vector<long long> cu;
+  int heads, kv_heads;
+};
+
+template <int HD>
+void check_against_the_cpu(const Case& c) {
+  const long long rows = c.cu.back(), seqs = static_cast<long long>(c.cu.size()) - 1;
+  const int heads = c.heads, kv_heads = c.kv_heads;
+  const long long q_w = heads * HD, kv_w = kv_heads * HD;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  const auto q = rounded(random(rows * q_w, 1)), k = rounded(random(rows * kv_w, 2)), v = rounded(random(rows * kv_w, 3));
+  const auto dout = random(rows * q_w, 4);
+  long long longest = 0;
+  for (long long s = 0; s < seqs; ++s) longest = std::max(longest, c.cu[s + 1] - c.cu[s]);
+  const unsigned blocks = static_cast<unsigned>((longest + tc::kBlock - 1) / tc::kBlock);
+
+  // Forward, outputs poisoned (NaN).
+  std::vector<bf16> out(rows * q_w, bf16{0xFFFF});
+  std::vector<float> lse(rows * heads, NAN);
+  cuda_emulation::launch(dim3(blocks, heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::ForwardShared<HD>), [&] {
+    tc::tc_forward_kernel<HD>(out.data(), lse.data(), q.data(), k.data(), v.data(), c.cu.data(), nullptr, heads,
+                              kv_heads, scale);
+  });
+  const CpuKernels cpu;
+  const std::vector<Index> cu(c.cu.begin(), c.cu.end());
+  std::vector<std::uint16_t> want_out(rows * q_w);
+  std::vector<float> probs(attention_probs_size(cu.data(), seqs, heads));
+  cpu.attention_forward_bf16(want_out.data(), probs.data(), bits(q), bits(k), bits(v), cu.data(), seqs, heads,
+                             kv_heads, HD);
+  std::vector<float> want_out32(want_out.size());
+  for (std::size_t i = 0; i < want_out.size(); ++i) want_out32[i] = bf16_to_f32(want_out[i]);
+  const double out_error = relative_error(widened(out), want_out32);
+  EXPECT_LT(out_error, 1e-2);
+
+  // The log-sum-exp per row and head, from the CPU's probabilities: log-sum-exp(s) = s_j - log p_j
+  // for any key j the row sees (key 0).
+  std::vector<float> want_lse(rows * heads);
+  {
+    std::size_t at = 0;
+    for (long long s = 0; s < seqs; ++s) {
+      const long long start = c.cu[s], len = c.cu[s + 1] - start;
+      for (int h = 0; h < heads; ++h, at += static_cast<std::size_t>(len * len)) {
+        const int g = h / (heads / kv_heads);
+        for (long long i = 0; i < len; ++i) {
+          float dot = 0.0f;
+          for (int d = 0; d < HD; ++d) {
+            dot += __bfloat162float(q[(start + i) * q_w + h * HD + d]) * __bfloat162float(k[start * kv_w + g * HD + d]);
+          }
+          want_lse[(start + i) * heads + h] = dot * scale - std::log(probs[at + i * len]);
+        }
+      }
+    }
+  }
+  const double lse_error = relative_error(lse, want_lse);
+  EXPECT_LT(lse_error, 1e-4);
+
+  // Backward: D, then the dQ and dK/dV passes; gradients poisoned.
+  std::vector<float> delta(rows * heads, NAN), dq(rows * q_w, NAN), dk(rows * kv_w, NAN), dv(rows * kv_w, NAN);
+  const long long rows_heads = rows * heads;
+  cuda_emulation::launch(dim3(static_cast<unsigned>((rows_heads + 7) / 8)), dim3(256), 0, [&] {
+    tc::tc_delta_kernel(delta.data(), dout.data(), out.data(), rows_heads, HD);
+  });
+  cuda_emulation::launch(dim3(blocks, heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::DqShared<HD>), [&] {
+    tc::tc_dq_kernel<HD>(dq.data(), dout.data(), q.data(), k.data(), v.data(), lse.data(), delta.data(), c.cu.data(),
+                         heads, kv_heads, scale);
+  });
+  cuda_emulation::launch(dim3(blocks, kv_heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::DkvShared<HD>), [&] {
+    tc::tc_dkv_kernel<HD>(dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(), lse.data(), delta.data(),
+                          c.cu.data(), heads, kv_heads, scale);
+  });
+  std::vector<float> want_dq(dq.size()), want_dk(dk.size()), want_dv(dv.size());
+  cpu.attention_backward_bf16(want_dq.data(), want_dk.data(), want_dv.data(), dout.data(), bits(q), bits(k), bits(v),
+                              want_out.data(), probs.data(), cu.data(), seqs, heads, kv_heads, HD);
+  const double dq_error = relative_error(dq, want_dq), dk_error = relative_error(dk, want_dk),
+               dv_error = relative_error(dv, want_dv);
+  EXPECT_LT(dq_error, 1e-2);
+  EXPECT_LT(dk_error, 1e-2);
+  EXPECT_LT(dv_error, 1e-2);
+  std::printf("  head_dim %d, heads %d/%d: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", HD, heads, kv_heads,
+              out_error, lse_error, dq_error, dk_error, dv_error);
+
+  // A prefill reads each sequence's keys and values elsewhere (its KV-cache slot, kv_starts):
+  // the same output, bitwise, from a cache holding them in another order at other rows.
+  const long long capacity = longest + 5;
+  std::vector<bf16> k_cache(seqs * capacity * kv_w, bf16{0xFFFF}), v_cache(k_cache.size(), bf16{0xFFFF});
+  std::vector<long long> starts(seqs);
+  for (long long s = 0; s < seqs; ++s) {
+    const long long slot = seqs - 1 - s, start = c.cu[s], len = c.cu[s + 1] - start;
+    starts[s] = slot * capacity;
+    for (long long i = 0; i < len * kv_w; ++i) {
+      k_cache[slot * capacity * kv_w + i] = k[start * kv_w + i];
+      v_cache[slot * capacity * kv_w + i] = v[start * kv_w + i];
+    }
+  }
+  std::vector<bf16> prefill_out(rows * q_w, bf16{0xFFFF});
+  std::vector<float> prefill_lse(rows * heads, NAN);
+  cuda_emulation::launch(dim3(blocks, heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::ForwardShared<HD>), [&] {
+    tc::tc_forward_kernel<HD>(prefill_out.data(), prefill_lse.data(), q.data(), k_cache.data(), v_cache.data(),
+                              c.cu.data(), starts.data(), heads, kv_heads, scale);
+  });
+  EXPECT_EQ(widened(prefill_out), widened(out));
+  EXPECT_EQ(prefill_lse, lse);
+}
+
+// Sequences of 1, 17 and 82 tokens (a partial second tile), two query heads per kv head.
+TEST(TensorCoreAttentionEmulated, HeadDim64MatchesTheCpu) { check_against_the_cpu<64>({{0, 1, 18, 100}, 4, 2}); }
+
+// 70 tokens (a second tile of 6 rows), four query heads sharing one kv head.
+TEST(TensorCoreAttentionEmulated, HeadDim128MatchesTheCpu) { check_against_the_cpu<128>({{0, 70}, 4, 1}); }
+
+}  // namespace
+}  // namespace spin::kernels
