@@ -21,6 +21,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <type_traits>
@@ -141,6 +142,19 @@ T __shfl_xor_sync(unsigned, T value, int lane_mask) {
   __syncwarp();
   return other;
 }
+
+// Atomic additions: one lock for all (the emulation's threads are few, and correctness is the
+// point).
+template <class T>
+T atomicAdd(T* address, T value) {
+  static std::mutex lock;
+  const std::lock_guard<std::mutex> hold(lock);
+  const T old = *address;
+  *address = old + value;
+  return old;
+}
+using std::isinf;
+using std::isnan;
 
 #define SPIN_DYNAMIC_SHARED(name)                                                                     \
   unsigned char* name = reinterpret_cast<unsigned char*>(                                             \

@@ -59,7 +59,7 @@ __device__ void block_argmax(Score score, long long index, Score* scores, long l
   indices[threadIdx.x] = index;
   __syncthreads();
   for (int half = blockDim.x / 2; half > 0; half >>= 1) {
-    if (threadIdx.x < half) {
+    if (static_cast<int>(threadIdx.x) < half) {
       const Score s = scores[threadIdx.x + half];
       const long long i = indices[threadIdx.x + half], mine = indices[threadIdx.x];
       if (i >= 0 && (mine < 0 || s > scores[threadIdx.x] || (s == scores[threadIdx.x] && i < mine))) {

@@ -1,0 +1,251 @@
+// The device code of CudaKernels' own kernels (cuda_kernels.cu launches them): element-wise
+// work, the optimizer's range-table passes, row reductions (RMSNorm, softmax, log-softmax
+// pieces). Kept apart from the launches so that tests/unit/kernels/cuda/cuda_kernels_test.cpp
+// can run this very source on the CPU under tests/common/cuda_emulation.h.
+#pragma once
+
+#include <cmath>
+
+#ifdef __CUDACC__
+#include <cuda_bf16.h>
+#endif
+
+#include "kernels/cuda/device_helpers.cuh"
+
+// Internal linkage: each file that includes this has its own copy.
+namespace spin::kernels::cuda_detail::device {
+namespace {
+
+// ---- element-wise ------------------------------------------------------------------------
+__global__ void embedding_forward_kernel(float* out, const int* ids, const float* table, long long n, long long hidden,
+                                         long long vocab_start, long long rows) {
+  SPIN_GRID_STRIDE(e, n * hidden) {
+    const long long i = e / hidden, j = e % hidden;
+    const long long row = ids[i] - vocab_start;
+    out[e] = (row >= 0 && row < rows) ? table[row * hidden + j] : 0.0f;
+  }
+}
+__global__ void embedding_backward_kernel(float* dtable, const int* ids, const float* dout, long long n,
+                                          long long hidden, long long vocab_start, long long rows) {
+  SPIN_GRID_STRIDE(e, n * hidden) {
+    const long long i = e / hidden, j = e % hidden;
+    const long long row = ids[i] - vocab_start;
+    if (row >= 0 && row < rows) atomicAdd(dtable + row * hidden + j, dout[e]);
+  }
+}
+// A kernel's element in memory: float32, or bf16 (mixed precision) rounded as written and
+// widened as read.
+__device__ inline void store(float* out, float value) { *out = value; }
+__device__ inline void store(__nv_bfloat16* out, float value) { *out = __float2bfloat16_rn(value); }
+__device__ inline float load(const float* in) { return *in; }
+__device__ inline float load(const __nv_bfloat16* in) { return __bfloat162float(*in); }
+
+template <class T>
+__global__ void rope_kernel(T* x, const int* positions, const float* cos, const float* sin, long long n,
+                            long long heads, long long head_dim, float sign) {
+  const long long half = head_dim / 2;
+  SPIN_GRID_STRIDE(e, n * heads * half) {
+    const long long i = e % half, rh = e / half, row = rh / heads;
+    const long long table = static_cast<long long>(positions[row]) * half + i;
+    T* lo = x + rh * head_dim + i;
+    T* hi = lo + half;
+    const float a = load(lo), b = load(hi), c = cos[table], s = sin[table];
+    store(lo, a * c - sign * b * s);
+    store(hi, b * c + sign * a * s);
+  }
+}
+
+template <class In, class Out>
+__global__ void swiglu_forward_kernel(Out* out, const In* gate, const In* up, long long n) {
+  SPIN_GRID_STRIDE(i, n) {
+    const float g = load(gate + i);
+    const float s = 1.0f / (1.0f + expf(-g));
+    store(out + i, g * s * load(up + i));
+  }
+}
+template <class In>
+__global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* dout, const In* gate, const In* up,
+                                       long long n) {
+  SPIN_GRID_STRIDE(i, n) {
+    const float g = load(gate + i), s = 1.0f / (1.0f + expf(-g)), d = dout[i];
+    dgate[i] = d * load(up + i) * s * (1.0f + g * (1.0f - s));
+    dup[i] = d * g * s;
+  }
+}
+__global__ void add_kernel(float* y, const float* x, long long n) {
+  SPIN_GRID_STRIDE(i, n) y[i] += x[i];
+}
+template <class T>
+__global__ void scatter_rows_kernel(T* dst, const T* src, const long long* rows, long long n, long long width) {
+  SPIN_GRID_STRIDE(e, n * width) dst[rows[e / width] * width + e % width] = src[e];
+}
+__global__ void gather_rows_kernel(float* dst, const float* src, const long long* rows, long long n,
+                                   long long width) {
+  SPIN_GRID_STRIDE(e, n * width) dst[e] = src[rows[e / width] * width + e % width];
+}
+// ---- optimizer: many tensors of a flat buffer in one launch ------------------------------
+// The ranges laid end to end form one index space of `total` elements; range r starts there at
+// `begin` and in the buffers at `offset`.
+struct FlatRange {
+  long long begin;
+  long long offset;
+  int decay;
+};
+// The range holding index j, scanning on from range r (a thread's indices only grow in a
+// grid-stride loop, so the scans add up to at most `count` steps per thread).
+__device__ int range_of(const FlatRange* ranges, int count, int r, long long j) {
+  while (r + 1 < count && ranges[r + 1].begin <= j) ++r;
+  return r;
+}
+// AdamW (the CPU kernel's arithmetic); with `weights`, also the bf16 copy of the updated
+// parameters, in the same pass.
+__global__ void adamw_kernel(float* param, __nv_bfloat16* weights, const float* grad, float* m, float* v,
+                             const FlatRange* ranges, int count, long long total, float step_size, float decay,
+                             float b1, float b2, float eps, float scale, float bias2_sqrt) {
+  int r = 0;
+  SPIN_GRID_STRIDE(j, total) {
+    r = range_of(ranges, count, r, j);
+    const long long i = ranges[r].offset + (j - ranges[r].begin);
+    const float g = grad[i] * scale;
+    const float p = param[i] * (ranges[r].decay ? decay : 1.0f);
+    const float mi = b1 * m[i] + (1.0f - b1) * g;
+    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float updated = p - step_size * mi / (sqrtf(vi) / bias2_sqrt + eps);
+    param[i] = updated;
+    if (weights != nullptr) weights[i] = __float2bfloat16_rn(updated);
+  }
+}
+__global__ void sum_squares_kernel(double* total_out, const float* x, const FlatRange* ranges, int count,
+                                   long long total) {
+  __shared__ double shared[32];
+  double acc = 0.0;
+  int r = 0;
+  SPIN_GRID_STRIDE(j, total) {
+    r = range_of(ranges, count, r, j);
+    const double xi = x[ranges[r].offset + (j - ranges[r].begin)];
+    acc += xi * xi;
+  }
+  acc = block_sum(acc, shared);
+  if (threadIdx.x == 0) atomicAdd(total_out, acc);
+}
+__global__ void to_bf16_kernel(__nv_bfloat16* out, const float* in, long long n) {
+  SPIN_GRID_STRIDE(i, n) out[i] = __float2bfloat16_rn(in[i]);
+}
+__global__ void to_f32_kernel(float* out, const __nv_bfloat16* in, long long n) {
+  SPIN_GRID_STRIDE(i, n) out[i] = __bfloat162float(in[i]);
+}
+// ---- row reductions: one block per row ---------------------------------------------------
+template <class Out>
+__global__ void rmsnorm_forward_kernel(Out* out, float* rstd, const float* x, const float* w, long long dim,
+                                       float eps) {
+  __shared__ float shared[32];
+  const float* xi = x + blockIdx.x * dim;
+  float ss = 0.0f;
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) ss += xi[j] * xi[j];
+  ss = block_sum(ss, shared);
+  const float r = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
+  if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+  Out* oi = out + blockIdx.x * dim;
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) store(oi + j, xi[j] * r * w[j]);
+}
+__global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dout, const float* x, const float* w,
+                                           const float* rstd, long long dim) {
+  __shared__ float shared[32];
+  const long long at = blockIdx.x * dim;
+  float dot = 0.0f;
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) dot += dout[at + j] * w[j] * x[at + j];
+  dot = block_sum(dot, shared);
+  const float r = rstd[blockIdx.x];
+  const float c = r * r * dot / static_cast<float>(dim);
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) dx[at + j] += r * (dout[at + j] * w[j] - x[at + j] * c);
+}
+// dw[j] += sum_i dout[i, j] x[i, j] rstd[i]: a thread per column over a chunk of rows (coalesced
+// across columns), chunks combined with one atomic per column.
+constexpr long long kRowsPerChunk = 256;
+__global__ void rmsnorm_backward_dw_kernel(float* dw, const float* dout, const float* x, const float* rstd,
+                                           long long n, long long dim) {
+  const long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  if (j >= dim) return;
+  const long long begin = blockIdx.y * kRowsPerChunk, end = min(n, begin + kRowsPerChunk);
+  float acc = 0.0f;
+  for (long long i = begin; i < end; ++i) acc += dout[i * dim + j] * x[i * dim + j] * rstd[i];
+  atomicAdd(dw + j, acc);
+}
+// Row i of matrix blockIdx.y ([rows, cols], `stride` apart) sees columns [0, offset + i]:
+// softmax over those, zeros beyond. Scores arrive already scaled.
+__global__ void causal_softmax_kernel(float* p, long long rows, long long cols, long long offset,
+                                      long long stride) {
+  __shared__ float shared[32];
+  float* row = p + blockIdx.y * stride + blockIdx.x * cols;
+  const long long seen = min(cols, offset + static_cast<long long>(blockIdx.x) + 1);
+  float m = -INFINITY;
+  for (long long j = threadIdx.x; j < seen; j += blockDim.x) m = fmaxf(m, row[j]);
+  m = block_max(m, shared);
+  float sum = 0.0f;
+  for (long long j = threadIdx.x; j < seen; j += blockDim.x) {
+    const float e = expf(row[j] - m);
+    row[j] = e;
+    sum += e;
+  }
+  sum = block_sum(sum, shared);
+  const float inv = 1.0f / sum;
+  for (long long j = threadIdx.x; j < cols; j += blockDim.x) row[j] = j < seen ? row[j] * inv : 0.0f;
+  (void)rows;
+}
+// dS = P * (dP - rowsum(P * dP)), in place on dP; one block per row of one head.
+__global__ void attention_ds_kernel(float* ds, const float* p, long long len) {
+  __shared__ float shared[32];
+  const long long at = (static_cast<long long>(blockIdx.y) * len + blockIdx.x) * len;
+  float dot = 0.0f;
+  for (long long j = threadIdx.x; j < len; j += blockDim.x) dot += p[at + j] * ds[at + j];
+  dot = block_sum(dot, shared);
+  for (long long j = threadIdx.x; j < len; j += blockDim.x) ds[at + j] = p[at + j] * (ds[at + j] - dot);
+}
+__global__ void logits_max_kernel(float* row_max, const float* logits, long long ld, long long valid) {
+  __shared__ float shared[32];
+  const float* row = logits + blockIdx.x * ld;
+  float m = -INFINITY;
+  for (long long v = threadIdx.x; v < valid; v += blockDim.x) m = fmaxf(m, row[v]);
+  m = block_max(m, shared);
+  if (threadIdx.x == 0) row_max[blockIdx.x] = m;
+}
+__global__ void logits_sumexp_target_kernel(float* sumexp, float* target_logit, const float* logits,
+                                            const float* row_max, const int* targets, long long ld, long long valid,
+                                            long long vocab_start) {
+  __shared__ float shared[32];
+  const float* row = logits + blockIdx.x * ld;
+  const float m = row_max[blockIdx.x];
+  float sum = 0.0f;
+  for (long long v = threadIdx.x; v < valid; v += blockDim.x) sum += expf(row[v] - m);
+  sum = block_sum(sum, shared);
+  if (threadIdx.x == 0) {
+    sumexp[blockIdx.x] = sum;
+    const long long t = targets[blockIdx.x] - vocab_start;
+    target_logit[blockIdx.x] = (t >= 0 && t < valid) ? row[t] : 0.0f;
+  }
+}
+__global__ void logprob_from_sums_kernel(float* logprob, float* lse, const float* sums, const int* targets,
+                                        long long n) {
+  SPIN_GRID_STRIDE(i, n) {
+    const float l = lse[i] + logf(sums[i]);
+    lse[i] = l;
+    logprob[i] = targets[i] < 0 ? 0.0f : sums[n + i] - l;
+  }
+}
+__global__ void logprob_backward_kernel(float* dlogits, const float* logits, const float* lse, const int* targets,
+                                        const float* dlogprob, long long ld, long long valid, long long vocab_start) {
+  const long long i = blockIdx.x;
+  const float g = targets[i] < 0 ? 0.0f : dlogprob[i];
+  const float l = lse[i];
+  const long long t = targets[i] - vocab_start;
+  for (long long v = threadIdx.x; v < ld; v += blockDim.x) {
+    const long long e = i * ld + v;
+    // Read, then write the same element: dlogits may alias logits.
+    dlogits[e] = v < valid ? (v == t ? g : 0.0f) - g * expf(logits[e] - l) : 0.0f;
+  }
+}
+
+}  // namespace
+}  // namespace spin::kernels::cuda_detail::device

@@ -1,0 +1,149 @@
+// CudaKernels' sampling work (generate/sampling.h), one block per row of logits: the processed
+// logits, the row statistics in double, the Gumbel-max choice and the top-k offer -- each the
+// arithmetic of its CPU twin (kernels/cpu/sampling.cpp), tested against it (tests/gpu/).
+//
+// The kernels themselves (this header), apart from their launches (sampling.cu), so that
+// tests/unit/kernels/cuda/cuda_kernels_test.cpp can run them on the CPU under
+// tests/common/cuda_emulation.h.
+#pragma once
+
+#include <cmath>
+
+#include "core/philox_rounds.h"
+#include "kernels/cuda/device_helpers.cuh"
+
+// Internal linkage: each file that includes this has its own copy.
+namespace spin::kernels::cuda_detail::sampling {
+namespace {
+
+// The sampler's processed logits, a block per row: copy, penalty (set from the raw logit, so a
+// token repeated in the history -- several threads writing the same value -- is penalised once),
+// EOS ban, temperature; the block's barriers order the three writes.
+__global__ void sampling_logits_kernel(float* z, const float* logits, long long ld, long long valid, long long start,
+                                       const int* history, const long long* offsets, float penalty,
+                                       const unsigned char* ban_eos, const int* eos, long long eos_count,
+                                       float inv_temperature) {
+  const long long r = blockIdx.x;
+  float* zr = z + r * valid;
+  const float* lr = logits + r * ld;
+  for (long long v = threadIdx.x; v < valid; v += blockDim.x) zr[v] = lr[v];
+  __syncthreads();
+  if (penalty != 1.0f) {
+    for (long long i = offsets[r] + threadIdx.x; i < offsets[r + 1]; i += blockDim.x) {
+      const long long t = history[i] - start;
+      if (t < 0 || t >= valid) continue;
+      const float x = lr[t];
+      zr[t] = x > 0.0f ? x / penalty : x * penalty;
+    }
+  }
+  __syncthreads();
+  if (ban_eos[r] != 0) {
+    for (long long e = threadIdx.x; e < eos_count; e += blockDim.x) {
+      const long long t = eos[e] - start;
+      if (t >= 0 && t < valid) zr[t] = -INFINITY;
+    }
+  }
+  __syncthreads();
+  for (long long v = threadIdx.x; v < valid; v += blockDim.x) zr[v] *= inv_temperature;
+}
+
+// The sampler's row statistics in double: max or min (kMax) / a sum of exponentials.
+template <class Op>
+__device__ double block_reduce_f64(double v, double identity, Op op, double* shared) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  v = lane < warps ? shared[lane] : identity;
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+template <bool kMax>
+__global__ void row_extreme_f64_kernel(double* out, const float* x, long long ld, long long valid, bool finite_only) {
+  __shared__ double shared[32];
+  const float* row = x + blockIdx.x * ld;
+  const double identity = kMax ? -INFINITY : INFINITY;
+  double m = identity;
+  for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
+    const float e = row[v];
+    if (!finite_only || !isinf(e)) m = kMax ? fmax(m, double(e)) : fmin(m, double(e));
+  }
+  m = block_reduce_f64(m, identity, [](double a, double b) { return kMax ? fmax(a, b) : fmin(a, b); }, shared);
+  if (threadIdx.x == 0) out[blockIdx.x] = m;
+}
+__global__ void row_sumexp_f64_kernel(double* out, const float* x, long long ld, long long valid, const double* shift,
+                                      const float* above, bool finite_only) {
+  __shared__ double shared[32];
+  const float* row = x + blockIdx.x * ld;
+  const double s = shift[blockIdx.x];
+  double sum = 0.0;
+  for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
+    const float e = row[v];
+    if ((finite_only && isinf(e)) || (above != nullptr && !(e > above[blockIdx.x]))) continue;
+    sum += exp(double(e) - s);
+  }
+  sum = block_reduce_f64(sum, 0.0, [](double a, double b) { return a + b; }, shared);
+  if (threadIdx.x == 0) out[blockIdx.x] = sum;
+}
+
+// Block per row: each thread keeps its best (score, id) over a strided slice of the shard, then
+// a shared-memory tree picks the block's best with the same order (higher score, smaller id).
+__global__ void gumbel_argmax_kernel(double* best_score, double* best_id, const float* z, long long valid,
+                                     const double* threshold, bool noisy, unsigned long long seed,
+                                     const unsigned long long* sample_ids, const long long* positions,
+                                     long long vocab_start) {
+  __shared__ double scores[kThreads];
+  __shared__ long long ids[kThreads];
+  const long long r = blockIdx.x;
+  const float* zr = z + r * valid;
+  const double t = threshold[r];
+  double score = -INFINITY;
+  long long id = -1;
+  const auto log = [](double x) { return ::log(x); };
+  for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
+    const float x = zr[v];
+    if (!(x >= t) || isinf(x)) continue;
+    const long long token = vocab_start + v;
+    const double s = x + (noisy ? spin::gumbel_noise(seed, sample_ids[r], positions[r], token, log) : 0.0);
+    if (s > score || (s == score && (id < 0 || token < id))) score = s, id = token;
+  }
+  block_argmax(score, id, scores, ids);
+  if (threadIdx.x == 0) {
+    best_score[r] = ids[0] < 0 ? -INFINITY : scores[0];
+    best_id[r] = static_cast<double>(ids[0]);
+  }
+}
+// One block per row, k rounds: round i finds the best entry strictly after round i-1's in the
+// order (value descending, column ascending), so no entry is taken twice and no mask is kept.
+// k x valid / blockDim loads per thread: small next to the logits' other passes for the k of
+// sampling (tens).
+__global__ void row_top_k_kernel(double* out, const float* z, long long valid, long long k, long long vocab_start) {
+  __shared__ float values[kThreads];
+  __shared__ long long columns[kThreads];
+  const float* zr = z + blockIdx.x * valid;
+  double* o = out + blockIdx.x * 2 * k;
+  float prev_value = INFINITY;
+  long long prev_column = -1;
+  for (long long i = 0; i < k; ++i) {
+    float best = -INFINITY;
+    long long column = -1;
+    for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
+      const float x = zr[v];
+      const bool after = x < prev_value || (x == prev_value && v > prev_column);
+      if (after && !isinf(x) && (x > best || (x == best && (column < 0 || v < column)))) best = x, column = v;
+    }
+    block_argmax(best, column, values, columns);
+    prev_value = values[0];
+    prev_column = columns[0];
+    __syncthreads();  // every thread has read the winner before the next round overwrites it
+    if (threadIdx.x == 0) {
+      o[2 * i] = prev_column < 0 ? -INFINITY : static_cast<double>(prev_value);
+      o[2 * i + 1] = prev_column < 0 ? -INFINITY : static_cast<double>(vocab_start + prev_column);
+    }
+    if (prev_column < 0) prev_value = -INFINITY, prev_column = valid;  // nothing left: the rest stay empty
+  }
+}
+
+}  // namespace
+}  // namespace spin::kernels::cuda_detail::sampling

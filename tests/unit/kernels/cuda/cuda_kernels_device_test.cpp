@@ -1,0 +1,241 @@
+// CudaKernels' own kernels (src/kernels/cuda/cuda_kernels_device.cuh) and the sampler's
+// (sampling_kernels.cuh) run on the CPU under tests/common/cuda_emulation.h, with the launch
+// shapes CudaKernels uses, against their CpuKernels twins: the block reductions (RMSNorm, the
+// log-softmax pieces, the causal softmax and dS of the cuBLAS attention path, the sampler's row
+// statistics in double), the optimizer's range tables (AdamW with its bf16 copy, the sum of
+// squares) and the sampler's choices (Gumbel-max with Philox noise, top-k). Float32 arithmetic
+// in another order on both sides: 1e-5 relative L2; choices and bf16 copies exact.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+// clang-format off
+#include "common/cuda_emulation.h"
+#include "kernels/cuda/cuda_kernels_device.cuh"
+#include "kernels/cuda/sampling_kernels.cuh"
+// clang-format on
+
+namespace spin::kernels {
+namespace {
+
+namespace dev = cuda_detail::device;
+namespace smp = cuda_detail::sampling;
+using cuda_detail::blocks_for;
+using cuda_detail::kThreads;
+
+std::vector<float> random(std::size_t n, std::uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(g);
+  return v;
+}
+template <class T>
+double relative_error(const std::vector<T>& got, const std::vector<T>& want) {
+  double num = 0.0, den = 0.0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (!std::isfinite(static_cast<double>(got[i]))) return INFINITY;  // unwritten (NaN-poisoned)
+    num += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
+    den += static_cast<double>(want[i]) * want[i];
+  }
+  return std::sqrt(num / den);
+}
+void run(unsigned blocks, const std::function<void()>& kernel, dim3 grid = dim3(0)) {
+  cuda_emulation::launch(grid.x == 0 ? dim3(blocks) : grid, dim3(kThreads), 0, kernel);
+}
+
+TEST(CudaKernelsEmulated, RmsNormForwardAndBackward) {
+  const CpuKernels cpu;
+  const long long n = 260, dim = 70;  // two chunks of rows for dw (256 each)
+  const auto x = random(n * dim, 1), w = random(dim, 2, 0.5f, 1.5f), dout = random(n * dim, 3);
+  std::vector<float> out(n * dim, NAN), rstd(n, NAN), want_out(n * dim), want_rstd(n);
+  run(n, [&] { dev::rmsnorm_forward_kernel<float>(out.data(), rstd.data(), x.data(), w.data(), dim, 1e-5f); });
+  cpu.rmsnorm_forward(want_out.data(), want_rstd.data(), x.data(), w.data(), n, dim, 1e-5f);
+  EXPECT_LT(relative_error(out, want_out), 1e-5);
+  EXPECT_LT(relative_error(rstd, want_rstd), 1e-5);
+  std::vector<__nv_bfloat16> out16(n * dim, __nv_bfloat16{0xFFFF});
+  std::vector<std::uint16_t> want16(n * dim);
+  run(n, [&] { dev::rmsnorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), w.data(), dim, 1e-5f); });
+  cpu.rmsnorm_forward_bf16(want16.data(), want_rstd.data(), x.data(), w.data(), n, dim, 1e-5f);
+  long long differ = 0;
+  for (std::size_t i = 0; i < want16.size(); ++i) differ += out16[i].bits != want16[i];
+  EXPECT_LE(differ, n * dim / 100) << "bf16 outputs: the same rounding but for float32 order ties";
+
+  auto dx = random(n * dim, 4), dw = random(dim, 5);
+  auto want_dx = dx, want_dw = dw;
+  run(n, [&] { dev::rmsnorm_backward_dx_kernel(dx.data(), dout.data(), x.data(), w.data(), rstd.data(), dim); });
+  cuda_emulation::launch(dim3((dim + kThreads - 1) / kThreads, (n + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk),
+                         dim3(kThreads), 0,
+                         [&] { dev::rmsnorm_backward_dw_kernel(dw.data(), dout.data(), x.data(), rstd.data(), n, dim); });
+  cpu.rmsnorm_backward(want_dx.data(), want_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), n, dim);
+  EXPECT_LT(relative_error(dx, want_dx), 1e-5);
+  EXPECT_LT(relative_error(dw, want_dw), 1e-5);
+}
+
+// Three tensors of a flat buffer with gaps between them, one without weight decay; the launch's
+// table and factors as CudaKernels::adamw_update builds them.
+TEST(CudaKernelsEmulated, AdamWAndSumOfSquaresOverRangeTables) {
+  const CpuKernels cpu;
+  const std::vector<Kernels::AdamWRange> ranges = {{3, 700, true}, {710, 5, false}, {800, 1300, true}};
+  const long long size = 2200;
+  const Kernels::AdamW h{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 7};
+  auto param = random(size, 1), grad = random(size, 2), m = random(size, 3), v = random(size, 4, 0.0f, 1.0f);
+  auto want_param = param, want_m = m, want_v = v;
+  std::vector<dev::FlatRange> table;
+  long long total = 0;
+  for (const auto& r : ranges) {
+    table.push_back({total, r.offset, r.decay ? 1 : 0});
+    total += r.length;
+  }
+  const double t = h.step;
+  const auto bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
+  const auto bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(h.beta2), t)));
+  std::vector<__nv_bfloat16> copy(size, __nv_bfloat16{0});
+  run(blocks_for(total), [&] {
+    dev::adamw_kernel(param.data(), copy.data(), grad.data(), m.data(), v.data(), table.data(),
+                      static_cast<int>(table.size()), total, h.lr / bias1, 1.0f - h.lr * h.weight_decay, h.beta1,
+                      h.beta2, h.eps, h.grad_scale, bias2_sqrt);
+  });
+  std::vector<std::uint16_t> want_copy(size, 0);
+  cpu.adamw_update(want_param.data(), want_copy.data(), grad.data(), want_m.data(), want_v.data(), ranges.data(), 3, h);
+  EXPECT_LT(relative_error(param, want_param), 1e-6);
+  EXPECT_LT(relative_error(m, want_m), 1e-6);
+  EXPECT_LT(relative_error(v, want_v), 1e-6);
+  // The bf16 copy of every updated parameter, bitwise; nothing written in the gaps.
+  std::vector<bool> inside(size, false);
+  for (const auto& r : ranges) std::fill(inside.begin() + r.offset, inside.begin() + r.offset + r.length, true);
+  for (long long i = 0; i < size; ++i) {
+    ASSERT_EQ(copy[i].bits, inside[i] ? f32_to_bf16(param[i]) : std::uint16_t{0}) << i;
+  }
+  double sum = 0.0;
+  run(blocks_for(total), [&] {
+    dev::sum_squares_kernel(&sum, grad.data(), table.data(), static_cast<int>(table.size()), total);
+  });
+  std::vector<Kernels::Range> plain;
+  for (const auto& r : ranges) plain.push_back({r.offset, r.length});
+  EXPECT_NEAR(sum, cpu.sum_squares(grad.data(), plain.data(), 3), 1e-9 * sum);
+}
+
+// A vocabulary shard of 300 columns starting at 1000 in rows of 320 (padding), targets inside,
+// outside and missing (-1).
+TEST(CudaKernelsEmulated, VocabParallelLogSoftmaxPieces) {
+  const CpuKernels cpu;
+  const long long n = 6, ld = 320, valid = 300, start = 1000;
+  auto logits = random(n * ld, 1, -8.0f, 8.0f);
+  const std::vector<std::int32_t> targets = {1000, 1299, 1150, 999, 1300, -1};
+  std::vector<float> row_max(n, NAN), sumexp(n, NAN), target_logit(n, NAN), want_max(n), want_sum(n), want_target(n);
+  run(n, [&] { dev::logits_max_kernel(row_max.data(), logits.data(), ld, valid); });
+  run(n, [&] {
+    dev::logits_sumexp_target_kernel(sumexp.data(), target_logit.data(), logits.data(), row_max.data(),
+                                     targets.data(), ld, valid, start);
+  });
+  cpu.logits_max(want_max.data(), logits.data(), n, ld, valid);
+  cpu.logits_sumexp_target(want_sum.data(), want_target.data(), logits.data(), want_max.data(), targets.data(), n, ld,
+                           valid, start);
+  EXPECT_EQ(row_max, want_max);
+  EXPECT_LT(relative_error(sumexp, want_sum), 1e-5);
+  EXPECT_EQ(target_logit, want_target);
+  std::vector<float> lse(n), dlogprob = random(n, 2);
+  for (long long i = 0; i < n; ++i) lse[i] = want_max[i] + std::log(want_sum[i]);
+  std::vector<float> dlogits(n * ld, NAN), want_dlogits(n * ld);
+  run(n, [&] {
+    dev::logprob_backward_kernel(dlogits.data(), logits.data(), lse.data(), targets.data(), dlogprob.data(), ld, valid,
+                                 start);
+  });
+  cpu.logprob_backward(want_dlogits.data(), logits.data(), lse.data(), targets.data(), dlogprob.data(), n, ld, valid,
+                       start);
+  EXPECT_LT(relative_error(dlogits, want_dlogits), 1e-5);
+}
+
+// The cuBLAS attention path's pieces: the causal softmax of two heads' 37 x 37 scores, and
+// dS = P (dP - rowsum(P dP)), against the same formulas in double.
+TEST(CudaKernelsEmulated, CausalSoftmaxAndAttentionDs) {
+  const long long len = 37, heads = 2, square = len * len;
+  auto p = random(heads * square, 1, -4.0f, 4.0f);
+  const auto scores = p;
+  cuda_emulation::launch(dim3(len, heads), dim3(kThreads), 0,
+                         [&] { dev::causal_softmax_kernel(p.data(), len, len, 0, square); });
+  std::vector<float> want(heads * square);
+  for (long long h = 0; h < heads; ++h) {
+    for (long long i = 0; i < len; ++i) {
+      const float* row = scores.data() + h * square + i * len;
+      const double m = *std::max_element(row, row + i + 1);
+      double sum = 0.0;
+      for (long long j = 0; j <= i; ++j) sum += std::exp(row[j] - m);
+      for (long long j = 0; j < len; ++j) want[h * square + i * len + j] = j <= i ? std::exp(row[j] - m) / sum : 0.0;
+    }
+  }
+  EXPECT_LT(relative_error(p, want), 1e-6);
+  auto ds = random(heads * square, 2);
+  std::vector<float> want_ds(ds.size());
+  for (long long r = 0; r < heads * len; ++r) {
+    double dot = 0.0;
+    for (long long j = 0; j < len; ++j) dot += static_cast<double>(p[r * len + j]) * ds[r * len + j];
+    for (long long j = 0; j < len; ++j) want_ds[r * len + j] = p[r * len + j] * (ds[r * len + j] - dot);
+  }
+  cuda_emulation::launch(dim3(len, heads), dim3(kThreads), 0, [&] { dev::attention_ds_kernel(ds.data(), p.data(), len); });
+  EXPECT_LT(relative_error(ds, want_ds), 1e-5);
+}
+
+// The sampler on a shard of 500 of a 2000-token vocabulary: processed logits (penalty, EOS ban,
+// temperature), row statistics in double, the top-k offer and the Gumbel-max choice with Philox
+// noise -- the same tokens as the CPU, exactly.
+TEST(CudaKernelsEmulated, SamplerKernels) {
+  const CpuKernels cpu;
+  const long long n = 3, ld = 512, valid = 500, start = 1500;
+  auto logits = random(n * ld, 1, -5.0f, 5.0f);
+  logits[7] = logits[9];  // a tie in row 0
+  const std::vector<std::int32_t> history = {1501, 1501, 1600, 3, 1999, 1700};
+  const std::vector<long long> offsets = {0, 3, 4, 6};
+  const std::vector<Index> offsets_index(offsets.begin(), offsets.end());
+  const std::vector<unsigned char> ban = {0, 1, 1};
+  const std::vector<std::int32_t> eos = {1999, 1502, 7};
+  std::vector<float> z(n * valid, NAN), want_z(n * valid);
+  run(n, [&] {
+    smp::sampling_logits_kernel(z.data(), logits.data(), ld, valid, start, history.data(), offsets.data(), 1.3f,
+                                ban.data(), eos.data(), 3, 1.0f / 0.7f);
+  });
+  cpu.sampling_logits(want_z.data(), logits.data(), n, ld, valid, start, history.data(), offsets_index.data(), 1.3f,
+                      ban.data(), eos.data(), 3, 1.0f / 0.7f);
+  for (long long i = 0; i < n * valid; ++i) ASSERT_EQ(z[i], want_z[i]) << i;
+
+  std::vector<double> mx(n, NAN), want_mx(n), se(n, NAN), want_se(n);
+  run(n, [&] { smp::row_extreme_f64_kernel<true>(mx.data(), z.data(), valid, valid, true); });
+  cpu.row_max_f64(want_mx.data(), z.data(), n, valid, valid, true);
+  EXPECT_EQ(mx, want_mx);
+  run(n, [&] { smp::row_sumexp_f64_kernel(se.data(), z.data(), valid, valid, mx.data(), nullptr, true); });
+  cpu.row_sumexp_f64(want_se.data(), z.data(), n, valid, valid, want_mx.data(), nullptr, true);
+  EXPECT_LT(relative_error(se, want_se), 1e-12);
+
+  const long long k = 5;
+  std::vector<double> top(n * 2 * k, NAN), want_top(n * 2 * k);
+  run(n, [&] { smp::row_top_k_kernel(top.data(), z.data(), valid, k, start); });
+  cpu.row_top_k(want_top.data(), z.data(), n, valid, k, start);
+  EXPECT_EQ(top, want_top);
+
+  const std::vector<double> threshold = {-INFINITY, 0.5, 2.0};
+  const std::vector<unsigned long long> ids = {11, 12, 13};
+  const std::vector<long long> positions = {4, 40, 400};
+  const std::vector<std::uint64_t> ids64(ids.begin(), ids.end());
+  const std::vector<std::int64_t> positions64(positions.begin(), positions.end());
+  for (const bool noisy : {false, true}) {
+    std::vector<double> score(n, NAN), id(n, NAN), want_score(n), want_id(n);
+    run(n, [&] {
+      smp::gumbel_argmax_kernel(score.data(), id.data(), z.data(), valid, threshold.data(), noisy, 42, ids.data(),
+                                positions.data(), start);
+    });
+    cpu.gumbel_argmax(want_score.data(), want_id.data(), z.data(), n, valid, threshold.data(), noisy, 42, ids64.data(),
+                      positions64.data(), start);
+    EXPECT_EQ(id, want_id) << (noisy ? "noisy" : "greedy");
+    EXPECT_LT(relative_error(score, want_score), 1e-12) << (noisy ? "noisy" : "greedy");
+  }
+}
+
+}  // namespace
+}  // namespace spin::kernels
