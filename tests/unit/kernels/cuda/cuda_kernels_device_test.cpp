@@ -2,7 +2,8 @@
 // (sampling_kernels.cuh) run on the CPU under tests/common/cuda_emulation.h, with the launch
 // shapes CudaKernels uses, against their CpuKernels twins: the block reductions (RMSNorm, the
 // log-softmax pieces, the causal softmax and dS of the cuBLAS attention path, the sampler's row
-// statistics in double), the optimizer's range tables (AdamW with its bf16 copy, the sum of
+// statistics in double), the element-wise kernels (RoPE and SwiGLU in bf16, the embedding with
+// its atomics), the optimizer's range tables (AdamW with its bf16 copy, the sum of
 // squares) and the sampler's choices (Gumbel-max with Philox noise, top-k). Float32 arithmetic
 // in another order on both sides: 1e-5 relative L2; choices and bf16 copies exact.
 #include <gtest/gtest.h>
@@ -76,6 +77,64 @@ TEST(CudaKernelsEmulated, RmsNormForwardAndBackward) {
   cpu.rmsnorm_backward(want_dx.data(), want_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), n, dim);
   EXPECT_LT(relative_error(dx, want_dx), 1e-5);
   EXPECT_LT(relative_error(dw, want_dw), 1e-5);
+}
+
+// The element-wise kernels on bf16 and float32: RoPE in place on bf16 q/k (positions up to the
+// table's end), SwiGLU over bf16 gate and up (forward rounded, backward float32), and the
+// vocab-parallel embedding with ids outside the shard and repeated ones (atomics).
+TEST(CudaKernelsEmulated, RopeSwigluAndEmbedding) {
+  const CpuKernels cpu;
+  const long long n = 9, heads = 3, hd = 16, half = hd / 2, positions_max = 40;
+  const auto cos = random(positions_max * half, 1), sin = random(positions_max * half, 2);
+  const std::vector<std::int32_t> pos = {0, 1, 5, 39, 7, 7, 2, 30, 11};
+  const auto x = random(n * heads * hd, 3);
+  std::vector<__nv_bfloat16> x16(x.size());
+  std::vector<std::uint16_t> want16(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) x16[i] = __float2bfloat16_rn(x[i]), want16[i] = x16[i].bits;
+  run(blocks_for(n * heads * half), [&] {
+    dev::rope_kernel(x16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, 1.0f);
+  });
+  cpu.rope_forward_bf16(want16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd);
+  long long differ = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) differ += x16[i].bits != want16[i];
+  EXPECT_LE(differ, static_cast<long long>(x.size()) / 50) << "rounding ties of float32 order only";
+
+  const long long m = 1000;
+  const auto gate = random(m, 4, -4.0f, 4.0f), up = random(m, 5), dout = random(m, 6);
+  std::vector<__nv_bfloat16> g16(m), u16(m), out16(m, __nv_bfloat16{0xFFFF});
+  std::vector<std::uint16_t> gb(m), ub(m), want_out(m);
+  for (long long i = 0; i < m; ++i) {
+    g16[i] = __float2bfloat16_rn(gate[i]), u16[i] = __float2bfloat16_rn(up[i]);
+    gb[i] = g16[i].bits, ub[i] = u16[i].bits;
+  }
+  run(blocks_for(m), [&] { dev::swiglu_forward_kernel(out16.data(), g16.data(), u16.data(), m); });
+  cpu.swiglu_forward_bf16(want_out.data(), gb.data(), ub.data(), m);
+  differ = 0;
+  for (long long i = 0; i < m; ++i) differ += out16[i].bits != want_out[i];
+  EXPECT_LE(differ, m / 50);
+  std::vector<float> dgate(m, NAN), dup(m, NAN), want_dgate(m), want_dup(m);
+  run(blocks_for(m), [&] { dev::swiglu_backward_kernel(dgate.data(), dup.data(), dout.data(), g16.data(), u16.data(), m); });
+  cpu.swiglu_backward_bf16(want_dgate.data(), want_dup.data(), dout.data(), gb.data(), ub.data(), m);
+  EXPECT_LT(relative_error(dgate, want_dgate), 1e-6);
+  EXPECT_LT(relative_error(dup, want_dup), 1e-6);
+
+  const long long hidden = 24, vocab_start = 100, shard = 30;
+  const std::vector<std::int32_t> ids = {100, 129, 130, 99, 105, 105, 105, 0, 128, 110, 110, 101};
+  const long long count = static_cast<long long>(ids.size());
+  const auto table = random(shard * hidden, 7), grad = random(count * hidden, 8);
+  std::vector<float> out(count * hidden, NAN), want(count * hidden);
+  run(blocks_for(count * hidden), [&] {
+    dev::embedding_forward_kernel(out.data(), ids.data(), table.data(), count, hidden, vocab_start, shard);
+  });
+  cpu.embedding_forward(want.data(), ids.data(), table.data(), count, hidden, vocab_start, shard);
+  EXPECT_EQ(out, want);
+  auto dtable = random(shard * hidden, 9);
+  auto want_dtable = dtable;
+  run(blocks_for(count * hidden), [&] {
+    dev::embedding_backward_kernel(dtable.data(), ids.data(), grad.data(), count, hidden, vocab_start, shard);
+  });
+  cpu.embedding_backward(want_dtable.data(), ids.data(), grad.data(), count, hidden, vocab_start, shard);
+  EXPECT_LT(relative_error(dtable, want_dtable), 1e-6);
 }
 
 // Three tensors of a flat buffer with gaps between them, one without weight decay; the launch's
