@@ -68,7 +68,9 @@ struct __nv_bfloat162 {
 inline __nv_bfloat16 __float2bfloat16_rn(float v) { return {spin::f32_to_bf16(v)}; }
 inline __nv_bfloat16 __float2bfloat16(float v) { return {spin::f32_to_bf16(v)}; }
 inline float __bfloat162float(__nv_bfloat16 v) { return spin::bf16_to_f32(v.bits); }
-inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) { return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)}; }
+inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
+  return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)};
+}
 
 namespace cuda_emulation {
 
@@ -87,7 +89,9 @@ inline std::vector<unsigned char>& dynamic_shared() {
   return memory;
 }
 
-inline unsigned linear_thread() { return threadIdx.x + threadIdx.y * blockDim.x + threadIdx.z * blockDim.x * blockDim.y; }
+inline unsigned linear_thread() {
+  return threadIdx.x + threadIdx.y * blockDim.x + threadIdx.z * blockDim.x * blockDim.y;
+}
 inline std::barrier<>& warp_barrier() { return *block->warps[linear_thread() / 32]; }
 
 // Runs kernel() on every thread of every block of `grid`, blocks one at a time; `shared_bytes`
@@ -156,8 +160,8 @@ T atomicAdd(T* address, T value) {
 using std::isinf;
 using std::isnan;
 
-#define SPIN_DYNAMIC_SHARED(name)                                                                     \
-  unsigned char* name = reinterpret_cast<unsigned char*>(                                             \
+#define SPIN_DYNAMIC_SHARED(name)                         \
+  unsigned char* name = reinterpret_cast<unsigned char*>( \
       (reinterpret_cast<std::uintptr_t>(cuda_emulation::dynamic_shared().data()) + 127) / 128 * 128)
 
 // ---- WMMA: the 16x16x16 shapes --------------------------------------------------------------------

@@ -34,6 +34,14 @@ inline std::vector<float> random_vector(std::size_t n, std::uint32_t seed, float
   return v;
 }
 
+inline std::vector<float> random_uniform(std::size_t n, std::uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(gen);
+  return v;
+}
+
 inline std::vector<std::int32_t> random_ids(std::size_t n, std::int32_t bound, std::uint32_t seed) {
   std::mt19937 gen(seed);
   std::uniform_int_distribution<std::int32_t> dist(0, bound - 1);

@@ -11,9 +11,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <random>
 #include <vector>
 
+#include "common/test_util.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 // clang-format off
@@ -30,53 +30,45 @@ namespace smp = cuda_detail::sampling;
 using cuda_detail::blocks_for;
 using cuda_detail::kThreads;
 
-std::vector<float> random(std::size_t n, std::uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(g);
-  return v;
-}
-template <class T>
-double relative_error(const std::vector<T>& got, const std::vector<T>& want) {
-  double num = 0.0, den = 0.0;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    if (!std::isfinite(static_cast<double>(got[i]))) return INFINITY;  // unwritten (NaN-poisoned)
-    num += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(num / den);
-}
 void run(unsigned blocks, const std::function<void()>& kernel, dim3 grid = dim3(0)) {
   cuda_emulation::launch(grid.x == 0 ? dim3(blocks) : grid, dim3(kThreads), 0, kernel);
 }
 
 TEST(CudaKernelsEmulated, RmsNormForwardAndBackward) {
   const CpuKernels cpu;
-  const long long n = 260, dim = 70;  // two chunks of rows for dw (256 each)
-  const auto x = random(n * dim, 1), w = random(dim, 2, 0.5f, 1.5f), dout = random(n * dim, 3);
-  std::vector<float> out(n * dim, NAN), rstd(n, NAN), want_out(n * dim), want_rstd(n);
-  run(n, [&] { dev::rmsnorm_forward_kernel<float>(out.data(), rstd.data(), x.data(), w.data(), dim, 1e-5f); });
+  // The row kernels (a block per row) on 24 rows; dw's column kernel over 260 rows, two chunks
+  // of 256 (its blocks are few: the emulation's cost is in the barriers of many blocks).
+  const long long rows = 24, n = 260, dim = 70;
+  const auto x = testing::random_uniform(n * dim, 1), w = testing::random_uniform(dim, 2, 0.5f, 1.5f),
+             dout = testing::random_uniform(n * dim, 3);
+  std::vector<float> out(rows * dim, NAN), rstd(rows, NAN), want_out(n * dim), want_rstd(n);
+  run(rows, [&] { dev::rmsnorm_forward_kernel<float>(out.data(), rstd.data(), x.data(), w.data(), dim, 1e-5f); });
   cpu.rmsnorm_forward(want_out.data(), want_rstd.data(), x.data(), w.data(), n, dim, 1e-5f);
-  EXPECT_LT(relative_error(out, want_out), 1e-5);
-  EXPECT_LT(relative_error(rstd, want_rstd), 1e-5);
-  std::vector<__nv_bfloat16> out16(n * dim, __nv_bfloat16{0xFFFF});
-  std::vector<std::uint16_t> want16(n * dim);
-  run(n, [&] { dev::rmsnorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), w.data(), dim, 1e-5f); });
-  cpu.rmsnorm_forward_bf16(want16.data(), want_rstd.data(), x.data(), w.data(), n, dim, 1e-5f);
+  want_out.resize(rows * dim);
+  EXPECT_LT(testing::relative_error(out, want_out), 1e-5);
+  EXPECT_LT(testing::relative_error(rstd, std::vector<float>(want_rstd.begin(), want_rstd.begin() + rows)), 1e-5);
+  std::vector<__nv_bfloat16> out16(rows * dim, __nv_bfloat16{0xFFFF});
+  std::vector<std::uint16_t> want16(rows * dim);
+  std::vector<float> scratch(rows);
+  run(rows,
+      [&] { dev::rmsnorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), w.data(), dim, 1e-5f); });
+  cpu.rmsnorm_forward_bf16(want16.data(), scratch.data(), x.data(), w.data(), rows, dim, 1e-5f);
   long long differ = 0;
   for (std::size_t i = 0; i < want16.size(); ++i) differ += out16[i].bits != want16[i];
-  EXPECT_LE(differ, n * dim / 100) << "bf16 outputs: the same rounding but for float32 order ties";
+  EXPECT_LE(differ, rows * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
 
-  auto dx = random(n * dim, 4), dw = random(dim, 5);
+  auto dx = testing::random_uniform(rows * dim, 4), dw = testing::random_uniform(dim, 5);
   auto want_dx = dx, want_dw = dw;
-  run(n, [&] { dev::rmsnorm_backward_dx_kernel(dx.data(), dout.data(), x.data(), w.data(), rstd.data(), dim); });
-  cuda_emulation::launch(dim3((dim + kThreads - 1) / kThreads, (n + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk),
-                         dim3(kThreads), 0,
-                         [&] { dev::rmsnorm_backward_dw_kernel(dw.data(), dout.data(), x.data(), rstd.data(), n, dim); });
-  cpu.rmsnorm_backward(want_dx.data(), want_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), n, dim);
-  EXPECT_LT(relative_error(dx, want_dx), 1e-5);
-  EXPECT_LT(relative_error(dw, want_dw), 1e-5);
+  run(rows, [&] { dev::rmsnorm_backward_dx_kernel(dx.data(), dout.data(), x.data(), w.data(), rstd.data(), dim); });
+  cuda_emulation::launch(
+      dim3((dim + kThreads - 1) / kThreads, (n + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk), dim3(kThreads), 0,
+      [&] { dev::rmsnorm_backward_dw_kernel(dw.data(), dout.data(), x.data(), want_rstd.data(), n, dim); });
+  std::vector<float> ignored(n * dim, 0.0f);
+  std::vector<float> unused_dw(dim, 0.0f);
+  cpu.rmsnorm_backward(want_dx.data(), unused_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), rows, dim);
+  cpu.rmsnorm_backward(ignored.data(), want_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), n, dim);
+  EXPECT_LT(testing::relative_error(dx, want_dx), 1e-5);
+  EXPECT_LT(testing::relative_error(dw, want_dw), 1e-5);
 }
 
 // The element-wise kernels on bf16 and float32: RoPE in place on bf16 q/k (positions up to the
@@ -85,22 +77,23 @@ TEST(CudaKernelsEmulated, RmsNormForwardAndBackward) {
 TEST(CudaKernelsEmulated, RopeSwigluAndEmbedding) {
   const CpuKernels cpu;
   const long long n = 9, heads = 3, hd = 16, half = hd / 2, positions_max = 40;
-  const auto cos = random(positions_max * half, 1), sin = random(positions_max * half, 2);
+  const auto cos = testing::random_uniform(positions_max * half, 1),
+             sin = testing::random_uniform(positions_max * half, 2);
   const std::vector<std::int32_t> pos = {0, 1, 5, 39, 7, 7, 2, 30, 11};
-  const auto x = random(n * heads * hd, 3);
+  const auto x = testing::random_uniform(n * heads * hd, 3);
   std::vector<__nv_bfloat16> x16(x.size());
   std::vector<std::uint16_t> want16(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) x16[i] = __float2bfloat16_rn(x[i]), want16[i] = x16[i].bits;
-  run(blocks_for(n * heads * half), [&] {
-    dev::rope_kernel(x16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, 1.0f);
-  });
+  run(blocks_for(n * heads * half),
+      [&] { dev::rope_kernel(x16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, 1.0f); });
   cpu.rope_forward_bf16(want16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd);
   long long differ = 0;
   for (std::size_t i = 0; i < x.size(); ++i) differ += x16[i].bits != want16[i];
   EXPECT_LE(differ, static_cast<long long>(x.size()) / 50) << "rounding ties of float32 order only";
 
   const long long m = 1000;
-  const auto gate = random(m, 4, -4.0f, 4.0f), up = random(m, 5), dout = random(m, 6);
+  const auto gate = testing::random_uniform(m, 4, -4.0f, 4.0f), up = testing::random_uniform(m, 5),
+             dout = testing::random_uniform(m, 6);
   std::vector<__nv_bfloat16> g16(m), u16(m), out16(m, __nv_bfloat16{0xFFFF});
   std::vector<std::uint16_t> gb(m), ub(m), want_out(m);
   for (long long i = 0; i < m; ++i) {
@@ -113,28 +106,28 @@ TEST(CudaKernelsEmulated, RopeSwigluAndEmbedding) {
   for (long long i = 0; i < m; ++i) differ += out16[i].bits != want_out[i];
   EXPECT_LE(differ, m / 50);
   std::vector<float> dgate(m, NAN), dup(m, NAN), want_dgate(m), want_dup(m);
-  run(blocks_for(m), [&] { dev::swiglu_backward_kernel(dgate.data(), dup.data(), dout.data(), g16.data(), u16.data(), m); });
+  run(blocks_for(m),
+      [&] { dev::swiglu_backward_kernel(dgate.data(), dup.data(), dout.data(), g16.data(), u16.data(), m); });
   cpu.swiglu_backward_bf16(want_dgate.data(), want_dup.data(), dout.data(), gb.data(), ub.data(), m);
-  EXPECT_LT(relative_error(dgate, want_dgate), 1e-6);
-  EXPECT_LT(relative_error(dup, want_dup), 1e-6);
+  EXPECT_LT(testing::relative_error(dgate, want_dgate), 1e-6);
+  EXPECT_LT(testing::relative_error(dup, want_dup), 1e-6);
 
   const long long hidden = 24, vocab_start = 100, shard = 30;
   const std::vector<std::int32_t> ids = {100, 129, 130, 99, 105, 105, 105, 0, 128, 110, 110, 101};
   const long long count = static_cast<long long>(ids.size());
-  const auto table = random(shard * hidden, 7), grad = random(count * hidden, 8);
+  const auto table = testing::random_uniform(shard * hidden, 7), grad = testing::random_uniform(count * hidden, 8);
   std::vector<float> out(count * hidden, NAN), want(count * hidden);
-  run(blocks_for(count * hidden), [&] {
-    dev::embedding_forward_kernel(out.data(), ids.data(), table.data(), count, hidden, vocab_start, shard);
-  });
+  run(blocks_for(count * hidden),
+      [&] { dev::embedding_forward_kernel(out.data(), ids.data(), table.data(), count, hidden, vocab_start, shard); });
   cpu.embedding_forward(want.data(), ids.data(), table.data(), count, hidden, vocab_start, shard);
   EXPECT_EQ(out, want);
-  auto dtable = random(shard * hidden, 9);
+  auto dtable = testing::random_uniform(shard * hidden, 9);
   auto want_dtable = dtable;
   run(blocks_for(count * hidden), [&] {
     dev::embedding_backward_kernel(dtable.data(), ids.data(), grad.data(), count, hidden, vocab_start, shard);
   });
   cpu.embedding_backward(want_dtable.data(), ids.data(), grad.data(), count, hidden, vocab_start, shard);
-  EXPECT_LT(relative_error(dtable, want_dtable), 1e-6);
+  EXPECT_LT(testing::relative_error(dtable, want_dtable), 1e-6);
 }
 
 // Three tensors of a flat buffer with gaps between them, one without weight decay; the launch's
@@ -144,7 +137,8 @@ TEST(CudaKernelsEmulated, AdamWAndSumOfSquaresOverRangeTables) {
   const std::vector<Kernels::AdamWRange> ranges = {{3, 700, true}, {710, 5, false}, {800, 1300, true}};
   const long long size = 2200;
   const Kernels::AdamW h{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 7};
-  auto param = random(size, 1), grad = random(size, 2), m = random(size, 3), v = random(size, 4, 0.0f, 1.0f);
+  auto param = testing::random_uniform(size, 1), grad = testing::random_uniform(size, 2),
+       m = testing::random_uniform(size, 3), v = testing::random_uniform(size, 4, 0.0f, 1.0f);
   auto want_param = param, want_m = m, want_v = v;
   std::vector<dev::FlatRange> table;
   long long total = 0;
@@ -163,9 +157,9 @@ TEST(CudaKernelsEmulated, AdamWAndSumOfSquaresOverRangeTables) {
   });
   std::vector<std::uint16_t> want_copy(size, 0);
   cpu.adamw_update(want_param.data(), want_copy.data(), grad.data(), want_m.data(), want_v.data(), ranges.data(), 3, h);
-  EXPECT_LT(relative_error(param, want_param), 1e-6);
-  EXPECT_LT(relative_error(m, want_m), 1e-6);
-  EXPECT_LT(relative_error(v, want_v), 1e-6);
+  EXPECT_LT(testing::relative_error(param, want_param), 1e-6);
+  EXPECT_LT(testing::relative_error(m, want_m), 1e-6);
+  EXPECT_LT(testing::relative_error(v, want_v), 1e-6);
   // The bf16 copy of every updated parameter, bitwise; nothing written in the gaps.
   std::vector<bool> inside(size, false);
   for (const auto& r : ranges) std::fill(inside.begin() + r.offset, inside.begin() + r.offset + r.length, true);
@@ -173,9 +167,8 @@ TEST(CudaKernelsEmulated, AdamWAndSumOfSquaresOverRangeTables) {
     ASSERT_EQ(copy[i].bits, inside[i] ? f32_to_bf16(param[i]) : std::uint16_t{0}) << i;
   }
   double sum = 0.0;
-  run(blocks_for(total), [&] {
-    dev::sum_squares_kernel(&sum, grad.data(), table.data(), static_cast<int>(table.size()), total);
-  });
+  run(blocks_for(total),
+      [&] { dev::sum_squares_kernel(&sum, grad.data(), table.data(), static_cast<int>(table.size()), total); });
   std::vector<Kernels::Range> plain;
   for (const auto& r : ranges) plain.push_back({r.offset, r.length});
   EXPECT_NEAR(sum, cpu.sum_squares(grad.data(), plain.data(), 3), 1e-9 * sum);
@@ -186,21 +179,21 @@ TEST(CudaKernelsEmulated, AdamWAndSumOfSquaresOverRangeTables) {
 TEST(CudaKernelsEmulated, VocabParallelLogSoftmaxPieces) {
   const CpuKernels cpu;
   const long long n = 6, ld = 320, valid = 300, start = 1000;
-  auto logits = random(n * ld, 1, -8.0f, 8.0f);
+  auto logits = testing::random_uniform(n * ld, 1, -8.0f, 8.0f);
   const std::vector<std::int32_t> targets = {1000, 1299, 1150, 999, 1300, -1};
   std::vector<float> row_max(n, NAN), sumexp(n, NAN), target_logit(n, NAN), want_max(n), want_sum(n), want_target(n);
   run(n, [&] { dev::logits_max_kernel(row_max.data(), logits.data(), ld, valid); });
   run(n, [&] {
-    dev::logits_sumexp_target_kernel(sumexp.data(), target_logit.data(), logits.data(), row_max.data(),
-                                     targets.data(), ld, valid, start);
+    dev::logits_sumexp_target_kernel(sumexp.data(), target_logit.data(), logits.data(), row_max.data(), targets.data(),
+                                     ld, valid, start);
   });
   cpu.logits_max(want_max.data(), logits.data(), n, ld, valid);
   cpu.logits_sumexp_target(want_sum.data(), want_target.data(), logits.data(), want_max.data(), targets.data(), n, ld,
                            valid, start);
   EXPECT_EQ(row_max, want_max);
-  EXPECT_LT(relative_error(sumexp, want_sum), 1e-5);
+  EXPECT_LT(testing::relative_error(sumexp, want_sum), 1e-5);
   EXPECT_EQ(target_logit, want_target);
-  std::vector<float> lse(n), dlogprob = random(n, 2);
+  std::vector<float> lse(n), dlogprob = testing::random_uniform(n, 2);
   for (long long i = 0; i < n; ++i) lse[i] = want_max[i] + std::log(want_sum[i]);
   std::vector<float> dlogits(n * ld, NAN), want_dlogits(n * ld);
   run(n, [&] {
@@ -209,14 +202,14 @@ TEST(CudaKernelsEmulated, VocabParallelLogSoftmaxPieces) {
   });
   cpu.logprob_backward(want_dlogits.data(), logits.data(), lse.data(), targets.data(), dlogprob.data(), n, ld, valid,
                        start);
-  EXPECT_LT(relative_error(dlogits, want_dlogits), 1e-5);
+  EXPECT_LT(testing::relative_error(dlogits, want_dlogits), 1e-5);
 }
 
-// The cuBLAS attention path's pieces: the causal softmax of two heads' 37 x 37 scores, and
+// The cuBLAS attention path's pieces: the causal softmax of two heads' 21 x 21 scores, and
 // dS = P (dP - rowsum(P dP)), against the same formulas in double.
 TEST(CudaKernelsEmulated, CausalSoftmaxAndAttentionDs) {
-  const long long len = 37, heads = 2, square = len * len;
-  auto p = random(heads * square, 1, -4.0f, 4.0f);
+  const long long len = 21, heads = 2, square = len * len;
+  auto p = testing::random_uniform(heads * square, 1, -4.0f, 4.0f);
   const auto scores = p;
   cuda_emulation::launch(dim3(len, heads), dim3(kThreads), 0,
                          [&] { dev::causal_softmax_kernel(p.data(), len, len, 0, square); });
@@ -230,16 +223,17 @@ TEST(CudaKernelsEmulated, CausalSoftmaxAndAttentionDs) {
       for (long long j = 0; j < len; ++j) want[h * square + i * len + j] = j <= i ? std::exp(row[j] - m) / sum : 0.0;
     }
   }
-  EXPECT_LT(relative_error(p, want), 1e-6);
-  auto ds = random(heads * square, 2);
+  EXPECT_LT(testing::relative_error(p, want), 1e-6);
+  auto ds = testing::random_uniform(heads * square, 2);
   std::vector<float> want_ds(ds.size());
   for (long long r = 0; r < heads * len; ++r) {
     double dot = 0.0;
     for (long long j = 0; j < len; ++j) dot += static_cast<double>(p[r * len + j]) * ds[r * len + j];
     for (long long j = 0; j < len; ++j) want_ds[r * len + j] = p[r * len + j] * (ds[r * len + j] - dot);
   }
-  cuda_emulation::launch(dim3(len, heads), dim3(kThreads), 0, [&] { dev::attention_ds_kernel(ds.data(), p.data(), len); });
-  EXPECT_LT(relative_error(ds, want_ds), 1e-5);
+  cuda_emulation::launch(dim3(len, heads), dim3(kThreads), 0,
+                         [&] { dev::attention_ds_kernel(ds.data(), p.data(), len); });
+  EXPECT_LT(testing::relative_error(ds, want_ds), 1e-5);
 }
 
 // The sampler on a shard of 500 of a 2000-token vocabulary: processed logits (penalty, EOS ban,
@@ -248,7 +242,7 @@ TEST(CudaKernelsEmulated, CausalSoftmaxAndAttentionDs) {
 TEST(CudaKernelsEmulated, SamplerKernels) {
   const CpuKernels cpu;
   const long long n = 3, ld = 512, valid = 500, start = 1500;
-  auto logits = random(n * ld, 1, -5.0f, 5.0f);
+  auto logits = testing::random_uniform(n * ld, 1, -5.0f, 5.0f);
   logits[7] = logits[9];  // a tie in row 0
   const std::vector<std::int32_t> history = {1501, 1501, 1600, 3, 1999, 1700};
   const std::vector<long long> offsets = {0, 3, 4, 6};
@@ -270,7 +264,7 @@ TEST(CudaKernelsEmulated, SamplerKernels) {
   EXPECT_EQ(mx, want_mx);
   run(n, [&] { smp::row_sumexp_f64_kernel(se.data(), z.data(), valid, valid, mx.data(), nullptr, true); });
   cpu.row_sumexp_f64(want_se.data(), z.data(), n, valid, valid, want_mx.data(), nullptr, true);
-  EXPECT_LT(relative_error(se, want_se), 1e-12);
+  EXPECT_LT(testing::relative_error(se, want_se), 1e-12);
 
   const long long k = 5;
   std::vector<double> top(n * 2 * k, NAN), want_top(n * 2 * k);
@@ -292,7 +286,7 @@ TEST(CudaKernelsEmulated, SamplerKernels) {
     cpu.gumbel_argmax(want_score.data(), want_id.data(), z.data(), n, valid, threshold.data(), noisy, 42, ids64.data(),
                       positions64.data(), start);
     EXPECT_EQ(id, want_id) << (noisy ? "noisy" : "greedy");
-    EXPECT_LT(relative_error(score, want_score), 1e-12) << (noisy ? "noisy" : "greedy");
+    EXPECT_LT(testing::relative_error(score, want_score), 1e-12) << (noisy ? "noisy" : "greedy");
   }
 }
 

@@ -9,9 +9,9 @@
 
 #include <cmath>
 #include <cstdint>
-#include <random>
 #include <vector>
 
+#include "common/test_util.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 // clang-format off
@@ -25,13 +25,6 @@ namespace {
 namespace tc = cuda_detail::tensor_core;
 using bf16 = __nv_bfloat16;
 
-std::vector<float> random(std::size_t n, std::uint32_t seed) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(g);
-  return v;
-}
 std::vector<bf16> rounded(const std::vector<float>& x) {
   std::vector<bf16> out(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) out[i] = __float2bfloat16_rn(x[i]);
@@ -42,15 +35,6 @@ std::vector<float> widened(const std::vector<bf16>& x) {
   std::vector<float> out(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) out[i] = __bfloat162float(x[i]);
   return out;
-}
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0.0, den = 0.0;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;  // never written (outputs start as NaNs)
-    num += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(num / den);
 }
 
 struct Case {
@@ -64,8 +48,9 @@ void check_against_the_cpu(const Case& c) {
   const int heads = c.heads, kv_heads = c.kv_heads;
   const long long q_w = heads * HD, kv_w = kv_heads * HD;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
-  const auto q = rounded(random(rows * q_w, 1)), k = rounded(random(rows * kv_w, 2)), v = rounded(random(rows * kv_w, 3));
-  const auto dout = random(rows * q_w, 4);
+  const auto q = rounded(testing::random_uniform(rows * q_w, 1)), k = rounded(testing::random_uniform(rows * kv_w, 2)),
+             v = rounded(testing::random_uniform(rows * kv_w, 3));
+  const auto dout = testing::random_uniform(rows * q_w, 4);
   long long longest = 0;
   for (long long s = 0; s < seqs; ++s) longest = std::max(longest, c.cu[s + 1] - c.cu[s]);
   const unsigned blocks = static_cast<unsigned>((longest + tc::kBlock - 1) / tc::kBlock);
@@ -81,11 +66,11 @@ void check_against_the_cpu(const Case& c) {
   const std::vector<Index> cu(c.cu.begin(), c.cu.end());
   std::vector<std::uint16_t> want_out(rows * q_w);
   std::vector<float> probs(attention_probs_size(cu.data(), seqs, heads));
-  cpu.attention_forward_bf16(want_out.data(), probs.data(), bits(q), bits(k), bits(v), cu.data(), seqs, heads,
-                             kv_heads, HD);
+  cpu.attention_forward_bf16(want_out.data(), probs.data(), bits(q), bits(k), bits(v), cu.data(), seqs, heads, kv_heads,
+                             HD);
   std::vector<float> want_out32(want_out.size());
   for (std::size_t i = 0; i < want_out.size(); ++i) want_out32[i] = bf16_to_f32(want_out[i]);
-  const double out_error = relative_error(widened(out), want_out32);
+  const double out_error = testing::relative_error(widened(out), want_out32);
   EXPECT_LT(out_error, 1e-2);
 
   // The log-sum-exp per row and head, from the CPU's probabilities: log-sum-exp(s) = s_j - log p_j
@@ -107,15 +92,14 @@ void check_against_the_cpu(const Case& c) {
       }
     }
   }
-  const double lse_error = relative_error(lse, want_lse);
+  const double lse_error = testing::relative_error(lse, want_lse);
   EXPECT_LT(lse_error, 1e-4);
 
   // Backward: D, then the dQ and dK/dV passes; gradients poisoned.
   std::vector<float> delta(rows * heads, NAN), dq(rows * q_w, NAN), dk(rows * kv_w, NAN), dv(rows * kv_w, NAN);
   const long long rows_heads = rows * heads;
-  cuda_emulation::launch(dim3(static_cast<unsigned>((rows_heads + 7) / 8)), dim3(256), 0, [&] {
-    tc::tc_delta_kernel(delta.data(), dout.data(), out.data(), rows_heads, HD);
-  });
+  cuda_emulation::launch(dim3(static_cast<unsigned>((rows_heads + 7) / 8)), dim3(256), 0,
+                         [&] { tc::tc_delta_kernel(delta.data(), dout.data(), out.data(), rows_heads, HD); });
   cuda_emulation::launch(dim3(blocks, heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::DqShared<HD>), [&] {
     tc::tc_dq_kernel<HD>(dq.data(), dout.data(), q.data(), k.data(), v.data(), lse.data(), delta.data(), c.cu.data(),
                          heads, kv_heads, scale);
@@ -127,13 +111,13 @@ void check_against_the_cpu(const Case& c) {
   std::vector<float> want_dq(dq.size()), want_dk(dk.size()), want_dv(dv.size());
   cpu.attention_backward_bf16(want_dq.data(), want_dk.data(), want_dv.data(), dout.data(), bits(q), bits(k), bits(v),
                               want_out.data(), probs.data(), cu.data(), seqs, heads, kv_heads, HD);
-  const double dq_error = relative_error(dq, want_dq), dk_error = relative_error(dk, want_dk),
-               dv_error = relative_error(dv, want_dv);
+  const double dq_error = testing::relative_error(dq, want_dq), dk_error = testing::relative_error(dk, want_dk),
+               dv_error = testing::relative_error(dv, want_dv);
   EXPECT_LT(dq_error, 1e-2);
   EXPECT_LT(dk_error, 1e-2);
   EXPECT_LT(dv_error, 1e-2);
-  std::printf("  head_dim %d, heads %d/%d: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", HD, heads, kv_heads,
-              out_error, lse_error, dq_error, dk_error, dv_error);
+  std::printf("  head_dim %d, heads %d/%d: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", HD, heads, kv_heads, out_error,
+              lse_error, dq_error, dk_error, dv_error);
 
   // A prefill reads each sequence's keys and values elsewhere (its KV-cache slot, kv_starts):
   // the same output, bitwise, from a cache holding them in another order at other rows.
