@@ -12,6 +12,7 @@
 // gradients add up over micro-batches and over the several users of one activation.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "core/device.h"
@@ -225,6 +226,15 @@ class Kernels {
   struct AdamW {
     float lr, beta1, beta2, eps, weight_decay, grad_scale;
     std::int64_t step;
+    // The update's factors, every implementation the same: bias corrections in double, then
+    // float -- p <- p * decay - step_size * m / (sqrt(v) / bias2_sqrt + eps).
+    float step_size() const {
+      return lr / static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step)));
+    }
+    float bias2_sqrt() const {
+      return static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step))));
+    }
+    float decay() const { return 1.0f - lr * weight_decay; }
   };
   // A run of parameters and whether weight decay applies to it (not to norms, say).
   struct AdamWRange {

@@ -29,13 +29,10 @@ double CpuKernels::sum_squares(const float* x, const Range* ranges, Index count)
 
 void CpuKernels::adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m,
                               float* v, const AdamWRange* ranges, Index count, const AdamW& h) const {
-  const double t = static_cast<double>(h.step);
-  const auto bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
-  const auto bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(h.beta2), t)));
-  const float step_size = h.lr / bias1;
+  const float step_size = h.step_size(), bias2_sqrt = h.bias2_sqrt();
   const float b1 = h.beta1, b2 = h.beta2, eps = h.eps, scale = h.grad_scale;
   for (const AdamWRange& r : std::span(ranges, static_cast<std::size_t>(count))) {
-    const float decay = r.decay ? 1.0f - h.lr * h.weight_decay : 1.0f;
+    const float decay = r.decay ? h.decay() : 1.0f;
     float* p = param + r.offset;
     float* mr = m + r.offset;
     float* vr = v + r.offset;

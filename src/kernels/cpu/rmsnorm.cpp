@@ -3,15 +3,14 @@
 //   dx_j = r (dy_j w_j - x_j r^2 c),   dw_j = sum_rows dy_j x_j r.
 #include <cmath>
 
-#include "core/dtype.h"
+#include "kernels/cpu/bf16_buffers.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace spin::kernels {
 
 namespace {
 
-inline void store(float* out, float value) { *out = value; }
-inline void store(std::uint16_t* out, float value) { *out = f32_to_bf16(value); }
+using cpu::store;
 
 template <class Out>
 void rmsnorm_rows(Out* out, float* rstd, const float* x, const float* w, Index n, Index dim,

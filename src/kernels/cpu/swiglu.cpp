@@ -1,6 +1,6 @@
 // SwiGLU (Shazeer 2020) as in LlamaMLP: out = silu(gate) * up, silu(g) = g * sigmoid(g).
 // d silu / dg = s (1 + g (1 - s)) with s = sigmoid(g).
-#include "core/dtype.h"
+#include "kernels/cpu/bf16_buffers.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/vec_math.h"
 
@@ -8,10 +8,8 @@ namespace spin::kernels {
 
 namespace {
 
-inline float load(const float* x) { return *x; }
-inline float load(const std::uint16_t* x) { return bf16_to_f32(*x); }
-inline void store(float* out, float value) { *out = value; }
-inline void store(std::uint16_t* out, float value) { *out = f32_to_bf16(value); }
+using cpu::load;
+using cpu::store;
 
 template <class In, class Out>
 void swiglu_values(Out* out, const In* gate, const In* up, Index n) {

@@ -521,25 +521,6 @@ void CudaKernels::add_inplace(float* y, const float* x, Index n) const {
   SPIN_CUDA_CHECK_LAUNCH("add_inplace");
 }
 
-namespace {
-// The device table of `ranges` (FlatRange), uploaded on the stream; `total` gets the length of
-// the index space they form.
-bool decays(const Kernels::Range&) { return true; }
-bool decays(const Kernels::AdamWRange& r) { return r.decay; }
-
-template <class R>
-std::vector<FlatRange> flat_ranges(const R* ranges, Index count, long long& total) {
-  std::vector<FlatRange> table;
-  table.reserve(static_cast<std::size_t>(count));
-  total = 0;
-  for (Index i = 0; i < count; ++i) {
-    table.push_back({total, ranges[i].offset, decays(ranges[i]) ? 1 : 0});
-    total += ranges[i].length;
-  }
-  return table;
-}
-}  // namespace
-
 double CudaKernels::sum_squares(const float* x, const Range* ranges, Index count) const {
   long long n = 0;
   const std::vector<FlatRange> table = flat_ranges(ranges, count, n);
@@ -562,14 +543,10 @@ void CudaKernels::adamw_update(float* param, std::uint16_t* param_bf16, const fl
   const std::vector<FlatRange> table = flat_ranges(ranges, count, n);
   if (n == 0) return;
   const PooledBuffer device_table = upload(table.data(), table.size() * sizeof(FlatRange));
-  // Bias corrections in double and the factors in float, as the CPU kernel computes them.
-  const double t = static_cast<double>(h.step);
-  const auto bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
-  const auto bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(h.beta2), t)));
   adamw_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(
       param, reinterpret_cast<__nv_bfloat16*>(param_bf16), grad, m, v, device_table.as<FlatRange>(),
-      static_cast<int>(table.size()), n, h.lr / bias1, 1.0f - h.lr * h.weight_decay, h.beta1, h.beta2, h.eps,
-      h.grad_scale, bias2_sqrt);
+      static_cast<int>(table.size()), n, h.step_size(), h.decay(), h.beta1, h.beta2, h.eps, h.grad_scale,
+      h.bias2_sqrt());
   SPIN_CUDA_CHECK_LAUNCH("adamw");
 }
 

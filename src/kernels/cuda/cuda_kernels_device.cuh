@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cmath>
+#include <vector>
 
 #ifdef __CUDACC__
 #include <cuda_bf16.h>
@@ -91,6 +92,21 @@ struct FlatRange {
   long long offset;
   int decay;
 };
+// The kernels' table of `ranges` (Kernels::Range or AdamWRange), to upload; `total` gets the
+// length of the index space they form.
+inline bool decays(const Kernels::Range&) { return true; }
+inline bool decays(const Kernels::AdamWRange& r) { return r.decay; }
+template <class R>
+std::vector<FlatRange> flat_ranges(const R* ranges, Index count, long long& total) {
+  std::vector<FlatRange> table;
+  table.reserve(static_cast<std::size_t>(count));
+  total = 0;
+  for (Index i = 0; i < count; ++i) {
+    table.push_back({total, ranges[i].offset, decays(ranges[i]) ? 1 : 0});
+    total += ranges[i].length;
+  }
+  return table;
+}
 // The range holding index j, scanning on from range r (a thread's indices only grow in a
 // grid-stride loop, so the scans add up to at most `count` steps per thread).
 __device__ int range_of(const FlatRange* ranges, int count, int r, long long j) {

@@ -131,7 +131,7 @@ TEST(CudaKernelsEmulated, RopeSwigluAndEmbedding) {
 }
 
 // Three tensors of a flat buffer with gaps between them, one without weight decay; the launch's
-// table and factors as CudaKernels::adamw_update builds them.
+// table and factors as CudaKernels::adamw_update builds them (flat_ranges, AdamW's factors).
 TEST(CudaKernelsEmulated, AdamWAndSumOfSquaresOverRangeTables) {
   const CpuKernels cpu;
   const std::vector<Kernels::AdamWRange> ranges = {{3, 700, true}, {710, 5, false}, {800, 1300, true}};
@@ -140,20 +140,13 @@ TEST(CudaKernelsEmulated, AdamWAndSumOfSquaresOverRangeTables) {
   auto param = testing::random_uniform(size, 1), grad = testing::random_uniform(size, 2),
        m = testing::random_uniform(size, 3), v = testing::random_uniform(size, 4, 0.0f, 1.0f);
   auto want_param = param, want_m = m, want_v = v;
-  std::vector<dev::FlatRange> table;
   long long total = 0;
-  for (const auto& r : ranges) {
-    table.push_back({total, r.offset, r.decay ? 1 : 0});
-    total += r.length;
-  }
-  const double t = h.step;
-  const auto bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(h.beta1), t));
-  const auto bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(h.beta2), t)));
+  const std::vector<dev::FlatRange> table = dev::flat_ranges(ranges.data(), 3, total);
   std::vector<__nv_bfloat16> copy(size, __nv_bfloat16{0});
   run(blocks_for(total), [&] {
     dev::adamw_kernel(param.data(), copy.data(), grad.data(), m.data(), v.data(), table.data(),
-                      static_cast<int>(table.size()), total, h.lr / bias1, 1.0f - h.lr * h.weight_decay, h.beta1,
-                      h.beta2, h.eps, h.grad_scale, bias2_sqrt);
+                      static_cast<int>(table.size()), total, h.step_size(), h.decay(), h.beta1, h.beta2, h.eps,
+                      h.grad_scale, h.bias2_sqrt());
   });
   std::vector<std::uint16_t> want_copy(size, 0);
   cpu.adamw_update(want_param.data(), want_copy.data(), grad.data(), want_m.data(), want_v.data(), ranges.data(), 3, h);
