@@ -26,7 +26,7 @@ namespace po = boost::program_options;
 struct Options {
   ModelSize size;
   int seq = 128, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1;
-  bool distributed = false, overlap = false, recompute = false;
+  bool distributed = false, overlap = false, recompute = false, sequence_parallel = false;
   app::RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
@@ -45,7 +45,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("distributed-optimizer", po::bool_switch(&o.distributed), "ZeRO-1 optimizer")
       ("overlap-grad-reduce", po::bool_switch(&o.overlap), "each layer's DP all-reduce as soon as it is final")
-      ("recompute-activations", po::bool_switch(&o.recompute), "keep each layer's input only, recompute in the backward");
+      ("recompute-activations", po::bool_switch(&o.recompute), "keep each layer's input only, recompute in the backward")
+      ("sequence-parallel", po::bool_switch(&o.sequence_parallel), "split the residual stream's rows over the TP ranks");
   o.runtime.add_to(desc);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
 
@@ -64,6 +65,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   runtime.prepare(weights);
   model::Transformer transformer(config, dims, stage, grid.tp(), k);
   transformer.set_recompute_activations(o.recompute);
+  transformer.set_sequence_parallel(o.sequence_parallel);
   train::OptimizerConfig oc;
   oc.distributed = o.distributed;
   oc.overlap_grad_reduce = o.overlap;
@@ -135,8 +137,9 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     }
     std::printf("optimizer state per rank: %.1f MB (largest rank); parameters per rank: %.1f MB\n",
                 max_state_mb, static_cast<double>(weights.flat().nbytes()) / 1e6);
-    std::printf("activations (1F1B ring, rank 0): %.1f MB%s\n", activation_mb,
-                o.recompute ? " (recomputing every layer)" : "");
+    std::printf("activations (1F1B ring, rank 0): %.1f MB%s%s\n", activation_mb,
+                o.recompute ? " (recomputing every layer)" : "",
+                transformer.sequence_parallel() ? " (sequence parallel)" : "");
   }
   return 0;
 }

@@ -89,6 +89,12 @@ class Communicator {
     record(CommOp::AllGather, count * sizeof(T));
     all_gather_impl(send, recv, count, dtype_of<T>());
   }
+  // all_gather of bf16 values (their std::uint16_t storage, as Tensor::bf16() gives it): a copy,
+  // no arithmetic, so no reduction takes bf16.
+  void all_gather_bf16(const std::uint16_t* send, std::uint16_t* recv, std::size_t count) {
+    record(CommOp::AllGather, count * sizeof(std::uint16_t));
+    all_gather_impl(send, recv, count, DType::BF16);
+  }
   // send holds size() blocks of `count`; rank r receives the reduction of everyone's block r.
   // With recv == send (in place) the result lands in the first `count` elements of send.
   template <class T>

@@ -20,8 +20,15 @@ MPI_Datatype mpi_type(DType t) {
     case DType::I64: return MPI_INT64_T;
     case DType::U64: return MPI_UINT64_T;
     case DType::U8: return MPI_UINT8_T;
+    case DType::BF16: return MPI_UINT16_T;  // moved, never reduced (reduction_type)
     default: fail("MPI communicator: no MPI type for ", dtype_name(t));
   }
+}
+
+// The MPI type of a reduction's elements: bf16 has none (MPI would add the bit patterns).
+MPI_Datatype reduction_type(DType t) {
+  require(t != DType::BF16, "MPI communicator: no reduction of bf16 values");
+  return mpi_type(t);
 }
 
 MPI_Op mpi_op(ReduceOp op) {
@@ -91,7 +98,7 @@ class MpiCommunicator final : public Communicator {
     if (size_ == 1) return;
     char* base = static_cast<char*>(buffer);
     chunked(count, [&](std::size_t offset, int n) {
-      MPI_Allreduce(MPI_IN_PLACE, base + offset * dtype_size(type), n, mpi_type(type), mpi_op(op),
+      MPI_Allreduce(MPI_IN_PLACE, base + offset * dtype_size(type), n, reduction_type(type), mpi_op(op),
                     comm_);
     });
   }
@@ -99,7 +106,7 @@ class MpiCommunicator final : public Communicator {
                                               ReduceOp op) override {
     auto pending = std::make_unique<MpiPending>();
     if (size_ > 1) {
-      MPI_Iallreduce(MPI_IN_PLACE, buffer, checked_int(count, "iall_reduce"), mpi_type(type), mpi_op(op),
+      MPI_Iallreduce(MPI_IN_PLACE, buffer, checked_int(count, "iall_reduce"), reduction_type(type), mpi_op(op),
                      comm_, pending->request());
     }
     return pending;
@@ -113,7 +120,7 @@ class MpiCommunicator final : public Communicator {
   void reduce_scatter_impl(const void* send, void* recv, std::size_t count, DType type,
                            ReduceOp op) override {
     const int n = checked_int(count, "reduce_scatter");
-    MPI_Reduce_scatter_block(send == recv ? MPI_IN_PLACE : send, recv, n, mpi_type(type),
+    MPI_Reduce_scatter_block(send == recv ? MPI_IN_PLACE : send, recv, n, reduction_type(type),
                              mpi_op(op), comm_);
   }
   void broadcast_impl(void* buffer, std::size_t count, DType type, int root) override {

@@ -58,4 +58,29 @@ void scatter_to_tp_region_backward(Communicator& tp, const float* grad_local, fl
   all_gather_last_dim(tp, grad_local, grad_full, rows, cols);
 }
 
+void gather_from_sequence_parallel_forward(Communicator& tp, const float* local, float* full,
+                                           std::size_t count) {
+  tp.all_gather(local, full, count);
+}
+
+void gather_from_sequence_parallel_forward(Communicator& tp, const std::uint16_t* local,
+                                           std::uint16_t* full, std::size_t count) {
+  tp.all_gather_bf16(local, full, count);
+}
+
+void gather_from_sequence_parallel_backward(Communicator& tp, float* grad_full, float* grad_local,
+                                            std::size_t count) {
+  tp.reduce_scatter(grad_full, grad_local, count);
+}
+
+void reduce_scatter_to_sequence_parallel_forward(Communicator& tp, float* full, float* local,
+                                                 std::size_t count) {
+  tp.reduce_scatter(full, local, count);
+}
+
+void reduce_scatter_to_sequence_parallel_backward(Communicator& tp, const float* grad_local,
+                                                  float* grad_full, std::size_t count) {
+  tp.all_gather(grad_local, grad_full, count);
+}
+
 }  // namespace spin::parallel

@@ -33,7 +33,7 @@ struct PlanOptions {
   std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda", attention_backend = "auto";
   int tp = 1, pp = 1, dp = 1, gpus = 0, gpus_per_node = 8;
   std::int64_t micro_batch = 1, seq = 0, global_batch = 0, rollout_batch = 0;
-  bool distributed = false, ref_offload = false, recompute = false;
+  bool distributed = false, ref_offload = false, recompute = false, sequence_parallel = false;
 };
 
 std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
@@ -57,6 +57,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
       ("ref-offload", po::bool_switch(&o.ref_offload), "keep the reference weights in host memory")
       ("recompute-activations", po::bool_switch(&o.recompute),
        "keep only each layer's input under 1F1B (model.recompute_activations)")
+      ("sequence-parallel", po::bool_switch(&o.sequence_parallel),
+       "split the residual stream's rows over the TP ranks (model.sequence_parallel)")
       ("gpu-mem", po::value(&o.gpu_mem)->default_value(o.gpu_mem), "memory per GPU, e.g. 80GiB, 141GB")
       ("gpus", po::value(&o.gpus)->default_value(o.gpus), "GPUs to suggest layouts for (0: tp x pp x dp)")
       ("gpus-per-node", po::value(&o.gpus_per_node)->default_value(o.gpus_per_node), "tensor parallelism stays within a node")
@@ -88,7 +90,7 @@ void row(const char* label, const std::vector<train::StagePlan>& stages, std::in
 int run_plan(int argc, char** argv, parallel::Communicator& world) {
   std::optional<PlanOptions> options;
   train::PlanRequest request;
-  train::MemoryPlan plan, other, other_recompute;
+  train::MemoryPlan plan, other, other_recompute, other_split;
   std::int64_t capacity = 0;
   std::vector<train::LayoutFit> fits;
   parallel::run_collectively(world, [&] {
@@ -106,6 +108,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.distributed_optimizer = o.distributed;
     request.ref_offload = o.ref_offload;
     request.recompute_activations = o.recompute;
+    request.sequence_parallel = o.sequence_parallel;
     request.precision = o.device == "cpu" ? train::Precision::cpu() : train::Precision::cuda();
     if (parse_attention_backend(o.attention_backend) == AttentionBackend::Unfused) {
       request.precision.attention_probs = true;
@@ -119,6 +122,11 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     train::PlanRequest recomputed = request;
     recomputed.recompute_activations = !o.recompute;
     other_recompute = train::plan_memory(recomputed);
+    if (o.tp > 1) {
+      train::PlanRequest split = request;
+      split.sequence_parallel = !o.sequence_parallel;
+      other_split = train::plan_memory(split);
+    }
     train::PlanRequest base = request;
     base.pp_layers.clear();
     fits = train::fitting_layouts(base, o.gpus > 0 ? o.gpus : o.tp * o.pp * o.dp, o.gpus_per_node, capacity);
@@ -134,9 +142,10 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
               static_cast<long long>(c.hidden_size), static_cast<long long>(c.num_heads),
               static_cast<long long>(c.num_kv_heads), static_cast<long long>(c.vocab_size),
               c.tie_word_embeddings ? ", tied embeddings" : "");
-  std::printf("layout tp %d x pp %d x dp %d (%d ranks)%s; micro-batch %lld prompts (%lld sequences) x %lld tokens, "
+  std::printf("layout tp %d x pp %d x dp %d (%d ranks)%s%s; micro-batch %lld prompts (%lld sequences) x %lld tokens, "
               "%lld micro-batches per step, rollout %lld; %s\n\n",
               o.tp, o.pp, o.dp, o.tp * o.pp * o.dp, o.distributed ? ", distributed optimizer" : "",
+              o.sequence_parallel && o.tp > 1 ? ", sequence parallel" : "",
               static_cast<long long>(o.micro_batch), static_cast<long long>(2 * o.micro_batch),
               static_cast<long long>(o.seq), static_cast<long long>(plan.micro_batches),
               static_cast<long long>(o.rollout_batch > 0 ? o.rollout_batch : o.micro_batch),
@@ -177,6 +186,11 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
               train::format_bytes(other_recompute.peak()).c_str(),
               other_recompute.peak() <= capacity ? "fits" : "does not fit",
               train::format_bytes(other_recompute.stages.front().activations).c_str());
+  if (!other_split.stages.empty()) {
+    std::printf("with%s sequence parallelism: peak %s (%s; activations %s)\n", o.sequence_parallel ? "out" : "",
+                train::format_bytes(other_split.peak()).c_str(), other_split.peak() <= capacity ? "fits" : "does not fit",
+                train::format_bytes(other_split.stages.front().activations).c_str());
+  }
   const int gpus = o.gpus > 0 ? o.gpus : o.tp * o.pp * o.dp;
   if (fits.empty()) {
     std::printf("no layout of %d GPUs fits %s at this batch and sequence length\n", gpus, train::format_bytes(capacity).c_str());
@@ -185,9 +199,10 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
                 train::format_bytes(capacity).c_str());
     for (std::size_t i = 0; i < fits.size() && i < 8; ++i) {
       const train::LayoutFit& f = fits[i];
-      std::printf("  --tp %d --pp %d (dp %d)%s%s  peak %s\n", f.tp, f.pp, f.dp,
+      std::printf("  --tp %d --pp %d (dp %d)%s%s%s  peak %s\n", f.tp, f.pp, f.dp,
                   f.distributed_optimizer ? " --distributed-optimizer" : "",
-                  f.recompute_activations ? " --recompute-activations" : "", train::format_bytes(f.peak).c_str());
+                  f.recompute_activations ? " --recompute-activations" : "",
+                  o.sequence_parallel && f.tp > 1 ? " --sequence-parallel" : "", train::format_bytes(f.peak).c_str());
     }
   }
   std::printf("(the cuda figures are what the CUDA path allocates with --precision bf16; --device cpu gives "

@@ -52,6 +52,7 @@ struct SftOptions {
   bool distributed_optimizer = false;
   bool overlap_grad_reduce = false;
   bool recompute_activations = false;
+  bool sequence_parallel = false;
   int max_nonfinite = 10;
   std::uint64_t seed = 1234;
   bool no_shuffle = false;
@@ -101,6 +102,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("clip-grad", po::value(&o.clip_grad)->default_value(o.clip_grad), "max global gradient L2 norm (0: off)")
       ("recompute-activations", po::bool_switch(&o.recompute_activations),
        "keep only each layer's input for the backward and recompute the rest (one more forward)")
+      ("sequence-parallel", po::bool_switch(&o.sequence_parallel),
+       "split the residual stream's rows over the tensor-parallel ranks (1/tp of its activations)")
       ("overlap-grad-reduce", po::bool_switch(&o.overlap_grad_reduce),
        "start each layer's DP gradient all-reduce as soon as the backward is done with it")
       ("distributed-optimizer", po::bool_switch(&o.distributed_optimizer),
@@ -187,6 +190,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const kernels::Kernels& k = runtime.kernels();
   model::Transformer transformer(config, shard->dims, shard->stage, grid.tp(), k);
   transformer.set_recompute_activations(o.recompute_activations);
+  transformer.set_sequence_parallel(o.sequence_parallel);
   train::OptimizerConfig oc;
   oc.beta1 = o.beta1;
   oc.beta2 = o.beta2;

@@ -82,6 +82,8 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("model.attention_backend", &c.attention_backend, kAttentionBackendHelp);
   t.add("model.recompute_activations", &c.recompute_activations,
         "keep only each layer's input for the backward and recompute the rest (one more forward)");
+  t.add("model.sequence_parallel", &c.sequence_parallel,
+        "split the residual stream's rows over the tensor-parallel ranks (Megatron's sequence parallelism)");
   t.required("data.train", &c.train, "training JSONL: text pairs, chat messages, NeMo conversations or token ids");
   t.add("data.validation", &c.validation, "validation JSONL (same shapes; empty: none)");
   t.add("data.template", &c.prompt_template, "prompt template: chat or plain");

@@ -46,6 +46,7 @@ struct TrainConfig {
   std::string precision = "fp32";  // fp32 | bf16
   std::string attention_backend = "auto";  // auto | simt | unfused (GPUs)
   bool recompute_activations = false;
+  bool sequence_parallel = false;
   // [sampling]
   bool greedy = false;
   float temperature = 1.0f, top_p = 1.0f, repetition_penalty = 1.0f;

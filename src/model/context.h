@@ -2,6 +2,7 @@
 // this rank's share of it, the TP communicator, the kernels and the RoPE tables.
 #pragma once
 
+#include "core/tensor.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
 #include "model/rope.h"
@@ -18,12 +19,40 @@ struct ModelContext {
   const RopeTable& rope;
 };
 
+// Sequence parallelism (Megatron's --sequence-parallel), how a batch's rows are split: outside
+// the tensor-parallel regions -- the residual stream, the norms and their statistics -- TP rank
+// r holds rows [first, first + local) of the batch padded to `padded` = local x tp rows (the
+// pad rows, at the end, are zeros and never reach a product). Entering a column-parallel region
+// all-gathers the rows, leaving a row-parallel one reduce-scatters them: the all-reduce's bytes
+// on the wire, 1/tp of the stream's activations.
+struct SequenceSplit {
+  std::int64_t padded = 0;
+  std::int64_t local = 0;
+  std::int64_t first = 0;
+  Tensor full;  // scratch of [padded, hidden] floats on the kernels' device
+
+  // The split of `rows` over a TP group of `size` at `rank`, without its scratch.
+  static SequenceSplit of(std::int64_t rows, int size, int rank) {
+    SequenceSplit s;
+    s.local = (rows + size - 1) / size;
+    s.padded = s.local * size;
+    s.first = s.local * rank;
+    return s;
+  }
+};
+
 // The packed-batch geometry the layers need (see batch.h).
 struct BatchGeometry {
   std::int64_t rows = 0;
   std::int64_t num_seqs = 0;
   const std::int64_t* cu_seqlens = nullptr;
   const std::int32_t* positions = nullptr;
+  const SequenceSplit* split = nullptr;  // sequence parallelism; nullptr: every rank all rows
+
+  // Rows of the residual stream on this rank.
+  std::int64_t residual_rows() const { return split ? split->local : rows; }
+  // Rows of a norm's output, the input of the products: all of them, padded under a split.
+  std::int64_t gathered_rows() const { return split ? split->padded : rows; }
 };
 
 }  // namespace spin::model

@@ -4,7 +4,10 @@
 // with n1 = rmsnorm(x_in), n2 = rmsnorm(x_mid). q/k/v and gate/up are column-parallel (input
 // copied to the TP region: all-reduce of its gradient), o_proj and down_proj row-parallel
 // (output reduced from the TP region: all-reduce forward). Two all-reduces of [rows, hidden]
-// forward and two backward; nothing else crosses ranks.
+// forward and two backward; nothing else crosses ranks. Under sequence parallelism
+// (BatchGeometry::split) each all-reduce is a reduce-scatter and an all-gather around the
+// residual stream's rows, and the norms' weight gradients, each rank's from its own rows, are
+// all-reduced ([hidden] each).
 #pragma once
 
 #include "core/tensor.h"
@@ -25,9 +28,10 @@ struct LayerActivations {
   // bf16 alone (undefined above): only products and bf16-reading kernels consume them.
   Tensor n1_bf16, q_bf16, k_bf16, v_bf16, attn_bf16, n2_bf16, gate_bf16, up_bf16, act_bf16;
 
-  // Points the tensors at buffers for `rows` tokens and `probs_size` attention probabilities,
-  // reusing the previous allocation when it is large enough.
-  void allocate(const TpDims& d, std::int64_t rows, std::int64_t probs_size, Device device,
+  // Points the tensors at buffers for batch `b`'s rows (x_in, x_mid and the norms' statistics for
+  // b.residual_rows(), the norms' outputs for b.gathered_rows()) and `probs_size` attention
+  // probabilities, reusing the previous allocation when it is large enough.
+  void allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size, Device device,
                 bool mixed = false);
   std::size_t bytes() const { return workspace_.bytes() + workspace_bf16_.bytes(); }
 
@@ -49,7 +53,7 @@ struct KvCacheView {
 };
 
 // Reads acts.x_in, fills the rest of `acts`, writes the layer output to x_out (which may be
-// acts.x_in itself when the activations are not kept for a backward). With `cache`, the rows'
+// acts.x_in itself when the activations are not kept for a backward): b.residual_rows() rows. With `cache`, the rows'
 // keys and values are appended to it and attention runs over the cached prefix too
 // (generation; acts.probs is then not used and nothing is kept for a backward).
 void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
@@ -61,8 +65,10 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
 struct LayerGradScratch {
   Tensor d_residual, d_norm, d_attn, dq, dk, dv, d_act, d_gate, d_up;
   Tensor dy_bf16;  // mixed precision: bf16 of a product's output gradient (the widest)
-  // Reuses memory like LayerActivations.
-  void allocate(const TpDims& d, std::int64_t rows, Device device, bool mixed = false);
+  Tensor d_norm_weight;  // sequence parallelism: [hidden], a norm's weight gradient from this rank's rows
+  // Reuses memory like LayerActivations: d_residual for b.residual_rows(), d_norm for
+  // b.gathered_rows(), the rest for b.rows.
+  void allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed = false);
   std::size_t bytes() const { return workspace_.bytes() + workspace_bf16_.bytes(); }
 
  private:

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "model/tp_regions.h"
 #include "parallel/tp_mappings.h"
 
 namespace spin::model {
@@ -40,7 +41,11 @@ void Transformer::validate(const TokenBatch& batch) const {
 
 BatchGeometry Transformer::geometry(const Activations& a) const {
   return BatchGeometry{a.batch.rows(), a.batch.num_seqs(), a.batch.cu_seqlens.data(),
-                       a.arrays.positions.data<std::int32_t>()};
+                       a.arrays.positions.data<std::int32_t>(), a.sequence_parallel ? &a.split : nullptr};
+}
+
+std::int64_t Transformer::boundary_rows(const TokenBatch& batch) const {
+  return sequence_parallel() ? SequenceSplit::of(batch.rows(), ctx_.tp.size(), ctx_.tp.rank()).local : batch.rows();
 }
 
 void Transformer::start(const TokenBatch& batch, Activations& a) const {
@@ -63,13 +68,15 @@ void Transformer::check_stage_weights(const ModelWeights& w) const {
 
 void Transformer::stage_input(const ModelWeights& w, const Activations& a,
                               std::span<const float> input, float* x0) const {
-  const std::int64_t n = a.batch.rows();
+  const BatchGeometry b = geometry(a);
+  const std::int64_t n = b.residual_rows();
   const std::int64_t h = dims_.hidden;
   if (stage_.first) {
-    // Vocab-parallel embedding: each rank fills the rows of the ids it holds, zeros elsewhere.
-    ctx_.k.embedding_forward(x0, a.arrays.tokens.data<std::int32_t>(), w.embed_tokens.f32(), n,
-                             h, dims_.vocab_start, dims_.vocab_valid);
-    parallel::reduce_from_tp_region_forward(ctx_.tp, x0, static_cast<std::size_t>(n * h));
+    // Vocab-parallel embedding, a row-parallel region: each rank fills the rows of the ids it
+    // holds, zeros elsewhere.
+    ctx_.k.embedding_forward(row_parallel_partial(b, x0), a.arrays.tokens.data<std::int32_t>(),
+                             w.embed_tokens.f32(), b.rows, h, dims_.vocab_start, dims_.vocab_valid);
+    reduce_row_parallel(ctx_, b, x0);
   } else {
     require(static_cast<std::int64_t>(input.size()) == n * h, "pipeline stage input has ",
             input.size(), " floats, expected ", n, " x ", h);
@@ -105,31 +112,43 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
                                    std::span<const float> input) const {
   check_stage_weights(w);
   start(batch, a);
+  const std::int64_t n = batch.rows();
+  const std::int64_t h = dims_.hidden;
+  a.sequence_parallel = sequence_parallel();
+  if (a.sequence_parallel) {
+    a.split = SequenceSplit::of(n, ctx_.tp.size(), ctx_.tp.rank());
+    a.split.full = a.split_storage.carve(device(), {{a.split.padded, h}})[0];
+  }
   const BatchGeometry b = geometry(a);
-  const std::int64_t n = b.rows;
   const std::int64_t probs_size =
       ctx_.k.attention_saved_size(b.cu_seqlens, b.num_seqs, dims_.heads, dims_.head_dim);
   a.for_backward = for_backward;
   a.recompute = for_backward && recompute_;
   a.layers.resize(static_cast<std::size_t>(for_backward && !a.recompute ? stage_.count() : 1));
   const bool mixed = w.has_bf16();
-  for (LayerActivations& la : a.layers) la.allocate(dims_, n, probs_size, device(), mixed);
+  for (LayerActivations& la : a.layers) la.allocate(dims_, b, probs_size, device(), mixed);
   if (a.recompute) {
-    std::vector<Shape> shapes(static_cast<std::size_t>(stage_.count() + 1), Shape{n, dims_.hidden});
+    std::vector<Shape> shapes(static_cast<std::size_t>(stage_.count() + 1), Shape{b.residual_rows(), h});
     a.layer_inputs = a.recompute_storage.carve(device(), shapes);
     a.recompute_output = a.layer_inputs.back();
     a.layer_inputs.pop_back();
   }
-  if (stage_.last) {
-    a.head.allocate(dims_, n, device(), mixed);
-  } else {
-    a.stage_output = a.output_storage.carve(device(), {{n, dims_.hidden}})[0];
-  }
+  if (stage_.last) a.head.allocate(dims_, n, device(), mixed);
+  // The last stage's layers write the head's input directly, unless their rows are split.
+  const bool head_input = stage_.last && !a.sequence_parallel;
+  if (!head_input) a.stage_output = a.output_storage.carve(device(), {{b.residual_rows(), h}})[0];
   stage_input(w, a, input, (a.recompute ? a.layer_inputs[0] : a.layers[0].x_in).f32());
-  run_layers(w, b, a, stage_.last ? a.head.x.f32() : a.stage_output.f32(), nullptr, {});
+  run_layers(w, b, a, head_input ? a.head.x.f32() : a.stage_output.f32(), nullptr, {});
 
   ForwardResult r;
   if (!stage_.last) return r;
+  if (a.sequence_parallel) {
+    // The head runs on every row (its vocab-parallel products need them all): gather them.
+    const Tensor& full = a.split.full;
+    parallel::gather_from_sequence_parallel_forward(ctx_.tp, a.stage_output.f32(), full.f32(),
+                                                    static_cast<std::size_t>(a.split.local * h));
+    a.head.x.copy_from(full.view(0, {n, h}));
+  }
   lm_head_forward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, a.arrays.targets.data<std::int32_t>(),
                   a.head);
   r.token_logprobs = to_host<float>(a.head.logprob);
@@ -171,11 +190,12 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   }
   start(batch, a);
   a.arrays.upload_generation(cache_rows, last, device());
+  a.sequence_parallel = false;  // generation's rows are few: not worth splitting
   const BatchGeometry b = geometry(a);
   a.for_backward = false;
   a.recompute = false;
   a.layers.resize(1);
-  a.layers[0].allocate(dims_, n, 0, device(), w.has_bf16());
+  a.layers[0].allocate(dims_, b, 0, device(), w.has_bf16());
   a.stage_output = a.output_storage.carve(device(), {{n, h}})[0];
   stage_input(w, a, input, a.layers[0].x_in.f32());
   const KvCacheView where{nullptr, nullptr, cache.bf16(), cache.capacity(),
@@ -197,7 +217,8 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
   require(a.for_backward, "backward needs the activations of a forward with for_backward");
   const BatchGeometry b = geometry(a);
   const std::int64_t n = b.rows;
-  a.grad.allocate(dims_, n, device(), w.has_bf16());
+  const std::int64_t h = dims_.hidden;
+  a.grad.allocate(dims_, b, device(), w.has_bf16());
   float* dx = a.grad.d_residual.f32();
 
   if (stage_.last) {
@@ -210,12 +231,23 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
     }
     copy_bytes(a.head.dlogprob.raw(), device(), dlogprob.data(), Device::Cpu,
                a.head.dlogprob.nbytes());
-    lm_head_backward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, grads.norm, grads.lm_head,
-                     a.arrays.targets.data<std::int32_t>(), a.head, a.grad.d_residual);
+    if (a.sequence_parallel) {
+      // The head's input gradient is whole on every rank (lm_head_backward all-reduces it before
+      // the final norm): the gather's backward keeps this rank's rows, zeros for the pad rows.
+      const SequenceSplit& s = a.split;
+      const Tensor full = s.full.view(0, {n, h});
+      lm_head_backward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, grads.norm, grads.lm_head,
+                       a.arrays.targets.data<std::int32_t>(), a.head, full);
+      const std::int64_t mine = std::clamp<std::int64_t>(n - s.first, 0, s.local);
+      a.grad.d_residual.view(0, {mine, h}).copy_from(full.view(s.first * h, {mine, h}));
+      a.grad.d_residual.view(mine * h, {s.local - mine, h}).zero_();
+    } else {
+      lm_head_backward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, grads.norm, grads.lm_head,
+                       a.arrays.targets.data<std::int32_t>(), a.head, a.grad.d_residual);
+    }
   } else {
-    require(static_cast<std::int64_t>(grad.size()) == n * dims_.hidden,
-            "pipeline stage output gradient has ", grad.size(), " floats, expected ", n, " x ",
-            dims_.hidden);
+    require(static_cast<std::int64_t>(grad.size()) == b.residual_rows() * h,
+            "pipeline stage output gradient has ", grad.size(), " floats, expected ", b.residual_rows(), " x ", h);
     copy_bytes(dx, device(), grad.data(), device(), grad.size_bytes());
   }
   for (std::int64_t l = stage_.count() - 1; l >= 0; --l) {
@@ -231,10 +263,10 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
     if (layer_done) layer_done(l);
   }
   if (!stage_.first) return;  // dx is input_grad() for the previous stage
-  // The embedding's forward all-reduce is reduce_from: identity backward, each rank scatters
-  // the full gradient into the rows it holds.
-  ctx_.k.embedding_backward(grads.embed_tokens.f32(), a.arrays.tokens.data<std::int32_t>(), dx,
-                            n, dims_.hidden, dims_.vocab_start, dims_.vocab_valid);
+  // The embedding's rows come out of a row-parallel region: each rank scatters the gradient
+  // of every row (dx, or under a split the rows all-gathered) into the vocabulary rows it holds.
+  ctx_.k.embedding_backward(grads.embed_tokens.f32(), a.arrays.tokens.data<std::int32_t>(),
+                            row_parallel_grad(ctx_, b, dx), n, h, dims_.vocab_start, dims_.vocab_valid);
 }
 
 }  // namespace spin::model

@@ -48,13 +48,18 @@ struct Activations {
   Workspace recompute_storage;
   HeadActivations head;                  // last stage only
   Tensor stage_output;  // [rows, hidden]: output for the next stage (not on the last, unless
-                        // generating)
+                        // generating or under sequence parallelism)
+  // Sequence parallelism: how this batch's rows are split (`split.full` in split_storage).
+  bool sequence_parallel = false;
+  SequenceSplit split;
+  Workspace split_storage;
   LayerGradScratch grad;                 // backward scratch; d_residual ends as input_grad()
   Workspace output_storage;
 
   // Bytes of every buffer above but the batch's (what spin plan's activation figures count).
   std::size_t bytes() const {
-    std::size_t total = head.bytes() + grad.bytes() + output_storage.bytes() + recompute_storage.bytes();
+    std::size_t total = head.bytes() + grad.bytes() + output_storage.bytes() + recompute_storage.bytes() +
+                        split_storage.bytes();
     for (const LayerActivations& l : layers) total += l.bytes();
     return total;
   }
@@ -88,8 +93,21 @@ class Transformer {
   void set_recompute_activations(bool on) { recompute_ = on; }
   bool recompute_activations() const { return recompute_; }
 
+  // Sequence parallelism (Megatron's --sequence-parallel) for forward() and backward(): outside
+  // the tensor-parallel regions each TP rank holds 1/tp of the batch's rows (SequenceSplit), so
+  // the residual stream, the norms and their statistics, what a stage passes to the next and
+  // recomputation's kept inputs shrink by tp; each TP all-reduce becomes a reduce-scatter plus
+  // an all-gather (the same bytes), and the norms' weight gradients are all-reduced. The same
+  // results up to float rounding. Generation (forward_cached) does not split its rows. No
+  // effect at tp 1.
+  void set_sequence_parallel(bool on) { sequence_parallel_ = on; }
+  bool sequence_parallel() const { return sequence_parallel_ && ctx_.tp.size() > 1; }
+  // Rows of the hidden states this stage takes from the previous stage and gives to the next
+  // for `batch` (times hidden floats): all of them, or under sequence parallelism this rank's.
+  std::int64_t boundary_rows(const TokenBatch& batch) const;
+
   // Runs this stage on `batch`. The first stage embeds the tokens; any other reads `input`, the
-  // previous stage's output (rows x hidden floats). The last stage returns the log-probabilities;
+  // previous stage's output (boundary_rows(batch) x hidden floats). The last stage returns the log-probabilities;
   // any other leaves its output in acts.stage_output and returns an empty result. With
   // `for_backward` the activations of every layer stay in `acts` for backward(); without, one
   // set of buffers is reused layer after layer (scoring). Throws spin::Error for token ids
@@ -110,7 +128,7 @@ class Transformer {
                       std::span<const float> input = {}) const;
 
   // Accumulates into `grads` the gradient of the loss. `grad` is, on the last stage, d loss /
-  // d sequence_logprobs (one per sequence); on any other, d loss / d stage_output (rows x hidden
+  // d sequence_logprobs (one per sequence); on any other, d loss / d stage_output (boundary rows x hidden
   // floats). Consumes `saved` (the logits buffer is reused for their gradient). Afterwards, on
   // every stage but the first, input_grad(saved) holds d loss / d input for the previous stage.
   // `layer_done(l)`, when given, is called as soon as this call has finished accumulating into
@@ -140,6 +158,7 @@ class Transformer {
   RopeTable rope_;
   ModelContext ctx_;
   bool recompute_ = false;
+  bool sequence_parallel_ = false;
 };
 
 }  // namespace spin::model

@@ -40,18 +40,34 @@ struct Elements {
   Elements operator+(const Elements& o) const { return {act + o.act, f32 + o.f32}; }
 };
 
+// A micro-batch's rows: `all` for the products and attention; the residual stream's and the
+// norms' outputs' (model/context.h SequenceSplit): the same, or under sequence parallelism this
+// rank's share, rounded up, and that times tp.
+struct Rows {
+  std::int64_t all = 0, residual = 0, gathered = 0;
+  bool split = false;
+  Rows(std::int64_t rows, int tp, bool sequence_parallel)
+      : all(rows), residual(rows), gathered(rows), split(sequence_parallel && tp > 1) {
+    if (!split) return;
+    residual = (rows + tp - 1) / tp;
+    gathered = residual * tp;
+  }
+};
+
 // One layer's buffers (model/decoder_layer.h LayerActivations) for `rows` tokens in `seqs`
 // sequences of `seq` tokens. With `attention_state` (a forward over whole sequences, not
 // generation) attention keeps its probabilities (`keep_probs`) or a log-sum-exp per head and row.
 // Everything but the residual stream and the norms' statistics -- both norms' outputs, q, k, v,
 // the attention output, the MLP's gate, up and SwiGLU -- is at the activation size (bf16 with
 // bf16 products); the rest is float32.
-Elements layer_activations(const model::TpDims& d, std::int64_t rows, std::int64_t seqs, std::int64_t seq,
+Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t seqs, std::int64_t seq,
                            bool keep_probs, bool attention_state) {
+  const std::int64_t rows = r.all;
   Elements e;
-  e.act = 2 * aligned(rows * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
+  e.act = 2 * aligned(r.gathered * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
           3 * aligned(rows * d.intermediate);
-  e.f32 = 2 * aligned(rows * d.hidden) + 2 * aligned(rows);  // residual in and mid, the norms' 1/rms
+  // Residual in and mid, the norms' 1/rms.
+  e.f32 = 2 * aligned(r.residual * d.hidden) + 2 * aligned(r.residual);
   if (!attention_state) return e;
   e.f32 += keep_probs ? aligned(seqs * seq * seq * d.heads) : aligned(rows * d.heads);
   return e;
@@ -66,11 +82,22 @@ Elements head_activations(const model::TpDims& d, std::int64_t rows, bool bf16_p
 
 // The backward's scratch (LayerGradScratch), shared by the layers of one micro-batch: float32,
 // and with bf16 products the bf16 of one product's output gradient (the widest).
-Elements grad_scratch(const model::TpDims& d, std::int64_t rows, bool bf16_products) {
+Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products) {
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
+  const std::int64_t rows = r.all;
   return {bf16_products ? aligned(rows * widest) : 0,
-          2 * aligned(rows * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
-              3 * aligned(rows * d.intermediate)};
+          aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + 2 * aligned(rows * d.q_width()) +
+              2 * aligned(rows * d.kv_width()) + 3 * aligned(rows * d.intermediate) + (r.split ? aligned(d.hidden) : 0)};
+}
+
+// What a stage's forward keeps besides its layers: the head (last stage), the output sent on
+// (or, under sequence parallelism, the last stage's rows before the head gathers them), and the
+// split's full-rows scratch.
+Elements stage_end(const model::TpDims& d, const Rows& r, bool last, bool bf16_products) {
+  Elements e = last ? head_activations(d, r.all, bf16_products) : Elements{};
+  if (!last || r.split) e.f32 += aligned(r.residual * d.hidden);
+  if (r.split) e.f32 += aligned(r.gathered * d.hidden);
+  return e;
 }
 
 }  // namespace
@@ -142,14 +169,15 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // Training: every layer's activations, the head (last stage) or the output sent on, and the
     // backward's scratch, for each micro-batch in flight.
     const bool mixed = p.bf16_products;
-    const Elements layer = layer_activations(d, rows, seqs, r.seq, attention_keeps_probs(p, d.head_dim), true);
-    const Elements end = layers.last ? head_activations(d, rows, mixed) : Elements{0, aligned(rows * d.hidden)};
-    const Elements scratch = grad_scratch(d, rows, mixed);
+    const Rows split(rows, r.tp, r.sequence_parallel);
+    const Elements layer = layer_activations(d, split, seqs, r.seq, attention_keeps_probs(p, d.head_dim), true);
+    const Elements end = stage_end(d, split, layers.last, mixed);
+    const Elements scratch = grad_scratch(d, split, mixed);
     // With recomputation a micro-batch keeps each layer's input and one set of layer buffers
     // (plus the recomputed forward's output) instead of every layer's.
     const Elements kept =
         r.recompute_activations
-            ? Elements{0, (s.layers + 1) * aligned(rows * d.hidden)} + layer
+            ? Elements{0, (s.layers + 1) * aligned(split.residual * d.hidden)} + layer
             : Elements{layer.act * s.layers, layer.f32 * s.layers};
     s.activations_per_micro_batch = kept.bytes(p) + end.bytes(p) + scratch.bytes(p);
     s.micro_batches_in_flight = static_cast<int>(std::min<std::int64_t>(r.pp - stage, plan.micro_batches));
@@ -160,7 +188,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // buffers for the largest call (a whole rollout's prefill, at most).
     s.kv_cache = 2 * s.layers * rollout * r.seq * d.kv_width() * p.activation;
     const std::int64_t prefill = rollout * r.seq;
-    s.generation = layer_activations(d, prefill, rollout, r.seq, false, false).bytes(p) +
+    s.generation = layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false).bytes(p) +
                    Elements{0, aligned(prefill * d.hidden)}.bytes(p) +
                    (layers.last ? head_activations(d, rollout, mixed).bytes(p) : 0);
     plan.stages.push_back(s);

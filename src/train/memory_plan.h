@@ -58,6 +58,7 @@ struct PlanRequest {
   bool distributed_optimizer = false;
   bool ref_offload = false;             // reference kept in host memory (cuda only)
   bool recompute_activations = false;   // layers keep their input only (model::Transformer)
+  bool sequence_parallel = false;       // rows split between the TP regions (model::Transformer)
   Precision precision = Precision::cuda();
 };
 

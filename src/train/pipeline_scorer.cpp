@@ -13,7 +13,7 @@ class ScoringStage final : public parallel::PipelineStage {
 
   Device device() const override { return t_.device(); }
   std::size_t boundary_size(int mb) const override {
-    return static_cast<std::size_t>(batches_[static_cast<std::size_t>(mb)].rows() * t_.dims().hidden);
+    return static_cast<std::size_t>(t_.boundary_rows(batches_[static_cast<std::size_t>(mb)]) * t_.dims().hidden);
   }
   std::span<const float> forward(int mb, std::span<const float> input) override {
     const model::ForwardResult r =

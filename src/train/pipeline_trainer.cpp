@@ -43,7 +43,7 @@ class ModelStage final : public parallel::PipelineStage {
 
   Device device() const override { return t_.device(); }
   std::size_t boundary_size(int mb) const override {
-    return static_cast<std::size_t>(batch(mb).rows() * t_.dims().hidden);
+    return static_cast<std::size_t>(t_.boundary_rows(batch(mb)) * t_.dims().hidden);
   }
 
   std::span<const float> forward(int mb, std::span<const float> input) override {

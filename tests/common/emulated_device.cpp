@@ -107,6 +107,10 @@ void DeviceAwareCommunicator::all_reduce_impl(void* buffer, std::size_t count, D
 void DeviceAwareCommunicator::all_gather_impl(const void* send, void* recv, std::size_t count, DType type) {
   void* r = host(recv, count * static_cast<std::size_t>(size()), type);
   void* s = host(send, count, type);  // in place: inside recv, untagged alike
+  if (type == DType::BF16) {
+    inner_->all_gather_bf16(static_cast<const std::uint16_t*>(s), static_cast<std::uint16_t*>(r), count);
+    return;
+  }
   typed(type, r, [&](auto* p) { inner_->all_gather(static_cast<decltype(p)>(s), p, count); });
 }
 void DeviceAwareCommunicator::reduce_scatter_impl(const void* send, void* recv, std::size_t count, DType type,

@@ -91,6 +91,23 @@ def case_layouts(args, tmp):
     assert os.path.exists(os.path.join(out4, "iteration_2", "byte_tokenizer.json"))
     assert "[spin]" in open(os.path.join(out4, "config.ini")).read()
     print("1 rank and TP 2 x PP 2: %d metric lines and %d tensors agree" % (len(a), len(wa)))
+    # model.sequence_parallel: the rows split between the TP regions -- the same run up to the
+    # rounding of the norms' weight gradients (summed per rank, then over ranks).
+    sp = os.path.join(tmp, "sequence_parallel")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", sp,
+                          "--parallel.tp", "2", "--parallel.pp", "2", "--model.sequence_parallel", "true"], 4)
+    c = metrics(os.path.join(sp, "metrics.jsonl"))
+    assert len(c) == len(b), (len(c), len(b))
+    for x, y in zip(b, c):
+        for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "generated_length_mean"]:
+            assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
+    wc = read_safetensors(os.path.join(sp, "iteration_2", "model.safetensors"))
+    for name in wb:
+        num = sum((p - q) ** 2 for p, q in zip(wb[name], wc[name]))
+        den = sum(q * q for q in wb[name])
+        assert math.sqrt(num / den) < 1e-5, name
+    assert "sequence_parallel = true" in open(os.path.join(sp, "config.ini")).read()
+    print("model.sequence_parallel at TP 2 x PP 2: metrics and weights agree with the run without")
     # spin.ref_offload: the reference kept apart and swapped into the policy's buffers for its
     # work -- the same run, bitwise.
     off = os.path.join(tmp, "offload")

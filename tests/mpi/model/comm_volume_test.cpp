@@ -1,5 +1,6 @@
 // Run with 2 ranks. What a TP = 2 model sends, counted by the communicator: exactly the
-// all-reduces of the design (docs/parallelism.md), and never a gather of logits.
+// all-reduces of the design (docs/parallelism.md) -- with sequence parallelism the
+// reduce-scatters and all-gathers that replace them -- and never a gather of logits.
 #include <gtest/gtest.h>
 
 #include "common/test_util.h"
@@ -24,19 +25,28 @@ void expect_only_all_reduces(const parallel::CommStats& s, std::uint64_t calls,
   }
 }
 
+// A 3-layer tiny model at TP 2 and a batch of 16 rows (hidden 16).
+struct Tp2Model {
+  parallel::ProcessGrid grid{spin::testing::mpi_world(), {2, 1, 0}};
+  ModelConfig config = testing::tiny_config(three_layers());
+  TpDims dims = tp_dims(config, grid.tp_rank(), grid.tp_size());
+  kernels::CpuKernels cpu;
+  ModelWeights weights{config, dims};
+  Transformer transformer{config, dims, grid.tp(), cpu};
+  TokenBatch batch = TokenBatch::pack({{testing::random_ids(10, 37, 1), 1}, {testing::random_ids(6, 37, 2), 2}});
+
+  Tp2Model() { testing::init_tiny_weights(weights, 5); }
+  static testing::TinyShape three_layers() {
+    testing::TinyShape shape;
+    shape.layers = 3;
+    return shape;
+  }
+};
+
 TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesignedAllReduces) {
-  parallel::ProcessGrid grid(spin::testing::mpi_world(), {2, 1, 0});
+  Tp2Model m;
+  auto& [grid, config, dims, cpu, weights, transformer, batch] = m;
   ASSERT_EQ(grid.tp_size(), 2);
-  testing::TinyShape shape;
-  shape.layers = 3;
-  const ModelConfig config = testing::tiny_config(shape);
-  const TpDims dims = tp_dims(config, grid.tp_rank(), grid.tp_size());
-  const kernels::CpuKernels cpu;
-  ModelWeights weights(config, dims);
-  testing::init_tiny_weights(weights, 5);
-  const Transformer transformer(config, dims, grid.tp(), cpu);
-  const TokenBatch batch = TokenBatch::pack({{testing::random_ids(10, 37, 1), 1},
-                                             {testing::random_ids(6, 37, 2), 2}});
   const std::uint64_t n = 16, h = 16, f = sizeof(float);
   const std::uint64_t activation = n * h * f;
 
@@ -46,7 +56,7 @@ TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesigned
   const BatchGeometry geometry{batch.rows(), batch.num_seqs(), batch.cu_seqlens.data(),
                                batch.positions.data()};
   LayerActivations acts;
-  acts.allocate(dims, batch.rows(),
+  acts.allocate(dims, geometry,
                 kernels::attention_probs_size(batch.cu_seqlens.data(), 2, dims.heads),
                 Device::Cpu);
   std::vector<float> out(n * h);
@@ -55,7 +65,7 @@ TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesigned
   expect_only_all_reduces(grid.tp().stats(), 2, 2 * activation, "one layer forward");
   ModelWeights grads(config, dims);
   LayerGradScratch scratch;
-  scratch.allocate(dims, batch.rows(), Device::Cpu);
+  scratch.allocate(dims, geometry, Device::Cpu);
   grid.tp().reset_stats();
   decoder_layer_backward(ctx, weights.layers[0], grads.layers[0], geometry, acts, scratch, out.data());
   expect_only_all_reduces(grid.tp().stats(), 2, 2 * activation, "one layer backward");
@@ -70,6 +80,45 @@ TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesigned
   grid.tp().reset_stats();
   transformer.backward(weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
   expect_only_all_reduces(grid.tp().stats(), 1 + 2 * 3, activation * (1 + 2 * 3), "model backward");
+}
+
+// Sequence parallelism: every activation all-reduce becomes a reduce-scatter of the
+// [rows, hidden] partial sums and an all-gather of this rank's rows (half of them at TP 2);
+// the norms' weight gradients add an all-reduce of [hidden] each; the head's all-reduces stay.
+TEST(TensorParallelCommunication, SequenceParallelismReduceScattersAndGathersInsteadOfAllReducing) {
+  Tp2Model m;
+  auto& [grid, config, dims, cpu, weights, transformer, batch] = m;
+  transformer.set_sequence_parallel(true);
+  const std::uint64_t n = 16, h = 16, f = sizeof(float);
+  const std::uint64_t activation = n * h * f, half = activation / 2;
+  const auto expect = [](const parallel::CommStats& s, std::uint64_t gathers, std::uint64_t gather_bytes,
+                         std::uint64_t scatters, std::uint64_t scatter_bytes, std::uint64_t reduces,
+                         std::uint64_t reduce_bytes, const char* what) {
+    EXPECT_EQ(s.calls_of(CommOp::AllGather), gathers) << what;
+    EXPECT_EQ(s.bytes_of(CommOp::AllGather), gather_bytes) << what;
+    EXPECT_EQ(s.calls_of(CommOp::ReduceScatter), scatters) << what;
+    EXPECT_EQ(s.bytes_of(CommOp::ReduceScatter), scatter_bytes) << what;
+    EXPECT_EQ(s.calls_of(CommOp::AllReduce), reduces) << what;
+    EXPECT_EQ(s.bytes_of(CommOp::AllReduce), reduce_bytes) << what;
+    for (CommOp op : {CommOp::Broadcast, CommOp::Send, CommOp::Recv, CommOp::Barrier}) {
+      EXPECT_EQ(s.calls_of(op), 0u) << what << ": unexpected " << parallel::comm_op_name(op);
+    }
+  };
+  // Forward: the embedding's reduce-scatter, per layer two of each, the head's gather of the
+  // rows and its two all-reduces (row max; sum-exp with the target logit).
+  grid.tp().reset_stats();
+  Activations saved;
+  transformer.forward(weights, batch, saved, true);
+  expect(grid.tp().stats(), 2 * 3 + 1, (2 * 3 + 1) * half, 1 + 2 * 3, (1 + 2 * 3) * activation, 2,
+         n * f + 2 * n * f, "model forward");
+  // Backward: the head's input gradient (all-reduced whole, then each rank keeps its rows), per
+  // layer two gathers, two reduce-scatters and the two norms' weight gradients, the
+  // embedding's gather.
+  ModelWeights grads(config, dims);
+  grid.tp().reset_stats();
+  transformer.backward(weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
+  expect(grid.tp().stats(), 2 * 3 + 1, (2 * 3 + 1) * half, 2 * 3, 2 * 3 * activation, 1 + 2 * 3,
+         activation + 2 * 3 * h * f, "model backward");
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 // Run with 4 ranks. The central property of tensor parallelism: TP = 2 and TP = 4 give the
-// log-probabilities and (gathered) gradients of TP = 1, to 1e-5 relative.
+// log-probabilities and (gathered) gradients of TP = 1, to 1e-5 relative -- with and without
+// sequence parallelism (rows split between the TP regions, pad rows included), in float32 and
+// with bf16 products.
 #include <gtest/gtest.h>
 
 #include "common/test_util.h"
@@ -50,12 +52,22 @@ std::vector<float> gather(const ShardedTensor& t, parallel::Communicator& tp) {
   return full;
 }
 
-Run run(const ModelConfig& config, parallel::Communicator& tp) {
+struct Options {
+  bool sequence_parallel = false;
+  bool recompute = false;
+  bool mixed = false;  // bf16 products
+};
+
+Run run(const ModelConfig& config, parallel::Communicator& tp, const Options& o = {}) {
   const TpDims dims = tp_dims(config, tp.rank(), tp.size());
   const kernels::CpuKernels cpu;
   ModelWeights weights(config, dims);
   testing::init_tiny_weights(weights, 21);
-  const Transformer transformer(config, dims, tp, cpu);
+  if (o.mixed) weights.enable_bf16(cpu);
+  Transformer transformer(config, dims, tp, cpu);
+  transformer.set_sequence_parallel(o.sequence_parallel);
+  transformer.set_recompute_activations(o.recompute);
+  EXPECT_EQ(transformer.sequence_parallel(), o.sequence_parallel && tp.size() > 1);
   Activations acts;
   Run out;
   out.token_logprobs =
@@ -74,12 +86,12 @@ Run run(const ModelConfig& config, parallel::Communicator& tp) {
   return out;
 }
 
-void expect_same_as_tp1(const testing::TinyShape& shape, int tp) {
+void expect_same_as_tp1(const testing::TinyShape& shape, int tp, const Options& o = {}) {
   const ModelConfig config = testing::tiny_config(shape);
   parallel::SelfCommunicator self;
-  const Run reference = run(config, self);
+  const Run reference = run(config, self, {false, false, o.mixed});
   parallel::ProcessGrid grid(mpi_world(), {tp, 1, 0});
-  const Run parallel_run = run(config, grid.tp());
+  const Run parallel_run = run(config, grid.tp(), o);
 
   testing::expect_close(parallel_run.token_logprobs, reference.token_logprobs, 1e-5, 1e-6,
                         "token logprobs");
@@ -108,6 +120,23 @@ TEST(TensorParallel, MatchesOneRankWithTiedEmbeddings) {
   shape.kv_heads = 4;
   shape.tie = true;
   for (int tp : {2, 4}) expect_same_as_tp1(shape, tp);
+}
+
+// The batch's 27 rows split 14 + 13 (one pad row) at TP 2 and 7 + 7 + 7 + 6 at TP 4.
+TEST(SequenceParallel, MatchesOneRankAtTp2AndTp4WithPadRows) {
+  testing::TinyShape shape;
+  shape.kv_heads = 4;
+  for (int tp : {2, 4}) {
+    SCOPED_TRACE("tp " + std::to_string(tp));
+    expect_same_as_tp1(shape, tp, {.sequence_parallel = true});
+  }
+}
+
+TEST(SequenceParallel, MatchesOneRankWithTiedEmbeddingsRecomputationAndBf16Products) {
+  testing::TinyShape shape;
+  shape.tie = true;  // 2 kv heads: TP 2
+  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .recompute = true});
+  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true});
 }
 
 TEST(TensorParallel, GroupedQueryAttentionSplitsKvHeadsAtTp2AndRefusesFewerKvHeadsThanRanks) {

@@ -3,8 +3,8 @@
 // (tests/common/emulated_device.h), its collectives through an emulated CUDA-aware
 // communicator. SPIN steps (generation with hidden states sent down the pipe, 1F1B, the tied
 // embedding's all-reduce, ZeRO-1's reduce-scatter and all-gather of device buffers, the
-// reference sync) on TP 2 x PP 2, PP 2 x DP 2 (ZeRO-1, tied embeddings) and TP 2 x DP 2 (bf16
-// products) must equal the same run with host memory and the CPU kernels bitwise: the same
+// reference sync) on TP 2 x PP 2, PP 2 x DP 2 (ZeRO-1, tied embeddings), TP 2 x DP 2 (bf16
+// products) and TP 2 x PP 2 (bf16, sequence parallelism: bf16 rows all-gathered) must equal the same run with host memory and the CPU kernels bitwise: the same
 // arithmetic, the same reductions, in the same order.
 #include <gtest/gtest.h>
 
@@ -23,13 +23,14 @@ struct DeviceRun {
 };
 
 DeviceRun run(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tie, bool mixed,
-        const kernels::Kernels* device_kernels) {
+              bool sequence_parallel, const kernels::Kernels* device_kernels) {
   SpinConfig config = testing::short_spin_config();
   config.generation.sampling.top_p = 0.9f;
   testing::TinyShape shape;
   shape.layers = 4;
   shape.tie = tie;
   testing::SpinSetup s(world, layout, config, shape, distributed, testing::spin_examples(16), device_kernels);
+  s.transformer.set_sequence_parallel(sequence_parallel);
   if (mixed) {
     s.policy.enable_bf16(s.k);
     s.reference.enable_bf16(s.k);
@@ -51,18 +52,20 @@ DeviceRun run(parallel::Communicator& world, parallel::Layout layout, bool distr
 TEST(DeviceLayouts, EmulatedGpusEqualTheCpuRunBitwise) {
   struct Case {
     parallel::Layout layout;
-    bool distributed, tie, mixed;
+    bool distributed, tie, mixed, sequence_parallel;
   };
-  for (const Case& c : {Case{{2, 2, 1}, false, false, false}, Case{{1, 2, 2}, true, true, false},
-                        Case{{2, 1, 2}, false, false, true}}) {
+  for (const Case& c : {Case{{2, 2, 1}, false, false, false, false}, Case{{1, 2, 2}, true, true, false, false},
+                        Case{{2, 1, 2}, false, false, true, false}, Case{{2, 2, 1}, false, false, true, true}}) {
     const std::string what = cat("tp ", c.layout.tp, ", pp ", c.layout.pp, ", dp ", c.layout.dp,
-                                 c.distributed ? ", ZeRO-1" : "", c.tie ? ", tied" : "", c.mixed ? ", bf16" : "");
+                                 c.distributed ? ", ZeRO-1" : "", c.tie ? ", tied" : "", c.mixed ? ", bf16" : "",
+                                 c.sequence_parallel ? ", sequence parallel" : "");
     SCOPED_TRACE(what);
-    const DeviceRun want = run(testing::mpi_world(), c.layout, c.distributed, c.tie, c.mixed, nullptr);
+    const DeviceRun want =
+        run(testing::mpi_world(), c.layout, c.distributed, c.tie, c.mixed, c.sequence_parallel, nullptr);
     testing::EmulatedDeviceMemory memory;
     const testing::EmulatedKernels kernels(memory);
     testing::DeviceAwareCommunicator world(memory, testing::mpi_world());
-    const DeviceRun got = run(world, c.layout, c.distributed, c.tie, c.mixed, &kernels);
+    const DeviceRun got = run(world, c.layout, c.distributed, c.tie, c.mixed, c.sequence_parallel, &kernels);
     EXPECT_EQ(got.metrics, want.metrics);
     ASSERT_EQ(got.weights.size(), want.weights.size());
     for (std::size_t t = 0; t < got.weights.size(); ++t) {

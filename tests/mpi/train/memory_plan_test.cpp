@@ -36,9 +36,9 @@ Precision cpu_bf16() {
 }
 
 void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied,
-           bool mixed = false, bool recompute = false) {
+           bool mixed = false, bool recompute = false, bool sequence_parallel = false) {
   SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, distributed ? " distributed" : "", tied ? " tied" : "",
-                   mixed ? " bf16" : "", recompute ? " recompute" : ""));
+                   mixed ? " bf16" : "", recompute ? " recompute" : "", sequence_parallel ? " sequence parallel" : ""));
   SpinConfig spin;
   spin.kl_penalty = {0.5};
   spin.global_batch = 8;
@@ -54,6 +54,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   shape.tie = tied;
   testing::SpinSetup s(world, layout, spin, shape, distributed, fixed_length_examples(16));
   s.transformer.set_recompute_activations(recompute);
+  s.transformer.set_sequence_parallel(sequence_parallel);
   if (mixed) {
     s.policy.enable_bf16(s.k);
     s.reference.enable_bf16(s.k);
@@ -73,6 +74,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   request.distributed_optimizer = distributed;
   request.precision = mixed ? cpu_bf16() : Precision::cpu();
   request.recompute_activations = recompute;
+  request.sequence_parallel = sequence_parallel;
   const MemoryPlan plan = plan_memory(request);
   ASSERT_EQ(plan.stages.size(), static_cast<std::size_t>(request.pp));
   const StagePlan& p = plan.stages[static_cast<std::size_t>(s.grid.pp_rank())];
@@ -121,6 +123,16 @@ TEST(MemoryPlan, MixedPrecisionFiguresEqualTheAllocations) {
   check(world, {2, 2, 1}, false, false, true);
   check(world, {1, 2, 2}, true, true, true);
   check(world, {1, 1, 4}, false, false, true);
+}
+
+// Sequence parallelism: the residual stream, the norms' statistics, the stage outputs and the
+// recomputation's kept inputs at 1/tp of the rows, the norms' outputs gathered, the full-rows
+// scratch.
+TEST(MemoryPlan, SequenceParallelFiguresEqualTheAllocations) {
+  auto& world = testing::mpi_world();
+  check(world, {2, 2, 1}, false, false, false, false, true);
+  check(world, {2, 1, 2}, true, true, true, false, true);
+  check(world, {2, 2, 1}, false, false, true, true, true);
 }
 
 }  // namespace
