@@ -29,7 +29,10 @@ struct SequenceSplit {
   std::int64_t padded = 0;
   std::int64_t local = 0;
   std::int64_t first = 0;
-  Tensor full;  // scratch of [padded, hidden] floats on the kernels' device
+  // Scratch on the kernels' device, shared by the layers: [padded, hidden] floats (a row-parallel
+  // product's partial sums, a gathered gradient), and the products' input gathered from every
+  // rank's norm output ([padded, hidden], float32 or with bf16 products bf16).
+  Tensor full, gathered;
 
   // The split of `rows` over a TP group of `size` at `rank`, without its scratch.
   static SequenceSplit of(std::int64_t rows, int size, int rank) {

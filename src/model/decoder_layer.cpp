@@ -14,15 +14,15 @@ namespace p = spin::parallel;
 void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size,
                                 Device device, bool mixed) {
   const std::int64_t rows = b.rows;
-  const Shape residual{b.residual_rows(), d.hidden}, per_row{b.residual_rows()},
-      hidden{b.gathered_rows(), d.hidden}, q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()},
-      mlp{rows, d.intermediate};
+  // The residual stream and the norms' outputs: this rank's rows (all of them but under a split).
+  const Shape hidden{b.residual_rows(), d.hidden}, per_row{b.residual_rows()}, q_shape{rows, d.q_width()},
+      kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate};
   // Mixed precision: everything but the residual stream, the norms' statistics and the
   // attention's saved values only in bf16 -- only products and bf16-reading kernels read them.
   const Shape none{0};
   const auto f32 = [&](const Shape& s) { return mixed ? none : s; };
-  const auto t = workspace_.carve(device, {residual, f32(hidden), per_row, f32(q_shape), f32(kv_shape),
-                                   f32(kv_shape), {probs_size}, f32(q_shape), residual, f32(hidden), per_row,
+  const auto t = workspace_.carve(device, {hidden, f32(hidden), per_row, f32(q_shape), f32(kv_shape),
+                                   f32(kv_shape), {probs_size}, f32(q_shape), hidden, f32(hidden), per_row,
                                    f32(mlp), f32(mlp), f32(mlp)});
   x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = t[10];
   if (mixed) {
@@ -50,57 +50,6 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
 }
 
 namespace {
-
-// This rank's rows of a norm's output: all of them, or under a split its slice of the
-// gathered buffer (which the all-gather then fills in place). Undefined stays undefined.
-Tensor own_rows(const Tensor& t, const BatchGeometry& b, std::int64_t h) {
-  if (!t.defined() || !b.split) return t;
-  return t.view(b.split->first * h, {b.split->local, h});
-}
-
-// The input of a column-parallel region, rmsnorm(x) for the products (float32, or its bf16
-// alone): each rank normalises the residual rows it holds; under a split the rows are then
-// all-gathered, otherwise they are already all there (copy_to: identity forward).
-void norm_into_column_parallel(const ModelContext& ctx, const BatchGeometry& b, const Tensor& out,
-                               const Tensor& out16, float* rstd, const float* x, const Tensor& w) {
-  const std::int64_t h = ctx.dims.hidden;
-  rmsnorm_for_products(ctx, own_rows(out, b, h), own_rows(out16, b, h), rstd, x, w, b.residual_rows());
-  if (!b.split) {
-    p::copy_to_tp_region_forward(ctx.tp, products_input(out, out16), static_cast<std::size_t>(b.rows * h));
-    return;
-  }
-  const auto count = static_cast<std::size_t>(b.split->local * h);
-  const std::int64_t mine = b.split->first * h;
-  if (out16.defined()) {
-    p::gather_from_sequence_parallel_forward(ctx.tp, out16.bf16() + mine, out16.bf16(), count);
-  } else {
-    p::gather_from_sequence_parallel_forward(ctx.tp, out.f32() + mine, out.f32(), count);
-  }
-}
-
-// norm_into_column_parallel's backward. d_norm holds this rank's products' gradient of the
-// norm output (the batch's rows); the sum over the TP group of it -- all of it, or under a split
-// this rank's rows -- goes through the norm: dx += the input gradient, dw += the weight gradient.
-// Under a split each rank's weight gradient covers its rows only: all-reduced ([hidden]).
-void column_parallel_norm_backward(const ModelContext& ctx, const BatchGeometry& b, LayerGradScratch& s,
-                                   float* dx, const Tensor& dw, const float* x, const Tensor& w,
-                                   const float* rstd) {
-  const auto& k = ctx.k;
-  const std::int64_t h = ctx.dims.hidden;
-  float* d_norm = s.d_norm.f32();
-  if (!b.split) {
-    p::copy_to_tp_region_backward(ctx.tp, d_norm, static_cast<std::size_t>(b.rows * h));
-    k.rmsnorm_backward(dx, dw.f32(), d_norm, x, w.f32(), rstd, b.rows, h);
-    return;
-  }
-  const SequenceSplit& split = *b.split;
-  s.d_norm.view(b.rows * h, {split.padded - b.rows, h}).zero_();
-  p::gather_from_sequence_parallel_backward(ctx.tp, d_norm, d_norm, static_cast<std::size_t>(split.local * h));
-  s.d_norm_weight.zero_();
-  k.rmsnorm_backward(dx, s.d_norm_weight.f32(), d_norm, x, w.f32(), rstd, split.local, h);
-  ctx.tp.all_reduce(s.d_norm_weight.f32(), static_cast<std::size_t>(h));
-  k.add_inplace(dw.f32(), s.d_norm_weight.f32(), h);
-}
 
 // RoPE on q and k in place, then causal attention into attn: over the batch's own rows, or
 // with a cache, over the cached prefix too after the rows' keys and values are appended to it.
@@ -180,10 +129,11 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   const std::int64_t residual = b.residual_rows() * h;
 
   // Attention half.
-  norm_into_column_parallel(ctx, b, a.n1, a.n1_bf16, a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
-  linear_forward_into(ctx, a.q, a.q_bf16, a.n1, a.n1_bf16, w.q_proj, w.bf16.q_proj, n, h, d.q_width());
-  linear_forward_into(ctx, a.k, a.k_bf16, a.n1, a.n1_bf16, w.k_proj, w.bf16.k_proj, n, h, d.kv_width());
-  linear_forward_into(ctx, a.v, a.v_bf16, a.n1, a.n1_bf16, w.v_proj, w.bf16.v_proj, n, h, d.kv_width());
+  const ColumnInput in1 =
+      norm_into_column_parallel(ctx, b, a.n1, a.n1_bf16, a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
+  linear_forward_into(ctx, a.q, a.q_bf16, in1.x, in1.x16, w.q_proj, w.bf16.q_proj, n, h, d.q_width());
+  linear_forward_into(ctx, a.k, a.k_bf16, in1.x, in1.x16, w.k_proj, w.bf16.k_proj, n, h, d.kv_width());
+  linear_forward_into(ctx, a.v, a.v_bf16, in1.x, in1.x16, w.v_proj, w.bf16.v_proj, n, h, d.kv_width());
   self_attention_forward(ctx, b, a, cache);
   linear_forward(ctx, row_parallel_partial(b, a.x_mid.f32()), a.attn, a.attn_bf16, w.o_proj, w.bf16.o_proj, n,
                  d.q_width(), h, true);
@@ -191,10 +141,11 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   k.add_inplace(a.x_mid.f32(), a.x_in.f32(), residual);
 
   // MLP half. x_out may alias x_in, which is no longer read from here on.
-  norm_into_column_parallel(ctx, b, a.n2, a.n2_bf16, a.rstd2.f32(), a.x_mid.f32(), w.post_attention_layernorm);
-  linear_forward_into(ctx, a.gate, a.gate_bf16, a.n2, a.n2_bf16, w.gate_proj, w.bf16.gate_proj, n, h,
+  const ColumnInput in2 =
+      norm_into_column_parallel(ctx, b, a.n2, a.n2_bf16, a.rstd2.f32(), a.x_mid.f32(), w.post_attention_layernorm);
+  linear_forward_into(ctx, a.gate, a.gate_bf16, in2.x, in2.x16, w.gate_proj, w.bf16.gate_proj, n, h,
                       d.intermediate);
-  linear_forward_into(ctx, a.up, a.up_bf16, a.n2, a.n2_bf16, w.up_proj, w.bf16.up_proj, n, h, d.intermediate);
+  linear_forward_into(ctx, a.up, a.up_bf16, in2.x, in2.x16, w.up_proj, w.bf16.up_proj, n, h, d.intermediate);
   if (a.act_bf16.defined()) {
     k.swiglu_forward_bf16(a.act_bf16.bf16(), a.gate_bf16.bf16(), a.up_bf16.bf16(), n * d.intermediate);
   } else {
@@ -224,12 +175,13 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   } else {
     k.swiglu_backward(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate);
   }
-  linear_backward(ctx, s.d_norm.f32(), g.gate_proj.f32(), s.d_gate.f32(), s.dy_bf16, a.n2,
-                  a.n2_bf16, w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, false);
-  linear_backward(ctx, s.d_norm.f32(), g.up_proj.f32(), s.d_up.f32(), s.dy_bf16, a.n2,
-                  a.n2_bf16, w.up_proj, w.bf16.up_proj, n, h, d.intermediate, true);
+  const ColumnInput in2 = column_input(ctx, b, a.n2, a.n2_bf16);
+  linear_backward(ctx, s.d_norm.f32(), g.gate_proj.f32(), s.d_gate.f32(), s.dy_bf16, in2.x, in2.x16,
+                  w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, false);
+  linear_backward(ctx, s.d_norm.f32(), g.up_proj.f32(), s.d_up.f32(), s.dy_bf16, in2.x, in2.x16,
+                  w.up_proj, w.bf16.up_proj, n, h, d.intermediate, true);
   // The residual branch keeps dx; the norm adds its part: dx becomes d/d x_mid.
-  column_parallel_norm_backward(ctx, b, s, dx, g.post_attention_layernorm, a.x_mid.f32(),
+  column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx, g.post_attention_layernorm, a.x_mid.f32(),
                                 w.post_attention_layernorm, a.rstd2.f32());
 
   // Attention half.
@@ -237,14 +189,15 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   linear_backward(ctx, s.d_attn.f32(), g.o_proj.f32(), d_o, s.dy_bf16, a.attn, a.attn_bf16,
                   w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
   self_attention_backward(ctx, b, a, s);
-  linear_backward(ctx, s.d_norm.f32(), g.q_proj.f32(), s.dq.f32(), s.dy_bf16, a.n1, a.n1_bf16,
+  const ColumnInput in1 = column_input(ctx, b, a.n1, a.n1_bf16);
+  linear_backward(ctx, s.d_norm.f32(), g.q_proj.f32(), s.dq.f32(), s.dy_bf16, in1.x, in1.x16,
                   w.q_proj, w.bf16.q_proj, n, h, d.q_width(), false);
-  linear_backward(ctx, s.d_norm.f32(), g.k_proj.f32(), s.dk.f32(), s.dy_bf16, a.n1, a.n1_bf16,
+  linear_backward(ctx, s.d_norm.f32(), g.k_proj.f32(), s.dk.f32(), s.dy_bf16, in1.x, in1.x16,
                   w.k_proj, w.bf16.k_proj, n, h, d.kv_width(), true);
-  linear_backward(ctx, s.d_norm.f32(), g.v_proj.f32(), s.dv.f32(), s.dy_bf16, a.n1, a.n1_bf16,
+  linear_backward(ctx, s.d_norm.f32(), g.v_proj.f32(), s.dv.f32(), s.dy_bf16, in1.x, in1.x16,
                   w.v_proj, w.bf16.v_proj, n, h, d.kv_width(), true);
-  column_parallel_norm_backward(ctx, b, s, dx, g.input_layernorm, a.x_in.f32(), w.input_layernorm,
-                                a.rstd1.f32());
+  column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx, g.input_layernorm, a.x_in.f32(),
+                                w.input_layernorm, a.rstd1.f32());
 }
 
 }  // namespace spin::model

@@ -28,8 +28,8 @@ struct LayerActivations {
   // bf16 alone (undefined above): only products and bf16-reading kernels consume them.
   Tensor n1_bf16, q_bf16, k_bf16, v_bf16, attn_bf16, n2_bf16, gate_bf16, up_bf16, act_bf16;
 
-  // Points the tensors at buffers for batch `b`'s rows (x_in, x_mid and the norms' statistics for
-  // b.residual_rows(), the norms' outputs for b.gathered_rows()) and `probs_size` attention
+  // Points the tensors at buffers for batch `b`'s rows (the residual stream, the norms' outputs
+  // and statistics for b.residual_rows(), the rest for b.rows) and `probs_size` attention
   // probabilities, reusing the previous allocation when it is large enough.
   void allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size, Device device,
                 bool mixed = false);

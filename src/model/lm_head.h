@@ -1,7 +1,9 @@
 // The vocab-parallel LM head and token log-probabilities (Megatron's parallel LM logits +
 // _VocabParallelCrossEntropy, without the loss reduction). Each rank multiplies by its rows of
 // the head and never sees the full logits; per token only three scalars cross ranks, in two
-// all-reduces: the row max (max), then sum exp(logit - max) and the target's logit (sum).
+// all-reduces: the row max (max), then sum exp(logit - max) and the target's logit (sum). The
+// final norm sits before a column-parallel region like the layers' norms: under sequence
+// parallelism it normalises this rank's rows and gathers them (model/tp_regions.h).
 #pragma once
 
 #include "core/tensor.h"
@@ -10,6 +12,8 @@
 
 namespace spin::model {
 
+// Rows as BatchGeometry counts them: x, normed and rstd hold the residual rows, d_normed the
+// gathered rows, the rest one entry per row of the batch.
 struct HeadActivations {
   Tensor x;         // [rows, hidden]: the last layer's output (input of the final norm)
   Tensor normed;    // [rows, hidden]; undefined in mixed precision (normed_bf16 alone)
@@ -20,12 +24,13 @@ struct HeadActivations {
   Tensor logprob;   // [rows]: log p(target), 0 where there is none
   Tensor dlogprob;  // [rows]: d loss / d logprob (backward input)
   Tensor d_normed;  // [rows, hidden]: backward scratch
+  Tensor d_norm_weight;  // sequence parallelism: [hidden], the norm's weight gradient from this rank's rows
   // Mixed precision: the final norm's output in bf16 (the product's input, written by the norm)
   // and the bf16 of the logits' gradient.
   Tensor normed_bf16, dlogits_bf16;
 
   // On `device`; reuses the previous allocation when it is large enough.
-  void allocate(const TpDims& d, std::int64_t rows, Device device, bool mixed = false);
+  void allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed = false);
   std::size_t bytes() const { return workspace_.bytes() + workspace_bf16_.bytes(); }
 
  private:
@@ -39,18 +44,18 @@ struct HeadWeights {
   const Tensor& head_bf16;  // undefined: float32 products
 };
 
-// acts.logits = lm_head(rmsnorm(acts.x)): this rank's vocabulary shard of the logits.
-void lm_head_logits(const ModelContext& ctx, const HeadWeights& w, HeadActivations& acts);
+// acts.logits = lm_head(rmsnorm(acts.x)): this rank's vocabulary shard of the logits of the b.rows
+// rows.
+void lm_head_logits(const ModelContext& ctx, const HeadWeights& w, const BatchGeometry& b, HeadActivations& acts);
 
 // lm_head_logits, then acts.logprob[i] = log softmax(logits_i)[targets[i]], and 0 where
 // targets[i] < 0. Identical on every TP rank. `targets` is on the kernels' device.
-void lm_head_forward(const ModelContext& ctx, const HeadWeights& w, const std::int32_t* targets,
-                     HeadActivations& acts);
+void lm_head_forward(const ModelContext& ctx, const HeadWeights& w, const BatchGeometry& b,
+                     const std::int32_t* targets, HeadActivations& acts);
 
 // From acts.dlogprob[i] = d loss / d logprob[i]: accumulates the head and norm weight gradients
-// and writes d loss / d x into dx ([rows, hidden]). Overwrites acts.logits with its gradient.
-void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, Tensor& norm_grad,
-                      Tensor& head_grad, const std::int32_t* targets, HeadActivations& acts,
-                      const Tensor& dx);
+// and writes d loss / d x into dx (the residual rows). Overwrites acts.logits with its gradient.
+void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, const BatchGeometry& b, Tensor& norm_grad,
+                      Tensor& head_grad, const std::int32_t* targets, HeadActivations& acts, const Tensor& dx);
 
 }  // namespace spin::model

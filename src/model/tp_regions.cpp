@@ -1,10 +1,51 @@
 #include "model/tp_regions.h"
 
+#include "model/linear.h"
 #include "parallel/tp_mappings.h"
 
 namespace spin::model {
 
 namespace p = spin::parallel;
+
+ColumnInput column_input(const ModelContext& ctx, const BatchGeometry& b, const Tensor& out, const Tensor& out16) {
+  if (!b.split) return {out, out16};
+  const Tensor& all = b.split->gathered;
+  const auto count = static_cast<std::size_t>(b.split->local * ctx.dims.hidden);
+  if (out16.defined()) {
+    p::gather_from_sequence_parallel_forward(ctx.tp, out16.bf16(), all.bf16(), count);
+    return {Tensor(), all};
+  }
+  p::gather_from_sequence_parallel_forward(ctx.tp, out.f32(), all.f32(), count);
+  return {all, Tensor()};
+}
+
+ColumnInput norm_into_column_parallel(const ModelContext& ctx, const BatchGeometry& b, const Tensor& out,
+                                      const Tensor& out16, float* rstd, const float* x, const Tensor& w) {
+  rmsnorm_for_products(ctx, out, out16, rstd, x, w, b.residual_rows());
+  if (b.split) return column_input(ctx, b, out, out16);
+  p::copy_to_tp_region_forward(ctx.tp, products_input(out, out16), static_cast<std::size_t>(b.rows * ctx.dims.hidden));
+  return {out, out16};
+}
+
+void column_parallel_norm_backward(const ModelContext& ctx, const BatchGeometry& b, const Tensor& d_norm_rows,
+                                   const Tensor& d_norm_weight, float* dx, const Tensor& dw, const float* x,
+                                   const Tensor& w, const float* rstd) {
+  const auto& k = ctx.k;
+  const std::int64_t h = ctx.dims.hidden;
+  float* d_norm = d_norm_rows.f32();
+  if (!b.split) {
+    p::copy_to_tp_region_backward(ctx.tp, d_norm, static_cast<std::size_t>(b.rows * h));
+    k.rmsnorm_backward(dx, dw.f32(), d_norm, x, w.f32(), rstd, b.rows, h);
+    return;
+  }
+  const SequenceSplit& split = *b.split;
+  d_norm_rows.view(b.rows * h, {split.padded - b.rows, h}).zero_();
+  p::gather_from_sequence_parallel_backward(ctx.tp, d_norm, d_norm, static_cast<std::size_t>(split.local * h));
+  d_norm_weight.zero_();
+  k.rmsnorm_backward(dx, d_norm_weight.f32(), d_norm, x, w.f32(), rstd, split.local, h);
+  ctx.tp.all_reduce(d_norm_weight.f32(), static_cast<std::size_t>(h));
+  k.add_inplace(dw.f32(), d_norm_weight.f32(), h);
+}
 
 void reduce_row_parallel(const ModelContext& ctx, const BatchGeometry& b, float* out) {
   const std::int64_t h = ctx.dims.hidden;

@@ -114,10 +114,12 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   start(batch, a);
   const std::int64_t n = batch.rows();
   const std::int64_t h = dims_.hidden;
+  const bool mixed = w.has_bf16();
   a.sequence_parallel = sequence_parallel();
   if (a.sequence_parallel) {
     a.split = SequenceSplit::of(n, ctx_.tp.size(), ctx_.tp.rank());
     a.split.full = a.split_storage.carve(device(), {{a.split.padded, h}})[0];
+    a.split.gathered = a.gathered_storage.carve(device(), {{a.split.padded, h}}, 1, mixed ? DType::BF16 : DType::F32)[0];
   }
   const BatchGeometry b = geometry(a);
   const std::int64_t probs_size =
@@ -125,7 +127,6 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   a.for_backward = for_backward;
   a.recompute = for_backward && recompute_;
   a.layers.resize(static_cast<std::size_t>(for_backward && !a.recompute ? stage_.count() : 1));
-  const bool mixed = w.has_bf16();
   for (LayerActivations& la : a.layers) la.allocate(dims_, b, probs_size, device(), mixed);
   if (a.recompute) {
     std::vector<Shape> shapes(static_cast<std::size_t>(stage_.count() + 1), Shape{b.residual_rows(), h});
@@ -133,24 +134,17 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
     a.recompute_output = a.layer_inputs.back();
     a.layer_inputs.pop_back();
   }
-  if (stage_.last) a.head.allocate(dims_, n, device(), mixed);
-  // The last stage's layers write the head's input directly, unless their rows are split.
-  const bool head_input = stage_.last && !a.sequence_parallel;
-  if (!head_input) a.stage_output = a.output_storage.carve(device(), {{b.residual_rows(), h}})[0];
+  if (stage_.last) {
+    a.head.allocate(dims_, b, device(), mixed);
+  } else {
+    a.stage_output = a.output_storage.carve(device(), {{b.residual_rows(), h}})[0];
+  }
   stage_input(w, a, input, (a.recompute ? a.layer_inputs[0] : a.layers[0].x_in).f32());
-  run_layers(w, b, a, head_input ? a.head.x.f32() : a.stage_output.f32(), nullptr, {});
+  run_layers(w, b, a, stage_.last ? a.head.x.f32() : a.stage_output.f32(), nullptr, {});
 
   ForwardResult r;
   if (!stage_.last) return r;
-  if (a.sequence_parallel) {
-    // The head runs on every row (its vocab-parallel products need them all): gather them.
-    const Tensor& full = a.split.full;
-    parallel::gather_from_sequence_parallel_forward(ctx_.tp, a.stage_output.f32(), full.f32(),
-                                                    static_cast<std::size_t>(a.split.local * h));
-    a.head.x.copy_from(full.view(0, {n, h}));
-  }
-  lm_head_forward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, a.arrays.targets.data<std::int32_t>(),
-                  a.head);
+  lm_head_forward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, b, a.arrays.targets.data<std::int32_t>(), a.head);
   r.token_logprobs = to_host<float>(a.head.logprob);
   r.sequence_logprobs.assign(static_cast<std::size_t>(b.num_seqs), 0.0f);
   for (std::int64_t i = 0; i < n; ++i) {
@@ -204,10 +198,11 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   if (!stage_.last) return;
 
   // Only each sequence's last row needs logits: the next token's distribution.
-  a.head.allocate(dims_, num_seqs, device(), w.has_bf16());
+  const BatchGeometry last_rows{num_seqs, num_seqs, nullptr, nullptr};
+  a.head.allocate(dims_, last_rows, device(), w.has_bf16());
   ctx_.k.gather_rows(a.head.x.f32(), a.stage_output.f32(), a.arrays.last_rows.data<std::int64_t>(),
                      num_seqs, h);
-  lm_head_logits(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, a.head);
+  lm_head_logits(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, last_rows, a.head);
 }
 
 void Transformer::backward(const ModelWeights& w, Activations& a, std::span<const float> grad,
@@ -231,20 +226,8 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
     }
     copy_bytes(a.head.dlogprob.raw(), device(), dlogprob.data(), Device::Cpu,
                a.head.dlogprob.nbytes());
-    if (a.sequence_parallel) {
-      // The head's input gradient is whole on every rank (lm_head_backward all-reduces it before
-      // the final norm): the gather's backward keeps this rank's rows, zeros for the pad rows.
-      const SequenceSplit& s = a.split;
-      const Tensor full = s.full.view(0, {n, h});
-      lm_head_backward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, grads.norm, grads.lm_head,
-                       a.arrays.targets.data<std::int32_t>(), a.head, full);
-      const std::int64_t mine = std::clamp<std::int64_t>(n - s.first, 0, s.local);
-      a.grad.d_residual.view(0, {mine, h}).copy_from(full.view(s.first * h, {mine, h}));
-      a.grad.d_residual.view(mine * h, {s.local - mine, h}).zero_();
-    } else {
-      lm_head_backward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, grads.norm, grads.lm_head,
-                       a.arrays.targets.data<std::int32_t>(), a.head, a.grad.d_residual);
-    }
+    lm_head_backward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, b, grads.norm, grads.lm_head,
+                     a.arrays.targets.data<std::int32_t>(), a.head, a.grad.d_residual);
   } else {
     require(static_cast<std::int64_t>(grad.size()) == b.residual_rows() * h,
             "pipeline stage output gradient has ", grad.size(), " floats, expected ", b.residual_rows(), " x ", h);

@@ -48,18 +48,19 @@ struct Activations {
   Workspace recompute_storage;
   HeadActivations head;                  // last stage only
   Tensor stage_output;  // [rows, hidden]: output for the next stage (not on the last, unless
-                        // generating or under sequence parallelism)
-  // Sequence parallelism: how this batch's rows are split (`split.full` in split_storage).
+                        // generating)
+  // Sequence parallelism: how this batch's rows are split (its scratch in split_storage and
+  // gathered_storage).
   bool sequence_parallel = false;
   SequenceSplit split;
-  Workspace split_storage;
+  Workspace split_storage, gathered_storage;
   LayerGradScratch grad;                 // backward scratch; d_residual ends as input_grad()
   Workspace output_storage;
 
   // Bytes of every buffer above but the batch's (what spin plan's activation figures count).
   std::size_t bytes() const {
     std::size_t total = head.bytes() + grad.bytes() + output_storage.bytes() + recompute_storage.bytes() +
-                        split_storage.bytes();
+                        split_storage.bytes() + gathered_storage.bytes();
     for (const LayerActivations& l : layers) total += l.bytes();
     return total;
   }

@@ -64,7 +64,7 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
                            bool keep_probs, bool attention_state) {
   const std::int64_t rows = r.all;
   Elements e;
-  e.act = 2 * aligned(r.gathered * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
+  e.act = 2 * aligned(r.residual * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
           3 * aligned(rows * d.intermediate);
   // Residual in and mid, the norms' 1/rms.
   e.f32 = 2 * aligned(r.residual * d.hidden) + 2 * aligned(r.residual);
@@ -73,11 +73,13 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   return e;
 }
 
-// The LM head's buffers (model/lm_head.h HeadActivations) for `rows` rows: the normed input at
-// the activation size (with bf16 products also the logits' gradient), the rest float32.
-Elements head_activations(const model::TpDims& d, std::int64_t rows, bool bf16_products) {
-  return {aligned(rows * d.hidden) + (bf16_products ? aligned(rows * d.vocab_rows) : 0),
-          2 * aligned(rows * d.hidden) + 4 * aligned(rows) + aligned(rows * d.vocab_rows) + aligned(2 * rows)};
+// The LM head's buffers (model/lm_head.h HeadActivations): the normed input at the activation
+// size (with bf16 products also the logits' gradient), the rest float32.
+Elements head_activations(const model::TpDims& d, const Rows& r, bool bf16_products) {
+  const std::int64_t rows = r.all;
+  return {aligned(r.residual * d.hidden) + (bf16_products ? aligned(rows * d.vocab_rows) : 0),
+          aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + aligned(r.residual) + 3 * aligned(rows) +
+              aligned(rows * d.vocab_rows) + aligned(2 * rows) + (r.split ? aligned(d.hidden) : 0)};
 }
 
 // The backward's scratch (LayerGradScratch), shared by the layers of one micro-batch: float32,
@@ -90,13 +92,12 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products)
               2 * aligned(rows * d.kv_width()) + 3 * aligned(rows * d.intermediate) + (r.split ? aligned(d.hidden) : 0)};
 }
 
-// What a stage's forward keeps besides its layers: the head (last stage), the output sent on
-// (or, under sequence parallelism, the last stage's rows before the head gathers them), and the
-// split's full-rows scratch.
+// What a stage's forward keeps besides its layers: the head (last stage) or the output sent on,
+// and under sequence parallelism the split's scratch: the full rows (float32) and the gathered
+// products' input (at the activation size).
 Elements stage_end(const model::TpDims& d, const Rows& r, bool last, bool bf16_products) {
-  Elements e = last ? head_activations(d, r.all, bf16_products) : Elements{};
-  if (!last || r.split) e.f32 += aligned(r.residual * d.hidden);
-  if (r.split) e.f32 += aligned(r.gathered * d.hidden);
+  Elements e = last ? head_activations(d, r, bf16_products) : Elements{0, aligned(r.residual * d.hidden)};
+  if (r.split) e = e + Elements{aligned(r.gathered * d.hidden), aligned(r.gathered * d.hidden)};
   return e;
 }
 
@@ -190,7 +191,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const std::int64_t prefill = rollout * r.seq;
     s.generation = layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false).bytes(p) +
                    Elements{0, aligned(prefill * d.hidden)}.bytes(p) +
-                   (layers.last ? head_activations(d, rollout, mixed).bytes(p) : 0);
+                   (layers.last ? head_activations(d, Rows(rollout, r.tp, false), mixed).bytes(p) : 0);
     plan.stages.push_back(s);
   }
   return plan;

@@ -84,7 +84,8 @@ TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesigned
 
 // Sequence parallelism: every activation all-reduce becomes a reduce-scatter of the
 // [rows, hidden] partial sums and an all-gather of this rank's rows (half of them at TP 2);
-// the norms' weight gradients add an all-reduce of [hidden] each; the head's all-reduces stay.
+// the norms' weight gradients add an all-reduce of [hidden] each; the head's two all-reduces of
+// per-row scalars stay.
 TEST(TensorParallelCommunication, SequenceParallelismReduceScattersAndGathersInsteadOfAllReducing) {
   Tp2Model m;
   auto& [grid, config, dims, cpu, weights, transformer, batch] = m;
@@ -104,21 +105,22 @@ TEST(TensorParallelCommunication, SequenceParallelismReduceScattersAndGathersIns
       EXPECT_EQ(s.calls_of(op), 0u) << what << ": unexpected " << parallel::comm_op_name(op);
     }
   };
-  // Forward: the embedding's reduce-scatter, per layer two of each, the head's gather of the
-  // rows and its two all-reduces (row max; sum-exp with the target logit).
+  // Forward: the embedding's reduce-scatter, per layer two of each, the final norm's gather of
+  // its output rows and the head's two all-reduces (row max; sum-exp with the target logit).
   grid.tp().reset_stats();
   Activations saved;
   transformer.forward(weights, batch, saved, true);
   expect(grid.tp().stats(), 2 * 3 + 1, (2 * 3 + 1) * half, 1 + 2 * 3, (1 + 2 * 3) * activation, 2,
          n * f + 2 * n * f, "model forward");
-  // Backward: the head's input gradient (all-reduced whole, then each rank keeps its rows), per
-  // layer two gathers, two reduce-scatters and the two norms' weight gradients, the
-  // embedding's gather.
+  // Backward: the final norm's output gathered again (for the head's weight gradient), its
+  // reduce-scatter and weight gradient; per layer the gathers of the two output gradients and of
+  // the two norm outputs (again, for the weight gradients), two reduce-scatters and the two
+  // norms' weight gradients; the embedding's gather.
   ModelWeights grads(config, dims);
   grid.tp().reset_stats();
   transformer.backward(weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
-  expect(grid.tp().stats(), 2 * 3 + 1, (2 * 3 + 1) * half, 2 * 3, 2 * 3 * activation, 1 + 2 * 3,
-         activation + 2 * 3 * h * f, "model backward");
+  expect(grid.tp().stats(), 1 + 4 * 3 + 1, (1 + 4 * 3 + 1) * half, 1 + 2 * 3, (1 + 2 * 3) * activation, 1 + 2 * 3,
+         (1 + 2 * 3) * h * f, "model backward");
 }
 
 }  // namespace
