@@ -202,7 +202,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
       std::printf("  --tp %d --pp %d (dp %d)%s%s%s  peak %s\n", f.tp, f.pp, f.dp,
                   f.distributed_optimizer ? " --distributed-optimizer" : "",
                   f.recompute_activations ? " --recompute-activations" : "",
-                  o.sequence_parallel && f.tp > 1 ? " --sequence-parallel" : "", train::format_bytes(f.peak).c_str());
+                  f.sequence_parallel ? " --sequence-parallel" : "", train::format_bytes(f.peak).c_str());
     }
   }
   std::printf("(the cuda figures are what the CUDA path allocates with --precision bf16; --device cpu gives "

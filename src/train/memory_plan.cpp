@@ -208,25 +208,40 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
       request.dp = gpus / (tp * pp);
       request.pp_layers.clear();
       // The cheapest way to fit first: as asked; the distributed optimizer (no extra work);
-      // then activation recomputation (a third more compute), alone and with it.
-      const bool asked = request.recompute_activations;
-      std::vector<std::pair<bool, bool>> options = {{false, asked}, {true, asked}};  // (ZeRO-1, recompute)
-      if (!asked) options.insert(options.end(), {{false, true}, {true, true}});
-      for (const auto& [distributed, recompute] : options) {
-        if (distributed && request.dp == 1) continue;
-        request.distributed_optimizer = distributed;
-        request.recompute_activations = recompute;
+      // sequence parallelism (no extra compute, the same TP bytes but for the backward's
+      // all-gathers of the norms' outputs); activation recomputation (a third more compute).
+      const bool asked_split = request.sequence_parallel, asked_recompute = request.recompute_activations;
+      struct Option {
+        bool distributed, split, recompute;
+      };
+      std::vector<Option> options;
+      for (bool recompute : {asked_recompute, true}) {
+        for (bool split : {asked_split, tp > 1}) {
+          for (bool distributed : {false, request.dp > 1}) {
+            const Option o{distributed, split, recompute};
+            const bool seen = std::any_of(options.begin(), options.end(), [&](const Option& x) {
+              return x.distributed == o.distributed && x.split == o.split && x.recompute == o.recompute;
+            });
+            if (!seen) options.push_back(o);
+          }
+        }
+      }
+      for (const Option& o : options) {
+        request.distributed_optimizer = o.distributed;
+        request.sequence_parallel = o.split;
+        request.recompute_activations = o.recompute;
         try {
           const std::int64_t peak = plan_memory(request).peak();
           if (peak <= capacity) {
-            out.push_back({tp, pp, request.dp, distributed, recompute, peak});
+            out.push_back({tp, pp, request.dp, o.distributed, o.split && tp > 1, o.recompute, peak});
             break;  // fits: nothing more is needed
           }
         } catch (const Error&) {
           break;  // this (tp, pp) is impossible for the model or the batch
         }
       }
-      request.recompute_activations = asked;
+      request.sequence_parallel = asked_split;
+      request.recompute_activations = asked_recompute;
     }
   }
   std::sort(out.begin(), out.end(), [](const LayoutFit& a, const LayoutFit& b) {

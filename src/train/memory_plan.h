@@ -91,10 +91,13 @@ struct MemoryPlan {
 MemoryPlan plan_memory(const PlanRequest& request);
 
 // Layouts (tp, pp, dp) of `gpus` ranks that fit in `capacity` bytes, best first: tp within a
-// node (<= gpus_per_node), fewest model-parallel ranks, then the smallest peak.
+// node (<= gpus_per_node), fewest model-parallel ranks, then the smallest peak. Each layout as
+// asked, else with the cheapest additions that make it fit: the distributed optimizer, then
+// sequence parallelism (tp > 1), then activation recomputation (a third more compute).
 struct LayoutFit {
   int tp = 1, pp = 1, dp = 1;
   bool distributed_optimizer = false;
+  bool sequence_parallel = false;
   bool recompute_activations = false;
   std::int64_t peak = 0;
 };

@@ -121,6 +121,9 @@ def case_configs(args, tmp):
                "--gpu-mem", "80GiB"]
         if c["optim"].getboolean("distributed_optimizer"):
             cmd.append("--distributed-optimizer")
+        for key, flag in [("sequence_parallel", "--sequence-parallel"), ("recompute_activations", "--recompute-activations")]:
+            if c["model"].getboolean(key, fallback=False):
+                cmd.append(flag)
         p = run(args.mpiexec, cmd, 1)
         assert p.returncode == 0, (name, p.returncode, p.stdout, p.stderr)
         print("%-20s keys valid; tp %d x pp %d on %d GPUs: %s" % (name, tp, pp, gpus,

@@ -120,8 +120,12 @@ TEST(MemoryPlan, SuggestedLayoutsFitAndPreferFewModelParallelRanks) {
     EXPECT_EQ(f.tp * f.pp * f.dp, 16);
     EXPECT_LE(f.tp, 8);
     PlanRequest r = request(f.tp, f.pp, f.dp, f.distributed_optimizer);
+    r.sequence_parallel = f.sequence_parallel;
     r.recompute_activations = f.recompute_activations;
     EXPECT_EQ(plan_memory(r).peak(), f.peak);
+    if (f.tp == 1) {
+      EXPECT_FALSE(f.sequence_parallel);
+    }
     EXPECT_LE(f.peak, 80 * gib);
   }
   for (std::size_t i = 1; i < fits.size(); ++i) {
@@ -134,16 +138,28 @@ TEST(MemoryPlan, SuggestedLayoutsFitAndPreferFewModelParallelRanks) {
     }
   }
   EXPECT_TRUE(fitting_layouts(request(1, 1, 1, false), 16, 8, 4 * gib).empty());
-  // Where nothing else fits, activation recomputation is offered -- and only there.
-  for (const LayoutFit& f : fits) {
-    PlanRequest r = request(f.tp, f.pp, f.dp, true);
-    if (f.recompute_activations) {
-      EXPECT_GT(plan_memory(r).peak(), 80 * gib) << f.tp << " x " << f.pp;
+  // Where nothing cheaper fits, sequence parallelism is offered, and after it activation
+  // recomputation -- and only there.
+  for (const std::int64_t capacity : {80 * gib, 24 * gib, 20 * gib}) {
+    for (const LayoutFit& f : fitting_layouts(request(1, 1, 1, false), 16, 8, capacity)) {
+      PlanRequest r = request(f.tp, f.pp, f.dp, f.dp > 1);
+      r.sequence_parallel = f.tp > 1;
+      if (f.recompute_activations) {
+        EXPECT_GT(plan_memory(r).peak(), capacity) << f.tp << " x " << f.pp;
+      }
+      r.sequence_parallel = false;
+      r.recompute_activations = f.recompute_activations;
+      if (f.sequence_parallel) {
+        EXPECT_GT(plan_memory(r).peak(), capacity) << f.tp << " x " << f.pp;
+      }
     }
   }
   const std::vector<LayoutFit> tight = fitting_layouts(request(1, 1, 1, false), 16, 8, 24 * gib);
   ASSERT_FALSE(tight.empty());
-  EXPECT_TRUE(std::any_of(tight.begin(), tight.end(), [](const LayoutFit& f) { return f.recompute_activations; }));
+  EXPECT_TRUE(std::any_of(tight.begin(), tight.end(), [](const LayoutFit& f) { return f.sequence_parallel; }));
+  const std::vector<LayoutFit> tighter = fitting_layouts(request(1, 1, 1, false), 16, 8, 20 * gib);
+  ASSERT_FALSE(tighter.empty());
+  EXPECT_TRUE(std::any_of(tighter.begin(), tighter.end(), [](const LayoutFit& f) { return f.recompute_activations; }));
 }
 
 TEST(MemoryPlan, ImpossibleRequestsAreRefusedByName) {
