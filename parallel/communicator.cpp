@@ -15,6 +15,7 @@ std::string_view comm_op_name(CommOp op) {
     case CommOp::Send: return "send";
     case CommOp::Recv: return "recv";
     case CommOp::Barrier: return "barrier";
+    case CommOp::Reduce: return "reduce";
   }
   return "?";
 }
@@ -30,6 +31,11 @@ std::unique_ptr<PendingOp> Communicator::iall_reduce_impl(void* buffer, std::siz
                                                           ReduceOp op) {
   all_reduce_impl(buffer, count, type, op);
   return std::make_unique<DoneOp>();
+}
+
+std::unique_ptr<PendingOp> Communicator::ireduce_impl(void* buffer, std::size_t count, DType type, int,
+                                                      ReduceOp op) {
+  return iall_reduce_impl(buffer, count, type, op);
 }
 
 std::unique_ptr<Communicator> SelfCommunicator::split(int, int) {

@@ -20,8 +20,8 @@ namespace spin::parallel {
 
 enum class ReduceOp { Sum, Max, Min };
 
-enum class CommOp { AllReduce, AllGather, ReduceScatter, Broadcast, Send, Recv, Barrier };
-inline constexpr std::size_t kNumCommOps = 7;
+enum class CommOp { AllReduce, AllGather, ReduceScatter, Broadcast, Send, Recv, Barrier, Reduce };
+inline constexpr std::size_t kNumCommOps = 8;
 std::string_view comm_op_name(CommOp op);
 
 // Payload bytes are what this rank hands to the call: all_reduce and broadcast count the
@@ -81,6 +81,14 @@ class Communicator {
   std::unique_ptr<PendingOp> iall_reduce(T* buffer, std::size_t count, ReduceOp op = ReduceOp::Sum) {
     record(CommOp::AllReduce, count * sizeof(T));
     return iall_reduce_impl(buffer, count, dtype_of<T>(), op);
+  }
+  // A reduction into `root` started and returned at once: after wait() root's `buffer` holds
+  // the element-wise reduction over the group (in place); the other ranks' buffers are then
+  // unspecified. Ordered like iall_reduce.
+  template <class T>
+  std::unique_ptr<PendingOp> ireduce(T* buffer, std::size_t count, int root, ReduceOp op = ReduceOp::Sum) {
+    record(CommOp::Reduce, count * sizeof(T));
+    return ireduce_impl(buffer, count, dtype_of<T>(), root, op);
   }
   // recv holds size() blocks of `count` elements, in rank order. `send` may be this rank's
   // block of `recv` itself (in place).
@@ -148,6 +156,9 @@ class Communicator {
   // all-reduce is already queued on a stream and returns at once).
   virtual std::unique_ptr<PendingOp> iall_reduce_impl(void* buffer, std::size_t count, DType type,
                                                       ReduceOp op);
+  // Default: iall_reduce_impl (every rank gets the reduction, root included).
+  virtual std::unique_ptr<PendingOp> ireduce_impl(void* buffer, std::size_t count, DType type, int root,
+                                                  ReduceOp op);
   virtual void all_gather_impl(const void* send, void* recv, std::size_t count, DType type) = 0;
   virtual void reduce_scatter_impl(const void* send, void* recv, std::size_t count, DType type,
                                    ReduceOp op) = 0;

@@ -111,6 +111,15 @@ class MpiCommunicator final : public Communicator {
     }
     return pending;
   }
+  std::unique_ptr<PendingOp> ireduce_impl(void* buffer, std::size_t count, DType type, int root,
+                                          ReduceOp op) override {
+    auto pending = std::make_unique<MpiPending>();
+    if (size_ > 1) {
+      MPI_Ireduce(rank_ == root ? MPI_IN_PLACE : buffer, buffer, checked_int(count, "ireduce"), reduction_type(type),
+                  mpi_op(op), root, comm_, pending->request());
+    }
+    return pending;
+  }
   void all_gather_impl(const void* send, void* recv, std::size_t count, DType type) override {
     const int n = checked_int(count, "all_gather");
     const bool in_place =

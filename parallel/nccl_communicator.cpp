@@ -145,20 +145,38 @@ std::unique_ptr<PendingOp> NcclCommunicator::iall_reduce_impl(void* buffer, std:
     });
     return pending;
   }
-  if (side_comm_ == nullptr) {  // collective: every rank's first iall_reduce on device memory
+  start_on_side_stream();
+  SPIN_NCCL(ncclAllReduce(buffer, buffer, count, nccl_type(type), nccl_op(op), side_comm_, side_stream_));
+  return std::make_unique<NcclPendingCollective>(side_stream_, stream_);
+}
+
+std::unique_ptr<PendingOp> NcclCommunicator::ireduce_impl(void* buffer, std::size_t count, DType type, int root,
+                                                          ReduceOp op) {
+  if (!is_device_pointer(buffer)) {
+    std::unique_ptr<PendingOp> pending;
+    on_host(*bootstrap_, type, [&](Communicator& c, auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      pending = c.ireduce(static_cast<T*>(buffer), count, root, op);
+    });
+    return pending;
+  }
+  start_on_side_stream();
+  SPIN_NCCL(ncclReduce(buffer, buffer, count, nccl_type(type), nccl_op(op), root, side_comm_, side_stream_));
+  return std::make_unique<NcclPendingCollective>(side_stream_, stream_);
+}
+
+void NcclCommunicator::start_on_side_stream() {
+  if (side_comm_ == nullptr) {  // collective: every rank's first nonblocking collective on device memory
     SPIN_NCCL(ncclCommSplit(comm_, 0, rank(), &side_comm_, nullptr));
     int least = 0, greatest = 0;
     check(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
     check(cudaStreamCreateWithPriority(&side_stream_, cudaStreamNonBlocking, greatest), "cudaStreamCreateWithPriority");
   }
-  // The side stream starts after what the compute stream has queued so far.
   cudaEvent_t ready = nullptr;
   check(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "cudaEventCreate");
   check(cudaEventRecord(ready, stream_), "cudaEventRecord");
   check(cudaStreamWaitEvent(side_stream_, ready, 0), "cudaStreamWaitEvent");
   check(cudaEventDestroy(ready), "cudaEventDestroy");
-  SPIN_NCCL(ncclAllReduce(buffer, buffer, count, nccl_type(type), nccl_op(op), side_comm_, side_stream_));
-  return std::make_unique<NcclPendingCollective>(side_stream_, stream_);
 }
 
 void NcclCommunicator::all_gather_impl(const void* send, void* recv, std::size_t count, DType type) {

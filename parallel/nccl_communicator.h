@@ -12,7 +12,7 @@
 // is how spin posts them. exchange() is one NCCL group, so neighbours never deadlock. A buffer
 // is "device" when cudaPointerGetAttributes says so (device or managed memory).
 //
-// Overlap: iall_reduce on device memory runs beside the compute stream, on a side stream of
+// Overlap: iall_reduce and ireduce on device memory run beside the compute stream, on a side stream of
 // its own with its own NCCL communicator (ncclCommSplit of the group's, made at the first such
 // call): it starts once the work queued so far on `stream` is done (the gradients it reduces
 // are written), and PendingOp::wait() makes `stream` wait for it -- on the GPU, the host does
@@ -58,6 +58,8 @@ class NcclCommunicator final : public Communicator {
                                           int tag) override;
   std::unique_ptr<PendingOp> iall_reduce_impl(void* buffer, std::size_t count, DType type,
                                               ReduceOp op) override;
+  std::unique_ptr<PendingOp> ireduce_impl(void* buffer, std::size_t count, DType type, int root,
+                                          ReduceOp op) override;
   void barrier_impl() override;
   void exchange_impl(std::span<const P2POp> ops) override;
 
@@ -68,6 +70,9 @@ class NcclCommunicator final : public Communicator {
   // The nonblocking collectives' communicator and stream (see Overlap above), made on demand.
   ncclComm_t side_comm_ = nullptr;
   cudaStream_t side_stream_ = nullptr;
+  // Makes them at the first call (collective) and orders the side stream after the work queued
+  // so far on the compute stream.
+  void start_on_side_stream();
 };
 
 }  // namespace spin::parallel

@@ -118,7 +118,7 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("optim.clip_grad", &c.clip_grad, "max global gradient L2 norm (0: off)");
   t.add("optim.distributed_optimizer", &c.distributed_optimizer, "shard AdamW state over data-parallel ranks (ZeRO-1)");
   t.add("optim.overlap_grad_reduce", &c.overlap_grad_reduce,
-        "start each layer's DP gradient all-reduce as soon as the backward is done with it (not with ZeRO-1)");
+        "start each layer's DP gradient reduction as soon as the backward is done with it");
   t.add("optim.max_nonfinite_steps", &c.max_nonfinite_steps, "stop after this many non-finite steps in a row");
   t.add("parallel.tp", &c.tp, "tensor-parallel size");
   t.add("parallel.pp", &c.pp, "pipeline-parallel size (data-parallel = world / (tp x pp))");

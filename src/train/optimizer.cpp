@@ -48,10 +48,54 @@ Optimizer::Optimizer(const OptimizerConfig& config, const parallel::ProcessGrid&
 }
 
 void Optimizer::reduce_layer_async(std::int64_t layer) {
-  if (!config_.overlap_grad_reduce || config_.distributed || grid_.dp_size() == 1) return;
+  if (!config_.overlap_grad_reduce || grid_.dp_size() == 1) return;
   const auto [begin, end] = grads_.layer_span(layer);
+  if (config_.distributed) {
+    reduce_to_owners(begin, end);
+    return;
+  }
   float* grads = grads_.flat().f32();
   in_flight_.push_back({begin, end, grid_.dp().iall_reduce(grads + begin, static_cast<std::size_t>(end - begin))});
+}
+
+void Optimizer::reduce_to_owners(std::int64_t begin, std::int64_t end) {
+  float* grads = grads_.flat().f32();
+  const std::int64_t part = end_ - begin_;  // every rank owns a part of this length
+  for (std::int64_t at = begin; at < end;) {
+    const auto owner = static_cast<int>(at / part);
+    const std::int64_t to = std::min({end, (owner + 1) * part, at + config_.bucket_floats});
+    in_flight_.push_back({at, to, grid_.dp().ireduce(grads + at, static_cast<std::size_t>(to - at), owner)});
+    at = to;
+  }
+}
+
+void Optimizer::reduce_the_rest() {
+  // What reduce_layer_async started is finished first (no other collective of the group is
+  // issued while one is in flight); the rest goes in buckets now.
+  for (InFlight& f : in_flight_) f.op->wait();
+  std::vector<InFlight> done = std::move(in_flight_);
+  in_flight_.clear();
+  std::sort(done.begin(), done.end(), [](const InFlight& a, const InFlight& b) { return a.begin < b.begin; });
+  float* grads = grads_.flat().f32();
+  const std::int64_t total = grads_.flat().numel();
+  std::int64_t from = 0;
+  const auto reduce_until = [&](std::int64_t to) {
+    if (config_.distributed) {
+      reduce_to_owners(from, to);
+      return;
+    }
+    for (std::int64_t at = from; at < to; at += config_.bucket_floats) {
+      const std::int64_t n = std::min(config_.bucket_floats, to - at);
+      grid_.dp().all_reduce(grads + at, static_cast<std::size_t>(n));
+    }
+  };
+  for (const InFlight& f : done) {
+    reduce_until(f.begin);
+    from = f.end;
+  }
+  reduce_until(total);
+  for (InFlight& f : in_flight_) f.op->wait();
+  in_flight_.clear();
 }
 
 std::size_t Optimizer::state_bytes() const {
@@ -60,31 +104,13 @@ std::size_t Optimizer::state_bytes() const {
 
 OptimizerStep Optimizer::step(double lr, bool loss_is_finite) {
   float* grads = grads_.flat().f32();
-  const std::int64_t total = grads_.flat().numel();
   // 1. Sum the gradients over data-parallel replicas (the loss is already a global mean).
   float* owned_grad = grads + begin_;
-  if (config_.distributed) {
+  if (config_.distributed && !config_.overlap_grad_reduce) {
     grid_.dp().reduce_scatter(grads, grads, static_cast<std::size_t>(end_ - begin_));
     owned_grad = grads;  // the owned region's sums, now at the start of the buffer
   } else {
-    // What reduce_layer_async started is finished first (no other collective of the group is
-    // issued while one is in flight); the rest goes in buckets now.
-    for (InFlight& f : in_flight_) f.op->wait();
-    std::sort(in_flight_.begin(), in_flight_.end(),
-              [](const InFlight& a, const InFlight& b) { return a.begin < b.begin; });
-    std::int64_t from = 0;
-    const auto reduce_until = [&](std::int64_t to) {
-      for (std::int64_t at = from; at < to; at += config_.bucket_floats) {
-        const std::int64_t n = std::min(config_.bucket_floats, to - at);
-        grid_.dp().all_reduce(grads + at, static_cast<std::size_t>(n));
-      }
-    };
-    for (const InFlight& f : in_flight_) {
-      reduce_until(f.begin);
-      from = f.end;
-    }
-    reduce_until(total);
-    in_flight_.clear();
+    reduce_the_rest();  // distributed: the owned region's sums at their own offsets
   }
 
   // 2. Global norm: primary copies only (one pass over all of them), summed over the

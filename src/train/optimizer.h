@@ -5,6 +5,10 @@
 //   distributed:  gradients reduce-scattered over DP (in place: rank r's summed part lands at
 //                 the start of its gradient buffer); DP rank r keeps m and v for its 1/DP of
 //                 the flat buffer only, updates that part, and the parameters are all-gathered.
+//                 With overlap, each finished layer's gradients are instead reduced to the
+//                 ranks that own them (one reduce per owner whose part the layer overlaps), in
+//                 place, and step() reduces the rest the same way: the sums then sit at their
+//                 own offsets.
 // The float32 parameters are the master weights; with mixed precision the model's bf16 copy is
 // written by the same AdamW pass (refreshed after the all-gather when distributed). The norm and
 // the update are one kernel call each over a table of ranges of the flat buffers, however many
@@ -33,9 +37,10 @@ struct OptimizerConfig {
   double clip_grad = 1.0;        // max global L2 norm; 0 disables clipping
   bool distributed = false;      // ZeRO-1
   std::int64_t bucket_floats = 10'000'000;  // DP all-reduce bucket (40 MB)
-  // Start the DP all-reduce of each layer's gradients as soon as the last micro-batch's
-  // backward has finished with it (reduce_layer_async), instead of all of them in step()
-  // (Megatron's overlap_grad_reduce). Not with the distributed optimizer. Off by default: it pays
+  // Start the DP reduction of each layer's gradients as soon as the last micro-batch's backward
+  // has finished with it (reduce_layer_async), instead of all of them in step() (Megatron's
+  // overlap_grad_reduce): an all-reduce, or with the distributed optimizer a reduce to each
+  // owner of a part of the layer. Off by default: it pays
   // only where the reduction runs beside the compute -- NCCL runs it on a side stream; on the
   // CPU path it measured 5% slower at DP 2, MPI progressing the nonblocking all-reduces only
   // inside MPI calls (docs/training.md).
@@ -62,9 +67,9 @@ class Optimizer {
   // agrees on stops the run). Collective over the whole grid.
   OptimizerStep step(double lr, bool loss_is_finite = true);
 
-  // The gradients of local layer `layer` are final for this step: starts their DP all-reduce
-  // (with config.overlap_grad_reduce, plain DP of more than one replica; otherwise nothing).
-  // step() waits for it and reduces only the rest. Every DP rank calls it in the same order.
+  // The gradients of local layer `layer` are final for this step: starts their DP reduction
+  // (with config.overlap_grad_reduce and more than one replica; otherwise nothing). step() waits
+  // for it and reduces only the rest. Every DP rank calls it in the same order.
   void reduce_layer_async(std::int64_t layer);
 
   std::int64_t steps_taken() const { return steps_; }
@@ -106,6 +111,12 @@ class Optimizer {
     std::unique_ptr<parallel::PendingOp> op;
   };
   std::vector<InFlight> in_flight_;  // started by reduce_layer_async, finished in step()
+  // Distributed optimizer with overlap: starts the reduction of flat range [begin, end) to the
+  // ranks owning its parts, in pieces of at most bucket_floats.
+  void reduce_to_owners(std::int64_t begin, std::int64_t end);
+  // Reduces what reduce_layer_async did not, after waiting for what it did: all-reduced (plain)
+  // or reduced to the owners (distributed).
+  void reduce_the_rest();
   Tensor m_, v_;                  // on the parameters' device
   mutable Tensor host_m_, host_v_;  // what state_pieces() points into
   std::int64_t steps_ = 0;

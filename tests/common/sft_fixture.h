@@ -34,6 +34,7 @@ struct Result {
   std::vector<double> grad_norms;
   std::vector<ckpt::FullTensor> weights;  // on each replica's model-parallel rank 0
   std::uint64_t dp_all_reduces = 0;       // calls on this rank's DP group
+  std::uint64_t dp_reduces = 0;
 };
 
 // 16 sequences of 3..12 tokens with prompts of 1..4 tokens; global batches of 8.
@@ -125,6 +126,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
     }
   }
   r.dp_all_reduces = grid.dp().stats().calls_of(parallel::CommOp::AllReduce);
+  r.dp_reduces = grid.dp().stats().calls_of(parallel::CommOp::Reduce);
   r.weights = ckpt::gather_model(weights.sharded_state_dict(), grid.mp());
   return r;
 }

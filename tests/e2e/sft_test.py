@@ -64,7 +64,8 @@ def same_weights(a_dir, b_dir, what):
 def case_layouts(args, tmp):
     data = os.path.join(tmp, "copy.jsonl")
     copy_task(data)
-    for model, ranks, extra in [("tiny-llama", 8, ["--tp", "2", "--pp", "2", "--distributed-optimizer", "--sequence-parallel"]),
+    for model, ranks, extra in [("tiny-llama", 8, ["--tp", "2", "--pp", "2", "--distributed-optimizer", "--sequence-parallel",
+                                                    "--overlap-grad-reduce"]),
                                 ("tiny-llama-tied", 4, ["--pp", "2", "--recompute-activations"])]:
         path = os.path.join(args.models, model)
         one = sft(args, path, data, os.path.join(tmp, model + "-1"))

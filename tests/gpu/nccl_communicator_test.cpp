@@ -51,11 +51,11 @@ TEST(NcclCommunicator, AGroupOfOneOnDeviceAndHostBuffers) {
   cudaStreamDestroy(stream);
 }
 
-// The nonblocking all-reduce's own path: a side communicator (ncclCommSplit) and stream, made
+// The nonblocking all-reduce's and reduce's own path: a side communicator (ncclCommSplit) and stream, made
 // at the first call and reused, the compute stream made to wait at wait() or destruction; host
 // buffers through the bootstrap. (In a group of one the reduction is the identity: what this
 // checks is that the path runs and leaves the values and counts right, not the overlap.)
-TEST(NcclCommunicator, NonblockingAllReduceOnASideStream) {
+TEST(NcclCommunicator, NonblockingAllReduceAndReduceOnASideStream) {
   cudaStream_t stream = nullptr;
   ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
   {
@@ -64,15 +64,19 @@ TEST(NcclCommunicator, NonblockingAllReduceOnASideStream) {
     PooledBuffer a = cuda::upload(host), b = cuda::upload(host);
     auto first = comm.iall_reduce(a.as<float>(), host.size());
     auto second = comm.iall_reduce(b.as<float>(), host.size());
+    auto third = comm.ireduce(a.as<float>(), host.size(), 0);  // the distributed optimizer's path
     first->wait();
     second.reset();  // the destructor orders the compute stream too
+    third->wait();
     std::vector<double> on_host = {1.5};
     comm.iall_reduce(on_host.data(), 1)->wait();
+    comm.ireduce(on_host.data(), 1, 0)->wait();
     ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
     EXPECT_EQ(cuda::download<float>(a, host.size()), host);
     EXPECT_EQ(cuda::download<float>(b, host.size()), host);
     EXPECT_EQ(on_host, std::vector<double>{1.5});
     EXPECT_EQ(comm.stats().calls_of(CommOp::AllReduce), 3u);
+    EXPECT_EQ(comm.stats().calls_of(CommOp::Reduce), 2u);
   }
   cudaStreamDestroy(stream);
 }

@@ -61,6 +61,22 @@ TEST(MpiCommunicator, InPlaceReduceScatterAndAllGather) {
   EXPECT_EQ(all, (std::vector<float>{0, 0, 1, -1, 2, -2, 3, -3}));
 }
 
+// The overlapped distributed optimizer's pattern: nonblocking reductions of pieces of one
+// buffer, each into its owner, in place; several in flight at once, waited for together.
+TEST(MpiCommunicator, NonblockingReducesIntoEachOwnerInPlace) {
+  Communicator& w = mpi_world();
+  const int r = w.rank();
+  std::vector<float> buf(8);
+  for (int i = 0; i < 8; ++i) buf[i] = static_cast<float>(10 * r + i);
+  const std::uint64_t reduces = w.stats().calls_of(CommOp::Reduce);
+  std::vector<std::unique_ptr<PendingOp>> ops;
+  for (int owner = 0; owner < 4; ++owner) ops.push_back(w.ireduce(buf.data() + 2 * owner, 2, owner));
+  for (auto& op : ops) op->wait();
+  EXPECT_EQ(buf[2 * r], static_cast<float>(60 + 4 * (2 * r)));
+  EXPECT_EQ(buf[2 * r + 1], static_cast<float>(60 + 4 * (2 * r + 1)));
+  EXPECT_EQ(w.stats().calls_of(CommOp::Reduce) - reduces, 4u);
+}
+
 TEST(MpiCommunicator, PointToPointRing) {
   Communicator& w = mpi_world();
   const int r = w.rank();
