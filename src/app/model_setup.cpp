@@ -28,7 +28,7 @@ std::vector<std::int64_t> parse_int_list(const std::string& text, const char* op
 std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
                                                 const model::ModelConfig& config) {
   const std::filesystem::path dir(model_dir);
-  if (!std::filesystem::exists(dir / "tokenizer.model") &&
+  if (!std::filesystem::exists(dir / "tokenizer.model") && !std::filesystem::exists(dir / "tokenizer.json") &&
       !std::filesystem::exists(dir / "byte_tokenizer.json")) {
     return nullptr;
   }

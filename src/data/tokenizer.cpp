@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "data/hf_bpe_tokenizer.h"
 
 namespace spin::data {
 
@@ -114,10 +115,11 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_dir) {
   if (fs::exists(dir / "tokenizer.model")) {
     return std::make_unique<SentencePieceTokenizer>((dir / "tokenizer.model").string());
   }
+  if (fs::exists(dir / "tokenizer.json")) return std::make_unique<HfBpeTokenizer>((dir / "tokenizer.json").string());
   const fs::path byte_file = dir / "byte_tokenizer.json";
   require(fs::exists(byte_file), model_dir,
-          ": no tokenizer.model (SentencePiece) or byte_tokenizer.json; spin cannot tokenize text "
-          "for this model (pre-tokenized data works without one)");
+          ": no tokenizer.model (SentencePiece), tokenizer.json (byte-level BPE) or byte_tokenizer.json; spin "
+          "cannot tokenize text for this model (pre-tokenized data works without one)");
   std::ifstream in(byte_file);
   std::stringstream text;
   text << in.rdbuf();

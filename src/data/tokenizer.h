@@ -1,5 +1,6 @@
 // Tokenizers, chosen from the model directory: SentencePiece (`tokenizer.model`, the
-// Llama-2 / Mistral family, through libsentencepiece) or spin's byte-level tokenizer
+// Llama-2 / Mistral family, through libsentencepiece), Hugging Face byte-level BPE
+// (`tokenizer.json`: GPT-2, Llama-3 and kin; hf_bpe_tokenizer.h) or spin's byte-level tokenizer
 // (`byte_tokenizer.json`: one id per byte plus a few specials; for tests and the demo).
 // encode() adds no BOS/EOS; templates decide where those go (prompt_template.h).
 #pragma once

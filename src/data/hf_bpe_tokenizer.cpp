@@ -1,0 +1,344 @@
+#include "data/hf_bpe_tokenizer.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "data/unicode_classes.h"
+
+namespace spin::data {
+
+namespace {
+
+namespace fs = std::filesystem;
+using unicode::CodePoints;
+
+// The pre-tokenizers' regular expressions, as tokenizer.json spells them.
+constexpr std::string_view kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+bool letter(char32_t c) { return unicode::is_letter(c); }
+bool number(char32_t c) { return unicode::is_number(c); }
+bool space(char32_t c) { return unicode::is_whitespace(c); }
+bool crlf(char32_t c) { return c == U'\r' || c == U'\n'; }
+bool other(char32_t c) { return !space(c) && !letter(c) && !number(c); }  // [^\s\p{L}\p{N}]
+
+// The end of the run of code points from `i` that satisfy `in`.
+template <class Pred>
+std::size_t run(const CodePoints& s, std::size_t i, Pred in) {
+  while (i < s.size() && in(s.cp[i])) ++i;
+  return i;
+}
+
+// 's 't 're 've 'm 'll 'd at i: the match's end, or i. ASCII case folding when `any_case`.
+std::size_t contraction(const CodePoints& s, std::size_t i, bool any_case) {
+  if (s.cp[i] != U'\'') return i;
+  for (std::u32string_view suffix : {U"s", U"t", U"re", U"ve", U"m", U"ll", U"d"}) {
+    if (i + 1 + suffix.size() > s.size()) continue;
+    bool ok = true;
+    for (std::size_t k = 0; k < suffix.size() && ok; ++k) {
+      char32_t c = s.cp[i + 1 + k];
+      if (any_case && c >= U'A' && c <= U'Z') c += U'a' - U'A';
+      ok = c == suffix[k];
+    }
+    if (ok) return i + 1 + suffix.size();
+  }
+  return i;
+}
+
+// \s+(?!\S) then \s+ at a whitespace code point: the run, less its last code point when a
+// non-space follows and the run is longer than one (that one goes with the next piece).
+std::size_t spaces(const CodePoints& s, std::size_t i) {
+  const std::size_t j = run(s, i, space);
+  return j == s.size() || j - 1 == i ? j : j - 1;
+}
+
+// One match of GPT-2's expression at i (leftmost-first alternation, as Oniguruma runs it).
+std::size_t match_gpt2(const CodePoints& s, std::size_t i) {
+  if (const std::size_t j = contraction(s, i, false); j > i) return j;
+  const std::size_t k = s.cp[i] == U' ' && i + 1 < s.size() ? i + 1 : i;  // the optional space
+  for (auto in : {letter, number, other}) {  // ' ?\p{L}+', ' ?\p{N}+', ' ?[^\s\p{L}\p{N}]+'
+    if (in(s.cp[i])) return run(s, i, in);
+    if (k > i && in(s.cp[k])) return run(s, k, in);
+  }
+  return spaces(s, i);
+}
+
+// One match of Llama-3's expression at i.
+std::size_t match_llama3(const CodePoints& s, std::size_t i) {
+  const char32_t c = s.cp[i];
+  if (const std::size_t j = contraction(s, i, true); j > i) return j;
+  // [^\r\n\p{L}\p{N}]?\p{L}+
+  if (letter(c)) return run(s, i, letter);
+  if (!crlf(c) && !number(c) && i + 1 < s.size() && letter(s.cp[i + 1])) return run(s, i + 1, letter);
+  // \p{N}{1,3}
+  if (number(c)) return std::min(run(s, i, number), i + 3);
+  // ' ?[^\s\p{L}\p{N}]+[\r\n]*'
+  if (other(c)) return run(s, run(s, i, other), crlf);
+  if (c == U' ' && i + 1 < s.size() && other(s.cp[i + 1])) return run(s, run(s, i + 1, other), crlf);
+  // \s*[\r\n]+: up to the last line break of the whitespace run
+  const std::size_t j = run(s, i, space);
+  for (std::size_t k = j; k > i; --k) {
+    if (crlf(s.cp[k - 1])) return k;
+  }
+  return spaces(s, i);
+}
+
+// GPT-2's map of the 256 bytes to printable characters (bytes_to_unicode).
+std::vector<char32_t> byte_chars() {
+  std::vector<char32_t> map(256);
+  char32_t next = 256;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+    map[static_cast<std::size_t>(b)] = printable ? static_cast<char32_t>(b) : next++;
+  }
+  return map;
+}
+
+nlohmann::json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  require(in.good(), path.string(), ": cannot be read");
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    return nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::parse_error& e) {
+    fail(path.string(), ": not valid JSON: ", e.what());
+  }
+}
+
+std::string json_type(const nlohmann::json& j) { return j.is_object() ? j.value("type", "?") : j.dump(); }
+
+}  // namespace
+
+HfBpeTokenizer::HfBpeTokenizer(const std::string& path) : path_(path) {
+  const nlohmann::json j = read_json(path);
+  try {
+    const nlohmann::json& model = j.at("model");
+    require(model.value("type", "") == "BPE", path, ": model type ", json_type(model),
+            " is not supported (spin reads byte-level BPE tokenizer.json files)");
+    require(!model.value("byte_fallback", false), path,
+            ": BPE with byte_fallback (a SentencePiece-style vocabulary) is not supported; use the model's "
+            "tokenizer.model");
+    for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+      require(!model.contains(key) || model[key].is_null() || model[key] == "", path, ": BPE with ", key,
+              " is not supported");
+    }
+    require(!j.contains("normalizer") || j["normalizer"].is_null(), path, ": normalizer ",
+            json_type(j["normalizer"]), " is not supported");
+    ignore_merges_ = model.value("ignore_merges", false);
+
+    // Pre-tokenizer: ByteLevel (its own GPT-2 expression with use_regex), or a Split by GPT-2's
+    // or Llama-3's expression followed by ByteLevel without one.
+    const nlohmann::json& pre = j.at("pre_tokenizer");
+    const auto byte_level = [&](const nlohmann::json& p) {
+      require(p.value("type", "") == "ByteLevel", path, ": pre-tokenizer ", json_type(p),
+              " is not supported (expected ByteLevel, or Split then ByteLevel)");
+      add_prefix_space_ = p.value("add_prefix_space", false);
+      return p.value("use_regex", true);
+    };
+    if (pre.value("type", "") == "Sequence") {
+      const nlohmann::json& steps = pre.at("pretokenizers");
+      require(steps.size() == 2 && steps[0].value("type", "") == "Split", path,
+              ": pre-tokenizer sequences other than [Split, ByteLevel] are not supported");
+      const nlohmann::json& split = steps[0];
+      const std::string pattern = split.at("pattern").value("Regex", "");
+      require(split.value("behavior", "") == "Isolated" && !split.value("invert", false), path,
+              ": Split pre-tokenizers other than behavior Isolated, invert false are not supported");
+      split_ = pattern == kLlama3Pattern ? Split::Llama3 : pattern == kGpt2Pattern ? Split::Gpt2 : Split::None;
+      require(split_ != Split::None, path, ": the pre-tokenizer's expression ", pattern,
+              " is not one spin knows (GPT-2's or Llama-3's)");
+      require(!byte_level(steps[1]), path, ": ByteLevel after a Split must not split again (use_regex false)");
+    } else {
+      split_ = byte_level(pre) ? Split::Gpt2 : Split::None;
+    }
+    if (j.contains("decoder") && !j["decoder"].is_null()) {
+      require(j["decoder"].value("type", "") == "ByteLevel", path, ": decoder ", json_type(j["decoder"]),
+              " is not supported (expected ByteLevel)");
+    }
+
+    std::int32_t largest = -1;
+    for (const auto& [token, id] : model.at("vocab").items()) {
+      vocab_[token] = id.get<std::int32_t>();
+      largest = std::max(largest, vocab_[token]);
+    }
+    for (const nlohmann::json& a : j.value("added_tokens", nlohmann::json::array())) {
+      for (const char* flag : {"lstrip", "rstrip", "single_word"}) {
+        require(!a.value(flag, false), path, ": added token ", a.at("content").get<std::string>(), " sets ",
+                flag, ", which spin does not support");
+      }
+      added_.push_back({a.at("content").get<std::string>(), a.at("id").get<std::int32_t>(), a.value("special", false)});
+      largest = std::max(largest, added_.back().id);
+    }
+    vocab_size_ = largest + 1;
+    tokens_.assign(static_cast<std::size_t>(vocab_size_), std::string());
+    kind_.assign(static_cast<std::size_t>(vocab_size_), Kind::Vocabulary);
+    for (const auto& [token, id] : vocab_) tokens_[static_cast<std::size_t>(id)] = token;
+    for (const AddedToken& a : added_) {
+      tokens_[static_cast<std::size_t>(a.id)] = a.content;
+      kind_[static_cast<std::size_t>(a.id)] = a.special ? Kind::Special : Kind::Added;
+    }
+    std::stable_sort(added_.begin(), added_.end(),
+                     [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+
+    const std::vector<char32_t> chars = byte_chars();
+    for (int b = 0; b < 256; ++b) {
+      std::string c;
+      unicode::append_utf8(c, chars[static_cast<std::size_t>(b)]);
+      const auto it = vocab_.find(c);
+      require(it != vocab_.end(), path, ": the vocabulary lacks byte ", b, " (not a byte-level BPE)");
+      byte_ids_[b] = it->second;
+    }
+    std::int32_t rank = 0;
+    for (const nlohmann::json& m : model.at("merges")) {
+      std::string left, right;
+      if (m.is_array()) {
+        left = m.at(0).get<std::string>(), right = m.at(1).get<std::string>();
+      } else {
+        const std::string s = m.get<std::string>();
+        const std::size_t cut = s.find(' ');
+        require(cut != std::string::npos, path, ": merge \"", s, "\" is not two tokens");
+        left = s.substr(0, cut), right = s.substr(cut + 1);
+      }
+      const auto l = vocab_.find(left), r = vocab_.find(right), merged = vocab_.find(left + right);
+      require(l != vocab_.end() && r != vocab_.end() && merged != vocab_.end(), path, ": merge \"", left, " ",
+              right, "\" names tokens outside the vocabulary");
+      const std::uint64_t key = (static_cast<std::uint64_t>(l->second) << 32) | static_cast<std::uint32_t>(r->second);
+      merges_.emplace(key, Merge{rank++, merged->second});  // the first (lowest) rank wins
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, ": not a tokenizer.json spin can read: ", e.what());
+  }
+
+  // BOS and EOS as tokenizer_config.json names them (the model's config.json overrides them).
+  const fs::path config = fs::path(path).parent_path() / "tokenizer_config.json";
+  if (fs::exists(config)) {
+    const nlohmann::json c = read_json(config);
+    const auto special = [&](const char* key) -> std::optional<std::int32_t> {
+      if (!c.contains(key) || c[key].is_null()) return std::nullopt;
+      const std::string text = c[key].is_object() ? c[key].value("content", "") : c[key].get<std::string>();
+      const auto id = token_id(text);
+      require(id.has_value(), config.string(), ": ", key, " \"", text, "\" is not a token of ", path);
+      return id;
+    };
+    bos_ = special("bos_token");
+    eos_ = special("eos_token");
+  }
+}
+
+std::optional<std::int32_t> HfBpeTokenizer::token_id(const std::string& token) const {
+  for (const AddedToken& a : added_) {
+    if (a.content == token) return a.id;
+  }
+  const auto it = vocab_.find(token);
+  return it == vocab_.end() ? std::nullopt : std::optional<std::int32_t>(it->second);
+}
+
+std::vector<std::string_view> HfBpeTokenizer::pre_tokenize(std::string_view text) const {
+  if (split_ == Split::None) return {text};
+  const CodePoints s = unicode::decode_utf8(text);
+  std::vector<std::string_view> pieces;
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t j = split_ == Split::Gpt2 ? match_gpt2(s, i) : match_llama3(s, i);
+    pieces.push_back(text.substr(s.at[i], s.at[j] - s.at[i]));
+    i = j;
+  }
+  return pieces;
+}
+
+void HfBpeTokenizer::encode_piece(std::string_view piece, std::vector<std::int32_t>& ids) const {
+  std::vector<std::int32_t> symbols;
+  for (char b : piece) symbols.push_back(byte_ids_[static_cast<unsigned char>(b)]);
+  if (ignore_merges_ && symbols.size() > 1) {
+    std::string whole;
+    for (std::int32_t id : symbols) whole += tokens_[static_cast<std::size_t>(id)];
+    if (const auto it = vocab_.find(whole); it != vocab_.end()) {
+      ids.push_back(it->second);
+      return;
+    }
+  }
+  // Merge the adjacent pair of lowest rank (leftmost among equals) until none merges.
+  while (symbols.size() > 1) {
+    std::int32_t best = std::numeric_limits<std::int32_t>::max();
+    std::size_t at = 0;
+    std::int32_t merged = 0;
+    for (std::size_t k = 0; k + 1 < symbols.size(); ++k) {
+      const std::uint64_t key = (static_cast<std::uint64_t>(symbols[k]) << 32) | static_cast<std::uint32_t>(symbols[k + 1]);
+      const auto it = merges_.find(key);
+      if (it != merges_.end() && it->second.rank < best) best = it->second.rank, at = k, merged = it->second.id;
+    }
+    if (best == std::numeric_limits<std::int32_t>::max()) break;
+    symbols[at] = merged;
+    symbols.erase(symbols.begin() + static_cast<std::ptrdiff_t>(at) + 1);
+  }
+  ids.insert(ids.end(), symbols.begin(), symbols.end());
+}
+
+std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
+  std::vector<std::int32_t> ids;
+  // Added tokens first: each stretch of text between them goes through the pre-tokenizer (with
+  // add_prefix_space, after a space is put in front) and BPE.
+  std::size_t from = 0;
+  const auto plain = [&](std::size_t to) {
+    std::string_view stretch = text.substr(from, to - from);
+    if (stretch.empty()) return;
+    std::string prefixed;
+    if (add_prefix_space_ && stretch.front() != ' ') {
+      prefixed.assign(1, ' ');
+      prefixed.append(stretch);
+      stretch = prefixed;
+    }
+    for (std::string_view piece : pre_tokenize(stretch)) encode_piece(piece, ids);
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    const auto hit = std::find_if(added_.begin(), added_.end(), [&](const AddedToken& a) {
+      return !a.content.empty() && text.compare(i, a.content.size(), a.content) == 0;
+    });
+    if (hit == added_.end()) {
+      ++i;
+      continue;
+    }
+    plain(i);
+    ids.push_back(hit->id);
+    i += hit->content.size();
+    from = i;
+  }
+  plain(text.size());
+  return ids;
+}
+
+std::string HfBpeTokenizer::decode(std::span<const std::int32_t> ids) const {
+  static const std::unordered_map<char32_t, char> bytes = [] {
+    std::unordered_map<char32_t, char> m;
+    const std::vector<char32_t> chars = byte_chars();
+    for (int b = 0; b < 256; ++b) m[chars[static_cast<std::size_t>(b)]] = static_cast<char>(b);
+    return m;
+  }();
+  std::string out;
+  for (std::int32_t id : ids) {
+    if (id < 0 || id >= vocab_size_) continue;
+    const auto i = static_cast<std::size_t>(id);
+    if (kind_[i] == Kind::Special) continue;
+    if (kind_[i] == Kind::Added) {  // added tokens hold their text as it is
+      out += tokens_[i];
+      continue;
+    }
+    for (char32_t c : unicode::decode_utf8(tokens_[i]).cp) {
+      const auto it = bytes.find(c);
+      if (it != bytes.end()) {
+        out += it->second;
+      } else {
+        unicode::append_utf8(out, c);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace spin::data

@@ -1,0 +1,61 @@
+// Hugging Face byte-level BPE tokenizers (`tokenizer.json` of GPT-2, Llama-3 and their kin), as
+// the `tokenizers` library runs them: added tokens matched in the text first, the
+// pre-tokenizer's regular expression (GPT-2's or Llama-3's, written out as code over Unicode
+// classes), bytes mapped to GPT-2's printable characters, then BPE merges lowest rank first
+// (with `ignore_merges`: a piece in the vocabulary is one token). Anything else such a file may
+// hold -- a normalizer, another model or pre-tokenizer, byte fallback -- is refused by name.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "data/tokenizer.h"
+
+namespace spin::data {
+
+class HfBpeTokenizer final : public Tokenizer {
+ public:
+  // `path`: a tokenizer.json; BOS and EOS from tokenizer_config.json beside it, when present.
+  explicit HfBpeTokenizer(const std::string& path);
+
+  std::vector<std::int32_t> encode(std::string_view text) const override;
+  std::string decode(std::span<const std::int32_t> ids) const override;
+  std::int64_t vocab_size() const override { return vocab_size_; }
+
+  // The pieces the pre-tokenizer cuts `text` (free of added tokens) into.
+  std::vector<std::string_view> pre_tokenize(std::string_view text) const;
+  // The id of a token of the vocabulary or an added token, given as text.
+  std::optional<std::int32_t> token_id(const std::string& token) const;
+
+  enum class Split { None, Gpt2, Llama3 };
+
+ private:
+  struct AddedToken {
+    std::string content;
+    std::int32_t id;
+    bool special;
+  };
+  struct Merge {
+    std::int32_t rank, id;
+  };
+  void encode_piece(std::string_view piece, std::vector<std::int32_t>& ids) const;
+
+  std::string path_;
+  Split split_ = Split::None;
+  bool add_prefix_space_ = false;
+  bool ignore_merges_ = false;
+  std::unordered_map<std::string, std::int32_t> vocab_;
+  std::vector<std::string> tokens_;               // id -> token text (vocabulary and added)
+  std::unordered_map<std::uint64_t, Merge> merges_;  // (left id, right id) -> rank, merged id
+  std::vector<AddedToken> added_;                 // longest content first
+  enum class Kind : std::uint8_t { Vocabulary, Added, Special };
+  std::vector<Kind> kind_;                        // id -> where its token comes from
+  std::int32_t byte_ids_[256] = {};               // each byte's token
+  std::int64_t vocab_size_ = 0;
+};
+
+}  // namespace spin::data

@@ -1,0 +1,79 @@
+#include "data/unicode_classes.h"
+
+#include <algorithm>
+#include <iterator>
+
+namespace spin::data::unicode {
+
+namespace {
+
+struct CodePointRange {
+  char32_t first, last;
+};
+
+#include "data/unicode_classes_table.inc"
+
+template <std::size_t N>
+bool in(const CodePointRange (&table)[N], char32_t c) {
+  const auto* it = std::upper_bound(std::begin(table), std::end(table), c,
+                                    [](char32_t v, const CodePointRange& r) { return v < r.first; });
+  return it != std::begin(table) && c <= std::prev(it)->last;
+}
+
+}  // namespace
+
+bool is_letter(char32_t c) { return in(kLetters, c); }
+bool is_number(char32_t c) { return in(kNumbers, c); }
+
+bool is_whitespace(char32_t c) {  // White_Space, as Rust's and Oniguruma's \s
+  return (c >= 0x9 && c <= 0xD) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+CodePoints decode_utf8(std::string_view text) {
+  CodePoints out;
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  for (std::size_t i = 0; i < text.size();) {
+    const unsigned char c = byte(i);
+    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    char32_t cp = len == 1 ? c : len == 2 ? (c & 0x1fu) : len == 3 ? (c & 0x0fu) : (c & 0x07u);
+    if (len == 0 || i + len > text.size()) len = 0;
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((byte(i + k) & 0xc0) != 0x80) {
+        len = 0;
+        break;
+      }
+      cp = (cp << 6) | (byte(i + k) & 0x3fu);
+    }
+    out.at.push_back(i);
+    if (len == 0) {
+      out.cp.push_back(0xFFFFFFFF);
+      i += 1;
+    } else {
+      out.cp.push_back(cp);
+      i += len;
+    }
+  }
+  out.at.push_back(text.size());
+  return out;
+}
+
+void append_utf8(std::string& out, char32_t c) {
+  if (c < 0x80) {
+    out += static_cast<char>(c);
+  } else if (c < 0x800) {
+    out += static_cast<char>(0xC0 | (c >> 6));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  } else if (c < 0x10000) {
+    out += static_cast<char>(0xE0 | (c >> 12));
+    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (c >> 18));
+    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  }
+}
+
+}  // namespace spin::data::unicode

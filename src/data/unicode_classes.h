@@ -1,0 +1,27 @@
+// The character classes of the regular expressions Hugging Face tokenizers pre-tokenize with:
+// \p{L} (letters), \p{N} (numbers) -- tables generated from the Unicode database by
+// gen_unicode_classes.py -- and \s (the White_Space property); and UTF-8 text as code points
+// with the byte offset of each, invalid bytes one code point each (classed as none of these).
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+#include <vector>
+
+namespace spin::data::unicode {
+
+bool is_letter(char32_t c);
+bool is_number(char32_t c);
+bool is_whitespace(char32_t c);
+
+struct CodePoints {
+  std::vector<char32_t> cp;
+  std::vector<std::size_t> at;  // byte offset of each, and the text's length last
+  std::size_t size() const { return cp.size(); }
+};
+// An invalid byte becomes the code point 0xFFFFFFFF (no class).
+CodePoints decode_utf8(std::string_view text);
+// The UTF-8 bytes of `c` appended to `out`.
+void append_utf8(std::string& out, char32_t c);
+
+}  // namespace spin::data::unicode

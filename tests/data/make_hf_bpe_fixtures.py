@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Builds the byte-level BPE fixtures of tests/unit/data/hf_bpe_tokenizer_test.cpp with Hugging
+Face `tokenizers` as the oracle: a small BPE trained with Llama-3's pre-tokenizer (Split by its
+expression, then ByteLevel; ignore_merges) and one with GPT-2's (ByteLevel with its own
+expression, add_prefix_space), each written as tokenizer.json + tokenizer_config.json, and
+cases.json: texts with the ids, pre-tokenizer pieces and decoded text `tokenizers` gives.
+
+    build/oracle-venv/bin/python tests/data/make_hf_bpe_fixtures.py tests/data/hf_bpe
+"""
+import json
+import os
+import random
+import sys
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+          r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
+
+# Characters of every class the expressions tell apart: letters of several scripts, numbers
+# (digits, Roman, fractions), whitespace of several kinds, punctuation, symbols, emoji.
+POOL = (list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") + list("0123456789") * 2 +
+        [" "] * 12 + ["\n", "\n", "\r\n", "\t", "\u00a0", "\u3000", "\u2003"] + list(".,;:!?-'\"()[]{}/\\@#$%^&*_=+<>|~`") +
+        ["'s", "'S", "'ll", "'RE", "'ve", "'d", "'t", "'m"] + list("éàüößçñøłž") + list("ΑβγΔЖждשלוםمرحبا") +
+        list("日本語中文한국어") + ["Ⅻ", "½", "²", "٣", "🙂", "🚀", "👍🏽", "€", "™", "\u200b", "\u0301"])
+
+
+def byte_chars():
+    """GPT-2's bytes_to_unicode."""
+    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+UNBYTE = byte_chars()
+
+
+def corpus(rng, n):
+    words = ["the", "The", "cat", "don't", "I'm", "we'll", "THEY'RE", "hello", "world", "2024", "3.14159",
+             "naïve", "café", "日本", "über", "  indented", "\n\nnew paragraph", "tab\tseparated", "x=1;", "--",
+             "...", "!!!", "#include", "<div>", "emoji 🙂", "12345678", "Ⅻ½"]
+    lines = []
+    for _ in range(n):
+        k = rng.randint(3, 14)
+        lines.append(" ".join(rng.choice(words) for _ in range(k)) + rng.choice(["", ".", "!", "?\n", "\n\n"]))
+        lines.append("".join(rng.choice(POOL) for _ in range(rng.randint(5, 30))))
+    return lines
+
+
+def texts(rng):
+    fixed = ["", " ", "  ", "hello", " hello", "  hello", "hello world", "Hello, World!", "don't I'm we'll THEY'RE",
+             "'s 'S 'Re 'LL x's", "12345678 9 10 3.14159", "a\nb", "a\n\nb", "a \n b", "a  \n\n  b", "line\r\nbreak",
+             "trailing   ", "   leading", "tab\tand\ttabs", "naïve café über", "日本語のテキスト", "emoji 🙂🚀👍🏽!",
+             "x=1;y=2", "--flag=--value", "<|eot_id|>", "before<|begin_of_text|>after", "<|start_header_id|>user"
+             "<|end_header_id|>\n\nHi<|eot_id|>", "Ⅻ½²٣", "\u00a0nbsp\u3000ideographic", "'", "''", "'x", "a'",
+             "?!\n\n", "  \n", "\n  ", "word\u200bjoiner", "e\u0301", "...\n", "a\r\rb"]
+    rand = ["".join(rng.choice(POOL) for _ in range(rng.randint(1, 40))) for _ in range(300)]
+    return fixed + rand
+
+
+def build(kind, out, rng):
+    if kind == "llama3":
+        tok = Tokenizer(models.BPE(ignore_merges=True))
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    else:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(corpus(rng, 3000), trainer)
+    os.makedirs(out, exist_ok=True)
+    tok.save(os.path.join(out, "tokenizer.json"))
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|eot_id|>"}}, f)
+    cases = []
+    for text in texts(rng):
+        enc = tok.encode(text, add_special_tokens=False)
+        # The pieces as text (ByteLevel maps their bytes to characters: mapped back).
+        pieces = None
+        if "<|" not in text:
+            pieces = [bytes(UNBYTE[c] for c in p).decode("utf-8") for p, _ in tok.pre_tokenizer.pre_tokenize_str(text)]
+        cases.append({"text": text, "ids": enc.ids, "decoded": tok.decode(enc.ids), "pieces": pieces})
+    with open(os.path.join(out, "cases.json"), "w") as f:
+        json.dump(cases, f, ensure_ascii=False, indent=0)
+    print("%s: vocabulary %d, %d cases" % (kind, tok.get_vocab_size(), len(cases)))
+
+
+def main():
+    root = sys.argv[1]
+    for kind in ("llama3", "gpt2"):
+        build(kind, os.path.join(root, kind), random.Random(7))
+
+
+if __name__ == "__main__":
+    main()

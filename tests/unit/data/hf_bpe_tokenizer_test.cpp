@@ -1,0 +1,112 @@
+// Byte-level BPE tokenizer.json files against Hugging Face `tokenizers` (the oracle that made
+// tests/data/hf_bpe: make_hf_bpe_fixtures.py): for a Llama-3-style and a GPT-2-style tokenizer,
+// 340 texts each (edge cases of the expressions and random strings of letters, digits, scripts,
+// whitespace kinds, punctuation, emoji, special tokens) give the same pre-tokenizer pieces, the
+// same ids and the same decoded text; specials come from tokenizer_config.json; unsupported
+// files are refused by name.
+#include "data/hf_bpe_tokenizer.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/test_util.h"
+#include "data/unicode_classes.h"
+
+namespace spin::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+nlohmann::json cases(const std::string& kind) {
+  std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + kind + "/cases.json");
+  return nlohmann::json::parse(in);
+}
+
+void expect_oracle_agrees(const std::string& kind, bool prefix_space) {
+  const HfBpeTokenizer t(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + kind + "/tokenizer.json");
+  int checked = 0, pieces_checked = 0;
+  for (const nlohmann::json& c : cases(kind)) {
+    const std::string text = c.at("text");
+    SCOPED_TRACE(kind + ": " + printable(text));
+    EXPECT_EQ(t.encode(text), c.at("ids").get<std::vector<std::int32_t>>());
+    EXPECT_EQ(t.decode(c.at("ids").get<std::vector<std::int32_t>>()), c.at("decoded").get<std::string>());
+    if (!c.at("pieces").is_null()) {
+      const std::string input = prefix_space && !text.empty() && text.front() != ' ' ? " " + text : text;
+      std::vector<std::string> got;
+      for (std::string_view p : t.pre_tokenize(input)) got.emplace_back(p);
+      if (!text.empty()) {  // (tokenizers gives no piece for an empty text, spin none to encode)
+        EXPECT_EQ(got, c.at("pieces").get<std::vector<std::string>>());
+        ++pieces_checked;
+      }
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 340);
+  EXPECT_GT(pieces_checked, 300);
+}
+
+TEST(HfBpeTokenizer, Llama3StyleMatchesHuggingFaceTokenizers) { expect_oracle_agrees("llama3", false); }
+
+TEST(HfBpeTokenizer, Gpt2StyleWithPrefixSpaceMatchesHuggingFaceTokenizers) { expect_oracle_agrees("gpt2", true); }
+
+TEST(HfBpeTokenizer, SpecialTokensAndLoadingFromAModelDirectory) {
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
+  const auto& bpe = dynamic_cast<const HfBpeTokenizer&>(*t);
+  ASSERT_TRUE(t->bos_id() && t->eos_id());
+  EXPECT_EQ(*t->bos_id(), *bpe.token_id("<|begin_of_text|>"));
+  EXPECT_EQ(*t->eos_id(), *bpe.token_id("<|eot_id|>"));
+  EXPECT_EQ(t->vocab_size(), 1200);
+  // Specials are recognised in the text, left out of decoded text.
+  const std::vector<std::int32_t> ids = t->encode("hi<|eot_id|>");
+  ASSERT_FALSE(ids.empty());
+  EXPECT_EQ(ids.back(), *t->eos_id());
+  EXPECT_EQ(t->decode(ids), "hi");
+  // Every byte string survives the round trip, valid UTF-8 or not.
+  const std::string bytes = "a\xff\xfe b\xc3";
+  EXPECT_EQ(t->decode(t->encode(bytes)), bytes);
+}
+
+TEST(HfBpeTokenizer, UnsupportedFilesAreRefusedByName) {
+  const fs::path dir = fs::temp_directory_path() / "spin_hf_bpe_test";
+  fs::create_directories(dir);
+  std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3/tokenizer.json");
+  const nlohmann::json good = nlohmann::json::parse(in);
+  const auto refused = [&](const std::function<void(nlohmann::json&)>& change, const std::string& what) {
+    nlohmann::json j = good;
+    change(j);
+    const fs::path path = dir / "tokenizer.json";
+    std::ofstream(path) << j.dump();
+    const std::string e = testing::error_of([&] { HfBpeTokenizer t(path.string()); });
+    EXPECT_NE(e.find(path.string()), std::string::npos) << e;
+    EXPECT_NE(e.find(what), std::string::npos) << e;
+  };
+  refused([](nlohmann::json& j) { j["normalizer"] = {{"type", "NFC"}}; }, "normalizer NFC");
+  refused([](nlohmann::json& j) { j["model"]["type"] = "WordPiece"; }, "model type WordPiece");
+  refused([](nlohmann::json& j) { j["model"]["byte_fallback"] = true; }, "byte_fallback");
+  refused([](nlohmann::json& j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\p{N}"; },
+          "expression \\p{N} is not one spin knows");
+  refused([](nlohmann::json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; }, "pre-tokenizer Metaspace");
+  refused([](nlohmann::json& j) { j["added_tokens"][0]["lstrip"] = true; }, "sets lstrip");
+  refused([](nlohmann::json& j) { j["model"]["merges"][0] = "nosuchtoken x"; }, "outside the vocabulary");
+  fs::remove_all(dir);
+}
+
+TEST(UnicodeClasses, LettersNumbersAndWhitespaceAsTheRegularExpressionsClassThem) {
+  for (char32_t c : {U'a', U'Z', U'é', U'ж', U'ש', U'م', U'日', U'ᄀ', U'ǅ', U'ʰ'}) EXPECT_TRUE(unicode::is_letter(c));
+  for (char32_t c : {U'0', U'٣', U'Ⅻ', U'½', U'²'}) EXPECT_TRUE(unicode::is_number(c));
+  for (char32_t c : {U' ', U'\t', U'\n', U'\r', U'\u00a0', U'\u3000', U'\u2003', U'\u2028'}) {
+    EXPECT_TRUE(unicode::is_whitespace(c));
+  }
+  for (char32_t c : {U'_', U'-', U'🙂', U'\u200b', U'\u0301', U'€'}) {
+    EXPECT_FALSE(unicode::is_letter(c) || unicode::is_number(c) || unicode::is_whitespace(c));
+  }
+  const unicode::CodePoints s = unicode::decode_utf8("a\xc3\xa9\xff🙂");
+  EXPECT_EQ(s.cp, (std::vector<char32_t>{U'a', U'é', 0xFFFFFFFF, U'🙂'}));
+  EXPECT_EQ(s.at, (std::vector<std::size_t>{0, 1, 3, 4, 8}));
+}
+
+}  // namespace
+}  // namespace spin::data
