@@ -40,7 +40,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("model", po::value(&o.model)->required(), "Hugging Face model directory (with its tokenizer for text data)")
       ("data", po::value(&o.data)->required(), "JSONL with prompts and ground-truth responses (any spin data shape)")
       ("output", po::value(&o.output)->default_value(""), "also write the figures as one JSON line to this file")
-      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), "prompt template: chat or plain")
+      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), "prompt template: chat, plain or llama3")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage")
@@ -74,13 +74,15 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     shard = plan_model_shard(o.model, grid, o.pp_layers);
     const model::ModelConfig& mc = shard->config;
     const auto tokenizer = load_tokenizer(o.model, mc);
-    data = data::load_examples(o.data, tokenizer.get(), data::parse_prompt_template(o.prompt_template),
-                               {0, 0, mc.max_sequence_length(), data::Overlong::Drop}, mc.vocab_size);
+    const data::PromptTemplate tmpl = data::parse_prompt_template(o.prompt_template);
+    data = data::load_examples(o.data, tokenizer.get(), tmpl, {0, 0, mc.max_sequence_length(), data::Overlong::Drop},
+                               mc.vocab_size);
     std::int64_t longest = 0;
     for (const auto& e : data.examples) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(e.response.size()));
     greedy.sampling.greedy = true;
     greedy.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : longest;
     for (std::int64_t id : mc.eos_token_ids) greedy.eos_ids.push_back(static_cast<std::int32_t>(id));
+    if (tokenizer) add_stop_id(greedy.eos_ids, data::response_end(tmpl, *tokenizer));
     greedy.validate(mc.vocab_size);
     for (const auto& e : data.examples) {
       require(static_cast<std::int64_t>(e.prompt.size()) + greedy.max_new_tokens <= mc.max_sequence_length(),

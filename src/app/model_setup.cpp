@@ -1,5 +1,6 @@
 #include "app/model_setup.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
@@ -38,6 +39,10 @@ std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
   if (!config.eos_token_ids.empty()) eos = static_cast<std::int32_t>(config.eos_token_ids.front());
   tokenizer->set_special_ids(bos, eos);
   return tokenizer;
+}
+
+void add_stop_id(std::vector<std::int32_t>& stop_ids, std::optional<std::int32_t> id) {
+  if (id && std::find(stop_ids.begin(), stop_ids.end(), *id) == stop_ids.end()) stop_ids.push_back(*id);
 }
 
 std::vector<std::string> tokenizer_files(const std::string& dir) {

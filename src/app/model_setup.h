@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int t
 // has none (token-id data needs none; text data then fails with a message saying so).
 std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
                                                 const model::ModelConfig& config);
+
+// Adds `id`, when there is one, to a generation's stop ids unless it is among them already (the
+// token that ends the template's responses: data::response_end).
+void add_stop_id(std::vector<std::int32_t>& stop_ids, std::optional<std::int32_t> id);
 
 // The tokenizer files (SentencePiece or byte-level model, tokenizer and generation configs)
 // present in `dir`, as paths.

@@ -102,7 +102,7 @@ Example read_example(const json& j, DataShape shape, const std::string& where,
           where, ": the prompt is empty");
   require(!blank(c.response), where, ": the response is empty");
   e.prompt = render_prompt(c.prompt, prompt_template, *tokenizer);
-  e.response = render_response(c.response, *tokenizer);
+  e.response = render_response(c.response, prompt_template, *tokenizer);
   return e;
 }
 

@@ -29,7 +29,7 @@ class HfBpeTokenizer final : public Tokenizer {
   // The pieces the pre-tokenizer cuts `text` (free of added tokens) into.
   std::vector<std::string_view> pre_tokenize(std::string_view text) const;
   // The id of a token of the vocabulary or an added token, given as text.
-  std::optional<std::int32_t> token_id(const std::string& token) const;
+  std::optional<std::int32_t> token_id(const std::string& token) const override;
 
   enum class Split { None, Gpt2, Llama3 };
 

@@ -8,12 +8,35 @@ namespace {
 void append(std::vector<std::int32_t>& ids, const std::vector<std::int32_t>& more) {
   ids.insert(ids.end(), more.begin(), more.end());
 }
+
+// A special token the template needs, by its text.
+std::int32_t special(const Tokenizer& t, const std::string& token) {
+  const std::optional<std::int32_t> id = t.token_id(token);
+  require(id.has_value(), "the llama3 prompt template needs the token ", token, ", which the model's tokenizer lacks");
+  return *id;
+}
+
+// Leading and trailing whitespace removed (Jinja's trim, as Llama-3's template applies it).
+std::string trimmed(const std::string& text) {
+  const char* space = " \t\n\r\f\v";
+  const std::size_t first = text.find_first_not_of(space);
+  if (first == std::string::npos) return "";
+  return text.substr(first, text.find_last_not_of(space) - first + 1);
+}
+
+// <|start_header_id|> role <|end_header_id|> "\n\n"
+void llama3_header(std::vector<std::int32_t>& ids, const std::string& role, const Tokenizer& t) {
+  ids.push_back(special(t, "<|start_header_id|>"));
+  append(ids, t.encode(role));
+  ids.push_back(special(t, "<|end_header_id|>"));
+}
 }  // namespace
 
 PromptTemplate parse_prompt_template(const std::string& name) {
   if (name == "chat") return PromptTemplate::Chat;
   if (name == "plain") return PromptTemplate::Plain;
-  fail("unknown prompt template \"", name, "\" (chat or plain)");
+  if (name == "llama3") return PromptTemplate::Llama3;
+  fail("unknown prompt template \"", name, "\" (chat, plain or llama3)");
 }
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
@@ -26,6 +49,16 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     append(ids, t.encode(text));
     return ids;
   }
+  if (prompt_template == PromptTemplate::Llama3) {
+    for (const Message& m : messages) {
+      llama3_header(ids, m.role, t);
+      append(ids, t.encode("\n\n" + trimmed(m.content)));
+      ids.push_back(special(t, "<|eot_id|>"));
+    }
+    llama3_header(ids, "assistant", t);
+    append(ids, t.encode("\n\n"));
+    return ids;
+  }
   for (const Message& m : messages) {
     append(ids, t.encode("<|" + m.role + "|>\n" + m.content));
     if (t.eos_id()) ids.push_back(*t.eos_id());
@@ -35,10 +68,16 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
   return ids;
 }
 
-std::vector<std::int32_t> render_response(const std::string& text, const Tokenizer& t) {
-  std::vector<std::int32_t> ids = t.encode(text);
-  if (t.eos_id()) ids.push_back(*t.eos_id());
+std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
+                                          const Tokenizer& t) {
+  std::vector<std::int32_t> ids = t.encode(prompt_template == PromptTemplate::Llama3 ? trimmed(text) : text);
+  if (const auto end = response_end(prompt_template, t)) ids.push_back(*end);
   return ids;
+}
+
+std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& t) {
+  if (prompt_template == PromptTemplate::Llama3) return special(t, "<|eot_id|>");
+  return t.eos_id();
 }
 
 }  // namespace spin::data

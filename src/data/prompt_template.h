@@ -2,11 +2,16 @@
 //   chat  (default; the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"
+//   llama3 (Llama-3 Instruct's chat template) BOS, then per message
+//         <|start_header_id|> "{role}" <|end_header_id|> "\n\n{content, trimmed}" <|eot_id|>,
+//         then <|start_header_id|> "assistant" <|end_header_id|> "\n\n"
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
-// The response is its text's ids followed by EOS.
+// The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
+// which ends an assistant turn).
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,11 +24,15 @@ struct Message {
   std::string content;
 };
 
-enum class PromptTemplate { Chat, Plain };
+enum class PromptTemplate { Chat, Plain, Llama3 };
 PromptTemplate parse_prompt_template(const std::string& name);  // throws naming the choices
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);
-std::vector<std::int32_t> render_response(const std::string& text, const Tokenizer& tokenizer);
+std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
+                                          const Tokenizer& tokenizer);
+// The token that ends a response under the template (EOS, llama3's <|eot_id|>), if any:
+// generation must stop at it too.
+std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& tokenizer);
 
 }  // namespace spin::data

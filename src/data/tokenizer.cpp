@@ -42,6 +42,11 @@ class SentencePieceTokenizer final : public Tokenizer {
     return text;
   }
   std::int64_t vocab_size() const override { return processor_.GetPieceSize(); }
+  std::optional<std::int32_t> token_id(const std::string& token) const override {
+    const int id = processor_.PieceToId(token);
+    if (id < 0 || processor_.IdToPiece(id) != token) return std::nullopt;
+    return id;
+  }
 
  private:
   sentencepiece::SentencePieceProcessor processor_;

@@ -27,6 +27,13 @@ class Tokenizer {
   virtual std::string decode(std::span<const std::int32_t> ids) const = 0;
   virtual std::int64_t vocab_size() const = 0;
 
+  // The id of a token given as its text (a special token such as "<|eot_id|>"), if the
+  // tokenizer has it.
+  virtual std::optional<std::int32_t> token_id(const std::string& token) const {
+    (void)token;
+    return std::nullopt;
+  }
+
   std::optional<std::int32_t> bos_id() const { return bos_; }
   std::optional<std::int32_t> eos_id() const { return eos_; }
   // The model's config.json has the last word on BOS/EOS (Hugging Face's rule).

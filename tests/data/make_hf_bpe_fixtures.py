@@ -5,7 +5,7 @@ expression, then ByteLevel; ignore_merges) and one with GPT-2's (ByteLevel with 
 expression, add_prefix_space), each written as tokenizer.json + tokenizer_config.json, and
 cases.json: texts with the ids, pre-tokenizer pieces and decoded text `tokenizers` gives.
 
-    build/oracle-venv/bin/python tests/data/make_hf_bpe_fixtures.py tests/data/hf_bpe
+    build/oracle-venv/bin/python tests/data/make_hf_bpe_fixtures.py tests/data/hf_bpe   # (needs jinja2 too)
 """
 import json
 import os
@@ -81,6 +81,8 @@ def build(kind, out, rng):
     tok.save(os.path.join(out, "tokenizer.json"))
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
         json.dump({"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|eot_id|>"}}, f)
+    if kind == "llama3":
+        chat_cases(tok, out)
     cases = []
     for text in texts(rng):
         enc = tok.encode(text, add_special_tokens=False)
@@ -92,6 +94,37 @@ def build(kind, out, rng):
     with open(os.path.join(out, "cases.json"), "w") as f:
         json.dump(cases, f, ensure_ascii=False, indent=0)
     print("%s: vocabulary %d, %d cases" % (kind, tok.get_vocab_size(), len(cases)))
+
+
+# Meta-Llama-3-8B-Instruct's chat template (tokenizer_config.json).
+LLAMA3_CHAT = ("{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+               "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + "
+               "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
+               "{{ content }}{% endfor %}{% if add_generation_prompt %}"
+               "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+
+
+def chat_cases(tok, out):
+    """chat_cases.json: conversations with the ids transformers' apply_chat_template gives for the
+    prompt (with the generation prompt) and, for the whole conversation, the response's ids."""
+    from transformers import PreTrainedTokenizerFast
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>")
+    fast.chat_template = LLAMA3_CHAT
+    conversations = [
+        [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}],
+        [{"role": "system", "content": "  You are terse.\n"}, {"role": "user", "content": "Hello there!  "},
+         {"role": "assistant", "content": " Hi.\n\n"}],
+        [{"role": "user", "content": "first"}, {"role": "assistant", "content": "one"},
+         {"role": "user", "content": "naïve 日本 🙂 12345"}, {"role": "assistant", "content": "two\nlines"}],
+    ]
+    cases = []
+    for conv in conversations:
+        prompt = fast.apply_chat_template(conv[:-1], add_generation_prompt=True, tokenize=True)
+        whole = fast.apply_chat_template(conv, add_generation_prompt=False, tokenize=True)
+        assert whole[:len(prompt)] == prompt
+        cases.append({"messages": conv, "prompt_ids": prompt, "response_ids": whole[len(prompt):]})
+    with open(os.path.join(out, "chat_cases.json"), "w") as f:
+        json.dump(cases, f, ensure_ascii=False, indent=0)
 
 
 def main():

@@ -11,6 +11,8 @@
               uninterrupted one ends. SIGUSR1 to mpirun (forwarded) and SIGTERM to one rank of a
               running job do the same. TensorBoard event files, read by an independent parser
               (tensorboard_events.py), hold the metrics.jsonl values across resumes.
+  hf_tokenizer  a model with a byte-level BPE tokenizer.json and the llama3 template trains, and
+              its exported iteration carries the tokenizer files
 """
 import argparse
 import json
@@ -252,16 +254,45 @@ def case_signal(args, tmp):
         print("%s: stopped at step %d of 180 with exit %d" % (name, step, REQUEUE))
 
 
+def case_hf_tokenizer(args, tmp):
+    """A model with a Hugging Face byte-level BPE tokenizer.json (the Llama-3-style test
+    tokenizer) and the llama3 chat template: spin train tokenizes, generates until <|eot_id|>,
+    starts at loss log 2, and the exported model carries the tokenizer files."""
+    config = setup(tmp)
+    model = os.path.join(tmp, "model")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), model,
+                    "--vocab", "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2", "--heads", "4",
+                    "--kv-heads", "2", "--max-positions", "96"], check=True, capture_output=True)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(ROOT, "tests", "data", "hf_bpe", "llama3", f), model)
+    with open(os.path.join(model, "config.json")) as f:
+        c = json.load(f)
+    c["bos_token_id"], c["eos_token_id"] = 0, [1, 2]  # <|begin_of_text|>; <|end_of_text|>, <|eot_id|>
+    with open(os.path.join(model, "config.json"), "w") as f:
+        json.dump(c, f)
+    out = os.path.join(tmp, "out")
+    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
+                              "llama3", "--spin.max_iterations", "1"], 2)
+    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert len(m) == 6 and abs(m[0]["loss"] - math.log(2)) < 1e-12, m
+    assert m[0]["generated_length_mean"] > 0, m[0]
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        assert os.path.exists(os.path.join(out, "iteration_1", f)), f
+    print("tokenizer.json + llama3 template: 6 steps, first loss log 2, generated length %.1f"
+          % m[0]["generated_length_mean"])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["layouts", "config", "signal"])
+    p.add_argument("case", choices=["layouts", "config", "signal", "hf_tokenizer"])
     p.add_argument("--spin", required=True)
     p.add_argument("--mpiexec", required=True)
     p.add_argument("--models", required=True)
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="spin_train_")
     try:
-        {"layouts": case_layouts, "config": case_config, "signal": case_signal}[args.case](args, tmp)
+        {"layouts": case_layouts, "config": case_config, "signal": case_signal,
+         "hf_tokenizer": case_hf_tokenizer}[args.case](args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("PASS")

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/test_util.h"
+#include "data/prompt_template.h"
 #include "data/unicode_classes.h"
 
 namespace spin::data {
@@ -67,6 +68,31 @@ TEST(HfBpeTokenizer, SpecialTokensAndLoadingFromAModelDirectory) {
   // Every byte string survives the round trip, valid UTF-8 or not.
   const std::string bytes = "a\xff\xfe b\xc3";
   EXPECT_EQ(t->decode(t->encode(bytes)), bytes);
+}
+
+// The llama3 template against transformers' apply_chat_template with Llama-3-Instruct's Jinja
+// template: the prompt (with the generation prompt) and the response's ids, contents trimmed,
+// the response ending with <|eot_id|>.
+TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
+  std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3/chat_cases.json");
+  int checked = 0;
+  for (const nlohmann::json& c : nlohmann::json::parse(in)) {
+    std::vector<Message> messages;
+    for (const nlohmann::json& m : c.at("messages")) messages.push_back({m.at("role"), m.at("content")});
+    const Message response = messages.back();
+    messages.pop_back();
+    EXPECT_EQ(render_prompt(messages, PromptTemplate::Llama3, *t), c.at("prompt_ids").get<std::vector<std::int32_t>>());
+    EXPECT_EQ(render_response(response.content, PromptTemplate::Llama3, *t),
+              c.at("response_ids").get<std::vector<std::int32_t>>());
+    ++checked;
+  }
+  EXPECT_EQ(checked, 3);
+  EXPECT_EQ(response_end(PromptTemplate::Llama3, *t), t->token_id("<|eot_id|>"));
+  // A tokenizer without Llama-3's special tokens cannot use the template.
+  const ByteTokenizer bytes;
+  const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::Llama3, bytes); });
+  EXPECT_NE(e.find("needs the token <|start_header_id|>"), std::string::npos) << e;
 }
 
 TEST(HfBpeTokenizer, UnsupportedFilesAreRefusedByName) {
