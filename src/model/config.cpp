@@ -38,6 +38,30 @@ std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::s
   }
   return ids;
 }
+RopeScaling parse_rope_scaling(const json& r, const std::string& source) {
+  require(r.is_object(), source, ": rope_scaling must be an object, got ", r.dump());
+  const std::string type = r.value("rope_type", r.value("type", ""));
+  RopeScaling s;
+  if (type == "linear") {
+    s.type = RopeScaling::Type::Linear;
+  } else if (type == "llama3") {
+    s.type = RopeScaling::Type::Llama3;
+    for (const char* key : {"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
+      require(r.contains(key), source, ": rope_scaling of type llama3 lacks \"", key, "\"");
+    }
+    s.low_freq_factor = positive_float(r, "low_freq_factor", source);
+    s.high_freq_factor = positive_float(r, "high_freq_factor", source);
+    s.original_max_position_embeddings = positive_int(r, "original_max_position_embeddings", source);
+    require(s.high_freq_factor > s.low_freq_factor, source, ": rope_scaling's high_freq_factor (", s.high_freq_factor,
+            ") must exceed its low_freq_factor (", s.low_freq_factor, ")");
+  } else {
+    fail(source, ": rope_scaling ", r.dump(), " is not supported (rope types linear and llama3 are)");
+  }
+  require(r.contains("factor"), source, ": rope_scaling lacks \"factor\"");
+  s.factor = positive_float(r, "factor", source);
+  return s;
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_json(const std::string& text, const std::string& source) {
@@ -63,12 +87,8 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     require(!j.contains(key) || j.at(key) == false, source, ": \"", key,
             "\": true is not supported (Llama projections have no bias)");
   }
-  if (j.contains("rope_scaling")) {
-    require(j.at("rope_scaling").is_null(), source, ": rope_scaling ",
-            j.at("rope_scaling").dump(), " is not supported; only plain RoPE with rope_theta");
-  }
-
   ModelConfig c;
+  if (j.contains("rope_scaling") && !j.at("rope_scaling").is_null()) c.rope_scaling = parse_rope_scaling(j.at("rope_scaling"), source);
   c.vocab_size = positive_int(j, "vocab_size", source);
   c.hidden_size = positive_int(j, "hidden_size", source);
   c.intermediate_size = positive_int(j, "intermediate_size", source);

@@ -1,6 +1,7 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM),
-// read from a Hugging Face config.json. Features spin does not implement (rope_scaling,
-// attention/MLP biases, activations other than SiLU) are refused by name rather than ignored.
+// read from a Hugging Face config.json. Features spin does not implement (rope_scaling other than
+// linear and llama3, attention/MLP biases, activations other than SiLU) are refused by name
+// rather than ignored.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,17 @@
 #include <vector>
 
 namespace spin::model {
+
+// config.json's rope_scaling, of the rope types spin implements (model/rope.h): linear (the
+// positions divided by `factor`) and llama3 (Llama 3.1 / 3.2: each inverse frequency rescaled by
+// its wavelength against the original context).
+struct RopeScaling {
+  enum class Type { Linear, Llama3 };
+  Type type = Type::Linear;
+  float factor = 1.0f;
+  float low_freq_factor = 1.0f, high_freq_factor = 4.0f;  // llama3
+  std::int64_t original_max_position_embeddings = 0;      // llama3
+};
 
 struct ModelConfig {
   std::int64_t vocab_size = 0;
@@ -20,6 +32,7 @@ struct ModelConfig {
   std::int64_t head_dim = 0;          // head_dim (defaults to hidden_size / num_heads)
   float rms_norm_eps = 1e-6f;
   float rope_theta = 10000.0f;
+  std::optional<RopeScaling> rope_scaling;
   std::int64_t max_position_embeddings = 0;
   std::optional<std::int64_t> sliding_window;  // Mistral; sequences must not exceed it
   bool tie_word_embeddings = false;

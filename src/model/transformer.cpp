@@ -14,7 +14,7 @@ Transformer::Transformer(const ModelConfig& config, const TpDims& dims, const St
     : config_(config),
       dims_(dims),
       stage_(stage),
-      rope_(config.head_dim, config.max_sequence_length(), config.rope_theta, kernels.device()),
+      rope_(config.head_dim, config.max_sequence_length(), config.rope_theta, kernels.device(), config.rope_scaling),
       ctx_{config_, dims_, tp, kernels, rope_} {
   require(tp.size() == dims.size && tp.rank() == dims.rank, "the TP communicator (rank ",
           tp.rank(), " of ", tp.size(), ") does not match the model's TP layout (rank ",

@@ -70,8 +70,29 @@ TEST(ModelConfig, MissingOrBadKeysNameTheKeyAndTheFile) {
   EXPECT_NE(error_of("{not json").find("not valid JSON"), std::string::npos);
 }
 
+// Llama 3.1's rope_scaling, and the older linear one; the other rope types are refused.
+TEST(ModelConfig, ReadsLinearAndLlama3RopeScaling) {
+  const ModelConfig l3 = ModelConfig::from_json(
+      with("rope_scaling", R"({"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                               "original_max_position_embeddings": 8192, "rope_type": "llama3"})"),
+      "config.json");
+  ASSERT_TRUE(l3.rope_scaling.has_value());
+  EXPECT_EQ(l3.rope_scaling->type, RopeScaling::Type::Llama3);
+  EXPECT_EQ(l3.rope_scaling->factor, 8.0f);
+  EXPECT_EQ(l3.rope_scaling->high_freq_factor, 4.0f);
+  EXPECT_EQ(l3.rope_scaling->original_max_position_embeddings, 8192);
+  const ModelConfig lin = ModelConfig::from_json(with("rope_scaling", R"({"type": "linear", "factor": 2.0})"), "c");
+  EXPECT_EQ(lin.rope_scaling->type, RopeScaling::Type::Linear);
+  EXPECT_EQ(lin.rope_scaling->factor, 2.0f);
+  EXPECT_FALSE(ModelConfig::from_json(kLlama, "c").rope_scaling.has_value());
+  EXPECT_NE(error_of(with("rope_scaling", R"({"rope_type": "llama3", "factor": 8.0})")).find("lacks \"low_freq_factor\""),
+            std::string::npos);
+}
+
 TEST(ModelConfig, RefusesWhatItDoesNotImplement) {
-  EXPECT_NE(error_of(with("rope_scaling", R"({"type": "linear", "factor": 2.0})")).find("rope_scaling"),
+  EXPECT_NE(error_of(with("rope_scaling", R"({"type": "dynamic", "factor": 2.0})")).find("rope_scaling"),
+            std::string::npos);
+  EXPECT_NE(error_of(with("rope_scaling", R"({"rope_type": "yarn", "factor": 4.0})")).find("linear and llama3"),
             std::string::npos);
   EXPECT_NE(error_of(with("attention_bias", "true")).find("attention_bias"), std::string::npos);
   EXPECT_NE(error_of(with("hidden_act", "\"gelu\"")).find("hidden_act"), std::string::npos);

@@ -1,0 +1,72 @@
+// RoPE tables (model/rope.h) with rope_scaling: llama3's inverse frequencies equal what Hugging
+// Face's _compute_llama3_parameters gives in torch float32 (the hex constants below: that
+// function's code, from transformers' modeling_rope_utils, run with python3-torch at head_dim 16, theta 500000, factor
+// 8, low_freq_factor 1, high_freq_factor 8, original context 256: two frequencies kept, two interpolated, four divided
+// by the factor), and at Llama 3.1's parameters; linear divides every frequency by the factor; and the tables' angles
+// are the positions times those frequencies.
+#include "model/rope.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace spin::model {
+namespace {
+
+TEST(RopeTable, Llama3ScalingMatchesHuggingFaceBitwise) {
+  RopeScaling s;
+  s.type = RopeScaling::Type::Llama3;
+  s.factor = 8.0f;
+  s.low_freq_factor = 1.0f;
+  s.high_freq_factor = 8.0f;
+  s.original_max_position_embeddings = 256;
+  const std::vector<float> plain = {0x1.0p+0f,       0x1.8d276p-3f,  0x1.34119p-5f,   0x1.ddee9ep-8f,
+                                    0x1.72ba42p-10f, 0x1.1f91fp-12f, 0x1.be2188p-15f, 0x1.5a0f4ep-17f};
+  const std::vector<float> scaled = {0x1.0p+0f,       0x1.883ec2p-3f, 0x1.d80664p-8f,  0x1.ddee9ep-11f,
+                                     0x1.72ba42p-13f, 0x1.1f91fp-15f, 0x1.be2188p-18f, 0x1.5a0f4ep-20f};
+  EXPECT_EQ(rope_inv_freq(16, 500000.0f, std::nullopt), plain);
+  EXPECT_EQ(rope_inv_freq(16, 500000.0f, s), scaled);
+}
+
+// Llama 3.1 8B's own parameters (head_dim 128, theta 500000, factor 8, 1 / 4, 8192): 64
+// frequencies, six of them interpolated, against the same torch computation.
+TEST(RopeTable, Llama31ParametersMatchHuggingFaceBitwise) {
+  RopeScaling s;
+  s.type = RopeScaling::Type::Llama3;
+  s.factor = 8.0f;
+  s.low_freq_factor = 1.0f;
+  s.high_freq_factor = 4.0f;
+  s.original_max_position_embeddings = 8192;
+  const std::vector<float> hf = {
+      0x1.p+0f,        0x1.a11582p-1f,  0x1.53c38cp-1f,  0x1.14c708p-1f,  0x1.c2ef78p-2f,  0x1.6f56fap-2f,
+      0x1.2b3dc6p-2f,  0x1.e788c2p-3f,  0x1.8d2760p-3f,  0x1.438740p-3f,  0x1.078d40p-3f,  0x1.ad6338p-4f,
+      0x1.5dc95ap-4f,  0x1.1cf130p-4f,  0x1.d03ccep-5f,  0x1.7a2d08p-5f,  0x1.341190p-5f,  0x1.f5ea7ep-6f,
+      0x1.98de92p-6f,  0x1.4d1272p-6f,  0x1.0f5386p-6f,  0x1.ba0dd8p-7f,  0x1.681adap-7f,  0x1.2558fep-7f,
+      0x1.ddee9ep-8f,  0x1.8554ecp-8f,  0x1.3d2804p-8f,  0x1.025c6ap-8f,  0x1.a4ee40p-9f,  0x1.1bfa0cp-9f,
+      0x1.67a23ap-10f, 0x1.c12f3cp-11f, 0x1.132ba4p-11f, 0x1.47e210p-12f, 0x1.765ba4p-13f, 0x1.90d10cp-14f,
+      0x1.46831ap-14f, 0x1.09fb7ep-14f, 0x1.b15902p-15f, 0x1.610332p-15f, 0x1.1f91f0p-15f, 0x1.d484dep-16f,
+      0x1.7da9e8p-16f, 0x1.36e8eap-16f, 0x1.fa8b86p-17f, 0x1.9ca3eap-17f, 0x1.5024d6p-17f, 0x1.11d41ep-17f,
+      0x1.be2188p-18f, 0x1.6b6d0ep-18f, 0x1.280d96p-18f, 0x1.e25700p-19f, 0x1.88ec20p-19f, 0x1.4014d2p-19f,
+      0x1.04be68p-19f, 0x1.a8d010p-20f, 0x1.5a0f4ep-20f, 0x1.19e800p-20f, 0x1.cb4a9ap-21f, 0x1.76258ep-21f,
+      0x1.30c94ep-21f, 0x1.f09184p-22f, 0x1.948360p-22f, 0x1.4985fep-22f};
+  EXPECT_EQ(rope_inv_freq(128, 500000.0f, s), hf);
+}
+
+TEST(RopeTable, LinearScalingDividesEveryFrequencyAndTheTableFollows) {
+  RopeScaling s;
+  s.factor = 4.0f;
+  const std::vector<float> plain = rope_inv_freq(8, 10000.0f, std::nullopt);
+  const std::vector<float> linear = rope_inv_freq(8, 10000.0f, s);
+  for (std::size_t i = 0; i < plain.size(); ++i) EXPECT_EQ(linear[i], plain[i] / 4.0f);
+  const RopeTable table(8, 32, 10000.0f, Device::Cpu, s);
+  for (std::int64_t p : {0, 1, 17, 31}) {
+    for (std::size_t i = 0; i < linear.size(); ++i) {
+      const float angle = static_cast<float>(p) * linear[i];
+      EXPECT_EQ(table.cos()[p * 4 + static_cast<std::int64_t>(i)], static_cast<float>(std::cos(double{angle})));
+      EXPECT_EQ(table.sin()[p * 4 + static_cast<std::int64_t>(i)], static_cast<float>(std::sin(double{angle})));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace spin::model
