@@ -97,7 +97,8 @@ def case_cli(args, tmp):
 
 # The shipped configs: (config, model shape, GPUs it is written for).
 CONFIGS = [("tinyllama-1.1b.ini", "tinyllama-1.1b.json", 8), ("llama-2-7b.ini", "llama-2-7b.json", 16),
-           ("mistral-7b.ini", "mistral-7b-v0.1.json", 16)]
+           ("mistral-7b.ini", "mistral-7b-v0.1.json", 16),
+           ("llama-3.2-1b-instruct.ini", "llama-3.2-1b-instruct.json", 8)]
 
 
 def case_configs(args, tmp):
