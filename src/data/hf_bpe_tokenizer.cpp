@@ -186,6 +186,12 @@ HfBpeTokenizer::HfBpeTokenizer(const std::string& path) : path_(path) {
     }
     std::stable_sort(added_.begin(), added_.end(),
                      [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+    require(added_.size() < 65536, path, ": more than 65535 added tokens");
+    for (std::size_t k = 0; k < added_.size(); ++k) {
+      if (!added_[k].content.empty()) {
+        added_by_byte_[static_cast<unsigned char>(added_[k].content[0])].push_back(static_cast<std::uint16_t>(k));
+      }
+    }
 
     const std::vector<char32_t> chars = byte_chars();
     for (int b = 0; b < 256; ++b) {
@@ -297,16 +303,18 @@ std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
     for (std::string_view piece : pre_tokenize(stretch)) encode_piece(piece, ids);
   };
   for (std::size_t i = 0; i < text.size();) {
-    const auto hit = std::find_if(added_.begin(), added_.end(), [&](const AddedToken& a) {
-      return !a.content.empty() && text.compare(i, a.content.size(), a.content) == 0;
+    const std::vector<std::uint16_t>& candidates = added_by_byte_[static_cast<unsigned char>(text[i])];
+    const auto hit = std::find_if(candidates.begin(), candidates.end(), [&](std::uint16_t k) {
+      return text.compare(i, added_[k].content.size(), added_[k].content) == 0;
     });
-    if (hit == added_.end()) {
+    if (hit == candidates.end()) {
       ++i;
       continue;
     }
+    const AddedToken& a = added_[*hit];
     plain(i);
-    ids.push_back(hit->id);
-    i += hit->content.size();
+    ids.push_back(a.id);
+    i += a.content.size();
     from = i;
   }
   plain(text.size());

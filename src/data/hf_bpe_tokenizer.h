@@ -52,6 +52,7 @@ class HfBpeTokenizer final : public Tokenizer {
   std::vector<std::string> tokens_;               // id -> token text (vocabulary and added)
   std::unordered_map<std::uint64_t, Merge> merges_;  // (left id, right id) -> rank, merged id
   std::vector<AddedToken> added_;                 // longest content first
+  std::vector<std::uint16_t> added_by_byte_[256];  // indices into added_ by first byte, in order
   enum class Kind : std::uint8_t { Vocabulary, Added, Special };
   std::vector<Kind> kind_;                        // id -> where its token comes from
   std::int32_t byte_ids_[256] = {};               // each byte's token
