@@ -1,6 +1,7 @@
-// spin generate: responses to token-id prompts, TP x PP x DP, with the KV-cache generator.
+// spin generate: responses to prompts (token ids, or text through the model's tokenizer and a
+// prompt template), TP x PP x DP, with the KV-cache generator.
 //   mpirun -np N spin generate --model HF_DIR --tp T --pp P --input prompts.jsonl
-//       --output out.jsonl [--temperature 0.7 --top-p 0.9 --max-new-tokens 256 ...]
+//       --output out.jsonl [--template llama3 --temperature 0.7 --top-p 0.9 --max-new-tokens 256 ...]
 // Prompts are dealt round-robin to the data-parallel replicas and generated in batches; the
 // responses depend only on the seed and each prompt's line number, so every layout writes the
 // same file. Rank 0 writes it in input order (through a temporary file).
@@ -19,7 +20,8 @@
 #include "app/runtime.h"
 #include "checkpoint/hf_reader.h"
 #include "core/error.h"
-#include "data/token_jsonl.h"
+#include "data/examples.h"
+#include "data/jsonl.h"
 #include "generate/generator.h"
 #include "parallel/job_errors.h"
 
@@ -30,7 +32,7 @@ namespace {
 namespace po = boost::program_options;
 
 struct GenerateOptions {
-  std::string model, input, output, pp_layers, eos_ids;
+  std::string model, input, output, pp_layers, eos_ids, prompt_template = "chat";
   std::vector<std::string> end_sequences;
   int tp = 1, pp = 1;
   std::int64_t batch_size = 32;
@@ -46,9 +48,13 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
   desc.add_options()
       ("help,h", "print this help")
       ("model", po::value(&o.model)->required(), "Hugging Face model directory")
-      ("input", po::value(&o.input)->required(), "JSONL of {\"prompt\": [token ids...]}")
+      ("input", po::value(&o.input)->required(),
+       "JSONL of {\"prompt\": [token ids...]}, {\"prompt\": \"text\"} or {\"messages\": [...]}")
+      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
+       "prompt template for text prompts: chat, plain or llama3")
       ("output", po::value(&o.output)->required(),
-       "JSONL written by rank 0, one line per prompt: prompt, response, logprobs, finish_reason")
+       "JSONL written by rank 0, one line per prompt: prompt, response (ids, and text when the model has a "
+       "tokenizer), logprobs, finish_reason")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage, e.g. 3,5")
@@ -73,6 +79,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
     return std::nullopt;
   }
   require(o.batch_size >= 1, "spin generate: --batch-size must be at least 1");
+  data::parse_prompt_template(o.prompt_template);
   o.eos_given = !o.eos_ids.empty();
   for (std::int64_t id : parse_int_list(o.eos_ids, "--eos-ids")) {
     o.params.eos_ids.push_back(static_cast<std::int32_t>(id));
@@ -86,7 +93,9 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
   return o;
 }
 
-std::string json_line(const std::vector<std::int32_t>& prompt, const generate::Generation& g) {
+// One output line; `text` (the decoded response) only when the model has a tokenizer.
+std::string json_line(const std::vector<std::int32_t>& prompt, const generate::Generation& g,
+                      const std::optional<std::string>& text) {
   std::string s = "{\"prompt\": [";
   char buf[32];
   for (std::size_t i = 0; i < prompt.size(); ++i) s += (i ? ", " : "") + std::to_string(prompt[i]);
@@ -98,8 +107,9 @@ std::string json_line(const std::vector<std::int32_t>& prompt, const generate::G
     s += buf;
   }
   s += "], \"length\": " + std::to_string(g.tokens.size()) + ", \"finish_reason\": \"" +
-       generate::finish_reason_name(g.finish) + "\"}\n";
-  return s;
+       generate::finish_reason_name(g.finish) + "\"";
+  if (text) s += ", \"response_text\": " + data::jsonl::quoted(*text);
+  return s + "}\n";
 }
 
 // Responses of the prompts `ids` flattened for sending: [length, finish] per prompt, then the
@@ -148,13 +158,17 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
 
   std::optional<ModelShard> shard;
   std::vector<std::vector<std::int32_t>> prompts;
+  std::unique_ptr<data::Tokenizer> tokenizer;
   parallel::run_collectively(world, [&] {
     shard = plan_model_shard(o.model, grid, o.pp_layers);
+    tokenizer = load_tokenizer(o.model, shard->config);
+    const data::PromptTemplate tmpl = data::parse_prompt_template(o.prompt_template);
     if (!o.eos_given) {
       for (std::int64_t id : shard->config.eos_token_ids) o.params.eos_ids.push_back(static_cast<std::int32_t>(id));
+      if (tokenizer) add_stop_id(o.params.eos_ids, data::response_end(tmpl, *tokenizer));
     }
     o.params.validate(shard->config.vocab_size);
-    prompts = data::read_prompt_jsonl(o.input);
+    prompts = data::load_prompts(o.input, tokenizer.get(), tmpl);
     for (std::size_t i = 0; i < prompts.size(); ++i) {
       const auto need = static_cast<std::int64_t>(prompts[i].size()) + o.params.max_new_tokens;
       require(need <= shard->config.max_sequence_length(), o.input, ":", i + 1, ": the prompt has ",
@@ -244,7 +258,8 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     const auto& g = by_replica[i % by_replica.size()][i / by_replica.size()];
     total_new += static_cast<std::int64_t>(g.tokens.size());
-    std::fputs(json_line(prompts[i], g).c_str(), f);
+    const std::optional<std::string> text = tokenizer ? std::optional(tokenizer->decode(g.tokens)) : std::nullopt;
+    std::fputs(json_line(prompts[i], g, text).c_str(), f);
   }
   require(std::fclose(f) == 0, tmp, ": write failed");
   std::filesystem::rename(tmp, o.output);

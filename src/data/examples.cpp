@@ -29,17 +29,23 @@ struct Conversation {
   std::string response;
 };
 
-Conversation read_chat(const json& j, const std::string& where) {
+std::vector<Message> read_messages(const json& j, const std::string& where) {
   const json& list = j.at("messages");
   require(list.is_array() && !list.empty(), where, ": \"messages\" must be a non-empty list");
-  Conversation c;
+  std::vector<Message> messages;
   for (const json& m : list) {
     require(m.is_object(), where, ": every message must be an object with role and content");
     const std::string role = jsonl::string_field(m, "role", where);
     require(role == "system" || role == "user" || role == "assistant", where, ": unknown role \"",
             role, "\" (system, user or assistant)");
-    c.prompt.push_back({role, jsonl::string_field(m, "content", where)});
+    messages.push_back({role, jsonl::string_field(m, "content", where)});
   }
+  return messages;
+}
+
+Conversation read_chat(const json& j, const std::string& where) {
+  Conversation c;
+  c.prompt = read_messages(j, where);
   require(c.prompt.back().role == "assistant", where,
           ": the last message must be the assistant's (the ground-truth response)");
   c.response = c.prompt.back().content;
@@ -179,6 +185,34 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
   require(!out.examples.empty(), path, ": no usable examples (", out.report.records, " read, ",
           out.report.dropped, " dropped, ", out.report.skipped, " skipped)");
   return out;
+}
+
+std::vector<std::vector<std::int32_t>> load_prompts(const std::string& path, const Tokenizer* tokenizer,
+                                                    PromptTemplate prompt_template) {
+  std::vector<std::vector<std::int32_t>> prompts;
+  jsonl::for_each_line(path, [&](const std::string& text, const std::string& where, std::int64_t) {
+    const json j = jsonl::parse_object(text, where);
+    for (const char* key : {"prompt", "tokens"}) {
+      if (j.contains(key) && j.at(key).is_array()) {
+        prompts.push_back(jsonl::id_list(j, key, where));
+        require(!prompts.back().empty(), where, ": the prompt is empty");
+        return;
+      }
+    }
+    std::vector<Message> messages;
+    if (j.contains("messages")) {
+      messages = read_messages(j, where);
+    } else {
+      require(j.contains("prompt"), where, ": expected {\"prompt\": [token ids]}, {\"prompt\": \"text\"} or "
+              "{\"messages\": [...]}");
+      messages = {{"user", jsonl::string_field(j, "prompt", where)}};
+    }
+    require(std::any_of(messages.begin(), messages.end(), [](const Message& m) { return !blank(m.content); }),
+            where, ": the prompt is empty");
+    require(tokenizer != nullptr, where, ": a text prompt needs the model's tokenizer");
+    prompts.push_back(render_prompt(messages, prompt_template, *tokenizer));
+  });
+  return prompts;
 }
 
 }  // namespace spin::data

@@ -58,4 +58,12 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
                              PromptTemplate prompt_template, const LengthLimits& limits,
                              std::int64_t vocab_size, bool skip_bad_lines = false);
 
+// Prompts to generate from (spin generate), one per line, each {"prompt": [ids]} (or
+// {"tokens": [ids]}) as it is, or
+// text rendered by the template as the prompt of a conversation: {"prompt": "..."} (one user
+// message) or {"messages": [...]} (every message). Text needs `tokenizer`; errors name
+// file:line.
+std::vector<std::vector<std::int32_t>> load_prompts(const std::string& path, const Tokenizer* tokenizer,
+                                                    PromptTemplate prompt_template);
+
 }  // namespace spin::data

@@ -56,4 +56,8 @@ std::string string_field(const json& j, const char* key, const std::string& wher
   return j.at(key).get<std::string>();
 }
 
+std::string quoted(const std::string& text) {
+  return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace spin::data::jsonl

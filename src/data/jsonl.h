@@ -22,4 +22,8 @@ std::vector<std::int32_t> id_list(const nlohmann::json& j, const char* key, cons
 // j[key] as a string.
 std::string string_field(const nlohmann::json& j, const char* key, const std::string& where);
 
+// `text` as a JSON string literal (quotes, escapes); bytes that are not valid UTF-8 -- a
+// byte-level model may generate any -- become U+FFFD.
+std::string quoted(const std::string& text);
+
 }  // namespace spin::data::jsonl

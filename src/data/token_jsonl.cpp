@@ -50,18 +50,6 @@ std::vector<TokenRecord> read_token_jsonl(const std::string& path) {
   return records;
 }
 
-std::vector<std::vector<std::int32_t>> read_prompt_jsonl(const std::string& path) {
-  std::vector<std::vector<std::int32_t>> prompts;
-  for_each_line(path, [&](const std::string& text, const std::string& where, std::int64_t) {
-    const json j = parse_object(text, where);
-    const char* key = j.contains("prompt") ? "prompt" : "tokens";
-    require(j.contains(key), where, ": expected {\"prompt\": [token ids...]}");
-    prompts.push_back(id_list(j, key, where));
-    require(!prompts.back().empty(), where, ": the prompt is empty");
-  });
-  return prompts;
-}
-
 void validate_token_records(const std::vector<TokenRecord>& records, const std::string& path,
                             std::int64_t vocab_size, std::int64_t max_length) {
   for (const TokenRecord& r : records) {

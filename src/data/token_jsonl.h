@@ -18,10 +18,6 @@ struct TokenRecord {
 
 std::vector<TokenRecord> read_token_jsonl(const std::string& path);
 
-// Prompts for generation: {"prompt": [ids...]} per line (other keys are ignored), or
-// {"tokens": [ids...]}. Errors name the file and line; an empty prompt is an error.
-std::vector<std::vector<std::int32_t>> read_prompt_jsonl(const std::string& path);
-
 // Checks ids against the vocabulary and lengths against the model's limit.
 void validate_token_records(const std::vector<TokenRecord>& records, const std::string& path,
                             std::int64_t vocab_size, std::int64_t max_length);

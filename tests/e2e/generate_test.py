@@ -5,12 +5,16 @@
               responses (log-probabilities to 1e-5)
   scores      `spin score` of prompt + response gives the log-probabilities generation reported
   bad-input   over-long and empty prompts, invalid sampling values: one error line, no output
+  text        text prompts ({"prompt": "..."} and {"messages": [...]}) through a model's
+              tokenizer.json and the llama3 template: the prompt ids are the template's, the
+              responses those of the same ids given directly, and response_text their decoding
 """
 import argparse
 import json
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -91,9 +95,50 @@ def case_bad_input(args, tmp):
     e("bad-end-sequence", cmd(args.prompts, "--end-sequence", "1,x"), r"--end-sequence \"1,x\" is not a comma-separated list")
 
 
+def case_text(args, tmp):
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    model = os.path.join(tmp, "model")
+    subprocess.run([sys.executable, os.path.join(root, "tests", "data", "make_tiny_model.py"), model, "--vocab", "1200",
+                    "--hidden", "32", "--intermediate", "64", "--layers", "2", "--heads", "4", "--kv-heads", "2"],
+                   check=True, capture_output=True)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(root, "tests", "data", "hf_bpe", "llama3", f), model)
+    config = json.load(open(os.path.join(model, "config.json")))
+    config["bos_token_id"], config["eos_token_id"] = 0, 1  # <|begin_of_text|>, <|end_of_text|>
+    json.dump(config, open(os.path.join(model, "config.json"), "w"))
+    text = os.path.join(tmp, "text.jsonl")
+    with open(text, "w") as f:
+        f.write(json.dumps({"prompt": "What is 2+2?"}) + "\n")
+        f.write(json.dumps({"messages": [{"role": "system", "content": "Be terse."},
+                                         {"role": "user", "content": "naïve 日本 🙂"}]}) + "\n")
+    common = ["--model", model, "--max-new-tokens", "12", "--seed", "5"]
+    out = os.path.join(tmp, "out.jsonl")
+    run_ok(args.mpiexec, [args.spin, "generate", "--input", text, "--output", out, "--template", "llama3"] + common, 2)
+    got = [json.loads(l) for l in open(out)]
+    # The first prompt is chat_cases.json's first: what transformers' apply_chat_template gives.
+    chat = json.load(open(os.path.join(root, "tests", "data", "hf_bpe", "llama3", "chat_cases.json")))
+    assert got[0]["prompt"] == chat[0]["prompt_ids"], (got[0]["prompt"], chat[0]["prompt_ids"])
+    for g in got:
+        assert g["prompt"][:2] == [0, 3], g["prompt"]  # BOS, <|start_header_id|>
+        assert g["prompt"][-2] == 4, g["prompt"]  # the assistant header's <|end_header_id|>, then "\n\n"
+        assert isinstance(g["response_text"], str), g
+    # The same prompts as ids: the same responses (a response depends on the seed and the line).
+    ids = os.path.join(tmp, "ids.jsonl")
+    with open(ids, "w") as f:
+        for g in got:
+            f.write(json.dumps({"prompt": g["prompt"]}) + "\n")
+    again = os.path.join(tmp, "again.jsonl")
+    run_ok(args.mpiexec, [args.spin, "generate", "--input", ids, "--output", again] + common, 1)
+    for g, h in zip(got, (json.loads(l) for l in open(again))):
+        assert g["response"] == h["response"] and g["response_text"] == h["response_text"], (g, h)
+    # Generation stops at <|eot_id|> (id 2), the llama3 template's end of a response, too.
+    assert all(2 not in g["response"][:-1] for g in got), got
+    print("text prompts: %d responses, e.g. %r" % (len(got), got[0]["response_text"][:40]))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["layouts", "scores", "bad-input"])
+    p.add_argument("case", choices=["layouts", "scores", "bad-input", "text"])
     p.add_argument("--spin", required=True)
     p.add_argument("--mpiexec", required=True)
     p.add_argument("--models", required=True)
@@ -102,7 +147,7 @@ def main():
     args.prompts = os.path.join(tmp, "prompts.jsonl")
     prompts_file(args.prompts)
     try:
-        {"layouts": case_layouts, "scores": case_scores, "bad-input": case_bad_input}[args.case](args, tmp)
+        {"layouts": case_layouts, "scores": case_scores, "bad-input": case_bad_input, "text": case_text}[args.case](args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("PASS")
