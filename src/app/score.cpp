@@ -1,5 +1,7 @@
 // spin score: per-token log-probabilities and masked sums of token sequences under a model.
 //   mpirun -np N spin score --model HF_DIR --tp T --input seqs.jsonl --output out.jsonl
+// Text records (a prompt and its response, chat messages, NeMo conversations) are tokenized as
+// training tokenizes them (--template) and their response tokens summed.
 // Sequences are dealt round-robin to the data-parallel replicas (world / tp of them), scored
 // in micro-batches, and gathered on rank 0, which writes the output in input order (into a
 // temporary file renamed at the end, so a failed run leaves no partial output).
@@ -17,6 +19,8 @@
 #include "app/runtime.h"
 #include "checkpoint/hf_reader.h"
 #include "core/error.h"
+#include "app/model_setup.h"
+#include "data/examples.h"
 #include "data/token_jsonl.h"
 #include "model/transformer.h"
 #include "parallel/job_errors.h"
@@ -32,6 +36,7 @@ struct ScoreOptions {
   std::string model;
   std::string input;
   std::string output;
+  std::string prompt_template = "chat";
   int tp = 1;
   static constexpr int pp = 1;  // scoring runs TP x DP
   std::int64_t batch_size = 8;
@@ -47,7 +52,10 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
       ("model", po::value(&o.model)->required(),
        "Hugging Face model directory (config.json + model.safetensors[.index.json])")
       ("input", po::value(&o.input)->required(),
-       "JSONL: {\"tokens\":[...], \"mask_from\":k} or {\"prompt\":[...], \"response\":[...]}")
+       "JSONL: {\"tokens\":[...], \"mask_from\":k} or {\"prompt\":[...], \"response\":[...]} of ids, or text as "
+       "training reads it (prompt/response, messages, NeMo conversations)")
+      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
+       "prompt template for text records: chat, plain or llama3")
       ("output", po::value(&o.output)->required(),
        "JSONL written by rank 0: {\"logprob_sum\": s, \"token_logprobs\": [...]} per input line")
       ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (data-parallel = world / tp)")
@@ -59,6 +67,7 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
     return std::nullopt;
   }
   require(o.batch_size >= 1, "spin score: --batch-size must be at least 1");
+  data::parse_prompt_template(o.prompt_template);
   o.runtime.check();
   return o;
 }
@@ -139,7 +148,23 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     config = model::ModelConfig::load(o.model);
     dims = model::tp_dims(*config, grid.tp_rank(), grid.tp_size());
-    records = data::read_token_jsonl(o.input);
+    if (data::holds_text(o.input)) {
+      // Tokenized as training does; every line scored (no length limit here: validated below).
+      const auto tokenizer = load_tokenizer(o.model, *config);
+      require(tokenizer != nullptr, o.input, ": text records need the model's tokenizer, and ", o.model, " has none");
+      const data::LoadedExamples loaded = data::load_examples(
+          o.input, tokenizer.get(), data::parse_prompt_template(o.prompt_template), {}, config->vocab_size);
+      for (const data::Example& e : loaded.examples) {
+        data::TokenRecord r;
+        r.tokens = e.prompt;
+        r.tokens.insert(r.tokens.end(), e.response.begin(), e.response.end());
+        r.mask_from = static_cast<std::int64_t>(e.prompt.size());
+        r.line = e.line;
+        records.push_back(std::move(r));
+      }
+    } else {
+      records = data::read_token_jsonl(o.input);
+    }
     data::validate_token_records(records, o.input, config->vocab_size,
                                  config->max_sequence_length());
     if (world.rank() == 0) {

@@ -187,6 +187,17 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
   return out;
 }
 
+bool holds_text(const std::string& path) {
+  bool text = false, first = true;
+  jsonl::for_each_line(path, [&](const std::string& line, const std::string& where, std::int64_t) {
+    if (!first) return;
+    first = false;
+    const json j = jsonl::parse_object(line, where);
+    text = j.contains("messages") || j.contains("conversations") || (j.contains("prompt") && j.at("prompt").is_string());
+  });
+  return text;
+}
+
 std::vector<std::vector<std::int32_t>> load_prompts(const std::string& path, const Tokenizer* tokenizer,
                                                     PromptTemplate prompt_template) {
   std::vector<std::vector<std::int32_t>> prompts;

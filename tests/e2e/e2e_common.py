@@ -1,9 +1,10 @@
 """Helpers shared by the end-to-end tests: running `spin` under mpirun with a timeout, checking
-that bad input gives exactly one error line, and reading safetensors files (standard library
-only)."""
+that bad input gives exactly one error line, reading safetensors files (standard library
+only), and a tiny model with the Llama-3-style test tokenizer."""
 import json
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -62,3 +63,23 @@ def read_safetensors(path):
         begin, end = entry["data_offsets"]
         out[name] = struct.unpack("<%df" % ((end - begin) // 4), data[begin:end])
     return out
+
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+HF_BPE = os.path.join(ROOT, "tests", "data", "hf_bpe", "llama3")
+
+
+def llama3_tokenizer_model(path, eos=(1, 2)):
+    """A tiny random Llama with tests/data/hf_bpe/llama3's tokenizer.json (vocabulary 1200):
+    BOS <|begin_of_text|> (0), EOS ids `eos` (1 <|end_of_text|>, 2 <|eot_id|>)."""
+    subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab", "1200",
+                    "--hidden", "32", "--intermediate", "64", "--layers", "2", "--heads", "4", "--kv-heads", "2",
+                    "--max-positions", "96"], check=True, capture_output=True)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(HF_BPE, f), path)
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    config["bos_token_id"], config["eos_token_id"] = 0, list(eos)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    return path

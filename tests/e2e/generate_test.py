@@ -14,11 +14,9 @@ import json
 import os
 import random
 import shutil
-import subprocess
-import sys
 import tempfile
 
-from e2e_common import expect_error, run_ok
+from e2e_common import HF_BPE, expect_error, llama3_tokenizer_model, run_ok
 
 
 def prompts_file(path, n=10, seed=3):
@@ -96,27 +94,18 @@ def case_bad_input(args, tmp):
 
 
 def case_text(args, tmp):
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-    model = os.path.join(tmp, "model")
-    subprocess.run([sys.executable, os.path.join(root, "tests", "data", "make_tiny_model.py"), model, "--vocab", "1200",
-                    "--hidden", "32", "--intermediate", "64", "--layers", "2", "--heads", "4", "--kv-heads", "2"],
-                   check=True, capture_output=True)
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(root, "tests", "data", "hf_bpe", "llama3", f), model)
-    config = json.load(open(os.path.join(model, "config.json")))
-    config["bos_token_id"], config["eos_token_id"] = 0, 1  # <|begin_of_text|>, <|end_of_text|>
-    json.dump(config, open(os.path.join(model, "config.json"), "w"))
+    model = llama3_tokenizer_model(os.path.join(tmp, "model"), eos=(1,))  # <|eot_id|> from the template only
     text = os.path.join(tmp, "text.jsonl")
     with open(text, "w") as f:
         f.write(json.dumps({"prompt": "What is 2+2?"}) + "\n")
         f.write(json.dumps({"messages": [{"role": "system", "content": "Be terse."},
                                          {"role": "user", "content": "naïve 日本 🙂"}]}) + "\n")
-    common = ["--model", model, "--max-new-tokens", "12", "--seed", "5"]
+    common = ["--model", model, "--max-new-tokens", "12", "--seed", "5", "--template", "llama3"]
     out = os.path.join(tmp, "out.jsonl")
-    run_ok(args.mpiexec, [args.spin, "generate", "--input", text, "--output", out, "--template", "llama3"] + common, 2)
+    run_ok(args.mpiexec, [args.spin, "generate", "--input", text, "--output", out] + common, 2)
     got = [json.loads(l) for l in open(out)]
     # The first prompt is chat_cases.json's first: what transformers' apply_chat_template gives.
-    chat = json.load(open(os.path.join(root, "tests", "data", "hf_bpe", "llama3", "chat_cases.json")))
+    chat = json.load(open(os.path.join(HF_BPE, "chat_cases.json")))
     assert got[0]["prompt"] == chat[0]["prompt_ids"], (got[0]["prompt"], chat[0]["prompt_ids"])
     for g in got:
         assert g["prompt"][:2] == [0, 3], g["prompt"]  # BOS, <|start_header_id|>

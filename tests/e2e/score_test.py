@@ -4,6 +4,9 @@
   layouts       the same output for TP/DP layouts (1 rank, TP=2, DP=2, TP=2 x DP=2), to 1e-5
   dtypes        BF16 weights in a sharded checkpoint score like the F32 single file
   bad-input     each bad input gives one clear error line, non-zero exit, no output, no hang
+  text          text records through the model's tokenizer.json and the llama3 template score as
+                the ids transformers' apply_chat_template gives; a text line without a response
+                is one error naming file:line
 
 Standard library only. Every command runs under a timeout so that a hang fails the test.
 """
@@ -147,9 +150,27 @@ def case_bad_input(args, tmp):
                      r"--device cuda: (no CUDA device is visible|this spin was built without CUDA)")
 
 
+def case_text(args, tmp):
+    model = e2e_common.llama3_tokenizer_model(os.path.join(tmp, "model"))
+    chat = json.load(open(os.path.join(e2e_common.HF_BPE, "chat_cases.json")))
+    text, ids = os.path.join(tmp, "text.jsonl"), os.path.join(tmp, "ids.jsonl")
+    with open(text, "w") as t, open(ids, "w") as i:
+        for c in chat:  # conversations ending with the assistant's turn: prompt and response
+            t.write(json.dumps({"messages": c["messages"]}) + "\n")
+            i.write(json.dumps({"prompt": c["prompt_ids"], "response": c["response_ids"]}) + "\n")
+    got = score(args, model, text, os.path.join(tmp, "text_out.jsonl"), 2, 2, ["--template", "llama3"])
+    want = score(args, model, ids, os.path.join(tmp, "ids_out.jsonl"), 2, 2)
+    compare(got, want, 0.0, 0.0, "text (llama3 template) vs apply_chat_template's ids")
+    bad = os.path.join(tmp, "bad.jsonl")
+    with open(bad, "w") as f:
+        f.write(json.dumps({"prompt": "hi", "response": "there"}) + "\n" + json.dumps({"prompt": "no response"}) + "\n")
+    expect_error(args, tmp, "text-without-response",
+                 lambda out: ["score", "--model", model, "--input", bad, "--output", out], r"bad\.jsonl:2: ")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["layouts", "dtypes", "precision", "bad-input"])
+    p.add_argument("case", choices=["layouts", "dtypes", "precision", "bad-input", "text"])
     p.add_argument("--spin", required=True)
     p.add_argument("--mpiexec", required=True)
     p.add_argument("--models", required=True, help="folder holding the generated tiny models")
@@ -159,7 +180,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="spin_e2e_")
     try:
         {"layouts": case_layouts, "dtypes": case_dtypes, "precision": case_precision,
-         "bad-input": case_bad_input}[args.case](args, tmp)
+         "bad-input": case_bad_input, "text": case_text}[args.case](args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("PASS")

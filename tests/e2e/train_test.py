@@ -26,7 +26,7 @@ import tempfile
 import time
 
 import tensorboard_events as tb
-from e2e_common import TIMEOUT, expect_error, read_safetensors, run, run_ok
+from e2e_common import TIMEOUT, expect_error, llama3_tokenizer_model, read_safetensors, run, run_ok
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
@@ -259,17 +259,7 @@ def case_hf_tokenizer(args, tmp):
     tokenizer) and the llama3 chat template: spin train tokenizes, generates until <|eot_id|>,
     starts at loss log 2, and the exported model carries the tokenizer files."""
     config = setup(tmp)
-    model = os.path.join(tmp, "model")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), model,
-                    "--vocab", "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2", "--heads", "4",
-                    "--kv-heads", "2", "--max-positions", "96"], check=True, capture_output=True)
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(ROOT, "tests", "data", "hf_bpe", "llama3", f), model)
-    with open(os.path.join(model, "config.json")) as f:
-        c = json.load(f)
-    c["bos_token_id"], c["eos_token_id"] = 0, [1, 2]  # <|begin_of_text|>; <|end_of_text|>, <|eot_id|>
-    with open(os.path.join(model, "config.json"), "w") as f:
-        json.dump(c, f)
+    llama3_tokenizer_model(os.path.join(tmp, "model"))  # replaces setup's model (config.ini names it)
     out = os.path.join(tmp, "out")
     r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
                               "llama3", "--spin.max_iterations", "1"], 2)

@@ -13,13 +13,18 @@
 namespace spin::model {
 namespace {
 
-TEST(RopeTable, Llama3ScalingMatchesHuggingFaceBitwise) {
+RopeScaling llama3(float factor, float low_freq_factor, float high_freq_factor, std::int64_t original) {
   RopeScaling s;
   s.type = RopeScaling::Type::Llama3;
-  s.factor = 8.0f;
-  s.low_freq_factor = 1.0f;
-  s.high_freq_factor = 8.0f;
-  s.original_max_position_embeddings = 256;
+  s.factor = factor;
+  s.low_freq_factor = low_freq_factor;
+  s.high_freq_factor = high_freq_factor;
+  s.original_max_position_embeddings = original;
+  return s;
+}
+
+TEST(RopeTable, Llama3ScalingMatchesHuggingFaceBitwise) {
+  const RopeScaling s = llama3(8.0f, 1.0f, 8.0f, 256);
   const std::vector<float> plain = {0x1.0p+0f,       0x1.8d276p-3f,  0x1.34119p-5f,   0x1.ddee9ep-8f,
                                     0x1.72ba42p-10f, 0x1.1f91fp-12f, 0x1.be2188p-15f, 0x1.5a0f4ep-17f};
   const std::vector<float> scaled = {0x1.0p+0f,       0x1.883ec2p-3f, 0x1.d80664p-8f,  0x1.ddee9ep-11f,
@@ -31,12 +36,7 @@ TEST(RopeTable, Llama3ScalingMatchesHuggingFaceBitwise) {
 // Llama 3.1 8B's own parameters (head_dim 128, theta 500000, factor 8, 1 / 4, 8192): 64
 // frequencies, six of them interpolated, against the same torch computation.
 TEST(RopeTable, Llama31ParametersMatchHuggingFaceBitwise) {
-  RopeScaling s;
-  s.type = RopeScaling::Type::Llama3;
-  s.factor = 8.0f;
-  s.low_freq_factor = 1.0f;
-  s.high_freq_factor = 4.0f;
-  s.original_max_position_embeddings = 8192;
+  const RopeScaling s = llama3(8.0f, 1.0f, 4.0f, 8192);
   const std::vector<float> hf = {
       0x1.p+0f,        0x1.a11582p-1f,  0x1.53c38cp-1f,  0x1.14c708p-1f,  0x1.c2ef78p-2f,  0x1.6f56fap-2f,
       0x1.2b3dc6p-2f,  0x1.e788c2p-3f,  0x1.8d2760p-3f,  0x1.438740p-3f,  0x1.078d40p-3f,  0x1.ad6338p-4f,
