@@ -56,6 +56,7 @@ struct Options {
   bool sequence_parallel = false;
   bool recompute = false;
   bool mixed = false;  // bf16 products
+  std::vector<Sequence> sequences = batch_sequences();
 };
 
 Run run(const ModelConfig& config, parallel::Communicator& tp, const Options& o = {}) {
@@ -71,9 +72,10 @@ Run run(const ModelConfig& config, parallel::Communicator& tp, const Options& o 
   Activations acts;
   Run out;
   out.token_logprobs =
-      transformer.forward(weights, TokenBatch::pack(batch_sequences()), acts, true).token_logprobs;
+      transformer.forward(weights, TokenBatch::pack(o.sequences), acts, true).token_logprobs;
   ModelWeights grads(config, dims);
-  transformer.backward(weights, acts, std::vector<float>{1.0f, -0.5f, 2.0f, 0.3f}, grads);
+  const std::vector<float> dsums = {1.0f, -0.5f, 2.0f, 0.3f};
+  transformer.backward(weights, acts, std::span(dsums).first(o.sequences.size()), grads);
   for (const ShardedTensor& g : grads.sharded_state_dict()) out.grads.push_back(gather(g, tp));
   // Replicated (norm) gradients must be the same on every TP rank, or replicas would drift.
   for (const ShardedTensor& g : grads.sharded_state_dict()) {
@@ -89,7 +91,7 @@ Run run(const ModelConfig& config, parallel::Communicator& tp, const Options& o 
 void expect_same_as_tp1(const testing::TinyShape& shape, int tp, const Options& o = {}) {
   const ModelConfig config = testing::tiny_config(shape);
   parallel::SelfCommunicator self;
-  const Run reference = run(config, self, {false, false, o.mixed});
+  const Run reference = run(config, self, {false, false, o.mixed, o.sequences});
   parallel::ProcessGrid grid(mpi_world(), {tp, 1, 0});
   const Run parallel_run = run(config, grid.tp(), o);
 
@@ -130,6 +132,13 @@ TEST(SequenceParallel, MatchesOneRankAtTp2AndTp4WithPadRows) {
     SCOPED_TRACE("tp " + std::to_string(tp));
     expect_same_as_tp1(shape, tp, {.sequence_parallel = true});
   }
+}
+
+// Fewer rows than ranks: at TP 4 a batch of 3 rows leaves a rank nothing but a pad row.
+TEST(SequenceParallel, MatchesOneRankWhenSomeRanksHoldOnlyPadRows) {
+  testing::TinyShape shape;
+  shape.kv_heads = 4;
+  expect_same_as_tp1(shape, 4, {.sequence_parallel = true, .sequences = {{testing::random_ids(3, 37, 5), 1}}});
 }
 
 TEST(SequenceParallel, MatchesOneRankWithTiedEmbeddingsRecomputationAndBf16Products) {
