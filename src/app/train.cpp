@@ -370,7 +370,17 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   // HDF5 checkpoint of everything a resumed run needs. At an iteration's end the reference
   // equals the policy and is not written twice.
   std::int64_t step = at.step, saved_step = loaded.empty() ? -1 : at.step;
+  train::CheckpointSaver saver(c.async_save);
+  // Commits a checkpoint still being written in the background (collective).
+  const auto finish_saving = [&] {
+    const std::optional<std::string> done = saver.finish();
+    if (root && done) {
+      std::printf("spin train: saved checkpoint %s (written in the background)\n", done->c_str());
+      std::fflush(stdout);
+    }
+  };
   const auto save = [&](bool with_reference) {
+    finish_saving();
     const Position p = position_at(step, c.epochs, steps_per_epoch);
     const nlohmann::json state = {
         {"step", step}, {"iteration", p.iteration + 1}, {"epoch", p.epoch + 1}, {"index", p.index},
@@ -384,13 +394,13 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
                                         {"distributed_optimizer", c.distributed_optimizer}};
     const std::vector<std::string> extra = tokenizer_files(c.model_path);
-    train::save_checkpoint(c.save_dir, step, grid, policy, with_reference ? &reference : nullptr, &optimizer,
-                           c.distributed_optimizer,
-                           {{"training_state", state.dump()}, {"model_config", mc.json_text},
-                            {"layout", layout_json.dump()}, {"config", c.to_ini()}},
-                           c.keep_last, extra);
+    saver.save(c.save_dir, step, grid, policy, with_reference ? &reference : nullptr, &optimizer,
+               c.distributed_optimizer,
+               {{"training_state", state.dump()}, {"model_config", mc.json_text}, {"layout", layout_json.dump()},
+                {"config", c.to_ini()}},
+               c.keep_last, extra);
     saved_step = step;
-    if (root) {
+    if (root && !saver.pending()) {
       std::printf("spin train: saved checkpoint %s\n", ckpt::checkpoint_dir(c.save_dir, step).c_str());
       std::fflush(stdout);
     }
@@ -489,6 +499,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   // Stopped inside an iteration (a signal, spin.max_steps): a checkpoint to resume from. At an
   // iteration's start the reference is the policy.
   if (saved_step != step) save(step % (c.epochs * steps_per_epoch) != 0);
+  finish_saving();
   if (stopping) {
     if (root) {
       std::printf("spin train: stopped by %s after step %lld; resume from %s (exit status %d: requeue)\n",

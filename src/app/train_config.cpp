@@ -136,6 +136,8 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("checkpoint.save_dtype", &c.save_dtype, "dtype of the Hugging Face models written per iteration: f32, bf16 or f16");
   t.add("checkpoint.save_interval", &c.save_interval, "steps between HDF5 checkpoints (0: only at iteration ends and the end)");
   t.add("checkpoint.keep_last", &c.keep_last, "HDF5 checkpoints kept (0: all); older ones go once a new one is complete");
+  t.add("checkpoint.async_save", &c.async_save,
+        "write HDF5 checkpoints in the background from a host snapshot; each is committed at the next save or the end");
   t.add("checkpoint.resume", &c.resume, "continue from <save_dir>/latest if it exists");
   t.add("checkpoint.load", &c.load, "start from this checkpoint directory (weights, optimizer, position)");
   t.add("logging.tensorboard", &c.tensorboard, "write TensorBoard event files to <save_dir>/tensorboard (rank 0)");

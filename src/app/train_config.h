@@ -57,6 +57,7 @@ struct TrainConfig {
   std::string save_dtype = "f32";
   std::int64_t save_interval = 0;  // steps between checkpoints (0: only iteration ends and the end)
   int keep_last = 0;               // checkpoints kept (0: all)
+  bool async_save = false;         // write checkpoints in the background (train::CheckpointSaver)
   bool resume = false;             // continue from <save_dir>/latest when there is one
   std::string load;                // start from this checkpoint
   // [logging]

@@ -1,7 +1,13 @@
 #include "train/checkpointing.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <string_view>
+
 #include "checkpoint/shard_rectangles.h"
 #include "core/error.h"
+#include "parallel/job_errors.h"
 
 namespace spin::train {
 
@@ -18,6 +24,30 @@ void add_weights(std::vector<ckpt::PieceWrite>& pieces, const std::string& group
   }
 }
 
+// This rank's pieces of a checkpoint: they point into `hosts` (host copies of device buffers,
+// kept alive by the caller) or into the CPU path's live buffers.
+std::vector<ckpt::PieceWrite> checkpoint_pieces(const parallel::ProcessGrid& grid, const model::ModelWeights& policy,
+                                                const model::ModelWeights* reference, const Optimizer* optimizer,
+                                                bool distributed_optimizer, std::vector<Tensor>& hosts) {
+  std::vector<ckpt::PieceWrite> pieces;
+  if (grid.dp_rank() == 0) {
+    hosts.push_back(host_readable(policy.flat()));
+    add_weights(pieces, "policy", policy, hosts.back());
+    if (reference) {
+      hosts.push_back(host_readable(reference->flat()));
+      add_weights(pieces, "reference", *reference, hosts.back());
+    }
+  }
+  if (optimizer && (distributed_optimizer || grid.dp_rank() == 0)) {
+    for (ckpt::PieceWrite& p : optimizer->state_pieces()) pieces.push_back(std::move(p));
+  }
+  return pieces;
+}
+
+std::string shard_file(const parallel::ProcessGrid& grid) {
+  return cat("shard_tp", grid.tp_rank(), "_pp", grid.pp_rank(), "_dp", grid.dp_rank(), ".h5");
+}
+
 }  // namespace
 
 void save_checkpoint(const std::string& save_dir, std::int64_t step,
@@ -27,24 +57,74 @@ void save_checkpoint(const std::string& save_dir, std::int64_t step,
                      const std::map<std::string, std::string>& attributes, int keep_last,
                      const std::vector<std::string>& extra_files) {
   ckpt::CheckpointWriter writer(grid.world(), ckpt::checkpoint_dir(save_dir, step));
-  std::vector<ckpt::PieceWrite> pieces;
-  Tensor policy_host, reference_host;  // alive until the file is written
-  if (grid.dp_rank() == 0) {
-    policy_host = host_readable(policy.flat());
-    add_weights(pieces, "policy", policy, policy_host);
-    if (reference) {
-      reference_host = host_readable(reference->flat());
-      add_weights(pieces, "reference", *reference, reference_host);
-    }
-  }
-  if (optimizer && (distributed_optimizer || grid.dp_rank() == 0)) {
-    for (ckpt::PieceWrite& p : optimizer->state_pieces()) pieces.push_back(std::move(p));
-  }
-  if (!pieces.empty()) {
-    writer.write_file(cat("shard_tp", grid.tp_rank(), "_pp", grid.pp_rank(), "_dp", grid.dp_rank(), ".h5"),
-                      pieces);
-  }
+  std::vector<Tensor> hosts;  // alive until the file is written
+  const std::vector<ckpt::PieceWrite> pieces =
+      checkpoint_pieces(grid, policy, reference, optimizer, distributed_optimizer, hosts);
+  if (!pieces.empty()) writer.write_file(shard_file(grid), pieces);
   writer.commit(attributes, keep_last, extra_files);
+}
+
+CheckpointSaver::~CheckpointSaver() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void CheckpointSaver::save(const std::string& save_dir, std::int64_t step, const parallel::ProcessGrid& grid,
+                           const model::ModelWeights& policy, const model::ModelWeights* reference,
+                           const Optimizer* optimizer, bool distributed_optimizer,
+                           const std::map<std::string, std::string>& attributes, int keep_last,
+                           const std::vector<std::string>& extra_files) {
+  finish();
+  if (!async_) {
+    save_checkpoint(save_dir, step, grid, policy, reference, optimizer, distributed_optimizer, attributes, keep_last,
+                    extra_files);
+    return;
+  }
+  grid_ = &grid;
+  dir_ = ckpt::checkpoint_dir(save_dir, step);
+  writer_ = std::make_unique<ckpt::CheckpointWriter>(grid.world(), dir_);
+  // The snapshot: every piece's values copied now, so that training may go on.
+  std::vector<Tensor> hosts;
+  pieces_ = checkpoint_pieces(grid, policy, reference, optimizer, distributed_optimizer, hosts);
+  std::size_t total = 0;
+  for (const ckpt::PieceWrite& p : pieces_) total += static_cast<std::size_t>(shape_numel(p.count));
+  snapshot_.resize(total);
+  float* at = snapshot_.data();
+  for (ckpt::PieceWrite& p : pieces_) {
+    const auto n = static_cast<std::size_t>(shape_numel(p.count));
+    std::copy(p.data, p.data + n, at);
+    p.data = at;
+    at += n;
+  }
+  attributes_ = attributes;
+  keep_last_ = keep_last;
+  extra_files_ = extra_files;
+  error_ = nullptr;
+  if (pieces_.empty()) return;
+  thread_ = std::thread([this, file = shard_file(grid)] {
+    try {
+      // Test hook: hold the write back so that training surely changes the live buffers first.
+      const char* fault = std::getenv("SPIN_FAULT");
+      if (fault != nullptr && std::string_view(fault) == "async-save-delay") {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+      }
+      writer_->write_file(file, pieces_);
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+  });
+}
+
+std::optional<std::string> CheckpointSaver::finish() {
+  if (!writer_) return std::nullopt;
+  parallel::run_collectively(grid_->world(), [&] {
+    if (thread_.joinable()) thread_.join();
+    if (error_) std::rethrow_exception(error_);
+  });
+  writer_->commit(attributes_, keep_last_, extra_files_);
+  writer_.reset();
+  snapshot_ = {};
+  pieces_.clear();
+  return dir_;
 }
 
 void load_weights(const ckpt::CheckpointReader& reader, const std::string& group,

@@ -9,8 +9,12 @@
 // or optimizer mode of the run that saved: resharding needs no conversion step.
 #pragma once
 
+#include <exception>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "checkpoint/sharded_checkpoint.h"
@@ -29,6 +33,44 @@ void save_checkpoint(const std::string& save_dir, std::int64_t step,
                      bool distributed_optimizer,
                      const std::map<std::string, std::string>& attributes, int keep_last,
                      const std::vector<std::string>& extra_files = {});
+
+// save_checkpoint, optionally in the background (Megatron's --async-save). save() snapshots this
+// rank's pieces into host memory it owns (the caller may change the weights and moments at once),
+// creates the checkpoint's temporary directory (collective) and writes this rank's file on a
+// thread while training goes on; finish() -- collective; save() calls it first, and the run calls
+// it before it ends -- waits for every rank's file and commits the index: only then does the
+// checkpoint exist and `latest` point to it, so a crash in between leaves the previous one.
+// Without `async` save() is save_checkpoint. Errors of the background write surface in finish()
+// on every rank.
+class CheckpointSaver {
+ public:
+  explicit CheckpointSaver(bool async) : async_(async) {}
+  ~CheckpointSaver();  // waits for the thread; an unfinished checkpoint stays uncommitted
+  CheckpointSaver(const CheckpointSaver&) = delete;
+  CheckpointSaver& operator=(const CheckpointSaver&) = delete;
+
+  // The arguments of save_checkpoint.
+  void save(const std::string& save_dir, std::int64_t step, const parallel::ProcessGrid& grid,
+            const model::ModelWeights& policy, const model::ModelWeights* reference, const Optimizer* optimizer,
+            bool distributed_optimizer, const std::map<std::string, std::string>& attributes, int keep_last,
+            const std::vector<std::string>& extra_files = {});
+  // Commits the pending checkpoint, if any, and returns its directory. Collective.
+  std::optional<std::string> finish();
+  bool pending() const { return writer_ != nullptr; }
+
+ private:
+  bool async_;
+  const parallel::ProcessGrid* grid_ = nullptr;
+  std::unique_ptr<ckpt::CheckpointWriter> writer_;
+  std::string dir_;
+  std::vector<float> snapshot_;  // every piece's values, back to back
+  std::vector<ckpt::PieceWrite> pieces_;
+  std::map<std::string, std::string> attributes_;
+  int keep_last_ = 0;
+  std::vector<std::string> extra_files_;
+  std::thread thread_;
+  std::exception_ptr error_;
+};
 
 // This rank's shards of group `group` ("policy", "reference") into `weights`.
 void load_weights(const ckpt::CheckpointReader& reader, const std::string& group,

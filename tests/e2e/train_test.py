@@ -10,7 +10,9 @@
               saved, the job exits 75 (requeue); resumed, the run ends bitwise where an
               uninterrupted one ends. SIGUSR1 to mpirun (forwarded) and SIGTERM to one rank of a
               running job do the same. TensorBoard event files, read by an independent parser
-              (tensorboard_events.py), hold the metrics.jsonl values across resumes.
+              (tensorboard_events.py), hold the metrics.jsonl values across resumes. With
+              checkpoint.async_save the run is unchanged and resumes bitwise from a checkpoint
+              written in the background.
   hf_tokenizer  a model with a byte-level BPE tokenizer.json and the llama3 template trains, and
               its exported iteration carries the tokenizer files
 """
@@ -207,6 +209,28 @@ def case_signal(args, tmp):
         a = open(os.path.join(out, "iteration_%d" % it, "model.safetensors"), "rb").read()
         assert a == open(os.path.join(whole, "iteration_%d" % it, "model.safetensors"), "rb").read(), it
     print("SIGUSR1 in rank 1 after step 4: exit %d, checkpoint step 4; resumed: bitwise the uninterrupted run" % REQUEUE)
+
+    # checkpoint.async_save: checkpoints every 2 steps written in the background while training
+    # goes on change nothing in the run, and one written while steps 3 and 4 ran holds step 2
+    # exactly: resumed from it, the run ends bitwise as the uninterrupted one.
+    asyn = os.path.join(tmp, "async")
+    os.environ["SPIN_FAULT"] = "async-save-delay"  # each background write starts 1 s late: steps ran meanwhile
+    try:
+        run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", asyn,
+                              "--checkpoint.async_save", "true", "--checkpoint.save_interval", "2"] + pp2, 2)
+    finally:
+        del os.environ["SPIN_FAULT"]
+    assert untimed(os.path.join(asyn, "metrics.jsonl")) == untimed(os.path.join(whole, "metrics.jsonl"))
+    assert os.path.exists(os.path.join(asyn, "step_00000002", "index.h5"))
+    again = os.path.join(tmp, "async-resumed")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", again,
+                          "--checkpoint.load", os.path.join(asyn, "step_00000002")] + pp2, 2)
+    assert untimed(os.path.join(again, "metrics.jsonl")) == [m for m in untimed(os.path.join(whole, "metrics.jsonl"))
+                                                              if m["step"] > 2]
+    for it in (1, 2):
+        a = open(os.path.join(again, "iteration_%d" % it, "model.safetensors"), "rb").read()
+        assert a == open(os.path.join(whole, "iteration_%d" % it, "model.safetensors"), "rb").read(), it
+    print("checkpoint.async_save: the run unchanged; resumed from the background-written step 2: bitwise")
 
     # TensorBoard events, read back by an independent parser, hold the metrics.jsonl values
     # (as float32) -- for the resumed run across its two event files, and again after the
