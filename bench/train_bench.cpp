@@ -26,6 +26,7 @@ namespace po = boost::program_options;
 struct Options {
   ModelSize size;
   int seq = 128, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1;
+  std::int64_t logits_chunk_rows = 0;
   bool distributed = false, overlap = false, recompute = false, sequence_parallel = false;
   app::RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
@@ -46,7 +47,9 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("distributed-optimizer", po::bool_switch(&o.distributed), "ZeRO-1 optimizer")
       ("overlap-grad-reduce", po::bool_switch(&o.overlap), "each layer's DP all-reduce as soon as it is final")
       ("recompute-activations", po::bool_switch(&o.recompute), "keep each layer's input only, recompute in the backward")
-      ("sequence-parallel", po::bool_switch(&o.sequence_parallel), "split the residual stream's rows over the TP ranks");
+      ("sequence-parallel", po::bool_switch(&o.sequence_parallel), "split the residual stream's rows over the TP ranks")
+      ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(o.logits_chunk_rows),
+       "the LM head's logits this many rows at a time, again in the backward (0: all)");
   o.runtime.add_to(desc);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
 
@@ -66,6 +69,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   model::Transformer transformer(config, dims, stage, grid.tp(), k);
   transformer.set_recompute_activations(o.recompute);
   transformer.set_sequence_parallel(o.sequence_parallel);
+  transformer.set_logits_chunk_rows(o.logits_chunk_rows);
   train::OptimizerConfig oc;
   oc.distributed = o.distributed;
   oc.overlap_grad_reduce = o.overlap;

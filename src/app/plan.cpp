@@ -32,7 +32,7 @@ constexpr const char* kUsage =
 struct PlanOptions {
   std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda", attention_backend = "auto";
   int tp = 1, pp = 1, dp = 1, gpus = 0, gpus_per_node = 8;
-  std::int64_t micro_batch = 1, seq = 0, global_batch = 0, rollout_batch = 0;
+  std::int64_t micro_batch = 1, seq = 0, global_batch = 0, rollout_batch = 0, logits_chunk_rows = 0;
   bool distributed = false, ref_offload = false, recompute = false, sequence_parallel = false;
 };
 
@@ -57,6 +57,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
       ("ref-offload", po::bool_switch(&o.ref_offload), "keep the reference weights in host memory")
       ("recompute-activations", po::bool_switch(&o.recompute),
        "keep only each layer's input under 1F1B (model.recompute_activations)")
+      ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(o.logits_chunk_rows),
+       "the LM head's logits this many rows at a time (model.logits_chunk_rows; 0: all)")
       ("sequence-parallel", po::bool_switch(&o.sequence_parallel),
        "split the residual stream's rows over the TP ranks (model.sequence_parallel)")
       ("gpu-mem", po::value(&o.gpu_mem)->default_value(o.gpu_mem), "memory per GPU, e.g. 80GiB, 141GB")
@@ -70,6 +72,7 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
   require(o.device == "cuda" || o.device == "cpu", "spin plan: --device \"", o.device, "\" is not cuda or cpu");
   parse_attention_backend(o.attention_backend);
   require(o.gpus >= 0 && o.gpus_per_node >= 1, "spin plan: --gpus and --gpus-per-node must be positive");
+  require(o.logits_chunk_rows >= 0, "spin plan: --logits-chunk-rows must be 0 (off) or positive");
   return o;
 }
 
@@ -109,6 +112,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.ref_offload = o.ref_offload;
     request.recompute_activations = o.recompute;
     request.sequence_parallel = o.sequence_parallel;
+    request.logits_chunk_rows = o.logits_chunk_rows;
     request.precision = o.device == "cpu" ? train::Precision::cpu() : train::Precision::cuda();
     if (parse_attention_backend(o.attention_backend) == AttentionBackend::Unfused) {
       request.precision.attention_probs = true;

@@ -53,6 +53,7 @@ struct SftOptions {
   bool overlap_grad_reduce = false;
   bool recompute_activations = false;
   bool sequence_parallel = false;
+  std::int64_t logits_chunk_rows = 0;
   int max_nonfinite = 10;
   std::uint64_t seed = 1234;
   bool no_shuffle = false;
@@ -102,6 +103,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("clip-grad", po::value(&o.clip_grad)->default_value(o.clip_grad), "max global gradient L2 norm (0: off)")
       ("recompute-activations", po::bool_switch(&o.recompute_activations),
        "keep only each layer's input for the backward and recompute the rest (one more forward)")
+      ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(o.logits_chunk_rows),
+       "the LM head's logits this many rows at a time, again in the backward (0: all at once)")
       ("sequence-parallel", po::bool_switch(&o.sequence_parallel),
        "split the residual stream's rows over the tensor-parallel ranks (1/tp of its activations)")
       ("overlap-grad-reduce", po::bool_switch(&o.overlap_grad_reduce),
@@ -120,6 +123,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
     return std::nullopt;
   }
   require(o.epochs >= 1, "spin sft: --epochs must be at least 1");
+  require(o.logits_chunk_rows >= 0, "spin sft: --logits-chunk-rows must be 0 (off) or positive");
   require(o.max_steps >= 0, "spin sft: --max-steps must not be negative");
   require(o.log_interval >= 1, "spin sft: --log-interval must be at least 1");
   require(o.max_nonfinite >= 1, "spin sft: --max-nonfinite-steps must be at least 1");
@@ -191,6 +195,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   model::Transformer transformer(config, shard->dims, shard->stage, grid.tp(), k);
   transformer.set_recompute_activations(o.recompute_activations);
   transformer.set_sequence_parallel(o.sequence_parallel);
+  transformer.set_logits_chunk_rows(o.logits_chunk_rows);
   train::OptimizerConfig oc;
   oc.beta1 = o.beta1;
   oc.beta2 = o.beta2;

@@ -289,6 +289,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   model::Transformer transformer(mc, shard->dims, shard->stage, grid.tp(), k);
   transformer.set_recompute_activations(c.recompute_activations);
   transformer.set_sequence_parallel(c.sequence_parallel);
+  transformer.set_logits_chunk_rows(c.logits_chunk_rows);
   train::OptimizerConfig oc;
   oc.beta1 = c.adam_beta1;
   oc.beta2 = c.adam_beta2;

@@ -82,6 +82,8 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("model.attention_backend", &c.attention_backend, kAttentionBackendHelp);
   t.add("model.recompute_activations", &c.recompute_activations,
         "keep only each layer's input for the backward and recompute the rest (one more forward)");
+  t.add("model.logits_chunk_rows", &c.logits_chunk_rows,
+        "the LM head's logits this many rows at a time, again in the backward (0: all at once; for large vocabularies)");
   t.add("model.sequence_parallel", &c.sequence_parallel,
         "split the residual stream's rows over the tensor-parallel ranks (Megatron's sequence parallelism)");
   t.required("data.train", &c.train, "training JSONL: text pairs, chat messages, NeMo conversations or token ids");
@@ -194,6 +196,8 @@ std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print)
           c.precision, "'");
   require(c.attention_backend == "auto" || c.attention_backend == "simt" || c.attention_backend == "unfused",
           "spin train: model.attention_backend must be auto, simt or unfused, got '", c.attention_backend, "'");
+  require(c.logits_chunk_rows >= 0, "spin train: model.logits_chunk_rows must be 0 (off) or positive, got ",
+          c.logits_chunk_rows);
   return c;
 }
 

@@ -47,6 +47,7 @@ struct TrainConfig {
   std::string attention_backend = "auto";  // auto | simt | unfused (GPUs)
   bool recompute_activations = false;
   bool sequence_parallel = false;
+  std::int64_t logits_chunk_rows = 0;
   // [sampling]
   bool greedy = false;
   float temperature = 1.0f, top_p = 1.0f, repetition_penalty = 1.0f;

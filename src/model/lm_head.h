@@ -4,6 +4,10 @@
 // all-reduces: the row max (max), then sum exp(logit - max) and the target's logit (sum). The
 // final norm sits before a column-parallel region like the layers' norms: under sequence
 // parallelism it normalises this rank's rows and gathers them (model/tp_regions.h).
+// With logits chunks (HeadActivations::allocate's `chunk_rows`) the logits exist for one chunk
+// of rows at a time: the forward keeps only each row's log-sum-exp, the backward computes each
+// chunk's logits again (one more head product; a large vocabulary's logits are otherwise the
+// largest activation).
 #pragma once
 
 #include "core/tensor.h"
@@ -18,19 +22,22 @@ struct HeadActivations {
   Tensor x;         // [rows, hidden]: the last layer's output (input of the final norm)
   Tensor normed;    // [rows, hidden]; undefined in mixed precision (normed_bf16 alone)
   Tensor rstd;      // [rows]
-  Tensor logits;    // [rows, vocab_rows], this rank's vocabulary shard
+  Tensor logits;    // [rows, vocab_rows], this rank's vocabulary shard (with chunks: a chunk's rows)
   Tensor lse;       // [rows]: global log-sum-exp of each row
   Tensor sums;      // [2, rows]: sum of exp(logit - max) and the target logit, all-reduced
   Tensor logprob;   // [rows]: log p(target), 0 where there is none
   Tensor dlogprob;  // [rows]: d loss / d logprob (backward input)
   Tensor d_normed;  // [rows, hidden]: backward scratch
   Tensor d_norm_weight;  // sequence parallelism: [hidden], the norm's weight gradient from this rank's rows
+  std::int64_t chunk = 0;  // rows of logits at a time; every row in one go when >= the rows
   // Mixed precision: the final norm's output in bf16 (the product's input, written by the norm)
   // and the bf16 of the logits' gradient.
   Tensor normed_bf16, dlogits_bf16;
 
   // On `device`; reuses the previous allocation when it is large enough.
-  void allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed = false);
+  // `chunk_rows` > 0: logits for that many rows at a time.
+  void allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed = false,
+                std::int64_t chunk_rows = 0);
   std::size_t bytes() const { return workspace_.bytes() + workspace_bf16_.bytes(); }
 
  private:

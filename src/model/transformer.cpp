@@ -135,7 +135,7 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
     a.layer_inputs.pop_back();
   }
   if (stage_.last) {
-    a.head.allocate(dims_, b, device(), mixed);
+    a.head.allocate(dims_, b, device(), mixed, logits_chunk_rows_);
   } else {
     a.stage_output = a.output_storage.carve(device(), {{b.residual_rows(), h}})[0];
   }

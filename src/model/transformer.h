@@ -103,6 +103,11 @@ class Transformer {
   // effect at tp 1.
   void set_sequence_parallel(bool on) { sequence_parallel_ = on; }
   bool sequence_parallel() const { return sequence_parallel_ && ctx_.tp.size() > 1; }
+  // Logits in chunks of `rows` rows (0: all at once) on the last stage, each chunk's again in the
+  // backward (model/lm_head.h): for a large vocabulary, [rows, vocab / tp] floats become
+  // [chunk, vocab / tp] for one more head product. The same results up to float rounding.
+  void set_logits_chunk_rows(std::int64_t rows) { logits_chunk_rows_ = rows; }
+
   // Rows of the hidden states this stage takes from the previous stage and gives to the next
   // for `batch` (times hidden floats): all of them, or under sequence parallelism this rank's.
   std::int64_t boundary_rows(const TokenBatch& batch) const;
@@ -160,6 +165,7 @@ class Transformer {
   ModelContext ctx_;
   bool recompute_ = false;
   bool sequence_parallel_ = false;
+  std::int64_t logits_chunk_rows_ = 0;
 };
 
 }  // namespace spin::model

@@ -74,12 +74,14 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
 }
 
 // The LM head's buffers (model/lm_head.h HeadActivations): the normed input at the activation
-// size (with bf16 products also the logits' gradient), the rest float32.
-Elements head_activations(const model::TpDims& d, const Rows& r, bool bf16_products) {
+// size (with bf16 products also the logits' gradient), the rest float32; the logits for
+// `chunk` rows at a time (0: all).
+Elements head_activations(const model::TpDims& d, const Rows& r, bool bf16_products, std::int64_t chunk = 0) {
   const std::int64_t rows = r.all;
-  return {aligned(r.residual * d.hidden) + (bf16_products ? aligned(rows * d.vocab_rows) : 0),
+  const std::int64_t logits = chunk > 0 ? std::min(chunk, rows) : rows;
+  return {aligned(r.residual * d.hidden) + (bf16_products ? aligned(logits * d.vocab_rows) : 0),
           aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + aligned(r.residual) + 3 * aligned(rows) +
-              aligned(rows * d.vocab_rows) + aligned(2 * rows) + (r.split ? aligned(d.hidden) : 0)};
+              aligned(logits * d.vocab_rows) + aligned(2 * rows) + (r.split ? aligned(d.hidden) : 0)};
 }
 
 // The backward's scratch (LayerGradScratch), shared by the layers of one micro-batch: float32,
@@ -95,8 +97,8 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products)
 // What a stage's forward keeps besides its layers: the head (last stage) or the output sent on,
 // and under sequence parallelism the split's scratch: the full rows (float32) and the gathered
 // products' input (at the activation size).
-Elements stage_end(const model::TpDims& d, const Rows& r, bool last, bool bf16_products) {
-  Elements e = last ? head_activations(d, r, bf16_products) : Elements{0, aligned(r.residual * d.hidden)};
+Elements stage_end(const model::TpDims& d, const Rows& r, bool last, bool bf16_products, std::int64_t chunk) {
+  Elements e = last ? head_activations(d, r, bf16_products, chunk) : Elements{0, aligned(r.residual * d.hidden)};
   if (r.split) e = e + Elements{aligned(r.gathered * d.hidden), aligned(r.gathered * d.hidden)};
   return e;
 }
@@ -172,7 +174,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const bool mixed = p.bf16_products;
     const Rows split(rows, r.tp, r.sequence_parallel);
     const Elements layer = layer_activations(d, split, seqs, r.seq, attention_keeps_probs(p, d.head_dim), true);
-    const Elements end = stage_end(d, split, layers.last, mixed);
+    const Elements end = stage_end(d, split, layers.last, mixed, r.logits_chunk_rows);
     const Elements scratch = grad_scratch(d, split, mixed);
     // With recomputation a micro-batch keeps each layer's input and one set of layer buffers
     // (plus the recomputed forward's output) instead of every layer's.

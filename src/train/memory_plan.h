@@ -59,6 +59,7 @@ struct PlanRequest {
   bool ref_offload = false;             // reference kept in host memory (cuda only)
   bool recompute_activations = false;   // layers keep their input only (model::Transformer)
   bool sequence_parallel = false;       // rows split between the TP regions (model::Transformer)
+  std::int64_t logits_chunk_rows = 0;   // the LM head's logits that many rows at a time (0: all)
   Precision precision = Precision::cuda();
 };
 

@@ -66,7 +66,7 @@ def case_layouts(args, tmp):
     copy_task(data)
     for model, ranks, extra in [("tiny-llama", 8, ["--tp", "2", "--pp", "2", "--distributed-optimizer", "--sequence-parallel",
                                                     "--overlap-grad-reduce"]),
-                                ("tiny-llama-tied", 4, ["--pp", "2", "--recompute-activations"])]:
+                                ("tiny-llama-tied", 4, ["--pp", "2", "--recompute-activations", "--logits-chunk-rows", "5"])]:
         path = os.path.join(args.models, model)
         one = sft(args, path, data, os.path.join(tmp, model + "-1"))
         many = sft(args, path, data, os.path.join(tmp, model + "-n"), ranks, *extra)

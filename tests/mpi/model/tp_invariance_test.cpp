@@ -57,6 +57,7 @@ struct Options {
   bool recompute = false;
   bool mixed = false;  // bf16 products
   std::vector<Sequence> sequences = batch_sequences();
+  std::int64_t logits_chunk_rows = 0;
 };
 
 Run run(const ModelConfig& config, parallel::Communicator& tp, const Options& o = {}) {
@@ -68,6 +69,7 @@ Run run(const ModelConfig& config, parallel::Communicator& tp, const Options& o 
   Transformer transformer(config, dims, tp, cpu);
   transformer.set_sequence_parallel(o.sequence_parallel);
   transformer.set_recompute_activations(o.recompute);
+  transformer.set_logits_chunk_rows(o.logits_chunk_rows);
   EXPECT_EQ(transformer.sequence_parallel(), o.sequence_parallel && tp.size() > 1);
   Activations acts;
   Run out;
@@ -132,6 +134,16 @@ TEST(SequenceParallel, MatchesOneRankAtTp2AndTp4WithPadRows) {
     SCOPED_TRACE("tp " + std::to_string(tp));
     expect_same_as_tp1(shape, tp, {.sequence_parallel = true});
   }
+}
+
+// The LM head's logits 5 rows at a time (27 rows: 6 chunks, the last of 2), recomputed in the
+// backward: one rank and TP 2 (with sequence parallelism, and in bf16) against one rank in one go.
+TEST(LogitsChunks, MatchTheWholeLogitsOnOneRankAndAtTp2) {
+  testing::TinyShape shape;
+  shape.kv_heads = 4;
+  expect_same_as_tp1(shape, 1, {.logits_chunk_rows = 5});
+  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .logits_chunk_rows = 5});
+  expect_same_as_tp1(shape, 2, {.mixed = true, .logits_chunk_rows = 5});
 }
 
 // Fewer rows than ranks: at TP 4 a batch of 3 rows leaves a rank nothing but a pad row.

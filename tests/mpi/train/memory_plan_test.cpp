@@ -36,9 +36,10 @@ Precision cpu_bf16() {
 }
 
 void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied,
-           bool mixed = false, bool recompute = false, bool sequence_parallel = false) {
+           bool mixed = false, bool recompute = false, bool sequence_parallel = false, std::int64_t logits_chunk = 0) {
   SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, distributed ? " distributed" : "", tied ? " tied" : "",
-                   mixed ? " bf16" : "", recompute ? " recompute" : "", sequence_parallel ? " sequence parallel" : ""));
+                   mixed ? " bf16" : "", recompute ? " recompute" : "", sequence_parallel ? " sequence parallel" : "",
+                   " logits chunk ", logits_chunk));
   SpinConfig spin;
   spin.kl_penalty = {0.5};
   spin.global_batch = 8;
@@ -55,6 +56,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   testing::SpinSetup s(world, layout, spin, shape, distributed, fixed_length_examples(16));
   s.transformer.set_recompute_activations(recompute);
   s.transformer.set_sequence_parallel(sequence_parallel);
+  s.transformer.set_logits_chunk_rows(logits_chunk);
   if (mixed) {
     s.policy.enable_bf16(s.k);
     s.reference.enable_bf16(s.k);
@@ -75,6 +77,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   request.precision = mixed ? cpu_bf16() : Precision::cpu();
   request.recompute_activations = recompute;
   request.sequence_parallel = sequence_parallel;
+  request.logits_chunk_rows = logits_chunk;
   const MemoryPlan plan = plan_memory(request);
   ASSERT_EQ(plan.stages.size(), static_cast<std::size_t>(request.pp));
   const StagePlan& p = plan.stages[static_cast<std::size_t>(s.grid.pp_rank())];
@@ -133,6 +136,14 @@ TEST(MemoryPlan, SequenceParallelFiguresEqualTheAllocations) {
   check(world, {2, 2, 1}, false, false, false, false, true);
   check(world, {2, 1, 2}, true, true, true, false, true);
   check(world, {2, 2, 1}, false, false, true, true, true);
+}
+
+// Logits in chunks of 7 rows (of 36 per micro-batch): the head's logits and their bf16 gradient
+// for 7 rows.
+TEST(MemoryPlan, LogitsChunkFiguresEqualTheAllocations) {
+  auto& world = testing::mpi_world();
+  check(world, {2, 2, 1}, false, false, true, false, false, 7);
+  check(world, {1, 1, 4}, true, true, false, false, false, 7);
 }
 
 }  // namespace
