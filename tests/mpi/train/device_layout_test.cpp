@@ -4,7 +4,8 @@
 // communicator. SPIN steps (generation with hidden states sent down the pipe, 1F1B, the tied
 // embedding's all-reduce, ZeRO-1's reduce-scatter and all-gather of device buffers, the
 // reference sync) on TP 2 x PP 2, PP 2 x DP 2 (ZeRO-1, tied embeddings), TP 2 x DP 2 (bf16
-// products) and TP 2 x PP 2 (bf16, sequence parallelism: bf16 rows all-gathered) must equal the same run with host memory and the CPU kernels bitwise: the same
+// products) and TP 2 x PP 2 (bf16, sequence parallelism: bf16 rows all-gathered; logits in
+// chunks of 5 rows) must equal the same run with host memory and the CPU kernels bitwise: the same
 // arithmetic, the same reductions, in the same order.
 #include <gtest/gtest.h>
 
@@ -24,6 +25,7 @@ struct DeviceRun {
 
 DeviceRun run(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tie, bool mixed,
               bool sequence_parallel, const kernels::Kernels* device_kernels) {
+  const std::int64_t logits_chunk = sequence_parallel ? 5 : 0;
   SpinConfig config = testing::short_spin_config();
   config.generation.sampling.top_p = 0.9f;
   testing::TinyShape shape;
@@ -31,6 +33,7 @@ DeviceRun run(parallel::Communicator& world, parallel::Layout layout, bool distr
   shape.tie = tie;
   testing::SpinSetup s(world, layout, config, shape, distributed, testing::spin_examples(16), device_kernels);
   s.transformer.set_sequence_parallel(sequence_parallel);
+  s.transformer.set_logits_chunk_rows(logits_chunk);
   if (mixed) {
     s.policy.enable_bf16(s.k);
     s.reference.enable_bf16(s.k);
@@ -58,7 +61,7 @@ TEST(DeviceLayouts, EmulatedGpusEqualTheCpuRunBitwise) {
                         Case{{2, 1, 2}, false, false, true, false}, Case{{2, 2, 1}, false, false, true, true}}) {
     const std::string what = cat("tp ", c.layout.tp, ", pp ", c.layout.pp, ", dp ", c.layout.dp,
                                  c.distributed ? ", ZeRO-1" : "", c.tie ? ", tied" : "", c.mixed ? ", bf16" : "",
-                                 c.sequence_parallel ? ", sequence parallel" : "");
+                                 c.sequence_parallel ? ", sequence parallel, logits in chunks" : "");
     SCOPED_TRACE(what);
     const DeviceRun want =
         run(testing::mpi_world(), c.layout, c.distributed, c.tie, c.mixed, c.sequence_parallel, nullptr);
