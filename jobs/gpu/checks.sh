@@ -5,7 +5,8 @@
 #   2. the whole program, one rank: spin score, spin generate (greedy) and spin train (one SPIN
 #      iteration) with --device cpu and --device cuda, compared (compare.py); score and train
 #      again with bf16 products (--precision bf16) against the CPU's bf16 reference; train on
-#      the GPU with spin.ref_offload and model.recompute_activations against the CPU run;
+#      the GPU with spin.ref_offload, model.recompute_activations, model.logits_chunk_rows and
+#      checkpoint.async_save against the CPU run;
 #   3. gpu_bench: measured ceilings and the kernels at Llama-7B shapes;
 #   4. train_bench and generate_bench on a 1.1B-parameter Llama shape (TinyLlama's), float32
 #      and bf16 products: training tokens/s and model FLOP rate against the measured matrix
@@ -73,11 +74,13 @@ step compare_metrics_bf16 60 python3 "$work/compare.py" metrics "$logs/train_cpu
   "$logs/train_cuda_bf16/metrics.jsonl" 2e-2
 
 # The memory options on the GPU -- the reference in host memory swapped through the policy's
-# buffers, activations recomputed in the backward: the same run as without (CPU, float32).
+# buffers, activations recomputed in the backward, logits in chunks of 7 rows -- and checkpoints
+# written in the background: the same run as without (CPU, float32).
 step train_cuda_offload_recompute 300 "${launch[@]}" "$spin" train --config "$work/spin_check.ini" \
   --model.path "$work/model" --data.train "$work/data/train.jsonl" \
   --data.validation "$work/data/validation.jsonl" --checkpoint.save_dir "$logs/train_cuda_options" \
-  --parallel.device cuda --spin.ref_offload true --model.recompute_activations true
+  --parallel.device cuda --spin.ref_offload true --model.recompute_activations true \
+  --model.logits_chunk_rows 7 --checkpoint.async_save true
 step compare_metrics_options 60 python3 "$work/compare.py" metrics "$logs/train_cpu/metrics.jsonl" \
   "$logs/train_cuda_options/metrics.jsonl" 1e-3
 

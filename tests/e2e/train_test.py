@@ -135,12 +135,12 @@ def case_layouts(args, tmp):
     first = metrics(os.path.join(tmp, "sampler", "metrics.jsonl"))[0]
     assert abs(first["rewards_generated"]) < 1e-4, first
     print("sampler reference log-probabilities: first-step generated reward %.2g" % first["rewards_generated"])
-    # Mixed precision through the whole command (TP 2 x PP 2): policy == reference at the start
-    # (loss log 2 exactly), the policy moves (its bf16 copy follows the optimizer), and the
-    # run differs from the float32 one.
+    # Mixed precision through the whole command (TP 2 x PP 2, logits 7 rows at a time): policy ==
+    # reference at the start (loss log 2 exactly), the policy moves (its bf16 copy follows the
+    # optimizer), and the run differs from the float32 one.
     run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", os.path.join(tmp, "bf16"),
                           "--model.precision", "bf16", "--spin.max_iterations", "1", "--parallel.tp", "2",
-                          "--parallel.pp", "2"], 4)
+                          "--parallel.pp", "2", "--model.logits_chunk_rows", "7"], 4)
     m16 = [m for m in metrics(os.path.join(tmp, "bf16", "metrics.jsonl")) if m["kind"] == "train"]
     assert abs(m16[0]["loss"] - math.log(2)) < 1e-12 and m16[0]["rewards_actual"] == 0.0, m16[0]
     assert m16[1]["rewards_actual"] != 0.0, m16[1]
