@@ -117,10 +117,13 @@ std::string json_type(const nlohmann::json& j) { return j.is_object() ? j.value(
 
 }  // namespace
 
-HfBpeTokenizer::HfBpeTokenizer(const std::string& path) : path_(path) {
-  const nlohmann::json j = read_json(path);
-  try {
-    const nlohmann::json& model = j.at("model");
+// The parts of a tokenizer.json, read into the tokenizer (a member, for its private fields).
+struct HfBpeTokenizer::Loader {
+  using json = nlohmann::json;
+
+  // Only byte-level BPE without a normalizer: anything else is refused by name.
+  static void check_model(const json& j, const std::string& path) {
+    const json& model = j.at("model");
     require(model.value("type", "") == "BPE", path, ": model type ", json_type(model),
             " is not supported (spin reads byte-level BPE tokenizer.json files)");
     require(!model.value("byte_fallback", false), path,
@@ -132,110 +135,136 @@ HfBpeTokenizer::HfBpeTokenizer(const std::string& path) : path_(path) {
     }
     require(!j.contains("normalizer") || j["normalizer"].is_null(), path, ": normalizer ",
             json_type(j["normalizer"]), " is not supported");
-    ignore_merges_ = model.value("ignore_merges", false);
-
-    // Pre-tokenizer: ByteLevel (its own GPT-2 expression with use_regex), or a Split by GPT-2's
-    // or Llama-3's expression followed by ByteLevel without one.
-    const nlohmann::json& pre = j.at("pre_tokenizer");
-    const auto byte_level = [&](const nlohmann::json& p) {
-      require(p.value("type", "") == "ByteLevel", path, ": pre-tokenizer ", json_type(p),
-              " is not supported (expected ByteLevel, or Split then ByteLevel)");
-      add_prefix_space_ = p.value("add_prefix_space", false);
-      return p.value("use_regex", true);
-    };
-    if (pre.value("type", "") == "Sequence") {
-      const nlohmann::json& steps = pre.at("pretokenizers");
-      require(steps.size() == 2 && steps[0].value("type", "") == "Split", path,
-              ": pre-tokenizer sequences other than [Split, ByteLevel] are not supported");
-      const nlohmann::json& split = steps[0];
-      const std::string pattern = split.at("pattern").value("Regex", "");
-      require(split.value("behavior", "") == "Isolated" && !split.value("invert", false), path,
-              ": Split pre-tokenizers other than behavior Isolated, invert false are not supported");
-      split_ = pattern == kLlama3Pattern ? Split::Llama3 : pattern == kGpt2Pattern ? Split::Gpt2 : Split::None;
-      require(split_ != Split::None, path, ": the pre-tokenizer's expression ", pattern,
-              " is not one spin knows (GPT-2's or Llama-3's)");
-      require(!byte_level(steps[1]), path, ": ByteLevel after a Split must not split again (use_regex false)");
-    } else {
-      split_ = byte_level(pre) ? Split::Gpt2 : Split::None;
-    }
     if (j.contains("decoder") && !j["decoder"].is_null()) {
       require(j["decoder"].value("type", "") == "ByteLevel", path, ": decoder ", json_type(j["decoder"]),
               " is not supported (expected ByteLevel)");
     }
+  }
 
+  // ByteLevel (its own GPT-2 expression with use_regex), or a Split by GPT-2's or Llama-3's
+  // expression followed by ByteLevel without one.
+  static void pre_tokenizer(HfBpeTokenizer& t, const json& pre) {
+    const std::string& path = t.path_;
+    const auto byte_level = [&](const json& p) {
+      require(p.value("type", "") == "ByteLevel", path, ": pre-tokenizer ", json_type(p),
+              " is not supported (expected ByteLevel, or Split then ByteLevel)");
+      t.add_prefix_space_ = p.value("add_prefix_space", false);
+      return p.value("use_regex", true);
+    };
+    if (pre.value("type", "") != "Sequence") {
+      t.split_ = byte_level(pre) ? Split::Gpt2 : Split::None;
+      return;
+    }
+    const json& steps = pre.at("pretokenizers");
+    require(steps.size() == 2 && steps[0].value("type", "") == "Split", path,
+            ": pre-tokenizer sequences other than [Split, ByteLevel] are not supported");
+    const json& split = steps[0];
+    const std::string pattern = split.at("pattern").value("Regex", "");
+    require(split.value("behavior", "") == "Isolated" && !split.value("invert", false), path,
+            ": Split pre-tokenizers other than behavior Isolated, invert false are not supported");
+    t.split_ = pattern == kLlama3Pattern ? Split::Llama3 : pattern == kGpt2Pattern ? Split::Gpt2 : Split::None;
+    require(t.split_ != Split::None, path, ": the pre-tokenizer's expression ", pattern,
+            " is not one spin knows (GPT-2's or Llama-3's)");
+    require(!byte_level(steps[1]), path, ": ByteLevel after a Split must not split again (use_regex false)");
+  }
+
+  // The vocabulary and the added tokens; every id's text and kind; each byte's token.
+  static void tokens(HfBpeTokenizer& t, const json& vocab, const json& added) {
+    const std::string& path = t.path_;
     std::int32_t largest = -1;
-    for (const auto& [token, id] : model.at("vocab").items()) {
-      vocab_[token] = id.get<std::int32_t>();
-      largest = std::max(largest, vocab_[token]);
+    for (const auto& [token, value] : vocab.items()) {
+      const auto id = value.get<std::int32_t>();
+      require(id >= 0, path, ": token \"", token, "\" has the negative id ", id);
+      t.vocab_[token] = id;
+      largest = std::max(largest, id);
     }
-    for (const nlohmann::json& a : j.value("added_tokens", nlohmann::json::array())) {
+    for (const json& a : added) {
       for (const char* flag : {"lstrip", "rstrip", "single_word"}) {
-        require(!a.value(flag, false), path, ": added token ", a.at("content").get<std::string>(), " sets ",
-                flag, ", which spin does not support");
+        require(!a.value(flag, false), path, ": added token ", a.at("content").get<std::string>(), " sets ", flag,
+                ", which spin does not support");
       }
-      added_.push_back({a.at("content").get<std::string>(), a.at("id").get<std::int32_t>(), a.value("special", false)});
-      largest = std::max(largest, added_.back().id);
+      t.added_.push_back({a.at("content").get<std::string>(), a.at("id").get<std::int32_t>(), a.value("special", false)});
+      require(t.added_.back().id >= 0, path, ": added token ", t.added_.back().content, " has a negative id");
+      largest = std::max(largest, t.added_.back().id);
     }
-    vocab_size_ = largest + 1;
-    tokens_.assign(static_cast<std::size_t>(vocab_size_), std::string());
-    kind_.assign(static_cast<std::size_t>(vocab_size_), Kind::Vocabulary);
-    for (const auto& [token, id] : vocab_) tokens_[static_cast<std::size_t>(id)] = token;
-    for (const AddedToken& a : added_) {
-      tokens_[static_cast<std::size_t>(a.id)] = a.content;
-      kind_[static_cast<std::size_t>(a.id)] = a.special ? Kind::Special : Kind::Added;
+    t.vocab_size_ = largest + 1;
+    t.tokens_.assign(static_cast<std::size_t>(t.vocab_size_), std::string());
+    t.kind_.assign(static_cast<std::size_t>(t.vocab_size_), Kind::Vocabulary);
+    for (const auto& [token, id] : t.vocab_) t.tokens_[static_cast<std::size_t>(id)] = token;
+    for (const AddedToken& a : t.added_) {
+      t.tokens_[static_cast<std::size_t>(a.id)] = a.content;
+      t.kind_[static_cast<std::size_t>(a.id)] = a.special ? Kind::Special : Kind::Added;
     }
-    std::stable_sort(added_.begin(), added_.end(),
+    // Longest first, so that a scan finds the longest match; indexed by first byte.
+    std::stable_sort(t.added_.begin(), t.added_.end(),
                      [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
-    require(added_.size() < 65536, path, ": more than 65535 added tokens");
-    for (std::size_t k = 0; k < added_.size(); ++k) {
-      if (!added_[k].content.empty()) {
-        added_by_byte_[static_cast<unsigned char>(added_[k].content[0])].push_back(static_cast<std::uint16_t>(k));
+    require(t.added_.size() < 65536, path, ": more than 65535 added tokens");
+    for (std::size_t k = 0; k < t.added_.size(); ++k) {
+      if (!t.added_[k].content.empty()) {
+        t.added_by_byte_[static_cast<unsigned char>(t.added_[k].content[0])].push_back(static_cast<std::uint16_t>(k));
       }
     }
-
     const std::vector<char32_t> chars = byte_chars();
     for (int b = 0; b < 256; ++b) {
       std::string c;
       unicode::append_utf8(c, chars[static_cast<std::size_t>(b)]);
-      const auto it = vocab_.find(c);
-      require(it != vocab_.end(), path, ": the vocabulary lacks byte ", b, " (not a byte-level BPE)");
-      byte_ids_[b] = it->second;
+      const auto it = t.vocab_.find(c);
+      require(it != t.vocab_.end(), path, ": the vocabulary lacks byte ", b, " (not a byte-level BPE)");
+      t.byte_ids_[b] = it->second;
     }
+  }
+
+  // The merges in rank order, "left right" or ["left", "right"], keyed by their tokens' ids.
+  static void merges(HfBpeTokenizer& t, const json& merges) {
     std::int32_t rank = 0;
-    for (const nlohmann::json& m : model.at("merges")) {
+    for (const json& m : merges) {
       std::string left, right;
       if (m.is_array()) {
         left = m.at(0).get<std::string>(), right = m.at(1).get<std::string>();
       } else {
         const std::string s = m.get<std::string>();
         const std::size_t cut = s.find(' ');
-        require(cut != std::string::npos, path, ": merge \"", s, "\" is not two tokens");
+        require(cut != std::string::npos, t.path_, ": merge \"", s, "\" is not two tokens");
         left = s.substr(0, cut), right = s.substr(cut + 1);
       }
-      const auto l = vocab_.find(left), r = vocab_.find(right), merged = vocab_.find(left + right);
-      require(l != vocab_.end() && r != vocab_.end() && merged != vocab_.end(), path, ": merge \"", left, " ",
-              right, "\" names tokens outside the vocabulary");
+      const auto l = t.vocab_.find(left), r = t.vocab_.find(right), merged = t.vocab_.find(left + right);
+      require(l != t.vocab_.end() && r != t.vocab_.end() && merged != t.vocab_.end(), t.path_, ": merge \"", left,
+              " ", right, "\" names tokens outside the vocabulary");
       const std::uint64_t key = (static_cast<std::uint64_t>(l->second) << 32) | static_cast<std::uint32_t>(r->second);
-      merges_.emplace(key, Merge{rank++, merged->second});  // the first (lowest) rank wins
+      t.merges_.emplace(key, Merge{rank++, merged->second});  // the first (lowest) rank wins
     }
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": not a tokenizer.json spin can read: ", e.what());
   }
 
   // BOS and EOS as tokenizer_config.json names them (the model's config.json overrides them).
-  const fs::path config = fs::path(path).parent_path() / "tokenizer_config.json";
-  if (fs::exists(config)) {
-    const nlohmann::json c = read_json(config);
+  static void special_tokens(HfBpeTokenizer& t, const fs::path& config) {
+    if (!fs::exists(config)) return;
+    const json c = read_json(config);
     const auto special = [&](const char* key) -> std::optional<std::int32_t> {
       if (!c.contains(key) || c[key].is_null()) return std::nullopt;
-      const std::string text = c[key].is_object() ? c[key].value("content", "") : c[key].get<std::string>();
-      const auto id = token_id(text);
-      require(id.has_value(), config.string(), ": ", key, " \"", text, "\" is not a token of ", path);
+      const json& v = c[key];
+      require(v.is_string() || (v.is_object() && v.value("content", json()).is_string()), config.string(), ": ", key,
+              " must be a token's text or {\"content\": text}, got ", v.dump());
+      const std::string text = v.is_object() ? v.at("content").get<std::string>() : v.get<std::string>();
+      const auto id = t.token_id(text);
+      require(id.has_value(), config.string(), ": ", key, " \"", text, "\" is not a token of ", t.path_);
       return id;
     };
-    bos_ = special("bos_token");
-    eos_ = special("eos_token");
+    t.bos_ = special("bos_token");
+    t.eos_ = special("eos_token");
   }
+};
+
+HfBpeTokenizer::HfBpeTokenizer(const std::string& path) : path_(path) {
+  const nlohmann::json j = read_json(path);
+  try {
+    Loader::check_model(j, path);
+    Loader::pre_tokenizer(*this, j.at("pre_tokenizer"));
+    Loader::tokens(*this, j.at("model").at("vocab"), j.value("added_tokens", nlohmann::json::array()));
+    Loader::merges(*this, j.at("model").at("merges"));
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, ": not a tokenizer.json spin can read: ", e.what());
+  }
+  Loader::special_tokens(*this, fs::path(path).parent_path() / "tokenizer_config.json");
 }
 
 std::optional<std::int32_t> HfBpeTokenizer::token_id(const std::string& token) const {

@@ -42,6 +42,7 @@ class HfBpeTokenizer final : public Tokenizer {
   struct Merge {
     std::int32_t rank, id;
   };
+  struct Loader;  // reads tokenizer.json's parts (hf_bpe_tokenizer.cpp)
   void encode_piece(std::string_view piece, std::vector<std::int32_t>& ids) const;
 
   std::string path_;
