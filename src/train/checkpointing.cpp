@@ -122,7 +122,7 @@ std::optional<std::string> CheckpointSaver::finish() {
   });
   writer_->commit(attributes_, keep_last_, extra_files_);
   writer_.reset();
-  snapshot_ = {};
+  std::vector<float>().swap(snapshot_);  // the host memory back until the next save
   pieces_.clear();
   return dir_;
 }
