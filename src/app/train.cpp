@@ -346,6 +346,9 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
 
   std::optional<MetricsLog> metrics;
   if (root) {
+    const char* split = transformer.sequence_parallel() ? ", sequence parallel"
+                        : c.sequence_parallel          ? " (model.sequence_parallel has no effect at tp 1)"
+                                                       : "";
     std::printf("spin train: %s\n", train_data.report.summary(c.train).c_str());
     if (!c.validation.empty()) std::printf("spin train: %s\n", validation_data.report.summary(c.validation).c_str());
     std::printf("spin train: %lld iterations x %lld epochs x %lld steps (%lld in all) of %lld prompts; "
@@ -353,11 +356,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                 static_cast<long long>(c.iterations), static_cast<long long>(c.epochs),
                 static_cast<long long>(steps_per_epoch), static_cast<long long>(total_steps),
                 static_cast<long long>(c.global_batch_size), grid.tp_size(), grid.pp_size(),
-                grid.dp_size(), c.distributed_optimizer ? ", distributed optimizer" : "",
-                transformer.sequence_parallel()       ? ", sequence parallel"
-                : c.sequence_parallel                 ? " (model.sequence_parallel has no effect at tp 1)"
-                                                      : "",
-                c.to_ini().c_str());
+                grid.dp_size(), c.distributed_optimizer ? ", distributed optimizer" : "", split, c.to_ini().c_str());
     std::fflush(stdout);
     if (!loaded.empty()) {
       std::printf("spin train: loaded %s (step %lld: iteration %lld, epoch %lld, step %lld of the epoch)\n",
