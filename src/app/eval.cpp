@@ -28,7 +28,7 @@ namespace po = boost::program_options;
 struct EvalOptions {
   std::string model, data, output, prompt_template = "chat", pp_layers;
   int tp = 1, pp = 1;
-  std::int64_t batch_size = 32, max_new_tokens = 0;
+  std::int64_t batch_size = 32, max_new_tokens = 0, logits_chunk_rows = 0;
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
@@ -46,12 +46,15 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage")
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "prompts per batch on each replica")
       ("max-new-tokens", po::value(&o.max_new_tokens)->default_value(0),
-       "longest greedy response (0: the longest ground-truth response)");
+       "longest greedy response (0: the longest ground-truth response)")
+      ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(0),
+       "score the ground truth with the LM head's logits this many rows at a time (0: all)");
   o.runtime.add_to(desc);
   if (!parse_options_or_help(desc, argc, argv, "spin eval", "spin eval --model DIR --data DATA [options]", print)) {
     return std::nullopt;
   }
   require(o.batch_size >= 1, "spin eval: --batch-size must be at least 1");
+  require(o.logits_chunk_rows >= 0, "spin eval: --logits-chunk-rows must be 0 (off) or positive");
   o.runtime.check();
   return o;
 }
@@ -92,8 +95,8 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
   model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());
   parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
   runtime.prepare(weights);
-  const model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(),
-                                      runtime.kernels());
+  model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(), runtime.kernels());
+  transformer.set_logits_chunk_rows(o.logits_chunk_rows);
   generate::Generator generator(grid, transformer, weights);
 
   // This replica's examples, in batches: greedy answers and ground-truth scores.

@@ -40,6 +40,7 @@ struct ScoreOptions {
   int tp = 1;
   static constexpr int pp = 1;  // scoring runs TP x DP
   std::int64_t batch_size = 8;
+  std::int64_t logits_chunk_rows = 0;
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
@@ -60,13 +61,16 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
        "JSONL written by rank 0: {\"logprob_sum\": s, \"token_logprobs\": [...]} per input line")
       ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (data-parallel = world / tp)")
       ("batch-size", po::value(&o.batch_size)->default_value(8),
-       "sequences per micro-batch on each data-parallel replica");
+       "sequences per micro-batch on each data-parallel replica")
+      ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(0),
+       "the LM head's logits this many rows at a time (0: all; for large vocabularies)");
   o.runtime.add_to(desc);
   if (!parse_options_or_help(desc, argc, argv, "spin score",
                              "spin score --model DIR --input IN --output OUT [options]", print)) {
     return std::nullopt;
   }
   require(o.batch_size >= 1, "spin score: --batch-size must be at least 1");
+  require(o.logits_chunk_rows >= 0, "spin score: --logits-chunk-rows must be 0 (off) or positive");
   data::parse_prompt_template(o.prompt_template);
   o.runtime.check();
   return o;
@@ -182,7 +186,8 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   runtime.prepare(weights);
   const auto loaded = std::chrono::steady_clock::now();
 
-  const model::Transformer transformer(*config, *dims, grid.tp(), runtime.kernels());
+  model::Transformer transformer(*config, *dims, grid.tp(), runtime.kernels());
+  transformer.set_logits_chunk_rows(o.logits_chunk_rows);
   const auto mine = assigned(records.size(), grid.dp_rank(), grid.dp_size());
   const std::vector<float> results = score_records(transformer, weights, records, mine, o.batch_size);
   const auto scored = std::chrono::steady_clock::now();

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end checks of `spin score`, run by CTest (one case per test):
 
-  layouts       the same output for TP/DP layouts (1 rank, TP=2, DP=2, TP=2 x DP=2), to 1e-5
+  layouts       the same output for TP/DP layouts (1 rank, TP=2, DP=2, TP=2 x DP=2) and with the
+                logits in chunks, to 1e-5
   dtypes        BF16 weights in a sharded checkpoint score like the F32 single file
   bad-input     each bad input gives one clear error line, non-zero exit, no output, no hang
   text          text records through the model's tokenizer.json and the llama3 template score as
@@ -44,6 +45,8 @@ def case_layouts(args, tmp):
     for ranks, tp in [(2, 2), (2, 1), (4, 2)]:
         got = score(args, model, args.input, os.path.join(tmp, "np%d_tp%d.jsonl" % (ranks, tp)), ranks, tp)
         compare(got, base, 1e-5, 1e-6, "np %d tp %d vs 1 rank" % (ranks, tp))
+    chunked = score(args, model, args.input, os.path.join(tmp, "chunked.jsonl"), 2, 2, ["--logits-chunk-rows", "3"])
+    compare(chunked, base, 1e-5, 1e-6, "logits 3 rows at a time at tp 2 vs all at once on 1 rank")
     # Sanity of the numbers themselves: the sum covers exactly the tokens at positions >= k.
     for line, rec in zip(open(args.input), base):
         r = json.loads(line)
