@@ -26,7 +26,7 @@ namespace {
 namespace po = boost::program_options;
 
 struct EvalOptions {
-  std::string model, data, output, prompt_template = "chat", pp_layers;
+  std::string model, data, output, prompt_template = "auto", pp_layers;
   int tp = 1, pp = 1;
   std::int64_t batch_size = 32, max_new_tokens = 0, logits_chunk_rows = 0;
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
@@ -40,7 +40,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("model", po::value(&o.model)->required(), "Hugging Face model directory (with its tokenizer for text data)")
       ("data", po::value(&o.data)->required(), "JSONL with prompts and ground-truth responses (any spin data shape)")
       ("output", po::value(&o.output)->default_value(""), "also write the figures as one JSON line to this file")
-      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), "prompt template: chat, plain or llama3")
+      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), "prompt template: auto (llama3 for a tokenizer with Llama 3's chat tokens, else chat), chat, plain or llama3")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage")
@@ -77,7 +77,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     shard = plan_model_shard(o.model, grid, o.pp_layers);
     const model::ModelConfig& mc = shard->config;
     const auto tokenizer = load_tokenizer(o.model, mc);
-    const data::PromptTemplate tmpl = data::parse_prompt_template(o.prompt_template);
+    const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());
     data = data::load_examples(o.data, tokenizer.get(), tmpl, {0, 0, mc.max_sequence_length(), data::Overlong::Drop},
                                mc.vocab_size);
     std::int64_t longest = 0;

@@ -32,7 +32,7 @@ namespace {
 namespace po = boost::program_options;
 
 struct GenerateOptions {
-  std::string model, input, output, pp_layers, eos_ids, prompt_template = "chat";
+  std::string model, input, output, pp_layers, eos_ids, prompt_template = "auto";
   std::vector<std::string> end_sequences;
   int tp = 1, pp = 1;
   std::int64_t batch_size = 32;
@@ -51,7 +51,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
       ("input", po::value(&o.input)->required(),
        "JSONL of {\"prompt\": [token ids...]}, {\"prompt\": \"text\"} or {\"messages\": [...]}")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
-       "prompt template for text prompts: chat, plain or llama3")
+       "prompt template for text prompts: auto (llama3 for a tokenizer with Llama 3's chat tokens, else chat), chat, plain or llama3")
       ("output", po::value(&o.output)->required(),
        "JSONL written by rank 0, one line per prompt: prompt, response (ids, and text when the model has a "
        "tokenizer), logprobs, finish_reason")
@@ -79,7 +79,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
     return std::nullopt;
   }
   require(o.batch_size >= 1, "spin generate: --batch-size must be at least 1");
-  data::parse_prompt_template(o.prompt_template);
+  data::choose_prompt_template(o.prompt_template, nullptr);  // a known name
   o.eos_given = !o.eos_ids.empty();
   for (std::int64_t id : parse_int_list(o.eos_ids, "--eos-ids")) {
     o.params.eos_ids.push_back(static_cast<std::int32_t>(id));
@@ -162,7 +162,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     shard = plan_model_shard(o.model, grid, o.pp_layers);
     tokenizer = load_tokenizer(o.model, shard->config);
-    const data::PromptTemplate tmpl = data::parse_prompt_template(o.prompt_template);
+    const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());
     if (!o.eos_given) {
       for (std::int64_t id : shard->config.eos_token_ids) o.params.eos_ids.push_back(static_cast<std::int32_t>(id));
       if (tokenizer) add_stop_id(o.params.eos_ids, data::response_end(tmpl, *tokenizer));

@@ -36,7 +36,7 @@ struct ScoreOptions {
   std::string model;
   std::string input;
   std::string output;
-  std::string prompt_template = "chat";
+  std::string prompt_template = "auto";
   int tp = 1;
   static constexpr int pp = 1;  // scoring runs TP x DP
   std::int64_t batch_size = 8;
@@ -56,7 +56,7 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
        "JSONL: {\"tokens\":[...], \"mask_from\":k} or {\"prompt\":[...], \"response\":[...]} of ids, or text as "
        "training reads it (prompt/response, messages, NeMo conversations)")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
-       "prompt template for text records: chat, plain or llama3")
+       "prompt template for text records: auto (llama3 for a tokenizer with Llama 3's chat tokens, else chat), chat, plain or llama3")
       ("output", po::value(&o.output)->required(),
        "JSONL written by rank 0: {\"logprob_sum\": s, \"token_logprobs\": [...]} per input line")
       ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (data-parallel = world / tp)")
@@ -71,7 +71,7 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
   }
   require(o.batch_size >= 1, "spin score: --batch-size must be at least 1");
   require(o.logits_chunk_rows >= 0, "spin score: --logits-chunk-rows must be 0 (off) or positive");
-  data::parse_prompt_template(o.prompt_template);
+  data::choose_prompt_template(o.prompt_template, nullptr);  // a known name
   o.runtime.check();
   return o;
 }
@@ -157,7 +157,8 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
       const auto tokenizer = load_tokenizer(o.model, *config);
       require(tokenizer != nullptr, o.input, ": text records need the model's tokenizer, and ", o.model, " has none");
       const data::LoadedExamples loaded = data::load_examples(
-          o.input, tokenizer.get(), data::parse_prompt_template(o.prompt_template), {}, config->vocab_size);
+          o.input, tokenizer.get(), data::choose_prompt_template(o.prompt_template, tokenizer.get()), {},
+          config->vocab_size);
       for (const data::Example& e : loaded.examples) {
         data::TokenRecord r;
         r.tokens = e.prompt;

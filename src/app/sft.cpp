@@ -37,7 +37,7 @@ namespace po = boost::program_options;
 
 struct SftOptions {
   std::string model, train, output;
-  std::string prompt_template = "chat", overlong = "drop";
+  std::string prompt_template = "auto", overlong = "drop";
   std::int64_t max_prompt_tokens = 0, max_response_tokens = 0;
   bool skip_bad_lines = false;
   int tp = 1, pp = 1;
@@ -70,7 +70,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("model", po::value(&o.model)->required(), "Hugging Face model directory to start from")
       ("train", po::value(&o.train)->required(),
        "JSONL: {\"prompt\", \"response\"} text or token ids, chat messages or NeMo conversations")
-      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), "prompt template for text: chat, plain or llama3")
+      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), "prompt template for text: auto (llama3 for a tokenizer with Llama 3's chat tokens, else chat), chat, plain or llama3")
       ("max-prompt-tokens", po::value(&o.max_prompt_tokens)->default_value(0), "longest prompt (0: no limit)")
       ("max-response-tokens", po::value(&o.max_response_tokens)->default_value(0), "longest response (0: no limit)")
       ("overlong", po::value(&o.overlong)->default_value(o.overlong), "longer samples: drop or truncate")
@@ -168,7 +168,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     const data::LengthLimits limits{o.max_prompt_tokens, o.max_response_tokens,
                                     shard->config.max_sequence_length(),
                                     o.overlong == "drop" ? data::Overlong::Drop : data::Overlong::Truncate};
-    data = data::load_examples(o.train, tokenizer.get(), data::parse_prompt_template(o.prompt_template),
+    data = data::load_examples(o.train, tokenizer.get(), data::choose_prompt_template(o.prompt_template, tokenizer.get()),
                                limits, shard->config.vocab_size, o.skip_bad_lines);
     plan.emplace(static_cast<std::int64_t>(data.examples.size()), o.global_batch, o.micro_batch,
                  grid.dp_size(), o.seed, !o.no_shuffle);

@@ -215,6 +215,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   train::LrSchedule schedule;
   std::int64_t steps_per_epoch = 0, total_steps = 0;
   DType save_dtype = DType::F32;
+  const char* template_name = "";
   parallel::run_collectively(world, [&] {
     shard = plan_model_shard(c.model_path, grid, c.pp_layers);
     const model::ModelConfig& mc = shard->config;
@@ -233,7 +234,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     require(c.overlong == "drop" || c.overlong == "truncate", "data.overlong \"", c.overlong,
             "\" is not drop or truncate");
     limits.overlong = c.overlong == "drop" ? data::Overlong::Drop : data::Overlong::Truncate;
-    const auto tmpl = data::parse_prompt_template(c.prompt_template);
+    const auto tmpl = data::choose_prompt_template(c.prompt_template, tokenizer.get());
+    template_name = data::prompt_template_name(tmpl);
     train_data = data::load_examples(c.train, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines);
     if (!c.validation.empty()) {
       validation_data = data::load_examples(c.validation, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines);
@@ -350,6 +352,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                         : c.sequence_parallel          ? " (model.sequence_parallel has no effect at tp 1)"
                                                        : "";
     std::printf("spin train: %s\n", train_data.report.summary(c.train).c_str());
+    if (tokenizer) std::printf("spin train: prompt template %s (data.template = %s)\n", template_name, c.prompt_template.c_str());
     if (!c.validation.empty()) std::printf("spin train: %s\n", validation_data.report.summary(c.validation).c_str());
     std::printf("spin train: %lld iterations x %lld epochs x %lld steps (%lld in all) of %lld prompts; "
                 "layout tp %d x pp %d x dp %d%s%s\n--- effective configuration ---\n%s---\n",

@@ -16,7 +16,7 @@ struct TrainConfig {
   std::string model_path;
   // [data]
   std::string train, validation;
-  std::string prompt_template = "chat";
+  std::string prompt_template = "auto";
   std::int64_t max_prompt_tokens = 0, max_response_tokens = 0;
   std::string overlong = "drop";
   bool skip_bad_lines = false;

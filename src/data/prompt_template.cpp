@@ -32,11 +32,23 @@ void llama3_header(std::vector<std::int32_t>& ids, const std::string& role, cons
 }
 }  // namespace
 
-PromptTemplate parse_prompt_template(const std::string& name) {
+PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer) {
   if (name == "chat") return PromptTemplate::Chat;
   if (name == "plain") return PromptTemplate::Plain;
   if (name == "llama3") return PromptTemplate::Llama3;
-  fail("unknown prompt template \"", name, "\" (chat, plain or llama3)");
+  require(name == "auto", "unknown prompt template \"", name, "\" (auto, chat, plain or llama3)");
+  const bool llama3 = tokenizer != nullptr && tokenizer->token_id("<|start_header_id|>") &&
+                      tokenizer->token_id("<|end_header_id|>") && tokenizer->token_id("<|eot_id|>");
+  return llama3 ? PromptTemplate::Llama3 : PromptTemplate::Chat;
+}
+
+const char* prompt_template_name(PromptTemplate t) {
+  switch (t) {
+    case PromptTemplate::Chat: return "chat";
+    case PromptTemplate::Plain: return "plain";
+    case PromptTemplate::Llama3: return "llama3";
+  }
+  return "?";
 }
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,

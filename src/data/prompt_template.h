@@ -1,5 +1,6 @@
 // Prompt templates: how a conversation becomes the token ids that precede the response.
-//   chat  (default; the Zephyr layout the SPIN paper's models use)
+//   auto  (default) llama3 when the tokenizer has Llama 3's chat tokens, chat otherwise
+//   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"
 //   llama3 (Llama-3 Instruct's chat template) BOS, then per message
@@ -25,7 +26,10 @@ struct Message {
 };
 
 enum class PromptTemplate { Chat, Plain, Llama3 };
-PromptTemplate parse_prompt_template(const std::string& name);  // throws naming the choices
+// The template named `name` (auto, chat, plain or llama3; throws naming the choices), "auto"
+// resolved for `tokenizer` (null: chat).
+PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
+const char* prompt_template_name(PromptTemplate t);
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);

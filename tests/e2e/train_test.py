@@ -280,13 +280,15 @@ def case_signal(args, tmp):
 
 def case_hf_tokenizer(args, tmp):
     """A model with a Hugging Face byte-level BPE tokenizer.json (the Llama-3-style test
-    tokenizer) and the llama3 chat template: spin train tokenizes, generates until <|eot_id|>,
-    starts at loss log 2, and the exported model carries the tokenizer files."""
+    tokenizer) and the llama3 chat template, which data.template = auto picks for it: spin train
+    tokenizes, generates until <|eot_id|>, starts at loss log 2, and the exported model carries
+    the tokenizer files."""
     config = setup(tmp)
     llama3_tokenizer_model(os.path.join(tmp, "model"))  # replaces setup's model (config.ini names it)
     out = os.path.join(tmp, "out")
     r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
-                              "llama3", "--spin.max_iterations", "1"], 2)
+                              "auto", "--spin.max_iterations", "1"], 2)
+    assert "prompt template llama3 (data.template = auto)" in r.stdout, r.stdout[:2000]
     m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
     assert len(m) == 6 and abs(m[0]["loss"] - math.log(2)) < 1e-12, m
     assert m[0]["generated_length_mean"] > 0, m[0]

@@ -95,6 +95,18 @@ TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
   EXPECT_NE(e.find("needs the token <|start_header_id|>"), std::string::npos) << e;
 }
 
+// The default template, auto: llama3 for a tokenizer with Llama 3's chat tokens, chat otherwise.
+TEST(HfBpeTokenizer, AutoTemplateIsLlama3ForLlama3sTokens) {
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
+  const ByteTokenizer bytes;
+  EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Llama3);
+  EXPECT_EQ(choose_prompt_template("auto", &bytes), PromptTemplate::Chat);
+  EXPECT_EQ(choose_prompt_template("auto", nullptr), PromptTemplate::Chat);
+  EXPECT_EQ(choose_prompt_template("chat", t.get()), PromptTemplate::Chat);  // as asked
+  const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain or llama3)"), std::string::npos) << e;
+}
+
 TEST(HfBpeTokenizer, UnsupportedFilesAreRefusedByName) {
   const fs::path dir = fs::temp_directory_path() / "spin_hf_bpe_test";
   fs::create_directories(dir);
