@@ -15,11 +15,11 @@
 #include <sstream>
 
 #include "app/commands.h"
+#include "app/model_setup.h"
 #include "app/options.h"
 #include "app/runtime.h"
 #include "checkpoint/hf_reader.h"
 #include "core/error.h"
-#include "app/model_setup.h"
 #include "data/examples.h"
 #include "data/token_jsonl.h"
 #include "model/transformer.h"

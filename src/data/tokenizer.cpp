@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "data/hf_bpe_tokenizer.h"
+#include "data/unicode_classes.h"
 
 namespace spin::data {
 
@@ -55,32 +56,21 @@ class SentencePieceTokenizer final : public Tokenizer {
 }  // namespace
 
 std::string printable(std::string_view text) {
+  const unicode::CodePoints s = unicode::decode_utf8(text);
   std::string out;
-  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
-  for (std::size_t i = 0; i < text.size();) {
-    const unsigned char c = byte(i);
-    // Length of the UTF-8 sequence starting here, 0 if it is not a valid one.
-    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    if (len > 1 && i + len <= text.size()) {
-      for (std::size_t k = 1; k < len; ++k) {
-        if ((byte(i + k) & 0xc0) != 0x80) len = 0;
-      }
-    } else if (len > 1) {
-      len = 0;
-    }
-    if (c == '\n') {
+  for (std::size_t k = 0; k < s.size(); ++k) {
+    const char32_t c = s.cp[k];
+    if (c == U'\n') {
       out += "\\n";
-    } else if (c == '\t') {
+    } else if (c == U'\t') {
       out += "\\t";
-    } else if (len == 0 || (len == 1 && (c < 0x20 || c == 0x7f))) {
+    } else if (c == unicode::kInvalid || c < 0x20 || c == 0x7f) {
       char buf[5];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(text[s.at[k]]));
       out += buf;
-      len = 1;
     } else {
-      out.append(text.substr(i, len));
+      out.append(text.substr(s.at[k], s.at[k + 1] - s.at[k]));
     }
-    i += len == 0 ? 1 : len;
   }
   return out;
 }

@@ -47,7 +47,7 @@ CodePoints decode_utf8(std::string_view text) {
     }
     out.at.push_back(i);
     if (len == 0) {
-      out.cp.push_back(0xFFFFFFFF);
+      out.cp.push_back(kInvalid);
       i += 1;
     } else {
       out.cp.push_back(cp);

@@ -19,7 +19,9 @@ struct CodePoints {
   std::vector<std::size_t> at;  // byte offset of each, and the text's length last
   std::size_t size() const { return cp.size(); }
 };
-// An invalid byte becomes the code point 0xFFFFFFFF (no class).
+// What an invalid byte decodes to (a code point of no class).
+inline constexpr char32_t kInvalid = 0xFFFFFFFF;
+// A byte that does not start a valid UTF-8 sequence becomes kInvalid, one byte long.
 CodePoints decode_utf8(std::string_view text);
 // The UTF-8 bytes of `c` appended to `out`.
 void append_utf8(std::string& out, char32_t c);
