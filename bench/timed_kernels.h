@@ -56,9 +56,9 @@ class TimedKernels final : public kernels::Kernels {
                             const std::uint16_t* up, Index n) const override {
     time("swiglu", [&] { inner_.swiglu_backward_bf16(dgate, dup, dout, gate, up, n); });
   }
-  void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w, Index n,
-                               Index in, Index out) const override {
-    time("linear forward", [&] { inner_.linear_forward_bf16_out(y16, x, w, n, in, out); });
+  void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w, const float* bias,
+                               Index n, Index in, Index out) const override {
+    time("linear forward", [&] { inner_.linear_forward_bf16_out(y16, x, w, bias, n, in, out); });
   }
   void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
                         const float* rstd, Index n, Index dim) const override {
@@ -175,6 +175,12 @@ class TimedKernels final : public kernels::Kernels {
   }
   void add_inplace(float* y, const float* x, Index n) const override {
     time("residual add", [&] { inner_.add_inplace(y, x, n); });
+  }
+  void add_bias(float* y, const float* bias, Index n, Index width) const override {
+    time("bias", [&] { inner_.add_bias(y, bias, n, width); });
+  }
+  void bias_backward(float* dbias, const float* dy, Index n, Index width) const override {
+    time("bias", [&] { inner_.bias_backward(dbias, dy, n, width); });
   }
   double sum_squares(const float* x, const Range* ranges, Index count) const override {
     double r = 0;

@@ -59,10 +59,11 @@ class Kernels {
                                     const std::uint16_t* x, const std::uint16_t* w, Index n,
                                     Index in, Index out, bool accumulate_dx) const = 0;
   // linear_forward_bf16 with its float32 result rounded to bf16 as it is written (cuBLAS: a
-  // bf16 C): y16[n, out] = bf16(x W^T), for outputs only bf16-reading kernels consume.
+  // bf16 C): y16[n, out] = bf16(x W^T + bias), for outputs only bf16-reading kernels consume.
+  // `bias` ([out], float32) may be null; it is added before the one rounding.
   virtual void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x,
-                                       const std::uint16_t* w, Index n, Index in,
-                                       Index out) const = 0;
+                                       const std::uint16_t* w, const float* bias, Index n,
+                                       Index in, Index out) const = 0;
   // rmsnorm_forward with a bf16 output -- the rounding of what it computes in float32 -- for an
   // output only products read: no float32 copy is kept.
   virtual void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x,
@@ -208,6 +209,11 @@ class Kernels {
 
   // y += x
   virtual void add_inplace(float* y, const float* x, Index n) const = 0;
+  // A linear layer's bias (Qwen2's q, k, v projections): y[i, j] += bias[j] over y [n, width].
+  virtual void add_bias(float* y, const float* bias, Index n, Index width) const = 0;
+  // Its gradient: dbias[j] += sum over i of dy[i, j], each column summed in row order in
+  // float32 (so every device gives the same bits).
+  virtual void bias_backward(float* dbias, const float* dy, Index n, Index width) const = 0;
 
   // ---- optimizer: whole flat buffers in one pass (multi-tensor) ---------------------------
   // Elements [offset, offset + length) of a flat buffer.

@@ -131,9 +131,9 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   // Attention half.
   const ColumnInput in1 =
       norm_into_column_parallel(ctx, b, a.n1, a.n1_bf16, a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
-  linear_forward_into(ctx, a.q, a.q_bf16, in1.x, in1.x16, w.q_proj, w.bf16.q_proj, n, h, d.q_width());
-  linear_forward_into(ctx, a.k, a.k_bf16, in1.x, in1.x16, w.k_proj, w.bf16.k_proj, n, h, d.kv_width());
-  linear_forward_into(ctx, a.v, a.v_bf16, in1.x, in1.x16, w.v_proj, w.bf16.v_proj, n, h, d.kv_width());
+  linear_forward_into(ctx, a.q, a.q_bf16, in1.x, in1.x16, w.q_proj, w.bf16.q_proj, w.q_bias, n, h, d.q_width());
+  linear_forward_into(ctx, a.k, a.k_bf16, in1.x, in1.x16, w.k_proj, w.bf16.k_proj, w.k_bias, n, h, d.kv_width());
+  linear_forward_into(ctx, a.v, a.v_bf16, in1.x, in1.x16, w.v_proj, w.bf16.v_proj, w.v_bias, n, h, d.kv_width());
   self_attention_forward(ctx, b, a, cache);
   linear_forward(ctx, row_parallel_partial(b, a.x_mid.f32()), a.attn, a.attn_bf16, w.o_proj, w.bf16.o_proj, n,
                  d.q_width(), h, true);
@@ -143,9 +143,10 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   // MLP half. x_out may alias x_in, which is no longer read from here on.
   const ColumnInput in2 =
       norm_into_column_parallel(ctx, b, a.n2, a.n2_bf16, a.rstd2.f32(), a.x_mid.f32(), w.post_attention_layernorm);
-  linear_forward_into(ctx, a.gate, a.gate_bf16, in2.x, in2.x16, w.gate_proj, w.bf16.gate_proj, n, h,
+  linear_forward_into(ctx, a.gate, a.gate_bf16, in2.x, in2.x16, w.gate_proj, w.bf16.gate_proj, Tensor(), n, h,
                       d.intermediate);
-  linear_forward_into(ctx, a.up, a.up_bf16, in2.x, in2.x16, w.up_proj, w.bf16.up_proj, n, h, d.intermediate);
+  linear_forward_into(ctx, a.up, a.up_bf16, in2.x, in2.x16, w.up_proj, w.bf16.up_proj, Tensor(), n, h,
+                      d.intermediate);
   if (a.act_bf16.defined()) {
     k.swiglu_forward_bf16(a.act_bf16.bf16(), a.gate_bf16.bf16(), a.up_bf16.bf16(), n * d.intermediate);
   } else {
@@ -189,6 +190,9 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   linear_backward(ctx, s.d_attn.f32(), g.o_proj.f32(), d_o, s.dy_bf16, a.attn, a.attn_bf16,
                   w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
   self_attention_backward(ctx, b, a, s);
+  bias_backward(ctx, g.q_bias, s.dq.f32(), n, d.q_width());
+  bias_backward(ctx, g.k_bias, s.dk.f32(), n, d.kv_width());
+  bias_backward(ctx, g.v_bias, s.dv.f32(), n, d.kv_width());
   const ColumnInput in1 = column_input(ctx, b, a.n1, a.n1_bf16);
   linear_backward(ctx, s.d_norm.f32(), g.q_proj.f32(), s.dq.f32(), s.dy_bf16, in1.x, in1.x16,
                   w.q_proj, w.bf16.q_proj, n, h, d.q_width(), false);

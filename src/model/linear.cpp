@@ -15,12 +15,19 @@ void linear_forward(const ModelContext& ctx, float* y, const Tensor& x, const Te
 
 void linear_forward_into(const ModelContext& ctx, const Tensor& y, const Tensor& y16,
                          const Tensor& x, const Tensor& x16, const Tensor& w, const Tensor& w16,
-                         std::int64_t n, std::int64_t in, std::int64_t out) {
+                         const Tensor& bias, std::int64_t n, std::int64_t in, std::int64_t out) {
+  const float* b = bias.defined() ? bias.f32() : nullptr;
   if (y16.defined()) {
-    ctx.k.linear_forward_bf16_out(y16.bf16(), x16.bf16(), w16.bf16(), n, in, out);
-  } else {
-    linear_forward(ctx, y.f32(), x, x16, w, w16, n, in, out, true);
+    ctx.k.linear_forward_bf16_out(y16.bf16(), x16.bf16(), w16.bf16(), b, n, in, out);
+    return;
   }
+  linear_forward(ctx, y.f32(), x, x16, w, w16, n, in, out, true);
+  if (b != nullptr) ctx.k.add_bias(y.f32(), b, n, out);
+}
+
+void bias_backward(const ModelContext& ctx, const Tensor& bias_grad, const float* dy, std::int64_t n,
+                   std::int64_t out) {
+  if (bias_grad.defined()) ctx.k.bias_backward(bias_grad.f32(), dy, n, out);
 }
 
 void rmsnorm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16,

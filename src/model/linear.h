@@ -17,11 +17,12 @@ void linear_forward(const ModelContext& ctx, float* y, const Tensor& x, const Te
                     const Tensor& w, const Tensor& w16, std::int64_t n, std::int64_t in,
                     std::int64_t out, bool rounded = false);
 
-// y = x W^T into y (float32), or in mixed precision into y16 alone, rounded to bf16 as written
-// (an output only bf16-reading kernels consume). The input: x, or x16 already rounded.
+// y = x W^T + bias into y (float32), or in mixed precision into y16 alone, rounded to bf16 as
+// written (an output only bf16-reading kernels consume). The input: x, or x16 already rounded.
+// `bias` ([out], float32) may be undefined.
 void linear_forward_into(const ModelContext& ctx, const Tensor& y, const Tensor& y16,
                          const Tensor& x, const Tensor& x16, const Tensor& w, const Tensor& w16,
-                         std::int64_t n, std::int64_t in, std::int64_t out);
+                         const Tensor& bias, std::int64_t n, std::int64_t in, std::int64_t out);
 
 // out = rmsnorm(x) over rows of ctx.dims.hidden, for products to read: float32, or in mixed
 // precision (out16 defined) only its bf16 rounding -- no float32 copy is made.
@@ -32,6 +33,10 @@ void rmsnorm_for_products(const ModelContext& ctx, const Tensor& out, const Tens
 inline const void* products_input(const Tensor& x, const Tensor& x16) {
   return x16.defined() ? x16.raw() : x.raw();
 }
+
+// dbias += dy's column sums, for a layer with a bias (`bias_grad` defined).
+void bias_backward(const ModelContext& ctx, const Tensor& bias_grad, const float* dy, std::int64_t n,
+                   std::int64_t out);
 
 // dx (= or +=) dy W, dW += dy^T x; in mixed precision dy16 is the scratch for bf16(dy)
 // (n * out values at least).

@@ -17,6 +17,8 @@ std::uint64_t name_hash(const std::string& name) {
   return h;
 }
 
+bool is_norm_weight(const std::string& name) { return name.ends_with("layernorm.weight") || name == "model.norm.weight"; }
+
 std::string layer_name(std::int64_t layer, const char* suffix) {
   return cat("model.layers.", layer, ".", suffix);
 }
@@ -39,6 +41,9 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
   const auto column = [&](const std::string& name, std::int64_t out_local, std::int64_t in) {
     split(name, {out_local * d.size, in}, 0, out_local, out_local * d.rank, out_local);
   };
+  const auto column_bias = [&](const std::string& name, std::int64_t out_local) {
+    if (c.qkv_bias) split(name, {out_local * d.size}, 0, out_local, out_local * d.rank, out_local);
+  };
   const auto row = [&](const std::string& name, std::int64_t out, std::int64_t in_local) {
     split(name, {out, in_local * d.size}, 1, in_local, in_local * d.rank, in_local);
   };
@@ -50,8 +55,11 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
     replicated(layer_name(l, "input_layernorm.weight"), {h});
     column(layer_name(l, "self_attn.q_proj.weight"), d.q_width(), h);
+    column_bias(layer_name(l, "self_attn.q_proj.bias"), d.q_width());
     column(layer_name(l, "self_attn.k_proj.weight"), d.kv_width(), h);
+    column_bias(layer_name(l, "self_attn.k_proj.bias"), d.kv_width());
     column(layer_name(l, "self_attn.v_proj.weight"), d.kv_width(), h);
+    column_bias(layer_name(l, "self_attn.v_proj.bias"), d.kv_width());
     row(layer_name(l, "self_attn.o_proj.weight"), h, d.q_width());
     replicated(layer_name(l, "post_attention_layernorm.weight"), {h});
     column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
@@ -122,11 +130,19 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
   embed_tokens = stage.first ? by_name.at("model.embed_tokens.weight") : Tensor();
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
     const auto get = [&](const char* suffix) { return by_name.at(layer_name(l, suffix)); };
-    layers.push_back(LayerWeights{
-        get("input_layernorm.weight"), get("self_attn.q_proj.weight"),
-        get("self_attn.k_proj.weight"), get("self_attn.v_proj.weight"),
-        get("self_attn.o_proj.weight"), get("post_attention_layernorm.weight"),
-        get("mlp.gate_proj.weight"), get("mlp.up_proj.weight"), get("mlp.down_proj.weight"), {}});
+    LayerWeights& w = layers.emplace_back();
+    w.input_layernorm = get("input_layernorm.weight");
+    w.q_proj = get("self_attn.q_proj.weight");
+    w.k_proj = get("self_attn.k_proj.weight");
+    w.v_proj = get("self_attn.v_proj.weight");
+    w.o_proj = get("self_attn.o_proj.weight");
+    w.post_attention_layernorm = get("post_attention_layernorm.weight");
+    w.gate_proj = get("mlp.gate_proj.weight");
+    w.up_proj = get("mlp.up_proj.weight");
+    w.down_proj = get("mlp.down_proj.weight");
+    w.q_bias = get_if(layer_name(l, "self_attn.q_proj.bias"));
+    w.k_bias = get_if(layer_name(l, "self_attn.k_proj.bias"));
+    w.v_bias = get_if(layer_name(l, "self_attn.v_proj.bias"));
   }
   norm = get_if("model.norm.weight");
   if (stage.last) {
@@ -145,7 +161,9 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
   const LayerWeights& l = layers.at(static_cast<std::size_t>(layer));
   std::int64_t begin = flat().numel(), end = 0;
   for (const Tensor* t : {&l.input_layernorm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj,
-                          &l.post_attention_layernorm, &l.gate_proj, &l.up_proj, &l.down_proj}) {
+                          &l.post_attention_layernorm, &l.gate_proj, &l.up_proj, &l.down_proj, &l.q_bias,
+                          &l.k_bias, &l.v_bias}) {
+    if (!t->defined()) continue;
     const std::int64_t at = offset_of(*t);
     begin = std::min(begin, at);
     end = std::max(end, at + t->numel());
@@ -195,7 +213,7 @@ void ModelWeights::init_random(std::uint64_t seed, float std) {
   for (const ShardedTensor& p : params_) {
     // Drawn on the host, one parameter at a time, then copied to the parameter's device.
     std::vector<float> values(static_cast<std::size_t>(p.local.numel()), 0.0f);
-    if (p.global_shape.size() == 1) {  // norm weights
+    if (is_norm_weight(p.name)) {
       std::fill(values.begin(), values.end(), 1.0f);
     } else {
       const std::uint64_t stream = name_hash(p.name);  // the same tensor on every stage and rank

@@ -25,6 +25,9 @@ struct LayerWeights {
   Tensor post_attention_layernorm;  // [hidden], replicated
   Tensor gate_proj, up_proj;        // [intermediate, hidden], column-parallel
   Tensor down_proj;                 // [hidden, intermediate], row-parallel
+  // [heads * head_dim], column-parallel (split as the rows of their matrices): Qwen2's biases
+  // (ModelConfig::qkv_bias), undefined otherwise. Float32 only: the products' epilogue reads them.
+  Tensor q_bias, k_bias, v_bias;
   // bf16 copies of the matrices, for mixed precision (ModelWeights::enable_bf16); undefined
   // otherwise.
   struct Bf16 {
@@ -81,7 +84,7 @@ class ModelWeights {
   // The same through the host, for loaders that have no kernels at hand (one-off, at load).
   void refresh_bf16_on_host();
   Tensor lm_head_bf16;  // last stage, with enable_bf16
-  // Normal(0, std) for matrices and 1 for norms, each value keyed by (seed, parameter name,
+  // Normal(0, std) for matrices and biases and 1 for norms, each value keyed by (seed, parameter name,
   // global element index): the same global model for any TP / PP layout.
   void init_random(std::uint64_t seed, float std);
 

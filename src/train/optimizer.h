@@ -32,7 +32,7 @@ struct OptimizerConfig {
   float beta1 = 0.9f;
   float beta2 = 0.999f;
   float eps = 1e-8f;
-  float weight_decay = 0.0f;     // never applied to norms (1-D parameters)
+  float weight_decay = 0.0f;     // never applied to norms and biases (1-D parameters)
   bool decay_embeddings = true;  // whether the embedding and LM head are decayed
   double clip_grad = 1.0;        // max global L2 norm; 0 disables clipping
   bool distributed = false;      // ZeRO-1

@@ -99,6 +99,7 @@ inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool
   shape.intermediate = 96;
   shape.heads = shape.hidden / head_dim;
   shape.kv_heads = shape.heads / 2;
+  shape.qkv_bias = true;  // the bias kernels too (Qwen2); gate/up keep the bias-free bf16 output
   const model::ModelConfig config = tiny_config(shape);
   model::ModelWeights weights(config, model::tp_dims(config, 0, 1));
   init_tiny_weights(weights, 5);

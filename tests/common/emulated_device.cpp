@@ -238,10 +238,10 @@ void EmulatedKernels::swiglu_backward_bf16(float* dgate, float* dup, const float
                              dev(up, n, "swiglu up"), n);
 }
 void EmulatedKernels::linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x,
-                                              const std::uint16_t* w, Index n, Index in,
-                                              Index out) const {
+                                              const std::uint16_t* w, const float* bias, Index n,
+                                              Index in, Index out) const {
   cpu_->linear_forward_bf16_out(dev(y16, n * out, "linear y16"), dev(x, n * in, "linear x16"),
-                                dev(w, out * in, "linear w16"), n, in, out);
+                                dev(w, out * in, "linear w16"), dev(bias, out, "linear bias"), n, in, out);
 }
 void EmulatedKernels::rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x,
                                        const float* w, const float* rstd, Index n,
@@ -385,6 +385,12 @@ void EmulatedKernels::logprob_backward(float* dlogits, const float* logits, cons
 }
 void EmulatedKernels::add_inplace(float* y, const float* x, Index n) const {
   cpu_->add_inplace(dev(y, n, "add y"), dev(x, n, "add x"), n);
+}
+void EmulatedKernels::add_bias(float* y, const float* bias, Index n, Index width) const {
+  cpu_->add_bias(dev(y, n * width, "add_bias y"), dev(bias, width, "add_bias bias"), n, width);
+}
+void EmulatedKernels::bias_backward(float* dbias, const float* dy, Index n, Index width) const {
+  cpu_->bias_backward(dev(dbias, width, "bias_backward dbias"), dev(dy, n * width, "bias_backward dy"), n, width);
 }
 namespace {
 // Elements from the buffer's start to the end of its last range (the extent to check).

@@ -119,7 +119,7 @@ class EmulatedKernels final : public kernels::Kernels {
   void swiglu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
                             const std::uint16_t* up, Index n) const override;
   void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w,
-                               Index n, Index in, Index out) const override;
+                               const float* bias, Index n, Index in, Index out) const override;
   void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
                         const float* rstd, Index n, Index dim) const override;
   void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin,
@@ -173,6 +173,8 @@ class EmulatedKernels final : public kernels::Kernels {
                         const std::int32_t* targets, const float* dlogprob, Index n, Index ld,
                         Index valid, Index vocab_start) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
+  void add_bias(float* y, const float* bias, Index n, Index width) const override;
+  void bias_backward(float* dbias, const float* dy, Index n, Index width) const override;
   double sum_squares(const float* x, const Range* ranges, Index count) const override;
   void adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m, float* v,
                     const AdamWRange* ranges, Index count, const AdamW& h) const override;

@@ -21,10 +21,11 @@ struct TinyShape {
   int kv_heads = 2;
   int max_positions = 64;
   bool tie = false;
+  bool qkv_bias = false;  // a Qwen2 model: biases on q, k and v
 };
 
 inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
-  const std::string json = std::string("{") +
+  const std::string json = std::string("{") + (s.qkv_bias ? "\"model_type\": \"qwen2\", " : "") +
       "\"vocab_size\": " + std::to_string(s.vocab) +
       ", \"hidden_size\": " + std::to_string(s.hidden) +
       ", \"intermediate_size\": " + std::to_string(s.intermediate) +

@@ -63,6 +63,8 @@ def main():
     p.add_argument("--rope-theta", type=float, default=10000.0)
     p.add_argument("--std", type=float, default=0.08, help="standard deviation of the matrices")
     p.add_argument("--tie", action="store_true", help="tie_word_embeddings")
+    p.add_argument("--qwen2", action="store_true",
+                   help="a Qwen2ForCausalLM: biases on q/k/v (std 0.3), use_sliding_window false")
     p.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--seed", type=int, default=1234)
@@ -79,14 +81,20 @@ def main():
     def norm(n):  # around 1, not exactly 1, so that tests see the norm weights at work
         return [bf16_round(1.0 + rng.gauss(0.0, 0.1)) for _ in range(n)]
 
+    def biases(name, n):  # large enough to move the scores visibly
+        return [(name, [n], [bf16_round(rng.gauss(0.0, 0.3)) for _ in range(n)])] if a.qwen2 else []
+
     tensors = [("model.embed_tokens.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden))]
     for l in range(a.layers):
         pre = "model.layers.%d." % l
         tensors += [
             (pre + "input_layernorm.weight", [a.hidden], norm(a.hidden)),
             (pre + "self_attn.q_proj.weight", [a.heads * head_dim, a.hidden], matrix(a.heads * head_dim, a.hidden)),
+            *biases(pre + "self_attn.q_proj.bias", a.heads * head_dim),
             (pre + "self_attn.k_proj.weight", [a.kv_heads * head_dim, a.hidden], matrix(a.kv_heads * head_dim, a.hidden)),
+            *biases(pre + "self_attn.k_proj.bias", a.kv_heads * head_dim),
             (pre + "self_attn.v_proj.weight", [a.kv_heads * head_dim, a.hidden], matrix(a.kv_heads * head_dim, a.hidden)),
+            *biases(pre + "self_attn.v_proj.bias", a.kv_heads * head_dim),
             (pre + "self_attn.o_proj.weight", [a.hidden, a.heads * head_dim], matrix(a.hidden, a.heads * head_dim)),
             (pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
             (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
@@ -116,6 +124,9 @@ def main():
         "eos_token_id": 2,
         "torch_dtype": {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}[a.dtype],
     }
+    if a.qwen2:  # Qwen2's own keys, the window off as in the published models
+        config.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "use_sliding_window": False,
+                       "sliding_window": a.max_positions // 2, "max_window_layers": a.layers})
     with open(os.path.join(a.out_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
         f.write("\n")

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""`spin score` against Hugging Face transformers' LlamaForCausalLM (float32, CPU) on the tiny
-models: per-token log-probabilities and masked sums agree to 2e-5 absolute. This is the
-independent check that spin computes what the Llama checkpoints mean (RoPE layout, GQA head
-grouping, RMSNorm, SwiGLU, tied embeddings). Needs torch and transformers (a test oracle only).
+"""`spin score` against Hugging Face transformers' LlamaForCausalLM and Qwen2ForCausalLM (float32,
+CPU) on the tiny models: per-token log-probabilities and masked sums agree to 2e-5 absolute. This
+is the independent check that spin computes what the checkpoints mean (RoPE layout, GQA head
+grouping, RMSNorm, SwiGLU, tied embeddings, Qwen2's q/k/v biases). Needs torch and transformers
+(a test oracle only).
 """
 import argparse
 import json
@@ -12,7 +13,7 @@ import sys
 import tempfile
 
 import torch
-from transformers import LlamaForCausalLM
+from transformers import AutoModelForCausalLM
 
 
 def main():
@@ -22,7 +23,7 @@ def main():
     p.add_argument("--input", required=True)
     args = p.parse_args()
     records = [json.loads(l) for l in open(args.input) if l.strip()]
-    for name in ["tiny-llama", "tiny-llama-tied"]:
+    for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -31,7 +32,8 @@ def main():
             if r.returncode != 0:
                 sys.exit("FAIL: spin score: %s%s" % (r.stdout, r.stderr))
             got = [json.loads(l) for l in open(out)]
-        model = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+        model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+        print("%s: %s" % (name, type(model).__name__))
         worst = 0.0
         for i, (rec, g) in enumerate(zip(records, got)):
             if "tokens" in rec:

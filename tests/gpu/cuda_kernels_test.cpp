@@ -449,8 +449,30 @@ TEST_F(Fixture, LinearLayersWithBf16OperandsMatchTheCpuReference) {
   EXPECT_EQ(cuda::download<std::uint16_t>(gdy16, dy16.size()), dy16);
   // With a bf16 output (cuBLAS rounds its float32 result as written): within bf16's rounding.
   PooledBuffer gy16 = cuda::upload(std::vector<std::uint16_t>(static_cast<std::size_t>(n * out), 0x7fc1));
-  gpu.linear_forward_bf16_out(gy16.as<std::uint16_t>(), gx16.as<std::uint16_t>(), gw16.as<std::uint16_t>(), n, in, out);
+  gpu.linear_forward_bf16_out(gy16.as<std::uint16_t>(), gx16.as<std::uint16_t>(), gw16.as<std::uint16_t>(), nullptr, n,
+                              in, out);
   EXPECT_LT(relative_error(widen(cuda::download<std::uint16_t>(gy16, n * out)), y), 5e-3);
+  // With a bias (Qwen2's q/k/v): added before the one rounding.
+  const auto bias = random(out);
+  std::vector<std::uint16_t> y16(n * out);
+  cpu.linear_forward_bf16_out(y16.data(), x16.data(), w16.data(), bias.data(), n, in, out);
+  Dev gbias(bias);
+  gy16 = cuda::upload(std::vector<std::uint16_t>(static_cast<std::size_t>(n * out), 0x7fc1));
+  gpu.linear_forward_bf16_out(gy16.as<std::uint16_t>(), gx16.as<std::uint16_t>(), gw16.as<std::uint16_t>(), gbias.f(),
+                              n, in, out);
+  EXPECT_LT(relative_error(widen(cuda::download<std::uint16_t>(gy16, n * out)), widen(y16)), 5e-3);
+}
+
+TEST_F(Fixture, BiasForwardAndBackward) {
+  const Index n = 300, width = 200;
+  auto y = random(n * width), bias = random(width), dy = random(n * width), dbias = random(width);
+  Dev gy(y), gbias(bias), gdy(dy), gdbias(dbias);
+  cpu.add_bias(y.data(), bias.data(), n, width);
+  cpu.bias_backward(dbias.data(), dy.data(), n, width);
+  gpu.add_bias(gy.f(), gbias.f(), n, width);
+  gpu.bias_backward(gdbias.f(), gdy.f(), n, width);
+  EXPECT_EQ(gy.get(gpu), y);          // one float32 addition per element
+  EXPECT_EQ(gdbias.get(gpu), dbias);  // the same sums in the same order
 }
 
 TEST_F(Fixture, GatherRowsOutOfABuffer) {

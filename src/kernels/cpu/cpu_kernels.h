@@ -75,7 +75,7 @@ class CpuKernels final : public Kernels {
   void swiglu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
                             const std::uint16_t* up, Index n) const override;
   void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w,
-                               Index n, Index in, Index out) const override;
+                               const float* bias, Index n, Index in, Index out) const override;
   void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
                             Index n, Index dim, float eps) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
@@ -89,6 +89,8 @@ class CpuKernels final : public Kernels {
                         const std::int32_t* targets, const float* dlogprob, Index n, Index ld,
                         Index valid, Index vocab_start) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
+  void add_bias(float* y, const float* bias, Index n, Index width) const override;
+  void bias_backward(float* dbias, const float* dy, Index n, Index width) const override;
   double sum_squares(const float* x, const Range* ranges, Index count) const override;
   void sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid, Index vocab_start,
                        const std::int32_t* history, const Index* offsets, float penalty,

@@ -56,10 +56,11 @@ void CpuKernels::linear_forward_bf16(float* y, const std::uint16_t* x, const std
 }
 
 void CpuKernels::linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x,
-                                         const std::uint16_t* w, Index n, Index in,
-                                         Index out) const {
+                                         const std::uint16_t* w, const float* bias, Index n,
+                                         Index in, Index out) const {
   std::vector<float> y(static_cast<std::size_t>(n * out));
   linear_forward_bf16(y.data(), x, w, n, in, out);
+  if (bias != nullptr) add_bias(y.data(), bias, n, out);
   cpu::round_into(y16, y);
 }
 
@@ -74,6 +75,16 @@ void CpuKernels::linear_backward_bf16(float* dx, float* dw, const float* dy, std
 void CpuKernels::add_inplace(float* y, const float* x, Index n) const {
 #pragma omp simd
   for (Index i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void CpuKernels::add_bias(float* y, const float* bias, Index n, Index width) const {
+  for (Index i = 0; i < n; ++i) add_inplace(y + i * width, bias, width);
+}
+
+void CpuKernels::bias_backward(float* dbias, const float* dy, Index n, Index width) const {
+  std::vector<float> sum(static_cast<std::size_t>(width), 0.0f);
+  for (Index i = 0; i < n; ++i) add_inplace(sum.data(), dy + i * width, width);
+  add_inplace(dbias, sum.data(), width);
 }
 
 }  // namespace spin::kernels

@@ -521,6 +521,18 @@ void CudaKernels::add_inplace(float* y, const float* x, Index n) const {
   SPIN_CUDA_CHECK_LAUNCH("add_inplace");
 }
 
+void CudaKernels::add_bias(float* y, const float* bias, Index n, Index width) const {
+  if (n * width == 0) return;
+  bias_add_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(y, y, bias, n, width);
+  SPIN_CUDA_CHECK_LAUNCH("add_bias");
+}
+
+void CudaKernels::bias_backward(float* dbias, const float* dy, Index n, Index width) const {
+  if (width == 0) return;
+  bias_backward_kernel<<<blocks_for(width), kThreads, 0, stream_>>>(dbias, dy, n, width);
+  SPIN_CUDA_CHECK_LAUNCH("bias_backward");
+}
+
 double CudaKernels::sum_squares(const float* x, const Range* ranges, Index count) const {
   long long n = 0;
   const std::vector<FlatRange> table = flat_ranges(ranges, count, n);
@@ -561,8 +573,17 @@ void CudaKernels::linear_forward_bf16(float* y, const std::uint16_t* x, const st
 }
 
 void CudaKernels::linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w,
-                                          Index n, Index in, Index out) const {
-  gemm_bf16_to(false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, y16, CUDA_R_16BF, out);
+                                          const float* bias, Index n, Index in, Index out) const {
+  if (bias == nullptr) {
+    gemm_bf16_to(false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, y16, CUDA_R_16BF, out);
+    return;
+  }
+  if (n == 0) return;
+  PooledBuffer y(allocator_, static_cast<std::size_t>(n * out) * sizeof(float));
+  linear_forward_bf16(y.as<float>(), x, w, n, in, out);
+  bias_add_kernel<<<blocks_for(n * out), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(y16), y.as<float>(),
+                                                                 bias, n, out);
+  SPIN_CUDA_CHECK_LAUNCH("linear_forward_bf16_out bias");
 }
 
 void CudaKernels::linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,

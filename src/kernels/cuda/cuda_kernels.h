@@ -98,6 +98,8 @@ class CudaKernels final : public Kernels {
   void logprob_from_sums(float* logprob, float* lse, const float* sums, const std::int32_t* targets,
                          Index n) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
+  void add_bias(float* y, const float* bias, Index n, Index width) const override;
+  void bias_backward(float* dbias, const float* dy, Index n, Index width) const override;
   // One launch over every range (a table of them uploaded first); sum_squares synchronises.
   double sum_squares(const float* x, const Range* ranges, Index count) const override;
   void adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m, float* v,
@@ -130,8 +132,9 @@ class CudaKernels final : public Kernels {
   void swiglu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
                             const std::uint16_t* up, Index n) const override;
   // cublasGemmEx with a bf16 C: the float32 accumulation rounded as written.
-  void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w, Index n, Index in,
-                               Index out) const override;
+  // With a bias: the product in float32 (pooled scratch), then one kernel adds the bias and rounds.
+  void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w, const float* bias,
+                               Index n, Index in, Index out) const override;
   void to_f32(float* out, const std::uint16_t* in, Index n) const;
   // Row-major C[m, n] (float32) = alpha op(A) op(B) + beta C with bf16 A and B and float32
   // accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F).

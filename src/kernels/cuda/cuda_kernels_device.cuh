@@ -146,6 +146,21 @@ __global__ void sum_squares_kernel(double* total_out, const float* x, const Flat
   acc = block_sum(acc, shared);
   if (threadIdx.x == 0) atomicAdd(total_out, acc);
 }
+// out[i, j] = y[i, j] + bias[j], stored as Out (in place for float32; the rounding into bf16
+// for a bf16 product with a bias).
+template <class Out>
+__global__ void bias_add_kernel(Out* out, const float* y, const float* bias, long long n, long long width) {
+  SPIN_GRID_STRIDE(e, n * width) store(out + e, y[e] + bias[e % width]);
+}
+// dbias[j] += the sum of column j in row order: one thread per column, neighbouring threads
+// reading neighbouring values of a row.
+__global__ void bias_backward_kernel(float* dbias, const float* dy, long long n, long long width) {
+  SPIN_GRID_STRIDE(j, width) {
+    float sum = 0.0f;
+    for (long long i = 0; i < n; ++i) sum += dy[i * width + j];
+    dbias[j] += sum;
+  }
+}
 __global__ void to_bf16_kernel(__nv_bfloat16* out, const float* in, long long n) {
   SPIN_GRID_STRIDE(i, n) out[i] = __float2bfloat16_rn(in[i]);
 }

@@ -37,8 +37,9 @@ std::vector<float> gather(const ShardedTensor& t, parallel::Communicator& tp) {
   if (t.replicated()) {
     if (tp.rank() == 0) std::copy(l, l + t.local.numel(), full.begin());
   } else {
-    const std::int64_t cols = t.global_shape[1];
-    const std::int64_t lc = t.local.shape()[1];
+    // Matrices, and biases as one column.
+    const std::int64_t cols = t.global_shape.size() > 1 ? t.global_shape[1] : 1;
+    const std::int64_t lc = t.local.shape().size() > 1 ? t.local.shape()[1] : 1;
     for (std::int64_t r = 0; r < t.local.shape()[0]; ++r) {
       for (std::int64_t c = 0; c < lc; ++c) {
         if ((t.split_dim == 0 ? r : c) >= t.length) continue;  // padding
@@ -124,6 +125,17 @@ TEST(TensorParallel, MatchesOneRankWithTiedEmbeddings) {
   shape.kv_heads = 4;
   shape.tie = true;
   for (int tp : {2, 4}) expect_same_as_tp1(shape, tp);
+}
+
+// Qwen2's q/k/v biases split with their matrices' rows (each rank adds and differentiates its
+// own columns), with tied embeddings as the small Qwen2 models have; in float32 and bf16.
+TEST(TensorParallel, MatchesOneRankWithQkvBiasesAtTp2AndTp4) {
+  testing::TinyShape shape;
+  shape.kv_heads = 4;
+  shape.tie = true;
+  shape.qkv_bias = true;
+  for (int tp : {2, 4}) expect_same_as_tp1(shape, tp);
+  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true});
 }
 
 // The batch's 27 rows split 14 + 13 (one pad row) at TP 2 and 7 + 7 + 7 + 6 at TP 4.

@@ -96,7 +96,31 @@ TEST(ModelConfig, RefusesWhatItDoesNotImplement) {
             std::string::npos);
   EXPECT_NE(error_of(with("attention_bias", "true")).find("attention_bias"), std::string::npos);
   EXPECT_NE(error_of(with("hidden_act", "\"gelu\"")).find("hidden_act"), std::string::npos);
-  EXPECT_NE(error_of(with("model_type", "\"qwen2\"")).find("qwen2"), std::string::npos);
+  EXPECT_NE(error_of(with("model_type", "\"gemma\"")).find("gemma"), std::string::npos);
+}
+
+// Qwen2.5-0.5B-Instruct's config.json as published: biases on q/k/v, tied embeddings, and a
+// sliding_window that does not apply (use_sliding_window false).
+TEST(ModelConfig, ReadsQwen2WithQkvBiasesAndItsSlidingWindowSwitch) {
+  const std::string qwen = R"({
+    "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+    "eos_token_id": 151645, "hidden_act": "silu", "hidden_size": 896, "initializer_range": 0.02,
+    "intermediate_size": 4864, "max_position_embeddings": 32768, "max_window_layers": 21,
+    "model_type": "qwen2", "num_attention_heads": 14, "num_hidden_layers": 24, "num_key_value_heads": 2,
+    "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": true,
+    "torch_dtype": "bfloat16", "use_cache": true, "use_sliding_window": false, "vocab_size": 151936})";
+  const ModelConfig c = ModelConfig::from_json(qwen, "cfg.json");
+  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_FALSE(c.sliding_window.has_value());
+  EXPECT_EQ(c.max_sequence_length(), 32768);
+  EXPECT_EQ(c.num_parameters(), 494032768);  // Qwen2.5-0.5B's published count
+  EXPECT_FALSE(ModelConfig::from_json(kLlama, "cfg.json").qkv_bias);
+  std::string windowed = qwen;
+  windowed.replace(windowed.find("\"use_sliding_window\": false"), 27, "\"use_sliding_window\": true ");
+  windowed.replace(windowed.find("32768, \"max_window"), 5, "4096 ");
+  EXPECT_EQ(ModelConfig::from_json(windowed, "cfg.json").max_sequence_length(), 4096);
 }
 
 }  // namespace

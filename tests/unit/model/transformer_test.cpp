@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "common/test_util.h"
 #include "common/tiny_model.h"
 #include "core/error.h"
@@ -42,9 +44,10 @@ std::vector<Sequence> three_sequences() {
 // 2e-3 relative for the directional derivative over all parameters at once (step 2e-4 along a
 // unit-normal direction, a change of the loss of ~1e-2).
 TEST(Transformer, GradientsMatchFiniteDifferences) {
-  for (bool tie : {false, true}) {
+  for (const char* variant : {"untied", "tied", "qkv bias"}) {
     testing::TinyShape shape;
-    shape.tie = tie;
+    shape.tie = variant == std::string("tied");
+    shape.qkv_bias = variant == std::string("qkv bias");
     TinyModel m(shape);
     const TokenBatch batch = TokenBatch::pack(three_sequences());
     const std::vector<float> c = {0.7f, -1.3f, 0.4f};  // loss = sum_s c_s logprob_s
@@ -90,8 +93,7 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
     for (std::int64_t i = 0; i < flat.numel(); ++i) flat.f32()[i] = saved.f32()[i] - h * u[i];
     const double down = loss();
     flat.copy_from(saved);
-    EXPECT_NEAR(g_dot_u, (up - down) / (2 * h), 2e-3 * std::fabs(g_dot_u))
-        << (tie ? "tied" : "untied");
+    EXPECT_NEAR(g_dot_u, (up - down) / (2 * h), 2e-3 * std::fabs(g_dot_u)) << variant;
   }
 }
 

@@ -104,8 +104,15 @@ TEST(Linear, Bf16OperandsMatchNaiveDoubleOfTheRoundedValues) {
   expect_close(y, y_ref, 1e-5, 1e-6, "y");
   // With a bf16 output: the float32 result, rounded as written.
   std::vector<std::uint16_t> y16(n * out), y16_want(n * out);
-  k.linear_forward_bf16_out(y16.data(), x16.data(), w16.data(), n, in, out);
+  k.linear_forward_bf16_out(y16.data(), x16.data(), w16.data(), nullptr, n, in, out);
   k.to_bf16(y16_want.data(), y.data(), n * out);
+  EXPECT_EQ(y16, y16_want);
+  // With a bias: added to the float32 result before the one rounding.
+  std::vector<float> bias(out), y_biased = y;
+  for (std::size_t j = 0; j < bias.size(); ++j) bias[j] = 0.25f * static_cast<float>(j) - 3.0f;
+  for (std::size_t e = 0; e < y_biased.size(); ++e) y_biased[e] += bias[e % out];
+  k.linear_forward_bf16_out(y16.data(), x16.data(), w16.data(), bias.data(), n, in, out);
+  k.to_bf16(y16_want.data(), y_biased.data(), n * out);
   EXPECT_EQ(y16, y16_want);
 
   std::vector<float> dx(n * in, 100.0f), dw(out * in, 0.5f);
@@ -118,6 +125,23 @@ TEST(Linear, Bf16OperandsMatchNaiveDoubleOfTheRoundedValues) {
   testing::ref::gemm(true, false, out, in, n, 1.0, widen(r16), out, widen(x16), in, 1.0, dw_ref, in);
   expect_close(dx, dx_ref, 1e-5, 1e-6, "dx");
   expect_close(dw, dw_ref, 1e-5, 1e-6, "dw");
+}
+
+TEST(CpuMatmul, BiasAddsToEveryRowAndItsGradientSumsTheColumns) {
+  CpuKernels k;
+  const Index n = 5, width = 3;
+  std::vector<float> y(n * width), dy(n * width);
+  for (Index e = 0; e < n * width; ++e) {
+    y[e] = static_cast<float>(e);
+    dy[e] = static_cast<float>(e % width + 1) * static_cast<float>(e / width + 1);
+  }
+  const std::vector<float> bias = {0.5f, -1.0f, 2.0f};
+  k.add_bias(y.data(), bias.data(), n, width);
+  for (Index e = 0; e < n * width; ++e) EXPECT_EQ(y[e], static_cast<float>(e) + bias[e % width]) << e;
+  // Accumulates: 1 + (1 + 2 + 3 + 4 + 5) * (j + 1).
+  std::vector<float> dbias(width, 1.0f);
+  k.bias_backward(dbias.data(), dy.data(), n, width);
+  EXPECT_EQ(dbias, (std::vector<float>{16.0f, 31.0f, 46.0f}));
 }
 
 }  // namespace

@@ -132,6 +132,30 @@ TEST(CudaKernelsEmulated, RopeSwigluAndEmbedding) {
 
 // Three tensors of a flat buffer with gaps between them, one without weight decay; the launch's
 // table and factors as CudaKernels::adamw_update builds them (flat_ranges, AdamW's factors).
+// The bias kernels (Qwen2's q/k/v): the addition in place in float32 and into a bf16 output
+// (linear_forward_bf16_out's epilogue), and the column sums of the gradient -- the CPU's
+// arithmetic in the CPU's order, so bitwise.
+TEST(CudaKernelsEmulated, BiasAddAndBackward) {
+  const CpuKernels cpu;
+  const long long n = 7, width = 300;  // two blocks of columns
+  const auto y = testing::random_uniform(n * width, 1), bias = testing::random_uniform(width, 2),
+             dy = testing::random_uniform(n * width, 3);
+  auto out = y, want = y;
+  run(blocks_for(n * width), [&] { dev::bias_add_kernel<float>(out.data(), out.data(), bias.data(), n, width); });
+  cpu.add_bias(want.data(), bias.data(), n, width);
+  EXPECT_EQ(out, want);
+  std::vector<__nv_bfloat16> out16(n * width, __nv_bfloat16{0xFFFF});
+  std::vector<std::uint16_t> want16(n * width);
+  run(blocks_for(n * width), [&] { dev::bias_add_kernel(out16.data(), y.data(), bias.data(), n, width); });
+  cpu.to_bf16(want16.data(), want.data(), n * width);
+  for (std::size_t i = 0; i < want16.size(); ++i) ASSERT_EQ(out16[i].bits, want16[i]) << i;
+  auto dbias = testing::random_uniform(width, 4);
+  auto want_dbias = dbias;
+  run(blocks_for(width), [&] { dev::bias_backward_kernel(dbias.data(), dy.data(), n, width); });
+  cpu.bias_backward(want_dbias.data(), dy.data(), n, width);
+  EXPECT_EQ(dbias, want_dbias);
+}
+
 TEST(CudaKernelsEmulated, AdamWAndSumOfSquaresOverRangeTables) {
   const CpuKernels cpu;
   const std::vector<Kernels::AdamWRange> ranges = {{3, 700, true}, {710, 5, false}, {800, 1300, true}};
