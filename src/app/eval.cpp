@@ -15,6 +15,7 @@
 #include "checkpoint/hf_reader.h"
 #include "core/error.h"
 #include "data/examples.h"
+#include "data/prompt_template.h"
 #include "generate/generator.h"
 #include "parallel/job_errors.h"
 #include "train/pipeline_scorer.h"
@@ -40,7 +41,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("model", po::value(&o.model)->required(), "Hugging Face model directory (with its tokenizer for text data)")
       ("data", po::value(&o.data)->required(), "JSONL with prompts and ground-truth responses (any spin data shape)")
       ("output", po::value(&o.output)->default_value(""), "also write the figures as one JSON line to this file")
-      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), "prompt template: auto (llama3 for a tokenizer with Llama 3's chat tokens, else chat), chat, plain or llama3")
+      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), spin::cat("prompt template: ", data::kPromptTemplateChoices).c_str())
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage")

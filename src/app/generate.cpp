@@ -21,6 +21,7 @@
 #include "checkpoint/hf_reader.h"
 #include "core/error.h"
 #include "data/examples.h"
+#include "data/prompt_template.h"
 #include "data/jsonl.h"
 #include "generate/generator.h"
 #include "parallel/job_errors.h"
@@ -51,7 +52,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
       ("input", po::value(&o.input)->required(),
        "JSONL of {\"prompt\": [token ids...]}, {\"prompt\": \"text\"} or {\"messages\": [...]}")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
-       "prompt template for text prompts: auto (llama3 for a tokenizer with Llama 3's chat tokens, else chat), chat, plain or llama3")
+       spin::cat("prompt template for text prompts: ", data::kPromptTemplateChoices).c_str())
       ("output", po::value(&o.output)->required(),
        "JSONL written by rank 0, one line per prompt: prompt, response (ids, and text when the model has a "
        "tokenizer), logprobs, finish_reason")

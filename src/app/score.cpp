@@ -21,6 +21,7 @@
 #include "checkpoint/hf_reader.h"
 #include "core/error.h"
 #include "data/examples.h"
+#include "data/prompt_template.h"
 #include "data/token_jsonl.h"
 #include "model/transformer.h"
 #include "parallel/job_errors.h"
@@ -56,7 +57,7 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
        "JSONL: {\"tokens\":[...], \"mask_from\":k} or {\"prompt\":[...], \"response\":[...]} of ids, or text as "
        "training reads it (prompt/response, messages, NeMo conversations)")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
-       "prompt template for text records: auto (llama3 for a tokenizer with Llama 3's chat tokens, else chat), chat, plain or llama3")
+       spin::cat("prompt template for text records: ", data::kPromptTemplateChoices).c_str())
       ("output", po::value(&o.output)->required(),
        "JSONL written by rank 0: {\"logprob_sum\": s, \"token_logprobs\": [...]} per input line")
       ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (data-parallel = world / tp)")

@@ -23,6 +23,7 @@
 #include "core/error.h"
 #include "data/batch_plan.h"
 #include "data/examples.h"
+#include "data/prompt_template.h"
 #include "model/transformer.h"
 #include "parallel/job_errors.h"
 #include "parallel/process_grid.h"
@@ -70,7 +71,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("model", po::value(&o.model)->required(), "Hugging Face model directory to start from")
       ("train", po::value(&o.train)->required(),
        "JSONL: {\"prompt\", \"response\"} text or token ids, chat messages or NeMo conversations")
-      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), "prompt template for text: auto (llama3 for a tokenizer with Llama 3's chat tokens, else chat), chat, plain or llama3")
+      ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), spin::cat("prompt template for text: ", data::kPromptTemplateChoices).c_str())
       ("max-prompt-tokens", po::value(&o.max_prompt_tokens)->default_value(0), "longest prompt (0: no limit)")
       ("max-response-tokens", po::value(&o.max_response_tokens)->default_value(0), "longest response (0: no limit)")
       ("overlong", po::value(&o.overlong)->default_value(o.overlong), "longer samples: drop or truncate")

@@ -12,6 +12,7 @@
 #include "app/options.h"
 #include "app/runtime.h"
 #include "core/error.h"
+#include "data/prompt_template.h"
 
 namespace spin::app {
 
@@ -88,7 +89,7 @@ void declare(OptionTable& t, TrainConfig& c) {
         "split the residual stream's rows over the tensor-parallel ranks (Megatron's sequence parallelism)");
   t.required("data.train", &c.train, "training JSONL: text pairs, chat messages, NeMo conversations or token ids");
   t.add("data.validation", &c.validation, "validation JSONL (same shapes; empty: none)");
-  t.add("data.template", &c.prompt_template, "prompt template: auto (llama3 for a tokenizer with Llama 3's chat tokens, else chat), chat, plain or llama3");
+  t.add("data.template", &c.prompt_template, spin::cat("prompt template: ", data::kPromptTemplateChoices).c_str());
   t.add("data.max_prompt_tokens", &c.max_prompt_tokens, "longest prompt (0: the model's context)");
   t.add("data.max_response_tokens", &c.max_response_tokens, "longest ground-truth response (0: no limit)");
   t.add("data.overlong", &c.overlong, "what to do with longer samples: drop or truncate");

@@ -22,6 +22,9 @@ constexpr std::string_view kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 constexpr std::string_view kLlama3Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Qwen2's: Llama-3's with one digit a piece.
+constexpr std::string_view kQwen2Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 bool letter(char32_t c) { return unicode::is_letter(c); }
 bool number(char32_t c) { return unicode::is_number(c); }
@@ -70,15 +73,15 @@ std::size_t match_gpt2(const CodePoints& s, std::size_t i) {
   return spaces(s, i);
 }
 
-// One match of Llama-3's expression at i.
-std::size_t match_llama3(const CodePoints& s, std::size_t i) {
+// One match of Llama-3's expression at i, or Qwen2's with `max_digits` 1.
+std::size_t match_llama3(const CodePoints& s, std::size_t i, std::size_t max_digits) {
   const char32_t c = s.cp[i];
   if (const std::size_t j = contraction(s, i, true); j > i) return j;
   // [^\r\n\p{L}\p{N}]?\p{L}+
   if (letter(c)) return run(s, i, letter);
   if (!crlf(c) && !number(c) && i + 1 < s.size() && letter(s.cp[i + 1])) return run(s, i + 1, letter);
-  // \p{N}{1,3}
-  if (number(c)) return std::min(run(s, i, number), i + 3);
+  // \p{N}{1,3} (Qwen2: \p{N})
+  if (number(c)) return std::min(run(s, i, number), i + max_digits);
   // ' ?[^\s\p{L}\p{N}]+[\r\n]*'
   if (other(c)) return run(s, run(s, i, other), crlf);
   if (c == U' ' && i + 1 < s.size() && other(s.cp[i + 1])) return run(s, run(s, i + 1, other), crlf);
@@ -121,8 +124,9 @@ std::string json_type(const nlohmann::json& j) { return j.is_object() ? j.value(
 struct HfBpeTokenizer::Loader {
   using json = nlohmann::json;
 
-  // Only byte-level BPE without a normalizer: anything else is refused by name.
-  static void check_model(const json& j, const std::string& path) {
+  // Only byte-level BPE, without a normalizer or with NFC: anything else is refused by name.
+  static void check_model(HfBpeTokenizer& t, const json& j) {
+    const std::string& path = t.path_;
     const json& model = j.at("model");
     require(model.value("type", "") == "BPE", path, ": model type ", json_type(model),
             " is not supported (spin reads byte-level BPE tokenizer.json files)");
@@ -133,8 +137,11 @@ struct HfBpeTokenizer::Loader {
       require(!model.contains(key) || model[key].is_null() || model[key] == "", path, ": BPE with ", key,
               " is not supported");
     }
-    require(!j.contains("normalizer") || j["normalizer"].is_null(), path, ": normalizer ",
-            json_type(j["normalizer"]), " is not supported");
+    if (j.contains("normalizer") && !j["normalizer"].is_null()) {
+      require(j["normalizer"].value("type", "") == "NFC", path, ": normalizer ", json_type(j["normalizer"]),
+              " is not supported (NFC is)");
+      t.nfc_ = true;
+    }
     if (j.contains("decoder") && !j["decoder"].is_null()) {
       require(j["decoder"].value("type", "") == "ByteLevel", path, ": decoder ", json_type(j["decoder"]),
               " is not supported (expected ByteLevel)");
@@ -162,9 +169,12 @@ struct HfBpeTokenizer::Loader {
     const std::string pattern = split.at("pattern").value("Regex", "");
     require(split.value("behavior", "") == "Isolated" && !split.value("invert", false), path,
             ": Split pre-tokenizers other than behavior Isolated, invert false are not supported");
-    t.split_ = pattern == kLlama3Pattern ? Split::Llama3 : pattern == kGpt2Pattern ? Split::Gpt2 : Split::None;
+    t.split_ = pattern == kLlama3Pattern ? Split::Llama3
+               : pattern == kQwen2Pattern ? Split::Qwen2
+               : pattern == kGpt2Pattern  ? Split::Gpt2
+                                          : Split::None;
     require(t.split_ != Split::None, path, ": the pre-tokenizer's expression ", pattern,
-            " is not one spin knows (GPT-2's or Llama-3's)");
+            " is not one spin knows (GPT-2's, Llama-3's or Qwen2's)");
     require(!byte_level(steps[1]), path, ": ByteLevel after a Split must not split again (use_regex false)");
   }
 
@@ -183,6 +193,9 @@ struct HfBpeTokenizer::Loader {
         require(!a.value(flag, false), path, ": added token ", a.at("content").get<std::string>(), " sets ", flag,
                 ", which spin does not support");
       }
+      // Matched in the text as it is, before the normalizer (`tokenizers` matches normalized ones after it).
+      require(!t.nfc_ || !a.value("normalized", false), path, ": added token ", a.at("content").get<std::string>(),
+              " is normalized, which spin does not support with a normalizer");
       t.added_.push_back({a.at("content").get<std::string>(), a.at("id").get<std::int32_t>(), a.value("special", false)});
       require(t.added_.back().id >= 0, path, ": added token ", t.added_.back().content, " has a negative id");
       largest = std::max(largest, t.added_.back().id);
@@ -257,7 +270,7 @@ struct HfBpeTokenizer::Loader {
 HfBpeTokenizer::HfBpeTokenizer(const std::string& path) : path_(path) {
   const nlohmann::json j = read_json(path);
   try {
-    Loader::check_model(j, path);
+    Loader::check_model(*this, j);
     Loader::pre_tokenizer(*this, j.at("pre_tokenizer"));
     Loader::tokens(*this, j.at("model").at("vocab"), j.value("added_tokens", nlohmann::json::array()));
     Loader::merges(*this, j.at("model").at("merges"));
@@ -280,7 +293,7 @@ std::vector<std::string_view> HfBpeTokenizer::pre_tokenize(std::string_view text
   const CodePoints s = unicode::decode_utf8(text);
   std::vector<std::string_view> pieces;
   for (std::size_t i = 0; i < s.size();) {
-    const std::size_t j = split_ == Split::Gpt2 ? match_gpt2(s, i) : match_llama3(s, i);
+    const std::size_t j = split_ == Split::Gpt2 ? match_gpt2(s, i) : match_llama3(s, i, split_ == Split::Qwen2 ? 1 : 3);
     pieces.push_back(text.substr(s.at[i], s.at[j] - s.at[i]));
     i = j;
   }
@@ -317,12 +330,14 @@ void HfBpeTokenizer::encode_piece(std::string_view piece, std::vector<std::int32
 
 std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
   std::vector<std::int32_t> ids;
-  // Added tokens first: each stretch of text between them goes through the pre-tokenizer (with
-  // add_prefix_space, after a space is put in front) and BPE.
+  // Added tokens first: each stretch of text between them goes through the normalizer, the
+  // pre-tokenizer (with add_prefix_space, after a space is put in front) and BPE.
   std::size_t from = 0;
   const auto plain = [&](std::size_t to) {
     std::string_view stretch = text.substr(from, to - from);
     if (stretch.empty()) return;
+    const std::string normalized = nfc_ ? unicode::nfc(stretch) : std::string();
+    if (nfc_) stretch = normalized;
     std::string prefixed;
     if (add_prefix_space_ && stretch.front() != ' ') {
       prefixed.assign(1, ' ');

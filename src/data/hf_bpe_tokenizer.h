@@ -1,9 +1,10 @@
-// Hugging Face byte-level BPE tokenizers (`tokenizer.json` of GPT-2, Llama-3 and their kin), as
-// the `tokenizers` library runs them: added tokens matched in the text first, the
-// pre-tokenizer's regular expression (GPT-2's or Llama-3's, written out as code over Unicode
-// classes), bytes mapped to GPT-2's printable characters, then BPE merges lowest rank first
-// (with `ignore_merges`: a piece in the vocabulary is one token). Anything else such a file may
-// hold -- a normalizer, another model or pre-tokenizer, byte fallback -- is refused by name.
+// Hugging Face byte-level BPE tokenizers (`tokenizer.json` of GPT-2, Llama-3, Qwen2 and their
+// kin), as the `tokenizers` library runs them: added tokens matched in the text first, the NFC
+// normalizer when the file has one (Qwen2), the pre-tokenizer's regular expression (GPT-2's,
+// Llama-3's or Qwen2's, written out as code over Unicode classes), bytes mapped to GPT-2's
+// printable characters, then BPE merges lowest rank first (with `ignore_merges`: a piece in the
+// vocabulary is one token). Anything else such a file may hold -- another normalizer, model or
+// pre-tokenizer, byte fallback -- is refused by name.
 #pragma once
 
 #include <cstdint>
@@ -31,7 +32,7 @@ class HfBpeTokenizer final : public Tokenizer {
   // The id of a token of the vocabulary or an added token, given as text.
   std::optional<std::int32_t> token_id(const std::string& token) const override;
 
-  enum class Split { None, Gpt2, Llama3 };
+  enum class Split { None, Gpt2, Llama3, Qwen2 };
 
  private:
   struct AddedToken {
@@ -47,6 +48,7 @@ class HfBpeTokenizer final : public Tokenizer {
 
   std::string path_;
   Split split_ = Split::None;
+  bool nfc_ = false;  // the NFC normalizer
   bool add_prefix_space_ = false;
   bool ignore_merges_ = false;
   std::unordered_map<std::string, std::int32_t> vocab_;

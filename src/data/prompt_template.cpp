@@ -1,5 +1,8 @@
 #include "data/prompt_template.h"
 
+#include <algorithm>
+#include <initializer_list>
+
 #include "core/error.h"
 
 namespace spin::data {
@@ -10,10 +13,15 @@ void append(std::vector<std::int32_t>& ids, const std::vector<std::int32_t>& mor
 }
 
 // A special token the template needs, by its text.
-std::int32_t special(const Tokenizer& t, const std::string& token) {
+std::int32_t special(const Tokenizer& t, PromptTemplate p, const std::string& token) {
   const std::optional<std::int32_t> id = t.token_id(token);
-  require(id.has_value(), "the llama3 prompt template needs the token ", token, ", which the model's tokenizer lacks");
+  require(id.has_value(), "the ", prompt_template_name(p), " prompt template needs the token ", token,
+          ", which the model's tokenizer lacks");
   return *id;
+}
+
+bool has_tokens(const Tokenizer* t, std::initializer_list<const char*> tokens) {
+  return t != nullptr && std::all_of(tokens.begin(), tokens.end(), [&](const char* s) { return t->token_id(s); });
 }
 
 // Leading and trailing whitespace removed (Jinja's trim, as Llama-3's template applies it).
@@ -26,9 +34,9 @@ std::string trimmed(const std::string& text) {
 
 // <|start_header_id|> role <|end_header_id|> "\n\n"
 void llama3_header(std::vector<std::int32_t>& ids, const std::string& role, const Tokenizer& t) {
-  ids.push_back(special(t, "<|start_header_id|>"));
+  ids.push_back(special(t, PromptTemplate::Llama3, "<|start_header_id|>"));
   append(ids, t.encode(role));
-  ids.push_back(special(t, "<|end_header_id|>"));
+  ids.push_back(special(t, PromptTemplate::Llama3, "<|end_header_id|>"));
 }
 }  // namespace
 
@@ -36,10 +44,11 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   if (name == "chat") return PromptTemplate::Chat;
   if (name == "plain") return PromptTemplate::Plain;
   if (name == "llama3") return PromptTemplate::Llama3;
-  require(name == "auto", "unknown prompt template \"", name, "\" (auto, chat, plain or llama3)");
-  const bool llama3 = tokenizer != nullptr && tokenizer->token_id("<|start_header_id|>") &&
-                      tokenizer->token_id("<|end_header_id|>") && tokenizer->token_id("<|eot_id|>");
-  return llama3 ? PromptTemplate::Llama3 : PromptTemplate::Chat;
+  if (name == "chatml") return PromptTemplate::ChatMl;
+  require(name == "auto", "unknown prompt template \"", name, "\" (auto, chat, plain, llama3 or chatml)");
+  if (has_tokens(tokenizer, {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"})) return PromptTemplate::Llama3;
+  if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>"})) return PromptTemplate::ChatMl;
+  return PromptTemplate::Chat;
 }
 
 const char* prompt_template_name(PromptTemplate t) {
@@ -47,6 +56,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::Chat: return "chat";
     case PromptTemplate::Plain: return "plain";
     case PromptTemplate::Llama3: return "llama3";
+    case PromptTemplate::ChatMl: return "chatml";
   }
   return "?";
 }
@@ -54,6 +64,18 @@ const char* prompt_template_name(PromptTemplate t) {
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& t) {
   std::vector<std::int32_t> ids;
+  if (prompt_template == PromptTemplate::ChatMl) {
+    const std::int32_t start = special(t, prompt_template, "<|im_start|>");
+    for (const Message& m : messages) {
+      ids.push_back(start);
+      append(ids, t.encode(m.role + "\n" + m.content));
+      ids.push_back(special(t, prompt_template, "<|im_end|>"));
+      append(ids, t.encode("\n"));
+    }
+    ids.push_back(start);
+    append(ids, t.encode("assistant\n"));
+    return ids;
+  }
   if (t.bos_id()) ids.push_back(*t.bos_id());
   if (prompt_template == PromptTemplate::Plain) {
     std::string text;
@@ -65,7 +87,7 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     for (const Message& m : messages) {
       llama3_header(ids, m.role, t);
       append(ids, t.encode("\n\n" + trimmed(m.content)));
-      ids.push_back(special(t, "<|eot_id|>"));
+      ids.push_back(special(t, prompt_template, "<|eot_id|>"));
     }
     llama3_header(ids, "assistant", t);
     append(ids, t.encode("\n\n"));
@@ -88,7 +110,8 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
 }
 
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& t) {
-  if (prompt_template == PromptTemplate::Llama3) return special(t, "<|eot_id|>");
+  if (prompt_template == PromptTemplate::Llama3) return special(t, prompt_template, "<|eot_id|>");
+  if (prompt_template == PromptTemplate::ChatMl) return special(t, prompt_template, "<|im_end|>");
   return t.eos_id();
 }
 

@@ -1,14 +1,20 @@
 // Prompt templates: how a conversation becomes the token ids that precede the response.
-//   auto  (default) llama3 when the tokenizer has Llama 3's chat tokens, chat otherwise
+//   auto  (default) llama3 when the tokenizer has Llama 3's chat tokens, chatml when it has
+//         ChatML's (Qwen2), chat otherwise
 //   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"
 //   llama3 (Llama-3 Instruct's chat template) BOS, then per message
 //         <|start_header_id|> "{role}" <|end_header_id|> "\n\n{content, trimmed}" <|eot_id|>,
 //         then <|start_header_id|> "assistant" <|end_header_id|> "\n\n"
+//   chatml (Qwen2 / Qwen2.5 Instruct's, without BOS) per message
+//         <|im_start|> "{role}\n{content}" <|im_end|> "\n", then <|im_start|> "assistant\n"
+//         (Qwen2.5's own template adds a default system message to a conversation without one;
+//         this renders the messages given)
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
-// which ends an assistant turn).
+// which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
+// which generation stops too).
 #pragma once
 
 #include <cstdint>
@@ -25,17 +31,21 @@ struct Message {
   std::string content;
 };
 
-enum class PromptTemplate { Chat, Plain, Llama3 };
-// The template named `name` (auto, chat, plain or llama3; throws naming the choices), "auto"
+enum class PromptTemplate { Chat, Plain, Llama3, ChatMl };
+// The template named `name` (auto, chat, plain, llama3 or chatml; throws naming the choices), "auto"
 // resolved for `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
+// The choices, for the commands' help.
+inline constexpr const char* kPromptTemplateChoices =
+    "auto (llama3 or chatml for a tokenizer with their chat tokens, else chat), chat, plain, llama3 or chatml";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);
 std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
                                           const Tokenizer& tokenizer);
-// The token that ends a response under the template (EOS, llama3's <|eot_id|>), if any:
+// The token that ends a response under the template (EOS, llama3's <|eot_id|>, chatml's
+// <|im_end|>), if any:
 // generation must stop at it too.
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& tokenizer);
 

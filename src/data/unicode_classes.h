@@ -1,10 +1,12 @@
 // The character classes of the regular expressions Hugging Face tokenizers pre-tokenize with:
 // \p{L} (letters), \p{N} (numbers) -- tables generated from the Unicode database by
 // gen_unicode_classes.py -- and \s (the White_Space property); and UTF-8 text as code points
-// with the byte offset of each, invalid bytes one code point each (classed as none of these).
+// with the byte offset of each, invalid bytes one code point each (classed as none of these); and
+// Normalization Form C (the NFC normalizer of tokenizer.json files such as Qwen2's).
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -25,5 +27,7 @@ inline constexpr char32_t kInvalid = 0xFFFFFFFF;
 CodePoints decode_utf8(std::string_view text);
 // The UTF-8 bytes of `c` appended to `out`.
 void append_utf8(std::string& out, char32_t c);
+// `text` in Normalization Form C (unicode_nfc.cpp); bytes that are not valid UTF-8 pass through.
+std::string nfc(std::string_view text);
 
 }  // namespace spin::data::unicode

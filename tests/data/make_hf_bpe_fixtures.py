@@ -1,22 +1,27 @@
 #!/usr/bin/env python3
 """Builds the byte-level BPE fixtures of tests/unit/data/hf_bpe_tokenizer_test.cpp with Hugging
 Face `tokenizers` as the oracle: a small BPE trained with Llama-3's pre-tokenizer (Split by its
-expression, then ByteLevel; ignore_merges) and one with GPT-2's (ByteLevel with its own
-expression, add_prefix_space), each written as tokenizer.json + tokenizer_config.json, and
-cases.json: texts with the ids, pre-tokenizer pieces and decoded text `tokenizers` gives.
+expression, then ByteLevel; ignore_merges), one with GPT-2's (ByteLevel with its own
+expression, add_prefix_space) and one as Qwen2's (the NFC normalizer, Split by Qwen2's
+expression, then ByteLevel), each written as tokenizer.json + tokenizer_config.json, and
+cases.json: texts with the ids, pre-tokenizer pieces and decoded text `tokenizers` gives; for
+llama3 and qwen2 also chat_cases.json, from transformers' apply_chat_template.
 
-    build/oracle-venv/bin/python tests/data/make_hf_bpe_fixtures.py tests/data/hf_bpe   # (needs jinja2 too)
+    build/oracle-venv/bin/python tests/data/make_hf_bpe_fixtures.py tests/data/hf_bpe [KIND...]   # (needs jinja2 too)
 """
 import json
 import os
 import random
 import sys
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
           r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+         r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
+QWEN2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 # Characters of every class the expressions tell apart: letters of several scripts, numbers
 # (digits, Roman, fractions), whitespace of several kinds, punctuation, symbols, emoji.
@@ -53,43 +58,67 @@ def corpus(rng, n):
     return lines
 
 
-def texts(rng):
+# What NFC changes: combining marks (out of canonical order too), decomposed letters, Hangul
+# jamo, singletons (Angstrom, Ohm), a non-starter decomposition.
+NFC_POOL = POOL + ["e\u0301", "A\u030a", "a\u0323\u0307", "a\u0307\u0323", "\u1100\u1161", "\u1100\u1161\u11a8",
+                   "\u212b", "\u2126", "\u0344", "o\u0308\u0304", "\u0301", "\u0323", "\u0327", "\u0308"] * 2
+
+
+def texts(rng, pool=POOL):
     fixed = ["", " ", "  ", "hello", " hello", "  hello", "hello world", "Hello, World!", "don't I'm we'll THEY'RE",
              "'s 'S 'Re 'LL x's", "12345678 9 10 3.14159", "a\nb", "a\n\nb", "a \n b", "a  \n\n  b", "line\r\nbreak",
              "trailing   ", "   leading", "tab\tand\ttabs", "naïve café über", "日本語のテキスト", "emoji 🙂🚀👍🏽!",
              "x=1;y=2", "--flag=--value", "<|eot_id|>", "before<|begin_of_text|>after", "<|start_header_id|>user"
              "<|end_header_id|>\n\nHi<|eot_id|>", "Ⅻ½²٣", "\u00a0nbsp\u3000ideographic", "'", "''", "'x", "a'",
              "?!\n\n", "  \n", "\n  ", "word\u200bjoiner", "e\u0301", "...\n", "a\r\rb"]
-    rand = ["".join(rng.choice(POOL) for _ in range(rng.randint(1, 40))) for _ in range(300)]
+    if pool is NFC_POOL:
+        fixed += ["cafe\u0301 vs caf\u00e9", "\u212bngstr\u00f6m \u2126", "a\u0307\u0323b", "\u1100\u1161\u11a8\uac00",
+                  "<|im_start|>e\u0301<|im_end|>", "<|im_end|>\u0338", "1234 5678", "x\u0344y"]
+    rand = ["".join(rng.choice(pool) for _ in range(rng.randint(1, 40))) for _ in range(300)]
     return fixed + rand
 
 
 def build(kind, out, rng):
+    specials, pool = SPECIALS, POOL
     if kind == "llama3":
         tok = Tokenizer(models.BPE(ignore_merges=True))
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    elif kind == "qwen2":
+        tok = Tokenizer(models.BPE())
+        tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(QWEN2), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        specials, pool = QWEN2_SPECIALS, NFC_POOL
     else:
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=SPECIALS,
+    trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(corpus(rng, 3000), trainer)
     os.makedirs(out, exist_ok=True)
     tok.save(os.path.join(out, "tokenizer.json"))
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
-        json.dump({"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|eot_id|>"}}, f)
+        if kind == "qwen2":  # as Qwen2.5-Instruct's: no BOS
+            json.dump({"bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}, f)
+        else:
+            json.dump({"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|eot_id|>"}}, f)
     if kind == "llama3":
-        chat_cases(tok, out)
+        chat_cases(tok, out, LLAMA3_CHAT, "<|begin_of_text|>", "<|eot_id|>")
+    if kind == "qwen2":
+        chat_cases(tok, out, CHATML, None, "<|im_end|>")
     cases = []
-    for text in texts(rng):
+    for text in texts(rng, pool):
         enc = tok.encode(text, add_special_tokens=False)
         # The pieces as text (ByteLevel maps their bytes to characters: mapped back).
         pieces = None
         if "<|" not in text:
-            pieces = [bytes(UNBYTE[c] for c in p).decode("utf-8") for p, _ in tok.pre_tokenizer.pre_tokenize_str(text)]
+            normalized = tok.normalizer.normalize_str(text) if tok.normalizer else text
+            pieces = [bytes(UNBYTE[c] for c in p).decode("utf-8")
+                      for p, _ in tok.pre_tokenizer.pre_tokenize_str(normalized)]
         cases.append({"text": text, "ids": enc.ids, "decoded": tok.decode(enc.ids), "pieces": pieces})
     with open(os.path.join(out, "cases.json"), "w") as f:
         json.dump(cases, f, ensure_ascii=False, indent=0)
@@ -104,12 +133,18 @@ LLAMA3_CHAT = ("{% set loop_messages = messages %}{% for message in loop_message
                "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
 
 
-def chat_cases(tok, out):
+# ChatML as Qwen2.5-Instruct's template writes it when the conversation has a system message (it
+# adds a default one otherwise; spin's chatml does not: docs/spin.md).
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+          "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def chat_cases(tok, out, template, bos, eos):
     """chat_cases.json: conversations with the ids transformers' apply_chat_template gives for the
     prompt (with the generation prompt) and, for the whole conversation, the response's ids."""
     from transformers import PreTrainedTokenizerFast
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>")
-    fast.chat_template = LLAMA3_CHAT
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos)
+    fast.chat_template = template
     conversations = [
         [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}],
         [{"role": "system", "content": "  You are terse.\n"}, {"role": "user", "content": "Hello there!  "},
@@ -129,7 +164,7 @@ def chat_cases(tok, out):
 
 def main():
     root = sys.argv[1]
-    for kind in ("llama3", "gpt2"):
+    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2"):
         build(kind, os.path.join(root, kind), random.Random(7))
 
 

@@ -1,6 +1,6 @@
 // Byte-level BPE tokenizer.json files against Hugging Face `tokenizers` (the oracle that made
-// tests/data/hf_bpe: make_hf_bpe_fixtures.py): for a Llama-3-style and a GPT-2-style tokenizer,
-// 340 texts each (edge cases of the expressions and random strings of letters, digits, scripts,
+// tests/data/hf_bpe: make_hf_bpe_fixtures.py): for a Llama-3-style, a GPT-2-style and a
+// Qwen2-style tokenizer (NFC normalizer; its texts add what NFC changes), 340-348 texts each (edge cases of the expressions and random strings of letters, digits, scripts,
 // whitespace kinds, punctuation, emoji, special tokens) give the same pre-tokenizer pieces, the
 // same ids and the same decoded text; specials come from tokenizer_config.json; unsupported
 // files are refused by name.
@@ -26,7 +26,7 @@ nlohmann::json cases(const std::string& kind) {
   return nlohmann::json::parse(in);
 }
 
-void expect_oracle_agrees(const std::string& kind, bool prefix_space) {
+void expect_oracle_agrees(const std::string& kind, bool prefix_space, int cases_expected = 340) {
   const HfBpeTokenizer t(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + kind + "/tokenizer.json");
   int checked = 0, pieces_checked = 0;
   for (const nlohmann::json& c : cases(kind)) {
@@ -35,7 +35,8 @@ void expect_oracle_agrees(const std::string& kind, bool prefix_space) {
     EXPECT_EQ(t.encode(text), c.at("ids").get<std::vector<std::int32_t>>());
     EXPECT_EQ(t.decode(c.at("ids").get<std::vector<std::int32_t>>()), c.at("decoded").get<std::string>());
     if (!c.at("pieces").is_null()) {
-      const std::string input = prefix_space && !text.empty() && text.front() != ' ' ? " " + text : text;
+      std::string input = prefix_space && !text.empty() && text.front() != ' ' ? " " + text : text;
+      if (kind == "qwen2") input = unicode::nfc(input);  // the pieces are those of the normalized text
       std::vector<std::string> got;
       for (std::string_view p : t.pre_tokenize(input)) got.emplace_back(p);
       if (!text.empty()) {  // (tokenizers gives no piece for an empty text, spin none to encode)
@@ -45,13 +46,15 @@ void expect_oracle_agrees(const std::string& kind, bool prefix_space) {
     }
     ++checked;
   }
-  EXPECT_EQ(checked, 340);
+  EXPECT_EQ(checked, cases_expected);
   EXPECT_GT(pieces_checked, 300);
 }
 
 TEST(HfBpeTokenizer, Llama3StyleMatchesHuggingFaceTokenizers) { expect_oracle_agrees("llama3", false); }
 
 TEST(HfBpeTokenizer, Gpt2StyleWithPrefixSpaceMatchesHuggingFaceTokenizers) { expect_oracle_agrees("gpt2", true); }
+
+TEST(HfBpeTokenizer, Qwen2StyleWithNfcMatchesHuggingFaceTokenizers) { expect_oracle_agrees("qwen2", false, 348); }
 
 TEST(HfBpeTokenizer, SpecialTokensAndLoadingFromAModelDirectory) {
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
@@ -70,32 +73,54 @@ TEST(HfBpeTokenizer, SpecialTokensAndLoadingFromAModelDirectory) {
   EXPECT_EQ(t->decode(t->encode(bytes)), bytes);
 }
 
-// The llama3 template against transformers' apply_chat_template with Llama-3-Instruct's Jinja
-// template: the prompt (with the generation prompt) and the response's ids, contents trimmed,
-// the response ending with <|eot_id|>.
-TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
-  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
-  std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3/chat_cases.json");
+// A template against transformers' apply_chat_template (tests/data/hf_bpe/<kind>/chat_cases.json):
+// the prompt (with the generation prompt) and the response's ids; `separator` is what the
+// oracle's whole conversation has after the response's end token (chatml's "\n" between turns).
+void expect_chat_cases(const std::string& kind, PromptTemplate p, const std::string& separator) {
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + kind);
+  std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + kind + "/chat_cases.json");
   int checked = 0;
   for (const nlohmann::json& c : nlohmann::json::parse(in)) {
     std::vector<Message> messages;
     for (const nlohmann::json& m : c.at("messages")) messages.push_back({m.at("role"), m.at("content")});
     const Message response = messages.back();
     messages.pop_back();
-    EXPECT_EQ(render_prompt(messages, PromptTemplate::Llama3, *t), c.at("prompt_ids").get<std::vector<std::int32_t>>());
-    EXPECT_EQ(render_response(response.content, PromptTemplate::Llama3, *t),
-              c.at("response_ids").get<std::vector<std::int32_t>>());
+    EXPECT_EQ(render_prompt(messages, p, *t), c.at("prompt_ids").get<std::vector<std::int32_t>>());
+    std::vector<std::int32_t> ids = render_response(response.content, p, *t);
+    const std::vector<std::int32_t> after = t->encode(separator);
+    ids.insert(ids.end(), after.begin(), after.end());
+    EXPECT_EQ(ids, c.at("response_ids").get<std::vector<std::int32_t>>());
     ++checked;
   }
   EXPECT_EQ(checked, 3);
+}
+
+// The llama3 template with Llama-3-Instruct's Jinja template: contents trimmed, the response
+// ending with <|eot_id|>.
+TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
+  expect_chat_cases("llama3", PromptTemplate::Llama3, "");
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
   EXPECT_EQ(response_end(PromptTemplate::Llama3, *t), t->token_id("<|eot_id|>"));
   // A tokenizer without Llama-3's special tokens cannot use the template.
   const ByteTokenizer bytes;
   const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::Llama3, bytes); });
-  EXPECT_NE(e.find("needs the token <|start_header_id|>"), std::string::npos) << e;
+  EXPECT_NE(e.find("the llama3 prompt template needs the token <|start_header_id|>"), std::string::npos) << e;
 }
 
-// The default template, auto: llama3 for a tokenizer with Llama 3's chat tokens, chat otherwise.
+// The chatml template with ChatML's Jinja template (Qwen2.5-Instruct's for conversations with a
+// system message): no BOS, the response ending with <|im_end|>.
+TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
+  expect_chat_cases("qwen2", PromptTemplate::ChatMl, "\n");
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen2");
+  EXPECT_FALSE(t->bos_id().has_value());
+  EXPECT_EQ(t->eos_id(), t->token_id("<|im_end|>"));
+  EXPECT_EQ(response_end(PromptTemplate::ChatMl, *t), t->token_id("<|im_end|>"));
+  const ByteTokenizer bytes;
+  const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::ChatMl, bytes); });
+  EXPECT_NE(e.find("the chatml prompt template needs the token <|im_start|>"), std::string::npos) << e;
+}
+
+// The default template, auto: llama3 or chatml for a tokenizer with their chat tokens, chat otherwise.
 TEST(HfBpeTokenizer, AutoTemplateIsLlama3ForLlama3sTokens) {
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
   const ByteTokenizer bytes;
@@ -103,8 +128,11 @@ TEST(HfBpeTokenizer, AutoTemplateIsLlama3ForLlama3sTokens) {
   EXPECT_EQ(choose_prompt_template("auto", &bytes), PromptTemplate::Chat);
   EXPECT_EQ(choose_prompt_template("auto", nullptr), PromptTemplate::Chat);
   EXPECT_EQ(choose_prompt_template("chat", t.get()), PromptTemplate::Chat);  // as asked
+  const auto qwen = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen2");
+  EXPECT_EQ(choose_prompt_template("auto", qwen.get()), PromptTemplate::ChatMl);
+  EXPECT_EQ(choose_prompt_template("chatml", nullptr), PromptTemplate::ChatMl);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
-  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain or llama3)"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3 or chatml)"), std::string::npos) << e;
 }
 
 TEST(HfBpeTokenizer, UnsupportedFilesAreRefusedByName) {
@@ -121,7 +149,13 @@ TEST(HfBpeTokenizer, UnsupportedFilesAreRefusedByName) {
     EXPECT_NE(e.find(path.string()), std::string::npos) << e;
     EXPECT_NE(e.find(what), std::string::npos) << e;
   };
-  refused([](nlohmann::json& j) { j["normalizer"] = {{"type", "NFC"}}; }, "normalizer NFC");
+  refused([](nlohmann::json& j) { j["normalizer"] = {{"type", "NFKC"}}; }, "normalizer NFKC is not supported (NFC is)");
+  refused(
+      [](nlohmann::json& j) {
+        j["normalizer"] = {{"type", "NFC"}};
+        j["added_tokens"][0]["normalized"] = true;
+      },
+      "is normalized, which spin does not support with a normalizer");
   refused([](nlohmann::json& j) { j["model"]["type"] = "WordPiece"; }, "model type WordPiece");
   refused([](nlohmann::json& j) { j["model"]["byte_fallback"] = true; }, "byte_fallback");
   refused([](nlohmann::json& j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\p{N}"; },
@@ -144,6 +178,21 @@ TEST(UnicodeClasses, LettersNumbersAndWhitespaceAsTheRegularExpressionsClassThem
   const unicode::CodePoints s = unicode::decode_utf8("a\xc3\xa9\xff🙂");
   EXPECT_EQ(s.cp, (std::vector<char32_t>{U'a', U'é', 0xFFFFFFFF, U'🙂'}));
   EXPECT_EQ(s.at, (std::vector<std::size_t>{0, 1, 3, 4, 8}));
+}
+
+// NFC against Python's unicodedata (tests/data/make_nfc_cases.py; 561 strings: every canonical
+// decomposition composed and decomposed, primary composites, Hangul jamo, random runs of marks).
+TEST(UnicodeNfc, MatchesPythonsUnicodedata) {
+  std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/unicode/nfc_cases.json");
+  const nlohmann::json fixture = nlohmann::json::parse(in);
+  int changed = 0;
+  for (const nlohmann::json& c : fixture.at("cases")) {
+    const std::string text = c.at(0), want = c.at(1);
+    EXPECT_EQ(unicode::nfc(text), want) << printable(text);
+    changed += text != want;
+  }
+  EXPECT_GT(changed, 200);
+  EXPECT_EQ(unicode::nfc("e\xcc\x81\xff"), "\xc3\xa9\xff") << "an invalid byte passes through";
 }
 
 }  // namespace

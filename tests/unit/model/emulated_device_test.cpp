@@ -39,17 +39,18 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
 // 2^-9 per operand); this model's products are short (96-128 terms), so little averages out,
 // every activation but the residual stream is kept in bf16 (q, k, v, the attention output, the
 // MLP's gate and up: the kernels reading them see the rounded values), and the backward rounds
-// each layer's output gradient again: measured, the log-probabilities and logits move by
-// 2.5e-3 to 2.8e-2 and the gradients by 1.8e-2 to 5.8e-2 (the first layer's q/k most: the
-// softmax's derivative is small and sensitive). The bounds leave room for that and fail for a
-// product left in float32 (error ~0) or a stale or misplaced bf16 copy (error O(1)).
+// each layer's output gradient again: measured (the model has Qwen2's q/k/v biases, which
+// sharpen the attention), the log-probabilities and logits move by 3.6e-3 to 3.1e-2 and the
+// gradients by 1.4e-2 to 1.1e-1 (the q/k side and the first norm most: the softmax's derivative
+// is small and sensitive). The bounds leave room for that and fail for a product left in float32
+// (error ~0) or a stale or misplaced bf16 copy (error O(1)).
 TEST(MixedPrecision, Bf16ProductsStayWithinBf16RoundingOfFloat32) {
   const kernels::CpuKernels cpu;
   const DeviceModelErrors errors = compare_model(cpu, true, cpu, false);
   for (const auto& [name, error] : errors.relative) {
     std::printf("  %-60s %.2e\n", name.c_str(), error);
     const bool gradient = name.rfind("gradient", 0) == 0;
-    EXPECT_LT(error, gradient ? 1e-1 : 4e-2) << name;
+    EXPECT_LT(error, gradient ? 1.5e-1 : 4e-2) << name;
     EXPECT_GT(error, 1e-4) << name << ": no bf16 rounding visible";
   }
 }
