@@ -12,9 +12,13 @@ std::vector<ShardRectangle> shard_rectangles(const ShardedTensor& t, std::int64_
   std::vector<ShardRectangle> out;
   if (begin >= end) return out;
   if (local.size() == 1) {
-    // 1-D tensors are replicated (norms): the range is the rectangle.
-    require(t.replicated(), t.name, ": a split 1-D tensor is not supported");
-    out.push_back({{begin}, {end - begin}, begin});
+    // 1-D tensors, replicated (norms) or split (biases): the range is the rectangle, moved to
+    // the shard's offset and cut at its valid length.
+    if (t.replicated()) {
+      out.push_back({{begin}, {end - begin}, begin});
+    } else if (begin < t.length) {
+      out.push_back({{t.offset + begin}, {std::min(end, t.length) - begin}, begin});
+    }
     return out;
   }
   require(local.size() == 2, t.name, ": tensors of rank ", local.size(), " are not supported");

@@ -1,8 +1,8 @@
 // Where a range of a shard's elements sits in its global tensor. A rank's shard of a tensor is
 // a rectangle of it (ShardedTensor); a contiguous range of the shard's elements (a distributed
 // optimizer's partition cuts shards anywhere) is at most three rectangles: the rest of a first
-// row, a block of whole rows, the start of a last row. Padding rows of a vocabulary shard are
-// left out.
+// row, a block of whole rows, the start of a last row (1-D: one range). Padding rows of a
+// vocabulary shard are left out.
 #pragma once
 
 #include <cstdint>

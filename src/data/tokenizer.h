@@ -36,9 +36,11 @@ class Tokenizer {
 
   std::optional<std::int32_t> bos_id() const { return bos_; }
   std::optional<std::int32_t> eos_id() const { return eos_; }
-  // The model's config.json has the last word on BOS/EOS (Hugging Face's rule).
+  // The model's config.json has the last word on BOS/EOS (Hugging Face's rule) -- but a
+  // tokenizer that puts no BOS in front of a text (Qwen2's: tokenizer_config.json's bos_token is
+  // null, while config.json names <|endoftext|>) keeps putting none.
   void set_special_ids(std::optional<std::int32_t> bos, std::optional<std::int32_t> eos) {
-    if (bos) bos_ = bos;
+    if (bos && bos_) bos_ = bos;
     if (eos) eos_ = eos;
   }
 

@@ -16,7 +16,7 @@ import random
 import shutil
 import tempfile
 
-from e2e_common import HF_BPE, expect_error, llama3_tokenizer_model, run_ok
+from e2e_common import HF_BPE, expect_error, hf_tokenizer_model, run_ok
 
 
 def prompts_file(path, n=10, seed=3):
@@ -94,7 +94,7 @@ def case_bad_input(args, tmp):
 
 
 def case_text(args, tmp):
-    model = llama3_tokenizer_model(os.path.join(tmp, "model"), eos=(1,))  # <|eot_id|> from the template only
+    model = hf_tokenizer_model(os.path.join(tmp, "model"), eos=(1,))  # <|eot_id|> from the template only
     text = os.path.join(tmp, "text.jsonl")
     with open(text, "w") as f:
         f.write(json.dumps({"prompt": "What is 2+2?"}) + "\n")

@@ -154,7 +154,7 @@ def case_bad_input(args, tmp):
 
 
 def case_text(args, tmp):
-    model = e2e_common.llama3_tokenizer_model(os.path.join(tmp, "model"))
+    model = e2e_common.hf_tokenizer_model(os.path.join(tmp, "model"))
     chat = json.load(open(os.path.join(e2e_common.HF_BPE, "chat_cases.json")))
     text, ids = os.path.join(tmp, "text.jsonl"), os.path.join(tmp, "ids.jsonl")
     with open(text, "w") as t, open(ids, "w") as i:

@@ -28,7 +28,7 @@ import tempfile
 import time
 
 import tensorboard_events as tb
-from e2e_common import TIMEOUT, expect_error, llama3_tokenizer_model, read_safetensors, run, run_ok
+from e2e_common import TIMEOUT, expect_error, hf_tokenizer_model, read_safetensors, run, run_ok
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
@@ -284,7 +284,7 @@ def case_hf_tokenizer(args, tmp):
     tokenizes, generates until <|eot_id|>, starts at loss log 2, and the exported model carries
     the tokenizer files."""
     config = setup(tmp)
-    llama3_tokenizer_model(os.path.join(tmp, "model"))  # replaces setup's model (config.ini names it)
+    hf_tokenizer_model(os.path.join(tmp, "model"))  # replaces setup's model (config.ini names it)
     out = os.path.join(tmp, "out")
     r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
                               "auto", "--spin.max_iterations", "1"], 2)
@@ -296,6 +296,36 @@ def case_hf_tokenizer(args, tmp):
         assert os.path.exists(os.path.join(out, "iteration_1", f)), f
     print("tokenizer.json + llama3 template: 6 steps, first loss log 2, generated length %.1f"
           % m[0]["generated_length_mean"])
+
+    # Qwen2 (q/k/v biases, tied embeddings, NFC tokenizer) at TP 2: auto picks chatml; the
+    # exported model has trained biases and Qwen2's config.
+    shutil.rmtree(os.path.join(tmp, "model"))
+    hf_tokenizer_model(os.path.join(tmp, "model"), qwen2=True)
+    out = os.path.join(tmp, "qwen2")
+    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
+                              "auto", "--spin.max_iterations", "1", "--parallel.tp", "2"], 2)
+    assert "prompt template chatml (data.template = auto)" in r.stdout, r.stdout[:2000]
+    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert len(m) == 6 and abs(m[0]["loss"] - math.log(2)) < 1e-12 and m[0]["generated_length_mean"] > 0, m
+    before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
+    after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
+    assert sorted(before) == sorted(after) and "lm_head.weight" not in after, sorted(after)
+    moved = before["model.layers.0.self_attn.k_proj.bias"] != after["model.layers.0.self_attn.k_proj.bias"]
+    assert moved, "the biases did not train"
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "qwen2"
+    # Its checkpoint after 3 steps (the split biases in the AdamW state too) resumes at DP 2 with
+    # the distributed optimizer to the uninterrupted run's losses.
+    part = os.path.join(tmp, "qwen2-part")
+    common = [args.spin, "train", "--config", config, "--checkpoint.save_dir", part, "--data.template", "auto",
+              "--spin.max_iterations", "1"]
+    run_ok(args.mpiexec, common + ["--parallel.tp", "2", "--spin.max_steps", "3"], 2)
+    run_ok(args.mpiexec, common + ["--optim.distributed_optimizer", "true", "--checkpoint.resume", "true"], 2)
+    resumed = [x for x in metrics(os.path.join(part, "metrics.jsonl")) if x["kind"] == "train"]
+    assert [x["step"] for x in resumed] == [x["step"] for x in m], resumed
+    for x, y in zip(resumed, m):
+        assert abs(x["loss"] - y["loss"]) <= 1e-5 * max(1.0, abs(y["loss"])), (x, y)
+    print("Qwen2 + chatml at TP 2: 6 steps, first loss log 2, biases trained, exported as qwen2; "
+          "resumed at DP 2 (ZeRO-1) from step 3 to the same losses")
 
 
 def main():

@@ -47,6 +47,15 @@ TEST(ShardRectangles, OneDimensionalAndWholeShards) {
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].start, (Shape{2}));
   EXPECT_EQ(r[0].count, (Shape{3}));
+  // A split bias (Qwen2's q/k/v at TP > 1): elements [6, 10) of a global [16], 3 of them valid
+  // in a (hypothetically padded) shard of 4.
+  const ShardedTensor bias{"b", Tensor::zeros({4}), {16}, 0, 6, 3};
+  const auto b = shard_rectangles(bias, 1, 4);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].start, (Shape{7}));
+  EXPECT_EQ(b[0].count, (Shape{2}));
+  EXPECT_EQ(b[0].local_offset, 1);
+  EXPECT_TRUE(shard_rectangles(bias, 3, 4).empty()) << "padding only";
   const ShardedTensor rows{"r", Tensor::zeros({5, 4}), {9, 4}, 0, 6, 3};
   const ShardRectangle all = shard_rectangle(rows);
   EXPECT_EQ(all.start, (Shape{6, 0}));
