@@ -45,7 +45,8 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   if (name == "plain") return PromptTemplate::Plain;
   if (name == "llama3") return PromptTemplate::Llama3;
   if (name == "chatml") return PromptTemplate::ChatMl;
-  require(name == "auto", "unknown prompt template \"", name, "\" (auto, chat, plain, llama3 or chatml)");
+  if (name == "qwen2.5") return PromptTemplate::Qwen25;
+  require(name == "auto", "unknown prompt template \"", name, "\" (auto, chat, plain, llama3, chatml or qwen2.5)");
   if (has_tokens(tokenizer, {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"})) return PromptTemplate::Llama3;
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>"})) return PromptTemplate::ChatMl;
   return PromptTemplate::Chat;
@@ -57,6 +58,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::Plain: return "plain";
     case PromptTemplate::Llama3: return "llama3";
     case PromptTemplate::ChatMl: return "chatml";
+    case PromptTemplate::Qwen25: return "qwen2.5";
   }
   return "?";
 }
@@ -64,14 +66,19 @@ const char* prompt_template_name(PromptTemplate t) {
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& t) {
   std::vector<std::int32_t> ids;
-  if (prompt_template == PromptTemplate::ChatMl) {
+  if (prompt_template == PromptTemplate::ChatMl || prompt_template == PromptTemplate::Qwen25) {
     const std::int32_t start = special(t, prompt_template, "<|im_start|>");
-    for (const Message& m : messages) {
+    const std::int32_t end = special(t, prompt_template, "<|im_end|>");
+    const auto turn = [&](const std::string& role, const std::string& content) {
       ids.push_back(start);
-      append(ids, t.encode(m.role + "\n" + m.content));
-      ids.push_back(special(t, prompt_template, "<|im_end|>"));
+      append(ids, t.encode(role + "\n" + content));
+      ids.push_back(end);
       append(ids, t.encode("\n"));
+    };
+    if (prompt_template == PromptTemplate::Qwen25 && (messages.empty() || messages.front().role != "system")) {
+      turn("system", "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
     }
+    for (const Message& m : messages) turn(m.role, m.content);
     ids.push_back(start);
     append(ids, t.encode("assistant\n"));
     return ids;
@@ -111,7 +118,9 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
 
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& t) {
   if (prompt_template == PromptTemplate::Llama3) return special(t, prompt_template, "<|eot_id|>");
-  if (prompt_template == PromptTemplate::ChatMl) return special(t, prompt_template, "<|im_end|>");
+  if (prompt_template == PromptTemplate::ChatMl || prompt_template == PromptTemplate::Qwen25) {
+    return special(t, prompt_template, "<|im_end|>");
+  }
   return t.eos_id();
 }
 

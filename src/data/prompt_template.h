@@ -9,8 +9,10 @@
 //         then <|start_header_id|> "assistant" <|end_header_id|> "\n\n"
 //   chatml (Qwen2 / Qwen2.5 Instruct's, without BOS) per message
 //         <|im_start|> "{role}\n{content}" <|im_end|> "\n", then <|im_start|> "assistant\n"
-//         (Qwen2.5's own template adds a default system message to a conversation without one;
-//         this renders the messages given)
+//         (renders the messages given)
+//   qwen2.5 chatml with Qwen2.5-Instruct's default system message ("You are Qwen, created by
+//         Alibaba Cloud. You are a helpful assistant.") in front of a conversation without one,
+//         as its own chat template does
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
@@ -31,21 +33,22 @@ struct Message {
   std::string content;
 };
 
-enum class PromptTemplate { Chat, Plain, Llama3, ChatMl };
-// The template named `name` (auto, chat, plain, llama3 or chatml; throws naming the choices), "auto"
+enum class PromptTemplate { Chat, Plain, Llama3, ChatMl, Qwen25 };
+// The template named `name` (auto, chat, plain, llama3, chatml or qwen2.5; throws naming the choices), "auto"
 // resolved for `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
-    "auto (llama3 or chatml for a tokenizer with their chat tokens, else chat), chat, plain, llama3 or chatml";
+    "auto (llama3 or chatml for a tokenizer with their chat tokens, else chat), chat, plain, llama3, chatml or "
+    "qwen2.5 (chatml with Qwen2.5's default system message)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);
 std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
                                           const Tokenizer& tokenizer);
-// The token that ends a response under the template (EOS, llama3's <|eot_id|>, chatml's
-// <|im_end|>), if any:
+// The token that ends a response under the template (EOS, llama3's <|eot_id|>, chatml's and
+// qwen2.5's <|im_end|>), if any:
 // generation must stop at it too.
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& tokenizer);
 

@@ -110,6 +110,7 @@ def build(kind, out, rng):
         chat_cases(tok, out, LLAMA3_CHAT, "<|begin_of_text|>", "<|eot_id|>")
     if kind == "qwen2":
         chat_cases(tok, out, CHATML, None, "<|im_end|>")
+        chat_cases(tok, out, QWEN25_CHAT, None, "<|im_end|>", "chat_cases_qwen2.5.json")
     cases = []
     for text in texts(rng, pool):
         enc = tok.encode(text, add_special_tokens=False)
@@ -139,7 +140,17 @@ CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\
           "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
-def chat_cases(tok, out, template, bos, eos):
+# Qwen2.5-Instruct's chat template without its tools branches: a default system message when the
+# conversation has none (spin's qwen2.5 template).
+QWEN25_CHAT = ("{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\n' + messages[0]['content'] + "
+               "'<|im_end|>\n' }}{%- else %}{{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a "
+               "helpful assistant.<|im_end|>\n' }}{%- endif %}{%- for message in messages %}{%- if (message.role == "
+               "\"user\") or (message.role == \"system\" and not loop.first) or (message.role == \"assistant\" and not "
+               "message.tool_calls) %}{{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}"
+               "{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}")
+
+
+def chat_cases(tok, out, template, bos, eos, name="chat_cases.json"):
     """chat_cases.json: conversations with the ids transformers' apply_chat_template gives for the
     prompt (with the generation prompt) and, for the whole conversation, the response's ids."""
     from transformers import PreTrainedTokenizerFast
@@ -158,7 +169,7 @@ def chat_cases(tok, out, template, bos, eos):
         whole = fast.apply_chat_template(conv, add_generation_prompt=False, tokenize=True)
         assert whole[:len(prompt)] == prompt
         cases.append({"messages": conv, "prompt_ids": prompt, "response_ids": whole[len(prompt):]})
-    with open(os.path.join(out, "chat_cases.json"), "w") as f:
+    with open(os.path.join(out, name), "w") as f:
         json.dump(cases, f, ensure_ascii=False, indent=0)
 
 

@@ -98,7 +98,8 @@ def case_cli(args, tmp):
 # The shipped configs: (config, model shape, GPUs it is written for).
 CONFIGS = [("tinyllama-1.1b.ini", "tinyllama-1.1b.json", 8), ("llama-2-7b.ini", "llama-2-7b.json", 16),
            ("mistral-7b.ini", "mistral-7b-v0.1.json", 16),
-           ("llama-3.2-1b-instruct.ini", "llama-3.2-1b-instruct.json", 8)]
+           ("llama-3.2-1b-instruct.ini", "llama-3.2-1b-instruct.json", 8),
+           ("qwen2.5-1.5b-instruct.ini", "qwen2.5-1.5b-instruct.json", 8)]
 
 
 def case_configs(args, tmp):
@@ -128,6 +129,8 @@ def case_configs(args, tmp):
         for key, flag in [("sequence_parallel", "--sequence-parallel"), ("recompute_activations", "--recompute-activations")]:
             if c["model"].getboolean(key, fallback=False):
                 cmd.append(flag)
+        if c["model"].get("logits_chunk_rows"):
+            cmd += ["--logits-chunk-rows", c["model"]["logits_chunk_rows"]]
         p = run(args.mpiexec, cmd, 1)
         assert p.returncode == 0, (name, p.returncode, p.stdout, p.stderr)
         print("%-20s keys valid; tp %d x pp %d on %d GPUs: %s" % (name, tp, pp, gpus,

@@ -76,9 +76,10 @@ TEST(HfBpeTokenizer, SpecialTokensAndLoadingFromAModelDirectory) {
 // A template against transformers' apply_chat_template (tests/data/hf_bpe/<kind>/chat_cases.json):
 // the prompt (with the generation prompt) and the response's ids; `separator` is what the
 // oracle's whole conversation has after the response's end token (chatml's "\n" between turns).
-void expect_chat_cases(const std::string& kind, PromptTemplate p, const std::string& separator) {
+void expect_chat_cases(const std::string& kind, PromptTemplate p, const std::string& separator,
+                       const std::string& file = "chat_cases.json") {
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + kind);
-  std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + kind + "/chat_cases.json");
+  std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + kind + "/" + file);
   int checked = 0;
   for (const nlohmann::json& c : nlohmann::json::parse(in)) {
     std::vector<Message> messages;
@@ -111,6 +112,8 @@ TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
 // system message): no BOS, the response ending with <|im_end|>.
 TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   expect_chat_cases("qwen2", PromptTemplate::ChatMl, "\n");
+  // qwen2.5: Qwen2.5-Instruct's template, its default system message where a conversation has none.
+  expect_chat_cases("qwen2", PromptTemplate::Qwen25, "\n", "chat_cases_qwen2.5.json");
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen2");
   EXPECT_FALSE(t->bos_id().has_value());
   EXPECT_EQ(t->eos_id(), t->token_id("<|im_end|>"));
@@ -131,8 +134,11 @@ TEST(HfBpeTokenizer, AutoTemplateIsLlama3ForLlama3sTokens) {
   const auto qwen = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen2");
   EXPECT_EQ(choose_prompt_template("auto", qwen.get()), PromptTemplate::ChatMl);
   EXPECT_EQ(choose_prompt_template("chatml", nullptr), PromptTemplate::ChatMl);
+  EXPECT_EQ(choose_prompt_template("qwen2.5", nullptr), PromptTemplate::Qwen25);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
-  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3 or chatml)"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, chatml or qwen2.5)"),
+            std::string::npos)
+      << e;
 }
 
 TEST(HfBpeTokenizer, UnsupportedFilesAreRefusedByName) {
