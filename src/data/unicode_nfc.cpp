@@ -3,6 +3,7 @@
 // Unicode database (gen_unicode_classes.py --nfc), Hangul syllables by their arithmetic.
 #include <algorithm>
 #include <iterator>
+#include <vector>
 
 #include "data/unicode_classes.h"
 
@@ -105,6 +106,31 @@ std::u32string nfc_code_points(std::u32string_view text) {
   return d;
 }
 
+// The code points NFC leaves alone whatever surrounds them (NFC's quick check, made exact): a
+// starter that is its own NFC and that nothing composes onto the code point before it -- not
+// the second of a composition, nor is its decomposition's first. A text of these alone is its
+// own NFC. Found once, for every code point, from the tables themselves.
+const std::vector<bool>& inert() {
+  static const std::vector<bool> table = [] {
+    std::vector<bool> t(0x110000, true);
+    for (const CombiningClassRun& r : kCombiningClasses) {
+      for (char32_t c = r.first; c <= r.last; ++c) t[c] = false;
+    }
+    std::vector<bool> second(0x110000, false);
+    for (const Composition& c : kCompositions) second[c.second] = true;
+    for (char32_t v = kVBase; v < kVBase + kVCount; ++v) second[v] = true;
+    for (char32_t v = kTBase + 1; v < kTBase + kTCount; ++v) second[v] = true;
+    for (char32_t c = 0; c < 0x110000; ++c) t[c] = t[c] && !second[c];
+    for (const Decomposition& d : kDecompositions) {
+      std::u32string alone(1, d.code_point), parts;
+      decompose(d.code_point, parts);
+      t[d.code_point] = t[d.code_point] && !second[parts[0]] && nfc_code_points(alone) == alone;
+    }
+    return t;
+  }();
+  return table;
+}
+
 }  // namespace
 
 std::string nfc(std::string_view text) {
@@ -113,6 +139,10 @@ std::string nfc(std::string_view text) {
   }
   // Stretches of valid code points are normalized; an invalid byte passes through as it is.
   const CodePoints s = decode_utf8(text);
+  const std::vector<bool>& alone = inert();
+  if (std::all_of(s.cp.begin(), s.cp.end(), [&](char32_t c) { return c == kInvalid || alone[c]; })) {
+    return std::string(text);
+  }
   std::string out;
   std::u32string stretch;
   const auto flush = [&] {
