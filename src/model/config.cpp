@@ -73,14 +73,16 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   }
   require(j.is_object(), source, ": expected a JSON object");
 
-  // Qwen2 is Llama with biases on q, k and v (and its own sliding-window switch).
-  bool qwen2 = false;
+  // Qwen2 is Llama with biases on q, k and v, Qwen3 with an RMSNorm of each query and key head
+  // (both with their own sliding-window switch).
+  bool qwen2 = false, qwen3 = false;
   if (j.contains("model_type")) {
     const std::string type = j.at("model_type").is_string() ? j.at("model_type").get<std::string>()
                                                             : j.at("model_type").dump();
-    require(type == "llama" || type == "mistral" || type == "qwen2", source, ": model_type \"", type,
-            "\" is not supported (spin runs the Llama family: llama, mistral, qwen2)");
+    require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3", source, ": model_type \"",
+            type, "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3)");
     qwen2 = type == "qwen2";
+    qwen3 = type == "qwen3";
   }
   if (j.contains("hidden_act")) {
     require(j.at("hidden_act") == "silu", source, ": hidden_act ", j.at("hidden_act").dump(),
@@ -92,6 +94,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   }
   ModelConfig c;
   c.qkv_bias = qwen2;
+  c.qk_norm = qwen3;
   if (j.contains("rope_scaling") && !j.at("rope_scaling").is_null()) c.rope_scaling = parse_rope_scaling(j.at("rope_scaling"), source);
   c.vocab_size = positive_int(j, "vocab_size", source);
   c.hidden_size = positive_int(j, "hidden_size", source);
@@ -116,10 +119,10 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
           ") is not divisible by num_key_value_heads (", c.num_kv_heads, ")");
   require(c.vocab_size <= (std::int64_t{1} << 31) - 1, source, ": vocab_size too large");
   if (j.contains("rope_theta")) c.rope_theta = positive_float(j, "rope_theta", source);
-  // Qwen2 keeps a sliding_window that applies only with use_sliding_window (then, unlike Mistral,
+  // Qwen2 and Qwen3 keep a sliding_window that applies only with use_sliding_window (then, unlike Mistral,
   // to the layers from max_window_layers on; spin limits every sequence to the window either way).
   const bool window_applies =
-      !qwen2 || (j.contains("use_sliding_window") && j.at("use_sliding_window") == true);
+      !(qwen2 || qwen3) || (j.contains("use_sliding_window") && j.at("use_sliding_window") == true);
   if (window_applies && j.contains("sliding_window") && !j.at("sliding_window").is_null()) {
     c.sliding_window = positive_int(j, "sliding_window", source);
   }
@@ -163,7 +166,8 @@ std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t attn = h * head_dim * (2 * num_heads + 2 * num_kv_heads);
   const std::int64_t mlp = 3 * h * intermediate_size;
   const std::int64_t biases = qkv_bias ? head_dim * (num_heads + 2 * num_kv_heads) : 0;
-  const std::int64_t per_layer = attn + biases + mlp + 2 * h;
+  const std::int64_t qk_norms = qk_norm ? 2 * head_dim : 0;
+  const std::int64_t per_layer = attn + biases + qk_norms + mlp + 2 * h;
   const std::int64_t embeddings = vocab_size * h * (tie_word_embeddings ? 1 : 2);
   return num_layers * per_layer + embeddings + h;
 }

@@ -1,7 +1,7 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
-// Qwen2ForCausalLM), read from a Hugging Face config.json. Features spin does not implement
-// (rope_scaling other than linear and llama3, biases other than Qwen2's on q/k/v, activations
-// other than SiLU) are refused by name rather than ignored.
+// Qwen2ForCausalLM, Qwen3ForCausalLM), read from a Hugging Face config.json. Features spin does
+// not implement (rope_scaling other than linear and llama3, biases other than Qwen2's on q/k/v,
+// activations other than SiLU) are refused by name rather than ignored.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +37,7 @@ struct ModelConfig {
   std::optional<std::int64_t> sliding_window;  // Mistral; sequences must not exceed it
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // biases on the q, k and v projections (model_type qwen2)
+  bool qk_norm = false;   // RMSNorm of each query and key head before RoPE (model_type qwen3)
   std::vector<std::int64_t> eos_token_ids;
   std::optional<std::int64_t> bos_token_id;
   std::string json_text;  // the config.json text, kept to write into checkpoints and exports

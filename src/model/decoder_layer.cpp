@@ -12,7 +12,7 @@ namespace spin::model {
 namespace p = spin::parallel;
 
 void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size,
-                                Device device, bool mixed) {
+                                Device device, bool mixed, bool qk_norm) {
   const std::int64_t rows = b.rows;
   // The residual stream and the norms' outputs: this rank's rows (all of them but under a split).
   const Shape hidden{b.residual_rows(), d.hidden}, per_row{b.residual_rows()}, q_shape{rows, d.q_width()},
@@ -21,10 +21,17 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   // attention's saved values only in bf16 -- only products and bf16-reading kernels read them.
   const Shape none{0};
   const auto f32 = [&](const Shape& s) { return mixed ? none : s; };
-  const auto t = workspace_.carve(device, {hidden, f32(hidden), per_row, f32(q_shape), f32(kv_shape),
-                                   f32(kv_shape), {probs_size}, f32(q_shape), hidden, f32(hidden), per_row,
-                                   f32(mlp), f32(mlp), f32(mlp)});
+  const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
+  const auto t = workspace_.carve(
+      device, {hidden, f32(hidden), per_row, f32(q_shape), f32(kv_shape), f32(kv_shape), {probs_size}, f32(q_shape),
+               hidden, f32(hidden), per_row, f32(mlp), f32(mlp), f32(mlp), qk(q_shape), qk(kv_shape),
+               qk({rows * d.heads}), qk({rows * d.kv_heads})});
   x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = t[10];
+  if (qk_norm) {
+    q_raw = t[14], k_raw = t[15], rstd_q = t[16], rstd_k = t[17];
+  } else {
+    q_raw = k_raw = rstd_q = rstd_k = Tensor();
+  }
   if (mixed) {
     const auto h = workspace_bf16_.carve(
         device, {hidden, q_shape, kv_shape, kv_shape, q_shape, hidden, mlp, mlp, mlp}, 1, DType::BF16);
@@ -37,14 +44,21 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   }
 }
 
-void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed) {
+void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed, bool qk_norm) {
   const std::int64_t rows = b.rows;
-  const Shape q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate};
+  const Shape q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate}, none{0};
+  const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
   const auto t = workspace_.carve(device, {{b.residual_rows(), d.hidden}, {b.gathered_rows(), d.hidden}, q_shape,
-                                           q_shape, kv_shape, kv_shape, mlp, mlp, mlp, {b.split ? d.hidden : 0}});
+                                           q_shape, kv_shape, kv_shape, mlp, mlp, mlp, {b.split ? d.hidden : 0},
+                                           qk(q_shape), qk(kv_shape), qk({2, d.head_dim})});
   d_residual = t[0], d_norm = t[1], d_attn = t[2], dq = t[3], dk = t[4], dv = t[5];
   d_act = t[6], d_gate = t[7], d_up = t[8];
   d_norm_weight = b.split ? t[9] : Tensor();
+  if (qk_norm) {
+    dq_raw = t[10], dk_raw = t[11], d_head_norms = t[12];
+  } else {
+    dq_raw = dk_raw = d_head_norms = Tensor();
+  }
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
   dy_bf16 = mixed ? workspace_bf16_.carve(device, {{rows, widest}}, 1, DType::BF16)[0] : Tensor();
 }
@@ -100,6 +114,38 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
   }
 }
 
+// Qwen3's RMSNorm of each head (rows x heads rows of head_dim) from the product's float32 output
+// `raw` into the attention's input: float32, or in mixed precision its bf16 rounding alone.
+void head_norm_forward(const ModelContext& ctx, const Tensor& out, const Tensor& out16, const Tensor& rstd,
+                       const Tensor& raw, const Tensor& w, std::int64_t rows) {
+  const std::int64_t hd = ctx.dims.head_dim;
+  if (out16.defined()) {
+    ctx.k.rmsnorm_forward_bf16(out16.bf16(), rstd.f32(), raw.f32(), w.f32(), rows, hd, ctx.config.rms_norm_eps);
+  } else {
+    ctx.k.rmsnorm_forward(out.f32(), rstd.f32(), raw.f32(), w.f32(), rows, hd, ctx.config.rms_norm_eps);
+  }
+}
+
+// Its backward: d_raw from d_out, the weights' gradients (this rank's heads) into the scratch,
+// all-reduced over TP, then added to q_norm's and k_norm's.
+void head_norms_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w, LayerWeights& g,
+                         const LayerActivations& a, LayerGradScratch& s) {
+  const auto& k = ctx.k;
+  const TpDims& d = ctx.dims;
+  const std::int64_t hd = d.head_dim;
+  s.dq_raw.zero_();
+  s.dk_raw.zero_();
+  s.d_head_norms.zero_();
+  float* dw = s.d_head_norms.f32();
+  k.rmsnorm_backward(s.dq_raw.f32(), dw, s.dq.f32(), a.q_raw.f32(), w.q_norm.f32(), a.rstd_q.f32(), b.rows * d.heads,
+                     hd);
+  k.rmsnorm_backward(s.dk_raw.f32(), dw + hd, s.dk.f32(), a.k_raw.f32(), w.k_norm.f32(), a.rstd_k.f32(),
+                     b.rows * d.kv_heads, hd);
+  ctx.tp.all_reduce(dw, static_cast<std::size_t>(2 * hd));
+  k.add_inplace(g.q_norm.f32(), dw, hd);
+  k.add_inplace(g.k_norm.f32(), dw + hd, hd);
+}
+
 // attention_forward's backward: dq, dk (RoPE undone on both) and dv from d_attn.
 void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerActivations& a,
                              LayerGradScratch& s) {
@@ -131,8 +177,16 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   // Attention half.
   const ColumnInput in1 =
       norm_into_column_parallel(ctx, b, a.n1, a.n1_bf16, a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
-  linear_forward_into(ctx, a.q, a.q_bf16, in1.x, in1.x16, w.q_proj, w.bf16.q_proj, w.q_bias, n, h, d.q_width());
-  linear_forward_into(ctx, a.k, a.k_bf16, in1.x, in1.x16, w.k_proj, w.bf16.k_proj, w.k_bias, n, h, d.kv_width());
+  if (w.q_norm.defined()) {  // Qwen3: the products in float32, then each head normed into q and k
+    linear_forward_into(ctx, a.q_raw, Tensor(), in1.x, in1.x16, w.q_proj, w.bf16.q_proj, w.q_bias, n, h, d.q_width());
+    linear_forward_into(ctx, a.k_raw, Tensor(), in1.x, in1.x16, w.k_proj, w.bf16.k_proj, w.k_bias, n, h,
+                        d.kv_width());
+    head_norm_forward(ctx, a.q, a.q_bf16, a.rstd_q, a.q_raw, w.q_norm, n * d.heads);
+    head_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, w.k_norm, n * d.kv_heads);
+  } else {
+    linear_forward_into(ctx, a.q, a.q_bf16, in1.x, in1.x16, w.q_proj, w.bf16.q_proj, w.q_bias, n, h, d.q_width());
+    linear_forward_into(ctx, a.k, a.k_bf16, in1.x, in1.x16, w.k_proj, w.bf16.k_proj, w.k_bias, n, h, d.kv_width());
+  }
   linear_forward_into(ctx, a.v, a.v_bf16, in1.x, in1.x16, w.v_proj, w.bf16.v_proj, w.v_bias, n, h, d.kv_width());
   self_attention_forward(ctx, b, a, cache);
   linear_forward(ctx, row_parallel_partial(b, a.x_mid.f32()), a.attn, a.attn_bf16, w.o_proj, w.bf16.o_proj, n,
@@ -190,13 +244,17 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   linear_backward(ctx, s.d_attn.f32(), g.o_proj.f32(), d_o, s.dy_bf16, a.attn, a.attn_bf16,
                   w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
   self_attention_backward(ctx, b, a, s);
-  bias_backward(ctx, g.q_bias, s.dq.f32(), n, d.q_width());
-  bias_backward(ctx, g.k_bias, s.dk.f32(), n, d.kv_width());
+  if (w.q_norm.defined()) head_norms_backward(ctx, b, w, g, a, s);
+  // The q and k products' output gradients: before Qwen3's head norms, where it has them.
+  const float* dq = w.q_norm.defined() ? s.dq_raw.f32() : s.dq.f32();
+  const float* dk = w.q_norm.defined() ? s.dk_raw.f32() : s.dk.f32();
+  bias_backward(ctx, g.q_bias, dq, n, d.q_width());
+  bias_backward(ctx, g.k_bias, dk, n, d.kv_width());
   bias_backward(ctx, g.v_bias, s.dv.f32(), n, d.kv_width());
   const ColumnInput in1 = column_input(ctx, b, a.n1, a.n1_bf16);
-  linear_backward(ctx, s.d_norm.f32(), g.q_proj.f32(), s.dq.f32(), s.dy_bf16, in1.x, in1.x16,
+  linear_backward(ctx, s.d_norm.f32(), g.q_proj.f32(), dq, s.dy_bf16, in1.x, in1.x16,
                   w.q_proj, w.bf16.q_proj, n, h, d.q_width(), false);
-  linear_backward(ctx, s.d_norm.f32(), g.k_proj.f32(), s.dk.f32(), s.dy_bf16, in1.x, in1.x16,
+  linear_backward(ctx, s.d_norm.f32(), g.k_proj.f32(), dk, s.dy_bf16, in1.x, in1.x16,
                   w.k_proj, w.bf16.k_proj, n, h, d.kv_width(), true);
   linear_backward(ctx, s.d_norm.f32(), g.v_proj.f32(), s.dv.f32(), s.dy_bf16, in1.x, in1.x16,
                   w.v_proj, w.bf16.v_proj, n, h, d.kv_width(), true);

@@ -1,7 +1,9 @@
 // One Llama decoder layer under tensor parallelism, as explicit forward and backward:
 //   x_mid = x_in  + o_proj(attention(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1))),
 //   x_out = x_mid + down_proj(silu(gate_proj(n2)) * up_proj(n2)),
-// with n1 = rmsnorm(x_in), n2 = rmsnorm(x_mid). q/k/v and gate/up are column-parallel (input
+// with n1 = rmsnorm(x_in), n2 = rmsnorm(x_mid); Qwen2 adds biases to q/k/v_proj, Qwen3 an RMSNorm
+// of every query and key head before RoPE (its weights replicated, their gradients, each rank's
+// from its own heads, all-reduced over TP: [head_dim] each). q/k/v and gate/up are column-parallel (input
 // copied to the TP region: all-reduce of its gradient), o_proj and down_proj row-parallel
 // (output reduced from the TP region: all-reduce forward). Two all-reduces of [rows, hidden]
 // forward and two backward; nothing else crosses ranks. Under sequence parallelism
@@ -27,12 +29,15 @@ struct LayerActivations {
   // read them so); undefined in float32. n1, q, k, v, attn, n2, gate, up and act then exist in
   // bf16 alone (undefined above): only products and bf16-reading kernels consume them.
   Tensor n1_bf16, q_bf16, k_bf16, v_bf16, attn_bf16, n2_bf16, gate_bf16, up_bf16, act_bf16;
+  // Qwen3 (ModelConfig::qk_norm): the q and k products before the heads' RMSNorm (float32) and
+  // its 1/rms per row and head; q and k (or q_bf16, k_bf16) then hold the normed heads.
+  Tensor q_raw, k_raw, rstd_q, rstd_k;
 
   // Points the tensors at buffers for batch `b`'s rows (the residual stream, the norms' outputs
   // and statistics for b.residual_rows(), the rest for b.rows) and `probs_size` attention
   // probabilities, reusing the previous allocation when it is large enough.
-  void allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size, Device device,
-                bool mixed = false);
+  void allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size, Device device, bool mixed,
+                bool qk_norm);
   std::size_t bytes() const { return workspace_.bytes() + workspace_bf16_.bytes(); }
 
  private:
@@ -66,9 +71,12 @@ struct LayerGradScratch {
   Tensor d_residual, d_norm, d_attn, dq, dk, dv, d_act, d_gate, d_up;
   Tensor dy_bf16;  // mixed precision: bf16 of a product's output gradient (the widest)
   Tensor d_norm_weight;  // sequence parallelism: [hidden], a norm's weight gradient from this rank's rows
+  // Qwen3: the gradients of q and k before the heads' RMSNorm, and [2, head_dim] for its weights'
+  // gradients from this rank's heads (all-reduced over TP before they are added).
+  Tensor dq_raw, dk_raw, d_head_norms;
   // Reuses memory like LayerActivations: d_residual for b.residual_rows(), d_norm for
   // b.gathered_rows(), the rest for b.rows.
-  void allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed = false);
+  void allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed, bool qk_norm);
   std::size_t bytes() const { return workspace_.bytes() + workspace_bf16_.bytes(); }
 
  private:

@@ -17,7 +17,7 @@ std::uint64_t name_hash(const std::string& name) {
   return h;
 }
 
-bool is_norm_weight(const std::string& name) { return name.ends_with("layernorm.weight") || name == "model.norm.weight"; }
+bool is_norm_weight(const std::string& name) { return name.ends_with("norm.weight"); }
 
 std::string layer_name(std::int64_t layer, const char* suffix) {
   return cat("model.layers.", layer, ".", suffix);
@@ -60,6 +60,10 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     column_bias(layer_name(l, "self_attn.k_proj.bias"), d.kv_width());
     column(layer_name(l, "self_attn.v_proj.weight"), d.kv_width(), h);
     column_bias(layer_name(l, "self_attn.v_proj.bias"), d.kv_width());
+    if (c.qk_norm) {
+      replicated(layer_name(l, "self_attn.q_norm.weight"), {d.head_dim});
+      replicated(layer_name(l, "self_attn.k_norm.weight"), {d.head_dim});
+    }
     row(layer_name(l, "self_attn.o_proj.weight"), h, d.q_width());
     replicated(layer_name(l, "post_attention_layernorm.weight"), {h});
     column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
@@ -143,6 +147,8 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
     w.q_bias = get_if(layer_name(l, "self_attn.q_proj.bias"));
     w.k_bias = get_if(layer_name(l, "self_attn.k_proj.bias"));
     w.v_bias = get_if(layer_name(l, "self_attn.v_proj.bias"));
+    w.q_norm = get_if(layer_name(l, "self_attn.q_norm.weight"));
+    w.k_norm = get_if(layer_name(l, "self_attn.k_norm.weight"));
   }
   norm = get_if("model.norm.weight");
   if (stage.last) {
@@ -162,7 +168,7 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
   std::int64_t begin = flat().numel(), end = 0;
   for (const Tensor* t : {&l.input_layernorm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj,
                           &l.post_attention_layernorm, &l.gate_proj, &l.up_proj, &l.down_proj, &l.q_bias,
-                          &l.k_bias, &l.v_bias}) {
+                          &l.k_bias, &l.v_bias, &l.q_norm, &l.k_norm}) {
     if (!t->defined()) continue;
     const std::int64_t at = offset_of(*t);
     begin = std::min(begin, at);

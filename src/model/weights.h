@@ -28,6 +28,9 @@ struct LayerWeights {
   // [heads * head_dim], column-parallel (split as the rows of their matrices): Qwen2's biases
   // (ModelConfig::qkv_bias), undefined otherwise. Float32 only: the products' epilogue reads them.
   Tensor q_bias, k_bias, v_bias;
+  // [head_dim], replicated: Qwen3's RMSNorm weights of every query and key head
+  // (ModelConfig::qk_norm), undefined otherwise.
+  Tensor q_norm, k_norm;
   // bf16 copies of the matrices, for mixed precision (ModelWeights::enable_bf16); undefined
   // otherwise.
   struct Bf16 {

@@ -100,13 +100,15 @@ void CheckpointSaver::save(const std::string& save_dir, std::int64_t step, const
   extra_files_ = extra_files;
   error_ = nullptr;
   if (pieces_.empty()) return;
-  thread_ = std::thread([this, file = shard_file(grid)] {
+  // Test hooks: hold the write back, so that training surely changes the live buffers first;
+  // fail rank 1's write, as a full disk would.
+  const char* fault_env = std::getenv("SPIN_FAULT");
+  const std::string_view fault = fault_env != nullptr ? fault_env : "";
+  const bool fail = fault == "async-save-fail" && grid.world().rank() == 1;
+  thread_ = std::thread([this, file = shard_file(grid), delay = fault == "async-save-delay", fail] {
     try {
-      // Test hook: hold the write back so that training surely changes the live buffers first.
-      const char* fault = std::getenv("SPIN_FAULT");
-      if (fault != nullptr && std::string_view(fault) == "async-save-delay") {
-        std::this_thread::sleep_for(std::chrono::seconds(1));
-      }
+      if (delay) std::this_thread::sleep_for(std::chrono::seconds(1));
+      require(!fail, dir_, ": ", file, ": write failed (SPIN_FAULT=async-save-fail)");
       writer_->write_file(file, pieces_);
     } catch (...) {
       error_ = std::current_exception();

@@ -22,8 +22,10 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   const std::int64_t h = d.hidden;
   std::int64_t n = 0;
   if (s.first) n += aligned(d.vocab_rows * h);
+  const std::int64_t biases = c.qkv_bias ? aligned(d.q_width()) + 2 * aligned(d.kv_width()) : 0;
+  const std::int64_t qk_norms = c.qk_norm ? 2 * aligned(d.head_dim) : 0;
   const std::int64_t layer = 2 * aligned(h) + 2 * aligned(d.q_width() * h) + 2 * aligned(d.kv_width() * h) +
-                             3 * aligned(d.intermediate * h);
+                             3 * aligned(d.intermediate * h) + biases + qk_norms;
   n += s.count() * layer;
   if (s.last) {
     n += aligned(h);
@@ -59,15 +61,20 @@ struct Rows {
 // generation) attention keeps its probabilities (`keep_probs`) or a log-sum-exp per head and row.
 // Everything but the residual stream and the norms' statistics -- both norms' outputs, q, k, v,
 // the attention output, the MLP's gate, up and SwiGLU -- is at the activation size (bf16 with
-// bf16 products); the rest is float32.
+// bf16 products); the rest is float32 (with Qwen3's head norms, q and k before them and their
+// statistics too).
 Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t seqs, std::int64_t seq,
-                           bool keep_probs, bool attention_state) {
+                           bool keep_probs, bool attention_state, bool qk_norm) {
   const std::int64_t rows = r.all;
   Elements e;
   e.act = 2 * aligned(r.residual * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
           3 * aligned(rows * d.intermediate);
   // Residual in and mid, the norms' 1/rms.
   e.f32 = 2 * aligned(r.residual * d.hidden) + 2 * aligned(r.residual);
+  if (qk_norm) {
+    e.f32 += aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(rows * d.heads) +
+             aligned(rows * d.kv_heads);
+  }
   if (!attention_state) return e;
   e.f32 += keep_probs ? aligned(seqs * seq * seq * d.heads) : aligned(rows * d.heads);
   return e;
@@ -85,13 +92,17 @@ Elements head_activations(const model::TpDims& d, const Rows& r, bool bf16_produ
 }
 
 // The backward's scratch (LayerGradScratch), shared by the layers of one micro-batch: float32,
-// and with bf16 products the bf16 of one product's output gradient (the widest).
-Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products) {
+// and with bf16 products the bf16 of one product's output gradient (the widest); with Qwen3's
+// head norms the gradients of q and k before them and of their weights.
+Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products, bool qk_norm) {
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
   const std::int64_t rows = r.all;
+  const std::int64_t head_norms =
+      qk_norm ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * d.head_dim) : 0;
   return {bf16_products ? aligned(rows * widest) : 0,
           aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + 2 * aligned(rows * d.q_width()) +
-              2 * aligned(rows * d.kv_width()) + 3 * aligned(rows * d.intermediate) + (r.split ? aligned(d.hidden) : 0)};
+              2 * aligned(rows * d.kv_width()) + 3 * aligned(rows * d.intermediate) +
+              (r.split ? aligned(d.hidden) : 0) + head_norms};
 }
 
 // What a stage's forward keeps besides its layers: the head (last stage) or the output sent on,
@@ -173,9 +184,10 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // backward's scratch, for each micro-batch in flight.
     const bool mixed = p.bf16_products;
     const Rows split(rows, r.tp, r.sequence_parallel);
-    const Elements layer = layer_activations(d, split, seqs, r.seq, attention_keeps_probs(p, d.head_dim), true);
+    const Elements layer =
+        layer_activations(d, split, seqs, r.seq, attention_keeps_probs(p, d.head_dim), true, c.qk_norm);
     const Elements end = stage_end(d, split, layers.last, mixed, r.logits_chunk_rows);
-    const Elements scratch = grad_scratch(d, split, mixed);
+    const Elements scratch = grad_scratch(d, split, mixed, c.qk_norm);
     // With recomputation a micro-batch keeps each layer's input and one set of layer buffers
     // (plus the recomputed forward's output) instead of every layer's.
     const Elements kept =
@@ -191,7 +203,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // buffers for the largest call (a whole rollout's prefill, at most).
     s.kv_cache = 2 * s.layers * rollout * r.seq * d.kv_width() * p.activation;
     const std::int64_t prefill = rollout * r.seq;
-    s.generation = layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false).bytes(p) +
+    s.generation = layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false, c.qk_norm).bytes(p) +
                    Elements{0, aligned(prefill * d.hidden)}.bytes(p) +
                    (layers.last ? head_activations(d, Rows(rollout, r.tp, false), mixed).bytes(p) : 0);
     plan.stages.push_back(s);

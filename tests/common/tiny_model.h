@@ -22,10 +22,12 @@ struct TinyShape {
   int max_positions = 64;
   bool tie = false;
   bool qkv_bias = false;  // a Qwen2 model: biases on q, k and v
+  bool qk_norm = false;   // a Qwen3 model: RMSNorm of each query and key head
 };
 
 inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
-  const std::string json = std::string("{") + (s.qkv_bias ? "\"model_type\": \"qwen2\", " : "") +
+  const char* type = s.qkv_bias ? "\"model_type\": \"qwen2\", " : s.qk_norm ? "\"model_type\": \"qwen3\", " : "";
+  const std::string json = std::string("{") + type +
       "\"vocab_size\": " + std::to_string(s.vocab) +
       ", \"hidden_size\": " + std::to_string(s.hidden) +
       ", \"intermediate_size\": " + std::to_string(s.intermediate) +

@@ -65,6 +65,8 @@ def main():
     p.add_argument("--tie", action="store_true", help="tie_word_embeddings")
     p.add_argument("--qwen2", action="store_true",
                    help="a Qwen2ForCausalLM: biases on q/k/v (std 0.3), use_sliding_window false")
+    p.add_argument("--qwen3", action="store_true",
+                   help="a Qwen3ForCausalLM: RMSNorm weights of the query and key heads, head_dim explicit")
     p.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--seed", type=int, default=1234)
@@ -96,6 +98,8 @@ def main():
             (pre + "self_attn.v_proj.weight", [a.kv_heads * head_dim, a.hidden], matrix(a.kv_heads * head_dim, a.hidden)),
             *biases(pre + "self_attn.v_proj.bias", a.kv_heads * head_dim),
             (pre + "self_attn.o_proj.weight", [a.hidden, a.heads * head_dim], matrix(a.hidden, a.heads * head_dim)),
+            *([(pre + "self_attn.q_norm.weight", [head_dim], norm(head_dim)),
+               (pre + "self_attn.k_norm.weight", [head_dim], norm(head_dim))] if a.qwen3 else []),
             (pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
             (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
             (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
@@ -124,6 +128,10 @@ def main():
         "eos_token_id": 2,
         "torch_dtype": {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}[a.dtype],
     }
+    if a.qwen3:  # Qwen3's own keys, as the published models have them
+        config.update({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "head_dim": head_dim,
+                       "attention_bias": False, "use_sliding_window": False, "sliding_window": None,
+                       "max_window_layers": a.layers})
     if a.qwen2:  # Qwen2's own keys, the window off as in the published models
         config.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "use_sliding_window": False,
                        "sliding_window": a.max_positions // 2, "max_window_layers": a.layers})

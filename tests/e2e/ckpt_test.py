@@ -223,15 +223,18 @@ def case_convert(args, tmp):
     y = read_safetensors(os.path.join(tmp, "outside-hf", "model.safetensors"))
     assert x == y
     print("a Python-written model: %d tensors back unchanged" % len(x))
-    # Qwen2: its q/k/v biases split over TP 2 with their matrices' rows, and back.
-    qwen = os.path.join(args.models, "tiny-qwen2")
-    ckpt(args, 2, "import-hf", qwen, os.path.join(tmp, "qwen"), "--tp", "2")
-    ckpt(args, 1, "export-hf", os.path.join(tmp, "qwen"), os.path.join(tmp, "qwen-hf"))
-    x = read_safetensors(os.path.join(qwen, "model.safetensors"))
-    y = read_safetensors(os.path.join(tmp, "qwen-hf", "model.safetensors"))
-    assert x == y and "model.layers.1.self_attn.v_proj.bias" in y, sorted(y)
-    assert open(os.path.join(qwen, "config.json")).read() == open(os.path.join(tmp, "qwen-hf", "config.json")).read()
-    print("Qwen2 through TP 2: %d tensors (biases included) back unchanged" % len(y))
+    # Qwen2 (its q/k/v biases split over TP 2 with their matrices' rows) and Qwen3 (its head
+    # norms replicated), and back.
+    for name, extra in [("tiny-qwen2", "model.layers.1.self_attn.v_proj.bias"),
+                        ("tiny-qwen3", "model.layers.1.self_attn.k_norm.weight")]:
+        qwen = os.path.join(args.models, name)
+        ckpt(args, 2, "import-hf", qwen, os.path.join(tmp, name), "--tp", "2")
+        ckpt(args, 1, "export-hf", os.path.join(tmp, name), os.path.join(tmp, name + "-hf"))
+        x = read_safetensors(os.path.join(qwen, "model.safetensors"))
+        y = read_safetensors(os.path.join(tmp, name + "-hf", "model.safetensors"))
+        assert x == y and extra in y, sorted(y)
+        assert open(os.path.join(qwen, "config.json")).read() == open(os.path.join(tmp, name + "-hf", "config.json")).read()
+        print("%s through TP 2: %d tensors back unchanged" % (name, len(y)))
 
     # Sharded export: several files and an index, read back by spin and by numpy.
     sharded = os.path.join(tmp, "sharded")

@@ -117,6 +117,7 @@ def case_bad_input(args, tmp):
     e("batch-larger-than-data", cmd("--global-batch-size", "128"),
       r"global batch size 128 exceeds the 64 samples")
     e("unknown-schedule", cmd("--lr-schedule", "cosin"), r"unknown learning-rate schedule \"cosin\"")
+    e("negative-logits-chunk", cmd("--logits-chunk-rows", "-5"), r"--logits-chunk-rows must be 0 \(off\) or positive")
     e("diverging-run", cmd("--lr", "1e12", "--lr-schedule", "constant", "--clip-grad", "0",
                            "--max-nonfinite-steps", "2", "--epochs", "20"),
       r"non-finite (loss|gradient norm) in 2 consecutive steps")

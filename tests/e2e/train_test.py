@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -177,6 +178,8 @@ def case_config(args, tmp):
     e("bad-precision", ["--model.precision", "fp16"], r"model\.precision must be fp32 or bf16, got 'fp16'")
     e("bad-attention-backend", ["--model.attention_backend", "flash"],
       r"model\.attention_backend must be auto, simt or unfused, got 'flash'")
+    e("negative-logits-chunk", ["--model.logits_chunk_rows", "-1"],
+      r"model\.logits_chunk_rows must be 0 \(off\) or positive, got -1")
 
 
 REQUEUE = 75
@@ -231,6 +234,22 @@ def case_signal(args, tmp):
         a = open(os.path.join(again, "iteration_%d" % it, "model.safetensors"), "rb").read()
         assert a == open(os.path.join(whole, "iteration_%d" % it, "model.safetensors"), "rb").read(), it
     print("checkpoint.async_save: the run unchanged; resumed from the background-written step 2: bitwise")
+    # A background write that fails (rank 1's, injected) is one error at the commit, every rank
+    # exits non-zero, and nothing is committed.
+    failing = os.path.join(tmp, "async-failing")
+    os.environ["SPIN_FAULT"] = "async-save-fail"
+    try:
+        r = run(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", failing,
+                               "--checkpoint.load", os.path.join(out, "step_00000004"), "--checkpoint.async_save",
+                               "true", "--checkpoint.save_interval", "2"] + pp2, 2)
+    finally:
+        del os.environ["SPIN_FAULT"]
+    errors = [l for l in r.stderr.splitlines() if l.startswith("spin: error")]
+    assert r.returncode != 0 and len(errors) == 1, (r.returncode, r.stderr)
+    assert re.search(r"rank 1: .*step_00000006: shard_\S+\.h5: write failed", errors[0]), errors
+    committed = [f for f in os.listdir(failing) if f == "latest" or (f.startswith("step_") and not f.endswith(".tmp"))]
+    assert not committed, committed
+    print("a failing background write: one error line, exit %d, nothing committed" % r.returncode)
 
     # TensorBoard events, read back by an independent parser, hold the metrics.jsonl values
     # (as float32) -- for the resumed run across its two event files, and again after the

@@ -138,6 +138,17 @@ TEST(TensorParallel, MatchesOneRankWithQkvBiasesAtTp2AndTp4) {
   expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true});
 }
 
+// Qwen3's head norms: replicated weights whose gradients each rank computes from its own heads
+// (all-reduced over TP); in float32, with recomputation, and in bf16 with sequence parallelism.
+TEST(TensorParallel, MatchesOneRankWithQkNormsAtTp2AndTp4) {
+  testing::TinyShape shape;
+  shape.kv_heads = 4;
+  shape.qk_norm = true;
+  for (int tp : {2, 4}) expect_same_as_tp1(shape, tp);
+  expect_same_as_tp1(shape, 2, {.recompute = true});
+  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true});
+}
+
 // The batch's 27 rows split 14 + 13 (one pad row) at TP 2 and 7 + 7 + 7 + 6 at TP 4.
 TEST(SequenceParallel, MatchesOneRankAtTp2AndTp4WithPadRows) {
   testing::TinyShape shape;

@@ -35,11 +35,16 @@ Precision cpu_bf16() {
   return p;
 }
 
+enum class Family { Llama, Qwen2, Qwen3 };
+
 void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied,
-           bool mixed = false, bool recompute = false, bool sequence_parallel = false, std::int64_t logits_chunk = 0) {
+           bool mixed = false, bool recompute = false, bool sequence_parallel = false, std::int64_t logits_chunk = 0,
+           Family family = Family::Llama) {
   SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, distributed ? " distributed" : "", tied ? " tied" : "",
                    mixed ? " bf16" : "", recompute ? " recompute" : "", sequence_parallel ? " sequence parallel" : "",
-                   " logits chunk ", logits_chunk));
+                   " logits chunk ", logits_chunk, family == Family::Qwen2   ? " qwen2"
+                                                   : family == Family::Qwen3 ? " qwen3"
+                                                                             : ""));
   SpinConfig spin;
   spin.kl_penalty = {0.5};
   spin.global_batch = 8;
@@ -53,6 +58,8 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   shape.intermediate = 48;
   shape.layers = 4;
   shape.tie = tied;
+  shape.qkv_bias = family == Family::Qwen2;
+  shape.qk_norm = family == Family::Qwen3;
   testing::SpinSetup s(world, layout, spin, shape, distributed, fixed_length_examples(16));
   s.transformer.set_recompute_activations(recompute);
   s.transformer.set_sequence_parallel(sequence_parallel);
@@ -144,6 +151,16 @@ TEST(MemoryPlan, LogitsChunkFiguresEqualTheAllocations) {
   auto& world = testing::mpi_world();
   check(world, {2, 2, 1}, false, false, true, false, false, 7);
   check(world, {1, 1, 4}, true, true, false, false, false, 7);
+}
+
+// Qwen2's q/k/v biases (parameters, gradients, masters, moments) and Qwen3's head norms (their
+// weights, q and k before them with their statistics, and the backward's scratch).
+TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
+  auto& world = testing::mpi_world();
+  check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Qwen2);
+  check(world, {2, 2, 1}, false, false, false, false, false, 0, Family::Qwen3);
+  check(world, {1, 2, 2}, true, true, true, false, false, 0, Family::Qwen3);
+  check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Qwen3);
 }
 
 }  // namespace

@@ -123,5 +123,27 @@ TEST(ModelConfig, ReadsQwen2WithQkvBiasesAndItsSlidingWindowSwitch) {
   EXPECT_EQ(ModelConfig::from_json(windowed, "cfg.json").max_sequence_length(), 4096);
 }
 
+// Qwen3-0.6B's config.json as published: head norms, an explicit head_dim (128, not 1024 / 16),
+// an integer rope_theta, attention_bias false, no window.
+TEST(ModelConfig, ReadsQwen3WithItsHeadNorms) {
+  const std::string qwen3 = R"({
+    "architectures": ["Qwen3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+    "bos_token_id": 151643, "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu", "hidden_size": 1024,
+    "initializer_range": 0.02, "intermediate_size": 3072, "max_position_embeddings": 40960,
+    "max_window_layers": 28, "model_type": "qwen3", "num_attention_heads": 16, "num_hidden_layers": 28,
+    "num_key_value_heads": 8, "rms_norm_eps": 1e-06, "rope_scaling": null, "rope_theta": 1000000,
+    "sliding_window": null, "tie_word_embeddings": true, "torch_dtype": "bfloat16", "use_cache": true,
+    "use_sliding_window": false, "vocab_size": 151936})";
+  const ModelConfig c = ModelConfig::from_json(qwen3, "cfg.json");
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_FLOAT_EQ(c.rope_theta, 1e6f);
+  EXPECT_EQ(c.max_sequence_length(), 40960);
+  // 0.44B without the (tied) embedding, as published: 28 x 15,730,944 + the final norm.
+  EXPECT_EQ(c.num_parameters() - 151936 * 1024, 440467456);
+  EXPECT_NE(error_of(with("model_type", "\"qwen3_moe\"")).find("qwen3_moe"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace spin::model

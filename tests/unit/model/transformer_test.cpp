@@ -44,10 +44,11 @@ std::vector<Sequence> three_sequences() {
 // 2e-3 relative for the directional derivative over all parameters at once (step 2e-4 along a
 // unit-normal direction, a change of the loss of ~1e-2).
 TEST(Transformer, GradientsMatchFiniteDifferences) {
-  for (const char* variant : {"untied", "tied", "qkv bias"}) {
+  for (const char* variant : {"untied", "tied", "qkv bias", "qk norm"}) {
     testing::TinyShape shape;
     shape.tie = variant == std::string("tied");
     shape.qkv_bias = variant == std::string("qkv bias");
+    shape.qk_norm = variant == std::string("qk norm");
     TinyModel m(shape);
     const TokenBatch batch = TokenBatch::pack(three_sequences());
     const std::vector<float> c = {0.7f, -1.3f, 0.4f};  // loss = sum_s c_s logprob_s
