@@ -196,7 +196,8 @@ struct HfBpeTokenizer::Loader {
       // Matched in the text as it is, before the normalizer (`tokenizers` matches normalized ones after it).
       require(!t.nfc_ || !a.value("normalized", false), path, ": added token ", a.at("content").get<std::string>(),
               " is normalized, which spin does not support with a normalizer");
-      t.added_.push_back({a.at("content").get<std::string>(), a.at("id").get<std::int32_t>(), a.value("special", false)});
+      t.added_.push_back(
+          {a.at("content").get<std::string>(), a.at("id").get<std::int32_t>(), a.value("special", false)});
       require(t.added_.back().id >= 0, path, ": added token ", t.added_.back().content, " has a negative id");
       largest = std::max(largest, t.added_.back().id);
     }

@@ -20,6 +20,10 @@ std::int32_t special(const Tokenizer& t, PromptTemplate p, const std::string& to
   return *id;
 }
 
+bool is_chatml(PromptTemplate p) {
+  return p == PromptTemplate::ChatMl || p == PromptTemplate::Qwen25 || p == PromptTemplate::Qwen3;
+}
+
 bool has_tokens(const Tokenizer* t, std::initializer_list<const char*> tokens) {
   return t != nullptr && std::all_of(tokens.begin(), tokens.end(), [&](const char* s) { return t->token_id(s); });
 }
@@ -46,8 +50,11 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   if (name == "llama3") return PromptTemplate::Llama3;
   if (name == "chatml") return PromptTemplate::ChatMl;
   if (name == "qwen2.5") return PromptTemplate::Qwen25;
-  require(name == "auto", "unknown prompt template \"", name, "\" (auto, chat, plain, llama3, chatml or qwen2.5)");
+  if (name == "qwen3") return PromptTemplate::Qwen3;
+  require(name == "auto", "unknown prompt template \"", name,
+          "\" (auto, chat, plain, llama3, chatml, qwen2.5 or qwen3)");
   if (has_tokens(tokenizer, {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"})) return PromptTemplate::Llama3;
+  if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>", "<think>", "</think>"})) return PromptTemplate::Qwen3;
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>"})) return PromptTemplate::ChatMl;
   return PromptTemplate::Chat;
 }
@@ -59,6 +66,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::Llama3: return "llama3";
     case PromptTemplate::ChatMl: return "chatml";
     case PromptTemplate::Qwen25: return "qwen2.5";
+    case PromptTemplate::Qwen3: return "qwen3";
   }
   return "?";
 }
@@ -66,7 +74,7 @@ const char* prompt_template_name(PromptTemplate t) {
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& t) {
   std::vector<std::int32_t> ids;
-  if (prompt_template == PromptTemplate::ChatMl || prompt_template == PromptTemplate::Qwen25) {
+  if (is_chatml(prompt_template)) {
     const std::int32_t start = special(t, prompt_template, "<|im_start|>");
     const std::int32_t end = special(t, prompt_template, "<|im_end|>");
     const auto turn = [&](const std::string& role, const std::string& content) {
@@ -80,7 +88,9 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     }
     for (const Message& m : messages) turn(m.role, m.content);
     ids.push_back(start);
-    append(ids, t.encode("assistant\n"));
+    // Qwen3's non-thinking mode: an empty think block opens the response.
+    const bool no_thinking = prompt_template == PromptTemplate::Qwen3;
+    append(ids, t.encode(no_thinking ? "assistant\n<think>\n\n</think>\n\n" : "assistant\n"));
     return ids;
   }
   if (t.bos_id()) ids.push_back(*t.bos_id());
@@ -118,9 +128,7 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
 
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& t) {
   if (prompt_template == PromptTemplate::Llama3) return special(t, prompt_template, "<|eot_id|>");
-  if (prompt_template == PromptTemplate::ChatMl || prompt_template == PromptTemplate::Qwen25) {
-    return special(t, prompt_template, "<|im_end|>");
-  }
+  if (is_chatml(prompt_template)) return special(t, prompt_template, "<|im_end|>");
   return t.eos_id();
 }
 

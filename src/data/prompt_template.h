@@ -1,6 +1,6 @@
 // Prompt templates: how a conversation becomes the token ids that precede the response.
-//   auto  (default) llama3 when the tokenizer has Llama 3's chat tokens, chatml when it has
-//         ChatML's (Qwen2), chat otherwise
+//   auto  (default) llama3 when the tokenizer has Llama 3's chat tokens, qwen3 when it has
+//         ChatML's and <think> </think> (Qwen3), chatml when it has ChatML's (Qwen2), chat otherwise
 //   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"
@@ -13,6 +13,8 @@
 //   qwen2.5 chatml with Qwen2.5-Instruct's default system message ("You are Qwen, created by
 //         Alibaba Cloud. You are a helpful assistant.") in front of a conversation without one,
 //         as its own chat template does
+//   qwen3 chatml in Qwen3's non-thinking mode: the generation prompt followed by an empty think
+//         block, "<think>\n\n</think>\n\n" (its template with enable_thinking=False)
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
@@ -33,22 +35,22 @@ struct Message {
   std::string content;
 };
 
-enum class PromptTemplate { Chat, Plain, Llama3, ChatMl, Qwen25 };
-// The template named `name` (auto, chat, plain, llama3, chatml or qwen2.5; throws naming the choices), "auto"
+enum class PromptTemplate { Chat, Plain, Llama3, ChatMl, Qwen25, Qwen3 };
+// The template named `name` (auto, chat, plain, llama3, chatml, qwen2.5 or qwen3; throws naming the choices), "auto"
 // resolved for `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
-    "auto (llama3 or chatml for a tokenizer with their chat tokens, else chat), chat, plain, llama3, chatml or "
-    "qwen2.5 (chatml with Qwen2.5's default system message)";
+    "auto (llama3, qwen3 or chatml for a tokenizer with their chat tokens, else chat), chat, plain, llama3, chatml, "
+    "qwen2.5 (chatml with Qwen2.5's default system message) or qwen3 (chatml, thinking off)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);
 std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
                                           const Tokenizer& tokenizer);
-// The token that ends a response under the template (EOS, llama3's <|eot_id|>, chatml's and
-// qwen2.5's <|im_end|>), if any:
+// The token that ends a response under the template (EOS, llama3's <|eot_id|>, chatml's,
+// qwen2.5's and qwen3's <|im_end|>), if any:
 // generation must stop at it too.
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& tokenizer);
 

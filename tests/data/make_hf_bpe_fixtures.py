@@ -22,6 +22,7 @@ QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{
          r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
 QWEN2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+QWEN3_SPECIALS = QWEN2_SPECIALS + ["<think>", "</think>"]
 
 # Characters of every class the expressions tell apart: letters of several scripts, numbers
 # (digits, Roman, fractions), whitespace of several kinds, punctuation, symbols, emoji.
@@ -85,13 +86,13 @@ def build(kind, out, rng):
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    elif kind == "qwen2":
+    elif kind in ("qwen2", "qwen3"):
         tok = Tokenizer(models.BPE())
         tok.normalizer = normalizers.NFC()
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(QWEN2), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-        specials, pool = QWEN2_SPECIALS, NFC_POOL
+        specials, pool = (QWEN2_SPECIALS if kind == "qwen2" else QWEN3_SPECIALS), NFC_POOL
     else:
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
@@ -102,7 +103,7 @@ def build(kind, out, rng):
     os.makedirs(out, exist_ok=True)
     tok.save(os.path.join(out, "tokenizer.json"))
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
-        if kind == "qwen2":  # as Qwen2.5-Instruct's: no BOS
+        if kind in ("qwen2", "qwen3"):  # as Qwen2.5-Instruct's and Qwen3's: no BOS
             json.dump({"bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}, f)
         else:
             json.dump({"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|eot_id|>"}}, f)
@@ -111,6 +112,10 @@ def build(kind, out, rng):
     if kind == "qwen2":
         chat_cases(tok, out, CHATML, None, "<|im_end|>")
         chat_cases(tok, out, QWEN25_CHAT, None, "<|im_end|>", "chat_cases_qwen2.5.json")
+    if kind == "qwen3":  # its tokenization is qwen2's: only the chat format is tested
+        chat_cases(tok, out, QWEN3_CHAT, None, "<|im_end|>", template_kwargs={"enable_thinking": False})
+        print("qwen3: vocabulary %d, chat cases" % tok.get_vocab_size())
+        return
     cases = []
     for text in texts(rng, pool):
         enc = tok.encode(text, add_special_tokens=False)
@@ -150,7 +155,31 @@ QWEN25_CHAT = ("{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system
                "{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}")
 
 
-def chat_cases(tok, out, template, bos, eos, name="chat_cases.json"):
+# Qwen3's chat template without its tools branches: an assistant turn after the last user message
+# gets the think block (reasoning_content, or what its content holds between <think> and
+# </think>: empty here), and with enable_thinking false the generation prompt an empty one --
+# non-thinking mode, spin's qwen3 template.
+QWEN3_CHAT = (
+    "{%- if messages[0].role == 'system' %}{{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}"
+    "{%- endif %}{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}"
+    "{%- for message in messages[::-1] %}{%- set index = (messages|length - 1) - loop.index0 %}"
+    "{%- if ns.multi_step_tool and message.role == 'user' %}{%- set ns.multi_step_tool = false %}"
+    "{%- set ns.last_query_index = index %}{%- endif %}{%- endfor %}"
+    "{%- for message in messages %}{%- if (message.role == 'user') or (message.role == 'system' and not loop.first) %}"
+    "{{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}"
+    "{%- elif message.role == 'assistant' %}{%- set content = message.content %}{%- set reasoning_content = '' %}"
+    "{%- if '</think>' in message.content %}{%- set content = message.content.split('</think>')[-1].lstrip('\n') %}"
+    "{%- set reasoning_content = message.content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') %}"
+    "{%- endif %}{%- if loop.index0 > ns.last_query_index %}{%- if loop.last or (not loop.last and reasoning_content) %}"
+    "{{- '<|im_start|>' + message.role + '\n<think>\n' + reasoning_content.strip('\n') + '\n</think>\n\n' + "
+    "content.lstrip('\n') }}{%- else %}{{- '<|im_start|>' + message.role + '\n' + content }}{%- endif %}"
+    "{%- else %}{{- '<|im_start|>' + message.role + '\n' + content }}{%- endif %}{{- '<|im_end|>\n' }}{%- endif %}"
+    "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\n\n</think>\n\n' }}{%- endif %}"
+    "{%- endif %}")
+
+
+def chat_cases(tok, out, template, bos, eos, name="chat_cases.json", template_kwargs=None):
     """chat_cases.json: conversations with the ids transformers' apply_chat_template gives for the
     prompt (with the generation prompt) and, for the whole conversation, the response's ids."""
     from transformers import PreTrainedTokenizerFast
@@ -165,8 +194,9 @@ def chat_cases(tok, out, template, bos, eos, name="chat_cases.json"):
     ]
     cases = []
     for conv in conversations:
-        prompt = fast.apply_chat_template(conv[:-1], add_generation_prompt=True, tokenize=True)
-        whole = fast.apply_chat_template(conv, add_generation_prompt=False, tokenize=True)
+        kwargs = template_kwargs or {}
+        prompt = fast.apply_chat_template(conv[:-1], add_generation_prompt=True, tokenize=True, **kwargs)
+        whole = fast.apply_chat_template(conv, add_generation_prompt=False, tokenize=True, **kwargs)
         assert whole[:len(prompt)] == prompt
         cases.append({"messages": conv, "prompt_ids": prompt, "response_ids": whole[len(prompt):]})
     with open(os.path.join(out, name), "w") as f:
@@ -175,7 +205,7 @@ def chat_cases(tok, out, template, bos, eos, name="chat_cases.json"):
 
 def main():
     root = sys.argv[1]
-    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2"):
+    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3"):
         build(kind, os.path.join(root, kind), random.Random(7))
 
 

@@ -64,5 +64,16 @@ TEST(CudaModel, RecomputedActivationsMatchTheCpuPath) {
   }
 }
 
+// Qwen3's head norms (the RMSNorm kernels over rows of head_dim) in float32 and in bf16 on the
+// tensor-core attention's head size: the bounds above.
+TEST(CudaModel, Qwen3HeadNormsMatchTheCpuPath) {
+  const kernels::CudaKernels gpu;
+  for (const bool mixed : {false, true}) {
+    const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, false, 64, true);
+    ASSERT_GT(errors.relative.size(), 20u);
+    for (const auto& [name, error] : errors.relative) EXPECT_LT(error, mixed ? 2e-2 : 1e-4) << name;
+  }
+}
+
 }  // namespace
 }  // namespace spin::testing

@@ -114,6 +114,9 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   expect_chat_cases("qwen2", PromptTemplate::ChatMl, "\n");
   // qwen2.5: Qwen2.5-Instruct's template, its default system message where a conversation has none.
   expect_chat_cases("qwen2", PromptTemplate::Qwen25, "\n", "chat_cases_qwen2.5.json");
+  // qwen3: Qwen3's template with enable_thinking=False, the empty think block after the
+  // generation prompt (<think> and </think> added tokens of its tokenizer).
+  expect_chat_cases("qwen3", PromptTemplate::Qwen3, "\n");
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen2");
   EXPECT_FALSE(t->bos_id().has_value());
   EXPECT_EQ(t->eos_id(), t->token_id("<|im_end|>"));
@@ -135,8 +138,10 @@ TEST(HfBpeTokenizer, AutoTemplateIsLlama3ForLlama3sTokens) {
   EXPECT_EQ(choose_prompt_template("auto", qwen.get()), PromptTemplate::ChatMl);
   EXPECT_EQ(choose_prompt_template("chatml", nullptr), PromptTemplate::ChatMl);
   EXPECT_EQ(choose_prompt_template("qwen2.5", nullptr), PromptTemplate::Qwen25);
+  const auto qwen3 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen3");
+  EXPECT_EQ(choose_prompt_template("auto", qwen3.get()), PromptTemplate::Qwen3);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
-  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, chatml or qwen2.5)"),
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, chatml, qwen2.5 or qwen3)"),
             std::string::npos)
       << e;
 }
