@@ -67,24 +67,25 @@ def read_safetensors(path):
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 HF_BPE = os.path.join(ROOT, "tests", "data", "hf_bpe", "llama3")
-HF_BPE_QWEN2 = os.path.join(ROOT, "tests", "data", "hf_bpe", "qwen2")
 
 
-def hf_tokenizer_model(path, eos=(1, 2), qwen2=False):
+def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     """A tiny random Llama with tests/data/hf_bpe/llama3's tokenizer.json (vocabulary 1200):
-    BOS <|begin_of_text|> (0), EOS ids `eos` (1 <|end_of_text|>, 2 <|eot_id|>). With `qwen2`, a
-    tiny Qwen2 (q/k/v biases, tied embeddings) with tests/data/hf_bpe/qwen2's tokenizer instead,
-    its config.json as Qwen2.5-Instruct's: bos_token_id <|endoftext|> (0; the tokenizer has no
-    BOS), eos_token_id <|im_end|> (2)."""
-    extra = ["--qwen2", "--tie"] if qwen2 else []
+    BOS <|begin_of_text|> (0), EOS ids `eos` (1 <|end_of_text|>, 2 <|eot_id|>). With `kind`
+    qwen2, a tiny Qwen2 (q/k/v biases, tied embeddings) with tests/data/hf_bpe/qwen2's tokenizer
+    instead, its config.json as Qwen2.5-Instruct's: bos_token_id <|endoftext|> (0; the tokenizer
+    has no BOS), eos_token_id <|im_end|> (2); qwen3: a tiny Qwen3 (head norms) with
+    hf_bpe/qwen3's tokenizer (<think> </think> too), the same ids."""
+    qwen = kind in ("qwen2", "qwen3")
+    extra = {"llama3": [], "qwen2": ["--qwen2", "--tie"], "qwen3": ["--qwen3"]}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab", "1200",
                     "--hidden", "32", "--intermediate", "64", "--layers", "2", "--heads", "4", "--kv-heads", "2",
                     "--max-positions", "96"] + extra, check=True, capture_output=True)
     for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(HF_BPE_QWEN2 if qwen2 else HF_BPE, f), path)
+        shutil.copy(os.path.join(os.path.dirname(HF_BPE), kind, f), path)
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
-    config["bos_token_id"], config["eos_token_id"] = 0, 2 if qwen2 else list(eos)
+    config["bos_token_id"], config["eos_token_id"] = 0, 2 if qwen else list(eos)
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(config, f)
     return path

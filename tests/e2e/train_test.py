@@ -319,7 +319,7 @@ def case_hf_tokenizer(args, tmp):
     # Qwen2 (q/k/v biases, tied embeddings, NFC tokenizer) at TP 2: auto picks chatml; the
     # exported model has trained biases and Qwen2's config.
     shutil.rmtree(os.path.join(tmp, "model"))
-    hf_tokenizer_model(os.path.join(tmp, "model"), qwen2=True)
+    hf_tokenizer_model(os.path.join(tmp, "model"), kind="qwen2")
     out = os.path.join(tmp, "qwen2")
     r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
                               "auto", "--spin.max_iterations", "1", "--parallel.tp", "2"], 2)
@@ -345,6 +345,22 @@ def case_hf_tokenizer(args, tmp):
         assert abs(x["loss"] - y["loss"]) <= 1e-5 * max(1.0, abs(y["loss"])), (x, y)
     print("Qwen2 + chatml at TP 2: 6 steps, first loss log 2, biases trained, exported as qwen2; "
           "resumed at DP 2 (ZeRO-1) from step 3 to the same losses")
+
+    # Qwen3 (head norms) with a Qwen3-style tokenizer at TP 2 in bf16: auto picks qwen3 (thinking
+    # off); the head norms train and stay equal on both TP ranks (one exported copy).
+    shutil.rmtree(os.path.join(tmp, "model"))
+    hf_tokenizer_model(os.path.join(tmp, "model"), kind="qwen3")
+    out = os.path.join(tmp, "qwen3")
+    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
+                              "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16"], 2)
+    assert "prompt template qwen3 (data.template = auto)" in r.stdout, r.stdout[:2000]
+    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert len(m) == 6 and m[0]["generated_length_mean"] > 0 and all(math.isfinite(x["loss"]) for x in m), m
+    before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
+    after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
+    assert sorted(before) == sorted(after), sorted(after)
+    assert before["model.layers.1.self_attn.q_norm.weight"] != after["model.layers.1.self_attn.q_norm.weight"]
+    print("Qwen3 + qwen3 template at TP 2 in bf16: 6 steps, head norms trained, exported")
 
 
 def main():
