@@ -120,6 +120,10 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen2");
   EXPECT_FALSE(t->bos_id().has_value());
   EXPECT_EQ(t->eos_id(), t->token_id("<|im_end|>"));
+  // config.json's ids (Qwen2.5's names <|endoftext|> as BOS): EOS taken, no BOS added.
+  t->set_special_ids(*t->token_id("<|endoftext|>"), *t->token_id("<|im_start|>"));
+  EXPECT_FALSE(t->bos_id().has_value());
+  EXPECT_EQ(t->eos_id(), t->token_id("<|im_start|>"));
   EXPECT_EQ(response_end(PromptTemplate::ChatMl, *t), t->token_id("<|im_end|>"));
   const ByteTokenizer bytes;
   const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::ChatMl, bytes); });
