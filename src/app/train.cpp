@@ -252,6 +252,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
             c.ref_logprobs, "\" is not forward or sampler");
     spin.ref_logprobs_from_sampler = c.ref_logprobs == "sampler";
     spin.ref_offload = c.ref_offload;
+    spin.reuse_generations = c.reuse_generations;
     spin.seed = c.data_seed;
     spin.shuffle = c.shuffle;
     generate::GenerationParams& g = spin.generation;

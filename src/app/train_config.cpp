@@ -104,6 +104,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("spin.micro_batch_size", &c.micro_batch_size, "prompts (real + generated pairs) per micro-batch");
   t.add("spin.rollout_batch_size", &c.rollout_batch_size, "prompts generated together on each data-parallel replica");
   t.add("spin.ref_logprobs", &c.ref_logprobs, "reference log-probabilities: forward (recomputed) or sampler (from generation)");
+  t.add("spin.reuse_generations", &c.reuse_generations,
+        "generate each prompt's response once per iteration (the SPIN paper's fixed synthetic data) and reuse it in "
+        "the iteration's later epochs; false: a fresh response every epoch");
   t.add("spin.ref_offload", &c.ref_offload, "keep the reference's weights in host memory, swapped into the policy's buffers while it works (saves its device memory on GPU runs)");
   t.add("spin.validation_interval", &c.validation_interval, "steps between validations (0: at the end of each iteration)");
   t.add("spin.validation_examples", &c.validation_examples, "greedy validation generations printed as text");

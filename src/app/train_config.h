@@ -28,6 +28,7 @@ struct TrainConfig {
   std::int64_t global_batch_size = 8, micro_batch_size = 1, rollout_batch_size = 8;
   std::string ref_logprobs = "forward";
   bool ref_offload = false;
+  bool reuse_generations = false;
   std::int64_t validation_interval = 0, validation_examples = 3;
   // [optim]
   double lr = 5e-7, min_lr = 0.0;

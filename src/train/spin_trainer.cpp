@@ -79,9 +79,9 @@ class SpinTrainer::ReferenceSwap {
   SpinTrainer& t_;
 };
 
-SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int64_t>>& groups,
-                                          const std::vector<data::Example>& examples,
-                                          std::uint64_t stream) {
+std::vector<generate::Generation> SpinTrainer::generate(const std::vector<std::vector<std::int64_t>>& groups,
+                                                        const std::vector<data::Example>& examples,
+                                                        std::uint64_t stream) {
   std::vector<std::int64_t> indices;
   for (const auto& g : groups) indices.insert(indices.end(), g.begin(), g.end());
   const auto n = static_cast<std::uint64_t>(examples.size());
@@ -99,6 +99,26 @@ SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int
       generated.push_back(std::move(g));
     }
   }
+  return generated;
+}
+
+void SpinTrainer::fill_cache(std::int64_t iteration, std::int64_t index) {
+  const std::int64_t first_epoch = iteration * config_.epochs;
+  const auto groups = plan_.micro_batches(first_epoch, index, grid_.dp_rank());
+  std::vector<generate::Generation> generated = generate(groups, examples_, static_cast<std::uint64_t>(first_epoch));
+  responses_generated_ += static_cast<std::int64_t>(generated.size());
+  std::size_t at = 0;
+  for (const auto& g : groups) {
+    for (std::int64_t idx : g) cache_[idx] = std::move(generated[at++]);
+  }
+  cached_steps_[static_cast<std::size_t>(index)] = true;
+}
+
+SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int64_t>>& groups,
+                                          const std::vector<data::Example>& examples, std::uint64_t stream,
+                                          bool cached) {
+  const std::vector<generate::Generation> generated = cached ? std::vector<generate::Generation>()
+                                                             : generate(groups, examples, stream);
   Rollout r;
   std::size_t at = 0;
   for (const auto& g : groups) {
@@ -106,7 +126,7 @@ SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int
     std::vector<float> sampler;
     for (std::int64_t idx : g) {
       const data::Example& ex = examples[static_cast<std::size_t>(idx)];
-      const generate::Generation& gen = generated[at++];
+      const generate::Generation& gen = cached ? cache_.at(idx) : generated[at++];
       const auto prompt_len = static_cast<std::int64_t>(ex.prompt.size());
       std::vector<std::int32_t> real = ex.prompt, fake = ex.prompt;
       real.insert(real.end(), ex.response.begin(), ex.response.end());
@@ -195,7 +215,22 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
 
   auto t = Clock::now();
   std::optional<ReferenceSwap> swap(std::in_place, *this);
-  const Rollout r = rollout(groups, examples_, static_cast<std::uint64_t>(global_epoch));
+  if (config_.reuse_generations) {
+    if (cache_iteration_ != iteration) {
+      cache_.clear();
+      cached_steps_.assign(static_cast<std::size_t>(steps_per_epoch()), false);
+      cache_iteration_ = iteration;
+    }
+    // The first epoch generates its step's responses; a later one finds every response of the
+    // iteration cached -- unless this process started past the first epoch's steps, which are
+    // then replayed.
+    const std::int64_t from = epoch == 0 ? index : 0, to = epoch == 0 ? index + 1 : steps_per_epoch();
+    for (std::int64_t s = from; s < to; ++s) {
+      if (!cached_steps_[static_cast<std::size_t>(s)]) fill_cache(iteration, s);
+    }
+  }
+  const Rollout r = rollout(groups, examples_, static_cast<std::uint64_t>(global_epoch), config_.reuse_generations);
+  if (!config_.reuse_generations) responses_generated_ += static_cast<std::int64_t>(r.lengths.size());
   out.seconds_generation = since(t);
 
   t = Clock::now();
@@ -248,6 +283,10 @@ SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
   return reduce(loss.totals(), r, nll, tokens);
 }
 
-void SpinTrainer::sync_reference() { reference_.copy_from(policy_); }
+void SpinTrainer::sync_reference() {
+  reference_.copy_from(policy_);
+  cache_.clear();  // the responses of the reference that was
+  cache_iteration_ = -1;
+}
 
 }  // namespace spin::train

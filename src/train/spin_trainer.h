@@ -2,7 +2,12 @@
 //   1. The step's global batch of prompts (data::BatchPlan; each DP rank its contiguous share).
 //   2. The REFERENCE weights generate a response to each prompt (generate::Generator), in
 //      rollouts of rollout_batch prompts per replica; the noise is keyed by (seed, iteration,
-//      epoch, sample), so responses do not depend on the layout or the rollout size.
+//      epoch, sample), so responses do not depend on the layout or the rollout size. With
+//      reuse_generations (the SPIN paper's fixed synthetic data of an iteration) each prompt's
+//      response is generated once per iteration, in the iteration's first epoch, and the later
+//      epochs take it from a cache; a run resumed past the first epoch refills the cache by
+//      replaying the first epoch's rollouts as they ran (same groups, same noise), so it
+//      continues bitwise as the uninterrupted run.
 //   3. Pairs [real_i, generated_i] form micro-batches of micro_batch pairs; both sequences are
 //      prompt + response with mask_from = prompt length, so f sums exactly the response tokens
 //      (the last one and EOS included, no prompt token).
@@ -31,6 +36,8 @@
 #include "train/pipeline_trainer.h"
 #include "train/spin_loss.h"
 
+#include <unordered_map>
+
 namespace spin::train {
 
 struct SpinConfig {
@@ -43,6 +50,7 @@ struct SpinConfig {
   std::int64_t rollout_batch = 8;  // prompts generated together on each DP replica
   bool ref_logprobs_from_sampler = false;
   bool ref_offload = false;  // the reference in host memory, swapped in through the policy's buffers
+  bool reuse_generations = false;  // one response per prompt and iteration, reused in later epochs
   generate::GenerationParams generation;
   std::uint64_t seed = 1234;  // data order
   bool shuffle = true;
@@ -100,6 +108,8 @@ class SpinTrainer {
   // The parts, for memory accounting (spin plan's tests).
   const PipelineTrainer& pipeline() const { return trainer_; }
   const generate::Generator& generator() const { return reference_generator_; }
+  // Responses this rank's replica has generated for training steps (evaluation's not counted).
+  std::int64_t responses_generated() const { return responses_generated_; }
 
  private:
   struct Rollout {
@@ -108,9 +118,14 @@ class SpinTrainer {
     std::vector<std::int64_t> lengths;                     // generated lengths
     std::int64_t capped = 0;
   };
-  // Generates responses for `indices` (grouped into micro-batches) and forms the pairs.
+  // Generates responses for the samples of `groups` (in rollouts of rollout_batch, in order),
+  // keyed by `stream`, and forms the pairs; or (`cached`) takes them from the cache.
   Rollout rollout(const std::vector<std::vector<std::int64_t>>& groups,
-                  const std::vector<data::Example>& examples, std::uint64_t stream);
+                  const std::vector<data::Example>& examples, std::uint64_t stream, bool cached = false);
+  std::vector<generate::Generation> generate(const std::vector<std::vector<std::int64_t>>& groups,
+                                             const std::vector<data::Example>& examples, std::uint64_t stream);
+  // reuse_generations: the responses of step `index` of `iteration`'s first epoch, into the cache.
+  void fill_cache(std::int64_t iteration, std::int64_t index);
   std::vector<std::vector<float>> reference_sums(const Rollout& r);
   // Sums a rank's local SpinTotals and generation statistics over the replica and DP.
   SpinMetrics reduce(const SpinTotals& totals, const Rollout& r, double sft_nll_sum,
@@ -130,6 +145,13 @@ class SpinTrainer {
   data::BatchPlan plan_;
   PipelineTrainer trainer_;
   generate::Generator reference_generator_;
+  // reuse_generations: the iteration's responses by sample index, and which of its first
+  // epoch's steps have put theirs in (the same on every rank of the grid: every rank runs the
+  // same steps).
+  std::unordered_map<std::int64_t, generate::Generation> cache_;
+  std::int64_t cache_iteration_ = -1;
+  std::vector<bool> cached_steps_;
+  std::int64_t responses_generated_ = 0;
 };
 
 }  // namespace spin::train

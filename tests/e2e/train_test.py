@@ -363,9 +363,36 @@ def case_hf_tokenizer(args, tmp):
     print("Qwen3 + qwen3 template at TP 2 in bf16: 6 steps, head norms trained, exported")
 
 
+def case_reuse(args, tmp):
+    """spin.reuse_generations over 2 epochs of 2 iterations at PP 2: stopped in an iteration's
+    second epoch (its cache of responses lost with the process) and resumed, the run ends
+    bitwise as the uninterrupted one; and it differs from the run that draws new responses
+    every epoch from the first iteration's second epoch on."""
+    config = setup(tmp)
+    common = [args.spin, "train", "--config", config, "--spin.max_epochs", "2", "--parallel.pp", "2"]
+    reuse = common + ["--spin.reuse_generations", "true"]
+    whole, fresh, part = (os.path.join(tmp, d) for d in ("whole", "fresh", "part"))
+    run_ok(args.mpiexec, reuse + ["--checkpoint.save_dir", whole], 2)
+    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", fresh], 2)
+    a, b = untimed(os.path.join(whole, "metrics.jsonl")), untimed(os.path.join(fresh, "metrics.jsonl"))
+    first = lambda ms, epoch: [m for m in ms if m["kind"] == "train" and m["iteration"] == 1 and m["epoch"] == epoch]
+    assert first(a, 1) == first(b, 1) and first(a, 2) != first(b, 2), "reuse changes the second epoch only"
+    # 6 steps an epoch: step 9 is the first iteration's second epoch, step 15 the second's.
+    for stop in (9, 15):
+        shutil.rmtree(part, ignore_errors=True)
+        run_ok(args.mpiexec, reuse + ["--checkpoint.save_dir", part, "--spin.max_steps", str(stop)], 2)
+        run_ok(args.mpiexec, reuse + ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
+        assert untimed(os.path.join(part, "metrics.jsonl")) == a, stop
+        for it in (1, 2):
+            x = open(os.path.join(part, "iteration_%d" % it, "model.safetensors"), "rb").read()
+            assert x == open(os.path.join(whole, "iteration_%d" % it, "model.safetensors"), "rb").read(), (stop, it)
+    print("spin.reuse_generations: second epochs differ from resampling; stopped at steps 9 and 15 and resumed: "
+          "bitwise the uninterrupted run")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["layouts", "config", "signal", "hf_tokenizer"])
+    p.add_argument("case", choices=["layouts", "config", "signal", "hf_tokenizer", "reuse"])
     p.add_argument("--spin", required=True)
     p.add_argument("--mpiexec", required=True)
     p.add_argument("--models", required=True)
@@ -373,7 +400,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="spin_train_")
     try:
         {"layouts": case_layouts, "config": case_config, "signal": case_signal,
-         "hf_tokenizer": case_hf_tokenizer}[args.case](args, tmp)
+         "hf_tokenizer": case_hf_tokenizer, "reuse": case_reuse}[args.case](args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("PASS")
