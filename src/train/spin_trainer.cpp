@@ -79,13 +79,11 @@ class SpinTrainer::ReferenceSwap {
   SpinTrainer& t_;
 };
 
-std::vector<generate::Generation> SpinTrainer::generate(const std::vector<std::vector<std::int64_t>>& groups,
-                                                        const std::vector<data::Example>& examples,
-                                                        std::uint64_t stream) {
-  std::vector<std::int64_t> indices;
-  for (const auto& g : groups) indices.insert(indices.end(), g.begin(), g.end());
+std::vector<SpinTrainer::Response> SpinTrainer::generate(const std::vector<std::int64_t>& indices,
+                                                         const std::vector<data::Example>& examples,
+                                                         std::uint64_t stream) {
   const auto n = static_cast<std::uint64_t>(examples.size());
-  std::vector<generate::Generation> generated;
+  std::vector<Response> out;
   for (std::size_t b = 0; b < indices.size(); b += static_cast<std::size_t>(config_.rollout_batch)) {
     const std::size_t e = std::min(indices.size(), b + static_cast<std::size_t>(config_.rollout_batch));
     std::vector<std::vector<std::int32_t>> prompts;
@@ -96,29 +94,16 @@ std::vector<generate::Generation> SpinTrainer::generate(const std::vector<std::v
       ids.push_back(stream * n + idx);
     }
     for (auto& g : reference_generator_.generate(prompts, ids, config_.generation)) {
-      generated.push_back(std::move(g));
+      const float sum = std::accumulate(g.logprobs.begin(), g.logprobs.end(), 0.0f);
+      out.push_back({std::move(g.tokens), sum, g.finish == generate::FinishReason::Length});
     }
   }
-  return generated;
+  return out;
 }
 
-void SpinTrainer::fill_cache(std::int64_t iteration, std::int64_t index) {
-  const std::int64_t first_epoch = iteration * config_.epochs;
-  const auto groups = plan_.micro_batches(first_epoch, index, grid_.dp_rank());
-  std::vector<generate::Generation> generated = generate(groups, examples_, static_cast<std::uint64_t>(first_epoch));
-  responses_generated_ += static_cast<std::int64_t>(generated.size());
-  std::size_t at = 0;
-  for (const auto& g : groups) {
-    for (std::int64_t idx : g) cache_[idx] = std::move(generated[at++]);
-  }
-  cached_steps_[static_cast<std::size_t>(index)] = true;
-}
-
-SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int64_t>>& groups,
-                                          const std::vector<data::Example>& examples, std::uint64_t stream,
-                                          bool cached) {
-  const std::vector<generate::Generation> generated = cached ? std::vector<generate::Generation>()
-                                                             : generate(groups, examples, stream);
+SpinTrainer::Rollout SpinTrainer::pairs(const std::vector<std::vector<std::int64_t>>& groups,
+                                        const std::vector<data::Example>& examples,
+                                        const std::vector<const Response*>& responses) const {
   Rollout r;
   std::size_t at = 0;
   for (const auto& g : groups) {
@@ -126,21 +111,104 @@ SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int
     std::vector<float> sampler;
     for (std::int64_t idx : g) {
       const data::Example& ex = examples[static_cast<std::size_t>(idx)];
-      const generate::Generation& gen = cached ? cache_.at(idx) : generated[at++];
+      const Response& gen = *responses[at++];
       const auto prompt_len = static_cast<std::int64_t>(ex.prompt.size());
       std::vector<std::int32_t> real = ex.prompt, fake = ex.prompt;
       real.insert(real.end(), ex.response.begin(), ex.response.end());
       fake.insert(fake.end(), gen.tokens.begin(), gen.tokens.end());
       seqs.push_back({real, prompt_len});
       seqs.push_back({fake, prompt_len});
-      sampler.push_back(std::accumulate(gen.logprobs.begin(), gen.logprobs.end(), 0.0f));
+      sampler.push_back(gen.logprob_sum);
       r.lengths.push_back(static_cast<std::int64_t>(gen.tokens.size()));
-      if (gen.finish == generate::FinishReason::Length) ++r.capped;
+      if (gen.capped) ++r.capped;
     }
     r.micro_batches.push_back(model::TokenBatch::pack(seqs));
     r.sampler_sums.push_back(std::move(sampler));
   }
   return r;
+}
+
+SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int64_t>>& groups,
+                                          const std::vector<data::Example>& examples, std::uint64_t stream) {
+  std::vector<std::int64_t> indices;
+  for (const auto& g : groups) indices.insert(indices.end(), g.begin(), g.end());
+  const std::vector<Response> generated = generate(indices, examples, stream);
+  std::vector<const Response*> responses;
+  for (const Response& r : generated) responses.push_back(&r);
+  return pairs(groups, examples, responses);
+}
+
+void SpinTrainer::generate_into_cache(const std::vector<std::int64_t>& indices, std::uint64_t stream) {
+  const std::vector<Response> generated = generate(indices, examples_, stream);
+  responses_generated_ += static_cast<std::int64_t>(generated.size());
+  // Shared over DP as doubles (ids, token ids and float32 sums are exact in them): per response
+  // its index, capped flag, log-probability sum, length and tokens; blocks padded to the longest.
+  std::vector<double> mine;
+  for (std::size_t i = 0; i < generated.size(); ++i) {
+    const Response& g = generated[i];
+    mine.insert(mine.end(), {static_cast<double>(indices[i]), g.capped ? 1.0 : 0.0, static_cast<double>(g.logprob_sum),
+                             static_cast<double>(g.tokens.size())});
+    mine.insert(mine.end(), g.tokens.begin(), g.tokens.end());
+  }
+  double longest = static_cast<double>(mine.size());
+  grid_.dp().all_reduce(&longest, 1, parallel::ReduceOp::Max);
+  const auto block = static_cast<std::size_t>(longest) + 1;  // + the block's own length
+  mine.insert(mine.begin(), static_cast<double>(mine.size()));
+  mine.resize(block, 0.0);
+  std::vector<double> all(block * static_cast<std::size_t>(grid_.dp_size()));
+  grid_.dp().all_gather(mine.data(), all.data(), block);
+  for (std::size_t rank = 0; rank < static_cast<std::size_t>(grid_.dp_size()); ++rank) {
+    const double* at = all.data() + rank * block;
+    const double* end = at + 1 + static_cast<std::size_t>(at[0]);
+    for (++at; at < end;) {
+      Response r;
+      const auto idx = static_cast<std::int64_t>(at[0]);
+      r.capped = at[1] != 0.0;
+      r.logprob_sum = static_cast<float>(at[2]);
+      const auto n = static_cast<std::size_t>(at[3]);
+      r.tokens.assign(at + 4, at + 4 + n);
+      at += 4 + n;
+      cache_[idx] = std::move(r);
+    }
+  }
+}
+
+void SpinTrainer::fill_cache(std::int64_t iteration, std::int64_t epoch, std::int64_t index) {
+  if (cache_iteration_ != iteration) {
+    cache_.clear();
+    cached_steps_.assign(static_cast<std::size_t>(steps_per_epoch()), false);
+    cached_rest_ = false;
+    cache_iteration_ = iteration;
+  }
+  // The first epoch's steps, each as it ran (its groups, its rollout batches, its noise) -- in
+  // a later epoch all of them, for a process that started past them.
+  const std::int64_t first_epoch = iteration * config_.epochs;
+  const auto stream = static_cast<std::uint64_t>(first_epoch);
+  const std::int64_t from = epoch == 0 ? index : 0, to = epoch == 0 ? index + 1 : steps_per_epoch();
+  for (std::int64_t s = from; s < to; ++s) {
+    if (cached_steps_[static_cast<std::size_t>(s)]) continue;
+    std::vector<std::int64_t> indices;
+    for (const auto& g : plan_.micro_batches(first_epoch, s, grid_.dp_rank())) {
+      indices.insert(indices.end(), g.begin(), g.end());
+    }
+    generate_into_cache(indices, stream);
+    cached_steps_[static_cast<std::size_t>(s)] = true;
+  }
+  if (epoch == 0 || cached_rest_) return;
+  // The samples the first epoch left out, in index order, each replica a contiguous share.
+  std::vector<std::int64_t> rest;
+  for (std::int64_t i = 0; i < static_cast<std::int64_t>(examples_.size()); ++i) {
+    if (!cache_.contains(i)) rest.push_back(i);
+  }
+  const auto dp = static_cast<std::size_t>(grid_.dp_size());
+  const std::size_t share = (rest.size() + dp - 1) / dp;
+  const std::size_t begin = std::min(rest.size(), share * static_cast<std::size_t>(grid_.dp_rank()));
+  const std::size_t end = std::min(rest.size(), begin + share);
+  if (!rest.empty()) {
+    const auto at = [&](std::size_t i) { return rest.begin() + static_cast<std::ptrdiff_t>(i); };
+    generate_into_cache(std::vector<std::int64_t>(at(begin), at(end)), stream);
+  }
+  cached_rest_ = true;
 }
 
 std::vector<std::vector<float>> SpinTrainer::reference_sums(const Rollout& r) {
@@ -215,22 +283,18 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
 
   auto t = Clock::now();
   std::optional<ReferenceSwap> swap(std::in_place, *this);
+  Rollout r;
   if (config_.reuse_generations) {
-    if (cache_iteration_ != iteration) {
-      cache_.clear();
-      cached_steps_.assign(static_cast<std::size_t>(steps_per_epoch()), false);
-      cache_iteration_ = iteration;
+    fill_cache(iteration, epoch, index);
+    std::vector<const Response*> responses;
+    for (const auto& g : groups) {
+      for (std::int64_t idx : g) responses.push_back(&cache_.at(idx));
     }
-    // The first epoch generates its step's responses; a later one finds every response of the
-    // iteration cached -- unless this process started past the first epoch's steps, which are
-    // then replayed.
-    const std::int64_t from = epoch == 0 ? index : 0, to = epoch == 0 ? index + 1 : steps_per_epoch();
-    for (std::int64_t s = from; s < to; ++s) {
-      if (!cached_steps_[static_cast<std::size_t>(s)]) fill_cache(iteration, s);
-    }
+    r = pairs(groups, examples_, responses);
+  } else {
+    r = rollout(groups, examples_, static_cast<std::uint64_t>(global_epoch));
+    responses_generated_ += static_cast<std::int64_t>(r.lengths.size());
   }
-  const Rollout r = rollout(groups, examples_, static_cast<std::uint64_t>(global_epoch), config_.reuse_generations);
-  if (!config_.reuse_generations) responses_generated_ += static_cast<std::int64_t>(r.lengths.size());
   out.seconds_generation = since(t);
 
   t = Clock::now();

@@ -4,10 +4,12 @@
 //      rollouts of rollout_batch prompts per replica; the noise is keyed by (seed, iteration,
 //      epoch, sample), so responses do not depend on the layout or the rollout size. With
 //      reuse_generations (the SPIN paper's fixed synthetic data of an iteration) each prompt's
-//      response is generated once per iteration, in the iteration's first epoch, and the later
-//      epochs take it from a cache; a run resumed past the first epoch refills the cache by
-//      replaying the first epoch's rollouts as they ran (same groups, same noise), so it
-//      continues bitwise as the uninterrupted run.
+//      response is generated once per iteration, in the iteration's first epoch, shared over
+//      DP (a later epoch deals the samples to other replicas) and taken from that cache by the
+//      later epochs; the samples the first epoch left out (a last partial batch) are generated
+//      once when the second epoch starts, in a fixed order. A run resumed past the first epoch
+//      refills the cache by replaying those rollouts as they ran (same groups, same noise), so
+//      it continues bitwise as the uninterrupted run.
 //   3. Pairs [real_i, generated_i] form micro-batches of micro_batch pairs; both sequences are
 //      prompt + response with mask_from = prompt length, so f sums exactly the response tokens
 //      (the last one and EOS included, no prompt token).
@@ -118,14 +120,25 @@ class SpinTrainer {
     std::vector<std::int64_t> lengths;                     // generated lengths
     std::int64_t capped = 0;
   };
-  // Generates responses for the samples of `groups` (in rollouts of rollout_batch, in order),
-  // keyed by `stream`, and forms the pairs; or (`cached`) takes them from the cache.
+  // What a pair needs of a generated response.
+  struct Response {
+    std::vector<std::int32_t> tokens;
+    float logprob_sum = 0.0f;  // under the reference, from the sampler
+    bool capped = false;       // stopped by max_new_tokens
+  };
+  // Generates responses for `indices` (in rollouts of rollout_batch, in order), keyed by `stream`.
+  std::vector<Response> generate(const std::vector<std::int64_t>& indices, const std::vector<data::Example>& examples,
+                                 std::uint64_t stream);
+  // Forms the pairs of `groups` from their responses, in the groups' order.
+  Rollout pairs(const std::vector<std::vector<std::int64_t>>& groups, const std::vector<data::Example>& examples,
+                const std::vector<const Response*>& responses) const;
   Rollout rollout(const std::vector<std::vector<std::int64_t>>& groups,
-                  const std::vector<data::Example>& examples, std::uint64_t stream, bool cached = false);
-  std::vector<generate::Generation> generate(const std::vector<std::vector<std::int64_t>>& groups,
-                                             const std::vector<data::Example>& examples, std::uint64_t stream);
-  // reuse_generations: the responses of step `index` of `iteration`'s first epoch, into the cache.
-  void fill_cache(std::int64_t iteration, std::int64_t index);
+                  const std::vector<data::Example>& examples, std::uint64_t stream);
+  // reuse_generations: every response of `iteration` that `step(iteration, epoch, index)` may
+  // need, in the cache -- the first epoch's step `index`, or (a later epoch) all of them.
+  void fill_cache(std::int64_t iteration, std::int64_t epoch, std::int64_t index);
+  // This replica's responses to `indices`, generated, then shared over DP into the cache.
+  void generate_into_cache(const std::vector<std::int64_t>& indices, std::uint64_t stream);
   std::vector<std::vector<float>> reference_sums(const Rollout& r);
   // Sums a rank's local SpinTotals and generation statistics over the replica and DP.
   SpinMetrics reduce(const SpinTotals& totals, const Rollout& r, double sft_nll_sum,
@@ -145,12 +158,13 @@ class SpinTrainer {
   data::BatchPlan plan_;
   PipelineTrainer trainer_;
   generate::Generator reference_generator_;
-  // reuse_generations: the iteration's responses by sample index, and which of its first
-  // epoch's steps have put theirs in (the same on every rank of the grid: every rank runs the
-  // same steps).
-  std::unordered_map<std::int64_t, generate::Generation> cache_;
+  // reuse_generations: the iteration's responses by sample index (all of the data, on every
+  // rank), which of its first epoch's steps have put theirs in and whether the samples that epoch
+  // left out have been generated (the same on every rank: every rank runs the same steps).
+  std::unordered_map<std::int64_t, Response> cache_;
   std::int64_t cache_iteration_ = -1;
   std::vector<bool> cached_steps_;
+  bool cached_rest_ = false;
   std::int64_t responses_generated_ = 0;
 };
 

@@ -145,7 +145,7 @@ TEST(SpinTrainer, ReferenceOffloadChangesNothing) {
 }
 
 // spin.reuse_generations: the first epoch's responses serve the iteration's second epoch (no
-// generation there), and a trainer that starts in the second epoch -- a restarted process: the
+// generation there but for the samples the first epoch left out), and a trainer that starts in the second epoch -- a restarted process: the
 // same weights and optimizer state, an empty cache -- replays the first epoch's rollouts once and
 // continues bitwise as the uninterrupted one. Without reuse the second epoch draws new responses.
 TEST(SpinTrainer, ReusedGenerationsServeLaterEpochsAndSurviveARestart) {
@@ -155,10 +155,11 @@ TEST(SpinTrainer, ReusedGenerationsServeLaterEpochsAndSurviveARestart) {
   SpinConfig resampled = config;
   resampled.reuse_generations = false;
   parallel::SelfCommunicator world_a, world_b, world_c;
-  testing::SpinSetup a(world_a, {1, 1, 1}, config), b(world_b, {1, 1, 1}, config);
-  testing::SpinSetup c(world_c, {1, 1, 1}, resampled);
+  // 18 examples: 4 global batches of 4 an epoch, 2 left out of each (others each epoch).
+  testing::SpinSetup a(world_a, {1, 1, 1}, config, 2, false, 18), b(world_b, {1, 1, 1}, config, 2, false, 18);
+  testing::SpinSetup c(world_c, {1, 1, 1}, resampled, 2, false, 18);
   const std::int64_t steps = a.trainer.steps_per_epoch();
-  ASSERT_EQ(steps, 4);  // 16 examples in global batches of 4
+  ASSERT_EQ(steps, 4);
   for (std::int64_t index = 0; index < steps; ++index) {
     const SpinStepMetrics ma = a.trainer.step(0, 0, index, 1e-2);
     EXPECT_EQ(ma.spin.loss, b.trainer.step(0, 0, index, 1e-2).spin.loss);
@@ -178,14 +179,14 @@ TEST(SpinTrainer, ReusedGenerationsServeLaterEpochsAndSurviveARestart) {
       EXPECT_NE(ma.spin.rewards_generated, mc.spin.rewards_generated) << "new responses without reuse";
     }
   }
-  EXPECT_EQ(a.trainer.responses_generated(), epoch) << "none generated in the second epoch";
-  EXPECT_EQ(restarted.responses_generated(), epoch) << "the first epoch replayed once";
+  EXPECT_EQ(a.trainer.responses_generated(), 18) << "in the second epoch only the 2 the first left out";
+  EXPECT_EQ(restarted.responses_generated(), 18) << "the first epoch replayed once, and those 2";
   EXPECT_EQ(c.trainer.responses_generated(), 2 * epoch);
   EXPECT_EQ(to_host<float>(a.policy.flat()), to_host<float>(b.policy.flat()));
   // The next iteration's reference generates afresh.
   a.trainer.sync_reference();
   a.trainer.step(1, 0, 0, 1e-2);
-  EXPECT_EQ(a.trainer.responses_generated(), epoch + config.global_batch);
+  EXPECT_EQ(a.trainer.responses_generated(), 18 + config.global_batch);
 }
 
 TEST(SpinTrainer, SamplerLogprobsAgreeWithTheReferenceForward) {
