@@ -145,48 +145,55 @@ TEST(SpinTrainer, ReferenceOffloadChangesNothing) {
 }
 
 // spin.reuse_generations: the first epoch's responses serve the iteration's second epoch (no
-// generation there but for the samples the first epoch left out), and a trainer that starts in the second epoch -- a restarted process: the
-// same weights and optimizer state, an empty cache -- replays the first epoch's rollouts once and
-// continues bitwise as the uninterrupted one. Without reuse the second epoch draws new responses.
+// generation there but for the samples the first epoch left out), and a trainer that starts in
+// the second epoch -- a restarted process: the same weights and optimizer state, an empty cache --
+// replays the first epoch's rollouts once and continues bitwise as the uninterrupted one.
+// Without reuse the second epoch draws new responses.
 TEST(SpinTrainer, ReusedGenerationsServeLaterEpochsAndSurviveARestart) {
-  SpinConfig config = testing::small_spin_config();
-  config.epochs = 2;
-  config.reuse_generations = true;
-  SpinConfig resampled = config;
-  resampled.reuse_generations = false;
-  parallel::SelfCommunicator world_a, world_b, world_c;
-  // 18 examples: 4 global batches of 4 an epoch, 2 left out of each (others each epoch).
-  testing::SpinSetup a(world_a, {1, 1, 1}, config, 2, false, 18), b(world_b, {1, 1, 1}, config, 2, false, 18);
-  testing::SpinSetup c(world_c, {1, 1, 1}, resampled, 2, false, 18);
-  const std::int64_t steps = a.trainer.steps_per_epoch();
-  ASSERT_EQ(steps, 4);
-  for (std::int64_t index = 0; index < steps; ++index) {
-    const SpinStepMetrics ma = a.trainer.step(0, 0, index, 1e-2);
-    EXPECT_EQ(ma.spin.loss, b.trainer.step(0, 0, index, 1e-2).spin.loss);
-    EXPECT_EQ(ma.spin.loss, c.trainer.step(0, 0, index, 1e-2).spin.loss) << "the first epoch: the same noise";
-  }
-  const std::int64_t epoch = steps * config.global_batch;
-  EXPECT_EQ(a.trainer.responses_generated(), epoch);
-  SpinTrainer restarted(b.grid, b.transformer, b.policy, b.grads, b.reference, b.optimizer, b.examples, config);
-  for (std::int64_t index = 0; index < steps; ++index) {
-    const SpinStepMetrics ma = a.trainer.step(0, 1, index, 1e-2);
-    const SpinStepMetrics mb = restarted.step(0, 1, index, 1e-2);
-    EXPECT_EQ(ma.spin.loss, mb.spin.loss);
-    EXPECT_EQ(ma.spin.rewards_generated, mb.spin.rewards_generated);
-    EXPECT_EQ(ma.grad_norm, mb.grad_norm);
-    const SpinStepMetrics mc = c.trainer.step(0, 1, index, 1e-2);
-    if (index == 0) {
-      EXPECT_NE(ma.spin.rewards_generated, mc.spin.rewards_generated) << "new responses without reuse";
+  // With the reference's log-probabilities from the forward and from the sampler (whose sums
+  // the cache keeps too).
+  for (const bool sampler : {false, true}) {
+    SCOPED_TRACE(sampler ? "ref_logprobs sampler" : "ref_logprobs forward");
+    SpinConfig config = testing::small_spin_config();
+    config.epochs = 2;
+    config.reuse_generations = true;
+    config.ref_logprobs_from_sampler = sampler;
+    SpinConfig resampled = config;
+    resampled.reuse_generations = false;
+    parallel::SelfCommunicator world_a, world_b, world_c;
+    // 18 examples: 4 global batches of 4 an epoch, 2 left out of each (others each epoch).
+    testing::SpinSetup a(world_a, {1, 1, 1}, config, 2, false, 18), b(world_b, {1, 1, 1}, config, 2, false, 18);
+    testing::SpinSetup c(world_c, {1, 1, 1}, resampled, 2, false, 18);
+    const std::int64_t steps = a.trainer.steps_per_epoch();
+    ASSERT_EQ(steps, 4);
+    for (std::int64_t index = 0; index < steps; ++index) {
+      const SpinStepMetrics ma = a.trainer.step(0, 0, index, 1e-2);
+      EXPECT_EQ(ma.spin.loss, b.trainer.step(0, 0, index, 1e-2).spin.loss);
+      EXPECT_EQ(ma.spin.loss, c.trainer.step(0, 0, index, 1e-2).spin.loss) << "the first epoch: the same noise";
     }
+    const std::int64_t epoch = steps * config.global_batch;
+    EXPECT_EQ(a.trainer.responses_generated(), epoch);
+    SpinTrainer restarted(b.grid, b.transformer, b.policy, b.grads, b.reference, b.optimizer, b.examples, config);
+    for (std::int64_t index = 0; index < steps; ++index) {
+      const SpinStepMetrics ma = a.trainer.step(0, 1, index, 1e-2);
+      const SpinStepMetrics mb = restarted.step(0, 1, index, 1e-2);
+      EXPECT_EQ(ma.spin.loss, mb.spin.loss);
+      EXPECT_EQ(ma.spin.rewards_generated, mb.spin.rewards_generated);
+      EXPECT_EQ(ma.grad_norm, mb.grad_norm);
+      const SpinStepMetrics mc = c.trainer.step(0, 1, index, 1e-2);
+      if (index == 0) {
+        EXPECT_NE(ma.spin.rewards_generated, mc.spin.rewards_generated) << "new responses without reuse";
+      }
+    }
+    EXPECT_EQ(a.trainer.responses_generated(), 18) << "in the second epoch only the 2 the first left out";
+    EXPECT_EQ(restarted.responses_generated(), 18) << "the first epoch replayed once, and those 2";
+    EXPECT_EQ(c.trainer.responses_generated(), 2 * epoch);
+    EXPECT_EQ(to_host<float>(a.policy.flat()), to_host<float>(b.policy.flat()));
+    // The next iteration's reference generates afresh.
+    a.trainer.sync_reference();
+    a.trainer.step(1, 0, 0, 1e-2);
+    EXPECT_EQ(a.trainer.responses_generated(), 18 + config.global_batch);
   }
-  EXPECT_EQ(a.trainer.responses_generated(), 18) << "in the second epoch only the 2 the first left out";
-  EXPECT_EQ(restarted.responses_generated(), 18) << "the first epoch replayed once, and those 2";
-  EXPECT_EQ(c.trainer.responses_generated(), 2 * epoch);
-  EXPECT_EQ(to_host<float>(a.policy.flat()), to_host<float>(b.policy.flat()));
-  // The next iteration's reference generates afresh.
-  a.trainer.sync_reference();
-  a.trainer.step(1, 0, 0, 1e-2);
-  EXPECT_EQ(a.trainer.responses_generated(), 18 + config.global_batch);
 }
 
 TEST(SpinTrainer, SamplerLogprobsAgreeWithTheReferenceForward) {
