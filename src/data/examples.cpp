@@ -13,11 +13,12 @@ using nlohmann::json;
 
 DataShape detect_shape(const json& j, const std::string& where) {
   if (j.contains("messages")) return DataShape::Chat;
+  if (j.contains("real")) return DataShape::SpinPairs;
   if (j.contains("conversations")) return DataShape::NemoChat;
   if (j.contains("prompt") && j.at("prompt").is_array()) return DataShape::TokenIds;
   if (j.contains("prompt")) return DataShape::TextPair;
-  fail(where, ": unknown record shape; expected {\"prompt\", \"response\"}, {\"messages\": [...]} "
-       "or {\"conversations\": [...]}");
+  fail(where, ": unknown record shape; expected {\"prompt\", \"response\"}, {\"messages\": [...]}, "
+       "{\"conversations\": [...]} or {\"real\": [...]}");
 }
 
 bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
@@ -29,9 +30,10 @@ struct Conversation {
   std::string response;
 };
 
-std::vector<Message> read_messages(const json& j, const std::string& where) {
-  const json& list = j.at("messages");
-  require(list.is_array() && !list.empty(), where, ": \"messages\" must be a non-empty list");
+// The chat messages under `key` ("messages", or "real" in the SPIN data sets).
+std::vector<Message> read_messages(const json& j, const std::string& where, const char* key = "messages") {
+  const json& list = j.at(key);
+  require(list.is_array() && !list.empty(), where, ": \"", key, "\" must be a non-empty list");
   std::vector<Message> messages;
   for (const json& m : list) {
     require(m.is_object(), where, ": every message must be an object with role and content");
@@ -43,9 +45,9 @@ std::vector<Message> read_messages(const json& j, const std::string& where) {
   return messages;
 }
 
-Conversation read_chat(const json& j, const std::string& where) {
+Conversation read_chat(const json& j, const std::string& where, const char* key = "messages") {
   Conversation c;
-  c.prompt = read_messages(j, where);
+  c.prompt = read_messages(j, where, key);
   require(c.prompt.back().role == "assistant", where,
           ": the last message must be the assistant's (the ground-truth response)");
   c.response = c.prompt.back().content;
@@ -100,6 +102,9 @@ Example read_example(const json& j, DataShape shape, const std::string& where,
       c.response = jsonl::string_field(j, "response", where);
       break;
     case DataShape::Chat: c = read_chat(j, where); break;
+    // The SPIN data sets' records (UCLA-AGI/SPIN_iter*): the ground truth under "real"; their
+    // "generated" responses, another model's, are not read -- the reference generates its own.
+    case DataShape::SpinPairs: c = read_chat(j, where, "real"); break;
     case DataShape::NemoChat: c = read_nemo_chat(j, where); break;
     case DataShape::TokenIds: break;
   }
@@ -148,6 +153,7 @@ const char* data_shape_name(DataShape s) {
     case DataShape::TextPair: return "prompt/response text";
     case DataShape::Chat: return "chat messages";
     case DataShape::NemoChat: return "NeMo conversations";
+    case DataShape::SpinPairs: return "SPIN real/generated messages";
     case DataShape::TokenIds: return "pre-tokenized ids";
   }
   return "?";
@@ -193,7 +199,8 @@ bool holds_text(const std::string& path) {
     if (!first) return;
     first = false;
     const json j = jsonl::parse_object(line, where);
-    text = j.contains("messages") || j.contains("conversations") || (j.contains("prompt") && j.at("prompt").is_string());
+    text = j.contains("messages") || j.contains("conversations") || j.contains("real") ||
+           (j.contains("prompt") && j.at("prompt").is_string());
   });
   return text;
 }

@@ -5,6 +5,8 @@
 //       last assistant turn is the response, everything before it the prompt
 //   {"system": "...", "conversations": [{"from": "User"|"Assistant", "value": "..."}, ...]}
 //       NeMo's chat format, read the same way
+//   {"real": [messages], "generated": [messages]}                      the SPIN data sets'
+//       (UCLA-AGI/SPIN_iter*): "real" read as chat, "generated" ignored (the reference answers)
 //   {"prompt": [ids], "response": [ids]}                              pre-tokenized
 // A template turns the prompt messages into ids (prompt_template.h); the response is encoded
 // and ends with EOS. The same ids serve generation and training. Over-long examples are
@@ -21,7 +23,7 @@
 
 namespace spin::data {
 
-enum class DataShape { TextPair, Chat, NemoChat, TokenIds };
+enum class DataShape { TextPair, Chat, NemoChat, SpinPairs, TokenIds };
 const char* data_shape_name(DataShape s);
 
 enum class Overlong { Drop, Truncate };

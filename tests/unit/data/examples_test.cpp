@@ -68,6 +68,15 @@ TEST_F(Examples, ChatAndNemoShapesGiveTheSameIdsUnderTheChatTemplate) {
   auto response = ids("Hello");
   response.push_back(2);
   EXPECT_EQ(chat.examples[0].response, response);
+  // The SPIN data sets' records: "real" is the conversation, "generated" (another model's) unread.
+  const auto spin = load(R"({"real": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, )"
+                         R"({"role": "assistant", "content": "Hello"}], "generated": [{"role": "user", "content": "Hi"}, )"
+                         R"({"role": "assistant", "content": "Hey there"}]})",
+                         PromptTemplate::Chat);
+  EXPECT_EQ(spin.report.shape, DataShape::SpinPairs);
+  ASSERT_EQ(spin.examples.size(), 1u);
+  EXPECT_EQ(spin.examples[0].prompt, want);
+  EXPECT_EQ(spin.examples[0].response, response);
 }
 
 TEST_F(Examples, PreTokenizedRecordsAreTakenAsTheyAre) {
@@ -120,6 +129,7 @@ TEST_F(Examples, BadLinesNameFileAndLineOrAreCountedWhenSkipped) {
   EXPECT_NE(error_of("{\"prompt\": \"a\", \"response\": \"\xff\xfe\"}\n").find(":1: not valid JSON"),
             std::string::npos) << "invalid UTF-8";
   EXPECT_NE(error_of("{\"question\": \"a\"}\n").find("unknown record shape"), std::string::npos);
+  EXPECT_NE(error_of("{\"real\": []}\n").find("\"real\" must be a non-empty list"), std::string::npos);
   EXPECT_NE(error_of("").find("no records"), std::string::npos);
 }
 
