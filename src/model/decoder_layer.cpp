@@ -177,15 +177,15 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   // Attention half.
   const ColumnInput in1 =
       norm_into_column_parallel(ctx, b, a.n1, a.n1_bf16, a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
-  if (w.q_norm.defined()) {  // Qwen3: the products in float32, then each head normed into q and k
-    linear_forward_into(ctx, a.q_raw, Tensor(), in1.x, in1.x16, w.q_proj, w.bf16.q_proj, w.q_bias, n, h, d.q_width());
-    linear_forward_into(ctx, a.k_raw, Tensor(), in1.x, in1.x16, w.k_proj, w.bf16.k_proj, w.k_bias, n, h,
-                        d.kv_width());
+  // Qwen3: the q and k products in float32, then each head normed into q and k.
+  const bool head_norms = w.q_norm.defined();
+  linear_forward_into(ctx, head_norms ? a.q_raw : a.q, head_norms ? Tensor() : a.q_bf16, in1.x, in1.x16, w.q_proj,
+                      w.bf16.q_proj, w.q_bias, n, h, d.q_width());
+  linear_forward_into(ctx, head_norms ? a.k_raw : a.k, head_norms ? Tensor() : a.k_bf16, in1.x, in1.x16, w.k_proj,
+                      w.bf16.k_proj, w.k_bias, n, h, d.kv_width());
+  if (head_norms) {
     head_norm_forward(ctx, a.q, a.q_bf16, a.rstd_q, a.q_raw, w.q_norm, n * d.heads);
     head_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, w.k_norm, n * d.kv_heads);
-  } else {
-    linear_forward_into(ctx, a.q, a.q_bf16, in1.x, in1.x16, w.q_proj, w.bf16.q_proj, w.q_bias, n, h, d.q_width());
-    linear_forward_into(ctx, a.k, a.k_bf16, in1.x, in1.x16, w.k_proj, w.bf16.k_proj, w.k_bias, n, h, d.kv_width());
   }
   linear_forward_into(ctx, a.v, a.v_bf16, in1.x, in1.x16, w.v_proj, w.bf16.v_proj, w.v_bias, n, h, d.kv_width());
   self_attention_forward(ctx, b, a, cache);
