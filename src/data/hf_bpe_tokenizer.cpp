@@ -292,9 +292,10 @@ std::optional<std::int32_t> HfBpeTokenizer::token_id(const std::string& token) c
 std::vector<std::string_view> HfBpeTokenizer::pre_tokenize(std::string_view text) const {
   if (split_ == Split::None) return {text};
   const CodePoints s = unicode::decode_utf8(text);
+  const std::size_t max_digits = split_ == Split::Qwen2 ? 1 : 3;  // numbers' pieces (GPT-2: not used)
   std::vector<std::string_view> pieces;
   for (std::size_t i = 0; i < s.size();) {
-    const std::size_t j = split_ == Split::Gpt2 ? match_gpt2(s, i) : match_llama3(s, i, split_ == Split::Qwen2 ? 1 : 3);
+    const std::size_t j = split_ == Split::Gpt2 ? match_gpt2(s, i) : match_llama3(s, i, max_digits);
     pieces.push_back(text.substr(s.at[i], s.at[j] - s.at[i]));
     i = j;
   }
