@@ -20,6 +20,8 @@ std::int32_t special(const Tokenizer& t, PromptTemplate p, const std::string& to
   return *id;
 }
 
+bool is_llama3(PromptTemplate p) { return p == PromptTemplate::Llama3 || p == PromptTemplate::Llama31; }
+
 bool is_chatml(PromptTemplate p) {
   return p == PromptTemplate::ChatMl || p == PromptTemplate::Qwen25 || p == PromptTemplate::Qwen3;
 }
@@ -48,12 +50,15 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   if (name == "chat") return PromptTemplate::Chat;
   if (name == "plain") return PromptTemplate::Plain;
   if (name == "llama3") return PromptTemplate::Llama3;
+  if (name == "llama3.1") return PromptTemplate::Llama31;
   if (name == "chatml") return PromptTemplate::ChatMl;
   if (name == "qwen2.5") return PromptTemplate::Qwen25;
   if (name == "qwen3") return PromptTemplate::Qwen3;
   require(name == "auto", "unknown prompt template \"", name,
-          "\" (auto, chat, plain, llama3, chatml, qwen2.5 or qwen3)");
-  if (has_tokens(tokenizer, {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"})) return PromptTemplate::Llama3;
+          "\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5 or qwen3)");
+  if (has_tokens(tokenizer, {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"})) {
+    return has_tokens(tokenizer, {"<|eom_id|>"}) ? PromptTemplate::Llama31 : PromptTemplate::Llama3;
+  }
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>", "<think>", "</think>"})) return PromptTemplate::Qwen3;
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>"})) return PromptTemplate::ChatMl;
   return PromptTemplate::Chat;
@@ -64,6 +69,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::Chat: return "chat";
     case PromptTemplate::Plain: return "plain";
     case PromptTemplate::Llama3: return "llama3";
+    case PromptTemplate::Llama31: return "llama3.1";
     case PromptTemplate::ChatMl: return "chatml";
     case PromptTemplate::Qwen25: return "qwen2.5";
     case PromptTemplate::Qwen3: return "qwen3";
@@ -100,10 +106,19 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     append(ids, t.encode(text));
     return ids;
   }
-  if (prompt_template == PromptTemplate::Llama3) {
-    for (const Message& m : messages) {
-      llama3_header(ids, m.role, t);
-      append(ids, t.encode("\n\n" + trimmed(m.content)));
+  if (is_llama3(prompt_template)) {
+    std::size_t first = 0;
+    if (prompt_template == PromptTemplate::Llama31) {  // its system block, always
+      const bool system = !messages.empty() && messages.front().role == "system";
+      llama3_header(ids, "system", t);
+      append(ids, t.encode("\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n" +
+                           (system ? trimmed(messages.front().content) : std::string())));
+      ids.push_back(special(t, prompt_template, "<|eot_id|>"));
+      first = system ? 1 : 0;
+    }
+    for (std::size_t i = first; i < messages.size(); ++i) {
+      llama3_header(ids, messages[i].role, t);
+      append(ids, t.encode("\n\n" + trimmed(messages[i].content)));
       ids.push_back(special(t, prompt_template, "<|eot_id|>"));
     }
     llama3_header(ids, "assistant", t);
@@ -121,13 +136,13 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
 
 std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
                                           const Tokenizer& t) {
-  std::vector<std::int32_t> ids = t.encode(prompt_template == PromptTemplate::Llama3 ? trimmed(text) : text);
+  std::vector<std::int32_t> ids = t.encode(is_llama3(prompt_template) ? trimmed(text) : text);
   if (const auto end = response_end(prompt_template, t)) ids.push_back(*end);
   return ids;
 }
 
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& t) {
-  if (prompt_template == PromptTemplate::Llama3) return special(t, prompt_template, "<|eot_id|>");
+  if (is_llama3(prompt_template)) return special(t, prompt_template, "<|eot_id|>");
   if (is_chatml(prompt_template)) return special(t, prompt_template, "<|im_end|>");
   return t.eos_id();
 }

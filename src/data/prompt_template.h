@@ -1,12 +1,17 @@
 // Prompt templates: how a conversation becomes the token ids that precede the response.
-//   auto  (default) llama3 when the tokenizer has Llama 3's chat tokens, qwen3 when it has
-//         ChatML's and <think> </think> (Qwen3), chatml when it has ChatML's (Qwen2), chat otherwise
+//   auto  (default) llama3.1 when the tokenizer has Llama 3.1's chat tokens (<|eom_id|> too),
+//         llama3 when it has Llama 3's, qwen3 when it has ChatML's and <think> </think> (Qwen3),
+//         chatml when it has ChatML's (Qwen2), chat otherwise
 //   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"
 //   llama3 (Llama-3 Instruct's chat template) BOS, then per message
 //         <|start_header_id|> "{role}" <|end_header_id|> "\n\n{content, trimmed}" <|eot_id|>,
 //         then <|start_header_id|> "assistant" <|end_header_id|> "\n\n"
+//   llama3.1 (Llama 3.1 / 3.2 Instruct's) llama3 with its system block always first: "Cutting
+//         Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n" and the conversation's
+//         system message (trimmed), as its template renders it without tools (the date its
+//         default: fixed, so that a data set tokenizes the same any day)
 //   chatml (Qwen2 / Qwen2.5 Instruct's, without BOS) per message
 //         <|im_start|> "{role}\n{content}" <|im_end|> "\n", then <|im_start|> "assistant\n"
 //         (renders the messages given)
@@ -35,21 +40,23 @@ struct Message {
   std::string content;
 };
 
-enum class PromptTemplate { Chat, Plain, Llama3, ChatMl, Qwen25, Qwen3 };
-// The template named `name` (auto, chat, plain, llama3, chatml, qwen2.5 or qwen3; throws naming the choices), "auto"
+enum class PromptTemplate { Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3 };
+// The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5 or qwen3; throws naming
+// the choices), "auto"
 // resolved for `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
-    "auto (llama3, qwen3 or chatml for a tokenizer with their chat tokens, else chat), chat, plain, llama3, chatml, "
-    "qwen2.5 (chatml with Qwen2.5's default system message) or qwen3 (chatml, thinking off)";
+    "auto (llama3.1, llama3, qwen3 or chatml for a tokenizer with their chat tokens, else chat), chat, plain, "
+    "llama3, llama3.1 (with Llama 3.1's system block), chatml, qwen2.5 (chatml with Qwen2.5's default system "
+    "message) or qwen3 (chatml, thinking off)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);
 std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
                                           const Tokenizer& tokenizer);
-// The token that ends a response under the template (EOS, llama3's <|eot_id|>, chatml's,
+// The token that ends a response under the template (EOS, llama3's and llama3.1's <|eot_id|>, chatml's,
 // qwen2.5's and qwen3's <|im_end|>), if any:
 // generation must stop at it too.
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& tokenizer);

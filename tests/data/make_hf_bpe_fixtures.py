@@ -21,6 +21,7 @@ LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[
 QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
          r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
+LLAMA31_SPECIALS = SPECIALS + ["<|eom_id|>", "<|python_tag|>"]
 QWEN2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 QWEN3_SPECIALS = QWEN2_SPECIALS + ["<think>", "</think>"]
 
@@ -81,7 +82,7 @@ def texts(rng, pool=POOL):
 
 def build(kind, out, rng):
     specials, pool = SPECIALS, POOL
-    if kind == "llama3":
+    if kind in ("llama3", "llama31"):
         tok = Tokenizer(models.BPE(ignore_merges=True))
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated", invert=False),
@@ -93,6 +94,8 @@ def build(kind, out, rng):
             pre_tokenizers.Split(Regex(QWEN2), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
         specials, pool = (QWEN2_SPECIALS if kind == "qwen2" else QWEN3_SPECIALS), NFC_POOL
+    if kind == "llama31":
+        specials = LLAMA31_SPECIALS
     else:
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
@@ -112,6 +115,10 @@ def build(kind, out, rng):
     if kind == "qwen2":
         chat_cases(tok, out, CHATML, None, "<|im_end|>")
         chat_cases(tok, out, QWEN25_CHAT, None, "<|im_end|>", "chat_cases_qwen2.5.json")
+    if kind == "llama31":  # its tokenization is llama3's: only the chat format is tested
+        chat_cases(tok, out, LLAMA31_CHAT, "<|begin_of_text|>", "<|eot_id|>")
+        print("llama31: vocabulary %d, chat cases" % tok.get_vocab_size())
+        return
     if kind == "qwen3":  # its tokenization is qwen2's: only the chat format is tested
         chat_cases(tok, out, QWEN3_CHAT, None, "<|im_end|>", template_kwargs={"enable_thinking": False})
         print("qwen3: vocabulary %d, chat cases" % tok.get_vocab_size())
@@ -138,6 +145,19 @@ LLAMA3_CHAT = ("{% set loop_messages = messages %}{% for message in loop_message
                "{{ content }}{% endfor %}{% if add_generation_prompt %}"
                "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
 
+
+# Llama 3.1 / 3.2 Instruct's chat template without its tools branches: a system block always,
+# with the knowledge cutoff and the date (its default, "26 Jul 2024", where no strftime_now is
+# given), the conversation's own system message after them.
+LLAMA31_CHAT = (
+    "{{- bos_token }}{%- if not date_string is defined %}{%- set date_string = \"26 Jul 2024\" %}{%- endif %}"
+    "{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content']|trim %}"
+    "{%- set messages = messages[1:] %}{%- else %}{%- set system_message = \"\" %}{%- endif %}"
+    "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}{{- \"Cutting Knowledge Date: December 2023\\n\" }}"
+    "{{- \"Today Date: \" + date_string + \"\\n\\n\" }}{{- system_message }}{{- \"<|eot_id|>\" }}"
+    "{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ "
+    "message['content'] | trim + '<|eot_id|>' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}")
 
 # ChatML as Qwen2.5-Instruct's template writes it when the conversation has a system message (it
 # adds a default one otherwise; spin's chatml does not: docs/spin.md).
@@ -205,7 +225,7 @@ def chat_cases(tok, out, template, bos, eos, name="chat_cases.json", template_kw
 
 def main():
     root = sys.argv[1]
-    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3"):
+    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31"):
         build(kind, os.path.join(root, kind), random.Random(7))
 
 

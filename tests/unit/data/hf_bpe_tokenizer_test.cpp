@@ -100,6 +100,8 @@ void expect_chat_cases(const std::string& kind, PromptTemplate p, const std::str
 // ending with <|eot_id|>.
 TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
   expect_chat_cases("llama3", PromptTemplate::Llama3, "");
+  // llama3.1: Llama 3.1 / 3.2 Instruct's template, its system block (knowledge cutoff, date) always.
+  expect_chat_cases("llama31", PromptTemplate::Llama31, "");
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
   EXPECT_EQ(response_end(PromptTemplate::Llama3, *t), t->token_id("<|eot_id|>"));
   // A tokenizer without Llama-3's special tokens cannot use the template.
@@ -131,7 +133,7 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
 }
 
 // The default template, auto: llama3 or chatml for a tokenizer with their chat tokens, chat otherwise.
-TEST(HfBpeTokenizer, AutoTemplateIsLlama3ForLlama3sTokens) {
+TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
   const ByteTokenizer bytes;
   EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Llama3);
@@ -142,10 +144,12 @@ TEST(HfBpeTokenizer, AutoTemplateIsLlama3ForLlama3sTokens) {
   EXPECT_EQ(choose_prompt_template("auto", qwen.get()), PromptTemplate::ChatMl);
   EXPECT_EQ(choose_prompt_template("chatml", nullptr), PromptTemplate::ChatMl);
   EXPECT_EQ(choose_prompt_template("qwen2.5", nullptr), PromptTemplate::Qwen25);
+  const auto llama31 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama31");
+  EXPECT_EQ(choose_prompt_template("auto", llama31.get()), PromptTemplate::Llama31);
   const auto qwen3 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen3");
   EXPECT_EQ(choose_prompt_template("auto", qwen3.get()), PromptTemplate::Qwen3);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
-  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, chatml, qwen2.5 or qwen3)"),
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5 or qwen3)"),
             std::string::npos)
       << e;
 }
