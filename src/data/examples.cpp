@@ -1,6 +1,7 @@
 #include "data/examples.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "core/error.h"
 #include "data/jsonl.h"
@@ -11,12 +12,18 @@ namespace {
 
 using nlohmann::json;
 
-DataShape detect_shape(const json& j, const std::string& where) {
+// A record's shape when it holds text, by its keys.
+std::optional<DataShape> text_shape(const json& j) {
   if (j.contains("messages")) return DataShape::Chat;
   if (j.contains("real")) return DataShape::SpinPairs;
   if (j.contains("conversations")) return DataShape::NemoChat;
-  if (j.contains("prompt") && j.at("prompt").is_array()) return DataShape::TokenIds;
-  if (j.contains("prompt")) return DataShape::TextPair;
+  if (j.contains("prompt") && j.at("prompt").is_string()) return DataShape::TextPair;
+  return std::nullopt;
+}
+
+DataShape detect_shape(const json& j, const std::string& where) {
+  if (const auto text = text_shape(j)) return *text;
+  if (j.contains("prompt")) return DataShape::TokenIds;
   fail(where, ": unknown record shape; expected {\"prompt\", \"response\"}, {\"messages\": [...]}, "
        "{\"conversations\": [...]} or {\"real\": [...]}");
 }
@@ -199,8 +206,7 @@ bool holds_text(const std::string& path) {
     if (!first) return;
     first = false;
     const json j = jsonl::parse_object(line, where);
-    text = j.contains("messages") || j.contains("conversations") || j.contains("real") ||
-           (j.contains("prompt") && j.at("prompt").is_string());
+    text = text_shape(j).has_value();
   });
   return text;
 }
