@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <exception>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -35,6 +36,7 @@ inline double median(std::vector<double> v) {
 struct ModelSize {
   int hidden = 512, layers = 8, heads = 8, kv_heads = 8, intermediate = 1024, vocab = 4096;
   int max_positions = 256;
+  std::string family = "llama";  // model_type: llama, qwen2 (q/k/v biases) or qwen3 (head norms)
 };
 
 inline void add_model_options(boost::program_options::options_description& desc, ModelSize& s) {
@@ -45,7 +47,9 @@ inline void add_model_options(boost::program_options::options_description& desc,
       ("heads", po::value(&s.heads)->default_value(s.heads), "attention heads")
       ("kv-heads", po::value(&s.kv_heads)->default_value(s.kv_heads), "key/value heads")
       ("intermediate", po::value(&s.intermediate)->default_value(s.intermediate), "MLP width")
-      ("vocab", po::value(&s.vocab)->default_value(s.vocab), "vocabulary size");
+      ("vocab", po::value(&s.vocab)->default_value(s.vocab), "vocabulary size")
+      ("family", po::value(&s.family)->default_value(s.family),
+       "model_type: llama, qwen2 (q/k/v biases) or qwen3 (head norms)");
 }
 
 // Parses the options; false after printing --help (on rank 0).
@@ -74,7 +78,7 @@ inline int bench_main(int argc, char** argv, int (*run)(int, char**, parallel::C
 
 inline model::ModelConfig make_config(const ModelSize& s) {
   return model::ModelConfig::from_json(
-      cat("{\"vocab_size\": ", s.vocab, ", \"hidden_size\": ", s.hidden,
+      cat("{\"model_type\": \"", s.family, "\", \"vocab_size\": ", s.vocab, ", \"hidden_size\": ", s.hidden,
           ", \"intermediate_size\": ", s.intermediate, ", \"num_hidden_layers\": ", s.layers,
           ", \"num_attention_heads\": ", s.heads, ", \"num_key_value_heads\": ", s.kv_heads,
           ", \"max_position_embeddings\": ", s.max_positions, ", \"rms_norm_eps\": 1e-5}"),
