@@ -48,6 +48,14 @@ class TimedKernels final : public kernels::Kernels {
                             float eps) const override {
     time("rmsnorm", [&] { inner_.rmsnorm_forward_bf16(out, rstd, x, w, n, dim, eps); });
   }
+  void rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x, const float* w, Index n,
+                               Index dim, float eps) const override {
+    time("rmsnorm", [&] { inner_.rmsnorm_forward_bf16_in(out, rstd, x, w, n, dim, eps); });
+  }
+  void rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x, const float* w,
+                                const float* rstd, Index n, Index dim) const override {
+    time("rmsnorm", [&] { inner_.rmsnorm_backward_bf16_in(dx, dw, dout, x, w, rstd, n, dim); });
+  }
   void swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
                            Index n) const override {
     time("swiglu", [&] { inner_.swiglu_forward_bf16(out, gate, up, n); });

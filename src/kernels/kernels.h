@@ -68,6 +68,12 @@ class Kernels {
   // output only products read: no float32 copy is kept.
   virtual void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x,
                                     const float* w, Index n, Index dim, float eps) const = 0;
+  // The same over a bf16 x (widened as read): Qwen3's head norms of the bf16 q and k products.
+  virtual void rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x, const float* w,
+                                       Index n, Index dim, float eps) const = 0;
+  // rmsnorm_backward over a bf16 x (widened as read).
+  virtual void rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x,
+                                        const float* w, const float* rstd, Index n, Index dim) const = 0;
   // swiglu_forward / swiglu_backward over bf16 gate and up (widened as read, then the float32
   // arithmetic): the forward's output rounded to bf16, the backward's gradients float32.
   virtual void swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate,

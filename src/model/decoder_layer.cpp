@@ -24,19 +24,21 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
   const auto t = workspace_.carve(
       device, {hidden, f32(hidden), per_row, f32(q_shape), f32(kv_shape), f32(kv_shape), {probs_size}, f32(q_shape),
-               hidden, f32(hidden), per_row, f32(mlp), f32(mlp), f32(mlp), qk(q_shape), qk(kv_shape),
+               hidden, f32(hidden), per_row, f32(mlp), f32(mlp), f32(mlp), qk(f32(q_shape)), qk(f32(kv_shape)),
                qk({rows * d.heads}), qk({rows * d.kv_heads})});
   x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = t[10];
+  q_raw = k_raw = q_raw_bf16 = k_raw_bf16 = rstd_q = rstd_k = Tensor();
   if (qk_norm) {
-    q_raw = t[14], k_raw = t[15], rstd_q = t[16], rstd_k = t[17];
-  } else {
-    q_raw = k_raw = rstd_q = rstd_k = Tensor();
+    rstd_q = t[16], rstd_k = t[17];
+    if (!mixed) q_raw = t[14], k_raw = t[15];
   }
   if (mixed) {
     const auto h = workspace_bf16_.carve(
-        device, {hidden, q_shape, kv_shape, kv_shape, q_shape, hidden, mlp, mlp, mlp}, 1, DType::BF16);
+        device, {hidden, q_shape, kv_shape, kv_shape, q_shape, hidden, mlp, mlp, mlp, qk(q_shape), qk(kv_shape)}, 1,
+        DType::BF16);
     n1_bf16 = h[0], q_bf16 = h[1], k_bf16 = h[2], v_bf16 = h[3], attn_bf16 = h[4];
     n2_bf16 = h[5], gate_bf16 = h[6], up_bf16 = h[7], act_bf16 = h[8];
+    if (qk_norm) q_raw_bf16 = h[9], k_raw_bf16 = h[10];
     n1 = q = k = v = attn = n2 = gate = up = act = Tensor();
   } else {
     n1 = t[1], q = t[3], k = t[4], v = t[5], attn = t[7], n2 = t[9], gate = t[11], up = t[12], act = t[13];
@@ -114,13 +116,13 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
   }
 }
 
-// Qwen3's RMSNorm of each head (rows x heads rows of head_dim) from the product's float32 output
-// `raw` into the attention's input: float32, or in mixed precision its bf16 rounding alone.
+// Qwen3's RMSNorm of each head (rows x heads rows of head_dim) from the product's output `raw`
+// into the attention's input: float32, or in mixed precision bf16 from bf16 (raw16).
 void head_norm_forward(const ModelContext& ctx, const Tensor& out, const Tensor& out16, const Tensor& rstd,
-                       const Tensor& raw, const Tensor& w, std::int64_t rows) {
+                       const Tensor& raw, const Tensor& raw16, const Tensor& w, std::int64_t rows) {
   const std::int64_t hd = ctx.dims.head_dim;
   if (out16.defined()) {
-    ctx.k.rmsnorm_forward_bf16(out16.bf16(), rstd.f32(), raw.f32(), w.f32(), rows, hd, ctx.config.rms_norm_eps);
+    ctx.k.rmsnorm_forward_bf16_in(out16.bf16(), rstd.f32(), raw16.bf16(), w.f32(), rows, hd, ctx.config.rms_norm_eps);
   } else {
     ctx.k.rmsnorm_forward(out.f32(), rstd.f32(), raw.f32(), w.f32(), rows, hd, ctx.config.rms_norm_eps);
   }
@@ -137,10 +139,16 @@ void head_norms_backward(const ModelContext& ctx, const BatchGeometry& b, const 
   s.dk_raw.zero_();
   s.d_head_norms.zero_();
   float* dw = s.d_head_norms.f32();
-  k.rmsnorm_backward(s.dq_raw.f32(), dw, s.dq.f32(), a.q_raw.f32(), w.q_norm.f32(), a.rstd_q.f32(), b.rows * d.heads,
-                     hd);
-  k.rmsnorm_backward(s.dk_raw.f32(), dw + hd, s.dk.f32(), a.k_raw.f32(), w.k_norm.f32(), a.rstd_k.f32(),
-                     b.rows * d.kv_heads, hd);
+  const auto norm_backward = [&](const Tensor& d_raw, float* d_weight, const Tensor& d_out, const Tensor& raw,
+                                 const Tensor& raw16, const Tensor& weight, const Tensor& rstd, std::int64_t rows) {
+    if (raw16.defined()) {
+      k.rmsnorm_backward_bf16_in(d_raw.f32(), d_weight, d_out.f32(), raw16.bf16(), weight.f32(), rstd.f32(), rows, hd);
+    } else {
+      k.rmsnorm_backward(d_raw.f32(), d_weight, d_out.f32(), raw.f32(), weight.f32(), rstd.f32(), rows, hd);
+    }
+  };
+  norm_backward(s.dq_raw, dw, s.dq, a.q_raw, a.q_raw_bf16, w.q_norm, a.rstd_q, b.rows * d.heads);
+  norm_backward(s.dk_raw, dw + hd, s.dk, a.k_raw, a.k_raw_bf16, w.k_norm, a.rstd_k, b.rows * d.kv_heads);
   ctx.tp.all_reduce(dw, static_cast<std::size_t>(2 * hd));
   k.add_inplace(g.q_norm.f32(), dw, hd);
   k.add_inplace(g.k_norm.f32(), dw + hd, hd);
@@ -177,15 +185,15 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   // Attention half.
   const ColumnInput in1 =
       norm_into_column_parallel(ctx, b, a.n1, a.n1_bf16, a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
-  // Qwen3: the q and k products in float32, then each head normed into q and k.
+  // Qwen3: the q and k products first, then each head normed into q and k.
   const bool head_norms = w.q_norm.defined();
-  linear_forward_into(ctx, head_norms ? a.q_raw : a.q, head_norms ? Tensor() : a.q_bf16, in1.x, in1.x16, w.q_proj,
-                      w.bf16.q_proj, w.q_bias, n, h, d.q_width());
-  linear_forward_into(ctx, head_norms ? a.k_raw : a.k, head_norms ? Tensor() : a.k_bf16, in1.x, in1.x16, w.k_proj,
-                      w.bf16.k_proj, w.k_bias, n, h, d.kv_width());
+  linear_forward_into(ctx, head_norms ? a.q_raw : a.q, head_norms ? a.q_raw_bf16 : a.q_bf16, in1.x, in1.x16,
+                      w.q_proj, w.bf16.q_proj, w.q_bias, n, h, d.q_width());
+  linear_forward_into(ctx, head_norms ? a.k_raw : a.k, head_norms ? a.k_raw_bf16 : a.k_bf16, in1.x, in1.x16,
+                      w.k_proj, w.bf16.k_proj, w.k_bias, n, h, d.kv_width());
   if (head_norms) {
-    head_norm_forward(ctx, a.q, a.q_bf16, a.rstd_q, a.q_raw, w.q_norm, n * d.heads);
-    head_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, w.k_norm, n * d.kv_heads);
+    head_norm_forward(ctx, a.q, a.q_bf16, a.rstd_q, a.q_raw, a.q_raw_bf16, w.q_norm, n * d.heads);
+    head_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, a.k_raw_bf16, w.k_norm, n * d.kv_heads);
   }
   linear_forward_into(ctx, a.v, a.v_bf16, in1.x, in1.x16, w.v_proj, w.bf16.v_proj, w.v_bias, n, h, d.kv_width());
   self_attention_forward(ctx, b, a, cache);

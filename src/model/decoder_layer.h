@@ -29,9 +29,10 @@ struct LayerActivations {
   // read them so); undefined in float32. n1, q, k, v, attn, n2, gate, up and act then exist in
   // bf16 alone (undefined above): only products and bf16-reading kernels consume them.
   Tensor n1_bf16, q_bf16, k_bf16, v_bf16, attn_bf16, n2_bf16, gate_bf16, up_bf16, act_bf16;
-  // Qwen3 (ModelConfig::qk_norm): the q and k products before the heads' RMSNorm (float32) and
-  // its 1/rms per row and head; q and k (or q_bf16, k_bf16) then hold the normed heads.
-  Tensor q_raw, k_raw, rstd_q, rstd_k;
+  // Qwen3 (ModelConfig::qk_norm): the q and k products before the heads' RMSNorm -- float32, or
+  // in mixed precision bf16 alone (q_raw_bf16, k_raw_bf16: as Hugging Face's bf16 model rounds
+  // them) -- and its 1/rms per row and head; q and k (or q_bf16, k_bf16) then hold the normed heads.
+  Tensor q_raw, k_raw, q_raw_bf16, k_raw_bf16, rstd_q, rstd_k;
 
   // Points the tensors at buffers for batch `b`'s rows (the residual stream, the norms' outputs
   // and statistics for b.residual_rows(), the rest for b.rows) and `probs_size` attention

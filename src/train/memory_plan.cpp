@@ -61,8 +61,7 @@ struct Rows {
 // generation) attention keeps its probabilities (`keep_probs`) or a log-sum-exp per head and row.
 // Everything but the residual stream and the norms' statistics -- both norms' outputs, q, k, v,
 // the attention output, the MLP's gate, up and SwiGLU -- is at the activation size (bf16 with
-// bf16 products); the rest is float32 (with Qwen3's head norms, q and k before them and their
-// statistics too).
+// bf16 products), and so are Qwen3's q and k before its head norms; the rest is float32.
 Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t seqs, std::int64_t seq,
                            bool keep_probs, bool attention_state, bool qk_norm) {
   const std::int64_t rows = r.all;
@@ -71,9 +70,9 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
           3 * aligned(rows * d.intermediate);
   // Residual in and mid, the norms' 1/rms.
   e.f32 = 2 * aligned(r.residual * d.hidden) + 2 * aligned(r.residual);
-  if (qk_norm) {
-    e.f32 += aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(rows * d.heads) +
-             aligned(rows * d.kv_heads);
+  if (qk_norm) {  // q and k before the head norms (at the activation size) and their statistics
+    e.act += aligned(rows * d.q_width()) + aligned(rows * d.kv_width());
+    e.f32 += aligned(rows * d.heads) + aligned(rows * d.kv_heads);
   }
   if (!attention_state) return e;
   e.f32 += keep_probs ? aligned(seqs * seq * seq * d.heads) : aligned(rows * d.heads);

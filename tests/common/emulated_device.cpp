@@ -225,6 +225,17 @@ void EmulatedKernels::rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, cons
   cpu_->rmsnorm_forward_bf16(dev(out, n * dim, "rmsnorm out"), dev(rstd, n, "rmsnorm rstd"),
                              dev(x, n * dim, "rmsnorm x"), dev(w, dim, "rmsnorm w"), n, dim, eps);
 }
+void EmulatedKernels::rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x,
+                                              const float* w, Index n, Index dim, float eps) const {
+  cpu_->rmsnorm_forward_bf16_in(dev(out, n * dim, "rmsnorm out"), dev(rstd, n, "rmsnorm rstd"),
+                                dev(x, n * dim, "rmsnorm x"), dev(w, dim, "rmsnorm w"), n, dim, eps);
+}
+void EmulatedKernels::rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x,
+                                               const float* w, const float* rstd, Index n, Index dim) const {
+  cpu_->rmsnorm_backward_bf16_in(dev(dx, n * dim, "rmsnorm dx"), dev(dw, dim, "rmsnorm dw"),
+                                 dev(dout, n * dim, "rmsnorm dout"), dev(x, n * dim, "rmsnorm x"),
+                                 dev(w, dim, "rmsnorm w"), dev(rstd, n, "rmsnorm rstd"), n, dim);
+}
 void EmulatedKernels::swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate,
                                           const std::uint16_t* up, Index n) const {
   cpu_->swiglu_forward_bf16(dev(out, n, "swiglu out"), dev(gate, n, "swiglu gate"),

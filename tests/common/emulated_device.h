@@ -114,6 +114,10 @@ class EmulatedKernels final : public kernels::Kernels {
                        Index dim, float eps) const override;
   void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
                             Index n, Index dim, float eps) const override;
+  void rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x, const float* w, Index n,
+                               Index dim, float eps) const override;
+  void rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x, const float* w,
+                                const float* rstd, Index n, Index dim) const override;
   void swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
                            Index n) const override;
   void swiglu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,

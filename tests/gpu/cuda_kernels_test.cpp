@@ -165,6 +165,27 @@ TEST_F(Fixture, RmsNormForwardAndBackward) {
   }
 }
 
+// Over a bf16 x (Qwen3's head norms, rows of head_dim): the CPU's widened-x reference.
+TEST_F(Fixture, RmsNormOverBf16InputForwardAndBackward) {
+  for (Index dim : {64, 128}) {
+    const Index n = 1000;
+    const auto x16 = to_bf16_host(random(n * dim));
+    auto w = random(dim, 0.5f, 1.5f), dout = random(n * dim), dx = random(n * dim), dw = random(dim);
+    std::vector<std::uint16_t> out16(n * dim);
+    std::vector<float> rstd(n);
+    cpu.rmsnorm_forward_bf16_in(out16.data(), rstd.data(), x16.data(), w.data(), n, dim, 1e-6f);
+    PooledBuffer gx16 = cuda::upload(x16), gout16 = poisoned_bf16(static_cast<std::size_t>(n * dim));
+    Dev gw(w), grstd = poisoned(n), gdout(dout), gdx(dx), gdw(dw);
+    gpu.rmsnorm_forward_bf16_in(gout16.as<std::uint16_t>(), grstd.f(), gx16.as<std::uint16_t>(), gw.f(), n, dim, 1e-6f);
+    EXPECT_BF16_CLOSE(download_bf16(gpu, gout16, static_cast<std::size_t>(n * dim)), widen(out16)) << dim;
+    EXPECT_CLOSE(grstd.get(gpu), rstd) << dim;
+    cpu.rmsnorm_backward_bf16_in(dx.data(), dw.data(), dout.data(), x16.data(), w.data(), rstd.data(), n, dim);
+    gpu.rmsnorm_backward_bf16_in(gdx.f(), gdw.f(), gdout.f(), gx16.as<std::uint16_t>(), gw.f(), grstd.f(), n, dim);
+    EXPECT_CLOSE(gdx.get(gpu), dx) << dim;
+    EXPECT_CLOSE(gdw.get(gpu), dw) << dim;
+  }
+}
+
 TEST_F(Fixture, RopeForwardAndBackward) {
   const Index n = 77, heads = 6, head_dim = 64, half = 32, max_pos = 200;
   auto x = random(n * heads * head_dim), cos = random(max_pos * half), sin = random(max_pos * half);

@@ -78,6 +78,10 @@ class CpuKernels final : public Kernels {
                                const float* bias, Index n, Index in, Index out) const override;
   void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
                             Index n, Index dim, float eps) const override;
+  void rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x, const float* w, Index n,
+                               Index dim, float eps) const override;
+  void rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x, const float* w,
+                                const float* rstd, Index n, Index dim) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                        const float* up, Index n) const override;
   void logits_max(float* row_max, const float* logits, Index n, Index ld,

@@ -40,6 +40,17 @@ void CpuKernels::rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const flo
   rmsnorm_rows(out, rstd, x, w, n, dim, eps);
 }
 
+// bf16 x: widened (exact), then the float32 kernels.
+void CpuKernels::rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x, const float* w,
+                                         Index n, Index dim, float eps) const {
+  rmsnorm_rows(out, rstd, cpu::widen(x, n * dim).data(), w, n, dim, eps);
+}
+
+void CpuKernels::rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x,
+                                          const float* w, const float* rstd, Index n, Index dim) const {
+  rmsnorm_backward(dx, dw, dout, cpu::widen(x, n * dim).data(), w, rstd, n, dim);
+}
+
 void CpuKernels::rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x,
                                   const float* w, const float* rstd, Index n, Index dim) const {
   for (Index i = 0; i < n; ++i) {

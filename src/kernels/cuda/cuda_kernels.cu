@@ -97,15 +97,37 @@ void CudaKernels::rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const fl
   SPIN_CUDA_CHECK_LAUNCH("rmsnorm_forward_bf16");
 }
 
-void CudaKernels::rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
-                                   const float* rstd, Index n, Index dim) const {
+void CudaKernels::rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x, const float* w,
+                                          Index n, Index dim, float eps) const {
   if (n == 0) return;
-  rmsnorm_backward_dx_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(dx, dout, x, w, rstd, dim);
+  rmsnorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(
+      reinterpret_cast<__nv_bfloat16*>(out), rstd, reinterpret_cast<const __nv_bfloat16*>(x), w, dim, eps);
+  SPIN_CUDA_CHECK_LAUNCH("rmsnorm_forward_bf16_in");
+}
+
+namespace {
+// RMSNorm's backward over x of element type In: dx by rows, dw by columns over chunks of rows.
+template <class In>
+void launch_rmsnorm_backward(cudaStream_t stream, float* dx, float* dw, const float* dout, const In* x,
+                             const float* w, const float* rstd, Index n, Index dim) {
+  if (n == 0) return;
+  rmsnorm_backward_dx_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(dx, dout, x, w, rstd, dim);
   SPIN_CUDA_CHECK_LAUNCH("rmsnorm_backward (dx)");
   const dim3 grid(static_cast<unsigned>((dim + kThreads - 1) / kThreads),
                   static_cast<unsigned>((n + kRowsPerChunk - 1) / kRowsPerChunk));
-  rmsnorm_backward_dw_kernel<<<grid, kThreads, 0, stream_>>>(dw, dout, x, rstd, n, dim);
+  rmsnorm_backward_dw_kernel<<<grid, kThreads, 0, stream>>>(dw, dout, x, rstd, n, dim);
   SPIN_CUDA_CHECK_LAUNCH("rmsnorm_backward (dw)");
+}
+}  // namespace
+
+void CudaKernels::rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                                   const float* rstd, Index n, Index dim) const {
+  launch_rmsnorm_backward(stream_, dx, dw, dout, x, w, rstd, n, dim);
+}
+
+void CudaKernels::rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x,
+                                           const float* w, const float* rstd, Index n, Index dim) const {
+  launch_rmsnorm_backward(stream_, dx, dw, dout, reinterpret_cast<const __nv_bfloat16*>(x), w, rstd, n, dim);
 }
 
 void CudaKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,

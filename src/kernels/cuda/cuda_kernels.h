@@ -53,6 +53,10 @@ class CudaKernels final : public Kernels {
                           Index vocab_start, Index rows) const override;
   void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, Index n, Index dim,
                        float eps) const override;
+  void rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x, const float* w, Index n,
+                               Index dim, float eps) const override;
+  void rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x, const float* w,
+                                const float* rstd, Index n, Index dim) const override;
   void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
                         Index n, Index dim) const override;
   void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,

@@ -168,40 +168,45 @@ __global__ void to_f32_kernel(float* out, const __nv_bfloat16* in, long long n) 
   SPIN_GRID_STRIDE(i, n) out[i] = __bfloat162float(in[i]);
 }
 // ---- row reductions: one block per row ---------------------------------------------------
-template <class Out>
-__global__ void rmsnorm_forward_kernel(Out* out, float* rstd, const float* x, const float* w, long long dim,
+// x float32, or bf16 widened as read (Qwen3's head norms); the output float32 or bf16.
+template <class Out, class In = float>
+__global__ void rmsnorm_forward_kernel(Out* out, float* rstd, const In* x, const float* w, long long dim,
                                        float eps) {
   __shared__ float shared[32];
-  const float* xi = x + blockIdx.x * dim;
+  const In* xi = x + blockIdx.x * dim;
   float ss = 0.0f;
-  for (long long j = threadIdx.x; j < dim; j += blockDim.x) ss += xi[j] * xi[j];
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) ss += load(xi + j) * load(xi + j);
   ss = block_sum(ss, shared);
   const float r = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
   if (threadIdx.x == 0) rstd[blockIdx.x] = r;
   Out* oi = out + blockIdx.x * dim;
-  for (long long j = threadIdx.x; j < dim; j += blockDim.x) store(oi + j, xi[j] * r * w[j]);
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) store(oi + j, load(xi + j) * r * w[j]);
 }
-__global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dout, const float* x, const float* w,
+template <class In>
+__global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dout, const In* x, const float* w,
                                            const float* rstd, long long dim) {
   __shared__ float shared[32];
   const long long at = blockIdx.x * dim;
   float dot = 0.0f;
-  for (long long j = threadIdx.x; j < dim; j += blockDim.x) dot += dout[at + j] * w[j] * x[at + j];
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) dot += dout[at + j] * w[j] * load(x + at + j);
   dot = block_sum(dot, shared);
   const float r = rstd[blockIdx.x];
   const float c = r * r * dot / static_cast<float>(dim);
-  for (long long j = threadIdx.x; j < dim; j += blockDim.x) dx[at + j] += r * (dout[at + j] * w[j] - x[at + j] * c);
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) {
+    dx[at + j] += r * (dout[at + j] * w[j] - load(x + at + j) * c);
+  }
 }
 // dw[j] += sum_i dout[i, j] x[i, j] rstd[i]: a thread per column over a chunk of rows (coalesced
 // across columns), chunks combined with one atomic per column.
 constexpr long long kRowsPerChunk = 256;
-__global__ void rmsnorm_backward_dw_kernel(float* dw, const float* dout, const float* x, const float* rstd,
+template <class In>
+__global__ void rmsnorm_backward_dw_kernel(float* dw, const float* dout, const In* x, const float* rstd,
                                            long long n, long long dim) {
   const long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
   if (j >= dim) return;
   const long long begin = blockIdx.y * kRowsPerChunk, end = min(n, begin + kRowsPerChunk);
   float acc = 0.0f;
-  for (long long i = begin; i < end; ++i) acc += dout[i * dim + j] * x[i * dim + j] * rstd[i];
+  for (long long i = begin; i < end; ++i) acc += dout[i * dim + j] * load(x + i * dim + j) * rstd[i];
   atomicAdd(dw + j, acc);
 }
 // Row i of matrix blockIdx.y ([rows, cols], `stride` apart) sees columns [0, offset + i]:

@@ -69,6 +69,29 @@ TEST(CudaKernelsEmulated, RmsNormForwardAndBackward) {
   cpu.rmsnorm_backward(ignored.data(), want_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), n, dim);
   EXPECT_LT(testing::relative_error(dx, want_dx), 1e-5);
   EXPECT_LT(testing::relative_error(dw, want_dw), 1e-5);
+
+  // Over a bf16 x (Qwen3's head norms): the same kernels reading it widened, against the CPU's.
+  std::vector<__nv_bfloat16> x16(rows * dim);
+  std::vector<std::uint16_t> x16_bits(rows * dim);
+  for (std::size_t i = 0; i < x16.size(); ++i) x16[i].bits = x16_bits[i] = f32_to_bf16(x[i]);
+  std::vector<__nv_bfloat16> o16(rows * dim, __nv_bfloat16{0xFFFF});
+  std::vector<std::uint16_t> want_o16(rows * dim);
+  std::vector<float> rstd16(rows, NAN), want_rstd16(rows);
+  run(rows, [&] { dev::rmsnorm_forward_kernel<__nv_bfloat16>(o16.data(), rstd16.data(), x16.data(), w.data(), dim, 1e-5f); });
+  cpu.rmsnorm_forward_bf16_in(want_o16.data(), want_rstd16.data(), x16_bits.data(), w.data(), rows, dim, 1e-5f);
+  EXPECT_LT(testing::relative_error(rstd16, want_rstd16), 1e-5);
+  differ = 0;
+  for (std::size_t i = 0; i < want_o16.size(); ++i) differ += o16[i].bits != want_o16[i];
+  EXPECT_LE(differ, rows * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
+  auto dx16 = testing::random_uniform(rows * dim, 6), dw16 = testing::random_uniform(dim, 7);
+  auto want_dx16 = dx16, want_dw16 = dw16;
+  run(rows, [&] { dev::rmsnorm_backward_dx_kernel(dx16.data(), dout.data(), x16.data(), w.data(), want_rstd16.data(), dim); });
+  run(1, [&] { dev::rmsnorm_backward_dw_kernel(dw16.data(), dout.data(), x16.data(), want_rstd16.data(), rows, dim); },
+      dim3((dim + kThreads - 1) / kThreads, (rows + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk));
+  cpu.rmsnorm_backward_bf16_in(want_dx16.data(), want_dw16.data(), dout.data(), x16_bits.data(), w.data(),
+                               want_rstd16.data(), rows, dim);
+  EXPECT_LT(testing::relative_error(dx16, want_dx16), 1e-5);
+  EXPECT_LT(testing::relative_error(dw16, want_dw16), 1e-5);
 }
 
 // The element-wise kernels on bf16 and float32: RoPE in place on bf16 q/k (positions up to the
