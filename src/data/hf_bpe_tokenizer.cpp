@@ -265,6 +265,13 @@ struct HfBpeTokenizer::Loader {
     };
     t.bos_ = special("bos_token");
     t.eos_ = special("eos_token");
+    // A string, or (some models) a list of named templates of which "default" is the one.
+    if (c.contains("chat_template") && c["chat_template"].is_string()) t.chat_template_ = c["chat_template"];
+    if (c.contains("chat_template") && c["chat_template"].is_array()) {
+      for (const json& named : c["chat_template"]) {
+        if (named.is_object() && named.value("name", "") == "default") t.chat_template_ = named.value("template", "");
+      }
+    }
   }
 };
 

@@ -20,6 +20,9 @@ std::int32_t special(const Tokenizer& t, PromptTemplate p, const std::string& to
   return *id;
 }
 
+// Qwen2.5-Instruct's default system message.
+constexpr const char* kQwen25System = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+
 bool is_llama3(PromptTemplate p) { return p == PromptTemplate::Llama3 || p == PromptTemplate::Llama31; }
 
 bool is_chatml(PromptTemplate p) {
@@ -60,7 +63,10 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
     return has_tokens(tokenizer, {"<|eom_id|>"}) ? PromptTemplate::Llama31 : PromptTemplate::Llama3;
   }
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>", "<think>", "</think>"})) return PromptTemplate::Qwen3;
-  if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>"})) return PromptTemplate::ChatMl;
+  if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>"})) {
+    const bool qwen25 = tokenizer->chat_template().find(kQwen25System) != std::string::npos;
+    return qwen25 ? PromptTemplate::Qwen25 : PromptTemplate::ChatMl;
+  }
   return PromptTemplate::Chat;
 }
 
@@ -90,7 +96,7 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
       append(ids, t.encode("\n"));
     };
     if (prompt_template == PromptTemplate::Qwen25 && (messages.empty() || messages.front().role != "system")) {
-      turn("system", "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
+      turn("system", kQwen25System);
     }
     for (const Message& m : messages) turn(m.role, m.content);
     ids.push_back(start);

@@ -1,7 +1,8 @@
 // Prompt templates: how a conversation becomes the token ids that precede the response.
 //   auto  (default) llama3.1 when the tokenizer has Llama 3.1's chat tokens (<|eom_id|> too),
 //         llama3 when it has Llama 3's, qwen3 when it has ChatML's and <think> </think> (Qwen3),
-//         chatml when it has ChatML's (Qwen2), chat otherwise
+//         qwen2.5 when it has ChatML's and its chat template writes Qwen2.5's default system
+//         message, chatml when it has ChatML's (Qwen2), chat otherwise
 //   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"

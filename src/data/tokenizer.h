@@ -36,6 +36,9 @@ class Tokenizer {
 
   std::optional<std::int32_t> bos_id() const { return bos_; }
   std::optional<std::int32_t> eos_id() const { return eos_; }
+  // The model's Jinja chat template (tokenizer_config.json's chat_template), if the tokenizer's
+  // files have one: read for what it says, never run.
+  const std::string& chat_template() const { return chat_template_; }
   // The model's config.json has the last word on BOS/EOS (Hugging Face's rule) -- but a
   // tokenizer that puts no BOS in front of a text (Qwen2's: tokenizer_config.json's bos_token is
   // null, while config.json names <|endoftext|>) keeps putting none.
@@ -50,6 +53,7 @@ class Tokenizer {
 
  protected:
   std::optional<std::int32_t> bos_, eos_;
+  std::string chat_template_;
 };
 
 // Bytes as ids: byte b is id offset + b; ids below offset are specials (0 padding, 1 BOS,

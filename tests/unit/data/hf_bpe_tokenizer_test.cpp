@@ -132,7 +132,8 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   EXPECT_NE(e.find("the chatml prompt template needs the token <|im_start|>"), std::string::npos) << e;
 }
 
-// The default template, auto: llama3 or chatml for a tokenizer with their chat tokens, chat otherwise.
+// The default template, auto: by the tokenizer's chat tokens (and for Qwen2.5, its chat template's
+// default system message), chat otherwise.
 TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
   const ByteTokenizer bytes;
@@ -144,6 +145,23 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   EXPECT_EQ(choose_prompt_template("auto", qwen.get()), PromptTemplate::ChatMl);
   EXPECT_EQ(choose_prompt_template("chatml", nullptr), PromptTemplate::ChatMl);
   EXPECT_EQ(choose_prompt_template("qwen2.5", nullptr), PromptTemplate::Qwen25);
+  // Qwen2.5-Instruct: its chat template (tokenizer_config.json) writes its default system message.
+  const fs::path dir = fs::temp_directory_path() / "spin_qwen25_template_test";
+  fs::create_directories(dir);
+  fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen2/tokenizer.json", dir / "tokenizer.json",
+                fs::copy_options::overwrite_existing);
+  for (const nlohmann::json& chat_template :
+       {nlohmann::json("{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+                       "assistant.<|im_end|>\\n' }}"),
+        nlohmann::json::array({{{"name", "tool_use"}, {"template", "..."}},
+                               {{"name", "default"}, {"template", "You are Qwen, created by Alibaba Cloud. You are a "
+                                                                 "helpful assistant."}}})}) {
+    std::ofstream(dir / "tokenizer_config.json")
+        << nlohmann::json{{"eos_token", "<|im_end|>"}, {"chat_template", chat_template}}.dump();
+    const auto qwen25 = Tokenizer::load(dir.string());
+    EXPECT_EQ(choose_prompt_template("auto", qwen25.get()), PromptTemplate::Qwen25) << chat_template.dump();
+  }
+  fs::remove_all(dir);
   const auto llama31 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama31");
   EXPECT_EQ(choose_prompt_template("auto", llama31.get()), PromptTemplate::Llama31);
   const auto qwen3 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen3");
