@@ -60,8 +60,8 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
                              PromptTemplate prompt_template, const LengthLimits& limits,
                              std::int64_t vocab_size, bool skip_bad_lines = false);
 
-// Whether the JSONL file's first record is text (a text pair, chat messages or NeMo
-// conversations) rather than token ids.
+// Whether the JSONL file's first record is text (a text pair, chat messages, NeMo
+// conversations or a SPIN data set's record) rather than token ids.
 bool holds_text(const std::string& path);
 
 // Prompts to generate from (spin generate), one per line, each {"prompt": [ids]} (or

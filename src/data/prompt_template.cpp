@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <iterator>
+#include <string>
 
 #include "core/error.h"
 
@@ -50,15 +52,15 @@ void llama3_header(std::vector<std::int32_t>& ids, const std::string& role, cons
 }  // namespace
 
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer) {
-  if (name == "chat") return PromptTemplate::Chat;
-  if (name == "plain") return PromptTemplate::Plain;
-  if (name == "llama3") return PromptTemplate::Llama3;
-  if (name == "llama3.1") return PromptTemplate::Llama31;
-  if (name == "chatml") return PromptTemplate::ChatMl;
-  if (name == "qwen2.5") return PromptTemplate::Qwen25;
-  if (name == "qwen3") return PromptTemplate::Qwen3;
-  require(name == "auto", "unknown prompt template \"", name,
-          "\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5 or qwen3)");
+  constexpr PromptTemplate kAll[] = {PromptTemplate::Chat,   PromptTemplate::Plain,  PromptTemplate::Llama3,
+                                     PromptTemplate::Llama31, PromptTemplate::ChatMl, PromptTemplate::Qwen25,
+                                     PromptTemplate::Qwen3};
+  std::string choices = "auto";
+  for (std::size_t i = 0; i < std::size(kAll); ++i) {
+    if (name == prompt_template_name(kAll[i])) return kAll[i];
+    choices += (i + 1 < std::size(kAll) ? ", " : " or ") + std::string(prompt_template_name(kAll[i]));
+  }
+  require(name == "auto", "unknown prompt template \"", name, "\" (", choices, ")");
   if (has_tokens(tokenizer, {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"})) {
     return has_tokens(tokenizer, {"<|eom_id|>"}) ? PromptTemplate::Llama31 : PromptTemplate::Llama3;
   }
