@@ -289,8 +289,10 @@ HfBpeTokenizer::HfBpeTokenizer(const std::string& path) : path_(path) {
 }
 
 std::optional<std::int32_t> HfBpeTokenizer::token_id(const std::string& token) const {
-  for (const AddedToken& a : added_) {
-    if (a.content == token) return a.id;
+  if (!token.empty()) {  // added tokens, through encode's index by first byte
+    for (std::uint16_t k : added_by_byte_[static_cast<unsigned char>(token[0])]) {
+      if (added_[k].content == token) return added_[k].id;
+    }
   }
   const auto it = vocab_.find(token);
   return it == vocab_.end() ? std::nullopt : std::optional<std::int32_t>(it->second);
