@@ -85,8 +85,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     for (const auto& e : data.examples) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(e.response.size()));
     greedy.sampling.greedy = true;
     greedy.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : longest;
-    for (std::int64_t id : mc.eos_token_ids) greedy.eos_ids.push_back(static_cast<std::int32_t>(id));
-    if (tokenizer) add_stop_id(greedy.eos_ids, data::response_end(tmpl, *tokenizer));
+    greedy.eos_ids = stop_ids(mc, tokenizer.get(), tmpl);
     greedy.validate(mc.vocab_size);
     for (const auto& e : data.examples) {
       require(static_cast<std::int64_t>(e.prompt.size()) + greedy.max_new_tokens <= mc.max_sequence_length(),

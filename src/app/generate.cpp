@@ -165,8 +165,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     tokenizer = load_tokenizer(o.model, shard->config);
     const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());
     if (!o.eos_given) {
-      for (std::int64_t id : shard->config.eos_token_ids) o.params.eos_ids.push_back(static_cast<std::int32_t>(id));
-      if (tokenizer) add_stop_id(o.params.eos_ids, data::response_end(tmpl, *tokenizer));
+      o.params.eos_ids = stop_ids(shard->config, tokenizer.get(), tmpl);
     }
     o.params.validate(shard->config.vocab_size);
     prompts = data::load_prompts(o.input, tokenizer.get(), tmpl);

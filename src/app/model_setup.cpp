@@ -41,8 +41,14 @@ std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
   return tokenizer;
 }
 
-void add_stop_id(std::vector<std::int32_t>& stop_ids, std::optional<std::int32_t> id) {
-  if (id && std::find(stop_ids.begin(), stop_ids.end(), *id) == stop_ids.end()) stop_ids.push_back(*id);
+std::vector<std::int32_t> stop_ids(const model::ModelConfig& config, const data::Tokenizer* tokenizer,
+                                   data::PromptTemplate prompt_template) {
+  std::vector<std::int32_t> ids;
+  for (std::int64_t id : config.eos_token_ids) ids.push_back(static_cast<std::int32_t>(id));
+  const std::optional<std::int32_t> end =
+      tokenizer ? data::response_end(prompt_template, *tokenizer) : std::nullopt;
+  if (end && std::find(ids.begin(), ids.end(), *end) == ids.end()) ids.push_back(*end);
+  return ids;
 }
 
 std::vector<std::string> tokenizer_files(const std::string& dir) {

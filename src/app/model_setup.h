@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "data/prompt_template.h"
 #include "data/tokenizer.h"
 #include "model/config.h"
 #include "model/stage.h"
@@ -35,9 +36,10 @@ ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int t
 std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
                                                 const model::ModelConfig& config);
 
-// Adds `id`, when there is one, to a generation's stop ids unless it is among them already (the
-// token that ends the template's responses: data::response_end).
-void add_stop_id(std::vector<std::int32_t>& stop_ids, std::optional<std::int32_t> id);
+// The ids a generation stops at: config.json's EOS ids, and the token that ends the template's
+// responses (data::response_end) when the model has a tokenizer and it is not among them.
+std::vector<std::int32_t> stop_ids(const model::ModelConfig& config, const data::Tokenizer* tokenizer,
+                                   data::PromptTemplate prompt_template);
 
 // The tokenizer files (SentencePiece or byte-level model, tokenizer and generation configs)
 // present in `dir`, as paths.

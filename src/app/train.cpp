@@ -260,8 +260,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     g.max_new_tokens = c.max_new_tokens;
     g.min_new_tokens = c.min_new_tokens;
     g.seed = c.sampling_seed;
-    for (std::int64_t id : mc.eos_token_ids) g.eos_ids.push_back(static_cast<std::int32_t>(id));
-    if (tokenizer) add_stop_id(g.eos_ids, data::response_end(tmpl, *tokenizer));  // as the real responses end
+    g.eos_ids = stop_ids(mc, tokenizer.get(), tmpl);  // as the real responses end
     g.validate(mc.vocab_size);
     spin.validate();
     const data::BatchPlan plan(static_cast<std::int64_t>(train_data.examples.size()), c.global_batch_size,
