@@ -2,6 +2,10 @@
 // of a decode step: the longer of reading this rank's weights and KV cache once (at the read
 // bandwidth each rank measures while all ranks read) and its matmul FLOPs at the measured sgemm
 // rate (a roofline: small batches are memory-bound, large ones compute-bound).
+// Then continuous batching against fixed batches: --refill-prompts prompts whose responses
+// end at an EOS drawn from --eos-fraction of the vocabulary (lengths of every size up to
+// --new-tokens), generated --refill-slots at a time either in fixed batches (a batch runs until
+// its longest response ends) or with each finished sequence's slot refilled at once.
 //   OPENBLAS_NUM_THREADS=2 generate_bench                       # TP 1
 //   OPENBLAS_NUM_THREADS=1 mpirun -np 2 generate_bench --tp 2   # TP 2
 #include <boost/program_options.hpp>
@@ -27,6 +31,8 @@ namespace po = boost::program_options;
 struct Options {
   ModelSize size;
   int prompt = 128, new_tokens = 64, tp = 1;
+  int refill_prompts = 64, refill_slots = 8;
+  double eos_fraction = 1.0 / 32;
   std::string batches = "1,8,32";
   bool profile = false;
   app::RuntimeOptions runtime;  // --device, --precision, --attention-backend
@@ -76,6 +82,69 @@ Bandwidth measure_device_bandwidth(const kernels::Kernels& k) {
   return bw;
 }
 
+// --prompt random token ids, keyed by `key`.
+std::vector<std::int32_t> random_prompt(const Options& o, int key) {
+  std::vector<std::int32_t> p(static_cast<std::size_t>(o.prompt));
+  for (int t = 0; t < o.prompt; ++t) {
+    p[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(
+        philox_bits(9, static_cast<std::uint64_t>(key), static_cast<std::uint64_t>(t))[0] %
+        static_cast<std::uint32_t>(o.size.vocab));
+  }
+  return p;
+}
+
+// Time, tokens/s and model calls of --refill-prompts prompts, --refill-slots at a time, in
+// fixed batches and with continuous batching (the same responses either way).
+void compare_refill(const Options& o, parallel::Communicator& world, generate::Generator& generator) {
+  std::vector<std::vector<std::int32_t>> prompts;
+  std::vector<std::uint64_t> ids;
+  for (int b = 0; b < o.refill_prompts; ++b) {
+    prompts.push_back(random_prompt(o, 1000 + b));
+    ids.push_back(static_cast<std::uint64_t>(b));
+  }
+  generate::GenerationParams params;
+  params.max_new_tokens = o.new_tokens;
+  const auto eos_count = std::max(1, static_cast<int>(o.eos_fraction * o.size.vocab));
+  for (int e = 0; e < eos_count; ++e) params.eos_ids.push_back(e * (o.size.vocab / eos_count));
+  struct Run {
+    double seconds = 0.0;
+    std::int64_t steps = 0, tokens = 0;
+  };
+  const auto time_run = [&](bool continuous) {
+    Run r;
+    world.barrier();
+    const auto t0 = Clock::now();
+    const auto slots = static_cast<std::size_t>(o.refill_slots);
+    for (std::size_t b = 0; b < prompts.size(); b += continuous ? prompts.size() : slots) {
+      const std::size_t e = continuous ? prompts.size() : std::min(prompts.size(), b + slots);
+      const std::vector<std::vector<std::int32_t>> part(prompts.begin() + static_cast<std::ptrdiff_t>(b),
+                                                        prompts.begin() + static_cast<std::ptrdiff_t>(e));
+      const std::vector<std::uint64_t> part_ids(ids.begin() + static_cast<std::ptrdiff_t>(b),
+                                                 ids.begin() + static_cast<std::ptrdiff_t>(e));
+      for (const auto& g : generator.generate(part, part_ids, params, {o.refill_slots, {}})) {
+        r.tokens += static_cast<std::int64_t>(g.tokens.size());
+      }
+      r.steps += static_cast<std::int64_t>(generator.stats().rows_per_step.size());
+    }
+    r.seconds = seconds_since(t0);
+    world.all_reduce(&r.seconds, 1, parallel::ReduceOp::Max);
+    return r;
+  };
+  time_run(true);  // warm-up
+  const Run fixed = time_run(false), continuous = time_run(true);
+  if (world.rank() == 0) {
+    std::printf("continuous batching: %d prompts of %d tokens, %d in flight, responses of 1..%d tokens "
+                "(mean %.1f; EOS = %d ids)\n",
+                o.refill_prompts, o.prompt, o.refill_slots, o.new_tokens,
+                static_cast<double>(continuous.tokens) / o.refill_prompts, eos_count);
+    for (const auto& [name, r] : {std::pair{"fixed batches", fixed}, std::pair{"continuous", continuous}}) {
+      std::printf("  %-14s %7.2f s %8.0f tok/s %6lld model calls %6.1f sequences per call\n", name, r.seconds,
+                  static_cast<double>(r.tokens) / r.seconds, static_cast<long long>(r.steps),
+                  static_cast<double>(r.tokens) / static_cast<double>(r.steps));
+    }
+  }
+}
+
 int run(int argc, char** argv, parallel::Communicator& world) {
   Options o;
   po::options_description desc("generate_bench options");
@@ -86,6 +155,12 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("new-tokens", po::value(&o.new_tokens)->default_value(o.new_tokens), "tokens generated per prompt")
       ("batches", po::value(&o.batches)->default_value(o.batches), "comma-separated batch sizes")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
+      ("refill-prompts", po::value(&o.refill_prompts)->default_value(o.refill_prompts),
+       "prompts of the continuous-batching comparison (0: skip it)")
+      ("refill-slots", po::value(&o.refill_slots)->default_value(o.refill_slots),
+       "sequences in flight in the continuous-batching comparison")
+      ("eos-fraction", po::value(&o.eos_fraction)->default_value(o.eos_fraction),
+       "share of the vocabulary that ends a response in that comparison")
       ("profile", po::bool_switch(&o.profile), "print time per kernel over all runs (rank 0)");
   o.runtime.add_to(desc);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
@@ -142,13 +217,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     std::vector<std::vector<std::int32_t>> prompts;
     std::vector<std::uint64_t> ids;
     for (int b = 0; b < batch; ++b) {
-      std::vector<std::int32_t> p(static_cast<std::size_t>(o.prompt));
-      for (int t = 0; t < o.prompt; ++t) {
-        p[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(
-            philox_bits(9, static_cast<std::uint64_t>(b), static_cast<std::uint64_t>(t))[0] %
-            static_cast<std::uint32_t>(o.size.vocab));
-      }
-      prompts.push_back(p);
+      prompts.push_back(random_prompt(o, b));
       ids.push_back(static_cast<std::uint64_t>(b));
     }
     const auto time_generation = [&](int new_tokens) {
@@ -182,6 +251,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
                   100.0 * (decode_tokens / decode_s) / floor_rate, 100.0 * sampling_share);
     }
   }
+  if (o.refill_prompts > 0) compare_refill(o, world, generator);
   runtime.report_memory("after the runs");  // GPUs: the caching allocator's peak
   if (o.profile && world.rank() == 0) {
     double total = 0;

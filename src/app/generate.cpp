@@ -60,7 +60,8 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage, e.g. 3,5")
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
-       "prompts generated together on each data-parallel replica")
+       "sequences generated at once on each data-parallel replica (KV cache slots; a finished one's slot takes "
+       "the next prompt)")
       ("seed", po::value(&g.seed)->default_value(g.seed), "sampling seed")
       ("greedy", po::bool_switch(&g.sampling.greedy), "argmax decoding")
       ("temperature", po::value(&g.sampling.temperature)->default_value(g.sampling.temperature), "sampling temperature (> 0)")
@@ -193,34 +194,27 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
                                       runtime.kernels());
   generate::Generator generator(grid, transformer, weights);
 
-  // This replica's prompts (every dp-th line), generated batch by batch.
-  std::vector<std::size_t> mine;
+  // This replica's prompts (every dp-th line), --batch-size sequences in flight, a finished
+  // one's slot refilled with the next prompt.
+  std::vector<std::vector<std::int32_t>> batch;
+  std::vector<std::uint64_t> ids;
   for (std::size_t i = static_cast<std::size_t>(grid.dp_rank()); i < prompts.size(); i += static_cast<std::size_t>(grid.dp_size())) {
-    mine.push_back(i);
+    batch.push_back(prompts[i]);
+    ids.push_back(i);
   }
   const bool progress = root && isatty(STDERR_FILENO);
   const auto start = std::chrono::steady_clock::now();
-  std::vector<generate::Generation> results;
-  std::int64_t new_tokens = 0;
-  for (std::size_t b = 0; b < mine.size(); b += static_cast<std::size_t>(o.batch_size)) {
-    const std::size_t e = std::min(mine.size(), b + static_cast<std::size_t>(o.batch_size));
-    std::vector<std::vector<std::int32_t>> batch;
-    std::vector<std::uint64_t> ids;
-    for (std::size_t i = b; i < e; ++i) {
-      batch.push_back(prompts[mine[i]]);
-      ids.push_back(mine[i]);
-    }
-    for (auto& g : generator.generate(batch, ids, o.params)) {
-      new_tokens += static_cast<std::int64_t>(g.tokens.size());
-      results.push_back(std::move(g));
-    }
-    if (progress) {
+  generate::Batching batching{o.batch_size, {}};
+  if (progress) {
+    batching.on_finished = [&](std::int64_t done) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::fprintf(stderr, "\rspin generate: %zu/%zu prompts, %.0f tokens/s", e * static_cast<std::size_t>(grid.dp_size()),
-                   prompts.size(), static_cast<double>(new_tokens * grid.dp_size()) / s);
+      std::fprintf(stderr, "\rspin generate: ~%lld/%zu prompts, %.1f prompts/s",
+                   static_cast<long long>(done * grid.dp_size()), prompts.size(),
+                   static_cast<double>(done * grid.dp_size()) / s);
       std::fflush(stderr);
-    }
+    };
   }
+  std::vector<generate::Generation> results = generator.generate(batch, ids, o.params, batching);
   if (progress) std::fputc('\n', stderr);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 

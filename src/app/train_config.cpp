@@ -102,7 +102,7 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("spin.max_steps", &c.max_steps, "stop once this many steps are done in all (0: run to the end); the LR schedule still spans the whole run");
   t.add("spin.global_batch_size", &c.global_batch_size, "prompts per optimizer step, over all data-parallel ranks");
   t.add("spin.micro_batch_size", &c.micro_batch_size, "prompts (real + generated pairs) per micro-batch");
-  t.add("spin.rollout_batch_size", &c.rollout_batch_size, "prompts generated together on each data-parallel replica");
+  t.add("spin.rollout_batch_size", &c.rollout_batch_size, "sequences generated at once on each data-parallel replica (KV cache slots; a finished one's slot takes the next prompt)");
   t.add("spin.ref_logprobs", &c.ref_logprobs, "reference log-probabilities: forward (recomputed) or sampler (from generation)");
   t.add("spin.reuse_generations", &c.reuse_generations,
         "generate each prompt's response once per iteration (the SPIN paper's fixed synthetic data) and reuse it in "

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <list>
 #include <memory>
 
@@ -14,15 +15,22 @@ namespace {
 constexpr int kHeaderSizeTag = 21, kHeaderTag = 22, kHiddenTag = 23;
 constexpr int kFeedbackSizeTag = 24, kFeedbackTag = 25;
 
-// One step of one group as it travels down the pipeline: the active sequences (cache slots)
-// and the tokens each feeds in (its prompt at prefill, its last sampled token afterwards).
+// One step of one group as it travels down the pipeline: the active sequences (prompt index
+// and cache slot) and the tokens each feeds in (its prompt at prefill, its last sampled token
+// afterwards).
 struct Step {
-  std::vector<std::int64_t> slots;
+  std::vector<std::int64_t> samples, slots;
   std::vector<std::vector<std::int32_t>> tokens;
 
+  void add(std::int64_t sample, std::int64_t slot, std::vector<std::int32_t> feed) {
+    samples.push_back(sample);
+    slots.push_back(slot);
+    tokens.push_back(std::move(feed));
+  }
   std::vector<std::int64_t> encode() const {
     std::vector<std::int64_t> out = {static_cast<std::int64_t>(slots.size())};
     for (std::size_t i = 0; i < slots.size(); ++i) {
+      out.push_back(samples[i]);
       out.push_back(slots[i]);
       out.push_back(static_cast<std::int64_t>(tokens[i].size()));
       out.insert(out.end(), tokens[i].begin(), tokens[i].end());
@@ -33,14 +41,62 @@ struct Step {
     Step s;
     std::size_t at = 1;
     for (std::int64_t i = 0; i < in.at(0); ++i) {
-      s.slots.push_back(in.at(at));
-      const auto n = static_cast<std::size_t>(in.at(at + 1));
-      s.tokens.emplace_back(in.begin() + static_cast<std::ptrdiff_t>(at + 2),
-                            in.begin() + static_cast<std::ptrdiff_t>(at + 2 + n));
-      at += 2 + n;
+      const auto n = static_cast<std::size_t>(in.at(at + 2));
+      s.add(in.at(at), in.at(at + 1),
+            {in.begin() + static_cast<std::ptrdiff_t>(at + 3), in.begin() + static_cast<std::ptrdiff_t>(at + 3 + n)});
+      at += 3 + n;
     }
     return s;
   }
+};
+
+// The first stage's side of continuous batching: which prompts wait, which cache slots are
+// free, and what each group last sent down the pipeline (whatever of it does not come back
+// has finished, and its slots are free again).
+class Admission {
+ public:
+  Admission(const std::vector<std::vector<std::int32_t>>& prompts, std::int64_t slots, std::int64_t groups)
+      : prompts_(prompts), capacity_(static_cast<std::size_t>(groups)), sent_(static_cast<std::size_t>(groups)) {
+    for (std::int64_t g = 0; g < groups; ++g) {
+      capacity_[static_cast<std::size_t>(g)] = slots / groups + (g < slots % groups ? 1 : 0);
+    }
+    for (std::int64_t slot = slots - 1; slot >= 0; --slot) free_.push_back(slot);  // lowest first
+  }
+
+  // Group g's next step: what came back of its last one (`continuing`) plus waiting prompts
+  // in the slots that freed up, as many as the group holds.
+  Step next(std::int64_t g, Step continuing) {
+    const auto gi = static_cast<std::size_t>(g);
+    for (std::size_t i = 0; i < sent_[gi].slots.size(); ++i) {
+      const std::int64_t slot = sent_[gi].slots[i];
+      if (std::find(continuing.slots.begin(), continuing.slots.end(), slot) == continuing.slots.end()) {
+        release(slot);
+        ++finished_;
+      }
+    }
+    while (static_cast<std::int64_t>(continuing.slots.size()) < capacity_[gi] &&
+           waiting_ < static_cast<std::int64_t>(prompts_.size())) {
+      const std::int64_t slot = free_.back();
+      free_.pop_back();
+      continuing.add(waiting_, slot, prompts_[static_cast<std::size_t>(waiting_)]);
+      ++waiting_;
+    }
+    sent_[gi] = continuing;
+    return continuing;
+  }
+  std::int64_t finished() const { return finished_; }
+
+ private:
+  void release(std::int64_t slot) {
+    free_.insert(std::upper_bound(free_.begin(), free_.end(), slot, std::greater<>()), slot);
+  }
+
+  const std::vector<std::vector<std::int32_t>>& prompts_;
+  std::vector<std::int64_t> capacity_;  // per group
+  std::vector<Step> sent_;              // per group
+  std::vector<std::int64_t> free_;      // free slots, the lowest at the back
+  std::int64_t waiting_ = 0;            // the next prompt to start
+  std::int64_t finished_ = 0;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -134,11 +190,12 @@ Generator::Generator(const parallel::ProcessGrid& grid, const model::Transformer
 
 std::vector<Generation> Generator::generate(const std::vector<std::vector<std::int32_t>>& prompts,
                                             const std::vector<std::uint64_t>& sample_ids,
-                                            const GenerationParams& params) {
+                                            const GenerationParams& params, const Batching& batching) {
   const model::ModelConfig& config = transformer_.config();
   params.validate(config.vocab_size);
   require(sample_ids.size() == prompts.size(), "generation: ", sample_ids.size(), " ids for ",
           prompts.size(), " prompts");
+  require(batching.max_batch >= 0, "generation: the batch size must not be negative, got ", batching.max_batch);
   std::int64_t longest = 0;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     const auto len = static_cast<std::int64_t>(prompts[i].size());
@@ -156,13 +213,14 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   stats_ = {};
   const auto batch = static_cast<std::int64_t>(prompts.size());
   if (batch == 0) return {};
+  const std::int64_t slots = batching.max_batch == 0 ? batch : std::min(batching.max_batch, batch);
 
   const model::StageLayers& stage = transformer_.stage();
   parallel::Communicator& pp = grid_.pp();
   const int stages = grid_.pp_size();
   const int last_rank = stages - 1;
   // Mixed precision keeps the cache in bf16 too (half the memory of the longest phase).
-  model::KvCache cache(transformer_.dims(), stage.count(), batch, longest + params.max_new_tokens,
+  model::KvCache cache(transformer_.dims(), stage.count(), slots, longest + params.max_new_tokens,
                        transformer_.device(), weights_.has_bf16() ? DType::BF16 : DType::F32);
   const VocabParallelSampler sampler(transformer_.dims(), grid_.tp(), transformer_.kernels(), params.sampling, params.seed,
                                      params.eos_ids);
@@ -170,19 +228,16 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   Tensor input_buffer;  // hidden states from the previous stage, on the device
   Links links(pp);
 
-  // Per-sequence state, the same on every stage: the tokens so far and how many are cached.
+  // Per-prompt state, the same on every stage: the tokens so far and how many are cached.
   std::vector<std::vector<std::int32_t>> history = prompts;
   std::vector<std::int64_t> cached(static_cast<std::size_t>(batch), 0);
   std::vector<Generation> results(static_cast<std::size_t>(batch));
 
-  // Groups take turns so that the stages of a pipeline have work in flight.
-  const std::int64_t groups = stages == 1 ? 1 : std::min<std::int64_t>(stages, batch);
-  std::vector<Step> next(static_cast<std::size_t>(groups));  // first stage: the groups' next steps
-  for (std::int64_t s = 0; s < batch; ++s) {
-    Step& g = next[static_cast<std::size_t>(s % groups)];
-    g.slots.push_back(s);
-    g.tokens.push_back(prompts[static_cast<std::size_t>(s)]);
-  }
+  // Groups take turns so that the stages of a pipeline have work in flight; each holds its
+  // share of the slots.
+  const std::int64_t groups = stages == 1 ? 1 : std::min<std::int64_t>(stages, slots);
+  Admission admission(prompts, slots, groups);               // first stage
+  std::vector<Step> next(static_cast<std::size_t>(groups));  // first stage without feedback: the groups' next steps
   std::vector<bool> started(static_cast<std::size_t>(groups), false);
   std::vector<bool> done(static_cast<std::size_t>(groups), false);
 
@@ -193,11 +248,12 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
       Step step;
       if (!stage.first) {
         step = links.recv_step(pp.rank() - 1, kHeaderSizeTag, kHeaderTag);
-      } else if (!started[gi] || stages == 1) {
-        step = std::move(next[gi]);
-        started[gi] = true;
       } else {
-        step = links.recv_step(last_rank, kFeedbackSizeTag, kFeedbackTag);
+        const std::int64_t finished = admission.finished();
+        step = admission.next(g, !started[gi] || stages == 1 ? std::move(next[gi])
+                                                             : links.recv_step(last_rank, kFeedbackSizeTag, kFeedbackTag));
+        started[gi] = true;
+        if (batching.on_finished && admission.finished() > finished) batching.on_finished(admission.finished());
       }
       if (step.slots.empty()) {  // the group has finished: pass the word on
         if (!stage.last) links.send_step(step, pp.rank() + 1, kHeaderSizeTag, kHeaderTag);
@@ -209,11 +265,11 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
       std::vector<model::Sequence> seqs;
       std::int64_t rows = 0;
       for (std::size_t i = 0; i < step.slots.size(); ++i) {
-        const auto slot = static_cast<std::size_t>(step.slots[i]);
-        if (cached[slot] > 0) {  // a sampled token: now part of the sequence on every stage
-          history[slot].insert(history[slot].end(), step.tokens[i].begin(), step.tokens[i].end());
+        const auto si = static_cast<std::size_t>(step.samples[i]);
+        if (cached[si] > 0) {  // a sampled token: now part of the sequence on every stage
+          history[si].insert(history[si].end(), step.tokens[i].begin(), step.tokens[i].end());
         }
-        seqs.push_back({step.tokens[i], 1, cached[slot]});
+        seqs.push_back({step.tokens[i], 1, cached[si]});
         rows += static_cast<std::int64_t>(step.tokens[i].size());
       }
       std::span<float> input;
@@ -230,7 +286,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
                                   input);
       stats_.model_seconds += seconds_since(model_start);
       for (std::size_t i = 0; i < step.slots.size(); ++i) {
-        cached[static_cast<std::size_t>(step.slots[i])] += static_cast<std::int64_t>(step.tokens[i].size());
+        cached[static_cast<std::size_t>(step.samples[i])] += static_cast<std::int64_t>(step.tokens[i].size());
       }
       if (!stage.last) {
         links.send_step(step, pp.rank() + 1, kHeaderSizeTag, kHeaderTag);
@@ -241,8 +297,8 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
 
       // Last stage: choose every sequence's next token and decide who goes on.
       std::vector<SampleRow> sample_rows;
-      for (std::int64_t slot : step.slots) {
-        const auto si = static_cast<std::size_t>(slot);
+      for (std::int64_t sample : step.samples) {
+        const auto si = static_cast<std::size_t>(sample);
         sample_rows.push_back({sample_ids[si], cached[si], history[si],
                                static_cast<std::int64_t>(results[si].tokens.size()) < params.min_new_tokens});
       }
@@ -252,8 +308,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
       stats_.rows_per_step.push_back(static_cast<std::int64_t>(step.slots.size()));
       Step following;
       for (std::size_t i = 0; i < step.slots.size(); ++i) {
-        const auto si = static_cast<std::size_t>(step.slots[i]);
-        Generation& r = results[si];
+        Generation& r = results[static_cast<std::size_t>(step.samples[i])];
         r.tokens.push_back(chosen[i].token);
         r.logprobs.push_back(chosen[i].logprob);
         const auto made = static_cast<std::int64_t>(r.tokens.size());
@@ -270,10 +325,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
         } else {
           stop = false;
         }
-        if (!stop) {
-          following.slots.push_back(step.slots[i]);
-          following.tokens.push_back({chosen[i].token});
-        }
+        if (!stop) following.add(step.samples[i], step.slots[i], {chosen[i].token});
       }
       if (stages == 1) {
         next[gi] = std::move(following);
@@ -285,6 +337,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   links.finish();
 
   stats_.kv_cache_bytes = cache.bytes();
+  stats_.slots = slots;
   stats_.buffer_bytes = acts.bytes();  // buffers only grow: the largest call's
   // The last stage knows the responses; every rank of the replica returns them.
   std::vector<std::int64_t> lengths(static_cast<std::size_t>(2 * batch));

@@ -1,6 +1,8 @@
 // Generator: batched autoregressive decoding with a KV cache over TP x PP ranks.
 // Prompts are prefilled in one pass each and then advance one token per step; a sequence that
-// stops (EOS after min_new_tokens, an end sequence, max_new_tokens) leaves the batch. Under
+// stops (EOS after min_new_tokens, an end sequence, max_new_tokens) leaves the batch, and with
+// more prompts than the batch holds its cache slot goes to the next waiting prompt, whose
+// prefill joins the others' next decoding step (continuous batching). Under
 // pipeline parallelism the batch is split into as many groups as there are stages and the
 // groups take turns, so that while one group crosses the pipeline the other stages work on the
 // others; the last stage samples (vocab-parallel, see sampling.h) and sends the chosen tokens to
@@ -9,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "generate/sampling.h"
@@ -37,8 +40,19 @@ struct Generation {
   FinishReason finish = FinishReason::Length;
 };
 
+// How generate() batches its prompts.
+struct Batching {
+  // Sequences in flight at once: the KV cache's slots (0: every prompt at once). Prompts start
+  // in order; when a sequence finishes, the next waiting prompt takes its slot at the next step.
+  std::int64_t max_batch = 0;
+  // Called on the first pipeline stage whenever sequences finish, with how many have so far
+  // (the stage that runs spin generate's progress line).
+  std::function<void(std::int64_t finished)> on_finished;
+};
+
 struct GenerationStats {
   std::vector<std::int64_t> rows_per_step;  // sequences in each model call (last stage)
+  std::int64_t slots = 0;                   // the KV cache's
   std::int64_t prompt_tokens = 0;
   std::int64_t new_tokens = 0;
   double model_seconds = 0.0;     // this rank, in the model's forward passes
@@ -54,11 +68,11 @@ class Generator {
 
   // Responses to `prompts`; sample_ids[i] keys prompt i's sampling noise (use its index in the
   // data set). Collective over this data-parallel replica (its TP x PP ranks); every rank
-  // returns the same responses. Throws spin::Error before any work for an empty prompt or one
-  // that cannot fit max_new_tokens more tokens in the model's context.
+  // returns the same responses, whatever `batching` is. Throws spin::Error before any work for
+  // an empty prompt or one that cannot fit max_new_tokens more tokens in the model's context.
   std::vector<Generation> generate(const std::vector<std::vector<std::int32_t>>& prompts,
                                    const std::vector<std::uint64_t>& sample_ids,
-                                   const GenerationParams& params);
+                                   const GenerationParams& params, const Batching& batching = {});
 
   const GenerationStats& stats() const { return stats_; }
 

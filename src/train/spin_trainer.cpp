@@ -83,20 +83,17 @@ std::vector<SpinTrainer::Response> SpinTrainer::generate(const std::vector<std::
                                                          const std::vector<data::Example>& examples,
                                                          std::uint64_t stream) {
   const auto n = static_cast<std::uint64_t>(examples.size());
+  std::vector<std::vector<std::int32_t>> prompts;
+  std::vector<std::uint64_t> ids;
+  for (std::int64_t idx : indices) {
+    prompts.push_back(examples[static_cast<std::size_t>(idx)].prompt);
+    ids.push_back(stream * n + static_cast<std::uint64_t>(idx));
+  }
+  // Continuous batching: rollout_batch sequences in flight, a finished one's slot refilled.
   std::vector<Response> out;
-  for (std::size_t b = 0; b < indices.size(); b += static_cast<std::size_t>(config_.rollout_batch)) {
-    const std::size_t e = std::min(indices.size(), b + static_cast<std::size_t>(config_.rollout_batch));
-    std::vector<std::vector<std::int32_t>> prompts;
-    std::vector<std::uint64_t> ids;
-    for (std::size_t i = b; i < e; ++i) {
-      const auto idx = static_cast<std::size_t>(indices[i]);
-      prompts.push_back(examples[idx].prompt);
-      ids.push_back(stream * n + idx);
-    }
-    for (auto& g : reference_generator_.generate(prompts, ids, config_.generation)) {
-      const float sum = std::accumulate(g.logprobs.begin(), g.logprobs.end(), 0.0f);
-      out.push_back({std::move(g.tokens), sum, g.finish == generate::FinishReason::Length});
-    }
+  for (auto& g : reference_generator_.generate(prompts, ids, config_.generation, {config_.rollout_batch, {}})) {
+    const float sum = std::accumulate(g.logprobs.begin(), g.logprobs.end(), 0.0f);
+    out.push_back({std::move(g.tokens), sum, g.finish == generate::FinishReason::Length});
   }
   return out;
 }

@@ -1,7 +1,7 @@
 // SpinTrainer: one SPIN step, end to end, on every rank of a TP x PP x DP grid.
 //   1. The step's global batch of prompts (data::BatchPlan; each DP rank its contiguous share).
-//   2. The REFERENCE weights generate a response to each prompt (generate::Generator), in
-//      rollouts of rollout_batch prompts per replica; the noise is keyed by (seed, iteration,
+//   2. The REFERENCE weights generate a response to each prompt (generate::Generator), at most
+//      rollout_batch sequences in flight per replica (continuous batching); the noise is keyed by (seed, iteration,
 //      epoch, sample), so responses do not depend on the layout or the rollout size. With
 //      reuse_generations (the SPIN paper's fixed synthetic data of an iteration) each prompt's
 //      response is generated once per iteration, in the iteration's first epoch, shared over
@@ -49,7 +49,7 @@ struct SpinConfig {
   std::int64_t max_steps = 0;    // caps the run's total (0: no cap)
   std::int64_t global_batch = 8; // prompts (pairs) per optimizer step
   std::int64_t micro_batch = 1;  // pairs per micro-batch
-  std::int64_t rollout_batch = 8;  // prompts generated together on each DP replica
+  std::int64_t rollout_batch = 8;  // sequences generated at once on each DP replica (KV cache slots)
   bool ref_logprobs_from_sampler = false;
   bool ref_offload = false;  // the reference in host memory, swapped in through the policy's buffers
   bool reuse_generations = false;  // one response per prompt and iteration, reused in later epochs
@@ -126,7 +126,7 @@ class SpinTrainer {
     float logprob_sum = 0.0f;  // under the reference, from the sampler
     bool capped = false;       // stopped by max_new_tokens
   };
-  // Generates responses for `indices` (in rollouts of rollout_batch, in order), keyed by `stream`.
+  // Generates responses for `indices` (rollout_batch at a time, refilled as they finish), keyed by `stream`.
   std::vector<Response> generate(const std::vector<std::int64_t>& indices, const std::vector<data::Example>& examples,
                                  std::uint64_t stream);
   // Forms the pairs of `groups` from their responses, in the groups' order.

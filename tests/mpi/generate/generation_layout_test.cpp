@@ -1,6 +1,6 @@
 // Run with 4 ranks. The same seed gives the same responses (tokens, log-probabilities, stops)
-// for (TP, PP) = (1, 1), (2, 1), (1, 2), (2, 2), whatever prompts share a replica's batch and in
-// what order.
+// for (TP, PP) = (1, 1), (2, 1), (1, 2), (2, 2), whatever prompts share a replica's batch, in
+// what order, and how many sequences are in flight at once (continuous batching).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -40,7 +40,7 @@ std::vector<std::vector<std::int32_t>> all_prompts() {
 }
 
 std::vector<Generation> run(parallel::Communicator& world, parallel::Layout layout,
-                            const GenerationParams& params, bool reversed) {
+                            const GenerationParams& params, bool reversed, std::int64_t max_batch = 0) {
   testing::TinyShape shape;
   shape.layers = 4;
   const parallel::ProcessGrid grid(world, layout);
@@ -59,7 +59,7 @@ std::vector<Generation> run(parallel::Communicator& world, parallel::Layout layo
     std::reverse(mine.begin(), mine.end());
     std::reverse(ids.begin(), ids.end());
   }
-  const auto out = generator.generate(mine, ids, params);
+  const auto out = generator.generate(mine, ids, params, {max_batch, {}});
   std::vector<Generation> by_id(prompts.size());
   for (std::size_t i = 0; i < ids.size(); ++i) by_id[ids[i]] = out[i];
   return by_id;  // entries of other replicas stay empty
@@ -84,12 +84,12 @@ TEST(GenerationLayouts, SameTokensForEveryTpAndPpLayoutAndBatch) {
     }
     for (parallel::Layout layout : {parallel::Layout{2, 1, 0}, parallel::Layout{1, 2, 0},
                                     parallel::Layout{2, 2, 0}}) {
-      for (bool reversed : {false, true}) {
-        const auto got = run(spin::testing::mpi_world(), layout, params, reversed);
+      for (const auto& [reversed, max_batch] : {std::pair{false, 0}, std::pair{true, 0}, std::pair{false, 3}}) {
+        const auto got = run(spin::testing::mpi_world(), layout, params, reversed, max_batch);
         for (std::size_t i = 0; i < got.size(); ++i) {
           if (got[i].tokens.empty()) continue;  // another replica's prompt
           EXPECT_EQ(got[i].tokens, reference[i].tokens)
-              << "prompt " << i << " at tp " << layout.tp << ", pp " << layout.pp;
+              << "prompt " << i << " at tp " << layout.tp << ", pp " << layout.pp << ", max batch " << max_batch;
           EXPECT_EQ(got[i].finish, reference[i].finish);
           testing::expect_close(got[i].logprobs, reference[i].logprobs, 1e-5, 1e-5, "logprobs");
         }

@@ -126,6 +126,51 @@ TEST(Generator, StopsAtEosEndSequencesAndLengthAndFinishedSequencesLeaveTheBatch
   EXPECT_EQ(out[1].finish, out[1].tokens.size() == 8 ? FinishReason::Length : FinishReason::EndSequence);
 }
 
+// Continuous batching: with fewer cache slots than prompts, a finished sequence's slot takes the
+// next prompt at the very next step, and the responses are those of one batch holding all.
+TEST(Generator, ContinuousBatchingRefillsFinishedSlotsAndGivesTheSameResponses) {
+  TinyGenerator t;
+  std::vector<std::vector<std::int32_t>> ps;
+  for (int i = 0; i < 9; ++i) ps.push_back(testing::random_ids(static_cast<std::size_t>(1 + (i * 7) % 11), 37, 20 + i));
+  GenerationParams p;
+  p.max_new_tokens = 12;
+  p.sampling.top_p = 0.95f;
+  p.eos_ids = {3, 8, 30};  // stops some sequences early, at different lengths
+  const auto all = t.generator.generate(ps, ids(ps.size()), p);
+  std::vector<std::int64_t> lengths;
+  for (const Generation& g : all) lengths.push_back(static_cast<std::int64_t>(g.tokens.size()));
+  ASSERT_GT(std::count_if(all.begin(), all.end(), [](const Generation& g) { return g.finish == FinishReason::Eos; }), 2)
+      << "the test needs responses of different lengths";
+
+  for (std::int64_t slots : {1, 2, 4}) {
+    std::vector<std::int64_t> reported;
+    const Batching batching{slots, [&](std::int64_t finished) { reported.push_back(finished); }};
+    const auto got = t.generator.generate(ps, ids(ps.size()), p, batching);
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      EXPECT_EQ(got[i].tokens, all[i].tokens) << "prompt " << i << " with " << slots << " slots";
+      EXPECT_EQ(got[i].finish, all[i].finish);
+      testing::expect_close(got[i].logprobs, all[i].logprobs, 1e-5, 1e-5, "logprobs");
+    }
+    const GenerationStats& st = t.generator.stats();
+    EXPECT_EQ(st.slots, slots);
+    // The sequences in each step, simulated: prompts start in order as slots free up.
+    std::vector<std::int64_t> want, active;
+    std::size_t waiting = 0;
+    while (waiting < ps.size() || !active.empty()) {
+      while (static_cast<std::int64_t>(active.size()) < slots && waiting < ps.size()) active.push_back(lengths[waiting++]);
+      want.push_back(static_cast<std::int64_t>(active.size()));
+      for (auto& left : active) --left;
+      std::erase(active, 0);
+    }
+    EXPECT_EQ(st.rows_per_step, want) << slots << " slots";
+    ASSERT_FALSE(reported.empty());
+    EXPECT_TRUE(std::is_sorted(reported.begin(), reported.end()));
+    EXPECT_EQ(reported.back(), static_cast<std::int64_t>(ps.size())) << "every response is reported finished";
+  }
+  EXPECT_EQ(t.generator.generate(ps, ids(ps.size()), p, {100, {}}).size(), ps.size()) << "more slots than prompts";
+  EXPECT_EQ(t.generator.stats().slots, static_cast<std::int64_t>(ps.size()));
+}
+
 TEST(Generator, BadPromptsAndParametersAreErrorsBeforeAnyWork) {
   TinyGenerator t;
   GenerationParams p;
@@ -150,6 +195,12 @@ TEST(Generator, BadPromptsAndParametersAreErrorsBeforeAnyWork) {
   bad = p;
   bad.min_new_tokens = 11;
   EXPECT_NE(message({{1}}, bad).find("min_new_tokens"), std::string::npos);
+  try {
+    t.generator.generate({{1}}, {0}, p, {-1, {}});
+    ADD_FAILURE() << "a negative batch size was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("batch size must not be negative"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
