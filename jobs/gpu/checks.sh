@@ -48,7 +48,7 @@ for device in cpu cuda; do
   step "score_$device" 120 "${launch[@]}" "$spin" score --model "$work/score-model" --input "$work/score.jsonl" \
     --output "$logs/score_$device.jsonl" --device "$device"
   step "generate_$device" 120 "${launch[@]}" "$spin" generate --model "$work/score-model" \
-    --input "$work/prompts.jsonl" --output "$logs/generate_$device.jsonl" --greedy --max-new-tokens 12 \
+    --input "$work/prompts.jsonl" --output "$logs/generate_$device.jsonl" --greedy --max-new-tokens 12 --batch-size 3 \
     --device "$device"
   step "train_$device" 300 "${launch[@]}" "$spin" train --config "$work/spin_check.ini" \
     --model.path "$work/model" --data.train "$work/data/train.jsonl" \

@@ -52,7 +52,7 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
       ("global-batch", po::value(&o.global_batch)->default_value(o.global_batch),
        "prompts per step (spin.global_batch_size; 0: enough micro-batches to fill the pipeline)")
       ("rollout-batch", po::value(&o.rollout_batch)->default_value(o.rollout_batch),
-       "prompts generated together per replica (spin.rollout_batch_size; 0: the micro-batch)")
+       "sequences generated at once per replica (spin.rollout_batch_size; 0: the micro-batch)")
       ("distributed-optimizer", po::bool_switch(&o.distributed), "shard the AdamW moments over DP (ZeRO-1)")
       ("ref-offload", po::bool_switch(&o.ref_offload), "keep the reference weights in host memory")
       ("recompute-activations", po::bool_switch(&o.recompute),

@@ -54,7 +54,7 @@ struct PlanRequest {
   std::int64_t micro_batch = 1;         // prompts per micro-batch (2 sequences each: real, generated)
   std::int64_t seq = 0;                 // tokens per sequence (prompt + response)
   std::int64_t global_batch = 0;        // prompts per step (0: enough micro-batches to fill the pipeline)
-  std::int64_t rollout_batch = 0;       // prompts generated together per replica (0: micro_batch)
+  std::int64_t rollout_batch = 0;       // sequences generated at once per replica (0: micro_batch)
   bool distributed_optimizer = false;
   bool ref_offload = false;             // reference kept in host memory (cuda only)
   bool recompute_activations = false;   // layers keep their input only (model::Transformer)

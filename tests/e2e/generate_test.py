@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end checks of `spin generate`, one case per CTest test:
 
-  layouts     1 rank, TP 2, TP 2 x PP 2, PP 2 x DP 2 and different batch sizes write the same
+  layouts     1 rank, TP 2, TP 2 x PP 2, PP 2 x DP 2 and different batch sizes (sequences in
+              flight, refilled as they finish, or every prompt at once) write the same
               responses (log-probabilities to 1e-5)
   scores      `spin score` of prompt + response gives the log-probabilities generation reported
   bad-input   over-long and empty prompts, invalid sampling values: one error line, no output
@@ -36,7 +37,8 @@ def generate(args, out, ranks=1, *extra):
 
 def case_layouts(args, tmp):
     base = generate(args, os.path.join(tmp, "one.jsonl"), 1, "--batch-size", "3")
-    for ranks, extra in [(2, ["--tp", "2"]), (4, ["--tp", "2", "--pp", "2", "--batch-size", "4"]),
+    for ranks, extra in [(1, ["--batch-size", "64"]), (2, ["--tp", "2"]),
+                         (4, ["--tp", "2", "--pp", "2", "--batch-size", "4"]),
                          (4, ["--pp", "2", "--batch-size", "1"])]:
         got = generate(args, os.path.join(tmp, "n.jsonl"), ranks, *extra)
         for i, (g, b) in enumerate(zip(got, base)):

@@ -411,30 +411,42 @@ TEST_F(Fixture, Bf16KvCacheWritesAndCachedAttention) {
 // tensor-core forward, reading each run's keys and values in its cache slot: against the CPU
 // with METHOD.md's bf16 tolerance (the probabilities are rounded for their product); the SIMT
 // kernels (Attention::Fused) as the float32-arithmetic control.
+// Prompts' prefills from the cache on tensor cores; in a continuous batch, after the sequences it
+// decodes (those on the fused kernel, the same call).
 TEST_F(Fixture, Bf16PrefillFromTheCacheOnTensorCores) {
   const CudaKernels simt(CudaKernels::Attention::Fused);
-  for (const Index head_dim : {64, 128}) {
-    for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &simt}) {
-      SCOPED_TRACE(testing::Message() << (k == &gpu ? "tensor cores" : "SIMT") << ", head_dim " << head_dim);
-      const Index heads = 8, kv_heads = 2, slots = 3, capacity = 160;
-      const Index kv_w = kv_heads * head_dim, q_w = heads * head_dim;
-      // Prompts of 70, 1 and 150 rows into slots 2, 0 and 1.
-      const std::vector<Index> row_begin = {0, 70, 71, 221}, slot = {2, 0, 1}, first = {0, 0, 0};
-      const Index rows = 221, runs = 3;
-      const auto q = to_bf16_host(random(rows * q_w)), kc = to_bf16_host(random(slots * capacity * kv_w)),
-                 vc = to_bf16_host(random(slots * capacity * kv_w));
-      PooledBuffer gq = cuda::upload(q), gk = cuda::upload(kc), gv = cuda::upload(vc);
-      PooledBuffer gout = poisoned_bf16(rows * q_w);
-      std::vector<std::uint16_t> out(rows * q_w);
-      cpu.cached_attention_forward_bf16(out.data(), q.data(), kc.data(), vc.data(), row_begin.data(), slot.data(),
-                                        first.data(), runs, capacity, heads, kv_heads, head_dim);
-      k->cached_attention_forward_bf16(gout.as<std::uint16_t>(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
-                                       gv.as<std::uint16_t>(), row_begin.data(), slot.data(), first.data(), runs,
-                                       capacity, heads, kv_heads, head_dim);
-      const double error = relative_error(download_bf16(*k, gout, out.size()), widen(out));
-      EXPECT_LT(error, k == &gpu ? 1e-2 : 5e-3);
-      std::printf("  prefill %-12s head_dim %3lld: relative error %.1e\n", k == &gpu ? "tensor cores" : "SIMT",
-                  static_cast<long long>(head_dim), error);
+  struct Runs {
+    const char* name;
+    std::vector<Index> row_begin, slot, first;
+  };
+  // Prompts of 70, 1 and 150 rows into slots 2, 0 and 1; then two decoding sequences (slots 3
+  // and 0, at positions 99 and 40) before prompts of 70 and 150 rows.
+  const Runs cases[] = {{"prefill", {0, 70, 71, 221}, {2, 0, 1}, {0, 0, 0}},
+                        {"decode + prefill", {0, 1, 2, 72, 222}, {3, 0, 2, 1}, {99, 40, 0, 0}}};
+  for (const Runs& c : cases) {
+    for (const Index head_dim : {64, 128}) {
+      for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &simt}) {
+        SCOPED_TRACE(testing::Message() << c.name << ", " << (k == &gpu ? "tensor cores" : "SIMT") << ", head_dim "
+                                        << head_dim);
+        const Index heads = 8, kv_heads = 2, slots = 4, capacity = 160;
+        const Index kv_w = kv_heads * head_dim, q_w = heads * head_dim;
+        const auto runs = static_cast<Index>(c.slot.size());
+        const Index rows = c.row_begin.back();
+        const auto q = to_bf16_host(random(rows * q_w)), kc = to_bf16_host(random(slots * capacity * kv_w)),
+                   vc = to_bf16_host(random(slots * capacity * kv_w));
+        PooledBuffer gq = cuda::upload(q), gk = cuda::upload(kc), gv = cuda::upload(vc);
+        PooledBuffer gout = poisoned_bf16(rows * q_w);
+        std::vector<std::uint16_t> out(rows * q_w);
+        cpu.cached_attention_forward_bf16(out.data(), q.data(), kc.data(), vc.data(), c.row_begin.data(),
+                                          c.slot.data(), c.first.data(), runs, capacity, heads, kv_heads, head_dim);
+        k->cached_attention_forward_bf16(gout.as<std::uint16_t>(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
+                                         gv.as<std::uint16_t>(), c.row_begin.data(), c.slot.data(), c.first.data(),
+                                         runs, capacity, heads, kv_heads, head_dim);
+        const double error = relative_error(download_bf16(*k, gout, out.size()), widen(out));
+        EXPECT_LT(error, k == &gpu ? 1e-2 : 5e-3);
+        std::printf("  %-16s %-12s head_dim %3lld: relative error %.1e\n", c.name,
+                    k == &gpu ? "tensor cores" : "SIMT", static_cast<long long>(head_dim), error);
+      }
     }
   }
 }

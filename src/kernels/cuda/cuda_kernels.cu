@@ -381,18 +381,29 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
                                                 const Index* first_position, Index runs, Index capacity, Index heads,
                                                 Index kv_heads, Index head_dim) const {
   if (runs == 0) return;
-  if (std::all_of(first_position, first_position + runs, [](Index f) { return f == 0; }) &&
-      tensor_cores(head_dim, runs)) {
-    // A prefill: causal attention over each run's own rows, whose keys and values sit at the
-    // start of its slot -- the tensor-core forward, reading K/V there (a log-sum-exp scratch).
-    PooledBuffer device_cu, lse(allocator_, static_cast<std::size_t>(std::max<Index>(1, row_begin[runs] * heads)) *
+  // Prefills -- runs at position 0: causal attention over their own rows, whose keys and values
+  // sit at the start of their slots -- go to the tensor-core forward (reading K/V there, a
+  // log-sum-exp scratch). A continuous batch puts the prompts it starts after the sequences it
+  // decodes: those go to the fused kernel, in the same call.
+  Index decoding = runs;
+  while (decoding > 0 && first_position[decoding - 1] == 0) --decoding;
+  const Index prefills = runs - decoding;
+  if (prefills > 0 && tensor_cores(head_dim, prefills) && (decoding == 0 || fused(head_dim, decoding))) {
+    if (decoding > 0) {
+      fused_cached(out, q, k_cache, v_cache, true, row_begin, slots, first_position, decoding, capacity, heads,
+                   kv_heads, head_dim);
+    }
+    const Index first_row = row_begin[decoding], q_ld = heads * head_dim;
+    std::vector<Index> prefill_rows(static_cast<std::size_t>(prefills + 1)), starts(static_cast<std::size_t>(prefills));
+    for (Index r = 0; r <= prefills; ++r) prefill_rows[static_cast<std::size_t>(r)] = row_begin[decoding + r] - first_row;
+    for (Index r = 0; r < prefills; ++r) starts[static_cast<std::size_t>(r)] = slots[decoding + r] * capacity;
+    PooledBuffer device_cu, lse(allocator_, static_cast<std::size_t>(std::max<Index>(1, prefill_rows.back() * heads)) *
                                                 sizeof(float));
-    auto a = fused_args(q, k_cache, v_cache, true, row_begin, runs, heads, kv_heads, head_dim, device_cu);
-    std::vector<Index> starts(static_cast<std::size_t>(runs));
-    for (Index r = 0; r < runs; ++r) starts[static_cast<std::size_t>(r)] = slots[r] * capacity;
-    const PooledBuffer device_starts = upload_indices(starts.data(), runs);
+    auto a = fused_args(q + first_row * q_ld, k_cache, v_cache, true, prefill_rows.data(), prefills, heads, kv_heads,
+                        head_dim, device_cu);
+    const PooledBuffer device_starts = upload_indices(starts.data(), prefills);
     a.kv_starts = device_starts.as<long long>();
-    cuda_detail::tensor_core_attention_forward(a, out, lse.as<float>(), stream_);
+    cuda_detail::tensor_core_attention_forward(a, out + first_row * q_ld, lse.as<float>(), stream_);
     return;
   }
   if (fused_cached(out, q, k_cache, v_cache, true, row_begin, slots, first_position, runs, capacity, heads, kv_heads,
