@@ -242,6 +242,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     }
 
     spin.kl_penalty = parse_lambdas(c.kl_penalty);
+    spin.objective = {train::SpinObjective::parse(c.loss), c.label_smoothing};
+    spin.objective.validate();
     spin.iterations = c.iterations;
     spin.epochs = c.epochs;
     spin.max_steps = c.max_steps;
@@ -393,7 +395,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         {"reference", with_reference ? "saved" : "policy"},
         // The random streams are counter-based, keyed by these seeds and the position above.
         {"data_seed", c.data_seed}, {"shuffle", c.shuffle}, {"sampling_seed", c.sampling_seed},
-        {"kl_penalty", spin.kl_penalty}};
+        {"kl_penalty", spin.kl_penalty}, {"loss", c.loss}, {"label_smoothing", c.label_smoothing}};
     const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
                                         {"distributed_optimizer", c.distributed_optimizer}};
     const std::vector<std::string> extra = tokenizer_files(c.model_path);

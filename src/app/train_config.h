@@ -24,6 +24,8 @@ struct TrainConfig {
   bool shuffle = true;
   // [spin]
   std::string kl_penalty = "0.1";
+  std::string loss = "sigmoid";
+  double label_smoothing = 0.0;
   std::int64_t iterations = 3, epochs = 1, max_steps = 0;
   std::int64_t global_batch_size = 8, micro_batch_size = 1, rollout_batch_size = 8;
   std::string ref_logprobs = "forward";

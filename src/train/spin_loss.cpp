@@ -1,5 +1,6 @@
 #include "train/spin_loss.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -11,11 +12,49 @@ double neg_log_sigmoid(double x) {
   return x >= 0.0 ? std::log1p(std::exp(-x)) : -x + std::log1p(std::exp(x));
 }
 
-SpinLoss::SpinLoss(double lambda, std::int64_t global_pairs,
+double SpinObjective::value(double z) const {
+  switch (type) {
+    case Type::Sigmoid:
+      return label_smoothing == 0.0 ? neg_log_sigmoid(z)
+                                    : (1.0 - label_smoothing) * neg_log_sigmoid(z) + label_smoothing * neg_log_sigmoid(-z);
+    case Type::Hinge: return std::max(0.0, 1.0 - z);
+  }
+  return 0.0;
+}
+
+double SpinObjective::derivative(double z) const {
+  switch (type) {
+    case Type::Sigmoid: {
+      // d/dz -log sigmoid(z) = -sigmoid(-z); d/dz -log sigmoid(-z) = sigmoid(z).
+      const double down = -1.0 / (1.0 + std::exp(z));
+      return label_smoothing == 0.0 ? down : (1.0 - label_smoothing) * down + label_smoothing / (1.0 + std::exp(-z));
+    }
+    case Type::Hinge: return z < 1.0 ? -1.0 : 0.0;
+  }
+  return 0.0;
+}
+
+void SpinObjective::validate() const {
+  require(label_smoothing >= 0.0 && label_smoothing < 0.5, "spin.label_smoothing must be in [0, 0.5), got ",
+          label_smoothing);
+  require(type == Type::Sigmoid || label_smoothing == 0.0, "spin.label_smoothing applies to the sigmoid loss only, not ",
+          name(type));
+}
+
+SpinObjective::Type SpinObjective::parse(const std::string& name) {
+  if (name == "sigmoid") return Type::Sigmoid;
+  if (name == "hinge") return Type::Hinge;
+  fail("spin.loss \"", name, "\" is not sigmoid or hinge");
+}
+
+const char* SpinObjective::name(Type type) { return type == Type::Sigmoid ? "sigmoid" : "hinge"; }
+
+SpinLoss::SpinLoss(const SpinObjective& objective, double lambda, std::int64_t global_pairs,
                    std::vector<std::vector<float>> reference)
-    : lambda_(lambda), inverse_pairs_(1.0 / static_cast<double>(global_pairs)),
+    : objective_(objective), lambda_(lambda), inverse_pairs_(1.0 / static_cast<double>(global_pairs)),
       reference_(std::move(reference)) {
   require(global_pairs >= 1, "SPIN loss over ", global_pairs, " pairs");
+  objective_.validate();
 }
 
 double SpinLoss::micro_batch_loss(int mb, std::span<const float> policy,
@@ -28,9 +67,9 @@ double SpinLoss::micro_batch_loss(int mb, std::span<const float> policy,
     const double f_real = static_cast<double>(policy[i]) - static_cast<double>(ref[i]);
     const double f_gen = static_cast<double>(policy[i + 1]) - static_cast<double>(ref[i + 1]);
     const double z = lambda_ * (f_real - f_gen);
-    const double pair_loss = neg_log_sigmoid(z);
-    // d/dz -log sigmoid(z) = -sigmoid(-z); z rises with the real sum, falls with the generated.
-    const double g = -lambda_ / (1.0 + std::exp(z)) * inverse_pairs_;
+    const double pair_loss = objective_.value(z);
+    // z rises with the real sum and falls with the generated one.
+    const double g = lambda_ * objective_.derivative(z) * inverse_pairs_;
     dsums[i] = static_cast<float>(g);
     dsums[i + 1] = static_cast<float>(-g);
     loss += pair_loss * inverse_pairs_;

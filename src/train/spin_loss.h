@@ -1,13 +1,16 @@
-// The SPIN objective (Chen et al. 2024, eq. 4.7 with the logistic loss): for each pair of the
-// ground-truth ("real") and the reference model's generated response to one prompt,
+// The SPIN objective (Chen et al. 2024, eq. 4.7): for each pair of the ground-truth ("real") and
+// the reference model's generated response to one prompt,
 //   f(x, y) = sum over response tokens of (log pi_theta - log pi_ref),
-//   loss    = -log sigmoid(lambda (f(x, y_real) - f(x, y_gen))),  averaged over the global batch.
+//   loss    = l(lambda (f(x, y_real) - f(x, y_gen))),  averaged over the global batch,
+// with l the logistic loss -log sigmoid(z) (the paper's choice, the default) or, as the SPIN
+// code also offers, the hinge loss max(0, 1 - z).
 // Micro-batches hold the pairs as consecutive sequences [real_0, gen_0, real_1, gen_1, ...];
 // the policy's sums come from the pipeline, the reference's are given. Rewards are lambda f.
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "train/sequence_loss.h"
@@ -26,16 +29,36 @@ struct SpinTotals {
 // -log sigmoid(x), computed without overflow.
 double neg_log_sigmoid(double x);
 
+// l(z) of a pair's scaled margin z (the paper's eq. 4.7 admits any monotonically decreasing
+// convex l).
+struct SpinObjective {
+  enum class Type { Sigmoid, Hinge };
+  Type type = Type::Sigmoid;
+  // Sigmoid only: the share epsilon of pairs taken to be mislabelled (conservative DPO, TRL's
+  // label_smoothing): l(z) = (1 - eps) (-log sigmoid(z)) + eps (-log sigmoid(-z)).
+  double label_smoothing = 0.0;
+
+  double value(double z) const;
+  double derivative(double z) const;  // dl/dz (the hinge's at its kink: 0)
+  // Throws naming the setting: label_smoothing outside [0, 0.5), or with the hinge loss.
+  void validate() const;
+  // "sigmoid" or "hinge"; parse throws naming the accepted names.
+  static Type parse(const std::string& name);
+  static const char* name(Type type);
+};
+
 class SpinLoss final : public SequenceLoss {
  public:
   // reference[mb][s]: the reference model's sum for sequence s of micro-batch mb.
-  SpinLoss(double lambda, std::int64_t global_pairs, std::vector<std::vector<float>> reference);
+  SpinLoss(const SpinObjective& objective, double lambda, std::int64_t global_pairs,
+           std::vector<std::vector<float>> reference);
 
   double micro_batch_loss(int micro_batch, std::span<const float> policy_sums,
                           std::span<float> dloss_dsums) override;
   const SpinTotals& totals() const { return totals_; }
 
  private:
+  SpinObjective objective_;
   double lambda_;
   double inverse_pairs_;
   std::vector<std::vector<float>> reference_;

@@ -33,6 +33,7 @@ void SpinConfig::validate() const {
           "SPIN: kl_penalty lists ", kl_penalty.size(), " values for ", iterations,
           " iterations; give one value or one per iteration");
   for (double l : kl_penalty) require(l > 0.0, "SPIN: kl_penalty values must be > 0, got ", l);
+  objective.validate();
   require(rollout_batch >= 1, "SPIN: rollout batch size must be at least 1");
   require(max_steps >= 0, "SPIN: max_steps must not be negative");
 }
@@ -295,7 +296,7 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   out.seconds_generation = since(t);
 
   t = Clock::now();
-  SpinLoss loss(config_.lambda(iteration), config_.global_batch, reference_sums(r));
+  SpinLoss loss(config_.objective, config_.lambda(iteration), config_.global_batch, reference_sums(r));
   swap.reset();  // the policy back in its buffers
   out.seconds_reference = since(t);
 
@@ -328,7 +329,7 @@ SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
   const auto ref = reference_sums(r);
   swap.reset();
   const auto policy = score_pipelined(grid_, transformer_, policy_, r.micro_batches);
-  SpinLoss loss(config_.lambda(iteration), std::max<std::int64_t>(1, static_cast<std::int64_t>(examples.size())), ref);
+  SpinLoss loss(config_.objective, config_.lambda(iteration), std::max<std::int64_t>(1, static_cast<std::int64_t>(examples.size())), ref);
   double nll = 0.0, tokens = 0.0;
   if (transformer_.stage().last) {
     for (std::size_t mb = 0; mb < policy.size(); ++mb) {

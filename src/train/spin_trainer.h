@@ -44,6 +44,7 @@ namespace spin::train {
 
 struct SpinConfig {
   std::vector<double> kl_penalty = {0.1};  // lambda per iteration; one value serves all
+  SpinObjective objective;                 // the loss l of each pair's scaled margin
   std::int64_t iterations = 1;
   std::int64_t epochs = 1;       // per iteration
   std::int64_t max_steps = 0;    // caps the run's total (0: no cap)

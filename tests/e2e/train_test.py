@@ -180,6 +180,9 @@ def case_config(args, tmp):
       r"model\.attention_backend must be auto, simt or unfused, got 'flash'")
     e("negative-logits-chunk", ["--model.logits_chunk_rows", "-1"],
       r"model\.logits_chunk_rows must be 0 \(off\) or positive, got -1")
+    e("bad-loss", ["--spin.loss", "ipo"], r"spin\.loss \"ipo\" is not sigmoid or hinge")
+    e("hinge-smoothing", ["--spin.loss", "hinge", "--spin.label_smoothing", "0.1"],
+      r"spin\.label_smoothing applies to the sigmoid loss only, not hinge")
 
 
 REQUEUE = 75

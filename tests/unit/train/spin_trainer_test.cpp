@@ -72,6 +72,86 @@ TEST(SpinTrainer, EvaluationMatchesAnIndependentComputationFromSequenceScores) {
   EXPECT_GT(std::fabs(got.margin), 1e-4) << "a non-trivial batch";
 }
 
+// The losses of a pair's scaled margin z: values, derivatives against central differences, and
+// the gradient a micro-batch hands to the policy's sums against differences of its loss.
+TEST(SpinLoss, SigmoidSmoothedSigmoidAndHingeLossesAndTheirGradients) {
+  const SpinObjective sigmoid, smoothed{SpinObjective::Type::Sigmoid, 0.1}, hinge{SpinObjective::Type::Hinge, 0.0};
+  EXPECT_DOUBLE_EQ(sigmoid.value(0.0), std::log(2.0));
+  EXPECT_DOUBLE_EQ(smoothed.value(0.0), std::log(2.0));
+  EXPECT_DOUBLE_EQ(hinge.value(0.0), 1.0);
+  EXPECT_DOUBLE_EQ(hinge.value(2.5), 0.0);
+  EXPECT_DOUBLE_EQ(hinge.value(-1.5), 2.5);
+  EXPECT_NEAR(smoothed.value(1.3), 0.9 * std::log1p(std::exp(-1.3)) + 0.1 * std::log1p(std::exp(1.3)), 1e-15);
+  for (const SpinObjective* o : {&sigmoid, &smoothed, &hinge}) {
+    for (double z : {-30.0, -2.0, -0.3, 0.0, 0.4, 0.9, 1.7, 30.0}) {
+      const double h = 1e-6, numeric = (o->value(z + h) - o->value(z - h)) / (2 * h);
+      EXPECT_NEAR(o->derivative(z), numeric, 1e-7) << SpinObjective::name(o->type) << " at z = " << z;
+    }
+  }
+  // Label smoothing bounds how far a pair is pushed: the loss is smallest at log((1 - eps) / eps).
+  EXPECT_NEAR(smoothed.derivative(std::log(0.9 / 0.1)), 0.0, 1e-15);
+  EXPECT_LT(sigmoid.derivative(std::log(0.9 / 0.1)), -0.05);
+
+  // A micro-batch of two pairs: d loss / d policy sums against differences of the loss.
+  const std::vector<float> reference = {-7.0f, -9.0f, -3.0f, -2.5f};
+  for (const SpinObjective* o : {&sigmoid, &smoothed, &hinge}) {
+    const double lambda = 0.7;
+    std::vector<float> policy = {-6.0f, -9.5f, -3.25f, -2.0f};
+    const auto loss_at = [&](const std::vector<float>& p) {
+      SpinLoss l(*o, lambda, 4, {reference});
+      std::vector<float> d(4);
+      return l.micro_batch_loss(0, p, d);
+    };
+    SpinLoss loss(*o, lambda, 4, {reference});
+    std::vector<float> grad(4);
+    loss.micro_batch_loss(0, policy, grad);
+    for (std::size_t i = 0; i < policy.size(); ++i) {
+      std::vector<float> up = policy, down = policy;
+      up[i] += 1e-2f;
+      down[i] -= 1e-2f;
+      EXPECT_NEAR(grad[i], (loss_at(up) - loss_at(down)) / 2e-2, 1e-5) << SpinObjective::name(o->type) << " sum " << i;
+    }
+    EXPECT_EQ(loss.totals().pairs, 2.0);
+  }
+  // The hinge stops pushing a pair once its margin reaches 1 / lambda.
+  SpinLoss satisfied(hinge, 0.5, 1, {{0.0f, 0.0f}});
+  std::vector<float> grad(2);
+  EXPECT_EQ(satisfied.micro_batch_loss(0, std::vector<float>{1.5f, -1.0f}, grad), 0.0);
+  EXPECT_EQ(grad, (std::vector<float>{0.0f, 0.0f}));
+}
+
+TEST(SpinLoss, BadSettingsAreErrorsNamingThem) {
+  const auto message = [](const SpinObjective& o) {
+    try {
+      o.validate();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(message({SpinObjective::Type::Sigmoid, 0.5}).find("spin.label_smoothing must be in [0, 0.5)"),
+            std::string::npos);
+  EXPECT_NE(message({SpinObjective::Type::Hinge, 0.1}).find("applies to the sigmoid loss only, not hinge"),
+            std::string::npos);
+  EXPECT_EQ(message({SpinObjective::Type::Sigmoid, 0.2}), "");
+  EXPECT_EQ(SpinObjective::parse("hinge"), SpinObjective::Type::Hinge);
+  EXPECT_THROW(SpinObjective::parse("ipo"), Error);
+}
+
+// With the hinge loss the first step's loss is l(0) = 1 and the policy moves.
+TEST(SpinTrainer, HingeLossTrains) {
+  parallel::SelfCommunicator world;
+  SpinConfig config = testing::small_spin_config();
+  config.objective.type = SpinObjective::Type::Hinge;
+  testing::SpinSetup s(world, {1, 1, 1}, config);
+  const SpinStepMetrics first = s.trainer.step(0, 0, 0, 1e-2);
+  EXPECT_EQ(first.spin.loss, 1.0);
+  EXPECT_EQ(first.spin.rewards_actual, 0.0);
+  const SpinStepMetrics second = s.trainer.step(0, 0, 1, 1e-2);
+  EXPECT_NE(second.spin.rewards_actual, 0.0) << "the policy moved";
+  EXPECT_GT(second.spin.margin, 0.0) << "toward the real responses";
+}
+
 // f sums the log-probabilities predicting exactly the response tokens: the first, the last
 // (EOS) and none of the prompt. (In spin's packed batches no padding follows EOS; rows after a
 // sequence's end belong to the next sequence and its own mask.)
