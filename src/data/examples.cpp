@@ -16,6 +16,7 @@ using nlohmann::json;
 std::optional<DataShape> text_shape(const json& j) {
   if (j.contains("messages")) return DataShape::Chat;
   if (j.contains("real")) return DataShape::SpinPairs;
+  if (j.contains("chosen")) return DataShape::ChosenRejected;
   if (j.contains("conversations")) return DataShape::NemoChat;
   if (j.contains("prompt") && j.at("prompt").is_string()) return DataShape::TextPair;
   return std::nullopt;
@@ -25,7 +26,7 @@ DataShape detect_shape(const json& j, const std::string& where) {
   if (const auto text = text_shape(j)) return *text;
   if (j.contains("prompt")) return DataShape::TokenIds;
   fail(where, ": unknown record shape; expected {\"prompt\", \"response\"}, {\"messages\": [...]}, "
-       "{\"conversations\": [...]} or {\"real\": [...]}");
+       "{\"conversations\": [...]}, {\"real\": [...]} or {\"chosen\": [...]}");
 }
 
 bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
@@ -37,7 +38,7 @@ struct Conversation {
   std::string response;
 };
 
-// The chat messages under `key` ("messages", or "real" in the SPIN data sets).
+// The chat messages under `key` ("messages"; "real" or "chosen" in the SPIN data sets).
 std::vector<Message> read_messages(const json& j, const std::string& where, const char* key = "messages") {
   const json& list = j.at(key);
   require(list.is_array() && !list.empty(), where, ": \"", key, "\" must be a non-empty list");
@@ -112,6 +113,9 @@ Example read_example(const json& j, DataShape shape, const std::string& where,
     // The SPIN data sets' records (UCLA-AGI/SPIN_iter*): the ground truth under "real"; their
     // "generated" responses, another model's, are not read -- the reference generates its own.
     case DataShape::SpinPairs: c = read_chat(j, where, "real"); break;
+    // The SPIN code's generations and preference data sets: the ground truth (or preferred
+    // answer) under "chosen", "rejected" not read.
+    case DataShape::ChosenRejected: c = read_chat(j, where, "chosen"); break;
     case DataShape::NemoChat: c = read_nemo_chat(j, where); break;
     case DataShape::TokenIds: break;
   }
@@ -161,6 +165,7 @@ const char* data_shape_name(DataShape s) {
     case DataShape::Chat: return "chat messages";
     case DataShape::NemoChat: return "NeMo conversations";
     case DataShape::SpinPairs: return "SPIN real/generated messages";
+    case DataShape::ChosenRejected: return "chosen/rejected messages";
     case DataShape::TokenIds: return "pre-tokenized ids";
   }
   return "?";

@@ -7,6 +7,8 @@
 //       NeMo's chat format, read the same way
 //   {"real": [messages], "generated": [messages]}                      the SPIN data sets'
 //       (UCLA-AGI/SPIN_iter*): "real" read as chat, "generated" ignored (the reference answers)
+//   {"chosen": [messages], "rejected": [messages]}                    the SPIN code's
+//       generations and preference data sets: "chosen" read as chat, "rejected" ignored
 //   {"prompt": [ids], "response": [ids]}                              pre-tokenized
 // A template turns the prompt messages into ids (prompt_template.h); the response is encoded
 // and ends with EOS. The same ids serve generation and training. Over-long examples are
@@ -23,7 +25,7 @@
 
 namespace spin::data {
 
-enum class DataShape { TextPair, Chat, NemoChat, SpinPairs, TokenIds };
+enum class DataShape { TextPair, Chat, NemoChat, SpinPairs, ChosenRejected, TokenIds };
 const char* data_shape_name(DataShape s);
 
 enum class Overlong { Drop, Truncate };

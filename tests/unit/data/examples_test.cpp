@@ -77,6 +77,15 @@ TEST_F(Examples, ChatAndNemoShapesGiveTheSameIdsUnderTheChatTemplate) {
   ASSERT_EQ(spin.examples.size(), 1u);
   EXPECT_EQ(spin.examples[0].prompt, want);
   EXPECT_EQ(spin.examples[0].response, response);
+  // The SPIN code's generations (and DPO preference sets): "chosen" is the conversation.
+  const auto chosen = load(R"({"chosen": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, )"
+                           R"({"role": "assistant", "content": "Hello"}], "rejected": [{"role": "user", "content": "Hi"}, )"
+                           R"({"role": "assistant", "content": "Hey there"}]})",
+                           PromptTemplate::Chat);
+  EXPECT_EQ(chosen.report.shape, DataShape::ChosenRejected);
+  ASSERT_EQ(chosen.examples.size(), 1u);
+  EXPECT_EQ(chosen.examples[0].prompt, want);
+  EXPECT_EQ(chosen.examples[0].response, response);
 }
 
 TEST_F(Examples, PreTokenizedRecordsAreTakenAsTheyAre) {
