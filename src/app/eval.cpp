@@ -45,7 +45,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage")
-      ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "prompts per batch on each replica")
+      ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "sequences generated at once and examples scored together on each replica")
       ("max-new-tokens", po::value(&o.max_new_tokens)->default_value(0),
        "longest greedy response (0: the longest ground-truth response)")
       ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(0),
@@ -99,28 +99,30 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
   transformer.set_logits_chunk_rows(o.logits_chunk_rows);
   generate::Generator generator(grid, transformer, weights);
 
-  // This replica's examples, in batches: greedy answers and ground-truth scores.
+  // This replica's examples: greedy answers (--batch-size in flight, refilled as they finish)
+  // and ground-truth scores (--batch-size per forward).
   double exact = 0.0, nll = 0.0, tokens = 0.0, count = 0.0;
   std::vector<std::size_t> mine;
   for (std::size_t i = static_cast<std::size_t>(grid.dp_rank()); i < data.examples.size(); i += static_cast<std::size_t>(grid.dp_size())) {
     mine.push_back(i);
   }
+  std::vector<std::vector<std::int32_t>> prompts;
+  for (std::size_t i : mine) prompts.push_back(data.examples[i].prompt);
+  const auto answers =
+      generator.generate(prompts, std::vector<std::uint64_t>(prompts.size(), 0), greedy, {o.batch_size, {}});
+  for (std::size_t i = 0; i < answers.size(); ++i) {
+    exact += answers[i].tokens == data.examples[mine[i]].response ? 1.0 : 0.0;
+    count += 1.0;
+  }
   for (std::size_t b = 0; b < mine.size(); b += static_cast<std::size_t>(o.batch_size)) {
     const std::size_t e = std::min(mine.size(), b + static_cast<std::size_t>(o.batch_size));
-    std::vector<std::vector<std::int32_t>> prompts;
     std::vector<model::Sequence> truth;
     for (std::size_t i = b; i < e; ++i) {
       const data::Example& ex = data.examples[mine[i]];
-      prompts.push_back(ex.prompt);
       std::vector<std::int32_t> seq = ex.prompt;
       seq.insert(seq.end(), ex.response.begin(), ex.response.end());
       truth.push_back({seq, static_cast<std::int64_t>(ex.prompt.size())});
       tokens += static_cast<double>(ex.response.size());
-    }
-    const auto answers = generator.generate(prompts, std::vector<std::uint64_t>(prompts.size(), 0), greedy);
-    for (std::size_t i = 0; i < answers.size(); ++i) {
-      exact += answers[i].tokens == data.examples[mine[b + i]].response ? 1.0 : 0.0;
-      count += 1.0;
     }
     const auto sums = train::score_pipelined(grid, transformer, weights, {model::TokenBatch::pack(truth)});
     if (transformer.stage().last) {
@@ -139,6 +141,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
                 o.data.c_str(), totals[1], em, mean_nll);
     if (!o.output.empty()) {
       std::ofstream out(o.output);
+      out.precision(17);
       out << "{\"examples\": " << totals[1] << ", \"exact_match\": " << em << ", \"nll\": " << mean_nll << "}\n";
       require(out.good(), o.output, ": write failed");
     }
