@@ -28,12 +28,8 @@ std::vector<std::int64_t> parse_int_list(const std::string& text, const char* op
 
 std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
                                                 const model::ModelConfig& config) {
-  const std::filesystem::path dir(model_dir);
-  if (!std::filesystem::exists(dir / "tokenizer.model") && !std::filesystem::exists(dir / "tokenizer.json") &&
-      !std::filesystem::exists(dir / "byte_tokenizer.json")) {
-    return nullptr;
-  }
-  auto tokenizer = data::Tokenizer::load(model_dir);
+  auto tokenizer = data::Tokenizer::load_if_present(model_dir);
+  if (!tokenizer) return nullptr;
   std::optional<std::int32_t> bos, eos;
   if (config.bos_token_id) bos = static_cast<std::int32_t>(*config.bos_token_id);
   if (!config.eos_token_ids.empty()) eos = static_cast<std::int32_t>(config.eos_token_ids.front());

@@ -106,15 +106,21 @@ void ByteTokenizer::save(const std::string& dir) const {
 }
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_dir) {
+  auto tokenizer = load_if_present(model_dir);
+  require(tokenizer != nullptr, model_dir,
+          ": no tokenizer.model (SentencePiece), tokenizer.json (byte-level BPE) or byte_tokenizer.json; spin "
+          "cannot tokenize text for this model (pre-tokenized data works without one)");
+  return tokenizer;
+}
+
+std::unique_ptr<Tokenizer> Tokenizer::load_if_present(const std::string& model_dir) {
   const fs::path dir(model_dir);
   if (fs::exists(dir / "tokenizer.model")) {
     return std::make_unique<SentencePieceTokenizer>((dir / "tokenizer.model").string());
   }
   if (fs::exists(dir / "tokenizer.json")) return std::make_unique<HfBpeTokenizer>((dir / "tokenizer.json").string());
   const fs::path byte_file = dir / "byte_tokenizer.json";
-  require(fs::exists(byte_file), model_dir,
-          ": no tokenizer.model (SentencePiece), tokenizer.json (byte-level BPE) or byte_tokenizer.json; spin "
-          "cannot tokenize text for this model (pre-tokenized data works without one)");
+  if (!fs::exists(byte_file)) return nullptr;
   std::ifstream in(byte_file);
   std::stringstream text;
   text << in.rdbuf();

@@ -48,8 +48,10 @@ class Tokenizer {
   }
 
   // Loads the tokenizer of a Hugging Face model directory; throws naming the directory when it
-  // has neither file.
+  // has none of the files.
   static std::unique_ptr<Tokenizer> load(const std::string& model_dir);
+  // The same, or nullptr for a directory without a tokenizer (pre-tokenized data needs none).
+  static std::unique_ptr<Tokenizer> load_if_present(const std::string& model_dir);
 
  protected:
   std::optional<std::int32_t> bos_, eos_;
