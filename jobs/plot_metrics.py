@@ -68,7 +68,7 @@ def iteration_ends(train):
 
 
 PANELS = [  # (title, [(key, label, style)], y label)
-    ("SPIN loss", [("loss", "loss", "-")], "-log sigmoid(margin)"),
+    ("SPIN loss", [("loss", "loss", "-")], "l(lambda margin): spin.loss"),
     ("rewards", [("rewards_actual", "ground truth", "-"), ("rewards_generated", "generated", "--")],
      "lambda * sum(log pi - log pi_ref)"),
     ("reward margin", [("margin", "margin", "-")], "real - generated"),
