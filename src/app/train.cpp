@@ -236,10 +236,9 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     limits.overlong = c.overlong == "drop" ? data::Overlong::Drop : data::Overlong::Truncate;
     const auto tmpl = data::choose_prompt_template(c.prompt_template, tokenizer.get());
     template_name = data::prompt_template_name(tmpl);
-    train_data = data::load_examples(c.train, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines);
-    if (!c.validation.empty()) {
-      validation_data = data::load_examples(c.validation, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines);
-    }
+    require(c.generations == "reference" || c.generations == "data", "spin.generations \"", c.generations,
+            "\" is not reference or data");
+    const bool given = c.generations == "data";
 
     spin.kl_penalty = parse_lambdas(c.kl_penalty);
     spin.objective = {train::SpinObjective::parse(c.loss), c.label_smoothing};
@@ -253,6 +252,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     require(c.ref_logprobs == "forward" || c.ref_logprobs == "sampler", "spin.ref_logprobs \"",
             c.ref_logprobs, "\" is not forward or sampler");
     spin.ref_logprobs_from_sampler = c.ref_logprobs == "sampler";
+    spin.generations_from_data = given;
     spin.ref_offload = c.ref_offload;
     spin.reuse_generations = c.reuse_generations;
     spin.seed = c.data_seed;
@@ -265,6 +265,12 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     g.eos_ids = stop_ids(mc, tokenizer.get(), tmpl);  // as the real responses end
     g.validate(mc.vocab_size);
     spin.validate();
+    // The data last: every setting above is checked before the expensive part.
+    train_data = data::load_examples(c.train, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines, given);
+    if (!c.validation.empty()) {
+      validation_data =
+          data::load_examples(c.validation, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines, given);
+    }
     const data::BatchPlan plan(static_cast<std::int64_t>(train_data.examples.size()), c.global_batch_size,
                                c.micro_batch_size, grid.dp_size(), c.data_seed, c.shuffle);
     steps_per_epoch = plan.batches_per_epoch();

@@ -105,6 +105,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("spin.global_batch_size", &c.global_batch_size, "prompts per optimizer step, over all data-parallel ranks");
   t.add("spin.micro_batch_size", &c.micro_batch_size, "prompts (real + generated pairs) per micro-batch");
   t.add("spin.rollout_batch_size", &c.rollout_batch_size, "sequences generated at once on each data-parallel replica (KV cache slots; a finished one's slot takes the next prompt)");
+  t.add("spin.generations", &c.generations,
+        "where the generated responses come from: reference (sampled by the reference model every step) or data "
+        "(the data's own: \"generated\" of SPIN data sets and token-id records, \"rejected\" of chosen/rejected ones)");
   t.add("spin.ref_logprobs", &c.ref_logprobs, "reference log-probabilities: forward (recomputed) or sampler (from generation)");
   t.add("spin.reuse_generations", &c.reuse_generations,
         "generate each prompt's response once per iteration (the SPIN paper's fixed synthetic data) and reuse it in "

@@ -29,6 +29,7 @@ struct TrainConfig {
   std::int64_t iterations = 3, epochs = 1, max_steps = 0;
   std::int64_t global_batch_size = 8, micro_batch_size = 1, rollout_batch_size = 8;
   std::string ref_logprobs = "forward";
+  std::string generations = "reference";
   bool ref_offload = false;
   bool reuse_generations = false;
   std::int64_t validation_interval = 0, validation_examples = 3;

@@ -85,16 +85,34 @@ Conversation read_nemo_chat(const json& j, const std::string& where) {
   return c;
 }
 
+// The key holding a record's given generated response, if its shape has one.
+const char* generated_key(DataShape shape) {
+  switch (shape) {
+    case DataShape::SpinPairs:
+    case DataShape::TokenIds: return "generated";
+    case DataShape::ChosenRejected: return "rejected";
+    default: return nullptr;
+  }
+}
+
 Example read_example(const json& j, DataShape shape, const std::string& where,
                      const Tokenizer* tokenizer, PromptTemplate prompt_template,
-                     std::int64_t vocab_size) {
+                     std::int64_t vocab_size, bool read_generated) {
   Example e;
+  const char* gen_key = read_generated ? generated_key(shape) : nullptr;
+  require(!read_generated || gen_key != nullptr, where, ": ", data_shape_name(shape),
+          " records carry no generated response (spin.generations = data reads \"generated\" of SPIN data sets "
+          "and token-id records, \"rejected\" of chosen/rejected records)");
+  require(!gen_key || j.contains(gen_key), where, ": no \"", gen_key,
+          "\" response (spin.generations = data takes one from every record)");
   if (shape == DataShape::TokenIds) {
     e.prompt = jsonl::id_list(j, "prompt", where);
     e.response = jsonl::id_list(j, "response", where);
+    if (gen_key) e.generated = jsonl::id_list(j, gen_key, where);
     require(!e.prompt.empty(), where, ": the prompt is empty");
     require(!e.response.empty(), where, ": the response is empty");
-    for (const auto* ids : {&e.prompt, &e.response}) {
+    require(!gen_key || !e.generated.empty(), where, ": the generated response is empty");
+    for (const auto* ids : {&e.prompt, &e.response, &e.generated}) {
       for (std::int32_t id : *ids) {
         require(id < vocab_size, where, ": token id ", id, " is outside the vocabulary [0, ",
                 vocab_size, ")");
@@ -125,14 +143,21 @@ Example read_example(const json& j, DataShape shape, const std::string& where,
   require(!blank(c.response), where, ": the response is empty");
   e.prompt = render_prompt(c.prompt, prompt_template, *tokenizer);
   e.response = render_response(c.response, prompt_template, *tokenizer);
+  if (gen_key) {
+    const Conversation g = read_chat(j, where, gen_key);
+    require(g.prompt == c.prompt, where, ": the \"", gen_key, "\" conversation's prompt differs from the ground truth's");
+    require(!blank(g.response), where, ": the generated response is empty");
+    e.generated = render_response(g.response, prompt_template, *tokenizer);
+  }
   return e;
 }
 
 // Applies the limits; returns false when the example is dropped.
 bool fit(Example& e, const LengthLimits& limits, DataReport& report) {
+  // A given generated response is held to the response's limits too.
   const auto too_long = [&] {
     const auto p = static_cast<std::int64_t>(e.prompt.size());
-    const auto r = static_cast<std::int64_t>(e.response.size());
+    const auto r = static_cast<std::int64_t>(std::max(e.response.size(), e.generated.size()));
     return (limits.max_prompt > 0 && p > limits.max_prompt) ||
            (limits.max_response > 0 && r > limits.max_response) ||
            (limits.max_sequence > 0 && p + r > limits.max_sequence);
@@ -152,7 +177,9 @@ bool fit(Example& e, const LengthLimits& limits, DataReport& report) {
     ++report.dropped;
     return false;
   }
-  if (static_cast<std::int64_t>(e.response.size()) > room) e.response.resize(static_cast<std::size_t>(room));
+  for (auto* response : {&e.response, &e.generated}) {
+    if (static_cast<std::int64_t>(response->size()) > room) response->resize(static_cast<std::size_t>(room));
+  }
   ++report.truncated;
   return true;
 }
@@ -178,7 +205,7 @@ std::string DataReport::summary(const std::string& path) const {
 
 LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer,
                              PromptTemplate prompt_template, const LengthLimits& limits,
-                             std::int64_t vocab_size, bool skip_bad_lines) {
+                             std::int64_t vocab_size, bool skip_bad_lines, bool read_generated) {
   LoadedExamples out;
   bool shape_known = false;
   jsonl::for_each_line(path, [&](const std::string& text, const std::string& where, std::int64_t line) {
@@ -191,7 +218,7 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
       }
       require(shape == out.report.shape, where, ": a ", data_shape_name(shape), " record in a file of ",
               data_shape_name(out.report.shape), " records");
-      Example e = read_example(j, shape, where, tokenizer, prompt_template, vocab_size);
+      Example e = read_example(j, shape, where, tokenizer, prompt_template, vocab_size, read_generated);
       e.line = line;
       ++out.report.records;
       if (fit(e, limits, out.report)) out.examples.push_back(std::move(e));

@@ -39,6 +39,7 @@ namespace spin::data {
 struct Message {
   std::string role;  // "system", "user" or "assistant"
   std::string content;
+  bool operator==(const Message&) const = default;
 };
 
 enum class PromptTemplate { Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3 };

@@ -35,6 +35,9 @@ void SpinConfig::validate() const {
   for (double l : kl_penalty) require(l > 0.0, "SPIN: kl_penalty values must be > 0, got ", l);
   objective.validate();
   require(rollout_batch >= 1, "SPIN: rollout batch size must be at least 1");
+  require(!(generations_from_data && ref_logprobs_from_sampler),
+          "SPIN: spin.ref_logprobs = sampler needs the reference's own samples; with spin.generations = data the "
+          "reference scores the given responses by a forward (spin.ref_logprobs = forward)");
   require(max_steps >= 0, "SPIN: max_steps must not be negative");
 }
 
@@ -83,6 +86,16 @@ class SpinTrainer::ReferenceSwap {
 std::vector<SpinTrainer::Response> SpinTrainer::generate(const std::vector<std::int64_t>& indices,
                                                          const std::vector<data::Example>& examples,
                                                          std::uint64_t stream) {
+  if (config_.generations_from_data) {
+    std::vector<Response> given;
+    for (std::int64_t idx : indices) {
+      const data::Example& e = examples[static_cast<std::size_t>(idx)];
+      require(!e.generated.empty(), "SPIN: the example of line ", e.line,
+              " has no generated response (spin.generations = data)");
+      given.push_back({e.generated, 0.0f, false});
+    }
+    return given;
+  }
   const auto n = static_cast<std::uint64_t>(examples.size());
   std::vector<std::vector<std::int32_t>> prompts;
   std::vector<std::uint64_t> ids;
@@ -138,7 +151,7 @@ SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int
 
 void SpinTrainer::generate_into_cache(const std::vector<std::int64_t>& indices, std::uint64_t stream) {
   const std::vector<Response> generated = generate(indices, examples_, stream);
-  responses_generated_ += static_cast<std::int64_t>(generated.size());
+  if (!config_.generations_from_data) responses_generated_ += static_cast<std::int64_t>(generated.size());
   // Shared over DP as doubles (ids, token ids and float32 sums are exact in them): per response
   // its index, capped flag, log-probability sum, length and tokens; blocks padded to the longest.
   std::vector<double> mine;
@@ -291,7 +304,7 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
     r = pairs(groups, examples_, responses);
   } else {
     r = rollout(groups, examples_, static_cast<std::uint64_t>(global_epoch));
-    responses_generated_ += static_cast<std::int64_t>(r.lengths.size());
+    if (!config_.generations_from_data) responses_generated_ += static_cast<std::int64_t>(r.lengths.size());
   }
   out.seconds_generation = since(t);
 

@@ -54,6 +54,9 @@ struct SpinConfig {
   bool ref_logprobs_from_sampler = false;
   bool ref_offload = false;  // the reference in host memory, swapped in through the policy's buffers
   bool reuse_generations = false;  // one response per prompt and iteration, reused in later epochs
+  // The generated halves are the examples' own (data::Example::generated, produced offline by
+  // another run or model) instead of the reference's samples; the reference still scores them.
+  bool generations_from_data = false;
   generate::GenerationParams generation;
   std::uint64_t seed = 1234;  // data order
   bool shuffle = true;

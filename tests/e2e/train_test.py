@@ -181,6 +181,32 @@ def case_config(args, tmp):
     e("negative-logits-chunk", ["--model.logits_chunk_rows", "-1"],
       r"model\.logits_chunk_rows must be 0 \(off\) or positive, got -1")
     e("bad-loss", ["--spin.loss", "ipo"], r"spin\.loss \"ipo\" is not sigmoid or hinge")
+    e("bad-generations", ["--spin.generations", "model"], r"spin\.generations \"model\" is not reference or data")
+    e("generations-no-field", ["--spin.generations", "data"],
+      r"train\.jsonl:1: prompt/response text records carry no generated response")
+    e("generations-sampler", ["--spin.generations", "data", "--spin.ref_logprobs", "sampler"],
+      r"spin\.ref_logprobs = sampler needs the reference's own samples")
+
+    # spin.generations = data: SPIN data set records whose generated answers are all "0".
+    spin_data = os.path.join(tmp, "spin_data.jsonl")
+    with open(spin_data, "w") as f:
+        for line in open(os.path.join(tmp, "data", "train.jsonl")):
+            r = json.loads(line)
+            user = {"role": "user", "content": r["prompt"]}
+            f.write(json.dumps({"real": [user, {"role": "assistant", "content": r["response"]}],
+                                "generated": [user, {"role": "assistant", "content": "0"}]}) + "\n")
+    given_out = os.path.join(tmp, "given")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--data.train", spin_data, "--data.validation", "",
+                          "--spin.generations", "data", "--spin.max_iterations", "1", "--spin.max_steps", "3",
+                          "--checkpoint.save_dir", given_out], 2)
+    m = metrics(os.path.join(given_out, "metrics.jsonl"))
+    assert len(m) == 3 and abs(m[0]["loss"] - math.log(2)) < 1e-6, m[0]
+    assert all(s["generated_length_mean"] == 2.0 and s["generated_length_max"] == 2.0 for s in m), m
+    print("spin.generations = data: 3 steps on the given answers ('0' + EOS: 2 tokens each)")
+    with open(spin_data, "a") as f:
+        f.write(json.dumps({"real": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}) + "\n")
+    e("generations-missing", ["--spin.generations", "data", "--data.train", spin_data],
+      r"spin_data\.jsonl:49: no \"generated\" response")
     e("hinge-smoothing", ["--spin.loss", "hinge", "--spin.label_smoothing", "0.1"],
       r"spin\.label_smoothing applies to the sigmoid loss only, not hinge")
 

@@ -88,6 +88,58 @@ TEST_F(Examples, ChatAndNemoShapesGiveTheSameIdsUnderTheChatTemplate) {
   EXPECT_EQ(chosen.examples[0].response, response);
 }
 
+// Generated responses given with the data (spin.generations = data): "generated" of the SPIN
+// data sets and token-id records, "rejected" of chosen/rejected records; the prompt must be the
+// ground truth's; the response's limits hold for them too.
+TEST_F(Examples, GivenGeneratedResponsesAreReadWhenAsked) {
+  const std::string spin_record =
+      R"({"real": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}], )"
+      R"("generated": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hey there"}]})" "\n";
+  auto given = [&](const std::string& text, LengthLimits limits = {}) {
+    return load_examples(write(text), &tok_, PromptTemplate::Chat, limits, tok_.vocab_size(), false, true);
+  };
+  auto want = ids("Hey there");
+  want.push_back(2);  // EOS, as every response
+  EXPECT_EQ(given(spin_record).examples[0].generated, want);
+  EXPECT_TRUE(load(spin_record, PromptTemplate::Chat).examples[0].generated.empty()) << "read only when asked";
+  const auto chosen = given(R"({"chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}], )"
+                            R"("rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hey there"}]})" "\n");
+  EXPECT_EQ(chosen.examples[0].generated, want);
+  const auto token_ids = load_examples(write(R"({"prompt": [1, 5], "response": [7, 2], "generated": [8, 9, 2]})" "\n"),
+                                       nullptr, PromptTemplate::Chat, {}, 259, false, true);
+  EXPECT_EQ(token_ids.examples[0].generated, (std::vector<std::int32_t>{8, 9, 2}));
+  // Truncated to the response's limit like the response.
+  EXPECT_EQ(given(spin_record, {0, 4, 0, Overlong::Truncate}).examples[0].generated, (std::vector<std::int32_t>(want.begin(), want.begin() + 4)));
+
+  const auto error = [&](const std::string& text) {
+    try {
+      given(text);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error(R"({"real": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]})" "\n")
+                .find(":1: no \"generated\" response"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"real": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}], )"
+                  R"("generated": [{"role": "user", "content": "Ho"}, {"role": "assistant", "content": "Hey"}]})" "\n")
+                .find("conversation's prompt differs from the ground truth's"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"prompt": "2+2=", "response": "4"})" "\n").find("records carry no generated response"),
+            std::string::npos);
+  const std::string token_error = [&] {
+    try {
+      load_examples(write(R"({"prompt": [1, 5], "response": [7, 2], "generated": [8, 300]})" "\n"), nullptr,
+                    PromptTemplate::Chat, {}, 259, false, true);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  }();
+  EXPECT_NE(token_error.find("token id 300 is outside the vocabulary"), std::string::npos) << token_error;
+}
+
 TEST_F(Examples, PreTokenizedRecordsAreTakenAsTheyAre) {
   const auto d = load_examples(write(R"({"prompt": [1, 5, 6], "response": [7, 2]})" "\n"), nullptr,
                                PromptTemplate::Chat, {}, 259);

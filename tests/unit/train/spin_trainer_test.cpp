@@ -152,6 +152,45 @@ TEST(SpinTrainer, HingeLossTrains) {
   EXPECT_GT(second.spin.margin, 0.0) << "toward the real responses";
 }
 
+// spin.generations = data: the generated halves are the examples' own and nothing is generated.
+// Given the reference's greedy answers, a run is the run that generates them.
+TEST(SpinTrainer, GeneratedResponsesGivenWithTheDataReplaceTheReferencesSamples) {
+  parallel::SelfCommunicator world;
+  SpinConfig online = testing::small_spin_config();
+  online.generation.sampling.greedy = true;
+  testing::SpinSetup a(world, {1, 1, 1}, online);
+
+  std::vector<data::Example> given = a.examples;
+  {
+    generate::Generator generator(a.grid, a.transformer, a.reference);
+    std::vector<std::vector<std::int32_t>> prompts;
+    for (const auto& e : given) prompts.push_back(e.prompt);
+    const auto answers = generator.generate(prompts, std::vector<std::uint64_t>(prompts.size(), 0), online.generation);
+    for (std::size_t i = 0; i < given.size(); ++i) given[i].generated = answers[i].tokens;
+  }
+  SpinConfig offline = online;
+  offline.generations_from_data = true;
+  testing::SpinSetup b(world, {1, 1, 1}, offline, testing::SpinSetup::shape_with_layers(2), false, given);
+  for (std::int64_t step = 0; step < 3; ++step) {
+    const SpinMetrics x = a.trainer.step(0, 0, step, 1e-2).spin, y = b.trainer.step(0, 0, step, 1e-2).spin;
+    EXPECT_EQ(x.loss, y.loss) << "step " << step;
+    EXPECT_EQ(x.rewards_actual, y.rewards_actual);
+    EXPECT_EQ(x.rewards_generated, y.rewards_generated);
+    EXPECT_EQ(x.generated_length_mean, y.generated_length_mean);
+  }
+  EXPECT_GT(a.trainer.responses_generated(), 0);
+  EXPECT_EQ(b.trainer.responses_generated(), 0) << "nothing generated";
+
+  // Other given responses, other pairs.
+  for (auto& e : given) e.generated = {5, 2};
+  testing::SpinSetup c(world, {1, 1, 1}, offline, testing::SpinSetup::shape_with_layers(2), false, given);
+  EXPECT_EQ(c.trainer.step(0, 0, 0, 1e-2).spin.generated_length_mean, 2.0);
+
+  // The sampler's log-probabilities exist only for the reference's own samples.
+  offline.ref_logprobs_from_sampler = true;
+  EXPECT_THROW(offline.validate(), Error);
+}
+
 // f sums the log-probabilities predicting exactly the response tokens: the first, the last
 // (EOS) and none of the prompt. (In spin's packed batches no padding follows EOS; rows after a
 // sequence's end belong to the next sequence and its own mask.)
