@@ -1,6 +1,6 @@
 // The device code of CudaKernels' own kernels (cuda_kernels.cu launches them): element-wise
-// work, the optimizer's range-table passes, row reductions (RMSNorm, softmax, log-softmax
-// pieces). Kept apart from the launches so that tests/unit/kernels/cuda/cuda_kernels_test.cpp
+// work, the optimizer's range-table passes, row reductions (RMSNorm, log-softmax pieces; the
+// attention's softmax is in attention_softmax_kernels.cuh). Kept apart from the launches so that tests/unit/kernels/cuda/cuda_kernels_test.cpp
 // can run this very source on the CPU under tests/common/cuda_emulation.h.
 #pragma once
 
@@ -208,36 +208,6 @@ __global__ void rmsnorm_backward_dw_kernel(float* dw, const float* dout, const I
   float acc = 0.0f;
   for (long long i = begin; i < end; ++i) acc += dout[i * dim + j] * load(x + i * dim + j) * rstd[i];
   atomicAdd(dw + j, acc);
-}
-// Row i of matrix blockIdx.y ([rows, cols], `stride` apart) sees columns [0, offset + i]:
-// softmax over those, zeros beyond. Scores arrive already scaled.
-__global__ void causal_softmax_kernel(float* p, long long rows, long long cols, long long offset,
-                                      long long stride) {
-  __shared__ float shared[32];
-  float* row = p + blockIdx.y * stride + blockIdx.x * cols;
-  const long long seen = min(cols, offset + static_cast<long long>(blockIdx.x) + 1);
-  float m = -INFINITY;
-  for (long long j = threadIdx.x; j < seen; j += blockDim.x) m = fmaxf(m, row[j]);
-  m = block_max(m, shared);
-  float sum = 0.0f;
-  for (long long j = threadIdx.x; j < seen; j += blockDim.x) {
-    const float e = expf(row[j] - m);
-    row[j] = e;
-    sum += e;
-  }
-  sum = block_sum(sum, shared);
-  const float inv = 1.0f / sum;
-  for (long long j = threadIdx.x; j < cols; j += blockDim.x) row[j] = j < seen ? row[j] * inv : 0.0f;
-  (void)rows;
-}
-// dS = P * (dP - rowsum(P * dP)), in place on dP; one block per row of one head.
-__global__ void attention_ds_kernel(float* ds, const float* p, long long len) {
-  __shared__ float shared[32];
-  const long long at = (static_cast<long long>(blockIdx.y) * len + blockIdx.x) * len;
-  float dot = 0.0f;
-  for (long long j = threadIdx.x; j < len; j += blockDim.x) dot += p[at + j] * ds[at + j];
-  dot = block_sum(dot, shared);
-  for (long long j = threadIdx.x; j < len; j += blockDim.x) ds[at + j] = p[at + j] * (ds[at + j] - dot);
 }
 __global__ void logits_max_kernel(float* row_max, const float* logits, long long ld, long long valid) {
   __shared__ float shared[32];

@@ -1,0 +1,47 @@
+// The device code of the attention's cuBLAS path (cuda_attention.cu launches it): the causal
+// softmax of a score matrix and its backward, dS = P * (dP - rowsum(P * dP)); one thread block
+// per row. Kept apart from the launches so that tests/unit/kernels/cuda/cuda_kernels_device_test.cpp
+// can run this very source on the CPU under tests/common/cuda_emulation.h.
+#pragma once
+
+#include <cmath>
+
+#include "kernels/cuda/device_helpers.cuh"
+
+// Internal linkage: each file that includes this has its own copy.
+namespace spin::kernels::cuda_detail::device {
+namespace {
+
+// Row i of matrix blockIdx.y ([rows, cols], `stride` apart) sees columns [0, offset + i]:
+// softmax over those, zeros beyond. Scores arrive already scaled.
+__global__ void causal_softmax_kernel(float* p, long long rows, long long cols, long long offset,
+                                      long long stride) {
+  __shared__ float shared[32];
+  float* row = p + blockIdx.y * stride + blockIdx.x * cols;
+  const long long seen = min(cols, offset + static_cast<long long>(blockIdx.x) + 1);
+  float m = -INFINITY;
+  for (long long j = threadIdx.x; j < seen; j += blockDim.x) m = fmaxf(m, row[j]);
+  m = block_max(m, shared);
+  float sum = 0.0f;
+  for (long long j = threadIdx.x; j < seen; j += blockDim.x) {
+    const float e = expf(row[j] - m);
+    row[j] = e;
+    sum += e;
+  }
+  sum = block_sum(sum, shared);
+  const float inv = 1.0f / sum;
+  for (long long j = threadIdx.x; j < cols; j += blockDim.x) row[j] = j < seen ? row[j] * inv : 0.0f;
+  (void)rows;
+}
+// dS = P * (dP - rowsum(P * dP)), in place on dP; one block per row of one head.
+__global__ void attention_ds_kernel(float* ds, const float* p, long long len) {
+  __shared__ float shared[32];
+  const long long at = (static_cast<long long>(blockIdx.y) * len + blockIdx.x) * len;
+  float dot = 0.0f;
+  for (long long j = threadIdx.x; j < len; j += blockDim.x) dot += p[at + j] * ds[at + j];
+  dot = block_sum(dot, shared);
+  for (long long j = threadIdx.x; j < len; j += blockDim.x) ds[at + j] = p[at + j] * (ds[at + j] - dot);
+}
+
+}  // namespace
+}  // namespace spin::kernels::cuda_detail::device

@@ -1,0 +1,328 @@
+// CudaKernels' attention (cuda_kernels.h): the choice among the kernels for each call -- the
+// tensor-core forward and backward (bf16, head_dim 64 / 128), the fused SIMT kernels, or cuBLAS
+// products around a masked softmax -- for packed causal attention and for attention over the
+// KV cache (prefill runs, decode runs, and both in one call under continuous batching).
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include <cuda_bf16.h>
+
+#include "kernels/cuda/attention_softmax_kernels.cuh"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/device_helpers.cuh"
+#include "kernels/cuda/device_memory.h"
+
+namespace spin::kernels {
+
+using namespace cuda_detail;
+using namespace cuda_detail::device;
+
+bool CudaKernels::fused(Index head_dim, Index num_seqs) const {
+  return attention_ != Attention::Cublas && cuda_detail::fused_attention_supports(head_dim) &&
+         num_seqs <= 65535;  // the grid's z extent
+}
+
+bool CudaKernels::tensor_cores(Index head_dim, Index num_seqs) const {
+  return attention_ == Attention::TensorCores && cuda_detail::tensor_core_attention_supports(head_dim) &&
+         fused(head_dim, num_seqs);
+}
+
+Index CudaKernels::attention_saved_size(const Index* cu_seqlens, Index num_seqs, Index heads, Index head_dim) const {
+  if (!fused(head_dim, num_seqs)) return attention_probs_size(cu_seqlens, num_seqs, heads);
+  return heads * cu_seqlens[num_seqs];  // a log-sum-exp per row and head, rows counted from 0
+}
+
+
+namespace {
+// The most rows between consecutive offsets: the longest sequence or run.
+long long longest(const Index* offsets, Index count) {
+  long long most = 0;
+  for (Index i = 0; i < count; ++i) most = std::max<long long>(most, offsets[i + 1] - offsets[i]);
+  return most;
+}
+}  // namespace
+
+cuda_detail::FusedAttentionArgs CudaKernels::fused_args(const void* q, const void* k, const void* v, bool bf16,
+                                                        const Index* cu_seqlens, Index num_seqs, Index heads,
+                                                        Index kv_heads, Index head_dim,
+                                                        PooledBuffer& device_cu) const {
+  device_cu = upload_indices(cu_seqlens, num_seqs + 1);
+  cuda_detail::FusedAttentionArgs a;
+  a.q = q, a.k = k, a.v = v, a.bf16 = bf16;
+  a.cu_seqlens = device_cu.as<long long>();
+  a.num_seqs = num_seqs;
+  a.rows = cu_seqlens[num_seqs];
+  a.longest = longest(cu_seqlens, num_seqs);
+  a.heads = static_cast<int>(heads), a.kv_heads = static_cast<int>(kv_heads);
+  a.head_dim = head_dim;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  return a;
+}
+
+// Fused when the head size allows (fused_attention.h), else per sequence: S = scale Q K^T for
+// the query heads of each kv head in one strided-batched product (the kv head's K is shared:
+// stride 0), the causal softmax of every head, O = P V.
+void CudaKernels::attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
+                                    const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
+                                    Index head_dim) const {
+  if (num_seqs == 0) return;
+  if (fused(head_dim, num_seqs)) {
+    PooledBuffer device_cu;
+    const auto a = fused_args(q, k, v, false, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
+    cuda_detail::fused_attention_forward(a, out, probs, stream_);
+    return;
+  }
+  const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  float* p = probs;
+  for (Index s = 0; s < num_seqs; ++s) {
+    const Index start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
+    if (len == 0) continue;
+    const Index square = len * len;
+    for (Index g = 0; g < kv_heads; ++g) {
+      gemm_batched(false, true, len, len, head_dim, scale, q + start * q_ld + g * group * head_dim, q_ld, head_dim,
+                   k + start * kv_ld + g * head_dim, kv_ld, 0, 0.0f, p + g * group * square, len, square, group);
+    }
+    causal_softmax_kernel<<<dim3(static_cast<unsigned>(len), static_cast<unsigned>(heads)), kThreads, 0, stream_>>>(
+        p, len, len, 0, square);
+    SPIN_CUDA_CHECK_LAUNCH("attention softmax");
+    for (Index g = 0; g < kv_heads; ++g) {
+      gemm_batched(false, false, len, head_dim, len, 1.0f, p + g * group * square, len, square,
+                   v + start * kv_ld + g * head_dim, kv_ld, 0, 0.0f, out + start * q_ld + g * group * head_dim, q_ld,
+                   head_dim, group);
+    }
+    p += heads * square;
+  }
+}
+
+void CudaKernels::attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                     const float* k, const float* v, const float* probs, const Index* cu_seqlens,
+                                     Index num_seqs, Index heads, Index kv_heads, Index head_dim) const {
+  if (num_seqs == 0) return;
+  if (fused(head_dim, num_seqs)) {
+    PooledBuffer device_cu;
+    fused_backward(dq, dk, dv, dout, q, k, v, false, nullptr, probs, cu_seqlens, num_seqs, heads, kv_heads,
+                   head_dim);
+    return;
+  }
+  const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const Index rows = cu_seqlens[num_seqs] - cu_seqlens[0];
+  const auto kv_bytes = static_cast<std::size_t>(rows * kv_ld) * sizeof(float);
+  SPIN_CUDA_CHECK(cudaMemsetAsync(dk, 0, kv_bytes, stream_));
+  SPIN_CUDA_CHECK(cudaMemsetAsync(dv, 0, kv_bytes, stream_));
+  const Index most = longest(cu_seqlens, num_seqs);
+  PooledBuffer scratch(allocator_, static_cast<std::size_t>(std::max<Index>(1, heads * most * most)) * sizeof(float));
+  float* ds = scratch.as<float>();
+  const float* p = probs;
+  for (Index s = 0; s < num_seqs; ++s) {
+    const Index start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
+    if (len == 0) continue;
+    const Index square = len * len;
+    for (Index g = 0; g < kv_heads; ++g) {  // dP = dO V^T
+      gemm_batched(false, true, len, len, head_dim, 1.0f, dout + start * q_ld + g * group * head_dim, q_ld, head_dim,
+                   v + start * kv_ld + g * head_dim, kv_ld, 0, 0.0f, ds + g * group * square, len, square, group);
+    }
+    attention_ds_kernel<<<dim3(static_cast<unsigned>(len), static_cast<unsigned>(heads)), kThreads, 0, stream_>>>(
+        ds, p, len);
+    SPIN_CUDA_CHECK_LAUNCH("attention dS");
+    for (Index g = 0; g < kv_heads; ++g) {  // dQ = scale dS K
+      gemm_batched(false, false, len, head_dim, len, scale, ds + g * group * square, len, square,
+                   k + start * kv_ld + g * head_dim, kv_ld, 0, 0.0f, dq + start * q_ld + g * group * head_dim, q_ld,
+                   head_dim, group);
+    }
+    // dK += scale dS^T Q and dV += P^T dO, one query head at a time: the heads of a group add
+    // into the same kv head.
+    for (Index h = 0; h < heads; ++h) {
+      const Index g = h / group;
+      gemm(true, false, len, head_dim, len, scale, ds + h * square, len, q + start * q_ld + h * head_dim, q_ld, 1.0f,
+           dk + start * kv_ld + g * head_dim, kv_ld);
+      gemm(true, false, len, head_dim, len, 1.0f, p + h * square, len, dout + start * q_ld + h * head_dim, q_ld,
+           1.0f, dv + start * kv_ld + g * head_dim, kv_ld);
+    }
+    p += heads * square;
+  }
+}
+
+void CudaKernels::fused_backward(float* dq, float* dk, float* dv, const float* dout, const void* q, const void* k,
+                                 const void* v, bool bf16, const void* out, const float* lse, const Index* cu_seqlens,
+                                 Index num_seqs, Index heads, Index kv_heads, Index head_dim) const {
+  PooledBuffer device_cu;
+  const auto a = fused_args(q, k, v, bf16, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
+  const Index rows = cu_seqlens[num_seqs];
+  PooledBuffer delta(allocator_, static_cast<std::size_t>(std::max<Index>(1, rows * heads)) * sizeof(float));
+  if (bf16 && tensor_cores(head_dim, num_seqs)) {
+    cuda_detail::tensor_core_attention_backward(a, dq, dk, dv, dout, out, lse, delta.as<float>(), stream_);
+  } else {
+    cuda_detail::fused_attention_backward(a, dq, dk, dv, dout, lse, delta.as<float>(), stream_);
+  }
+}
+
+PooledBuffer CudaKernels::widened(const std::uint16_t* x, Index n) const {
+  PooledBuffer out(allocator_, static_cast<std::size_t>(std::max<Index>(1, n)) * sizeof(float));
+  to_f32(out.as<float>(), x, n);
+  return out;
+}
+
+// Mixed precision: the fused kernels (tensor-core or SIMT) read bf16 q, k, v and write a bf16
+// output themselves; the cuBLAS path runs in float32 on widened copies.
+void CudaKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
+                                         const std::uint16_t* k, const std::uint16_t* v, const Index* cu_seqlens,
+                                         Index num_seqs, Index heads, Index kv_heads, Index head_dim) const {
+  if (num_seqs == 0) return;
+  if (fused(head_dim, num_seqs)) {
+    PooledBuffer device_cu;
+    const auto a = fused_args(q, k, v, true, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
+    if (tensor_cores(head_dim, num_seqs)) {
+      cuda_detail::tensor_core_attention_forward(a, out, saved, stream_);
+    } else {
+      cuda_detail::fused_attention_forward(a, out, saved, stream_);
+    }
+    return;
+  }
+  const Index rows = cu_seqlens[num_seqs];
+  const PooledBuffer q32 = widened(q, rows * heads * head_dim), k32 = widened(k, rows * kv_heads * head_dim),
+                     v32 = widened(v, rows * kv_heads * head_dim);
+  PooledBuffer o(allocator_, static_cast<std::size_t>(std::max<Index>(1, rows * heads * head_dim)) * sizeof(float));
+  attention_forward(o.as<float>(), saved, q32.as<float>(), k32.as<float>(), v32.as<float>(), cu_seqlens, num_seqs,
+                    heads, kv_heads, head_dim);
+  to_bf16(out, o.as<float>(), rows * heads * head_dim);
+}
+
+void CudaKernels::attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout, const std::uint16_t* q,
+                                          const std::uint16_t* k, const std::uint16_t* v, const std::uint16_t* out,
+                                          const float* saved, const Index* cu_seqlens, Index num_seqs, Index heads,
+                                          Index kv_heads, Index head_dim) const {
+  if (num_seqs == 0) return;
+  if (fused(head_dim, num_seqs)) {
+    fused_backward(dq, dk, dv, dout, q, k, v, true, out, saved, cu_seqlens, num_seqs, heads, kv_heads, head_dim);
+    return;
+  }
+  const Index rows = cu_seqlens[num_seqs];
+  const PooledBuffer q32 = widened(q, rows * heads * head_dim), k32 = widened(k, rows * kv_heads * head_dim),
+                     v32 = widened(v, rows * kv_heads * head_dim);
+  attention_backward(dq, dk, dv, dout, q32.as<float>(), k32.as<float>(), v32.as<float>(), saved, cu_seqlens, num_seqs,
+                     heads, kv_heads, head_dim);
+}
+
+bool CudaKernels::fused_cached(void* out, const void* q, const void* k_cache, const void* v_cache, bool bf16,
+                               const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
+                               Index capacity, Index heads, Index kv_heads, Index head_dim) const {
+  if (!fused(head_dim, runs)) return false;
+  // One launch for every run (decode batches are many short runs); the runs' shape arrays go up.
+  std::vector<Index> host(static_cast<std::size_t>(3 * runs + 1));
+  std::copy(row_begin, row_begin + runs + 1, host.begin());
+  std::copy(slots, slots + runs, host.begin() + runs + 1);
+  std::copy(first_position, first_position + runs, host.begin() + 2 * runs + 1);
+  const PooledBuffer device_runs = upload_indices(host.data(), static_cast<Index>(host.size()));
+  cuda_detail::FusedCachedArgs a;
+  a.q = q, a.k_cache = k_cache, a.v_cache = v_cache, a.bf16 = bf16;
+  a.runs = device_runs.as<long long>();
+  a.num_runs = runs;
+  a.longest_run = longest(row_begin, runs);
+  a.capacity = capacity;
+  a.heads = static_cast<int>(heads), a.kv_heads = static_cast<int>(kv_heads);
+  a.head_dim = head_dim;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  cuda_detail::fused_cached_attention(a, out, stream_);
+  return true;
+}
+
+// Mixed precision the fused kernel cannot take: q and each run's cached positions widened into
+// float32 scratch, the float32 path on them, the output rounded.
+void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::uint16_t* q,
+                                                const std::uint16_t* k_cache, const std::uint16_t* v_cache,
+                                                const Index* row_begin, const Index* slots,
+                                                const Index* first_position, Index runs, Index capacity, Index heads,
+                                                Index kv_heads, Index head_dim) const {
+  if (runs == 0) return;
+  // Prefills -- runs at position 0: causal attention over their own rows, whose keys and values
+  // sit at the start of their slots -- go to the tensor-core forward (reading K/V there, a
+  // log-sum-exp scratch). A continuous batch puts the prompts it starts after the sequences it
+  // decodes: those go to the fused kernel, in the same call.
+  Index decoding = runs;
+  while (decoding > 0 && first_position[decoding - 1] == 0) --decoding;
+  const Index prefills = runs - decoding;
+  if (prefills > 0 && tensor_cores(head_dim, prefills) && (decoding == 0 || fused(head_dim, decoding))) {
+    if (decoding > 0) {
+      fused_cached(out, q, k_cache, v_cache, true, row_begin, slots, first_position, decoding, capacity, heads,
+                   kv_heads, head_dim);
+    }
+    const Index first_row = row_begin[decoding], q_ld = heads * head_dim;
+    std::vector<Index> prefill_rows(static_cast<std::size_t>(prefills + 1)), starts(static_cast<std::size_t>(prefills));
+    for (Index r = 0; r <= prefills; ++r) prefill_rows[static_cast<std::size_t>(r)] = row_begin[decoding + r] - first_row;
+    for (Index r = 0; r < prefills; ++r) starts[static_cast<std::size_t>(r)] = slots[decoding + r] * capacity;
+    PooledBuffer device_cu, lse(allocator_, static_cast<std::size_t>(std::max<Index>(1, prefill_rows.back() * heads)) *
+                                                sizeof(float));
+    auto a = fused_args(q + first_row * q_ld, k_cache, v_cache, true, prefill_rows.data(), prefills, heads, kv_heads,
+                        head_dim, device_cu);
+    const PooledBuffer device_starts = upload_indices(starts.data(), prefills);
+    a.kv_starts = device_starts.as<long long>();
+    cuda_detail::tensor_core_attention_forward(a, out + first_row * q_ld, lse.as<float>(), stream_);
+    return;
+  }
+  if (fused_cached(out, q, k_cache, v_cache, true, row_begin, slots, first_position, runs, capacity, heads, kv_heads,
+                   head_dim)) {
+    return;
+  }
+  const Index kv_ld = kv_heads * head_dim, q_ld = heads * head_dim, rows = row_begin[runs];
+  Index most_keys = 1;
+  for (Index r = 0; r < runs; ++r) most_keys = std::max(most_keys, first_position[r] + row_begin[r + 1] - row_begin[r]);
+  PooledBuffer k(allocator_, static_cast<std::size_t>(most_keys * kv_ld) * sizeof(float));
+  PooledBuffer v(allocator_, static_cast<std::size_t>(most_keys * kv_ld) * sizeof(float));
+  const PooledBuffer q32 = widened(q, rows * q_ld);
+  PooledBuffer o(allocator_, static_cast<std::size_t>(std::max<Index>(1, rows * q_ld)) * sizeof(float));
+  for (Index r = 0; r < runs; ++r) {
+    const Index run = row_begin[r + 1] - row_begin[r], keys = first_position[r] + run;
+    to_f32(k.as<float>(), k_cache + slots[r] * capacity * kv_ld, keys * kv_ld);
+    to_f32(v.as<float>(), v_cache + slots[r] * capacity * kv_ld, keys * kv_ld);
+    const Index run_rows[2] = {0, run}, slot0 = 0;
+    cached_attention_forward(o.as<float>() + row_begin[r] * q_ld, q32.as<float>() + row_begin[r] * q_ld,
+                             k.as<float>(), v.as<float>(), run_rows, &slot0, first_position + r, 1, keys, heads,
+                             kv_heads, head_dim);
+  }
+  to_bf16(out, o.as<float>(), rows * q_ld);
+}
+
+void CudaKernels::cached_attention_forward(float* out, const float* q, const float* k_cache, const float* v_cache,
+                                           const Index* row_begin, const Index* slots, const Index* first_position,
+                                           Index runs, Index capacity, Index heads, Index kv_heads,
+                                           Index head_dim) const {
+  if (runs == 0) return;
+  if (fused_cached(out, q, k_cache, v_cache, false, row_begin, slots, first_position, runs, capacity, heads, kv_heads,
+                   head_dim)) {
+    return;
+  }
+  const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  Index largest = 1;
+  for (Index r = 0; r < runs; ++r) {
+    const Index rows = row_begin[r + 1] - row_begin[r];
+    largest = std::max(largest, heads * rows * (first_position[r] + rows));
+  }
+  PooledBuffer scratch(allocator_, static_cast<std::size_t>(largest) * sizeof(float));
+  float* scores = scratch.as<float>();
+  for (Index r = 0; r < runs; ++r) {
+    const Index rows = row_begin[r + 1] - row_begin[r];
+    if (rows == 0) continue;
+    const Index first = first_position[r], keys = first + rows, block = rows * keys;
+    const float* slot_k = k_cache + slots[r] * capacity * kv_ld;
+    const float* slot_v = v_cache + slots[r] * capacity * kv_ld;
+    for (Index g = 0; g < kv_heads; ++g) {
+      gemm_batched(false, true, rows, keys, head_dim, scale, q + row_begin[r] * q_ld + g * group * head_dim, q_ld,
+                   head_dim, slot_k + g * head_dim, kv_ld, 0, 0.0f, scores + g * group * block, keys, block, group);
+    }
+    causal_softmax_kernel<<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(heads)), kThreads, 0, stream_>>>(
+        scores, rows, keys, first, block);
+    SPIN_CUDA_CHECK_LAUNCH("cached attention softmax");
+    for (Index g = 0; g < kv_heads; ++g) {
+      gemm_batched(false, false, rows, head_dim, keys, 1.0f, scores + g * group * block, keys, block,
+                   slot_v + g * head_dim, kv_ld, 0, 0.0f, out + row_begin[r] * q_ld + g * group * head_dim, q_ld,
+                   head_dim, group);
+    }
+  }
+}
+
+}  // namespace spin::kernels
