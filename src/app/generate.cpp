@@ -2,9 +2,12 @@
 // prompt template), TP x PP x DP, with the KV-cache generator.
 //   mpirun -np N spin generate --model HF_DIR --tp T --pp P --input prompts.jsonl
 //       --output out.jsonl [--template llama3 --temperature 0.7 --top-p 0.9 --max-new-tokens 256 ...]
-// Prompts are dealt round-robin to the data-parallel replicas and generated in batches; the
-// responses depend only on the seed and each prompt's line number, so every layout writes the
-// same file. Rank 0 writes it in input order (through a temporary file).
+// Prompts are dealt round-robin to the data-parallel replicas and generated --batch-size at a
+// time, each finished sequence's slot refilled (continuous batching); the responses depend only
+// on the seed and each prompt's line number, so every layout writes the same file. Rank 0
+// writes it in input order (through a temporary file). With --spin-data the input is a
+// training set and each line a SPIN record {prompt, response, generated} for spin train's
+// spin.generations = data (the SPIN code's offline generation step).
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,6 +42,7 @@ struct GenerateOptions {
   std::int64_t batch_size = 32;
   generate::GenerationParams params;
   bool eos_given = false;
+  bool spin_data = false;  // the input is a training data set; the output SPIN records with the answers
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
@@ -53,6 +57,10 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
        "JSONL of {\"prompt\": [token ids...]}, {\"prompt\": \"text\"} or {\"messages\": [...]}")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
        spin::cat("prompt template for text prompts: ", data::kPromptTemplateChoices).c_str())
+      ("spin-data", po::bool_switch(&o.spin_data),
+       "the input is a training data set (any spin train shape, through --template as spin train reads it); each "
+       "output line is a pre-tokenized SPIN record {prompt, response: the ground truth, generated: this model's "
+       "answer} for spin train --spin.generations data")
       ("output", po::value(&o.output)->required(),
        "JSONL written by rank 0, one line per prompt: prompt, response (ids, and text when the model has a "
        "tokenizer), logprobs, finish_reason")
@@ -93,6 +101,21 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
   }
   o.runtime.check();
   return o;
+}
+
+// One output line of --spin-data: the pre-tokenized record spin train reads with
+// spin.generations = data, and the answer's text when the model has a tokenizer.
+std::string spin_record_line(const std::vector<std::int32_t>& prompt, const std::vector<std::int32_t>& truth,
+                             const generate::Generation& g, const std::optional<std::string>& text) {
+  const auto ids = [](const std::vector<std::int32_t>& v) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+    return s + "]";
+  };
+  std::string s = "{\"prompt\": " + ids(prompt) + ", \"response\": " + ids(truth) + ", \"generated\": " +
+                  ids(g.tokens) + ", \"finish_reason\": \"" + generate::finish_reason_name(g.finish) + "\"";
+  if (text) s += ", \"generated_text\": " + data::jsonl::quoted(*text);
+  return s + "}\n";
 }
 
 // One output line; `text` (the decoded response) only when the model has a tokenizer.
@@ -159,7 +182,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   const parallel::ProcessGrid grid(runtime.world(), layout);
 
   std::optional<ModelShard> shard;
-  std::vector<std::vector<std::int32_t>> prompts;
+  std::vector<std::vector<std::int32_t>> prompts, truths;  // truths: --spin-data's ground truths
   std::unique_ptr<data::Tokenizer> tokenizer;
   parallel::run_collectively(world, [&] {
     shard = plan_model_shard(o.model, grid, o.pp_layers);
@@ -169,7 +192,14 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
       o.params.eos_ids = stop_ids(shard->config, tokenizer.get(), tmpl);
     }
     o.params.validate(shard->config.vocab_size);
-    prompts = data::load_prompts(o.input, tokenizer.get(), tmpl);
+    if (o.spin_data) {
+      for (data::Example& e : data::load_examples(o.input, tokenizer.get(), tmpl, {}, shard->config.vocab_size).examples) {
+        prompts.push_back(std::move(e.prompt));
+        truths.push_back(std::move(e.response));
+      }
+    } else {
+      prompts = data::load_prompts(o.input, tokenizer.get(), tmpl);
+    }
     for (std::size_t i = 0; i < prompts.size(); ++i) {
       const auto need = static_cast<std::int64_t>(prompts[i].size()) + o.params.max_new_tokens;
       require(need <= shard->config.max_sequence_length(), o.input, ":", i + 1, ": the prompt has ",
@@ -253,7 +283,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     const auto& g = by_replica[i % by_replica.size()][i / by_replica.size()];
     total_new += static_cast<std::int64_t>(g.tokens.size());
     const std::optional<std::string> text = tokenizer ? std::optional(tokenizer->decode(g.tokens)) : std::nullopt;
-    std::fputs(json_line(prompts[i], g, text).c_str(), f);
+    std::fputs((o.spin_data ? spin_record_line(prompts[i], truths[i], g, text) : json_line(prompts[i], g, text)).c_str(), f);
   }
   require(std::fclose(f) == 0, tmp, ": write failed");
   std::filesystem::rename(tmp, o.output);
