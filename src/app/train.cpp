@@ -315,6 +315,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   // ---- the starting point: a checkpoint (any layout), or model.path ------------------------
   Position at;
   std::string loaded;
+  std::vector<float> saved_cache;  // spin.reuse_generations' responses, when the checkpoint has them
   parallel::run_collectively(world, [&] {
     loaded = checkpoint_to_load(c);
     if (loaded.empty()) {
@@ -345,6 +346,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       at = position_at(state.at("step").get<std::int64_t>(), c.epochs, steps_per_epoch);
       optimizer.load_state(reader, state.at("optimizer_steps").get<std::int64_t>(),
                            state.at("optimizer_skipped").get<std::int64_t>());
+      if (c.reuse_generations && reader.has("spin", "reuse_cache")) saved_cache = reader.read_all("spin", "reuse_cache");
     } catch (const nlohmann::json::exception& e) {
       fail(loaded, ": malformed training_state (", e.what(), ")");
     }
@@ -352,6 +354,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   runtime.prepare(policy);  // after loading: their bf16 copies are made from the loaded values
   if (!c.ref_offload) runtime.prepare(reference);
   train::SpinTrainer trainer(grid, transformer, policy, grads, reference, optimizer, train_data.examples, spin);
+  const bool cache_restored = !saved_cache.empty() && trainer.restore_reuse_cache(saved_cache, at.iteration);
   generate::Generator policy_generator(grid, transformer, policy);
 
   std::optional<MetricsLog> metrics;
@@ -373,6 +376,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       std::printf("spin train: loaded %s (step %lld: iteration %lld, epoch %lld, step %lld of the epoch)\n",
                   loaded.c_str(), static_cast<long long>(at.step), static_cast<long long>(at.iteration + 1),
                   static_cast<long long>(at.epoch + 1), static_cast<long long>(at.index + 1));
+      if (cache_restored) std::printf("spin train: the iteration's generated responses came with it (no replay)\n");
       std::fflush(stdout);
     }
     metrics.emplace(c, at.step);
@@ -405,11 +409,19 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
                                         {"distributed_optimizer", c.distributed_optimizer}};
     const std::vector<std::string> extra = tokenizer_files(c.model_path);
+    // spin.reuse_generations: the iteration's responses so far (the same on every rank: world
+    // rank 0 writes them), so that a resumed run need not generate them again.
+    const std::vector<float> cache = root ? trainer.reuse_cache() : std::vector<float>();
+    std::vector<ckpt::PieceWrite> cache_piece;
+    if (!cache.empty()) {
+      const auto n = static_cast<std::int64_t>(cache.size());
+      cache_piece.push_back({"spin", "reuse_cache", {n}, {0}, {n}, cache.data()});
+    }
     saver.save(c.save_dir, step, grid, policy, with_reference ? &reference : nullptr, &optimizer,
                c.distributed_optimizer,
                {{"training_state", state.dump()}, {"model_config", mc.json_text}, {"layout", layout_json.dump()},
                 {"config", c.to_ini()}},
-               c.keep_last, extra);
+               c.keep_last, extra, cache_piece);
     saved_step = step;
     if (root && !saver.pending()) {
       std::printf("spin train: saved checkpoint %s\n", ckpt::checkpoint_dir(c.save_dir, step).c_str());

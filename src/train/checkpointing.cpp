@@ -28,8 +28,9 @@ void add_weights(std::vector<ckpt::PieceWrite>& pieces, const std::string& group
 // kept alive by the caller) or into the CPU path's live buffers.
 std::vector<ckpt::PieceWrite> checkpoint_pieces(const parallel::ProcessGrid& grid, const model::ModelWeights& policy,
                                                 const model::ModelWeights* reference, const Optimizer* optimizer,
-                                                bool distributed_optimizer, std::vector<Tensor>& hosts) {
-  std::vector<ckpt::PieceWrite> pieces;
+                                                bool distributed_optimizer, std::vector<Tensor>& hosts,
+                                                const std::vector<ckpt::PieceWrite>& extra) {
+  std::vector<ckpt::PieceWrite> pieces = extra;
   if (grid.dp_rank() == 0) {
     hosts.push_back(host_readable(policy.flat()));
     add_weights(pieces, "policy", policy, hosts.back());
@@ -55,11 +56,11 @@ void save_checkpoint(const std::string& save_dir, std::int64_t step,
                      const model::ModelWeights* reference, const Optimizer* optimizer,
                      bool distributed_optimizer,
                      const std::map<std::string, std::string>& attributes, int keep_last,
-                     const std::vector<std::string>& extra_files) {
+                     const std::vector<std::string>& extra_files, const std::vector<ckpt::PieceWrite>& extra_pieces) {
   ckpt::CheckpointWriter writer(grid.world(), ckpt::checkpoint_dir(save_dir, step));
   std::vector<Tensor> hosts;  // alive until the file is written
   const std::vector<ckpt::PieceWrite> pieces =
-      checkpoint_pieces(grid, policy, reference, optimizer, distributed_optimizer, hosts);
+      checkpoint_pieces(grid, policy, reference, optimizer, distributed_optimizer, hosts, extra_pieces);
   if (!pieces.empty()) writer.write_file(shard_file(grid), pieces);
   writer.commit(attributes, keep_last, extra_files);
 }
@@ -72,11 +73,12 @@ void CheckpointSaver::save(const std::string& save_dir, std::int64_t step, const
                            const model::ModelWeights& policy, const model::ModelWeights* reference,
                            const Optimizer* optimizer, bool distributed_optimizer,
                            const std::map<std::string, std::string>& attributes, int keep_last,
-                           const std::vector<std::string>& extra_files) {
+                           const std::vector<std::string>& extra_files,
+                           const std::vector<ckpt::PieceWrite>& extra_pieces) {
   finish();
   if (!async_) {
     save_checkpoint(save_dir, step, grid, policy, reference, optimizer, distributed_optimizer, attributes, keep_last,
-                    extra_files);
+                    extra_files, extra_pieces);
     return;
   }
   grid_ = &grid;
@@ -84,7 +86,7 @@ void CheckpointSaver::save(const std::string& save_dir, std::int64_t step, const
   writer_ = std::make_unique<ckpt::CheckpointWriter>(grid.world(), dir_);
   // The snapshot: every piece's values copied now, so that training may go on.
   std::vector<Tensor> hosts;
-  pieces_ = checkpoint_pieces(grid, policy, reference, optimizer, distributed_optimizer, hosts);
+  pieces_ = checkpoint_pieces(grid, policy, reference, optimizer, distributed_optimizer, hosts, extra_pieces);
   std::size_t total = 0;
   for (const ckpt::PieceWrite& p : pieces_) total += static_cast<std::size_t>(shape_numel(p.count));
   snapshot_.resize(total);

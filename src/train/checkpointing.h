@@ -26,13 +26,15 @@ namespace spin::train {
 
 // Collective over the grid's world. Writes <save_dir>/step_<step> with `attributes` in its
 // index; keeps the newest `keep_last` (0: all). `distributed_optimizer` says whether every DP
-// rank holds a different part of the optimizer state.
+// rank holds a different part of the optimizer state. `extra_pieces`: more pieces this rank
+// writes into its file (the trainer's own state; their data need live only during the call).
 void save_checkpoint(const std::string& save_dir, std::int64_t step,
                      const parallel::ProcessGrid& grid, const model::ModelWeights& policy,
                      const model::ModelWeights* reference, const Optimizer* optimizer,
                      bool distributed_optimizer,
                      const std::map<std::string, std::string>& attributes, int keep_last,
-                     const std::vector<std::string>& extra_files = {});
+                     const std::vector<std::string>& extra_files = {},
+                     const std::vector<ckpt::PieceWrite>& extra_pieces = {});
 
 // save_checkpoint, optionally in the background (Megatron's --async-save). save() snapshots this
 // rank's pieces into host memory it owns (the caller may change the weights and moments at once),
@@ -53,7 +55,7 @@ class CheckpointSaver {
   void save(const std::string& save_dir, std::int64_t step, const parallel::ProcessGrid& grid,
             const model::ModelWeights& policy, const model::ModelWeights* reference, const Optimizer* optimizer,
             bool distributed_optimizer, const std::map<std::string, std::string>& attributes, int keep_last,
-            const std::vector<std::string>& extra_files = {});
+            const std::vector<std::string>& extra_files = {}, const std::vector<ckpt::PieceWrite>& extra_pieces = {});
   // Commits the pending checkpoint, if any, and returns its directory. Collective.
   std::optional<std::string> finish();
   bool pending() const { return writer_ != nullptr; }

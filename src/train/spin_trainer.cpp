@@ -358,6 +358,70 @@ SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
   return reduce(loss.totals(), r, nll, tokens);
 }
 
+namespace {
+// reuse_cache()'s layout: a version, then the iteration, steps per epoch, number of examples,
+// whether the left-out samples are in, a flag per first-epoch step, the number of responses and
+// per response (by index) its index, capped flag, log-probability sum, length and tokens.
+constexpr float kReuseCacheVersion = 1.0f;
+constexpr std::int64_t kExactInFloat = std::int64_t{1} << 24;
+}  // namespace
+
+std::vector<float> SpinTrainer::reuse_cache() const {
+  if (cache_iteration_ < 0 || cache_.empty()) return {};
+  const auto examples = static_cast<std::int64_t>(examples_.size());
+  if (examples >= kExactInFloat || cache_iteration_ >= kExactInFloat || steps_per_epoch() >= kExactInFloat) return {};
+  std::vector<float> out = {kReuseCacheVersion, static_cast<float>(cache_iteration_),
+                            static_cast<float>(steps_per_epoch()), static_cast<float>(examples),
+                            cached_rest_ ? 1.0f : 0.0f};
+  for (bool step : cached_steps_) out.push_back(step ? 1.0f : 0.0f);
+  std::vector<std::int64_t> indices;
+  for (const auto& [idx, r] : cache_) indices.push_back(idx);
+  std::sort(indices.begin(), indices.end());
+  out.push_back(static_cast<float>(indices.size()));
+  for (std::int64_t idx : indices) {
+    const Response& r = cache_.at(idx);
+    if (static_cast<std::int64_t>(r.tokens.size()) >= kExactInFloat) return {};
+    out.insert(out.end(), {static_cast<float>(idx), r.capped ? 1.0f : 0.0f, r.logprob_sum,
+                           static_cast<float>(r.tokens.size())});
+    for (std::int32_t t : r.tokens) {
+      if (t >= kExactInFloat) return {};
+      out.push_back(static_cast<float>(t));
+    }
+  }
+  return out;
+}
+
+bool SpinTrainer::restore_reuse_cache(std::span<const float> saved, std::int64_t iteration) {
+  const auto at = [&](std::size_t i) { return i < saved.size() ? static_cast<std::int64_t>(saved[i]) : -1; };
+  const std::size_t steps = static_cast<std::size_t>(std::max<std::int64_t>(0, steps_per_epoch()));
+  if (saved.size() < 5 + steps + 1 || saved[0] != kReuseCacheVersion || at(1) != iteration ||
+      at(2) != steps_per_epoch() || at(3) != static_cast<std::int64_t>(examples_.size())) {
+    return false;
+  }
+  std::unordered_map<std::int64_t, Response> cache;
+  std::size_t i = 5 + steps;
+  const std::int64_t count = at(i++);
+  for (std::int64_t k = 0; k < count; ++k) {
+    const std::int64_t idx = at(i), n = at(i + 3);
+    require(idx >= 0 && idx < static_cast<std::int64_t>(examples_.size()) && n >= 0 &&
+                i + 4 + static_cast<std::size_t>(n) <= saved.size(),
+            "SPIN: a malformed reuse cache (response ", k, " of ", count, ")");
+    Response r;
+    r.capped = saved[i + 1] != 0.0f;
+    r.logprob_sum = saved[i + 2];
+    for (std::int64_t t = 0; t < n; ++t) r.tokens.push_back(static_cast<std::int32_t>(saved[i + 4 + static_cast<std::size_t>(t)]));
+    cache[idx] = std::move(r);
+    i += 4 + static_cast<std::size_t>(n);
+  }
+  require(i == saved.size(), "SPIN: a malformed reuse cache (", saved.size() - i, " values left over)");
+  cache_ = std::move(cache);
+  cache_iteration_ = iteration;
+  cached_rest_ = saved[4] != 0.0f;
+  cached_steps_.assign(steps, false);
+  for (std::size_t s = 0; s < steps; ++s) cached_steps_[s] = saved[5 + s] != 0.0f;
+  return true;
+}
+
 void SpinTrainer::sync_reference() {
   reference_.copy_from(policy_);
   cache_.clear();  // the responses of the reference that was

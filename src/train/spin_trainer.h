@@ -38,6 +38,7 @@
 #include "train/pipeline_trainer.h"
 #include "train/spin_loss.h"
 
+#include <span>
 #include <unordered_map>
 
 namespace spin::train {
@@ -116,6 +117,15 @@ class SpinTrainer {
   const generate::Generator& generator() const { return reference_generator_; }
   // Responses this rank's replica has generated for training steps (evaluation's not counted).
   std::int64_t responses_generated() const { return responses_generated_; }
+
+  // reuse_generations: the cache of the current iteration's responses -- which every rank holds
+  // whole -- as floats for a checkpoint, and back, so that a resumed run need not replay the
+  // first epoch's generation. Empty when nothing is cached, or when a sample index or token id
+  // is 2^24 or more (not exact in a float): the resumed run replays then.
+  std::vector<float> reuse_cache() const;
+  // Takes a reuse_cache() saved in `iteration` by a run with the same data and batches; returns
+  // false, caching nothing, for one of another iteration or shape (the run replays instead).
+  bool restore_reuse_cache(std::span<const float> saved, std::int64_t iteration);
 
  private:
   struct Rollout {

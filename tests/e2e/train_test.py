@@ -424,8 +424,10 @@ def case_offline(args, tmp):
 
 def case_reuse(args, tmp):
     """spin.reuse_generations over 2 epochs of 2 iterations at PP 2: stopped in an iteration's
-    second epoch (its cache of responses lost with the process) and resumed, the run ends
-    bitwise as the uninterrupted one; and it differs from the run that draws new responses
+    second epoch and resumed, the run ends bitwise as the uninterrupted one -- with the
+    iteration's responses read back from the checkpoint (no generation again), and from a
+    checkpoint without them (written at the end of the first epoch by a run without reuse) with
+    the first epoch's generation replayed; and it differs from the run that draws new responses
     every epoch from the first iteration's second epoch on."""
     config = setup(tmp)
     common = [args.spin, "train", "--config", config, "--spin.max_epochs", "2", "--parallel.pp", "2"]
@@ -437,16 +439,18 @@ def case_reuse(args, tmp):
     first = lambda ms, epoch: [m for m in ms if m["kind"] == "train" and m["iteration"] == 1 and m["epoch"] == epoch]
     assert first(a, 1) == first(b, 1) and first(a, 2) != first(b, 2), "reuse changes the second epoch only"
     # 6 steps an epoch: step 9 is the first iteration's second epoch, step 15 the second's.
-    for stop in (9, 15):
+    for stop, cached in ((9, True), (15, True), (6, False)):
         shutil.rmtree(part, ignore_errors=True)
-        run_ok(args.mpiexec, reuse + ["--checkpoint.save_dir", part, "--spin.max_steps", str(stop)], 2)
-        run_ok(args.mpiexec, reuse + ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
+        run_ok(args.mpiexec, (reuse if cached else common) + ["--checkpoint.save_dir", part, "--spin.max_steps", str(stop)], 2)
+        r = run_ok(args.mpiexec, reuse + ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
+        assert ("came with it (no replay)" in r.stdout) == cached, (stop, cached, r.stdout[-2000:])
         assert untimed(os.path.join(part, "metrics.jsonl")) == a, stop
         for it in (1, 2):
             x = open(os.path.join(part, "iteration_%d" % it, "model.safetensors"), "rb").read()
             assert x == open(os.path.join(whole, "iteration_%d" % it, "model.safetensors"), "rb").read(), (stop, it)
-    print("spin.reuse_generations: second epochs differ from resampling; stopped at steps 9 and 15 and resumed: "
-          "bitwise the uninterrupted run")
+    print("spin.reuse_generations: second epochs differ from resampling; stopped at steps 9 and 15 and resumed "
+          "with the responses from the checkpoint, and from step 6 without them (replayed): bitwise the uninterrupted "
+          "run")
 
 
 def main():

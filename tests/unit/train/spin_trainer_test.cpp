@@ -279,17 +279,28 @@ TEST(SpinTrainer, ReusedGenerationsServeLaterEpochsAndSurviveARestart) {
     config.ref_logprobs_from_sampler = sampler;
     SpinConfig resampled = config;
     resampled.reuse_generations = false;
-    parallel::SelfCommunicator world_a, world_b, world_c;
+    parallel::SelfCommunicator world_a, world_b, world_c, world_d;
     // 18 examples: 4 global batches of 4 an epoch, 2 left out of each (others each epoch).
     testing::SpinSetup a(world_a, {1, 1, 1}, config, 2, false, 18), b(world_b, {1, 1, 1}, config, 2, false, 18);
     testing::SpinSetup c(world_c, {1, 1, 1}, resampled, 2, false, 18);
+    testing::SpinSetup d(world_d, {1, 1, 1}, config, 2, false, 18);
     const std::int64_t steps = a.trainer.steps_per_epoch();
     ASSERT_EQ(steps, 4);
     for (std::int64_t index = 0; index < steps; ++index) {
       const SpinStepMetrics ma = a.trainer.step(0, 0, index, 1e-2);
       EXPECT_EQ(ma.spin.loss, b.trainer.step(0, 0, index, 1e-2).spin.loss);
       EXPECT_EQ(ma.spin.loss, c.trainer.step(0, 0, index, 1e-2).spin.loss) << "the first epoch: the same noise";
+      d.trainer.step(0, 0, index, 1e-2);
     }
+    // A trainer given the cache a checkpoint saved (restore_reuse_cache) generates only the 2.
+    const std::vector<float> saved = a.trainer.reuse_cache();
+    ASSERT_FALSE(saved.empty());
+    SpinTrainer restored(d.grid, d.transformer, d.policy, d.grads, d.reference, d.optimizer, d.examples, config);
+    EXPECT_FALSE(restored.restore_reuse_cache(saved, 1)) << "another iteration's";
+    ASSERT_TRUE(restored.restore_reuse_cache(saved, 0));
+    std::vector<float> bad = saved;
+    bad.pop_back();
+    EXPECT_THROW(restored.restore_reuse_cache(bad, 0), Error) << "a truncated cache";
     const std::int64_t epoch = steps * config.global_batch;
     EXPECT_EQ(a.trainer.responses_generated(), epoch);
     SpinTrainer restarted(b.grid, b.transformer, b.policy, b.grads, b.reference, b.optimizer, b.examples, config);
@@ -299,6 +310,9 @@ TEST(SpinTrainer, ReusedGenerationsServeLaterEpochsAndSurviveARestart) {
       EXPECT_EQ(ma.spin.loss, mb.spin.loss);
       EXPECT_EQ(ma.spin.rewards_generated, mb.spin.rewards_generated);
       EXPECT_EQ(ma.grad_norm, mb.grad_norm);
+      const SpinStepMetrics md = restored.step(0, 1, index, 1e-2);
+      EXPECT_EQ(ma.spin.loss, md.spin.loss);
+      EXPECT_EQ(ma.grad_norm, md.grad_norm);
       const SpinStepMetrics mc = c.trainer.step(0, 1, index, 1e-2);
       if (index == 0) {
         EXPECT_NE(ma.spin.rewards_generated, mc.spin.rewards_generated) << "new responses without reuse";
@@ -306,6 +320,7 @@ TEST(SpinTrainer, ReusedGenerationsServeLaterEpochsAndSurviveARestart) {
     }
     EXPECT_EQ(a.trainer.responses_generated(), 18) << "in the second epoch only the 2 the first left out";
     EXPECT_EQ(restarted.responses_generated(), 18) << "the first epoch replayed once, and those 2";
+    EXPECT_EQ(restored.responses_generated(), 2) << "only the 2 left out: the rest came with the cache";
     EXPECT_EQ(c.trainer.responses_generated(), 2 * epoch);
     EXPECT_EQ(to_host<float>(a.policy.flat()), to_host<float>(b.policy.flat()));
     // The next iteration's reference generates afresh.
