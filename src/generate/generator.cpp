@@ -67,8 +67,7 @@ class Admission {
   // in the slots that freed up, as many as the group holds.
   Step next(std::int64_t g, Step continuing) {
     const auto gi = static_cast<std::size_t>(g);
-    for (std::size_t i = 0; i < sent_[gi].slots.size(); ++i) {
-      const std::int64_t slot = sent_[gi].slots[i];
+    for (const std::int64_t slot : sent_[gi]) {
       if (std::find(continuing.slots.begin(), continuing.slots.end(), slot) == continuing.slots.end()) {
         release(slot);
         ++finished_;
@@ -81,7 +80,7 @@ class Admission {
       continuing.add(waiting_, slot, prompts_[static_cast<std::size_t>(waiting_)]);
       ++waiting_;
     }
-    sent_[gi] = continuing;
+    sent_[gi] = continuing.slots;
     return continuing;
   }
   std::int64_t finished() const { return finished_; }
@@ -93,7 +92,7 @@ class Admission {
 
   const std::vector<std::vector<std::int32_t>>& prompts_;
   std::vector<std::int64_t> capacity_;  // per group
-  std::vector<Step> sent_;              // per group
+  std::vector<std::vector<std::int64_t>> sent_;  // per group: the slots of its last step
   std::vector<std::int64_t> free_;      // free slots, the lowest at the back
   std::int64_t waiting_ = 0;            // the next prompt to start
   std::int64_t finished_ = 0;
