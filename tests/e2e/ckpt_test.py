@@ -18,15 +18,13 @@ CTest test:
 The h5py parts run when the interpreter has h5py (CI installs python3-h5py); otherwise they
 say SKIP.
 """
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
-from e2e_common import expect_error, read_safetensors, run, run_ok
+from e2e_common import expect_error, read_safetensors, run, run_case, run_ok
 from train_test import setup
 
 try:
@@ -369,19 +367,8 @@ def case_faults(args, tmp):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["resume", "reshard", "convert", "faults"])
-    p.add_argument("--spin", required=True)
-    p.add_argument("--mpiexec", required=True)
-    p.add_argument("--models", required=True)
-    args = p.parse_args()
-    tmp = tempfile.mkdtemp(prefix="spin_ckpt_")
-    try:
-        {"resume": case_resume, "reshard": case_reshard, "convert": case_convert,
-         "faults": case_faults}[args.case](args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("PASS")
+    run_case(__doc__, {"resume": case_resume, "reshard": case_reshard, "convert": case_convert,
+                       "faults": case_faults}, "spin_ckpt_")
 
 
 if __name__ == "__main__":

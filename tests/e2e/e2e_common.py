@@ -1,6 +1,8 @@
 """Helpers shared by the end-to-end tests: running `spin` under mpirun with a timeout, checking
 that bad input gives exactly one error line, reading safetensors files (standard library
-only), and a tiny model with the Llama-3-style test tokenizer."""
+only), a tiny model with the Llama-3-style test tokenizer, and the command line every case
+script takes."""
+import argparse
 import json
 import os
 import re
@@ -8,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 
 TIMEOUT = 120
 
@@ -89,3 +92,25 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(config, f)
     return path
+
+
+def run_case(doc, cases, prefix, extra_args=(), prepare=None):
+    """The case scripts' command line -- CASE --spin SPIN --mpiexec MPIEXEC --models DIR, plus
+    `extra_args` ((flag, argparse keywords) pairs) -- and the chosen case, cases[CASE](args, tmp),
+    run in a temporary folder removed afterwards (after `prepare(args, tmp)`, when given)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("case", choices=list(cases))
+    p.add_argument("--spin", required=True)
+    p.add_argument("--mpiexec", required=True)
+    p.add_argument("--models", required=True, help="folder holding the generated tiny models")
+    for flag, kwargs in extra_args:
+        p.add_argument(flag, **kwargs)
+    args = p.parse_args()
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        if prepare:
+            prepare(args, tmp)
+        cases[args.case](args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("PASS")

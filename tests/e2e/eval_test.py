@@ -9,14 +9,11 @@
   bad-input   a missing data file and a prompt leaving no room for the answer: one error line,
               no output
 """
-import argparse
 import json
 import os
 import random
-import shutil
-import tempfile
 
-from e2e_common import expect_error, run_ok
+from e2e_common import expect_error, run_case, run_ok
 
 NEW_TOKENS = 6
 
@@ -81,18 +78,7 @@ def case_bad_input(args, tmp):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["layouts", "bad-input"])
-    p.add_argument("--spin", required=True)
-    p.add_argument("--mpiexec", required=True)
-    p.add_argument("--models", required=True)
-    args = p.parse_args()
-    tmp = tempfile.mkdtemp(prefix="spin_eval_")
-    try:
-        {"layouts": case_layouts, "bad-input": case_bad_input}[args.case](args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("PASS")
+    run_case(__doc__, {"layouts": case_layouts, "bad-input": case_bad_input}, "spin_eval_")
 
 
 if __name__ == "__main__":

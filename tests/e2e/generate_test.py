@@ -10,14 +10,11 @@
               tokenizer.json and the llama3 template: the prompt ids are the template's, the
               responses those of the same ids given directly, and response_text their decoding
 """
-import argparse
 import json
 import os
 import random
-import shutil
-import tempfile
 
-from e2e_common import HF_BPE, expect_error, hf_tokenizer_model, run_ok
+from e2e_common import HF_BPE, expect_error, hf_tokenizer_model, run_ok, run_case
 
 
 def prompts_file(path, n=10, seed=3):
@@ -127,21 +124,14 @@ def case_text(args, tmp):
     print("text prompts: %d responses, e.g. %r" % (len(got), got[0]["response_text"][:40]))
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["layouts", "scores", "bad-input", "text"])
-    p.add_argument("--spin", required=True)
-    p.add_argument("--mpiexec", required=True)
-    p.add_argument("--models", required=True)
-    args = p.parse_args()
-    tmp = tempfile.mkdtemp(prefix="spin_generate_")
+def prepare(args, tmp):
     args.prompts = os.path.join(tmp, "prompts.jsonl")
     prompts_file(args.prompts)
-    try:
-        {"layouts": case_layouts, "scores": case_scores, "bad-input": case_bad_input, "text": case_text}[args.case](args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("PASS")
+
+
+def main():
+    run_case(__doc__, {"layouts": case_layouts, "scores": case_scores, "bad-input": case_bad_input,
+                       "text": case_text}, "spin_generate_", prepare=prepare)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,12 @@ tests/mpi/train/memory_plan_test.cpp; this checks the command):
   configs  jobs/configs/*.ini hold only keys spin train knows, and the layout each is written
         for fits an 80 GiB GPU by spin plan.
 """
-import argparse
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 
-from e2e_common import expect_error, run
+from e2e_common import expect_error, run, run_case
 
 UNITS = {"KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30}
 
@@ -138,18 +135,7 @@ def case_configs(args, tmp):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["cli", "configs"])
-    p.add_argument("--spin", required=True)
-    p.add_argument("--mpiexec", required=True)
-    p.add_argument("--models", required=True)
-    args = p.parse_args()
-    tmp = tempfile.mkdtemp(prefix="spin_plan_")
-    try:
-        {"cli": case_cli, "configs": case_configs}[args.case](args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("PASS")
+    run_case(__doc__, {"cli": case_cli, "configs": case_configs}, "spin_plan_")
 
 
 if __name__ == "__main__":

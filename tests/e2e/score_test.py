@@ -11,12 +11,10 @@
 
 Standard library only. Every command runs under a timeout so that a hang fails the test.
 """
-import argparse
 import json
 import os
 import shutil
 import sys
-import tempfile
 
 import e2e_common
 
@@ -172,21 +170,10 @@ def case_text(args, tmp):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["layouts", "dtypes", "precision", "bad-input", "text"])
-    p.add_argument("--spin", required=True)
-    p.add_argument("--mpiexec", required=True)
-    p.add_argument("--models", required=True, help="folder holding the generated tiny models")
-    p.add_argument("--input", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                    "..", "data", "tiny_score.jsonl"))
-    args = p.parse_args()
-    tmp = tempfile.mkdtemp(prefix="spin_e2e_")
-    try:
-        {"layouts": case_layouts, "dtypes": case_dtypes, "precision": case_precision,
-         "bad-input": case_bad_input, "text": case_text}[args.case](args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("PASS")
+    tiny_score = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "tiny_score.jsonl")
+    e2e_common.run_case(__doc__, {"layouts": case_layouts, "dtypes": case_dtypes, "precision": case_precision,
+                                  "bad-input": case_bad_input, "text": case_text},
+                        "spin_e2e_", extra_args=[("--input", {"default": tiny_score})])
 
 
 if __name__ == "__main__":

@@ -7,16 +7,13 @@
               higher under the written model than under the initial one
   bad-input   impossible layouts and batches, and a diverging run, stop with one error line
 """
-import argparse
 import json
 import math
 import os
 import random
-import shutil
 import sys
-import tempfile
 
-from e2e_common import expect_error, read_safetensors, run_ok
+from e2e_common import expect_error, read_safetensors, run_case, run_ok
 
 
 def copy_task(path, n=64, seed=7):
@@ -124,18 +121,7 @@ def case_bad_input(args, tmp):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["layouts", "learns", "bad-input"])
-    p.add_argument("--spin", required=True)
-    p.add_argument("--mpiexec", required=True)
-    p.add_argument("--models", required=True)
-    args = p.parse_args()
-    tmp = tempfile.mkdtemp(prefix="spin_sft_")
-    try:
-        {"layouts": case_layouts, "learns": case_learns, "bad-input": case_bad_input}[args.case](args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("PASS")
+    run_case(__doc__, {"layouts": case_layouts, "learns": case_learns, "bad-input": case_bad_input}, "spin_sft_")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@
   offline     spin generate --spin-data's greedy answers to the training set, trained on with
               spin.generations = data: the metrics of the run that generates them itself
 """
-import argparse
 import json
 import math
 import os
@@ -27,11 +26,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import tensorboard_events as tb
-from e2e_common import TIMEOUT, expect_error, hf_tokenizer_model, read_safetensors, run, run_ok
+from e2e_common import expect_error, hf_tokenizer_model, read_safetensors, run, run_case, run_ok, TIMEOUT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
@@ -454,19 +452,9 @@ def case_reuse(args, tmp):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=["layouts", "config", "signal", "hf_tokenizer", "reuse", "offline"])
-    p.add_argument("--spin", required=True)
-    p.add_argument("--mpiexec", required=True)
-    p.add_argument("--models", required=True)
-    args = p.parse_args()
-    tmp = tempfile.mkdtemp(prefix="spin_train_")
-    try:
-        {"layouts": case_layouts, "config": case_config, "signal": case_signal,
-         "hf_tokenizer": case_hf_tokenizer, "reuse": case_reuse, "offline": case_offline}[args.case](args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("PASS")
+    run_case(__doc__, {"layouts": case_layouts, "config": case_config, "signal": case_signal,
+                       "hf_tokenizer": case_hf_tokenizer, "reuse": case_reuse, "offline": case_offline},
+             "spin_train_")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "core/error.h"
 
@@ -68,24 +69,19 @@ TEST_F(Examples, ChatAndNemoShapesGiveTheSameIdsUnderTheChatTemplate) {
   auto response = ids("Hello");
   response.push_back(2);
   EXPECT_EQ(chat.examples[0].response, response);
-  // The SPIN data sets' records: "real" is the conversation, "generated" (another model's) unread.
-  const auto spin = load(R"({"real": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, )"
-                         R"({"role": "assistant", "content": "Hello"}], "generated": [{"role": "user", "content": "Hi"}, )"
-                         R"({"role": "assistant", "content": "Hey there"}]})",
-                         PromptTemplate::Chat);
-  EXPECT_EQ(spin.report.shape, DataShape::SpinPairs);
-  ASSERT_EQ(spin.examples.size(), 1u);
-  EXPECT_EQ(spin.examples[0].prompt, want);
-  EXPECT_EQ(spin.examples[0].response, response);
-  // The SPIN code's generations (and DPO preference sets): "chosen" is the conversation.
-  const auto chosen = load(R"({"chosen": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, )"
-                           R"({"role": "assistant", "content": "Hello"}], "rejected": [{"role": "user", "content": "Hi"}, )"
-                           R"({"role": "assistant", "content": "Hey there"}]})",
+  // The SPIN data sets' records: "real" is the conversation, "generated" (another model's)
+  // unread; the SPIN code's generations (and DPO preference sets): "chosen", "rejected" unread.
+  for (const auto& [truth, other, shape] : {std::tuple{"real", "generated", DataShape::SpinPairs},
+                                            std::tuple{"chosen", "rejected", DataShape::ChosenRejected}}) {
+    const auto pair = load(cat(R"({")", truth, R"(": [{"role": "system", "content": "Be brief."}, )",
+                               R"({"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}], ")", other,
+                               R"(": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hey there"}]})"),
                            PromptTemplate::Chat);
-  EXPECT_EQ(chosen.report.shape, DataShape::ChosenRejected);
-  ASSERT_EQ(chosen.examples.size(), 1u);
-  EXPECT_EQ(chosen.examples[0].prompt, want);
-  EXPECT_EQ(chosen.examples[0].response, response);
+    EXPECT_EQ(pair.report.shape, shape) << truth;
+    ASSERT_EQ(pair.examples.size(), 1u);
+    EXPECT_EQ(pair.examples[0].prompt, want) << truth;
+    EXPECT_EQ(pair.examples[0].response, response) << truth;
+  }
 }
 
 // Generated responses given with the data (spin.generations = data): "generated" of the SPIN
