@@ -106,6 +106,13 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
   kernels_.row_sumexp_f64(raw_sum_d, logits, n, ld, valid, dev.up(raw_max), nullptr, false);
   std::vector<double> raw_sum = dev.down(raw_sum_d, rows_sz);
   tp_.all_reduce(raw_sum.data(), rows_sz);
+  // A NaN or infinite logit anywhere in a row leaves its sum of exponentials non-finite (the
+  // same on every TP rank): a diverged model, stopped here rather than sampled from.
+  for (std::size_t r = 0; r < rows_sz; ++r) {
+    require(std::isfinite(raw_max[r]) && std::isfinite(raw_sum[r]), "generation: the logits of prompt ",
+            rows[r].sample_id, " at position ", rows[r].position,
+            " are not finite (NaN or infinity: the model's weights or activations overflowed)");
+  }
 
   // 2. Processed logits z of this shard: penalty, EOS ban, temperature.
   const auto z_size = static_cast<std::size_t>(n * std::max<std::int64_t>(valid, 0));

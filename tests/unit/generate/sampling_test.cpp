@@ -177,5 +177,34 @@ TEST(Sampling, InvalidParametersAreErrors) {
   EXPECT_NE(bad(p).find("repetition_penalty"), std::string::npos);
 }
 
+// A diverged model's NaN or +infinite logits are an error naming the prompt, never a sample;
+// -infinity is probability 0, never chosen.
+TEST(Sampler, NonFiniteLogitsAreAnErrorNamingThePrompt) {
+  parallel::SelfCommunicator tp;
+  for (const float bad : {std::nanf(""), INFINITY}) {
+    for (const bool greedy : {false, true}) {
+      SamplingParams p;
+      p.greedy = greedy;
+      VocabParallelSampler sampler(one_shard(4), tp, cpu_kernels(), p, 5, {});
+      std::vector<float> logits = {0.5f, 1.0f, -2.0f, 0.0f, 0.1f, 0.2f, 0.3f, 0.4f};
+      logits[6] = bad;  // the second row's
+      const std::vector<SampleRow> rows = {{11, 3, {}, false}, {42, 7, {}, false}};
+      try {
+        sampler.sample(logits.data(), rows);
+        ADD_FAILURE() << "logit " << bad << " was sampled from";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("the logits of prompt 42 at position 7 are not finite"), std::string::npos)
+            << e.what();
+      }
+    }
+  }
+  VocabParallelSampler sampler(one_shard(4), tp, cpu_kernels(), {}, 5, {});
+  const std::vector<float> logits = {0.5f, -INFINITY, -2.0f, 0.0f};
+  for (std::uint64_t id = 0; id < 50; ++id) {
+    const std::vector<SampleRow> row = {{id, 3, {}, false}};
+    EXPECT_NE(sampler.sample(logits.data(), row)[0].token, 1);
+  }
+}
+
 }  // namespace
 }  // namespace spin::generate
