@@ -274,12 +274,14 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     const data::BatchPlan plan(static_cast<std::int64_t>(train_data.examples.size()), c.global_batch_size,
                                c.micro_batch_size, grid.dp_size(), c.data_seed, c.shuffle);
     steps_per_epoch = plan.batches_per_epoch();
-    // The schedule spans the whole run, whatever spin.max_steps says: a run stopped early and
-    // resumed follows the same learning rates as one that never stopped.
+    // The schedule spans the whole run (or, with optim.reset_each_iteration, one iteration),
+    // whatever spin.max_steps says: a run stopped early and resumed follows the same learning
+    // rates as one that never stopped.
     const std::int64_t nominal_steps = c.iterations * c.epochs * steps_per_epoch;
     total_steps = c.max_steps > 0 ? std::min(nominal_steps, c.max_steps) : nominal_steps;
+    const std::int64_t schedule_steps = c.reset_each_iteration ? c.epochs * steps_per_epoch : nominal_steps;
     schedule = {train::parse_lr_decay(c.lr_schedule), c.lr, c.min_lr, c.warmup_steps,
-                c.lr_decay_steps > 0 ? c.lr_decay_steps : nominal_steps, c.constant_steps, nominal_steps};
+                c.lr_decay_steps > 0 ? c.lr_decay_steps : schedule_steps, c.constant_steps, schedule_steps};
     schedule.validate();
     if (root) {
       fs::create_directories(c.save_dir);
@@ -482,7 +484,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
           stopping = true;
           break;
         }
-        const train::SpinStepMetrics m = trainer.step(iteration, epoch, index, schedule.at(step));
+        const std::int64_t schedule_step = c.reset_each_iteration ? step - iteration * c.epochs * steps_per_epoch : step;
+        const train::SpinStepMetrics m = trainer.step(iteration, epoch, index, schedule.at(schedule_step));
         if (!memory_reported) runtime.report_memory("after the first step");
         memory_reported = true;
         ++step;
@@ -516,6 +519,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     const std::string dir = (fs::path(c.save_dir) / ("iteration_" + std::to_string(iteration + 1))).string();
     save_policy(dir, c, mc, policy, grid, save_dtype);
     trainer.sync_reference();
+    if (c.reset_each_iteration) optimizer.reset_state();  // the next iteration a run of its own
     if (root) std::printf("spin train: iteration %lld done, wrote %s\n", static_cast<long long>(iteration + 1), dir.c_str());
     save(false);
   }

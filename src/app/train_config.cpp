@@ -127,6 +127,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("optim.beta2", &c.adam_beta2, "AdamW beta2");
   t.add("optim.eps", &c.adam_eps, "AdamW epsilon");
   t.add("optim.clip_grad", &c.clip_grad, "max global gradient L2 norm (0: off)");
+  t.add("optim.reset_each_iteration", &c.reset_each_iteration,
+        "every self-play iteration a training run of its own, as the SPIN code's: the LR schedule (warm-up, decay) "
+        "spans one iteration and restarts, AdamW's moments and step count start from zero");
   t.add("optim.distributed_optimizer", &c.distributed_optimizer, "shard AdamW state over data-parallel ranks (ZeRO-1)");
   t.add("optim.overlap_grad_reduce", &c.overlap_grad_reduce,
         "start each layer's DP gradient reduction as soon as the backward is done with it");

@@ -41,6 +41,7 @@ struct TrainConfig {
   bool decay_embeddings = true;
   double clip_grad = 1.0;
   bool distributed_optimizer = false;
+  bool reset_each_iteration = false;
   bool overlap_grad_reduce = false;
   int max_nonfinite_steps = 10;
   // [parallel]

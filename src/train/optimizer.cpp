@@ -177,6 +177,14 @@ std::vector<ckpt::PieceWrite> Optimizer::state_pieces() const {
   return pieces;
 }
 
+void Optimizer::reset_state() {
+  m_.zero_();
+  v_.zero_();
+  steps_ = 0;
+  skipped_ = 0;
+  nonfinite_in_a_row_ = 0;
+}
+
 void Optimizer::load_state(const ckpt::CheckpointReader& reader, std::int64_t steps,
                            std::int64_t skipped) {
   const Tensor m = host_readable(m_), v = host_readable(v_);

@@ -85,6 +85,9 @@ class Optimizer {
   void load_state(const ckpt::CheckpointReader& reader, std::int64_t steps, std::int64_t skipped);
   // AdamW state held by this rank.
   std::size_t state_bytes() const;
+  // A fresh optimizer over the same parameters: moments and step counters back to zero (a new
+  // run's, as the SPIN code starts every self-play iteration).
+  void reset_state();
 
  private:
   struct Segment {  // a run of the owned region inside one parameter

@@ -17,6 +17,8 @@
               its exported iteration carries the tokenizer files
   offline     spin generate --spin-data's greedy answers to the training set, trained on with
               spin.generations = data: the metrics of the run that generates them itself
+  reset       optim.reset_each_iteration: the second iteration trains as a new run started from
+              the first iteration's exported model
 """
 import json
 import math
@@ -420,6 +422,35 @@ def case_offline(args, tmp):
           (a[0]["loss"], a[-1]["loss"]))
 
 
+def case_reset(args, tmp):
+    """optim.reset_each_iteration: a 2-iteration run whose second iteration is a run of its own
+    (LR schedule restarted, fresh AdamW) trains that iteration exactly as a new spin train
+    started from the first iteration's exported model does -- the SPIN code's way of running
+    iterations (without shuffling and with greedy answers, so that no key depends on the
+    iteration); without the option the second iteration differs."""
+    config = setup(tmp)
+    common = [args.spin, "train", "--config", config, "--data.validation", "", "--data.shuffle", "false",
+              "--sampling.greedy", "true", "--spin.kl_penalty", "1.0", "--optim.schedule", "linear",
+              "--optim.warmup_steps", "2", "--optim.min_lr", "1e-4"]
+    whole, kept, first, second = (os.path.join(tmp, d) for d in ("whole", "kept", "first", "second"))
+    run_ok(args.mpiexec, common + ["--optim.reset_each_iteration", "true", "--checkpoint.save_dir", whole], 2)
+    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", kept], 2)
+    run_ok(args.mpiexec, common + ["--spin.max_iterations", "1", "--checkpoint.save_dir", first], 2)
+    run_ok(args.mpiexec, common + ["--spin.max_iterations", "1", "--checkpoint.save_dir", second,
+                                   "--model.path", os.path.join(first, "iteration_1")], 2)
+    keys = ("loss", "rewards_actual", "rewards_generated", "accuracy", "lr", "grad_norm")
+    fields = lambda ms: [{k: m[k] for k in keys} for m in ms if m["kind"] == "train"]
+    w, k = fields(untimed(os.path.join(whole, "metrics.jsonl"))), fields(untimed(os.path.join(kept, "metrics.jsonl")))
+    one, two = fields(untimed(os.path.join(first, "metrics.jsonl"))), fields(untimed(os.path.join(second, "metrics.jsonl")))
+    half = len(w) // 2
+    assert len(w) == 2 * len(one) == 2 * len(two) and half > 2, (len(w), len(one), len(two))
+    assert w[:half] == one and w[half:] == two, (w, one, two)
+    assert k[half:] != two, "without the option the second iteration continues the first's schedule and moments"
+    assert w[half]["lr"] == w[0]["lr"] < w[1]["lr"], "the warm-up starts again"
+    print("optim.reset_each_iteration: iteration 2 = a new run from iteration_1 (%d steps; lr %.3g -> %.3g again)" %
+          (half, w[half]["lr"], w[half + 1]["lr"]))
+
+
 def case_reuse(args, tmp):
     """spin.reuse_generations over 2 epochs of 2 iterations at PP 2: stopped in an iteration's
     second epoch and resumed, the run ends bitwise as the uninterrupted one -- with the
@@ -453,7 +484,8 @@ def case_reuse(args, tmp):
 
 def main():
     run_case(__doc__, {"layouts": case_layouts, "config": case_config, "signal": case_signal,
-                       "hf_tokenizer": case_hf_tokenizer, "reuse": case_reuse, "offline": case_offline},
+                       "hf_tokenizer": case_hf_tokenizer, "reuse": case_reuse, "offline": case_offline,
+                       "reset": case_reset},
              "spin_train_")
 
 
