@@ -11,6 +11,7 @@
 // any parallel layout.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -280,7 +281,12 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     const std::int64_t nominal_steps = c.iterations * c.epochs * steps_per_epoch;
     total_steps = c.max_steps > 0 ? std::min(nominal_steps, c.max_steps) : nominal_steps;
     const std::int64_t schedule_steps = c.reset_each_iteration ? c.epochs * steps_per_epoch : nominal_steps;
-    schedule = {train::parse_lr_decay(c.lr_schedule), c.lr, c.min_lr, c.warmup_steps,
+    require(c.warmup_ratio >= 0.0 && c.warmup_ratio < 1.0, "optim.warmup_ratio must be in [0, 1), got ", c.warmup_ratio);
+    require(c.warmup_ratio == 0.0 || c.warmup_steps == 0, "optim.warmup_ratio and optim.warmup_steps are both set; give one");
+    const std::int64_t warmup = c.warmup_ratio > 0.0
+                                    ? static_cast<std::int64_t>(std::ceil(c.warmup_ratio * static_cast<double>(schedule_steps)))
+                                    : c.warmup_steps;
+    schedule = {train::parse_lr_decay(c.lr_schedule), c.lr, c.min_lr, warmup,
                 c.lr_decay_steps > 0 ? c.lr_decay_steps : schedule_steps, c.constant_steps, schedule_steps};
     schedule.validate();
     if (root) {

@@ -119,6 +119,8 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("optim.min_lr", &c.min_lr, "learning rate at the end of the decay");
   t.add("optim.schedule", &c.lr_schedule, "constant, linear, cosine or nemo-cosine");
   t.add("optim.warmup_steps", &c.warmup_steps, "linear warm-up steps");
+  t.add("optim.warmup_ratio", &c.warmup_ratio,
+        "warm-up as a share of the schedule's steps, rounded up (Hugging Face's warmup_ratio; instead of warmup_steps)");
   t.add("optim.decay_steps", &c.lr_decay_steps, "linear/cosine: step at which min_lr is reached (0: the last)");
   t.add("optim.constant_steps", &c.constant_steps, "nemo-cosine: steps held at min_lr at the end");
   t.add("optim.weight_decay", &c.weight_decay, "AdamW decoupled weight decay (never on norms)");

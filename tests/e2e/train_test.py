@@ -183,6 +183,9 @@ def case_config(args, tmp):
     e("negative-logits-chunk", ["--model.logits_chunk_rows", "-1"],
       r"model\.logits_chunk_rows must be 0 \(off\) or positive, got -1")
     e("bad-loss", ["--spin.loss", "ipo"], r"spin\.loss \"ipo\" is not sigmoid or hinge")
+    e("warmup-twice", ["--optim.warmup_steps", "3", "--optim.warmup_ratio", "0.1"],
+      r"optim\.warmup_ratio and optim\.warmup_steps are both set")
+    e("warmup-ratio", ["--optim.warmup_ratio", "1.5"], r"optim\.warmup_ratio must be in \[0, 1\), got 1\.5")
     e("bad-generations", ["--spin.generations", "model"], r"spin\.generations \"model\" is not reference or data")
     e("generations-no-field", ["--spin.generations", "data"],
       r"train\.jsonl:1: prompt/response text records carry no generated response")
@@ -431,7 +434,7 @@ def case_reset(args, tmp):
     config = setup(tmp)
     common = [args.spin, "train", "--config", config, "--data.validation", "", "--data.shuffle", "false",
               "--sampling.greedy", "true", "--spin.kl_penalty", "1.0", "--optim.schedule", "linear",
-              "--optim.warmup_steps", "2", "--optim.min_lr", "1e-4"]
+              "--optim.warmup_ratio", "0.3", "--optim.min_lr", "1e-4"]
     whole, kept, first, second = (os.path.join(tmp, d) for d in ("whole", "kept", "first", "second"))
     run_ok(args.mpiexec, common + ["--optim.reset_each_iteration", "true", "--checkpoint.save_dir", whole], 2)
     run_ok(args.mpiexec, common + ["--checkpoint.save_dir", kept], 2)
@@ -447,6 +450,7 @@ def case_reset(args, tmp):
     assert w[:half] == one and w[half:] == two, (w, one, two)
     assert k[half:] != two, "without the option the second iteration continues the first's schedule and moments"
     assert w[half]["lr"] == w[0]["lr"] < w[1]["lr"], "the warm-up starts again"
+    assert w[0]["lr"] == 3e-3 / 2, "warmup_ratio 0.3 of an iteration's 6 steps: 2 warm-up steps"
     print("optim.reset_each_iteration: iteration 2 = a new run from iteration_1 (%d steps; lr %.3g -> %.3g again)" %
           (half, w[half]["lr"], w[half + 1]["lr"]))
 
