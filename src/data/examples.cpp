@@ -208,7 +208,7 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
                              std::int64_t vocab_size, bool skip_bad_lines, bool read_generated) {
   LoadedExamples out;
   bool shape_known = false;
-  jsonl::for_each_line(path, [&](const std::string& text, const std::string& where, std::int64_t line) {
+  const auto read_line = [&](const std::string& text, const std::string& where, std::int64_t line) {
     try {
       const json j = jsonl::parse_object(text, where);
       const DataShape shape = detect_shape(j, where);
@@ -216,7 +216,7 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
         out.report.shape = shape;
         shape_known = true;
       }
-      require(shape == out.report.shape, where, ": a ", data_shape_name(shape), " record in a file of ",
+      require(shape == out.report.shape, where, ": a ", data_shape_name(shape), " record among ",
               data_shape_name(out.report.shape), " records");
       Example e = read_example(j, shape, where, tokenizer, prompt_template, vocab_size, read_generated);
       e.line = line;
@@ -226,7 +226,15 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
       if (!skip_bad_lines) throw;
       ++out.report.skipped;
     }
-  });
+  };
+  // A comma-separated list: one file after another.
+  for (std::size_t at = 0; at <= path.size();) {
+    const std::size_t comma = std::min(path.find(',', at), path.size());
+    const std::string file = path.substr(at, comma - at);
+    require(!file.empty(), "\"", path, "\": an empty file name in the list");
+    jsonl::for_each_line(file, read_line);
+    at = comma + 1;
+  }
   require(!out.examples.empty(), path, ": no usable examples (", out.report.records, " read, ",
           out.report.dropped, " dropped, ", out.report.skipped, " skipped)");
   return out;
@@ -234,7 +242,7 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
 
 bool holds_text(const std::string& path) {
   bool text = false, first = true;
-  jsonl::for_each_line(path, [&](const std::string& line, const std::string& where, std::int64_t) {
+  jsonl::for_each_line(path.substr(0, path.find(',')), [&](const std::string& line, const std::string& where, std::int64_t) {
     if (!first) return;
     first = false;
     const json j = jsonl::parse_object(line, where);

@@ -61,14 +61,16 @@ struct LoadedExamples {
   DataReport report;
 };
 
-// `tokenizer` may be null for pre-tokenized files. `vocab_size` bounds pre-tokenized ids.
+// `path`: a file, or a comma-separated list of files read one after another (the SPIN code
+// trains iteration k on two data sets together), all of one shape; Example::line counts within
+// its file. `tokenizer` may be null for pre-tokenized files. `vocab_size` bounds pre-tokenized ids.
 // `read_generated`: every record must give a generated response (Example::generated), whose
 // prompt must be the ground truth's; it is held to the response's length limits.
 LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer,
                              PromptTemplate prompt_template, const LengthLimits& limits,
                              std::int64_t vocab_size, bool skip_bad_lines = false, bool read_generated = false);
 
-// Whether the JSONL file's first record is text (a text pair, chat messages, NeMo
+// Whether the JSONL file's (a list's first file's) first record is text (a text pair, chat messages, NeMo
 // conversations or a SPIN data set's record) rather than token ids.
 bool holds_text(const std::string& path);
 

@@ -136,6 +136,32 @@ TEST_F(Examples, GivenGeneratedResponsesAreReadWhenAsked) {
   EXPECT_NE(token_error.find("token id 300 is outside the vocabulary"), std::string::npos) << token_error;
 }
 
+// A comma-separated list of files: read one after another (the SPIN code's iteration k trains
+// on SPIN_iter<k-1> and SPIN_iter<k> together), one shape for all, errors naming file:line.
+TEST_F(Examples, SeveralFilesAreReadOneAfterAnother) {
+  const std::string second = path_ + ".second";
+  std::ofstream(second) << R"({"prompt": "c", "response": "3"})" "\n" R"({"prompt": "d", "response": "4"})" "\n";
+  write(R"({"prompt": "a", "response": "1"})" "\n");
+  const auto both = load_examples(path_ + "," + second, &tok_, PromptTemplate::Plain, {}, tok_.vocab_size());
+  ASSERT_EQ(both.examples.size(), 3u);
+  EXPECT_EQ(both.report.records, 3);
+  EXPECT_EQ(both.examples[2].response, load_examples(second, &tok_, PromptTemplate::Plain, {}, tok_.vocab_size()).examples[1].response);
+  EXPECT_EQ(both.examples[2].line, 2) << "lines count within their file";
+  std::ofstream(second) << R"({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]})" "\n";
+  const auto error = [&](const std::string& paths) {
+    try {
+      load_examples(paths, &tok_, PromptTemplate::Plain, {}, tok_.vocab_size());
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error(path_ + "," + second).find(second + ":1: a chat messages record among prompt/response text records"),
+            std::string::npos);
+  EXPECT_NE(error(path_ + ",").find("an empty file name in the list"), std::string::npos);
+  fs::remove(second);
+}
+
 TEST_F(Examples, PreTokenizedRecordsAreTakenAsTheyAre) {
   const auto d = load_examples(write(R"({"prompt": [1, 5, 6], "response": [7, 2]})" "\n"), nullptr,
                                PromptTemplate::Chat, {}, 259);
@@ -179,7 +205,7 @@ TEST_F(Examples, BadLinesNameFileAndLineOrAreCountedWhenSkipped) {
   EXPECT_EQ(skipped.examples.size(), 1u);
   EXPECT_NE(error_of("{\"prompt\": \"a\" \"response\": \"b\"}\n").find(":1: not valid JSON"), std::string::npos);
   EXPECT_NE(error_of("{\"prompt\": \"a\", \"response\": \"b\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}, "
-                     "{\"role\": \"assistant\", \"content\": \"y\"}]}\n").find(":2: a chat messages record in a file of prompt/response text records"),
+                     "{\"role\": \"assistant\", \"content\": \"y\"}]}\n").find(":2: a chat messages record among prompt/response text records"),
             std::string::npos);
   EXPECT_NE(error_of("{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n").find("last message must be the assistant's"),
             std::string::npos);
