@@ -14,5 +14,6 @@ int run_train(int argc, char** argv, parallel::Communicator& world);
 int run_eval(int argc, char** argv, parallel::Communicator& world);
 int run_ckpt(int argc, char** argv, parallel::Communicator& world);
 int run_plan(int argc, char** argv, parallel::Communicator& world);
+int run_data(int argc, char** argv, parallel::Communicator& world);
 
 }  // namespace spin::app

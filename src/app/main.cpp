@@ -22,6 +22,7 @@ constexpr const char* kUsage =
     "  generate  responses to prompts (KV cache, vocab-parallel sampling, TP x PP x DP)\n"
     "  ckpt      inspect, verify, reshard, merge, export-hf, import-hf of HDF5 checkpoints\n"
     "  plan      per-rank memory of a SPIN run for a layout, and the layouts that fit\n"
+    "  data      a data set as spin train reads it: lengths, and examples with their special tokens\n"
     "\n"
     "Run under mpirun or srun for tensor/data parallelism; `spin <command> --help` lists a\n"
     "command's options.\n";
@@ -35,6 +36,7 @@ int dispatch(int argc, char** argv, spin::parallel::Communicator& world) {
   if (command == "generate") return spin::app::run_generate(argc - 1, argv + 1, world);
   if (command == "ckpt") return spin::app::run_ckpt(argc - 1, argv + 1, world);
   if (command == "plan") return spin::app::run_plan(argc - 1, argv + 1, world);
+  if (command == "data") return spin::app::run_data(argc - 1, argv + 1, world);
   if (command == "--version") {
     if (world.rank() == 0) std::printf("spin %s\n", SPIN_VERSION);
     return 0;

@@ -376,6 +376,11 @@ std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
   return ids;
 }
 
+std::optional<std::string> HfBpeTokenizer::special_text(std::int32_t id) const {
+  if (id < 0 || id >= vocab_size_ || kind_[static_cast<std::size_t>(id)] != Kind::Special) return std::nullopt;
+  return tokens_[static_cast<std::size_t>(id)];
+}
+
 std::string HfBpeTokenizer::decode(std::span<const std::int32_t> ids) const {
   static const std::unordered_map<char32_t, char> bytes = [] {
     std::unordered_map<char32_t, char> m;

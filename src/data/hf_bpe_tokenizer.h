@@ -25,6 +25,7 @@ class HfBpeTokenizer final : public Tokenizer {
 
   std::vector<std::int32_t> encode(std::string_view text) const override;
   std::string decode(std::span<const std::int32_t> ids) const override;
+  std::optional<std::string> special_text(std::int32_t id) const override;
   std::int64_t vocab_size() const override { return vocab_size_; }
 
   // The pieces the pre-tokenizer cuts `text` (free of added tokens) into.

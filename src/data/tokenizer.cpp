@@ -43,6 +43,10 @@ class SentencePieceTokenizer final : public Tokenizer {
     return text;
   }
   std::int64_t vocab_size() const override { return processor_.GetPieceSize(); }
+  std::optional<std::string> special_text(std::int32_t id) const override {
+    if (id < 0 || id >= processor_.GetPieceSize() || !processor_.IsControl(id)) return std::nullopt;
+    return processor_.IdToPiece(id);
+  }
   std::optional<std::int32_t> token_id(const std::string& token) const override {
     const int id = processor_.PieceToId(token);
     if (id < 0 || processor_.IdToPiece(id) != token) return std::nullopt;
@@ -88,6 +92,26 @@ std::vector<std::int32_t> ByteTokenizer::encode(std::string_view text) const {
   ids.reserve(text.size());
   for (unsigned char c : text) ids.push_back(offset_ + c);
   return ids;
+}
+
+std::optional<std::string> ByteTokenizer::special_text(std::int32_t id) const {
+  if (id < 0 || id >= offset_) return std::nullopt;
+  if (bos_ && id == *bos_) return "<s>";
+  if (eos_ && id == *eos_) return "</s>";
+  return cat("<special ", id, ">");
+}
+
+std::string decode_showing_specials(const Tokenizer& tokenizer, std::span<const std::int32_t> ids) {
+  std::string out;
+  std::size_t run = 0;  // the first id of the current run of ordinary tokens
+  for (std::size_t i = 0; i <= ids.size(); ++i) {
+    const std::optional<std::string> special = i < ids.size() ? tokenizer.special_text(ids[i]) : std::nullopt;
+    if (i < ids.size() && !special) continue;
+    out += tokenizer.decode(ids.subspan(run, i - run));
+    if (special) out += *special;
+    run = i + 1;
+  }
+  return out;
 }
 
 std::string ByteTokenizer::decode(std::span<const std::int32_t> ids) const {

@@ -34,6 +34,13 @@ class Tokenizer {
     return std::nullopt;
   }
 
+  // The text of `id` when it is a special token that decode() leaves out (BOS, EOS, a chat
+  // marker), to show it: nullopt for any other id.
+  virtual std::optional<std::string> special_text(std::int32_t id) const {
+    (void)id;
+    return std::nullopt;
+  }
+
   std::optional<std::int32_t> bos_id() const { return bos_; }
   std::optional<std::int32_t> eos_id() const { return eos_; }
   // The model's Jinja chat template (tokenizer_config.json's chat_template), if the tokenizer's
@@ -60,12 +67,17 @@ class Tokenizer {
 
 // Bytes as ids: byte b is id offset + b; ids below offset are specials (0 padding, 1 BOS,
 // 2 EOS with the default offset 3).
+// `ids` as text with every special token shown as its text (Tokenizer::special_text), the runs
+// between them decoded together: what a prompt template produced, readable.
+std::string decode_showing_specials(const Tokenizer& tokenizer, std::span<const std::int32_t> ids);
+
 class ByteTokenizer final : public Tokenizer {
  public:
   explicit ByteTokenizer(std::int32_t offset = 3, std::int32_t bos = 1, std::int32_t eos = 2);
   std::vector<std::int32_t> encode(std::string_view text) const override;
   std::string decode(std::span<const std::int32_t> ids) const override;
   std::int64_t vocab_size() const override { return 256 + offset_; }
+  std::optional<std::string> special_text(std::int32_t id) const override;
   // Writes `byte_tokenizer.json` describing this tokenizer into `dir`.
   void save(const std::string& dir) const;
 

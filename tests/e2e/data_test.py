@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""End-to-end checks of `spin data`, one case per CTest test:
+
+  show        chat records through a Llama-3-style tokenizer.json: the template auto picks
+              (llama3), the prompt ids transformers' apply_chat_template gives
+              (tests/data/hf_bpe/llama3/chat_cases.json), the text with the special tokens shown
+              where the template puts them, and the length distributions against the ids
+  bad-input   a missing data file and a record of another shape in a list: one error line
+"""
+import json
+import os
+import re
+
+from e2e_common import HF_BPE, expect_error, hf_tokenizer_model, run_case, run_ok
+
+
+def chat_file(path, cases):
+    with open(path, "w") as f:
+        for c in cases:
+            f.write(json.dumps({"messages": c["messages"]}) + "\n")
+
+
+def case_show(args, tmp):
+    model = hf_tokenizer_model(os.path.join(tmp, "model"))
+    cases = json.load(open(os.path.join(HF_BPE, "chat_cases.json")))
+    data = os.path.join(tmp, "chat.jsonl")
+    chat_file(data, cases)
+    r = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--show", str(len(cases))], 1)
+    out = r.stdout
+    assert "template llama3 (--template auto)" in out, out
+    shown = re.findall(r"  prompt    (\d+) tokens \[([0-9 .]+)\]\n      (.*)\n  response  (\d+) tokens \[([0-9 .]+)\]", out)
+    assert len(shown) == len(cases), out
+    for (n, ids, text, rn, rids), c in zip(shown, cases):
+        assert int(n) == len(c["prompt_ids"]) and ids.split()[:48] == [str(i) for i in c["prompt_ids"]][:48], (ids, c)
+        assert [int(i) for i in rids.split() if i != "..."] == c["response_ids"][:48], (rids, c)
+        assert text.startswith("<|begin_of_text|><|start_header_id|>"), text
+        assert text.endswith("<|start_header_id|>assistant<|end_header_id|>\\n\\n"), text
+        assert "<|eot_id|>" in text, text
+    prompt_lengths = sorted(len(c["prompt_ids"]) for c in cases)
+    m = re.search(r"prompt tokens     min (\d+) \| mean \d+ \| p50 \d+ \| p90 \d+ \| p99 \d+ \| max (\d+)", out)
+    assert m and (int(m.group(1)), int(m.group(2))) == (prompt_lengths[0], prompt_lengths[-1]), (m, prompt_lengths)
+    print("spin data: %d chat examples rendered as apply_chat_template renders them, e.g. %s" % (len(cases), shown[0][2][:60]))
+
+
+def case_bad_input(args, tmp):
+    model = hf_tokenizer_model(os.path.join(tmp, "model"))
+    cases = json.load(open(os.path.join(HF_BPE, "chat_cases.json")))
+    chat = os.path.join(tmp, "chat.jsonl")
+    chat_file(chat, cases)
+    pairs = os.path.join(tmp, "pairs.jsonl")
+    with open(pairs, "w") as f:
+        f.write(json.dumps({"prompt": "2+2=", "response": "4"}) + "\n")
+    cmd = lambda data: [args.spin, "data", "--model", model, "--data", data]
+    expect_error(args.mpiexec, "missing-data", cmd(os.path.join(tmp, "nowhere.jsonl")), r"nowhere\.jsonl: cannot open", 2,
+                 None)
+    expect_error(args.mpiexec, "mixed-shapes", cmd(chat + "," + pairs),
+                 r"pairs\.jsonl:1: a prompt/response text record among chat messages records", 2, None)
+
+
+def main():
+    run_case(__doc__, {"show": case_show, "bad-input": case_bad_input}, "spin_data_")
+
+
+if __name__ == "__main__":
+    main()
