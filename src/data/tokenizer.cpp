@@ -101,19 +101,6 @@ std::optional<std::string> ByteTokenizer::special_text(std::int32_t id) const {
   return cat("<special ", id, ">");
 }
 
-std::string decode_showing_specials(const Tokenizer& tokenizer, std::span<const std::int32_t> ids) {
-  std::string out;
-  std::size_t run = 0;  // the first id of the current run of ordinary tokens
-  for (std::size_t i = 0; i <= ids.size(); ++i) {
-    const std::optional<std::string> special = i < ids.size() ? tokenizer.special_text(ids[i]) : std::nullopt;
-    if (i < ids.size() && !special) continue;
-    out += tokenizer.decode(ids.subspan(run, i - run));
-    if (special) out += *special;
-    run = i + 1;
-  }
-  return out;
-}
-
 std::string ByteTokenizer::decode(std::span<const std::int32_t> ids) const {
   std::string text;
   for (std::int32_t id : ids) {
@@ -127,6 +114,19 @@ void ByteTokenizer::save(const std::string& dir) const {
   out << nlohmann::json{{"type", "byte"}, {"offset", offset_}, {"bos_id", *bos_}, {"eos_id", *eos_}}.dump(2)
       << "\n";
   require(out.good(), dir, "/byte_tokenizer.json: write failed");
+}
+
+std::string decode_showing_specials(const Tokenizer& tokenizer, std::span<const std::int32_t> ids) {
+  std::string out;
+  std::size_t run = 0;  // the first id of the current run of ordinary tokens
+  for (std::size_t i = 0; i <= ids.size(); ++i) {
+    const std::optional<std::string> special = i < ids.size() ? tokenizer.special_text(ids[i]) : std::nullopt;
+    if (i < ids.size() && !special) continue;
+    out += tokenizer.decode(ids.subspan(run, i - run));
+    if (special) out += *special;
+    run = i + 1;
+  }
+  return out;
 }
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_dir) {

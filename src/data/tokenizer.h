@@ -65,12 +65,12 @@ class Tokenizer {
   std::string chat_template_;
 };
 
-// Bytes as ids: byte b is id offset + b; ids below offset are specials (0 padding, 1 BOS,
-// 2 EOS with the default offset 3).
 // `ids` as text with every special token shown as its text (Tokenizer::special_text), the runs
 // between them decoded together: what a prompt template produced, readable.
 std::string decode_showing_specials(const Tokenizer& tokenizer, std::span<const std::int32_t> ids);
 
+// Bytes as ids: byte b is id offset + b; ids below offset are specials (0 padding, 1 BOS,
+// 2 EOS with the default offset 3).
 class ByteTokenizer final : public Tokenizer {
  public:
   explicit ByteTokenizer(std::int32_t offset = 3, std::int32_t bos = 1, std::int32_t eos = 2);
