@@ -31,6 +31,18 @@ DataShape detect_shape(const json& j, const std::string& where) {
 
 bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
+// The files of a data path: one, or a comma-separated list of them.
+std::vector<std::string> data_files(const std::string& path) {
+  std::vector<std::string> files;
+  for (std::size_t at = 0; at <= path.size();) {
+    const std::size_t comma = std::min(path.find(',', at), path.size());
+    files.push_back(path.substr(at, comma - at));
+    require(!files.back().empty(), "\"", path, "\": an empty file name in the list");
+    at = comma + 1;
+  }
+  return files;
+}
+
 // The prompt messages and the response text of a conversation whose last turn is the
 // assistant's.
 struct Conversation {
@@ -227,14 +239,7 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
       ++out.report.skipped;
     }
   };
-  // A comma-separated list: one file after another.
-  for (std::size_t at = 0; at <= path.size();) {
-    const std::size_t comma = std::min(path.find(',', at), path.size());
-    const std::string file = path.substr(at, comma - at);
-    require(!file.empty(), "\"", path, "\": an empty file name in the list");
-    jsonl::for_each_line(file, read_line);
-    at = comma + 1;
-  }
+  for (const std::string& file : data_files(path)) jsonl::for_each_line(file, read_line);
   require(!out.examples.empty(), path, ": no usable examples (", out.report.records, " read, ",
           out.report.dropped, " dropped, ", out.report.skipped, " skipped)");
   return out;
@@ -242,7 +247,7 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
 
 bool holds_text(const std::string& path) {
   bool text = false, first = true;
-  jsonl::for_each_line(path.substr(0, path.find(',')), [&](const std::string& line, const std::string& where, std::int64_t) {
+  jsonl::for_each_line(data_files(path).front(), [&](const std::string& line, const std::string& where, std::int64_t) {
     if (!first) return;
     first = false;
     const json j = jsonl::parse_object(line, where);
