@@ -103,17 +103,22 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
   return o;
 }
 
+// Token ids as a JSON list: [1, 2, 3].
+std::string id_list(const std::vector<std::int32_t>& ids) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) s += ", ";
+    s += std::to_string(ids[i]);
+  }
+  return s + "]";
+}
+
 // One output line of --spin-data: the pre-tokenized record spin train reads with
 // spin.generations = data, and the answer's text when the model has a tokenizer.
 std::string spin_record_line(const std::vector<std::int32_t>& prompt, const std::vector<std::int32_t>& truth,
                              const generate::Generation& g, const std::optional<std::string>& text) {
-  const auto ids = [](const std::vector<std::int32_t>& v) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-    return s + "]";
-  };
-  std::string s = "{\"prompt\": " + ids(prompt) + ", \"response\": " + ids(truth) + ", \"generated\": " +
-                  ids(g.tokens) + ", \"finish_reason\": \"" + generate::finish_reason_name(g.finish) + "\"";
+  std::string s = "{\"prompt\": " + id_list(prompt) + ", \"response\": " + id_list(truth) + ", \"generated\": " +
+                  id_list(g.tokens) + ", \"finish_reason\": \"" + generate::finish_reason_name(g.finish) + "\"";
   if (text) s += ", \"generated_text\": " + data::jsonl::quoted(*text);
   return s + "}\n";
 }
@@ -121,12 +126,8 @@ std::string spin_record_line(const std::vector<std::int32_t>& prompt, const std:
 // One output line; `text` (the decoded response) only when the model has a tokenizer.
 std::string json_line(const std::vector<std::int32_t>& prompt, const generate::Generation& g,
                       const std::optional<std::string>& text) {
-  std::string s = "{\"prompt\": [";
+  std::string s = "{\"prompt\": " + id_list(prompt) + ", \"response\": " + id_list(g.tokens) + ", \"logprobs\": [";
   char buf[32];
-  for (std::size_t i = 0; i < prompt.size(); ++i) s += (i ? ", " : "") + std::to_string(prompt[i]);
-  s += "], \"response\": [";
-  for (std::size_t i = 0; i < g.tokens.size(); ++i) s += (i ? ", " : "") + std::to_string(g.tokens[i]);
-  s += "], \"logprobs\": [";
   for (std::size_t i = 0; i < g.logprobs.size(); ++i) {
     std::snprintf(buf, sizeof buf, "%s%.9g", i ? ", " : "", static_cast<double>(g.logprobs[i]));
     s += buf;
