@@ -242,8 +242,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     const bool given = c.generations == "data";
 
     spin.kl_penalty = parse_lambdas(c.kl_penalty);
-    spin.objective = {train::SpinObjective::parse(c.loss), c.label_smoothing};
-    spin.objective.validate();
+    spin.objective = {train::SpinObjective::parse(c.loss), c.label_smoothing};  // checked by spin.validate()
     spin.iterations = c.iterations;
     spin.epochs = c.epochs;
     spin.max_steps = c.max_steps;

@@ -103,7 +103,7 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("spin.label_smoothing", &c.label_smoothing, "sigmoid loss: the share of pairs taken to be mislabelled (conservative DPO; 0: off)");
   t.add("spin.max_iterations", &c.iterations, "self-play iterations (the reference becomes the policy after each)");
   t.add("spin.max_epochs", &c.epochs, "epochs per iteration");
-  t.add("spin.max_steps", &c.max_steps, "stop once this many steps are done in all (0: run to the end); the LR schedule still spans the whole run");
+  t.add("spin.max_steps", &c.max_steps, "stop once this many steps are done in all (0: run to the end); the LR schedule still spans the whole run (or iteration)");
   t.add("spin.global_batch_size", &c.global_batch_size, "prompts per optimizer step, over all data-parallel ranks");
   t.add("spin.micro_batch_size", &c.micro_batch_size, "prompts (real + generated pairs) per micro-batch");
   t.add("spin.rollout_batch_size", &c.rollout_batch_size, "sequences generated at once on each data-parallel replica (KV cache slots; a finished one's slot takes the next prompt)");
