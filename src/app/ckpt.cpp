@@ -192,8 +192,9 @@ void reshard(parallel::Communicator& world, const ckpt::CheckpointReader& reader
           writer.add_piece({group, s.name, s.global_shape, r.start, r.count, buffer.data()});
         }
       }
-      // The trainer's own state (spin/reuse_cache: the responses of spin.reuse_generations) is no
-      // model tensor: it goes whole into the first file.
+      // The trainer's own state (spin/reuse_cache: the responses of spin.reuse_generations;
+      // spin/ref_logprobs_cache: the kept reference sums) is no model tensor: it goes whole into
+      // the first file.
       const auto groups = reader.groups();
       if (t == 0 && p == 0 && std::find(groups.begin(), groups.end(), "spin") != groups.end()) {
         for (const std::string& name : reader.names("spin")) {

@@ -255,6 +255,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     spin.generations_from_data = given;
     spin.ref_offload = c.ref_offload;
     spin.reuse_generations = c.reuse_generations;
+    spin.cache_ref_logprobs = c.cache_ref_logprobs;
     spin.seed = c.data_seed;
     spin.shuffle = c.shuffle;
     generate::GenerationParams& g = spin.generation;
@@ -323,6 +324,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   Position at;
   std::string loaded;
   std::vector<float> saved_cache;  // spin.reuse_generations' responses, when the checkpoint has them
+  std::vector<float> saved_ref_sums;  // spin.cache_ref_logprobs' sums, likewise
   parallel::run_collectively(world, [&] {
     loaded = checkpoint_to_load(c);
     if (loaded.empty()) {
@@ -354,6 +356,9 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       optimizer.load_state(reader, state.at("optimizer_steps").get<std::int64_t>(),
                            state.at("optimizer_skipped").get<std::int64_t>());
       if (c.reuse_generations && reader.has("spin", "reuse_cache")) saved_cache = reader.read_all("spin", "reuse_cache");
+      if (c.cache_ref_logprobs && reader.has("spin", "ref_logprobs_cache")) {
+        saved_ref_sums = reader.read_all("spin", "ref_logprobs_cache");
+      }
     } catch (const nlohmann::json::exception& e) {
       fail(loaded, ": malformed training_state (", e.what(), ")");
     }
@@ -362,6 +367,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   if (!c.ref_offload) runtime.prepare(reference);
   train::SpinTrainer trainer(grid, transformer, policy, grads, reference, optimizer, train_data.examples, spin);
   const bool cache_restored = !saved_cache.empty() && trainer.restore_reuse_cache(saved_cache, at.iteration);
+  const bool ref_sums_restored = !saved_ref_sums.empty() && trainer.restore_ref_logprobs_cache(saved_ref_sums, at.iteration);
   generate::Generator policy_generator(grid, transformer, policy);
 
   std::optional<MetricsLog> metrics;
@@ -384,6 +390,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                   loaded.c_str(), static_cast<long long>(at.step), static_cast<long long>(at.iteration + 1),
                   static_cast<long long>(at.epoch + 1), static_cast<long long>(at.index + 1));
       if (cache_restored) std::printf("spin train: the iteration's generated responses came with it (no replay)\n");
+      if (ref_sums_restored) std::printf("spin train: the iteration's reference log-probability sums came with it\n");
       std::fflush(stdout);
     }
     metrics.emplace(c, at.step);
@@ -416,19 +423,22 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
                                         {"distributed_optimizer", c.distributed_optimizer}};
     const std::vector<std::string> extra = tokenizer_files(c.model_path);
-    // spin.reuse_generations: the iteration's responses so far (the same on every rank: world
-    // rank 0 writes them), so that a resumed run need not generate them again.
+    // The trainer's caches of the iteration (the same on every rank: world rank 0 writes them):
+    // spin.reuse_generations' responses so far, so that a resumed run need not generate them
+    // again, and spin.cache_ref_logprobs' reference sums, so that it need not score them again.
     const std::vector<float> cache = root ? trainer.reuse_cache() : std::vector<float>();
-    std::vector<ckpt::PieceWrite> cache_piece;
-    if (!cache.empty()) {
-      const auto n = static_cast<std::int64_t>(cache.size());
-      cache_piece.push_back({"spin", "reuse_cache", {n}, {0}, {n}, cache.data()});
+    const std::vector<float> ref_sums = root ? trainer.ref_logprobs_cache() : std::vector<float>();
+    std::vector<ckpt::PieceWrite> trainer_caches;
+    for (const auto& [name, values] : {std::pair{"reuse_cache", &cache}, std::pair{"ref_logprobs_cache", &ref_sums}}) {
+      if (values->empty()) continue;
+      const auto n = static_cast<std::int64_t>(values->size());
+      trainer_caches.push_back({"spin", name, {n}, {0}, {n}, values->data()});
     }
     saver.save(c.save_dir, step, grid, policy, with_reference ? &reference : nullptr, &optimizer,
                c.distributed_optimizer,
                {{"training_state", state.dump()}, {"model_config", mc.json_text}, {"layout", layout_json.dump()},
                 {"config", c.to_ini()}},
-               c.keep_last, extra, cache_piece);
+               c.keep_last, extra, trainer_caches);
     saved_step = step;
     if (root && !saver.pending()) {
       std::printf("spin train: saved checkpoint %s\n", ckpt::checkpoint_dir(c.save_dir, step).c_str());

@@ -2,8 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <numeric>
-#include <optional>
 
 #include "core/error.h"
 #include "train/pipeline_scorer.h"
@@ -18,6 +19,24 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 // Noise streams for evaluation rollouts: far from the training ones (iteration x epoch).
 constexpr std::uint64_t kEvaluationStream = std::uint64_t{1} << 40;
+
+// Every rank's `mine` (their lengths may differ), in rank order. Doubles carry sample indices,
+// token ids and float32 sums exactly.
+std::vector<std::vector<double>> all_gather_blocks(parallel::Communicator& comm, std::vector<double> mine) {
+  double longest = static_cast<double>(mine.size());
+  comm.all_reduce(&longest, 1, parallel::ReduceOp::Max);
+  const auto block = static_cast<std::size_t>(longest) + 1;  // + the block's own length
+  mine.insert(mine.begin(), static_cast<double>(mine.size()));
+  mine.resize(block, 0.0);
+  std::vector<double> all(block * static_cast<std::size_t>(comm.size()));
+  comm.all_gather(mine.data(), all.data(), block);
+  std::vector<std::vector<double>> blocks;
+  for (std::size_t rank = 0; rank < static_cast<std::size_t>(comm.size()); ++rank) {
+    const double* at = all.data() + rank * block;
+    blocks.emplace_back(at + 1, at + 1 + static_cast<std::size_t>(at[0]));
+  }
+  return blocks;
+}
 
 }  // namespace
 
@@ -62,22 +81,28 @@ SpinTrainer::SpinTrainer(const parallel::ProcessGrid& grid, const model::Transfo
           "SPIN: the policy, its gradients and the reference differ in layout");
 }
 
-class SpinTrainer::ReferenceSwap {
+void SpinTrainer::use_reference() {
+  if (!config_.ref_offload || reference_swapped_in_) return;
+  grads_.flat().copy_from(policy_.flat());      // park the policy (device to device)
+  policy_.flat().copy_from(reference_.flat());  // the reference, from host memory
+  policy_.refresh_bf16(transformer_.kernels());
+  reference_swapped_in_ = true;
+}
+
+void SpinTrainer::release_reference() {
+  if (!reference_swapped_in_) return;
+  // The gradient buffer holds nothing else between steps (PipelineTrainer::step zeroes it).
+  policy_.flat().copy_from(grads_.flat());
+  policy_.refresh_bf16(transformer_.kernels());
+  reference_swapped_in_ = false;
+}
+
+class SpinTrainer::ReleaseReference {
  public:
-  explicit ReferenceSwap(SpinTrainer& t) : t_(t) {
-    if (!t_.config_.ref_offload) return;
-    t_.grads_.flat().copy_from(t_.policy_.flat());      // park the policy (device to device)
-    t_.policy_.flat().copy_from(t_.reference_.flat());  // the reference, from host memory
-    t_.policy_.refresh_bf16(t_.transformer_.kernels());
-  }
-  ~ReferenceSwap() {
-    if (!t_.config_.ref_offload) return;
-    // The gradient buffer holds nothing else between steps (PipelineTrainer::step zeroes it).
-    t_.policy_.flat().copy_from(t_.grads_.flat());
-    t_.policy_.refresh_bf16(t_.transformer_.kernels());
-  }
-  ReferenceSwap(const ReferenceSwap&) = delete;
-  ReferenceSwap& operator=(const ReferenceSwap&) = delete;
+  explicit ReleaseReference(SpinTrainer& t) : t_(t) {}
+  ~ReleaseReference() { t_.release_reference(); }
+  ReleaseReference(const ReleaseReference&) = delete;
+  ReleaseReference& operator=(const ReleaseReference&) = delete;
 
  private:
   SpinTrainer& t_;
@@ -96,6 +121,7 @@ std::vector<SpinTrainer::Response> SpinTrainer::generate(const std::vector<std::
     }
     return given;
   }
+  use_reference();
   const auto n = static_cast<std::uint64_t>(examples.size());
   std::vector<std::vector<std::int32_t>> prompts;
   std::vector<std::uint64_t> ids;
@@ -120,6 +146,7 @@ SpinTrainer::Rollout SpinTrainer::pairs(const std::vector<std::vector<std::int64
   for (const auto& g : groups) {
     std::vector<model::Sequence> seqs;
     std::vector<float> sampler;
+    r.samples.emplace_back();
     for (std::int64_t idx : g) {
       const data::Example& ex = examples[static_cast<std::size_t>(idx)];
       const Response& gen = *responses[at++];
@@ -127,13 +154,15 @@ SpinTrainer::Rollout SpinTrainer::pairs(const std::vector<std::vector<std::int64
       std::vector<std::int32_t> real = ex.prompt, fake = ex.prompt;
       real.insert(real.end(), ex.response.begin(), ex.response.end());
       fake.insert(fake.end(), gen.tokens.begin(), gen.tokens.end());
-      seqs.push_back({real, prompt_len});
-      seqs.push_back({fake, prompt_len});
+      seqs.push_back({std::move(real), prompt_len});
+      seqs.push_back({std::move(fake), prompt_len});
       sampler.push_back(gen.logprob_sum);
+      r.samples.back().push_back(idx);
       r.lengths.push_back(static_cast<std::int64_t>(gen.tokens.size()));
       if (gen.capped) ++r.capped;
     }
     r.micro_batches.push_back(model::TokenBatch::pack(seqs));
+    r.sequences.push_back(std::move(seqs));
     r.sampler_sums.push_back(std::move(sampler));
   }
   return r;
@@ -152,8 +181,7 @@ SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int
 void SpinTrainer::generate_into_cache(const std::vector<std::int64_t>& indices, std::uint64_t stream) {
   const std::vector<Response> generated = generate(indices, examples_, stream);
   if (!config_.generations_from_data) responses_generated_ += static_cast<std::int64_t>(generated.size());
-  // Shared over DP as doubles (ids, token ids and float32 sums are exact in them): per response
-  // its index, capped flag, log-probability sum, length and tokens; blocks padded to the longest.
+  // Shared over DP: per response its index, capped flag, log-probability sum, length and tokens.
   std::vector<double> mine;
   for (std::size_t i = 0; i < generated.size(); ++i) {
     const Response& g = generated[i];
@@ -161,17 +189,9 @@ void SpinTrainer::generate_into_cache(const std::vector<std::int64_t>& indices, 
                              static_cast<double>(g.tokens.size())});
     mine.insert(mine.end(), g.tokens.begin(), g.tokens.end());
   }
-  double longest = static_cast<double>(mine.size());
-  grid_.dp().all_reduce(&longest, 1, parallel::ReduceOp::Max);
-  const auto block = static_cast<std::size_t>(longest) + 1;  // + the block's own length
-  mine.insert(mine.begin(), static_cast<double>(mine.size()));
-  mine.resize(block, 0.0);
-  std::vector<double> all(block * static_cast<std::size_t>(grid_.dp_size()));
-  grid_.dp().all_gather(mine.data(), all.data(), block);
-  for (std::size_t rank = 0; rank < static_cast<std::size_t>(grid_.dp_size()); ++rank) {
-    const double* at = all.data() + rank * block;
-    const double* end = at + 1 + static_cast<std::size_t>(at[0]);
-    for (++at; at < end;) {
+  for (const std::vector<double>& block : all_gather_blocks(grid_.dp(), std::move(mine))) {
+    const double* end = block.data() + block.size();
+    for (const double* at = block.data(); at < end;) {
       Response r;
       const auto idx = static_cast<std::int64_t>(at[0]);
       r.capped = at[1] != 0.0;
@@ -222,40 +242,97 @@ void SpinTrainer::fill_cache(std::int64_t iteration, std::int64_t epoch, std::in
   cached_rest_ = true;
 }
 
-std::vector<std::vector<float>> SpinTrainer::reference_sums(const Rollout& r) {
-  if (!config_.ref_logprobs_from_sampler) {
-    return score_pipelined(grid_, transformer_, reference_at_work_, r.micro_batches);
+bool SpinTrainer::keeps_ref_sum(int half) const {
+  return config_.cache_ref_logprobs && (half == 0 || config_.reuse_generations || config_.generations_from_data) &&
+         !(half == 1 && config_.ref_logprobs_from_sampler);  // the sampler's sums are no forward's
+}
+
+std::vector<std::vector<float>> SpinTrainer::reference_sums(const Rollout& r, std::int64_t iteration) {
+  const bool keeping = iteration >= 0 && config_.cache_ref_logprobs;
+  if (keeping && ref_sums_iteration_ != iteration) {
+    ref_sums_.assign(2 * examples_.size(), std::numeric_limits<float>::quiet_NaN());
+    ref_sums_iteration_ = iteration;
   }
-  // Only the ground-truth halves need a forward; the generated halves' sums come from the
-  // sampler, which computed them under the reference model.
-  std::vector<model::TokenBatch> real_only;
-  for (const model::TokenBatch& b : r.micro_batches) {
+  // Sequence s of a micro-batch is half s % 2 (0 real, 1 generated) of pair s / 2. Its sum
+  // comes from the sampler, from the kept sums, or from a forward -- the same choice on every
+  // rank of the replica (they hold the same kept sums), so they score the same batches.
+  const auto known = [&](std::size_t mb, std::size_t s) -> const float* {
+    const int half = static_cast<int>(s % 2);
+    if (half == 1 && config_.ref_logprobs_from_sampler) return &r.sampler_sums[mb][s / 2];
+    if (!keeping || !keeps_ref_sum(half)) return nullptr;
+    const float* kept = &ref_sums_[2 * static_cast<std::size_t>(r.samples[mb][s / 2]) + static_cast<std::size_t>(half)];
+    return std::isnan(*kept) ? nullptr : kept;
+  };
+  std::vector<model::TokenBatch> batches;
+  std::vector<std::vector<std::size_t>> forwarded(r.micro_batches.size());  // per micro-batch
+  for (std::size_t mb = 0; mb < r.micro_batches.size(); ++mb) {
     std::vector<model::Sequence> seqs;
-    for (std::int64_t s = 0; s < b.num_seqs(); s += 2) {
-      const auto from = b.tokens.begin() + b.cu_seqlens[static_cast<std::size_t>(s)];
-      const auto to = b.tokens.begin() + b.cu_seqlens[static_cast<std::size_t>(s + 1)];
-      // mask_from: the first row whose loss_mask is set, + 1 (it predicts that position).
-      std::int64_t mask_from = 1;
-      for (std::int64_t i = b.cu_seqlens[static_cast<std::size_t>(s)]; i < b.cu_seqlens[static_cast<std::size_t>(s + 1)]; ++i) {
-        if (b.loss_mask[static_cast<std::size_t>(i)] > 0.0f) {
-          mask_from = i - b.cu_seqlens[static_cast<std::size_t>(s)] + 1;
-          break;
-        }
-      }
-      seqs.push_back({std::vector<std::int32_t>(from, to), mask_from});
+    for (std::size_t s = 0; s < r.sequences[mb].size(); ++s) {
+      if (known(mb, s) != nullptr) continue;
+      forwarded[mb].push_back(s);
+      seqs.push_back(r.sequences[mb][s]);
     }
-    real_only.push_back(model::TokenBatch::pack(seqs));
+    if (!seqs.empty()) batches.push_back(model::TokenBatch::pack(seqs));
   }
-  const auto real = score_pipelined(grid_, transformer_, reference_at_work_, real_only);
+  std::vector<std::vector<float>> scored;
+  if (!batches.empty()) {
+    use_reference();
+    scored = score_pipelined(grid_, transformer_, reference_at_work_, batches);
+    if (iteration >= 0) {
+      for (const model::TokenBatch& b : batches) reference_scored_ += b.num_seqs();
+    }
+  }
   std::vector<std::vector<float>> sums(r.micro_batches.size());
-  if (!transformer_.stage().last) return sums;
-  for (std::size_t mb = 0; mb < sums.size(); ++mb) {
-    for (std::size_t i = 0; i < real[mb].size(); ++i) {
-      sums[mb].push_back(real[mb][i]);
-      sums[mb].push_back(r.sampler_sums[mb][i]);
+  if (transformer_.stage().last) {
+    std::size_t next = 0;
+    for (std::size_t mb = 0; mb < sums.size(); ++mb) {
+      const std::vector<float>* forward = forwarded[mb].empty() ? nullptr : &scored[next++];
+      std::size_t k = 0;
+      for (std::size_t s = 0; s < r.sequences[mb].size(); ++s) {
+        const bool was_forwarded = k < forwarded[mb].size() && forwarded[mb][k] == s;
+        sums[mb].push_back(was_forwarded ? (*forward)[k++] : *known(mb, s));
+      }
     }
   }
+  if (keeping) share_ref_sums(r, sums);
   return sums;
+}
+
+void SpinTrainer::share_ref_sums(const Rollout& r, const std::vector<std::vector<float>>& sums) {
+  // Anything new to keep on any replica? (Every rank must take part in the exchange, or none.)
+  double fresh = 0.0;
+  for (std::size_t mb = 0; mb < r.samples.size(); ++mb) {
+    for (std::size_t i = 0; i < r.samples[mb].size(); ++i) {
+      for (int half = 0; half < 2; ++half) {
+        const auto at = 2 * static_cast<std::size_t>(r.samples[mb][i]) + static_cast<std::size_t>(half);
+        if (keeps_ref_sum(half) && std::isnan(ref_sums_[at])) fresh = 1.0;
+      }
+    }
+  }
+  grid_.dp().all_reduce(&fresh, 1, parallel::ReduceOp::Max);
+  if (fresh == 0.0) return;
+  // Per pair of this replica: its example and the two sums (NaN for a half not kept), from the
+  // last stage to the replica's other stages, then over DP.
+  const double none = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> mine;
+  for (std::size_t mb = 0; mb < r.samples.size(); ++mb) {
+    for (std::size_t i = 0; i < r.samples[mb].size(); ++i) {
+      mine.push_back(static_cast<double>(r.samples[mb][i]));
+      for (std::size_t half = 0; half < 2; ++half) {
+        const bool kept = keeps_ref_sum(static_cast<int>(half)) && transformer_.stage().last;
+        mine.push_back(kept ? static_cast<double>(sums[mb][2 * i + half]) : none);
+      }
+    }
+  }
+  if (grid_.pp_size() > 1) grid_.pp().broadcast(mine.data(), mine.size(), grid_.pp_size() - 1);
+  for (const std::vector<double>& block : all_gather_blocks(grid_.dp(), std::move(mine))) {
+    for (std::size_t at = 0; at + 3 <= block.size(); at += 3) {
+      const auto example = static_cast<std::size_t>(block[at]);
+      for (std::size_t half = 0; half < 2; ++half) {
+        if (!std::isnan(block[at + 1 + half])) ref_sums_[2 * example + half] = static_cast<float>(block[at + 1 + half]);
+      }
+    }
+  }
 }
 
 SpinMetrics SpinTrainer::reduce(const SpinTotals& t, const Rollout& r, double sft_nll_sum,
@@ -293,7 +370,7 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   SpinStepMetrics out;
 
   auto t = Clock::now();
-  std::optional<ReferenceSwap> swap(std::in_place, *this);
+  ReleaseReference release(*this);  // used by generation and scoring as they need it
   Rollout r;
   if (config_.reuse_generations) {
     fill_cache(iteration, epoch, index);
@@ -309,8 +386,8 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   out.seconds_generation = since(t);
 
   t = Clock::now();
-  SpinLoss loss(config_.objective, config_.lambda(iteration), config_.global_batch, reference_sums(r));
-  swap.reset();  // the policy back in its buffers
+  SpinLoss loss(config_.objective, config_.lambda(iteration), config_.global_batch, reference_sums(r, iteration));
+  release_reference();  // the policy back in its buffers
   out.seconds_reference = since(t);
 
   t = Clock::now();
@@ -337,10 +414,10 @@ SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
     if (groups.empty() || static_cast<std::int64_t>(groups.back().size()) == config_.micro_batch) groups.emplace_back();
     groups.back().push_back(static_cast<std::int64_t>(i));
   }
-  std::optional<ReferenceSwap> swap(std::in_place, *this);
+  ReleaseReference release(*this);
   const Rollout r = rollout(groups, examples, kEvaluationStream + static_cast<std::uint64_t>(iteration));
-  const auto ref = reference_sums(r);
-  swap.reset();
+  const auto ref = reference_sums(r, -1);
+  release_reference();
   const auto policy = score_pipelined(grid_, transformer_, policy_, r.micro_batches);
   SpinLoss loss(config_.objective, config_.lambda(iteration), std::max<std::int64_t>(1, static_cast<std::int64_t>(examples.size())), ref);
   double nll = 0.0, tokens = 0.0;
@@ -391,6 +468,41 @@ std::vector<float> SpinTrainer::reuse_cache() const {
   return out;
 }
 
+namespace {
+// ref_logprobs_cache()'s layout: a version, the iteration, the number of examples, then per
+// example its real and generated reference sums (NaN: not known).
+constexpr float kRefSumsVersion = 1.0f;
+constexpr std::size_t kRefSumsHeader = 3;
+}  // namespace
+
+std::vector<float> SpinTrainer::ref_logprobs_cache() const {
+  const auto examples = static_cast<std::int64_t>(examples_.size());
+  if (ref_sums_iteration_ < 0 || examples >= kExactInFloat || ref_sums_iteration_ >= kExactInFloat ||
+      std::all_of(ref_sums_.begin(), ref_sums_.end(), [](float v) { return std::isnan(v); })) {
+    return {};
+  }
+  std::vector<float> out = {kRefSumsVersion, static_cast<float>(ref_sums_iteration_), static_cast<float>(examples)};
+  out.insert(out.end(), ref_sums_.begin(), ref_sums_.end());
+  return out;
+}
+
+bool SpinTrainer::restore_ref_logprobs_cache(std::span<const float> saved, std::int64_t iteration) {
+  const auto examples = static_cast<std::int64_t>(examples_.size());
+  if (!config_.cache_ref_logprobs || saved.size() < kRefSumsHeader || saved[0] != kRefSumsVersion ||
+      static_cast<std::int64_t>(saved[1]) != iteration || static_cast<std::int64_t>(saved[2]) != examples) {
+    return false;
+  }
+  require(saved.size() == kRefSumsHeader + 2 * examples_.size(), "SPIN: a malformed reference log-probability cache (",
+          saved.size() - kRefSumsHeader, " sums for ", examples, " examples)");
+  ref_sums_.assign(saved.begin() + kRefSumsHeader, saved.end());
+  ref_sums_iteration_ = iteration;
+  // Sums of halves this run does not keep (a run saved with fixed responses, resumed without).
+  for (std::size_t i = 0; i < ref_sums_.size(); ++i) {
+    if (!keeps_ref_sum(static_cast<int>(i % 2))) ref_sums_[i] = std::numeric_limits<float>::quiet_NaN();
+  }
+  return true;
+}
+
 bool SpinTrainer::restore_reuse_cache(std::span<const float> saved, std::int64_t iteration) {
   const auto at = [&](std::size_t i) { return i < saved.size() ? static_cast<std::int64_t>(saved[i]) : -1; };
   const std::size_t steps = static_cast<std::size_t>(std::max<std::int64_t>(0, steps_per_epoch()));
@@ -424,8 +536,10 @@ bool SpinTrainer::restore_reuse_cache(std::span<const float> saved, std::int64_t
 
 void SpinTrainer::sync_reference() {
   reference_.copy_from(policy_);
-  cache_.clear();  // the responses of the reference that was
+  cache_.clear();  // the responses and sums of the reference that was
   cache_iteration_ = -1;
+  ref_sums_.clear();
+  ref_sums_iteration_ = -1;
 }
 
 }  // namespace spin::train

@@ -15,6 +15,13 @@
 //      (the last one and EOS included, no prompt token).
 //   4. Reference sums: a forward-only pipeline pass with the reference weights (default), or
 //      the generation's own log-probabilities for the generated half (ref_logprobs_from_sampler).
+//      The reference is frozen for the iteration, so with cache_ref_logprobs a sample's sums are
+//      kept once computed (TRL's precomputed reference log-probabilities, filled as the first
+//      epoch goes): the ground truth's always, the generated response's when it is the same
+//      all iteration (reuse_generations, generations_from_data). Shared over the grid, so a
+//      later epoch -- whichever replica gets the sample -- forwards only what is not kept, and
+//      with fixed responses nothing: the reference does no work at all there (nor, with
+//      ref_offload, its upload).
 //   5. The policy's forward/backward under 1F1B with the SPIN loss, and the optimizer step.
 // After the last epoch of an iteration the caller runs sync_reference(): reference <- policy,
 // a copy of local shards (policy and reference are sharded identically), no communication.
@@ -58,6 +65,7 @@ struct SpinConfig {
   // The generated halves are the examples' own (data::Example::generated, produced offline by
   // another run or model) instead of the reference's samples; the reference still scores them.
   bool generations_from_data = false;
+  bool cache_ref_logprobs = true;  // keep each sample's reference sums for the iteration (step 4)
   generate::GenerationParams generation;
   std::uint64_t seed = 1234;  // data order
   bool shuffle = true;
@@ -117,6 +125,8 @@ class SpinTrainer {
   const generate::Generator& generator() const { return reference_generator_; }
   // Responses this rank's replica has generated for training steps (evaluation's not counted).
   std::int64_t responses_generated() const { return responses_generated_; }
+  // Sequences this rank's replica has scored with the reference for training steps.
+  std::int64_t reference_sequences_scored() const { return reference_scored_; }
 
   // reuse_generations: the cache of the current iteration's responses -- which every rank holds
   // whole -- as floats for a checkpoint, and back, so that a resumed run need not replay the
@@ -127,9 +137,19 @@ class SpinTrainer {
   // false, caching nothing, for one of another iteration or shape (the run replays instead).
   bool restore_reuse_cache(std::span<const float> saved, std::int64_t iteration);
 
+  // cache_ref_logprobs: the current iteration's kept reference sums (the same on every rank), as
+  // floats for a checkpoint, and back; a resumed run then forwards no sample twice in an
+  // iteration. Empty when nothing is kept.
+  std::vector<float> ref_logprobs_cache() const;
+  // Takes a ref_logprobs_cache() saved in `iteration` with as many examples; returns false,
+  // keeping nothing, for one of another iteration or size. Throws for a malformed one.
+  bool restore_ref_logprobs_cache(std::span<const float> saved, std::int64_t iteration);
+
  private:
   struct Rollout {
     std::vector<model::TokenBatch> micro_batches;          // [real_0, gen_0, real_1, gen_1, ...]
+    std::vector<std::vector<model::Sequence>> sequences;    // per micro-batch, as packed
+    std::vector<std::vector<std::int64_t>> samples;         // per micro-batch: each pair's example
     std::vector<std::vector<float>> sampler_sums;          // per micro-batch: generated halves
     std::vector<std::int64_t> lengths;                     // generated lengths
     std::int64_t capped = 0;
@@ -153,13 +173,23 @@ class SpinTrainer {
   void fill_cache(std::int64_t iteration, std::int64_t epoch, std::int64_t index);
   // This replica's responses to `indices`, generated, then shared over DP into the cache.
   void generate_into_cache(const std::vector<std::int64_t>& indices, std::uint64_t stream);
-  std::vector<std::vector<float>> reference_sums(const Rollout& r);
+  // On the last stage, per micro-batch, the reference sums of its sequences. `iteration`: a
+  // training step's, whose examples_ the kept sums belong to; -1 (evaluation): none kept.
+  std::vector<std::vector<float>> reference_sums(const Rollout& r, std::int64_t iteration);
+  // Puts what the replicas scored of the step's cacheable halves into every rank's ref_sums_.
+  void share_ref_sums(const Rollout& r, const std::vector<std::vector<float>>& sums);
+  // Whether half `half` (0 real, 1 generated) of a pair keeps its reference sum all iteration.
+  bool keeps_ref_sum(int half) const;
+  // With ref_offload the reference goes into the policy's buffers when first needed in a step
+  // (the policy's values parked in the gradient buffer) and leaves at release_reference(); a
+  // step that needs no reference uploads nothing.
+  void use_reference();
+  void release_reference();
+  class ReleaseReference;  // calls release_reference() at the end of a scope
   // Sums a rank's local SpinTotals and generation statistics over the replica and DP.
   SpinMetrics reduce(const SpinTotals& totals, const Rollout& r, double sft_nll_sum,
                      double sft_tokens) const;
 
-  // With ref_offload, puts the reference into the policy's buffers for the scope's lifetime.
-  class ReferenceSwap;
 
   const parallel::ProcessGrid& grid_;
   const model::Transformer& transformer_;
@@ -180,6 +210,12 @@ class SpinTrainer {
   std::vector<bool> cached_steps_;
   bool cached_rest_ = false;
   std::int64_t responses_generated_ = 0;
+  // cache_ref_logprobs: per example [real, generated] reference sums of iteration
+  // ref_sums_iteration_, NaN where not known yet (the same on every rank).
+  std::vector<float> ref_sums_;
+  std::int64_t ref_sums_iteration_ = -1;
+  std::int64_t reference_scored_ = 0;
+  bool reference_swapped_in_ = false;  // ref_offload: the policy's buffers hold the reference
 };
 
 }  // namespace spin::train

@@ -87,6 +87,8 @@ TEST(SpinLayouts, RecomputedActivationsChangeNothing) {
 // generated when the second epoch starts, serve the second epoch on every layout -- DP 4 deals
 // each replica other samples than it generated, and leaves two replicas no share of the rest --
 // as on one rank; a trainer restarted at the second epoch (an empty cache) continues bitwise.
+// The reference sums are kept and shared the same way (spin.cache_ref_logprobs): over the run,
+// every sample's two halves are forwarded once, by one replica, however the epochs deal them.
 SpinRun run_reusing(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool restart) {
   SpinConfig config = testing::short_spin_config();
   config.generation.sampling.top_k = 8;
@@ -99,6 +101,8 @@ SpinRun run_reusing(parallel::Communicator& world, parallel::Layout layout, bool
   for (std::int64_t epoch = 0; epoch < 2; ++epoch) {
     if (epoch == 1 && restart) {
       restarted.emplace(s.grid, s.transformer, s.policy, s.grads, s.reference, s.optimizer, s.examples, config);
+      // As spin train restores them from a checkpoint (the responses are replayed instead).
+      EXPECT_TRUE(restarted->restore_ref_logprobs_cache(s.trainer.ref_logprobs_cache(), 0));
     }
     SpinTrainer& trainer = restarted ? *restarted : s.trainer;
     for (std::int64_t index = 0; index < 4; ++index) {
@@ -108,11 +112,15 @@ SpinRun run_reusing(parallel::Communicator& world, parallel::Layout layout, bool
       r.lengths.push_back(m.spin.generated_length_mean);
     }
   }
-  // Every sample's response once: this replica's share of the 18.
-  double generated = static_cast<double>((restarted ? *restarted : s.trainer).responses_generated());
-  if (s.grid.tp_rank() != 0 || s.grid.pp_rank() != 0) generated = 0.0;
-  s.grid.world().all_reduce(&generated, 1);
-  EXPECT_EQ(generated, 18.0);
+  // Every sample's response once: this replica's share of the 18; and both halves' reference
+  // sums once.
+  double counts[2] = {static_cast<double>((restarted ? *restarted : s.trainer).responses_generated()),
+                      static_cast<double>(s.trainer.reference_sequences_scored())};
+  if (restarted) counts[1] += static_cast<double>(restarted->reference_sequences_scored());
+  if (s.grid.tp_rank() != 0 || s.grid.pp_rank() != 0) counts[0] = counts[1] = 0.0;
+  s.grid.world().all_reduce(counts, 2);
+  EXPECT_EQ(counts[0], 18.0);
+  EXPECT_EQ(counts[1], 2 * 18.0);
   r.weights = ckpt::gather_model(s.policy.sharded_state_dict(), s.grid.mp());
   return r;
 }

@@ -330,6 +330,81 @@ TEST(SpinTrainer, ReusedGenerationsServeLaterEpochsAndSurviveARestart) {
   }
 }
 
+// spin.cache_ref_logprobs: the reference is frozen for the iteration, so each sample's sums are
+// forwarded once and kept -- the ground truth's always, the generated response's when it is fixed
+// for the iteration (reuse_generations; generations_from_data likewise) -- and the run is, bit
+// for bit, the one that forwards everything every epoch. A trainer given the kept sums a
+// checkpoint saved forwards only what they lack; the next iteration's reference starts afresh.
+TEST(SpinTrainer, ReferenceSumsAreForwardedOnceAnIteration) {
+  struct Case {
+    const char* name;
+    bool reuse, sampler, offload;
+    std::int64_t second_epoch;  // sequences the second epoch forwards
+  };
+  // 18 examples, 4 steps of 4 an epoch: the first epoch forwards 16 pairs, the second meets the
+  // 2 others (a real half to forward each, and a generated half unless it comes from the sampler).
+  for (const Case& c : {Case{"fixed responses", true, false, false, 4}, Case{"fixed, offloaded", true, false, true, 4},
+                        Case{"fresh responses", false, false, false, 16 + 2},
+                        Case{"fresh, from the sampler", false, true, false, 2},
+                        Case{"fixed, from the sampler", true, true, false, 2}}) {
+    SCOPED_TRACE(c.name);
+    SpinConfig config = testing::small_spin_config();
+    config.epochs = 2;
+    config.reuse_generations = c.reuse;
+    config.ref_logprobs_from_sampler = c.sampler;
+    config.ref_offload = c.offload;
+    SpinConfig uncached = config;
+    uncached.cache_ref_logprobs = false;
+    parallel::SelfCommunicator world_a, world_b, world_c;
+    testing::SpinSetup a(world_a, {1, 1, 1}, config, 2, false, 18), b(world_b, {1, 1, 1}, uncached, 2, false, 18);
+    testing::SpinSetup d(world_c, {1, 1, 1}, config, 2, false, 18);
+    const std::int64_t pairs_forwarded = c.sampler ? 1 : 2;
+    for (std::int64_t index = 0; index < 4; ++index) {
+      const SpinStepMetrics ma = a.trainer.step(0, 0, index, 1e-2);
+      EXPECT_EQ(ma.spin.loss, b.trainer.step(0, 0, index, 1e-2).spin.loss);
+      d.trainer.step(0, 0, index, 1e-2);
+    }
+    EXPECT_EQ(a.trainer.reference_sequences_scored(), 16 * pairs_forwarded);
+    const std::vector<float> saved = a.trainer.ref_logprobs_cache();
+    ASSERT_EQ(saved.size(), 3u + 2u * 18u);
+    SpinTrainer restored(d.grid, d.transformer, d.policy, d.grads, d.reference, d.optimizer, d.examples, config);
+    EXPECT_FALSE(restored.restore_ref_logprobs_cache(saved, 1)) << "another iteration's";
+    EXPECT_THROW(restored.restore_ref_logprobs_cache(std::span(saved).first(saved.size() - 1), 0), Error)
+        << "a truncated cache";
+    ASSERT_TRUE(restored.restore_ref_logprobs_cache(saved, 0));
+    if (c.reuse) {
+      ASSERT_TRUE(restored.restore_reuse_cache(a.trainer.reuse_cache(), 0));
+    }
+    for (std::int64_t index = 0; index < 4; ++index) {
+      const SpinStepMetrics ma = a.trainer.step(0, 1, index, 1e-2);
+      const SpinStepMetrics mb = b.trainer.step(0, 1, index, 1e-2);
+      const SpinStepMetrics md = restored.step(0, 1, index, 1e-2);
+      EXPECT_EQ(ma.spin.loss, mb.spin.loss) << "kept sums = sums forwarded again";
+      EXPECT_EQ(ma.spin.rewards_actual, mb.spin.rewards_actual);
+      EXPECT_EQ(ma.spin.rewards_generated, mb.spin.rewards_generated);
+      EXPECT_EQ(ma.grad_norm, mb.grad_norm);
+      EXPECT_EQ(ma.spin.loss, md.spin.loss);
+    }
+    EXPECT_EQ(a.trainer.reference_sequences_scored(), 16 * pairs_forwarded + c.second_epoch);
+    EXPECT_EQ(restored.reference_sequences_scored(), c.second_epoch) << "the kept sums came with the checkpoint";
+    EXPECT_EQ(b.trainer.reference_sequences_scored(), 2 * 16 * pairs_forwarded);
+    EXPECT_EQ(to_host<float>(a.policy.flat()), to_host<float>(b.policy.flat()));
+    // The next iteration's reference forwards everything again.
+    a.trainer.sync_reference();
+    EXPECT_TRUE(a.trainer.ref_logprobs_cache().empty());
+    a.trainer.step(1, 0, 0, 1e-2);
+    EXPECT_EQ(a.trainer.reference_sequences_scored(), 16 * pairs_forwarded + c.second_epoch + 4 * pairs_forwarded);
+  }
+  // Off: nothing kept, nothing saved.
+  SpinConfig off = testing::small_spin_config();
+  off.cache_ref_logprobs = false;
+  parallel::SelfCommunicator world;
+  testing::SpinSetup s(world, {1, 1, 1}, off);
+  s.trainer.step(0, 0, 0, 1e-2);
+  EXPECT_TRUE(s.trainer.ref_logprobs_cache().empty());
+  EXPECT_FALSE(s.trainer.restore_ref_logprobs_cache(std::vector<float>(3 + 2 * 16, 0.0f), 0));
+}
+
 TEST(SpinTrainer, SamplerLogprobsAgreeWithTheReferenceForward) {
   parallel::SelfCommunicator world;
   SpinConfig config = testing::small_spin_config();
