@@ -461,7 +461,11 @@ def case_reuse(args, tmp):
     iteration's responses read back from the checkpoint (no generation again), and from a
     checkpoint without them (written at the end of the first epoch by a run without reuse) with
     the first epoch's generation replayed; and it differs from the run that draws new responses
-    every epoch from the first iteration's second epoch on."""
+    every epoch from the first iteration's second epoch on. The reference sums kept for the
+    iteration (spin.cache_ref_logprobs, on by default) come back from the checkpoint; the run
+    that forwards them again every epoch is the same run up to float rounding (a sum forwarded
+    in another micro-batch's packing rounds differently), and the replay is checked with it
+    (a run without reuse kept no generated half's sum to resume with)."""
     config = setup(tmp)
     common = [args.spin, "train", "--config", config, "--spin.max_epochs", "2", "--parallel.pp", "2"]
     reuse = common + ["--spin.reuse_generations", "true"]
@@ -471,19 +475,34 @@ def case_reuse(args, tmp):
     a, b = untimed(os.path.join(whole, "metrics.jsonl")), untimed(os.path.join(fresh, "metrics.jsonl"))
     first = lambda ms, epoch: [m for m in ms if m["kind"] == "train" and m["iteration"] == 1 and m["epoch"] == epoch]
     assert first(a, 1) == first(b, 1) and first(a, 2) != first(b, 2), "reuse changes the second epoch only"
+    uncached = os.path.join(tmp, "uncached")
+    run_ok(args.mpiexec, reuse + ["--spin.cache_ref_logprobs", "false", "--checkpoint.save_dir", uncached], 2)
+    u = untimed(os.path.join(uncached, "metrics.jsonl"))
+    assert len(u) == len(a) and [m["step"] for m in u] == [m["step"] for m in a], (len(u), len(a))
+    for x, y in zip(a, u):
+        assert x.keys() == y.keys(), (x, y)
+        for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "generated_length_mean", "grad_norm"]:
+            if key in x:  # validation records have no grad_norm
+                assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), ("kept vs forwarded again", key, x, y)
     # 6 steps an epoch: step 9 is the first iteration's second epoch, step 15 the second's.
+    forwarding = ["--spin.cache_ref_logprobs", "false"]
     for stop, cached in ((9, True), (15, True), (6, False)):
         shutil.rmtree(part, ignore_errors=True)
-        run_ok(args.mpiexec, (reuse if cached else common) + ["--checkpoint.save_dir", part, "--spin.max_steps", str(stop)], 2)
-        r = run_ok(args.mpiexec, reuse + ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
+        first_part = reuse if cached else common + forwarding
+        run_ok(args.mpiexec, first_part + ["--checkpoint.save_dir", part, "--spin.max_steps", str(stop)], 2)
+        r = run_ok(args.mpiexec, (reuse if cached else reuse + forwarding) +
+                   ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
         assert ("came with it (no replay)" in r.stdout) == cached, (stop, cached, r.stdout[-2000:])
-        assert untimed(os.path.join(part, "metrics.jsonl")) == a, stop
+        assert ("reference log-probability sums came with it" in r.stdout) == cached, (stop, r.stdout[-2000:])
+        assert untimed(os.path.join(part, "metrics.jsonl")) == (a if cached else u), stop
         for it in (1, 2):
             x = open(os.path.join(part, "iteration_%d" % it, "model.safetensors"), "rb").read()
-            assert x == open(os.path.join(whole, "iteration_%d" % it, "model.safetensors"), "rb").read(), (stop, it)
+            y = open(os.path.join(whole if cached else uncached, "iteration_%d" % it, "model.safetensors"), "rb").read()
+            assert x == y, (stop, it)
     print("spin.reuse_generations: second epochs differ from resampling; stopped at steps 9 and 15 and resumed "
-          "with the responses from the checkpoint, and from step 6 without them (replayed): bitwise the uninterrupted "
-          "run")
+          "with the responses and reference sums from the checkpoint, and from step 6 without them (replayed; "
+          "every reference sum forwarded): bitwise the uninterrupted run; keeping the reference sums or forwarding "
+          "them every epoch: the same run up to rounding")
 
 
 def main():

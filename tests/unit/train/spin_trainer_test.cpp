@@ -298,12 +298,15 @@ TEST(SpinTrainer, ReusedGenerationsServeLaterEpochsAndSurviveARestart) {
     SpinTrainer restored(d.grid, d.transformer, d.policy, d.grads, d.reference, d.optimizer, d.examples, config);
     EXPECT_FALSE(restored.restore_reuse_cache(saved, 1)) << "another iteration's";
     ASSERT_TRUE(restored.restore_reuse_cache(saved, 0));
+    ASSERT_TRUE(restored.restore_ref_logprobs_cache(d.trainer.ref_logprobs_cache(), 0));
     std::vector<float> bad = saved;
     bad.pop_back();
     EXPECT_THROW(restored.restore_reuse_cache(bad, 0), Error) << "a truncated cache";
     const std::int64_t epoch = steps * config.global_batch;
     EXPECT_EQ(a.trainer.responses_generated(), epoch);
     SpinTrainer restarted(b.grid, b.transformer, b.policy, b.grads, b.reference, b.optimizer, b.examples, config);
+    // The reference sums, kept by spin.cache_ref_logprobs, come with a checkpoint too.
+    ASSERT_TRUE(restarted.restore_ref_logprobs_cache(b.trainer.ref_logprobs_cache(), 0));
     for (std::int64_t index = 0; index < steps; ++index) {
       const SpinStepMetrics ma = a.trainer.step(0, 1, index, 1e-2);
       const SpinStepMetrics mb = restarted.step(0, 1, index, 1e-2);
@@ -332,9 +335,11 @@ TEST(SpinTrainer, ReusedGenerationsServeLaterEpochsAndSurviveARestart) {
 
 // spin.cache_ref_logprobs: the reference is frozen for the iteration, so each sample's sums are
 // forwarded once and kept -- the ground truth's always, the generated response's when it is fixed
-// for the iteration (reuse_generations; generations_from_data likewise) -- and the run is, bit
-// for bit, the one that forwards everything every epoch. A trainer given the kept sums a
-// checkpoint saved forwards only what they lack; the next iteration's reference starts afresh.
+// for the iteration (reuse_generations; generations_from_data likewise) -- and the run is the one
+// that forwards everything every epoch, up to rounding (a sum forwarded in another packing may
+// round differently: bitwise on this tiny model, not in general). A trainer given the kept sums
+// a checkpoint saved forwards only what they lack and continues bitwise; the next iteration's
+// reference starts afresh.
 TEST(SpinTrainer, ReferenceSumsAreForwardedOnceAnIteration) {
   struct Case {
     const char* name;
@@ -379,16 +384,17 @@ TEST(SpinTrainer, ReferenceSumsAreForwardedOnceAnIteration) {
       const SpinStepMetrics ma = a.trainer.step(0, 1, index, 1e-2);
       const SpinStepMetrics mb = b.trainer.step(0, 1, index, 1e-2);
       const SpinStepMetrics md = restored.step(0, 1, index, 1e-2);
-      EXPECT_EQ(ma.spin.loss, mb.spin.loss) << "kept sums = sums forwarded again";
-      EXPECT_EQ(ma.spin.rewards_actual, mb.spin.rewards_actual);
-      EXPECT_EQ(ma.spin.rewards_generated, mb.spin.rewards_generated);
-      EXPECT_EQ(ma.grad_norm, mb.grad_norm);
+      EXPECT_NEAR(ma.spin.loss, mb.spin.loss, 1e-6) << "kept sums = sums forwarded again";
+      EXPECT_NEAR(ma.spin.rewards_actual, mb.spin.rewards_actual, 1e-6);
+      EXPECT_NEAR(ma.spin.rewards_generated, mb.spin.rewards_generated, 1e-6);
+      EXPECT_NEAR(ma.grad_norm, mb.grad_norm, 1e-6 * ma.grad_norm);
       EXPECT_EQ(ma.spin.loss, md.spin.loss);
+      EXPECT_EQ(ma.grad_norm, md.grad_norm);
     }
     EXPECT_EQ(a.trainer.reference_sequences_scored(), 16 * pairs_forwarded + c.second_epoch);
     EXPECT_EQ(restored.reference_sequences_scored(), c.second_epoch) << "the kept sums came with the checkpoint";
     EXPECT_EQ(b.trainer.reference_sequences_scored(), 2 * 16 * pairs_forwarded);
-    EXPECT_EQ(to_host<float>(a.policy.flat()), to_host<float>(b.policy.flat()));
+    EXPECT_EQ(to_host<float>(a.policy.flat()), to_host<float>(d.policy.flat()));
     // The next iteration's reference forwards everything again.
     a.trainer.sync_reference();
     EXPECT_TRUE(a.trainer.ref_logprobs_cache().empty());
