@@ -184,6 +184,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
 
   std::optional<ModelShard> shard;
   std::vector<std::vector<std::int32_t>> prompts, truths;  // truths: --spin-data's ground truths
+  std::vector<std::string> where;                          // each prompt's file:line
   std::unique_ptr<data::Tokenizer> tokenizer;
   parallel::run_collectively(world, [&] {
     shard = plan_model_shard(o.model, grid, o.pp_layers);
@@ -195,20 +196,23 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     o.params.validate(shard->config.vocab_size);
     if (o.spin_data) {
       for (data::Example& e : data::load_examples(o.input, tokenizer.get(), tmpl, {}, shard->config.vocab_size).examples) {
+        where.push_back(data::location(o.input, e));
         prompts.push_back(std::move(e.prompt));
         truths.push_back(std::move(e.response));
       }
     } else {
-      prompts = data::load_prompts(o.input, tokenizer.get(), tmpl);
+      data::LoadedPrompts loaded = data::load_prompts(o.input, tokenizer.get(), tmpl);
+      prompts = std::move(loaded.prompts);
+      where = std::move(loaded.where);
     }
     for (std::size_t i = 0; i < prompts.size(); ++i) {
       const auto need = static_cast<std::int64_t>(prompts[i].size()) + o.params.max_new_tokens;
-      require(need <= shard->config.max_sequence_length(), o.input, ":", i + 1, ": the prompt has ",
+      require(need <= shard->config.max_sequence_length(), where[i], ": the prompt has ",
               prompts[i].size(), " tokens; with --max-new-tokens ", o.params.max_new_tokens,
               " it needs ", need, " positions but the model allows ",
               shard->config.max_sequence_length());
       for (std::int32_t t : prompts[i]) {
-        require(t < shard->config.vocab_size, o.input, ":", i + 1, ": token id ", t,
+        require(t < shard->config.vocab_size, where[i], ": token id ", t,
                 " is outside the vocabulary [0, ", shard->config.vocab_size, ")");
       }
     }

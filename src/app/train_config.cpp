@@ -117,7 +117,7 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("spin.cache_ref_logprobs", &c.cache_ref_logprobs,
         "keep each sample's reference log-probability sums for the rest of the iteration (the reference is frozen): "
         "the ground truth's, and the generated response's when it is fixed (spin.reuse_generations, spin.generations = "
-        "data); later epochs forward only what is not kept");
+        "data); later epochs forward only what is not kept (with spin.max_epochs > 1)");
   t.add("spin.ref_offload", &c.ref_offload, "keep the reference's weights in host memory, swapped into the policy's buffers while it works (saves its device memory on GPU runs)");
   t.add("spin.validation_interval", &c.validation_interval, "steps between validations (0: at the end of each iteration)");
   t.add("spin.validation_examples", &c.validation_examples, "greedy validation generations printed as text");

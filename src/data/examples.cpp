@@ -31,18 +31,6 @@ DataShape detect_shape(const json& j, const std::string& where) {
 
 bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
-// The files of a data path: one, or a comma-separated list of them.
-std::vector<std::string> data_files(const std::string& path) {
-  std::vector<std::string> files;
-  for (std::size_t at = 0; at <= path.size();) {
-    const std::size_t comma = std::min(path.find(',', at), path.size());
-    files.push_back(path.substr(at, comma - at));
-    require(!files.back().empty(), "\"", path, "\": an empty file name in the list");
-    at = comma + 1;
-  }
-  return files;
-}
-
 // The prompt messages and the response text of a conversation whose last turn is the
 // assistant's.
 struct Conversation {
@@ -198,6 +186,22 @@ bool fit(Example& e, const LengthLimits& limits, DataReport& report) {
 
 }  // namespace
 
+std::vector<std::string> data_files(const std::string& path) {
+  std::vector<std::string> files;
+  for (std::size_t at = 0; at <= path.size();) {
+    const std::size_t comma = std::min(path.find(',', at), path.size());
+    files.push_back(path.substr(at, comma - at));
+    require(!files.back().empty(), "\"", path, "\": an empty file name in the list");
+    at = comma + 1;
+  }
+  return files;
+}
+
+std::string location(const std::string& path, const Example& e) {
+  const std::vector<std::string> files = data_files(path);
+  return cat(files.at(static_cast<std::size_t>(e.file)), ":", e.line);
+}
+
 const char* data_shape_name(DataShape s) {
   switch (s) {
     case DataShape::TextPair: return "prompt/response text";
@@ -220,6 +224,7 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
                              std::int64_t vocab_size, bool skip_bad_lines, bool read_generated) {
   LoadedExamples out;
   bool shape_known = false;
+  std::int32_t file_index = 0;
   const auto read_line = [&](const std::string& text, const std::string& where, std::int64_t line) {
     try {
       const json j = jsonl::parse_object(text, where);
@@ -232,6 +237,7 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
               data_shape_name(out.report.shape), " records");
       Example e = read_example(j, shape, where, tokenizer, prompt_template, vocab_size, read_generated);
       e.line = line;
+      e.file = file_index;
       ++out.report.records;
       if (fit(e, limits, out.report)) out.examples.push_back(std::move(e));
     } catch (const Error&) {
@@ -239,7 +245,10 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
       ++out.report.skipped;
     }
   };
-  for (const std::string& file : data_files(path)) jsonl::for_each_line(file, read_line);
+  for (const std::string& file : data_files(path)) {
+    jsonl::for_each_line(file, read_line);
+    ++file_index;
+  }
   require(!out.examples.empty(), path, ": no usable examples (", out.report.records, " read, ",
           out.report.dropped, " dropped, ", out.report.skipped, " skipped)");
   return out;
@@ -256,11 +265,12 @@ bool holds_text(const std::string& path) {
   return text;
 }
 
-std::vector<std::vector<std::int32_t>> load_prompts(const std::string& path, const Tokenizer* tokenizer,
-                                                    PromptTemplate prompt_template) {
-  std::vector<std::vector<std::int32_t>> prompts;
-  jsonl::for_each_line(path, [&](const std::string& text, const std::string& where, std::int64_t) {
+LoadedPrompts load_prompts(const std::string& path, const Tokenizer* tokenizer, PromptTemplate prompt_template) {
+  LoadedPrompts out;
+  std::vector<std::vector<std::int32_t>>& prompts = out.prompts;
+  const auto read_line = [&](const std::string& text, const std::string& where, std::int64_t) {
     const json j = jsonl::parse_object(text, where);
+    out.where.push_back(where);
     for (const char* key : {"prompt", "tokens"}) {
       if (j.contains(key) && j.at(key).is_array()) {
         prompts.push_back(jsonl::id_list(j, key, where));
@@ -280,8 +290,9 @@ std::vector<std::vector<std::int32_t>> load_prompts(const std::string& path, con
             where, ": the prompt is empty");
     require(tokenizer != nullptr, where, ": a text prompt needs the model's tokenizer");
     prompts.push_back(render_prompt(messages, prompt_template, *tokenizer));
-  });
-  return prompts;
+  };
+  for (const std::string& file : data_files(path)) jsonl::for_each_line(file, read_line);
+  return out;
 }
 
 }  // namespace spin::data

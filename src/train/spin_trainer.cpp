@@ -243,12 +243,14 @@ void SpinTrainer::fill_cache(std::int64_t iteration, std::int64_t epoch, std::in
 }
 
 bool SpinTrainer::keeps_ref_sum(int half) const {
-  return config_.cache_ref_logprobs && (half == 0 || config_.reuse_generations || config_.generations_from_data) &&
+  // An iteration of one epoch meets each sample once: nothing to keep.
+  return config_.cache_ref_logprobs && config_.epochs > 1 &&
+         (half == 0 || config_.reuse_generations || config_.generations_from_data) &&
          !(half == 1 && config_.ref_logprobs_from_sampler);  // the sampler's sums are no forward's
 }
 
 std::vector<std::vector<float>> SpinTrainer::reference_sums(const Rollout& r, std::int64_t iteration) {
-  const bool keeping = iteration >= 0 && config_.cache_ref_logprobs;
+  const bool keeping = iteration >= 0 && keeps_ref_sum(0);
   if (keeping && ref_sums_iteration_ != iteration) {
     ref_sums_.assign(2 * examples_.size(), std::numeric_limits<float>::quiet_NaN());
     ref_sums_iteration_ = iteration;
@@ -488,7 +490,7 @@ std::vector<float> SpinTrainer::ref_logprobs_cache() const {
 
 bool SpinTrainer::restore_ref_logprobs_cache(std::span<const float> saved, std::int64_t iteration) {
   const auto examples = static_cast<std::int64_t>(examples_.size());
-  if (!config_.cache_ref_logprobs || saved.size() < kRefSumsHeader || saved[0] != kRefSumsVersion ||
+  if (!keeps_ref_sum(0) || saved.size() < kRefSumsHeader || saved[0] != kRefSumsVersion ||
       static_cast<std::int64_t>(saved[1]) != iteration || static_cast<std::int64_t>(saved[2]) != examples) {
     return false;
   }

@@ -65,7 +65,7 @@ struct SpinConfig {
   // The generated halves are the examples' own (data::Example::generated, produced offline by
   // another run or model) instead of the reference's samples; the reference still scores them.
   bool generations_from_data = false;
-  bool cache_ref_logprobs = true;  // keep each sample's reference sums for the iteration (step 4)
+  bool cache_ref_logprobs = true;  // keep each sample's reference sums for the iteration (step 4; epochs > 1)
   generate::GenerationParams generation;
   std::uint64_t seed = 1234;  // data order
   bool shuffle = true;
@@ -178,7 +178,8 @@ class SpinTrainer {
   std::vector<std::vector<float>> reference_sums(const Rollout& r, std::int64_t iteration);
   // Puts what the replicas scored of the step's cacheable halves into every rank's ref_sums_.
   void share_ref_sums(const Rollout& r, const std::vector<std::vector<float>>& sums);
-  // Whether half `half` (0 real, 1 generated) of a pair keeps its reference sum all iteration.
+  // Whether half `half` (0 real, 1 generated) of a pair keeps its reference sum all iteration
+  // (never with one epoch an iteration, which meets each sample once).
   bool keeps_ref_sum(int half) const;
   // With ref_offload the reference goes into the policy's buffers when first needed in a step
   // (the policy's values parked in the gradient buffer) and leaves at release_reference(); a

@@ -84,6 +84,15 @@ def case_bad_input(args, tmp):
     e("prompt-too-long", cmd(long_prompt, "--max-new-tokens", "20"),
       r"long\.jsonl:2: the prompt has 500 tokens; with --max-new-tokens 20 it needs 520 positions but the model allows 512")
     e("empty-prompt", cmd(empty), r"empty\.jsonl:2: the prompt is empty")
+    # A comma-separated list: the error names the file and its own line.
+    short = write("short.jsonl", '{"prompt": [1, 2]}\n' * 3)
+    e("prompt-too-long-in-a-list", cmd(short + "," + long_prompt, "--max-new-tokens", "20"),
+      r"long\.jsonl:2: the prompt has 500 tokens")
+    pairs = write("pairs.jsonl", '{"prompt": [1, 2], "response": [3]}\n' * 3)
+    long_pair = write("long_pair.jsonl", '{"prompt": [1], "response": [3]}\n' +
+                      json.dumps({"prompt": [1] * 500, "response": [3]}) + "\n")
+    e("spin-data-prompt-too-long-in-a-list", cmd(pairs + "," + long_pair, "--spin-data", "--max-new-tokens", "20"),
+      r"long_pair\.jsonl:2: the prompt has 500 tokens")
     e("top-p-zero", cmd(args.prompts, "--top-p", "0"), r"top_p must be in \(0, 1\], got 0")
     e("negative-temperature", cmd(args.prompts, "--temperature", "-1"), r"temperature must be > 0, got -1")
     e("eos-outside-vocab", cmd(args.prompts, "--eos-ids", "2,999"), r"EOS id 999 is outside the vocabulary")

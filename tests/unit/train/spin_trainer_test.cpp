@@ -401,14 +401,18 @@ TEST(SpinTrainer, ReferenceSumsAreForwardedOnceAnIteration) {
     a.trainer.step(1, 0, 0, 1e-2);
     EXPECT_EQ(a.trainer.reference_sequences_scored(), 16 * pairs_forwarded + c.second_epoch + 4 * pairs_forwarded);
   }
-  // Off: nothing kept, nothing saved.
-  SpinConfig off = testing::small_spin_config();
+  // Off, or one epoch an iteration (each sample met once): nothing kept, nothing saved.
+  SpinConfig off = testing::small_spin_config(), one_epoch = testing::small_spin_config();
+  off.epochs = 2;
   off.cache_ref_logprobs = false;
-  parallel::SelfCommunicator world;
-  testing::SpinSetup s(world, {1, 1, 1}, off);
-  s.trainer.step(0, 0, 0, 1e-2);
-  EXPECT_TRUE(s.trainer.ref_logprobs_cache().empty());
-  EXPECT_FALSE(s.trainer.restore_ref_logprobs_cache(std::vector<float>(3 + 2 * 16, 0.0f), 0));
+  ASSERT_EQ(one_epoch.epochs, 1);
+  for (const SpinConfig& config : {off, one_epoch}) {
+    parallel::SelfCommunicator world;
+    testing::SpinSetup s(world, {1, 1, 1}, config);
+    s.trainer.step(0, 0, 0, 1e-2);
+    EXPECT_TRUE(s.trainer.ref_logprobs_cache().empty());
+    EXPECT_FALSE(s.trainer.restore_ref_logprobs_cache(std::vector<float>(3 + 2 * 16, 0.0f), 0));
+  }
 }
 
 TEST(SpinTrainer, SamplerLogprobsAgreeWithTheReferenceForward) {
