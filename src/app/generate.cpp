@@ -54,7 +54,8 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
       ("help,h", "print this help")
       ("model", po::value(&o.model)->required(), "Hugging Face model directory")
       ("input", po::value(&o.input)->required(),
-       "JSONL of {\"prompt\": [token ids...]}, {\"prompt\": \"text\"} or {\"messages\": [...]}")
+       "JSONL of {\"prompt\": [token ids...]}, {\"prompt\": \"text\"} or {\"messages\": [...]}, or a comma-separated "
+       "list of such files")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
        spin::cat("prompt template for text prompts: ", data::kPromptTemplateChoices).c_str())
       ("spin-data", po::bool_switch(&o.spin_data),
