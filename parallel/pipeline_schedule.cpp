@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/profile.h"
 #include "core/tensor.h"
 
 namespace spin::parallel {
@@ -21,27 +22,27 @@ class StageLinks {
     if (first_) return {};
     const std::span<float> input = receive_buffer(input_, mb);
     const P2POp op = P2POp::recv(input.data(), input.size(), pp_.rank() - 1, kActivationTag);
-    pp_.exchange({&op, 1});
+    exchange({&op, 1}, mb);
     return input;
   }
   void send_forward(std::span<const float> output, int mb) {
     if (last_) return;
     check(output, mb, "output");
     const P2POp op = P2POp::send(output.data(), output.size(), pp_.rank() + 1, kActivationTag);
-    pp_.exchange({&op, 1});
+    exchange({&op, 1}, mb);
   }
   std::span<const float> recv_backward(int mb) {
     if (last_) return {};
     const std::span<float> grad = receive_buffer(grad_, mb);
     const P2POp op = P2POp::recv(grad.data(), grad.size(), pp_.rank() + 1, kGradientTag);
-    pp_.exchange({&op, 1});
+    exchange({&op, 1}, mb);
     return grad;
   }
   void send_backward(std::span<const float> grad_input, int mb) {
     if (first_) return;
     check(grad_input, mb, "input gradient");
     const P2POp op = P2POp::send(grad_input.data(), grad_input.size(), pp_.rank() - 1, kGradientTag);
-    pp_.exchange({&op, 1});
+    exchange({&op, 1}, mb);
   }
   // Steady state: this micro-batch's output goes on while the gradient of an earlier one
   // comes back from the same neighbour.
@@ -52,7 +53,7 @@ class StageLinks {
     const std::span<float> grad = receive_buffer(grad_, recv_mb);
     const P2POp ops[] = {P2POp::send(output.data(), output.size(), pp_.rank() + 1, kActivationTag),
                          P2POp::recv(grad.data(), grad.size(), pp_.rank() + 1, kGradientTag)};
-    pp_.exchange(ops);
+    exchange(ops, recv_mb);
     return grad;
   }
   std::span<const float> send_backward_recv_forward(std::span<const float> grad_input,
@@ -63,11 +64,16 @@ class StageLinks {
     const P2POp ops[] = {
         P2POp::send(grad_input.data(), grad_input.size(), pp_.rank() - 1, kGradientTag),
         P2POp::recv(input.data(), input.size(), pp_.rank() - 1, kActivationTag)};
-    pp_.exchange(ops);
+    exchange(ops, recv_mb);
     return input;
   }
 
  private:
+  // The point-to-point moves (a receive waits for the neighbour: the bubble shows here).
+  void exchange(std::span<const P2POp> ops, int mb) {
+    const profile::Range range("p2p", "mb", mb);
+    pp_.exchange(ops);
+  }
   // `buffer` holding micro-batch mb's boundary on the stage's device (grown when too small).
   std::span<float> receive_buffer(Tensor& buffer, int mb) const {
     const std::size_t n = stage_.boundary_size(mb);
@@ -87,6 +93,16 @@ class StageLinks {
   const bool first_, last_;
   Tensor input_, grad_;  // receive buffers; a stage copies what it keeps
 };
+
+// The stage's work, each a profiling range named after it.
+std::span<const float> forward(PipelineStage& stage, int mb, std::span<const float> input) {
+  const profile::Range range("forward", "mb", mb);
+  return stage.forward(mb, input);
+}
+std::span<const float> backward(PipelineStage& stage, int mb, std::span<const float> grad_output) {
+  const profile::Range range("backward", "mb", mb);
+  return stage.backward(mb, grad_output);
+}
 }  // namespace
 
 std::vector<PipelineAction> one_f_one_b_order(int stage, int stages, int micro_batches) {
@@ -113,14 +129,14 @@ void forward_backward_pipelining_without_interleaving(Communicator& pp, int micr
 
   for (int i = 0; i < warmup; ++i, ++next_forward) {
     const auto input = links.recv_forward(next_forward);
-    links.send_forward(stage.forward(next_forward, input), next_forward);
+    links.send_forward(forward(stage, next_forward, input), next_forward);
   }
   std::span<const float> input;
   if (steady > 0) input = links.recv_forward(next_forward);
   for (int i = 0; i < steady; ++i, ++next_forward, ++next_backward) {
-    const auto output = stage.forward(next_forward, input);
+    const auto output = forward(stage, next_forward, input);
     const auto grad_output = links.send_forward_recv_backward(output, next_forward, next_backward);
-    const auto grad_input = stage.backward(next_backward, grad_output);
+    const auto grad_input = backward(stage, next_backward, grad_output);
     if (i + 1 == steady) {
       links.send_backward(grad_input, next_backward);
     } else {
@@ -129,7 +145,7 @@ void forward_backward_pipelining_without_interleaving(Communicator& pp, int micr
   }
   for (; next_backward < micro_batches; ++next_backward) {
     const auto grad_output = links.recv_backward(next_backward);
-    links.send_backward(stage.backward(next_backward, grad_output), next_backward);
+    links.send_backward(backward(stage, next_backward, grad_output), next_backward);
   }
 }
 
@@ -137,7 +153,7 @@ void forward_pipelining(Communicator& pp, int micro_batches, PipelineStage& stag
   StageLinks links(pp, stage);
   for (int mb = 0; mb < micro_batches; ++mb) {
     const auto input = links.recv_forward(mb);
-    links.send_forward(stage.forward(mb, input), mb);
+    links.send_forward(forward(stage, mb, input), mb);
   }
 }
 

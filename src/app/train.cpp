@@ -31,6 +31,7 @@
 #include "checkpoint/hf_writer.h"
 #include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
+#include "core/profile.h"
 #include "data/examples.h"
 #include "parallel/job_errors.h"
 #include "train/checkpointing.h"
@@ -409,6 +410,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     }
   };
   const auto save = [&](bool with_reference) {
+    const profile::Range range("checkpoint");
     finish_saving();
     const Position p = position_at(step, c.epochs, steps_per_epoch);
     const nlohmann::json state = {
@@ -448,6 +450,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
 
   const auto validate = [&](std::int64_t iteration, std::int64_t epoch, std::int64_t steps_done, std::int64_t consumed) {
     if (validation_data.examples.empty()) return;
+    const profile::Range range("validation");
     const train::SpinMetrics v = trainer.evaluate(validation_data.examples, iteration);
     // A few greedy answers of the policy, as text (replica 0).
     std::vector<generate::Generation> shown;
@@ -485,6 +488,25 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     world.all_reduce(&any, 1, parallel::ReduceOp::Max);
     return any != 0;
   };
+  // logging.profile_step_start..end: the window opens before its first step and closes after its
+  // last (or where the run stops inside it); every rank writes its own trace.
+  const fs::path profile_dir = fs::path(c.save_dir) / "profile";
+  const auto end_profile = [&] {
+    if (!profile::active()) return;
+    profile::stop((profile_dir / cat("rank", world.rank(), ".json")).string());
+    if (root) {
+      std::printf("spin train: profiled steps %lld..%lld: %s/rank<r>.json (Chrome trace: ui.perfetto.dev)\n",
+                  static_cast<long long>(c.profile_step_start), static_cast<long long>(std::min(step, c.profile_step_end)),
+                  profile_dir.string().c_str());
+      std::fflush(stdout);
+    }
+  };
+  const auto start_profile = [&] {
+    std::error_code ignored;  // every rank makes the folder; is_directory says whether one did
+    fs::create_directories(profile_dir, ignored);
+    require(fs::is_directory(profile_dir), profile_dir.string(), ": cannot create the profile folder");
+    profile::start(world.rank());
+  };
   // Test hook: SPIN_FAULT=signal-after-step@<n> raises SIGUSR1 in the last rank after step n.
   const char* fault = std::getenv("SPIN_FAULT");
   const std::string signal_fault = fault != nullptr ? fault : "";
@@ -499,6 +521,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
           stopping = true;
           break;
         }
+        if (step + 1 == c.profile_step_start) start_profile();
+        std::optional<profile::Range> step_range(std::in_place, "step", "step", step + 1);
         const std::int64_t schedule_step = c.reset_each_iteration ? step - iteration * c.epochs * steps_per_epoch : step;
         const train::SpinStepMetrics m = trainer.step(iteration, epoch, index, schedule.at(schedule_step));
         if (!memory_reported) runtime.report_memory("after the first step");
@@ -525,6 +549,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         }
         const bool iteration_ends = epoch + 1 == c.epochs && index + 1 == steps_per_epoch;
         if (c.save_interval > 0 && step % c.save_interval == 0 && !iteration_ends) save(true);
+        step_range.reset();
+        if (step == c.profile_step_end) end_profile();
       }
     }
     if (stopping || step != (iteration + 1) * c.epochs * steps_per_epoch) break;  // a signal, spin.max_steps
@@ -538,6 +564,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     if (root) std::printf("spin train: iteration %lld done, wrote %s\n", static_cast<long long>(iteration + 1), dir.c_str());
     save(false);
   }
+  end_profile();  // the run ended inside the window
   // Stopped inside an iteration (a signal, spin.max_steps): a checkpoint to resume from. At an
   // iteration's start the reference is the policy.
   if (saved_step != step) save(step % (c.epochs * steps_per_epoch) != 0);

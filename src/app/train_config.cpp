@@ -163,6 +163,11 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("checkpoint.resume", &c.resume, "continue from <save_dir>/latest if it exists");
   t.add("checkpoint.load", &c.load, "start from this checkpoint directory (weights, optimizer, position)");
   t.add("logging.tensorboard", &c.tensorboard, "write TensorBoard event files to <save_dir>/tensorboard (rank 0)");
+  t.add("logging.profile_step_start", &c.profile_step_start,
+        "profile steps profile_step_start..profile_step_end (0: none): every rank writes its ranges (steps, generation, "
+        "reference, 1F1B forwards/backwards, point-to-point waits, optimizer) to <save_dir>/profile/rank<r>.json, a "
+        "Chrome trace; on GPUs also NVTX ranges and cudaProfilerStart/Stop for nsys");
+  t.add("logging.profile_step_end", &c.profile_step_end, "the last profiled step (default: profile_step_start)");
 }
 
 }  // namespace
@@ -218,6 +223,10 @@ std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print)
           "spin train: model.attention_backend must be auto, simt or unfused, got '", c.attention_backend, "'");
   require(c.logits_chunk_rows >= 0, "spin train: model.logits_chunk_rows must be 0 (off) or positive, got ",
           c.logits_chunk_rows);
+  if (c.profile_step_start > 0 && c.profile_step_end == 0) c.profile_step_end = c.profile_step_start;
+  require(c.profile_step_start >= 0 && (c.profile_step_start == 0 ? c.profile_step_end == 0 : c.profile_step_end >= c.profile_step_start),
+          "spin train: logging.profile_step_start (", c.profile_step_start, ") .. logging.profile_step_end (",
+          c.profile_step_end, ") is no window of steps (1-based, start <= end; start 0: no profiling)");
   return c;
 }
 

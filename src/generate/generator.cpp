@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/profile.h"
 
 namespace spin::generate {
 
@@ -281,8 +282,10 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
         pp.recv(input.data(), input.size(), pp.rank() - 1, kHiddenTag);
       }
       const auto model_start = std::chrono::steady_clock::now();
-      transformer_.forward_cached(weights_, model::TokenBatch::pack(seqs), step.slots, cache, acts,
-                                  input);
+      {
+        const profile::Range range("model call", "sequences", static_cast<std::int64_t>(seqs.size()));
+        transformer_.forward_cached(weights_, model::TokenBatch::pack(seqs), step.slots, cache, acts, input);
+      }
       stats_.model_seconds += seconds_since(model_start);
       for (std::size_t i = 0; i < step.slots.size(); ++i) {
         cached[static_cast<std::size_t>(step.samples[i])] += static_cast<std::int64_t>(step.tokens[i].size());

@@ -5,6 +5,7 @@
 
 #include "checkpoint/shard_rectangles.h"
 #include "core/error.h"
+#include "core/profile.h"
 #include "parallel/job_errors.h"
 
 namespace spin::train {
@@ -103,14 +104,18 @@ std::size_t Optimizer::state_bytes() const {
 }
 
 OptimizerStep Optimizer::step(double lr, bool loss_is_finite) {
+  const profile::Range range("optimizer");
   float* grads = grads_.flat().f32();
   // 1. Sum the gradients over data-parallel replicas (the loss is already a global mean).
   float* owned_grad = grads + begin_;
-  if (config_.distributed && !config_.overlap_grad_reduce) {
-    grid_.dp().reduce_scatter(grads, grads, static_cast<std::size_t>(end_ - begin_));
-    owned_grad = grads;  // the owned region's sums, now at the start of the buffer
-  } else {
-    reduce_the_rest();  // distributed: the owned region's sums at their own offsets
+  {
+    const profile::Range reduce("gradient reduction");
+    if (config_.distributed && !config_.overlap_grad_reduce) {
+      grid_.dp().reduce_scatter(grads, grads, static_cast<std::size_t>(end_ - begin_));
+      owned_grad = grads;  // the owned region's sums, now at the start of the buffer
+    } else {
+      reduce_the_rest();  // distributed: the owned region's sums at their own offsets
+    }
   }
 
   // 2. Global norm: primary copies only (one pass over all of them), summed over the

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/profile.h"
 #include "parallel/pipeline_schedule.h"
 
 namespace spin::train {
@@ -112,7 +113,10 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
   grads_.zero();
   ModelStage stage(transformer_, weights_, grads_, micro_batches, loss, pool_, optimizer_);
   const auto pipeline_start = Clock::now();
-  parallel::forward_backward_pipelining_without_interleaving(grid_.pp(), m, stage);
+  {
+    const profile::Range range("1F1B", "micro_batches", m);
+    parallel::forward_backward_pipelining_without_interleaving(grid_.pp(), m, stage);
+  }
   const auto pipeline_end = Clock::now();
   peak_live_ = stage.peak_live();
 

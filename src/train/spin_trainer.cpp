@@ -4,9 +4,11 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <numeric>
 
 #include "core/error.h"
+#include "core/profile.h"
 #include "train/pipeline_scorer.h"
 
 namespace spin::train {
@@ -374,6 +376,7 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   auto t = Clock::now();
   ReleaseReference release(*this);  // used by generation and scoring as they need it
   Rollout r;
+  std::optional<profile::Range> range(std::in_place, "generation");
   if (config_.reuse_generations) {
     fill_cache(iteration, epoch, index);
     std::vector<const Response*> responses;
@@ -388,12 +391,15 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   out.seconds_generation = since(t);
 
   t = Clock::now();
+  range.emplace("reference");
   SpinLoss loss(config_.objective, config_.lambda(iteration), config_.global_batch, reference_sums(r, iteration));
   release_reference();  // the policy back in its buffers
   out.seconds_reference = since(t);
 
   t = Clock::now();
+  range.emplace("policy");
   const StepMetrics m = trainer_.step(r.micro_batches, loss, lr);
+  range.reset();
   out.seconds_training = since(t);
 
   out.spin = reduce(loss.totals(), r, 0.0, 0.0);

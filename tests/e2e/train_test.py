@@ -19,6 +19,9 @@
               spin.generations = data: the metrics of the run that generates them itself
   reset       optim.reset_each_iteration: the second iteration trains as a new run started from
               the first iteration's exported model
+  profile     logging.profile_step_start..end at PP 2: each rank's Chrome trace holds exactly the
+              window's steps, properly nested ranges, and, per step, the reference's forwards in
+              order and the policy's forwards and backwards in 1F1B order for its stage
 """
 import json
 import math
@@ -505,10 +508,66 @@ def case_reuse(args, tmp):
           "them every epoch: the same run up to rounding")
 
 
+def one_f_one_b(stage, stages, micro_batches):
+    """The order stage `stage` of `stages` runs forwards (F) and backwards (B) under 1F1B
+    (Megatron's forward_backward_pipelining_without_interleaving), written out independently."""
+    warmup = min(stages - stage - 1, micro_batches)
+    order = [("F", i) for i in range(warmup)]
+    for i in range(micro_batches - warmup):
+        order += [("F", warmup + i), ("B", i)]
+    return order + [("B", i) for i in range(micro_batches - warmup, micro_batches)]
+
+
+def case_profile(args, tmp):
+    config = setup(tmp)
+    out = os.path.join(tmp, "out")
+    # 8 prompts a step in micro-batches of 2: 4 micro-batches on each of the 2 stages.
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--parallel.pp", "2",
+                          "--spin.max_iterations", "1", "--logging.profile_step_start", "2",
+                          "--logging.profile_step_end", "3"], 2)
+    for stage in (0, 1):
+        trace = json.load(open(os.path.join(out, "profile", "rank%d.json" % stage)))
+        events = sorted((e for e in trace["traceEvents"] if e["ph"] == "X"), key=lambda e: (e["ts"], -e["dur"]))
+        assert all(e["dur"] >= 0 and e["tid"] == 0 for e in events), stage
+        steps = [e for e in events if e["name"] == "step"]
+        assert [e["args"]["step"] for e in steps] == [2, 3], steps
+        # Ranges nest: each lies inside the innermost open range that it starts in (3 decimals of us).
+        stack = []
+        for e in events:
+            while stack and e["ts"] >= stack[-1]["ts"] + stack[-1]["dur"] - 1e-3:
+                stack.pop()
+            if stack:
+                assert e["ts"] + e["dur"] <= stack[-1]["ts"] + stack[-1]["dur"] + 2e-3, (stage, e, stack[-1])
+            e["parent"] = stack[-1]["name"] if stack else None
+            stack.append(e)
+        assert all(e["parent"] is None for e in steps)
+        inside = lambda outer, name: [e for e in events if e["name"] == name and outer["ts"] <= e["ts"] < outer["ts"] + outer["dur"]]
+        for s in steps:
+            for part in ("generation", "reference", "policy"):
+                assert len(inside(s, part)) == 1, (stage, s["args"], part)
+            reference, policy = inside(s, "reference")[0], inside(s, "policy")[0]
+            assert inside(s, "generation")[0]["ts"] < reference["ts"] < policy["ts"], s
+            assert inside(inside(s, "generation")[0], "model call"), "the reference generates"
+            kind = lambda e: "F" if e["name"] == "forward" else "B"
+            work = lambda outer: [(kind(e), e["args"]["mb"]) for e in events if e["name"] in ("forward", "backward")
+                                  and outer["ts"] <= e["ts"] < outer["ts"] + outer["dur"]]
+            assert work(reference) == [("F", mb) for mb in range(4)], (stage, work(reference))
+            pipeline = inside(policy, "1F1B")
+            assert len(pipeline) == 1 and pipeline[0]["args"]["micro_batches"] == 4, pipeline
+            assert work(pipeline[0]) == one_f_one_b(stage, 2, 4), (stage, work(pipeline[0]))
+            assert inside(policy, "optimizer") and inside(policy, "p2p"), "the optimizer and the stage's messages"
+    expect_error(args.mpiexec, "profile-window", [args.spin, "train", "--config", config, "--logging.profile_step_start", "3",
+                                                   "--logging.profile_step_end", "2"],
+                 r"logging\.profile_step_start \(3\) \.\. logging\.profile_step_end \(2\) is no window of steps", 2,
+                 os.path.join(tmp, "nothing"))
+    print("logging.profile_step_start 2 .. end 3 at PP 2: per rank a Chrome trace of exactly steps 2 and 3, ranges nested, "
+          "reference forwards in order and the policy's forwards and backwards in 1F1B order; an empty window refused")
+
+
 def main():
     run_case(__doc__, {"layouts": case_layouts, "config": case_config, "signal": case_signal,
                        "hf_tokenizer": case_hf_tokenizer, "reuse": case_reuse, "offline": case_offline,
-                       "reset": case_reset},
+                       "reset": case_reset, "profile": case_profile},
              "spin_train_")
 
 

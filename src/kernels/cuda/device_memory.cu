@@ -1,5 +1,9 @@
+#include <cuda_profiler_api.h>
+#include <nvtx3/nvToolsExt.h>
+
 #include <cstdio>
 
+#include "core/profile.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_memory.h"
 
@@ -95,9 +99,26 @@ std::optional<MemoryUsage> CudaMemory::usage() const {
   return MemoryUsage{s.in_use, s.reserved, s.peak_in_use};
 }
 
+namespace {
+// Profiling (core/profile.h) on the GPU: every range is an NVTX range, and the window is
+// cudaProfilerStart/Stop, so `nsys profile --capture-range=cudaProfilerApi` records just it.
+class CudaProfileHooks final : public profile::DeviceHooks {
+ public:
+  void push(const char* name) override { nvtxRangePushA(name); }
+  void pop() override { nvtxRangePop(); }
+  void start() override { SPIN_CUDA_CHECK(cudaProfilerStart()); }
+  void stop() override {
+    SPIN_CUDA_CHECK(cudaStreamSynchronize(compute_stream()));  // the window's work inside it
+    SPIN_CUDA_CHECK(cudaProfilerStop());
+  }
+};
+}  // namespace
+
 void use_current_device() {
   static CudaMemory memory;
   register_memory_ops(Device::Cuda, &memory);
+  static CudaProfileHooks hooks;
+  profile::register_device_hooks(&hooks);
 }
 
 void init_device(int ordinal) {
