@@ -556,6 +556,14 @@ def case_profile(args, tmp):
             assert len(pipeline) == 1 and pipeline[0]["args"]["micro_batches"] == 4, pipeline
             assert work(pipeline[0]) == one_f_one_b(stage, 2, 4), (stage, work(pipeline[0]))
             assert inside(policy, "optimizer") and inside(policy, "p2p"), "the optimizer and the stage's messages"
+    # jobs/profile_summary.py's figures add up.
+    summary = subprocess.run([sys.executable, os.path.join(ROOT, "jobs", "profile_summary.py"), os.path.join(out, "profile"),
+                              "--json"], check=True, capture_output=True, text=True).stdout
+    for rank, f in json.loads(summary).items():
+        assert f["steps"] == 2 and f["1F1B"] > 0, (rank, f)
+        assert f["generation"] + f["reference"] + f["policy"] <= f["step"] * 1.001, (rank, f)
+        assert f["compute"] + f["p2p"] <= f["1F1B"] * 1.001 and f["1F1B"] + f["optimizer"] <= f["policy"] * 1.001, (rank, f)
+        assert 0 <= f["bubble"] < 1 and f["reduction"] <= f["optimizer"] * 1.001, (rank, f)
     expect_error(args.mpiexec, "profile-window", [args.spin, "train", "--config", config, "--logging.profile_step_start", "3",
                                                    "--logging.profile_step_end", "2"],
                  r"logging\.profile_step_start \(3\) \.\. logging\.profile_step_end \(2\) is no window of steps", 2,

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Summarises the traces `spin train` writes under logging.profile_step_start..end:
+
+  jobs/profile_summary.py SAVE_DIR/profile [--json]
+
+One row per rank (rank<r>.json), milliseconds per profiled step: the step, its generation,
+reference scoring and policy update; inside the policy, the 1F1B schedule -- the stage's forwards
+and backwards (compute) and its point-to-point waits (where the pipeline bubble shows) -- and the
+optimizer with its gradient reduction; bubble = the share of the 1F1B time not spent computing.
+Host times: on GPUs, see docs/performance.md. --json prints the same figures as one JSON object.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+
+
+def load(path):
+    try:
+        trace = json.load(open(path))
+        return [e for e in trace["traceEvents"] if e.get("ph") == "X"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit("profile_summary: %s: not a spin profile (%s)" % (path, e))
+
+
+def summarise(events):
+    """Milliseconds per step of each part, from one rank's ranges."""
+    def within(outer, name):
+        end = outer["ts"] + outer["dur"]
+        return [e for e in events if e["name"] == name and outer["ts"] <= e["ts"] < end]
+
+    steps = [e for e in events if e["name"] == "step"]
+    if not steps:
+        return None
+    total = lambda outer, name: sum(e["dur"] for e in within(outer, name))
+    parts = {"step": 0.0, "generation": 0.0, "reference": 0.0, "policy": 0.0, "1F1B": 0.0, "compute": 0.0,
+             "p2p": 0.0, "optimizer": 0.0, "reduction": 0.0}
+    for s in steps:
+        parts["step"] += s["dur"]
+        for name in ("generation", "reference", "policy"):
+            parts[name] += total(s, name)
+        for policy in within(s, "policy"):
+            for pipeline in within(policy, "1F1B"):
+                parts["1F1B"] += pipeline["dur"]
+                parts["compute"] += total(pipeline, "forward") + total(pipeline, "backward")
+                parts["p2p"] += total(pipeline, "p2p")
+            for optimizer in within(policy, "optimizer"):
+                parts["optimizer"] += optimizer["dur"]
+                parts["reduction"] += total(optimizer, "gradient reduction")
+    figures = {k: v / len(steps) / 1000.0 for k, v in parts.items()}
+    figures["steps"] = len(steps)
+    figures["bubble"] = 1.0 - figures["compute"] / figures["1F1B"] if figures["1F1B"] > 0 else 0.0
+    return figures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", help="SAVE_DIR/profile")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    files = sorted(glob.glob(os.path.join(args.folder, "rank*.json")),
+                   key=lambda p: int(re.search(r"rank(\d+)\.json$", p).group(1)))
+    if not files:
+        sys.exit("profile_summary: %s: no rank<r>.json files" % args.folder)
+    rows = {}
+    for path in files:
+        figures = summarise(load(path))
+        if figures is None:
+            sys.exit("profile_summary: %s: no step ranges" % path)
+        rows[int(re.search(r"rank(\d+)\.json$", path).group(1))] = figures
+    if args.json:
+        print(json.dumps(rows))
+        return
+    print("ms per step (%d steps)" % rows[min(rows)]["steps"])
+    print("rank    step  generation  reference   policy |   1F1B  compute    p2p  bubble | optimizer  reduction")
+    for rank, f in sorted(rows.items()):
+        print("%4d %7.1f %11.1f %10.1f %8.1f | %6.1f %8.1f %6.1f %6.0f%% | %9.1f %10.1f" %
+              (rank, f["step"], f["generation"], f["reference"], f["policy"], f["1F1B"], f["compute"], f["p2p"],
+               100 * f["bubble"], f["optimizer"], f["reduction"]))
+
+
+if __name__ == "__main__":
+    main()
