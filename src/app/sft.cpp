@@ -17,10 +17,12 @@
 #include "app/commands.h"
 #include "app/model_setup.h"
 #include "app/options.h"
+#include "app/profile_window.h"
 #include "app/runtime.h"
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
 #include "core/error.h"
+#include "core/profile.h"
 #include "data/batch_plan.h"
 #include "data/examples.h"
 #include "data/prompt_template.h"
@@ -59,6 +61,7 @@ struct SftOptions {
   std::uint64_t seed = 1234;
   bool no_shuffle = false;
   std::int64_t log_interval = 1;
+  std::int64_t profile_step_start = 0, profile_step_end = 0;
   std::string save_dtype = "f32";
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
@@ -117,6 +120,10 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("seed", po::value(&o.seed)->default_value(o.seed), "data order seed")
       ("no-shuffle", po::bool_switch(&o.no_shuffle), "visit the data in file order every epoch")
       ("log-interval", po::value(&o.log_interval)->default_value(o.log_interval), "steps between log lines")
+      ("profile-step-start", po::value(&o.profile_step_start)->default_value(0),
+       "profile steps start..end (0: none): every rank's ranges to <output>.profile/rank<r>.json, a Chrome trace (NVTX "
+       "and cudaProfilerStart/Stop on GPUs)")
+      ("profile-step-end", po::value(&o.profile_step_end)->default_value(0), "the last profiled step (default: the first)")
       ("save-dtype", po::value(&o.save_dtype)->default_value(o.save_dtype), "f32, bf16 or f16");
   o.runtime.add_to(desc);
   if (!parse_options_or_help(desc, argc, argv, "spin sft",
@@ -160,7 +167,10 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   train::LrSchedule schedule;
   std::int64_t total_steps = 0;
   DType save_dtype = DType::F32;
+  std::optional<ProfileWindow> profile_window;
   parallel::run_collectively(world, [&] {
+    profile_window.emplace(o.profile_step_start, o.profile_step_end, o.output + ".profile", world.rank(),
+                           "--profile-step-start", "--profile-step-end");
     shard = plan_model_shard(o.model, grid, o.pp_layers);
     save_dtype = parse_save_dtype(o.save_dtype);
     const auto tokenizer = load_tokenizer(o.model, shard->config);
@@ -222,7 +232,16 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     std::fflush(stdout);
   }
 
+  const auto report_profile = [&] {
+    const std::string report = profile_window->take_report();
+    if (root && !report.empty()) {
+      std::printf("spin sft: %s\n", report.c_str());
+      std::fflush(stdout);
+    }
+  };
   for (std::int64_t step = 0; step < total_steps; ++step) {
+    profile_window->before_step(step + 1);
+    std::optional<profile::Range> step_range(std::in_place, "step", "step", step + 1);
     const std::int64_t epoch = step / plan->batches_per_epoch();
     const std::int64_t index = step % plan->batches_per_epoch();
     std::int64_t response_tokens = 0, tokens = 0;
@@ -255,7 +274,12 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                   m.applied ? "" : cat(" | skipped (non-finite; ", m.skipped_total, " in all)").c_str());
       std::fflush(stdout);
     }
+    step_range.reset();
+    profile_window->after_step(step + 1);
+    report_profile();
   }
+  profile_window->finish();
+  report_profile();
 
   // The first data-parallel replica writes the model (all replicas hold the same weights).
   if (grid.dp_rank() == 0) {

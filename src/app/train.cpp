@@ -25,6 +25,7 @@
 #include "app/model_setup.h"
 #include "app/options.h"
 #include "app/runtime.h"
+#include "app/profile_window.h"
 #include "app/stop_signals.h"
 #include "app/train_config.h"
 #include "checkpoint/hf_reader.h"
@@ -218,7 +219,10 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   std::int64_t steps_per_epoch = 0, total_steps = 0;
   DType save_dtype = DType::F32;
   const char* template_name = "";
+  std::optional<ProfileWindow> profile_window;
   parallel::run_collectively(world, [&] {
+    profile_window.emplace(c.profile_step_start, c.profile_step_end, fs::path(c.save_dir) / "profile", world.rank(),
+                           "logging.profile_step_start", "logging.profile_step_end");
     shard = plan_model_shard(c.model_path, grid, c.pp_layers);
     const model::ModelConfig& mc = shard->config;
     save_dtype = parse_dtype_name(c.save_dtype);
@@ -488,24 +492,12 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     world.all_reduce(&any, 1, parallel::ReduceOp::Max);
     return any != 0;
   };
-  // logging.profile_step_start..end: the window opens before its first step and closes after its
-  // last (or where the run stops inside it); every rank writes its own trace.
-  const fs::path profile_dir = fs::path(c.save_dir) / "profile";
-  const auto end_profile = [&] {
-    if (!profile::active()) return;
-    profile::stop((profile_dir / cat("rank", world.rank(), ".json")).string());
-    if (root) {
-      std::printf("spin train: profiled steps %lld..%lld: %s/rank<r>.json (Chrome trace: ui.perfetto.dev)\n",
-                  static_cast<long long>(c.profile_step_start), static_cast<long long>(std::min(step, c.profile_step_end)),
-                  profile_dir.string().c_str());
+  const auto report_profile = [&] {
+    const std::string report = profile_window->take_report();
+    if (root && !report.empty()) {
+      std::printf("spin train: %s\n", report.c_str());
       std::fflush(stdout);
     }
-  };
-  const auto start_profile = [&] {
-    std::error_code ignored;  // every rank makes the folder; is_directory says whether one did
-    fs::create_directories(profile_dir, ignored);
-    require(fs::is_directory(profile_dir), profile_dir.string(), ": cannot create the profile folder");
-    profile::start(world.rank());
   };
   // Test hook: SPIN_FAULT=signal-after-step@<n> raises SIGUSR1 in the last rank after step n.
   const char* fault = std::getenv("SPIN_FAULT");
@@ -521,7 +513,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
           stopping = true;
           break;
         }
-        if (step + 1 == c.profile_step_start) start_profile();
+        profile_window->before_step(step + 1);
         std::optional<profile::Range> step_range(std::in_place, "step", "step", step + 1);
         const std::int64_t schedule_step = c.reset_each_iteration ? step - iteration * c.epochs * steps_per_epoch : step;
         const train::SpinStepMetrics m = trainer.step(iteration, epoch, index, schedule.at(schedule_step));
@@ -550,7 +542,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         const bool iteration_ends = epoch + 1 == c.epochs && index + 1 == steps_per_epoch;
         if (c.save_interval > 0 && step % c.save_interval == 0 && !iteration_ends) save(true);
         step_range.reset();
-        if (step == c.profile_step_end) end_profile();
+        profile_window->after_step(step);
+        report_profile();
       }
     }
     if (stopping || step != (iteration + 1) * c.epochs * steps_per_epoch) break;  // a signal, spin.max_steps
@@ -564,7 +557,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     if (root) std::printf("spin train: iteration %lld done, wrote %s\n", static_cast<long long>(iteration + 1), dir.c_str());
     save(false);
   }
-  end_profile();  // the run ended inside the window
+  profile_window->finish();  // the run ended inside the window
+  report_profile();
   // Stopped inside an iteration (a signal, spin.max_steps): a checkpoint to resume from. At an
   // iteration's start the reference is the policy.
   if (saved_step != step) save(step % (c.epochs * steps_per_epoch) != 0);

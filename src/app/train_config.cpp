@@ -223,10 +223,6 @@ std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print)
           "spin train: model.attention_backend must be auto, simt or unfused, got '", c.attention_backend, "'");
   require(c.logits_chunk_rows >= 0, "spin train: model.logits_chunk_rows must be 0 (off) or positive, got ",
           c.logits_chunk_rows);
-  if (c.profile_step_start > 0 && c.profile_step_end == 0) c.profile_step_end = c.profile_step_start;
-  require(c.profile_step_start >= 0 && (c.profile_step_start == 0 ? c.profile_step_end == 0 : c.profile_step_end >= c.profile_step_start),
-          "spin train: logging.profile_step_start (", c.profile_step_start, ") .. logging.profile_step_end (",
-          c.profile_step_end, ") is no window of steps (1-based, start <= end; start 0: no profiling)");
   return c;
 }
 

@@ -85,8 +85,20 @@ def case_learns(args, tmp):
     copy_task(data)
     model = os.path.join(args.models, "tiny-llama")
     trained = os.path.join(tmp, "trained")
-    r = sft(args, model, data, trained, 2, "--tp", "2", "--epochs", "4")
+    r = sft(args, model, data, trained, 2, "--tp", "2", "--epochs", "4", "--profile-step-start", "2",
+            "--profile-step-end", "3")
     l = losses(r.stdout)
+    # The profile: steps 2 and 3 on both TP ranks, each one forward then backward per micro-batch
+    # (one stage: 1F1B without warm-up), 16 / 2 = 8 of them.
+    assert "profiled steps 2..3" in r.stdout, r.stdout
+    for rank in (0, 1):
+        events = [e for e in json.load(open(trained + ".profile/rank%d.json" % rank))["traceEvents"] if e["ph"] == "X"]
+        steps = sorted((e for e in events if e["name"] == "step"), key=lambda e: e["ts"])
+        assert [s["args"]["step"] for s in steps] == [2, 3], steps
+        for s in steps:
+            work = [(e["name"][0].upper(), e["args"]["mb"]) for e in sorted(events, key=lambda e: e["ts"])
+                    if e["name"] in ("forward", "backward") and s["ts"] <= e["ts"] < s["ts"] + s["dur"]]
+            assert work == [(k, mb) for mb in range(8) for k in "FB"], (rank, work)
     assert l[-1] < l[0] - 1.0, "the loss did not fall: %r" % l
     before, after = mean_score(args, model, data, tmp), mean_score(args, trained, data, tmp)
     assert after > before + 10.0, (before, after)
@@ -115,6 +127,8 @@ def case_bad_input(args, tmp):
       r"global batch size 128 exceeds the 64 samples")
     e("unknown-schedule", cmd("--lr-schedule", "cosin"), r"unknown learning-rate schedule \"cosin\"")
     e("negative-logits-chunk", cmd("--logits-chunk-rows", "-5"), r"--logits-chunk-rows must be 0 \(off\) or positive")
+    e("profile-window", cmd("--profile-step-start", "4", "--profile-step-end", "1"),
+      r"--profile-step-start \(4\) \.\. --profile-step-end \(1\) is no window of steps")
     e("diverging-run", cmd("--lr", "1e12", "--lr-schedule", "constant", "--clip-grad", "0",
                            "--max-nonfinite-steps", "2", "--epochs", "20"),
       r"non-finite (loss|gradient norm) in 2 consecutive steps")
