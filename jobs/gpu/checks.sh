@@ -75,14 +75,17 @@ step compare_metrics_bf16 60 python3 "$work/compare.py" metrics "$logs/train_cpu
 
 # The memory options on the GPU -- the reference in host memory swapped through the policy's
 # buffers, activations recomputed in the backward, logits in chunks of 7 rows -- and checkpoints
-# written in the background: the same run as without (CPU, float32).
+# written in the background: the same run as without (CPU, float32). Steps 2-3 profiled: the
+# NVTX ranges and cudaProfilerStart/Stop run (no profiler attached) and change nothing.
 step train_cuda_offload_recompute 300 "${launch[@]}" "$spin" train --config "$work/spin_check.ini" \
   --model.path "$work/model" --data.train "$work/data/train.jsonl" \
   --data.validation "$work/data/validation.jsonl" --checkpoint.save_dir "$logs/train_cuda_options" \
   --parallel.device cuda --spin.ref_offload true --model.recompute_activations true \
-  --model.logits_chunk_rows 7 --checkpoint.async_save true
+  --model.logits_chunk_rows 7 --checkpoint.async_save true \
+  --logging.profile_step_start 2 --logging.profile_step_end 3
 step compare_metrics_options 60 python3 "$work/compare.py" metrics "$logs/train_cpu/metrics.jsonl" \
   "$logs/train_cuda_options/metrics.jsonl" 1e-3
+step profile_summary 30 python3 "$work/profile_summary.py" "$logs/train_cuda_options/profile"
 
 step gpu_bench 240 "$bundle/bin/gpu_bench"
 llama_1b=(--hidden 2048 --layers 22 --heads 32 --kv-heads 4 --intermediate 5632 --vocab 32000)

@@ -67,7 +67,7 @@ import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
     print(json.dumps({"prompt": (r.get("prompt") or r["tokens"])[:4]}))' tests/data/tiny_score.jsonl >"$stage/work/prompts.jsonl"
-cp jobs/gpu/checks.sh jobs/gpu/compare.py jobs/gpu/spin_check.ini "$stage/work/"
+cp jobs/gpu/checks.sh jobs/gpu/compare.py jobs/gpu/spin_check.ini jobs/profile_summary.py "$stage/work/"
 
 rm -rf "$out"
 mkdir -p "$out"

@@ -89,6 +89,7 @@ void SpinTrainer::use_reference() {
   policy_.flat().copy_from(reference_.flat());  // the reference, from host memory
   policy_.refresh_bf16(transformer_.kernels());
   reference_swapped_in_ = true;
+  ++reference_uploads_;
 }
 
 void SpinTrainer::release_reference() {

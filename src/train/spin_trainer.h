@@ -127,6 +127,8 @@ class SpinTrainer {
   std::int64_t responses_generated() const { return responses_generated_; }
   // Sequences this rank's replica has scored with the reference for training steps.
   std::int64_t reference_sequences_scored() const { return reference_scored_; }
+  // ref_offload: how often the reference went into the policy's buffers (once a step at most).
+  std::int64_t reference_uploads() const { return reference_uploads_; }
 
   // reuse_generations: the cache of the current iteration's responses -- which every rank holds
   // whole -- as floats for a checkpoint, and back, so that a resumed run need not replay the
@@ -216,6 +218,7 @@ class SpinTrainer {
   std::vector<float> ref_sums_;
   std::int64_t ref_sums_iteration_ = -1;
   std::int64_t reference_scored_ = 0;
+  std::int64_t reference_uploads_ = 0;
   bool reference_swapped_in_ = false;  // ref_offload: the policy's buffers hold the reference
 };
 

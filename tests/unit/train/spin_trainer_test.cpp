@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <set>
 
 #include "common/spin_fixture.h"
 #include "core/error.h"
@@ -394,6 +395,27 @@ TEST(SpinTrainer, ReferenceSumsAreForwardedOnceAnIteration) {
     EXPECT_EQ(a.trainer.reference_sequences_scored(), 16 * pairs_forwarded + c.second_epoch);
     EXPECT_EQ(restored.reference_sequences_scored(), c.second_epoch) << "the kept sums came with the checkpoint";
     EXPECT_EQ(b.trainer.reference_sequences_scored(), 2 * 16 * pairs_forwarded);
+    if (c.offload) {
+      // Uploaded for every first-epoch step; in the second only for its first step (which
+      // generates the 2 samples the first epoch left out) and the steps that meet those 2 (their
+      // sums); never for a step without reference work.
+      std::set<std::int64_t> seen;
+      for (std::int64_t index = 0; index < 4; ++index) {
+        for (const auto& g : a.trainer.plan().micro_batches(0, index, 0)) seen.insert(g.begin(), g.end());
+      }
+      std::int64_t meeting = 1;
+      for (std::int64_t index = 1; index < 4; ++index) {
+        bool meets = false;
+        for (const auto& g : a.trainer.plan().micro_batches(1, index, 0)) {
+          for (std::int64_t i : g) meets = meets || !seen.contains(i);
+        }
+        meeting += meets ? 1 : 0;
+      }
+      EXPECT_EQ(a.trainer.reference_uploads(), 4 + meeting);
+      EXPECT_EQ(b.trainer.reference_uploads(), 4 + 4);
+    } else {
+      EXPECT_EQ(a.trainer.reference_uploads(), 0);
+    }
     EXPECT_EQ(to_host<float>(a.policy.flat()), to_host<float>(d.policy.flat()));
     // The next iteration's reference forwards everything again.
     a.trainer.sync_reference();
