@@ -81,11 +81,12 @@ std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t 
                         "\"consumed_samples\": %lld, \"loss\": %.17g, \"rewards_actual\": %.17g, "
                         "\"rewards_generated\": %.17g, \"margin\": %.17g, \"accuracy\": %.17g, "
                         "\"generated_length_mean\": %.17g, \"generated_length_max\": %.17g, "
-                        "\"length_capped\": %.17g",
+                        "\"length_capped\": %.17g, \"logps_actual\": %.17g, \"logps_generated\": %.17g",
                         kind, static_cast<long long>(iteration + 1), static_cast<long long>(epoch + 1),
                         static_cast<long long>(step), static_cast<long long>(consumed), s.loss,
                         s.rewards_actual, s.rewards_generated, s.margin, s.accuracy,
-                        s.generated_length_mean, s.generated_length_max, s.length_capped);
+                        s.generated_length_mean, s.generated_length_max, s.length_capped, s.logps_actual,
+                        s.logps_generated);
   std::string out(buf, static_cast<std::size_t>(n));
   if (m) {
     n = std::snprintf(buf, sizeof buf,
@@ -180,6 +181,8 @@ class MetricsLog {
     put("margin", s.margin);
     put("accuracy", s.accuracy);
     put("generated_length_mean", s.generated_length_mean);
+    put("logps_actual", s.logps_actual);
+    put("logps_generated", s.logps_generated);
     put("iteration", static_cast<double>(iteration + 1));
     if (m != nullptr) {
       put("lr", m->lr);

@@ -78,6 +78,8 @@ double SpinLoss::micro_batch_loss(int mb, std::span<const float> policy,
     totals_.rewards_generated += lambda_ * f_gen;
     totals_.correct += f_real > f_gen ? 1.0 : 0.0;
     totals_.pairs += 1.0;
+    totals_.logps_actual += static_cast<double>(policy[i]);
+    totals_.logps_generated += static_cast<double>(policy[i + 1]);
   }
   return loss;
 }

@@ -24,6 +24,8 @@ struct SpinTotals {
   double rewards_generated = 0.0;  // sum of lambda f(x, y_gen)
   double correct = 0.0;            // pairs with f(x, y_real) > f(x, y_gen)
   double pairs = 0.0;
+  double logps_actual = 0.0;       // sum of log pi_theta(y_real | x) (TRL's logps/chosen)
+  double logps_generated = 0.0;    // sum of log pi_theta(y_gen | x) (logps/rejected)
 };
 
 // -log sigmoid(x), computed without overflow.

@@ -348,7 +348,8 @@ SpinMetrics SpinTrainer::reduce(const SpinTotals& t, const Rollout& r, double sf
   const double length_sum = std::accumulate(r.lengths.begin(), r.lengths.end(), 0.0);
   std::vector<double> sums = {t.loss, t.rewards_actual, t.rewards_generated, t.correct, t.pairs,
                               length_sum, static_cast<double>(r.lengths.size()),
-                              static_cast<double>(r.capped), sft_nll_sum, sft_tokens};
+                              static_cast<double>(r.capped), sft_nll_sum, sft_tokens,
+                              t.logps_actual, t.logps_generated};
   if (!last) std::fill(sums.begin(), sums.end(), 0.0);
   grid_.pp().all_reduce(sums.data(), sums.size());
   grid_.dp().all_reduce(sums.data(), sums.size());
@@ -365,6 +366,8 @@ SpinMetrics SpinTrainer::reduce(const SpinTotals& t, const Rollout& r, double sf
   m.generated_length_max = longest;
   m.length_capped = sums[7] / std::max(sums[6], 1.0);
   m.sft_nll = sums[9] > 0 ? sums[8] / sums[9] : 0.0;
+  m.logps_actual = sums[10] / pairs;
+  m.logps_generated = sums[11] / pairs;
   return m;
 }
 

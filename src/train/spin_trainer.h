@@ -81,6 +81,10 @@ struct SpinMetrics {
   double rewards_generated = 0.0;  // mean of lambda f(x, y_gen)
   double margin = 0.0;             // rewards_actual - rewards_generated
   double accuracy = 0.0;           // share of pairs with f(x, y_real) > f(x, y_gen)
+  // Means of the policy's log-probability of the whole response, log pi_theta(y | x): both
+  // falling while the margin grows is the likelihood displacement DPO-style losses are known for.
+  double logps_actual = 0.0;
+  double logps_generated = 0.0;
   double generated_length_mean = 0.0;
   double generated_length_max = 0.0;
   double length_capped = 0.0;      // share of responses that hit max_new_tokens

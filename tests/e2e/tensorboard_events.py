@@ -116,7 +116,8 @@ def expected_from_jsonl(metric_lines):
     f32 = lambda x: struct.unpack("<f", struct.pack("<f", x))[0]
     out = {}
     for m in metric_lines:
-        names = ["loss", "rewards_actual", "rewards_generated", "margin", "accuracy", "generated_length_mean"]
+        names = ["loss", "rewards_actual", "rewards_generated", "margin", "accuracy", "generated_length_mean",
+                 "logps_actual", "logps_generated"]
         names += ["lr", "grad_norm", "tokens_per_second"] if m["kind"] == "train" else ["sft_nll"]
         for name in names:
             out[("%s/%s" % (m["kind"], name), m["step"])] = f32(m[name])

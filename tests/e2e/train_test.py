@@ -141,6 +141,18 @@ def case_layouts(args, tmp):
     first = metrics(os.path.join(tmp, "sampler", "metrics.jsonl"))[0]
     assert abs(first["rewards_generated"]) < 1e-4, first
     print("sampler reference log-probabilities: first-step generated reward %.2g" % first["rewards_generated"])
+    # logps_actual: the policy's mean log-probability of the ground truth -- at the first step the
+    # model's own, which spin score computes independently (one step over all 48 examples).
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", os.path.join(tmp, "logps"),
+                          "--spin.global_batch_size", "48", "--spin.max_steps", "1"], 2)
+    got = metrics(os.path.join(tmp, "logps", "metrics.jsonl"))[0]
+    scores = os.path.join(tmp, "scores.jsonl")
+    run_ok(args.mpiexec, [args.spin, "score", "--model", os.path.join(tmp, "model"), "--input",
+                          os.path.join(tmp, "data", "train.jsonl"), "--template", "plain", "--output", scores], 1)
+    want = [json.loads(l)["logprob_sum"] for l in open(scores)]
+    assert len(want) == 48 and abs(got["logps_actual"] - sum(want) / 48) <= 1e-5 * abs(got["logps_actual"]), (got, want)
+    assert got["logps_generated"] < 0 and got["logps_generated"] != got["logps_actual"], got
+    print("logps_actual at the first step = spin score's mean over the data (%.4f)" % got["logps_actual"])
     # Mixed precision through the whole command (TP 2 x PP 2, logits 7 rows at a time): policy ==
     # reference at the start (loss log 2 exactly), the policy moves (its bf16 copy follows the
     # optimizer), and the run differs from the float32 one.

@@ -52,7 +52,7 @@ TEST(SpinTrainer, EvaluationMatchesAnIndependentComputationFromSequenceScores) {
     return static_cast<double>(s.transformer.forward(w, model::TokenBatch::pack({{seq, static_cast<std::int64_t>(prompt.size())}}))
                                    .sequence_logprobs[0]);
   };
-  double loss = 0, actual = 0, generated = 0, correct = 0, nll = 0, tokens = 0;
+  double loss = 0, actual = 0, generated = 0, correct = 0, nll = 0, tokens = 0, logp_real = 0, logp_gen = 0;
   const double lambda = 0.5;
   for (std::size_t i = 0; i < eval.size(); ++i) {
     const double f_real = score(s.policy, eval[i].prompt, eval[i].response) - score(s.reference, eval[i].prompt, eval[i].response);
@@ -63,6 +63,8 @@ TEST(SpinTrainer, EvaluationMatchesAnIndependentComputationFromSequenceScores) {
     correct += f_real > f_gen;
     nll -= score(s.policy, eval[i].prompt, eval[i].response);
     tokens += static_cast<double>(eval[i].response.size());
+    logp_real += score(s.policy, eval[i].prompt, eval[i].response);
+    logp_gen += score(s.policy, eval[i].prompt, responses[i].tokens);
   }
   const double n = static_cast<double>(eval.size());
   EXPECT_NEAR(got.loss, loss / n, 1e-5);
@@ -70,6 +72,9 @@ TEST(SpinTrainer, EvaluationMatchesAnIndependentComputationFromSequenceScores) {
   EXPECT_NEAR(got.rewards_generated, generated / n, 1e-5);
   EXPECT_NEAR(got.accuracy, correct / n, 1e-12);
   EXPECT_NEAR(got.sft_nll, nll / tokens, 1e-5);
+  EXPECT_NEAR(got.logps_actual, logp_real / n, 1e-4);
+  EXPECT_NEAR(got.logps_generated, logp_gen / n, 1e-4);
+  EXPECT_LT(got.logps_actual, 0.0);
   EXPECT_GT(std::fabs(got.margin), 1e-4) << "a non-trivial batch";
 }
 
