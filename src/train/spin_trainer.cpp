@@ -4,8 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
-#include <optional>
 #include <numeric>
+#include <optional>
 
 #include "core/error.h"
 #include "core/profile.h"
