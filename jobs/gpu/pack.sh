@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Gathers what the CUDA checks need into .gpu/ (git-ignored) to carry to a machine with a GPU
-# but without Debian's packages (see docs/gpu.md):
+# Gathers what the CUDA checks need into .gpu/ (git-ignored; SPIN_GPU_BUNDLE=DIR elsewhere) to
+# carry to a machine with a GPU but without Debian's packages (see docs/gpu.md):
 #   jobs/gpu/pack.sh [build-dir]     then, there:  .gpu/run.sh [OUT-dir]
 # .gpu/run.sh             unpacks the bundle and runs jobs/gpu/checks.sh's steps
 # .gpu/bundle.tar.xz      bin/: gpu_test, gpu_bench, spin, train_bench, generate_bench;
@@ -14,7 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
-out=.gpu
+out=${SPIN_GPU_BUNDLE:-.gpu}
+[[ -n $out && $out != / ]] || { echo "pack: SPIN_GPU_BUNDLE must name a folder" >&2; exit 2; }
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 

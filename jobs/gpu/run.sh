@@ -7,6 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 logs=${1:-${OUT:-$here/../gpu-logs}}
 mkdir -p "$logs"
 bundle=$(mktemp -d /tmp/spin-gpu.XXXXXX)
+trap 'rm -rf "$bundle"' EXIT  # what matters is copied to the log folder below
 tar -C "$bundle" -xJf "$here/bundle.tar.xz" || { echo "run.sh: cannot unpack the bundle" >&2; exit 2; }
 
 # Open MPI relocated: prefix, plugins, help files; PMIx likewise; the launcher on PATH.
