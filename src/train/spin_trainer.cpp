@@ -426,10 +426,17 @@ SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
     if (groups.empty() || static_cast<std::int64_t>(groups.back().size()) == config_.micro_batch) groups.emplace_back();
     groups.back().push_back(static_cast<std::int64_t>(i));
   }
-  ReleaseReference release(*this);
-  const Rollout r = rollout(groups, examples, kEvaluationStream + static_cast<std::uint64_t>(iteration));
-  const auto ref = reference_sums(r, -1);
-  release_reference();
+  if (evaluated_.iteration != iteration || evaluated_.examples != &examples || evaluated_.count != examples.size()) {
+    ReleaseReference release(*this);
+    evaluated_.rollout = rollout(groups, examples, kEvaluationStream + static_cast<std::uint64_t>(iteration));
+    evaluated_.reference = reference_sums(evaluated_.rollout, -1);
+    evaluated_.iteration = iteration;
+    evaluated_.examples = &examples;
+    evaluated_.count = examples.size();
+    ++evaluation_rollouts_;
+  }
+  const Rollout& r = evaluated_.rollout;
+  const std::vector<std::vector<float>>& ref = evaluated_.reference;
   const auto policy = score_pipelined(grid_, transformer_, policy_, r.micro_batches);
   SpinLoss loss(config_.objective, config_.lambda(iteration), std::max<std::int64_t>(1, static_cast<std::int64_t>(examples.size())), ref);
   double nll = 0.0, tokens = 0.0;
@@ -552,6 +559,7 @@ void SpinTrainer::sync_reference() {
   cache_iteration_ = -1;
   ref_sums_.clear();
   ref_sums_iteration_ = -1;
+  evaluated_ = {};
 }
 
 }  // namespace spin::train

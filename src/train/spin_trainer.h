@@ -118,8 +118,13 @@ class SpinTrainer {
   SpinStepMetrics step(std::int64_t iteration, std::int64_t epoch, std::int64_t index, double lr);
 
   // SPIN metrics (with generation by the reference) and the SFT NLL of the ground truth, on
-  // `examples` (split over DP ranks), without changing any weight.
+  // `examples` (split over DP ranks), without changing any weight. The reference's part -- its
+  // responses (keyed by the iteration: the same at every evaluation of one) and its sums -- is
+  // kept for the next evaluation of the same `examples` object in the same iteration, which then
+  // runs only the policy (validation every few steps); the examples must not change in between.
   SpinMetrics evaluate(const std::vector<data::Example>& examples, std::int64_t iteration);
+  // Evaluations that generated (and scored with the reference) rather than reusing the last's.
+  std::int64_t evaluation_rollouts() const { return evaluation_rollouts_; }
 
   // reference <- policy: a copy of this rank's shards, no communication.
   void sync_reference();
@@ -224,6 +229,16 @@ class SpinTrainer {
   std::int64_t reference_scored_ = 0;
   std::int64_t reference_uploads_ = 0;
   bool reference_swapped_in_ = false;  // ref_offload: the policy's buffers hold the reference
+  // evaluate(): the reference's part of the last evaluation, and what it was of.
+  struct Evaluated {
+    std::int64_t iteration = -1;
+    const std::vector<data::Example>* examples = nullptr;
+    std::size_t count = 0;
+    Rollout rollout;
+    std::vector<std::vector<float>> reference;
+  };
+  Evaluated evaluated_;
+  std::int64_t evaluation_rollouts_ = 0;
 };
 
 }  // namespace spin::train

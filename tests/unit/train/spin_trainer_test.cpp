@@ -78,6 +78,50 @@ TEST(SpinTrainer, EvaluationMatchesAnIndependentComputationFromSequenceScores) {
   EXPECT_GT(std::fabs(got.margin), 1e-4) << "a non-trivial batch";
 }
 
+// Validation every few steps: the reference's responses and sums of an iteration's evaluation
+// are the same each time (noise keyed by the iteration, the reference frozen), so a later
+// evaluation runs only the policy -- and gives exactly what an evaluation from scratch gives.
+// Another iteration, another set of examples or a reference sync start afresh; under
+// ref_offload a reused evaluation uploads nothing.
+TEST(SpinTrainer, RepeatedEvaluationsOfAnIterationRunOnlyThePolicy) {
+  parallel::SelfCommunicator world;
+  SpinConfig config = testing::small_spin_config();
+  config.ref_offload = true;
+  testing::SpinSetup s(world, {1, 1, 1}, config);
+  const std::vector<data::Example> eval(s.examples.begin(), s.examples.begin() + 6);
+  s.trainer.step(0, 0, 0, 3e-2);
+  const SpinMetrics first = s.trainer.evaluate(eval, 0);
+  const std::int64_t uploads = s.trainer.reference_uploads();
+  const SpinMetrics again = s.trainer.evaluate(eval, 0);
+  EXPECT_EQ(s.trainer.evaluation_rollouts(), 1);
+  EXPECT_EQ(s.trainer.reference_uploads(), uploads) << "no reference work";
+  EXPECT_EQ(again.loss, first.loss);
+  EXPECT_EQ(again.rewards_generated, first.rewards_generated);
+  EXPECT_EQ(again.sft_nll, first.sft_nll);
+  s.trainer.step(0, 0, 1, 3e-2);  // the policy moves
+  const std::int64_t uploads_after_step = s.trainer.reference_uploads();
+  const SpinMetrics moved = s.trainer.evaluate(eval, 0);
+  EXPECT_EQ(s.trainer.evaluation_rollouts(), 1);
+  EXPECT_EQ(s.trainer.reference_uploads(), uploads_after_step);
+  EXPECT_NE(moved.loss, first.loss);
+  SpinTrainer fresh(s.grid, s.transformer, s.policy, s.grads, s.reference, s.optimizer, s.examples, config);
+  const SpinMetrics scratch = fresh.evaluate(eval, 0);
+  EXPECT_EQ(fresh.evaluation_rollouts(), 1);
+  EXPECT_EQ(moved.loss, scratch.loss);
+  EXPECT_EQ(moved.rewards_actual, scratch.rewards_actual);
+  EXPECT_EQ(moved.rewards_generated, scratch.rewards_generated);
+  EXPECT_EQ(moved.accuracy, scratch.accuracy);
+  EXPECT_EQ(moved.sft_nll, scratch.sft_nll);
+  s.trainer.evaluate(eval, 1);
+  EXPECT_EQ(s.trainer.evaluation_rollouts(), 2) << "another iteration's noise";
+  const std::vector<data::Example> other(s.examples.begin(), s.examples.begin() + 4);
+  s.trainer.evaluate(other, 1);
+  EXPECT_EQ(s.trainer.evaluation_rollouts(), 3) << "other examples";
+  s.trainer.sync_reference();
+  s.trainer.evaluate(other, 1);
+  EXPECT_EQ(s.trainer.evaluation_rollouts(), 4) << "a new reference";
+}
+
 // The losses of a pair's scaled margin z: values, derivatives against central differences, and
 // the gradient a micro-batch hands to the policy's sums against differences of its loss.
 TEST(SpinLoss, SigmoidSmoothedSigmoidAndHingeLossesAndTheirGradients) {
