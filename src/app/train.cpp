@@ -263,6 +263,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     spin.generations_from_data = given;
     spin.ref_offload = c.ref_offload;
     spin.reuse_generations = c.reuse_generations;
+    spin.pregenerate = c.pregenerate;
     spin.cache_ref_logprobs = c.cache_ref_logprobs;
     spin.seed = c.data_seed;
     spin.shuffle = c.shuffle;
@@ -377,6 +378,24 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   const bool cache_restored = !saved_cache.empty() && trainer.restore_reuse_cache(saved_cache, at.iteration);
   const bool ref_sums_restored = !saved_ref_sums.empty() && trainer.restore_ref_logprobs_cache(saved_ref_sums, at.iteration);
   generate::Generator policy_generator(grid, transformer, policy);
+  if (root && c.pregenerate) {
+    // spin.pregenerate's long call: a line at every tenth of this replica's share, once it has
+    // run for 5 s (short calls, as the left-out samples' of a later epoch, say nothing).
+    trainer.set_generation_progress([previous = std::int64_t{0}, since = std::chrono::steady_clock::now()](
+                                        std::int64_t finished, std::int64_t total) mutable {
+      if (finished < previous) {  // a new call
+        previous = 0;
+        since = std::chrono::steady_clock::now();
+      }
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+      if (finished * 10 / total > previous * 10 / total && seconds >= 5.0) {
+        std::printf("spin train: generating the iteration's responses: %lld of %lld on this replica (%.0f s)\n",
+                    static_cast<long long>(finished), static_cast<long long>(total), seconds);
+        std::fflush(stdout);
+      }
+      previous = finished;
+    });
+  }
 
   std::optional<MetricsLog> metrics;
   if (root) {

@@ -114,6 +114,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("spin.reuse_generations", &c.reuse_generations,
         "generate each prompt's response once per iteration (the SPIN paper's fixed synthetic data) and reuse it in "
         "the iteration's later epochs; false: a fresh response every epoch");
+  t.add("spin.pregenerate", &c.pregenerate,
+        "with spin.reuse_generations: generate the iteration's responses all at once before its first step (one "
+        "continuous batch per replica, no per-step tail; progress on the log), as the SPIN code does");
   t.add("spin.cache_ref_logprobs", &c.cache_ref_logprobs,
         "keep each sample's reference log-probability sums for the rest of the iteration (the reference is frozen): "
         "the ground truth's, and the generated response's when it is fixed (spin.reuse_generations, spin.generations = "

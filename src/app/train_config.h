@@ -32,6 +32,7 @@ struct TrainConfig {
   std::string generations = "reference";
   bool ref_offload = false;
   bool reuse_generations = false;
+  bool pregenerate = false;
   bool cache_ref_logprobs = true;
   std::int64_t validation_interval = 0, validation_examples = 3;
   // [optim]

@@ -56,6 +56,9 @@ void SpinConfig::validate() const {
   for (double l : kl_penalty) require(l > 0.0, "SPIN: kl_penalty values must be > 0, got ", l);
   objective.validate();
   require(rollout_batch >= 1, "SPIN: rollout batch size must be at least 1");
+  require(!pregenerate || reuse_generations,
+          "SPIN: spin.pregenerate generates an iteration's responses once, ahead of its steps: it needs "
+          "spin.reuse_generations = true");
   require(!(generations_from_data && ref_logprobs_from_sampler),
           "SPIN: spin.ref_logprobs = sampler needs the reference's own samples; with spin.generations = data the "
           "reference scores the given responses by a forward (spin.ref_logprobs = forward)");
@@ -133,8 +136,13 @@ std::vector<SpinTrainer::Response> SpinTrainer::generate(const std::vector<std::
     ids.push_back(stream * n + static_cast<std::uint64_t>(idx));
   }
   // Continuous batching: rollout_batch sequences in flight, a finished one's slot refilled.
+  generate::Batching batching{config_.rollout_batch, {}};
+  if (progress_ && &examples == &examples_) {
+    const auto total = static_cast<std::int64_t>(prompts.size());
+    batching.on_finished = [this, total](std::int64_t finished) { progress_(finished, total); };
+  }
   std::vector<Response> out;
-  for (auto& g : reference_generator_.generate(prompts, ids, config_.generation, {config_.rollout_batch, {}})) {
+  for (auto& g : reference_generator_.generate(prompts, ids, config_.generation, batching)) {
     const float sum = std::accumulate(g.logprobs.begin(), g.logprobs.end(), 0.0f);
     out.push_back({std::move(g.tokens), sum, g.finish == generate::FinishReason::Length});
   }
@@ -215,19 +223,29 @@ void SpinTrainer::fill_cache(std::int64_t iteration, std::int64_t epoch, std::in
     cache_iteration_ = iteration;
   }
   // The first epoch's steps, each as it ran (its groups, its rollout batches, its noise) -- in
-  // a later epoch all of them, for a process that started past them.
+  // a later epoch all of them, for a process that started past them. With pregenerate they
+  // ran as one: every step's samples of this replica in one continuous batch.
   const std::int64_t first_epoch = iteration * config_.epochs;
   const auto stream = static_cast<std::uint64_t>(first_epoch);
-  const std::int64_t from = epoch == 0 ? index : 0, to = epoch == 0 ? index + 1 : steps_per_epoch();
+  const bool all = epoch > 0 || config_.pregenerate;
+  const std::int64_t from = all ? 0 : index, to = all ? steps_per_epoch() : index + 1;
+  std::vector<std::int64_t> together;
+  bool missing = false;  // the same on every rank: all run the same steps
   for (std::int64_t s = from; s < to; ++s) {
     if (cached_steps_[static_cast<std::size_t>(s)]) continue;
+    missing = true;
     std::vector<std::int64_t> indices;
     for (const auto& g : plan_.micro_batches(first_epoch, s, grid_.dp_rank())) {
       indices.insert(indices.end(), g.begin(), g.end());
     }
-    generate_into_cache(indices, stream);
+    if (config_.pregenerate) {
+      together.insert(together.end(), indices.begin(), indices.end());
+    } else {
+      generate_into_cache(indices, stream);
+    }
     cached_steps_[static_cast<std::size_t>(s)] = true;
   }
+  if (config_.pregenerate && missing) generate_into_cache(together, stream);
   if (epoch == 0 || cached_rest_) return;
   // The samples the first epoch left out, in index order, each replica a contiguous share.
   std::vector<std::int64_t> rest;

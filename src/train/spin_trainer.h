@@ -36,6 +36,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "data/batch_plan.h"
@@ -62,6 +63,10 @@ struct SpinConfig {
   bool ref_logprobs_from_sampler = false;
   bool ref_offload = false;  // the reference in host memory, swapped in through the policy's buffers
   bool reuse_generations = false;  // one response per prompt and iteration, reused in later epochs
+  // With reuse_generations: the first epoch's responses all at once, when its first step starts
+  // (one continuous batch per replica instead of one per step: no per-step tail of the longest
+  // response), as the SPIN code generates an iteration's data before training on it.
+  bool pregenerate = false;
   // The generated halves are the examples' own (data::Example::generated, produced offline by
   // another run or model) instead of the reference's samples; the reference still scores them.
   bool generations_from_data = false;
@@ -123,6 +128,11 @@ class SpinTrainer {
   // kept for the next evaluation of the same `examples` object in the same iteration, which then
   // runs only the policy (validation every few steps); the examples must not change in between.
   SpinMetrics evaluate(const std::vector<data::Example>& examples, std::int64_t iteration);
+  // Called on the first pipeline stage while the reference generates for training, with this
+  // replica's finished responses and how many the call has (for a progress line).
+  void set_generation_progress(std::function<void(std::int64_t finished, std::int64_t total)> progress) {
+    progress_ = std::move(progress);
+  }
   // Evaluations that generated (and scored with the reference) rather than reusing the last's.
   std::int64_t evaluation_rollouts() const { return evaluation_rollouts_; }
 
@@ -239,6 +249,7 @@ class SpinTrainer {
   };
   Evaluated evaluated_;
   std::int64_t evaluation_rollouts_ = 0;
+  std::function<void(std::int64_t, std::int64_t)> progress_;
 };
 
 }  // namespace spin::train

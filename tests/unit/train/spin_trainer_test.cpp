@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 #include <set>
 
 #include "common/spin_fixture.h"
@@ -484,6 +485,53 @@ TEST(SpinTrainer, ReferenceSumsAreForwardedOnceAnIteration) {
     EXPECT_TRUE(s.trainer.ref_logprobs_cache().empty());
     EXPECT_FALSE(s.trainer.restore_ref_logprobs_cache(std::vector<float>(3 + 2 * 16, 0.0f), 0));
   }
+}
+
+// spin.pregenerate: the first epoch's responses all generated when its first step starts, in
+// one continuous batch, keyed by sample as always -- the same responses and run as generating
+// step by step; a trainer restarted inside the first epoch generates them the same way again
+// and continues bitwise. Progress is reported for the long call; without reuse it is refused.
+TEST(SpinTrainer, PregeneratedResponsesAreThoseOfStepByStepGeneration) {
+  SpinConfig stepwise = testing::small_spin_config();
+  stepwise.epochs = 2;
+  stepwise.reuse_generations = true;
+  SpinConfig ahead = stepwise;
+  ahead.pregenerate = true;
+  parallel::SelfCommunicator world_a, world_b, world_c;
+  testing::SpinSetup a(world_a, {1, 1, 1}, stepwise, 2, false, 18), b(world_b, {1, 1, 1}, ahead, 2, false, 18);
+  testing::SpinSetup c(world_c, {1, 1, 1}, ahead, 2, false, 18);
+  std::vector<std::pair<std::int64_t, std::int64_t>> progress;
+  b.trainer.set_generation_progress([&](std::int64_t done, std::int64_t total) { progress.emplace_back(done, total); });
+  std::optional<SpinTrainer> restarted;
+  for (std::int64_t epoch = 0; epoch < 2; ++epoch) {
+    for (std::int64_t index = 0; index < 4; ++index) {
+      const SpinStepMetrics ma = a.trainer.step(0, epoch, index, 1e-2);
+      const SpinStepMetrics mb = b.trainer.step(0, epoch, index, 1e-2);
+      if (epoch == 0 && index == 0) {
+        EXPECT_EQ(a.trainer.responses_generated(), 4);
+        EXPECT_EQ(b.trainer.responses_generated(), 16) << "the whole first epoch at its first step";
+        ASSERT_FALSE(progress.empty());
+        EXPECT_EQ(progress.back(), std::make_pair(std::int64_t{16}, std::int64_t{16}));
+      }
+      EXPECT_EQ(ma.spin.generated_length_mean, mb.spin.generated_length_mean) << epoch << " " << index;
+      EXPECT_NEAR(ma.spin.loss, mb.spin.loss, 1e-6) << epoch << " " << index;
+      // c: the same run, its process restarted before the first epoch's third step.
+      if (epoch == 0 && index == 2) {
+        restarted.emplace(c.grid, c.transformer, c.policy, c.grads, c.reference, c.optimizer, c.examples, ahead);
+        ASSERT_TRUE(restarted->restore_ref_logprobs_cache(c.trainer.ref_logprobs_cache(), 0));
+      }
+      SpinTrainer& tc = restarted ? *restarted : c.trainer;
+      const SpinStepMetrics mc = tc.step(0, epoch, index, 1e-2);
+      EXPECT_EQ(mb.spin.loss, mc.spin.loss) << epoch << " " << index;
+      EXPECT_EQ(mb.grad_norm, mc.grad_norm) << epoch << " " << index;
+    }
+  }
+  EXPECT_EQ(b.trainer.responses_generated(), 18) << "and the 2 the first epoch left out, in the second";
+  EXPECT_EQ(restarted->responses_generated(), 18) << "the first epoch again at once, then the 2";
+  EXPECT_EQ(to_host<float>(b.policy.flat()), to_host<float>(c.policy.flat()));
+  SpinConfig refused = ahead;
+  refused.reuse_generations = false;
+  EXPECT_THROW(refused.validate(), Error);
 }
 
 TEST(SpinTrainer, SamplerLogprobsAgreeWithTheReferenceForward) {
