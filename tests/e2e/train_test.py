@@ -185,6 +185,7 @@ def case_config(args, tmp):
     e("wrong-type-override", ["--optim.lr", "fast"], r"the argument \('fast'\) for option '--optim\.lr' is invalid")
     e("unknown-override", ["--spin.itterations", "3"], r"unrecognised option '--spin\.itterations'")
     e("short-lambda-list", ["--spin.max_iterations", "3"], r"kl_penalty lists 2 values for 3 iterations")
+    e("pregenerate-without-reuse", ["--spin.pregenerate", "true"], r"spin\.pregenerate .* needs spin\.reuse_generations = true")
     e("missing-config", [], r"nowhere\.ini: cannot open the configuration file", os.path.join(tmp, "nowhere.ini"))
     bad = os.path.join(tmp, "bad.jsonl")
     open(bad, "w").write('{"prompt": "add 1+1=", "response": "2"}\n{"prompt": "x", "response": ""}\n')
@@ -499,6 +500,13 @@ def case_reuse(args, tmp):
         for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "generated_length_mean", "grad_norm"]:
             if key in x:  # validation records have no grad_norm
                 assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), ("kept vs forwarded again", key, x, y)
+    # spin.pregenerate: each iteration's first-epoch responses in one call -- the same responses.
+    ahead = os.path.join(tmp, "ahead")
+    run_ok(args.mpiexec, reuse + ["--spin.pregenerate", "true", "--checkpoint.save_dir", ahead], 2)
+    p = untimed(os.path.join(ahead, "metrics.jsonl"))
+    assert [m["generated_length_mean"] for m in p] == [m["generated_length_mean"] for m in a], "other responses"
+    for x, y in zip(a, p):
+        assert abs(x["loss"] - y["loss"]) <= 1e-5 * max(1.0, abs(x["loss"])), ("pregenerated", x, y)
     # 6 steps an epoch: step 9 is the first iteration's second epoch, step 15 the second's.
     forwarding = ["--spin.cache_ref_logprobs", "false"]
     for stop, cached in ((9, True), (15, True), (6, False)):
