@@ -179,6 +179,14 @@ SpinTrainer::Rollout SpinTrainer::pairs(const std::vector<std::vector<std::int64
   return r;
 }
 
+SpinTrainer::Rollout SpinTrainer::cached_pairs(const std::vector<std::vector<std::int64_t>>& groups) const {
+  std::vector<const Response*> responses;
+  for (const auto& g : groups) {
+    for (std::int64_t idx : g) responses.push_back(&cache_.at(idx));
+  }
+  return pairs(groups, examples_, responses);
+}
+
 SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int64_t>>& groups,
                                           const std::vector<data::Example>& examples, std::uint64_t stream) {
   std::vector<std::int64_t> indices;
@@ -245,7 +253,16 @@ void SpinTrainer::fill_cache(std::int64_t iteration, std::int64_t epoch, std::in
     }
     cached_steps_[static_cast<std::size_t>(s)] = true;
   }
-  if (config_.pregenerate && missing) generate_into_cache(together, stream);
+  if (config_.pregenerate && missing) {
+    generate_into_cache(together, stream);
+    // And their reference sums, step by step as the steps will pack them (the same values): the
+    // reference then works once for the whole first epoch -- under ref_offload, one upload.
+    if (keeps_ref_sum(0)) {
+      for (std::int64_t s = 0; s < steps_per_epoch(); ++s) {
+        reference_sums(cached_pairs(plan_.micro_batches(first_epoch, s, grid_.dp_rank())), iteration);
+      }
+    }
+  }
   if (epoch == 0 || cached_rest_) return;
   // The samples the first epoch left out, in index order, each replica a contiguous share.
   std::vector<std::int64_t> rest;
@@ -264,8 +281,9 @@ void SpinTrainer::fill_cache(std::int64_t iteration, std::int64_t epoch, std::in
 }
 
 bool SpinTrainer::keeps_ref_sum(int half) const {
-  // An iteration of one epoch meets each sample once: nothing to keep.
-  return config_.cache_ref_logprobs && config_.epochs > 1 &&
+  // An iteration of one epoch meets each sample once: nothing to keep -- unless the sums are
+  // computed ahead with the pregenerated responses.
+  return config_.cache_ref_logprobs && (config_.epochs > 1 || config_.pregenerate) &&
          (half == 0 || config_.reuse_generations || config_.generations_from_data) &&
          !(half == 1 && config_.ref_logprobs_from_sampler);  // the sampler's sums are no forward's
 }
@@ -401,11 +419,7 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   std::optional<profile::Range> range(std::in_place, "generation");
   if (config_.reuse_generations) {
     fill_cache(iteration, epoch, index);
-    std::vector<const Response*> responses;
-    for (const auto& g : groups) {
-      for (std::int64_t idx : g) responses.push_back(&cache_.at(idx));
-    }
-    r = pairs(groups, examples_, responses);
+    r = cached_pairs(groups);
   } else {
     r = rollout(groups, examples_, static_cast<std::uint64_t>(global_epoch));
     if (!config_.generations_from_data) responses_generated_ += static_cast<std::int64_t>(r.lengths.size());

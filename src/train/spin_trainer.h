@@ -65,7 +65,9 @@ struct SpinConfig {
   bool reuse_generations = false;  // one response per prompt and iteration, reused in later epochs
   // With reuse_generations: the first epoch's responses all at once, when its first step starts
   // (one continuous batch per replica instead of one per step: no per-step tail of the longest
-  // response), as the SPIN code generates an iteration's data before training on it.
+  // response), as the SPIN code generates an iteration's data before training on it; with
+  // cache_ref_logprobs their reference sums right after, so the reference works (and under
+  // ref_offload is uploaded) once per iteration.
   bool pregenerate = false;
   // The generated halves are the examples' own (data::Example::generated, produced offline by
   // another run or model) instead of the reference's samples; the reference still scores them.
@@ -187,6 +189,8 @@ class SpinTrainer {
   // Forms the pairs of `groups` from their responses, in the groups' order.
   Rollout pairs(const std::vector<std::vector<std::int64_t>>& groups, const std::vector<data::Example>& examples,
                 const std::vector<const Response*>& responses) const;
+  // reuse_generations: the pairs of `groups` with the cached responses.
+  Rollout cached_pairs(const std::vector<std::vector<std::int64_t>>& groups) const;
   Rollout rollout(const std::vector<std::vector<std::int64_t>>& groups,
                   const std::vector<data::Example>& examples, std::uint64_t stream);
   // reuse_generations: every response of `iteration` that `step(iteration, epoch, index)` may
@@ -200,7 +204,7 @@ class SpinTrainer {
   // Puts what the replicas scored of the step's cacheable halves into every rank's ref_sums_.
   void share_ref_sums(const Rollout& r, const std::vector<std::vector<float>>& sums);
   // Whether half `half` (0 real, 1 generated) of a pair keeps its reference sum all iteration
-  // (never with one epoch an iteration, which meets each sample once).
+  // (not with one epoch an iteration, which meets each sample once, unless pregenerated).
   bool keeps_ref_sum(int half) const;
   // With ref_offload the reference goes into the policy's buffers when first needed in a step
   // (the policy's values parked in the gradient buffer) and leaves at release_reference(); a

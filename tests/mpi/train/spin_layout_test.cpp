@@ -88,12 +88,15 @@ TEST(SpinLayouts, RecomputedActivationsChangeNothing) {
 // each replica other samples than it generated, and leaves two replicas no share of the rest --
 // as on one rank; a trainer restarted at the second epoch (an empty cache) continues bitwise.
 // The reference sums are kept and shared the same way (spin.cache_ref_logprobs): over the run,
-// every sample's two halves are forwarded once, by one replica, however the epochs deal them.
-SpinRun run_reusing(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool restart) {
+// every sample's two halves are forwarded once, by one replica, however the epochs deal them --
+// also with spin.pregenerate, which generates and scores the first epoch at its first step.
+SpinRun run_reusing(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool restart,
+                    bool pregenerate = false) {
   SpinConfig config = testing::short_spin_config();
   config.generation.sampling.top_k = 8;
   config.epochs = 2;
   config.reuse_generations = true;
+  config.pregenerate = pregenerate;
   testing::SpinSetup s(world, layout, config, 2, distributed, 18);
   EXPECT_EQ(s.trainer.steps_per_epoch(), 4);
   std::optional<SpinTrainer> restarted;
@@ -129,12 +132,12 @@ TEST(SpinLayouts, ReusedGenerationsAgreeAcrossLayoutsAndRestarts) {
   parallel::SelfCommunicator self;
   const SpinRun reference = run_reusing(self, {1, 1, 1}, false, false);
   auto& world = spin::testing::mpi_world();
-  for (auto [layout, distributed, restart] :
-       {std::tuple{parallel::Layout{1, 1, 4}, false, false}, std::tuple{parallel::Layout{1, 2, 2}, true, false},
-        std::tuple{parallel::Layout{2, 1, 2}, false, true}}) {
-    const SpinRun got = run_reusing(world, layout, distributed, restart);
+  for (auto [layout, distributed, restart, pregenerate] :
+       {std::tuple{parallel::Layout{1, 1, 4}, false, false, false}, std::tuple{parallel::Layout{1, 2, 2}, true, false, false},
+        std::tuple{parallel::Layout{2, 1, 2}, false, true, false}, std::tuple{parallel::Layout{1, 2, 2}, false, false, true}}) {
+    const SpinRun got = run_reusing(world, layout, distributed, restart, pregenerate);
     const std::string what = spin::cat("tp ", layout.tp, ", pp ", layout.pp, ", dp ", layout.dp,
-                                       restart ? ", restarted" : "");
+                                       restart ? ", restarted" : "", pregenerate ? ", pregenerated" : "");
     testing::expect_close(got.lengths, reference.lengths, 0, 0, (what + " generated lengths").c_str());
     // 8 steps (twice the run above's), losses down to 1e-2: float32 rounding's 1e-5 relative
     // accumulates to ~3e-5 by the end.

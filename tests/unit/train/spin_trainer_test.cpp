@@ -490,16 +490,20 @@ TEST(SpinTrainer, ReferenceSumsAreForwardedOnceAnIteration) {
 // spin.pregenerate: the first epoch's responses all generated when its first step starts, in
 // one continuous batch, keyed by sample as always -- the same responses and run as generating
 // step by step; a trainer restarted inside the first epoch generates them the same way again
-// and continues bitwise. Progress is reported for the long call; without reuse it is refused.
+// and continues bitwise. Their reference sums are forwarded right after, so under ref_offload
+// the reference is uploaded once for the whole epoch. Progress is reported for the long call;
+// without reuse it is refused.
 TEST(SpinTrainer, PregeneratedResponsesAreThoseOfStepByStepGeneration) {
   SpinConfig stepwise = testing::small_spin_config();
   stepwise.epochs = 2;
   stepwise.reuse_generations = true;
   SpinConfig ahead = stepwise;
   ahead.pregenerate = true;
-  parallel::SelfCommunicator world_a, world_b, world_c;
+  SpinConfig offloaded = ahead;
+  offloaded.ref_offload = true;
+  parallel::SelfCommunicator world_a, world_b, world_c, world_d;
   testing::SpinSetup a(world_a, {1, 1, 1}, stepwise, 2, false, 18), b(world_b, {1, 1, 1}, ahead, 2, false, 18);
-  testing::SpinSetup c(world_c, {1, 1, 1}, ahead, 2, false, 18);
+  testing::SpinSetup c(world_c, {1, 1, 1}, ahead, 2, false, 18), d(world_d, {1, 1, 1}, offloaded, 2, false, 18);
   std::vector<std::pair<std::int64_t, std::int64_t>> progress;
   b.trainer.set_generation_progress([&](std::int64_t done, std::int64_t total) { progress.emplace_back(done, total); });
   std::optional<SpinTrainer> restarted;
@@ -524,6 +528,14 @@ TEST(SpinTrainer, PregeneratedResponsesAreThoseOfStepByStepGeneration) {
       const SpinStepMetrics mc = tc.step(0, epoch, index, 1e-2);
       EXPECT_EQ(mb.spin.loss, mc.spin.loss) << epoch << " " << index;
       EXPECT_EQ(mb.grad_norm, mc.grad_norm) << epoch << " " << index;
+      EXPECT_EQ(mb.spin.loss, d.trainer.step(0, epoch, index, 1e-2).spin.loss) << "offloaded";
+      if (epoch == 0 && index == 0) {
+        EXPECT_EQ(b.trainer.reference_sequences_scored(), 2 * 16) << "every pair of the epoch, now";
+      }
+    }
+    if (epoch == 0) {
+      EXPECT_EQ(d.trainer.reference_uploads(), 1) << "the whole first epoch's reference work at its first step";
+      EXPECT_EQ(b.trainer.reference_sequences_scored(), 2 * 16);
     }
   }
   EXPECT_EQ(b.trainer.responses_generated(), 18) << "and the 2 the first epoch left out, in the second";
