@@ -20,9 +20,11 @@
 #include "app/commands.h"
 #include "app/model_setup.h"
 #include "app/options.h"
+#include "app/profile_window.h"
 #include "app/runtime.h"
 #include "checkpoint/hf_reader.h"
 #include "core/error.h"
+#include "core/profile.h"
 #include "data/examples.h"
 #include "data/prompt_template.h"
 #include "data/jsonl.h"
@@ -43,6 +45,7 @@ struct GenerateOptions {
   generate::GenerationParams params;
   bool eos_given = false;
   bool spin_data = false;  // the input is a training data set; the output SPIN records with the answers
+  bool profile = false;    // a Chrome trace per rank of the whole generation
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
@@ -58,6 +61,9 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
        "list of such files")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
        spin::cat("prompt template for text prompts: ", data::kPromptTemplateChoices).c_str())
+      ("profile", po::bool_switch(&o.profile),
+       "profile the generation: every rank's ranges (each model call with its sequences, sampling) to "
+       "<output>.profile/rank<r>.json, a Chrome trace (NVTX ranges on GPUs)")
       ("spin-data", po::bool_switch(&o.spin_data),
        "the input is a training data set (any spin train shape, through --template as spin train reads it); each "
        "output line is a pre-tokenized SPIN record {prompt, response: the ground truth, generated: this model's "
@@ -250,8 +256,17 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
       std::fflush(stderr);
     };
   }
+  // --profile: a one-step window around the whole generation.
+  ProfileWindow profile_window(o.profile ? 1 : 0, 0, o.output + ".profile", world.rank(), "--profile", "--profile");
+  profile_window.before_step(1);
+  std::optional<profile::Range> range(std::in_place, "generate", "prompts", static_cast<std::int64_t>(batch.size()));
   std::vector<generate::Generation> results = generator.generate(batch, ids, o.params, batching);
+  range.reset();
+  profile_window.after_step(1);
   if (progress) std::fputc('\n', stderr);
+  if (root && !profile_window.take_report().empty()) {
+    std::printf("spin generate: profile in %s.profile/rank<r>.json (Chrome traces: ui.perfetto.dev)\n", o.output.c_str());
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   // Gather on world rank 0 over the data-parallel group of (TP 0, PP 0).

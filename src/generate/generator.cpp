@@ -5,6 +5,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <optional>
 
 #include "core/error.h"
 #include "core/profile.h"
@@ -305,7 +306,10 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
                                static_cast<std::int64_t>(results[si].tokens.size()) < params.min_new_tokens});
       }
       const auto sampling_start = std::chrono::steady_clock::now();
+      std::optional<profile::Range> sampling_range(std::in_place, "sampling", "sequences",
+                                                   static_cast<std::int64_t>(sample_rows.size()));
       const std::vector<Sampled> chosen = sampler.sample(acts.head.logits.f32(), sample_rows);
+      sampling_range.reset();
       stats_.sampling_seconds += seconds_since(sampling_start);
       stats_.rows_per_step.push_back(static_cast<std::int64_t>(step.slots.size()));
       Step following;

@@ -43,6 +43,22 @@ def case_layouts(args, tmp):
             assert g["finish_reason"] == b["finish_reason"], (i, extra)
             assert all(abs(x - y) <= 1e-5 for x, y in zip(g["logprobs"], b["logprobs"])), (i, extra)
         print("%d ranks %s: %d responses identical" % (ranks, " ".join(extra), len(got)))
+    # --profile at PP 2: on both stages one "generate" range holding every model call; each call
+    # advances each of its sequences by one token, so the calls' sequences add up to the tokens
+    # generated, and the last stage samples them.
+    out = os.path.join(tmp, "profiled.jsonl")
+    got = generate(args, out, 2, "--pp", "2", "--batch-size", "3", "--profile")
+    tokens = sum(len(r["response"]) for r in got)
+    for stage in (0, 1):
+        events = [e for e in json.load(open(out + ".profile/rank%d.json" % stage))["traceEvents"] if e["ph"] == "X"]
+        outer = [e for e in events if e["name"] == "generate"]
+        assert len(outer) == 1 and outer[0]["args"]["prompts"] == len(got), outer
+        calls = [e for e in events if e["name"] == "model call"]
+        assert all(outer[0]["ts"] <= e["ts"] and e["ts"] + e["dur"] <= outer[0]["ts"] + outer[0]["dur"] + 1e-3 for e in calls)
+        assert sum(e["args"]["sequences"] for e in calls) == tokens, (stage, tokens)
+        sampled = sum(e["args"]["sequences"] for e in events if e["name"] == "sampling")
+        assert sampled == (tokens if stage == 1 else 0), (stage, sampled, tokens)
+    print("--profile at PP 2: the model calls' sequences add up to the %d tokens generated" % tokens)
 
 
 def case_scores(args, tmp):
