@@ -334,6 +334,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   std::string loaded;
   std::vector<float> saved_cache;  // spin.reuse_generations' responses, when the checkpoint has them
   std::vector<float> saved_ref_sums;  // spin.cache_ref_logprobs' sums, likewise
+  std::vector<std::string> changed;   // settings that differ from the checkpoint's run
   parallel::run_collectively(world, [&] {
     loaded = checkpoint_to_load(c);
     if (loaded.empty()) {
@@ -350,6 +351,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       reference.copy_from(policy);  // saved at an iteration's end, or weights only
     }
     if (!reader.has_attribute("training_state")) return;  // weights only: a fresh run from them
+    if (reader.has_attribute("config")) changed = changed_settings(reader.attribute("config"), c.to_ini());
     nlohmann::json state;
     try {
       state = nlohmann::json::parse(reader.attribute("training_state"));
@@ -418,6 +420,14 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                   static_cast<long long>(at.epoch + 1), static_cast<long long>(at.index + 1));
       if (cache_restored) std::printf("spin train: the iteration's generated responses came with it (no replay)\n");
       if (ref_sums_restored) std::printf("spin train: the iteration's reference log-probability sums came with it\n");
+      if (!changed.empty()) {
+        std::string list;
+        for (const std::string& s : changed) {
+          if (!list.empty()) list += "; ";
+          list += s;
+        }
+        std::printf("spin train: settings changed since the checkpoint was written: %s\n", list.c_str());
+      }
       std::fflush(stdout);
     }
     metrics.emplace(c, at.step);

@@ -182,6 +182,43 @@ std::string TrainConfig::to_ini() const {
   return table.ini();
 }
 
+namespace {
+// "section.key" -> value of an INI text as to_ini() writes it.
+std::map<std::string, std::string> ini_values(const std::string& text) {
+  std::map<std::string, std::string> values;
+  std::istringstream in(text);
+  std::string line, section;
+  while (std::getline(in, line)) {
+    if (line.size() > 2 && line.front() == '[' && line.back() == ']') {
+      section = line.substr(1, line.size() - 2);
+      continue;
+    }
+    const std::size_t eq = line.find(" = ");
+    if (eq != std::string::npos) values[section + "." + line.substr(0, eq)] = line.substr(eq + 3);
+  }
+  return values;
+}
+
+bool free_to_change(const std::string& key) {
+  for (const char* prefix : {"checkpoint.", "logging.", "parallel."}) {
+    if (key.starts_with(prefix)) return true;
+  }
+  return key == "spin.max_steps" || key == "spin.validation_interval" || key == "spin.validation_examples" ||
+         key == "data.validation";
+}
+}  // namespace
+
+std::vector<std::string> changed_settings(const std::string& saved_ini, const std::string& current_ini) {
+  const auto saved = ini_values(saved_ini);
+  std::vector<std::string> changed;
+  for (const auto& [key, value] : ini_values(current_ini)) {
+    const auto it = saved.find(key);
+    if (it == saved.end() || it->second == value || free_to_change(key)) continue;
+    changed.push_back(key + " " + it->second + " -> " + value);
+  }
+  return changed;
+}
+
 std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print) {
   TrainConfig c;
   OptionTable table;

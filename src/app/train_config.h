@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace spin::app {
 
@@ -75,6 +76,13 @@ struct TrainConfig {
 
   std::string to_ini() const;  // the effective configuration
 };
+
+// The settings that differ between a checkpoint's saved configuration (its to_ini()) and this
+// run's, as "section.key old -> new", leaving out those a resumed run may change without
+// changing what it computes: where checkpoints and logs go, the layout (checkpoints reshard),
+// spin.max_steps and validation. Keys one of the two lacks (options newer than the checkpoint)
+// are left out too.
+std::vector<std::string> changed_settings(const std::string& saved_ini, const std::string& current_ini);
 
 // nullopt after printing --help (when `print`). Throws spin::Error for unknown keys, bad
 // values, a missing or unreadable --config file, and missing required keys.

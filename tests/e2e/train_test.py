@@ -517,6 +517,12 @@ def case_reuse(args, tmp):
                    ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
         assert ("came with it (no replay)" in r.stdout) == cached, (stop, cached, r.stdout[-2000:])
         assert ("reference log-probability sums came with it" in r.stdout) == cached, (stop, r.stdout[-2000:])
+        changes = [l for l in r.stdout.splitlines() if "settings changed since the checkpoint" in l]
+        if cached:
+            assert not changes, changes
+        else:  # the first part ran without reuse and kept its sums
+            assert changes and "spin.reuse_generations false -> true" in changes[0], changes
+            assert "spin.cache_ref_logprobs" not in changes[0], changes
         assert untimed(os.path.join(part, "metrics.jsonl")) == (a if cached else u), stop
         for it in (1, 2):
             x = open(os.path.join(part, "iteration_%d" % it, "model.safetensors"), "rb").read()
