@@ -162,6 +162,45 @@ TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
   }
 }
 
+// Several epochs on the device path with what keeps work between steps: responses generated
+// ahead for the iteration (spin.pregenerate), their reference sums kept (host tables over device
+// forwards), the reference offloaded (uploaded once for the whole epoch), validation reused --
+// the CPU run's steps, bitwise.
+TEST(EmulatedDevice, PregeneratedEpochsWithKeptSumsOnDeviceMemoryEqualTheCpuRunBitwise) {
+  train::SpinConfig config = small_spin_config();
+  config.epochs = 2;
+  config.reuse_generations = true;
+  config.pregenerate = true;
+  config.generation.sampling.top_p = 0.9f;
+  EmulatedDeviceMemory memory;
+  const EmulatedKernels device_kernels(memory);
+  parallel::SelfCommunicator world_cpu, world_device;
+  SpinSetup cpu(world_cpu, {1, 1, 1}, config, shape_with(2), false, spin_examples(16));
+  train::SpinConfig dev_config = config;
+  dev_config.ref_offload = true;
+  SpinSetup dev(world_device, {1, 1, 1}, dev_config, shape_with(2), false, spin_examples(16), &device_kernels);
+  ASSERT_EQ(dev.reference.device(), Device::Cpu);
+  for (std::int64_t epoch = 0; epoch < 2; ++epoch) {
+    for (std::int64_t index = 0; index < dev.trainer.steps_per_epoch(); ++index) {
+      const train::SpinStepMetrics a = dev.trainer.step(0, epoch, index, 1e-2);
+      const train::SpinStepMetrics b = cpu.trainer.step(0, epoch, index, 1e-2);
+      EXPECT_EQ(a.spin.loss, b.spin.loss) << epoch << " " << index;
+      EXPECT_EQ(a.spin.rewards_generated, b.spin.rewards_generated);
+      EXPECT_EQ(a.spin.logps_actual, b.spin.logps_actual);
+      EXPECT_EQ(a.grad_norm, b.grad_norm);
+    }
+    // One upload for the first epoch's whole reference work, one for the first validation, none
+    // for the second epoch or the reused validation.
+    EXPECT_EQ(dev.trainer.reference_uploads(), epoch == 0 ? 1 : 2) << epoch;
+    for (int twice = 0; twice < 2; ++twice) {
+      EXPECT_EQ(dev.trainer.evaluate(dev.examples, 0).loss, cpu.trainer.evaluate(cpu.examples, 0).loss);
+    }
+  }
+  EXPECT_EQ(dev.trainer.evaluation_rollouts(), 1);
+  EXPECT_EQ(dev.trainer.reference_sequences_scored(), 2 * 16);
+  EXPECT_EQ(to_host<float>(dev.policy.flat()), to_host<float>(cpu.policy.flat()));
+}
+
 // The emulator itself: what it must catch.
 TEST(EmulatedDevice, KernelsRefuseHostMemoryAndOverruns) {
   EmulatedDeviceMemory memory;
