@@ -72,6 +72,20 @@ DType parse_dtype_name(const std::string& name) {
   fail("checkpoint.save_dtype \"", name, "\" is not f32, bf16 or f16");
 }
 
+// 45s, 12m30s, 3h05m.
+std::string duration_text(double seconds) {
+  const auto s = static_cast<long long>(std::llround(std::max(seconds, 0.0)));
+  char buf[32];
+  if (s < 60) {
+    std::snprintf(buf, sizeof buf, "%llds", s);
+  } else if (s < 3600) {
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
+  }
+  return buf;
+}
+
 std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t epoch,
                          std::int64_t step, std::int64_t consumed, const train::SpinMetrics& s,
                          const train::SpinStepMetrics* m) {
@@ -531,6 +545,13 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       std::fflush(stdout);
     }
   };
+  // The time left at this run's pace so far (validation and checkpoints included).
+  const auto loop_start = std::chrono::steady_clock::now();
+  const auto eta = [&](std::int64_t done) {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
+    return duration_text(elapsed / static_cast<double>(std::max<std::int64_t>(done - at.step, 1)) *
+                         static_cast<double>(total_steps - done));
+  };
   // Test hook: SPIN_FAULT=signal-after-step@<n> raises SIGUSR1 in the last rank after step n.
   const char* fault = std::getenv("SPIN_FAULT");
   const std::string signal_fault = fault != nullptr ? fault : "";
@@ -558,13 +579,13 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
           const train::SpinMetrics& s = m.spin;
           std::printf("iter %lld epoch %lld step %lld/%lld | loss %.4f | rewards real %.4f gen %.4f margin %.4f "
                       "| accuracy %.3f | gen len %.1f (max %.0f, %.0f%% capped) | lr %.3e | grad norm %.4f | "
-                      "%.0f tok/s | gen %.2fs ref %.2fs train %.2fs%s\n",
+                      "%.0f tok/s | gen %.2fs ref %.2fs train %.2fs | eta %s%s\n",
                       static_cast<long long>(iteration + 1), static_cast<long long>(epoch + 1),
                       static_cast<long long>(step), static_cast<long long>(total_steps), s.loss,
                       s.rewards_actual, s.rewards_generated, s.margin, s.accuracy,
                       s.generated_length_mean, s.generated_length_max, 100.0 * s.length_capped, m.lr,
                       m.grad_norm, m.tokens_per_second, m.seconds_generation, m.seconds_reference,
-                      m.seconds_training, m.applied ? "" : " | skipped (non-finite)");
+                      m.seconds_training, eta(step).c_str(), m.applied ? "" : " | skipped (non-finite)");
           std::fflush(stdout);
           metrics->record("train", iteration, epoch, step, consumed, s, &m);
         }

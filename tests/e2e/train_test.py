@@ -548,9 +548,12 @@ def case_profile(args, tmp):
     config = setup(tmp)
     out = os.path.join(tmp, "out")
     # 8 prompts a step in micro-batches of 2: 4 micro-batches on each of the 2 stages.
-    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--parallel.pp", "2",
-                          "--spin.max_iterations", "1", "--logging.profile_step_start", "2",
-                          "--logging.profile_step_end", "3"], 2)
+    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--parallel.pp", "2",
+                              "--spin.max_iterations", "1", "--logging.profile_step_start", "2",
+                              "--logging.profile_step_end", "3"], 2)
+    # Every step's log line ends with the time left at the run's pace; none after the last.
+    etas = [re.search(r"\| eta (\d+s|\d+m\d\ds|\d+h\d\dm)$", l) for l in r.stdout.splitlines() if l.startswith("iter ")]
+    assert len(etas) == 6 and all(etas) and etas[-1].group(1) == "0s", r.stdout[-1500:]
     for stage in (0, 1):
         trace = json.load(open(os.path.join(out, "profile", "rank%d.json" % stage)))
         events = sorted((e for e in trace["traceEvents"] if e["ph"] == "X"), key=lambda e: (e["ts"], -e["dur"]))
