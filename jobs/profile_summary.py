@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""Summarises the traces `spin train` writes under logging.profile_step_start..end:
+"""Summarises the traces `spin train` writes under logging.profile_step_start..end (and
+`spin sft --profile-step-start/end`), or `spin generate --profile`'s:
 
-  jobs/profile_summary.py SAVE_DIR/profile [--json]
+  jobs/profile_summary.py SAVE_DIR/profile [--json]      (spin train, spin sft)
+  jobs/profile_summary.py OUTPUT.jsonl.profile [--json]  (spin generate)
 
-One row per rank (rank<r>.json), milliseconds per profiled step: the step, its generation,
-reference scoring and policy update; inside the policy, the 1F1B schedule -- the stage's forwards
-and backwards (compute) and its point-to-point waits (where the pipeline bubble shows) -- and the
-optimizer with its gradient reduction; bubble = the share of the 1F1B time not spent computing.
-Host times: on GPUs, see docs/performance.md. --json prints the same figures as one JSON object.
+Training: one row per rank (rank<r>.json), milliseconds per profiled step: the step, its
+generation, reference scoring and policy update; inside the policy, the 1F1B schedule -- the
+stage's forwards and backwards (compute) and its point-to-point waits (where the pipeline bubble
+shows) -- and the optimizer with its gradient reduction; bubble = the share of the 1F1B time not
+spent computing. Generation: one row per rank: the run's seconds, its model calls, the mean
+sequences a call advances, and the shares of the time in model calls and in sampling (the rest
+is waiting for other stages and bookkeeping). Host times: on GPUs, see docs/cluster.md.
+--json prints the same figures as one JSON object.
 """
 import argparse
 import glob
@@ -55,6 +60,20 @@ def summarise(events):
     return figures
 
 
+def summarise_generation(events):
+    """Seconds and shares of one rank's `spin generate --profile` trace."""
+    runs = [e for e in events if e["name"] == "generate"]
+    if not runs:
+        return None
+    total = sum(e["dur"] for e in runs)
+    calls = [e for e in events if e["name"] == "model call"]
+    sequences = sum(e["args"]["sequences"] for e in calls)
+    return {"seconds": total / 1e6, "model_calls": len(calls),
+            "sequences_per_call": sequences / len(calls) if calls else 0.0,
+            "model_share": sum(e["dur"] for e in calls) / total if total else 0.0,
+            "sampling_share": sum(e["dur"] for e in events if e["name"] == "sampling") / total if total else 0.0}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", help="SAVE_DIR/profile")
@@ -64,14 +83,29 @@ def main():
                    key=lambda p: int(re.search(r"rank(\d+)\.json$", p).group(1)))
     if not files:
         sys.exit("profile_summary: %s: no rank<r>.json files" % args.folder)
-    rows = {}
+    rows, generation = {}, {}
     for path in files:
-        figures = summarise(load(path))
+        events = load(path)
+        rank = int(re.search(r"rank(\d+)\.json$", path).group(1))
+        figures = summarise(events)
+        if figures is not None:
+            rows[rank] = figures
+            continue
+        figures = summarise_generation(events)
         if figures is None:
-            sys.exit("profile_summary: %s: no step ranges" % path)
-        rows[int(re.search(r"rank(\d+)\.json$", path).group(1))] = figures
+            sys.exit("profile_summary: %s: neither step nor generate ranges" % path)
+        generation[rank] = figures
+    if rows and generation:
+        sys.exit("profile_summary: %s: training and generation traces mixed" % args.folder)
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps(rows or generation))
+        return
+    if generation:
+        print("rank  seconds  model calls  sequences/call  in model calls  in sampling")
+        for rank, f in sorted(generation.items()):
+            print("%4d %8.2f %12d %15.1f %14.0f%% %11.0f%%" % (rank, f["seconds"], f["model_calls"],
+                                                             f["sequences_per_call"], 100 * f["model_share"],
+                                                             100 * f["sampling_share"]))
         return
     print("ms per step (%d steps)" % rows[min(rows)]["steps"])
     print("rank    step  generation  reference   policy |   1F1B  compute    p2p  bubble | optimizer  reduction")

@@ -13,8 +13,10 @@
 import json
 import os
 import random
+import subprocess
+import sys
 
-from e2e_common import HF_BPE, expect_error, hf_tokenizer_model, run_ok, run_case
+from e2e_common import HF_BPE, ROOT, expect_error, hf_tokenizer_model, run_ok, run_case
 
 
 def prompts_file(path, n=10, seed=3):
@@ -58,6 +60,11 @@ def case_layouts(args, tmp):
         assert sum(e["args"]["sequences"] for e in calls) == tokens, (stage, tokens)
         sampled = sum(e["args"]["sequences"] for e in events if e["name"] == "sampling")
         assert sampled == (tokens if stage == 1 else 0), (stage, sampled, tokens)
+    summary = json.loads(subprocess.run([sys.executable, os.path.join(ROOT, "jobs", "profile_summary.py"),
+                                         out + ".profile", "--json"], check=True, capture_output=True, text=True).stdout)
+    for rank, f in summary.items():
+        assert f["model_calls"] > 0 and abs(f["sequences_per_call"] * f["model_calls"] - tokens) < 1e-6, (rank, f)
+        assert 0 < f["model_share"] + f["sampling_share"] <= 1.001, (rank, f)
     print("--profile at PP 2: the model calls' sequences add up to the %d tokens generated" % tokens)
 
 
