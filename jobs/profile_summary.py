@@ -12,7 +12,9 @@ shows) -- and the optimizer with its gradient reduction; bubble = the share of t
 spent computing. Generation: one row per rank: the run's seconds, its model calls, the mean
 sequences a call advances, and the shares of the time in model calls and in sampling (the rest
 is waiting for other stages and bookkeeping). Host times: on GPUs, see docs/cluster.md.
---json prints the same figures as one JSON object.
+--json prints the same figures as one JSON object; --merge FILE also writes every rank's ranges
+into one Chrome trace (a process per rank, clocks as the ranks had them), to see the stages of a
+pipeline side by side in one ui.perfetto.dev tab.
 """
 import argparse
 import glob
@@ -22,10 +24,11 @@ import re
 import sys
 
 
-def load(path):
+def load(path, everything=False):
+    """The ranges of one rank's trace (with everything: its metadata events too)."""
     try:
         trace = json.load(open(path))
-        return [e for e in trace["traceEvents"] if e.get("ph") == "X"]
+        return [e for e in trace["traceEvents"] if everything or e.get("ph") == "X"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         sys.exit("profile_summary: %s: not a spin profile (%s)" % (path, e))
 
@@ -78,6 +81,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", help="SAVE_DIR/profile")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--merge", metavar="FILE", help="write every rank's ranges into one Chrome trace")
     args = parser.parse_args()
     files = sorted(glob.glob(os.path.join(args.folder, "rank*.json")),
                    key=lambda p: int(re.search(r"rank(\d+)\.json$", p).group(1)))
@@ -97,6 +101,10 @@ def main():
         generation[rank] = figures
     if rows and generation:
         sys.exit("profile_summary: %s: training and generation traces mixed" % args.folder)
+    if args.merge:
+        merged = [e for path in files for e in load(path, everything=True)]
+        with open(args.merge, "w") as f:
+            json.dump({"displayTimeUnit": "ms", "traceEvents": merged}, f)
     if args.json:
         print(json.dumps(rows or generation))
         return

@@ -586,8 +586,13 @@ def case_profile(args, tmp):
             assert work(pipeline[0]) == one_f_one_b(stage, 2, 4), (stage, work(pipeline[0]))
             assert inside(policy, "optimizer") and inside(policy, "p2p"), "the optimizer and the stage's messages"
     # jobs/profile_summary.py's figures add up.
+    merged = os.path.join(tmp, "merged.json")
     summary = subprocess.run([sys.executable, os.path.join(ROOT, "jobs", "profile_summary.py"), os.path.join(out, "profile"),
-                              "--json"], check=True, capture_output=True, text=True).stdout
+                              "--json", "--merge", merged], check=True, capture_output=True, text=True).stdout
+    both = json.load(open(merged))["traceEvents"]
+    assert sorted({e["pid"] for e in both}) == [0, 1], "one process per rank"
+    assert len([e for e in both if e["name"] == "step"]) == 4 and \
+        len([e for e in both if e["name"] == "process_name"]) == 2, "every rank's ranges and names"
     for rank, f in json.loads(summary).items():
         assert f["steps"] == 2 and f["1F1B"] > 0, (rank, f)
         assert f["generation"] + f["reference"] + f["policy"] <= f["step"] * 1.001, (rank, f)
