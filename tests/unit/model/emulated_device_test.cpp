@@ -65,6 +65,25 @@ TEST(MixedPrecision, Bf16ProductsStayWithinBf16RoundingOfFloat32) {
 // reference's log-probabilities (forward or sampler), the 1F1B policy step, AdamW, the
 // reference sync and evaluation -- with the weights, activations, caches and optimizer state in
 // device memory: metrics and final weights equal the CPU run's bitwise.
+// One SPIN setup (2 layers, 16 examples) on the CPU and the same on the emulated device, its
+// reference in host memory with `offload` (spin.ref_offload).
+struct CpuAndDevice {
+  CpuAndDevice(const train::SpinConfig& config, bool offload)
+      : device_kernels(memory),
+        dev_config(with_offload(config, offload)),
+        cpu(world_cpu, {1, 1, 1}, config, shape_with(2), false, spin_examples(16)),
+        dev(world_device, {1, 1, 1}, dev_config, shape_with(2), false, spin_examples(16), &device_kernels) {}
+  static train::SpinConfig with_offload(train::SpinConfig config, bool offload) {
+    config.ref_offload = offload;
+    return config;
+  }
+  EmulatedDeviceMemory memory;
+  const EmulatedKernels device_kernels;
+  parallel::SelfCommunicator world_cpu, world_device;
+  const train::SpinConfig dev_config;
+  SpinSetup cpu, dev;
+};
+
 TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
   struct Mode {
     const char* name;
@@ -90,13 +109,11 @@ TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
     config.generation.sampling.repetition_penalty = 1.2f;
     config.generation.sampling.temperature = 0.9f;
 
-    EmulatedDeviceMemory memory;
-    const EmulatedKernels device_kernels(memory);
-    parallel::SelfCommunicator world_cpu, world_device;
-    SpinSetup cpu(world_cpu, {1, 1, 1}, config, shape_with(2), false, spin_examples(16));
-    train::SpinConfig dev_config = config;
-    dev_config.ref_offload = mode.offload;  // against a CPU run without: the swap changes nothing
-    SpinSetup dev(world_device, {1, 1, 1}, dev_config, shape_with(2), false, spin_examples(16), &device_kernels);
+    // The device run's reference offloaded against a CPU run without: the swap changes nothing.
+    CpuAndDevice run(config, mode.offload);
+    SpinSetup &cpu = run.cpu, &dev = run.dev;
+    const train::SpinConfig& dev_config = run.dev_config;
+    const EmulatedKernels& device_kernels = run.device_kernels;
     ASSERT_EQ(dev.policy.device(), Device::Cuda);
     ASSERT_EQ(dev.reference.device(), mode.offload ? Device::Cpu : Device::Cuda);
     dev.transformer.set_recompute_activations(mode.offload);
@@ -172,13 +189,8 @@ TEST(EmulatedDevice, PregeneratedEpochsWithKeptSumsOnDeviceMemoryEqualTheCpuRunB
   config.reuse_generations = true;
   config.pregenerate = true;
   config.generation.sampling.top_p = 0.9f;
-  EmulatedDeviceMemory memory;
-  const EmulatedKernels device_kernels(memory);
-  parallel::SelfCommunicator world_cpu, world_device;
-  SpinSetup cpu(world_cpu, {1, 1, 1}, config, shape_with(2), false, spin_examples(16));
-  train::SpinConfig dev_config = config;
-  dev_config.ref_offload = true;
-  SpinSetup dev(world_device, {1, 1, 1}, dev_config, shape_with(2), false, spin_examples(16), &device_kernels);
+  CpuAndDevice run(config, true);
+  SpinSetup &cpu = run.cpu, &dev = run.dev;
   ASSERT_EQ(dev.reference.device(), Device::Cpu);
   for (std::int64_t epoch = 0; epoch < 2; ++epoch) {
     for (std::int64_t index = 0; index < dev.trainer.steps_per_epoch(); ++index) {
