@@ -117,7 +117,7 @@ int run_data(int argc, char** argv, parallel::Communicator& world) {
     std::printf("sequence tokens   %s\n", distribution(sequences).c_str());
     for (std::size_t i = 0; i < loaded.examples.size() && static_cast<std::int64_t>(i) < o.show; ++i) {
       const data::Example& e = loaded.examples[i];
-      std::printf("example %zu (%s)\n  prompt    %s\n  response  %s\n", i + 1, data::location(o.data, e).c_str(),
+      std::printf("example %zu (%s)\n  prompt    %s\n  response  %s\n", i + 1, loaded.location(e).c_str(),
                   shown(tokenizer.get(), e.prompt).c_str(), shown(tokenizer.get(), e.response).c_str());
       if (o.generations) std::printf("  generated %s\n", shown(tokenizer.get(), e.generated).c_str());
     }

@@ -88,8 +88,9 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     greedy.eos_ids = stop_ids(mc, tokenizer.get(), tmpl);
     greedy.validate(mc.vocab_size);
     for (const auto& e : data.examples) {
-      require(static_cast<std::int64_t>(e.prompt.size()) + greedy.max_new_tokens <= mc.max_sequence_length(),
-              data::location(o.data, e), ": the prompt leaves no room for ", greedy.max_new_tokens, " new tokens");
+      if (static_cast<std::int64_t>(e.prompt.size()) + greedy.max_new_tokens > mc.max_sequence_length()) {
+        fail(data.location(e), ": the prompt leaves no room for ", greedy.max_new_tokens, " new tokens");
+      }
     }
   });
   model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());

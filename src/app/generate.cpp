@@ -202,8 +202,9 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     }
     o.params.validate(shard->config.vocab_size);
     if (o.spin_data) {
-      for (data::Example& e : data::load_examples(o.input, tokenizer.get(), tmpl, {}, shard->config.vocab_size).examples) {
-        where.push_back(data::location(o.input, e));
+      data::LoadedExamples loaded = data::load_examples(o.input, tokenizer.get(), tmpl, {}, shard->config.vocab_size);
+      for (data::Example& e : loaded.examples) {
+        where.push_back(loaded.location(e));
         prompts.push_back(std::move(e.prompt));
         truths.push_back(std::move(e.response));
       }

@@ -197,8 +197,7 @@ std::vector<std::string> data_files(const std::string& path) {
   return files;
 }
 
-std::string location(const std::string& path, const Example& e) {
-  const std::vector<std::string> files = data_files(path);
+std::string LoadedExamples::location(const Example& e) const {
   return cat(files.at(static_cast<std::size_t>(e.file)), ":", e.line);
 }
 
@@ -245,7 +244,8 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
       ++out.report.skipped;
     }
   };
-  for (const std::string& file : data_files(path)) {
+  out.files = data_files(path);
+  for (const std::string& file : out.files) {
     jsonl::for_each_line(file, read_line);
     ++file_index;
   }

@@ -50,8 +50,7 @@ struct Example {
 
 // The files of a data path: one, or a comma-separated list of them.
 std::vector<std::string> data_files(const std::string& path);
-// "file:line" of an example loaded from `path`, for messages.
-std::string location(const std::string& path, const Example& e);
+
 
 struct DataReport {
   DataShape shape = DataShape::TextPair;
@@ -65,6 +64,10 @@ struct DataReport {
 struct LoadedExamples {
   std::vector<Example> examples;
   DataReport report;
+  std::vector<std::string> files;  // the files read, in order (Example::file indexes them)
+
+  // "file:line" of one of `examples`, for messages.
+  std::string location(const Example& e) const;
 };
 
 // `path`: a file, or a comma-separated list of files read one after another (the SPIN code

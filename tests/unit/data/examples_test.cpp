@@ -147,8 +147,8 @@ TEST_F(Examples, SeveralFilesAreReadOneAfterAnother) {
   EXPECT_EQ(both.report.records, 3);
   EXPECT_EQ(both.examples[2].response, load_examples(second, &tok_, PromptTemplate::Plain, {}, tok_.vocab_size()).examples[1].response);
   EXPECT_EQ(both.examples[2].line, 2) << "lines count within their file";
-  EXPECT_EQ(location(path_ + "," + second, both.examples[2]), second + ":2");
-  EXPECT_EQ(location(path_ + "," + second, both.examples[0]), path_ + ":1");
+  EXPECT_EQ(both.location(both.examples[2]), second + ":2");
+  EXPECT_EQ(both.location(both.examples[0]), path_ + ":1");
   const auto prompts = load_prompts(path_ + "," + second, &tok_, PromptTemplate::Plain);
   ASSERT_EQ(prompts.prompts.size(), 3u);
   EXPECT_EQ(prompts.where, (std::vector<std::string>{path_ + ":1", second + ":1", second + ":2"}));
