@@ -1,5 +1,6 @@
 #include "app/profile_window.h"
 
+#include <cstdio>
 #include <system_error>
 #include <utility>
 
@@ -40,5 +41,12 @@ void ProfileWindow::close(std::int64_t last_step) {
 }
 
 std::string ProfileWindow::take_report() { return std::exchange(report_, std::string()); }
+
+void ProfileWindow::report(const char* command) {
+  const std::string text = take_report();
+  if (rank_ != 0 || text.empty()) return;
+  std::printf("%s: %s\n", command, text.c_str());
+  std::fflush(stdout);
+}
 
 }  // namespace spin::app

@@ -11,8 +11,9 @@ namespace spin::app {
 
 class ProfileWindow {
  public:
-  // `end` 0 means `start`; start 0: no window. Throws spin::Error naming `start_key` and
-  // `end_key` for a window that is not one (negative, end < start).
+  // `end` 0 means `start`; start 0: no window. `rank`: this process's world rank (its file's
+  // name; rank 0 reports). Throws spin::Error naming `start_key` and `end_key` for a window
+  // that is not one (negative, end < start).
   ProfileWindow(std::int64_t start, std::int64_t end, std::filesystem::path folder, int rank,
                 const std::string& start_key, const std::string& end_key);
   ProfileWindow(const ProfileWindow&) = delete;
@@ -25,6 +26,8 @@ class ProfileWindow {
   void finish();
   // What the log says about a window that has closed since the last call ("" otherwise).
   std::string take_report();
+  // Prints take_report() on world rank 0 as "<command>: ...", when there is one.
+  void report(const char* command);
 
  private:
   void close(std::int64_t last_step);

@@ -232,13 +232,6 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     std::fflush(stdout);
   }
 
-  const auto report_profile = [&] {
-    const std::string report = profile_window->take_report();
-    if (root && !report.empty()) {
-      std::printf("spin sft: %s\n", report.c_str());
-      std::fflush(stdout);
-    }
-  };
   for (std::int64_t step = 0; step < total_steps; ++step) {
     profile_window->before_step(step + 1);
     std::optional<profile::Range> step_range(std::in_place, "step", "step", step + 1);
@@ -276,10 +269,10 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     }
     step_range.reset();
     profile_window->after_step(step + 1);
-    report_profile();
+    profile_window->report("spin sft");
   }
   profile_window->finish();
-  report_profile();
+  profile_window->report("spin sft");
 
   // The first data-parallel replica writes the model (all replicas hold the same weights).
   if (grid.dp_rank() == 0) {

@@ -538,13 +538,6 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     world.all_reduce(&any, 1, parallel::ReduceOp::Max);
     return any != 0;
   };
-  const auto report_profile = [&] {
-    const std::string report = profile_window->take_report();
-    if (root && !report.empty()) {
-      std::printf("spin train: %s\n", report.c_str());
-      std::fflush(stdout);
-    }
-  };
   // The time left at this run's pace so far (validation and checkpoints included).
   const auto loop_start = std::chrono::steady_clock::now();
   const auto eta = [&](std::int64_t done) {
@@ -596,7 +589,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         if (c.save_interval > 0 && step % c.save_interval == 0 && !iteration_ends) save(true);
         step_range.reset();
         profile_window->after_step(step);
-        report_profile();
+        profile_window->report("spin train");
       }
     }
     if (stopping || step != (iteration + 1) * c.epochs * steps_per_epoch) break;  // a signal, spin.max_steps
@@ -611,7 +604,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     save(false);
   }
   profile_window->finish();  // the run ended inside the window
-  report_profile();
+  profile_window->report("spin train");
   // Stopped inside an iteration (a signal, spin.max_steps): a checkpoint to resume from. At an
   // iteration's start the reference is the policy.
   if (saved_step != step) save(step % (c.epochs * steps_per_epoch) != 0);

@@ -216,7 +216,6 @@ class SpinTrainer {
   SpinMetrics reduce(const SpinTotals& totals, const Rollout& r, double sft_nll_sum,
                      double sft_tokens) const;
 
-
   const parallel::ProcessGrid& grid_;
   const model::Transformer& transformer_;
   model::ModelWeights& policy_;
