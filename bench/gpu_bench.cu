@@ -168,17 +168,17 @@ int main() {
   {
     PooledBuffer x = random_floats(tokens * hidden), w = random_floats(hidden), out = random_floats(tokens * hidden),
                  rstd = random_floats(tokens);
-    const double ms = time_ms(s, [&] { k.rmsnorm_forward(out.as<float>(), rstd.as<float>(), x.as<float>(), w.as<float>(), tokens, hidden, 1e-5f); });
+    const double ms = time_ms(s, [&] { k.rmsnorm_forward(out.as<float>(), rstd.as<float>(), x.as<float>(), w.as<float>(), tokens, hidden, 1e-5f, 0.0f); });
     row("rmsnorm_forward 8192 x 4096", ms, 2.0 * tokens * hidden * 4, "GB/s", bandwidth);
     PooledBuffer dout = random_floats(tokens * hidden), dx = random_floats(tokens * hidden), dw = random_floats(hidden);
     const double bms = time_ms(s, [&] {
-      k.rmsnorm_backward(dx.as<float>(), dw.as<float>(), dout.as<float>(), x.as<float>(), w.as<float>(), rstd.as<float>(), tokens, hidden);
+      k.rmsnorm_backward(dx.as<float>(), dw.as<float>(), dout.as<float>(), x.as<float>(), w.as<float>(), rstd.as<float>(), tokens, hidden, 0.0f);
     });
     row("rmsnorm_backward 8192 x 4096 (dx and dw)", bms, 6.0 * tokens * hidden * 4, "GB/s", bandwidth);
   }
   {
     PooledBuffer gate = random_floats(tokens * mlp), up = random_floats(tokens * mlp), out = random_floats(tokens * mlp);
-    const double ms = time_ms(s, [&] { k.swiglu_forward(out.as<float>(), gate.as<float>(), up.as<float>(), tokens * mlp); });
+    const double ms = time_ms(s, [&] { k.glu_forward(out.as<float>(), gate.as<float>(), up.as<float>(), tokens * mlp, spin::kernels::Activation::Silu); });
     row("swiglu_forward 8192 x 11008", ms, 3.0 * tokens * mlp * 4, "GB/s", bandwidth);
   }
   {

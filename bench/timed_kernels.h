@@ -13,6 +13,7 @@ namespace spin::bench {
 class TimedKernels final : public kernels::Kernels {
  public:
   using Index = kernels::Index;
+  using Activation = kernels::Activation;
   explicit TimedKernels(const kernels::Kernels& inner) : inner_(inner) {}
 
   const std::map<std::string, double>& seconds() const { return seconds_; }
@@ -33,44 +34,44 @@ class TimedKernels final : public kernels::Kernels {
     time("linear backward", [&] { inner_.linear_backward(dx, dw, dy, x, w, n, in, out, acc); });
   }
   void embedding_forward(float* out, const std::int32_t* ids, const float* table, Index n,
-                         Index hidden, Index start, Index rows) const override {
-    time("embedding", [&] { inner_.embedding_forward(out, ids, table, n, hidden, start, rows); });
+                         Index hidden, Index start, Index rows, float scale) const override {
+    time("embedding", [&] { inner_.embedding_forward(out, ids, table, n, hidden, start, rows, scale); });
   }
   void embedding_backward(float* dtable, const std::int32_t* ids, const float* dout, Index n,
-                          Index hidden, Index start, Index rows) const override {
-    time("embedding", [&] { inner_.embedding_backward(dtable, ids, dout, n, hidden, start, rows); });
+                          Index hidden, Index start, Index rows, float scale) const override {
+    time("embedding", [&] { inner_.embedding_backward(dtable, ids, dout, n, hidden, start, rows, scale); });
   }
   void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, Index n,
-                       Index dim, float eps) const override {
-    time("rmsnorm", [&] { inner_.rmsnorm_forward(out, rstd, x, w, n, dim, eps); });
+                       Index dim, float eps, float w_offset) const override {
+    time("rmsnorm", [&] { inner_.rmsnorm_forward(out, rstd, x, w, n, dim, eps, w_offset); });
   }
   void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, Index n, Index dim,
-                            float eps) const override {
-    time("rmsnorm", [&] { inner_.rmsnorm_forward_bf16(out, rstd, x, w, n, dim, eps); });
+                            float eps, float w_offset) const override {
+    time("rmsnorm", [&] { inner_.rmsnorm_forward_bf16(out, rstd, x, w, n, dim, eps, w_offset); });
   }
   void rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x, const float* w, Index n,
-                               Index dim, float eps) const override {
-    time("rmsnorm", [&] { inner_.rmsnorm_forward_bf16_in(out, rstd, x, w, n, dim, eps); });
+                               Index dim, float eps, float w_offset) const override {
+    time("rmsnorm", [&] { inner_.rmsnorm_forward_bf16_in(out, rstd, x, w, n, dim, eps, w_offset); });
   }
   void rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x, const float* w,
-                                const float* rstd, Index n, Index dim) const override {
-    time("rmsnorm", [&] { inner_.rmsnorm_backward_bf16_in(dx, dw, dout, x, w, rstd, n, dim); });
+                                const float* rstd, Index n, Index dim, float w_offset) const override {
+    time("rmsnorm", [&] { inner_.rmsnorm_backward_bf16_in(dx, dw, dout, x, w, rstd, n, dim, w_offset); });
   }
-  void swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
-                           Index n) const override {
-    time("swiglu", [&] { inner_.swiglu_forward_bf16(out, gate, up, n); });
+  void glu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
+                           Index n, Activation act) const override {
+    time("swiglu", [&] { inner_.glu_forward_bf16(out, gate, up, n, act); });
   }
-  void swiglu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
-                            const std::uint16_t* up, Index n) const override {
-    time("swiglu", [&] { inner_.swiglu_backward_bf16(dgate, dup, dout, gate, up, n); });
+  void glu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
+                            const std::uint16_t* up, Index n, Activation act) const override {
+    time("swiglu", [&] { inner_.glu_backward_bf16(dgate, dup, dout, gate, up, n, act); });
   }
   void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w, const float* bias,
                                Index n, Index in, Index out) const override {
     time("linear forward", [&] { inner_.linear_forward_bf16_out(y16, x, w, bias, n, in, out); });
   }
   void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
-                        const float* rstd, Index n, Index dim) const override {
-    time("rmsnorm", [&] { inner_.rmsnorm_backward(dx, dw, dout, x, w, rstd, n, dim); });
+                        const float* rstd, Index n, Index dim, float w_offset) const override {
+    time("rmsnorm", [&] { inner_.rmsnorm_backward(dx, dw, dout, x, w, rstd, n, dim, w_offset); });
   }
   void rope_forward(float* x, const std::int32_t* pos, const float* cos, const float* sin,
                     Index n, Index heads, Index hd) const override {
@@ -141,12 +142,12 @@ class TimedKernels final : public kernels::Kernels {
                    Index width) const override {
     time("lm head", [&] { inner_.gather_rows(dst, src, rows, n, width); });
   }
-  void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override {
-    time("swiglu", [&] { inner_.swiglu_forward(out, gate, up, n); });
+  void glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const override {
+    time("swiglu", [&] { inner_.glu_forward(out, gate, up, n, act); });
   }
-  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
-                       const float* up, Index n) const override {
-    time("swiglu", [&] { inner_.swiglu_backward(dgate, dup, dout, gate, up, n); });
+  void glu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                       const float* up, Index n, Activation act) const override {
+    time("swiglu", [&] { inner_.glu_backward(dgate, dup, dout, gate, up, n, act); });
   }
   void logits_max(float* m, const float* logits, Index n, Index ld, Index valid) const override {
     time("log-softmax", [&] { inner_.logits_max(m, logits, n, ld, valid); });

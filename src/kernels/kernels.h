@@ -21,6 +21,11 @@ namespace spin::kernels {
 
 using Index = std::int64_t;
 
+// The activation of the gated MLP, out = act(gate) * up: SiLU (SwiGLU, the Llama family) or GELU
+// with PyTorch's tanh approximation (GeGLU, Gemma's gelu_pytorch_tanh):
+//   gelu_tanh(g) = g / 2 * (1 + tanh(sqrt(2 / pi) * (g + 0.044715 g^3))).
+enum class Activation { Silu, GeluTanh };
+
 // Number of floats of the attention probabilities: heads * sum_s len_s^2.
 Index attention_probs_size(const Index* cu_seqlens, Index num_seqs, Index heads);
 
@@ -67,37 +72,40 @@ class Kernels {
   // rmsnorm_forward with a bf16 output -- the rounding of what it computes in float32 -- for an
   // output only products read: no float32 copy is kept.
   virtual void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x,
-                                    const float* w, Index n, Index dim, float eps) const = 0;
+                                    const float* w, Index n, Index dim, float eps, float w_offset) const = 0;
   // The same over a bf16 x (widened as read): Qwen3's head norms of the bf16 q and k products.
   virtual void rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x, const float* w,
-                                       Index n, Index dim, float eps) const = 0;
+                                       Index n, Index dim, float eps, float w_offset) const = 0;
   // rmsnorm_backward over a bf16 x (widened as read).
   virtual void rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x,
-                                        const float* w, const float* rstd, Index n, Index dim) const = 0;
-  // swiglu_forward / swiglu_backward over bf16 gate and up (widened as read, then the float32
+                                        const float* w, const float* rstd, Index n, Index dim, float w_offset) const = 0;
+  // glu_forward / glu_backward over bf16 gate and up (widened as read, then the float32
   // arithmetic): the forward's output rounded to bf16, the backward's gradients float32.
-  virtual void swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate,
-                                   const std::uint16_t* up, Index n) const = 0;
-  virtual void swiglu_backward_bf16(float* dgate, float* dup, const float* dout,
+  virtual void glu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate,
+                                   const std::uint16_t* up, Index n, Activation act) const = 0;
+  virtual void glu_backward_bf16(float* dgate, float* dup, const float* dout,
                                     const std::uint16_t* gate, const std::uint16_t* up,
-                                    Index n) const = 0;
+                                    Index n, Activation act) const = 0;
 
   // Vocab-parallel embedding: this rank holds rows [vocab_start, vocab_start + rows) of the
-  // table. out[i] = table[ids[i] - vocab_start] for ids inside that range, 0 otherwise.
+  // table. out[i] = scale * table[ids[i] - vocab_start] for ids inside that range, 0 otherwise
+  // (scale: Gemma's sqrt(hidden_size), else 1).
   virtual void embedding_forward(float* out, const std::int32_t* ids, const float* table,
-                                 Index n, Index hidden, Index vocab_start, Index rows) const = 0;
-  // dtable[ids[i] - vocab_start] += dout[i] for ids inside the range.
+                                 Index n, Index hidden, Index vocab_start, Index rows, float scale) const = 0;
+  // dtable[ids[i] - vocab_start] += scale * dout[i] for ids inside the range.
   virtual void embedding_backward(float* dtable, const std::int32_t* ids, const float* dout,
                                   Index n, Index hidden, Index vocab_start,
-                                  Index rows) const = 0;
+                                  Index rows, float scale) const = 0;
 
-  // out = x / sqrt(mean(x^2) + eps) * w over rows of `dim`; saves rstd[n] for the backward.
+  // out = x / sqrt(mean(x^2) + eps) * (w_offset + w) over rows of `dim`; saves rstd[n] for the
+  // backward. w_offset is 0, or 1 for Gemma's norms, whose weights are stored as the scale minus
+  // one (Megatron's apply_layernorm_1p); the sum is formed in float32 as Hugging Face's Gemma does.
   virtual void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, Index n,
-                               Index dim, float eps) const = 0;
+                               Index dim, float eps, float w_offset) const = 0;
   // dx += d/dx, dw += d/dw.
   virtual void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x,
                                 const float* w, const float* rstd, Index n,
-                                Index dim) const = 0;
+                                Index dim, float w_offset) const = 0;
 
   // Rotary embedding, Hugging Face "rotate half" convention, in place on x[n, heads, head_dim]:
   // for i < half = head_dim/2, angle = positions[row] * inv_freq[i] and
@@ -184,11 +192,11 @@ class Kernels {
   virtual void gather_rows(float* dst, const float* src, const Index* rows, Index n,
                            Index width) const = 0;
 
-  // out = silu(gate) * up, element-wise over n values.
-  virtual void swiglu_forward(float* out, const float* gate, const float* up, Index n) const = 0;
+  // out = act(gate) * up, element-wise over n values.
+  virtual void glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const = 0;
   // dgate, dup overwritten.
-  virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
-                               const float* up, Index n) const = 0;
+  virtual void glu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                               const float* up, Index n, Activation act) const = 0;
 
   // Local parts of the vocab-parallel log-softmax. logits: [n, ld]; this rank holds vocabulary
   // entries [vocab_start, vocab_start + valid) in its first `valid` columns (the rest is padding

@@ -1,10 +1,12 @@
 #include "model/config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/dtype.h"
 #include "core/error.h"
 
 namespace spin::model {
@@ -74,25 +76,39 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   require(j.is_object(), source, ": expected a JSON object");
 
   // Qwen2 is Llama with biases on q, k and v, Qwen3 with an RMSNorm of each query and key head
-  // (both with their own sliding-window switch).
-  bool qwen2 = false, qwen3 = false;
+  // (both with their own sliding-window switch); Gemma (1) with GeGLU, norms scaling by 1 + w,
+  // scaled embeddings and tied ones by default.
+  bool qwen2 = false, qwen3 = false, gemma = false;
   if (j.contains("model_type")) {
     const std::string type = j.at("model_type").is_string() ? j.at("model_type").get<std::string>()
                                                             : j.at("model_type").dump();
-    require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3", source, ": model_type \"",
-            type, "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3)");
+    require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma", source,
+            ": model_type \"", type,
+            "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma; not gemma2's "
+            "soft-capping and alternating windows)");
     qwen2 = type == "qwen2";
     qwen3 = type == "qwen3";
+    gemma = type == "gemma";
   }
-  if (j.contains("hidden_act")) {
+  ModelConfig c;
+  if (gemma) {
+    // As transformers' GemmaMLP: hidden_activation decides (hidden_act is the legacy key and is
+    // ignored), and an absent or null one means the tanh approximation.
+    const bool given = j.contains("hidden_activation") && !j.at("hidden_activation").is_null();
+    require(!given || j.at("hidden_activation") == "gelu_pytorch_tanh", source, ": hidden_activation ",
+            given ? j.at("hidden_activation").dump() : "", " is not supported (Gemma's \"gelu_pytorch_tanh\" is)");
+    c.activation = kernels::Activation::GeluTanh;
+    c.norm_weight_offset = 1.0f;
+    c.scale_embeddings = true;
+    c.tie_word_embeddings = true;  // GemmaConfig's default
+  } else if (j.contains("hidden_act")) {
     require(j.at("hidden_act") == "silu", source, ": hidden_act ", j.at("hidden_act").dump(),
-            " is not supported (only \"silu\")");
+            " is not supported (only \"silu\"; gelu_pytorch_tanh with model_type gemma)");
   }
   for (const char* key : {"attention_bias", "mlp_bias"}) {
     require(!j.contains(key) || j.at(key) == false, source, ": \"", key,
             "\": true is not supported (Llama projections have no bias; of biases spin runs Qwen2's on q, k and v)");
   }
-  ModelConfig c;
   c.qkv_bias = qwen2;
   c.qk_norm = qwen3;
   if (j.contains("rope_scaling") && !j.at("rope_scaling").is_null()) c.rope_scaling = parse_rope_scaling(j.at("rope_scaling"), source);
@@ -154,6 +170,14 @@ ModelConfig ModelConfig::from_file(const std::string& path, const std::string& h
   std::stringstream text;
   text << in.rdbuf();
   return from_json(text.str(), path);
+}
+
+float ModelConfig::embedding_scale(bool bf16_activations) const {
+  if (!scale_embeddings) return 1.0f;
+  // Python's hidden_size**0.5 (a double), then the tensor's dtype (bf16 through float32, as torch
+  // converts a scalar).
+  const float scale = static_cast<float>(std::sqrt(static_cast<double>(hidden_size)));
+  return bf16_activations ? bf16_to_f32(f32_to_bf16(scale)) : scale;
 }
 
 std::int64_t ModelConfig::max_sequence_length() const {

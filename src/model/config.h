@@ -1,13 +1,16 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
-// Qwen2ForCausalLM, Qwen3ForCausalLM), read from a Hugging Face config.json. Features spin does
-// not implement (rope_scaling other than linear and llama3, biases other than Qwen2's on q/k/v,
-// activations other than SiLU) are refused by name rather than ignored.
+// Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM), read from a Hugging Face config.json.
+// Features spin does not implement (rope_scaling other than linear and llama3, biases other than
+// Qwen2's on q/k/v, activations other than SiLU and Gemma's tanh GELU) are refused by name
+// rather than ignored.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "kernels/kernels.h"
 
 namespace spin::model {
 
@@ -38,6 +41,11 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // biases on the q, k and v projections (model_type qwen2)
   bool qk_norm = false;   // RMSNorm of each query and key head before RoPE (model_type qwen3)
+  // Gemma (model_type gemma): GeGLU instead of SwiGLU, RMSNorm scales of 1 + the stored weight,
+  // the embedding's output multiplied by sqrt(hidden_size), tied embeddings by default.
+  kernels::Activation activation = kernels::Activation::Silu;
+  float norm_weight_offset = 0.0f;  // 1 for Gemma: y = x / rms(x) * (1 + w)
+  bool scale_embeddings = false;    // Gemma: embeddings * sqrt(hidden_size)
   std::vector<std::int64_t> eos_token_ids;
   std::optional<std::int64_t> bos_token_id;
   std::string json_text;  // the config.json text, kept to write into checkpoints and exports
@@ -49,6 +57,10 @@ struct ModelConfig {
   // Reads a config.json at `path`; `hint` follows "cannot open" in the error.
   static ModelConfig from_file(const std::string& path, const std::string& hint = "");
 
+  // The factor on the embedding's output: sqrt(hidden_size) for Gemma -- rounded to bf16 when
+  // the activations are (`bf16_activations`), as Hugging Face's Gemma rounds it to the
+  // activations' dtype and Gemma's own implementation does -- else 1.
+  float embedding_scale(bool bf16_activations) const;
   // Longest sequence this model scores correctly.
   std::int64_t max_sequence_length() const;
   // Parameters of the full (unsharded) model.

@@ -122,9 +122,11 @@ void head_norm_forward(const ModelContext& ctx, const Tensor& out, const Tensor&
                        const Tensor& raw, const Tensor& raw16, const Tensor& w, std::int64_t rows) {
   const std::int64_t hd = ctx.dims.head_dim;
   if (out16.defined()) {
-    ctx.k.rmsnorm_forward_bf16_in(out16.bf16(), rstd.f32(), raw16.bf16(), w.f32(), rows, hd, ctx.config.rms_norm_eps);
+    ctx.k.rmsnorm_forward_bf16_in(out16.bf16(), rstd.f32(), raw16.bf16(), w.f32(), rows, hd, ctx.config.rms_norm_eps,
+                                  ctx.config.norm_weight_offset);
   } else {
-    ctx.k.rmsnorm_forward(out.f32(), rstd.f32(), raw.f32(), w.f32(), rows, hd, ctx.config.rms_norm_eps);
+    ctx.k.rmsnorm_forward(out.f32(), rstd.f32(), raw.f32(), w.f32(), rows, hd, ctx.config.rms_norm_eps,
+                                  ctx.config.norm_weight_offset);
   }
 }
 
@@ -142,9 +144,11 @@ void head_norms_backward(const ModelContext& ctx, const BatchGeometry& b, const 
   const auto norm_backward = [&](const Tensor& d_raw, float* d_weight, const Tensor& d_out, const Tensor& raw,
                                  const Tensor& raw16, const Tensor& weight, const Tensor& rstd, std::int64_t rows) {
     if (raw16.defined()) {
-      k.rmsnorm_backward_bf16_in(d_raw.f32(), d_weight, d_out.f32(), raw16.bf16(), weight.f32(), rstd.f32(), rows, hd);
+      k.rmsnorm_backward_bf16_in(d_raw.f32(), d_weight, d_out.f32(), raw16.bf16(), weight.f32(), rstd.f32(), rows, hd,
+                                 ctx.config.norm_weight_offset);
     } else {
-      k.rmsnorm_backward(d_raw.f32(), d_weight, d_out.f32(), raw.f32(), weight.f32(), rstd.f32(), rows, hd);
+      k.rmsnorm_backward(d_raw.f32(), d_weight, d_out.f32(), raw.f32(), weight.f32(), rstd.f32(), rows, hd,
+                                 ctx.config.norm_weight_offset);
     }
   };
   norm_backward(s.dq_raw, dw, s.dq, a.q_raw, a.q_raw_bf16, w.q_norm, a.rstd_q, b.rows * d.heads);
@@ -210,9 +214,9 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   linear_forward_into(ctx, a.up, a.up_bf16, in2.x, in2.x16, w.up_proj, w.bf16.up_proj, Tensor(), n, h,
                       d.intermediate);
   if (a.act_bf16.defined()) {
-    k.swiglu_forward_bf16(a.act_bf16.bf16(), a.gate_bf16.bf16(), a.up_bf16.bf16(), n * d.intermediate);
+    k.glu_forward_bf16(a.act_bf16.bf16(), a.gate_bf16.bf16(), a.up_bf16.bf16(), n * d.intermediate, ctx.config.activation);
   } else {
-    k.swiglu_forward(a.act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate);
+    k.glu_forward(a.act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate, ctx.config.activation);
   }
   linear_forward(ctx, row_parallel_partial(b, x_out), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj, n,
                  d.intermediate, h, true);
@@ -233,10 +237,10 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   linear_backward(ctx, s.d_act.f32(), g.down_proj.f32(), d_down, s.dy_bf16, a.act, a.act_bf16,
                   w.down_proj, w.bf16.down_proj, n, d.intermediate, h, false);
   if (a.gate_bf16.defined()) {
-    k.swiglu_backward_bf16(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate_bf16.bf16(), a.up_bf16.bf16(),
-                           n * d.intermediate);
+    k.glu_backward_bf16(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate_bf16.bf16(), a.up_bf16.bf16(),
+                           n * d.intermediate, ctx.config.activation);
   } else {
-    k.swiglu_backward(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate);
+    k.glu_backward(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate, ctx.config.activation);
   }
   const ColumnInput in2 = column_input(ctx, b, a.n2, a.n2_bf16);
   linear_backward(ctx, s.d_norm.f32(), g.gate_proj.f32(), s.d_gate.f32(), s.dy_bf16, in2.x, in2.x16,

@@ -34,9 +34,11 @@ void rmsnorm_for_products(const ModelContext& ctx, const Tensor& out, const Tens
                           float* rstd, const float* x, const Tensor& w, std::int64_t n) {
   const std::int64_t h = ctx.dims.hidden;
   if (out16.defined()) {
-    ctx.k.rmsnorm_forward_bf16(out16.bf16(), rstd, x, w.f32(), n, h, ctx.config.rms_norm_eps);
+    ctx.k.rmsnorm_forward_bf16(out16.bf16(), rstd, x, w.f32(), n, h, ctx.config.rms_norm_eps,
+                               ctx.config.norm_weight_offset);
   } else {
-    ctx.k.rmsnorm_forward(out.f32(), rstd, x, w.f32(), n, h, ctx.config.rms_norm_eps);
+    ctx.k.rmsnorm_forward(out.f32(), rstd, x, w.f32(), n, h, ctx.config.rms_norm_eps,
+                               ctx.config.norm_weight_offset);
   }
 }
 

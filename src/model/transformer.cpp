@@ -75,7 +75,8 @@ void Transformer::stage_input(const ModelWeights& w, const Activations& a,
     // Vocab-parallel embedding, a row-parallel region: each rank fills the rows of the ids it
     // holds, zeros elsewhere.
     ctx_.k.embedding_forward(row_parallel_partial(b, x0), a.arrays.tokens.data<std::int32_t>(),
-                             w.embed_tokens.f32(), b.rows, h, dims_.vocab_start, dims_.vocab_valid);
+                             w.embed_tokens.f32(), b.rows, h, dims_.vocab_start, dims_.vocab_valid,
+                             config_.embedding_scale(w.has_bf16()));
     reduce_row_parallel(ctx_, b, x0);
   } else {
     require(static_cast<std::int64_t>(input.size()) == n * h, "pipeline stage input has ",
@@ -249,7 +250,8 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
   // The embedding's rows come out of a row-parallel region: each rank scatters the gradient
   // of every row (dx, or under a split the rows all-gathered) into the vocabulary rows it holds.
   ctx_.k.embedding_backward(grads.embed_tokens.f32(), a.arrays.tokens.data<std::int32_t>(),
-                            row_parallel_grad(ctx_, b, dx), n, h, dims_.vocab_start, dims_.vocab_valid);
+                            row_parallel_grad(ctx_, b, dx), n, h, dims_.vocab_start, dims_.vocab_valid,
+                            config_.embedding_scale(w.has_bf16()));
 }
 
 }  // namespace spin::model

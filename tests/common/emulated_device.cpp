@@ -157,6 +157,7 @@ const T* EmulatedKernels::host(const T* p, const char* what) const {
   return p;
 }
 
+using kernels::Activation;
 using kernels::Index;
 
 // Checks a cached attention call's host-convention arrays; returns the cache elements it may
@@ -206,47 +207,47 @@ void EmulatedKernels::linear_backward_bf16(float* dx, float* dw, const float* dy
                              out, accumulate_dx);
 }
 void EmulatedKernels::embedding_forward(float* out, const std::int32_t* ids, const float* table,
-                                        Index n, Index hidden, Index start, Index rows) const {
+                                        Index n, Index hidden, Index start, Index rows, float scale) const {
   cpu_->embedding_forward(dev(out, n * hidden, "embedding out"), dev(ids, n, "embedding ids"),
-                          dev(table, rows * hidden, "embedding table"), n, hidden, start, rows);
+                          dev(table, rows * hidden, "embedding table"), n, hidden, start, rows, scale);
 }
 void EmulatedKernels::embedding_backward(float* dtable, const std::int32_t* ids, const float* dout,
-                                         Index n, Index hidden, Index start, Index rows) const {
+                                         Index n, Index hidden, Index start, Index rows, float scale) const {
   cpu_->embedding_backward(dev(dtable, rows * hidden, "embedding dtable"), dev(ids, n, "embedding ids"),
-                           dev(dout, n * hidden, "embedding dout"), n, hidden, start, rows);
+                           dev(dout, n * hidden, "embedding dout"), n, hidden, start, rows, scale);
 }
 void EmulatedKernels::rmsnorm_forward(float* out, float* rstd, const float* x, const float* w,
-                                      Index n, Index dim, float eps) const {
+                                      Index n, Index dim, float eps, float w_offset) const {
   cpu_->rmsnorm_forward(dev(out, n * dim, "rmsnorm out"), dev(rstd, n, "rmsnorm rstd"),
-                        dev(x, n * dim, "rmsnorm x"), dev(w, dim, "rmsnorm w"), n, dim, eps);
+                        dev(x, n * dim, "rmsnorm x"), dev(w, dim, "rmsnorm w"), n, dim, eps, w_offset);
 }
 void EmulatedKernels::rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x,
-                                           const float* w, Index n, Index dim, float eps) const {
+                                           const float* w, Index n, Index dim, float eps, float w_offset) const {
   cpu_->rmsnorm_forward_bf16(dev(out, n * dim, "rmsnorm out"), dev(rstd, n, "rmsnorm rstd"),
-                             dev(x, n * dim, "rmsnorm x"), dev(w, dim, "rmsnorm w"), n, dim, eps);
+                             dev(x, n * dim, "rmsnorm x"), dev(w, dim, "rmsnorm w"), n, dim, eps, w_offset);
 }
 void EmulatedKernels::rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x,
-                                              const float* w, Index n, Index dim, float eps) const {
+                                              const float* w, Index n, Index dim, float eps, float w_offset) const {
   cpu_->rmsnorm_forward_bf16_in(dev(out, n * dim, "rmsnorm out"), dev(rstd, n, "rmsnorm rstd"),
-                                dev(x, n * dim, "rmsnorm x"), dev(w, dim, "rmsnorm w"), n, dim, eps);
+                                dev(x, n * dim, "rmsnorm x"), dev(w, dim, "rmsnorm w"), n, dim, eps, w_offset);
 }
 void EmulatedKernels::rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x,
-                                               const float* w, const float* rstd, Index n, Index dim) const {
+                                               const float* w, const float* rstd, Index n, Index dim, float w_offset) const {
   cpu_->rmsnorm_backward_bf16_in(dev(dx, n * dim, "rmsnorm dx"), dev(dw, dim, "rmsnorm dw"),
                                  dev(dout, n * dim, "rmsnorm dout"), dev(x, n * dim, "rmsnorm x"),
-                                 dev(w, dim, "rmsnorm w"), dev(rstd, n, "rmsnorm rstd"), n, dim);
+                                 dev(w, dim, "rmsnorm w"), dev(rstd, n, "rmsnorm rstd"), n, dim, w_offset);
 }
-void EmulatedKernels::swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate,
-                                          const std::uint16_t* up, Index n) const {
-  cpu_->swiglu_forward_bf16(dev(out, n, "swiglu out"), dev(gate, n, "swiglu gate"),
-                            dev(up, n, "swiglu up"), n);
+void EmulatedKernels::glu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate,
+                                          const std::uint16_t* up, Index n, Activation act) const {
+  cpu_->glu_forward_bf16(dev(out, n, "swiglu out"), dev(gate, n, "swiglu gate"),
+                            dev(up, n, "swiglu up"), n, act);
 }
-void EmulatedKernels::swiglu_backward_bf16(float* dgate, float* dup, const float* dout,
+void EmulatedKernels::glu_backward_bf16(float* dgate, float* dup, const float* dout,
                                            const std::uint16_t* gate, const std::uint16_t* up,
-                                           Index n) const {
-  cpu_->swiglu_backward_bf16(dev(dgate, n, "swiglu dgate"), dev(dup, n, "swiglu dup"),
+                                           Index n, Activation act) const {
+  cpu_->glu_backward_bf16(dev(dgate, n, "swiglu dgate"), dev(dup, n, "swiglu dup"),
                              dev(dout, n, "swiglu dout"), dev(gate, n, "swiglu gate"),
-                             dev(up, n, "swiglu up"), n);
+                             dev(up, n, "swiglu up"), n, act);
 }
 void EmulatedKernels::linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x,
                                               const std::uint16_t* w, const float* bias, Index n,
@@ -256,10 +257,10 @@ void EmulatedKernels::linear_forward_bf16_out(std::uint16_t* y16, const std::uin
 }
 void EmulatedKernels::rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x,
                                        const float* w, const float* rstd, Index n,
-                                       Index dim) const {
+                                       Index dim, float w_offset) const {
   cpu_->rmsnorm_backward(dev(dx, n * dim, "rmsnorm dx"), dev(dw, dim, "rmsnorm dw"),
                          dev(dout, n * dim, "rmsnorm dout"), dev(x, n * dim, "rmsnorm x"),
-                         dev(w, dim, "rmsnorm w"), dev(rstd, n, "rmsnorm rstd"), n, dim);
+                         dev(w, dim, "rmsnorm w"), dev(rstd, n, "rmsnorm rstd"), n, dim, w_offset);
 }
 void EmulatedKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos,
                                    const float* sin, Index n, Index heads, Index hd) const {
@@ -362,14 +363,14 @@ void EmulatedKernels::gather_rows(float* dst, const float* src, const Index* row
   cpu_->gather_rows(dev(dst, n * width, "gather_rows dst"), dev(src, 1, "gather_rows src"),
                     dev(rows, n, "gather_rows rows"), n, width);
 }
-void EmulatedKernels::swiglu_forward(float* out, const float* gate, const float* up,
-                                     Index n) const {
-  cpu_->swiglu_forward(dev(out, n, "swiglu out"), dev(gate, n, "swiglu gate"), dev(up, n, "swiglu up"), n);
+void EmulatedKernels::glu_forward(float* out, const float* gate, const float* up,
+                                     Index n, Activation act) const {
+  cpu_->glu_forward(dev(out, n, "swiglu out"), dev(gate, n, "swiglu gate"), dev(up, n, "swiglu up"), n, act);
 }
-void EmulatedKernels::swiglu_backward(float* dgate, float* dup, const float* dout,
-                                      const float* gate, const float* up, Index n) const {
-  cpu_->swiglu_backward(dev(dgate, n, "swiglu dgate"), dev(dup, n, "swiglu dup"), dev(dout, n, "swiglu dout"),
-                        dev(gate, n, "swiglu gate"), dev(up, n, "swiglu up"), n);
+void EmulatedKernels::glu_backward(float* dgate, float* dup, const float* dout,
+                                      const float* gate, const float* up, Index n, Activation act) const {
+  cpu_->glu_backward(dev(dgate, n, "swiglu dgate"), dev(dup, n, "swiglu dup"), dev(dout, n, "swiglu dout"),
+                        dev(gate, n, "swiglu gate"), dev(up, n, "swiglu up"), n, act);
 }
 void EmulatedKernels::logits_max(float* row_max, const float* logits, Index n, Index ld,
                                  Index valid) const {

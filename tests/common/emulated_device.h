@@ -94,6 +94,7 @@ class EmulatedKernels final : public kernels::Kernels {
   Device device() const override { return Device::Cuda; }
 
   using Index = kernels::Index;
+  using Activation = kernels::Activation;
   void gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a,
             Index lda, const float* b, Index ldb, float beta, float* c, Index ldc) const override;
   void linear_forward(float* y, const float* x, const float* w, Index n, Index in,
@@ -107,25 +108,25 @@ class EmulatedKernels final : public kernels::Kernels {
                             const std::uint16_t* x, const std::uint16_t* w, Index n, Index in,
                             Index out, bool accumulate_dx) const override;
   void embedding_forward(float* out, const std::int32_t* ids, const float* table, Index n,
-                         Index hidden, Index vocab_start, Index rows) const override;
+                         Index hidden, Index vocab_start, Index rows, float scale) const override;
   void embedding_backward(float* dtable, const std::int32_t* ids, const float* dout, Index n,
-                          Index hidden, Index vocab_start, Index rows) const override;
+                          Index hidden, Index vocab_start, Index rows, float scale) const override;
   void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, Index n,
-                       Index dim, float eps) const override;
+                       Index dim, float eps, float w_offset) const override;
   void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
-                            Index n, Index dim, float eps) const override;
+                            Index n, Index dim, float eps, float w_offset) const override;
   void rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x, const float* w, Index n,
-                               Index dim, float eps) const override;
+                               Index dim, float eps, float w_offset) const override;
   void rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x, const float* w,
-                                const float* rstd, Index n, Index dim) const override;
-  void swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
-                           Index n) const override;
-  void swiglu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
-                            const std::uint16_t* up, Index n) const override;
+                                const float* rstd, Index n, Index dim, float w_offset) const override;
+  void glu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
+                           Index n, Activation act) const override;
+  void glu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
+                            const std::uint16_t* up, Index n, Activation act) const override;
   void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w,
                                const float* bias, Index n, Index in, Index out) const override;
   void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
-                        const float* rstd, Index n, Index dim) const override;
+                        const float* rstd, Index n, Index dim, float w_offset) const override;
   void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin,
                     Index n, Index heads, Index head_dim) const override;
   void rope_backward(float* dx, const std::int32_t* positions, const float* cos,
@@ -163,9 +164,9 @@ class EmulatedKernels final : public kernels::Kernels {
                                const std::uint16_t* v, const std::uint16_t* out,
                                const float* saved, const Index* cu_seqlens, Index num_seqs,
                                Index heads, Index kv_heads, Index head_dim) const override;
-  void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
-  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
-                       const float* up, Index n) const override;
+  void glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const override;
+  void glu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                       const float* up, Index n, Activation act) const override;
   void logits_max(float* row_max, const float* logits, Index n, Index ld,
                   Index valid) const override;
   void logits_sumexp_target(float* sumexp, float* target_logit, const float* logits,

@@ -67,6 +67,9 @@ def main():
                    help="a Qwen2ForCausalLM: biases on q/k/v (std 0.3), use_sliding_window false")
     p.add_argument("--qwen3", action="store_true",
                    help="a Qwen3ForCausalLM: RMSNorm weights of the query and key heads, head_dim explicit")
+    p.add_argument("--gemma", action="store_true",
+                   help="a GemmaForCausalLM: GeGLU, norm weights around 0 (scales 1 + w), tied embeddings, "
+                        "head_dim twice hidden / heads")
     p.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--seed", type=int, default=1234)
@@ -75,13 +78,15 @@ def main():
     a = p.parse_args()
 
     rng = random.Random(a.seed)
-    head_dim = a.hidden // a.heads
+    head_dim = a.hidden // a.heads * (2 if a.gemma else 1)
+    if a.gemma:
+        a.tie = True
 
     def matrix(rows, cols):
         return [bf16_round(rng.gauss(0.0, a.std)) for _ in range(rows * cols)]
 
-    def norm(n):  # around 1, not exactly 1, so that tests see the norm weights at work
-        return [bf16_round(1.0 + rng.gauss(0.0, 0.1)) for _ in range(n)]
+    def norm(n):  # scales around 1, not exactly 1, so that tests see the norm weights at work
+        return [bf16_round((0.0 if a.gemma else 1.0) + rng.gauss(0.0, 0.1)) for _ in range(n)]
 
     def biases(name, n):  # large enough to move the scores visibly
         return [(name, [n], [bf16_round(rng.gauss(0.0, 0.3)) for _ in range(n)])] if a.qwen2 else []
@@ -132,6 +137,11 @@ def main():
         config.update({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "head_dim": head_dim,
                        "attention_bias": False, "use_sliding_window": False, "sliding_window": None,
                        "max_window_layers": a.layers})
+    if a.gemma:  # Gemma's own keys, hidden_act as the first published configs have it (ignored)
+        config.update({"architectures": ["GemmaForCausalLM"], "model_type": "gemma", "head_dim": head_dim,
+                       "hidden_act": "gelu", "hidden_activation": "gelu_pytorch_tanh", "rms_norm_eps": 1e-6,
+                       "attention_bias": False})
+        del config["tie_word_embeddings"]  # GemmaConfig's default: tied
     if a.qwen2:  # Qwen2's own keys, the window off as in the published models
         config.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "use_sliding_window": False,
                        "sliding_window": a.max_positions // 2, "max_window_layers": a.layers})

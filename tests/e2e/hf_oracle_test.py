@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""`spin score` against Hugging Face transformers' LlamaForCausalLM and Qwen2ForCausalLM (float32,
-CPU) on the tiny models: per-token log-probabilities and masked sums agree to 2e-5 absolute. This
-is the independent check that spin computes what the checkpoints mean (RoPE layout, GQA head
-grouping, RMSNorm, SwiGLU, tied embeddings, Qwen2's q/k/v biases). Qwen3 is newer than the
+"""`spin score` against Hugging Face transformers' LlamaForCausalLM, Qwen2ForCausalLM and
+GemmaForCausalLM (float32, CPU) on the tiny models: per-token log-probabilities and masked sums
+agree to 2e-5 absolute. This is the independent check that spin computes what the checkpoints
+mean (RoPE layout, GQA head grouping, RMSNorm, SwiGLU, tied embeddings, Qwen2's q/k/v biases,
+Gemma's GeGLU, 1 + w norms, scaled embeddings and head_dim apart from hidden / heads). Qwen3 is newer than the
 transformers this oracle runs on (4.40, beside Debian's torch 1.13): its reference is
 LlamaForCausalLM with Qwen3's head norms put on the q and k projections' outputs by forward hooks,
 computed as transformers' Qwen3RMSNorm computes them. Needs torch and transformers (a test
@@ -57,7 +58,7 @@ def main():
     p.add_argument("--input", required=True)
     args = p.parse_args()
     records = [json.loads(l) for l in open(args.input) if l.strip()]
-    for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3"]:
+    for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")

@@ -128,40 +128,45 @@ TEST_F(Fixture, LinearForwardAndBackward) {
   EXPECT_CLOSE(gdw.get(gpu), dw);
 }
 
+// scale: Gemma's sqrt(hidden_size).
 TEST_F(Fixture, EmbeddingWithIdsOutsideTheShardAndRepeats) {
-  const Index n = 300, hidden = 64, start = 50, rows = 40;
-  auto ids = random_ints(n, 0, 120);  // many outside [50, 90), many repeated
-  auto table = random(rows * hidden), dout = random(n * hidden), dtable = random(rows * hidden);
-  Dev gids(ids), gtable(table), gdout(dout), gout = poisoned(n * hidden), gdtable(dtable);
-  std::vector<float> out(n * hidden);
-  cpu.embedding_forward(out.data(), ids.data(), table.data(), n, hidden, start, rows);
-  gpu.embedding_forward(gout.f(), gids.i(), gtable.f(), n, hidden, start, rows);
-  EXPECT_CLOSE(gout.get(gpu), out);
-  cpu.embedding_backward(dtable.data(), ids.data(), dout.data(), n, hidden, start, rows);
-  gpu.embedding_backward(gdtable.f(), gids.i(), gdout.f(), n, hidden, start, rows);
-  EXPECT_CLOSE(gdtable.get(gpu), dtable);
+  for (const float scale : {1.0f, 45.254834f}) {
+    const Index n = 300, hidden = 64, start = 50, rows = 40;
+    auto ids = random_ints(n, 0, 120);  // many outside [50, 90), many repeated
+    auto table = random(rows * hidden), dout = random(n * hidden), dtable = random(rows * hidden);
+    Dev gids(ids), gtable(table), gdout(dout), gout = poisoned(n * hidden), gdtable(dtable);
+    std::vector<float> out(n * hidden);
+    cpu.embedding_forward(out.data(), ids.data(), table.data(), n, hidden, start, rows, scale);
+    gpu.embedding_forward(gout.f(), gids.i(), gtable.f(), n, hidden, start, rows, scale);
+    EXPECT_CLOSE(gout.get(gpu), out);
+    cpu.embedding_backward(dtable.data(), ids.data(), dout.data(), n, hidden, start, rows, scale);
+    gpu.embedding_backward(gdtable.f(), gids.i(), gdout.f(), n, hidden, start, rows, scale);
+    EXPECT_CLOSE(gdtable.get(gpu), dtable);
+  }
 }
 
+// w_offset 1: Gemma's norms, 1 + w.
 TEST_F(Fixture, RmsNormForwardAndBackward) {
+  for (const float w_offset : {0.0f, 1.0f})
   for (Index dim : {64, 1000, 4096}) {
     const Index n = 301;
-    auto x = random(n * dim), w = random(dim, 0.5f, 1.5f), dout = random(n * dim);
+    auto x = random(n * dim), w = random(dim, 0.5f - w_offset, 1.5f - w_offset), dout = random(n * dim);
     auto dx = random(n * dim), dw = random(dim);
     Dev gx(x), gw(w), gdout(dout), gout = poisoned(n * dim), grstd = poisoned(n), gdx(dx), gdw(dw);
     std::vector<float> out(n * dim), rstd(n);
-    cpu.rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), n, dim, 1e-5f);
-    gpu.rmsnorm_forward(gout.f(), grstd.f(), gx.f(), gw.f(), n, dim, 1e-5f);
-    EXPECT_CLOSE(gout.get(gpu), out) << dim;
-    EXPECT_CLOSE(grstd.get(gpu), rstd) << dim;
+    cpu.rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), n, dim, 1e-5f, w_offset);
+    gpu.rmsnorm_forward(gout.f(), grstd.f(), gx.f(), gw.f(), n, dim, 1e-5f, w_offset);
+    EXPECT_CLOSE(gout.get(gpu), out) << dim << " " << w_offset;
+    EXPECT_CLOSE(grstd.get(gpu), rstd) << dim << " " << w_offset;
     // The bf16 output: the GPU's own float32 output, rounded.
     const std::vector<std::uint16_t> poison(static_cast<std::size_t>(n * dim), 0x7fc1);
     PooledBuffer out16 = cuda::upload(poison);
-    gpu.rmsnorm_forward_bf16(out16.as<std::uint16_t>(), grstd.f(), gx.f(), gw.f(), n, dim, 1e-5f);
-    EXPECT_EQ(cuda::download<std::uint16_t>(out16, n * dim), to_bf16_host(gout.get(gpu))) << dim;
-    cpu.rmsnorm_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), n, dim);
-    gpu.rmsnorm_backward(gdx.f(), gdw.f(), gdout.f(), gx.f(), gw.f(), grstd.f(), n, dim);
-    EXPECT_CLOSE(gdx.get(gpu), dx) << dim;
-    EXPECT_CLOSE(gdw.get(gpu), dw) << dim;
+    gpu.rmsnorm_forward_bf16(out16.as<std::uint16_t>(), grstd.f(), gx.f(), gw.f(), n, dim, 1e-5f, w_offset);
+    EXPECT_EQ(cuda::download<std::uint16_t>(out16, n * dim), to_bf16_host(gout.get(gpu))) << dim << " " << w_offset;
+    cpu.rmsnorm_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), n, dim, w_offset);
+    gpu.rmsnorm_backward(gdx.f(), gdw.f(), gdout.f(), gx.f(), gw.f(), grstd.f(), n, dim, w_offset);
+    EXPECT_CLOSE(gdx.get(gpu), dx) << dim << " " << w_offset;
+    EXPECT_CLOSE(gdw.get(gpu), dw) << dim << " " << w_offset;
   }
 }
 
@@ -173,14 +178,14 @@ TEST_F(Fixture, RmsNormOverBf16InputForwardAndBackward) {
     auto w = random(dim, 0.5f, 1.5f), dout = random(n * dim), dx = random(n * dim), dw = random(dim);
     std::vector<std::uint16_t> out16(n * dim);
     std::vector<float> rstd(n);
-    cpu.rmsnorm_forward_bf16_in(out16.data(), rstd.data(), x16.data(), w.data(), n, dim, 1e-6f);
+    cpu.rmsnorm_forward_bf16_in(out16.data(), rstd.data(), x16.data(), w.data(), n, dim, 1e-6f, 0.0f);
     PooledBuffer gx16 = cuda::upload(x16), gout16 = poisoned_bf16(static_cast<std::size_t>(n * dim));
     Dev gw(w), grstd = poisoned(n), gdout(dout), gdx(dx), gdw(dw);
-    gpu.rmsnorm_forward_bf16_in(gout16.as<std::uint16_t>(), grstd.f(), gx16.as<std::uint16_t>(), gw.f(), n, dim, 1e-6f);
+    gpu.rmsnorm_forward_bf16_in(gout16.as<std::uint16_t>(), grstd.f(), gx16.as<std::uint16_t>(), gw.f(), n, dim, 1e-6f, 0.0f);
     EXPECT_BF16_CLOSE(download_bf16(gpu, gout16, static_cast<std::size_t>(n * dim)), widen(out16)) << dim;
     EXPECT_CLOSE(grstd.get(gpu), rstd) << dim;
-    cpu.rmsnorm_backward_bf16_in(dx.data(), dw.data(), dout.data(), x16.data(), w.data(), rstd.data(), n, dim);
-    gpu.rmsnorm_backward_bf16_in(gdx.f(), gdw.f(), gdout.f(), gx16.as<std::uint16_t>(), gw.f(), grstd.f(), n, dim);
+    cpu.rmsnorm_backward_bf16_in(dx.data(), dw.data(), dout.data(), x16.data(), w.data(), rstd.data(), n, dim, 0.0f);
+    gpu.rmsnorm_backward_bf16_in(gdx.f(), gdw.f(), gdout.f(), gx16.as<std::uint16_t>(), gw.f(), grstd.f(), n, dim, 0.0f);
     EXPECT_CLOSE(gdx.get(gpu), dx) << dim;
     EXPECT_CLOSE(gdw.get(gpu), dw) << dim;
   }
@@ -531,33 +536,36 @@ TEST_F(Fixture, LogprobFromAllReducedSums) {
   EXPECT_CLOSE(glse.get(gpu), lse);
 }
 
-TEST_F(Fixture, SwigluForwardAndBackward) {
+// SwiGLU and GeGLU (Gemma).
+TEST_F(Fixture, GluForwardAndBackward) {
   const Index n = 100003;
-  auto gate = random(n, -6.0f, 6.0f), up = random(n), dout = random(n);
-  Dev ggate(gate), gup(up), gdout(dout), gout = poisoned(n), gdg = poisoned(n), gdu = poisoned(n);
-  std::vector<float> out(n), dg(n), du(n);
-  cpu.swiglu_forward(out.data(), gate.data(), up.data(), n);
-  gpu.swiglu_forward(gout.f(), ggate.f(), gup.f(), n);
-  EXPECT_CLOSE(gout.get(gpu), out);
-  // bf16 gate and up: the GPU's float32 kernels on the widened values, the forward's output
-  // rounded (same device arithmetic: bitwise).
-  const auto gate16 = to_bf16_host(gate), up16 = to_bf16_host(up);
-  Dev gate_wide(widen(gate16)), up_wide(widen(up16)), gref = poisoned(n), gdg_ref = poisoned(n), gdu_ref = poisoned(n);
-  PooledBuffer ggate16 = cuda::upload(gate16), gup16 = cuda::upload(up16);
-  const std::vector<std::uint16_t> poison(static_cast<std::size_t>(n), 0x7fc1);
-  PooledBuffer out16 = cuda::upload(poison);
-  gpu.swiglu_forward(gref.f(), gate_wide.f(), up_wide.f(), n);
-  gpu.swiglu_forward_bf16(out16.as<std::uint16_t>(), ggate16.as<std::uint16_t>(), gup16.as<std::uint16_t>(), n);
-  EXPECT_EQ(cuda::download<std::uint16_t>(out16, n), to_bf16_host(gref.get(gpu)));
-  gpu.swiglu_backward(gdg_ref.f(), gdu_ref.f(), gdout.f(), gate_wide.f(), up_wide.f(), n);
-  Dev gdg16 = poisoned(n), gdu16 = poisoned(n);
-  gpu.swiglu_backward_bf16(gdg16.f(), gdu16.f(), gdout.f(), ggate16.as<std::uint16_t>(), gup16.as<std::uint16_t>(), n);
-  EXPECT_EQ(gdg16.get(gpu), gdg_ref.get(gpu));
-  EXPECT_EQ(gdu16.get(gpu), gdu_ref.get(gpu));
-  cpu.swiglu_backward(dg.data(), du.data(), dout.data(), gate.data(), up.data(), n);
-  gpu.swiglu_backward(gdg.f(), gdu.f(), gdout.f(), ggate.f(), gup.f(), n);
-  EXPECT_CLOSE(gdg.get(gpu), dg);
-  EXPECT_CLOSE(gdu.get(gpu), du);
+  for (const Activation act : {Activation::Silu, Activation::GeluTanh}) {
+    auto gate = random(n, -6.0f, 6.0f), up = random(n), dout = random(n);
+    Dev ggate(gate), gup(up), gdout(dout), gout = poisoned(n), gdg = poisoned(n), gdu = poisoned(n);
+    std::vector<float> out(n), dg(n), du(n);
+    cpu.glu_forward(out.data(), gate.data(), up.data(), n, act);
+    gpu.glu_forward(gout.f(), ggate.f(), gup.f(), n, act);
+    EXPECT_CLOSE(gout.get(gpu), out);
+    // bf16 gate and up: the GPU's float32 kernels on the widened values, the forward's output
+    // rounded (same device arithmetic: bitwise).
+    const auto gate16 = to_bf16_host(gate), up16 = to_bf16_host(up);
+    Dev gate_wide(widen(gate16)), up_wide(widen(up16)), gref = poisoned(n), gdg_ref = poisoned(n), gdu_ref = poisoned(n);
+    PooledBuffer ggate16 = cuda::upload(gate16), gup16 = cuda::upload(up16);
+    const std::vector<std::uint16_t> poison(static_cast<std::size_t>(n), 0x7fc1);
+    PooledBuffer out16 = cuda::upload(poison);
+    gpu.glu_forward(gref.f(), gate_wide.f(), up_wide.f(), n, act);
+    gpu.glu_forward_bf16(out16.as<std::uint16_t>(), ggate16.as<std::uint16_t>(), gup16.as<std::uint16_t>(), n, act);
+    EXPECT_EQ(cuda::download<std::uint16_t>(out16, n), to_bf16_host(gref.get(gpu)));
+    gpu.glu_backward(gdg_ref.f(), gdu_ref.f(), gdout.f(), gate_wide.f(), up_wide.f(), n, act);
+    Dev gdg16 = poisoned(n), gdu16 = poisoned(n);
+    gpu.glu_backward_bf16(gdg16.f(), gdu16.f(), gdout.f(), ggate16.as<std::uint16_t>(), gup16.as<std::uint16_t>(), n, act);
+    EXPECT_EQ(gdg16.get(gpu), gdg_ref.get(gpu));
+    EXPECT_EQ(gdu16.get(gpu), gdu_ref.get(gpu));
+    cpu.glu_backward(dg.data(), du.data(), dout.data(), gate.data(), up.data(), n, act);
+    gpu.glu_backward(gdg.f(), gdu.f(), gdout.f(), ggate.f(), gup.f(), n, act);
+    EXPECT_CLOSE(gdg.get(gpu), dg);
+    EXPECT_CLOSE(gdu.get(gpu), du);
+  }
 }
 
 TEST_F(Fixture, VocabParallelLogSoftmaxPiecesWithPaddingAndMissingTargets) {

@@ -23,13 +23,13 @@ class CpuKernels final : public Kernels {
                             const std::uint16_t* x, const std::uint16_t* w, Index n, Index in,
                             Index out, bool accumulate_dx) const override;
   void embedding_forward(float* out, const std::int32_t* ids, const float* table, Index n,
-                         Index hidden, Index vocab_start, Index rows) const override;
+                         Index hidden, Index vocab_start, Index rows, float scale) const override;
   void embedding_backward(float* dtable, const std::int32_t* ids, const float* dout, Index n,
-                          Index hidden, Index vocab_start, Index rows) const override;
+                          Index hidden, Index vocab_start, Index rows, float scale) const override;
   void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, Index n,
-                       Index dim, float eps) const override;
+                       Index dim, float eps, float w_offset) const override;
   void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
-                        const float* rstd, Index n, Index dim) const override;
+                        const float* rstd, Index n, Index dim, float w_offset) const override;
   void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin,
                     Index n, Index heads, Index head_dim) const override;
   void rope_backward(float* dx, const std::int32_t* positions, const float* cos,
@@ -69,21 +69,21 @@ class CpuKernels final : public Kernels {
                                Index heads, Index kv_heads, Index head_dim) const override;
   void logprob_from_sums(float* logprob, float* lse, const float* sums,
                          const std::int32_t* targets, Index n) const override;
-  void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
-  void swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
-                           Index n) const override;
-  void swiglu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
-                            const std::uint16_t* up, Index n) const override;
+  void glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const override;
+  void glu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
+                           Index n, Activation act) const override;
+  void glu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
+                            const std::uint16_t* up, Index n, Activation act) const override;
   void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w,
                                const float* bias, Index n, Index in, Index out) const override;
   void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
-                            Index n, Index dim, float eps) const override;
+                            Index n, Index dim, float eps, float w_offset) const override;
   void rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x, const float* w, Index n,
-                               Index dim, float eps) const override;
+                               Index dim, float eps, float w_offset) const override;
   void rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x, const float* w,
-                                const float* rstd, Index n, Index dim) const override;
-  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
-                       const float* up, Index n) const override;
+                                const float* rstd, Index n, Index dim, float w_offset) const override;
+  void glu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                       const float* up, Index n, Activation act) const override;
   void logits_max(float* row_max, const float* logits, Index n, Index ld,
                   Index valid) const override;
   void logits_sumexp_target(float* sumexp, float* target_logit, const float* logits,

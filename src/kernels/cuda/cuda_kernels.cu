@@ -69,39 +69,39 @@ void CudaKernels::linear_backward(float* dx, float* dw, const float* dy, const f
 }
 
 void CudaKernels::embedding_forward(float* out, const std::int32_t* ids, const float* table, Index n, Index hidden,
-                                    Index vocab_start, Index rows) const {
+                                    Index vocab_start, Index rows, float scale) const {
   embedding_forward_kernel<<<blocks_for(n * hidden), kThreads, 0, stream_>>>(out, ids, table, n, hidden, vocab_start,
-                                                                           rows);
+                                                                           rows, scale);
   SPIN_CUDA_CHECK_LAUNCH("embedding_forward");
 }
 
 void CudaKernels::embedding_backward(float* dtable, const std::int32_t* ids, const float* dout, Index n, Index hidden,
-                                     Index vocab_start, Index rows) const {
+                                     Index vocab_start, Index rows, float scale) const {
   embedding_backward_kernel<<<blocks_for(n * hidden), kThreads, 0, stream_>>>(dtable, ids, dout, n, hidden,
-                                                                            vocab_start, rows);
+                                                                            vocab_start, rows, scale);
   SPIN_CUDA_CHECK_LAUNCH("embedding_backward");
 }
 
 void CudaKernels::rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, Index n, Index dim,
-                                  float eps) const {
+                                  float eps, float w_offset) const {
   if (n == 0) return;
-  rmsnorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, rstd, x, w, dim, eps);
+  rmsnorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, rstd, x, w, w_offset, dim, eps);
   SPIN_CUDA_CHECK_LAUNCH("rmsnorm_forward");
 }
 
 void CudaKernels::rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, Index n,
-                                       Index dim, float eps) const {
+                                       Index dim, float eps, float w_offset) const {
   if (n == 0) return;
   rmsnorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(out),
-                                                                            rstd, x, w, dim, eps);
+                                                                            rstd, x, w, w_offset, dim, eps);
   SPIN_CUDA_CHECK_LAUNCH("rmsnorm_forward_bf16");
 }
 
 void CudaKernels::rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x, const float* w,
-                                          Index n, Index dim, float eps) const {
+                                          Index n, Index dim, float eps, float w_offset) const {
   if (n == 0) return;
   rmsnorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(
-      reinterpret_cast<__nv_bfloat16*>(out), rstd, reinterpret_cast<const __nv_bfloat16*>(x), w, dim, eps);
+      reinterpret_cast<__nv_bfloat16*>(out), rstd, reinterpret_cast<const __nv_bfloat16*>(x), w, w_offset, dim, eps);
   SPIN_CUDA_CHECK_LAUNCH("rmsnorm_forward_bf16_in");
 }
 
@@ -109,9 +109,9 @@ namespace {
 // RMSNorm's backward over x of element type In: dx by rows, dw by columns over chunks of rows.
 template <class In>
 void launch_rmsnorm_backward(cudaStream_t stream, float* dx, float* dw, const float* dout, const In* x,
-                             const float* w, const float* rstd, Index n, Index dim) {
+                             const float* w, float w_offset, const float* rstd, Index n, Index dim) {
   if (n == 0) return;
-  rmsnorm_backward_dx_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(dx, dout, x, w, rstd, dim);
+  rmsnorm_backward_dx_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(dx, dout, x, w, w_offset, rstd, dim);
   SPIN_CUDA_CHECK_LAUNCH("rmsnorm_backward (dx)");
   const dim3 grid(static_cast<unsigned>((dim + kThreads - 1) / kThreads),
                   static_cast<unsigned>((n + kRowsPerChunk - 1) / kRowsPerChunk));
@@ -121,13 +121,13 @@ void launch_rmsnorm_backward(cudaStream_t stream, float* dx, float* dw, const fl
 }  // namespace
 
 void CudaKernels::rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
-                                   const float* rstd, Index n, Index dim) const {
-  launch_rmsnorm_backward(stream_, dx, dw, dout, x, w, rstd, n, dim);
+                                   const float* rstd, Index n, Index dim, float w_offset) const {
+  launch_rmsnorm_backward(stream_, dx, dw, dout, x, w, w_offset, rstd, n, dim);
 }
 
 void CudaKernels::rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x,
-                                           const float* w, const float* rstd, Index n, Index dim) const {
-  launch_rmsnorm_backward(stream_, dx, dw, dout, reinterpret_cast<const __nv_bfloat16*>(x), w, rstd, n, dim);
+                                           const float* w, const float* rstd, Index n, Index dim, float w_offset) const {
+  launch_rmsnorm_backward(stream_, dx, dw, dout, reinterpret_cast<const __nv_bfloat16*>(x), w, w_offset, rstd, n, dim);
 }
 
 void CudaKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
@@ -186,32 +186,32 @@ void CudaKernels::gather_rows(float* dst, const float* src, const Index* rows, I
   SPIN_CUDA_CHECK_LAUNCH("gather_rows");
 }
 
-void CudaKernels::swiglu_forward(float* out, const float* gate, const float* up, Index n) const {
-  swiglu_forward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(out, gate, up, n);
-  SPIN_CUDA_CHECK_LAUNCH("swiglu_forward");
+void CudaKernels::glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const {
+  glu_forward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(out, gate, up, n, act);
+  SPIN_CUDA_CHECK_LAUNCH("glu_forward");
 }
 
 namespace {
 const __nv_bfloat16* as_bf16(const std::uint16_t* p) { return reinterpret_cast<const __nv_bfloat16*>(p); }
 }  // namespace
 
-void CudaKernels::swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
-                                      Index n) const {
-  swiglu_forward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(out),
-                                                                 as_bf16(gate), as_bf16(up), n);
-  SPIN_CUDA_CHECK_LAUNCH("swiglu_forward_bf16");
+void CudaKernels::glu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
+                                      Index n, Activation act) const {
+  glu_forward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(out),
+                                                              as_bf16(gate), as_bf16(up), n, act);
+  SPIN_CUDA_CHECK_LAUNCH("glu_forward_bf16");
 }
 
-void CudaKernels::swiglu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
-                                       const std::uint16_t* up, Index n) const {
-  swiglu_backward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dgate, dup, dout, as_bf16(gate), as_bf16(up), n);
-  SPIN_CUDA_CHECK_LAUNCH("swiglu_backward_bf16");
+void CudaKernels::glu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
+                                       const std::uint16_t* up, Index n, Activation act) const {
+  glu_backward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dgate, dup, dout, as_bf16(gate), as_bf16(up), n, act);
+  SPIN_CUDA_CHECK_LAUNCH("glu_backward_bf16");
 }
 
-void CudaKernels::swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
-                                  Index n) const {
-  swiglu_backward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dgate, dup, dout, gate, up, n);
-  SPIN_CUDA_CHECK_LAUNCH("swiglu_backward");
+void CudaKernels::glu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                                  Index n, Activation act) const {
+  glu_backward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dgate, dup, dout, gate, up, n, act);
+  SPIN_CUDA_CHECK_LAUNCH("glu_backward");
 }
 
 void CudaKernels::logits_max(float* row_max, const float* logits, Index n, Index ld, Index valid) const {

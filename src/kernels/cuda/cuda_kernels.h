@@ -48,17 +48,17 @@ class CudaKernels final : public Kernels {
   void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, Index n, Index in,
                        Index out, bool accumulate_dx) const override;
   void embedding_forward(float* out, const std::int32_t* ids, const float* table, Index n, Index hidden,
-                         Index vocab_start, Index rows) const override;
+                         Index vocab_start, Index rows, float scale) const override;
   void embedding_backward(float* dtable, const std::int32_t* ids, const float* dout, Index n, Index hidden,
-                          Index vocab_start, Index rows) const override;
+                          Index vocab_start, Index rows, float scale) const override;
   void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, Index n, Index dim,
-                       float eps) const override;
+                       float eps, float w_offset) const override;
   void rmsnorm_forward_bf16_in(std::uint16_t* out, float* rstd, const std::uint16_t* x, const float* w, Index n,
-                               Index dim, float eps) const override;
+                               Index dim, float eps, float w_offset) const override;
   void rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x, const float* w,
-                                const float* rstd, Index n, Index dim) const override;
+                                const float* rstd, Index n, Index dim, float w_offset) const override;
   void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
-                        Index n, Index dim) const override;
+                        Index n, Index dim, float w_offset) const override;
   void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
                     Index heads, Index head_dim) const override;
   void rope_backward(float* dx, const std::int32_t* positions, const float* cos, const float* sin, Index n,
@@ -90,9 +90,9 @@ class CudaKernels final : public Kernels {
                                const float* saved, const Index* cu_seqlens, Index num_seqs, Index heads,
                                Index kv_heads, Index head_dim) const override;
   void gather_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
-  void swiglu_forward(float* out, const float* gate, const float* up, Index n) const override;
-  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
-                       Index n) const override;
+  void glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const override;
+  void glu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                       Index n, Activation act) const override;
   void logits_max(float* row_max, const float* logits, Index n, Index ld, Index valid) const override;
   void logits_sumexp_target(float* sumexp, float* target_logit, const float* logits, const float* row_max,
                             const std::int32_t* targets, Index n, Index ld, Index valid,
@@ -130,11 +130,11 @@ class CudaKernels final : public Kernels {
   void linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16, const std::uint16_t* x,
                             const std::uint16_t* w, Index n, Index in, Index out, bool accumulate_dx) const override;
   void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, Index n, Index dim,
-                            float eps) const override;
-  void swiglu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
-                           Index n) const override;
-  void swiglu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
-                            const std::uint16_t* up, Index n) const override;
+                            float eps, float w_offset) const override;
+  void glu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
+                           Index n, Activation act) const override;
+  void glu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
+                            const std::uint16_t* up, Index n, Activation act) const override;
   // cublasGemmEx with a bf16 C: the float32 accumulation rounded as written.
   // With a bias: the product in float32 (pooled scratch), then one kernel adds the bias and rounds.
   void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w, const float* bias,

@@ -19,19 +19,19 @@ namespace {
 
 // ---- element-wise ------------------------------------------------------------------------
 __global__ void embedding_forward_kernel(float* out, const int* ids, const float* table, long long n, long long hidden,
-                                         long long vocab_start, long long rows) {
+                                         long long vocab_start, long long rows, float scale) {
   SPIN_GRID_STRIDE(e, n * hidden) {
     const long long i = e / hidden, j = e % hidden;
     const long long row = ids[i] - vocab_start;
-    out[e] = (row >= 0 && row < rows) ? table[row * hidden + j] : 0.0f;
+    out[e] = (row >= 0 && row < rows) ? table[row * hidden + j] * scale : 0.0f;
   }
 }
 __global__ void embedding_backward_kernel(float* dtable, const int* ids, const float* dout, long long n,
-                                          long long hidden, long long vocab_start, long long rows) {
+                                          long long hidden, long long vocab_start, long long rows, float scale) {
   SPIN_GRID_STRIDE(e, n * hidden) {
     const long long i = e / hidden, j = e % hidden;
     const long long row = ids[i] - vocab_start;
-    if (row >= 0 && row < rows) atomicAdd(dtable + row * hidden + j, dout[e]);
+    if (row >= 0 && row < rows) atomicAdd(dtable + row * hidden + j, dout[e] * scale);
   }
 }
 // A kernel's element in memory: float32, or bf16 (mixed precision) rounded as written and
@@ -56,21 +56,42 @@ __global__ void rope_kernel(T* x, const int* positions, const float* cos, const 
   }
 }
 
+// The gated MLP, out = act(gate) * up (kernels.h): SwiGLU, or GeGLU with GELU's tanh form,
+// computed as the CPU's (kernels/cpu/glu.cpp): (1 + tanh(u)) / 2 = 1 / (1 + e^-2u).
+constexpr float kGeluBeta = 0.7978845608028654f;  // sqrt(2 / pi)
+constexpr float kGeluKappa = 0.044715f;
+// e^-2u, saturated below overflow (so that s e^-2u below stays finite).
+__device__ inline float gelu_exp_minus_2u(float g) {
+  return expf(fminf(-2.0f * kGeluBeta * (g + kGeluKappa * (g * g * g)), 88.0f));
+}
+
 template <class In, class Out>
-__global__ void swiglu_forward_kernel(Out* out, const In* gate, const In* up, long long n) {
+__global__ void glu_forward_kernel(Out* out, const In* gate, const In* up, long long n, Activation act) {
   SPIN_GRID_STRIDE(i, n) {
     const float g = load(gate + i);
-    const float s = 1.0f / (1.0f + expf(-g));
-    store(out + i, g * s * load(up + i));
+    if (act == Activation::Silu) {
+      const float s = 1.0f / (1.0f + expf(-g));
+      store(out + i, g * s * load(up + i));
+    } else {
+      store(out + i, g / (1.0f + gelu_exp_minus_2u(g)) * load(up + i));
+    }
   }
 }
 template <class In>
-__global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* dout, const In* gate, const In* up,
-                                       long long n) {
+__global__ void glu_backward_kernel(float* dgate, float* dup, const float* dout, const In* gate, const In* up,
+                                    long long n, Activation act) {
   SPIN_GRID_STRIDE(i, n) {
-    const float g = load(gate + i), s = 1.0f / (1.0f + expf(-g)), d = dout[i];
-    dgate[i] = d * load(up + i) * s * (1.0f + g * (1.0f - s));
-    dup[i] = d * g * s;
+    const float g = load(gate + i), d = dout[i];
+    if (act == Activation::Silu) {
+      const float s = 1.0f / (1.0f + expf(-g));
+      dgate[i] = d * load(up + i) * s * (1.0f + g * (1.0f - s));
+      dup[i] = d * g * s;
+    } else {
+      const float e = gelu_exp_minus_2u(g), s = 1.0f / (1.0f + e);
+      const float slope = s + 2.0f * g * s * (s * e) * kGeluBeta * (1.0f + 3.0f * kGeluKappa * g * g);
+      dgate[i] = d * load(up + i) * slope;
+      dup[i] = d * (g * s);
+    }
   }
 }
 __global__ void add_kernel(float* y, const float* x, long long n) {
@@ -170,8 +191,8 @@ __global__ void to_f32_kernel(float* out, const __nv_bfloat16* in, long long n) 
 // ---- row reductions: one block per row ---------------------------------------------------
 // x float32, or bf16 widened as read (Qwen3's head norms); the output float32 or bf16.
 template <class Out, class In = float>
-__global__ void rmsnorm_forward_kernel(Out* out, float* rstd, const In* x, const float* w, long long dim,
-                                       float eps) {
+__global__ void rmsnorm_forward_kernel(Out* out, float* rstd, const In* x, const float* w, float w_offset,
+                                       long long dim, float eps) {
   __shared__ float shared[32];
   const In* xi = x + blockIdx.x * dim;
   float ss = 0.0f;
@@ -180,20 +201,20 @@ __global__ void rmsnorm_forward_kernel(Out* out, float* rstd, const In* x, const
   const float r = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
   if (threadIdx.x == 0) rstd[blockIdx.x] = r;
   Out* oi = out + blockIdx.x * dim;
-  for (long long j = threadIdx.x; j < dim; j += blockDim.x) store(oi + j, load(xi + j) * r * w[j]);
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) store(oi + j, load(xi + j) * r * (w_offset + w[j]));
 }
 template <class In>
 __global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dout, const In* x, const float* w,
-                                           const float* rstd, long long dim) {
+                                           float w_offset, const float* rstd, long long dim) {
   __shared__ float shared[32];
   const long long at = blockIdx.x * dim;
   float dot = 0.0f;
-  for (long long j = threadIdx.x; j < dim; j += blockDim.x) dot += dout[at + j] * w[j] * load(x + at + j);
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) dot += dout[at + j] * (w_offset + w[j]) * load(x + at + j);
   dot = block_sum(dot, shared);
   const float r = rstd[blockIdx.x];
   const float c = r * r * dot / static_cast<float>(dim);
   for (long long j = threadIdx.x; j < dim; j += blockDim.x) {
-    dx[at + j] += r * (dout[at + j] * w[j] - load(x + at + j) * c);
+    dx[at + j] += r * (dout[at + j] * (w_offset + w[j]) - load(x + at + j) * c);
   }
 }
 // dw[j] += sum_i dout[i, j] x[i, j] rstd[i]: a thread per column over a chunk of rows (coalesced

@@ -37,69 +37,73 @@ void run(unsigned blocks, const std::function<void()>& kernel, dim3 grid = dim3(
 }
 
 TEST(CudaKernelsEmulated, RmsNormForwardAndBackward) {
-  const CpuKernels cpu;
-  // The row kernels (a block per row) on 24 rows; dw's column kernel over 260 rows, two chunks
-  // of 256 (its blocks are few: the emulation's cost is in the barriers of many blocks).
-  const long long rows = 24, n = 260, dim = 70;
-  const auto x = testing::random_uniform(n * dim, 1), w = testing::random_uniform(dim, 2, 0.5f, 1.5f),
-             dout = testing::random_uniform(n * dim, 3);
-  std::vector<float> out(rows * dim, NAN), rstd(rows, NAN), want_out(n * dim), want_rstd(n);
-  run(rows, [&] { dev::rmsnorm_forward_kernel<float>(out.data(), rstd.data(), x.data(), w.data(), dim, 1e-5f); });
-  cpu.rmsnorm_forward(want_out.data(), want_rstd.data(), x.data(), w.data(), n, dim, 1e-5f);
-  want_out.resize(rows * dim);
-  EXPECT_LT(testing::relative_error(out, want_out), 1e-5);
-  EXPECT_LT(testing::relative_error(rstd, std::vector<float>(want_rstd.begin(), want_rstd.begin() + rows)), 1e-5);
-  std::vector<__nv_bfloat16> out16(rows * dim, __nv_bfloat16{0xFFFF});
-  std::vector<std::uint16_t> want16(rows * dim);
-  std::vector<float> scratch(rows);
-  run(rows,
-      [&] { dev::rmsnorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), w.data(), dim, 1e-5f); });
-  cpu.rmsnorm_forward_bf16(want16.data(), scratch.data(), x.data(), w.data(), rows, dim, 1e-5f);
-  long long differ = 0;
-  for (std::size_t i = 0; i < want16.size(); ++i) differ += out16[i].bits != want16[i];
-  EXPECT_LE(differ, rows * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
+  // w_offset 1: Gemma's norms (1 + w).
+  for (const float w_offset : {0.0f, 1.0f}) {
+    SCOPED_TRACE(w_offset);
+    const CpuKernels cpu;
+    // The row kernels (a block per row) on 24 rows; dw's column kernel over 260 rows, two chunks
+    // of 256 (its blocks are few: the emulation's cost is in the barriers of many blocks).
+    const long long rows = 24, n = 260, dim = 70;
+    const auto x = testing::random_uniform(n * dim, 1), w = testing::random_uniform(dim, 2, 0.5f - w_offset, 1.5f - w_offset),
+               dout = testing::random_uniform(n * dim, 3);
+    std::vector<float> out(rows * dim, NAN), rstd(rows, NAN), want_out(n * dim), want_rstd(n);
+    run(rows, [&] { dev::rmsnorm_forward_kernel<float>(out.data(), rstd.data(), x.data(), w.data(), w_offset, dim, 1e-5f); });
+    cpu.rmsnorm_forward(want_out.data(), want_rstd.data(), x.data(), w.data(), n, dim, 1e-5f, w_offset);
+    want_out.resize(rows * dim);
+    EXPECT_LT(testing::relative_error(out, want_out), 1e-5);
+    EXPECT_LT(testing::relative_error(rstd, std::vector<float>(want_rstd.begin(), want_rstd.begin() + rows)), 1e-5);
+    std::vector<__nv_bfloat16> out16(rows * dim, __nv_bfloat16{0xFFFF});
+    std::vector<std::uint16_t> want16(rows * dim);
+    std::vector<float> scratch(rows);
+    run(rows,
+        [&] { dev::rmsnorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), w.data(), w_offset, dim, 1e-5f); });
+    cpu.rmsnorm_forward_bf16(want16.data(), scratch.data(), x.data(), w.data(), rows, dim, 1e-5f, w_offset);
+    long long differ = 0;
+    for (std::size_t i = 0; i < want16.size(); ++i) differ += out16[i].bits != want16[i];
+    EXPECT_LE(differ, rows * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
 
-  auto dx = testing::random_uniform(rows * dim, 4), dw = testing::random_uniform(dim, 5);
-  auto want_dx = dx, want_dw = dw;
-  run(rows, [&] { dev::rmsnorm_backward_dx_kernel(dx.data(), dout.data(), x.data(), w.data(), rstd.data(), dim); });
-  cuda_emulation::launch(
-      dim3((dim + kThreads - 1) / kThreads, (n + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk), dim3(kThreads), 0,
-      [&] { dev::rmsnorm_backward_dw_kernel(dw.data(), dout.data(), x.data(), want_rstd.data(), n, dim); });
-  std::vector<float> ignored(n * dim, 0.0f);
-  std::vector<float> unused_dw(dim, 0.0f);
-  cpu.rmsnorm_backward(want_dx.data(), unused_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), rows, dim);
-  cpu.rmsnorm_backward(ignored.data(), want_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), n, dim);
-  EXPECT_LT(testing::relative_error(dx, want_dx), 1e-5);
-  EXPECT_LT(testing::relative_error(dw, want_dw), 1e-5);
+    auto dx = testing::random_uniform(rows * dim, 4), dw = testing::random_uniform(dim, 5);
+    auto want_dx = dx, want_dw = dw;
+    run(rows, [&] { dev::rmsnorm_backward_dx_kernel(dx.data(), dout.data(), x.data(), w.data(), w_offset, rstd.data(), dim); });
+    cuda_emulation::launch(
+        dim3((dim + kThreads - 1) / kThreads, (n + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk), dim3(kThreads), 0,
+        [&] { dev::rmsnorm_backward_dw_kernel(dw.data(), dout.data(), x.data(), want_rstd.data(), n, dim); });
+    std::vector<float> ignored(n * dim, 0.0f);
+    std::vector<float> unused_dw(dim, 0.0f);
+    cpu.rmsnorm_backward(want_dx.data(), unused_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), rows, dim, w_offset);
+    cpu.rmsnorm_backward(ignored.data(), want_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), n, dim, w_offset);
+    EXPECT_LT(testing::relative_error(dx, want_dx), 1e-5);
+    EXPECT_LT(testing::relative_error(dw, want_dw), 1e-5);
 
-  // Over a bf16 x (Qwen3's head norms): the same kernels reading it widened, against the CPU's.
-  std::vector<__nv_bfloat16> x16(rows * dim);
-  std::vector<std::uint16_t> x16_bits(rows * dim);
-  for (std::size_t i = 0; i < x16.size(); ++i) x16[i].bits = x16_bits[i] = f32_to_bf16(x[i]);
-  std::vector<__nv_bfloat16> o16(rows * dim, __nv_bfloat16{0xFFFF});
-  std::vector<std::uint16_t> want_o16(rows * dim);
-  std::vector<float> rstd16(rows, NAN), want_rstd16(rows);
-  run(rows, [&] { dev::rmsnorm_forward_kernel<__nv_bfloat16>(o16.data(), rstd16.data(), x16.data(), w.data(), dim, 1e-5f); });
-  cpu.rmsnorm_forward_bf16_in(want_o16.data(), want_rstd16.data(), x16_bits.data(), w.data(), rows, dim, 1e-5f);
-  EXPECT_LT(testing::relative_error(rstd16, want_rstd16), 1e-5);
-  differ = 0;
-  for (std::size_t i = 0; i < want_o16.size(); ++i) differ += o16[i].bits != want_o16[i];
-  EXPECT_LE(differ, rows * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
-  auto dx16 = testing::random_uniform(rows * dim, 6), dw16 = testing::random_uniform(dim, 7);
-  auto want_dx16 = dx16, want_dw16 = dw16;
-  run(rows, [&] { dev::rmsnorm_backward_dx_kernel(dx16.data(), dout.data(), x16.data(), w.data(), want_rstd16.data(), dim); });
-  run(1, [&] { dev::rmsnorm_backward_dw_kernel(dw16.data(), dout.data(), x16.data(), want_rstd16.data(), rows, dim); },
-      dim3((dim + kThreads - 1) / kThreads, (rows + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk));
-  cpu.rmsnorm_backward_bf16_in(want_dx16.data(), want_dw16.data(), dout.data(), x16_bits.data(), w.data(),
-                               want_rstd16.data(), rows, dim);
-  EXPECT_LT(testing::relative_error(dx16, want_dx16), 1e-5);
-  EXPECT_LT(testing::relative_error(dw16, want_dw16), 1e-5);
+    // Over a bf16 x (Qwen3's head norms): the same kernels reading it widened, against the CPU's.
+    std::vector<__nv_bfloat16> x16(rows * dim);
+    std::vector<std::uint16_t> x16_bits(rows * dim);
+    for (std::size_t i = 0; i < x16.size(); ++i) x16[i].bits = x16_bits[i] = f32_to_bf16(x[i]);
+    std::vector<__nv_bfloat16> o16(rows * dim, __nv_bfloat16{0xFFFF});
+    std::vector<std::uint16_t> want_o16(rows * dim);
+    std::vector<float> rstd16(rows, NAN), want_rstd16(rows);
+    run(rows, [&] { dev::rmsnorm_forward_kernel<__nv_bfloat16>(o16.data(), rstd16.data(), x16.data(), w.data(), w_offset, dim, 1e-5f); });
+    cpu.rmsnorm_forward_bf16_in(want_o16.data(), want_rstd16.data(), x16_bits.data(), w.data(), rows, dim, 1e-5f, w_offset);
+    EXPECT_LT(testing::relative_error(rstd16, want_rstd16), 1e-5);
+    differ = 0;
+    for (std::size_t i = 0; i < want_o16.size(); ++i) differ += o16[i].bits != want_o16[i];
+    EXPECT_LE(differ, rows * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
+    auto dx16 = testing::random_uniform(rows * dim, 6), dw16 = testing::random_uniform(dim, 7);
+    auto want_dx16 = dx16, want_dw16 = dw16;
+    run(rows, [&] { dev::rmsnorm_backward_dx_kernel(dx16.data(), dout.data(), x16.data(), w.data(), w_offset, want_rstd16.data(), dim); });
+    run(1, [&] { dev::rmsnorm_backward_dw_kernel(dw16.data(), dout.data(), x16.data(), want_rstd16.data(), rows, dim); },
+        dim3((dim + kThreads - 1) / kThreads, (rows + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk));
+    cpu.rmsnorm_backward_bf16_in(want_dx16.data(), want_dw16.data(), dout.data(), x16_bits.data(), w.data(),
+                                 want_rstd16.data(), rows, dim, w_offset);
+    EXPECT_LT(testing::relative_error(dx16, want_dx16), 1e-5);
+    EXPECT_LT(testing::relative_error(dw16, want_dw16), 1e-5);
+  }
 }
 
 // The element-wise kernels on bf16 and float32: RoPE in place on bf16 q/k (positions up to the
-// table's end), SwiGLU over bf16 gate and up (forward rounded, backward float32), and the
-// vocab-parallel embedding with ids outside the shard and repeated ones (atomics).
-TEST(CudaKernelsEmulated, RopeSwigluAndEmbedding) {
+// table's end), SwiGLU and GeGLU over bf16 gate and up (forward rounded, backward float32), and
+// the vocab-parallel embedding, scaled or not, with ids outside the shard and repeated ones (atomics).
+TEST(CudaKernelsEmulated, RopeGluAndEmbedding) {
   const CpuKernels cpu;
   const long long n = 9, heads = 3, hd = 16, half = hd / 2, positions_max = 40;
   const auto cos = testing::random_uniform(positions_max * half, 1),
@@ -117,42 +121,49 @@ TEST(CudaKernelsEmulated, RopeSwigluAndEmbedding) {
   EXPECT_LE(differ, static_cast<long long>(x.size()) / 50) << "rounding ties of float32 order only";
 
   const long long m = 1000;
-  const auto gate = testing::random_uniform(m, 4, -4.0f, 4.0f), up = testing::random_uniform(m, 5),
-             dout = testing::random_uniform(m, 6);
-  std::vector<__nv_bfloat16> g16(m), u16(m), out16(m, __nv_bfloat16{0xFFFF});
-  std::vector<std::uint16_t> gb(m), ub(m), want_out(m);
-  for (long long i = 0; i < m; ++i) {
-    g16[i] = __float2bfloat16_rn(gate[i]), u16[i] = __float2bfloat16_rn(up[i]);
-    gb[i] = g16[i].bits, ub[i] = u16[i].bits;
+  for (const Activation act : {Activation::Silu, Activation::GeluTanh}) {
+    SCOPED_TRACE(static_cast<int>(act));
+    const auto gate = testing::random_uniform(m, 4, -4.0f, 4.0f), up = testing::random_uniform(m, 5),
+               dout = testing::random_uniform(m, 6);
+    std::vector<__nv_bfloat16> g16(m), u16(m), out16(m, __nv_bfloat16{0xFFFF});
+    std::vector<std::uint16_t> gb(m), ub(m), want_out(m);
+    for (long long i = 0; i < m; ++i) {
+      g16[i] = __float2bfloat16_rn(gate[i]), u16[i] = __float2bfloat16_rn(up[i]);
+      gb[i] = g16[i].bits, ub[i] = u16[i].bits;
+    }
+    run(blocks_for(m), [&] { dev::glu_forward_kernel(out16.data(), g16.data(), u16.data(), m, act); });
+    cpu.glu_forward_bf16(want_out.data(), gb.data(), ub.data(), m, act);
+    differ = 0;
+    for (long long i = 0; i < m; ++i) differ += out16[i].bits != want_out[i];
+    EXPECT_LE(differ, m / 50);
+    std::vector<float> dgate(m, NAN), dup(m, NAN), want_dgate(m), want_dup(m);
+    run(blocks_for(m),
+        [&] { dev::glu_backward_kernel(dgate.data(), dup.data(), dout.data(), g16.data(), u16.data(), m, act); });
+    cpu.glu_backward_bf16(want_dgate.data(), want_dup.data(), dout.data(), gb.data(), ub.data(), m, act);
+    EXPECT_LT(testing::relative_error(dgate, want_dgate), 1e-6);
+    EXPECT_LT(testing::relative_error(dup, want_dup), 1e-6);
   }
-  run(blocks_for(m), [&] { dev::swiglu_forward_kernel(out16.data(), g16.data(), u16.data(), m); });
-  cpu.swiglu_forward_bf16(want_out.data(), gb.data(), ub.data(), m);
-  differ = 0;
-  for (long long i = 0; i < m; ++i) differ += out16[i].bits != want_out[i];
-  EXPECT_LE(differ, m / 50);
-  std::vector<float> dgate(m, NAN), dup(m, NAN), want_dgate(m), want_dup(m);
-  run(blocks_for(m),
-      [&] { dev::swiglu_backward_kernel(dgate.data(), dup.data(), dout.data(), g16.data(), u16.data(), m); });
-  cpu.swiglu_backward_bf16(want_dgate.data(), want_dup.data(), dout.data(), gb.data(), ub.data(), m);
-  EXPECT_LT(testing::relative_error(dgate, want_dgate), 1e-6);
-  EXPECT_LT(testing::relative_error(dup, want_dup), 1e-6);
 
-  const long long hidden = 24, vocab_start = 100, shard = 30;
-  const std::vector<std::int32_t> ids = {100, 129, 130, 99, 105, 105, 105, 0, 128, 110, 110, 101};
-  const long long count = static_cast<long long>(ids.size());
-  const auto table = testing::random_uniform(shard * hidden, 7), grad = testing::random_uniform(count * hidden, 8);
-  std::vector<float> out(count * hidden, NAN), want(count * hidden);
-  run(blocks_for(count * hidden),
-      [&] { dev::embedding_forward_kernel(out.data(), ids.data(), table.data(), count, hidden, vocab_start, shard); });
-  cpu.embedding_forward(want.data(), ids.data(), table.data(), count, hidden, vocab_start, shard);
-  EXPECT_EQ(out, want);
-  auto dtable = testing::random_uniform(shard * hidden, 9);
-  auto want_dtable = dtable;
-  run(blocks_for(count * hidden), [&] {
-    dev::embedding_backward_kernel(dtable.data(), ids.data(), grad.data(), count, hidden, vocab_start, shard);
-  });
-  cpu.embedding_backward(want_dtable.data(), ids.data(), grad.data(), count, hidden, vocab_start, shard);
-  EXPECT_LT(testing::relative_error(dtable, want_dtable), 1e-6);
+  // scale: Gemma's sqrt(hidden_size) on the lookup and its gradient.
+  for (const float scale : {1.0f, 45.254834f}) {
+    SCOPED_TRACE(scale);
+    const long long hidden = 24, vocab_start = 100, shard = 30;
+    const std::vector<std::int32_t> ids = {100, 129, 130, 99, 105, 105, 105, 0, 128, 110, 110, 101};
+    const long long count = static_cast<long long>(ids.size());
+    const auto table = testing::random_uniform(shard * hidden, 7), grad = testing::random_uniform(count * hidden, 8);
+    std::vector<float> out(count * hidden, NAN), want(count * hidden);
+    run(blocks_for(count * hidden),
+        [&] { dev::embedding_forward_kernel(out.data(), ids.data(), table.data(), count, hidden, vocab_start, shard, scale); });
+    cpu.embedding_forward(want.data(), ids.data(), table.data(), count, hidden, vocab_start, shard, scale);
+    EXPECT_EQ(out, want);
+    auto dtable = testing::random_uniform(shard * hidden, 9);
+    auto want_dtable = dtable;
+    run(blocks_for(count * hidden), [&] {
+      dev::embedding_backward_kernel(dtable.data(), ids.data(), grad.data(), count, hidden, vocab_start, shard, scale);
+    });
+    cpu.embedding_backward(want_dtable.data(), ids.data(), grad.data(), count, hidden, vocab_start, shard, scale);
+    EXPECT_LT(testing::relative_error(dtable, want_dtable), 1e-6);
+  }
 }
 
 // Three tensors of a flat buffer with gaps between them, one without weight decay; the launch's
