@@ -92,19 +92,19 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
 // CUDA attention's smallest; 64: the tensor-core kernels'), two query heads per kv head.
 inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool got_mixed,
                                        const kernels::Kernels& want_kernels, bool want_mixed,
-                                       bool got_recompute = false, int head_dim = 32, bool qwen3 = false) {
+                                       bool got_recompute = false, int head_dim = 32,
+                                       TinyFamily family = TinyFamily::Qwen2) {
   TinyShape shape;
   shape.vocab = 61;  // not a multiple of anything the kernels block by
   shape.hidden = 128;
   shape.intermediate = 96;
   shape.heads = shape.hidden / head_dim;
   shape.kv_heads = shape.heads / 2;
-  // Qwen2's biases (gate/up keep the bias-free bf16 output), or Qwen3's head norms.
-  shape.qkv_bias = !qwen3;
-  shape.qk_norm = qwen3;
+  // Qwen2's biases (gate/up keep the bias-free bf16 output), Qwen3's head norms or Gemma's parts.
+  shape.family = family;
   const model::ModelConfig config = tiny_config(shape);
   model::ModelWeights weights(config, model::tp_dims(config, 0, 1));
-  init_tiny_weights(weights, 5);
+  init_tiny_weights(weights, 5, 0.3f, config.norm_weight_offset);
   const device_model_check::Run want = device_model_check::run(want_kernels, config, weights, want_mixed);
   const device_model_check::Run got =
       device_model_check::run(got_kernels, config, weights, got_mixed, got_recompute);
@@ -130,9 +130,10 @@ inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool
 // The model on `device_kernels` against the CPU kernels, both in float32 or both mixed; with
 // `recompute`, the device's backward recomputes the activations (the CPU's keeps them).
 inline DeviceModelErrors compare_model_on_device(const kernels::Kernels& device_kernels, bool mixed = false,
-                                                 bool recompute = false, int head_dim = 32, bool qwen3 = false) {
+                                                 bool recompute = false, int head_dim = 32,
+                                                 TinyFamily family = TinyFamily::Qwen2) {
   const kernels::CpuKernels cpu;
-  return compare_model(device_kernels, mixed, cpu, mixed, recompute, head_dim, qwen3);
+  return compare_model(device_kernels, mixed, cpu, mixed, recompute, head_dim, family);
 }
 
 }  // namespace spin::testing

@@ -12,6 +12,10 @@
 
 namespace spin::testing {
 
+// Llama, or a family's own parts: Qwen2's q/k/v biases, Qwen3's head norms, Gemma's GeGLU,
+// 1 + w norms and scaled embeddings.
+enum class TinyFamily { Llama, Qwen2, Qwen3, Gemma };
+
 struct TinyShape {
   int vocab = 37;
   int hidden = 16;
@@ -21,12 +25,14 @@ struct TinyShape {
   int kv_heads = 2;
   int max_positions = 64;
   bool tie = false;
-  bool qkv_bias = false;  // a Qwen2 model: biases on q, k and v
-  bool qk_norm = false;   // a Qwen3 model: RMSNorm of each query and key head
+  TinyFamily family = TinyFamily::Llama;
 };
 
 inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
-  const char* type = s.qkv_bias ? "\"model_type\": \"qwen2\", " : s.qk_norm ? "\"model_type\": \"qwen3\", " : "";
+  const char* type = s.family == TinyFamily::Qwen2   ? "\"model_type\": \"qwen2\", "
+                     : s.family == TinyFamily::Qwen3 ? "\"model_type\": \"qwen3\", "
+                     : s.family == TinyFamily::Gemma ? "\"model_type\": \"gemma\", "
+                                                     : "";
   const std::string json = std::string("{") + type +
       "\"vocab_size\": " + std::to_string(s.vocab) +
       ", \"hidden_size\": " + std::to_string(s.hidden) +
@@ -40,8 +46,11 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
   return model::ModelConfig::from_json(json, "tiny test config");
 }
 
-// Keyed by the tensor's name, like init_random, so that every layout builds the same model.
-inline void init_tiny_weights(model::ModelWeights& w, std::uint64_t seed, float std = 0.3f) {
+// Keyed by the tensor's name, like init_random, so that every layout builds the same model. The
+// replicated tensors (norm weights) are scales around 1, stored as such or, for Gemma's norms
+// (`norm_weight_offset` 1), as the scale minus one.
+inline void init_tiny_weights(model::ModelWeights& w, std::uint64_t seed, float std = 0.3f,
+                              float norm_weight_offset = 0.0f) {
   w.init_random(seed, std);
   for (const ShardedTensor& p : w.sharded_state_dict()) {
     if (!p.replicated()) continue;
@@ -49,7 +58,7 @@ inline void init_tiny_weights(model::ModelWeights& w, std::uint64_t seed, float 
     for (unsigned char ch : p.name) stream = (stream ^ ch) * 0x100000001b3ull;
     std::vector<float> d(static_cast<std::size_t>(p.local.numel()));
     for (std::size_t i = 0; i < d.size(); ++i) {
-      d[i] = 1.0f + 0.2f * philox_normal(seed + 1, stream, static_cast<std::uint64_t>(i));
+      d[i] = 1.0f - norm_weight_offset + 0.2f * philox_normal(seed + 1, stream, static_cast<std::uint64_t>(i));
     }
     copy_bytes(p.local.raw(), p.local.device(), d.data(), Device::Cpu, p.local.nbytes());
   }

@@ -65,7 +65,7 @@ Run run(const ModelConfig& config, parallel::Communicator& tp, const Options& o 
   const TpDims dims = tp_dims(config, tp.rank(), tp.size());
   const kernels::CpuKernels cpu;
   ModelWeights weights(config, dims);
-  testing::init_tiny_weights(weights, 21);
+  testing::init_tiny_weights(weights, 21, 0.3f, config.norm_weight_offset);
   if (o.mixed) weights.enable_bf16(cpu);
   Transformer transformer(config, dims, tp, cpu);
   transformer.set_sequence_parallel(o.sequence_parallel);
@@ -133,7 +133,7 @@ TEST(TensorParallel, MatchesOneRankWithQkvBiasesAtTp2AndTp4) {
   testing::TinyShape shape;
   shape.kv_heads = 4;
   shape.tie = true;
-  shape.qkv_bias = true;
+  shape.family = testing::TinyFamily::Qwen2;
   for (int tp : {2, 4}) expect_same_as_tp1(shape, tp);
   expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true});
 }
@@ -143,7 +143,21 @@ TEST(TensorParallel, MatchesOneRankWithQkvBiasesAtTp2AndTp4) {
 TEST(TensorParallel, MatchesOneRankWithQkNormsAtTp2AndTp4) {
   testing::TinyShape shape;
   shape.kv_heads = 4;
-  shape.qk_norm = true;
+  shape.family = testing::TinyFamily::Qwen3;
+  for (int tp : {2, 4}) expect_same_as_tp1(shape, tp);
+  expect_same_as_tp1(shape, 2, {.recompute = true});
+  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true});
+}
+
+// Gemma: GeGLU, norms of 1 + w (the offset in every norm's forward and backward, on whatever
+// rows a rank holds) and the embedding scaled in its row-parallel region; tied embeddings. In
+// float32, with recomputation, and in bf16 with sequence parallelism (the bf16-rounded scale).
+TEST(TensorParallel, MatchesOneRankForGemmaAtTp2AndTp4) {
+  testing::TinyShape shape;
+  shape.kv_heads = 4;
+  shape.family = testing::TinyFamily::Gemma;
+  shape.tie = true;
+  EXPECT_EQ(testing::tiny_config(shape).embedding_scale(false), 4.0f);
   for (int tp : {2, 4}) expect_same_as_tp1(shape, tp);
   expect_same_as_tp1(shape, 2, {.recompute = true});
   expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true});

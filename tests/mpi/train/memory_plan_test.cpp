@@ -35,7 +35,7 @@ Precision cpu_bf16() {
   return p;
 }
 
-enum class Family { Llama, Qwen2, Qwen3 };
+using Family = testing::TinyFamily;
 
 void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied,
            bool mixed = false, bool recompute = false, bool sequence_parallel = false, std::int64_t logits_chunk = 0,
@@ -58,8 +58,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   shape.intermediate = 48;
   shape.layers = 4;
   shape.tie = tied;
-  shape.qkv_bias = family == Family::Qwen2;
-  shape.qk_norm = family == Family::Qwen3;
+  shape.family = family;
   testing::SpinSetup s(world, layout, spin, shape, distributed, fixed_length_examples(16));
   s.transformer.set_recompute_activations(recompute);
   s.transformer.set_sequence_parallel(sequence_parallel);

@@ -96,7 +96,7 @@ TEST(ModelConfig, RefusesWhatItDoesNotImplement) {
             std::string::npos);
   EXPECT_NE(error_of(with("attention_bias", "true")).find("attention_bias"), std::string::npos);
   EXPECT_NE(error_of(with("hidden_act", "\"gelu\"")).find("hidden_act"), std::string::npos);
-  EXPECT_NE(error_of(with("model_type", "\"gemma\"")).find("gemma"), std::string::npos);
+  EXPECT_NE(error_of(with("model_type", "\"gemma2\"")).find("gemma2"), std::string::npos);
 }
 
 // Qwen2.5-0.5B-Instruct's config.json as published: biases on q/k/v, tied embeddings, and a
@@ -143,6 +143,43 @@ TEST(ModelConfig, ReadsQwen3WithItsHeadNorms) {
   // 0.44B without the (tied) embedding, as published: 28 x 15,730,944 + the final norm.
   EXPECT_EQ(c.num_parameters() - 151936 * 1024, 440467456);
   EXPECT_NE(error_of(with("model_type", "\"qwen3_moe\"")).find("qwen3_moe"), std::string::npos);
+}
+
+// gemma-2b's config.json as published: no tie_word_embeddings key (GemmaConfig ties by default),
+// the legacy hidden_act "gelu" beside no hidden_activation (transformers' GemmaMLP then runs the
+// tanh approximation), head_dim 256 of 8 heads on a hidden size of 2048, one kv head.
+TEST(ModelConfig, ReadsGemmaWithItsDefaults) {
+  const std::string gemma = R"({
+    "architectures": ["GemmaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+    "bos_token_id": 2, "eos_token_id": 1, "head_dim": 256, "hidden_act": "gelu", "hidden_size": 2048,
+    "initializer_range": 0.02, "intermediate_size": 16384, "max_position_embeddings": 8192,
+    "model_type": "gemma", "num_attention_heads": 8, "num_hidden_layers": 18, "num_key_value_heads": 1,
+    "pad_token_id": 0, "rms_norm_eps": 1e-06, "rope_scaling": null, "rope_theta": 10000.0,
+    "torch_dtype": "bfloat16", "transformers_version": "4.38.0.dev0", "use_cache": true, "vocab_size": 256000})";
+  const ModelConfig c = ModelConfig::from_json(gemma, "cfg.json");
+  EXPECT_EQ(c.activation, kernels::Activation::GeluTanh);
+  EXPECT_EQ(c.norm_weight_offset, 1.0f);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.head_dim, 256);
+  EXPECT_EQ(c.num_kv_heads, 1);
+  EXPECT_EQ(c.num_parameters(), 2506172416);  // gemma-2b's published count
+  EXPECT_EQ(c.embedding_scale(false), 45.254833995939045f);
+  EXPECT_EQ(c.embedding_scale(true), 45.25f);  // sqrt(2048) in bf16, as the bf16 model rounds it
+  const ModelConfig llama = ModelConfig::from_json(kLlama, "cfg.json");
+  EXPECT_EQ(llama.activation, kernels::Activation::Silu);
+  EXPECT_EQ(llama.norm_weight_offset, 0.0f);
+  EXPECT_EQ(llama.embedding_scale(true), 1.0f);
+
+  // gemma-1.1's explicit hidden_activation; an explicit untie; exact GELU refused by name.
+  std::string explicit_act = gemma;
+  explicit_act.replace(explicit_act.find("\"hidden_size\""), 0,
+                       "\"hidden_activation\": \"gelu_pytorch_tanh\", \"tie_word_embeddings\": false, ");
+  const ModelConfig untied = ModelConfig::from_json(explicit_act, "cfg.json");
+  EXPECT_EQ(untied.activation, kernels::Activation::GeluTanh);
+  EXPECT_FALSE(untied.tie_word_embeddings);
+  std::string exact = gemma;
+  exact.replace(exact.find("\"hidden_size\""), 0, "\"hidden_activation\": \"gelu\", ");
+  EXPECT_NE(error_of(exact).find("hidden_activation \"gelu\" is not supported"), std::string::npos) << error_of(exact);
 }
 
 }  // namespace

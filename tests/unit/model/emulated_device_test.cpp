@@ -33,12 +33,16 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
     for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << name;
     EXPECT_EQ(memory.live_bytes(), 0u) << "device memory still allocated after the run";
   }
-  // Qwen3's head norms (the model above has Qwen2's biases), in bf16 with recomputation.
-  EmulatedDeviceMemory memory;
-  const EmulatedKernels kernels(memory);
-  const DeviceModelErrors errors = compare_model_on_device(kernels, true, true, 32, true);
-  ASSERT_GT(errors.relative.size(), 20u);
-  for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << "qwen3: " << name;
+  // Qwen3's head norms and Gemma's GeGLU, 1 + w norms and scaled embeddings (the model above has
+  // Qwen2's biases), in bf16 with recomputation.
+  for (const TinyFamily family : {TinyFamily::Qwen3, TinyFamily::Gemma}) {
+    SCOPED_TRACE(family == TinyFamily::Qwen3 ? "qwen3" : "gemma");
+    EmulatedDeviceMemory memory;
+    const EmulatedKernels kernels(memory);
+    const DeviceModelErrors errors = compare_model_on_device(kernels, true, true, 32, family);
+    ASSERT_GT(errors.relative.size(), 20u);
+    for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << name;
+  }
 }
 
 // Mixed precision against float32 on the CPU. bf16 keeps 8 significant bits (relative rounding

@@ -26,7 +26,7 @@ struct TinyModel {
         dims(tp_dims(config, 0, 1)),
         weights(config, dims),
         transformer(config, dims, tp, cpu) {
-    testing::init_tiny_weights(weights, 7);
+    testing::init_tiny_weights(weights, 7, 0.3f, config.norm_weight_offset);
   }
 };
 
@@ -44,11 +44,13 @@ std::vector<Sequence> three_sequences() {
 // 2e-3 relative for the directional derivative over all parameters at once (step 2e-4 along a
 // unit-normal direction, a change of the loss of ~1e-2).
 TEST(Transformer, GradientsMatchFiniteDifferences) {
-  for (const char* variant : {"untied", "tied", "qkv bias", "qk norm"}) {
+  for (const char* variant : {"untied", "tied", "qkv bias", "qk norm", "gemma"}) {
     testing::TinyShape shape;
     shape.tie = variant == std::string("tied");
-    shape.qkv_bias = variant == std::string("qkv bias");
-    shape.qk_norm = variant == std::string("qk norm");
+    shape.family = variant == std::string("qkv bias") ? testing::TinyFamily::Qwen2
+                   : variant == std::string("qk norm") ? testing::TinyFamily::Qwen3
+                   : variant == std::string("gemma")   ? testing::TinyFamily::Gemma
+                                                       : testing::TinyFamily::Llama;
     TinyModel m(shape);
     const TokenBatch batch = TokenBatch::pack(three_sequences());
     const std::vector<float> c = {0.7f, -1.3f, 0.4f};  // loss = sum_s c_s logprob_s
