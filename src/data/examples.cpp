@@ -12,6 +12,16 @@ namespace {
 
 using nlohmann::json;
 
+// render_prompt, its errors (a role the template refuses, a token the tokenizer lacks) naming the record.
+std::vector<std::int32_t> render_prompt_at(const std::vector<Message>& messages, PromptTemplate prompt_template,
+                                           const Tokenizer& tokenizer, const std::string& where) {
+  try {
+    return render_prompt(messages, prompt_template, tokenizer);
+  } catch (const Error& e) {
+    fail(where, ": ", e.what());
+  }
+}
+
 // A record's shape when it holds text, by its keys.
 std::optional<DataShape> text_shape(const json& j) {
   if (j.contains("messages")) return DataShape::Chat;
@@ -141,7 +151,7 @@ Example read_example(const json& j, DataShape shape, const std::string& where,
                                            [](const Message& m) { return !blank(m.content); }),
           where, ": the prompt is empty");
   require(!blank(c.response), where, ": the response is empty");
-  e.prompt = render_prompt(c.prompt, prompt_template, *tokenizer);
+  e.prompt = render_prompt_at(c.prompt, prompt_template, *tokenizer, where);
   e.response = render_response(c.response, prompt_template, *tokenizer);
   if (gen_key) {
     const Conversation g = read_chat(j, where, gen_key);
@@ -289,7 +299,7 @@ LoadedPrompts load_prompts(const std::string& path, const Tokenizer* tokenizer, 
     require(std::any_of(messages.begin(), messages.end(), [](const Message& m) { return !blank(m.content); }),
             where, ": the prompt is empty");
     require(tokenizer != nullptr, where, ": a text prompt needs the model's tokenizer");
-    prompts.push_back(render_prompt(messages, prompt_template, *tokenizer));
+    prompts.push_back(render_prompt_at(messages, prompt_template, *tokenizer, where));
   };
   for (const std::string& file : data_files(path)) jsonl::for_each_line(file, read_line);
   return out;

@@ -31,11 +31,22 @@ bool is_chatml(PromptTemplate p) {
   return p == PromptTemplate::ChatMl || p == PromptTemplate::Qwen25 || p == PromptTemplate::Qwen3;
 }
 
+// Gemma's template refuses a system message and roles that do not alternate from the user's.
+void check_gemma_roles(const std::vector<Message>& messages) {
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    require(messages[i].role != "system", "the gemma prompt template has no system role (Gemma's chat template "
+            "refuses one): drop the system message or choose another template");
+    const char* want = i % 2 == 0 ? "user" : "assistant";
+    require(messages[i].role == want, "the gemma prompt template needs the roles to alternate user, assistant, "
+            "user, ... (as Gemma's chat template does); message ", i + 1, " is ", messages[i].role);
+  }
+}
+
 bool has_tokens(const Tokenizer* t, std::initializer_list<const char*> tokens) {
   return t != nullptr && std::all_of(tokens.begin(), tokens.end(), [&](const char* s) { return t->token_id(s); });
 }
 
-// Leading and trailing whitespace removed (Jinja's trim, as Llama-3's template applies it).
+// Leading and trailing whitespace removed (Jinja's trim, as Llama-3's and Gemma's templates apply it).
 std::string trimmed(const std::string& text) {
   const char* space = " \t\n\r\f\v";
   const std::size_t first = text.find_first_not_of(space);
@@ -54,7 +65,7 @@ void llama3_header(std::vector<std::int32_t>& ids, const std::string& role, cons
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer) {
   constexpr PromptTemplate kAll[] = {PromptTemplate::Chat,   PromptTemplate::Plain,  PromptTemplate::Llama3,
                                      PromptTemplate::Llama31, PromptTemplate::ChatMl, PromptTemplate::Qwen25,
-                                     PromptTemplate::Qwen3};
+                                     PromptTemplate::Qwen3,  PromptTemplate::Gemma};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
@@ -69,6 +80,7 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
     const bool qwen25 = tokenizer->chat_template().find(kQwen25System) != std::string::npos;
     return qwen25 ? PromptTemplate::Qwen25 : PromptTemplate::ChatMl;
   }
+  if (has_tokens(tokenizer, {"<start_of_turn>", "<end_of_turn>"})) return PromptTemplate::Gemma;
   return PromptTemplate::Chat;
 }
 
@@ -81,6 +93,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::ChatMl: return "chatml";
     case PromptTemplate::Qwen25: return "qwen2.5";
     case PromptTemplate::Qwen3: return "qwen3";
+    case PromptTemplate::Gemma: return "gemma";
   }
   return "?";
 }
@@ -114,6 +127,20 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     append(ids, t.encode(text));
     return ids;
   }
+  if (prompt_template == PromptTemplate::Gemma) {
+    check_gemma_roles(messages);
+    const std::int32_t start = special(t, prompt_template, "<start_of_turn>");
+    const std::int32_t end = special(t, prompt_template, "<end_of_turn>");
+    for (const Message& m : messages) {
+      ids.push_back(start);
+      append(ids, t.encode((m.role == "assistant" ? "model" : m.role) + "\n" + trimmed(m.content)));
+      ids.push_back(end);
+      append(ids, t.encode("\n"));
+    }
+    ids.push_back(start);
+    append(ids, t.encode("model\n"));
+    return ids;
+  }
   if (is_llama3(prompt_template)) {
     std::size_t first = 0;
     if (prompt_template == PromptTemplate::Llama31) {  // its system block, always
@@ -144,7 +171,8 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
 
 std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
                                           const Tokenizer& t) {
-  std::vector<std::int32_t> ids = t.encode(is_llama3(prompt_template) ? trimmed(text) : text);
+  const bool trim = is_llama3(prompt_template) || prompt_template == PromptTemplate::Gemma;
+  std::vector<std::int32_t> ids = t.encode(trim ? trimmed(text) : text);
   if (const auto end = response_end(prompt_template, t)) ids.push_back(*end);
   return ids;
 }
@@ -152,6 +180,7 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& t) {
   if (is_llama3(prompt_template)) return special(t, prompt_template, "<|eot_id|>");
   if (is_chatml(prompt_template)) return special(t, prompt_template, "<|im_end|>");
+  if (prompt_template == PromptTemplate::Gemma) return special(t, prompt_template, "<end_of_turn>");
   return t.eos_id();
 }
 

@@ -2,7 +2,8 @@
 //   auto  (default) llama3.1 when the tokenizer has Llama 3.1's chat tokens (<|eom_id|> too),
 //         llama3 when it has Llama 3's, qwen3 when it has ChatML's and <think> </think> (Qwen3),
 //         qwen2.5 when it has ChatML's and its chat template writes Qwen2.5's default system
-//         message, chatml when it has ChatML's (Qwen2), chat otherwise
+//         message, chatml when it has ChatML's (Qwen2), gemma when it has <start_of_turn> and
+//         <end_of_turn>, chat otherwise
 //   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"
@@ -21,10 +22,13 @@
 //         as its own chat template does
 //   qwen3 chatml in Qwen3's non-thinking mode: the generation prompt followed by an empty think
 //         block, "<think>\n\n</think>\n\n" (its template with enable_thinking=False)
+//   gemma (Gemma Instruct's) BOS, then per message <start_of_turn> "{role}\n{content, trimmed}"
+//         <end_of_turn> "\n" with the assistant's role written "model", then <start_of_turn>
+//         "model\n"; as its template, no system message and the roles alternating from the user's
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
-// which generation stops too).
+// which generation stops too; gemma: its trimmed text's, then <end_of_turn>).
 #pragma once
 
 #include <cstdint>
@@ -42,24 +46,23 @@ struct Message {
   bool operator==(const Message&) const = default;
 };
 
-enum class PromptTemplate { Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3 };
-// The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5 or qwen3; throws naming
-// the choices), "auto"
-// resolved for `tokenizer` (null: chat).
+enum class PromptTemplate { Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma };
+// The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3 or gemma;
+// throws naming the choices), "auto" resolved for `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
-    "auto (llama3.1, llama3, qwen3 or chatml for a tokenizer with their chat tokens, else chat), chat, plain, "
-    "llama3, llama3.1 (with Llama 3.1's system block), chatml, qwen2.5 (chatml with Qwen2.5's default system "
-    "message) or qwen3 (chatml, thinking off)";
+    "auto (llama3.1, llama3, qwen3, chatml or gemma for a tokenizer with their chat tokens, else chat), chat, "
+    "plain, llama3, llama3.1 (with Llama 3.1's system block), chatml, qwen2.5 (chatml with Qwen2.5's default "
+    "system message), qwen3 (chatml, thinking off) or gemma";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);
 std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
                                           const Tokenizer& tokenizer);
 // The token that ends a response under the template (EOS, llama3's and llama3.1's <|eot_id|>, chatml's,
-// qwen2.5's and qwen3's <|im_end|>), if any:
+// qwen2.5's and qwen3's <|im_end|>, gemma's <end_of_turn>), if any:
 // generation must stop at it too.
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& tokenizer);
 

@@ -220,6 +220,21 @@ TEST_F(Examples, BadLinesNameFileAndLineOrAreCountedWhenSkipped) {
   EXPECT_NE(error_of("{\"question\": \"a\"}\n").find("unknown record shape"), std::string::npos);
   EXPECT_NE(error_of("{\"real\": []}\n").find("\"real\" must be a non-empty list"), std::string::npos);
   EXPECT_NE(error_of("").find("no records"), std::string::npos);
+  // What a template refuses names the record: a system message under the gemma template.
+  const auto gemma = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/gemma_spm");
+  const std::string chat = R"({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]})" "\n";
+  const std::string with_system =
+      R"({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "x"}, )"
+      R"({"role": "assistant", "content": "y"}]})" "\n";
+  const std::string e = [&] {
+    try {
+      load_examples(write(chat + with_system), gemma.get(), PromptTemplate::Gemma, {}, gemma->vocab_size(), false);
+    } catch (const Error& error) {
+      return std::string(error.what());
+    }
+    return std::string();
+  }();
+  EXPECT_NE(e.find(path_ + ":2: the gemma prompt template has no system role"), std::string::npos) << e;
 }
 
 }  // namespace

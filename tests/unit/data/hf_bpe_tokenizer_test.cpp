@@ -73,13 +73,14 @@ TEST(HfBpeTokenizer, SpecialTokensAndLoadingFromAModelDirectory) {
   EXPECT_EQ(t->decode(t->encode(bytes)), bytes);
 }
 
-// A template against transformers' apply_chat_template (tests/data/hf_bpe/<kind>/chat_cases.json):
-// the prompt (with the generation prompt) and the response's ids; `separator` is what the
-// oracle's whole conversation has after the response's end token (chatml's "\n" between turns).
-void expect_chat_cases(const std::string& kind, PromptTemplate p, const std::string& separator,
+// A template against transformers' apply_chat_template (tests/data/<dir>/chat_cases.json): the
+// prompt (with the generation prompt) and the response's ids; `separator` is what the oracle's
+// whole conversation has after the response's end token (chatml's "\n" between turns).
+void expect_chat_cases(const std::string& dir, PromptTemplate p, const std::string& separator,
                        const std::string& file = "chat_cases.json") {
-  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + kind);
-  std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + kind + "/" + file);
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/" + dir);
+  std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/" + dir + "/" + file);
+  ASSERT_TRUE(in.good()) << dir << "/" << file;
   int checked = 0;
   for (const nlohmann::json& c : nlohmann::json::parse(in)) {
     std::vector<Message> messages;
@@ -99,9 +100,9 @@ void expect_chat_cases(const std::string& kind, PromptTemplate p, const std::str
 // The llama3 template with Llama-3-Instruct's Jinja template: contents trimmed, the response
 // ending with <|eot_id|>.
 TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
-  expect_chat_cases("llama3", PromptTemplate::Llama3, "");
+  expect_chat_cases("hf_bpe/llama3", PromptTemplate::Llama3, "");
   // llama3.1: Llama 3.1 / 3.2 Instruct's template, its system block (knowledge cutoff, date) always.
-  expect_chat_cases("llama31", PromptTemplate::Llama31, "");
+  expect_chat_cases("hf_bpe/llama31", PromptTemplate::Llama31, "");
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
   EXPECT_EQ(response_end(PromptTemplate::Llama3, *t), t->token_id("<|eot_id|>"));
   // A tokenizer without Llama-3's special tokens cannot use the template.
@@ -113,12 +114,12 @@ TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
 // The chatml template with ChatML's Jinja template (Qwen2.5-Instruct's for conversations with a
 // system message): no BOS, the response ending with <|im_end|>.
 TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
-  expect_chat_cases("qwen2", PromptTemplate::ChatMl, "\n");
+  expect_chat_cases("hf_bpe/qwen2", PromptTemplate::ChatMl, "\n");
   // qwen2.5: Qwen2.5-Instruct's template, its default system message where a conversation has none.
-  expect_chat_cases("qwen2", PromptTemplate::Qwen25, "\n", "chat_cases_qwen2.5.json");
+  expect_chat_cases("hf_bpe/qwen2", PromptTemplate::Qwen25, "\n", "chat_cases_qwen2.5.json");
   // qwen3: Qwen3's template with enable_thinking=False, the empty think block after the
   // generation prompt (<think> and </think> added tokens of its tokenizer).
-  expect_chat_cases("qwen3", PromptTemplate::Qwen3, "\n");
+  expect_chat_cases("hf_bpe/qwen3", PromptTemplate::Qwen3, "\n");
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen2");
   EXPECT_FALSE(t->bos_id().has_value());
   EXPECT_EQ(t->eos_id(), t->token_id("<|im_end|>"));
@@ -130,6 +131,28 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   const ByteTokenizer bytes;
   const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::ChatMl, bytes); });
   EXPECT_NE(e.find("the chatml prompt template needs the token <|im_start|>"), std::string::npos) << e;
+}
+
+// The gemma template with Gemma Instruct's Jinja template, on a SentencePiece model in Gemma's
+// layout (tests/data/gemma_spm: <start_of_turn> and <end_of_turn> user-defined pieces, no dummy
+// prefix, newlines kept): BOS, the assistant's turns as "model", contents trimmed, the response
+// ending with <end_of_turn>; auto picks it by those tokens. A system message, or roles that do not
+// alternate, are refused as Gemma's template refuses them.
+TEST(PromptTemplates, GemmaTemplateMatchesApplyChatTemplate) {
+  expect_chat_cases("gemma_spm", PromptTemplate::Gemma, "\n");
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/gemma_spm");
+  EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Gemma);
+  EXPECT_EQ(choose_prompt_template("gemma", nullptr), PromptTemplate::Gemma);
+  EXPECT_EQ(response_end(PromptTemplate::Gemma, *t), t->token_id("<end_of_turn>"));
+  const std::string system = testing::error_of(
+      [&] { render_prompt({{"system", "be brief"}, {"user", "hi"}}, PromptTemplate::Gemma, *t); });
+  EXPECT_NE(system.find("the gemma prompt template has no system role"), std::string::npos) << system;
+  const std::string order = testing::error_of(
+      [&] { render_prompt({{"user", "hi"}, {"user", "again"}}, PromptTemplate::Gemma, *t); });
+  EXPECT_NE(order.find("message 2 is user"), std::string::npos) << order;
+  const ByteTokenizer bytes;
+  const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::Gemma, bytes); });
+  EXPECT_NE(e.find("the gemma prompt template needs the token <start_of_turn>"), std::string::npos) << e;
 }
 
 // The default template, auto: by the tokenizer's chat tokens (and for Qwen2.5, its chat template's
@@ -167,7 +190,7 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const auto qwen3 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen3");
   EXPECT_EQ(choose_prompt_template("auto", qwen3.get()), PromptTemplate::Qwen3);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
-  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5 or qwen3)"),
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3 or gemma)"),
             std::string::npos)
       << e;
 }

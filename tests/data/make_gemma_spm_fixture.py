@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Writes tests/data/gemma_spm/: a tiny SentencePiece BPE model in Gemma's layout and the ids
+transformers' apply_chat_template gives with Gemma's chat template (chat_cases.json).
+
+Gemma's tokenizer.model: <pad> 0, <eos> 1, <bos> 2, <unk> 3, <start_of_turn> and <end_of_turn>
+as user-defined pieces, byte fallback, digits split, no dummy prefix, the identity normalizer
+(newlines and runs of spaces kept). The tiny model is trained the same way on a synthetic corpus;
+the oracle is transformers' GemmaTokenizer on it with the two turn markers as special tokens (as
+Gemma's tokenizer_config.json has them) and google/gemma-7b-it's chat template.
+
+    build/oracle-venv/bin/pip install sentencepiece   # a fixture tool only
+    build/oracle-venv/bin/python tests/data/make_gemma_spm_fixture.py tests/data/gemma_spm
+"""
+import io
+import json
+import os
+import random
+import sys
+
+import sentencepiece as spm
+from transformers import GemmaTokenizer
+
+GEMMA_CHAT = ("{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not "
+              "supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != "
+              "(loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate "
+              "user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set "
+              "role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role "
+              "+ '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}{% if add_generation_prompt "
+              "%}{{'<start_of_turn>model\\n'}}{% endif %}")
+
+WORDS = ("the quick brown fox jumps over a lazy dog what is user model hello there first one two lines "
+         "answer question please explain why how many numbers add sum naive").split()
+
+
+def corpus(rng):
+    for _ in range(3000):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 12))]
+        if rng.random() < 0.3:
+            words.append(str(rng.randint(0, 99999)))
+        sep = rng.choice([" ", " ", " ", "\n", "  "])
+        yield sep.join(words) + rng.choice(["", ".", "?", "!\n"])
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=corpus(random.Random(5)), model_writer=model, vocab_size=400, model_type="bpe",
+        character_coverage=1.0, byte_fallback=True, split_digits=True, add_dummy_prefix=False,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>",
+        unk_piece="<unk>", user_defined_symbols=["<start_of_turn>", "<end_of_turn>"], minloglevel=2)
+    path = os.path.join(out, "tokenizer.model")
+    with open(path, "wb") as f:
+        f.write(model.getvalue())
+    tok = GemmaTokenizer(vocab_file=path, additional_special_tokens=["<start_of_turn>", "<end_of_turn>"])
+    tok.chat_template = GEMMA_CHAT
+    conversations = [
+        [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}],
+        [{"role": "user", "content": "  Hello there!  \n"}, {"role": "assistant", "content": " Hi.\n\n"}],
+        [{"role": "user", "content": "first"}, {"role": "assistant", "content": "one"},
+         {"role": "user", "content": "naïve 日本 🙂 12345"}, {"role": "assistant", "content": "two\nlines"}],
+    ]
+    cases = []
+    for conv in conversations:
+        prompt = tok.apply_chat_template(conv[:-1], add_generation_prompt=True, tokenize=True)
+        whole = tok.apply_chat_template(conv, add_generation_prompt=False, tokenize=True)
+        assert whole[:len(prompt)] == prompt, (prompt, whole)
+        cases.append({"messages": conv, "prompt_ids": prompt, "response_ids": whole[len(prompt):]})
+    with open(os.path.join(out, "chat_cases.json"), "w") as f:
+        json.dump(cases, f, ensure_ascii=False, indent=0)
+    print("gemma_spm: vocabulary %d, special ids %s, %d chat cases" % (
+        tok.vocab_size, tok.convert_tokens_to_ids(["<start_of_turn>", "<end_of_turn>"]), len(cases)))
+    for c in cases:
+        print(tok.convert_ids_to_tokens(c["prompt_ids"]), tok.convert_ids_to_tokens(c["response_ids"]))
+
+
+if __name__ == "__main__":
+    main()
