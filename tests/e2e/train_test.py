@@ -412,6 +412,25 @@ def case_hf_tokenizer(args, tmp):
     assert before["model.layers.1.self_attn.q_norm.weight"] != after["model.layers.1.self_attn.q_norm.weight"]
     print("Qwen3 + qwen3 template at TP 2 in bf16: 6 steps, head norms trained, exported")
 
+    # Gemma (GeGLU, 1 + w norms, scaled tied embeddings) with a SentencePiece model in Gemma's
+    # layout at TP 2 in bf16: auto picks gemma; generation stops at <end_of_turn> (5), which ends
+    # the ground truth too; the norms train; exported tied, as a gemma.
+    shutil.rmtree(os.path.join(tmp, "model"))
+    hf_tokenizer_model(os.path.join(tmp, "model"), kind="gemma")
+    out = os.path.join(tmp, "gemma")
+    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
+                              "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16"], 2)
+    assert "prompt template gemma (data.template = auto)" in r.stdout, r.stdout[:2000]
+    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert len(m) == 6 and m[0]["generated_length_mean"] > 0 and all(math.isfinite(x["loss"]) for x in m), m
+    assert abs(m[0]["loss"] - math.log(2)) < 1e-6, m[0]  # the policy is the reference at the first step
+    before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
+    after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
+    assert sorted(before) == sorted(after) and "lm_head.weight" not in after, sorted(after)
+    assert before["model.layers.0.input_layernorm.weight"] != after["model.layers.0.input_layernorm.weight"]
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gemma"
+    print("Gemma + gemma template at TP 2 in bf16: 6 steps, first loss log 2, norms trained, exported tied")
+
 
 def case_offline(args, tmp):
     """The offline pipeline: spin generate --spin-data answers the training set greedily, spin
