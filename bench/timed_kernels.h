@@ -59,11 +59,11 @@ class TimedKernels final : public kernels::Kernels {
   }
   void glu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
                            Index n, Activation act) const override {
-    time("swiglu", [&] { inner_.glu_forward_bf16(out, gate, up, n, act); });
+    time("glu", [&] { inner_.glu_forward_bf16(out, gate, up, n, act); });
   }
   void glu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
                             const std::uint16_t* up, Index n, Activation act) const override {
-    time("swiglu", [&] { inner_.glu_backward_bf16(dgate, dup, dout, gate, up, n, act); });
+    time("glu", [&] { inner_.glu_backward_bf16(dgate, dup, dout, gate, up, n, act); });
   }
   void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w, const float* bias,
                                Index n, Index in, Index out) const override {
@@ -143,11 +143,11 @@ class TimedKernels final : public kernels::Kernels {
     time("lm head", [&] { inner_.gather_rows(dst, src, rows, n, width); });
   }
   void glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const override {
-    time("swiglu", [&] { inner_.glu_forward(out, gate, up, n, act); });
+    time("glu", [&] { inner_.glu_forward(out, gate, up, n, act); });
   }
   void glu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                        const float* up, Index n, Activation act) const override {
-    time("swiglu", [&] { inner_.glu_backward(dgate, dup, dout, gate, up, n, act); });
+    time("glu", [&] { inner_.glu_backward(dgate, dup, dout, gate, up, n, act); });
   }
   void logits_max(float* m, const float* logits, Index n, Index ld, Index valid) const override {
     time("log-softmax", [&] { inner_.logits_max(m, logits, n, ld, valid); });
