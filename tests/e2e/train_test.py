@@ -347,6 +347,28 @@ def case_signal(args, tmp):
         print("%s: stopped at step %d of 180 with exit %d" % (name, step, REQUEUE))
 
 
+def train_family(args, config, tmp, kind, trained):
+    """A tiny model of `kind` with its tokenizer (hf_tokenizer_model) trained 6 SPIN steps at TP 2
+    in bf16 with data.template auto: the template named after it is chosen, responses are
+    generated, the first loss is log 2 (policy = reference), every loss finite, the tensor
+    `trained` moves and the exported model has the original's tensors. Returns the exported
+    tensors and the run's folder."""
+    shutil.rmtree(os.path.join(tmp, "model"))
+    hf_tokenizer_model(os.path.join(tmp, "model"), kind=kind)
+    out = os.path.join(tmp, kind)
+    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
+                              "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16"], 2)
+    assert "prompt template %s (data.template = auto)" % kind in r.stdout, r.stdout[:2000]
+    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert len(m) == 6 and m[0]["generated_length_mean"] > 0 and all(math.isfinite(x["loss"]) for x in m), m
+    assert abs(m[0]["loss"] - math.log(2)) < 1e-6, m[0]
+    before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
+    after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
+    assert sorted(before) == sorted(after), sorted(after)
+    assert before[trained] != after[trained], trained
+    return after, out
+
+
 def case_hf_tokenizer(args, tmp):
     """A model with a Hugging Face byte-level BPE tokenizer.json (the Llama-3-style test
     tokenizer) and the llama3 chat template, which data.template = auto picks for it: spin train
@@ -396,38 +418,15 @@ def case_hf_tokenizer(args, tmp):
     print("Qwen2 + chatml at TP 2: 6 steps, first loss log 2, biases trained, exported as qwen2; "
           "resumed at DP 2 (ZeRO-1) from step 3 to the same losses")
 
-    # Qwen3 (head norms) with a Qwen3-style tokenizer at TP 2 in bf16: auto picks qwen3 (thinking
-    # off); the head norms train and stay equal on both TP ranks (one exported copy).
-    shutil.rmtree(os.path.join(tmp, "model"))
-    hf_tokenizer_model(os.path.join(tmp, "model"), kind="qwen3")
-    out = os.path.join(tmp, "qwen3")
-    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
-                              "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16"], 2)
-    assert "prompt template qwen3 (data.template = auto)" in r.stdout, r.stdout[:2000]
-    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
-    assert len(m) == 6 and m[0]["generated_length_mean"] > 0 and all(math.isfinite(x["loss"]) for x in m), m
-    before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
-    after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
-    assert sorted(before) == sorted(after), sorted(after)
-    assert before["model.layers.1.self_attn.q_norm.weight"] != after["model.layers.1.self_attn.q_norm.weight"]
-    print("Qwen3 + qwen3 template at TP 2 in bf16: 6 steps, head norms trained, exported")
-
+    # Qwen3 (head norms) with a Qwen3-style tokenizer: auto picks qwen3 (thinking off); the head
+    # norms train and stay equal on both TP ranks (one exported copy).
+    train_family(args, config, tmp, "qwen3", "model.layers.1.self_attn.q_norm.weight")
+    print("Qwen3 + qwen3 template at TP 2 in bf16: 6 steps, first loss log 2, head norms trained, exported")
     # Gemma (GeGLU, 1 + w norms, scaled tied embeddings) with a SentencePiece model in Gemma's
-    # layout at TP 2 in bf16: auto picks gemma; generation stops at <end_of_turn> (5), which ends
-    # the ground truth too; the norms train; exported tied, as a gemma.
-    shutil.rmtree(os.path.join(tmp, "model"))
-    hf_tokenizer_model(os.path.join(tmp, "model"), kind="gemma")
-    out = os.path.join(tmp, "gemma")
-    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
-                              "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16"], 2)
-    assert "prompt template gemma (data.template = auto)" in r.stdout, r.stdout[:2000]
-    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
-    assert len(m) == 6 and m[0]["generated_length_mean"] > 0 and all(math.isfinite(x["loss"]) for x in m), m
-    assert abs(m[0]["loss"] - math.log(2)) < 1e-6, m[0]  # the policy is the reference at the first step
-    before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
-    after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
-    assert sorted(before) == sorted(after) and "lm_head.weight" not in after, sorted(after)
-    assert before["model.layers.0.input_layernorm.weight"] != after["model.layers.0.input_layernorm.weight"]
+    # layout: auto picks gemma; generation stops at <end_of_turn> (5), which ends the ground truth
+    # too; the norms train; exported tied, as a gemma.
+    after, out = train_family(args, config, tmp, "gemma", "model.layers.0.input_layernorm.weight")
+    assert "lm_head.weight" not in after, sorted(after)
     assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gemma"
     print("Gemma + gemma template at TP 2 in bf16: 6 steps, first loss log 2, norms trained, exported tied")
 

@@ -64,25 +64,18 @@ TEST(CudaModel, RecomputedActivationsMatchTheCpuPath) {
   }
 }
 
-// Qwen3's head norms (the RMSNorm kernels over rows of head_dim) in float32 and in bf16 on the
+// Qwen3's head norms (the RMSNorm kernels over rows of head_dim), and Gemma's GeGLU, 1 + w norms
+// and scaled tied embeddings with activations recomputed, in float32 and in bf16 on the
 // tensor-core attention's head size: the bounds above.
-TEST(CudaModel, Qwen3HeadNormsMatchTheCpuPath) {
+TEST(CudaModel, Qwen3AndGemmaMatchTheCpuPath) {
   const kernels::CudaKernels gpu;
-  for (const bool mixed : {false, true}) {
-    const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, false, 64, TinyFamily::Qwen3);
-    ASSERT_GT(errors.relative.size(), 20u);
-    for (const auto& [name, error] : errors.relative) EXPECT_LT(error, mixed ? 2e-2 : 1e-4) << name;
-  }
-}
-
-// Gemma's GeGLU, 1 + w norms and scaled embeddings (tied) in float32 and in bf16, activations
-// recomputed: the bounds above.
-TEST(CudaModel, GemmaMatchesTheCpuPath) {
-  const kernels::CudaKernels gpu;
-  for (const bool mixed : {false, true}) {
-    const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, true, 64, TinyFamily::Gemma);
-    ASSERT_GT(errors.relative.size(), 20u);
-    for (const auto& [name, error] : errors.relative) EXPECT_LT(error, mixed ? 2e-2 : 1e-4) << name;
+  for (const TinyFamily family : {TinyFamily::Qwen3, TinyFamily::Gemma}) {
+    for (const bool mixed : {false, true}) {
+      SCOPED_TRACE(cat(family == TinyFamily::Qwen3 ? "qwen3" : "gemma", mixed ? ", bf16" : ", float32"));
+      const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, family == TinyFamily::Gemma, 64, family);
+      ASSERT_GT(errors.relative.size(), 20u);
+      for (const auto& [name, error] : errors.relative) EXPECT_LT(error, mixed ? 2e-2 : 1e-4) << name;
+    }
   }
 }
 
