@@ -179,7 +179,7 @@ int main() {
   {
     PooledBuffer gate = random_floats(tokens * mlp), up = random_floats(tokens * mlp), out = random_floats(tokens * mlp);
     const double ms = time_ms(s, [&] { k.glu_forward(out.as<float>(), gate.as<float>(), up.as<float>(), tokens * mlp, spin::kernels::Activation::Silu); });
-    row("swiglu_forward 8192 x 11008", ms, 3.0 * tokens * mlp * 4, "GB/s", bandwidth);
+    row("glu_forward (SiLU) 8192 x 11008", ms, 3.0 * tokens * mlp * 4, "GB/s", bandwidth);
   }
   {
     // TinyLlama-1.1B's 201 tensors, as Optimizer::step hands them over: one launch for all.

@@ -58,11 +58,11 @@ class TimedKernels final : public kernels::Kernels {
     time("rmsnorm", [&] { inner_.rmsnorm_backward_bf16_in(dx, dw, dout, x, w, rstd, n, dim, w_offset); });
   }
   void glu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
-                           Index n, Activation act) const override {
+                        Index n, Activation act) const override {
     time("glu", [&] { inner_.glu_forward_bf16(out, gate, up, n, act); });
   }
   void glu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
-                            const std::uint16_t* up, Index n, Activation act) const override {
+                         const std::uint16_t* up, Index n, Activation act) const override {
     time("glu", [&] { inner_.glu_backward_bf16(dgate, dup, dout, gate, up, n, act); });
   }
   void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w, const float* bias,
@@ -146,7 +146,7 @@ class TimedKernels final : public kernels::Kernels {
     time("glu", [&] { inner_.glu_forward(out, gate, up, n, act); });
   }
   void glu_backward(float* dgate, float* dup, const float* dout, const float* gate,
-                       const float* up, Index n, Activation act) const override {
+                    const float* up, Index n, Activation act) const override {
     time("glu", [&] { inner_.glu_backward(dgate, dup, dout, gate, up, n, act); });
   }
   void logits_max(float* m, const float* logits, Index n, Index ld, Index valid) const override {

@@ -82,10 +82,10 @@ class Kernels {
   // glu_forward / glu_backward over bf16 gate and up (widened as read, then the float32
   // arithmetic): the forward's output rounded to bf16, the backward's gradients float32.
   virtual void glu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate,
-                                   const std::uint16_t* up, Index n, Activation act) const = 0;
+                                const std::uint16_t* up, Index n, Activation act) const = 0;
   virtual void glu_backward_bf16(float* dgate, float* dup, const float* dout,
-                                    const std::uint16_t* gate, const std::uint16_t* up,
-                                    Index n, Activation act) const = 0;
+                                 const std::uint16_t* gate, const std::uint16_t* up,
+                                 Index n, Activation act) const = 0;
 
   // Vocab-parallel embedding: this rank holds rows [vocab_start, vocab_start + rows) of the
   // table. out[i] = scale * table[ids[i] - vocab_start] for ids inside that range, 0 otherwise
@@ -196,7 +196,7 @@ class Kernels {
   virtual void glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const = 0;
   // dgate, dup overwritten.
   virtual void glu_backward(float* dgate, float* dup, const float* dout, const float* gate,
-                               const float* up, Index n, Activation act) const = 0;
+                            const float* up, Index n, Activation act) const = 0;
 
   // Local parts of the vocab-parallel log-softmax. logits: [n, ld]; this rank holds vocabulary
   // entries [vocab_start, vocab_start + valid) in its first `valid` columns (the rest is padding

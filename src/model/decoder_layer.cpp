@@ -238,7 +238,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                   w.down_proj, w.bf16.down_proj, n, d.intermediate, h, false);
   if (a.gate_bf16.defined()) {
     k.glu_backward_bf16(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate_bf16.bf16(), a.up_bf16.bf16(),
-                           n * d.intermediate, ctx.config.activation);
+                        n * d.intermediate, ctx.config.activation);
   } else {
     k.glu_backward(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate, ctx.config.activation);
   }

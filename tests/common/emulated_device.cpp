@@ -238,16 +238,16 @@ void EmulatedKernels::rmsnorm_backward_bf16_in(float* dx, float* dw, const float
                                  dev(w, dim, "rmsnorm w"), dev(rstd, n, "rmsnorm rstd"), n, dim, w_offset);
 }
 void EmulatedKernels::glu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate,
-                                          const std::uint16_t* up, Index n, Activation act) const {
-  cpu_->glu_forward_bf16(dev(out, n, "swiglu out"), dev(gate, n, "swiglu gate"),
-                            dev(up, n, "swiglu up"), n, act);
+                                       const std::uint16_t* up, Index n, Activation act) const {
+  cpu_->glu_forward_bf16(dev(out, n, "glu out"), dev(gate, n, "glu gate"),
+                         dev(up, n, "glu up"), n, act);
 }
 void EmulatedKernels::glu_backward_bf16(float* dgate, float* dup, const float* dout,
-                                           const std::uint16_t* gate, const std::uint16_t* up,
-                                           Index n, Activation act) const {
-  cpu_->glu_backward_bf16(dev(dgate, n, "swiglu dgate"), dev(dup, n, "swiglu dup"),
-                             dev(dout, n, "swiglu dout"), dev(gate, n, "swiglu gate"),
-                             dev(up, n, "swiglu up"), n, act);
+                                        const std::uint16_t* gate, const std::uint16_t* up,
+                                        Index n, Activation act) const {
+  cpu_->glu_backward_bf16(dev(dgate, n, "glu dgate"), dev(dup, n, "glu dup"),
+                          dev(dout, n, "glu dout"), dev(gate, n, "glu gate"),
+                          dev(up, n, "glu up"), n, act);
 }
 void EmulatedKernels::linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x,
                                               const std::uint16_t* w, const float* bias, Index n,
@@ -364,13 +364,13 @@ void EmulatedKernels::gather_rows(float* dst, const float* src, const Index* row
                     dev(rows, n, "gather_rows rows"), n, width);
 }
 void EmulatedKernels::glu_forward(float* out, const float* gate, const float* up,
-                                     Index n, Activation act) const {
-  cpu_->glu_forward(dev(out, n, "swiglu out"), dev(gate, n, "swiglu gate"), dev(up, n, "swiglu up"), n, act);
+                                  Index n, Activation act) const {
+  cpu_->glu_forward(dev(out, n, "glu out"), dev(gate, n, "glu gate"), dev(up, n, "glu up"), n, act);
 }
 void EmulatedKernels::glu_backward(float* dgate, float* dup, const float* dout,
-                                      const float* gate, const float* up, Index n, Activation act) const {
-  cpu_->glu_backward(dev(dgate, n, "swiglu dgate"), dev(dup, n, "swiglu dup"), dev(dout, n, "swiglu dout"),
-                        dev(gate, n, "swiglu gate"), dev(up, n, "swiglu up"), n, act);
+                                   const float* gate, const float* up, Index n, Activation act) const {
+  cpu_->glu_backward(dev(dgate, n, "glu dgate"), dev(dup, n, "glu dup"), dev(dout, n, "glu dout"),
+                     dev(gate, n, "glu gate"), dev(up, n, "glu up"), n, act);
 }
 void EmulatedKernels::logits_max(float* row_max, const float* logits, Index n, Index ld,
                                  Index valid) const {

@@ -71,9 +71,9 @@ class CpuKernels final : public Kernels {
                          const std::int32_t* targets, Index n) const override;
   void glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const override;
   void glu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
-                           Index n, Activation act) const override;
+                        Index n, Activation act) const override;
   void glu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
-                            const std::uint16_t* up, Index n, Activation act) const override;
+                         const std::uint16_t* up, Index n, Activation act) const override;
   void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w,
                                const float* bias, Index n, Index in, Index out) const override;
   void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
@@ -83,7 +83,7 @@ class CpuKernels final : public Kernels {
   void rmsnorm_backward_bf16_in(float* dx, float* dw, const float* dout, const std::uint16_t* x, const float* w,
                                 const float* rstd, Index n, Index dim, float w_offset) const override;
   void glu_backward(float* dgate, float* dup, const float* dout, const float* gate,
-                       const float* up, Index n, Activation act) const override;
+                    const float* up, Index n, Activation act) const override;
   void logits_max(float* row_max, const float* logits, Index n, Index ld,
                   Index valid) const override;
   void logits_sumexp_target(float* sumexp, float* target_logit, const float* logits,

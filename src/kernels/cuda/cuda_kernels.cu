@@ -196,20 +196,20 @@ const __nv_bfloat16* as_bf16(const std::uint16_t* p) { return reinterpret_cast<c
 }  // namespace
 
 void CudaKernels::glu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
-                                      Index n, Activation act) const {
+                                   Index n, Activation act) const {
   glu_forward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(out),
                                                               as_bf16(gate), as_bf16(up), n, act);
   SPIN_CUDA_CHECK_LAUNCH("glu_forward_bf16");
 }
 
 void CudaKernels::glu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
-                                       const std::uint16_t* up, Index n, Activation act) const {
+                                    const std::uint16_t* up, Index n, Activation act) const {
   glu_backward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dgate, dup, dout, as_bf16(gate), as_bf16(up), n, act);
   SPIN_CUDA_CHECK_LAUNCH("glu_backward_bf16");
 }
 
 void CudaKernels::glu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
-                                  Index n, Activation act) const {
+                               Index n, Activation act) const {
   glu_backward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dgate, dup, dout, gate, up, n, act);
   SPIN_CUDA_CHECK_LAUNCH("glu_backward");
 }

@@ -92,7 +92,7 @@ class CudaKernels final : public Kernels {
   void gather_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
   void glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const override;
   void glu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
-                       Index n, Activation act) const override;
+                    Index n, Activation act) const override;
   void logits_max(float* row_max, const float* logits, Index n, Index ld, Index valid) const override;
   void logits_sumexp_target(float* sumexp, float* target_logit, const float* logits, const float* row_max,
                             const std::int32_t* targets, Index n, Index ld, Index valid,
@@ -132,9 +132,9 @@ class CudaKernels final : public Kernels {
   void rmsnorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, Index n, Index dim,
                             float eps, float w_offset) const override;
   void glu_forward_bf16(std::uint16_t* out, const std::uint16_t* gate, const std::uint16_t* up,
-                           Index n, Activation act) const override;
+                        Index n, Activation act) const override;
   void glu_backward_bf16(float* dgate, float* dup, const float* dout, const std::uint16_t* gate,
-                            const std::uint16_t* up, Index n, Activation act) const override;
+                         const std::uint16_t* up, Index n, Activation act) const override;
   // cublasGemmEx with a bf16 C: the float32 accumulation rounded as written.
   // With a bias: the product in float32 (pooled scratch), then one kernel adds the bias and rounds.
   void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w, const float* bias,
