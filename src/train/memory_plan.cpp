@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "kernels/kernels.h"
 #include "model/stage.h"
 #include "model/tp_dims.h"
 
@@ -116,7 +117,7 @@ Elements stage_end(const model::TpDims& d, const Rows& r, bool last, bool bf16_p
 }  // namespace
 
 bool attention_keeps_probs(const Precision& p, std::int64_t head_dim) {
-  return p.attention_probs || (head_dim != 32 && head_dim != 64 && head_dim != 96 && head_dim != 128);
+  return p.attention_probs || !kernels::fused_attention_head_dim(head_dim);
 }
 
 Precision Precision::cpu() { return {"cpu (float32)", 4, 4, 0, 8, 4, true}; }

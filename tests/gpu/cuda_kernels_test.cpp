@@ -212,8 +212,8 @@ TEST_F(Fixture, RopeForwardAndBackward) {
 
 // Both CUDA attention paths -- fused (FlashAttention's algorithm: a log-sum-exp saved) and
 // cuBLAS + softmax (the probabilities saved, compared too) -- for every head size the fused
-// kernels take and one they do not (which falls back), MHA and GQA, packed sequences of
-// lengths 1 to 152 (tiles of 32 and blocks of 8 rows partly filled).
+// kernels take (256: Gemma, tiles of 16 rows) and one they do not (which falls back), MHA and
+// GQA, packed sequences of lengths 1 to 152 (tiles and blocks of 8 rows partly filled).
 TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
   const std::vector<Index> cu = {0, 1, 18, 148, 300};  // lengths 1, 17, 130, 152
   const Index rows = cu.back(), seqs = 4;
@@ -221,7 +221,8 @@ TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
   struct Shape {
     Index heads, kv_heads, head_dim;
   };
-  for (const Shape& sh : {Shape{8, 2, 32}, Shape{4, 4, 64}, Shape{6, 3, 96}, Shape{4, 1, 128}, Shape{4, 2, 48}}) {
+  for (const Shape& sh :
+       {Shape{8, 2, 32}, Shape{4, 4, 64}, Shape{6, 3, 96}, Shape{4, 1, 128}, Shape{4, 2, 256}, Shape{4, 2, 48}}) {
     for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &unfused}) {
       const Index heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
       SCOPED_TRACE(testing::Message() << (k == &gpu ? "fused" : "cuBLAS") << " attention, heads " << heads << "/"
@@ -266,7 +267,8 @@ TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
   struct Shape {
     Index heads, kv_heads, head_dim;
   };
-  for (const Shape& sh : {Shape{8, 2, 32}, Shape{4, 4, 64}, Shape{6, 3, 96}, Shape{4, 1, 128}, Shape{4, 2, 48}}) {
+  for (const Shape& sh :
+       {Shape{8, 2, 32}, Shape{4, 4, 64}, Shape{6, 3, 96}, Shape{4, 1, 128}, Shape{4, 2, 256}, Shape{4, 2, 48}}) {
     for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &simt, &unfused}) {
       const Index heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
       const bool tensor_cores = k == &gpu && (head_dim == 64 || head_dim == 128);
@@ -317,7 +319,7 @@ TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
 // it does not.
 TEST_F(Fixture, CachedAttentionPrefillAndDecodeRuns) {
   const CudaKernels unfused(CudaKernels::Attention::Cublas);
-  for (const Index head_dim : {16, 32, 64, 128}) {
+  for (const Index head_dim : {16, 32, 64, 128, 256}) {
     for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &unfused}) {
       SCOPED_TRACE(testing::Message() << (k == &gpu ? "fused" : "cuBLAS") << ", head_dim " << head_dim);
       const Index heads = 8, kv_heads = 4, slots = 3, capacity = 40;
@@ -345,7 +347,7 @@ TEST_F(Fixture, DecodeStepsOfGroupedQueryAttention) {
   struct Shape {
     Index heads, kv_heads, head_dim;
   };
-  for (const Shape& sh : {Shape{8, 4, 64}, Shape{32, 4, 64}, Shape{16, 1, 128}, Shape{16, 2, 32}}) {
+  for (const Shape& sh : {Shape{8, 4, 64}, Shape{32, 4, 64}, Shape{16, 1, 128}, Shape{16, 2, 32}, Shape{8, 1, 256}}) {
     for (const bool bf16 : {false, true}) {
       const Index heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
       SCOPED_TRACE(testing::Message() << "decode, heads " << heads << "/" << kv_heads << ", head_dim " << head_dim

@@ -81,15 +81,14 @@ void dispatch(long long head_dim, bool bf16, Launch&& launch) {
     case 64: return with(std::integral_constant<int, 64>());
     case 96: return with(std::integral_constant<int, 96>());
     case 128: return with(std::integral_constant<int, 128>());
-    default: fail("fused attention: head_dim ", head_dim, " is not 32, 64, 96 or 128");
+    case 256: return with(std::integral_constant<int, 256>());
+    default: fail("fused attention: head_dim ", head_dim, " is not 32, 64, 96, 128 or 256");
   }
 }
 
 }  // namespace
 
-bool fused_attention_supports(long long head_dim) {
-  return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128;
-}
+bool fused_attention_supports(long long head_dim) { return fused_attention_head_dim(head_dim); }
 
 void fused_attention_forward(const FusedAttentionArgs& a, void* out, float* lse, cudaStream_t stream) {
   dispatch(a.head_dim, a.bf16, [&](auto hd, auto element) {

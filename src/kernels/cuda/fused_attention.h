@@ -1,7 +1,8 @@
 // Fused causal attention for CudaKernels (fused_attention.cu): FlashAttention's algorithm in
 // float32 arithmetic -- no score matrix in global memory; the forward saves a log-sum-exp per
 // query row and head ([rows, heads]) and the backward recomputes the probabilities from it. head_dim 32, 64,
-// 96 or 128 (fused_attention_supports); CudaKernels uses the cuBLAS path otherwise.
+// 96, 128 or 256 (fused_attention_supports, kernels.h's fused_attention_head_dim); CudaKernels
+// uses the cuBLAS path otherwise.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -2,8 +2,9 @@
 // bf16 q, k, v (mixed precision: widened as the tiles are staged, the output rounded as it is
 // written; gradients float32): the scores never reach global memory. The forward keeps, per
 // query row and head, the log-sum-exp of its scores (heads x rows floats instead of heads x
-// len^2 probabilities); the backward recomputes the probabilities from it. For bf16 at head_dim
-// 64 and 128, tensor_core_attention.cu does the same on tensor cores.
+// len^2 probabilities); the backward recomputes the probabilities from it. Head sizes 32, 64,
+// 96, 128 and 256 (Gemma). For bf16 at head_dim 64 and 128, tensor_core_attention.cu does the
+// same on tensor cores.
 //
 // Work split: one warp per (query row, head) in the forward and the dQ pass, one warp per
 // (key row, kv head) in the dK/dV pass; a warp's 32 lanes split head_dim (lane l holds the
@@ -38,8 +39,11 @@
 namespace spin::kernels::cuda_detail::simt {
 namespace {
 
-constexpr int kWarps = 8;   // rows per block
-constexpr int kTile = 32;   // rows of the other operand per shared-memory tile
+constexpr int kWarps = 8;  // rows per block
+// Rows of the other operand per shared-memory tile: 32, or 16 at head_dim 256 (Gemma), so that a
+// kernel's two float32 tiles stay within the 48 KiB of static shared memory (32 KiB either way).
+template <int HD>
+constexpr int kTile = HD > 128 ? 16 : 32;
 
 // An element of q, k, v, the output or a cache: float32, or bf16 (mixed precision) widened
 // exactly as read and rounded as written.
@@ -48,11 +52,11 @@ __device__ float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ void store(float* out, float x) { *out = x; }
 __device__ void store(__nv_bfloat16* out, float x) { *out = __float2bfloat16_rn(x); }
 
-// Copies rows [first, first + kTile) (those < len) of `src` (row stride ld, head offset
-// applied) into tile[kTile][HD], as float32; the block's threads share the work.
+// Copies rows [first, first + kTile<HD>) (those < len) of `src` (row stride ld, head offset
+// applied) into tile[kTile<HD>][HD], as float32; the block's threads share the work.
 template <int HD, class T>
 __device__ void load_tile(float (*tile)[HD], const T* src, long long ld, long long first, long long len) {
-  for (int e = threadIdx.x + threadIdx.y * 32; e < kTile * HD; e += 32 * kWarps) {
+  for (int e = threadIdx.x + threadIdx.y * 32; e < kTile<HD> * HD; e += 32 * kWarps) {
     const int r = e / HD, d = e % HD;
     tile[r][d] = first + r < len ? widen(src[(first + r) * ld + d]) : 0.0f;
   }
@@ -98,12 +102,12 @@ struct SoftmaxRow {
   template <class T>
   __device__ void attend(float (*ks)[HD], float (*vs)[HD], const T* keys, const T* values, long long ld,
                          long long last_key, long long position) {
-    for (long long t = 0; t <= last_key; t += kTile) {
+    for (long long t = 0; t <= last_key; t += kTile<HD>) {
       __syncthreads();  // the previous tiles are no longer read
       load_tile<HD>(ks, keys, ld, t, last_key + 1);
       load_tile<HD>(vs, values, ld, t, last_key + 1);
       __syncthreads();
-      if (active) attend_tile<HD>(ks, vs, min(static_cast<long long>(kTile), position - t + 1), q, acc, m, l);
+      if (active) attend_tile<HD>(ks, vs, min(static_cast<long long>(kTile<HD>), position - t + 1), q, acc, m, l);
     }
   }
   template <class T>
@@ -131,8 +135,8 @@ struct BlockRows {
 template <int HD, class T>
 __global__ void forward_kernel(T* out, float* lse, const T* q, const T* k, const T* v, const long long* cu_seqlens,
                                int heads, int kv_heads, float scale) {
-  __shared__ float ks[kTile][HD];
-  __shared__ float vs[kTile][HD];
+  __shared__ float ks[kTile<HD>][HD];
+  __shared__ float vs[kTile<HD>][HD];
   const BlockRows b(cu_seqlens);
   if (b.empty()) return;
   const long long start = b.start, len = b.len, first_row = b.first, i = b.row;
@@ -150,8 +154,8 @@ template <int HD, class T>
 __global__ void dq_kernel(float* dq, float* delta, const float* dout, const T* q, const T* k, const T* v,
                           const float* lse, const long long* cu_seqlens, int heads, int kv_heads, float scale) {
   constexpr int kPer = HD / 32;
-  __shared__ float ks[kTile][HD];
-  __shared__ float vs[kTile][HD];
+  __shared__ float ks[kTile<HD>][HD];
+  __shared__ float vs[kTile<HD>][HD];
   const BlockRows rows(cu_seqlens);
   if (rows.empty()) return;
   const long long start = rows.start, len = rows.len, first_row = rows.first, i = rows.row;
@@ -168,13 +172,13 @@ __global__ void dq_kernel(float* dq, float* delta, const float* dout, const T* q
   const float row_lse = active ? lse[(start + i) * heads + h] : 0.0f;
   float d = 0.0f;
   const long long last_key = min(len, first_row + kWarps) - 1;
-  for (long long t = 0; t <= last_key; t += kTile) {
+  for (long long t = 0; t <= last_key; t += kTile<HD>) {
     __syncthreads();
     load_tile<HD>(ks, k + start * kv_ld + g * HD, kv_ld, t, len);
     load_tile<HD>(vs, v + start * kv_ld + g * HD, kv_ld, t, len);
     __syncthreads();
     if (!active) continue;
-    const long long upto = min(static_cast<long long>(kTile), i - t + 1);
+    const long long upto = min(static_cast<long long>(kTile<HD>), i - t + 1);
     for (long long j = 0; j < upto; ++j) {
       float s = 0.0f, dp = 0.0f;
       for (int e = 0; e < kPer; ++e) {
@@ -201,9 +205,9 @@ __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const T* q, 
                            const float* lse, const float* delta, const long long* cu_seqlens, int heads, int kv_heads,
                            float scale) {
   constexpr int kPer = HD / 32;
-  __shared__ float qs[kTile][HD];
-  __shared__ float dos[kTile][HD];
-  __shared__ float lses[kTile], deltas[kTile];
+  __shared__ float qs[kTile<HD>][HD];
+  __shared__ float dos[kTile<HD>][HD];
+  __shared__ float lses[kTile<HD>], deltas[kTile<HD>];
   const BlockRows keys(cu_seqlens);  // here the rows are keys
   if (keys.empty()) return;
   const long long start = keys.start, len = keys.len, first_key = keys.first, j = keys.row;
@@ -219,17 +223,17 @@ __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const T* q, 
   }
   for (int h = g * group; h < (g + 1) * group; ++h) {
     // Query rows i >= the block's first key; tiles start at a multiple of kTile at or below it.
-    for (long long t = first_key / kTile * kTile; t < len; t += kTile) {
+    for (long long t = first_key / kTile<HD> * kTile<HD>; t < len; t += kTile<HD>) {
       __syncthreads();
       load_tile<HD>(qs, q + start * q_ld + h * HD, q_ld, t, len);
       load_tile<HD>(dos, dout + start * q_ld + h * HD, q_ld, t, len);
-      for (int r = threadIdx.x + threadIdx.y * 32; r < kTile; r += 32 * kWarps) {
+      for (int r = threadIdx.x + threadIdx.y * 32; r < kTile<HD>; r += 32 * kWarps) {
         lses[r] = t + r < len ? lse[(start + t + r) * heads + h] : 0.0f;
         deltas[r] = t + r < len ? delta[(start + t + r) * heads + h] : 0.0f;
       }
       __syncthreads();
       if (!active) continue;
-      for (long long r = 0; r < kTile && t + r < len; ++r) {
+      for (long long r = 0; r < kTile<HD> && t + r < len; ++r) {
         if (t + r < j) continue;  // causal: query rows before this key do not see it
         float s = 0.0f, dp = 0.0f;
         for (int e = 0; e < kPer; ++e) {
@@ -262,8 +266,8 @@ template <int HD, class T>
 __global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_cache,
                               const long long* runs, long long num_runs, long long capacity, int heads, int kv_heads,
                               float scale) {
-  __shared__ float ks[kTile][HD];
-  __shared__ float vs[kTile][HD];
+  __shared__ float ks[kTile<HD>][HD];
+  __shared__ float vs[kTile<HD>][HD];
   // runs: [row_begin[0..num_runs]] then slots, then first positions.
   const long long begin = runs[blockIdx.z], end = runs[blockIdx.z + 1];
   const long long slot = runs[num_runs + 1 + blockIdx.z], first_position = runs[2 * num_runs + 1 + blockIdx.z];
@@ -287,8 +291,8 @@ __global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_c
 template <int HD, class T>
 __global__ void decode_kernel(T* out, const T* q, const T* k_cache, const T* v_cache, const long long* runs,
                               long long num_runs, long long capacity, int heads, int kv_heads, float scale) {
-  __shared__ float ks[kTile][HD];
-  __shared__ float vs[kTile][HD];
+  __shared__ float ks[kTile<HD>][HD];
+  __shared__ float vs[kTile<HD>][HD];
   const long long row = runs[blockIdx.y];
   if (runs[blockIdx.y + 1] == row) return;  // an empty run: the whole block
   const long long slot = runs[num_runs + 1 + blockIdx.y], position = runs[2 * num_runs + 1 + blockIdx.y];

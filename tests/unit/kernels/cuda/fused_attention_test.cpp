@@ -171,12 +171,15 @@ void cached_attention(const std::vector<Index>& row_begin, const std::vector<Ind
 }
 
 // Sequences of 1, 13 and 35 tokens (32-row tiles and 8-row blocks partly filled). Small: every
-// emulated thread is an OS thread, and every shuffle two barriers.
+// emulated thread is an OS thread, and every shuffle two barriers. Head size 256 (Gemma) with its
+// 16-row tiles: 35 rows span three of them, the dK/dV pass starting its tiles below its keys.
 TEST(FusedAttentionEmulated, TrainingForwardAndBackwardMatchTheCpu) {
   const std::vector<long long> cu = {0, 1, 14, 49};
   training_attention<64, float>(cu, 2, 1);
   training_attention<64, bf16>(cu, 2, 1);
   training_attention<128, bf16>({0, 35}, 2, 1);
+  training_attention<256, float>({0, 3, 38}, 2, 1);
+  training_attention<256, bf16>({0, 35}, 2, 2);
 }
 
 // A prefill of 12 rows into slot 2, a decode row at position 25 of slot 0, 3 rows continuing
@@ -186,6 +189,7 @@ TEST(FusedAttentionEmulated, CachedRunsMatchTheCpu) {
   cached_attention<64, float>(row_begin, slot, first, 4, 2, false);
   cached_attention<64, bf16>(row_begin, slot, first, 4, 2, false);
   cached_attention<32, float>(row_begin, slot, first, 2, 2, false);
+  cached_attention<256, bf16>(row_begin, slot, first, 2, 1, false);
 }
 
 // Decode steps: groups of 2, 8 (the block's 8 warps once) and 16 (twice).
@@ -194,6 +198,7 @@ TEST(FusedAttentionEmulated, DecodeStepsMatchTheCpu) {
   cached_attention<64, float>(row_begin, slot, first, 4, 2, true);
   cached_attention<64, bf16>(row_begin, slot, first, 16, 2, true);
   cached_attention<32, float>(row_begin, slot, first, 16, 1, true);
+  cached_attention<256, float>(row_begin, slot, first, 8, 1, true);  // Gemma-2B: 8 heads on one kv head
 }
 
 }  // namespace
