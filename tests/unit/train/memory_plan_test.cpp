@@ -109,6 +109,7 @@ TEST(MemoryPlan, HeadSizesWithoutFusedAttentionKeepTheProbabilities) {
   EXPECT_EQ(activations(r), activations(keeping));
   EXPECT_TRUE(attention_keeps_probs(Precision::cuda(), 80));
   EXPECT_FALSE(attention_keeps_probs(Precision::cuda(), 64));
+  EXPECT_FALSE(attention_keeps_probs(Precision::cuda(), 256));  // Gemma's
   EXPECT_TRUE(attention_keeps_probs(Precision::cpu(), 64));
 }
 
