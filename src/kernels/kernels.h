@@ -16,15 +16,11 @@
 #include <cstdint>
 
 #include "core/device.h"
+#include "kernels/activation.h"
 
 namespace spin::kernels {
 
 using Index = std::int64_t;
-
-// The activation of the gated MLP, out = act(gate) * up: SiLU (SwiGLU, the Llama family) or GELU
-// with PyTorch's tanh approximation (GeGLU, Gemma's gelu_pytorch_tanh):
-//   gelu_tanh(g) = g / 2 * (1 + tanh(sqrt(2 / pi) * (g + 0.044715 g^3))).
-enum class Activation { Silu, GeluTanh };
 
 // Number of floats of the attention probabilities: heads * sum_s len_s^2.
 Index attention_probs_size(const Index* cu_seqlens, Index num_seqs, Index heads);

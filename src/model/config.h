@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/kernels.h"
+#include "kernels/activation.h"
 
 namespace spin::model {
 
