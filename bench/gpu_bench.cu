@@ -3,7 +3,7 @@
 // Ceilings measured here, not taken from datasheets: device-to-device copy bandwidth (bytes
 // read + written), and cuBLAS matrix products at 8192^3 in float32, TF32 and bf16 (fp32
 // accumulation). Then CudaKernels at Llama-7B shapes (hidden 4096, MLP 11008, 32 heads of 128,
-// vocab 32000 on one GPU, 8192 tokens): time, achieved GB/s or TFLOP/s, and the fraction of the
+// vocab 32000 on one GPU, 8192 tokens; attention also at Gemma-7B's 16 heads of 256): time, achieved GB/s or TFLOP/s, and the fraction of the
 // matching ceiling. Each figure is the median of 20 timed runs after 3 warm-up runs, timed with
 // CUDA events; inputs are random (never zeros) and larger than the L2 cache.
 #include <cublas_v2.h>
@@ -15,6 +15,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
@@ -213,16 +214,19 @@ int main() {
     });
     row("log-softmax pieces 4096 x 32000 (2 passes)", ms, 2.0 * rows * vocab * 4, "GB/s", bandwidth);
   }
-  // ---- attention, every path: 4 sequences of 2048 tokens, 32 heads of 128 (Llama-7B) ------
+  // ---- attention, every path: 4 sequences of 2048 tokens, 32 heads of 128 (Llama-7B), and 16
+  // heads of 256 (Gemma-7B: no tensor-core kernels at that size) -------------------------------
   // Causal FLOPs counted once (half the square): forward 2 products, backward 5 (FlashAttention's
   // count: S recomputed, dP, dV, dK, dQ) -- the fused backwards compute S and dP twice (dQ pass,
   // dK/dV pass), so their achieved rate is of useful FLOPs. Ceiling: the matching GEMM peak.
-  std::printf("\n| attention 4 x 2048 tokens, 32 x 128 | ms | achieved | of ceiling |\n|---|---|---|---|\n");
-  {
-    const Index len = 2048, seqs = tokens / len, width = tokens * heads * head_dim;
+  for (const std::pair<Index, Index>& shape : {std::pair<Index, Index>{heads, head_dim}, std::pair<Index, Index>{16, 256}}) {
+    const Index att_heads = shape.first, att_dim = shape.second;  // (C++17: lambdas cannot capture bindings)
+    std::printf("\n| attention 4 x 2048 tokens, %lld x %lld | ms | achieved | of ceiling |\n|---|---|---|---|\n",
+                static_cast<long long>(att_heads), static_cast<long long>(att_dim));
+    const Index len = 2048, seqs = tokens / len, width = tokens * att_heads * att_dim;
     std::vector<Index> cu(static_cast<std::size_t>(seqs + 1));
     for (Index i = 0; i <= seqs; ++i) cu[static_cast<std::size_t>(i)] = i * len;
-    const double forward_flops = 2.0 * seqs * heads * len * len * head_dim;  // 2 products x 2 len^2 hd / 2
+    const double forward_flops = 2.0 * seqs * att_heads * len * len * att_dim;  // 2 products x 2 len^2 hd / 2
     PooledBuffer q = random_floats(width), kk = random_floats(width), v = random_floats(width),
                  out = random_floats(width), dout = random_floats(width), dq = random_floats(width),
                  dk = random_floats(width), dv = random_floats(width);
@@ -240,27 +244,28 @@ int main() {
                              Path{"fused SIMT, bf16", CudaKernels::Attention::Fused, true},
                              Path{"fused SIMT, float32", CudaKernels::Attention::Fused, false},
                              Path{"cuBLAS + softmax, float32", CudaKernels::Attention::Cublas, false}}) {
+      if (path.attention == CudaKernels::Attention::TensorCores && att_dim != 64 && att_dim != 128) continue;
       const CudaKernels a(path.attention);
-      PooledBuffer saved = random_floats(a.attention_saved_size(cu.data(), seqs, heads, head_dim));
+      PooledBuffer saved = random_floats(a.attention_saved_size(cu.data(), seqs, att_heads, att_dim));
       const auto u16 = [](const PooledBuffer& b) { return b.as<std::uint16_t>(); };
       const double fwd = time_ms(s, [&] {
         if (path.bf16) {
-          a.attention_forward_bf16(u16(out16), saved.as<float>(), u16(q16), u16(k16), u16(v16), cu.data(), seqs, heads,
-                                   heads, head_dim);
+          a.attention_forward_bf16(u16(out16), saved.as<float>(), u16(q16), u16(k16), u16(v16), cu.data(), seqs,
+                                   att_heads, att_heads, att_dim);
         } else {
           a.attention_forward(out.as<float>(), saved.as<float>(), q.as<float>(), kk.as<float>(), v.as<float>(),
-                              cu.data(), seqs, heads, heads, head_dim);
+                              cu.data(), seqs, att_heads, att_heads, att_dim);
         }
       });
       const double bwd = time_ms(s, [&] {
         if (path.bf16) {
           a.attention_backward_bf16(dq.as<float>(), dk.as<float>(), dv.as<float>(), dout.as<float>(), u16(q16),
-                                    u16(k16), u16(v16), u16(out16), saved.as<float>(), cu.data(), seqs, heads, heads,
-                                    head_dim);
+                                    u16(k16), u16(v16), u16(out16), saved.as<float>(), cu.data(), seqs, att_heads,
+                                    att_heads, att_dim);
         } else {
           a.attention_backward(dq.as<float>(), dk.as<float>(), dv.as<float>(), dout.as<float>(), q.as<float>(),
-                               kk.as<float>(), v.as<float>(), saved.as<float>(), cu.data(), seqs, heads, heads,
-                               head_dim);
+                               kk.as<float>(), v.as<float>(), saved.as<float>(), cu.data(), seqs, att_heads, att_heads,
+                               att_dim);
         }
       });
       const double ceiling = path.bf16 ? bf16_peak : fp32_peak;
