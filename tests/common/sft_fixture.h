@@ -27,6 +27,7 @@ struct SftSetup {
   std::vector<std::int64_t> pp_layers = {};
   int kv_heads = 2;  // of 4 heads: GQA by default; 4 allows TP 4
   bool overlap_grad_reduce = false;
+  TinyFamily family = TinyFamily::Llama;
 };
 
 struct Result {
@@ -60,6 +61,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   shape.layers = 4;
   shape.tie = s.tie;
   shape.kv_heads = s.kv_heads;
+  shape.family = s.family;
   const model::ModelConfig config = testing::tiny_config(shape);
   const model::StageLayers stage = model::stage_layers(
       model::split_layers(config.num_layers, grid.pp_size(), s.pp_layers), grid.pp_rank());
@@ -67,7 +69,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   const std::int64_t pad = s.distributed ? grid.dp_size() : 1;
   model::ModelWeights weights(config, dims, stage, pad);
   model::ModelWeights grads(config, dims, stage, pad);
-  testing::init_tiny_weights(weights, 3, 0.1f);
+  testing::init_tiny_weights(weights, 3, 0.1f, config.norm_weight_offset);
   const kernels::CpuKernels cpu;
   const model::Transformer transformer(config, dims, stage, grid.tp(), cpu);
   train::OptimizerConfig oc;

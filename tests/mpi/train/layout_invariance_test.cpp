@@ -50,7 +50,7 @@ void check_layout(const SftSetup& s) {
   if (world.rank() >= size) return;
   const std::string what = spin::cat("(tp ", s.layout.tp, ", pp ", s.layout.pp, ", dp ", s.layout.dp,
                                s.distributed ? ", distributed" : "", s.tie ? ", tied" : ", untied",
-                               ")");
+                               s.family == testing::TinyFamily::Gemma ? ", gemma" : "", ")");
   expect_same(train(*group, s), reference, what);
 }
 
@@ -71,6 +71,17 @@ TEST(LayoutInvariance, UnevenStagesAndFourStagePipelines) {
   check_layout({{1, 2, 1}, false, true, 2, {1, 3}});
   check_layout({{1, 4, 2}, true, true, 1, {}});
   check_layout({{2, 4, 1}, false, false, 4, {}});
+}
+
+// Gemma (GeGLU, 1 + w norms, the embedding scaled): its tied embedding split over the first and
+// last stages (the lookup's gradient carries the scale, the head's does not), with TP and DP.
+TEST(LayoutInvariance, GemmaUnderPipelineTensorAndDataParallelism) {
+  SftSetup s{{1, 2, 1}, false, true};
+  s.family = testing::TinyFamily::Gemma;
+  check_layout(s);
+  s.layout = {2, 2, 2};
+  s.distributed = true;
+  check_layout(s);
 }
 
 // Gradient accumulation: 8 micro-batches of 1, 4 of 2, 2 of 4 and 1 of 8 sequences.

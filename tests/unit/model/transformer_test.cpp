@@ -46,7 +46,7 @@ std::vector<Sequence> three_sequences() {
 TEST(Transformer, GradientsMatchFiniteDifferences) {
   for (const char* variant : {"untied", "tied", "qkv bias", "qk norm", "gemma"}) {
     testing::TinyShape shape;
-    shape.tie = variant == std::string("tied");
+    shape.tie = variant == std::string("tied") || variant == std::string("gemma");  // Gemma ties by default
     shape.family = variant == std::string("qkv bias") ? testing::TinyFamily::Qwen2
                    : variant == std::string("qk norm") ? testing::TinyFamily::Qwen3
                    : variant == std::string("gemma")   ? testing::TinyFamily::Gemma
