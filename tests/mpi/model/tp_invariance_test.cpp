@@ -139,28 +139,24 @@ TEST(TensorParallel, MatchesOneRankWithQkvBiasesAtTp2AndTp4) {
 }
 
 // Qwen3's head norms: replicated weights whose gradients each rank computes from its own heads
-// (all-reduced over TP); in float32, with recomputation, and in bf16 with sequence parallelism.
-TEST(TensorParallel, MatchesOneRankWithQkNormsAtTp2AndTp4) {
-  testing::TinyShape shape;
-  shape.kv_heads = 4;
-  shape.family = testing::TinyFamily::Qwen3;
-  for (int tp : {2, 4}) expect_same_as_tp1(shape, tp);
-  expect_same_as_tp1(shape, 2, {.recompute = true});
-  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true});
-}
-
-// Gemma: GeGLU, norms of 1 + w (the offset in every norm's forward and backward, on whatever
-// rows a rank holds) and the embedding scaled in its row-parallel region; tied embeddings. In
-// float32, with recomputation, and in bf16 with sequence parallelism (the bf16-rounded scale).
-TEST(TensorParallel, MatchesOneRankForGemmaAtTp2AndTp4) {
-  testing::TinyShape shape;
-  shape.kv_heads = 4;
-  shape.family = testing::TinyFamily::Gemma;
-  shape.tie = true;
-  EXPECT_EQ(testing::tiny_config(shape).embedding_scale(false), 4.0f);
-  for (int tp : {2, 4}) expect_same_as_tp1(shape, tp);
-  expect_same_as_tp1(shape, 2, {.recompute = true});
-  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true});
+// (all-reduced over TP). Gemma: GeGLU, norms of 1 + w (the offset in every norm's forward and
+// backward, on whatever rows a rank holds) and the embedding scaled in its row-parallel region,
+// tied. Each in float32, with recomputation, and in bf16 with sequence parallelism (Gemma's
+// bf16-rounded scale).
+TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
+  for (const testing::TinyFamily family : {testing::TinyFamily::Qwen3, testing::TinyFamily::Gemma}) {
+    SCOPED_TRACE(family == testing::TinyFamily::Qwen3 ? "qwen3" : "gemma");
+    testing::TinyShape shape;
+    shape.kv_heads = 4;
+    shape.family = family;
+    shape.tie = family == testing::TinyFamily::Gemma;
+    for (int tp : {2, 4}) expect_same_as_tp1(shape, tp);
+    expect_same_as_tp1(shape, 2, {.recompute = true});
+    expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true});
+  }
+  testing::TinyShape gemma;
+  gemma.family = testing::TinyFamily::Gemma;
+  EXPECT_EQ(testing::tiny_config(gemma).embedding_scale(false), 4.0f);  // sqrt(16)
 }
 
 // The batch's 27 rows split 14 + 13 (one pad row) at TP 2 and 7 + 7 + 7 + 6 at TP 4.
