@@ -86,10 +86,10 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
                     "400" if kind == "gemma" else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)
-    if kind == "gemma":
-        shutil.copy(os.path.join(ROOT, "tests", "data", "gemma_spm", "tokenizer.model"), path)
-    for f in ("tokenizer.json", "tokenizer_config.json") if kind != "gemma" else ():
-        shutil.copy(os.path.join(os.path.dirname(HF_BPE), kind, f), path)
+    tokenizer_files = ([os.path.join(ROOT, "tests", "data", "gemma_spm", "tokenizer.model")] if kind == "gemma" else
+                       [os.path.join(os.path.dirname(HF_BPE), kind, f) for f in ("tokenizer.json", "tokenizer_config.json")])
+    for f in tokenizer_files:
+        shutil.copy(f, path)
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
     config["bos_token_id"], config["eos_token_id"] = (2, 1) if kind == "gemma" else (0, 2 if qwen else list(eos))

@@ -20,7 +20,7 @@ using namespace cuda_detail;
 using namespace cuda_detail::device;
 
 bool CudaKernels::fused(Index head_dim, Index num_seqs) const {
-  return attention_ != Attention::Cublas && cuda_detail::fused_attention_supports(head_dim) &&
+  return attention_ != Attention::Cublas && fused_attention_head_dim(head_dim) &&
          num_seqs <= 65535;  // the grid's z extent
 }
 

@@ -88,8 +88,6 @@ void dispatch(long long head_dim, bool bf16, Launch&& launch) {
 
 }  // namespace
 
-bool fused_attention_supports(long long head_dim) { return fused_attention_head_dim(head_dim); }
-
 void fused_attention_forward(const FusedAttentionArgs& a, void* out, float* lse, cudaStream_t stream) {
   dispatch(a.head_dim, a.bf16, [&](auto hd, auto element) {
     launch_forward<decltype(hd)::value, typename decltype(element)::type>(a, out, lse, stream);
