@@ -251,21 +251,21 @@ int main() {
       const double fwd = time_ms(s, [&] {
         if (path.bf16) {
           a.attention_forward_bf16(u16(out16), saved.as<float>(), u16(q16), u16(k16), u16(v16), cu.data(), seqs,
-                                   att_heads, att_heads, att_dim);
+                                   att_heads, att_heads, att_dim, spin::kernels::AttentionScores::standard(att_dim));
         } else {
           a.attention_forward(out.as<float>(), saved.as<float>(), q.as<float>(), kk.as<float>(), v.as<float>(),
-                              cu.data(), seqs, att_heads, att_heads, att_dim);
+                              cu.data(), seqs, att_heads, att_heads, att_dim, spin::kernels::AttentionScores::standard(att_dim));
         }
       });
       const double bwd = time_ms(s, [&] {
         if (path.bf16) {
           a.attention_backward_bf16(dq.as<float>(), dk.as<float>(), dv.as<float>(), dout.as<float>(), u16(q16),
                                     u16(k16), u16(v16), u16(out16), saved.as<float>(), cu.data(), seqs, att_heads,
-                                    att_heads, att_dim);
+                                    att_heads, att_dim, spin::kernels::AttentionScores::standard(att_dim));
         } else {
           a.attention_backward(dq.as<float>(), dk.as<float>(), dv.as<float>(), dout.as<float>(), q.as<float>(),
                                kk.as<float>(), v.as<float>(), saved.as<float>(), cu.data(), seqs, att_heads, att_heads,
-                               att_dim);
+                               att_dim, spin::kernels::AttentionScores::standard(att_dim));
         }
       });
       const double ceiling = path.bf16 ? bf16_peak : fp32_peak;

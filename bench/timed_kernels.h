@@ -14,6 +14,7 @@ class TimedKernels final : public kernels::Kernels {
  public:
   using Index = kernels::Index;
   using Activation = kernels::Activation;
+  using AttentionScores = kernels::AttentionScores;
   explicit TimedKernels(const kernels::Kernels& inner) : inner_(inner) {}
 
   const std::map<std::string, double>& seconds() const { return seconds_; }
@@ -83,22 +84,22 @@ class TimedKernels final : public kernels::Kernels {
   }
   void attention_forward(float* out, float* probs, const float* q, const float* k,
                          const float* v, const Index* cu, Index seqs, Index heads, Index kvh,
-                         Index hd) const override {
-    time("attention forward", [&] { inner_.attention_forward(out, probs, q, k, v, cu, seqs, heads, kvh, hd); });
+                         Index hd, AttentionScores scores) const override {
+    time("attention forward", [&] { inner_.attention_forward(out, probs, q, k, v, cu, seqs, heads, kvh, hd, scores); });
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                           const float* k, const float* v, const float* probs, const Index* cu,
-                          Index seqs, Index heads, Index kvh, Index hd) const override {
+                          Index seqs, Index heads, Index kvh, Index hd, AttentionScores scores) const override {
     time("attention backward", [&] {
-      inner_.attention_backward(dq, dk, dv, dout, q, k, v, probs, cu, seqs, heads, kvh, hd);
+      inner_.attention_backward(dq, dk, dv, dout, q, k, v, probs, cu, seqs, heads, kvh, hd, scores);
     });
   }
   void cached_attention_forward(float* out, const float* q, const float* kc, const float* vc,
                                 const Index* rb, const Index* slots, const Index* first,
                                 Index runs, Index cap, Index heads, Index kvh,
-                                Index hd) const override {
+                                Index hd, AttentionScores scores) const override {
     time("cached attention", [&] {
-      inner_.cached_attention_forward(out, q, kc, vc, rb, slots, first, runs, cap, heads, kvh, hd);
+      inner_.cached_attention_forward(out, q, kc, vc, rb, slots, first, runs, cap, heads, kvh, hd, scores);
     });
   }
   void scatter_rows(float* dst, const float* src, const Index* rows, Index n,
@@ -111,9 +112,9 @@ class TimedKernels final : public kernels::Kernels {
   void cached_attention_forward_bf16(std::uint16_t* out, const std::uint16_t* q,
                                      const std::uint16_t* kc, const std::uint16_t* vc, const Index* rb,
                                      const Index* slots, const Index* first, Index runs, Index cap,
-                                     Index heads, Index kvh, Index hd) const override {
+                                     Index heads, Index kvh, Index hd, AttentionScores scores) const override {
     time("cached attention", [&] {
-      inner_.cached_attention_forward_bf16(out, q, kc, vc, rb, slots, first, runs, cap, heads, kvh, hd);
+      inner_.cached_attention_forward_bf16(out, q, kc, vc, rb, slots, first, runs, cap, heads, kvh, hd, scores);
     });
   }
   void scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
@@ -126,16 +127,16 @@ class TimedKernels final : public kernels::Kernels {
   }
   void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
                               const std::uint16_t* k, const std::uint16_t* v, const Index* cu, Index seqs,
-                              Index heads, Index kvh, Index hd) const override {
+                              Index heads, Index kvh, Index hd, AttentionScores scores) const override {
     time("attention forward",
-         [&] { inner_.attention_forward_bf16(out, saved, q, k, v, cu, seqs, heads, kvh, hd); });
+         [&] { inner_.attention_forward_bf16(out, saved, q, k, v, cu, seqs, heads, kvh, hd, scores); });
   }
   void attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
                                const std::uint16_t* q, const std::uint16_t* k, const std::uint16_t* v,
                                const std::uint16_t* out, const float* saved, const Index* cu,
-                               Index seqs, Index heads, Index kvh, Index hd) const override {
+                               Index seqs, Index heads, Index kvh, Index hd, AttentionScores scores) const override {
     time("attention backward", [&] {
-      inner_.attention_backward_bf16(dq, dk, dv, dout, q, k, v, out, saved, cu, seqs, heads, kvh, hd);
+      inner_.attention_backward_bf16(dq, dk, dv, dout, q, k, v, out, saved, cu, seqs, heads, kvh, hd, scores);
     });
   }
   void gather_rows(float* dst, const float* src, const Index* rows, Index n,
@@ -159,8 +160,11 @@ class TimedKernels final : public kernels::Kernels {
   }
   void logprob_backward(float* d, const float* logits, const float* lse,
                         const std::int32_t* targets, const float* g, Index n, Index ld,
-                        Index valid, Index start) const override {
-    time("log-softmax", [&] { inner_.logprob_backward(d, logits, lse, targets, g, n, ld, valid, start); });
+                        Index valid, Index start, float softcap) const override {
+    time("log-softmax", [&] { inner_.logprob_backward(d, logits, lse, targets, g, n, ld, valid, start, softcap); });
+  }
+  void softcap_forward(float* x, Index n, float cap) const override {
+    time("log-softmax", [&] { inner_.softcap_forward(x, n, cap); });
   }
   void logprob_from_sums(float* logprob, float* lse, const float* sums,
                          const std::int32_t* targets, Index n) const override {

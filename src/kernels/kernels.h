@@ -31,6 +31,26 @@ constexpr bool fused_attention_head_dim(Index head_dim) {
   return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 256;
 }
 
+// How attention scores are formed from a query and a key: s = scale q.k, then with softcap > 0
+// s = softcap tanh(s / softcap) (Gemma 2's attn_logit_softcapping), before the causal softmax;
+// the backward multiplies dS by ds/d(scale q.k) = 1 - (s / softcap)^2.
+struct AttentionScores {
+  float scale = 1.0f;
+  float softcap = 0.0f;  // 0: none
+  // Llama's: 1/sqrt(head_dim), no cap.
+  static AttentionScores standard(std::int64_t head_dim) {
+    return {1.0f / std::sqrt(static_cast<float>(head_dim)), 0.0f};
+  }
+};
+
+// x -> cap tanh(x / cap) and its derivative from the capped value y: 1 - (y / cap)^2 (the CUDA
+// kernels' device copies: cuda/device_helpers.cuh).
+inline float softcap_value(float x, float cap) { return cap * std::tanh(x / cap); }
+inline float softcap_slope(float y, float cap) {
+  const float t = y / cap;
+  return 1.0f - t * t;
+}
+
 class Kernels {
  public:
   virtual ~Kernels() = default;
@@ -120,14 +140,16 @@ class Kernels {
                              const float* sin, Index n, Index heads, Index head_dim) const = 0;
 
   // Causal self-attention over packed variable-length sequences: sequence s occupies rows
-  // [cu_seqlens[s], cu_seqlens[s+1]) and attends only within itself (no padding is computed).
+  // [cu_seqlens[s], cu_seqlens[s+1]) and attends only within itself (no padding is computed);
+  // the scores as `scores` says (AttentionScores::standard(head_dim) for Llama).
   // q/out: [rows, heads, head_dim]; k/v: [rows, kv_heads, head_dim]; query head h reads kv head
   // h / (heads / kv_heads) (grouped-query attention). probs: what the backward needs,
   // attention_saved_size() floats -- the softmax itself on the CPU (attention_probs_size), a
   // log-sum-exp per row and head for a fused kernel.
   virtual void attention_forward(float* out, float* probs, const float* q, const float* k,
                                  const float* v, const Index* cu_seqlens, Index num_seqs,
-                                 Index heads, Index kv_heads, Index head_dim) const = 0;
+                                 Index heads, Index kv_heads, Index head_dim,
+                                 AttentionScores scores) const = 0;
   // Floats attention_forward saves for these sequences.
   virtual Index attention_saved_size(const Index* cu_seqlens, Index num_seqs, Index heads,
                                      Index head_dim) const {
@@ -138,7 +160,8 @@ class Kernels {
   virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout,
                                   const float* q, const float* k, const float* v,
                                   const float* probs, const Index* cu_seqlens, Index num_seqs,
-                                  Index heads, Index kv_heads, Index head_dim) const = 0;
+                                  Index heads, Index kv_heads, Index head_dim,
+                                  AttentionScores scores) const = 0;
 
   // ---- attention in mixed precision: q, k, v and the output in bf16 -----------------------
   // (torch.autocast keeps them so; the products' operands are bf16 on a GPU.) rope_forward in
@@ -154,13 +177,13 @@ class Kernels {
   virtual void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
                                       const std::uint16_t* k, const std::uint16_t* v,
                                       const Index* cu_seqlens, Index num_seqs, Index heads,
-                                      Index kv_heads, Index head_dim) const = 0;
+                                      Index kv_heads, Index head_dim, AttentionScores scores) const = 0;
   virtual void attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
                                        const std::uint16_t* q, const std::uint16_t* k,
                                        const std::uint16_t* v, const std::uint16_t* out,
                                        const float* saved, const Index* cu_seqlens,
                                        Index num_seqs, Index heads, Index kv_heads,
-                                       Index head_dim) const = 0;
+                                       Index head_dim, AttentionScores scores) const = 0;
 
   // Causal attention of new query rows against a KV cache (generation). Run r covers query
   // rows [row_begin[r], row_begin[r+1]) of cache slot slots[r]; its first row sits at position
@@ -171,7 +194,7 @@ class Kernels {
                                         const float* v_cache, const Index* row_begin,
                                         const Index* slots, const Index* first_position,
                                         Index runs, Index capacity, Index heads, Index kv_heads,
-                                        Index head_dim) const = 0;
+                                        Index head_dim, AttentionScores scores) const = 0;
 
   // The same in mixed precision: q, the cache and out in bf16 (the cache's rows written by
   // scatter_rows_bf16 from bf16 keys and values), widened exactly as read, the scores, softmax
@@ -181,7 +204,8 @@ class Kernels {
                                              const std::uint16_t* v_cache, const Index* row_begin,
                                              const Index* slots, const Index* first_position,
                                              Index runs, Index capacity, Index heads,
-                                             Index kv_heads, Index head_dim) const = 0;
+                                             Index kv_heads, Index head_dim,
+                                             AttentionScores scores) const = 0;
   // scatter_rows for rows of `width` bf16 values.
   virtual void scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows,
                                  Index n, Index width) const = 0;
@@ -213,9 +237,13 @@ class Kernels {
                                     Index ld, Index valid, Index vocab_start) const = 0;
   // dlogits[i, v] = dlogprob[i] * (1[v is the target] - exp(logits[i, v] - lse[i])); padding
   // columns, and rows without a target (targets[i] < 0), get 0. dlogits may alias logits.
+  // softcap > 0: the logits are softcap_forward's output, and the gradient is taken through it
+  // (times softcap_slope(logits[i, v], softcap): d loss / d of the products' logits).
   virtual void logprob_backward(float* dlogits, const float* logits, const float* lse,
                                 const std::int32_t* targets, const float* dlogprob, Index n,
-                                Index ld, Index valid, Index vocab_start) const = 0;
+                                Index ld, Index valid, Index vocab_start, float softcap) const = 0;
+  // x = softcap_value(x, cap) in place over n values (Gemma 2's final_logit_softcapping).
+  virtual void softcap_forward(float* x, Index n, float cap) const = 0;
 
   // The last step of the vocab-parallel log-softmax, from the all-reduced row max (in lse) and
   // sums [sumexp | target logit] ([2, n]): lse[i] = row_max[i] + log(sumexp[i]), then

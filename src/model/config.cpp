@@ -77,20 +77,34 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
 
   // Qwen2 is Llama with biases on q, k and v, Qwen3 with an RMSNorm of each query and key head
   // (both with their own sliding-window switch); Gemma (1) with GeGLU, norms scaling by 1 + w,
-  // scaled embeddings and tied ones by default.
-  bool qwen2 = false, qwen3 = false, gemma = false;
+  // scaled embeddings and tied ones by default; Gemma 2 Gemma with sandwich norms, its own score
+  // scale and soft caps.
+  bool qwen2 = false, qwen3 = false, gemma = false, gemma2 = false;
   if (j.contains("model_type")) {
     const std::string type = j.at("model_type").is_string() ? j.at("model_type").get<std::string>()
                                                             : j.at("model_type").dump();
-    require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma", source,
-            ": model_type \"", type,
-            "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma; not gemma2's "
-            "soft-capping and alternating windows)");
+    require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma" ||
+                type == "gemma2",
+            source, ": model_type \"", type,
+            "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2)");
     qwen2 = type == "qwen2";
     qwen3 = type == "qwen3";
-    gemma = type == "gemma";
+    gemma2 = type == "gemma2";
+    gemma = type == "gemma" || gemma2;
   }
   ModelConfig c;
+  if (gemma2) {
+    c.sandwich_norms = true;
+    // Gemma2Config's defaults when absent (query_pre_attn_scalar 256); null switches a cap off.
+    c.query_pre_attn_scalar = j.contains("query_pre_attn_scalar") ? positive_float(j, "query_pre_attn_scalar", source)
+                                                                  : 256.0f;
+    const auto cap = [&](const char* key, float fallback) {
+      if (!j.contains(key)) return fallback;
+      return j.at(key).is_null() ? 0.0f : positive_float(j, key, source);
+    };
+    c.attn_logit_softcapping = cap("attn_logit_softcapping", 50.0f);
+    c.final_logit_softcapping = cap("final_logit_softcapping", 30.0f);
+  }
   if (gemma) {
     // As transformers' GemmaMLP: hidden_activation decides (hidden_act is the legacy key and is
     // ignored), and an absent or null one means the tanh approximation.
@@ -172,6 +186,13 @@ ModelConfig ModelConfig::from_file(const std::string& path, const std::string& h
   return from_json(text.str(), path);
 }
 
+kernels::AttentionScores ModelConfig::attention_scores() const {
+  kernels::AttentionScores s = kernels::AttentionScores::standard(head_dim);
+  if (query_pre_attn_scalar) s.scale = static_cast<float>(std::pow(static_cast<double>(*query_pre_attn_scalar), -0.5));
+  s.softcap = attn_logit_softcapping;
+  return s;
+}
+
 float ModelConfig::embedding_scale(bool bf16_activations) const {
   if (!scale_embeddings) return 1.0f;
   // Python's hidden_size**0.5 (a double), then the tensor's dtype (bf16 through float32, as torch
@@ -191,7 +212,8 @@ std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t mlp = 3 * h * intermediate_size;
   const std::int64_t biases = qkv_bias ? head_dim * (num_heads + 2 * num_kv_heads) : 0;
   const std::int64_t qk_norms = qk_norm ? 2 * head_dim : 0;
-  const std::int64_t per_layer = attn + biases + qk_norms + mlp + 2 * h;
+  const std::int64_t norms = (sandwich_norms ? 4 : 2) * h;
+  const std::int64_t per_layer = attn + biases + qk_norms + mlp + norms;
   const std::int64_t embeddings = vocab_size * h * (tie_word_embeddings ? 1 : 2);
   return num_layers * per_layer + embeddings + h;
 }

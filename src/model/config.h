@@ -1,5 +1,6 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
-// Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM), read from a Hugging Face config.json.
+// Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM), read from a Hugging
+// Face config.json.
 // Features spin does not implement (rope_scaling other than linear and llama3, biases other than
 // Qwen2's on q/k/v, activations other than SiLU and Gemma's tanh GELU) are refused by name
 // rather than ignored.
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "kernels/activation.h"
+#include "kernels/kernels.h"
 
 namespace spin::model {
 
@@ -46,6 +48,17 @@ struct ModelConfig {
   kernels::Activation activation = kernels::Activation::Silu;
   float norm_weight_offset = 0.0f;  // 1 for Gemma: y = x / rms(x) * (1 + w)
   bool scale_embeddings = false;    // Gemma: embeddings * sqrt(hidden_size)
+  // Gemma 2 (model_type gemma2): Gemma's parts, and an RMSNorm of each half's output before its
+  // residual add (sandwich_norms: Hugging Face's post_attention_layernorm and
+  // post_feedforward_layernorm, the MLP's input norm then named pre_feedforward_layernorm),
+  // scores scaled by query_pre_attn_scalar^-1/2 instead of head_dim's and capped by
+  // attn_logit_softcapping, the logits capped by final_logit_softcapping (cap tanh(x / cap)).
+  // Its sliding windows (every other layer) see every key of a sequence no longer than the
+  // window, and sequences are limited to it (max_sequence_length), so they are exact.
+  bool sandwich_norms = false;
+  std::optional<float> query_pre_attn_scalar;
+  float attn_logit_softcapping = 0.0f;   // 0: none
+  float final_logit_softcapping = 0.0f;  // 0: none
   std::vector<std::int64_t> eos_token_ids;
   std::optional<std::int64_t> bos_token_id;
   std::string json_text;  // the config.json text, kept to write into checkpoints and exports
@@ -61,6 +74,9 @@ struct ModelConfig {
   // the activations are (`bf16_activations`), as Hugging Face's Gemma rounds it to the
   // activations' dtype and Gemma's own implementation does -- else 1.
   float embedding_scale(bool bf16_activations) const;
+  // How the attention kernels form scores: scale 1/sqrt(head_dim) (Gemma 2:
+  // 1/sqrt(query_pre_attn_scalar), Python's query_pre_attn_scalar**-0.5 in float32), the cap.
+  kernels::AttentionScores attention_scores() const;
   // Longest sequence this model scores correctly.
   std::int64_t max_sequence_length() const;
   // Parameters of the full (unsharded) model.

@@ -12,7 +12,8 @@ namespace spin::model {
 namespace p = spin::parallel;
 
 void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size,
-                                Device device, bool mixed, bool qk_norm) {
+                                Device device, bool mixed, const ModelConfig& config) {
+  const bool qk_norm = config.qk_norm;
   const std::int64_t rows = b.rows;
   // The residual stream and the norms' outputs: this rank's rows (all of them but under a split).
   const Shape hidden{b.residual_rows(), d.hidden}, per_row{b.residual_rows()}, q_shape{rows, d.q_width()},
@@ -22,11 +23,15 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const Shape none{0};
   const auto f32 = [&](const Shape& s) { return mixed ? none : s; };
   const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
+  const auto sandwich = [&](const Shape& s) { return config.sandwich_norms ? s : none; };
   const auto t = workspace_.carve(
       device, {hidden, f32(hidden), per_row, f32(q_shape), f32(kv_shape), f32(kv_shape), {probs_size}, f32(q_shape),
                hidden, f32(hidden), per_row, f32(mlp), f32(mlp), f32(mlp), qk(f32(q_shape)), qk(f32(kv_shape)),
-               qk({rows * d.heads}), qk({rows * d.kv_heads})});
+               qk({rows * d.heads}), qk({rows * d.kv_heads}), sandwich(hidden), sandwich(per_row), sandwich(hidden),
+               sandwich(per_row)});
   x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = t[10];
+  attn_out = rstd_attn_out = mlp_out = rstd_mlp_out = Tensor();
+  if (config.sandwich_norms) attn_out = t[18], rstd_attn_out = t[19], mlp_out = t[20], rstd_mlp_out = t[21];
   q_raw = k_raw = q_raw_bf16 = k_raw_bf16 = rstd_q = rstd_k = Tensor();
   if (qk_norm) {
     rstd_q = t[16], rstd_k = t[17];
@@ -46,13 +51,16 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   }
 }
 
-void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed, bool qk_norm) {
+void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed,
+                                const ModelConfig& config) {
   const std::int64_t rows = b.rows;
+  const bool qk_norm = config.qk_norm;
   const Shape q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate}, none{0};
   const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
-  const auto t = workspace_.carve(device, {{b.residual_rows(), d.hidden}, {b.gathered_rows(), d.hidden}, q_shape,
-                                           q_shape, kv_shape, kv_shape, mlp, mlp, mlp, {b.split ? d.hidden : 0},
-                                           qk(q_shape), qk(kv_shape), qk({2, d.head_dim})});
+  const Shape residual{b.residual_rows(), d.hidden};
+  const auto t = workspace_.carve(device, {residual, {b.gathered_rows(), d.hidden}, q_shape, q_shape, kv_shape,
+                                           kv_shape, mlp, mlp, mlp, {b.split ? d.hidden : 0}, qk(q_shape),
+                                           qk(kv_shape), qk({2, d.head_dim}), config.sandwich_norms ? residual : none});
   d_residual = t[0], d_norm = t[1], d_attn = t[2], dq = t[3], dk = t[4], dv = t[5];
   d_act = t[6], d_gate = t[7], d_up = t[8];
   d_norm_weight = b.split ? t[9] : Tensor();
@@ -61,6 +69,7 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   } else {
     dq_raw = dk_raw = d_head_norms = Tensor();
   }
+  d_output = config.sandwich_norms ? t[13] : Tensor();
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
   dy_bf16 = mixed ? workspace_bf16_.carve(device, {{rows, widest}}, 1, DType::BF16)[0] : Tensor();
 }
@@ -93,10 +102,10 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
       k.scatter_rows_bf16(values, value, cache->cache_rows, n, d.kv_width());
       k.cached_attention_forward_bf16(a.attn_bf16.bf16(), q, keys, values, b.cu_seqlens, cache->slots,
                                       cache->first_positions, b.num_seqs, cache->capacity, d.heads,
-                                      d.kv_heads, d.head_dim);
+                                      d.kv_heads, d.head_dim, ctx.config.attention_scores());
     } else {
       k.attention_forward_bf16(a.attn_bf16.bf16(), a.probs.f32(), q, key, value, b.cu_seqlens, b.num_seqs,
-                               d.heads, d.kv_heads, d.head_dim);
+                               d.heads, d.kv_heads, d.head_dim, ctx.config.attention_scores());
     }
     return;
   }
@@ -109,10 +118,10 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     k.scatter_rows(values, a.v.f32(), cache->cache_rows, n, d.kv_width());
     k.cached_attention_forward(a.attn.f32(), a.q.f32(), keys, values, b.cu_seqlens, cache->slots,
                                cache->first_positions, b.num_seqs, cache->capacity, d.heads, d.kv_heads,
-                               d.head_dim);
+                               d.head_dim, ctx.config.attention_scores());
   } else {
     k.attention_forward(a.attn.f32(), a.probs.f32(), a.q.f32(), a.k.f32(), a.v.f32(), b.cu_seqlens, b.num_seqs,
-                        d.heads, d.kv_heads, d.head_dim);
+                        d.heads, d.kv_heads, d.head_dim, ctx.config.attention_scores());
   }
 }
 
@@ -158,6 +167,33 @@ void head_norms_backward(const ModelContext& ctx, const BatchGeometry& b, const 
   k.add_inplace(g.k_norm.f32(), dw + hd, hd);
 }
 
+// Gemma 2's norm of a half's output (raw: o_proj's or down_proj's, reduced over TP) into `out`,
+// before the residual add; the residual rows, as the stream's other norms.
+void output_norm_forward(const ModelContext& ctx, const BatchGeometry& b, float* out, const Tensor& rstd,
+                         const float* raw, const Tensor& w) {
+  ctx.k.rmsnorm_forward(out, rstd.f32(), raw, w.f32(), b.residual_rows(), ctx.dims.hidden, ctx.config.rms_norm_eps,
+                        ctx.config.norm_weight_offset);
+}
+
+// Its backward: from dx (d/d the norm's output, the residual stream's gradient), d/d raw into
+// s.d_output, returned; dw += the weight gradient (under a split each rank's from its own rows,
+// all-reduced over TP first).
+float* output_norm_backward(const ModelContext& ctx, const BatchGeometry& b, LayerGradScratch& s, const float* dx,
+                            const Tensor& dw, const Tensor& raw, const Tensor& w, const Tensor& rstd) {
+  const auto& k = ctx.k;
+  const std::int64_t h = ctx.dims.hidden;
+  s.d_output.zero_();
+  const Tensor& d_weight = b.split ? s.d_norm_weight : dw;
+  if (b.split) d_weight.zero_();
+  k.rmsnorm_backward(s.d_output.f32(), d_weight.f32(), dx, raw.f32(), w.f32(), rstd.f32(), b.residual_rows(), h,
+                     ctx.config.norm_weight_offset);
+  if (b.split) {
+    ctx.tp.all_reduce(d_weight.f32(), static_cast<std::size_t>(h));
+    k.add_inplace(dw.f32(), d_weight.f32(), h);
+  }
+  return s.d_output.f32();
+}
+
 // attention_forward's backward: dq, dk (RoPE undone on both) and dv from d_attn.
 void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerActivations& a,
                              LayerGradScratch& s) {
@@ -166,10 +202,10 @@ void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, co
   if (a.q_bf16.defined()) {
     k.attention_backward_bf16(s.dq.f32(), s.dk.f32(), s.dv.f32(), s.d_attn.f32(), a.q_bf16.bf16(),
                               a.k_bf16.bf16(), a.v_bf16.bf16(), a.attn_bf16.bf16(), a.probs.f32(), b.cu_seqlens,
-                              b.num_seqs, d.heads, d.kv_heads, d.head_dim);
+                              b.num_seqs, d.heads, d.kv_heads, d.head_dim, ctx.config.attention_scores());
   } else {
     k.attention_backward(s.dq.f32(), s.dk.f32(), s.dv.f32(), s.d_attn.f32(), a.q.f32(), a.k.f32(), a.v.f32(),
-                         a.probs.f32(), b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim);
+                         a.probs.f32(), b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim, ctx.config.attention_scores());
   }
   k.rope_backward(s.dq.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), b.rows, d.heads, d.head_dim);
   k.rope_backward(s.dk.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), b.rows, d.kv_heads, d.head_dim);
@@ -201,14 +237,18 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   }
   linear_forward_into(ctx, a.v, a.v_bf16, in1.x, in1.x16, w.v_proj, w.bf16.v_proj, w.v_bias, n, h, d.kv_width());
   self_attention_forward(ctx, b, a, cache);
-  linear_forward(ctx, row_parallel_partial(b, a.x_mid.f32()), a.attn, a.attn_bf16, w.o_proj, w.bf16.o_proj, n,
+  // o_proj's output: x_mid itself, or Gemma 2's before its norm.
+  const bool sandwich = w.attn_output_norm.defined();
+  float* attn_out = sandwich ? a.attn_out.f32() : a.x_mid.f32();
+  linear_forward(ctx, row_parallel_partial(b, attn_out), a.attn, a.attn_bf16, w.o_proj, w.bf16.o_proj, n,
                  d.q_width(), h, true);
-  reduce_row_parallel(ctx, b, a.x_mid.f32());
+  reduce_row_parallel(ctx, b, attn_out);
+  if (sandwich) output_norm_forward(ctx, b, a.x_mid.f32(), a.rstd_attn_out, attn_out, w.attn_output_norm);
   k.add_inplace(a.x_mid.f32(), a.x_in.f32(), residual);
 
   // MLP half. x_out may alias x_in, which is no longer read from here on.
   const ColumnInput in2 =
-      norm_into_column_parallel(ctx, b, a.n2, a.n2_bf16, a.rstd2.f32(), a.x_mid.f32(), w.post_attention_layernorm);
+      norm_into_column_parallel(ctx, b, a.n2, a.n2_bf16, a.rstd2.f32(), a.x_mid.f32(), w.pre_mlp_layernorm);
   linear_forward_into(ctx, a.gate, a.gate_bf16, in2.x, in2.x16, w.gate_proj, w.bf16.gate_proj, Tensor(), n, h,
                       d.intermediate);
   linear_forward_into(ctx, a.up, a.up_bf16, in2.x, in2.x16, w.up_proj, w.bf16.up_proj, Tensor(), n, h,
@@ -218,9 +258,11 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   } else {
     k.glu_forward(a.act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate, ctx.config.activation);
   }
-  linear_forward(ctx, row_parallel_partial(b, x_out), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj, n,
+  float* mlp_out = sandwich ? a.mlp_out.f32() : x_out;
+  linear_forward(ctx, row_parallel_partial(b, mlp_out), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj, n,
                  d.intermediate, h, true);
-  reduce_row_parallel(ctx, b, x_out);
+  reduce_row_parallel(ctx, b, mlp_out);
+  if (sandwich) output_norm_forward(ctx, b, x_out, a.rstd_mlp_out, mlp_out, w.mlp_output_norm);
   k.add_inplace(x_out, a.x_mid.f32(), residual);
 }
 
@@ -232,8 +274,13 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   const std::int64_t n = b.rows;
   const std::int64_t h = d.hidden;
 
-  // MLP half: dx is d/d x_out, whose rows' gradient the down projection's output shares.
-  const float* d_down = row_parallel_grad(ctx, b, dx);
+  // MLP half: dx is d/d x_out, whose rows' gradient the down projection's output shares (Gemma 2:
+  // through its output norm).
+  const bool sandwich = w.mlp_output_norm.defined();
+  const float* d_down = row_parallel_grad(
+      ctx, b,
+      sandwich ? output_norm_backward(ctx, b, s, dx, g.mlp_output_norm, a.mlp_out, w.mlp_output_norm, a.rstd_mlp_out)
+               : dx);
   linear_backward(ctx, s.d_act.f32(), g.down_proj.f32(), d_down, s.dy_bf16, a.act, a.act_bf16,
                   w.down_proj, w.bf16.down_proj, n, d.intermediate, h, false);
   if (a.gate_bf16.defined()) {
@@ -248,11 +295,15 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   linear_backward(ctx, s.d_norm.f32(), g.up_proj.f32(), s.d_up.f32(), s.dy_bf16, in2.x, in2.x16,
                   w.up_proj, w.bf16.up_proj, n, h, d.intermediate, true);
   // The residual branch keeps dx; the norm adds its part: dx becomes d/d x_mid.
-  column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx, g.post_attention_layernorm, a.x_mid.f32(),
-                                w.post_attention_layernorm, a.rstd2.f32());
+  column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx, g.pre_mlp_layernorm, a.x_mid.f32(),
+                                w.pre_mlp_layernorm, a.rstd2.f32());
 
   // Attention half.
-  const float* d_o = row_parallel_grad(ctx, b, dx);
+  const float* d_o = row_parallel_grad(
+      ctx, b,
+      sandwich ? output_norm_backward(ctx, b, s, dx, g.attn_output_norm, a.attn_out, w.attn_output_norm,
+                                      a.rstd_attn_out)
+               : dx);
   linear_backward(ctx, s.d_attn.f32(), g.o_proj.f32(), d_o, s.dy_bf16, a.attn, a.attn_bf16,
                   w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
   self_attention_backward(ctx, b, a, s);

@@ -3,7 +3,8 @@
 //   x_out = x_mid + down_proj(silu(gate_proj(n2)) * up_proj(n2)),
 // with n1 = rmsnorm(x_in), n2 = rmsnorm(x_mid); Qwen2 adds biases to q/k/v_proj, Qwen3 an RMSNorm
 // of every query and key head before RoPE (its weights replicated, their gradients, each rank's
-// from its own heads, all-reduced over TP: [head_dim] each). q/k/v and gate/up are column-parallel (input
+// from its own heads, all-reduced over TP: [head_dim] each), Gemma 2 an RMSNorm of o_proj's and
+// down_proj's outputs before they join the residual stream (on its rows, as the other norms). q/k/v and gate/up are column-parallel (input
 // copied to the TP region: all-reduce of its gradient), o_proj and down_proj row-parallel
 // (output reduced from the TP region: all-reduce forward). Two all-reduces of [rows, hidden]
 // forward and two backward; nothing else crosses ranks. Under sequence parallelism
@@ -33,12 +34,15 @@ struct LayerActivations {
   // in mixed precision bf16 alone (q_raw_bf16, k_raw_bf16: as Hugging Face's bf16 model rounds
   // them) -- and its 1/rms per row and head; q and k (or q_bf16, k_bf16) then hold the normed heads.
   Tensor q_raw, k_raw, q_raw_bf16, k_raw_bf16, rstd_q, rstd_k;
+  // Gemma 2 (ModelConfig::sandwich_norms): o_proj's and down_proj's outputs before their norms
+  // (the residual rows) and the norms' 1/rms.
+  Tensor attn_out, rstd_attn_out, mlp_out, rstd_mlp_out;
 
   // Points the tensors at buffers for batch `b`'s rows (the residual stream, the norms' outputs
   // and statistics for b.residual_rows(), the rest for b.rows) and `probs_size` attention
   // probabilities, reusing the previous allocation when it is large enough.
   void allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size, Device device, bool mixed,
-                bool qk_norm);
+                const ModelConfig& config);
   std::size_t bytes() const { return workspace_.bytes() + workspace_bf16_.bytes(); }
 
  private:
@@ -75,9 +79,11 @@ struct LayerGradScratch {
   // Qwen3: the gradients of q and k before the heads' RMSNorm, and [2, head_dim] for its weights'
   // gradients from this rank's heads (all-reduced over TP before they are added).
   Tensor dq_raw, dk_raw, d_head_norms;
-  // Reuses memory like LayerActivations: d_residual for b.residual_rows(), d_norm for
+  // Gemma 2: the gradient of o_proj's or down_proj's output, before its norm (the residual rows).
+  Tensor d_output;
+  // Reuses memory like LayerActivations: d_residual and d_output for b.residual_rows(), d_norm for
   // b.gathered_rows(), the rest for b.rows.
-  void allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed, bool qk_norm);
+  void allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed, const ModelConfig& config);
   std::size_t bytes() const { return workspace_.bytes() + workspace_bf16_.bytes(); }
 
  private:

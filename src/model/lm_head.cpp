@@ -42,6 +42,8 @@ void chunk_logits(const ModelContext& ctx, const HeadWeights& w, const ColumnInp
   const TpDims& d = ctx.dims;
   linear_forward(ctx, a.logits.f32(), row_range(in.x, first, count, d.hidden), row_range(in.x16, first, count, d.hidden),
                  w.head, w.head_bf16, count, d.hidden, d.vocab_rows, true);
+  const float cap = ctx.config.final_logit_softcapping;  // Gemma 2
+  if (cap > 0.0f) ctx.k.softcap_forward(a.logits.f32(), count * d.vocab_rows, cap);
 }
 
 }  // namespace
@@ -83,7 +85,7 @@ void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, const Batch
     if (a.chunk < n) chunk_logits(ctx, w, in, first, rows, a);  // in one chunk they are the forward's
     float* dlogits = a.logits.f32();  // in place: the logits are not needed afterwards
     k.logprob_backward(dlogits, a.logits.f32(), a.lse.f32() + first, targets + first, a.dlogprob.f32() + first, rows,
-                       d.vocab_rows, d.vocab_valid, d.vocab_start);
+                       d.vocab_rows, d.vocab_valid, d.vocab_start, ctx.config.final_logit_softcapping);
     linear_backward(ctx, a.d_normed.f32() + first * d.hidden, head_grad.f32(), dlogits, a.dlogits_bf16,
                     row_range(in.x, first, rows, d.hidden), row_range(in.x16, first, rows, d.hidden), w.head,
                     w.head_bf16, rows, d.hidden, d.vocab_rows, false);

@@ -65,10 +65,12 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
       replicated(layer_name(l, "self_attn.k_norm.weight"), {d.head_dim});
     }
     row(layer_name(l, "self_attn.o_proj.weight"), h, d.q_width());
-    replicated(layer_name(l, "post_attention_layernorm.weight"), {h});
+    replicated(layer_name(l, "post_attention_layernorm.weight"), {h});  // Gemma 2: the attention output's
+    if (c.sandwich_norms) replicated(layer_name(l, "pre_feedforward_layernorm.weight"), {h});
     column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
     column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);
     row(layer_name(l, "mlp.down_proj.weight"), h, d.intermediate);
+    if (c.sandwich_norms) replicated(layer_name(l, "post_feedforward_layernorm.weight"), {h});
   }
   if (stage.last) {
     replicated("model.norm.weight", {h});
@@ -140,7 +142,13 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
     w.k_proj = get("self_attn.k_proj.weight");
     w.v_proj = get("self_attn.v_proj.weight");
     w.o_proj = get("self_attn.o_proj.weight");
-    w.post_attention_layernorm = get("post_attention_layernorm.weight");
+    if (config.sandwich_norms) {
+      w.attn_output_norm = get("post_attention_layernorm.weight");
+      w.pre_mlp_layernorm = get("pre_feedforward_layernorm.weight");
+      w.mlp_output_norm = get("post_feedforward_layernorm.weight");
+    } else {
+      w.pre_mlp_layernorm = get("post_attention_layernorm.weight");
+    }
     w.gate_proj = get("mlp.gate_proj.weight");
     w.up_proj = get("mlp.up_proj.weight");
     w.down_proj = get("mlp.down_proj.weight");
@@ -167,8 +175,8 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
   const LayerWeights& l = layers.at(static_cast<std::size_t>(layer));
   std::int64_t begin = flat().numel(), end = 0;
   for (const Tensor* t : {&l.input_layernorm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj,
-                          &l.post_attention_layernorm, &l.gate_proj, &l.up_proj, &l.down_proj, &l.q_bias,
-                          &l.k_bias, &l.v_bias, &l.q_norm, &l.k_norm}) {
+                          &l.pre_mlp_layernorm, &l.gate_proj, &l.up_proj, &l.down_proj, &l.q_bias,
+                          &l.k_bias, &l.v_bias, &l.q_norm, &l.k_norm, &l.attn_output_norm, &l.mlp_output_norm}) {
     if (!t->defined()) continue;
     const std::int64_t at = offset_of(*t);
     begin = std::min(begin, at);

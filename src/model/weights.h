@@ -22,7 +22,9 @@ struct LayerWeights {
   Tensor input_layernorm;           // [hidden], replicated
   Tensor q_proj, k_proj, v_proj;    // [heads * head_dim, hidden], column-parallel
   Tensor o_proj;                    // [hidden, heads * head_dim], row-parallel
-  Tensor post_attention_layernorm;  // [hidden], replicated
+  // [hidden], replicated: the MLP's input norm (Megatron's pre_mlp_layernorm; Hugging Face's
+  // post_attention_layernorm, Gemma 2's pre_feedforward_layernorm).
+  Tensor pre_mlp_layernorm;
   Tensor gate_proj, up_proj;        // [intermediate, hidden], column-parallel
   Tensor down_proj;                 // [hidden, intermediate], row-parallel
   // [heads * head_dim], column-parallel (split as the rows of their matrices): Qwen2's biases
@@ -31,6 +33,10 @@ struct LayerWeights {
   // [head_dim], replicated: Qwen3's RMSNorm weights of every query and key head
   // (ModelConfig::qk_norm), undefined otherwise.
   Tensor q_norm, k_norm;
+  // [hidden], replicated: Gemma 2's norms of the attention's and the MLP's outputs before their
+  // residual adds (ModelConfig::sandwich_norms; Hugging Face's post_attention_layernorm and
+  // post_feedforward_layernorm), undefined otherwise.
+  Tensor attn_output_norm, mlp_output_norm;
   // bf16 copies of the matrices, for mixed precision (ModelWeights::enable_bf16); undefined
   // otherwise.
   struct Bf16 {

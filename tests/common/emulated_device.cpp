@@ -274,18 +274,18 @@ void EmulatedKernels::rope_backward(float* dx, const std::int32_t* positions, co
 }
 void EmulatedKernels::attention_forward(float* out, float* probs, const float* q, const float* k,
                                         const float* v, const Index* cu, Index seqs, Index heads,
-                                        Index kvh, Index hd) const {
+                                        Index kvh, Index hd, AttentionScores scores) const {
   host(cu, "attention cu_seqlens");
   const Index rows = cu[seqs];
   cpu_->attention_forward(dev(out, rows * heads * hd, "attention out"),
                           dev(probs, kernels::attention_probs_size(cu, seqs, heads), "attention probs"),
                           dev(q, rows * heads * hd, "attention q"), dev(k, rows * kvh * hd, "attention k"),
-                          dev(v, rows * kvh * hd, "attention v"), cu, seqs, heads, kvh, hd);
+                          dev(v, rows * kvh * hd, "attention v"), cu, seqs, heads, kvh, hd, scores);
 }
 void EmulatedKernels::attention_backward(float* dq, float* dk, float* dv, const float* dout,
                                          const float* q, const float* k, const float* v,
                                          const float* probs, const Index* cu, Index seqs,
-                                         Index heads, Index kvh, Index hd) const {
+                                         Index heads, Index kvh, Index hd, AttentionScores scores) const {
   host(cu, "attention cu_seqlens");
   const Index rows = cu[seqs];
   cpu_->attention_backward(dev(dq, rows * heads * hd, "attention dq"), dev(dk, rows * kvh * hd, "attention dk"),
@@ -293,19 +293,19 @@ void EmulatedKernels::attention_backward(float* dq, float* dk, float* dv, const 
                            dev(q, rows * heads * hd, "attention q"), dev(k, rows * kvh * hd, "attention k"),
                            dev(v, rows * kvh * hd, "attention v"),
                            dev(probs, kernels::attention_probs_size(cu, seqs, heads), "attention probs"), cu,
-                           seqs, heads, kvh, hd);
+                           seqs, heads, kvh, hd, scores);
 }
 void EmulatedKernels::cached_attention_forward(float* out, const float* q, const float* kc,
                                                const float* vc, const Index* row_begin,
                                                const Index* slots, const Index* first, Index runs,
                                                Index capacity, Index heads, Index kvh,
-                                               Index hd) const {
+                                               Index hd, AttentionScores scores) const {
   const Index rows = row_begin[runs];
   const Index cache = cached_extent(row_begin, slots, first, runs, capacity, kvh, hd);
   cpu_->cached_attention_forward(dev(out, rows * heads * hd, "cached attention out"),
                                  dev(q, rows * heads * hd, "cached attention q"), dev(kc, cache, "k cache"),
                                  dev(vc, cache, "v cache"), row_begin, slots, first, runs, capacity, heads,
-                                 kvh, hd);
+                                 kvh, hd, scores);
 }
 void EmulatedKernels::scatter_rows(float* dst, const float* src, const Index* rows, Index n,
                                    Index width) const {
@@ -316,13 +316,13 @@ void EmulatedKernels::cached_attention_forward_bf16(std::uint16_t* out, const st
                                                     const std::uint16_t* kc, const std::uint16_t* vc,
                                                     const Index* row_begin, const Index* slots, const Index* first,
                                                     Index runs, Index capacity, Index heads, Index kvh,
-                                                    Index hd) const {
+                                                    Index hd, AttentionScores scores) const {
   const Index rows = row_begin[runs];
   const Index cache = cached_extent(row_begin, slots, first, runs, capacity, kvh, hd);
   cpu_->cached_attention_forward_bf16(dev(out, rows * heads * hd, "cached attention out"),
                                       dev(q, rows * heads * hd, "cached attention q"), dev(kc, cache, "k cache"),
                                       dev(vc, cache, "v cache"), row_begin, slots, first, runs, capacity, heads, kvh,
-                                      hd);
+                                      hd, scores);
 }
 void EmulatedKernels::scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
                                         Index width) const {
@@ -336,19 +336,19 @@ void EmulatedKernels::rope_forward_bf16(std::uint16_t* x, const std::int32_t* po
 }
 void EmulatedKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
                                              const std::uint16_t* k, const std::uint16_t* v, const Index* cu,
-                                             Index seqs, Index heads, Index kvh, Index hd) const {
+                                             Index seqs, Index heads, Index kvh, Index hd, AttentionScores scores) const {
   host(cu, "attention cu_seqlens");
   const Index rows = cu[seqs];
   cpu_->attention_forward_bf16(dev(out, rows * heads * hd, "attention out"),
                                dev(saved, kernels::attention_probs_size(cu, seqs, heads), "attention probs"),
                                dev(q, rows * heads * hd, "attention q"), dev(k, rows * kvh * hd, "attention k"),
-                               dev(v, rows * kvh * hd, "attention v"), cu, seqs, heads, kvh, hd);
+                               dev(v, rows * kvh * hd, "attention v"), cu, seqs, heads, kvh, hd, scores);
 }
 void EmulatedKernels::attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
                                               const std::uint16_t* q, const std::uint16_t* k,
                                               const std::uint16_t* v, const std::uint16_t* out,
                                               const float* saved, const Index* cu, Index seqs, Index heads,
-                                              Index kvh, Index hd) const {
+                                              Index kvh, Index hd, AttentionScores scores) const {
   host(cu, "attention cu_seqlens");
   const Index rows = cu[seqs];
   cpu_->attention_backward_bf16(
@@ -356,7 +356,7 @@ void EmulatedKernels::attention_backward_bf16(float* dq, float* dk, float* dv, c
       dev(dv, rows * kvh * hd, "attention dv"), dev(dout, rows * heads * hd, "attention dout"),
       dev(q, rows * heads * hd, "attention q"), dev(k, rows * kvh * hd, "attention k"),
       dev(v, rows * kvh * hd, "attention v"), dev(out, rows * heads * hd, "attention out"),
-      dev(saved, kernels::attention_probs_size(cu, seqs, heads), "attention probs"), cu, seqs, heads, kvh, hd);
+      dev(saved, kernels::attention_probs_size(cu, seqs, heads), "attention probs"), cu, seqs, heads, kvh, hd, scores);
 }
 void EmulatedKernels::gather_rows(float* dst, const float* src, const Index* rows, Index n,
                                   Index width) const {
@@ -391,9 +391,12 @@ void EmulatedKernels::logprob_from_sums(float* logprob, float* lse, const float*
 }
 void EmulatedKernels::logprob_backward(float* dlogits, const float* logits, const float* lse,
                                        const std::int32_t* targets, const float* dlogprob,
-                                       Index n, Index ld, Index valid, Index start) const {
+                                       Index n, Index ld, Index valid, Index start, float softcap) const {
   cpu_->logprob_backward(dev(dlogits, n * ld, "dlogits"), dev(logits, n * ld, "logits"), dev(lse, n, "lse"),
-                         dev(targets, n, "targets"), dev(dlogprob, n, "dlogprob"), n, ld, valid, start);
+                         dev(targets, n, "targets"), dev(dlogprob, n, "dlogprob"), n, ld, valid, start, softcap);
+}
+void EmulatedKernels::softcap_forward(float* x, Index n, float cap) const {
+  cpu_->softcap_forward(dev(x, n, "softcap x"), n, cap);
 }
 void EmulatedKernels::add_inplace(float* y, const float* x, Index n) const {
   cpu_->add_inplace(dev(y, n, "add y"), dev(x, n, "add x"), n);

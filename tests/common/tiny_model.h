@@ -13,8 +13,10 @@
 namespace spin::testing {
 
 // Llama, or a family's own parts: Qwen2's q/k/v biases, Qwen3's head norms, Gemma's GeGLU,
-// 1 + w norms and scaled embeddings.
-enum class TinyFamily { Llama, Qwen2, Qwen3, Gemma };
+// 1 + w norms and scaled embeddings, Gemma 2's besides: sandwich norms, its score scale
+// (query_pre_attn_scalar 3 against head_dim 4) and caps small enough to bend this model's scores
+// (1) and logits (2).
+enum class TinyFamily { Llama, Qwen2, Qwen3, Gemma, Gemma2 };
 
 struct TinyShape {
   int vocab = 37;
@@ -32,7 +34,10 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
   const char* type = s.family == TinyFamily::Qwen2   ? "\"model_type\": \"qwen2\", "
                      : s.family == TinyFamily::Qwen3 ? "\"model_type\": \"qwen3\", "
                      : s.family == TinyFamily::Gemma ? "\"model_type\": \"gemma\", "
-                                                     : "";
+                     : s.family == TinyFamily::Gemma2
+                         ? "\"model_type\": \"gemma2\", \"query_pre_attn_scalar\": 3, "
+                           "\"attn_logit_softcapping\": 1.0, \"final_logit_softcapping\": 2.0, "
+                         : "";
   const std::string json = std::string("{") + type +
       "\"vocab_size\": " + std::to_string(s.vocab) +
       ", \"hidden_size\": " + std::to_string(s.hidden) +

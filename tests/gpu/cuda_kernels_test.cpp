@@ -236,8 +236,8 @@ TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
       Dev gq(q), gk(kk), gv(v), gdout(dout), gout = poisoned(rows * q_w), gsaved = poisoned(saved_size);
       std::vector<float> out(rows * q_w), probs(probs_size);
       cpu.attention_forward(out.data(), probs.data(), q.data(), kk.data(), v.data(), cu.data(), seqs, heads, kv_heads,
-                            head_dim);
-      k->attention_forward(gout.f(), gsaved.f(), gq.f(), gk.f(), gv.f(), cu.data(), seqs, heads, kv_heads, head_dim);
+                            head_dim, AttentionScores::standard(head_dim));
+      k->attention_forward(gout.f(), gsaved.f(), gq.f(), gk.f(), gv.f(), cu.data(), seqs, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
       EXPECT_CLOSE(gout.get(*k), out);
       if (keeps_probs) {
         EXPECT_CLOSE(gsaved.get(*k), probs);
@@ -245,9 +245,9 @@ TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
       Dev gdq = poisoned(rows * q_w), gdk = poisoned(rows * kv_w), gdv = poisoned(rows * kv_w);
       std::vector<float> dq(rows * q_w), dk(rows * kv_w), dv(rows * kv_w);
       cpu.attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), kk.data(), v.data(), probs.data(),
-                             cu.data(), seqs, heads, kv_heads, head_dim);
+                             cu.data(), seqs, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
       k->attention_backward(gdq.f(), gdk.f(), gdv.f(), gdout.f(), gq.f(), gk.f(), gv.f(), gsaved.f(), cu.data(), seqs,
-                            heads, kv_heads, head_dim);
+                            heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
       EXPECT_CLOSE(gdq.get(*k), dq);
       EXPECT_CLOSE(gdk.get(*k), dk);
       EXPECT_CLOSE(gdv.get(*k), dv);
@@ -286,9 +286,9 @@ TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
       std::vector<std::uint16_t> out(rows * q_w);
       std::vector<float> probs(attention_probs_size(cu.data(), seqs, heads));
       cpu.attention_forward_bf16(out.data(), probs.data(), q.data(), kk.data(), v.data(), cu.data(), seqs, heads,
-                                 kv_heads, head_dim);
+                                 kv_heads, head_dim, AttentionScores::standard(head_dim));
       k->attention_forward_bf16(gout.as<std::uint16_t>(), gsaved.f(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
-                                gv.as<std::uint16_t>(), cu.data(), seqs, heads, kv_heads, head_dim);
+                                gv.as<std::uint16_t>(), cu.data(), seqs, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
       const auto got_out = download_bf16(*k, gout, out.size());
       if (tensor_cores) {
         EXPECT_LT(relative_error(got_out, widen(out)), 1e-2);
@@ -298,10 +298,10 @@ TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
       Dev gdq = poisoned(rows * q_w), gdk = poisoned(rows * kv_w), gdv = poisoned(rows * kv_w);
       std::vector<float> dq(rows * q_w), dk(rows * kv_w), dv(rows * kv_w);
       cpu.attention_backward_bf16(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), kk.data(), v.data(),
-                                  out.data(), probs.data(), cu.data(), seqs, heads, kv_heads, head_dim);
+                                  out.data(), probs.data(), cu.data(), seqs, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
       k->attention_backward_bf16(gdq.f(), gdk.f(), gdv.f(), gdout.f(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
                                  gv.as<std::uint16_t>(), gout.as<std::uint16_t>(), gsaved.f(), cu.data(), seqs, heads,
-                                 kv_heads, head_dim);
+                                 kv_heads, head_dim, AttentionScores::standard(head_dim));
       const double tolerance = tensor_cores ? 1e-2 : 1e-5;
       EXPECT_LT(relative_error(gdq.get(*k), dq), tolerance) << "dq";
       EXPECT_LT(relative_error(gdk.get(*k), dk), tolerance) << "dk";
@@ -332,9 +332,9 @@ TEST_F(Fixture, CachedAttentionPrefillAndDecodeRuns) {
       Dev gq(q), gk(kc), gv(vc), gout = poisoned(rows * q_w);
       std::vector<float> out(rows * q_w);
       cpu.cached_attention_forward(out.data(), q.data(), kc.data(), vc.data(), row_begin.data(), slot.data(),
-                                   first.data(), runs, capacity, heads, kv_heads, head_dim);
+                                   first.data(), runs, capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
       k->cached_attention_forward(gout.f(), gq.f(), gk.f(), gv.f(), row_begin.data(), slot.data(), first.data(), runs,
-                                  capacity, heads, kv_heads, head_dim);
+                                  capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
       EXPECT_CLOSE(gout.get(*k), out);
     }
   }
@@ -361,9 +361,9 @@ TEST_F(Fixture, DecodeStepsOfGroupedQueryAttention) {
         Dev gq(q), gk(kc), gv(vc), gout = poisoned(rows * q_w);
         std::vector<float> out(rows * q_w);
         cpu.cached_attention_forward(out.data(), q.data(), kc.data(), vc.data(), row_begin.data(), slot.data(),
-                                     first.data(), runs, capacity, heads, kv_heads, head_dim);
+                                     first.data(), runs, capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
         gpu.cached_attention_forward(gout.f(), gq.f(), gk.f(), gv.f(), row_begin.data(), slot.data(), first.data(),
-                                     runs, capacity, heads, kv_heads, head_dim);
+                                     runs, capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
         EXPECT_CLOSE(gout.get(gpu), out);
         continue;
       }
@@ -372,10 +372,10 @@ TEST_F(Fixture, DecodeStepsOfGroupedQueryAttention) {
       PooledBuffer gout = poisoned_bf16(rows * q_w);
       std::vector<std::uint16_t> out(rows * q_w);
       cpu.cached_attention_forward_bf16(out.data(), q16.data(), k16.data(), v16.data(), row_begin.data(), slot.data(),
-                                        first.data(), runs, capacity, heads, kv_heads, head_dim);
+                                        first.data(), runs, capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
       gpu.cached_attention_forward_bf16(gout.as<std::uint16_t>(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
                                         gv.as<std::uint16_t>(), row_begin.data(), slot.data(), first.data(), runs,
-                                        capacity, heads, kv_heads, head_dim);
+                                        capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
       EXPECT_BF16_CLOSE(download_bf16(gpu, gout, out.size()), widen(out));
     }
   }
@@ -405,10 +405,10 @@ TEST_F(Fixture, Bf16KvCacheWritesAndCachedAttention) {
       EXPECT_EQ(cuda::download<std::uint16_t>(gk, kc16.size()), kc16);
       std::vector<std::uint16_t> out(rows * q_w);
       cpu.cached_attention_forward_bf16(out.data(), q.data(), kc16.data(), vc16.data(), row_begin.data(), slot.data(),
-                                        first.data(), runs, capacity, heads, kv_heads, head_dim);
+                                        first.data(), runs, capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
       k->cached_attention_forward_bf16(gout.as<std::uint16_t>(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
                                        gv.as<std::uint16_t>(), row_begin.data(), slot.data(), first.data(), runs,
-                                       capacity, heads, kv_heads, head_dim);
+                                       capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
       EXPECT_BF16_CLOSE(download_bf16(*k, gout, out.size()), widen(out));
     }
   }
@@ -445,10 +445,10 @@ TEST_F(Fixture, Bf16PrefillFromTheCacheOnTensorCores) {
         PooledBuffer gout = poisoned_bf16(rows * q_w);
         std::vector<std::uint16_t> out(rows * q_w);
         cpu.cached_attention_forward_bf16(out.data(), q.data(), kc.data(), vc.data(), c.row_begin.data(),
-                                          c.slot.data(), c.first.data(), runs, capacity, heads, kv_heads, head_dim);
+                                          c.slot.data(), c.first.data(), runs, capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
         k->cached_attention_forward_bf16(gout.as<std::uint16_t>(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
                                          gv.as<std::uint16_t>(), c.row_begin.data(), c.slot.data(), c.first.data(),
-                                         runs, capacity, heads, kv_heads, head_dim);
+                                         runs, capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
         const double error = relative_error(download_bf16(*k, gout, out.size()), widen(out));
         EXPECT_LT(error, k == &gpu ? 1e-2 : 5e-3);
         std::printf("  %-16s %-12s head_dim %3lld: relative error %.1e\n", c.name,
@@ -589,11 +589,11 @@ TEST_F(Fixture, VocabParallelLogSoftmaxPiecesWithPaddingAndMissingTargets) {
   for (Index i = 0; i < n; ++i) lse[i] = max[i] + std::log(sum[i]);
   Dev glse(lse), gdlogprob(dlogprob), gd = poisoned(n * ld);
   std::vector<float> d(n * ld);
-  cpu.logprob_backward(d.data(), logits.data(), lse.data(), targets.data(), dlogprob.data(), n, ld, valid, start);
-  gpu.logprob_backward(gd.f(), glogits.f(), glse.f(), gtargets.i(), gdlogprob.f(), n, ld, valid, start);
+  cpu.logprob_backward(d.data(), logits.data(), lse.data(), targets.data(), dlogprob.data(), n, ld, valid, start, 0.0f);
+  gpu.logprob_backward(gd.f(), glogits.f(), glse.f(), gtargets.i(), gdlogprob.f(), n, ld, valid, start, 0.0f);
   EXPECT_CLOSE(gd.get(gpu), d);
   // In place (dlogits aliasing logits), as the LM head runs it.
-  gpu.logprob_backward(glogits.f(), glogits.f(), glse.f(), gtargets.i(), gdlogprob.f(), n, ld, valid, start);
+  gpu.logprob_backward(glogits.f(), glogits.f(), glse.f(), gtargets.i(), gdlogprob.f(), n, ld, valid, start, 0.0f);
   EXPECT_CLOSE(glogits.get(gpu), d);
 }
 

@@ -64,15 +64,17 @@ TEST(CudaModel, RecomputedActivationsMatchTheCpuPath) {
   }
 }
 
-// Qwen3's head norms (the RMSNorm kernels over rows of head_dim), and Gemma's GeGLU, 1 + w norms
-// and scaled tied embeddings with activations recomputed, in float32 and in bf16 on the
-// tensor-core attention's head size: the bounds above.
+// Qwen3's head norms (the RMSNorm kernels over rows of head_dim), Gemma's GeGLU, 1 + w norms and
+// scaled tied embeddings with activations recomputed, and Gemma 2's sandwich norms and capped
+// scores (the SIMT attention: the tensor-core kernels take no cap) and logits, in float32 and in
+// bf16 on the tensor-core attention's head size: the bounds above.
 TEST(CudaModel, Qwen3AndGemmaMatchTheCpuPath) {
   const kernels::CudaKernels gpu;
-  for (const TinyFamily family : {TinyFamily::Qwen3, TinyFamily::Gemma}) {
+  for (const TinyFamily family : {TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2}) {
     for (const bool mixed : {false, true}) {
-      SCOPED_TRACE(cat(family == TinyFamily::Qwen3 ? "qwen3" : "gemma", mixed ? ", bf16" : ", float32"));
-      const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, family == TinyFamily::Gemma, 64, family);
+      SCOPED_TRACE(cat(family == TinyFamily::Qwen3 ? "qwen3" : family == TinyFamily::Gemma ? "gemma" : "gemma2",
+                       mixed ? ", bf16" : ", float32"));
+      const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, family != TinyFamily::Qwen3, 64, family);
       ASSERT_GT(errors.relative.size(), 20u);
       for (const auto& [name, error] : errors.relative) EXPECT_LT(error, mixed ? 2e-2 : 1e-4) << name;
     }

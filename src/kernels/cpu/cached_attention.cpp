@@ -1,6 +1,7 @@
 // Attention against a KV cache, for generation: a prefill run of L prompt rows and a decode
-// run of one row are the same computation, S = scale Q K[0 : first + L]^T with row i masked
-// beyond position first + i, softmax, O = P V. One sgemm pair per (run, head).
+// run of one row are the same computation, S = c(scale Q K[0 : first + L]^T) with row i masked
+// beyond position first + i (scale and cap c as kernels::AttentionScores), softmax, O = P V.
+// One sgemm pair per (run, head).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -18,27 +19,30 @@ void CpuKernels::cached_attention_forward(float* out, const float* q, const floa
                                           const float* v_cache, const Index* row_begin,
                                           const Index* slots, const Index* first_position,
                                           Index runs, Index capacity, Index heads,
-                                          Index kv_heads, Index head_dim) const {
+                                          Index kv_heads, Index head_dim, AttentionScores scores) const {
   const Index q_ld = heads * head_dim;
   const Index kv_ld = kv_heads * head_dim;
   const Index group = heads / kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  std::vector<float> scores;
+  const float scale = scores.scale;
+  std::vector<float> s;
   for (Index r = 0; r < runs; ++r) {
     const Index rows = row_begin[r + 1] - row_begin[r];
     const Index first = first_position[r];
     const Index keys = first + rows;  // positions the last row sees
-    scores.resize(static_cast<std::size_t>(rows * keys));
+    s.resize(static_cast<std::size_t>(rows * keys));
     const float* slot_k = k_cache + slots[r] * capacity * kv_ld;
     const float* slot_v = v_cache + slots[r] * capacity * kv_ld;
     for (Index h = 0; h < heads; ++h) {
       const float* qh = q + row_begin[r] * q_ld + h * head_dim;
       const Index g = h / group;
       gemm(false, true, rows, keys, head_dim, scale, qh, q_ld, slot_k + g * head_dim, kv_ld, 0.0f,
-           scores.data(), keys);
+           s.data(), keys);
       for (Index i = 0; i < rows; ++i) {
-        float* row = scores.data() + i * keys;
+        float* row = s.data() + i * keys;
         const Index seen = first + i + 1;
+        if (scores.softcap > 0.0f) {
+          for (Index j = 0; j < seen; ++j) row[j] = softcap_value(row[j], scores.softcap);
+        }
         float m = -std::numeric_limits<float>::infinity();
         for (Index j = 0; j < seen; ++j) m = std::max(m, row[j]);
         float sum = 0.0f;
@@ -52,7 +56,7 @@ void CpuKernels::cached_attention_forward(float* out, const float* q, const floa
         for (Index j = 0; j < seen; ++j) row[j] *= inv;
         std::fill(row + seen, row + keys, 0.0f);
       }
-      gemm(false, false, rows, head_dim, keys, 1.0f, scores.data(), keys, slot_v + g * head_dim,
+      gemm(false, false, rows, head_dim, keys, 1.0f, s.data(), keys, slot_v + g * head_dim,
            kv_ld, 0.0f, out + row_begin[r] * q_ld + h * head_dim, q_ld);
     }
   }
@@ -74,7 +78,7 @@ void CpuKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::ui
                                                const Index* row_begin, const Index* slots,
                                                const Index* first_position, Index runs,
                                                Index capacity, Index heads, Index kv_heads,
-                                               Index head_dim) const {
+                                               Index head_dim, AttentionScores scores) const {
   const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim;
   const std::vector<float> q32 = cpu::widen(q, row_begin[runs] * q_ld);
   std::vector<float> o(q32.size());
@@ -86,7 +90,7 @@ void CpuKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::ui
     const Index slot0 = 0;
     cached_attention_forward(o.data() + row_begin[r] * q_ld, q32.data() + row_begin[r] * q_ld,
                              k.data(), v.data(), run_rows, &slot0, first_position + r, 1, keys,
-                             heads, kv_heads, head_dim);
+                             heads, kv_heads, head_dim, scores);
   }
   cpu::round_into(out, o);
 }

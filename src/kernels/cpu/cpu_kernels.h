@@ -36,15 +36,15 @@ class CpuKernels final : public Kernels {
                      const float* sin, Index n, Index heads, Index head_dim) const override;
   void attention_forward(float* out, float* probs, const float* q, const float* k,
                          const float* v, const Index* cu_seqlens, Index num_seqs, Index heads,
-                         Index kv_heads, Index head_dim) const override;
+                         Index kv_heads, Index head_dim, AttentionScores scores) const override;
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                           const float* k, const float* v, const float* probs,
                           const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
-                          Index head_dim) const override;
+                          Index head_dim, AttentionScores scores) const override;
   void cached_attention_forward(float* out, const float* q, const float* k_cache,
                                 const float* v_cache, const Index* row_begin, const Index* slots,
                                 const Index* first_position, Index runs, Index capacity,
-                                Index heads, Index kv_heads, Index head_dim) const override;
+                                Index heads, Index kv_heads, Index head_dim, AttentionScores scores) const override;
   void scatter_rows(float* dst, const float* src, const Index* rows, Index n,
                     Index width) const override;
   void gather_rows(float* dst, const float* src, const Index* rows, Index n,
@@ -53,7 +53,7 @@ class CpuKernels final : public Kernels {
                                      const std::uint16_t* k_cache, const std::uint16_t* v_cache,
                                      const Index* row_begin, const Index* slots,
                                      const Index* first_position, Index runs, Index capacity,
-                                     Index heads, Index kv_heads, Index head_dim) const override;
+                                     Index heads, Index kv_heads, Index head_dim, AttentionScores scores) const override;
   void scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
                          Index width) const override;
   void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos,
@@ -61,12 +61,12 @@ class CpuKernels final : public Kernels {
   void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
                               const std::uint16_t* k, const std::uint16_t* v,
                               const Index* cu_seqlens, Index num_seqs, Index heads,
-                              Index kv_heads, Index head_dim) const override;
+                              Index kv_heads, Index head_dim, AttentionScores scores) const override;
   void attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
                                const std::uint16_t* q, const std::uint16_t* k,
                                const std::uint16_t* v, const std::uint16_t* out,
                                const float* saved, const Index* cu_seqlens, Index num_seqs,
-                               Index heads, Index kv_heads, Index head_dim) const override;
+                               Index heads, Index kv_heads, Index head_dim, AttentionScores scores) const override;
   void logprob_from_sums(float* logprob, float* lse, const float* sums,
                          const std::int32_t* targets, Index n) const override;
   void glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const override;
@@ -91,7 +91,8 @@ class CpuKernels final : public Kernels {
                             Index valid, Index vocab_start) const override;
   void logprob_backward(float* dlogits, const float* logits, const float* lse,
                         const std::int32_t* targets, const float* dlogprob, Index n, Index ld,
-                        Index valid, Index vocab_start) const override;
+                        Index valid, Index vocab_start, float softcap) const override;
+  void softcap_forward(float* x, Index n, float cap) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
   void add_bias(float* y, const float* bias, Index n, Index width) const override;
   void bias_backward(float* dbias, const float* dy, Index n, Index width) const override;

@@ -44,18 +44,29 @@ void CpuKernels::logprob_from_sums(float* logprob, float* lse, const float* sums
 
 void CpuKernels::logprob_backward(float* dlogits, const float* logits, const float* lse,
                                   const std::int32_t* targets, const float* dlogprob, Index n,
-                                  Index ld, Index valid, Index vocab_start) const {
+                                  Index ld, Index valid, Index vocab_start, float softcap) const {
   for (Index i = 0; i < n; ++i) {
     const float* row = logits + i * ld;
     float* drow = dlogits + i * ld;
     const float g = targets[i] < 0 ? 0.0f : dlogprob[i];  // no target: logprob is the constant 0
     const float l = lse[i];
-#pragma omp simd
-    for (Index v = 0; v < valid; ++v) drow[v] = -g * cpu::exp_approx(row[v] - l);
-    for (Index v = valid; v < ld; ++v) drow[v] = 0.0f;
     const Index t = targets[i] - vocab_start;
-    if (t >= 0 && t < valid) drow[t] += g;
+    if (softcap > 0.0f) {  // through the cap: times its slope at the capped logit, read before drow is written
+      for (Index v = 0; v < valid; ++v) {
+        const float y = row[v];
+        drow[v] = ((v == t ? g : 0.0f) - g * cpu::exp_approx(y - l)) * softcap_slope(y, softcap);
+      }
+    } else {
+#pragma omp simd
+      for (Index v = 0; v < valid; ++v) drow[v] = -g * cpu::exp_approx(row[v] - l);
+      if (t >= 0 && t < valid) drow[t] += g;
+    }
+    for (Index v = valid; v < ld; ++v) drow[v] = 0.0f;
   }
+}
+
+void CpuKernels::softcap_forward(float* x, Index n, float cap) const {
+  for (Index i = 0; i < n; ++i) x[i] = softcap_value(x[i], cap);
 }
 
 }  // namespace spin::kernels

@@ -13,14 +13,18 @@ namespace spin::kernels::cuda_detail::device {
 namespace {
 
 // Row i of matrix blockIdx.y ([rows, cols], `stride` apart) sees columns [0, offset + i]:
-// softmax over those, zeros beyond. Scores arrive already scaled.
+// softmax over those, zeros beyond. Scores arrive already scaled, and are capped here (softcap
+// > 0, kernels::AttentionScores).
 __global__ void causal_softmax_kernel(float* p, long long rows, long long cols, long long offset,
-                                      long long stride) {
+                                      long long stride, float softcap) {
   __shared__ float shared[32];
   float* row = p + blockIdx.y * stride + blockIdx.x * cols;
   const long long seen = min(cols, offset + static_cast<long long>(blockIdx.x) + 1);
   float m = -INFINITY;
-  for (long long j = threadIdx.x; j < seen; j += blockDim.x) m = fmaxf(m, row[j]);
+  for (long long j = threadIdx.x; j < seen; j += blockDim.x) {
+    row[j] = softcap_scores(row[j], softcap);
+    m = fmaxf(m, row[j]);
+  }
   m = block_max(m, shared);
   float sum = 0.0f;
   for (long long j = threadIdx.x; j < seen; j += blockDim.x) {
@@ -33,14 +37,19 @@ __global__ void causal_softmax_kernel(float* p, long long rows, long long cols, 
   for (long long j = threadIdx.x; j < cols; j += blockDim.x) row[j] = j < seen ? row[j] * inv : 0.0f;
   (void)rows;
 }
-// dS = P * (dP - rowsum(P * dP)), in place on dP; one block per row of one head.
-__global__ void attention_ds_kernel(float* ds, const float* p, long long len) {
+// dS = P * (dP - rowsum(P * dP)), in place on dP; one block per row of one head. With a cap,
+// also times the cap's slope at the capped score, from the scaled scores before it (`scores`,
+// laid out as dS).
+__global__ void attention_ds_kernel(float* ds, const float* p, long long len, const float* scores, float softcap) {
   __shared__ float shared[32];
   const long long at = (static_cast<long long>(blockIdx.y) * len + blockIdx.x) * len;
   float dot = 0.0f;
   for (long long j = threadIdx.x; j < len; j += blockDim.x) dot += p[at + j] * ds[at + j];
   dot = block_sum(dot, shared);
-  for (long long j = threadIdx.x; j < len; j += blockDim.x) ds[at + j] = p[at + j] * (ds[at + j] - dot);
+  for (long long j = threadIdx.x; j < len; j += blockDim.x) {
+    const float slope = softcap > 0.0f ? softcap_grad(softcap_scores(scores[at + j], softcap), softcap) : 1.0f;
+    ds[at + j] = p[at + j] * (ds[at + j] - dot) * slope;
+  }
 }
 
 }  // namespace

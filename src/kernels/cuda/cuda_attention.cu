@@ -24,8 +24,8 @@ bool CudaKernels::fused(Index head_dim, Index num_seqs) const {
          num_seqs <= 65535;  // the grid's z extent
 }
 
-bool CudaKernels::tensor_cores(Index head_dim, Index num_seqs) const {
-  return attention_ == Attention::TensorCores && cuda_detail::tensor_core_attention_supports(head_dim) &&
+bool CudaKernels::tensor_cores(Index head_dim, Index num_seqs, float softcap) const {
+  return attention_ == Attention::TensorCores && softcap == 0.0f && cuda_detail::tensor_core_attention_supports(head_dim) &&
          fused(head_dim, num_seqs);
 }
 
@@ -46,7 +46,7 @@ long long longest(const Index* offsets, Index count) {
 
 cuda_detail::FusedAttentionArgs CudaKernels::fused_args(const void* q, const void* k, const void* v, bool bf16,
                                                         const Index* cu_seqlens, Index num_seqs, Index heads,
-                                                        Index kv_heads, Index head_dim,
+                                                        Index kv_heads, Index head_dim, AttentionScores scores,
                                                         PooledBuffer& device_cu) const {
   device_cu = upload_indices(cu_seqlens, num_seqs + 1);
   cuda_detail::FusedAttentionArgs a;
@@ -57,7 +57,7 @@ cuda_detail::FusedAttentionArgs CudaKernels::fused_args(const void* q, const voi
   a.longest = longest(cu_seqlens, num_seqs);
   a.heads = static_cast<int>(heads), a.kv_heads = static_cast<int>(kv_heads);
   a.head_dim = head_dim;
-  a.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  a.scale = scores.scale, a.softcap = scores.softcap;
   return a;
 }
 
@@ -66,16 +66,16 @@ cuda_detail::FusedAttentionArgs CudaKernels::fused_args(const void* q, const voi
 // stride 0), the causal softmax of every head, O = P V.
 void CudaKernels::attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                                     const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
-                                    Index head_dim) const {
+                                    Index head_dim, AttentionScores scores) const {
   if (num_seqs == 0) return;
   if (fused(head_dim, num_seqs)) {
     PooledBuffer device_cu;
-    const auto a = fused_args(q, k, v, false, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
+    const auto a = fused_args(q, k, v, false, cu_seqlens, num_seqs, heads, kv_heads, head_dim, scores, device_cu);
     cuda_detail::fused_attention_forward(a, out, probs, stream_);
     return;
   }
   const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const float scale = scores.scale;
   float* p = probs;
   for (Index s = 0; s < num_seqs; ++s) {
     const Index start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
@@ -86,7 +86,7 @@ void CudaKernels::attention_forward(float* out, float* probs, const float* q, co
                    k + start * kv_ld + g * head_dim, kv_ld, 0, 0.0f, p + g * group * square, len, square, group);
     }
     causal_softmax_kernel<<<dim3(static_cast<unsigned>(len), static_cast<unsigned>(heads)), kThreads, 0, stream_>>>(
-        p, len, len, 0, square);
+        p, len, len, 0, square, scores.softcap);
     SPIN_CUDA_CHECK_LAUNCH("attention softmax");
     for (Index g = 0; g < kv_heads; ++g) {
       gemm_batched(false, false, len, head_dim, len, 1.0f, p + g * group * square, len, square,
@@ -99,23 +99,27 @@ void CudaKernels::attention_forward(float* out, float* probs, const float* q, co
 
 void CudaKernels::attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                                      const float* k, const float* v, const float* probs, const Index* cu_seqlens,
-                                     Index num_seqs, Index heads, Index kv_heads, Index head_dim) const {
+                                     Index num_seqs, Index heads, Index kv_heads, Index head_dim, AttentionScores scores) const {
   if (num_seqs == 0) return;
   if (fused(head_dim, num_seqs)) {
     PooledBuffer device_cu;
     fused_backward(dq, dk, dv, dout, q, k, v, false, nullptr, probs, cu_seqlens, num_seqs, heads, kv_heads,
-                   head_dim);
+                   head_dim, scores);
     return;
   }
   const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const float scale = scores.scale;
   const Index rows = cu_seqlens[num_seqs] - cu_seqlens[0];
   const auto kv_bytes = static_cast<std::size_t>(rows * kv_ld) * sizeof(float);
   SPIN_CUDA_CHECK(cudaMemsetAsync(dk, 0, kv_bytes, stream_));
   SPIN_CUDA_CHECK(cudaMemsetAsync(dv, 0, kv_bytes, stream_));
   const Index most = longest(cu_seqlens, num_seqs);
-  PooledBuffer scratch(allocator_, static_cast<std::size_t>(std::max<Index>(1, heads * most * most)) * sizeof(float));
+  const auto square_bytes = static_cast<std::size_t>(std::max<Index>(1, heads * most * most)) * sizeof(float);
+  PooledBuffer scratch(allocator_, square_bytes);
   float* ds = scratch.as<float>();
+  // A cap's slope needs the scores before it: computed again (the probabilities are what is kept).
+  PooledBuffer raw_scores(allocator_, scores.softcap > 0.0f ? square_bytes : sizeof(float));
+  float* raw = scores.softcap > 0.0f ? raw_scores.as<float>() : nullptr;
   const float* p = probs;
   for (Index s = 0; s < num_seqs; ++s) {
     const Index start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;
@@ -125,8 +129,12 @@ void CudaKernels::attention_backward(float* dq, float* dk, float* dv, const floa
       gemm_batched(false, true, len, len, head_dim, 1.0f, dout + start * q_ld + g * group * head_dim, q_ld, head_dim,
                    v + start * kv_ld + g * head_dim, kv_ld, 0, 0.0f, ds + g * group * square, len, square, group);
     }
+    for (Index g = 0; raw != nullptr && g < kv_heads; ++g) {  // S = scale Q K^T, before the cap
+      gemm_batched(false, true, len, len, head_dim, scale, q + start * q_ld + g * group * head_dim, q_ld, head_dim,
+                   k + start * kv_ld + g * head_dim, kv_ld, 0, 0.0f, raw + g * group * square, len, square, group);
+    }
     attention_ds_kernel<<<dim3(static_cast<unsigned>(len), static_cast<unsigned>(heads)), kThreads, 0, stream_>>>(
-        ds, p, len);
+        ds, p, len, raw, scores.softcap);
     SPIN_CUDA_CHECK_LAUNCH("attention dS");
     for (Index g = 0; g < kv_heads; ++g) {  // dQ = scale dS K
       gemm_batched(false, false, len, head_dim, len, scale, ds + g * group * square, len, square,
@@ -148,12 +156,13 @@ void CudaKernels::attention_backward(float* dq, float* dk, float* dv, const floa
 
 void CudaKernels::fused_backward(float* dq, float* dk, float* dv, const float* dout, const void* q, const void* k,
                                  const void* v, bool bf16, const void* out, const float* lse, const Index* cu_seqlens,
-                                 Index num_seqs, Index heads, Index kv_heads, Index head_dim) const {
+                                 Index num_seqs, Index heads, Index kv_heads, Index head_dim,
+                                 AttentionScores scores) const {
   PooledBuffer device_cu;
-  const auto a = fused_args(q, k, v, bf16, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
+  const auto a = fused_args(q, k, v, bf16, cu_seqlens, num_seqs, heads, kv_heads, head_dim, scores, device_cu);
   const Index rows = cu_seqlens[num_seqs];
   PooledBuffer delta(allocator_, static_cast<std::size_t>(std::max<Index>(1, rows * heads)) * sizeof(float));
-  if (bf16 && tensor_cores(head_dim, num_seqs)) {
+  if (bf16 && tensor_cores(head_dim, num_seqs, scores.softcap)) {
     cuda_detail::tensor_core_attention_backward(a, dq, dk, dv, dout, out, lse, delta.as<float>(), stream_);
   } else {
     cuda_detail::fused_attention_backward(a, dq, dk, dv, dout, lse, delta.as<float>(), stream_);
@@ -170,12 +179,12 @@ PooledBuffer CudaKernels::widened(const std::uint16_t* x, Index n) const {
 // output themselves; the cuBLAS path runs in float32 on widened copies.
 void CudaKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
                                          const std::uint16_t* k, const std::uint16_t* v, const Index* cu_seqlens,
-                                         Index num_seqs, Index heads, Index kv_heads, Index head_dim) const {
+                                         Index num_seqs, Index heads, Index kv_heads, Index head_dim, AttentionScores scores) const {
   if (num_seqs == 0) return;
   if (fused(head_dim, num_seqs)) {
     PooledBuffer device_cu;
-    const auto a = fused_args(q, k, v, true, cu_seqlens, num_seqs, heads, kv_heads, head_dim, device_cu);
-    if (tensor_cores(head_dim, num_seqs)) {
+    const auto a = fused_args(q, k, v, true, cu_seqlens, num_seqs, heads, kv_heads, head_dim, scores, device_cu);
+    if (tensor_cores(head_dim, num_seqs, scores.softcap)) {
       cuda_detail::tensor_core_attention_forward(a, out, saved, stream_);
     } else {
       cuda_detail::fused_attention_forward(a, out, saved, stream_);
@@ -187,29 +196,31 @@ void CudaKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const
                      v32 = widened(v, rows * kv_heads * head_dim);
   PooledBuffer o(allocator_, static_cast<std::size_t>(std::max<Index>(1, rows * heads * head_dim)) * sizeof(float));
   attention_forward(o.as<float>(), saved, q32.as<float>(), k32.as<float>(), v32.as<float>(), cu_seqlens, num_seqs,
-                    heads, kv_heads, head_dim);
+                    heads, kv_heads, head_dim, scores);
   to_bf16(out, o.as<float>(), rows * heads * head_dim);
 }
 
 void CudaKernels::attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout, const std::uint16_t* q,
                                           const std::uint16_t* k, const std::uint16_t* v, const std::uint16_t* out,
                                           const float* saved, const Index* cu_seqlens, Index num_seqs, Index heads,
-                                          Index kv_heads, Index head_dim) const {
+                                          Index kv_heads, Index head_dim, AttentionScores scores) const {
   if (num_seqs == 0) return;
   if (fused(head_dim, num_seqs)) {
-    fused_backward(dq, dk, dv, dout, q, k, v, true, out, saved, cu_seqlens, num_seqs, heads, kv_heads, head_dim);
+    fused_backward(dq, dk, dv, dout, q, k, v, true, out, saved, cu_seqlens, num_seqs, heads, kv_heads, head_dim,
+                   scores);
     return;
   }
   const Index rows = cu_seqlens[num_seqs];
   const PooledBuffer q32 = widened(q, rows * heads * head_dim), k32 = widened(k, rows * kv_heads * head_dim),
                      v32 = widened(v, rows * kv_heads * head_dim);
   attention_backward(dq, dk, dv, dout, q32.as<float>(), k32.as<float>(), v32.as<float>(), saved, cu_seqlens, num_seqs,
-                     heads, kv_heads, head_dim);
+                     heads, kv_heads, head_dim, scores);
 }
 
 bool CudaKernels::fused_cached(void* out, const void* q, const void* k_cache, const void* v_cache, bool bf16,
                                const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
-                               Index capacity, Index heads, Index kv_heads, Index head_dim) const {
+                               Index capacity, Index heads, Index kv_heads, Index head_dim,
+                               AttentionScores scores) const {
   if (!fused(head_dim, runs)) return false;
   // One launch for every run (decode batches are many short runs); the runs' shape arrays go up.
   std::vector<Index> host(static_cast<std::size_t>(3 * runs + 1));
@@ -225,7 +236,7 @@ bool CudaKernels::fused_cached(void* out, const void* q, const void* k_cache, co
   a.capacity = capacity;
   a.heads = static_cast<int>(heads), a.kv_heads = static_cast<int>(kv_heads);
   a.head_dim = head_dim;
-  a.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  a.scale = scores.scale, a.softcap = scores.softcap;
   cuda_detail::fused_cached_attention(a, out, stream_);
   return true;
 }
@@ -236,7 +247,7 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
                                                 const std::uint16_t* k_cache, const std::uint16_t* v_cache,
                                                 const Index* row_begin, const Index* slots,
                                                 const Index* first_position, Index runs, Index capacity, Index heads,
-                                                Index kv_heads, Index head_dim) const {
+                                                Index kv_heads, Index head_dim, AttentionScores scores) const {
   if (runs == 0) return;
   // Prefills -- runs at position 0: causal attention over their own rows, whose keys and values
   // sit at the start of their slots -- go to the tensor-core forward (reading K/V there, a
@@ -245,10 +256,10 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
   Index decoding = runs;
   while (decoding > 0 && first_position[decoding - 1] == 0) --decoding;
   const Index prefills = runs - decoding;
-  if (prefills > 0 && tensor_cores(head_dim, prefills) && (decoding == 0 || fused(head_dim, decoding))) {
+  if (prefills > 0 && tensor_cores(head_dim, prefills, scores.softcap) && (decoding == 0 || fused(head_dim, decoding))) {
     if (decoding > 0) {
       fused_cached(out, q, k_cache, v_cache, true, row_begin, slots, first_position, decoding, capacity, heads,
-                   kv_heads, head_dim);
+                   kv_heads, head_dim, scores);
     }
     const Index first_row = row_begin[decoding], q_ld = heads * head_dim;
     std::vector<Index> prefill_rows(static_cast<std::size_t>(prefills + 1)), starts(static_cast<std::size_t>(prefills));
@@ -257,14 +268,14 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
     PooledBuffer device_cu, lse(allocator_, static_cast<std::size_t>(std::max<Index>(1, prefill_rows.back() * heads)) *
                                                 sizeof(float));
     auto a = fused_args(q + first_row * q_ld, k_cache, v_cache, true, prefill_rows.data(), prefills, heads, kv_heads,
-                        head_dim, device_cu);
+                        head_dim, scores, device_cu);
     const PooledBuffer device_starts = upload_indices(starts.data(), prefills);
     a.kv_starts = device_starts.as<long long>();
     cuda_detail::tensor_core_attention_forward(a, out + first_row * q_ld, lse.as<float>(), stream_);
     return;
   }
   if (fused_cached(out, q, k_cache, v_cache, true, row_begin, slots, first_position, runs, capacity, heads, kv_heads,
-                   head_dim)) {
+                   head_dim, scores)) {
     return;
   }
   const Index kv_ld = kv_heads * head_dim, q_ld = heads * head_dim, rows = row_begin[runs];
@@ -281,7 +292,7 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
     const Index run_rows[2] = {0, run}, slot0 = 0;
     cached_attention_forward(o.as<float>() + row_begin[r] * q_ld, q32.as<float>() + row_begin[r] * q_ld,
                              k.as<float>(), v.as<float>(), run_rows, &slot0, first_position + r, 1, keys, heads,
-                             kv_heads, head_dim);
+                             kv_heads, head_dim, scores);
   }
   to_bf16(out, o.as<float>(), rows * q_ld);
 }
@@ -289,21 +300,21 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
 void CudaKernels::cached_attention_forward(float* out, const float* q, const float* k_cache, const float* v_cache,
                                            const Index* row_begin, const Index* slots, const Index* first_position,
                                            Index runs, Index capacity, Index heads, Index kv_heads,
-                                           Index head_dim) const {
+                                           Index head_dim, AttentionScores scores) const {
   if (runs == 0) return;
   if (fused_cached(out, q, k_cache, v_cache, false, row_begin, slots, first_position, runs, capacity, heads, kv_heads,
-                   head_dim)) {
+                   head_dim, scores)) {
     return;
   }
   const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const float scale = scores.scale;
   Index largest = 1;
   for (Index r = 0; r < runs; ++r) {
     const Index rows = row_begin[r + 1] - row_begin[r];
     largest = std::max(largest, heads * rows * (first_position[r] + rows));
   }
   PooledBuffer scratch(allocator_, static_cast<std::size_t>(largest) * sizeof(float));
-  float* scores = scratch.as<float>();
+  float* s = scratch.as<float>();
   for (Index r = 0; r < runs; ++r) {
     const Index rows = row_begin[r + 1] - row_begin[r];
     if (rows == 0) continue;
@@ -312,13 +323,13 @@ void CudaKernels::cached_attention_forward(float* out, const float* q, const flo
     const float* slot_v = v_cache + slots[r] * capacity * kv_ld;
     for (Index g = 0; g < kv_heads; ++g) {
       gemm_batched(false, true, rows, keys, head_dim, scale, q + row_begin[r] * q_ld + g * group * head_dim, q_ld,
-                   head_dim, slot_k + g * head_dim, kv_ld, 0, 0.0f, scores + g * group * block, keys, block, group);
+                   head_dim, slot_k + g * head_dim, kv_ld, 0, 0.0f, s + g * group * block, keys, block, group);
     }
     causal_softmax_kernel<<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(heads)), kThreads, 0, stream_>>>(
-        scores, rows, keys, first, block);
+        s, rows, keys, first, block, scores.softcap);
     SPIN_CUDA_CHECK_LAUNCH("cached attention softmax");
     for (Index g = 0; g < kv_heads; ++g) {
-      gemm_batched(false, false, rows, head_dim, keys, 1.0f, scores + g * group * block, keys, block,
+      gemm_batched(false, false, rows, head_dim, keys, 1.0f, s + g * group * block, keys, block,
                    slot_v + g * head_dim, kv_ld, 0, 0.0f, out + row_begin[r] * q_ld + g * group * head_dim, q_ld,
                    head_dim, group);
     }

@@ -230,11 +230,18 @@ void CudaKernels::logits_sumexp_target(float* sumexp, float* target_logit, const
 }
 
 void CudaKernels::logprob_backward(float* dlogits, const float* logits, const float* lse, const std::int32_t* targets,
-                                   const float* dlogprob, Index n, Index ld, Index valid, Index vocab_start) const {
+                                   const float* dlogprob, Index n, Index ld, Index valid, Index vocab_start,
+                                   float softcap) const {
   if (n == 0) return;
   logprob_backward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(dlogits, logits, lse, targets, dlogprob,
-                                                                             ld, valid, vocab_start);
+                                                                             ld, valid, vocab_start, softcap);
   SPIN_CUDA_CHECK_LAUNCH("logprob_backward");
+}
+
+void CudaKernels::softcap_forward(float* x, Index n, float cap) const {
+  if (n == 0) return;
+  softcap_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(x, n, cap);
+  SPIN_CUDA_CHECK_LAUNCH("softcap_forward");
 }
 
 void CudaKernels::logprob_from_sums(float* logprob, float* lse, const float* sums, const std::int32_t* targets,

@@ -65,30 +65,30 @@ class CudaKernels final : public Kernels {
                      Index heads, Index head_dim) const override;
   void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                          const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
-                         Index head_dim) const override;
+                         Index head_dim, AttentionScores scores) const override;
   Index attention_saved_size(const Index* cu_seqlens, Index num_seqs, Index heads, Index head_dim) const override;
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                           const float* v, const float* probs, const Index* cu_seqlens, Index num_seqs, Index heads,
-                          Index kv_heads, Index head_dim) const override;
+                          Index kv_heads, Index head_dim, AttentionScores scores) const override;
   void cached_attention_forward(float* out, const float* q, const float* k_cache, const float* v_cache,
                                 const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
-                                Index capacity, Index heads, Index kv_heads, Index head_dim) const override;
+                                Index capacity, Index heads, Index kv_heads, Index head_dim, AttentionScores scores) const override;
   void scatter_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
   void cached_attention_forward_bf16(std::uint16_t* out, const std::uint16_t* q, const std::uint16_t* k_cache,
                                      const std::uint16_t* v_cache, const Index* row_begin, const Index* slots,
                                      const Index* first_position, Index runs, Index capacity, Index heads,
-                                     Index kv_heads, Index head_dim) const override;
+                                     Index kv_heads, Index head_dim, AttentionScores scores) const override;
   void scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
                          Index width) const override;
   void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
                          Index heads, Index head_dim) const override;
   void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q, const std::uint16_t* k,
                               const std::uint16_t* v, const Index* cu_seqlens, Index num_seqs, Index heads,
-                              Index kv_heads, Index head_dim) const override;
+                              Index kv_heads, Index head_dim, AttentionScores scores) const override;
   void attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout, const std::uint16_t* q,
                                const std::uint16_t* k, const std::uint16_t* v, const std::uint16_t* out,
                                const float* saved, const Index* cu_seqlens, Index num_seqs, Index heads,
-                               Index kv_heads, Index head_dim) const override;
+                               Index kv_heads, Index head_dim, AttentionScores scores) const override;
   void gather_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
   void glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const override;
   void glu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
@@ -98,7 +98,9 @@ class CudaKernels final : public Kernels {
                             const std::int32_t* targets, Index n, Index ld, Index valid,
                             Index vocab_start) const override;
   void logprob_backward(float* dlogits, const float* logits, const float* lse, const std::int32_t* targets,
-                        const float* dlogprob, Index n, Index ld, Index valid, Index vocab_start) const override;
+                        const float* dlogprob, Index n, Index ld, Index valid, Index vocab_start,
+                        float softcap) const override;
+  void softcap_forward(float* x, Index n, float cap) const override;
   void logprob_from_sums(float* logprob, float* lse, const float* sums, const std::int32_t* targets,
                          Index n) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
@@ -156,7 +158,8 @@ class CudaKernels final : public Kernels {
                     Index stride_c, Index batch) const;
 
   bool fused(Index head_dim, Index num_seqs) const;         // the fused SIMT kernels take it
-  bool tensor_cores(Index head_dim, Index num_seqs) const;  // the tensor-core kernels take it (bf16)
+  // The tensor-core kernels take it (bf16; no score cap).
+  bool tensor_cores(Index head_dim, Index num_seqs, float softcap) const;
   // A device copy of `bytes` of host memory, queued on the stream (kernel launch arguments).
   PooledBuffer upload(const void* host, std::size_t bytes) const;
   PooledBuffer upload_indices(const Index* host, Index count) const;
@@ -164,17 +167,17 @@ class CudaKernels final : public Kernels {
   // q, the cache and out are bf16 (bf16) or float32.
   bool fused_cached(void* out, const void* q, const void* k_cache, const void* v_cache, bool bf16,
                     const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
-                    Index capacity, Index heads, Index kv_heads, Index head_dim) const;
+                    Index capacity, Index heads, Index kv_heads, Index head_dim, AttentionScores scores) const;
   // The launch arguments of the fused kernels (q, k, v bf16 or float32), cu_seqlens copied to
   // `device_cu`.
   cuda_detail::FusedAttentionArgs fused_args(const void* q, const void* k, const void* v, bool bf16,
                                              const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
-                                             Index head_dim, PooledBuffer& device_cu) const;
+                                             Index head_dim, AttentionScores scores, PooledBuffer& device_cu) const;
   // The fused backward (a scratch for its per-row deltas included): with `out` (the forward's
   // bf16 output) on tensor cores, else the SIMT kernels.
   void fused_backward(float* dq, float* dk, float* dv, const float* dout, const void* q, const void* k, const void* v,
                       bool bf16, const void* out, const float* lse, const Index* cu_seqlens, Index num_seqs,
-                      Index heads, Index kv_heads, Index head_dim) const;
+                      Index heads, Index kv_heads, Index head_dim, AttentionScores scores) const;
   // A float32 copy of n bf16 values, in scratch.
   PooledBuffer widened(const std::uint16_t* x, Index n) const;
 

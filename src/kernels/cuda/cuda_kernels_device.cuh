@@ -262,7 +262,8 @@ __global__ void logprob_from_sums_kernel(float* logprob, float* lse, const float
   }
 }
 __global__ void logprob_backward_kernel(float* dlogits, const float* logits, const float* lse, const int* targets,
-                                        const float* dlogprob, long long ld, long long valid, long long vocab_start) {
+                                        const float* dlogprob, long long ld, long long valid, long long vocab_start,
+                                        float softcap) {
   const long long i = blockIdx.x;
   const float g = targets[i] < 0 ? 0.0f : dlogprob[i];
   const float l = lse[i];
@@ -270,8 +271,13 @@ __global__ void logprob_backward_kernel(float* dlogits, const float* logits, con
   for (long long v = threadIdx.x; v < ld; v += blockDim.x) {
     const long long e = i * ld + v;
     // Read, then write the same element: dlogits may alias logits.
-    dlogits[e] = v < valid ? (v == t ? g : 0.0f) - g * expf(logits[e] - l) : 0.0f;
+    const float y = logits[e];
+    dlogits[e] = v < valid ? ((v == t ? g : 0.0f) - g * expf(y - l)) * softcap_grad(y, softcap) : 0.0f;
   }
+}
+// x = cap tanh(x / cap) (kernels.h's softcap_value).
+__global__ void softcap_kernel(float* x, long long n, float cap) {
+  SPIN_GRID_STRIDE(i, n) x[i] = softcap_scores(x[i], cap);
 }
 
 }  // namespace

@@ -46,6 +46,14 @@ inline __device__ float block_max(float v, float* shared) {
   return warp_max(lane < warps ? shared[lane] : -INFINITY);
 }
 
+// kernels.h's softcap_value and softcap_slope on the device; cap 0 is no cap.
+inline __device__ float softcap_scores(float s, float cap) { return cap > 0.0f ? cap * tanhf(s / cap) : s; }
+inline __device__ float softcap_grad(float capped, float cap) {
+  if (cap <= 0.0f) return 1.0f;
+  const float t = capped / cap;
+  return 1.0f - t * t;
+}
+
 #define SPIN_GRID_STRIDE(i, n) \
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<long long>(gridDim.x) * blockDim.x)

@@ -25,7 +25,8 @@ struct FusedAttentionArgs {
   long long longest = 0;         // the longest sequence's length
   int heads = 0, kv_heads = 0;
   long long head_dim = 0;
-  float scale = 1.0f;            // 1 / sqrt(head_dim)
+  float scale = 1.0f;            // kernels::AttentionScores'
+  float softcap = 0.0f;          // 0: none (the tensor-core kernels take none)
 };
 
 // Generation against a KV cache (Kernels::cached_attention_forward): one launch for all runs.
@@ -41,7 +42,7 @@ struct FusedCachedArgs {
   long long capacity = 0;
   int heads = 0, kv_heads = 0;
   long long head_dim = 0;
-  float scale = 1.0f;
+  float scale = 1.0f, softcap = 0.0f;  // kernels::AttentionScores'
 };
 
 // out [rows, heads, head_dim]; lse [rows, heads].

@@ -13,13 +13,14 @@
 // of the other operand staged in shared memory. Packed variable-length sequences: blockIdx.z
 // is the sequence, blockIdx.y the head, blockIdx.x the block of rows within the sequence.
 //
-// Arithmetic (per query row i, head h, keys j <= i, scale = 1/sqrt(head_dim)):
-//   forward   s_j = scale q.k_j; online softmax m, l; o = sum_j exp(s_j - m) v_j / l;
+// Arithmetic (per query row i, head h, keys j <= i; scale and cap as kernels::AttentionScores,
+// c(x) = cap tanh(x / cap) or x without a cap, c'_j its slope at s_j, 1 - (s_j / cap)^2):
+//   forward   s_j = c(scale q.k_j); online softmax m, l; o = sum_j exp(s_j - m) v_j / l;
 //             lse = m + log l
 //   dQ pass   P_j = exp(s_j - lse), dP_j = dO.v_j; D = sum_j P_j dP_j (= dO.o);
-//             dq = scale (sum_j P_j dP_j k_j - D sum_j P_j k_j)       (one pass, no O needed)
+//             dq = scale (sum_j P_j dP_j c'_j k_j - D sum_j P_j c'_j k_j)  (one pass, no O needed)
 //   dKV pass  per key j of kv head g, over its group's heads h and rows i >= j:
-//             dv_j += P_ij dO_i;  dk_j += scale P_ij (dP_ij - D_ih) q_i
+//             dv_j += P_ij dO_i;  dk_j += scale P_ij (dP_ij - D_ih) c'_ij q_i
 //
 // The kernels themselves (this header) apart from their launches (fused_attention.cu), so that
 // tests/unit/kernels/cuda/fused_attention_test.cpp can run them on the CPU under
@@ -65,14 +66,14 @@ __device__ void load_tile(float (*tile)[HD], const T* src, long long ld, long lo
 // One warp's row folds the first `upto` keys of the staged tiles into its online softmax:
 // running max m, sum l, and the unnormalised output acc (its lanes' elements); q pre-scaled.
 template <int HD>
-__device__ void attend_tile(const float (*ks)[HD], const float (*vs)[HD], long long upto, const float* qr,
+__device__ void attend_tile(const float (*ks)[HD], const float (*vs)[HD], long long upto, const float* qr, float cap,
                             float* acc, float& m, float& l) {
   constexpr int kPer = HD / 32;
   const int lane = threadIdx.x;
   for (long long j = 0; j < upto; ++j) {
     float s = 0.0f;
     for (int e = 0; e < kPer; ++e) s += qr[e] * ks[j][lane + 32 * e];
-    s = warp_sum(s);
+    s = softcap_scores(warp_sum(s), cap);
     const float m_new = fmaxf(m, s);
     const float correction = expf(m - m_new), p = expf(s - m_new);
     l = l * correction + p;
@@ -90,10 +91,11 @@ struct SoftmaxRow {
   static constexpr int kPer = HD / 32;
   float q[kPer], acc[kPer];
   float m = -INFINITY, l = 0.0f;
+  float cap;
   bool active;
 
   template <class T>
-  __device__ SoftmaxRow(const T* q_row, float scale, bool is_active) : active(is_active) {
+  __device__ SoftmaxRow(const T* q_row, float scale, float softcap, bool is_active) : cap(softcap), active(is_active) {
     for (int e = 0; e < kPer; ++e) {
       q[e] = active ? widen(q_row[threadIdx.x + 32 * e]) * scale : 0.0f;
       acc[e] = 0.0f;
@@ -107,7 +109,7 @@ struct SoftmaxRow {
       load_tile<HD>(ks, keys, ld, t, last_key + 1);
       load_tile<HD>(vs, values, ld, t, last_key + 1);
       __syncthreads();
-      if (active) attend_tile<HD>(ks, vs, min(static_cast<long long>(kTile<HD>), position - t + 1), q, acc, m, l);
+      if (active) attend_tile<HD>(ks, vs, min(static_cast<long long>(kTile<HD>), position - t + 1), q, cap, acc, m, l);
     }
   }
   template <class T>
@@ -134,7 +136,7 @@ struct BlockRows {
 
 template <int HD, class T>
 __global__ void forward_kernel(T* out, float* lse, const T* q, const T* k, const T* v, const long long* cu_seqlens,
-                               int heads, int kv_heads, float scale) {
+                               int heads, int kv_heads, float scale, float softcap) {
   __shared__ float ks[kTile<HD>][HD];
   __shared__ float vs[kTile<HD>][HD];
   const BlockRows b(cu_seqlens);
@@ -142,7 +144,7 @@ __global__ void forward_kernel(T* out, float* lse, const T* q, const T* k, const
   const long long start = b.start, len = b.len, first_row = b.first, i = b.row;
   const int h = blockIdx.y, g = h / (heads / kv_heads);
   const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
-  SoftmaxRow<HD> r(q + (start + i) * q_ld + h * HD, scale, b.active);
+  SoftmaxRow<HD> r(q + (start + i) * q_ld + h * HD, scale, softcap, b.active);
   const long long last_key = min(len, first_row + kWarps) - 1;  // the block's last row sees it
   r.attend(ks, vs, k + start * kv_ld + g * HD, v + start * kv_ld + g * HD, kv_ld, last_key, i);  // keys <= i
   if (!r.active) return;
@@ -152,7 +154,8 @@ __global__ void forward_kernel(T* out, float* lse, const T* q, const T* k, const
 
 template <int HD, class T>
 __global__ void dq_kernel(float* dq, float* delta, const float* dout, const T* q, const T* k, const T* v,
-                          const float* lse, const long long* cu_seqlens, int heads, int kv_heads, float scale) {
+                          const float* lse, const long long* cu_seqlens, int heads, int kv_heads, float scale,
+                          float softcap) {
   constexpr int kPer = HD / 32;
   __shared__ float ks[kTile<HD>][HD];
   __shared__ float vs[kTile<HD>][HD];
@@ -185,13 +188,13 @@ __global__ void dq_kernel(float* dq, float* delta, const float* dout, const T* q
         s += qr[e] * ks[j][lane + 32 * e];
         dp += dor[e] * vs[j][lane + 32 * e];
       }
-      s = warp_sum(s);
+      s = softcap_scores(warp_sum(s), softcap);
       dp = warp_sum(dp);
-      const float p = expf(s - row_lse);
+      const float p = expf(s - row_lse), slope = softcap_grad(s, softcap);
       d += p * dp;
       for (int e = 0; e < kPer; ++e) {
-        a[e] += p * dp * ks[j][lane + 32 * e];
-        b[e] += p * ks[j][lane + 32 * e];
+        a[e] += p * dp * slope * ks[j][lane + 32 * e];
+        b[e] += p * slope * ks[j][lane + 32 * e];
       }
     }
   }
@@ -203,7 +206,7 @@ __global__ void dq_kernel(float* dq, float* delta, const float* dout, const T* q
 template <int HD, class T>
 __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const T* q, const T* k, const T* v,
                            const float* lse, const float* delta, const long long* cu_seqlens, int heads, int kv_heads,
-                           float scale) {
+                           float scale, float softcap) {
   constexpr int kPer = HD / 32;
   __shared__ float qs[kTile<HD>][HD];
   __shared__ float dos[kTile<HD>][HD];
@@ -240,10 +243,10 @@ __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const T* q, 
           s += qs[r][lane + 32 * e] * kr[e];
           dp += dos[r][lane + 32 * e] * vr[e];
         }
-        s = warp_sum(s) * scale;
+        s = softcap_scores(warp_sum(s) * scale, softcap);
         dp = warp_sum(dp);
         const float p = expf(s - lses[r]);
-        const float ds = p * (dp - deltas[r]);
+        const float ds = p * (dp - deltas[r]) * softcap_grad(s, softcap);
         for (int e = 0; e < kPer; ++e) {
           dvr[e] += p * dos[r][lane + 32 * e];
           dkr[e] += scale * ds * qs[r][lane + 32 * e];
@@ -265,7 +268,7 @@ __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const T* q, 
 template <int HD, class T>
 __global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_cache,
                               const long long* runs, long long num_runs, long long capacity, int heads, int kv_heads,
-                              float scale) {
+                              float scale, float softcap) {
   __shared__ float ks[kTile<HD>][HD];
   __shared__ float vs[kTile<HD>][HD];
   // runs: [row_begin[0..num_runs]] then slots, then first positions.
@@ -276,7 +279,7 @@ __global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_c
   const int h = blockIdx.y, g = h / (heads / kv_heads);
   const long long local = first_row + threadIdx.y, row = begin + local;
   const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
-  SoftmaxRow<HD> r(q + row * q_ld + h * HD, scale, row < end);
+  SoftmaxRow<HD> r(q + row * q_ld + h * HD, scale, softcap, row < end);
   const long long last_key = first_position + min(end - begin, first_row + kWarps) - 1;
   r.attend(ks, vs, k_cache + slot * capacity * kv_ld + g * HD, v_cache + slot * capacity * kv_ld + g * HD, kv_ld,
            last_key, first_position + local);
@@ -290,7 +293,8 @@ __global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_c
 // eight).
 template <int HD, class T>
 __global__ void decode_kernel(T* out, const T* q, const T* k_cache, const T* v_cache, const long long* runs,
-                              long long num_runs, long long capacity, int heads, int kv_heads, float scale) {
+                              long long num_runs, long long capacity, int heads, int kv_heads, float scale,
+                              float softcap) {
   __shared__ float ks[kTile<HD>][HD];
   __shared__ float vs[kTile<HD>][HD];
   const long long row = runs[blockIdx.y];
@@ -300,7 +304,7 @@ __global__ void decode_kernel(T* out, const T* q, const T* k_cache, const T* v_c
   const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
   for (int first_head = 0; first_head < group; first_head += kWarps) {  // the same count for every warp
     const long long at = row * q_ld + (g * group + first_head + warp) * static_cast<long long>(HD);
-    SoftmaxRow<HD> r(q + at, scale, first_head + warp < group);
+    SoftmaxRow<HD> r(q + at, scale, softcap, first_head + warp < group);
     r.attend(ks, vs, k_cache + slot * capacity * kv_ld + g * HD, v_cache + slot * capacity * kv_ld + g * HD, kv_ld,
              position, position);
     if (r.active) r.write(out + at);

@@ -57,6 +57,7 @@ bool tensor_core_attention_supports(long long head_dim) { return head_dim == 64 
 
 void tensor_core_attention_forward(const FusedAttentionArgs& a, void* out, float* lse, cudaStream_t stream) {
   require(a.bf16, "tensor-core attention: q, k, v must be bf16");
+  require(a.softcap == 0.0f, "tensor-core attention: no score cap (the SIMT kernels take one)");
   switch (a.head_dim) {
     case 64: return forward<64>(a, static_cast<bf16*>(out), lse, stream);
     case 128: return forward<128>(a, static_cast<bf16*>(out), lse, stream);
@@ -67,6 +68,7 @@ void tensor_core_attention_forward(const FusedAttentionArgs& a, void* out, float
 void tensor_core_attention_backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, const float* dout,
                                     const void* out, const float* lse, float* delta, cudaStream_t stream) {
   require(a.bf16, "tensor-core attention: q, k, v must be bf16");
+  require(a.softcap == 0.0f, "tensor-core attention: no score cap (the SIMT kernels take one)");
   const long long rows_heads = a.rows * a.heads;
   if (rows_heads > 0) {
     constexpr int kWarpsPerBlock = kThreads / 32;

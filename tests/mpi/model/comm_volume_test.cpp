@@ -58,14 +58,14 @@ TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesigned
   LayerActivations acts;
   acts.allocate(dims, geometry,
                 kernels::attention_probs_size(batch.cu_seqlens.data(), 2, dims.heads),
-                Device::Cpu, false, false);
+                Device::Cpu, false, config);
   std::vector<float> out(n * h);
   grid.tp().reset_stats();
   decoder_layer_forward(ctx, weights.layers[0], geometry, acts, out.data());
   expect_only_all_reduces(grid.tp().stats(), 2, 2 * activation, "one layer forward");
   ModelWeights grads(config, dims);
   LayerGradScratch scratch;
-  scratch.allocate(dims, geometry, Device::Cpu, false, false);
+  scratch.allocate(dims, geometry, Device::Cpu, false, config);
   grid.tp().reset_stats();
   decoder_layer_backward(ctx, weights.layers[0], grads.layers[0], geometry, acts, scratch, out.data());
   expect_only_all_reduces(grid.tp().stats(), 2, 2 * activation, "one layer backward");

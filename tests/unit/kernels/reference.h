@@ -83,12 +83,13 @@ inline Vec rope(const Vec& x, const std::vector<std::int32_t>& pos, int n, int h
 }
 
 // Causal GQA attention over packed sequences; also returns the probabilities per
-// (sequence, head) in the kernel's layout.
+// (sequence, head) in the kernel's layout. Scores scale q.k (scale 0: 1/sqrt(hd)), then with
+// cap > 0 cap tanh(s / cap).
 inline Vec attention(const Vec& q, const Vec& k, const Vec& v, const std::vector<std::int64_t>& cu,
-                     int heads, int kvh, int hd, Vec* probs = nullptr) {
+                     int heads, int kvh, int hd, Vec* probs = nullptr, double scale = 0.0, double cap = 0.0) {
   Vec out(q.size(), 0.0);
   if (probs) probs->clear();
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(hd));
   for (std::size_t s = 0; s + 1 < cu.size(); ++s) {
     const int start = static_cast<int>(cu[s]);
     const int len = static_cast<int>(cu[s + 1] - cu[s]);
@@ -102,7 +103,7 @@ inline Vec attention(const Vec& q, const Vec& k, const Vec& v, const std::vector
           for (int d = 0; d < hd; ++d) {
             dot += q[((start + i) * heads + h) * hd + d] * k[((start + j) * kvh + g) * hd + d];
           }
-          p[j] = dot * scale;
+          p[j] = cap > 0.0 ? cap * std::tanh(dot * scale / cap) : dot * scale;
           m = std::max(m, p[j]);
         }
         double z = 0.0;

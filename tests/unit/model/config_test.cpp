@@ -96,7 +96,7 @@ TEST(ModelConfig, RefusesWhatItDoesNotImplement) {
             std::string::npos);
   EXPECT_NE(error_of(with("attention_bias", "true")).find("attention_bias"), std::string::npos);
   EXPECT_NE(error_of(with("hidden_act", "\"gelu\"")).find("hidden_act"), std::string::npos);
-  EXPECT_NE(error_of(with("model_type", "\"gemma2\"")).find("gemma2"), std::string::npos);
+  EXPECT_NE(error_of(with("model_type", "\"gemma3_text\"")).find("gemma3_text"), std::string::npos);
 }
 
 // Qwen2.5-0.5B-Instruct's config.json as published: biases on q/k/v, tied embeddings, and a
@@ -147,6 +147,46 @@ TEST(ModelConfig, ReadsQwen3WithItsHeadNorms) {
 
 // gemma-2b's config.json as published: no tie_word_embeddings key (GemmaConfig ties by default),
 // the legacy hidden_act "gelu" beside no hidden_activation (transformers' GemmaMLP then runs the
+// google/gemma-2-2b-it's config.json as published: Gemma's parts, sandwich norms (four per
+// layer), scores scaled by query_pre_attn_scalar^-1/2 and capped at 50, logits at 30, sequences
+// limited to the sliding window (4096; the windowed layers then see every key).
+TEST(ModelConfig, ReadsGemma2WithItsCapsAndScoreScale) {
+  const std::string gemma2 = R"({
+    "architectures": ["Gemma2ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+    "attn_logit_softcapping": 50.0, "bos_token_id": 2, "cache_implementation": "hybrid", "eos_token_id": [1, 107],
+    "final_logit_softcapping": 30.0, "head_dim": 256, "hidden_act": "gelu_pytorch_tanh",
+    "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 2304, "initializer_range": 0.02,
+    "intermediate_size": 9216, "max_position_embeddings": 8192, "model_type": "gemma2", "num_attention_heads": 8,
+    "num_hidden_layers": 26, "num_key_value_heads": 4, "pad_token_id": 0, "query_pre_attn_scalar": 256,
+    "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "sliding_window": 4096, "torch_dtype": "float32",
+    "transformers_version": "4.42.4", "use_cache": true, "vocab_size": 256000})";
+  const ModelConfig c = ModelConfig::from_json(gemma2, "cfg.json");
+  EXPECT_TRUE(c.sandwich_norms);
+  EXPECT_EQ(c.activation, kernels::Activation::GeluTanh);
+  EXPECT_EQ(c.norm_weight_offset, 1.0f);
+  EXPECT_TRUE(c.scale_embeddings);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.num_parameters(), 2614341888);  // gemma-2-2b's published count
+  EXPECT_EQ(c.attention_scores().scale, 0.0625f);
+  EXPECT_EQ(c.attention_scores().softcap, 50.0f);
+  EXPECT_EQ(c.final_logit_softcapping, 30.0f);
+  EXPECT_EQ(c.max_sequence_length(), 4096);
+  EXPECT_EQ((std::vector<std::int64_t>{1, 107}), c.eos_token_ids);
+  // Gemma-2-27B's scalar (hidden / heads = 144 against head_dim 128), a cap switched off (null).
+  std::string big = gemma2;
+  big.replace(big.find("\"query_pre_attn_scalar\": 256"), 28, "\"query_pre_attn_scalar\": 144");
+  big.replace(big.find("\"final_logit_softcapping\": 30.0"), 31, "\"final_logit_softcapping\": null");
+  const ModelConfig c27 = ModelConfig::from_json(big, "cfg.json");
+  EXPECT_EQ(c27.attention_scores().scale, static_cast<float>(1.0 / 12.0));
+  EXPECT_EQ(c27.final_logit_softcapping, 0.0f);
+  // Gemma 1 and Llama: 1/sqrt(head_dim), no caps, no sandwich norms.
+  const ModelConfig llama = ModelConfig::from_json(kLlama, "cfg.json");
+  EXPECT_FALSE(llama.sandwich_norms);
+  EXPECT_EQ(llama.attention_scores().scale, 1.0f / std::sqrt(static_cast<float>(llama.head_dim)));
+  EXPECT_EQ(llama.attention_scores().softcap, 0.0f);
+  EXPECT_EQ(llama.final_logit_softcapping, 0.0f);
+}
+
 // tanh approximation), head_dim 256 of 8 heads on a hidden size of 2048, one kv head.
 TEST(ModelConfig, ReadsGemmaWithItsDefaults) {
   const std::string gemma = R"({

@@ -33,10 +33,10 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
     for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << name;
     EXPECT_EQ(memory.live_bytes(), 0u) << "device memory still allocated after the run";
   }
-  // Qwen3's head norms and Gemma's GeGLU, 1 + w norms and scaled embeddings (the model above has
-  // Qwen2's biases), in bf16 with recomputation.
-  for (const TinyFamily family : {TinyFamily::Qwen3, TinyFamily::Gemma}) {
-    SCOPED_TRACE(family == TinyFamily::Qwen3 ? "qwen3" : "gemma");
+  // Qwen3's head norms, Gemma's GeGLU, 1 + w norms and scaled embeddings and Gemma 2's sandwich
+  // norms and caps (the model above has Qwen2's biases), in bf16 with recomputation.
+  for (const TinyFamily family : {TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2}) {
+    SCOPED_TRACE(family == TinyFamily::Qwen3 ? "qwen3" : family == TinyFamily::Gemma ? "gemma" : "gemma2");
     EmulatedDeviceMemory memory;
     const EmulatedKernels kernels(memory);
     const DeviceModelErrors errors = compare_model_on_device(kernels, true, true, 32, family);

@@ -27,7 +27,7 @@ TEST(Attention, ForwardMatchesNaiveCausalGqa) {
   AttentionCase c;
   std::vector<float> out(c.q.size()), probs(static_cast<std::size_t>(c.probs_size()));
   kernels.attention_forward(out.data(), probs.data(), c.q.data(), c.k.data(), c.v.data(),
-                            c.cu.data(), 3, c.heads, c.kvh, c.hd);
+                            c.cu.data(), 3, c.heads, c.kvh, c.hd, AttentionScores::standard(c.hd));
   testing::ref::Vec probs_ref;
   const auto want = testing::ref::attention(to_double(c.q), to_double(c.k), to_double(c.v), c.cu,
                                             c.heads, c.kvh, c.hd, &probs_ref);
@@ -40,12 +40,12 @@ TEST(Attention, SequencesDoNotSeeEachOther) {
   AttentionCase c;
   std::vector<float> out(c.q.size()), probs(static_cast<std::size_t>(c.probs_size()));
   kernels.attention_forward(out.data(), probs.data(), c.q.data(), c.k.data(), c.v.data(),
-                            c.cu.data(), 3, c.heads, c.kvh, c.hd);
+                            c.cu.data(), 3, c.heads, c.kvh, c.hd, AttentionScores::standard(c.hd));
   // Changing the first two sequences' keys and values leaves the third one's output unchanged.
   for (int i = 0; i < 6 * c.kvh * c.hd; ++i) c.k[i] += 1.0f, c.v[i] -= 2.0f;
   std::vector<float> out2(c.q.size());
   kernels.attention_forward(out2.data(), probs.data(), c.q.data(), c.k.data(), c.v.data(),
-                            c.cu.data(), 3, c.heads, c.kvh, c.hd);
+                            c.cu.data(), 3, c.heads, c.kvh, c.hd, AttentionScores::standard(c.hd));
   for (std::size_t i = 6 * c.heads * c.hd; i < out.size(); ++i) EXPECT_EQ(out[i], out2[i]);
 }
 
@@ -54,10 +54,10 @@ TEST(Attention, BackwardMatchesNaiveGradientAndFiniteDifferences) {
   AttentionCase c;
   std::vector<float> out(c.q.size()), probs(static_cast<std::size_t>(c.probs_size()));
   kernels.attention_forward(out.data(), probs.data(), c.q.data(), c.k.data(), c.v.data(),
-                            c.cu.data(), 3, c.heads, c.kvh, c.hd);
+                            c.cu.data(), 3, c.heads, c.kvh, c.hd, AttentionScores::standard(c.hd));
   std::vector<float> dq(c.q.size(), 7.0f), dk(c.k.size(), 7.0f), dv(c.v.size(), 7.0f);
   kernels.attention_backward(dq.data(), dk.data(), dv.data(), c.r.data(), c.q.data(), c.k.data(),
-                             c.v.data(), probs.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd);
+                             c.v.data(), probs.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd, AttentionScores::standard(c.hd));
 
   // Reference gradients: double-precision central differences of the naive forward.
   const auto q = to_double(c.q), k = to_double(c.k), v = to_double(c.v);
@@ -75,7 +75,7 @@ TEST(Attention, BackwardMatchesNaiveGradientAndFiniteDifferences) {
 
   const auto loss = [&] {
     kernels.attention_forward(out.data(), probs.data(), c.q.data(), c.k.data(), c.v.data(),
-                              c.cu.data(), 3, c.heads, c.kvh, c.hd);
+                              c.cu.data(), 3, c.heads, c.kvh, c.hd, AttentionScores::standard(c.hd));
     return testing::weighted_sum(out, c.r);
   };
   testing::check_gradient(c.q, dq, loss, 1e-2, 1e-2, 2e-4, "dq vs finite differences");
@@ -83,8 +83,9 @@ TEST(Attention, BackwardMatchesNaiveGradientAndFiniteDifferences) {
   testing::check_gradient(c.v, dv, loss, 1e-2, 1e-2, 2e-4, "dv vs finite differences");
 }
 
-// Sequences longer than the kernel's 64-row blocks (70 and 130 tokens: partial last blocks).
-TEST(Attention, LongSequencesAcrossQueryBlocksMatchNaiveForwardAndBackward) {
+// Sequences longer than the kernel's 64-row blocks (70 and 130 tokens: partial last blocks), under
+// `scores`.
+void expect_long_sequences_match_naive(AttentionScores scores) {
   const CpuKernels kernels;
   const int heads = 2, kvh = 1, hd = 4;
   const std::vector<Index> cu = {0, 70, 200};
@@ -94,19 +95,21 @@ TEST(Attention, LongSequencesAcrossQueryBlocksMatchNaiveForwardAndBackward) {
   const auto r = testing::random_vector(200 * heads * hd, 8);
   std::vector<float> out(q.size()), probs(static_cast<std::size_t>(attention_probs_size(cu.data(), 2, heads)));
   kernels.attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), cu.data(), 2,
-                            heads, kvh, hd);
+                            heads, kvh, hd, scores);
   testing::ref::Vec probs_ref;
   const auto qd = to_double(q), kd = to_double(k), vd = to_double(v);
-  testing::expect_close(out, testing::ref::attention(qd, kd, vd, cu, heads, kvh, hd, &probs_ref),
+  testing::expect_close(out, testing::ref::attention(qd, kd, vd, cu, heads, kvh, hd, &probs_ref, scores.scale,
+                                                     scores.softcap),
                         1e-5, 1e-6, "out");
   testing::expect_close(probs, probs_ref, 1e-5, 1e-7, "probs");
 
   std::vector<float> dq(q.size()), dk(k.size()), dv(v.size());
   kernels.attention_backward(dq.data(), dk.data(), dv.data(), r.data(), q.data(), k.data(),
-                             v.data(), probs.data(), cu.data(), 2, heads, kvh, hd);
+                             v.data(), probs.data(), cu.data(), 2, heads, kvh, hd, scores);
   using V = testing::ref::Vec;
   const auto loss = [&](const V& qq, const V& kk, const V& vv) {
-    return testing::ref::dot(testing::ref::attention(qq, kk, vv, cu, heads, kvh, hd), r);
+    return testing::ref::dot(
+        testing::ref::attention(qq, kk, vv, cu, heads, kvh, hd, nullptr, scores.scale, scores.softcap), r);
   };
   const auto pick = [](const std::vector<float>& g, const std::vector<std::size_t>& at) {
     std::vector<float> picked;
@@ -120,6 +123,16 @@ TEST(Attention, LongSequencesAcrossQueryBlocksMatchNaiveForwardAndBackward) {
                         1e-4, 1e-5, "dk");
   testing::expect_close(pick(dv, ck), testing::ref::numeric_gradient_at(vd, ck, [&](const V& x) { return loss(qd, kd, x); }),
                         1e-4, 1e-5, "dv");
+}
+
+TEST(Attention, LongSequencesAcrossQueryBlocksMatchNaiveForwardAndBackward) {
+  expect_long_sequences_match_naive(AttentionScores::standard(4));
+}
+
+// Gemma 2's scores: scaled by its own factor and capped (cap 0.7 bends these inputs' scores,
+// up to ~2 before it; the gradients then carry the cap's slope, recomputed in the backward).
+TEST(Attention, CappedScoresMatchNaiveForwardAndFiniteDifferences) {
+  expect_long_sequences_match_naive({1.1f, 0.7f});
 }
 
 // Mixed precision: q, k, v in bf16 are read as their exact float32 values (the naive reference
@@ -142,21 +155,21 @@ TEST(Attention, Bf16InputsAreWidenedAndTheOutputRounded) {
   std::vector<std::uint16_t> out16(c.q.size());
   std::vector<float> saved(static_cast<std::size_t>(c.probs_size())), probs(saved.size());
   kernels.attention_forward_bf16(out16.data(), saved.data(), q16.data(), k16.data(), v16.data(), c.cu.data(), 3,
-                                 c.heads, c.kvh, c.hd);
+                                 c.heads, c.kvh, c.hd, AttentionScores::standard(c.hd));
   const auto want = testing::ref::attention(to_double(q), to_double(k), to_double(v), c.cu, c.heads, c.kvh, c.hd);
   testing::expect_close(widen(out16), want, 1.0 / 256 + 1e-5, 1e-6, "bf16 out");
   std::vector<float> out(c.q.size());
   kernels.attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), c.cu.data(), 3, c.heads, c.kvh,
-                            c.hd);
+                            c.hd, AttentionScores::standard(c.hd));
   EXPECT_EQ(saved, probs);
   for (std::size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out16[i], f32_to_bf16(out[i])) << i;
 
   std::vector<float> dq(c.q.size(), 7.0f), dk(c.k.size(), 7.0f), dv(c.v.size(), 7.0f);
   std::vector<float> want_dq = dq, want_dk = dk, want_dv = dv;
   kernels.attention_backward_bf16(dq.data(), dk.data(), dv.data(), c.r.data(), q16.data(), k16.data(), v16.data(),
-                                  out16.data(), saved.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd);
+                                  out16.data(), saved.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd, AttentionScores::standard(c.hd));
   kernels.attention_backward(want_dq.data(), want_dk.data(), want_dv.data(), c.r.data(), q.data(), k.data(),
-                             v.data(), probs.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd);
+                             v.data(), probs.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd, AttentionScores::standard(c.hd));
   EXPECT_EQ(dq, want_dq);
   EXPECT_EQ(dk, want_dk);
   EXPECT_EQ(dv, want_dv);

@@ -10,8 +10,8 @@ namespace {
 
 // Two sequences (7 and 4 tokens) stored in cache slots 2 and 0 of a 3-slot, 9-position cache.
 // Whatever split of a sequence into cached prefix and new rows, the new rows' outputs equal
-// those of full causal attention over the sequence.
-TEST(CachedAttention, MatchesFullCausalAttentionForAnySplitIntoPrefixAndNewRows) {
+// those of full causal attention over the sequence, under `scores`.
+void expect_cached_matches_full_attention(AttentionScores scores) {
   const CpuKernels k;
   const int heads = 4, kvh = 2, hd = 8, capacity = 9;
   const std::vector<Index> cu = {0, 7, 11};
@@ -20,7 +20,8 @@ TEST(CachedAttention, MatchesFullCausalAttentionForAnySplitIntoPrefixAndNewRows)
   const auto kk = testing::random_vector(11 * kvh * hd, 2);
   const auto vv = testing::random_vector(11 * kvh * hd, 3);
   const auto full = testing::ref::attention(testing::to_double(q), testing::to_double(kk),
-                                            testing::to_double(vv), cu, heads, kvh, hd);
+                                            testing::to_double(vv), cu, heads, kvh, hd, nullptr, scores.scale,
+                                            scores.softcap);
   std::vector<float> k_cache(3 * capacity * kvh * hd, 99.0f), v_cache = k_cache;
   std::vector<Index> rows;
   for (int s = 0; s < 2; ++s)
@@ -50,7 +51,7 @@ TEST(CachedAttention, MatchesFullCausalAttentionForAnySplitIntoPrefixAndNewRows)
     std::vector<float> out(q_new.size());
     k.cached_attention_forward(out.data(), q_new.data(), k_cache.data(), v_cache.data(),
                                row_begin.data(), slots.data(), first.data(),
-                               static_cast<Index>(first.size()), capacity, heads, kvh, hd);
+                               static_cast<Index>(first.size()), capacity, heads, kvh, hd, scores);
     testing::expect_close(out, want, 1e-5, 1e-6, "cached attention");
   }
   // Decode: only the last row of each sequence.
@@ -64,9 +65,16 @@ TEST(CachedAttention, MatchesFullCausalAttentionForAnySplitIntoPrefixAndNewRows)
   const std::vector<Index> row_begin = {0, 1, 2}, first = {6, 3};
   k.cached_attention_forward(out.data(), q_last.data(), k_cache.data(), v_cache.data(),
                              row_begin.data(), slot_of.data(), first.data(), 2, capacity, heads,
-                             kvh, hd);
+                             kvh, hd, scores);
   testing::expect_close(out, want, 1e-5, 1e-6, "decode step");
 }
+
+TEST(CachedAttention, MatchesFullCausalAttentionForAnySplitIntoPrefixAndNewRows) {
+  expect_cached_matches_full_attention(AttentionScores::standard(8));
+}
+
+// Gemma 2's scores: its own scale and a cap (0.6: it bends these inputs' scores).
+TEST(CachedAttention, CappedScoresMatchFullCausalAttention) { expect_cached_matches_full_attention({0.8f, 0.6f}); }
 
 // Mixed precision: scatter_rows_bf16 puts bf16 rows where they are asked, and attention over
 // bf16 q and cache is the float32 computation on the widened values with its output rounded to
@@ -104,9 +112,9 @@ TEST(CachedAttention, Bf16IsTheFloat32ComputationOnTheWidenedValuesRounded) {
   std::vector<std::uint16_t> got(q16.size());
   std::vector<float> want(q16.size());
   k.cached_attention_forward_bf16(got.data(), q16.data(), k16.data(), v16.data(), row_begin.data(), slot.data(),
-                                  first.data(), 2, capacity, heads, kvh, hd);
+                                  first.data(), 2, capacity, heads, kvh, hd, AttentionScores::standard(hd));
   k.cached_attention_forward(want.data(), widen(q16).data(), widen(k16).data(), widen(v16).data(), row_begin.data(),
-                             slot.data(), first.data(), 2, capacity, heads, kvh, hd);
+                             slot.data(), first.data(), 2, capacity, heads, kvh, hd, AttentionScores::standard(hd));
   for (std::size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], f32_to_bf16(want[i])) << i;
 }
 

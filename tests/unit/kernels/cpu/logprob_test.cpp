@@ -48,6 +48,25 @@ struct ShardedLogits {
     }
     return out;
   }
+
+  // d sum(g * logprob) / d logits over the whole vocabulary, each shard's logprob_backward put in
+  // place (padding columns checked to be 0); `cap`: the logits are softcap_forward's output.
+  std::vector<float> gradient(const CpuKernels& k, const std::vector<float>& lse, const std::vector<std::int32_t>& targets,
+                              const std::vector<float>& g, float cap) const {
+    std::vector<float> grad(static_cast<std::size_t>(n * vocab));
+    for (int sh = 0; sh < shards; ++sh) {
+      std::vector<float> d(static_cast<std::size_t>(n * rows), 3.0f);
+      k.logprob_backward(d.data(), local[sh].data(), lse.data(), targets.data(), g.data(), n, rows, valid(sh),
+                         start(sh), cap);
+      for (int i = 0; i < n; ++i) {
+        for (int v = 0; v < rows; ++v) {
+          if (v < valid(sh)) grad[i * vocab + start(sh) + v] = d[i * rows + v];
+          else EXPECT_EQ(d[i * rows + v], 0.0f) << "padding column";
+        }
+      }
+    }
+    return grad;
+  }
 };
 
 // 23 ids over 4 shards of 6: the last shard holds 5 ids and a padding column.
@@ -81,18 +100,7 @@ TEST(VocabParallelLogprob, BackwardMatchesNaiveGradientAndFiniteDifferences) {
   ShardedLogits s(full, n, vocab, shards);
   std::vector<float> lse;
   s.logprobs(k, targets, lse);
-  std::vector<float> grad(n * vocab);
-  for (int sh = 0; sh < shards; ++sh) {
-    std::vector<float> d(static_cast<std::size_t>(n * s.rows), 3.0f);
-    k.logprob_backward(d.data(), s.local[sh].data(), lse.data(), targets.data(), g.data(), n,
-                       s.rows, s.valid(sh), s.start(sh));
-    for (int i = 0; i < n; ++i) {
-      for (int v = 0; v < s.rows; ++v) {
-        if (v < s.valid(sh)) grad[i * vocab + s.start(sh) + v] = d[i * s.rows + v];
-        else EXPECT_EQ(d[i * s.rows + v], 0.0f) << "padding column";
-      }
-    }
-  }
+  const std::vector<float> grad = s.gradient(k, lse, targets, g, 0.0f);
   testing::expect_close(grad, ref_grad, 1e-4, 1e-6, "dlogits");
   for (int v = 0; v < vocab; ++v) EXPECT_EQ(grad[2 * vocab + v], 0.0f) << "row without target";
 
@@ -102,6 +110,34 @@ TEST(VocabParallelLogprob, BackwardMatchesNaiveGradientAndFiniteDifferences) {
     return testing::weighted_sum(fresh.logprobs(k, targets, unused), g);
   };
   testing::check_gradient(full, grad, loss, 1e-2, 1e-2, 1e-4, "dlogits vs finite differences");
+}
+
+// Gemma 2's final_logit_softcapping: softcap_forward caps the logits (cap tanh(x / cap)), the
+// log-softmax runs on them, and logprob_backward's gradient is the one of the logits before the
+// cap (here 2: logits up to ~3 bend).
+TEST(VocabParallelLogprob, CappedLogitsGradientMatchesFiniteDifferences) {
+  const CpuKernels k;
+  const int n = 5, vocab = 23, shards = 4;
+  const float cap = 2.0f;
+  const auto raw = testing::random_vector(n * vocab, 3, 3.0f);
+  auto targets = testing::random_ids(n, vocab, 4);
+  targets[2] = -1;
+  const auto g = testing::random_vector(n, 5);
+  using V = testing::ref::Vec;
+  const auto capped = [&](V x) {
+    for (double& v : x) v = cap * std::tanh(v / cap);
+    return x;
+  };
+  std::vector<float> y = raw;
+  k.softcap_forward(y.data(), n * vocab, cap);
+  testing::expect_close(y, capped(testing::to_double(raw)), 1e-6, 1e-7, "capped logits");
+  const auto ref_grad = testing::ref::numeric_gradient(testing::to_double(raw), [&](const V& x) {
+    return testing::ref::dot(testing::ref::logprobs(capped(x), targets, n, vocab), g);
+  });
+  ShardedLogits s(y, n, vocab, shards);
+  std::vector<float> lse;
+  s.logprobs(k, targets, lse);
+  testing::expect_close(s.gradient(k, lse, targets, g, cap), ref_grad, 1e-4, 1e-6, "dlogits through the cap");
 }
 
 }  // namespace

@@ -248,45 +248,62 @@ TEST(CudaKernelsEmulated, VocabParallelLogSoftmaxPieces) {
   EXPECT_EQ(target_logit, want_target);
   std::vector<float> lse(n), dlogprob = testing::random_uniform(n, 2);
   for (long long i = 0; i < n; ++i) lse[i] = want_max[i] + std::log(want_sum[i]);
-  std::vector<float> dlogits(n * ld, NAN), want_dlogits(n * ld);
-  run(n, [&] {
-    dev::logprob_backward_kernel(dlogits.data(), logits.data(), lse.data(), targets.data(), dlogprob.data(), ld, valid,
-                                 start);
-  });
-  cpu.logprob_backward(want_dlogits.data(), logits.data(), lse.data(), targets.data(), dlogprob.data(), n, ld, valid,
-                       start);
-  EXPECT_LT(testing::relative_error(dlogits, want_dlogits), 1e-5);
+  for (float cap : {0.0f, 5.0f}) {  // without and through Gemma 2's logit cap
+    std::vector<float> dlogits(n * ld, NAN), want_dlogits(n * ld);
+    run(n, [&] {
+      dev::logprob_backward_kernel(dlogits.data(), logits.data(), lse.data(), targets.data(), dlogprob.data(), ld,
+                                   valid, start, cap);
+    });
+    cpu.logprob_backward(want_dlogits.data(), logits.data(), lse.data(), targets.data(), dlogprob.data(), n, ld, valid,
+                         start, cap);
+    EXPECT_LT(testing::relative_error(dlogits, want_dlogits), 1e-5) << "cap " << cap;
+  }
+  auto capped = logits, want_capped = logits;
+  cuda_emulation::launch(dim3(blocks_for(n * ld)), dim3(kThreads), 0,
+                         [&] { dev::softcap_kernel(capped.data(), n * ld, 5.0f); });
+  cpu.softcap_forward(want_capped.data(), n * ld, 5.0f);
+  EXPECT_LT(testing::relative_error(capped, want_capped), 1e-6);
 }
 
 // The cuBLAS attention path's pieces: the causal softmax of two heads' 21 x 21 scores, and
-// dS = P (dP - rowsum(P dP)), against the same formulas in double.
+// dS = P (dP - rowsum(P dP)), against the same formulas in double; without and with a score cap
+// (Gemma 2's, here 1.5: the scores, up to 4, bend), where dS also carries the cap's slope.
 TEST(CudaKernelsEmulated, CausalSoftmaxAndAttentionDs) {
   const long long len = 21, heads = 2, square = len * len;
-  auto p = testing::random_uniform(heads * square, 1, -4.0f, 4.0f);
-  const auto scores = p;
-  cuda_emulation::launch(dim3(len, heads), dim3(kThreads), 0,
-                         [&] { dev::causal_softmax_kernel(p.data(), len, len, 0, square); });
-  std::vector<float> want(heads * square);
-  for (long long h = 0; h < heads; ++h) {
-    for (long long i = 0; i < len; ++i) {
-      const float* row = scores.data() + h * square + i * len;
-      const double m = *std::max_element(row, row + i + 1);
-      double sum = 0.0;
-      for (long long j = 0; j <= i; ++j) sum += std::exp(row[j] - m);
-      for (long long j = 0; j < len; ++j) want[h * square + i * len + j] = j <= i ? std::exp(row[j] - m) / sum : 0.0;
+  for (float cap : {0.0f, 1.5f}) {
+    auto p = testing::random_uniform(heads * square, 1, -4.0f, 4.0f);
+    const auto scores = p;
+    const auto capped = [&](double s) { return cap > 0.0f ? cap * std::tanh(s / cap) : s; };
+    cuda_emulation::launch(dim3(len, heads), dim3(kThreads), 0,
+                           [&] { dev::causal_softmax_kernel(p.data(), len, len, 0, square, cap); });
+    std::vector<float> want(heads * square);
+    for (long long h = 0; h < heads; ++h) {
+      for (long long i = 0; i < len; ++i) {
+        const float* row = scores.data() + h * square + i * len;
+        double m = -1e300, sum = 0.0;
+        for (long long j = 0; j <= i; ++j) m = std::max(m, capped(row[j]));
+        for (long long j = 0; j <= i; ++j) sum += std::exp(capped(row[j]) - m);
+        for (long long j = 0; j < len; ++j) {
+          want[h * square + i * len + j] = j <= i ? std::exp(capped(row[j]) - m) / sum : 0.0;
+        }
+      }
     }
+    EXPECT_LT(testing::relative_error(p, want), 1e-6) << "cap " << cap;
+    auto ds = testing::random_uniform(heads * square, 2);
+    std::vector<float> want_ds(ds.size());
+    for (long long r = 0; r < heads * len; ++r) {
+      double dot = 0.0;
+      for (long long j = 0; j < len; ++j) dot += static_cast<double>(p[r * len + j]) * ds[r * len + j];
+      for (long long j = 0; j < len; ++j) {
+        const double t = capped(scores[r * len + j]) / cap;
+        want_ds[r * len + j] = p[r * len + j] * (ds[r * len + j] - dot) * (cap > 0.0f ? 1.0 - t * t : 1.0);
+      }
+    }
+    cuda_emulation::launch(dim3(len, heads), dim3(kThreads), 0, [&] {
+      dev::attention_ds_kernel(ds.data(), p.data(), len, cap > 0.0f ? scores.data() : nullptr, cap);
+    });
+    EXPECT_LT(testing::relative_error(ds, want_ds), 1e-5) << "cap " << cap;
   }
-  EXPECT_LT(testing::relative_error(p, want), 1e-6);
-  auto ds = testing::random_uniform(heads * square, 2);
-  std::vector<float> want_ds(ds.size());
-  for (long long r = 0; r < heads * len; ++r) {
-    double dot = 0.0;
-    for (long long j = 0; j < len; ++j) dot += static_cast<double>(p[r * len + j]) * ds[r * len + j];
-    for (long long j = 0; j < len; ++j) want_ds[r * len + j] = p[r * len + j] * (ds[r * len + j] - dot);
-  }
-  cuda_emulation::launch(dim3(len, heads), dim3(kThreads), 0,
-                         [&] { dev::attention_ds_kernel(ds.data(), p.data(), len); });
-  EXPECT_LT(testing::relative_error(ds, want_ds), 1e-5);
 }
 
 // The sampler on a shard of 500 of a 2000-token vocabulary: processed logits (penalty, EOS ban,

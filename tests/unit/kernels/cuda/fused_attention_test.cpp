@@ -67,11 +67,13 @@ double output_tolerance() {
   return std::is_same_v<T, float> ? 1e-5 : 5e-3;
 }
 
+// `scores`: Llama's by default; with a cap (Gemma 2) a small one, where tanh bends the scores.
 template <int HD, class T>
-void training_attention(const std::vector<long long>& cu, int heads, int kv_heads) {
+void training_attention(const std::vector<long long>& cu, int heads, int kv_heads,
+                        AttentionScores scores = AttentionScores::standard(HD)) {
   const long long rows = cu.back(), seqs = static_cast<long long>(cu.size()) - 1;
   const long long q_w = heads * HD, kv_w = kv_heads * HD;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  const float scale = scores.scale, cap = scores.softcap;
   const Values<T> q(testing::random_uniform(rows * q_w, 1)), k(testing::random_uniform(rows * kv_w, 2)),
       v(testing::random_uniform(rows * kv_w, 3));
   const auto dout = testing::random_uniform(rows * q_w, 4);
@@ -85,15 +87,15 @@ void training_attention(const std::vector<long long>& cu, int heads, int kv_head
       dv(rows * kv_w, NAN);
   cuda_emulation::launch(dim3(blocks, heads, seqs), threads, 0, [&] {
     simt::forward_kernel<HD, T>(out.data(), lse.data(), q.device.data(), k.device.data(), v.device.data(), cu.data(),
-                                heads, kv_heads, scale);
+                                heads, kv_heads, scale, cap);
   });
   cuda_emulation::launch(dim3(blocks, heads, seqs), threads, 0, [&] {
     simt::dq_kernel<HD, T>(dq.data(), delta.data(), dout.data(), q.device.data(), k.device.data(), v.device.data(),
-                           lse.data(), cu.data(), heads, kv_heads, scale);
+                           lse.data(), cu.data(), heads, kv_heads, scale, cap);
   });
   cuda_emulation::launch(dim3(blocks, kv_heads, seqs), threads, 0, [&] {
     simt::dkv_kernel<HD, T>(dk.data(), dv.data(), dout.data(), q.device.data(), k.device.data(), v.device.data(),
-                            lse.data(), delta.data(), cu.data(), heads, kv_heads, scale);
+                            lse.data(), delta.data(), cu.data(), heads, kv_heads, scale, cap);
   });
 
   // The CPU reference on the same (widened) values, in float32.
@@ -101,10 +103,10 @@ void training_attention(const std::vector<long long>& cu, int heads, int kv_head
   const std::vector<Index> cu_index(cu.begin(), cu.end());
   std::vector<float> want_out(rows * q_w), probs(attention_probs_size(cu_index.data(), seqs, heads));
   cpu.attention_forward(want_out.data(), probs.data(), q.f32.data(), k.f32.data(), v.f32.data(), cu_index.data(), seqs,
-                        heads, kv_heads, HD);
+                        heads, kv_heads, HD, scores);
   std::vector<float> want_dq(dq.size()), want_dk(dk.size()), want_dv(dv.size());
   cpu.attention_backward(want_dq.data(), want_dk.data(), want_dv.data(), dout.data(), q.f32.data(), k.f32.data(),
-                         v.f32.data(), probs.data(), cu_index.data(), seqs, heads, kv_heads, HD);
+                         v.f32.data(), probs.data(), cu_index.data(), seqs, heads, kv_heads, HD, scores);
   // The log-sum-exp per row and head: s_0 - log p_0 (key 0 is seen by every row).
   std::vector<float> want_lse(rows * heads);
   std::size_t at = 0;
@@ -115,7 +117,8 @@ void training_attention(const std::vector<long long>& cu, int heads, int kv_head
       for (long long i = 0; i < len; ++i) {
         float dot = 0.0f;
         for (int d = 0; d < HD; ++d) dot += q.f32[(start + i) * q_w + h * HD + d] * k.f32[start * kv_w + g * HD + d];
-        want_lse[(start + i) * heads + h] = dot * scale - std::log(probs[at + i * len]);
+        const float s0 = cap > 0.0f ? softcap_value(dot * scale, cap) : dot * scale;
+        want_lse[(start + i) * heads + h] = s0 - std::log(probs[at + i * len]);
       }
     }
   }
@@ -127,18 +130,20 @@ void training_attention(const std::vector<long long>& cu, int heads, int kv_head
   EXPECT_LT(errors[2], 1e-5) << "dq";
   EXPECT_LT(errors[3], 1e-5) << "dk";
   EXPECT_LT(errors[4], 1e-5) << "dv";
-  std::printf("  head_dim %d, heads %d/%d, %s: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", HD, heads, kv_heads,
-              std::is_same_v<T, float> ? "float32" : "bf16", errors[0], errors[1], errors[2], errors[3], errors[4]);
+  std::printf("  head_dim %d, heads %d/%d, %s, cap %g: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", HD, heads,
+              kv_heads, std::is_same_v<T, float> ? "float32" : "bf16", cap, errors[0], errors[1], errors[2], errors[3],
+              errors[4]);
 }
 
 // Generation: runs of rows in cache slots (cached_kernel), or every run one row (decode_kernel,
 // grouped-query attention), against CpuKernels::cached_attention_forward on the same values.
 template <int HD, class T>
 void cached_attention(const std::vector<Index>& row_begin, const std::vector<Index>& slot,
-                      const std::vector<Index>& first, int heads, int kv_heads, bool decode) {
+                      const std::vector<Index>& first, int heads, int kv_heads, bool decode,
+                      AttentionScores scores = AttentionScores::standard(HD)) {
   const long long runs = static_cast<long long>(slot.size()), rows = row_begin.back(), slots = 4, capacity = 48;
   const long long q_w = heads * HD, kv_w = kv_heads * HD;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  const float scale = scores.scale, cap = scores.softcap;
   const Values<T> q(testing::random_uniform(rows * q_w, 5)), kc(testing::random_uniform(slots * capacity * kv_w, 6)),
       vc(testing::random_uniform(slots * capacity * kv_w, 7));
   std::vector<long long> table(row_begin.begin(), row_begin.end());  // row_begin, slots, first positions
@@ -151,23 +156,23 @@ void cached_attention(const std::vector<Index>& row_begin, const std::vector<Ind
     ASSERT_EQ(longest, 1);
     cuda_emulation::launch(dim3(kv_heads, runs), dim3(32, simt::kWarps), 0, [&] {
       simt::decode_kernel<HD, T>(out.data(), q.device.data(), kc.device.data(), vc.device.data(), table.data(), runs,
-                                 capacity, heads, kv_heads, scale);
+                                 capacity, heads, kv_heads, scale, cap);
     });
   } else {
     const unsigned blocks = static_cast<unsigned>((longest + simt::kWarps - 1) / simt::kWarps);
     cuda_emulation::launch(dim3(blocks, heads, runs), dim3(32, simt::kWarps), 0, [&] {
       simt::cached_kernel<HD, T>(out.data(), q.device.data(), kc.device.data(), vc.device.data(), table.data(), runs,
-                                 capacity, heads, kv_heads, scale);
+                                 capacity, heads, kv_heads, scale, cap);
     });
   }
   const CpuKernels cpu;
   std::vector<float> want(rows * q_w);
   cpu.cached_attention_forward(want.data(), q.f32.data(), kc.f32.data(), vc.f32.data(), row_begin.data(), slot.data(),
-                               first.data(), runs, capacity, heads, kv_heads, HD);
+                               first.data(), runs, capacity, heads, kv_heads, HD, scores);
   const double error = testing::relative_error(as_f32(out), want);
   EXPECT_LT(error, output_tolerance<T>());
-  std::printf("  %s head_dim %d, heads %d/%d, %s: out %.1e\n", decode ? "decode" : "cached", HD, heads, kv_heads,
-              std::is_same_v<T, float> ? "float32" : "bf16", error);
+  std::printf("  %s head_dim %d, heads %d/%d, %s, cap %g: out %.1e\n", decode ? "decode" : "cached", HD, heads,
+              kv_heads, std::is_same_v<T, float> ? "float32" : "bf16", cap, error);
 }
 
 // Sequences of 1, 13 and 35 tokens (32-row tiles and 8-row blocks partly filled). Small: every
@@ -181,6 +186,17 @@ TEST(FusedAttentionEmulated, TrainingForwardAndBackwardMatchTheCpu) {
   training_attention<128, bf16>({0, 35}, 2, 1);
   training_attention<256, float>({0, 3, 21}, 2, 1);
   training_attention<256, bf16>({0, 19}, 2, 2);
+}
+
+// Gemma 2's scores: another scale and a cap (0.5 here, so that tanh bends the scores of these
+// inputs; Gemma 2's own is 50), in the forward, the recomputed probabilities and both backward
+// passes.
+TEST(FusedAttentionEmulated, CappedScoresMatchTheCpu) {
+  training_attention<64, float>({0, 1, 14, 49}, 2, 1, {0.3f, 0.5f});
+  training_attention<256, bf16>({0, 19}, 2, 1, {0.0625f, 0.5f});
+  const std::vector<Index> row_begin = {0, 12, 13, 16, 17}, slot = {2, 0, 1, 3}, first = {0, 25, 7, 47};
+  cached_attention<64, float>(row_begin, slot, first, 4, 2, false, {0.3f, 0.5f});
+  cached_attention<256, float>({0, 1, 2, 3, 4}, {3, 0, 2, 1}, {47, 0, 33, 5}, 8, 1, true, {0.0625f, 0.5f});
 }
 
 // A prefill of 12 rows into slot 2, a decode row at position 25 of slot 0, 3 rows continuing

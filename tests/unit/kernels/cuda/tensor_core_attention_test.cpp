@@ -67,7 +67,7 @@ void check_against_the_cpu(const Case& c) {
   std::vector<std::uint16_t> want_out(rows * q_w);
   std::vector<float> probs(attention_probs_size(cu.data(), seqs, heads));
   cpu.attention_forward_bf16(want_out.data(), probs.data(), bits(q), bits(k), bits(v), cu.data(), seqs, heads, kv_heads,
-                             HD);
+                             HD, AttentionScores::standard(HD));
   std::vector<float> want_out32(want_out.size());
   for (std::size_t i = 0; i < want_out.size(); ++i) want_out32[i] = bf16_to_f32(want_out[i]);
   const double out_error = testing::relative_error(widened(out), want_out32);
@@ -110,7 +110,7 @@ void check_against_the_cpu(const Case& c) {
   });
   std::vector<float> want_dq(dq.size()), want_dk(dk.size()), want_dv(dv.size());
   cpu.attention_backward_bf16(want_dq.data(), want_dk.data(), want_dv.data(), dout.data(), bits(q), bits(k), bits(v),
-                              want_out.data(), probs.data(), cu.data(), seqs, heads, kv_heads, HD);
+                              want_out.data(), probs.data(), cu.data(), seqs, heads, kv_heads, HD, AttentionScores::standard(HD));
   const double dq_error = testing::relative_error(dq, want_dq), dk_error = testing::relative_error(dk, want_dk),
                dv_error = testing::relative_error(dv, want_dv);
   EXPECT_LT(dq_error, 1e-2);
