@@ -25,7 +25,8 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   if (s.first) n += aligned(d.vocab_rows * h);
   const std::int64_t biases = c.qkv_bias ? aligned(d.q_width()) + 2 * aligned(d.kv_width()) : 0;
   const std::int64_t qk_norms = c.qk_norm ? 2 * aligned(d.head_dim) : 0;
-  const std::int64_t layer = 2 * aligned(h) + 2 * aligned(d.q_width() * h) + 2 * aligned(d.kv_width() * h) +
+  const std::int64_t norms = (c.sandwich_norms ? 4 : 2) * aligned(h);  // Gemma 2: four a layer
+  const std::int64_t layer = norms + 2 * aligned(d.q_width() * h) + 2 * aligned(d.kv_width() * h) +
                              3 * aligned(d.intermediate * h) + biases + qk_norms;
   n += s.count() * layer;
   if (s.last) {
@@ -62,16 +63,18 @@ struct Rows {
 // generation) attention keeps its probabilities (`keep_probs`) or a log-sum-exp per head and row.
 // Everything but the residual stream and the norms' statistics -- both norms' outputs, q, k, v,
 // the attention output, the MLP's gate, up and SwiGLU -- is at the activation size (bf16 with
-// bf16 products), and so are Qwen3's q and k before its head norms; the rest is float32.
+// bf16 products), and so are Qwen3's q and k before its head norms; the rest is float32 (Gemma
+// 2's o_proj and down_proj outputs before their norms too, with the norms' 1/rms).
 Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t seqs, std::int64_t seq,
-                           bool keep_probs, bool attention_state, bool qk_norm) {
+                           bool keep_probs, bool attention_state, const model::ModelConfig& c) {
   const std::int64_t rows = r.all;
   Elements e;
   e.act = 2 * aligned(r.residual * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
           3 * aligned(rows * d.intermediate);
   // Residual in and mid, the norms' 1/rms.
   e.f32 = 2 * aligned(r.residual * d.hidden) + 2 * aligned(r.residual);
-  if (qk_norm) {  // q and k before the head norms (at the activation size) and their statistics
+  if (c.sandwich_norms) e.f32 += 2 * aligned(r.residual * d.hidden) + 2 * aligned(r.residual);
+  if (c.qk_norm) {  // q and k before the head norms (at the activation size) and their statistics
     e.act += aligned(rows * d.q_width()) + aligned(rows * d.kv_width());
     e.f32 += aligned(rows * d.heads) + aligned(rows * d.kv_heads);
   }
@@ -93,12 +96,14 @@ Elements head_activations(const model::TpDims& d, const Rows& r, bool bf16_produ
 
 // The backward's scratch (LayerGradScratch), shared by the layers of one micro-batch: float32,
 // and with bf16 products the bf16 of one product's output gradient (the widest); with Qwen3's
-// head norms the gradients of q and k before them and of their weights.
-Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products, bool qk_norm) {
+// head norms the gradients of q and k before them and of their weights; with Gemma 2's output
+// norms the gradient before them.
+Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products, const model::ModelConfig& c) {
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
   const std::int64_t rows = r.all;
   const std::int64_t head_norms =
-      qk_norm ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * d.head_dim) : 0;
+      (c.qk_norm ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * d.head_dim) : 0) +
+      (c.sandwich_norms ? aligned(r.residual * d.hidden) : 0);
   return {bf16_products ? aligned(rows * widest) : 0,
           aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + 2 * aligned(rows * d.q_width()) +
               2 * aligned(rows * d.kv_width()) + 3 * aligned(rows * d.intermediate) +
@@ -185,9 +190,9 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const bool mixed = p.bf16_products;
     const Rows split(rows, r.tp, r.sequence_parallel);
     const Elements layer =
-        layer_activations(d, split, seqs, r.seq, attention_keeps_probs(p, d.head_dim), true, c.qk_norm);
+        layer_activations(d, split, seqs, r.seq, attention_keeps_probs(p, d.head_dim), true, c);
     const Elements end = stage_end(d, split, layers.last, mixed, r.logits_chunk_rows);
-    const Elements scratch = grad_scratch(d, split, mixed, c.qk_norm);
+    const Elements scratch = grad_scratch(d, split, mixed, c);
     // With recomputation a micro-batch keeps each layer's input and one set of layer buffers
     // (plus the recomputed forward's output) instead of every layer's.
     const Elements kept =
@@ -203,7 +208,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // buffers for the largest call (a whole rollout's prefill, at most).
     s.kv_cache = 2 * s.layers * rollout * r.seq * d.kv_width() * p.activation;
     const std::int64_t prefill = rollout * r.seq;
-    s.generation = layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false, c.qk_norm).bytes(p) +
+    s.generation = layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false, c).bytes(p) +
                    Elements{0, aligned(prefill * d.hidden)}.bytes(p) +
                    (layers.last ? head_activations(d, Rows(rollout, r.tp, false), mixed).bytes(p) : 0);
     plan.stages.push_back(s);

@@ -70,6 +70,9 @@ def main():
     p.add_argument("--gemma", action="store_true",
                    help="a GemmaForCausalLM: GeGLU, norm weights around 0 (scales 1 + w), tied embeddings, "
                         "head_dim twice hidden / heads")
+    p.add_argument("--gemma2", action="store_true",
+                   help="a Gemma2ForCausalLM: --gemma's parts, four norms a layer, query_pre_attn_scalar 24 "
+                        "(head_dim 32), caps small enough to bend this model's scores (1) and logits (2)")
     p.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--seed", type=int, default=1234)
@@ -78,6 +81,7 @@ def main():
     a = p.parse_args()
 
     rng = random.Random(a.seed)
+    a.gemma = a.gemma or a.gemma2
     head_dim = a.hidden // a.heads * (2 if a.gemma else 1)
     if a.gemma:
         a.tie = True
@@ -106,9 +110,11 @@ def main():
             *([(pre + "self_attn.q_norm.weight", [head_dim], norm(head_dim)),
                (pre + "self_attn.k_norm.weight", [head_dim], norm(head_dim))] if a.qwen3 else []),
             (pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
+            *([(pre + "pre_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 else []),
             (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
             (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
             (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
+            *([(pre + "post_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 else []),
         ]
     tensors.append(("model.norm.weight", [a.hidden], norm(a.hidden)))
     if not a.tie:
@@ -142,6 +148,10 @@ def main():
                        "hidden_act": "gelu", "hidden_activation": "gelu_pytorch_tanh", "rms_norm_eps": 1e-6,
                        "attention_bias": False})
         del config["tie_word_embeddings"]  # GemmaConfig's default: tied
+    if a.gemma2:  # Gemma 2's own keys (its published configs have a window below max positions)
+        config.update({"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "hidden_act": "gelu_pytorch_tanh",
+                       "query_pre_attn_scalar": 24, "attn_logit_softcapping": 1.0, "final_logit_softcapping": 2.0,
+                       "sliding_window": a.max_positions // 2, "cache_implementation": "hybrid"})
     if a.qwen2:  # Qwen2's own keys, the window off as in the published models
         config.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "use_sliding_window": False,
                        "sliding_window": a.max_positions // 2, "max_window_layers": a.layers})

@@ -6,8 +6,10 @@ mean (RoPE layout, GQA head grouping, RMSNorm, SwiGLU, tied embeddings, Qwen2's 
 Gemma's GeGLU, 1 + w norms, scaled embeddings and head_dim apart from hidden / heads). Qwen3 is newer than the
 transformers this oracle runs on (4.40, beside Debian's torch 1.13): its reference is
 LlamaForCausalLM with Qwen3's head norms put on the q and k projections' outputs by forward hooks,
-computed as transformers' Qwen3RMSNorm computes them. Needs torch and transformers (a test
-oracle only).
+computed as transformers' Qwen3RMSNorm computes them. Gemma 2 is newer too: its reference is
+Gemma2ForCausalLM's forward (transformers 4.42's modeling_gemma2, eager attention) written out in
+torch in float64 -- sandwich norms, query_pre_attn_scalar, the score and logit caps, the sliding
+window of every other layer. Needs torch and transformers (a test oracle only).
 """
 import argparse
 import json
@@ -15,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import types
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -51,6 +54,58 @@ def qwen3_as_llama(model_dir, tmp):
     return model
 
 
+def gemma2_reference(model_dir):
+    """Gemma2ForCausalLM (transformers 4.42, eager attention) in float64 torch, from the checkpoint:
+    a callable from ids [1, T] to an object with .logits [1, T, vocab]."""
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    w = {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
+    hidden, heads, kv_heads, hd = (cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
+                                   cfg["head_dim"])
+    eps, theta, window = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0), cfg["sliding_window"]
+    scaling = cfg["query_pre_attn_scalar"] ** -0.5
+    attn_cap, final_cap = cfg["attn_logit_softcapping"], cfg["final_logit_softcapping"]
+
+    def norm(x, weight):  # Gemma2RMSNorm: x / rms(x) * (1 + w)
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * (1.0 + weight)
+
+    def rope(x, pos):  # "rotate half" on [heads, T, hd]
+        inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+        angles = pos[:, None].double() * inv_freq[None, :]
+        cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
+        rotated = torch.cat([-x[..., hd // 2:], x[..., :hd // 2]], -1)
+        return x * cos + rotated * sin
+
+    def forward(ids):
+        t = ids.shape[1]
+        x = w["model.embed_tokens.weight"][ids[0]] * hidden ** 0.5
+        pos = torch.arange(t)
+        causal = torch.ones(t, t, dtype=torch.bool).tril()
+        for layer in range(cfg["num_hidden_layers"]):
+            pre = "model.layers.%d." % layer
+            h = norm(x, w[pre + "input_layernorm.weight"])
+            q = (h @ w[pre + "self_attn.q_proj.weight"].T).view(t, heads, hd).transpose(0, 1)
+            k = (h @ w[pre + "self_attn.k_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
+            v = (h @ w[pre + "self_attn.v_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
+            q, k = rope(q, pos), rope(k, pos)
+            k, v = k.repeat_interleave(heads // kv_heads, 0), v.repeat_interleave(heads // kv_heads, 0)
+            s = torch.tanh(q @ k.transpose(-1, -2) * scaling / attn_cap) * attn_cap
+            mask = causal
+            if layer % 2 == 0:  # the sliding layers: keys at least `window` back are masked
+                mask = mask & ~torch.ones(t, t, dtype=torch.bool).tril(-window)
+            p = s.masked_fill(~mask, float("-inf")).softmax(-1)
+            o = (p @ v).transpose(0, 1).reshape(t, heads * hd) @ w[pre + "self_attn.o_proj.weight"].T
+            x = x + norm(o, w[pre + "post_attention_layernorm.weight"])
+            h = norm(x, w[pre + "pre_feedforward_layernorm.weight"])
+            g = torch.nn.functional.gelu(h @ w[pre + "mlp.gate_proj.weight"].T, approximate="tanh")
+            m = (g * (h @ w[pre + "mlp.up_proj.weight"].T)) @ w[pre + "mlp.down_proj.weight"].T
+            x = x + norm(m, w[pre + "post_feedforward_layernorm.weight"])
+        logits = norm(x, w["model.norm.weight"]) @ w["model.embed_tokens.weight"].T
+        return types.SimpleNamespace(logits=(torch.tanh(logits / final_cap) * final_cap)[None])
+
+    forward.__name__ = "Gemma2ForCausalLM (written out)"
+    return forward
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--spin", required=True)
@@ -58,7 +113,7 @@ def main():
     p.add_argument("--input", required=True)
     args = p.parse_args()
     records = [json.loads(l) for l in open(args.input) if l.strip()]
-    for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma"]:
+    for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -69,9 +124,11 @@ def main():
             got = [json.loads(l) for l in open(out)]
         if name == "tiny-qwen3":
             model = qwen3_as_llama(model_dir, tempfile.mkdtemp(prefix="spin_qwen3_"))
+        elif name == "tiny-gemma2":
+            model = gemma2_reference(model_dir)
         else:
             model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
-        print("%s: %s" % (name, type(model).__name__))
+        print("%s: %s" % (name, getattr(model, "__name__", type(model).__name__)))
         worst = 0.0
         for i, (rec, g) in enumerate(zip(records, got)):
             if "tokens" in rec:

@@ -44,6 +44,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
                    mixed ? " bf16" : "", recompute ? " recompute" : "", sequence_parallel ? " sequence parallel" : "",
                    " logits chunk ", logits_chunk, family == Family::Qwen2   ? " qwen2"
                                                    : family == Family::Qwen3 ? " qwen3"
+                                                   : family == Family::Gemma2 ? " gemma2"
                                                                              : ""));
   SpinConfig spin;
   spin.kl_penalty = {0.5};
@@ -152,14 +153,18 @@ TEST(MemoryPlan, LogitsChunkFiguresEqualTheAllocations) {
   check(world, {1, 1, 4}, true, true, false, false, false, 7);
 }
 
-// Qwen2's q/k/v biases (parameters, gradients, masters, moments) and Qwen3's head norms (their
-// weights, q and k before them with their statistics, and the backward's scratch).
+// Qwen2's q/k/v biases (parameters, gradients, masters, moments), Qwen3's head norms (their
+// weights, q and k before them with their statistics, and the backward's scratch) and Gemma 2's
+// output norms (their weights, the outputs before them with their statistics, the gradient
+// before them).
 TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   auto& world = testing::mpi_world();
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Qwen2);
   check(world, {2, 2, 1}, false, false, false, false, false, 0, Family::Qwen3);
   check(world, {1, 2, 2}, true, true, true, false, false, 0, Family::Qwen3);
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Qwen3);
+  check(world, {2, 2, 1}, false, true, true, false, false, 0, Family::Gemma2);
+  check(world, {2, 1, 2}, true, true, false, true, true, 0, Family::Gemma2);
 }
 
 }  // namespace
