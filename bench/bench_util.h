@@ -36,7 +36,7 @@ inline double median(std::vector<double> v) {
 struct ModelSize {
   int hidden = 512, layers = 8, heads = 8, kv_heads = 8, intermediate = 1024, vocab = 4096;
   int max_positions = 256;
-  std::string family = "llama";  // model_type: llama, qwen2 (q/k/v biases), qwen3 (head norms) or gemma
+  std::string family = "llama";  // model_type: llama, qwen2 (q/k/v biases), qwen3 (head norms), gemma or gemma2
 };
 
 inline void add_model_options(boost::program_options::options_description& desc, ModelSize& s) {
@@ -49,7 +49,8 @@ inline void add_model_options(boost::program_options::options_description& desc,
       ("intermediate", po::value(&s.intermediate)->default_value(s.intermediate), "MLP width")
       ("vocab", po::value(&s.vocab)->default_value(s.vocab), "vocabulary size")
       ("family", po::value(&s.family)->default_value(s.family),
-       "model_type: llama, qwen2 (q/k/v biases), qwen3 (head norms) or gemma (GeGLU, 1 + w norms, scaled embeddings)");
+       "model_type: llama, qwen2 (q/k/v biases), qwen3 (head norms), gemma (GeGLU, 1 + w norms, scaled embeddings) "
+       "or gemma2 (besides, output norms, capped scores and logits: Gemma2Config's defaults)");
 }
 
 // Parses the options; false after printing --help (on rank 0).

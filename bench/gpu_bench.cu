@@ -214,15 +214,23 @@ int main() {
     });
     row("log-softmax pieces 4096 x 32000 (2 passes)", ms, 2.0 * rows * vocab * 4, "GB/s", bandwidth);
   }
-  // ---- attention, every path: 4 sequences of 2048 tokens, 32 heads of 128 (Llama-7B), and 16
-  // heads of 256 (Gemma-7B: no tensor-core kernels at that size) -------------------------------
+  // ---- attention, every path: 4 sequences of 2048 tokens, 32 heads of 128 (Llama-7B), 16 heads
+  // of 256 (Gemma-7B: no tensor-core kernels at that size), and again with Gemma 2's score cap
+  // (50: a tanh per score forward, its slope in the backward) -------------------------------------
   // Causal FLOPs counted once (half the square): forward 2 products, backward 5 (FlashAttention's
   // count: S recomputed, dP, dV, dK, dQ) -- the fused backwards compute S and dP twice (dQ pass,
   // dK/dV pass), so their achieved rate is of useful FLOPs. Ceiling: the matching GEMM peak.
-  for (const std::pair<Index, Index>& shape : {std::pair<Index, Index>{heads, head_dim}, std::pair<Index, Index>{16, 256}}) {
-    const Index att_heads = shape.first, att_dim = shape.second;  // (C++17: lambdas cannot capture bindings)
-    std::printf("\n| attention 4 x 2048 tokens, %lld x %lld | ms | achieved | of ceiling |\n|---|---|---|---|\n",
-                static_cast<long long>(att_heads), static_cast<long long>(att_dim));
+  struct AttentionShape {
+    Index heads, head_dim;
+    float softcap;
+  };
+  for (const AttentionShape& shape :
+       {AttentionShape{heads, head_dim, 0.0f}, AttentionShape{16, 256, 0.0f}, AttentionShape{16, 256, 50.0f}}) {
+    const Index att_heads = shape.heads, att_dim = shape.head_dim;
+    const spin::kernels::AttentionScores scores{1.0f / std::sqrt(static_cast<float>(att_dim)), shape.softcap};
+    std::printf("\n| attention 4 x 2048 tokens, %lld x %lld%s | ms | achieved | of ceiling |\n|---|---|---|---|\n",
+                static_cast<long long>(att_heads), static_cast<long long>(att_dim),
+                shape.softcap > 0.0f ? ", scores capped at 50 (Gemma 2)" : "");
     const Index len = 2048, seqs = tokens / len, width = tokens * att_heads * att_dim;
     std::vector<Index> cu(static_cast<std::size_t>(seqs + 1));
     for (Index i = 0; i <= seqs; ++i) cu[static_cast<std::size_t>(i)] = i * len;
@@ -244,28 +252,29 @@ int main() {
                              Path{"fused SIMT, bf16", CudaKernels::Attention::Fused, true},
                              Path{"fused SIMT, float32", CudaKernels::Attention::Fused, false},
                              Path{"cuBLAS + softmax, float32", CudaKernels::Attention::Cublas, false}}) {
-      if (path.attention == CudaKernels::Attention::TensorCores && att_dim != 64 && att_dim != 128) continue;
+      const bool tensor_cores = path.attention == CudaKernels::Attention::TensorCores;
+      if (tensor_cores && ((att_dim != 64 && att_dim != 128) || shape.softcap > 0.0f)) continue;
       const CudaKernels a(path.attention);
       PooledBuffer saved = random_floats(a.attention_saved_size(cu.data(), seqs, att_heads, att_dim));
       const auto u16 = [](const PooledBuffer& b) { return b.as<std::uint16_t>(); };
       const double fwd = time_ms(s, [&] {
         if (path.bf16) {
           a.attention_forward_bf16(u16(out16), saved.as<float>(), u16(q16), u16(k16), u16(v16), cu.data(), seqs,
-                                   att_heads, att_heads, att_dim, spin::kernels::AttentionScores::standard(att_dim));
+                                   att_heads, att_heads, att_dim, scores);
         } else {
           a.attention_forward(out.as<float>(), saved.as<float>(), q.as<float>(), kk.as<float>(), v.as<float>(),
-                              cu.data(), seqs, att_heads, att_heads, att_dim, spin::kernels::AttentionScores::standard(att_dim));
+                              cu.data(), seqs, att_heads, att_heads, att_dim, scores);
         }
       });
       const double bwd = time_ms(s, [&] {
         if (path.bf16) {
           a.attention_backward_bf16(dq.as<float>(), dk.as<float>(), dv.as<float>(), dout.as<float>(), u16(q16),
                                     u16(k16), u16(v16), u16(out16), saved.as<float>(), cu.data(), seqs, att_heads,
-                                    att_heads, att_dim, spin::kernels::AttentionScores::standard(att_dim));
+                                    att_heads, att_dim, scores);
         } else {
           a.attention_backward(dq.as<float>(), dk.as<float>(), dv.as<float>(), dout.as<float>(), q.as<float>(),
                                kk.as<float>(), v.as<float>(), saved.as<float>(), cu.data(), seqs, att_heads, att_heads,
-                               att_dim, spin::kernels::AttentionScores::standard(att_dim));
+                               att_dim, scores);
         }
       });
       const double ceiling = path.bf16 ? bf16_peak : fp32_peak;

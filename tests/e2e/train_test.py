@@ -347,18 +347,18 @@ def case_signal(args, tmp):
         print("%s: stopped at step %d of 180 with exit %d" % (name, step, REQUEUE))
 
 
-def train_family(args, config, tmp, kind, trained):
+def train_family(args, config, tmp, kind, trained, template=None):
     """A tiny model of `kind` with its tokenizer (hf_tokenizer_model) trained 6 SPIN steps at TP 2
-    in bf16 with data.template auto: the template named after it is chosen, responses are
-    generated, the first loss is log 2 (policy = reference), every loss finite, the tensor
-    `trained` moves and the exported model has the original's tensors. Returns the exported
-    tensors and the run's folder."""
+    in bf16 with data.template auto: `template` (by default the one named after it) is chosen,
+    responses are generated, the first loss is log 2 (policy = reference), every loss finite, the
+    tensor `trained` moves and the exported model has the original's tensors. Returns the
+    exported tensors and the run's folder."""
     shutil.rmtree(os.path.join(tmp, "model"))
     hf_tokenizer_model(os.path.join(tmp, "model"), kind=kind)
     out = os.path.join(tmp, kind)
     r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
                               "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16"], 2)
-    assert "prompt template %s (data.template = auto)" % kind in r.stdout, r.stdout[:2000]
+    assert "prompt template %s (data.template = auto)" % (template or kind) in r.stdout, r.stdout[:2000]
     m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
     assert len(m) == 6 and m[0]["generated_length_mean"] > 0 and all(math.isfinite(x["loss"]) for x in m), m
     assert abs(m[0]["loss"] - math.log(2)) < 1e-6, m[0]
@@ -429,6 +429,11 @@ def case_hf_tokenizer(args, tmp):
     assert "lm_head.weight" not in after, sorted(after)
     assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gemma"
     print("Gemma + gemma template at TP 2 in bf16: 6 steps, first loss log 2, norms trained, exported tied")
+    # Gemma 2 (besides, sandwich norms, its score scale, capped scores and logits -- in generation,
+    # scoring and training alike): the gemma template; the norm of the MLP's output trains.
+    after, out = train_family(args, config, tmp, "gemma2", "model.layers.1.post_feedforward_layernorm.weight", "gemma")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gemma2"
+    print("Gemma 2 + gemma template at TP 2 in bf16: 6 steps, first loss log 2, output norms trained, exported")
 
 
 def case_offline(args, tmp):

@@ -213,20 +213,23 @@ TEST_F(Fixture, RopeForwardAndBackward) {
 // Both CUDA attention paths -- fused (FlashAttention's algorithm: a log-sum-exp saved) and
 // cuBLAS + softmax (the probabilities saved, compared too) -- for every head size the fused
 // kernels take (256: Gemma, tiles of 16 rows) and one they do not (which falls back), MHA and
-// GQA, packed sequences of lengths 1 to 152 (tiles and blocks of 8 rows partly filled).
+// GQA, packed sequences of lengths 1 to 152 (tiles and blocks of 8 rows partly filled); again
+// with Gemma 2's score cap at 64 and 256.
 TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
   const std::vector<Index> cu = {0, 1, 18, 148, 300};  // lengths 1, 17, 130, 152
   const Index rows = cu.back(), seqs = 4;
   const CudaKernels unfused(CudaKernels::Attention::Cublas);
   struct Shape {
     Index heads, kv_heads, head_dim;
+    float softcap = 0.0f;  // Gemma 2's score cap (0.5 bends these inputs' scores)
   };
-  for (const Shape& sh :
-       {Shape{8, 2, 32}, Shape{4, 4, 64}, Shape{6, 3, 96}, Shape{4, 1, 128}, Shape{4, 2, 256}, Shape{4, 2, 48}}) {
+  for (const Shape& sh : {Shape{8, 2, 32}, Shape{4, 4, 64}, Shape{6, 3, 96}, Shape{4, 1, 128}, Shape{4, 2, 256},
+                          Shape{4, 2, 48}, Shape{4, 4, 64, 0.5f}, Shape{4, 2, 256, 0.5f}}) {
     for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &unfused}) {
       const Index heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
+      const AttentionScores scores{AttentionScores::standard(head_dim).scale, sh.softcap};
       SCOPED_TRACE(testing::Message() << (k == &gpu ? "fused" : "cuBLAS") << " attention, heads " << heads << "/"
-                                      << kv_heads << ", head_dim " << head_dim);
+                                      << kv_heads << ", head_dim " << head_dim << ", cap " << sh.softcap);
       const Index q_w = heads * head_dim, kv_w = kv_heads * head_dim;
       auto q = random(rows * q_w), kk = random(rows * kv_w), v = random(rows * kv_w), dout = random(rows * q_w);
       const Index probs_size = attention_probs_size(cu.data(), seqs, heads);
@@ -236,8 +239,8 @@ TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
       Dev gq(q), gk(kk), gv(v), gdout(dout), gout = poisoned(rows * q_w), gsaved = poisoned(saved_size);
       std::vector<float> out(rows * q_w), probs(probs_size);
       cpu.attention_forward(out.data(), probs.data(), q.data(), kk.data(), v.data(), cu.data(), seqs, heads, kv_heads,
-                            head_dim, AttentionScores::standard(head_dim));
-      k->attention_forward(gout.f(), gsaved.f(), gq.f(), gk.f(), gv.f(), cu.data(), seqs, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
+                            head_dim, scores);
+      k->attention_forward(gout.f(), gsaved.f(), gq.f(), gk.f(), gv.f(), cu.data(), seqs, heads, kv_heads, head_dim, scores);
       EXPECT_CLOSE(gout.get(*k), out);
       if (keeps_probs) {
         EXPECT_CLOSE(gsaved.get(*k), probs);
@@ -245,9 +248,9 @@ TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
       Dev gdq = poisoned(rows * q_w), gdk = poisoned(rows * kv_w), gdv = poisoned(rows * kv_w);
       std::vector<float> dq(rows * q_w), dk(rows * kv_w), dv(rows * kv_w);
       cpu.attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), kk.data(), v.data(), probs.data(),
-                             cu.data(), seqs, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
+                             cu.data(), seqs, heads, kv_heads, head_dim, scores);
       k->attention_backward(gdq.f(), gdk.f(), gdv.f(), gdout.f(), gq.f(), gk.f(), gv.f(), gsaved.f(), cu.data(), seqs,
-                            heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
+                            heads, kv_heads, head_dim, scores);
       EXPECT_CLOSE(gdq.get(*k), dq);
       EXPECT_CLOSE(gdk.get(*k), dk);
       EXPECT_CLOSE(gdv.get(*k), dv);
@@ -266,15 +269,17 @@ TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
   const CudaKernels simt(CudaKernels::Attention::Fused), unfused(CudaKernels::Attention::Cublas);
   struct Shape {
     Index heads, kv_heads, head_dim;
+    float softcap = 0.0f;  // Gemma 2's score cap (0.5 bends these inputs' scores)
   };
-  for (const Shape& sh :
-       {Shape{8, 2, 32}, Shape{4, 4, 64}, Shape{6, 3, 96}, Shape{4, 1, 128}, Shape{4, 2, 256}, Shape{4, 2, 48}}) {
+  for (const Shape& sh : {Shape{8, 2, 32}, Shape{4, 4, 64}, Shape{6, 3, 96}, Shape{4, 1, 128}, Shape{4, 2, 256},
+                          Shape{4, 2, 48}, Shape{4, 4, 64, 0.5f}, Shape{4, 2, 256, 0.5f}}) {
     for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &simt, &unfused}) {
       const Index heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
-      const bool tensor_cores = k == &gpu && (head_dim == 64 || head_dim == 128);
+      const bool tensor_cores = k == &gpu && (head_dim == 64 || head_dim == 128) && sh.softcap == 0.0f;
+      const AttentionScores scores{AttentionScores::standard(head_dim).scale, sh.softcap};
       SCOPED_TRACE(testing::Message() << (k == &unfused ? "cuBLAS" : tensor_cores ? "tensor-core" : "SIMT")
                                       << " bf16 attention, heads " << heads << "/" << kv_heads << ", head_dim "
-                                      << head_dim);
+                                      << head_dim << ", cap " << sh.softcap);
       const Index q_w = heads * head_dim, kv_w = kv_heads * head_dim;
       const auto q = to_bf16_host(random(rows * q_w)), kk = to_bf16_host(random(rows * kv_w)),
                  v = to_bf16_host(random(rows * kv_w));
@@ -286,9 +291,9 @@ TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
       std::vector<std::uint16_t> out(rows * q_w);
       std::vector<float> probs(attention_probs_size(cu.data(), seqs, heads));
       cpu.attention_forward_bf16(out.data(), probs.data(), q.data(), kk.data(), v.data(), cu.data(), seqs, heads,
-                                 kv_heads, head_dim, AttentionScores::standard(head_dim));
+                                 kv_heads, head_dim, scores);
       k->attention_forward_bf16(gout.as<std::uint16_t>(), gsaved.f(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
-                                gv.as<std::uint16_t>(), cu.data(), seqs, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
+                                gv.as<std::uint16_t>(), cu.data(), seqs, heads, kv_heads, head_dim, scores);
       const auto got_out = download_bf16(*k, gout, out.size());
       if (tensor_cores) {
         EXPECT_LT(relative_error(got_out, widen(out)), 1e-2);
@@ -298,10 +303,10 @@ TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
       Dev gdq = poisoned(rows * q_w), gdk = poisoned(rows * kv_w), gdv = poisoned(rows * kv_w);
       std::vector<float> dq(rows * q_w), dk(rows * kv_w), dv(rows * kv_w);
       cpu.attention_backward_bf16(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), kk.data(), v.data(),
-                                  out.data(), probs.data(), cu.data(), seqs, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
+                                  out.data(), probs.data(), cu.data(), seqs, heads, kv_heads, head_dim, scores);
       k->attention_backward_bf16(gdq.f(), gdk.f(), gdv.f(), gdout.f(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
                                  gv.as<std::uint16_t>(), gout.as<std::uint16_t>(), gsaved.f(), cu.data(), seqs, heads,
-                                 kv_heads, head_dim, AttentionScores::standard(head_dim));
+                                 kv_heads, head_dim, scores);
       const double tolerance = tensor_cores ? 1e-2 : 1e-5;
       EXPECT_LT(relative_error(gdq.get(*k), dq), tolerance) << "dq";
       EXPECT_LT(relative_error(gdk.get(*k), dk), tolerance) << "dk";
