@@ -50,7 +50,10 @@ void check_layout(const SftSetup& s) {
   if (world.rank() >= size) return;
   const std::string what = spin::cat("(tp ", s.layout.tp, ", pp ", s.layout.pp, ", dp ", s.layout.dp,
                                s.distributed ? ", distributed" : "", s.tie ? ", tied" : ", untied",
-                               s.family == testing::TinyFamily::Gemma ? ", gemma" : "", ")");
+                               s.family == testing::TinyFamily::Gemma    ? ", gemma"
+                               : s.family == testing::TinyFamily::Gemma2 ? ", gemma2"
+                                                                         : "",
+                               ")");
   expect_same(train(*group, s), reference, what);
 }
 
@@ -74,14 +77,17 @@ TEST(LayoutInvariance, UnevenStagesAndFourStagePipelines) {
 }
 
 // Gemma (GeGLU, 1 + w norms, the embedding scaled): its tied embedding split over the first and
-// last stages (the lookup's gradient carries the scale, the head's does not), with TP and DP.
+// last stages (the lookup's gradient carries the scale, the head's does not), with TP and DP;
+// Gemma 2 besides: each stage's layers with their output norms, the logit cap on the last stage.
 TEST(LayoutInvariance, GemmaUnderPipelineTensorAndDataParallelism) {
-  SftSetup s{{1, 2, 1}, false, true};
-  s.family = testing::TinyFamily::Gemma;
-  check_layout(s);
-  s.layout = {2, 2, 2};
-  s.distributed = true;
-  check_layout(s);
+  for (const testing::TinyFamily family : {testing::TinyFamily::Gemma, testing::TinyFamily::Gemma2}) {
+    SftSetup s{{1, 2, 1}, false, true};
+    s.family = family;
+    check_layout(s);
+    s.layout = {2, 2, 2};
+    s.distributed = true;
+    check_layout(s);
+  }
 }
 
 // Gradient accumulation: 8 micro-batches of 1, 4 of 2, 2 of 4 and 1 of 8 sequences.
