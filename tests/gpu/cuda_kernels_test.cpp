@@ -275,7 +275,7 @@ TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
                           Shape{4, 2, 48}, Shape{4, 4, 64, 0.5f}, Shape{4, 2, 256, 0.5f}}) {
     for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &simt, &unfused}) {
       const Index heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
-      const bool tensor_cores = k == &gpu && (head_dim == 64 || head_dim == 128) && sh.softcap == 0.0f;
+      const bool tensor_cores = k == &gpu && (head_dim == 64 || head_dim == 128);
       const AttentionScores scores{AttentionScores::standard(head_dim).scale, sh.softcap};
       SCOPED_TRACE(testing::Message() << (k == &unfused ? "cuBLAS" : tensor_cores ? "tensor-core" : "SIMT")
                                       << " bf16 attention, heads " << heads << "/" << kv_heads << ", head_dim "

@@ -66,7 +66,7 @@ TEST(CudaModel, RecomputedActivationsMatchTheCpuPath) {
 
 // Qwen3's head norms (the RMSNorm kernels over rows of head_dim), Gemma's GeGLU, 1 + w norms and
 // scaled tied embeddings with activations recomputed, and Gemma 2's sandwich norms and capped
-// scores (the SIMT attention: the tensor-core kernels take no cap) and logits, in float32 and in
+// scores (on tensor cores in bf16 at this head size) and logits, in float32 and in
 // bf16 on the tensor-core attention's head size: the bounds above.
 TEST(CudaModel, Qwen3AndGemmaMatchTheCpuPath) {
   const kernels::CudaKernels gpu;

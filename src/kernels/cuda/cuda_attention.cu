@@ -24,8 +24,8 @@ bool CudaKernels::fused(Index head_dim, Index num_seqs) const {
          num_seqs <= 65535;  // the grid's z extent
 }
 
-bool CudaKernels::tensor_cores(Index head_dim, Index num_seqs, float softcap) const {
-  return attention_ == Attention::TensorCores && softcap == 0.0f && cuda_detail::tensor_core_attention_supports(head_dim) &&
+bool CudaKernels::tensor_cores(Index head_dim, Index num_seqs) const {
+  return attention_ == Attention::TensorCores && cuda_detail::tensor_core_attention_supports(head_dim) &&
          fused(head_dim, num_seqs);
 }
 
@@ -162,7 +162,7 @@ void CudaKernels::fused_backward(float* dq, float* dk, float* dv, const float* d
   const auto a = fused_args(q, k, v, bf16, cu_seqlens, num_seqs, heads, kv_heads, head_dim, scores, device_cu);
   const Index rows = cu_seqlens[num_seqs];
   PooledBuffer delta(allocator_, static_cast<std::size_t>(std::max<Index>(1, rows * heads)) * sizeof(float));
-  if (bf16 && tensor_cores(head_dim, num_seqs, scores.softcap)) {
+  if (bf16 && tensor_cores(head_dim, num_seqs)) {
     cuda_detail::tensor_core_attention_backward(a, dq, dk, dv, dout, out, lse, delta.as<float>(), stream_);
   } else {
     cuda_detail::fused_attention_backward(a, dq, dk, dv, dout, lse, delta.as<float>(), stream_);
@@ -184,7 +184,7 @@ void CudaKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const
   if (fused(head_dim, num_seqs)) {
     PooledBuffer device_cu;
     const auto a = fused_args(q, k, v, true, cu_seqlens, num_seqs, heads, kv_heads, head_dim, scores, device_cu);
-    if (tensor_cores(head_dim, num_seqs, scores.softcap)) {
+    if (tensor_cores(head_dim, num_seqs)) {
       cuda_detail::tensor_core_attention_forward(a, out, saved, stream_);
     } else {
       cuda_detail::fused_attention_forward(a, out, saved, stream_);
@@ -256,7 +256,7 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
   Index decoding = runs;
   while (decoding > 0 && first_position[decoding - 1] == 0) --decoding;
   const Index prefills = runs - decoding;
-  if (prefills > 0 && tensor_cores(head_dim, prefills, scores.softcap) && (decoding == 0 || fused(head_dim, decoding))) {
+  if (prefills > 0 && tensor_cores(head_dim, prefills) && (decoding == 0 || fused(head_dim, decoding))) {
     if (decoding > 0) {
       fused_cached(out, q, k_cache, v_cache, true, row_begin, slots, first_position, decoding, capacity, heads,
                    kv_heads, head_dim, scores);

@@ -158,8 +158,7 @@ class CudaKernels final : public Kernels {
                     Index stride_c, Index batch) const;
 
   bool fused(Index head_dim, Index num_seqs) const;         // the fused SIMT kernels take it
-  // The tensor-core kernels take it (bf16; no score cap).
-  bool tensor_cores(Index head_dim, Index num_seqs, float softcap) const;
+  bool tensor_cores(Index head_dim, Index num_seqs) const;  // the tensor-core kernels take it (bf16)
   // A device copy of `bytes` of host memory, queued on the stream (kernel launch arguments).
   PooledBuffer upload(const void* host, std::size_t bytes) const;
   PooledBuffer upload_indices(const Index* host, Index count) const;

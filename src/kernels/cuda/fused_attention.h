@@ -26,7 +26,7 @@ struct FusedAttentionArgs {
   int heads = 0, kv_heads = 0;
   long long head_dim = 0;
   float scale = 1.0f;            // kernels::AttentionScores'
-  float softcap = 0.0f;          // 0: none (the tensor-core kernels take none)
+  float softcap = 0.0f;          // 0: none
 };
 
 // Generation against a KV cache (Kernels::cached_attention_forward): one launch for all runs.

@@ -34,7 +34,7 @@ void forward(const FusedAttentionArgs& a, bf16* out, float* lse, cudaStream_t st
                   static_cast<unsigned>(a.num_seqs));
   const auto q = static_cast<const bf16*>(a.q), k = static_cast<const bf16*>(a.k), v = static_cast<const bf16*>(a.v);
   launch<ForwardShared<HD>, tc_forward_kernel<HD>>("tensor-core attention forward launch", grid, stream, out, lse, q,
-                                                   k, v, a.cu_seqlens, a.kv_starts, a.heads, a.kv_heads, a.scale);
+                                                   k, v, a.cu_seqlens, a.kv_starts, a.heads, a.kv_heads, a.scale, a.softcap);
 }
 
 template <int HD>
@@ -45,10 +45,11 @@ void backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, cons
   const auto seqs = static_cast<unsigned>(a.num_seqs);
   launch<DqShared<HD>, tc_dq_kernel<HD>>("tensor-core attention dQ launch",
                                          dim3(blocks, static_cast<unsigned>(a.heads), seqs), stream, dq, dout, q, k,
-                                         v, lse, delta, a.cu_seqlens, a.heads, a.kv_heads, a.scale);
+                                         v, lse, delta, a.cu_seqlens, a.heads, a.kv_heads, a.scale, a.softcap);
   launch<DkvShared<HD>, tc_dkv_kernel<HD>>("tensor-core attention dK dV launch",
                                            dim3(blocks, static_cast<unsigned>(a.kv_heads), seqs), stream, dk, dv,
-                                           dout, q, k, v, lse, delta, a.cu_seqlens, a.heads, a.kv_heads, a.scale);
+                                           dout, q, k, v, lse, delta, a.cu_seqlens, a.heads, a.kv_heads, a.scale,
+                                           a.softcap);
 }
 
 }  // namespace
@@ -57,7 +58,6 @@ bool tensor_core_attention_supports(long long head_dim) { return head_dim == 64 
 
 void tensor_core_attention_forward(const FusedAttentionArgs& a, void* out, float* lse, cudaStream_t stream) {
   require(a.bf16, "tensor-core attention: q, k, v must be bf16");
-  require(a.softcap == 0.0f, "tensor-core attention: no score cap (the SIMT kernels take one)");
   switch (a.head_dim) {
     case 64: return forward<64>(a, static_cast<bf16*>(out), lse, stream);
     case 128: return forward<128>(a, static_cast<bf16*>(out), lse, stream);
@@ -68,7 +68,6 @@ void tensor_core_attention_forward(const FusedAttentionArgs& a, void* out, float
 void tensor_core_attention_backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, const float* dout,
                                     const void* out, const float* lse, float* delta, cudaStream_t stream) {
   require(a.bf16, "tensor-core attention: q, k, v must be bf16");
-  require(a.softcap == 0.0f, "tensor-core attention: no score cap (the SIMT kernels take one)");
   const long long rows_heads = a.rows * a.heads;
   if (rows_heads > 0) {
     constexpr int kWarpsPerBlock = kThreads / 32;

@@ -15,6 +15,8 @@
 //   dQ pass   per query row:  dq = scale sum_j dS_ij k_j
 //   dK/dV     per key row j over its group's heads and rows i >= j:
 //             dv_j = sum_i P_ij dO_i;  dk_j = scale sum_i dS_ij q_i
+// With a score cap (kernels::AttentionScores, Gemma 2) each score is capped in float32 as the
+// softmax reads it, s = cap tanh(scale q.k / cap), and dS carries the cap's slope 1 - (s / cap)^2.
 //
 // The kernels themselves (this header) apart from their launches (tensor_core_attention.cu), so
 // that tests/unit/kernels/tensor_core_attention_emulated_test.cpp can run them on the CPU under
@@ -173,7 +175,7 @@ struct ForwardShared {
 template <int HD>
 __global__ void __launch_bounds__(kBlockThreads)
     tc_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const long long* cu_seqlens,
-                      const long long* kv_starts, int heads, int kv_heads, float scale) {
+                      const long long* kv_starts, int heads, int kv_heads, float scale, float softcap) {
   SPIN_DYNAMIC_SHARED(raw);
   auto& sh = *reinterpret_cast<ForwardShared<HD>*>(raw);
   const Rows rows(cu_seqlens);
@@ -203,7 +205,7 @@ __global__ void __launch_bounds__(kBlockThreads)
     bf16* pr = p + r * kLdP;
     float tile_max = -INFINITY;
     for (int c = half * 32; c < half * 32 + 32; ++c) {
-      const float x = j0 + c <= row && j0 + c < len ? sr[c] * scale : -INFINITY;
+      const float x = j0 + c <= row && j0 + c < len ? softcap_scores(sr[c] * scale, softcap) : -INFINITY;
       sr[c] = x;
       tile_max = fmaxf(tile_max, x);
     }
@@ -271,20 +273,24 @@ struct DqShared {
 static_assert(sizeof(bf16) * 2 * kTile * kLdX<64> >= sizeof(float) * kWarps * kRows * kLdO<64>, "staging fits");
 static_assert(sizeof(bf16) * 2 * kTile * kLdX<128> >= sizeof(float) * kWarps * kRows * kLdO<128>, "staging fits");
 
-// dS = P (dP - D) with P = exp(scale s - lse), zero where masked; two lanes per row.
-__device__ void ds_row(bf16* ds, const float* s, const float* dp, float scale, float row_lse, float row_delta,
-                       int half, long long first_column, long long last_visible, long long len) {
+// dS = P (dP - D) c' with P = exp(c(scale s) - lse) (c the cap, c' its slope; none without one),
+// zero where masked; two lanes per row.
+__device__ void ds_row(bf16* ds, const float* s, const float* dp, float scale, float softcap, float row_lse,
+                       float row_delta, int half, long long first_column, long long last_visible, long long len) {
   for (int c = half * 32; c < half * 32 + 32; ++c) {
     const long long column = first_column + c;
     const bool seen = column <= last_visible && column < len;
-    ds[c] = __float2bfloat16_rn(seen ? expf(s[c] * scale - row_lse) * (dp[c] - row_delta) : 0.0f);
+    const float capped = softcap_scores(s[c] * scale, softcap);
+    ds[c] = __float2bfloat16_rn(seen ? expf(capped - row_lse) * (dp[c] - row_delta) * softcap_grad(capped, softcap)
+                                     : 0.0f);
   }
 }
 
 template <int HD>
 __global__ void __launch_bounds__(kBlockThreads)
     tc_dq_kernel(float* dq, const float* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse,
-                 const float* delta, const long long* cu_seqlens, int heads, int kv_heads, float scale) {
+                 const float* delta, const long long* cu_seqlens, int heads, int kv_heads, float scale,
+                 float softcap) {
   SPIN_DYNAMIC_SHARED(raw);
   auto& sh = *reinterpret_cast<DqShared<HD>*>(raw);
   const Rows rows(cu_seqlens);
@@ -311,8 +317,8 @@ __global__ void __launch_bounds__(kBlockThreads)
     products_t<HD>(sh.s[warp], sh.q + warp * kRows * kLdX<HD>, sh.k);       // S = Q K^T
     products_t<HD>(sh.dp[warp], sh.dout + warp * kRows * kLdX<HD>, sh.v);   // dP = dO V^T
     __syncwarp();
-    ds_row(sh.ds[warp] + r * kLdP, sh.s[warp] + r * kLdS, sh.dp[warp] + r * kLdS, scale, row_lse, row_delta, half,
-           j0, row, len);
+    ds_row(sh.ds[warp] + r * kLdP, sh.s[warp] + r * kLdS, sh.dp[warp] + r * kLdS, scale, softcap, row_lse,
+           row_delta, half, j0, row, len);
     __syncwarp();
     accumulate<HD>(acc, sh.ds[warp], sh.k);  // dQ += dS K
   }
@@ -341,7 +347,7 @@ template <int HD>
 __global__ void __launch_bounds__(kBlockThreads)
     tc_dkv_kernel(float* dk, float* dv, const float* dout, const bf16* q, const bf16* k, const bf16* v,
                   const float* lse, const float* delta, const long long* cu_seqlens, int heads, int kv_heads,
-                  float scale) {
+                  float scale, float softcap) {
   SPIN_DYNAMIC_SHARED(raw);
   auto& sh = *reinterpret_cast<DkvShared<HD>*>(raw);
   const Rows keys(cu_seqlens);  // here the rows are keys
@@ -378,9 +384,10 @@ __global__ void __launch_bounds__(kBlockThreads)
       for (int c = half * 32; c < half * 32 + 32; ++c) {
         const long long query = i0 + c;
         const bool seen = query >= key && query < len && key < len;  // causal: query i sees keys j <= i
-        const float p = seen ? expf(st[c] * scale - sh.lse[c]) : 0.0f;
+        const float capped = softcap_scores(st[c] * scale, softcap);
+        const float p = seen ? expf(capped - sh.lse[c]) : 0.0f;
         pt[c] = __float2bfloat16_rn(p);
-        dst[c] = __float2bfloat16_rn(p * (dpt[c] - sh.delta[c]));
+        dst[c] = __float2bfloat16_rn(p * (dpt[c] - sh.delta[c]) * softcap_grad(capped, softcap));
       }
       __syncwarp();
       accumulate<HD>(dv_acc, sh.pt[warp], sh.dout);  // dV += P^T dO

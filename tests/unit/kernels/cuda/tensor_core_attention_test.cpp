@@ -40,6 +40,7 @@ std::vector<float> widened(const std::vector<bf16>& x) {
 struct Case {
   std::vector<long long> cu;
   int heads, kv_heads;
+  float softcap = 0.0f;  // Gemma 2's score cap (0.5 bends these inputs' scores)
 };
 
 template <int HD>
@@ -47,7 +48,8 @@ void check_against_the_cpu(const Case& c) {
   const long long rows = c.cu.back(), seqs = static_cast<long long>(c.cu.size()) - 1;
   const int heads = c.heads, kv_heads = c.kv_heads;
   const long long q_w = heads * HD, kv_w = kv_heads * HD;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  const AttentionScores scores{AttentionScores::standard(HD).scale, c.softcap};
+  const float scale = scores.scale;
   const auto q = rounded(testing::random_uniform(rows * q_w, 1)), k = rounded(testing::random_uniform(rows * kv_w, 2)),
              v = rounded(testing::random_uniform(rows * kv_w, 3));
   const auto dout = testing::random_uniform(rows * q_w, 4);
@@ -60,14 +62,14 @@ void check_against_the_cpu(const Case& c) {
   std::vector<float> lse(rows * heads, NAN);
   cuda_emulation::launch(dim3(blocks, heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::ForwardShared<HD>), [&] {
     tc::tc_forward_kernel<HD>(out.data(), lse.data(), q.data(), k.data(), v.data(), c.cu.data(), nullptr, heads,
-                              kv_heads, scale);
+                              kv_heads, scale, c.softcap);
   });
   const CpuKernels cpu;
   const std::vector<Index> cu(c.cu.begin(), c.cu.end());
   std::vector<std::uint16_t> want_out(rows * q_w);
   std::vector<float> probs(attention_probs_size(cu.data(), seqs, heads));
   cpu.attention_forward_bf16(want_out.data(), probs.data(), bits(q), bits(k), bits(v), cu.data(), seqs, heads, kv_heads,
-                             HD, AttentionScores::standard(HD));
+                             HD, scores);
   std::vector<float> want_out32(want_out.size());
   for (std::size_t i = 0; i < want_out.size(); ++i) want_out32[i] = bf16_to_f32(want_out[i]);
   const double out_error = testing::relative_error(widened(out), want_out32);
@@ -87,7 +89,8 @@ void check_against_the_cpu(const Case& c) {
           for (int d = 0; d < HD; ++d) {
             dot += __bfloat162float(q[(start + i) * q_w + h * HD + d]) * __bfloat162float(k[start * kv_w + g * HD + d]);
           }
-          want_lse[(start + i) * heads + h] = dot * scale - std::log(probs[at + i * len]);
+          const float s0 = c.softcap > 0.0f ? softcap_value(dot * scale, c.softcap) : dot * scale;
+          want_lse[(start + i) * heads + h] = s0 - std::log(probs[at + i * len]);
         }
       }
     }
@@ -102,22 +105,22 @@ void check_against_the_cpu(const Case& c) {
                          [&] { tc::tc_delta_kernel(delta.data(), dout.data(), out.data(), rows_heads, HD); });
   cuda_emulation::launch(dim3(blocks, heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::DqShared<HD>), [&] {
     tc::tc_dq_kernel<HD>(dq.data(), dout.data(), q.data(), k.data(), v.data(), lse.data(), delta.data(), c.cu.data(),
-                         heads, kv_heads, scale);
+                         heads, kv_heads, scale, c.softcap);
   });
   cuda_emulation::launch(dim3(blocks, kv_heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::DkvShared<HD>), [&] {
     tc::tc_dkv_kernel<HD>(dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(), lse.data(), delta.data(),
-                          c.cu.data(), heads, kv_heads, scale);
+                          c.cu.data(), heads, kv_heads, scale, c.softcap);
   });
   std::vector<float> want_dq(dq.size()), want_dk(dk.size()), want_dv(dv.size());
   cpu.attention_backward_bf16(want_dq.data(), want_dk.data(), want_dv.data(), dout.data(), bits(q), bits(k), bits(v),
-                              want_out.data(), probs.data(), cu.data(), seqs, heads, kv_heads, HD, AttentionScores::standard(HD));
+                              want_out.data(), probs.data(), cu.data(), seqs, heads, kv_heads, HD, scores);
   const double dq_error = testing::relative_error(dq, want_dq), dk_error = testing::relative_error(dk, want_dk),
                dv_error = testing::relative_error(dv, want_dv);
   EXPECT_LT(dq_error, 1e-2);
   EXPECT_LT(dk_error, 1e-2);
   EXPECT_LT(dv_error, 1e-2);
-  std::printf("  head_dim %d, heads %d/%d: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", HD, heads, kv_heads, out_error,
-              lse_error, dq_error, dk_error, dv_error);
+  std::printf("  head_dim %d, heads %d/%d, cap %g: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", HD, heads, kv_heads,
+              c.softcap, out_error, lse_error, dq_error, dk_error, dv_error);
 
   // A prefill reads each sequence's keys and values elsewhere (its KV-cache slot, kv_starts):
   // the same output, bitwise, from a cache holding them in another order at other rows.
@@ -136,7 +139,7 @@ void check_against_the_cpu(const Case& c) {
   std::vector<float> prefill_lse(rows * heads, NAN);
   cuda_emulation::launch(dim3(blocks, heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::ForwardShared<HD>), [&] {
     tc::tc_forward_kernel<HD>(prefill_out.data(), prefill_lse.data(), q.data(), k_cache.data(), v_cache.data(),
-                              c.cu.data(), starts.data(), heads, kv_heads, scale);
+                              c.cu.data(), starts.data(), heads, kv_heads, scale, c.softcap);
   });
   EXPECT_EQ(widened(prefill_out), widened(out));
   EXPECT_EQ(prefill_lse, lse);
@@ -147,6 +150,13 @@ TEST(TensorCoreAttentionEmulated, HeadDim64MatchesTheCpu) { check_against_the_cp
 
 // 70 tokens (a second tile of 6 rows), four query heads sharing one kv head.
 TEST(TensorCoreAttentionEmulated, HeadDim128MatchesTheCpu) { check_against_the_cpu<128>({{0, 70}, 4, 1}); }
+
+// Gemma 2's score cap (Gemma-2-27B's head size is 128): capped in the forward's softmax, the
+// recomputed probabilities and dS's slope in both backward passes.
+TEST(TensorCoreAttentionEmulated, CappedScoresMatchTheCpu) {
+  check_against_the_cpu<64>({{0, 1, 18, 100}, 4, 2, 0.5f});
+  check_against_the_cpu<128>({{0, 70}, 4, 1, 0.5f});
+}
 
 }  // namespace
 }  // namespace spin::kernels
