@@ -33,7 +33,8 @@ constexpr bool fused_attention_head_dim(Index head_dim) {
 
 // How attention scores are formed from a query and a key: s = scale q.k, then with softcap > 0
 // s = softcap tanh(s / softcap) (Gemma 2's attn_logit_softcapping), before the causal softmax;
-// the backward multiplies dS by ds/d(scale q.k) = 1 - (s / softcap)^2.
+// the backward multiplies dS by ds/d(scale q.k) = 1 - (s / softcap)^2 (cpu/vec_math.h's softcap
+// and softcap_slope; cuda/device_helpers.cuh's on the device).
 struct AttentionScores {
   float scale = 1.0f;
   float softcap = 0.0f;  // 0: none
@@ -42,14 +43,6 @@ struct AttentionScores {
     return {1.0f / std::sqrt(static_cast<float>(head_dim)), 0.0f};
   }
 };
-
-// x -> cap tanh(x / cap) and its derivative from the capped value y: 1 - (y / cap)^2 (the CUDA
-// kernels' device copies: cuda/device_helpers.cuh).
-inline float softcap_value(float x, float cap) { return cap * std::tanh(x / cap); }
-inline float softcap_slope(float y, float cap) {
-  const float t = y / cap;
-  return 1.0f - t * t;
-}
 
 class Kernels {
  public:
@@ -238,11 +231,11 @@ class Kernels {
   // dlogits[i, v] = dlogprob[i] * (1[v is the target] - exp(logits[i, v] - lse[i])); padding
   // columns, and rows without a target (targets[i] < 0), get 0. dlogits may alias logits.
   // softcap > 0: the logits are softcap_forward's output, and the gradient is taken through it
-  // (times softcap_slope(logits[i, v], softcap): d loss / d of the products' logits).
+  // (times the cap's slope 1 - (logits[i, v] / softcap)^2: d loss / d of the products' logits).
   virtual void logprob_backward(float* dlogits, const float* logits, const float* lse,
                                 const std::int32_t* targets, const float* dlogprob, Index n,
                                 Index ld, Index valid, Index vocab_start, float softcap) const = 0;
-  // x = softcap_value(x, cap) in place over n values (Gemma 2's final_logit_softcapping).
+  // x = cap tanh(x / cap) in place over n values (Gemma 2's final_logit_softcapping).
   virtual void softcap_forward(float* x, Index n, float cap) const = 0;
 
   // The last step of the vocab-parallel log-softmax, from the all-reduced row max (in lse) and

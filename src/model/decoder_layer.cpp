@@ -205,7 +205,8 @@ void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, co
                               b.num_seqs, d.heads, d.kv_heads, d.head_dim, ctx.config.attention_scores());
   } else {
     k.attention_backward(s.dq.f32(), s.dk.f32(), s.dv.f32(), s.d_attn.f32(), a.q.f32(), a.k.f32(), a.v.f32(),
-                         a.probs.f32(), b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim, ctx.config.attention_scores());
+                         a.probs.f32(), b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim,
+                         ctx.config.attention_scores());
   }
   k.rope_backward(s.dq.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), b.rows, d.heads, d.head_dim);
   k.rope_backward(s.dk.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), b.rows, d.kv_heads, d.head_dim);

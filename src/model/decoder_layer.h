@@ -4,8 +4,9 @@
 // with n1 = rmsnorm(x_in), n2 = rmsnorm(x_mid); Qwen2 adds biases to q/k/v_proj, Qwen3 an RMSNorm
 // of every query and key head before RoPE (its weights replicated, their gradients, each rank's
 // from its own heads, all-reduced over TP: [head_dim] each), Gemma 2 an RMSNorm of o_proj's and
-// down_proj's outputs before they join the residual stream (on its rows, as the other norms). q/k/v and gate/up are column-parallel (input
-// copied to the TP region: all-reduce of its gradient), o_proj and down_proj row-parallel
+// down_proj's outputs before they join the residual stream (on its rows, as the other norms).
+// q/k/v and gate/up are column-parallel (input copied to the TP region: all-reduce of its
+// gradient), o_proj and down_proj row-parallel
 // (output reduced from the TP region: all-reduce forward). Two all-reduces of [rows, hidden]
 // forward and two backward; nothing else crosses ranks. Under sequence parallelism
 // (BatchGeometry::split) each all-reduce is a reduce-scatter and an all-gather around the

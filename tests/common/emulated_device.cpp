@@ -336,7 +336,8 @@ void EmulatedKernels::rope_forward_bf16(std::uint16_t* x, const std::int32_t* po
 }
 void EmulatedKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
                                              const std::uint16_t* k, const std::uint16_t* v, const Index* cu,
-                                             Index seqs, Index heads, Index kvh, Index hd, AttentionScores scores) const {
+                                             Index seqs, Index heads, Index kvh, Index hd,
+                                             AttentionScores scores) const {
   host(cu, "attention cu_seqlens");
   const Index rows = cu[seqs];
   cpu_->attention_forward_bf16(dev(out, rows * heads * hd, "attention out"),

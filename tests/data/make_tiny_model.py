@@ -149,8 +149,8 @@ def main():
                        "attention_bias": False})
         del config["tie_word_embeddings"]  # GemmaConfig's default: tied
     if a.gemma2:  # Gemma 2's own keys (a window as long as the model: spin limits sequences to it)
-        config.update({"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "hidden_act": "gelu_pytorch_tanh",
-                       "query_pre_attn_scalar": 24, "attn_logit_softcapping": 1.0, "final_logit_softcapping": 2.0,
+        config.update({"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2",
+                       "hidden_act": "gelu_pytorch_tanh", "query_pre_attn_scalar": 24, "attn_logit_softcapping": 1.0, "final_logit_softcapping": 2.0,
                        "sliding_window": a.max_positions, "cache_implementation": "hybrid"})
     if a.qwen2:  # Qwen2's own keys, the window off as in the published models
         config.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "use_sliding_window": False,

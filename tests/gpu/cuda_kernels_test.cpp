@@ -240,7 +240,8 @@ TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
       std::vector<float> out(rows * q_w), probs(probs_size);
       cpu.attention_forward(out.data(), probs.data(), q.data(), kk.data(), v.data(), cu.data(), seqs, heads, kv_heads,
                             head_dim, scores);
-      k->attention_forward(gout.f(), gsaved.f(), gq.f(), gk.f(), gv.f(), cu.data(), seqs, heads, kv_heads, head_dim, scores);
+      k->attention_forward(gout.f(), gsaved.f(), gq.f(), gk.f(), gv.f(), cu.data(), seqs, heads, kv_heads, head_dim,
+      scores);
       EXPECT_CLOSE(gout.get(*k), out);
       if (keeps_probs) {
         EXPECT_CLOSE(gsaved.get(*k), probs);
@@ -337,7 +338,8 @@ TEST_F(Fixture, CachedAttentionPrefillAndDecodeRuns) {
       Dev gq(q), gk(kc), gv(vc), gout = poisoned(rows * q_w);
       std::vector<float> out(rows * q_w);
       cpu.cached_attention_forward(out.data(), q.data(), kc.data(), vc.data(), row_begin.data(), slot.data(),
-                                   first.data(), runs, capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
+                                   first.data(), runs, capacity, heads, kv_heads, head_dim,
+                                   AttentionScores::standard(head_dim));
       k->cached_attention_forward(gout.f(), gq.f(), gk.f(), gv.f(), row_begin.data(), slot.data(), first.data(), runs,
                                   capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
       EXPECT_CLOSE(gout.get(*k), out);
@@ -366,7 +368,8 @@ TEST_F(Fixture, DecodeStepsOfGroupedQueryAttention) {
         Dev gq(q), gk(kc), gv(vc), gout = poisoned(rows * q_w);
         std::vector<float> out(rows * q_w);
         cpu.cached_attention_forward(out.data(), q.data(), kc.data(), vc.data(), row_begin.data(), slot.data(),
-                                     first.data(), runs, capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
+                                     first.data(), runs, capacity, heads, kv_heads, head_dim,
+                                     AttentionScores::standard(head_dim));
         gpu.cached_attention_forward(gout.f(), gq.f(), gk.f(), gv.f(), row_begin.data(), slot.data(), first.data(),
                                      runs, capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
         EXPECT_CLOSE(gout.get(gpu), out);
@@ -377,7 +380,8 @@ TEST_F(Fixture, DecodeStepsOfGroupedQueryAttention) {
       PooledBuffer gout = poisoned_bf16(rows * q_w);
       std::vector<std::uint16_t> out(rows * q_w);
       cpu.cached_attention_forward_bf16(out.data(), q16.data(), k16.data(), v16.data(), row_begin.data(), slot.data(),
-                                        first.data(), runs, capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
+                                        first.data(), runs, capacity, heads, kv_heads, head_dim,
+                                        AttentionScores::standard(head_dim));
       gpu.cached_attention_forward_bf16(gout.as<std::uint16_t>(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
                                         gv.as<std::uint16_t>(), row_begin.data(), slot.data(), first.data(), runs,
                                         capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
@@ -410,7 +414,8 @@ TEST_F(Fixture, Bf16KvCacheWritesAndCachedAttention) {
       EXPECT_EQ(cuda::download<std::uint16_t>(gk, kc16.size()), kc16);
       std::vector<std::uint16_t> out(rows * q_w);
       cpu.cached_attention_forward_bf16(out.data(), q.data(), kc16.data(), vc16.data(), row_begin.data(), slot.data(),
-                                        first.data(), runs, capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
+                                        first.data(), runs, capacity, heads, kv_heads, head_dim,
+                                        AttentionScores::standard(head_dim));
       k->cached_attention_forward_bf16(gout.as<std::uint16_t>(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
                                        gv.as<std::uint16_t>(), row_begin.data(), slot.data(), first.data(), runs,
                                        capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
@@ -450,10 +455,12 @@ TEST_F(Fixture, Bf16PrefillFromTheCacheOnTensorCores) {
         PooledBuffer gout = poisoned_bf16(rows * q_w);
         std::vector<std::uint16_t> out(rows * q_w);
         cpu.cached_attention_forward_bf16(out.data(), q.data(), kc.data(), vc.data(), c.row_begin.data(),
-                                          c.slot.data(), c.first.data(), runs, capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
+                                          c.slot.data(), c.first.data(), runs, capacity, heads, kv_heads, head_dim,
+                                          AttentionScores::standard(head_dim));
         k->cached_attention_forward_bf16(gout.as<std::uint16_t>(), gq.as<std::uint16_t>(), gk.as<std::uint16_t>(),
                                          gv.as<std::uint16_t>(), c.row_begin.data(), c.slot.data(), c.first.data(),
-                                         runs, capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
+                                         runs, capacity, heads, kv_heads, head_dim,
+                                         AttentionScores::standard(head_dim));
         const double error = relative_error(download_bf16(*k, gout, out.size()), widen(out));
         EXPECT_LT(error, k == &gpu ? 1e-2 : 5e-3);
         std::printf("  %-16s %-12s head_dim %3lld: relative error %.1e\n", c.name,

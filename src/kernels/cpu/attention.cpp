@@ -34,7 +34,8 @@ void causal_softmax(float* p, Index len, float softcap) {
   for (Index i = 0; i < len; ++i) {
     float* row = p + i * len;
     if (softcap > 0.0f) {
-      for (Index j = 0; j <= i; ++j) row[j] = softcap_value(row[j], softcap);
+#pragma omp simd
+      for (Index j = 0; j <= i; ++j) row[j] = cpu::softcap(row[j], softcap);
     }
     float m = row[0];
     for (Index j = 1; j <= i; ++j) m = std::max(m, row[j]);
@@ -121,9 +122,10 @@ void CpuKernels::attention_backward(float* dq, float* dk, float* dv, const float
           gemm(false, true, block_rows, i1, head_dim, scale, q + q_off + i0 * g.q_ld(), g.q_ld(), k + kv_off,
                g.kv_ld(), 0.0f, raw.data(), len);
           for (Index i = 0; i < block_rows; ++i) {
-            for (Index j = 0; j <= i0 + i; ++j) {
-              db[i * len + j] *= softcap_slope(softcap_value(raw[static_cast<std::size_t>(i * len + j)], cap), cap);
-            }
+            const float* ri = raw.data() + i * len;
+            float* di = db + i * len;
+#pragma omp simd
+            for (Index j = 0; j <= i0 + i; ++j) di[j] *= cpu::softcap_slope(cpu::softcap(ri[j], cap), cap);
           }
         }
         gemm(false, false, block_rows, head_dim, i1, scale, db, len, k + kv_off, g.kv_ld(), 0.0f,

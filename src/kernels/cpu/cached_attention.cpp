@@ -41,7 +41,8 @@ void CpuKernels::cached_attention_forward(float* out, const float* q, const floa
         float* row = s.data() + i * keys;
         const Index seen = first + i + 1;
         if (scores.softcap > 0.0f) {
-          for (Index j = 0; j < seen; ++j) row[j] = softcap_value(row[j], scores.softcap);
+#pragma omp simd
+          for (Index j = 0; j < seen; ++j) row[j] = cpu::softcap(row[j], scores.softcap);
         }
         float m = -std::numeric_limits<float>::infinity();
         for (Index j = 0; j < seen; ++j) m = std::max(m, row[j]);

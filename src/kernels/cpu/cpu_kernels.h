@@ -53,7 +53,8 @@ class CpuKernels final : public Kernels {
                                      const std::uint16_t* k_cache, const std::uint16_t* v_cache,
                                      const Index* row_begin, const Index* slots,
                                      const Index* first_position, Index runs, Index capacity,
-                                     Index heads, Index kv_heads, Index head_dim, AttentionScores scores) const override;
+                                     Index heads, Index kv_heads, Index head_dim,
+                                     AttentionScores scores) const override;
   void scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
                          Index width) const override;
   void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos,

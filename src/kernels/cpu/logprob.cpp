@@ -52,10 +52,14 @@ void CpuKernels::logprob_backward(float* dlogits, const float* logits, const flo
     const float l = lse[i];
     const Index t = targets[i] - vocab_start;
     if (softcap > 0.0f) {  // through the cap: times its slope at the capped logit, read before drow is written
+      const bool has_target = t >= 0 && t < valid;
+      const float target_slope = has_target ? cpu::softcap_slope(row[t], softcap) : 0.0f;
+#pragma omp simd
       for (Index v = 0; v < valid; ++v) {
         const float y = row[v];
-        drow[v] = ((v == t ? g : 0.0f) - g * cpu::exp_approx(y - l)) * softcap_slope(y, softcap);
+        drow[v] = -g * cpu::exp_approx(y - l) * cpu::softcap_slope(y, softcap);
       }
+      if (has_target) drow[t] += g * target_slope;
     } else {
 #pragma omp simd
       for (Index v = 0; v < valid; ++v) drow[v] = -g * cpu::exp_approx(row[v] - l);
@@ -66,7 +70,8 @@ void CpuKernels::logprob_backward(float* dlogits, const float* logits, const flo
 }
 
 void CpuKernels::softcap_forward(float* x, Index n, float cap) const {
-  for (Index i = 0; i < n; ++i) x[i] = softcap_value(x[i], cap);
+#pragma omp simd
+  for (Index i = 0; i < n; ++i) x[i] = cpu::softcap(x[i], cap);
 }
 
 }  // namespace spin::kernels

@@ -99,7 +99,8 @@ void CudaKernels::attention_forward(float* out, float* probs, const float* q, co
 
 void CudaKernels::attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                                      const float* k, const float* v, const float* probs, const Index* cu_seqlens,
-                                     Index num_seqs, Index heads, Index kv_heads, Index head_dim, AttentionScores scores) const {
+                                     Index num_seqs, Index heads, Index kv_heads, Index head_dim,
+                                     AttentionScores scores) const {
   if (num_seqs == 0) return;
   if (fused(head_dim, num_seqs)) {
     PooledBuffer device_cu;
@@ -179,7 +180,8 @@ PooledBuffer CudaKernels::widened(const std::uint16_t* x, Index n) const {
 // output themselves; the cuBLAS path runs in float32 on widened copies.
 void CudaKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
                                          const std::uint16_t* k, const std::uint16_t* v, const Index* cu_seqlens,
-                                         Index num_seqs, Index heads, Index kv_heads, Index head_dim, AttentionScores scores) const {
+                                         Index num_seqs, Index heads, Index kv_heads, Index head_dim,
+                                         AttentionScores scores) const {
   if (num_seqs == 0) return;
   if (fused(head_dim, num_seqs)) {
     PooledBuffer device_cu;

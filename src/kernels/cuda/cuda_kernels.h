@@ -72,7 +72,8 @@ class CudaKernels final : public Kernels {
                           Index kv_heads, Index head_dim, AttentionScores scores) const override;
   void cached_attention_forward(float* out, const float* q, const float* k_cache, const float* v_cache,
                                 const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
-                                Index capacity, Index heads, Index kv_heads, Index head_dim, AttentionScores scores) const override;
+                                Index capacity, Index heads, Index kv_heads, Index head_dim,
+                                AttentionScores scores) const override;
   void scatter_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
   void cached_attention_forward_bf16(std::uint16_t* out, const std::uint16_t* q, const std::uint16_t* k_cache,
                                      const std::uint16_t* v_cache, const Index* row_begin, const Index* slots,

@@ -275,7 +275,7 @@ __global__ void logprob_backward_kernel(float* dlogits, const float* logits, con
     dlogits[e] = v < valid ? ((v == t ? g : 0.0f) - g * expf(y - l)) * softcap_grad(y, softcap) : 0.0f;
   }
 }
-// x = cap tanh(x / cap) (kernels.h's softcap_value).
+// x = cap tanh(x / cap) (Kernels::softcap_forward).
 __global__ void softcap_kernel(float* x, long long n, float cap) {
   SPIN_GRID_STRIDE(i, n) x[i] = softcap_scores(x[i], cap);
 }

@@ -46,7 +46,7 @@ inline __device__ float block_max(float v, float* shared) {
   return warp_max(lane < warps ? shared[lane] : -INFINITY);
 }
 
-// kernels.h's softcap_value and softcap_slope on the device; cap 0 is no cap.
+// cpu/vec_math.h's softcap and softcap_slope on the device (through tanhf); cap 0 is no cap.
 inline __device__ float softcap_scores(float s, float cap) { return cap > 0.0f ? cap * tanhf(s / cap) : s; }
 inline __device__ float softcap_grad(float capped, float cap) {
   if (cap <= 0.0f) return 1.0f;

@@ -43,7 +43,8 @@ void launch_forward(const FusedAttentionArgs& a, void* out, float* lse, cudaStre
   const dim3 grid(static_cast<unsigned>((a.longest + kWarps - 1) / kWarps), static_cast<unsigned>(a.heads),
                   static_cast<unsigned>(a.num_seqs));
   forward_kernel<HD, T><<<grid, dim3(32, kWarps), 0, stream>>>(static_cast<T*>(out), lse, as<T>(a.q), as<T>(a.k),
-                                                               as<T>(a.v), a.cu_seqlens, a.heads, a.kv_heads, a.scale, a.softcap);
+                                                               as<T>(a.v), a.cu_seqlens, a.heads, a.kv_heads, a.scale,
+                                                               a.softcap);
   SPIN_CUDA_CHECK_LAUNCH("fused attention forward");
 }
 

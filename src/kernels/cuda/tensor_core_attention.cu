@@ -34,7 +34,8 @@ void forward(const FusedAttentionArgs& a, bf16* out, float* lse, cudaStream_t st
                   static_cast<unsigned>(a.num_seqs));
   const auto q = static_cast<const bf16*>(a.q), k = static_cast<const bf16*>(a.k), v = static_cast<const bf16*>(a.v);
   launch<ForwardShared<HD>, tc_forward_kernel<HD>>("tensor-core attention forward launch", grid, stream, out, lse, q,
-                                                   k, v, a.cu_seqlens, a.kv_starts, a.heads, a.kv_heads, a.scale, a.softcap);
+                                                   k, v, a.cu_seqlens, a.kv_starts, a.heads, a.kv_heads, a.scale,
+                                                   a.softcap);
 }
 
 template <int HD>

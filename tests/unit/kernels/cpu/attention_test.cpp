@@ -57,7 +57,8 @@ TEST(Attention, BackwardMatchesNaiveGradientAndFiniteDifferences) {
                             c.cu.data(), 3, c.heads, c.kvh, c.hd, AttentionScores::standard(c.hd));
   std::vector<float> dq(c.q.size(), 7.0f), dk(c.k.size(), 7.0f), dv(c.v.size(), 7.0f);
   kernels.attention_backward(dq.data(), dk.data(), dv.data(), c.r.data(), c.q.data(), c.k.data(),
-                             c.v.data(), probs.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd, AttentionScores::standard(c.hd));
+                             c.v.data(), probs.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd,
+                             AttentionScores::standard(c.hd));
 
   // Reference gradients: double-precision central differences of the naive forward.
   const auto q = to_double(c.q), k = to_double(c.k), v = to_double(c.v);
@@ -167,9 +168,11 @@ TEST(Attention, Bf16InputsAreWidenedAndTheOutputRounded) {
   std::vector<float> dq(c.q.size(), 7.0f), dk(c.k.size(), 7.0f), dv(c.v.size(), 7.0f);
   std::vector<float> want_dq = dq, want_dk = dk, want_dv = dv;
   kernels.attention_backward_bf16(dq.data(), dk.data(), dv.data(), c.r.data(), q16.data(), k16.data(), v16.data(),
-                                  out16.data(), saved.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd, AttentionScores::standard(c.hd));
+                                  out16.data(), saved.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd,
+                                  AttentionScores::standard(c.hd));
   kernels.attention_backward(want_dq.data(), want_dk.data(), want_dv.data(), c.r.data(), q.data(), k.data(),
-                             v.data(), probs.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd, AttentionScores::standard(c.hd));
+                             v.data(), probs.data(), c.cu.data(), 3, c.heads, c.kvh, c.hd,
+                             AttentionScores::standard(c.hd));
   EXPECT_EQ(dq, want_dq);
   EXPECT_EQ(dk, want_dk);
   EXPECT_EQ(dv, want_dv);

@@ -51,7 +51,8 @@ struct ShardedLogits {
 
   // d sum(g * logprob) / d logits over the whole vocabulary, each shard's logprob_backward put in
   // place (padding columns checked to be 0); `cap`: the logits are softcap_forward's output.
-  std::vector<float> gradient(const CpuKernels& k, const std::vector<float>& lse, const std::vector<std::int32_t>& targets,
+  std::vector<float> gradient(const CpuKernels& k, const std::vector<float>& lse,
+  const std::vector<std::int32_t>& targets,
                               const std::vector<float>& g, float cap) const {
     std::vector<float> grad(static_cast<std::size_t>(n * vocab));
     for (int sh = 0; sh < shards; ++sh) {

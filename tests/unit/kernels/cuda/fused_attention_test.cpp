@@ -13,6 +13,7 @@
 
 #include "common/test_util.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/vec_math.h"
 
 // clang-format off
 #include "common/cuda_emulation.h"
@@ -117,7 +118,7 @@ void training_attention(const std::vector<long long>& cu, int heads, int kv_head
       for (long long i = 0; i < len; ++i) {
         float dot = 0.0f;
         for (int d = 0; d < HD; ++d) dot += q.f32[(start + i) * q_w + h * HD + d] * k.f32[start * kv_w + g * HD + d];
-        const float s0 = cap > 0.0f ? softcap_value(dot * scale, cap) : dot * scale;
+        const float s0 = cap > 0.0f ? cpu::softcap(dot * scale, cap) : dot * scale;
         want_lse[(start + i) * heads + h] = s0 - std::log(probs[at + i * len]);
       }
     }

@@ -13,6 +13,7 @@
 
 #include "common/test_util.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/vec_math.h"
 
 // clang-format off
 #include "common/cuda_emulation.h"
@@ -89,7 +90,7 @@ void check_against_the_cpu(const Case& c) {
           for (int d = 0; d < HD; ++d) {
             dot += __bfloat162float(q[(start + i) * q_w + h * HD + d]) * __bfloat162float(k[start * kv_w + g * HD + d]);
           }
-          const float s0 = c.softcap > 0.0f ? softcap_value(dot * scale, c.softcap) : dot * scale;
+          const float s0 = c.softcap > 0.0f ? cpu::softcap(dot * scale, c.softcap) : dot * scale;
           want_lse[(start + i) * heads + h] = s0 - std::log(probs[at + i * len]);
         }
       }
