@@ -31,15 +31,21 @@ bool is_chatml(PromptTemplate p) {
   return p == PromptTemplate::ChatMl || p == PromptTemplate::Qwen25 || p == PromptTemplate::Qwen3;
 }
 
-// Gemma's template refuses a system message and roles that do not alternate from the user's.
-void check_gemma_roles(const std::vector<Message>& messages) {
-  for (std::size_t i = 0; i < messages.size(); ++i) {
-    require(messages[i].role != "system", "the gemma prompt template has no system role (Gemma's chat template "
-            "refuses one): drop the system message or choose another template");
-    const char* want = i % 2 == 0 ? "user" : "assistant";
-    require(messages[i].role == want, "the gemma prompt template needs the roles to alternate user, assistant, "
-            "user, ... (as Gemma's chat template does); message ", i + 1, " is ", messages[i].role);
+// Gemma's, Llama 2's and Mistral's formats take roles that alternate from the user's; Gemma's
+// refuses a system message, the others take one first (folded into the first user turn).
+// Returns the system message's content ("" without one).
+std::string check_alternating_roles(const std::vector<Message>& messages, PromptTemplate p) {
+  const char* name = prompt_template_name(p);
+  const bool system = !messages.empty() && messages.front().role == "system";
+  require(!system || p != PromptTemplate::Gemma, "the gemma prompt template has no system role (Gemma's chat "
+          "template refuses one): drop the system message or choose another template");
+  for (std::size_t i = system ? 1 : 0; i < messages.size(); ++i) {
+    const char* want = (i - (system ? 1 : 0)) % 2 == 0 ? "user" : "assistant";
+    require(messages[i].role == want, "the ", name, " prompt template needs the roles to alternate user, "
+            "assistant, user, ... (after an optional first system message for llama2 and mistral, as their chat "
+            "formats do); message ", i + 1, " is ", messages[i].role);
   }
+  return system ? messages.front().content : std::string();
 }
 
 bool has_tokens(const Tokenizer* t, std::initializer_list<const char*> tokens) {
@@ -54,6 +60,35 @@ std::string trimmed(const std::string& text) {
   return text.substr(first, text.find_last_not_of(space) - first + 1);
 }
 
+// Llama 2's chat format (Meta's chat_completion) and Mistral's v1 instruct format (mistral-common's
+// InstructTokenizerV1): user turns "[INST] {content} [/INST]" as text, each encoded on its own
+// (with a SentencePiece model's dummy prefix), assistant turns after them; the system message
+// folded into the first user turn. Llama 2: BOS before each user turn, contents trimmed, the
+// system as "<<SYS>>\n{system}\n<</SYS>>\n\n", an assistant turn " {content} " then EOS. Mistral:
+// one BOS, contents as they are, the system as "{system}\n\n", an assistant turn then EOS.
+std::vector<std::int32_t> render_inst_prompt(const std::vector<Message>& messages, PromptTemplate p,
+                                             const Tokenizer& t) {
+  const bool llama2 = p == PromptTemplate::Llama2;
+  const std::string system = check_alternating_roles(messages, p);
+  const std::size_t first = !messages.empty() && messages.front().role == "system" ? 1 : 0;
+  std::vector<std::int32_t> ids;
+  if (!llama2 && t.bos_id()) ids.push_back(*t.bos_id());
+  for (std::size_t i = first; i < messages.size(); ++i) {
+    std::string content = messages[i].content;
+    if (messages[i].role == "assistant") {
+      append(ids, llama2 ? t.encode(trimmed(content) + " ") : t.encode(content));
+      if (t.eos_id()) ids.push_back(*t.eos_id());
+      continue;
+    }
+    if (i == first && first == 1) {
+      content = llama2 ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content : system + "\n\n" + content;
+    }
+    if (llama2 && t.bos_id()) ids.push_back(*t.bos_id());
+    append(ids, t.encode("[INST] " + (llama2 ? trimmed(content) : content) + " [/INST]"));
+  }
+  return ids;
+}
+
 // <|start_header_id|> role <|end_header_id|> "\n\n"
 void llama3_header(std::vector<std::int32_t>& ids, const std::string& role, const Tokenizer& t) {
   ids.push_back(special(t, PromptTemplate::Llama3, "<|start_header_id|>"));
@@ -65,7 +100,8 @@ void llama3_header(std::vector<std::int32_t>& ids, const std::string& role, cons
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer) {
   constexpr PromptTemplate kAll[] = {PromptTemplate::Chat,   PromptTemplate::Plain,  PromptTemplate::Llama3,
                                      PromptTemplate::Llama31, PromptTemplate::ChatMl, PromptTemplate::Qwen25,
-                                     PromptTemplate::Qwen3,  PromptTemplate::Gemma};
+                                     PromptTemplate::Qwen3,  PromptTemplate::Gemma,  PromptTemplate::Llama2,
+                                     PromptTemplate::Mistral};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
@@ -94,6 +130,8 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::Qwen25: return "qwen2.5";
     case PromptTemplate::Qwen3: return "qwen3";
     case PromptTemplate::Gemma: return "gemma";
+    case PromptTemplate::Llama2: return "llama2";
+    case PromptTemplate::Mistral: return "mistral";
   }
   return "?";
 }
@@ -120,6 +158,9 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     append(ids, t.encode(no_thinking ? "assistant\n<think>\n\n</think>\n\n" : "assistant\n"));
     return ids;
   }
+  if (prompt_template == PromptTemplate::Llama2 || prompt_template == PromptTemplate::Mistral) {
+    return render_inst_prompt(messages, prompt_template, t);
+  }
   if (t.bos_id()) ids.push_back(*t.bos_id());
   if (prompt_template == PromptTemplate::Plain) {
     std::string text;
@@ -128,7 +169,7 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     return ids;
   }
   if (prompt_template == PromptTemplate::Gemma) {
-    check_gemma_roles(messages);
+    check_alternating_roles(messages, prompt_template);
     const std::int32_t start = special(t, prompt_template, "<start_of_turn>");
     const std::int32_t end = special(t, prompt_template, "<end_of_turn>");
     for (const Message& m : messages) {
@@ -172,7 +213,10 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
 std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
                                           const Tokenizer& t) {
   const bool trim = is_llama3(prompt_template) || prompt_template == PromptTemplate::Gemma;
-  std::vector<std::int32_t> ids = t.encode(trim ? trimmed(text) : text);
+  // Llama 2's assistant turn: " {content, trimmed} " before EOS (its space before the text is the
+  // SentencePiece dummy prefix the text's own encoding adds).
+  std::vector<std::int32_t> ids = prompt_template == PromptTemplate::Llama2 ? t.encode(trimmed(text) + " ")
+                                                                             : t.encode(trim ? trimmed(text) : text);
   if (const auto end = response_end(prompt_template, t)) ids.push_back(*end);
   return ids;
 }

@@ -25,10 +25,20 @@
 //   gemma (Gemma Instruct's) BOS, then per message <start_of_turn> "{role}\n{content, trimmed}"
 //         <end_of_turn> "\n" with the assistant's role written "model", then <start_of_turn>
 //         "model\n"; as its template, no system message and the roles alternating from the user's
+//   llama2 (Llama 2 chat, Meta's chat_completion = its Hugging Face template) per user turn BOS
+//         "[INST] {content, trimmed} [/INST]", per assistant turn " {content, trimmed} " EOS; a
+//         first system message goes into the first user turn as "<<SYS>>\n{system}\n<</SYS>>\n\n"
+//   mistral (Mistral 7B Instruct v0.1 / v0.2, mistral-common's v1 format) BOS, per user turn
+//         "[INST] {content} [/INST]", per assistant turn "{content}" EOS, each encoded on its own
+//         (the assistant's text with its SentencePiece dummy prefix, as mistral-common encodes it:
+//         transformers' Jinja templates for these models glue it to "[/INST]"); a first system
+//         message goes into the first user turn as "{system}\n\n"; no auto choice (their
+//         tokenizers have no chat tokens): data.template names them
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
-// which generation stops too; gemma: its trimmed text's, then <end_of_turn>).
+// which generation stops too; gemma: its trimmed text's, then <end_of_turn>; llama2: the ids of
+// its trimmed text and a space).
 #pragma once
 
 #include <cstdint>
@@ -46,16 +56,17 @@ struct Message {
   bool operator==(const Message&) const = default;
 };
 
-enum class PromptTemplate { Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma };
-// The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3 or gemma;
-// throws naming the choices), "auto" resolved for `tokenizer` (null: chat).
+enum class PromptTemplate { Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Llama2, Mistral };
+// The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
+// llama2 or mistral; throws naming the choices), "auto" resolved for `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
     "auto (llama3.1, llama3, qwen3, chatml or gemma for a tokenizer with their chat tokens, else chat), chat, "
     "plain, llama3, llama3.1 (with Llama 3.1's system block), chatml, qwen2.5 (chatml with Qwen2.5's default "
-    "system message), qwen3 (chatml, thinking off) or gemma";
+    "system message), qwen3 (chatml, thinking off), gemma, llama2 (Llama 2 chat) or mistral (Mistral 7B "
+    "Instruct v0.1 / v0.2)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);

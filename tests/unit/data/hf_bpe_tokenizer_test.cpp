@@ -155,6 +155,32 @@ TEST(PromptTemplates, GemmaTemplateMatchesApplyChatTemplate) {
   EXPECT_NE(e.find("the gemma prompt template needs the token <start_of_turn>"), std::string::npos) << e;
 }
 
+// Llama 2 chat and Mistral 7B Instruct v0.1 / v0.2 on a SentencePiece model in their layout
+// (tests/data/llama_spm: a dummy prefix, byte fallback; make_llama_spm_fixture.py): llama2 against
+// transformers' Llama-2-chat template (BOS per user turn, "[INST] ... [/INST]", " answer " EOS,
+// the system message in <<SYS>>), mistral against mistral-common's v1 instruct tokenizer (one
+// BOS, each turn encoded on its own, the system message before the first user's text). Neither
+// is chosen by auto; roles must alternate after an optional system message.
+TEST(PromptTemplates, Llama2AndMistralTemplatesMatchTheirReferences) {
+  expect_chat_cases("llama_spm", PromptTemplate::Llama2, "", "chat_cases_llama2.json");
+  expect_chat_cases("llama_spm", PromptTemplate::Mistral, "", "chat_cases_mistral.json");
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/llama_spm");
+  EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Chat);
+  EXPECT_EQ(choose_prompt_template("llama2", nullptr), PromptTemplate::Llama2);
+  EXPECT_EQ(choose_prompt_template("mistral", nullptr), PromptTemplate::Mistral);
+  EXPECT_EQ(response_end(PromptTemplate::Mistral, *t), t->eos_id());
+  for (const PromptTemplate p : {PromptTemplate::Llama2, PromptTemplate::Mistral}) {
+    const std::string e = testing::error_of(
+        [&] { render_prompt({{"user", "a"}, {"user", "b"}}, p, *t); });
+    EXPECT_NE(e.find(cat("the ", prompt_template_name(p), " prompt template needs the roles to alternate")),
+              std::string::npos)
+        << e;
+    const std::string late_system = testing::error_of(
+        [&] { render_prompt({{"user", "a"}, {"system", "b"}}, p, *t); });
+    EXPECT_NE(late_system.find("message 2 is system"), std::string::npos) << late_system;
+  }
+}
+
 // The default template, auto: by the tokenizer's chat tokens (and for Qwen2.5, its chat template's
 // default system message), chat otherwise.
 TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
@@ -190,7 +216,7 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const auto qwen3 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen3");
   EXPECT_EQ(choose_prompt_template("auto", qwen3.get()), PromptTemplate::Qwen3);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
-  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3 or gemma)"),
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma, llama2 or mistral)"),
             std::string::npos)
       << e;
 }
