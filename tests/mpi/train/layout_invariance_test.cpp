@@ -15,9 +15,9 @@ using spin::testing::Result;
 using spin::testing::SftSetup;
 using spin::testing::train;
 
-void expect_same(const Result& got, const Result& want, const std::string& what) {
-  testing::expect_close(got.losses, want.losses, 1e-5, 1e-7, (what + " losses").c_str());
-  testing::expect_close(got.grad_norms, want.grad_norms, 1e-5, 1e-7, (what + " grad norms").c_str());
+void expect_same(const Result& got, const Result& want, const std::string& what, double tolerance = 1e-5) {
+  testing::expect_close(got.losses, want.losses, tolerance, 1e-7, (what + " losses").c_str());
+  testing::expect_close(got.grad_norms, want.grad_norms, tolerance, 1e-7, (what + " grad norms").c_str());
   if (got.weights.empty()) return;  // not a replica's model-parallel rank 0
   ASSERT_EQ(got.weights.size(), want.weights.size()) << what;
   for (std::size_t t = 0; t < want.weights.size(); ++t) {
@@ -31,14 +31,14 @@ void expect_same(const Result& got, const Result& want, const std::string& what)
       scale = std::max(scale, std::fabs(static_cast<double>(b[i])));
       diff = std::max(diff, std::fabs(static_cast<double>(a[i]) - b[i]));
     }
-    EXPECT_LE(testing::relative_error(a, b), 1e-5) << what << ": " << want.weights[t].name;
+    EXPECT_LE(testing::relative_error(a, b), tolerance) << what << ": " << want.weights[t].name;
     EXPECT_LE(diff, 1e-4 * scale) << what << ": " << want.weights[t].name;
   }
 }
 
 // Runs `s` on the first tp x pp x dp ranks of the world (the others wait) and compares with
 // the single-rank run of the same setup.
-void check_layout(const SftSetup& s) {
+void check_layout(const SftSetup& s, double tolerance = 1e-5) {
   parallel::Communicator& world = mpi_world();
   const int size = s.layout.tp * s.layout.pp * s.layout.dp;
   parallel::SelfCommunicator self;
@@ -54,7 +54,7 @@ void check_layout(const SftSetup& s) {
                                : s.family == testing::TinyFamily::Gemma2 ? ", gemma2"
                                                                          : "",
                                ")");
-  expect_same(train(*group, s), reference, what);
+  expect_same(train(*group, s), reference, what, tolerance);
 }
 
 const std::vector<parallel::Layout> kLayouts = {{1, 1, 1}, {2, 1, 1}, {1, 2, 1}, {1, 1, 2},
@@ -79,14 +79,20 @@ TEST(LayoutInvariance, UnevenStagesAndFourStagePipelines) {
 // Gemma (GeGLU, 1 + w norms, the embedding scaled): its tied embedding split over the first and
 // last stages (the lookup's gradient carries the scale, the head's does not), with TP and DP;
 // Gemma 2 besides: each stage's layers with their output norms, the logit cap on the last stage.
+// Gemma 2's tiny caps (1 and 2) saturate many scores, whose gradients through the cap are then
+// near 0; AdamW scales such an element up to ~lr whatever its rounding (the eps note in
+// sft_fixture.h), so the layouts' summation-order differences grow ~3x a step here (measured:
+// 3e-7, 1e-6, 2.6e-6 relative in the gradient norms of steps 3-5 at PP 2, up to 1.8e-5 at
+// TP 2 x PP 2 x DP 2): 5e-5 for it.
 TEST(LayoutInvariance, GemmaUnderPipelineTensorAndDataParallelism) {
   for (const testing::TinyFamily family : {testing::TinyFamily::Gemma, testing::TinyFamily::Gemma2}) {
+    const double tolerance = family == testing::TinyFamily::Gemma2 ? 5e-5 : 1e-5;
     SftSetup s{{1, 2, 1}, false, true};
     s.family = family;
-    check_layout(s);
+    check_layout(s, tolerance);
     s.layout = {2, 2, 2};
     s.distributed = true;
-    check_layout(s);
+    check_layout(s, tolerance);
   }
 }
 
