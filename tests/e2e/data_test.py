@@ -4,14 +4,16 @@
   show        chat records through a Llama-3-style tokenizer.json: the template auto picks
               (llama3), the prompt ids transformers' apply_chat_template gives
               (tests/data/hf_bpe/llama3/chat_cases.json), the text with the special tokens shown
-              where the template puts them, and the length distributions against the ids
+              where the template puts them, and the length distributions against the ids; the
+              llama2 and mistral templates named on a SentencePiece model in Llama 2's layout: the
+              ids of their references (tests/data/llama_spm)
   bad-input   a missing data file and a record of another shape in a list: one error line
 """
 import json
 import os
 import re
 
-from e2e_common import HF_BPE, expect_error, hf_tokenizer_model, run_case, run_ok
+from e2e_common import HF_BPE, ROOT, expect_error, hf_tokenizer_model, run_case, run_ok
 
 
 def chat_file(path, cases):
@@ -40,6 +42,21 @@ def case_show(args, tmp):
     m = re.search(r"prompt tokens     min (\d+) \| mean \d+ \| p50 \d+ \| p90 \d+ \| p99 \d+ \| max (\d+)", out)
     assert m and (int(m.group(1)), int(m.group(2))) == (prompt_lengths[0], prompt_lengths[-1]), (m, prompt_lengths)
     print("spin data: %d chat examples rendered as apply_chat_template renders them, e.g. %s" % (len(cases), shown[0][2][:60]))
+    # Named templates (auto cannot tell them): the ids of their references, system messages included.
+    model = hf_tokenizer_model(os.path.join(tmp, "llama-spm"), kind="llama_spm")
+    for template in ("llama2", "mistral"):
+        cases = json.load(open(os.path.join(ROOT, "tests", "data", "llama_spm", "chat_cases_%s.json" % template)))
+        chat_file(data, cases)
+        r = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--template", template,
+                                  "--show", str(len(cases))], 1)
+        assert "template %s (--template %s)" % (template, template) in r.stdout, r.stdout
+        shown = re.findall(r"  prompt    (\d+) tokens \[([0-9 .]+)\]\n      (.*)\n  response  (\d+) tokens \[([0-9 .]+)\]",
+                           r.stdout)
+        assert len(shown) == len(cases), r.stdout
+        for (n, ids, text, rn, rids), c in zip(shown, cases):
+            assert int(n) == len(c["prompt_ids"]) and ids.split()[:48] == [str(i) for i in c["prompt_ids"]][:48], (ids, c)
+            assert [int(i) for i in rids.split() if i != "..."] == c["response_ids"][:48], (rids, c)
+        print("spin data --template %s: %d chat examples rendered as its reference renders them" % (template, len(cases)))
 
 
 def case_bad_input(args, tmp):
