@@ -32,11 +32,15 @@ WORDS = ("the quick brown fox jumps over a lazy dog what is user model hello the
          "answer question please explain why how many numbers add sum naive").split()
 
 
-def corpus(rng):
+def corpus(rng, vocabulary=WORDS, openers=()):
+    """3,000 synthetic lines of `vocabulary`'s words, some ending in a number, some (with
+    `openers`) opened by one of them (make_llama_spm_fixture.py's [INST] and kin)."""
     for _ in range(3000):
-        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 12))]
+        words = [rng.choice(vocabulary) for _ in range(rng.randint(3, 12))]
         if rng.random() < 0.3:
             words.append(str(rng.randint(0, 99999)))
+        if openers and rng.random() < 0.3:
+            words.insert(0, rng.choice(openers))
         sep = rng.choice([" ", " ", " ", "\n", "  "])
         yield sep.join(words) + rng.choice(["", ".", "?", "!\n"])
 

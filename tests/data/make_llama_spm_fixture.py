@@ -14,7 +14,7 @@ is trained the same way on a synthetic corpus. Oracles:
            where transformers' Jinja templates for Mistral v0.1/v0.2 differ from it).
 
     python3 -m venv /tmp/fixture && /tmp/fixture/bin/pip install sentencepiece transformers==4.40.2 \\
-        mistral-common torch   # fixture tools only
+        jinja2 protobuf mistral-common   # fixture tools only (mistral-common 1.13 made the committed one)
     /tmp/fixture/bin/python tests/data/make_llama_spm_fixture.py tests/data/llama_spm
 """
 import io
@@ -31,6 +31,8 @@ from mistral_common.protocol.instruct.validator import ValidationMode
 from mistral_common.tokens.tokenizers.base import TokenizerVersion
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
+from make_gemma_spm_fixture import corpus
+
 LLAMA2_CHAT = ("{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message "
                "= messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false "
                "%}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 "
@@ -43,17 +45,7 @@ LLAMA2_CHAT = ("{% if messages[0]['role'] == 'system' %}{% set loop_messages = m
 
 WORDS = ("the quick brown fox jumps over a lazy dog what is user assistant hello there first one two lines "
          "answer question please explain why how many numbers add sum naive INST SYS you are helpful").split()
-
-
-def corpus(rng):
-    for _ in range(3000):
-        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 12))]
-        if rng.random() < 0.3:
-            words.append(str(rng.randint(0, 99999)))
-        if rng.random() < 0.3:
-            words.insert(0, rng.choice(["[INST]", "[/INST]", "<<SYS>>", "<</SYS>>"]))
-        sep = rng.choice([" ", " ", " ", "\n", "  "])
-        yield sep.join(words) + rng.choice(["", ".", "?", "!\n"])
+OPENERS = ["[INST]", "[/INST]", "<<SYS>>", "<</SYS>>"]
 
 
 CONVERSATIONS = [
@@ -85,7 +77,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=corpus(random.Random(7)), model_writer=model, vocab_size=400, model_type="bpe",
+        sentence_iterator=corpus(random.Random(7), WORDS, OPENERS), model_writer=model, vocab_size=400, model_type="bpe",
         character_coverage=1.0, byte_fallback=True, split_digits=True, add_dummy_prefix=True,
         normalization_rule_name="identity", remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
