@@ -75,9 +75,8 @@ std::vector<std::int32_t> render_inst_prompt(const std::vector<Message>& message
   if (!llama2 && t.bos_id()) ids.push_back(*t.bos_id());
   for (std::size_t i = first; i < messages.size(); ++i) {
     std::string content = messages[i].content;
-    if (messages[i].role == "assistant") {
-      append(ids, llama2 ? t.encode(trimmed(content) + " ") : t.encode(content));
-      if (t.eos_id()) ids.push_back(*t.eos_id());
+    if (messages[i].role == "assistant") {  // as a response is written
+      append(ids, render_response(content, p, t));
       continue;
     }
     if (i == first && first == 1) {
