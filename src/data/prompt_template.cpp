@@ -60,17 +60,22 @@ std::string trimmed(const std::string& text) {
   return text.substr(first, text.find_last_not_of(space) - first + 1);
 }
 
-// Llama 2's chat format (Meta's chat_completion) and Mistral's v1 instruct format (mistral-common's
-// InstructTokenizerV1): user turns "[INST] {content} [/INST]" as text, each encoded on its own
-// (with a SentencePiece model's dummy prefix), assistant turns after them; the system message
-// folded into the first user turn. Llama 2: BOS before each user turn, contents trimmed, the
-// system as "<<SYS>>\n{system}\n<</SYS>>\n\n", an assistant turn " {content} " then EOS. Mistral:
-// one BOS, contents as they are, the system as "{system}\n\n", an assistant turn then EOS.
+// Llama 2's chat format (Meta's chat_completion) and Mistral's v1 and v3 instruct formats
+// (mistral-common's InstructTokenizerV1 / V3): user turns "[INST] {content} [/INST]", each turn
+// encoded on its own (with a SentencePiece model's dummy prefix), assistant turns as responses
+// are written; the system message folded into a user turn. Llama 2: BOS before each user turn,
+// contents trimmed, the system as "<<SYS>>\n{system}\n<</SYS>>\n\n" in the first user turn.
+// Mistral: one BOS, contents as they are, the system as "{system}\n\n" in the first user turn (v1)
+// or the last (v3, whose [INST] and [/INST] are tokens of their own, not text).
 std::vector<std::int32_t> render_inst_prompt(const std::vector<Message>& messages, PromptTemplate p,
                                              const Tokenizer& t) {
-  const bool llama2 = p == PromptTemplate::Llama2;
+  const bool llama2 = p == PromptTemplate::Llama2, v3 = p == PromptTemplate::MistralV3;
   const std::string system = check_alternating_roles(messages, p);
   const std::size_t first = !messages.empty() && messages.front().role == "system" ? 1 : 0;
+  std::size_t system_turn = first;  // the user turn that carries the system message
+  for (std::size_t i = first; v3 && i < messages.size(); ++i) {
+    if (messages[i].role == "user") system_turn = i;
+  }
   std::vector<std::int32_t> ids;
   if (!llama2 && t.bos_id()) ids.push_back(*t.bos_id());
   for (std::size_t i = first; i < messages.size(); ++i) {
@@ -79,8 +84,14 @@ std::vector<std::int32_t> render_inst_prompt(const std::vector<Message>& message
       append(ids, render_response(content, p, t));
       continue;
     }
-    if (i == first && first == 1) {
+    if (i == system_turn && (llama2 ? first == 1 : !system.empty())) {  // mistral-common skips an empty one
       content = llama2 ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content : system + "\n\n" + content;
+    }
+    if (v3) {
+      ids.push_back(special(t, p, "[INST]"));
+      append(ids, t.encode(content));
+      ids.push_back(special(t, p, "[/INST]"));
+      continue;
     }
     if (llama2 && t.bos_id()) ids.push_back(*t.bos_id());
     append(ids, t.encode("[INST] " + (llama2 ? trimmed(content) : content) + " [/INST]"));
@@ -100,7 +111,7 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   constexpr PromptTemplate kAll[] = {PromptTemplate::Chat,   PromptTemplate::Plain,  PromptTemplate::Llama3,
                                      PromptTemplate::Llama31, PromptTemplate::ChatMl, PromptTemplate::Qwen25,
                                      PromptTemplate::Qwen3,  PromptTemplate::Gemma,  PromptTemplate::Llama2,
-                                     PromptTemplate::Mistral};
+                                     PromptTemplate::Mistral, PromptTemplate::MistralV3};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
@@ -116,6 +127,7 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
     return qwen25 ? PromptTemplate::Qwen25 : PromptTemplate::ChatMl;
   }
   if (has_tokens(tokenizer, {"<start_of_turn>", "<end_of_turn>"})) return PromptTemplate::Gemma;
+  if (has_tokens(tokenizer, {"[INST]", "[/INST]"})) return PromptTemplate::MistralV3;
   return PromptTemplate::Chat;
 }
 
@@ -131,6 +143,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::Gemma: return "gemma";
     case PromptTemplate::Llama2: return "llama2";
     case PromptTemplate::Mistral: return "mistral";
+    case PromptTemplate::MistralV3: return "mistral-v3";
   }
   return "?";
 }
@@ -157,7 +170,8 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     append(ids, t.encode(no_thinking ? "assistant\n<think>\n\n</think>\n\n" : "assistant\n"));
     return ids;
   }
-  if (prompt_template == PromptTemplate::Llama2 || prompt_template == PromptTemplate::Mistral) {
+  if (prompt_template == PromptTemplate::Llama2 || prompt_template == PromptTemplate::Mistral ||
+      prompt_template == PromptTemplate::MistralV3) {
     return render_inst_prompt(messages, prompt_template, t);
   }
   if (t.bos_id()) ids.push_back(*t.bos_id());
@@ -213,9 +227,11 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
                                           const Tokenizer& t) {
   const bool trim = is_llama3(prompt_template) || prompt_template == PromptTemplate::Gemma;
   // Llama 2's assistant turn: " {content, trimmed} " before EOS (its space before the text is the
-  // SentencePiece dummy prefix the text's own encoding adds).
-  std::vector<std::int32_t> ids = prompt_template == PromptTemplate::Llama2 ? t.encode(trimmed(text) + " ")
-                                                                             : t.encode(trim ? trimmed(text) : text);
+  // SentencePiece dummy prefix the text's own encoding adds); Mistral v3's: trailing spaces removed.
+  std::string written = trim ? trimmed(text) : text;
+  if (prompt_template == PromptTemplate::Llama2) written = trimmed(text) + " ";
+  if (prompt_template == PromptTemplate::MistralV3) written = text.substr(0, text.find_last_not_of(' ') + 1);
+  std::vector<std::int32_t> ids = t.encode(written);
   if (const auto end = response_end(prompt_template, t)) ids.push_back(*end);
   return ids;
 }

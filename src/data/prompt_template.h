@@ -34,6 +34,10 @@
 //         transformers' Jinja templates for these models glue it to "[/INST]"); a first system
 //         message goes into the first user turn as "{system}\n\n"; no auto choice (their
 //         tokenizers have no chat tokens): data.template names them
+//   mistral-v3 (Mistral 7B Instruct v0.3, mistral-common's v3 format) BOS, per user turn [INST]
+//         "{content}" [/INST] with the markers as their tokens, per assistant turn "{content}"
+//         (trailing spaces removed) EOS; a first system message goes into the LAST user turn as
+//         "{system}\n\n"; auto picks it for a tokenizer with [INST] and [/INST] tokens
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
@@ -56,17 +60,18 @@ struct Message {
   bool operator==(const Message&) const = default;
 };
 
-enum class PromptTemplate { Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Llama2, Mistral };
+enum class PromptTemplate { Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Llama2, Mistral, MistralV3 };
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
-// llama2 or mistral; throws naming the choices), "auto" resolved for `tokenizer` (null: chat).
+// llama2, mistral or mistral-v3; throws naming the choices), "auto" resolved for `tokenizer`
+// (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
     "auto (llama3.1, llama3, qwen3, chatml or gemma for a tokenizer with their chat tokens, else chat), chat, "
     "plain, llama3, llama3.1 (with Llama 3.1's system block), chatml, qwen2.5 (chatml with Qwen2.5's default "
-    "system message), qwen3 (chatml, thinking off), gemma, llama2 (Llama 2 chat) or mistral (Mistral 7B "
-    "Instruct v0.1 / v0.2)";
+    "system message), qwen3 (chatml, thinking off), gemma, llama2 (Llama 2 chat), mistral (Mistral 7B "
+    "Instruct v0.1 / v0.2) or mistral-v3 (v0.3)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);

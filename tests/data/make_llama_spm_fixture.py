@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes tests/data/llama_spm/: a tiny SentencePiece BPE model in Llama 2's (and Mistral 7B
 v0.1 / v0.2's) layout and the ids their chat formats give (chat_cases_llama2.json,
-chat_cases_mistral.json).
+chat_cases_mistral.json); with a second folder, tests/data/mistral_v3_spm/: the same in Mistral 7B
+v0.3's layout ([INST] and [/INST] control tokens) and mistral-common's v3 instruct ids.
 
 Llama 2's tokenizer.model: <unk> 0, <s> 1, </s> 2, byte fallback, digits split, a dummy prefix
 (each encoded text begins with "▁"), the identity normalizer (runs of spaces kept). The tiny model
@@ -15,7 +16,7 @@ is trained the same way on a synthetic corpus. Oracles:
 
     python3 -m venv /tmp/fixture && /tmp/fixture/bin/pip install sentencepiece transformers==4.40.2 \\
         jinja2 protobuf mistral-common   # fixture tools only (mistral-common 1.13 made the committed one)
-    /tmp/fixture/bin/python tests/data/make_llama_spm_fixture.py tests/data/llama_spm
+    /tmp/fixture/bin/python tests/data/make_llama_spm_fixture.py tests/data/llama_spm tests/data/mistral_v3_spm
 """
 import io
 import json
@@ -57,9 +58,9 @@ CONVERSATIONS = [
 ]
 
 
-def split_cases(prompt_of, whole_of):
+def split_cases(prompt_of, whole_of, conversations=CONVERSATIONS):
     cases = []
-    for conv in CONVERSATIONS:
+    for conv in conversations:
         prompt, whole = prompt_of(conv[:-1]), whole_of(conv)
         assert whole[:len(prompt)] == prompt, (prompt, whole)
         cases.append({"messages": conv, "prompt_ids": prompt, "response_ids": whole[len(prompt):]})
@@ -72,9 +73,50 @@ def mistral_ids(tokenizer, conv):
     return tokenizer.encode_chat_completion(request).tokens
 
 
+MISTRAL_V3_CONTROL = ["[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
+                      "[TOOL_RESULTS]", "[/TOOL_RESULTS]"]
+
+
+def mistral_v3(out):
+    """mistral_v3/: the same corpus trained in Mistral 7B v0.3's layout (its control tokens at ids
+    3-9, as [INST] 3 and [/INST] 4 are there) and mistral-common's v3 instruct tokenizer's ids."""
+    os.makedirs(out, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=corpus(random.Random(7), WORDS, OPENERS), model_writer=model, vocab_size=400,
+        model_type="bpe", character_coverage=1.0, byte_fallback=True, split_digits=True, add_dummy_prefix=True,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, control_symbols=MISTRAL_V3_CONTROL, minloglevel=2)
+    path = os.path.join(out, "tokenizer.model")
+    with open(path, "wb") as f:
+        f.write(model.getvalue())
+    v3_path = os.path.join(out, "tokenizer.model.v3")  # mistral-common reads the version off the name
+    with open(v3_path, "wb") as f:
+        f.write(model.getvalue())
+    serving = MistralTokenizer.from_file(v3_path)
+    finetuning = MistralTokenizer.from_file(v3_path, mode=ValidationMode.finetuning)
+    assert serving.instruct_tokenizer.tokenizer.version == TokenizerVersion.v3
+    os.remove(v3_path)
+    # v3 puts the system message before the last user message's text: a conversation of two turns
+    # with one shows where.
+    system_late = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "first"},
+                   {"role": "assistant", "content": "one  "}, {"role": "user", "content": "second"},
+                   {"role": "assistant", "content": "two"}]
+    cases = split_cases(lambda c: mistral_ids(serving, c), lambda c: mistral_ids(finetuning, c),
+                        CONVERSATIONS + [system_late])
+    with open(os.path.join(out, "chat_cases.json"), "w") as f:
+        json.dump(cases, f, ensure_ascii=False, indent=0)
+    sp = spm.SentencePieceProcessor(model_file=path)
+    print("mistral_v3: %d chat cases, control ids %s" % (len(cases), [sp.piece_to_id(p) for p in MISTRAL_V3_CONTROL]))
+    for c in cases:
+        print([sp.id_to_piece(i) for i in c["prompt_ids"]], [sp.id_to_piece(i) for i in c["response_ids"]])
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
+    if len(sys.argv) > 2:
+        mistral_v3(sys.argv[2])
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=corpus(random.Random(7), WORDS, OPENERS), model_writer=model, vocab_size=400, model_type="bpe",

@@ -5,8 +5,9 @@
               (llama3), the prompt ids transformers' apply_chat_template gives
               (tests/data/hf_bpe/llama3/chat_cases.json), the text with the special tokens shown
               where the template puts them, and the length distributions against the ids; the
-              llama2 and mistral templates named on a SentencePiece model in Llama 2's layout: the
-              ids of their references (tests/data/llama_spm)
+              llama2 and mistral templates named on a SentencePiece model in Llama 2's layout, and
+              mistral-v3 chosen by auto on one in Mistral v0.3's: the ids of their references
+              (tests/data/llama_spm, tests/data/mistral_v3_spm)
   bad-input   a missing data file and a record of another shape in a list: one error line
 """
 import json
@@ -43,13 +44,17 @@ def case_show(args, tmp):
     assert m and (int(m.group(1)), int(m.group(2))) == (prompt_lengths[0], prompt_lengths[-1]), (m, prompt_lengths)
     print("spin data: %d chat examples rendered as apply_chat_template renders them, e.g. %s" % (len(cases), shown[0][2][:60]))
     # Named templates (auto cannot tell them): the ids of their references, system messages included.
-    model = hf_tokenizer_model(os.path.join(tmp, "llama-spm"), kind="llama_spm")
-    for template in ("llama2", "mistral"):
-        cases = json.load(open(os.path.join(ROOT, "tests", "data", "llama_spm", "chat_cases_%s.json" % template)))
+    # mistral-v3 by auto, from its [INST] and [/INST] tokens.
+    for kind, template, name in [("llama_spm", "llama2", "chat_cases_llama2.json"),
+                                 ("llama_spm", "mistral", "chat_cases_mistral.json"),
+                                 ("mistral_v3_spm", "auto", "chat_cases.json")]:
+        model = hf_tokenizer_model(os.path.join(tmp, kind + "-" + template), kind=kind)
+        cases = json.load(open(os.path.join(ROOT, "tests", "data", kind, name)))
         chat_file(data, cases)
         r = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--template", template,
                                   "--show", str(len(cases))], 1)
-        assert "template %s (--template %s)" % (template, template) in r.stdout, r.stdout
+        chosen = "mistral-v3" if template == "auto" else template
+        assert "template %s (--template %s)" % (chosen, template) in r.stdout, r.stdout
         shown = re.findall(r"  prompt    (\d+) tokens \[([0-9 .]+)\]\n      (.*)\n  response  (\d+) tokens \[([0-9 .]+)\]",
                            r.stdout)
         assert len(shown) == len(cases), r.stdout

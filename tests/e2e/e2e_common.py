@@ -82,24 +82,24 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     1 + w norms, scaled and tied embeddings) with tests/data/gemma_spm's SentencePiece model
     (vocabulary 400; Gemma's ids: <eos> 1, <bos> 2, <start_of_turn> 4, <end_of_turn> 5); gemma2:
     a tiny Gemma 2 (besides, four norms a layer, its score scale, capped scores and logits) with
-    the same tokenizer; llama_spm: a tiny Llama with tests/data/llama_spm's SentencePiece model in
-    Llama 2's layout (vocabulary 400, <s> 1, </s> 2, a dummy prefix)."""
+    the same tokenizer; llama_spm / mistral_v3_spm: a tiny Llama with that folder's SentencePiece
+    model in Llama 2's / Mistral v0.3's layout (vocabulary 400, <s> 1, </s> 2, a dummy prefix)."""
     qwen = kind in ("qwen2", "qwen3")
     gemma = kind in ("gemma", "gemma2")
-    spm = gemma or kind == "llama_spm"
+    spm = gemma or kind in ("llama_spm", "mistral_v3_spm")
     extra = {"llama3": [], "qwen2": ["--qwen2", "--tie"], "qwen3": ["--qwen3"], "gemma": ["--gemma"],
-             "gemma2": ["--gemma2"], "llama_spm": []}[kind]
+             "gemma2": ["--gemma2"], "llama_spm": [], "mistral_v3_spm": []}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
                     "400" if spm else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)
-    spm_dir = "gemma_spm" if gemma else "llama_spm"
+    spm_dir = "gemma_spm" if gemma else kind
     tokenizer_files = ([os.path.join(ROOT, "tests", "data", spm_dir, "tokenizer.model")] if spm else
                        [os.path.join(os.path.dirname(HF_BPE), kind, f) for f in ("tokenizer.json", "tokenizer_config.json")])
     for f in tokenizer_files:
         shutil.copy(f, path)
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
-    config["bos_token_id"], config["eos_token_id"] = ((2, 1) if gemma else (1, 2) if kind == "llama_spm" else
+    config["bos_token_id"], config["eos_token_id"] = ((2, 1) if gemma else (1, 2) if spm else
                                                       (0, 2 if qwen else list(eos)))
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(config, f)
