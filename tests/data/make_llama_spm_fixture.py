@@ -73,6 +73,21 @@ def mistral_ids(tokenizer, conv):
     return tokenizer.encode_chat_completion(request).tokens
 
 
+def train_model(out, **extra):
+    """Trains the tiny model in Llama 2's layout into out/tokenizer.model (`extra`: more trainer
+    options) and returns its path."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=corpus(random.Random(7), WORDS, OPENERS), model_writer=model, vocab_size=400,
+        model_type="bpe", character_coverage=1.0, byte_fallback=True, split_digits=True, add_dummy_prefix=True,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2, **extra)
+    path = os.path.join(out, "tokenizer.model")
+    with open(path, "wb") as f:
+        f.write(model.getvalue())
+    return path
+
+
 MISTRAL_V3_CONTROL = ["[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
                       "[TOOL_RESULTS]", "[/TOOL_RESULTS]"]
 
@@ -81,18 +96,10 @@ def mistral_v3(out):
     """mistral_v3/: the same corpus trained in Mistral 7B v0.3's layout (its control tokens at ids
     3-9, as [INST] 3 and [/INST] 4 are there) and mistral-common's v3 instruct tokenizer's ids."""
     os.makedirs(out, exist_ok=True)
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=corpus(random.Random(7), WORDS, OPENERS), model_writer=model, vocab_size=400,
-        model_type="bpe", character_coverage=1.0, byte_fallback=True, split_digits=True, add_dummy_prefix=True,
-        normalization_rule_name="identity", remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, control_symbols=MISTRAL_V3_CONTROL, minloglevel=2)
-    path = os.path.join(out, "tokenizer.model")
-    with open(path, "wb") as f:
-        f.write(model.getvalue())
+    path = train_model(out, control_symbols=MISTRAL_V3_CONTROL)
     v3_path = os.path.join(out, "tokenizer.model.v3")  # mistral-common reads the version off the name
-    with open(v3_path, "wb") as f:
-        f.write(model.getvalue())
+    with open(path, "rb") as f, open(v3_path, "wb") as g:
+        g.write(f.read())
     serving = MistralTokenizer.from_file(v3_path)
     finetuning = MistralTokenizer.from_file(v3_path, mode=ValidationMode.finetuning)
     assert serving.instruct_tokenizer.tokenizer.version == TokenizerVersion.v3
@@ -117,15 +124,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     if len(sys.argv) > 2:
         mistral_v3(sys.argv[2])
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=corpus(random.Random(7), WORDS, OPENERS), model_writer=model, vocab_size=400, model_type="bpe",
-        character_coverage=1.0, byte_fallback=True, split_digits=True, add_dummy_prefix=True,
-        normalization_rule_name="identity", remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
-    path = os.path.join(out, "tokenizer.model")
-    with open(path, "wb") as f:
-        f.write(model.getvalue())
+    path = train_model(out)
 
     llama = LlamaTokenizer(vocab_file=path, legacy=True)
     llama.chat_template = LLAMA2_CHAT
