@@ -2,16 +2,13 @@
 // run of one row are the same computation, S = c(scale Q K[0 : first + L]^T) with row i masked
 // beyond position first + i (scale and cap c as kernels::AttentionScores), softmax, O = P V.
 // One sgemm pair per (run, head).
-#include <algorithm>
-#include <cmath>
 #include <cstring>
-#include <limits>
 #include <vector>
 
 #include "core/dtype.h"
 #include "kernels/cpu/bf16_buffers.h"
 #include "kernels/cpu/cpu_kernels.h"
-#include "kernels/cpu/vec_math.h"
+#include "kernels/cpu/softmax_row.h"
 
 namespace spin::kernels {
 
@@ -37,26 +34,7 @@ void CpuKernels::cached_attention_forward(float* out, const float* q, const floa
       const Index g = h / group;
       gemm(false, true, rows, keys, head_dim, scale, qh, q_ld, slot_k + g * head_dim, kv_ld, 0.0f,
            s.data(), keys);
-      for (Index i = 0; i < rows; ++i) {
-        float* row = s.data() + i * keys;
-        const Index seen = first + i + 1;
-        if (scores.softcap > 0.0f) {
-#pragma omp simd
-          for (Index j = 0; j < seen; ++j) row[j] = cpu::softcap(row[j], scores.softcap);
-        }
-        float m = -std::numeric_limits<float>::infinity();
-        for (Index j = 0; j < seen; ++j) m = std::max(m, row[j]);
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (Index j = 0; j < seen; ++j) {
-          row[j] = cpu::exp_approx(row[j] - m);
-          sum += row[j];
-        }
-        const float inv = 1.0f / sum;
-#pragma omp simd
-        for (Index j = 0; j < seen; ++j) row[j] *= inv;
-        std::fill(row + seen, row + keys, 0.0f);
-      }
+      for (Index i = 0; i < rows; ++i) cpu::softmax_row(s.data() + i * keys, first + i + 1, keys, scores.softcap);
       gemm(false, false, rows, head_dim, keys, 1.0f, s.data(), keys, slot_v + g * head_dim,
            kv_ld, 0.0f, out + row_begin[r] * q_ld + h * head_dim, q_ld);
     }
