@@ -18,6 +18,18 @@ namespace spin::testing {
 // (1) and logits (2).
 enum class TinyFamily { Llama, Qwen2, Qwen3, Gemma, Gemma2 };
 
+// Its model_type, for the tests' traces.
+inline const char* tiny_family_name(TinyFamily f) {
+  switch (f) {
+    case TinyFamily::Llama: return "llama";
+    case TinyFamily::Qwen2: return "qwen2";
+    case TinyFamily::Qwen3: return "qwen3";
+    case TinyFamily::Gemma: return "gemma";
+    case TinyFamily::Gemma2: return "gemma2";
+  }
+  return "?";
+}
+
 struct TinyShape {
   int vocab = 37;
   int hidden = 16;

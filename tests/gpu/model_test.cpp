@@ -72,8 +72,7 @@ TEST(CudaModel, Qwen3AndGemmaMatchTheCpuPath) {
   const kernels::CudaKernels gpu;
   for (const TinyFamily family : {TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2}) {
     for (const bool mixed : {false, true}) {
-      SCOPED_TRACE(cat(family == TinyFamily::Qwen3 ? "qwen3" : family == TinyFamily::Gemma ? "gemma" : "gemma2",
-                       mixed ? ", bf16" : ", float32"));
+      SCOPED_TRACE(cat(tiny_family_name(family), mixed ? ", bf16" : ", float32"));
       const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, family != TinyFamily::Qwen3, 64, family);
       ASSERT_GT(errors.relative.size(), 20u);
       for (const auto& [name, error] : errors.relative) EXPECT_LT(error, mixed ? 2e-2 : 1e-4) << name;

@@ -151,7 +151,7 @@ TEST(TensorParallel, MatchesOneRankWithQkvBiasesAtTp2AndTp4) {
 TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
   using testing::TinyFamily;
   for (const TinyFamily family : {TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2}) {
-    SCOPED_TRACE(family == TinyFamily::Qwen3 ? "qwen3" : family == TinyFamily::Gemma ? "gemma" : "gemma2");
+    SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;
     shape.family = family;

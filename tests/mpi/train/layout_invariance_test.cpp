@@ -49,11 +49,8 @@ void check_layout(const SftSetup& s, double tolerance = 1e-5) {
   auto group = world.split(world.rank() < size ? 0 : 1, world.rank());
   if (world.rank() >= size) return;
   const std::string what = spin::cat("(tp ", s.layout.tp, ", pp ", s.layout.pp, ", dp ", s.layout.dp,
-                               s.distributed ? ", distributed" : "", s.tie ? ", tied" : ", untied",
-                               s.family == testing::TinyFamily::Gemma    ? ", gemma"
-                               : s.family == testing::TinyFamily::Gemma2 ? ", gemma2"
-                                                                         : "",
-                               ")");
+                               s.distributed ? ", distributed" : "", s.tie ? ", tied" : ", untied", ", ",
+                               testing::tiny_family_name(s.family), ")");
   expect_same(train(*group, s), reference, what, tolerance);
 }
 

@@ -42,10 +42,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
            Family family = Family::Llama) {
   SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, distributed ? " distributed" : "", tied ? " tied" : "",
                    mixed ? " bf16" : "", recompute ? " recompute" : "", sequence_parallel ? " sequence parallel" : "",
-                   " logits chunk ", logits_chunk, family == Family::Qwen2   ? " qwen2"
-                                                   : family == Family::Qwen3 ? " qwen3"
-                                                   : family == Family::Gemma2 ? " gemma2"
-                                                                             : ""));
+                   " logits chunk ", logits_chunk, " ", testing::tiny_family_name(family)));
   SpinConfig spin;
   spin.kl_penalty = {0.5};
   spin.global_batch = 8;

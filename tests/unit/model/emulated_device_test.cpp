@@ -36,7 +36,7 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
   // Qwen3's head norms, Gemma's GeGLU, 1 + w norms and scaled embeddings and Gemma 2's sandwich
   // norms and caps (the model above has Qwen2's biases), in bf16 with recomputation.
   for (const TinyFamily family : {TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2}) {
-    SCOPED_TRACE(family == TinyFamily::Qwen3 ? "qwen3" : family == TinyFamily::Gemma ? "gemma" : "gemma2");
+    SCOPED_TRACE(tiny_family_name(family));
     EmulatedDeviceMemory memory;
     const EmulatedKernels kernels(memory);
     const DeviceModelErrors errors = compare_model_on_device(kernels, true, true, 32, family);
