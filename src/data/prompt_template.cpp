@@ -225,12 +225,14 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
 
 std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
                                           const Tokenizer& t) {
+  // llama3 and gemma trim; Llama 2's assistant turn is " {content, trimmed} " before EOS (its
+  // space before the text is the SentencePiece dummy prefix the text's own encoding adds);
+  // Mistral v3's drops trailing spaces.
   const bool trim = is_llama3(prompt_template) || prompt_template == PromptTemplate::Gemma;
-  // Llama 2's assistant turn: " {content, trimmed} " before EOS (its space before the text is the
-  // SentencePiece dummy prefix the text's own encoding adds); Mistral v3's: trailing spaces removed.
-  std::string written = trim ? trimmed(text) : text;
-  if (prompt_template == PromptTemplate::Llama2) written = trimmed(text) + " ";
-  if (prompt_template == PromptTemplate::MistralV3) written = text.substr(0, text.find_last_not_of(' ') + 1);
+  const std::string written = prompt_template == PromptTemplate::Llama2      ? trimmed(text) + " "
+                              : prompt_template == PromptTemplate::MistralV3 ? text.substr(0, text.find_last_not_of(' ') + 1)
+                              : trim                                         ? trimmed(text)
+                                                                             : text;
   std::vector<std::int32_t> ids = t.encode(written);
   if (const auto end = response_end(prompt_template, t)) ids.push_back(*end);
   return ids;

@@ -3,7 +3,7 @@
 //         llama3 when it has Llama 3's, qwen3 when it has ChatML's and <think> </think> (Qwen3),
 //         qwen2.5 when it has ChatML's and its chat template writes Qwen2.5's default system
 //         message, chatml when it has ChatML's (Qwen2), gemma when it has <start_of_turn> and
-//         <end_of_turn>, chat otherwise
+//         <end_of_turn>, mistral-v3 when it has [INST] and [/INST], chat otherwise
 //   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"
@@ -68,7 +68,8 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
-    "auto (llama3.1, llama3, qwen3, chatml or gemma for a tokenizer with their chat tokens, else chat), chat, "
+    "auto (llama3.1, llama3, qwen3, chatml, gemma or mistral-v3 for a tokenizer with their chat tokens, else "
+    "chat), chat, "
     "plain, llama3, llama3.1 (with Llama 3.1's system block), chatml, qwen2.5 (chatml with Qwen2.5's default "
     "system message), qwen3 (chatml, thinking off), gemma, llama2 (Llama 2 chat), mistral (Mistral 7B "
     "Instruct v0.1 / v0.2) or mistral-v3 (v0.3)";
