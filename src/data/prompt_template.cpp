@@ -229,8 +229,9 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
   // space before the text is the SentencePiece dummy prefix the text's own encoding adds);
   // Mistral v3's drops trailing spaces.
   const bool trim = is_llama3(prompt_template) || prompt_template == PromptTemplate::Gemma;
+  const std::size_t kept = text.find_last_not_of(' ') + 1;  // Mistral v3: up to the trailing spaces
   const std::string written = prompt_template == PromptTemplate::Llama2      ? trimmed(text) + " "
-                              : prompt_template == PromptTemplate::MistralV3 ? text.substr(0, text.find_last_not_of(' ') + 1)
+                              : prompt_template == PromptTemplate::MistralV3 ? text.substr(0, kept)
                               : trim                                         ? trimmed(text)
                                                                              : text;
   std::vector<std::int32_t> ids = t.encode(written);
