@@ -13,7 +13,7 @@
 
 #include "common/test_util.h"
 #include "kernels/cpu/cpu_kernels.h"
-#include "kernels/cpu/vec_math.h"
+#include "unit/kernels/cuda/attention_lse.h"
 
 // clang-format off
 #include "common/cuda_emulation.h"
@@ -108,21 +108,7 @@ void training_attention(const std::vector<long long>& cu, int heads, int kv_head
   std::vector<float> want_dq(dq.size()), want_dk(dk.size()), want_dv(dv.size());
   cpu.attention_backward(want_dq.data(), want_dk.data(), want_dv.data(), dout.data(), q.f32.data(), k.f32.data(),
                          v.f32.data(), probs.data(), cu_index.data(), seqs, heads, kv_heads, HD, scores);
-  // The log-sum-exp per row and head: s_0 - log p_0 (key 0 is seen by every row).
-  std::vector<float> want_lse(rows * heads);
-  std::size_t at = 0;
-  for (long long s = 0; s < seqs; ++s) {
-    const long long start = cu[s], len = cu[s + 1] - start;
-    for (int h = 0; h < heads; ++h, at += static_cast<std::size_t>(len * len)) {
-      const int g = h / (heads / kv_heads);
-      for (long long i = 0; i < len; ++i) {
-        float dot = 0.0f;
-        for (int d = 0; d < HD; ++d) dot += q.f32[(start + i) * q_w + h * HD + d] * k.f32[start * kv_w + g * HD + d];
-        const float s0 = cap > 0.0f ? cpu::softcap(dot * scale, cap) : dot * scale;
-        want_lse[(start + i) * heads + h] = s0 - std::log(probs[at + i * len]);
-      }
-    }
-  }
+  const std::vector<float> want_lse = lse_from_cpu_probs(q.f32, k.f32, cu, heads, kv_heads, HD, scores, probs);
   const double errors[] = {testing::relative_error(as_f32(out), want_out), testing::relative_error(lse, want_lse),
                            testing::relative_error(dq, want_dq), testing::relative_error(dk, want_dk),
                            testing::relative_error(dv, want_dv)};

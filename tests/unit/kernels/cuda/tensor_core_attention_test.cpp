@@ -13,7 +13,7 @@
 
 #include "common/test_util.h"
 #include "kernels/cpu/cpu_kernels.h"
-#include "kernels/cpu/vec_math.h"
+#include "unit/kernels/cuda/attention_lse.h"
 
 // clang-format off
 #include "common/cuda_emulation.h"
@@ -76,26 +76,8 @@ void check_against_the_cpu(const Case& c) {
   const double out_error = testing::relative_error(widened(out), want_out32);
   EXPECT_LT(out_error, 1e-2);
 
-  // The log-sum-exp per row and head, from the CPU's probabilities: log-sum-exp(s) = s_j - log p_j
-  // for any key j the row sees (key 0).
-  std::vector<float> want_lse(rows * heads);
-  {
-    std::size_t at = 0;
-    for (long long s = 0; s < seqs; ++s) {
-      const long long start = c.cu[s], len = c.cu[s + 1] - start;
-      for (int h = 0; h < heads; ++h, at += static_cast<std::size_t>(len * len)) {
-        const int g = h / (heads / kv_heads);
-        for (long long i = 0; i < len; ++i) {
-          float dot = 0.0f;
-          for (int d = 0; d < HD; ++d) {
-            dot += __bfloat162float(q[(start + i) * q_w + h * HD + d]) * __bfloat162float(k[start * kv_w + g * HD + d]);
-          }
-          const float s0 = c.softcap > 0.0f ? cpu::softcap(dot * scale, c.softcap) : dot * scale;
-          want_lse[(start + i) * heads + h] = s0 - std::log(probs[at + i * len]);
-        }
-      }
-    }
-  }
+  const std::vector<float> want_lse = lse_from_cpu_probs(widened(q), widened(k), c.cu, heads, kv_heads, HD, scores,
+                                                         probs);
   const double lse_error = testing::relative_error(lse, want_lse);
   EXPECT_LT(lse_error, 1e-4);
 
