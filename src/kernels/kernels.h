@@ -34,13 +34,21 @@ constexpr bool fused_attention_head_dim(Index head_dim) {
 // How attention scores are formed from a query and a key: s = scale q.k, then with softcap > 0
 // s = softcap tanh(s / softcap) (Gemma 2's attn_logit_softcapping), before the causal softmax;
 // the backward multiplies dS by ds/d(scale q.k) = 1 - (s / softcap)^2 (cpu/vec_math.h's softcap
-// and softcap_slope; cuda/device_helpers.cuh's on the device).
+// and softcap_slope; cuda/device_helpers.cuh's on the device). Which keys a query sees: those at
+// positions j <= i, and with a sliding window (Mistral, the local layers of Gemma 2) only the
+// `window` last of them, i - window < j <= i -- Hugging Face's current convention, xFormers' and
+// vLLM's (device_helpers.cuh's window_start on the device).
 struct AttentionScores {
   float scale = 1.0f;
-  float softcap = 0.0f;  // 0: none
-  // Llama's: 1/sqrt(head_dim), no cap.
+  float softcap = 0.0f;     // 0: none
+  std::int64_t window = 0;  // 0: none (every earlier key)
+  // Llama's: 1/sqrt(head_dim), no cap, no window.
   static AttentionScores standard(std::int64_t head_dim) {
-    return {1.0f / std::sqrt(static_cast<float>(head_dim)), 0.0f};
+    return {1.0f / std::sqrt(static_cast<float>(head_dim)), 0.0f, 0};
+  }
+  // The first position the query at `position` sees.
+  std::int64_t first_key(std::int64_t position) const {
+    return window > 0 && position >= window ? position - window + 1 : 0;
   }
 };
 

@@ -64,6 +64,45 @@ RopeScaling parse_rope_scaling(const json& r, const std::string& source) {
   return s;
 }
 
+// ModelConfig::sliding_window and windowed_layers (called once num_layers is known).
+void parse_sliding_window(const json& j, ModelConfig& c, bool gemma2, bool qwen, const std::string& source) {
+  // Qwen2 and Qwen3 keep a sliding_window that applies only with use_sliding_window; Gemma2Config's
+  // default is 4096.
+  const bool applies = !qwen || (j.contains("use_sliding_window") && j.at("use_sliding_window") == true);
+  if (!applies) return;
+  if (j.contains("sliding_window") && !j.at("sliding_window").is_null()) {
+    c.sliding_window = positive_int(j, "sliding_window", source);
+  } else if (gemma2 && !j.contains("sliding_window")) {
+    c.sliding_window = 4096;
+  }
+  if (!c.sliding_window) return;
+  const auto layers = static_cast<std::size_t>(c.num_layers);
+  if (j.contains("layer_types") && !j.at("layer_types").is_null()) {  // newer transformers write it out
+    const json& types = j.at("layer_types");
+    require(types.is_array() && types.size() == layers, source, ": \"layer_types\" must list the ", layers,
+            " layers' attention types, got ", types.dump());
+    for (const json& t : types) {
+      require(t == "sliding_attention" || t == "full_attention", source, ": layer type ", t.dump(),
+              " is not supported (\"sliding_attention\" and \"full_attention\" are)");
+      c.windowed_layers.push_back(t == "sliding_attention");
+    }
+    return;
+  }
+  // Otherwise each family's rule, as transformers applies it: Gemma 2's even layers, Qwen's layers
+  // from max_window_layers on (Qwen2Config's default 28), Mistral's every layer.
+  std::int64_t first_qwen = 28;
+  if (qwen && j.contains("max_window_layers")) {
+    const json& v = j.at("max_window_layers");
+    require(v.is_number_integer() && v.get<std::int64_t>() >= 0, source,
+            ": \"max_window_layers\" must be a non-negative integer, got ", v.dump());
+    first_qwen = v.get<std::int64_t>();
+  }
+  for (std::size_t l = 0; l < layers; ++l) {
+    const auto i = static_cast<std::int64_t>(l);
+    c.windowed_layers.push_back(gemma2 ? i % 2 == 0 : qwen ? i >= first_qwen : true);
+  }
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_json(const std::string& text, const std::string& source) {
@@ -149,13 +188,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
           ") is not divisible by num_key_value_heads (", c.num_kv_heads, ")");
   require(c.vocab_size <= (std::int64_t{1} << 31) - 1, source, ": vocab_size too large");
   if (j.contains("rope_theta")) c.rope_theta = positive_float(j, "rope_theta", source);
-  // Qwen2 and Qwen3 keep a sliding_window that applies only with use_sliding_window (then, unlike Mistral,
-  // to the layers from max_window_layers on; spin limits every sequence to the window either way).
-  const bool window_applies =
-      !(qwen2 || qwen3) || (j.contains("use_sliding_window") && j.at("use_sliding_window") == true);
-  if (window_applies && j.contains("sliding_window") && !j.at("sliding_window").is_null()) {
-    c.sliding_window = positive_int(j, "sliding_window", source);
-  }
+  parse_sliding_window(j, c, gemma2, qwen2 || qwen3, source);
   if (j.contains("tie_word_embeddings")) {
     require(j.at("tie_word_embeddings").is_boolean(), source,
             ": \"tie_word_embeddings\" must be true or false");
@@ -186,10 +219,11 @@ ModelConfig ModelConfig::from_file(const std::string& path, const std::string& h
   return from_json(text.str(), path);
 }
 
-kernels::AttentionScores ModelConfig::attention_scores() const {
+kernels::AttentionScores ModelConfig::attention_scores(std::int64_t layer) const {
   kernels::AttentionScores s = kernels::AttentionScores::standard(head_dim);
   if (query_pre_attn_scalar) s.scale = static_cast<float>(std::pow(static_cast<double>(*query_pre_attn_scalar), -0.5));
   s.softcap = attn_logit_softcapping;
+  if (sliding_window && windowed_layers.at(static_cast<std::size_t>(layer))) s.window = *sliding_window;
   return s;
 }
 
@@ -201,10 +235,7 @@ float ModelConfig::embedding_scale(bool bf16_activations) const {
   return bf16_activations ? bf16_to_f32(f32_to_bf16(scale)) : scale;
 }
 
-std::int64_t ModelConfig::max_sequence_length() const {
-  return sliding_window ? std::min(*sliding_window, max_position_embeddings)
-                        : max_position_embeddings;
-}
+std::int64_t ModelConfig::max_sequence_length() const { return max_position_embeddings; }
 
 std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t h = hidden_size;

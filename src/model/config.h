@@ -39,7 +39,13 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   std::optional<RopeScaling> rope_scaling;
   std::int64_t max_position_embeddings = 0;
-  std::optional<std::int64_t> sliding_window;  // Mistral; sequences must not exceed it
+  // Sliding-window attention: the query at position i sees keys i - window < j <= i
+  // (kernels::AttentionScores) in the layers windowed_layers marks (num_layers entries; empty
+  // without a window): every layer for Mistral, the even ones for Gemma 2, those from
+  // max_window_layers on for Qwen2 / Qwen3 with use_sliding_window, as config.json's layer_types
+  // says where it has them.
+  std::optional<std::int64_t> sliding_window;
+  std::vector<bool> windowed_layers;
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // biases on the q, k and v projections (model_type qwen2)
   bool qk_norm = false;   // RMSNorm of each query and key head before RoPE (model_type qwen3)
@@ -53,8 +59,6 @@ struct ModelConfig {
   // post_feedforward_layernorm, the MLP's input norm then named pre_feedforward_layernorm),
   // scores scaled by query_pre_attn_scalar^-1/2 instead of head_dim's and capped by
   // attn_logit_softcapping, the logits capped by final_logit_softcapping (cap tanh(x / cap)).
-  // Its sliding windows (every other layer) see every key of a sequence no longer than the
-  // window, and sequences are limited to it (max_sequence_length), so they are exact.
   bool sandwich_norms = false;
   std::optional<float> query_pre_attn_scalar;
   float attn_logit_softcapping = 0.0f;   // 0: none
@@ -74,10 +78,11 @@ struct ModelConfig {
   // the activations are (`bf16_activations`), as Hugging Face's Gemma rounds it to the
   // activations' dtype and Gemma's own implementation does -- else 1.
   float embedding_scale(bool bf16_activations) const;
-  // How the attention kernels form scores: scale 1/sqrt(head_dim) (Gemma 2:
-  // 1/sqrt(query_pre_attn_scalar), Python's query_pre_attn_scalar**-0.5 in float32), the cap.
-  kernels::AttentionScores attention_scores() const;
-  // Longest sequence this model scores correctly.
+  // How layer `layer`'s attention forms scores: scale 1/sqrt(head_dim) (Gemma 2:
+  // 1/sqrt(query_pre_attn_scalar), Python's query_pre_attn_scalar**-0.5 in float32), the cap,
+  // the window where the layer has one.
+  kernels::AttentionScores attention_scores(std::int64_t layer) const;
+  // Longest sequence the model takes: max_position_embeddings.
   std::int64_t max_sequence_length() const;
   // Parameters of the full (unsharded) model.
   std::int64_t num_parameters() const;

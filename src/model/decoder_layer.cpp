@@ -80,7 +80,7 @@ namespace {
 // with a cache, over the cached prefix too after the rows' keys and values are appended to it.
 // Mixed precision: all of it on the bf16 tensors (the cache is then bf16 as well).
 void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, LayerActivations& a,
-                            const KvCacheView* cache) {
+                            const KvCacheView* cache, const kernels::AttentionScores& scores) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = b.rows;
@@ -102,10 +102,10 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
       k.scatter_rows_bf16(values, value, cache->cache_rows, n, d.kv_width());
       k.cached_attention_forward_bf16(a.attn_bf16.bf16(), q, keys, values, b.cu_seqlens, cache->slots,
                                       cache->first_positions, b.num_seqs, cache->capacity, d.heads,
-                                      d.kv_heads, d.head_dim, ctx.config.attention_scores());
+                                      d.kv_heads, d.head_dim, scores);
     } else {
       k.attention_forward_bf16(a.attn_bf16.bf16(), a.probs.f32(), q, key, value, b.cu_seqlens, b.num_seqs,
-                               d.heads, d.kv_heads, d.head_dim, ctx.config.attention_scores());
+                               d.heads, d.kv_heads, d.head_dim, scores);
     }
     return;
   }
@@ -118,10 +118,10 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     k.scatter_rows(values, a.v.f32(), cache->cache_rows, n, d.kv_width());
     k.cached_attention_forward(a.attn.f32(), a.q.f32(), keys, values, b.cu_seqlens, cache->slots,
                                cache->first_positions, b.num_seqs, cache->capacity, d.heads, d.kv_heads,
-                               d.head_dim, ctx.config.attention_scores());
+                               d.head_dim, scores);
   } else {
     k.attention_forward(a.attn.f32(), a.probs.f32(), a.q.f32(), a.k.f32(), a.v.f32(), b.cu_seqlens, b.num_seqs,
-                        d.heads, d.kv_heads, d.head_dim, ctx.config.attention_scores());
+                        d.heads, d.kv_heads, d.head_dim, scores);
   }
 }
 
@@ -196,17 +196,17 @@ float* output_norm_backward(const ModelContext& ctx, const BatchGeometry& b, Lay
 
 // attention_forward's backward: dq, dk (RoPE undone on both) and dv from d_attn.
 void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerActivations& a,
-                             LayerGradScratch& s) {
+                             LayerGradScratch& s, const kernels::AttentionScores& scores) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   if (a.q_bf16.defined()) {
     k.attention_backward_bf16(s.dq.f32(), s.dk.f32(), s.dv.f32(), s.d_attn.f32(), a.q_bf16.bf16(),
                               a.k_bf16.bf16(), a.v_bf16.bf16(), a.attn_bf16.bf16(), a.probs.f32(), b.cu_seqlens,
-                              b.num_seqs, d.heads, d.kv_heads, d.head_dim, ctx.config.attention_scores());
+                              b.num_seqs, d.heads, d.kv_heads, d.head_dim, scores);
   } else {
     k.attention_backward(s.dq.f32(), s.dk.f32(), s.dv.f32(), s.d_attn.f32(), a.q.f32(), a.k.f32(), a.v.f32(),
                          a.probs.f32(), b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim,
-                         ctx.config.attention_scores());
+                         scores);
   }
   k.rope_backward(s.dq.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), b.rows, d.heads, d.head_dim);
   k.rope_backward(s.dk.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), b.rows, d.kv_heads, d.head_dim);
@@ -214,7 +214,7 @@ void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, co
 
 }  // namespace
 
-void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
+void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::int64_t layer,
                            const BatchGeometry& b, LayerActivations& a, float* x_out,
                            const KvCacheView* cache) {
   const auto& k = ctx.k;
@@ -237,7 +237,7 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
     head_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, a.k_raw_bf16, w.k_norm, n * d.kv_heads);
   }
   linear_forward_into(ctx, a.v, a.v_bf16, in1.x, in1.x16, w.v_proj, w.bf16.v_proj, w.v_bias, n, h, d.kv_width());
-  self_attention_forward(ctx, b, a, cache);
+  self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer));
   // o_proj's output: x_mid itself, or Gemma 2's before its norm.
   const bool sandwich = w.attn_output_norm.defined();
   float* attn_out = sandwich ? a.attn_out.f32() : a.x_mid.f32();
@@ -267,7 +267,7 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
   k.add_inplace(x_out, a.x_mid.f32(), residual);
 }
 
-void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& g,
+void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& g, std::int64_t layer,
                             const BatchGeometry& b, const LayerActivations& a,
                             LayerGradScratch& s, float* dx) {
   const auto& k = ctx.k;
@@ -307,7 +307,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                : dx);
   linear_backward(ctx, s.d_attn.f32(), g.o_proj.f32(), d_o, s.dy_bf16, a.attn, a.attn_bf16,
                   w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
-  self_attention_backward(ctx, b, a, s);
+  self_attention_backward(ctx, b, a, s, ctx.config.attention_scores(layer));
   if (w.q_norm.defined()) head_norms_backward(ctx, b, w, g, a, s);
   // The q and k products' output gradients: before Qwen3's head norms, where it has them.
   const float* dq = w.q_norm.defined() ? s.dq_raw.f32() : s.dq.f32();

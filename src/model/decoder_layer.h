@@ -66,8 +66,9 @@ struct KvCacheView {
 // Reads acts.x_in, fills the rest of `acts`, writes the layer output to x_out (which may be
 // acts.x_in itself when the activations are not kept for a backward): b.residual_rows() rows. With `cache`, the rows'
 // keys and values are appended to it and attention runs over the cached prefix too
-// (generation; acts.probs is then not used and nothing is kept for a backward).
-void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w,
+// (generation; acts.probs is then not used and nothing is kept for a backward). `layer` is the
+// layer's global index (ModelConfig::attention_scores: whether it attends within a window).
+void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::int64_t layer,
                            const BatchGeometry& batch, LayerActivations& acts, float* x_out,
                            const KvCacheView* cache = nullptr);
 
@@ -92,7 +93,7 @@ struct LayerGradScratch {
 };
 
 // On entry dx holds d loss / d x_out; on return d loss / d x_in. Weight gradients accumulate.
-void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& grad,
+void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& grad, std::int64_t layer,
                             const BatchGeometry& batch, const LayerActivations& acts,
                             LayerGradScratch& scratch, float* dx);
 

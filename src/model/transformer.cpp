@@ -28,8 +28,7 @@ void Transformer::validate(const TokenBatch& batch) const {
     const auto end = static_cast<std::int64_t>(
                          batch.positions[static_cast<std::size_t>(batch.cu_seqlens[static_cast<std::size_t>(s + 1)] - 1)]) + 1;
     require(end <= config_.max_sequence_length(), "sequence ", s, " has ", end,
-            " tokens; the model allows at most ", config_.max_sequence_length(),
-            config_.sliding_window ? " (sliding_window)" : " (max_position_embeddings)");
+            " tokens; the model allows at most ", config_.max_sequence_length(), " (max_position_embeddings)");
   }
   for (std::int64_t i = 0; i < batch.rows(); ++i) {
     const std::int32_t t = batch.tokens[static_cast<std::size_t>(i)];
@@ -103,7 +102,7 @@ void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Acti
       view.values = cache->values(l);
       view.bf16 = cache->bf16();
     }
-    decoder_layer_forward(ctx_, w.layers[static_cast<std::size_t>(l)], b, la, x_out,
+    decoder_layer_forward(ctx_, w.layers[static_cast<std::size_t>(l)], stage_.begin + l, b, la, x_out,
                           cache ? &view : nullptr);
   }
 }
@@ -241,9 +240,9 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
     // layer, whose are still in the shared set from the forward.
     if (a.recompute && l + 1 < stage_.count()) {
       la.x_in = a.layer_inputs[li];
-      decoder_layer_forward(ctx_, w.layers[li], b, la, a.recompute_output.f32());
+      decoder_layer_forward(ctx_, w.layers[li], stage_.begin + l, b, la, a.recompute_output.f32());
     }
-    decoder_layer_backward(ctx_, w.layers[li], grads.layers[li], b, la, a.grad, dx);
+    decoder_layer_backward(ctx_, w.layers[li], grads.layers[li], stage_.begin + l, b, la, a.grad, dx);
     if (layer_done) layer_done(l);
   }
   if (!stage_.first) return;  // dx is input_grad() for the previous stage

@@ -12,16 +12,18 @@
 
 namespace spin::testing {
 
-// Llama, or a family's own parts: Qwen2's q/k/v biases, Qwen3's head norms, Gemma's GeGLU,
-// 1 + w norms and scaled embeddings, Gemma 2's besides: sandwich norms, its score scale
-// (query_pre_attn_scalar 3 against head_dim 4) and caps small enough to bend this model's scores
-// (1) and logits (2).
-enum class TinyFamily { Llama, Qwen2, Qwen3, Gemma, Gemma2 };
+// Llama, or a family's own parts: Mistral's sliding window (3 keys, shorter than the tests'
+// sequences), Qwen2's q/k/v biases, Qwen3's head norms, Gemma's GeGLU, 1 + w norms and scaled
+// embeddings, Gemma 2's besides: sandwich norms, its score scale (query_pre_attn_scalar 3 against
+// head_dim 4), caps small enough to bend this model's scores (1) and logits (2), and a window of
+// 4 keys in its even layers.
+enum class TinyFamily { Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2 };
 
 // Its model_type, for the tests' traces.
 inline const char* tiny_family_name(TinyFamily f) {
   switch (f) {
     case TinyFamily::Llama: return "llama";
+    case TinyFamily::Mistral: return "mistral";
     case TinyFamily::Qwen2: return "qwen2";
     case TinyFamily::Qwen3: return "qwen3";
     case TinyFamily::Gemma: return "gemma";
@@ -43,12 +45,13 @@ struct TinyShape {
 };
 
 inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
-  const char* type = s.family == TinyFamily::Qwen2   ? "\"model_type\": \"qwen2\", "
+  const char* type = s.family == TinyFamily::Mistral ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
+                     : s.family == TinyFamily::Qwen2 ? "\"model_type\": \"qwen2\", "
                      : s.family == TinyFamily::Qwen3 ? "\"model_type\": \"qwen3\", "
                      : s.family == TinyFamily::Gemma ? "\"model_type\": \"gemma\", "
                      : s.family == TinyFamily::Gemma2
                          ? "\"model_type\": \"gemma2\", \"query_pre_attn_scalar\": 3, "
-                           "\"attn_logit_softcapping\": 1.0, \"final_logit_softcapping\": 2.0, "
+                           "\"attn_logit_softcapping\": 1.0, \"final_logit_softcapping\": 2.0, \"sliding_window\": 4, "
                          : "";
   const std::string json = std::string("{") + type +
       "\"vocab_size\": " + std::to_string(s.vocab) +

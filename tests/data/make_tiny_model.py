@@ -72,7 +72,11 @@ def main():
                         "head_dim twice hidden / heads")
     p.add_argument("--gemma2", action="store_true",
                    help="a Gemma2ForCausalLM: --gemma's parts, four norms a layer, query_pre_attn_scalar 24 "
-                        "(head_dim 32), caps small enough to bend this model's scores (1) and logits (2)")
+                        "(head_dim 32), caps small enough to bend this model's scores (1) and logits (2), "
+                        "--sliding-window in the even layers")
+    p.add_argument("--mistral", action="store_true", help="a MistralForCausalLM: --sliding-window in every layer")
+    p.add_argument("--sliding-window", type=int, default=8,
+                   help="the window of --mistral and --gemma2 (keys; shorter than the test sequences)")
     p.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")
     p.add_argument("--shards", type=int, default=1)
     p.add_argument("--seed", type=int, default=1234)
@@ -148,10 +152,14 @@ def main():
                        "hidden_act": "gelu", "hidden_activation": "gelu_pytorch_tanh", "rms_norm_eps": 1e-6,
                        "attention_bias": False})
         del config["tie_word_embeddings"]  # GemmaConfig's default: tied
-    if a.gemma2:  # Gemma 2's own keys (a window as long as the model: spin limits sequences to it)
+    if a.gemma2:  # Gemma 2's own keys
         config.update({"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2",
-                       "hidden_act": "gelu_pytorch_tanh", "query_pre_attn_scalar": 24, "attn_logit_softcapping": 1.0, "final_logit_softcapping": 2.0,
-                       "sliding_window": a.max_positions, "cache_implementation": "hybrid"})
+                       "hidden_act": "gelu_pytorch_tanh", "query_pre_attn_scalar": 24, "attn_logit_softcapping": 1.0,
+                       "final_logit_softcapping": 2.0, "sliding_window": a.sliding_window,
+                       "cache_implementation": "hybrid"})
+    if a.mistral:
+        config.update({"architectures": ["MistralForCausalLM"], "model_type": "mistral",
+                       "sliding_window": a.sliding_window})
     if a.qwen2:  # Qwen2's own keys, the window off as in the published models
         config.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "use_sliding_window": False,
                        "sliding_window": a.max_positions // 2, "max_window_layers": a.layers})

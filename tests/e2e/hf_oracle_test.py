@@ -9,7 +9,9 @@ LlamaForCausalLM with Qwen3's head norms put on the q and k projections' outputs
 computed as transformers' Qwen3RMSNorm computes them. Gemma 2 is newer too: its reference is
 Gemma2ForCausalLM's forward (transformers 4.42's modeling_gemma2, eager attention) written out in
 torch in float64 -- sandwich norms, query_pre_attn_scalar, the score and logit caps, the sliding
-window of every other layer. Needs torch and transformers (a test oracle only).
+window of every other layer. Mistral's sliding window (8 keys against sequences of 16-32 tokens):
+MistralForCausalLM with eager attention, its window shifted by one (mistral_reference says why).
+Needs torch and transformers (a test oracle only).
 """
 import argparse
 import json
@@ -106,6 +108,21 @@ def gemma2_reference(model_dir):
     return forward
 
 
+def mistral_reference(model_dir, tmp):
+    """MistralForCausalLM with eager attention. transformers 4.40's sliding-window mask lets query i
+    see keys i - W <= j <= i (W + 1 of them; the masking was later made i - W < j, as current
+    transformers, xFormers and vLLM have it, and as spin does): its model gets the config's window
+    minus one, which gives the masks spin applies."""
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    config["sliding_window"] -= 1
+    shifted = os.path.join(tmp, "window-1")
+    os.makedirs(shifted)
+    json.dump(config, open(os.path.join(shifted, "config.json"), "w"))
+    os.symlink(os.path.abspath(os.path.join(model_dir, "model.safetensors")), os.path.join(shifted, "model.safetensors"))
+    return AutoModelForCausalLM.from_pretrained(shifted, torch_dtype=torch.float32,
+                                                attn_implementation="eager").eval()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--spin", required=True)
@@ -113,7 +130,8 @@ def main():
     p.add_argument("--input", required=True)
     args = p.parse_args()
     records = [json.loads(l) for l in open(args.input) if l.strip()]
-    for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2"]:
+    for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
+                 "tiny-mistral"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -126,6 +144,8 @@ def main():
             model = qwen3_as_llama(model_dir, tempfile.mkdtemp(prefix="spin_qwen3_"))
         elif name == "tiny-gemma2":
             model = gemma2_reference(model_dir)
+        elif name == "tiny-mistral":
+            model = mistral_reference(model_dir, tempfile.mkdtemp(prefix="spin_mistral_"))
         else:
             model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
         print("%s: %s" % (name, getattr(model, "__name__", type(model).__name__)))

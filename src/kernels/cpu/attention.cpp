@@ -1,12 +1,14 @@
 // Causal grouped-query self-attention over packed sequences, one (sequence, head) at a time:
-//   S = c(scale Q K^T) (causal: j <= i),  P = softmax_rows(S),  O = P V,
-// scale and the cap c as kernels::AttentionScores (c(x) = cap tanh(x / cap), or none).
+//   S = c(scale Q K^T) (causal: j <= i; with a sliding window also j > i - window),
+//   P = softmax_rows(S),  O = P V,
+// scale, the cap c and the window as kernels::AttentionScores (c(x) = cap tanh(x / cap), or none).
 // Backward (P saved):  dP = dO V^T,  dS = P * (dP - rowsum(P * dP)) * c'  (c' from the scores
 // computed again: 1 - (S / cap)^2; 1 without a cap),
 //   dQ = scale dS K,  dK += scale dS^T Q,  dV += P^T dO   (+= over the query heads of a group).
 // The matrix products go through sgemm with the heads' strides as leading dimensions, one block
 // of kBlock query rows at a time: rows [i0, i1) only need keys [0, i1), which skips most of the
-// masked upper triangle (62% of the full work at 256 tokens instead of 100%).
+// masked upper triangle (62% of the full work at 256 tokens instead of 100%), and under a window
+// only keys [first_key(i0), i1) -- a block's products cost (window + kBlock) keys, not i1.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -27,12 +29,6 @@ struct Geometry {
   Index kv_ld() const { return kv_heads * head_dim; }
   Index group(Index h) const { return h / (heads / kv_heads); }
 };
-
-// Row-wise causal softmax of the [len, len] scores in place, capped first (softcap > 0); entries
-// above the diagonal -> 0.
-void causal_softmax(float* p, Index len, float softcap) {
-  for (Index i = 0; i < len; ++i) cpu::softmax_row(p + i * len, i + 1, len, softcap);
-}
 }  // namespace
 
 void CpuKernels::attention_forward(float* out, float* probs, const float* q, const float* k,
@@ -49,15 +45,16 @@ void CpuKernels::attention_forward(float* out, float* probs, const float* q, con
       const float* kh = k + start * g.kv_ld() + g.group(h) * head_dim;
       const float* vh = v + start * g.kv_ld() + g.group(h) * head_dim;
       for (Index i0 = 0; i0 < len; i0 += kBlock) {
-        const Index i1 = std::min(len, i0 + kBlock);
-        gemm(false, true, i1 - i0, i1, head_dim, scale, qh + i0 * g.q_ld(), g.q_ld(), kh,
-             g.kv_ld(), 0.0f, p + i0 * len, len);
-      }
-      causal_softmax(p, len, scores.softcap);
-      for (Index i0 = 0; i0 < len; i0 += kBlock) {
-        const Index i1 = std::min(len, i0 + kBlock);
-        gemm(false, false, i1 - i0, head_dim, i1, 1.0f, p + i0 * len, len, vh, g.kv_ld(), 0.0f,
-             out + (start + i0) * g.q_ld() + h * head_dim, g.q_ld());
+        // Rows [i0, i1) against keys [j0, i1); each row's softmax zeroes the rest of its len.
+        const Index i1 = std::min(len, i0 + kBlock), j0 = scores.first_key(i0);
+        gemm(false, true, i1 - i0, i1 - j0, head_dim, scale, qh + i0 * g.q_ld(), g.q_ld(),
+             kh + j0 * g.kv_ld(), g.kv_ld(), 0.0f, p + i0 * len + j0, len);
+        for (Index i = i0; i < i1; ++i) {
+          cpu::softmax_row(p + i * len, scores.first_key(i), i + 1, len, scores.softcap);
+        }
+        gemm(false, false, i1 - i0, head_dim, i1 - j0, 1.0f, p + i0 * len + j0, len,
+             vh + j0 * g.kv_ld(), g.kv_ld(), 0.0f, out + (start + i0) * g.q_ld() + h * head_dim,
+             g.q_ld());
       }
     }
   }
@@ -83,39 +80,41 @@ void CpuKernels::attention_backward(float* dq, float* dk, float* dv, const float
       const Index q_off = start * g.q_ld() + h * head_dim;
       const Index kv_off = start * g.kv_ld() + g.group(h) * head_dim;
       for (Index i0 = 0; i0 < len; i0 += kBlock) {
-        const Index i1 = std::min(len, i0 + kBlock);
-        const Index block_rows = i1 - i0;
-        const float* pb = p + i0 * len;
-        float* db = ds.data() + i0 * len;
-        // dP = dO V^T, keys [0, i1) only
-        gemm(false, true, block_rows, i1, head_dim, 1.0f, dout + q_off + i0 * g.q_ld(), g.q_ld(),
-             v + kv_off, g.kv_ld(), 0.0f, db, len);
-        // dS = P * (dP - rowsum(P * dP)); P is 0 above the diagonal, so is dS
+        // Rows [i0, i1) against the keys [j0, i1) the forward computed (P is 0 at the others).
+        const Index i1 = std::min(len, i0 + kBlock), j0 = scores.first_key(i0);
+        const Index block_rows = i1 - i0, keys = i1 - j0;
+        const float* pb = p + i0 * len + j0;
+        float* db = ds.data() + i0 * len + j0;
+        const Index k_off = kv_off + j0 * g.kv_ld();
+        // dP = dO V^T
+        gemm(false, true, block_rows, keys, head_dim, 1.0f, dout + q_off + i0 * g.q_ld(), g.q_ld(),
+             v + k_off, g.kv_ld(), 0.0f, db, len);
+        // dS = P * (dP - rowsum(P * dP)); where P is 0 (masked), so is dS
         for (Index i = 0; i < block_rows; ++i) {
           const float* pi = pb + i * len;
           float* di = db + i * len;
           float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-          for (Index j = 0; j < i1; ++j) dot += pi[j] * di[j];
+          for (Index j = 0; j < keys; ++j) dot += pi[j] * di[j];
 #pragma omp simd
-          for (Index j = 0; j < i1; ++j) di[j] = pi[j] * (di[j] - dot);
+          for (Index j = 0; j < keys; ++j) di[j] = pi[j] * (di[j] - dot);
         }
         if (cap > 0.0f) {  // times the cap's slope at the block's scores, computed as the forward did
-          gemm(false, true, block_rows, i1, head_dim, scale, q + q_off + i0 * g.q_ld(), g.q_ld(), k + kv_off,
+          gemm(false, true, block_rows, keys, head_dim, scale, q + q_off + i0 * g.q_ld(), g.q_ld(), k + k_off,
                g.kv_ld(), 0.0f, raw.data(), len);
           for (Index i = 0; i < block_rows; ++i) {
             const float* ri = raw.data() + i * len;
             float* di = db + i * len;
 #pragma omp simd
-            for (Index j = 0; j <= i0 + i; ++j) di[j] *= cpu::softcap_slope(cpu::softcap(ri[j], cap), cap);
+            for (Index j = 0; j <= i0 + i - j0; ++j) di[j] *= cpu::softcap_slope(cpu::softcap(ri[j], cap), cap);
           }
         }
-        gemm(false, false, block_rows, head_dim, i1, scale, db, len, k + kv_off, g.kv_ld(), 0.0f,
+        gemm(false, false, block_rows, head_dim, keys, scale, db, len, k + k_off, g.kv_ld(), 0.0f,
              dq + q_off + i0 * g.q_ld(), g.q_ld());
-        gemm(true, false, i1, head_dim, block_rows, scale, db, len, q + q_off + i0 * g.q_ld(), g.q_ld(),
-             1.0f, dk + kv_off, g.kv_ld());
-        gemm(true, false, i1, head_dim, block_rows, 1.0f, pb, len, dout + q_off + i0 * g.q_ld(),
-             g.q_ld(), 1.0f, dv + kv_off, g.kv_ld());
+        gemm(true, false, keys, head_dim, block_rows, scale, db, len, q + q_off + i0 * g.q_ld(), g.q_ld(),
+             1.0f, dk + k_off, g.kv_ld());
+        gemm(true, false, keys, head_dim, block_rows, 1.0f, pb, len, dout + q_off + i0 * g.q_ld(),
+             g.q_ld(), 1.0f, dv + k_off, g.kv_ld());
       }
     }
   }

@@ -1,7 +1,8 @@
 // Attention against a KV cache, for generation: a prefill run of L prompt rows and a decode
-// run of one row are the same computation, S = c(scale Q K[0 : first + L]^T) with row i masked
-// beyond position first + i (scale and cap c as kernels::AttentionScores), softmax, O = P V.
-// One sgemm pair per (run, head).
+// run of one row are the same computation, S = c(scale Q K[k0 : first + L]^T) with row i masked
+// beyond position first + i and, under a sliding window, before first_key(first + i) (scale,
+// cap c and window as kernels::AttentionScores; k0 = the first row's first key), softmax,
+// O = P V. One sgemm pair per (run, head).
 #include <cstring>
 #include <vector>
 
@@ -25,16 +26,20 @@ void CpuKernels::cached_attention_forward(float* out, const float* q, const floa
   for (Index r = 0; r < runs; ++r) {
     const Index rows = row_begin[r + 1] - row_begin[r];
     const Index first = first_position[r];
-    const Index keys = first + rows;  // positions the last row sees
+    const Index k0 = scores.first_key(first);  // the first position any row sees
+    const Index keys = first + rows - k0;      // positions [k0, first + rows)
     s.resize(static_cast<std::size_t>(rows * keys));
-    const float* slot_k = k_cache + slots[r] * capacity * kv_ld;
-    const float* slot_v = v_cache + slots[r] * capacity * kv_ld;
+    const float* slot_k = k_cache + (slots[r] * capacity + k0) * kv_ld;
+    const float* slot_v = v_cache + (slots[r] * capacity + k0) * kv_ld;
     for (Index h = 0; h < heads; ++h) {
       const float* qh = q + row_begin[r] * q_ld + h * head_dim;
       const Index g = h / group;
       gemm(false, true, rows, keys, head_dim, scale, qh, q_ld, slot_k + g * head_dim, kv_ld, 0.0f,
            s.data(), keys);
-      for (Index i = 0; i < rows; ++i) cpu::softmax_row(s.data() + i * keys, first + i + 1, keys, scores.softcap);
+      for (Index i = 0; i < rows; ++i) {
+        cpu::softmax_row(s.data() + i * keys, scores.first_key(first + i) - k0, first + i + 1 - k0, keys,
+                         scores.softcap);
+      }
       gemm(false, false, rows, head_dim, keys, 1.0f, s.data(), keys, slot_v + g * head_dim,
            kv_ld, 0.0f, out + row_begin[r] * q_ld + h * head_dim, q_ld);
     }

@@ -1,6 +1,7 @@
-// The softmax of one row of attention scores over its first `seen` entries (the keys the query
-// sees), capped first when cap > 0 (kernels::AttentionScores), the rest of its `width`
-// entries set to 0 -- the step attention.cpp and cached_attention.cpp share.
+// The softmax of one row of attention scores over its entries [first, seen) (the keys the query
+// sees: causal, and within a sliding window -- kernels::AttentionScores), capped first when
+// cap > 0, the rest of its `width` entries set to 0 -- the step attention.cpp and
+// cached_attention.cpp share.
 #pragma once
 
 #include <algorithm>
@@ -10,22 +11,23 @@
 
 namespace spin::kernels::cpu {
 
-inline void softmax_row(float* row, Index seen, Index width, float cap) {
+inline void softmax_row(float* row, Index first, Index seen, Index width, float cap) {
   if (cap > 0.0f) {
 #pragma omp simd
-    for (Index j = 0; j < seen; ++j) row[j] = softcap(row[j], cap);
+    for (Index j = first; j < seen; ++j) row[j] = softcap(row[j], cap);
   }
-  float m = row[0];
-  for (Index j = 1; j < seen; ++j) m = std::max(m, row[j]);
+  float m = row[first];
+  for (Index j = first + 1; j < seen; ++j) m = std::max(m, row[j]);
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-  for (Index j = 0; j < seen; ++j) {
+  for (Index j = first; j < seen; ++j) {
     row[j] = exp_approx(row[j] - m);
     sum += row[j];
   }
   const float inv = 1.0f / sum;
 #pragma omp simd
-  for (Index j = 0; j < seen; ++j) row[j] *= inv;
+  for (Index j = first; j < seen; ++j) row[j] *= inv;
+  std::fill(row, row + first, 0.0f);
   std::fill(row + seen, row + width, 0.0f);
 }
 

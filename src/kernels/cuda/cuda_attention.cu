@@ -57,7 +57,7 @@ cuda_detail::FusedAttentionArgs CudaKernels::fused_args(const void* q, const voi
   a.longest = longest(cu_seqlens, num_seqs);
   a.heads = static_cast<int>(heads), a.kv_heads = static_cast<int>(kv_heads);
   a.head_dim = head_dim;
-  a.scale = scores.scale, a.softcap = scores.softcap;
+  a.scale = scores.scale, a.softcap = scores.softcap, a.window = scores.window;
   return a;
 }
 
@@ -86,7 +86,7 @@ void CudaKernels::attention_forward(float* out, float* probs, const float* q, co
                    k + start * kv_ld + g * head_dim, kv_ld, 0, 0.0f, p + g * group * square, len, square, group);
     }
     causal_softmax_kernel<<<dim3(static_cast<unsigned>(len), static_cast<unsigned>(heads)), kThreads, 0, stream_>>>(
-        p, len, len, 0, square, scores.softcap);
+        p, len, len, 0, square, scores.softcap, scores.window);
     SPIN_CUDA_CHECK_LAUNCH("attention softmax");
     for (Index g = 0; g < kv_heads; ++g) {
       gemm_batched(false, false, len, head_dim, len, 1.0f, p + g * group * square, len, square,
@@ -238,7 +238,7 @@ bool CudaKernels::fused_cached(void* out, const void* q, const void* k_cache, co
   a.capacity = capacity;
   a.heads = static_cast<int>(heads), a.kv_heads = static_cast<int>(kv_heads);
   a.head_dim = head_dim;
-  a.scale = scores.scale, a.softcap = scores.softcap;
+  a.scale = scores.scale, a.softcap = scores.softcap, a.window = scores.window;
   cuda_detail::fused_cached_attention(a, out, stream_);
   return true;
 }
@@ -328,7 +328,7 @@ void CudaKernels::cached_attention_forward(float* out, const float* q, const flo
                    head_dim, slot_k + g * head_dim, kv_ld, 0, 0.0f, s + g * group * block, keys, block, group);
     }
     causal_softmax_kernel<<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(heads)), kThreads, 0, stream_>>>(
-        s, rows, keys, first, block, scores.softcap);
+        s, rows, keys, first, block, scores.softcap, scores.window);
     SPIN_CUDA_CHECK_LAUNCH("cached attention softmax");
     for (Index g = 0; g < kv_heads; ++g) {
       gemm_batched(false, false, rows, head_dim, keys, 1.0f, s + g * group * block, keys, block,

@@ -53,6 +53,11 @@ inline __device__ float softcap_grad(float capped, float cap) {
   const float t = capped / cap;
   return 1.0f - t * t;
 }
+// kernels::AttentionScores::first_key on the device: the first position the query at `position`
+// sees under a sliding window of `window` keys (0: none).
+inline __device__ long long window_start(long long position, long long window) {
+  return window > 0 && position >= window ? position - window + 1 : 0;
+}
 
 #define SPIN_GRID_STRIDE(i, n) \
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < (n); \

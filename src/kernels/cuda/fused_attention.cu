@@ -26,7 +26,7 @@ void launch_cached(const FusedCachedArgs& a, void* out, cudaStream_t stream) {
     decode_kernel<HD, T><<<dim3(static_cast<unsigned>(a.kv_heads), static_cast<unsigned>(a.num_runs)),
                            dim3(32, kWarps), 0, stream>>>(static_cast<T*>(out), as<T>(a.q), as<T>(a.k_cache),
                                                           as<T>(a.v_cache), a.runs, a.num_runs, a.capacity, a.heads,
-                                                          a.kv_heads, a.scale, a.softcap);
+                                                          a.kv_heads, a.scale, a.softcap, a.window);
     SPIN_CUDA_CHECK_LAUNCH("fused decode attention");
     return;
   }
@@ -34,7 +34,7 @@ void launch_cached(const FusedCachedArgs& a, void* out, cudaStream_t stream) {
                   static_cast<unsigned>(a.num_runs));
   cached_kernel<HD, T><<<grid, dim3(32, kWarps), 0, stream>>>(static_cast<T*>(out), as<T>(a.q), as<T>(a.k_cache),
                                                               as<T>(a.v_cache), a.runs, a.num_runs, a.capacity,
-                                                              a.heads, a.kv_heads, a.scale, a.softcap);
+                                                              a.heads, a.kv_heads, a.scale, a.softcap, a.window);
   SPIN_CUDA_CHECK_LAUNCH("fused cached attention");
 }
 
@@ -44,7 +44,7 @@ void launch_forward(const FusedAttentionArgs& a, void* out, float* lse, cudaStre
                   static_cast<unsigned>(a.num_seqs));
   forward_kernel<HD, T><<<grid, dim3(32, kWarps), 0, stream>>>(static_cast<T*>(out), lse, as<T>(a.q), as<T>(a.k),
                                                                as<T>(a.v), a.cu_seqlens, a.heads, a.kv_heads, a.scale,
-                                                               a.softcap);
+                                                               a.softcap, a.window);
   SPIN_CUDA_CHECK_LAUNCH("fused attention forward");
 }
 
@@ -54,11 +54,11 @@ void launch_backward(const FusedAttentionArgs& a, float* dq, float* dk, float* d
   const unsigned blocks = static_cast<unsigned>((a.longest + kWarps - 1) / kWarps);
   dq_kernel<HD, T><<<dim3(blocks, static_cast<unsigned>(a.heads), static_cast<unsigned>(a.num_seqs)),
                      dim3(32, kWarps), 0, stream>>>(dq, delta, dout, as<T>(a.q), as<T>(a.k), as<T>(a.v), lse,
-                                                    a.cu_seqlens, a.heads, a.kv_heads, a.scale, a.softcap);
+                                                    a.cu_seqlens, a.heads, a.kv_heads, a.scale, a.softcap, a.window);
   SPIN_CUDA_CHECK_LAUNCH("fused attention dQ");
   dkv_kernel<HD, T><<<dim3(blocks, static_cast<unsigned>(a.kv_heads), static_cast<unsigned>(a.num_seqs)),
                       dim3(32, kWarps), 0, stream>>>(dk, dv, dout, as<T>(a.q), as<T>(a.k), as<T>(a.v), lse, delta,
-                                                     a.cu_seqlens, a.heads, a.kv_heads, a.scale, a.softcap);
+                                                     a.cu_seqlens, a.heads, a.kv_heads, a.scale, a.softcap, a.window);
   SPIN_CUDA_CHECK_LAUNCH("fused attention dK dV");
 }
 

@@ -27,6 +27,7 @@ struct FusedAttentionArgs {
   long long head_dim = 0;
   float scale = 1.0f;            // kernels::AttentionScores'
   float softcap = 0.0f;          // 0: none
+  long long window = 0;          // 0: none
 };
 
 // Generation against a KV cache (Kernels::cached_attention_forward): one launch for all runs.
@@ -43,6 +44,7 @@ struct FusedCachedArgs {
   int heads = 0, kv_heads = 0;
   long long head_dim = 0;
   float scale = 1.0f, softcap = 0.0f;  // kernels::AttentionScores'
+  long long window = 0;
 };
 
 // out [rows, heads, head_dim]; lse [rows, heads].

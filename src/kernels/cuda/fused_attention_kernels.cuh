@@ -13,7 +13,8 @@
 // of the other operand staged in shared memory. Packed variable-length sequences: blockIdx.z
 // is the sequence, blockIdx.y the head, blockIdx.x the block of rows within the sequence.
 //
-// Arithmetic (per query row i, head h, keys j <= i; scale and cap as kernels::AttentionScores,
+// Arithmetic (per query row i, head h, keys j <= i -- and j > i - window under a sliding window,
+// whose keys before the block's first row's are not staged at all; scale and cap as kernels::AttentionScores,
 // c(x) = cap tanh(x / cap) or x without a cap, c'_j its slope at s_j, 1 - (s_j / cap)^2):
 //   forward   s_j = c(scale q.k_j); online softmax m, l; o = sum_j exp(s_j - m) v_j / l;
 //             lse = m + log l
@@ -63,14 +64,14 @@ __device__ void load_tile(float (*tile)[HD], const T* src, long long ld, long lo
   }
 }
 
-// One warp's row folds the first `upto` keys of the staged tiles into its online softmax:
+// One warp's row folds the keys [from, upto) of the staged tiles into its online softmax:
 // running max m, sum l, and the unnormalised output acc (its lanes' elements); q pre-scaled.
 template <int HD>
-__device__ void attend_tile(const float (*ks)[HD], const float (*vs)[HD], long long upto, const float* qr, float cap,
-                            float* acc, float& m, float& l) {
+__device__ void attend_tile(const float (*ks)[HD], const float (*vs)[HD], long long from, long long upto,
+                            const float* qr, float cap, float* acc, float& m, float& l) {
   constexpr int kPer = HD / 32;
   const int lane = threadIdx.x;
-  for (long long j = 0; j < upto; ++j) {
+  for (long long j = from; j < upto; ++j) {
     float s = 0.0f;
     for (int e = 0; e < kPer; ++e) s += qr[e] * ks[j][lane + 32 * e];
     s = softcap_scores(warp_sum(s), cap);
@@ -83,9 +84,10 @@ __device__ void attend_tile(const float (*ks)[HD], const float (*vs)[HD], long l
 }
 
 // One warp's query row under the online softmax: its pre-scaled q and unnormalised output (the
-// lanes' elements), running max m and sum l. attend() walks the keys [0, last_key] that the
-// block needs, each tile staged by the whole block, and folds in this row's keys [0, position];
-// every warp of the block calls it, active or not (it holds the block's barriers).
+// lanes' elements), running max m and sum l. attend() walks the keys [first_key, last_key] that
+// the block needs, each tile staged by the whole block, and folds in this row's keys
+// [window_start(position), position]; every warp of the block calls it, active or not (it holds
+// the block's barriers).
 template <int HD>
 struct SoftmaxRow {
   static constexpr int kPer = HD / 32;
@@ -103,13 +105,17 @@ struct SoftmaxRow {
   }
   template <class T>
   __device__ void attend(float (*ks)[HD], float (*vs)[HD], const T* keys, const T* values, long long ld,
-                         long long last_key, long long position) {
-    for (long long t = 0; t <= last_key; t += kTile<HD>) {
+                         long long first_key, long long last_key, long long position, long long window) {
+    const long long row_first = window_start(position, window);
+    for (long long t = first_key; t <= last_key; t += kTile<HD>) {
       __syncthreads();  // the previous tiles are no longer read
       load_tile<HD>(ks, keys, ld, t, last_key + 1);
       load_tile<HD>(vs, values, ld, t, last_key + 1);
       __syncthreads();
-      if (active) attend_tile<HD>(ks, vs, min(static_cast<long long>(kTile<HD>), position - t + 1), q, cap, acc, m, l);
+      if (active) {
+        attend_tile<HD>(ks, vs, max(0LL, row_first - t), min(static_cast<long long>(kTile<HD>), position - t + 1), q,
+                        cap, acc, m, l);
+      }
     }
   }
   template <class T>
@@ -136,7 +142,7 @@ struct BlockRows {
 
 template <int HD, class T>
 __global__ void forward_kernel(T* out, float* lse, const T* q, const T* k, const T* v, const long long* cu_seqlens,
-                               int heads, int kv_heads, float scale, float softcap) {
+                               int heads, int kv_heads, float scale, float softcap, long long window) {
   __shared__ float ks[kTile<HD>][HD];
   __shared__ float vs[kTile<HD>][HD];
   const BlockRows b(cu_seqlens);
@@ -146,7 +152,8 @@ __global__ void forward_kernel(T* out, float* lse, const T* q, const T* k, const
   const long long q_ld = static_cast<long long>(heads) * HD, kv_ld = static_cast<long long>(kv_heads) * HD;
   SoftmaxRow<HD> r(q + (start + i) * q_ld + h * HD, scale, softcap, b.active);
   const long long last_key = min(len, first_row + kWarps) - 1;  // the block's last row sees it
-  r.attend(ks, vs, k + start * kv_ld + g * HD, v + start * kv_ld + g * HD, kv_ld, last_key, i);  // keys <= i
+  r.attend(ks, vs, k + start * kv_ld + g * HD, v + start * kv_ld + g * HD, kv_ld, window_start(first_row, window),
+           last_key, i, window);
   if (!r.active) return;
   r.write(out + (start + i) * q_ld + h * HD);
   if (threadIdx.x == 0) lse[(start + i) * heads + h] = r.m + logf(r.l);
@@ -155,7 +162,7 @@ __global__ void forward_kernel(T* out, float* lse, const T* q, const T* k, const
 template <int HD, class T>
 __global__ void dq_kernel(float* dq, float* delta, const float* dout, const T* q, const T* k, const T* v,
                           const float* lse, const long long* cu_seqlens, int heads, int kv_heads, float scale,
-                          float softcap) {
+                          float softcap, long long window) {
   constexpr int kPer = HD / 32;
   __shared__ float ks[kTile<HD>][HD];
   __shared__ float vs[kTile<HD>][HD];
@@ -174,15 +181,15 @@ __global__ void dq_kernel(float* dq, float* delta, const float* dout, const T* q
   }
   const float row_lse = active ? lse[(start + i) * heads + h] : 0.0f;
   float d = 0.0f;
-  const long long last_key = min(len, first_row + kWarps) - 1;
-  for (long long t = 0; t <= last_key; t += kTile<HD>) {
+  const long long last_key = min(len, first_row + kWarps) - 1, row_first = window_start(i, window);
+  for (long long t = window_start(first_row, window); t <= last_key; t += kTile<HD>) {
     __syncthreads();
     load_tile<HD>(ks, k + start * kv_ld + g * HD, kv_ld, t, len);
     load_tile<HD>(vs, v + start * kv_ld + g * HD, kv_ld, t, len);
     __syncthreads();
     if (!active) continue;
     const long long upto = min(static_cast<long long>(kTile<HD>), i - t + 1);
-    for (long long j = 0; j < upto; ++j) {
+    for (long long j = max(0LL, row_first - t); j < upto; ++j) {
       float s = 0.0f, dp = 0.0f;
       for (int e = 0; e < kPer; ++e) {
         s += qr[e] * ks[j][lane + 32 * e];
@@ -206,7 +213,7 @@ __global__ void dq_kernel(float* dq, float* delta, const float* dout, const T* q
 template <int HD, class T>
 __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const T* q, const T* k, const T* v,
                            const float* lse, const float* delta, const long long* cu_seqlens, int heads, int kv_heads,
-                           float scale, float softcap) {
+                           float scale, float softcap, long long window) {
   constexpr int kPer = HD / 32;
   __shared__ float qs[kTile<HD>][HD];
   __shared__ float dos[kTile<HD>][HD];
@@ -224,9 +231,11 @@ __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const T* q, 
     vr[e] = active ? widen(v[at]) : 0.0f;
     dkr[e] = dvr[e] = 0.0f;
   }
+  // Query rows i >= the block's first key (and under a window i < its last key + window); tiles
+  // start at a multiple of kTile at or below that first key.
+  const long long end = window > 0 ? min(len, min(len, first_key + kWarps) - 1 + window) : len;
   for (int h = g * group; h < (g + 1) * group; ++h) {
-    // Query rows i >= the block's first key; tiles start at a multiple of kTile at or below it.
-    for (long long t = first_key / kTile<HD> * kTile<HD>; t < len; t += kTile<HD>) {
+    for (long long t = first_key / kTile<HD> * kTile<HD>; t < end; t += kTile<HD>) {
       __syncthreads();
       load_tile<HD>(qs, q + start * q_ld + h * HD, q_ld, t, len);
       load_tile<HD>(dos, dout + start * q_ld + h * HD, q_ld, t, len);
@@ -237,7 +246,7 @@ __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const T* q, 
       __syncthreads();
       if (!active) continue;
       for (long long r = 0; r < kTile<HD> && t + r < len; ++r) {
-        if (t + r < j) continue;  // causal: query rows before this key do not see it
+        if (t + r < j || (window > 0 && t + r - j >= window)) continue;  // rows that do not see this key
         float s = 0.0f, dp = 0.0f;
         for (int e = 0; e < kPer; ++e) {
           s += qs[r][lane + 32 * e] * kr[e];
@@ -263,12 +272,12 @@ __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const T* q, 
 }
 
 // Generation: run z's query rows [row_begin, row_end) sit at positions first, first + 1, ...
-// of cache slot `slot` and attend to its positions [0, position]. Same warp-per-row scheme; the
+// of cache slot `slot` and attend to its positions [window_start(position), position]. Same warp-per-row scheme; the
 // tiles come from the slot's cached keys and values.
 template <int HD, class T>
 __global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_cache,
                               const long long* runs, long long num_runs, long long capacity, int heads, int kv_heads,
-                              float scale, float softcap) {
+                              float scale, float softcap, long long window) {
   __shared__ float ks[kTile<HD>][HD];
   __shared__ float vs[kTile<HD>][HD];
   // runs: [row_begin[0..num_runs]] then slots, then first positions.
@@ -282,7 +291,7 @@ __global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_c
   SoftmaxRow<HD> r(q + row * q_ld + h * HD, scale, softcap, row < end);
   const long long last_key = first_position + min(end - begin, first_row + kWarps) - 1;
   r.attend(ks, vs, k_cache + slot * capacity * kv_ld + g * HD, v_cache + slot * capacity * kv_ld + g * HD, kv_ld,
-           last_key, first_position + local);
+           window_start(first_position + first_row, window), last_key, first_position + local, window);
   if (r.active) r.write(out + row * q_ld + h * HD);
 }
 
@@ -294,7 +303,7 @@ __global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_c
 template <int HD, class T>
 __global__ void decode_kernel(T* out, const T* q, const T* k_cache, const T* v_cache, const long long* runs,
                               long long num_runs, long long capacity, int heads, int kv_heads, float scale,
-                              float softcap) {
+                              float softcap, long long window) {
   __shared__ float ks[kTile<HD>][HD];
   __shared__ float vs[kTile<HD>][HD];
   const long long row = runs[blockIdx.y];
@@ -306,7 +315,7 @@ __global__ void decode_kernel(T* out, const T* q, const T* k_cache, const T* v_c
     const long long at = row * q_ld + (g * group + first_head + warp) * static_cast<long long>(HD);
     SoftmaxRow<HD> r(q + at, scale, softcap, first_head + warp < group);
     r.attend(ks, vs, k_cache + slot * capacity * kv_ld + g * HD, v_cache + slot * capacity * kv_ld + g * HD, kv_ld,
-             position, position);
+             window_start(position, window), position, position, window);
     if (r.active) r.write(out + at);
   }
 }

@@ -35,7 +35,7 @@ void forward(const FusedAttentionArgs& a, bf16* out, float* lse, cudaStream_t st
   const auto q = static_cast<const bf16*>(a.q), k = static_cast<const bf16*>(a.k), v = static_cast<const bf16*>(a.v);
   launch<ForwardShared<HD>, tc_forward_kernel<HD>>("tensor-core attention forward launch", grid, stream, out, lse, q,
                                                    k, v, a.cu_seqlens, a.kv_starts, a.heads, a.kv_heads, a.scale,
-                                                   a.softcap);
+                                                   a.softcap, a.window);
 }
 
 template <int HD>
@@ -46,11 +46,11 @@ void backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, cons
   const auto seqs = static_cast<unsigned>(a.num_seqs);
   launch<DqShared<HD>, tc_dq_kernel<HD>>("tensor-core attention dQ launch",
                                          dim3(blocks, static_cast<unsigned>(a.heads), seqs), stream, dq, dout, q, k,
-                                         v, lse, delta, a.cu_seqlens, a.heads, a.kv_heads, a.scale, a.softcap);
+                                         v, lse, delta, a.cu_seqlens, a.heads, a.kv_heads, a.scale, a.softcap, a.window);
   launch<DkvShared<HD>, tc_dkv_kernel<HD>>("tensor-core attention dK dV launch",
                                            dim3(blocks, static_cast<unsigned>(a.kv_heads), seqs), stream, dk, dv,
                                            dout, q, k, v, lse, delta, a.cu_seqlens, a.heads, a.kv_heads, a.scale,
-                                           a.softcap);
+                                           a.softcap, a.window);
 }
 
 }  // namespace

@@ -17,6 +17,8 @@
 //             dv_j = sum_i P_ij dO_i;  dk_j = scale sum_i dS_ij q_i
 // With a score cap (kernels::AttentionScores, Gemma 2) each score is capped in float32 as the
 // softmax reads it, s = cap tanh(scale q.k / cap), and dS carries the cap's slope 1 - (s / cap)^2.
+// Under a sliding window (i - window < j <= i) the tiles before the block's first row's window
+// are not staged, those after its last row's not visited, and the rest masked per element.
 //
 // The kernels themselves (this header) apart from their launches (tensor_core_attention.cu), so
 // that tests/unit/kernels/tensor_core_attention_emulated_test.cpp can run them on the CPU under
@@ -175,7 +177,8 @@ struct ForwardShared {
 template <int HD>
 __global__ void __launch_bounds__(kBlockThreads)
     tc_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const long long* cu_seqlens,
-                      const long long* kv_starts, int heads, int kv_heads, float scale, float softcap) {
+                      const long long* kv_starts, int heads, int kv_heads, float scale, float softcap,
+                      long long window) {
   SPIN_DYNAMIC_SHARED(raw);
   auto& sh = *reinterpret_cast<ForwardShared<HD>*>(raw);
   const Rows rows(cu_seqlens);
@@ -193,19 +196,23 @@ __global__ void __launch_bounds__(kBlockThreads)
   for (int e = lane; e < kRows * HD; e += 32) o[e / HD * kLdO<HD> + e % HD] = 0.0f;
   float m = -INFINITY, l = 0.0f;
   const long long last_key = min(len, rows.first + kBlock) - 1;  // the block's last row sees it
-  for (long long j0 = 0; j0 <= last_key; j0 += kTile) {
+  const long long row_first = window_start(row, window), warp_first_key = window_start(rows.warp_first, window);
+  for (long long j0 = window_start(rows.first, window); j0 <= last_key; j0 += kTile) {
     __syncthreads();  // the previous tiles are no longer read
     stage_rows<HD>(sh.k, k + kv_start * kv_ld + g * HD, kv_ld, j0, len, kTile);
     stage_rows<HD>(sh.v, v + kv_start * kv_ld + g * HD, kv_ld, j0, len, kTile);
     __syncthreads();
-    if (!rows.warp_active() || j0 > rows.warp_first + kRows - 1) continue;  // causal: the warp sees none
+    if (!rows.warp_active() || j0 > rows.warp_first + kRows - 1 || j0 + kTile <= warp_first_key) {
+      continue;  // the warp's rows see none of these keys
+    }
     products_t<HD>(s, sh.q + warp * kRows * kLdX<HD>, sh.k);
     __syncwarp();
     float* sr = s + r * kLdS;
     bf16* pr = p + r * kLdP;
     float tile_max = -INFINITY;
     for (int c = half * 32; c < half * 32 + 32; ++c) {
-      const float x = j0 + c <= row && j0 + c < len ? softcap_scores(sr[c] * scale, softcap) : -INFINITY;
+      const bool seen = j0 + c <= row && j0 + c >= row_first && j0 + c < len;
+      const float x = seen ? softcap_scores(sr[c] * scale, softcap) : -INFINITY;
       sr[c] = x;
       tile_max = fmaxf(tile_max, x);
     }
@@ -274,12 +281,13 @@ static_assert(sizeof(bf16) * 2 * kTile * kLdX<64> >= sizeof(float) * kWarps * kR
 static_assert(sizeof(bf16) * 2 * kTile * kLdX<128> >= sizeof(float) * kWarps * kRows * kLdO<128>, "staging fits");
 
 // dS = P (dP - D) c' with P = exp(c(scale s) - lse) (c the cap, c' its slope; none without one),
-// zero where masked; two lanes per row.
+// zero where masked (outside [first_visible, last_visible]); two lanes per row.
 __device__ void ds_row(bf16* ds, const float* s, const float* dp, float scale, float softcap, float row_lse,
-                       float row_delta, int half, long long first_column, long long last_visible, long long len) {
+                       float row_delta, int half, long long first_column, long long first_visible,
+                       long long last_visible, long long len) {
   for (int c = half * 32; c < half * 32 + 32; ++c) {
     const long long column = first_column + c;
-    const bool seen = column <= last_visible && column < len;
+    const bool seen = column >= first_visible && column <= last_visible && column < len;
     const float capped = softcap_scores(s[c] * scale, softcap);
     ds[c] = __float2bfloat16_rn(seen ? expf(capped - row_lse) * (dp[c] - row_delta) * softcap_grad(capped, softcap)
                                      : 0.0f);
@@ -290,7 +298,7 @@ template <int HD>
 __global__ void __launch_bounds__(kBlockThreads)
     tc_dq_kernel(float* dq, const float* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse,
                  const float* delta, const long long* cu_seqlens, int heads, int kv_heads, float scale,
-                 float softcap) {
+                 float softcap, long long window) {
   SPIN_DYNAMIC_SHARED(raw);
   auto& sh = *reinterpret_cast<DqShared<HD>*>(raw);
   const Rows rows(cu_seqlens);
@@ -308,17 +316,18 @@ __global__ void __launch_bounds__(kBlockThreads)
 #pragma unroll
   for (int nb = 0; nb < HD / 16; ++nb) wmma::fill_fragment(acc[nb], 0.0f);
   const long long last_key = min(len, rows.first + kBlock) - 1;
-  for (long long j0 = 0; j0 <= last_key; j0 += kTile) {
+  const long long row_first = window_start(row, window), warp_first_key = window_start(rows.warp_first, window);
+  for (long long j0 = window_start(rows.first, window); j0 <= last_key; j0 += kTile) {
     __syncthreads();
     stage_rows<HD>(sh.k, k + start * kv_ld + g * HD, kv_ld, j0, len, kTile);
     stage_rows<HD>(sh.v, v + start * kv_ld + g * HD, kv_ld, j0, len, kTile);
     __syncthreads();
-    if (!rows.warp_active() || j0 > rows.warp_first + kRows - 1) continue;
+    if (!rows.warp_active() || j0 > rows.warp_first + kRows - 1 || j0 + kTile <= warp_first_key) continue;
     products_t<HD>(sh.s[warp], sh.q + warp * kRows * kLdX<HD>, sh.k);       // S = Q K^T
     products_t<HD>(sh.dp[warp], sh.dout + warp * kRows * kLdX<HD>, sh.v);   // dP = dO V^T
     __syncwarp();
     ds_row(sh.ds[warp] + r * kLdP, sh.s[warp] + r * kLdS, sh.dp[warp] + r * kLdS, scale, softcap, row_lse,
-           row_delta, half, j0, row, len);
+           row_delta, half, j0, row_first, row, len);
     __syncwarp();
     accumulate<HD>(acc, sh.ds[warp], sh.k);  // dQ += dS K
   }
@@ -347,7 +356,7 @@ template <int HD>
 __global__ void __launch_bounds__(kBlockThreads)
     tc_dkv_kernel(float* dk, float* dv, const float* dout, const bf16* q, const bf16* k, const bf16* v,
                   const float* lse, const float* delta, const long long* cu_seqlens, int heads, int kv_heads,
-                  float scale, float softcap) {
+                  float scale, float softcap, long long window) {
   SPIN_DYNAMIC_SHARED(raw);
   auto& sh = *reinterpret_cast<DkvShared<HD>*>(raw);
   const Rows keys(cu_seqlens);  // here the rows are keys
@@ -362,9 +371,12 @@ __global__ void __launch_bounds__(kBlockThreads)
   FragC dk_acc[HD / 16], dv_acc[HD / 16];
 #pragma unroll
   for (int nb = 0; nb < HD / 16; ++nb) wmma::fill_fragment(dk_acc[nb], 0.0f), wmma::fill_fragment(dv_acc[nb], 0.0f);
+  // Query rows i >= the block's first key: tiles from that key on (kBlock == kTile); under a
+  // window, up to its last key's last query. The warp's last key's last query: warp_end - 1.
+  const long long end = window > 0 ? min(len, min(len, keys.first + kBlock) - 1 + window) : len;
+  const long long warp_end = window > 0 ? keys.warp_first + kRows - 1 + window : len;
   for (int h = g * group; h < (g + 1) * group; ++h) {
-    // Query rows i >= the block's first key: tiles from that key on (kBlock == kTile).
-    for (long long i0 = keys.first; i0 < len; i0 += kTile) {
+    for (long long i0 = keys.first; i0 < end; i0 += kTile) {
       __syncthreads();
       stage_rows<HD>(sh.q, q + start * q_ld + h * HD, q_ld, i0, len, kTile);
       stage_rows<HD>(sh.dout, dout + start * q_ld + h * HD, q_ld, i0, len, kTile);
@@ -373,7 +385,7 @@ __global__ void __launch_bounds__(kBlockThreads)
         sh.delta[i] = i0 + i < len ? delta[(start + i0 + i) * heads + h] : 0.0f;
       }
       __syncthreads();
-      if (!keys.warp_active() || i0 + kTile - 1 < keys.warp_first) continue;  // no query sees the warp's keys
+      if (!keys.warp_active() || i0 + kTile - 1 < keys.warp_first || i0 >= warp_end) continue;  // none sees the warp's keys
       products_t<HD>(sh.st[warp], sh.k + warp * kRows * kLdX<HD>, sh.q);     // S^T = K Q^T
       products_t<HD>(sh.dpt[warp], sh.v + warp * kRows * kLdX<HD>, sh.dout); // dP^T = V dO^T
       __syncwarp();
@@ -383,7 +395,8 @@ __global__ void __launch_bounds__(kBlockThreads)
       bf16* dst = sh.dst[warp] + r * kLdP;
       for (int c = half * 32; c < half * 32 + 32; ++c) {
         const long long query = i0 + c;
-        const bool seen = query >= key && query < len && key < len;  // causal: query i sees keys j <= i
+        // causal (query i sees keys j <= i) and within the window
+        const bool seen = query >= key && query < len && key < len && (window == 0 || query - key < window);
         const float capped = softcap_scores(st[c] * scale, softcap);
         const float p = seen ? expf(capped - sh.lse[c]) : 0.0f;
         pt[c] = __float2bfloat16_rn(p);

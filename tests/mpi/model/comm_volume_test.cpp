@@ -61,13 +61,13 @@ TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesigned
                 Device::Cpu, false, config);
   std::vector<float> out(n * h);
   grid.tp().reset_stats();
-  decoder_layer_forward(ctx, weights.layers[0], geometry, acts, out.data());
+  decoder_layer_forward(ctx, weights.layers[0], 0, geometry, acts, out.data());
   expect_only_all_reduces(grid.tp().stats(), 2, 2 * activation, "one layer forward");
   ModelWeights grads(config, dims);
   LayerGradScratch scratch;
   scratch.allocate(dims, geometry, Device::Cpu, false, config);
   grid.tp().reset_stats();
-  decoder_layer_backward(ctx, weights.layers[0], grads.layers[0], geometry, acts, scratch, out.data());
+  decoder_layer_backward(ctx, weights.layers[0], grads.layers[0], 0, geometry, acts, scratch, out.data());
   expect_only_all_reduces(grid.tp().stats(), 2, 2 * activation, "one layer backward");
 
   // The whole model: embedding (1) + 2 per layer + head: row max, then sum-exp with target

@@ -150,7 +150,7 @@ TEST(TensorParallel, MatchesOneRankWithQkvBiasesAtTp2AndTp4) {
 // bf16-rounded scale).
 TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
   using testing::TinyFamily;
-  for (const TinyFamily family : {TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2}) {
+  for (const TinyFamily family : {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;

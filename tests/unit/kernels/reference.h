@@ -84,9 +84,10 @@ inline Vec rope(const Vec& x, const std::vector<std::int32_t>& pos, int n, int h
 
 // Causal GQA attention over packed sequences; also returns the probabilities per
 // (sequence, head) in the kernel's layout. Scores scale q.k (scale 0: 1/sqrt(hd)), then with
-// cap > 0 cap tanh(s / cap).
+// cap > 0 cap tanh(s / cap); with window > 0 query i sees keys i - window < j <= i only.
 inline Vec attention(const Vec& q, const Vec& k, const Vec& v, const std::vector<std::int64_t>& cu,
-                     int heads, int kvh, int hd, Vec* probs = nullptr, double scale = 0.0, double cap = 0.0) {
+                     int heads, int kvh, int hd, Vec* probs = nullptr, double scale = 0.0, double cap = 0.0,
+                     int window = 0) {
   Vec out(q.size(), 0.0);
   if (probs) probs->clear();
   if (scale == 0.0) scale = 1.0 / std::sqrt(static_cast<double>(hd));
@@ -98,7 +99,8 @@ inline Vec attention(const Vec& q, const Vec& k, const Vec& v, const std::vector
       for (int i = 0; i < len; ++i) {
         std::vector<double> p(static_cast<std::size_t>(len), 0.0);
         double m = -1e300;
-        for (int j = 0; j <= i; ++j) {
+        const int j0 = window > 0 ? std::max(0, i - window + 1) : 0;
+        for (int j = j0; j <= i; ++j) {
           double dot = 0.0;
           for (int d = 0; d < hd; ++d) {
             dot += q[((start + i) * heads + h) * hd + d] * k[((start + j) * kvh + g) * hd + d];
@@ -107,11 +109,11 @@ inline Vec attention(const Vec& q, const Vec& k, const Vec& v, const std::vector
           m = std::max(m, p[j]);
         }
         double z = 0.0;
-        for (int j = 0; j <= i; ++j) z += (p[j] = std::exp(p[j] - m));
-        for (int j = 0; j <= i; ++j) p[j] /= z;
+        for (int j = j0; j <= i; ++j) z += (p[j] = std::exp(p[j] - m));
+        for (int j = j0; j <= i; ++j) p[j] /= z;
         for (int d = 0; d < hd; ++d) {
           double o = 0.0;
-          for (int j = 0; j <= i; ++j) o += p[j] * v[((start + j) * kvh + g) * hd + d];
+          for (int j = j0; j <= i; ++j) o += p[j] * v[((start + j) * kvh + g) * hd + d];
           out[((start + i) * heads + h) * hd + d] = o;
         }
         if (probs) probs->insert(probs->end(), p.begin(), p.end());

@@ -52,8 +52,14 @@ TEST(ModelConfig, ReadsLlama2AndAppliesDefaults) {
 TEST(ModelConfig, ReadsMistralGqaSlidingWindowAndEosList) {
   const ModelConfig c = ModelConfig::from_json(with("num_key_value_heads", "8"), "cfg.json");
   EXPECT_EQ(c.num_kv_heads, 8);
+  // Mistral's window: every layer's, sequences up to max_position_embeddings all the same.
   const ModelConfig m = ModelConfig::from_json(with("sliding_window", "1024"), "cfg.json");
-  EXPECT_EQ(m.max_sequence_length(), 1024);
+  EXPECT_EQ(m.max_sequence_length(), m.max_position_embeddings);
+  ASSERT_EQ(m.windowed_layers.size(), static_cast<std::size_t>(m.num_layers));
+  for (std::int64_t l = 0; l < m.num_layers; ++l) EXPECT_EQ(m.attention_scores(l).window, 1024);
+  EXPECT_EQ(m.attention_scores(0).first_key(1023), 0);
+  EXPECT_EQ(m.attention_scores(0).first_key(1024), 1);  // keys 1..1024: 1024 of them
+  EXPECT_EQ(ModelConfig::from_json(kLlama, "cfg.json").attention_scores(0).window, 0);
   const ModelConfig e = ModelConfig::from_json(with("eos_token_id", "[2, 7]"), "cfg.json");
   EXPECT_EQ(e.eos_token_ids, (std::vector<std::int64_t>{2, 7}));
 }
@@ -117,10 +123,32 @@ TEST(ModelConfig, ReadsQwen2WithQkvBiasesAndItsSlidingWindowSwitch) {
   EXPECT_EQ(c.max_sequence_length(), 32768);
   EXPECT_EQ(c.num_parameters(), 494032768);  // Qwen2.5-0.5B's published count
   EXPECT_FALSE(ModelConfig::from_json(kLlama, "cfg.json").qkv_bias);
+  for (std::int64_t l = 0; l < c.num_layers; ++l) EXPECT_EQ(c.attention_scores(l).window, 0);
+  // Switched on: the layers from max_window_layers (21) on, as transformers' Qwen2 applies it.
   std::string windowed = qwen;
   windowed.replace(windowed.find("\"use_sliding_window\": false"), 27, "\"use_sliding_window\": true ");
-  windowed.replace(windowed.find("32768, \"max_window"), 5, "4096 ");
-  EXPECT_EQ(ModelConfig::from_json(windowed, "cfg.json").max_sequence_length(), 4096);
+  windowed.replace(windowed.find("32768, \"tie"), 5, "4096 ");
+  const ModelConfig w = ModelConfig::from_json(windowed, "cfg.json");
+  EXPECT_EQ(w.max_sequence_length(), 32768);
+  for (std::int64_t l = 0; l < w.num_layers; ++l) EXPECT_EQ(w.attention_scores(l).window, l >= 21 ? 4096 : 0) << l;
+  // Newer transformers write the layers' types out; they decide.
+  std::string types = "[";
+  for (int l = 0; l < 24; ++l) types += std::string(l ? ", " : "") + (l % 3 == 1 ? "\"sliding_attention\"" : "\"full_attention\"");
+  std::string listed = windowed;
+  listed.insert(listed.find("\"max_position"), "\"layer_types\": " + types + "], ");
+  const ModelConfig t = ModelConfig::from_json(listed, "cfg.json");
+  for (std::int64_t l = 0; l < t.num_layers; ++l) EXPECT_EQ(t.attention_scores(l).window, l % 3 == 1 ? 4096 : 0) << l;
+  std::string short_list = windowed;
+  short_list.insert(short_list.find("\"max_position"), "\"layer_types\": [\"full_attention\"], ");
+  EXPECT_THROW(ModelConfig::from_json(short_list, "cfg.json"), Error);
+  std::string chunked = listed;
+  chunked.replace(chunked.find("\"sliding_attention\""), 19, "\"chunked_attention\"");
+  try {
+    ModelConfig::from_json(chunked, "cfg.json");
+    ADD_FAILURE() << "chunked_attention accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("chunked_attention"), std::string::npos) << e.what();
+  }
 }
 
 // Qwen3-0.6B's config.json as published: head norms, an explicit head_dim (128, not 1024 / 16),
@@ -145,11 +173,9 @@ TEST(ModelConfig, ReadsQwen3WithItsHeadNorms) {
   EXPECT_NE(error_of(with("model_type", "\"qwen3_moe\"")).find("qwen3_moe"), std::string::npos);
 }
 
-// gemma-2b's config.json as published: no tie_word_embeddings key (GemmaConfig ties by default),
-// the legacy hidden_act "gelu" beside no hidden_activation (transformers' GemmaMLP then runs the
 // google/gemma-2-2b-it's config.json as published: Gemma's parts, sandwich norms (four per
-// layer), scores scaled by query_pre_attn_scalar^-1/2 and capped at 50, logits at 30, sequences
-// limited to the sliding window (4096; the windowed layers then see every key).
+// layer), scores scaled by query_pre_attn_scalar^-1/2 and capped at 50, logits at 30, the
+// 4096-token window in the even layers (sequences up to max_position_embeddings, 8192).
 TEST(ModelConfig, ReadsGemma2WithItsCapsAndScoreScale) {
   const std::string gemma2 = R"({
     "architectures": ["Gemma2ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
@@ -167,26 +193,31 @@ TEST(ModelConfig, ReadsGemma2WithItsCapsAndScoreScale) {
   EXPECT_TRUE(c.scale_embeddings);
   EXPECT_TRUE(c.tie_word_embeddings);
   EXPECT_EQ(c.num_parameters(), 2614341888);  // gemma-2-2b's published count
-  EXPECT_EQ(c.attention_scores().scale, 0.0625f);
-  EXPECT_EQ(c.attention_scores().softcap, 50.0f);
+  EXPECT_EQ(c.attention_scores(0).scale, 0.0625f);
+  EXPECT_EQ(c.attention_scores(0).softcap, 50.0f);
   EXPECT_EQ(c.final_logit_softcapping, 30.0f);
-  EXPECT_EQ(c.max_sequence_length(), 4096);
+  EXPECT_EQ(c.max_sequence_length(), 8192);
+  for (std::int64_t l = 0; l < c.num_layers; ++l) EXPECT_EQ(c.attention_scores(l).window, l % 2 == 0 ? 4096 : 0);
   EXPECT_EQ((std::vector<std::int64_t>{1, 107}), c.eos_token_ids);
   // Gemma-2-27B's scalar (hidden / heads = 144 against head_dim 128), a cap switched off (null).
   std::string big = gemma2;
   big.replace(big.find("\"query_pre_attn_scalar\": 256"), 28, "\"query_pre_attn_scalar\": 144");
   big.replace(big.find("\"final_logit_softcapping\": 30.0"), 31, "\"final_logit_softcapping\": null");
+  big.erase(big.find("\"sliding_window\": 4096, "), 24);  // Gemma2Config's default: 4096
   const ModelConfig c27 = ModelConfig::from_json(big, "cfg.json");
-  EXPECT_EQ(c27.attention_scores().scale, static_cast<float>(1.0 / 12.0));
+  EXPECT_EQ(c27.attention_scores(0).window, 4096);
+  EXPECT_EQ(c27.attention_scores(0).scale, static_cast<float>(1.0 / 12.0));
   EXPECT_EQ(c27.final_logit_softcapping, 0.0f);
   // Gemma 1 and Llama: 1/sqrt(head_dim), no caps, no sandwich norms.
   const ModelConfig llama = ModelConfig::from_json(kLlama, "cfg.json");
   EXPECT_FALSE(llama.sandwich_norms);
-  EXPECT_EQ(llama.attention_scores().scale, 1.0f / std::sqrt(static_cast<float>(llama.head_dim)));
-  EXPECT_EQ(llama.attention_scores().softcap, 0.0f);
+  EXPECT_EQ(llama.attention_scores(0).scale, 1.0f / std::sqrt(static_cast<float>(llama.head_dim)));
+  EXPECT_EQ(llama.attention_scores(0).softcap, 0.0f);
   EXPECT_EQ(llama.final_logit_softcapping, 0.0f);
 }
 
+// gemma-2b's config.json as published: no tie_word_embeddings key (GemmaConfig ties by default),
+// the legacy hidden_act "gelu" beside no hidden_activation (transformers' GemmaMLP then runs the
 // tanh approximation), head_dim 256 of 8 heads on a hidden size of 2048, one kv head.
 TEST(ModelConfig, ReadsGemmaWithItsDefaults) {
   const std::string gemma = R"({

@@ -44,11 +44,12 @@ std::vector<Sequence> three_sequences() {
 // 2e-3 relative for the directional derivative over all parameters at once (step 2e-4 along a
 // unit-normal direction, a change of the loss of ~1e-2).
 TEST(Transformer, GradientsMatchFiniteDifferences) {
-  for (const char* variant : {"untied", "tied", "qkv bias", "qk norm", "gemma", "gemma2"}) {
+  for (const char* variant : {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2"}) {
     testing::TinyShape shape;
     const bool gemma = variant == std::string("gemma") || variant == std::string("gemma2");
     shape.tie = variant == std::string("tied") || gemma;  // Gemma ties by default
-    shape.family = variant == std::string("qkv bias") ? testing::TinyFamily::Qwen2
+    shape.family = variant == std::string("window")     ? testing::TinyFamily::Mistral
+                   : variant == std::string("qkv bias") ? testing::TinyFamily::Qwen2
                    : variant == std::string("qk norm") ? testing::TinyFamily::Qwen3
                    : variant == std::string("gemma")   ? testing::TinyFamily::Gemma
                    : variant == std::string("gemma2")  ? testing::TinyFamily::Gemma2

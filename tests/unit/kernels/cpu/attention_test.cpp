@@ -100,7 +100,7 @@ void expect_long_sequences_match_naive(AttentionScores scores) {
   testing::ref::Vec probs_ref;
   const auto qd = to_double(q), kd = to_double(k), vd = to_double(v);
   testing::expect_close(out, testing::ref::attention(qd, kd, vd, cu, heads, kvh, hd, &probs_ref, scores.scale,
-                                                     scores.softcap),
+                                                     scores.softcap, static_cast<int>(scores.window)),
                         1e-5, 1e-6, "out");
   testing::expect_close(probs, probs_ref, 1e-5, 1e-7, "probs");
 
@@ -110,7 +110,9 @@ void expect_long_sequences_match_naive(AttentionScores scores) {
   using V = testing::ref::Vec;
   const auto loss = [&](const V& qq, const V& kk, const V& vv) {
     return testing::ref::dot(
-        testing::ref::attention(qq, kk, vv, cu, heads, kvh, hd, nullptr, scores.scale, scores.softcap), r);
+        testing::ref::attention(qq, kk, vv, cu, heads, kvh, hd, nullptr, scores.scale, scores.softcap,
+                                static_cast<int>(scores.window)),
+        r);
   };
   const auto pick = [](const std::vector<float>& g, const std::vector<std::size_t>& at) {
     std::vector<float> picked;
@@ -134,6 +136,16 @@ TEST(Attention, LongSequencesAcrossQueryBlocksMatchNaiveForwardAndBackward) {
 // up to ~2 before it; the gradients then carry the cap's slope, recomputed in the backward).
 TEST(Attention, CappedScoresMatchNaiveForwardAndFiniteDifferences) {
   expect_long_sequences_match_naive({1.1f, 0.7f});
+}
+
+// Sliding windows (Mistral, Gemma 2's local layers) against the naive reference, which masks
+// per key: 5 keys (within one 64-row block); 90 keys (in the 130-token sequence the block of rows
+// 128-129 multiplies keys from 39 on, row 128's first, and row 129 masks key 39 itself); 20 keys
+// with a cap.
+TEST(Attention, SlidingWindowsMatchNaiveForwardAndFiniteDifferences) {
+  expect_long_sequences_match_naive({0.5f, 0.0f, 5});
+  expect_long_sequences_match_naive({0.5f, 0.0f, 90});
+  expect_long_sequences_match_naive({1.1f, 0.7f, 20});
 }
 
 // Mixed precision: q, k, v in bf16 are read as their exact float32 values (the naive reference

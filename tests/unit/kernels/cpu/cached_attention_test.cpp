@@ -21,7 +21,7 @@ void expect_cached_matches_full_attention(AttentionScores scores) {
   const auto vv = testing::random_vector(11 * kvh * hd, 3);
   const auto full = testing::ref::attention(testing::to_double(q), testing::to_double(kk),
                                             testing::to_double(vv), cu, heads, kvh, hd, nullptr, scores.scale,
-                                            scores.softcap);
+                                            scores.softcap, static_cast<int>(scores.window));
   std::vector<float> k_cache(3 * capacity * kvh * hd, 99.0f), v_cache = k_cache;
   std::vector<Index> rows;
   for (int s = 0; s < 2; ++s)
@@ -75,6 +75,14 @@ TEST(CachedAttention, MatchesFullCausalAttentionForAnySplitIntoPrefixAndNewRows)
 
 // Gemma 2's scores: its own scale and a cap (0.6: it bends these inputs' scores).
 TEST(CachedAttention, CappedScoresMatchFullCausalAttention) { expect_cached_matches_full_attention({0.8f, 0.6f}); }
+
+// A sliding window of 3 keys (the 7-token sequence's later rows see neither the cached prefix's
+// start nor the runs' first keys), with and without a cap: the rows see what they would in full
+// windowed attention.
+TEST(CachedAttention, SlidingWindowsMatchFullWindowedAttention) {
+  expect_cached_matches_full_attention({0.35f, 0.0f, 3});
+  expect_cached_matches_full_attention({0.8f, 0.6f, 3});
+}
 
 // Mixed precision: scatter_rows_bf16 puts bf16 rows where they are asked, and attention over
 // bf16 q and cache is the float32 computation on the widened values with its output rounded to

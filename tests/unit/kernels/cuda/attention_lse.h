@@ -1,6 +1,6 @@
 // The log-sum-exp a fused attention forward saves per query row and head, derived from
 // CpuKernels::attention_forward's probabilities for the emulated kernels' tests: for any key j a
-// row sees, log-sum-exp(s) = s_j - log p_j; key 0 is seen by every row.
+// row sees, log-sum-exp(s) = s_j - log p_j; the row's first key (scores.first_key) is one.
 #pragma once
 
 #include <cmath>
@@ -25,10 +25,13 @@ inline std::vector<float> lse_from_cpu_probs(const std::vector<float>& q, const 
     for (int h = 0; h < heads; ++h, at += static_cast<std::size_t>(len * len)) {
       const int g = h / (heads / kv_heads);
       for (long long i = 0; i < len; ++i) {
+        const long long j = scores.first_key(i);
         float dot = 0.0f;
-        for (int d = 0; d < head_dim; ++d) dot += q[(start + i) * q_w + h * head_dim + d] * k[start * kv_w + g * head_dim + d];
-        const float s0 = scores.softcap > 0.0f ? cpu::softcap(dot * scores.scale, scores.softcap) : dot * scores.scale;
-        lse[static_cast<std::size_t>((start + i) * heads + h)] = s0 - std::log(probs[at + i * len]);
+        for (int d = 0; d < head_dim; ++d) {
+          dot += q[(start + i) * q_w + h * head_dim + d] * k[(start + j) * kv_w + g * head_dim + d];
+        }
+        const float sj = scores.softcap > 0.0f ? cpu::softcap(dot * scores.scale, scores.softcap) : dot * scores.scale;
+        lse[static_cast<std::size_t>((start + i) * heads + h)] = sj - std::log(probs[at + i * len + j]);
       }
     }
   }

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <utility>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -267,24 +268,27 @@ TEST(CudaKernelsEmulated, VocabParallelLogSoftmaxPieces) {
 
 // The cuBLAS attention path's pieces: the causal softmax of two heads' 21 x 21 scores, and
 // dS = P (dP - rowsum(P dP)), against the same formulas in double; without and with a score cap
-// (Gemma 2's, here 1.5: the scores, up to 4, bend), where dS also carries the cap's slope.
+// (Gemma 2's, here 1.5: the scores, up to 4, bend), where dS also carries the cap's slope, and
+// with a sliding window of 6 keys (with the cap: Gemma 2's local layers).
 TEST(CudaKernelsEmulated, CausalSoftmaxAndAttentionDs) {
   const long long len = 21, heads = 2, square = len * len;
-  for (float cap : {0.0f, 1.5f}) {
+  for (const auto& [cap, window] : {std::pair{0.0f, 0LL}, std::pair{1.5f, 0LL}, std::pair{1.5f, 6LL}}) {
+    SCOPED_TRACE(cat("cap ", cap, ", window ", window));
+    const auto first = [&](long long i) { return window > 0 && i >= window ? i - window + 1 : 0; };
     auto p = testing::random_uniform(heads * square, 1, -4.0f, 4.0f);
     const auto scores = p;
     const auto capped = [&](double s) { return cap > 0.0f ? cap * std::tanh(s / cap) : s; };
     cuda_emulation::launch(dim3(len, heads), dim3(kThreads), 0,
-                           [&] { dev::causal_softmax_kernel(p.data(), len, len, 0, square, cap); });
+                           [&] { dev::causal_softmax_kernel(p.data(), len, len, 0, square, cap, window); });
     std::vector<float> want(heads * square);
     for (long long h = 0; h < heads; ++h) {
       for (long long i = 0; i < len; ++i) {
         const float* row = scores.data() + h * square + i * len;
         double m = -1e300, sum = 0.0;
-        for (long long j = 0; j <= i; ++j) m = std::max(m, capped(row[j]));
-        for (long long j = 0; j <= i; ++j) sum += std::exp(capped(row[j]) - m);
+        for (long long j = first(i); j <= i; ++j) m = std::max(m, capped(row[j]));
+        for (long long j = first(i); j <= i; ++j) sum += std::exp(capped(row[j]) - m);
         for (long long j = 0; j < len; ++j) {
-          want[h * square + i * len + j] = j <= i ? std::exp(capped(row[j]) - m) / sum : 0.0;
+          want[h * square + i * len + j] = j >= first(i) && j <= i ? std::exp(capped(row[j]) - m) / sum : 0.0;
         }
       }
     }

@@ -75,6 +75,7 @@ void training_attention(const std::vector<long long>& cu, int heads, int kv_head
   const long long rows = cu.back(), seqs = static_cast<long long>(cu.size()) - 1;
   const long long q_w = heads * HD, kv_w = kv_heads * HD;
   const float scale = scores.scale, cap = scores.softcap;
+  const long long window = scores.window;
   const Values<T> q(testing::random_uniform(rows * q_w, 1)), k(testing::random_uniform(rows * kv_w, 2)),
       v(testing::random_uniform(rows * kv_w, 3));
   const auto dout = testing::random_uniform(rows * q_w, 4);
@@ -88,15 +89,15 @@ void training_attention(const std::vector<long long>& cu, int heads, int kv_head
       dv(rows * kv_w, NAN);
   cuda_emulation::launch(dim3(blocks, heads, seqs), threads, 0, [&] {
     simt::forward_kernel<HD, T>(out.data(), lse.data(), q.device.data(), k.device.data(), v.device.data(), cu.data(),
-                                heads, kv_heads, scale, cap);
+                                heads, kv_heads, scale, cap, window);
   });
   cuda_emulation::launch(dim3(blocks, heads, seqs), threads, 0, [&] {
     simt::dq_kernel<HD, T>(dq.data(), delta.data(), dout.data(), q.device.data(), k.device.data(), v.device.data(),
-                           lse.data(), cu.data(), heads, kv_heads, scale, cap);
+                           lse.data(), cu.data(), heads, kv_heads, scale, cap, window);
   });
   cuda_emulation::launch(dim3(blocks, kv_heads, seqs), threads, 0, [&] {
     simt::dkv_kernel<HD, T>(dk.data(), dv.data(), dout.data(), q.device.data(), k.device.data(), v.device.data(),
-                            lse.data(), delta.data(), cu.data(), heads, kv_heads, scale, cap);
+                            lse.data(), delta.data(), cu.data(), heads, kv_heads, scale, cap, window);
   });
 
   // The CPU reference on the same (widened) values, in float32.
@@ -117,9 +118,9 @@ void training_attention(const std::vector<long long>& cu, int heads, int kv_head
   EXPECT_LT(errors[2], 1e-5) << "dq";
   EXPECT_LT(errors[3], 1e-5) << "dk";
   EXPECT_LT(errors[4], 1e-5) << "dv";
-  std::printf("  head_dim %d, heads %d/%d, %s, cap %g: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", HD, heads,
-              kv_heads, std::is_same_v<T, float> ? "float32" : "bf16", cap, errors[0], errors[1], errors[2], errors[3],
-              errors[4]);
+  std::printf("  head_dim %d, heads %d/%d, %s, cap %g, window %lld: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n",
+              HD, heads, kv_heads, std::is_same_v<T, float> ? "float32" : "bf16", cap, window, errors[0], errors[1],
+              errors[2], errors[3], errors[4]);
 }
 
 // Generation: runs of rows in cache slots (cached_kernel), or every run one row (decode_kernel,
@@ -131,6 +132,7 @@ void cached_attention(const std::vector<Index>& row_begin, const std::vector<Ind
   const long long runs = static_cast<long long>(slot.size()), rows = row_begin.back(), slots = 4, capacity = 48;
   const long long q_w = heads * HD, kv_w = kv_heads * HD;
   const float scale = scores.scale, cap = scores.softcap;
+  const long long window = scores.window;
   const Values<T> q(testing::random_uniform(rows * q_w, 5)), kc(testing::random_uniform(slots * capacity * kv_w, 6)),
       vc(testing::random_uniform(slots * capacity * kv_w, 7));
   std::vector<long long> table(row_begin.begin(), row_begin.end());  // row_begin, slots, first positions
@@ -143,13 +145,13 @@ void cached_attention(const std::vector<Index>& row_begin, const std::vector<Ind
     ASSERT_EQ(longest, 1);
     cuda_emulation::launch(dim3(kv_heads, runs), dim3(32, simt::kWarps), 0, [&] {
       simt::decode_kernel<HD, T>(out.data(), q.device.data(), kc.device.data(), vc.device.data(), table.data(), runs,
-                                 capacity, heads, kv_heads, scale, cap);
+                                 capacity, heads, kv_heads, scale, cap, window);
     });
   } else {
     const unsigned blocks = static_cast<unsigned>((longest + simt::kWarps - 1) / simt::kWarps);
     cuda_emulation::launch(dim3(blocks, heads, runs), dim3(32, simt::kWarps), 0, [&] {
       simt::cached_kernel<HD, T>(out.data(), q.device.data(), kc.device.data(), vc.device.data(), table.data(), runs,
-                                 capacity, heads, kv_heads, scale, cap);
+                                 capacity, heads, kv_heads, scale, cap, window);
     });
   }
   const CpuKernels cpu;
@@ -158,8 +160,8 @@ void cached_attention(const std::vector<Index>& row_begin, const std::vector<Ind
                                first.data(), runs, capacity, heads, kv_heads, HD, scores);
   const double error = testing::relative_error(as_f32(out), want);
   EXPECT_LT(error, output_tolerance<T>());
-  std::printf("  %s head_dim %d, heads %d/%d, %s, cap %g: out %.1e\n", decode ? "decode" : "cached", HD, heads,
-              kv_heads, std::is_same_v<T, float> ? "float32" : "bf16", cap, error);
+  std::printf("  %s head_dim %d, heads %d/%d, %s, cap %g, window %lld: out %.1e\n", decode ? "decode" : "cached", HD,
+              heads, kv_heads, std::is_same_v<T, float> ? "float32" : "bf16", cap, window, error);
 }
 
 // Sequences of 1, 13 and 35 tokens (32-row tiles and 8-row blocks partly filled). Small: every
@@ -184,6 +186,21 @@ TEST(FusedAttentionEmulated, CappedScoresMatchTheCpu) {
   const std::vector<Index> row_begin = {0, 12, 13, 16, 17}, slot = {2, 0, 1, 3}, first = {0, 25, 7, 47};
   cached_attention<64, float>(row_begin, slot, first, 4, 2, false, {0.3f, 0.5f});
   cached_attention<256, float>({0, 1, 2, 3, 4}, {3, 0, 2, 1}, {47, 0, 33, 5}, 8, 1, true, {0.0625f, 0.5f});
+}
+
+// Sliding windows (Mistral; Gemma 2's local layers, with its cap): 5 keys, shorter than a tile,
+// so that blocks start their key tiles mid-sequence and rows mask inside tiles; 20 keys at head
+// size 256 (16-row tiles), where the dK/dV pass stops before the sequence's end; with a cap. The
+// CPU reference masks the same keys (its own test checks it against a naive reference).
+TEST(FusedAttentionEmulated, SlidingWindowsMatchTheCpu) {
+  const std::vector<long long> cu = {0, 1, 14, 49};
+  training_attention<64, float>(cu, 2, 1, {0.125f, 0.0f, 5});
+  training_attention<64, bf16>(cu, 2, 1, {0.125f, 0.0f, 5});
+  training_attention<256, float>({0, 3, 45}, 2, 1, {0.0625f, 0.5f, 20});
+  const std::vector<Index> row_begin = {0, 12, 13, 16, 17}, slot = {2, 0, 1, 3}, first = {0, 25, 7, 47};
+  cached_attention<64, float>(row_begin, slot, first, 4, 2, false, {0.125f, 0.0f, 6});
+  cached_attention<256, bf16>(row_begin, slot, first, 2, 1, false, {0.0625f, 0.5f, 6});
+  cached_attention<64, float>({0, 1, 2, 3, 4}, {3, 0, 2, 1}, {47, 0, 33, 5}, 16, 2, true, {0.125f, 0.0f, 10});
 }
 
 // A prefill of 12 rows into slot 2, a decode row at position 25 of slot 0, 3 rows continuing

@@ -42,6 +42,7 @@ struct Case {
   std::vector<long long> cu;
   int heads, kv_heads;
   float softcap = 0.0f;  // Gemma 2's score cap (0.5 bends these inputs' scores)
+  long long window = 0;  // a sliding window's keys
 };
 
 template <int HD>
@@ -49,7 +50,7 @@ void check_against_the_cpu(const Case& c) {
   const long long rows = c.cu.back(), seqs = static_cast<long long>(c.cu.size()) - 1;
   const int heads = c.heads, kv_heads = c.kv_heads;
   const long long q_w = heads * HD, kv_w = kv_heads * HD;
-  const AttentionScores scores{AttentionScores::standard(HD).scale, c.softcap};
+  const AttentionScores scores{AttentionScores::standard(HD).scale, c.softcap, c.window};
   const float scale = scores.scale;
   const auto q = rounded(testing::random_uniform(rows * q_w, 1)), k = rounded(testing::random_uniform(rows * kv_w, 2)),
              v = rounded(testing::random_uniform(rows * kv_w, 3));
@@ -63,7 +64,7 @@ void check_against_the_cpu(const Case& c) {
   std::vector<float> lse(rows * heads, NAN);
   cuda_emulation::launch(dim3(blocks, heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::ForwardShared<HD>), [&] {
     tc::tc_forward_kernel<HD>(out.data(), lse.data(), q.data(), k.data(), v.data(), c.cu.data(), nullptr, heads,
-                              kv_heads, scale, c.softcap);
+                              kv_heads, scale, c.softcap, c.window);
   });
   const CpuKernels cpu;
   const std::vector<Index> cu(c.cu.begin(), c.cu.end());
@@ -88,11 +89,11 @@ void check_against_the_cpu(const Case& c) {
                          [&] { tc::tc_delta_kernel(delta.data(), dout.data(), out.data(), rows_heads, HD); });
   cuda_emulation::launch(dim3(blocks, heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::DqShared<HD>), [&] {
     tc::tc_dq_kernel<HD>(dq.data(), dout.data(), q.data(), k.data(), v.data(), lse.data(), delta.data(), c.cu.data(),
-                         heads, kv_heads, scale, c.softcap);
+                         heads, kv_heads, scale, c.softcap, c.window);
   });
   cuda_emulation::launch(dim3(blocks, kv_heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::DkvShared<HD>), [&] {
     tc::tc_dkv_kernel<HD>(dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(), lse.data(), delta.data(),
-                          c.cu.data(), heads, kv_heads, scale, c.softcap);
+                          c.cu.data(), heads, kv_heads, scale, c.softcap, c.window);
   });
   std::vector<float> want_dq(dq.size()), want_dk(dk.size()), want_dv(dv.size());
   cpu.attention_backward_bf16(want_dq.data(), want_dk.data(), want_dv.data(), dout.data(), bits(q), bits(k), bits(v),
@@ -102,8 +103,8 @@ void check_against_the_cpu(const Case& c) {
   EXPECT_LT(dq_error, 1e-2);
   EXPECT_LT(dk_error, 1e-2);
   EXPECT_LT(dv_error, 1e-2);
-  std::printf("  head_dim %d, heads %d/%d, cap %g: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", HD, heads, kv_heads,
-              c.softcap, out_error, lse_error, dq_error, dk_error, dv_error);
+  std::printf("  head_dim %d, heads %d/%d, cap %g, window %lld: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", HD,
+              heads, kv_heads, c.softcap, c.window, out_error, lse_error, dq_error, dk_error, dv_error);
 
   // A prefill reads each sequence's keys and values elsewhere (its KV-cache slot, kv_starts):
   // the same output, bitwise, from a cache holding them in another order at other rows.
@@ -122,7 +123,7 @@ void check_against_the_cpu(const Case& c) {
   std::vector<float> prefill_lse(rows * heads, NAN);
   cuda_emulation::launch(dim3(blocks, heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::ForwardShared<HD>), [&] {
     tc::tc_forward_kernel<HD>(prefill_out.data(), prefill_lse.data(), q.data(), k_cache.data(), v_cache.data(),
-                              c.cu.data(), starts.data(), heads, kv_heads, scale, c.softcap);
+                              c.cu.data(), starts.data(), heads, kv_heads, scale, c.softcap, c.window);
   });
   EXPECT_EQ(widened(prefill_out), widened(out));
   EXPECT_EQ(prefill_lse, lse);
@@ -139,6 +140,14 @@ TEST(TensorCoreAttentionEmulated, HeadDim128MatchesTheCpu) { check_against_the_c
 TEST(TensorCoreAttentionEmulated, CappedScoresMatchTheCpu) {
   check_against_the_cpu<64>({{0, 1, 18, 100}, 4, 2, 0.5f});
   check_against_the_cpu<128>({{0, 70}, 4, 1, 0.5f});
+}
+
+// Sliding windows: 20 keys over 150 tokens (three 64-row blocks: the last starts its key tiles at
+// key 109, mid-tile; the first's dK/dV pass stops at query 83; whole warps skip tiles), and
+// Gemma 2's local layers at head size 128 with the cap and Gemma-2-27B's 4096 scaled to 40.
+TEST(TensorCoreAttentionEmulated, SlidingWindowsMatchTheCpu) {
+  check_against_the_cpu<64>({{0, 1, 18, 150}, 4, 2, 0.0f, 20});
+  check_against_the_cpu<128>({{0, 100}, 4, 1, 0.5f, 40});
 }
 
 }  // namespace
