@@ -37,6 +37,7 @@ struct ModelSize {
   int hidden = 512, layers = 8, heads = 8, kv_heads = 8, intermediate = 1024, vocab = 4096;
   int max_positions = 256;
   std::string family = "llama";  // model_type: llama, qwen2 (q/k/v biases), qwen3 (head norms), gemma or gemma2
+  int sliding_window = 0;        // keys; 0: config.json without the key (the family's default)
 };
 
 inline void add_model_options(boost::program_options::options_description& desc, ModelSize& s) {
@@ -50,7 +51,9 @@ inline void add_model_options(boost::program_options::options_description& desc,
       ("vocab", po::value(&s.vocab)->default_value(s.vocab), "vocabulary size")
       ("family", po::value(&s.family)->default_value(s.family),
        "model_type: llama, qwen2 (q/k/v biases), qwen3 (head norms), gemma (GeGLU, 1 + w norms, scaled embeddings) "
-       "or gemma2 (besides, output norms, capped scores and logits: Gemma2Config's defaults)");
+       "or gemma2 (besides, output norms, capped scores and logits: Gemma2Config's defaults)")
+      ("sliding-window", po::value(&s.sliding_window)->default_value(s.sliding_window),
+       "config.json's sliding_window (keys; every layer's for llama, the even layers' for gemma2); 0: none given");
 }
 
 // Parses the options; false after printing --help (on rank 0).
@@ -82,7 +85,8 @@ inline model::ModelConfig make_config(const ModelSize& s) {
       cat("{\"model_type\": \"", s.family, "\", \"vocab_size\": ", s.vocab, ", \"hidden_size\": ", s.hidden,
           ", \"intermediate_size\": ", s.intermediate, ", \"num_hidden_layers\": ", s.layers,
           ", \"num_attention_heads\": ", s.heads, ", \"num_key_value_heads\": ", s.kv_heads,
-          ", \"max_position_embeddings\": ", s.max_positions, ", \"rms_norm_eps\": 1e-5}"),
+          ", \"max_position_embeddings\": ", s.max_positions, ", \"rms_norm_eps\": 1e-5",
+          s.sliding_window > 0 ? cat(", \"sliding_window\": ", s.sliding_window) : std::string(), "}"),
       "benchmark model");
 }
 

@@ -216,25 +216,33 @@ int main() {
   }
   // ---- attention, every path: 4 sequences of 2048 tokens, 32 heads of 128 (Llama-7B), 16 heads
   // of 256 (Gemma-7B: no tensor-core kernels at that size), and again with Gemma 2's score cap
-  // (50: a tanh per score forward, its slope in the backward) -------------------------------------
-  // Causal FLOPs counted once (half the square): forward 2 products, backward 5 (FlashAttention's
-  // count: S recomputed, dP, dV, dK, dQ) -- the fused backwards compute S and dP twice (dQ pass,
-  // dK/dV pass), so their achieved rate is of useful FLOPs. Ceiling: the matching GEMM peak.
+  // (50: a tanh per score forward, its slope in the backward), and 32 x 128 in a sliding window of
+  // 512 keys (Mistral's shape, its 4096-key window scaled to these sequences) ---------------------
+  // FLOPs of the scores each query sees (sum_i min(i + 1, window): half the square without a
+  // window), counted once: forward 2 products, backward 5 (FlashAttention's count: S recomputed,
+  // dP, dV, dK, dQ) -- the fused backwards compute S and dP twice (dQ pass, dK/dV pass), so their
+  // achieved rate is of useful FLOPs. Ceiling: the matching GEMM peak. A window's row shows what
+  // skipping the keys outside it buys: its time against the unwindowed row's, next to the ratio
+  // of their FLOPs (0.44 at 512 of 2048).
   struct AttentionShape {
     Index heads, head_dim;
     float softcap;
+    Index window;
   };
-  for (const AttentionShape& shape :
-       {AttentionShape{heads, head_dim, 0.0f}, AttentionShape{16, 256, 0.0f}, AttentionShape{16, 256, 50.0f}}) {
-    const Index att_heads = shape.heads, att_dim = shape.head_dim;
-    const spin::kernels::AttentionScores scores{1.0f / std::sqrt(static_cast<float>(att_dim)), shape.softcap};
-    std::printf("\n| attention 4 x 2048 tokens, %lld x %lld%s | ms | achieved | of ceiling |\n|---|---|---|---|\n",
+  for (const AttentionShape& shape : {AttentionShape{heads, head_dim, 0.0f, 0}, AttentionShape{16, 256, 0.0f, 0},
+                                      AttentionShape{16, 256, 50.0f, 0}, AttentionShape{heads, head_dim, 0.0f, 512}}) {
+    const Index att_heads = shape.heads, att_dim = shape.head_dim, window = shape.window;
+    const spin::kernels::AttentionScores scores{1.0f / std::sqrt(static_cast<float>(att_dim)), shape.softcap, window};
+    std::printf("\n| attention 4 x 2048 tokens, %lld x %lld%s%s | ms | achieved | of ceiling |\n|---|---|---|---|\n",
                 static_cast<long long>(att_heads), static_cast<long long>(att_dim),
-                shape.softcap > 0.0f ? ", scores capped at 50 (Gemma 2)" : "");
+                shape.softcap > 0.0f ? ", scores capped at 50 (Gemma 2)" : "",
+                window > 0 ? ", sliding window of 512 keys" : "");
     const Index len = 2048, seqs = tokens / len, width = tokens * att_heads * att_dim;
     std::vector<Index> cu(static_cast<std::size_t>(seqs + 1));
     for (Index i = 0; i <= seqs; ++i) cu[static_cast<std::size_t>(i)] = i * len;
-    const double forward_flops = 2.0 * seqs * att_heads * len * len * att_dim;  // 2 products x 2 len^2 hd / 2
+    double seen = 0.0;  // scores per sequence and head
+    for (Index i = 0; i < len; ++i) seen += static_cast<double>(window > 0 ? std::min(i + 1, window) : i + 1);
+    const double forward_flops = 4.0 * seqs * att_heads * seen * att_dim;  // 2 products x 2 flops per score x hd
     PooledBuffer q = random_floats(width), kk = random_floats(width), v = random_floats(width),
                  out = random_floats(width), dout = random_floats(width), dq = random_floats(width),
                  dk = random_floats(width), dv = random_floats(width);

@@ -214,7 +214,8 @@ TEST_F(Fixture, RopeForwardAndBackward) {
 // cuBLAS + softmax (the probabilities saved, compared too) -- for every head size the fused
 // kernels take (256: Gemma, tiles of 16 rows) and one they do not (which falls back), MHA and
 // GQA, packed sequences of lengths 1 to 152 (tiles and blocks of 8 rows partly filled); again
-// with Gemma 2's score cap at 64 and 256.
+// with Gemma 2's score cap at 64 and 256, and with sliding windows (7-70 keys: blocks start
+// their key tiles mid-sequence, dK/dV passes stop early; with and without the cap).
 TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
   const std::vector<Index> cu = {0, 1, 18, 148, 300};  // lengths 1, 17, 130, 152
   const Index rows = cu.back(), seqs = 4;
@@ -222,14 +223,18 @@ TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
   struct Shape {
     Index heads, kv_heads, head_dim;
     float softcap = 0.0f;  // Gemma 2's score cap (0.5 bends these inputs' scores)
+    Index window = 0;      // a sliding window's keys
   };
   for (const Shape& sh : {Shape{8, 2, 32}, Shape{4, 4, 64}, Shape{6, 3, 96}, Shape{4, 1, 128}, Shape{4, 2, 256},
-                          Shape{4, 2, 48}, Shape{4, 4, 64, 0.5f}, Shape{4, 2, 256, 0.5f}}) {
+                          Shape{4, 2, 48}, Shape{4, 4, 64, 0.5f}, Shape{4, 2, 256, 0.5f}, Shape{8, 2, 32, 0.0f, 7},
+                          Shape{4, 2, 64, 0.0f, 40}, Shape{4, 1, 128, 0.5f, 70}, Shape{4, 2, 256, 0.5f, 20},
+                          Shape{4, 2, 48, 0.0f, 9}}) {
     for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &unfused}) {
       const Index heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
-      const AttentionScores scores{AttentionScores::standard(head_dim).scale, sh.softcap};
+      const AttentionScores scores{AttentionScores::standard(head_dim).scale, sh.softcap, sh.window};
       SCOPED_TRACE(testing::Message() << (k == &gpu ? "fused" : "cuBLAS") << " attention, heads " << heads << "/"
-                                      << kv_heads << ", head_dim " << head_dim << ", cap " << sh.softcap);
+                                      << kv_heads << ", head_dim " << head_dim << ", cap " << sh.softcap
+                                      << ", window " << sh.window);
       const Index q_w = heads * head_dim, kv_w = kv_heads * head_dim;
       auto q = random(rows * q_w), kk = random(rows * kv_w), v = random(rows * kv_w), dout = random(rows * q_w);
       const Index probs_size = attention_probs_size(cu.data(), seqs, heads);
@@ -263,7 +268,7 @@ TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
 // (head_dim 64 and 128; P, dO and dS rounded to bf16 for their products, as FlashAttention
 // does: METHOD.md's bf16 tolerance, 1e-2), the SIMT kernels (float32 arithmetic on the widened
 // values like the CPU: float32's tolerance for the gradients) and cuBLAS on widened copies.
-// Same shapes as above.
+// Same shapes as above, windows included.
 TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
   const std::vector<Index> cu = {0, 1, 18, 148, 300};
   const Index rows = cu.back(), seqs = 4;
@@ -271,16 +276,19 @@ TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
   struct Shape {
     Index heads, kv_heads, head_dim;
     float softcap = 0.0f;  // Gemma 2's score cap (0.5 bends these inputs' scores)
+    Index window = 0;      // a sliding window's keys
   };
   for (const Shape& sh : {Shape{8, 2, 32}, Shape{4, 4, 64}, Shape{6, 3, 96}, Shape{4, 1, 128}, Shape{4, 2, 256},
-                          Shape{4, 2, 48}, Shape{4, 4, 64, 0.5f}, Shape{4, 2, 256, 0.5f}}) {
+                          Shape{4, 2, 48}, Shape{4, 4, 64, 0.5f}, Shape{4, 2, 256, 0.5f}, Shape{8, 2, 32, 0.0f, 7},
+                          Shape{4, 2, 64, 0.0f, 40}, Shape{4, 1, 128, 0.5f, 70}, Shape{4, 2, 256, 0.5f, 20},
+                          Shape{4, 2, 48, 0.0f, 9}}) {
     for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &simt, &unfused}) {
       const Index heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
       const bool tensor_cores = k == &gpu && (head_dim == 64 || head_dim == 128);
-      const AttentionScores scores{AttentionScores::standard(head_dim).scale, sh.softcap};
+      const AttentionScores scores{AttentionScores::standard(head_dim).scale, sh.softcap, sh.window};
       SCOPED_TRACE(testing::Message() << (k == &unfused ? "cuBLAS" : tensor_cores ? "tensor-core" : "SIMT")
                                       << " bf16 attention, heads " << heads << "/" << kv_heads << ", head_dim "
-                                      << head_dim << ", cap " << sh.softcap);
+                                      << head_dim << ", cap " << sh.softcap << ", window " << sh.window);
       const Index q_w = heads * head_dim, kv_w = kv_heads * head_dim;
       const auto q = to_bf16_host(random(rows * q_w)), kk = to_bf16_host(random(rows * kv_w)),
                  v = to_bf16_host(random(rows * kv_w));
@@ -322,27 +330,30 @@ TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
 }
 
 // Fused (one launch for all runs) and cuBLAS paths, head sizes the fused kernel takes and one
-// it does not.
+// it does not; without and with a sliding window of 9 keys.
 TEST_F(Fixture, CachedAttentionPrefillAndDecodeRuns) {
   const CudaKernels unfused(CudaKernels::Attention::Cublas);
   for (const Index head_dim : {16, 32, 64, 128, 256}) {
     for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &unfused}) {
-      SCOPED_TRACE(testing::Message() << (k == &gpu ? "fused" : "cuBLAS") << ", head_dim " << head_dim);
-      const Index heads = 8, kv_heads = 4, slots = 3, capacity = 40;
-      const Index kv_w = kv_heads * head_dim, q_w = heads * head_dim;
-      // Run 0: a prefill of 12 rows at slot 2; run 1: one decode row at position 25 of slot 0;
-      // run 2: 3 rows continuing slot 1 from position 7; run 3: a decode row at position 39.
-      const std::vector<Index> row_begin = {0, 12, 13, 16, 17}, slot = {2, 0, 1, 2}, first = {0, 25, 7, 39};
-      const Index rows = 17, runs = 4;
-      auto q = random(rows * q_w), kc = random(slots * capacity * kv_w), vc = random(slots * capacity * kv_w);
-      Dev gq(q), gk(kc), gv(vc), gout = poisoned(rows * q_w);
-      std::vector<float> out(rows * q_w);
-      cpu.cached_attention_forward(out.data(), q.data(), kc.data(), vc.data(), row_begin.data(), slot.data(),
-                                   first.data(), runs, capacity, heads, kv_heads, head_dim,
-                                   AttentionScores::standard(head_dim));
-      k->cached_attention_forward(gout.f(), gq.f(), gk.f(), gv.f(), row_begin.data(), slot.data(), first.data(), runs,
-                                  capacity, heads, kv_heads, head_dim, AttentionScores::standard(head_dim));
-      EXPECT_CLOSE(gout.get(*k), out);
+      for (const Index window : {0, 9}) {
+        SCOPED_TRACE(testing::Message() << (k == &gpu ? "fused" : "cuBLAS") << ", head_dim " << head_dim << ", window "
+                                        << window);
+        const AttentionScores scores{AttentionScores::standard(head_dim).scale, 0.0f, window};
+        const Index heads = 8, kv_heads = 4, slots = 3, capacity = 40;
+        const Index kv_w = kv_heads * head_dim, q_w = heads * head_dim;
+        // Run 0: a prefill of 12 rows at slot 2; run 1: one decode row at position 25 of slot 0;
+        // run 2: 3 rows continuing slot 1 from position 7; run 3: a decode row at position 39.
+        const std::vector<Index> row_begin = {0, 12, 13, 16, 17}, slot = {2, 0, 1, 2}, first = {0, 25, 7, 39};
+        const Index rows = 17, runs = 4;
+        auto q = random(rows * q_w), kc = random(slots * capacity * kv_w), vc = random(slots * capacity * kv_w);
+        Dev gq(q), gk(kc), gv(vc), gout = poisoned(rows * q_w);
+        std::vector<float> out(rows * q_w);
+        cpu.cached_attention_forward(out.data(), q.data(), kc.data(), vc.data(), row_begin.data(), slot.data(),
+                                     first.data(), runs, capacity, heads, kv_heads, head_dim, scores);
+        k->cached_attention_forward(gout.f(), gq.f(), gk.f(), gv.f(), row_begin.data(), slot.data(), first.data(), runs,
+                                    capacity, heads, kv_heads, head_dim, scores);
+        EXPECT_CLOSE(gout.get(*k), out);
+      }
     }
   }
 }
