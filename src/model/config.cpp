@@ -64,15 +64,17 @@ RopeScaling parse_rope_scaling(const json& r, const std::string& source) {
   return s;
 }
 
-// ModelConfig::sliding_window and windowed_layers (called once num_layers is known).
-void parse_sliding_window(const json& j, ModelConfig& c, bool gemma2, bool qwen, const std::string& source) {
+// ModelConfig::sliding_window and windowed_layers (called once num_layers is known); `type` is
+// the model_type.
+void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type, const std::string& source) {
+  const bool qwen = type == "qwen2" || type == "qwen3", gemma2 = type == "gemma2", gemma3 = type == "gemma3_text";
   // Qwen2 and Qwen3 keep a sliding_window that applies only with use_sliding_window; Gemma2Config's
-  // default is 4096.
+  // and Gemma3TextConfig's default is 4096.
   const bool applies = !qwen || (j.contains("use_sliding_window") && j.at("use_sliding_window") == true);
   if (!applies) return;
   if (j.contains("sliding_window") && !j.at("sliding_window").is_null()) {
     c.sliding_window = positive_int(j, "sliding_window", source);
-  } else if (gemma2 && !j.contains("sliding_window")) {
+  } else if ((gemma2 || gemma3) && !j.contains("sliding_window")) {
     c.sliding_window = 4096;
   }
   if (!c.sliding_window) return;
@@ -88,8 +90,12 @@ void parse_sliding_window(const json& j, ModelConfig& c, bool gemma2, bool qwen,
     }
     return;
   }
-  // Otherwise each family's rule, as transformers applies it: Gemma 2's even layers, Qwen's layers
-  // from max_window_layers on (Qwen2Config's default 28), Mistral's every layer.
+  // Otherwise each family's rule, as transformers applies it: Gemma 2's even layers, Gemma 3's all
+  // but every sliding_window_pattern-th (Gemma3TextConfig's default 6: layers 5, 11, ... are
+  // global), Qwen's layers from max_window_layers on (Qwen2Config's default 28), Mistral's every
+  // layer.
+  const std::int64_t pattern = gemma3 && j.contains("sliding_window_pattern")
+                                   ? positive_int(j, "sliding_window_pattern", source) : 6;
   std::int64_t first_qwen = 28;
   if (qwen && j.contains("max_window_layers")) {
     const json& v = j.at("max_window_layers");
@@ -99,7 +105,10 @@ void parse_sliding_window(const json& j, ModelConfig& c, bool gemma2, bool qwen,
   }
   for (std::size_t l = 0; l < layers; ++l) {
     const auto i = static_cast<std::int64_t>(l);
-    c.windowed_layers.push_back(gemma2 ? i % 2 == 0 : qwen ? i >= first_qwen : true);
+    c.windowed_layers.push_back(gemma2   ? i % 2 == 0
+                                : gemma3 ? (i + 1) % pattern != 0
+                                : qwen   ? i >= first_qwen
+                                         : true);
   }
 }
 
@@ -117,32 +126,41 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   // Qwen2 is Llama with biases on q, k and v, Qwen3 with an RMSNorm of each query and key head
   // (both with their own sliding-window switch); Gemma (1) with GeGLU, norms scaling by 1 + w,
   // scaled embeddings and tied ones by default; Gemma 2 Gemma with sandwich norms, its own score
-  // scale and soft caps.
-  bool qwen2 = false, qwen3 = false, gemma = false, gemma2 = false;
+  // scale and soft caps; Gemma 3 (text) Gemma 2 with Qwen3's head norms (scaling by 1 + w), no
+  // caps by default, five windowed layers to a global one and their own RoPE base.
+  std::string type = "llama";
   if (j.contains("model_type")) {
-    const std::string type = j.at("model_type").is_string() ? j.at("model_type").get<std::string>()
-                                                            : j.at("model_type").dump();
+    type = j.at("model_type").is_string() ? j.at("model_type").get<std::string>() : j.at("model_type").dump();
+    require(type != "gemma3", source, ": model_type \"gemma3\" (Gemma3ForConditionalGeneration: Gemma 3 4B-27B with "
+            "their vision tower) is not supported; its text-only form, model_type \"gemma3_text\" (Gemma3ForCausalLM, "
+            "gemma-3-1b and 270m), is");
     require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma" ||
-                type == "gemma2",
+                type == "gemma2" || type == "gemma3_text",
             source, ": model_type \"", type,
-            "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2)");
-    qwen2 = type == "qwen2";
-    qwen3 = type == "qwen3";
-    gemma2 = type == "gemma2";
-    gemma = type == "gemma" || gemma2;
+            "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
+            "gemma3_text)");
   }
+  const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";
+  const bool gemma2 = type == "gemma2" || gemma3;  // Gemma 2's parts
+  const bool gemma = type == "gemma" || gemma2;    // Gemma's
   ModelConfig c;
   if (gemma2) {
     c.sandwich_norms = true;
-    // Gemma2Config's defaults when absent (query_pre_attn_scalar 256); null switches a cap off.
+    // Gemma2Config's and Gemma3TextConfig's defaults when absent (query_pre_attn_scalar 256; caps
+    // 50 and 30 for Gemma 2, none for Gemma 3); null switches a cap off.
     c.query_pre_attn_scalar = j.contains("query_pre_attn_scalar") ? positive_float(j, "query_pre_attn_scalar", source)
                                                                   : 256.0f;
     const auto cap = [&](const char* key, float fallback) {
       if (!j.contains(key)) return fallback;
       return j.at(key).is_null() ? 0.0f : positive_float(j, key, source);
     };
-    c.attn_logit_softcapping = cap("attn_logit_softcapping", 50.0f);
-    c.final_logit_softcapping = cap("final_logit_softcapping", 30.0f);
+    c.attn_logit_softcapping = cap("attn_logit_softcapping", gemma3 ? 0.0f : 50.0f);
+    c.final_logit_softcapping = cap("final_logit_softcapping", gemma3 ? 0.0f : 30.0f);
+  }
+  if (gemma3) {
+    c.rope_theta = 1e6f;  // Gemma3TextConfig's default, for the global layers
+    c.rope_local_theta = j.contains("rope_local_base_freq") ? positive_float(j, "rope_local_base_freq", source)
+                                                            : 10000.0f;
   }
   if (gemma) {
     // As transformers' GemmaMLP: hidden_activation decides (hidden_act is the legacy key and is
@@ -163,7 +181,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
             "\": true is not supported (Llama projections have no bias; of biases spin runs Qwen2's on q, k and v)");
   }
   c.qkv_bias = qwen2;
-  c.qk_norm = qwen3;
+  c.qk_norm = qwen3 || gemma3;
   if (j.contains("rope_scaling") && !j.at("rope_scaling").is_null()) c.rope_scaling = parse_rope_scaling(j.at("rope_scaling"), source);
   c.vocab_size = positive_int(j, "vocab_size", source);
   c.hidden_size = positive_int(j, "hidden_size", source);
@@ -188,7 +206,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
           ") is not divisible by num_key_value_heads (", c.num_kv_heads, ")");
   require(c.vocab_size <= (std::int64_t{1} << 31) - 1, source, ": vocab_size too large");
   if (j.contains("rope_theta")) c.rope_theta = positive_float(j, "rope_theta", source);
-  parse_sliding_window(j, c, gemma2, qwen2 || qwen3, source);
+  parse_sliding_window(j, c, type, source);
   if (j.contains("tie_word_embeddings")) {
     require(j.at("tie_word_embeddings").is_boolean(), source,
             ": \"tie_word_embeddings\" must be true or false");
@@ -223,7 +241,7 @@ kernels::AttentionScores ModelConfig::attention_scores(std::int64_t layer) const
   kernels::AttentionScores s = kernels::AttentionScores::standard(head_dim);
   if (query_pre_attn_scalar) s.scale = static_cast<float>(std::pow(static_cast<double>(*query_pre_attn_scalar), -0.5));
   s.softcap = attn_logit_softcapping;
-  if (sliding_window && windowed_layers.at(static_cast<std::size_t>(layer))) s.window = *sliding_window;
+  if (windowed(layer)) s.window = *sliding_window;
   return s;
 }
 

@@ -46,6 +46,9 @@ struct ModelConfig {
   // says where it has them.
   std::optional<std::int64_t> sliding_window;
   std::vector<bool> windowed_layers;
+  // Gemma 3: the windowed layers rotate by rope_local_base_freq (without rope_scaling), the others
+  // by rope_theta (with it).
+  std::optional<float> rope_local_theta;
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // biases on the q, k and v projections (model_type qwen2)
   bool qk_norm = false;   // RMSNorm of each query and key head before RoPE (model_type qwen3)
@@ -82,6 +85,10 @@ struct ModelConfig {
   // 1/sqrt(query_pre_attn_scalar), Python's query_pre_attn_scalar**-0.5 in float32), the cap,
   // the window where the layer has one.
   kernels::AttentionScores attention_scores(std::int64_t layer) const;
+  // Whether layer `layer` attends within the sliding window.
+  bool windowed(std::int64_t layer) const {
+    return sliding_window.has_value() && windowed_layers.at(static_cast<std::size_t>(layer));
+  }
   // Longest sequence the model takes: max_position_embeddings.
   std::int64_t max_sequence_length() const;
   // Parameters of the full (unsharded) model.

@@ -17,6 +17,13 @@ struct ModelContext {
   parallel::Communicator& tp;
   const kernels::Kernels& k;
   const RopeTable& rope;
+  // Gemma 3: the windowed layers' table (ModelConfig::rope_local_theta); null otherwise.
+  const RopeTable* local_rope = nullptr;
+
+  // The table layer `layer` rotates by.
+  const RopeTable& rope_for(std::int64_t layer) const {
+    return local_rope != nullptr && config.windowed(layer) ? *local_rope : rope;
+  }
 };
 
 // Sequence parallelism (Megatron's --sequence-parallel), how a batch's rows are split: outside

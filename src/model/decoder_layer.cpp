@@ -80,12 +80,12 @@ namespace {
 // with a cache, over the cached prefix too after the rows' keys and values are appended to it.
 // Mixed precision: all of it on the bf16 tensors (the cache is then bf16 as well).
 void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, LayerActivations& a,
-                            const KvCacheView* cache, const kernels::AttentionScores& scores) {
+                            const KvCacheView* cache, const kernels::AttentionScores& scores, const RopeTable& rope) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = b.rows;
-  const float* cos = ctx.rope.cos();
-  const float* sin = ctx.rope.sin();
+  const float* cos = rope.cos();
+  const float* sin = rope.sin();
   const bool mixed = a.q_bf16.defined();
   require(cache == nullptr || cache->bf16 == mixed, "KV cache in ", cache && cache->bf16 ? "bf16" : "float32",
           " for a layer computing in ", mixed ? "bf16" : "float32");
@@ -196,7 +196,7 @@ float* output_norm_backward(const ModelContext& ctx, const BatchGeometry& b, Lay
 
 // attention_forward's backward: dq, dk (RoPE undone on both) and dv from d_attn.
 void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerActivations& a,
-                             LayerGradScratch& s, const kernels::AttentionScores& scores) {
+                             LayerGradScratch& s, const kernels::AttentionScores& scores, const RopeTable& rope) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   if (a.q_bf16.defined()) {
@@ -208,8 +208,8 @@ void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, co
                          a.probs.f32(), b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim,
                          scores);
   }
-  k.rope_backward(s.dq.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), b.rows, d.heads, d.head_dim);
-  k.rope_backward(s.dk.f32(), b.positions, ctx.rope.cos(), ctx.rope.sin(), b.rows, d.kv_heads, d.head_dim);
+  k.rope_backward(s.dq.f32(), b.positions, rope.cos(), rope.sin(), b.rows, d.heads, d.head_dim);
+  k.rope_backward(s.dk.f32(), b.positions, rope.cos(), rope.sin(), b.rows, d.kv_heads, d.head_dim);
 }
 
 }  // namespace
@@ -237,7 +237,7 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
     head_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, a.k_raw_bf16, w.k_norm, n * d.kv_heads);
   }
   linear_forward_into(ctx, a.v, a.v_bf16, in1.x, in1.x16, w.v_proj, w.bf16.v_proj, w.v_bias, n, h, d.kv_width());
-  self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer));
+  self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer), ctx.rope_for(layer));
   // o_proj's output: x_mid itself, or Gemma 2's before its norm.
   const bool sandwich = w.attn_output_norm.defined();
   float* attn_out = sandwich ? a.attn_out.f32() : a.x_mid.f32();
@@ -307,7 +307,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                : dx);
   linear_backward(ctx, s.d_attn.f32(), g.o_proj.f32(), d_o, s.dy_bf16, a.attn, a.attn_bf16,
                   w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
-  self_attention_backward(ctx, b, a, s, ctx.config.attention_scores(layer));
+  self_attention_backward(ctx, b, a, s, ctx.config.attention_scores(layer), ctx.rope_for(layer));
   if (w.q_norm.defined()) head_norms_backward(ctx, b, w, g, a, s);
   // The q and k products' output gradients: before Qwen3's head norms, where it has them.
   const float* dq = w.q_norm.defined() ? s.dq_raw.f32() : s.dq.f32();

@@ -15,7 +15,11 @@ Transformer::Transformer(const ModelConfig& config, const TpDims& dims, const St
       dims_(dims),
       stage_(stage),
       rope_(config.head_dim, config.max_sequence_length(), config.rope_theta, kernels.device(), config.rope_scaling),
-      ctx_{config_, dims_, tp, kernels, rope_} {
+      local_rope_(config.rope_local_theta ? std::optional<RopeTable>(std::in_place, config.head_dim,
+                                                                      config.max_sequence_length(),
+                                                                      *config.rope_local_theta, kernels.device())
+                                          : std::nullopt),
+      ctx_{config_, dims_, tp, kernels, rope_, local_rope_ ? &*local_rope_ : nullptr} {
   require(tp.size() == dims.size && tp.rank() == dims.rank, "the TP communicator (rank ",
           tp.rank(), " of ", tp.size(), ") does not match the model's TP layout (rank ",
           dims.rank, " of ", dims.size, ")");

@@ -8,6 +8,7 @@
 // TP group and, up to float rounding, equal for every TP and PP layout.
 #pragma once
 
+#include <optional>
 #include <functional>
 #include <span>
 #include <vector>
@@ -162,6 +163,7 @@ class Transformer {
   TpDims dims_;
   StageLayers stage_;
   RopeTable rope_;
+  std::optional<RopeTable> local_rope_;  // Gemma 3's windowed layers'
   ModelContext ctx_;
   bool recompute_ = false;
   bool sequence_parallel_ = false;

@@ -16,8 +16,10 @@ namespace spin::testing {
 // sequences), Qwen2's q/k/v biases, Qwen3's head norms, Gemma's GeGLU, 1 + w norms and scaled
 // embeddings, Gemma 2's besides: sandwich norms, its score scale (query_pre_attn_scalar 3 against
 // head_dim 4), caps small enough to bend this model's scores (1) and logits (2), and a window of
-// 4 keys in its even layers.
-enum class TinyFamily { Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2 };
+// 4 keys in its even layers; Gemma 3's: Gemma 2's without caps, head norms of 1 + w, and a
+// 3-key window in layer 0 of every 2 (sliding_window_pattern 2), whose RoPE base (100) is not the
+// global layers' (10000).
+enum class TinyFamily { Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3 };
 
 // Its model_type, for the tests' traces.
 inline const char* tiny_family_name(TinyFamily f) {
@@ -28,6 +30,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Qwen3: return "qwen3";
     case TinyFamily::Gemma: return "gemma";
     case TinyFamily::Gemma2: return "gemma2";
+    case TinyFamily::Gemma3: return "gemma3_text";
   }
   return "?";
 }
@@ -52,6 +55,9 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
                      : s.family == TinyFamily::Gemma2
                          ? "\"model_type\": \"gemma2\", \"query_pre_attn_scalar\": 3, "
                            "\"attn_logit_softcapping\": 1.0, \"final_logit_softcapping\": 2.0, \"sliding_window\": 4, "
+                     : s.family == TinyFamily::Gemma3
+                         ? "\"model_type\": \"gemma3_text\", \"query_pre_attn_scalar\": 3, \"sliding_window\": 3, "
+                           "\"sliding_window_pattern\": 2, \"rope_local_base_freq\": 100.0, "
                          : "";
   const std::string json = std::string("{") + type +
       "\"vocab_size\": " + std::to_string(s.vocab) +

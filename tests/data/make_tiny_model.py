@@ -74,6 +74,10 @@ def main():
                    help="a Gemma2ForCausalLM: --gemma's parts, four norms a layer, query_pre_attn_scalar 24 "
                         "(head_dim 32), caps small enough to bend this model's scores (1) and logits (2), "
                         "--sliding-window in the even layers")
+    p.add_argument("--gemma3", action="store_true",
+                   help="a Gemma3ForCausalLM (model_type gemma3_text): --gemma2's parts without the caps, head "
+                        "norms (1 + w), --sliding-window in layer 0 of every 2 (sliding_window_pattern 2) with "
+                        "its own RoPE base (100, the global layers' 10000)")
     p.add_argument("--mistral", action="store_true", help="a MistralForCausalLM: --sliding-window in every layer")
     p.add_argument("--sliding-window", type=int, default=8,
                    help="the window of --mistral and --gemma2 (keys; shorter than the test sequences)")
@@ -85,6 +89,7 @@ def main():
     a = p.parse_args()
 
     rng = random.Random(a.seed)
+    a.gemma2 = a.gemma2 or a.gemma3
     a.gemma = a.gemma or a.gemma2
     head_dim = a.hidden // a.heads * (2 if a.gemma else 1)
     if a.gemma:
@@ -112,7 +117,7 @@ def main():
             *biases(pre + "self_attn.v_proj.bias", a.kv_heads * head_dim),
             (pre + "self_attn.o_proj.weight", [a.hidden, a.heads * head_dim], matrix(a.hidden, a.heads * head_dim)),
             *([(pre + "self_attn.q_norm.weight", [head_dim], norm(head_dim)),
-               (pre + "self_attn.k_norm.weight", [head_dim], norm(head_dim))] if a.qwen3 else []),
+               (pre + "self_attn.k_norm.weight", [head_dim], norm(head_dim))] if a.qwen3 or a.gemma3 else []),
             (pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
             *([(pre + "pre_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 else []),
             (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
@@ -157,6 +162,10 @@ def main():
                        "hidden_act": "gelu_pytorch_tanh", "query_pre_attn_scalar": 24, "attn_logit_softcapping": 1.0,
                        "final_logit_softcapping": 2.0, "sliding_window": a.sliding_window,
                        "cache_implementation": "hybrid"})
+    if a.gemma3:  # Gemma 3's (text) own keys, as gemma-3-1b-it's config.json has them
+        config.update({"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+                       "attn_logit_softcapping": None, "final_logit_softcapping": None, "sliding_window_pattern": 2,
+                       "rope_local_base_freq": 100.0, "eos_token_id": [1, 2]})
     if a.mistral:
         config.update({"architectures": ["MistralForCausalLM"], "model_type": "mistral",
                        "sliding_window": a.sliding_window})

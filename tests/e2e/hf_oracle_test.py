@@ -9,7 +9,11 @@ LlamaForCausalLM with Qwen3's head norms put on the q and k projections' outputs
 computed as transformers' Qwen3RMSNorm computes them. Gemma 2 is newer too: its reference is
 Gemma2ForCausalLM's forward (transformers 4.42's modeling_gemma2, eager attention) written out in
 torch in float64 -- sandwich norms, query_pre_attn_scalar, the score and logit caps, the sliding
-window of every other layer. Mistral's sliding window (8 keys against sequences of 16-32 tokens):
+window of every other layer; Gemma 3 (gemma3_text) likewise from transformers 4.50's
+modeling_gemma3 -- its head norms, no caps, the window in one layer of two here
+(sliding_window_pattern 2) with its own RoPE base (100 against 10000): using the global base
+everywhere, dropping the head norms or windowing the other layer each fail it (checked once by
+hand). Mistral's sliding window (8 keys against sequences of 16-32 tokens):
 MistralForCausalLM with eager attention, its window shifted by one (mistral_reference says why).
 Needs torch and transformers (a test oracle only).
 """
@@ -57,9 +61,13 @@ def qwen3_as_llama(model_dir, tmp):
 
 
 def gemma2_reference(model_dir):
-    """Gemma2ForCausalLM (transformers 4.42, eager attention) in float64 torch, from the checkpoint:
-    a callable from ids [1, T] to an object with .logits [1, T, vocab]."""
+    """Gemma2ForCausalLM (transformers 4.42, eager attention) or Gemma3ForCausalLM (4.50, eager) in
+    float64 torch, from the checkpoint: a callable from ids [1, T] to an object with .logits
+    [1, T, vocab]. Gemma 3 differs by its head norms (Gemma3RMSNorm over head_dim, before RoPE),
+    no caps (null), the window in layers i with (i + 1) % sliding_window_pattern != 0, whose RoPE
+    base is rope_local_base_freq."""
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    gemma3 = cfg["model_type"] == "gemma3_text"
     w = {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
     hidden, heads, kv_heads, hd = (cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
                                    cfg["head_dim"])
@@ -67,11 +75,14 @@ def gemma2_reference(model_dir):
     scaling = cfg["query_pre_attn_scalar"] ** -0.5
     attn_cap, final_cap = cfg["attn_logit_softcapping"], cfg["final_logit_softcapping"]
 
-    def norm(x, weight):  # Gemma2RMSNorm: x / rms(x) * (1 + w)
+    def sliding(layer):
+        return (layer + 1) % cfg["sliding_window_pattern"] != 0 if gemma3 else layer % 2 == 0
+
+    def norm(x, weight):  # Gemma2RMSNorm / Gemma3RMSNorm: x / rms(x) * (1 + w)
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * (1.0 + weight)
 
-    def rope(x, pos):  # "rotate half" on [heads, T, hd]
-        inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+    def rope(x, pos, base):  # "rotate half" on [heads, T, hd]
+        inv_freq = 1.0 / (base ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
         angles = pos[:, None].double() * inv_freq[None, :]
         cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
         rotated = torch.cat([-x[..., hd // 2:], x[..., :hd // 2]], -1)
@@ -88,11 +99,16 @@ def gemma2_reference(model_dir):
             q = (h @ w[pre + "self_attn.q_proj.weight"].T).view(t, heads, hd).transpose(0, 1)
             k = (h @ w[pre + "self_attn.k_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
             v = (h @ w[pre + "self_attn.v_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
-            q, k = rope(q, pos), rope(k, pos)
+            if gemma3:
+                q, k = norm(q, w[pre + "self_attn.q_norm.weight"]), norm(k, w[pre + "self_attn.k_norm.weight"])
+            base = cfg["rope_local_base_freq"] if gemma3 and sliding(layer) else theta
+            q, k = rope(q, pos, base), rope(k, pos, base)
             k, v = k.repeat_interleave(heads // kv_heads, 0), v.repeat_interleave(heads // kv_heads, 0)
-            s = torch.tanh(q @ k.transpose(-1, -2) * scaling / attn_cap) * attn_cap
+            s = q @ k.transpose(-1, -2) * scaling
+            if attn_cap is not None:
+                s = torch.tanh(s / attn_cap) * attn_cap
             mask = causal
-            if layer % 2 == 0:  # the sliding layers: keys at least `window` back are masked
+            if sliding(layer):  # keys at least `window` back are masked
                 mask = mask & ~torch.ones(t, t, dtype=torch.bool).tril(-window)
             p = s.masked_fill(~mask, float("-inf")).softmax(-1)
             o = (p @ v).transpose(0, 1).reshape(t, heads * hd) @ w[pre + "self_attn.o_proj.weight"].T
@@ -102,9 +118,11 @@ def gemma2_reference(model_dir):
             m = (g * (h @ w[pre + "mlp.up_proj.weight"].T)) @ w[pre + "mlp.down_proj.weight"].T
             x = x + norm(m, w[pre + "post_feedforward_layernorm.weight"])
         logits = norm(x, w["model.norm.weight"]) @ w["model.embed_tokens.weight"].T
-        return types.SimpleNamespace(logits=(torch.tanh(logits / final_cap) * final_cap)[None])
+        if final_cap is not None:
+            logits = torch.tanh(logits / final_cap) * final_cap
+        return types.SimpleNamespace(logits=logits[None])
 
-    forward.__name__ = "Gemma2ForCausalLM (written out)"
+    forward.__name__ = "%s (written out)" % ("Gemma3ForCausalLM" if gemma3 else "Gemma2ForCausalLM")
     return forward
 
 
@@ -131,7 +149,7 @@ def main():
     args = p.parse_args()
     records = [json.loads(l) for l in open(args.input) if l.strip()]
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
-                 "tiny-mistral"]:
+                 "tiny-gemma3", "tiny-mistral"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -142,7 +160,7 @@ def main():
             got = [json.loads(l) for l in open(out)]
         if name == "tiny-qwen3":
             model = qwen3_as_llama(model_dir, tempfile.mkdtemp(prefix="spin_qwen3_"))
-        elif name == "tiny-gemma2":
+        elif name in ("tiny-gemma2", "tiny-gemma3"):
             model = gemma2_reference(model_dir)
         elif name == "tiny-mistral":
             model = mistral_reference(model_dir, tempfile.mkdtemp(prefix="spin_mistral_"))

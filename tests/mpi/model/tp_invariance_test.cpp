@@ -145,12 +145,14 @@ TEST(TensorParallel, MatchesOneRankWithQkvBiasesAtTp2AndTp4) {
 // (all-reduced over TP). Gemma: GeGLU, norms of 1 + w (the offset in every norm's forward and
 // backward, on whatever rows a rank holds) and the embedding scaled in its row-parallel region,
 // tied. Gemma 2: the norms of o_proj's and down_proj's reduced outputs (under sequence
-// parallelism on each rank's rows, their weight gradients all-reduced), capped scores and logits.
-// Each in float32, with recomputation, and in bf16 with sequence parallelism (Gemma's
-// bf16-rounded scale).
+// parallelism on each rank's rows, their weight gradients all-reduced), capped scores and logits,
+// windows in alternate layers; Mistral: every layer's window; Gemma 3: Gemma 2's norms with
+// Qwen3's head norms (of 1 + w), the local layers' own RoPE table. Each in float32, with
+// recomputation, and in bf16 with sequence parallelism (Gemma's bf16-rounded scale).
 TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
   using testing::TinyFamily;
-  for (const TinyFamily family : {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2}) {
+  for (const TinyFamily family : {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2,
+                                     TinyFamily::Gemma3}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;
@@ -163,9 +165,9 @@ TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
     // ~1e-7); Gemma 2's norms of those outputs scale the difference up with them (by 1 / rms)
     // before the residual add, enough to flip occasional bf16 roundings downstream (2^-9
     // relative each: a log-probability moves by ~2e-4, a gradient's largest element by up to
-    // ~3e-3 of it, as measured). A wrong split or reduction moves them by O(1); float32 above
-    // holds 1e-5.
-    const double tolerance = family == TinyFamily::Gemma2 ? 5e-3 : 1e-5;
+    // ~3e-3 of it, as measured; Gemma 3 has the same norms). A wrong split or reduction moves
+    // them by O(1); float32 above holds 1e-5.
+    const double tolerance = family == TinyFamily::Gemma2 || family == TinyFamily::Gemma3 ? 5e-3 : 1e-5;
     expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true, .tolerance = tolerance});
   }
   testing::TinyShape gemma;

@@ -75,15 +75,22 @@ TEST(LayoutInvariance, UnevenStagesAndFourStagePipelines) {
 
 // Gemma (GeGLU, 1 + w norms, the embedding scaled): its tied embedding split over the first and
 // last stages (the lookup's gradient carries the scale, the head's does not), with TP and DP;
-// Gemma 2 besides: each stage's layers with their output norms, the logit cap on the last stage.
+// Gemma 2 besides: each stage's layers with their output norms and windows (by global layer
+// index), the logit cap on the last stage; Gemma 3: its local layer (0) and global one (1) on
+// different stages, each with its own RoPE table and window.
 // Gemma 2's tiny caps (1 and 2) saturate many scores, whose gradients through the cap are then
 // near 0; AdamW scales such an element up to ~lr whatever its rounding (the eps note in
 // sft_fixture.h), so the layouts' summation-order differences grow ~3x a step here (measured:
 // 3e-7, 1e-6, 2.6e-6 relative in the gradient norms of steps 3-5 at PP 2, up to 1.8e-5 at
-// TP 2 x PP 2 x DP 2): 5e-5 for it.
+// TP 2 x PP 2 x DP 2): 5e-5 for it. Gemma 3 likewise: its head norms normalise 4-element heads
+// (head_dim 4) and scale them by 1 + w, so a small head's rounding grows by 1 / rms; measured,
+// the gradient norms agree to 1.6e-7 relative in step 1 (a wrong RoPE table or window on a stage
+// would be O(1) there) and drift by 1e-7 - 3.5e-5 in steps 2-5, not monotonically (PP 2: up to
+// 2.7e-6; TP 2 x PP 2 x DP 2: 3.5e-5 in step 4, 4e-7 in step 5).
 TEST(LayoutInvariance, GemmaUnderPipelineTensorAndDataParallelism) {
-  for (const testing::TinyFamily family : {testing::TinyFamily::Gemma, testing::TinyFamily::Gemma2}) {
-    const double tolerance = family == testing::TinyFamily::Gemma2 ? 5e-5 : 1e-5;
+  for (const testing::TinyFamily family :
+       {testing::TinyFamily::Gemma, testing::TinyFamily::Gemma2, testing::TinyFamily::Gemma3}) {
+    const double tolerance = family == testing::TinyFamily::Gemma ? 1e-5 : 5e-5;
     SftSetup s{{1, 2, 1}, false, true};
     s.family = family;
     check_layout(s, tolerance);

@@ -102,7 +102,9 @@ TEST(ModelConfig, RefusesWhatItDoesNotImplement) {
             std::string::npos);
   EXPECT_NE(error_of(with("attention_bias", "true")).find("attention_bias"), std::string::npos);
   EXPECT_NE(error_of(with("hidden_act", "\"gelu\"")).find("hidden_act"), std::string::npos);
-  EXPECT_NE(error_of(with("model_type", "\"gemma3_text\"")).find("gemma3_text"), std::string::npos);
+  // Gemma 3's multimodal form, by name, pointing at the text-only one.
+  EXPECT_NE(error_of(with("model_type", "\"gemma3\"")).find("gemma3_text"), std::string::npos);
+  EXPECT_NE(error_of(with("model_type", "\"gemma3n\"")).find("gemma3n"), std::string::npos);
 }
 
 // Qwen2.5-0.5B-Instruct's config.json as published: biases on q/k/v, tied embeddings, and a
@@ -214,6 +216,56 @@ TEST(ModelConfig, ReadsGemma2WithItsCapsAndScoreScale) {
   EXPECT_EQ(llama.attention_scores(0).scale, 1.0f / std::sqrt(static_cast<float>(llama.head_dim)));
   EXPECT_EQ(llama.attention_scores(0).softcap, 0.0f);
   EXPECT_EQ(llama.final_logit_softcapping, 0.0f);
+}
+
+// google/gemma-3-1b-it's config.json as published (transformers 4.50): Gemma 2's parts without
+// the caps (null), head norms scaling by 1 + w, a 512-token window in five layers of six (5, 11,
+// 17 and 23 global), whose RoPE base is rope_local_base_freq (10000) while the global layers'
+// is rope_theta (1e6); 999,885,952 parameters as published.
+TEST(ModelConfig, ReadsGemma3TextWithItsLocalAndGlobalLayers) {
+  const std::string gemma3 = R"({
+    "architectures": ["Gemma3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+    "attn_logit_softcapping": null, "bos_token_id": 2, "cache_implementation": "hybrid", "eos_token_id": [1, 106],
+    "final_logit_softcapping": null, "head_dim": 256, "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 1152,
+    "initializer_range": 0.02, "intermediate_size": 6912, "max_position_embeddings": 32768,
+    "model_type": "gemma3_text", "num_attention_heads": 4, "num_hidden_layers": 26, "num_key_value_heads": 1,
+    "pad_token_id": 0, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_local_base_freq": 10000,
+    "rope_scaling": null, "rope_theta": 1000000, "sliding_window": 512, "sliding_window_pattern": 6,
+    "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0", "use_cache": true, "vocab_size": 262144})";
+  const ModelConfig c = ModelConfig::from_json(gemma3, "cfg.json");
+  EXPECT_TRUE(c.sandwich_norms);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_EQ(c.norm_weight_offset, 1.0f);
+  EXPECT_EQ(c.activation, kernels::Activation::GeluTanh);
+  EXPECT_TRUE(c.scale_embeddings);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.num_parameters(), 999885952);
+  EXPECT_EQ(c.final_logit_softcapping, 0.0f);
+  EXPECT_EQ(c.attention_scores(0).softcap, 0.0f);
+  EXPECT_EQ(c.attention_scores(0).scale, 0.0625f);
+  EXPECT_FLOAT_EQ(c.rope_theta, 1e6f);
+  ASSERT_TRUE(c.rope_local_theta.has_value());
+  EXPECT_FLOAT_EQ(*c.rope_local_theta, 1e4f);
+  EXPECT_EQ(c.max_sequence_length(), 32768);
+  for (std::int64_t l = 0; l < c.num_layers; ++l) {
+    EXPECT_EQ(c.attention_scores(l).window, (l + 1) % 6 == 0 ? 0 : 512) << l;
+  }
+  EXPECT_EQ((std::vector<std::int64_t>{1, 106}), c.eos_token_ids);
+  // Gemma3TextConfig's defaults where keys are absent: caps none, window 4096, pattern 6, bases
+  // 1e6 and 1e4.
+  std::string bare = gemma3;
+  for (const char* key : {"\"attn_logit_softcapping\": null, ", "\"final_logit_softcapping\": null, ",
+                          "\"rope_local_base_freq\": 10000,", "\"rope_theta\": 1000000, ", "\"sliding_window\": 512, ",
+                          "\"sliding_window_pattern\": 6,"}) {
+    bare.erase(bare.find(key), std::string(key).size());
+  }
+  const ModelConfig d = ModelConfig::from_json(bare, "cfg.json");
+  EXPECT_EQ(d.attention_scores(0).softcap, 0.0f);
+  EXPECT_EQ(d.final_logit_softcapping, 0.0f);
+  EXPECT_EQ(d.attention_scores(0).window, 4096);
+  EXPECT_EQ(d.attention_scores(5).window, 0);
+  EXPECT_FLOAT_EQ(d.rope_theta, 1e6f);
+  EXPECT_FLOAT_EQ(*d.rope_local_theta, 1e4f);
 }
 
 // gemma-2b's config.json as published: no tie_word_embeddings key (GemmaConfig ties by default),
