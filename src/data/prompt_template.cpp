@@ -27,12 +27,14 @@ constexpr const char* kQwen25System = "You are Qwen, created by Alibaba Cloud. Y
 
 bool is_llama3(PromptTemplate p) { return p == PromptTemplate::Llama3 || p == PromptTemplate::Llama31; }
 
+bool is_gemma(PromptTemplate p) { return p == PromptTemplate::Gemma || p == PromptTemplate::Gemma3; }
+
 bool is_chatml(PromptTemplate p) {
   return p == PromptTemplate::ChatMl || p == PromptTemplate::Qwen25 || p == PromptTemplate::Qwen3;
 }
 
 // Gemma's, Llama 2's and Mistral's formats take roles that alternate from the user's; Gemma's
-// refuses a system message, the others take one first (folded into the first user turn).
+// (1 and 2) refuses a system message, the others take one first (folded into a user turn).
 // Returns the system message's content ("" without one).
 std::string check_alternating_roles(const std::vector<Message>& messages, PromptTemplate p) {
   const char* name = prompt_template_name(p);
@@ -42,8 +44,8 @@ std::string check_alternating_roles(const std::vector<Message>& messages, Prompt
   for (std::size_t i = system ? 1 : 0; i < messages.size(); ++i) {
     const char* want = (i - (system ? 1 : 0)) % 2 == 0 ? "user" : "assistant";
     require(messages[i].role == want, "the ", name, " prompt template needs the roles to alternate user, "
-            "assistant, user, ... (after an optional first system message for llama2 and mistral, as their chat "
-            "formats do); message ", i + 1, " is ", messages[i].role);
+            "assistant, user, ... (after an optional first system message for gemma3, llama2 and mistral, as "
+            "their chat formats do); message ", i + 1, " is ", messages[i].role);
   }
   return system ? messages.front().content : std::string();
 }
@@ -110,8 +112,8 @@ void llama3_header(std::vector<std::int32_t>& ids, const std::string& role, cons
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer) {
   constexpr PromptTemplate kAll[] = {PromptTemplate::Chat,   PromptTemplate::Plain,  PromptTemplate::Llama3,
                                      PromptTemplate::Llama31, PromptTemplate::ChatMl, PromptTemplate::Qwen25,
-                                     PromptTemplate::Qwen3,  PromptTemplate::Gemma,  PromptTemplate::Llama2,
-                                     PromptTemplate::Mistral, PromptTemplate::MistralV3};
+                                     PromptTemplate::Qwen3,  PromptTemplate::Gemma,  PromptTemplate::Gemma3,
+                                     PromptTemplate::Llama2, PromptTemplate::Mistral, PromptTemplate::MistralV3};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
@@ -126,7 +128,9 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
     const bool qwen25 = tokenizer->chat_template().find(kQwen25System) != std::string::npos;
     return qwen25 ? PromptTemplate::Qwen25 : PromptTemplate::ChatMl;
   }
-  if (has_tokens(tokenizer, {"<start_of_turn>", "<end_of_turn>"})) return PromptTemplate::Gemma;
+  if (has_tokens(tokenizer, {"<start_of_turn>", "<end_of_turn>"})) {
+    return has_tokens(tokenizer, {"<start_of_image>"}) ? PromptTemplate::Gemma3 : PromptTemplate::Gemma;
+  }
   if (has_tokens(tokenizer, {"[INST]", "[/INST]"})) return PromptTemplate::MistralV3;
   return PromptTemplate::Chat;
 }
@@ -141,6 +145,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::Qwen25: return "qwen2.5";
     case PromptTemplate::Qwen3: return "qwen3";
     case PromptTemplate::Gemma: return "gemma";
+    case PromptTemplate::Gemma3: return "gemma3";
     case PromptTemplate::Llama2: return "llama2";
     case PromptTemplate::Mistral: return "mistral";
     case PromptTemplate::MistralV3: return "mistral-v3";
@@ -181,13 +186,17 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     append(ids, t.encode(text));
     return ids;
   }
-  if (prompt_template == PromptTemplate::Gemma) {
-    check_alternating_roles(messages, prompt_template);
+  if (is_gemma(prompt_template)) {
+    const std::string system = check_alternating_roles(messages, prompt_template);
+    const bool has_system = !messages.empty() && messages.front().role == "system";
     const std::int32_t start = special(t, prompt_template, "<start_of_turn>");
     const std::int32_t end = special(t, prompt_template, "<end_of_turn>");
-    for (const Message& m : messages) {
+    for (std::size_t i = has_system ? 1 : 0; i < messages.size(); ++i) {
+      const Message& m = messages[i];
+      // Gemma 3: the system message, as given, and a blank line before the first user text.
+      const std::string prefix = i == 1 && has_system ? system + "\n\n" : std::string();
       ids.push_back(start);
-      append(ids, t.encode((m.role == "assistant" ? "model" : m.role) + "\n" + trimmed(m.content)));
+      append(ids, t.encode((m.role == "assistant" ? "model" : m.role) + "\n" + prefix + trimmed(m.content)));
       ids.push_back(end);
       append(ids, t.encode("\n"));
     }
@@ -228,7 +237,7 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
   // llama3 and gemma trim; Llama 2's assistant turn is " {content, trimmed} " before EOS (its
   // space before the text is the SentencePiece dummy prefix the text's own encoding adds);
   // Mistral v3's drops trailing spaces.
-  const bool trim = is_llama3(prompt_template) || prompt_template == PromptTemplate::Gemma;
+  const bool trim = is_llama3(prompt_template) || is_gemma(prompt_template);
   const std::size_t kept = text.find_last_not_of(' ') + 1;  // Mistral v3: up to the trailing spaces
   const std::string written = prompt_template == PromptTemplate::Llama2      ? trimmed(text) + " "
                               : prompt_template == PromptTemplate::MistralV3 ? text.substr(0, kept)
@@ -242,7 +251,7 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& t) {
   if (is_llama3(prompt_template)) return special(t, prompt_template, "<|eot_id|>");
   if (is_chatml(prompt_template)) return special(t, prompt_template, "<|im_end|>");
-  if (prompt_template == PromptTemplate::Gemma) return special(t, prompt_template, "<end_of_turn>");
+  if (is_gemma(prompt_template)) return special(t, prompt_template, "<end_of_turn>");
   return t.eos_id();
 }
 

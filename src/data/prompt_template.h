@@ -2,8 +2,9 @@
 //   auto  (default) llama3.1 when the tokenizer has Llama 3.1's chat tokens (<|eom_id|> too),
 //         llama3 when it has Llama 3's, qwen3 when it has ChatML's and <think> </think> (Qwen3),
 //         qwen2.5 when it has ChatML's and its chat template writes Qwen2.5's default system
-//         message, chatml when it has ChatML's (Qwen2), gemma when it has <start_of_turn> and
-//         <end_of_turn>, mistral-v3 when it has [INST] and [/INST], chat otherwise
+//         message, chatml when it has ChatML's (Qwen2), gemma3 when it has <start_of_turn>,
+//         <end_of_turn> and <start_of_image> (Gemma 3's), gemma when it has the first two,
+//         mistral-v3 when it has [INST] and [/INST], chat otherwise
 //   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"
@@ -25,6 +26,8 @@
 //   gemma (Gemma Instruct's) BOS, then per message <start_of_turn> "{role}\n{content, trimmed}"
 //         <end_of_turn> "\n" with the assistant's role written "model", then <start_of_turn>
 //         "model\n"; as its template, no system message and the roles alternating from the user's
+//   gemma3 (Gemma 3 Instruct's) gemma with a first system message written, untrimmed and followed
+//         by "\n\n", before the first user message's (trimmed) text
 //   llama2 (Llama 2 chat, Meta's chat_completion = its Hugging Face template) per user turn BOS
 //         "[INST] {content, trimmed} [/INST]", per assistant turn " {content, trimmed} " EOS; a
 //         first system message goes into the first user turn as "<<SYS>>\n{system}\n<</SYS>>\n\n"
@@ -41,7 +44,7 @@
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
-// which generation stops too; gemma: its trimmed text's, then <end_of_turn>; llama2: the ids of
+// which generation stops too; gemma, gemma3: its trimmed text's, then <end_of_turn>; llama2: the ids of
 // its trimmed text and a space).
 #pragma once
 
@@ -60,26 +63,28 @@ struct Message {
   bool operator==(const Message&) const = default;
 };
 
-enum class PromptTemplate { Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Llama2, Mistral, MistralV3 };
+enum class PromptTemplate {
+  Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Gemma3, Llama2, Mistral, MistralV3
+};
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
-// llama2, mistral or mistral-v3; throws naming the choices), "auto" resolved for `tokenizer`
+// gemma3, llama2, mistral or mistral-v3; throws naming the choices), "auto" resolved for `tokenizer`
 // (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
-    "auto (llama3.1, llama3, qwen3, chatml, gemma or mistral-v3 for a tokenizer with their chat tokens, else "
-    "chat), chat, "
+    "auto (llama3.1, llama3, qwen3, chatml, gemma3, gemma or mistral-v3 for a tokenizer with their chat tokens, "
+    "else chat), chat, "
     "plain, llama3, llama3.1 (with Llama 3.1's system block), chatml, qwen2.5 (chatml with Qwen2.5's default "
-    "system message), qwen3 (chatml, thinking off), gemma, llama2 (Llama 2 chat), mistral (Mistral 7B "
-    "Instruct v0.1 / v0.2) or mistral-v3 (v0.3)";
+    "system message), qwen3 (chatml, thinking off), gemma, gemma3 (gemma with a system message), llama2 (Llama 2 "
+    "chat), mistral (Mistral 7B Instruct v0.1 / v0.2) or mistral-v3 (v0.3)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);
 std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
                                           const Tokenizer& tokenizer);
 // The token that ends a response under the template (EOS, llama3's and llama3.1's <|eot_id|>, chatml's,
-// qwen2.5's and qwen3's <|im_end|>, gemma's <end_of_turn>), if any:
+// qwen2.5's and qwen3's <|im_end|>, gemma's and gemma3's <end_of_turn>), if any:
 // generation must stop at it too.
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& tokenizer);
 

@@ -6,8 +6,8 @@
               (tests/data/hf_bpe/llama3/chat_cases.json), the text with the special tokens shown
               where the template puts them, and the length distributions against the ids; the
               llama2 and mistral templates named on a SentencePiece model in Llama 2's layout, and
-              mistral-v3 chosen by auto on one in Mistral v0.3's: the ids of their references
-              (tests/data/llama_spm, tests/data/mistral_v3_spm)
+              mistral-v3 chosen by auto on one in Mistral v0.3's, gemma3 by auto on one in Gemma
+              3's: the ids of their references (tests/data/llama_spm, mistral_v3_spm, gemma3_spm)
   bad-input   a missing data file and a record of another shape in a list: one error line
 """
 import json
@@ -44,23 +44,26 @@ def case_show(args, tmp):
     assert m and (int(m.group(1)), int(m.group(2))) == (prompt_lengths[0], prompt_lengths[-1]), (m, prompt_lengths)
     print("spin data: %d chat examples rendered as apply_chat_template renders them, e.g. %s" % (len(cases), shown[0][2][:60]))
     # Named templates (auto cannot tell them): the ids of their references, system messages included.
-    # mistral-v3 by auto, from its [INST] and [/INST] tokens.
+    # mistral-v3 by auto, from its [INST] and [/INST] tokens; gemma3 by auto, from <start_of_image>.
     for kind, template, name in [("llama_spm", "llama2", "chat_cases_llama2.json"),
                                  ("llama_spm", "mistral", "chat_cases_mistral.json"),
-                                 ("mistral_v3_spm", "auto", "chat_cases.json")]:
+                                 ("mistral_v3_spm", "auto", "chat_cases.json"),
+                                 ("gemma3", "auto", "chat_cases.json")]:
         model = hf_tokenizer_model(os.path.join(tmp, kind + "-" + template), kind=kind)
-        cases = json.load(open(os.path.join(ROOT, "tests", "data", kind, name)))
+        cases = json.load(open(os.path.join(ROOT, "tests", "data", kind + "_spm" if kind == "gemma3" else kind, name)))
         chat_file(data, cases)
         r = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--template", template,
                                   "--show", str(len(cases))], 1)
-        chosen = "mistral-v3" if template == "auto" else template
+        chosen = {"mistral_v3_spm": "mistral-v3", "gemma3": "gemma3"}[kind] if template == "auto" else template
         assert "template %s (--template %s)" % (chosen, template) in r.stdout, r.stdout
         shown = re.findall(r"  prompt    (\d+) tokens \[([0-9 .]+)\]\n      (.*)\n  response  (\d+) tokens \[([0-9 .]+)\]",
                            r.stdout)
         assert len(shown) == len(cases), r.stdout
         for (n, ids, text, rn, rids), c in zip(shown, cases):
             assert int(n) == len(c["prompt_ids"]) and ids.split()[:48] == [str(i) for i in c["prompt_ids"]][:48], (ids, c)
-            assert [int(i) for i in rids.split() if i != "..."] == c["response_ids"][:48], (rids, c)
+            # Gemma's reference response ends with the "\n" after <end_of_turn>, where spin's stops.
+            want = c["response_ids"][:-1] if kind == "gemma3" else c["response_ids"]
+            assert [int(i) for i in rids.split() if i != "..."] == want[:48], (rids, c)
         print("spin data --template %s: %d chat examples rendered as its reference renders them" % (template, len(cases)))
 
 

@@ -82,17 +82,18 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     1 + w norms, scaled and tied embeddings) with tests/data/gemma_spm's SentencePiece model
     (vocabulary 400; Gemma's ids: <eos> 1, <bos> 2, <start_of_turn> 4, <end_of_turn> 5); gemma2:
     a tiny Gemma 2 (besides, four norms a layer, its score scale, capped scores and logits) with
-    the same tokenizer; llama_spm / mistral_v3_spm: a tiny Llama with that folder's SentencePiece
+    the same tokenizer; gemma3: a tiny Gemma 3 (Gemma 2's parts without caps, head norms, local
+    and global layers) with tests/data/gemma3_spm's (<start_of_image> 6 besides); llama_spm / mistral_v3_spm: a tiny Llama with that folder's SentencePiece
     model in Llama 2's / Mistral v0.3's layout (vocabulary 400, <s> 1, </s> 2, a dummy prefix)."""
     qwen = kind in ("qwen2", "qwen3")
-    gemma = kind in ("gemma", "gemma2")
+    gemma = kind in ("gemma", "gemma2", "gemma3")
     spm = gemma or kind in ("llama_spm", "mistral_v3_spm")
     extra = {"llama3": [], "qwen2": ["--qwen2", "--tie"], "qwen3": ["--qwen3"], "gemma": ["--gemma"],
-             "gemma2": ["--gemma2"], "llama_spm": [], "mistral_v3_spm": []}[kind]
+             "gemma2": ["--gemma2"], "gemma3": ["--gemma3"], "llama_spm": [], "mistral_v3_spm": []}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
                     "400" if spm else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)
-    spm_dir = "gemma_spm" if gemma else kind
+    spm_dir = {"gemma": "gemma_spm", "gemma2": "gemma_spm", "gemma3": "gemma3_spm"}.get(kind, kind)
     tokenizer_files = ([os.path.join(ROOT, "tests", "data", spm_dir, "tokenizer.model")] if spm else
                        [os.path.join(os.path.dirname(HF_BPE), kind, f) for f in ("tokenizer.json", "tokenizer_config.json")])
     for f in tokenizer_files:

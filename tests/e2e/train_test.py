@@ -434,6 +434,11 @@ def case_hf_tokenizer(args, tmp):
     after, out = train_family(args, config, tmp, "gemma2", "model.layers.1.post_feedforward_layernorm.weight", "gemma")
     assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gemma2"
     print("Gemma 2 + gemma template at TP 2 in bf16: 6 steps, first loss log 2, output norms trained, exported")
+    # Gemma 3 (Gemma 2's parts without caps, head norms of 1 + w, an 8-key window with its own
+    # RoPE base in layer 0 of every 2): auto picks gemma3 by <start_of_image>; the head norms train.
+    after, out = train_family(args, config, tmp, "gemma3", "model.layers.0.self_attn.k_norm.weight")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gemma3_text"
+    print("Gemma 3 + gemma3 template at TP 2 in bf16: 6 steps, first loss log 2, head norms trained, exported")
 
 
 def case_offline(args, tmp):

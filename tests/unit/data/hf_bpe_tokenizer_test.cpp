@@ -155,6 +155,21 @@ TEST(PromptTemplates, GemmaTemplateMatchesApplyChatTemplate) {
   EXPECT_NE(e.find("the gemma prompt template needs the token <start_of_turn>"), std::string::npos) << e;
 }
 
+// gemma3 with google/gemma-3-1b-it's Jinja template (tests/data/gemma3_spm: the same layout with
+// Gemma 3's <start_of_image> piece): gemma's turns, and a system message written as given, then
+// a blank line, before the first user message's trimmed text (a conversation of two turns with
+// one); auto picks it by <start_of_image>.
+TEST(PromptTemplates, Gemma3TemplateMatchesApplyChatTemplate) {
+  expect_chat_cases("gemma3_spm", PromptTemplate::Gemma3, "\n");
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/gemma3_spm");
+  EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Gemma3);
+  EXPECT_EQ(choose_prompt_template("gemma3", nullptr), PromptTemplate::Gemma3);
+  EXPECT_EQ(response_end(PromptTemplate::Gemma3, *t), t->token_id("<end_of_turn>"));
+  const std::string order = testing::error_of(
+      [&] { render_prompt({{"system", "s"}, {"assistant", "hi"}}, PromptTemplate::Gemma3, *t); });
+  EXPECT_NE(order.find("message 2 is assistant"), std::string::npos) << order;
+}
+
 // Llama 2 chat and Mistral 7B Instruct v0.1 / v0.2 on a SentencePiece model in their layout
 // (tests/data/llama_spm: a dummy prefix, byte fallback; make_llama_spm_fixture.py): llama2 against
 // transformers' Llama-2-chat template (BOS per user turn, "[INST] ... [/INST]", " answer " EOS,
@@ -223,7 +238,7 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const auto qwen3 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen3");
   EXPECT_EQ(choose_prompt_template("auto", qwen3.get()), PromptTemplate::Qwen3);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
-  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma, llama2, mistral or mistral-v3)"),
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma, gemma3, llama2, mistral or mistral-v3)"),
             std::string::npos)
       << e;
 }
