@@ -153,7 +153,7 @@ TEST(MemoryPlan, LogitsChunkFiguresEqualTheAllocations) {
 // Qwen2's q/k/v biases (parameters, gradients, masters, moments), Qwen3's head norms (their
 // weights, q and k before them with their statistics, and the backward's scratch) and Gemma 2's
 // output norms (their weights, the outputs before them with their statistics, the gradient
-// before them).
+// before them); Gemma 3 has both.
 TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   auto& world = testing::mpi_world();
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Qwen2);
@@ -162,6 +162,7 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Qwen3);
   check(world, {2, 2, 1}, false, true, true, false, false, 0, Family::Gemma2);
   check(world, {2, 1, 2}, true, true, false, true, true, 0, Family::Gemma2);
+  check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Gemma3);
 }
 
 }  // namespace
