@@ -1,6 +1,6 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
-// Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM), read from a Hugging
-// Face config.json.
+// Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM), read
+// from a Hugging Face config.json.
 // Features spin does not implement (rope_scaling other than linear and llama3, biases other than
 // Qwen2's on q/k/v, activations other than SiLU and Gemma's tanh GELU) are refused by name
 // rather than ignored.

@@ -138,12 +138,20 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
 // prefix, newlines kept): BOS, the assistant's turns as "model", contents trimmed, the response
 // ending with <end_of_turn>; auto picks it by those tokens. A system message, or roles that do not
 // alternate, are refused as Gemma's template refuses them.
+// What the gemma and gemma3 templates share: the fixture `dir`'s cases against apply_chat_template,
+// auto's choice for its tokenizer, the template's name and <end_of_turn> ending a response.
+// Returns the tokenizer.
+auto expect_gemma_template(const std::string& dir, PromptTemplate p, const char* name) {
+  expect_chat_cases(dir, p, "\n");
+  auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/" + dir);
+  EXPECT_EQ(choose_prompt_template("auto", t.get()), p);
+  EXPECT_EQ(choose_prompt_template(name, nullptr), p);
+  EXPECT_EQ(response_end(p, *t), t->token_id("<end_of_turn>"));
+  return t;
+}
+
 TEST(PromptTemplates, GemmaTemplateMatchesApplyChatTemplate) {
-  expect_chat_cases("gemma_spm", PromptTemplate::Gemma, "\n");
-  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/gemma_spm");
-  EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Gemma);
-  EXPECT_EQ(choose_prompt_template("gemma", nullptr), PromptTemplate::Gemma);
-  EXPECT_EQ(response_end(PromptTemplate::Gemma, *t), t->token_id("<end_of_turn>"));
+  const auto t = expect_gemma_template("gemma_spm", PromptTemplate::Gemma, "gemma");
   const std::string system = testing::error_of(
       [&] { render_prompt({{"system", "be brief"}, {"user", "hi"}}, PromptTemplate::Gemma, *t); });
   EXPECT_NE(system.find("the gemma prompt template has no system role"), std::string::npos) << system;
@@ -160,11 +168,7 @@ TEST(PromptTemplates, GemmaTemplateMatchesApplyChatTemplate) {
 // a blank line, before the first user message's trimmed text (a conversation of two turns with
 // one); auto picks it by <start_of_image>.
 TEST(PromptTemplates, Gemma3TemplateMatchesApplyChatTemplate) {
-  expect_chat_cases("gemma3_spm", PromptTemplate::Gemma3, "\n");
-  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/gemma3_spm");
-  EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Gemma3);
-  EXPECT_EQ(choose_prompt_template("gemma3", nullptr), PromptTemplate::Gemma3);
-  EXPECT_EQ(response_end(PromptTemplate::Gemma3, *t), t->token_id("<end_of_turn>"));
+  const auto t = expect_gemma_template("gemma3_spm", PromptTemplate::Gemma3, "gemma3");
   const std::string order = testing::error_of(
       [&] { render_prompt({{"system", "s"}, {"assistant", "hi"}}, PromptTemplate::Gemma3, *t); });
   EXPECT_NE(order.find("message 2 is assistant"), std::string::npos) << order;
