@@ -4,6 +4,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <utility>
 
 #include "core/error.h"
 
@@ -11,7 +12,8 @@ namespace spin::ckpt {
 
 namespace fs = std::filesystem;
 
-HfReader::HfReader(const std::string& model_dir) : dir_(model_dir) {
+HfReader::HfReader(const std::string& model_dir, std::string tensor_prefix)
+    : dir_(model_dir), prefix_(std::move(tensor_prefix)) {
   const fs::path dir(model_dir);
   const fs::path index = dir / "model.safetensors.index.json";
   const fs::path single = dir / "model.safetensors";
@@ -57,7 +59,11 @@ SafetensorsFile& HfReader::file_for(const std::string& tensor_name) {
 }
 
 void HfReader::load(const std::vector<ShardedTensor>& tensors) {
-  for (const ShardedTensor& t : tensors) file_for(t.name).read_shard(t);
+  for (const ShardedTensor& t : tensors) {
+    ShardedTensor named = t;  // the same shard (Tensor shares its storage) under the files' name
+    named.name = prefix_ + t.name;
+    file_for(named.name).read_shard(named);
+  }
 }
 
 }  // namespace spin::ckpt

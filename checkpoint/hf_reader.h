@@ -16,7 +16,9 @@ namespace spin::ckpt {
 
 class HfReader {
  public:
-  explicit HfReader(const std::string& model_dir);
+  // `tensor_prefix` goes before every tensor's name in the files (ModelConfig::hf_weight_prefix:
+  // "language_model." for the language model of a Gemma 3 multimodal checkpoint).
+  explicit HfReader(const std::string& model_dir, std::string tensor_prefix = "");
 
   // Fills every tensor's local shard.
   void load(const std::vector<ShardedTensor>& tensors);
@@ -26,6 +28,7 @@ class HfReader {
   SafetensorsFile& file_for(const std::string& tensor_name);
 
   std::string dir_;
+  std::string prefix_;
   std::string single_file_;                       // model.safetensors, when not sharded
   std::map<std::string, std::string> weight_map_;  // tensor -> file, when sharded
   std::map<std::string, std::unique_ptr<SafetensorsFile>> open_;

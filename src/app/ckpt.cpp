@@ -222,7 +222,7 @@ void import_hf(parallel::Communicator& world, const CkptOptions& o) {
   const model::ModelConfig& config = *read_config;
   ckpt::CheckpointWriter writer(world, o.out);
   parallel::run_collectively(world, [&] {
-    ckpt::HfReader hf(o.path);
+    ckpt::HfReader hf(o.path, config.hf_weight_prefix);
     for (const auto& [t, p] : my_positions(world, o.tp, o.pp)) {
       const ModelShard shard = plan_model_shard(config, t, o.tp, p, o.pp, o.pp_layers);
       const model::ModelWeights weights(config, shard.dims, shard.stage);

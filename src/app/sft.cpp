@@ -199,7 +199,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const std::int64_t pad = o.distributed_optimizer ? grid.dp_size() : 1;
   model::ModelWeights weights(config, shard->dims, shard->stage, pad, runtime.device());
   model::ModelWeights grads(config, shard->dims, shard->stage, pad, runtime.device());
-  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model).load(weights.sharded_state_dict()); });
+  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model, config.hf_weight_prefix).load(weights.sharded_state_dict()); });
   runtime.prepare(weights);
 
   const kernels::Kernels& k = runtime.kernels();

@@ -352,7 +352,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     loaded = checkpoint_to_load(c);
     if (loaded.empty()) {
-      ckpt::HfReader(c.model_path).load(policy.sharded_state_dict());
+      ckpt::HfReader(c.model_path, mc.hf_weight_prefix).load(policy.sharded_state_dict());
       reference.copy_from(policy);
       return;
     }

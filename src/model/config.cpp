@@ -112,6 +112,32 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
   }
 }
 
+// Gemma3TextConfig's defaults, which a Gemma 3 multimodal config.json's text_config leaves out.
+constexpr const char* kGemma3TextDefaults = R"({
+  "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "vocab_size": 262208, "hidden_size": 2304,
+  "intermediate_size": 9216, "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4,
+  "head_dim": 256, "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 131072,
+  "rms_norm_eps": 1e-06, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 2, "tie_word_embeddings": true,
+  "rope_theta": 1000000.0, "attention_bias": false, "query_pre_attn_scalar": 256, "sliding_window": 4096,
+  "final_logit_softcapping": null, "attn_logit_softcapping": null, "rope_scaling": null,
+  "rope_local_base_freq": 10000.0, "sliding_window_pattern": 6})";
+
+// A Gemma 3 multimodal config.json (model_type gemma3) -> its language model's own config.json:
+// Gemma3TextConfig's defaults, overridden by text_config's keys, the top level's token ids (the
+// model's: eos [1, 106]) and dtype.
+std::string gemma3_text_config(const json& j, const std::string& source) {
+  require(j.contains("text_config") && j.at("text_config").is_object(), source,
+          ": model_type \"gemma3\" (Gemma3ForConditionalGeneration) needs a \"text_config\" object");
+  json text = json::parse(kGemma3TextDefaults);
+  for (const auto& [key, value] : j.at("text_config").items()) text[key] = value;
+  for (const char* key : {"eos_token_id", "bos_token_id", "pad_token_id", "torch_dtype"}) {
+    if (j.contains(key)) text[key] = j.at(key);
+  }
+  text["architectures"] = json::array({"Gemma3ForCausalLM"});
+  text["model_type"] = "gemma3_text";
+  return text.dump(1);
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_json(const std::string& text, const std::string& source) {
@@ -131,9 +157,11 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   std::string type = "llama";
   if (j.contains("model_type")) {
     type = j.at("model_type").is_string() ? j.at("model_type").get<std::string>() : j.at("model_type").dump();
-    require(type != "gemma3", source, ": model_type \"gemma3\" (Gemma3ForConditionalGeneration: Gemma 3 4B-27B with "
-            "their vision tower) is not supported; its text-only form, model_type \"gemma3_text\" (Gemma3ForCausalLM, "
-            "gemma-3-1b and 270m), is");
+    if (type == "gemma3") {  // Gemma 3 4B-27B: their language model, its tensors under "language_model."
+      ModelConfig c = from_json(gemma3_text_config(j, source), source + " (its text_config)");
+      c.hf_weight_prefix = "language_model.";
+      return c;
+    }
     require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma" ||
                 type == "gemma2" || type == "gemma3_text",
             source, ": model_type \"", type,

@@ -8,7 +8,9 @@ CTest test:
   reshard   a checkpoint saved at TP 2 x PP 2 resumes at PP 2 x DP 2 (distributed optimizer)
             and at TP 2 x DP 2 to the uninterrupted run's results (1e-5); resharded offline
             by `spin ckpt reshard` it gives bitwise what resharding at load gives
-  convert   export-hf / import-hf round trips byte for byte (f32); bf16 and sharded exports
+  convert   export-hf / import-hf round trips byte for byte (f32), per model family; a Gemma 3
+            multimodal checkpoint read for its language model (scored as the text model,
+            exported as one); bf16 and sharded exports
             read back by an independent numpy parser; index.h5 and `merge` read by h5py as
             whole tensors; inspect and verify; training from an imported checkpoint
   faults    SIGKILL in the middle of a save leaves the previous checkpoint, which resumes to
@@ -24,7 +26,7 @@ import shutil
 import subprocess
 import sys
 
-from e2e_common import expect_error, read_safetensors, run, run_case, run_ok
+from e2e_common import ROOT, expect_error, read_safetensors, run, run_case, run_ok
 from train_test import setup
 
 try:
@@ -237,6 +239,28 @@ def case_convert(args, tmp):
         assert x == y and extra in y, sorted(y)
         assert open(os.path.join(qwen, "config.json")).read() == open(os.path.join(tmp, name + "-hf", "config.json")).read()
         print("%s through TP 2: %d tensors back unchanged" % (name, len(y)))
+    # A Gemma 3 multimodal checkpoint: spin runs its language model -- it scores as the text model
+    # does, bitwise -- and exports it as that model (gemma3_text, the text_config's keys, the
+    # tensors without "language_model.", no vision tower).
+    text = os.path.join(args.models, "tiny-gemma3")
+    multimodal = gemma3_multimodal(text, os.path.join(tmp, "gemma3-multimodal"))
+    scores = []
+    for model in (text, multimodal):
+        out_file = os.path.join(tmp, "scores-%d.jsonl" % len(scores))
+        run_ok(args.mpiexec, [args.spin, "score", "--model", model, "--input",
+                              os.path.join(ROOT, "tests", "data", "tiny_score.jsonl"), "--output", out_file], 1)
+        scores.append(open(out_file).read())
+    assert scores[0] == scores[1], scores
+    ckpt(args, 2, "import-hf", multimodal, os.path.join(tmp, "gemma3-imported"), "--tp", "2")
+    ckpt(args, 1, "export-hf", os.path.join(tmp, "gemma3-imported"), os.path.join(tmp, "gemma3-text"))
+    text_tensors = read_safetensors(os.path.join(text, "model.safetensors"))
+    assert read_safetensors(os.path.join(tmp, "gemma3-text", "model.safetensors")) == text_tensors
+    exported = json.load(open(os.path.join(tmp, "gemma3-text", "config.json")))
+    original = json.load(open(os.path.join(text, "config.json")))
+    assert exported["model_type"] == "gemma3_text" and exported["architectures"] == ["Gemma3ForCausalLM"], exported
+    assert all(exported[k] == v for k, v in original.items() if k != "architectures"), (exported, original)
+    print("Gemma 3 multimodal checkpoint: scored as its text model (bitwise), exported as it (%d tensors)"
+          % len(text_tensors))
 
     # Sharded export: several files and an index, read back by spin and by numpy.
     sharded = os.path.join(tmp, "sharded")
@@ -284,6 +308,31 @@ def case_convert(args, tmp):
           "--checkpoint.load", os.path.join(tmp, "outside"))
     assert metrics(os.path.join(fresh, "metrics.jsonl")) == metrics(os.path.join(loaded, "metrics.jsonl"))
     print("training from import-hf's checkpoint == training from the model directory")
+
+
+def gemma3_multimodal(text_dir, out):
+    """`text_dir`'s Gemma 3 text model as the language model of a Gemma 3 multimodal checkpoint
+    (Gemma3ForConditionalGeneration, model_type gemma3): its config under text_config (beside the
+    token ids at the top level, as google/gemma-3-4b-it's), its tensors under "language_model.",
+    and two stand-ins for the vision tower's and projector's tensors, which spin does not read."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
+    from make_tiny_model import write_safetensors
+    config = json.load(open(os.path.join(text_dir, "config.json")))
+    top = {k: config.pop(k) for k in ("eos_token_id", "bos_token_id", "torch_dtype", "architectures")}
+    os.makedirs(out)
+    json.dump({"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3", "text_config": config,
+               "vision_config": {"model_type": "siglip_vision_model"}, "eos_token_id": top["eos_token_id"],
+               "bos_token_id": top["bos_token_id"], "torch_dtype": top["torch_dtype"]},
+              open(os.path.join(out, "config.json"), "w"))
+    path = os.path.join(text_dir, "model.safetensors")
+    blob = open(path, "rb").read()
+    header = json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")])
+    values = read_safetensors(path)
+    tensors = [("language_model." + name, header[name]["shape"], list(v)) for name, v in values.items()]
+    tensors += [("vision_tower.vision_model.embeddings.patch_embedding.weight", [4, 3], [0.5] * 12),
+                ("multi_modal_projector.mm_input_projection_weight", [3, 4], [0.25] * 12)]
+    write_safetensors(os.path.join(out, "model.safetensors"), tensors, "F32")
+    return out
 
 
 def flip_byte_in(checkpoint, key):

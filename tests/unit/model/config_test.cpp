@@ -102,8 +102,8 @@ TEST(ModelConfig, RefusesWhatItDoesNotImplement) {
             std::string::npos);
   EXPECT_NE(error_of(with("attention_bias", "true")).find("attention_bias"), std::string::npos);
   EXPECT_NE(error_of(with("hidden_act", "\"gelu\"")).find("hidden_act"), std::string::npos);
-  // Gemma 3's multimodal form, by name, pointing at the text-only one.
-  EXPECT_NE(error_of(with("model_type", "\"gemma3\"")).find("gemma3_text"), std::string::npos);
+  // Gemma 3's multimodal form needs its text_config; other model types are refused by name.
+  EXPECT_NE(error_of(with("model_type", "\"gemma3\"")).find("text_config"), std::string::npos);
   EXPECT_NE(error_of(with("model_type", "\"gemma3n\"")).find("gemma3n"), std::string::npos);
 }
 
@@ -266,6 +266,49 @@ TEST(ModelConfig, ReadsGemma3TextWithItsLocalAndGlobalLayers) {
   EXPECT_EQ(d.attention_scores(5).window, 0);
   EXPECT_FLOAT_EQ(d.rope_theta, 1e6f);
   EXPECT_FLOAT_EQ(*d.rope_local_theta, 1e4f);
+}
+
+// google/gemma-3-4b-it's config.json as published (Gemma3ForConditionalGeneration): text_config
+// holds only what differs from Gemma3TextConfig's defaults (vocabulary 262208, 8 heads of 256,
+// 4 kv heads, query_pre_attn_scalar 256, rope bases 1e6 / 1e4, pattern 6), the token ids sit at
+// the top level. spin runs the language model: its tensors under "language_model.", its config
+// (json_text, what checkpoints and exports hold) Gemma3ForCausalLM's.
+TEST(ModelConfig, ReadsTheLanguageModelOfAGemma3MultimodalCheckpoint) {
+  const std::string gemma3 = R"({
+    "architectures": ["Gemma3ForConditionalGeneration"], "boi_token_index": 255999, "eoi_token_index": 256000,
+    "eos_token_id": [1, 106], "image_token_index": 262144, "initializer_range": 0.02, "mm_tokens_per_image": 256,
+    "model_type": "gemma3",
+    "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text",
+                    "num_hidden_layers": 34, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                    "sliding_window": 1024},
+    "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0",
+    "vision_config": {"hidden_size": 1152, "image_size": 896, "intermediate_size": 4304, "model_type":
+                      "siglip_vision_model", "num_attention_heads": 16, "num_hidden_layers": 27, "patch_size": 14,
+                      "vision_use_head": false}})";
+  const ModelConfig c = ModelConfig::from_json(gemma3, "cfg.json");
+  EXPECT_EQ(c.hf_weight_prefix, "language_model.");
+  EXPECT_EQ(c.vocab_size, 262208);
+  EXPECT_EQ(c.hidden_size, 2560);
+  EXPECT_EQ(c.num_layers, 34);
+  EXPECT_EQ(c.num_heads, 8);
+  EXPECT_EQ(c.num_kv_heads, 4);
+  EXPECT_EQ(c.head_dim, 256);
+  EXPECT_TRUE(c.qk_norm && c.sandwich_norms && c.tie_word_embeddings);
+  EXPECT_EQ(c.attention_scores(0).scale, 0.0625f);
+  EXPECT_EQ(c.attention_scores(0).window, 1024);
+  EXPECT_EQ(c.attention_scores(5).window, 0);
+  ASSERT_TRUE(c.rope_scaling.has_value());  // the global layers'
+  EXPECT_EQ(c.rope_scaling->factor, 8.0f);
+  EXPECT_FLOAT_EQ(*c.rope_local_theta, 1e4f);
+  EXPECT_EQ((std::vector<std::int64_t>{1, 106}), c.eos_token_ids);
+  EXPECT_EQ(c.max_sequence_length(), 131072);
+  // The language model's own config.json: read again, the same model, no prefix.
+  const ModelConfig text = ModelConfig::from_json(c.json_text, "text config");
+  EXPECT_NE(c.json_text.find("\"Gemma3ForCausalLM\""), std::string::npos) << c.json_text;
+  EXPECT_EQ(text.hf_weight_prefix, "");
+  EXPECT_EQ(text.num_parameters(), c.num_parameters());
+  EXPECT_EQ(text.json_text, c.json_text);
+  EXPECT_EQ(text.attention_scores(0).window, 1024);
 }
 
 // gemma-2b's config.json as published: no tie_word_embeddings key (GemmaConfig ties by default),
