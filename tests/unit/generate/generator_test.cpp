@@ -13,16 +13,18 @@ namespace spin::generate {
 namespace {
 
 struct TinyGenerator {
+  explicit TinyGenerator(testing::TinyShape shape = {}) : config(testing::tiny_config(shape)) {
+    testing::init_tiny_weights(weights, 11, 0.5f, config.norm_weight_offset);
+  }
+
   parallel::SelfCommunicator world;
   parallel::ProcessGrid grid{world, {1, 1, 1}};
-  model::ModelConfig config = testing::tiny_config();  // vocab 37, 64 positions
+  model::ModelConfig config;  // vocab 37, 64 positions
   model::TpDims dims = model::tp_dims(config, 0, 1);
   kernels::CpuKernels cpu;
   model::ModelWeights weights{config, dims};
   model::Transformer transformer{config, dims, grid.tp(), cpu};
   Generator generator{grid, transformer, weights};
-
-  TinyGenerator() { testing::init_tiny_weights(weights, 11, 0.5f); }
 };
 
 std::vector<std::vector<std::int32_t>> prompts() {
@@ -37,22 +39,31 @@ std::vector<std::uint64_t> ids(std::size_t n, std::uint64_t first = 0) {
 }
 
 // The log-probabilities recorded while decoding with the KV cache equal those of one full
-// forward over prompt + response.
+// forward over prompt + response -- also under sliding windows (Mistral's 3 keys in every layer,
+// Gemma 3's in one layer of two with its own RoPE table), which the sequences outgrow while
+// decoding: prefill and decode read the cache's window, the full forward its packed rows'.
 TEST(Generator, KvCacheLogprobsEqualAFullForward) {
-  TinyGenerator t;
-  GenerationParams p;
-  p.max_new_tokens = 12;
-  const auto ps = prompts();
-  const auto out = t.generator.generate(ps, ids(ps.size()), p);
-  for (std::size_t i = 0; i < ps.size(); ++i) {
-    ASSERT_EQ(out[i].tokens.size(), 12u);
-    std::vector<std::int32_t> full = ps[i];
-    full.insert(full.end(), out[i].tokens.begin(), out[i].tokens.end());
-    const model::ForwardResult r = t.transformer.forward(t.weights, model::TokenBatch::pack({{full, 1}}));
-    // token_logprobs[j] is log p(full[j + 1]); the response starts at j = prompt length - 1.
-    const std::vector<float> want(r.token_logprobs.begin() + static_cast<std::ptrdiff_t>(ps[i].size() - 1),
-                                  r.token_logprobs.end() - 1);
-    testing::expect_close(out[i].logprobs, want, 1e-5, 1e-5, "logprobs");
+  for (const testing::TinyFamily family :
+       {testing::TinyFamily::Llama, testing::TinyFamily::Mistral, testing::TinyFamily::Gemma3}) {
+    SCOPED_TRACE(testing::tiny_family_name(family));
+    testing::TinyShape shape;
+    shape.family = family;
+    shape.tie = family == testing::TinyFamily::Gemma3;
+    TinyGenerator t(shape);
+    GenerationParams p;
+    p.max_new_tokens = 12;
+    const auto ps = prompts();
+    const auto out = t.generator.generate(ps, ids(ps.size()), p);
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      ASSERT_EQ(out[i].tokens.size(), 12u);
+      std::vector<std::int32_t> full = ps[i];
+      full.insert(full.end(), out[i].tokens.begin(), out[i].tokens.end());
+      const model::ForwardResult r = t.transformer.forward(t.weights, model::TokenBatch::pack({{full, 1}}));
+      // token_logprobs[j] is log p(full[j + 1]); the response starts at j = prompt length - 1.
+      const std::vector<float> want(r.token_logprobs.begin() + static_cast<std::ptrdiff_t>(ps[i].size() - 1),
+                                    r.token_logprobs.end() - 1);
+      testing::expect_close(out[i].logprobs, want, 1e-5, 1e-5, "logprobs");
+    }
   }
 }
 
