@@ -142,7 +142,8 @@ class Kernels {
 
   // Causal self-attention over packed variable-length sequences: sequence s occupies rows
   // [cu_seqlens[s], cu_seqlens[s+1]) and attends only within itself (no padding is computed);
-  // the scores as `scores` says (AttentionScores::standard(head_dim) for Llama).
+  // the scores and the keys each row sees (a sliding window) as `scores` says
+  // (AttentionScores::standard(head_dim) for Llama).
   // q/out: [rows, heads, head_dim]; k/v: [rows, kv_heads, head_dim]; query head h reads kv head
   // h / (heads / kv_heads) (grouped-query attention). probs: what the backward needs,
   // attention_saved_size() floats -- the softmax itself on the CPU (attention_probs_size), a
@@ -188,7 +189,8 @@ class Kernels {
 
   // Causal attention of new query rows against a KV cache (generation). Run r covers query
   // rows [row_begin[r], row_begin[r+1]) of cache slot slots[r]; its first row sits at position
-  // first_position[r] and row i of the run attends to the slot's positions [0, first + i]. The
+  // first_position[r] and row i of the run attends to the slot's positions [0, first + i] (from
+  // scores.first_key(first + i) under a sliding window: the cache keeps every position). The
   // cache holds, per slot, `capacity` positions of [kv_heads, head_dim] keys (and values), the
   // new rows' included. q/out: [rows, heads, head_dim]. No probabilities are kept.
   virtual void cached_attention_forward(float* out, const float* q, const float* k_cache,
