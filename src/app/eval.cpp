@@ -85,7 +85,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     for (const auto& e : data.examples) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(e.response.size()));
     greedy.sampling.greedy = true;
     greedy.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : longest;
-    greedy.eos_ids = stop_ids(mc, tokenizer.get(), tmpl);
+    greedy.eos_ids = stop_ids(o.model, mc, tokenizer.get(), tmpl);
     greedy.validate(mc.vocab_size);
     for (const auto& e : data.examples) {
       if (static_cast<std::int64_t>(e.prompt.size()) + greedy.max_new_tokens > mc.max_sequence_length()) {

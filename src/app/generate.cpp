@@ -87,7 +87,9 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
       ("max-new-tokens", po::value(&g.max_new_tokens)->default_value(g.max_new_tokens), "longest response")
       ("min-new-tokens", po::value(&g.min_new_tokens)->default_value(g.min_new_tokens),
        "shortest response (EOS and end sequences are ignored before it)")
-      ("eos-ids", po::value(&o.eos_ids), "comma-separated EOS token ids (default: the model's eos_token_id)")
+      ("eos-ids", po::value(&o.eos_ids),
+       "comma-separated EOS token ids (default: config.json's and generation_config.json's eos_token_id and "
+       "the template's end of a response)")
       ("end-sequence", po::value(&o.end_sequences)->composing(),
        "comma-separated token ids that end a response when generated; repeatable");
   o.runtime.add_to(desc);
@@ -198,7 +200,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     tokenizer = load_tokenizer(o.model, shard->config);
     const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());
     if (!o.eos_given) {
-      o.params.eos_ids = stop_ids(shard->config, tokenizer.get(), tmpl);
+      o.params.eos_ids = stop_ids(o.model, shard->config, tokenizer.get(), tmpl);
     }
     o.params.validate(shard->config.vocab_size);
     if (o.spin_data) {

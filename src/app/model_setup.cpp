@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/error.h"
@@ -37,13 +39,40 @@ std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
   return tokenizer;
 }
 
-std::vector<std::int32_t> stop_ids(const model::ModelConfig& config, const data::Tokenizer* tokenizer,
-                                   data::PromptTemplate prompt_template) {
+std::vector<std::int32_t> stop_ids(const std::string& model_dir, const model::ModelConfig& config,
+                                   const data::Tokenizer* tokenizer, data::PromptTemplate prompt_template) {
   std::vector<std::int32_t> ids;
-  for (std::int64_t id : config.eos_token_ids) ids.push_back(static_cast<std::int32_t>(id));
+  const auto add = [&](std::int64_t id) {
+    const auto id32 = static_cast<std::int32_t>(id);
+    if (std::find(ids.begin(), ids.end(), id32) == ids.end()) ids.push_back(id32);
+  };
+  for (std::int64_t id : config.eos_token_ids) add(id);
+  const std::filesystem::path generation = std::filesystem::path(model_dir) / "generation_config.json";
+  if (std::filesystem::exists(generation)) {
+    std::ifstream in(generation);
+    std::stringstream text;
+    text << in.rdbuf();
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text.str());
+    } catch (const nlohmann::json::parse_error& e) {
+      fail(generation.string(), ": not valid JSON: ", e.what());
+    }
+    require(j.is_object(), generation.string(), ": expected a JSON object");
+    if (j.contains("eos_token_id") && !j.at("eos_token_id").is_null()) {
+      const nlohmann::json& v = j.at("eos_token_id");
+      const nlohmann::json list = v.is_array() ? v : nlohmann::json::array({v});
+      for (const nlohmann::json& id : list) {
+        require(id.is_number_integer() && id.get<std::int64_t>() >= 0 && id.get<std::int64_t>() < config.vocab_size,
+                generation.string(), ": eos_token_id must be token ids of the vocabulary [0, ", config.vocab_size,
+                "), got ", v.dump());
+        add(id.get<std::int64_t>());
+      }
+    }
+  }
   const std::optional<std::int32_t> end =
       tokenizer ? data::response_end(prompt_template, *tokenizer) : std::nullopt;
-  if (end && std::find(ids.begin(), ids.end(), *end) == ids.end()) ids.push_back(*end);
+  if (end) add(*end);
   return ids;
 }
 

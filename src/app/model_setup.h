@@ -36,10 +36,13 @@ ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int t
 std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
                                                 const model::ModelConfig& config);
 
-// The ids a generation stops at: config.json's EOS ids, and the token that ends the template's
-// responses (data::response_end) when the model has a tokenizer and it is not among them.
-std::vector<std::int32_t> stop_ids(const model::ModelConfig& config, const data::Tokenizer* tokenizer,
-                                   data::PromptTemplate prompt_template);
+// The ids a generation stops at: config.json's EOS ids, generation_config.json's eos_token_id
+// (one id or a list, where `model_dir` has the file: what transformers' generate() stops at --
+// Qwen2.5's <|endoftext|> beside <|im_end|>, say) and the token that ends the template's
+// responses (data::response_end) when the model has a tokenizer; each once. A malformed
+// generation_config.json is an error naming it.
+std::vector<std::int32_t> stop_ids(const std::string& model_dir, const model::ModelConfig& config,
+                                   const data::Tokenizer* tokenizer, data::PromptTemplate prompt_template);
 
 // The tokenizer files (SentencePiece or byte-level model, tokenizer and generation configs)
 // present in `dir`, as paths.

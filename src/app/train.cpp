@@ -286,7 +286,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     g.max_new_tokens = c.max_new_tokens;
     g.min_new_tokens = c.min_new_tokens;
     g.seed = c.sampling_seed;
-    g.eos_ids = stop_ids(mc, tokenizer.get(), tmpl);  // as the real responses end
+    g.eos_ids = stop_ids(c.model_path, mc, tokenizer.get(), tmpl);  // as the real responses end
     g.validate(mc.vocab_size);
     spin.validate();
     // The data last: every setting above is checked before the expensive part.

@@ -16,7 +16,7 @@ import random
 import subprocess
 import sys
 
-from e2e_common import HF_BPE, ROOT, expect_error, hf_tokenizer_model, run_ok, run_case
+from e2e_common import HF_BPE, ROOT, expect_error, hf_tokenizer_model, run, run_ok, run_case
 
 
 def prompts_file(path, n=10, seed=3):
@@ -154,6 +154,24 @@ def case_text(args, tmp):
     # Generation stops at <|eot_id|> (id 2), the llama3 template's end of a response, too.
     assert all(2 not in g["response"][:-1] for g in got), got
     print("text prompts: %d responses, e.g. %r" % (len(got), got[0]["response_text"][:40]))
+    # generation_config.json's eos_token_id stops generation too, as transformers' generate() stops:
+    # named there, a token the first response holds before its end ends every response at its first
+    # occurrence -- each the same up to it (a response depends on the seed and the line only).
+    first = got[0]["response"]
+    stop = first[0] if len(first) > 1 else None
+    assert stop is not None and stop not in (1, 2), first
+    with open(os.path.join(model, "generation_config.json"), "w") as f:
+        json.dump({"bos_token_id": 0, "eos_token_id": [1, stop]}, f)
+    stopped = os.path.join(tmp, "stopped.jsonl")
+    run_ok(args.mpiexec, [args.spin, "generate", "--input", text, "--output", stopped] + common, 1)
+    for g, h in zip(got, (json.loads(l) for l in open(stopped))):
+        want = g["response"][:g["response"].index(stop) + 1] if stop in g["response"] else g["response"]
+        assert h["response"] == want, (g["response"], h["response"], stop)
+    with open(os.path.join(model, "generation_config.json"), "w") as f:
+        f.write("{")
+    r = run(args.mpiexec, [args.spin, "generate", "--input", text, "--output", stopped] + common, 1)
+    assert r.returncode != 0 and "generation_config.json: not valid JSON" in r.stderr, r.stderr
+    print("generation_config.json's eos_token_id %d: responses end at it; a malformed one is one error" % stop)
 
 
 def prepare(args, tmp):
