@@ -58,6 +58,17 @@ SafetensorsFile& HfReader::file_for(const std::string& tensor_name) {
   return *slot;
 }
 
+std::vector<std::string> HfReader::names() {
+  if (!single_file_.empty()) return file_for("").names();  // SafetensorsFile::names is sorted (a map's keys)
+  std::vector<std::string> out;
+  for (const auto& [name, file] : weight_map_) out.push_back(name);
+  return out;
+}
+
+Shape HfReader::shape_of(const std::string& name) { return file_for(name).entry(name).shape; }
+
+std::vector<float> HfReader::read_all(const std::string& name) { return file_for(name).read_all(name); }
+
 void HfReader::load(const std::vector<ShardedTensor>& tensors) {
   for (const ShardedTensor& t : tensors) {
     ShardedTensor named = t;  // the same shard (Tensor shares its storage) under the files' name

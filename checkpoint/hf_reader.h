@@ -22,6 +22,11 @@ class HfReader {
 
   // Fills every tensor's local shard.
   void load(const std::vector<ShardedTensor>& tensors);
+  // Every tensor name in the files (the prefix included), sorted.
+  std::vector<std::string> names();
+  // The shape of tensor `name` (as the files name it), and the whole tensor as float32.
+  Shape shape_of(const std::string& name);
+  std::vector<float> read_all(const std::string& name);
   const std::string& dir() const { return dir_; }
 
  private:

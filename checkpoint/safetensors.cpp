@@ -130,6 +130,18 @@ std::vector<std::string> SafetensorsFile::names() const {
   return out;
 }
 
+std::vector<float> SafetensorsFile::read_all(const std::string& name) const {
+  const SafetensorsEntry& e = entry(name);
+  require(e.dtype && (*e.dtype == DType::F32 || *e.dtype == DType::BF16 || *e.dtype == DType::F16 ||
+                      *e.dtype == DType::F64),
+          path_, ": tensor \"", name, "\" has dtype ", e.dtype_name, "; spin reads F32, BF16, F16 and F64");
+  std::int64_t n = 1;
+  for (std::int64_t d : e.shape) n *= d;
+  std::vector<float> out(static_cast<std::size_t>(n));
+  convert_to_f32(data_ + e.begin, *e.dtype, out.size(), out.data());
+  return out;
+}
+
 void SafetensorsFile::read_shard(const ShardedTensor& t) const {
   const SafetensorsEntry& e = entry(t.name);
   require(e.shape == t.global_shape, path_, ": tensor \"", t.name, "\" has shape ",

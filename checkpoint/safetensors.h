@@ -41,6 +41,8 @@ class SafetensorsFile {
   // Reads this rank's shard of tensor `target.name` into target.local as float32. The file's
   // tensor must have target.global_shape; padding beyond target.length stays zero.
   void read_shard(const ShardedTensor& target) const;
+  // The whole tensor `name` as float32 (its shape: entry(name).shape).
+  std::vector<float> read_all(const std::string& name) const;
 
  private:
   std::string path_;

@@ -4,6 +4,7 @@
 //   spin ckpt reshard PATH OUT --tp T --pp P [--pp-layers L]
 //   spin ckpt merge PATH OUT.h5
 //   spin ckpt export-hf PATH OUT [--which policy|reference] [--dtype f32|bf16|f16]
+//                                [--multimodal-from HF_DIR]
 //   spin ckpt import-hf HF_DIR OUT --tp T --pp P [--pp-layers L]
 // Under mpirun the work is split over the ranks: verify by tensor, reshard and import-hf by
 // output shard file (each rank writes the files of the (TP, PP) positions it is given);
@@ -12,8 +13,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 
 #include "app/commands.h"
 #include "app/model_setup.h"
@@ -45,7 +48,7 @@ constexpr const char* kUsage =
     "  import-hf HF_DIR OUT --tp --pp  a checkpoint (weights only) from a Hugging Face model";
 
 struct CkptOptions {
-  std::string action, path, out, which = "policy", dtype = "f32", pp_layers;
+  std::string action, path, out, which = "policy", dtype = "f32", pp_layers, multimodal_from;
   int tp = 1, pp = 1;
   std::uint64_t max_shard_bytes = ckpt::kDefaultMaxShardBytes;
 };
@@ -64,7 +67,10 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
       ("which", po::value(&o.which)->default_value(o.which), "export-hf: policy or reference")
       ("dtype", po::value(&o.dtype)->default_value(o.dtype), "export-hf: f32, bf16 or f16")
       ("max-shard-size", po::value(&o.max_shard_bytes)->default_value(o.max_shard_bytes),
-       "export-hf: bytes per safetensors file; larger models are split with an index");
+       "export-hf: bytes per safetensors file; larger models are split with an index")
+      ("multimodal-from", po::value(&o.multimodal_from)->default_value(""),
+       "export-hf: the multimodal Hugging Face directory (Gemma 3) whose language model the checkpoint holds: "
+       "write that multimodal model back, its other tensors and config.json taken from there");
   po::positional_options_description positional;
   positional.add("action", 1).add("path", 1).add("out", 1);
   if (!parse_options_or_help(desc, argc, argv, "spin ckpt", kUsage, print, &positional)) return std::nullopt;
@@ -242,24 +248,65 @@ void import_hf(parallel::Communicator& world, const CkptOptions& o) {
 
 // ---- merge, export-hf (rank 0) ----------------------------------------------------------------
 
+// The text of `path`.
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  require(in.good(), path.string(), ": cannot open");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 void export_hf(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   const model::ModelConfig config = config_of(reader);
   require(!reader.names(o.which).empty(), reader.dir(), ": no ", o.which, " tensors",
           o.which == "reference" ? " (saved at an iteration's end, the reference is the policy)" : "");
-  // Hugging Face's tensor order: the model's own (one stage holding every layer).
+  // --multimodal-from: the checkpoint's model must be that directory's language model; its
+  // tensors take the directory's prefix, the directory's other tensors (the vision tower, the
+  // projector) follow as they are.
+  std::optional<ckpt::HfReader> multimodal;
+  std::string prefix, config_json = config.json_text;
+  if (!o.multimodal_from.empty()) {
+    const model::ModelConfig original = model::ModelConfig::load(o.multimodal_from);
+    require(!original.hf_weight_prefix.empty(), o.multimodal_from,
+            ": not a multimodal model (spin reads the language model of Gemma 3's, model_type gemma3)");
+    require(original.json_text == config.json_text, reader.dir(), ": its model is not ", o.multimodal_from,
+            "'s language model (their text configs differ)");
+    prefix = original.hf_weight_prefix;
+    config_json = read_text(fs::path(o.multimodal_from) / "config.json");
+    multimodal.emplace(o.multimodal_from);
+  }
+  // Hugging Face's tensor order: the model's own (one stage holding every layer), then the
+  // multimodal directory's others, in its (sorted) order.
   std::vector<ckpt::HfTensor> tensors;
   for (const ShardedTensor& s : model::parameter_layout(config, model::tp_dims(config, 0, 1),
                                                         model::StageLayers::whole(config.num_layers))) {
     require(reader.has(o.which, s.name), reader.dir(), ": no tensor ", o.which, "/", s.name);
-    tensors.push_back({s.name, s.global_shape});
+    tensors.push_back({prefix + s.name, s.global_shape});
+  }
+  const std::size_t own = tensors.size();
+  std::vector<std::string> others;
+  if (multimodal) {
+    for (const std::string& name : multimodal->names()) {
+      if (name.rfind(prefix, 0) == 0) continue;  // the language model's: the checkpoint's values
+      tensors.push_back({name, multimodal->shape_of(name)});
+      others.push_back(name);
+    }
   }
   std::vector<float> values;
   const DType dtype = o.dtype == "bf16" ? DType::BF16 : o.dtype == "f16" ? DType::F16 : DType::F32;
-  ckpt::write_hf_model(o.out, config.json_text, tensors, [&](std::size_t i) {
-    values = reader.read_all(o.which, tensors[i].name);
+  ckpt::write_hf_model(o.out, config_json, tensors, [&](std::size_t i) {
+    values = i < own ? reader.read_all(o.which, tensors[i].name.substr(prefix.size()))
+                     : multimodal->read_all(others[i - own]);
     return values.data();
   }, dtype, o.max_shard_bytes);
   copy_tokenizer_files(reader.dir(), o.out);
+  if (multimodal) {  // the image processor's files
+    for (const char* f : {"preprocessor_config.json", "processor_config.json", "chat_template.json"}) {
+      const fs::path from = fs::path(o.multimodal_from) / f;
+      if (fs::exists(from)) fs::copy_file(from, fs::path(o.out) / f, fs::copy_options::overwrite_existing);
+    }
+  }
 }
 
 }  // namespace

@@ -10,7 +10,8 @@ CTest test:
             by `spin ckpt reshard` it gives bitwise what resharding at load gives
   convert   export-hf / import-hf round trips byte for byte (f32), per model family; a Gemma 3
             multimodal checkpoint read for its language model (scored as the text model,
-            exported as one); bf16 and sharded exports
+            exported as one, or with --multimodal-from as the multimodal model again); bf16 and
+            sharded exports
             read back by an independent numpy parser; index.h5 and `merge` read by h5py as
             whole tensors; inspect and verify; training from an imported checkpoint
   faults    SIGKILL in the middle of a save leaves the previous checkpoint, which resumes to
@@ -261,6 +262,19 @@ def case_convert(args, tmp):
     assert all(exported[k] == v for k, v in original.items() if k != "architectures"), (exported, original)
     print("Gemma 3 multimodal checkpoint: scored as its text model (bitwise), exported as it (%d tensors)"
           % len(text_tensors))
+    # --multimodal-from writes the multimodal model back: its config.json and vision tensors from
+    # there, the language model's under their prefix -- here the original, byte for byte in values.
+    rebuilt = os.path.join(tmp, "gemma3-rebuilt")
+    ckpt(args, 1, "export-hf", os.path.join(tmp, "gemma3-imported"), rebuilt, "--multimodal-from", multimodal)
+    assert read_safetensors(os.path.join(rebuilt, "model.safetensors")) == \
+        read_safetensors(os.path.join(multimodal, "model.safetensors"))
+    assert open(os.path.join(rebuilt, "config.json")).read() == open(os.path.join(multimodal, "config.json")).read()
+    # Another model's checkpoint is refused, naming both.
+    r = run(args.mpiexec, [args.spin, "ckpt", "export-hf", os.path.join(tmp, "tiny-gemma2"),
+                           os.path.join(tmp, "wrong"), "--multimodal-from", multimodal], 1)
+    assert r.returncode != 0 and "is not %s's language model" % multimodal in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(tmp, "wrong"))
+    print("export-hf --multimodal-from: the multimodal checkpoint rebuilt (vision tensors and config as they were)")
 
     # Sharded export: several files and an index, read back by spin and by numpy.
     sharded = os.path.join(tmp, "sharded")
