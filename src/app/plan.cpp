@@ -167,6 +167,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
   row(request.precision.master > 0 ? "master weights (fp32)" : "master weights (= the weights)", plan.stages, &S::masters);
   row(o.distributed ? "AdamW moments (distributed)" : "AdamW moments", plan.stages, &S::optimizer);
   row("reference weights", plan.stages, &S::reference);
+  row("RoPE tables", plan.stages, &S::rope);
   std::printf("  %-34s", "activations (1F1B in flight)");
   for (const auto& s : plan.stages) std::printf(" %12s", cat(s.micro_batches_in_flight, " x ", train::format_bytes(s.activations_per_micro_batch)).c_str());
   std::printf("\n");

@@ -26,6 +26,7 @@ class RopeTable {
   const float* cos() const { return cos_.f32(); }
   const float* sin() const { return sin_.f32(); }
   std::int64_t max_positions() const { return cos_.size(0); }
+  std::size_t bytes() const { return cos_.nbytes() + sin_.nbytes(); }
 
  private:
   Tensor cos_, sin_;

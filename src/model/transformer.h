@@ -84,6 +84,8 @@ class Transformer {
   // Where weights, activations and caches must live: the kernels' device.
   Device device() const { return ctx_.k.device(); }
   const StageLayers& stage() const { return stage_; }
+  // Bytes of the RoPE tables (spin plan counts them).
+  std::size_t rope_bytes() const { return rope_.bytes() + (local_rope_ ? local_rope_->bytes() : 0); }
 
   // Full activation recomputation (Megatron's --recompute-granularity full, every layer): a
   // forward for a backward keeps only each layer's input; backward() runs each layer's forward

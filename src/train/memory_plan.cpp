@@ -129,7 +129,8 @@ Precision Precision::cpu() { return {"cpu (float32)", 4, 4, 0, 8, 4, true}; }
 Precision Precision::cuda() { return {"cuda (bf16 mixed precision)", 2, 4, 4, 8, 2, false, true}; }
 
 std::int64_t StagePlan::peak() const {
-  return weights + grads + masters + optimizer + reference + activations + std::max(kv_cache + generation, scoring);
+  return weights + grads + masters + optimizer + reference + rope + activations +
+         std::max(kv_cache + generation, scoring);
 }
 
 std::int64_t MemoryPlan::peak() const {
@@ -175,6 +176,9 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // forward -- and the all-gather moves float32 parameters.
     s.masters = s.params * p.master;
     s.optimizer = owned * p.moments;
+    // The Transformer's cos and sin tables, [max_position_embeddings, head_dim / 2] each, float32
+    // on every path; Gemma 3 has a second pair for its windowed layers.
+    s.rope = (c.rope_local_theta ? 2 : 1) * 2 * c.max_sequence_length() * (c.head_dim / 2) * 4;
     const bool offload = r.ref_offload && p.master > 0;  // the CPU path has no host/device split
     // The reference is a model like the policy: its values (the masters' precision) and, with
     // bf16 products, the bf16 copy they read; offloaded, its float32 values alone (the policy's

@@ -71,6 +71,7 @@ struct StagePlan {
   std::int64_t weights = 0, grads = 0, masters = 0, optimizer = 0;
   std::int64_t reference = 0;       // on the device
   std::int64_t reference_host = 0;  // offloaded
+  std::int64_t rope = 0;            // the RoPE tables, float32 cos and sin (Gemma 3: local and global)
   std::int64_t activations_per_micro_batch = 0;
   int micro_batches_in_flight = 0;  // 1F1B: min(pp - stage, micro-batches per step)
   std::int64_t activations = 0;     // the ring: per micro-batch x in flight

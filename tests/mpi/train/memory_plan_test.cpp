@@ -96,6 +96,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   EXPECT_EQ(p.grads, bytes(s.grads));
   EXPECT_EQ(p.reference, bytes(s.reference) + bytes16(s.reference));
   EXPECT_EQ(p.optimizer, static_cast<std::int64_t>(s.optimizer.state_bytes()));
+  EXPECT_EQ(p.rope, static_cast<std::int64_t>(s.transformer.rope_bytes()));
   EXPECT_EQ(p.micro_batches_in_flight, s.trainer.pipeline().peak_live_micro_batches());
   EXPECT_EQ(p.activations, static_cast<std::int64_t>(s.trainer.pipeline().activation_bytes()));
   const generate::GenerationStats& g = s.trainer.generator().stats();
