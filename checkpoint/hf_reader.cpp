@@ -1,12 +1,11 @@
 #include "checkpoint/hf_reader.h"
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <utility>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace spin::ckpt {
 
@@ -18,15 +17,7 @@ HfReader::HfReader(const std::string& model_dir, std::string tensor_prefix)
   const fs::path index = dir / "model.safetensors.index.json";
   const fs::path single = dir / "model.safetensors";
   if (fs::exists(index)) {
-    std::ifstream in(index);
-    std::stringstream text;
-    text << in.rdbuf();
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text.str());
-    } catch (const nlohmann::json::parse_error& e) {
-      fail(index.string(), ": not valid JSON: ", e.what());
-    }
+    const nlohmann::json j = read_json_file(index.string());
     require(j.is_object() && j.contains("weight_map") && j.at("weight_map").is_object(),
             index.string(), ": expected an object with a \"weight_map\"");
     for (const auto& [name, file] : j.at("weight_map").items()) {

@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace spin::app {
 
@@ -49,15 +49,7 @@ std::vector<std::int32_t> stop_ids(const std::string& model_dir, const model::Mo
   for (std::int64_t id : config.eos_token_ids) add(id);
   const std::filesystem::path generation = std::filesystem::path(model_dir) / "generation_config.json";
   if (std::filesystem::exists(generation)) {
-    std::ifstream in(generation);
-    std::stringstream text;
-    text << in.rdbuf();
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text.str());
-    } catch (const nlohmann::json::parse_error& e) {
-      fail(generation.string(), ": not valid JSON: ", e.what());
-    }
+    const nlohmann::json j = read_json_file(generation.string());
     require(j.is_object(), generation.string(), ": expected a JSON object");
     if (j.contains("eos_token_id") && !j.at("eos_token_id").is_null()) {
       const nlohmann::json& v = j.at("eos_token_id");

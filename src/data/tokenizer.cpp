@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "data/hf_bpe_tokenizer.h"
 #include "data/unicode_classes.h"
 
@@ -145,15 +145,7 @@ std::unique_ptr<Tokenizer> Tokenizer::load_if_present(const std::string& model_d
   if (fs::exists(dir / "tokenizer.json")) return std::make_unique<HfBpeTokenizer>((dir / "tokenizer.json").string());
   const fs::path byte_file = dir / "byte_tokenizer.json";
   if (!fs::exists(byte_file)) return nullptr;
-  std::ifstream in(byte_file);
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(byte_file.string(), ": not valid JSON: ", e.what());
-  }
+  const nlohmann::json j = read_json_file(byte_file.string());
   require(j.is_object() && j.value("type", "") == "byte", byte_file.string(),
           ": expected {\"type\": \"byte\", \"offset\": 3, \"bos_id\": 1, \"eos_id\": 2}");
   return std::make_unique<ByteTokenizer>(j.value("offset", 3), j.value("bos_id", 1), j.value("eos_id", 2));
