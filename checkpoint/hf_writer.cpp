@@ -5,7 +5,9 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
+#include "checkpoint/hf_reader.h"
 #include "checkpoint/safetensors.h"
 #include "core/error.h"
 
@@ -150,14 +152,50 @@ void write_hf_model(const std::string& dir, const std::string& config_json,
   fs::rename(tmp, final_dir);
 }
 
+void write_multimodal_model(const std::string& dir, const MultimodalSource& source,
+                            const std::vector<HfTensor>& tensors,
+                            const std::function<const float*(std::size_t)>& values, DType dtype,
+                            std::uint64_t max_shard_bytes) {
+  namespace fs = std::filesystem;
+  HfReader original(source.dir);
+  std::vector<HfTensor> all;
+  for (const HfTensor& t : tensors) all.push_back({source.prefix + t.name, t.shape});
+  std::vector<std::string> others;
+  for (const std::string& name : original.names()) {
+    if (name.rfind(source.prefix, 0) == 0) continue;  // the language model's: `values`
+    all.push_back({name, original.shape_of(name)});
+    others.push_back(name);
+  }
+  const fs::path config = fs::path(source.dir) / "config.json";
+  std::ifstream in(config);
+  require(in.good(), config.string(), ": cannot open");
+  std::stringstream config_json;
+  config_json << in.rdbuf();
+  std::vector<float> other;
+  write_hf_model(dir, config_json.str(), all, [&](std::size_t i) {
+    if (i < tensors.size()) return values(i);
+    other = original.read_all(others[i - tensors.size()]);
+    return static_cast<const float*>(other.data());
+  }, dtype, max_shard_bytes);
+  for (const char* f : {"preprocessor_config.json", "processor_config.json", "chat_template.json"}) {
+    const fs::path from = fs::path(source.dir) / f;
+    if (fs::exists(from)) fs::copy_file(from, fs::path(dir) / f, fs::copy_options::overwrite_existing);
+  }
+}
+
 void save_hf_model(const std::string& dir, const std::string& config_json,
                    const std::vector<ShardedTensor>& local, parallel::Communicator& mp,
-                   DType dtype) {
+                   DType dtype, const MultimodalSource* multimodal) {
   const std::vector<FullTensor> model = gather_model(local, mp);
   if (mp.rank() != 0) return;
   std::vector<HfTensor> tensors;
   for (const FullTensor& t : model) tensors.push_back({t.name, t.shape});
-  write_hf_model(dir, config_json, tensors, [&](std::size_t i) { return model[i].data.data(); }, dtype);
+  const auto values = [&](std::size_t i) { return model[i].data.data(); };
+  if (multimodal != nullptr) {
+    write_multimodal_model(dir, *multimodal, tensors, values, dtype);
+  } else {
+    write_hf_model(dir, config_json, tensors, values, dtype);
+  }
 }
 
 }  // namespace spin::ckpt

@@ -45,11 +45,29 @@ void write_hf_model(const std::string& dir, const std::string& config_json,
                     const std::function<const float*(std::size_t)>& values, DType dtype,
                     std::uint64_t max_shard_bytes = kDefaultMaxShardBytes);
 
+// A multimodal model whose language model spin trains (Gemma 3: ModelConfig::hf_weight_prefix),
+// for exports that write it back whole.
+struct MultimodalSource {
+  std::string dir;     // the original Hugging Face directory
+  std::string prefix;  // where its language model's tensors sit there ("language_model.")
+};
+
+// write_hf_model for the multimodal model of `source`: its config.json; the language model's
+// `tensors` (spin's names, `values` as above) under source.prefix; then source.dir's other
+// tensors (a vision tower, a projector) as they are there, converted to `dtype`; and its
+// image-processor files copied.
+void write_multimodal_model(const std::string& dir, const MultimodalSource& source,
+                            const std::vector<HfTensor>& tensors,
+                            const std::function<const float*(std::size_t)>& values, DType dtype,
+                            std::uint64_t max_shard_bytes = kDefaultMaxShardBytes);
+
 // Collective over `mp`: mp rank 0 writes `dir`/config.json (`config_json`) and
 // `dir`/model.safetensors in `dtype` (F32, BF16 or F16), into a temporary directory renamed
-// over `dir` at the end, so a failure never leaves a half-written model behind.
+// over `dir` at the end, so a failure never leaves a half-written model behind. With
+// `multimodal`, the multimodal model it is the language model of (write_multimodal_model;
+// config_json is then that model's).
 void save_hf_model(const std::string& dir, const std::string& config_json,
                    const std::vector<ShardedTensor>& local, parallel::Communicator& mp,
-                   DType dtype = DType::F32);
+                   DType dtype = DType::F32, const MultimodalSource* multimodal = nullptr);
 
 }  // namespace spin::ckpt

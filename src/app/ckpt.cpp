@@ -13,10 +13,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 
 #include "app/commands.h"
 #include "app/model_setup.h"
@@ -248,65 +246,36 @@ void import_hf(parallel::Communicator& world, const CkptOptions& o) {
 
 // ---- merge, export-hf (rank 0) ----------------------------------------------------------------
 
-// The text of `path`.
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  require(in.good(), path.string(), ": cannot open");
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 void export_hf(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   const model::ModelConfig config = config_of(reader);
   require(!reader.names(o.which).empty(), reader.dir(), ": no ", o.which, " tensors",
           o.which == "reference" ? " (saved at an iteration's end, the reference is the policy)" : "");
-  // --multimodal-from: the checkpoint's model must be that directory's language model; its
-  // tensors take the directory's prefix, the directory's other tensors (the vision tower, the
-  // projector) follow as they are.
-  std::optional<ckpt::HfReader> multimodal;
-  std::string prefix, config_json = config.json_text;
-  if (!o.multimodal_from.empty()) {
+  // Hugging Face's tensor order: the model's own (one stage holding every layer).
+  std::vector<ckpt::HfTensor> tensors;
+  for (const ShardedTensor& s : model::parameter_layout(config, model::tp_dims(config, 0, 1),
+                                                        model::StageLayers::whole(config.num_layers))) {
+    require(reader.has(o.which, s.name), reader.dir(), ": no tensor ", o.which, "/", s.name);
+    tensors.push_back({s.name, s.global_shape});
+  }
+  std::vector<float> values;
+  const auto read = [&](std::size_t i) {
+    values = reader.read_all(o.which, tensors[i].name);
+    return static_cast<const float*>(values.data());
+  };
+  const DType dtype = o.dtype == "bf16" ? DType::BF16 : o.dtype == "f16" ? DType::F16 : DType::F32;
+  if (o.multimodal_from.empty()) {
+    ckpt::write_hf_model(o.out, config.json_text, tensors, read, dtype, o.max_shard_bytes);
+  } else {
+    // The checkpoint's model must be that directory's language model.
     const model::ModelConfig original = model::ModelConfig::load(o.multimodal_from);
     require(!original.hf_weight_prefix.empty(), o.multimodal_from,
             ": not a multimodal model (spin reads the language model of Gemma 3's, model_type gemma3)");
     require(original.json_text == config.json_text, reader.dir(), ": its model is not ", o.multimodal_from,
             "'s language model (their text configs differ)");
-    prefix = original.hf_weight_prefix;
-    config_json = read_text(fs::path(o.multimodal_from) / "config.json");
-    multimodal.emplace(o.multimodal_from);
+    ckpt::write_multimodal_model(o.out, {o.multimodal_from, original.hf_weight_prefix}, tensors, read, dtype,
+                                 o.max_shard_bytes);
   }
-  // Hugging Face's tensor order: the model's own (one stage holding every layer), then the
-  // multimodal directory's others, in its (sorted) order.
-  std::vector<ckpt::HfTensor> tensors;
-  for (const ShardedTensor& s : model::parameter_layout(config, model::tp_dims(config, 0, 1),
-                                                        model::StageLayers::whole(config.num_layers))) {
-    require(reader.has(o.which, s.name), reader.dir(), ": no tensor ", o.which, "/", s.name);
-    tensors.push_back({prefix + s.name, s.global_shape});
-  }
-  const std::size_t own = tensors.size();
-  std::vector<std::string> others;
-  if (multimodal) {
-    for (const std::string& name : multimodal->names()) {
-      if (name.rfind(prefix, 0) == 0) continue;  // the language model's: the checkpoint's values
-      tensors.push_back({name, multimodal->shape_of(name)});
-      others.push_back(name);
-    }
-  }
-  std::vector<float> values;
-  const DType dtype = o.dtype == "bf16" ? DType::BF16 : o.dtype == "f16" ? DType::F16 : DType::F32;
-  ckpt::write_hf_model(o.out, config_json, tensors, [&](std::size_t i) {
-    values = i < own ? reader.read_all(o.which, tensors[i].name.substr(prefix.size()))
-                     : multimodal->read_all(others[i - own]);
-    return values.data();
-  }, dtype, o.max_shard_bytes);
   copy_tokenizer_files(reader.dir(), o.out);
-  if (multimodal) {  // the image processor's files
-    for (const char* f : {"preprocessor_config.json", "processor_config.json", "chat_template.json"}) {
-      const fs::path from = fs::path(o.multimodal_from) / f;
-      if (fs::exists(from)) fs::copy_file(from, fs::path(o.out) / f, fs::copy_options::overwrite_existing);
-    }
-  }
 }
 
 }  // namespace

@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import sys
 
-from e2e_common import ROOT, expect_error, read_safetensors, run, run_case, run_ok
+from e2e_common import ROOT, expect_error, gemma3_multimodal, read_safetensors, run, run_case, run_ok
 from train_test import setup
 
 try:
@@ -322,31 +322,6 @@ def case_convert(args, tmp):
           "--checkpoint.load", os.path.join(tmp, "outside"))
     assert metrics(os.path.join(fresh, "metrics.jsonl")) == metrics(os.path.join(loaded, "metrics.jsonl"))
     print("training from import-hf's checkpoint == training from the model directory")
-
-
-def gemma3_multimodal(text_dir, out):
-    """`text_dir`'s Gemma 3 text model as the language model of a Gemma 3 multimodal checkpoint
-    (Gemma3ForConditionalGeneration, model_type gemma3): its config under text_config (beside the
-    token ids at the top level, as google/gemma-3-4b-it's), its tensors under "language_model.",
-    and two stand-ins for the vision tower's and projector's tensors, which spin does not read."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
-    from make_tiny_model import write_safetensors
-    config = json.load(open(os.path.join(text_dir, "config.json")))
-    top = {k: config.pop(k) for k in ("eos_token_id", "bos_token_id", "torch_dtype", "architectures")}
-    os.makedirs(out)
-    json.dump({"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3", "text_config": config,
-               "vision_config": {"model_type": "siglip_vision_model"}, "eos_token_id": top["eos_token_id"],
-               "bos_token_id": top["bos_token_id"], "torch_dtype": top["torch_dtype"]},
-              open(os.path.join(out, "config.json"), "w"))
-    path = os.path.join(text_dir, "model.safetensors")
-    blob = open(path, "rb").read()
-    header = json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")])
-    values = read_safetensors(path)
-    tensors = [("language_model." + name, header[name]["shape"], list(v)) for name, v in values.items()]
-    tensors += [("vision_tower.vision_model.embeddings.patch_embedding.weight", [4, 3], [0.5] * 12),
-                ("multi_modal_projector.mm_input_projection_weight", [3, 4], [0.25] * 12)]
-    write_safetensors(os.path.join(out, "model.safetensors"), tensors, "F32")
-    return out
 
 
 def flip_byte_in(checkpoint, key):

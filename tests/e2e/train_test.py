@@ -34,7 +34,7 @@ import sys
 import time
 
 import tensorboard_events as tb
-from e2e_common import expect_error, hf_tokenizer_model, read_safetensors, run, run_case, run_ok, TIMEOUT
+from e2e_common import expect_error, gemma3_multimodal, hf_tokenizer_model, read_safetensors, run, run_case, run_ok, TIMEOUT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
@@ -439,6 +439,25 @@ def case_hf_tokenizer(args, tmp):
     after, out = train_family(args, config, tmp, "gemma3", "model.layers.0.self_attn.k_norm.weight")
     assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gemma3_text"
     print("Gemma 3 + gemma3 template at TP 2 in bf16: 6 steps, first loss log 2, head norms trained, exported")
+    # The same model as the language model of a Gemma 3 multimodal checkpoint: trained alike (the
+    # same losses), exported whole -- the original's config.json and vision tensors, the trained
+    # language model under language_model.
+    text_losses = [x["loss"] for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    multimodal = gemma3_multimodal(os.path.join(tmp, "model"), os.path.join(tmp, "gemma3-multimodal"))
+    out = os.path.join(tmp, "gemma3-mm-run")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
+                          "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16",
+                          "--model.path", multimodal], 2)
+    losses = [x["loss"] for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert losses == text_losses, (losses, text_losses)
+    exported = os.path.join(out, "iteration_1")
+    assert open(os.path.join(exported, "config.json")).read() == open(os.path.join(multimodal, "config.json")).read()
+    before, after = (read_safetensors(os.path.join(d, "model.safetensors")) for d in (multimodal, exported))
+    assert sorted(before) == sorted(after), sorted(after)
+    assert all(before[k] == after[k] for k in before if not k.startswith("language_model.")), "vision tensors moved"
+    assert before["language_model.model.layers.0.self_attn.k_norm.weight"] != \
+        after["language_model.model.layers.0.self_attn.k_norm.weight"]
+    print("Gemma 3 multimodal checkpoint at TP 2: the text model's losses; exported whole, its language model trained")
 
 
 def case_offline(args, tmp):
