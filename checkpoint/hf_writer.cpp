@@ -5,11 +5,11 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/safetensors.h"
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace spin::ckpt {
 
@@ -166,13 +166,9 @@ void write_multimodal_model(const std::string& dir, const MultimodalSource& sour
     all.push_back({name, original.shape_of(name)});
     others.push_back(name);
   }
-  const fs::path config = fs::path(source.dir) / "config.json";
-  std::ifstream in(config);
-  require(in.good(), config.string(), ": cannot open");
-  std::stringstream config_json;
-  config_json << in.rdbuf();
+  const std::string config_json = read_text_file((fs::path(source.dir) / "config.json").string());
   std::vector<float> other;
-  write_hf_model(dir, config_json.str(), all, [&](std::size_t i) {
+  write_hf_model(dir, config_json, all, [&](std::size_t i) {
     if (i < tensors.size()) return values(i);
     other = original.read_all(others[i - tensors.size()]);
     return static_cast<const float*>(other.data());

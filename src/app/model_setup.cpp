@@ -2,11 +2,9 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/error.h"
-#include "core/json_file.h"
 
 namespace spin::app {
 
@@ -47,21 +45,7 @@ std::vector<std::int32_t> stop_ids(const std::string& model_dir, const model::Mo
     if (std::find(ids.begin(), ids.end(), id32) == ids.end()) ids.push_back(id32);
   };
   for (std::int64_t id : config.eos_token_ids) add(id);
-  const std::filesystem::path generation = std::filesystem::path(model_dir) / "generation_config.json";
-  if (std::filesystem::exists(generation)) {
-    const nlohmann::json j = read_json_file(generation.string());
-    require(j.is_object(), generation.string(), ": expected a JSON object");
-    if (j.contains("eos_token_id") && !j.at("eos_token_id").is_null()) {
-      const nlohmann::json& v = j.at("eos_token_id");
-      const nlohmann::json list = v.is_array() ? v : nlohmann::json::array({v});
-      for (const nlohmann::json& id : list) {
-        require(id.is_number_integer() && id.get<std::int64_t>() >= 0 && id.get<std::int64_t>() < config.vocab_size,
-                generation.string(), ": eos_token_id must be token ids of the vocabulary [0, ", config.vocab_size,
-                "), got ", v.dump());
-        add(id.get<std::int64_t>());
-      }
-    }
-  }
+  for (std::int64_t id : config.generation_eos_ids(model_dir)) add(id);
   const std::optional<std::int32_t> end =
       tokenizer ? data::response_end(prompt_template, *tokenizer) : std::nullopt;
   if (end) add(*end);

@@ -7,13 +7,18 @@
 
 namespace spin {
 
-nlohmann::json read_json_file(const std::string& path) {
+std::string read_text_file(const std::string& path, const std::string& hint) {
   std::ifstream in(path);
-  require(in.good(), path, ": cannot open");
+  require(in.good(), path, ": cannot open", hint);
   std::stringstream text;
   text << in.rdbuf();
+  return text.str();
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  const std::string text = read_text_file(path);
   try {
-    return nlohmann::json::parse(text.str());
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     fail(path, ": not valid JSON: ", e.what());
   }

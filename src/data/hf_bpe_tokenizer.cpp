@@ -2,12 +2,11 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "data/unicode_classes.h"
 
 namespace spin::data {
@@ -102,18 +101,6 @@ std::vector<char32_t> byte_chars() {
     map[static_cast<std::size_t>(b)] = printable ? static_cast<char32_t>(b) : next++;
   }
   return map;
-}
-
-nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  require(in.good(), path.string(), ": cannot be read");
-  std::stringstream text;
-  text << in.rdbuf();
-  try {
-    return nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path.string(), ": not valid JSON: ", e.what());
-  }
 }
 
 std::string json_type(const nlohmann::json& j) { return j.is_object() ? j.value("type", "?") : j.dump(); }
@@ -252,7 +239,7 @@ struct HfBpeTokenizer::Loader {
   // BOS and EOS as tokenizer_config.json names them (the model's config.json overrides them).
   static void special_tokens(HfBpeTokenizer& t, const fs::path& config) {
     if (!fs::exists(config)) return;
-    const json c = read_json(config);
+    const json c = read_json_file(config.string());
     const auto special = [&](const char* key) -> std::optional<std::int32_t> {
       if (!c.contains(key) || c[key].is_null()) return std::nullopt;
       const json& v = c[key];
@@ -276,7 +263,7 @@ struct HfBpeTokenizer::Loader {
 };
 
 HfBpeTokenizer::HfBpeTokenizer(const std::string& path) : path_(path) {
-  const nlohmann::json j = read_json(path);
+  const nlohmann::json j = read_json_file(path);
   try {
     Loader::check_model(*this, j);
     Loader::pre_tokenizer(*this, j.at("pre_tokenizer"));

@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
+#include <filesystem>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace spin::model {
 
@@ -245,12 +245,26 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     const auto bos = token_ids(j.at("bos_token_id"), "bos_token_id", source);
     if (!bos.empty()) c.bos_token_id = bos.front();
   }
-  for (std::int64_t id : c.eos_token_ids) {
-    require(id < c.vocab_size, source, ": eos_token_id ", id, " is outside the vocabulary (",
-            c.vocab_size, ")");
-  }
+  c.check_in_vocabulary(c.eos_token_ids, source);
   c.json_text = text;
   return c;
+}
+
+void ModelConfig::check_in_vocabulary(const std::vector<std::int64_t>& eos_ids, const std::string& source) const {
+  for (std::int64_t id : eos_ids) {
+    require(id < vocab_size, source, ": eos_token_id ", id, " is outside the vocabulary (", vocab_size, ")");
+  }
+}
+
+std::vector<std::int64_t> ModelConfig::generation_eos_ids(const std::string& model_dir) const {
+  const std::string path = model_dir + "/generation_config.json";
+  if (!std::filesystem::exists(path)) return {};
+  const json j = read_json_file(path);
+  require(j.is_object(), path, ": expected a JSON object");
+  if (!j.contains("eos_token_id")) return {};
+  const std::vector<std::int64_t> ids = token_ids(j.at("eos_token_id"), "eos_token_id", path);
+  check_in_vocabulary(ids, path);
+  return ids;
 }
 
 ModelConfig ModelConfig::load(const std::string& model_dir) {
@@ -258,11 +272,7 @@ ModelConfig ModelConfig::load(const std::string& model_dir) {
 }
 
 ModelConfig ModelConfig::from_file(const std::string& path, const std::string& hint) {
-  std::ifstream in(path);
-  require(in.good(), path, ": cannot open", hint);
-  std::stringstream text;
-  text << in.rdbuf();
-  return from_json(text.str(), path);
+  return from_json(read_text_file(path, hint), path);
 }
 
 kernels::AttentionScores ModelConfig::attention_scores(std::int64_t layer) const {

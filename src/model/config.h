@@ -94,6 +94,11 @@ struct ModelConfig {
   bool windowed(std::int64_t layer) const {
     return sliding_window.has_value() && windowed_layers.at(static_cast<std::size_t>(layer));
   }
+  // `model_dir`/generation_config.json's eos_token_id (one id or a list; none without the file
+  // or the key): what transformers' generate() stops at besides config.json's. Errors name the file.
+  std::vector<std::int64_t> generation_eos_ids(const std::string& model_dir) const;
+  // Throws naming `source` unless every id is in the vocabulary.
+  void check_in_vocabulary(const std::vector<std::int64_t>& eos_ids, const std::string& source) const;
   // Longest sequence the model takes: max_position_embeddings.
   std::int64_t max_sequence_length() const;
   // Parameters of the full (unsharded) model.
