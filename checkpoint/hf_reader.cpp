@@ -37,20 +37,20 @@ HfReader::HfReader(const std::string& model_dir, std::string tensor_prefix)
 }
 
 SafetensorsFile& HfReader::file_for(const std::string& tensor_name) {
-  std::string path = single_file_;
-  if (path.empty()) {
-    const auto it = weight_map_.find(tensor_name);
-    require(it != weight_map_.end(), dir_, "/model.safetensors.index.json: no tensor \"",
-            tensor_name, "\"");
-    path = it->second;
-  }
+  if (!single_file_.empty()) return open(single_file_);
+  const auto it = weight_map_.find(tensor_name);
+  require(it != weight_map_.end(), dir_, "/model.safetensors.index.json: no tensor \"", tensor_name, "\"");
+  return open(it->second);
+}
+
+SafetensorsFile& HfReader::open(const std::string& path) {
   auto& slot = open_[path];
   if (!slot) slot = std::make_unique<SafetensorsFile>(path);
   return *slot;
 }
 
 std::vector<std::string> HfReader::names() {
-  if (!single_file_.empty()) return file_for("").names();  // SafetensorsFile::names is sorted (a map's keys)
+  if (!single_file_.empty()) return open(single_file_).names();  // sorted: a map's keys
   std::vector<std::string> out;
   for (const auto& [name, file] : weight_map_) out.push_back(name);
   return out;

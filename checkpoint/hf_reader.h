@@ -31,6 +31,7 @@ class HfReader {
 
  private:
   SafetensorsFile& file_for(const std::string& tensor_name);
+  SafetensorsFile& open(const std::string& path);  // opened once, on first use
 
   std::string dir_;
   std::string prefix_;
