@@ -210,28 +210,33 @@ TEST_F(Fixture, RopeForwardAndBackward) {
   EXPECT_BF16_CLOSE(download_bf16(gpu, gx16, x16.size()), widen(x16));
 }
 
+// The packed-attention tests' shapes: every head size the fused kernels take (256: Gemma,
+// tiles of 16 rows) and one they do not (48, which falls back), MHA and GQA; Gemma 2's score cap
+// at 64 and 256; sliding windows of 7-70 keys (blocks start their key tiles mid-sequence, dK/dV
+// passes stop early), with and without the cap.
+struct AttentionShape {
+  Index heads, kv_heads, head_dim;
+  float softcap = 0.0f;  // Gemma 2's score cap (0.5 bends these inputs' scores)
+  Index window = 0;      // a sliding window's keys
+  AttentionScores scores() const { return {AttentionScores::standard(head_dim).scale, softcap, window}; }
+};
+const std::vector<AttentionShape> kPackedAttentionShapes = {
+    {8, 2, 32}, {4, 4, 64}, {6, 3, 96}, {4, 1, 128}, {4, 2, 256}, {4, 2, 48},  // head sizes
+    {4, 4, 64, 0.5f}, {4, 2, 256, 0.5f},                                       // capped
+    {8, 2, 32, 0.0f, 7}, {4, 2, 64, 0.0f, 40}, {4, 1, 128, 0.5f, 70},          // windowed
+    {4, 2, 256, 0.5f, 20}, {4, 2, 48, 0.0f, 9}};
+
 // Both CUDA attention paths -- fused (FlashAttention's algorithm: a log-sum-exp saved) and
-// cuBLAS + softmax (the probabilities saved, compared too) -- for every head size the fused
-// kernels take (256: Gemma, tiles of 16 rows) and one they do not (which falls back), MHA and
-// GQA, packed sequences of lengths 1 to 152 (tiles and blocks of 8 rows partly filled); again
-// with Gemma 2's score cap at 64 and 256, and with sliding windows (7-70 keys: blocks start
-// their key tiles mid-sequence, dK/dV passes stop early; with and without the cap).
+// cuBLAS + softmax (the probabilities saved, compared too) -- at kPackedAttentionShapes, over
+// packed sequences of lengths 1 to 152 (tiles and blocks of 8 rows partly filled).
 TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
   const std::vector<Index> cu = {0, 1, 18, 148, 300};  // lengths 1, 17, 130, 152
   const Index rows = cu.back(), seqs = 4;
   const CudaKernels unfused(CudaKernels::Attention::Cublas);
-  struct Shape {
-    Index heads, kv_heads, head_dim;
-    float softcap = 0.0f;  // Gemma 2's score cap (0.5 bends these inputs' scores)
-    Index window = 0;      // a sliding window's keys
-  };
-  for (const Shape& sh : {Shape{8, 2, 32}, Shape{4, 4, 64}, Shape{6, 3, 96}, Shape{4, 1, 128}, Shape{4, 2, 256},
-                          Shape{4, 2, 48}, Shape{4, 4, 64, 0.5f}, Shape{4, 2, 256, 0.5f}, Shape{8, 2, 32, 0.0f, 7},
-                          Shape{4, 2, 64, 0.0f, 40}, Shape{4, 1, 128, 0.5f, 70}, Shape{4, 2, 256, 0.5f, 20},
-                          Shape{4, 2, 48, 0.0f, 9}}) {
+  for (const AttentionShape& sh : kPackedAttentionShapes) {
     for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &unfused}) {
       const Index heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
-      const AttentionScores scores{AttentionScores::standard(head_dim).scale, sh.softcap, sh.window};
+      const AttentionScores scores = sh.scores();
       SCOPED_TRACE(testing::Message() << (k == &gpu ? "fused" : "cuBLAS") << " attention, heads " << heads << "/"
                                       << kv_heads << ", head_dim " << head_dim << ", cap " << sh.softcap
                                       << ", window " << sh.window);
@@ -273,19 +278,11 @@ TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
   const std::vector<Index> cu = {0, 1, 18, 148, 300};
   const Index rows = cu.back(), seqs = 4;
   const CudaKernels simt(CudaKernels::Attention::Fused), unfused(CudaKernels::Attention::Cublas);
-  struct Shape {
-    Index heads, kv_heads, head_dim;
-    float softcap = 0.0f;  // Gemma 2's score cap (0.5 bends these inputs' scores)
-    Index window = 0;      // a sliding window's keys
-  };
-  for (const Shape& sh : {Shape{8, 2, 32}, Shape{4, 4, 64}, Shape{6, 3, 96}, Shape{4, 1, 128}, Shape{4, 2, 256},
-                          Shape{4, 2, 48}, Shape{4, 4, 64, 0.5f}, Shape{4, 2, 256, 0.5f}, Shape{8, 2, 32, 0.0f, 7},
-                          Shape{4, 2, 64, 0.0f, 40}, Shape{4, 1, 128, 0.5f, 70}, Shape{4, 2, 256, 0.5f, 20},
-                          Shape{4, 2, 48, 0.0f, 9}}) {
+  for (const AttentionShape& sh : kPackedAttentionShapes) {
     for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &simt, &unfused}) {
       const Index heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
       const bool tensor_cores = k == &gpu && (head_dim == 64 || head_dim == 128);
-      const AttentionScores scores{AttentionScores::standard(head_dim).scale, sh.softcap, sh.window};
+      const AttentionScores scores = sh.scores();
       SCOPED_TRACE(testing::Message() << (k == &unfused ? "cuBLAS" : tensor_cores ? "tensor-core" : "SIMT")
                                       << " bf16 attention, heads " << heads << "/" << kv_heads << ", head_dim "
                                       << head_dim << ", cap " << sh.softcap << ", window " << sh.window);
