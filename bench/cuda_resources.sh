@@ -30,6 +30,12 @@ def demangle(mangled):  # the last component of _ZN<len><id>...<len><id>[ILi<n>E
     if not template:
         return parts[-1]
     element = {"f": ", float", "13__nv_bfloat16": ", bf16"}.get(template.group(2) or "", "")
+    # An enumerator after the size (the DkvPart of tc_dkv_kernel): L N <its type> E <value> E.
+    enumerator = re.match(r"LN(?:S\d*_)?\d+([A-Za-z_]\w*?)E(\d+)E", rest[template.end():])
+    if enumerator:
+        names = {"DkvPart": ["Both", "Values", "Keys"]}.get(enumerator.group(1))
+        value = int(enumerator.group(2))
+        element += ", " + (names[value] if names else "%s %d" % (enumerator.group(1), value))
     return parts[-1] + "<%s%s>" % (template.group(1), element)
 rows, current = [], None
 for line in sys.stdin:

@@ -21,6 +21,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/device_memory.h"
+#include "kernels/cuda/fused_attention.h"
 
 namespace {
 
@@ -215,13 +216,14 @@ int main() {
     row("log-softmax pieces 4096 x 32000 (2 passes)", ms, 2.0 * rows * vocab * 4, "GB/s", bandwidth);
   }
   // ---- attention, every path: 4 sequences of 2048 tokens, 32 heads of 128 (Llama-7B), 16 heads
-  // of 256 (Gemma-7B: no tensor-core kernels at that size), and again with Gemma 2's score cap
+  // of 256 (Gemma-7B: tensor cores where the device has their 190 KiB of shared memory a block,
+  // dV and dK in two passes there), and again with Gemma 2's score cap
   // (50: a tanh per score forward, its slope in the backward), and 32 x 128 in a sliding window of
   // 512 keys (Mistral's shape, its 4096-key window scaled to these sequences) ---------------------
   // FLOPs of the scores each query sees (sum_i min(i + 1, window): half the square without a
   // window), counted once: forward 2 products, backward 5 (FlashAttention's count: S recomputed,
-  // dP, dV, dK, dQ) -- the fused backwards compute S and dP twice (dQ pass, dK/dV pass), so their
-  // achieved rate is of useful FLOPs. Ceiling: the matching GEMM peak. A window's row shows what
+  // dP, dV, dK, dQ) -- the fused backwards compute S and dP twice (dQ pass, dK/dV pass; S a third time in the
+  // tensor cores' separate dV pass at 256), so their achieved rate is of useful FLOPs. Ceiling: the matching GEMM peak. A window's row shows what
   // skipping the keys outside it buys: its time against the unwindowed row's, next to the ratio
   // of their FLOPs (0.44 at 512 of 2048).
   struct AttentionShape {
@@ -260,7 +262,10 @@ int main() {
                              Path{"fused SIMT, bf16", CudaKernels::Attention::Fused, true},
                              Path{"fused SIMT, float32", CudaKernels::Attention::Fused, false},
                              Path{"cuBLAS + softmax, float32", CudaKernels::Attention::Cublas, false}}) {
-      if (path.attention == CudaKernels::Attention::TensorCores && att_dim != 64 && att_dim != 128) continue;
+      if (path.attention == CudaKernels::Attention::TensorCores &&
+          !spin::kernels::cuda_detail::tensor_core_attention_supports(att_dim)) {
+        continue;
+      }
       const CudaKernels a(path.attention);
       PooledBuffer saved = random_floats(a.attention_saved_size(cu.data(), seqs, att_heads, att_dim));
       const auto u16 = [](const PooledBuffer& b) { return b.as<std::uint16_t>(); };

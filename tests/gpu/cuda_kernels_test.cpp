@@ -19,6 +19,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/device_memory.h"
+#include "kernels/cuda/fused_attention.h"
 
 namespace spin::kernels {
 namespace {
@@ -270,8 +271,9 @@ TEST_F(Fixture, PackedCausalGqaAttentionForwardAndBackward) {
 }
 
 // Mixed precision: bf16 q, k, v and output, float32 gradients, on every path -- tensor cores
-// (head_dim 64 and 128; P, dO and dS rounded to bf16 for their products, as FlashAttention
-// does: METHOD.md's bf16 tolerance, 1e-2), the SIMT kernels (float32 arithmetic on the widened
+// (head_dim 64 and 128, and 256 where the device has the shared memory -- Hopper; P, dO and dS
+// rounded to bf16 for their products, as FlashAttention does: METHOD.md's bf16 tolerance,
+// 1e-2), the SIMT kernels (float32 arithmetic on the widened
 // values like the CPU: float32's tolerance for the gradients) and cuBLAS on widened copies.
 // Same shapes as above, windows included.
 TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
@@ -281,7 +283,7 @@ TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
   for (const AttentionShape& sh : kPackedAttentionShapes) {
     for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &simt, &unfused}) {
       const Index heads = sh.heads, kv_heads = sh.kv_heads, head_dim = sh.head_dim;
-      const bool tensor_cores = k == &gpu && (head_dim == 64 || head_dim == 128);
+      const bool tensor_cores = k == &gpu && cuda_detail::tensor_core_attention_supports(head_dim);
       const AttentionScores scores = sh.scores();
       SCOPED_TRACE(testing::Message() << (k == &unfused ? "cuBLAS" : tensor_cores ? "tensor-core" : "SIMT")
                                       << " bf16 attention, heads " << heads << "/" << kv_heads << ", head_dim "
@@ -432,8 +434,8 @@ TEST_F(Fixture, Bf16KvCacheWritesAndCachedAttention) {
   }
 }
 
-// A bf16 prefill (every run starting at position 0) at head_dim 64 and 128 goes through the
-// tensor-core forward, reading each run's keys and values in its cache slot: against the CPU
+// A bf16 prefill (every run starting at position 0) at head_dim 64, 128 and (on Hopper) 256 goes
+// through the tensor-core forward, reading each run's keys and values in its cache slot: against the CPU
 // with METHOD.md's bf16 tolerance (the probabilities are rounded for their product); the SIMT
 // kernels (Attention::Fused) as the float32-arithmetic control.
 // Prompts' prefills from the cache on tensor cores; in a continuous batch, after the sequences it
@@ -449,7 +451,12 @@ TEST_F(Fixture, Bf16PrefillFromTheCacheOnTensorCores) {
   const Runs cases[] = {{"prefill", {0, 70, 71, 221}, {2, 0, 1}, {0, 0, 0}},
                         {"decode + prefill", {0, 1, 2, 72, 222}, {3, 0, 2, 1}, {99, 40, 0, 0}}};
   for (const Runs& c : cases) {
-    for (const Index head_dim : {64, 128}) {
+    for (const Index head_dim : {64, 128, 256}) {
+      if (!cuda_detail::tensor_core_attention_supports(head_dim)) {
+        std::printf("  %s head_dim %lld: this device has too little shared memory for tensor cores\n", c.name,
+                    static_cast<long long>(head_dim));
+        continue;
+      }
       for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &simt}) {
         SCOPED_TRACE(testing::Message() << c.name << ", " << (k == &gpu ? "tensor cores" : "SIMT") << ", head_dim "
                                         << head_dim);

@@ -8,6 +8,7 @@
 
 #include "common/device_model_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/fused_attention.h"
 
 namespace spin::testing {
 namespace {
@@ -40,16 +41,25 @@ TEST(CudaModel, MixedPrecisionMatchesTheCpuBf16Reference) {
   }
 }
 
-// The tensor-core attention kernels (bf16, head_dim 64) inside the model: P, dO and dS are
-// rounded to bf16 for their products on the GPU but not on the CPU reference, one more bf16
-// rounding per attention product -- twice the bound above.
+// The tensor-core attention kernels (bf16, head_dim 64; and 256, Gemma's, as a Gemma 2 where the
+// device has the shared memory) inside the model: P, dO and dS are rounded to bf16 for their
+// products on the GPU but not on the CPU reference, one more bf16 rounding per attention
+// product -- twice the bound above.
 TEST(CudaModel, TensorCoreAttentionMatchesTheCpuBf16Reference) {
   const kernels::CudaKernels gpu;
-  const DeviceModelErrors errors = compare_model_on_device(gpu, true, false, 64);
-  ASSERT_GT(errors.relative.size(), 20u);
-  for (const auto& [name, error] : errors.relative) {
-    EXPECT_LT(error, 2e-2) << name;
-    std::printf("  tensor-core bf16 %-40s relative error %.2e\n", name.c_str(), error);
+  for (const int head_dim : {64, 256}) {
+    if (!kernels::cuda_detail::tensor_core_attention_supports(head_dim)) {
+      std::printf("  head_dim %d: this device has too little shared memory for tensor cores\n", head_dim);
+      continue;
+    }
+    SCOPED_TRACE(cat("head_dim ", head_dim));
+    const DeviceModelErrors errors = compare_model_on_device(gpu, true, false, head_dim,
+                                                             head_dim == 256 ? TinyFamily::Gemma2 : TinyFamily::Qwen2);
+    ASSERT_GT(errors.relative.size(), 20u);
+    for (const auto& [name, error] : errors.relative) {
+      EXPECT_LT(error, 2e-2) << name;
+      std::printf("  tensor-core bf16 head_dim %d %-40s relative error %.2e\n", head_dim, name.c_str(), error);
+    }
   }
 }
 

@@ -47,22 +47,45 @@ void backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, cons
   launch<DqShared<HD>, tc_dq_kernel<HD>>("tensor-core attention dQ launch",
                                          dim3(blocks, static_cast<unsigned>(a.heads), seqs), stream, dq, dout, q, k,
                                          v, lse, delta, a.cu_seqlens, a.heads, a.kv_heads, a.scale, a.softcap, a.window);
-  launch<DkvShared<HD>, tc_dkv_kernel<HD>>("tensor-core attention dK dV launch",
-                                           dim3(blocks, static_cast<unsigned>(a.kv_heads), seqs), stream, dk, dv,
-                                           dout, q, k, v, lse, delta, a.cu_seqlens, a.heads, a.kv_heads, a.scale,
-                                           a.softcap, a.window);
+  const dim3 dkv_grid(blocks, static_cast<unsigned>(a.kv_heads), seqs);
+  if constexpr (kSplitDkv<HD>) {
+    launch<DkvShared<HD>, tc_dkv_kernel<HD, DkvPart::Values>>("tensor-core attention dV launch", dkv_grid, stream,
+                                                              dk, dv, dout, q, k, v, lse, delta, a.cu_seqlens,
+                                                              a.heads, a.kv_heads, a.scale, a.softcap, a.window);
+    launch<DkvShared<HD>, tc_dkv_kernel<HD, DkvPart::Keys>>("tensor-core attention dK launch", dkv_grid, stream, dk,
+                                                            dv, dout, q, k, v, lse, delta, a.cu_seqlens, a.heads,
+                                                            a.kv_heads, a.scale, a.softcap, a.window);
+  } else {
+    launch<DkvShared<HD>, tc_dkv_kernel<HD, DkvPart::Both>>("tensor-core attention dK dV launch", dkv_grid, stream,
+                                                            dk, dv, dout, q, k, v, lse, delta, a.cu_seqlens,
+                                                            a.heads, a.kv_heads, a.scale, a.softcap, a.window);
+  }
+}
+
+// The shared memory this device lets one block opt into (227 KiB on Hopper, 163 KiB on A100).
+int device_shared_bytes_optin() {
+  int device = 0, bytes = 0;
+  SPIN_CUDA_CHECK(cudaGetDevice(&device));
+  SPIN_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return bytes;
 }
 
 }  // namespace
 
-bool tensor_core_attention_supports(long long head_dim) { return head_dim == 64 || head_dim == 128; }
+bool tensor_core_attention_supports(long long head_dim) {
+  if (head_dim == 64 || head_dim == 128) return true;  // 121 KiB at most: every sm_80+ device
+  if (head_dim != 256) return false;
+  static const bool fits = static_cast<unsigned>(device_shared_bytes_optin()) >= kSharedBytes<256>;  // one GPU a rank
+  return fits;
+}
 
 void tensor_core_attention_forward(const FusedAttentionArgs& a, void* out, float* lse, cudaStream_t stream) {
   require(a.bf16, "tensor-core attention: q, k, v must be bf16");
   switch (a.head_dim) {
     case 64: return forward<64>(a, static_cast<bf16*>(out), lse, stream);
     case 128: return forward<128>(a, static_cast<bf16*>(out), lse, stream);
-    default: fail("tensor-core attention: head_dim ", a.head_dim, " is not 64 or 128");
+    case 256: return forward<256>(a, static_cast<bf16*>(out), lse, stream);
+    default: fail("tensor-core attention: head_dim ", a.head_dim, " is not 64, 128 or 256");
   }
 }
 
@@ -81,7 +104,8 @@ void tensor_core_attention_backward(const FusedAttentionArgs& a, float* dq, floa
   switch (a.head_dim) {
     case 64: return backward<64>(a, dq, dk, dv, dout, lse, delta, stream);
     case 128: return backward<128>(a, dq, dk, dv, dout, lse, delta, stream);
-    default: fail("tensor-core attention: head_dim ", a.head_dim, " is not 64 or 128");
+    case 256: return backward<256>(a, dq, dk, dv, dout, lse, delta, stream);
+    default: fail("tensor-core attention: head_dim ", a.head_dim, " is not 64, 128 or 256");
   }
 }
 

@@ -15,6 +15,10 @@
 //   dQ pass   per query row:  dq = scale sum_j dS_ij k_j
 //   dK/dV     per key row j over its group's heads and rows i >= j:
 //             dv_j = sum_i P_ij dO_i;  dk_j = scale sum_i dS_ij q_i
+// At head_dim 256 (Gemma) the dK and dV accumulators together would be 256 registers a thread,
+// more than a thread has: dV and dK are then two passes (DkvPart), each forming the scores again
+// -- five products a tile instead of four. The 64-row tiles there take 175-190 KiB of shared
+// memory a block (kSharedBytes), which Hopper has (227 KiB) and Ampere does not (163 KiB).
 // With a score cap (kernels::AttentionScores, Gemma 2) each score is capped in float32 as the
 // softmax reads it, s = cap tanh(scale q.k / cap), and dS carries the cap's slope 1 - (s / cap)^2.
 // Under a sliding window (i - window < j <= i) the tiles before the block's first row's window
@@ -25,6 +29,7 @@
 // tests/common/cuda_emulation.h.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 
 #ifdef __CUDACC__
@@ -115,15 +120,16 @@ __device__ void products_t(float* s, const bf16* a, const bf16* x) {
   for (int jb = 0; jb < kTile / 16; ++jb) wmma::store_matrix_sync(s + jb * 16, acc[jb], kLdS, wmma::mem_row_major);
 }
 
-// acc[16][HD] += P X: P a warp's [16][kTile] bf16 (stride kLdP), X a [kTile][HD] tile.
-template <int HD>
-__device__ void accumulate(FragC (&acc)[HD / 16], const bf16* p, const bf16* x) {
+// acc[16][N] += P X: P a warp's [16][kTile] bf16 (stride kLdP), X the first N columns at x of
+// a [kTile][HD] tile (all of them by default).
+template <int HD, int N = HD>
+__device__ void accumulate(FragC (&acc)[N / 16], const bf16* p, const bf16* x) {
 #pragma unroll 1
   for (int kk = 0; kk < kTile / 16; ++kk) {
     FragA fa;
     wmma::load_matrix_sync(fa, p + kk * 16, kLdP);
 #pragma unroll
-    for (int nb = 0; nb < HD / 16; ++nb) {
+    for (int nb = 0; nb < N / 16; ++nb) {
       FragB fb;
       wmma::load_matrix_sync(fb, x + kk * 16 * kLdX<HD> + nb * 16, kLdX<HD>);
       wmma::mma_sync(acc[nb], fa, fb, acc[nb]);
@@ -231,15 +237,21 @@ __global__ void __launch_bounds__(kBlockThreads)
     m = m_new;
     for (int c = half * (HD / 2); c < (half + 1) * (HD / 2); ++c) o[r * kLdO<HD> + c] *= correction;
     __syncwarp();
-    FragC acc[HD / 16];  // O += P V, through the accumulators
+    // O += P V through the accumulators, at most 128 columns at a time (at head_dim 256 all 16
+    // fragments at once would take the registers the products need).
+    constexpr int kColumns = HD < 128 ? HD : 128;
+#pragma unroll 1
+    for (int c0 = 0; c0 < HD; c0 += kColumns) {
+      FragC acc[kColumns / 16];
 #pragma unroll
-    for (int nb = 0; nb < HD / 16; ++nb) {
-      wmma::load_matrix_sync(acc[nb], o + nb * 16, kLdO<HD>, wmma::mem_row_major);
-    }
-    accumulate<HD>(acc, p, sh.v);
+      for (int nb = 0; nb < kColumns / 16; ++nb) {
+        wmma::load_matrix_sync(acc[nb], o + c0 + nb * 16, kLdO<HD>, wmma::mem_row_major);
+      }
+      accumulate<HD, kColumns>(acc, p, sh.v + c0);
 #pragma unroll
-    for (int nb = 0; nb < HD / 16; ++nb) {
-      wmma::store_matrix_sync(o + nb * 16, acc[nb], kLdO<HD>, wmma::mem_row_major);
+      for (int nb = 0; nb < kColumns / 16; ++nb) {
+        wmma::store_matrix_sync(o + c0 + nb * 16, acc[nb], kLdO<HD>, wmma::mem_row_major);
+      }
     }
     __syncwarp();
   }
@@ -279,6 +291,7 @@ struct DqShared {
 };
 static_assert(sizeof(bf16) * 2 * kTile * kLdX<64> >= sizeof(float) * kWarps * kRows * kLdO<64>, "staging fits");
 static_assert(sizeof(bf16) * 2 * kTile * kLdX<128> >= sizeof(float) * kWarps * kRows * kLdO<128>, "staging fits");
+static_assert(sizeof(bf16) * 2 * kTile * kLdX<256> >= sizeof(float) * kWarps * kRows * kLdO<256>, "staging fits");
 
 // dS = P (dP - D) c' with P = exp(c(scale s) - lse) (c the cap, c' its slope; none without one),
 // zero where masked (outside [first_visible, last_visible]); two lanes per row.
@@ -351,12 +364,18 @@ struct DkvShared {
   bf16 dst[kWarps][kRows * kLdP];   // dS^T
 };
 
-// Blocks of keys of kv head blockIdx.y; the query heads of its group in turn.
+// What one dK/dV pass accumulates and writes: both, or (head_dim 256) one of them.
+enum class DkvPart { Both, Values, Keys };
 template <int HD>
+constexpr bool kSplitDkv = HD > 128;
+
+// Blocks of keys of kv head blockIdx.y; the query heads of its group in turn.
+template <int HD, DkvPart Part>
 __global__ void __launch_bounds__(kBlockThreads)
     tc_dkv_kernel(float* dk, float* dv, const float* dout, const bf16* q, const bf16* k, const bf16* v,
                   const float* lse, const float* delta, const long long* cu_seqlens, int heads, int kv_heads,
                   float scale, float softcap, long long window) {
+  constexpr bool kValues = Part != DkvPart::Keys, kKeys = Part != DkvPart::Values;
   SPIN_DYNAMIC_SHARED(raw);
   auto& sh = *reinterpret_cast<DkvShared<HD>*>(raw);
   const Rows keys(cu_seqlens);  // here the rows are keys
@@ -368,9 +387,12 @@ __global__ void __launch_bounds__(kBlockThreads)
   const long long key = keys.warp_first + r;  // this lane's key row
   stage_rows<HD>(sh.k, k + start * kv_ld + g * HD, kv_ld, keys.first, len, kBlock);
   stage_rows<HD>(sh.v, v + start * kv_ld + g * HD, kv_ld, keys.first, len, kBlock);
-  FragC dk_acc[HD / 16], dv_acc[HD / 16];
+  FragC dk_acc[kKeys ? HD / 16 : 1], dv_acc[kValues ? HD / 16 : 1];  // (one unused fragment in a split pass)
 #pragma unroll
-  for (int nb = 0; nb < HD / 16; ++nb) wmma::fill_fragment(dk_acc[nb], 0.0f), wmma::fill_fragment(dv_acc[nb], 0.0f);
+  for (int nb = 0; nb < HD / 16; ++nb) {
+    if constexpr (kKeys) wmma::fill_fragment(dk_acc[nb], 0.0f);
+    if constexpr (kValues) wmma::fill_fragment(dv_acc[nb], 0.0f);
+  }
   // Query rows i >= the block's first key: tiles from that key on (kBlock == kTile); under a
   // window, up to its last key's last query. The warp's last key's last query: warp_end - 1.
   const long long end = window > 0 ? min(len, min(len, keys.first + kBlock) - 1 + window) : len;
@@ -386,8 +408,8 @@ __global__ void __launch_bounds__(kBlockThreads)
       }
       __syncthreads();
       if (!keys.warp_active() || i0 + kTile - 1 < keys.warp_first || i0 >= warp_end) continue;  // none sees the warp's keys
-      products_t<HD>(sh.st[warp], sh.k + warp * kRows * kLdX<HD>, sh.q);     // S^T = K Q^T
-      products_t<HD>(sh.dpt[warp], sh.v + warp * kRows * kLdX<HD>, sh.dout); // dP^T = V dO^T
+      products_t<HD>(sh.st[warp], sh.k + warp * kRows * kLdX<HD>, sh.q);        // S^T = K Q^T
+      if constexpr (kKeys) products_t<HD>(sh.dpt[warp], sh.v + warp * kRows * kLdX<HD>, sh.dout);  // dP^T = V dO^T
       __syncwarp();
       const float* st = sh.st[warp] + r * kLdS;
       const float* dpt = sh.dpt[warp] + r * kLdS;
@@ -399,22 +421,29 @@ __global__ void __launch_bounds__(kBlockThreads)
         const bool seen = query >= key && query < len && key < len && (window == 0 || query - key < window);
         const float capped = softcap_scores(st[c] * scale, softcap);
         const float p = seen ? expf(capped - sh.lse[c]) : 0.0f;
-        pt[c] = __float2bfloat16_rn(p);
-        dst[c] = __float2bfloat16_rn(p * (dpt[c] - sh.delta[c]) * softcap_grad(capped, softcap));
+        if constexpr (kValues) pt[c] = __float2bfloat16_rn(p);
+        if constexpr (kKeys) dst[c] = __float2bfloat16_rn(p * (dpt[c] - sh.delta[c]) * softcap_grad(capped, softcap));
       }
       __syncwarp();
-      accumulate<HD>(dv_acc, sh.pt[warp], sh.dout);  // dV += P^T dO
-      accumulate<HD>(dk_acc, sh.dst[warp], sh.q);    // dK += dS^T Q
+      if constexpr (kValues) accumulate<HD>(dv_acc, sh.pt[warp], sh.dout);  // dV += P^T dO
+      if constexpr (kKeys) accumulate<HD>(dk_acc, sh.dst[warp], sh.q);      // dK += dS^T Q
     }
   }
   __syncthreads();  // the k/v tiles become the staging area
   if (!keys.warp_active()) return;
   float* staging = reinterpret_cast<float*>(sh.k) + warp * kRows * kLdO<HD>;
   const long long at = (start + keys.warp_first) * kv_ld + g * HD;
-  write_rows<HD>(dk + at, kv_ld, dk_acc, scale, keys.warp_valid(), staging);
-  __syncwarp();  // the staging area is read before it is written again
-  write_rows<HD>(dv + at, kv_ld, dv_acc, 1.0f, keys.warp_valid(), staging);
+  if constexpr (kKeys) write_rows<HD>(dk + at, kv_ld, dk_acc, scale, keys.warp_valid(), staging);
+  if constexpr (kKeys && kValues) __syncwarp();  // the staging area is read before it is written again
+  if constexpr (kValues) write_rows<HD>(dv + at, kv_ld, dv_acc, 1.0f, keys.warp_valid(), staging);
 }
+
+// The most shared memory a kernel of head size HD takes: what the device must let a block have.
+template <int HD>
+constexpr unsigned kSharedBytes =
+    static_cast<unsigned>(std::max({sizeof(ForwardShared<HD>), sizeof(DqShared<HD>), sizeof(DkvShared<HD>)}));
+static_assert(kSharedBytes<128> <= 163 * 1024, "head_dim 64 and 128 run on every sm_80+ device (A100: 163 KiB)");
+static_assert(kSharedBytes<256> <= 227 * 1024, "head_dim 256 runs on Hopper (227 KiB a block)");
 
 }  // namespace
 }  // namespace spin::kernels::cuda_detail::tensor_core

@@ -7,6 +7,7 @@
 // 1.8e-3 to 2.6e-3 for the same algorithm).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -91,10 +92,22 @@ void check_against_the_cpu(const Case& c) {
     tc::tc_dq_kernel<HD>(dq.data(), dout.data(), q.data(), k.data(), v.data(), lse.data(), delta.data(), c.cu.data(),
                          heads, kv_heads, scale, c.softcap, c.window);
   });
-  cuda_emulation::launch(dim3(blocks, kv_heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::DkvShared<HD>), [&] {
-    tc::tc_dkv_kernel<HD>(dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(), lse.data(), delta.data(),
-                          c.cu.data(), heads, kv_heads, scale, c.softcap, c.window);
-  });
+  // As tensor_core_attention.cu launches them: one dK/dV pass, or at head_dim 256 a dV pass and
+  // then a dK pass -- each writing only its own gradient (the other stays poisoned until its pass).
+  const auto dkv_pass = [&]<tc::DkvPart Part>() {
+    cuda_emulation::launch(dim3(blocks, kv_heads, seqs), dim3(tc::kBlockThreads), sizeof(tc::DkvShared<HD>), [&] {
+      tc::tc_dkv_kernel<HD, Part>(dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(), lse.data(),
+                                  delta.data(), c.cu.data(), heads, kv_heads, scale, c.softcap, c.window);
+    });
+  };
+  if constexpr (tc::kSplitDkv<HD>) {
+    dkv_pass.template operator()<tc::DkvPart::Values>();
+    EXPECT_TRUE(std::all_of(dk.begin(), dk.end(), [](float x) { return std::isnan(x); })) << "the dV pass wrote dK";
+    EXPECT_FALSE(std::any_of(dv.begin(), dv.end(), [](float x) { return std::isnan(x); })) << "the dV pass left dV";
+    dkv_pass.template operator()<tc::DkvPart::Keys>();
+  } else {
+    dkv_pass.template operator()<tc::DkvPart::Both>();
+  }
   std::vector<float> want_dq(dq.size()), want_dk(dk.size()), want_dv(dv.size());
   cpu.attention_backward_bf16(want_dq.data(), want_dk.data(), want_dv.data(), dout.data(), bits(q), bits(k), bits(v),
                               want_out.data(), probs.data(), cu.data(), seqs, heads, kv_heads, HD, scores);
@@ -148,6 +161,16 @@ TEST(TensorCoreAttentionEmulated, CappedScoresMatchTheCpu) {
 TEST(TensorCoreAttentionEmulated, SlidingWindowsMatchTheCpu) {
   check_against_the_cpu<64>({{0, 1, 18, 150}, 4, 2, 0.0f, 20});
   check_against_the_cpu<128>({{0, 100}, 4, 1, 0.5f, 40});
+}
+
+// Gemma's head size (256): the forward's output accumulated 128 columns at a time, and dV and dK
+// in two passes. Sequences of 1, 17 and 82 tokens with two query heads per kv head (Gemma-2-9B's
+// grouping); Gemma 2's cap and window; one kv head for four (Gemma-3-1B's) over three blocks
+// with a window of 40 keys, as Gemma 3's local layers.
+TEST(TensorCoreAttentionEmulated, HeadDim256MatchesTheCpu) {
+  check_against_the_cpu<256>({{0, 1, 18, 100}, 4, 2});
+  check_against_the_cpu<256>({{0, 1, 18, 100}, 4, 2, 0.5f, 20});
+  check_against_the_cpu<256>({{0, 150}, 4, 1, 0.0f, 40});
 }
 
 }  // namespace
