@@ -11,8 +11,7 @@ namespace spin::ckpt {
 
 namespace fs = std::filesystem;
 
-HfReader::HfReader(const std::string& model_dir, std::string tensor_prefix)
-    : dir_(model_dir), prefix_(std::move(tensor_prefix)) {
+HfReader::HfReader(const std::string& model_dir, HfLayout layout) : dir_(model_dir), layout_(std::move(layout)) {
   const fs::path dir(model_dir);
   const fs::path index = dir / "model.safetensors.index.json";
   const fs::path single = dir / "model.safetensors";
@@ -62,9 +61,20 @@ std::vector<float> HfReader::read_all(const std::string& name) { return file_for
 
 void HfReader::load(const std::vector<ShardedTensor>& tensors) {
   for (const ShardedTensor& t : tensors) {
-    ShardedTensor named = t;  // the same shard (Tensor shares its storage) under the files' name
-    named.name = prefix_ + t.name;
-    file_for(named.name).read_shard(named);
+    // The same shard (Tensor shares its storage) as the files hold it: under their name, and
+    // for a fused tensor as rows [row + offset, + length) of it.
+    const HfLayout::Place place = layout_.place(t.name);
+    ShardedTensor in_file = t;
+    in_file.name = place.name;
+    if (place.rows > 0) {
+      require(t.replicated() || t.split_dim == 0, "tensor \"", t.name, "\" is split along dimension ", t.split_dim,
+              "; a fused file tensor (", place.name, ") holds it as rows");
+      in_file.global_shape[0] = place.rows;
+      in_file.split_dim = 0;
+      in_file.offset = place.row + (t.replicated() ? 0 : t.offset);
+      in_file.length = t.replicated() ? t.global_shape[0] : t.length;
+    }
+    file_for(in_file.name).read_shard(in_file);
   }
 }
 

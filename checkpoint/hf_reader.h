@@ -16,11 +16,12 @@ namespace spin::ckpt {
 
 class HfReader {
  public:
-  // `tensor_prefix` goes before every tensor's name in the files (ModelConfig::hf_weight_prefix:
-  // "language_model." for the language model of a Gemma 3 multimodal checkpoint).
-  explicit HfReader(const std::string& model_dir, std::string tensor_prefix = "");
+  // `layout`: where the model's tensors sit in the files (model::hf_layout: a prefix, fused
+  // tensors); by default each under its own name.
+  explicit HfReader(const std::string& model_dir, HfLayout layout = {});
 
-  // Fills every tensor's local shard.
+  // Fills every tensor's local shard (from its rows of a fused file tensor where the layout
+  // fuses it).
   void load(const std::vector<ShardedTensor>& tensors);
   // Every tensor name in the files (the prefix included), sorted.
   std::vector<std::string> names();
@@ -34,7 +35,7 @@ class HfReader {
   SafetensorsFile& open(const std::string& path);  // opened once, on first use
 
   std::string dir_;
-  std::string prefix_;
+  HfLayout layout_;
   std::string single_file_;                       // model.safetensors, when not sharded
   std::map<std::string, std::string> weight_map_;  // tensor -> file, when sharded
   std::map<std::string, std::unique_ptr<SafetensorsFile>> open_;

@@ -1,9 +1,11 @@
 #include "checkpoint/hf_writer.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/hf_reader.h"
@@ -179,18 +181,70 @@ void write_multimodal_model(const std::string& dir, const MultimodalSource& sour
   }
 }
 
+FileTensors fuse_tensors(const std::vector<HfLayout::Fusion>& fusions, const std::vector<HfTensor>& tensors,
+                         const std::function<const float*(std::size_t)>& values) {
+  if (fusions.empty()) return {tensors, values};
+  const HfLayout layout{"", fusions};
+  // File tensor k: the indices of its parts in `tensors` (one, unfused).
+  std::vector<HfTensor> out;
+  std::vector<std::vector<std::size_t>> parts;
+  std::map<std::string, std::size_t> fused_at;  // a fused tensor's index in `out`
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const HfLayout::Place place = layout.place(tensors[i].name);
+    if (place.rows == 0) {
+      out.push_back(tensors[i]);
+      parts.push_back({i});
+      continue;
+    }
+    const auto [it, first] = fused_at.try_emplace(place.name, out.size());
+    if (first) {
+      Shape shape = tensors[i].shape;
+      shape[0] = place.rows;
+      out.push_back({place.name, shape});
+      parts.emplace_back();
+    }
+    std::vector<std::size_t>& mine = parts[it->second];
+    require(out[it->second].shape.size() == tensors[i].shape.size() &&
+                std::equal(tensors[i].shape.begin() + 1, tensors[i].shape.end(), out[it->second].shape.begin() + 1),
+            "tensor \"", tensors[i].name, "\" (", shape_str(tensors[i].shape), ") does not fit the rows of \"",
+            place.name, "\" (", shape_str(out[it->second].shape), ")");
+    std::int64_t row = 0;  // its rows follow the parts before it, as the fusion lists them
+    for (std::size_t p : mine) row += tensors[p].shape[0];
+    require(row == place.row, "tensor \"", tensors[i].name, "\" comes out of its order in \"", place.name, "\"");
+    mine.push_back(i);
+  }
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    std::int64_t rows = 0;
+    for (std::size_t p : parts[k]) rows += tensors[p].shape[0];
+    require(rows == out[k].shape[0], "\"", out[k].name, "\": its parts hold ", rows, " of its ", out[k].shape[0],
+            " rows");
+  }
+  auto buffer = std::make_shared<std::vector<float>>();
+  const auto fused_values = [=](std::size_t k) -> const float* {
+    if (parts[k].size() == 1 && out[k].name == tensors[parts[k][0]].name) return values(parts[k][0]);
+    buffer->clear();
+    for (std::size_t p : parts[k]) {
+      const float* v = values(p);
+      buffer->insert(buffer->end(), v, v + shape_numel(tensors[p].shape));
+    }
+    return buffer->data();
+  };
+  return {out, fused_values};
+}
+
 void save_hf_model(const std::string& dir, const std::string& config_json,
                    const std::vector<ShardedTensor>& local, parallel::Communicator& mp,
-                   DType dtype, const MultimodalSource* multimodal) {
+                   DType dtype, const MultimodalSource* multimodal, const std::vector<HfLayout::Fusion>& fusions) {
   const std::vector<FullTensor> model = gather_model(local, mp);
   if (mp.rank() != 0) return;
   std::vector<HfTensor> tensors;
   for (const FullTensor& t : model) tensors.push_back({t.name, t.shape});
-  const auto values = [&](std::size_t i) { return model[i].data.data(); };
+  const FileTensors files =
+      fuse_tensors(fusions, tensors, [&](std::size_t i) { return model[i].data.data(); });
   if (multimodal != nullptr) {
-    write_multimodal_model(dir, *multimodal, tensors, values, dtype);
+    write_multimodal_model(dir, *multimodal, files.tensors, files.values, dtype);
   } else {
-    write_hf_model(dir, config_json, tensors, values, dtype);
+    write_hf_model(dir, config_json, files.tensors, files.values, dtype);
   }
 }
 

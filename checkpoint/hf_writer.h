@@ -45,6 +45,16 @@ void write_hf_model(const std::string& dir, const std::string& config_json,
                     const std::function<const float*(std::size_t)>& values, DType dtype,
                     std::uint64_t max_shard_bytes = kDefaultMaxShardBytes);
 
+// `tensors` and their `values` (as write_hf_model takes them) as files with `fusions` hold them:
+// the parts of each fusion (HfLayout) as one tensor of their rows in order, where its first part
+// was; the rest unchanged. The values of a fused tensor are valid until the next call.
+struct FileTensors {
+  std::vector<HfTensor> tensors;
+  std::function<const float*(std::size_t)> values;
+};
+FileTensors fuse_tensors(const std::vector<HfLayout::Fusion>& fusions, const std::vector<HfTensor>& tensors,
+                         const std::function<const float*(std::size_t)>& values);
+
 // A multimodal model whose language model spin trains (Gemma 3: ModelConfig::hf_weight_prefix),
 // for exports that write it back whole.
 struct MultimodalSource {
@@ -65,9 +75,10 @@ void write_multimodal_model(const std::string& dir, const MultimodalSource& sour
 // `dir`/model.safetensors in `dtype` (F32, BF16 or F16), into a temporary directory renamed
 // over `dir` at the end, so a failure never leaves a half-written model behind. With
 // `multimodal`, the multimodal model it is the language model of (write_multimodal_model;
-// config_json is then that model's).
+// config_json is then that model's). `fusions`: tensors the files hold fused (fuse_tensors).
 void save_hf_model(const std::string& dir, const std::string& config_json,
                    const std::vector<ShardedTensor>& local, parallel::Communicator& mp,
-                   DType dtype = DType::F32, const MultimodalSource* multimodal = nullptr);
+                   DType dtype = DType::F32, const MultimodalSource* multimodal = nullptr,
+                   const std::vector<HfLayout::Fusion>& fusions = {});
 
 }  // namespace spin::ckpt

@@ -226,7 +226,7 @@ void import_hf(parallel::Communicator& world, const CkptOptions& o) {
   const model::ModelConfig& config = *read_config;
   ckpt::CheckpointWriter writer(world, o.out);
   parallel::run_collectively(world, [&] {
-    ckpt::HfReader hf(o.path, config.hf_weight_prefix);
+    ckpt::HfReader hf(o.path, model::hf_layout(config));
     for (const auto& [t, p] : my_positions(world, o.tp, o.pp)) {
       const ModelShard shard = plan_model_shard(config, t, o.tp, p, o.pp, o.pp_layers);
       const model::ModelWeights weights(config, shard.dims, shard.stage);
@@ -263,8 +263,9 @@ void export_hf(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
     return static_cast<const float*>(values.data());
   };
   const DType dtype = o.dtype == "bf16" ? DType::BF16 : o.dtype == "f16" ? DType::F16 : DType::F32;
+  const ckpt::FileTensors files = ckpt::fuse_tensors(model::hf_layout(config).fusions, tensors, read);
   if (o.multimodal_from.empty()) {
-    ckpt::write_hf_model(o.out, config.json_text, tensors, read, dtype, o.max_shard_bytes);
+    ckpt::write_hf_model(o.out, config.json_text, files.tensors, files.values, dtype, o.max_shard_bytes);
   } else {
     // The checkpoint's model must be that directory's language model.
     const model::ModelConfig original = model::ModelConfig::load(o.multimodal_from);
@@ -272,7 +273,7 @@ void export_hf(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
             ": not a multimodal model (spin reads the language model of Gemma 3's, model_type gemma3)");
     require(original.json_text == config.json_text, reader.dir(), ": its model is not ", o.multimodal_from,
             "'s language model (their text configs differ)");
-    ckpt::write_multimodal_model(o.out, {o.multimodal_from, original.hf_weight_prefix}, tensors, read, dtype,
+    ckpt::write_multimodal_model(o.out, {o.multimodal_from, original.hf_weight_prefix}, files.tensors, files.values, dtype,
                                  o.max_shard_bytes);
   }
   copy_tokenizer_files(reader.dir(), o.out);

@@ -94,7 +94,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     }
   });
   model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());
-  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model, shard->config.hf_weight_prefix).load(weights.sharded_state_dict()); });
+  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model, model::hf_layout(shard->config)).load(weights.sharded_state_dict()); });
   runtime.prepare(weights);
   model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(), runtime.kernels());
   transformer.set_logits_chunk_rows(o.logits_chunk_rows);

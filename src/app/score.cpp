@@ -184,7 +184,7 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   });
   model::ModelWeights weights(*config, *dims, model::StageLayers::whole(config->num_layers), 1,
                               runtime.device());
-  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model, config->hf_weight_prefix).load(weights.sharded_state_dict()); });
+  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model, model::hf_layout(*config)).load(weights.sharded_state_dict()); });
   runtime.prepare(weights);
   const auto loaded = std::chrono::steady_clock::now();
 

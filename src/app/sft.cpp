@@ -199,7 +199,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const std::int64_t pad = o.distributed_optimizer ? grid.dp_size() : 1;
   model::ModelWeights weights(config, shard->dims, shard->stage, pad, runtime.device());
   model::ModelWeights grads(config, shard->dims, shard->stage, pad, runtime.device());
-  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model, config.hf_weight_prefix).load(weights.sharded_state_dict()); });
+  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model, model::hf_layout(config)).load(weights.sharded_state_dict()); });
   runtime.prepare(weights);
 
   const kernels::Kernels& k = runtime.kernels();
@@ -279,7 +279,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const ckpt::MultimodalSource multimodal{o.model, config.hf_weight_prefix};
   if (grid.dp_rank() == 0) {
     ckpt::save_hf_model(o.output, config.json_text, weights.sharded_state_dict(), grid.mp(), save_dtype,
-                        config.hf_weight_prefix.empty() ? nullptr : &multimodal);
+                        config.hf_weight_prefix.empty() ? nullptr : &multimodal, model::hf_layout(config).fusions);
   }
   if (root) copy_tokenizer_files(o.model, o.output);
   world.barrier();

@@ -124,7 +124,7 @@ void save_policy(const std::string& dir, const TrainConfig& c, const model::Mode
   const ckpt::MultimodalSource multimodal{c.model_path, config.hf_weight_prefix};
   if (grid.dp_rank() == 0) {
     ckpt::save_hf_model(dir, config.json_text, policy.sharded_state_dict(), grid.mp(), dtype,
-                        config.hf_weight_prefix.empty() ? nullptr : &multimodal);
+                        config.hf_weight_prefix.empty() ? nullptr : &multimodal, model::hf_layout(config).fusions);
   }
   if (grid.world_rank() == 0) copy_tokenizer_files(c.model_path, dir);
   grid.world().barrier();
@@ -357,7 +357,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     loaded = checkpoint_to_load(c);
     if (loaded.empty()) {
-      ckpt::HfReader(c.model_path, mc.hf_weight_prefix).load(policy.sharded_state_dict());
+      ckpt::HfReader(c.model_path, model::hf_layout(mc)).load(policy.sharded_state_dict());
       reference.copy_from(policy);
       return;
     }

@@ -40,10 +40,50 @@ std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::s
   }
   return ids;
 }
-RopeScaling parse_rope_scaling(const json& r, const std::string& source) {
+// config.json `j`'s rope_scaling `r`; `phi3`: Phi3Config reads the types su and yarn as longrope.
+RopeScaling parse_rope_scaling(const json& j, const json& r, bool phi3, const std::string& source) {
   require(r.is_object(), source, ": rope_scaling must be an object, got ", r.dump());
   const std::string type = r.value("rope_type", r.value("type", ""));
   RopeScaling s;
+  if (type == "longrope" || (phi3 && (type == "su" || type == "yarn"))) {
+    // As transformers computes it (_compute_longrope_parameters, Phi3LongRoPEScaledRotaryEmbedding):
+    // the factor is max_position_embeddings over the config's original_max_position_embeddings
+    // where it has one (Phi-3), else rope_scaling's; attention_factor, unless given, is
+    // sqrt(1 + ln factor / ln original) (1 for a factor of at most 1), in double precision.
+    s.type = RopeScaling::Type::LongRope;
+    const auto factors = [&](const char* key) {
+      require(r.contains(key) && r.at(key).is_array(), source, ": rope_scaling of type longrope lacks the list \"",
+              key, "\"");
+      std::vector<float> f;
+      for (const json& x : r.at(key)) {
+        require(x.is_number() && x.get<double>() > 0, source, ": rope_scaling's \"", key,
+                "\" must hold positive numbers, got ", x.dump());
+        f.push_back(x.get<float>());
+      }
+      return f;
+    };
+    s.short_factor = factors("short_factor");
+    s.long_factor = factors("long_factor");
+    const bool top_level = j.contains("original_max_position_embeddings");
+    require(top_level || r.contains("original_max_position_embeddings"), source,
+            ": rope_scaling of type longrope needs \"original_max_position_embeddings\"");
+    s.original_max_position_embeddings = positive_int(top_level ? j : r, "original_max_position_embeddings", source);
+    double factor = 1.0;
+    if (top_level) {
+      factor = static_cast<double>(positive_int(j, "max_position_embeddings", source)) /
+               static_cast<double>(s.original_max_position_embeddings);
+    } else if (r.contains("factor") && !r.at("factor").is_null()) {
+      factor = positive_float(r, "factor", source);
+    }
+    s.factor = static_cast<float>(factor);
+    if (r.contains("attention_factor") && !r.at("attention_factor").is_null()) {
+      s.attention_factor = positive_float(r, "attention_factor", source);
+    } else if (factor > 1.0) {
+      s.attention_factor = static_cast<float>(
+          std::sqrt(1.0 + std::log(factor) / std::log(static_cast<double>(s.original_max_position_embeddings))));
+    }
+    return s;
+  }
   if (type == "linear") {
     s.type = RopeScaling::Type::Linear;
   } else if (type == "llama3") {
@@ -57,7 +97,7 @@ RopeScaling parse_rope_scaling(const json& r, const std::string& source) {
     require(s.high_freq_factor > s.low_freq_factor, source, ": rope_scaling's high_freq_factor (", s.high_freq_factor,
             ") must exceed its low_freq_factor (", s.low_freq_factor, ")");
   } else {
-    fail(source, ": rope_scaling ", r.dump(), " is not supported (rope types linear and llama3 are)");
+    fail(source, ": rope_scaling ", r.dump(), " is not supported (rope types linear, llama3 and longrope are)");
   }
   require(r.contains("factor"), source, ": rope_scaling lacks \"factor\"");
   s.factor = positive_float(r, "factor", source);
@@ -163,10 +203,10 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
       return c;
     }
     require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma" ||
-                type == "gemma2" || type == "gemma3_text",
+                type == "gemma2" || type == "gemma3_text" || type == "phi3",
             source, ": model_type \"", type,
             "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
-            "gemma3_text)");
+            "gemma3_text, phi3)");
   }
   const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";
   const bool gemma2 = type == "gemma2" || gemma3;  // Gemma 2's parts
@@ -210,7 +250,16 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   }
   c.qkv_bias = qwen2;
   c.qk_norm = qwen3 || gemma3;
-  if (j.contains("rope_scaling") && !j.at("rope_scaling").is_null()) c.rope_scaling = parse_rope_scaling(j.at("rope_scaling"), source);
+  // Phi-3 is Llama with fused projections in its files (and, in the 128k models, LongRoPE).
+  c.fused_projections = type == "phi3";
+  if (j.contains("partial_rotary_factor") && !j.at("partial_rotary_factor").is_null()) {
+    require(j.at("partial_rotary_factor") == 1.0, source, ": partial_rotary_factor ",
+            j.at("partial_rotary_factor").dump(),
+            " is not supported (spin rotates every dimension of a head; Phi-4-mini rotates 3/4 of them)");
+  }
+  if (j.contains("rope_scaling") && !j.at("rope_scaling").is_null()) {
+    c.rope_scaling = parse_rope_scaling(j, j.at("rope_scaling"), type == "phi3", source);
+  }
   c.vocab_size = positive_int(j, "vocab_size", source);
   c.hidden_size = positive_int(j, "hidden_size", source);
   c.intermediate_size = positive_int(j, "intermediate_size", source);
@@ -230,6 +279,13 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     c.head_dim = c.hidden_size / c.num_heads;
   }
   require(c.head_dim % 2 == 0, source, ": head_dim (", c.head_dim, ") must be even for RoPE");
+  if (c.rope_scaling && c.rope_scaling->type == RopeScaling::Type::LongRope) {
+    for (const auto* f : {&c.rope_scaling->short_factor, &c.rope_scaling->long_factor}) {
+      require(static_cast<std::int64_t>(f->size()) == c.head_dim / 2, source, ": rope_scaling's ",
+              f == &c.rope_scaling->short_factor ? "short_factor" : "long_factor", " has ", f->size(),
+              " entries; head_dim ", c.head_dim, " needs ", c.head_dim / 2);
+    }
+  }
   require(c.num_heads % c.num_kv_heads == 0, source, ": num_attention_heads (", c.num_heads,
           ") is not divisible by num_key_value_heads (", c.num_kv_heads, ")");
   require(c.vocab_size <= (std::int64_t{1} << 31) - 1, source, ": vocab_size too large");
@@ -291,7 +347,12 @@ float ModelConfig::embedding_scale(bool bf16_activations) const {
   return bf16_activations ? bf16_to_f32(f32_to_bf16(scale)) : scale;
 }
 
-std::int64_t ModelConfig::max_sequence_length() const { return max_position_embeddings; }
+std::int64_t ModelConfig::max_sequence_length() const {
+  if (rope_scaling && rope_scaling->type == RopeScaling::Type::LongRope) {
+    return std::min(max_position_embeddings, rope_scaling->original_max_position_embeddings);
+  }
+  return max_position_embeddings;
+}
 
 std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t h = hidden_size;

@@ -1,7 +1,8 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
-// Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM), read
-// from a Hugging Face config.json.
-// Features spin does not implement (rope_scaling other than linear and llama3, biases other than
+// Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
+// Phi3ForCausalLM), read from a Hugging Face config.json.
+// Features spin does not implement (rope_scaling other than linear, llama3 and longrope, partial
+// rotary embeddings, biases other than
 // Qwen2's on q/k/v, activations other than SiLU and Gemma's tanh GELU) are refused by name
 // rather than ignored.
 #pragma once
@@ -17,14 +18,19 @@
 namespace spin::model {
 
 // config.json's rope_scaling, of the rope types spin implements (model/rope.h): linear (the
-// positions divided by `factor`) and llama3 (Llama 3.1 / 3.2: each inverse frequency rescaled by
-// its wavelength against the original context).
+// positions divided by `factor`), llama3 (Llama 3.1 / 3.2: each inverse frequency rescaled by
+// its wavelength against the original context) and longrope (Phi-3's 128k models: each inverse
+// frequency divided by its short_factor, cos and sin times attention_factor, for sequences up to
+// original_max_position_embeddings; longer ones would switch to long_factor, which spin does not
+// do: ModelConfig::max_sequence_length stops there).
 struct RopeScaling {
-  enum class Type { Linear, Llama3 };
+  enum class Type { Linear, Llama3, LongRope };
   Type type = Type::Linear;
   float factor = 1.0f;
   float low_freq_factor = 1.0f, high_freq_factor = 4.0f;  // llama3
-  std::int64_t original_max_position_embeddings = 0;      // llama3
+  std::int64_t original_max_position_embeddings = 0;      // llama3, longrope
+  std::vector<float> short_factor, long_factor;           // longrope: head_dim / 2 each
+  float attention_factor = 1.0f;                          // longrope
 };
 
 struct ModelConfig {
@@ -49,6 +55,10 @@ struct ModelConfig {
   // Gemma 3: the windowed layers rotate by rope_local_base_freq (without rope_scaling), the others
   // by rope_theta (with it).
   std::optional<float> rope_local_theta;
+  // Phi-3 (model_type phi3): the Hugging Face files hold q, k and v as one qkv_proj and the gate
+  // and up projections as one gate_up_proj (model::hf_layout); in spin they are the usual
+  // tensors, split over TP as always.
+  bool fused_projections = false;
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // biases on the q, k and v projections (model_type qwen2)
   bool qk_norm = false;   // RMSNorm of each query and key head before RoPE (model_type qwen3)
@@ -99,7 +109,9 @@ struct ModelConfig {
   std::vector<std::int64_t> generation_eos_ids(const std::string& model_dir) const;
   // Throws naming `source` unless every id is in the vocabulary.
   void check_in_vocabulary(const std::vector<std::int64_t>& eos_ids, const std::string& source) const;
-  // Longest sequence the model takes: max_position_embeddings.
+  // Longest sequence the model takes: max_position_embeddings (with longrope scaling
+  // original_max_position_embeddings: past it transformers switches every position to the long
+  // factors).
   std::int64_t max_sequence_length() const;
   // Parameters of the full (unsharded) model.
   std::int64_t num_parameters() const;

@@ -32,7 +32,11 @@ void Transformer::validate(const TokenBatch& batch) const {
     const auto end = static_cast<std::int64_t>(
                          batch.positions[static_cast<std::size_t>(batch.cu_seqlens[static_cast<std::size_t>(s + 1)] - 1)]) + 1;
     require(end <= config_.max_sequence_length(), "sequence ", s, " has ", end,
-            " tokens; the model allows at most ", config_.max_sequence_length(), " (max_position_embeddings)");
+            " tokens; the model allows at most ", config_.max_sequence_length(),
+            config_.max_sequence_length() < config_.max_position_embeddings
+                ? " (LongRoPE's original_max_position_embeddings: past it every position would take the long "
+                  "factors, which spin does not implement)"
+                : " (max_position_embeddings)");
   }
   for (std::int64_t i = 0; i < batch.rows(); ++i) {
     const std::int32_t t = batch.tokens[static_cast<std::size_t>(i)];

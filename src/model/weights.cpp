@@ -243,4 +243,16 @@ void ModelWeights::init_random(std::uint64_t seed, float std) {
   refresh_bf16_on_host();
 }
 
+HfLayout hf_layout(const ModelConfig& c) {
+  HfLayout layout{c.hf_weight_prefix, {}};
+  if (c.fused_projections) {
+    const std::int64_t q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
+    layout.fusions = {
+        {"self_attn.qkv_proj.weight",
+         {{"self_attn.q_proj.weight", q}, {"self_attn.k_proj.weight", kv}, {"self_attn.v_proj.weight", kv}}},
+        {"mlp.gate_up_proj.weight", {{"mlp.gate_proj.weight", c.intermediate_size}, {"mlp.up_proj.weight", c.intermediate_size}}}};
+  }
+  return layout;
+}
+
 }  // namespace spin::model

@@ -111,4 +111,9 @@ class ModelWeights {
 std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpDims& dims,
                                             const StageLayers& stage);
 
+// Where these parameters sit in the model's Hugging Face files: under hf_weight_prefix, and for
+// Phi-3 (ModelConfig::fused_projections) q/k/v as the row blocks of qkv_proj, gate/up of
+// gate_up_proj.
+HfLayout hf_layout(const ModelConfig& config);
+
 }  // namespace spin::model

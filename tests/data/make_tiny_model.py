@@ -79,6 +79,10 @@ def main():
                         "norms (1 + w), --sliding-window in layer 0 of every 2 (sliding_window_pattern 2) with "
                         "its own RoPE base (100, the global layers' 10000)")
     p.add_argument("--mistral", action="store_true", help="a MistralForCausalLM: --sliding-window in every layer")
+    p.add_argument("--phi3", action="store_true",
+                   help="a Phi3ForCausalLM: q/k/v fused as qkv_proj, gate/up as gate_up_proj, LongRoPE with "
+                        "short factors in [1, 4) and original_max_position_embeddings 64 (attention factor "
+                        "sqrt(1 + ln 8 / ln 64) at 512 positions)")
     p.add_argument("--sliding-window", type=int, default=8,
                    help="the window of --mistral and --gemma2 (keys; shorter than the test sequences)")
     p.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")
@@ -128,6 +132,22 @@ def main():
     tensors.append(("model.norm.weight", [a.hidden], norm(a.hidden)))
     if not a.tie:
         tensors.append(("lm_head.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden)))
+    if a.phi3:  # Phi3Attention's and Phi3MLP's fused tensors: rows [q; k; v] and [gate; up]
+        by_name = {name: (shape, values) for name, shape, values in tensors}
+        fused = []
+        for name, shape, values in tensors:
+            for parts, into in ((("q_proj", "k_proj", "v_proj"), "qkv_proj"), (("gate_proj", "up_proj"), "gate_up_proj")):
+                if any(name.endswith("." + part + ".weight") for part in parts[1:]):
+                    break  # held by the fused tensor
+                if name.endswith("." + parts[0] + ".weight"):
+                    prefix = name[:-len(parts[0] + ".weight")]
+                    blocks = [by_name[prefix + part + ".weight"] for part in parts]
+                    fused.append((prefix + into + ".weight", [sum(s[0] for s, _ in blocks), shape[1]],
+                                  [x for _, v in blocks for x in v]))
+                    break
+            else:
+                fused.append((name, shape, values))
+        tensors = fused
 
     os.makedirs(a.out_dir, exist_ok=True)
     config = {
@@ -169,6 +189,14 @@ def main():
     if a.mistral:
         config.update({"architectures": ["MistralForCausalLM"], "model_type": "mistral",
                        "sliding_window": a.sliding_window})
+    if a.phi3:  # Phi-3's own keys, as Phi-3-mini-128k-instruct's config.json has them (no window here)
+        half = head_dim // 2
+        config.update({"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "original_max_position_embeddings": 64,
+                       "sliding_window": None, "attention_bias": False, "pad_token_id": 0, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
+                       "attention_dropout": 0.0, "rope_scaling": {
+                           "type": "longrope",
+                           "short_factor": [round(1.0 + 3.0 * rng.random(), 4) for _ in range(half)],
+                           "long_factor": [round(1.0 + 30.0 * rng.random(), 4) for _ in range(half)]}})
     if a.qwen2:  # Qwen2's own keys, the window off as in the published models
         config.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "use_sliding_window": False,
                        "sliding_window": a.max_positions // 2, "max_window_layers": a.layers})

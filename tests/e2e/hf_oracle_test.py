@@ -15,10 +15,13 @@ modeling_gemma3 -- its head norms, no caps, the window in one layer of two here
 everywhere, dropping the head norms or windowing the other layer each fail it (checked once by
 hand). Mistral's sliding window (8 keys against sequences of 16-32 tokens):
 MistralForCausalLM with eager attention, its window shifted by one (mistral_reference says why).
+Phi-3 (fused qkv_proj / gate_up_proj, LongRoPE's short factors and attention factor):
+Phi3ForCausalLM, or on 4.40 LlamaForCausalLM made into it (phi3_reference).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -57,6 +60,65 @@ def qwen3_as_llama(model_dir, tmp):
             weight = norms.pop("model.layers.%d.self_attn.%s_norm.weight" % (i, proj))
             getattr(layer.self_attn, proj + "_proj").register_forward_hook(head_norm(weight))
     assert not norms, norms
+    return model
+
+
+def phi3_reference(model_dir, tmp):
+    """Phi3ForCausalLM where transformers has it (4.41 on); on the oracle's 4.40, LlamaForCausalLM
+    on the checkpoint split as Phi3Attention and Phi3MLP slice their fused tensors (qkv_proj's rows
+    q, k, v; gate_up_proj's gate, up), its rotary inverse frequencies replaced by LongRoPE's short
+    ones, 1 / (short_factor_i base^(2i / d)) in float32, and cos and sin multiplied by the attention
+    factor sqrt(1 + ln(max / original) / ln original) (Phi3LongRoPEScaledRotaryEmbedding, for
+    sequences up to original_max_position_embeddings). Checked once against transformers 4.44.2's
+    Phi3ForCausalLM on tiny-phi3 (2026-12-02): the same log-probabilities to 1.0e-6, and spin within
+    1.2e-6 of Phi3ForCausalLM; on 4.40, within 2.4e-5 of this LlamaForCausalLM."""
+    import transformers
+    if hasattr(transformers, "Phi3ForCausalLM"):
+        return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    return phi3_as_llama(model_dir, tmp)
+
+
+def phi3_as_llama(model_dir, tmp):
+    """phi3_reference's LlamaForCausalLM."""
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    hd = config["hidden_size"] // config["num_attention_heads"]
+    q_rows, kv_rows = config["num_attention_heads"] * hd, config["num_key_value_heads"] * hd
+    weights = {}
+    for name, value in load_file(os.path.join(model_dir, "model.safetensors")).items():
+        if name.endswith("qkv_proj.weight"):
+            base = name[:-len("qkv_proj.weight")]
+            weights[base + "q_proj.weight"] = value[:q_rows].clone()
+            weights[base + "k_proj.weight"] = value[q_rows:q_rows + kv_rows].clone()
+            weights[base + "v_proj.weight"] = value[q_rows + kv_rows:].clone()
+        elif name.endswith("gate_up_proj.weight"):
+            base = name[:-len("gate_up_proj.weight")]
+            gate, up = value.chunk(2, dim=0)
+            weights[base + "gate_proj.weight"], weights[base + "up_proj.weight"] = gate.clone(), up.clone()
+        else:
+            weights[name] = value
+    llama_dir = os.path.join(tmp, "as-llama")
+    os.makedirs(llama_dir)
+    save_file(weights, os.path.join(llama_dir, "model.safetensors"), metadata={"format": "pt"})
+    scaling = config.pop("rope_scaling")
+    original = config["original_max_position_embeddings"]
+    config.update({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})
+    json.dump(config, open(os.path.join(llama_dir, "config.json"), "w"))
+    model = LlamaForCausalLM.from_pretrained(llama_dir, torch_dtype=torch.float32).eval()
+    short = torch.tensor(scaling["short_factor"], dtype=torch.float32)
+    inv_freq = 1.0 / (short * config["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+    scale = config["max_position_embeddings"] / original
+    factor = math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1.0 else 1.0
+
+    def scaled(module, inputs, output):
+        return tuple(x * factor for x in output)
+
+    # Each attention's rotary embedding (4.40), or the model's one (later versions).
+    embeddings = ([model.model.rotary_emb] if hasattr(model.model, "rotary_emb")
+                  else [layer.self_attn.rotary_emb for layer in model.model.layers])
+    for emb in embeddings:
+        emb.inv_freq.copy_(inv_freq)
+        emb.register_forward_hook(scaled)
+    model.__name__ = "LlamaForCausalLM as Phi3ForCausalLM (LongRoPE)"
     return model
 
 
@@ -149,7 +211,7 @@ def main():
     args = p.parse_args()
     records = [json.loads(l) for l in open(args.input) if l.strip()]
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
-                 "tiny-gemma3", "tiny-mistral"]:
+                 "tiny-gemma3", "tiny-mistral", "tiny-phi3"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -164,6 +226,8 @@ def main():
             model = gemma2_reference(model_dir)
         elif name == "tiny-mistral":
             model = mistral_reference(model_dir, tempfile.mkdtemp(prefix="spin_mistral_"))
+        elif name == "tiny-phi3":
+            model = phi3_reference(model_dir, tempfile.mkdtemp(prefix="spin_phi3_"))
         else:
             model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
         print("%s: %s" % (name, getattr(model, "__name__", type(model).__name__)))
