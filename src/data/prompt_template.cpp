@@ -113,16 +113,24 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   constexpr PromptTemplate kAll[] = {PromptTemplate::Chat,   PromptTemplate::Plain,  PromptTemplate::Llama3,
                                      PromptTemplate::Llama31, PromptTemplate::ChatMl, PromptTemplate::Qwen25,
                                      PromptTemplate::Qwen3,  PromptTemplate::Gemma,  PromptTemplate::Gemma3,
-                                     PromptTemplate::Llama2, PromptTemplate::Mistral, PromptTemplate::MistralV3};
+                                     PromptTemplate::Llama2, PromptTemplate::Mistral, PromptTemplate::MistralV3,
+                                     PromptTemplate::Phi4};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
     choices += (i + 1 < std::size(kAll) ? ", " : " or ") + std::string(prompt_template_name(kAll[i]));
   }
   require(name == "auto", "unknown prompt template \"", name, "\" (", choices, ")");
+  // Phi-3 / Phi-3.5-mini: chat tokens added over a SentencePiece model, whose exact tokenization
+  // around them (their rstrip, the pieces' dummy prefix after them) spin has not checked against
+  // the published tokenizer -- refused rather than approximated.
+  require(!has_tokens(tokenizer, {"<|user|>", "<|assistant|>", "<|end|>"}),
+          "the tokenizer has Phi-3's chat tokens (<|user|>, <|assistant|>, <|end|>), whose chat format spin does "
+          "not implement: choose --template plain (data.template) or give token ids");
   if (has_tokens(tokenizer, {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"})) {
     return has_tokens(tokenizer, {"<|eom_id|>"}) ? PromptTemplate::Llama31 : PromptTemplate::Llama3;
   }
+  if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>", "<|im_sep|>"})) return PromptTemplate::Phi4;
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>", "<think>", "</think>"})) return PromptTemplate::Qwen3;
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>"})) {
     const bool qwen25 = tokenizer->chat_template().find(kQwen25System) != std::string::npos;
@@ -149,6 +157,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::Llama2: return "llama2";
     case PromptTemplate::Mistral: return "mistral";
     case PromptTemplate::MistralV3: return "mistral-v3";
+    case PromptTemplate::Phi4: return "phi4";
   }
   return "?";
 }
@@ -178,6 +187,23 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
   if (prompt_template == PromptTemplate::Llama2 || prompt_template == PromptTemplate::Mistral ||
       prompt_template == PromptTemplate::MistralV3) {
     return render_inst_prompt(messages, prompt_template, t);
+  }
+  if (prompt_template == PromptTemplate::Phi4) {  // no BOS; every user turn ends with the assistant's header
+    const std::int32_t start = special(t, prompt_template, "<|im_start|>");
+    const std::int32_t sep = special(t, prompt_template, "<|im_sep|>");
+    const std::int32_t end = special(t, prompt_template, "<|im_end|>");
+    const auto header = [&](const char* role) {
+      ids.push_back(start);
+      append(ids, t.encode(role));
+      ids.push_back(sep);
+    };
+    for (const Message& m : messages) {
+      if (m.role != "assistant") header(m.role == "system" ? "system" : "user");
+      append(ids, t.encode(m.content));
+      ids.push_back(end);
+      if (m.role == "user") header("assistant");
+    }
+    return ids;
   }
   if (t.bos_id()) ids.push_back(*t.bos_id());
   if (prompt_template == PromptTemplate::Plain) {
@@ -250,7 +276,9 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
 
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& t) {
   if (is_llama3(prompt_template)) return special(t, prompt_template, "<|eot_id|>");
-  if (is_chatml(prompt_template)) return special(t, prompt_template, "<|im_end|>");
+  if (is_chatml(prompt_template) || prompt_template == PromptTemplate::Phi4) {
+    return special(t, prompt_template, "<|im_end|>");
+  }
   if (is_gemma(prompt_template)) return special(t, prompt_template, "<end_of_turn>");
   return t.eos_id();
 }

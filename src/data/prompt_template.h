@@ -1,6 +1,7 @@
 // Prompt templates: how a conversation becomes the token ids that precede the response.
 //   auto  (default) llama3.1 when the tokenizer has Llama 3.1's chat tokens (<|eom_id|> too),
-//         llama3 when it has Llama 3's, qwen3 when it has ChatML's and <think> </think> (Qwen3),
+//         llama3 when it has Llama 3's, phi4 when it has ChatML's and <|im_sep|> (Phi-4), qwen3
+//         when it has ChatML's and <think> </think> (Qwen3),
 //         qwen2.5 when it has ChatML's and its chat template writes Qwen2.5's default system
 //         message, chatml when it has ChatML's (Qwen2), gemma3 when it has <start_of_turn>,
 //         <end_of_turn> and <start_of_image> (Gemma 3's), gemma when it has the first two,
@@ -41,10 +42,14 @@
 //         "{content}" [/INST] with the markers as their tokens, per assistant turn "{content}"
 //         (trailing spaces removed) EOS; a first system message goes into the LAST user turn as
 //         "{system}\n\n"; auto picks it for a tokenizer with [INST] and [/INST] tokens
+//   phi4 (Phi-4's chat template) per system or user message <|im_start|> "{role}" <|im_sep|>
+//         "{content}" <|im_end|>, each user one followed by <|im_start|> "assistant" <|im_sep|>
+//         (its template writes the generation prompt after every user turn), per assistant
+//         message "{content}" <|im_end|>; no BOS, nothing trimmed
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
-// which generation stops too; gemma, gemma3: its trimmed text's, then <end_of_turn>; llama2: the ids of
+// which generation stops too; phi4: <|im_end|>; gemma, gemma3: its trimmed text's, then <end_of_turn>; llama2: the ids of
 // its trimmed text and a space).
 #pragma once
 
@@ -64,20 +69,20 @@ struct Message {
 };
 
 enum class PromptTemplate {
-  Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Gemma3, Llama2, Mistral, MistralV3
+  Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Gemma3, Llama2, Mistral, MistralV3, Phi4
 };
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
-// gemma3, llama2, mistral or mistral-v3; throws naming the choices), "auto" resolved for `tokenizer`
+// gemma3, llama2, mistral, mistral-v3 or phi4; throws naming the choices), "auto" resolved for `tokenizer`
 // (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
-    "auto (llama3.1, llama3, qwen3, chatml, gemma3, gemma or mistral-v3 for a tokenizer with their chat tokens, "
-    "else chat), chat, "
+    "auto (llama3.1, llama3, phi4, qwen3, chatml, gemma3, gemma or mistral-v3 for a tokenizer with their chat "
+    "tokens, else chat), chat, "
     "plain, llama3, llama3.1 (with Llama 3.1's system block), chatml, qwen2.5 (chatml with Qwen2.5's default "
     "system message), qwen3 (chatml, thinking off), gemma, gemma3 (gemma with a system message), llama2 (Llama 2 "
-    "chat), mistral (Mistral 7B Instruct v0.1 / v0.2) or mistral-v3 (v0.3)";
+    "chat), mistral (Mistral 7B Instruct v0.1 / v0.2), mistral-v3 (v0.3) or phi4 (Phi-4)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);

@@ -2,9 +2,11 @@
 
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -18,13 +20,41 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Tokens a Hugging Face directory adds past its SentencePiece model's pieces (Phi-3's chat tokens,
+// ids 32000-32010): added_tokens.json's {"token": id}, else tokenizer.json's "added_tokens".
+std::map<std::string, std::int32_t> added_tokens(const fs::path& dir, int pieces) {
+  std::map<std::string, std::int32_t> added;
+  const auto add = [&](const std::string& token, const nlohmann::json& id, const fs::path& file) {
+    require(id.is_number_integer(), file.string(), ": the id of added token ", token, " is not an integer");
+    if (id.get<std::int64_t>() >= pieces) added[token] = id.get<std::int32_t>();
+  };
+  if (fs::exists(dir / "added_tokens.json")) {
+    const nlohmann::json j = read_json_file((dir / "added_tokens.json").string());
+    require(j.is_object(), (dir / "added_tokens.json").string(), ": expected {\"token\": id, ...}");
+    for (const auto& [token, id] : j.items()) add(token, id, dir / "added_tokens.json");
+  } else if (fs::exists(dir / "tokenizer.json")) {
+    const nlohmann::json j = read_json_file((dir / "tokenizer.json").string());
+    if (j.is_object() && j.contains("added_tokens") && j.at("added_tokens").is_array()) {
+      for (const nlohmann::json& t : j.at("added_tokens")) {
+        require(t.is_object() && t.contains("content") && t.at("content").is_string() && t.contains("id"),
+                (dir / "tokenizer.json").string(), ": an added token needs \"content\" and \"id\"");
+        add(t.at("content").get<std::string>(), t.at("id"), dir / "tokenizer.json");
+      }
+    }
+  }
+  return added;
+}
+
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  explicit SentencePieceTokenizer(const std::string& path) {
+  explicit SentencePieceTokenizer(const fs::path& dir) {
+    const std::string path = (dir / "tokenizer.model").string();
     const auto status = processor_.Load(path);
     require(status.ok(), path, ": not a SentencePiece model (", status.ToString(), ")");
     if (processor_.bos_id() >= 0) bos_ = processor_.bos_id();
     if (processor_.eos_id() >= 0) eos_ = processor_.eos_id();
+    added_ = added_tokens(dir, processor_.GetPieceSize());
+    for (const auto& [token, id] : added_) added_text_[id] = token;
   }
   std::vector<std::int32_t> encode(std::string_view text) const override {
     std::vector<int> ids;
@@ -42,12 +72,17 @@ class SentencePieceTokenizer final : public Tokenizer {
     require(status.ok(), "SentencePiece could not decode: ", status.ToString());
     return text;
   }
-  std::int64_t vocab_size() const override { return processor_.GetPieceSize(); }
+  std::int64_t vocab_size() const override {
+    return std::max<std::int64_t>(processor_.GetPieceSize(), added_text_.empty() ? 0 : added_text_.rbegin()->first + 1);
+  }
+  // Control pieces, and the added tokens (which decode() leaves out as well).
   std::optional<std::string> special_text(std::int32_t id) const override {
+    if (const auto it = added_text_.find(id); it != added_text_.end()) return it->second;
     if (id < 0 || id >= processor_.GetPieceSize() || !processor_.IsControl(id)) return std::nullopt;
     return processor_.IdToPiece(id);
   }
   std::optional<std::int32_t> token_id(const std::string& token) const override {
+    if (const auto it = added_.find(token); it != added_.end()) return it->second;
     const int id = processor_.PieceToId(token);
     if (id < 0 || processor_.IdToPiece(id) != token) return std::nullopt;
     return id;
@@ -55,6 +90,8 @@ class SentencePieceTokenizer final : public Tokenizer {
 
  private:
   sentencepiece::SentencePieceProcessor processor_;
+  std::map<std::string, std::int32_t> added_;       // past the pieces
+  std::map<std::int32_t, std::string> added_text_;
 };
 
 }  // namespace
@@ -139,9 +176,7 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_dir) {
 
 std::unique_ptr<Tokenizer> Tokenizer::load_if_present(const std::string& model_dir) {
   const fs::path dir(model_dir);
-  if (fs::exists(dir / "tokenizer.model")) {
-    return std::make_unique<SentencePieceTokenizer>((dir / "tokenizer.model").string());
-  }
+  if (fs::exists(dir / "tokenizer.model")) return std::make_unique<SentencePieceTokenizer>(dir);
   if (fs::exists(dir / "tokenizer.json")) return std::make_unique<HfBpeTokenizer>((dir / "tokenizer.json").string());
   const fs::path byte_file = dir / "byte_tokenizer.json";
   if (!fs::exists(byte_file)) return nullptr;

@@ -5,7 +5,8 @@ expression, then ByteLevel; ignore_merges), one with GPT-2's (ByteLevel with its
 expression, add_prefix_space) and one as Qwen2's (the NFC normalizer, Split by Qwen2's
 expression, then ByteLevel), each written as tokenizer.json + tokenizer_config.json, and
 cases.json: texts with the ids, pre-tokenizer pieces and decoded text `tokenizers` gives; for
-llama3 and qwen2 also chat_cases.json, from transformers' apply_chat_template.
+llama3 and qwen2 also chat_cases.json, from transformers' apply_chat_template; llama31, qwen3 and
+phi4 (Phi-4's specials on llama3's tokenization) only that.
 
     build/oracle-venv/bin/python tests/data/make_hf_bpe_fixtures.py tests/data/hf_bpe [KIND...]   # (needs jinja2 too)
 """
@@ -24,6 +25,7 @@ SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_heade
 LLAMA31_SPECIALS = SPECIALS + ["<|eom_id|>", "<|python_tag|>"]
 QWEN2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 QWEN3_SPECIALS = QWEN2_SPECIALS + ["<think>", "</think>"]
+PHI4_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|im_sep|>"]
 
 # Characters of every class the expressions tell apart: letters of several scripts, numbers
 # (digits, Roman, fractions), whitespace of several kinds, punctuation, symbols, emoji.
@@ -82,7 +84,7 @@ def texts(rng, pool=POOL):
 
 def build(kind, out, rng):
     specials, pool = SPECIALS, POOL
-    if kind in ("llama3", "llama31"):
+    if kind in ("llama3", "llama31", "phi4"):  # Phi-4's: cl100k's expression, as Llama 3's
         tok = Tokenizer(models.BPE(ignore_merges=True))
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated", invert=False),
@@ -96,6 +98,8 @@ def build(kind, out, rng):
         specials, pool = (QWEN2_SPECIALS if kind == "qwen2" else QWEN3_SPECIALS), NFC_POOL
     if kind == "llama31":
         specials = LLAMA31_SPECIALS
+    elif kind == "phi4":
+        specials = PHI4_SPECIALS
     else:
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
@@ -108,6 +112,9 @@ def build(kind, out, rng):
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
         if kind in ("qwen2", "qwen3"):  # as Qwen2.5-Instruct's and Qwen3's: no BOS
             json.dump({"bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}, f)
+        elif kind == "phi4":  # as Phi-4's (its template writes no BOS)
+            json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+                       "chat_template": PHI4_CHAT}, f)
         else:
             json.dump({"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|eot_id|>"}}, f)
     if kind == "llama3":
@@ -118,6 +125,10 @@ def build(kind, out, rng):
     if kind == "llama31":  # its tokenization is llama3's: only the chat format is tested
         chat_cases(tok, out, LLAMA31_CHAT, "<|begin_of_text|>", "<|eot_id|>")
         print("llama31: vocabulary %d, chat cases" % tok.get_vocab_size())
+        return
+    if kind == "phi4":  # its tokenization is llama3's: only the chat format is tested
+        chat_cases(tok, out, PHI4_CHAT, "<|endoftext|>", "<|endoftext|>")
+        print("phi4: vocabulary %d, chat cases" % tok.get_vocab_size())
         return
     if kind == "qwen3":  # its tokenization is qwen2's: only the chat format is tested
         chat_cases(tok, out, QWEN3_CHAT, None, "<|im_end|>", template_kwargs={"enable_thinking": False})
@@ -199,6 +210,14 @@ QWEN3_CHAT = (
     "{%- endif %}")
 
 
+# Phi-4's chat template (tokenizer_config.json): every user turn ends with the assistant's header,
+# whatever add_generation_prompt says.
+PHI4_CHAT = ("{% for message in messages %}{% if (message['role'] == 'system') %}{{'<|im_start|>system<|im_sep|>' + "
+             "message['content'] + '<|im_end|>'}}{% elif (message['role'] == 'user') %}{{'<|im_start|>user<|im_sep|>' + "
+             "message['content'] + '<|im_end|><|im_start|>assistant<|im_sep|>'}}{% elif (message['role'] == "
+             "'assistant') %}{{message['content'] + '<|im_end|>'}}{% endif %}{% endfor %}")
+
+
 def chat_cases(tok, out, template, bos, eos, name="chat_cases.json", template_kwargs=None):
     """chat_cases.json: conversations with the ids transformers' apply_chat_template gives for the
     prompt (with the generation prompt) and, for the whole conversation, the response's ids."""
@@ -225,7 +244,7 @@ def chat_cases(tok, out, template, bos, eos, name="chat_cases.json", template_kw
 
 def main():
     root = sys.argv[1]
-    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31"):
+    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4"):
         build(kind, os.path.join(root, kind), random.Random(7))
 
 

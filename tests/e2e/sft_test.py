@@ -44,7 +44,7 @@ def losses(stdout):
     return [float(l.split("| loss ")[1].split()[0]) for l in stdout.splitlines() if l.startswith("step ")]
 
 
-def same_weights(a_dir, b_dir, what):
+def same_weights(a_dir, b_dir, what, tolerance=1e-5):
     a = read_safetensors(os.path.join(a_dir, "model.safetensors"))
     b = read_safetensors(os.path.join(b_dir, "model.safetensors"))
     assert sorted(a) == sorted(b), "%s: different tensors" % what
@@ -53,7 +53,7 @@ def same_weights(a_dir, b_dir, what):
         num = sum((x - y) ** 2 for x, y in zip(a[name], b[name]))
         den = sum(y * y for y in b[name]) or 1.0
         worst = max(worst, math.sqrt(num / den))
-    if worst > 1e-5:
+    if worst > tolerance:
         sys.exit("FAIL: %s: weights differ by %.3g (relative L2)" % (what, worst))
     print("%s: %d tensors agree (max relative L2 difference %.3g)" % (what, len(a), worst))
 
@@ -61,16 +61,23 @@ def same_weights(a_dir, b_dir, what):
 def case_layouts(args, tmp):
     data = os.path.join(tmp, "copy.jsonl")
     copy_task(data)
-    for model, ranks, extra in [("tiny-llama", 8, ["--tp", "2", "--pp", "2", "--distributed-optimizer", "--sequence-parallel",
-                                                    "--overlap-grad-reduce"]),
-                                ("tiny-llama-tied", 4, ["--pp", "2", "--recompute-activations", "--logits-chunk-rows", "5"])]:
+    # Phi-3: each TP rank reads its rows of the fused tensors, the export fuses them again. Its
+    # tolerance: one embedding element of it differs by 2.7e-3, one step of the learning rate --
+    # a gradient element near 0 whose sign the two layouts' summation orders round apart, which
+    # AdamW's first steps (m / sqrt(v) ~ sign(g)) turn into a whole step either way; the rest agree
+    # within 7e-5 (measured), and a wrong fusion moves whole tensors by O(1).
+    for model, ranks, extra, tolerance in [
+            ("tiny-llama", 8, ["--tp", "2", "--pp", "2", "--distributed-optimizer", "--sequence-parallel",
+                               "--overlap-grad-reduce"], 1e-5),
+            ("tiny-llama-tied", 4, ["--pp", "2", "--recompute-activations", "--logits-chunk-rows", "5"], 1e-5),
+            ("tiny-phi3", 2, ["--tp", "2", "--sequence-parallel"], 1e-3)]:
         path = os.path.join(args.models, model)
         one = sft(args, path, data, os.path.join(tmp, model + "-1"))
         many = sft(args, path, data, os.path.join(tmp, model + "-n"), ranks, *extra)
         got, want = losses(many.stdout), losses(one.stdout)
         assert len(got) == len(want) == 8 and all(abs(g - w) <= 1e-5 * abs(w) for g, w in zip(got, want)), (got, want)
         same_weights(os.path.join(tmp, model + "-n"), os.path.join(tmp, model + "-1"),
-                     "%s on %d ranks (%s) vs 1 rank" % (model, ranks, " ".join(extra)))
+                     "%s on %d ranks (%s) vs 1 rank" % (model, ranks, " ".join(extra)), tolerance)
 
 
 def mean_score(args, model, data, tmp):

@@ -70,6 +70,49 @@ TEST_F(HfReaderTest, WrittenModelsShardAboveTheLimitAndReadBack) {
   }
 }
 
+// Phi-3's fused tensors: a layout whose "x.qkv" holds "x.q" (2 rows), "x.k" and "x.v" (1 row
+// each). Written from spin's tensors, the file holds one [4, 2] tensor of their rows in order;
+// read back, each tensor gets its rows -- a TP shard its share of them, a replicated tensor
+// all -- under a prefix too.
+TEST_F(HfReaderTest, FusedTensorsAreWrittenAsRowBlocksAndReadBackAsParts) {
+  const HfLayout layout{"", {{"qkv", {{"q", 2}, {"k", 1}, {"v", 1}}}}};
+  const std::vector<float> q = {1, 2, 3, 4}, k = {5, 6}, v = {7, 8}, other = {9};
+  const std::vector<HfTensor> tensors = {{"x.q", {2, 2}}, {"x.k", {1, 2}}, {"x.v", {1, 2}}, {"x.norm", {1}}};
+  const std::vector<const float*> values = {q.data(), k.data(), v.data(), other.data()};
+  const FileTensors files = fuse_tensors(layout.fusions, tensors, [&](std::size_t i) { return values[i]; });
+  ASSERT_EQ(files.tensors.size(), 2u);
+  EXPECT_EQ(files.tensors[0].name, "x.qkv");
+  EXPECT_EQ(files.tensors[0].shape, (Shape{4, 2}));
+  EXPECT_EQ(std::vector<float>(files.values(0), files.values(0) + 8), (std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(files.values(1)[0], 9.0f);
+  write_hf_model((dir_ / "m").string(), "{}", files.tensors, files.values, DType::F32);
+
+  Tensor q1 = Tensor::zeros({1, 2}), k0 = Tensor::zeros({1, 2}), v_all = Tensor::zeros({1, 2});
+  HfReader((dir_ / "m").string(), layout)
+      .load({{"x.q", q1, {2, 2}, 0, 1, 1}, {"x.k", k0, {1, 2}, 0, 0, 1}, {"x.v", v_all, {1, 2}, -1, 0, 0}});
+  EXPECT_EQ(std::vector<float>(q1.f32(), q1.f32() + 2), (std::vector<float>{3, 4}));  // q's second row
+  EXPECT_EQ(std::vector<float>(k0.f32(), k0.f32() + 2), k);
+  EXPECT_EQ(std::vector<float>(v_all.f32(), v_all.f32() + 2), v);
+  // The same under a prefix (the reader's), and a part whose rows do not fit is an error naming
+  // the file tensor.
+  fs::create_directories(dir_ / "p");
+  write_safetensors((dir_ / "p" / "model.safetensors").string(),
+                    {{"lm.x.qkv", DType::F32, {4, 2}, files.values(0)}});
+  Tensor v2 = Tensor::zeros({1, 2});
+  HfReader((dir_ / "p").string(), {"lm.", layout.fusions}).load({{"x.v", v2, {1, 2}, -1, 0, 0}});
+  EXPECT_EQ(std::vector<float>(v2.f32(), v2.f32() + 2), v);
+  Tensor wide = Tensor::zeros({1, 3});
+  try {
+    HfReader((dir_ / "m").string(), layout).load({{"x.k", wide, {1, 3}, -1, 0, 0}});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("x.qkv"), std::string::npos) << e.what();
+  }
+  // Parts out of the fusion's order cannot be written as its rows.
+  const std::vector<HfTensor> swapped = {{"x.k", {1, 2}}, {"x.q", {2, 2}}, {"x.v", {1, 2}}};
+  EXPECT_THROW(fuse_tensors(layout.fusions, swapped, [&](std::size_t i) { return values[i]; }), Error);
+}
+
 TEST_F(HfReaderTest, MissingWeightsAndBadIndexAreErrors) {
   EXPECT_THROW(HfReader((dir_ / "absent").string()), Error);
   EXPECT_THROW(HfReader(dir_.string()), Error);  // no weights at all

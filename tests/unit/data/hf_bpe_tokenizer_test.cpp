@@ -120,6 +120,10 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   // qwen3: Qwen3's template with enable_thinking=False, the empty think block after the
   // generation prompt (<think> and </think> added tokens of its tokenizer).
   expect_chat_cases("hf_bpe/qwen3", PromptTemplate::Qwen3, "\n");
+  // phi4: Phi-4's template (its tokenizer's <|im_sep|> between role and content, the assistant's
+  // header after every user turn, no newlines, no BOS though its tokenizer names one), the
+  // response ending with <|im_end|>.
+  expect_chat_cases("hf_bpe/phi4", PromptTemplate::Phi4, "");
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen2");
   EXPECT_FALSE(t->bos_id().has_value());
   EXPECT_EQ(t->eos_id(), t->token_id("<|im_end|>"));
@@ -241,8 +245,10 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   EXPECT_EQ(choose_prompt_template("auto", llama31.get()), PromptTemplate::Llama31);
   const auto qwen3 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen3");
   EXPECT_EQ(choose_prompt_template("auto", qwen3.get()), PromptTemplate::Qwen3);
+  const auto phi4 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/phi4");  // ChatML's and <|im_sep|>
+  EXPECT_EQ(choose_prompt_template("auto", phi4.get()), PromptTemplate::Phi4);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
-  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma, gemma3, llama2, mistral or mistral-v3)"),
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma, gemma3, llama2, mistral, mistral-v3 or phi4)"),
             std::string::npos)
       << e;
 }

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "data/prompt_template.h"
 
 namespace spin::data {
 namespace {
@@ -61,6 +62,43 @@ TEST(SentencePieceTokenizer, MatchesThePythonPackagesIds) {
   ids.insert(ids.begin(), 1);
   ids.push_back(2);
   EXPECT_EQ(t->decode(ids), "Hello, wörld! 123");
+}
+
+// Tokens added past the SentencePiece model's pieces (Phi-3's chat tokens, 32000-32010 over its
+// 32000 pieces) from added_tokens.json or tokenizer.json: known by text, shown as specials, left
+// out by decode() -- and `auto` refuses Phi-3's chat format by name instead of writing its
+// markers as text (chat, Zephyr's, would).
+TEST(SentencePieceTokenizer, KnowsTokensAddedPastItsPieces) {
+  const fs::path dir = fs::temp_directory_path() / ("spin_spm_added_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(SPIN_TEST_DATA_DIR "/tiny_spm/tokenizer.model", dir / "tokenizer.model",
+                fs::copy_options::overwrite_existing);
+  std::ofstream(dir / "added_tokens.json") << R"({"<unk>": 0, "<|end|>": 407, "<|user|>": 410, "<|assistant|>": 401})";
+  const auto t = Tokenizer::load(dir.string());
+  EXPECT_EQ(t->vocab_size(), 411);
+  EXPECT_EQ(t->token_id("<|user|>"), 410);
+  EXPECT_EQ(t->token_id("<unk>"), 0);  // a piece of the model: its own id
+  EXPECT_EQ(t->special_text(407), "<|end|>");
+  EXPECT_EQ(t->special_text(405), std::nullopt);
+  std::vector<std::int32_t> ids = {410};
+  const auto hello = t->encode("Hello");
+  ids.insert(ids.end(), hello.begin(), hello.end());
+  ids.push_back(407);
+  EXPECT_EQ(t->decode(ids), "Hello");
+  EXPECT_EQ(decode_showing_specials(*t, ids), "<|user|>Hello<|end|>");
+  try {
+    choose_prompt_template("auto", t.get());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("Phi-3's chat tokens"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(choose_prompt_template("plain", t.get()), PromptTemplate::Plain);
+  // From tokenizer.json's added_tokens when there is no added_tokens.json.
+  fs::remove(dir / "added_tokens.json");
+  std::ofstream(dir / "tokenizer.json") << R"({"added_tokens": [{"id": 1, "content": "<s>"}, {"id": 400, "content": "<|x|>"}]})";
+  EXPECT_EQ(Tokenizer::load(dir.string())->token_id("<|x|>"), 400);
+  EXPECT_EQ(Tokenizer::load(dir.string())->vocab_size(), 401);
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace spin::model {
@@ -98,8 +100,9 @@ TEST(ModelConfig, ReadsLinearAndLlama3RopeScaling) {
 TEST(ModelConfig, RefusesWhatItDoesNotImplement) {
   EXPECT_NE(error_of(with("rope_scaling", R"({"type": "dynamic", "factor": 2.0})")).find("rope_scaling"),
             std::string::npos);
-  EXPECT_NE(error_of(with("rope_scaling", R"({"rope_type": "yarn", "factor": 4.0})")).find("linear and llama3"),
-            std::string::npos);
+  EXPECT_NE(error_of(with("rope_scaling", R"({"rope_type": "yarn", "factor": 4.0})")).find("linear, llama3 and longrope"),
+            std::string::npos);  // (Phi3Config alone reads yarn as longrope)
+  EXPECT_NE(error_of(with("partial_rotary_factor", "0.75")).find("partial_rotary_factor 0.75"), std::string::npos);
   EXPECT_NE(error_of(with("attention_bias", "true")).find("attention_bias"), std::string::npos);
   EXPECT_NE(error_of(with("hidden_act", "\"gelu\"")).find("hidden_act"), std::string::npos);
   // Gemma 3's multimodal form needs its text_config; other model types are refused by name.
@@ -155,6 +158,50 @@ TEST(ModelConfig, ReadsQwen2WithQkvBiasesAndItsSlidingWindowSwitch) {
 
 // Qwen3-0.6B's config.json as published: head norms, an explicit head_dim (128, not 1024 / 16),
 // an integer rope_theta, attention_bias false, no window.
+// Phi-3-mini-128k's shape (its factors here made up; the published lists have 48 entries too):
+// Llama with q/k/v and gate/up fused in its files, LongRoPE ("su", as the first release wrote
+// it) with an attention factor of sqrt(1 + ln 32 / ln 4096), sequences up to the original 4096
+// positions, and a window in every layer.
+TEST(ModelConfig, ReadsPhi3WithLongRope) {
+  std::string factors = "[";
+  for (int i = 0; i < 48; ++i) factors += (i ? ", " : "") + std::to_string(1.0 + 0.05 * i);
+  factors += "]";
+  const std::string phi3 = R"({
+    "architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "vocab_size": 32064, "hidden_size": 3072,
+    "intermediate_size": 8192, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
+    "hidden_act": "silu", "max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
+    "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "sliding_window": 262144, "tie_word_embeddings": false,
+    "bos_token_id": 1, "eos_token_id": 32000, "pad_token_id": 32000,
+    "rope_scaling": {"type": "su", "short_factor": )" + factors + R"(, "long_factor": )" + factors + "}}";
+  const ModelConfig c = ModelConfig::from_json(phi3, "config.json");
+  EXPECT_TRUE(c.fused_projections);
+  EXPECT_EQ(c.head_dim, 96);
+  ASSERT_TRUE(c.rope_scaling.has_value());
+  EXPECT_EQ(c.rope_scaling->type, RopeScaling::Type::LongRope);
+  EXPECT_EQ(c.rope_scaling->short_factor.size(), 48u);
+  EXPECT_FLOAT_EQ(c.rope_scaling->short_factor[2], 1.1f);
+  EXPECT_EQ(c.rope_scaling->original_max_position_embeddings, 4096);
+  EXPECT_FLOAT_EQ(c.rope_scaling->attention_factor, 1.1902381f);  // sqrt(1 + ln 32 / ln 4096)
+  EXPECT_EQ(c.max_sequence_length(), 4096);  // the long factors are not implemented
+  EXPECT_EQ(c.sliding_window, 262144);
+  EXPECT_EQ(std::count(c.windowed_layers.begin(), c.windowed_layers.end(), true), 32);
+  EXPECT_EQ(c.num_parameters(), 3821079552);  // Phi-3-mini's 3.8B
+  // Without rope_scaling (the 4k models) every position.
+  std::string four_k = phi3.substr(0, phi3.rfind(',', phi3.find("\"rope_scaling\""))) + "}";
+  four_k.replace(four_k.find("131072"), 6, "4096");
+  EXPECT_EQ(ModelConfig::from_json(four_k, "c").max_sequence_length(), 4096);
+  // A given attention_factor wins; the lists must cover head_dim / 2; original_max_position_embeddings is needed.
+  std::string given = phi3;
+  given.replace(given.find("\"type\": \"su\""), 12, "\"type\": \"longrope\", \"attention_factor\": 1.5");
+  EXPECT_FLOAT_EQ(ModelConfig::from_json(given, "c").rope_scaling->attention_factor, 1.5f);
+  std::string short_list = phi3;
+  short_list.replace(short_list.find("\"short_factor\": [") + 17, 10, "");  // its first entry
+  EXPECT_NE(error_of(short_list).find("short_factor has 47 entries"), std::string::npos) << error_of(short_list);
+  std::string no_original = phi3;
+  no_original.replace(no_original.find("\"original_max_position_embeddings\": 4096,"), 41, "");
+  EXPECT_NE(error_of(no_original).find("original_max_position_embeddings"), std::string::npos);
+}
+
 TEST(ModelConfig, ReadsQwen3WithItsHeadNorms) {
   const std::string qwen3 = R"({
     "architectures": ["Qwen3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
