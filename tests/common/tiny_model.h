@@ -19,7 +19,9 @@ namespace spin::testing {
 // 4 keys in its even layers; Gemma 3's: Gemma 2's without caps, head norms of 1 + w, and a
 // 3-key window in layer 0 of every 2 (sliding_window_pattern 2), whose RoPE base (100) is not the
 // global layers' (10000).
-enum class TinyFamily { Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3 };
+// Phi-3's: LongRoPE's short factors (1.5 and 3, alternating) and attention factor
+// (original_max_position_embeddings 32 of 64: sqrt(1 + ln 2 / ln 32)).
+enum class TinyFamily { Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3 };
 
 // Its model_type, for the tests' traces.
 inline const char* tiny_family_name(TinyFamily f) {
@@ -31,6 +33,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Gemma: return "gemma";
     case TinyFamily::Gemma2: return "gemma2";
     case TinyFamily::Gemma3: return "gemma3_text";
+    case TinyFamily::Phi3: return "phi3";
   }
   return "?";
 }
@@ -48,7 +51,15 @@ struct TinyShape {
 };
 
 inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
-  const char* type = s.family == TinyFamily::Mistral ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
+  std::string phi3 = "\"model_type\": \"phi3\", \"original_max_position_embeddings\": 32, \"rope_scaling\": "
+                     "{\"type\": \"longrope\", \"short_factor\": [";
+  for (int i = 0; i < s.hidden / s.heads / 2; ++i) phi3 += i % 2 ? ", 3.0" : (i ? ", 1.5" : "1.5");
+  phi3 += "], \"long_factor\": [";
+  for (int i = 0; i < s.hidden / s.heads / 2; ++i) phi3 += i ? ", 8.0" : "8.0";
+  phi3 += "]}, ";
+  const std::string type =
+      s.family == TinyFamily::Phi3      ? phi3
+      : s.family == TinyFamily::Mistral ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
                      : s.family == TinyFamily::Qwen2 ? "\"model_type\": \"qwen2\", "
                      : s.family == TinyFamily::Qwen3 ? "\"model_type\": \"qwen3\", "
                      : s.family == TinyFamily::Gemma ? "\"model_type\": \"gemma\", "
@@ -59,7 +70,7 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
                          ? "\"model_type\": \"gemma3_text\", \"query_pre_attn_scalar\": 3, \"sliding_window\": 3, "
                            "\"sliding_window_pattern\": 2, \"rope_local_base_freq\": 100.0, "
                          : "";
-  const std::string json = std::string("{") + type +
+  const std::string json = "{" + type +
       "\"vocab_size\": " + std::to_string(s.vocab) +
       ", \"hidden_size\": " + std::to_string(s.hidden) +
       ", \"intermediate_size\": " + std::to_string(s.intermediate) +

@@ -147,12 +147,13 @@ TEST(TensorParallel, MatchesOneRankWithQkvBiasesAtTp2AndTp4) {
 // tied. Gemma 2: the norms of o_proj's and down_proj's reduced outputs (under sequence
 // parallelism on each rank's rows, their weight gradients all-reduced), capped scores and logits,
 // windows in alternate layers; Mistral: every layer's window; Gemma 3: Gemma 2's norms with
-// Qwen3's head norms (of 1 + w), the local layers' own RoPE table. Each in float32, with
+// Qwen3's head norms (of 1 + w), the local layers' own RoPE table; Phi-3: LongRoPE's scaled
+// table. Each in float32, with
 // recomputation, and in bf16 with sequence parallelism (Gemma's bf16-rounded scale).
 TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
   using testing::TinyFamily;
   for (const TinyFamily family : {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2,
-                                     TinyFamily::Gemma3}) {
+                                     TinyFamily::Gemma3, TinyFamily::Phi3}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;
