@@ -216,8 +216,7 @@ int main() {
     row("log-softmax pieces 4096 x 32000 (2 passes)", ms, 2.0 * rows * vocab * 4, "GB/s", bandwidth);
   }
   // ---- attention, every path: 4 sequences of 2048 tokens, 32 heads of 128 (Llama-7B), 16 heads
-  // of 256 (Gemma-7B: tensor cores where the device has their 190 KiB of shared memory a block,
-  // dV and dK in two passes there), and again with Gemma 2's score cap
+  // of 256 (Gemma-7B: tensor cores with 32-row key tiles, dV and dK in two passes there), and again with Gemma 2's score cap
   // (50: a tanh per score forward, its slope in the backward), and 32 x 128 in a sliding window of
   // 512 keys (Mistral's shape, its 4096-key window scaled to these sequences) ---------------------
   // FLOPs of the scores each query sees (sum_i min(i + 1, window): half the square without a

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "checkpoint/safetensors.h"
+#include "core/hf_layout.h"
 #include "core/sharded_tensor.h"
 
 namespace spin::ckpt {

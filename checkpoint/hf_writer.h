@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/hf_layout.h"
 #include "core/sharded_tensor.h"
 #include "parallel/communicator.h"
 

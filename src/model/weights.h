@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/hf_layout.h"
 #include "core/sharded_tensor.h"
 #include "core/tensor.h"
 #include "core/workspace.h"

@@ -41,17 +41,14 @@ TEST(CudaModel, MixedPrecisionMatchesTheCpuBf16Reference) {
   }
 }
 
-// The tensor-core attention kernels (bf16, head_dim 64; and 256, Gemma's, as a Gemma 2 where the
-// device has the shared memory) inside the model: P, dO and dS are rounded to bf16 for their
+// The tensor-core attention kernels (bf16, head_dim 64; and 256, Gemma's, as a Gemma 2) inside
+// the model: P, dO and dS are rounded to bf16 for their
 // products on the GPU but not on the CPU reference, one more bf16 rounding per attention
 // product -- twice the bound above.
 TEST(CudaModel, TensorCoreAttentionMatchesTheCpuBf16Reference) {
   const kernels::CudaKernels gpu;
   for (const int head_dim : {64, 256}) {
-    if (!kernels::cuda_detail::tensor_core_attention_supports(head_dim)) {
-      std::printf("  head_dim %d: this device has too little shared memory for tensor cores\n", head_dim);
-      continue;
-    }
+    ASSERT_TRUE(kernels::cuda_detail::tensor_core_attention_supports(head_dim));
     SCOPED_TRACE(cat("head_dim ", head_dim));
     const DeviceModelErrors errors = compare_model_on_device(gpu, true, false, head_dim,
                                                              head_dim == 256 ? TinyFamily::Gemma2 : TinyFamily::Qwen2);

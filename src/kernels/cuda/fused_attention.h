@@ -55,10 +55,8 @@ void fused_cached_attention(const FusedCachedArgs& a, void* out, cudaStream_t st
 void fused_attention_backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, const float* dout,
                               const float* lse, float* delta, cudaStream_t stream);
 
-// Tensor-core kernels for bf16 q, k, v (tensor_core_attention.cu): head_dim 64 or 128, and 256
-// on a device that lets a block have its 190 KiB of shared memory (Hopper; not A100). The same
-// saved log-sum-exp as the kernels above; the backward also reads the forward's bf16 output.
-// supports() asks the current device once (spin runs one GPU per rank).
+// Tensor-core kernels for bf16 q, k, v (tensor_core_attention.cu): head_dim 64, 128 or 256. The
+// same saved log-sum-exp as the kernels above; the backward also reads the forward's bf16 output.
 bool tensor_core_attention_supports(long long head_dim);
 void tensor_core_attention_forward(const FusedAttentionArgs& a, void* out, float* lse, cudaStream_t stream);
 void tensor_core_attention_backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, const float* dout,

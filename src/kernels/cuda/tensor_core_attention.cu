@@ -62,22 +62,9 @@ void backward(const FusedAttentionArgs& a, float* dq, float* dk, float* dv, cons
   }
 }
 
-// The shared memory this device lets one block opt into (227 KiB on Hopper, 163 KiB on A100).
-int device_shared_bytes_optin() {
-  int device = 0, bytes = 0;
-  SPIN_CUDA_CHECK(cudaGetDevice(&device));
-  SPIN_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  return bytes;
-}
-
 }  // namespace
 
-bool tensor_core_attention_supports(long long head_dim) {
-  if (head_dim == 64 || head_dim == 128) return true;  // 121 KiB at most: every sm_80+ device
-  if (head_dim != 256) return false;
-  static const bool fits = static_cast<unsigned>(device_shared_bytes_optin()) >= kSharedBytes<256>;  // one GPU a rank
-  return fits;
-}
+bool tensor_core_attention_supports(long long head_dim) { return head_dim == 64 || head_dim == 128 || head_dim == 256; }
 
 void tensor_core_attention_forward(const FusedAttentionArgs& a, void* out, float* lse, cudaStream_t stream) {
   require(a.bf16, "tensor-core attention: q, k, v must be bf16");

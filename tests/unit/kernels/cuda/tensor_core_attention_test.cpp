@@ -163,8 +163,8 @@ TEST(TensorCoreAttentionEmulated, SlidingWindowsMatchTheCpu) {
   check_against_the_cpu<128>({{0, 100}, 4, 1, 0.5f, 40});
 }
 
-// Gemma's head size (256): the forward's output accumulated 128 columns at a time, and dV and dK
-// in two passes. Sequences of 1, 17 and 82 tokens with two query heads per kv head (Gemma-2-9B's
+// Gemma's head size (256): 32-row key (dK/dV: query) tiles, two to a block of 64 rows, the
+// forward's output accumulated 128 columns at a time, and dV and dK in two passes. Sequences of 1, 17 and 82 tokens with two query heads per kv head (Gemma-2-9B's
 // grouping); Gemma 2's cap and window; one kv head for four (Gemma-3-1B's) over three blocks
 // with a window of 40 keys, as Gemma 3's local layers.
 TEST(TensorCoreAttentionEmulated, HeadDim256MatchesTheCpu) {
