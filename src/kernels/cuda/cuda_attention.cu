@@ -1,5 +1,5 @@
 // CudaKernels' attention (cuda_kernels.h): the choice among the kernels for each call -- the
-// tensor-core forward and backward (bf16, head_dim 64 / 128), the fused SIMT kernels, or cuBLAS
+// tensor-core forward and backward (bf16, head_dim 64 / 128 / 256), the fused SIMT kernels, or cuBLAS
 // products around a masked softmax -- for packed causal attention and for attention over the
 // KV cache (prefill runs, decode runs, and both in one call under continuous batching).
 #include <algorithm>
