@@ -81,8 +81,10 @@ def main():
     p.add_argument("--mistral", action="store_true", help="a MistralForCausalLM: --sliding-window in every layer")
     p.add_argument("--phi3", action="store_true",
                    help="a Phi3ForCausalLM: q/k/v fused as qkv_proj, gate/up as gate_up_proj, LongRoPE with "
-                        "short factors in [1, 4) and original_max_position_embeddings 64 (attention factor "
-                        "sqrt(1 + ln 8 / ln 64) at 512 positions)")
+                        "short factors in [1, 4) and --original-max-positions (attention factor "
+                        "sqrt(1 + ln 8 / ln 64) at the default 512 and 64)")
+    p.add_argument("--original-max-positions", type=int, default=64,
+                   help="--phi3's original_max_position_embeddings (LongRoPE's sequences stop there)")
     p.add_argument("--sliding-window", type=int, default=8,
                    help="the window of --mistral and --gemma2 (keys; shorter than the test sequences)")
     p.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")
@@ -191,7 +193,7 @@ def main():
                        "sliding_window": a.sliding_window})
     if a.phi3:  # Phi-3's own keys, as Phi-3-mini-128k-instruct's config.json has them (no window here)
         half = head_dim // 2
-        config.update({"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "original_max_position_embeddings": 64,
+        config.update({"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "original_max_position_embeddings": a.original_max_positions,
                        "sliding_window": None, "attention_bias": False, "pad_token_id": 0, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
                        "attention_dropout": 0.0, "rope_scaling": {
                            "type": "longrope",

@@ -84,12 +84,15 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     a tiny Gemma 2 (besides, four norms a layer, its score scale, capped scores and logits) with
     the same tokenizer; gemma3: a tiny Gemma 3 (Gemma 2's parts without caps, head norms, local
     and global layers) with tests/data/gemma3_spm's (<start_of_image> 6 besides); llama_spm / mistral_v3_spm: a tiny Llama with that folder's SentencePiece
-    model in Llama 2's / Mistral v0.3's layout (vocabulary 400, <s> 1, </s> 2, a dummy prefix)."""
-    qwen = kind in ("qwen2", "qwen3")
+    model in Llama 2's / Mistral v0.3's layout (vocabulary 400, <s> 1, </s> 2, a dummy prefix);
+    phi4: a tiny Phi-3 (fused q/k/v and gate/up, LongRoPE over 96 of 192 positions) with
+    hf_bpe/phi4's tokenizer (Phi-4's <|endoftext|> 0, <|im_start|> 1, <|im_end|> 2, <|im_sep|> 3)."""
+    qwen = kind in ("qwen2", "qwen3", "phi4")  # their token ids: BOS 0, EOS 2
     gemma = kind in ("gemma", "gemma2", "gemma3")
     spm = gemma or kind in ("llama_spm", "mistral_v3_spm")
     extra = {"llama3": [], "qwen2": ["--qwen2", "--tie"], "qwen3": ["--qwen3"], "gemma": ["--gemma"],
-             "gemma2": ["--gemma2"], "gemma3": ["--gemma3"], "llama_spm": [], "mistral_v3_spm": []}[kind]
+             "gemma2": ["--gemma2"], "gemma3": ["--gemma3"], "llama_spm": [], "mistral_v3_spm": [],
+             "phi4": ["--phi3", "--max-positions", "192", "--original-max-positions", "96"]}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
                     "400" if spm else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)

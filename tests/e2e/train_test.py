@@ -458,6 +458,12 @@ def case_hf_tokenizer(args, tmp):
     assert before["language_model.model.layers.0.self_attn.k_norm.weight"] != \
         after["language_model.model.layers.0.self_attn.k_norm.weight"]
     print("Gemma 3 multimodal checkpoint at TP 2: the text model's losses; exported whole, its language model trained")
+    # Phi-3 (q/k/v and gate/up fused in its files, LongRoPE) with Phi-4's tokenizer: auto picks
+    # phi4 by <|im_sep|>; each TP rank reads its rows of the fused tensors, the export fuses the
+    # trained ones again.
+    after, out = train_family(args, config, tmp, "phi4", "model.layers.0.mlp.gate_up_proj.weight")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "phi3"
+    print("Phi-3 + phi4 template at TP 2 in bf16: 6 steps, first loss log 2, fused tensors trained, exported fused")
 
 
 def case_offline(args, tmp):
