@@ -21,7 +21,9 @@ namespace {
 namespace fs = std::filesystem;
 
 // Tokens a Hugging Face directory adds past its SentencePiece model's pieces (Phi-3's chat tokens,
-// ids 32000-32010): added_tokens.json's {"token": id}, else tokenizer.json's "added_tokens".
+// ids 32000-32010): added_tokens.json's {"token": id}, else tokenizer_config.json's
+// added_tokens_decoder {"id": {"content": token, ...}} -- small files; tokenizer.json (tens of MB
+// for Gemma's vocabulary) is not parsed for them.
 std::map<std::string, std::int32_t> added_tokens(const fs::path& dir, int pieces) {
   std::map<std::string, std::int32_t> added;
   const auto add = [&](const std::string& token, const nlohmann::json& id, const fs::path& file) {
@@ -32,13 +34,15 @@ std::map<std::string, std::int32_t> added_tokens(const fs::path& dir, int pieces
     const nlohmann::json j = read_json_file((dir / "added_tokens.json").string());
     require(j.is_object(), (dir / "added_tokens.json").string(), ": expected {\"token\": id, ...}");
     for (const auto& [token, id] : j.items()) add(token, id, dir / "added_tokens.json");
-  } else if (fs::exists(dir / "tokenizer.json")) {
-    const nlohmann::json j = read_json_file((dir / "tokenizer.json").string());
-    if (j.is_object() && j.contains("added_tokens") && j.at("added_tokens").is_array()) {
-      for (const nlohmann::json& t : j.at("added_tokens")) {
-        require(t.is_object() && t.contains("content") && t.at("content").is_string() && t.contains("id"),
-                (dir / "tokenizer.json").string(), ": an added token needs \"content\" and \"id\"");
-        add(t.at("content").get<std::string>(), t.at("id"), dir / "tokenizer.json");
+  } else if (fs::exists(dir / "tokenizer_config.json")) {
+    const fs::path file = dir / "tokenizer_config.json";
+    const nlohmann::json j = read_json_file(file.string());
+    if (j.is_object() && j.contains("added_tokens_decoder") && j.at("added_tokens_decoder").is_object()) {
+      for (const auto& [id, t] : j.at("added_tokens_decoder").items()) {
+        require(t.is_object() && t.contains("content") && t.at("content").is_string() &&
+                    !id.empty() && id.find_first_not_of("0123456789") == std::string::npos && id.size() < 10,
+                file.string(), ": added_tokens_decoder entry \"", id, "\" needs a numeric id and a \"content\"");
+        add(t.at("content").get<std::string>(), std::stoll(id), file);
       }
     }
   }

@@ -65,7 +65,7 @@ TEST(SentencePieceTokenizer, MatchesThePythonPackagesIds) {
 }
 
 // Tokens added past the SentencePiece model's pieces (Phi-3's chat tokens, 32000-32010 over its
-// 32000 pieces) from added_tokens.json or tokenizer.json: known by text, shown as specials, left
+// 32000 pieces) from added_tokens.json or tokenizer_config.json's added_tokens_decoder: known by text, shown as specials, left
 // out by decode() -- and `auto` refuses Phi-3's chat format by name instead of writing its
 // markers as text (chat, Zephyr's, would).
 TEST(SentencePieceTokenizer, KnowsTokensAddedPastItsPieces) {
@@ -93,11 +93,20 @@ TEST(SentencePieceTokenizer, KnowsTokensAddedPastItsPieces) {
     EXPECT_NE(std::string(e.what()).find("Phi-3's chat tokens"), std::string::npos) << e.what();
   }
   EXPECT_EQ(choose_prompt_template("plain", t.get()), PromptTemplate::Plain);
-  // From tokenizer.json's added_tokens when there is no added_tokens.json.
+  // From tokenizer_config.json's added_tokens_decoder when there is no added_tokens.json; a
+  // malformed entry is an error naming the file.
   fs::remove(dir / "added_tokens.json");
-  std::ofstream(dir / "tokenizer.json") << R"({"added_tokens": [{"id": 1, "content": "<s>"}, {"id": 400, "content": "<|x|>"}]})";
+  std::ofstream(dir / "tokenizer_config.json")
+      << R"({"added_tokens_decoder": {"1": {"content": "<s>"}, "400": {"content": "<|x|>", "special": true}}})";
   EXPECT_EQ(Tokenizer::load(dir.string())->token_id("<|x|>"), 400);
   EXPECT_EQ(Tokenizer::load(dir.string())->vocab_size(), 401);
+  std::ofstream(dir / "tokenizer_config.json") << R"({"added_tokens_decoder": {"x": {"content": "<|x|>"}}})";
+  try {
+    Tokenizer::load(dir.string());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer_config.json"), std::string::npos) << e.what();
+  }
   fs::remove_all(dir);
 }
 
