@@ -130,15 +130,18 @@ std::vector<std::string> SafetensorsFile::names() const {
   return out;
 }
 
-std::vector<float> SafetensorsFile::read_all(const std::string& name) const {
-  const SafetensorsEntry& e = entry(name);
+DType SafetensorsFile::float_dtype(const std::string& name, const SafetensorsEntry& e) const {
   require(e.dtype && (*e.dtype == DType::F32 || *e.dtype == DType::BF16 || *e.dtype == DType::F16 ||
                       *e.dtype == DType::F64),
           path_, ": tensor \"", name, "\" has dtype ", e.dtype_name, "; spin reads F32, BF16, F16 and F64");
-  std::int64_t n = 1;
-  for (std::int64_t d : e.shape) n *= d;
-  std::vector<float> out(static_cast<std::size_t>(n));
-  convert_to_f32(data_ + e.begin, *e.dtype, out.size(), out.data());
+  return *e.dtype;
+}
+
+std::vector<float> SafetensorsFile::read_all(const std::string& name) const {
+  const SafetensorsEntry& e = entry(name);
+  const DType dtype = float_dtype(name, e);
+  std::vector<float> out(static_cast<std::size_t>(shape_numel(e.shape)));
+  convert_to_f32(data_ + e.begin, dtype, out.size(), out.data());
   return out;
 }
 
@@ -146,18 +149,15 @@ void SafetensorsFile::read_shard(const ShardedTensor& t) const {
   const SafetensorsEntry& e = entry(t.name);
   require(e.shape == t.global_shape, path_, ": tensor \"", t.name, "\" has shape ",
           shape_str(e.shape), " but the model expects ", shape_str(t.global_shape));
-  require(e.dtype && (*e.dtype == DType::F32 || *e.dtype == DType::BF16 ||
-                      *e.dtype == DType::F16 || *e.dtype == DType::F64),
-          path_, ": tensor \"", t.name, "\" has dtype ", e.dtype_name,
-          "; spin reads F32, BF16, F16 and F64");
-  const std::size_t elem = dtype_size(*e.dtype);
+  const DType dtype = float_dtype(t.name, e);
+  const std::size_t elem = dtype_size(dtype);
   const unsigned char* src = data_ + e.begin;
   const Tensor host = host_readable(t.local);  // converted on the host, then copied to a GPU
   float* dst = host.f32();
   if (t.replicated()) {
     require(t.local.shape() == e.shape, path_, ": tensor \"", t.name, "\": local shape ",
             shape_str(t.local.shape()), " differs from the file's ", shape_str(e.shape));
-    convert_to_f32(src, *e.dtype, static_cast<std::size_t>(t.local.numel()), dst);
+    convert_to_f32(src, dtype, static_cast<std::size_t>(t.local.numel()), dst);
     t.local.copy_from(host);
     return;
   }
@@ -174,7 +174,7 @@ void SafetensorsFile::read_shard(const ShardedTensor& t) const {
   for (std::int64_t o = 0; o < outer; ++o) {
     const std::int64_t from = (o * e.shape[dim] + t.offset) * inner;
     float* to = dst + o * local_len * inner;
-    convert_to_f32(src + static_cast<std::size_t>(from) * elem, *e.dtype,
+    convert_to_f32(src + static_cast<std::size_t>(from) * elem, dtype,
                    static_cast<std::size_t>(t.length * inner), to);
     std::fill(to + t.length * inner, to + local_len * inner, 0.0f);
   }

@@ -45,6 +45,10 @@ class SafetensorsFile {
   std::vector<float> read_all(const std::string& name) const;
 
  private:
+  // Entry `e` (of tensor `name`)'s dtype, one of those spin converts to float32; else an error
+  // naming the file and the tensor.
+  DType float_dtype(const std::string& name, const SafetensorsEntry& e) const;
+
   std::string path_;
   int fd_ = -1;
   void* map_ = nullptr;
