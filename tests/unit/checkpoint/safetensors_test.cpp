@@ -117,6 +117,7 @@ TEST_F(Safetensors, ShapeMismatchMissingTensorAndUnreadableDtypeAreErrors) {
   Tensor two = Tensor::zeros({2});
   EXPECT_NE(error_of([&] { ints.read_shard({"i", two, {2}, -1, 0, 0}); }).find("dtype I8"),
             std::string::npos);
+  EXPECT_NE(error_of([&] { ints.read_all("i"); }).find("tensor \"i\" has dtype I8"), std::string::npos);
 }
 
 }  // namespace
