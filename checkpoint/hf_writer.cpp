@@ -234,15 +234,15 @@ FileTensors fuse_tensors(const std::vector<HfLayout::Fusion>& fusions, const std
 
 void save_hf_model(const std::string& dir, const std::string& config_json,
                    const std::vector<ShardedTensor>& local, parallel::Communicator& mp,
-                   DType dtype, const MultimodalSource* multimodal, const std::vector<HfLayout::Fusion>& fusions) {
+                   DType dtype, const HfLayout& layout, const std::string& original_dir) {
   const std::vector<FullTensor> model = gather_model(local, mp);
   if (mp.rank() != 0) return;
   std::vector<HfTensor> tensors;
   for (const FullTensor& t : model) tensors.push_back({t.name, t.shape});
   const FileTensors files =
-      fuse_tensors(fusions, tensors, [&](std::size_t i) { return model[i].data.data(); });
-  if (multimodal != nullptr) {
-    write_multimodal_model(dir, *multimodal, files.tensors, files.values, dtype);
+      fuse_tensors(layout.fusions, tensors, [&](std::size_t i) { return model[i].data.data(); });
+  if (!layout.prefix.empty()) {
+    write_multimodal_model(dir, {original_dir, layout.prefix}, files.tensors, files.values, dtype);
   } else {
     write_hf_model(dir, config_json, files.tensors, files.values, dtype);
   }

@@ -74,12 +74,13 @@ void write_multimodal_model(const std::string& dir, const MultimodalSource& sour
 
 // Collective over `mp`: mp rank 0 writes `dir`/config.json (`config_json`) and
 // `dir`/model.safetensors in `dtype` (F32, BF16 or F16), into a temporary directory renamed
-// over `dir` at the end, so a failure never leaves a half-written model behind. With
-// `multimodal`, the multimodal model it is the language model of (write_multimodal_model;
-// config_json is then that model's). `fusions`: tensors the files hold fused (fuse_tensors).
+// over `dir` at the end, so a failure never leaves a half-written model behind -- as `layout`
+// lays the model out in Hugging Face files (model::hf_layout, as it was read from
+// `original_dir`): its fusions fused (fuse_tensors), and with a prefix the multimodal model of
+// `original_dir` whose language model it is (write_multimodal_model; config_json is then not
+// used).
 void save_hf_model(const std::string& dir, const std::string& config_json,
                    const std::vector<ShardedTensor>& local, parallel::Communicator& mp,
-                   DType dtype = DType::F32, const MultimodalSource* multimodal = nullptr,
-                   const std::vector<HfLayout::Fusion>& fusions = {});
+                   DType dtype = DType::F32, const HfLayout& layout = {}, const std::string& original_dir = "");
 
 }  // namespace spin::ckpt

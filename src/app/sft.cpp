@@ -276,10 +276,9 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
 
   // The first data-parallel replica writes the model (all replicas hold the same weights); a
   // multimodal --model (Gemma 3) whole, its language model trained.
-  const ckpt::MultimodalSource multimodal{o.model, config.hf_weight_prefix};
   if (grid.dp_rank() == 0) {
     ckpt::save_hf_model(o.output, config.json_text, weights.sharded_state_dict(), grid.mp(), save_dtype,
-                        config.hf_weight_prefix.empty() ? nullptr : &multimodal, model::hf_layout(config).fusions);
+                        model::hf_layout(config), o.model);
   }
   if (root) copy_tokenizer_files(o.model, o.output);
   world.barrier();

@@ -121,10 +121,9 @@ std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t 
 void save_policy(const std::string& dir, const TrainConfig& c, const model::ModelConfig& config,
                  const model::ModelWeights& policy, const parallel::ProcessGrid& grid, DType dtype) {
   // A multimodal model.path (Gemma 3) is written back whole, its language model trained.
-  const ckpt::MultimodalSource multimodal{c.model_path, config.hf_weight_prefix};
   if (grid.dp_rank() == 0) {
-    ckpt::save_hf_model(dir, config.json_text, policy.sharded_state_dict(), grid.mp(), dtype,
-                        config.hf_weight_prefix.empty() ? nullptr : &multimodal, model::hf_layout(config).fusions);
+    ckpt::save_hf_model(dir, config.json_text, policy.sharded_state_dict(), grid.mp(), dtype, model::hf_layout(config),
+                        c.model_path);
   }
   if (grid.world_rank() == 0) copy_tokenizer_files(c.model_path, dir);
   grid.world().barrier();
