@@ -56,7 +56,7 @@ struct FileTensors {
 FileTensors fuse_tensors(const std::vector<HfLayout::Fusion>& fusions, const std::vector<HfTensor>& tensors,
                          const std::function<const float*(std::size_t)>& values);
 
-// A multimodal model whose language model spin trains (Gemma 3: ModelConfig::hf_weight_prefix),
+// A multimodal model whose language model spin trains (Gemma 3, Mistral Small 3.1: ModelConfig::hf_weight_prefix),
 // for exports that write it back whole.
 struct MultimodalSource {
   std::string dir;     // the original Hugging Face directory

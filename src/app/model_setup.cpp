@@ -55,8 +55,8 @@ std::vector<std::int32_t> stop_ids(const std::string& model_dir, const model::Mo
 std::vector<std::string> tokenizer_files(const std::string& dir) {
   namespace fs = std::filesystem;
   std::vector<std::string> out;
-  for (const char* f : {"tokenizer.model", "byte_tokenizer.json", "tokenizer.json", "tokenizer_config.json",
-                        "special_tokens_map.json", "generation_config.json"}) {
+  for (const char* f : {"tokenizer.model", "added_tokens.json", "tekken.json", "byte_tokenizer.json", "tokenizer.json",
+                        "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
     const fs::path path = fs::path(dir) / f;
     if (fs::exists(path)) out.push_back(path.string());
   }

@@ -10,9 +10,9 @@
 namespace spin {
 
 // Where that is not one file tensor under each ShardedTensor name: a prefix before every name
-// (the language model of Gemma 3's multimodal checkpoints sits under "language_model."), and
-// tensors the files hold as consecutive row blocks of one (Phi-3's qkv_proj = [q_proj; k_proj;
-// v_proj], gate_up_proj = [gate_proj; up_proj]).
+// (the language model of Gemma 3's and Mistral Small 3.1's multimodal checkpoints sits under
+// "language_model."), and tensors the files hold as consecutive row blocks of one (Phi-3's
+// qkv_proj = [q_proj; k_proj; v_proj], gate_up_proj = [gate_proj; up_proj]).
 struct HfLayout {
   std::string prefix;
   struct Fusion {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes unicode_classes_table.inc: the code-point ranges of the character classes Hugging Face
-tokenizers' pre-tokenizer regular expressions use -- \\p{L} (Lu Ll Lt Lm Lo) and \\p{N} (Nd Nl
-No) -- from this Python's Unicode database (unicodedata.unidata_version); with --nfc,
+tokenizers' pre-tokenizer regular expressions use -- \\p{L} (Lu Ll Lt Lm Lo), \\p{N} (Nd Nl No),
+and for Mistral's Tekken expression the cased letters (Lu Lt, and Ll) and \\p{M} (Mn Mc Me) --
+from this Python's Unicode database (unicodedata.unidata_version); with --nfc,
 unicode_nfc_table.inc: what Normalization Form C needs (the canonical combining classes as runs,
 the canonical decompositions, one or two code points each, and the primary composites: the pairs
 whose composition NFC keeps -- exclusions, singletons and non-starter decompositions left out,
@@ -75,6 +76,9 @@ def main():
     else:
         print(table("kLetters", ranges({"Lu", "Ll", "Lt", "Lm", "Lo"})))
         print(table("kNumbers", ranges({"Nd", "Nl", "No"})))
+        print(table("kUppercase", ranges({"Lu", "Lt"})))
+        print(table("kLowercase", ranges({"Ll"})))
+        print(table("kMarks", ranges({"Mn", "Mc", "Me"})))
     print("// clang-format on")
 
 

@@ -1,6 +1,7 @@
 #include "data/hf_bpe_tokenizer.h"
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -24,12 +25,22 @@ constexpr std::string_view kLlama3Pattern =
 // Qwen2's: Llama-3's with one digit a piece.
 constexpr std::string_view kQwen2Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Mistral's Tekken (tekken.json's config.pattern, and the Split of its tokenizer.json): words cut
+// where lower case turns to upper, no contractions, one digit a piece.
+constexpr std::string_view kTekkenPattern =
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 bool letter(char32_t c) { return unicode::is_letter(c); }
 bool number(char32_t c) { return unicode::is_number(c); }
 bool space(char32_t c) { return unicode::is_whitespace(c); }
 bool crlf(char32_t c) { return c == U'\r' || c == U'\n'; }
 bool other(char32_t c) { return !space(c) && !letter(c) && !number(c); }  // [^\s\p{L}\p{N}]
+bool crlf_or_slash(char32_t c) { return crlf(c) || c == U'/'; }
+bool word_prefix(char32_t c) { return !crlf(c) && !letter(c) && !number(c); }  // [^\r\n\p{L}\p{N}]
+// Tekken's [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}] and [\p{Ll}\p{Lm}\p{Lo}\p{M}]: letters without case and
+// marks are in both.
+bool upper_like(char32_t c) { return unicode::is_mark(c) || (letter(c) && !unicode::is_lowercase(c)); }
+bool lower_like(char32_t c) { return unicode::is_mark(c) || (letter(c) && !unicode::is_uppercase(c)); }
 
 // The end of the run of code points from `i` that satisfy `in`.
 template <class Pred>
@@ -61,6 +72,16 @@ std::size_t spaces(const CodePoints& s, std::size_t i) {
   return j == s.size() || j - 1 == i ? j : j - 1;
 }
 
+// \s*[\r\n]+ (up to the last line break of the whitespace run at i), else \s+(?!\S) then \s+: the
+// last alternatives of Llama-3's and Tekken's expressions.
+std::size_t line_breaks_or_spaces(const CodePoints& s, std::size_t i) {
+  const std::size_t j = run(s, i, space);
+  for (std::size_t k = j; k > i; --k) {
+    if (crlf(s.cp[k - 1])) return k;
+  }
+  return spaces(s, i);
+}
+
 // One match of GPT-2's expression at i (leftmost-first alternation, as Oniguruma runs it).
 std::size_t match_gpt2(const CodePoints& s, std::size_t i) {
   if (const std::size_t j = contraction(s, i, false); j > i) return j;
@@ -84,12 +105,37 @@ std::size_t match_llama3(const CodePoints& s, std::size_t i, std::size_t max_dig
   // ' ?[^\s\p{L}\p{N}]+[\r\n]*'
   if (other(c)) return run(s, run(s, i, other), crlf);
   if (c == U' ' && i + 1 < s.size() && other(s.cp[i + 1])) return run(s, run(s, i + 1, other), crlf);
-  // \s*[\r\n]+: up to the last line break of the whitespace run
-  const std::size_t j = run(s, i, space);
-  for (std::size_t k = j; k > i; --k) {
-    if (crlf(s.cp[k - 1])) return k;
+  return line_breaks_or_spaces(s, i);
+}
+
+// [\p{Lu}...]*[\p{Ll}...]+ at p, as a backtracking engine matches it: the upper-like run as long as
+// possible, then shorter, until a lower-like code point follows; that run of lower-like ones is
+// the rest. The match's end, or npos.
+std::size_t cased_word(const CodePoints& s, std::size_t p) {
+  for (std::size_t k = run(s, p, upper_like) + 1; k-- > p;) {
+    if (k < s.size() && lower_like(s.cp[k])) return run(s, k, lower_like);
   }
-  return spaces(s, i);
+  return std::string_view::npos;
+}
+
+// One match of Tekken's expression at i (leftmost-first alternation, the optional prefix tried
+// first, as tiktoken's fancy-regex and Oniguruma run it).
+std::size_t match_tekken(const CodePoints& s, std::size_t i) {
+  const char32_t c = s.cp[i];
+  const bool prefix = word_prefix(c) && i + 1 < s.size();
+  // [^\r\n\p{L}\p{N}]?[upper-like]*[lower-like]+
+  if (prefix) {
+    if (const std::size_t j = cased_word(s, i + 1); j != std::string_view::npos) return j;
+  }
+  if (const std::size_t j = cased_word(s, i); j != std::string_view::npos) return j;
+  // [^\r\n\p{L}\p{N}]?[upper-like]+[lower-like]*
+  if (prefix && upper_like(s.cp[i + 1])) return run(s, run(s, i + 1, upper_like), lower_like);
+  if (upper_like(c)) return run(s, run(s, i, upper_like), lower_like);
+  if (number(c)) return i + 1;  // \p{N}
+  // ' ?[^\s\p{L}\p{N}]+[\r\n/]*'
+  if (other(c)) return run(s, run(s, i, other), crlf_or_slash);
+  if (c == U' ' && i + 1 < s.size() && other(s.cp[i + 1])) return run(s, run(s, i + 1, other), crlf_or_slash);
+  return line_breaks_or_spaces(s, i);
 }
 
 // GPT-2's map of the 256 bytes to printable characters (bytes_to_unicode).
@@ -101,6 +147,37 @@ std::vector<char32_t> byte_chars() {
     map[static_cast<std::size_t>(b)] = printable ? static_cast<char32_t>(b) : next++;
   }
   return map;
+}
+
+// The special tokens of tekken.json files without a list of their own (mistral-common's
+// Tekkenizer.DEPRECATED_SPECIAL_TOKENS, ids 0-19).
+constexpr std::array<const char*, 20> kTekkenLegacySpecials = {
+    "<unk>",     "<s>",      "</s>",     "[INST]",   "[/INST]",       "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
+    "[TOOL_RESULTS]", "[/TOOL_RESULTS]", "[TOOL_CALLS]", "[IMG]", "<pad>", "[IMG_BREAK]", "[IMG_END]",
+    "[PREFIX]",  "[MIDDLE]", "[SUFFIX]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[TOOL_CONTENT]"};
+
+// Standard base64 (with or without padding); `file` names the input in the error.
+std::string base64_decode(const std::string& text, const std::string& file) {
+  std::string out;
+  std::uint32_t bits = 0;
+  int held = 0;
+  for (char ch : text) {
+    if (ch == '=') break;
+    const int v = ch >= 'A' && ch <= 'Z'   ? ch - 'A'
+                  : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+                  : ch >= '0' && ch <= '9' ? ch - '0' + 52
+                  : ch == '+'              ? 62
+                  : ch == '/'              ? 63
+                                           : -1;
+    require(v >= 0, file, ": \"", text, "\" is not base64");
+    bits = (bits << 6) | static_cast<std::uint32_t>(v);
+    held += 6;
+    if (held >= 8) {
+      held -= 8;
+      out += static_cast<char>((bits >> held) & 0xFF);
+    }
+  }
+  return out;
 }
 
 std::string json_type(const nlohmann::json& j) { return j.is_object() ? j.value("type", "?") : j.dump(); }
@@ -156,12 +233,13 @@ struct HfBpeTokenizer::Loader {
     const std::string pattern = split.at("pattern").value("Regex", "");
     require(split.value("behavior", "") == "Isolated" && !split.value("invert", false), path,
             ": Split pre-tokenizers other than behavior Isolated, invert false are not supported");
-    t.split_ = pattern == kLlama3Pattern ? Split::Llama3
-               : pattern == kQwen2Pattern ? Split::Qwen2
-               : pattern == kGpt2Pattern  ? Split::Gpt2
-                                          : Split::None;
+    t.split_ = pattern == kLlama3Pattern   ? Split::Llama3
+               : pattern == kQwen2Pattern  ? Split::Qwen2
+               : pattern == kGpt2Pattern   ? Split::Gpt2
+               : pattern == kTekkenPattern ? Split::Tekken
+                                           : Split::None;
     require(t.split_ != Split::None, path, ": the pre-tokenizer's expression ", pattern,
-            " is not one spin knows (GPT-2's, Llama-3's or Qwen2's)");
+            " is not one spin knows (GPT-2's, Llama-3's, Qwen2's or Tekken's)");
     require(!byte_level(steps[1]), path, ": ByteLevel after a Split must not split again (use_regex false)");
   }
 
@@ -188,6 +266,13 @@ struct HfBpeTokenizer::Loader {
       require(t.added_.back().id >= 0, path, ": added token ", t.added_.back().content, " has a negative id");
       largest = std::max(largest, t.added_.back().id);
     }
+    index(t, largest);
+  }
+
+  // Once the vocabulary and the added tokens are read: every id's text and kind, the added
+  // tokens longest first and indexed by first byte, each byte's token.
+  static void index(HfBpeTokenizer& t, std::int32_t largest) {
+    const std::string& path = t.path_;
     t.vocab_size_ = largest + 1;
     t.tokens_.assign(static_cast<std::size_t>(t.vocab_size_), std::string());
     t.kind_.assign(static_cast<std::size_t>(t.vocab_size_), Kind::Vocabulary);
@@ -213,6 +298,70 @@ struct HfBpeTokenizer::Loader {
       require(it != t.vocab_.end(), path, ": the vocabulary lacks byte ", b, " (not a byte-level BPE)");
       t.byte_ids_[b] = it->second;
     }
+  }
+
+  // tekken.json: {"config": {"pattern", "default_vocab_size", "default_num_special_tokens",
+  // "version"}, "vocab": [{"rank", "token_bytes" (base64), ...}, ...] (a longer list than used:
+  // the first default_vocab_size - default_num_special_tokens ranks are the vocabulary),
+  // "special_tokens": [{"rank", "token_str"}, ...] (absent before v7: mistral-common's list of 20)}.
+  // Special tokens take ids 0 .. num_special - 1 (those the file leaves out are "<SPECIAL_i>"),
+  // rank r id num_special + r. tiktoken's BPE: a piece in the vocabulary is one token
+  // (ignore_merges), else the adjacent pair whose concatenation ranks lowest merges first -- as
+  // merges, every split of a token into two tokens, at the token's rank.
+  static void tekken(HfBpeTokenizer& t, const json& j) {
+    const std::string& path = t.path_;
+    const json& config = j.at("config");
+    const std::string pattern = config.at("pattern").get<std::string>();
+    require(pattern == kTekkenPattern, path, ": the pre-tokenizer's expression ", pattern,
+            " is not Tekken's, the one spin knows for tekken.json");
+    t.split_ = Split::Tekken;
+    t.ignore_merges_ = true;
+    t.mistral_version_ = config.value("version", "");
+    const auto size = config.at("default_vocab_size").get<std::int64_t>();
+    const auto num_special = config.at("default_num_special_tokens").get<std::int64_t>();
+    const json& vocab = j.at("vocab");
+    require(num_special > 0 && size - num_special >= 256 && size - num_special <= static_cast<std::int64_t>(vocab.size()) &&
+                size <= std::numeric_limits<std::int32_t>::max(),
+            path, ": default_vocab_size ", size, " and default_num_special_tokens ", num_special,
+            " do not fit a vocabulary of ", vocab.size(), " ranks");
+    std::vector<std::string> specials(kTekkenLegacySpecials.begin(), kTekkenLegacySpecials.end());
+    if (j.contains("special_tokens")) specials.clear();
+    specials.resize(static_cast<std::size_t>(num_special));
+    for (const json& s : j.value("special_tokens", json::array())) {
+      const auto rank = s.at("rank").get<std::int64_t>();
+      require(rank >= 0 && rank < num_special, path, ": special token ", s.dump(), " has a rank outside [0, ",
+              num_special, ")");
+      specials[static_cast<std::size_t>(rank)] = s.at("token_str").get<std::string>();
+    }
+    for (std::size_t id = 0; id < specials.size(); ++id) {
+      if (specials[id].empty()) specials[id] = "<SPECIAL_" + std::to_string(id) + ">";
+      t.added_.push_back({specials[id], static_cast<std::int32_t>(id), true, false});
+    }
+    const std::vector<char32_t> chars = byte_chars();
+    for (std::int64_t rank = 0; rank < size - num_special; ++rank) {
+      const json& v = vocab[static_cast<std::size_t>(rank)];
+      require(v.at("rank").get<std::int64_t>() == rank, path, ": vocab entry ", rank, " has rank ", v.at("rank").dump(),
+              " (expected the ranks in order)");
+      std::string token;
+      for (char b : base64_decode(v.at("token_bytes").get<std::string>(), path)) {
+        unicode::append_utf8(token, chars[static_cast<unsigned char>(b)]);
+      }
+      require(!token.empty() && t.vocab_.emplace(token, static_cast<std::int32_t>(num_special + rank)).second, path,
+              ": the token of rank ", rank, " is empty or repeats an earlier one");
+    }
+    index(t, static_cast<std::int32_t>(size - 1));
+    for (const auto& [token, id] : t.vocab_) {
+      const std::vector<std::size_t> cuts = unicode::decode_utf8(token).at;  // between byte characters
+      for (std::size_t k = 1; k + 1 < cuts.size(); ++k) {
+        const auto l = t.vocab_.find(token.substr(0, cuts[k])), r = t.vocab_.find(token.substr(cuts[k]));
+        if (l == t.vocab_.end() || r == t.vocab_.end()) continue;
+        const std::uint64_t key = (static_cast<std::uint64_t>(l->second) << 32) | static_cast<std::uint32_t>(r->second);
+        t.merges_.emplace(key, Merge{id, id});  // ranks order as ids
+      }
+    }
+    t.bos_ = t.token_id("<s>");
+    t.eos_ = t.token_id("</s>");
+    require(t.bos_ && t.eos_, path, ": the special tokens lack <s> or </s>");
   }
 
   // The merges in rank order, "left right" or ["left", "right"], keyed by their tokens' ids.
@@ -265,12 +414,16 @@ struct HfBpeTokenizer::Loader {
 HfBpeTokenizer::HfBpeTokenizer(const std::string& path) : path_(path) {
   const nlohmann::json j = read_json_file(path);
   try {
+    if (j.contains("config") && j.contains("vocab") && !j.contains("model")) {  // Mistral's tekken.json
+      Loader::tekken(*this, j);
+      return;
+    }
     Loader::check_model(*this, j);
     Loader::pre_tokenizer(*this, j.at("pre_tokenizer"));
     Loader::tokens(*this, j.at("model").at("vocab"), j.value("added_tokens", nlohmann::json::array()));
     Loader::merges(*this, j.at("model").at("merges"));
   } catch (const nlohmann::json::exception& e) {
-    fail(path, ": not a tokenizer.json spin can read: ", e.what());
+    fail(path, ": not a tokenizer.json or tekken.json spin can read: ", e.what());
   }
   Loader::special_tokens(*this, fs::path(path).parent_path() / "tokenizer_config.json");
 }
@@ -291,7 +444,9 @@ std::vector<std::string_view> HfBpeTokenizer::pre_tokenize(std::string_view text
   const std::size_t max_digits = split_ == Split::Qwen2 ? 1 : 3;  // numbers' pieces (GPT-2: not used)
   std::vector<std::string_view> pieces;
   for (std::size_t i = 0; i < s.size();) {
-    const std::size_t j = split_ == Split::Gpt2 ? match_gpt2(s, i) : match_llama3(s, i, max_digits);
+    const std::size_t j = split_ == Split::Gpt2     ? match_gpt2(s, i)
+                          : split_ == Split::Tekken ? match_tekken(s, i)
+                                                    : match_llama3(s, i, max_digits);
     pieces.push_back(text.substr(s.at[i], s.at[j] - s.at[i]));
     i = j;
   }
@@ -347,7 +502,7 @@ std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
   for (std::size_t i = 0; i < text.size();) {
     const std::vector<std::uint16_t>& candidates = added_by_byte_[static_cast<unsigned char>(text[i])];
     const auto hit = std::find_if(candidates.begin(), candidates.end(), [&](std::uint16_t k) {
-      return text.compare(i, added_[k].content.size(), added_[k].content) == 0;
+      return added_[k].in_text && text.compare(i, added_[k].content.size(), added_[k].content) == 0;
     });
     if (hit == candidates.end()) {
       ++i;

@@ -1,10 +1,17 @@
-// Hugging Face byte-level BPE tokenizers (`tokenizer.json` of GPT-2, Llama-3, Qwen2 and their
-// kin), as the `tokenizers` library runs them: added tokens matched in the text first, the NFC
-// normalizer when the file has one (Qwen2), the pre-tokenizer's regular expression (GPT-2's,
-// Llama-3's or Qwen2's, written out as code over Unicode classes), bytes mapped to GPT-2's
-// printable characters, then BPE merges lowest rank first (with `ignore_merges`: a piece in the
-// vocabulary is one token). Anything else such a file may hold -- another normalizer, model or
-// pre-tokenizer, byte fallback -- is refused by name.
+// Hugging Face byte-level BPE tokenizers (`tokenizer.json` of GPT-2, Llama-3, Qwen2, Mistral's
+// Tekken and their kin), as the `tokenizers` library runs them: added tokens matched in the text
+// first, the NFC normalizer when the file has one (Qwen2), the pre-tokenizer's regular expression
+// (GPT-2's, Llama-3's, Qwen2's or Tekken's, written out as code over Unicode classes), bytes
+// mapped to GPT-2's printable characters, then BPE merges lowest rank first (with
+// `ignore_merges`: a piece in the vocabulary is one token). Anything else such a file may hold --
+// another normalizer, model or pre-tokenizer, byte fallback -- is refused by name.
+//
+// Also Mistral's own `tekken.json` (Mistral NeMo, Pixtral, Ministral, Mistral Small 3 and later:
+// the file mistral-common's Tekkenizer reads), as tiktoken runs it: Tekken's expression, a piece
+// in the vocabulary taken whole, else the adjacent pair whose concatenation ranks lowest merged
+// first -- the same BPE with every split of a token into two tokens as a merge of the token's
+// rank; the vocabulary's ranks after the file's special tokens (ids 0 .. 999: <s>, [INST], ...),
+// which, as in mistral-common, are inserted by id and never matched in the text.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +27,8 @@ namespace spin::data {
 
 class HfBpeTokenizer final : public Tokenizer {
  public:
-  // `path`: a tokenizer.json; BOS and EOS from tokenizer_config.json beside it, when present.
+  // `path`: a tokenizer.json (BOS and EOS from tokenizer_config.json beside it, when present) or
+  // a tekken.json (told apart by its contents; BOS <s>, EOS </s>).
   explicit HfBpeTokenizer(const std::string& path);
 
   std::vector<std::int32_t> encode(std::string_view text) const override;
@@ -33,18 +41,19 @@ class HfBpeTokenizer final : public Tokenizer {
   // The id of a token of the vocabulary or an added token, given as text.
   std::optional<std::int32_t> token_id(const std::string& token) const override;
 
-  enum class Split { None, Gpt2, Llama3, Qwen2 };
+  enum class Split { None, Gpt2, Llama3, Qwen2, Tekken };
 
  private:
   struct AddedToken {
     std::string content;
     std::int32_t id;
     bool special;
+    bool in_text = true;  // matched in the text (tekken.json's special tokens are not)
   };
   struct Merge {
     std::int32_t rank, id;
   };
-  struct Loader;  // reads tokenizer.json's parts (hf_bpe_tokenizer.cpp)
+  struct Loader;  // reads tokenizer.json's or tekken.json's parts (hf_bpe_tokenizer.cpp)
   void encode_piece(std::string_view piece, std::vector<std::int32_t>& ids) const;
 
   std::string path_;

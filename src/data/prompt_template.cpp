@@ -44,7 +44,7 @@ std::string check_alternating_roles(const std::vector<Message>& messages, Prompt
   for (std::size_t i = system ? 1 : 0; i < messages.size(); ++i) {
     const char* want = (i - (system ? 1 : 0)) % 2 == 0 ? "user" : "assistant";
     require(messages[i].role == want, "the ", name, " prompt template needs the roles to alternate user, "
-            "assistant, user, ... (after an optional first system message for gemma3, llama2 and mistral, as "
+            "assistant, user, ... (after an optional first system message for gemma3, llama2 and mistral*, as "
             "their chat formats do); message ", i + 1, " is ", messages[i].role);
   }
   return system ? messages.front().content : std::string();
@@ -62,16 +62,18 @@ std::string trimmed(const std::string& text) {
   return text.substr(first, text.find_last_not_of(space) - first + 1);
 }
 
-// Llama 2's chat format (Meta's chat_completion) and Mistral's v1 and v3 instruct formats
-// (mistral-common's InstructTokenizerV1 / V3): user turns "[INST] {content} [/INST]", each turn
-// encoded on its own (with a SentencePiece model's dummy prefix), assistant turns as responses
-// are written; the system message folded into a user turn. Llama 2: BOS before each user turn,
-// contents trimmed, the system as "<<SYS>>\n{system}\n<</SYS>>\n\n" in the first user turn.
-// Mistral: one BOS, contents as they are, the system as "{system}\n\n" in the first user turn (v1)
-// or the last (v3, whose [INST] and [/INST] are tokens of their own, not text).
+// Llama 2's chat format (Meta's chat_completion) and Mistral's v1, v3 and v7 instruct formats
+// (mistral-common's InstructTokenizerV1 / V3 / V7): user turns "[INST] {content} [/INST]", each
+// turn encoded on its own (with a SentencePiece model's dummy prefix), assistant turns as
+// responses are written. Llama 2: BOS before each user turn, contents trimmed, the system as
+// "<<SYS>>\n{system}\n<</SYS>>\n\n" in the first user turn. Mistral: one BOS, contents as they
+// are, the system as "{system}\n\n" in the first user turn (v1) or the last (v3, whose [INST]
+// and [/INST] are tokens of their own, not text), or (v7) a turn of its own in [SYSTEM_PROMPT]
+// and [/SYSTEM_PROMPT] tokens.
 std::vector<std::int32_t> render_inst_prompt(const std::vector<Message>& messages, PromptTemplate p,
                                              const Tokenizer& t) {
-  const bool llama2 = p == PromptTemplate::Llama2, v3 = p == PromptTemplate::MistralV3;
+  const bool llama2 = p == PromptTemplate::Llama2, v7 = p == PromptTemplate::MistralV7;
+  const bool v3 = p == PromptTemplate::MistralV3 || v7;  // markers as tokens
   const std::string system = check_alternating_roles(messages, p);
   const std::size_t first = !messages.empty() && messages.front().role == "system" ? 1 : 0;
   std::size_t system_turn = first;  // the user turn that carries the system message
@@ -80,13 +82,18 @@ std::vector<std::int32_t> render_inst_prompt(const std::vector<Message>& message
   }
   std::vector<std::int32_t> ids;
   if (!llama2 && t.bos_id()) ids.push_back(*t.bos_id());
+  if (v7 && first == 1) {
+    ids.push_back(special(t, p, "[SYSTEM_PROMPT]"));
+    append(ids, t.encode(system));
+    ids.push_back(special(t, p, "[/SYSTEM_PROMPT]"));
+  }
   for (std::size_t i = first; i < messages.size(); ++i) {
     std::string content = messages[i].content;
     if (messages[i].role == "assistant") {  // as a response is written
       append(ids, render_response(content, p, t));
       continue;
     }
-    if (i == system_turn && (llama2 ? first == 1 : !system.empty())) {  // mistral-common skips an empty one
+    if (i == system_turn && !v7 && (llama2 ? first == 1 : !system.empty())) {  // mistral-common skips an empty one
       content = llama2 ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content : system + "\n\n" + content;
     }
     if (v3) {
@@ -114,7 +121,7 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
                                      PromptTemplate::Llama31, PromptTemplate::ChatMl, PromptTemplate::Qwen25,
                                      PromptTemplate::Qwen3,  PromptTemplate::Gemma,  PromptTemplate::Gemma3,
                                      PromptTemplate::Llama2, PromptTemplate::Mistral, PromptTemplate::MistralV3,
-                                     PromptTemplate::Phi4};
+                                     PromptTemplate::MistralV7, PromptTemplate::Phi4};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
@@ -139,7 +146,17 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   if (has_tokens(tokenizer, {"<start_of_turn>", "<end_of_turn>"})) {
     return has_tokens(tokenizer, {"<start_of_image>"}) ? PromptTemplate::Gemma3 : PromptTemplate::Gemma;
   }
-  if (has_tokens(tokenizer, {"[INST]", "[/INST]"})) return PromptTemplate::MistralV3;
+  if (has_tokens(tokenizer, {"[INST]", "[/INST]"})) {
+    // v7 and later put a system message in [SYSTEM_PROMPT] tokens: Tekken files say their version,
+    // a tokenizer.json's chat template writes the token.
+    const std::string& version = tokenizer->mistral_version();  // "v3", "v7", "v11", ...
+    const bool numbered = version.size() > 1 && version[0] == 'v' &&
+                          version.find_first_not_of("0123456789", 1) == std::string::npos && version.size() < 6;
+    const bool v7 = (numbered && std::stoi(version.substr(1)) >= 7) ||
+                    tokenizer->chat_template().find("[SYSTEM_PROMPT]") != std::string::npos;
+    return v7 && has_tokens(tokenizer, {"[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"}) ? PromptTemplate::MistralV7
+                                                                              : PromptTemplate::MistralV3;
+  }
   return PromptTemplate::Chat;
 }
 
@@ -157,6 +174,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::Llama2: return "llama2";
     case PromptTemplate::Mistral: return "mistral";
     case PromptTemplate::MistralV3: return "mistral-v3";
+    case PromptTemplate::MistralV7: return "mistral-v7";
     case PromptTemplate::Phi4: return "phi4";
   }
   return "?";
@@ -185,7 +203,7 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     return ids;
   }
   if (prompt_template == PromptTemplate::Llama2 || prompt_template == PromptTemplate::Mistral ||
-      prompt_template == PromptTemplate::MistralV3) {
+      prompt_template == PromptTemplate::MistralV3 || prompt_template == PromptTemplate::MistralV7) {
     return render_inst_prompt(messages, prompt_template, t);
   }
   if (prompt_template == PromptTemplate::Phi4) {  // no BOS; every user turn ends with the assistant's header
@@ -262,13 +280,14 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
                                           const Tokenizer& t) {
   // llama3 and gemma trim; Llama 2's assistant turn is " {content, trimmed} " before EOS (its
   // space before the text is the SentencePiece dummy prefix the text's own encoding adds);
-  // Mistral v3's drops trailing spaces.
+  // Mistral v3's and v7's drop trailing spaces.
   const bool trim = is_llama3(prompt_template) || is_gemma(prompt_template);
-  const std::size_t kept = text.find_last_not_of(' ') + 1;  // Mistral v3: up to the trailing spaces
-  const std::string written = prompt_template == PromptTemplate::Llama2      ? trimmed(text) + " "
-                              : prompt_template == PromptTemplate::MistralV3 ? text.substr(0, kept)
-                              : trim                                         ? trimmed(text)
-                                                                             : text;
+  const bool rstrip = prompt_template == PromptTemplate::MistralV3 || prompt_template == PromptTemplate::MistralV7;
+  const std::size_t kept = text.find_last_not_of(' ') + 1;  // up to the trailing spaces
+  const std::string written = prompt_template == PromptTemplate::Llama2 ? trimmed(text) + " "
+                              : rstrip                                  ? text.substr(0, kept)
+                              : trim                                    ? trimmed(text)
+                                                                        : text;
   std::vector<std::int32_t> ids = t.encode(written);
   if (const auto end = response_end(prompt_template, t)) ids.push_back(*end);
   return ids;

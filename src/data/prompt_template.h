@@ -5,6 +5,8 @@
 //         qwen2.5 when it has ChatML's and its chat template writes Qwen2.5's default system
 //         message, chatml when it has ChatML's (Qwen2), gemma3 when it has <start_of_turn>,
 //         <end_of_turn> and <start_of_image> (Gemma 3's), gemma when it has the first two,
+//         mistral-v7 when it has [INST], [/INST], [SYSTEM_PROMPT] and [/SYSTEM_PROMPT] and is a
+//         tekken.json of version v7 or later or has a chat template that writes [SYSTEM_PROMPT],
 //         mistral-v3 when it has [INST] and [/INST], chat otherwise
 //   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
@@ -41,7 +43,11 @@
 //   mistral-v3 (Mistral 7B Instruct v0.3, mistral-common's v3 format) BOS, per user turn [INST]
 //         "{content}" [/INST] with the markers as their tokens, per assistant turn "{content}"
 //         (trailing spaces removed) EOS; a first system message goes into the LAST user turn as
-//         "{system}\n\n"; auto picks it for a tokenizer with [INST] and [/INST] tokens
+//         "{system}\n\n"; auto picks it for a tokenizer with [INST] and [/INST] tokens (Mistral
+//         NeMo's Tekken, v3 too: its contents without a dummy prefix, as a byte-level BPE encodes)
+//   mistral-v7 (Mistral Small 3 / 3.1 / 3.2, Magistral, Devstral: mistral-common's v7 format, which
+//         v11, v13 and v15 keep for conversations without tools) mistral-v3 with a first system
+//         message as a turn of its own right after BOS: [SYSTEM_PROMPT] "{system}" [/SYSTEM_PROMPT]
 //   phi4 (Phi-4's chat template) per system or user message <|im_start|> "{role}" <|im_sep|>
 //         "{content}" <|im_end|>, each user one followed by <|im_start|> "assistant" <|im_sep|>
 //         (its template writes the generation prompt after every user turn), per assistant
@@ -69,20 +75,21 @@ struct Message {
 };
 
 enum class PromptTemplate {
-  Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Gemma3, Llama2, Mistral, MistralV3, Phi4
+  Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Gemma3, Llama2, Mistral, MistralV3, MistralV7, Phi4
 };
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
-// gemma3, llama2, mistral, mistral-v3 or phi4; throws naming the choices), "auto" resolved for `tokenizer`
+// gemma3, llama2, mistral, mistral-v3, mistral-v7 or phi4; throws naming the choices), "auto" resolved for `tokenizer`
 // (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
-    "auto (llama3.1, llama3, phi4, qwen3, chatml, gemma3, gemma or mistral-v3 for a tokenizer with their chat "
-    "tokens, else chat), chat, "
+    "auto (llama3.1, llama3, phi4, qwen3, chatml, gemma3, gemma, mistral-v7 or mistral-v3 for a tokenizer with "
+    "their chat tokens, else chat), chat, "
     "plain, llama3, llama3.1 (with Llama 3.1's system block), chatml, qwen2.5 (chatml with Qwen2.5's default "
     "system message), qwen3 (chatml, thinking off), gemma, gemma3 (gemma with a system message), llama2 (Llama 2 "
-    "chat), mistral (Mistral 7B Instruct v0.1 / v0.2), mistral-v3 (v0.3) or phi4 (Phi-4)";
+    "chat), mistral (Mistral 7B Instruct v0.1 / v0.2), mistral-v3 (v0.3, Mistral NeMo), mistral-v7 (Mistral Small 3 "
+    "and later) or phi4 (Phi-4)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);

@@ -173,7 +173,8 @@ std::string decode_showing_specials(const Tokenizer& tokenizer, std::span<const 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_dir) {
   auto tokenizer = load_if_present(model_dir);
   require(tokenizer != nullptr, model_dir,
-          ": no tokenizer.model (SentencePiece), tokenizer.json (byte-level BPE) or byte_tokenizer.json; spin "
+          ": no tokenizer.model (SentencePiece), tekken.json (Mistral's), tokenizer.json (byte-level BPE) or "
+          "byte_tokenizer.json; spin "
           "cannot tokenize text for this model (pre-tokenized data works without one)");
   return tokenizer;
 }
@@ -181,6 +182,9 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_dir) {
 std::unique_ptr<Tokenizer> Tokenizer::load_if_present(const std::string& model_dir) {
   const fs::path dir(model_dir);
   if (fs::exists(dir / "tokenizer.model")) return std::make_unique<SentencePieceTokenizer>(dir);
+  // Mistral's own tekken.json before the tokenizer.json converted from it: mistral-common's
+  // (and Mistral's) reference, which never reads [INST] or <s> in a text as the control token.
+  if (fs::exists(dir / "tekken.json")) return std::make_unique<HfBpeTokenizer>((dir / "tekken.json").string());
   if (fs::exists(dir / "tokenizer.json")) return std::make_unique<HfBpeTokenizer>((dir / "tokenizer.json").string());
   const fs::path byte_file = dir / "byte_tokenizer.json";
   if (!fs::exists(byte_file)) return nullptr;

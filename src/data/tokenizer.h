@@ -1,6 +1,7 @@
 // Tokenizers, chosen from the model directory: SentencePiece (`tokenizer.model`, the
-// Llama-2 / Mistral family, through libsentencepiece), Hugging Face byte-level BPE
-// (`tokenizer.json`: GPT-2, Llama-3 and kin; hf_bpe_tokenizer.h) or spin's byte-level tokenizer
+// Llama-2 / Mistral 7B family, through libsentencepiece), Mistral's Tekken (`tekken.json`: Mistral
+// NeMo, Mistral Small 3 and later), Hugging Face byte-level BPE (`tokenizer.json`: GPT-2, Llama-3
+// and kin; both hf_bpe_tokenizer.h) or spin's byte-level tokenizer
 // (`byte_tokenizer.json`: one id per byte plus a few specials; for tests and the demo).
 // encode() adds no BOS/EOS; templates decide where those go (prompt_template.h).
 #pragma once
@@ -46,6 +47,9 @@ class Tokenizer {
   // The model's Jinja chat template (tokenizer_config.json's chat_template), if the tokenizer's
   // files have one: read for what it says, never run.
   const std::string& chat_template() const { return chat_template_; }
+  // Which of mistral-common's instruct formats a Mistral tokenizer was made for (tekken.json's
+  // config.version: "v3", "v7", "v11", ...); empty for other tokenizers.
+  const std::string& mistral_version() const { return mistral_version_; }
   // The model's config.json has the last word on BOS/EOS (Hugging Face's rule) -- but a
   // tokenizer that puts no BOS in front of a text (Qwen2's: tokenizer_config.json's bos_token is
   // null, while config.json names <|endoftext|>) keeps putting none.
@@ -63,6 +67,7 @@ class Tokenizer {
  protected:
   std::optional<std::int32_t> bos_, eos_;
   std::string chat_template_;
+  std::string mistral_version_;
 };
 
 // `ids` as text with every special token shown as its text (Tokenizer::special_text), the runs

@@ -24,6 +24,9 @@ bool in(const CodePointRange (&table)[N], char32_t c) {
 
 bool is_letter(char32_t c) { return in(kLetters, c); }
 bool is_number(char32_t c) { return in(kNumbers, c); }
+bool is_uppercase(char32_t c) { return in(kUppercase, c); }
+bool is_lowercase(char32_t c) { return in(kLowercase, c); }
+bool is_mark(char32_t c) { return in(kMarks, c); }
 
 bool is_whitespace(char32_t c) {  // White_Space, as Rust's and Oniguruma's \s
   return (c >= 0x9 && c <= 0xD) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||

@@ -162,19 +162,40 @@ constexpr const char* kGemma3TextDefaults = R"({
   "final_logit_softcapping": null, "attn_logit_softcapping": null, "rope_scaling": null,
   "rope_local_base_freq": 10000.0, "sliding_window_pattern": 6})";
 
-// A Gemma 3 multimodal config.json (model_type gemma3) -> its language model's own config.json:
-// Gemma3TextConfig's defaults, overridden by text_config's keys, the top level's token ids (the
-// model's: eos [1, 106]) and dtype.
-std::string gemma3_text_config(const json& j, const std::string& source) {
-  require(j.contains("text_config") && j.at("text_config").is_object(), source,
-          ": model_type \"gemma3\" (Gemma3ForConditionalGeneration) needs a \"text_config\" object");
-  json text = json::parse(kGemma3TextDefaults);
+// MistralConfig's defaults, which Mistral3Config lays a text_config over.
+constexpr const char* kMistralDefaults = R"({
+  "architectures": ["MistralForCausalLM"], "model_type": "mistral", "vocab_size": 32000, "hidden_size": 4096,
+  "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+  "hidden_act": "silu", "max_position_embeddings": 131072, "rms_norm_eps": 1e-06, "bos_token_id": 1,
+  "eos_token_id": 2, "tie_word_embeddings": false, "rope_theta": 10000.0, "sliding_window": 4096})";
+
+// The multimodal checkpoints whose language model spin runs, under "language_model.": Gemma 3
+// 4B-27B (Gemma3ForConditionalGeneration) and Mistral Small 3.1 / 3.2 (Mistral3ForConditionalGeneration).
+struct MultimodalFamily {
+  const char* type;          // the multimodal config.json's model_type
+  const char* architecture;  // its own
+  const char* text_type;     // the language model's model_type and architecture
+  const char* text_architecture;
+  const char* text_defaults;  // the text config class's defaults
+};
+constexpr MultimodalFamily kMultimodalFamilies[] = {
+    {"gemma3", "Gemma3ForConditionalGeneration", "gemma3_text", "Gemma3ForCausalLM", kGemma3TextDefaults},
+    {"mistral3", "Mistral3ForConditionalGeneration", "mistral", "MistralForCausalLM", kMistralDefaults},
+};
+
+// A multimodal config.json -> its language model's own config.json: the text config class's
+// defaults, overridden by text_config's keys, then the top level's token ids (Gemma 3's: eos [1,
+// 106]) and dtype.
+std::string text_config_of(const MultimodalFamily& f, const json& j, const std::string& source) {
+  require(j.contains("text_config") && j.at("text_config").is_object(), source, ": model_type \"", f.type, "\" (",
+          f.architecture, ") needs a \"text_config\" object");
+  json text = json::parse(f.text_defaults);
   for (const auto& [key, value] : j.at("text_config").items()) text[key] = value;
   for (const char* key : {"eos_token_id", "bos_token_id", "pad_token_id", "torch_dtype"}) {
     if (j.contains(key)) text[key] = j.at(key);
   }
-  text["architectures"] = json::array({"Gemma3ForCausalLM"});
-  text["model_type"] = "gemma3_text";
+  text["architectures"] = json::array({f.text_architecture});
+  text["model_type"] = f.text_type;
   return text.dump(1);
 }
 
@@ -197,8 +218,9 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   std::string type = "llama";
   if (j.contains("model_type")) {
     type = j.at("model_type").is_string() ? j.at("model_type").get<std::string>() : j.at("model_type").dump();
-    if (type == "gemma3") {  // Gemma 3 4B-27B: their language model, its tensors under "language_model."
-      ModelConfig c = from_json(gemma3_text_config(j, source), source + " (its text_config)");
+    for (const MultimodalFamily& f : kMultimodalFamilies) {  // their language model, under "language_model."
+      if (type != f.type) continue;
+      ModelConfig c = from_json(text_config_of(f, j, source), source + " (its text_config)");
       c.hf_weight_prefix = "language_model.";
       return c;
     }
@@ -206,7 +228,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
                 type == "gemma2" || type == "gemma3_text" || type == "phi3",
             source, ": model_type \"", type,
             "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
-            "gemma3_text, phi3)");
+            "gemma3_text, phi3; and the language model of gemma3 and mistral3)");
   }
   const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";
   const bool gemma2 = type == "gemma2" || gemma3;  // Gemma 2's parts

@@ -8,9 +8,10 @@ CTest test:
   reshard   a checkpoint saved at TP 2 x PP 2 resumes at PP 2 x DP 2 (distributed optimizer)
             and at TP 2 x DP 2 to the uninterrupted run's results (1e-5); resharded offline
             by `spin ckpt reshard` it gives bitwise what resharding at load gives
-  convert   export-hf / import-hf round trips byte for byte (f32), per model family; a Gemma 3
-            multimodal checkpoint read for its language model (scored as the text model,
-            exported as one, or with --multimodal-from as the multimodal model again); bf16 and
+  convert   export-hf / import-hf round trips byte for byte (f32), per model family; Gemma 3's
+            and Mistral Small 3.1's multimodal checkpoints read for their language model (scored
+            as the text model, exported as one, or with --multimodal-from as the multimodal
+            model again); bf16 and
             sharded exports
             read back by an independent numpy parser; index.h5 and `merge` read by h5py as
             whole tensors; inspect and verify; training from an imported checkpoint
@@ -27,7 +28,7 @@ import shutil
 import subprocess
 import sys
 
-from e2e_common import ROOT, expect_error, gemma3_multimodal, read_safetensors, run, run_case, run_ok
+from e2e_common import ROOT, expect_error, multimodal_checkpoint, read_safetensors, run, run_case, run_ok
 from train_test import setup
 
 try:
@@ -243,41 +244,45 @@ def case_convert(args, tmp):
         assert x == y and extra in y, sorted(y)
         assert open(os.path.join(qwen, "config.json")).read() == open(os.path.join(tmp, name + "-hf", "config.json")).read()
         print("%s through TP 2: %d tensors back unchanged" % (name, len(y)))
-    # A Gemma 3 multimodal checkpoint: spin runs its language model -- it scores as the text model
-    # does, bitwise -- and exports it as that model (gemma3_text, the text_config's keys, the
-    # tensors without "language_model.", no vision tower).
-    text = os.path.join(args.models, "tiny-gemma3")
-    multimodal = gemma3_multimodal(text, os.path.join(tmp, "gemma3-multimodal"))
-    scores = []
-    for model in (text, multimodal):
-        out_file = os.path.join(tmp, "scores-%d.jsonl" % len(scores))
-        run_ok(args.mpiexec, [args.spin, "score", "--model", model, "--input",
-                              os.path.join(ROOT, "tests", "data", "tiny_score.jsonl"), "--output", out_file], 1)
-        scores.append(open(out_file).read())
-    assert scores[0] == scores[1], scores
-    ckpt(args, 2, "import-hf", multimodal, os.path.join(tmp, "gemma3-imported"), "--tp", "2")
-    ckpt(args, 1, "export-hf", os.path.join(tmp, "gemma3-imported"), os.path.join(tmp, "gemma3-text"))
-    text_tensors = read_safetensors(os.path.join(text, "model.safetensors"))
-    assert read_safetensors(os.path.join(tmp, "gemma3-text", "model.safetensors")) == text_tensors
-    exported = json.load(open(os.path.join(tmp, "gemma3-text", "config.json")))
-    original = json.load(open(os.path.join(text, "config.json")))
-    assert exported["model_type"] == "gemma3_text" and exported["architectures"] == ["Gemma3ForCausalLM"], exported
-    assert all(exported[k] == v for k, v in original.items() if k != "architectures"), (exported, original)
-    print("Gemma 3 multimodal checkpoint: scored as its text model (bitwise), exported as it (%d tensors)"
-          % len(text_tensors))
-    # --multimodal-from writes the multimodal model back: its config.json and vision tensors from
-    # there, the language model's under their prefix -- here the original, byte for byte in values.
-    rebuilt = os.path.join(tmp, "gemma3-rebuilt")
-    ckpt(args, 1, "export-hf", os.path.join(tmp, "gemma3-imported"), rebuilt, "--multimodal-from", multimodal)
-    assert read_safetensors(os.path.join(rebuilt, "model.safetensors")) == \
-        read_safetensors(os.path.join(multimodal, "model.safetensors"))
-    assert open(os.path.join(rebuilt, "config.json")).read() == open(os.path.join(multimodal, "config.json")).read()
-    # Another model's checkpoint is refused, naming both.
-    r = run(args.mpiexec, [args.spin, "ckpt", "export-hf", os.path.join(tmp, "tiny-gemma2"),
-                           os.path.join(tmp, "wrong"), "--multimodal-from", multimodal], 1)
-    assert r.returncode != 0 and "is not %s's language model" % multimodal in r.stderr, r.stderr
-    assert not os.path.exists(os.path.join(tmp, "wrong"))
-    print("export-hf --multimodal-from: the multimodal checkpoint rebuilt (vision tensors and config as they were)")
+    # Multimodal checkpoints (Gemma 3's, Mistral Small 3.1's): spin runs their language model -- it
+    # scores as the text model does, bitwise -- and exports it as that model (gemma3_text or
+    # mistral, the text_config's keys, the tensors without "language_model.", no vision tower).
+    for kind, name, text_type, text_architecture in [("gemma3", "tiny-gemma3", "gemma3_text", "Gemma3ForCausalLM"),
+                                                     ("mistral3", "tiny-mistral", "mistral", "MistralForCausalLM")]:
+        text = os.path.join(args.models, name)
+        multimodal = multimodal_checkpoint(text, os.path.join(tmp, kind + "-multimodal"), kind)
+        scores = []
+        for model in (text, multimodal):
+            out_file = os.path.join(tmp, "scores-%d.jsonl" % len(scores))
+            run_ok(args.mpiexec, [args.spin, "score", "--model", model, "--input",
+                                  os.path.join(ROOT, "tests", "data", "tiny_score.jsonl"), "--output", out_file], 1)
+            scores.append(open(out_file).read())
+        assert scores[0] == scores[1], scores
+        imported = os.path.join(tmp, kind + "-imported")
+        ckpt(args, 2, "import-hf", multimodal, imported, "--tp", "2")
+        ckpt(args, 1, "export-hf", imported, os.path.join(tmp, kind + "-text"))
+        text_tensors = read_safetensors(os.path.join(text, "model.safetensors"))
+        assert read_safetensors(os.path.join(tmp, kind + "-text", "model.safetensors")) == text_tensors
+        exported = json.load(open(os.path.join(tmp, kind + "-text", "config.json")))
+        original = json.load(open(os.path.join(text, "config.json")))
+        assert exported["model_type"] == text_type and exported["architectures"] == [text_architecture], exported
+        assert all(exported[k] == v for k, v in original.items() if k != "architectures"), (exported, original)
+        print("%s multimodal checkpoint: scored as its text model (bitwise), exported as it (%d tensors)"
+              % (kind, len(text_tensors)))
+        # --multimodal-from writes the multimodal model back: its config.json and vision tensors
+        # from there, the language model's under their prefix -- here the original, byte for byte
+        # in values.
+        rebuilt = os.path.join(tmp, kind + "-rebuilt")
+        ckpt(args, 1, "export-hf", imported, rebuilt, "--multimodal-from", multimodal)
+        assert read_safetensors(os.path.join(rebuilt, "model.safetensors")) == \
+            read_safetensors(os.path.join(multimodal, "model.safetensors"))
+        assert open(os.path.join(rebuilt, "config.json")).read() == open(os.path.join(multimodal, "config.json")).read()
+        # Another model's checkpoint is refused, naming both.
+        r = run(args.mpiexec, [args.spin, "ckpt", "export-hf", os.path.join(tmp, "tiny-gemma2"),
+                               os.path.join(tmp, "wrong"), "--multimodal-from", multimodal], 1)
+        assert r.returncode != 0 and "is not %s's language model" % multimodal in r.stderr, r.stderr
+        assert not os.path.exists(os.path.join(tmp, "wrong"))
+        print("export-hf --multimodal-from: the %s checkpoint rebuilt (vision tensors and config as they were)" % kind)
 
     # Sharded export: several files and an index, read back by spin and by numpy.
     sharded = os.path.join(tmp, "sharded")

@@ -110,30 +110,44 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     return path
 
 
-def gemma3_multimodal(text_dir, out):
-    """`text_dir`'s Gemma 3 text model as the language model of a Gemma 3 multimodal checkpoint
-    (Gemma3ForConditionalGeneration, model_type gemma3): its config under text_config (beside the
-    token ids at the top level, as google/gemma-3-4b-it's), its tensors under "language_model.",
-    two stand-ins for the vision tower's and projector's tensors, which spin does not read, and
-    the text model's tokenizer files."""
+# The multimodal checkpoints whose language model spin runs: their model_type, architecture, vision
+# tower's model_type and two of its and the projector's tensor names.
+MULTIMODAL = {
+    "gemma3": ("Gemma3ForConditionalGeneration", "siglip_vision_model",
+               ["vision_tower.vision_model.embeddings.patch_embedding.weight",
+                "multi_modal_projector.mm_input_projection_weight"]),
+    "mistral3": ("Mistral3ForConditionalGeneration", "pixtral",
+                 ["vision_tower.patch_conv.weight", "multi_modal_projector.linear_1.weight"]),
+}
+
+
+def multimodal_checkpoint(text_dir, out, kind="gemma3"):
+    """`text_dir`'s text model as the language model of a multimodal checkpoint: a Gemma 3 one
+    (Gemma3ForConditionalGeneration, model_type gemma3: its config under text_config, beside the
+    token ids at the top level, as google/gemma-3-4b-it's) or a Mistral Small 3.1 one
+    (Mistral3ForConditionalGeneration, mistral3: the token ids in text_config, as
+    Mistral-Small-3.1-24B-Instruct-2503's); its tensors under "language_model.", two stand-ins
+    for the vision tower's and projector's tensors, which spin does not read, and the text model's
+    tokenizer files."""
     sys.path.insert(0, os.path.join(ROOT, "tests", "data"))
     from make_tiny_model import write_safetensors
+    architecture, vision, stand_ins = MULTIMODAL[kind]
     config = json.load(open(os.path.join(text_dir, "config.json")))
-    top = {k: config.pop(k) for k in ("eos_token_id", "bos_token_id", "torch_dtype", "architectures")}
+    top = {k: config.pop(k) for k in ("torch_dtype", "architectures")}
+    if kind == "gemma3":
+        top.update({k: config.pop(k) for k in ("eos_token_id", "bos_token_id")})
     os.makedirs(out)
-    json.dump({"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3", "text_config": config,
-               "vision_config": {"model_type": "siglip_vision_model"}, "eos_token_id": top["eos_token_id"],
-               "bos_token_id": top["bos_token_id"], "torch_dtype": top["torch_dtype"]},
+    json.dump(dict({"architectures": [architecture], "model_type": kind, "text_config": config,
+                    "vision_config": {"model_type": vision}}, **{k: v for k, v in top.items() if k != "architectures"}),
               open(os.path.join(out, "config.json"), "w"))
     path = os.path.join(text_dir, "model.safetensors")
     blob = open(path, "rb").read()
     header = json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")])
     values = read_safetensors(path)
     tensors = [("language_model." + name, header[name]["shape"], list(v)) for name, v in values.items()]
-    tensors += [("vision_tower.vision_model.embeddings.patch_embedding.weight", [4, 3], [0.5] * 12),
-                ("multi_modal_projector.mm_input_projection_weight", [3, 4], [0.25] * 12)]
+    tensors += [(stand_ins[0], [4, 3], [0.5] * 12), (stand_ins[1], [3, 4], [0.25] * 12)]
     write_safetensors(os.path.join(out, "model.safetensors"), tensors, "F32")
-    for f in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json"):
+    for f in ("tokenizer.model", "tekken.json", "tokenizer.json", "tokenizer_config.json"):
         if os.path.exists(os.path.join(text_dir, f)):
             shutil.copy(os.path.join(text_dir, f), out)
     return out

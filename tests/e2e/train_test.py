@@ -34,7 +34,7 @@ import sys
 import time
 
 import tensorboard_events as tb
-from e2e_common import expect_error, gemma3_multimodal, hf_tokenizer_model, read_safetensors, run, run_case, run_ok, TIMEOUT
+from e2e_common import expect_error, multimodal_checkpoint, hf_tokenizer_model, read_safetensors, run, run_case, run_ok, TIMEOUT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
@@ -443,7 +443,7 @@ def case_hf_tokenizer(args, tmp):
     # same losses), exported whole -- the original's config.json and vision tensors, the trained
     # language model under language_model.
     text_losses = [x["loss"] for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
-    multimodal = gemma3_multimodal(os.path.join(tmp, "model"), os.path.join(tmp, "gemma3-multimodal"))
+    multimodal = multimodal_checkpoint(os.path.join(tmp, "model"), os.path.join(tmp, "gemma3-multimodal"))
     out = os.path.join(tmp, "gemma3-mm-run")
     run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
                           "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16",

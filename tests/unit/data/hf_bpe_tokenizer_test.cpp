@@ -8,8 +8,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "common/test_util.h"
@@ -248,7 +251,7 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const auto phi4 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/phi4");  // ChatML's and <|im_sep|>
   EXPECT_EQ(choose_prompt_template("auto", phi4.get()), PromptTemplate::Phi4);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
-  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma, gemma3, llama2, mistral, mistral-v3 or phi4)"),
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7 or phi4)"),
             std::string::npos)
       << e;
 }
@@ -284,6 +287,141 @@ TEST(HfBpeTokenizer, UnsupportedFilesAreRefusedByName) {
   fs::remove_all(dir);
 }
 
+// Mistral's Tekken (tests/data/tekken, make_tekken_fixture.py: Mistral NeMo's tekken_240718.json
+// cut to 4000 ranks behind its 1000 special tokens) against mistral-common's Tekkenizer
+// (tiktoken): 564 texts -- the other expressions' edge cases and random strings, and Tekken's own
+// (case changes inside words, title-case, modifier and caseless letters, combining marks, "/"
+// after punctuation, digits one by one, special tokens' text) -- give the same ids, pieces and
+// decoded text. SPIN_TEKKEN_FIXTURE names another folder made by the script (--ranks 130072: the
+// whole vocabulary, for a check by hand).
+TEST(TekkenTokenizer, MatchesMistralCommon) {
+  const char* other = std::getenv("SPIN_TEKKEN_FIXTURE");
+  const std::string dir = other ? other : std::string(SPIN_TEST_DATA_DIR) + "/tekken";
+  const HfBpeTokenizer t(dir + "/tekken.json");
+  std::ifstream in(dir + "/cases.json");
+  int checked = 0;
+  for (const nlohmann::json& c : nlohmann::json::parse(in)) {
+    const std::string text = c.at("text");
+    SCOPED_TRACE(printable(text));
+    EXPECT_EQ(t.encode(text), c.at("ids").get<std::vector<std::int32_t>>());
+    EXPECT_EQ(t.decode(c.at("ids").get<std::vector<std::int32_t>>()), c.at("decoded").get<std::string>());
+    std::vector<std::string> pieces;
+    for (std::string_view p : t.pre_tokenize(text)) pieces.emplace_back(p);
+    if (!text.empty()) {
+      EXPECT_EQ(pieces, c.at("pieces").get<std::vector<std::string>>());
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 564);
+}
+
+// The same vocabulary as Hugging Face's converted tokenizer.json (Split by Tekken's expression,
+// every two-token split a merge, ignore_merges) gives the same ids -- except that `tokenizers`
+// reads a special token's text as the token, tekken.json (as mistral-common) never does; which is
+// why a model folder's tekken.json is read before its tokenizer.json.
+TEST(TekkenTokenizer, ConvertedTokenizerJsonAgreesAndSpecialTokensAreNotReadInText) {
+  const std::string dir = std::string(SPIN_TEST_DATA_DIR) + "/tekken";
+  const HfBpeTokenizer tekken(dir + "/tekken.json"), converted(dir + "/tokenizer.json");
+  std::ifstream in(dir + "/cases.json");
+  int same = 0;
+  for (const nlohmann::json& c : nlohmann::json::parse(in)) {
+    const std::string text = c.at("text");
+    if (text.find('[') != std::string::npos || text.find('<') != std::string::npos) continue;
+    EXPECT_EQ(converted.encode(text), c.at("ids").get<std::vector<std::int32_t>>()) << printable(text);
+    ++same;
+  }
+  EXPECT_GT(same, 400);
+  const std::vector<std::int32_t> read = converted.encode("[INST]hi[/INST]"), as_text = tekken.encode("[INST]hi[/INST]");
+  std::vector<std::int32_t> hi = {3};
+  for (std::int32_t id : tekken.encode("hi")) hi.push_back(id);
+  hi.push_back(4);
+  EXPECT_EQ(read, hi);
+  EXPECT_GT(as_text.size(), 3u);
+  EXPECT_TRUE(std::none_of(as_text.begin(), as_text.end(), [](std::int32_t id) { return id < 1000; }));
+  EXPECT_EQ(tekken.decode(as_text), "[INST]hi[/INST]");
+  // The special tokens: ids 0-19 by mistral-common's list, then <SPECIAL_i>; ranks from 1000.
+  const auto t = Tokenizer::load(dir);  // tekken.json, though a tokenizer.json is beside it
+  EXPECT_EQ(t->encode("[INST]"), tekken.encode("[INST]"));
+  EXPECT_NE(t->encode("[INST]"), std::vector<std::int32_t>{3});
+  EXPECT_EQ(t->bos_id(), 1);
+  EXPECT_EQ(t->eos_id(), 2);
+  EXPECT_EQ(t->vocab_size(), 5000);
+  EXPECT_EQ(t->mistral_version(), "v3");
+  EXPECT_EQ(t->token_id("[INST]"), 3);
+  EXPECT_EQ(t->token_id("[SYSTEM_PROMPT]"), 17);
+  EXPECT_EQ(t->token_id("[TOOL_CONTENT]"), 19);
+  EXPECT_EQ(t->token_id("<SPECIAL_20>"), 20);
+  EXPECT_EQ(t->token_id("<SPECIAL_999>"), 999);
+  EXPECT_EQ(t->special_text(3), "[INST]");
+  const std::vector<std::int32_t> with_specials = {1, 3, 1000 + 'h', 4, 2};
+  EXPECT_EQ(t->decode(with_specials), "h");
+  EXPECT_EQ(decode_showing_specials(*t, with_specials), "<s>[INST]h[/INST]</s>");
+}
+
+// Mistral NeMo's v3 format and Mistral Small 3's v7 (the same in v11, v13 and v15 without tools,
+// checked by the fixture script) against mistral-common's instruct tokenizers on the Tekken
+// fixture; auto picks v7 for a tekken.json of version v7 or later, or a tokenizer.json whose chat
+// template writes [SYSTEM_PROMPT].
+TEST(TekkenTokenizer, MistralV3AndV7TemplatesMatchMistralCommon) {
+  expect_chat_cases("tekken", PromptTemplate::MistralV3, "");
+  expect_chat_cases("tekken", PromptTemplate::MistralV7, "", "chat_cases_v7.json");
+  const std::string data = std::string(SPIN_TEST_DATA_DIR) + "/tekken";
+  EXPECT_EQ(choose_prompt_template("auto", Tokenizer::load(data).get()), PromptTemplate::MistralV3);
+  EXPECT_EQ(choose_prompt_template("mistral-v7", nullptr), PromptTemplate::MistralV7);
+  const fs::path dir = fs::temp_directory_path() / "spin_tekken_template_test";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ifstream in(data + "/tekken.json");
+  nlohmann::json tekken = nlohmann::json::parse(in);
+  for (const char* version : {"v7", "v11", "v13"}) {
+    tekken["config"]["version"] = version;
+    std::ofstream(dir / "tekken.json") << tekken.dump();
+    EXPECT_EQ(choose_prompt_template("auto", Tokenizer::load(dir.string()).get()), PromptTemplate::MistralV7) << version;
+  }
+  tekken["config"]["version"] = "v3";
+  std::ofstream(dir / "tekken.json") << tekken.dump();
+  EXPECT_EQ(choose_prompt_template("auto", Tokenizer::load(dir.string()).get()), PromptTemplate::MistralV3);
+  fs::remove(dir / "tekken.json");
+  fs::copy_file(data + "/tokenizer.json", dir / "tokenizer.json");
+  for (const bool system_prompt : {false, true}) {
+    std::ofstream(dir / "tokenizer_config.json")
+        << nlohmann::json{{"bos_token", "<s>"}, {"eos_token", "</s>"},
+                          {"chat_template", system_prompt ? "{{ '[SYSTEM_PROMPT]' + system_message }}" : "[INST]"}}
+               .dump();
+    EXPECT_EQ(choose_prompt_template("auto", Tokenizer::load(dir.string()).get()),
+              system_prompt ? PromptTemplate::MistralV7 : PromptTemplate::MistralV3);
+  }
+  fs::remove_all(dir);
+}
+
+TEST(TekkenTokenizer, MalformedFilesAreRefusedByName) {
+  const fs::path dir = fs::temp_directory_path() / "spin_tekken_refused_test";
+  fs::create_directories(dir);
+  std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/tekken/tekken.json");
+  const nlohmann::json good = nlohmann::json::parse(in);
+  const auto refused = [&](const std::function<void(nlohmann::json&)>& change, const std::string& what) {
+    nlohmann::json j = good;
+    change(j);
+    const fs::path path = dir / "tekken.json";
+    std::ofstream(path) << j.dump();
+    const std::string e = testing::error_of([&] { HfBpeTokenizer t(path.string()); });
+    EXPECT_NE(e.find(path.string()), std::string::npos) << e;
+    EXPECT_NE(e.find(what), std::string::npos) << e;
+  };
+  refused([](nlohmann::json& j) { j["config"]["pattern"] = "\\p{L}+"; }, "is not Tekken's");
+  refused([](nlohmann::json& j) { j["config"]["default_vocab_size"] = 9000; }, "do not fit a vocabulary of 4000 ranks");
+  refused([](nlohmann::json& j) { j["vocab"][7]["rank"] = 8; }, "vocab entry 7 has rank 8");
+  refused([](nlohmann::json& j) { j["vocab"][300]["token_bytes"] = "a*b="; }, "is not base64");
+  refused([](nlohmann::json& j) { j["vocab"][300]["token_bytes"] = j["vocab"][299]["token_bytes"]; },
+          "the token of rank 300 is empty or repeats an earlier one");
+  refused([](nlohmann::json& j) { j["special_tokens"] = {{{"rank", 1000}, {"token_str", "<s>"}}}; },
+          "has a rank outside [0, 1000)");
+  refused([](nlohmann::json& j) { j["special_tokens"] = {{{"rank", 5}, {"token_str", "[INST]"}}}; },
+          "lack <s> or </s>");
+  refused([](nlohmann::json& j) { j["config"].erase("default_num_special_tokens"); }, "not a tokenizer.json or tekken.json");
+  fs::remove_all(dir);
+}
+
 TEST(UnicodeClasses, LettersNumbersAndWhitespaceAsTheRegularExpressionsClassThem) {
   for (char32_t c : {U'a', U'Z', U'é', U'ж', U'ש', U'م', U'日', U'ᄀ', U'ǅ', U'ʰ'}) EXPECT_TRUE(unicode::is_letter(c));
   for (char32_t c : {U'0', U'٣', U'Ⅻ', U'½', U'²'}) EXPECT_TRUE(unicode::is_number(c));
@@ -293,6 +431,12 @@ TEST(UnicodeClasses, LettersNumbersAndWhitespaceAsTheRegularExpressionsClassThem
   for (char32_t c : {U'_', U'-', U'🙂', U'\u200b', U'\u0301', U'€'}) {
     EXPECT_FALSE(unicode::is_letter(c) || unicode::is_number(c) || unicode::is_whitespace(c));
   }
+  // Tekken's: Lu and Lt upper case, Ll lower, the rest of the letters neither; marks.
+  for (char32_t c : {U'A', U'É', U'Ω', U'ǅ', U'ᾈ'}) EXPECT_TRUE(unicode::is_uppercase(c) && !unicode::is_lowercase(c));
+  for (char32_t c : {U'a', U'ß', U'ω', U'ǆ'}) EXPECT_TRUE(unicode::is_lowercase(c) && !unicode::is_uppercase(c));
+  for (char32_t c : {U'ʰ', U'日', U'ー', U'1'}) EXPECT_FALSE(unicode::is_uppercase(c) || unicode::is_lowercase(c));
+  for (char32_t c : {U'\u0301', U'\u093f', U'\u20dd'}) EXPECT_TRUE(unicode::is_mark(c));
+  for (char32_t c : {U'a', U'_', U'ʰ'}) EXPECT_FALSE(unicode::is_mark(c));
   const unicode::CodePoints s = unicode::decode_utf8("a\xc3\xa9\xff🙂");
   EXPECT_EQ(s.cp, (std::vector<char32_t>{U'a', U'é', 0xFFFFFFFF, U'🙂'}));
   EXPECT_EQ(s.at, (std::vector<std::size_t>{0, 1, 3, 4, 8}));

@@ -358,6 +358,53 @@ TEST(ModelConfig, ReadsTheLanguageModelOfAGemma3MultimodalCheckpoint) {
   EXPECT_EQ(text.attention_scores(0).window, 1024);
 }
 
+// A Mistral Small 3.1 / 3.2 config.json (Mistral3ForConditionalGeneration, model_type mistral3) in
+// the shape Mistral3Config's own defaults describe (mistralai/Mistral-Small-3.1-24B-Instruct-2503):
+// a Mistral language model of 40 layers, 32 heads of 128 over a 5120-wide stream, no window,
+// RoPE base 1e9, beside a Pixtral vision tower. spin runs the language model (23.6B parameters),
+// its config MistralForCausalLM's; keys the text_config leaves out take MistralConfig's defaults,
+// as transformers gives them -- its 4096-token window among them.
+TEST(ModelConfig, ReadsTheLanguageModelOfAMistral3MultimodalCheckpoint) {
+  const std::string mistral3 = R"({
+    "architectures": ["Mistral3ForConditionalGeneration"], "image_token_index": 10, "model_type": "mistral3",
+    "multimodal_projector_bias": false, "projector_hidden_act": "gelu", "spatial_merge_size": 2,
+    "text_config": {"attention_dropout": 0.0, "head_dim": 128, "hidden_act": "silu", "hidden_size": 5120,
+                    "initializer_range": 0.02, "intermediate_size": 32768, "max_position_embeddings": 131072,
+                    "model_type": "mistral", "num_attention_heads": 32, "num_hidden_layers": 40,
+                    "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_theta": 1000000000.0,
+                    "sliding_window": null, "use_cache": true, "vocab_size": 131072},
+    "torch_dtype": "bfloat16", "vision_config": {"model_type": "pixtral", "hidden_size": 1024, "head_dim": 64},
+    "vision_feature_layer": -1})";
+  const ModelConfig c = ModelConfig::from_json(mistral3, "cfg.json");
+  EXPECT_EQ(c.hf_weight_prefix, "language_model.");
+  EXPECT_EQ(c.num_parameters(), 23'572'403'200);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.num_kv_heads, 8);
+  EXPECT_FALSE(c.tie_word_embeddings || c.qk_norm || c.qkv_bias);
+  EXPECT_EQ(c.attention_scores(0).window, 0);
+  EXPECT_FLOAT_EQ(c.rope_theta, 1e9f);
+  EXPECT_EQ(c.bos_token_id, 1);
+  EXPECT_EQ((std::vector<std::int64_t>{2}), c.eos_token_ids);
+  EXPECT_EQ(c.max_sequence_length(), 131072);
+  const ModelConfig text = ModelConfig::from_json(c.json_text, "text config");
+  EXPECT_NE(c.json_text.find("\"MistralForCausalLM\""), std::string::npos) << c.json_text;
+  EXPECT_NE(c.json_text.find("\"model_type\": \"mistral\""), std::string::npos) << c.json_text;
+  EXPECT_EQ(text.num_parameters(), c.num_parameters());
+  EXPECT_EQ(text.json_text, c.json_text);
+  // MistralConfig's defaults under a text_config that leaves keys out.
+  const ModelConfig bare = ModelConfig::from_json(
+      R"({"model_type": "mistral3", "text_config": {"hidden_size": 64, "num_attention_heads": 16,
+          "num_hidden_layers": 2, "intermediate_size": 128, "vocab_size": 100}})",
+      "bare.json");
+  EXPECT_EQ(bare.num_kv_heads, 8);
+  EXPECT_EQ(bare.attention_scores(0).window, 4096);
+  EXPECT_FLOAT_EQ(bare.rope_theta, 1e4f);
+  EXPECT_FLOAT_EQ(bare.rms_norm_eps, 1e-6f);
+  EXPECT_NE(error_of(R"({"model_type": "mistral3"})")
+                .find("cfg.json: model_type \"mistral3\" (Mistral3ForConditionalGeneration) needs a \"text_config\""),
+            std::string::npos);
+}
+
 // gemma-2b's config.json as published: no tie_word_embeddings key (GemmaConfig ties by default),
 // the legacy hidden_act "gelu" beside no hidden_activation (transformers' GemmaMLP then runs the
 // tanh approximation), head_dim 256 of 8 heads on a hidden size of 2048, one kv head.
