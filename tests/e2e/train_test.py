@@ -464,6 +464,11 @@ def case_hf_tokenizer(args, tmp):
     after, out = train_family(args, config, tmp, "phi4", "model.layers.0.mlp.gate_up_proj.weight")
     assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "phi3"
     print("Phi-3 + phi4 template at TP 2 in bf16: 6 steps, first loss log 2, fused tensors trained, exported fused")
+    # Mistral with Mistral NeMo's Tekken (tekken.json, version v3): auto picks mistral-v3 by [INST]
+    # and [/INST]; the exported model carries tekken.json.
+    after, out = train_family(args, config, tmp, "tekken", "model.layers.0.self_attn.q_proj.weight", "mistral-v3")
+    assert os.path.exists(os.path.join(out, "iteration_1", "tekken.json"))
+    print("Mistral + Tekken + mistral-v3 template at TP 2 in bf16: 6 steps, first loss log 2, exported with tekken.json")
 
 
 def case_offline(args, tmp):
