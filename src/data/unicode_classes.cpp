@@ -22,11 +22,13 @@ bool in(const CodePointRange (&table)[N], char32_t c) {
 
 }  // namespace
 
-bool is_letter(char32_t c) { return in(kLetters, c); }
-bool is_number(char32_t c) { return in(kNumbers, c); }
-bool is_uppercase(char32_t c) { return in(kUppercase, c); }
-bool is_lowercase(char32_t c) { return in(kLowercase, c); }
-bool is_mark(char32_t c) { return in(kMarks, c); }
+// ASCII answered without the tables (most of most texts): its letters are A-Z and a-z, its
+// numbers 0-9, and the first mark is U+0300.
+bool is_letter(char32_t c) { return c < 0x80 ? (c | 0x20) >= U'a' && (c | 0x20) <= U'z' : in(kLetters, c); }
+bool is_number(char32_t c) { return c < 0x80 ? c >= U'0' && c <= U'9' : in(kNumbers, c); }
+bool is_uppercase(char32_t c) { return c < 0x80 ? c >= U'A' && c <= U'Z' : in(kUppercase, c); }
+bool is_lowercase(char32_t c) { return c < 0x80 ? c >= U'a' && c <= U'z' : in(kLowercase, c); }
+bool is_mark(char32_t c) { return c >= 0x300 && in(kMarks, c); }
 
 bool is_whitespace(char32_t c) {  // White_Space, as Rust's and Oniguruma's \s
   return (c >= 0x9 && c <= 0xD) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||

@@ -1,7 +1,10 @@
 #include "model/rope.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
+
+#include "core/error.h"
 
 namespace spin::model {
 
@@ -45,26 +48,43 @@ std::vector<float> rope_inv_freq(std::int64_t head_dim, float theta, const std::
   return inv;
 }
 
-RopeTable::RopeTable(std::int64_t head_dim, std::int64_t max_positions, float theta, Device device,
-                     const std::optional<RopeScaling>& scaling) {
-  const std::int64_t half = head_dim / 2;
-  cos_ = Tensor::zeros({max_positions, half});
-  sin_ = Tensor::zeros({max_positions, half});
-  float* c = cos_.f32();
-  float* s = sin_.f32();
-  const std::vector<float> inv = rope_inv_freq(head_dim, theta, scaling);
+RopeTable::RopeTable(std::int64_t head_dim, std::int64_t limit, float theta, Device device,
+                     const std::optional<RopeScaling>& scaling)
+    : head_dim_(head_dim), limit_(limit), theta_(theta), device_(device), scaling_(scaling) {
+  require(limit >= 1, "RoPE tables for ", limit, " positions");
+  compute(rows_for(0, limit));
+}
+
+std::int64_t RopeTable::rows_for(std::int64_t n, std::int64_t limit) {
+  std::int64_t rows = 4096;
+  while (rows < n && rows < limit) rows *= 2;
+  return std::min(rows, limit);
+}
+
+void RopeTable::cover(std::int64_t n) {
+  require(n <= limit_, "position ", n - 1, " is beyond the RoPE tables' ", limit_, " positions");
+  if (n > positions()) compute(rows_for(n, limit_));
+}
+
+void RopeTable::compute(std::int64_t rows) {
+  const std::int64_t half = head_dim_ / 2;
+  Tensor cos = Tensor::zeros({rows, half});
+  Tensor sin = Tensor::zeros({rows, half});
+  float* c = cos.f32();
+  float* s = sin.f32();
+  const std::vector<float> inv = rope_inv_freq(head_dim_, theta_, scaling_);
   // LongRoPE scales cos and sin (in float32, after their rounding), as Phi-3's embedding does.
-  const float attention = scaling && scaling->type == RopeScaling::Type::LongRope ? scaling->attention_factor : 1.0f;
+  const float attention = scaling_ && scaling_->type == RopeScaling::Type::LongRope ? scaling_->attention_factor : 1.0f;
   for (std::int64_t i = 0; i < half; ++i) {
     const float inv_freq = inv[static_cast<std::size_t>(i)];
-    for (std::int64_t p = 0; p < max_positions; ++p) {
+    for (std::int64_t p = 0; p < rows; ++p) {
       const float angle = static_cast<float>(p) * inv_freq;
       c[p * half + i] = static_cast<float>(std::cos(static_cast<double>(angle))) * attention;
       s[p * half + i] = static_cast<float>(std::sin(static_cast<double>(angle))) * attention;
     }
   }
-  cos_ = cos_.to(device);
-  sin_ = sin_.to(device);
+  cos_ = cos.to(device_);
+  sin_ = sin.to(device_);
 }
 
 }  // namespace spin::model

@@ -25,8 +25,9 @@ Transformer::Transformer(const ModelConfig& config, const TpDims& dims, const St
           dims.rank, " of ", dims.size, ")");
 }
 
-void Transformer::validate(const TokenBatch& batch) const {
+std::int64_t Transformer::validate(const TokenBatch& batch) const {
   require(batch.num_seqs() >= 1, "empty batch");
+  std::int64_t longest = 0;
   for (std::int64_t s = 0; s < batch.num_seqs(); ++s) {
     // The sequence's last position + 1: its length, counting a cached prefix.
     const auto end = static_cast<std::int64_t>(
@@ -37,6 +38,7 @@ void Transformer::validate(const TokenBatch& batch) const {
                 ? " (LongRoPE's original_max_position_embeddings: past it every position would take the long "
                   "factors, which spin does not implement)"
                 : " (max_position_embeddings)");
+    longest = std::max(longest, end);
   }
   for (std::int64_t i = 0; i < batch.rows(); ++i) {
     const std::int32_t t = batch.tokens[static_cast<std::size_t>(i)];
@@ -44,6 +46,7 @@ void Transformer::validate(const TokenBatch& batch) const {
             batch.sequence_of[static_cast<std::size_t>(i)], " is outside the vocabulary [0, ",
             config_.vocab_size, ")");
   }
+  return longest;
 }
 
 BatchGeometry Transformer::geometry(const Activations& a) const {
@@ -56,7 +59,9 @@ std::int64_t Transformer::boundary_rows(const TokenBatch& batch) const {
 }
 
 void Transformer::start(const TokenBatch& batch, Activations& a) const {
-  validate(batch);
+  const std::int64_t positions = validate(batch);
+  rope_.cover(positions);
+  if (local_rope_) local_rope_->cover(positions);
   a.batch = batch;
   a.arrays.upload(batch, device());
 }

@@ -84,7 +84,7 @@ class Transformer {
   // Where weights, activations and caches must live: the kernels' device.
   Device device() const { return ctx_.k.device(); }
   const StageLayers& stage() const { return stage_; }
-  // Bytes of the RoPE tables (spin plan counts them).
+  // Bytes of the RoPE tables, as grown so far (spin plan counts them for its sequence length).
   std::size_t rope_bytes() const { return rope_.bytes() + (local_rope_ ? local_rope_->bytes() : 0); }
 
   // Full activation recomputation (Megatron's --recompute-granularity full, every layer): a
@@ -149,7 +149,8 @@ class Transformer {
   std::span<const float> input_grad(const Activations& saved) const;
 
  private:
-  void validate(const TokenBatch& batch) const;
+  // Checks the batch's positions and tokens; returns its longest sequence's end (positions used).
+  std::int64_t validate(const TokenBatch& batch) const;
   void check_stage_weights(const ModelWeights& weights) const;
   // Validates `batch` and makes it acts' batch, its arrays on the device.
   void start(const TokenBatch& batch, Activations& acts) const;
@@ -164,8 +165,10 @@ class Transformer {
   const ModelConfig& config_;
   TpDims dims_;
   StageLayers stage_;
-  RopeTable rope_;
-  std::optional<RopeTable> local_rope_;  // Gemma 3's windowed layers'
+  // Grown by start() to the longest sequence seen (a cache of a function of the position: const
+  // calls may fill it).
+  mutable RopeTable rope_;
+  mutable std::optional<RopeTable> local_rope_;  // Gemma 3's windowed layers'
   ModelContext ctx_;
   bool recompute_ = false;
   bool sequence_parallel_ = false;

@@ -9,6 +9,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
+
+#include "common/test_util.h"
 
 namespace spin::model {
 namespace {
@@ -66,6 +69,38 @@ TEST(RopeTable, LinearScalingDividesEveryFrequencyAndTheTableFollows) {
       EXPECT_EQ(table.sin()[p * 4 + static_cast<std::int64_t>(i)], static_cast<float>(std::sin(double{angle})));
     }
   }
+}
+
+// The tables hold 4096 positions, or the model's limit when fewer, and grow by doubling as
+// sequences need more -- to values bitwise those a table of every position holds; asking past
+// the limit is an error.
+TEST(RopeTable, GrowsToTheSequencesItServesWithTheSameValues) {
+  EXPECT_EQ(RopeTable::rows_for(0, 1'024'000), 4096);
+  EXPECT_EQ(RopeTable::rows_for(4097, 1'024'000), 8192);
+  EXPECT_EQ(RopeTable::rows_for(20'000, 1'024'000), 32768);
+  EXPECT_EQ(RopeTable::rows_for(1'000'000, 1'024'000), 1'024'000);
+  EXPECT_EQ(RopeTable::rows_for(10, 96), 96);
+  RopeTable grown(16, 20'000, 1e6f);
+  EXPECT_EQ(grown.positions(), 4096);
+  EXPECT_EQ(grown.bytes(), 2u * 4096 * 8 * 4);
+  const std::vector<float> first(grown.cos(), grown.cos() + 4096 * 8);
+  grown.cover(4000);
+  EXPECT_EQ(grown.positions(), 4096);
+  grown.cover(9000);
+  EXPECT_EQ(grown.positions(), 16384);
+  grown.cover(20'000);
+  EXPECT_EQ(grown.positions(), 20'000);
+  EXPECT_EQ(std::vector<float>(grown.cos(), grown.cos() + 4096 * 8), first);
+  const std::vector<float> inv = rope_inv_freq(16, 1e6f, std::nullopt);
+  for (std::int64_t p : {0, 4095, 4096, 9001, 16383, 16384, 19'999}) {
+    for (std::int64_t i = 0; i < 8; ++i) {
+      const float angle = static_cast<float>(p) * inv[static_cast<std::size_t>(i)];
+      EXPECT_EQ(grown.cos()[p * 8 + i], static_cast<float>(std::cos(double{angle}))) << p;
+      EXPECT_EQ(grown.sin()[p * 8 + i], static_cast<float>(std::sin(double{angle}))) << p;
+    }
+  }
+  EXPECT_NE(testing::error_of([&] { grown.cover(20'001); }).find("position 20000 is beyond the RoPE tables' 20000"),
+            std::string::npos);
 }
 
 }  // namespace
