@@ -9,14 +9,16 @@ references:
                        the same ids under Hugging Face `tokenizers` (checked here) except where a
                        text holds a special token's text, which `tokenizers` matches and tiktoken
                        does not;
-  chat_cases.json      mistral-common's v3 instruct ids (Mistral NeMo's format);
+  chat_cases.json      mistral-common's v3 instruct ids (Mistral NeMo's format) for the
+                       conversations of make_llama_spm_fixture.py's Mistral fixtures;
   chat_cases_v7.json   its v7 ids (Mistral Small 3), checked equal under v11, v13 and v15 here.
 The tokenizer.json's merges are every split of a token into two tokens, at the token's rank
 (transformers' TikTokenConverter), with ignore_merges (tiktoken takes a piece in the vocabulary
 whole).
 
     python3 -m venv /tmp/fixture && /tmp/fixture/bin/pip install mistral-common tiktoken regex \\
-        tokenizers   # fixture tools only (mistral-common 1.13.1, tiktoken 0.14, tokenizers 0.19 made it)
+        tokenizers sentencepiece transformers==4.40.2   # fixture tools only (mistral-common 1.13.1,
+        # tiktoken 0.14, tokenizers 0.19 made it)
     /tmp/fixture/bin/python tests/data/make_tekken_fixture.py tests/data/tekken [--ranks N]
 
 --ranks 130072 writes the whole vocabulary (Mistral NeMo's own tokenizer, 15 MB: for a check by
@@ -29,8 +31,6 @@ import random
 import sys
 
 import regex
-from mistral_common.protocol.instruct.messages import AssistantMessage, SystemMessage, UserMessage
-from mistral_common.protocol.instruct.request import ChatCompletionRequest
 from mistral_common.protocol.instruct.validator import ValidationMode
 from mistral_common.tokens.tokenizers.base import SpecialTokens
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
@@ -39,6 +39,7 @@ import mistral_common
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, AddedToken
 
 from make_hf_bpe_fixtures import POOL, byte_chars, texts
+from make_llama_spm_fixture import CONVERSATIONS, mistral_ids, split_cases
 
 NUM_SPECIAL = 1000
 
@@ -90,23 +91,10 @@ def hf_tokenizer(tekken, specials):
     return tok
 
 
-def chat_ids(tokenizer, conv):
-    kinds = {"system": SystemMessage, "user": UserMessage, "assistant": AssistantMessage}
-    request = ChatCompletionRequest(messages=[kinds[m["role"]](content=m["content"]) for m in conv])
-    return tokenizer.encode_chat_completion(request).tokens
-
-
-CONVERSATIONS = [
-    [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}],
-    [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "  Hello there!  \n"},
-     {"role": "assistant", "content": " Hi.\n\n  "}],
-    [{"role": "user", "content": "first"}, {"role": "assistant", "content": "one"},
-     {"role": "user", "content": "naïve 日本 🙂 12345"}, {"role": "assistant", "content": "two\nlines"}],
-    # v3 puts the system message before the last user message, v7 first in its own tokens.
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "first"},
-     {"role": "assistant", "content": "one  "}, {"role": "user", "content": "second"},
-     {"role": "assistant", "content": "two"}],
-]
+# v3 puts the system message before the last user message, v7 first in its own tokens.
+SYSTEM_LATE = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "first"},
+               {"role": "assistant", "content": "one  "}, {"role": "user", "content": "second"},
+               {"role": "assistant", "content": "two"}]
 
 
 def chat_cases(tekken, specials, out, version, name):
@@ -127,11 +115,8 @@ def chat_cases(tekken, specials, out, version, name):
         finetuning = MistralTokenizer.from_file(path, mode=ValidationMode.finetuning)
     finally:
         os.remove(path)
-    cases = []
-    for conv in CONVERSATIONS:
-        prompt, whole = chat_ids(serving, conv[:-1]), chat_ids(finetuning, conv)
-        assert whole[:len(prompt)] == prompt, (prompt, whole)
-        cases.append({"messages": conv, "prompt_ids": prompt, "response_ids": whole[len(prompt):]})
+    cases = split_cases(lambda c: mistral_ids(serving, c), lambda c: mistral_ids(finetuning, c),
+                        CONVERSATIONS + [SYSTEM_LATE])
     if name:
         with open(os.path.join(out, name), "w") as f:
             json.dump(cases, f, ensure_ascii=False, indent=0)

@@ -256,19 +256,25 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
       << e;
 }
 
+// A refusing test's check: `good` (a fixture's file) changed by `change`, written to `path`, is
+// refused with an error naming the file and saying `what`.
+using JsonChange = std::function<void(nlohmann::json&)>;
+void expect_refused(const fs::path& path, const nlohmann::json& good, const JsonChange& change, const std::string& what) {
+  nlohmann::json j = good;
+  change(j);
+  std::ofstream(path) << j.dump();
+  const std::string e = testing::error_of([&] { HfBpeTokenizer t(path.string()); });
+  EXPECT_NE(e.find(path.string()), std::string::npos) << e;
+  EXPECT_NE(e.find(what), std::string::npos) << e;
+}
+
 TEST(HfBpeTokenizer, UnsupportedFilesAreRefusedByName) {
   const fs::path dir = fs::temp_directory_path() / "spin_hf_bpe_test";
   fs::create_directories(dir);
   std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3/tokenizer.json");
   const nlohmann::json good = nlohmann::json::parse(in);
-  const auto refused = [&](const std::function<void(nlohmann::json&)>& change, const std::string& what) {
-    nlohmann::json j = good;
-    change(j);
-    const fs::path path = dir / "tokenizer.json";
-    std::ofstream(path) << j.dump();
-    const std::string e = testing::error_of([&] { HfBpeTokenizer t(path.string()); });
-    EXPECT_NE(e.find(path.string()), std::string::npos) << e;
-    EXPECT_NE(e.find(what), std::string::npos) << e;
+  const auto refused = [&](const JsonChange& change, const std::string& what) {
+    expect_refused(dir / "tokenizer.json", good, change, what);
   };
   refused([](nlohmann::json& j) { j["normalizer"] = {{"type", "NFKC"}}; }, "normalizer NFKC is not supported (NFC is)");
   refused(
@@ -399,14 +405,8 @@ TEST(TekkenTokenizer, MalformedFilesAreRefusedByName) {
   fs::create_directories(dir);
   std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/tekken/tekken.json");
   const nlohmann::json good = nlohmann::json::parse(in);
-  const auto refused = [&](const std::function<void(nlohmann::json&)>& change, const std::string& what) {
-    nlohmann::json j = good;
-    change(j);
-    const fs::path path = dir / "tekken.json";
-    std::ofstream(path) << j.dump();
-    const std::string e = testing::error_of([&] { HfBpeTokenizer t(path.string()); });
-    EXPECT_NE(e.find(path.string()), std::string::npos) << e;
-    EXPECT_NE(e.find(what), std::string::npos) << e;
+  const auto refused = [&](const JsonChange& change, const std::string& what) {
+    expect_refused(dir / "tekken.json", good, change, what);
   };
   refused([](nlohmann::json& j) { j["config"]["pattern"] = "\\p{L}+"; }, "is not Tekken's");
   refused([](nlohmann::json& j) { j["config"]["default_vocab_size"] = 9000; }, "do not fit a vocabulary of 4000 ranks");
