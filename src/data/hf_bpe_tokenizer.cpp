@@ -281,6 +281,10 @@ struct HfBpeTokenizer::Loader {
       t.tokens_[static_cast<std::size_t>(a.id)] = a.content;
       t.kind_[static_cast<std::size_t>(a.id)] = a.special ? Kind::Special : Kind::Added;
     }
+    for (const auto& [token, id] : t.control_) {
+      t.tokens_[static_cast<std::size_t>(id)] = token;
+      t.kind_[static_cast<std::size_t>(id)] = Kind::Special;
+    }
     // Longest first, so that a scan finds the longest match; indexed by first byte.
     std::stable_sort(t.added_.begin(), t.added_.end(),
                      [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
@@ -335,7 +339,8 @@ struct HfBpeTokenizer::Loader {
     }
     for (std::size_t id = 0; id < specials.size(); ++id) {
       if (specials[id].empty()) specials[id] = "<SPECIAL_" + std::to_string(id) + ">";
-      t.added_.push_back({specials[id], static_cast<std::int32_t>(id), true, false});
+      require(t.control_.emplace(specials[id], static_cast<std::int32_t>(id)).second, path, ": special token ",
+              specials[id], " appears twice");
     }
     const std::vector<char32_t> chars = byte_chars();
     for (std::int64_t rank = 0; rank < size - num_special; ++rank) {
@@ -429,6 +434,7 @@ HfBpeTokenizer::HfBpeTokenizer(const std::string& path) : path_(path) {
 }
 
 std::optional<std::int32_t> HfBpeTokenizer::token_id(const std::string& token) const {
+  if (const auto it = control_.find(token); it != control_.end()) return it->second;
   if (!token.empty()) {  // added tokens, through encode's index by first byte
     for (std::uint16_t k : added_by_byte_[static_cast<unsigned char>(token[0])]) {
       if (added_[k].content == token) return added_[k].id;
@@ -502,7 +508,7 @@ std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
   for (std::size_t i = 0; i < text.size();) {
     const std::vector<std::uint16_t>& candidates = added_by_byte_[static_cast<unsigned char>(text[i])];
     const auto hit = std::find_if(candidates.begin(), candidates.end(), [&](std::uint16_t k) {
-      return added_[k].in_text && text.compare(i, added_[k].content.size(), added_[k].content) == 0;
+      return text.compare(i, added_[k].content.size(), added_[k].content) == 0;
     });
     if (hit == candidates.end()) {
       ++i;

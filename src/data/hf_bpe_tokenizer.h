@@ -48,7 +48,6 @@ class HfBpeTokenizer final : public Tokenizer {
     std::string content;
     std::int32_t id;
     bool special;
-    bool in_text = true;  // matched in the text (tekken.json's special tokens are not)
   };
   struct Merge {
     std::int32_t rank, id;
@@ -66,6 +65,8 @@ class HfBpeTokenizer final : public Tokenizer {
   std::unordered_map<std::uint64_t, Merge> merges_;  // (left id, right id) -> rank, merged id
   std::vector<AddedToken> added_;                 // longest content first
   std::vector<std::uint16_t> added_by_byte_[256];  // indices into added_ by first byte, in order
+  // tekken.json's special tokens: found by token_id(), never matched in the text.
+  std::unordered_map<std::string, std::int32_t> control_;
   enum class Kind : std::uint8_t { Vocabulary, Added, Special };
   std::vector<Kind> kind_;                        // id -> where its token comes from
   std::int32_t byte_ids_[256] = {};               // each byte's token
