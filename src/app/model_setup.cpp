@@ -60,6 +60,9 @@ std::vector<std::string> tokenizer_files(const std::string& dir) {
     const fs::path path = fs::path(dir) / f;
     if (fs::exists(path)) out.push_back(path.string());
   }
+  if (const std::string versioned = data::mistral_spm_file(dir); !versioned.empty()) {
+    out.push_back((fs::path(dir) / versioned).string());
+  }
   return out;
 }
 

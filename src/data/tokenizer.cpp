@@ -51,8 +51,10 @@ std::map<std::string, std::int32_t> added_tokens(const fs::path& dir, int pieces
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  explicit SentencePieceTokenizer(const fs::path& dir) {
-    const std::string path = (dir / "tokenizer.model").string();
+  // `file` in `dir`: tokenizer.model, or Mistral's tokenizer.model.vN (instruct format vN).
+  SentencePieceTokenizer(const fs::path& dir, const std::string& file) {
+    const std::string path = (dir / file).string();
+    if (file != "tokenizer.model") mistral_version_ = file.substr(std::string("tokenizer.model.").size());
     const auto status = processor_.Load(path);
     require(status.ok(), path, ": not a SentencePiece model (", status.ToString(), ")");
     if (processor_.bos_id() >= 0) bos_ = processor_.bos_id();
@@ -99,6 +101,22 @@ class SentencePieceTokenizer final : public Tokenizer {
 };
 
 }  // namespace
+
+std::string mistral_spm_file(const std::filesystem::path& dir) {
+  std::string best;
+  int newest = -1;
+  std::error_code error;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, error)) {
+    const std::string name = e.path().filename().string();
+    const std::string prefix = "tokenizer.model.v";
+    if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size() || name.size() > prefix.size() + 4 ||
+        name.find_first_not_of("0123456789", prefix.size()) != std::string::npos) {
+      continue;
+    }
+    if (const int v = std::stoi(name.substr(prefix.size())); v > newest) newest = v, best = name;
+  }
+  return best;
+}
 
 std::string printable(std::string_view text) {
   const unicode::CodePoints s = unicode::decode_utf8(text);
@@ -173,7 +191,8 @@ std::string decode_showing_specials(const Tokenizer& tokenizer, std::span<const 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_dir) {
   auto tokenizer = load_if_present(model_dir);
   require(tokenizer != nullptr, model_dir,
-          ": no tokenizer.model (SentencePiece), tekken.json (Mistral's), tokenizer.json (byte-level BPE) or "
+          ": no tokenizer.model or tokenizer.model.vN (SentencePiece), tekken.json (Mistral's), tokenizer.json "
+          "(byte-level BPE) or "
           "byte_tokenizer.json; spin "
           "cannot tokenize text for this model (pre-tokenized data works without one)");
   return tokenizer;
@@ -181,7 +200,13 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_dir) {
 
 std::unique_ptr<Tokenizer> Tokenizer::load_if_present(const std::string& model_dir) {
   const fs::path dir(model_dir);
-  if (fs::exists(dir / "tokenizer.model")) return std::make_unique<SentencePieceTokenizer>(dir);
+  if (fs::exists(dir / "tokenizer.model")) return std::make_unique<SentencePieceTokenizer>(dir, "tokenizer.model");
+  // Mistral's SentencePiece models named by their instruct format (Mistral Large 2411's
+  // tokenizer.model.v7), the newest when there are several; before tokenizer.json, which for
+  // these is a byte-fallback conversion spin does not read.
+  if (const std::string versioned = mistral_spm_file(dir); !versioned.empty()) {
+    return std::make_unique<SentencePieceTokenizer>(dir, versioned);
+  }
   // Mistral's own tekken.json before the tokenizer.json converted from it: mistral-common's
   // (and Mistral's) reference, which never reads [INST] or <s> in a text as the control token.
   if (fs::exists(dir / "tekken.json")) return std::make_unique<HfBpeTokenizer>((dir / "tekken.json").string());

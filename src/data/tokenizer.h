@@ -1,5 +1,6 @@
 // Tokenizers, chosen from the model directory: SentencePiece (`tokenizer.model`, the
-// Llama-2 / Mistral 7B family, through libsentencepiece), Mistral's Tekken (`tekken.json`: Mistral
+// Llama-2 / Mistral 7B family, through libsentencepiece; or Mistral's `tokenizer.model.vN`, e.g.
+// Mistral Large 2411's tokenizer.model.v7), Mistral's Tekken (`tekken.json`: Mistral
 // NeMo, Mistral Small 3 and later), Hugging Face byte-level BPE (`tokenizer.json`: GPT-2, Llama-3
 // and kin; both hf_bpe_tokenizer.h) or spin's byte-level tokenizer
 // (`byte_tokenizer.json`: one id per byte plus a few specials; for tests and the demo).
@@ -7,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <span>
@@ -48,7 +50,8 @@ class Tokenizer {
   // files have one: read for what it says, never run.
   const std::string& chat_template() const { return chat_template_; }
   // Which of mistral-common's instruct formats a Mistral tokenizer was made for (tekken.json's
-  // config.version: "v3", "v7", "v11", ...); empty for other tokenizers.
+  // config.version, or tokenizer.model.vN's suffix: "v3", "v7", "v11", ...); empty for other
+  // tokenizers.
   const std::string& mistral_version() const { return mistral_version_; }
   // The model's config.json has the last word on BOS/EOS (Hugging Face's rule) -- but a
   // tokenizer that puts no BOS in front of a text (Qwen2's: tokenizer_config.json's bos_token is
@@ -69,6 +72,10 @@ class Tokenizer {
   std::string chat_template_;
   std::string mistral_version_;
 };
+
+// The name of the newest Mistral SentencePiece model in `dir` (tokenizer.model.v3,
+// tokenizer.model.v7, ...), or "" when there is none.
+std::string mistral_spm_file(const std::filesystem::path& dir);
 
 // `ids` as text with every special token shown as its text (Tokenizer::special_text), the runs
 // between them decoded together: what a prompt template produced, readable.

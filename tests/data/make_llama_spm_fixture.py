@@ -2,7 +2,9 @@
 """Writes tests/data/llama_spm/: a tiny SentencePiece BPE model in Llama 2's (and Mistral 7B
 v0.1 / v0.2's) layout and the ids their chat formats give (chat_cases_llama2.json,
 chat_cases_mistral.json); with a second folder, tests/data/mistral_v3_spm/: the same in Mistral 7B
-v0.3's layout ([INST] and [/INST] control tokens) and mistral-common's v3 instruct ids.
+v0.3's layout ([INST] and [/INST] control tokens) and mistral-common's v3 instruct ids; with a
+third, tests/data/mistral_v7_spm/: in Mistral Large 2411's (tokenizer.model.v7, [SYSTEM_PROMPT]
+and [/SYSTEM_PROMPT] too) and mistral-common's v7 instruct ids.
 
 Llama 2's tokenizer.model: <unk> 0, <s> 1, </s> 2, byte fallback, digits split, a dummy prefix
 (each encoded text begins with "▁"), the identity normalizer (runs of spaces kept). The tiny model
@@ -16,7 +18,8 @@ is trained the same way on a synthetic corpus. Oracles:
 
     python3 -m venv /tmp/fixture && /tmp/fixture/bin/pip install sentencepiece transformers==4.40.2 \\
         jinja2 protobuf mistral-common   # fixture tools only (mistral-common 1.13 made the committed one)
-    /tmp/fixture/bin/python tests/data/make_llama_spm_fixture.py tests/data/llama_spm tests/data/mistral_v3_spm
+    /tmp/fixture/bin/python tests/data/make_llama_spm_fixture.py tests/data/llama_spm tests/data/mistral_v3_spm \
+        tests/data/mistral_v7_spm
 """
 import io
 import json
@@ -90,20 +93,26 @@ def train_model(out, **extra):
 
 MISTRAL_V3_CONTROL = ["[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
                       "[TOOL_RESULTS]", "[/TOOL_RESULTS]"]
+# Mistral Large 2411's (mistral-common's mistral_instruct_tokenizer_241114.model.v7): ids 3-18.
+MISTRAL_V7_CONTROL = MISTRAL_V3_CONTROL + ["[IMG]", "[PREFIX]", "[MIDDLE]", "[SUFFIX]", "[IMG_BREAK]", "[IMG_END]",
+                                           "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[TOOL_CONTENT]"]
 
 
-def mistral_v3(out):
-    """mistral_v3/: the same corpus trained in Mistral 7B v0.3's layout (its control tokens at ids
-    3-9, as [INST] 3 and [/INST] 4 are there) and mistral-common's v3 instruct tokenizer's ids."""
+def mistral_spm(out, version="v3"):
+    """mistral_v3_spm/: the same corpus trained in Mistral 7B v0.3's layout (its control tokens at
+    ids 3-9, as [INST] 3 and [/INST] 4 are there) and mistral-common's v3 instruct tokenizer's ids;
+    with `version` v7, mistral_v7_spm/: in Mistral Large 2411's layout (control tokens 3-18,
+    [SYSTEM_PROMPT] 16), written as tokenizer.model.v7 -- the name Mistral gives the file, and the
+    one spin reads the version from -- with mistral-common's v7 ids."""
     os.makedirs(out, exist_ok=True)
-    path = train_model(out, control_symbols=MISTRAL_V3_CONTROL)
-    v3_path = os.path.join(out, "tokenizer.model.v3")  # mistral-common reads the version off the name
-    with open(path, "rb") as f, open(v3_path, "wb") as g:
+    path = train_model(out, control_symbols=MISTRAL_V7_CONTROL if version == "v7" else MISTRAL_V3_CONTROL)
+    versioned = os.path.join(out, "tokenizer.model." + version)  # mistral-common reads the version off the name
+    with open(path, "rb") as f, open(versioned, "wb") as g:
         g.write(f.read())
-    serving = MistralTokenizer.from_file(v3_path)
-    finetuning = MistralTokenizer.from_file(v3_path, mode=ValidationMode.finetuning)
-    assert serving.instruct_tokenizer.tokenizer.version == TokenizerVersion.v3
-    os.remove(v3_path)
+    serving = MistralTokenizer.from_file(versioned)
+    finetuning = MistralTokenizer.from_file(versioned, mode=ValidationMode.finetuning)
+    assert serving.instruct_tokenizer.tokenizer.version == TokenizerVersion(version)
+    os.remove(versioned if version == "v3" else path)
     # v3 puts the system message before the last user message's text: a conversation of two turns
     # with one shows where.
     system_late = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "first"},
@@ -113,8 +122,8 @@ def mistral_v3(out):
                         CONVERSATIONS + [system_late])
     with open(os.path.join(out, "chat_cases.json"), "w") as f:
         json.dump(cases, f, ensure_ascii=False, indent=0)
-    sp = spm.SentencePieceProcessor(model_file=path)
-    print("mistral_v3: %d chat cases, control ids %s" % (len(cases), [sp.piece_to_id(p) for p in MISTRAL_V3_CONTROL]))
+    sp = spm.SentencePieceProcessor(model_file=path if version == "v3" else versioned)
+    print("mistral %s: %d chat cases, control ids %s" % (version, len(cases), [sp.piece_to_id(p) for p in MISTRAL_V7_CONTROL]))
     for c in cases:
         print([sp.id_to_piece(i) for i in c["prompt_ids"]], [sp.id_to_piece(i) for i in c["response_ids"]])
 
@@ -123,7 +132,9 @@ def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     if len(sys.argv) > 2:
-        mistral_v3(sys.argv[2])
+        mistral_spm(sys.argv[2])
+    if len(sys.argv) > 3:
+        mistral_spm(sys.argv[3], "v7")
     path = train_model(out)
 
     llama = LlamaTokenizer(vocab_file=path, legacy=True)

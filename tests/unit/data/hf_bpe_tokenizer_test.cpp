@@ -189,13 +189,23 @@ TEST(PromptTemplates, Gemma3TemplateMatchesApplyChatTemplate) {
 // is chosen by auto; roles must alternate after an optional system message. Mistral v0.3's
 // format (tests/data/mistral_v3_spm: [INST] and [/INST] control tokens) against mistral-common's
 // v3 tokenizer (the markers as tokens, the system message before the LAST user's text, the
-// answer's trailing spaces removed); auto picks it by those tokens.
+// answer's trailing spaces removed); auto picks it by those tokens. Mistral Large 2411's v7 on a
+// tokenizer.model.v7 (tests/data/mistral_v7_spm) against mistral-common's v7.
 TEST(PromptTemplates, Llama2AndMistralTemplatesMatchTheirReferences) {
   expect_chat_cases("llama_spm", PromptTemplate::Llama2, "", "chat_cases_llama2.json");
   expect_chat_cases("llama_spm", PromptTemplate::Mistral, "", "chat_cases_mistral.json");
   expect_chat_cases("mistral_v3_spm", PromptTemplate::MistralV3, "");
   const auto v3 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/mistral_v3_spm");
   EXPECT_EQ(choose_prompt_template("auto", v3.get()), PromptTemplate::MistralV3);
+  // Mistral Large 2411's layout: the SentencePiece model as tokenizer.model.v7, read for the
+  // model and the version; auto picks v7.
+  expect_chat_cases("mistral_v7_spm", PromptTemplate::MistralV7, "");
+  const auto v7 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/mistral_v7_spm");
+  EXPECT_EQ(v7->mistral_version(), "v7");
+  EXPECT_EQ(v7->token_id("[SYSTEM_PROMPT]"), 16);
+  EXPECT_EQ(choose_prompt_template("auto", v7.get()), PromptTemplate::MistralV7);
+  EXPECT_EQ(mistral_spm_file(std::string(SPIN_TEST_DATA_DIR) + "/mistral_v7_spm"), "tokenizer.model.v7");
+  EXPECT_EQ(mistral_spm_file(std::string(SPIN_TEST_DATA_DIR) + "/mistral_v3_spm"), "");  // tokenizer.model only
   EXPECT_EQ(choose_prompt_template("mistral-v3", nullptr), PromptTemplate::MistralV3);
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/llama_spm");
   EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Chat);
