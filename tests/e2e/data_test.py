@@ -7,8 +7,10 @@
               where the template puts them, and the length distributions against the ids; the
               llama2 and mistral templates named on a SentencePiece model in Llama 2's layout, and
               mistral-v3 chosen by auto on one in Mistral v0.3's, gemma3 by auto on one in Gemma
-              3's, mistral-v3 by auto and mistral-v7 named on Mistral's Tekken (tekken.json): the
-              ids of their references (tests/data/llama_spm, mistral_v3_spm, gemma3_spm, tekken)
+              3's, mistral-v7 by auto on one in Mistral Large 2411's (tokenizer.model.v7),
+              mistral-v3 by auto and mistral-v7 named on Mistral's Tekken (tekken.json): the ids
+              of their references (tests/data/llama_spm, mistral_v3_spm, mistral_v7_spm,
+              gemma3_spm, tekken)
   bad-input   a missing data file and a record of another shape in a list: one error line
 """
 import json
@@ -49,6 +51,7 @@ def case_show(args, tmp):
     for kind, template, name in [("llama_spm", "llama2", "chat_cases_llama2.json"),
                                  ("llama_spm", "mistral", "chat_cases_mistral.json"),
                                  ("mistral_v3_spm", "auto", "chat_cases.json"),
+                                 ("mistral_v7_spm", "auto", "chat_cases.json"),
                                  ("gemma3", "auto", "chat_cases.json"),
                                  ("tekken", "auto", "chat_cases.json"),
                                  ("tekken", "mistral-v7", "chat_cases_v7.json")]:
@@ -57,7 +60,8 @@ def case_show(args, tmp):
         chat_file(data, cases)
         r = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--template", template,
                                   "--show", str(len(cases))], 1)
-        chosen = {"mistral_v3_spm": "mistral-v3", "gemma3": "gemma3", "tekken": "mistral-v3"}[kind] \
+        chosen = {"mistral_v3_spm": "mistral-v3", "mistral_v7_spm": "mistral-v7", "gemma3": "gemma3",
+                  "tekken": "mistral-v3"}[kind] \
             if template == "auto" else template
         assert "template %s (--template %s)" % (chosen, template) in r.stdout, r.stdout
         shown = re.findall(r"  prompt    (\d+) tokens \[([0-9 .]+)\]\n      (.*)\n  response  (\d+) tokens \[([0-9 .]+)\]",

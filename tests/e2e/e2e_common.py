@@ -83,24 +83,26 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     (vocabulary 400; Gemma's ids: <eos> 1, <bos> 2, <start_of_turn> 4, <end_of_turn> 5); gemma2:
     a tiny Gemma 2 (besides, four norms a layer, its score scale, capped scores and logits) with
     the same tokenizer; gemma3: a tiny Gemma 3 (Gemma 2's parts without caps, head norms, local
-    and global layers) with tests/data/gemma3_spm's (<start_of_image> 6 besides); llama_spm / mistral_v3_spm: a tiny Llama with that folder's SentencePiece
-    model in Llama 2's / Mistral v0.3's layout (vocabulary 400, <s> 1, </s> 2, a dummy prefix);
+    and global layers) with tests/data/gemma3_spm's (<start_of_image> 6 besides); llama_spm / mistral_v3_spm /
+    mistral_v7_spm: a tiny Llama with that folder's SentencePiece model in Llama 2's / Mistral v0.3's /
+    Mistral Large 2411's layout (tokenizer.model.v7; vocabulary 400, <s> 1, </s> 2, a dummy prefix);
     phi4: a tiny Phi-3 (fused q/k/v and gate/up, LongRoPE over 96 of 192 positions) with
     hf_bpe/phi4's tokenizer (Phi-4's <|endoftext|> 0, <|im_start|> 1, <|im_end|> 2, <|im_sep|> 3);
     tekken: a tiny Mistral (a sliding window) with tests/data/tekken's tekken.json (Mistral NeMo's
     Tekken cut to 5000 ids: <s> 1, </s> 2, [INST] 3, [/INST] 4)."""
     qwen = kind in ("qwen2", "qwen3", "phi4")  # their token ids: BOS 0, EOS 2
     gemma = kind in ("gemma", "gemma2", "gemma3")
-    spm = gemma or kind in ("llama_spm", "mistral_v3_spm")
+    spm = gemma or kind in ("llama_spm", "mistral_v3_spm", "mistral_v7_spm")
     tekken = kind == "tekken"
     extra = {"llama3": [], "qwen2": ["--qwen2", "--tie"], "qwen3": ["--qwen3"], "gemma": ["--gemma"],
-             "gemma2": ["--gemma2"], "gemma3": ["--gemma3"], "llama_spm": [], "mistral_v3_spm": [],
+             "gemma2": ["--gemma2"], "gemma3": ["--gemma3"], "llama_spm": [], "mistral_v3_spm": [], "mistral_v7_spm": [],
              "phi4": ["--phi3", "--max-positions", "192", "--original-max-positions", "96"], "tekken": ["--mistral"]}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
                     "400" if spm else "5000" if tekken else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)
     spm_dir = {"gemma": "gemma_spm", "gemma2": "gemma_spm", "gemma3": "gemma3_spm"}.get(kind, kind)
-    tokenizer_files = ([os.path.join(ROOT, "tests", "data", spm_dir, "tokenizer.model")] if spm else
+    spm_file = "tokenizer.model.v7" if kind == "mistral_v7_spm" else "tokenizer.model"
+    tokenizer_files = ([os.path.join(ROOT, "tests", "data", spm_dir, spm_file)] if spm else
                        [os.path.join(ROOT, "tests", "data", "tekken", "tekken.json")] if tekken else
                        [os.path.join(os.path.dirname(HF_BPE), kind, f) for f in ("tokenizer.json", "tokenizer_config.json")])
     for f in tokenizer_files:
