@@ -67,7 +67,7 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
       ("max-shard-size", po::value(&o.max_shard_bytes)->default_value(o.max_shard_bytes),
        "export-hf: bytes per safetensors file; larger models are split with an index")
       ("multimodal-from", po::value(&o.multimodal_from)->default_value(""),
-       "export-hf: the multimodal Hugging Face directory (Gemma 3, Mistral Small 3.1) whose language model the checkpoint holds: "
+       "export-hf: the multimodal Hugging Face directory (Gemma 3, Mistral Small 3.1, LLaVA, Pixtral) whose language model the checkpoint holds: "
        "write that multimodal model back, its other tensors and config.json taken from there");
   po::positional_options_description positional;
   positional.add("action", 1).add("path", 1).add("out", 1);
@@ -270,8 +270,8 @@ void export_hf(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
     // The checkpoint's model must be that directory's language model.
     const model::ModelConfig original = model::ModelConfig::load(o.multimodal_from);
     require(!original.hf_weight_prefix.empty(), o.multimodal_from,
-            ": not a multimodal model (spin reads the language model of Gemma 3's and Mistral Small 3.1's, model_type "
-            "gemma3 and mistral3)");
+            ": not a multimodal model (spin reads the language model of model_type gemma3, mistral3 and llava "
+            "checkpoints)");
     require(original.json_text == config.json_text, reader.dir(), ": its model is not ", o.multimodal_from,
             "'s language model (their text configs differ)");
     ckpt::write_multimodal_model(o.out, {o.multimodal_from, original.hf_weight_prefix}, files.tensors, files.values, dtype,

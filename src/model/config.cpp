@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <algorithm>
+#include <iterator>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -162,25 +163,44 @@ constexpr const char* kGemma3TextDefaults = R"({
   "final_logit_softcapping": null, "attn_logit_softcapping": null, "rope_scaling": null,
   "rope_local_base_freq": 10000.0, "sliding_window_pattern": 6})";
 
-// MistralConfig's defaults, which Mistral3Config lays a text_config over.
+// MistralConfig's and LlamaConfig's defaults, which Mistral3Config and LlavaConfig lay a
+// text_config over.
+constexpr const char* kLlamaDefaults = R"({
+  "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 32000, "hidden_size": 4096,
+  "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32, "hidden_act": "silu",
+  "max_position_embeddings": 2048, "rms_norm_eps": 1e-06, "bos_token_id": 1, "eos_token_id": 2,
+  "tie_word_embeddings": false, "rope_theta": 10000.0, "attention_bias": false})";
 constexpr const char* kMistralDefaults = R"({
   "architectures": ["MistralForCausalLM"], "model_type": "mistral", "vocab_size": 32000, "hidden_size": 4096,
   "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
   "hidden_act": "silu", "max_position_embeddings": 131072, "rms_norm_eps": 1e-06, "bos_token_id": 1,
   "eos_token_id": 2, "tie_word_embeddings": false, "rope_theta": 10000.0, "sliding_window": 4096})";
 
+// The language models a multimodal checkpoint may hold: their model_type, architecture and
+// config class's defaults.
+struct TextModel {
+  const char* type;
+  const char* architecture;
+  const char* defaults;
+};
+constexpr TextModel kTextModels[] = {
+    {"gemma3_text", "Gemma3ForCausalLM", kGemma3TextDefaults},
+    {"mistral", "MistralForCausalLM", kMistralDefaults},
+    {"llama", "LlamaForCausalLM", kLlamaDefaults},
+};
+
 // The multimodal checkpoints whose language model spin runs, under "language_model.": Gemma 3
-// 4B-27B (Gemma3ForConditionalGeneration) and Mistral Small 3.1 / 3.2 (Mistral3ForConditionalGeneration).
+// 4B-27B (Gemma3ForConditionalGeneration), Mistral Small 3.1 / 3.2 (Mistral3ForConditionalGeneration)
+// and LLaVA's (LlavaForConditionalGeneration: LLaVA-1.5 over Vicuna, Pixtral-12B over Mistral NeMo).
 struct MultimodalFamily {
   const char* type;          // the multimodal config.json's model_type
   const char* architecture;  // its own
-  const char* text_type;     // the language model's model_type and architecture
-  const char* text_architecture;
-  const char* text_defaults;  // the text config class's defaults
+  const char* text_type;     // its language model's, where text_config does not name one
 };
 constexpr MultimodalFamily kMultimodalFamilies[] = {
-    {"gemma3", "Gemma3ForConditionalGeneration", "gemma3_text", "Gemma3ForCausalLM", kGemma3TextDefaults},
-    {"mistral3", "Mistral3ForConditionalGeneration", "mistral", "MistralForCausalLM", kMistralDefaults},
+    {"gemma3", "Gemma3ForConditionalGeneration", "gemma3_text"},
+    {"mistral3", "Mistral3ForConditionalGeneration", "mistral"},
+    {"llava", "LlavaForConditionalGeneration", "llama"},
 };
 
 // A multimodal config.json -> its language model's own config.json: the text config class's
@@ -189,13 +209,21 @@ constexpr MultimodalFamily kMultimodalFamilies[] = {
 std::string text_config_of(const MultimodalFamily& f, const json& j, const std::string& source) {
   require(j.contains("text_config") && j.at("text_config").is_object(), source, ": model_type \"", f.type, "\" (",
           f.architecture, ") needs a \"text_config\" object");
-  json text = json::parse(f.text_defaults);
-  for (const auto& [key, value] : j.at("text_config").items()) text[key] = value;
+  const json& given = j.at("text_config");
+  const std::string type = given.contains("model_type") && given.at("model_type").is_string()
+                               ? given.at("model_type").get<std::string>()
+                               : f.text_type;
+  const auto* model = std::find_if(std::begin(kTextModels), std::end(kTextModels),
+                                   [&](const TextModel& m) { return type == m.type; });
+  require(model != std::end(kTextModels), source, ": the language model of a ", f.type, " checkpoint is a \"", type,
+          "\"; spin reads gemma3_text, mistral and llama ones");
+  json text = json::parse(model->defaults);
+  for (const auto& [key, value] : given.items()) text[key] = value;
   for (const char* key : {"eos_token_id", "bos_token_id", "pad_token_id", "torch_dtype"}) {
     if (j.contains(key)) text[key] = j.at(key);
   }
-  text["architectures"] = json::array({f.text_architecture});
-  text["model_type"] = f.text_type;
+  text["architectures"] = json::array({model->architecture});
+  text["model_type"] = model->type;
   return text.dump(1);
 }
 
@@ -228,7 +256,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
                 type == "gemma2" || type == "gemma3_text" || type == "phi3",
             source, ": model_type \"", type,
             "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
-            "gemma3_text, phi3; and the language model of gemma3 and mistral3)");
+            "gemma3_text, phi3; and the language model of gemma3, mistral3 and llava)");
   }
   const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";
   const bool gemma2 = type == "gemma2" || gemma3;  // Gemma 2's parts

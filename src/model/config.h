@@ -80,11 +80,11 @@ struct ModelConfig {
   std::optional<std::int64_t> bos_token_id;
   std::string json_text;  // the config.json text, kept to write into checkpoints and exports
   // The prefix of the model's tensor names in its Hugging Face files: "language_model." for a
-  // multimodal checkpoint -- Gemma 3's (model_type gemma3, Gemma3ForConditionalGeneration) or
-  // Mistral Small 3.1's (mistral3, Mistral3ForConditionalGeneration) -- whose language model spin
-  // runs: its json_text is then that model's own config (gemma3_text as Gemma3ForCausalLM reads
-  // it, mistral as MistralForCausalLM does), so that checkpoints and exports hold the language
-  // model alone.
+  // multimodal checkpoint -- Gemma 3's (model_type gemma3, Gemma3ForConditionalGeneration),
+  // Mistral Small 3.1's (mistral3, Mistral3ForConditionalGeneration) or LLaVA's (llava:
+  // LLaVA-1.5, Pixtral-12B) -- whose language model spin runs: its json_text is then that model's
+  // own config (gemma3_text, mistral or llama, as the text model's class reads it), so that
+  // checkpoints and exports hold the language model alone.
   std::string hf_weight_prefix;
 
   // Parses and validates; `source` names the input in errors (e.g. the file path).

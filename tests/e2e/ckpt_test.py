@@ -248,7 +248,8 @@ def case_convert(args, tmp):
     # scores as the text model does, bitwise -- and exports it as that model (gemma3_text or
     # mistral, the text_config's keys, the tensors without "language_model.", no vision tower).
     for kind, name, text_type, text_architecture in [("gemma3", "tiny-gemma3", "gemma3_text", "Gemma3ForCausalLM"),
-                                                     ("mistral3", "tiny-mistral", "mistral", "MistralForCausalLM")]:
+                                                     ("mistral3", "tiny-mistral", "mistral", "MistralForCausalLM"),
+                                                     ("llava", "tiny-llama", "llama", "LlamaForCausalLM")]:
         text = os.path.join(args.models, name)
         multimodal = multimodal_checkpoint(text, os.path.join(tmp, kind + "-multimodal"), kind)
         scores = []

@@ -124,6 +124,8 @@ MULTIMODAL = {
                 "multi_modal_projector.mm_input_projection_weight"]),
     "mistral3": ("Mistral3ForConditionalGeneration", "pixtral",
                  ["vision_tower.patch_conv.weight", "multi_modal_projector.linear_1.weight"]),
+    "llava": ("LlavaForConditionalGeneration", "clip_vision_model",
+              ["vision_tower.vision_model.embeddings.patch_embedding.weight", "multi_modal_projector.linear_1.weight"]),
 }
 
 
@@ -132,7 +134,8 @@ def multimodal_checkpoint(text_dir, out, kind="gemma3"):
     (Gemma3ForConditionalGeneration, model_type gemma3: its config under text_config, beside the
     token ids at the top level, as google/gemma-3-4b-it's) or a Mistral Small 3.1 one
     (Mistral3ForConditionalGeneration, mistral3: the token ids in text_config, as
-    Mistral-Small-3.1-24B-Instruct-2503's); its tensors under "language_model.", two stand-ins
+    Mistral-Small-3.1-24B-Instruct-2503's) or a LLaVA one (LlavaForConditionalGeneration, llava:
+    likewise); its tensors under "language_model.", two stand-ins
     for the vision tower's and projector's tensors, which spin does not read, and the text model's
     tokenizer files."""
     sys.path.insert(0, os.path.join(ROOT, "tests", "data"))

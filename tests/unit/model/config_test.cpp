@@ -364,7 +364,7 @@ TEST(ModelConfig, ReadsTheLanguageModelOfAGemma3MultimodalCheckpoint) {
 // RoPE base 1e9, beside a Pixtral vision tower. spin runs the language model (23.6B parameters),
 // its config MistralForCausalLM's; keys the text_config leaves out take MistralConfig's defaults,
 // as transformers gives them -- its 4096-token window among them.
-TEST(ModelConfig, ReadsTheLanguageModelOfAMistral3MultimodalCheckpoint) {
+TEST(ModelConfig, ReadsTheLanguageModelOfMistral3AndLlavaCheckpoints) {
   const std::string mistral3 = R"({
     "architectures": ["Mistral3ForConditionalGeneration"], "image_token_index": 10, "model_type": "mistral3",
     "multimodal_projector_bias": false, "projector_hidden_act": "gelu", "spatial_merge_size": 2,
@@ -400,6 +400,40 @@ TEST(ModelConfig, ReadsTheLanguageModelOfAMistral3MultimodalCheckpoint) {
   EXPECT_EQ(bare.attention_scores(0).window, 4096);
   EXPECT_FLOAT_EQ(bare.rope_theta, 1e4f);
   EXPECT_FLOAT_EQ(bare.rms_norm_eps, 1e-6f);
+  // LLaVA (LlavaForConditionalGeneration): llava-hf/llava-1.5-7b-hf's config.json, whose text_config
+  // leaves Vicuna's shape to LlamaConfig's defaults (32 layers of 4096, MLP 11008, 32 heads and as
+  // many kv heads), and Pixtral-12B's, a Mistral NeMo under its text_config.
+  const ModelConfig llava = ModelConfig::from_json(R"({
+    "architectures": ["LlavaForConditionalGeneration"], "ignore_index": -100, "image_token_index": 32000,
+    "model_type": "llava", "pad_token_id": 32001, "projector_hidden_act": "gelu",
+    "text_config": {"_name_or_path": "lmsys/vicuna-7b-v1.5", "architectures": ["LlamaForCausalLM"],
+                    "max_position_embeddings": 4096, "model_type": "llama", "rms_norm_eps": 1e-05,
+                    "torch_dtype": "float16", "vocab_size": 32064},
+    "tie_word_embeddings": false, "torch_dtype": "float16",
+    "vision_config": {"hidden_size": 1024, "model_type": "clip_vision_model"},
+    "vision_feature_layer": -2, "vision_feature_select_strategy": "default", "vocab_size": 32064})",
+                                                   "llava.json");
+  EXPECT_EQ(llava.hf_weight_prefix, "language_model.");
+  EXPECT_EQ(llava.num_parameters(), 6'738'415'616 + 2 * 64 * 4096);  // Llama-2-7B's, 64 more rows each way
+  EXPECT_EQ(llava.num_kv_heads, 32);
+  EXPECT_EQ(llava.max_sequence_length(), 4096);
+  EXPECT_NE(llava.json_text.find("\"LlamaForCausalLM\""), std::string::npos);
+  const ModelConfig pixtral = ModelConfig::from_json(R"({
+    "architectures": ["LlavaForConditionalGeneration"], "image_token_index": 10, "model_type": "llava",
+    "projector_hidden_act": "gelu",
+    "text_config": {"head_dim": 128, "hidden_act": "silu", "hidden_size": 5120, "intermediate_size": 14336,
+                    "max_position_embeddings": 1024000, "model_type": "mistral", "num_hidden_layers": 40,
+                    "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_theta": 1000000000.0,
+                    "sliding_window": null, "vocab_size": 131072},
+    "vision_config": {"model_type": "pixtral"}})",
+                                                     "pixtral.json");
+  EXPECT_EQ(pixtral.num_heads, 32);  // MistralConfig's
+  EXPECT_EQ(pixtral.attention_scores(0).window, 0);
+  EXPECT_NE(pixtral.json_text.find("\"MistralForCausalLM\""), std::string::npos);
+  EXPECT_NE(error_of(R"({"model_type": "llava", "text_config": {"model_type": "qwen2"}})")
+                .find("cfg.json: the language model of a llava checkpoint is a \"qwen2\"; spin reads gemma3_text, "
+                      "mistral and llama ones"),
+            std::string::npos);
   EXPECT_NE(error_of(R"({"model_type": "mistral3"})")
                 .find("cfg.json: model_type \"mistral3\" (Mistral3ForConditionalGeneration) needs a \"text_config\""),
             std::string::npos);
