@@ -1,7 +1,7 @@
 // Hugging Face byte-level BPE tokenizers (`tokenizer.json` of GPT-2, Llama-3, Qwen2, Mistral's
 // Tekken and their kin), as the `tokenizers` library runs them: added tokens matched in the text
 // first, the NFC normalizer when the file has one (Qwen2), the pre-tokenizer's regular expression
-// (GPT-2's, Llama-3's, Qwen2's or Tekken's, written out as code over Unicode classes), bytes
+// (GPT-2's, Llama-3's, Qwen2's or Tekken's: pre_tokenizer.h), bytes
 // mapped to GPT-2's printable characters, then BPE merges lowest rank first (with
 // `ignore_merges`: a piece in the vocabulary is one token). Anything else such a file may hold --
 // another normalizer, model or pre-tokenizer, byte fallback -- is refused by name.
@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "data/pre_tokenizer.h"
 #include "data/tokenizer.h"
 
 namespace spin::data {
@@ -41,8 +42,6 @@ class HfBpeTokenizer final : public Tokenizer {
   // The id of a token of the vocabulary or an added token, given as text.
   std::optional<std::int32_t> token_id(const std::string& token) const override;
 
-  enum class Split { None, Gpt2, Llama3, Qwen2, Tekken };
-
  private:
   struct AddedToken {
     std::string content;
@@ -56,7 +55,7 @@ class HfBpeTokenizer final : public Tokenizer {
   void encode_piece(std::string_view piece, std::vector<std::int32_t>& ids) const;
 
   std::string path_;
-  Split split_ = Split::None;
+  PreTokenizer split_ = PreTokenizer::None;
   bool nfc_ = false;  // the NFC normalizer
   bool add_prefix_space_ = false;
   bool ignore_merges_ = false;

@@ -1,0 +1,161 @@
+#include "data/pre_tokenizer.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+
+#include "data/unicode_classes.h"
+
+namespace spin::data {
+
+namespace {
+
+using unicode::CodePoints;
+
+// The pre-tokenizers' regular expressions, as tokenizer.json spells them.
+constexpr std::string_view kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Qwen2's: Llama-3's with one digit a piece.
+constexpr std::string_view kQwen2Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Mistral's Tekken (tekken.json's config.pattern, and the Split of its tokenizer.json): words cut
+// where lower case turns to upper, no contractions, one digit a piece.
+constexpr std::string_view kTekkenPattern =
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+bool letter(char32_t c) { return unicode::is_letter(c); }
+bool number(char32_t c) { return unicode::is_number(c); }
+bool space(char32_t c) { return unicode::is_whitespace(c); }
+bool crlf(char32_t c) { return c == U'\r' || c == U'\n'; }
+bool other(char32_t c) { return !space(c) && !letter(c) && !number(c); }  // [^\s\p{L}\p{N}]
+bool crlf_or_slash(char32_t c) { return crlf(c) || c == U'/'; }
+bool word_prefix(char32_t c) { return !crlf(c) && !letter(c) && !number(c); }  // [^\r\n\p{L}\p{N}]
+// Tekken's [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}] and [\p{Ll}\p{Lm}\p{Lo}\p{M}]: letters without case and
+// marks are in both.
+bool upper_like(char32_t c) { return unicode::is_mark(c) || (letter(c) && !unicode::is_lowercase(c)); }
+bool lower_like(char32_t c) { return unicode::is_mark(c) || (letter(c) && !unicode::is_uppercase(c)); }
+
+// The end of the run of code points from `i` that satisfy `in`.
+template <class Pred>
+std::size_t run(const CodePoints& s, std::size_t i, Pred in) {
+  while (i < s.size() && in(s.cp[i])) ++i;
+  return i;
+}
+
+// 's 't 're 've 'm 'll 'd at i: the match's end, or i. ASCII case folding when `any_case`.
+std::size_t contraction(const CodePoints& s, std::size_t i, bool any_case) {
+  if (s.cp[i] != U'\'') return i;
+  for (std::u32string_view suffix : {U"s", U"t", U"re", U"ve", U"m", U"ll", U"d"}) {
+    if (i + 1 + suffix.size() > s.size()) continue;
+    bool ok = true;
+    for (std::size_t k = 0; k < suffix.size() && ok; ++k) {
+      char32_t c = s.cp[i + 1 + k];
+      if (any_case && c >= U'A' && c <= U'Z') c += U'a' - U'A';
+      ok = c == suffix[k];
+    }
+    if (ok) return i + 1 + suffix.size();
+  }
+  return i;
+}
+
+// \s+(?!\S) then \s+ at a whitespace code point: the run, less its last code point when a
+// non-space follows and the run is longer than one (that one goes with the next piece).
+std::size_t spaces(const CodePoints& s, std::size_t i) {
+  const std::size_t j = run(s, i, space);
+  return j == s.size() || j - 1 == i ? j : j - 1;
+}
+
+// \s*[\r\n]+ (up to the last line break of the whitespace run at i), else \s+(?!\S) then \s+: the
+// last alternatives of Llama-3's and Tekken's expressions.
+std::size_t line_breaks_or_spaces(const CodePoints& s, std::size_t i) {
+  const std::size_t j = run(s, i, space);
+  for (std::size_t k = j; k > i; --k) {
+    if (crlf(s.cp[k - 1])) return k;
+  }
+  return spaces(s, i);
+}
+
+// One match of GPT-2's expression at i (leftmost-first alternation, as Oniguruma runs it).
+std::size_t match_gpt2(const CodePoints& s, std::size_t i) {
+  if (const std::size_t j = contraction(s, i, false); j > i) return j;
+  const std::size_t k = s.cp[i] == U' ' && i + 1 < s.size() ? i + 1 : i;  // the optional space
+  for (auto in : {letter, number, other}) {  // ' ?\p{L}+', ' ?\p{N}+', ' ?[^\s\p{L}\p{N}]+'
+    if (in(s.cp[i])) return run(s, i, in);
+    if (k > i && in(s.cp[k])) return run(s, k, in);
+  }
+  return spaces(s, i);
+}
+
+// One match of Llama-3's expression at i, or Qwen2's with `max_digits` 1.
+std::size_t match_llama3(const CodePoints& s, std::size_t i, std::size_t max_digits) {
+  const char32_t c = s.cp[i];
+  if (const std::size_t j = contraction(s, i, true); j > i) return j;
+  // [^\r\n\p{L}\p{N}]?\p{L}+
+  if (letter(c)) return run(s, i, letter);
+  if (!crlf(c) && !number(c) && i + 1 < s.size() && letter(s.cp[i + 1])) return run(s, i + 1, letter);
+  // \p{N}{1,3} (Qwen2: \p{N})
+  if (number(c)) return std::min(run(s, i, number), i + max_digits);
+  // ' ?[^\s\p{L}\p{N}]+[\r\n]*'
+  if (other(c)) return run(s, run(s, i, other), crlf);
+  if (c == U' ' && i + 1 < s.size() && other(s.cp[i + 1])) return run(s, run(s, i + 1, other), crlf);
+  return line_breaks_or_spaces(s, i);
+}
+
+// [\p{Lu}...]*[\p{Ll}...]+ at p, as a backtracking engine matches it: the upper-like run as long as
+// possible, then shorter, until a lower-like code point follows; that run of lower-like ones is
+// the rest. The match's end, or npos.
+std::size_t cased_word(const CodePoints& s, std::size_t p) {
+  for (std::size_t k = run(s, p, upper_like) + 1; k-- > p;) {
+    if (k < s.size() && lower_like(s.cp[k])) return run(s, k, lower_like);
+  }
+  return std::string_view::npos;
+}
+
+// One match of Tekken's expression at i (leftmost-first alternation, the optional prefix tried
+// first, as tiktoken's fancy-regex and Oniguruma run it).
+std::size_t match_tekken(const CodePoints& s, std::size_t i) {
+  const char32_t c = s.cp[i];
+  const bool prefix = word_prefix(c) && i + 1 < s.size();
+  // [^\r\n\p{L}\p{N}]?[upper-like]*[lower-like]+
+  if (prefix) {
+    if (const std::size_t j = cased_word(s, i + 1); j != std::string_view::npos) return j;
+  }
+  if (const std::size_t j = cased_word(s, i); j != std::string_view::npos) return j;
+  // [^\r\n\p{L}\p{N}]?[upper-like]+[lower-like]*
+  if (prefix && upper_like(s.cp[i + 1])) return run(s, run(s, i + 1, upper_like), lower_like);
+  if (upper_like(c)) return run(s, run(s, i, upper_like), lower_like);
+  if (number(c)) return i + 1;  // \p{N}
+  // ' ?[^\s\p{L}\p{N}]+[\r\n/]*'
+  if (other(c)) return run(s, run(s, i, other), crlf_or_slash);
+  if (c == U' ' && i + 1 < s.size() && other(s.cp[i + 1])) return run(s, run(s, i + 1, other), crlf_or_slash);
+  return line_breaks_or_spaces(s, i);
+}
+
+}  // namespace
+
+PreTokenizer pre_tokenizer_of(std::string_view pattern) {
+  return pattern == kLlama3Pattern   ? PreTokenizer::Llama3
+         : pattern == kQwen2Pattern  ? PreTokenizer::Qwen2
+         : pattern == kGpt2Pattern   ? PreTokenizer::Gpt2
+         : pattern == kTekkenPattern ? PreTokenizer::Tekken
+                                     : PreTokenizer::None;
+}
+
+std::vector<std::string_view> pre_tokenize(PreTokenizer p, std::string_view text) {
+  if (p == PreTokenizer::None) return {text};
+  const CodePoints s = unicode::decode_utf8(text);
+  const std::size_t max_digits = p == PreTokenizer::Qwen2 ? 1 : 3;  // numbers' pieces (GPT-2: not used)
+  std::vector<std::string_view> pieces;
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t j = p == PreTokenizer::Gpt2     ? match_gpt2(s, i)
+                          : p == PreTokenizer::Tekken ? match_tekken(s, i)
+                                                      : match_llama3(s, i, max_digits);
+    pieces.push_back(text.substr(s.at[i], s.at[j] - s.at[i]));
+    i = j;
+  }
+  return pieces;
+}
+
+}  // namespace spin::data

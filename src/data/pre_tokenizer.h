@@ -1,0 +1,22 @@
+// The pre-tokenizers of byte-level BPE tokenizers: the regular expressions of GPT-2, Llama-3,
+// Qwen2 and Mistral's Tekken, written out as code over Unicode classes (unicode_classes.h). Each
+// matches as the engine that runs it does -- Oniguruma in Hugging Face `tokenizers`, fancy-regex
+// in tiktoken: leftmost-first alternation, greedy with backtracking -- so the pieces are theirs
+// (tested through HfBpeTokenizer against both libraries).
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+namespace spin::data {
+
+enum class PreTokenizer { None, Gpt2, Llama3, Qwen2, Tekken };
+
+// The expression `pattern`, spelled as tokenizer.json's Split or tekken.json's config.pattern
+// spell it, as one of these; None for any other.
+PreTokenizer pre_tokenizer_of(std::string_view pattern);
+
+// The pieces `text` splits into (the whole text for None), in order, covering it.
+std::vector<std::string_view> pre_tokenize(PreTokenizer p, std::string_view text);
+
+}  // namespace spin::data
