@@ -22,7 +22,7 @@ whole).
     /tmp/fixture/bin/python tests/data/make_tekken_fixture.py tests/data/tekken [--ranks N]
 
 --ranks 130072 writes the whole vocabulary (Mistral NeMo's own tokenizer, 15 MB: for a check by
-hand, SPIN_TEKKEN_FIXTURE=<dir> build/tests/unit_data_test --gtest_filter='Tekken*').
+hand, SPIN_TEKKEN_FIXTURE=<dir> build/tests/data_test --gtest_filter='Tekken*').
 """
 import base64
 import json
