@@ -149,10 +149,7 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   if (has_tokens(tokenizer, {"[INST]", "[/INST]"})) {
     // v7 and later put a system message in [SYSTEM_PROMPT] tokens: Tekken files say their version,
     // a tokenizer.json's chat template writes the token.
-    const std::string& version = tokenizer->mistral_version();  // "v3", "v7", "v11", ...
-    const bool numbered = version.size() > 1 && version[0] == 'v' &&
-                          version.find_first_not_of("0123456789", 1) == std::string::npos && version.size() < 6;
-    const bool v7 = (numbered && std::stoi(version.substr(1)) >= 7) ||
+    const bool v7 = mistral_version_number(tokenizer->mistral_version()) >= 7 ||
                     tokenizer->chat_template().find("[SYSTEM_PROMPT]") != std::string::npos;
     return v7 && has_tokens(tokenizer, {"[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"}) ? PromptTemplate::MistralV7
                                                                               : PromptTemplate::MistralV3;

@@ -20,6 +20,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
+constexpr std::string_view kSentencePieceFile = "tokenizer.model";  // Mistral's: tokenizer.model.vN
+
 // Tokens a Hugging Face directory adds past its SentencePiece model's pieces (Phi-3's chat tokens,
 // ids 32000-32010): added_tokens.json's {"token": id}, else tokenizer_config.json's
 // added_tokens_decoder {"id": {"content": token, ...}} -- small files; tokenizer.json (tens of MB
@@ -54,7 +56,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   // `file` in `dir`: tokenizer.model, or Mistral's tokenizer.model.vN (instruct format vN).
   SentencePieceTokenizer(const fs::path& dir, const std::string& file) {
     const std::string path = (dir / file).string();
-    if (file != "tokenizer.model") mistral_version_ = file.substr(std::string("tokenizer.model.").size());
+    if (file.size() > kSentencePieceFile.size()) mistral_version_ = file.substr(kSentencePieceFile.size() + 1);
     const auto status = processor_.Load(path);
     require(status.ok(), path, ": not a SentencePiece model (", status.ToString(), ")");
     if (processor_.bos_id() >= 0) bos_ = processor_.bos_id();
@@ -102,18 +104,26 @@ class SentencePieceTokenizer final : public Tokenizer {
 
 }  // namespace
 
+int mistral_version_number(std::string_view version) {
+  if (version.size() < 2 || version.size() > 5 || version[0] != 'v' ||
+      version.find_first_not_of("0123456789", 1) != std::string_view::npos) {
+    return 0;
+  }
+  return std::stoi(std::string(version.substr(1)));
+}
+
 std::string mistral_spm_file(const std::filesystem::path& dir) {
   std::string best;
-  int newest = -1;
+  int newest = 0;
   std::error_code error;
   for (const fs::directory_entry& e : fs::directory_iterator(dir, error)) {
     const std::string name = e.path().filename().string();
-    const std::string prefix = "tokenizer.model.v";
-    if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size() || name.size() > prefix.size() + 4 ||
-        name.find_first_not_of("0123456789", prefix.size()) != std::string::npos) {
+    if (name.size() <= kSentencePieceFile.size() + 1 || name.rfind(kSentencePieceFile, 0) != 0 ||
+        name[kSentencePieceFile.size()] != '.') {
       continue;
     }
-    if (const int v = std::stoi(name.substr(prefix.size())); v > newest) newest = v, best = name;
+    const int v = mistral_version_number(std::string_view(name).substr(kSentencePieceFile.size() + 1));
+    if (v > newest) newest = v, best = name;
   }
   return best;
 }
@@ -192,9 +202,8 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_dir) {
   auto tokenizer = load_if_present(model_dir);
   require(tokenizer != nullptr, model_dir,
           ": no tokenizer.model or tokenizer.model.vN (SentencePiece), tekken.json (Mistral's), tokenizer.json "
-          "(byte-level BPE) or "
-          "byte_tokenizer.json; spin "
-          "cannot tokenize text for this model (pre-tokenized data works without one)");
+          "(byte-level BPE) or byte_tokenizer.json; spin cannot tokenize text for this model (pre-tokenized data "
+          "works without one)");
   return tokenizer;
 }
 

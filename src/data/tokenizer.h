@@ -73,6 +73,9 @@ class Tokenizer {
   std::string mistral_version_;
 };
 
+// N of a Mistral instruct-format version "vN" (Tokenizer::mistral_version: v3, v7, v11, ...); 0
+// for anything else.
+int mistral_version_number(std::string_view version);
 // The name of the newest Mistral SentencePiece model in `dir` (tokenizer.model.v3,
 // tokenizer.model.v7, ...), or "" when there is none.
 std::string mistral_spm_file(const std::filesystem::path& dir);

@@ -1,9 +1,9 @@
 #include "model/config.h"
 
 #include <algorithm>
-#include <iterator>
 #include <cmath>
 #include <filesystem>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "core/dtype.h"

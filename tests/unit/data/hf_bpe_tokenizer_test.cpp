@@ -206,6 +206,9 @@ TEST(PromptTemplates, Llama2AndMistralTemplatesMatchTheirReferences) {
   EXPECT_EQ(choose_prompt_template("auto", v7.get()), PromptTemplate::MistralV7);
   EXPECT_EQ(mistral_spm_file(std::string(SPIN_TEST_DATA_DIR) + "/mistral_v7_spm"), "tokenizer.model.v7");
   EXPECT_EQ(mistral_spm_file(std::string(SPIN_TEST_DATA_DIR) + "/mistral_v3_spm"), "");  // tokenizer.model only
+  EXPECT_EQ(mistral_version_number("v7"), 7);
+  EXPECT_EQ(mistral_version_number("v11"), 11);
+  for (const char* other : {"", "v", "7", "vx", "v7a", "v123456"}) EXPECT_EQ(mistral_version_number(other), 0) << other;
   EXPECT_EQ(choose_prompt_template("mistral-v3", nullptr), PromptTemplate::MistralV3);
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/llama_spm");
   EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Chat);
