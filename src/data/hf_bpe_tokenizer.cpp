@@ -34,6 +34,11 @@ constexpr std::array<const char*, 20> kTekkenLegacySpecials = {
     "[TOOL_RESULTS]", "[/TOOL_RESULTS]", "[TOOL_CALLS]", "[IMG]", "<pad>", "[IMG_BREAK]", "[IMG_END]",
     "[PREFIX]",  "[MIDDLE]", "[SUFFIX]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[TOOL_CONTENT]"};
 
+// The merges' key: the pair's (left, right) token ids.
+std::uint64_t merge_key(std::int32_t left, std::int32_t right) {
+  return (static_cast<std::uint64_t>(left) << 32) | static_cast<std::uint32_t>(right);
+}
+
 // Standard base64 (with or without padding); `file` names the input in the error.
 std::string base64_decode(const std::string& text, const std::string& file) {
   std::string out;
@@ -234,8 +239,7 @@ struct HfBpeTokenizer::Loader {
       for (std::size_t k = 1; k + 1 < cuts.size(); ++k) {
         const auto l = t.vocab_.find(token.substr(0, cuts[k])), r = t.vocab_.find(token.substr(cuts[k]));
         if (l == t.vocab_.end() || r == t.vocab_.end()) continue;
-        const std::uint64_t key = (static_cast<std::uint64_t>(l->second) << 32) | static_cast<std::uint32_t>(r->second);
-        t.merges_.emplace(key, Merge{id, id});  // ranks order as ids
+        t.merges_.emplace(merge_key(l->second, r->second), Merge{id, id});  // ranks order as ids
       }
     }
     t.bos_ = t.token_id("<s>");
@@ -259,8 +263,7 @@ struct HfBpeTokenizer::Loader {
       const auto l = t.vocab_.find(left), r = t.vocab_.find(right), merged = t.vocab_.find(left + right);
       require(l != t.vocab_.end() && r != t.vocab_.end() && merged != t.vocab_.end(), t.path_, ": merge \"", left,
               " ", right, "\" names tokens outside the vocabulary");
-      const std::uint64_t key = (static_cast<std::uint64_t>(l->second) << 32) | static_cast<std::uint32_t>(r->second);
-      t.merges_.emplace(key, Merge{rank++, merged->second});  // the first (lowest) rank wins
+      t.merges_.emplace(merge_key(l->second, r->second), Merge{rank++, merged->second});  // the first (lowest) rank wins
     }
   }
 
@@ -339,8 +342,7 @@ void HfBpeTokenizer::encode_piece(std::string_view piece, std::vector<std::int32
     std::size_t at = 0;
     std::int32_t merged = 0;
     for (std::size_t k = 0; k + 1 < symbols.size(); ++k) {
-      const std::uint64_t key = (static_cast<std::uint64_t>(symbols[k]) << 32) | static_cast<std::uint32_t>(symbols[k + 1]);
-      const auto it = merges_.find(key);
+      const auto it = merges_.find(merge_key(symbols[k], symbols[k + 1]));
       if (it != merges_.end() && it->second.rank < best) best = it->second.rank, at = k, merged = it->second.id;
     }
     if (best == std::numeric_limits<std::int32_t>::max()) break;
