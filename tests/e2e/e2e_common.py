@@ -142,12 +142,11 @@ def multimodal_checkpoint(text_dir, out, kind="gemma3"):
     from make_tiny_model import write_safetensors
     architecture, vision, stand_ins = MULTIMODAL[kind]
     config = json.load(open(os.path.join(text_dir, "config.json")))
-    top = {k: config.pop(k) for k in ("torch_dtype", "architectures")}
-    if kind == "gemma3":
-        top.update({k: config.pop(k) for k in ("eos_token_id", "bos_token_id")})
+    config.pop("architectures")
+    top = {k: config.pop(k) for k in ("torch_dtype",) + (("eos_token_id", "bos_token_id") if kind == "gemma3" else ())}
     os.makedirs(out)
     json.dump(dict({"architectures": [architecture], "model_type": kind, "text_config": config,
-                    "vision_config": {"model_type": vision}}, **{k: v for k, v in top.items() if k != "architectures"}),
+                    "vision_config": {"model_type": vision}}, **top),
               open(os.path.join(out, "config.json"), "w"))
     path = os.path.join(text_dir, "model.safetensors")
     blob = open(path, "rb").read()
