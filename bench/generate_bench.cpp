@@ -5,7 +5,9 @@
 // Then continuous batching against fixed batches: --refill-prompts prompts whose responses
 // end at an EOS drawn from --eos-fraction of the vocabulary (lengths of every size up to
 // --new-tokens), generated --refill-slots at a time either in fixed batches (a batch runs until
-// its longest response ends) or with each finished sequence's slot refilled at once.
+// its longest response ends) or with each finished sequence's slot refilled at once; then the
+// continuous batch again with prompts prefilled in chunks under --step-tokens tokens per model
+// call (the activation buffers' size against the time).
 //   OPENBLAS_NUM_THREADS=2 generate_bench                       # TP 1
 //   OPENBLAS_NUM_THREADS=1 mpirun -np 2 generate_bench --tp 2   # TP 2
 #include <boost/program_options.hpp>
@@ -33,7 +35,7 @@ struct Options {
   int prompt = 128, new_tokens = 64, tp = 1;
   int refill_prompts = 64, refill_slots = 8;
   double eos_fraction = 1.0 / 32;
-  std::string batches = "1,8,32";
+  std::string batches = "1,8,32", step_tokens = "256,64";
   bool profile = false;
   app::RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
@@ -82,6 +84,15 @@ Bandwidth measure_device_bandwidth(const kernels::Kernels& k) {
   return bw;
 }
 
+// "1,8,32" -> {1, 8, 32}; "" -> {}.
+std::vector<std::int64_t> parse_list(const std::string& text) {
+  std::vector<std::int64_t> out;
+  std::stringstream list(text);
+  std::string item;
+  while (std::getline(list, item, ',')) out.push_back(std::stoll(item));
+  return out;
+}
+
 // --prompt random token ids, keyed by `key`.
 std::vector<std::int32_t> random_prompt(const Options& o, int key) {
   std::vector<std::int32_t> p(static_cast<std::size_t>(o.prompt));
@@ -109,8 +120,9 @@ void compare_refill(const Options& o, parallel::Communicator& world, generate::G
   struct Run {
     double seconds = 0.0;
     std::int64_t steps = 0, tokens = 0;
+    std::size_t buffers = 0;  // the activation buffers of the largest model call
   };
-  const auto time_run = [&](bool continuous) {
+  const auto time_run = [&](bool continuous, std::int64_t step_tokens = 0) {
     Run r;
     world.barrier();
     const auto t0 = Clock::now();
@@ -121,26 +133,31 @@ void compare_refill(const Options& o, parallel::Communicator& world, generate::G
                                                         prompts.begin() + static_cast<std::ptrdiff_t>(e));
       const std::vector<std::uint64_t> part_ids(ids.begin() + static_cast<std::ptrdiff_t>(b),
                                                  ids.begin() + static_cast<std::ptrdiff_t>(e));
-      for (const auto& g : generator.generate(part, part_ids, params, {o.refill_slots, {}})) {
+      for (const auto& g : generator.generate(part, part_ids, params, {o.refill_slots, step_tokens, {}})) {
         r.tokens += static_cast<std::int64_t>(g.tokens.size());
       }
       r.steps += static_cast<std::int64_t>(generator.stats().rows_per_step.size());
+      r.buffers = std::max(r.buffers, generator.stats().buffer_bytes);
     }
     r.seconds = seconds_since(t0);
     world.all_reduce(&r.seconds, 1, parallel::ReduceOp::Max);
     return r;
   };
   time_run(true);  // warm-up
-  const Run fixed = time_run(false), continuous = time_run(true);
+  std::vector<std::pair<std::string, Run>> runs = {{"fixed batches", time_run(false)},
+                                                   {"continuous", time_run(true)}};
+  for (const std::int64_t budget : parse_list(o.step_tokens)) {
+    runs.emplace_back(spin::cat("  chunked ", budget), time_run(true, budget));
+  }
   if (world.rank() == 0) {
     std::printf("continuous batching: %d prompts of %d tokens, %d in flight, responses of 1..%d tokens "
-                "(mean %.1f; EOS = %d ids)\n",
+                "(mean %.1f; EOS = %d ids); chunked N: prefill under N tokens per model call\n",
                 o.refill_prompts, o.prompt, o.refill_slots, o.new_tokens,
-                static_cast<double>(continuous.tokens) / o.refill_prompts, eos_count);
-    for (const auto& [name, r] : {std::pair{"fixed batches", fixed}, std::pair{"continuous", continuous}}) {
-      std::printf("  %-14s %7.2f s %8.0f tok/s %6lld model calls %6.1f sequences per call\n", name, r.seconds,
-                  static_cast<double>(r.tokens) / r.seconds, static_cast<long long>(r.steps),
-                  static_cast<double>(r.tokens) / static_cast<double>(r.steps));
+                static_cast<double>(runs[1].second.tokens) / o.refill_prompts, eos_count);
+    for (const auto& [name, r] : runs) {
+      std::printf("  %-14s %7.2f s %8.0f tok/s %6lld model calls %6.1f sequences per call %8.1f MB buffers\n",
+                  name.c_str(), r.seconds, static_cast<double>(r.tokens) / r.seconds, static_cast<long long>(r.steps),
+                  static_cast<double>(r.tokens) / static_cast<double>(r.steps), static_cast<double>(r.buffers) / 1e6);
     }
   }
 }
@@ -161,6 +178,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
        "sequences in flight in the continuous-batching comparison")
       ("eos-fraction", po::value(&o.eos_fraction)->default_value(o.eos_fraction),
        "share of the vocabulary that ends a response in that comparison")
+      ("step-tokens", po::value(&o.step_tokens)->default_value(o.step_tokens),
+       "comma-separated tokens per model call for the chunked-prefill runs of that comparison (empty: none)")
       ("profile", po::bool_switch(&o.profile), "print time per kernel over all runs (rank 0)");
   o.runtime.add_to(desc);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
@@ -210,10 +229,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
                 "floor tok/s (bound)", "of floor", "sampling");
   }
 
-  std::stringstream list(o.batches);
-  std::string item;
-  while (std::getline(list, item, ',')) {
-    const int batch = std::stoi(item);
+  for (const std::int64_t batch_size : parse_list(o.batches)) {
+    const auto batch = static_cast<int>(batch_size);
     std::vector<std::vector<std::int32_t>> prompts;
     std::vector<std::uint64_t> ids;
     for (int b = 0; b < batch; ++b) {

@@ -29,7 +29,7 @@ namespace po = boost::program_options;
 struct EvalOptions {
   std::string model, data, output, prompt_template = "auto", pp_layers;
   int tp = 1, pp = 1;
-  std::int64_t batch_size = 32, max_new_tokens = 0, logits_chunk_rows = 0;
+  std::int64_t batch_size = 32, max_step_tokens = 0, max_new_tokens = 0, logits_chunk_rows = 0;
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
@@ -46,6 +46,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage")
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "sequences generated at once and examples scored together on each replica")
+      ("max-step-tokens", po::value(&o.max_step_tokens)->default_value(o.max_step_tokens), kMaxStepTokensHelp)
       ("max-new-tokens", po::value(&o.max_new_tokens)->default_value(0),
        "longest greedy response (0: the longest ground-truth response)")
       ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(0),
@@ -55,6 +56,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
     return std::nullopt;
   }
   require(o.batch_size >= 1, "spin eval: --batch-size must be at least 1");
+  generate::check_step_tokens(o.max_step_tokens, o.batch_size, o.pp, "spin eval: --max-step-tokens");
   require(o.logits_chunk_rows >= 0, "spin eval: --logits-chunk-rows must be 0 (off) or positive");
   o.runtime.check();
   return o;
@@ -110,7 +112,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
   std::vector<std::vector<std::int32_t>> prompts;
   for (std::size_t i : mine) prompts.push_back(data.examples[i].prompt);
   const auto answers =
-      generator.generate(prompts, std::vector<std::uint64_t>(prompts.size(), 0), greedy, {o.batch_size, {}});
+      generator.generate(prompts, std::vector<std::uint64_t>(prompts.size(), 0), greedy, {o.batch_size, o.max_step_tokens, {}});
   for (std::size_t i = 0; i < answers.size(); ++i) {
     exact += answers[i].tokens == data.examples[mine[i]].response ? 1.0 : 0.0;
     count += 1.0;

@@ -41,7 +41,7 @@ struct GenerateOptions {
   std::string model, input, output, pp_layers, eos_ids, prompt_template = "auto";
   std::vector<std::string> end_sequences;
   int tp = 1, pp = 1;
-  std::int64_t batch_size = 32;
+  std::int64_t batch_size = 32, max_step_tokens = 0;
   generate::GenerationParams params;
   bool eos_given = false;
   bool spin_data = false;  // the input is a training data set; the output SPIN records with the answers
@@ -77,6 +77,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
        "sequences generated at once on each data-parallel replica (KV cache slots; a finished one's slot takes "
        "the next prompt)")
+      ("max-step-tokens", po::value(&o.max_step_tokens)->default_value(o.max_step_tokens), kMaxStepTokensHelp)
       ("seed", po::value(&g.seed)->default_value(g.seed), "sampling seed")
       ("greedy", po::bool_switch(&g.sampling.greedy), "argmax decoding")
       ("temperature", po::value(&g.sampling.temperature)->default_value(g.sampling.temperature), "sampling temperature (> 0)")
@@ -98,6 +99,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
     return std::nullopt;
   }
   require(o.batch_size >= 1, "spin generate: --batch-size must be at least 1");
+  generate::check_step_tokens(o.max_step_tokens, o.batch_size, o.pp, "spin generate: --max-step-tokens");
   data::choose_prompt_template(o.prompt_template, nullptr);  // a known name
   o.eos_given = !o.eos_ids.empty();
   for (std::int64_t id : parse_int_list(o.eos_ids, "--eos-ids")) {
@@ -249,7 +251,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   }
   const bool progress = root && isatty(STDERR_FILENO);
   const auto start = std::chrono::steady_clock::now();
-  generate::Batching batching{o.batch_size, {}};
+  generate::Batching batching{o.batch_size, o.max_step_tokens, {}};
   if (progress) {
     batching.on_finished = [&](std::int64_t done) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -12,6 +12,11 @@
 
 namespace spin::app {
 
+// --max-step-tokens's help in the commands that generate (generate::Batching::max_tokens).
+inline constexpr const char* kMaxStepTokensHelp =
+    "tokens one model call processes at most (0: no limit): prompts are prefilled in chunks of what the decoding "
+    "sequences leave, which bounds the activation buffers; at least ceil(batch-size / pp)";
+
 // Returns false when --help was given (after printing it if `print`), true when the options
 // were parsed and stored. `desc` must include a "help" option.
 // `positional`, when given, maps bare arguments to options of `desc`.

@@ -12,6 +12,7 @@
 #include "app/options.h"
 #include "app/runtime.h"
 #include "core/error.h"
+#include "generate/generator.h"
 #include "parallel/job_errors.h"
 #include "train/memory_plan.h"
 
@@ -32,7 +33,8 @@ constexpr const char* kUsage =
 struct PlanOptions {
   std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda", attention_backend = "auto";
   int tp = 1, pp = 1, dp = 1, gpus = 0, gpus_per_node = 8;
-  std::int64_t micro_batch = 1, seq = 0, global_batch = 0, rollout_batch = 0, logits_chunk_rows = 0;
+  std::int64_t micro_batch = 1, seq = 0, global_batch = 0, rollout_batch = 0, rollout_step_tokens = 0;
+  std::int64_t logits_chunk_rows = 0;
   bool distributed = false, ref_offload = false, recompute = false, sequence_parallel = false;
 };
 
@@ -53,6 +55,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
        "prompts per step (spin.global_batch_size; 0: enough micro-batches to fill the pipeline)")
       ("rollout-batch", po::value(&o.rollout_batch)->default_value(o.rollout_batch),
        "sequences generated at once per replica (spin.rollout_batch_size; 0: the micro-batch)")
+      ("rollout-step-tokens", po::value(&o.rollout_step_tokens)->default_value(o.rollout_step_tokens),
+       "tokens per generation model call (spin.rollout_step_tokens; 0: no limit)")
       ("distributed-optimizer", po::bool_switch(&o.distributed), "shard the AdamW moments over DP (ZeRO-1)")
       ("ref-offload", po::bool_switch(&o.ref_offload), "keep the reference weights in host memory")
       ("recompute-activations", po::bool_switch(&o.recompute),
@@ -108,6 +112,9 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.seq = o.seq;
     request.global_batch = o.global_batch;
     request.rollout_batch = o.rollout_batch;
+    request.rollout_step_tokens = o.rollout_step_tokens;
+    generate::check_step_tokens(o.rollout_step_tokens, o.rollout_batch > 0 ? o.rollout_batch : o.micro_batch, o.pp,
+                                "spin plan: --rollout-step-tokens");
     request.distributed_optimizer = o.distributed;
     request.ref_offload = o.ref_offload;
     request.recompute_activations = o.recompute;
@@ -147,12 +154,13 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
               static_cast<long long>(c.num_kv_heads), static_cast<long long>(c.vocab_size),
               c.tie_word_embeddings ? ", tied embeddings" : "");
   std::printf("layout tp %d x pp %d x dp %d (%d ranks)%s%s; micro-batch %lld prompts (%lld sequences) x %lld tokens, "
-              "%lld micro-batches per step, rollout %lld; %s\n\n",
+              "%lld micro-batches per step, rollout %lld%s; %s\n\n",
               o.tp, o.pp, o.dp, o.tp * o.pp * o.dp, o.distributed ? ", distributed optimizer" : "",
               o.sequence_parallel && o.tp > 1 ? ", sequence parallel" : "",
               static_cast<long long>(o.micro_batch), static_cast<long long>(2 * o.micro_batch),
               static_cast<long long>(o.seq), static_cast<long long>(plan.micro_batches),
               static_cast<long long>(o.rollout_batch > 0 ? o.rollout_batch : o.micro_batch),
+              o.rollout_step_tokens > 0 ? spin::cat(" (", o.rollout_step_tokens, " tokens per call)").c_str() : "",
               request.precision.name.c_str());
   using S = train::StagePlan;
   std::printf("  %-34s", "per rank, pipeline stage");

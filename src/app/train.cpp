@@ -34,6 +34,7 @@
 #include "core/error.h"
 #include "core/profile.h"
 #include "data/examples.h"
+#include "generate/generator.h"
 #include "parallel/job_errors.h"
 #include "train/checkpointing.h"
 #include "train/spin_trainer.h"
@@ -275,6 +276,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     spin.global_batch = c.global_batch_size;
     spin.micro_batch = c.micro_batch_size;
     spin.rollout_batch = c.rollout_batch_size;
+    spin.rollout_step_tokens = c.rollout_step_tokens;
+    generate::check_step_tokens(c.rollout_step_tokens, c.rollout_batch_size, grid.pp_size(), "spin.rollout_step_tokens");
     require(c.ref_logprobs == "forward" || c.ref_logprobs == "sampler", "spin.ref_logprobs \"",
             c.ref_logprobs, "\" is not forward or sampler");
     spin.ref_logprobs_from_sampler = c.ref_logprobs == "sampler";

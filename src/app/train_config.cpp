@@ -107,6 +107,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("spin.global_batch_size", &c.global_batch_size, "prompts per optimizer step, over all data-parallel ranks");
   t.add("spin.micro_batch_size", &c.micro_batch_size, "prompts (real + generated pairs) per micro-batch");
   t.add("spin.rollout_batch_size", &c.rollout_batch_size, "sequences generated at once on each data-parallel replica (KV cache slots; a finished one's slot takes the next prompt)");
+  t.add("spin.rollout_step_tokens", &c.rollout_step_tokens,
+        "tokens one generation model call processes at most (0: no limit): prompts are prefilled in chunks of what "
+        "the decoding sequences leave, which bounds the generation buffers; at least ceil(rollout_batch_size / pp)");
   t.add("spin.generations", &c.generations,
         "where the generated responses come from: reference (sampled by the reference model every step) or data "
         "(the data's own: \"generated\" of SPIN data sets and token-id records, \"rejected\" of chosen/rejected ones)");

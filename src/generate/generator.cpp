@@ -18,8 +18,9 @@ constexpr int kHeaderSizeTag = 21, kHeaderTag = 22, kHiddenTag = 23;
 constexpr int kFeedbackSizeTag = 24, kFeedbackTag = 25;
 
 // One step of one group as it travels down the pipeline: the active sequences (prompt index
-// and cache slot) and the tokens each feeds in (its prompt at prefill, its last sampled token
-// afterwards).
+// and cache slot) and the tokens each feeds in (its prompt, or a chunk of it, at prefill; its
+// last sampled token afterwards). Coming back to the first stage, a sequence without tokens
+// is one whose prefill goes on.
 struct Step {
   std::vector<std::int64_t> samples, slots;
   std::vector<std::vector<std::int32_t>> tokens;
@@ -53,12 +54,14 @@ struct Step {
 };
 
 // The first stage's side of continuous batching: which prompts wait, which cache slots are
-// free, and what each group last sent down the pipeline (whatever of it does not come back
-// has finished, and its slots are free again).
+// free, how much of each prompt has been fed, and what each group last sent down the pipeline
+// (whatever of it does not come back has finished, and its slots are free again).
 class Admission {
  public:
-  Admission(const std::vector<std::vector<std::int32_t>>& prompts, std::int64_t slots, std::int64_t groups)
-      : prompts_(prompts), capacity_(static_cast<std::size_t>(groups)), sent_(static_cast<std::size_t>(groups)) {
+  Admission(const std::vector<std::vector<std::int32_t>>& prompts, std::int64_t slots, std::int64_t groups,
+            std::int64_t max_tokens)
+      : prompts_(prompts), max_tokens_(max_tokens), fed_(prompts.size(), 0),
+        capacity_(static_cast<std::size_t>(groups)), sent_(static_cast<std::size_t>(groups)) {
     for (std::int64_t g = 0; g < groups; ++g) {
       capacity_[static_cast<std::size_t>(g)] = slots / groups + (g < slots % groups ? 1 : 0);
     }
@@ -66,7 +69,8 @@ class Admission {
   }
 
   // Group g's next step: what came back of its last one (`continuing`) plus waiting prompts
-  // in the slots that freed up, as many as the group holds.
+  // in the slots that freed up, as many as the group holds; the prompts being prefilled get
+  // their next chunks, in the order they started.
   Step next(std::int64_t g, Step continuing) {
     const auto gi = static_cast<std::size_t>(g);
     for (const std::int64_t slot : sent_[gi]) {
@@ -79,20 +83,38 @@ class Admission {
            waiting_ < static_cast<std::int64_t>(prompts_.size())) {
       const std::int64_t slot = free_.back();
       free_.pop_back();
-      continuing.add(waiting_, slot, prompts_[static_cast<std::size_t>(waiting_)]);
+      continuing.add(waiting_, slot, {});
       ++waiting_;
     }
+    feed_prompts(continuing);
     sent_[gi] = continuing.slots;
     return continuing;
   }
   std::int64_t finished() const { return finished_; }
 
  private:
+  // Every sequence feeds one token at least; the budget's rest goes to the prefills in order.
+  void feed_prompts(Step& step) {
+    std::int64_t spare = max_tokens_ - static_cast<std::int64_t>(step.slots.size());
+    for (std::size_t i = 0; i < step.slots.size(); ++i) {
+      if (!step.tokens[i].empty()) continue;  // a decoding sequence's sampled token
+      const auto s = static_cast<std::size_t>(step.samples[i]);
+      const std::vector<std::int32_t>& prompt = prompts_[s];
+      const std::int64_t left = static_cast<std::int64_t>(prompt.size()) - fed_[s];
+      const std::int64_t n = max_tokens_ == 0 ? left : std::min(left, 1 + spare);
+      spare -= n - 1;
+      const auto from = prompt.begin() + static_cast<std::ptrdiff_t>(fed_[s]);
+      step.tokens[i].assign(from, from + static_cast<std::ptrdiff_t>(n));
+      fed_[s] += n;
+    }
+  }
   void release(std::int64_t slot) {
     free_.insert(std::upper_bound(free_.begin(), free_.end(), slot, std::greater<>()), slot);
   }
 
   const std::vector<std::vector<std::int32_t>>& prompts_;
+  std::int64_t max_tokens_;             // per model call (0: no limit)
+  std::vector<std::int64_t> fed_;       // per prompt: its tokens sent down the pipeline
   std::vector<std::int64_t> capacity_;  // per group
   std::vector<std::vector<std::int64_t>> sent_;  // per group: the slots of its last step
   std::vector<std::int64_t> free_;      // free slots, the lowest at the back
@@ -185,6 +207,17 @@ void GenerationParams::validate(std::int64_t vocab_size) const {
   }
 }
 
+std::int64_t min_step_tokens(std::int64_t in_flight, int stages) {
+  return (in_flight + stages - 1) / stages;
+}
+
+void check_step_tokens(std::int64_t max_tokens, std::int64_t in_flight, int stages, const std::string& what) {
+  const std::int64_t least = min_step_tokens(in_flight, stages);
+  require(max_tokens == 0 || max_tokens >= least, what, " = ", max_tokens, " cannot feed the ", least,
+          " sequences one model call holds (", in_flight, " in flight over ", stages,
+          " pipeline stages), one token each: allow at least ", least, ", or 0 for no limit");
+}
+
 Generator::Generator(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
                      const model::ModelWeights& weights)
     : grid_(grid), transformer_(transformer), weights_(weights) {}
@@ -219,6 +252,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   const model::StageLayers& stage = transformer_.stage();
   parallel::Communicator& pp = grid_.pp();
   const int stages = grid_.pp_size();
+  check_step_tokens(batching.max_tokens, slots, stages, "generation: the tokens per model call");
   const int last_rank = stages - 1;
   // Mixed precision keeps the cache in bf16 too (half the memory of the longest phase).
   model::KvCache cache(transformer_.dims(), stage.count(), slots, longest + params.max_new_tokens,
@@ -237,7 +271,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   // Groups take turns so that the stages of a pipeline have work in flight; each holds its
   // share of the slots.
   const std::int64_t groups = stages == 1 ? 1 : std::min<std::int64_t>(stages, slots);
-  Admission admission(prompts, slots, groups);               // first stage
+  Admission admission(prompts, slots, groups, batching.max_tokens);  // first stage
   std::vector<Step> next(static_cast<std::size_t>(groups));  // first stage without feedback: the groups' next steps
   std::vector<bool> started(static_cast<std::size_t>(groups), false);
   std::vector<bool> done(static_cast<std::size_t>(groups), false);
@@ -264,14 +298,18 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
       }
 
       std::vector<model::Sequence> seqs;
+      std::vector<std::int64_t> sampled;  // the sequences whose prompt this call completes or that decode
       std::int64_t rows = 0;
       for (std::size_t i = 0; i < step.slots.size(); ++i) {
         const auto si = static_cast<std::size_t>(step.samples[i]);
-        if (cached[si] > 0) {  // a sampled token: now part of the sequence on every stage
+        const auto prompt_length = static_cast<std::int64_t>(prompts[si].size());
+        const auto fed = static_cast<std::int64_t>(step.tokens[i].size());
+        if (cached[si] >= prompt_length) {  // a sampled token: now part of the sequence on every stage
           history[si].insert(history[si].end(), step.tokens[i].begin(), step.tokens[i].end());
         }
+        if (cached[si] + fed >= prompt_length) sampled.push_back(static_cast<std::int64_t>(i));
         seqs.push_back({step.tokens[i], 1, cached[si]});
-        rows += static_cast<std::int64_t>(step.tokens[i].size());
+        rows += fed;
       }
       std::span<float> input;
       if (!stage.first) {
@@ -285,7 +323,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
       const auto model_start = std::chrono::steady_clock::now();
       {
         const profile::Range range("model call", "sequences", static_cast<std::int64_t>(seqs.size()));
-        transformer_.forward_cached(weights_, model::TokenBatch::pack(seqs), step.slots, cache, acts, input);
+        transformer_.forward_cached(weights_, model::TokenBatch::pack(seqs), step.slots, cache, acts, input, sampled);
       }
       stats_.model_seconds += seconds_since(model_start);
       for (std::size_t i = 0; i < step.slots.size(); ++i) {
@@ -298,29 +336,36 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
         continue;
       }
 
-      // Last stage: choose every sequence's next token and decide who goes on.
+      // Last stage: choose the next token of every sequence past its prompt and decide who goes on.
       std::vector<SampleRow> sample_rows;
-      for (std::int64_t sample : step.samples) {
-        const auto si = static_cast<std::size_t>(sample);
+      for (std::int64_t i : sampled) {
+        const auto si = static_cast<std::size_t>(step.samples[static_cast<std::size_t>(i)]);
         sample_rows.push_back({sample_ids[si], cached[si], history[si],
                                static_cast<std::int64_t>(results[si].tokens.size()) < params.min_new_tokens});
       }
       const auto sampling_start = std::chrono::steady_clock::now();
       std::optional<profile::Range> sampling_range(std::in_place, "sampling", "sequences",
                                                    static_cast<std::int64_t>(sample_rows.size()));
-      const std::vector<Sampled> chosen = sampler.sample(acts.head.logits.f32(), sample_rows);
+      const std::vector<Sampled> chosen =
+          sample_rows.empty() ? std::vector<Sampled>() : sampler.sample(acts.head.logits.f32(), sample_rows);
       sampling_range.reset();
       stats_.sampling_seconds += seconds_since(sampling_start);
       stats_.rows_per_step.push_back(static_cast<std::int64_t>(step.slots.size()));
+      stats_.tokens_per_step.push_back(rows);
       Step following;
-      for (std::size_t i = 0; i < step.slots.size(); ++i) {
+      for (std::size_t i = 0, j = 0; i < step.slots.size(); ++i) {
+        if (j == sampled.size() || sampled[j] != static_cast<std::int64_t>(i)) {  // its prefill goes on
+          following.add(step.samples[i], step.slots[i], {});
+          continue;
+        }
+        const Sampled& c = chosen[j++];
         Generation& r = results[static_cast<std::size_t>(step.samples[i])];
-        r.tokens.push_back(chosen[i].token);
-        r.logprobs.push_back(chosen[i].logprob);
+        r.tokens.push_back(c.token);
+        r.logprobs.push_back(c.logprob);
         const auto made = static_cast<std::int64_t>(r.tokens.size());
         bool stop = true;
         if (made >= params.min_new_tokens &&
-            std::find(params.eos_ids.begin(), params.eos_ids.end(), chosen[i].token) != params.eos_ids.end()) {
+            std::find(params.eos_ids.begin(), params.eos_ids.end(), c.token) != params.eos_ids.end()) {
           r.finish = FinishReason::Eos;
         } else if (made >= params.min_new_tokens &&
                    std::any_of(params.end_sequences.begin(), params.end_sequences.end(),
@@ -331,7 +376,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
         } else {
           stop = false;
         }
-        if (!stop) following.add(step.samples[i], step.slots[i], {chosen[i].token});
+        if (!stop) following.add(step.samples[i], step.slots[i], {c.token});
       }
       if (stages == 1) {
         next[gi] = std::move(following);

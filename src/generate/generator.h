@@ -1,8 +1,9 @@
 // Generator: batched autoregressive decoding with a KV cache over TP x PP ranks.
-// Prompts are prefilled in one pass each and then advance one token per step; a sequence that
-// stops (EOS after min_new_tokens, an end sequence, max_new_tokens) leaves the batch, and with
-// more prompts than the batch holds its cache slot goes to the next waiting prompt, whose
-// prefill joins the others' next decoding step (continuous batching). Under
+// Prompts are prefilled (in one pass each, or in chunks under a token budget per model call) and
+// then advance one token per step; a sequence that stops (EOS after min_new_tokens, an end
+// sequence, max_new_tokens) leaves the batch, and with more prompts than the batch holds its
+// cache slot goes to the next waiting prompt, whose prefill joins the others' next decoding
+// step (continuous batching). Under
 // pipeline parallelism the batch is split into as many groups as there are stages and the
 // groups take turns, so that while one group crosses the pipeline the other stages work on the
 // others; the last stage samples (vocab-parallel, see sampling.h) and sends the chosen tokens to
@@ -12,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "generate/sampling.h"
@@ -45,13 +47,21 @@ struct Batching {
   // Sequences in flight at once: the KV cache's slots (0: every prompt at once). Prompts start
   // in order; when a sequence finishes, the next waiting prompt takes its slot at the next step.
   std::int64_t max_batch = 0;
+  // Tokens one model call processes at most (0: no limit), vLLM's max_num_batched_tokens:
+  // decoding sequences feed one each and prompts are prefilled in chunks of what is left, so
+  // the activation buffers hold this many rows however long the prompts are. A chunk's keys
+  // and values join the cache like a decoded token's; a prompt is sampled from once its last
+  // chunk has run. Every sequence in flight feeds at least one token per call: the budget must
+  // be at least min_step_tokens(max_batch, pipeline stages).
+  std::int64_t max_tokens = 0;
   // Called on the first pipeline stage whenever sequences finish, with how many have so far
   // (the stage that runs spin generate's progress line).
   std::function<void(std::int64_t finished)> on_finished;
 };
 
 struct GenerationStats {
-  std::vector<std::int64_t> rows_per_step;  // sequences in each model call (last stage)
+  std::vector<std::int64_t> rows_per_step;    // sequences in each model call (last stage)
+  std::vector<std::int64_t> tokens_per_step;  // tokens fed in each model call (last stage)
   std::int64_t slots = 0;                   // the KV cache's
   std::int64_t prompt_tokens = 0;
   std::int64_t new_tokens = 0;
@@ -60,6 +70,13 @@ struct GenerationStats {
   std::size_t kv_cache_bytes = 0;  // this rank's KV cache
   std::size_t buffer_bytes = 0;    // this rank's activation buffers
 };
+
+// The least Batching::max_tokens for `in_flight` sequences (> 0) over `stages` pipeline
+// stages: the sequences of one group, which take turns, one token each.
+std::int64_t min_step_tokens(std::int64_t in_flight, int stages);
+// Throws spin::Error, naming the setting as `what` (e.g. "spin generate: --max-step-tokens"),
+// unless max_tokens is 0 (no limit) or at least min_step_tokens(in_flight, stages).
+void check_step_tokens(std::int64_t max_tokens, std::int64_t in_flight, int stages, const std::string& what);
 
 class Generator {
  public:

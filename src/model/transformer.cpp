@@ -170,17 +170,22 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
 
 void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
                                  std::span<const std::int64_t> slots, KvCache& cache,
-                                 Activations& a, std::span<const float> input) const {
+                                 Activations& a, std::span<const float> input,
+                                 std::span<const std::int64_t> sampled) const {
   check_stage_weights(w);
   const std::int64_t n = batch.rows();
   const std::int64_t h = dims_.hidden;
   const std::int64_t num_seqs = batch.num_seqs();
   require(static_cast<std::int64_t>(slots.size()) == num_seqs, "forward_cached: ",
           slots.size(), " cache slots for ", num_seqs, " sequences");
-  // Where every row goes in the cache, where each sequence's rows start and which row is its
-  // last.
-  std::vector<std::int64_t> cache_rows(static_cast<std::size_t>(n)), first(slots.size()),
-      last(slots.size());
+  // Where every row goes in the cache, where each sequence's rows start, and the last rows of
+  // the sequences sampled from.
+  std::vector<std::int64_t> cache_rows(static_cast<std::size_t>(n)), first(slots.size()), last;
+  for (std::size_t i = 0; i < sampled.size(); ++i) {
+    require(sampled[i] >= 0 && sampled[i] < num_seqs && (i == 0 || sampled[i] > sampled[i - 1]),
+            "forward_cached: the sequences sampled from must be increasing indices below ", num_seqs);
+    last.push_back(batch.cu_seqlens[static_cast<std::size_t>(sampled[i]) + 1] - 1);
+  }
   for (std::int64_t s = 0; s < num_seqs; ++s) {
     const auto si = static_cast<std::size_t>(s);
     require(slots[si] >= 0 && slots[si] < cache.slots(), "cache slot ", slots[si],
@@ -188,7 +193,6 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
     const auto begin = static_cast<std::size_t>(batch.cu_seqlens[si]);
     const auto end = static_cast<std::size_t>(batch.cu_seqlens[si + 1]);
     first[si] = batch.positions[begin];
-    last[si] = static_cast<std::int64_t>(end) - 1;
     for (std::size_t i = begin; i < end; ++i) {
       require(batch.positions[i] < cache.capacity(), "position ", batch.positions[i],
               " beyond the KV cache's ", cache.capacity(), " positions");
@@ -208,13 +212,14 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   const KvCacheView where{nullptr, nullptr, cache.bf16(), cache.capacity(),
                           a.arrays.cache_rows.data<std::int64_t>(), slots.data(), first.data()};
   run_layers(w, b, a, a.stage_output.f32(), &cache, where);
-  if (!stage_.last) return;
+  if (!stage_.last || last.empty()) return;
 
-  // Only each sequence's last row needs logits: the next token's distribution.
-  const BatchGeometry last_rows{num_seqs, num_seqs, nullptr, nullptr};
+  // Only a sampled sequence's last row needs logits: the next token's distribution.
+  const auto heads = static_cast<std::int64_t>(last.size());
+  const BatchGeometry last_rows{heads, heads, nullptr, nullptr};
   a.head.allocate(dims_, last_rows, device(), w.has_bf16());
   ctx_.k.gather_rows(a.head.x.f32(), a.stage_output.f32(), a.arrays.last_rows.data<std::int64_t>(),
-                     num_seqs, h);
+                     heads, h);
   lm_head_logits(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, last_rows, a.head);
 }
 

@@ -130,11 +130,13 @@ class Transformer {
   // at slot slots[s] (Sequence::position = the prefix's length; 0 for a prompt's prefill). Runs
   // this stage, appending the new keys and values to the cache. The first stage embeds, the
   // others read `input`; every stage leaves its output rows in acts.stage_output, and the last
-  // stage leaves in acts.head.logits [num_seqs, vocab_rows] this rank's shard of the logits of
-  // each sequence's last row -- the next token's distribution.
+  // stage leaves in acts.head.logits [sampled.size(), vocab_rows] this rank's shard of the
+  // logits of the last row of each sequence listed in `sampled` (indices into the batch, in
+  // increasing order) -- the next token's distribution; a prompt prefilled in chunks needs none
+  // until its last chunk.
   void forward_cached(const ModelWeights& weights, const TokenBatch& batch,
                       std::span<const std::int64_t> slots, KvCache& cache, Activations& acts,
-                      std::span<const float> input = {}) const;
+                      std::span<const float> input, std::span<const std::int64_t> sampled) const;
 
   // Accumulates into `grads` the gradient of the loss. `grad` is, on the last stage, d loss /
   // d sequence_logprobs (one per sequence); on any other, d loss / d stage_output (boundary rows x hidden

@@ -211,9 +211,10 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // Reference scoring: one set of layer buffers reused layer after layer.
     s.scoring = layer.bytes(p) + end.bytes(p);
     // Generation: keys and values of every layer of the stage for the rollout, and one set of
-    // buffers for the largest call (a whole rollout's prefill, at most).
+    // buffers for the largest call (a whole rollout's prefill at most, or the step's tokens).
     s.kv_cache = 2 * s.layers * rollout * r.seq * d.kv_width() * p.activation;
-    const std::int64_t prefill = rollout * r.seq;
+    const std::int64_t prefill =
+        r.rollout_step_tokens > 0 ? std::min(rollout * r.seq, r.rollout_step_tokens) : rollout * r.seq;
     s.generation = layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false, c).bytes(p) +
                    Elements{0, aligned(prefill * d.hidden)}.bytes(p) +
                    (layers.last ? head_activations(d, Rows(rollout, r.tp, false), mixed).bytes(p) : 0);

@@ -55,6 +55,7 @@ struct PlanRequest {
   std::int64_t seq = 0;                 // tokens per sequence (prompt + response)
   std::int64_t global_batch = 0;        // prompts per step (0: enough micro-batches to fill the pipeline)
   std::int64_t rollout_batch = 0;       // sequences generated at once per replica (0: micro_batch)
+  std::int64_t rollout_step_tokens = 0; // tokens per generation model call (0: no limit)
   bool distributed_optimizer = false;
   bool ref_offload = false;             // reference kept in host memory (cuda only)
   bool recompute_activations = false;   // layers keep their input only (model::Transformer)
@@ -77,7 +78,8 @@ struct StagePlan {
   std::int64_t activations = 0;     // the ring: per micro-batch x in flight
   std::int64_t scoring = 0;         // reference log-probabilities (forward only, transient)
   std::int64_t kv_cache = 0;        // generation (transient)
-  std::int64_t generation = 0;      // generation buffers, an upper bound: a whole rollout's prefill
+  std::int64_t generation = 0;      // generation buffers, an upper bound: a whole rollout's prefill,
+                                    // or rollout_step_tokens rows
   // Peak: the persistent state plus the largest transient phase (generation or scoring).
   std::int64_t peak() const;
 };

@@ -135,8 +135,9 @@ std::vector<SpinTrainer::Response> SpinTrainer::generate(const std::vector<std::
     prompts.push_back(examples[static_cast<std::size_t>(idx)].prompt);
     ids.push_back(stream * n + static_cast<std::uint64_t>(idx));
   }
-  // Continuous batching: rollout_batch sequences in flight, a finished one's slot refilled.
-  generate::Batching batching{config_.rollout_batch, {}};
+  // Continuous batching: rollout_batch sequences in flight, a finished one's slot refilled;
+  // prompts prefilled in chunks under rollout_step_tokens.
+  generate::Batching batching{config_.rollout_batch, config_.rollout_step_tokens, {}};
   if (progress_ && &examples == &examples_) {
     const auto total = static_cast<std::int64_t>(prompts.size());
     batching.on_finished = [this, total](std::int64_t finished) { progress_(finished, total); };

@@ -60,6 +60,7 @@ struct SpinConfig {
   std::int64_t global_batch = 8; // prompts (pairs) per optimizer step
   std::int64_t micro_batch = 1;  // pairs per micro-batch
   std::int64_t rollout_batch = 8;  // sequences generated at once on each DP replica (KV cache slots)
+  std::int64_t rollout_step_tokens = 0;  // tokens per generation model call (0: no limit; chunked prefill)
   bool ref_logprobs_from_sampler = false;
   bool ref_offload = false;  // the reference in host memory, swapped in through the policy's buffers
   bool reuse_generations = false;  // one response per prompt and iteration, reused in later epochs

@@ -1,7 +1,8 @@
 // The whole model on a device against the CPU reference: the tiny model's weights are copied to
 // the device of `kernels`, and the same batches run through Transformer on both -- scoring
 // (token log-probabilities and per-sequence sums), backward (every parameter gradient) and
-// generation (a prefill and two decode steps through a KV cache, the next-token logits). Returns
+// generation (a prefill, one of them in two chunks, and decode steps through a KV cache, the
+// next-token logits). Returns
 // the relative L2 error of each output against the CPU's, both in float32 or both in mixed
 // precision (bf16 products). Used by the emulated-device unit test (exactly 0: the same CPU
 // kernels behind device pointers) and by gpu_test (CUDA).
@@ -65,15 +66,22 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
   t.backward(weights, acts, dsums, grads);
   for (const ShardedTensor& g : grads.sharded_state_dict()) r.gradients.push_back(to_host<float>(g.local));
 
-  // Generation: two prompts prefilled into slots 1 and 0, then two single-token steps.
+  // Generation: two prompts into slots 1 and 0 -- the first prefilled at once, the second in
+  // two chunks of 3 (sampled after the second, which continues at position 3 beside the first
+  // prompt's first decoded token) --, then two single-token steps.
   model::KvCache cache(dims, config.num_layers, 2, 16, k.device(), mixed ? DType::BF16 : DType::F32);
   model::Activations gen;
   std::vector<std::int64_t> slots = {1, 0};
+  const std::vector<std::int32_t> second = random_ids(6, config.vocab_size, 22);
   std::vector<model::Sequence> step = {{random_ids(4, config.vocab_size, 21), 1},
-                                       {random_ids(6, config.vocab_size, 22), 1}};
-  std::vector<std::int64_t> lengths = {4, 6};
+                                       {{second.begin(), second.begin() + 3}, 1}};
+  t.forward_cached(weights, model::TokenBatch::pack(step), slots, cache, gen, {}, std::vector<std::int64_t>{0});
+  r.logits.push_back(to_host<float>(gen.head.logits));
+  step = {{{static_cast<std::int32_t>(5 % config.vocab_size)}, 1, 4}, {{second.begin() + 3, second.end()}, 1, 3}};
+  std::vector<std::int64_t> lengths = {5, 6};
+  const std::vector<std::int64_t> both = {0, 1};
   for (int s = 0; s < 3; ++s) {
-    t.forward_cached(weights, model::TokenBatch::pack(step), slots, cache, gen);
+    t.forward_cached(weights, model::TokenBatch::pack(step), slots, cache, gen, {}, both);
     r.logits.push_back(to_host<float>(gen.head.logits));
     for (std::size_t i = 0; i < step.size(); ++i) {
       step[i] = {{static_cast<std::int32_t>((7 * s + 3 * static_cast<int>(i) + 1) % config.vocab_size)},

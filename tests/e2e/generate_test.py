@@ -38,7 +38,9 @@ def case_layouts(args, tmp):
     base = generate(args, os.path.join(tmp, "one.jsonl"), 1, "--batch-size", "3")
     for ranks, extra in [(1, ["--batch-size", "64"]), (2, ["--tp", "2"]),
                          (4, ["--tp", "2", "--pp", "2", "--batch-size", "4"]),
-                         (4, ["--pp", "2", "--batch-size", "1"])]:
+                         (4, ["--pp", "2", "--batch-size", "1"]),
+                         (1, ["--batch-size", "3", "--max-step-tokens", "5"]),
+                         (4, ["--tp", "2", "--pp", "2", "--batch-size", "4", "--max-step-tokens", "2"])]:
         got = generate(args, os.path.join(tmp, "n.jsonl"), ranks, *extra)
         for i, (g, b) in enumerate(zip(got, base)):
             assert g["prompt"] == b["prompt"] and g["response"] == b["response"], (i, extra, g, b)
@@ -122,6 +124,8 @@ def case_bad_input(args, tmp):
     e("min-above-max", cmd(args.prompts, "--min-new-tokens", "50", "--max-new-tokens", "10"),
       r"min_new_tokens must be in \[0, max_new_tokens = 10\], got 50")
     e("bad-end-sequence", cmd(args.prompts, "--end-sequence", "1,x"), r"--end-sequence \"1,x\" is not a comma-separated list")
+    e("step-tokens-below-batch", cmd(args.prompts, "--batch-size", "8", "--pp", "2", "--max-step-tokens", "3"),
+      r"--max-step-tokens = 3 cannot feed the 4 sequences one model call holds \(8 in flight over 2 pipeline stages\)")
 
 
 def case_text(args, tmp):

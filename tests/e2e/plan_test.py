@@ -77,6 +77,17 @@ def case_cli(args, tmp):
     assert abs(extra - expected) <= 0.01 * 2 ** 30, (extra, expected, u, t)
     print("--attention-backend unfused: stage-1 activations +%.2f GiB (probabilities kept)" % (extra / 2 ** 30))
 
+    # --rollout-step-tokens: the generation buffers hold one call's 2048 tokens instead of a
+    # rollout of 32 prompts prefilled at once (65536 rows).
+    whole = rows(run(args.mpiexec, base + ["--rollout-batch", "32"], 1).stdout)
+    chunked = run(args.mpiexec, base + ["--rollout-batch", "32", "--rollout-step-tokens", "2048"], 1).stdout
+    assert "rollout 32 (2048 tokens per call)" in chunked, chunked
+    for stage in range(2):
+        a, b = whole["generation buffers (transient)"][stage], rows(chunked)["generation buffers (transient)"][stage]
+        assert 8 * b < a, (stage, a, b)  # the last stage keeps its rollout rows of logits
+    print("--rollout-step-tokens 2048: generation buffers %.2f -> %.2f GiB" %
+          (whole["generation buffers (transient)"][0] / 2 ** 30, rows(chunked)["generation buffers (transient)"][0] / 2 ** 30))
+
     small = run(args.mpiexec, base + ["--gpu-mem", "4GiB"], 2)
     assert small.returncode == 3 and "DOES NOT FIT" in small.stdout, (small.returncode, small.stdout, small.stderr)
     print("4 GiB GPUs: exit 3, DOES NOT FIT")
@@ -90,6 +101,8 @@ def case_cli(args, tmp):
     e("bad-attention-backend", ["--attention-backend", "flash"], r"unknown attention backend 'flash'")
     e("seq-too-long", ["--seq", "5000"], r"beyond the model's 4096", short)
     e("batch-split", ["--global-batch", "6", "--seq", "100"], r"global batch 6 is not a multiple", short)
+    e("step-tokens", ["--rollout-batch", "32", "--rollout-step-tokens", "8"],
+      r"--rollout-step-tokens = 8 cannot feed the 16 sequences one model call holds \(32 in flight over 2 pipeline")
 
 
 # The shipped configs: (config, model shape, GPUs it is written for).
@@ -130,6 +143,8 @@ def case_configs(args, tmp):
         for key, flag in [("sequence_parallel", "--sequence-parallel"), ("recompute_activations", "--recompute-activations")]:
             if c["model"].getboolean(key, fallback=False):
                 cmd.append(flag)
+        if c["spin"].get("rollout_step_tokens"):
+            cmd += ["--rollout-step-tokens", c["spin"]["rollout_step_tokens"]]
         if c["model"].get("logits_chunk_rows"):
             cmd += ["--logits-chunk-rows", c["model"]["logits_chunk_rows"]]
         p = run(args.mpiexec, cmd, 1)

@@ -136,6 +136,18 @@ def case_layouts(args, tmp):
     assert (open(os.path.join(rec, "iteration_2", "model.safetensors"), "rb").read() ==
             open(os.path.join(out1, "iteration_2", "model.safetensors"), "rb").read())
     print("spin.ref_offload true, model.recompute_activations true: metrics and weights bitwise those without")
+    # spin.rollout_step_tokens: the rollouts' prompts prefilled 4 tokens a model call, beside the
+    # decoding sequences -- the same responses, so the same run up to rounding.
+    chunked = os.path.join(tmp, "chunked")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", chunked,
+                          "--spin.rollout_step_tokens", "4"], 1)
+    c = metrics(os.path.join(chunked, "metrics.jsonl"))
+    assert len(c) == len(a), (len(c), len(a))
+    for x, y in zip(a, c):
+        assert x["generated_length_mean"] == y["generated_length_mean"], (x, y)
+        for key in ["loss", "rewards_actual", "rewards_generated", "accuracy"]:
+            assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
+    print("spin.rollout_step_tokens 4: the metrics of whole-prompt prefills")
     run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", os.path.join(tmp, "sampler"),
                           "--spin.ref_logprobs", "sampler", "--spin.max_iterations", "1"], 2)
     first = metrics(os.path.join(tmp, "sampler", "metrics.jsonl"))[0]
@@ -196,6 +208,8 @@ def case_config(args, tmp):
     e("bad-precision", ["--model.precision", "fp16"], r"model\.precision must be fp32 or bf16, got 'fp16'")
     e("bad-attention-backend", ["--model.attention_backend", "flash"],
       r"model\.attention_backend must be auto, simt or unfused, got 'flash'")
+    e("rollout-step-tokens", ["--spin.rollout_step_tokens", "2"],
+      r"spin\.rollout_step_tokens = 2 cannot feed the 3 sequences one model call holds \(3 in flight over 1 pipeline")
     e("negative-logits-chunk", ["--model.logits_chunk_rows", "-1"],
       r"model\.logits_chunk_rows must be 0 \(off\) or positive, got -1")
     e("bad-loss", ["--spin.loss", "ipo"], r"spin\.loss \"ipo\" is not sigmoid or hinge")

@@ -1,6 +1,7 @@
 // Run with 4 ranks. The same seed gives the same responses (tokens, log-probabilities, stops)
 // for (TP, PP) = (1, 1), (2, 1), (1, 2), (2, 2), whatever prompts share a replica's batch, in
-// what order, and how many sequences are in flight at once (continuous batching).
+// what order, how many sequences are in flight at once (continuous batching) and how many
+// tokens a model call takes (chunked prefill).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -40,7 +41,8 @@ std::vector<std::vector<std::int32_t>> all_prompts() {
 }
 
 std::vector<Generation> run(parallel::Communicator& world, parallel::Layout layout,
-                            const GenerationParams& params, bool reversed, std::int64_t max_batch = 0) {
+                            const GenerationParams& params, bool reversed, std::int64_t max_batch = 0,
+                            std::int64_t max_tokens = 0) {
   testing::TinyShape shape;
   shape.layers = 4;
   const parallel::ProcessGrid grid(world, layout);
@@ -59,7 +61,7 @@ std::vector<Generation> run(parallel::Communicator& world, parallel::Layout layo
     std::reverse(mine.begin(), mine.end());
     std::reverse(ids.begin(), ids.end());
   }
-  const auto out = generator.generate(mine, ids, params, {max_batch, {}});
+  const auto out = generator.generate(mine, ids, params, {max_batch, max_tokens, {}});
   std::vector<Generation> by_id(prompts.size());
   for (std::size_t i = 0; i < ids.size(); ++i) by_id[ids[i]] = out[i];
   return by_id;  // entries of other replicas stay empty
@@ -84,12 +86,20 @@ TEST(GenerationLayouts, SameTokensForEveryTpAndPpLayoutAndBatch) {
     }
     for (parallel::Layout layout : {parallel::Layout{2, 1, 0}, parallel::Layout{1, 2, 0},
                                     parallel::Layout{2, 2, 0}}) {
-      for (const auto& [reversed, max_batch] : {std::pair{false, 0}, std::pair{true, 0}, std::pair{false, 3}}) {
-        const auto got = run(spin::testing::mpi_world(), layout, params, reversed, max_batch);
+      // All at once, in reverse, 3 in flight; and prefilled in chunks: 3 in flight under 4 tokens
+      // per call, 2 under 2 (one token each at pp 1).
+      struct Batch {
+        bool reversed;
+        std::int64_t max_batch, max_tokens;
+      };
+      for (const Batch& b : {Batch{false, 0, 0}, Batch{true, 0, 0}, Batch{false, 3, 0}, Batch{false, 3, 4},
+                             Batch{true, 2, 2}}) {
+        const auto got = run(spin::testing::mpi_world(), layout, params, b.reversed, b.max_batch, b.max_tokens);
         for (std::size_t i = 0; i < got.size(); ++i) {
           if (got[i].tokens.empty()) continue;  // another replica's prompt
-          EXPECT_EQ(got[i].tokens, reference[i].tokens)
-              << "prompt " << i << " at tp " << layout.tp << ", pp " << layout.pp << ", max batch " << max_batch;
+          EXPECT_EQ(got[i].tokens, reference[i].tokens) << "prompt " << i << " at tp " << layout.tp << ", pp "
+                                                        << layout.pp << ", max batch " << b.max_batch
+                                                        << ", max tokens " << b.max_tokens;
           EXPECT_EQ(got[i].finish, reference[i].finish);
           testing::expect_close(got[i].logprobs, reference[i].logprobs, 1e-5, 1e-5, "logprobs");
         }

@@ -39,15 +39,17 @@ using Family = testing::TinyFamily;
 
 void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied,
            bool mixed = false, bool recompute = false, bool sequence_parallel = false, std::int64_t logits_chunk = 0,
-           Family family = Family::Llama) {
+           Family family = Family::Llama, std::int64_t step_tokens = 0) {
   SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, distributed ? " distributed" : "", tied ? " tied" : "",
                    mixed ? " bf16" : "", recompute ? " recompute" : "", sequence_parallel ? " sequence parallel" : "",
-                   " logits chunk ", logits_chunk, " ", testing::tiny_family_name(family)));
+                   " logits chunk ", logits_chunk, " ", testing::tiny_family_name(family), " step tokens ",
+                   step_tokens));
   SpinConfig spin;
   spin.kl_penalty = {0.5};
   spin.global_batch = 8;
   spin.micro_batch = 2;
   spin.rollout_batch = 2;
+  spin.rollout_step_tokens = step_tokens;
   spin.generation.max_new_tokens = kNew;
   spin.generation.min_new_tokens = kNew;  // every generated response has exactly kNew tokens
   spin.generation.eos_ids = {2};
@@ -77,6 +79,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   request.seq = kPrompt + kNew;
   request.global_batch = spin.global_batch;
   request.rollout_batch = spin.rollout_batch;
+  request.rollout_step_tokens = step_tokens;
   request.distributed_optimizer = distributed;
   request.precision = mixed ? cpu_bf16() : Precision::cpu();
   request.recompute_activations = recompute;
@@ -103,6 +106,10 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   EXPECT_EQ(p.kv_cache, static_cast<std::int64_t>(g.kv_cache_bytes));
   EXPECT_GT(g.buffer_bytes, 0u);
   EXPECT_LE(static_cast<std::int64_t>(g.buffer_bytes), p.generation);
+  if (step_tokens > 0) {  // a tighter bound than a whole rollout's prefill
+    request.rollout_step_tokens = 0;
+    EXPECT_LT(p.generation, plan_memory(request).stages[static_cast<std::size_t>(s.grid.pp_rank())].generation);
+  }
 }
 
 TEST(MemoryPlan, CpuFiguresEqualTheCpuPathsAllocations) {
@@ -113,6 +120,13 @@ TEST(MemoryPlan, CpuFiguresEqualTheCpuPathsAllocations) {
   check(world, {1, 4, 1}, false, true);
   check(world, {1, 1, 4}, false, false);
   check(world, {1, 1, 4}, true, false);
+}
+
+// Prompts prefilled 3 tokens a call: the generation buffers stay within the plan's smaller bound.
+TEST(MemoryPlan, ChunkedPrefillFiguresBoundTheAllocations) {
+  auto& world = testing::mpi_world();
+  check(world, {2, 2, 1}, false, false, false, false, false, 0, Family::Llama, 3);
+  check(world, {1, 1, 4}, false, false, true, false, false, 0, Family::Llama, 3);
 }
 
 // With activation recomputation the 1F1B ring keeps each layer's input and one set of layer

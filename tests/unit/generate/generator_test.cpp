@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <numeric>
 
 #include "common/test_util.h"
 #include "common/tiny_model.h"
@@ -155,7 +156,7 @@ TEST(Generator, ContinuousBatchingRefillsFinishedSlotsAndGivesTheSameResponses) 
 
   for (std::int64_t slots : {1, 2, 4}) {
     std::vector<std::int64_t> reported;
-    const Batching batching{slots, [&](std::int64_t finished) { reported.push_back(finished); }};
+    const Batching batching{slots, 0, [&](std::int64_t finished) { reported.push_back(finished); }};
     const auto got = t.generator.generate(ps, ids(ps.size()), p, batching);
     for (std::size_t i = 0; i < ps.size(); ++i) {
       EXPECT_EQ(got[i].tokens, all[i].tokens) << "prompt " << i << " with " << slots << " slots";
@@ -178,8 +179,78 @@ TEST(Generator, ContinuousBatchingRefillsFinishedSlotsAndGivesTheSameResponses) 
     EXPECT_TRUE(std::is_sorted(reported.begin(), reported.end()));
     EXPECT_EQ(reported.back(), static_cast<std::int64_t>(ps.size())) << "every response is reported finished";
   }
-  EXPECT_EQ(t.generator.generate(ps, ids(ps.size()), p, {100, {}}).size(), ps.size()) << "more slots than prompts";
+  EXPECT_EQ(t.generator.generate(ps, ids(ps.size()), p, {100, 0, {}}).size(), ps.size()) << "more slots than prompts";
   EXPECT_EQ(t.generator.stats().slots, static_cast<std::int64_t>(ps.size()));
+}
+
+// Chunked prefill: under a budget of tokens per model call, prompts are fed in chunks of what
+// the decoding sequences leave (each sequence one token at least) and sampled from after their
+// last chunk. The responses and log-probabilities are those of whole-prompt prefills -- also
+// under sliding windows that the chunks cross --, every token is fed exactly once, each call's
+// sequences and tokens are those of a simulation of the rule, and the buffers shrink.
+TEST(Generator, ChunkedPrefillGivesTheSameResponsesUnderATokenBudget) {
+  for (const testing::TinyFamily family :
+       {testing::TinyFamily::Llama, testing::TinyFamily::Mistral, testing::TinyFamily::Gemma3}) {
+    SCOPED_TRACE(testing::tiny_family_name(family));
+    testing::TinyShape shape;
+    shape.family = family;
+    shape.tie = family == testing::TinyFamily::Gemma3;
+    TinyGenerator t(shape);
+    std::vector<std::vector<std::int32_t>> ps;
+    for (int i = 0; i < 7; ++i) ps.push_back(testing::random_ids(static_cast<std::size_t>(1 + (i * 9) % 23), 37, 40 + i));
+    GenerationParams p;
+    p.max_new_tokens = 8;
+    p.sampling.top_p = 0.95f;
+    p.sampling.repetition_penalty = 1.3f;  // reads each sequence's tokens so far: prompt chunks counted once
+    p.eos_ids = {3, 8, 30};
+    const auto whole = t.generator.generate(ps, ids(ps.size()), p, {3, 0, {}});
+    const std::size_t whole_buffers = t.generator.stats().buffer_bytes;
+    std::int64_t fed = 0;
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      fed += static_cast<std::int64_t>(ps[i].size() + whole[i].tokens.size()) - 1;  // the last token is never fed
+    }
+
+    for (const auto& [slots, budget] : {std::pair<std::int64_t, std::int64_t>{1, 1}, {1, 5}, {3, 3}, {3, 7}, {4, 40}}) {
+      const auto got = t.generator.generate(ps, ids(ps.size()), p, {slots, budget, {}});
+      for (std::size_t i = 0; i < ps.size(); ++i) {
+        EXPECT_EQ(got[i].tokens, whole[i].tokens) << "prompt " << i << ", " << slots << " slots, " << budget << " tokens";
+        EXPECT_EQ(got[i].finish, whole[i].finish);
+        testing::expect_close(got[i].logprobs, whole[i].logprobs, 1e-5, 1e-5, "logprobs");
+      }
+      const GenerationStats& st = t.generator.stats();
+      // The rule, simulated: per sequence the prompt tokens left to feed and the tokens left to
+      // sample; prompts start in order as slots free up.
+      struct Live {
+        std::int64_t prompt, response;
+      };
+      std::vector<Live> live;
+      std::vector<std::int64_t> want_rows, want_tokens;
+      std::size_t waiting = 0;
+      while (waiting < ps.size() || !live.empty()) {
+        while (static_cast<std::int64_t>(live.size()) < slots && waiting < ps.size()) {
+          live.push_back({static_cast<std::int64_t>(ps[waiting].size()), static_cast<std::int64_t>(whole[waiting].tokens.size())});
+          ++waiting;
+        }
+        std::int64_t spare = budget - static_cast<std::int64_t>(live.size()), tokens = 0;
+        for (Live& s : live) {
+          const std::int64_t n = s.prompt > 0 ? std::min(s.prompt, 1 + spare) : 1;
+          if (s.prompt > 0) spare -= n - 1, s.prompt -= n;
+          tokens += n;
+          if (s.prompt == 0) --s.response;  // sampled from
+        }
+        want_rows.push_back(static_cast<std::int64_t>(live.size()));
+        want_tokens.push_back(tokens);
+        std::erase_if(live, [](const Live& s) { return s.response == 0; });
+      }
+      EXPECT_EQ(st.rows_per_step, want_rows) << slots << " slots, " << budget << " tokens";
+      EXPECT_EQ(st.tokens_per_step, want_tokens) << slots << " slots, " << budget << " tokens";
+      EXPECT_LE(*std::max_element(st.tokens_per_step.begin(), st.tokens_per_step.end()), budget);
+      EXPECT_EQ(std::accumulate(st.tokens_per_step.begin(), st.tokens_per_step.end(), std::int64_t{0}), fed);
+      if (budget < 10) {
+        EXPECT_LT(st.buffer_bytes, whole_buffers) << "the buffers hold a call's tokens";
+      }
+    }
+  }
 }
 
 TEST(Generator, BadPromptsAndParametersAreErrorsBeforeAnyWork) {
@@ -207,11 +278,26 @@ TEST(Generator, BadPromptsAndParametersAreErrorsBeforeAnyWork) {
   bad.min_new_tokens = 11;
   EXPECT_NE(message({{1}}, bad).find("min_new_tokens"), std::string::npos);
   try {
-    t.generator.generate({{1}}, {0}, p, {-1, {}});
+    t.generator.generate({{1}}, {0}, p, {-1, 0, {}});
     ADD_FAILURE() << "a negative batch size was taken";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("batch size must not be negative"), std::string::npos) << e.what();
   }
+  // Three sequences in flight feed three tokens a call at least.
+  for (const std::int64_t budget : {2, -1}) {
+    try {
+      t.generator.generate(prompts(), ids(4), p, {3, budget, {}});
+      ADD_FAILURE() << budget << " tokens per call were taken for 3 sequences";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("cannot feed the 3 sequences one model call holds (3 in flight over 1 "
+                                           "pipeline stages), one token each: allow at least 3"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_EQ(min_step_tokens(3, 1), 3);
+  EXPECT_EQ(min_step_tokens(5, 2), 3) << "two groups of 3 and 2";
+  EXPECT_EQ(min_step_tokens(2, 4), 1) << "two groups of one";
 }
 
 }  // namespace
