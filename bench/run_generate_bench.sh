@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The generation benchmark of docs/performance.md: prefill and decode tokens/s at batch 1, 8 and
-# 32, then continuous batching against fixed batches, at TP 1 (one rank, two threads) and TP 2
-# (two ranks, one thread each).
+# 32, then continuous batching against fixed batches and with chunked prefill, at TP 1 (one
+# rank, two threads) and TP 2 (two ranks, one thread each).
 #   bench/run_generate_bench.sh [build-dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
