@@ -2,7 +2,8 @@
 # The checks run on a lent GPU, from the unpacked bundle (jobs/gpu/pack.sh, run.sh):
 #   1. gpu_test: every CUDA kernel against the CPU kernels, the whole tiny model on the GPU
 #      against the CPU path, NcclCommunicator on one GPU (the newest kernels' tests apart);
-#   2. the whole program, one rank: spin score, spin generate (greedy) and spin train (one SPIN
+#   2. the whole program, one rank: spin score, spin generate (greedy; on the GPU also with
+#      chunked prefill) and spin train (one SPIN
 #      iteration) with --device cpu and --device cuda, compared (compare.py); score and train
 #      again with bf16 products (--precision bf16) against the CPU's bf16 reference; train on
 #      the GPU with spin.ref_offload, model.recompute_activations, model.logits_chunk_rows and
@@ -63,6 +64,13 @@ for device in cpu cuda; do
 done
 step compare_score 60 python3 "$work/compare.py" score "$logs/score_cpu.jsonl" "$logs/score_cuda.jsonl" 1e-5
 step compare_generate 60 cmp "$logs/generate_cpu.jsonl" "$logs/generate_cuda.jsonl"
+# Chunked prefill: prompts fed 4 tokens a call beside the decoding rows (the fused cached kernel
+# takes the continuing chunks) -- the CPU's responses.
+step generate_cuda_chunked 120 "${launch[@]}" "$spin" generate --model "$work/score-model" \
+  --input "$work/prompts.jsonl" --output "$logs/generate_cuda_chunked.jsonl" --greedy --max-new-tokens 12 \
+  --batch-size 3 --max-step-tokens 4 --device cuda
+step compare_generate_chunked 60 python3 "$work/compare.py" generate "$logs/generate_cpu.jsonl" \
+  "$logs/generate_cuda_chunked.jsonl" 1e-5
 step compare_metrics 60 python3 "$work/compare.py" metrics "$logs/train_cpu/metrics.jsonl" \
   "$logs/train_cuda/metrics.jsonl" 1e-3
 step compare_weights 60 python3 "$work/compare.py" weights "$logs/train_cpu/iteration_1" \

@@ -4,6 +4,8 @@ Standard library only (the GPU machine's Python may lack numpy).
 
   compare.py score   CPU.jsonl CUDA.jsonl RTOL   spin score outputs: relative L2 error of every
                                                  token log-probability and of the sums
+  compare.py generate A.jsonl B.jsonl RTOL     spin generate outputs: the same responses (ids),
+                                                 relative L2 error of their log-probabilities
   compare.py metrics CPU.jsonl CUDA.jsonl RTOL   spin train metrics.jsonl, step by step
   compare.py weights CPU_DIR CUDA_DIR RTOL       two Hugging Face directories (float32
                                                  model.safetensors): relative L2 error per tensor
@@ -33,6 +35,13 @@ def score(cpu, cuda):
     toks_b = [x for r in b for x in r["token_logprobs"]]
     return {"token log-probabilities": rel(toks_b, toks_a) if len(a) == len(b) else math.inf,
             "sequence sums": rel([r["logprob_sum"] for r in b], [r["logprob_sum"] for r in a])}
+
+
+def generate(cpu, cuda):
+    a, b = lines(cpu), lines(cuda)
+    same = len(a) == len(b) and all(x["response"] == y["response"] for x, y in zip(a, b))
+    return {"responses (0: identical)": 0.0 if same else math.inf,
+            "log-probabilities": rel([p for r in b for p in r["logprobs"]], [p for r in a for p in r["logprobs"]])}
 
 
 def metrics(cpu, cuda):
@@ -69,7 +78,7 @@ def weights(cpu, cuda):
 
 def main():
     what, cpu, cuda, rtol = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-    errors = {"score": score, "metrics": metrics, "weights": weights}[what](cpu, cuda)
+    errors = {"score": score, "generate": generate, "metrics": metrics, "weights": weights}[what](cpu, cuda)
     worst = max(errors.values())
     for name, err in errors.items():
         print("  %-50s %.2e%s" % (name, err, "" if err <= rtol else "   ABOVE %.0e" % rtol))

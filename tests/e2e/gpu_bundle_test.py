@@ -21,7 +21,7 @@ CPU_STEPS = ["score_cpu", "generate_cpu", "train_cpu", "score_cpu_bf16", "train_
 # What pack.sh leaves to the machine: the C and C++ runtimes and CUDA's libraries.
 SYSTEM = re.compile(r"^(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux|libcublas|libcublasLt|libcudart|libnccl|"
                     r"libcuda|libnvidia)[.-]")
-CUDA_STEPS = ["score_cuda", "generate_cuda", "train_cuda", "score_cuda_bf16", "train_cuda_bf16",
+CUDA_STEPS = ["score_cuda", "generate_cuda", "generate_cuda_chunked", "train_cuda", "score_cuda_bf16", "train_cuda_bf16",
               "train_cuda_offload_recompute", "train_bench_bf16", "generate_bench_bf16", "train_bench_fp32",
               "generate_bench_fp32", "train_bench_bf16_simt"]
 
