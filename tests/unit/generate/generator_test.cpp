@@ -28,6 +28,17 @@ struct TinyGenerator {
   Generator generator{grid, transformer, weights};
 };
 
+// The tiny model as a Llama, a Mistral (3-key windows in every layer) and a Gemma 3 (windows in
+// one layer of two with their own RoPE table; tied embeddings).
+constexpr testing::TinyFamily kFamilies[] = {testing::TinyFamily::Llama, testing::TinyFamily::Mistral,
+                                             testing::TinyFamily::Gemma3};
+testing::TinyShape family_shape(testing::TinyFamily family) {
+  testing::TinyShape shape;
+  shape.family = family;
+  shape.tie = family == testing::TinyFamily::Gemma3;
+  return shape;
+}
+
 std::vector<std::vector<std::int32_t>> prompts() {
   return {testing::random_ids(5, 37, 1), testing::random_ids(1, 37, 2), testing::random_ids(9, 37, 3),
           testing::random_ids(3, 37, 4)};
@@ -44,13 +55,9 @@ std::vector<std::uint64_t> ids(std::size_t n, std::uint64_t first = 0) {
 // Gemma 3's in one layer of two with its own RoPE table), which the sequences outgrow while
 // decoding: prefill and decode read the cache's window, the full forward its packed rows'.
 TEST(Generator, KvCacheLogprobsEqualAFullForward) {
-  for (const testing::TinyFamily family :
-       {testing::TinyFamily::Llama, testing::TinyFamily::Mistral, testing::TinyFamily::Gemma3}) {
+  for (const testing::TinyFamily family : kFamilies) {
     SCOPED_TRACE(testing::tiny_family_name(family));
-    testing::TinyShape shape;
-    shape.family = family;
-    shape.tie = family == testing::TinyFamily::Gemma3;
-    TinyGenerator t(shape);
+    TinyGenerator t(family_shape(family));
     GenerationParams p;
     p.max_new_tokens = 12;
     const auto ps = prompts();
@@ -189,13 +196,9 @@ TEST(Generator, ContinuousBatchingRefillsFinishedSlotsAndGivesTheSameResponses) 
 // under sliding windows that the chunks cross --, every token is fed exactly once, each call's
 // sequences and tokens are those of a simulation of the rule, and the buffers shrink.
 TEST(Generator, ChunkedPrefillGivesTheSameResponsesUnderATokenBudget) {
-  for (const testing::TinyFamily family :
-       {testing::TinyFamily::Llama, testing::TinyFamily::Mistral, testing::TinyFamily::Gemma3}) {
+  for (const testing::TinyFamily family : kFamilies) {
     SCOPED_TRACE(testing::tiny_family_name(family));
-    testing::TinyShape shape;
-    shape.family = family;
-    shape.tie = family == testing::TinyFamily::Gemma3;
-    TinyGenerator t(shape);
+    TinyGenerator t(family_shape(family));
     std::vector<std::vector<std::int32_t>> ps;
     for (int i = 0; i < 7; ++i) ps.push_back(testing::random_ids(static_cast<std::size_t>(1 + (i * 9) % 23), 37, 40 + i));
     GenerationParams p;
