@@ -83,6 +83,8 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
       ("temperature", po::value(&g.sampling.temperature)->default_value(g.sampling.temperature), "sampling temperature (> 0)")
       ("top-k", po::value(&g.sampling.top_k)->default_value(g.sampling.top_k), "sample among the k most likely tokens (0: off)")
       ("top-p", po::value(&g.sampling.top_p)->default_value(g.sampling.top_p), "nucleus sampling mass (1: off)")
+      ("min-p", po::value(&g.sampling.min_p)->default_value(g.sampling.min_p),
+       "keep tokens at least min-p times as probable as the most probable (0: off)")
       ("repetition-penalty", po::value(&g.sampling.repetition_penalty)->default_value(g.sampling.repetition_penalty),
        "divide positive / multiply negative logits of tokens already present (1: off)")
       ("max-new-tokens", po::value(&g.max_new_tokens)->default_value(g.max_new_tokens), "longest response")

@@ -289,7 +289,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     spin.seed = c.data_seed;
     spin.shuffle = c.shuffle;
     generate::GenerationParams& g = spin.generation;
-    g.sampling = {c.greedy, c.temperature, c.top_k, c.top_p, c.repetition_penalty};
+    g.sampling = {.greedy = c.greedy, .temperature = c.temperature, .top_k = c.top_k, .top_p = c.top_p,
+                  .repetition_penalty = c.repetition_penalty, .min_p = c.min_p};
     g.max_new_tokens = c.max_new_tokens;
     g.min_new_tokens = c.min_new_tokens;
     g.seed = c.sampling_seed;

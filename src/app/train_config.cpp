@@ -156,6 +156,7 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("sampling.temperature", &c.temperature, "sampling temperature (> 0)");
   t.add("sampling.top_k", &c.top_k, "top-k (0: off)");
   t.add("sampling.top_p", &c.top_p, "nucleus mass (1: off)");
+  t.add("sampling.min_p", &c.min_p, "keep tokens at least min_p times as probable as the most probable (0: off)");
   t.add("sampling.repetition_penalty", &c.repetition_penalty, "repetition penalty (1: off)");
   t.add("sampling.max_new_tokens", &c.max_new_tokens, "longest generated response");
   t.add("sampling.min_new_tokens", &c.min_new_tokens, "shortest generated response");

@@ -71,6 +71,7 @@ void SamplingParams::validate() const {
           temperature, " (use greedy decoding for a deterministic argmax)");
   require(top_k >= 0, "sampling: top_k must be >= 0 (0 disables it), got ", top_k);
   require(top_p > 0.0f && top_p <= 1.0f, "sampling: top_p must be in (0, 1], got ", top_p);
+  require(min_p >= 0.0f && min_p <= 1.0f, "sampling: min_p must be in [0, 1] (0 disables it), got ", min_p);
   require(std::isfinite(repetition_penalty) && repetition_penalty > 0.0f,
           "sampling: repetition_penalty must be > 0 (1 disables it), got ", repetition_penalty);
 }
@@ -206,24 +207,31 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
         }
         cands.resize(keep);
       }
+      if (params_.min_p > 0.0f && !cands.empty()) {
+        const double least = cands.front().score + std::log(params_.min_p);
+        while (cands.back().score < least) cands.pop_back();  // the front stays
+      }
       for (const Candidate& c : cands) {
         const Candidate noisy{c.score + gumbel(rows[static_cast<std::size_t>(r)], std::int64_t(c.id)), c.id};
         if (better(noisy, best[static_cast<std::size_t>(r)])) best[static_cast<std::size_t>(r)] = noisy;
       }
     }
   } else {
-    std::vector<double> threshold(rows_sz, kNegInf);
+    std::vector<double> threshold(rows_sz, kNegInf), zmax;
+    if (params_.top_p < 1.0f || params_.min_p > 0.0f) {  // the largest processed logit of each row
+      double* zmax_d = dev.out<double>(rows_sz);
+      kernels_.row_max_f64(zmax_d, z, n, valid, valid, true);
+      zmax = dev.down(zmax_d, rows_sz);
+      tp_.all_reduce(zmax.data(), rows_sz, parallel::ReduceOp::Max);
+    }
     if (params_.top_p < 1.0f) {
       // Bisection for the smallest logit l whose strictly-larger mass is below top_p; the
       // nucleus is then {v : z_v >= l}. Over the 2^32 ordered float values: <= 32 rounds.
-      double* zmax_d = dev.out<double>(rows_sz);
       double* zmin_d = dev.out<double>(rows_sz);
       double* zsum_d = dev.out<double>(rows_sz);
       double* mass_d = dev.out<double>(rows_sz);
-      kernels_.row_max_f64(zmax_d, z, n, valid, valid, true);
       kernels_.row_min_f64(zmin_d, z, n, valid, valid, true);
-      std::vector<double> zmax = dev.down(zmax_d, rows_sz), zmin = dev.down(zmin_d, rows_sz);
-      tp_.all_reduce(zmax.data(), rows_sz, parallel::ReduceOp::Max);
+      std::vector<double> zmin = dev.down(zmin_d, rows_sz);
       tp_.all_reduce(zmin.data(), rows_sz, parallel::ReduceOp::Min);
       const double* zmax_up = dev.up(zmax);
       kernels_.row_sumexp_f64(zsum_d, z, n, valid, valid, zmax_up, nullptr, true);
@@ -254,6 +262,9 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
         }
       }
       for (std::size_t r = 0; r < rows_sz; ++r) threshold[r] = from_order_key(lo[r]);
+    }
+    if (params_.min_p > 0.0f) {  // p_v >= min_p p_max, i.e. z_v >= z_max + log(min_p)
+      for (std::size_t r = 0; r < rows_sz; ++r) threshold[r] = std::max(threshold[r], zmax[r] + std::log(params_.min_p));
     }
     local_winners(threshold, true);
     reduce_winners();

@@ -7,7 +7,9 @@
 // repetition penalty, EOS ban (min_new_tokens), temperature, top-k (each rank contributes at
 // most k candidates; all ranks then hold the same candidate list), top-p (on the candidates, or
 // without top-k by a bisection on the threshold logit with one all-reduce of per-row sums per
-// step: no logits move). Greedy is the argmax of the penalised logits.
+// step: no logits move), min-p (a threshold below the row's largest logit: it keeps the most
+// probable token, so its place in the order does not matter). Greedy is the argmax of the
+// penalised logits.
 // The log-probability reported for a token is under the model's full softmax (raw logits).
 #pragma once
 
@@ -27,6 +29,9 @@ struct SamplingParams {
   std::int64_t top_k = 0;           // 0: off
   float top_p = 1.0f;               // 1: off
   float repetition_penalty = 1.0f;  // 1: off (CTRL / Hugging Face: logit / p if > 0, else * p)
+  // 0: off. Keeps the tokens at least min_p times as probable as the most probable one (after
+  // the penalty and temperature; Hugging Face's and vLLM's min_p): z_v >= z_max + log(min_p).
+  float min_p = 0.0f;
 
   void validate() const;  // throws spin::Error naming the bad value
 };

@@ -119,6 +119,7 @@ def case_bad_input(args, tmp):
     e("spin-data-prompt-too-long-in-a-list", cmd(pairs + "," + long_pair, "--spin-data", "--max-new-tokens", "20"),
       r"long_pair\.jsonl:2: the prompt has 500 tokens")
     e("top-p-zero", cmd(args.prompts, "--top-p", "0"), r"top_p must be in \(0, 1\], got 0")
+    e("min-p-above-one", cmd(args.prompts, "--min-p", "2"), r"min_p must be in \[0, 1\] \(0 disables it\), got 2")
     e("negative-temperature", cmd(args.prompts, "--temperature", "-1"), r"temperature must be > 0, got -1")
     e("eos-outside-vocab", cmd(args.prompts, "--eos-ids", "2,999"), r"EOS id 999 is outside the vocabulary")
     e("min-above-max", cmd(args.prompts, "--min-new-tokens", "50", "--max-new-tokens", "10"),

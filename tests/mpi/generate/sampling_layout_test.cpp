@@ -42,13 +42,15 @@ TEST(VocabParallelSampling, EveryModeChoosesTheSameTokensAtEveryTpSize) {
   for (std::int64_t i = 0; i < n; ++i)
     rows.push_back({static_cast<std::uint64_t>(1000 + i), 5 + i % 3, histories[static_cast<std::size_t>(i)], i % 4 == 0});
 
-  std::vector<SamplingParams> modes(7);
+  std::vector<SamplingParams> modes(9);
   modes[1].temperature = 0.8f;
   modes[2].top_k = 5;
   modes[3].top_p = 0.7f;
   modes[4].top_k = 6, modes[4].top_p = 0.8f, modes[4].temperature = 1.3f;
   modes[5].greedy = true;
   modes[6].repetition_penalty = 1.5f, modes[6].top_p = 0.9f;
+  modes[7].min_p = 0.2f, modes[7].temperature = 0.9f;
+  modes[8].min_p = 0.1f, modes[8].top_k = 8, modes[8].top_p = 0.95f;
   for (int tp_size : {2, 4}) {
     parallel::ProcessGrid grid(spin::testing::mpi_world(), {tp_size, 1, 0});
     for (std::size_t m = 0; m < modes.size(); ++m) {

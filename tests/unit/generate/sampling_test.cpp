@@ -105,6 +105,36 @@ TEST(Sampling, TopPDrawsOnlyTheNucleus) {
   }
 }
 
+// min_p 0.3 keeps the tokens at least 0.3 times as probable as token 0 after temperature:
+// at T = 1 z >= 2 + log 0.3 = 0.796 (tokens 0, 6, 1), at T = 0.7 z / 0.7 >= 2 / 0.7 + log 0.3,
+// z >= 1.157 (tokens 0, 6); drawn in proportion among them, alone, under top-k (its candidates)
+// and with top-p 0.6 (the nucleus {0, 6} within).
+TEST(Sampling, MinPDrawsOnlyTokensWithinItsShareOfTheMostProbable) {
+  struct Case {
+    float temperature;
+    std::int64_t top_k;
+    float top_p;
+    std::vector<std::size_t> kept;
+  };
+  for (const Case& c : {Case{1.0f, 0, 1.0f, {0, 6, 1}}, Case{1.0f, 5, 1.0f, {0, 6, 1}}, Case{0.7f, 0, 1.0f, {0, 6}},
+                        Case{0.7f, 5, 1.0f, {0, 6}}, Case{1.0f, 0, 0.6f, {0, 6}}, Case{1.0f, 5, 0.6f, {0, 6}}}) {
+    SamplingParams p;
+    p.min_p = 0.3f;
+    p.temperature = c.temperature;
+    p.top_k = c.top_k;
+    p.top_p = c.top_p;
+    const auto counts = histogram(kLogits, p, 20000);
+    const std::vector<double> all = softmax(kLogits, c.temperature);
+    std::vector<double> probs(kLogits.size(), 0.0);
+    double mass = 0.0;
+    for (std::size_t v : c.kept) mass += all[v];
+    for (std::size_t v : c.kept) probs[v] = all[v] / mass;
+    // Quantiles 0.999 of chi-square with 2 and 1 degrees of freedom.
+    EXPECT_LT(chi_square(counts, probs, 20000), c.kept.size() == 3 ? 13.816 : 10.828)
+        << "T " << c.temperature << ", top-k " << c.top_k << ", top-p " << c.top_p;
+  }
+}
+
 TEST(Sampling, GreedyEqualsTopKOneEqualsVanishingTemperature) {
   parallel::SelfCommunicator tp;
   const std::int64_t vocab = 50, n = 200;
@@ -166,6 +196,9 @@ TEST(Sampling, InvalidParametersAreErrors) {
   SamplingParams p;
   p.top_p = 0.0f;
   EXPECT_NE(bad(p).find("top_p must be in (0, 1]"), std::string::npos);
+  p = {};
+  p.min_p = 1.5f;
+  EXPECT_NE(bad(p).find("min_p must be in [0, 1]"), std::string::npos);
   p = {};
   p.temperature = -1.0f;
   EXPECT_NE(bad(p).find("temperature must be > 0"), std::string::npos);
