@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "generate/generator.h"
 #include "kernels/kernels.h"
 #include "model/rope.h"
 #include "model/stage.h"
@@ -223,6 +224,13 @@ MemoryPlan plan_memory(const PlanRequest& r) {
   return plan;
 }
 
+std::int64_t chunked_prefill_tokens(const PlanRequest& request) {
+  const std::int64_t rollout = request.rollout_batch > 0 ? request.rollout_batch : request.micro_batch;
+  const std::int64_t wanted =
+      request.rollout_step_tokens > 0 ? request.rollout_step_tokens : 2 * request.micro_batch * request.seq;
+  return std::max(wanted, generate::min_step_tokens(rollout, request.pp));
+}
+
 std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_per_node, std::int64_t capacity) {
   std::vector<LayoutFit> out;
   for (int tp = 1; tp <= std::min(gpus, gpus_per_node); ++tp) {
@@ -235,31 +243,37 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
       request.pp_layers.clear();
       // The cheapest way to fit first: as asked; the distributed optimizer (no extra work);
       // sequence parallelism (no extra compute, the same TP bytes but for the backward's
-      // all-gathers of the norms' outputs); activation recomputation (a third more compute).
+      // all-gathers of the norms' outputs); chunked prefill (more generation calls while
+      // prompts are prefilled); activation recomputation (a third more compute).
       const bool asked_split = request.sequence_parallel, asked_recompute = request.recompute_activations;
+      const std::int64_t asked_chunk = request.rollout_step_tokens;
       struct Option {
-        bool distributed, split, recompute;
+        bool distributed, split;
+        std::int64_t chunk;
+        bool recompute;
+        bool operator==(const Option&) const = default;
       };
       std::vector<Option> options;
       for (bool recompute : {asked_recompute, true}) {
-        for (bool split : {asked_split, tp > 1}) {
-          for (bool distributed : {false, request.dp > 1}) {
-            const Option o{distributed, split, recompute};
-            const bool seen = std::any_of(options.begin(), options.end(), [&](const Option& x) {
-              return x.distributed == o.distributed && x.split == o.split && x.recompute == o.recompute;
-            });
-            if (!seen) options.push_back(o);
+        const std::int64_t budget = chunked_prefill_tokens(request);  // at least what this pp needs
+        for (std::int64_t chunk : {asked_chunk > 0 ? budget : 0, budget}) {
+          for (bool split : {asked_split, tp > 1}) {
+            for (bool distributed : {false, request.dp > 1}) {
+              const Option o{distributed, split, chunk, recompute};
+              if (std::find(options.begin(), options.end(), o) == options.end()) options.push_back(o);
+            }
           }
         }
       }
       for (const Option& o : options) {
         request.distributed_optimizer = o.distributed;
         request.sequence_parallel = o.split;
+        request.rollout_step_tokens = o.chunk;
         request.recompute_activations = o.recompute;
         try {
           const std::int64_t peak = plan_memory(request).peak();
           if (peak <= capacity) {
-            out.push_back({tp, pp, request.dp, o.distributed, o.split && tp > 1, o.recompute, peak});
+            out.push_back({tp, pp, request.dp, o.distributed, o.split && tp > 1, o.chunk, o.recompute, peak});
             break;  // fits: nothing more is needed
           }
         } catch (const Error&) {
@@ -267,6 +281,7 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
         }
       }
       request.sequence_parallel = asked_split;
+      request.rollout_step_tokens = asked_chunk;
       request.recompute_activations = asked_recompute;
     }
   }

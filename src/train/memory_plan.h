@@ -97,14 +97,22 @@ MemoryPlan plan_memory(const PlanRequest& request);
 // Layouts (tp, pp, dp) of `gpus` ranks that fit in `capacity` bytes, best first: tp within a
 // node (<= gpus_per_node), fewest model-parallel ranks, then the smallest peak. Each layout as
 // asked, else with the cheapest additions that make it fit: the distributed optimizer, then
-// sequence parallelism (tp > 1), then activation recomputation (a third more compute).
+// sequence parallelism (tp > 1), then chunked prefill (generation calls of at most
+// chunked_prefill_tokens(request): a few more of them while prompts are prefilled), then
+// activation recomputation (a third more compute).
 struct LayoutFit {
   int tp = 1, pp = 1, dp = 1;
   bool distributed_optimizer = false;
   bool sequence_parallel = false;
+  std::int64_t rollout_step_tokens = 0;
   bool recompute_activations = false;
   std::int64_t peak = 0;
 };
+// The budget fitting_layouts offers for chunked prefill: a training micro-batch's rows (2 x
+// micro_batch x seq), so that no generation call holds more rows than the policy's forward of
+// a micro-batch -- or the request's own budget where it gives one --, at least what the
+// pipeline's groups need (generate::min_step_tokens).
+std::int64_t chunked_prefill_tokens(const PlanRequest& request);
 std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_per_node,
                                        std::int64_t capacity);
 

@@ -163,6 +163,46 @@ TEST(MemoryPlan, SuggestedLayoutsFitAndPreferFewModelParallelRanks) {
   EXPECT_TRUE(std::any_of(tighter.begin(), tighter.end(), [](const LayoutFit& f) { return f.recompute_activations; }));
 }
 
+// A rollout of 64 sequences prefilled at once: 64 x 2048 rows of generation buffers set the
+// peak. Chunked prefill -- generation calls of a micro-batch's 4096 rows -- is offered after
+// the distributed optimizer and sequence parallelism and before recomputation, and only where
+// the layout does not fit without it.
+TEST(MemoryPlan, SuggestedLayoutsOfferChunkedPrefillBeforeRecomputation) {
+  const std::int64_t gib = std::int64_t{1} << 30;
+  PlanRequest big = request(1, 1, 1, false);
+  big.rollout_batch = 64;
+  big.global_batch = 64 * 16;
+  EXPECT_EQ(chunked_prefill_tokens(big), 2 * 1 * 2048);
+  bool offered = false;
+  for (const std::int64_t capacity : {80 * gib, 40 * gib, 30 * gib, 24 * gib}) {
+    for (const LayoutFit& f : fitting_layouts(big, 16, 8, capacity)) {
+      PlanRequest r = big;
+      r.tp = f.tp, r.pp = f.pp, r.dp = f.dp;
+      r.distributed_optimizer = f.distributed_optimizer;
+      r.sequence_parallel = f.sequence_parallel;
+      r.rollout_step_tokens = f.rollout_step_tokens;
+      r.recompute_activations = f.recompute_activations;
+      EXPECT_EQ(plan_memory(r).peak(), f.peak) << f.tp << " x " << f.pp;
+      if (f.rollout_step_tokens > 0) {
+        offered = true;
+        EXPECT_EQ(f.rollout_step_tokens, 4096);
+        r.rollout_step_tokens = 0;
+        EXPECT_GT(plan_memory(r).peak(), capacity) << f.tp << " x " << f.pp << ": fits without";
+      }
+      if (f.recompute_activations) {
+        r.recompute_activations = false;
+        r.rollout_step_tokens = chunked_prefill_tokens(r);
+        EXPECT_GT(plan_memory(r).peak(), capacity) << f.tp << " x " << f.pp << ": fits with chunks alone";
+      }
+    }
+  }
+  EXPECT_TRUE(offered) << "no capacity made chunked prefill the addition that fits";
+  big.pp = 4;
+  big.rollout_batch = 32;
+  big.seq = 2;  // a micro-batch of 4 rows is below the 8 sequences one call holds at pp 4
+  EXPECT_EQ(chunked_prefill_tokens(big), 8);
+}
+
 TEST(MemoryPlan, ImpossibleRequestsAreRefusedByName) {
   PlanRequest r = request(3, 1, 1, false);
   EXPECT_NE(testing::error_of([&] { plan_memory(r); }).find("3"), std::string::npos);
