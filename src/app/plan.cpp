@@ -160,7 +160,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
               static_cast<long long>(o.micro_batch), static_cast<long long>(2 * o.micro_batch),
               static_cast<long long>(o.seq), static_cast<long long>(plan.micro_batches),
               static_cast<long long>(o.rollout_batch > 0 ? o.rollout_batch : o.micro_batch),
-              o.rollout_step_tokens > 0 ? spin::cat(" (", o.rollout_step_tokens, " tokens per call)").c_str() : "",
+              o.rollout_step_tokens > 0 ? cat(" (", o.rollout_step_tokens, " tokens per call)").c_str() : "",
               request.precision.name.c_str());
   using S = train::StagePlan;
   std::printf("  %-34s", "per rank, pipeline stage");
