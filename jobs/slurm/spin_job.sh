@@ -6,11 +6,13 @@
 #   SPIN_LAUNCHER=srun (srun --mpi=$SPIN_SRUN_MPI, default pmix: what most sites' Open MPI uses).
 # - Signals: submit with `--signal=B:USR1@120` (the scripts do): Slurm sends SIGUSR1 to this
 #   batch shell 120 s before the time limit; it is forwarded to the launcher, which forwards it
-#   to every rank. spin agrees on the stop at the next step boundary, saves a checkpoint and
-#   exits 75. A SIGTERM (scancel, preemption with GraceTime) is forwarded the same way.
+#   to every rank. spin train agrees on the stop at the next step boundary, saves a checkpoint
+#   and exits 75 (spin generate --save-every: at the end of its round, the round's lines
+#   written). A SIGTERM (scancel, preemption with GraceTime) is forwarded the same way.
 # - Exit status 75 ("requeue me"): the job is requeued with `scontrol requeue` (the scripts use
 #   --requeue and --open-mode=append), and the requeued run resumes from <save_dir>/latest
-#   (the scripts pass --checkpoint.resume true, which starts fresh when there is no checkpoint).
+#   (the scripts pass --checkpoint.resume true, which starts fresh when there is no checkpoint;
+#   spin generate goes on after the lines in <output>.partial by itself).
 #   SPIN_REQUEUE=0 turns the requeue off (the job then ends with status 75).
 # - SPIN_BIN: the spin binary (default: build/src/app/spin under SPIN_HOME, the repository,
 #   default the submission directory).
@@ -74,7 +76,7 @@ spin_job() {
 
   if ((status == 75)); then
     if [[ ${SPIN_REQUEUE:-1} == 1 && -n ${SLURM_JOB_ID:-} ]]; then
-      echo "spin job: stopped with a checkpoint (exit 75): requeueing job $SLURM_JOB_ID"
+      echo "spin job: stopped to be resumed (exit 75): requeueing job $SLURM_JOB_ID"
       scontrol requeue "$SLURM_JOB_ID" && return 0
       echo "spin job: scontrol requeue failed; resubmit this script to resume" >&2
     fi

@@ -5,15 +5,21 @@
 // Prompts are dealt round-robin to the data-parallel replicas and generated --batch-size at a
 // time, each finished sequence's slot refilled (continuous batching); the responses depend only
 // on the seed and each prompt's line number, so every layout writes the same file. Rank 0
-// writes it in input order (through a temporary file). With --spin-data the input is a
-// training set and each line a SPIN record {prompt, response, generated} for spin train's
-// spin.generations = data (the SPIN code's offline generation step).
+// writes it in input order, through OUT.partial; with --save-every N the prompts go in rounds
+// of N, each round's lines appended there as it ends, and a stopped run (SIGTERM / SIGUSR1 at a
+// round's end: exit 75, as spin train; or a crash) started again with the same inputs and
+// settings goes on after the lines already written (app/resumable_output.h). With --spin-data
+// the input is a training set and each line a SPIN record {prompt, response, generated} for
+// spin train's spin.generations = data (the SPIN code's offline generation step).
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <boost/program_options.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 
@@ -21,7 +27,9 @@
 #include "app/model_setup.h"
 #include "app/options.h"
 #include "app/profile_window.h"
+#include "app/resumable_output.h"
 #include "app/runtime.h"
+#include "app/stop_signals.h"
 #include "checkpoint/hf_reader.h"
 #include "core/error.h"
 #include "core/profile.h"
@@ -41,7 +49,7 @@ struct GenerateOptions {
   std::string model, input, output, pp_layers, eos_ids, prompt_template = "auto";
   std::vector<std::string> end_sequences;
   int tp = 1, pp = 1;
-  std::int64_t batch_size = 32, max_step_tokens = 0;
+  std::int64_t batch_size = 32, max_step_tokens = 0, save_every = 0;
   generate::GenerationParams params;
   bool eos_given = false;
   bool spin_data = false;  // the input is a training data set; the output SPIN records with the answers
@@ -78,6 +86,10 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
        "sequences generated at once on each data-parallel replica (KV cache slots; a finished one's slot takes "
        "the next prompt)")
       ("max-step-tokens", po::value(&o.max_step_tokens)->default_value(o.max_step_tokens), kMaxStepTokensHelp)
+      ("save-every", po::value(&o.save_every)->default_value(o.save_every),
+       "generate the prompts in rounds of this many (over all replicas), each round's lines written to "
+       "<output>.partial as it ends, so that a stopped run (SIGTERM / SIGUSR1 at a round's end: exit 75) "
+       "or a crashed one continues when started again (0: one round)")
       ("seed", po::value(&g.seed)->default_value(g.seed), "sampling seed")
       ("greedy", po::bool_switch(&g.sampling.greedy), "argmax decoding")
       ("temperature", po::value(&g.sampling.temperature)->default_value(g.sampling.temperature), "sampling temperature (> 0)")
@@ -101,6 +113,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
     return std::nullopt;
   }
   require(o.batch_size >= 1, "spin generate: --batch-size must be at least 1");
+  require(o.save_every >= 0, "spin generate: --save-every must be 0 (one round) or positive, got ", o.save_every);
   generate::check_step_tokens(o.max_step_tokens, o.batch_size, o.pp, "spin generate: --max-step-tokens");
   data::choose_prompt_template(o.prompt_template, nullptr);  // a known name
   o.eos_given = !o.eos_ids.empty();
@@ -185,6 +198,61 @@ std::vector<generate::Generation> unpack(const Packed& p) {
 
 }  // namespace
 
+// Every replica's responses on data-parallel rank 0 (of TP 0, PP 0: the ranks that call this),
+// replica by replica; the other ranks send theirs and get nothing back.
+std::vector<std::vector<generate::Generation>> gather_replicas(const parallel::ProcessGrid& grid,
+                                                               std::vector<generate::Generation> mine) {
+  if (grid.dp_rank() != 0) {
+    const Packed packed = pack(mine);
+    const std::int64_t sizes[3] = {static_cast<std::int64_t>(packed.heads.size()),
+                                   static_cast<std::int64_t>(packed.tokens.size()),
+                                   static_cast<std::int64_t>(packed.logprobs.size())};
+    grid.dp().send(sizes, 3, 0);
+    grid.dp().send(packed.heads.data(), packed.heads.size(), 0);
+    grid.dp().send(packed.tokens.data(), packed.tokens.size(), 0);
+    grid.dp().send(packed.logprobs.data(), packed.logprobs.size(), 0);
+    return {};
+  }
+  std::vector<std::vector<generate::Generation>> by_replica(static_cast<std::size_t>(grid.dp_size()));
+  by_replica[0] = std::move(mine);
+  for (int r = 1; r < grid.dp_size(); ++r) {
+    std::int64_t sizes[3];
+    grid.dp().recv(sizes, 3, r);
+    Packed p;
+    p.heads.resize(static_cast<std::size_t>(sizes[0]));
+    p.tokens.resize(static_cast<std::size_t>(sizes[1]));
+    p.logprobs.resize(static_cast<std::size_t>(sizes[2]));
+    grid.dp().recv(p.heads.data(), p.heads.size(), r);
+    grid.dp().recv(p.tokens.data(), p.tokens.size(), r);
+    grid.dp().recv(p.logprobs.data(), p.logprobs.size(), r);
+    by_replica[static_cast<std::size_t>(r)] = unpack(p);
+  }
+  return by_replica;
+}
+
+// What the output's lines depend on, for resuming only the run that wrote a partial output: the
+// model's directory (its path: the weights are not read for this), the token ids of every
+// prompt (after the template) and ground truth, and every generation setting.
+std::uint64_t fingerprint(const GenerateOptions& o, const std::vector<std::vector<std::int32_t>>& prompts,
+                          const std::vector<std::vector<std::int32_t>>& truths) {
+  const generate::GenerationParams& g = o.params;
+  const generate::SamplingParams& s = g.sampling;
+  std::uint64_t h = fnv1a(cat("spin generate v1|model ", std::filesystem::absolute(o.model).string(), "|spin-data ",
+                              o.spin_data, "|seed ", g.seed, "|new tokens ", g.min_new_tokens, "..", g.max_new_tokens,
+                              "|greedy ", s.greedy, "|temperature ", std::bit_cast<std::uint32_t>(s.temperature),
+                              "|top-k ", s.top_k, "|top-p ", std::bit_cast<std::uint32_t>(s.top_p), "|min-p ",
+                              std::bit_cast<std::uint32_t>(s.min_p), "|repetition ",
+                              std::bit_cast<std::uint32_t>(s.repetition_penalty), "|eos ", id_list(g.eos_ids)));
+  for (const auto& e : g.end_sequences) h = fnv1a(cat("|end ", id_list(e)), h);
+  for (const auto* lists : {&prompts, &truths}) {
+    for (const std::vector<std::int32_t>& ids : *lists) {
+      h = fnv1a(cat("|", ids.size(), ":"), h);
+      h = fnv1a({reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(std::int32_t)}, h);
+    }
+  }
+  return h;
+}
+
 int run_generate(int argc, char** argv, parallel::Communicator& world) {
   const auto parsed = parse_command<GenerateOptions>(
       world, [&](bool print) { return parse_options(argc, argv, print); });
@@ -243,31 +311,85 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
                                       runtime.kernels());
   generate::Generator generator(grid, transformer, weights);
 
-  // This replica's prompts (every dp-th line), --batch-size sequences in flight, a finished
-  // one's slot refilled with the next prompt.
-  std::vector<std::vector<std::int32_t>> batch;
-  std::vector<std::uint64_t> ids;
-  for (std::size_t i = static_cast<std::size_t>(grid.dp_rank()); i < prompts.size(); i += static_cast<std::size_t>(grid.dp_size())) {
-    batch.push_back(prompts[i]);
-    ids.push_back(i);
+  // Rounds of --save-every prompts (all of them without), appended to <output>.partial by rank 0
+  // as each ends; a run started again with the same fingerprint goes on after the lines there.
+  const auto total = static_cast<std::int64_t>(prompts.size());
+  const std::int64_t round_size = o.save_every > 0 ? o.save_every : std::max<std::int64_t>(total, 1);
+  std::optional<ResumableOutput> out;  // world rank 0
+  std::int64_t done = 0;
+  parallel::run_collectively(world, [&] {
+    if (!root) return;
+    out.emplace(o.output, fingerprint(o, prompts, truths), total);
+    done = out->lines_done();
+  });
+  world.broadcast(&done, 1, 0);
+  const std::int64_t resumed = done;
+  if (root && resumed > 0) {
+    std::printf("spin generate: %s holds %lld of the %lld prompts' lines: going on from there\n",
+                out->partial_path().c_str(), static_cast<long long>(resumed), static_cast<long long>(total));
   }
+  if (o.save_every > 0) install_stop_handlers();
+  // Test hook: SPIN_FAULT=signal-after-round@<n> raises SIGUSR1 in the last rank after round n.
+  const char* fault = std::getenv("SPIN_FAULT");
+  const std::string signal_fault = fault != nullptr ? fault : "";
+
   const bool progress = root && isatty(STDERR_FILENO);
   const auto start = std::chrono::steady_clock::now();
+  std::int64_t round_start = done;  // for the progress line
   generate::Batching batching{o.batch_size, o.max_step_tokens, {}};
   if (progress) {
-    batching.on_finished = [&](std::int64_t done) {
+    batching.on_finished = [&](std::int64_t finished) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::fprintf(stderr, "\rspin generate: ~%lld/%zu prompts, %.1f prompts/s",
-                   static_cast<long long>(done * grid.dp_size()), prompts.size(),
-                   static_cast<double>(done * grid.dp_size()) / s);
+      const std::int64_t now = round_start + finished * grid.dp_size();
+      std::fprintf(stderr, "\rspin generate: ~%lld/%lld prompts, %.1f prompts/s", static_cast<long long>(now),
+                   static_cast<long long>(total), static_cast<double>(now - resumed) / s);
       std::fflush(stderr);
     };
   }
   // --profile: a one-step window around the whole generation.
   ProfileWindow profile_window(o.profile ? 1 : 0, 0, o.output + ".profile", world.rank(), "--profile", "--profile");
   profile_window.before_step(1);
-  std::optional<profile::Range> range(std::in_place, "generate", "prompts", static_cast<std::int64_t>(batch.size()));
-  std::vector<generate::Generation> results = generator.generate(batch, ids, o.params, batching);
+  std::optional<profile::Range> range(std::in_place, "generate", "prompts", total - done);
+  std::int64_t total_new = 0, rounds = 0;
+  bool stopped = false;
+  while (done < total) {
+    // This replica's prompts of the round (every dp-th line), --batch-size sequences in flight,
+    // a finished one's slot refilled with the next prompt.
+    const std::int64_t end = std::min(total, done + round_size);
+    std::vector<std::vector<std::int32_t>> batch;
+    std::vector<std::uint64_t> ids;
+    for (std::int64_t i = done; i < end; ++i) {
+      if (i % grid.dp_size() != grid.dp_rank()) continue;
+      batch.push_back(prompts[static_cast<std::size_t>(i)]);
+      ids.push_back(static_cast<std::uint64_t>(i));
+    }
+    round_start = done;
+    std::vector<generate::Generation> results = generator.generate(batch, ids, o.params, batching);
+    // Gathered on world rank 0 over the data-parallel group of (TP 0, PP 0), written in input order.
+    if (grid.tp_rank() == 0 && grid.pp_rank() == 0) {
+      const std::vector<std::vector<generate::Generation>> by_replica = gather_replicas(grid, std::move(results));
+      if (root) {
+        std::string lines;
+        std::vector<std::size_t> next(by_replica.size(), 0);
+        for (std::int64_t i = done; i < end; ++i) {
+          const auto replica = static_cast<std::size_t>(i % grid.dp_size());
+          const generate::Generation& g = by_replica[replica][next[replica]++];
+          const auto pi = static_cast<std::size_t>(i);
+          total_new += static_cast<std::int64_t>(g.tokens.size());
+          const std::optional<std::string> text = tokenizer ? std::optional(tokenizer->decode(g.tokens)) : std::nullopt;
+          lines += o.spin_data ? spin_record_line(prompts[pi], truths[pi], g, text) : json_line(prompts[pi], g, text);
+        }
+        out->append(lines, end - done);
+      }
+    }
+    done = end;
+    ++rounds;
+    if (signal_fault == cat("signal-after-round@", rounds) && world.rank() == world.size() - 1) std::raise(SIGUSR1);
+    if (o.save_every > 0 && done < total && stop_agreed(world)) {
+      stopped = true;
+      break;
+    }
+  }
   range.reset();
   profile_window.after_step(1);
   if (progress) std::fputc('\n', stderr);
@@ -275,51 +397,24 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     std::printf("spin generate: profile in %s.profile/rank<r>.json (Chrome traces: ui.perfetto.dev)\n", o.output.c_str());
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-
-  // Gather on world rank 0 over the data-parallel group of (TP 0, PP 0).
-  if (grid.tp_rank() != 0 || grid.pp_rank() != 0) return 0;
-  const Packed packed = pack(results);
-  if (grid.dp_rank() != 0) {
-    const std::int64_t sizes[3] = {static_cast<std::int64_t>(packed.heads.size()),
-                                   static_cast<std::int64_t>(packed.tokens.size()),
-                                   static_cast<std::int64_t>(packed.logprobs.size())};
-    grid.dp().send(sizes, 3, 0);
-    grid.dp().send(packed.heads.data(), packed.heads.size(), 0);
-    grid.dp().send(packed.tokens.data(), packed.tokens.size(), 0);
-    grid.dp().send(packed.logprobs.data(), packed.logprobs.size(), 0);
-    return 0;
+  if (stopped) {
+    if (root) {
+      std::printf("spin generate: stopped by %s after %lld of %lld prompts, their lines in %s; the same command "
+                  "goes on from there\n",
+                  stop_requested() ? stop_signal_name() : "a signal on another rank", static_cast<long long>(done),
+                  static_cast<long long>(total), out->partial_path().c_str());
+      std::fflush(stdout);
+    }
+    return kExitRequeue;
   }
-  std::vector<std::vector<generate::Generation>> by_replica(static_cast<std::size_t>(grid.dp_size()));
-  by_replica[0] = std::move(results);
-  for (int r = 1; r < grid.dp_size(); ++r) {
-    std::int64_t sizes[3];
-    grid.dp().recv(sizes, 3, r);
-    Packed p;
-    p.heads.resize(static_cast<std::size_t>(sizes[0]));
-    p.tokens.resize(static_cast<std::size_t>(sizes[1]));
-    p.logprobs.resize(static_cast<std::size_t>(sizes[2]));
-    grid.dp().recv(p.heads.data(), p.heads.size(), r);
-    grid.dp().recv(p.tokens.data(), p.tokens.size(), r);
-    grid.dp().recv(p.logprobs.data(), p.logprobs.size(), r);
-    by_replica[static_cast<std::size_t>(r)] = unpack(p);
-  }
-  const std::string tmp = o.output + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "w");
-  require(f != nullptr, tmp, ": cannot create");
-  std::int64_t total_new = 0;
-  for (std::size_t i = 0; i < prompts.size(); ++i) {
-    const auto& g = by_replica[i % by_replica.size()][i / by_replica.size()];
-    total_new += static_cast<std::int64_t>(g.tokens.size());
-    const std::optional<std::string> text = tokenizer ? std::optional(tokenizer->decode(g.tokens)) : std::nullopt;
-    std::fputs((o.spin_data ? spin_record_line(prompts[i], truths[i], g, text) : json_line(prompts[i], g, text)).c_str(), f);
-  }
-  require(std::fclose(f) == 0, tmp, ": write failed");
-  std::filesystem::rename(tmp, o.output);
-  std::printf("spin generate: %zu prompts, %lld new tokens in %.2f s (%.0f tokens/s), layout tp %d x "
-              "pp %d x dp %d, wrote %s\n",
-              prompts.size(), static_cast<long long>(total_new), seconds,
-              static_cast<double>(total_new) / std::max(seconds, 1e-9), grid.tp_size(),
-              grid.pp_size(), grid.dp_size(), o.output.c_str());
+  if (!root) return 0;
+  out->finish();
+  std::printf("spin generate: %lld prompts%s, %lld new tokens in %.2f s (%.0f tokens/s), layout tp %d x pp %d x "
+              "dp %d, wrote %s\n",
+              static_cast<long long>(total - resumed),
+              resumed > 0 ? cat(" (after ", resumed, " written before)").c_str() : "", static_cast<long long>(total_new),
+              seconds, static_cast<double>(total_new) / std::max(seconds, 1e-9), grid.tp_size(), grid.pp_size(),
+              grid.dp_size(), o.output.c_str());
   return 0;
 }
 

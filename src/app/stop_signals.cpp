@@ -1,6 +1,7 @@
 #include "app/stop_signals.h"
 
 #include <csignal>
+#include <cstdint>
 
 namespace spin::app {
 
@@ -24,6 +25,12 @@ void install_stop_handlers() {
 }
 
 bool stop_requested() { return received != 0; }
+
+bool stop_agreed(parallel::Communicator& world) {
+  std::int32_t any = stop_requested() ? 1 : 0;
+  world.all_reduce(&any, 1, parallel::ReduceOp::Max);
+  return any != 0;
+}
 
 const char* stop_signal_name() {
   switch (received) {

@@ -1,9 +1,11 @@
 // Graceful stop. SIGTERM (Slurm at the time limit, scancel) and SIGUSR1 (sbatch
 // --signal=USR1@120, or `kill -USR1` to mpirun, which forwards it) only set a flag; spin train
-// asks every rank for it at each step boundary (one tiny all-reduce), and when any rank has
-// it, all save a checkpoint and exit with kExitRequeue, which jobs/slurm/ scripts read as
-// "requeue me": the next run resumes from the checkpoint.
+// asks every rank for it at each step boundary (spin generate --save-every at each round's),
+// one tiny all-reduce, and when any rank has it, all save what they have and exit with
+// kExitRequeue, which jobs/slurm/ scripts read as "requeue me": the next run resumes.
 #pragma once
+
+#include "parallel/communicator.h"
 
 namespace spin::app {
 
@@ -17,5 +19,8 @@ bool stop_requested();
 
 // The name of the first signal received ("SIGTERM", "SIGUSR1"), or "" when none.
 const char* stop_signal_name();
+
+// Whether any rank of `world` has received one (collective: the same answer on every rank).
+bool stop_agreed(parallel::Communicator& world);
 
 }  // namespace spin::app

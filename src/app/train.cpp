@@ -541,11 +541,6 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   install_stop_handlers();
   bool stopping = false;
   bool memory_reported = false;  // device memory, once, after this run's first step
-  const auto stop_agreed = [&] {
-    std::int32_t any = stop_requested() ? 1 : 0;
-    world.all_reduce(&any, 1, parallel::ReduceOp::Max);
-    return any != 0;
-  };
   // The time left at this run's pace so far (validation and checkpoints included).
   const auto loop_start = std::chrono::steady_clock::now();
   const auto eta = [&](std::int64_t done) {
@@ -563,7 +558,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     for (; epoch < c.epochs && step < total_steps && !stopping; ++epoch) {
       const std::int64_t first = iteration == at.iteration && epoch == at.epoch ? at.index : 0;
       for (std::int64_t index = first; index < steps_per_epoch && step < total_steps; ++index) {
-        if (stop_agreed()) {
+        if (stop_agreed(world)) {
           stopping = true;
           break;
         }

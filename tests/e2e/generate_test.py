@@ -9,6 +9,12 @@
   text        text prompts ({"prompt": "..."} and {"messages": [...]}) through a model's
               tokenizer.json and the llama3 template: the prompt ids are the template's, the
               responses those of the same ids given directly, and response_text their decoding
+  resume      --save-every: rounds write the same file as one; SIGUSR1 after round 2 stops
+              every rank (exit 75) with those rounds' lines in OUT.partial (its run's fingerprint
+              in OUT.partial.run), and the same command
+              -- after a torn last line too, on another layout -- keeps those lines and ends
+              with the uninterrupted run's records; a partial output of other settings is
+              refused by name and left alone
 """
 import json
 import os
@@ -179,6 +185,67 @@ def case_text(args, tmp):
     print("generation_config.json's eos_token_id %d: responses end at it; a malformed one is one error" % stop)
 
 
+def case_resume(args, tmp):
+    REQUEUE = 75
+    base = ["--max-new-tokens", "16", "--top-p", "0.9", "--temperature", "1.1", "--eos-ids", "7", "--seed", "11"]
+
+    def cmd(out, *extra):
+        return [args.spin, "generate", "--model", os.path.join(args.models, "tiny-llama"), "--input", args.prompts,
+                "--output", out] + base + list(extra)
+
+    def same_records(got, want):  # the same responses; log-probabilities to 1e-5 (other batches)
+        assert len(got) == len(want), (len(got), len(want))
+        for g, w in zip(map(json.loads, got), map(json.loads, want)):
+            assert g["prompt"] == w["prompt"] and g["response"] == w["response"], (g, w)
+            assert g["finish_reason"] == w["finish_reason"], (g, w)
+            assert all(abs(x - y) <= 1e-5 for x, y in zip(g["logprobs"], w["logprobs"])), (g, w)
+
+    whole = os.path.join(tmp, "whole.jsonl")
+    run_ok(args.mpiexec, cmd(whole), 2)
+    want = open(whole).read().splitlines(keepends=True)
+    rounds = os.path.join(tmp, "rounds.jsonl")
+    run_ok(args.mpiexec, cmd(rounds, "--save-every", "3", "--batch-size", "2"), 2)
+    same_records(open(rounds).read().splitlines(keepends=True), want)
+    assert not os.path.exists(rounds + ".partial") and not os.path.exists(rounds + ".partial.run")
+    print("--save-every 3 over 2 replicas: the records of one round")
+
+    out = os.path.join(tmp, "out.jsonl")
+    os.environ["SPIN_FAULT"] = "signal-after-round@2"  # SIGUSR1 in the last rank after round 2
+    try:
+        r = run(args.mpiexec, cmd(out, "--save-every", "3"), 2)
+    finally:
+        del os.environ["SPIN_FAULT"]
+    assert r.returncode == REQUEUE, (r.returncode, r.stdout, r.stderr)
+    assert "stopped by a signal on another rank after 6 of 10 prompts" in r.stdout, r.stdout
+    assert not os.path.exists(out)
+    partial = open(out + ".partial").read().splitlines(keepends=True)
+    assert open(out + ".partial.run").read().startswith('{"spin_generate_partial": 1, "fingerprint": ')
+    same_records(partial, want[:6])
+    # A crash while the next round was written: half a line more. Other settings are refused by
+    # name and leave the file as it is; the same settings, on one rank, go on after line 6.
+    with open(out + ".partial", "a") as f:
+        f.write(want[6][:20])
+    torn = open(out + ".partial", "rb").read()
+    expect_error(args.mpiexec, "other-settings", cmd(out, "--save-every", "3", "--top-k", "5"),
+                 r"out\.jsonl\.partial: a partial output of another run \(other inputs or settings", 2, out)
+    assert open(out + ".partial", "rb").read() == torn
+    r = run_ok(args.mpiexec, cmd(out, "--save-every", "4"), 1)
+    assert "holds 6 of the 10 prompts' lines" in r.stdout and "4 prompts (after 6 written before)" in r.stdout, r.stdout
+    got = open(out).read().splitlines(keepends=True)
+    assert got[:6] == partial, "the lines written before stay as they were"
+    same_records(got, want)
+    assert not os.path.exists(out + ".partial") and not os.path.exists(out + ".partial.run")
+    print("SIGUSR1 after round 2: exit 75, 6 lines kept; resumed after a torn line on 1 rank: the uninterrupted records")
+    # A partial output without one complete line holds no work: whatever run left it, a new
+    # output replaces it.
+    stale = os.path.join(tmp, "stale.jsonl")
+    open(stale + ".partial", "w").write('{"prompt": [1')
+    open(stale + ".partial.run", "w").write('{"spin_generate_partial": 1, "fingerprint": "0", "lines": 3}\n')
+    run_ok(args.mpiexec, cmd(stale), 2)
+    same_records(open(stale).read().splitlines(keepends=True), want)
+    print("a partial output of another run without a complete line: replaced")
+
+
 def prepare(args, tmp):
     args.prompts = os.path.join(tmp, "prompts.jsonl")
     prompts_file(args.prompts)
@@ -186,7 +253,7 @@ def prepare(args, tmp):
 
 def main():
     run_case(__doc__, {"layouts": case_layouts, "scores": case_scores, "bad-input": case_bad_input,
-                       "text": case_text}, "spin_generate_", prepare=prepare)
+                       "text": case_text, "resume": case_resume}, "spin_generate_", prepare=prepare)
 
 
 if __name__ == "__main__":

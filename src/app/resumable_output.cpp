@@ -1,0 +1,94 @@
+#include "app/resumable_output.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "core/error.h"
+
+namespace spin::app {
+
+namespace {
+
+std::string header(std::uint64_t fingerprint, std::int64_t lines) {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "{\"spin_generate_partial\": 1, \"fingerprint\": \"%016llx\", \"lines\": %lld}\n",
+                static_cast<unsigned long long>(fingerprint), static_cast<long long>(lines));
+  return buf;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  require(in.good(), path, ": cannot read");
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Writes `text` to `path` and makes it durable.
+void write_durably(const std::string& path, const std::string& text) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  require(f != nullptr, path, ": cannot create");
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 &&
+                  fsync(fileno(f)) == 0;
+  require(std::fclose(f) == 0 && ok, path, ": write failed");
+}
+
+}  // namespace
+
+std::uint64_t fnv1a(std::string_view text, std::uint64_t hash) {
+  for (const unsigned char c : text) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+ResumableOutput::ResumableOutput(std::string path, std::uint64_t fingerprint, std::int64_t lines)
+    : path_(std::move(path)), partial_(path_ + ".partial"), run_(partial_ + ".run"), lines_(lines) {
+  const std::string head = header(fingerprint, lines);
+  // Complete lines are kept; the bytes after the last newline (a line torn by a crash) are not.
+  const std::string text = std::filesystem::exists(partial_) ? read_file(partial_) : std::string();
+  const std::size_t last = text.rfind('\n');
+  const std::size_t keep = last == std::string::npos ? 0 : last + 1;
+  if (keep == 0) {  // nothing to go on from: a new output
+    write_durably(run_, head);  // first: lines never exist without the run they belong to
+    file_ = std::fopen(partial_.c_str(), "wb");
+    require(file_ != nullptr, partial_, ": cannot create");
+    return;
+  }
+  require(std::filesystem::exists(run_), partial_, ": exists without ", run_,
+          " (the run that wrote it): move it away to write ", path_);
+  const std::string written = read_file(run_);
+  require(written == head, partial_, ": a partial output of another run (other inputs or settings: ", run_,
+          " holds ", written.substr(0, written.find('\n')), ", this run is ", head.substr(0, head.size() - 1),
+          "); remove both files to start again, or run the command that wrote them");
+  done_ = static_cast<std::int64_t>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(keep), '\n'));
+  require(done_ <= lines_, partial_, ": holds ", done_, " lines, more than the run's ", lines_);
+  std::filesystem::resize_file(partial_, keep);
+  file_ = std::fopen(partial_.c_str(), "ab");
+  require(file_ != nullptr, partial_, ": cannot open for appending");
+}
+
+ResumableOutput::~ResumableOutput() {
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+void ResumableOutput::append(const std::string& text, std::int64_t count) {
+  require(std::fwrite(text.data(), 1, text.size(), file_) == text.size() && std::fflush(file_) == 0 &&
+              fsync(fileno(file_)) == 0,
+          partial_, ": write failed");
+  done_ += count;
+}
+
+void ResumableOutput::finish() {
+  require(done_ == lines_, partial_, ": ", done_, " of ", lines_, " lines written");
+  const int closed = std::fclose(file_);
+  file_ = nullptr;
+  require(closed == 0, partial_, ": write failed");
+  std::filesystem::rename(partial_, path_);
+  std::filesystem::remove(run_);
+}
+
+}  // namespace spin::app
