@@ -177,6 +177,91 @@ class Links {
   std::list<Pending> pending_;  // stable addresses while the sends are in flight
 };
 
+// Throws for an empty prompt, one with a token outside the vocabulary or one that leaves no room
+// for max_new_tokens in the model's context; returns the longest prompt's length.
+std::int64_t check_prompts(const std::vector<std::vector<std::int32_t>>& prompts, const std::vector<std::uint64_t>& ids,
+                           const GenerationParams& params, const model::ModelConfig& config) {
+  std::int64_t longest = 0;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    const auto len = static_cast<std::int64_t>(prompts[i].size());
+    require(len >= 1, "generation: prompt ", ids[i], " is empty");
+    require(len + params.max_new_tokens <= config.max_sequence_length(), "generation: prompt ", ids[i], " has ", len,
+            " tokens; with max_new_tokens ", params.max_new_tokens, " it needs ", len + params.max_new_tokens,
+            " positions but the model allows ", config.max_sequence_length());
+    for (std::int32_t t : prompts[i]) {
+      require(t >= 0 && t < config.vocab_size, "generation: prompt ", ids[i], " holds token id ", t,
+              " outside the vocabulary [0, ", config.vocab_size, ")");
+    }
+    longest = std::max(longest, len);
+  }
+  return longest;
+}
+
+// The last stage's bookkeeping after sampling: each sampled sequence's token and whether it
+// stops (EOS or an end sequence once min_new_tokens are made, max_new_tokens); returns what
+// goes on -- the sequences not sampled from (their prefill goes on) without tokens, the others
+// with the token to feed.
+Step record_choices(const Step& step, const std::vector<std::int64_t>& sampled, const std::vector<Sampled>& chosen,
+                    const GenerationParams& params, std::vector<Generation>& results) {
+  Step following;
+  for (std::size_t i = 0, j = 0; i < step.slots.size(); ++i) {
+    if (j == sampled.size() || sampled[j] != static_cast<std::int64_t>(i)) {
+      following.add(step.samples[i], step.slots[i], {});
+      continue;
+    }
+    const Sampled& c = chosen[j++];
+    Generation& r = results[static_cast<std::size_t>(step.samples[i])];
+    r.tokens.push_back(c.token);
+    r.logprobs.push_back(c.logprob);
+    const auto made = static_cast<std::int64_t>(r.tokens.size());
+    bool stop = true;
+    if (made >= params.min_new_tokens &&
+        std::find(params.eos_ids.begin(), params.eos_ids.end(), c.token) != params.eos_ids.end()) {
+      r.finish = FinishReason::Eos;
+    } else if (made >= params.min_new_tokens &&
+               std::any_of(params.end_sequences.begin(), params.end_sequences.end(),
+                           [&](const auto& e) { return ends_with(r.tokens, e); })) {
+      r.finish = FinishReason::EndSequence;
+    } else if (made >= params.max_new_tokens) {
+      r.finish = FinishReason::Length;
+    } else {
+      stop = false;
+    }
+    if (!stop) following.add(step.samples[i], step.slots[i], {c.token});
+  }
+  return following;
+}
+
+// `root`'s responses (the last stage's) on every rank of `pp`: lengths and finish reasons,
+// then the tokens and log-probabilities back to back.
+void broadcast_results(parallel::Communicator& pp, int root, std::vector<Generation>& results) {
+  std::vector<std::int64_t> heads;
+  std::vector<std::int32_t> tokens;
+  std::vector<float> logprobs;
+  for (const Generation& r : results) {
+    heads.push_back(static_cast<std::int64_t>(r.tokens.size()));
+    heads.push_back(static_cast<std::int64_t>(r.finish));
+    tokens.insert(tokens.end(), r.tokens.begin(), r.tokens.end());
+    logprobs.insert(logprobs.end(), r.logprobs.begin(), r.logprobs.end());
+  }
+  pp.broadcast(heads.data(), heads.size(), root);
+  std::size_t total = 0;
+  for (std::size_t s = 0; s < results.size(); ++s) total += static_cast<std::size_t>(heads[2 * s]);
+  tokens.resize(total);
+  logprobs.resize(total);
+  pp.broadcast(tokens.data(), tokens.size(), root);
+  pp.broadcast(logprobs.data(), logprobs.size(), root);
+  std::size_t at = 0;
+  for (std::size_t s = 0; s < results.size(); ++s) {
+    const auto n = static_cast<std::size_t>(heads[2 * s]);
+    const auto from = static_cast<std::ptrdiff_t>(at), to = static_cast<std::ptrdiff_t>(at + n);
+    results[s].tokens.assign(tokens.begin() + from, tokens.begin() + to);
+    results[s].logprobs.assign(logprobs.begin() + from, logprobs.begin() + to);
+    results[s].finish = static_cast<FinishReason>(heads[2 * s + 1]);
+    at += n;
+  }
+}
+
 }  // namespace
 
 const char* finish_reason_name(FinishReason r) {
@@ -230,20 +315,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   require(sample_ids.size() == prompts.size(), "generation: ", sample_ids.size(), " ids for ",
           prompts.size(), " prompts");
   require(batching.max_batch >= 0, "generation: the batch size must not be negative, got ", batching.max_batch);
-  std::int64_t longest = 0;
-  for (std::size_t i = 0; i < prompts.size(); ++i) {
-    const auto len = static_cast<std::int64_t>(prompts[i].size());
-    require(len >= 1, "generation: prompt ", sample_ids[i], " is empty");
-    require(len + params.max_new_tokens <= config.max_sequence_length(), "generation: prompt ",
-            sample_ids[i], " has ", len, " tokens; with max_new_tokens ", params.max_new_tokens,
-            " it needs ", len + params.max_new_tokens, " positions but the model allows ",
-            config.max_sequence_length());
-    for (std::int32_t t : prompts[i]) {
-      require(t >= 0 && t < config.vocab_size, "generation: prompt ", sample_ids[i],
-              " holds token id ", t, " outside the vocabulary [0, ", config.vocab_size, ")");
-    }
-    longest = std::max(longest, len);
-  }
+  const std::int64_t longest = check_prompts(prompts, sample_ids, params, config);
   stats_ = {};
   const auto batch = static_cast<std::int64_t>(prompts.size());
   if (batch == 0) return {};
@@ -352,32 +424,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
       stats_.sampling_seconds += seconds_since(sampling_start);
       stats_.rows_per_step.push_back(static_cast<std::int64_t>(step.slots.size()));
       stats_.tokens_per_step.push_back(rows);
-      Step following;
-      for (std::size_t i = 0, j = 0; i < step.slots.size(); ++i) {
-        if (j == sampled.size() || sampled[j] != static_cast<std::int64_t>(i)) {  // its prefill goes on
-          following.add(step.samples[i], step.slots[i], {});
-          continue;
-        }
-        const Sampled& c = chosen[j++];
-        Generation& r = results[static_cast<std::size_t>(step.samples[i])];
-        r.tokens.push_back(c.token);
-        r.logprobs.push_back(c.logprob);
-        const auto made = static_cast<std::int64_t>(r.tokens.size());
-        bool stop = true;
-        if (made >= params.min_new_tokens &&
-            std::find(params.eos_ids.begin(), params.eos_ids.end(), c.token) != params.eos_ids.end()) {
-          r.finish = FinishReason::Eos;
-        } else if (made >= params.min_new_tokens &&
-                   std::any_of(params.end_sequences.begin(), params.end_sequences.end(),
-                               [&](const auto& e) { return ends_with(r.tokens, e); })) {
-          r.finish = FinishReason::EndSequence;
-        } else if (made >= params.max_new_tokens) {
-          r.finish = FinishReason::Length;
-        } else {
-          stop = false;
-        }
-        if (!stop) following.add(step.samples[i], step.slots[i], {c.token});
-      }
+      Step following = record_choices(step, sampled, chosen, params, results);
       if (stages == 1) {
         next[gi] = std::move(following);
       } else {
@@ -391,36 +438,10 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   stats_.slots = slots;
   stats_.buffer_bytes = acts.bytes();  // buffers only grow: the largest call's
   // The last stage knows the responses; every rank of the replica returns them.
-  std::vector<std::int64_t> lengths(static_cast<std::size_t>(2 * batch));
-  for (std::int64_t s = 0; s < batch; ++s) {
-    lengths[static_cast<std::size_t>(2 * s)] = static_cast<std::int64_t>(results[static_cast<std::size_t>(s)].tokens.size());
-    lengths[static_cast<std::size_t>(2 * s + 1)] = static_cast<std::int64_t>(results[static_cast<std::size_t>(s)].finish);
-  }
-  if (stages > 1) pp.broadcast(lengths.data(), lengths.size(), last_rank);
-  std::vector<std::int32_t> tokens;
-  std::vector<float> logprobs;
-  for (const Generation& r : results) {
-    tokens.insert(tokens.end(), r.tokens.begin(), r.tokens.end());
-    logprobs.insert(logprobs.end(), r.logprobs.begin(), r.logprobs.end());
-  }
-  std::int64_t total = 0;
-  for (std::int64_t s = 0; s < batch; ++s) total += lengths[static_cast<std::size_t>(2 * s)];
-  tokens.resize(static_cast<std::size_t>(total));
-  logprobs.resize(static_cast<std::size_t>(total));
-  if (stages > 1) {
-    pp.broadcast(tokens.data(), tokens.size(), last_rank);
-    pp.broadcast(logprobs.data(), logprobs.size(), last_rank);
-  }
-  std::size_t at = 0;
-  for (std::int64_t s = 0; s < batch; ++s) {
-    Generation& r = results[static_cast<std::size_t>(s)];
-    const auto n = static_cast<std::size_t>(lengths[static_cast<std::size_t>(2 * s)]);
-    r.tokens.assign(tokens.begin() + static_cast<std::ptrdiff_t>(at), tokens.begin() + static_cast<std::ptrdiff_t>(at + n));
-    r.logprobs.assign(logprobs.begin() + static_cast<std::ptrdiff_t>(at), logprobs.begin() + static_cast<std::ptrdiff_t>(at + n));
-    r.finish = static_cast<FinishReason>(lengths[static_cast<std::size_t>(2 * s + 1)]);
-    at += n;
-    stats_.new_tokens += static_cast<std::int64_t>(n);
-    stats_.prompt_tokens += static_cast<std::int64_t>(prompts[static_cast<std::size_t>(s)].size());
+  if (stages > 1) broadcast_results(pp, last_rank, results);
+  for (std::size_t s = 0; s < results.size(); ++s) {
+    stats_.new_tokens += static_cast<std::int64_t>(results[s].tokens.size());
+    stats_.prompt_tokens += static_cast<std::int64_t>(prompts[s].size());
   }
   return results;
 }
