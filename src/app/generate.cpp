@@ -105,6 +105,9 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
       ("eos-ids", po::value(&o.eos_ids),
        "comma-separated EOS token ids (default: config.json's and generation_config.json's eos_token_id and "
        "the template's end of a response)")
+      ("end-string", po::value(&o.params.end_strings)->composing(),
+       "text that ends a response once generated -- an occurrence ending within the last token's text, the "
+       "whole token kept (needs the model's tokenizer; special tokens are for --eos-ids); repeatable")
       ("end-sequence", po::value(&o.end_sequences)->composing(),
        "comma-separated token ids that end a response when generated; repeatable");
   o.runtime.add_to(desc);
@@ -244,6 +247,7 @@ std::uint64_t fingerprint(const GenerateOptions& o, const std::vector<std::vecto
                               std::bit_cast<std::uint32_t>(s.min_p), "|repetition ",
                               std::bit_cast<std::uint32_t>(s.repetition_penalty), "|eos ", id_list(g.eos_ids)));
   for (const auto& e : g.end_sequences) h = fnv1a(cat("|end ", id_list(e)), h);
+  for (const std::string& e : g.end_strings) h = fnv1a(cat("|end string ", e.size(), ":", e), h);
   for (const auto* lists : {&prompts, &truths}) {
     for (const std::vector<std::int32_t>& ids : *lists) {
       h = fnv1a(cat("|", ids.size(), ":"), h);
@@ -270,6 +274,11 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     shard = plan_model_shard(o.model, grid, o.pp_layers);
     tokenizer = load_tokenizer(o.model, shard->config);
+    require(o.params.end_strings.empty() || tokenizer, "spin generate: --end-string needs the model's tokenizer (",
+            o.model, " has none)");
+    if (tokenizer) {
+      o.params.detokenize = [t = tokenizer.get()](std::span<const std::int32_t> ids) { return t->decode(ids); };
+    }
     const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());
     if (!o.eos_given) {
       o.params.eos_ids = stop_ids(o.model, shard->config, tokenizer.get(), tmpl);

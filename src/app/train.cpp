@@ -295,6 +295,14 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     g.min_new_tokens = c.min_new_tokens;
     g.seed = c.sampling_seed;
     g.eos_ids = stop_ids(c.model_path, mc, tokenizer.get(), tmpl);  // as the real responses end
+    if (!c.end_strings.empty()) {
+      const nlohmann::json list = nlohmann::json::parse(c.end_strings, nullptr, false);
+      require(list.is_array() && std::all_of(list.begin(), list.end(), [](const auto& s) { return s.is_string(); }),
+              "sampling.end_strings must be a JSON list of strings, e.g. [\"###\"], got ", c.end_strings);
+      require(tokenizer != nullptr, "sampling.end_strings needs the model's tokenizer (", c.model_path, " has none)");
+      for (const auto& s : list) g.end_strings.push_back(s.get<std::string>());
+      g.detokenize = [t = tokenizer.get()](std::span<const std::int32_t> ids) { return t->decode(ids); };
+    }
     g.validate(mc.vocab_size);
     spin.validate();
     // The data last: every setting above is checked before the expensive part.

@@ -158,6 +158,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("sampling.top_p", &c.top_p, "nucleus mass (1: off)");
   t.add("sampling.min_p", &c.min_p, "keep tokens at least min_p times as probable as the most probable (0: off)");
   t.add("sampling.repetition_penalty", &c.repetition_penalty, "repetition penalty (1: off)");
+  t.add("sampling.end_strings", &c.end_strings,
+        "text that ends a generated response, as a JSON list, e.g. [\"###\", \"\\nUser:\"] (needs the model's "
+        "tokenizer; an occurrence ending within the last token's text, that token kept)");
   t.add("sampling.max_new_tokens", &c.max_new_tokens, "longest generated response");
   t.add("sampling.min_new_tokens", &c.min_new_tokens, "shortest generated response");
   t.add("sampling.seed", &c.sampling_seed, "sampling seed");

@@ -60,6 +60,7 @@ struct TrainConfig {
   // [sampling]
   bool greedy = false;
   float temperature = 1.0f, top_p = 1.0f, repetition_penalty = 1.0f, min_p = 0.0f;
+  std::string end_strings;  // a JSON list of strings
   std::int64_t top_k = 0, max_new_tokens = 256, min_new_tokens = 0;
   std::uint64_t sampling_seed = 1234;
   // [checkpoint]

@@ -197,8 +197,19 @@ std::int64_t check_prompts(const std::vector<std::vector<std::int32_t>>& prompts
   return longest;
 }
 
+// Whether one of the end strings occurs in the response's text ending within the text its last
+// token added (an occurrence before that would have stopped it already).
+bool completes_end_string(const std::vector<std::int32_t>& tokens, const GenerationParams& params) {
+  if (params.end_strings.empty()) return false;
+  const std::string now = params.detokenize(tokens);
+  const std::size_t before = params.detokenize({tokens.data(), tokens.size() - 1}).size();
+  return std::any_of(params.end_strings.begin(), params.end_strings.end(), [&](const std::string& s) {
+    return now.find(s, before + 1 > s.size() ? before + 1 - s.size() : 0) != std::string::npos;
+  });
+}
+
 // The last stage's bookkeeping after sampling: each sampled sequence's token and whether it
-// stops (EOS or an end sequence once min_new_tokens are made, max_new_tokens); returns what
+// stops (EOS, an end sequence or end string once min_new_tokens are made, max_new_tokens); returns what
 // goes on -- the sequences not sampled from (their prefill goes on) without tokens, the others
 // with the token to feed.
 Step record_choices(const Step& step, const std::vector<std::int64_t>& sampled, const std::vector<Sampled>& chosen,
@@ -222,6 +233,8 @@ Step record_choices(const Step& step, const std::vector<std::int64_t>& sampled, 
                std::any_of(params.end_sequences.begin(), params.end_sequences.end(),
                            [&](const auto& e) { return ends_with(r.tokens, e); })) {
       r.finish = FinishReason::EndSequence;
+    } else if (made >= params.min_new_tokens && completes_end_string(r.tokens, params)) {
+      r.finish = FinishReason::EndString;
     } else if (made >= params.max_new_tokens) {
       r.finish = FinishReason::Length;
     } else {
@@ -268,6 +281,7 @@ const char* finish_reason_name(FinishReason r) {
   switch (r) {
     case FinishReason::Eos: return "eos";
     case FinishReason::EndSequence: return "end_sequence";
+    case FinishReason::EndString: return "end_string";
     case FinishReason::Length: return "length";
   }
   return "?";
@@ -290,6 +304,8 @@ void GenerationParams::validate(std::int64_t vocab_size) const {
               " is outside the vocabulary [0, ", vocab_size, ")");
     }
   }
+  for (const std::string& s : end_strings) require(!s.empty(), "generation: an end string is empty");
+  require(end_strings.empty() || detokenize, "generation: end strings need the model's tokenizer to read the text");
 }
 
 std::int64_t min_step_tokens(std::int64_t in_flight, int stages) {

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -28,12 +29,18 @@ struct GenerationParams {
   std::int64_t min_new_tokens = 0;  // EOS is banned and no stop applies before this many
   std::vector<std::int32_t> eos_ids;
   std::vector<std::vector<std::int32_t>> end_sequences;  // stop after any of these
+  // Text that ends a response once generated (Hugging Face's stop_strings, NeMo's end_strings,
+  // vLLM's stop): an occurrence in `detokenize` of the response that ends within the last
+  // token's text stops it, the whole token kept. Matched in decoded text, so special tokens
+  // (left out of it) are for eos_ids and end_sequences.
+  std::vector<std::string> end_strings;
+  std::function<std::string(std::span<const std::int32_t>)> detokenize;  // needed with end_strings
   std::uint64_t seed = 1234;
 
   void validate(std::int64_t vocab_size) const;  // throws naming the bad value
 };
 
-enum class FinishReason { Eos, EndSequence, Length };
+enum class FinishReason { Eos, EndSequence, EndString, Length };
 const char* finish_reason_name(FinishReason r);
 
 struct Generation {

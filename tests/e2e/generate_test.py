@@ -131,6 +131,8 @@ def case_bad_input(args, tmp):
     e("min-above-max", cmd(args.prompts, "--min-new-tokens", "50", "--max-new-tokens", "10"),
       r"min_new_tokens must be in \[0, max_new_tokens = 10\], got 50")
     e("bad-end-sequence", cmd(args.prompts, "--end-sequence", "1,x"), r"--end-sequence \"1,x\" is not a comma-separated list")
+    e("end-string-without-tokenizer", cmd(args.prompts, "--end-string", "###"),
+      r"--end-string needs the model's tokenizer \(.*tiny-llama has none\)")
     e("step-tokens-below-batch", cmd(args.prompts, "--batch-size", "8", "--pp", "2", "--max-step-tokens", "3"),
       r"--max-step-tokens = 3 cannot feed the 4 sequences one model call holds \(8 in flight over 2 pipeline stages\)")
 
@@ -165,6 +167,21 @@ def case_text(args, tmp):
     # Generation stops at <|eot_id|> (id 2), the llama3 template's end of a response, too.
     assert all(2 not in g["response"][:-1] for g in got), got
     print("text prompts: %d responses, e.g. %r" % (len(got), got[0]["response_text"][:40]))
+    # --end-string: three printable ASCII characters from the middle of the first response's text
+    # end it at the token that completes them, the tokens before kept as they were.
+    full = got[0]["response_text"]
+    at = next(k for k in range(len(full) // 3, len(full) - 3)
+              if full.find(full[k:k + 3]) == k and all(32 < ord(ch) < 127 for ch in full[k:k + 3]))
+    ending = full[at:at + 3]
+    cut = os.path.join(tmp, "cut.jsonl")
+    run_ok(args.mpiexec, [args.spin, "generate", "--input", text, "--output", cut, "--end-string", ending,
+                          "--end-string", "\u2603never"] + common, 2)
+    c = json.loads(open(cut).readline())
+    assert c["finish_reason"] == "end_string" and got[0]["response"][:len(c["response"])] == c["response"], (c, got[0])
+    assert ending in c["response_text"] and c["response_text"] == full[:len(c["response_text"])], (c, full)
+    assert len(c["response"]) < len(got[0]["response"]) and ending not in full[:at + 2], (c, full)
+    print("--end-string %r: the first response ends at the token completing it (%d of %d tokens)" %
+          (ending, len(c["response"]), len(got[0]["response"])))
     # generation_config.json's eos_token_id stops generation too, as transformers' generate() stops:
     # named there, a token the first response holds before its end ends every response at its first
     # occurrence -- each the same up to it (a response depends on the seed and the line only).

@@ -148,6 +148,17 @@ def case_layouts(args, tmp):
         for key in ["loss", "rewards_actual", "rewards_generated", "accuracy"]:
             assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
     print("spin.rollout_step_tokens 4: the metrics of whole-prompt prefills")
+    # sampling.end_strings: every printable ASCII character ends a response (the byte-level
+    # tokenizer's text), so the generated responses are shorter than without.
+    ends = os.path.join(tmp, "end_strings")
+    printable = json.dumps([chr(c) for c in range(33, 127)])
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", ends,
+                          "--spin.max_iterations", "1", "--sampling.end_strings", printable], 1)
+    short = [m["generated_length_mean"] for m in metrics(os.path.join(ends, "metrics.jsonl")) if m["kind"] == "train"]
+    full = [m["generated_length_mean"] for m in a if m["kind"] == "train"][:len(short)]
+    assert len(short) == 6 and sum(short) < 0.8 * sum(full), (short, full)
+    print("sampling.end_strings (every printable character): mean generated length %.2f -> %.2f" %
+          (sum(full) / len(full), sum(short) / len(short)))
     run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", os.path.join(tmp, "sampler"),
                           "--spin.ref_logprobs", "sampler", "--spin.max_iterations", "1"], 2)
     first = metrics(os.path.join(tmp, "sampler", "metrics.jsonl"))[0]
@@ -208,6 +219,8 @@ def case_config(args, tmp):
     e("bad-precision", ["--model.precision", "fp16"], r"model\.precision must be fp32 or bf16, got 'fp16'")
     e("bad-attention-backend", ["--model.attention_backend", "flash"],
       r"model\.attention_backend must be auto, simt or unfused, got 'flash'")
+    e("end-strings-not-a-list", ["--sampling.end_strings", "###"],
+      r"sampling\.end_strings must be a JSON list of strings, e\.g\. \[\"###\"\], got ###")
     e("rollout-step-tokens", ["--spin.rollout_step_tokens", "2"],
       r"spin\.rollout_step_tokens = 2 cannot feed the 3 sequences one model call holds \(3 in flight over 1 pipeline")
     e("negative-logits-chunk", ["--model.logits_chunk_rows", "-1"],

@@ -143,6 +143,24 @@ TEST(Generator, StopsAtEosEndSequencesAndLengthAndFinishedSequencesLeaveTheBatch
   EXPECT_EQ(out[2].finish, FinishReason::EndSequence);
   EXPECT_LE(out[2].tokens.size(), 4u);
   EXPECT_EQ(out[1].finish, out[1].tokens.size() == 8 ? FinishReason::Length : FinishReason::EndSequence);
+
+  // An end string, in a text of two letters per token: the second letter of prompt 3's greedy
+  // token 2 and the first of its token 3 -- an occurrence that ends inside token 3's text, which
+  // stops the response there (the whole token kept).
+  GenerationParams text = greedy;
+  text.detokenize = [](std::span<const std::int32_t> ids) {
+    std::string s;
+    for (std::int32_t id : ids) s += {static_cast<char>('a' + id % 26), static_cast<char>('A' + id / 26)};
+    return s;
+  };
+  const std::string letters = text.detokenize(free_run[3].tokens);
+  const std::string stop = letters.substr(5, 2);
+  ASSERT_EQ(letters.find(stop), 5u) << "the test needs the string's first occurrence there";
+  text.end_strings = {stop, "never"};
+  out = t.generator.generate(ps, ids(ps.size()), text);
+  EXPECT_EQ(out[3].finish, FinishReason::EndString);
+  EXPECT_EQ(out[3].tokens, std::vector<std::int32_t>(free_run[3].tokens.begin(), free_run[3].tokens.begin() + 4));
+  EXPECT_STREQ(finish_reason_name(out[3].finish), "end_string");
 }
 
 // Continuous batching: with fewer cache slots than prompts, a finished sequence's slot takes the
@@ -272,6 +290,12 @@ TEST(Generator, BadPromptsAndParametersAreErrorsBeforeAnyWork) {
   EXPECT_NE(message({std::vector<std::int32_t>(60, 1)}, p).find("needs 70 positions but the model allows 64"),
             std::string::npos);
   GenerationParams bad = p;
+  bad.end_strings = {"###"};
+  EXPECT_NE(message({{1}}, bad).find("end strings need the model's tokenizer"), std::string::npos);
+  bad.detokenize = [](std::span<const std::int32_t>) { return std::string(); };
+  bad.end_strings = {""};
+  EXPECT_NE(message({{1}}, bad).find("an end string is empty"), std::string::npos);
+  bad = p;
   bad.sampling.top_p = 0.0f;
   EXPECT_NE(message({{1}}, bad).find("top_p"), std::string::npos);
   bad = p;
