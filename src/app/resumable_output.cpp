@@ -2,10 +2,10 @@
 
 #include <unistd.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <vector>
 
 #include "core/error.h"
 
@@ -18,6 +18,33 @@ std::string header(std::uint64_t fingerprint, std::int64_t lines) {
   std::snprintf(buf, sizeof buf, "{\"spin_generate_partial\": 1, \"fingerprint\": \"%016llx\", \"lines\": %lld}\n",
                 static_cast<unsigned long long>(fingerprint), static_cast<long long>(lines));
   return buf;
+}
+
+// The complete lines at the start of `path` (none if it does not exist): how many, and the bytes
+// they take (what follows the last newline -- a line torn by a crash -- is not counted). Read in
+// blocks: an output of many long responses need not fit in memory.
+struct CompleteLines {
+  std::int64_t lines = 0;
+  std::uintmax_t bytes = 0;
+};
+CompleteLines complete_lines(const std::string& path) {
+  CompleteLines out;
+  if (!std::filesystem::exists(path)) return out;
+  std::ifstream in(path, std::ios::binary);
+  require(in.good(), path, ": cannot read");
+  std::vector<char> block(std::size_t{1} << 20);
+  std::uintmax_t offset = 0;
+  while (in) {
+    in.read(block.data(), static_cast<std::streamsize>(block.size()));
+    const auto got = static_cast<std::size_t>(in.gcount());
+    for (std::size_t i = 0; i < got; ++i) {
+      if (block[i] != '\n') continue;
+      ++out.lines;
+      out.bytes = offset + i + 1;
+    }
+    offset += got;
+  }
+  return out;
 }
 
 std::string read_file(const std::string& path) {
@@ -49,10 +76,8 @@ ResumableOutput::ResumableOutput(std::string path, std::uint64_t fingerprint, st
     : path_(std::move(path)), partial_(path_ + ".partial"), run_(partial_ + ".run"), lines_(lines) {
   const std::string head = header(fingerprint, lines);
   // Complete lines are kept; the bytes after the last newline (a line torn by a crash) are not.
-  const std::string text = std::filesystem::exists(partial_) ? read_file(partial_) : std::string();
-  const std::size_t last = text.rfind('\n');
-  const std::size_t keep = last == std::string::npos ? 0 : last + 1;
-  if (keep == 0) {  // nothing to go on from: a new output
+  const CompleteLines kept = complete_lines(partial_);
+  if (kept.lines == 0) {  // nothing to go on from: a new output
     write_durably(run_, head);  // first: lines never exist without the run they belong to
     file_ = std::fopen(partial_.c_str(), "wb");
     require(file_ != nullptr, partial_, ": cannot create");
@@ -64,9 +89,9 @@ ResumableOutput::ResumableOutput(std::string path, std::uint64_t fingerprint, st
   require(written == head, partial_, ": a partial output of another run (other inputs or settings: ", run_,
           " holds ", written.substr(0, written.find('\n')), ", this run is ", head.substr(0, head.size() - 1),
           "); remove both files to start again, or run the command that wrote them");
-  done_ = static_cast<std::int64_t>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(keep), '\n'));
+  done_ = kept.lines;
   require(done_ <= lines_, partial_, ": holds ", done_, " lines, more than the run's ", lines_);
-  std::filesystem::resize_file(partial_, keep);
+  std::filesystem::resize_file(partial_, kept.bytes);
   file_ = std::fopen(partial_.c_str(), "ab");
   require(file_ != nullptr, partial_, ": cannot open for appending");
 }
