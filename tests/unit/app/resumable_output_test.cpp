@@ -1,0 +1,104 @@
+// app/resumable_output.h: rounds appended and renamed at the end, resumed after the complete
+// lines under the same fingerprint only, and the files that cannot be resumed refused by name.
+#include "app/resumable_output.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "common/test_util.h"
+
+namespace spin::app {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string contents(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+struct ResumableOutputTest : ::testing::Test {
+  void SetUp() override {
+    dir = fs::temp_directory_path() /
+          (std::string("spin_resumable_") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    out = (dir / "out.jsonl").string();
+  }
+  void TearDown() override { fs::remove_all(dir); }
+  fs::path dir;
+  std::string out;
+};
+
+TEST(Fnv1a, KnownVectors) {
+  EXPECT_EQ(fnv1a(""), 0xcbf29ce484222325ull);  // the offset basis
+  EXPECT_EQ(fnv1a("a"), 0xaf63dc4c8601ec8cull);
+  EXPECT_EQ(fnv1a("foobar"), 0x85944171f73967e8ull);
+  EXPECT_EQ(fnv1a("bar", fnv1a("foo")), fnv1a("foobar")) << "continues from a hash";
+}
+
+TEST_F(ResumableOutputTest, LinesGoToThePartialFileAndTheLastRoundRenamesIt) {
+  {
+    ResumableOutput o(out, 7, 3);
+    EXPECT_EQ(o.lines_done(), 0);
+    EXPECT_TRUE(fs::exists(out + ".partial.run"));
+    o.append("{\"a\": 1}\n{\"a\": 2}\n", 2);
+    EXPECT_EQ(contents(out + ".partial"), "{\"a\": 1}\n{\"a\": 2}\n") << "written as each round ends";
+    EXPECT_NE(testing::error_of([&] { o.finish(); }).find("2 of 3 lines written"), std::string::npos);
+    o.append("{\"a\": 3}\n", 1);
+    o.finish();
+  }
+  EXPECT_EQ(contents(out), "{\"a\": 1}\n{\"a\": 2}\n{\"a\": 3}\n");
+  EXPECT_FALSE(fs::exists(out + ".partial"));
+  EXPECT_FALSE(fs::exists(out + ".partial.run"));
+}
+
+// A run stopped after two lines and half of a third goes on after the two, under the same
+// fingerprint only; another's is refused and left as it was.
+TEST_F(ResumableOutputTest, TheSameFingerprintGoesOnAfterTheCompleteLines) {
+  {
+    ResumableOutput o(out, 7, 3);
+    o.append("{\"a\": 1}\n{\"a\": 2}\n", 2);
+  }
+  std::ofstream(out + ".partial", std::ios::app) << "{\"a\":";  // torn by a crash
+  const std::string torn = contents(out + ".partial");
+  EXPECT_NE(testing::error_of([&] { ResumableOutput(out, 8, 3); }).find("a partial output of another run"),
+            std::string::npos);
+  EXPECT_NE(testing::error_of([&] { ResumableOutput(out, 7, 4); }).find("a partial output of another run"),
+            std::string::npos)
+      << "another number of lines";
+  EXPECT_EQ(contents(out + ".partial"), torn) << "left alone";
+  {
+    ResumableOutput o(out, 7, 3);
+    EXPECT_EQ(o.lines_done(), 2);
+    EXPECT_EQ(contents(out + ".partial"), "{\"a\": 1}\n{\"a\": 2}\n") << "the torn line dropped";
+    o.append("{\"a\": 3}\n", 1);
+    o.finish();
+  }
+  EXPECT_EQ(contents(out), "{\"a\": 1}\n{\"a\": 2}\n{\"a\": 3}\n");
+}
+
+TEST_F(ResumableOutputTest, PartialFilesThatCannotBeResumedAreRefusedByName) {
+  std::ofstream(out + ".partial") << "{\"a\": 1}\n";
+  EXPECT_NE(testing::error_of([&] { ResumableOutput(out, 7, 3); }).find("out.jsonl.partial: exists without"),
+            std::string::npos)
+      << "lines without the run that wrote them";
+  const std::string other = (dir / "other.jsonl").string();
+  {
+    ResumableOutput o(other, 9, 1);
+    o.append("{\"a\": 1}\n{\"a\": 2}\n", 2);  // more than the run has
+  }
+  EXPECT_NE(testing::error_of([&] { ResumableOutput(other, 9, 1); }).find("holds 2 lines, more than the run's 1"),
+            std::string::npos);
+  // Without a complete line there is nothing to lose: whatever wrote it, a new output.
+  std::ofstream(out + ".partial") << "{\"a\":";
+  ResumableOutput fresh(out, 7, 3);
+  EXPECT_EQ(fresh.lines_done(), 0);
+  EXPECT_EQ(contents(out + ".partial"), "");
+}
+
+}  // namespace
+}  // namespace spin::app
