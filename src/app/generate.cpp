@@ -49,7 +49,7 @@ struct GenerateOptions {
   std::string model, input, output, pp_layers, eos_ids, prompt_template = "auto";
   std::vector<std::string> end_sequences;
   int tp = 1, pp = 1;
-  std::int64_t batch_size = 32, max_step_tokens = 0, save_every = 0;
+  std::int64_t batch_size = 32, max_step_tokens = 0, save_every = 0, num_samples = 1;
   generate::GenerationParams params;
   bool eos_given = false;
   bool spin_data = false;  // the input is a training data set; the output SPIN records with the answers
@@ -86,6 +86,9 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
        "sequences generated at once on each data-parallel replica (KV cache slots; a finished one's slot takes "
        "the next prompt)")
       ("max-step-tokens", po::value(&o.max_step_tokens)->default_value(o.max_step_tokens), kMaxStepTokensHelp)
+      ("num-samples", po::value(&o.num_samples)->default_value(o.num_samples),
+       "responses per prompt, each a line of its own with \"sample\": k (vLLM's n); sample 0 is the response "
+       "without this option, the others have noise of their own")
       ("save-every", po::value(&o.save_every)->default_value(o.save_every),
        "generate the prompts in rounds of this many (over all replicas), each round's lines written to "
        "<output>.partial as it ends, so that a stopped run (SIGTERM / SIGUSR1 at a round's end: exit 75) "
@@ -117,6 +120,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
   }
   require(o.batch_size >= 1, "spin generate: --batch-size must be at least 1");
   require(o.save_every >= 0, "spin generate: --save-every must be 0 (one round) or positive, got ", o.save_every);
+  require(o.num_samples >= 1, "spin generate: --num-samples must be at least 1, got ", o.num_samples);
   generate::check_step_tokens(o.max_step_tokens, o.batch_size, o.pp, "spin generate: --max-step-tokens");
   data::choose_prompt_template(o.prompt_template, nullptr);  // a known name
   o.eos_given = !o.eos_ids.empty();
@@ -145,16 +149,18 @@ std::string id_list(const std::vector<std::int32_t>& ids) {
 // One output line of --spin-data: the pre-tokenized record spin train reads with
 // spin.generations = data, and the answer's text when the model has a tokenizer.
 std::string spin_record_line(const std::vector<std::int32_t>& prompt, const std::vector<std::int32_t>& truth,
-                             const generate::Generation& g, const std::optional<std::string>& text) {
+                             const generate::Generation& g, const std::optional<std::string>& text,
+                             const std::string& tail) {
   std::string s = "{\"prompt\": " + id_list(prompt) + ", \"response\": " + id_list(truth) + ", \"generated\": " +
                   id_list(g.tokens) + ", \"finish_reason\": \"" + generate::finish_reason_name(g.finish) + "\"";
   if (text) s += ", \"generated_text\": " + data::jsonl::quoted(*text);
-  return s + "}\n";
+  return s + tail + "}\n";
 }
 
-// One output line; `text` (the decoded response) only when the model has a tokenizer.
+// One output line; `text` (the decoded response) only when the model has a tokenizer; `tail`: more
+// fields (", \"sample\": k").
 std::string json_line(const std::vector<std::int32_t>& prompt, const generate::Generation& g,
-                      const std::optional<std::string>& text) {
+                      const std::optional<std::string>& text, const std::string& tail) {
   std::string s = "{\"prompt\": " + id_list(prompt) + ", \"response\": " + id_list(g.tokens) + ", \"logprobs\": [";
   char buf[32];
   for (std::size_t i = 0; i < g.logprobs.size(); ++i) {
@@ -164,7 +170,7 @@ std::string json_line(const std::vector<std::int32_t>& prompt, const generate::G
   s += "], \"length\": " + std::to_string(g.tokens.size()) + ", \"finish_reason\": \"" +
        generate::finish_reason_name(g.finish) + "\"";
   if (text) s += ", \"response_text\": " + data::jsonl::quoted(*text);
-  return s + "}\n";
+  return s + tail + "}\n";
 }
 
 // Responses of the prompts `ids` flattened for sending: [length, finish] per prompt, then the
@@ -248,6 +254,7 @@ std::uint64_t fingerprint(const GenerateOptions& o, const std::vector<std::vecto
                               std::bit_cast<std::uint32_t>(s.repetition_penalty), "|eos ", id_list(g.eos_ids)));
   for (const auto& e : g.end_sequences) h = fnv1a(cat("|end ", id_list(e)), h);
   for (const std::string& e : g.end_strings) h = fnv1a(cat("|end string ", e.size(), ":", e), h);
+  h = fnv1a(cat("|samples ", o.num_samples), h);
   for (const auto* lists : {&prompts, &truths}) {
     for (const std::vector<std::int32_t>& ids : *lists) {
       h = fnv1a(cat("|", ids.size(), ":"), h);
@@ -320,10 +327,13 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
                                       runtime.kernels());
   generate::Generator generator(grid, transformer, weights);
 
-  // Rounds of --save-every prompts (all of them without), appended to <output>.partial by rank 0
-  // as each ends; a run started again with the same fingerprint goes on after the lines there.
-  const auto total = static_cast<std::int64_t>(prompts.size());
-  const std::int64_t round_size = o.save_every > 0 ? o.save_every : std::max<std::int64_t>(total, 1);
+  // Line j answers prompt j / K with its sample j % K (K = --num-samples), whose noise is keyed
+  // by prompt + sample x prompts: sample 0's is the prompt's own. Rounds of --save-every prompts'
+  // lines (all of them without), appended to <output>.partial by rank 0 as each ends; a run
+  // started again with the same fingerprint goes on after the lines there.
+  const std::int64_t samples = o.num_samples, prompt_count = static_cast<std::int64_t>(prompts.size());
+  const std::int64_t total = prompt_count * samples;
+  const std::int64_t round_size = o.save_every > 0 ? o.save_every * samples : std::max<std::int64_t>(total, 1);
   std::optional<ResumableOutput> out;  // world rank 0
   std::int64_t done = 0;
   parallel::run_collectively(world, [&] {
@@ -334,7 +344,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   world.broadcast(&done, 1, 0);
   const std::int64_t resumed = done;
   if (root && resumed > 0) {
-    std::printf("spin generate: %s holds %lld of the %lld prompts' lines: going on from there\n",
+    std::printf("spin generate: %s holds %lld of the %lld lines: going on from there\n",
                 out->partial_path().c_str(), static_cast<long long>(resumed), static_cast<long long>(total));
   }
   if (o.save_every > 0) install_stop_handlers();
@@ -350,7 +360,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     batching.on_finished = [&](std::int64_t finished) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const std::int64_t now = round_start + finished * grid.dp_size();
-      std::fprintf(stderr, "\rspin generate: ~%lld/%lld prompts, %.1f prompts/s", static_cast<long long>(now),
+      std::fprintf(stderr, "\rspin generate: ~%lld/%lld responses, %.1f responses/s", static_cast<long long>(now),
                    static_cast<long long>(total), static_cast<double>(now - resumed) / s);
       std::fflush(stderr);
     };
@@ -358,19 +368,19 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   // --profile: a one-step window around the whole generation.
   ProfileWindow profile_window(o.profile ? 1 : 0, 0, o.output + ".profile", world.rank(), "--profile", "--profile");
   profile_window.before_step(1);
-  std::optional<profile::Range> range(std::in_place, "generate", "prompts", total - done);
+  std::optional<profile::Range> range(std::in_place, "generate", "prompts", (total - done) / samples);
   std::int64_t total_new = 0, rounds = 0;
   bool stopped = false;
   while (done < total) {
-    // This replica's prompts of the round (every dp-th line), --batch-size sequences in flight,
-    // a finished one's slot refilled with the next prompt.
+    // This replica's lines of the round (every dp-th), --batch-size sequences in flight, a
+    // finished one's slot refilled with the next.
     const std::int64_t end = std::min(total, done + round_size);
     std::vector<std::vector<std::int32_t>> batch;
     std::vector<std::uint64_t> ids;
-    for (std::int64_t i = done; i < end; ++i) {
-      if (i % grid.dp_size() != grid.dp_rank()) continue;
-      batch.push_back(prompts[static_cast<std::size_t>(i)]);
-      ids.push_back(static_cast<std::uint64_t>(i));
+    for (std::int64_t j = done; j < end; ++j) {
+      if (j % grid.dp_size() != grid.dp_rank()) continue;
+      batch.push_back(prompts[static_cast<std::size_t>(j / samples)]);
+      ids.push_back(static_cast<std::uint64_t>(j / samples + (j % samples) * prompt_count));
     }
     round_start = done;
     std::vector<generate::Generation> results = generator.generate(batch, ids, o.params, batching);
@@ -380,13 +390,15 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
       if (root) {
         std::string lines;
         std::vector<std::size_t> next(by_replica.size(), 0);
-        for (std::int64_t i = done; i < end; ++i) {
-          const auto replica = static_cast<std::size_t>(i % grid.dp_size());
+        for (std::int64_t j = done; j < end; ++j) {
+          const auto replica = static_cast<std::size_t>(j % grid.dp_size());
           const generate::Generation& g = by_replica[replica][next[replica]++];
-          const auto pi = static_cast<std::size_t>(i);
+          const auto pi = static_cast<std::size_t>(j / samples);
           total_new += static_cast<std::int64_t>(g.tokens.size());
           const std::optional<std::string> text = tokenizer ? std::optional(tokenizer->decode(g.tokens)) : std::nullopt;
-          lines += o.spin_data ? spin_record_line(prompts[pi], truths[pi], g, text) : json_line(prompts[pi], g, text);
+          const std::string tail = samples > 1 ? cat(", \"sample\": ", j % samples) : "";
+          lines += o.spin_data ? spin_record_line(prompts[pi], truths[pi], g, text, tail)
+                               : json_line(prompts[pi], g, text, tail);
         }
         out->append(lines, end - done);
       }
@@ -410,18 +422,19 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     if (root) {
       std::printf("spin generate: stopped by %s after %lld of %lld prompts, their lines in %s; the same command "
                   "goes on from there\n",
-                  stop_requested() ? stop_signal_name() : "a signal on another rank", static_cast<long long>(done),
-                  static_cast<long long>(total), out->partial_path().c_str());
+                  stop_requested() ? stop_signal_name() : "a signal on another rank",
+                  static_cast<long long>(done / samples), static_cast<long long>(prompt_count),
+                  out->partial_path().c_str());
       std::fflush(stdout);
     }
     return kExitRequeue;
   }
   if (!root) return 0;
   out->finish();
-  std::printf("spin generate: %lld prompts%s, %lld new tokens in %.2f s (%.0f tokens/s), layout tp %d x pp %d x "
+  std::printf("spin generate: %lld prompts%s%s, %lld new tokens in %.2f s (%.0f tokens/s), layout tp %d x pp %d x "
               "dp %d, wrote %s\n",
-              static_cast<long long>(total - resumed),
-              resumed > 0 ? cat(" (after ", resumed, " written before)").c_str() : "", static_cast<long long>(total_new),
+              static_cast<long long>((total - resumed) / samples), samples > 1 ? cat(" x ", samples, " samples").c_str() : "",
+              resumed > 0 ? cat(" (after ", resumed / samples, " written before)").c_str() : "", static_cast<long long>(total_new),
               seconds, static_cast<double>(total_new) / std::max(seconds, 1e-9), grid.tp_size(), grid.pp_size(),
               grid.dp_size(), o.output.c_str());
   return 0;

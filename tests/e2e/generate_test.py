@@ -9,7 +9,8 @@
   text        text prompts ({"prompt": "..."} and {"messages": [...]}) through a model's
               tokenizer.json and the llama3 template: the prompt ids are the template's, the
               responses those of the same ids given directly, and response_text their decoding
-  resume      --save-every: rounds write the same file as one; SIGUSR1 after round 2 stops
+  resume      --save-every: rounds write the same file as one; --num-samples 3 writes three
+              lines per prompt, sample 0 the single-sample response; SIGUSR1 after round 2 stops
               every rank (exit 75) with those rounds' lines in OUT.partial (its run's fingerprint
               in OUT.partial.run), and the same command
               -- after a torn last line too, on another layout -- keeps those lines and ends
@@ -247,12 +248,23 @@ def case_resume(args, tmp):
                  r"out\.jsonl\.partial: a partial output of another run \(other inputs or settings", 2, out)
     assert open(out + ".partial", "rb").read() == torn
     r = run_ok(args.mpiexec, cmd(out, "--save-every", "4"), 1)
-    assert "holds 6 of the 10 prompts' lines" in r.stdout and "4 prompts (after 6 written before)" in r.stdout, r.stdout
+    assert "holds 6 of the 10 lines" in r.stdout and "4 prompts (after 6 written before)" in r.stdout, r.stdout
     got = open(out).read().splitlines(keepends=True)
     assert got[:6] == partial, "the lines written before stay as they were"
     same_records(got, want)
     assert not os.path.exists(out + ".partial") and not os.path.exists(out + ".partial.run")
     print("SIGUSR1 after round 2: exit 75, 6 lines kept; resumed after a torn line on 1 rank: the uninterrupted records")
+    # --num-samples 3 (in rounds of 4 prompts): three lines per prompt, "sample" 0, 1, 2; sample 0
+    # is the prompt's response without the option, the others have noise of their own.
+    many = os.path.join(tmp, "many.jsonl")
+    run_ok(args.mpiexec, cmd(many, "--num-samples", "3", "--save-every", "4"), 2)
+    lines = [json.loads(l) for l in open(many)]
+    assert len(lines) == 3 * len(want) and [l["sample"] for l in lines] == [0, 1, 2] * len(want), lines
+    same_records([json.dumps({k: v for k, v in l.items() if k != "sample"}) for l in lines[::3]], want)
+    first = [json.loads(w) for w in want]
+    assert all(l["prompt"] == first[i // 3]["prompt"] for i, l in enumerate(lines))
+    assert sum(l["response"] != first[i // 3]["response"] for i, l in enumerate(lines) if i % 3) >= len(want), lines
+    print("--num-samples 3: sample 0 = the single response, samples 1 and 2 their own")
     # A partial output without one complete line holds no work: whatever run left it, a new
     # output replaces it.
     stale = os.path.join(tmp, "stale.jsonl")
