@@ -5,22 +5,30 @@
 // template, or token ids). The loss is the mean negative log-likelihood per response token
 // over each global batch.
 // Every set-up error (options, model, data, layout) is found before training starts and
-// reported once. The trained weights are written as a Hugging Face directory.
+// reported once. The trained weights are written as a Hugging Face directory. With --save-dir,
+// sharded checkpoints (policy and AdamW state, as spin train's) every --save-interval steps and
+// when SIGTERM / SIGUSR1 stops the run (exit 75); --resume goes on from <save-dir>/latest.
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
+#include <tuple>
 
 #include "app/commands.h"
 #include "app/model_setup.h"
 #include "app/options.h"
 #include "app/profile_window.h"
 #include "app/runtime.h"
+#include "app/stop_signals.h"
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
+#include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
 #include "core/profile.h"
 #include "data/batch_plan.h"
@@ -29,6 +37,7 @@
 #include "model/transformer.h"
 #include "parallel/job_errors.h"
 #include "parallel/process_grid.h"
+#include "train/checkpointing.h"
 #include "train/lr_schedule.h"
 #include "train/pipeline_trainer.h"
 
@@ -63,6 +72,10 @@ struct SftOptions {
   std::int64_t log_interval = 1;
   std::int64_t profile_step_start = 0, profile_step_end = 0;
   std::string save_dtype = "f32";
+  std::string save_dir;
+  std::int64_t save_interval = 0;
+  int keep_last = 2;
+  bool resume = false;
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
@@ -124,7 +137,15 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "profile steps start..end (0: none): every rank's ranges to <output>.profile/rank<r>.json, a Chrome trace (NVTX "
        "and cudaProfilerStart/Stop on GPUs)")
       ("profile-step-end", po::value(&o.profile_step_end)->default_value(0), "the last profiled step (default: the first)")
-      ("save-dtype", po::value(&o.save_dtype)->default_value(o.save_dtype), "f32, bf16 or f16");
+      ("save-dtype", po::value(&o.save_dtype)->default_value(o.save_dtype), "f32, bf16 or f16")
+      ("save-dir", po::value(&o.save_dir)->default_value(o.save_dir),
+       "directory for sharded checkpoints (policy and AdamW state): every --save-interval steps and when SIGTERM / "
+       "SIGUSR1 stops the run (exit 75); none without it")
+      ("save-interval", po::value(&o.save_interval)->default_value(o.save_interval),
+       "steps between checkpoints (0: only when stopped)")
+      ("keep-last", po::value(&o.keep_last)->default_value(o.keep_last), "checkpoints kept (0: all)")
+      ("resume", po::bool_switch(&o.resume),
+       "go on from <save-dir>/latest when there is one (from --model otherwise)");
   o.runtime.add_to(desc);
   if (!parse_options_or_help(desc, argc, argv, "spin sft",
                              "spin sft --model DIR --train DATA --output DIR [options]", print)) {
@@ -136,6 +157,10 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   require(o.log_interval >= 1, "spin sft: --log-interval must be at least 1");
   require(o.max_nonfinite >= 1, "spin sft: --max-nonfinite-steps must be at least 1");
   require(o.clip_grad >= 0, "spin sft: --clip-grad must not be negative");
+  require(o.save_interval >= 0, "spin sft: --save-interval must not be negative");
+  require(o.keep_last >= 0, "spin sft: --keep-last must not be negative");
+  require(!o.save_dir.empty() || (o.save_interval == 0 && !o.resume),
+          "spin sft: --save-interval and --resume need --save-dir");
   o.runtime.check();
   return o;
 }
@@ -199,8 +224,32 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const std::int64_t pad = o.distributed_optimizer ? grid.dp_size() : 1;
   model::ModelWeights weights(config, shard->dims, shard->stage, pad, runtime.device());
   model::ModelWeights grads(config, shard->dims, shard->stage, pad, runtime.device());
-  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model, model::hf_layout(config)).load(weights.sharded_state_dict()); });
-  runtime.prepare(weights);
+  // The weights: the newest checkpoint of --save-dir under --resume, else --model's.
+  std::string loaded;
+  nlohmann::json state;  // the checkpoint's sft_state
+  parallel::run_collectively(world, [&] {
+    loaded = o.resume ? ckpt::latest_checkpoint(o.save_dir) : "";
+    if (loaded.empty()) {
+      ckpt::HfReader(o.model, model::hf_layout(config)).load(weights.sharded_state_dict());
+      return;
+    }
+    const ckpt::CheckpointReader reader(loaded);
+    require(reader.has_attribute("sft_state"), loaded, ": not a spin sft checkpoint (it has no sft_state)");
+    state = nlohmann::json::parse(reader.attribute("sft_state"), nullptr, false);
+    require(state.is_object() && state.contains("step") && state.contains("global_batch_size") &&
+                state.contains("steps_per_epoch") && state.contains("optimizer_steps") &&
+                state.contains("optimizer_skipped"),
+            loaded, ": malformed sft_state");
+    for (const auto& [key, ours, what] : {std::tuple{"global_batch_size", o.global_batch, "sequences per step"},
+                                          std::tuple{"steps_per_epoch", plan->batches_per_epoch(),
+                                                     "steps per epoch (the data or batch size differ)"}}) {
+      const auto theirs = state.at(key).get<std::int64_t>();
+      require(theirs == ours, loaded, " was saved by a run with ", theirs, " ", what, "; this run has ", ours,
+              ": its position in the data cannot be carried over");
+    }
+    train::load_weights(reader, "policy", weights);
+  });
+  runtime.prepare(weights);  // after loading: the bf16 copies are made from the loaded values
 
   const kernels::Kernels& k = runtime.kernels();
   model::Transformer transformer(config, shard->dims, shard->stage, grid.tp(), k);
@@ -219,6 +268,35 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   oc.max_nonfinite_in_a_row = o.max_nonfinite;
   train::Optimizer optimizer(oc, grid, weights, grads, k);
   train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer);
+  std::int64_t first_step = 0;
+  if (!loaded.empty()) {
+    parallel::run_collectively(world, [&] {
+      optimizer.load_state(ckpt::CheckpointReader(loaded), state.at("optimizer_steps").get<std::int64_t>(),
+                           state.at("optimizer_skipped").get<std::int64_t>());
+    });
+    first_step = state.at("step").get<std::int64_t>();
+  }
+  const auto save = [&](std::int64_t step) {
+    const nlohmann::json sft_state = {{"step", step}, {"global_batch_size", o.global_batch},
+                                      {"steps_per_epoch", plan->batches_per_epoch()},
+                                      {"optimizer_steps", optimizer.steps_taken()},
+                                      {"optimizer_skipped", optimizer.steps_skipped()}, {"seed", o.seed},
+                                      {"shuffle", !o.no_shuffle}};
+    const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
+                                        {"distributed_optimizer", o.distributed_optimizer}};
+    train::save_checkpoint(o.save_dir, step, grid, weights, nullptr, &optimizer, o.distributed_optimizer,
+                           {{"sft_state", sft_state.dump()}, {"model_config", config.json_text},
+                            {"layout", layout_json.dump()}},
+                           o.keep_last, tokenizer_files(o.model));
+    if (root) {
+      std::printf("spin sft: saved checkpoint %s\n", ckpt::checkpoint_dir(o.save_dir, step).c_str());
+      std::fflush(stdout);
+    }
+  };
+  if (!o.save_dir.empty()) install_stop_handlers();
+  // Test hook: SPIN_FAULT=signal-after-step@<n> raises SIGUSR1 in the last rank after step n.
+  const char* fault = std::getenv("SPIN_FAULT");
+  const std::string signal_fault = fault != nullptr ? fault : "";
 
   if (root) {
     std::printf("spin sft: %s\n", data.report.summary(o.train).c_str());
@@ -229,10 +307,22 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                 static_cast<long long>(plan->micro_batches_per_step()),
                 static_cast<long long>(o.micro_batch), grid.tp_size(), grid.pp_size(),
                 grid.dp_size(), o.distributed_optimizer ? ", distributed optimizer" : "");
+    if (!loaded.empty()) {
+      std::printf("spin sft: loaded %s (step %lld)\n", loaded.c_str(), static_cast<long long>(first_step));
+    }
     std::fflush(stdout);
   }
 
-  for (std::int64_t step = 0; step < total_steps; ++step) {
+  for (std::int64_t step = first_step; step < total_steps; ++step) {
+    if (!o.save_dir.empty() && stop_agreed(world)) {
+      save(step);
+      if (root) {
+        std::printf("spin sft: stopped by %s after step %lld; --resume goes on from the checkpoint\n",
+                    stop_requested() ? stop_signal_name() : "a signal on another rank", static_cast<long long>(step));
+        std::fflush(stdout);
+      }
+      return kExitRequeue;
+    }
     profile_window->before_step(step + 1);
     std::optional<profile::Range> step_range(std::in_place, "step", "step", step + 1);
     const std::int64_t epoch = step / plan->batches_per_epoch();
@@ -267,6 +357,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                   m.applied ? "" : cat(" | skipped (non-finite; ", m.skipped_total, " in all)").c_str());
       std::fflush(stdout);
     }
+    if (signal_fault == cat("signal-after-step@", step + 1) && world.rank() == world.size() - 1) std::raise(SIGUSR1);
+    if (o.save_interval > 0 && (step + 1) % o.save_interval == 0 && step + 1 < total_steps) save(step + 1);
     step_range.reset();
     profile_window->after_step(step + 1);
     profile_window->report("spin sft");

@@ -45,17 +45,10 @@ def metrics(path):
     return [{k: v for k, v in json.loads(l).items() if k not in TIMINGS} for l in open(path)]
 
 
-def train(args, config, out, ranks, *extra, env=None):
+def train(args, config, out, ranks, *extra, fault=None):
+    """spin train; with a SPIN_FAULT hook, run() (the run may fail), else run_ok()."""
     cmd = [args.spin, "train", "--config", config, "--checkpoint.save_dir", out] + list(extra)
-    if env is None:
-        return run_ok(args.mpiexec, cmd, ranks)
-    old = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return run(args.mpiexec, cmd, ranks)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    return run_ok(args.mpiexec, cmd, ranks) if fault is None else run(args.mpiexec, cmd, ranks, fault)
 
 
 def ckpt(args, ranks, *rest):
@@ -359,7 +352,7 @@ def case_faults(args, tmp):
     # SIGKILL on rank 0 while step 4 is being committed (shards written, no index yet).
     out = os.path.join(tmp, "killed")
     r = train(args, config, out, 2, "--parallel.pp", "2", "--spin.max_iterations", "1",
-              "--checkpoint.save_interval", "2", env={"SPIN_FAULT": "checkpoint-commit@step_00000004"})
+              "--checkpoint.save_interval", "2", fault="checkpoint-commit@step_00000004")
     assert r.returncode != 0, r.stdout
     assert open(os.path.join(out, "latest")).read().strip() == "step_00000002"
     assert os.path.isdir(step_dir(out, 4) + ".tmp") and not os.path.exists(step_dir(out, 4))

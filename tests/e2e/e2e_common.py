@@ -15,19 +15,25 @@ import tempfile
 TIMEOUT = 120
 
 
-def run(mpiexec, cmd, ranks):
-    """Runs cmd on `ranks` MPI ranks; a hang fails the test instead of blocking it."""
+REQUEUE = 75  # spin's exit status after a stop signal: "run me again to go on" (EX_TEMPFAIL)
+
+
+def run(mpiexec, cmd, ranks, fault=None):
+    """Runs cmd on `ranks` MPI ranks; a hang fails the test instead of blocking it. `fault`:
+    a SPIN_FAULT test hook for the run (signal-after-step@N, async-save-fail, ...)."""
     full = [mpiexec, "-n", str(ranks), "--oversubscribe"] + cmd
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OPENBLAS_NUM_THREADS="1")
+    if fault is not None:
+        env["SPIN_FAULT"] = fault
     try:
         return subprocess.run(full, capture_output=True, text=True, errors="replace", timeout=TIMEOUT, env=env)
     except subprocess.TimeoutExpired:
         sys.exit("FAIL: timed out after %d s (a hang): %s" % (TIMEOUT, " ".join(full)))
 
 
-def run_ok(mpiexec, cmd, ranks):
-    r = run(mpiexec, cmd, ranks)
+def run_ok(mpiexec, cmd, ranks, fault=None):
+    r = run(mpiexec, cmd, ranks, fault)
     if r.returncode != 0:
         sys.exit("FAIL: %s (%d ranks) exited %d:\n%s%s" % (" ".join(cmd), ranks, r.returncode, r.stdout, r.stderr))
     return r

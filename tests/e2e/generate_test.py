@@ -23,7 +23,7 @@ import random
 import subprocess
 import sys
 
-from e2e_common import HF_BPE, ROOT, expect_error, hf_tokenizer_model, run, run_ok, run_case
+from e2e_common import HF_BPE, REQUEUE, ROOT, expect_error, hf_tokenizer_model, run, run_ok, run_case
 
 
 def prompts_file(path, n=10, seed=3):
@@ -204,7 +204,6 @@ def case_text(args, tmp):
 
 
 def case_resume(args, tmp):
-    REQUEUE = 75
     base = ["--max-new-tokens", "16", "--top-p", "0.9", "--temperature", "1.1", "--eos-ids", "7", "--seed", "11"]
 
     def cmd(out, *extra):
@@ -228,11 +227,7 @@ def case_resume(args, tmp):
     print("--save-every 3 over 2 replicas: the records of one round")
 
     out = os.path.join(tmp, "out.jsonl")
-    os.environ["SPIN_FAULT"] = "signal-after-round@2"  # SIGUSR1 in the last rank after round 2
-    try:
-        r = run(args.mpiexec, cmd(out, "--save-every", "3"), 2)
-    finally:
-        del os.environ["SPIN_FAULT"]
+    r = run(args.mpiexec, cmd(out, "--save-every", "3"), 2, fault="signal-after-round@2")  # SIGUSR1, last rank
     assert r.returncode == REQUEUE, (r.returncode, r.stdout, r.stderr)
     assert "stopped by a signal on another rank after 6 of 10 prompts" in r.stdout, r.stdout
     assert not os.path.exists(out)

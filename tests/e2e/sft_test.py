@@ -6,6 +6,9 @@
   learns      on a copy task the loss falls, and `spin score` rates the training responses
               higher under the written model than under the initial one
   bad-input   impossible layouts and batches, and a diverging run, stop with one error line
+  resume      --save-dir: SIGUSR1 after step 3 of 8 saves a checkpoint and exits 75; --resume
+              ends as the uninterrupted run (losses and weights bitwise); checkpoints every 3
+              steps keep the last 2; a run of another batch size is refused the checkpoint
 """
 import json
 import math
@@ -13,7 +16,7 @@ import os
 import random
 import sys
 
-from e2e_common import expect_error, read_safetensors, run_case, run_ok
+from e2e_common import REQUEUE, expect_error, read_safetensors, run, run_case, run_ok
 
 
 def copy_task(path, n=64, seed=7):
@@ -141,8 +144,42 @@ def case_bad_input(args, tmp):
       r"non-finite (loss|gradient norm) in 2 consecutive steps")
 
 
+def case_resume(args, tmp):
+    data = os.path.join(tmp, "copy.jsonl")
+    copy_task(data)
+    model = os.path.join(args.models, "tiny-llama")
+    whole = sft(args, model, data, os.path.join(tmp, "whole"), 2, "--pp", "2")
+    out, save = os.path.join(tmp, "out"), os.path.join(tmp, "save")
+    cmd = sft_command(args, model, data, out, "--pp", "2", "--save-dir", save)
+    r = run(args.mpiexec, cmd, 2, fault="signal-after-step@3")  # SIGUSR1 in the last rank after step 3
+    assert r.returncode == REQUEUE, (r.returncode, r.stdout, r.stderr)
+    assert "stopped by a signal on another rank after step 3" in r.stdout, r.stdout
+    assert open(os.path.join(save, "latest")).read().strip() == "step_00000003" and not os.path.exists(out)
+    resumed = run_ok(args.mpiexec, cmd + ["--resume"], 2)
+    assert "step_00000003 (step 3)" in resumed.stdout, resumed.stdout
+    step_lines = lambda s: [l.split(" | ")[:5] for l in s.splitlines() if l.startswith("step ")]
+    assert step_lines(resumed.stdout) == step_lines(whole.stdout)[3:], (resumed.stdout, whole.stdout)
+    assert (open(os.path.join(out, "model.safetensors"), "rb").read() ==
+            open(os.path.join(tmp, "whole", "model.safetensors"), "rb").read())
+    print("SIGUSR1 after step 3: exit 75, checkpoint step 3; --resume: the uninterrupted losses and weights, bitwise")
+    # Every 3 steps, the last 2 kept; another batch size cannot take the position over.
+    every = os.path.join(tmp, "every")
+    sft(args, model, data, os.path.join(tmp, "out2"), 1, "--save-dir", every, "--save-interval", "3", "--keep-last", "2")
+    assert sorted(d for d in os.listdir(every) if d.startswith("step_")) == ["step_00000003", "step_00000006"]
+    expect_error(args.mpiexec, "other-batch-size",
+                 sft_command(args, model, data, os.path.join(tmp, "out3"), "--save-dir", every,
+                             "--global-batch-size", "8", "--resume"),  # the flag last: pairs before it
+                 r"step_00000006 was saved by a run with 16 sequences per step; this run has 8", 1,
+                 os.path.join(tmp, "out3"))
+    expect_error(args.mpiexec, "resume-without-save-dir",
+                 sft_command(args, model, data, os.path.join(tmp, "out3"), "--resume"),
+                 r"--save-interval and --resume need --save-dir", 1, os.path.join(tmp, "out3"))
+    print("--save-interval 3: steps 3 and 6 kept; other batch size and --resume without --save-dir refused")
+
+
 def main():
-    run_case(__doc__, {"layouts": case_layouts, "learns": case_learns, "bad-input": case_bad_input}, "spin_sft_")
+    run_case(__doc__, {"layouts": case_layouts, "learns": case_learns, "bad-input": case_bad_input,
+                       "resume": case_resume}, "spin_sft_")
 
 
 if __name__ == "__main__":

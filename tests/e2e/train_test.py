@@ -34,7 +34,7 @@ import sys
 import time
 
 import tensorboard_events as tb
-from e2e_common import expect_error, multimodal_checkpoint, hf_tokenizer_model, read_safetensors, run, run_case, run_ok, TIMEOUT
+from e2e_common import REQUEUE, expect_error, multimodal_checkpoint, hf_tokenizer_model, read_safetensors, run, run_case, run_ok, TIMEOUT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
@@ -259,7 +259,6 @@ def case_config(args, tmp):
       r"spin\.label_smoothing applies to the sigmoid loss only, not hinge")
 
 
-REQUEUE = 75
 TIMINGS = {"tokens_per_second", "seconds_generation", "seconds_reference", "seconds_training"}
 
 
@@ -274,11 +273,7 @@ def case_signal(args, tmp):
     run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", whole] + pp2, 2)
     out = os.path.join(tmp, "signalled")
     cmd = [args.spin, "train", "--config", config, "--checkpoint.save_dir", out] + pp2
-    os.environ["SPIN_FAULT"] = "signal-after-step@4"  # SIGUSR1 raised in rank 1 after step 4
-    try:
-        r = run(args.mpiexec, cmd, 2)
-    finally:
-        del os.environ["SPIN_FAULT"]
+    r = run(args.mpiexec, cmd, 2, fault="signal-after-step@4")  # SIGUSR1 raised in rank 1 after step 4
     assert r.returncode == REQUEUE, (r.returncode, r.stdout, r.stderr)
     assert "stopped by a signal on another rank after step 4" in r.stdout, r.stdout
     assert open(os.path.join(out, "latest")).read().strip() == "step_00000004"
@@ -294,12 +289,10 @@ def case_signal(args, tmp):
     # goes on change nothing in the run, and one written while steps 3 and 4 ran holds step 2
     # exactly: resumed from it, the run ends bitwise as the uninterrupted one.
     asyn = os.path.join(tmp, "async")
-    os.environ["SPIN_FAULT"] = "async-save-delay"  # each background write starts 1 s late: steps ran meanwhile
-    try:
-        run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", asyn,
-                              "--checkpoint.async_save", "true", "--checkpoint.save_interval", "2"] + pp2, 2)
-    finally:
-        del os.environ["SPIN_FAULT"]
+    # Each background write starts 1 s late: steps ran meanwhile.
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", asyn,
+                          "--checkpoint.async_save", "true", "--checkpoint.save_interval", "2"] + pp2, 2,
+           fault="async-save-delay")
     assert untimed(os.path.join(asyn, "metrics.jsonl")) == untimed(os.path.join(whole, "metrics.jsonl"))
     assert os.path.exists(os.path.join(asyn, "step_00000002", "index.h5"))
     again = os.path.join(tmp, "async-resumed")
@@ -314,13 +307,9 @@ def case_signal(args, tmp):
     # A background write that fails (rank 1's, injected) is one error at the commit, every rank
     # exits non-zero, and nothing is committed.
     failing = os.path.join(tmp, "async-failing")
-    os.environ["SPIN_FAULT"] = "async-save-fail"
-    try:
-        r = run(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", failing,
-                               "--checkpoint.load", os.path.join(out, "step_00000004"), "--checkpoint.async_save",
-                               "true", "--checkpoint.save_interval", "2"] + pp2, 2)
-    finally:
-        del os.environ["SPIN_FAULT"]
+    r = run(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", failing,
+                           "--checkpoint.load", os.path.join(out, "step_00000004"), "--checkpoint.async_save",
+                           "true", "--checkpoint.save_interval", "2"] + pp2, 2, fault="async-save-fail")
     errors = [l for l in r.stderr.splitlines() if l.startswith("spin: error")]
     assert r.returncode != 0 and len(errors) == 1, (r.returncode, r.stderr)
     assert re.search(r"rank 1: .*step_00000006: shard_\S+\.h5: write failed", errors[0]), errors
