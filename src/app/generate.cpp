@@ -17,9 +17,7 @@
 #include <bit>
 #include <boost/program_options.hpp>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <optional>
 
@@ -205,8 +203,6 @@ std::vector<generate::Generation> unpack(const Packed& p) {
   return out;
 }
 
-}  // namespace
-
 // Every replica's responses on data-parallel rank 0 (of TP 0, PP 0: the ranks that call this),
 // replica by replica; the other ranks send theirs and get nothing back.
 std::vector<std::vector<generate::Generation>> gather_replicas(const parallel::ProcessGrid& grid,
@@ -263,6 +259,8 @@ std::uint64_t fingerprint(const GenerateOptions& o, const std::vector<std::vecto
   }
   return h;
 }
+
+}  // namespace
 
 int run_generate(int argc, char** argv, parallel::Communicator& world) {
   const auto parsed = parse_command<GenerateOptions>(
@@ -348,9 +346,6 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
                 out->partial_path().c_str(), static_cast<long long>(resumed), static_cast<long long>(total));
   }
   if (o.save_every > 0) install_stop_handlers();
-  // Test hook: SPIN_FAULT=signal-after-round@<n> raises SIGUSR1 in the last rank after round n.
-  const char* fault = std::getenv("SPIN_FAULT");
-  const std::string signal_fault = fault != nullptr ? fault : "";
 
   const bool progress = root && isatty(STDERR_FILENO);
   const auto start = std::chrono::steady_clock::now();
@@ -405,7 +400,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     }
     done = end;
     ++rounds;
-    if (signal_fault == cat("signal-after-round@", rounds) && world.rank() == world.size() - 1) std::raise(SIGUSR1);
+    raise_test_stop(world, "signal-after-round", rounds);
     if (o.save_every > 0 && done < total && stop_agreed(world)) {
       stopped = true;
       break;

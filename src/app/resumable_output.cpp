@@ -53,12 +53,16 @@ std::string read_file(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+// Writes `text` to `f` and makes it durable (fflush, fsync); false if any of it failed.
+bool write_synced(std::FILE* f, const std::string& text) {
+  return std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 && fsync(fileno(f)) == 0;
+}
+
 // Writes `text` to `path` and makes it durable.
 void write_durably(const std::string& path, const std::string& text) {
   std::FILE* f = std::fopen(path.c_str(), "wb");
   require(f != nullptr, path, ": cannot create");
-  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 &&
-                  fsync(fileno(f)) == 0;
+  const bool ok = write_synced(f, text);
   require(std::fclose(f) == 0 && ok, path, ": write failed");
 }
 
@@ -101,9 +105,7 @@ ResumableOutput::~ResumableOutput() {
 }
 
 void ResumableOutput::append(const std::string& text, std::int64_t count) {
-  require(std::fwrite(text.data(), 1, text.size(), file_) == text.size() && std::fflush(file_) == 0 &&
-              fsync(fileno(file_)) == 0,
-          partial_, ": write failed");
+  require(write_synced(file_, text), partial_, ": write failed");
   done_ += count;
 }
 

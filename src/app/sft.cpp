@@ -12,9 +12,7 @@
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -224,33 +222,6 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const std::int64_t pad = o.distributed_optimizer ? grid.dp_size() : 1;
   model::ModelWeights weights(config, shard->dims, shard->stage, pad, runtime.device());
   model::ModelWeights grads(config, shard->dims, shard->stage, pad, runtime.device());
-  // The weights: the newest checkpoint of --save-dir under --resume, else --model's.
-  std::string loaded;
-  nlohmann::json state;  // the checkpoint's sft_state
-  parallel::run_collectively(world, [&] {
-    loaded = o.resume ? ckpt::latest_checkpoint(o.save_dir) : "";
-    if (loaded.empty()) {
-      ckpt::HfReader(o.model, model::hf_layout(config)).load(weights.sharded_state_dict());
-      return;
-    }
-    const ckpt::CheckpointReader reader(loaded);
-    require(reader.has_attribute("sft_state"), loaded, ": not a spin sft checkpoint (it has no sft_state)");
-    state = nlohmann::json::parse(reader.attribute("sft_state"), nullptr, false);
-    require(state.is_object() && state.contains("step") && state.contains("global_batch_size") &&
-                state.contains("steps_per_epoch") && state.contains("optimizer_steps") &&
-                state.contains("optimizer_skipped"),
-            loaded, ": malformed sft_state");
-    for (const auto& [key, ours, what] : {std::tuple{"global_batch_size", o.global_batch, "sequences per step"},
-                                          std::tuple{"steps_per_epoch", plan->batches_per_epoch(),
-                                                     "steps per epoch (the data or batch size differ)"}}) {
-      const auto theirs = state.at(key).get<std::int64_t>();
-      require(theirs == ours, loaded, " was saved by a run with ", theirs, " ", what, "; this run has ", ours,
-              ": its position in the data cannot be carried over");
-    }
-    train::load_weights(reader, "policy", weights);
-  });
-  runtime.prepare(weights);  // after loading: the bf16 copies are made from the loaded values
-
   const kernels::Kernels& k = runtime.kernels();
   model::Transformer transformer(config, shard->dims, shard->stage, grid.tp(), k);
   transformer.set_recompute_activations(o.recompute_activations);
@@ -268,14 +239,37 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   oc.max_nonfinite_in_a_row = o.max_nonfinite;
   train::Optimizer optimizer(oc, grid, weights, grads, k);
   train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer);
+
+  // The weights and AdamW state: the newest checkpoint of --save-dir under --resume, else
+  // --model's weights.
+  std::string loaded;
   std::int64_t first_step = 0;
-  if (!loaded.empty()) {
-    parallel::run_collectively(world, [&] {
-      optimizer.load_state(ckpt::CheckpointReader(loaded), state.at("optimizer_steps").get<std::int64_t>(),
-                           state.at("optimizer_skipped").get<std::int64_t>());
-    });
+  parallel::run_collectively(world, [&] {
+    loaded = o.resume ? ckpt::latest_checkpoint(o.save_dir) : "";
+    if (loaded.empty()) {
+      ckpt::HfReader(o.model, model::hf_layout(config)).load(weights.sharded_state_dict());
+      return;
+    }
+    const ckpt::CheckpointReader reader(loaded);
+    require(reader.has_attribute("sft_state"), loaded, ": not a spin sft checkpoint (it has no sft_state)");
+    const nlohmann::json state = nlohmann::json::parse(reader.attribute("sft_state"), nullptr, false);
+    require(state.is_object() && state.contains("step") && state.contains("global_batch_size") &&
+                state.contains("steps_per_epoch") && state.contains("optimizer_steps") &&
+                state.contains("optimizer_skipped"),
+            loaded, ": malformed sft_state");
+    for (const auto& [key, ours, what] : {std::tuple{"global_batch_size", o.global_batch, "sequences per step"},
+                                          std::tuple{"steps_per_epoch", plan->batches_per_epoch(),
+                                                     "steps per epoch (the data or batch size differ)"}}) {
+      const auto theirs = state.at(key).get<std::int64_t>();
+      require(theirs == ours, loaded, " was saved by a run with ", theirs, " ", what, "; this run has ", ours,
+              ": its position in the data cannot be carried over");
+    }
+    train::load_weights(reader, "policy", weights);
+    optimizer.load_state(reader, state.at("optimizer_steps").get<std::int64_t>(),
+                         state.at("optimizer_skipped").get<std::int64_t>());
     first_step = state.at("step").get<std::int64_t>();
-  }
+  });
+  runtime.prepare(weights);  // after loading: the bf16 copies are made from the loaded values
   const auto save = [&](std::int64_t step) {
     const nlohmann::json sft_state = {{"step", step}, {"global_batch_size", o.global_batch},
                                       {"steps_per_epoch", plan->batches_per_epoch()},
@@ -294,9 +288,6 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     }
   };
   if (!o.save_dir.empty()) install_stop_handlers();
-  // Test hook: SPIN_FAULT=signal-after-step@<n> raises SIGUSR1 in the last rank after step n.
-  const char* fault = std::getenv("SPIN_FAULT");
-  const std::string signal_fault = fault != nullptr ? fault : "";
 
   if (root) {
     std::printf("spin sft: %s\n", data.report.summary(o.train).c_str());
@@ -357,7 +348,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                   m.applied ? "" : cat(" | skipped (non-finite; ", m.skipped_total, " in all)").c_str());
       std::fflush(stdout);
     }
-    if (signal_fault == cat("signal-after-step@", step + 1) && world.rank() == world.size() - 1) std::raise(SIGUSR1);
+    raise_test_stop(world, "signal-after-step", step + 1);
     if (o.save_interval > 0 && (step + 1) % o.save_interval == 0 && step + 1 < total_steps) save(step + 1);
     step_range.reset();
     profile_window->after_step(step + 1);

@@ -1,7 +1,9 @@
 #include "app/stop_signals.h"
 
 #include <csignal>
-#include <cstdint>
+#include <cstdlib>
+
+#include "core/error.h"
 
 namespace spin::app {
 
@@ -30,6 +32,11 @@ bool stop_agreed(parallel::Communicator& world) {
   std::int32_t any = stop_requested() ? 1 : 0;
   world.all_reduce(&any, 1, parallel::ReduceOp::Max);
   return any != 0;
+}
+
+void raise_test_stop(const parallel::Communicator& world, const char* event, std::int64_t n) {
+  static const char* const fault = std::getenv("SPIN_FAULT");
+  if (fault != nullptr && world.rank() == world.size() - 1 && fault == cat(event, "@", n)) std::raise(SIGUSR1);
 }
 
 const char* stop_signal_name() {

@@ -5,6 +5,8 @@
 // kExitRequeue, which jobs/slurm/ scripts read as "requeue me": the next run resumes.
 #pragma once
 
+#include <cstdint>
+
 #include "parallel/communicator.h"
 
 namespace spin::app {
@@ -22,5 +24,9 @@ const char* stop_signal_name();
 
 // Whether any rank of `world` has received one (collective: the same answer on every rank).
 bool stop_agreed(parallel::Communicator& world);
+
+// Test hook: with SPIN_FAULT=<event>@<n> (e.g. signal-after-step@4), raises SIGUSR1 in the last
+// rank of `world` when called with that event and n.
+void raise_test_stop(const parallel::Communicator& world, const char* event, std::int64_t n);
 
 }  // namespace spin::app

@@ -12,9 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -556,9 +554,6 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     return duration_text(elapsed / static_cast<double>(std::max<std::int64_t>(done - at.step, 1)) *
                          static_cast<double>(total_steps - done));
   };
-  // Test hook: SPIN_FAULT=signal-after-step@<n> raises SIGUSR1 in the last rank after step n.
-  const char* fault = std::getenv("SPIN_FAULT");
-  const std::string signal_fault = fault != nullptr ? fault : "";
 
   for (std::int64_t iteration = at.iteration; iteration < c.iterations && step < total_steps && !stopping;
        ++iteration) {
@@ -577,7 +572,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         if (!memory_reported) runtime.report_memory("after the first step");
         memory_reported = true;
         ++step;
-        if (signal_fault == cat("signal-after-step@", step) && world.rank() == world.size() - 1) std::raise(SIGUSR1);
+        raise_test_stop(world, "signal-after-step", step);
         const std::int64_t consumed = step * c.global_batch_size;
         if (root) {
           const train::SpinMetrics& s = m.spin;

@@ -1,7 +1,7 @@
 // Generator: batched autoregressive decoding with a KV cache over TP x PP ranks.
 // Prompts are prefilled (in one pass each, or in chunks under a token budget per model call) and
 // then advance one token per step; a sequence that stops (EOS after min_new_tokens, an end
-// sequence, max_new_tokens) leaves the batch, and with more prompts than the batch holds its
+// sequence or end string, max_new_tokens) leaves the batch, and with more prompts than the batch holds its
 // cache slot goes to the next waiting prompt, whose prefill joins the others' next decoding
 // step (continuous batching). Under
 // pipeline parallelism the batch is split into as many groups as there are stages and the
