@@ -138,17 +138,6 @@ std::string checkpoint_to_load(const TrainConfig& c) {
   return c.resume ? ckpt::latest_checkpoint(c.save_dir) : "";
 }
 
-// Where a run stands: `step` steps done; the rest follows from the run's shape.
-struct Position {
-  std::int64_t step = 0;
-  std::int64_t iteration = 0, epoch = 0, index = 0;  // of the next step
-};
-
-Position position_at(std::int64_t step, std::int64_t epochs, std::int64_t steps_per_epoch) {
-  const std::int64_t per_iteration = epochs * steps_per_epoch;
-  return {step, step / per_iteration, step % per_iteration / steps_per_epoch, step % steps_per_epoch};
-}
-
 // Keeps the lines of <save_dir>/metrics.jsonl up to `step` (a resumed run redoes the later
 // ones) and opens it for appending.
 std::FILE* reopen_metrics(const fs::path& path, std::int64_t step) {
@@ -235,8 +224,9 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   std::unique_ptr<data::Tokenizer> tokenizer;
   data::LoadedExamples train_data, validation_data;
   train::SpinConfig spin;
-  train::LrSchedule schedule;
-  std::int64_t steps_per_epoch = 0, total_steps = 0;
+  train::RunShape shape;  // the steps of the iterations and their epochs
+  std::int64_t total_steps = 0;
+  std::vector<train::LrSchedule> schedules;  // one for the run, or per iteration (optim.reset_each_iteration)
   DType save_dtype = DType::F32;
   const char* template_name = "";
   std::optional<ProfileWindow> profile_window;
@@ -283,6 +273,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     spin.ref_offload = c.ref_offload;
     spin.reuse_generations = c.reuse_generations;
     spin.pregenerate = c.pregenerate;
+    spin.mix_previous_iteration = c.mix_previous_iteration;
     spin.cache_ref_logprobs = c.cache_ref_logprobs;
     spin.seed = c.data_seed;
     spin.shuffle = c.shuffle;
@@ -309,23 +300,25 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       validation_data =
           data::load_examples(c.validation, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines, given);
     }
-    const data::BatchPlan plan(static_cast<std::int64_t>(train_data.examples.size()), c.global_batch_size,
-                               c.micro_batch_size, grid.dp_size(), c.data_seed, c.shuffle);
-    steps_per_epoch = plan.batches_per_epoch();
-    // The schedule spans the whole run (or, with optim.reset_each_iteration, one iteration),
+    shape = train::spin_run_shape(spin, static_cast<std::int64_t>(train_data.examples.size()), grid.dp_size());
+    // The schedule spans the whole run (or, with optim.reset_each_iteration, each iteration),
     // whatever spin.max_steps says: a run stopped early and resumed follows the same learning
     // rates as one that never stopped.
-    const std::int64_t nominal_steps = c.iterations * c.epochs * steps_per_epoch;
-    total_steps = c.max_steps > 0 ? std::min(nominal_steps, c.max_steps) : nominal_steps;
-    const std::int64_t schedule_steps = c.reset_each_iteration ? c.epochs * steps_per_epoch : nominal_steps;
+    total_steps = c.max_steps > 0 ? std::min(shape.total(), c.max_steps) : shape.total();
     require(c.warmup_ratio >= 0.0 && c.warmup_ratio < 1.0, "optim.warmup_ratio must be in [0, 1), got ", c.warmup_ratio);
     require(c.warmup_ratio == 0.0 || c.warmup_steps == 0, "optim.warmup_ratio and optim.warmup_steps are both set; give one");
-    const std::int64_t warmup = c.warmup_ratio > 0.0
-                                    ? static_cast<std::int64_t>(std::ceil(c.warmup_ratio * static_cast<double>(schedule_steps)))
-                                    : c.warmup_steps;
-    schedule = {train::parse_lr_decay(c.lr_schedule), c.lr, c.min_lr, warmup,
-                c.lr_decay_steps > 0 ? c.lr_decay_steps : schedule_steps, c.constant_steps, schedule_steps};
-    schedule.validate();
+    const auto schedule_of = [&](std::int64_t steps) {
+      const std::int64_t warmup =
+          c.warmup_ratio > 0.0 ? static_cast<std::int64_t>(std::ceil(c.warmup_ratio * static_cast<double>(steps)))
+                               : c.warmup_steps;
+      train::LrSchedule s = {train::parse_lr_decay(c.lr_schedule), c.lr, c.min_lr, warmup,
+                             c.lr_decay_steps > 0 ? c.lr_decay_steps : steps, c.constant_steps, steps};
+      s.validate();
+      return s;
+    };
+    for (std::int64_t k = 0; k < (c.reset_each_iteration ? shape.iterations() : 1); ++k) {
+      schedules.push_back(schedule_of(c.reset_each_iteration ? shape.steps_in_iteration(k) : shape.total()));
+    }
     if (root) {
       fs::create_directories(c.save_dir);
       std::ofstream(fs::path(c.save_dir) / "config.ini") << c.to_ini();
@@ -358,10 +351,11 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   train::Optimizer optimizer(oc, grid, policy, grads, k);
 
   // ---- the starting point: a checkpoint (any layout), or model.path ------------------------
-  Position at;
+  train::RunPosition at;
   std::string loaded;
   std::vector<float> saved_cache;  // spin.reuse_generations' responses, when the checkpoint has them
   std::vector<float> saved_ref_sums;  // spin.cache_ref_logprobs' sums, likewise
+  std::vector<float> saved_previous;  // spin.mix_previous_iteration's responses of the previous iteration
   std::vector<std::string> changed;   // settings that differ from the checkpoint's run
   parallel::run_collectively(world, [&] {
     loaded = checkpoint_to_load(c);
@@ -389,14 +383,24 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                 ": its position in the data cannot be carried over");
       };
       same("global_batch_size", c.global_batch_size, "prompts per step (spin.global_batch_size)");
-      same("steps_per_epoch", steps_per_epoch, "steps per epoch (the train file or batch size differ)");
+      same("steps_per_epoch", shape.steps_per_epoch(0), "steps per epoch (the train file or batch size differ)");
       same("epochs", c.epochs, "epochs per iteration (spin.max_epochs)");
-      at = position_at(state.at("step").get<std::int64_t>(), c.epochs, steps_per_epoch);
+      const bool mixed = state.value("mix_previous_iteration", false);
+      require(mixed == c.mix_previous_iteration, loaded, " was saved by a run ", mixed ? "with" : "without",
+              " spin.mix_previous_iteration; this run is ", c.mix_previous_iteration ? "with" : "without",
+              " it: the steps of its iterations differ");
+      const auto saved_step = state.at("step").get<std::int64_t>();
+      require(saved_step >= 0 && saved_step <= shape.total(), loaded, " was saved at step ", saved_step,
+              ", past this run's ", shape.total(), " (spin.max_iterations is smaller)");
+      at = shape.at(saved_step);
       optimizer.load_state(reader, state.at("optimizer_steps").get<std::int64_t>(),
                            state.at("optimizer_skipped").get<std::int64_t>());
       if (c.reuse_generations && reader.has("spin", "reuse_cache")) saved_cache = reader.read_all("spin", "reuse_cache");
       if (c.cache_ref_logprobs && reader.has("spin", "ref_logprobs_cache")) {
         saved_ref_sums = reader.read_all("spin", "ref_logprobs_cache");
+      }
+      if (c.mix_previous_iteration && reader.has("spin", "previous_responses")) {
+        saved_previous = reader.read_all("spin", "previous_responses");
       }
     } catch (const nlohmann::json::exception& e) {
       fail(loaded, ": malformed training_state (", e.what(), ")");
@@ -407,6 +411,13 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   train::SpinTrainer trainer(grid, transformer, policy, grads, reference, optimizer, train_data.examples, spin);
   const bool cache_restored = !saved_cache.empty() && trainer.restore_reuse_cache(saved_cache, at.iteration);
   const bool ref_sums_restored = !saved_ref_sums.empty() && trainer.restore_ref_logprobs_cache(saved_ref_sums, at.iteration);
+  // Past the first iteration a mixing run trains on the previous iteration's responses, whose
+  // reference is gone: the checkpoint must hold them (every rank read the same).
+  require(!c.mix_previous_iteration || at.iteration == 0 || at.iteration >= c.iterations ||
+              trainer.restore_previous_responses(saved_previous, at.iteration),
+          loaded, " does not hold iteration ", at.iteration, "'s generated responses, which iteration ", at.iteration + 1,
+          " trains on with spin.mix_previous_iteration (spin/previous_responses; saved by every checkpoint of a mixing "
+          "run past its first iteration)");
   generate::Generator policy_generator(grid, transformer, policy);
   if (root && c.pregenerate) {
     // spin.pregenerate's long call: a line at every tenth of this replica's share, once it has
@@ -435,10 +446,14 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     std::printf("spin train: %s\n", train_data.report.summary(c.train).c_str());
     if (tokenizer) std::printf("spin train: prompt template %s (data.template = %s)\n", template_name, c.prompt_template.c_str());
     if (!c.validation.empty()) std::printf("spin train: %s\n", validation_data.report.summary(c.validation).c_str());
-    std::printf("spin train: %lld iterations x %lld epochs x %lld steps (%lld in all) of %lld prompts; "
+    const std::string later =
+        shape.iterations() > 1 && shape.steps_per_epoch(1) != shape.steps_per_epoch(0)
+            ? " (" + std::to_string(shape.steps_per_epoch(1)) + " from iteration 2 on, with the previous iteration's responses)"
+            : "";
+    std::printf("spin train: %lld iterations x %lld epochs x %lld steps%s (%lld in all) of %lld prompts; "
                 "layout tp %d x pp %d x dp %d%s%s\n--- effective configuration ---\n%s---\n",
                 static_cast<long long>(c.iterations), static_cast<long long>(c.epochs),
-                static_cast<long long>(steps_per_epoch), static_cast<long long>(total_steps),
+                static_cast<long long>(shape.steps_per_epoch(0)), later.c_str(), static_cast<long long>(total_steps),
                 static_cast<long long>(c.global_batch_size), grid.tp_size(), grid.pp_size(),
                 grid.dp_size(), c.distributed_optimizer ? ", distributed optimizer" : "", split, c.to_ini().c_str());
     std::fflush(stdout);
@@ -476,11 +491,12 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   const auto save = [&](bool with_reference) {
     const profile::Range range("checkpoint");
     finish_saving();
-    const Position p = position_at(step, c.epochs, steps_per_epoch);
+    const train::RunPosition p = shape.at(step);
     const nlohmann::json state = {
         {"step", step}, {"iteration", p.iteration + 1}, {"epoch", p.epoch + 1}, {"index", p.index},
         {"consumed_samples", step * c.global_batch_size}, {"global_batch_size", c.global_batch_size},
-        {"steps_per_epoch", steps_per_epoch}, {"epochs", c.epochs},
+        {"steps_per_epoch", shape.steps_per_epoch(0)}, {"epochs", c.epochs},
+        {"mix_previous_iteration", c.mix_previous_iteration},
         {"optimizer_steps", optimizer.steps_taken()}, {"optimizer_skipped", optimizer.steps_skipped()},
         {"reference", with_reference ? "saved" : "policy"},
         // The random streams are counter-based, keyed by these seeds and the position above.
@@ -494,8 +510,10 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     // again, and spin.cache_ref_logprobs' reference sums, so that it need not score them again.
     const std::vector<float> cache = root ? trainer.reuse_cache() : std::vector<float>();
     const std::vector<float> ref_sums = root ? trainer.ref_logprobs_cache() : std::vector<float>();
+    const std::vector<float> previous = root ? trainer.previous_responses() : std::vector<float>();
     std::vector<ckpt::PieceWrite> trainer_caches;
-    for (const auto& [name, values] : {std::pair{"reuse_cache", &cache}, std::pair{"ref_logprobs_cache", &ref_sums}}) {
+    for (const auto& [name, values] : {std::pair{"reuse_cache", &cache}, std::pair{"ref_logprobs_cache", &ref_sums},
+                                       std::pair{"previous_responses", &previous}}) {
       if (values->empty()) continue;
       const auto n = static_cast<std::int64_t>(values->size());
       trainer_caches.push_back({"spin", name, {n}, {0}, {n}, values->data()});
@@ -560,15 +578,16 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     std::int64_t epoch = iteration == at.iteration ? at.epoch : 0;
     for (; epoch < c.epochs && step < total_steps && !stopping; ++epoch) {
       const std::int64_t first = iteration == at.iteration && epoch == at.epoch ? at.index : 0;
-      for (std::int64_t index = first; index < steps_per_epoch && step < total_steps; ++index) {
+      for (std::int64_t index = first; index < shape.steps_per_epoch(iteration) && step < total_steps; ++index) {
         if (stop_agreed(world)) {
           stopping = true;
           break;
         }
         profile_window->before_step(step + 1);
         std::optional<profile::Range> step_range(std::in_place, "step", "step", step + 1);
-        const std::int64_t schedule_step = c.reset_each_iteration ? step - iteration * c.epochs * steps_per_epoch : step;
-        const train::SpinStepMetrics m = trainer.step(iteration, epoch, index, schedule.at(schedule_step));
+        const double lr = c.reset_each_iteration ? schedules[static_cast<std::size_t>(iteration)].at(step - shape.first_step(iteration))
+                                                 : schedules[0].at(step);
+        const train::SpinStepMetrics m = trainer.step(iteration, epoch, index, lr);
         if (!memory_reported) runtime.report_memory("after the first step");
         memory_reported = true;
         ++step;
@@ -591,14 +610,14 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         if (c.validation_interval > 0 && step % c.validation_interval == 0) {
           validate(iteration, epoch, step, consumed);
         }
-        const bool iteration_ends = epoch + 1 == c.epochs && index + 1 == steps_per_epoch;
+        const bool iteration_ends = step == shape.first_step(iteration + 1);
         if (c.save_interval > 0 && step % c.save_interval == 0 && !iteration_ends) save(true);
         step_range.reset();
         profile_window->after_step(step);
         profile_window->report("spin train");
       }
     }
-    if (stopping || step != (iteration + 1) * c.epochs * steps_per_epoch) break;  // a signal, spin.max_steps
+    if (stopping || step != shape.first_step(iteration + 1)) break;  // a signal, spin.max_steps
     // The end of an iteration: validation (without an interval) against this iteration's
     // reference, the policy saved, then the reference becomes the policy (a local copy).
     if (c.validation_interval == 0) validate(iteration, epoch - 1, step, step * c.global_batch_size);
@@ -613,7 +632,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   profile_window->report("spin train");
   // Stopped inside an iteration (a signal, spin.max_steps): a checkpoint to resume from. At an
   // iteration's start the reference is the policy.
-  if (saved_step != step) save(step % (c.epochs * steps_per_epoch) != 0);
+  if (saved_step != step) save(step != shape.first_step(shape.at(step).iteration));
   finish_saving();
   if (stopping) {
     if (root) {
@@ -627,7 +646,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     std::printf("spin train: %lld steps in %.1f s (now at step %lld of %lld)\n",
                 static_cast<long long>(step - at.step),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-                static_cast<long long>(step), static_cast<long long>(c.iterations * c.epochs * steps_per_epoch));
+                static_cast<long long>(step), static_cast<long long>(shape.total()));
   }
   return 0;
 }

@@ -120,6 +120,10 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("spin.pregenerate", &c.pregenerate,
         "with spin.reuse_generations: generate the iteration's responses all at once before its first step (one "
         "continuous batch per replica, no per-step tail; progress on the log), as the SPIN code does");
+  t.add("spin.mix_previous_iteration", &c.mix_previous_iteration,
+        "with spin.reuse_generations: every iteration after the first trains on its reference's responses and on "
+        "the previous iteration's (each prompt twice an epoch: twice the steps), as the SPIN code trains iteration t "
+        "on the data of t and t-1");
   t.add("spin.cache_ref_logprobs", &c.cache_ref_logprobs,
         "keep each sample's reference log-probability sums for the rest of the iteration (the reference is frozen): "
         "the ground truth's, and the generated response's when it is fixed (spin.reuse_generations, spin.generations = "

@@ -34,6 +34,7 @@ struct TrainConfig {
   bool ref_offload = false;
   bool reuse_generations = false;
   bool pregenerate = false;
+  bool mix_previous_iteration = false;
   bool cache_ref_logprobs = true;
   std::int64_t validation_interval = 0, validation_examples = 3;
   // [optim]

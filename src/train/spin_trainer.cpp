@@ -63,6 +63,25 @@ void SpinConfig::validate() const {
           "SPIN: spin.ref_logprobs = sampler needs the reference's own samples; with spin.generations = data the "
           "reference scores the given responses by a forward (spin.ref_logprobs = forward)");
   require(max_steps >= 0, "SPIN: max_steps must not be negative");
+  require(!mix_previous_iteration || reuse_generations,
+          "SPIN: spin.mix_previous_iteration trains on the previous iteration's responses, which only "
+          "spin.reuse_generations = true keeps (one response per prompt and iteration)");
+  require(!(mix_previous_iteration && generations_from_data),
+          "SPIN: spin.mix_previous_iteration mixes the reference's responses of two iterations; with "
+          "spin.generations = data list both iterations' files in data.train instead");
+  require(!(mix_previous_iteration && ref_logprobs_from_sampler),
+          "SPIN: spin.mix_previous_iteration needs spin.ref_logprobs = forward: the previous iteration's "
+          "responses were sampled by another reference, whose sums the current one cannot reuse");
+}
+
+RunShape spin_run_shape(const SpinConfig& config, std::int64_t examples, int dp) {
+  const auto steps = [&](std::int64_t samples) {
+    return data::BatchPlan(samples, config.global_batch, config.micro_batch, dp, config.seed, config.shuffle)
+        .batches_per_epoch();
+  };
+  std::vector<std::int64_t> per_epoch(static_cast<std::size_t>(config.iterations), steps(examples));
+  if (config.mix_previous_iteration) std::fill(per_epoch.begin() + 1, per_epoch.end(), steps(2 * examples));
+  return RunShape(config.epochs, std::move(per_epoch));
 }
 
 SpinTrainer::SpinTrainer(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
@@ -82,8 +101,34 @@ SpinTrainer::SpinTrainer(const parallel::ProcessGrid& grid, const model::Transfo
       trainer_(grid, transformer, policy, grads, optimizer),
       reference_generator_(grid, transformer, reference_at_work_) {
   config_.validate();
+  if (config_.mix_previous_iteration && config_.iterations > 1) {
+    mixed_plan_.emplace(2 * static_cast<std::int64_t>(examples.size()), config.global_batch, config.micro_batch,
+                        grid.dp_size(), config.seed, config.shuffle);
+  }
   require(grads.flat().numel() == policy.flat().numel() && reference.flat().numel() == policy.flat().numel(),
           "SPIN: the policy, its gradients and the reference differ in layout");
+}
+
+const data::BatchPlan& SpinTrainer::plan(std::int64_t iteration) const {
+  return mixes(iteration) && mixed_plan_ ? *mixed_plan_ : plan_;
+}
+
+std::int64_t SpinTrainer::samples(std::int64_t iteration) const {
+  return (mixes(iteration) ? 2 : 1) * static_cast<std::int64_t>(examples_.size());
+}
+
+const SpinTrainer::Response& SpinTrainer::cached_response(std::int64_t sample) const {
+  const auto n = static_cast<std::int64_t>(examples_.size());
+  const Responses& responses = sample < n ? cache_ : previous_;
+  const auto found = responses.find(sample % n);
+  require(found != responses.end(), "SPIN: no ", sample < n ? "" : "previous iteration's ",
+          "response to example ", sample % n, " (an internal error)");
+  return found->second;
+}
+
+std::size_t SpinTrainer::ref_slot(std::int64_t sample, int half) const {
+  const auto n = static_cast<std::int64_t>(examples_.size());
+  return 2 * static_cast<std::size_t>(half == 0 ? sample % n : sample) + static_cast<std::size_t>(half);
 }
 
 void SpinTrainer::use_reference() {
@@ -160,7 +205,8 @@ SpinTrainer::Rollout SpinTrainer::pairs(const std::vector<std::vector<std::int64
     std::vector<float> sampler;
     r.samples.emplace_back();
     for (std::int64_t idx : g) {
-      const data::Example& ex = examples[static_cast<std::size_t>(idx)];
+      // Sample idx is example idx modulo the examples (mix_previous_iteration's second half).
+      const data::Example& ex = examples[static_cast<std::size_t>(idx) % examples.size()];
       const Response& gen = *responses[at++];
       const auto prompt_len = static_cast<std::int64_t>(ex.prompt.size());
       std::vector<std::int32_t> real = ex.prompt, fake = ex.prompt;
@@ -183,7 +229,7 @@ SpinTrainer::Rollout SpinTrainer::pairs(const std::vector<std::vector<std::int64
 SpinTrainer::Rollout SpinTrainer::cached_pairs(const std::vector<std::vector<std::int64_t>>& groups) const {
   std::vector<const Response*> responses;
   for (const auto& g : groups) {
-    for (std::int64_t idx : g) responses.push_back(&cache_.at(idx));
+    for (std::int64_t idx : g) responses.push_back(&cached_response(idx));
   }
   return pairs(groups, examples_, responses);
 }
@@ -227,7 +273,7 @@ void SpinTrainer::generate_into_cache(const std::vector<std::int64_t>& indices, 
 void SpinTrainer::fill_cache(std::int64_t iteration, std::int64_t epoch, std::int64_t index) {
   if (cache_iteration_ != iteration) {
     cache_.clear();
-    cached_steps_.assign(static_cast<std::size_t>(steps_per_epoch()), false);
+    cached_steps_.assign(static_cast<std::size_t>(steps_per_epoch(iteration)), false);
     cached_rest_ = false;
     cache_iteration_ = iteration;
   }
@@ -237,15 +283,18 @@ void SpinTrainer::fill_cache(std::int64_t iteration, std::int64_t epoch, std::in
   const std::int64_t first_epoch = iteration * config_.epochs;
   const auto stream = static_cast<std::uint64_t>(first_epoch);
   const bool all = epoch > 0 || config_.pregenerate;
-  const std::int64_t from = all ? 0 : index, to = all ? steps_per_epoch() : index + 1;
+  const std::int64_t from = all ? 0 : index, to = all ? steps_per_epoch(iteration) : index + 1;
+  const auto n = static_cast<std::int64_t>(examples_.size());
   std::vector<std::int64_t> together;
   bool missing = false;  // the same on every rank: all run the same steps
   for (std::int64_t s = from; s < to; ++s) {
     if (cached_steps_[static_cast<std::size_t>(s)]) continue;
     missing = true;
     std::vector<std::int64_t> indices;
-    for (const auto& g : plan_.micro_batches(first_epoch, s, grid_.dp_rank())) {
-      indices.insert(indices.end(), g.begin(), g.end());
+    for (const auto& g : plan(iteration).micro_batches(first_epoch, s, grid_.dp_rank())) {
+      for (std::int64_t idx : g) {
+        if (idx < n) indices.push_back(idx);  // the others have the previous iteration's
+      }
     }
     if (config_.pregenerate) {
       together.insert(together.end(), indices.begin(), indices.end());
@@ -259,13 +308,18 @@ void SpinTrainer::fill_cache(std::int64_t iteration, std::int64_t epoch, std::in
     // And their reference sums, step by step as the steps will pack them (the same values): the
     // reference then works once for the whole first epoch -- under ref_offload, one upload.
     if (keeps_ref_sum(0)) {
-      for (std::int64_t s = 0; s < steps_per_epoch(); ++s) {
-        reference_sums(cached_pairs(plan_.micro_batches(first_epoch, s, grid_.dp_rank())), iteration);
+      for (std::int64_t s = 0; s < steps_per_epoch(iteration); ++s) {
+        reference_sums(cached_pairs(plan(iteration).micro_batches(first_epoch, s, grid_.dp_rank())), iteration);
       }
     }
   }
-  if (epoch == 0 || cached_rest_) return;
+  if (epoch > 0) generate_left_out(iteration);
+}
+
+void SpinTrainer::generate_left_out(std::int64_t iteration) {
+  if (cached_rest_) return;
   // The samples the first epoch left out, in index order, each replica a contiguous share.
+  const auto stream = static_cast<std::uint64_t>(iteration * config_.epochs);
   std::vector<std::int64_t> rest;
   for (std::int64_t i = 0; i < static_cast<std::int64_t>(examples_.size()); ++i) {
     if (!cache_.contains(i)) rest.push_back(i);
@@ -292,7 +346,7 @@ bool SpinTrainer::keeps_ref_sum(int half) const {
 std::vector<std::vector<float>> SpinTrainer::reference_sums(const Rollout& r, std::int64_t iteration) {
   const bool keeping = iteration >= 0 && keeps_ref_sum(0);
   if (keeping && ref_sums_iteration_ != iteration) {
-    ref_sums_.assign(2 * examples_.size(), std::numeric_limits<float>::quiet_NaN());
+    ref_sums_.assign(2 * static_cast<std::size_t>(samples(iteration)), std::numeric_limits<float>::quiet_NaN());
     ref_sums_iteration_ = iteration;
   }
   // Sequence s of a micro-batch is half s % 2 (0 real, 1 generated) of pair s / 2. Its sum
@@ -302,7 +356,7 @@ std::vector<std::vector<float>> SpinTrainer::reference_sums(const Rollout& r, st
     const int half = static_cast<int>(s % 2);
     if (half == 1 && config_.ref_logprobs_from_sampler) return &r.sampler_sums[mb][s / 2];
     if (!keeping || !keeps_ref_sum(half)) return nullptr;
-    const float* kept = &ref_sums_[2 * static_cast<std::size_t>(r.samples[mb][s / 2]) + static_cast<std::size_t>(half)];
+    const float* kept = &ref_sums_[ref_slot(r.samples[mb][s / 2], half)];
     return std::isnan(*kept) ? nullptr : kept;
   };
   std::vector<model::TokenBatch> batches;
@@ -346,14 +400,13 @@ void SpinTrainer::share_ref_sums(const Rollout& r, const std::vector<std::vector
   for (std::size_t mb = 0; mb < r.samples.size(); ++mb) {
     for (std::size_t i = 0; i < r.samples[mb].size(); ++i) {
       for (int half = 0; half < 2; ++half) {
-        const auto at = 2 * static_cast<std::size_t>(r.samples[mb][i]) + static_cast<std::size_t>(half);
-        if (keeps_ref_sum(half) && std::isnan(ref_sums_[at])) fresh = 1.0;
+        if (keeps_ref_sum(half) && std::isnan(ref_sums_[ref_slot(r.samples[mb][i], half)])) fresh = 1.0;
       }
     }
   }
   grid_.dp().all_reduce(&fresh, 1, parallel::ReduceOp::Max);
   if (fresh == 0.0) return;
-  // Per pair of this replica: its example and the two sums (NaN for a half not kept), from the
+  // Per pair of this replica: its sample and the two sums (NaN for a half not kept), from the
   // last stage to the replica's other stages, then over DP.
   const double none = std::numeric_limits<double>::quiet_NaN();
   std::vector<double> mine;
@@ -369,9 +422,10 @@ void SpinTrainer::share_ref_sums(const Rollout& r, const std::vector<std::vector
   if (grid_.pp_size() > 1) grid_.pp().broadcast(mine.data(), mine.size(), grid_.pp_size() - 1);
   for (const std::vector<double>& block : all_gather_blocks(grid_.dp(), std::move(mine))) {
     for (std::size_t at = 0; at + 3 <= block.size(); at += 3) {
-      const auto example = static_cast<std::size_t>(block[at]);
-      for (std::size_t half = 0; half < 2; ++half) {
-        if (!std::isnan(block[at + 1 + half])) ref_sums_[2 * example + half] = static_cast<float>(block[at + 1 + half]);
+      const auto sample = static_cast<std::int64_t>(block[at]);
+      for (int half = 0; half < 2; ++half) {
+        const double sum = block[at + 1 + static_cast<std::size_t>(half)];
+        if (!std::isnan(sum)) ref_sums_[ref_slot(sample, half)] = static_cast<float>(sum);
       }
     }
   }
@@ -411,7 +465,10 @@ SpinMetrics SpinTrainer::reduce(const SpinTotals& t, const Rollout& r, double sf
 SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, std::int64_t index,
                                   double lr) {
   const std::int64_t global_epoch = iteration * config_.epochs + epoch;
-  const auto groups = plan_.micro_batches(global_epoch, index, grid_.dp_rank());
+  const auto groups = plan(iteration).micro_batches(global_epoch, index, grid_.dp_rank());
+  require(!mixes(iteration) || previous_iteration_ == iteration - 1, "SPIN: iteration ", iteration + 1,
+          " trains on iteration ", iteration, "'s responses too (spin.mix_previous_iteration), which this run does "
+          "not hold");
   SpinStepMetrics out;
 
   auto t = Clock::now();
@@ -487,106 +544,21 @@ SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
   return reduce(loss.totals(), r, nll, tokens);
 }
 
-namespace {
-// reuse_cache()'s layout: a version, then the iteration, steps per epoch, number of examples,
-// whether the left-out samples are in, a flag per first-epoch step, the number of responses and
-// per response (by index) its index, capped flag, log-probability sum, length and tokens.
-constexpr float kReuseCacheVersion = 1.0f;
-constexpr std::int64_t kExactInFloat = std::int64_t{1} << 24;
-}  // namespace
-
-std::vector<float> SpinTrainer::reuse_cache() const {
-  if (cache_iteration_ < 0 || cache_.empty()) return {};
-  const auto examples = static_cast<std::int64_t>(examples_.size());
-  if (examples >= kExactInFloat || cache_iteration_ >= kExactInFloat || steps_per_epoch() >= kExactInFloat) return {};
-  std::vector<float> out = {kReuseCacheVersion, static_cast<float>(cache_iteration_),
-                            static_cast<float>(steps_per_epoch()), static_cast<float>(examples),
-                            cached_rest_ ? 1.0f : 0.0f};
-  for (bool step : cached_steps_) out.push_back(step ? 1.0f : 0.0f);
-  std::vector<std::int64_t> indices;
-  for (const auto& [idx, r] : cache_) indices.push_back(idx);
-  std::sort(indices.begin(), indices.end());
-  out.push_back(static_cast<float>(indices.size()));
-  for (std::int64_t idx : indices) {
-    const Response& r = cache_.at(idx);
-    if (static_cast<std::int64_t>(r.tokens.size()) >= kExactInFloat) return {};
-    out.insert(out.end(), {static_cast<float>(idx), r.capped ? 1.0f : 0.0f, r.logprob_sum,
-                           static_cast<float>(r.tokens.size())});
-    for (std::int32_t t : r.tokens) {
-      if (t >= kExactInFloat) return {};
-      out.push_back(static_cast<float>(t));
-    }
-  }
-  return out;
-}
-
-namespace {
-// ref_logprobs_cache()'s layout: a version, the iteration, the number of examples, then per
-// example its real and generated reference sums (NaN: not known).
-constexpr float kRefSumsVersion = 1.0f;
-constexpr std::size_t kRefSumsHeader = 3;
-}  // namespace
-
-std::vector<float> SpinTrainer::ref_logprobs_cache() const {
-  const auto examples = static_cast<std::int64_t>(examples_.size());
-  if (ref_sums_iteration_ < 0 || examples >= kExactInFloat || ref_sums_iteration_ >= kExactInFloat ||
-      std::all_of(ref_sums_.begin(), ref_sums_.end(), [](float v) { return std::isnan(v); })) {
-    return {};
-  }
-  std::vector<float> out = {kRefSumsVersion, static_cast<float>(ref_sums_iteration_), static_cast<float>(examples)};
-  out.insert(out.end(), ref_sums_.begin(), ref_sums_.end());
-  return out;
-}
-
-bool SpinTrainer::restore_ref_logprobs_cache(std::span<const float> saved, std::int64_t iteration) {
-  const auto examples = static_cast<std::int64_t>(examples_.size());
-  if (!keeps_ref_sum(0) || saved.size() < kRefSumsHeader || saved[0] != kRefSumsVersion ||
-      static_cast<std::int64_t>(saved[1]) != iteration || static_cast<std::int64_t>(saved[2]) != examples) {
-    return false;
-  }
-  require(saved.size() == kRefSumsHeader + 2 * examples_.size(), "SPIN: a malformed reference log-probability cache (",
-          saved.size() - kRefSumsHeader, " sums for ", examples, " examples)");
-  ref_sums_.assign(saved.begin() + kRefSumsHeader, saved.end());
-  ref_sums_iteration_ = iteration;
-  // Sums of halves this run does not keep (a run saved with fixed responses, resumed without).
-  for (std::size_t i = 0; i < ref_sums_.size(); ++i) {
-    if (!keeps_ref_sum(static_cast<int>(i % 2))) ref_sums_[i] = std::numeric_limits<float>::quiet_NaN();
-  }
-  return true;
-}
-
-bool SpinTrainer::restore_reuse_cache(std::span<const float> saved, std::int64_t iteration) {
-  const auto at = [&](std::size_t i) { return i < saved.size() ? static_cast<std::int64_t>(saved[i]) : -1; };
-  const std::size_t steps = static_cast<std::size_t>(std::max<std::int64_t>(0, steps_per_epoch()));
-  if (saved.size() < 5 + steps + 1 || saved[0] != kReuseCacheVersion || at(1) != iteration ||
-      at(2) != steps_per_epoch() || at(3) != static_cast<std::int64_t>(examples_.size())) {
-    return false;
-  }
-  std::unordered_map<std::int64_t, Response> cache;
-  std::size_t i = 5 + steps;
-  const std::int64_t count = at(i++);
-  for (std::int64_t k = 0; k < count; ++k) {
-    const std::int64_t idx = at(i), n = at(i + 3);
-    require(idx >= 0 && idx < static_cast<std::int64_t>(examples_.size()) && n >= 0 &&
-                i + 4 + static_cast<std::size_t>(n) <= saved.size(),
-            "SPIN: a malformed reuse cache (response ", k, " of ", count, ")");
-    Response r;
-    r.capped = saved[i + 1] != 0.0f;
-    r.logprob_sum = saved[i + 2];
-    for (std::int64_t t = 0; t < n; ++t) r.tokens.push_back(static_cast<std::int32_t>(saved[i + 4 + static_cast<std::size_t>(t)]));
-    cache[idx] = std::move(r);
-    i += 4 + static_cast<std::size_t>(n);
-  }
-  require(i == saved.size(), "SPIN: a malformed reuse cache (", saved.size() - i, " values left over)");
-  cache_ = std::move(cache);
-  cache_iteration_ = iteration;
-  cached_rest_ = saved[4] != 0.0f;
-  cached_steps_.assign(steps, false);
-  for (std::size_t s = 0; s < steps; ++s) cached_steps_[s] = saved[5 + s] != 0.0f;
-  return true;
-}
-
 void SpinTrainer::sync_reference() {
+  previous_.clear();
+  previous_iteration_ = -1;
+  if (config_.mix_previous_iteration && cache_iteration_ >= 0 && cache_iteration_ + 1 < config_.iterations) {
+    // The next iteration trains on every example with this iteration's response too: those
+    // missing generated by this reference now, as a later epoch would -- the first epoch's steps
+    // a resumed process did not run, as they ran, then those the steps left out (one epoch leaves
+    // the last partial batch out).
+    {
+      ReleaseReference release(*this);
+      fill_cache(cache_iteration_, 1, 0);
+    }
+    previous_ = std::move(cache_);
+    previous_iteration_ = cache_iteration_;
+  }
   reference_.copy_from(policy_);
   cache_.clear();  // the responses and sums of the reference that was
   cache_iteration_ = -1;

@@ -10,6 +10,10 @@
 //      once when the second epoch starts, in a fixed order. A run resumed past the first epoch
 //      refills the cache by replaying those rollouts as they ran (same groups, same noise), so
 //      it continues bitwise as the uninterrupted run.
+//      With mix_previous_iteration (the SPIN code's training on the data of iterations t and
+//      t-1), an iteration after the first visits 2 x examples samples an epoch: sample s < n is
+//      example s with this iteration's response, sample n + s example s with the previous
+//      iteration's -- which sync_reference() kept, generating first any the iteration left out.
 //   3. Pairs [real_i, generated_i] form micro-batches of micro_batch pairs; both sequences are
 //      prompt + response with mask_from = prompt length, so f sums exactly the response tokens
 //      (the last one and EOS included, no prompt token).
@@ -44,8 +48,10 @@
 #include "generate/generator.h"
 #include "train/lr_schedule.h"
 #include "train/pipeline_trainer.h"
+#include "train/run_shape.h"
 #include "train/spin_loss.h"
 
+#include <optional>
 #include <span>
 #include <unordered_map>
 
@@ -73,6 +79,9 @@ struct SpinConfig {
   // The generated halves are the examples' own (data::Example::generated, produced offline by
   // another run or model) instead of the reference's samples; the reference still scores them.
   bool generations_from_data = false;
+  // With reuse_generations: every iteration after the first trains on its own responses and on
+  // the previous iteration's, each example twice an epoch (twice the steps of the first).
+  bool mix_previous_iteration = false;
   bool cache_ref_logprobs = true;  // keep each sample's reference sums for the iteration (step 4; epochs > 1)
   generate::GenerationParams generation;
   std::uint64_t seed = 1234;  // data order
@@ -82,6 +91,10 @@ struct SpinConfig {
   // Throws for a lambda list that does not cover the iterations, and impossible sizes.
   void validate() const;
 };
+
+// The steps of a SPIN run of `config` over `examples` examples at data-parallel size dp (the
+// trainer's plans' batches: spin train's schedule and positions).
+RunShape spin_run_shape(const SpinConfig& config, std::int64_t examples, int dp);
 
 struct SpinMetrics {
   double loss = 0.0;
@@ -118,8 +131,10 @@ class SpinTrainer {
               model::ModelWeights& reference, Optimizer& optimizer,
               const std::vector<data::Example>& examples, const SpinConfig& config);
 
-  const data::BatchPlan& plan() const { return plan_; }
-  std::int64_t steps_per_epoch() const { return plan_.batches_per_epoch(); }
+  // The order of `iteration`'s samples (twice the examples after the first iteration with
+  // mix_previous_iteration).
+  const data::BatchPlan& plan(std::int64_t iteration = 0) const;
+  std::int64_t steps_per_epoch(std::int64_t iteration = 0) const { return plan(iteration).batches_per_epoch(); }
 
   // One optimizer step on global batch `index` of `epoch` of `iteration` at learning rate lr.
   // Collective over the grid; every rank returns the same metrics.
@@ -139,7 +154,9 @@ class SpinTrainer {
   // Evaluations that generated (and scored with the reference) rather than reusing the last's.
   std::int64_t evaluation_rollouts() const { return evaluation_rollouts_; }
 
-  // reference <- policy: a copy of this rank's shards, no communication.
+  // reference <- policy: a copy of this rank's shards, no communication. With
+  // mix_previous_iteration, unless the iteration was the run's last, the iteration's responses
+  // are kept for the next -- those its steps left out generated first (collective then).
   void sync_reference();
 
   // The parts, for memory accounting (spin plan's tests).
@@ -169,6 +186,14 @@ class SpinTrainer {
   // keeping nothing, for one of another iteration or size. Throws for a malformed one.
   bool restore_ref_logprobs_cache(std::span<const float> saved, std::int64_t iteration);
 
+  // mix_previous_iteration: the previous iteration's responses (every example's), kept for the
+  // current one, as floats for a checkpoint (reuse_cache()'s layout), and back. Empty when none
+  // are kept or one is not exact in a float.
+  std::vector<float> previous_responses() const;
+  // Takes previous_responses() saved in `iteration` (so of iteration - 1) by a run with the same
+  // data; returns false, keeping nothing, for another iteration's or an incomplete set.
+  bool restore_previous_responses(std::span<const float> saved, std::int64_t iteration);
+
  private:
   struct Rollout {
     std::vector<model::TokenBatch> micro_batches;          // [real_0, gen_0, real_1, gen_1, ...]
@@ -184,6 +209,16 @@ class SpinTrainer {
     float logprob_sum = 0.0f;  // under the reference, from the sampler
     bool capped = false;       // stopped by max_new_tokens
   };
+  using Responses = std::unordered_map<std::int64_t, Response>;  // by example
+  // The samples `iteration` visits an epoch: the examples, twice when it mixes in the previous
+  // iteration's responses.
+  std::int64_t samples(std::int64_t iteration) const;
+  bool mixes(std::int64_t iteration) const { return config_.mix_previous_iteration && iteration > 0; }
+  // reuse_generations: sample `sample`'s cached response (this iteration's or the previous).
+  const Response& cached_response(std::int64_t sample) const;
+  // Where sample `sample`'s half `half` keeps its reference sum in ref_sums_: a ground truth's by
+  // example (the same sequence in both of its samples), a generated response's by sample.
+  std::size_t ref_slot(std::int64_t sample, int half) const;
   // Generates responses for `indices` (rollout_batch at a time, refilled as they finish), keyed by `stream`.
   std::vector<Response> generate(const std::vector<std::int64_t>& indices, const std::vector<data::Example>& examples,
                                  std::uint64_t stream);
@@ -199,6 +234,9 @@ class SpinTrainer {
   void fill_cache(std::int64_t iteration, std::int64_t epoch, std::int64_t index);
   // This replica's responses to `indices`, generated, then shared over DP into the cache.
   void generate_into_cache(const std::vector<std::int64_t>& indices, std::uint64_t stream);
+  // The responses of `iteration` that its first epoch's steps left out, generated into the cache
+  // (once; each replica a contiguous share of them, in index order).
+  void generate_left_out(std::int64_t iteration);
   // On the last stage, per micro-batch, the reference sums of its sequences. `iteration`: a
   // training step's, whose examples_ the kept sums belong to; -1 (evaluation): none kept.
   std::vector<std::vector<float>> reference_sums(const Rollout& r, std::int64_t iteration);
@@ -226,18 +264,22 @@ class SpinTrainer {
   const std::vector<data::Example>& examples_;
   SpinConfig config_;
   data::BatchPlan plan_;
+  std::optional<data::BatchPlan> mixed_plan_;  // mix_previous_iteration: over 2 x examples
   PipelineTrainer trainer_;
   generate::Generator reference_generator_;
   // reuse_generations: the iteration's responses by sample index (all of the data, on every
   // rank), which of its first epoch's steps have put theirs in and whether the samples that epoch
   // left out have been generated (the same on every rank: every rank runs the same steps).
-  std::unordered_map<std::int64_t, Response> cache_;
+  Responses cache_;
   std::int64_t cache_iteration_ = -1;
   std::vector<bool> cached_steps_;
   bool cached_rest_ = false;
+  // mix_previous_iteration: every example's response of iteration previous_iteration_.
+  Responses previous_;
+  std::int64_t previous_iteration_ = -1;
   std::int64_t responses_generated_ = 0;
-  // cache_ref_logprobs: per example [real, generated] reference sums of iteration
-  // ref_sums_iteration_, NaN where not known yet (the same on every rank).
+  // cache_ref_logprobs: per sample [real, generated] reference sums of iteration
+  // ref_sums_iteration_ (at ref_slot()), NaN where not known yet (the same on every rank).
   std::vector<float> ref_sums_;
   std::int64_t ref_sums_iteration_ = -1;
   std::int64_t reference_scored_ = 0;

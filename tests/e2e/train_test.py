@@ -19,6 +19,9 @@
               spin.generations = data: the metrics of the run that generates them itself
   reset       optim.reset_each_iteration: the second iteration trains as a new run started from
               the first iteration's exported model
+  mix         spin.mix_previous_iteration: the second iteration trains on both iterations'
+              responses (twice the steps), resumes bitwise from checkpoints at and past the first
+              iteration's end, and schedules each iteration's own steps
   profile     logging.profile_step_start..end at PP 2: each rank's Chrome trace holds exactly the
               window's steps, properly nested ranges, and, per step, the reference's forwards in
               order and the policy's forwards and backwards in 1F1B order for its stage
@@ -608,6 +611,54 @@ def case_reuse(args, tmp):
           "them every epoch: the same run up to rounding")
 
 
+def case_mix(args, tmp):
+    """spin.mix_previous_iteration at DP 2: the second iteration visits the 48 prompts twice an
+    epoch (12 steps instead of 6) -- with its reference's responses and with the first
+    iteration's, which the checkpoints carry: stopped at the first iteration's end and inside the
+    second, and resumed, the run ends bitwise as the uninterrupted one. With
+    optim.reset_each_iteration each iteration's schedule spans its own steps. A checkpoint of a
+    run without mixing is refused, as is mixing without spin.reuse_generations."""
+    config = setup(tmp)
+    common = [args.spin, "train", "--config", config, "--data.validation", "", "--spin.reuse_generations", "true",
+              "--spin.mix_previous_iteration", "true"]
+    whole, part = os.path.join(tmp, "whole"), os.path.join(tmp, "part")
+    r = run_ok(args.mpiexec, common + ["--checkpoint.save_dir", whole], 2)
+    assert "6 steps (12 from iteration 2 on, with the previous iteration's responses) (18 in all)" in r.stdout, \
+        r.stdout[:3000]
+    a = untimed(os.path.join(whole, "metrics.jsonl"))
+    steps = [(m["iteration"], m["step"]) for m in a if m["kind"] == "train"]
+    assert steps == [(1, s) for s in range(1, 7)] + [(2, s) for s in range(7, 19)], steps
+    assert a[6]["loss"] == math.log(2) and a[6]["rewards_generated"] == 0.0, a[6]
+    for stop in (6, 10):
+        shutil.rmtree(part, ignore_errors=True)
+        run_ok(args.mpiexec, common + ["--checkpoint.save_dir", part, "--spin.max_steps", str(stop)], 2)
+        r = run_ok(args.mpiexec, common + ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
+        assert untimed(os.path.join(part, "metrics.jsonl")) == a, stop
+        for it in (1, 2):
+            x = open(os.path.join(part, "iteration_%d" % it, "model.safetensors"), "rb").read()
+            y = open(os.path.join(whole, "iteration_%d" % it, "model.safetensors"), "rb").read()
+            assert x == y, (stop, it)
+    # One schedule per iteration: warm-up over 30% of 6 steps, then of 12.
+    reset = os.path.join(tmp, "reset")
+    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", reset, "--optim.reset_each_iteration", "true",
+                                   "--optim.schedule", "linear", "--optim.warmup_ratio", "0.3"], 2)
+    lrs = [m["lr"] for m in untimed(os.path.join(reset, "metrics.jsonl")) if m["kind"] == "train"]
+    assert lrs[0] == 3e-3 / 2 and lrs[6] == 3e-3 / 4 and lrs[9] == 3e-3, lrs
+    # Refusals.
+    plain = os.path.join(tmp, "plain")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--data.validation", "", "--spin.max_steps", "7",
+                          "--spin.reuse_generations", "true", "--checkpoint.save_dir", plain], 2)
+    expect_error(args.mpiexec, "resume-unmixed", common + ["--checkpoint.save_dir", plain, "--checkpoint.resume", "true"],
+                 r"step_0*7 was saved by a run without spin\.mix_previous_iteration; this run is with it", 2, None)
+    expect_error(args.mpiexec, "mix-without-reuse",
+                 [args.spin, "train", "--config", config, "--spin.mix_previous_iteration", "true",
+                  "--checkpoint.save_dir", os.path.join(tmp, "bad")],
+                 r"spin\.mix_previous_iteration trains on the previous iteration's responses, which only "
+                 r"spin\.reuse_generations = true keeps", 2, os.path.join(tmp, "bad", "metrics.jsonl"))
+    print("spin.mix_previous_iteration: iteration 2 has 12 steps of both iterations' responses; stopped at steps 6 "
+          "and 10 and resumed: bitwise the uninterrupted run; per-iteration schedules; refusals")
+
+
 def one_f_one_b(stage, stages, micro_batches):
     """The order stage `stage` of `stages` runs forwards (F) and backwards (B) under 1F1B
     (Megatron's forward_backward_pipelining_without_interleaving), written out independently."""
@@ -683,7 +734,7 @@ def case_profile(args, tmp):
 def main():
     run_case(__doc__, {"layouts": case_layouts, "config": case_config, "signal": case_signal,
                        "hf_tokenizer": case_hf_tokenizer, "reuse": case_reuse, "offline": case_offline,
-                       "reset": case_reset, "profile": case_profile},
+                       "reset": case_reset, "profile": case_profile, "mix": case_mix},
              "spin_train_")
 
 
