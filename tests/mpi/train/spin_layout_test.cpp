@@ -1,8 +1,9 @@
 // Run with 4 ranks. A short SPIN run (2 iterations x 2 steps, reference sync in between) gives
 // the same losses, rewards and final weights for (TP, PP, DP) = (1,1,1), (2,2,1), (1,2,2),
 // (2,1,2); at the first step of each iteration the rewards are exactly 0 on every layout; with
-// activation recomputation on (2,2,1), bitwise the same run; and with reused generations over
-// two epochs, the same run on every layout and after a restart.
+// activation recomputation on (2,2,1), bitwise the same run; with reused generations over
+// two epochs, the same run on every layout and after a restart; and with the previous
+// iteration's responses mixed in, the same run on every layout.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -154,6 +155,52 @@ TEST(SpinLayouts, ReusedGenerationsAgreeAcrossLayoutsAndRestarts) {
   const SpinRun again = run_reusing(world, {2, 1, 2}, false, true);
   EXPECT_EQ(again.losses, straight.losses);
   EXPECT_EQ(again.rewards_generated, straight.rewards_generated);
+}
+
+// spin.mix_previous_iteration, one epoch an iteration, 18 examples: iteration 1's 4 steps leave
+// 2 out, which the reference sync generates (DP 4 leaves two replicas no share of them); iteration
+// 2's 9 steps visit the 36 samples of both iterations' responses. The same run on every layout.
+SpinRun run_mixing(parallel::Communicator& world, parallel::Layout layout, bool distributed) {
+  SpinConfig config = testing::short_spin_config();
+  config.generation.sampling.top_k = 8;
+  config.reuse_generations = true;
+  config.mix_previous_iteration = true;
+  testing::SpinSetup s(world, layout, config, 2, distributed, 18);
+  SpinRun r;
+  for (std::int64_t iteration = 0; iteration < 2; ++iteration) {
+    for (std::int64_t index = 0; index < s.trainer.steps_per_epoch(iteration); ++index) {
+      const SpinStepMetrics m = s.trainer.step(iteration, 0, index, 2e-2);
+      r.losses.push_back(m.spin.loss);
+      r.rewards_generated.push_back(m.spin.rewards_generated);
+      r.lengths.push_back(m.spin.generated_length_mean);
+    }
+    s.trainer.sync_reference();
+  }
+  // Each iteration's 18 responses generated once over the replicas.
+  double generated = s.grid.tp_rank() == 0 && s.grid.pp_rank() == 0 ? static_cast<double>(s.trainer.responses_generated()) : 0.0;
+  s.grid.world().all_reduce(&generated, 1);
+  EXPECT_EQ(generated, 2 * 18.0);
+  r.weights = ckpt::gather_model(s.policy.sharded_state_dict(), s.grid.mp());
+  return r;
+}
+
+TEST(SpinLayouts, MixingIterationsAgreeAcrossLayouts) {
+  parallel::SelfCommunicator self;
+  const SpinRun reference = run_mixing(self, {1, 1, 1}, false);
+  ASSERT_EQ(reference.losses.size(), 4u + 9u);
+  for (auto [layout, distributed] : {std::pair{parallel::Layout{1, 1, 4}, false}, std::pair{parallel::Layout{2, 2, 1}, false},
+                                     std::pair{parallel::Layout{1, 2, 2}, true}}) {
+    const SpinRun got = run_mixing(spin::testing::mpi_world(), layout, distributed);
+    const std::string what = spin::cat("tp ", layout.tp, ", pp ", layout.pp, ", dp ", layout.dp);
+    testing::expect_close(got.lengths, reference.lengths, 0, 0, (what + " generated lengths").c_str());
+    testing::expect_close(got.losses, reference.losses, 1e-4, 1e-6, (what + " losses").c_str());
+    testing::expect_close(got.rewards_generated, reference.rewards_generated, 1e-4, 1e-6, (what + " rewards").c_str());
+    // 13 steps (the run above's 8 reach 1e-5): float32 rounding's drift grows with them.
+    for (std::size_t t = 0; t < got.weights.size(); ++t) {
+      EXPECT_LE(testing::relative_error(got.weights[t].data, reference.weights[t].data), 3e-5)
+          << what << ": " << got.weights[t].name;
+    }
+  }
 }
 
 }  // namespace
