@@ -48,6 +48,7 @@ struct GenerateOptions {
   std::vector<std::string> end_sequences;
   int tp = 1, pp = 1;
   std::int64_t batch_size = 32, max_step_tokens = 0, save_every = 0, num_samples = 1;
+  double exit_duration_mins = 0.0;
   generate::GenerationParams params;
   bool eos_given = false;
   bool spin_data = false;  // the input is a training data set; the output SPIN records with the answers
@@ -91,6 +92,9 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
        "generate the prompts in rounds of this many (over all replicas), each round's lines written to "
        "<output>.partial as it ends, so that a stopped run (SIGTERM / SIGUSR1 at a round's end: exit 75) "
        "or a crashed one continues when started again (0: one round)")
+      ("exit-duration-mins", po::value(&o.exit_duration_mins)->default_value(o.exit_duration_mins),
+       "with --save-every: minutes after which the run stops at the next round's end and exits 75, as for SIGTERM / "
+       "SIGUSR1 (0: no limit)")
       ("seed", po::value(&g.seed)->default_value(g.seed), "sampling seed")
       ("greedy", po::bool_switch(&g.sampling.greedy), "argmax decoding")
       ("temperature", po::value(&g.sampling.temperature)->default_value(g.sampling.temperature), "sampling temperature (> 0)")
@@ -118,6 +122,9 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
   }
   require(o.batch_size >= 1, "spin generate: --batch-size must be at least 1");
   require(o.save_every >= 0, "spin generate: --save-every must be 0 (one round) or positive, got ", o.save_every);
+  require(o.exit_duration_mins == 0.0 || o.save_every > 0,
+          "spin generate: --exit-duration-mins stops at a round's end: it needs --save-every");
+  set_time_limit(o.exit_duration_mins, "spin generate: --exit-duration-mins");
   require(o.num_samples >= 1, "spin generate: --num-samples must be at least 1, got ", o.num_samples);
   generate::check_step_tokens(o.max_step_tokens, o.batch_size, o.pp, "spin generate: --max-step-tokens");
   data::choose_prompt_template(o.prompt_template, nullptr);  // a known name
@@ -401,7 +408,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     done = end;
     ++rounds;
     raise_test_stop(world, "signal-after-round", rounds);
-    if (o.save_every > 0 && done < total && stop_agreed(world)) {
+    if (o.save_every > 0 && done < total && stop_agreed(world, true)) {
       stopped = true;
       break;
     }
@@ -417,7 +424,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     if (root) {
       std::printf("spin generate: stopped by %s after %lld of %lld prompts, their lines in %s; the same command "
                   "goes on from there\n",
-                  stop_requested() ? stop_signal_name() : "a signal on another rank",
+                  stop_reason().c_str(),
                   static_cast<long long>(done / samples), static_cast<long long>(prompt_count),
                   out->partial_path().c_str());
       std::fflush(stdout);

@@ -73,6 +73,7 @@ struct SftOptions {
   std::string save_dir;
   std::int64_t save_interval = 0;
   int keep_last = 2;
+  double exit_duration_mins = 0.0;
   bool resume = false;
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
@@ -142,6 +143,9 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("save-interval", po::value(&o.save_interval)->default_value(o.save_interval),
        "steps between checkpoints (0: only when stopped)")
       ("keep-last", po::value(&o.keep_last)->default_value(o.keep_last), "checkpoints kept (0: all)")
+      ("exit-duration-mins", po::value(&o.exit_duration_mins)->default_value(o.exit_duration_mins),
+       "minutes after which the run saves a checkpoint at the next step boundary and exits 75, as for SIGTERM / "
+       "SIGUSR1 (Megatron's --exit-duration-in-mins; 0: no limit; needs --save-dir)")
       ("resume", po::bool_switch(&o.resume),
        "go on from <save-dir>/latest when there is one (from --model otherwise)");
   o.runtime.add_to(desc);
@@ -157,8 +161,9 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   require(o.clip_grad >= 0, "spin sft: --clip-grad must not be negative");
   require(o.save_interval >= 0, "spin sft: --save-interval must not be negative");
   require(o.keep_last >= 0, "spin sft: --keep-last must not be negative");
-  require(!o.save_dir.empty() || (o.save_interval == 0 && !o.resume),
-          "spin sft: --save-interval and --resume need --save-dir");
+  require(!o.save_dir.empty() || (o.save_interval == 0 && !o.resume && o.exit_duration_mins == 0.0),
+          "spin sft: --save-interval, --exit-duration-mins and --resume need --save-dir");
+  set_time_limit(o.exit_duration_mins, "spin sft: --exit-duration-mins");
   o.runtime.check();
   return o;
 }
@@ -305,11 +310,11 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   }
 
   for (std::int64_t step = first_step; step < total_steps; ++step) {
-    if (!o.save_dir.empty() && stop_agreed(world)) {
+    if (!o.save_dir.empty() && stop_agreed(world, step > first_step)) {
       save(step);
       if (root) {
         std::printf("spin sft: stopped by %s after step %lld; --resume goes on from the checkpoint\n",
-                    stop_requested() ? stop_signal_name() : "a signal on another rank", static_cast<long long>(step));
+                    stop_reason().c_str(), static_cast<long long>(step));
         std::fflush(stdout);
       }
       return kExitRequeue;

@@ -1,7 +1,10 @@
 #include "app/stop_signals.h"
 
+#include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
+#include <optional>
 
 #include "core/error.h"
 
@@ -14,6 +17,15 @@ volatile std::sig_atomic_t received = 0;  // the first signal's number
 extern "C" void on_stop_signal(int sig) {
   if (received == 0) received = sig;
 }
+
+struct TimeLimit {
+  std::chrono::steady_clock::time_point deadline;
+  std::string text;  // "checkpoint.exit_duration_mins = 230"
+};
+std::optional<TimeLimit> time_limit;
+
+// What stop_agreed() agreed on: 0 nothing, 1 the time limit, 2 a signal (a signal wins).
+int agreed = 0;
 
 }  // namespace
 
@@ -28,10 +40,30 @@ void install_stop_handlers() {
 
 bool stop_requested() { return received != 0; }
 
-bool stop_agreed(parallel::Communicator& world) {
-  std::int32_t any = stop_requested() ? 1 : 0;
+void set_time_limit(double minutes, const std::string& setting) {
+  require(std::isfinite(minutes) && minutes >= 0.0, setting, " must be a number of minutes >= 0 (0: no limit), got ",
+          minutes);
+  time_limit.reset();
+  if (minutes == 0.0) return;
+  const auto span = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double, std::ratio<60>>(minutes));
+  time_limit = TimeLimit{std::chrono::steady_clock::now() + span, cat(setting, " = ", minutes)};
+}
+
+bool stop_agreed(parallel::Communicator& world, bool made_progress) {
+  std::int32_t mine = 0;
+  if (made_progress && time_limit && std::chrono::steady_clock::now() >= time_limit->deadline) mine = 1;
+  if (stop_requested()) mine = 2;
+  std::int32_t any = mine;
   world.all_reduce(&any, 1, parallel::ReduceOp::Max);
+  agreed = any;
   return any != 0;
+}
+
+std::string stop_reason() {
+  if (agreed == 2) return stop_requested() ? stop_signal_name() : "a signal on another rank";
+  if (agreed == 1 && time_limit) return cat("the time limit (", time_limit->text, " min)");
+  return "";
 }
 
 void raise_test_stop(const parallel::Communicator& world, const char* event, std::int64_t n) {

@@ -231,6 +231,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   const char* template_name = "";
   std::optional<ProfileWindow> profile_window;
   parallel::run_collectively(world, [&] {
+    set_time_limit(c.exit_duration_mins, "checkpoint.exit_duration_mins");
     profile_window.emplace(c.profile_step_start, c.profile_step_end, fs::path(c.save_dir) / "profile", world.rank(),
                            "logging.profile_step_start", "logging.profile_step_end");
     shard = plan_model_shard(c.model_path, grid, c.pp_layers);
@@ -579,7 +580,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     for (; epoch < c.epochs && step < total_steps && !stopping; ++epoch) {
       const std::int64_t first = iteration == at.iteration && epoch == at.epoch ? at.index : 0;
       for (std::int64_t index = first; index < shape.steps_per_epoch(iteration) && step < total_steps; ++index) {
-        if (stop_agreed(world)) {
+        if (stop_agreed(world, step > at.step)) {
           stopping = true;
           break;
         }
@@ -637,7 +638,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   if (stopping) {
     if (root) {
       std::printf("spin train: stopped by %s after step %lld; resume from %s (exit status %d: requeue)\n",
-                  stop_requested() ? stop_signal_name() : "a signal on another rank", static_cast<long long>(step),
+                  stop_reason().c_str(), static_cast<long long>(step),
                   ckpt::checkpoint_dir(c.save_dir, step).c_str(), kExitRequeue);
     }
     return kExitRequeue;

@@ -174,6 +174,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("checkpoint.keep_last", &c.keep_last, "HDF5 checkpoints kept (0: all); older ones go once a new one is complete");
   t.add("checkpoint.async_save", &c.async_save,
         "write HDF5 checkpoints in the background from a host snapshot; each is committed at the next save or the end");
+  t.add("checkpoint.exit_duration_mins", &c.exit_duration_mins,
+        "minutes after which the run saves a checkpoint at the next step boundary and exits 75 (requeue), as for "
+        "SIGTERM / SIGUSR1 (Megatron's --exit-duration-in-mins; 0: no limit)");
   t.add("checkpoint.resume", &c.resume, "continue from <save_dir>/latest if it exists");
   t.add("checkpoint.load", &c.load, "start from this checkpoint directory (weights, optimizer, position)");
   t.add("logging.tensorboard", &c.tensorboard, "write TensorBoard event files to <save_dir>/tensorboard (rank 0)");

@@ -70,6 +70,7 @@ struct TrainConfig {
   std::int64_t save_interval = 0;  // steps between checkpoints (0: only iteration ends and the end)
   int keep_last = 0;               // checkpoints kept (0: all)
   bool async_save = false;         // write checkpoints in the background (train::CheckpointSaver)
+  double exit_duration_mins = 0.0; // save and exit 75 at the first step boundary past this (0: no limit)
   bool resume = false;             // continue from <save_dir>/latest when there is one
   std::string load;                // start from this checkpoint
   // [logging]

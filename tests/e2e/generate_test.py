@@ -249,6 +249,22 @@ def case_resume(args, tmp):
     same_records(got, want)
     assert not os.path.exists(out + ".partial") and not os.path.exists(out + ".partial.run")
     print("SIGUSR1 after round 2: exit 75, 6 lines kept; resumed after a torn line on 1 rank: the uninterrupted records")
+    # A time limit (of ~0 here) stops at every round's end -- after one round in each run, so a
+    # requeued job always moves on -- and the runs together write the uninterrupted records.
+    timed = os.path.join(tmp, "timed.jsonl")
+    codes = []
+    while not codes or codes[-1] == REQUEUE:
+        r = run(args.mpiexec, cmd(timed, "--save-every", "4", "--exit-duration-mins", "1e-9"), 2)
+        codes.append(r.returncode)
+        assert len(codes) <= 3, (codes, r.stdout, r.stderr)
+        if r.returncode == REQUEUE:
+            assert "stopped by the time limit (spin generate: --exit-duration-mins = 1e-09 min) after %d of 10" % (
+                4 * len(codes)) in r.stdout, r.stdout
+    assert codes == [REQUEUE, REQUEUE, 0], codes
+    same_records(open(timed).read().splitlines(keepends=True), want)
+    expect_error(args.mpiexec, "time-limit-without-rounds", cmd(out, "--exit-duration-mins", "5"),
+                 r"--exit-duration-mins stops at a round's end: it needs --save-every", 1, None)
+    print("--exit-duration-mins ~0 with rounds of 4: exit 75 after rounds 1 and 2, then done: the uninterrupted records")
     # --num-samples 3 (in rounds of 4 prompts): three lines per prompt, "sample" 0, 1, 2; sample 0
     # is the prompt's response without the option, the others have noise of their own.
     many = os.path.join(tmp, "many.jsonl")

@@ -162,6 +162,25 @@ def case_resume(args, tmp):
     assert (open(os.path.join(out, "model.safetensors"), "rb").read() ==
             open(os.path.join(tmp, "whole", "model.safetensors"), "rb").read())
     print("SIGUSR1 after step 3: exit 75, checkpoint step 3; --resume: the uninterrupted losses and weights, bitwise")
+    # A time limit (of ~0 here): every run saves and exits 75 after one step of its own, and the
+    # requeued runs together end with the uninterrupted weights.
+    timed_out, timed_save = os.path.join(tmp, "timed"), os.path.join(tmp, "timed_save")
+    cmd = sft_command(args, model, data, timed_out, "--pp", "2", "--save-dir", timed_save, "--exit-duration-mins",
+                      "1e-9", "--resume")
+    runs = 0
+    while True:
+        r = run(args.mpiexec, cmd, 2)
+        runs += 1
+        if r.returncode != REQUEUE:
+            break
+        assert "stopped by the time limit (spin sft: --exit-duration-mins = 1e-09 min) after step %d;" % runs \
+            in r.stdout, r.stdout
+        assert runs < 20, r.stdout
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    assert runs == len(step_lines(whole.stdout)), (runs, whole.stdout)
+    assert (open(os.path.join(timed_out, "model.safetensors"), "rb").read() ==
+            open(os.path.join(tmp, "whole", "model.safetensors"), "rb").read())
+    print("--exit-duration-mins ~0: one step a run, exit 75, %d runs in all: the uninterrupted weights, bitwise" % runs)
     # Every 3 steps, the last 2 kept; another batch size cannot take the position over.
     every = os.path.join(tmp, "every")
     sft(args, model, data, os.path.join(tmp, "out2"), 1, "--save-dir", every, "--save-interval", "3", "--keep-last", "2")
@@ -173,7 +192,7 @@ def case_resume(args, tmp):
                  os.path.join(tmp, "out3"))
     expect_error(args.mpiexec, "resume-without-save-dir",
                  sft_command(args, model, data, os.path.join(tmp, "out3"), "--resume"),
-                 r"--save-interval and --resume need --save-dir", 1, os.path.join(tmp, "out3"))
+                 r"--save-interval, --exit-duration-mins and --resume need --save-dir", 1, os.path.join(tmp, "out3"))
     print("--save-interval 3: steps 3 and 6 kept; other batch size and --resume without --save-dir refused")
 
 

@@ -19,6 +19,8 @@
               spin.generations = data: the metrics of the run that generates them itself
   reset       optim.reset_each_iteration: the second iteration trains as a new run started from
               the first iteration's exported model
+  time_limit  checkpoint.exit_duration_mins: one step a run, requeued until done: the
+              uninterrupted run, bitwise
   mix         spin.mix_previous_iteration: the second iteration trains on both iterations'
               responses (twice the steps), resumes bitwise from checkpoints at and past the first
               iteration's end, and schedules each iteration's own steps
@@ -659,6 +661,37 @@ def case_mix(args, tmp):
           "and 10 and resumed: bitwise the uninterrupted run; per-iteration schedules; refusals")
 
 
+def case_time_limit(args, tmp):
+    """checkpoint.exit_duration_mins: past the limit (~0 here) a run saves a checkpoint at the next
+    step boundary and exits 75 -- after one step of its own, so that a requeued job always moves
+    on; requeued until done, the runs write the uninterrupted run's metrics and model bitwise."""
+    config = setup(tmp)
+    common = [args.spin, "train", "--config", config, "--data.validation", "", "--spin.max_iterations", "1",
+              "--spin.kl_penalty", "1.0"]
+    whole, timed = os.path.join(tmp, "whole"), os.path.join(tmp, "timed")
+    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", whole], 2)
+    runs = 0
+    while True:
+        r = run(args.mpiexec, common + ["--checkpoint.save_dir", timed, "--checkpoint.resume", "true",
+                                        "--checkpoint.exit_duration_mins", "1e-9"], 2)
+        runs += 1
+        if r.returncode != REQUEUE:
+            break
+        assert "stopped by the time limit (checkpoint.exit_duration_mins = 1e-09 min) after step %d;" % runs in \
+            r.stdout, r.stdout
+        assert runs < 10, r.stdout
+    assert r.returncode == 0 and runs == 6, (runs, r.returncode, r.stdout, r.stderr)
+    assert untimed(os.path.join(timed, "metrics.jsonl")) == untimed(os.path.join(whole, "metrics.jsonl"))
+    assert (open(os.path.join(timed, "iteration_1", "model.safetensors"), "rb").read() ==
+            open(os.path.join(whole, "iteration_1", "model.safetensors"), "rb").read())
+    expect_error(args.mpiexec, "negative-time-limit",
+                 common + ["--checkpoint.save_dir", os.path.join(tmp, "bad"), "--checkpoint.exit_duration_mins", "-1"],
+                 r"checkpoint\.exit_duration_mins must be a number of minutes >= 0 \(0: no limit\), got -1", 2,
+                 os.path.join(tmp, "bad", "metrics.jsonl"))
+    print("checkpoint.exit_duration_mins ~0: 6 runs of one step each (exit 75, then 0): the uninterrupted metrics "
+          "and model, bitwise")
+
+
 def one_f_one_b(stage, stages, micro_batches):
     """The order stage `stage` of `stages` runs forwards (F) and backwards (B) under 1F1B
     (Megatron's forward_backward_pipelining_without_interleaving), written out independently."""
@@ -734,7 +767,8 @@ def case_profile(args, tmp):
 def main():
     run_case(__doc__, {"layouts": case_layouts, "config": case_config, "signal": case_signal,
                        "hf_tokenizer": case_hf_tokenizer, "reuse": case_reuse, "offline": case_offline,
-                       "reset": case_reset, "profile": case_profile, "mix": case_mix},
+                       "reset": case_reset, "profile": case_profile, "mix": case_mix,
+                       "time_limit": case_time_limit},
              "spin_train_")
 
 
