@@ -26,6 +26,7 @@
 #include "app/runtime.h"
 #include "app/stop_signals.h"
 #include "app/train_config.h"
+#include "app/train_metrics.h"
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
 #include "checkpoint/sharded_checkpoint.h"
@@ -71,50 +72,6 @@ DType parse_dtype_name(const std::string& name) {
   fail("checkpoint.save_dtype \"", name, "\" is not f32, bf16 or f16");
 }
 
-// 45s, 12m30s, 3h05m.
-std::string duration_text(double seconds) {
-  const auto s = static_cast<long long>(std::llround(std::max(seconds, 0.0)));
-  char buf[32];
-  if (s < 60) {
-    std::snprintf(buf, sizeof buf, "%llds", s);
-  } else if (s < 3600) {
-    std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
-  } else {
-    std::snprintf(buf, sizeof buf, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
-  }
-  return buf;
-}
-
-std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t epoch,
-                         std::int64_t step, std::int64_t consumed, const train::SpinMetrics& s,
-                         const train::SpinStepMetrics* m) {
-  char buf[2048];  // full double precision: exact values (log 2, zero rewards) stay exact
-  int n = std::snprintf(buf, sizeof buf,
-                        "{\"kind\": \"%s\", \"iteration\": %lld, \"epoch\": %lld, \"step\": %lld, "
-                        "\"consumed_samples\": %lld, \"loss\": %.17g, \"rewards_actual\": %.17g, "
-                        "\"rewards_generated\": %.17g, \"margin\": %.17g, \"accuracy\": %.17g, "
-                        "\"generated_length_mean\": %.17g, \"generated_length_max\": %.17g, "
-                        "\"length_capped\": %.17g, \"logps_actual\": %.17g, \"logps_generated\": %.17g",
-                        kind, static_cast<long long>(iteration + 1), static_cast<long long>(epoch + 1),
-                        static_cast<long long>(step), static_cast<long long>(consumed), s.loss,
-                        s.rewards_actual, s.rewards_generated, s.margin, s.accuracy,
-                        s.generated_length_mean, s.generated_length_max, s.length_capped, s.logps_actual,
-                        s.logps_generated);
-  std::string out(buf, static_cast<std::size_t>(n));
-  if (m) {
-    n = std::snprintf(buf, sizeof buf,
-                      ", \"lr\": %.17g, \"grad_norm\": %.17g, \"applied\": %s, \"tokens_per_second\": %.17g, "
-                      "\"seconds_generation\": %.6g, \"seconds_reference\": %.6g, \"seconds_training\": %.6g",
-                      m->lr, m->grad_norm, m->applied ? "true" : "false", m->tokens_per_second,
-                      m->seconds_generation, m->seconds_reference, m->seconds_training);
-    out.append(buf, static_cast<std::size_t>(n));
-  } else {
-    n = std::snprintf(buf, sizeof buf, ", \"sft_nll\": %.17g", s.sft_nll);
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  return out + "}\n";
-}
-
 // Writes the policy as a Hugging Face directory (replica 0 gathers; rank 0 writes) and copies
 // the tokenizer beside it.
 void save_policy(const std::string& dir, const TrainConfig& c, const model::ModelConfig& config,
@@ -137,74 +94,6 @@ std::string checkpoint_to_load(const TrainConfig& c) {
   }
   return c.resume ? ckpt::latest_checkpoint(c.save_dir) : "";
 }
-
-// Keeps the lines of <save_dir>/metrics.jsonl up to `step` (a resumed run redoes the later
-// ones) and opens it for appending.
-std::FILE* reopen_metrics(const fs::path& path, std::int64_t step) {
-  std::vector<std::string> kept;
-  {
-    std::ifstream in(path);
-    std::string line;
-    while (std::getline(in, line)) {
-      const auto at = line.find("\"step\": ");
-      if (at != std::string::npos && std::stoll(line.substr(at + 8)) <= step) kept.push_back(line);
-    }
-  }
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  require(f != nullptr, path.string(), ": cannot write");
-  for (const std::string& line : kept) std::fprintf(f, "%s\n", line.c_str());
-  return f;
-}
-
-// Rank 0's metric files: <save_dir>/metrics.jsonl and, under logging.tensorboard, TensorBoard
-// events in <save_dir>/tensorboard (tags train/<name> and validation/<name>).
-class MetricsLog {
- public:
-  MetricsLog(const TrainConfig& c, std::int64_t resumed_step) {
-    const fs::path path = fs::path(c.save_dir) / "metrics.jsonl";
-    jsonl_ = resumed_step > 0 ? reopen_metrics(path, resumed_step) : std::fopen(path.c_str(), "w");
-    require(jsonl_ != nullptr, path.string(), ": cannot create");
-    if (c.tensorboard) {
-      tensorboard_.emplace((fs::path(c.save_dir) / "tensorboard").string());
-      tensorboard_->session_start(resumed_step + 1);
-      tensorboard_->flush();
-    }
-  }
-  ~MetricsLog() { std::fclose(jsonl_); }
-  MetricsLog(const MetricsLog&) = delete;
-  MetricsLog& operator=(const MetricsLog&) = delete;
-
-  void record(const char* kind, std::int64_t iteration, std::int64_t epoch, std::int64_t step,
-              std::int64_t consumed, const train::SpinMetrics& s, const train::SpinStepMetrics* m) {
-    std::fputs(metrics_json(kind, iteration, epoch, step, consumed, s, m).c_str(), jsonl_);
-    std::fflush(jsonl_);
-    if (!tensorboard_) return;
-    const std::string prefix = cat(kind, "/");
-    const auto put = [&](const char* name, double value) { tensorboard_->scalar(prefix + name, value, step); };
-    put("loss", s.loss);
-    put("rewards_actual", s.rewards_actual);
-    put("rewards_generated", s.rewards_generated);
-    put("margin", s.margin);
-    put("accuracy", s.accuracy);
-    put("generated_length_mean", s.generated_length_mean);
-    put("logps_actual", s.logps_actual);
-    put("logps_generated", s.logps_generated);
-    put("iteration", static_cast<double>(iteration + 1));
-    if (m != nullptr) {
-      put("lr", m->lr);
-      put("grad_norm", m->grad_norm);
-      put("tokens_per_second", m->tokens_per_second);
-      put("consumed_samples", static_cast<double>(consumed));
-    } else {
-      put("sft_nll", s.sft_nll);
-    }
-    tensorboard_->flush();
-  }
-
- private:
-  std::FILE* jsonl_ = nullptr;
-  std::optional<train::TensorBoardWriter> tensorboard_;
-};
 
 }  // namespace
 
@@ -474,7 +363,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       }
       std::fflush(stdout);
     }
-    metrics.emplace(c, at.step);
+    metrics.emplace(c.save_dir, c.tensorboard, at.step);
   }
 
   // HDF5 checkpoint of everything a resumed run needs. At an iteration's end the reference
