@@ -15,6 +15,7 @@
 #include "core/tensor.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
+#include "model/flops.h"
 #include "model/weights.h"
 #include "parallel/communicator.h"
 #include "parallel/job_errors.h"
@@ -90,16 +91,11 @@ inline model::ModelConfig make_config(const ModelSize& s) {
       "benchmark model");
 }
 
-// Model FLOPs per token of a forward + backward: 6 N_matmul + 12 L H T (attention counted as
-// if not causal, the PaLM / Megatron convention).
+// Model FLOPs per token of a forward + backward over sequences of `seq` tokens (model/flops.h:
+// 6 N + 12 L d seq, attention counted as if not causal, the PaLM / Megatron convention).
 inline double flop_per_token(const model::ModelConfig& c, int seq) {
-  const double h = static_cast<double>(c.hidden_size);
-  const double n_matmul =
-      static_cast<double>(c.num_layers) *
-          (h * static_cast<double>(c.head_dim) * (2.0 * static_cast<double>(c.num_heads + c.num_kv_heads)) +
-           3.0 * h * static_cast<double>(c.intermediate_size)) +
-      static_cast<double>(c.vocab_size) * h;
-  return 6.0 * n_matmul + 12.0 * static_cast<double>(c.num_layers) * h * seq;
+  const std::int64_t one[] = {seq};
+  return model::training_flops(c, one) / seq;
 }
 
 // sgemm GFLOP/s of this process on square matrices (the machine's practical peak).

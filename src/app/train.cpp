@@ -196,6 +196,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     // rates as one that never stopped.
     total_steps = c.max_steps > 0 ? std::min(shape.total(), c.max_steps) : shape.total();
     require(c.warmup_ratio >= 0.0 && c.warmup_ratio < 1.0, "optim.warmup_ratio must be in [0, 1), got ", c.warmup_ratio);
+    require(std::isfinite(c.peak_tflops) && c.peak_tflops >= 0.0, "logging.peak_tflops must be >= 0 (0: no MFU), got ",
+            c.peak_tflops);
     require(c.warmup_ratio == 0.0 || c.warmup_steps == 0, "optim.warmup_ratio and optim.warmup_steps are both set; give one");
     const auto schedule_of = [&](std::int64_t steps) {
       const std::int64_t warmup =
@@ -363,7 +365,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       }
       std::fflush(stdout);
     }
-    metrics.emplace(c.save_dir, c.tensorboard, at.step);
+    metrics.emplace(c.save_dir, c.tensorboard, at.step, c.peak_tflops);
   }
 
   // HDF5 checkpoint of everything a resumed run needs. At an iteration's end the reference
@@ -485,14 +487,15 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         const std::int64_t consumed = step * c.global_batch_size;
         if (root) {
           const train::SpinMetrics& s = m.spin;
+          const std::string mfu = c.peak_tflops > 0.0 ? cat(" (MFU ", std::llround(100.0 * m.tflops_per_rank / c.peak_tflops), "%)") : "";
           std::printf("iter %lld epoch %lld step %lld/%lld | loss %.4f | rewards real %.4f gen %.4f margin %.4f "
                       "| accuracy %.3f | gen len %.1f (max %.0f, %.0f%% capped) | lr %.3e | grad norm %.4f | "
-                      "%.0f tok/s | gen %.2fs ref %.2fs train %.2fs | eta %s%s\n",
+                      "%.0f tok/s, %.3g TFLOP/s a rank%s | gen %.2fs ref %.2fs train %.2fs | eta %s%s\n",
                       static_cast<long long>(iteration + 1), static_cast<long long>(epoch + 1),
                       static_cast<long long>(step), static_cast<long long>(total_steps), s.loss,
                       s.rewards_actual, s.rewards_generated, s.margin, s.accuracy,
                       s.generated_length_mean, s.generated_length_max, 100.0 * s.length_capped, m.lr,
-                      m.grad_norm, m.tokens_per_second, m.seconds_generation, m.seconds_reference,
+                      m.grad_norm, m.tokens_per_second, m.tflops_per_rank, mfu.c_str(), m.seconds_generation, m.seconds_reference,
                       m.seconds_training, eta(step).c_str(), m.applied ? "" : " | skipped (non-finite)");
           std::fflush(stdout);
           metrics->record("train", iteration, epoch, step, consumed, s, &m);

@@ -180,6 +180,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("checkpoint.resume", &c.resume, "continue from <save_dir>/latest if it exists");
   t.add("checkpoint.load", &c.load, "start from this checkpoint directory (weights, optimizer, position)");
   t.add("logging.tensorboard", &c.tensorboard, "write TensorBoard event files to <save_dir>/tensorboard (rank 0)");
+  t.add("logging.peak_tflops", &c.peak_tflops,
+        "a rank's peak TFLOP/s in the run's precision (e.g. 989 for an H100 SXM in bf16): each step's MFU, its "
+        "training phase's model FLOPs per second and rank over it (0: not reported)");
   t.add("logging.profile_step_start", &c.profile_step_start,
         "profile steps profile_step_start..profile_step_end (0: none): every rank writes its ranges (steps, generation, "
         "reference, 1F1B forwards/backwards, point-to-point waits, optimizer) to <save_dir>/profile/rank<r>.json, a "

@@ -75,6 +75,7 @@ struct TrainConfig {
   std::string load;                // start from this checkpoint
   // [logging]
   bool tensorboard = true;         // TensorBoard events in <save_dir>/tensorboard
+  double peak_tflops = 0.0;        // a rank's peak, for the MFU (0: not reported)
   std::int64_t profile_step_start = 0, profile_step_end = 0;  // a profiling window (0: none)
 
   std::string to_ini() const;  // the effective configuration

@@ -49,7 +49,7 @@ std::string duration_text(double seconds) {
 
 std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t epoch,
                          std::int64_t step, std::int64_t consumed, const train::SpinMetrics& s,
-                         const train::SpinStepMetrics* m) {
+                         const train::SpinStepMetrics* m, double peak_tflops) {
   char buf[2048];  // full double precision: exact values (log 2, zero rewards) stay exact
   int n = std::snprintf(buf, sizeof buf,
                         "{\"kind\": \"%s\", \"iteration\": %lld, \"epoch\": %lld, \"step\": %lld, "
@@ -66,10 +66,15 @@ std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t 
   if (m) {
     n = std::snprintf(buf, sizeof buf,
                       ", \"lr\": %.17g, \"grad_norm\": %.17g, \"applied\": %s, \"tokens_per_second\": %.17g, "
+                      "\"training_flops\": %.17g, \"tflops_per_rank\": %.17g, "
                       "\"seconds_generation\": %.6g, \"seconds_reference\": %.6g, \"seconds_training\": %.6g",
-                      m->lr, m->grad_norm, m->applied ? "true" : "false", m->tokens_per_second,
-                      m->seconds_generation, m->seconds_reference, m->seconds_training);
+                      m->lr, m->grad_norm, m->applied ? "true" : "false", m->tokens_per_second, m->training_flops,
+                      m->tflops_per_rank, m->seconds_generation, m->seconds_reference, m->seconds_training);
     out.append(buf, static_cast<std::size_t>(n));
+    if (peak_tflops > 0.0) {
+      n = std::snprintf(buf, sizeof buf, ", \"mfu\": %.17g", m->tflops_per_rank / peak_tflops);
+      out.append(buf, static_cast<std::size_t>(n));
+    }
   } else {
     n = std::snprintf(buf, sizeof buf, ", \"sft_nll\": %.17g", s.sft_nll);
     out.append(buf, static_cast<std::size_t>(n));
@@ -77,7 +82,8 @@ std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t 
   return out + "}\n";
 }
 
-MetricsLog::MetricsLog(const std::string& save_dir, bool tensorboard, std::int64_t resumed_step) {
+MetricsLog::MetricsLog(const std::string& save_dir, bool tensorboard, std::int64_t resumed_step, double peak_tflops)
+    : peak_tflops_(peak_tflops) {
   const fs::path path = fs::path(save_dir) / "metrics.jsonl";
   jsonl_ = resumed_step > 0 ? reopen_metrics(path, resumed_step) : std::fopen(path.c_str(), "w");
   require(jsonl_ != nullptr, path.string(), ": cannot create");
@@ -92,7 +98,7 @@ MetricsLog::~MetricsLog() { std::fclose(jsonl_); }
 
 void MetricsLog::record(const char* kind, std::int64_t iteration, std::int64_t epoch, std::int64_t step,
             std::int64_t consumed, const train::SpinMetrics& s, const train::SpinStepMetrics* m) {
-  std::fputs(metrics_json(kind, iteration, epoch, step, consumed, s, m).c_str(), jsonl_);
+  std::fputs(metrics_json(kind, iteration, epoch, step, consumed, s, m, peak_tflops_).c_str(), jsonl_);
   std::fflush(jsonl_);
   if (!tensorboard_) return;
   const std::string prefix = cat(kind, "/");
@@ -110,6 +116,8 @@ void MetricsLog::record(const char* kind, std::int64_t iteration, std::int64_t e
     put("lr", m->lr);
     put("grad_norm", m->grad_norm);
     put("tokens_per_second", m->tokens_per_second);
+  put("tflops_per_rank", m->tflops_per_rank);
+  if (peak_tflops_ > 0.0) put("mfu", m->tflops_per_rank / peak_tflops_);
     put("consumed_samples", static_cast<double>(consumed));
   } else {
     put("sft_nll", s.sft_nll);

@@ -16,14 +16,17 @@ namespace spin::app {
 // 45s, 12m30s, 3h05m.
 std::string duration_text(double seconds);
 
-// One metrics.jsonl line: a training step's (with `m`) or a validation's (without: its sft_nll).
+// One metrics.jsonl line: a training step's (with `m`; its MFU when peak_tflops, a rank's peak,
+// is known) or a validation's (without: its sft_nll).
 std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t epoch, std::int64_t step,
-                         std::int64_t consumed, const train::SpinMetrics& s, const train::SpinStepMetrics* m);
+                         std::int64_t consumed, const train::SpinMetrics& s, const train::SpinStepMetrics* m,
+                         double peak_tflops = 0.0);
 
 class MetricsLog {
  public:
   // A resumed run (resumed_step > 0) keeps the lines up to its step and appends after them.
-  MetricsLog(const std::string& save_dir, bool tensorboard, std::int64_t resumed_step);
+  // peak_tflops: a rank's peak (logging.peak_tflops), for the MFU; 0: unknown.
+  MetricsLog(const std::string& save_dir, bool tensorboard, std::int64_t resumed_step, double peak_tflops);
   ~MetricsLog();
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
@@ -32,6 +35,7 @@ class MetricsLog {
               std::int64_t consumed, const train::SpinMetrics& s, const train::SpinStepMetrics* m);
 
  private:
+  double peak_tflops_ = 0.0;
   std::FILE* jsonl_ = nullptr;
   std::optional<train::TensorBoardWriter> tensorboard_;
 };

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/profile.h"
+#include "model/flops.h"
 #include "train/pipeline_scorer.h"
 
 namespace spin::train {
@@ -501,10 +502,16 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   out.grad_norm = m.grad_norm;
   out.applied = m.applied;
   out.skipped_total = m.skipped_total;
-  double tokens = 0.0;
-  for (const auto& b : r.micro_batches) tokens += static_cast<double>(b.rows());
-  grid_.dp().all_reduce(&tokens, 1);
-  out.tokens_per_second = tokens / std::max(out.seconds_training, 1e-9);
+  std::vector<std::int64_t> lengths;
+  for (const auto& seqs : r.sequences) {
+    for (const model::Sequence& s : seqs) lengths.push_back(static_cast<std::int64_t>(s.tokens.size()));
+  }
+  double totals[2] = {0.0, model::training_flops(transformer_.config(), lengths)};
+  for (const auto& b : r.micro_batches) totals[0] += static_cast<double>(b.rows());
+  grid_.dp().all_reduce(totals, 2);
+  out.tokens_per_second = totals[0] / std::max(out.seconds_training, 1e-9);
+  out.training_flops = totals[1];
+  out.tflops_per_rank = totals[1] / std::max(out.seconds_training, 1e-9) / grid_.world().size() / 1e12;
   return out;
 }
 

@@ -119,6 +119,11 @@ struct SpinStepMetrics {
   bool applied = false;
   std::int64_t skipped_total = 0;
   double tokens_per_second = 0.0;   // policy training tokens (real + generated) per second
+  // The model FLOPs of the policy's forward + backward over the step's sequences, all replicas
+  // (model/flops.h), and their rate per rank over seconds_training: Megatron's "TFLOP/s per
+  // GPU", the training phase's (generation and reference scoring are not in it).
+  double training_flops = 0.0;
+  double tflops_per_rank = 0.0;
   double seconds_generation = 0.0;
   double seconds_reference = 0.0;
   double seconds_training = 0.0;

@@ -38,7 +38,7 @@ except ImportError:  # reported where used
     h5py = None
     np = None
 
-TIMINGS = {"tokens_per_second", "seconds_generation", "seconds_reference", "seconds_training"}
+TIMINGS = {"tokens_per_second", "tflops_per_rank", "mfu", "seconds_generation", "seconds_reference", "seconds_training"}
 
 
 def metrics(path):

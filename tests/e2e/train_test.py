@@ -85,13 +85,22 @@ def case_layouts(args, tmp):
     config = setup(tmp)
     out1, out4 = os.path.join(tmp, "one"), os.path.join(tmp, "four")
     run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out1], 1)
-    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out4,
-                          "--parallel.tp", "2", "--parallel.pp", "2"], 4)
+    r4 = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out4,
+                               "--parallel.tp", "2", "--parallel.pp", "2", "--logging.peak_tflops", "0.5"], 4)
     a, b = metrics(os.path.join(out1, "metrics.jsonl")), metrics(os.path.join(out4, "metrics.jsonl"))
     assert len(a) == len(b) == 14, (len(a), len(b))  # 2 x 6 steps + 2 validations
     for x, y in zip(a, b):
         for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "generated_length_mean"]:
             assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
+        # Model FLOPs: the same sequences on every layout; their rate per rank over the training
+        # phase, and with logging.peak_tflops its share of that peak.
+        if x["kind"] == "train":
+            assert x["training_flops"] == y["training_flops"] > 0, (x, y)
+            for m, ranks in ((x, 1), (y, 4)):
+                rate = m["training_flops"] / m["seconds_training"] / ranks / 1e12
+                assert abs(m["tflops_per_rank"] - rate) <= 1e-4 * rate, (m, rate)
+            assert "mfu" not in x and abs(y["mfu"] - y["tflops_per_rank"] / 0.5) <= 1e-5 * y["mfu"], y
+    assert re.search(r"tok/s, [0-9.e+-]+ TFLOP/s a rank \(MFU \d+%\)", r4.stdout), r4.stdout[-1500:]
     firsts = [m for m in a if m["kind"] == "train" and m["step"] in (1, 7)]
     assert len(firsts) == 2
     for m in firsts:
@@ -264,7 +273,7 @@ def case_config(args, tmp):
       r"spin\.label_smoothing applies to the sigmoid loss only, not hinge")
 
 
-TIMINGS = {"tokens_per_second", "seconds_generation", "seconds_reference", "seconds_training"}
+TIMINGS = {"tokens_per_second", "tflops_per_rank", "mfu", "seconds_generation", "seconds_reference", "seconds_training"}
 
 
 def untimed(path):

@@ -1,0 +1,27 @@
+#include "model/flops.h"
+
+#include <algorithm>
+
+namespace spin::model {
+
+double matmul_parameters(const ModelConfig& c) {
+  const auto h = static_cast<double>(c.hidden_size);
+  const double attention = h * static_cast<double>(c.head_dim) * 2.0 * static_cast<double>(c.num_heads + c.num_kv_heads);
+  const double mlp = 3.0 * h * static_cast<double>(c.intermediate_size);  // gate, up, down
+  return static_cast<double>(c.num_layers) * (attention + mlp) + static_cast<double>(c.vocab_size) * h;
+}
+
+double training_flops(const ModelConfig& c, std::span<const std::int64_t> sequence_lengths) {
+  const double d = static_cast<double>(c.num_heads) * static_cast<double>(c.head_dim);
+  double tokens = 0.0, attention = 0.0;
+  for (const std::int64_t s : sequence_lengths) {
+    tokens += static_cast<double>(s);
+    for (std::int64_t layer = 0; layer < c.num_layers; ++layer) {
+      const std::int64_t span = c.windowed(layer) ? std::min(s, *c.sliding_window) : s;
+      attention += static_cast<double>(s) * static_cast<double>(span);
+    }
+  }
+  return 6.0 * matmul_parameters(c) * tokens + 12.0 * d * attention;
+}
+
+}  // namespace spin::model
