@@ -56,9 +56,9 @@ PooledBuffer random_floats(Index n, float scale = 2.0f) {
 
 // TinyLlama-1.1B's parameters as ranges of one flat buffer, in the model's order: the
 // embedding, per layer two norms (no weight decay) and seven matrices, the final norm, the head.
-std::vector<spin::kernels::Kernels::AdamWRange> tinyllama_ranges() {
+std::vector<spin::kernels::Kernels::UpdateRange> tinyllama_ranges() {
   const Index hidden = 2048, kv = 256, mlp = 5632, vocab = 32000, layers = 22;
-  std::vector<spin::kernels::Kernels::AdamWRange> ranges;
+  std::vector<spin::kernels::Kernels::UpdateRange> ranges;
   Index at = 0;
   const auto add = [&](Index n, bool decay) {
     ranges.push_back({at, n, decay});
@@ -185,7 +185,7 @@ int main() {
   }
   {
     // TinyLlama-1.1B's 201 tensors, as Optimizer::step hands them over: one launch for all.
-    const std::vector<spin::kernels::Kernels::AdamWRange> ranges = tinyllama_ranges();
+    const std::vector<spin::kernels::Kernels::UpdateRange> ranges = tinyllama_ranges();
     std::vector<spin::kernels::Kernels::Range> norm_ranges;
     for (const auto& r : ranges) norm_ranges.push_back({r.offset, r.length});
     const Index n = ranges.back().offset + ranges.back().length;

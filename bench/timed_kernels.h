@@ -200,9 +200,13 @@ class TimedKernels final : public kernels::Kernels {
     time("optimizer", [&] { r = inner_.sum_squares(x, ranges, count); });
     return r;
   }
-  void adamw_update(float* p, std::uint16_t* p16, const float* g, float* m, float* v, const AdamWRange* ranges,
+  void adamw_update(float* p, std::uint16_t* p16, const float* g, float* m, float* v, const UpdateRange* ranges,
                     Index count, const AdamW& h) const override {
     time("optimizer", [&] { inner_.adamw_update(p, p16, g, m, v, ranges, count, h); });
+  }
+  void rmsprop_update(float* p, std::uint16_t* p16, const float* g, float* v, const UpdateRange* ranges, Index count,
+                      const RmsProp& h) const override {
+    time("optimizer", [&] { inner_.rmsprop_update(p, p16, g, v, ranges, count, h); });
   }
   void sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid, Index vocab_start,
                        const std::int32_t* history, const Index* offsets, float penalty, const std::uint8_t* ban_eos,

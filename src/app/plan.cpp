@@ -15,6 +15,7 @@
 #include "generate/generator.h"
 #include "parallel/job_errors.h"
 #include "train/memory_plan.h"
+#include "train/optimizer.h"
 
 namespace spin::app {
 
@@ -31,7 +32,7 @@ constexpr const char* kUsage =
     "--gpus GPUs that fit. Exit status 0: the layout fits; 3: it does not.";
 
 struct PlanOptions {
-  std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda", attention_backend = "auto";
+  std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda", attention_backend = "auto", optimizer = "adamw";
   int tp = 1, pp = 1, dp = 1, gpus = 0, gpus_per_node = 8;
   std::int64_t micro_batch = 1, seq = 0, global_batch = 0, rollout_batch = 0, rollout_step_tokens = 0;
   std::int64_t logits_chunk_rows = 0;
@@ -57,7 +58,9 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
        "sequences generated at once per replica (spin.rollout_batch_size; 0: the micro-batch)")
       ("rollout-step-tokens", po::value(&o.rollout_step_tokens)->default_value(o.rollout_step_tokens),
        "tokens per generation model call (spin.rollout_step_tokens; 0: no limit)")
-      ("distributed-optimizer", po::bool_switch(&o.distributed), "shard the AdamW moments over DP (ZeRO-1)")
+      ("distributed-optimizer", po::bool_switch(&o.distributed), "shard the optimizer state over DP (ZeRO-1)")
+      ("optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
+       "optim.name: adamw (m and v, 8 bytes a parameter) or rmsprop (v, 4 bytes)")
       ("ref-offload", po::bool_switch(&o.ref_offload), "keep the reference weights in host memory")
       ("recompute-activations", po::bool_switch(&o.recompute),
        "keep only each layer's input under 1F1B (model.recompute_activations)")
@@ -75,6 +78,7 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
   if (!parse_options_or_help(desc, argc, argv, "spin plan", kUsage, print)) return std::nullopt;
   require(o.device == "cuda" || o.device == "cpu", "spin plan: --device \"", o.device, "\" is not cuda or cpu");
   parse_attention_backend(o.attention_backend);
+  train::parse_optimizer_algorithm(o.optimizer, "spin plan: --optimizer");
   require(o.gpus >= 0 && o.gpus_per_node >= 1, "spin plan: --gpus and --gpus-per-node must be positive");
   require(o.logits_chunk_rows >= 0, "spin plan: --logits-chunk-rows must be 0 (off) or positive");
   return o;
@@ -121,6 +125,9 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.sequence_parallel = o.sequence_parallel;
     request.logits_chunk_rows = o.logits_chunk_rows;
     request.precision = o.device == "cpu" ? train::Precision::cpu() : train::Precision::cuda();
+    if (train::parse_optimizer_algorithm(o.optimizer, "spin plan: --optimizer") == train::OptimizerAlgorithm::RmsProp) {
+      request.precision.moments = 4;  // v alone
+    }
     if (parse_attention_backend(o.attention_backend) == AttentionBackend::Unfused) {
       request.precision.attention_probs = true;
     }
@@ -173,7 +180,9 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
   row("policy weights", plan.stages, &S::weights);
   row("gradients", plan.stages, &S::grads);
   row(request.precision.master > 0 ? "master weights (fp32)" : "master weights (= the weights)", plan.stages, &S::masters);
-  row(o.distributed ? "AdamW moments (distributed)" : "AdamW moments", plan.stages, &S::optimizer);
+  const std::string state = cat(o.optimizer == "rmsprop" ? "RMSprop state" : "AdamW moments",
+                                o.distributed ? " (distributed)" : "");
+  row(state.c_str(), plan.stages, &S::optimizer);
   row("reference weights", plan.stages, &S::reference);
   row("RoPE tables", plan.stages, &S::rope);
   std::printf("  %-34s", "activations (1F1B in flight)");

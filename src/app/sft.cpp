@@ -56,7 +56,8 @@ struct SftOptions {
   double lr = 1e-5, min_lr = 0.0;
   std::string schedule = "constant";
   std::int64_t warmup_steps = 0, decay_steps = 0, constant_steps = 0;
-  float weight_decay = 0.0f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  std::string optimizer = "adamw";
+  float weight_decay = 0.0f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, alpha = 0.99f;
   bool no_decay_embeddings = false;
   double clip_grad = 1.0;
   bool distributed_optimizer = false;
@@ -111,11 +112,15 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "linear/cosine: step at which min-lr is reached (0: the last step)")
       ("constant-steps", po::value(&o.constant_steps)->default_value(o.constant_steps),
        "nemo-cosine: steps held at min-lr at the end")
-      ("weight-decay", po::value(&o.weight_decay)->default_value(o.weight_decay), "AdamW decoupled weight decay (never on norms)")
+      ("optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
+       "adamw (torch.optim.AdamW) or rmsprop (torch.optim.RMSprop, not centered, no momentum)")
+      ("weight-decay", po::value(&o.weight_decay)->default_value(o.weight_decay),
+       "weight decay, never on norms: AdamW's decoupled, RMSprop's L2 (as PyTorch's)")
       ("no-decay-embeddings", po::bool_switch(&o.no_decay_embeddings), "no weight decay on the embedding and LM head")
       ("adam-beta1", po::value(&o.beta1)->default_value(o.beta1), "AdamW beta1")
       ("adam-beta2", po::value(&o.beta2)->default_value(o.beta2), "AdamW beta2")
-      ("adam-eps", po::value(&o.eps)->default_value(o.eps), "AdamW epsilon")
+      ("adam-eps", po::value(&o.eps)->default_value(o.eps), "AdamW's (and RMSprop's) epsilon")
+      ("rmsprop-alpha", po::value(&o.alpha)->default_value(o.alpha), "RMSprop's smoothing constant")
       ("clip-grad", po::value(&o.clip_grad)->default_value(o.clip_grad), "max global gradient L2 norm (0: off)")
       ("recompute-activations", po::bool_switch(&o.recompute_activations),
        "keep only each layer's input for the backward and recompute the rest (one more forward)")
@@ -161,6 +166,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   require(o.clip_grad >= 0, "spin sft: --clip-grad must not be negative");
   require(o.save_interval >= 0, "spin sft: --save-interval must not be negative");
   require(o.keep_last >= 0, "spin sft: --keep-last must not be negative");
+  train::parse_optimizer_algorithm(o.optimizer, "spin sft: --optimizer");  // a known name, before any work
+  require(o.alpha >= 0.0f && o.alpha < 1.0f, "spin sft: --rmsprop-alpha must be in [0, 1), got ", o.alpha);
   require(!o.save_dir.empty() || (o.save_interval == 0 && !o.resume && o.exit_duration_mins == 0.0),
           "spin sft: --save-interval, --exit-duration-mins and --resume need --save-dir");
   set_time_limit(o.exit_duration_mins, "spin sft: --exit-duration-mins");
@@ -233,6 +240,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   transformer.set_sequence_parallel(o.sequence_parallel);
   transformer.set_logits_chunk_rows(o.logits_chunk_rows);
   train::OptimizerConfig oc;
+  oc.algorithm = train::parse_optimizer_algorithm(o.optimizer, "spin sft: --optimizer");
+  oc.alpha = o.alpha;
   oc.beta1 = o.beta1;
   oc.beta2 = o.beta2;
   oc.eps = o.eps;

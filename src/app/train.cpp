@@ -117,6 +117,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   std::int64_t total_steps = 0;
   std::vector<train::LrSchedule> schedules;  // one for the run, or per iteration (optim.reset_each_iteration)
   DType save_dtype = DType::F32;
+  train::OptimizerAlgorithm optimizer_algorithm = train::OptimizerAlgorithm::AdamW;
   const char* template_name = "";
   std::optional<ProfileWindow> profile_window;
   parallel::run_collectively(world, [&] {
@@ -126,6 +127,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     shard = plan_model_shard(c.model_path, grid, c.pp_layers);
     const model::ModelConfig& mc = shard->config;
     save_dtype = parse_dtype_name(c.save_dtype);
+    optimizer_algorithm = train::parse_optimizer_algorithm(c.optimizer, "optim.name");
+    require(c.rmsprop_alpha >= 0.0f && c.rmsprop_alpha < 1.0f, "optim.alpha must be in [0, 1), got ", c.rmsprop_alpha);
     tokenizer = load_tokenizer(c.model_path, mc);
     // Every sample must leave room for a generated response of max_new_tokens.
     data::LengthLimits limits;
@@ -231,6 +234,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   transformer.set_sequence_parallel(c.sequence_parallel);
   transformer.set_logits_chunk_rows(c.logits_chunk_rows);
   train::OptimizerConfig oc;
+  oc.algorithm = optimizer_algorithm;
+  oc.alpha = c.rmsprop_alpha;
   oc.beta1 = c.adam_beta1;
   oc.beta2 = c.adam_beta2;
   oc.eps = c.adam_eps;
@@ -277,6 +282,10 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       same("global_batch_size", c.global_batch_size, "prompts per step (spin.global_batch_size)");
       same("steps_per_epoch", shape.steps_per_epoch(0), "steps per epoch (the train file or batch size differ)");
       same("epochs", c.epochs, "epochs per iteration (spin.max_epochs)");
+      const std::string saved_optimizer = state.value("optimizer", std::string("adamw"));
+      require(saved_optimizer == c.optimizer, loaded, " holds the state of optimizer ", saved_optimizer,
+              "; this run has optim.name = ", c.optimizer, ": start from its weights alone with model.path (export it "
+              "with spin ckpt export-hf) or keep its optimizer");
       const bool mixed = state.value("mix_previous_iteration", false);
       require(mixed == c.mix_previous_iteration, loaded, " was saved by a run ", mixed ? "with" : "without",
               " spin.mix_previous_iteration; this run is ", c.mix_previous_iteration ? "with" : "without",
@@ -389,6 +398,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         {"consumed_samples", step * c.global_batch_size}, {"global_batch_size", c.global_batch_size},
         {"steps_per_epoch", shape.steps_per_epoch(0)}, {"epochs", c.epochs},
         {"mix_previous_iteration", c.mix_previous_iteration},
+        {"optimizer", c.optimizer},
         {"optimizer_steps", optimizer.steps_taken()}, {"optimizer_skipped", optimizer.steps_skipped()},
         {"reference", with_reference ? "saved" : "policy"},
         // The random streams are counter-based, keyed by these seeds and the position above.

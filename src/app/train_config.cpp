@@ -139,11 +139,16 @@ void declare(OptionTable& t, TrainConfig& c) {
         "warm-up as a share of the schedule's steps, rounded up (Hugging Face's warmup_ratio; instead of warmup_steps)");
   t.add("optim.decay_steps", &c.lr_decay_steps, "linear/cosine: step at which min_lr is reached (0: the last)");
   t.add("optim.constant_steps", &c.constant_steps, "nemo-cosine: steps held at min_lr at the end");
-  t.add("optim.weight_decay", &c.weight_decay, "AdamW decoupled weight decay (never on norms)");
+  t.add("optim.name", &c.optimizer,
+        "adamw (torch.optim.AdamW) or rmsprop (torch.optim.RMSprop, not centered, no momentum: the SPIN code's "
+        "optimizer, half the state)");
+  t.add("optim.weight_decay", &c.weight_decay,
+        "weight decay, never on norms: AdamW's decoupled (p -= lr wd p), RMSprop's L2 (g += wd p), as PyTorch's");
   t.add("optim.decay_embeddings", &c.decay_embeddings, "apply weight decay to the embedding and LM head");
   t.add("optim.beta1", &c.adam_beta1, "AdamW beta1");
   t.add("optim.beta2", &c.adam_beta2, "AdamW beta2");
-  t.add("optim.eps", &c.adam_eps, "AdamW epsilon");
+  t.add("optim.eps", &c.adam_eps, "AdamW's / RMSprop's epsilon");
+  t.add("optim.alpha", &c.rmsprop_alpha, "RMSprop's smoothing constant of the squared gradients' average");
   t.add("optim.clip_grad", &c.clip_grad, "max global gradient L2 norm (0: off)");
   t.add("optim.reset_each_iteration", &c.reset_each_iteration,
         "every self-play iteration a training run of its own, as the SPIN code's: the LR schedule (warm-up, decay) "

@@ -42,7 +42,8 @@ struct TrainConfig {
   std::string lr_schedule = "constant";
   std::int64_t warmup_steps = 0, lr_decay_steps = 0, constant_steps = 0;
   double warmup_ratio = 0.0;
-  float weight_decay = 0.0f, adam_beta1 = 0.9f, adam_beta2 = 0.999f, adam_eps = 1e-8f;
+  std::string optimizer = "adamw";  // adamw or rmsprop
+  float weight_decay = 0.0f, adam_beta1 = 0.9f, adam_beta2 = 0.999f, adam_eps = 1e-8f, rmsprop_alpha = 0.99f;
   bool decay_embeddings = true;
   double clip_grad = 1.0;
   bool distributed_optimizer = false;

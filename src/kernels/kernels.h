@@ -289,8 +289,9 @@ class Kernels {
     }
     float decay() const { return 1.0f - lr * weight_decay; }
   };
-  // A run of parameters and whether weight decay applies to it (not to norms, say).
-  struct AdamWRange {
+  // A run of parameters and whether weight decay applies to it (not to norms, say): the
+  // optimizers' update tables.
+  struct UpdateRange {
     Index offset = 0;
     Index length = 0;
     bool decay = true;
@@ -300,8 +301,19 @@ class Kernels {
   // each updated parameter is written there too, at the same index: the products' copy is
   // refreshed without a second pass.
   virtual void adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m,
-                            float* v, const AdamWRange* ranges, Index count,
+                            float* v, const UpdateRange* ranges, Index count,
                             const AdamW& h) const = 0;
+
+  // One RMSprop step with PyTorch's semantics (torch.optim.RMSprop, not centered, no momentum;
+  // the SPIN code's optimizer): with g = grad_scale * grad + weight_decay * p (L2 weight decay,
+  // on the ranges that decay),
+  //   v = alpha v + (1 - alpha) g^2;  p -= lr * g / (sqrt(v) + eps).
+  struct RmsProp {
+    float lr, alpha, eps, weight_decay, grad_scale;
+  };
+  // The step over every range of param, grad and v, in one pass; param_bf16 as adamw_update's.
+  virtual void rmsprop_update(float* param, std::uint16_t* param_bf16, const float* grad, float* v,
+                              const UpdateRange* ranges, Index count, const RmsProp& h) const = 0;
 
   // The sampler's processed logits (generate/sampling.h): z[r, v] for v < valid from this
   // shard's logits [n, ld] -- the repetition penalty (x / penalty if x > 0, else x * penalty;

@@ -32,7 +32,7 @@ struct Precision {
   int weight = 4;      // bytes per parameter: policy (and reference) weights
   int grad = 4;        // gradient accumulation buffer
   int master = 0;      // float32 master copy (0: the weights are the masters)
-  int moments = 8;     // AdamW m and v
+  int moments = 8;     // AdamW m and v (RMSprop: v alone, 4)
   int activation = 4;  // saved activations and the KV cache
   // Probabilities kept (cpu) or a log-sum-exp per head and row (the fused CUDA kernels, for the
   // head sizes they take: attention_keeps_probs).

@@ -10,6 +10,16 @@
 
 namespace spin::train {
 
+OptimizerAlgorithm parse_optimizer_algorithm(const std::string& name, const char* setting) {
+  if (name == "adamw") return OptimizerAlgorithm::AdamW;
+  if (name == "rmsprop") return OptimizerAlgorithm::RmsProp;
+  fail(setting, " \"", name, "\" is not adamw or rmsprop");
+}
+
+const char* optimizer_algorithm_name(OptimizerAlgorithm algorithm) {
+  return algorithm == OptimizerAlgorithm::AdamW ? "adamw" : "rmsprop";
+}
+
 Optimizer::Optimizer(const OptimizerConfig& config, const parallel::ProcessGrid& grid,
                      model::ModelWeights& params, model::ModelWeights& grads,
                      const kernels::Kernels& k)
@@ -26,7 +36,7 @@ Optimizer::Optimizer(const OptimizerConfig& config, const parallel::ProcessGrid&
     begin_ = 0;
     end_ = total;
   }
-  m_ = Tensor::zeros({end_ - begin_}, DType::F32, params.device());
+  if (config.algorithm == OptimizerAlgorithm::AdamW) m_ = Tensor::zeros({end_ - begin_}, DType::F32, params.device());
   v_ = Tensor::zeros({end_ - begin_}, DType::F32, params.device());
 
   // The owned region, cut at parameter boundaries. Gaps (alignment padding) hold zeros and are
@@ -100,7 +110,7 @@ void Optimizer::reduce_the_rest() {
 }
 
 std::size_t Optimizer::state_bytes() const {
-  return m_.nbytes() + v_.nbytes();
+  return (m_.defined() ? m_.nbytes() : 0) + v_.nbytes();
 }
 
 OptimizerStep Optimizer::step(double lr, bool loss_is_finite) {
@@ -144,16 +154,23 @@ OptimizerStep Optimizer::step(double lr, bool loss_is_finite) {
   const double clip = config_.clip_grad;
   const double scale = clip > 0.0 && result.grad_norm > clip ? clip / (result.grad_norm + 1e-6) : 1.0;
   ++steps_;
-  const kernels::Kernels::AdamW h{static_cast<float>(lr), config_.beta1, config_.beta2, config_.eps,
-                                  config_.weight_decay, static_cast<float>(scale), steps_};
   float* params = params_.flat().f32();
   // Mixed precision: the products' bf16 copy of the new values, written by the same pass --
   // unless the distributed optimizer updates only this rank's part, when the whole copy is
   // refreshed after the all-gather.
   const bool fused_bf16 = params_.has_bf16() && !config_.distributed;
   std::uint16_t* params_bf16 = fused_bf16 ? params_.flat_bf16().bf16() + begin_ : nullptr;
-  k_.adamw_update(params + begin_, params_bf16, owned_grad, m_.f32(), v_.f32(), update_ranges_.data(),
-                  std::ssize(update_ranges_), h);
+  if (config_.algorithm == OptimizerAlgorithm::AdamW) {
+    const kernels::Kernels::AdamW h{static_cast<float>(lr), config_.beta1, config_.beta2, config_.eps,
+                                    config_.weight_decay, static_cast<float>(scale), steps_};
+    k_.adamw_update(params + begin_, params_bf16, owned_grad, m_.f32(), v_.f32(), update_ranges_.data(),
+                    std::ssize(update_ranges_), h);
+  } else {
+    const kernels::Kernels::RmsProp h{static_cast<float>(lr), config_.alpha, config_.eps, config_.weight_decay,
+                                      static_cast<float>(scale)};
+    k_.rmsprop_update(params + begin_, params_bf16, owned_grad, v_.f32(), update_ranges_.data(),
+                      std::ssize(update_ranges_), h);
+  }
   // 5. Every DP rank gets the parameters the others updated.
   if (config_.distributed) {
     grid_.dp().all_gather(params + begin_, params, static_cast<std::size_t>(end_ - begin_));
@@ -164,9 +181,18 @@ OptimizerStep Optimizer::step(double lr, bool loss_is_finite) {
   return result;
 }
 
+namespace {
+// The checkpoint groups of an algorithm's state buffers (m, v), PyTorch's names; "" for none.
+std::pair<const char*, const char*> state_groups(OptimizerAlgorithm algorithm) {
+  if (algorithm == OptimizerAlgorithm::AdamW) return {"optimizer/exp_avg", "optimizer/exp_avg_sq"};
+  return {"", "optimizer/square_avg"};
+}
+}  // namespace
+
 std::vector<ckpt::PieceWrite> Optimizer::state_pieces() const {
-  host_m_ = host_readable(m_);
+  if (m_.defined()) host_m_ = host_readable(m_);
   host_v_ = host_readable(v_);
+  const auto [m_group, v_group] = state_groups(config_.algorithm);
   std::vector<ckpt::PieceWrite> pieces;
   const auto& state = params_.sharded_state_dict();
   for (const Segment& s : segments_) {
@@ -175,15 +201,15 @@ std::vector<ckpt::PieceWrite> Optimizer::state_pieces() const {
     const std::int64_t local_begin = s.offset - s.param_offset;
     for (const ckpt::ShardRectangle& r : ckpt::shard_rectangles(p, local_begin, local_begin + s.length)) {
       const std::int64_t at = s.param_offset + r.local_offset;  // flat offset of the rectangle
-      pieces.push_back({"optimizer/exp_avg", p.name, p.global_shape, r.start, r.count, moment(host_m_, at)});
-      pieces.push_back({"optimizer/exp_avg_sq", p.name, p.global_shape, r.start, r.count, moment(host_v_, at)});
+      if (m_.defined()) pieces.push_back({m_group, p.name, p.global_shape, r.start, r.count, moment(host_m_, at)});
+      pieces.push_back({v_group, p.name, p.global_shape, r.start, r.count, moment(host_v_, at)});
     }
   }
   return pieces;
 }
 
 void Optimizer::reset_state() {
-  m_.zero_();
+  if (m_.defined()) m_.zero_();
   v_.zero_();
   steps_ = 0;
   skipped_ = 0;
@@ -192,18 +218,22 @@ void Optimizer::reset_state() {
 
 void Optimizer::load_state(const ckpt::CheckpointReader& reader, std::int64_t steps,
                            std::int64_t skipped) {
-  const Tensor m = host_readable(m_), v = host_readable(v_);
+  const Tensor m = m_.defined() ? host_readable(m_) : Tensor(), v = host_readable(v_);
+  const auto [m_group, v_group] = state_groups(config_.algorithm);
+  const auto groups = reader.groups();
+  require(std::find(groups.begin(), groups.end(), v_group) != groups.end(), reader.dir(), " holds no ", v_group,
+          ": it was saved with another optimizer than this run's ", optimizer_algorithm_name(config_.algorithm));
   const auto& state = params_.sharded_state_dict();
   for (const Segment& s : segments_) {
     const ShardedTensor& p = state[s.param];
     const std::int64_t local_begin = s.offset - s.param_offset;
     for (const ckpt::ShardRectangle& r : ckpt::shard_rectangles(p, local_begin, local_begin + s.length)) {
       const std::int64_t at = s.param_offset + r.local_offset;
-      reader.read("optimizer/exp_avg", p.name, r.start, r.count, moment(m, at));
-      reader.read("optimizer/exp_avg_sq", p.name, r.start, r.count, moment(v, at));
+      if (m.defined()) reader.read(m_group, p.name, r.start, r.count, moment(m, at));
+      reader.read(v_group, p.name, r.start, r.count, moment(v, at));
     }
   }
-  m_.copy_from(m);
+  if (m.defined()) m_.copy_from(m);
   v_.copy_from(v);
   steps_ = steps;
   skipped_ = skipped;

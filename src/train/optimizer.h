@@ -1,5 +1,6 @@
-// Optimizer: data-parallel gradient reduction, global-norm clipping and AdamW over one rank's
-// flat parameter buffer (model/weights.h), optionally as a distributed optimizer (ZeRO-1).
+// Optimizer: data-parallel gradient reduction, global-norm clipping and AdamW (or RMSprop, the
+// SPIN code's) over one rank's flat parameter buffer (model/weights.h), optionally as a
+// distributed optimizer (ZeRO-1).
 //   plain:        gradients all-reduced over DP in buckets; every DP rank keeps the full AdamW
 //                 state (m, v) and updates every parameter.
 //   distributed:  gradients reduce-scattered over DP (in place: rank r's summed part lands at
@@ -18,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "checkpoint/sharded_checkpoint.h"
@@ -28,7 +30,18 @@
 
 namespace spin::train {
 
+enum class OptimizerAlgorithm {
+  AdamW,    // torch.optim.AdamW: moments m and v, decoupled weight decay
+  RmsProp,  // torch.optim.RMSprop (not centered, no momentum): v alone, L2 weight decay
+};
+
+// "adamw" / "rmsprop"; throws naming `setting` (optim.name, --optimizer) for another name.
+OptimizerAlgorithm parse_optimizer_algorithm(const std::string& name, const char* setting);
+const char* optimizer_algorithm_name(OptimizerAlgorithm algorithm);
+
 struct OptimizerConfig {
+  OptimizerAlgorithm algorithm = OptimizerAlgorithm::AdamW;
+  float alpha = 0.99f;  // RMSprop's smoothing constant (torch's default)
   float beta1 = 0.9f;
   float beta2 = 0.999f;
   float eps = 1e-8f;
@@ -75,16 +88,18 @@ class Optimizer {
   std::int64_t steps_taken() const { return steps_; }
   std::int64_t steps_skipped() const { return skipped_; }
 
-  // Checkpointing. The AdamW moments this rank holds, as pieces of global tensors in groups
-  // "optimizer/exp_avg" and "optimizer/exp_avg_sq" -- primary copies only, so that across the
-  // ranks that write (DP rank 0, or every DP rank when distributed) each value appears once.
-  // The pieces point into host memory (a copy of device moments) valid until the next call.
+  // Checkpointing. The optimizer state this rank holds, as pieces of global tensors in groups
+  // named as PyTorch names the state -- AdamW's "optimizer/exp_avg" and "optimizer/exp_avg_sq",
+  // RMSprop's "optimizer/square_avg" -- primary copies only, so that across the ranks that
+  // write (DP rank 0, or every DP rank when distributed) each value appears once. The pieces
+  // point into host memory (a copy of device state) valid until the next call.
   std::vector<ckpt::PieceWrite> state_pieces() const;
-  // Restores the moments of every element this rank holds (from a checkpoint of any layout,
-  // distributed or not) and the step counters.
+  // Restores the state of every element this rank holds (from a checkpoint of any layout,
+  // distributed or not, of the same algorithm) and the step counters.
   void load_state(const ckpt::CheckpointReader& reader, std::int64_t steps, std::int64_t skipped);
-  // AdamW state held by this rank.
+  // Optimizer state held by this rank.
   std::size_t state_bytes() const;
+  OptimizerAlgorithm algorithm() const { return config_.algorithm; }
   // A fresh optimizer over the same parameters: moments and step counters back to zero (a new
   // run's, as the SPIN code starts every self-play iteration).
   void reset_state();
@@ -107,7 +122,7 @@ class Optimizer {
   const kernels::Kernels& k_;
   std::int64_t begin_ = 0, end_ = 0;  // the region of the flat buffer this rank updates
   std::vector<Segment> segments_;
-  std::vector<kernels::Kernels::AdamWRange> update_ranges_;  // segments_, from begin_
+  std::vector<kernels::Kernels::UpdateRange> update_ranges_;  // segments_, from begin_
   std::vector<kernels::Kernels::Range> norm_ranges_;         // the primary ones
   struct InFlight {
     std::int64_t begin, end;  // flat range of the gradients being reduced
@@ -120,7 +135,7 @@ class Optimizer {
   // Reduces what reduce_layer_async did not, after waiting for what it did: all-reduced (plain)
   // or reduced to the owners (distributed).
   void reduce_the_rest();
-  Tensor m_, v_;                  // on the parameters' device
+  Tensor m_, v_;                  // on the parameters' device; m_ AdamW's only
   mutable Tensor host_m_, host_v_;  // what state_pieces() points into
   std::int64_t steps_ = 0;
   std::int64_t skipped_ = 0;

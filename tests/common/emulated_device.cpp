@@ -422,12 +422,18 @@ double EmulatedKernels::sum_squares(const float* x, const Range* ranges, Index c
   return cpu_->sum_squares(dev(x, extent_of(ranges, count), "sum_squares x"), ranges, count);
 }
 void EmulatedKernels::adamw_update(float* param, std::uint16_t* param_bf16, const float* grad,
-                                   float* m, float* v, const AdamWRange* ranges, Index count,
+                                   float* m, float* v, const UpdateRange* ranges, Index count,
                                    const AdamW& h) const {
   const Index n = extent_of(ranges, count);
   cpu_->adamw_update(dev(param, n, "adamw param"), dev(param_bf16, n, "adamw param bf16"),
                      dev(grad, n, "adamw grad"), dev(m, n, "adamw m"), dev(v, n, "adamw v"), ranges,
                      count, h);
+}
+void EmulatedKernels::rmsprop_update(float* param, std::uint16_t* param_bf16, const float* grad, float* v,
+                                     const UpdateRange* ranges, Index count, const RmsProp& h) const {
+  const Index n = extent_of(ranges, count);
+  cpu_->rmsprop_update(dev(param, n, "rmsprop param"), dev(param_bf16, n, "rmsprop param bf16"),
+                       dev(grad, n, "rmsprop grad"), dev(v, n, "rmsprop v"), ranges, count, h);
 }
 void EmulatedKernels::sampling_logits(float* z, const float* logits, Index n, Index ld,
                                       Index valid, Index start, const std::int32_t* history,

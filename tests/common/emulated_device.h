@@ -185,7 +185,9 @@ class EmulatedKernels final : public kernels::Kernels {
   void bias_backward(float* dbias, const float* dy, Index n, Index width) const override;
   double sum_squares(const float* x, const Range* ranges, Index count) const override;
   void adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m, float* v,
-                    const AdamWRange* ranges, Index count, const AdamW& h) const override;
+                    const UpdateRange* ranges, Index count, const AdamW& h) const override;
+  void rmsprop_update(float* param, std::uint16_t* param_bf16, const float* grad, float* v,
+                      const UpdateRange* ranges, Index count, const RmsProp& h) const override;
   void sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid,
                        Index vocab_start, const std::int32_t* history, const Index* offsets,
                        float penalty, const std::uint8_t* ban_eos, const std::int32_t* eos,

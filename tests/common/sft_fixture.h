@@ -28,6 +28,7 @@ struct SftSetup {
   int kv_heads = 2;  // of 4 heads: GQA by default; 4 allows TP 4
   bool overlap_grad_reduce = false;
   TinyFamily family = TinyFamily::Llama;
+  train::OptimizerAlgorithm optimizer = train::OptimizerAlgorithm::AdamW;
 };
 
 struct Result {
@@ -73,6 +74,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   const kernels::CpuKernels cpu;
   const model::Transformer transformer(config, dims, stage, grid.tp(), cpu);
   train::OptimizerConfig oc;
+  oc.algorithm = s.optimizer;
   oc.beta2 = 0.95f;
   // AdamW divides each gradient by its own running RMS, so an element whose exact gradient is
   // ~0 moves by about lr * g / (|g| + eps), with g decided by float rounding -- which differs

@@ -4,7 +4,7 @@ tests/mpi/train/memory_plan_test.cpp; this checks the command):
 
   cli   a 7B-shaped config.json at TP 8: the per-rank rows add up to the printed peak; the
         distributed optimizer shrinks the AdamW row by dp; the exit status says whether it fits
-        (0) or not (3); the suggested layouts use the GPUs given and fit; under mpirun one rank
+        (0) or not (3); RMSprop's state is half AdamW's; the suggested layouts use the GPUs given and fit; under mpirun one rank
         prints; bad input (missing model, tp not dividing the heads, a bad size, seq beyond the
         model) is one error line.
   configs  jobs/configs/*.ini hold only keys spin train knows, and the layout each is written
@@ -61,6 +61,11 @@ def case_cli(args, tmp):
     td = rows(d.stdout)
     assert abs(td["AdamW moments (distributed)"][0] * 4 - t["AdamW moments"][0]) < 0.01 * 2 ** 30, (td, t)
     assert re.search(r"peak %s of" % re.escape(m.group(1)), d.stdout), d.stdout
+    # RMSprop keeps one state buffer: half AdamW's row, and the peak that much lower.
+    rms = run(args.mpiexec, base + ["--optimizer", "rmsprop"], 1).stdout
+    tr = rows(rms)
+    assert abs(tr["RMSprop state"][0] * 2 - t["AdamW moments"][0]) < 0.01 * 2 ** 30, (tr, t)
+    assert abs(t["peak"][0] - tr["peak"][0] - tr["RMSprop state"][0]) < 0.02 * 2 ** 30, (tr, t)
     layouts = re.findall(r"--tp (\d+) --pp (\d+) \(dp (\d+)\).*peak (\d+\.\d+ GiB)", r.stdout)
     assert layouts, r.stdout
     for tp, pp, dp, peak in layouts:
@@ -99,6 +104,7 @@ def case_cli(args, tmp):
     e("tp-heads", ["--tp", "3", "--seq", "100"], r"num_attention_heads \(32\) is not divisible by tensor-parallel size 3", short)
     e("bad-size", ["--gpu-mem", "lots"], r"\"lots\" is not a size")
     e("bad-attention-backend", ["--attention-backend", "flash"], r"unknown attention backend 'flash'")
+    e("bad-optimizer", ["--optimizer", "sgd"], r"spin plan: --optimizer \"sgd\" is not adamw or rmsprop")
     e("seq-too-long", ["--seq", "5000"], r"beyond the model's 4096", short)
     e("batch-split", ["--global-batch", "6", "--seq", "100"], r"global batch 6 is not a multiple", short)
     e("step-tokens", ["--rollout-batch", "32", "--rollout-step-tokens", "8"],
@@ -147,6 +153,8 @@ def case_configs(args, tmp):
             cmd += ["--rollout-step-tokens", c["spin"]["rollout_step_tokens"]]
         if c["model"].get("logits_chunk_rows"):
             cmd += ["--logits-chunk-rows", c["model"]["logits_chunk_rows"]]
+        if c["optim"].get("name"):
+            cmd += ["--optimizer", c["optim"]["name"]]
         p = run(args.mpiexec, cmd, 1)
         assert p.returncode == 0, (name, p.returncode, p.stdout, p.stderr)
         print("%-20s keys valid; tp %d x pp %d on %d GPUs: %s" % (name, tp, pp, gpus,

@@ -194,6 +194,22 @@ def case_resume(args, tmp):
                  sft_command(args, model, data, os.path.join(tmp, "out3"), "--resume"),
                  r"--save-interval, --exit-duration-mins and --resume need --save-dir", 1, os.path.join(tmp, "out3"))
     print("--save-interval 3: steps 3 and 6 kept; other batch size and --resume without --save-dir refused")
+    # --optimizer rmsprop: its state (PyTorch's square_avg) goes into the checkpoints, which an
+    # AdamW run refuses by name.
+    rms_save = os.path.join(tmp, "rms_save")
+    rms = sft(args, model, data, os.path.join(tmp, "rms"), 1, "--optimizer", "rmsprop", "--save-dir", rms_save,
+              "--save-interval", "3")
+    adam_lines = [l.split(" | ")[2] for l in whole.stdout.splitlines() if l.startswith("step ")]
+    rms_lines = [l.split(" | ")[2] for l in rms.stdout.splitlines() if l.startswith("step ")]
+    assert rms_lines[0] == adam_lines[0] and rms_lines[1] != adam_lines[1], (rms_lines, adam_lines)
+    expect_error(args.mpiexec, "other-optimizer",
+                 sft_command(args, model, data, os.path.join(tmp, "out4"), "--save-dir", rms_save, "--resume"),
+                 r"holds no optimizer/exp_avg_sq: it was saved with another optimizer than this run's adamw", 1,
+                 os.path.join(tmp, "out4"))
+    expect_error(args.mpiexec, "bad-optimizer", sft_command(args, model, data, os.path.join(tmp, "out4"),
+                                                            "--optimizer", "adam"),
+                 r"spin sft: --optimizer \"adam\" is not adamw or rmsprop", 1, os.path.join(tmp, "out4"))
+    print("--optimizer rmsprop: trains otherwise than AdamW; its checkpoint refused by an AdamW run")
 
 
 def main():

@@ -19,6 +19,8 @@
               spin.generations = data: the metrics of the run that generates them itself
   reset       optim.reset_each_iteration: the second iteration trains as a new run started from
               the first iteration's exported model
+  rmsprop     optim.name = rmsprop with ZeRO-1: resumed bitwise; not AdamW's run; the other
+              optimizer's checkpoint refused
   time_limit  checkpoint.exit_duration_mins: one step a run, requeued until done: the
               uninterrupted run, bitwise
   mix         spin.mix_previous_iteration: the second iteration trains on both iterations'
@@ -701,6 +703,34 @@ def case_time_limit(args, tmp):
           "and model, bitwise")
 
 
+def case_rmsprop(args, tmp):
+    """optim.name = rmsprop (the SPIN code's optimizer) at DP 2 with the distributed optimizer:
+    stopped at step 4 and resumed, the run ends bitwise as the uninterrupted one; it is not
+    AdamW's run; a checkpoint of the other optimizer is refused by name."""
+    config = setup(tmp)
+    common = [args.spin, "train", "--config", config, "--data.validation", "", "--spin.max_iterations", "1",
+              "--spin.kl_penalty", "1.0", "--optim.distributed_optimizer", "true"]
+    rms = common + ["--optim.name", "rmsprop", "--optim.weight_decay", "0.01"]
+    whole, part, adamw = (os.path.join(tmp, d) for d in ("whole", "part", "adamw"))
+    run_ok(args.mpiexec, rms + ["--checkpoint.save_dir", whole], 2)
+    run_ok(args.mpiexec, rms + ["--checkpoint.save_dir", part, "--spin.max_steps", "4"], 2)
+    run_ok(args.mpiexec, rms + ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
+    a = untimed(os.path.join(whole, "metrics.jsonl"))
+    assert untimed(os.path.join(part, "metrics.jsonl")) == a
+    assert (open(os.path.join(part, "iteration_1", "model.safetensors"), "rb").read() ==
+            open(os.path.join(whole, "iteration_1", "model.safetensors"), "rb").read())
+    run_ok(args.mpiexec, common + ["--optim.weight_decay", "0.01", "--checkpoint.save_dir", adamw], 2)
+    b = untimed(os.path.join(adamw, "metrics.jsonl"))
+    assert a[0]["loss"] == b[0]["loss"] and a[1]["loss"] != b[1]["loss"], (a[:2], b[:2])
+    expect_error(args.mpiexec, "other-optimizer", common + ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"],
+                 r"step_0*6 holds the state of optimizer rmsprop; this run has optim.name = adamw", 2, None)
+    expect_error(args.mpiexec, "bad-optimizer", common + ["--checkpoint.save_dir", os.path.join(tmp, "bad"),
+                                                          "--optim.name", "sgd"],
+                 r"optim\.name \"sgd\" is not adamw or rmsprop", 2, os.path.join(tmp, "bad", "metrics.jsonl"))
+    print("optim.name = rmsprop at DP 2, ZeRO-1: resumed at step 4 bitwise; not AdamW's run; the other optimizer's "
+          "checkpoint refused")
+
+
 def one_f_one_b(stage, stages, micro_batches):
     """The order stage `stage` of `stages` runs forwards (F) and backwards (B) under 1F1B
     (Megatron's forward_backward_pipelining_without_interleaving), written out independently."""
@@ -777,7 +807,7 @@ def main():
     run_case(__doc__, {"layouts": case_layouts, "config": case_config, "signal": case_signal,
                        "hf_tokenizer": case_hf_tokenizer, "reuse": case_reuse, "offline": case_offline,
                        "reset": case_reset, "profile": case_profile, "mix": case_mix,
-                       "time_limit": case_time_limit},
+                       "time_limit": case_time_limit, "rmsprop": case_rmsprop},
              "spin_train_")
 
 

@@ -620,7 +620,7 @@ TEST_F(Fixture, VocabParallelLogSoftmaxPiecesWithPaddingAndMissingTargets) {
   EXPECT_CLOSE(glogits.get(gpu), d);
 }
 
-TEST_F(Fixture, AddSumOfSquaresAndAdamW) {
+TEST_F(Fixture, AddSumOfSquaresAdamWAndRmsProp) {
   const Index n = 1000003;
   auto x = random(n), y = random(n);
   Dev gx(x), gy(y);
@@ -628,7 +628,7 @@ TEST_F(Fixture, AddSumOfSquaresAndAdamW) {
   gpu.add_inplace(gy.f(), gx.f(), n);
   EXPECT_CLOSE(gy.get(gpu), y);
   // Ranges as a model lays out its tensors: large and small, gaps between, one empty.
-  const std::vector<Kernels::AdamWRange> ranges = {
+  const std::vector<Kernels::UpdateRange> ranges = {
       {0, 600000, true}, {600000, 4096, false}, {604160, 0, true}, {604200, 395000, true}, {999300, 2703, false}};
   std::vector<Kernels::Range> norm_ranges;
   for (const auto& r : ranges) norm_ranges.push_back({r.offset, r.length});
@@ -643,6 +643,12 @@ TEST_F(Fixture, AddSumOfSquaresAndAdamW) {
   gpu.adamw_update(gp.f(), nullptr, gg.f(), gm.f(), gv.f(), ranges.data(), std::ssize(ranges), h);
   EXPECT_CLOSE(gp.get(gpu), p);  // the gaps included: untouched on both
   EXPECT_CLOSE(gm.get(gpu), m);
+  EXPECT_CLOSE(gv.get(gpu), v);
+  // RMSprop over the same table (from the updated values).
+  const Kernels::RmsProp r{1e-3f, 0.99f, 1e-8f, 0.1f, 0.5f};
+  cpu.rmsprop_update(p.data(), nullptr, g.data(), v.data(), ranges.data(), std::ssize(ranges), r);
+  gpu.rmsprop_update(gp.f(), nullptr, gg.f(), gv.f(), ranges.data(), std::ssize(ranges), r);
+  EXPECT_CLOSE(gp.get(gpu), p);
   EXPECT_CLOSE(gv.get(gpu), v);
 }
 
@@ -806,7 +812,7 @@ TEST_F(Fixture, MixedPrecisionAdamWUpdatesMastersAndTheirBf16Copy) {
   Dev gmaster(master), gg(g), gm(m), gv(v);
   const std::vector<std::uint16_t> poison(static_cast<std::size_t>(n), 0x7fc1);  // a NaN
   PooledBuffer weights = cuda::upload(poison);
-  const std::vector<Kernels::AdamWRange> ranges = {{0, 200000, true}, {200000, 2048, false}, {202100, 97907, true}};
+  const std::vector<Kernels::UpdateRange> ranges = {{0, 200000, true}, {200000, 2048, false}, {202100, 97907, true}};
   const Kernels::AdamW h{3e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, 3};
   cpu.adamw_update(master.data(), nullptr, g.data(), m.data(), v.data(), ranges.data(), std::ssize(ranges), h);
   gpu.adamw_update(gmaster.f(), weights.as<std::uint16_t>(), gg.f(), gm.f(), gv.f(), ranges.data(),

@@ -115,7 +115,9 @@ class CpuKernels final : public Kernels {
                      const std::uint64_t* sample_ids, const std::int64_t* positions,
                      Index vocab_start) const override;
   void adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m, float* v,
-                    const AdamWRange* ranges, Index count, const AdamW& h) const override;
+                    const UpdateRange* ranges, Index count, const AdamW& h) const override;
+  void rmsprop_update(float* param, std::uint16_t* param_bf16, const float* grad, float* v,
+                      const UpdateRange* ranges, Index count, const RmsProp& h) const override;
 };
 
 }  // namespace spin::kernels

@@ -285,7 +285,7 @@ double CudaKernels::sum_squares(const float* x, const Range* ranges, Index count
 }
 
 void CudaKernels::adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m, float* v,
-                               const AdamWRange* ranges, Index count, const AdamW& h) const {
+                               const UpdateRange* ranges, Index count, const AdamW& h) const {
   long long n = 0;
   const std::vector<FlatRange> table = flat_ranges(ranges, count, n);
   if (n == 0) return;
@@ -295,6 +295,18 @@ void CudaKernels::adamw_update(float* param, std::uint16_t* param_bf16, const fl
       static_cast<int>(table.size()), n, h.step_size(), h.decay(), h.beta1, h.beta2, h.eps, h.grad_scale,
       h.bias2_sqrt());
   SPIN_CUDA_CHECK_LAUNCH("adamw");
+}
+
+void CudaKernels::rmsprop_update(float* param, std::uint16_t* param_bf16, const float* grad, float* v,
+                                 const UpdateRange* ranges, Index count, const RmsProp& h) const {
+  long long n = 0;
+  const std::vector<FlatRange> table = flat_ranges(ranges, count, n);
+  if (n == 0) return;
+  const PooledBuffer device_table = upload(table.data(), table.size() * sizeof(FlatRange));
+  rmsprop_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(
+      param, reinterpret_cast<__nv_bfloat16*>(param_bf16), grad, v, device_table.as<FlatRange>(),
+      static_cast<int>(table.size()), n, h.lr, h.alpha, h.eps, h.weight_decay, h.grad_scale);
+  SPIN_CUDA_CHECK_LAUNCH("rmsprop");
 }
 
 void CudaKernels::to_bf16(std::uint16_t* out, const float* in, Index n) const {

@@ -110,7 +110,9 @@ class CudaKernels final : public Kernels {
   // One launch over every range (a table of them uploaded first); sum_squares synchronises.
   double sum_squares(const float* x, const Range* ranges, Index count) const override;
   void adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m, float* v,
-                    const AdamWRange* ranges, Index count, const AdamW& h) const override;
+                    const UpdateRange* ranges, Index count, const AdamW& h) const override;
+  void rmsprop_update(float* param, std::uint16_t* param_bf16, const float* grad, float* v,
+                      const UpdateRange* ranges, Index count, const RmsProp& h) const override;
   // One block per row; every array argument is device memory.
   void sampling_logits(float* z, const float* logits, Index n, Index ld, Index valid, Index vocab_start,
                        const std::int32_t* history, const Index* offsets, float penalty, const std::uint8_t* ban_eos,

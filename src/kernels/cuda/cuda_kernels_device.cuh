@@ -113,10 +113,10 @@ struct FlatRange {
   long long offset;
   int decay;
 };
-// The kernels' table of `ranges` (Kernels::Range or AdamWRange), to upload; `total` gets the
+// The kernels' table of `ranges` (Kernels::Range or UpdateRange), to upload; `total` gets the
 // length of the index space they form.
 inline bool decays(const Kernels::Range&) { return true; }
-inline bool decays(const Kernels::AdamWRange& r) { return r.decay; }
+inline bool decays(const Kernels::UpdateRange& r) { return r.decay; }
 template <class R>
 std::vector<FlatRange> flat_ranges(const R* ranges, Index count, long long& total) {
   std::vector<FlatRange> table;
@@ -150,6 +150,23 @@ __global__ void adamw_kernel(float* param, __nv_bfloat16* weights, const float* 
     m[i] = mi;
     v[i] = vi;
     const float updated = p - step_size * mi / (sqrtf(vi) / bias2_sqrt + eps);
+    param[i] = updated;
+    if (weights != nullptr) weights[i] = __float2bfloat16_rn(updated);
+  }
+}
+// RMSprop (the CPU kernel's arithmetic); with `weights`, also the bf16 copy, in the same pass.
+__global__ void rmsprop_kernel(float* param, __nv_bfloat16* weights, const float* grad, float* v,
+                               const FlatRange* ranges, int count, long long total, float lr, float alpha,
+                               float eps, float weight_decay, float scale) {
+  int r = 0;
+  SPIN_GRID_STRIDE(j, total) {
+    r = range_of(ranges, count, r, j);
+    const long long i = ranges[r].offset + (j - ranges[r].begin);
+    const float p = param[i];
+    const float g = grad[i] * scale + (ranges[r].decay ? weight_decay : 0.0f) * p;
+    const float vi = alpha * v[i] + (1.0f - alpha) * g * g;
+    v[i] = vi;
+    const float updated = p - lr * g / (sqrtf(vi) + eps);
     param[i] = updated;
     if (weights != nullptr) weights[i] = __float2bfloat16_rn(updated);
   }

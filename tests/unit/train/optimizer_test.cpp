@@ -55,7 +55,7 @@ TEST(Optimizer, NormCountsEveryParameterClipsAndSkipsDecayOnNorms) {
     const bool norm = t.global_shape.size() == 1;
     const std::int64_t offset = t.local.f32() - r.params.flat().f32();
     float p = before.flat().f32()[offset], g = r.grads.flat().f32()[offset], m = 0, v = 0;
-    const kernels::Kernels::AdamWRange one{0, 1, !norm};
+    const kernels::Kernels::UpdateRange one{0, 1, !norm};
     r.cpu.adamw_update(&p, nullptr, &g, &m, &v, &one, 1, {0.01f, 0.9f, 0.999f, 1e-8f, 0.5f, scale, 1});
     EXPECT_FLOAT_EQ(r.params.flat().f32()[offset], p) << t.name;
   }

@@ -195,7 +195,7 @@ TEST(CudaKernelsEmulated, BiasAddAndBackward) {
 
 TEST(CudaKernelsEmulated, AdamWAndSumOfSquaresOverRangeTables) {
   const CpuKernels cpu;
-  const std::vector<Kernels::AdamWRange> ranges = {{3, 700, true}, {710, 5, false}, {800, 1300, true}};
+  const std::vector<Kernels::UpdateRange> ranges = {{3, 700, true}, {710, 5, false}, {800, 1300, true}};
   const long long size = 2200;
   const Kernels::AdamW h{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 7};
   auto param = testing::random_uniform(size, 1), grad = testing::random_uniform(size, 2),
@@ -226,6 +226,36 @@ TEST(CudaKernelsEmulated, AdamWAndSumOfSquaresOverRangeTables) {
   std::vector<Kernels::Range> plain;
   for (const auto& r : ranges) plain.push_back({r.offset, r.length});
   EXPECT_NEAR(sum, cpu.sum_squares(grad.data(), plain.data(), 3), 1e-9 * sum);
+}
+
+// RMSprop over the same kind of table: the CPU kernel's values, the bf16 copy bitwise, the gaps
+// untouched.
+TEST(CudaKernelsEmulated, RmsPropOverRangeTables) {
+  const CpuKernels cpu;
+  const std::vector<Kernels::UpdateRange> ranges = {{3, 700, true}, {710, 5, false}, {800, 1300, true}};
+  const long long size = 2200;
+  const Kernels::RmsProp h{1e-3f, 0.99f, 1e-8f, 0.1f, 0.5f};
+  auto param = testing::random_uniform(size, 1), grad = testing::random_uniform(size, 2),
+       v = testing::random_uniform(size, 4, 0.0f, 1.0f);
+  auto want_param = param, want_v = v;
+  long long total = 0;
+  const std::vector<dev::FlatRange> table = dev::flat_ranges(ranges.data(), 3, total);
+  std::vector<__nv_bfloat16> copy(size, __nv_bfloat16{0});
+  run(blocks_for(total), [&] {
+    dev::rmsprop_kernel(param.data(), copy.data(), grad.data(), v.data(), table.data(), static_cast<int>(table.size()),
+                        total, h.lr, h.alpha, h.eps, h.weight_decay, h.grad_scale);
+  });
+  cpu.rmsprop_update(want_param.data(), nullptr, grad.data(), want_v.data(), ranges.data(), 3, h);
+  EXPECT_LT(testing::relative_error(param, want_param), 1e-6);
+  EXPECT_LT(testing::relative_error(v, want_v), 1e-6);
+  std::vector<bool> inside(size, false);
+  for (const auto& r : ranges) std::fill(inside.begin() + r.offset, inside.begin() + r.offset + r.length, true);
+  for (long long i = 0; i < size; ++i) {
+    ASSERT_EQ(copy[i].bits, inside[i] ? f32_to_bf16(param[i]) : std::uint16_t{0}) << i;
+    if (!inside[i]) {
+      ASSERT_EQ(param[i], want_param[i]) << i;
+    }
+  }
 }
 
 // A vocabulary shard of 300 columns starting at 1000 in rows of 320 (padding), targets inside,
