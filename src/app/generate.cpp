@@ -142,22 +142,13 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
 }
 
 // Token ids as a JSON list: [1, 2, 3].
-std::string id_list(const std::vector<std::int32_t>& ids) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    if (i > 0) s += ", ";
-    s += std::to_string(ids[i]);
-  }
-  return s + "]";
-}
-
 // One output line of --spin-data: the pre-tokenized record spin train reads with
 // spin.generations = data, and the answer's text when the model has a tokenizer.
 std::string spin_record_line(const std::vector<std::int32_t>& prompt, const std::vector<std::int32_t>& truth,
                              const generate::Generation& g, const std::optional<std::string>& text,
                              const std::string& tail) {
-  std::string s = "{\"prompt\": " + id_list(prompt) + ", \"response\": " + id_list(truth) + ", \"generated\": " +
-                  id_list(g.tokens) + ", \"finish_reason\": \"" + generate::finish_reason_name(g.finish) + "\"";
+  std::string s = "{\"prompt\": " + data::jsonl::ids_literal(prompt) + ", \"response\": " + data::jsonl::ids_literal(truth) + ", \"generated\": " +
+                  data::jsonl::ids_literal(g.tokens) + ", \"finish_reason\": \"" + generate::finish_reason_name(g.finish) + "\"";
   if (text) s += ", \"generated_text\": " + data::jsonl::quoted(*text);
   return s + tail + "}\n";
 }
@@ -166,7 +157,7 @@ std::string spin_record_line(const std::vector<std::int32_t>& prompt, const std:
 // fields (", \"sample\": k").
 std::string json_line(const std::vector<std::int32_t>& prompt, const generate::Generation& g,
                       const std::optional<std::string>& text, const std::string& tail) {
-  std::string s = "{\"prompt\": " + id_list(prompt) + ", \"response\": " + id_list(g.tokens) + ", \"logprobs\": [";
+  std::string s = "{\"prompt\": " + data::jsonl::ids_literal(prompt) + ", \"response\": " + data::jsonl::ids_literal(g.tokens) + ", \"logprobs\": [";
   char buf[32];
   for (std::size_t i = 0; i < g.logprobs.size(); ++i) {
     std::snprintf(buf, sizeof buf, "%s%.9g", i ? ", " : "", static_cast<double>(g.logprobs[i]));
@@ -254,8 +245,8 @@ std::uint64_t fingerprint(const GenerateOptions& o, const std::vector<std::vecto
                               "|greedy ", s.greedy, "|temperature ", std::bit_cast<std::uint32_t>(s.temperature),
                               "|top-k ", s.top_k, "|top-p ", std::bit_cast<std::uint32_t>(s.top_p), "|min-p ",
                               std::bit_cast<std::uint32_t>(s.min_p), "|repetition ",
-                              std::bit_cast<std::uint32_t>(s.repetition_penalty), "|eos ", id_list(g.eos_ids)));
-  for (const auto& e : g.end_sequences) h = fnv1a(cat("|end ", id_list(e)), h);
+                              std::bit_cast<std::uint32_t>(s.repetition_penalty), "|eos ", data::jsonl::ids_literal(g.eos_ids)));
+  for (const auto& e : g.end_sequences) h = fnv1a(cat("|end ", data::jsonl::ids_literal(e)), h);
   for (const std::string& e : g.end_strings) h = fnv1a(cat("|end string ", e.size(), ":", e), h);
   h = fnv1a(cat("|samples ", o.num_samples), h);
   for (const auto* lists : {&prompts, &truths}) {

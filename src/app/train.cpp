@@ -33,6 +33,7 @@
 #include "core/error.h"
 #include "core/profile.h"
 #include "data/examples.h"
+#include "data/jsonl.h"
 #include "generate/generator.h"
 #include "parallel/job_errors.h"
 #include "train/checkpointing.h"
@@ -83,6 +84,35 @@ void save_policy(const std::string& dir, const TrainConfig& c, const model::Mode
   }
   if (grid.world_rank() == 0) copy_tokenizer_files(c.model_path, dir);
   grid.world().barrier();
+}
+
+// spin.save_generations: an iteration's synthetic data set -- every example's ground truth and
+// generated response -- as token-id SPIN records (data/examples.h reads them with
+// spin.generations = data), with their text when there is a tokenizer; written to a temporary
+// name and renamed.
+void write_generations(const fs::path& path, const std::vector<data::Example>& examples,
+                       const std::vector<train::SpinTrainer::IterationResponse>& responses,
+                       const data::Tokenizer* tokenizer) {
+  fs::create_directories(path.parent_path());
+  const fs::path partial = path.string() + ".partial";
+  {
+    std::ofstream out(partial);
+    require(out.good(), partial.string(), ": cannot create");
+    for (std::size_t i = 0; i < examples.size(); ++i) {
+      const data::Example& e = examples[i];
+      out << "{\"prompt\": " << data::jsonl::ids_literal(e.prompt) << ", \"response\": "
+          << data::jsonl::ids_literal(e.response) << ", \"generated\": " << data::jsonl::ids_literal(responses[i].tokens)
+          << ", \"capped\": " << (responses[i].capped ? "true" : "false");
+      if (tokenizer != nullptr) {
+        out << ", \"prompt_text\": " << data::jsonl::quoted(tokenizer->decode(e.prompt))
+            << ", \"response_text\": " << data::jsonl::quoted(tokenizer->decode(e.response))
+            << ", \"generated_text\": " << data::jsonl::quoted(tokenizer->decode(responses[i].tokens));
+      }
+      out << "}\n";
+    }
+    require(out.good(), partial.string(), ": write failed");
+  }
+  fs::rename(partial, path);
 }
 
 // The checkpoint to start from: checkpoint.load (a checkpoint, or a save directory with a
@@ -167,6 +197,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     spin.reuse_generations = c.reuse_generations;
     spin.pregenerate = c.pregenerate;
     spin.mix_previous_iteration = c.mix_previous_iteration;
+    require(!c.save_generations || c.reuse_generations,
+            "spin.save_generations writes an iteration's one response per prompt: it needs spin.reuse_generations = true");
     spin.cache_ref_logprobs = c.cache_ref_logprobs;
     spin.seed = c.data_seed;
     spin.shuffle = c.shuffle;
@@ -526,6 +558,15 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     if (c.validation_interval == 0) validate(iteration, epoch - 1, step, step * c.global_batch_size);
     const std::string dir = (fs::path(c.save_dir) / ("iteration_" + std::to_string(iteration + 1))).string();
     save_policy(dir, c, mc, policy, grid, save_dtype);
+    if (c.save_generations) {
+      const auto responses = trainer.iteration_responses();  // collective: the left-out ones generated
+      const fs::path file = fs::path(c.save_dir) / "generations" / cat("iteration_", iteration + 1, ".jsonl");
+      if (root) {
+        write_generations(file, train_data.examples, responses, tokenizer.get());
+        std::printf("spin train: iteration %lld's responses in %s\n", static_cast<long long>(iteration + 1),
+                    file.c_str());
+      }
+    }
     trainer.sync_reference();
     if (c.reset_each_iteration) optimizer.reset_state();  // the next iteration a run of its own
     if (root) std::printf("spin train: iteration %lld done, wrote %s\n", static_cast<long long>(iteration + 1), dir.c_str());

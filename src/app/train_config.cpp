@@ -120,6 +120,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("spin.pregenerate", &c.pregenerate,
         "with spin.reuse_generations: generate the iteration's responses all at once before its first step (one "
         "continuous batch per replica, no per-step tail; progress on the log), as the SPIN code does");
+  t.add("spin.save_generations", &c.save_generations,
+        "with spin.reuse_generations: write each iteration's responses, every prompt's, to "
+        "<save_dir>/generations/iteration_<k>.jsonl as token-id SPIN records (spin.generations = data reads them)");
   t.add("spin.mix_previous_iteration", &c.mix_previous_iteration,
         "with spin.reuse_generations: every iteration after the first trains on its reference's responses and on "
         "the previous iteration's (each prompt twice an epoch: twice the steps), as the SPIN code trains iteration t "

@@ -35,6 +35,7 @@ struct TrainConfig {
   bool reuse_generations = false;
   bool pregenerate = false;
   bool mix_previous_iteration = false;
+  bool save_generations = false;
   bool cache_ref_logprobs = true;
   std::int64_t validation_interval = 0, validation_examples = 3;
   // [optim]

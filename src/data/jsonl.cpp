@@ -60,4 +60,13 @@ std::string quoted(const std::string& text) {
   return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+std::string ids_literal(const std::vector<std::int32_t>& ids) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) s += ", ";
+    s += std::to_string(ids[i]);
+  }
+  return s + "]";
+}
+
 }  // namespace spin::data::jsonl

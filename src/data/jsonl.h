@@ -26,4 +26,7 @@ std::string string_field(const nlohmann::json& j, const char* key, const std::st
 // byte-level model may generate any -- become U+FFFD.
 std::string quoted(const std::string& text);
 
+// `ids` as a JSON list literal: [1, 2, 3].
+std::string ids_literal(const std::vector<std::int32_t>& ids);
+
 }  // namespace spin::data::jsonl

@@ -551,6 +551,21 @@ SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
   return reduce(loss.totals(), r, nll, tokens);
 }
 
+std::vector<SpinTrainer::IterationResponse> SpinTrainer::iteration_responses() {
+  require(config_.reuse_generations && cache_iteration_ >= 0,
+          "SPIN: no iteration's responses are kept (they are with spin.reuse_generations, once a step has run)");
+  {
+    ReleaseReference release(*this);
+    fill_cache(cache_iteration_, 1, 0);  // every example's, as a later epoch has them
+  }
+  std::vector<IterationResponse> out;
+  for (std::int64_t i = 0; i < static_cast<std::int64_t>(examples_.size()); ++i) {
+    const Response& r = cache_.at(i);
+    out.push_back({r.tokens, r.capped});
+  }
+  return out;
+}
+
 void SpinTrainer::sync_reference() {
   previous_.clear();
   previous_iteration_ = -1;

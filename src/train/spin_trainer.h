@@ -159,6 +159,16 @@ class SpinTrainer {
   // Evaluations that generated (and scored with the reference) rather than reusing the last's.
   std::int64_t evaluation_rollouts() const { return evaluation_rollouts_; }
 
+  // reuse_generations: the current iteration's response to every example, in example order --
+  // those its steps left out generated first, by this iteration's reference (collective, as
+  // sync_reference()'s completion; call it before). The iteration's synthetic data set, as the
+  // SPIN code writes it (spin.save_generations).
+  struct IterationResponse {
+    std::vector<std::int32_t> tokens;
+    bool capped = false;  // stopped by max_new_tokens
+  };
+  std::vector<IterationResponse> iteration_responses();
+
   // reference <- policy: a copy of this rank's shards, no communication. With
   // mix_previous_iteration, unless the iteration was the run's last, the iteration's responses
   // are kept for the next -- those its steps left out generated first (collective then).

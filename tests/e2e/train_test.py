@@ -19,6 +19,8 @@
               spin.generations = data: the metrics of the run that generates them itself
   reset       optim.reset_each_iteration: the second iteration trains as a new run started from
               the first iteration's exported model
+  save_generations  spin.save_generations: the iteration's responses exported as SPIN records;
+              trained on offline, the online iteration's metrics
   rmsprop     optim.name = rmsprop with ZeRO-1: resumed bitwise; not AdamW's run; the other
               optimizer's checkpoint refused
   time_limit  checkpoint.exit_duration_mins: one step a run, requeued until done: the
@@ -703,6 +705,39 @@ def case_time_limit(args, tmp):
           "and model, bitwise")
 
 
+def case_save_generations(args, tmp):
+    """spin.save_generations: an iteration's synthetic data set -- every prompt's response,
+    those the steps left out (48 prompts, 2 steps of 20) generated at the iteration's end -- as
+    token-id SPIN records with their text; trained on with spin.generations = data, it gives the
+    online iteration's metrics, bit for bit (length_capped aside: unknown for given responses)."""
+    config = setup(tmp)
+    common = [args.spin, "train", "--config", config, "--data.validation", "", "--spin.max_iterations", "1",
+              "--spin.kl_penalty", "1.0", "--spin.global_batch_size", "20"]
+    online, offline = os.path.join(tmp, "online"), os.path.join(tmp, "offline")
+    r = run_ok(args.mpiexec, common + ["--spin.reuse_generations", "true", "--spin.save_generations", "true",
+                                       "--checkpoint.save_dir", online], 2)
+    export = os.path.join(online, "generations", "iteration_1.jsonl")
+    assert "iteration 1's responses in %s" % export in r.stdout, r.stdout[-2000:]
+    records = [json.loads(l) for l in open(export)]
+    assert len(records) == 48, len(records)
+    for rec in records:
+        assert rec["generated"] and set(rec) == {"prompt", "response", "generated", "capped", "prompt_text",
+                                                 "response_text", "generated_text"}, rec
+    assert not os.path.exists(export + ".partial")
+    run_ok(args.mpiexec, common + ["--data.train", export, "--spin.generations", "data", "--checkpoint.save_dir",
+                                   offline], 2)
+    a, b = untimed(os.path.join(online, "metrics.jsonl")), untimed(os.path.join(offline, "metrics.jsonl"))
+    for m in a + b:
+        m.pop("length_capped")
+    assert len(a) == 2 and a == b, (a, b)
+    expect_error(args.mpiexec, "save-without-reuse", common + ["--spin.save_generations", "true",
+                                                               "--checkpoint.save_dir", os.path.join(tmp, "bad")],
+                 r"spin\.save_generations writes an iteration's one response per prompt: it needs "
+                 r"spin\.reuse_generations = true", 2, os.path.join(tmp, "bad", "metrics.jsonl"))
+    print("spin.save_generations: 48 records (8 generated at the iteration's end); trained on offline: the same "
+          "metrics")
+
+
 def case_rmsprop(args, tmp):
     """optim.name = rmsprop (the SPIN code's optimizer) at DP 2 with the distributed optimizer:
     stopped at step 4 and resumed, the run ends bitwise as the uninterrupted one; it is not
@@ -807,7 +842,8 @@ def main():
     run_case(__doc__, {"layouts": case_layouts, "config": case_config, "signal": case_signal,
                        "hf_tokenizer": case_hf_tokenizer, "reuse": case_reuse, "offline": case_offline,
                        "reset": case_reset, "profile": case_profile, "mix": case_mix,
-                       "time_limit": case_time_limit, "rmsprop": case_rmsprop},
+                       "time_limit": case_time_limit, "rmsprop": case_rmsprop,
+                       "save_generations": case_save_generations},
              "spin_train_")
 
 
