@@ -73,7 +73,8 @@ struct SpinSetup {
   // their device -- the reference in host memory with spin.ref_offload, as spin train places it.
   SpinSetup(parallel::Communicator& world, parallel::Layout layout, const train::SpinConfig& spin,
             const TinyShape& shape, bool distributed, std::vector<data::Example> data,
-            const kernels::Kernels* device_kernels = nullptr)
+            const kernels::Kernels* device_kernels = nullptr,
+            train::OptimizerAlgorithm algorithm = train::OptimizerAlgorithm::AdamW)
       : grid(world, layout),
         config(tiny_config(shape)),
         stage(model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank())),
@@ -83,7 +84,7 @@ struct SpinSetup {
         grads(config, dims, stage, distributed ? grid.dp_size() : 1, k.device()),
         reference(config, dims, stage, distributed ? grid.dp_size() : 1, spin.ref_offload ? Device::Cpu : k.device()),
         transformer(config, dims, stage, grid.tp(), k),
-        optimizer(optimizer_config(distributed), grid, policy, grads, k),
+        optimizer(optimizer_config(distributed, algorithm), grid, policy, grads, k),
         examples(std::move(data)),
         trainer((init(), grid), transformer, policy, grads, reference, optimizer, examples, spin) {}
 
@@ -92,8 +93,10 @@ struct SpinSetup {
     s.layers = layers;
     return s;
   }
-  static train::OptimizerConfig optimizer_config(bool distributed) {
+  static train::OptimizerConfig optimizer_config(
+      bool distributed, train::OptimizerAlgorithm algorithm = train::OptimizerAlgorithm::AdamW) {
     train::OptimizerConfig c;
+    c.algorithm = algorithm;
     c.eps = 1e-4f;  // see tests/mpi/train/layout_invariance_test.cpp
     c.weight_decay = 0.01f;
     c.distributed = distributed;
