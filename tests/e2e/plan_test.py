@@ -118,7 +118,7 @@ CONFIGS = [("tinyllama-1.1b.ini", "tinyllama-1.1b.json", 8), ("llama-2-7b.ini", 
            ("qwen2.5-1.5b-instruct.ini", "qwen2.5-1.5b-instruct.json", 8), ("qwen3-1.7b.ini", "qwen3-1.7b.json", 8),
            ("gemma-7b-it.ini", "gemma-7b-it.json", 8), ("gemma-2-9b-it.ini", "gemma-2-9b-it.json", 8),
            ("gemma-3-1b-it.ini", "gemma-3-1b-it.json", 8), ("gemma-3-27b-it.ini", "gemma-3-27b-it.json", 16),
-           ("zephyr-7b-spin-iter0.ini", "mistral-7b-v0.1.json", 16),
+           ("zephyr-7b-spin-iter0.ini", "mistral-7b-v0.1.json", 16), ("zephyr-7b-spin.ini", "mistral-7b-v0.1.json", 16),
            ("mistral-nemo-instruct-2407.ini", "mistral-nemo-instruct-2407.json", 16)]
 
 
