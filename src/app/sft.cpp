@@ -31,6 +31,7 @@
 #include "core/profile.h"
 #include "data/batch_plan.h"
 #include "data/examples.h"
+#include "model/flops.h"
 #include "data/prompt_template.h"
 #include "model/transformer.h"
 #include "parallel/job_errors.h"
@@ -333,10 +334,12 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     const std::int64_t epoch = step / plan->batches_per_epoch();
     const std::int64_t index = step % plan->batches_per_epoch();
     std::int64_t response_tokens = 0, tokens = 0;
+    std::vector<std::int64_t> lengths;  // the global batch's sequences, for its model FLOPs
     for (std::int64_t i : plan->global_batch(epoch, index)) {
       const data::Example& e = data.examples[static_cast<std::size_t>(i)];
       response_tokens += static_cast<std::int64_t>(e.response.size());
-      tokens += static_cast<std::int64_t>(e.prompt.size() + e.response.size());
+      lengths.push_back(static_cast<std::int64_t>(e.prompt.size() + e.response.size()));
+      tokens += lengths.back();
     }
     std::vector<model::TokenBatch> micro_batches;
     for (const auto& ids : plan->micro_batches(epoch, index, grid.dp_rank())) {
@@ -354,11 +357,12 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     if (step == 0) runtime.report_memory("after the first step");
     if (root && ((step + 1) % o.log_interval == 0 || step + 1 == total_steps || !m.applied)) {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double tflops = model::training_flops(config, lengths) / m.seconds / world.size() / 1e12;
       std::printf("step %lld/%lld | epoch %lld | loss %.4f | lr %.3e | grad norm %.4f | "
-                  "%.0f tokens/s | %.1f s%s\n",
+                  "%.0f tokens/s, %.3g TFLOP/s a rank | %.1f s%s\n",
                   static_cast<long long>(step + 1), static_cast<long long>(total_steps),
                   static_cast<long long>(epoch + 1), m.loss, m.lr, m.grad_norm,
-                  static_cast<double>(tokens) / m.seconds, elapsed,
+                  static_cast<double>(tokens) / m.seconds, tflops, elapsed,
                   m.applied ? "" : cat(" | skipped (non-finite; ", m.skipped_total, " in all)").c_str());
       std::fflush(stdout);
     }
