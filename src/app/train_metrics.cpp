@@ -66,10 +66,12 @@ std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t 
   if (m) {
     n = std::snprintf(buf, sizeof buf,
                       ", \"lr\": %.17g, \"grad_norm\": %.17g, \"applied\": %s, \"tokens_per_second\": %.17g, "
-                      "\"training_flops\": %.17g, \"tflops_per_rank\": %.17g, "
+                      "\"training_flops\": %.17g, \"tflops_per_rank\": %.17g, \"generated_tokens\": %lld, "
+                      "\"generation_tokens_per_second\": %.17g, "
                       "\"seconds_generation\": %.6g, \"seconds_reference\": %.6g, \"seconds_training\": %.6g",
                       m->lr, m->grad_norm, m->applied ? "true" : "false", m->tokens_per_second, m->training_flops,
-                      m->tflops_per_rank, m->seconds_generation, m->seconds_reference, m->seconds_training);
+                      m->tflops_per_rank, static_cast<long long>(m->generated_tokens), m->generation_tokens_per_second,
+                      m->seconds_generation, m->seconds_reference, m->seconds_training);
     out.append(buf, static_cast<std::size_t>(n));
     if (peak_tflops > 0.0) {
       n = std::snprintf(buf, sizeof buf, ", \"mfu\": %.17g", m->tflops_per_rank / peak_tflops);
@@ -117,6 +119,7 @@ void MetricsLog::record(const char* kind, std::int64_t iteration, std::int64_t e
     put("grad_norm", m->grad_norm);
     put("tokens_per_second", m->tokens_per_second);
   put("tflops_per_rank", m->tflops_per_rank);
+  put("generation_tokens_per_second", m->generation_tokens_per_second);
   if (peak_tflops_ > 0.0) put("mfu", m->tflops_per_rank / peak_tflops_);
     put("consumed_samples", static_cast<double>(consumed));
   } else {

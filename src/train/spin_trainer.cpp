@@ -190,6 +190,7 @@ std::vector<SpinTrainer::Response> SpinTrainer::generate(const std::vector<std::
   }
   std::vector<Response> out;
   for (auto& g : reference_generator_.generate(prompts, ids, config_.generation, batching)) {
+    if (&examples == &examples_) tokens_generated_ += static_cast<std::int64_t>(g.tokens.size());
     const float sum = std::accumulate(g.logprobs.begin(), g.logprobs.end(), 0.0f);
     out.push_back({std::move(g.tokens), sum, g.finish == generate::FinishReason::Length});
   }
@@ -473,6 +474,7 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   SpinStepMetrics out;
 
   auto t = Clock::now();
+  const std::int64_t tokens_before = tokens_generated_;
   ReleaseReference release(*this);  // used by generation and scoring as they need it
   Rollout r;
   std::optional<profile::Range> range(std::in_place, "generation");
@@ -506,10 +508,13 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   for (const auto& seqs : r.sequences) {
     for (const model::Sequence& s : seqs) lengths.push_back(static_cast<std::int64_t>(s.tokens.size()));
   }
-  double totals[2] = {0.0, model::training_flops(transformer_.config(), lengths)};
+  double totals[3] = {0.0, model::training_flops(transformer_.config(), lengths),
+                      static_cast<double>(tokens_generated_ - tokens_before)};
   for (const auto& b : r.micro_batches) totals[0] += static_cast<double>(b.rows());
-  grid_.dp().all_reduce(totals, 2);
+  grid_.dp().all_reduce(totals, 3);
   out.tokens_per_second = totals[0] / std::max(out.seconds_training, 1e-9);
+  out.generated_tokens = static_cast<std::int64_t>(totals[2]);
+  out.generation_tokens_per_second = totals[2] > 0.0 ? totals[2] / std::max(out.seconds_generation, 1e-9) : 0.0;
   out.training_flops = totals[1];
   out.tflops_per_rank = totals[1] / std::max(out.seconds_training, 1e-9) / grid_.world().size() / 1e12;
   return out;

@@ -124,6 +124,10 @@ struct SpinStepMetrics {
   // GPU", the training phase's (generation and reference scoring are not in it).
   double training_flops = 0.0;
   double tflops_per_rank = 0.0;
+  // Tokens the reference generated in this step, all replicas (none in a step that takes its
+  // responses from the iteration's cache), and their rate over seconds_generation (0 without).
+  std::int64_t generated_tokens = 0;
+  double generation_tokens_per_second = 0.0;
   double seconds_generation = 0.0;
   double seconds_reference = 0.0;
   double seconds_training = 0.0;
@@ -293,6 +297,7 @@ class SpinTrainer {
   Responses previous_;
   std::int64_t previous_iteration_ = -1;
   std::int64_t responses_generated_ = 0;
+  std::int64_t tokens_generated_ = 0;  // by this replica's reference for training, all steps
   // cache_ref_logprobs: per sample [real, generated] reference sums of iteration
   // ref_sums_iteration_ (at ref_slot()), NaN where not known yet (the same on every rank).
   std::vector<float> ref_sums_;

@@ -38,7 +38,10 @@ except ImportError:  # reported where used
     h5py = None
     np = None
 
-TIMINGS = {"tokens_per_second", "tflops_per_rank", "mfu", "seconds_generation", "seconds_reference", "seconds_training"}
+# Fields of the process's own work, not of the run: times and rates, and generated_tokens (a
+# process resumed past the first epoch of spin.reuse_generations without the cache replays it).
+TIMINGS = {"tokens_per_second", "tflops_per_rank", "mfu", "generation_tokens_per_second", "seconds_generation",
+           "seconds_reference", "seconds_training", "generated_tokens"}
 
 
 def metrics(path):

@@ -118,7 +118,8 @@ def expected_from_jsonl(metric_lines):
     for m in metric_lines:
         names = ["loss", "rewards_actual", "rewards_generated", "margin", "accuracy", "generated_length_mean",
                  "logps_actual", "logps_generated"]
-        names += ["lr", "grad_norm", "tokens_per_second", "tflops_per_rank"] if m["kind"] == "train" else ["sft_nll"]
+        names += (["lr", "grad_norm", "tokens_per_second", "tflops_per_rank", "generation_tokens_per_second"]
+                  if m["kind"] == "train" else ["sft_nll"])
         names += ["mfu"] if "mfu" in m else []
         for name in names:
             out[("%s/%s" % (m["kind"], name), m["step"])] = f32(m[name])

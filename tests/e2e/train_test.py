@@ -100,6 +100,11 @@ def case_layouts(args, tmp):
         # phase, and with logging.peak_tflops its share of that peak.
         if x["kind"] == "train":
             assert x["training_flops"] == y["training_flops"] > 0, (x, y)
+            # The step's 8 responses, generated in it: their tokens, at a rate over its generation.
+            assert x["generated_tokens"] == y["generated_tokens"] == round(8 * x["generated_length_mean"]), (x, y)
+            for m in (x, y):
+                rate = m["generated_tokens"] / m["seconds_generation"]
+                assert abs(m["generation_tokens_per_second"] - rate) <= 1e-4 * rate, (m, rate)
             for m, ranks in ((x, 1), (y, 4)):
                 rate = m["training_flops"] / m["seconds_training"] / ranks / 1e12
                 assert abs(m["tflops_per_rank"] - rate) <= 1e-4 * rate, (m, rate)
@@ -277,7 +282,10 @@ def case_config(args, tmp):
       r"spin\.label_smoothing applies to the sigmoid loss only, not hinge")
 
 
-TIMINGS = {"tokens_per_second", "tflops_per_rank", "mfu", "seconds_generation", "seconds_reference", "seconds_training"}
+# Fields of the process's own work, not of the run: times and rates, and generated_tokens (a
+# process resumed past the first epoch of spin.reuse_generations without the cache replays it).
+TIMINGS = {"tokens_per_second", "tflops_per_rank", "mfu", "generation_tokens_per_second", "seconds_generation",
+           "seconds_reference", "seconds_training", "generated_tokens"}
 
 
 def untimed(path):
@@ -583,6 +591,9 @@ def case_reuse(args, tmp):
     a, b = untimed(os.path.join(whole, "metrics.jsonl")), untimed(os.path.join(fresh, "metrics.jsonl"))
     first = lambda ms, epoch: [m for m in ms if m["kind"] == "train" and m["iteration"] == 1 and m["epoch"] == epoch]
     assert first(a, 1) == first(b, 1) and first(a, 2) != first(b, 2), "reuse changes the second epoch only"
+    work_a, work_b = metrics(os.path.join(whole, "metrics.jsonl")), metrics(os.path.join(fresh, "metrics.jsonl"))
+    assert all(m["generated_tokens"] == 0 for m in first(work_a, 2)), "the second epoch generates nothing (48 = 6 x 8)"
+    assert all(m["generated_tokens"] > 0 for m in first(work_b, 2)), "without reuse every step generates"
     uncached = os.path.join(tmp, "uncached")
     run_ok(args.mpiexec, reuse + ["--spin.cache_ref_logprobs", "false", "--checkpoint.save_dir", uncached], 2)
     u = untimed(os.path.join(uncached, "metrics.jsonl"))
