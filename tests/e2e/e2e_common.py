@@ -39,6 +39,19 @@ def run_ok(mpiexec, cmd, ranks, fault=None):
     return r
 
 
+def run_requeued(mpiexec, cmd, ranks, stop_message, most):
+    """Runs cmd as a requeued job runs it: again while it exits REQUEUE (at most `most` runs),
+    each stop's stdout holding stop_message(k) for its k-th run; the last run must succeed.
+    Returns the number of runs."""
+    for k in range(1, most + 1):
+        r = run(mpiexec, cmd, ranks)
+        if r.returncode != REQUEUE:
+            assert r.returncode == 0, (k, r.returncode, r.stdout, r.stderr)
+            return k
+        assert stop_message(k) in r.stdout, (k, stop_message(k), r.stdout)
+    sys.exit("FAIL: still requeued after %d runs" % most)
+
+
 def expect_error(mpiexec, name, cmd, pattern, ranks, output):
     """cmd must exit non-zero with exactly one 'spin: error:' line matching `pattern`, and must
     not have created `output`."""

@@ -23,7 +23,7 @@ import random
 import subprocess
 import sys
 
-from e2e_common import HF_BPE, REQUEUE, ROOT, expect_error, hf_tokenizer_model, run, run_ok, run_case
+from e2e_common import HF_BPE, REQUEUE, ROOT, expect_error, hf_tokenizer_model, run, run_ok, run_case, run_requeued
 
 
 def prompts_file(path, n=10, seed=3):
@@ -252,15 +252,10 @@ def case_resume(args, tmp):
     # A time limit (of ~0 here) stops at every round's end -- after one round in each run, so a
     # requeued job always moves on -- and the runs together write the uninterrupted records.
     timed = os.path.join(tmp, "timed.jsonl")
-    codes = []
-    while not codes or codes[-1] == REQUEUE:
-        r = run(args.mpiexec, cmd(timed, "--save-every", "4", "--exit-duration-mins", "1e-9"), 2)
-        codes.append(r.returncode)
-        assert len(codes) <= 3, (codes, r.stdout, r.stderr)
-        if r.returncode == REQUEUE:
-            assert "stopped by the time limit (spin generate: --exit-duration-mins = 1e-09 min) after %d of 10" % (
-                4 * len(codes)) in r.stdout, r.stdout
-    assert codes == [REQUEUE, REQUEUE, 0], codes
+    runs = run_requeued(args.mpiexec, cmd(timed, "--save-every", "4", "--exit-duration-mins", "1e-9"), 2,
+                        lambda k: "stopped by the time limit (spin generate: --exit-duration-mins = 1e-09 min) after "
+                                  "%d of 10" % (4 * k), 3)
+    assert runs == 3, runs
     same_records(open(timed).read().splitlines(keepends=True), want)
     expect_error(args.mpiexec, "time-limit-without-rounds", cmd(out, "--exit-duration-mins", "5"),
                  r"--exit-duration-mins stops at a round's end: it needs --save-every", 1, None)

@@ -16,7 +16,7 @@ import os
 import random
 import sys
 
-from e2e_common import REQUEUE, expect_error, read_safetensors, run, run_case, run_ok
+from e2e_common import REQUEUE, expect_error, read_safetensors, run, run_case, run_ok, run_requeued
 
 
 def copy_task(path, n=64, seed=7):
@@ -167,16 +167,8 @@ def case_resume(args, tmp):
     timed_out, timed_save = os.path.join(tmp, "timed"), os.path.join(tmp, "timed_save")
     cmd = sft_command(args, model, data, timed_out, "--pp", "2", "--save-dir", timed_save, "--exit-duration-mins",
                       "1e-9", "--resume")
-    runs = 0
-    while True:
-        r = run(args.mpiexec, cmd, 2)
-        runs += 1
-        if r.returncode != REQUEUE:
-            break
-        assert "stopped by the time limit (spin sft: --exit-duration-mins = 1e-09 min) after step %d;" % runs \
-            in r.stdout, r.stdout
-        assert runs < 20, r.stdout
-    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    runs = run_requeued(args.mpiexec, cmd, 2, lambda k: "stopped by the time limit (spin sft: --exit-duration-mins = "
+                                                        "1e-09 min) after step %d;" % k, 20)
     assert runs == len(step_lines(whole.stdout)), (runs, whole.stdout)
     assert (open(os.path.join(timed_out, "model.safetensors"), "rb").read() ==
             open(os.path.join(tmp, "whole", "model.safetensors"), "rb").read())

@@ -43,7 +43,8 @@ import sys
 import time
 
 import tensorboard_events as tb
-from e2e_common import REQUEUE, expect_error, multimodal_checkpoint, hf_tokenizer_model, read_safetensors, run, run_case, run_ok, TIMEOUT
+from e2e_common import (REQUEUE, expect_error, multimodal_checkpoint, hf_tokenizer_model, read_safetensors, run, run_case,
+                        run_ok, run_requeued, TIMEOUT)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
@@ -694,17 +695,11 @@ def case_time_limit(args, tmp):
               "--spin.kl_penalty", "1.0"]
     whole, timed = os.path.join(tmp, "whole"), os.path.join(tmp, "timed")
     run_ok(args.mpiexec, common + ["--checkpoint.save_dir", whole], 2)
-    runs = 0
-    while True:
-        r = run(args.mpiexec, common + ["--checkpoint.save_dir", timed, "--checkpoint.resume", "true",
-                                        "--checkpoint.exit_duration_mins", "1e-9"], 2)
-        runs += 1
-        if r.returncode != REQUEUE:
-            break
-        assert "stopped by the time limit (checkpoint.exit_duration_mins = 1e-09 min) after step %d;" % runs in \
-            r.stdout, r.stdout
-        assert runs < 10, r.stdout
-    assert r.returncode == 0 and runs == 6, (runs, r.returncode, r.stdout, r.stderr)
+    runs = run_requeued(args.mpiexec, common + ["--checkpoint.save_dir", timed, "--checkpoint.resume", "true",
+                                                "--checkpoint.exit_duration_mins", "1e-9"], 2,
+                        lambda k: "stopped by the time limit (checkpoint.exit_duration_mins = 1e-09 min) after step "
+                                  "%d;" % k, 10)
+    assert runs == 6, runs
     assert untimed(os.path.join(timed, "metrics.jsonl")) == untimed(os.path.join(whole, "metrics.jsonl"))
     assert (open(os.path.join(timed, "iteration_1", "model.safetensors"), "rb").read() ==
             open(os.path.join(whole, "iteration_1", "model.safetensors"), "rb").read())
