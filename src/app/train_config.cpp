@@ -229,7 +229,7 @@ bool free_to_change(const std::string& key) {
     if (key.starts_with(prefix)) return true;
   }
   return key == "spin.max_steps" || key == "spin.validation_interval" || key == "spin.validation_examples" ||
-         key == "data.validation";
+         key == "spin.save_generations" || key == "data.validation";
 }
 }  // namespace
 

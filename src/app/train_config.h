@@ -86,7 +86,7 @@ struct TrainConfig {
 // The settings that differ between a checkpoint's saved configuration (its to_ini()) and this
 // run's, as "section.key old -> new", leaving out those a resumed run may change without
 // changing what it computes: where checkpoints and logs go, the layout (checkpoints reshard),
-// spin.max_steps and validation. Keys one of the two lacks (options newer than the checkpoint)
+// spin.max_steps, validation and spin.save_generations. Keys one of the two lacks (options newer than the checkpoint)
 // are left out too.
 std::vector<std::string> changed_settings(const std::string& saved_ini, const std::string& current_ini);
 
