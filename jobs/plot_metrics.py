@@ -5,7 +5,8 @@
 
 Six panels against the optimizer step: the SPIN loss, the rewards of the ground-truth and the
 generated responses, their margin, the accuracy (fraction of prompts with real reward > generated
-reward), the generated length (mean and max), and the throughput (tokens/s). Training values are
+reward), the generated length (mean and max), and the throughput (training tokens/s, and the
+reference's generated tokens/s in the steps that generated). Training values are
 lines (a moving average over --smooth steps drawn over the raw values, faint), validation values
 are markers; dotted vertical lines mark where each self-play iteration ends. Several files may be
 given to compare runs (one colour each, named by their directory).
@@ -39,10 +40,17 @@ def load(path):
     return train, validation
 
 
+# Figures a step has only when it did the work: generation's rate is 0 in a step that took its
+# responses from the iteration's cache (spin.reuse_generations), which says nothing of the rate.
+WHEN_DONE = {"generation_tokens_per_second"}
+
+
 def column(records, key):
-    """Steps, values and iterations of the records with a finite `key` (skipped steps' NaN dropped)."""
+    """Steps, values and iterations of the records with a finite `key` (skipped steps' NaN dropped;
+    for the WHEN_DONE figures, the steps that did not do that work)."""
     rows = [(r["step"], r[key], r.get("iteration", 1)) for r in records
-            if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+            if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
+            and not (key in WHEN_DONE and r[key] <= 0)]
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 
@@ -74,7 +82,8 @@ PANELS = [  # (title, [(key, label, style)], y label)
     ("reward margin", [("margin", "margin", "-")], "real - generated"),
     ("accuracy", [("accuracy", "accuracy", "-")], "fraction real > generated"),
     ("generated length", [("generated_length_mean", "mean", "-"), ("generated_length_max", "max", ":")], "tokens"),
-    ("throughput", [("tokens_per_second", "tokens/s", "-")], "tokens/s"),
+    ("throughput", [("tokens_per_second", "training tokens/s", "-"),
+                    ("generation_tokens_per_second", "generated tokens/s", "--")], "tokens/s"),
 ]
 
 

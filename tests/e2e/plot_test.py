@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """jobs/plot_metrics.py: iteration boundaries found where the iteration number changes, the
-moving average restarted at each iteration, a valid PNG of the requested size with one panel per
+moving average restarted at each iteration, generation's rate only where a step generated, a valid PNG of the requested size with one panel per
 metric, validation points drawn, NaN (skipped) steps left out, and a malformed line reported as
 file:line with a non-zero exit. Needs matplotlib (Debian's python3-matplotlib)."""
 import json
@@ -28,7 +28,9 @@ def record(kind, iteration, step, loss):
          "loss": loss, "rewards_actual": 0.1 * step, "rewards_generated": -0.1 * step, "margin": 0.2 * step,
          "accuracy": 0.5, "generated_length_mean": 9.0, "generated_length_max": 12.0, "length_capped": 0.0}
     if kind == "train":
-        r.update(lr=1e-4, grad_norm=1.0, applied=True, tokens_per_second=1000.0 + step)
+        # Generation in odd steps only (the others served by a cache): its rate 0 there.
+        r.update(lr=1e-4, grad_norm=1.0, applied=True, tokens_per_second=1000.0 + step,
+                 generation_tokens_per_second=500.0 if step % 2 else 0.0)
     else:
         r["sft_nll"] = 1.0
     return r
@@ -51,6 +53,8 @@ def main():
         assert plot_metrics.iteration_ends(train) == [4, 8], plot_metrics.iteration_ends(train)
         x, y, it = plot_metrics.column(train, "loss")
         assert 6 not in x and len(x) == 11, x  # the NaN step is left out
+        x, _, _ = plot_metrics.column(train, "generation_tokens_per_second")
+        assert x == [1, 3, 5, 7, 9, 11], x  # steps that generated nothing are left out
         avg = plot_metrics.moving_average([1.0, 3.0, 5.0, 10.0, 20.0], [1, 1, 1, 2, 2], 2)
         assert avg == [1.0, 2.0, 4.0, 10.0, 15.0], avg  # restarted at the iteration change
 
