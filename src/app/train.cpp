@@ -314,10 +314,6 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       same("global_batch_size", c.global_batch_size, "prompts per step (spin.global_batch_size)");
       same("steps_per_epoch", shape.steps_per_epoch(0), "steps per epoch (the train file or batch size differ)");
       same("epochs", c.epochs, "epochs per iteration (spin.max_epochs)");
-      const std::string saved_optimizer = state.value("optimizer", std::string("adamw"));
-      require(saved_optimizer == c.optimizer, loaded, " holds the state of optimizer ", saved_optimizer,
-              "; this run has optim.name = ", c.optimizer, ": start from its weights alone with model.path (export it "
-              "with spin ckpt export-hf) or keep its optimizer");
       const bool mixed = state.value("mix_previous_iteration", false);
       require(mixed == c.mix_previous_iteration, loaded, " was saved by a run ", mixed ? "with" : "without",
               " spin.mix_previous_iteration; this run is ", c.mix_previous_iteration ? "with" : "without",
@@ -430,7 +426,6 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         {"consumed_samples", step * c.global_batch_size}, {"global_batch_size", c.global_batch_size},
         {"steps_per_epoch", shape.steps_per_epoch(0)}, {"epochs", c.epochs},
         {"mix_previous_iteration", c.mix_previous_iteration},
-        {"optimizer", c.optimizer},
         {"optimizer_steps", optimizer.steps_taken()}, {"optimizer_skipped", optimizer.steps_skipped()},
         {"reference", with_reference ? "saved" : "policy"},
         // The random streams are counter-based, keyed by these seeds and the position above.

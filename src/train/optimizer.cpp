@@ -221,8 +221,17 @@ void Optimizer::load_state(const ckpt::CheckpointReader& reader, std::int64_t st
   const Tensor m = m_.defined() ? host_readable(m_) : Tensor(), v = host_readable(v_);
   const auto [m_group, v_group] = state_groups(config_.algorithm);
   const auto groups = reader.groups();
-  require(std::find(groups.begin(), groups.end(), v_group) != groups.end(), reader.dir(), " holds no ", v_group,
-          ": it was saved with another optimizer than this run's ", optimizer_algorithm_name(config_.algorithm));
+  const auto holds_state_of = [&](OptimizerAlgorithm a) {
+    return std::find(groups.begin(), groups.end(), state_groups(a).second) != groups.end();
+  };
+  if (!holds_state_of(config_.algorithm)) {
+    for (OptimizerAlgorithm other : {OptimizerAlgorithm::AdamW, OptimizerAlgorithm::RmsProp}) {
+      require(!holds_state_of(other), reader.dir(), " holds the state of optimizer ", optimizer_algorithm_name(other),
+              ", not of this run's ", optimizer_algorithm_name(config_.algorithm),
+              ": resume with that optimizer, or start from its weights alone (spin ckpt export-hf)");
+    }
+    fail(reader.dir(), " holds no optimizer state (", v_group, ")");
+  }
   const auto& state = params_.sharded_state_dict();
   for (const Segment& s : segments_) {
     const ShardedTensor& p = state[s.param];

@@ -95,11 +95,11 @@ class Optimizer {
   // point into host memory (a copy of device state) valid until the next call.
   std::vector<ckpt::PieceWrite> state_pieces() const;
   // Restores the state of every element this rank holds (from a checkpoint of any layout,
-  // distributed or not, of the same algorithm) and the step counters.
+  // distributed or not) and the step counters. Throws naming the checkpoint's optimizer for one
+  // that holds another algorithm's state.
   void load_state(const ckpt::CheckpointReader& reader, std::int64_t steps, std::int64_t skipped);
   // Optimizer state held by this rank.
   std::size_t state_bytes() const;
-  OptimizerAlgorithm algorithm() const { return config_.algorithm; }
   // A fresh optimizer over the same parameters: moments and step counters back to zero (a new
   // run's, as the SPIN code starts every self-play iteration).
   void reset_state();
