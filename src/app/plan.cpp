@@ -37,6 +37,7 @@ struct PlanOptions {
   std::int64_t micro_batch = 1, seq = 0, global_batch = 0, rollout_batch = 0, rollout_step_tokens = 0;
   std::int64_t logits_chunk_rows = 0;
   bool distributed = false, ref_offload = false, recompute = false, sequence_parallel = false;
+  bool rmsprop = false;  // --optimizer rmsprop: one state buffer instead of AdamW's two
 };
 
 std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
@@ -78,7 +79,7 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
   if (!parse_options_or_help(desc, argc, argv, "spin plan", kUsage, print)) return std::nullopt;
   require(o.device == "cuda" || o.device == "cpu", "spin plan: --device \"", o.device, "\" is not cuda or cpu");
   parse_attention_backend(o.attention_backend);
-  train::parse_optimizer_algorithm(o.optimizer, "spin plan: --optimizer");
+  o.rmsprop = train::parse_optimizer_algorithm(o.optimizer, "spin plan: --optimizer") == train::OptimizerAlgorithm::RmsProp;
   require(o.gpus >= 0 && o.gpus_per_node >= 1, "spin plan: --gpus and --gpus-per-node must be positive");
   require(o.logits_chunk_rows >= 0, "spin plan: --logits-chunk-rows must be 0 (off) or positive");
   return o;
@@ -125,9 +126,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.sequence_parallel = o.sequence_parallel;
     request.logits_chunk_rows = o.logits_chunk_rows;
     request.precision = o.device == "cpu" ? train::Precision::cpu() : train::Precision::cuda();
-    if (train::parse_optimizer_algorithm(o.optimizer, "spin plan: --optimizer") == train::OptimizerAlgorithm::RmsProp) {
-      request.precision.moments = 4;  // v alone
-    }
+    if (o.rmsprop) request.precision.moments = 4;  // v alone
     if (parse_attention_backend(o.attention_backend) == AttentionBackend::Unfused) {
       request.precision.attention_probs = true;
     }
@@ -180,7 +179,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
   row("policy weights", plan.stages, &S::weights);
   row("gradients", plan.stages, &S::grads);
   row(request.precision.master > 0 ? "master weights (fp32)" : "master weights (= the weights)", plan.stages, &S::masters);
-  const std::string state = cat(o.optimizer == "rmsprop" ? "RMSprop state" : "AdamW moments",
+  const std::string state = cat(o.rmsprop ? "RMSprop state" : "AdamW moments",
                                 o.distributed ? " (distributed)" : "");
   row(state.c_str(), plan.stages, &S::optimizer);
   row("reference weights", plan.stages, &S::reference);

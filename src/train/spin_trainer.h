@@ -92,6 +92,10 @@ struct SpinConfig {
   void validate() const;
 };
 
+// The samples iteration `iteration` of a run of `config` visits an epoch over `examples`
+// examples: the examples, twice after the first iteration with mix_previous_iteration.
+std::int64_t samples_in_iteration(const SpinConfig& config, std::int64_t examples, std::int64_t iteration);
+
 // The steps of a SPIN run of `config` over `examples` examples at data-parallel size dp (the
 // trainer's plans' batches: spin train's schedule and positions).
 RunShape spin_run_shape(const SpinConfig& config, std::int64_t examples, int dp);
@@ -229,8 +233,7 @@ class SpinTrainer {
     bool capped = false;       // stopped by max_new_tokens
   };
   using Responses = std::unordered_map<std::int64_t, Response>;  // by example
-  // The samples `iteration` visits an epoch: the examples, twice when it mixes in the previous
-  // iteration's responses.
+  // samples_in_iteration() for this trainer's examples.
   std::int64_t samples(std::int64_t iteration) const;
   bool mixes(std::int64_t iteration) const { return config_.mix_previous_iteration && iteration > 0; }
   // reuse_generations: sample `sample`'s cached response (this iteration's or the previous).
@@ -256,6 +259,10 @@ class SpinTrainer {
   // The responses of `iteration` that its first epoch's steps left out, generated into the cache
   // (once; each replica a contiguous share of them, in index order).
   void generate_left_out(std::int64_t iteration);
+  // Every example's response of iteration cache_iteration_ in the cache, those missing generated
+  // by the current reference as a later epoch would: the first epoch's steps a resumed process did
+  // not run, as they ran, then those the steps left out (one epoch drops the last partial batch).
+  void complete_cache();
   // On the last stage, per micro-batch, the reference sums of its sequences. `iteration`: a
   // training step's, whose examples_ the kept sums belong to; -1 (evaluation): none kept.
   std::vector<std::vector<float>> reference_sums(const Rollout& r, std::int64_t iteration);
