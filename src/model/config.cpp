@@ -41,6 +41,45 @@ std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::s
   }
   return ids;
 }
+// rope_scaling `r` of type yarn, as transformers' _compute_yarn_parameters reads it: the original
+// context is r's original_max_position_embeddings, else config.json `j`'s max_position_embeddings;
+// attention_factor, unless given, is get_mscale(factor, mscale) / get_mscale(factor,
+// mscale_all_dim) where both are given and non-zero, else get_mscale(factor) -- get_mscale(s, m)
+// being 0.1 m ln s + 1 (1 for s <= 1) --, in double precision.
+RopeScaling parse_yarn(const json& j, const json& r, const std::string& source) {
+  RopeScaling s;
+  s.type = RopeScaling::Type::Yarn;
+  require(r.contains("factor"), source, ": rope_scaling lacks \"factor\"");
+  s.factor = positive_float(r, "factor", source);
+  const double factor = r.at("factor").get<double>();  // as Python holds it, for the attention factor
+  const bool given = r.contains("original_max_position_embeddings") && !r.at("original_max_position_embeddings").is_null();
+  s.original_max_position_embeddings = positive_int(given ? r : j, given ? "original_max_position_embeddings"
+                                                                         : "max_position_embeddings", source);
+  const auto number = [&](const char* key) -> std::optional<double> {  // absent, null (or 0, as Python's `or`)
+    if (!r.contains(key) || r.at(key).is_null()) return std::nullopt;
+    require(r.at(key).is_number() && r.at(key).get<double>() >= 0, source, ": rope_scaling's \"", key,
+            "\" must be a non-negative number, got ", r.at(key).dump());
+    const double v = r.at(key).get<double>();
+    return v == 0 ? std::nullopt : std::optional<double>(v);
+  };
+  s.beta_fast = number("beta_fast").value_or(32.0);
+  s.beta_slow = number("beta_slow").value_or(1.0);
+  if (r.contains("truncate") && !r.at("truncate").is_null()) {
+    require(r.at("truncate").is_boolean(), source, ": rope_scaling's \"truncate\" must be true or false, got ",
+            r.at("truncate").dump());
+    s.truncate = r.at("truncate").get<bool>();
+  }
+  const auto get_mscale = [&](double m) { return factor <= 1.0 ? 1.0 : 0.1 * m * std::log(factor) + 1.0; };
+  if (r.contains("attention_factor") && !r.at("attention_factor").is_null()) {
+    s.attention_factor = positive_float(r, "attention_factor", source);
+  } else if (const auto m = number("mscale"), all = number("mscale_all_dim"); m && all) {
+    s.attention_factor = static_cast<float>(get_mscale(*m) / get_mscale(*all));
+  } else {
+    s.attention_factor = static_cast<float>(get_mscale(1.0));
+  }
+  return s;
+}
+
 // config.json `j`'s rope_scaling `r`; `phi3`: Phi3Config reads the types su and yarn as longrope.
 RopeScaling parse_rope_scaling(const json& j, const json& r, bool phi3, const std::string& source) {
   require(r.is_object(), source, ": rope_scaling must be an object, got ", r.dump());
@@ -85,6 +124,7 @@ RopeScaling parse_rope_scaling(const json& j, const json& r, bool phi3, const st
     }
     return s;
   }
+  if (type == "yarn") return parse_yarn(j, r, source);
   if (type == "linear") {
     s.type = RopeScaling::Type::Linear;
   } else if (type == "llama3") {
@@ -98,7 +138,7 @@ RopeScaling parse_rope_scaling(const json& j, const json& r, bool phi3, const st
     require(s.high_freq_factor > s.low_freq_factor, source, ": rope_scaling's high_freq_factor (", s.high_freq_factor,
             ") must exceed its low_freq_factor (", s.low_freq_factor, ")");
   } else {
-    fail(source, ": rope_scaling ", r.dump(), " is not supported (rope types linear, llama3 and longrope are)");
+    fail(source, ": rope_scaling ", r.dump(), " is not supported (rope types linear, llama3, yarn and longrope are)");
   }
   require(r.contains("factor"), source, ": rope_scaling lacks \"factor\"");
   s.factor = positive_float(r, "factor", source);

@@ -1,10 +1,9 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
 // Phi3ForCausalLM), read from a Hugging Face config.json.
-// Features spin does not implement (rope_scaling other than linear, llama3 and longrope, partial
-// rotary embeddings, biases other than
-// Qwen2's on q/k/v, activations other than SiLU and Gemma's tanh GELU) are refused by name
-// rather than ignored.
+// Features spin does not implement (rope_scaling other than linear, llama3, yarn and longrope,
+// partial rotary embeddings, biases other than Qwen2's on q/k/v, activations other than SiLU and
+// Gemma's tanh GELU) are refused by name rather than ignored.
 #pragma once
 
 #include <cstdint>
@@ -19,18 +18,23 @@ namespace spin::model {
 
 // config.json's rope_scaling, of the rope types spin implements (model/rope.h): linear (the
 // positions divided by `factor`), llama3 (Llama 3.1 / 3.2: each inverse frequency rescaled by
-// its wavelength against the original context) and longrope (Phi-3's 128k models: each inverse
-// frequency divided by its short_factor, cos and sin times attention_factor, for sequences up to
+// its wavelength against the original context), yarn (YaRN, the long-context setting of Qwen2.5
+// and Qwen3: the frequencies that turn fewer than beta_slow times over the original context
+// divided by `factor`, those turning more than beta_fast times kept, a linear ramp between; cos
+// and sin times attention_factor) and longrope (Phi-3's 128k models: each inverse frequency
+// divided by its short_factor, cos and sin times attention_factor, for sequences up to
 // original_max_position_embeddings; longer ones would switch to long_factor, which spin does not
 // do: ModelConfig::max_sequence_length stops there).
 struct RopeScaling {
-  enum class Type { Linear, Llama3, LongRope };
+  enum class Type { Linear, Llama3, Yarn, LongRope };
   Type type = Type::Linear;
   float factor = 1.0f;
   float low_freq_factor = 1.0f, high_freq_factor = 4.0f;  // llama3
-  std::int64_t original_max_position_embeddings = 0;      // llama3, longrope
+  std::int64_t original_max_position_embeddings = 0;      // llama3, yarn, longrope
+  double beta_fast = 32.0, beta_slow = 1.0;               // yarn: rotations over the original context
+  bool truncate = true;                                   // yarn: the ramp's ends rounded outwards to whole dims
   std::vector<float> short_factor, long_factor;           // longrope: head_dim / 2 each
-  float attention_factor = 1.0f;                          // longrope
+  float attention_factor = 1.0f;                          // yarn, longrope: cos and sin's scale
 };
 
 struct ModelConfig {

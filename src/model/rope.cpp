@@ -8,6 +8,42 @@
 
 namespace spin::model {
 
+namespace {
+
+// YaRN (_compute_yarn_parameters) over the unscaled frequencies `inv`: the dimension at which a
+// frequency turns `rotations` times over the original context, (d ln(original / (2 pi
+// rotations))) / (2 ln theta), bounds a ramp -- from beta_fast's dimension (floored, at least 0)
+// to beta_slow's (ceiled, at most d - 1) -- along which the frequencies go from kept
+// (extrapolated) to divided by `factor` (interpolated). The bounds in double precision as Python
+// computes them, the ramp and the blend in float32 as torch does.
+std::vector<float> yarn_inv_freq(std::vector<float> inv, std::int64_t head_dim, float theta, const RopeScaling& s) {
+  const auto dim = static_cast<double>(head_dim);
+  const auto original = static_cast<double>(s.original_max_position_embeddings);
+  const auto correction_dim = [&](double rotations) {
+    return (dim * std::log(original / (rotations * 2 * std::numbers::pi))) / (2 * std::log(static_cast<double>(theta)));
+  };
+  double low = correction_dim(s.beta_fast), high = correction_dim(s.beta_slow);
+  if (s.truncate) {
+    low = std::floor(low);
+    high = std::ceil(high);
+  }
+  low = std::max(low, 0.0);
+  high = std::min(high, dim - 1);
+  if (low == high) high += 0.001;  // as transformers does, against a zero-width ramp
+  const auto low_f = static_cast<float>(low), width = static_cast<float>(high - low);
+  for (std::size_t i = 0; i < inv.size(); ++i) {
+    const float ramp = std::clamp((static_cast<float>(i) - low_f) / width, 0.0f, 1.0f);
+    const float extrapolated = 1.0f - ramp;
+    // 1 / pos_freq is `inv` (a float32 reciprocal); the interpolated one is 1 / (factor pos_freq).
+    const float pos_freq = std::pow(theta, static_cast<float>(2 * static_cast<std::int64_t>(i)) / static_cast<float>(head_dim));
+    const float interpolated = 1.0f / (s.factor * pos_freq);
+    inv[i] = interpolated * (1.0f - extrapolated) + inv[i] * extrapolated;
+  }
+  return inv;
+}
+
+}  // namespace
+
 std::vector<float> rope_inv_freq(std::int64_t head_dim, float theta, const std::optional<RopeScaling>& scaling) {
   const std::int64_t half = head_dim / 2;
   std::vector<float> inv(static_cast<std::size_t>(half));
@@ -28,6 +64,7 @@ std::vector<float> rope_inv_freq(std::int64_t head_dim, float theta, const std::
     }
     return inv;
   }
+  if (s.type == RopeScaling::Type::Yarn) return yarn_inv_freq(inv, head_dim, theta, s);
   // llama3 (_compute_llama3_parameters): wavelengths shorter than original / high_freq_factor
   // keep their frequency, longer than original / low_freq_factor are divided by `factor`, and
   // those between are interpolated -- each step in float32 as torch computes it, a number divided
@@ -73,8 +110,10 @@ void RopeTable::compute(std::int64_t rows) {
   float* c = cos.f32();
   float* s = sin.f32();
   const std::vector<float> inv = rope_inv_freq(head_dim_, theta_, scaling_);
-  // LongRoPE scales cos and sin (in float32, after their rounding), as Phi-3's embedding does.
-  const float attention = scaling_ && scaling_->type == RopeScaling::Type::LongRope ? scaling_->attention_factor : 1.0f;
+  // YaRN and LongRoPE scale cos and sin (in float32, after their rounding), as transformers'
+  // rotary embeddings do (attention_scaling).
+  const bool scaled = scaling_ && (scaling_->type == RopeScaling::Type::Yarn || scaling_->type == RopeScaling::Type::LongRope);
+  const float attention = scaled ? scaling_->attention_factor : 1.0f;
   for (std::int64_t i = 0; i < half; ++i) {
     const float inv_freq = inv[static_cast<std::size_t>(i)];
     for (std::int64_t p = 0; p < rows; ++p) {

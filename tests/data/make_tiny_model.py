@@ -83,8 +83,11 @@ def main():
                    help="a Phi3ForCausalLM: q/k/v fused as qkv_proj, gate/up as gate_up_proj, LongRoPE with "
                         "short factors in [1, 4) and --original-max-positions (attention factor "
                         "sqrt(1 + ln 8 / ln 64) at the default 512 and 64)")
+    p.add_argument("--yarn", type=float, metavar="FACTOR",
+                   help="rope_scaling of type yarn with this factor over --original-max-positions (as Qwen2.5 "
+                        "and Qwen3 document it)")
     p.add_argument("--original-max-positions", type=int, default=64,
-                   help="--phi3's original_max_position_embeddings (LongRoPE's sequences stop there)")
+                   help="--phi3's and --yarn's original_max_position_embeddings (LongRoPE's sequences stop there)")
     p.add_argument("--sliding-window", type=int, default=8,
                    help="the window of --mistral and --gemma2 (keys; shorter than the test sequences)")
     p.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")
@@ -199,6 +202,9 @@ def main():
                            "type": "longrope",
                            "short_factor": [round(1.0 + 3.0 * rng.random(), 4) for _ in range(half)],
                            "long_factor": [round(1.0 + 30.0 * rng.random(), 4) for _ in range(half)]}})
+    if a.yarn:
+        config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
+                                  "original_max_position_embeddings": a.original_max_positions}
     if a.qwen2:  # Qwen2's own keys, the window off as in the published models
         config.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "use_sliding_window": False,
                        "sliding_window": a.max_positions // 2, "max_window_layers": a.layers})

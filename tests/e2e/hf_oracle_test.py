@@ -16,7 +16,9 @@ everywhere, dropping the head norms or windowing the other layer each fail it (c
 hand). Mistral's sliding window (8 keys against sequences of 16-32 tokens):
 MistralForCausalLM with eager attention, its window shifted by one (mistral_reference says why).
 Phi-3 (fused qkv_proj / gate_up_proj, LongRoPE's short factors and attention factor):
-Phi3ForCausalLM, or on 4.40 LlamaForCausalLM made into it (phi3_reference).
+Phi3ForCausalLM, or on 4.40 LlamaForCausalLM made into it (phi3_reference). YaRN (a Llama with
+rope_scaling of type yarn, factor 8 over an original context of 64): LlamaForCausalLM with YaRN's
+frequencies and attention factor (yarn_as_llama).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -107,10 +109,17 @@ def phi3_as_llama(model_dir, tmp):
     short = torch.tensor(scaling["short_factor"], dtype=torch.float32)
     inv_freq = 1.0 / (short * config["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
     scale = config["max_position_embeddings"] / original
-    factor = math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1.0 else 1.0
+    rescale_rope(model, inv_freq, math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1.0 else 1.0)
+    model.__name__ = "LlamaForCausalLM as Phi3ForCausalLM (LongRoPE)"
+    return model
 
+
+def rescale_rope(model, inv_freq, attention_factor):
+    """Gives a LlamaForCausalLM's rotary embeddings the inverse frequencies `inv_freq` and
+    multiplies their cos and sin by `attention_factor`, as transformers' rope types with an
+    attention scaling do."""
     def scaled(module, inputs, output):
-        return tuple(x * factor for x in output)
+        return tuple(x * attention_factor for x in output)
 
     # Each attention's rotary embedding (4.40), or the model's one (later versions).
     embeddings = ([model.model.rotary_emb] if hasattr(model.model, "rotary_emb")
@@ -118,7 +127,25 @@ def phi3_as_llama(model_dir, tmp):
     for emb in embeddings:
         emb.inv_freq.copy_(inv_freq)
         emb.register_forward_hook(scaled)
-    model.__name__ = "LlamaForCausalLM as Phi3ForCausalLM (LongRoPE)"
+
+
+def yarn_as_llama(model_dir, tmp):
+    """A Llama with rope_scaling of type yarn (newer than the oracle's transformers 4.40) as
+    LlamaForCausalLM without it, its rotary embeddings given YaRN's inverse frequencies and
+    attention factor as _compute_yarn_parameters computes them (tests/data/yarn_oracle.py)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
+    from yarn_oracle import yarn
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    scaling = config.pop("rope_scaling")
+    plain = os.path.join(tmp, "without-yarn")
+    os.makedirs(plain)
+    json.dump(config, open(os.path.join(plain, "config.json"), "w"))
+    os.symlink(os.path.abspath(os.path.join(model_dir, "model.safetensors")), os.path.join(plain, "model.safetensors"))
+    model = LlamaForCausalLM.from_pretrained(plain, torch_dtype=torch.float32).eval()
+    inv_freq, attention_factor, _ = yarn(config["hidden_size"] // config["num_attention_heads"], config["rope_theta"],
+                                         scaling["factor"], scaling["original_max_position_embeddings"])
+    rescale_rope(model, inv_freq, attention_factor)
+    model.__name__ = "LlamaForCausalLM with YaRN's frequencies"
     return model
 
 
@@ -211,7 +238,7 @@ def main():
     args = p.parse_args()
     records = [json.loads(l) for l in open(args.input) if l.strip()]
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
-                 "tiny-gemma3", "tiny-mistral", "tiny-phi3"]:
+                 "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-llama-yarn"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -228,6 +255,8 @@ def main():
             model = mistral_reference(model_dir, tempfile.mkdtemp(prefix="spin_mistral_"))
         elif name == "tiny-phi3":
             model = phi3_reference(model_dir, tempfile.mkdtemp(prefix="spin_phi3_"))
+        elif name == "tiny-llama-yarn":
+            model = yarn_as_llama(model_dir, tempfile.mkdtemp(prefix="spin_yarn_"))
         else:
             model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
         print("%s: %s" % (name, getattr(model, "__name__", type(model).__name__)))

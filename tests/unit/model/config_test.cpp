@@ -97,11 +97,47 @@ TEST(ModelConfig, ReadsLinearAndLlama3RopeScaling) {
             std::string::npos);
 }
 
+// YaRN as Qwen2.5 / Qwen3 document it, and as transformers fills it in: the original context from
+// rope_scaling, else max_position_embeddings; the attention factor 0.1 ln factor + 1 (the
+// constants: tests/data/yarn_oracle.py), the mscale ratio where both are given, or given itself;
+// the betas' defaults 32 and 1 (also for a 0, as Python's `or` reads it).
+TEST(ModelConfig, ReadsYarnRopeScaling) {
+  const ModelConfig q = ModelConfig::from_json(
+      with("rope_scaling", R"({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768})"), "c");
+  ASSERT_TRUE(q.rope_scaling.has_value());
+  EXPECT_EQ(q.rope_scaling->type, RopeScaling::Type::Yarn);
+  EXPECT_EQ(q.rope_scaling->factor, 4.0f);
+  EXPECT_EQ(q.rope_scaling->original_max_position_embeddings, 32768);
+  EXPECT_EQ(q.rope_scaling->attention_factor, static_cast<float>(0x1.237d37fe5d298p+0));
+  EXPECT_EQ(q.rope_scaling->beta_fast, 32.0);
+  EXPECT_EQ(q.rope_scaling->beta_slow, 1.0);
+  EXPECT_TRUE(q.rope_scaling->truncate);
+  EXPECT_EQ(q.max_sequence_length(), q.max_position_embeddings);  // YaRN serves every position
+  const ModelConfig d = ModelConfig::from_json(
+      with("rope_scaling", R"({"type": "yarn", "factor": 40, "mscale": 1.0, "mscale_all_dim": 0.5, "beta_fast": 0,
+                               "beta_slow": 2, "truncate": false})"), "c");
+  EXPECT_EQ(d.rope_scaling->original_max_position_embeddings, d.max_position_embeddings);
+  EXPECT_EQ(d.rope_scaling->attention_factor, static_cast<float>(0x1.27dd657729358p+0));
+  EXPECT_EQ(d.rope_scaling->beta_fast, 32.0);
+  EXPECT_EQ(d.rope_scaling->beta_slow, 2.0);
+  EXPECT_FALSE(d.rope_scaling->truncate);
+  const ModelConfig given = ModelConfig::from_json(
+      with("rope_scaling", R"({"rope_type": "yarn", "factor": 4.0, "attention_factor": 1.5, "mscale": 1.0})"), "c");
+  EXPECT_EQ(given.rope_scaling->attention_factor, 1.5f);
+  const ModelConfig one = ModelConfig::from_json(with("rope_scaling", R"({"rope_type": "yarn", "factor": 1.0})"), "c");
+  EXPECT_EQ(one.rope_scaling->attention_factor, 1.0f);
+  EXPECT_NE(error_of(with("rope_scaling", R"({"rope_type": "yarn"})")).find("lacks \"factor\""), std::string::npos);
+  EXPECT_NE(error_of(with("rope_scaling", R"({"rope_type": "yarn", "factor": 4, "beta_fast": -1})")).find("beta_fast"),
+            std::string::npos);
+  EXPECT_NE(error_of(with("rope_scaling", R"({"rope_type": "yarn", "factor": 4, "truncate": 1})")).find("truncate"),
+            std::string::npos);
+}
+
 TEST(ModelConfig, RefusesWhatItDoesNotImplement) {
   EXPECT_NE(error_of(with("rope_scaling", R"({"type": "dynamic", "factor": 2.0})")).find("rope_scaling"),
             std::string::npos);
-  EXPECT_NE(error_of(with("rope_scaling", R"({"rope_type": "yarn", "factor": 4.0})")).find("linear, llama3 and longrope"),
-            std::string::npos);  // (Phi3Config alone reads yarn as longrope)
+  EXPECT_NE(error_of(with("rope_scaling", R"({"rope_type": "dynamic", "factor": 4.0})")).find("linear, llama3, yarn and longrope"),
+            std::string::npos);
   EXPECT_NE(error_of(with("partial_rotary_factor", "0.75")).find("partial_rotary_factor 0.75"), std::string::npos);
   EXPECT_NE(error_of(with("attention_bias", "true")).find("attention_bias"), std::string::npos);
   EXPECT_NE(error_of(with("hidden_act", "\"gelu\"")).find("hidden_act"), std::string::npos);

@@ -2,8 +2,8 @@
 // Face's _compute_llama3_parameters gives in torch float32 (the hex constants below: that
 // function's code, from transformers' modeling_rope_utils, run with python3-torch at head_dim 16, theta 500000, factor
 // 8, low_freq_factor 1, high_freq_factor 8, original context 256: two frequencies kept, two interpolated, four divided
-// by the factor), and at Llama 3.1's parameters; linear divides every frequency by the factor; and the tables' angles
-// are the positions times those frequencies.
+// by the factor), and at Llama 3.1's parameters; yarn's likewise (tests/data/yarn_oracle.py); linear divides every
+// frequency by the factor; and the tables' angles are the positions times those frequencies.
 #include "model/rope.h"
 
 #include <gtest/gtest.h>
@@ -53,6 +53,77 @@ TEST(RopeTable, Llama31ParametersMatchHuggingFaceBitwise) {
       0x1.04be68p-19f, 0x1.a8d010p-20f, 0x1.5a0f4ep-20f, 0x1.19e800p-20f, 0x1.cb4a9ap-21f, 0x1.76258ep-21f,
       0x1.30c94ep-21f, 0x1.f09184p-22f, 0x1.948360p-22f, 0x1.4985fep-22f};
   EXPECT_EQ(rope_inv_freq(128, 500000.0f, s), hf);
+}
+
+RopeScaling yarn(float factor, std::int64_t original) {
+  RopeScaling s;
+  s.type = RopeScaling::Type::Yarn;
+  s.factor = factor;
+  s.original_max_position_embeddings = original;
+  return s;
+}
+
+// YaRN's frequencies against transformers' _compute_yarn_parameters run in torch float32
+// (tests/data/yarn_oracle.py prints these constants): at head_dim 16, theta 10000, an original
+// context of 64, the ramp runs over dims 0..3 (one frequency kept, two blended, five divided by
+// the factor); with truncate false and betas 16 / 2 over 0..1.414; at factor 40; and at Qwen3's
+// YaRN setting (head_dim 128, theta 1e6, factor 4, original 32768: the ramp over dims 23..40).
+TEST(RopeTable, YarnScalingMatchesHuggingFaceBitwise) {
+  EXPECT_EQ(rope_inv_freq(16, 10000.0f, yarn(4.0f, 64)),
+            (std::vector<float>{0x1.p+0f, 0x1.e5b9dp-3f, 0x1.999998p-5f, 0x1.030dc6p-7f, 0x1.47ae14p-9f, 0x1.9e7c7p-11f,
+                                0x1.0624dep-12f, 0x1.4b96cp-14f}));
+  RopeScaling untruncated = yarn(4.0f, 64);
+  untruncated.truncate = false;
+  untruncated.beta_fast = 16;
+  untruncated.beta_slow = 2;
+  EXPECT_EQ(rope_inv_freq(16, 10000.0f, untruncated),
+            (std::vector<float>{0x1.p+0f, 0x1.301ba8p-3f, 0x1.99999ap-6f, 0x1.030dc6p-7f, 0x1.47ae14p-9f, 0x1.9e7c7p-11f,
+                                0x1.0624dep-12f, 0x1.4b96cp-14f}));
+  EXPECT_EQ(rope_inv_freq(16, 10000.0f, yarn(40.0f, 64)),
+            (std::vector<float>{0x1.p+0f, 0x1.b5273ap-3f, 0x1.1eb85p-5f, 0x1.9e7c7p-11f, 0x1.0624dep-12f, 0x1.4b96cp-14f,
+                                0x1.a36e2ep-16f, 0x1.094566p-17f}));
+  const std::vector<float> qwen3 = {
+      0x1.p+0f,        0x1.9c975ap-1f,  0x1.4c7bcp-1f,   0x1.0beddep-1f,  0x1.afd136p-2f,  0x1.5bf9fep-2f,
+      0x1.186a08p-2f,  0x1.c3f06ap-3f,  0x1.6c310ep-3f,  0x1.257b22p-3f,  0x1.d8ffacp-4f,  0x1.7d298cp-4f,
+      0x1.33281ap-4f,  0x1.ef0a26p-5f,  0x1.8eec7ep-5f,  0x1.41783ap-5f,  0x1.030dc6p-5f,  0x1.a1835p-6f,
+      0x1.507316p-6f,  0x1.0f201p-6f,   0x1.b4f7e4p-7f,  0x1.6020a4p-7f,  0x1.1bc25ap-7f,  0x1.c9548cp-8f,
+      0x1.6046eep-8f,  0x1.0ec71p-8f,   0x1.9f4aap-9f,   0x1.3da49p-9f,   0x1.e483bep-10f, 0x1.70578p-10f,
+      0x1.17040ep-10f, 0x1.a4fb7p-11f,  0x1.3c1d64p-11f, 0x1.d832dp-12f,  0x1.5e7a04p-12f, 0x1.02387cp-12f,
+      0x1.79277cp-13f, 0x1.107c7p-13f,  0x1.847d34p-14f, 0x1.103a14p-14f, 0x1.74eea6p-15f, 0x1.2c8648p-15f,
+      0x1.e459c4p-16f, 0x1.864f6ap-16f, 0x1.3a8748p-16f, 0x1.faeba8p-17f, 0x1.987f7cp-17f, 0x1.492f56p-17f,
+      0x1.094564p-17f, 0x1.ab8882p-18f, 0x1.58863ap-18f, 0x1.15a1dap-18f, 0x1.bf749ep-19f, 0x1.68941cp-19f,
+      0x1.2291c6p-19f, 0x1.d44e64p-20f, 0x1.796182p-20f, 0x1.301c04p-20f, 0x1.ea20ep-21f,  0x1.8af756p-21f,
+      0x1.3e47c8p-21f, 0x1.007bd8p-21f, 0x1.9d5ef2p-22f, 0x1.4d1c98p-22f};
+  // Torch's CPU pow (Sleef's, within an ulp) and the C library's powf, which spin's frequencies
+  // use with or without scaling, round theta^(74/128) apart in its last bit: one frequency of the
+  // 64 is an ulp off; the rest are bitwise.
+  const std::vector<float> spin = rope_inv_freq(128, 1e6f, yarn(4.0f, 32768));
+  ASSERT_EQ(spin.size(), qwen3.size());
+  int ulp_off = 0;
+  for (std::size_t i = 0; i < spin.size(); ++i) {
+    if (spin[i] == qwen3[i]) continue;
+    ++ulp_off;
+    EXPECT_TRUE(spin[i] == std::nextafter(qwen3[i], 0.0f) || spin[i] == std::nextafter(qwen3[i], 1.0f))
+        << i << ": " << spin[i] << " against " << qwen3[i];
+  }
+  EXPECT_EQ(ulp_off, 1);
+}
+
+// The tables carry YaRN's attention factor on cos and sin, as the rotary embedding scales them.
+TEST(RopeTable, YarnTablesScaleCosAndSinByTheAttentionFactor) {
+  RopeScaling s = yarn(4.0f, 64);
+  s.attention_factor = 1.138629436111989f;
+  const std::vector<float> inv = rope_inv_freq(16, 10000.0f, s);
+  const RopeTable table(16, 128, 10000.0f, Device::Cpu, s);
+  for (std::int64_t p : {0, 1, 63, 64, 127}) {
+    for (std::size_t i = 0; i < inv.size(); ++i) {
+      const float angle = static_cast<float>(p) * inv[i];
+      EXPECT_EQ(table.cos()[p * 8 + static_cast<std::int64_t>(i)],
+                static_cast<float>(std::cos(double{angle})) * s.attention_factor);
+      EXPECT_EQ(table.sin()[p * 8 + static_cast<std::int64_t>(i)],
+                static_cast<float>(std::sin(double{angle})) * s.attention_factor);
+    }
+  }
 }
 
 TEST(RopeTable, LinearScalingDividesEveryFrequencyAndTheTableFollows) {
