@@ -75,12 +75,12 @@ class TimedKernels final : public kernels::Kernels {
     time("rmsnorm", [&] { inner_.rmsnorm_backward(dx, dw, dout, x, w, rstd, n, dim, w_offset); });
   }
   void rope_forward(float* x, const std::int32_t* pos, const float* cos, const float* sin,
-                    Index n, Index heads, Index hd) const override {
-    time("rope", [&] { inner_.rope_forward(x, pos, cos, sin, n, heads, hd); });
+                    Index n, Index heads, Index hd, Index rotary) const override {
+    time("rope", [&] { inner_.rope_forward(x, pos, cos, sin, n, heads, hd, rotary); });
   }
   void rope_backward(float* dx, const std::int32_t* pos, const float* cos, const float* sin,
-                     Index n, Index heads, Index hd) const override {
-    time("rope", [&] { inner_.rope_backward(dx, pos, cos, sin, n, heads, hd); });
+                     Index n, Index heads, Index hd, Index rotary) const override {
+    time("rope", [&] { inner_.rope_backward(dx, pos, cos, sin, n, heads, hd, rotary); });
   }
   void attention_forward(float* out, float* probs, const float* q, const float* k,
                          const float* v, const Index* cu, Index seqs, Index heads, Index kvh,
@@ -122,8 +122,8 @@ class TimedKernels final : public kernels::Kernels {
     time("kv cache write", [&] { inner_.scatter_rows_bf16(dst, src, rows, n, width); });
   }
   void rope_forward_bf16(std::uint16_t* x, const std::int32_t* pos, const float* cos, const float* sin,
-                         Index n, Index heads, Index hd) const override {
-    time("rope", [&] { inner_.rope_forward_bf16(x, pos, cos, sin, n, heads, hd); });
+                         Index n, Index heads, Index hd, Index rotary) const override {
+    time("rope", [&] { inner_.rope_forward_bf16(x, pos, cos, sin, n, heads, hd, rotary); });
   }
   void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
                               const std::uint16_t* k, const std::uint16_t* v, const Index* cu, Index seqs,

@@ -130,15 +130,19 @@ class Kernels {
                                 const float* w, const float* rstd, Index n,
                                 Index dim, float w_offset) const = 0;
 
-  // Rotary embedding, Hugging Face "rotate half" convention, in place on x[n, heads, head_dim]:
-  // for i < half = head_dim/2, angle = positions[row] * inv_freq[i] and
+  // Rotary embedding, Hugging Face "rotate half" convention, in place on x[n, heads, head_dim]
+  // over each head's first rotary_dim dimensions (head_dim but for a partial rotary factor, as
+  // Phi-4-mini's 3/4; the rest pass through): for i < half = rotary_dim/2, angle =
+  // positions[row] * inv_freq[i] and
   //   (x_i, x_{i+half}) <- (x_i cos - x_{i+half} sin, x_{i+half} cos + x_i sin).
   // cos/sin are tables [max_position, half] (see model/rope.h).
   virtual void rope_forward(float* x, const std::int32_t* positions, const float* cos,
-                            const float* sin, Index n, Index heads, Index head_dim) const = 0;
+                            const float* sin, Index n, Index heads, Index head_dim,
+                            Index rotary_dim) const = 0;
   // The transpose (rotation by -angle), in place on the gradient.
   virtual void rope_backward(float* dx, const std::int32_t* positions, const float* cos,
-                             const float* sin, Index n, Index heads, Index head_dim) const = 0;
+                             const float* sin, Index n, Index heads, Index head_dim,
+                             Index rotary_dim) const = 0;
 
   // Causal self-attention over packed variable-length sequences: sequence s occupies rows
   // [cu_seqlens[s], cu_seqlens[s+1]) and attends only within itself (no padding is computed);
@@ -170,7 +174,7 @@ class Kernels {
   // place on bf16 values: widened, rotated in float32, rounded back.
   virtual void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions,
                                  const float* cos, const float* sin, Index n, Index heads,
-                                 Index head_dim) const = 0;
+                                 Index head_dim, Index rotary_dim) const = 0;
   // attention_forward / attention_backward over bf16 q, k and v, widened exactly as read (the
   // scores, softmax and sums in float32): the forward's output rounded to bf16 as written, the
   // backward's gradients float32 (they feed bf16 products that round them). `saved` is what

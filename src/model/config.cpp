@@ -342,11 +342,6 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   c.qk_norm = qwen3 || gemma3;
   // Phi-3 is Llama with fused projections in its files (and, in the 128k models, LongRoPE).
   c.fused_projections = type == "phi3";
-  if (j.contains("partial_rotary_factor") && !j.at("partial_rotary_factor").is_null()) {
-    require(j.at("partial_rotary_factor") == 1.0, source, ": partial_rotary_factor ",
-            j.at("partial_rotary_factor").dump(),
-            " is not supported (spin rotates every dimension of a head; Phi-4-mini rotates 3/4 of them)");
-  }
   if (j.contains("rope_scaling") && !j.at("rope_scaling").is_null()) {
     c.rope_scaling = parse_rope_scaling(j, j.at("rope_scaling"), type == "phi3", source);
   }
@@ -369,11 +364,24 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     c.head_dim = c.hidden_size / c.num_heads;
   }
   require(c.head_dim % 2 == 0, source, ": head_dim (", c.head_dim, ") must be even for RoPE");
+  c.rotary_dim = c.head_dim;
+  if (j.contains("partial_rotary_factor") && !j.at("partial_rotary_factor").is_null()) {
+    // Phi3Attention rotates the first int(head_dim * partial_rotary_factor) dimensions (Phi-4-mini);
+    // the other families' attention in transformers rotates every one.
+    const json& f = j.at("partial_rotary_factor");
+    require(f.is_number() && f.get<double>() > 0 && f.get<double>() <= 1, source,
+            ": partial_rotary_factor must be a number in (0, 1], got ", f.dump());
+    require(type == "phi3" || f.get<double>() == 1.0, source, ": partial_rotary_factor ", f.dump(),
+            " is not supported for model_type ", type, " (spin rotates part of a head for phi3 only, as transformers does)");
+    c.rotary_dim = static_cast<std::int64_t>(static_cast<double>(c.head_dim) * f.get<double>());
+    require(c.rotary_dim >= 2 && c.rotary_dim % 2 == 0, source, ": partial_rotary_factor ", f.dump(), " of head_dim ",
+            c.head_dim, " rotates ", c.rotary_dim, " dimensions; RoPE needs an even number of them");
+  }
   if (c.rope_scaling && c.rope_scaling->type == RopeScaling::Type::LongRope) {
     for (const auto* f : {&c.rope_scaling->short_factor, &c.rope_scaling->long_factor}) {
-      require(static_cast<std::int64_t>(f->size()) == c.head_dim / 2, source, ": rope_scaling's ",
+      require(static_cast<std::int64_t>(f->size()) == c.rotary_dim / 2, source, ": rope_scaling's ",
               f == &c.rope_scaling->short_factor ? "short_factor" : "long_factor", " has ", f->size(),
-              " entries; head_dim ", c.head_dim, " needs ", c.head_dim / 2);
+              " entries; ", c.rotary_dim, " rotated dimensions need ", c.rotary_dim / 2);
     }
   }
   require(c.num_heads % c.num_kv_heads == 0, source, ": num_attention_heads (", c.num_heads,

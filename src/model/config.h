@@ -2,8 +2,8 @@
 // Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
 // Phi3ForCausalLM), read from a Hugging Face config.json.
 // Features spin does not implement (rope_scaling other than linear, llama3, yarn and longrope,
-// partial rotary embeddings, biases other than Qwen2's on q/k/v, activations other than SiLU and
-// Gemma's tanh GELU) are refused by name rather than ignored.
+// partial rotary embeddings outside Phi-3's family, biases other than Qwen2's on q/k/v,
+// activations other than SiLU and Gemma's tanh GELU) are refused by name rather than ignored.
 #pragma once
 
 #include <cstdint>
@@ -33,7 +33,7 @@ struct RopeScaling {
   std::int64_t original_max_position_embeddings = 0;      // llama3, yarn, longrope
   double beta_fast = 32.0, beta_slow = 1.0;               // yarn: rotations over the original context
   bool truncate = true;                                   // yarn: the ramp's ends rounded outwards to whole dims
-  std::vector<float> short_factor, long_factor;           // longrope: head_dim / 2 each
+  std::vector<float> short_factor, long_factor;           // longrope: rotary_dim / 2 each
   float attention_factor = 1.0f;                          // yarn, longrope: cos and sin's scale
 };
 
@@ -45,6 +45,10 @@ struct ModelConfig {
   std::int64_t num_heads = 0;         // num_attention_heads
   std::int64_t num_kv_heads = 0;      // num_key_value_heads (defaults to num_heads)
   std::int64_t head_dim = 0;          // head_dim (defaults to hidden_size / num_heads)
+  // The dimensions of each query and key head that RoPE rotates (the first ones; the rest pass
+  // through): head_dim, or int(head_dim * partial_rotary_factor) for Phi-3-family models that give
+  // one (Phi-4-mini: 96 of 128).
+  std::int64_t rotary_dim = 0;
   float rms_norm_eps = 1e-6f;
   float rope_theta = 10000.0f;
   std::optional<RopeScaling> rope_scaling;

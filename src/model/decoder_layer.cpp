@@ -93,8 +93,8 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     std::uint16_t* q = a.q_bf16.bf16();
     std::uint16_t* key = a.k_bf16.bf16();
     const std::uint16_t* value = a.v_bf16.bf16();
-    k.rope_forward_bf16(q, b.positions, cos, sin, n, d.heads, d.head_dim);
-    k.rope_forward_bf16(key, b.positions, cos, sin, n, d.kv_heads, d.head_dim);
+    k.rope_forward_bf16(q, b.positions, cos, sin, n, d.heads, d.head_dim, rope.rotary_dim());
+    k.rope_forward_bf16(key, b.positions, cos, sin, n, d.kv_heads, d.head_dim, rope.rotary_dim());
     if (cache) {
       auto* keys = static_cast<std::uint16_t*>(cache->keys);
       auto* values = static_cast<std::uint16_t*>(cache->values);
@@ -109,8 +109,8 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     }
     return;
   }
-  k.rope_forward(a.q.f32(), b.positions, cos, sin, n, d.heads, d.head_dim);
-  k.rope_forward(a.k.f32(), b.positions, cos, sin, n, d.kv_heads, d.head_dim);
+  k.rope_forward(a.q.f32(), b.positions, cos, sin, n, d.heads, d.head_dim, rope.rotary_dim());
+  k.rope_forward(a.k.f32(), b.positions, cos, sin, n, d.kv_heads, d.head_dim, rope.rotary_dim());
   if (cache) {
     auto* keys = static_cast<float*>(cache->keys);
     auto* values = static_cast<float*>(cache->values);
@@ -208,8 +208,9 @@ void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, co
                          a.probs.f32(), b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim,
                          scores);
   }
-  k.rope_backward(s.dq.f32(), b.positions, rope.cos(), rope.sin(), b.rows, d.heads, d.head_dim);
-  k.rope_backward(s.dk.f32(), b.positions, rope.cos(), rope.sin(), b.rows, d.kv_heads, d.head_dim);
+  k.rope_backward(s.dq.f32(), b.positions, rope.cos(), rope.sin(), b.rows, d.heads, d.head_dim, rope.rotary_dim());
+  k.rope_backward(s.dk.f32(), b.positions, rope.cos(), rope.sin(), b.rows, d.kv_heads, d.head_dim,
+                  rope.rotary_dim());
 }
 
 }  // namespace

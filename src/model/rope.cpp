@@ -16,8 +16,8 @@ namespace {
 // to beta_slow's (ceiled, at most d - 1) -- along which the frequencies go from kept
 // (extrapolated) to divided by `factor` (interpolated). The bounds in double precision as Python
 // computes them, the ramp and the blend in float32 as torch does.
-std::vector<float> yarn_inv_freq(std::vector<float> inv, std::int64_t head_dim, float theta, const RopeScaling& s) {
-  const auto dim = static_cast<double>(head_dim);
+std::vector<float> yarn_inv_freq(std::vector<float> inv, std::int64_t rotary_dim, float theta, const RopeScaling& s) {
+  const auto dim = static_cast<double>(rotary_dim);
   const auto original = static_cast<double>(s.original_max_position_embeddings);
   const auto correction_dim = [&](double rotations) {
     return (dim * std::log(original / (rotations * 2 * std::numbers::pi))) / (2 * std::log(static_cast<double>(theta)));
@@ -35,7 +35,7 @@ std::vector<float> yarn_inv_freq(std::vector<float> inv, std::int64_t head_dim, 
     const float ramp = std::clamp((static_cast<float>(i) - low_f) / width, 0.0f, 1.0f);
     const float extrapolated = 1.0f - ramp;
     // 1 / pos_freq is `inv` (a float32 reciprocal); the interpolated one is 1 / (factor pos_freq).
-    const float pos_freq = std::pow(theta, static_cast<float>(2 * static_cast<std::int64_t>(i)) / static_cast<float>(head_dim));
+    const float pos_freq = std::pow(theta, static_cast<float>(2 * static_cast<std::int64_t>(i)) / static_cast<float>(rotary_dim));
     const float interpolated = 1.0f / (s.factor * pos_freq);
     inv[i] = interpolated * (1.0f - extrapolated) + inv[i] * extrapolated;
   }
@@ -44,11 +44,11 @@ std::vector<float> yarn_inv_freq(std::vector<float> inv, std::int64_t head_dim, 
 
 }  // namespace
 
-std::vector<float> rope_inv_freq(std::int64_t head_dim, float theta, const std::optional<RopeScaling>& scaling) {
-  const std::int64_t half = head_dim / 2;
+std::vector<float> rope_inv_freq(std::int64_t rotary_dim, float theta, const std::optional<RopeScaling>& scaling) {
+  const std::int64_t half = rotary_dim / 2;
   std::vector<float> inv(static_cast<std::size_t>(half));
   for (std::int64_t i = 0; i < half; ++i) {
-    const float exponent = static_cast<float>(2 * i) / static_cast<float>(head_dim);
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(rotary_dim);
     inv[static_cast<std::size_t>(i)] = 1.0f / std::pow(theta, exponent);
   }
   if (!scaling) return inv;
@@ -59,12 +59,12 @@ std::vector<float> rope_inv_freq(std::int64_t head_dim, float theta, const std::
   }
   if (s.type == RopeScaling::Type::LongRope) {  // 1 / (short_factor_i theta^(2i / d)), in float32
     for (std::int64_t i = 0; i < half; ++i) {
-      const float exponent = static_cast<float>(2 * i) / static_cast<float>(head_dim);
+      const float exponent = static_cast<float>(2 * i) / static_cast<float>(rotary_dim);
       inv[static_cast<std::size_t>(i)] = 1.0f / (s.short_factor.at(static_cast<std::size_t>(i)) * std::pow(theta, exponent));
     }
     return inv;
   }
-  if (s.type == RopeScaling::Type::Yarn) return yarn_inv_freq(inv, head_dim, theta, s);
+  if (s.type == RopeScaling::Type::Yarn) return yarn_inv_freq(inv, rotary_dim, theta, s);
   // llama3 (_compute_llama3_parameters): wavelengths shorter than original / high_freq_factor
   // keep their frequency, longer than original / low_freq_factor are divided by `factor`, and
   // those between are interpolated -- each step in float32 as torch computes it, a number divided
@@ -85,9 +85,9 @@ std::vector<float> rope_inv_freq(std::int64_t head_dim, float theta, const std::
   return inv;
 }
 
-RopeTable::RopeTable(std::int64_t head_dim, std::int64_t limit, float theta, Device device,
+RopeTable::RopeTable(std::int64_t rotary_dim, std::int64_t limit, float theta, Device device,
                      const std::optional<RopeScaling>& scaling)
-    : head_dim_(head_dim), limit_(limit), theta_(theta), device_(device), scaling_(scaling) {
+    : rotary_dim_(rotary_dim), limit_(limit), theta_(theta), device_(device), scaling_(scaling) {
   require(limit >= 1, "RoPE tables for ", limit, " positions");
   compute(rows_for(0, limit));
 }
@@ -104,12 +104,12 @@ void RopeTable::cover(std::int64_t n) {
 }
 
 void RopeTable::compute(std::int64_t rows) {
-  const std::int64_t half = head_dim_ / 2;
+  const std::int64_t half = rotary_dim_ / 2;
   Tensor cos = Tensor::zeros({rows, half});
   Tensor sin = Tensor::zeros({rows, half});
   float* c = cos.f32();
   float* s = sin.f32();
-  const std::vector<float> inv = rope_inv_freq(head_dim_, theta_, scaling_);
+  const std::vector<float> inv = rope_inv_freq(rotary_dim_, theta_, scaling_);
   // YaRN and LongRoPE scale cos and sin (in float32, after their rounding), as transformers'
   // rotary embeddings do (attention_scaling).
   const bool scaled = scaling_ && (scaling_->type == RopeScaling::Type::Yarn || scaling_->type == RopeScaling::Type::LongRope);

@@ -14,8 +14,8 @@ Transformer::Transformer(const ModelConfig& config, const TpDims& dims, const St
     : config_(config),
       dims_(dims),
       stage_(stage),
-      rope_(config.head_dim, config.max_sequence_length(), config.rope_theta, kernels.device(), config.rope_scaling),
-      local_rope_(config.rope_local_theta ? std::optional<RopeTable>(std::in_place, config.head_dim,
+      rope_(config.rotary_dim, config.max_sequence_length(), config.rope_theta, kernels.device(), config.rope_scaling),
+      local_rope_(config.rope_local_theta ? std::optional<RopeTable>(std::in_place, config.rotary_dim,
                                                                       config.max_sequence_length(),
                                                                       *config.rope_local_theta, kernels.device())
                                           : std::nullopt),

@@ -20,8 +20,9 @@ namespace spin::testing {
 // 3-key window in layer 0 of every 2 (sliding_window_pattern 2), whose RoPE base (100) is not the
 // global layers' (10000).
 // Phi-3's: LongRoPE's short factors (1.5 and 3, alternating) and attention factor
-// (original_max_position_embeddings 32 of 64: sqrt(1 + ln 2 / ln 32)).
-enum class TinyFamily { Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3 };
+// (original_max_position_embeddings 32 of 64: sqrt(1 + ln 2 / ln 32)); Phi-4-mini's: Phi-3's with
+// a partial rotary factor of 0.5 (the first half of each head rotates, LongRoPE's lists cover it).
+enum class TinyFamily { Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini };
 
 // Its model_type, for the tests' traces.
 inline const char* tiny_family_name(TinyFamily f) {
@@ -34,6 +35,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Gemma2: return "gemma2";
     case TinyFamily::Gemma3: return "gemma3_text";
     case TinyFamily::Phi3: return "phi3";
+    case TinyFamily::Phi4Mini: return "phi3 (partial rotary)";
   }
   return "?";
 }
@@ -51,14 +53,16 @@ struct TinyShape {
 };
 
 inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
-  std::string phi3 = "\"model_type\": \"phi3\", \"original_max_position_embeddings\": 32, \"rope_scaling\": "
-                     "{\"type\": \"longrope\", \"short_factor\": [";
-  for (int i = 0; i < s.hidden / s.heads / 2; ++i) phi3 += i % 2 ? ", 3.0" : (i ? ", 1.5" : "1.5");
+  const bool partial = s.family == TinyFamily::Phi4Mini;
+  const int pairs = s.hidden / s.heads / (partial ? 4 : 2);  // LongRoPE's factors: one a rotated pair
+  std::string phi3 = std::string("\"model_type\": \"phi3\", ") + (partial ? "\"partial_rotary_factor\": 0.5, " : "") +
+                     "\"original_max_position_embeddings\": 32, \"rope_scaling\": {\"type\": \"longrope\", \"short_factor\": [";
+  for (int i = 0; i < pairs; ++i) phi3 += i % 2 ? ", 3.0" : (i ? ", 1.5" : "1.5");
   phi3 += "], \"long_factor\": [";
-  for (int i = 0; i < s.hidden / s.heads / 2; ++i) phi3 += i ? ", 8.0" : "8.0";
+  for (int i = 0; i < pairs; ++i) phi3 += i ? ", 8.0" : "8.0";
   phi3 += "]}, ";
   const std::string type =
-      s.family == TinyFamily::Phi3      ? phi3
+      s.family == TinyFamily::Phi3 || partial ? phi3
       : s.family == TinyFamily::Mistral ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
                      : s.family == TinyFamily::Qwen2 ? "\"model_type\": \"qwen2\", "
                      : s.family == TinyFamily::Qwen3 ? "\"model_type\": \"qwen3\", "

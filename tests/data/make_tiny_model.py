@@ -83,6 +83,8 @@ def main():
                    help="a Phi3ForCausalLM: q/k/v fused as qkv_proj, gate/up as gate_up_proj, LongRoPE with "
                         "short factors in [1, 4) and --original-max-positions (attention factor "
                         "sqrt(1 + ln 8 / ln 64) at the default 512 and 64)")
+    p.add_argument("--partial-rotary", type=float, metavar="FACTOR",
+                   help="--phi3's partial_rotary_factor (Phi-4-mini's 0.75): RoPE rotates that share of each head")
     p.add_argument("--yarn", type=float, metavar="FACTOR",
                    help="rope_scaling of type yarn with this factor over --original-max-positions (as Qwen2.5 "
                         "and Qwen3 document it)")
@@ -195,13 +197,15 @@ def main():
         config.update({"architectures": ["MistralForCausalLM"], "model_type": "mistral",
                        "sliding_window": a.sliding_window})
     if a.phi3:  # Phi-3's own keys, as Phi-3-mini-128k-instruct's config.json has them (no window here)
-        half = head_dim // 2
+        half = int(head_dim * (a.partial_rotary or 1.0)) // 2  # LongRoPE's factors: one a rotated pair
         config.update({"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "original_max_position_embeddings": a.original_max_positions,
                        "sliding_window": None, "attention_bias": False, "pad_token_id": 0, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
                        "attention_dropout": 0.0, "rope_scaling": {
                            "type": "longrope",
                            "short_factor": [round(1.0 + 3.0 * rng.random(), 4) for _ in range(half)],
                            "long_factor": [round(1.0 + 30.0 * rng.random(), 4) for _ in range(half)]}})
+        if a.partial_rotary:
+            config["partial_rotary_factor"] = a.partial_rotary
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

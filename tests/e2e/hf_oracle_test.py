@@ -18,7 +18,8 @@ MistralForCausalLM with eager attention, its window shifted by one (mistral_refe
 Phi-3 (fused qkv_proj / gate_up_proj, LongRoPE's short factors and attention factor):
 Phi3ForCausalLM, or on 4.40 LlamaForCausalLM made into it (phi3_reference). YaRN (a Llama with
 rope_scaling of type yarn, factor 8 over an original context of 64): LlamaForCausalLM with YaRN's
-frequencies and attention factor (yarn_as_llama).
+frequencies and attention factor (yarn_as_llama). Phi-4-mini's partial rotary factor (tiny-phi4-mini:
+half of each head rotates): the same LlamaForCausalLM with Phi3's partial apply_rotary_pos_emb.
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -33,6 +34,7 @@ import types
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, LlamaForCausalLM
+from transformers.models.llama import modeling_llama
 
 
 def qwen3_as_llama(model_dir, tmp):
@@ -75,7 +77,8 @@ def phi3_reference(model_dir, tmp):
     Phi3ForCausalLM on tiny-phi3 (2026-12-02): the same log-probabilities to 1.0e-6, and spin within
     1.2e-6 of Phi3ForCausalLM; on 4.40, within 2.4e-5 of this LlamaForCausalLM."""
     import transformers
-    if hasattr(transformers, "Phi3ForCausalLM"):
+    partial = json.load(open(os.path.join(model_dir, "config.json"))).get("partial_rotary_factor", 1.0) != 1.0
+    if hasattr(transformers, "Phi3ForCausalLM") and not partial:
         return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
     return phi3_as_llama(model_dir, tmp)
 
@@ -84,6 +87,7 @@ def phi3_as_llama(model_dir, tmp):
     """phi3_reference's LlamaForCausalLM."""
     config = json.load(open(os.path.join(model_dir, "config.json")))
     hd = config["hidden_size"] // config["num_attention_heads"]
+    rotary = int(hd * config.pop("partial_rotary_factor", 1.0))
     q_rows, kv_rows = config["num_attention_heads"] * hd, config["num_key_value_heads"] * hd
     weights = {}
     for name, value in load_file(os.path.join(model_dir, "model.safetensors")).items():
@@ -107,7 +111,7 @@ def phi3_as_llama(model_dir, tmp):
     json.dump(config, open(os.path.join(llama_dir, "config.json"), "w"))
     model = LlamaForCausalLM.from_pretrained(llama_dir, torch_dtype=torch.float32).eval()
     short = torch.tensor(scaling["short_factor"], dtype=torch.float32)
-    inv_freq = 1.0 / (short * config["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+    inv_freq = 1.0 / (short * config["rope_theta"] ** (torch.arange(0, rotary, 2, dtype=torch.int64).float() / rotary))
     scale = config["max_position_embeddings"] / original
     rescale_rope(model, inv_freq, math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1.0 else 1.0)
     model.__name__ = "LlamaForCausalLM as Phi3ForCausalLM (LongRoPE)"
@@ -117,7 +121,10 @@ def phi3_as_llama(model_dir, tmp):
 def rescale_rope(model, inv_freq, attention_factor):
     """Gives a LlamaForCausalLM's rotary embeddings the inverse frequencies `inv_freq` and
     multiplies their cos and sin by `attention_factor`, as transformers' rope types with an
-    attention scaling do."""
+    attention scaling do. Fewer frequencies than head_dim / 2 rotate the first 2 len(inv_freq)
+    dimensions of each head only, as Phi3Attention's apply_rotary_pos_emb does for a
+    partial_rotary_factor (put in modeling_llama's place: for a whole head it computes what
+    Llama's does)."""
     def scaled(module, inputs, output):
         return tuple(x * attention_factor for x in output)
 
@@ -125,8 +132,22 @@ def rescale_rope(model, inv_freq, attention_factor):
     embeddings = ([model.model.rotary_emb] if hasattr(model.model, "rotary_emb")
                   else [layer.self_attn.rotary_emb for layer in model.model.layers])
     for emb in embeddings:
-        emb.inv_freq.copy_(inv_freq)
+        emb.inv_freq = inv_freq.clone()
         emb.register_forward_hook(scaled)
+    modeling_llama.apply_rotary_pos_emb = partial_rotary_pos_emb
+
+
+def partial_rotary_pos_emb(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
+    """transformers' Phi3 apply_rotary_pos_emb: rotate-half over cos's width, the rest of each
+    head passed through."""
+    cos, sin = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
+    rotary = cos.shape[-1]
+
+    def rotate(x):
+        x_rot, x_pass = x[..., :rotary], x[..., rotary:]
+        return torch.cat([x_rot * cos + modeling_llama.rotate_half(x_rot) * sin, x_pass], dim=-1)
+
+    return rotate(q), rotate(k)
 
 
 def yarn_as_llama(model_dir, tmp):
@@ -238,7 +259,7 @@ def main():
     args = p.parse_args()
     records = [json.loads(l) for l in open(args.input) if l.strip()]
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
-                 "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-llama-yarn"]:
+                 "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -253,7 +274,7 @@ def main():
             model = gemma2_reference(model_dir)
         elif name == "tiny-mistral":
             model = mistral_reference(model_dir, tempfile.mkdtemp(prefix="spin_mistral_"))
-        elif name == "tiny-phi3":
+        elif name in ("tiny-phi3", "tiny-phi4-mini"):
             model = phi3_reference(model_dir, tempfile.mkdtemp(prefix="spin_phi3_"))
         elif name == "tiny-llama-yarn":
             model = yarn_as_llama(model_dir, tempfile.mkdtemp(prefix="spin_yarn_"))

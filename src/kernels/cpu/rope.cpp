@@ -1,5 +1,7 @@
 // Rotary position embedding (Su et al. 2021) in Hugging Face's rotate-half layout: dimension i
-// of the first half pairs with dimension i + half. The backward is the inverse rotation.
+// of the first half of a head's rotary_dim rotated dimensions pairs with dimension i + half; the
+// dimensions past rotary_dim (a partial rotary factor) pass through. The backward is the inverse
+// rotation.
 #include "kernels/cpu/bf16_buffers.h"
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -8,8 +10,8 @@ namespace spin::kernels {
 namespace {
 // sign = +1: rotate by +angle (forward); -1: by -angle (backward = transpose of the rotation).
 void rotate(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
-            Index heads, Index head_dim, float sign) {
-  const Index half = head_dim / 2;
+            Index heads, Index head_dim, Index rotary_dim, float sign) {
+  const Index half = rotary_dim / 2;
   for (Index row = 0; row < n; ++row) {
     const float* c = cos + static_cast<Index>(positions[row]) * half;
     const float* s = sin + static_cast<Index>(positions[row]) * half;
@@ -29,20 +31,20 @@ void rotate(float* x, const std::int32_t* positions, const float* cos, const flo
 }  // namespace
 
 void CpuKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos,
-                              const float* sin, Index n, Index heads, Index head_dim) const {
-  rotate(x, positions, cos, sin, n, heads, head_dim, 1.0f);
+                              const float* sin, Index n, Index heads, Index head_dim, Index rotary_dim) const {
+  rotate(x, positions, cos, sin, n, heads, head_dim, rotary_dim, 1.0f);
 }
 
 void CpuKernels::rope_backward(float* dx, const std::int32_t* positions, const float* cos,
-                               const float* sin, Index n, Index heads, Index head_dim) const {
-  rotate(dx, positions, cos, sin, n, heads, head_dim, -1.0f);
+                               const float* sin, Index n, Index heads, Index head_dim, Index rotary_dim) const {
+  rotate(dx, positions, cos, sin, n, heads, head_dim, rotary_dim, -1.0f);
 }
 
 void CpuKernels::rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions,
                                    const float* cos, const float* sin, Index n, Index heads,
-                                   Index head_dim) const {
+                                   Index head_dim, Index rotary_dim) const {
   std::vector<float> wide = cpu::widen(x, n * heads * head_dim);
-  rotate(wide.data(), positions, cos, sin, n, heads, head_dim, 1.0f);
+  rotate(wide.data(), positions, cos, sin, n, heads, head_dim, rotary_dim, 1.0f);
   cpu::round_into(x, wide);
 }
 

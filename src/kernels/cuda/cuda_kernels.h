@@ -60,9 +60,9 @@ class CudaKernels final : public Kernels {
   void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
                         Index n, Index dim, float w_offset) const override;
   void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
-                    Index heads, Index head_dim) const override;
+                    Index heads, Index head_dim, Index rotary_dim) const override;
   void rope_backward(float* dx, const std::int32_t* positions, const float* cos, const float* sin, Index n,
-                     Index heads, Index head_dim) const override;
+                     Index heads, Index head_dim, Index rotary_dim) const override;
   void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                          const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
                          Index head_dim, AttentionScores scores) const override;
@@ -82,7 +82,7 @@ class CudaKernels final : public Kernels {
   void scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
                          Index width) const override;
   void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
-                         Index heads, Index head_dim) const override;
+                         Index heads, Index head_dim, Index rotary_dim) const override;
   void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q, const std::uint16_t* k,
                               const std::uint16_t* v, const Index* cu_seqlens, Index num_seqs, Index heads,
                               Index kv_heads, Index head_dim, AttentionScores scores) const override;

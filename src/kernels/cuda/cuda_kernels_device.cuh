@@ -41,10 +41,12 @@ __device__ inline void store(__nv_bfloat16* out, float value) { *out = __float2b
 __device__ inline float load(const float* in) { return *in; }
 __device__ inline float load(const __nv_bfloat16* in) { return __bfloat162float(*in); }
 
+// One thread a rotated pair (i, i + half) of a row's head; the dimensions past rotary_dim are
+// not touched.
 template <class T>
 __global__ void rope_kernel(T* x, const int* positions, const float* cos, const float* sin, long long n,
-                            long long heads, long long head_dim, float sign) {
-  const long long half = head_dim / 2;
+                            long long heads, long long head_dim, long long rotary_dim, float sign) {
+  const long long half = rotary_dim / 2;
   SPIN_GRID_STRIDE(e, n * heads * half) {
     const long long i = e % half, rh = e / half, row = rh / heads;
     const long long table = static_cast<long long>(positions[row]) * half + i;

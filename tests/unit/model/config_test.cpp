@@ -138,7 +138,9 @@ TEST(ModelConfig, RefusesWhatItDoesNotImplement) {
             std::string::npos);
   EXPECT_NE(error_of(with("rope_scaling", R"({"rope_type": "dynamic", "factor": 4.0})")).find("linear, llama3, yarn and longrope"),
             std::string::npos);
-  EXPECT_NE(error_of(with("partial_rotary_factor", "0.75")).find("partial_rotary_factor 0.75"), std::string::npos);
+  EXPECT_NE(error_of(with("partial_rotary_factor", "0.75")).find("partial_rotary_factor 0.75 is not supported for model_type llama"),
+            std::string::npos);
+  EXPECT_EQ(ModelConfig::from_json(with("partial_rotary_factor", "1.0"), "c").rotary_dim, 128);
   EXPECT_NE(error_of(with("attention_bias", "true")).find("attention_bias"), std::string::npos);
   EXPECT_NE(error_of(with("hidden_act", "\"gelu\"")).find("hidden_act"), std::string::npos);
   // Gemma 3's multimodal form needs its text_config; other model types are refused by name.
@@ -236,6 +238,40 @@ TEST(ModelConfig, ReadsPhi3WithLongRope) {
   std::string no_original = phi3;
   no_original.replace(no_original.find("\"original_max_position_embeddings\": 4096,"), 41, "");
   EXPECT_NE(error_of(no_original).find("original_max_position_embeddings"), std::string::npos);
+}
+
+// Phi-4-mini-instruct's shape: Phi-3's layout with a partial rotary factor of 0.75 -- 96 of each
+// head's 128 dimensions rotate, LongRoPE's lists cover those (48 entries) --, 24 query and 8 kv
+// heads, tied embeddings. Other families' partial factors, and factors giving an odd or no
+// rotated dimension, are refused.
+TEST(ModelConfig, ReadsPhi4MiniWithPartialRotary) {
+  std::string factors = "[";
+  for (int i = 0; i < 48; ++i) factors += (i ? ", " : "") + std::to_string(1.0 + 0.05 * i);
+  factors += "]";
+  const std::string phi4_mini = R"({
+    "architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "vocab_size": 200064, "hidden_size": 3072,
+    "intermediate_size": 8192, "num_hidden_layers": 32, "num_attention_heads": 24, "num_key_value_heads": 8,
+    "hidden_act": "silu", "max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
+    "partial_rotary_factor": 0.75, "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "sliding_window": 262144,
+    "tie_word_embeddings": true, "bos_token_id": 199999, "eos_token_id": 199999, "pad_token_id": 199999,
+    "rope_scaling": {"type": "longrope", "short_factor": )" + factors + R"(, "long_factor": )" + factors + "}}";
+  const ModelConfig c = ModelConfig::from_json(phi4_mini, "config.json");
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.rotary_dim, 96);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.rope_scaling->short_factor.size(), 48u);
+  EXPECT_EQ(c.num_parameters(), 3836021760);  // Phi-4-mini's 3.8B
+  EXPECT_EQ(ModelConfig::from_json(kLlama, "c").rotary_dim, 128);  // every dimension by default
+  std::string head_long = phi4_mini;  // lists of head_dim / 2 entries no longer fit
+  head_long.replace(head_long.find("0.75"), 4, "1.0");
+  EXPECT_NE(error_of(head_long).find("has 48 entries; 128 rotated dimensions need 64"), std::string::npos)
+      << error_of(head_long);
+  std::string odd = phi4_mini;
+  odd.replace(odd.find("0.75"), 4, "0.01");  // int(1.28) = 1 dimension
+  EXPECT_NE(error_of(odd).find("rotates 1 dimensions"), std::string::npos) << error_of(odd);
+  std::string zero = phi4_mini;
+  zero.replace(zero.find("0.75"), 4, "0");
+  EXPECT_NE(error_of(zero).find("partial_rotary_factor must be a number in (0, 1]"), std::string::npos);
 }
 
 TEST(ModelConfig, ReadsQwen3WithItsHeadNorms) {

@@ -34,10 +34,10 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
     EXPECT_EQ(memory.live_bytes(), 0u) << "device memory still allocated after the run";
   }
   // Mistral's sliding window, Qwen3's head norms, Gemma's GeGLU, 1 + w norms and scaled embeddings
-  // and Gemma 2's sandwich norms, caps and windows, Gemma 3's local and global RoPE tables (the
-  // model above has Qwen2's biases), in bf16 with recomputation.
+  // and Gemma 2's sandwich norms, caps and windows, Gemma 3's local and global RoPE tables,
+  // Phi-4-mini's partial rotation (the model above has Qwen2's biases), in bf16 with recomputation.
   for (const TinyFamily family : {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2,
-                                     TinyFamily::Gemma3}) {
+                                     TinyFamily::Gemma3, TinyFamily::Phi4Mini}) {
     SCOPED_TRACE(tiny_family_name(family));
     EmulatedDeviceMemory memory;
     const EmulatedKernels kernels(memory);

@@ -44,7 +44,8 @@ std::vector<Sequence> three_sequences() {
 // 2e-3 relative for the directional derivative over all parameters at once (step 2e-4 along a
 // unit-normal direction, a change of the loss of ~1e-2).
 TEST(Transformer, GradientsMatchFiniteDifferences) {
-  for (const char* variant : {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2", "gemma3", "phi3"}) {
+  for (const char* variant :
+       {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2", "gemma3", "phi3", "partial rotary"}) {
     testing::TinyShape shape;
     const bool gemma = std::string(variant).starts_with("gemma");
     shape.tie = variant == std::string("tied") || gemma;  // Gemma ties by default
@@ -55,6 +56,7 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
                    : variant == std::string("gemma2")  ? testing::TinyFamily::Gemma2
                    : variant == std::string("gemma3")  ? testing::TinyFamily::Gemma3
                    : variant == std::string("phi3")    ? testing::TinyFamily::Phi3
+                   : variant == std::string("partial rotary") ? testing::TinyFamily::Phi4Mini
                                                        : testing::TinyFamily::Llama;
     TinyModel m(shape);
     const TokenBatch batch = TokenBatch::pack(three_sequences());

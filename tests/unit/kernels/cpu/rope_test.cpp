@@ -25,7 +25,7 @@ TEST(Rope, ForwardMatchesHuggingFaceRotateHalf) {
   RopeCase c;
   auto x = testing::random_vector(c.n * c.heads * c.hd, 1);
   const auto want = testing::ref::rope(to_double(x), c.positions, c.n, c.heads, c.hd, c.theta);
-  k.rope_forward(x.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd);
+  k.rope_forward(x.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd);
   // Angles up to 255 rad in float32 (as Hugging Face computes them): ~2e-5 absolute.
   testing::expect_close(x, want, 0, 5e-5, "rope");
 }
@@ -38,9 +38,9 @@ TEST(Rope, BackwardIsTheAdjointAndMatchesFiniteDifferences) {
   const auto y = testing::random_vector(size, 3);
   // <R x, y> == <x, R^T y>
   auto rx = x;
-  k.rope_forward(rx.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd);
+  k.rope_forward(rx.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd);
   auto rty = y;
-  k.rope_backward(rty.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd);
+  k.rope_backward(rty.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd);
   double lhs = 0, rhs = 0;
   for (std::size_t i = 0; i < size; ++i) {
     lhs += static_cast<double>(rx[i]) * y[i];
@@ -53,7 +53,7 @@ TEST(Rope, BackwardIsTheAdjointAndMatchesFiniteDifferences) {
                         0, 5e-5, "backward vs naive");
   const auto loss = [&] {
     auto t = x;
-    k.rope_forward(t.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd);
+    k.rope_forward(t.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd);
     return testing::weighted_sum(t, y);
   };
   testing::check_gradient(x, rty, loss, 1e-2, 1e-3, 1e-4, "vs finite differences");
@@ -70,14 +70,63 @@ TEST(Rope, Bf16IsTheFloat32RotationOfTheWidenedValuesRounded) {
   k.to_bf16(x16.data(), x.data(), count);
   std::vector<float> wide(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) wide[i] = bf16_to_f32(x16[i]);
-  k.rope_forward(wide.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd);
-  k.rope_forward_bf16(x16.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd);
+  k.rope_forward(wide.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd);
+  k.rope_forward_bf16(x16.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd);
   std::size_t moved = 0;
   for (std::size_t i = 0; i < x.size(); ++i) {
     ASSERT_EQ(x16[i], f32_to_bf16(wide[i])) << i;
     moved += std::abs(bf16_to_f32(x16[i]) - x[i]) > 1e-2f;
   }
   EXPECT_GT(moved, x.size() / 2);  // rotated (position 0 rows excepted), not just rounded
+}
+
+// A partial rotary factor (Phi-4-mini's): the first rotary_dim dimensions of each head rotate as
+// a head of rotary_dim would (a table of rotary_dim / 2 frequencies), bitwise; the rest pass
+// through untouched, forward, backward and in bf16.
+TEST(Rope, PartialRotaryRotatesTheFirstDimensionsOfEachHeadOnly) {
+  const CpuKernels k;
+  RopeCase c;
+  const int rotary = 6;
+  const model::RopeTable table(rotary, 256, c.theta);
+  const auto x = testing::random_vector(c.n * c.heads * c.hd, 4);
+  std::vector<float> front(static_cast<std::size_t>(c.n * c.heads * rotary));
+  for (int r = 0; r < c.n * c.heads; ++r) {
+    for (int i = 0; i < rotary; ++i) {
+      front[static_cast<std::size_t>(r * rotary + i)] = x[static_cast<std::size_t>(r * c.hd + i)];
+    }
+  }
+  for (const float sign : {1.0f, -1.0f}) {
+    auto partial = x, whole = front;
+    if (sign > 0) {
+      k.rope_forward(partial.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary);
+      k.rope_forward(whole.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, rotary, rotary);
+    } else {
+      k.rope_backward(partial.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary);
+      k.rope_backward(whole.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, rotary, rotary);
+    }
+    for (int r = 0; r < c.n * c.heads; ++r) {
+      for (int i = 0; i < c.hd; ++i) {
+        const auto at = static_cast<std::size_t>(r * c.hd + i);
+        ASSERT_EQ(partial[at], i < rotary ? whole[static_cast<std::size_t>(r * rotary + i)] : x[at]) << r << " " << i;
+      }
+    }
+    if (sign > 0) {  // against the naive rotation of a 6-dimension head
+      testing::expect_close(whole, testing::ref::rope(to_double(front), c.positions, c.n, c.heads, rotary, c.theta),
+                            0, 5e-5, "partial vs naive");
+    }
+  }
+  std::vector<std::uint16_t> x16(x.size());
+  k.to_bf16(x16.data(), x.data(), static_cast<Index>(x.size()));
+  auto rotated16 = x16;
+  k.rope_forward_bf16(rotated16.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary);
+  std::size_t moved = 0;
+  for (std::size_t at = 0; at < x.size(); ++at) {
+    if (static_cast<int>(at) % c.hd >= rotary) {
+      ASSERT_EQ(rotated16[at], x16[at]) << at;
+    }
+    moved += rotated16[at] != x16[at];
+  }
+  EXPECT_GT(moved, x.size() / 4);
 }
 
 }  // namespace

@@ -115,11 +115,30 @@ TEST(CudaKernelsEmulated, RopeGluAndEmbedding) {
   std::vector<std::uint16_t> want16(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) x16[i] = __float2bfloat16_rn(x[i]), want16[i] = x16[i].bits;
   run(blocks_for(n * heads * half),
-      [&] { dev::rope_kernel(x16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, 1.0f); });
-  cpu.rope_forward_bf16(want16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd);
+      [&] { dev::rope_kernel(x16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, hd, 1.0f); });
+  cpu.rope_forward_bf16(want16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, hd);
   long long differ = 0;
   for (std::size_t i = 0; i < x.size(); ++i) differ += x16[i].bits != want16[i];
   EXPECT_LE(differ, static_cast<long long>(x.size()) / 50) << "rounding ties of float32 order only";
+  // A partial rotary factor: 10 of 16 dimensions rotate (a table of 5 columns), float32 forward
+  // and backward; the other 6 are left as they were.
+  const long long rotary = 10;
+  for (const float sign : {1.0f, -1.0f}) {
+    auto got = x, want = x;
+    run(blocks_for(n * heads * (rotary / 2)),
+        [&] { dev::rope_kernel(got.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, rotary, sign); });
+    if (sign > 0) {
+      cpu.rope_forward(want.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, rotary);
+    } else {
+      cpu.rope_backward(want.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, rotary);
+    }
+    EXPECT_LT(testing::relative_error(got, want), 1e-6);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      if (static_cast<long long>(i) % hd >= rotary) {
+        ASSERT_EQ(got[i], x[i]) << i;
+      }
+    }
+  }
 
   const long long m = 1000;
   for (const Activation act : {Activation::Silu, Activation::GeluTanh}) {
