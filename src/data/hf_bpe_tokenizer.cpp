@@ -118,7 +118,7 @@ struct HfBpeTokenizer::Loader {
             ": Split pre-tokenizers other than behavior Isolated, invert false are not supported");
     t.split_ = pre_tokenizer_of(pattern);
     require(t.split_ != PreTokenizer::None, path, ": the pre-tokenizer's expression ", pattern,
-            " is not one spin knows (GPT-2's, Llama-3's, Qwen2's or Tekken's)");
+            " is not one spin knows (GPT-2's, Llama-3's, Qwen2's, Tekken's or o200k's)");
     require(!byte_level(steps[1]), path, ": ByteLevel after a Split must not split again (use_regex false)");
   }
 
@@ -133,15 +133,13 @@ struct HfBpeTokenizer::Loader {
       largest = std::max(largest, id);
     }
     for (const json& a : added) {
-      for (const char* flag : {"lstrip", "rstrip", "single_word"}) {
-        require(!a.value(flag, false), path, ": added token ", a.at("content").get<std::string>(), " sets ", flag,
-                ", which spin does not support");
-      }
+      require(!a.value("single_word", false), path, ": added token ", a.at("content").get<std::string>(),
+              " sets single_word, which spin does not support");
       // Matched in the text as it is, before the normalizer (`tokenizers` matches normalized ones after it).
       require(!t.nfc_ || !a.value("normalized", false), path, ": added token ", a.at("content").get<std::string>(),
               " is normalized, which spin does not support with a normalizer");
-      t.added_.push_back(
-          {a.at("content").get<std::string>(), a.at("id").get<std::int32_t>(), a.value("special", false)});
+      t.added_.push_back({a.at("content").get<std::string>(), a.at("id").get<std::int32_t>(), a.value("special", false),
+                          {a.value("lstrip", false), a.value("rstrip", false)}});
       require(t.added_.back().id >= 0, path, ": added token ", t.added_.back().content, " has a negative id");
       largest = std::max(largest, t.added_.back().id);
     }
@@ -380,13 +378,23 @@ std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
       continue;
     }
     const AddedToken& a = added_[*hit];
-    plain(i);
+    // lstrip / rstrip: the whitespace before (back to the last match) and after the token is
+    // part of its match, as `tokenizers` extends it (Unicode White_Space).
+    plain(a.strip.left ? unicode::whitespace_before(text, from, i) : i);
     ids.push_back(a.id);
     i += a.content.size();
+    if (a.strip.right) i = unicode::whitespace_after(text, i);
     from = i;
   }
   plain(text.size());
   return ids;
+}
+
+Tokenizer::Strip HfBpeTokenizer::added_token_strip(std::int32_t id) const {
+  for (const AddedToken& a : added_) {
+    if (a.id == id) return a.strip;
+  }
+  return {};
 }
 
 std::optional<std::string> HfBpeTokenizer::special_text(std::int32_t id) const {

@@ -41,12 +41,14 @@ class HfBpeTokenizer final : public Tokenizer {
   std::vector<std::string_view> pre_tokenize(std::string_view text) const;
   // The id of a token of the vocabulary or an added token, given as text.
   std::optional<std::int32_t> token_id(const std::string& token) const override;
+  Strip added_token_strip(std::int32_t id) const override;
 
  private:
   struct AddedToken {
     std::string content;
     std::int32_t id;
     bool special;
+    Strip strip;  // tokenizer.json's lstrip / rstrip
   };
   struct Merge {
     std::int32_t rank, id;

@@ -25,6 +25,11 @@ constexpr std::string_view kQwen2Pattern =
 constexpr std::string_view kTekkenPattern =
     R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
+// OpenAI's o200k (GPT-4o; Phi-4-mini's and Llama 4's tokenizer.json): Tekken's words with
+// contractions after them (any case), and numbers of up to three digits.
+constexpr std::string_view kO200kPattern =
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
 bool letter(char32_t c) { return unicode::is_letter(c); }
 bool number(char32_t c) { return unicode::is_number(c); }
 bool space(char32_t c) { return unicode::is_whitespace(c); }
@@ -114,19 +119,22 @@ std::size_t cased_word(const CodePoints& s, std::size_t p) {
 }
 
 // One match of Tekken's expression at i (leftmost-first alternation, the optional prefix tried
-// first, as tiktoken's fancy-regex and Oniguruma run it).
-std::size_t match_tekken(const CodePoints& s, std::size_t i) {
+// first, as tiktoken's fancy-regex and Oniguruma run it), or with `o200k` o200k's: a
+// contraction may follow either word alternative ((?i:'s|...)?, greedy, after the word's
+// greedy runs), and numbers go up to three digits a piece.
+std::size_t match_tekken(const CodePoints& s, std::size_t i, bool o200k) {
   const char32_t c = s.cp[i];
   const bool prefix = word_prefix(c) && i + 1 < s.size();
+  const auto word_end = [&](std::size_t j) { return o200k && j < s.size() ? contraction(s, j, true) : j; };
   // [^\r\n\p{L}\p{N}]?[upper-like]*[lower-like]+
   if (prefix) {
-    if (const std::size_t j = cased_word(s, i + 1); j != std::string_view::npos) return j;
+    if (const std::size_t j = cased_word(s, i + 1); j != std::string_view::npos) return word_end(j);
   }
-  if (const std::size_t j = cased_word(s, i); j != std::string_view::npos) return j;
+  if (const std::size_t j = cased_word(s, i); j != std::string_view::npos) return word_end(j);
   // [^\r\n\p{L}\p{N}]?[upper-like]+[lower-like]*
-  if (prefix && upper_like(s.cp[i + 1])) return run(s, run(s, i + 1, upper_like), lower_like);
-  if (upper_like(c)) return run(s, run(s, i, upper_like), lower_like);
-  if (number(c)) return i + 1;  // \p{N}
+  if (prefix && upper_like(s.cp[i + 1])) return word_end(run(s, run(s, i + 1, upper_like), lower_like));
+  if (upper_like(c)) return word_end(run(s, run(s, i, upper_like), lower_like));
+  if (number(c)) return o200k ? std::min(run(s, i, number), i + 3) : i + 1;  // \p{N}{1,3} or \p{N}
   // ' ?[^\s\p{L}\p{N}]+[\r\n/]*'
   if (other(c)) return run(s, run(s, i, other), crlf_or_slash);
   if (c == U' ' && i + 1 < s.size() && other(s.cp[i + 1])) return run(s, run(s, i + 1, other), crlf_or_slash);
@@ -140,6 +148,7 @@ PreTokenizer pre_tokenizer_of(std::string_view pattern) {
          : pattern == kQwen2Pattern  ? PreTokenizer::Qwen2
          : pattern == kGpt2Pattern   ? PreTokenizer::Gpt2
          : pattern == kTekkenPattern ? PreTokenizer::Tekken
+         : pattern == kO200kPattern  ? PreTokenizer::O200k
                                      : PreTokenizer::None;
 }
 
@@ -150,7 +159,8 @@ std::vector<std::string_view> pre_tokenize(PreTokenizer p, std::string_view text
   std::vector<std::string_view> pieces;
   for (std::size_t i = 0; i < s.size();) {
     const std::size_t j = p == PreTokenizer::Gpt2     ? match_gpt2(s, i)
-                          : p == PreTokenizer::Tekken ? match_tekken(s, i)
+                          : p == PreTokenizer::Tekken ? match_tekken(s, i, false)
+                          : p == PreTokenizer::O200k  ? match_tekken(s, i, true)
                                                       : match_llama3(s, i, max_digits);
     pieces.push_back(text.substr(s.at[i], s.at[j] - s.at[i]));
     i = j;

@@ -1,5 +1,5 @@
 // The pre-tokenizers of byte-level BPE tokenizers: the regular expressions of GPT-2, Llama-3,
-// Qwen2 and Mistral's Tekken, written out as code over Unicode classes (unicode_classes.h). Each
+// Qwen2, Mistral's Tekken and OpenAI's o200k (Phi-4-mini, Llama 4), written out as code over Unicode classes (unicode_classes.h). Each
 // matches as the engine that runs it does -- Oniguruma in Hugging Face `tokenizers`, fancy-regex
 // in tiktoken: leftmost-first alternation, greedy with backtracking -- so the pieces are theirs
 // (tested through HfBpeTokenizer against both libraries).
@@ -10,7 +10,7 @@
 
 namespace spin::data {
 
-enum class PreTokenizer { None, Gpt2, Llama3, Qwen2, Tekken };
+enum class PreTokenizer { None, Gpt2, Llama3, Qwen2, Tekken, O200k };
 
 // The expression `pattern`, spelled as tokenizer.json's Split or tekken.json's config.pattern
 // spell it, as one of these; None for any other.

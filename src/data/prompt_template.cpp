@@ -6,6 +6,8 @@
 #include <string>
 
 #include "core/error.h"
+#include "data/hf_bpe_tokenizer.h"
+#include "data/unicode_classes.h"
 
 namespace spin::data {
 
@@ -48,6 +50,17 @@ std::string check_alternating_roles(const std::vector<Message>& messages, Prompt
             "their chat formats do); message ", i + 1, " is ", messages[i].role);
   }
   return system ? messages.front().content : std::string();
+}
+
+// `text` written between the special tokens `before` and `after`: the whitespace either takes
+// into its match (Tokenizer::added_token_strip) dropped, as the encoding of the whole rendered
+// text drops it.
+std::vector<std::int32_t> encode_between(const Tokenizer& t, std::int32_t before, std::string_view text,
+                                         std::int32_t after) {
+  const std::size_t first = t.added_token_strip(before).right ? unicode::whitespace_after(text, 0) : 0;
+  const std::size_t last = t.added_token_strip(after).left ? unicode::whitespace_before(text, first, text.size())
+                                                            : text.size();
+  return t.encode(text.substr(first, last - first));
 }
 
 bool has_tokens(const Tokenizer* t, std::initializer_list<const char*> tokens) {
@@ -121,19 +134,24 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
                                      PromptTemplate::Llama31, PromptTemplate::ChatMl, PromptTemplate::Qwen25,
                                      PromptTemplate::Qwen3,  PromptTemplate::Gemma,  PromptTemplate::Gemma3,
                                      PromptTemplate::Llama2, PromptTemplate::Mistral, PromptTemplate::MistralV3,
-                                     PromptTemplate::MistralV7, PromptTemplate::Phi4};
+                                     PromptTemplate::MistralV7, PromptTemplate::Phi4, PromptTemplate::Phi4Mini};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
     choices += (i + 1 < std::size(kAll) ? ", " : " or ") + std::string(prompt_template_name(kAll[i]));
   }
   require(name == "auto", "unknown prompt template \"", name, "\" (", choices, ")");
-  // Phi-3 / Phi-3.5-mini: chat tokens added over a SentencePiece model, whose exact tokenization
-  // around them (their rstrip, the pieces' dummy prefix after them) spin has not checked against
-  // the published tokenizer -- refused rather than approximated.
+  // Phi-4-mini: Phi-3's chat tokens in a byte-level BPE (o200k's). Phi-3 / Phi-3.5-mini: the same
+  // tokens added over a SentencePiece model, whose exact tokenization around them (the pieces'
+  // dummy prefix after them) spin has not checked against the published tokenizer -- refused
+  // rather than approximated.
+  if (has_tokens(tokenizer, {"<|system|>", "<|user|>", "<|assistant|>", "<|end|>"}) &&
+      dynamic_cast<const HfBpeTokenizer*>(tokenizer) != nullptr) {
+    return PromptTemplate::Phi4Mini;
+  }
   require(!has_tokens(tokenizer, {"<|user|>", "<|assistant|>", "<|end|>"}),
-          "the tokenizer has Phi-3's chat tokens (<|user|>, <|assistant|>, <|end|>), whose chat format spin does "
-          "not implement: choose --template plain (data.template) or give token ids");
+          "the tokenizer has Phi-3's chat tokens (<|user|>, <|assistant|>, <|end|>) over a SentencePiece model, "
+          "whose chat format spin does not implement: choose --template plain (data.template) or give token ids");
   if (has_tokens(tokenizer, {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"})) {
     return has_tokens(tokenizer, {"<|eom_id|>"}) ? PromptTemplate::Llama31 : PromptTemplate::Llama3;
   }
@@ -173,6 +191,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::MistralV3: return "mistral-v3";
     case PromptTemplate::MistralV7: return "mistral-v7";
     case PromptTemplate::Phi4: return "phi4";
+    case PromptTemplate::Phi4Mini: return "phi4-mini";
   }
   return "?";
 }
@@ -218,6 +237,17 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
       ids.push_back(end);
       if (m.role == "user") header("assistant");
     }
+    return ids;
+  }
+  if (prompt_template == PromptTemplate::Phi4Mini) {  // no BOS, no newlines: <|role|> content <|end|>
+    const std::int32_t end = special(t, prompt_template, "<|end|>");
+    for (const Message& m : messages) {
+      const std::int32_t role = special(t, prompt_template, "<|" + m.role + "|>");
+      ids.push_back(role);
+      append(ids, encode_between(t, role, m.content, end));
+      ids.push_back(end);
+    }
+    ids.push_back(special(t, prompt_template, "<|assistant|>"));
     return ids;
   }
   if (t.bos_id()) ids.push_back(*t.bos_id());
@@ -285,6 +315,12 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
                               : rstrip                                  ? text.substr(0, kept)
                               : trim                                    ? trimmed(text)
                                                                         : text;
+  if (prompt_template == PromptTemplate::Phi4Mini) {  // after <|assistant|>, before <|end|>
+    const std::int32_t end = special(t, prompt_template, "<|end|>");
+    std::vector<std::int32_t> ids = encode_between(t, special(t, prompt_template, "<|assistant|>"), text, end);
+    ids.push_back(end);
+    return ids;
+  }
   std::vector<std::int32_t> ids = t.encode(written);
   if (const auto end = response_end(prompt_template, t)) ids.push_back(*end);
   return ids;
@@ -296,6 +332,7 @@ std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const T
     return special(t, prompt_template, "<|im_end|>");
   }
   if (is_gemma(prompt_template)) return special(t, prompt_template, "<end_of_turn>");
+  if (prompt_template == PromptTemplate::Phi4Mini) return special(t, prompt_template, "<|end|>");
   return t.eos_id();
 }
 

@@ -52,10 +52,15 @@
 //         "{content}" <|im_end|>, each user one followed by <|im_start|> "assistant" <|im_sep|>
 //         (its template writes the generation prompt after every user turn), per assistant
 //         message "{content}" <|im_end|>; no BOS, nothing trimmed
+//   phi4-mini (Phi-4-mini's chat template, Phi-3's tokens without Phi-3's newlines) per message
+//         <|{role}|> "{content}" <|end|>, then <|assistant|>; no BOS; the whitespace a marker's
+//         lstrip / rstrip takes from the content beside it dropped, as tokenizing the rendered
+//         text does; auto picks it for a byte-level BPE with <|system|>, <|user|>,
+//         <|assistant|> and <|end|> (Phi-3's SentencePiece tokenizers with those are refused)
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
-// which generation stops too; phi4: <|im_end|>; gemma, gemma3: its trimmed text's, then <end_of_turn>; llama2: the ids of
+// which generation stops too; phi4: <|im_end|>; phi4-mini: <|end|>; gemma, gemma3: its trimmed text's, then <end_of_turn>; llama2: the ids of
 // its trimmed text and a space).
 #pragma once
 
@@ -75,21 +80,22 @@ struct Message {
 };
 
 enum class PromptTemplate {
-  Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Gemma3, Llama2, Mistral, MistralV3, MistralV7, Phi4
+  Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Gemma3, Llama2, Mistral, MistralV3, MistralV7, Phi4,
+  Phi4Mini
 };
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
-// gemma3, llama2, mistral, mistral-v3, mistral-v7 or phi4; throws naming the choices), "auto" resolved for `tokenizer`
+// gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4 or phi4-mini; throws naming the choices), "auto" resolved for `tokenizer`
 // (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
-    "auto (llama3.1, llama3, phi4, qwen3, chatml, gemma3, gemma, mistral-v7 or mistral-v3 for a tokenizer with "
-    "their chat tokens, else chat), chat, "
+    "auto (llama3.1, llama3, phi4, phi4-mini, qwen3, chatml, gemma3, gemma, mistral-v7 or mistral-v3 for a tokenizer "
+    "with their chat tokens, else chat), chat, "
     "plain, llama3, llama3.1 (with Llama 3.1's system block), chatml, qwen2.5 (chatml with Qwen2.5's default "
     "system message), qwen3 (chatml, thinking off), gemma, gemma3 (gemma with a system message), llama2 (Llama 2 "
     "chat), mistral (Mistral 7B Instruct v0.1 / v0.2), mistral-v3 (v0.3, Mistral NeMo), mistral-v7 (Mistral Small 3 "
-    "and later) or phi4 (Phi-4)";
+    "and later), phi4 (Phi-4) or phi4-mini (Phi-4-mini)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);

@@ -44,6 +44,17 @@ class Tokenizer {
     return std::nullopt;
   }
 
+  // Whether the added token `id` takes the whitespace on its left / right into its match when
+  // it appears in a text (tokenizer.json's lstrip / rstrip): a template that writes it as an id
+  // drops that whitespace from the text beside it, as the encoding of the whole text would.
+  struct Strip {
+    bool left = false, right = false;
+  };
+  virtual Strip added_token_strip(std::int32_t id) const {
+    (void)id;
+    return {};
+  }
+
   std::optional<std::int32_t> bos_id() const { return bos_; }
   std::optional<std::int32_t> eos_id() const { return eos_; }
   // The model's Jinja chat template (tokenizer_config.json's chat_template), if the tokenizer's

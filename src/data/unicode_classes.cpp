@@ -81,4 +81,24 @@ void append_utf8(std::string& out, char32_t c) {
   }
 }
 
+std::size_t whitespace_before(std::string_view text, std::size_t from, std::size_t to) {
+  while (to > from) {
+    std::size_t start = to - 1;  // the last code point's first byte: back over continuation bytes
+    while (start > from && to - start < 4 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) --start;
+    const CodePoints c = decode_utf8(text.substr(start, to - start));
+    if (c.size() != 1 || !is_whitespace(c.cp[0])) break;
+    to = start;
+  }
+  return to;
+}
+
+std::size_t whitespace_after(std::string_view text, std::size_t from) {
+  while (from < text.size()) {
+    const CodePoints c = decode_utf8(text.substr(from, 4));
+    if (!is_whitespace(c.cp[0])) break;
+    from += c.at[1];
+  }
+  return from;
+}
+
 }  // namespace spin::data::unicode

@@ -31,6 +31,10 @@ inline constexpr char32_t kInvalid = 0xFFFFFFFF;
 CodePoints decode_utf8(std::string_view text);
 // The UTF-8 bytes of `c` appended to `out`.
 void append_utf8(std::string& out, char32_t c);
+// Where the run of whitespace code points that ends at byte `to` starts, no earlier than `from`;
+// and where the run that starts at byte `from` ends.
+std::size_t whitespace_before(std::string_view text, std::size_t from, std::size_t to);
+std::size_t whitespace_after(std::string_view text, std::size_t from);
 // `text` in Normalization Form C (unicode_nfc.cpp); bytes that are not valid UTF-8 pass through.
 std::string nfc(std::string_view text);
 

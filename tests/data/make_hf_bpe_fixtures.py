@@ -3,10 +3,11 @@
 Face `tokenizers` as the oracle: a small BPE trained with Llama-3's pre-tokenizer (Split by its
 expression, then ByteLevel; ignore_merges), one with GPT-2's (ByteLevel with its own
 expression, add_prefix_space) and one as Qwen2's (the NFC normalizer, Split by Qwen2's
-expression, then ByteLevel), each written as tokenizer.json + tokenizer_config.json, and
-cases.json: texts with the ids, pre-tokenizer pieces and decoded text `tokenizers` gives; for
-llama3 and qwen2 also chat_cases.json, from transformers' apply_chat_template; llama31, qwen3 and
-phi4 (Phi-4's specials on llama3's tokenization) only that.
+expression, then ByteLevel) and one as Phi-4-mini's (o200k's expression, chat tokens with
+rstrip / lstrip), each written as tokenizer.json + tokenizer_config.json, and cases.json: texts
+with the ids, pre-tokenizer pieces and decoded text `tokenizers` gives; for llama3, qwen2 and
+o200k also chat_cases.json, from transformers' apply_chat_template; llama31, qwen3 and phi4
+(Phi-4's specials on llama3's tokenization) only that.
 
     build/oracle-venv/bin/python tests/data/make_hf_bpe_fixtures.py tests/data/hf_bpe [KIND...]   # (needs jinja2 too)
 """
@@ -15,7 +16,7 @@ import os
 import random
 import sys
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
           r"|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -26,6 +27,14 @@ LLAMA31_SPECIALS = SPECIALS + ["<|eom_id|>", "<|python_tag|>"]
 QWEN2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 QWEN3_SPECIALS = QWEN2_SPECIALS + ["<think>", "</think>"]
 PHI4_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|im_sep|>"]
+# Phi-4-mini's chat tokens; the markers take the whitespace after them (rstrip, as Phi-3's
+# tokenizers mark them) and <|end|> the whitespace before it too (lstrip), so that both of
+# `tokenizers`' strips are exercised.
+O200K_SPECIALS = [("<|endoftext|>", False, False), ("<|system|>", False, True), ("<|user|>", False, True),
+                  ("<|assistant|>", False, True), ("<|end|>", True, True)]
+O200K = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+         r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+         r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 # Characters of every class the expressions tell apart: letters of several scripts, numbers
 # (digits, Roman, fractions), whitespace of several kinds, punctuation, symbols, emoji.
@@ -68,6 +77,10 @@ NFC_POOL = POOL + ["e\u0301", "A\u030a", "a\u0323\u0307", "a\u0307\u0323", "\u11
                    "\u212b", "\u2126", "\u0344", "o\u0308\u0304", "\u0301", "\u0323", "\u0327", "\u0308"] * 2
 
 
+# o200k's: POOL with cased words and their contractions, and the chat tokens with whitespace.
+O200K_POOL = POOL + ["CamelCase", "XMLHttp", "'S", "'Ll", "ÉTÉ", "<|end|>", "<|user|>", " <|end|> "] * 2
+
+
 def texts(rng, pool=POOL):
     fixed = ["", " ", "  ", "hello", " hello", "  hello", "hello world", "Hello, World!", "don't I'm we'll THEY'RE",
              "'s 'S 'Re 'LL x's", "12345678 9 10 3.14159", "a\nb", "a\n\nb", "a \n b", "a  \n\n  b", "line\r\nbreak",
@@ -75,6 +88,10 @@ def texts(rng, pool=POOL):
              "x=1;y=2", "--flag=--value", "<|eot_id|>", "before<|begin_of_text|>after", "<|start_header_id|>user"
              "<|end_header_id|>\n\nHi<|eot_id|>", "Ⅻ½²٣", "\u00a0nbsp\u3000ideographic", "'", "''", "'x", "a'",
              "?!\n\n", "  \n", "\n  ", "word\u200bjoiner", "e\u0301", "...\n", "a\r\rb"]
+    if pool is O200K_POOL:  # o200k's own cases: words cut by case with contractions, specials' whitespace
+        fixed += ["HelloWorld's DON'T CamelCase'S XMLHttpRequest", "ÉCOLE's naïveTé'LL", "a'sb 'dX x'Re'm",
+                  "1234567 12 3", "<|user|>  hi<|end|>\n", "x \t<|end|> y", "<|assistant|>\n\n", " \u3000<|end|>",
+                  "<|system|>\u00a0a <|end|><|user|>", "a<|end|><|end|>  b", "path/to/file\n/x"]
     if pool is NFC_POOL:
         fixed += ["cafe\u0301 vs caf\u00e9", "\u212bngstr\u00f6m \u2126", "a\u0307\u0323b", "\u1100\u1161\u11a8\uac00",
                   "<|im_start|>e\u0301<|im_end|>", "<|im_end|>\u0338", "1234 5678", "x\u0344y"]
@@ -89,6 +106,14 @@ def build(kind, out, rng):
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    elif kind == "o200k":  # Phi-4-mini's, Llama 4's: GPT-4o's expression
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(O200K), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        specials = [AddedToken(s, lstrip=left, rstrip=right, normalized=False, special=True)
+                    for s, left, right in O200K_SPECIALS]
+        pool = O200K_POOL
     elif kind in ("qwen2", "qwen3"):
         tok = Tokenizer(models.BPE())
         tok.normalizer = normalizers.NFC()
@@ -96,13 +121,13 @@ def build(kind, out, rng):
             pre_tokenizers.Split(Regex(QWEN2), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
         specials, pool = (QWEN2_SPECIALS if kind == "qwen2" else QWEN3_SPECIALS), NFC_POOL
+    else:  # gpt2
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
     if kind == "llama31":
         specials = LLAMA31_SPECIALS
     elif kind == "phi4":
         specials = PHI4_SPECIALS
-    else:
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -112,6 +137,9 @@ def build(kind, out, rng):
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
         if kind in ("qwen2", "qwen3"):  # as Qwen2.5-Instruct's and Qwen3's: no BOS
             json.dump({"bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}, f)
+        elif kind == "o200k":  # as Phi-4-mini's (its template writes no BOS)
+            json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+                       "chat_template": PHI4_MINI_CHAT}, f)
         elif kind == "phi4":  # as Phi-4's (its template writes no BOS)
             json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
                        "chat_template": PHI4_CHAT}, f)
@@ -119,6 +147,8 @@ def build(kind, out, rng):
             json.dump({"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|eot_id|>"}}, f)
     if kind == "llama3":
         chat_cases(tok, out, LLAMA3_CHAT, "<|begin_of_text|>", "<|eot_id|>")
+    if kind == "o200k":
+        chat_cases(tok, out, PHI4_MINI_CHAT, "<|endoftext|>", "<|endoftext|>")
     if kind == "qwen2":
         chat_cases(tok, out, CHATML, None, "<|im_end|>")
         chat_cases(tok, out, QWEN25_CHAT, None, "<|im_end|>", "chat_cases_qwen2.5.json")
@@ -218,6 +248,11 @@ PHI4_CHAT = ("{% for message in messages %}{% if (message['role'] == 'system') %
              "'assistant') %}{{message['content'] + '<|im_end|>'}}{% endif %}{% endfor %}")
 
 
+# Phi-4-mini's chat template (tokenizer_config.json), its tools branch left out: no newlines, no BOS.
+PHI4_MINI_CHAT = ("{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
+                  "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}")
+
+
 def chat_cases(tok, out, template, bos, eos, name="chat_cases.json", template_kwargs=None):
     """chat_cases.json: conversations with the ids transformers' apply_chat_template gives for the
     prompt (with the generation prompt) and, for the whole conversation, the response's ids."""
@@ -244,7 +279,7 @@ def chat_cases(tok, out, template, bos, eos, name="chat_cases.json", template_kw
 
 def main():
     root = sys.argv[1]
-    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4"):
+    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4", "o200k"):
         build(kind, os.path.join(root, kind), random.Random(7))
 
 

@@ -1,6 +1,7 @@
 // Byte-level BPE tokenizer.json files against Hugging Face `tokenizers` (the oracle that made
-// tests/data/hf_bpe: make_hf_bpe_fixtures.py): for a Llama-3-style, a GPT-2-style and a
-// Qwen2-style tokenizer (NFC normalizer; its texts add what NFC changes), 340-348 texts each (edge cases of the expressions and random strings of letters, digits, scripts,
+// tests/data/hf_bpe: make_hf_bpe_fixtures.py): for a Llama-3-style, a GPT-2-style, a
+// Qwen2-style tokenizer (NFC normalizer; its texts add what NFC changes) and an o200k-style one
+// (added tokens that strip the whitespace beside them), 340-351 texts each (edge cases of the expressions and random strings of letters, digits, scripts,
 // whitespace kinds, punctuation, emoji, special tokens) give the same pre-tokenizer pieces, the
 // same ids and the same decoded text; specials come from tokenizer_config.json; unsupported
 // files are refused by name.
@@ -29,7 +30,9 @@ nlohmann::json cases(const std::string& kind) {
   return nlohmann::json::parse(in);
 }
 
-void expect_oracle_agrees(const std::string& kind, bool prefix_space, int cases_expected = 340) {
+// `pieces_expected`: texts without added tokens, whose pieces `tokenizers` gives too.
+void expect_oracle_agrees(const std::string& kind, bool prefix_space, int cases_expected = 340,
+                          int pieces_expected = 300) {
   const HfBpeTokenizer t(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + kind + "/tokenizer.json");
   int checked = 0, pieces_checked = 0;
   for (const nlohmann::json& c : cases(kind)) {
@@ -50,7 +53,7 @@ void expect_oracle_agrees(const std::string& kind, bool prefix_space, int cases_
     ++checked;
   }
   EXPECT_EQ(checked, cases_expected);
-  EXPECT_GT(pieces_checked, 300);
+  EXPECT_GT(pieces_checked, pieces_expected);
 }
 
 TEST(HfBpeTokenizer, Llama3StyleMatchesHuggingFaceTokenizers) { expect_oracle_agrees("llama3", false); }
@@ -58,6 +61,23 @@ TEST(HfBpeTokenizer, Llama3StyleMatchesHuggingFaceTokenizers) { expect_oracle_ag
 TEST(HfBpeTokenizer, Gpt2StyleWithPrefixSpaceMatchesHuggingFaceTokenizers) { expect_oracle_agrees("gpt2", true); }
 
 TEST(HfBpeTokenizer, Qwen2StyleWithNfcMatchesHuggingFaceTokenizers) { expect_oracle_agrees("qwen2", false, 348); }
+
+// o200k's expression (Phi-4-mini's, Llama 4's: words cut by case, contractions after them in any
+// case, numbers of up to three digits) and added tokens that take the whitespace beside them
+// (Phi-4-mini's chat tokens with rstrip, <|end|> with lstrip too): 351 texts -- the other
+// expressions' edge cases, cased words with contractions, whitespace of several kinds before
+// and after the tokens, the tokens back to back -- give `tokenizers`' ids, pieces and text.
+TEST(HfBpeTokenizer, O200kStyleWithStrippingAddedTokensMatchesHuggingFaceTokenizers) {
+  expect_oracle_agrees("o200k", false, 351, 200);  // a third of its texts have added tokens
+  const HfBpeTokenizer t(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/o200k/tokenizer.json");
+  EXPECT_TRUE(t.added_token_strip(*t.token_id("<|end|>")).left);
+  EXPECT_TRUE(t.added_token_strip(*t.token_id("<|user|>")).right);
+  EXPECT_FALSE(t.added_token_strip(*t.token_id("<|user|>")).left);
+  EXPECT_FALSE(t.added_token_strip(*t.token_id("hello")).right);  // not an added token
+  // The whitespace taken is Unicode's (U+3000, U+00A0), and stops at the previous token.
+  EXPECT_EQ(t.encode("a \u3000<|end|>\u00a0 b"), (std::vector<std::int32_t>{*t.token_id("a"), 4, *t.token_id("b")}));
+  EXPECT_EQ(t.encode("<|user|>  <|end|>"), (std::vector<std::int32_t>{2, 4}));
+}
 
 TEST(HfBpeTokenizer, SpecialTokensAndLoadingFromAModelDirectory) {
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
@@ -127,6 +147,14 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   // header after every user turn, no newlines, no BOS though its tokenizer names one), the
   // response ending with <|im_end|>.
   expect_chat_cases("hf_bpe/phi4", PromptTemplate::Phi4, "");
+  // phi4-mini: Phi-4-mini's template (<|role|> content <|end|>, no newlines, no BOS) on an o200k
+  // tokenizer whose markers take the whitespace beside them, as its rendered text tokenizes;
+  // the conversation's end is <|end|> and the template's EOS (<|endoftext|>). auto picks it.
+  expect_chat_cases("hf_bpe/o200k", PromptTemplate::Phi4Mini, "<|endoftext|>");
+  const auto mini = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/o200k");
+  EXPECT_EQ(choose_prompt_template("auto", mini.get()), PromptTemplate::Phi4Mini);
+  EXPECT_EQ(response_end(PromptTemplate::Phi4Mini, *mini), mini->token_id("<|end|>"));
+  EXPECT_EQ(choose_prompt_template("phi4-mini", mini.get()), PromptTemplate::Phi4Mini);
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen2");
   EXPECT_FALSE(t->bos_id().has_value());
   EXPECT_EQ(t->eos_id(), t->token_id("<|im_end|>"));
@@ -264,7 +292,7 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const auto phi4 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/phi4");  // ChatML's and <|im_sep|>
   EXPECT_EQ(choose_prompt_template("auto", phi4.get()), PromptTemplate::Phi4);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
-  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7 or phi4)"),
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4 or phi4-mini)"),
             std::string::npos)
       << e;
 }
@@ -301,7 +329,7 @@ TEST(HfBpeTokenizer, UnsupportedFilesAreRefusedByName) {
   refused([](nlohmann::json& j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\p{N}"; },
           "expression \\p{N} is not one spin knows");
   refused([](nlohmann::json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; }, "pre-tokenizer Metaspace");
-  refused([](nlohmann::json& j) { j["added_tokens"][0]["lstrip"] = true; }, "sets lstrip");
+  refused([](nlohmann::json& j) { j["added_tokens"][0]["single_word"] = true; }, "sets single_word");
   refused([](nlohmann::json& j) { j["model"]["merges"][0] = "nosuchtoken x"; }, "outside the vocabulary");
   fs::remove_all(dir);
 }
