@@ -54,14 +54,16 @@ def case_show(args, tmp):
                                  ("mistral_v7_spm", "auto", "chat_cases.json"),
                                  ("gemma3", "auto", "chat_cases.json"),
                                  ("tekken", "auto", "chat_cases.json"),
-                                 ("tekken", "mistral-v7", "chat_cases_v7.json")]:
+                                 ("tekken", "mistral-v7", "chat_cases_v7.json"),
+                                 ("o200k", "auto", "chat_cases.json")]:
         model = hf_tokenizer_model(os.path.join(tmp, kind + "-" + template), kind=kind)
-        cases = json.load(open(os.path.join(ROOT, "tests", "data", kind + "_spm" if kind == "gemma3" else kind, name)))
+        folder = {"gemma3": "gemma3_spm", "o200k": os.path.join("hf_bpe", "o200k")}.get(kind, kind)
+        cases = json.load(open(os.path.join(ROOT, "tests", "data", folder, name)))
         chat_file(data, cases)
         r = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--template", template,
                                   "--show", str(len(cases))], 1)
         chosen = {"mistral_v3_spm": "mistral-v3", "mistral_v7_spm": "mistral-v7", "gemma3": "gemma3",
-                  "tekken": "mistral-v3"}[kind] \
+                  "tekken": "mistral-v3", "o200k": "phi4-mini"}[kind] \
             if template == "auto" else template
         assert "template %s (--template %s)" % (chosen, template) in r.stdout, r.stdout
         shown = re.findall(r"  prompt    (\d+) tokens \[([0-9 .]+)\]\n      (.*)\n  response  (\d+) tokens \[([0-9 .]+)\]",
@@ -69,8 +71,9 @@ def case_show(args, tmp):
         assert len(shown) == len(cases), r.stdout
         for (n, ids, text, rn, rids), c in zip(shown, cases):
             assert int(n) == len(c["prompt_ids"]) and ids.split()[:48] == [str(i) for i in c["prompt_ids"]][:48], (ids, c)
-            # Gemma's reference response ends with the "\n" after <end_of_turn>, where spin's stops.
-            want = c["response_ids"][:-1] if kind == "gemma3" else c["response_ids"]
+            # Gemma's reference response ends with the "\n" after <end_of_turn>, Phi-4-mini's with EOS
+            # after <|end|>, where spin's stops.
+            want = c["response_ids"][:-1] if kind in ("gemma3", "o200k") else c["response_ids"]
             assert [int(i) for i in rids.split() if i != "..."] == want[:48], (rids, c)
         print("spin data --template %s: %d chat examples rendered as its reference renders them" % (template, len(cases)))
 

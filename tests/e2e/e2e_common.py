@@ -108,14 +108,19 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     phi4: a tiny Phi-3 (fused q/k/v and gate/up, LongRoPE over 96 of 192 positions) with
     hf_bpe/phi4's tokenizer (Phi-4's <|endoftext|> 0, <|im_start|> 1, <|im_end|> 2, <|im_sep|> 3);
     tekken: a tiny Mistral (a sliding window) with tests/data/tekken's tekken.json (Mistral NeMo's
-    Tekken cut to 5000 ids: <s> 1, </s> 2, [INST] 3, [/INST] 4)."""
+    Tekken cut to 5000 ids: <s> 1, </s> 2, [INST] 3, [/INST] 4); o200k: a tiny Phi-4-mini (Phi-3's
+    parts, half of each head rotating, tied embeddings) with hf_bpe/o200k's tokenizer
+    (<|endoftext|> 0 as BOS and EOS, as Phi-4-mini's; <|end|> 4 ends a response)."""
     qwen = kind in ("qwen2", "qwen3", "phi4")  # their token ids: BOS 0, EOS 2
+    o200k = kind == "o200k"
     gemma = kind in ("gemma", "gemma2", "gemma3")
     spm = gemma or kind in ("llama_spm", "mistral_v3_spm", "mistral_v7_spm")
     tekken = kind == "tekken"
     extra = {"llama3": [], "qwen2": ["--qwen2", "--tie"], "qwen3": ["--qwen3"], "gemma": ["--gemma"],
              "gemma2": ["--gemma2"], "gemma3": ["--gemma3"], "llama_spm": [], "mistral_v3_spm": [], "mistral_v7_spm": [],
-             "phi4": ["--phi3", "--max-positions", "192", "--original-max-positions", "96"], "tekken": ["--mistral"]}[kind]
+             "phi4": ["--phi3", "--max-positions", "192", "--original-max-positions", "96"], "tekken": ["--mistral"],
+             "o200k": ["--phi3", "--partial-rotary", "0.5", "--tie", "--max-positions", "192",
+                       "--original-max-positions", "96"]}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
                     "400" if spm else "5000" if tekken else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)
@@ -129,7 +134,7 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
     config["bos_token_id"], config["eos_token_id"] = ((2, 1) if gemma else (1, 2) if spm or tekken else
-                                                      (0, 2 if qwen else list(eos)))
+                                                      (0, 0) if o200k else (0, 2 if qwen else list(eos)))
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(config, f)
     return path

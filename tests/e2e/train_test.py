@@ -507,6 +507,11 @@ def case_hf_tokenizer(args, tmp):
     after, out = train_family(args, config, tmp, "phi4", "model.layers.0.mlp.gate_up_proj.weight")
     assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "phi3"
     print("Phi-3 + phi4 template at TP 2 in bf16: 6 steps, first loss log 2, fused tensors trained, exported fused")
+    # Phi-4-mini (half of each head rotating, tied embeddings) with an o200k tokenizer whose chat
+    # tokens strip the whitespace beside them: auto picks phi4-mini; generation stops at <|end|>.
+    after, out = train_family(args, config, tmp, "o200k", "model.layers.0.self_attn.qkv_proj.weight", "phi4-mini")
+    assert "lm_head.weight" not in after, sorted(after)
+    print("Phi-4-mini + phi4-mini template at TP 2 in bf16: 6 steps, first loss log 2, exported tied")
     # Mistral with Mistral NeMo's Tekken (tekken.json, version v3): auto picks mistral-v3 by [INST]
     # and [/INST]; the exported model carries tekken.json.
     after, out = train_family(args, config, tmp, "tekken", "model.layers.0.self_attn.q_proj.weight", "mistral-v3")
