@@ -156,6 +156,13 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
     return has_tokens(tokenizer, {"<|eom_id|>"}) ? PromptTemplate::Llama31 : PromptTemplate::Llama3;
   }
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>", "<|im_sep|>"})) return PromptTemplate::Phi4;
+  // SmolLM3: ChatML's and the think tokens, under a template that opens with a metadata system
+  // block (today's date, the reasoning mode) spin does not write -- refused rather than taken
+  // for Qwen3's.
+  require(tokenizer == nullptr || tokenizer->chat_template().find("Reasoning Mode") == std::string::npos,
+          "the tokenizer's chat template is SmolLM3's (a metadata system block with the date and the reasoning "
+          "mode), which spin does not implement: choose --template chatml or qwen3 (data.template), or give token "
+          "ids");
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>", "<think>", "</think>"})) return PromptTemplate::Qwen3;
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>"})) {
     const bool qwen25 = tokenizer->chat_template().find(kQwen25System) != std::string::npos;

@@ -145,9 +145,36 @@ RopeScaling parse_rope_scaling(const json& j, const json& r, bool phi3, const st
   return s;
 }
 
+// ModelConfig::rope_layers of a SmolLM3 (called once num_layers is known), as SmolLM3Config
+// fills it: no_rope_layers (1: the layer uses RoPE), else every layer l with (l + 1) %
+// no_rope_layer_interval != 0.
+void parse_rope_layers(const json& j, ModelConfig& c, const std::string& source) {
+  const auto layers = static_cast<std::size_t>(c.num_layers);
+  if (j.contains("no_rope_layers") && !j.at("no_rope_layers").is_null()) {
+    const json& v = j.at("no_rope_layers");
+    require(v.is_array() && v.size() == layers, source, ": \"no_rope_layers\" must list a 0 or 1 for each of the ",
+            layers, " layers, got ", v.dump());
+    for (const json& x : v) {
+      require(x.is_number_integer() && (x == 0 || x == 1), source, ": \"no_rope_layers\" holds ", x.dump(),
+              " (1: the layer uses RoPE, 0: it does not)");
+      c.rope_layers.push_back(x == 1);
+    }
+    return;
+  }
+  const std::int64_t interval = j.contains("no_rope_layer_interval")
+                                    ? positive_int(j, "no_rope_layer_interval", source)
+                                    : 4;  // SmolLM3Config's default
+  for (std::size_t l = 0; l < layers; ++l) c.rope_layers.push_back((static_cast<std::int64_t>(l) + 1) % interval != 0);
+}
+
 // ModelConfig::sliding_window and windowed_layers (called once num_layers is known); `type` is
 // the model_type.
 void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type, const std::string& source) {
+  if (type == "smollm3") {  // a window only in NoPE layers, with use_sliding_window (off in the published models)
+    require(!(j.contains("use_sliding_window") && j.at("use_sliding_window") == true), source,
+            ": SmolLM3's use_sliding_window is not supported (spin runs the published models, which switch it off)");
+    return;
+  }
   const bool qwen = type == "qwen2" || type == "qwen3", gemma2 = type == "gemma2", gemma3 = type == "gemma3_text";
   // Qwen2 and Qwen3 keep a sliding_window that applies only with use_sliding_window; Gemma2Config's
   // and Gemma3TextConfig's default is 4096.
@@ -293,10 +320,10 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
       return c;
     }
     require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma" ||
-                type == "gemma2" || type == "gemma3_text" || type == "phi3",
+                type == "gemma2" || type == "gemma3_text" || type == "phi3" || type == "smollm3",
             source, ": model_type \"", type,
             "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
-            "gemma3_text, phi3; and the language model of gemma3, mistral3 and llava)");
+            "gemma3_text, phi3, smollm3; and the language model of gemma3, mistral3 and llava)");
   }
   const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";
   const bool gemma2 = type == "gemma2" || gemma3;  // Gemma 2's parts
@@ -389,6 +416,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   require(c.vocab_size <= (std::int64_t{1} << 31) - 1, source, ": vocab_size too large");
   if (j.contains("rope_theta")) c.rope_theta = positive_float(j, "rope_theta", source);
   parse_sliding_window(j, c, type, source);
+  if (type == "smollm3") parse_rope_layers(j, c, source);
   if (j.contains("tie_word_embeddings")) {
     require(j.at("tie_word_embeddings").is_boolean(), source,
             ": \"tie_word_embeddings\" must be true or false");

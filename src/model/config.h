@@ -1,6 +1,6 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
-// Phi3ForCausalLM), read from a Hugging Face config.json.
+// Phi3ForCausalLM, SmolLM3ForCausalLM), read from a Hugging Face config.json.
 // Features spin does not implement (rope_scaling other than linear, llama3, yarn and longrope,
 // partial rotary embeddings outside Phi-3's family, biases other than Qwen2's on q/k/v,
 // activations other than SiLU and Gemma's tanh GELU) are refused by name rather than ignored.
@@ -60,6 +60,11 @@ struct ModelConfig {
   // says where it has them.
   std::optional<std::int64_t> sliding_window;
   std::vector<bool> windowed_layers;
+  // SmolLM3 (model_type smollm3): the layers that apply RoPE (num_layers entries; empty: all) --
+  // config.json's no_rope_layers, whose 1 means "rotates" (transformers' use_rope), or every
+  // layer but each no_rope_layer_interval-th (4: layers 3, 7, ...) without the list. The others
+  // (NoPE) attend by content alone.
+  std::vector<bool> rope_layers;
   // Gemma 3: the windowed layers rotate by rope_local_base_freq (without rope_scaling), the others
   // by rope_theta (with it).
   std::optional<float> rope_local_theta;
@@ -110,6 +115,10 @@ struct ModelConfig {
   // 1/sqrt(query_pre_attn_scalar), Python's query_pre_attn_scalar**-0.5 in float32), the cap,
   // the window where the layer has one.
   kernels::AttentionScores attention_scores(std::int64_t layer) const;
+  // Whether layer `layer` rotates its queries and keys (false in SmolLM3's NoPE layers).
+  bool rotates(std::int64_t layer) const {
+    return rope_layers.empty() || rope_layers.at(static_cast<std::size_t>(layer));
+  }
   // Whether layer `layer` attends within the sliding window.
   bool windowed(std::int64_t layer) const {
     return sliding_window.has_value() && windowed_layers.at(static_cast<std::size_t>(layer));

@@ -20,9 +20,10 @@ struct ModelContext {
   // Gemma 3: the windowed layers' table (ModelConfig::rope_local_theta); null otherwise.
   const RopeTable* local_rope = nullptr;
 
-  // The table layer `layer` rotates by.
-  const RopeTable& rope_for(std::int64_t layer) const {
-    return local_rope != nullptr && config.windowed(layer) ? *local_rope : rope;
+  // The table layer `layer` rotates by; null for a layer without RoPE (SmolLM3's NoPE layers).
+  const RopeTable* rope_for(std::int64_t layer) const {
+    if (!config.rotates(layer)) return nullptr;
+    return local_rope != nullptr && config.windowed(layer) ? local_rope : &rope;
   }
 };
 

@@ -76,16 +76,15 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
 
 namespace {
 
-// RoPE on q and k in place, then causal attention into attn: over the batch's own rows, or
+// RoPE on q and k in place (none in a NoPE layer: `rope` null), then causal attention into
+// attn: over the batch's own rows, or
 // with a cache, over the cached prefix too after the rows' keys and values are appended to it.
 // Mixed precision: all of it on the bf16 tensors (the cache is then bf16 as well).
 void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, LayerActivations& a,
-                            const KvCacheView* cache, const kernels::AttentionScores& scores, const RopeTable& rope) {
+                            const KvCacheView* cache, const kernels::AttentionScores& scores, const RopeTable* rope) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = b.rows;
-  const float* cos = rope.cos();
-  const float* sin = rope.sin();
   const bool mixed = a.q_bf16.defined();
   require(cache == nullptr || cache->bf16 == mixed, "KV cache in ", cache && cache->bf16 ? "bf16" : "float32",
           " for a layer computing in ", mixed ? "bf16" : "float32");
@@ -93,8 +92,10 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     std::uint16_t* q = a.q_bf16.bf16();
     std::uint16_t* key = a.k_bf16.bf16();
     const std::uint16_t* value = a.v_bf16.bf16();
-    k.rope_forward_bf16(q, b.positions, cos, sin, n, d.heads, d.head_dim, rope.rotary_dim());
-    k.rope_forward_bf16(key, b.positions, cos, sin, n, d.kv_heads, d.head_dim, rope.rotary_dim());
+    if (rope) {
+      k.rope_forward_bf16(q, b.positions, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim());
+      k.rope_forward_bf16(key, b.positions, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim());
+    }
     if (cache) {
       auto* keys = static_cast<std::uint16_t*>(cache->keys);
       auto* values = static_cast<std::uint16_t*>(cache->values);
@@ -109,8 +110,10 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     }
     return;
   }
-  k.rope_forward(a.q.f32(), b.positions, cos, sin, n, d.heads, d.head_dim, rope.rotary_dim());
-  k.rope_forward(a.k.f32(), b.positions, cos, sin, n, d.kv_heads, d.head_dim, rope.rotary_dim());
+  if (rope) {
+    k.rope_forward(a.q.f32(), b.positions, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim());
+    k.rope_forward(a.k.f32(), b.positions, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim());
+  }
   if (cache) {
     auto* keys = static_cast<float*>(cache->keys);
     auto* values = static_cast<float*>(cache->values);
@@ -196,7 +199,7 @@ float* output_norm_backward(const ModelContext& ctx, const BatchGeometry& b, Lay
 
 // attention_forward's backward: dq, dk (RoPE undone on both) and dv from d_attn.
 void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerActivations& a,
-                             LayerGradScratch& s, const kernels::AttentionScores& scores, const RopeTable& rope) {
+                             LayerGradScratch& s, const kernels::AttentionScores& scores, const RopeTable* rope) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   if (a.q_bf16.defined()) {
@@ -208,9 +211,11 @@ void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, co
                          a.probs.f32(), b.cu_seqlens, b.num_seqs, d.heads, d.kv_heads, d.head_dim,
                          scores);
   }
-  k.rope_backward(s.dq.f32(), b.positions, rope.cos(), rope.sin(), b.rows, d.heads, d.head_dim, rope.rotary_dim());
-  k.rope_backward(s.dk.f32(), b.positions, rope.cos(), rope.sin(), b.rows, d.kv_heads, d.head_dim,
-                  rope.rotary_dim());
+  if (rope) {
+    k.rope_backward(s.dq.f32(), b.positions, rope->cos(), rope->sin(), b.rows, d.heads, d.head_dim, rope->rotary_dim());
+    k.rope_backward(s.dk.f32(), b.positions, rope->cos(), rope->sin(), b.rows, d.kv_heads, d.head_dim,
+                    rope->rotary_dim());
+  }
 }
 
 }  // namespace

@@ -21,8 +21,9 @@ namespace spin::testing {
 // global layers' (10000).
 // Phi-3's: LongRoPE's short factors (1.5 and 3, alternating) and attention factor
 // (original_max_position_embeddings 32 of 64: sqrt(1 + ln 2 / ln 32)); Phi-4-mini's: Phi-3's with
-// a partial rotary factor of 0.5 (the first half of each head rotates, LongRoPE's lists cover it).
-enum class TinyFamily { Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini };
+// a partial rotary factor of 0.5 (the first half of each head rotates, LongRoPE's lists cover it);
+// SmolLM3's: RoPE in the first layer, none in the second (no_rope_layers [1, 0]).
+enum class TinyFamily { Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3 };
 
 // Its model_type, for the tests' traces.
 inline const char* tiny_family_name(TinyFamily f) {
@@ -36,6 +37,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Gemma3: return "gemma3_text";
     case TinyFamily::Phi3: return "phi3";
     case TinyFamily::Phi4Mini: return "phi3 (partial rotary)";
+    case TinyFamily::SmolLM3: return "smollm3";
   }
   return "?";
 }
@@ -63,6 +65,7 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
   phi3 += "]}, ";
   const std::string type =
       s.family == TinyFamily::Phi3 || partial ? phi3
+      : s.family == TinyFamily::SmolLM3 ? "\"model_type\": \"smollm3\", \"no_rope_layers\": [1, 0], "
       : s.family == TinyFamily::Mistral ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
                      : s.family == TinyFamily::Qwen2 ? "\"model_type\": \"qwen2\", "
                      : s.family == TinyFamily::Qwen3 ? "\"model_type\": \"qwen3\", "

@@ -83,6 +83,9 @@ def main():
                    help="a Phi3ForCausalLM: q/k/v fused as qkv_proj, gate/up as gate_up_proj, LongRoPE with "
                         "short factors in [1, 4) and --original-max-positions (attention factor "
                         "sqrt(1 + ln 8 / ln 64) at the default 512 and 64)")
+    p.add_argument("--smollm3", action="store_true",
+                   help="a SmolLM3ForCausalLM: RoPE in the layers no_rope_layers marks 1 (here every other one, "
+                        "from layer 0), none (NoPE) in the others")
     p.add_argument("--partial-rotary", type=float, metavar="FACTOR",
                    help="--phi3's partial_rotary_factor (Phi-4-mini's 0.75): RoPE rotates that share of each head")
     p.add_argument("--yarn", type=float, metavar="FACTOR",
@@ -206,6 +209,10 @@ def main():
                            "long_factor": [round(1.0 + 30.0 * rng.random(), 4) for _ in range(half)]}})
         if a.partial_rotary:
             config["partial_rotary_factor"] = a.partial_rotary
+    if a.smollm3:  # SmolLM3's own keys, as SmolLM3-3B's config.json has them
+        config.update({"architectures": ["SmolLM3ForCausalLM"], "model_type": "smollm3", "attention_bias": False,
+                       "mlp_bias": False, "use_sliding_window": False, "sliding_window": None,
+                       "no_rope_layer_interval": 2, "no_rope_layers": [int(i % 2 == 0) for i in range(a.layers)]})
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

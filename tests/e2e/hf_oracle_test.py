@@ -20,6 +20,8 @@ Phi3ForCausalLM, or on 4.40 LlamaForCausalLM made into it (phi3_reference). YaRN
 rope_scaling of type yarn, factor 8 over an original context of 64): LlamaForCausalLM with YaRN's
 frequencies and attention factor (yarn_as_llama). Phi-4-mini's partial rotary factor (tiny-phi4-mini:
 half of each head rotates): the same LlamaForCausalLM with Phi3's partial apply_rotary_pos_emb.
+SmolLM3 (tiny-smollm3: layer 1 without RoPE): SmolLM3ForCausalLM, or on 4.40 LlamaForCausalLM with
+that layer's rotation made the identity (smollm3_reference).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -150,6 +152,33 @@ def partial_rotary_pos_emb(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
     return rotate(q), rotate(k)
 
 
+def smollm3_reference(model_dir, tmp):
+    """SmolLM3ForCausalLM where transformers has it (4.53 on); on the oracle's 4.40,
+    LlamaForCausalLM whose NoPE layers' rotary embeddings give cos 1 and sin 0 (no rotation), as
+    SmolLM3Attention skips RoPE where no_rope_layers is 0."""
+    import transformers
+    if hasattr(transformers, "SmolLM3ForCausalLM"):
+        return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    rotates = config["no_rope_layers"]
+    as_llama = os.path.join(tmp, "as-llama")
+    os.makedirs(as_llama)
+    config.update({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})
+    json.dump(config, open(os.path.join(as_llama, "config.json"), "w"))
+    os.symlink(os.path.abspath(os.path.join(model_dir, "model.safetensors")), os.path.join(as_llama, "model.safetensors"))
+    model = LlamaForCausalLM.from_pretrained(as_llama, torch_dtype=torch.float32).eval()
+
+    def unrotated(module, inputs, output):
+        cos, sin = output
+        return torch.ones_like(cos), torch.zeros_like(sin)
+
+    for layer, uses_rope in zip(model.model.layers, rotates):
+        if not uses_rope:
+            layer.self_attn.rotary_emb.register_forward_hook(unrotated)
+    model.__name__ = "LlamaForCausalLM without RoPE in SmolLM3's NoPE layers"
+    return model
+
+
 def yarn_as_llama(model_dir, tmp):
     """A Llama with rope_scaling of type yarn (newer than the oracle's transformers 4.40) as
     LlamaForCausalLM without it, its rotary embeddings given YaRN's inverse frequencies and
@@ -259,7 +288,7 @@ def main():
     args = p.parse_args()
     records = [json.loads(l) for l in open(args.input) if l.strip()]
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
-                 "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn"]:
+                 "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -276,6 +305,8 @@ def main():
             model = mistral_reference(model_dir, tempfile.mkdtemp(prefix="spin_mistral_"))
         elif name in ("tiny-phi3", "tiny-phi4-mini"):
             model = phi3_reference(model_dir, tempfile.mkdtemp(prefix="spin_phi3_"))
+        elif name == "tiny-smollm3":
+            model = smollm3_reference(model_dir, tempfile.mkdtemp(prefix="spin_smollm3_"))
         elif name == "tiny-llama-yarn":
             model = yarn_as_llama(model_dir, tempfile.mkdtemp(prefix="spin_yarn_"))
         else:

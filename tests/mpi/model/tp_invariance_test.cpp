@@ -153,7 +153,7 @@ TEST(TensorParallel, MatchesOneRankWithQkvBiasesAtTp2AndTp4) {
 TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
   using testing::TinyFamily;
   for (const TinyFamily family : {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2,
-                                     TinyFamily::Gemma3, TinyFamily::Phi3, TinyFamily::Phi4Mini}) {
+                                     TinyFamily::Gemma3, TinyFamily::Phi3, TinyFamily::Phi4Mini, TinyFamily::SmolLM3}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;

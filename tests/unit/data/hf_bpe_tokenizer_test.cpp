@@ -8,6 +8,7 @@
 #include "data/hf_bpe_tokenizer.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -151,6 +152,21 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   // tokenizer whose markers take the whitespace beside them, as its rendered text tokenizes;
   // the conversation's end is <|end|> and the template's EOS (<|endoftext|>). auto picks it.
   expect_chat_cases("hf_bpe/o200k", PromptTemplate::Phi4Mini, "<|endoftext|>");
+  // SmolLM3's tokenizer has ChatML's and the think tokens, as Qwen3's does, but its template opens
+  // with a metadata block spin does not write: auto refuses it, a named template is taken.
+  const fs::path smol = fs::temp_directory_path() / ("spin_smollm3_" + std::to_string(::getpid()));
+  fs::create_directories(smol);
+  fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen3/tokenizer.json", smol / "tokenizer.json",
+                fs::copy_options::overwrite_existing);
+  std::ofstream(smol / "tokenizer_config.json")
+      << R"({"eos_token": "<|im_end|>", "chat_template": "<|im_start|>system\n## Metadata\n\nKnowledge Cutoff Date: )"
+         R"(June 2025\nToday Date: {{ today }}\nReasoning Mode: /think\n\n"})";
+  const auto smol_tokenizer = Tokenizer::load(smol.string());
+  const std::string refused =
+      testing::error_of([&] { choose_prompt_template("auto", smol_tokenizer.get()); });
+  EXPECT_NE(refused.find("the tokenizer's chat template is SmolLM3's"), std::string::npos) << refused;
+  EXPECT_EQ(choose_prompt_template("chatml", smol_tokenizer.get()), PromptTemplate::ChatMl);
+  fs::remove_all(smol);
   const auto mini = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/o200k");
   EXPECT_EQ(choose_prompt_template("auto", mini.get()), PromptTemplate::Phi4Mini);
   EXPECT_EQ(response_end(PromptTemplate::Phi4Mini, *mini), mini->token_id("<|end|>"));

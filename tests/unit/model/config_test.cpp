@@ -240,6 +240,45 @@ TEST(ModelConfig, ReadsPhi3WithLongRope) {
   EXPECT_NE(error_of(no_original).find("original_max_position_embeddings"), std::string::npos);
 }
 
+// SmolLM3-3B's config.json: Llama's layout with RoPE in three layers of four (no_rope_layers,
+// whose 1 means "uses RoPE"), tied embeddings, pretraining_tp 2 (a slicing of Llama's products in
+// transformers, the same values); 3,075,098,624 parameters as published. Without the list,
+// no_rope_layer_interval (4 by default) places the NoPE layers at 3, 7, ...; bad lists and the
+// sliding window are refused.
+TEST(ModelConfig, ReadsSmolLM3WithNoPeLayers) {
+  std::string layers = "[";
+  for (int i = 0; i < 36; ++i) layers += std::string(i ? ", " : "") + ((i + 1) % 4 ? "1" : "0");
+  layers += "]";
+  const std::string smol = R"({
+    "architectures": ["SmolLM3ForCausalLM"], "model_type": "smollm3", "vocab_size": 128256, "hidden_size": 2048,
+    "intermediate_size": 11008, "num_hidden_layers": 36, "num_attention_heads": 16, "num_key_value_heads": 4,
+    "hidden_act": "silu", "max_position_embeddings": 65536, "rms_norm_eps": 1e-06, "rope_theta": 5000000.0,
+    "rope_scaling": null, "tie_word_embeddings": true, "attention_bias": false, "mlp_bias": false,
+    "pretraining_tp": 2, "use_sliding_window": false, "sliding_window": null, "no_rope_layer_interval": 4,
+    "layer_types": ["full_attention"], "bos_token_id": null, "eos_token_id": 128012, "pad_token_id": 128004,
+    "no_rope_layers": )" + layers + "}";
+  const ModelConfig c = ModelConfig::from_json(smol, "config.json");
+  EXPECT_EQ(c.num_parameters(), 3075098624);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_FALSE(c.sliding_window.has_value());
+  ASSERT_EQ(c.rope_layers.size(), 36u);
+  for (int l = 0; l < 36; ++l) EXPECT_EQ(c.rotates(l), l % 4 != 3) << l;
+  EXPECT_TRUE(ModelConfig::from_json(kLlama, "c").rotates(5));  // every layer elsewhere
+  std::string by_interval = smol.substr(0, smol.rfind(',', smol.find("\"no_rope_layers\""))) + "}";
+  by_interval.replace(by_interval.find("\"no_rope_layer_interval\": 4"), 27, "\"no_rope_layer_interval\": 3");
+  const ModelConfig every_third = ModelConfig::from_json(by_interval, "c");
+  for (int l = 0; l < 36; ++l) EXPECT_EQ(every_third.rotates(l), (l + 1) % 3 != 0) << l;
+  std::string short_list = smol;
+  short_list.replace(short_list.find("[1, 1, 1, 0, "), 13, "[");
+  EXPECT_NE(error_of(short_list).find("must list a 0 or 1 for each of the 36 layers"), std::string::npos);
+  std::string two = smol;
+  two.replace(two.find("[1, 1, 1, 0, "), 13, "[2, 1, 1, 0, ");
+  EXPECT_NE(error_of(two).find("\"no_rope_layers\" holds 2"), std::string::npos);
+  std::string windowed = smol;
+  windowed.replace(windowed.find("\"use_sliding_window\": false"), 27, "\"use_sliding_window\": true");
+  EXPECT_NE(error_of(windowed).find("use_sliding_window is not supported"), std::string::npos);
+}
+
 // Phi-4-mini-instruct's shape: Phi-3's layout with a partial rotary factor of 0.75 -- 96 of each
 // head's 128 dimensions rotate, LongRoPE's lists cover those (48 entries) --, 24 query and 8 kv
 // heads, tied embeddings. Other families' partial factors, and factors giving an odd or no
@@ -254,6 +293,8 @@ TEST(ModelConfig, ReadsPhi4MiniWithPartialRotary) {
     "hidden_act": "silu", "max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
     "partial_rotary_factor": 0.75, "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "sliding_window": 262144,
     "tie_word_embeddings": true, "bos_token_id": 199999, "eos_token_id": 199999, "pad_token_id": 199999,
+    "attention_bias": false, "mlp_bias": false, "lm_head_bias": false, "full_attn_mod": 1, "interpolate_factor": 1,
+    "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attention_dropout": 0.0,
     "rope_scaling": {"type": "longrope", "short_factor": )" + factors + R"(, "long_factor": )" + factors + "}}";
   const ModelConfig c = ModelConfig::from_json(phi4_mini, "config.json");
   EXPECT_EQ(c.head_dim, 128);
