@@ -194,16 +194,19 @@ TEST(ModelConfig, ReadsQwen2WithQkvBiasesAndItsSlidingWindowSwitch) {
   }
 }
 
-// Qwen3-0.6B's config.json as published: head norms, an explicit head_dim (128, not 1024 / 16),
-// an integer rope_theta, attention_bias false, no window.
+// A LongRoPE factor list of n entries, 1, 1.05, 1.1, ... (made up) as JSON.
+std::string longrope_factors(int n) {
+  std::string factors = "[";
+  for (int i = 0; i < n; ++i) factors += (i ? ", " : "") + std::to_string(1.0 + 0.05 * i);
+  return factors + "]";
+}
+
 // Phi-3-mini-128k's shape (its factors here made up; the published lists have 48 entries too):
 // Llama with q/k/v and gate/up fused in its files, LongRoPE ("su", as the first release wrote
 // it) with an attention factor of sqrt(1 + ln 32 / ln 4096), sequences up to the original 4096
 // positions, and a window in every layer.
 TEST(ModelConfig, ReadsPhi3WithLongRope) {
-  std::string factors = "[";
-  for (int i = 0; i < 48; ++i) factors += (i ? ", " : "") + std::to_string(1.0 + 0.05 * i);
-  factors += "]";
+  const std::string factors = longrope_factors(48);
   const std::string phi3 = R"({
     "architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "vocab_size": 32064, "hidden_size": 3072,
     "intermediate_size": 8192, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
@@ -284,9 +287,7 @@ TEST(ModelConfig, ReadsSmolLM3WithNoPeLayers) {
 // heads, tied embeddings. Other families' partial factors, and factors giving an odd or no
 // rotated dimension, are refused.
 TEST(ModelConfig, ReadsPhi4MiniWithPartialRotary) {
-  std::string factors = "[";
-  for (int i = 0; i < 48; ++i) factors += (i ? ", " : "") + std::to_string(1.0 + 0.05 * i);
-  factors += "]";
+  const std::string factors = longrope_factors(48);
   const std::string phi4_mini = R"({
     "architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "vocab_size": 200064, "hidden_size": 3072,
     "intermediate_size": 8192, "num_hidden_layers": 32, "num_attention_heads": 24, "num_key_value_heads": 8,
@@ -315,6 +316,8 @@ TEST(ModelConfig, ReadsPhi4MiniWithPartialRotary) {
   EXPECT_NE(error_of(zero).find("partial_rotary_factor must be a number in (0, 1]"), std::string::npos);
 }
 
+// Qwen3-0.6B's config.json as published: head norms, an explicit head_dim (128, not 1024 / 16),
+// an integer rope_theta, attention_bias false, no window.
 TEST(ModelConfig, ReadsQwen3WithItsHeadNorms) {
   const std::string qwen3 = R"({
     "architectures": ["Qwen3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
