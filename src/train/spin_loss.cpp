@@ -12,17 +12,18 @@ double neg_log_sigmoid(double x) {
   return x >= 0.0 ? std::log1p(std::exp(-x)) : -x + std::log1p(std::exp(x));
 }
 
-double SpinObjective::value(double z) const {
+double SpinObjective::value(double z, double lambda) const {
   switch (type) {
     case Type::Sigmoid:
       return label_smoothing == 0.0 ? neg_log_sigmoid(z)
                                     : (1.0 - label_smoothing) * neg_log_sigmoid(z) + label_smoothing * neg_log_sigmoid(-z);
     case Type::Hinge: return std::max(0.0, 1.0 - z);
+    case Type::Ipo: return (z - 0.5) * (z - 0.5) / (lambda * lambda);
   }
   return 0.0;
 }
 
-double SpinObjective::derivative(double z) const {
+double SpinObjective::derivative(double z, double lambda) const {
   switch (type) {
     case Type::Sigmoid: {
       // d/dz -log sigmoid(z) = -sigmoid(-z); d/dz -log sigmoid(-z) = sigmoid(z).
@@ -30,6 +31,7 @@ double SpinObjective::derivative(double z) const {
       return label_smoothing == 0.0 ? down : (1.0 - label_smoothing) * down + label_smoothing / (1.0 + std::exp(-z));
     }
     case Type::Hinge: return z < 1.0 ? -1.0 : 0.0;
+    case Type::Ipo: return 2.0 * (z - 0.5) / (lambda * lambda);
   }
   return 0.0;
 }
@@ -44,10 +46,18 @@ void SpinObjective::validate() const {
 SpinObjective::Type SpinObjective::parse(const std::string& name) {
   if (name == "sigmoid") return Type::Sigmoid;
   if (name == "hinge") return Type::Hinge;
-  fail("spin.loss \"", name, "\" is not sigmoid or hinge");
+  if (name == "ipo") return Type::Ipo;
+  fail("spin.loss \"", name, "\" is not sigmoid, hinge or ipo");
 }
 
-const char* SpinObjective::name(Type type) { return type == Type::Sigmoid ? "sigmoid" : "hinge"; }
+const char* SpinObjective::name(Type type) {
+  switch (type) {
+    case Type::Sigmoid: return "sigmoid";
+    case Type::Hinge: return "hinge";
+    case Type::Ipo: return "ipo";
+  }
+  return "?";
+}
 
 SpinLoss::SpinLoss(const SpinObjective& objective, double lambda, std::int64_t global_pairs,
                    std::vector<std::vector<float>> reference)
@@ -67,9 +77,9 @@ double SpinLoss::micro_batch_loss(int mb, std::span<const float> policy,
     const double f_real = static_cast<double>(policy[i]) - static_cast<double>(ref[i]);
     const double f_gen = static_cast<double>(policy[i + 1]) - static_cast<double>(ref[i + 1]);
     const double z = lambda_ * (f_real - f_gen);
-    const double pair_loss = objective_.value(z);
+    const double pair_loss = objective_.value(z, lambda_);
     // z rises with the real sum and falls with the generated one.
-    const double g = lambda_ * objective_.derivative(z) * inverse_pairs_;
+    const double g = lambda_ * objective_.derivative(z, lambda_) * inverse_pairs_;
     dsums[i] = static_cast<float>(g);
     dsums[i + 1] = static_cast<float>(-g);
     loss += pair_loss * inverse_pairs_;

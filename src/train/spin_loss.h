@@ -2,8 +2,9 @@
 // the reference model's generated response to one prompt,
 //   f(x, y) = sum over response tokens of (log pi_theta - log pi_ref),
 //   loss    = l(lambda (f(x, y_real) - f(x, y_gen))),  averaged over the global batch,
-// with l the logistic loss -log sigmoid(z) (the paper's choice, the default) or, as the SPIN
-// code also offers, the hinge loss max(0, 1 - z).
+// with l the logistic loss -log sigmoid(z) (the paper's choice, the default), as the SPIN code
+// also offers, the hinge loss max(0, 1 - z), or IPO's square (Azar et al. 2023, TRL's and
+// NeMo-Aligner's "ipo"): (margin - 1 / (2 lambda))^2 = (z - 1/2)^2 / lambda^2.
 // Micro-batches hold the pairs as consecutive sequences [real_0, gen_0, real_1, gen_1, ...];
 // the policy's sums come from the pipeline, the reference's are given. Rewards are lambda f.
 #pragma once
@@ -32,19 +33,20 @@ struct SpinTotals {
 double neg_log_sigmoid(double x);
 
 // l(z) of a pair's scaled margin z (the paper's eq. 4.7 admits any monotonically decreasing
-// convex l).
+// convex l; IPO's, convex, pulls the margin to 1 / (2 lambda) instead of pushing it on, so it
+// needs the iteration's lambda).
 struct SpinObjective {
-  enum class Type { Sigmoid, Hinge };
+  enum class Type { Sigmoid, Hinge, Ipo };
   Type type = Type::Sigmoid;
   // Sigmoid only: the share epsilon of pairs taken to be mislabelled (conservative DPO, TRL's
   // label_smoothing): l(z) = (1 - eps) (-log sigmoid(z)) + eps (-log sigmoid(-z)).
   double label_smoothing = 0.0;
 
-  double value(double z) const;
-  double derivative(double z) const;  // dl/dz (the hinge's at its kink: 0)
+  double value(double z, double lambda) const;
+  double derivative(double z, double lambda) const;  // dl/dz (the hinge's at its kink: 0)
   // Throws naming the setting: label_smoothing outside [0, 0.5), or with the hinge loss.
   void validate() const;
-  // "sigmoid" or "hinge"; parse throws naming the accepted names.
+  // "sigmoid", "hinge" or "ipo"; parse throws naming the accepted names.
   static Type parse(const std::string& name);
   static const char* name(Type type);
 };

@@ -249,7 +249,7 @@ def case_config(args, tmp):
       r"spin\.rollout_step_tokens = 2 cannot feed the 3 sequences one model call holds \(3 in flight over 1 pipeline")
     e("negative-logits-chunk", ["--model.logits_chunk_rows", "-1"],
       r"model\.logits_chunk_rows must be 0 \(off\) or positive, got -1")
-    e("bad-loss", ["--spin.loss", "ipo"], r"spin\.loss \"ipo\" is not sigmoid or hinge")
+    e("bad-loss", ["--spin.loss", "kto"], r"spin\.loss \"kto\" is not sigmoid, hinge or ipo")
     e("warmup-twice", ["--optim.warmup_steps", "3", "--optim.warmup_ratio", "0.1"],
       r"optim\.warmup_ratio and optim\.warmup_steps are both set")
     e("warmup-ratio", ["--optim.warmup_ratio", "1.5"], r"optim\.warmup_ratio must be in \[0, 1\), got 1\.5")

@@ -123,30 +123,38 @@ TEST(SpinTrainer, RepeatedEvaluationsOfAnIterationRunOnlyThePolicy) {
   EXPECT_EQ(s.trainer.evaluation_rollouts(), 4) << "a new reference";
 }
 
-// The losses of a pair's scaled margin z: values, derivatives against central differences, and
-// the gradient a micro-batch hands to the policy's sums against differences of its loss.
-TEST(SpinLoss, SigmoidSmoothedSigmoidAndHingeLossesAndTheirGradients) {
-  const SpinObjective sigmoid, smoothed{SpinObjective::Type::Sigmoid, 0.1}, hinge{SpinObjective::Type::Hinge, 0.0};
-  EXPECT_DOUBLE_EQ(sigmoid.value(0.0), std::log(2.0));
-  EXPECT_DOUBLE_EQ(smoothed.value(0.0), std::log(2.0));
-  EXPECT_DOUBLE_EQ(hinge.value(0.0), 1.0);
-  EXPECT_DOUBLE_EQ(hinge.value(2.5), 0.0);
-  EXPECT_DOUBLE_EQ(hinge.value(-1.5), 2.5);
-  EXPECT_NEAR(smoothed.value(1.3), 0.9 * std::log1p(std::exp(-1.3)) + 0.1 * std::log1p(std::exp(1.3)), 1e-15);
-  for (const SpinObjective* o : {&sigmoid, &smoothed, &hinge}) {
+// The losses of a pair's scaled margin z: values (IPO's against TRL's (margin - 1 / (2 beta))^2
+// with beta = lambda), derivatives against central differences, and the gradient a micro-batch
+// hands to the policy's sums against differences of its loss.
+TEST(SpinLoss, SigmoidSmoothedSigmoidHingeAndIpoLossesAndTheirGradients) {
+  const SpinObjective sigmoid, smoothed{SpinObjective::Type::Sigmoid, 0.1}, hinge{SpinObjective::Type::Hinge, 0.0},
+      ipo{SpinObjective::Type::Ipo, 0.0};
+  const double lambda = 0.7;
+  EXPECT_DOUBLE_EQ(sigmoid.value(0.0, lambda), std::log(2.0));
+  EXPECT_DOUBLE_EQ(smoothed.value(0.0, lambda), std::log(2.0));
+  EXPECT_DOUBLE_EQ(hinge.value(0.0, lambda), 1.0);
+  EXPECT_DOUBLE_EQ(hinge.value(2.5, lambda), 0.0);
+  EXPECT_DOUBLE_EQ(hinge.value(-1.5, lambda), 2.5);
+  EXPECT_NEAR(smoothed.value(1.3, lambda), 0.9 * std::log1p(std::exp(-1.3)) + 0.1 * std::log1p(std::exp(1.3)), 1e-15);
+  EXPECT_DOUBLE_EQ(ipo.value(0.0, 0.1), 25.0);  // TRL's first IPO loss at beta 0.1: (0 - 5)^2
+  const double margin = 2.0;                     // z = lambda margin
+  EXPECT_NEAR(ipo.value(lambda * margin, lambda), (margin - 1.0 / (2.0 * lambda)) * (margin - 1.0 / (2.0 * lambda)),
+              1e-12);
+  EXPECT_EQ(ipo.derivative(0.5, lambda), 0.0);  // the margin IPO pulls towards, 1 / (2 lambda)
+  for (const SpinObjective* o : {&sigmoid, &smoothed, &hinge, &ipo}) {
     for (double z : {-30.0, -2.0, -0.3, 0.0, 0.4, 0.9, 1.7, 30.0}) {
-      const double h = 1e-6, numeric = (o->value(z + h) - o->value(z - h)) / (2 * h);
-      EXPECT_NEAR(o->derivative(z), numeric, 1e-7) << SpinObjective::name(o->type) << " at z = " << z;
+      const double h = 1e-6, numeric = (o->value(z + h, lambda) - o->value(z - h, lambda)) / (2 * h);
+      EXPECT_NEAR(o->derivative(z, lambda), numeric, 1e-7 * std::max(1.0, std::fabs(numeric)))
+          << SpinObjective::name(o->type) << " at z = " << z;
     }
   }
   // Label smoothing bounds how far a pair is pushed: the loss is smallest at log((1 - eps) / eps).
-  EXPECT_NEAR(smoothed.derivative(std::log(0.9 / 0.1)), 0.0, 1e-15);
-  EXPECT_LT(sigmoid.derivative(std::log(0.9 / 0.1)), -0.05);
+  EXPECT_NEAR(smoothed.derivative(std::log(0.9 / 0.1), lambda), 0.0, 1e-15);
+  EXPECT_LT(sigmoid.derivative(std::log(0.9 / 0.1), lambda), -0.05);
 
   // A micro-batch of two pairs: d loss / d policy sums against differences of the loss.
   const std::vector<float> reference = {-7.0f, -9.0f, -3.0f, -2.5f};
-  for (const SpinObjective* o : {&sigmoid, &smoothed, &hinge}) {
-    const double lambda = 0.7;
+  for (const SpinObjective* o : {&sigmoid, &smoothed, &hinge, &ipo}) {
     std::vector<float> policy = {-6.0f, -9.5f, -3.25f, -2.0f};
     const auto loss_at = [&](const std::vector<float>& p) {
       SpinLoss l(*o, lambda, 4, {reference});
@@ -186,7 +194,11 @@ TEST(SpinLoss, BadSettingsAreErrorsNamingThem) {
             std::string::npos);
   EXPECT_EQ(message({SpinObjective::Type::Sigmoid, 0.2}), "");
   EXPECT_EQ(SpinObjective::parse("hinge"), SpinObjective::Type::Hinge);
-  EXPECT_THROW(SpinObjective::parse("ipo"), Error);
+  EXPECT_EQ(SpinObjective::parse("ipo"), SpinObjective::Type::Ipo);
+  EXPECT_NE(message({SpinObjective::Type::Ipo, 0.1}).find("applies to the sigmoid loss only, not ipo"),
+            std::string::npos);
+  EXPECT_NE(testing::error_of([] { SpinObjective::parse("kto"); }).find("is not sigmoid, hinge or ipo"),
+            std::string::npos);
 }
 
 // With the hinge loss the first step's loss is l(0) = 1 and the policy moves.
@@ -201,6 +213,21 @@ TEST(SpinTrainer, HingeLossTrains) {
   const SpinStepMetrics second = s.trainer.step(0, 0, 1, 1e-2);
   EXPECT_NE(second.spin.rewards_actual, 0.0) << "the policy moved";
   EXPECT_GT(second.spin.margin, 0.0) << "toward the real responses";
+}
+
+// With IPO the first step's loss is (1 / (2 lambda))^2 -- TRL's at beta = lambda -- and the
+// policy moves toward the real responses (the margin, 0, is below 1 / (2 lambda)).
+TEST(SpinTrainer, IpoLossTrains) {
+  parallel::SelfCommunicator world;
+  SpinConfig config = testing::small_spin_config();
+  config.objective.type = SpinObjective::Type::Ipo;
+  testing::SpinSetup s(world, {1, 1, 1}, config);
+  const double lambda = config.lambda(0);
+  const SpinStepMetrics first = s.trainer.step(0, 0, 0, 1e-2);
+  EXPECT_DOUBLE_EQ(first.spin.loss, 1.0 / (4.0 * lambda * lambda));
+  const SpinStepMetrics second = s.trainer.step(0, 0, 1, 1e-2);
+  EXPECT_GT(second.spin.margin, 0.0) << "toward the real responses";
+  EXPECT_NE(second.spin.loss, first.spin.loss) << "the policy moved";
 }
 
 // spin.generations = data: the generated halves are the examples' own and nothing is generated.
