@@ -119,7 +119,8 @@ CONFIGS = [("tinyllama-1.1b.ini", "tinyllama-1.1b.json", 8), ("llama-2-7b.ini", 
            ("gemma-7b-it.ini", "gemma-7b-it.json", 8), ("gemma-2-9b-it.ini", "gemma-2-9b-it.json", 8),
            ("gemma-3-1b-it.ini", "gemma-3-1b-it.json", 8), ("gemma-3-27b-it.ini", "gemma-3-27b-it.json", 16),
            ("zephyr-7b-spin-iter0.ini", "mistral-7b-v0.1.json", 16), ("zephyr-7b-spin.ini", "mistral-7b-v0.1.json", 16),
-           ("mistral-nemo-instruct-2407.ini", "mistral-nemo-instruct-2407.json", 16)]
+           ("mistral-nemo-instruct-2407.ini", "mistral-nemo-instruct-2407.json", 16),
+           ("phi-4-mini-instruct.ini", "phi-4-mini-instruct.json", 8), ("smollm3-3b.ini", "smollm3-3b.json", 8)]
 
 
 def case_configs(args, tmp):
