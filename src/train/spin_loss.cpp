@@ -41,6 +41,8 @@ void SpinObjective::validate() const {
           label_smoothing);
   require(type == Type::Sigmoid || label_smoothing == 0.0, "spin.label_smoothing applies to the sigmoid loss only, not ",
           name(type));
+  require(std::isfinite(sft_loss_weight) && sft_loss_weight >= 0.0, "spin.sft_loss_weight must be >= 0, got ",
+          sft_loss_weight);
 }
 
 SpinObjective::Type SpinObjective::parse(const std::string& name) {
@@ -77,10 +79,11 @@ double SpinLoss::micro_batch_loss(int mb, std::span<const float> policy,
     const double f_real = static_cast<double>(policy[i]) - static_cast<double>(ref[i]);
     const double f_gen = static_cast<double>(policy[i + 1]) - static_cast<double>(ref[i + 1]);
     const double z = lambda_ * (f_real - f_gen);
-    const double pair_loss = objective_.value(z, lambda_);
+    // The SFT term: alpha (-log pi_theta(y_real | x)), whose derivative by the real sum is -alpha.
+    const double pair_loss = objective_.value(z, lambda_) - objective_.sft_loss_weight * static_cast<double>(policy[i]);
     // z rises with the real sum and falls with the generated one.
     const double g = lambda_ * objective_.derivative(z, lambda_) * inverse_pairs_;
-    dsums[i] = static_cast<float>(g);
+    dsums[i] = static_cast<float>(g - objective_.sft_loss_weight * inverse_pairs_);
     dsums[i + 1] = static_cast<float>(-g);
     loss += pair_loss * inverse_pairs_;
     totals_.loss += pair_loss;

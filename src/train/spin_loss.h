@@ -1,7 +1,8 @@
 // The SPIN objective (Chen et al. 2024, eq. 4.7): for each pair of the ground-truth ("real") and
 // the reference model's generated response to one prompt,
 //   f(x, y) = sum over response tokens of (log pi_theta - log pi_ref),
-//   loss    = l(lambda (f(x, y_real) - f(x, y_gen))),  averaged over the global batch,
+//   loss    = l(lambda (f(x, y_real) - f(x, y_gen))) [+ alpha (-log pi_theta(y_real | x))],
+//             averaged over the global batch,
 // with l the logistic loss -log sigmoid(z) (the paper's choice, the default), as the SPIN code
 // also offers, the hinge loss max(0, 1 - z), or IPO's square (Azar et al. 2023, TRL's and
 // NeMo-Aligner's "ipo"): (margin - 1 / (2 lambda))^2 = (z - 1/2)^2 / lambda^2.
@@ -41,10 +42,16 @@ struct SpinObjective {
   // Sigmoid only: the share epsilon of pairs taken to be mislabelled (conservative DPO, TRL's
   // label_smoothing): l(z) = (1 - eps) (-log sigmoid(z)) + eps (-log sigmoid(-z)).
   double label_smoothing = 0.0;
+  // alpha of an SFT term on the ground truth, NeMo-Aligner's dpo_sft_loss_weight (TRL's rpo_alpha
+  // with its sum): each pair adds alpha (-log pi_theta(y_real | x)), the response's summed
+  // log-probability, so that the policy keeps the real responses likely while it pushes the
+  // generated ones down (0: off).
+  double sft_loss_weight = 0.0;
 
   double value(double z, double lambda) const;
   double derivative(double z, double lambda) const;  // dl/dz (the hinge's at its kink: 0)
-  // Throws naming the setting: label_smoothing outside [0, 0.5), or with the hinge loss.
+  // Throws naming the setting: label_smoothing outside [0, 0.5), or with a loss but sigmoid; a
+  // negative or non-finite sft_loss_weight.
   void validate() const;
   // "sigmoid", "hinge" or "ipo"; parse throws naming the accepted names.
   static Type parse(const std::string& name);

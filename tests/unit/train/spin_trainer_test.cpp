@@ -128,7 +128,7 @@ TEST(SpinTrainer, RepeatedEvaluationsOfAnIterationRunOnlyThePolicy) {
 // hands to the policy's sums against differences of its loss.
 TEST(SpinLoss, SigmoidSmoothedSigmoidHingeAndIpoLossesAndTheirGradients) {
   const SpinObjective sigmoid, smoothed{SpinObjective::Type::Sigmoid, 0.1}, hinge{SpinObjective::Type::Hinge, 0.0},
-      ipo{SpinObjective::Type::Ipo, 0.0};
+      ipo{SpinObjective::Type::Ipo, 0.0}, with_sft{SpinObjective::Type::Sigmoid, 0.0, 0.3};
   const double lambda = 0.7;
   EXPECT_DOUBLE_EQ(sigmoid.value(0.0, lambda), std::log(2.0));
   EXPECT_DOUBLE_EQ(smoothed.value(0.0, lambda), std::log(2.0));
@@ -154,7 +154,7 @@ TEST(SpinLoss, SigmoidSmoothedSigmoidHingeAndIpoLossesAndTheirGradients) {
 
   // A micro-batch of two pairs: d loss / d policy sums against differences of the loss.
   const std::vector<float> reference = {-7.0f, -9.0f, -3.0f, -2.5f};
-  for (const SpinObjective* o : {&sigmoid, &smoothed, &hinge, &ipo}) {
+  for (const SpinObjective* o : {&sigmoid, &smoothed, &hinge, &ipo, &with_sft}) {
     std::vector<float> policy = {-6.0f, -9.5f, -3.25f, -2.0f};
     const auto loss_at = [&](const std::vector<float>& p) {
       SpinLoss l(*o, lambda, 4, {reference});
@@ -171,6 +171,17 @@ TEST(SpinLoss, SigmoidSmoothedSigmoidHingeAndIpoLossesAndTheirGradients) {
       EXPECT_NEAR(grad[i], (loss_at(up) - loss_at(down)) / 2e-2, 1e-5) << SpinObjective::name(o->type) << " sum " << i;
     }
     EXPECT_EQ(loss.totals().pairs, 2.0);
+  }
+  // The SFT term adds alpha (-log pi(y_real)) a pair: the loss of the micro-batch above by 0.3 x
+  // (6 + 3.25) / 4 pairs in the batch, the real sums' gradients by -0.3 / 4.
+  {
+    const std::vector<float> policy = {-6.0f, -9.5f, -3.25f, -2.0f};
+    std::vector<float> plain_grad(4), sft_grad(4);
+    const double plain = SpinLoss(sigmoid, lambda, 4, {reference}).micro_batch_loss(0, policy, plain_grad);
+    const double sft = SpinLoss(with_sft, lambda, 4, {reference}).micro_batch_loss(0, policy, sft_grad);
+    EXPECT_NEAR(sft - plain, 0.3 * (6.0 + 3.25) / 4.0, 1e-12);
+    EXPECT_NEAR(sft_grad[0] - plain_grad[0], -0.3f / 4.0f, 1e-7);
+    EXPECT_EQ(sft_grad[1], plain_grad[1]);
   }
   // The hinge stops pushing a pair once its margin reaches 1 / lambda.
   SpinLoss satisfied(hinge, 0.5, 1, {{0.0f, 0.0f}});
@@ -195,6 +206,9 @@ TEST(SpinLoss, BadSettingsAreErrorsNamingThem) {
   EXPECT_EQ(message({SpinObjective::Type::Sigmoid, 0.2}), "");
   EXPECT_EQ(SpinObjective::parse("hinge"), SpinObjective::Type::Hinge);
   EXPECT_EQ(SpinObjective::parse("ipo"), SpinObjective::Type::Ipo);
+  EXPECT_NE(message({SpinObjective::Type::Hinge, 0.0, -0.1}).find("spin.sft_loss_weight must be >= 0, got -0.1"),
+            std::string::npos);
+  EXPECT_EQ(message({SpinObjective::Type::Hinge, 0.0, 0.5}), "");
   EXPECT_NE(message({SpinObjective::Type::Ipo, 0.1}).find("applies to the sigmoid loss only, not ipo"),
             std::string::npos);
   EXPECT_NE(testing::error_of([] { SpinObjective::parse("kto"); }).find("is not sigmoid, hinge or ipo"),
@@ -212,6 +226,20 @@ TEST(SpinTrainer, HingeLossTrains) {
   EXPECT_EQ(first.spin.rewards_actual, 0.0);
   const SpinStepMetrics second = s.trainer.step(0, 0, 1, 1e-2);
   EXPECT_NE(second.spin.rewards_actual, 0.0) << "the policy moved";
+  EXPECT_GT(second.spin.margin, 0.0) << "toward the real responses";
+}
+
+// With an SFT term the first step's loss is log 2 + alpha (-log pi(y_real)) a pair, the policy
+// being the reference; the policy then moves toward the real responses.
+TEST(SpinTrainer, SftTermAddsTheRealResponsesNegativeLogLikelihood) {
+  parallel::SelfCommunicator world;
+  SpinConfig config = testing::small_spin_config();
+  config.objective.sft_loss_weight = 0.5;
+  testing::SpinSetup s(world, {1, 1, 1}, config);
+  const SpinStepMetrics first = s.trainer.step(0, 0, 0, 1e-2);
+  EXPECT_NEAR(first.spin.loss, std::log(2.0) - 0.5 * first.spin.logps_actual, 1e-9 * std::fabs(first.spin.loss));
+  EXPECT_LT(first.spin.logps_actual, -1.0);
+  const SpinStepMetrics second = s.trainer.step(0, 0, 1, 1e-2);
   EXPECT_GT(second.spin.margin, 0.0) << "toward the real responses";
 }
 
