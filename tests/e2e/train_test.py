@@ -250,6 +250,7 @@ def case_config(args, tmp):
     e("negative-logits-chunk", ["--model.logits_chunk_rows", "-1"],
       r"model\.logits_chunk_rows must be 0 \(off\) or positive, got -1")
     e("bad-loss", ["--spin.loss", "kto"], r"spin\.loss \"kto\" is not sigmoid, hinge or ipo")
+    e("negative-sft-weight", ["--spin.sft_loss_weight", "-1"], r"spin\.sft_loss_weight must be >= 0, got -1")
     e("warmup-twice", ["--optim.warmup_steps", "3", "--optim.warmup_ratio", "0.1"],
       r"optim\.warmup_ratio and optim\.warmup_steps are both set")
     e("warmup-ratio", ["--optim.warmup_ratio", "1.5"], r"optim\.warmup_ratio must be in \[0, 1\), got 1\.5")
