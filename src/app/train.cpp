@@ -180,7 +180,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     const bool given = c.generations == "data";
 
     spin.kl_penalty = parse_lambdas(c.kl_penalty);
-    spin.objective = {train::SpinObjective::parse(c.loss), c.label_smoothing, c.sft_loss_weight};  // spin.validate() checks
+    spin.objective = {train::SpinObjective::parse(c.loss), c.label_smoothing, c.sft_loss_weight,
+                      c.average_log_probs};  // spin.validate() checks
     spin.iterations = c.iterations;
     spin.epochs = c.epochs;
     spin.max_steps = c.max_steps;
@@ -431,7 +432,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         // The random streams are counter-based, keyed by these seeds and the position above.
         {"data_seed", c.data_seed}, {"shuffle", c.shuffle}, {"sampling_seed", c.sampling_seed},
         {"kl_penalty", spin.kl_penalty}, {"loss", c.loss}, {"label_smoothing", c.label_smoothing},
-        {"sft_loss_weight", c.sft_loss_weight}};
+        {"sft_loss_weight", c.sft_loss_weight}, {"average_log_probs", c.average_log_probs}};
     const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
                                         {"distributed_optimizer", c.distributed_optimizer}};
     const std::vector<std::string> extra = tokenizer_files(c.model_path);

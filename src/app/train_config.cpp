@@ -101,6 +101,7 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("spin.kl_penalty", &c.kl_penalty, "lambda: one value, or a comma list with one per iteration");
   t.add("spin.loss", &c.loss, "the loss of a pair's margin z = lambda (f(real) - f(generated)): sigmoid (-log sigmoid(z), the paper's), hinge (max(0, 1 - z)) or ipo ((z - 1/2)^2 / lambda^2)");
   t.add("spin.label_smoothing", &c.label_smoothing, "sigmoid loss: the share of pairs taken to be mislabelled (conservative DPO; 0: off)");
+  t.add("spin.average_log_probs", &c.average_log_probs, "f(x, y) as the mean of the response tokens' log-ratios instead of their sum (NeMo-RL's preference_average_log_probs)");
   t.add("spin.sft_loss_weight", &c.sft_loss_weight, "alpha of an SFT term on the real responses, alpha (-log pi(y_real | x)) a pair (NeMo-Aligner's dpo_sft_loss_weight; 0: off)");
   t.add("spin.max_iterations", &c.iterations, "self-play iterations (the reference becomes the policy after each)");
   t.add("spin.max_epochs", &c.epochs, "epochs per iteration");

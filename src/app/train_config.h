@@ -28,6 +28,7 @@ struct TrainConfig {
   std::string loss = "sigmoid";
   double label_smoothing = 0.0;
   double sft_loss_weight = 0.0;
+  bool average_log_probs = false;
   std::int64_t iterations = 3, epochs = 1, max_steps = 0;
   std::int64_t global_batch_size = 8, micro_batch_size = 1, rollout_batch_size = 8, rollout_step_tokens = 0;
   std::string ref_logprobs = "forward";

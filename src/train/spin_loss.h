@@ -1,6 +1,7 @@
 // The SPIN objective (Chen et al. 2024, eq. 4.7): for each pair of the ground-truth ("real") and
 // the reference model's generated response to one prompt,
 //   f(x, y) = sum over response tokens of (log pi_theta - log pi_ref),
+//             (or its mean over the response's tokens, average_log_probs),
 //   loss    = l(lambda (f(x, y_real) - f(x, y_gen))) [+ alpha (-log pi_theta(y_real | x))],
 //             averaged over the global batch,
 // with l the logistic loss -log sigmoid(z) (the paper's choice, the default), as the SPIN code
@@ -47,6 +48,11 @@ struct SpinObjective {
   // log-probability, so that the policy keeps the real responses likely while it pushes the
   // generated ones down (0: off).
   double sft_loss_weight = 0.0;
+  // f as the mean over the response's tokens instead of their sum (NeMo-RL's
+  // preference_average_log_probs, SimPO's length normalization): a pair's margin no longer grows
+  // with the responses' lengths, which differ between the ground truth and the reference's
+  // capped samples. The SFT term stays a sum.
+  bool average_log_probs = false;
 
   double value(double z, double lambda) const;
   double derivative(double z, double lambda) const;  // dl/dz (the hinge's at its kink: 0)
@@ -60,9 +66,10 @@ struct SpinObjective {
 
 class SpinLoss final : public SequenceLoss {
  public:
-  // reference[mb][s]: the reference model's sum for sequence s of micro-batch mb.
+  // reference[mb][s]: the reference model's sum for sequence s of micro-batch mb;
+  // response_tokens[mb][s]: the tokens it sums over (needed with average_log_probs only).
   SpinLoss(const SpinObjective& objective, double lambda, std::int64_t global_pairs,
-           std::vector<std::vector<float>> reference);
+           std::vector<std::vector<float>> reference, std::vector<std::vector<std::int64_t>> response_tokens = {});
 
   double micro_batch_loss(int micro_batch, std::span<const float> policy_sums,
                           std::span<float> dloss_dsums) override;
@@ -73,6 +80,7 @@ class SpinLoss final : public SequenceLoss {
   double lambda_;
   double inverse_pairs_;
   std::vector<std::vector<float>> reference_;
+  std::vector<std::vector<std::int64_t>> response_tokens_;
   SpinTotals totals_;
 };
 

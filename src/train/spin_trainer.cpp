@@ -437,6 +437,15 @@ void SpinTrainer::share_ref_sums(const Rollout& r, const std::vector<std::vector
   }
 }
 
+std::vector<std::vector<std::int64_t>> SpinTrainer::response_tokens(const Rollout& r) {
+  std::vector<std::vector<std::int64_t>> tokens;
+  for (const auto& seqs : r.sequences) {
+    tokens.emplace_back();
+    for (const model::Sequence& s : seqs) tokens.back().push_back(static_cast<std::int64_t>(s.tokens.size()) - s.mask_from);
+  }
+  return tokens;
+}
+
 SpinMetrics SpinTrainer::reduce(const SpinTotals& t, const Rollout& r, double sft_nll_sum,
                                 double sft_tokens) const {
   const bool last = transformer_.stage().last;
@@ -493,7 +502,8 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
 
   t = Clock::now();
   range.emplace("reference");
-  SpinLoss loss(config_.objective, config_.lambda(iteration), config_.global_batch, reference_sums(r, iteration));
+  SpinLoss loss(config_.objective, config_.lambda(iteration), config_.global_batch, reference_sums(r, iteration),
+                response_tokens(r));
   release_reference();  // the policy back in its buffers
   out.seconds_reference = since(t);
 
@@ -544,7 +554,8 @@ SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
   const Rollout& r = evaluated_.rollout;
   const std::vector<std::vector<float>>& ref = evaluated_.reference;
   const auto policy = score_pipelined(grid_, transformer_, policy_, r.micro_batches);
-  SpinLoss loss(config_.objective, config_.lambda(iteration), std::max<std::int64_t>(1, static_cast<std::int64_t>(examples.size())), ref);
+  SpinLoss loss(config_.objective, config_.lambda(iteration), std::max<std::int64_t>(1, static_cast<std::int64_t>(examples.size())),
+                ref, response_tokens(r));
   double nll = 0.0, tokens = 0.0;
   if (transformer_.stage().last) {
     for (std::size_t mb = 0; mb < policy.size(); ++mb) {

@@ -226,6 +226,8 @@ class SpinTrainer {
     std::vector<std::int64_t> lengths;                     // generated lengths
     std::int64_t capped = 0;
   };
+  // Per micro-batch, the response tokens each sequence's sum covers (SpinLoss's average_log_probs).
+  static std::vector<std::vector<std::int64_t>> response_tokens(const Rollout& r);
   // What a pair needs of a generated response.
   struct Response {
     std::vector<std::int32_t> tokens;

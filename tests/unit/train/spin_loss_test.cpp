@@ -75,6 +75,34 @@ TEST(SpinLoss, SigmoidSmoothedSigmoidHingeAndIpoLossesAndTheirGradients) {
     EXPECT_NEAR(sft_grad[0] - plain_grad[0], -0.3f / 4.0f, 1e-7);
     EXPECT_EQ(sft_grad[1], plain_grad[1]);
   }
+  // average_log_probs: f is the mean over the response's tokens -- the loss of sums divided by the
+  // lengths, each sum's gradient divided by its length; against differences too.
+  {
+    SpinObjective averaged;
+    averaged.average_log_probs = true;
+    const std::vector<float> policy = {-6.0f, -9.5f, -3.25f, -2.0f};
+    const std::vector<std::int64_t> n = {4, 2, 5, 1};
+    std::vector<float> scaled_policy(4), scaled_reference(4), grad(4), scaled_grad(4);
+    for (std::size_t i = 0; i < 4; ++i) {
+      scaled_policy[i] = policy[i] / static_cast<float>(n[i]);
+      scaled_reference[i] = reference[i] / static_cast<float>(n[i]);
+    }
+    SpinLoss mean_loss(averaged, lambda, 4, {reference}, {n});
+    const double value = mean_loss.micro_batch_loss(0, policy, grad);
+    const double of_means = SpinLoss(sigmoid, lambda, 4, {scaled_reference}).micro_batch_loss(0, scaled_policy, scaled_grad);
+    EXPECT_NEAR(value, of_means, 1e-6);
+    for (std::size_t i = 0; i < 4; ++i) {
+      EXPECT_NEAR(grad[i], scaled_grad[i] / static_cast<float>(n[i]), 1e-7) << i;
+      std::vector<float> up = policy, down = policy, unused(4);
+      up[i] += 1e-2f;
+      down[i] -= 1e-2f;
+      const double numeric = (SpinLoss(averaged, lambda, 4, {reference}, {n}).micro_batch_loss(0, up, unused) -
+                              SpinLoss(averaged, lambda, 4, {reference}, {n}).micro_batch_loss(0, down, unused)) / 2e-2;
+      EXPECT_NEAR(grad[i], numeric, 1e-5) << i;
+    }
+    EXPECT_NE(testing::error_of([&] { SpinLoss(averaged, lambda, 4, {reference}); }).find("response token counts"),
+              std::string::npos);
+  }
   // The hinge stops pushing a pair once its margin reaches 1 / lambda.
   SpinLoss satisfied(hinge, 0.5, 1, {{0.0f, 0.0f}});
   std::vector<float> grad(2);
@@ -131,6 +159,19 @@ TEST(SpinTrainer, SftTermAddsTheRealResponsesNegativeLogLikelihood) {
   const SpinStepMetrics first = s.trainer.step(0, 0, 0, 1e-2);
   EXPECT_NEAR(first.spin.loss, std::log(2.0) - 0.5 * first.spin.logps_actual, 1e-9 * std::fabs(first.spin.loss));
   EXPECT_LT(first.spin.logps_actual, -1.0);
+  const SpinStepMetrics second = s.trainer.step(0, 0, 1, 1e-2);
+  EXPECT_GT(second.spin.margin, 0.0) << "toward the real responses";
+}
+
+// With f averaged over the response tokens the first step's loss is still log 2 (f = 0) and the
+// policy moves toward the real responses.
+TEST(SpinTrainer, AveragedLogProbsTrain) {
+  parallel::SelfCommunicator world;
+  SpinConfig config = testing::small_spin_config();
+  config.objective.average_log_probs = true;
+  testing::SpinSetup s(world, {1, 1, 1}, config);
+  const SpinStepMetrics first = s.trainer.step(0, 0, 0, 1e-2);
+  EXPECT_DOUBLE_EQ(first.spin.loss, std::log(2.0));
   const SpinStepMetrics second = s.trainer.step(0, 0, 1, 1e-2);
   EXPECT_GT(second.spin.margin, 0.0) << "toward the real responses";
 }
