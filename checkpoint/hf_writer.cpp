@@ -6,6 +6,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/hf_reader.h"
@@ -161,10 +162,15 @@ void write_multimodal_model(const std::string& dir, const MultimodalSource& sour
   namespace fs = std::filesystem;
   HfReader original(source.dir);
   std::vector<HfTensor> all;
-  for (const HfTensor& t : tensors) all.push_back({source.prefix + t.name, t.shape});
+  std::set<std::string> language_model;
+  for (const HfTensor& t : tensors) {
+    all.push_back({source.prefix + t.name, t.shape});
+    language_model.insert(all.back().name);
+  }
   std::vector<std::string> others;
   for (const std::string& name : original.names()) {
-    if (name.rfind(source.prefix, 0) == 0) continue;  // the language model's: `values`
+    // The language model's are `values`; the rest (a vision tower, a projector) as they are.
+    if (language_model.contains(name)) continue;
     all.push_back({name, original.shape_of(name)});
     others.push_back(name);
   }
@@ -184,7 +190,7 @@ void write_multimodal_model(const std::string& dir, const MultimodalSource& sour
 FileTensors fuse_tensors(const std::vector<HfLayout::Fusion>& fusions, const std::vector<HfTensor>& tensors,
                          const std::function<const float*(std::size_t)>& values) {
   if (fusions.empty()) return {tensors, values};
-  const HfLayout layout{"", fusions};
+  const HfLayout layout{"", false, fusions};
   // File tensor k: the indices of its parts in `tensors` (one, unfused).
   std::vector<HfTensor> out;
   std::vector<std::vector<std::size_t>> parts;
@@ -241,7 +247,7 @@ void save_hf_model(const std::string& dir, const std::string& config_json,
   for (const FullTensor& t : model) tensors.push_back({t.name, t.shape});
   const FileTensors files =
       fuse_tensors(layout.fusions, tensors, [&](std::size_t i) { return model[i].data.data(); });
-  if (!layout.prefix.empty()) {
+  if (layout.multimodal) {
     write_multimodal_model(dir, {original_dir, layout.prefix}, files.tensors, files.values, dtype);
   } else {
     write_hf_model(dir, config_json, files.tensors, files.values, dtype);

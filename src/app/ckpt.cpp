@@ -67,7 +67,7 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
       ("max-shard-size", po::value(&o.max_shard_bytes)->default_value(o.max_shard_bytes),
        "export-hf: bytes per safetensors file; larger models are split with an index")
       ("multimodal-from", po::value(&o.multimodal_from)->default_value(""),
-       "export-hf: the multimodal Hugging Face directory (Gemma 3, Mistral Small 3.1, LLaVA, Pixtral) whose language model the checkpoint holds: "
+       "export-hf: the multimodal Hugging Face directory (Gemma 3, Mistral Small 3.1, LLaVA, Pixtral, Qwen2-VL, Qwen2.5-VL) whose language model the checkpoint holds: "
        "write that multimodal model back, its other tensors and config.json taken from there");
   po::positional_options_description positional;
   positional.add("action", 1).add("path", 1).add("out", 1);
@@ -269,9 +269,9 @@ void export_hf(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   } else {
     // The checkpoint's model must be that directory's language model.
     const model::ModelConfig original = model::ModelConfig::load(o.multimodal_from);
-    require(!original.hf_weight_prefix.empty(), o.multimodal_from,
-            ": not a multimodal model (spin reads the language model of model_type gemma3, mistral3 and llava "
-            "checkpoints)");
+    require(original.multimodal, o.multimodal_from,
+            ": not a multimodal model (spin reads the language model of model_type gemma3, mistral3, llava, qwen2_vl "
+            "and qwen2_5_vl checkpoints)");
     require(original.json_text == config.json_text, reader.dir(), ": its model is not ", o.multimodal_from,
             "'s language model (their text configs differ)");
     ckpt::write_multimodal_model(o.out, {o.multimodal_from, original.hf_weight_prefix}, files.tensors, files.values, dtype,

@@ -77,7 +77,7 @@ DType parse_dtype_name(const std::string& name) {
 // the tokenizer beside it.
 void save_policy(const std::string& dir, const TrainConfig& c, const model::ModelConfig& config,
                  const model::ModelWeights& policy, const parallel::ProcessGrid& grid, DType dtype) {
-  // A multimodal model.path (Gemma 3, Mistral Small 3.1) is written back whole, its language model trained.
+  // A multimodal model.path (Gemma 3, Mistral Small 3.1, Qwen2.5-VL) is written back whole, its language model trained.
   if (grid.dp_rank() == 0) {
     ckpt::save_hf_model(dir, config.json_text, policy.sharded_state_dict(), grid.mp(), dtype, model::hf_layout(config),
                         c.model_path);

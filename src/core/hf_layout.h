@@ -15,6 +15,9 @@ namespace spin {
 // qkv_proj = [q_proj; k_proj; v_proj], gate_up_proj = [gate_proj; up_proj]).
 struct HfLayout {
   std::string prefix;
+  // The files are a multimodal model's (ModelConfig::multimodal): an export writes its other
+  // tensors back as they are (checkpoint/hf_writer.h's write_multimodal_model).
+  bool multimodal = false;
   struct Fusion {
     std::string fused;  // the file tensor's name suffix, e.g. "self_attn.qkv_proj.weight"
     // Suffixes of the names of the tensors it holds, with their rows, first rows first.

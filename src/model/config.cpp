@@ -294,6 +294,37 @@ std::string text_config_of(const MultimodalFamily& f, const json& j, const std::
   return text.dump(1);
 }
 
+// Qwen2-VL's and Qwen2.5-VL's config.json -> its language model's, a Qwen2 (its keys at the top
+// level, as the published files have them, or under text_config). Their M-RoPE rotates sections
+// of each head by the temporal, height and width positions, which for text are all the token's
+// position: over text it is RoPE, so the rope_scaling that names it (type mrope, or default with
+// an mrope_section) goes, once its sections are checked to cover head_dim / 2.
+std::string qwen2_vl_text_config(const json& j, const std::string& type, const std::string& source) {
+  json text = j.contains("text_config") && j.at("text_config").is_object() && !j.contains("hidden_size")
+                  ? j.at("text_config")
+                  : j;
+  for (const char* key : {"vision_config", "text_config"}) text.erase(key);
+  if (text.contains("rope_scaling") && text.at("rope_scaling").is_object()) {
+    const json& r = text.at("rope_scaling");
+    const std::string rope = r.value("rope_type", r.value("type", ""));
+    require((rope == "mrope" || rope == "default") && r.contains("mrope_section") && r.at("mrope_section").is_array(),
+            source, ": ", type, "'s rope_scaling ", r.dump(), " is not M-RoPE with an mrope_section");
+    std::int64_t pairs = 0;
+    for (const json& s : r.at("mrope_section")) {
+      require(s.is_number_integer() && s.get<std::int64_t>() > 0, source, ": mrope_section holds ", s.dump());
+      pairs += s.get<std::int64_t>();
+    }
+    const std::int64_t heads = positive_int(text, "num_attention_heads", source);
+    const std::int64_t head_dim = text.contains("head_dim") ? positive_int(text, "head_dim", source)
+                                                            : positive_int(text, "hidden_size", source) / heads;
+    require(2 * pairs == head_dim, source, ": mrope_section covers ", 2 * pairs, " dimensions of head_dim ", head_dim);
+    text["rope_scaling"] = nullptr;
+  }
+  text["model_type"] = "qwen2";
+  text["architectures"] = json::array({"Qwen2ForCausalLM"});
+  return text.dump(1);
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_json(const std::string& text, const std::string& source) {
@@ -317,13 +348,20 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
       if (type != f.type) continue;
       ModelConfig c = from_json(text_config_of(f, j, source), source + " (its text_config)");
       c.hf_weight_prefix = "language_model.";
+      c.multimodal = true;
+      return c;
+    }
+    if (type == "qwen2_vl" || type == "qwen2_5_vl") {
+      ModelConfig c = from_json(qwen2_vl_text_config(j, type, source), source + " (its language model)");
+      c.multimodal = true;
       return c;
     }
     require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma" ||
                 type == "gemma2" || type == "gemma3_text" || type == "phi3" || type == "smollm3",
             source, ": model_type \"", type,
             "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
-            "gemma3_text, phi3, smollm3; and the language model of gemma3, mistral3 and llava)");
+            "gemma3_text, phi3, smollm3; and the language model of gemma3, mistral3, llava, qwen2_vl and "
+            "qwen2_5_vl)");
   }
   const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";
   const bool gemma2 = type == "gemma2" || gemma3;  // Gemma 2's parts

@@ -99,6 +99,10 @@ struct ModelConfig {
   // own config (gemma3_text, mistral or llama, as the text model's class reads it), so that
   // checkpoints and exports hold the language model alone.
   std::string hf_weight_prefix;
+  // The files hold a multimodal model -- the checkpoints above, or Qwen2-VL's / Qwen2.5-VL's
+  // (qwen2_vl, qwen2_5_vl: a Qwen2 language model under the usual names, beside its "visual."
+  // tower, no prefix) -- whose other tensors an export writes back as they are.
+  bool multimodal = false;
 
   // Parses and validates; `source` names the input in errors (e.g. the file path).
   static ModelConfig from_json(const std::string& text, const std::string& source);

@@ -244,7 +244,7 @@ void ModelWeights::init_random(std::uint64_t seed, float std) {
 }
 
 HfLayout hf_layout(const ModelConfig& c) {
-  HfLayout layout{c.hf_weight_prefix, {}};
+  HfLayout layout{c.hf_weight_prefix, c.multimodal, {}};
   if (c.fused_projections) {
     const std::int64_t q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
     layout.fusions = {

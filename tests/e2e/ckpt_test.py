@@ -240,12 +240,14 @@ def case_convert(args, tmp):
         assert x == y and extra in y, sorted(y)
         assert open(os.path.join(qwen, "config.json")).read() == open(os.path.join(tmp, name + "-hf", "config.json")).read()
         print("%s through TP 2: %d tensors back unchanged" % (name, len(y)))
-    # Multimodal checkpoints (Gemma 3's, Mistral Small 3.1's): spin runs their language model -- it
-    # scores as the text model does, bitwise -- and exports it as that model (gemma3_text or
-    # mistral, the text_config's keys, the tensors without "language_model.", no vision tower).
+    # Multimodal checkpoints (Gemma 3's, Mistral Small 3.1's, LLaVA's, Qwen2.5-VL's): spin runs their
+    # language model -- it scores as the text model does, bitwise (Qwen2.5-VL's M-RoPE being RoPE
+    # over text) -- and exports it as that model (gemma3_text, mistral, llama or qwen2, the
+    # text config's keys, the tensors without "language_model.", no vision tower).
     for kind, name, text_type, text_architecture in [("gemma3", "tiny-gemma3", "gemma3_text", "Gemma3ForCausalLM"),
                                                      ("mistral3", "tiny-mistral", "mistral", "MistralForCausalLM"),
-                                                     ("llava", "tiny-llama", "llama", "LlamaForCausalLM")]:
+                                                     ("llava", "tiny-llama", "llama", "LlamaForCausalLM"),
+                                                     ("qwen2_5_vl", "tiny-qwen2", "qwen2", "Qwen2ForCausalLM")]:
         text = os.path.join(args.models, name)
         multimodal = multimodal_checkpoint(text, os.path.join(tmp, kind + "-multimodal"), kind)
         scores = []

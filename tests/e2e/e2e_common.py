@@ -150,6 +150,8 @@ MULTIMODAL = {
                  ["vision_tower.patch_conv.weight", "multi_modal_projector.linear_1.weight"]),
     "llava": ("LlavaForConditionalGeneration", "clip_vision_model",
               ["vision_tower.vision_model.embeddings.patch_embedding.weight", "multi_modal_projector.linear_1.weight"]),
+    "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl",
+                   ["visual.patch_embed.proj.weight", "visual.merger.mlp.0.weight"]),
 }
 
 
@@ -159,7 +161,9 @@ def multimodal_checkpoint(text_dir, out, kind="gemma3"):
     token ids at the top level, as google/gemma-3-4b-it's) or a Mistral Small 3.1 one
     (Mistral3ForConditionalGeneration, mistral3: the token ids in text_config, as
     Mistral-Small-3.1-24B-Instruct-2503's) or a LLaVA one (LlavaForConditionalGeneration, llava:
-    likewise); its tensors under "language_model.", two stand-ins
+    likewise) -- its tensors under "language_model." --, or a Qwen2.5-VL one (a Qwen2 text model:
+    Qwen2_5_VLForConditionalGeneration, qwen2_5_vl, its config at the top level with M-RoPE's
+    rope_scaling, its tensors under their own names, as Qwen2.5-VL-7B-Instruct's); two stand-ins
     for the vision tower's and projector's tensors, which spin does not read, and the text model's
     tokenizer files."""
     sys.path.insert(0, os.path.join(ROOT, "tests", "data"))
@@ -167,16 +171,24 @@ def multimodal_checkpoint(text_dir, out, kind="gemma3"):
     architecture, vision, stand_ins = MULTIMODAL[kind]
     config = json.load(open(os.path.join(text_dir, "config.json")))
     config.pop("architectures")
-    top = {k: config.pop(k) for k in ("torch_dtype",) + (("eos_token_id", "bos_token_id") if kind == "gemma3" else ())}
     os.makedirs(out)
-    json.dump(dict({"architectures": [architecture], "model_type": kind, "text_config": config,
-                    "vision_config": {"model_type": vision}}, **top),
-              open(os.path.join(out, "config.json"), "w"))
+    prefix = "language_model."
+    if kind == "qwen2_5_vl":
+        prefix = ""
+        half = config["hidden_size"] // config["num_attention_heads"] // 2
+        config.update({"architectures": [architecture], "model_type": kind, "vision_config": {"model_type": vision},
+                       "rope_scaling": {"type": "mrope", "mrope_section": [half - 2 * (half // 4), half // 4, half // 4]}})
+        json.dump(config, open(os.path.join(out, "config.json"), "w"))
+    else:
+        top = {k: config.pop(k) for k in ("torch_dtype",) + (("eos_token_id", "bos_token_id") if kind == "gemma3" else ())}
+        json.dump(dict({"architectures": [architecture], "model_type": kind, "text_config": config,
+                        "vision_config": {"model_type": vision}}, **top),
+                  open(os.path.join(out, "config.json"), "w"))
     path = os.path.join(text_dir, "model.safetensors")
     blob = open(path, "rb").read()
     header = json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")])
     values = read_safetensors(path)
-    tensors = [("language_model." + name, header[name]["shape"], list(v)) for name, v in values.items()]
+    tensors = [(prefix + name, header[name]["shape"], list(v)) for name, v in values.items()]
     tensors += [(stand_ins[0], [4, 3], [0.5] * 12), (stand_ins[1], [3, 4], [0.25] * 12)]
     write_safetensors(os.path.join(out, "model.safetensors"), tensors, "F32")
     for f in ("tokenizer.model", "tekken.json", "tokenizer.json", "tokenizer_config.json"):

@@ -461,6 +461,22 @@ def case_hf_tokenizer(args, tmp):
         assert abs(x["loss"] - y["loss"]) <= 1e-5 * max(1.0, abs(y["loss"])), (x, y)
     print("Qwen2 + chatml at TP 2: 6 steps, first loss log 2, biases trained, exported as qwen2; "
           "resumed at DP 2 (ZeRO-1) from step 3 to the same losses")
+    # The same model as the language model of a Qwen2.5-VL checkpoint (no prefix, M-RoPE, which over
+    # text is RoPE): the same losses; exported whole -- its config.json and vision tensors as they
+    # were, the language model trained under its own names.
+    vl = multimodal_checkpoint(os.path.join(tmp, "model"), os.path.join(tmp, "qwen2.5-vl"), kind="qwen2_5_vl")
+    out = os.path.join(tmp, "qwen2.5-vl-run")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
+                          "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.path", vl], 2)
+    vl_losses = [x["loss"] for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert vl_losses == [x["loss"] for x in m], (vl_losses, m)
+    exported = os.path.join(out, "iteration_1")
+    assert open(os.path.join(exported, "config.json")).read() == open(os.path.join(vl, "config.json")).read()
+    before, after = (read_safetensors(os.path.join(d, "model.safetensors")) for d in (vl, exported))
+    assert sorted(before) == sorted(after), sorted(after)
+    assert all(before[k] == after[k] for k in before if k.startswith("visual.")), "vision tensors moved"
+    assert before["model.layers.0.self_attn.k_proj.bias"] != after["model.layers.0.self_attn.k_proj.bias"]
+    print("Qwen2.5-VL checkpoint at TP 2: the text model's losses; exported whole, its language model trained")
 
     # Qwen3 (head norms) with a Qwen3-style tokenizer: auto picks qwen3 (thinking off); the head
     # norms train and stay equal on both TP ranks (one exported copy).

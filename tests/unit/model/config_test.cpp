@@ -316,6 +316,40 @@ TEST(ModelConfig, ReadsPhi4MiniWithPartialRotary) {
   EXPECT_NE(error_of(zero).find("partial_rotary_factor must be a number in (0, 1]"), std::string::npos);
 }
 
+// Qwen2.5-VL-7B-Instruct's config.json as published: its language model a Qwen2 (the keys at the
+// top level, q/k/v biases, no window), M-RoPE's rope_scaling dropped once its sections (16 + 24 +
+// 24 pairs) cover head_dim (over text M-RoPE is RoPE); multimodal, under the usual names. Sections
+// that do not cover a head, and other rope_scaling, are refused.
+TEST(ModelConfig, ReadsQwen25VlsLanguageModel) {
+  const std::string vl = R"({
+    "architectures": ["Qwen2_5_VLForConditionalGeneration"], "attention_dropout": 0.0, "bos_token_id": 151643,
+    "eos_token_id": 151645, "vision_start_token_id": 151652, "image_token_id": 151655, "hidden_act": "silu",
+    "hidden_size": 3584, "intermediate_size": 18944, "max_position_embeddings": 128000, "max_window_layers": 28,
+    "model_type": "qwen2_5_vl", "num_attention_heads": 28, "num_hidden_layers": 28, "num_key_value_heads": 4,
+    "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": false,
+    "torch_dtype": "bfloat16", "use_sliding_window": false, "vocab_size": 152064,
+    "vision_config": {"depth": 32, "hidden_size": 1280, "out_hidden_size": 3584, "window_size": 112},
+    "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]}})";
+  const ModelConfig c = ModelConfig::from_json(vl, "config.json");
+  EXPECT_TRUE(c.multimodal);
+  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_EQ(c.hf_weight_prefix, "");
+  EXPECT_FALSE(c.rope_scaling.has_value());
+  EXPECT_FALSE(c.sliding_window.has_value());
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_NE(c.json_text.find("\"model_type\": \"qwen2\""), std::string::npos);
+  EXPECT_EQ(c.json_text.find("vision_config"), std::string::npos);
+  EXPECT_FALSE(ModelConfig::from_json(kLlama, "c").multimodal);
+  std::string short_sections = vl;
+  short_sections.replace(short_sections.find("[16, 24, 24]"), 12, "[16, 24, 16]");
+  EXPECT_NE(error_of(short_sections).find("mrope_section covers 112 dimensions of head_dim 128"), std::string::npos)
+      << error_of(short_sections);
+  std::string yarn = vl;
+  const std::string mrope = R"("mrope", "mrope_section": [16, 24, 24])";
+  yarn.replace(yarn.find(mrope), mrope.size(), R"("yarn", "factor": 4)");
+  EXPECT_NE(error_of(yarn).find("is not M-RoPE"), std::string::npos) << error_of(yarn);
+}
+
 // Qwen3-0.6B's config.json as published: head norms, an explicit head_dim (128, not 1024 / 16),
 // an integer rope_theta, attention_bias false, no window.
 TEST(ModelConfig, ReadsQwen3WithItsHeadNorms) {
