@@ -376,7 +376,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   profile_window->report("spin sft");
 
   // The first data-parallel replica writes the model (all replicas hold the same weights); a
-  // multimodal --model (Gemma 3, Mistral Small 3.1) whole, its language model trained.
+  // multimodal --model (Gemma 3, Mistral Small 3.1, Qwen2.5-VL) whole, its language model trained.
   if (grid.dp_rank() == 0) {
     ckpt::save_hf_model(o.output, config.json_text, weights.sharded_state_dict(), grid.mp(), save_dtype,
                         model::hf_layout(config), o.model);
