@@ -56,7 +56,8 @@ struct SftOptions {
   std::int64_t global_batch = 8, micro_batch = 1, epochs = 1, max_steps = 0;
   double lr = 1e-5, min_lr = 0.0;
   std::string schedule = "constant";
-  std::int64_t warmup_steps = 0, decay_steps = 0, constant_steps = 0;
+  std::int64_t warmup_steps = 0, decay_steps = 0, constant_steps = 0, wsd_decay_steps = 0;
+  std::string wsd_decay_style = "exponential";
   std::string optimizer = "adamw";
   float weight_decay = 0.0f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, alpha = 0.99f;
   bool no_decay_embeddings = false;
@@ -107,12 +108,17 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("max-steps", po::value(&o.max_steps)->default_value(o.max_steps), "stop after this many steps (0: no cap)")
       ("lr", po::value(&o.lr)->default_value(o.lr), "peak learning rate")
       ("min-lr", po::value(&o.min_lr)->default_value(o.min_lr), "learning rate at the end of the decay")
-      ("lr-schedule", po::value(&o.schedule)->default_value(o.schedule), "constant, linear, cosine or nemo-cosine")
+      ("lr-schedule", po::value(&o.schedule)->default_value(o.schedule),
+       "constant, linear, cosine, wsd (warmup-stable-decay) or nemo-cosine")
       ("warmup-steps", po::value(&o.warmup_steps)->default_value(o.warmup_steps), "linear warm-up steps")
       ("lr-decay-steps", po::value(&o.decay_steps)->default_value(o.decay_steps),
        "linear/cosine: step at which min-lr is reached (0: the last step)")
       ("constant-steps", po::value(&o.constant_steps)->default_value(o.constant_steps),
        "nemo-cosine: steps held at min-lr at the end")
+      ("wsd-decay-steps", po::value(&o.wsd_decay_steps)->default_value(o.wsd_decay_steps),
+       "wsd: the anneal's steps, ending at the decay's end (Megatron's --lr-wsd-decay-iters)")
+      ("wsd-decay-style", po::value(&o.wsd_decay_style)->default_value(o.wsd_decay_style),
+       "wsd: linear, cosine, exponential or minus_sqrt")
       ("optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
        "adamw (torch.optim.AdamW) or rmsprop (torch.optim.RMSprop, not centered, no momentum)")
       ("weight-decay", po::value(&o.weight_decay)->default_value(o.weight_decay),
@@ -223,6 +229,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
     schedule = {train::parse_lr_decay(o.schedule), o.lr, o.min_lr, o.warmup_steps,
                 o.decay_steps > 0 ? o.decay_steps : total_steps, o.constant_steps, total_steps};
+    schedule.wsd_decay_steps = o.wsd_decay_steps;
+    schedule.wsd_decay = train::parse_wsd_decay(o.wsd_decay_style);
     schedule.validate();
     if (root) {
       const std::filesystem::path parent = std::filesystem::absolute(o.output).parent_path();

@@ -235,12 +235,18 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     require(std::isfinite(c.peak_tflops) && c.peak_tflops >= 0.0, "logging.peak_tflops must be >= 0 (0: no MFU), got ",
             c.peak_tflops);
     require(c.warmup_ratio == 0.0 || c.warmup_steps == 0, "optim.warmup_ratio and optim.warmup_steps are both set; give one");
+    require(c.wsd_decay_ratio == 0.0 || c.wsd_decay_steps == 0,
+            "optim.wsd_decay_ratio and optim.wsd_decay_steps are both set; give one");
     const auto schedule_of = [&](std::int64_t steps) {
       const std::int64_t warmup =
           c.warmup_ratio > 0.0 ? static_cast<std::int64_t>(std::ceil(c.warmup_ratio * static_cast<double>(steps)))
                                : c.warmup_steps;
       train::LrSchedule s = {train::parse_lr_decay(c.lr_schedule), c.lr, c.min_lr, warmup,
                              c.lr_decay_steps > 0 ? c.lr_decay_steps : steps, c.constant_steps, steps};
+      s.wsd_decay_steps = c.wsd_decay_ratio > 0.0
+                              ? static_cast<std::int64_t>(std::ceil(c.wsd_decay_ratio * static_cast<double>(steps)))
+                              : c.wsd_decay_steps;
+      s.wsd_decay = train::parse_wsd_decay(c.wsd_decay_style);
       s.validate();
       return s;
     };

@@ -138,12 +138,15 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("spin.validation_examples", &c.validation_examples, "greedy validation generations printed as text");
   t.add("optim.lr", &c.lr, "peak learning rate");
   t.add("optim.min_lr", &c.min_lr, "learning rate at the end of the decay");
-  t.add("optim.schedule", &c.lr_schedule, "constant, linear, cosine or nemo-cosine");
+  t.add("optim.schedule", &c.lr_schedule, "constant, linear, cosine, wsd (warmup-stable-decay) or nemo-cosine");
   t.add("optim.warmup_steps", &c.warmup_steps, "linear warm-up steps");
   t.add("optim.warmup_ratio", &c.warmup_ratio,
         "warm-up as a share of the schedule's steps, rounded up (Hugging Face's warmup_ratio; instead of warmup_steps)");
   t.add("optim.decay_steps", &c.lr_decay_steps, "linear/cosine: step at which min_lr is reached (0: the last)");
   t.add("optim.constant_steps", &c.constant_steps, "nemo-cosine: steps held at min_lr at the end");
+  t.add("optim.wsd_decay_steps", &c.wsd_decay_steps, "wsd: the anneal's steps, ending at decay_steps (Megatron's --lr-wsd-decay-iters)");
+  t.add("optim.wsd_decay_ratio", &c.wsd_decay_ratio, "wsd: the anneal as a share of the schedule's steps, rounded up (instead of wsd_decay_steps)");
+  t.add("optim.wsd_decay_style", &c.wsd_decay_style, "wsd: linear, cosine, exponential or minus_sqrt (Megatron's --lr-wsd-decay-style)");
   t.add("optim.name", &c.optimizer,
         "adamw (torch.optim.AdamW) or rmsprop (torch.optim.RMSprop, not centered, no momentum: the SPIN code's "
         "optimizer, half the state)");

@@ -45,6 +45,9 @@ struct TrainConfig {
   std::string lr_schedule = "constant";
   std::int64_t warmup_steps = 0, lr_decay_steps = 0, constant_steps = 0;
   double warmup_ratio = 0.0;
+  std::int64_t wsd_decay_steps = 0;
+  double wsd_decay_ratio = 0.0;
+  std::string wsd_decay_style = "exponential";
   std::string optimizer = "adamw";  // adamw or rmsprop
   float weight_decay = 0.0f, adam_beta1 = 0.9f, adam_beta2 = 0.999f, adam_eps = 1e-8f, rmsprop_alpha = 0.99f;
   bool decay_embeddings = true;

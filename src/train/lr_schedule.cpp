@@ -40,9 +40,18 @@ LrDecay parse_lr_decay(const std::string& name) {
   if (name == "constant") return LrDecay::Constant;
   if (name == "linear") return LrDecay::Linear;
   if (name == "cosine") return LrDecay::Cosine;
+  if (name == "wsd") return LrDecay::Wsd;
   if (name == "nemo-cosine") return LrDecay::NemoCosine;
   fail("unknown learning-rate schedule \"", name,
-       "\" (constant, linear, cosine or nemo-cosine)");
+       "\" (constant, linear, cosine, wsd or nemo-cosine)");
+}
+
+WsdDecay parse_wsd_decay(const std::string& name) {
+  if (name == "linear") return WsdDecay::Linear;
+  if (name == "cosine") return WsdDecay::Cosine;
+  if (name == "exponential") return WsdDecay::Exponential;
+  if (name == "minus_sqrt") return WsdDecay::MinusSqrt;
+  fail("unknown WSD decay style \"", name, "\" (linear, cosine, exponential or minus_sqrt)");
 }
 
 void LrSchedule::validate() const {
@@ -50,7 +59,12 @@ void LrSchedule::validate() const {
           min_lr, ") <= lr (", max_lr, ")");
   require(warmup_steps >= 0 && decay_steps >= 0 && constant_steps >= 0,
           "schedule step counts must not be negative");
-  if (decay == LrDecay::Linear || decay == LrDecay::Cosine) {
+  if (decay == LrDecay::Wsd) {
+    require(wsd_decay_steps >= 1 && wsd_decay_steps <= decay_steps - warmup_steps, "wsd: the anneal's ",
+            wsd_decay_steps, " steps must be at least 1 and fit between the ", warmup_steps,
+            " warm-up steps and the decay's end at step ", decay_steps);
+  }
+  if (decay == LrDecay::Linear || decay == LrDecay::Cosine || decay == LrDecay::Wsd) {
     require(decay_steps > warmup_steps, "the decay ends at step ", decay_steps,
             ", not after the ", warmup_steps, " warm-up steps");
   }
@@ -66,6 +80,16 @@ double LrSchedule::at(std::int64_t step) const {
     return max_lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
   }
   if (decay == LrDecay::Constant) return max_lr;
+  if (decay == LrDecay::Wsd) {
+    const std::int64_t anneal_start = decay_steps - wsd_decay_steps;
+    if (step <= anneal_start) return max_lr;
+    const double r = std::min(1.0, static_cast<double>(step - anneal_start) / static_cast<double>(wsd_decay_steps));
+    const double coeff = wsd_decay == WsdDecay::Linear   ? 1.0 - r
+                         : wsd_decay == WsdDecay::Cosine ? 0.5 * (1.0 + std::cos(std::numbers::pi * r))
+                         : wsd_decay == WsdDecay::Exponential ? 2.0 * std::pow(0.5, r) - 1.0
+                                                              : 1.0 - std::sqrt(r);
+    return min_lr + coeff * (max_lr - min_lr);
+  }
   const double ratio = std::clamp(static_cast<double>(step - warmup_steps) /
                                       static_cast<double>(decay_steps - warmup_steps),
                                   0.0, 1.0);

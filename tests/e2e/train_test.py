@@ -592,6 +592,17 @@ def case_reset(args, tmp):
     assert w[0]["lr"] == 3e-3 / 2, "warmup_ratio 0.3 of an iteration's 6 steps: 2 warm-up steps"
     print("optim.reset_each_iteration: iteration 2 = a new run from iteration_1 (%d steps; lr %.3g -> %.3g again)" %
           (half, w[half]["lr"], w[half + 1]["lr"]))
+    # WSD (warmup-stable-decay) over each iteration's 6 steps: 2 warm-up steps, held, the last
+    # ceil(0.3 x 6) = 2 steps (after step 4) annealed linearly to min_lr at the 6th.
+    wsd = os.path.join(tmp, "wsd")
+    run_ok(args.mpiexec, common[:-6] + ["--optim.schedule", "wsd", "--optim.warmup_ratio", "0.3", "--optim.min_lr", "1e-4",
+                                        "--optim.wsd_decay_ratio", "0.3", "--optim.wsd_decay_style", "linear",
+                                        "--optim.reset_each_iteration", "true", "--checkpoint.save_dir", wsd], 2)
+    lrs = [m["lr"] for m in fields(untimed(os.path.join(wsd, "metrics.jsonl")))]
+    peak = 3e-3
+    want = [peak / 2, peak, peak, peak, peak, 1e-4 + (peak - 1e-4) * 0.5] * 2
+    assert len(lrs) == 12 and all(abs(a - b) <= 1e-12 for a, b in zip(lrs, want)), (lrs, want)
+    print("optim.schedule = wsd: %s" % ", ".join("%.3g" % x for x in lrs[:6]))
 
 
 def case_reuse(args, tmp):

@@ -33,6 +33,39 @@ TEST(LrSchedule, LinearAndCosineDecayByHand) {
   EXPECT_DOUBLE_EQ(cos.at(10), 0.1);
 }
 
+// Megatron's WSD: warm-up 2, max_lr held, the last 4 steps before step 10 annealed to min_lr by
+// each style's coefficient of the anneal's share r (Megatron-LM's optimizer_param_scheduler).
+TEST(LrSchedule, WarmupStableDecayByHand) {
+  LrSchedule s{LrDecay::Wsd, 1.0, 0.1, 2, 10};
+  s.wsd_decay_steps = 4;  // the anneal starts after step 6
+  for (const WsdDecay style : {WsdDecay::Linear, WsdDecay::Cosine, WsdDecay::Exponential, WsdDecay::MinusSqrt}) {
+    s.wsd_decay = style;
+    s.validate();
+    EXPECT_DOUBLE_EQ(s.at(0), 0.5);
+    EXPECT_DOUBLE_EQ(s.at(2), 1.0);
+    EXPECT_DOUBLE_EQ(s.at(6), 1.0);
+    EXPECT_NEAR(s.at(10), 0.1, 1e-15);
+    EXPECT_NEAR(s.at(40), 0.1, 1e-15);
+  }
+  const auto halfway = [&](WsdDecay style) {  // step 8: r = 0.5
+    s.wsd_decay = style;
+    return s.at(8);
+  };
+  EXPECT_NEAR(halfway(WsdDecay::Linear), 0.1 + 0.9 * 0.5, 1e-15);
+  EXPECT_NEAR(halfway(WsdDecay::Cosine), 0.1 + 0.9 * 0.5, 1e-15);
+  EXPECT_NEAR(halfway(WsdDecay::Exponential), 0.1 + 0.9 * (2.0 * std::sqrt(0.5) - 1.0), 1e-15);
+  EXPECT_NEAR(halfway(WsdDecay::MinusSqrt), 0.1 + 0.9 * (1.0 - std::sqrt(0.5)), 1e-15);
+  s.wsd_decay = WsdDecay::Linear;
+  EXPECT_NEAR(s.at(7), 0.1 + 0.9 * 0.75, 1e-15);
+  s.wsd_decay_steps = 0;
+  EXPECT_THROW(s.validate(), Error);
+  s.wsd_decay_steps = 9;  // longer than the 8 steps after the warm-up
+  EXPECT_THROW(s.validate(), Error);
+  EXPECT_EQ(parse_lr_decay("wsd"), LrDecay::Wsd);
+  EXPECT_EQ(parse_wsd_decay("minus_sqrt"), WsdDecay::MinusSqrt);
+  EXPECT_THROW(parse_wsd_decay("quadratic"), Error);
+}
+
 // NeMo's CosineAnnealing, values worked out from nemo/core/optim/lr_scheduler.py.
 TEST(LrSchedule, NemoCosineAnnealing) {
   // No constant steps: warm-up (step + 1) / (warmup + 1), cosine over max_steps - warmup.
