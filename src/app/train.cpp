@@ -238,14 +238,14 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     require(c.wsd_decay_ratio == 0.0 || c.wsd_decay_steps == 0,
             "optim.wsd_decay_ratio and optim.wsd_decay_steps are both set; give one");
     const auto schedule_of = [&](std::int64_t steps) {
-      const std::int64_t warmup =
-          c.warmup_ratio > 0.0 ? static_cast<std::int64_t>(std::ceil(c.warmup_ratio * static_cast<double>(steps)))
-                               : c.warmup_steps;
-      train::LrSchedule s = {train::parse_lr_decay(c.lr_schedule), c.lr, c.min_lr, warmup,
+      // A share of the schedule's steps, rounded up, where the ratio is given; else the count.
+      const auto steps_of = [&](double ratio, std::int64_t count) {
+        return ratio > 0.0 ? static_cast<std::int64_t>(std::ceil(ratio * static_cast<double>(steps))) : count;
+      };
+      train::LrSchedule s = {train::parse_lr_decay(c.lr_schedule), c.lr, c.min_lr,
+                             steps_of(c.warmup_ratio, c.warmup_steps),
                              c.lr_decay_steps > 0 ? c.lr_decay_steps : steps, c.constant_steps, steps};
-      s.wsd_decay_steps = c.wsd_decay_ratio > 0.0
-                              ? static_cast<std::int64_t>(std::ceil(c.wsd_decay_ratio * static_cast<double>(steps)))
-                              : c.wsd_decay_steps;
+      s.wsd_decay_steps = steps_of(c.wsd_decay_ratio, c.wsd_decay_steps);
       s.wsd_decay = train::parse_wsd_decay(c.wsd_decay_style);
       s.validate();
       return s;

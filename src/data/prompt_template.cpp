@@ -312,6 +312,12 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
 
 std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
                                           const Tokenizer& t) {
+  if (prompt_template == PromptTemplate::Phi4Mini) {  // after <|assistant|>, before <|end|>
+    const std::int32_t end = special(t, prompt_template, "<|end|>");
+    std::vector<std::int32_t> ids = encode_between(t, special(t, prompt_template, "<|assistant|>"), text, end);
+    ids.push_back(end);
+    return ids;
+  }
   // llama3 and gemma trim; Llama 2's assistant turn is " {content, trimmed} " before EOS (its
   // space before the text is the SentencePiece dummy prefix the text's own encoding adds);
   // Mistral v3's and v7's drop trailing spaces.
@@ -322,12 +328,6 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
                               : rstrip                                  ? text.substr(0, kept)
                               : trim                                    ? trimmed(text)
                                                                         : text;
-  if (prompt_template == PromptTemplate::Phi4Mini) {  // after <|assistant|>, before <|end|>
-    const std::int32_t end = special(t, prompt_template, "<|end|>");
-    std::vector<std::int32_t> ids = encode_between(t, special(t, prompt_template, "<|assistant|>"), text, end);
-    ids.push_back(end);
-    return ids;
-  }
   std::vector<std::int32_t> ids = t.encode(written);
   if (const auto end = response_end(prompt_template, t)) ids.push_back(*end);
   return ids;

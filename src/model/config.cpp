@@ -298,8 +298,10 @@ std::string text_config_of(const MultimodalFamily& f, const json& j, const std::
 // level, as the published files have them, or under text_config). Their M-RoPE rotates sections
 // of each head by the temporal, height and width positions, which for text are all the token's
 // position: over text it is RoPE, so the rope_scaling that names it (type mrope, or default with
-// an mrope_section) goes, once its sections are checked to cover head_dim / 2.
-std::string qwen2_vl_text_config(const json& j, const std::string& type, const std::string& source) {
+// an mrope_section) goes; `rotated_pairs` is set to the sections' sum (0 without them), which the
+// caller checks against head_dim / 2 once the language model's config has it.
+std::string qwen2_vl_text_config(const json& j, const std::string& type, const std::string& source,
+                                 std::int64_t& rotated_pairs) {
   json text = j.contains("text_config") && j.at("text_config").is_object() && !j.contains("hidden_size")
                   ? j.at("text_config")
                   : j;
@@ -309,15 +311,11 @@ std::string qwen2_vl_text_config(const json& j, const std::string& type, const s
     const std::string rope = r.value("rope_type", r.value("type", ""));
     require((rope == "mrope" || rope == "default") && r.contains("mrope_section") && r.at("mrope_section").is_array(),
             source, ": ", type, "'s rope_scaling ", r.dump(), " is not M-RoPE with an mrope_section");
-    std::int64_t pairs = 0;
+    rotated_pairs = 0;
     for (const json& s : r.at("mrope_section")) {
       require(s.is_number_integer() && s.get<std::int64_t>() > 0, source, ": mrope_section holds ", s.dump());
-      pairs += s.get<std::int64_t>();
+      rotated_pairs += s.get<std::int64_t>();
     }
-    const std::int64_t heads = positive_int(text, "num_attention_heads", source);
-    const std::int64_t head_dim = text.contains("head_dim") ? positive_int(text, "head_dim", source)
-                                                            : positive_int(text, "hidden_size", source) / heads;
-    require(2 * pairs == head_dim, source, ": mrope_section covers ", 2 * pairs, " dimensions of head_dim ", head_dim);
     text["rope_scaling"] = nullptr;
   }
   text["model_type"] = "qwen2";
@@ -352,7 +350,10 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
       return c;
     }
     if (type == "qwen2_vl" || type == "qwen2_5_vl") {
-      ModelConfig c = from_json(qwen2_vl_text_config(j, type, source), source + " (its language model)");
+      std::int64_t pairs = 0;
+      ModelConfig c = from_json(qwen2_vl_text_config(j, type, source, pairs), source + " (its language model)");
+      require(pairs == 0 || 2 * pairs == c.head_dim, source, ": mrope_section covers ", 2 * pairs,
+              " dimensions of head_dim ", c.head_dim);
       c.multimodal = true;
       return c;
     }

@@ -77,8 +77,8 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
 namespace {
 
 // RoPE on q and k in place (none in a NoPE layer: `rope` null), then causal attention into
-// attn: over the batch's own rows, or
-// with a cache, over the cached prefix too after the rows' keys and values are appended to it.
+// attn: over the batch's own rows, or with a cache, over the cached prefix too after the rows'
+// keys and values are appended to it.
 // Mixed precision: all of it on the bf16 tensors (the cache is then bf16 as well).
 void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, LayerActivations& a,
                             const KvCacheView* cache, const kernels::AttentionScores& scores, const RopeTable* rope) {
