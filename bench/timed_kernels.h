@@ -186,6 +186,14 @@ class TimedKernels final : public kernels::Kernels {
                             Index out, bool acc) const override {
     time("linear backward", [&] { inner_.linear_backward_bf16(dx, dw, dy, dy16, x, w, n, in, out, acc); });
   }
+  void gemm_bf16(bool ta, bool tb, Index m, Index n, Index k, float alpha, const std::uint16_t* a, Index lda,
+                 const std::uint16_t* b, Index ldb, float beta, float* c, Index ldc) const override {
+    time("gemm (LoRA)", [&] { inner_.gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
+  }
+  void gemm_bf16(bool ta, bool tb, Index m, Index n, Index k, float alpha, const std::uint16_t* a, Index lda,
+                 const std::uint16_t* b, Index ldb, float beta, std::uint16_t* c, Index ldc) const override {
+    time("gemm (LoRA)", [&] { inner_.gemm_bf16(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
+  }
   void add_inplace(float* y, const float* x, Index n) const override {
     time("residual add", [&] { inner_.add_inplace(y, x, n); });
   }

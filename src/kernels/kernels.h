@@ -69,7 +69,8 @@ class Kernels {
   // y[n, out] = x[n, in] W[out, in]^T
   virtual void linear_forward(float* y, const float* x, const float* w, Index n, Index in,
                               Index out) const = 0;
-  // dx[n, in] (= or +=, per accumulate_dx) dy W;  dW[out, in] += dy^T x.  dx may be null.
+  // dx[n, in] (= or +=, per accumulate_dx) dy W;  dW[out, in] += dy^T x.  dx may be null, and
+  // dW (a frozen weight: LoRA's base).
   virtual void linear_backward(float* dx, float* dw, const float* dy, const float* x,
                                const float* w, Index n, Index in, Index out,
                                bool accumulate_dx) const = 0;
@@ -82,10 +83,19 @@ class Kernels {
   virtual void linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w,
                                    Index n, Index in, Index out) const = 0;
   // With dy16 = bf16(dy) (written here; scratch of n * out): dx (= or +=) dy16 W (dx may be
-  // null), dW += dy16^T x, dx and dW float32.
+  // null), dW += dy16^T x (dW may be null), dx and dW float32.
   virtual void linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,
                                     const std::uint16_t* x, const std::uint16_t* w, Index n,
                                     Index in, Index out, bool accumulate_dx) const = 0;
+  // gemm with bf16 A and B: C[M,N] (float32) = alpha * op(A)[M,K] op(B)[K,N] + beta * C,
+  // float32 accumulation (LoRA's low-rank products, scaled and accumulated).
+  virtual void gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha,
+                         const std::uint16_t* a, Index lda, const std::uint16_t* b, Index ldb, float beta,
+                         float* c, Index ldc) const = 0;
+  // The same into a bf16 C, read (beta != 0) and written rounded: C = bf16(alpha op(A) op(B) + beta C).
+  virtual void gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha,
+                         const std::uint16_t* a, Index lda, const std::uint16_t* b, Index ldb, float beta,
+                         std::uint16_t* c, Index ldc) const = 0;
   // linear_forward_bf16 with its float32 result rounded to bf16 as it is written (cuBLAS: a
   // bf16 C): y16[n, out] = bf16(x W^T + bias), for outputs only bf16-reading kernels consume.
   // `bias` ([out], float32) may be null; it is added before the one rounding.

@@ -1,6 +1,7 @@
 #include "model/decoder_layer.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "core/error.h"
 #include "model/linear.h"
@@ -12,7 +13,7 @@ namespace spin::model {
 namespace p = spin::parallel;
 
 void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size,
-                                Device device, bool mixed, const ModelConfig& config) {
+                                Device device, bool mixed, const ModelConfig& config, const LoraConfig& lora) {
   const bool qk_norm = config.qk_norm;
   const std::int64_t rows = b.rows;
   // The residual stream and the norms' outputs: this rank's rows (all of them but under a split).
@@ -49,10 +50,21 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
     n1 = t[1], q = t[3], k = t[4], v = t[5], attn = t[7], n2 = t[9], gate = t[11], up = t[12], act = t[13];
     n1_bf16 = q_bf16 = k_bf16 = v_bf16 = attn_bf16 = n2_bf16 = gate_bf16 = up_bf16 = act_bf16 = Tensor();
   }
+  lora_u = {};
+  lora_u32 = Tensor();
+  if (!lora.enabled()) return;
+  // The saved u of every target (one dtype), then in mixed precision the float32 scratch.
+  std::vector<Shape> shapes;
+  for (const bool adapted : lora.targets) shapes.push_back(adapted ? Shape{rows, lora.rank} : Shape{0});
+  const auto u = workspace_lora_.carve(device, shapes, 1, mixed ? DType::BF16 : DType::F32);
+  for (std::size_t target = 0; target < lora_u.size(); ++target) {
+    if (lora.targets[target]) lora_u[target] = u[target];
+  }
+  if (mixed) lora_u32 = workspace_lora32_.carve(device, {{rows, lora.rank}})[0];
 }
 
 void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed,
-                                const ModelConfig& config) {
+                                const ModelConfig& config, const LoraConfig& lora) {
   const std::int64_t rows = b.rows;
   const bool qk_norm = config.qk_norm;
   const Shape q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate}, none{0};
@@ -72,6 +84,11 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   d_output = config.sandwich_norms ? t[13] : Tensor();
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
   dy_bf16 = mixed ? workspace_bf16_.carve(device, {{rows, widest}}, 1, DType::BF16)[0] : Tensor();
+  lora_du = lora_du16 = lora_replicated = frozen_norm = Tensor();
+  if (!lora.enabled()) return;
+  const auto l = workspace_lora_.carve(device, {{rows, lora.rank}, {kLoraTargets, lora.rank * d.hidden}, {d.hidden}});
+  lora_du = l[0], lora_replicated = l[1], frozen_norm = l[2];
+  if (mixed) lora_du16 = workspace_lora16_.carve(device, {{rows, lora.rank}}, 1, DType::BF16)[0];
 }
 
 namespace {
@@ -165,6 +182,7 @@ void head_norms_backward(const ModelContext& ctx, const BatchGeometry& b, const 
   };
   norm_backward(s.dq_raw, dw, s.dq, a.q_raw, a.q_raw_bf16, w.q_norm, a.rstd_q, b.rows * d.heads);
   norm_backward(s.dk_raw, dw + hd, s.dk, a.k_raw, a.k_raw_bf16, w.k_norm, a.rstd_k, b.rows * d.kv_heads);
+  if (!g.q_norm.defined()) return;  // frozen (LoRA's base)
   ctx.tp.all_reduce(dw, static_cast<std::size_t>(2 * hd));
   k.add_inplace(g.q_norm.f32(), dw, hd);
   k.add_inplace(g.k_norm.f32(), dw + hd, hd);
@@ -218,11 +236,74 @@ void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, co
   }
 }
 
+// Whether `adapters` adapt projection t.
+bool adapts(const LayerWeights* adapters, LoraTarget t) {
+  return adapters != nullptr && adapters->lora[static_cast<std::size_t>(t)].a.defined();
+}
+
+float* f32_or_null(const Tensor& t) { return t.defined() ? t.f32() : nullptr; }
+
+// Adds adapter t's term to its projection's output (float32 y, or bf16 y16 in place), keeping u.
+void adapter_forward(const ModelContext& ctx, const LayerWeights* adapters, LoraTarget t, LayerActivations& a,
+                     const Tensor& x, const Tensor& x16, float* y, const Tensor& y16, std::int64_t n, std::int64_t in,
+                     std::int64_t out) {
+  if (!adapts(adapters, t)) return;
+  const auto ti = static_cast<std::size_t>(t);
+  const bool mixed = x16.defined();
+  lora_forward(ctx.k, adapters->lora[ti], adapters->bf16.lora[ti], adapters->lora_scale, x, x16,
+               mixed ? a.lora_u32 : a.lora_u[ti], mixed ? a.lora_u[ti] : Tensor(), y16.defined() ? nullptr : y,
+               y16.defined() ? y16.bf16() : nullptr, n, in, out);
+}
+
+// linear_forward_into and the adapter's term.
+void adapted_forward_into(const ModelContext& ctx, const LayerWeights* adapters, LoraTarget t, LayerActivations& a,
+                          const Tensor& y, const Tensor& y16, const ColumnInput& in, const Tensor& w,
+                          const Tensor& w16, const Tensor& bias, std::int64_t n, std::int64_t width) {
+  const std::int64_t h = ctx.dims.hidden;
+  linear_forward_into(ctx, y, y16, in.x, in.x16, w, w16, bias, n, h, width);
+  adapter_forward(ctx, adapters, t, a, in.x, in.x16, f32_or_null(y), y16, n, h, width);
+}
+
+// Adapter t's gradients from its projection's output gradient dy, right after the projection's
+// own backward (whose bf16(dy) it reuses in mixed precision); dx += its input gradient. A
+// replicated factor's gradient goes to s.lora_replicated when the TP group has several ranks.
+void adapter_backward(const ModelContext& ctx, const LayerWeights* adapters, LoraTarget t, LayerWeights& g,
+                      const LayerActivations& a, LayerGradScratch& s, const float* dy, const Tensor& x,
+                      const Tensor& x16, float* dx, std::int64_t n, std::int64_t in, std::int64_t out) {
+  if (!adapts(adapters, t)) return;
+  const auto ti = static_cast<std::size_t>(t);
+  const LoraFactors& f = adapters->lora[ti];
+  float* replicated =
+      ctx.tp.size() > 1 ? s.lora_replicated.f32() + static_cast<std::int64_t>(ti) * f.a.shape()[0] * ctx.dims.hidden
+                        : nullptr;
+  const bool row = lora_row_parallel(t);
+  float* da = row || replicated == nullptr ? g.lora[ti].a.f32() : replicated;
+  float* db = !row || replicated == nullptr ? g.lora[ti].b.f32() : replicated;
+  const bool mixed = x16.defined();
+  lora_backward(ctx.k, f, adapters->bf16.lora[ti], adapters->lora_scale, da, db, dy, s.dy_bf16, x, x16,
+                mixed ? Tensor() : a.lora_u[ti], mixed ? a.lora_u[ti] : Tensor(), s.lora_du, s.lora_du16, dx, n, in,
+                out);
+}
+
+// The replicated factors' gradients (adapter_backward's partial sums) summed over TP and added.
+void reduce_adapter_gradients(const ModelContext& ctx, const LayerWeights& adapters, LayerWeights& g,
+                              LayerGradScratch& s) {
+  if (ctx.tp.size() == 1) return;
+  const std::int64_t slot = s.lora_replicated.numel() / kLoraTargets;
+  ctx.tp.all_reduce(s.lora_replicated.f32(), static_cast<std::size_t>(s.lora_replicated.numel()));
+  for (int t = 0; t < kLoraTargets; ++t) {
+    if (!adapts(&adapters, static_cast<LoraTarget>(t))) continue;
+    const LoraFactors& grad = g.lora[static_cast<std::size_t>(t)];
+    const Tensor& whole = lora_row_parallel(static_cast<LoraTarget>(t)) ? grad.b : grad.a;
+    ctx.k.add_inplace(whole.f32(), s.lora_replicated.f32() + t * slot, slot);
+  }
+}
+
 }  // namespace
 
 void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::int64_t layer,
                            const BatchGeometry& b, LayerActivations& a, float* x_out,
-                           const KvCacheView* cache) {
+                           const KvCacheView* cache, const LayerWeights* ad) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = b.rows;
@@ -234,21 +315,24 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
       norm_into_column_parallel(ctx, b, a.n1, a.n1_bf16, a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
   // Qwen3: the q and k products first, then each head normed into q and k.
   const bool head_norms = w.q_norm.defined();
-  linear_forward_into(ctx, head_norms ? a.q_raw : a.q, head_norms ? a.q_raw_bf16 : a.q_bf16, in1.x, in1.x16,
-                      w.q_proj, w.bf16.q_proj, w.q_bias, n, h, d.q_width());
-  linear_forward_into(ctx, head_norms ? a.k_raw : a.k, head_norms ? a.k_raw_bf16 : a.k_bf16, in1.x, in1.x16,
-                      w.k_proj, w.bf16.k_proj, w.k_bias, n, h, d.kv_width());
+  adapted_forward_into(ctx, ad, LoraTarget::Q, a, head_norms ? a.q_raw : a.q, head_norms ? a.q_raw_bf16 : a.q_bf16,
+                       in1, w.q_proj, w.bf16.q_proj, w.q_bias, n, d.q_width());
+  adapted_forward_into(ctx, ad, LoraTarget::K, a, head_norms ? a.k_raw : a.k, head_norms ? a.k_raw_bf16 : a.k_bf16,
+                       in1, w.k_proj, w.bf16.k_proj, w.k_bias, n, d.kv_width());
   if (head_norms) {
     head_norm_forward(ctx, a.q, a.q_bf16, a.rstd_q, a.q_raw, a.q_raw_bf16, w.q_norm, n * d.heads);
     head_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, a.k_raw_bf16, w.k_norm, n * d.kv_heads);
   }
-  linear_forward_into(ctx, a.v, a.v_bf16, in1.x, in1.x16, w.v_proj, w.bf16.v_proj, w.v_bias, n, h, d.kv_width());
+  adapted_forward_into(ctx, ad, LoraTarget::V, a, a.v, a.v_bf16, in1, w.v_proj, w.bf16.v_proj, w.v_bias, n,
+                       d.kv_width());
   self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer), ctx.rope_for(layer));
   // o_proj's output: x_mid itself, or Gemma 2's before its norm.
   const bool sandwich = w.attn_output_norm.defined();
   float* attn_out = sandwich ? a.attn_out.f32() : a.x_mid.f32();
   linear_forward(ctx, row_parallel_partial(b, attn_out), a.attn, a.attn_bf16, w.o_proj, w.bf16.o_proj, n,
                  d.q_width(), h, true);
+  adapter_forward(ctx, ad, LoraTarget::O, a, a.attn, a.attn_bf16, row_parallel_partial(b, attn_out), Tensor(), n,
+                  d.q_width(), h);
   reduce_row_parallel(ctx, b, attn_out);
   if (sandwich) output_norm_forward(ctx, b, a.x_mid.f32(), a.rstd_attn_out, attn_out, w.attn_output_norm);
   k.add_inplace(a.x_mid.f32(), a.x_in.f32(), residual);
@@ -256,10 +340,10 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   // MLP half. x_out may alias x_in, which is no longer read from here on.
   const ColumnInput in2 =
       norm_into_column_parallel(ctx, b, a.n2, a.n2_bf16, a.rstd2.f32(), a.x_mid.f32(), w.pre_mlp_layernorm);
-  linear_forward_into(ctx, a.gate, a.gate_bf16, in2.x, in2.x16, w.gate_proj, w.bf16.gate_proj, Tensor(), n, h,
-                      d.intermediate);
-  linear_forward_into(ctx, a.up, a.up_bf16, in2.x, in2.x16, w.up_proj, w.bf16.up_proj, Tensor(), n, h,
-                      d.intermediate);
+  adapted_forward_into(ctx, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in2, w.gate_proj, w.bf16.gate_proj,
+                       Tensor(), n, d.intermediate);
+  adapted_forward_into(ctx, ad, LoraTarget::Up, a, a.up, a.up_bf16, in2, w.up_proj, w.bf16.up_proj, Tensor(), n,
+                       d.intermediate);
   if (a.act_bf16.defined()) {
     k.glu_forward_bf16(a.act_bf16.bf16(), a.gate_bf16.bf16(), a.up_bf16.bf16(), n * d.intermediate, ctx.config.activation);
   } else {
@@ -268,6 +352,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   float* mlp_out = sandwich ? a.mlp_out.f32() : x_out;
   linear_forward(ctx, row_parallel_partial(b, mlp_out), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj, n,
                  d.intermediate, h, true);
+  adapter_forward(ctx, ad, LoraTarget::Down, a, a.act, a.act_bf16, row_parallel_partial(b, mlp_out), Tensor(), n,
+                  d.intermediate, h);
   reduce_row_parallel(ctx, b, mlp_out);
   if (sandwich) output_norm_forward(ctx, b, x_out, a.rstd_mlp_out, mlp_out, w.mlp_output_norm);
   k.add_inplace(x_out, a.x_mid.f32(), residual);
@@ -275,21 +361,27 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
 
 void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& g, std::int64_t layer,
                             const BatchGeometry& b, const LayerActivations& a,
-                            LayerGradScratch& s, float* dx) {
+                            LayerGradScratch& s, float* dx, const LayerWeights* ad) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = b.rows;
   const std::int64_t h = d.hidden;
+  if (ad != nullptr && ctx.tp.size() > 1) s.lora_replicated.zero_();
+  // A frozen norm's (LoRA's base) weight gradient goes to a scratch nothing reads.
+  const auto norm_grad = [&](const Tensor& t) -> const Tensor& { return t.defined() ? t : s.frozen_norm; };
 
   // MLP half: dx is d/d x_out, whose rows' gradient the down projection's output shares (Gemma 2:
   // through its output norm).
   const bool sandwich = w.mlp_output_norm.defined();
   const float* d_down = row_parallel_grad(
       ctx, b,
-      sandwich ? output_norm_backward(ctx, b, s, dx, g.mlp_output_norm, a.mlp_out, w.mlp_output_norm, a.rstd_mlp_out)
+      sandwich ? output_norm_backward(ctx, b, s, dx, norm_grad(g.mlp_output_norm), a.mlp_out, w.mlp_output_norm,
+                                      a.rstd_mlp_out)
                : dx);
-  linear_backward(ctx, s.d_act.f32(), g.down_proj.f32(), d_down, s.dy_bf16, a.act, a.act_bf16,
+  linear_backward(ctx, s.d_act.f32(), f32_or_null(g.down_proj), d_down, s.dy_bf16, a.act, a.act_bf16,
                   w.down_proj, w.bf16.down_proj, n, d.intermediate, h, false);
+  adapter_backward(ctx, ad, LoraTarget::Down, g, a, s, d_down, a.act, a.act_bf16, s.d_act.f32(), n, d.intermediate,
+                   h);
   if (a.gate_bf16.defined()) {
     k.glu_backward_bf16(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate_bf16.bf16(), a.up_bf16.bf16(),
                         n * d.intermediate, ctx.config.activation);
@@ -297,22 +389,27 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
     k.glu_backward(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate, ctx.config.activation);
   }
   const ColumnInput in2 = column_input(ctx, b, a.n2, a.n2_bf16);
-  linear_backward(ctx, s.d_norm.f32(), g.gate_proj.f32(), s.d_gate.f32(), s.dy_bf16, in2.x, in2.x16,
+  linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.gate_proj), s.d_gate.f32(), s.dy_bf16, in2.x, in2.x16,
                   w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, false);
-  linear_backward(ctx, s.d_norm.f32(), g.up_proj.f32(), s.d_up.f32(), s.dy_bf16, in2.x, in2.x16,
+  adapter_backward(ctx, ad, LoraTarget::Gate, g, a, s, s.d_gate.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
+                   d.intermediate);
+  linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.up_proj), s.d_up.f32(), s.dy_bf16, in2.x, in2.x16,
                   w.up_proj, w.bf16.up_proj, n, h, d.intermediate, true);
+  adapter_backward(ctx, ad, LoraTarget::Up, g, a, s, s.d_up.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
+                   d.intermediate);
   // The residual branch keeps dx; the norm adds its part: dx becomes d/d x_mid.
-  column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx, g.pre_mlp_layernorm, a.x_mid.f32(),
-                                w.pre_mlp_layernorm, a.rstd2.f32());
+  column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx, norm_grad(g.pre_mlp_layernorm),
+                                a.x_mid.f32(), w.pre_mlp_layernorm, a.rstd2.f32());
 
   // Attention half.
   const float* d_o = row_parallel_grad(
       ctx, b,
-      sandwich ? output_norm_backward(ctx, b, s, dx, g.attn_output_norm, a.attn_out, w.attn_output_norm,
+      sandwich ? output_norm_backward(ctx, b, s, dx, norm_grad(g.attn_output_norm), a.attn_out, w.attn_output_norm,
                                       a.rstd_attn_out)
                : dx);
-  linear_backward(ctx, s.d_attn.f32(), g.o_proj.f32(), d_o, s.dy_bf16, a.attn, a.attn_bf16,
+  linear_backward(ctx, s.d_attn.f32(), f32_or_null(g.o_proj), d_o, s.dy_bf16, a.attn, a.attn_bf16,
                   w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
+  adapter_backward(ctx, ad, LoraTarget::O, g, a, s, d_o, a.attn, a.attn_bf16, s.d_attn.f32(), n, d.q_width(), h);
   self_attention_backward(ctx, b, a, s, ctx.config.attention_scores(layer), ctx.rope_for(layer));
   if (w.q_norm.defined()) head_norms_backward(ctx, b, w, g, a, s);
   // The q and k products' output gradients: before Qwen3's head norms, where it has them.
@@ -322,14 +419,18 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   bias_backward(ctx, g.k_bias, dk, n, d.kv_width());
   bias_backward(ctx, g.v_bias, s.dv.f32(), n, d.kv_width());
   const ColumnInput in1 = column_input(ctx, b, a.n1, a.n1_bf16);
-  linear_backward(ctx, s.d_norm.f32(), g.q_proj.f32(), dq, s.dy_bf16, in1.x, in1.x16,
+  linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.q_proj), dq, s.dy_bf16, in1.x, in1.x16,
                   w.q_proj, w.bf16.q_proj, n, h, d.q_width(), false);
-  linear_backward(ctx, s.d_norm.f32(), g.k_proj.f32(), dk, s.dy_bf16, in1.x, in1.x16,
+  adapter_backward(ctx, ad, LoraTarget::Q, g, a, s, dq, in1.x, in1.x16, s.d_norm.f32(), n, h, d.q_width());
+  linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.k_proj), dk, s.dy_bf16, in1.x, in1.x16,
                   w.k_proj, w.bf16.k_proj, n, h, d.kv_width(), true);
-  linear_backward(ctx, s.d_norm.f32(), g.v_proj.f32(), s.dv.f32(), s.dy_bf16, in1.x, in1.x16,
+  adapter_backward(ctx, ad, LoraTarget::K, g, a, s, dk, in1.x, in1.x16, s.d_norm.f32(), n, h, d.kv_width());
+  linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.v_proj), s.dv.f32(), s.dy_bf16, in1.x, in1.x16,
                   w.v_proj, w.bf16.v_proj, n, h, d.kv_width(), true);
-  column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx, g.input_layernorm, a.x_in.f32(),
+  adapter_backward(ctx, ad, LoraTarget::V, g, a, s, s.dv.f32(), in1.x, in1.x16, s.d_norm.f32(), n, h, d.kv_width());
+  column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx, norm_grad(g.input_layernorm), a.x_in.f32(),
                                 w.input_layernorm, a.rstd1.f32());
+  if (ad != nullptr) reduce_adapter_gradients(ctx, *ad, g, s);
 }
 
 }  // namespace spin::model

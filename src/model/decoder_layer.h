@@ -38,16 +38,23 @@ struct LayerActivations {
   // Gemma 2 (ModelConfig::sandwich_norms): o_proj's and down_proj's outputs before their norms
   // (the residual rows) and the norms' 1/rms.
   Tensor attn_out, rstd_attn_out, mlp_out, rstd_mlp_out;
+  // LoRA (model/lora.h), by LoraTarget: each adapted projection's u = scale x A^T [rows, rank],
+  // float32 or in mixed precision bf16 (computed through the float32 scratch lora_u32).
+  std::array<Tensor, kLoraTargets> lora_u;
+  Tensor lora_u32;
 
   // Points the tensors at buffers for batch `b`'s rows (the residual stream, the norms' outputs
   // and statistics for b.residual_rows(), the rest for b.rows) and `probs_size` attention
-  // probabilities, reusing the previous allocation when it is large enough.
+  // probabilities, reusing the previous allocation when it is large enough. `lora`: the adapters'
+  // configuration when the forward runs with adapters (rank 0: none).
   void allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size, Device device, bool mixed,
-                const ModelConfig& config);
-  std::size_t bytes() const { return workspace_.bytes() + workspace_bf16_.bytes(); }
+                const ModelConfig& config, const LoraConfig& lora = {});
+  std::size_t bytes() const {
+    return workspace_.bytes() + workspace_bf16_.bytes() + workspace_lora_.bytes() + workspace_lora32_.bytes();
+  }
 
  private:
-  Workspace workspace_, workspace_bf16_;
+  Workspace workspace_, workspace_bf16_, workspace_lora_, workspace_lora32_;
 };
 
 // One layer's KV cache and where a generation batch goes in it.
@@ -68,9 +75,10 @@ struct KvCacheView {
 // keys and values are appended to it and attention runs over the cached prefix too
 // (generation; acts.probs is then not used and nothing is kept for a backward). `layer` is the
 // layer's global index (ModelConfig::attention_scores: whether it attends within a window).
+// `adapters`: the layer's LoRA adapters (ModelWeights::adapters), added to its projections.
 void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::int64_t layer,
                            const BatchGeometry& batch, LayerActivations& acts, float* x_out,
-                           const KvCacheView* cache = nullptr);
+                           const KvCacheView* cache = nullptr, const LayerWeights* adapters = nullptr);
 
 // Scratch buffers of the backward, shared by all layers; d_residual carries d loss / d x
 // between layers.
@@ -83,18 +91,28 @@ struct LayerGradScratch {
   Tensor dq_raw, dk_raw, d_head_norms;
   // Gemma 2: the gradient of o_proj's or down_proj's output, before its norm (the residual rows).
   Tensor d_output;
+  // LoRA: d/d u of one adapter [rows, rank] (float32, and its bf16 in mixed precision); the
+  // layer's replicated factors' gradients from this rank ([kLoraTargets, rank x hidden]: a
+  // column-parallel target's A, a row-parallel one's B), all-reduced over TP before they are
+  // added; and where the frozen norms' weight gradients go, unused ([hidden]).
+  Tensor lora_du, lora_du16, lora_replicated, frozen_norm;
   // Reuses memory like LayerActivations: d_residual and d_output for b.residual_rows(), d_norm for
-  // b.gathered_rows(), the rest for b.rows.
-  void allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed, const ModelConfig& config);
-  std::size_t bytes() const { return workspace_.bytes() + workspace_bf16_.bytes(); }
+  // b.gathered_rows(), the rest for b.rows. `lora` as LayerActivations::allocate's.
+  void allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed, const ModelConfig& config,
+                const LoraConfig& lora = {});
+  std::size_t bytes() const {
+    return workspace_.bytes() + workspace_bf16_.bytes() + workspace_lora_.bytes() + workspace_lora16_.bytes();
+  }
 
  private:
-  Workspace workspace_, workspace_bf16_;
+  Workspace workspace_, workspace_bf16_, workspace_lora_, workspace_lora16_;
 };
 
-// On entry dx holds d loss / d x_out; on return d loss / d x_in. Weight gradients accumulate.
+// On entry dx holds d loss / d x_out; on return d loss / d x_in. Weight gradients accumulate --
+// into `grad`'s defined tensors: with `adapters` (the forward's), `grad` is the adapters'
+// gradients and the base model is frozen (its matrices' gradients are not computed).
 void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& grad, std::int64_t layer,
                             const BatchGeometry& batch, const LayerActivations& acts,
-                            LayerGradScratch& scratch, float* dx);
+                            LayerGradScratch& scratch, float* dx, const LayerWeights* adapters = nullptr);
 
 }  // namespace spin::model

@@ -38,7 +38,7 @@ inline const void* products_input(const Tensor& x, const Tensor& x16) {
 void bias_backward(const ModelContext& ctx, const Tensor& bias_grad, const float* dy, std::int64_t n,
                    std::int64_t out);
 
-// dx (= or +=) dy W, dW += dy^T x; in mixed precision dy16 is the scratch for bf16(dy)
+// dx (= or +=) dy W, dW += dy^T x (dW null: a frozen weight, LoRA's base); in mixed precision dy16 is the scratch for bf16(dy)
 // (n * out values at least).
 void linear_backward(const ModelContext& ctx, float* dx, float* dw, const float* dy,
                      const Tensor& dy16, const Tensor& x, const Tensor& x16, const Tensor& w,

@@ -86,7 +86,8 @@ void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, const Batch
     float* dlogits = a.logits.f32();  // in place: the logits are not needed afterwards
     k.logprob_backward(dlogits, a.logits.f32(), a.lse.f32() + first, targets + first, a.dlogprob.f32() + first, rows,
                        d.vocab_rows, d.vocab_valid, d.vocab_start, ctx.config.final_logit_softcapping);
-    linear_backward(ctx, a.d_normed.f32() + first * d.hidden, head_grad.f32(), dlogits, a.dlogits_bf16,
+    linear_backward(ctx, a.d_normed.f32() + first * d.hidden, head_grad.defined() ? head_grad.f32() : nullptr,
+                    dlogits, a.dlogits_bf16,
                     row_range(in.x, first, rows, d.hidden), row_range(in.x16, first, rows, d.hidden), w.head,
                     w.head_bf16, rows, d.hidden, d.vocab_rows, false);
   }

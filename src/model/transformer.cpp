@@ -116,15 +116,22 @@ void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Acti
       view.bf16 = cache->bf16();
     }
     decoder_layer_forward(ctx_, w.layers[static_cast<std::size_t>(l)], stage_.begin + l, b, la, x_out,
-                          cache ? &view : nullptr);
+                          cache ? &view : nullptr, adapters_of(a, l));
   }
 }
 
 ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batch,
                                    Activations& a, bool for_backward,
-                                   std::span<const float> input) const {
+                                   std::span<const float> input, const ModelWeights* adapters) const {
   check_stage_weights(w);
+  if (adapters) {
+    require(adapters->is_adapters() && adapters->layers.size() == w.layers.size() &&
+                adapters->has_bf16() == w.has_bf16() && adapters->device() == w.device(),
+            "LoRA adapters of another shard, precision or device than the model's weights");
+  }
   start(batch, a);
+  a.adapters = adapters;
+  const LoraConfig lora = adapters ? adapters->lora() : LoraConfig{};
   const std::int64_t n = batch.rows();
   const std::int64_t h = dims_.hidden;
   const bool mixed = w.has_bf16();
@@ -140,7 +147,7 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   a.for_backward = for_backward;
   a.recompute = for_backward && recompute_;
   a.layers.resize(static_cast<std::size_t>(for_backward && !a.recompute ? stage_.count() : 1));
-  for (LayerActivations& la : a.layers) la.allocate(dims_, b, probs_size, device(), mixed, config_);
+  for (LayerActivations& la : a.layers) la.allocate(dims_, b, probs_size, device(), mixed, config_, lora);
   if (a.recompute) {
     std::vector<Shape> shapes(static_cast<std::size_t>(stage_.count() + 1), Shape{b.residual_rows(), h});
     a.layer_inputs = a.recompute_storage.carve(device(), shapes);
@@ -202,6 +209,7 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   start(batch, a);
   a.arrays.upload_generation(cache_rows, last, device());
   a.sequence_parallel = false;  // generation's rows are few: not worth splitting
+  a.adapters = nullptr;         // generation runs the reference: a model without adapters
   const BatchGeometry b = geometry(a);
   a.for_backward = false;
   a.recompute = false;
@@ -231,8 +239,9 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
   const BatchGeometry b = geometry(a);
   const std::int64_t n = b.rows;
   const std::int64_t h = dims_.hidden;
-  a.grad.allocate(dims_, b, device(), w.has_bf16(), config_);
+  a.grad.allocate(dims_, b, device(), w.has_bf16(), config_, a.adapters ? a.adapters->lora() : LoraConfig{});
   float* dx = a.grad.d_residual.f32();
+  require(a.adapters == nullptr || grads.is_adapters(), "a backward through LoRA adapters takes their gradients");
 
   if (stage_.last) {
     require(static_cast<std::int64_t>(grad.size()) == batch.num_seqs(), "backward got ",
@@ -244,7 +253,10 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
     }
     copy_bytes(a.head.dlogprob.raw(), device(), dlogprob.data(), Device::Cpu,
                a.head.dlogprob.nbytes());
-    lm_head_backward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, b, grads.norm, grads.lm_head,
+    // With adapters the final norm and the head are frozen: the norm's weight gradient goes to a
+    // scratch nothing reads, the head's is not computed.
+    Tensor norm_grad = grads.norm.defined() ? grads.norm : a.grad.frozen_norm;
+    lm_head_backward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, b, norm_grad, grads.lm_head,
                      a.arrays.targets.data<std::int32_t>(), a.head, a.grad.d_residual);
   } else {
     require(static_cast<std::int64_t>(grad.size()) == b.residual_rows() * h,
@@ -258,12 +270,14 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
     // layer, whose are still in the shared set from the forward.
     if (a.recompute && l + 1 < stage_.count()) {
       la.x_in = a.layer_inputs[li];
-      decoder_layer_forward(ctx_, w.layers[li], stage_.begin + l, b, la, a.recompute_output.f32());
+      decoder_layer_forward(ctx_, w.layers[li], stage_.begin + l, b, la, a.recompute_output.f32(), nullptr,
+                            adapters_of(a, l));
     }
-    decoder_layer_backward(ctx_, w.layers[li], grads.layers[li], stage_.begin + l, b, la, a.grad, dx);
+    decoder_layer_backward(ctx_, w.layers[li], grads.layers[li], stage_.begin + l, b, la, a.grad, dx,
+                           adapters_of(a, l));
     if (layer_done) layer_done(l);
   }
-  if (!stage_.first) return;  // dx is input_grad() for the previous stage
+  if (!stage_.first || !grads.embed_tokens.defined()) return;  // dx is input_grad() for the previous stage
   // The embedding's rows come out of a row-parallel region: each rank scatters the gradient
   // of every row (dx, or under a split the rows all-gathered) into the vocabulary rows it holds.
   ctx_.k.embedding_backward(grads.embed_tokens.f32(), a.arrays.tokens.data<std::int32_t>(),

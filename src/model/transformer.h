@@ -39,6 +39,8 @@ struct ForwardResult {
 struct Activations {
   TokenBatch batch;
   BatchArrays arrays;  // the batch's per-row arrays on the kernels' device
+  // The LoRA adapters the forward ran with (null: none); the backward differentiates the same.
+  const ModelWeights* adapters = nullptr;
   bool for_backward = false;
   bool recompute = false;                // layer_inputs kept, the rest recomputed in backward
   std::vector<LayerActivations> layers;  // every layer's, or one shared set
@@ -120,9 +122,12 @@ class Transformer {
   // any other leaves its output in acts.stage_output and returns an empty result. With
   // `for_backward` the activations of every layer stay in `acts` for backward(); without, one
   // set of buffers is reused layer after layer (scoring). Throws spin::Error for token ids
-  // outside the vocabulary or sequences longer than the model allows.
+  // outside the vocabulary or sequences longer than the model allows. With `adapters`
+  // (ModelWeights::adapters of the same shard) the model is weights + LoRA adapters: the
+  // backward then computes the adapters' gradients alone, the weights frozen.
   ForwardResult forward(const ModelWeights& weights, const TokenBatch& batch, Activations& acts,
-                        bool for_backward, std::span<const float> input = {}) const;
+                        bool for_backward, std::span<const float> input = {},
+                        const ModelWeights* adapters = nullptr) const;
   // Scoring with buffers of its own.
   ForwardResult forward(const ModelWeights& weights, const TokenBatch& batch) const;
 
@@ -138,7 +143,8 @@ class Transformer {
                       std::span<const std::int64_t> slots, KvCache& cache, Activations& acts,
                       std::span<const float> input, std::span<const std::int64_t> sampled) const;
 
-  // Accumulates into `grads` the gradient of the loss. `grad` is, on the last stage, d loss /
+  // Accumulates into `grads` the gradient of the loss -- with the forward's adapters, into the
+  // adapters' gradients (`grads` of their layout), else into the weights'. `grad` is, on the last stage, d loss /
   // d sequence_logprobs (one per sequence); on any other, d loss / d stage_output (boundary rows x hidden
   // floats). Consumes `saved` (the logits buffer is reused for their gradient). Afterwards, on
   // every stage but the first, input_grad(saved) holds d loss / d input for the previous stage.
@@ -162,6 +168,10 @@ class Transformer {
   // Runs this stage's layers from a.layers[0].x_in to `out`, through `cache` when given.
   void run_layers(const ModelWeights& weights, const BatchGeometry& b, Activations& a,
                   float* out, KvCache* cache, const KvCacheView& where) const;
+  // Local layer l's adapters in a's forward (null: none).
+  static const LayerWeights* adapters_of(const Activations& a, std::int64_t l) {
+    return a.adapters ? &a.adapters->layers[static_cast<std::size_t>(l)] : nullptr;
+  }
   BatchGeometry geometry(const Activations& acts) const;
 
   const ModelConfig& config_;

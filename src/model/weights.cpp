@@ -1,6 +1,7 @@
 #include "model/weights.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "core/error.h"
@@ -78,6 +79,51 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
       vocab_parallel("lm_head.weight", true);
     } else if (!stage.first) {
       vocab_parallel("model.embed_tokens.weight", false);  // the last stage's tied copy
+    }
+  }
+  return specs;
+}
+
+// The projections' Hugging Face names by LoraTarget.
+constexpr const char* kProjections[kLoraTargets] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                                    "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+                                                    "mlp.down_proj"};
+
+// A projection's local extents (in, out) on this rank.
+std::pair<std::int64_t, std::int64_t> projection_extents(const TpDims& d, LoraTarget t) {
+  switch (t) {
+    case LoraTarget::Q: return {d.hidden, d.q_width()};
+    case LoraTarget::K:
+    case LoraTarget::V: return {d.hidden, d.kv_width()};
+    case LoraTarget::O: return {d.q_width(), d.hidden};
+    case LoraTarget::Gate:
+    case LoraTarget::Up: return {d.hidden, d.intermediate};
+    case LoraTarget::Down: return {d.intermediate, d.hidden};
+  }
+  return {0, 0};
+}
+
+// The adapters of one stage, as parameter_specs: per layer and target A then B, split as the
+// projection (lora.h): a column-parallel one's B by rows, a row-parallel one's A by columns, the
+// other factor whole on every rank (TP rank 0's copy primary).
+std::vector<std::pair<ShardedTensor, Shape>> adapter_specs(const LoraConfig& lora, const TpDims& d,
+                                                           const StageLayers& stage) {
+  std::vector<std::pair<ShardedTensor, Shape>> specs;
+  const std::int64_t r = lora.rank;
+  for (std::int64_t l = stage.begin; l < stage.end; ++l) {
+    for (int ti = 0; ti < kLoraTargets; ++ti) {
+      const auto t = static_cast<LoraTarget>(ti);
+      if (!lora.targets_(t)) continue;
+      const auto [in, out] = projection_extents(d, t);
+      const std::string base = layer_name(l, kProjections[ti]);
+      const std::string a = base + ".lora_A.weight", b = base + ".lora_B.weight";
+      if (lora_row_parallel(t)) {
+        specs.push_back({ShardedTensor{a, Tensor(), {r, in * d.size}, 1, in * d.rank, in, true}, Shape{r, in}});
+        specs.push_back({ShardedTensor{b, Tensor(), {out, r}, -1, 0, 0, d.rank == 0}, Shape{out, r}});
+      } else {
+        specs.push_back({ShardedTensor{a, Tensor(), {r, in}, -1, 0, 0, d.rank == 0}, Shape{r, in}});
+        specs.push_back({ShardedTensor{b, Tensor(), {out * d.size, r}, 0, out * d.rank, out, true}, Shape{out, r}});
+      }
     }
   }
   return specs;
@@ -164,6 +210,61 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
   }
 }
 
+ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
+                                    const StageLayers& stage, std::int64_t pad_multiple, Device device) {
+  require(lora.enabled(), "LoRA adapters of rank ", lora.rank);
+  require(stage.begin >= 0 && stage.begin < stage.end && stage.end <= config.num_layers,
+          "stage layers [", stage.begin, ", ", stage.end, ") outside a model of ",
+          config.num_layers, " layers");
+  ModelWeights w;
+  w.lora_ = lora;
+  auto specs = adapter_specs(lora, dims, stage);
+  std::vector<Shape> shapes;
+  for (const auto& spec : specs) shapes.push_back(spec.second);
+  const std::vector<Tensor> locals = w.storage_.carve(device, shapes, pad_multiple);
+  std::size_t i = 0;
+  for (std::int64_t l = stage.begin; l < stage.end; ++l) {
+    LayerWeights& lw = w.layers.emplace_back();
+    lw.lora_scale = lora.scale();
+    for (int t = 0; t < kLoraTargets; ++t) {
+      if (!lora.targets_(static_cast<LoraTarget>(t))) continue;
+      lw.lora[static_cast<std::size_t>(t)] = {locals[i], locals[i + 1]};
+      i += 2;
+    }
+  }
+  for (std::size_t j = 0; j < specs.size(); ++j) {
+    specs[j].first.local = locals[j];
+    w.params_.push_back(std::move(specs[j].first));
+  }
+  return w;
+}
+
+std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
+                                          const StageLayers& stage) {
+  (void)config;
+  std::vector<ShardedTensor> out;
+  for (auto& spec : adapter_specs(lora, dims, stage)) out.push_back(std::move(spec.first));
+  return out;
+}
+
+void ModelWeights::merge_into(ModelWeights& base, const kernels::Kernels& k) const {
+  require(is_adapters() && base.layers.size() == layers.size(), "merging adapters into weights of another shape");
+  const Tensor base_flat = base.flat();
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const LayerWeights& a = layers[l];
+    const LayerWeights& w = base.layers[l];
+    const Tensor* projections[kLoraTargets] = {&w.q_proj, &w.k_proj, &w.v_proj, &w.o_proj,
+                                               &w.gate_proj, &w.up_proj, &w.down_proj};
+    for (int t = 0; t < kLoraTargets; ++t) {
+      const LoraFactors& f = a.lora[static_cast<std::size_t>(t)];
+      if (!f.a.defined()) continue;
+      const Tensor& p = *projections[t];
+      lora_merge(k, p, f, a.lora_scale, p.shape()[1], p.shape()[0]);
+    }
+  }
+  base.refresh_bf16(k);
+}
+
 std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpDims& dims,
                                             const StageLayers& stage) {
   std::vector<ShardedTensor> out;
@@ -174,14 +275,18 @@ std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpD
 std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t layer) const {
   const LayerWeights& l = layers.at(static_cast<std::size_t>(layer));
   std::int64_t begin = flat().numel(), end = 0;
+  const auto cover = [&](const Tensor& t) {
+    if (!t.defined()) return;
+    const std::int64_t at = offset_of(t);
+    begin = std::min(begin, at);
+    end = std::max(end, at + t.numel());
+  };
   for (const Tensor* t : {&l.input_layernorm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj,
                           &l.pre_mlp_layernorm, &l.gate_proj, &l.up_proj, &l.down_proj, &l.q_bias,
                           &l.k_bias, &l.v_bias, &l.q_norm, &l.k_norm, &l.attn_output_norm, &l.mlp_output_norm}) {
-    if (!t->defined()) continue;
-    const std::int64_t at = offset_of(*t);
-    begin = std::min(begin, at);
-    end = std::max(end, at + t->numel());
+    cover(*t);
   }
+  for (const LoraFactors& f : l.lora) cover(f.a), cover(f.b);
   return {begin, end};
 }
 
@@ -192,10 +297,11 @@ Tensor ModelWeights::bf16_view(const Tensor& param) const {
 void ModelWeights::enable_bf16(const kernels::Kernels& k) {
   if (has_bf16()) return;
   bf16_ = Tensor::zeros(flat().shape(), DType::BF16, device());
+  const auto view = [&](const Tensor& t) { return t.defined() ? bf16_view(t) : Tensor(); };
   for (LayerWeights& l : layers) {
-    l.bf16 = {bf16_view(l.q_proj),   bf16_view(l.k_proj),  bf16_view(l.v_proj),
-              bf16_view(l.o_proj),   bf16_view(l.gate_proj), bf16_view(l.up_proj),
-              bf16_view(l.down_proj)};
+    l.bf16 = {view(l.q_proj),    view(l.k_proj), view(l.v_proj),    view(l.o_proj),
+              view(l.gate_proj), view(l.up_proj), view(l.down_proj), {}};
+    for (std::size_t t = 0; t < l.lora.size(); ++t) l.bf16.lora[t] = {view(l.lora[t].a), view(l.lora[t].b)};
   }
   if (lm_head.defined()) lm_head_bf16 = bf16_view(lm_head);
   refresh_bf16(k);
@@ -229,6 +335,17 @@ void ModelWeights::init_random(std::uint64_t seed, float std) {
     std::vector<float> values(static_cast<std::size_t>(p.local.numel()), 0.0f);
     if (is_norm_weight(p.name)) {
       std::fill(values.begin(), values.end(), 1.0f);
+    } else if (p.name.ends_with("lora_B.weight")) {
+      // zero: an adapted model starts as its base
+    } else if (p.name.ends_with("lora_A.weight")) {
+      // PEFT's kaiming_uniform_(a = sqrt(5)): uniform in +-1/sqrt(fan_in).
+      const float bound = 1.0f / std::sqrt(static_cast<float>(p.global_shape[1]));
+      const std::uint64_t stream = name_hash(p.name);
+      const ShardIndexer index_of(p);
+      for (std::int64_t i = 0; i < p.local.numel(); ++i) {
+        const std::uint32_t bits = philox_bits(seed, stream, static_cast<std::uint64_t>(index_of.global(i)))[0];
+        values[static_cast<std::size_t>(i)] = bound * (2.0f * uniform_open(bits) - 1.0f);
+      }
     } else {
       const std::uint64_t stream = name_hash(p.name);  // the same tensor on every stage and rank
       const ShardIndexer index_of(p);

@@ -14,6 +14,7 @@
 #include "core/workspace.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
+#include "model/lora.h"
 #include "model/stage.h"
 #include "model/tp_dims.h"
 
@@ -38,10 +39,16 @@ struct LayerWeights {
   // residual adds (ModelConfig::sandwich_norms; Hugging Face's post_attention_layernorm and
   // post_feedforward_layernorm), undefined otherwise.
   Tensor attn_output_norm, mlp_output_norm;
+  // LoRA adapters of the projections, by LoraTarget (model/lora.h): defined in the adapters'
+  // weights (ModelWeights::adapters) for the targeted projections, undefined elsewhere -- the
+  // adapters' weights hold nothing else, and the base model's no adapters.
+  std::array<LoraFactors, kLoraTargets> lora;
+  float lora_scale = 0.0f;  // alpha / rank, in the adapters' weights
   // bf16 copies of the matrices, for mixed precision (ModelWeights::enable_bf16); undefined
   // otherwise.
   struct Bf16 {
     Tensor q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
+    std::array<LoraFactors, kLoraTargets> lora;
   } bf16;
 };
 
@@ -55,6 +62,13 @@ class ModelWeights {
   // over DP).
   ModelWeights(const ModelConfig& config, const TpDims& dims, const StageLayers& stage,
                std::int64_t pad_multiple = 1, Device device = Device::Cpu);
+  // All zeros: LoRA adapters (model/lora.h) of the same shard of the model -- LayerWeights::lora
+  // of the targeted projections, nothing else (no embedding, norms or head). The optimizer, the
+  // gradient reductions and checkpoints take them as they take a model: one flat buffer.
+  static ModelWeights adapters(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
+                               const StageLayers& stage, std::int64_t pad_multiple = 1,
+                               Device device = Device::Cpu);
+  ModelWeights(ModelWeights&&) = default;
 
   Tensor embed_tokens;              // [vocab_rows, hidden], vocab-parallel; first stage only
   std::vector<LayerWeights> layers;  // this stage's layers, layers[0] = global layer stage.begin
@@ -95,12 +109,21 @@ class ModelWeights {
   void refresh_bf16_on_host();
   Tensor lm_head_bf16;  // last stage, with enable_bf16
   // Normal(0, std) for matrices and biases and 1 for norms, each value keyed by (seed, parameter name,
-  // global element index): the same global model for any TP / PP layout.
+  // global element index): the same global model for any TP / PP layout. Adapters start as LoRA
+  // does whatever `std`: A uniform in +-1/sqrt(in), B zero.
   void init_random(std::uint64_t seed, float std);
+  // Adapters: whether these are (ModelWeights::adapters), and their scale alpha / rank.
+  bool is_adapters() const { return lora_.enabled(); }
+  const LoraConfig& lora() const { return lora_; }
+  // Adapters merged into `base` (this shard of the same model): W += scale B A for every adapted
+  // projection, then base's bf16 copy refreshed. Local: no communication.
+  void merge_into(ModelWeights& base, const kernels::Kernels& k) const;
 
  private:
   Tensor bf16_view(const Tensor& param) const;  // param's place in bf16_
+  ModelWeights() = default;
 
+  LoraConfig lora_;    // adapters: their configuration; rank 0 in a model's weights
   Workspace storage_;  // one allocation for every parameter
   Tensor bf16_;        // the bf16 copy of storage_'s buffer (enable_bf16)
   std::vector<ShardedTensor> params_;
@@ -111,6 +134,10 @@ class ModelWeights {
 // tensors without allocating it (checkpoint conversion).
 std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpDims& dims,
                                             const StageLayers& stage);
+// The same for the LoRA adapters of that shard ("model.layers.<l>.self_attn.q_proj.lora_A.weight",
+// PEFT's names without its "base_model.model." prefix).
+std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
+                                          const StageLayers& stage);
 
 // Where these parameters sit in the model's Hugging Face files: under hf_weight_prefix, and for
 // Phi-3 (ModelConfig::fused_projections) q/k/v as the row blocks of qkv_proj, gate/up of

@@ -178,6 +178,18 @@ void EmulatedKernels::gemm(bool ta, bool tb, Index m, Index n, Index k, float al
   cpu_->gemm(ta, tb, m, n, k, alpha, dev(a, 1, "gemm a"), lda, dev(b, 1, "gemm b"), ldb, beta,
              dev(c, m * ldc, "gemm c"), ldc);
 }
+void EmulatedKernels::gemm_bf16(bool ta, bool tb, Index m, Index n, Index k, float alpha,
+                                const std::uint16_t* a, Index lda, const std::uint16_t* b, Index ldb, float beta,
+                                float* c, Index ldc) const {
+  cpu_->gemm_bf16(ta, tb, m, n, k, alpha, dev(a, 1, "gemm_bf16 a"), lda, dev(b, 1, "gemm_bf16 b"), ldb, beta,
+                  dev(c, m * ldc, "gemm_bf16 c"), ldc);
+}
+void EmulatedKernels::gemm_bf16(bool ta, bool tb, Index m, Index n, Index k, float alpha,
+                                const std::uint16_t* a, Index lda, const std::uint16_t* b, Index ldb, float beta,
+                                std::uint16_t* c, Index ldc) const {
+  cpu_->gemm_bf16(ta, tb, m, n, k, alpha, dev(a, 1, "gemm_bf16 a"), lda, dev(b, 1, "gemm_bf16 b"), ldb, beta,
+                  dev(c, m * ldc, "gemm_bf16 c"), ldc);
+}
 void EmulatedKernels::linear_forward(float* y, const float* x, const float* w, Index n,
                                      Index in, Index out) const {
   cpu_->linear_forward(dev(y, n * out, "linear_forward y"), dev(x, n * in, "linear_forward x"),

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -127,6 +128,16 @@ inline void check_gradient(std::vector<float>& x, const std::vector<float>& grad
   std::vector<double> analytic;
   for (std::size_t i : coords) analytic.push_back(grad[i]);
   expect_close(analytic, fd, rtol, atol, what);
+}
+
+// max_i |a_i - b_i| (sizes must match).
+inline double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double out = 0.0;
+  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    out = std::max(out, std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+  }
+  return out;
 }
 
 // Sum_i w_i y_i in double: the scalar loss of gradient checks.

@@ -108,4 +108,35 @@ inline void init_tiny_weights(model::ModelWeights& w, std::uint64_t seed, float 
   }
 }
 
+// Every matrix of `w` (LoRA adapters, say: B too, which init_random leaves at zero) normal(0, std),
+// keyed by (seed, name, global row and column) as init_random keys its values: the same global
+// tensors under any TP layout. 2-D tensors only.
+inline void randomize_matrices(model::ModelWeights& w, std::uint64_t seed, float std) {
+  for (const ShardedTensor& p : w.sharded_state_dict()) {
+    std::uint64_t stream = 0xcbf29ce484222325ull;
+    for (unsigned char ch : p.name) stream = (stream ^ ch) * 0x100000001b3ull;
+    const std::int64_t rows = p.local.shape()[0], cols = p.local.shape()[1], global_cols = p.global_shape[1];
+    std::vector<float> d(static_cast<std::size_t>(rows * cols), 0.0f);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (std::int64_t c = 0; c < cols; ++c) {
+        if ((p.split_dim == 0 ? r : p.split_dim == 1 ? c : 0) >= (p.replicated() ? 1 : p.length)) continue;
+        const std::int64_t gr = p.split_dim == 0 ? p.offset + r : r;
+        const std::int64_t gc = p.split_dim == 1 ? p.offset + c : c;
+        d[static_cast<std::size_t>(r * cols + c)] =
+            std * philox_normal(seed, stream, static_cast<std::uint64_t>(gr * global_cols + gc));
+      }
+    }
+    copy_bytes(p.local.raw(), p.local.device(), d.data(), Device::Cpu, p.local.nbytes());
+  }
+}
+
+// Every projection adapted at rank `rank`, alpha 2 x rank (scale 2).
+inline model::LoraConfig tiny_lora(std::int64_t rank = 3) {
+  model::LoraConfig lora;
+  lora.rank = rank;
+  lora.alpha = 2.0 * static_cast<double>(rank);
+  lora.targets.fill(true);
+  return lora;
+}
+
 }  // namespace spin::testing

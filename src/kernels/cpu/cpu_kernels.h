@@ -22,6 +22,11 @@ class CpuKernels final : public Kernels {
   void linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,
                             const std::uint16_t* x, const std::uint16_t* w, Index n, Index in,
                             Index out, bool accumulate_dx) const override;
+  void gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const std::uint16_t* a,
+                 Index lda, const std::uint16_t* b, Index ldb, float beta, float* c, Index ldc) const override;
+  void gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const std::uint16_t* a,
+                 Index lda, const std::uint16_t* b, Index ldb, float beta, std::uint16_t* c,
+                 Index ldc) const override;
   void embedding_forward(float* out, const std::int32_t* ids, const float* table, Index n,
                          Index hidden, Index vocab_start, Index rows, float scale) const override;
   void embedding_backward(float* dtable, const std::int32_t* ids, const float* dout, Index n,

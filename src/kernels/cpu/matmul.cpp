@@ -38,7 +38,7 @@ void CpuKernels::linear_backward(float* dx, float* dw, const float* dy, const fl
                                  bool accumulate_dx) const {
   if (dx != nullptr) gemm(false, false, n, in, out, 1.0f, dy, out, w, in,
                           accumulate_dx ? 1.0f : 0.0f, dx, in);
-  gemm(true, false, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
+  if (dw != nullptr) gemm(true, false, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
 }
 
 // The bf16 products on the CPU: the operands widened to float32 (exact), then sgemm, which
@@ -53,6 +53,29 @@ void CpuKernels::to_bf16(std::uint16_t* out, const float* in, Index n) const {
 void CpuKernels::linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w,
                                      Index n, Index in, Index out) const {
   linear_forward(y, widen(x, n * in).data(), widen(w, out * in).data(), n, in, out);
+}
+
+void CpuKernels::gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha,
+                           const std::uint16_t* a, Index lda, const std::uint16_t* b, Index ldb, float beta,
+                           float* c, Index ldc) const {
+  if (m == 0 || n == 0) return;
+  // The stored extents of op(A) [m, k] and op(B) [k, n], row-major with their leading dimensions.
+  const auto stored = [](Index rows, Index cols, Index ld) { return rows == 0 ? 0 : (rows - 1) * ld + cols; };
+  const std::vector<float> wa = widen(a, trans_a ? stored(k, m, lda) : stored(m, k, lda));
+  const std::vector<float> wb = widen(b, trans_b ? stored(n, k, ldb) : stored(k, n, ldb));
+  gemm(trans_a, trans_b, m, n, k, alpha, wa.data(), lda, wb.data(), ldb, beta, c, ldc);
+}
+
+void CpuKernels::gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha,
+                           const std::uint16_t* a, Index lda, const std::uint16_t* b, Index ldb, float beta,
+                           std::uint16_t* c, Index ldc) const {
+  if (m == 0 || n == 0) return;
+  const Index extent = (m - 1) * ldc + n;
+  std::vector<float> wc = widen(c, extent);
+  gemm_bf16(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, wc.data(), ldc);
+  for (Index i = 0; i < m; ++i) {
+    for (Index j = 0; j < n; ++j) c[i * ldc + j] = f32_to_bf16(wc[static_cast<std::size_t>(i * ldc + j)]);
+  }
 }
 
 void CpuKernels::linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x,

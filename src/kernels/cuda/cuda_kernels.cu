@@ -65,7 +65,7 @@ void CudaKernels::linear_forward(float* y, const float* x, const float* w, Index
 void CudaKernels::linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, Index n,
                                   Index in, Index out, bool accumulate_dx) const {
   if (dx != nullptr) gemm(false, false, n, in, out, 1.0f, dy, out, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
-  gemm(true, false, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
+  if (dw != nullptr) gemm(true, false, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
 }
 
 void CudaKernels::embedding_forward(float* out, const std::int32_t* ids, const float* table, Index n, Index hidden,
@@ -338,7 +338,7 @@ void CudaKernels::linear_backward_bf16(float* dx, float* dw, const float* dy, st
                                        bool accumulate_dx) const {
   to_bf16(dy16, dy, n * out);
   if (dx != nullptr) gemm_bf16(false, false, n, in, out, 1.0f, dy16, out, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
-  gemm_bf16(true, false, out, in, n, 1.0f, dy16, out, x, in, 1.0f, dw, in);
+  if (dw != nullptr) gemm_bf16(true, false, out, in, n, 1.0f, dy16, out, x, in, 1.0f, dw, in);
 }
 
 void CudaKernels::to_f32(float* out, const std::uint16_t* in, Index n) const {
@@ -349,6 +349,12 @@ void CudaKernels::to_f32(float* out, const std::uint16_t* in, Index n) const {
 void CudaKernels::gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const std::uint16_t* a,
                             Index lda, const std::uint16_t* b, Index ldb, float beta, float* c, Index ldc) const {
   gemm_bf16_to(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, CUDA_R_32F, ldc);
+}
+
+void CudaKernels::gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha,
+                            const std::uint16_t* a, Index lda, const std::uint16_t* b, Index ldb, float beta,
+                            std::uint16_t* c, Index ldc) const {
+  gemm_bf16_to(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, CUDA_R_16BF, ldc);
 }
 
 void CudaKernels::gemm_bf16_to(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha,

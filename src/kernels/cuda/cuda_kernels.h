@@ -148,7 +148,10 @@ class CudaKernels final : public Kernels {
   // Row-major C[m, n] (float32) = alpha op(A) op(B) + beta C with bf16 A and B and float32
   // accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F).
   void gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const std::uint16_t* a,
-                 Index lda, const std::uint16_t* b, Index ldb, float beta, float* c, Index ldc) const;
+                 Index lda, const std::uint16_t* b, Index ldb, float beta, float* c, Index ldc) const override;
+  void gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const std::uint16_t* a,
+                 Index lda, const std::uint16_t* b, Index ldb, float beta, std::uint16_t* c,
+                 Index ldc) const override;
 
  private:
   // Row-major C = alpha op(A) op(B) + beta C for `batch` matrices `stride_*` elements apart.

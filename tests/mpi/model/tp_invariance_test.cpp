@@ -4,6 +4,8 @@
 // with bf16 products.
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include "common/test_util.h"
 #include "common/tiny_model.h"
 #include "core/error.h"
@@ -60,6 +62,7 @@ struct Options {
   std::vector<Sequence> sequences = batch_sequences();
   std::int64_t logits_chunk_rows = 0;
   double tolerance = 1e-5;  // of the log-probabilities (absolute) and of each gradient's largest element
+  LoraConfig lora{};  // rank > 0: the model with LoRA adapters, whose gradients are compared
 };
 
 Run run(const ModelConfig& config, parallel::Communicator& tp, const Options& o = {}) {
@@ -75,9 +78,19 @@ Run run(const ModelConfig& config, parallel::Communicator& tp, const Options& o 
   EXPECT_EQ(transformer.sequence_parallel(), o.sequence_parallel && tp.size() > 1);
   Activations acts;
   Run out;
-  out.token_logprobs =
-      transformer.forward(weights, TokenBatch::pack(o.sequences), acts, true).token_logprobs;
-  ModelWeights grads(config, dims);
+  std::optional<ModelWeights> adapters;
+  if (o.lora.enabled()) {
+    adapters.emplace(ModelWeights::adapters(config, o.lora, dims, StageLayers::whole(config.num_layers)));
+    testing::randomize_matrices(*adapters, 23, o.mixed ? 0.05f : 0.3f);
+    if (o.mixed) adapters->enable_bf16(cpu);
+  }
+  out.token_logprobs = transformer
+                           .forward(weights, TokenBatch::pack(o.sequences), acts, true, {},
+                                    adapters ? &*adapters : nullptr)
+                           .token_logprobs;
+  ModelWeights grads = o.lora.enabled()
+                           ? ModelWeights::adapters(config, o.lora, dims, StageLayers::whole(config.num_layers))
+                           : ModelWeights(config, dims);
   const std::vector<float> dsums = {1.0f, -0.5f, 2.0f, 0.3f};
   transformer.backward(weights, acts, std::span(dsums).first(o.sequences.size()), grads);
   for (const ShardedTensor& g : grads.sharded_state_dict()) out.grads.push_back(gather(g, tp));
@@ -97,13 +110,19 @@ void expect_same_as_tp1(const testing::TinyShape& shape, int tp, const Options& 
                             o.recompute ? ", recompute" : "", o.mixed ? ", bf16" : ""));
   const ModelConfig config = testing::tiny_config(shape);
   parallel::SelfCommunicator self;
-  const Run reference = run(config, self, {false, false, o.mixed, o.sequences});
+  Options one_rank;
+  one_rank.mixed = o.mixed;
+  one_rank.sequences = o.sequences;
+  one_rank.lora = o.lora;
+  const Run reference = run(config, self, one_rank);
   parallel::ProcessGrid grid(mpi_world(), {tp, 1, 0});
   const Run parallel_run = run(config, grid.tp(), o);
 
   testing::expect_close(parallel_run.token_logprobs, reference.token_logprobs, o.tolerance, 1e-6,
                         "token logprobs");
-  const auto names = ModelWeights(config, tp_dims(config, 0, 1)).sharded_state_dict();
+  const auto names = o.lora.enabled()
+                         ? adapter_layout(config, o.lora, tp_dims(config, 0, 1), StageLayers::whole(config.num_layers))
+                         : ModelWeights(config, tp_dims(config, 0, 1)).sharded_state_dict();
   for (std::size_t p = 0; p < reference.grads.size(); ++p) {
     // Per tensor: max |diff| <= 1e-5 max |reference| (elements near 0 carry rounding of the
     // tensor's scale, not their own).
@@ -174,6 +193,34 @@ TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
   testing::TinyShape gemma;
   gemma.family = testing::TinyFamily::Gemma;
   EXPECT_EQ(testing::tiny_config(gemma).embedding_scale(false), 4.0f);  // sqrt(16)
+}
+
+// LoRA adapters split with their projections (model/lora.h): B's rows with a column-parallel
+// projection's, A's columns with a row-parallel one's, the other factor whole on every rank with
+// its gradient all-reduced. Every projection adapted, and q/v alone; with sequence parallelism,
+// recomputation and bf16 products; Qwen3's head norms and Gemma 2's sandwich norms frozen around
+// them.
+TEST(TensorParallel, LoraAdaptersMatchOneRankAtTp2AndTp4) {
+  testing::TinyShape shape;
+  shape.kv_heads = 4;
+  const LoraConfig all = testing::tiny_lora();
+  for (int tp : {2, 4}) expect_same_as_tp1(shape, tp, {.lora = all});
+  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .lora = all});
+  expect_same_as_tp1(shape, 2, {.recompute = true, .lora = all});
+  // bf16: a row-parallel adapter's u = scale x A^T is each rank's partial sum, rounded to bf16 on
+  // its rank before the B product (one rounding of the whole sum at TP 1), and a column-parallel
+  // one's du likewise: differences of 2^-9 relative that flip bf16 roundings downstream (as
+  // Gemma 2's above): measured 9e-3 on a log-probability, 2.5% of a gradient's largest element,
+  // with adapters of std 0.05. A wrong split moves them by O(1); float32 above holds 1e-5.
+  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true, .tolerance = 5e-2, .lora = all});
+  LoraConfig qv = all;
+  qv.targets = parse_lora_targets("q_proj,v_proj", "test");
+  expect_same_as_tp1(shape, 4, {.lora = qv});
+  for (const testing::TinyFamily family : {testing::TinyFamily::Qwen3, testing::TinyFamily::Gemma2}) {
+    SCOPED_TRACE(testing::tiny_family_name(family));
+    shape.family = family;
+    expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .lora = all});
+  }
 }
 
 // The batch's 27 rows split 14 + 13 (one pad row) at TP 2 and 7 + 7 + 7 + 6 at TP 4.

@@ -1,0 +1,97 @@
+#include "model/lora.h"
+
+#include "core/error.h"
+
+namespace spin::model {
+
+namespace {
+constexpr const char* kNames[kLoraTargets] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                              "gate_proj", "up_proj", "down_proj"};
+}  // namespace
+
+const char* lora_target_name(LoraTarget t) { return kNames[static_cast<int>(t)]; }
+
+std::string LoraConfig::targets_text() const {
+  std::string out;
+  for (int t = 0; t < kLoraTargets; ++t) {
+    if (!targets[static_cast<std::size_t>(t)]) continue;
+    if (!out.empty()) out += ',';
+    out += kNames[t];
+  }
+  return out;
+}
+
+void LoraConfig::validate(const char* setting_prefix) const {
+  require(rank >= 0, setting_prefix, "rank = ", rank, ": must be 0 (no adapters) or positive");
+  if (!enabled()) return;
+  require(alpha > 0.0, setting_prefix, "alpha = ", alpha, ": must be positive");
+  require(targets_text() != "", setting_prefix, "targets: no projection to adapt");
+}
+
+std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const char* setting) {
+  std::array<bool, kLoraTargets> out{};
+  if (text == "all-linear") {
+    out.fill(true);
+    return out;
+  }
+  std::size_t at = 0;
+  while (at <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', at), text.size());
+    const std::string word = text.substr(at, comma - at);
+    int found = -1;
+    for (int t = 0; t < kLoraTargets; ++t) {
+      if (word == kNames[t]) found = t;
+    }
+    require(found >= 0, setting, " = \"", text, "\": \"", word,
+            "\" is not a projection (all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+            "down_proj)");
+    out[static_cast<std::size_t>(found)] = true;
+    at = comma + 1;
+  }
+  return out;
+}
+
+void lora_forward(const kernels::Kernels& k, const LoraFactors& w, const LoraFactors& w16, float scale,
+                  const Tensor& x, const Tensor& x16, const Tensor& u, const Tensor& u16, float* y,
+                  std::uint16_t* y16, std::int64_t n, std::int64_t in, std::int64_t out) {
+  const std::int64_t r = w.a.shape()[0];
+  if (!x16.defined()) {
+    k.gemm(false, true, n, r, in, scale, x.f32(), in, w.a.f32(), in, 0.0f, u.f32(), r);
+    k.gemm(false, true, n, out, r, 1.0f, u.f32(), r, w.b.f32(), r, 1.0f, y, out);
+    return;
+  }
+  k.gemm_bf16(false, true, n, r, in, scale, x16.bf16(), in, w16.a.bf16(), in, 0.0f, u.f32(), r);
+  k.to_bf16(u16.bf16(), u.f32(), n * r);
+  if (y16 != nullptr) {
+    k.gemm_bf16(false, true, n, out, r, 1.0f, u16.bf16(), r, w16.b.bf16(), r, 1.0f, y16, out);
+  } else {
+    k.gemm_bf16(false, true, n, out, r, 1.0f, u16.bf16(), r, w16.b.bf16(), r, 1.0f, y, out);
+  }
+}
+
+void lora_backward(const kernels::Kernels& k, const LoraFactors& w, const LoraFactors& w16, float scale,
+                   float* da, float* db, const float* dy, const Tensor& dy16, const Tensor& x, const Tensor& x16,
+                   const Tensor& u, const Tensor& u16, const Tensor& du, const Tensor& du16, float* dx,
+                   std::int64_t n, std::int64_t in, std::int64_t out) {
+  const std::int64_t r = w.a.shape()[0];
+  if (!x16.defined()) {
+    k.gemm(true, false, out, r, n, 1.0f, dy, out, u.f32(), r, 1.0f, db, r);
+    k.gemm(false, false, n, r, out, scale, dy, out, w.b.f32(), r, 0.0f, du.f32(), r);
+    k.gemm(true, false, r, in, n, 1.0f, du.f32(), r, x.f32(), in, 1.0f, da, in);
+    if (dx != nullptr) k.gemm(false, false, n, in, r, 1.0f, du.f32(), r, w.a.f32(), in, 1.0f, dx, in);
+    return;
+  }
+  k.gemm_bf16(true, false, out, r, n, 1.0f, dy16.bf16(), out, u16.bf16(), r, 1.0f, db, r);
+  k.gemm_bf16(false, false, n, r, out, scale, dy16.bf16(), out, w16.b.bf16(), r, 0.0f, du.f32(), r);
+  k.to_bf16(du16.bf16(), du.f32(), n * r);
+  k.gemm_bf16(true, false, r, in, n, 1.0f, du16.bf16(), r, x16.bf16(), in, 1.0f, da, in);
+  if (dx != nullptr) k.gemm_bf16(false, false, n, in, r, 1.0f, du16.bf16(), r, w16.a.bf16(), in, 1.0f, dx, in);
+}
+
+void lora_merge(const kernels::Kernels& k, const Tensor& w, const LoraFactors& f, float scale, std::int64_t in,
+                std::int64_t out) {
+  const std::int64_t r = f.a.shape()[0];
+  k.gemm(false, false, out, in, r, scale, f.b.f32(), r, f.a.f32(), in, 1.0f, w.f32(), in);
+}
+
+}  // namespace spin::model

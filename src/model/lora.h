@@ -1,0 +1,81 @@
+// LoRA (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"; PEFT's LoraConfig):
+// a projection y = x W^T of a frozen base model becomes y = x W^T + s (x A^T) B^T with a trained
+// pair A [rank, in], B [out, rank] and s = alpha / rank. A starts as PEFT draws it (uniform in
+// +-1/sqrt(in): kaiming_uniform_ with a = sqrt(5)), B at zero, so an adapted model starts as its
+// base.
+//
+// Under tensor parallelism an adapter follows its projection's split. A column-parallel
+// projection (q/k/v, gate/up: W's rows split) splits B's rows and keeps A whole on every rank;
+// a row-parallel one (o_proj, down_proj: W's columns split) splits A's columns and keeps B whole.
+// Either way x A^T B^T needs no communication of its own: a column-parallel region's input is
+// every rank's, and a row-parallel product's partial sums join the projection's own all-reduce.
+// The whole (replicated) factor's gradient is each rank's partial sum -- from its rows of B, or its
+// columns of A -- and is all-reduced over TP (LayerGradScratch::lora_replicated).
+//
+// The products run as the projection's do: float32, or with bf16 operands and float32
+// accumulation (mixed precision; the scaled u = s x A^T is rounded to bf16 as the second product's
+// input, and a bf16 output -- q/k/v, gate/up -- takes the adapter's term in one rounding of the sum,
+// as PEFT under autocast adds the bf16 outputs of base and adapter).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "core/tensor.h"
+#include "kernels/kernels.h"
+
+namespace spin::model {
+
+// The projections an adapter may target, in the layer's order.
+enum class LoraTarget { Q, K, V, O, Gate, Up, Down };
+inline constexpr int kLoraTargets = 7;
+// PEFT's target_modules name: "q_proj", ..., "down_proj".
+const char* lora_target_name(LoraTarget t);
+// Whether the target's projection is row-parallel (o_proj, down_proj).
+inline bool lora_row_parallel(LoraTarget t) { return t == LoraTarget::O || t == LoraTarget::Down; }
+
+struct LoraConfig {
+  std::int64_t rank = 0;  // 0: no adapters, full fine-tuning
+  double alpha = 16.0;
+  std::array<bool, kLoraTargets> targets{};
+
+  bool enabled() const { return rank > 0; }
+  bool targets_(LoraTarget t) const { return targets[static_cast<std::size_t>(t)]; }
+  float scale() const { return static_cast<float>(alpha / static_cast<double>(rank)); }
+  // "q_proj,k_proj,..." in the layer's order (the form parse_lora_targets reads).
+  std::string targets_text() const;
+  // Throws naming `setting_prefix` ("lora.") for a negative rank, a non-positive alpha, or a rank
+  // without targets.
+  void validate(const char* setting_prefix) const;
+};
+
+// "all-linear" (PEFT's name for every projection) or a comma-separated list of target names;
+// throws naming `setting` for another word or an empty list.
+std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const char* setting);
+
+// One adapter's factors (float32, or their bf16 copies).
+struct LoraFactors {
+  Tensor a, b;  // [rank, in], [out, rank] (this rank's shards)
+};
+
+// The adapted projection's term, for n rows: u = scale * x A^T (saved: float32 u, or in mixed
+// precision u16 = bf16 of u computed into the float32 scratch u), then y += u B^T into the float32
+// output y or, when y16 is given, into the bf16 output y16 (one rounding of the sum). x: x or x16.
+void lora_forward(const kernels::Kernels& k, const LoraFactors& w, const LoraFactors& w16, float scale,
+                  const Tensor& x, const Tensor& x16, const Tensor& u, const Tensor& u16, float* y,
+                  std::uint16_t* y16, std::int64_t n, std::int64_t in, std::int64_t out);
+
+// Its backward from dy ([n, out] float32; in mixed precision dy16 holds bf16(dy), as the
+// projection's own backward leaves it): dB += dy^T u, du = scale dy B (scratch, and du16 its bf16
+// in mixed precision), dA += du^T x, dx += du A (dx may be null).
+void lora_backward(const kernels::Kernels& k, const LoraFactors& w, const LoraFactors& w16, float scale,
+                   float* da, float* db, const float* dy, const Tensor& dy16, const Tensor& x, const Tensor& x16,
+                   const Tensor& u, const Tensor& u16, const Tensor& du, const Tensor& du16, float* dx,
+                   std::int64_t n, std::int64_t in, std::int64_t out);
+
+// W += scale B A: the adapter merged into its projection's shard (the same split), float32.
+void lora_merge(const kernels::Kernels& k, const Tensor& w, const LoraFactors& f, float scale, std::int64_t in,
+                std::int64_t out);
+
+}  // namespace spin::model
