@@ -26,6 +26,7 @@
 #include "app/runtime.h"
 #include "app/stop_signals.h"
 #include "app/train_config.h"
+#include "app/train_files.h"
 #include "app/train_metrics.h"
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
@@ -45,85 +46,6 @@ namespace spin::app {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::vector<double> parse_lambdas(const std::string& text) {
-  std::vector<double> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    std::size_t used = 0;
-    double v = 0.0;
-    try {
-      v = std::stod(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    require(used != 0 && used == item.size(), "spin.kl_penalty \"", text,
-            "\" is not a number or a comma-separated list of numbers");
-    out.push_back(v);
-  }
-  require(!out.empty(), "spin.kl_penalty is empty");
-  return out;
-}
-
-DType parse_dtype_name(const std::string& name) {
-  if (name == "f32") return DType::F32;
-  if (name == "bf16") return DType::BF16;
-  if (name == "f16") return DType::F16;
-  fail("checkpoint.save_dtype \"", name, "\" is not f32, bf16 or f16");
-}
-
-// Writes the policy as a Hugging Face directory (replica 0 gathers; rank 0 writes) and copies
-// the tokenizer beside it.
-void save_policy(const std::string& dir, const TrainConfig& c, const model::ModelConfig& config,
-                 const model::ModelWeights& policy, const parallel::ProcessGrid& grid, DType dtype) {
-  // A multimodal model.path (Gemma 3, Mistral Small 3.1, Qwen2.5-VL) is written back whole, its language model trained.
-  if (grid.dp_rank() == 0) {
-    ckpt::save_hf_model(dir, config.json_text, policy.sharded_state_dict(), grid.mp(), dtype, model::hf_layout(config),
-                        c.model_path);
-  }
-  if (grid.world_rank() == 0) copy_tokenizer_files(c.model_path, dir);
-  grid.world().barrier();
-}
-
-// spin.save_generations: an iteration's synthetic data set -- every example's ground truth and
-// generated response -- as token-id SPIN records (data/examples.h reads them with
-// spin.generations = data), with their text when there is a tokenizer; written to a temporary
-// name and renamed.
-void write_generations(const fs::path& path, const std::vector<data::Example>& examples,
-                       const std::vector<train::SpinTrainer::IterationResponse>& responses,
-                       const data::Tokenizer* tokenizer) {
-  fs::create_directories(path.parent_path());
-  const fs::path partial = path.string() + ".partial";
-  {
-    std::ofstream out(partial);
-    require(out.good(), partial.string(), ": cannot create");
-    for (std::size_t i = 0; i < examples.size(); ++i) {
-      const data::Example& e = examples[i];
-      out << "{\"prompt\": " << data::jsonl::ids_literal(e.prompt) << ", \"response\": "
-          << data::jsonl::ids_literal(e.response) << ", \"generated\": " << data::jsonl::ids_literal(responses[i].tokens)
-          << ", \"capped\": " << (responses[i].capped ? "true" : "false");
-      if (tokenizer != nullptr) {
-        out << ", \"prompt_text\": " << data::jsonl::quoted(tokenizer->decode(e.prompt))
-            << ", \"response_text\": " << data::jsonl::quoted(tokenizer->decode(e.response))
-            << ", \"generated_text\": " << data::jsonl::quoted(tokenizer->decode(responses[i].tokens));
-      }
-      out << "}\n";
-    }
-    require(out.good(), partial.string(), ": write failed");
-  }
-  fs::rename(partial, path);
-}
-
-// The checkpoint to start from: checkpoint.load (a checkpoint, or a save directory with a
-// `latest`), else <save_dir>/latest under checkpoint.resume; "" to start from model.path.
-std::string checkpoint_to_load(const TrainConfig& c) {
-  if (!c.load.empty()) {
-    require(fs::is_directory(c.load), "checkpoint.load ", c.load, ": no such directory");
-    return fs::exists(fs::path(c.load) / "latest") ? ckpt::latest_checkpoint(c.load) : c.load;
-  }
-  return c.resume ? ckpt::latest_checkpoint(c.save_dir) : "";
-}
 
 }  // namespace
 
@@ -148,6 +70,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   std::vector<train::LrSchedule> schedules;  // one for the run, or per iteration (optim.reset_each_iteration)
   DType save_dtype = DType::F32;
   train::OptimizerAlgorithm optimizer_algorithm = train::OptimizerAlgorithm::AdamW;
+  model::LoraConfig lora;
   const char* template_name = "";
   std::optional<ProfileWindow> profile_window;
   parallel::run_collectively(world, [&] {
@@ -159,6 +82,12 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     save_dtype = parse_dtype_name(c.save_dtype);
     optimizer_algorithm = train::parse_optimizer_algorithm(c.optimizer, "optim.name");
     require(c.rmsprop_alpha >= 0.0f && c.rmsprop_alpha < 1.0f, "optim.alpha must be in [0, 1), got ", c.rmsprop_alpha);
+    lora.rank = c.lora_rank;
+    lora.alpha = c.lora_alpha;
+    lora.targets = model::parse_lora_targets(c.lora_targets, "lora.targets");
+    lora.validate("lora.");
+    require(!lora.enabled() || !c.ref_offload, "spin.ref_offload with lora.rank ", lora.rank,
+            ": a LoRA run holds one model, the reference, and the policy is it + the adapters: nothing to offload");
     tokenizer = load_tokenizer(c.model_path, mc);
     // Every sample must leave room for a generated response of max_new_tokens.
     data::LengthLimits limits;
@@ -261,11 +190,23 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
 
   const model::ModelConfig& mc = shard->config;
   const std::int64_t pad = c.distributed_optimizer ? grid.dp_size() : 1;
-  model::ModelWeights policy(mc, shard->dims, shard->stage, pad, runtime.device());
-  model::ModelWeights grads(mc, shard->dims, shard->stage, pad, runtime.device());
   // spin.ref_offload: the reference's values in host memory (no bf16 copy: the policy's
   // buffers hold it while it works, train/spin_trainer.h).
   model::ModelWeights reference(mc, shard->dims, shard->stage, pad, c.ref_offload ? Device::Cpu : runtime.device());
+  // lora.rank: one model in memory, the reference, frozen; the policy is it + the adapters, the
+  // only trained parameters (the gradients and the optimizer's state are theirs).
+  std::optional<model::ModelWeights> own_policy, adapters;
+  if (lora.enabled()) {
+    adapters.emplace(model::ModelWeights::adapters(mc, lora, shard->dims, shard->stage, pad, runtime.device()));
+  } else {
+    own_policy.emplace(mc, shard->dims, shard->stage, pad, runtime.device());
+  }
+  model::ModelWeights& policy = lora.enabled() ? reference : *own_policy;
+  model::ModelWeights& trained = lora.enabled() ? *adapters : policy;
+  model::ModelWeights grads =
+      lora.enabled() ? model::ModelWeights::adapters(mc, lora, shard->dims, shard->stage, pad, runtime.device())
+                     : model::ModelWeights(mc, shard->dims, shard->stage, pad, runtime.device());
+  model::ModelWeights* const adapters_or_null = adapters ? &*adapters : nullptr;
 
   const kernels::Kernels& k = runtime.kernels();
   model::Transformer transformer(mc, shard->dims, shard->stage, grid.tp(), k);
@@ -284,7 +225,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   oc.distributed = c.distributed_optimizer;
   oc.overlap_grad_reduce = c.overlap_grad_reduce;
   oc.max_nonfinite_in_a_row = c.max_nonfinite_steps;
-  train::Optimizer optimizer(oc, grid, policy, grads, k);
+  train::Optimizer optimizer(oc, grid, trained, grads, k);
 
   // ---- the starting point: a checkpoint (any layout), or model.path ------------------------
   train::RunPosition at;
@@ -297,18 +238,22 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     loaded = checkpoint_to_load(c);
     if (loaded.empty()) {
       ckpt::HfReader(c.model_path, model::hf_layout(mc)).load(policy.sharded_state_dict());
-      reference.copy_from(policy);
+      if (adapters) adapters->init_random(train::SpinTrainer::adapter_seed(spin.seed, 0), 0.0f);
+      if (&reference != &policy) reference.copy_from(policy);
       return;
     }
     const ckpt::CheckpointReader reader(loaded);
     train::load_weights(reader, "policy", policy);
     const auto groups = reader.groups();
     if (std::find(groups.begin(), groups.end(), "reference") != groups.end()) {
-      train::load_weights(reader, "reference", reference);
-    } else {
+      train::load_weights(reader, "reference", reference);  // LoRA: the base, over the merged policy
+    } else if (&reference != &policy) {
       reference.copy_from(policy);  // saved at an iteration's end, or weights only
     }
-    if (!reader.has_attribute("training_state")) return;  // weights only: a fresh run from them
+    if (!reader.has_attribute("training_state")) {  // weights only: a fresh run from them
+      if (adapters) adapters->init_random(train::SpinTrainer::adapter_seed(spin.seed, 0), 0.0f);
+      return;
+    }
     if (reader.has_attribute("config")) changed = changed_settings(reader.attribute("config"), c.to_ini());
     nlohmann::json state;
     try {
@@ -321,6 +266,12 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       same("global_batch_size", c.global_batch_size, "prompts per step (spin.global_batch_size)");
       same("steps_per_epoch", shape.steps_per_epoch(0), "steps per epoch (the train file or batch size differ)");
       same("epochs", c.epochs, "epochs per iteration (spin.max_epochs)");
+      const std::string their_lora = state.value("lora", "");
+      const std::string our_lora = lora_text(lora);
+      require(their_lora == our_lora, loaded, " was saved by a run ",
+              their_lora.empty() ? "without LoRA" : "with LoRA " + their_lora, "; this run is ",
+              our_lora.empty() ? "without LoRA" : "with LoRA " + our_lora, ": its trained parameters differ");
+      if (adapters) train::load_weights(reader, "lora", *adapters);
       const bool mixed = state.value("mix_previous_iteration", false);
       require(mixed == c.mix_previous_iteration, loaded, " was saved by a run ", mixed ? "with" : "without",
               " spin.mix_previous_iteration; this run is ", c.mix_previous_iteration ? "with" : "without",
@@ -344,7 +295,9 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   });
   runtime.prepare(policy);  // after loading: their bf16 copies are made from the loaded values
   if (!c.ref_offload) runtime.prepare(reference);
-  train::SpinTrainer trainer(grid, transformer, policy, grads, reference, optimizer, train_data.examples, spin);
+  if (adapters) runtime.prepare(*adapters);
+  train::SpinTrainer trainer(grid, transformer, policy, grads, reference, optimizer, train_data.examples, spin,
+                             adapters_or_null);
   const bool cache_restored = !saved_cache.empty() && trainer.restore_reuse_cache(saved_cache, at.iteration);
   const bool ref_sums_restored = !saved_ref_sums.empty() && trainer.restore_ref_logprobs_cache(saved_ref_sums, at.iteration);
   // Past the first iteration a mixing run trains on the previous iteration's responses, whose
@@ -354,7 +307,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
           loaded, " does not hold iteration ", at.iteration, "'s generated responses, which iteration ", at.iteration + 1,
           " trains on with spin.mix_previous_iteration (spin/previous_responses; saved by every checkpoint of a mixing "
           "run past its first iteration)");
-  generate::Generator policy_generator(grid, transformer, policy);
+  generate::Generator policy_generator(grid, transformer, policy, adapters_or_null);
   if (root && c.pregenerate) {
     // spin.pregenerate's long call: a line at every tenth of this replica's share, once it has
     // run for 5 s (short calls, as the left-out samples' of a later epoch, say nothing).
@@ -438,7 +391,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         // The random streams are counter-based, keyed by these seeds and the position above.
         {"data_seed", c.data_seed}, {"shuffle", c.shuffle}, {"sampling_seed", c.sampling_seed},
         {"kl_penalty", spin.kl_penalty}, {"loss", c.loss}, {"label_smoothing", c.label_smoothing},
-        {"sft_loss_weight", c.sft_loss_weight}, {"average_log_probs", c.average_log_probs}};
+        {"sft_loss_weight", c.sft_loss_weight}, {"average_log_probs", c.average_log_probs},
+        {"lora", lora_text(lora)}};
     const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
                                         {"distributed_optimizer", c.distributed_optimizer}};
     const std::vector<std::string> extra = tokenizer_files(c.model_path);
@@ -455,8 +409,21 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       const auto n = static_cast<std::int64_t>(values->size());
       trainer_caches.push_back({"spin", name, {n}, {0}, {n}, values->data()});
     }
-    saver.save(c.save_dir, step, grid, policy, with_reference ? &reference : nullptr, &optimizer,
-               c.distributed_optimizer,
+    // LoRA: the policy written is the merged model (every tool reads it as a model), the
+    // reference the base, and the adapters besides ("lora"), which a resumed run trains on.
+    std::optional<model::ModelWeights> merged;
+    Tensor adapters_host;
+    if (adapters) {
+      merged.emplace(train::merged_on_host(mc, shard->dims, shard->stage, pad, reference, *adapters));
+      adapters_host = host_readable(adapters->flat());
+      if (grid.dp_rank() == 0) {
+        for (ckpt::PieceWrite& piece : train::weight_pieces("lora", *adapters, adapters_host)) {
+          trainer_caches.push_back(std::move(piece));
+        }
+      }
+    }
+    saver.save(c.save_dir, step, grid, merged ? *merged : policy, with_reference ? &reference : nullptr,
+               &optimizer, c.distributed_optimizer,
                {{"training_state", state.dump()}, {"model_config", mc.json_text}, {"layout", layout_json.dump()},
                 {"config", c.to_ini()}},
                c.keep_last, extra, trainer_caches);
@@ -563,7 +530,6 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     // reference, the policy saved, then the reference becomes the policy (a local copy).
     if (c.validation_interval == 0) validate(iteration, epoch - 1, step, step * c.global_batch_size);
     const std::string dir = (fs::path(c.save_dir) / ("iteration_" + std::to_string(iteration + 1))).string();
-    save_policy(dir, c, mc, policy, grid, save_dtype);
     if (c.save_generations) {
       const auto responses = trainer.iteration_responses();  // collective: the left-out ones generated
       const fs::path file = fs::path(c.save_dir) / "generations" / cat("iteration_", iteration + 1, ".jsonl");
@@ -574,7 +540,9 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       }
     }
     trainer.sync_reference();
-    if (c.reset_each_iteration) optimizer.reset_state();  // the next iteration a run of its own
+    save_policy(dir, c, mc, policy, grid, save_dtype);  // = the reference now (LoRA: the adapters merged)
+    // The next iteration a run of its own; LoRA's fresh adapters have no history either.
+    if (c.reset_each_iteration || lora.enabled()) optimizer.reset_state();
     if (root) std::printf("spin train: iteration %lld done, wrote %s\n", static_cast<long long>(iteration + 1), dir.c_str());
     save(false);
   }

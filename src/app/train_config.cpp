@@ -165,6 +165,13 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("optim.overlap_grad_reduce", &c.overlap_grad_reduce,
         "start each layer's DP gradient reduction as soon as the backward is done with it");
   t.add("optim.max_nonfinite_steps", &c.max_nonfinite_steps, "stop after this many non-finite steps in a row");
+  t.add("lora.rank", &c.lora_rank,
+        "LoRA: train adapters of this rank on the frozen model (0: full fine-tuning); each iteration's adapters are "
+        "merged into the reference at its end");
+  t.add("lora.alpha", &c.lora_alpha, "LoRA's alpha: the adapters' output scaled by alpha / rank");
+  t.add("lora.targets", &c.lora_targets,
+        "the adapted projections: all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+        "down_proj");
   t.add("parallel.tp", &c.tp, "tensor-parallel size");
   t.add("parallel.pp", &c.pp, "pipeline-parallel size (data-parallel = world / (tp x pp))");
   t.add("parallel.pp_layers", &c.pp_layers, "layers per pipeline stage, e.g. 3,5 (empty: even)");

@@ -65,6 +65,10 @@ struct TrainConfig {
   bool recompute_activations = false;
   bool sequence_parallel = false;
   std::int64_t logits_chunk_rows = 0;
+  // [lora]
+  std::int64_t lora_rank = 0;  // 0: full fine-tuning
+  double lora_alpha = 16.0;
+  std::string lora_targets = "all-linear";
   // [sampling]
   bool greedy = false;
   float temperature = 1.0f, top_p = 1.0f, repetition_penalty = 1.0f, min_p = 0.0f;

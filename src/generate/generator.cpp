@@ -320,8 +320,8 @@ void check_step_tokens(std::int64_t max_tokens, std::int64_t in_flight, int stag
 }
 
 Generator::Generator(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
-                     const model::ModelWeights& weights)
-    : grid_(grid), transformer_(transformer), weights_(weights) {}
+                     const model::ModelWeights& weights, const model::ModelWeights* adapters)
+    : grid_(grid), transformer_(transformer), weights_(weights), adapters_(adapters) {}
 
 std::vector<Generation> Generator::generate(const std::vector<std::vector<std::int32_t>>& prompts,
                                             const std::vector<std::uint64_t>& sample_ids,
@@ -411,7 +411,8 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
       const auto model_start = std::chrono::steady_clock::now();
       {
         const profile::Range range("model call", "sequences", static_cast<std::int64_t>(seqs.size()));
-        transformer_.forward_cached(weights_, model::TokenBatch::pack(seqs), step.slots, cache, acts, input, sampled);
+        transformer_.forward_cached(weights_, model::TokenBatch::pack(seqs), step.slots, cache, acts, input, sampled,
+                                    adapters_);
       }
       stats_.model_seconds += seconds_since(model_start);
       for (std::size_t i = 0; i < step.slots.size(); ++i) {

@@ -87,8 +87,9 @@ void check_step_tokens(std::int64_t max_tokens, std::int64_t in_flight, int stag
 
 class Generator {
  public:
+  // `adapters`: LoRA adapters the model runs with (model/lora.h; the policy of a LoRA run).
   Generator(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
-            const model::ModelWeights& weights);
+            const model::ModelWeights& weights, const model::ModelWeights* adapters = nullptr);
 
   // Responses to `prompts`; sample_ids[i] keys prompt i's sampling noise (use its index in the
   // data set). Collective over this data-parallel replica (its TP x PP ranks); every rank
@@ -104,6 +105,7 @@ class Generator {
   const parallel::ProcessGrid& grid_;
   const model::Transformer& transformer_;
   const model::ModelWeights& weights_;
+  const model::ModelWeights* adapters_;
   GenerationStats stats_;
 };
 

@@ -78,6 +78,13 @@ void Transformer::check_stage_weights(const ModelWeights& w) const {
           device_name(device()));
 }
 
+void Transformer::check_adapters(const ModelWeights& w, const ModelWeights* adapters) const {
+  if (adapters == nullptr) return;
+  require(adapters->is_adapters() && adapters->layers.size() == w.layers.size() &&
+              adapters->has_bf16() == w.has_bf16() && adapters->device() == w.device(),
+          "LoRA adapters of another shard, precision or device than the model's weights");
+}
+
 void Transformer::stage_input(const ModelWeights& w, const Activations& a,
                               std::span<const float> input, float* x0) const {
   const BatchGeometry b = geometry(a);
@@ -124,11 +131,7 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
                                    Activations& a, bool for_backward,
                                    std::span<const float> input, const ModelWeights* adapters) const {
   check_stage_weights(w);
-  if (adapters) {
-    require(adapters->is_adapters() && adapters->layers.size() == w.layers.size() &&
-                adapters->has_bf16() == w.has_bf16() && adapters->device() == w.device(),
-            "LoRA adapters of another shard, precision or device than the model's weights");
-  }
+  check_adapters(w, adapters);
   start(batch, a);
   a.adapters = adapters;
   const LoraConfig lora = adapters ? adapters->lora() : LoraConfig{};
@@ -178,8 +181,9 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
 void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
                                  std::span<const std::int64_t> slots, KvCache& cache,
                                  Activations& a, std::span<const float> input,
-                                 std::span<const std::int64_t> sampled) const {
+                                 std::span<const std::int64_t> sampled, const ModelWeights* adapters) const {
   check_stage_weights(w);
+  check_adapters(w, adapters);
   const std::int64_t n = batch.rows();
   const std::int64_t h = dims_.hidden;
   const std::int64_t num_seqs = batch.num_seqs();
@@ -209,12 +213,12 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   start(batch, a);
   a.arrays.upload_generation(cache_rows, last, device());
   a.sequence_parallel = false;  // generation's rows are few: not worth splitting
-  a.adapters = nullptr;         // generation runs the reference: a model without adapters
+  a.adapters = adapters;
   const BatchGeometry b = geometry(a);
   a.for_backward = false;
   a.recompute = false;
   a.layers.resize(1);
-  a.layers[0].allocate(dims_, b, 0, device(), w.has_bf16(), config_);
+  a.layers[0].allocate(dims_, b, 0, device(), w.has_bf16(), config_, adapters ? adapters->lora() : LoraConfig{});
   a.stage_output = a.output_storage.carve(device(), {{n, h}})[0];
   stage_input(w, a, input, a.layers[0].x_in.f32());
   const KvCacheView where{nullptr, nullptr, cache.bf16(), cache.capacity(),

@@ -138,10 +138,11 @@ class Transformer {
   // stage leaves in acts.head.logits [sampled.size(), vocab_rows] this rank's shard of the
   // logits of the last row of each sequence listed in `sampled` (indices into the batch, in
   // increasing order) -- the next token's distribution; a prompt prefilled in chunks needs none
-  // until its last chunk.
+  // until its last chunk. With `adapters`, as forward()'s.
   void forward_cached(const ModelWeights& weights, const TokenBatch& batch,
                       std::span<const std::int64_t> slots, KvCache& cache, Activations& acts,
-                      std::span<const float> input, std::span<const std::int64_t> sampled) const;
+                      std::span<const float> input, std::span<const std::int64_t> sampled,
+                      const ModelWeights* adapters = nullptr) const;
 
   // Accumulates into `grads` the gradient of the loss -- with the forward's adapters, into the
   // adapters' gradients (`grads` of their layout), else into the weights'. `grad` is, on the last stage, d loss /
@@ -160,6 +161,7 @@ class Transformer {
   // Checks the batch's positions and tokens; returns its longest sequence's end (positions used).
   std::int64_t validate(const TokenBatch& batch) const;
   void check_stage_weights(const ModelWeights& weights) const;
+  void check_adapters(const ModelWeights& weights, const ModelWeights* adapters) const;
   // Validates `batch` and makes it acts' batch, its arrays on the device.
   void start(const TokenBatch& batch, Activations& acts) const;
   // Fills x0 with the stage's input: the embedded tokens (first stage) or `input`.

@@ -6,23 +6,13 @@
 #include <string_view>
 
 #include "checkpoint/shard_rectangles.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "core/error.h"
 #include "parallel/job_errors.h"
 
 namespace spin::train {
 
 namespace {
-
-// Pieces pointing into `host`, a host copy of w's flat buffer (w's own on the CPU path).
-void add_weights(std::vector<ckpt::PieceWrite>& pieces, const std::string& group,
-                 const model::ModelWeights& w, const Tensor& host) {
-  for (const ShardedTensor& t : w.sharded_state_dict()) {
-    if (!t.primary) continue;
-    const ckpt::ShardRectangle r = ckpt::shard_rectangle(t);
-    pieces.push_back({group, t.name, t.global_shape, r.start, r.count,
-                      host.f32() + w.offset_of(t.local) + r.local_offset});
-  }
-}
 
 // This rank's pieces of a checkpoint: they point into `hosts` (host copies of device buffers,
 // kept alive by the caller) or into the CPU path's live buffers.
@@ -33,10 +23,10 @@ std::vector<ckpt::PieceWrite> checkpoint_pieces(const parallel::ProcessGrid& gri
   std::vector<ckpt::PieceWrite> pieces = extra;
   if (grid.dp_rank() == 0) {
     hosts.push_back(host_readable(policy.flat()));
-    add_weights(pieces, "policy", policy, hosts.back());
+    for (ckpt::PieceWrite& p : weight_pieces("policy", policy, hosts.back())) pieces.push_back(std::move(p));
     if (reference) {
       hosts.push_back(host_readable(reference->flat()));
-      add_weights(pieces, "reference", *reference, hosts.back());
+      for (ckpt::PieceWrite& p : weight_pieces("reference", *reference, hosts.back())) pieces.push_back(std::move(p));
     }
   }
   if (optimizer && (distributed_optimizer || grid.dp_rank() == 0)) {
@@ -50,6 +40,30 @@ std::string shard_file(const parallel::ProcessGrid& grid) {
 }
 
 }  // namespace
+
+std::vector<ckpt::PieceWrite> weight_pieces(const std::string& group, const model::ModelWeights& w,
+                                            const Tensor& host) {
+  std::vector<ckpt::PieceWrite> pieces;
+  for (const ShardedTensor& t : w.sharded_state_dict()) {
+    if (!t.primary) continue;
+    const ckpt::ShardRectangle r = ckpt::shard_rectangle(t);
+    pieces.push_back({group, t.name, t.global_shape, r.start, r.count,
+                      host.f32() + w.offset_of(t.local) + r.local_offset});
+  }
+  return pieces;
+}
+
+model::ModelWeights merged_on_host(const model::ModelConfig& config, const model::TpDims& dims,
+                                   const model::StageLayers& stage, std::int64_t pad_multiple,
+                                   const model::ModelWeights& base, const model::ModelWeights& adapters) {
+  model::ModelWeights merged(config, dims, stage, pad_multiple, Device::Cpu);
+  merged.copy_from(base);
+  model::ModelWeights host_adapters =
+      model::ModelWeights::adapters(config, adapters.lora(), dims, stage, pad_multiple, Device::Cpu);
+  host_adapters.copy_from(adapters);
+  host_adapters.merge_into(merged, kernels::CpuKernels());
+  return merged;
+}
 
 void save_checkpoint(const std::string& save_dir, std::int64_t step,
                      const parallel::ProcessGrid& grid, const model::ModelWeights& policy,

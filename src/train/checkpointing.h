@@ -74,7 +74,18 @@ class CheckpointSaver {
   std::exception_ptr error_;
 };
 
-// This rank's shards of group `group` ("policy", "reference") into `weights`.
+// Pieces of w's primary shards as group `group`, pointing into `host`: a host copy of w's flat
+// buffer (host_readable), alive until they are written.
+std::vector<ckpt::PieceWrite> weight_pieces(const std::string& group, const model::ModelWeights& w,
+                                            const Tensor& host);
+
+// LoRA: the policy a checkpoint holds -- `base` with `adapters` merged (W + scale B A) -- in host
+// memory, of base's layout (the arguments it was made with).
+model::ModelWeights merged_on_host(const model::ModelConfig& config, const model::TpDims& dims,
+                                   const model::StageLayers& stage, std::int64_t pad_multiple,
+                                   const model::ModelWeights& base, const model::ModelWeights& adapters);
+
+// This rank's shards of group `group` ("policy", "reference", "lora") into `weights`.
 void load_weights(const ckpt::CheckpointReader& reader, const std::string& group,
                   model::ModelWeights& weights);
 

@@ -7,9 +7,9 @@ namespace spin::train {
 namespace {
 class ScoringStage final : public parallel::PipelineStage {
  public:
-  ScoringStage(const model::Transformer& t, const model::ModelWeights& w,
+  ScoringStage(const model::Transformer& t, const model::ModelWeights& w, const model::ModelWeights* adapters,
                const std::vector<model::TokenBatch>& batches)
-      : t_(t), w_(w), batches_(batches), sums_(batches.size()) {}
+      : t_(t), w_(w), adapters_(adapters), batches_(batches), sums_(batches.size()) {}
 
   Device device() const override { return t_.device(); }
   std::size_t boundary_size(int mb) const override {
@@ -17,7 +17,7 @@ class ScoringStage final : public parallel::PipelineStage {
   }
   std::span<const float> forward(int mb, std::span<const float> input) override {
     const model::ForwardResult r =
-        t_.forward(w_, batches_[static_cast<std::size_t>(mb)], acts_, false, input);
+        t_.forward(w_, batches_[static_cast<std::size_t>(mb)], acts_, false, input, adapters_);
     if (t_.stage().last) {
       sums_[static_cast<std::size_t>(mb)] = r.sequence_logprobs;
       return {};
@@ -31,6 +31,7 @@ class ScoringStage final : public parallel::PipelineStage {
  private:
   const model::Transformer& t_;
   const model::ModelWeights& w_;
+  const model::ModelWeights* adapters_;
   const std::vector<model::TokenBatch>& batches_;
   model::Activations acts_;  // one set: each micro-batch is sent on before the next starts
   std::vector<std::vector<float>> sums_;
@@ -40,8 +41,9 @@ class ScoringStage final : public parallel::PipelineStage {
 std::vector<std::vector<float>> score_pipelined(const parallel::ProcessGrid& grid,
                                                 const model::Transformer& transformer,
                                                 const model::ModelWeights& weights,
-                                                const std::vector<model::TokenBatch>& micro_batches) {
-  ScoringStage stage(transformer, weights, micro_batches);
+                                                const std::vector<model::TokenBatch>& micro_batches,
+                                                const model::ModelWeights* adapters) {
+  ScoringStage stage(transformer, weights, adapters, micro_batches);
   parallel::forward_pipelining(grid.pp(), static_cast<int>(micro_batches.size()), stage);
   return stage.take();
 }

@@ -11,10 +11,12 @@
 namespace spin::train {
 
 // Returns, on the last pipeline stage, each micro-batch's sequence_logprobs (empty vectors on
-// the other stages). Collective over the pipeline group.
+// the other stages). Collective over the pipeline group. `adapters`: LoRA adapters the model
+// runs with (the policy of a LoRA run).
 std::vector<std::vector<float>> score_pipelined(const parallel::ProcessGrid& grid,
                                                 const model::Transformer& transformer,
                                                 const model::ModelWeights& weights,
-                                                const std::vector<model::TokenBatch>& micro_batches);
+                                                const std::vector<model::TokenBatch>& micro_batches,
+                                                const model::ModelWeights* adapters = nullptr);
 
 }  // namespace spin::train

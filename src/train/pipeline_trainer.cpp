@@ -37,9 +37,10 @@ class Timer {
 class ModelStage final : public parallel::PipelineStage {
  public:
   ModelStage(const model::Transformer& transformer, const model::ModelWeights& weights,
-             model::ModelWeights& grads, const std::vector<model::TokenBatch>& micro_batches,
-             SequenceLoss& loss, std::vector<model::Activations>& pool, Optimizer& optimizer)
-      : t_(transformer), w_(weights), g_(grads), batches_(micro_batches), loss_(loss),
+             const model::ModelWeights* adapters, model::ModelWeights& grads,
+             const std::vector<model::TokenBatch>& micro_batches, SequenceLoss& loss,
+             std::vector<model::Activations>& pool, Optimizer& optimizer)
+      : t_(transformer), w_(weights), adapters_(adapters), g_(grads), batches_(micro_batches), loss_(loss),
         pool_(pool), optimizer_(optimizer), dsums_(micro_batches.size()) {}
 
   Device device() const override { return t_.device(); }
@@ -50,7 +51,7 @@ class ModelStage final : public parallel::PipelineStage {
   std::span<const float> forward(int mb, std::span<const float> input) override {
     const Timer timer(compute_seconds_);
     model::Activations& acts = slot(mb);
-    const model::ForwardResult r = t_.forward(w_, batch(mb), acts, true, input);
+    const model::ForwardResult r = t_.forward(w_, batch(mb), acts, true, input, adapters_);
     peak_live_ = std::max(peak_live_, ++live_);
     if (!t_.stage().last) return {acts.stage_output.f32(), boundary_size(mb)};
     auto& dsums = dsums_[static_cast<std::size_t>(mb)];
@@ -81,6 +82,7 @@ class ModelStage final : public parallel::PipelineStage {
 
   const model::Transformer& t_;
   const model::ModelWeights& w_;
+  const model::ModelWeights* adapters_;
   model::ModelWeights& g_;
   const std::vector<model::TokenBatch>& batches_;
   SequenceLoss& loss_;
@@ -98,8 +100,8 @@ class ModelStage final : public parallel::PipelineStage {
 PipelineTrainer::PipelineTrainer(const parallel::ProcessGrid& grid,
                                  const model::Transformer& transformer,
                                  model::ModelWeights& weights, model::ModelWeights& grads,
-                                 Optimizer& optimizer)
-    : grid_(grid), transformer_(transformer), weights_(weights), grads_(grads),
+                                 Optimizer& optimizer, const model::ModelWeights* adapters)
+    : grid_(grid), transformer_(transformer), weights_(weights), adapters_(adapters), grads_(grads),
       optimizer_(optimizer) {}
 
 StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_batches,
@@ -111,7 +113,7 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
   pool_.resize(static_cast<std::size_t>(std::min(grid_.pp_size() - grid_.pp_rank(), m)));
 
   grads_.zero();
-  ModelStage stage(transformer_, weights_, grads_, micro_batches, loss, pool_, optimizer_);
+  ModelStage stage(transformer_, weights_, adapters_, grads_, micro_batches, loss, pool_, optimizer_);
   const auto pipeline_start = Clock::now();
   {
     const profile::Range range("1F1B", "micro_batches", m);
@@ -121,9 +123,10 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
   peak_live_ = stage.peak_live();
 
   // Tied embeddings: the first stage's lookup table and the last stage's LM head are one
-  // parameter; each holds part of its gradient.
+  // parameter; each holds part of its gradient (none when it is frozen: LoRA's base).
   const model::StageLayers& s = transformer_.stage();
-  if (transformer_.config().tie_word_embeddings && grid_.pp_size() > 1 && (s.first || s.last)) {
+  if (transformer_.config().tie_word_embeddings && grid_.pp_size() > 1 && (s.first || s.last) &&
+      !grads_.is_adapters()) {
     const Tensor& g = s.first ? grads_.embed_tokens : grads_.lm_head;
     grid_.embedding().all_reduce(g.f32(), static_cast<std::size_t>(g.numel()));
   }

@@ -29,9 +29,11 @@ struct StepMetrics {
 
 class PipelineTrainer {
  public:
+  // With `adapters` (LoRA, model/lora.h) the model is weights + adapters, and `grads` and the
+  // optimizer are the adapters': the weights stay frozen.
   PipelineTrainer(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
                   model::ModelWeights& weights, model::ModelWeights& grads,
-                  Optimizer& optimizer);
+                  Optimizer& optimizer, const model::ModelWeights* adapters = nullptr);
 
   // `micro_batches`: this DP rank's share of the global batch, in order. Every rank of the
   // pipeline passes the same micro-batches (each stage needs their shapes).
@@ -51,6 +53,7 @@ class PipelineTrainer {
   const parallel::ProcessGrid& grid_;
   const model::Transformer& transformer_;
   model::ModelWeights& weights_;
+  const model::ModelWeights* adapters_;
   model::ModelWeights& grads_;
   Optimizer& optimizer_;
   std::vector<model::Activations> pool_;  // reused across steps

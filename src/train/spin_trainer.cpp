@@ -92,26 +92,36 @@ RunShape spin_run_shape(const SpinConfig& config, std::int64_t examples, int dp)
 SpinTrainer::SpinTrainer(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
                          model::ModelWeights& policy, model::ModelWeights& grads,
                          model::ModelWeights& reference, Optimizer& optimizer,
-                         const std::vector<data::Example>& examples, const SpinConfig& config)
+                         const std::vector<data::Example>& examples, const SpinConfig& config,
+                         model::ModelWeights* adapters)
     : grid_(grid),
       transformer_(transformer),
       policy_(policy),
       grads_(grads),
       reference_(reference),
       reference_at_work_(config.ref_offload ? policy : reference),
+      adapters_(adapters),
       examples_(examples),
       config_(config),
       plan_(static_cast<std::int64_t>(examples.size()), config.global_batch, config.micro_batch,
             grid.dp_size(), config.seed, config.shuffle),
-      trainer_(grid, transformer, policy, grads, optimizer),
+      trainer_(grid, transformer, policy, grads, optimizer, adapters),
       reference_generator_(grid, transformer, reference_at_work_) {
   config_.validate();
   if (config_.mix_previous_iteration && config_.iterations > 1) {
     mixed_plan_.emplace(samples(1), config.global_batch, config.micro_batch, grid.dp_size(), config.seed,
                         config.shuffle);
   }
-  require(grads.flat().numel() == policy.flat().numel() && reference.flat().numel() == policy.flat().numel(),
+  const model::ModelWeights& trained = adapters ? *adapters : policy;
+  require(grads.flat().numel() == trained.flat().numel() && reference.flat().numel() == policy.flat().numel(),
           "SPIN: the policy, its gradients and the reference differ in layout");
+  require(!adapters || (&policy == &reference && !config.ref_offload),
+          "SPIN with LoRA adapters: the policy is the reference's weights + the adapters (no second copy, nothing "
+          "to offload)");
+}
+
+std::uint64_t SpinTrainer::adapter_seed(std::uint64_t seed, std::int64_t iteration) {
+  return seed + 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(iteration + 1);
 }
 
 const data::BatchPlan& SpinTrainer::plan(std::int64_t iteration) const {
@@ -479,6 +489,7 @@ SpinMetrics SpinTrainer::reduce(const SpinTotals& t, const Rollout& r, double sf
 
 SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, std::int64_t index,
                                   double lr) {
+  last_iteration_ = iteration;
   const std::int64_t global_epoch = iteration * config_.epochs + epoch;
   const auto groups = plan(iteration).micro_batches(global_epoch, index, grid_.dp_rank());
   require(!mixes(iteration) || previous_iteration_ == iteration - 1, "SPIN: iteration ", iteration + 1,
@@ -553,7 +564,7 @@ SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
   }
   const Rollout& r = evaluated_.rollout;
   const std::vector<std::vector<float>>& ref = evaluated_.reference;
-  const auto policy = score_pipelined(grid_, transformer_, policy_, r.micro_batches);
+  const auto policy = score_pipelined(grid_, transformer_, policy_, r.micro_batches, adapters_);
   SpinLoss loss(config_.objective, config_.lambda(iteration), std::max<std::int64_t>(1, static_cast<std::int64_t>(examples.size())),
                 ref, response_tokens(r));
   double nll = 0.0, tokens = 0.0;
@@ -597,7 +608,12 @@ void SpinTrainer::sync_reference() {
     previous_ = std::move(cache_);
     previous_iteration_ = cache_iteration_;
   }
-  reference_.copy_from(policy_);
+  if (adapters_) {
+    adapters_->merge_into(reference_, transformer_.kernels());
+    adapters_->init_random(adapter_seed(config_.seed, last_iteration_ + 1), 0.0f);
+  } else {
+    reference_.copy_from(policy_);
+  }
   cache_.clear();  // the responses and sums of the reference that was
   cache_iteration_ = -1;
   ref_sums_.clear();

@@ -139,10 +139,18 @@ struct SpinStepMetrics {
 
 class SpinTrainer {
  public:
+  // With `adapters` (LoRA, model/lora.h) the policy is the reference's weights + the adapters:
+  // pass the reference as `policy` too (one model in memory), `grads` and the optimizer of the
+  // adapters' layout; sync_reference() then merges the adapters into the reference and starts
+  // fresh ones.
   SpinTrainer(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
               model::ModelWeights& policy, model::ModelWeights& grads,
               model::ModelWeights& reference, Optimizer& optimizer,
-              const std::vector<data::Example>& examples, const SpinConfig& config);
+              const std::vector<data::Example>& examples, const SpinConfig& config,
+              model::ModelWeights* adapters = nullptr);
+  // LoRA: the seed of iteration `iteration`'s fresh adapters (ModelWeights::init_random) in a run
+  // of data seed `seed`.
+  static std::uint64_t adapter_seed(std::uint64_t seed, std::int64_t iteration);
 
   // The order of `iteration`'s samples (twice the examples after the first iteration with
   // mix_previous_iteration).
@@ -177,7 +185,9 @@ class SpinTrainer {
   };
   std::vector<IterationResponse> iteration_responses();
 
-  // reference <- policy: a copy of this rank's shards, no communication. With
+  // reference <- policy: a copy of this rank's shards, no communication (LoRA: the adapters
+  // merged into the reference, W += scale B A, and fresh ones for the next iteration, keyed by
+  // adapter_seed; the caller resets the optimizer's state). With
   // mix_previous_iteration, unless the iteration was the run's last, the iteration's responses
   // are kept for the next -- those its steps left out generated first (collective then).
   void sync_reference();
@@ -289,6 +299,8 @@ class SpinTrainer {
   model::ModelWeights& grads_;
   model::ModelWeights& reference_;
   model::ModelWeights& reference_at_work_;  // the weights the reference runs with
+  model::ModelWeights* adapters_;           // LoRA's, trained; null: full fine-tuning
+  std::int64_t last_iteration_ = 0;         // of the latest step
   const std::vector<data::Example>& examples_;
   SpinConfig config_;
   data::BatchPlan plan_;

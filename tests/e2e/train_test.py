@@ -28,6 +28,10 @@
   mix         spin.mix_previous_iteration: the second iteration trains on both iterations'
               responses (twice the steps), resumes bitwise from checkpoints at and past the first
               iteration's end, and schedules each iteration's own steps
+  lora        lora.rank: the same metrics on 1 rank and at TP 2 x PP 2 (sequence parallel); each
+              iteration starts at loss log 2 after the merge; stopped and resumed, bitwise; a
+              checkpoint's policy is its reference plus a change of rank <= lora.rank in the adapted
+              projections alone; a full run's checkpoint and ref_offload refused
   profile     logging.profile_step_start..end at PP 2: each rank's Chrome trace holds exactly the
               window's steps, properly nested ranges, and, per step, the reference's forwards in
               order and the policy's forwards and backwards in 1F1B order for its stage
@@ -805,6 +809,82 @@ def case_rmsprop(args, tmp):
           "checkpoint refused")
 
 
+def matrix_rank(rows, tolerance):
+    """The numerical rank of a matrix (a list of rows), by Gaussian elimination with pivoting."""
+    m = [list(r) for r in rows]
+    rank, cols = 0, len(m[0])
+    for c in range(cols):
+        pivot = max(range(rank, len(m)), key=lambda i: abs(m[i][c]), default=None)
+        if pivot is None or abs(m[pivot][c]) <= tolerance:
+            continue
+        m[rank], m[pivot] = m[pivot], m[rank]
+        for i in range(rank + 1, len(m)):
+            f = m[i][c] / m[rank][c]
+            m[i] = [a - f * b for a, b in zip(m[i], m[rank])]
+        rank += 1
+    return rank
+
+
+def case_lora(args, tmp):
+    """lora.rank 4 on q_proj and v_proj: 1 rank against TP 2 x PP 2 with sequence parallelism;
+    stopped at step 4 at DP 2 and resumed against the uninterrupted DP 2 run; the step-4
+    checkpoint's policy against its reference."""
+    config = setup(tmp)
+    common = [args.spin, "train", "--config", config, "--data.validation", "", "--lora.rank", "4", "--lora.alpha", "8",
+              "--lora.targets", "q_proj,v_proj", "--optim.lr", "1e-2"]
+    one, four, whole, part = (os.path.join(tmp, d) for d in ("one", "four", "whole", "part"))
+    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", one], 1)
+    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", four, "--parallel.tp", "2", "--parallel.pp", "2",
+                                   "--model.sequence_parallel", "true"], 4)
+    a, b = untimed(os.path.join(one, "metrics.jsonl")), untimed(os.path.join(four, "metrics.jsonl"))
+    assert len(a) == len(b) == 12, (len(a), len(b))
+    for x, y in zip(a, b):
+        for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "grad_norm"]:
+            assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
+    # Each iteration starts with the policy equal to its reference: the adapters merged, fresh ones.
+    for first in (a[0], a[6]):
+        assert abs(first["loss"] - math.log(2)) < 1e-6 and first["rewards_actual"] == 0.0, first
+    assert a[5]["loss"] < 0.6 and a[11]["loss"] < 0.6, (a[5], a[11])  # the adapters learn
+    # Resumed mid-iteration: the frozen reference, the adapters and their AdamW state carry over.
+    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", whole], 2)
+    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", part, "--spin.max_steps", "4"], 2)
+    step4 = os.path.join(part, "step_00000004")
+    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
+    assert untimed(os.path.join(part, "metrics.jsonl")) == untimed(os.path.join(whole, "metrics.jsonl"))
+    for k in (1, 2):
+        assert (open(os.path.join(part, "iteration_%d" % k, "model.safetensors"), "rb").read() ==
+                open(os.path.join(whole, "iteration_%d" % k, "model.safetensors"), "rb").read())
+    # The checkpoint's policy (what every tool reads) is the reference + scale B A: a change of
+    # rank <= 4 in q_proj and v_proj, nothing else.
+    hf_policy, hf_reference = os.path.join(tmp, "policy4"), os.path.join(tmp, "reference4")
+    run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", step4, hf_policy], 1)
+    run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", step4, hf_reference, "--which", "reference"], 1)
+    policy = read_safetensors(os.path.join(hf_policy, "model.safetensors"))
+    reference = read_safetensors(os.path.join(hf_reference, "model.safetensors"))
+    changed = sorted(n for n in policy if policy[n] != reference[n])
+    assert changed == sorted("model.layers.%d.self_attn.%s_proj.weight" % (l, p) for l in (0, 1) for p in "qv"), changed
+    for name in changed:
+        cols = 32  # hidden: q_proj [32, 32], v_proj [16, 32]
+        diff = [x - y for x, y in zip(policy[name], reference[name])]
+        rows = [diff[i:i + cols] for i in range(0, len(diff), cols)]
+        largest = max(abs(d) for d in diff)
+        assert largest > 1e-4 and matrix_rank(rows, 1e-4 * largest) == 4, (name, largest)
+    expect_error(args.mpiexec, "lora-offload", common + ["--checkpoint.save_dir", os.path.join(tmp, "x"),
+                                                         "--spin.ref_offload", "true"],
+                 r"spin\.ref_offload with lora\.rank 4", 1, None)
+    full = os.path.join(tmp, "full")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--data.validation", "", "--checkpoint.save_dir", full,
+                          "--spin.max_steps", "2"], 1)
+    expect_error(args.mpiexec, "full-checkpoint", common + ["--checkpoint.save_dir", full, "--checkpoint.resume", "true"],
+                 r"step_0*2 was saved by a run without LoRA; this run is with LoRA rank 4", 1, None)
+    expect_error(args.mpiexec, "bad-target", [args.spin, "train", "--config", config, "--lora.rank", "4",
+                                              "--checkpoint.save_dir", os.path.join(tmp, "y"), "--lora.targets", "q_proj,qkv"],
+                 r"lora\.targets = \"q_proj,qkv\": \"qkv\" is not a projection", 1, None)
+    print("lora.rank 4 (q, v): 1 rank = TP 2 x PP 2 with SP to 1e-5; iterations start at log 2; resumed at step 4 "
+          "bitwise; the checkpoint's policy = reference + rank-4 changes of q and v alone; offload, a full run's "
+          "checkpoint and a bad target refused")
+
+
 def one_f_one_b(stage, stages, micro_batches):
     """The order stage `stage` of `stages` runs forwards (F) and backwards (B) under 1F1B
     (Megatron's forward_backward_pipelining_without_interleaving), written out independently."""
@@ -881,7 +961,7 @@ def main():
     run_case(__doc__, {"layouts": case_layouts, "config": case_config, "signal": case_signal,
                        "hf_tokenizer": case_hf_tokenizer, "reuse": case_reuse, "offline": case_offline,
                        "reset": case_reset, "profile": case_profile, "mix": case_mix,
-                       "time_limit": case_time_limit, "rmsprop": case_rmsprop,
+                       "time_limit": case_time_limit, "rmsprop": case_rmsprop, "lora": case_lora,
                        "save_generations": case_save_generations},
              "spin_train_")
 

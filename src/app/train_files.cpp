@@ -1,0 +1,91 @@
+#include "app/train_files.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "app/model_setup.h"
+#include "checkpoint/hf_writer.h"
+#include "checkpoint/sharded_checkpoint.h"
+#include "core/error.h"
+#include "data/jsonl.h"
+
+namespace spin::app {
+
+namespace fs = std::filesystem;
+
+std::vector<double> parse_lambdas(const std::string& text) {
+  std::vector<double> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    std::size_t used = 0;
+    double v = 0.0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    require(used != 0 && used == item.size(), "spin.kl_penalty \"", text,
+            "\" is not a number or a comma-separated list of numbers");
+    out.push_back(v);
+  }
+  require(!out.empty(), "spin.kl_penalty is empty");
+  return out;
+}
+
+DType parse_dtype_name(const std::string& name) {
+  if (name == "f32") return DType::F32;
+  if (name == "bf16") return DType::BF16;
+  if (name == "f16") return DType::F16;
+  fail("checkpoint.save_dtype \"", name, "\" is not f32, bf16 or f16");
+}
+
+void save_policy(const std::string& dir, const TrainConfig& c, const model::ModelConfig& config,
+                 const model::ModelWeights& policy, const parallel::ProcessGrid& grid, DType dtype) {
+  // A multimodal model.path (Gemma 3, Mistral Small 3.1, Qwen2.5-VL) is written back whole, its language model trained.
+  if (grid.dp_rank() == 0) {
+    ckpt::save_hf_model(dir, config.json_text, policy.sharded_state_dict(), grid.mp(), dtype, model::hf_layout(config),
+                        c.model_path);
+  }
+  if (grid.world_rank() == 0) copy_tokenizer_files(c.model_path, dir);
+  grid.world().barrier();
+}
+
+void write_generations(const fs::path& path, const std::vector<data::Example>& examples,
+                       const std::vector<train::SpinTrainer::IterationResponse>& responses,
+                       const data::Tokenizer* tokenizer) {
+  fs::create_directories(path.parent_path());
+  const fs::path partial = path.string() + ".partial";
+  {
+    std::ofstream out(partial);
+    require(out.good(), partial.string(), ": cannot create");
+    for (std::size_t i = 0; i < examples.size(); ++i) {
+      const data::Example& e = examples[i];
+      out << "{\"prompt\": " << data::jsonl::ids_literal(e.prompt) << ", \"response\": "
+          << data::jsonl::ids_literal(e.response) << ", \"generated\": " << data::jsonl::ids_literal(responses[i].tokens)
+          << ", \"capped\": " << (responses[i].capped ? "true" : "false");
+      if (tokenizer != nullptr) {
+        out << ", \"prompt_text\": " << data::jsonl::quoted(tokenizer->decode(e.prompt))
+            << ", \"response_text\": " << data::jsonl::quoted(tokenizer->decode(e.response))
+            << ", \"generated_text\": " << data::jsonl::quoted(tokenizer->decode(responses[i].tokens));
+      }
+      out << "}\n";
+    }
+    require(out.good(), partial.string(), ": write failed");
+  }
+  fs::rename(partial, path);
+}
+
+std::string lora_text(const model::LoraConfig& lora) {
+  return lora.enabled() ? cat("rank ", lora.rank, ", alpha ", lora.alpha, ", targets ", lora.targets_text()) : "";
+}
+
+std::string checkpoint_to_load(const TrainConfig& c) {
+  if (!c.load.empty()) {
+    require(fs::is_directory(c.load), "checkpoint.load ", c.load, ": no such directory");
+    return fs::exists(fs::path(c.load) / "latest") ? ckpt::latest_checkpoint(c.load) : c.load;
+  }
+  return c.resume ? ckpt::latest_checkpoint(c.save_dir) : "";
+}
+
+}  // namespace spin::app

@@ -1,0 +1,46 @@
+// spin train's helpers for its settings and the files it writes besides checkpoints: the policy
+// of each iteration as a Hugging Face model, the iteration's synthetic data, and what to resume.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "app/train_config.h"
+#include "core/dtype.h"
+#include "data/tokenizer.h"
+#include "model/config.h"
+#include "model/lora.h"
+#include "model/weights.h"
+#include "parallel/process_grid.h"
+#include "train/spin_trainer.h"
+
+namespace spin::app {
+
+// spin.kl_penalty: one number, or a comma-separated list (one per iteration).
+std::vector<double> parse_lambdas(const std::string& text);
+
+// checkpoint.save_dtype: f32, bf16 or f16.
+DType parse_dtype_name(const std::string& name);
+
+// Writes the policy as a Hugging Face directory (replica 0 gathers; rank 0 writes) and copies
+// the tokenizer beside it. Collective over the grid's world.
+void save_policy(const std::string& dir, const TrainConfig& c, const model::ModelConfig& config,
+                 const model::ModelWeights& policy, const parallel::ProcessGrid& grid, DType dtype);
+
+// spin.save_generations: an iteration's synthetic data set -- every example's ground truth and
+// generated response -- as token-id SPIN records (data/examples.h reads them with
+// spin.generations = data), with their text when there is a tokenizer; written to a temporary
+// name and renamed.
+void write_generations(const std::filesystem::path& path, const std::vector<data::Example>& examples,
+                       const std::vector<train::SpinTrainer::IterationResponse>& responses,
+                       const data::Tokenizer* tokenizer);
+
+// LoRA's settings as a checkpoint's training_state records them ("" without adapters).
+std::string lora_text(const model::LoraConfig& lora);
+
+// The checkpoint to start from: checkpoint.load (a checkpoint, or a save directory with a
+// `latest`), else <save_dir>/latest under checkpoint.resume; "" to start from model.path.
+std::string checkpoint_to_load(const TrainConfig& c);
+
+}  // namespace spin::app
