@@ -5,8 +5,11 @@
 // plus attention) against the measured float32 matrix-product peak of the device, the measured
 // pipeline bubble (CPU: the share of the 1F1B schedule a stage spends waiting, communication
 // included) against the 1F1B model (p - 1) / (m + p - 1), and the optimizer state per rank.
+// --lora-rank R trains LoRA adapters of rank R on every projection of the frozen model instead
+// (the model FLOP rate then still counts 6 N a token: the rate of useful work is lower).
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <optional>
 #include <vector>
 
 #include "bench/bench_util.h"
@@ -26,7 +29,7 @@ namespace po = boost::program_options;
 struct Options {
   ModelSize size;
   int seq = 128, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1;
-  std::int64_t logits_chunk_rows = 0;
+  std::int64_t logits_chunk_rows = 0, lora_rank = 0;
   bool distributed = false, overlap = false, recompute = false, sequence_parallel = false;
   app::RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
@@ -49,7 +52,9 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("recompute-activations", po::bool_switch(&o.recompute), "keep each layer's input only, recompute in the backward")
       ("sequence-parallel", po::bool_switch(&o.sequence_parallel), "split the residual stream's rows over the TP ranks")
       ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(o.logits_chunk_rows),
-       "the LM head's logits this many rows at a time, again in the backward (0: all)");
+       "the LM head's logits this many rows at a time, again in the backward (0: all)")
+      ("lora-rank", po::value(&o.lora_rank)->default_value(o.lora_rank),
+       "train LoRA adapters of this rank on every projection, the model frozen (0: full training)");
   o.runtime.add_to(desc);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
 
@@ -63,9 +68,20 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
   const std::int64_t pad = o.distributed ? grid.dp_size() : 1;
   model::ModelWeights weights(config, dims, stage, pad, runtime.device());
-  model::ModelWeights grads(config, dims, stage, pad, runtime.device());
+  model::LoraConfig lora;
+  lora.rank = o.lora_rank;
+  lora.targets.fill(true);
+  std::optional<model::ModelWeights> adapters;
+  if (lora.enabled()) adapters.emplace(model::ModelWeights::adapters(config, lora, dims, stage, pad, runtime.device()));
+  model::ModelWeights grads = adapters ? model::ModelWeights::adapters(config, lora, dims, stage, pad, runtime.device())
+                                       : model::ModelWeights(config, dims, stage, pad, runtime.device());
   fill_bench_weights(weights, 0.02f);
   runtime.prepare(weights);
+  if (adapters) {
+    adapters->init_random(1, 0.0f);
+    runtime.prepare(*adapters);
+  }
+  model::ModelWeights& trained = adapters ? *adapters : weights;
   model::Transformer transformer(config, dims, stage, grid.tp(), k);
   transformer.set_recompute_activations(o.recompute);
   transformer.set_sequence_parallel(o.sequence_parallel);
@@ -73,8 +89,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   train::OptimizerConfig oc;
   oc.distributed = o.distributed;
   oc.overlap_grad_reduce = o.overlap;
-  train::Optimizer optimizer(oc, grid, weights, grads, k);
-  train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer);
+  train::Optimizer optimizer(oc, grid, trained, grads, k);
+  train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer, adapters ? &*adapters : nullptr);
 
   const data::BatchPlan plan(o.global_batch, o.global_batch, o.micro_batch, grid.dp_size(), 1);
   std::vector<model::TokenBatch> micro_batches;
@@ -127,9 +143,12 @@ int run(int argc, char** argv, parallel::Communicator& world) {
                 o.size.hidden, o.size.layers, o.size.vocab,
                 static_cast<double>(config.num_parameters()) / 1e6, o.global_batch, o.seq,
                 o.micro_batch);
-    std::printf("layout: tp %d x pp %d x dp %d on %d ranks, %d micro-batches per step%s\n",
+    std::printf("layout: tp %d x pp %d x dp %d on %d ranks, %d micro-batches per step%s%s\n",
                 grid.tp_size(), grid.pp_size(), grid.dp_size(), world.size(), m,
-                o.distributed ? ", distributed optimizer" : "");
+                o.distributed ? ", distributed optimizer" : "",
+                lora.enabled() ? spin::cat(", LoRA rank ", lora.rank, " on every projection (",
+                                           static_cast<double>(trained.flat().numel()) / 1e6, " M trained)").c_str()
+                               : "");
     const double rate = flop_per_token(config, o.seq) * tokens / slowest / 1e9 / world.size();
     std::printf("step: %.1f ms median (slowest rank) on %s, %.0f tokens/s, %.1f model GFLOP/s per rank "
                 "= %.1f%% of the measured %s matrix-product peak (%.0f GFLOP/s at %d^3)\n",
@@ -139,8 +158,9 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       std::printf("pipeline bubble: measured %.1f%% (mean over ranks), 1F1B model (p-1)/(m+p-1) = %.1f%%\n",
                   100.0 * sum_bubble / world.size(), 100.0 * (p - 1) / (m + p - 1));
     }
-    std::printf("optimizer state per rank: %.1f MB (largest rank); parameters per rank: %.1f MB\n",
-                max_state_mb, static_cast<double>(weights.flat().nbytes()) / 1e6);
+    std::printf("optimizer state per rank: %.1f MB (largest rank); parameters per rank: %.1f MB, gradients %.1f MB\n",
+                max_state_mb, static_cast<double>(weights.flat().nbytes()) / 1e6,
+                static_cast<double>(grads.flat().nbytes()) / 1e6);
     std::printf("activations (1F1B ring, rank 0): %.1f MB%s%s\n", activation_mb,
                 o.recompute ? " (recomputing every layer)" : "",
                 transformer.sequence_parallel() ? " (sequence parallel)" : "");

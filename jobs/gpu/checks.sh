@@ -41,7 +41,7 @@ cat "$logs/device.txt"
 
 # The kernels new since the last GPU run in a process of their own: a crash there (a sticky
 # CUDA error poisons the context) cannot take the other kernels' results with it.
-newest='*Bf16Activations*:*TensorCore*:*Bf16Prefill*:*DecodeSteps*:*Bias*:*Qwen3*:*Bf16Input*:*Gemma*:*Glu*'
+newest='*Lora*:*Bf16Gemms*:*Bf16Activations*:*TensorCore*:*Bf16Prefill*:*DecodeSteps*:*Bias*:*Qwen3*:*Bf16Input*:*Gemma*:*Glu*'
 step gpu_test 240 "$bundle/bin/gpu_test" --gtest_color=no --gtest_filter="-$newest"
 step gpu_test_newest 120 "$bundle/bin/gpu_test" --gtest_color=no --gtest_filter="$newest"
 
@@ -94,6 +94,16 @@ step train_cuda_offload_recompute 300 "${launch[@]}" "$spin" train --config "$wo
 step compare_metrics_options 60 python3 "$work/compare.py" metrics "$logs/train_cpu/metrics.jsonl" \
   "$logs/train_cuda_options/metrics.jsonl" 1e-3
 step profile_summary 30 python3 "$work/profile_summary.py" "$logs/train_cuda_options/profile"
+# LoRA (lora.rank 8 on every projection; the base frozen, generation and scoring without the
+# adapters, the policy's validation answers with them): the CUDA run against the CPU's, float32.
+for device in cpu cuda; do
+  step "train_${device}_lora" 300 "${launch[@]}" "$spin" train --config "$work/spin_check.ini" \
+    --model.path "$work/model" --data.train "$work/data/train.jsonl" \
+    --data.validation "$work/data/validation.jsonl" --checkpoint.save_dir "$logs/train_${device}_lora" \
+    --parallel.device "$device" --lora.rank 8
+done
+step compare_metrics_lora 60 python3 "$work/compare.py" metrics "$logs/train_cpu_lora/metrics.jsonl" \
+  "$logs/train_cuda_lora/metrics.jsonl" 1e-3
 
 step gpu_bench 240 "$bundle/bin/gpu_bench"
 llama_1b=(--hidden 2048 --layers 22 --heads 32 --kv-heads 4 --intermediate 5632 --vocab 32000)

@@ -69,6 +69,7 @@ class ModelWeights {
                                const StageLayers& stage, std::int64_t pad_multiple = 1,
                                Device device = Device::Cpu);
   ModelWeights(ModelWeights&&) = default;
+  ModelWeights& operator=(ModelWeights&&) = default;
 
   Tensor embed_tokens;              // [vocab_rows, hidden], vocab-parallel; first stage only
   std::vector<LayerWeights> layers;  // this stage's layers, layers[0] = global layer stage.begin

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,14 +42,23 @@ struct Run {
   std::vector<std::vector<float>> logits;     // per generation step: [num_seqs, vocab_rows]
 };
 
+// `host_adapters`: LoRA adapters the model runs with (their gradients are then the gradients).
 inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
-               const model::ModelWeights& host_weights, bool mixed, bool recompute = false) {
+               const model::ModelWeights& host_weights, bool mixed, bool recompute = false,
+               const model::ModelWeights* host_adapters = nullptr) {
   parallel::SelfCommunicator tp;
   const model::TpDims dims = model::tp_dims(config, 0, 1);
   const model::StageLayers whole = model::StageLayers::whole(config.num_layers);
   model::ModelWeights weights(config, dims, whole, 1, k.device());
   weights.copy_from(host_weights);
   if (mixed) weights.enable_bf16(k);
+  std::optional<model::ModelWeights> adapters;
+  if (host_adapters) {
+    adapters.emplace(model::ModelWeights::adapters(config, host_adapters->lora(), dims, whole, 1, k.device()));
+    adapters->copy_from(*host_adapters);
+    if (mixed) adapters->enable_bf16(k);
+  }
+  const model::ModelWeights* lora = adapters ? &*adapters : nullptr;
   model::Transformer t(config, dims, tp, k);
   t.set_recompute_activations(recompute);
   Run r;
@@ -58,10 +68,11 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
       {{random_ids(5, config.vocab_size, 11), 2}, {random_ids(9, config.vocab_size, 12), 4},
        {random_ids(3, config.vocab_size, 13), 1}});
   model::Activations acts;
-  const model::ForwardResult f = t.forward(weights, batch, acts, true);
+  const model::ForwardResult f = t.forward(weights, batch, acts, true, {}, lora);
   r.token_logprobs = f.token_logprobs;
   r.sequence_logprobs = f.sequence_logprobs;
-  model::ModelWeights grads(config, dims, whole, 1, k.device());
+  model::ModelWeights grads = lora ? model::ModelWeights::adapters(config, lora->lora(), dims, whole, 1, k.device())
+                                   : model::ModelWeights(config, dims, whole, 1, k.device());
   const std::vector<float> dsums = {0.7f, -1.3f, 0.4f};
   t.backward(weights, acts, dsums, grads);
   for (const ShardedTensor& g : grads.sharded_state_dict()) r.gradients.push_back(to_host<float>(g.local));
@@ -75,13 +86,13 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
   const std::vector<std::int32_t> second = random_ids(6, config.vocab_size, 22);
   std::vector<model::Sequence> step = {{random_ids(4, config.vocab_size, 21), 1},
                                        {{second.begin(), second.begin() + 3}, 1}};
-  t.forward_cached(weights, model::TokenBatch::pack(step), slots, cache, gen, {}, std::vector<std::int64_t>{0});
+  t.forward_cached(weights, model::TokenBatch::pack(step), slots, cache, gen, {}, std::vector<std::int64_t>{0}, lora);
   r.logits.push_back(to_host<float>(gen.head.logits));
   step = {{{static_cast<std::int32_t>(5 % config.vocab_size)}, 1, 4}, {{second.begin() + 3, second.end()}, 1, 3}};
   std::vector<std::int64_t> lengths = {5, 6};
   const std::vector<std::int64_t> both = {0, 1};
   for (int s = 0; s < 3; ++s) {
-    t.forward_cached(weights, model::TokenBatch::pack(step), slots, cache, gen, {}, both);
+    t.forward_cached(weights, model::TokenBatch::pack(step), slots, cache, gen, {}, both, lora);
     r.logits.push_back(to_host<float>(gen.head.logits));
     for (std::size_t i = 0; i < step.size(); ++i) {
       step[i] = {{static_cast<std::int32_t>((7 * s + 3 * static_cast<int>(i) + 1) % config.vocab_size)},
@@ -97,11 +108,12 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
 // The tiny model `got_kernels` runs (in bf16 products when got_mixed, recomputing activations
 // in the backward when got_recompute) against the one `want_kernels` runs (when want_mixed):
 // the relative L2 error of every output. Hidden size 128 in heads of `head_dim` (32: the fused
-// CUDA attention's smallest; 64: the tensor-core kernels'), two query heads per kv head.
+// CUDA attention's smallest; 64: the tensor-core kernels'), two query heads per kv head. With
+// `lora`, LoRA adapters of that configuration (random, B too) on every run, the gradients theirs.
 inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool got_mixed,
                                        const kernels::Kernels& want_kernels, bool want_mixed,
                                        bool got_recompute = false, int head_dim = 32,
-                                       TinyFamily family = TinyFamily::Qwen2) {
+                                       TinyFamily family = TinyFamily::Qwen2, const model::LoraConfig& lora = {}) {
   TinyShape shape;
   shape.vocab = 61;  // not a multiple of anything the kernels block by
   shape.hidden = 128;
@@ -113,9 +125,17 @@ inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool
   const model::ModelConfig config = tiny_config(shape);
   model::ModelWeights weights(config, model::tp_dims(config, 0, 1));
   init_tiny_weights(weights, 5, 0.3f, config.norm_weight_offset);
-  const device_model_check::Run want = device_model_check::run(want_kernels, config, weights, want_mixed);
+  std::optional<model::ModelWeights> adapters;
+  if (lora.enabled()) {
+    adapters.emplace(model::ModelWeights::adapters(config, lora, model::tp_dims(config, 0, 1),
+                                                   model::StageLayers::whole(config.num_layers)));
+    randomize_matrices(*adapters, 9, 0.1f);
+  }
+  const model::ModelWeights* host_adapters = adapters ? &*adapters : nullptr;
+  const device_model_check::Run want =
+      device_model_check::run(want_kernels, config, weights, want_mixed, false, host_adapters);
   const device_model_check::Run got =
-      device_model_check::run(got_kernels, config, weights, got_mixed, got_recompute);
+      device_model_check::run(got_kernels, config, weights, got_mixed, got_recompute, host_adapters);
 
   DeviceModelErrors e;
   const auto add = [&](std::string name, const std::vector<float>& a, const std::vector<float>& b) {
@@ -125,7 +145,7 @@ inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool
   };
   add("token log-probabilities", got.token_logprobs, want.token_logprobs);
   add("sequence sums", got.sequence_logprobs, want.sequence_logprobs);
-  const auto& names = weights.sharded_state_dict();
+  const auto& names = adapters ? adapters->sharded_state_dict() : weights.sharded_state_dict();
   for (std::size_t p = 0; p < names.size(); ++p) {
     add("gradient of " + names[p].name, got.gradients[p], want.gradients[p]);
   }
@@ -139,9 +159,10 @@ inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool
 // `recompute`, the device's backward recomputes the activations (the CPU's keeps them).
 inline DeviceModelErrors compare_model_on_device(const kernels::Kernels& device_kernels, bool mixed = false,
                                                  bool recompute = false, int head_dim = 32,
-                                                 TinyFamily family = TinyFamily::Qwen2) {
+                                                 TinyFamily family = TinyFamily::Qwen2,
+                                                 const model::LoraConfig& lora = {}) {
   const kernels::CpuKernels cpu;
-  return compare_model(device_kernels, mixed, cpu, mixed, recompute, head_dim, family);
+  return compare_model(device_kernels, mixed, cpu, mixed, recompute, head_dim, family, lora);
 }
 
 }  // namespace spin::testing

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <optional>
 #include <string>
 
 #include "checkpoint/hf_writer.h"
@@ -29,6 +30,7 @@ struct SftSetup {
   bool overlap_grad_reduce = false;
   TinyFamily family = TinyFamily::Llama;
   train::OptimizerAlgorithm optimizer = train::OptimizerAlgorithm::AdamW;
+  model::LoraConfig lora{};  // rank > 0: LoRA adapters trained on the frozen model (Result::weights: theirs)
 };
 
 struct Result {
@@ -88,8 +90,16 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   oc.distributed = s.distributed;
   oc.decay_embeddings = false;
   oc.overlap_grad_reduce = s.overlap_grad_reduce;
-  train::Optimizer optimizer(oc, grid, weights, grads, cpu);
-  train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer);
+  // LoRA: the adapters (fresh, as PEFT starts them) are the trained parameters.
+  std::optional<model::ModelWeights> adapters;
+  if (s.lora.enabled()) {
+    adapters.emplace(model::ModelWeights::adapters(config, s.lora, dims, stage, pad));
+    adapters->init_random(5, 0.0f);
+    grads = model::ModelWeights::adapters(config, s.lora, dims, stage, pad);
+  }
+  model::ModelWeights& trained = adapters ? *adapters : weights;
+  train::Optimizer optimizer(oc, grid, trained, grads, cpu);
+  train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer, adapters ? &*adapters : nullptr);
   train::LrSchedule lr{train::LrDecay::Cosine, 3e-2, 3e-3, 2, 5};
   int first = 0;
   if (!ck.load.empty()) {
@@ -131,7 +141,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   }
   r.dp_all_reduces = grid.dp().stats().calls_of(parallel::CommOp::AllReduce);
   r.dp_reduces = grid.dp().stats().calls_of(parallel::CommOp::Reduce);
-  r.weights = ckpt::gather_model(weights.sharded_state_dict(), grid.mp());
+  r.weights = ckpt::gather_model(trained.sharded_state_dict(), grid.mp());
   return r;
 }
 

@@ -529,6 +529,42 @@ TEST_F(Fixture, LinearLayersWithBf16OperandsMatchTheCpuReference) {
   gpu.linear_forward_bf16_out(gy16.as<std::uint16_t>(), gx16.as<std::uint16_t>(), gw16.as<std::uint16_t>(), gbias.f(),
                               n, in, out);
   EXPECT_LT(relative_error(widen(cuda::download<std::uint16_t>(gy16, n * out)), widen(y16)), 5e-3);
+  // A frozen weight (LoRA's base): dW null, dx alone.
+  dx = dx0;
+  cpu.linear_backward_bf16(dx.data(), nullptr, dy.data(), dy16.data(), x16.data(), w16.data(), n, in, out, false);
+  Dev gdx_only(dx0);
+  gpu.linear_backward_bf16(gdx_only.f(), nullptr, gdy.f(), gdy16.as<std::uint16_t>(), gx16.as<std::uint16_t>(),
+                           gw16.as<std::uint16_t>(), n, in, out, false);
+  EXPECT_CLOSE(gdx_only.get(gpu), dx);
+}
+
+// LoRA's products (Kernels::gemm_bf16): scaled, transposed either way, accumulated into a float32
+// C and into a bf16 C (read, added, rounded once).
+TEST_F(Fixture, Bf16GemmsWithScaleAndAccumulationMatchTheCpuReference) {
+  const Index m = 45, n = 70, k = 12;
+  for (const bool ta : {false, true}) {
+    for (const bool tb : {false, true}) {
+      SCOPED_TRACE(std::string(ta ? "A^T" : "A") + (tb ? " B^T" : " B"));
+      std::vector<std::uint16_t> a16(m * k), b16(k * n);
+      cpu.to_bf16(a16.data(), random(m * k).data(), m * k);
+      cpu.to_bf16(b16.data(), random(k * n).data(), k * n);
+      const Index lda = ta ? m : k, ldb = tb ? k : n;
+      const auto c0 = random(m * n);
+      std::vector<float> c = c0;
+      cpu.gemm_bf16(ta, tb, m, n, k, 0.5f, a16.data(), lda, b16.data(), ldb, 1.0f, c.data(), n);
+      PooledBuffer ga = cuda::upload(a16), gb = cuda::upload(b16);
+      Dev gc(c0);
+      gpu.gemm_bf16(ta, tb, m, n, k, 0.5f, ga.as<std::uint16_t>(), lda, gb.as<std::uint16_t>(), ldb, 1.0f, gc.f(), n);
+      EXPECT_CLOSE(gc.get(gpu), c);
+      std::vector<std::uint16_t> c16(m * n);
+      cpu.to_bf16(c16.data(), c0.data(), m * n);
+      PooledBuffer gc16 = cuda::upload(c16);
+      cpu.gemm_bf16(ta, tb, m, n, k, 2.0f, a16.data(), lda, b16.data(), ldb, 1.0f, c16.data(), n);
+      gpu.gemm_bf16(ta, tb, m, n, k, 2.0f, ga.as<std::uint16_t>(), lda, gb.as<std::uint16_t>(), ldb, 1.0f,
+                    gc16.as<std::uint16_t>(), n);
+      EXPECT_LT(relative_error(widen(cuda::download<std::uint16_t>(gc16, m * n)), widen(c16)), 5e-3);
+    }
+  }
 }
 
 TEST_F(Fixture, BiasForwardAndBackward) {

@@ -90,5 +90,18 @@ TEST(CudaModel, Qwen3AndGemmaMatchTheCpuPath) {
   }
 }
 
+// LoRA adapters on every projection (Kernels::gemm_bf16 with float32 and bf16 outputs, the
+// frozen base's products without weight gradients), their gradients and generation through
+// them, in float32 and in bf16 (on the tensor-core attention's head size): the bounds above.
+TEST(CudaModel, LoraAdaptersMatchTheCpuPath) {
+  const kernels::CudaKernels gpu;
+  for (const bool mixed : {false, true}) {
+    SCOPED_TRACE(mixed ? "LoRA, bf16" : "LoRA, float32");
+    const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, mixed, 64, TinyFamily::Qwen2, tiny_lora(4));
+    ASSERT_GT(errors.relative.size(), 20u);
+    for (const auto& [name, error] : errors.relative) EXPECT_LT(error, mixed ? 2e-2 : 1e-4) << name;
+  }
+}
+
 }  // namespace
 }  // namespace spin::testing

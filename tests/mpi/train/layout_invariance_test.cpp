@@ -67,6 +67,32 @@ TEST(LayoutInvariance, EveryLayoutMatchesOneRankTied) {
     for (const auto& layout : kLayouts) check_layout({layout, distributed, true});
 }
 
+// LoRA adapters (every projection, rank 3) trained on the frozen model: the adapters' gradients
+// (replicated factors all-reduced over TP), their DP reduction and ZeRO-1 sharding -- with and
+// without overlapping the reduction with the backward -- and the tied embedding frozen on both
+// pipeline ends.
+TEST(LayoutInvariance, LoraAdaptersUnderEveryLayout) {
+  for (bool distributed : {false, true}) {
+    for (const auto& layout : kLayouts) {
+      SftSetup s{layout, distributed, true};
+      s.lora = testing::tiny_lora();
+      check_layout(s);
+    }
+  }
+  SftSetup overlap{{2, 2, 2}, true, false};
+  overlap.lora = testing::tiny_lora();
+  overlap.overlap_grad_reduce = true;
+  check_layout(overlap);
+  // The adapters train: the first step is the base model's (B = 0), the later ones are not.
+  parallel::SelfCommunicator self;
+  SftSetup base{{1, 1, 1}, false, true};
+  SftSetup adapted = base;
+  adapted.lora = testing::tiny_lora();
+  const Result a = train(self, base), b = train(self, adapted);
+  EXPECT_EQ(a.losses[0], b.losses[0]);
+  EXPECT_GT(std::fabs(a.losses[4] - b.losses[4]), 1e-3);
+}
+
 TEST(LayoutInvariance, UnevenStagesAndFourStagePipelines) {
   check_layout({{1, 2, 1}, false, true, 2, {1, 3}});
   check_layout({{1, 4, 2}, true, true, 1, {}});

@@ -46,6 +46,17 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
     ASSERT_GT(errors.relative.size(), 20u);
     for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << name;
   }
+  // LoRA adapters on every projection (the gradients theirs; generation through them too), in
+  // float32 and in bf16 with recomputation.
+  for (const bool mixed : {false, true}) {
+    SCOPED_TRACE(mixed ? "LoRA, bf16" : "LoRA, float32");
+    EmulatedDeviceMemory memory;
+    const EmulatedKernels kernels(memory);
+    const DeviceModelErrors errors =
+        compare_model_on_device(kernels, mixed, mixed, 32, TinyFamily::Qwen2, tiny_lora(4));
+    ASSERT_EQ(errors.relative.size(), 2u + 2 * 2 * 7 + 4);  // sums, 28 adapter gradients, 4 steps' logits
+    for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << name;
+  }
 }
 
 // Mixed precision against float32 on the CPU. bf16 keeps 8 significant bits (relative rounding
