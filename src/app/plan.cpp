@@ -35,7 +35,8 @@ struct PlanOptions {
   std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda", attention_backend = "auto", optimizer = "adamw";
   int tp = 1, pp = 1, dp = 1, gpus = 0, gpus_per_node = 8;
   std::int64_t micro_batch = 1, seq = 0, global_batch = 0, rollout_batch = 0, rollout_step_tokens = 0;
-  std::int64_t logits_chunk_rows = 0;
+  std::int64_t logits_chunk_rows = 0, lora_rank = 0;
+  std::string lora_targets = "all-linear";
   bool distributed = false, ref_offload = false, recompute = false, sequence_parallel = false;
   bool rmsprop = false;  // --optimizer rmsprop: one state buffer instead of AdamW's two
 };
@@ -69,6 +70,10 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
        "the LM head's logits this many rows at a time (model.logits_chunk_rows; 0: all)")
       ("sequence-parallel", po::bool_switch(&o.sequence_parallel),
        "split the residual stream's rows over the TP ranks (model.sequence_parallel)")
+      ("lora-rank", po::value(&o.lora_rank)->default_value(o.lora_rank),
+       "LoRA adapters of this rank trained on the frozen reference (lora.rank; 0: full fine-tuning)")
+      ("lora-targets", po::value(&o.lora_targets)->default_value(o.lora_targets),
+       "the adapted projections (lora.targets)")
       ("gpu-mem", po::value(&o.gpu_mem)->default_value(o.gpu_mem), "memory per GPU, e.g. 80GiB, 141GB")
       ("gpus", po::value(&o.gpus)->default_value(o.gpus), "GPUs to suggest layouts for (0: tp x pp x dp)")
       ("gpus-per-node", po::value(&o.gpus_per_node)->default_value(o.gpus_per_node), "tensor parallelism stays within a node")
@@ -82,6 +87,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
   o.rmsprop = train::parse_optimizer_algorithm(o.optimizer, "spin plan: --optimizer") == train::OptimizerAlgorithm::RmsProp;
   require(o.gpus >= 0 && o.gpus_per_node >= 1, "spin plan: --gpus and --gpus-per-node must be positive");
   require(o.logits_chunk_rows >= 0, "spin plan: --logits-chunk-rows must be 0 (off) or positive");
+  require(o.lora_rank == 0 || !o.ref_offload, "spin plan: --ref-offload with --lora-rank: a LoRA run holds one model, "
+          "the reference, and nothing to offload");
   return o;
 }
 
@@ -125,6 +132,9 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.recompute_activations = o.recompute;
     request.sequence_parallel = o.sequence_parallel;
     request.logits_chunk_rows = o.logits_chunk_rows;
+    request.lora.rank = o.lora_rank;
+    request.lora.targets = model::parse_lora_targets(o.lora_targets, "spin plan: --lora-targets");
+    request.lora.validate("spin plan: --lora-");
     request.precision = o.device == "cpu" ? train::Precision::cpu() : train::Precision::cuda();
     if (o.rmsprop) request.precision.moments = 4;  // v alone
     if (parse_attention_backend(o.attention_backend) == AttentionBackend::Unfused) {
@@ -176,7 +186,12 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
   std::printf("\n  %-34s", "parameters on the rank");
   for (const auto& s : plan.stages) std::printf(" %11.1fM", static_cast<double>(s.params) / 1e6);
   std::printf("\n");
-  row("policy weights", plan.stages, &S::weights);
+  if (request.lora.enabled()) {
+    std::printf("  %-34s", "of which trained (LoRA adapters)");
+    for (const auto& s : plan.stages) std::printf(" %11.2fM", static_cast<double>(s.trained) / 1e6);
+    std::printf("\n");
+  }
+  row(request.lora.enabled() ? "adapter weights" : "policy weights", plan.stages, &S::weights);
   row("gradients", plan.stages, &S::grads);
   row(request.precision.master > 0 ? "master weights (fp32)" : "master weights (= the weights)", plan.stages, &S::masters);
   const std::string state = cat(o.rmsprop ? "RMSprop state" : "AdamW moments",

@@ -10,6 +10,7 @@
 #include "kernels/kernels.h"
 #include "model/rope.h"
 #include "model/stage.h"
+#include "model/weights.h"
 #include "model/tp_dims.h"
 
 namespace spin::train {
@@ -34,6 +35,19 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   if (s.last) {
     n += aligned(h);
     if (!c.tie_word_embeddings || !s.first) n += aligned(d.vocab_rows * h);  // lm_head, or the tied copy
+  }
+  return (n + pad_multiple - 1) / pad_multiple * pad_multiple;
+}
+
+// This rank's LoRA adapter elements on a stage, as ModelWeights::adapters lays them out (none
+// without adapters).
+std::int64_t stage_adapter_params(const model::ModelConfig& c, const model::LoraConfig& lora, const model::TpDims& d,
+                                  const model::StageLayers& s, std::int64_t pad_multiple) {
+  if (!lora.enabled()) return 0;
+  std::int64_t n = 0;
+  for (const ShardedTensor& t : model::adapter_layout(c, lora, d, s)) {
+    const std::int64_t whole = shape_numel(t.global_shape);
+    n += aligned(t.replicated() ? whole : whole / t.global_shape[static_cast<std::size_t>(t.split_dim)] * t.length);
   }
   return (n + pad_multiple - 1) / pad_multiple * pad_multiple;
 }
@@ -112,6 +126,22 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products,
               (r.split ? aligned(d.hidden) : 0) + head_norms};
 }
 
+// LoRA's buffers of one layer (LayerActivations::lora_u: each adapted projection's u at the
+// activation size, and with bf16 products the float32 scratch it is computed in) and of the
+// backward's scratch (LayerGradScratch: d/d u in float32 and with bf16 products in bf16, the
+// replicated factors' gradients [7, rank x hidden], the frozen norms' unused gradient [hidden]).
+Elements lora_layer(const model::LoraConfig& lora, const Rows& r, bool bf16_products) {
+  if (!lora.enabled()) return {};
+  const std::int64_t u = aligned(r.all * lora.rank);
+  const auto targets = static_cast<std::int64_t>(std::count(lora.targets.begin(), lora.targets.end(), true));
+  return {targets * u, bf16_products ? u : 0};
+}
+Elements lora_grad_scratch(const model::LoraConfig& lora, const model::TpDims& d, const Rows& r, bool bf16_products) {
+  if (!lora.enabled()) return {};
+  const std::int64_t u = aligned(r.all * lora.rank);
+  return {bf16_products ? u : 0, u + aligned(model::kLoraTargets * lora.rank * d.hidden) + aligned(d.hidden)};
+}
+
 // What a stage's forward keeps besides its layers: the head (last stage) or the output sent on,
 // and under sequence parallelism the split's scratch: the full rows (float32) and the gathered
 // products' input (at the activation size).
@@ -170,13 +200,17 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     s.stage = stage;
     s.layers = layers.count();
     s.params = stage_params(c, d, layers, r.distributed_optimizer ? r.dp : 1);
-    const std::int64_t owned = r.distributed_optimizer ? s.params / r.dp : s.params;
-    s.weights = s.params * p.weight;
-    s.grads = s.params * p.grad;
+    // The trained parameters: the model's, or with LoRA the adapters' (the policy is then the
+    // reference + the adapters: no second copy of the model).
+    s.trained = r.lora.enabled() ? stage_adapter_params(c, r.lora, d, layers, r.distributed_optimizer ? r.dp : 1)
+                                 : s.params;
+    const std::int64_t owned = r.distributed_optimizer ? s.trained / r.dp : s.trained;
+    s.weights = s.trained * p.weight;
+    s.grads = s.trained * p.grad;
     // The distributed optimizer shards the AdamW moments but not the float32 masters (unlike
     // Megatron's): every rank keeps all of them -- the embedding and the norms read them in the
     // forward -- and the all-gather moves float32 parameters.
-    s.masters = s.params * p.master;
+    s.masters = s.trained * p.master;
     s.optimizer = owned * p.moments;
     // The Transformer's cos and sin tables, [positions, rotary_dim / 2] each, float32 on every path,
     // grown to cover the longest sequence; Gemma 3 has a second pair for its windowed layers.
@@ -199,13 +233,14 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const Elements layer =
         layer_activations(d, split, seqs, r.seq, attention_keeps_probs(p, d.head_dim), true, c);
     const Elements end = stage_end(d, split, layers.last, mixed, r.logits_chunk_rows);
-    const Elements scratch = grad_scratch(d, split, mixed, c);
+    const Elements scratch = grad_scratch(d, split, mixed, c) + lora_grad_scratch(r.lora, d, split, mixed);
     // With recomputation a micro-batch keeps each layer's input and one set of layer buffers
     // (plus the recomputed forward's output) instead of every layer's.
+    const Elements trained_layer = layer + lora_layer(r.lora, split, mixed);
     const Elements kept =
         r.recompute_activations
-            ? Elements{0, (s.layers + 1) * aligned(split.residual * d.hidden)} + layer
-            : Elements{layer.act * s.layers, layer.f32 * s.layers};
+            ? Elements{0, (s.layers + 1) * aligned(split.residual * d.hidden)} + trained_layer
+            : Elements{trained_layer.act * s.layers, trained_layer.f32 * s.layers};
     s.activations_per_micro_batch = kept.bytes(p) + end.bytes(p) + scratch.bytes(p);
     s.micro_batches_in_flight = static_cast<int>(std::min<std::int64_t>(r.pp - stage, plan.micro_batches));
     s.activations = s.activations_per_micro_batch * s.micro_batches_in_flight;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/lora.h"
 
 namespace spin::train {
 
@@ -61,6 +62,7 @@ struct PlanRequest {
   bool recompute_activations = false;   // layers keep their input only (model::Transformer)
   bool sequence_parallel = false;       // rows split between the TP regions (model::Transformer)
   std::int64_t logits_chunk_rows = 0;   // the LM head's logits that many rows at a time (0: all)
+  model::LoraConfig lora{};             // rank > 0: LoRA adapters trained on the frozen reference
   Precision precision = Precision::cuda();
 };
 
@@ -68,7 +70,9 @@ struct StagePlan {
   int stage = 0;
   std::int64_t layers = 0;
   std::int64_t params = 0;  // this rank's parameter elements (alignment and DP padding included)
-  // Bytes per rank of this stage.
+  std::int64_t trained = 0;  // of which trained: all of them, or with LoRA the adapters' elements
+  // Bytes per rank of this stage. weights, grads, masters and optimizer are the trained
+  // parameters' (the policy's; with LoRA the adapters', the policy being the reference + them).
   std::int64_t weights = 0, grads = 0, masters = 0, optimizer = 0;
   std::int64_t reference = 0;       // on the device
   std::int64_t reference_host = 0;  // offloaded

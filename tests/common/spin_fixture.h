@@ -106,6 +106,44 @@ struct SpinSetup {
     init_tiny_weights(policy, 17, 0.3f);
     reference.copy_from(policy);
   }
+  model::ModelWeights& trained() { return policy; }
+};
+
+// SpinSetup's run with LoRA adapters (lora.rank): one model, the frozen reference, which is also
+// the policy's base; the adapters (fresh) are trained.
+struct LoraSpinSetup {
+  parallel::ProcessGrid grid;
+  model::ModelConfig config;
+  model::StageLayers stage;
+  model::TpDims dims;
+  kernels::CpuKernels cpu;
+  const kernels::Kernels& k;
+  model::ModelWeights reference, adapters, grads;
+  model::Transformer transformer;
+  train::Optimizer optimizer;
+  std::vector<data::Example> examples;
+  train::SpinTrainer trainer;
+
+  LoraSpinSetup(parallel::Communicator& world, parallel::Layout layout, const train::SpinConfig& spin,
+                const TinyShape& shape, bool distributed, std::vector<data::Example> data, const model::LoraConfig& lora)
+      : grid(world, layout),
+        config(tiny_config(shape)),
+        stage(model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank())),
+        dims(model::tp_dims(config, grid.tp_rank(), grid.tp_size())),
+        k(cpu),
+        reference(config, dims, stage, distributed ? grid.dp_size() : 1),
+        adapters(model::ModelWeights::adapters(config, lora, dims, stage, distributed ? grid.dp_size() : 1)),
+        grads(model::ModelWeights::adapters(config, lora, dims, stage, distributed ? grid.dp_size() : 1)),
+        transformer(config, dims, stage, grid.tp(), k),
+        optimizer(SpinSetup::optimizer_config(distributed), grid, adapters, grads, k),
+        examples(std::move(data)),
+        trainer((init(), grid), transformer, reference, grads, reference, optimizer, examples, spin, &adapters) {}
+
+  void init() {
+    init_tiny_weights(reference, 17, 0.3f);
+    adapters.init_random(5, 0.0f);
+  }
+  model::ModelWeights& trained() { return adapters; }
 };
 
 }  // namespace spin::testing

@@ -66,6 +66,23 @@ def case_cli(args, tmp):
     tr = rows(rms)
     assert abs(tr["RMSprop state"][0] * 2 - t["AdamW moments"][0]) < 0.01 * 2 ** 30, (tr, t)
     assert abs(t["peak"][0] - tr["peak"][0] - tr["RMSprop state"][0]) < 0.02 * 2 ** 30, (tr, t)
+    # LoRA rank 16 on every projection: the adapters are what is trained -- per rank and layer
+    # 16 x 34,080 elements (A whole and B's rows of q/k/v and gate/up, A's columns and B whole of
+    # o and down, at TP 8), 16 layers a stage -- and the reference stays.
+    lora_out = run(args.mpiexec, base + ["--lora-rank", "16"], 1).stdout
+    tl = rows(lora_out)
+    trained = 16 * 16 * 34080
+    assert re.search(r"of which trained \(LoRA adapters\)\s+%.2fM" % (trained / 1e6), lora_out), lora_out
+    assert abs(tl["adapter weights"][0] / (2 * trained) - 1) < 0.005, tl  # three digits printed
+    assert abs(tl["AdamW moments"][0] / (8 * trained) - 1) < 0.005, tl
+    assert tl["reference weights"] == t["reference weights"], (tl, t)
+    # The peak drops by the model's policy copy, gradients, masters and moments, less the
+    # adapters' and their activations (the kept u's and the backward's LoRA scratch).
+    four = ["gradients", "master weights (fp32)", "AdamW moments"]
+    saved = (t["policy weights"][0] + sum(t[k][0] for k in four)) - (tl["adapter weights"][0] + sum(tl[k][0] for k in four))
+    grown = tl["= activations"][0] - t["= activations"][0]
+    assert 0 < grown < 0.01 * t["= activations"][0] and saved > 6 * 2 ** 30, (saved, grown)
+    assert abs(t["peak"][0] - tl["peak"][0] - (saved - grown)) < 0.05 * 2 ** 30, (tl, t)
     layouts = re.findall(r"--tp (\d+) --pp (\d+) \(dp (\d+)\).*peak (\d+\.\d+ GiB)", r.stdout)
     assert layouts, r.stdout
     for tp, pp, dp, peak in layouts:

@@ -5,6 +5,8 @@
 // buffers are bounded by the plan.
 #include <gtest/gtest.h>
 
+#include <type_traits>
+
 #include "common/spin_fixture.h"
 #include "core/error.h"
 #include "mpi/mpi_test.h"
@@ -37,13 +39,14 @@ Precision cpu_bf16() {
 
 using Family = testing::TinyFamily;
 
+template <class Setup = testing::SpinSetup>
 void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied,
            bool mixed = false, bool recompute = false, bool sequence_parallel = false, std::int64_t logits_chunk = 0,
-           Family family = Family::Llama, std::int64_t step_tokens = 0) {
+           Family family = Family::Llama, std::int64_t step_tokens = 0, const model::LoraConfig& lora = {}) {
   SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, distributed ? " distributed" : "", tied ? " tied" : "",
                    mixed ? " bf16" : "", recompute ? " recompute" : "", sequence_parallel ? " sequence parallel" : "",
                    " logits chunk ", logits_chunk, " ", testing::tiny_family_name(family), " step tokens ",
-                   step_tokens));
+                   step_tokens, lora.enabled() ? " LoRA" : ""));
   SpinConfig spin;
   spin.kl_penalty = {0.5};
   spin.global_batch = 8;
@@ -59,12 +62,18 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   shape.layers = 4;
   shape.tie = tied;
   shape.family = family;
-  testing::SpinSetup s(world, layout, spin, shape, distributed, fixed_length_examples(16));
+  Setup s = [&] {
+    if constexpr (std::is_same_v<Setup, testing::LoraSpinSetup>) {
+      return Setup(world, layout, spin, shape, distributed, fixed_length_examples(16), lora);
+    } else {
+      return Setup(world, layout, spin, shape, distributed, fixed_length_examples(16));
+    }
+  }();
   s.transformer.set_recompute_activations(recompute);
   s.transformer.set_sequence_parallel(sequence_parallel);
   s.transformer.set_logits_chunk_rows(logits_chunk);
   if (mixed) {
-    s.policy.enable_bf16(s.k);
+    s.trained().enable_bf16(s.k);
     s.reference.enable_bf16(s.k);
   }
   s.trainer.step(0, 0, 0, 1e-3);
@@ -85,6 +94,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   request.recompute_activations = recompute;
   request.sequence_parallel = sequence_parallel;
   request.logits_chunk_rows = logits_chunk;
+  request.lora = lora;
   const MemoryPlan plan = plan_memory(request);
   ASSERT_EQ(plan.stages.size(), static_cast<std::size_t>(request.pp));
   const StagePlan& p = plan.stages[static_cast<std::size_t>(s.grid.pp_rank())];
@@ -94,8 +104,8 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
     return w.has_bf16() ? static_cast<std::int64_t>(w.flat_bf16().nbytes()) : 0;
   };
   // float32: the weights are the masters; bf16: the products' copy, beside float32 masters.
-  EXPECT_EQ(p.weights, mixed ? bytes16(s.policy) : bytes(s.policy));
-  EXPECT_EQ(p.masters, mixed ? bytes(s.policy) : 0);
+  EXPECT_EQ(p.weights, mixed ? bytes16(s.trained()) : bytes(s.trained()));
+  EXPECT_EQ(p.masters, mixed ? bytes(s.trained()) : 0);
   EXPECT_EQ(p.grads, bytes(s.grads));
   EXPECT_EQ(p.reference, bytes(s.reference) + bytes16(s.reference));
   EXPECT_EQ(p.optimizer, static_cast<std::int64_t>(s.optimizer.state_bytes()));
@@ -179,6 +189,19 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   check(world, {2, 1, 2}, true, true, false, true, true, 0, Family::Gemma2);
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Gemma3);
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Phi4Mini);  // a half-width RoPE table
+}
+
+// LoRA: the adapters' weights, gradients, masters and moments instead of the model's (the policy
+// being the reference + them), and the adapters' kept u and the backward's LoRA scratch in the
+// activations -- in float32 and bf16, with ZeRO-1, sequence parallelism and recomputation.
+TEST(MemoryPlan, LoraFiguresEqualTheAllocations) {
+  auto& world = testing::mpi_world();
+  model::LoraConfig lora = testing::tiny_lora(4);
+  check<testing::LoraSpinSetup>(world, {2, 2, 1}, false, false, false, false, false, 0, Family::Llama, 0, lora);
+  check<testing::LoraSpinSetup>(world, {1, 2, 2}, true, true, true, false, false, 0, Family::Llama, 0, lora);
+  check<testing::LoraSpinSetup>(world, {2, 1, 2}, true, false, true, true, true, 0, Family::Qwen3, 0, lora);
+  lora.targets = model::parse_lora_targets("q_proj,v_proj,down_proj", "test");
+  check<testing::LoraSpinSetup>(world, {2, 2, 1}, false, true, true, false, true, 0, Family::Gemma2, 0, lora);
 }
 
 }  // namespace
