@@ -67,6 +67,9 @@ struct SftOptions {
   bool recompute_activations = false;
   bool sequence_parallel = false;
   std::int64_t logits_chunk_rows = 0;
+  std::int64_t lora_rank = 0;
+  double lora_alpha = 16.0;
+  std::string lora_targets = "all-linear";
   int max_nonfinite = 10;
   std::uint64_t seed = 1234;
   bool no_shuffle = false;
@@ -141,6 +144,12 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "shard AdamW state over data-parallel ranks (ZeRO-1)")
       ("max-nonfinite-steps", po::value(&o.max_nonfinite)->default_value(o.max_nonfinite),
        "stop after this many consecutive steps with a non-finite loss or gradient")
+      ("lora-rank", po::value(&o.lora_rank)->default_value(o.lora_rank),
+       "train LoRA adapters of this rank on the frozen model, merged into it in the output (0: full fine-tuning)")
+      ("lora-alpha", po::value(&o.lora_alpha)->default_value(o.lora_alpha), "LoRA's alpha (scale alpha / rank)")
+      ("lora-targets", po::value(&o.lora_targets)->default_value(o.lora_targets),
+       "the adapted projections: all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+       "down_proj")
       ("seed", po::value(&o.seed)->default_value(o.seed), "data order seed")
       ("no-shuffle", po::bool_switch(&o.no_shuffle), "visit the data in file order every epoch")
       ("log-interval", po::value(&o.log_interval)->default_value(o.log_interval), "steps between log lines")
@@ -210,9 +219,14 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   std::int64_t total_steps = 0;
   DType save_dtype = DType::F32;
   std::optional<ProfileWindow> profile_window;
+  model::LoraConfig lora;
   parallel::run_collectively(world, [&] {
     profile_window.emplace(o.profile_step_start, o.profile_step_end, o.output + ".profile", world.rank(),
                            "--profile-step-start", "--profile-step-end");
+    lora.rank = o.lora_rank;
+    lora.alpha = o.lora_alpha;
+    lora.targets = model::parse_lora_targets(o.lora_targets, "spin sft: --lora-targets");
+    lora.validate("spin sft: --lora-");
     shard = plan_model_shard(o.model, grid, o.pp_layers);
     save_dtype = parse_save_dtype(o.save_dtype);
     const auto tokenizer = load_tokenizer(o.model, shard->config);
@@ -242,7 +256,16 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const model::ModelConfig& config = shard->config;
   const std::int64_t pad = o.distributed_optimizer ? grid.dp_size() : 1;
   model::ModelWeights weights(config, shard->dims, shard->stage, pad, runtime.device());
-  model::ModelWeights grads(config, shard->dims, shard->stage, pad, runtime.device());
+  // --lora-rank: the model frozen, LoRA adapters trained (their gradients and optimizer state);
+  // the output is the model with them merged.
+  std::optional<model::ModelWeights> adapters;
+  if (lora.enabled()) {
+    adapters.emplace(model::ModelWeights::adapters(config, lora, shard->dims, shard->stage, pad, runtime.device()));
+  }
+  model::ModelWeights grads =
+      adapters ? model::ModelWeights::adapters(config, lora, shard->dims, shard->stage, pad, runtime.device())
+               : model::ModelWeights(config, shard->dims, shard->stage, pad, runtime.device());
+  model::ModelWeights& trained = adapters ? *adapters : weights;
   const kernels::Kernels& k = runtime.kernels();
   model::Transformer transformer(config, shard->dims, shard->stage, grid.tp(), k);
   transformer.set_recompute_activations(o.recompute_activations);
@@ -260,8 +283,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   oc.distributed = o.distributed_optimizer;
   oc.overlap_grad_reduce = o.overlap_grad_reduce;
   oc.max_nonfinite_in_a_row = o.max_nonfinite;
-  train::Optimizer optimizer(oc, grid, weights, grads, k);
-  train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer);
+  train::Optimizer optimizer(oc, grid, trained, grads, k);
+  train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer, adapters ? &*adapters : nullptr);
 
   // The weights and AdamW state: the newest checkpoint of --save-dir under --resume, else
   // --model's weights.
@@ -271,6 +294,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     loaded = o.resume ? ckpt::latest_checkpoint(o.save_dir) : "";
     if (loaded.empty()) {
       ckpt::HfReader(o.model, model::hf_layout(config)).load(weights.sharded_state_dict());
+      if (adapters) adapters->init_random(o.seed, 0.0f);
       return;
     }
     const ckpt::CheckpointReader reader(loaded);
@@ -287,24 +311,44 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
       require(theirs == ours, loaded, " was saved by a run with ", theirs, " ", what, "; this run has ", ours,
               ": its position in the data cannot be carried over");
     }
-    train::load_weights(reader, "policy", weights);
+    const std::string their_lora = state.value("lora", "");
+    require(their_lora == lora.summary(), loaded, " was saved by a run ",
+            their_lora.empty() ? "without LoRA" : "with LoRA " + their_lora, "; this run is ",
+            lora.enabled() ? "with LoRA " + lora.summary() : "without LoRA", ": its trained parameters differ");
+    // LoRA: the frozen model (group "base"; "policy" holds it with the adapters merged) and the adapters.
+    train::load_weights(reader, adapters ? "base" : "policy", weights);
+    if (adapters) train::load_weights(reader, "lora", *adapters);
     optimizer.load_state(reader, state.at("optimizer_steps").get<std::int64_t>(),
                          state.at("optimizer_skipped").get<std::int64_t>());
     first_step = state.at("step").get<std::int64_t>();
   });
   runtime.prepare(weights);  // after loading: the bf16 copies are made from the loaded values
+  if (adapters) runtime.prepare(*adapters);
   const auto save = [&](std::int64_t step) {
     const nlohmann::json sft_state = {{"step", step}, {"global_batch_size", o.global_batch},
                                       {"steps_per_epoch", plan->batches_per_epoch()},
                                       {"optimizer_steps", optimizer.steps_taken()},
                                       {"optimizer_skipped", optimizer.steps_skipped()}, {"seed", o.seed},
-                                      {"shuffle", !o.no_shuffle}};
+                                      {"shuffle", !o.no_shuffle}, {"lora", lora.summary()}};
     const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
                                         {"distributed_optimizer", o.distributed_optimizer}};
-    train::save_checkpoint(o.save_dir, step, grid, weights, nullptr, &optimizer, o.distributed_optimizer,
+    // LoRA: "policy" the merged model (what spin train --checkpoint.load and export-hf read),
+    // "base" the frozen one and "lora" the adapters (what --resume reads).
+    std::optional<model::ModelWeights> merged;
+    std::vector<ckpt::PieceWrite> extra;
+    Tensor weights_host, adapters_host;
+    if (adapters && grid.dp_rank() == 0) {
+      merged.emplace(train::merged_on_host(config, shard->dims, shard->stage, pad, weights, *adapters));
+      weights_host = host_readable(weights.flat());
+      adapters_host = host_readable(adapters->flat());
+      extra = train::weight_pieces("base", weights, weights_host);
+      for (ckpt::PieceWrite& piece : train::weight_pieces("lora", *adapters, adapters_host)) extra.push_back(std::move(piece));
+    }
+    train::save_checkpoint(o.save_dir, step, grid, merged ? *merged : weights, nullptr, &optimizer,
+                           o.distributed_optimizer,
                            {{"sft_state", sft_state.dump()}, {"model_config", config.json_text},
                             {"layout", layout_json.dump()}},
-                           o.keep_last, tokenizer_files(o.model));
+                           o.keep_last, tokenizer_files(o.model), extra);
     if (root) {
       std::printf("spin sft: saved checkpoint %s\n", ckpt::checkpoint_dir(o.save_dir, step).c_str());
       std::fflush(stdout);
@@ -385,6 +429,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
 
   // The first data-parallel replica writes the model (all replicas hold the same weights); a
   // multimodal --model (Gemma 3, Mistral Small 3.1, Qwen2.5-VL) whole, its language model trained.
+  // LoRA: the adapters merged into it first (each rank its shards).
+  if (adapters) adapters->merge_into(weights, k);
   if (grid.dp_rank() == 0) {
     ckpt::save_hf_model(o.output, config.json_text, weights.sharded_state_dict(), grid.mp(), save_dtype,
                         model::hf_layout(config), o.model);

@@ -267,7 +267,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       same("steps_per_epoch", shape.steps_per_epoch(0), "steps per epoch (the train file or batch size differ)");
       same("epochs", c.epochs, "epochs per iteration (spin.max_epochs)");
       const std::string their_lora = state.value("lora", "");
-      const std::string our_lora = lora_text(lora);
+      const std::string our_lora = lora.summary();
       require(their_lora == our_lora, loaded, " was saved by a run ",
               their_lora.empty() ? "without LoRA" : "with LoRA " + their_lora, "; this run is ",
               our_lora.empty() ? "without LoRA" : "with LoRA " + our_lora, ": its trained parameters differ");
@@ -392,7 +392,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         {"data_seed", c.data_seed}, {"shuffle", c.shuffle}, {"sampling_seed", c.sampling_seed},
         {"kl_penalty", spin.kl_penalty}, {"loss", c.loss}, {"label_smoothing", c.label_smoothing},
         {"sft_loss_weight", c.sft_loss_weight}, {"average_log_probs", c.average_log_probs},
-        {"lora", lora_text(lora)}};
+        {"lora", lora.summary()}};
     const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
                                         {"distributed_optimizer", c.distributed_optimizer}};
     const std::vector<std::string> extra = tokenizer_files(c.model_path);

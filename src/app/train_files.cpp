@@ -76,10 +76,6 @@ void write_generations(const fs::path& path, const std::vector<data::Example>& e
   fs::rename(partial, path);
 }
 
-std::string lora_text(const model::LoraConfig& lora) {
-  return lora.enabled() ? cat("rank ", lora.rank, ", alpha ", lora.alpha, ", targets ", lora.targets_text()) : "";
-}
-
 std::string checkpoint_to_load(const TrainConfig& c) {
   if (!c.load.empty()) {
     require(fs::is_directory(c.load), "checkpoint.load ", c.load, ": no such directory");

@@ -10,7 +10,6 @@
 #include "core/dtype.h"
 #include "data/tokenizer.h"
 #include "model/config.h"
-#include "model/lora.h"
 #include "model/weights.h"
 #include "parallel/process_grid.h"
 #include "train/spin_trainer.h"
@@ -35,9 +34,6 @@ void save_policy(const std::string& dir, const TrainConfig& c, const model::Mode
 void write_generations(const std::filesystem::path& path, const std::vector<data::Example>& examples,
                        const std::vector<train::SpinTrainer::IterationResponse>& responses,
                        const data::Tokenizer* tokenizer);
-
-// LoRA's settings as a checkpoint's training_state records them ("" without adapters).
-std::string lora_text(const model::LoraConfig& lora);
 
 // The checkpoint to start from: checkpoint.load (a checkpoint, or a save directory with a
 // `latest`), else <save_dir>/latest under checkpoint.resume; "" to start from model.path.

@@ -21,6 +21,10 @@ std::string LoraConfig::targets_text() const {
   return out;
 }
 
+std::string LoraConfig::summary() const {
+  return enabled() ? cat("rank ", rank, ", alpha ", alpha, ", targets ", targets_text()) : "";
+}
+
 void LoraConfig::validate(const char* setting_prefix) const {
   require(rank >= 0, setting_prefix, "rank = ", rank, ": must be 0 (no adapters) or positive");
   if (!enabled()) return;

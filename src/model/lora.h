@@ -45,6 +45,9 @@ struct LoraConfig {
   float scale() const { return static_cast<float>(alpha / static_cast<double>(rank)); }
   // "q_proj,k_proj,..." in the layer's order (the form parse_lora_targets reads).
   std::string targets_text() const;
+  // "rank 16, alpha 32, targets q_proj,..." -- what checkpoints record to refuse another run's --
+  // or "" without adapters.
+  std::string summary() const;
   // Throws naming `setting_prefix` ("lora.") for a negative rank, a non-positive alpha, or a rank
   // without targets.
   void validate(const char* setting_prefix) const;

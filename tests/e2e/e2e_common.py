@@ -87,6 +87,22 @@ def read_safetensors(path):
     return out
 
 
+def matrix_rank(rows, tolerance):
+    """The numerical rank of a matrix (a list of rows), by Gaussian elimination with pivoting."""
+    m = [list(r) for r in rows]
+    rank, cols = 0, len(m[0])
+    for c in range(cols):
+        pivot = max(range(rank, len(m)), key=lambda i: abs(m[i][c]), default=None)
+        if pivot is None or abs(m[pivot][c]) <= tolerance:
+            continue
+        m[rank], m[pivot] = m[pivot], m[rank]
+        for i in range(rank + 1, len(m)):
+            f = m[i][c] / m[rank][c]
+            m[i] = [a - f * b for a, b in zip(m[i], m[rank])]
+        rank += 1
+    return rank
+
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 HF_BPE = os.path.join(ROOT, "tests", "data", "hf_bpe", "llama3")
 

@@ -6,6 +6,10 @@
   learns      on a copy task the loss falls, and `spin score` rates the training responses
               higher under the written model than under the initial one
   bad-input   impossible layouts and batches, and a diverging run, stop with one error line
+  lora        --lora-rank 4 on q_proj and v_proj: 1 rank and TP 2 x PP 2 with ZeRO-1 agree (losses,
+              weights); the written model is the input plus a change of rank 4 in those
+              projections alone; stopped and resumed, bitwise; a checkpoint of other LoRA settings
+              refused
   resume      --save-dir: SIGUSR1 after step 3 of 8 saves a checkpoint and exits 75; --resume
               ends as the uninterrupted run (losses and weights bitwise); checkpoints every 3
               steps keep the last 2; a run of another batch size is refused the checkpoint
@@ -16,7 +20,7 @@ import os
 import random
 import sys
 
-from e2e_common import REQUEUE, expect_error, read_safetensors, run, run_case, run_ok, run_requeued
+from e2e_common import REQUEUE, expect_error, matrix_rank, read_safetensors, run, run_case, run_ok, run_requeued
 
 
 def copy_task(path, n=64, seed=7):
@@ -204,9 +208,50 @@ def case_resume(args, tmp):
     print("--optimizer rmsprop: trains otherwise than AdamW; its checkpoint refused by an AdamW run")
 
 
+def case_lora(args, tmp):
+    data = os.path.join(tmp, "copy.jsonl")
+    copy_task(data)
+    model = os.path.join(args.models, "tiny-llama")
+    lora = ["--lora-rank", "4", "--lora-alpha", "8", "--lora-targets", "q_proj,v_proj", "--lr", "1e-2"]
+    one = sft(args, model, data, os.path.join(tmp, "one"), 1, *lora)
+    many = sft(args, model, data, os.path.join(tmp, "many"), 8, *(lora + ["--tp", "2", "--pp", "2",
+                                                                         "--distributed-optimizer", "--sequence-parallel"]))
+    got, want = losses(many.stdout), losses(one.stdout)
+    assert len(got) == len(want) == 8 and all(abs(g - w) <= 1e-5 * abs(w) for g, w in zip(got, want)), (got, want)
+    same_weights(os.path.join(tmp, "many"), os.path.join(tmp, "one"), "LoRA at TP 2 x PP 2 x DP 2 vs 1 rank")
+    # The written model: the input with the adapters merged -- rank-4 changes of q and v alone.
+    before = read_safetensors(os.path.join(model, "model.safetensors"))
+    after = read_safetensors(os.path.join(tmp, "one", "model.safetensors"))
+    changed = sorted(n for n in after if after[n] != before[n])
+    config = json.load(open(os.path.join(model, "config.json")))
+    hidden = config["hidden_size"]
+    assert changed == sorted("model.layers.%d.self_attn.%s_proj.weight" % (l, p)
+                             for l in range(config["num_hidden_layers"]) for p in "qv"), changed
+    for name in changed:
+        diff = [x - y for x, y in zip(after[name], before[name])]
+        largest = max(abs(d) for d in diff)
+        assert matrix_rank([diff[i:i + hidden] for i in range(0, len(diff), hidden)], 1e-4 * largest) == 4, name
+    # Stopped after step 3 and resumed: the adapters, their moments and the frozen model carry over.
+    out, save = os.path.join(tmp, "out"), os.path.join(tmp, "save")
+    cmd = sft_command(args, model, data, out, *(lora + ["--pp", "2", "--save-dir", save]))
+    whole = sft(args, model, data, os.path.join(tmp, "whole"), 2, *(lora + ["--pp", "2"]))
+    r = run(args.mpiexec, cmd, 2, fault="signal-after-step@3")
+    assert r.returncode == REQUEUE, (r.returncode, r.stdout, r.stderr)
+    resumed = run_ok(args.mpiexec, cmd + ["--resume"], 2)
+    assert losses(resumed.stdout) == losses(whole.stdout)[3:], (resumed.stdout, whole.stdout)
+    assert (open(os.path.join(out, "model.safetensors"), "rb").read() ==
+            open(os.path.join(tmp, "whole", "model.safetensors"), "rb").read())
+    other = sft_command(args, model, data, os.path.join(tmp, "other"), "--pp", "2", "--save-dir", save, "--resume")
+    expect_error(args.mpiexec, "lora-checkpoint", other,
+                 r"step_00000003 was saved by a run with LoRA rank 4, alpha 8, targets q_proj,v_proj; this run is "
+                 r"without LoRA", 2, os.path.join(tmp, "other"))
+    print("--lora-rank 4 (q, v): 1 rank = TP 2 x PP 2 x DP 2 (ZeRO-1, SP); the output = the input + rank-4 changes of "
+          "q and v alone; resumed after step 3 bitwise; a LoRA checkpoint refused by a full run")
+
+
 def main():
     run_case(__doc__, {"layouts": case_layouts, "learns": case_learns, "bad-input": case_bad_input,
-                       "resume": case_resume}, "spin_sft_")
+                       "resume": case_resume, "lora": case_lora}, "spin_sft_")
 
 
 if __name__ == "__main__":

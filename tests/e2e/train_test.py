@@ -47,8 +47,8 @@ import sys
 import time
 
 import tensorboard_events as tb
-from e2e_common import (REQUEUE, expect_error, multimodal_checkpoint, hf_tokenizer_model, read_safetensors, run, run_case,
-                        run_ok, run_requeued, TIMEOUT)
+from e2e_common import (REQUEUE, expect_error, matrix_rank, multimodal_checkpoint, hf_tokenizer_model, read_safetensors,
+                        run, run_case, run_ok, run_requeued, TIMEOUT)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
@@ -807,22 +807,6 @@ def case_rmsprop(args, tmp):
                  r"optim\.name \"sgd\" is not adamw or rmsprop", 2, os.path.join(tmp, "bad", "metrics.jsonl"))
     print("optim.name = rmsprop at DP 2, ZeRO-1: resumed at step 4 bitwise; not AdamW's run; the other optimizer's "
           "checkpoint refused")
-
-
-def matrix_rank(rows, tolerance):
-    """The numerical rank of a matrix (a list of rows), by Gaussian elimination with pivoting."""
-    m = [list(r) for r in rows]
-    rank, cols = 0, len(m[0])
-    for c in range(cols):
-        pivot = max(range(rank, len(m)), key=lambda i: abs(m[i][c]), default=None)
-        if pivot is None or abs(m[pivot][c]) <= tolerance:
-            continue
-        m[rank], m[pivot] = m[pivot], m[rank]
-        for i in range(rank + 1, len(m)):
-            f = m[i][c] / m[rank][c]
-            m[i] = [a - f * b for a, b in zip(m[i], m[rank])]
-        rank += 1
-    return rank
 
 
 def case_lora(args, tmp):
