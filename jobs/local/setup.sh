@@ -22,9 +22,9 @@ packages=(build-essential cmake ninja-build pkg-config python3 python3-venv
           openmpi-bin libopenmpi-dev libhdf5-openmpi-dev libboost-program-options-dev
           libgtest-dev libopenblas-dev nlohmann-json3-dev libsentencepiece-dev libxxhash-dev
           python3-matplotlib)
-# Test oracles and the benchmark's comparison: PyTorch from Debian;
+# Test oracles and the benchmark's comparison: PyTorch from Debian (psutil and yaml for PEFT's);
 # and a one-node Slurm for the job-script test.
-[[ "$mode" == test ]] && packages+=(python3-torch python3-h5py python3-numpy slurmctld slurmd slurm-client munge)
+[[ "$mode" == test ]] && packages+=(python3-torch python3-h5py python3-numpy python3-psutil python3-yaml slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -37,14 +37,18 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# ---- test oracle: Hugging Face transformers (PyPI), beside Debian's torch --------------------
+# ---- test oracle: Hugging Face transformers and PEFT (PyPI), beside Debian's torch -----------
 cmake_args=()
 if [[ "$mode" == test ]]; then
   venv=$(realpath -m "$build/oracle-venv")
-  if ! "$venv/bin/python" -c "import torch, transformers" 2>/dev/null; then
-    echo "spin setup: creating the test-oracle environment in $venv (transformers from PyPI)"
-    /usr/bin/python3 -m venv --system-site-packages "$venv"
+  if ! "$venv/bin/python" -c "import torch, transformers, peft" 2>/dev/null; then
+    echo "spin setup: creating the test-oracle environment in $venv (transformers and peft from PyPI)"
+    [[ -x "$venv/bin/pip" ]] || /usr/bin/python3 -m venv --system-site-packages "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "transformers==4.40.2"
+    # Without their dependencies: Debian's torch calls itself 1.13.0a0, below peft's torch>=1.13.0, and
+    # pip would fetch a torch of its own (5 GB); the rest (psutil, pyyaml) are Debian's or
+    # transformers'.
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps "peft==0.10.0" "accelerate==0.27.2"
   fi
   cmake_args+=("-DSPIN_ORACLE_PYTHON=$venv/bin/python")
 fi

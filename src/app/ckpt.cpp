@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -21,6 +22,7 @@
 #include "app/options.h"
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
+#include "checkpoint/safetensors.h"
 #include "checkpoint/shard_rectangles.h"
 #include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
@@ -62,7 +64,9 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
       ("tp", po::value(&o.tp)->default_value(o.tp), "reshard, import-hf: tensor-parallel size of the output")
       ("pp", po::value(&o.pp)->default_value(o.pp), "reshard, import-hf: pipeline-parallel size of the output")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "reshard, import-hf: layers per stage, e.g. 3,5")
-      ("which", po::value(&o.which)->default_value(o.which), "export-hf: policy or reference")
+      ("which", po::value(&o.which)->default_value(o.which),
+       "export-hf: policy, reference, base (spin sft --lora-rank's frozen model) or lora (the LoRA adapters, "
+       "as a PEFT adapter directory)")
       ("dtype", po::value(&o.dtype)->default_value(o.dtype), "export-hf: f32, bf16 or f16")
       ("max-shard-size", po::value(&o.max_shard_bytes)->default_value(o.max_shard_bytes),
        "export-hf: bytes per safetensors file; larger models are split with an index")
@@ -79,10 +83,9 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
   require(!needs_out || !o.out.empty(), "spin ckpt ", o.action, ": the output path is missing");
   require(needs_out || o.out.empty(), "spin ckpt ", o.action, ": unexpected argument \"", o.out, "\"");
   require(o.tp >= 1 && o.pp >= 1, "spin ckpt: --tp and --pp must be at least 1");
-  require(o.which == "policy" || o.which == "reference", "spin ckpt: --which \"", o.which,
-          "\" is not policy or reference");
-  require(o.dtype == "f32" || o.dtype == "bf16" || o.dtype == "f16", "spin ckpt: --dtype \"", o.dtype,
-          "\" is not f32, bf16 or f16");
+  require(o.which == "policy" || o.which == "reference" || o.which == "base" || o.which == "lora",
+          "spin ckpt: --which \"", o.which, "\" is not policy, reference, base or lora");
+  parse_save_dtype(o.dtype, "spin ckpt: --dtype");  // a known name, before any work
   require(o.max_shard_bytes > 0, "spin ckpt: --max-shard-size must be positive");
   return o;
 }
@@ -246,7 +249,45 @@ void import_hf(parallel::Communicator& world, const CkptOptions& o) {
 
 // ---- merge, export-hf (rank 0) ----------------------------------------------------------------
 
+// --which lora: the adapters as PEFT writes a LoRA adapter -- adapter_model.safetensors under
+// PEFT's names ("base_model.model." + spin's) and adapter_config.json -- to load with
+// PeftModel.from_pretrained over the model they adapt: the checkpoint's reference (spin train:
+// each iteration's adapters adapt that iteration's reference) or base (spin sft), exported with
+// --which reference / base.
+void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
+  const model::ModelConfig config = config_of(reader);
+  const std::vector<std::string> names = reader.names("lora");
+  require(!names.empty() && reader.has_attribute("lora_config"), reader.dir(),
+          ": no LoRA adapters (a run without lora.rank / --lora-rank saved it)");
+  require(!config.fused_projections, reader.dir(), ": a PEFT adapter of Phi-3's fused qkv_proj / gate_up_proj is "
+          "one pair per fused module, not the separate q, k, v (gate, up) pairs spin trains");
+  const nlohmann::json lora = nlohmann::json::parse(reader.attribute("lora_config"));
+  std::vector<ckpt::SafetensorsWrite> tensors;
+  for (const std::string& name : names) {
+    tensors.push_back({config.hf_weight_prefix.empty() ? "base_model.model." + name
+                                                       : "base_model.model." + config.hf_weight_prefix + name,
+                       parse_save_dtype(o.dtype, "spin ckpt: --dtype"), reader.shape("lora", name)});
+  }
+  fs::create_directories(o.out);
+  ckpt::SafetensorsWriter writer((fs::path(o.out) / "adapter_model.safetensors").string(), tensors,
+                                 {{"format", "pt"}});
+  for (const std::string& name : names) writer.write_next(reader.read_all("lora", name).data());
+  writer.finish();
+  const nlohmann::json adapter = {{"peft_type", "LORA"},        {"task_type", "CAUSAL_LM"},
+                                  {"r", lora.at("rank")},       {"lora_alpha", lora.at("alpha")},
+                                  {"lora_dropout", 0.0},        {"target_modules", lora.at("targets")},
+                                  {"bias", "none"},             {"fan_in_fan_out", false},
+                                  {"inference_mode", true},     {"init_lora_weights", true},
+                                  {"use_rslora", false},        {"base_model_name_or_path", nullptr},
+                                  {"modules_to_save", nullptr}, {"layers_to_transform", nullptr}};
+  std::ofstream(fs::path(o.out) / "adapter_config.json") << adapter.dump(2) << "\n";
+}
+
 void export_hf(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
+  if (o.which == "lora") {
+    export_peft(reader, o);
+    return;
+  }
   const model::ModelConfig config = config_of(reader);
   require(!reader.names(o.which).empty(), reader.dir(), ": no ", o.which, " tensors",
           o.which == "reference" ? " (saved at an iteration's end, the reference is the policy)" : "");
@@ -262,7 +303,7 @@ void export_hf(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
     values = reader.read_all(o.which, tensors[i].name);
     return static_cast<const float*>(values.data());
   };
-  const DType dtype = o.dtype == "bf16" ? DType::BF16 : o.dtype == "f16" ? DType::F16 : DType::F32;
+  const DType dtype = parse_save_dtype(o.dtype, "spin ckpt: --dtype");
   const ckpt::FileTensors files = ckpt::fuse_tensors(model::hf_layout(config).fusions, tensors, read);
   if (o.multimodal_from.empty()) {
     ckpt::write_hf_model(o.out, config.json_text, files.tensors, files.values, dtype, o.max_shard_bytes);

@@ -2,11 +2,27 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/error.h"
 
 namespace spin::app {
+
+std::string lora_config_json(const model::LoraConfig& lora) {
+  nlohmann::json targets = nlohmann::json::array();
+  for (int t = 0; t < model::kLoraTargets; ++t) {
+    if (lora.targets_(static_cast<model::LoraTarget>(t))) targets.push_back(model::lora_target_name(static_cast<model::LoraTarget>(t)));
+  }
+  return nlohmann::json{{"rank", lora.rank}, {"alpha", lora.alpha}, {"targets", targets}}.dump();
+}
+
+DType parse_save_dtype(const std::string& name, const char* option) {
+  if (name == "f32") return DType::F32;
+  if (name == "bf16") return DType::BF16;
+  if (name == "f16") return DType::F16;
+  fail(option, " \"", name, "\" is not f32, bf16 or f16");
+}
 
 std::vector<std::int64_t> parse_int_list(const std::string& text, const char* option) {
   std::vector<std::int64_t> out;

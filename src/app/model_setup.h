@@ -9,9 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "data/prompt_template.h"
 #include "data/tokenizer.h"
 #include "model/config.h"
+#include "model/lora.h"
 #include "model/stage.h"
 #include "model/tp_dims.h"
 #include "parallel/process_grid.h"
@@ -52,5 +54,12 @@ void copy_tokenizer_files(const std::string& from, const std::string& to);
 
 // "3,5" -> {3, 5}; "" -> {}. Errors name `option`.
 std::vector<std::int64_t> parse_int_list(const std::string& text, const char* option);
+
+// A checkpoint's "lora_config" attribute: {"rank", "alpha", "targets": [PEFT's module names]}
+// (spin ckpt export-hf --which lora writes it into adapter_config.json).
+std::string lora_config_json(const model::LoraConfig& lora);
+
+// The dtype of an exported model: "f32", "bf16" or "f16". Errors name `option`.
+DType parse_save_dtype(const std::string& name, const char* option);
 
 }  // namespace spin::app

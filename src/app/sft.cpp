@@ -191,13 +191,6 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   return o;
 }
 
-DType parse_save_dtype(const std::string& name) {
-  if (name == "f32") return DType::F32;
-  if (name == "bf16") return DType::BF16;
-  if (name == "f16") return DType::F16;
-  fail("spin sft: --save-dtype \"", name, "\" is not f32, bf16 or f16");
-}
-
 }  // namespace
 
 int run_sft(int argc, char** argv, parallel::Communicator& world) {
@@ -228,7 +221,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     lora.targets = model::parse_lora_targets(o.lora_targets, "spin sft: --lora-targets");
     lora.validate("spin sft: --lora-");
     shard = plan_model_shard(o.model, grid, o.pp_layers);
-    save_dtype = parse_save_dtype(o.save_dtype);
+    save_dtype = parse_save_dtype(o.save_dtype, "spin sft: --save-dtype");
     const auto tokenizer = load_tokenizer(o.model, shard->config);
     require(o.overlong == "drop" || o.overlong == "truncate", "spin sft: --overlong \"", o.overlong,
             "\" is not drop or truncate");
@@ -344,11 +337,11 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
       extra = train::weight_pieces("base", weights, weights_host);
       for (ckpt::PieceWrite& piece : train::weight_pieces("lora", *adapters, adapters_host)) extra.push_back(std::move(piece));
     }
+    std::map<std::string, std::string> attributes = {
+        {"sft_state", sft_state.dump()}, {"model_config", config.json_text}, {"layout", layout_json.dump()}};
+    if (adapters) attributes["lora_config"] = lora_config_json(lora);
     train::save_checkpoint(o.save_dir, step, grid, merged ? *merged : weights, nullptr, &optimizer,
-                           o.distributed_optimizer,
-                           {{"sft_state", sft_state.dump()}, {"model_config", config.json_text},
-                            {"layout", layout_json.dump()}},
-                           o.keep_last, tokenizer_files(o.model), extra);
+                           o.distributed_optimizer, attributes, o.keep_last, tokenizer_files(o.model), extra);
     if (root) {
       std::printf("spin sft: saved checkpoint %s\n", ckpt::checkpoint_dir(o.save_dir, step).c_str());
       std::fflush(stdout);

@@ -79,7 +79,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                            "logging.profile_step_start", "logging.profile_step_end");
     shard = plan_model_shard(c.model_path, grid, c.pp_layers);
     const model::ModelConfig& mc = shard->config;
-    save_dtype = parse_dtype_name(c.save_dtype);
+    save_dtype = parse_save_dtype(c.save_dtype, "checkpoint.save_dtype");
     optimizer_algorithm = train::parse_optimizer_algorithm(c.optimizer, "optim.name");
     require(c.rmsprop_alpha >= 0.0f && c.rmsprop_alpha < 1.0f, "optim.alpha must be in [0, 1), got ", c.rmsprop_alpha);
     lora.rank = c.lora_rank;
@@ -422,11 +422,13 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         }
       }
     }
+    std::map<std::string, std::string> attributes = {{"training_state", state.dump()},
+                                                     {"model_config", mc.json_text},
+                                                     {"layout", layout_json.dump()},
+                                                     {"config", c.to_ini()}};
+    if (adapters) attributes["lora_config"] = lora_config_json(lora);
     saver.save(c.save_dir, step, grid, merged ? *merged : policy, with_reference ? &reference : nullptr,
-               &optimizer, c.distributed_optimizer,
-               {{"training_state", state.dump()}, {"model_config", mc.json_text}, {"layout", layout_json.dump()},
-                {"config", c.to_ini()}},
-               c.keep_last, extra, trainer_caches);
+               &optimizer, c.distributed_optimizer, attributes, c.keep_last, extra, trainer_caches);
     saved_step = step;
     if (root && !saver.pending()) {
       std::printf("spin train: saved checkpoint %s\n", ckpt::checkpoint_dir(c.save_dir, step).c_str());

@@ -33,13 +33,6 @@ std::vector<double> parse_lambdas(const std::string& text) {
   return out;
 }
 
-DType parse_dtype_name(const std::string& name) {
-  if (name == "f32") return DType::F32;
-  if (name == "bf16") return DType::BF16;
-  if (name == "f16") return DType::F16;
-  fail("checkpoint.save_dtype \"", name, "\" is not f32, bf16 or f16");
-}
-
 void save_policy(const std::string& dir, const TrainConfig& c, const model::ModelConfig& config,
                  const model::ModelWeights& policy, const parallel::ProcessGrid& grid, DType dtype) {
   // A multimodal model.path (Gemma 3, Mistral Small 3.1, Qwen2.5-VL) is written back whole, its language model trained.

@@ -19,9 +19,6 @@ namespace spin::app {
 // spin.kl_penalty: one number, or a comma-separated list (one per iteration).
 std::vector<double> parse_lambdas(const std::string& text);
 
-// checkpoint.save_dtype: f32, bf16 or f16.
-DType parse_dtype_name(const std::string& name);
-
 // Writes the policy as a Hugging Face directory (replica 0 gathers; rank 0 writes) and copies
 // the tokenizer beside it. Collective over the grid's world.
 void save_policy(const std::string& dir, const TrainConfig& c, const model::ModelConfig& config,

@@ -245,7 +245,9 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
   const std::int64_t h = dims_.hidden;
   a.grad.allocate(dims_, b, device(), w.has_bf16(), config_, a.adapters ? a.adapters->lora() : LoraConfig{});
   float* dx = a.grad.d_residual.f32();
-  require(a.adapters == nullptr || grads.is_adapters(), "a backward through LoRA adapters takes their gradients");
+  require((a.adapters != nullptr) == grads.is_adapters(),
+          a.adapters ? "a backward through LoRA adapters takes their gradients"
+                     : "the LoRA adapters' gradients need a forward with the adapters");
 
   if (stage_.last) {
     require(static_cast<std::int64_t>(grad.size()) == batch.num_seqs(), "backward got ",

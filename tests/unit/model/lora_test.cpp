@@ -8,6 +8,7 @@
 #include <cmath>
 #include <string>
 
+#include "common/gradient_check.h"
 #include "common/test_util.h"
 #include "common/tiny_model.h"
 #include "core/error.h"
@@ -97,8 +98,8 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
   EXPECT_EQ(m.logprobs(batch, &m.adapters), m.logprobs(batch, nullptr));
 }
 
-// The adapters' gradients against central differences of the adapted float32 forward (the
-// tolerances of Transformer.GradientsMatchFiniteDifferences), for every projection adapted and
+// The adapters' gradients against central differences of the adapted float32 forward
+// (common/gradient_check.h), for every projection adapted and
 // for a subset; the base model is frozen: its weights are not written and have no gradient.
 TEST(Lora, GradientsMatchFiniteDifferences) {
   for (const char* variant : {"llama", "qwen3", "gemma2", "q and v"}) {
@@ -125,41 +126,12 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
       const ForwardResult r = m.transformer.forward(m.weights, batch, scoring, false, {}, &m.adapters);
       return testing::weighted_sum(r.sequence_logprobs, c);
     };
-    const auto& params = m.adapters.sharded_state_dict();
-    const auto& grad_params = grads.sharded_state_dict();
-    ASSERT_EQ(params.size(), grad_params.size());
-    for (std::size_t p = 0; p < params.size(); ++p) {
-      float* w = params[p].local.f32();
-      const float* g = grad_params[p].local.f32();
-      std::vector<double> fd;
-      std::vector<float> analytic;
+    for (const ShardedTensor& g : grads.sharded_state_dict()) {
       double largest = 0.0;
-      for (std::int64_t i = 0; i < params[p].local.numel(); ++i) largest = std::max(largest, std::fabs(double{g[i]}));
-      EXPECT_GT(largest, 1e-3) << params[p].name << " has no gradient";
-      for (std::size_t i : testing::sample_coords(static_cast<std::size_t>(params[p].local.numel()), 6)) {
-        const float saved = w[i];
-        w[i] = saved + 3e-3f;
-        const double up = loss();
-        w[i] = saved - 3e-3f;
-        const double down = loss();
-        w[i] = saved;
-        fd.push_back((up - down) / (static_cast<double>(saved + 3e-3f) - (saved - 3e-3f)));
-        analytic.push_back(g[i]);
-      }
-      testing::expect_close(analytic, fd, 3e-2, 3e-3, params[p].name.c_str());
+      for (const float x : to_host<float>(g.local)) largest = std::max(largest, std::fabs(double{x}));
+      EXPECT_GT(largest, 1e-3) << g.name << " has no gradient";
     }
-    const Tensor& flat = m.adapters.flat();
-    const auto u = testing::random_vector(static_cast<std::size_t>(flat.numel()), 9);
-    double g_dot_u = 0.0;
-    for (std::int64_t i = 0; i < flat.numel(); ++i) g_dot_u += grads.flat().f32()[i] * u[static_cast<std::size_t>(i)];
-    const Tensor saved = flat.clone();
-    const float h = 2e-4f;
-    for (std::int64_t i = 0; i < flat.numel(); ++i) flat.f32()[i] = saved.f32()[i] + h * u[static_cast<std::size_t>(i)];
-    const double up = loss();
-    for (std::int64_t i = 0; i < flat.numel(); ++i) flat.f32()[i] = saved.f32()[i] - h * u[static_cast<std::size_t>(i)];
-    const double down = loss();
-    flat.copy_from(saved);
-    EXPECT_NEAR(g_dot_u, (up - down) / (2 * h), 2e-3 * std::fabs(g_dot_u) + 2e-2);
+    testing::check_model_gradients(m.adapters, grads, loss, variant);
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "common/gradient_check.h"
 #include "common/test_util.h"
 #include "common/tiny_model.h"
 #include "core/error.h"
@@ -36,14 +37,8 @@ std::vector<Sequence> three_sequences() {
           {testing::random_ids(2, 37, 3), 1}};
 }
 
-// Whole-model gradients against central finite differences of the float32 forward.
-// Tolerance: the loss (sum of ~10 log-probabilities, |L| ~ 40) carries float32 rounding of
-// ~1e-5 absolute, so with a step of 3e-3 the differences are good to ~2e-3 absolute, and
-// curvature adds O(step^2) relative (a step of 1e-2 was visibly too coarse for weights of
-// scale 0.3). Hence |analytic - fd| <= 3e-3 + 3e-2 |fd| per coordinate, and the much tighter
-// 2e-3 relative (plus 2e-2 absolute, the rounding over 2 x 2e-4) for the directional derivative
-// over all parameters at once (step 2e-4 along a unit-normal direction, a change of the loss of
-// ~1e-2).
+// Whole-model gradients against central finite differences of the float32 forward, for every
+// family's parts (tolerances: common/gradient_check.h).
 TEST(Transformer, GradientsMatchFiniteDifferences) {
   for (const char* variant :
        {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2", "gemma3", "phi3", "partial rotary", "nope"}) {
@@ -72,43 +67,7 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
       const ForwardResult r = m.transformer.forward(m.weights, batch);
       return testing::weighted_sum(r.sequence_logprobs, c);
     };
-    const auto& params = m.weights.sharded_state_dict();
-    const auto& grad_params = grads.sharded_state_dict();
-    for (std::size_t p = 0; p < params.size(); ++p) {
-      float* w = params[p].local.f32();
-      const float* g = grad_params[p].local.f32();
-      std::vector<float> view(w, w + params[p].local.numel());
-      std::vector<double> fd;
-      std::vector<float> analytic;
-      for (std::size_t i : testing::sample_coords(view.size(), 6)) {
-        const float saved = w[i];
-        w[i] = saved + 3e-3f;
-        const double up = loss();
-        w[i] = saved - 3e-3f;
-        const double down = loss();
-        w[i] = saved;
-        fd.push_back((up - down) / (static_cast<double>(saved + 3e-3f) - (saved - 3e-3f)));
-        analytic.push_back(g[i]);
-      }
-      testing::expect_close(analytic, fd, 3e-2, 3e-3, params[p].name.c_str());
-    }
-
-    // Directional derivative along a random direction u over every parameter.
-    const Tensor& flat = m.weights.flat();
-    const auto u = testing::random_vector(static_cast<std::size_t>(flat.numel()), 9);
-    double g_dot_u = 0.0;
-    for (std::int64_t i = 0; i < flat.numel(); ++i) g_dot_u += grads.flat().f32()[i] * u[i];
-    const Tensor saved = flat.clone();
-    const float h = 2e-4f;
-    for (std::int64_t i = 0; i < flat.numel(); ++i) flat.f32()[i] = saved.f32()[i] + h * u[i];
-    const double up = loss();
-    for (std::int64_t i = 0; i < flat.numel(); ++i) flat.f32()[i] = saved.f32()[i] - h * u[i];
-    const double down = loss();
-    flat.copy_from(saved);
-    // The difference quotient carries the loss's float32 rounding over 2h: ~1e-2 absolute
-    // (measured, at every step from 2.5e-5 to 8e-4), which the bound allows where g.u is small
-    // (1.4 for "nope", against ~40 for most variants).
-    EXPECT_NEAR(g_dot_u, (up - down) / (2 * h), 2e-3 * std::fabs(g_dot_u) + 2e-2) << variant;
+    testing::check_model_gradients(m.weights, grads, loss, variant);
   }
 }
 

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""spin's LoRA against PEFT (0.10, the test oracle beside transformers 4.40): `spin sft --lora-rank 4
+--lora-alpha 8` trains adapters on every projection of tiny-llama; the adapters of its step-4 checkpoint,
+exported as a PEFT adapter directory (`spin ckpt export-hf --which lora`) and loaded by
+PeftModel.from_pretrained over the checkpoint's frozen model (`--which base`), give the logits of the
+merged model spin writes for that checkpoint (`--which policy`) to 1e-4, and PEFT's merge_and_unload
+gives its weights to 1e-5: PEFT's module names, A / B orientation and alpha / rank scale are spin's.
+The adapters are not trivial: trained away from B = 0, the merged model's logits differ from the
+base's by more than 1e-2. Needs torch, transformers and peft (a test oracle only).
+"""
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import LlamaForCausalLM
+
+
+def run(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        sys.exit("FAIL: %s\nstdout:\n%s\nstderr:\n%s" % (" ".join(cmd), r.stdout, r.stderr))
+    return r
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spin", required=True)
+    parser.add_argument("--models", required=True)
+    args = parser.parse_args()
+    model = os.path.join(args.models, "tiny-llama")
+    vocab = json.load(open(os.path.join(model, "config.json")))["vocab_size"]
+    with tempfile.TemporaryDirectory(prefix="spin_peft_") as tmp:
+        data = os.path.join(tmp, "copy.jsonl")
+        rng = random.Random(3)
+        with open(data, "w") as f:
+            for _ in range(32):
+                prompt = [rng.randrange(3, vocab) for _ in range(rng.randint(3, 8))]
+                f.write(json.dumps({"prompt": prompt, "response": prompt + [2]}) + "\n")
+        save = os.path.join(tmp, "save")
+        run([args.spin, "sft", "--model", model, "--train", data, "--output", os.path.join(tmp, "out"),
+             "--lora-rank", "4", "--lora-alpha", "8", "--lr", "3e-2", "--global-batch-size", "8",
+             "--micro-batch-size", "4", "--epochs", "2", "--save-dir", save, "--save-interval", "4"])
+        checkpoint = os.path.join(save, "step_00000004")
+        for which in ("lora", "base", "policy"):
+            run([args.spin, "ckpt", "export-hf", checkpoint, os.path.join(tmp, which), "--which", which])
+        config = json.load(open(os.path.join(tmp, "lora", "adapter_config.json")))
+        assert config["r"] == 4 and config["lora_alpha"] == 8 and len(config["target_modules"]) == 7, config
+
+        ids = torch.tensor([[rng.randrange(3, vocab) for _ in range(12)] for _ in range(3)])
+        base = LlamaForCausalLM.from_pretrained(os.path.join(tmp, "base"), torch_dtype=torch.float32).eval()
+        merged = LlamaForCausalLM.from_pretrained(os.path.join(tmp, "policy"), torch_dtype=torch.float32).eval()
+        with torch.no_grad():
+            base_logits = base(input_ids=ids).logits
+            spin_logits = merged(input_ids=ids).logits
+            adapted = PeftModel.from_pretrained(base, os.path.join(tmp, "lora")).eval()
+            peft_logits = adapted(input_ids=ids).logits
+        moved = (spin_logits - base_logits).abs().max().item()
+        diff = (peft_logits - spin_logits).abs().max().item()
+        assert moved > 1e-2, "the adapters did not train (logits moved by %g)" % moved
+        assert diff < 1e-4, "PEFT's adapted model and spin's merged model differ by %g" % diff
+        peft_weights = adapted.merge_and_unload().state_dict()
+        spin_weights = load_file(os.path.join(tmp, "policy", "model.safetensors"))
+        worst = max((peft_weights[name] - tensor).abs().max().item() for name, tensor in spin_weights.items())
+        assert worst < 1e-5, "PEFT's merge and spin's differ by %g" % worst
+        print("LoRA rank 4, alpha 8, every projection: PEFT over the base vs spin's merged model: logits %.1e apart "
+              "(the adapters move them by %.2f); merged weights %.1e apart" % (diff, moved, worst))
+
+
+if __name__ == "__main__":
+    main()
