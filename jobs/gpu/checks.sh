@@ -7,12 +7,13 @@
 #      iteration) with --device cpu and --device cuda, compared (compare.py); score and train
 #      again with bf16 products (--precision bf16) against the CPU's bf16 reference; train on
 #      the GPU with spin.ref_offload, model.recompute_activations, model.logits_chunk_rows and
-#      checkpoint.async_save against the CPU run;
+#      checkpoint.async_save against the CPU run; and with LoRA adapters against the CPU's;
 #   3. gpu_bench: measured ceilings and the kernels at Llama-7B shapes;
 #   4. train_bench and generate_bench on a 1.1B-parameter Llama shape (TinyLlama's), float32
 #      and bf16 products: training tokens/s and model FLOP rate against the measured matrix
 #      peak of the precision (MFU for bf16), prefill and decode tokens/s at batch 1, 8, 64
-#      against the weight-bandwidth floor; bf16 training again without tensor-core attention;
+#      against the weight-bandwidth floor; bf16 training again without tensor-core attention
+#      and with LoRA adapters of rank 16;
 #   5. compute-sanitizer memcheck and racecheck over the hand-written kernels' tests.
 # Usage: checks.sh BUNDLE_DIR LOG_DIR. Every step has a time limit; a failing step is reported
 # and the next one still runs. Exit status: the number of failed steps.
@@ -113,6 +114,10 @@ for precision in bf16 fp32; do
   step "generate_bench_$precision" 240 "${launch[@]}" "$bundle/bin/generate_bench" --device cuda \
     --precision "$precision" "${llama_1b[@]}" --prompt 128 --new-tokens 64 --batches 1,8,64
 done
+# LoRA rank 16 on every projection of the same model, bf16: the step without the frozen weights'
+# gradients, and the optimizer state of 0.9% of the parameters.
+step train_bench_bf16_lora 300 "${launch[@]}" "$bundle/bin/train_bench" --device cuda --precision bf16 \
+  "${llama_1b[@]}" --seq 1024 --global-batch 8 --micro-batch 2 --steps 3 --warmup 1 --lora-rank 16
 # The same bf16 training without tensor-core attention: what those kernels are worth.
 step train_bench_bf16_simt 300 "${launch[@]}" "$bundle/bin/train_bench" --device cuda --precision bf16 \
   --attention-backend simt "${llama_1b[@]}" --seq 1024 --global-batch 8 --micro-batch 2 --steps 3 --warmup 1

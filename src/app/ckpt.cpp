@@ -278,7 +278,8 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
                                   {"lora_dropout", 0.0},        {"target_modules", lora.at("targets")},
                                   {"bias", "none"},             {"fan_in_fan_out", false},
                                   {"inference_mode", true},     {"init_lora_weights", true},
-                                  {"use_rslora", false},        {"base_model_name_or_path", nullptr},
+                                  {"use_rslora", lora.value("rslora", false)},
+                                  {"base_model_name_or_path", nullptr},
                                   {"modules_to_save", nullptr}, {"layers_to_transform", nullptr}};
   std::ofstream(fs::path(o.out) / "adapter_config.json") << adapter.dump(2) << "\n";
 }

@@ -14,7 +14,8 @@ std::string lora_config_json(const model::LoraConfig& lora) {
   for (int t = 0; t < model::kLoraTargets; ++t) {
     if (lora.targets_(static_cast<model::LoraTarget>(t))) targets.push_back(model::lora_target_name(static_cast<model::LoraTarget>(t)));
   }
-  return nlohmann::json{{"rank", lora.rank}, {"alpha", lora.alpha}, {"targets", targets}}.dump();
+  return nlohmann::json{{"rank", lora.rank}, {"alpha", lora.alpha}, {"rslora", lora.rslora}, {"targets", targets}}
+      .dump();
 }
 
 DType parse_save_dtype(const std::string& name, const char* option) {

@@ -55,7 +55,7 @@ void copy_tokenizer_files(const std::string& from, const std::string& to);
 // "3,5" -> {3, 5}; "" -> {}. Errors name `option`.
 std::vector<std::int64_t> parse_int_list(const std::string& text, const char* option);
 
-// A checkpoint's "lora_config" attribute: {"rank", "alpha", "targets": [PEFT's module names]}
+// A checkpoint's "lora_config" attribute: {"rank", "alpha", "rslora", "targets": [PEFT's module names]}
 // (spin ckpt export-hf --which lora writes it into adapter_config.json).
 std::string lora_config_json(const model::LoraConfig& lora);
 

@@ -69,6 +69,7 @@ struct SftOptions {
   std::int64_t logits_chunk_rows = 0;
   std::int64_t lora_rank = 0;
   double lora_alpha = 16.0;
+  bool lora_rslora = false;
   std::string lora_targets = "all-linear";
   int max_nonfinite = 10;
   std::uint64_t seed = 1234;
@@ -147,6 +148,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("lora-rank", po::value(&o.lora_rank)->default_value(o.lora_rank),
        "train LoRA adapters of this rank on the frozen model, merged into it in the output (0: full fine-tuning)")
       ("lora-alpha", po::value(&o.lora_alpha)->default_value(o.lora_alpha), "LoRA's alpha (scale alpha / rank)")
+      ("lora-rslora", po::bool_switch(&o.lora_rslora), "rank-stabilised LoRA: the scale alpha / sqrt(rank)")
       ("lora-targets", po::value(&o.lora_targets)->default_value(o.lora_targets),
        "the adapted projections: all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
        "down_proj")
@@ -218,6 +220,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                            "--profile-step-start", "--profile-step-end");
     lora.rank = o.lora_rank;
     lora.alpha = o.lora_alpha;
+    lora.rslora = o.lora_rslora;
     lora.targets = model::parse_lora_targets(o.lora_targets, "spin sft: --lora-targets");
     lora.validate("spin sft: --lora-");
     shard = plan_model_shard(o.model, grid, o.pp_layers);

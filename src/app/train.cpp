@@ -84,6 +84,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     require(c.rmsprop_alpha >= 0.0f && c.rmsprop_alpha < 1.0f, "optim.alpha must be in [0, 1), got ", c.rmsprop_alpha);
     lora.rank = c.lora_rank;
     lora.alpha = c.lora_alpha;
+    lora.rslora = c.lora_rslora;
     lora.targets = model::parse_lora_targets(c.lora_targets, "lora.targets");
     lora.validate("lora.");
     require(!lora.enabled() || !c.ref_offload, "spin.ref_offload with lora.rank ", lora.rank,

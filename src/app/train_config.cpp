@@ -169,6 +169,7 @@ void declare(OptionTable& t, TrainConfig& c) {
         "LoRA: train adapters of this rank on the frozen model (0: full fine-tuning); each iteration's adapters are "
         "merged into the reference at its end");
   t.add("lora.alpha", &c.lora_alpha, "LoRA's alpha: the adapters' output scaled by alpha / rank");
+  t.add("lora.rslora", &c.lora_rslora, "rank-stabilised LoRA: the scale alpha / sqrt(rank) (PEFT's use_rslora)");
   t.add("lora.targets", &c.lora_targets,
         "the adapted projections: all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
         "down_proj");

@@ -68,6 +68,7 @@ struct TrainConfig {
   // [lora]
   std::int64_t lora_rank = 0;  // 0: full fine-tuning
   double lora_alpha = 16.0;
+  bool lora_rslora = false;
   std::string lora_targets = "all-linear";
   // [sampling]
   bool greedy = false;

@@ -22,7 +22,8 @@ std::string LoraConfig::targets_text() const {
 }
 
 std::string LoraConfig::summary() const {
-  return enabled() ? cat("rank ", rank, ", alpha ", alpha, ", targets ", targets_text()) : "";
+  return enabled() ? cat("rank ", rank, ", alpha ", alpha, ", targets ", targets_text(), rslora ? ", rsLoRA" : "")
+                   : "";
 }
 
 void LoraConfig::validate(const char* setting_prefix) const {

@@ -1,6 +1,7 @@
 // LoRA (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"; PEFT's LoraConfig):
 // a projection y = x W^T of a frozen base model becomes y = x W^T + s (x A^T) B^T with a trained
-// pair A [rank, in], B [out, rank] and s = alpha / rank. A starts as PEFT draws it (uniform in
+// pair A [rank, in], B [out, rank] and s = alpha / rank (rsLoRA, Kalajdzievski 2023: alpha /
+// sqrt(rank), PEFT's use_rslora). A starts as PEFT draws it (uniform in
 // +-1/sqrt(in): kaiming_uniform_ with a = sqrt(5)), B at zero, so an adapted model starts as its
 // base.
 //
@@ -19,6 +20,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -38,15 +40,18 @@ inline bool lora_row_parallel(LoraTarget t) { return t == LoraTarget::O || t == 
 struct LoraConfig {
   std::int64_t rank = 0;  // 0: no adapters, full fine-tuning
   double alpha = 16.0;
+  bool rslora = false;    // scale alpha / sqrt(rank) instead of alpha / rank
   std::array<bool, kLoraTargets> targets{};
 
   bool enabled() const { return rank > 0; }
   bool targets_(LoraTarget t) const { return targets[static_cast<std::size_t>(t)]; }
-  float scale() const { return static_cast<float>(alpha / static_cast<double>(rank)); }
+  float scale() const {
+    return static_cast<float>(alpha / (rslora ? std::sqrt(static_cast<double>(rank)) : static_cast<double>(rank)));
+  }
   // "q_proj,k_proj,..." in the layer's order (the form parse_lora_targets reads).
   std::string targets_text() const;
-  // "rank 16, alpha 32, targets q_proj,..." -- what checkpoints record to refuse another run's --
-  // or "" without adapters.
+  // "rank 16, alpha 32, targets q_proj,..." (", rsLoRA" with it) -- what checkpoints record to
+  // refuse another run's -- or "" without adapters.
   std::string summary() const;
   // Throws naming `setting_prefix` ("lora.") for a negative rank, a non-positive alpha, or a rank
   // without targets.

@@ -4,7 +4,8 @@
 exported as a PEFT adapter directory (`spin ckpt export-hf --which lora`) and loaded by
 PeftModel.from_pretrained over the checkpoint's frozen model (`--which base`), give the logits of the
 merged model spin writes for that checkpoint (`--which policy`) to 1e-4, and PEFT's merge_and_unload
-gives its weights to 1e-5: PEFT's module names, A / B orientation and alpha / rank scale are spin's.
+gives its weights to 1e-5: PEFT's module names, A / B orientation and alpha / rank scale are spin's --
+and with --lora-rslora (PEFT's use_rslora) the alpha / sqrt(rank) scale.
 The adapters are not trivial: trained away from B = 0, the merged model's logits differ from the
 base's by more than 1e-2. Needs torch, transformers and peft (a test oracle only).
 """
@@ -36,6 +37,11 @@ def main():
     args = parser.parse_args()
     model = os.path.join(args.models, "tiny-llama")
     vocab = json.load(open(os.path.join(model, "config.json")))["vocab_size"]
+    for rslora in (False, True):
+        check(args, model, vocab, rslora)
+
+
+def check(args, model, vocab, rslora):
     with tempfile.TemporaryDirectory(prefix="spin_peft_") as tmp:
         data = os.path.join(tmp, "copy.jsonl")
         rng = random.Random(3)
@@ -46,12 +52,14 @@ def main():
         save = os.path.join(tmp, "save")
         run([args.spin, "sft", "--model", model, "--train", data, "--output", os.path.join(tmp, "out"),
              "--lora-rank", "4", "--lora-alpha", "8", "--lr", "3e-2", "--global-batch-size", "8",
-             "--micro-batch-size", "4", "--epochs", "2", "--save-dir", save, "--save-interval", "4"])
+             "--micro-batch-size", "4", "--epochs", "2", "--save-dir", save, "--save-interval", "4"] +
+            (["--lora-rslora"] if rslora else []))
         checkpoint = os.path.join(save, "step_00000004")
         for which in ("lora", "base", "policy"):
             run([args.spin, "ckpt", "export-hf", checkpoint, os.path.join(tmp, which), "--which", which])
         config = json.load(open(os.path.join(tmp, "lora", "adapter_config.json")))
         assert config["r"] == 4 and config["lora_alpha"] == 8 and len(config["target_modules"]) == 7, config
+        assert config["use_rslora"] == rslora, config
 
         ids = torch.tensor([[rng.randrange(3, vocab) for _ in range(12)] for _ in range(3)])
         base = LlamaForCausalLM.from_pretrained(os.path.join(tmp, "base"), torch_dtype=torch.float32).eval()
@@ -69,8 +77,9 @@ def main():
         spin_weights = load_file(os.path.join(tmp, "policy", "model.safetensors"))
         worst = max((peft_weights[name] - tensor).abs().max().item() for name, tensor in spin_weights.items())
         assert worst < 1e-5, "PEFT's merge and spin's differ by %g" % worst
-        print("LoRA rank 4, alpha 8, every projection: PEFT over the base vs spin's merged model: logits %.1e apart "
-              "(the adapters move them by %.2f); merged weights %.1e apart" % (diff, moved, worst))
+        print("LoRA rank 4, alpha 8, every projection%s: PEFT over the base vs spin's merged model: logits %.1e apart "
+              "(the adapters move them by %.2f); merged weights %.1e apart" % (", rsLoRA" if rslora else "", diff, moved,
+                                                                            worst))
 
 
 if __name__ == "__main__":

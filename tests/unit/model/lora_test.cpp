@@ -55,6 +55,10 @@ TEST(Lora, TargetsParseAndValidate) {
   lora.targets = parse_lora_targets("v_proj,q_proj,down_proj", "lora.targets");
   EXPECT_EQ(lora.targets_text(), "q_proj,v_proj,down_proj");
   EXPECT_EQ(lora.scale(), 2.0f);  // alpha 16 / rank 8
+  lora.rslora = true;
+  EXPECT_FLOAT_EQ(lora.scale(), 16.0f / std::sqrt(8.0f));
+  EXPECT_EQ(lora.summary(), "rank 8, alpha 16, targets q_proj,v_proj,down_proj, rsLoRA");
+  lora.rslora = false;
   EXPECT_NO_THROW(lora.validate("lora."));
   EXPECT_THROW(parse_lora_targets("q_proj,qkv_proj", "lora.targets"), Error);
   EXPECT_THROW(parse_lora_targets("", "lora.targets"), Error);
