@@ -412,15 +412,14 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     }
     // LoRA: the policy written is the merged model (every tool reads it as a model), the
     // reference the base, and the adapters besides ("lora"), which a resumed run trains on.
+    // DP rank 0 writes the weights (train/checkpointing.h): only it needs them on the host.
     std::optional<model::ModelWeights> merged;
     Tensor adapters_host;
-    if (adapters) {
+    if (adapters && grid.dp_rank() == 0) {
       merged.emplace(train::merged_on_host(mc, shard->dims, shard->stage, pad, reference, *adapters));
       adapters_host = host_readable(adapters->flat());
-      if (grid.dp_rank() == 0) {
-        for (ckpt::PieceWrite& piece : train::weight_pieces("lora", *adapters, adapters_host)) {
-          trainer_caches.push_back(std::move(piece));
-        }
+      for (ckpt::PieceWrite& piece : train::weight_pieces("lora", *adapters, adapters_host)) {
+        trainer_caches.push_back(std::move(piece));
       }
     }
     std::map<std::string, std::string> attributes = {{"training_state", state.dump()},
