@@ -82,6 +82,28 @@ TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesigned
   expect_only_all_reduces(grid.tp().stats(), 1 + 2 * 3, activation * (1 + 2 * 3), "model backward");
 }
 
+// LoRA adapters of rank 3 on every projection: the forward sends nothing more (a row-parallel
+// adapter's partial products join its projection's all-reduce); the backward one all-reduce
+// per layer more, of the replicated factors' gradients ([7, rank x hidden]).
+TEST(TensorParallelCommunication, LoraAdaptersAddOneAllReducePerLayerBackward) {
+  Tp2Model m;
+  const std::uint64_t n = 16, h = 16, f = sizeof(float), r = 3;
+  const std::uint64_t activation = n * h * f;
+  const LoraConfig lora = testing::tiny_lora(static_cast<std::int64_t>(r));
+  ModelWeights adapters = ModelWeights::adapters(m.config, lora, m.dims, StageLayers::whole(3));
+  testing::randomize_matrices(adapters, 7, 0.3f);
+  m.grid.tp().reset_stats();
+  Activations saved;
+  m.transformer.forward(m.weights, m.batch, saved, true, {}, &adapters);
+  expect_only_all_reduces(m.grid.tp().stats(), 1 + 2 * 3 + 2, activation * (1 + 2 * 3) + n * f + 2 * n * f,
+                          "model forward with adapters");
+  ModelWeights grads = ModelWeights::adapters(m.config, lora, m.dims, StageLayers::whole(3));
+  m.grid.tp().reset_stats();
+  m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
+  expect_only_all_reduces(m.grid.tp().stats(), 1 + 2 * 3 + 3, activation * (1 + 2 * 3) + 3 * 7 * r * h * f,
+                          "model backward with adapters");
+}
+
 // Sequence parallelism: every activation all-reduce becomes a reduce-scatter of the
 // [rows, hidden] partial sums and an all-gather of this rank's rows (half of them at TP 2);
 // the norms' weight gradients add an all-reduce of [hidden] each; the head's two all-reduces of
