@@ -136,6 +136,7 @@ CONFIGS = [("tinyllama-1.1b.ini", "tinyllama-1.1b.json", 8), ("llama-2-7b.ini", 
            ("gemma-7b-it.ini", "gemma-7b-it.json", 8), ("gemma-2-9b-it.ini", "gemma-2-9b-it.json", 8),
            ("gemma-3-1b-it.ini", "gemma-3-1b-it.json", 8), ("gemma-3-27b-it.ini", "gemma-3-27b-it.json", 16),
            ("zephyr-7b-spin-iter0.ini", "mistral-7b-v0.1.json", 16), ("zephyr-7b-spin.ini", "mistral-7b-v0.1.json", 16),
+           ("zephyr-7b-spin-lora.ini", "mistral-7b-v0.1.json", 8),
            ("mistral-nemo-instruct-2407.ini", "mistral-nemo-instruct-2407.json", 16),
            ("phi-4-mini-instruct.ini", "phi-4-mini-instruct.json", 8), ("smollm3-3b.ini", "smollm3-3b.json", 8)]
 
@@ -173,6 +174,8 @@ def case_configs(args, tmp):
             cmd += ["--logits-chunk-rows", c["model"]["logits_chunk_rows"]]
         if c["optim"].get("name"):
             cmd += ["--optimizer", c["optim"]["name"]]
+        if c.has_section("lora"):
+            cmd += ["--lora-rank", c["lora"]["rank"], "--lora-targets", c["lora"].get("targets", "all-linear")]
         p = run(args.mpiexec, cmd, 1)
         assert p.returncode == 0, (name, p.returncode, p.stdout, p.stderr)
         print("%-20s keys valid; tp %d x pp %d on %d GPUs: %s" % (name, tp, pp, gpus,
