@@ -17,7 +17,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 
 #include "app/commands.h"
 #include "app/model_setup.h"
@@ -34,7 +33,6 @@
 #include "core/error.h"
 #include "core/profile.h"
 #include "data/examples.h"
-#include "data/jsonl.h"
 #include "generate/generator.h"
 #include "parallel/job_errors.h"
 #include "train/checkpointing.h"

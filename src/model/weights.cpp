@@ -239,9 +239,7 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
   return w;
 }
 
-std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
-                                          const StageLayers& stage) {
-  (void)config;
+std::vector<ShardedTensor> adapter_layout(const LoraConfig& lora, const TpDims& dims, const StageLayers& stage) {
   std::vector<ShardedTensor> out;
   for (auto& spec : adapter_specs(lora, dims, stage)) out.push_back(std::move(spec.first));
   return out;
@@ -249,7 +247,6 @@ std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraC
 
 void ModelWeights::merge_into(ModelWeights& base, const kernels::Kernels& k) const {
   require(is_adapters() && base.layers.size() == layers.size(), "merging adapters into weights of another shape");
-  const Tensor base_flat = base.flat();
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const LayerWeights& a = layers[l];
     const LayerWeights& w = base.layers[l];

@@ -137,8 +137,7 @@ std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpD
                                             const StageLayers& stage);
 // The same for the LoRA adapters of that shard ("model.layers.<l>.self_attn.q_proj.lora_A.weight",
 // PEFT's names without its "base_model.model." prefix).
-std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
-                                          const StageLayers& stage);
+std::vector<ShardedTensor> adapter_layout(const LoraConfig& lora, const TpDims& dims, const StageLayers& stage);
 
 // Where these parameters sit in the model's Hugging Face files: under hf_weight_prefix, and for
 // Phi-3 (ModelConfig::fused_projections) q/k/v as the row blocks of qkv_proj, gate/up of

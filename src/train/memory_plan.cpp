@@ -41,11 +41,11 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
 
 // This rank's LoRA adapter elements on a stage, as ModelWeights::adapters lays them out (none
 // without adapters).
-std::int64_t stage_adapter_params(const model::ModelConfig& c, const model::LoraConfig& lora, const model::TpDims& d,
-                                  const model::StageLayers& s, std::int64_t pad_multiple) {
+std::int64_t stage_adapter_params(const model::LoraConfig& lora, const model::TpDims& d, const model::StageLayers& s,
+                                  std::int64_t pad_multiple) {
   if (!lora.enabled()) return 0;
   std::int64_t n = 0;
-  for (const ShardedTensor& t : model::adapter_layout(c, lora, d, s)) {
+  for (const ShardedTensor& t : model::adapter_layout(lora, d, s)) {
     const std::int64_t whole = shape_numel(t.global_shape);
     n += aligned(t.replicated() ? whole : whole / t.global_shape[static_cast<std::size_t>(t.split_dim)] * t.length);
   }
@@ -202,7 +202,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     s.params = stage_params(c, d, layers, r.distributed_optimizer ? r.dp : 1);
     // The trained parameters: the model's, or with LoRA the adapters' (the policy is then the
     // reference + the adapters: no second copy of the model).
-    s.trained = r.lora.enabled() ? stage_adapter_params(c, r.lora, d, layers, r.distributed_optimizer ? r.dp : 1)
+    s.trained = r.lora.enabled() ? stage_adapter_params(r.lora, d, layers, r.distributed_optimizer ? r.dp : 1)
                                  : s.params;
     const std::int64_t owned = r.distributed_optimizer ? s.trained / r.dp : s.trained;
     s.weights = s.trained * p.weight;

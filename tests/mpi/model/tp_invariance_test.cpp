@@ -121,7 +121,7 @@ void expect_same_as_tp1(const testing::TinyShape& shape, int tp, const Options& 
   testing::expect_close(parallel_run.token_logprobs, reference.token_logprobs, o.tolerance, 1e-6,
                         "token logprobs");
   const auto names = o.lora.enabled()
-                         ? adapter_layout(config, o.lora, tp_dims(config, 0, 1), StageLayers::whole(config.num_layers))
+                         ? adapter_layout(o.lora, tp_dims(config, 0, 1), StageLayers::whole(config.num_layers))
                          : ModelWeights(config, tp_dims(config, 0, 1)).sharded_state_dict();
   for (std::size_t p = 0; p < reference.grads.size(); ++p) {
     // Per tensor: max |diff| <= 1e-5 max |reference| (elements near 0 carry rounding of the
