@@ -17,13 +17,13 @@ import tarfile
 import tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-CPU_STEPS = ["score_cpu", "generate_cpu", "train_cpu", "score_cpu_bf16", "train_cpu_bf16"]
+CPU_STEPS = ["score_cpu", "generate_cpu", "train_cpu", "score_cpu_bf16", "train_cpu_bf16", "train_cpu_lora"]
 # What pack.sh leaves to the machine: the C and C++ runtimes and CUDA's libraries.
 SYSTEM = re.compile(r"^(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux|libcublas|libcublasLt|libcudart|libnccl|"
                     r"libcuda|libnvidia)[.-]")
 CUDA_STEPS = ["score_cuda", "generate_cuda", "generate_cuda_chunked", "train_cuda", "score_cuda_bf16", "train_cuda_bf16",
               "train_cuda_offload_recompute", "train_bench_bf16", "generate_bench_bf16", "train_bench_fp32",
-              "generate_bench_fp32", "train_bench_bf16_simt"]
+              "generate_bench_fp32", "train_bench_bf16_simt", "train_cuda_lora", "train_bench_bf16_lora"]
 
 
 def main():
