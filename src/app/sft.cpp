@@ -151,7 +151,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("lora-rslora", po::bool_switch(&o.lora_rslora), "rank-stabilised LoRA: the scale alpha / sqrt(rank)")
       ("lora-targets", po::value(&o.lora_targets)->default_value(o.lora_targets),
        "the adapted projections: all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-       "down_proj")
+       "down_proj (or NeMo's attention_qkv, attention_dense, mlp_fc1, mlp_fc2)")
       ("seed", po::value(&o.seed)->default_value(o.seed), "data order seed")
       ("no-shuffle", po::bool_switch(&o.no_shuffle), "visit the data in file order every epoch")
       ("log-interval", po::value(&o.log_interval)->default_value(o.log_interval), "steps between log lines")

@@ -172,7 +172,7 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("lora.rslora", &c.lora_rslora, "rank-stabilised LoRA: the scale alpha / sqrt(rank) (PEFT's use_rslora)");
   t.add("lora.targets", &c.lora_targets,
         "the adapted projections: all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-        "down_proj");
+        "down_proj (or NeMo's attention_qkv, attention_dense, mlp_fc1, mlp_fc2)");
   t.add("parallel.tp", &c.tp, "tensor-parallel size");
   t.add("parallel.pp", &c.pp, "pipeline-parallel size (data-parallel = world / (tp x pp))");
   t.add("parallel.pp_layers", &c.pp_layers, "layers per pipeline stage, e.g. 3,5 (empty: even)");

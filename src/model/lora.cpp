@@ -1,5 +1,8 @@
 #include "model/lora.h"
 
+#include <utility>
+#include <vector>
+
 #include "core/error.h"
 
 namespace spin::model {
@@ -34,8 +37,14 @@ void LoraConfig::validate(const char* setting_prefix) const {
 }
 
 std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const char* setting) {
+  using T = LoraTarget;
+  // NeMo's names of the fused projections it adapts (its LoRA target_modules).
+  const std::pair<const char*, std::vector<T>> nemo[] = {{"attention_qkv", {T::Q, T::K, T::V}},
+                                                         {"attention_dense", {T::O}},
+                                                         {"mlp_fc1", {T::Gate, T::Up}},
+                                                         {"mlp_fc2", {T::Down}}};
   std::array<bool, kLoraTargets> out{};
-  if (text == "all-linear") {
+  if (text == "all-linear" || text == "all") {
     out.fill(true);
     return out;
   }
@@ -43,14 +52,18 @@ std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const
   while (at <= text.size()) {
     const std::size_t comma = std::min(text.find(',', at), text.size());
     const std::string word = text.substr(at, comma - at);
-    int found = -1;
+    bool found = false;
     for (int t = 0; t < kLoraTargets; ++t) {
-      if (word == kNames[t]) found = t;
+      if (word == kNames[t]) out[static_cast<std::size_t>(t)] = found = true;
     }
-    require(found >= 0, setting, " = \"", text, "\": \"", word,
+    for (const auto& [name, targets] : nemo) {
+      if (word != name) continue;
+      for (const T t : targets) out[static_cast<std::size_t>(t)] = true;
+      found = true;
+    }
+    require(found, setting, " = \"", text, "\": \"", word,
             "\" is not a projection (all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-            "down_proj)");
-    out[static_cast<std::size_t>(found)] = true;
+            "down_proj -- or NeMo's attention_qkv, attention_dense, mlp_fc1, mlp_fc2)");
     at = comma + 1;
   }
   return out;

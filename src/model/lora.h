@@ -58,8 +58,10 @@ struct LoraConfig {
   void validate(const char* setting_prefix) const;
 };
 
-// "all-linear" (PEFT's name for every projection) or a comma-separated list of target names;
-// throws naming `setting` for another word or an empty list.
+// "all-linear" (PEFT's name for every projection; NeMo's "all") or a comma-separated list of
+// target names -- PEFT's (q_proj, ..., down_proj) or NeMo's (attention_qkv: q, k and v;
+// attention_dense: o; mlp_fc1: gate and up; mlp_fc2: down); throws naming `setting` for another
+// word or an empty list.
 std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const char* setting);
 
 // One adapter's factors (float32, or their bf16 copies).

@@ -61,6 +61,13 @@ TEST(Lora, TargetsParseAndValidate) {
   lora.rslora = false;
   EXPECT_NO_THROW(lora.validate("lora."));
   EXPECT_THROW(parse_lora_targets("q_proj,qkv_proj", "lora.targets"), Error);
+  // NeMo's names of its fused modules.
+  LoraConfig nemo;
+  nemo.targets = parse_lora_targets("attention_qkv,mlp_fc2", "lora.targets");
+  EXPECT_EQ(nemo.targets_text(), "q_proj,k_proj,v_proj,down_proj");
+  nemo.targets = parse_lora_targets("attention_dense,mlp_fc1", "lora.targets");
+  EXPECT_EQ(nemo.targets_text(), "o_proj,gate_proj,up_proj");
+  EXPECT_EQ(parse_lora_targets("all", "lora.targets"), all);
   EXPECT_THROW(parse_lora_targets("", "lora.targets"), Error);
   try {
     parse_lora_targets("q_proj,,v_proj", "lora.targets");
