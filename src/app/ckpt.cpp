@@ -262,11 +262,10 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   require(!config.fused_projections, reader.dir(), ": a PEFT adapter of Phi-3's fused qkv_proj / gate_up_proj is "
           "one pair per fused module, not the separate q, k, v (gate, up) pairs spin trains");
   const nlohmann::json lora = nlohmann::json::parse(reader.attribute("lora_config"));
+  const DType dtype = parse_save_dtype(o.dtype, "spin ckpt: --dtype");
   std::vector<ckpt::SafetensorsWrite> tensors;
   for (const std::string& name : names) {
-    tensors.push_back({config.hf_weight_prefix.empty() ? "base_model.model." + name
-                                                       : "base_model.model." + config.hf_weight_prefix + name,
-                       parse_save_dtype(o.dtype, "spin ckpt: --dtype"), reader.shape("lora", name)});
+    tensors.push_back({"base_model.model." + config.hf_weight_prefix + name, dtype, reader.shape("lora", name)});
   }
   fs::create_directories(o.out);
   ckpt::SafetensorsWriter writer((fs::path(o.out) / "adapter_model.safetensors").string(), tensors,

@@ -9,6 +9,23 @@
 
 namespace spin::app {
 
+model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, const std::string& targets,
+                                const std::string& prefix) {
+  model::LoraConfig lora;
+  lora.rank = rank;
+  lora.alpha = alpha;
+  lora.rslora = rslora;
+  lora.targets = model::parse_lora_targets(targets, (prefix + "targets").c_str());
+  lora.validate(prefix.c_str());
+  return lora;
+}
+
+void require_same_lora(const std::string& saved, const model::LoraConfig& ours, const std::string& checkpoint) {
+  const std::string mine = ours.summary();
+  require(saved == mine, checkpoint, " was saved by a run ", saved.empty() ? "without LoRA" : "with LoRA " + saved,
+          "; this run is ", mine.empty() ? "without LoRA" : "with LoRA " + mine, ": its trained parameters differ");
+}
+
 std::string lora_config_json(const model::LoraConfig& lora) {
   nlohmann::json targets = nlohmann::json::array();
   for (int t = 0; t < model::kLoraTargets; ++t) {

@@ -55,6 +55,15 @@ void copy_tokenizer_files(const std::string& from, const std::string& to);
 // "3,5" -> {3, 5}; "" -> {}. Errors name `option`.
 std::vector<std::int64_t> parse_int_list(const std::string& text, const char* option);
 
+// LoRA's settings from a command's options, validated; errors name `prefix` + "rank", "alpha",
+// "targets" ("lora." in spin train, "spin sft: --lora-" in spin sft).
+model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, const std::string& targets,
+                                const std::string& prefix);
+
+// Throws unless a checkpoint whose state recorded LoRA settings `saved` (LoraConfig::summary; ""
+// without adapters) was saved by a run of this run's, naming both.
+void require_same_lora(const std::string& saved, const model::LoraConfig& ours, const std::string& checkpoint);
+
 // A checkpoint's "lora_config" attribute: {"rank", "alpha", "rslora", "targets": [PEFT's module names]}
 // (spin ckpt export-hf --which lora writes it into adapter_config.json).
 std::string lora_config_json(const model::LoraConfig& lora);

@@ -132,9 +132,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.recompute_activations = o.recompute;
     request.sequence_parallel = o.sequence_parallel;
     request.logits_chunk_rows = o.logits_chunk_rows;
-    request.lora.rank = o.lora_rank;
-    request.lora.targets = model::parse_lora_targets(o.lora_targets, "spin plan: --lora-targets");
-    request.lora.validate("spin plan: --lora-");
+    request.lora = lora_settings(o.lora_rank, model::LoraConfig{}.alpha, false, o.lora_targets, "spin plan: --lora-");
     request.precision = o.device == "cpu" ? train::Precision::cpu() : train::Precision::cuda();
     if (o.rmsprop) request.precision.moments = 4;  // v alone
     if (parse_attention_backend(o.attention_backend) == AttentionBackend::Unfused) {

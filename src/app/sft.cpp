@@ -218,11 +218,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     profile_window.emplace(o.profile_step_start, o.profile_step_end, o.output + ".profile", world.rank(),
                            "--profile-step-start", "--profile-step-end");
-    lora.rank = o.lora_rank;
-    lora.alpha = o.lora_alpha;
-    lora.rslora = o.lora_rslora;
-    lora.targets = model::parse_lora_targets(o.lora_targets, "spin sft: --lora-targets");
-    lora.validate("spin sft: --lora-");
+    lora = lora_settings(o.lora_rank, o.lora_alpha, o.lora_rslora, o.lora_targets, "spin sft: --lora-");
     shard = plan_model_shard(o.model, grid, o.pp_layers);
     save_dtype = parse_save_dtype(o.save_dtype, "spin sft: --save-dtype");
     const auto tokenizer = load_tokenizer(o.model, shard->config);
@@ -307,10 +303,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
       require(theirs == ours, loaded, " was saved by a run with ", theirs, " ", what, "; this run has ", ours,
               ": its position in the data cannot be carried over");
     }
-    const std::string their_lora = state.value("lora", "");
-    require(their_lora == lora.summary(), loaded, " was saved by a run ",
-            their_lora.empty() ? "without LoRA" : "with LoRA " + their_lora, "; this run is ",
-            lora.enabled() ? "with LoRA " + lora.summary() : "without LoRA", ": its trained parameters differ");
+    require_same_lora(state.value("lora", ""), lora, loaded);
     // LoRA: the frozen model (group "base"; "policy" holds it with the adapters merged) and the adapters.
     train::load_weights(reader, adapters ? "base" : "policy", weights);
     if (adapters) train::load_weights(reader, "lora", *adapters);
@@ -330,21 +323,23 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                                         {"distributed_optimizer", o.distributed_optimizer}};
     // LoRA: "policy" the merged model (what spin train --checkpoint.load and export-hf read),
     // "base" the frozen one and "lora" the adapters (what --resume reads).
-    std::optional<model::ModelWeights> merged;
+    std::optional<train::AdapterCheckpoint> lora_part;
     std::vector<ckpt::PieceWrite> extra;
-    Tensor weights_host, adapters_host;
-    if (adapters && grid.dp_rank() == 0) {
-      merged.emplace(train::merged_on_host(config, shard->dims, shard->stage, pad, weights, *adapters));
-      weights_host = host_readable(weights.flat());
-      adapters_host = host_readable(adapters->flat());
-      extra = train::weight_pieces("base", weights, weights_host);
-      for (ckpt::PieceWrite& piece : train::weight_pieces("lora", *adapters, adapters_host)) extra.push_back(std::move(piece));
-    }
+    Tensor weights_host;
     std::map<std::string, std::string> attributes = {
         {"sft_state", sft_state.dump()}, {"model_config", config.json_text}, {"layout", layout_json.dump()}};
-    if (adapters) attributes["lora_config"] = lora_config_json(lora);
-    train::save_checkpoint(o.save_dir, step, grid, merged ? *merged : weights, nullptr, &optimizer,
-                           o.distributed_optimizer, attributes, o.keep_last, tokenizer_files(o.model), extra);
+    if (adapters) {
+      lora_part.emplace(grid, config, shard->dims, shard->stage, pad, weights, *adapters);
+      if (grid.dp_rank() == 0) {
+        weights_host = host_readable(weights.flat());
+        extra = train::weight_pieces("base", weights, weights_host);
+      }
+      extra.insert(extra.end(), lora_part->pieces.begin(), lora_part->pieces.end());
+      attributes["lora_config"] = lora_config_json(lora);
+    }
+    train::save_checkpoint(o.save_dir, step, grid, lora_part ? lora_part->policy_or(weights) : weights, nullptr,
+                           &optimizer, o.distributed_optimizer, attributes, o.keep_last, tokenizer_files(o.model),
+                           extra);
     if (root) {
       std::printf("spin sft: saved checkpoint %s\n", ckpt::checkpoint_dir(o.save_dir, step).c_str());
       std::fflush(stdout);

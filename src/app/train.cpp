@@ -80,11 +80,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     save_dtype = parse_save_dtype(c.save_dtype, "checkpoint.save_dtype");
     optimizer_algorithm = train::parse_optimizer_algorithm(c.optimizer, "optim.name");
     require(c.rmsprop_alpha >= 0.0f && c.rmsprop_alpha < 1.0f, "optim.alpha must be in [0, 1), got ", c.rmsprop_alpha);
-    lora.rank = c.lora_rank;
-    lora.alpha = c.lora_alpha;
-    lora.rslora = c.lora_rslora;
-    lora.targets = model::parse_lora_targets(c.lora_targets, "lora.targets");
-    lora.validate("lora.");
+    lora = lora_settings(c.lora_rank, c.lora_alpha, c.lora_rslora, c.lora_targets, "lora.");
     require(!lora.enabled() || !c.ref_offload, "spin.ref_offload with lora.rank ", lora.rank,
             ": a LoRA run holds one model, the reference, and the policy is it + the adapters: nothing to offload");
     tokenizer = load_tokenizer(c.model_path, mc);
@@ -265,11 +261,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       same("global_batch_size", c.global_batch_size, "prompts per step (spin.global_batch_size)");
       same("steps_per_epoch", shape.steps_per_epoch(0), "steps per epoch (the train file or batch size differ)");
       same("epochs", c.epochs, "epochs per iteration (spin.max_epochs)");
-      const std::string their_lora = state.value("lora", "");
-      const std::string our_lora = lora.summary();
-      require(their_lora == our_lora, loaded, " was saved by a run ",
-              their_lora.empty() ? "without LoRA" : "with LoRA " + their_lora, "; this run is ",
-              our_lora.empty() ? "without LoRA" : "with LoRA " + our_lora, ": its trained parameters differ");
+      require_same_lora(state.value("lora", ""), lora, loaded);
       if (adapters) train::load_weights(reader, "lora", *adapters);
       const bool mixed = state.value("mix_previous_iteration", false);
       require(mixed == c.mix_previous_iteration, loaded, " was saved by a run ", mixed ? "with" : "without",
@@ -408,25 +400,20 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       const auto n = static_cast<std::int64_t>(values->size());
       trainer_caches.push_back({"spin", name, {n}, {0}, {n}, values->data()});
     }
-    // LoRA: the policy written is the merged model (every tool reads it as a model), the
-    // reference the base, and the adapters besides ("lora"), which a resumed run trains on.
-    // DP rank 0 writes the weights (train/checkpointing.h): only it needs them on the host.
-    std::optional<model::ModelWeights> merged;
-    Tensor adapters_host;
-    if (adapters && grid.dp_rank() == 0) {
-      merged.emplace(train::merged_on_host(mc, shard->dims, shard->stage, pad, reference, *adapters));
-      adapters_host = host_readable(adapters->flat());
-      for (ckpt::PieceWrite& piece : train::weight_pieces("lora", *adapters, adapters_host)) {
-        trainer_caches.push_back(std::move(piece));
-      }
-    }
+    // LoRA: the policy written is the merged model, the reference the base, the adapters besides.
+    std::optional<train::AdapterCheckpoint> lora_part;
     std::map<std::string, std::string> attributes = {{"training_state", state.dump()},
                                                      {"model_config", mc.json_text},
                                                      {"layout", layout_json.dump()},
                                                      {"config", c.to_ini()}};
-    if (adapters) attributes["lora_config"] = lora_config_json(lora);
-    saver.save(c.save_dir, step, grid, merged ? *merged : policy, with_reference ? &reference : nullptr,
-               &optimizer, c.distributed_optimizer, attributes, c.keep_last, extra, trainer_caches);
+    if (adapters) {
+      lora_part.emplace(grid, mc, shard->dims, shard->stage, pad, reference, *adapters);
+      trainer_caches.insert(trainer_caches.end(), lora_part->pieces.begin(), lora_part->pieces.end());
+      attributes["lora_config"] = lora_config_json(lora);
+    }
+    saver.save(c.save_dir, step, grid, lora_part ? lora_part->policy_or(policy) : policy,
+               with_reference ? &reference : nullptr, &optimizer, c.distributed_optimizer, attributes, c.keep_last,
+               extra, trainer_caches);
     saved_step = step;
     if (root && !saver.pending()) {
       std::printf("spin train: saved checkpoint %s\n", ckpt::checkpoint_dir(c.save_dir, step).c_str());
@@ -527,7 +514,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     }
     if (stopping || step != shape.first_step(iteration + 1)) break;  // a signal, spin.max_steps
     // The end of an iteration: validation (without an interval) against this iteration's
-    // reference, the policy saved, then the reference becomes the policy (a local copy).
+    // reference, the reference becomes the policy (a local copy; LoRA: the adapters merged into it),
+    // then it is saved.
     if (c.validation_interval == 0) validate(iteration, epoch - 1, step, step * c.global_batch_size);
     const std::string dir = (fs::path(c.save_dir) / ("iteration_" + std::to_string(iteration + 1))).string();
     if (c.save_generations) {

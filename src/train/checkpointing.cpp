@@ -39,6 +39,20 @@ std::string shard_file(const parallel::ProcessGrid& grid) {
   return cat("shard_tp", grid.tp_rank(), "_pp", grid.pp_rank(), "_dp", grid.dp_rank(), ".h5");
 }
 
+// LoRA: `base` with `adapters` merged (W + scale B A) in host memory, of base's layout (the
+// arguments it was made with).
+model::ModelWeights merged_on_host(const model::ModelConfig& config, const model::TpDims& dims,
+                                   const model::StageLayers& stage, std::int64_t pad_multiple,
+                                   const model::ModelWeights& base, const model::ModelWeights& adapters) {
+  model::ModelWeights merged(config, dims, stage, pad_multiple, Device::Cpu);
+  merged.copy_from(base);
+  model::ModelWeights host_adapters =
+      model::ModelWeights::adapters(config, adapters.lora(), dims, stage, pad_multiple, Device::Cpu);
+  host_adapters.copy_from(adapters);
+  host_adapters.merge_into(merged, kernels::CpuKernels());
+  return merged;
+}
+
 }  // namespace
 
 std::vector<ckpt::PieceWrite> weight_pieces(const std::string& group, const model::ModelWeights& w,
@@ -53,16 +67,14 @@ std::vector<ckpt::PieceWrite> weight_pieces(const std::string& group, const mode
   return pieces;
 }
 
-model::ModelWeights merged_on_host(const model::ModelConfig& config, const model::TpDims& dims,
-                                   const model::StageLayers& stage, std::int64_t pad_multiple,
-                                   const model::ModelWeights& base, const model::ModelWeights& adapters) {
-  model::ModelWeights merged(config, dims, stage, pad_multiple, Device::Cpu);
-  merged.copy_from(base);
-  model::ModelWeights host_adapters =
-      model::ModelWeights::adapters(config, adapters.lora(), dims, stage, pad_multiple, Device::Cpu);
-  host_adapters.copy_from(adapters);
-  host_adapters.merge_into(merged, kernels::CpuKernels());
-  return merged;
+AdapterCheckpoint::AdapterCheckpoint(const parallel::ProcessGrid& grid, const model::ModelConfig& config,
+                                     const model::TpDims& dims, const model::StageLayers& stage,
+                                     std::int64_t pad_multiple, const model::ModelWeights& base,
+                                     const model::ModelWeights& adapters) {
+  if (grid.dp_rank() != 0) return;
+  merged.emplace(merged_on_host(config, dims, stage, pad_multiple, base, adapters));
+  host = host_readable(adapters.flat());
+  pieces = weight_pieces("lora", adapters, host);
 }
 
 void save_checkpoint(const std::string& save_dir, std::int64_t step,

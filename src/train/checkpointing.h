@@ -79,11 +79,21 @@ class CheckpointSaver {
 std::vector<ckpt::PieceWrite> weight_pieces(const std::string& group, const model::ModelWeights& w,
                                             const Tensor& host);
 
-// LoRA: the policy a checkpoint holds -- `base` with `adapters` merged (W + scale B A) -- in host
-// memory, of base's layout (the arguments it was made with).
-model::ModelWeights merged_on_host(const model::ModelConfig& config, const model::TpDims& dims,
-                                   const model::StageLayers& stage, std::int64_t pad_multiple,
-                                   const model::ModelWeights& base, const model::ModelWeights& adapters);
+// What a LoRA run (spin train, spin sft) adds to a checkpoint, on DP rank 0 -- the writer of
+// weights -- and nothing on the other ranks: the merged model to write as the policy (so that
+// every tool reads the checkpoint as a model's), and the adapters' pieces (group "lora", which a
+// resumed run trains on), pointing into a host copy this object keeps.
+struct AdapterCheckpoint {
+  AdapterCheckpoint(const parallel::ProcessGrid& grid, const model::ModelConfig& config, const model::TpDims& dims,
+                    const model::StageLayers& stage, std::int64_t pad_multiple, const model::ModelWeights& base,
+                    const model::ModelWeights& adapters);
+  // The policy to save: the merged model on DP rank 0, else `policy` (which that rank does not write).
+  const model::ModelWeights& policy_or(const model::ModelWeights& policy) const { return merged ? *merged : policy; }
+
+  std::optional<model::ModelWeights> merged;
+  Tensor host;
+  std::vector<ckpt::PieceWrite> pieces;
+};
 
 // This rank's shards of group `group` ("policy", "reference", "lora") into `weights`.
 void load_weights(const ckpt::CheckpointReader& reader, const std::string& group,
