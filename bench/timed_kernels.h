@@ -197,6 +197,14 @@ class TimedKernels final : public kernels::Kernels {
   void add_inplace(float* y, const float* x, Index n) const override {
     time("residual add", [&] { inner_.add_inplace(y, x, n); });
   }
+  void dropout(float* y, const float* x, Index rows, Index cols, const DropoutMask& mask,
+               bool accumulate) const override {
+    time("dropout", [&] { inner_.dropout(y, x, rows, cols, mask, accumulate); });
+  }
+  void dropout_bf16(std::uint16_t* y, const std::uint16_t* x, Index rows, Index cols,
+                    const DropoutMask& mask) const override {
+    time("dropout", [&] { inner_.dropout_bf16(y, x, rows, cols, mask); });
+  }
   void add_bias(float* y, const float* bias, Index n, Index width) const override {
     time("bias", [&] { inner_.add_bias(y, bias, n, width); });
   }

@@ -9,12 +9,13 @@
 
 namespace spin::app {
 
-model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, const std::string& targets,
-                                const std::string& prefix) {
+model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, double dropout,
+                                const std::string& targets, const std::string& prefix) {
   model::LoraConfig lora;
   lora.rank = rank;
   lora.alpha = alpha;
   lora.rslora = rslora;
+  lora.dropout = dropout;
   lora.targets = model::parse_lora_targets(targets, (prefix + "targets").c_str());
   lora.validate(prefix.c_str());
   return lora;
@@ -31,7 +32,11 @@ std::string lora_config_json(const model::LoraConfig& lora) {
   for (int t = 0; t < model::kLoraTargets; ++t) {
     if (lora.targets_(static_cast<model::LoraTarget>(t))) targets.push_back(model::lora_target_name(static_cast<model::LoraTarget>(t)));
   }
-  return nlohmann::json{{"rank", lora.rank}, {"alpha", lora.alpha}, {"rslora", lora.rslora}, {"targets", targets}}
+  return nlohmann::json{{"rank", lora.rank},
+                        {"alpha", lora.alpha},
+                        {"rslora", lora.rslora},
+                        {"dropout", lora.dropout},
+                        {"targets", targets}}
       .dump();
 }
 

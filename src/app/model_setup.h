@@ -56,9 +56,9 @@ void copy_tokenizer_files(const std::string& from, const std::string& to);
 std::vector<std::int64_t> parse_int_list(const std::string& text, const char* option);
 
 // LoRA's settings from a command's options, validated; errors name `prefix` + "rank", "alpha",
-// "targets" ("lora." in spin train, "spin sft: --lora-" in spin sft).
-model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, const std::string& targets,
-                                const std::string& prefix);
+// "dropout", "targets" ("lora." in spin train, "spin sft: --lora-" in spin sft).
+model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, double dropout,
+                                const std::string& targets, const std::string& prefix);
 
 // Throws unless a checkpoint whose state recorded LoRA settings `saved` (LoraConfig::summary; ""
 // without adapters) was saved by a run of this run's, naming both.

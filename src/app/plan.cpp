@@ -36,6 +36,7 @@ struct PlanOptions {
   int tp = 1, pp = 1, dp = 1, gpus = 0, gpus_per_node = 8;
   std::int64_t micro_batch = 1, seq = 0, global_batch = 0, rollout_batch = 0, rollout_step_tokens = 0;
   std::int64_t logits_chunk_rows = 0, lora_rank = 0;
+  double lora_dropout = 0.0;
   std::string lora_targets = "all-linear";
   bool distributed = false, ref_offload = false, recompute = false, sequence_parallel = false;
   bool rmsprop = false;  // --optimizer rmsprop: one state buffer instead of AdamW's two
@@ -74,6 +75,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
        "LoRA adapters of this rank trained on the frozen reference (lora.rank; 0: full fine-tuning)")
       ("lora-targets", po::value(&o.lora_targets)->default_value(o.lora_targets),
        "the adapted projections (lora.targets)")
+      ("lora-dropout", po::value(&o.lora_dropout)->default_value(o.lora_dropout),
+       "the adapters' dropout (lora.dropout): its scratch")
       ("gpu-mem", po::value(&o.gpu_mem)->default_value(o.gpu_mem), "memory per GPU, e.g. 80GiB, 141GB")
       ("gpus", po::value(&o.gpus)->default_value(o.gpus), "GPUs to suggest layouts for (0: tp x pp x dp)")
       ("gpus-per-node", po::value(&o.gpus_per_node)->default_value(o.gpus_per_node), "tensor parallelism stays within a node")
@@ -132,7 +135,8 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.recompute_activations = o.recompute;
     request.sequence_parallel = o.sequence_parallel;
     request.logits_chunk_rows = o.logits_chunk_rows;
-    request.lora = lora_settings(o.lora_rank, model::LoraConfig{}.alpha, false, o.lora_targets, "spin plan: --lora-");
+    request.lora = lora_settings(o.lora_rank, model::LoraConfig{}.alpha, false, o.lora_dropout, o.lora_targets,
+                                 "spin plan: --lora-");
     request.precision = o.device == "cpu" ? train::Precision::cpu() : train::Precision::cuda();
     if (o.rmsprop) request.precision.moments = 4;  // v alone
     if (parse_attention_backend(o.attention_backend) == AttentionBackend::Unfused) {

@@ -70,6 +70,7 @@ struct SftOptions {
   std::int64_t lora_rank = 0;
   double lora_alpha = 16.0;
   bool lora_rslora = false;
+  double lora_dropout = 0.0;
   std::string lora_targets = "all-linear";
   int max_nonfinite = 10;
   std::uint64_t seed = 1234;
@@ -149,6 +150,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "train LoRA adapters of this rank on the frozen model, merged into it in the output (0: full fine-tuning)")
       ("lora-alpha", po::value(&o.lora_alpha)->default_value(o.lora_alpha), "LoRA's alpha (scale alpha / rank)")
       ("lora-rslora", po::bool_switch(&o.lora_rslora), "rank-stabilised LoRA: the scale alpha / sqrt(rank)")
+      ("lora-dropout", po::value(&o.lora_dropout)->default_value(o.lora_dropout),
+       "dropout of each adapter's input (PEFT's lora_dropout), keyed by sample, position and feature")
       ("lora-targets", po::value(&o.lora_targets)->default_value(o.lora_targets),
        "the adapted projections: all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
        "down_proj (or NeMo's attention_qkv, attention_dense, mlp_fc1, mlp_fc2)")
@@ -218,7 +221,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     profile_window.emplace(o.profile_step_start, o.profile_step_end, o.output + ".profile", world.rank(),
                            "--profile-step-start", "--profile-step-end");
-    lora = lora_settings(o.lora_rank, o.lora_alpha, o.lora_rslora, o.lora_targets, "spin sft: --lora-");
+    lora = lora_settings(o.lora_rank, o.lora_alpha, o.lora_rslora, o.lora_dropout, o.lora_targets,
+                         "spin sft: --lora-");
     shard = plan_model_shard(o.model, grid, o.pp_layers);
     save_dtype = parse_save_dtype(o.save_dtype, "spin sft: --save-dtype");
     const auto tokenizer = load_tokenizer(o.model, shard->config);
@@ -391,9 +395,10 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
         const data::Example& e = data.examples[static_cast<std::size_t>(i)];
         std::vector<std::int32_t> tokens_of = e.prompt;
         tokens_of.insert(tokens_of.end(), e.response.begin(), e.response.end());
-        seqs.push_back({tokens_of, static_cast<std::int64_t>(e.prompt.size())});
+        seqs.push_back({tokens_of, static_cast<std::int64_t>(e.prompt.size()), 0, i});  // i keys its dropout
       }
       micro_batches.push_back(model::TokenBatch::pack(seqs));
+      micro_batches.back().dropout_seed = model::TokenBatch::step_dropout_seed(o.seed, static_cast<std::uint64_t>(step));
     }
     train::SftLoss loss(std::max<std::int64_t>(response_tokens, 1));
     const train::StepMetrics m = trainer.step(micro_batches, loss, schedule.at(step));

@@ -170,6 +170,9 @@ void declare(OptionTable& t, TrainConfig& c) {
         "merged into the reference at its end");
   t.add("lora.alpha", &c.lora_alpha, "LoRA's alpha: the adapters' output scaled by alpha / rank");
   t.add("lora.rslora", &c.lora_rslora, "rank-stabilised LoRA: the scale alpha / sqrt(rank) (PEFT's use_rslora)");
+  t.add("lora.dropout", &c.lora_dropout,
+        "dropout of each adapter's input in training (PEFT's lora_dropout), its masks keyed by sample, position and "
+        "feature: the same under any layout");
   t.add("lora.targets", &c.lora_targets,
         "the adapted projections: all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
         "down_proj (or NeMo's attention_qkv, attention_dense, mlp_fc1, mlp_fc2)");

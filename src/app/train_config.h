@@ -69,6 +69,7 @@ struct TrainConfig {
   std::int64_t lora_rank = 0;  // 0: full fine-tuning
   double lora_alpha = 16.0;
   bool lora_rslora = false;
+  double lora_dropout = 0.0;
   std::string lora_targets = "all-linear";
   // [sampling]
   bool greedy = false;

@@ -270,6 +270,25 @@ class Kernels {
 
   // y += x
   virtual void add_inplace(float* y, const float* x, Index n) const = 0;
+  // LoRA's dropout (PEFT's lora_dropout; inverted dropout): over `rows` rows of `cols` columns,
+  // y = x keep / (1 - p), or y += that with `accumulate` (the backward's). Column c is column
+  // mask.col_offset + c of the whole input (a row-parallel adapter's shard), keep(i, c) is
+  // core/philox_rounds.h's dropout_keeps for row key mask.row_keys[i] and that global column: a pure
+  // function of the row's identity, the site and the column, so every layout draws the same mask.
+  struct DropoutMask {
+    const std::int64_t* row_keys = nullptr;  // [rows], on the kernels' device
+    std::uint64_t seed = 0;
+    std::uint32_t site = 0;
+    float p = 0.0f;
+    Index col_offset = 0;
+    // The kept values' factor, every implementation the same.
+    float scale() const { return 1.0f / (1.0f - p); }
+  };
+  virtual void dropout(float* y, const float* x, Index rows, Index cols, const DropoutMask& mask,
+                       bool accumulate) const = 0;
+  // The same over bf16 x and y (y = bf16(x keep / (1 - p)): one rounding).
+  virtual void dropout_bf16(std::uint16_t* y, const std::uint16_t* x, Index rows, Index cols,
+                            const DropoutMask& mask) const = 0;
   // A linear layer's bias (Qwen2's q, k, v projections): y[i, j] += bias[j] over y [n, width].
   virtual void add_bias(float* y, const float* bias, Index n, Index width) const = 0;
   // Its gradient: dbias[j] += sum over i of dy[i, j], each column summed in row order in

@@ -1,12 +1,27 @@
 #include "model/batch.h"
 
+#include <algorithm>
+
 #include "core/error.h"
+#include "core/philox.h"
 
 namespace spin::model {
+
+namespace {
+constexpr int kPositionBits = 24;  // of a row key
+constexpr std::uint64_t kDropoutSeedStream = 0xD50Dull << 48;
+}  // namespace
+
+std::uint64_t TokenBatch::step_dropout_seed(std::uint64_t seed, std::uint64_t step) {
+  const PhiloxCounter bits = philox_bits(seed, kDropoutSeedStream, step);
+  return (static_cast<std::uint64_t>(bits[1]) << 32) | bits[0];
+}
 
 TokenBatch TokenBatch::pack(const std::vector<Sequence>& sequences) {
   TokenBatch b;
   b.cu_seqlens.push_back(0);
+  const bool keyed = !sequences.empty() && std::all_of(sequences.begin(), sequences.end(),
+                                                       [](const Sequence& s) { return s.key >= 0; });
   for (std::size_t s = 0; s < sequences.size(); ++s) {
     const Sequence& seq = sequences[s];
     const auto len = static_cast<std::int64_t>(seq.tokens.size());
@@ -21,7 +36,10 @@ TokenBatch TokenBatch::pack(const std::vector<Sequence>& sequences) {
       b.targets.push_back(last ? -1 : seq.tokens[static_cast<std::size_t>(p + 1)]);
       b.loss_mask.push_back(!last && seq.position == 0 && p + 1 >= seq.mask_from ? 1.0f : 0.0f);
       b.sequence_of.push_back(static_cast<std::int32_t>(s));
+      if (keyed) b.row_keys.push_back((seq.key << kPositionBits) + seq.position + p);
     }
+    require(!keyed || (seq.key < (std::int64_t{1} << (62 - kPositionBits)) && seq.position + len <= (1 << kPositionBits)),
+            "sequence ", s, ": key ", seq.key, " or length ", seq.position + len, " too large for a dropout key");
     b.cu_seqlens.push_back(b.cu_seqlens.back() + len);
   }
   return b;
@@ -31,6 +49,7 @@ void BatchArrays::upload(const TokenBatch& batch, Device device) {
   tokens = tokens_.upload<std::int32_t>(batch.tokens, device);
   positions = positions_.upload<std::int32_t>(batch.positions, device);
   targets = targets_.upload<std::int32_t>(batch.targets, device);
+  row_keys = batch.row_keys.empty() ? Tensor() : row_keys_.upload<std::int64_t>(batch.row_keys, device);
 }
 
 void BatchArrays::upload_generation(std::span<const std::int64_t> cache_row_of,

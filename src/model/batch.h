@@ -18,6 +18,9 @@ struct Sequence {
   // Position of tokens[0]: > 0 when the tokens continue a prefix held in a KV cache
   // (generation); its targets are then not known and not scored.
   std::int64_t position = 0;
+  // The sequence's global identity in training (a sample's index, and which of its sequences),
+  // which keys its dropout masks (LoRA's): the same whatever batch or rank it lands in. -1: none.
+  std::int64_t key = -1;
 };
 
 struct TokenBatch {
@@ -27,6 +30,14 @@ struct TokenBatch {
   std::vector<std::int32_t> targets;
   std::vector<float> loss_mask;
   std::vector<std::int32_t> sequence_of;  // sequence index of each row
+  // Dropout (LoRA's): each row's key, its sequence's key x 2^24 + its position (empty unless every
+  // sequence has a key), and the step's seed (the masks differ from step to step).
+  std::vector<std::int64_t> row_keys;
+  std::uint64_t dropout_seed = 0;
+
+  // The dropout seed of training step `step` (any number that names the step in a run: the same
+  // after a resume) of a run seeded `seed`: 64 bits of its own Philox stream.
+  static std::uint64_t step_dropout_seed(std::uint64_t seed, std::uint64_t step);
 
   std::int64_t rows() const { return static_cast<std::int64_t>(tokens.size()); }
   std::int64_t num_seqs() const { return static_cast<std::int64_t>(cu_seqlens.size()) - 1; }
@@ -40,6 +51,7 @@ struct TokenBatch {
 class BatchArrays {
  public:
   Tensor tokens, positions, targets;  // int32 [rows]
+  Tensor row_keys;                    // int64 [rows] (TokenBatch::row_keys), when the batch has them
   Tensor cache_rows;                  // int64 [rows]: generation, where each row goes in the cache
   Tensor last_rows;                   // int64 [num_seqs]: generation, each sequence's last row
 
@@ -48,7 +60,7 @@ class BatchArrays {
                          std::span<const std::int64_t> last_row_of, Device device);
 
  private:
-  UploadBuffer tokens_, positions_, targets_, cache_rows_, last_rows_;
+  UploadBuffer tokens_, positions_, targets_, row_keys_, cache_rows_, last_rows_;
 };
 
 }  // namespace spin::model

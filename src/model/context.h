@@ -52,6 +52,25 @@ struct SequenceSplit {
   }
 };
 
+// LoRA's dropout (PEFT's lora_dropout) in a training forward and its backward: each adapter's input
+// x becomes x keep / (1 - p) (Kernels::dropout), the mask keyed by the step's seed, the row's key
+// (TokenBatch::row_keys), the layer and target, and the global column -- the same under any layout,
+// and again when the backward (or a recomputed forward) needs it, so no mask is stored.
+struct AdapterDropout {
+  float p = 0.0f;
+  std::uint64_t seed = 0;
+  const std::int64_t* row_keys = nullptr;  // [rows], on the kernels' device
+  // Scratch shared by the layers, [rows, the widest adapted input]: float32 (the dropped input, or
+  // in the backward the input gradient before its mask) and, in mixed precision, bf16 (the dropped
+  // input).
+  Tensor x, x16;
+
+  // The mask of adapter `target` of layer `layer` (global indices) over columns from `col_offset`.
+  kernels::Kernels::DropoutMask mask(std::int64_t layer, int target, std::int64_t col_offset) const {
+    return {row_keys, seed, static_cast<std::uint32_t>(layer * 8 + target), p, col_offset};
+  }
+};
+
 // The packed-batch geometry the layers need (see batch.h).
 struct BatchGeometry {
   std::int64_t rows = 0;
@@ -59,6 +78,7 @@ struct BatchGeometry {
   const std::int64_t* cu_seqlens = nullptr;
   const std::int32_t* positions = nullptr;
   const SequenceSplit* split = nullptr;  // sequence parallelism; nullptr: every rank all rows
+  const AdapterDropout* dropout = nullptr;  // LoRA's dropout; nullptr: none
 
   // Rows of the residual stream on this rank.
   std::int64_t residual_rows() const { return split ? split->local : rows; }

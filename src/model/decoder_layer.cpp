@@ -243,12 +243,35 @@ bool adapts(const LayerWeights* adapters, LoraTarget t) {
 
 float* f32_or_null(const Tensor& t) { return t.defined() ? t.f32() : nullptr; }
 
+// Adapter t's dropout mask: a row-parallel adapter's input is this rank's columns of the whole.
+kernels::Kernels::DropoutMask adapter_mask(const ModelContext& ctx, const AdapterDropout& d, std::int64_t layer,
+                                           LoraTarget t, std::int64_t in) {
+  return d.mask(layer, static_cast<int>(t), lora_row_parallel(t) ? ctx.tp.rank() * in : 0);
+}
+
+// Adapter t's input: x (or x16) itself, or under LoRA's dropout x keep / (1 - p) in the batch's
+// scratch -- the same mask in the forward and the backward, drawn twice.
+ColumnInput adapter_input(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, LoraTarget t,
+                          const Tensor& x, const Tensor& x16, std::int64_t n, std::int64_t in) {
+  if (b.dropout == nullptr) return {x, x16};
+  const AdapterDropout& d = *b.dropout;
+  const auto mask = adapter_mask(ctx, d, layer, t, in);
+  if (x16.defined()) {
+    ctx.k.dropout_bf16(d.x16.bf16(), x16.bf16(), n, in, mask);
+    return {Tensor(), d.x16};
+  }
+  ctx.k.dropout(d.x.f32(), x.f32(), n, in, mask, false);
+  return {d.x, Tensor()};
+}
+
 // Adds adapter t's term to its projection's output (float32 y, or bf16 y16 in place), keeping u.
-void adapter_forward(const ModelContext& ctx, const LayerWeights* adapters, LoraTarget t, LayerActivations& a,
-                     const Tensor& x, const Tensor& x16, float* y, const Tensor& y16, std::int64_t n, std::int64_t in,
+void adapter_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
+                     const LayerWeights* adapters, LoraTarget t, LayerActivations& a, const Tensor& x_in,
+                     const Tensor& x16_in, float* y, const Tensor& y16, std::int64_t n, std::int64_t in,
                      std::int64_t out) {
   if (!adapts(adapters, t)) return;
   const auto ti = static_cast<std::size_t>(t);
+  const auto [x, x16] = adapter_input(ctx, b, layer, t, x_in, x16_in, n, in);
   const bool mixed = x16.defined();
   lora_forward(ctx.k, adapters->lora[ti], adapters->bf16.lora[ti], adapters->lora_scale, x, x16,
                mixed ? a.lora_u32 : a.lora_u[ti], mixed ? a.lora_u[ti] : Tensor(), y16.defined() ? nullptr : y,
@@ -256,22 +279,27 @@ void adapter_forward(const ModelContext& ctx, const LayerWeights* adapters, Lora
 }
 
 // linear_forward_into and the adapter's term.
-void adapted_forward_into(const ModelContext& ctx, const LayerWeights* adapters, LoraTarget t, LayerActivations& a,
-                          const Tensor& y, const Tensor& y16, const ColumnInput& in, const Tensor& w,
-                          const Tensor& w16, const Tensor& bias, std::int64_t n, std::int64_t width) {
+void adapted_forward_into(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
+                          const LayerWeights* adapters, LoraTarget t, LayerActivations& a, const Tensor& y,
+                          const Tensor& y16, const ColumnInput& in, const Tensor& w, const Tensor& w16,
+                          const Tensor& bias, std::int64_t n, std::int64_t width) {
   const std::int64_t h = ctx.dims.hidden;
   linear_forward_into(ctx, y, y16, in.x, in.x16, w, w16, bias, n, h, width);
-  adapter_forward(ctx, adapters, t, a, in.x, in.x16, f32_or_null(y), y16, n, h, width);
+  adapter_forward(ctx, b, layer, adapters, t, a, in.x, in.x16, f32_or_null(y), y16, n, h, width);
 }
 
 // Adapter t's gradients from its projection's output gradient dy, right after the projection's
-// own backward (whose bf16(dy) it reuses in mixed precision); dx += its input gradient. A
-// replicated factor's gradient goes to s.lora_replicated when the TP group has several ranks.
-void adapter_backward(const ModelContext& ctx, const LayerWeights* adapters, LoraTarget t, LayerWeights& g,
-                      const LayerActivations& a, LayerGradScratch& s, const float* dy, const Tensor& x,
-                      const Tensor& x16, float* dx, std::int64_t n, std::int64_t in, std::int64_t out) {
+// own backward (whose bf16(dy) it reuses in mixed precision); dx += its input gradient (under
+// dropout through the mask: the float32 scratch holds it first). A replicated factor's gradient
+// goes to s.lora_replicated when the TP group has several ranks.
+void adapter_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
+                      const LayerWeights* adapters, LoraTarget t, LayerWeights& g, const LayerActivations& a,
+                      LayerGradScratch& s, const float* dy, const Tensor& x_in, const Tensor& x16_in, float* dx,
+                      std::int64_t n, std::int64_t in, std::int64_t out) {
   if (!adapts(adapters, t)) return;
   const auto ti = static_cast<std::size_t>(t);
+  const auto [x, x16] = adapter_input(ctx, b, layer, t, x_in, x16_in, n, in);
+  const bool masked = b.dropout != nullptr && dx != nullptr;
   const LoraFactors& f = adapters->lora[ti];
   float* replicated =
       ctx.tp.size() > 1 ? s.lora_replicated.f32() + static_cast<std::int64_t>(ti) * f.a.shape()[0] * ctx.dims.hidden
@@ -281,8 +309,11 @@ void adapter_backward(const ModelContext& ctx, const LayerWeights* adapters, Lor
   float* db = !row || replicated == nullptr ? g.lora[ti].b.f32() : replicated;
   const bool mixed = x16.defined();
   lora_backward(ctx.k, f, adapters->bf16.lora[ti], adapters->lora_scale, da, db, dy, s.dy_bf16, x, x16,
-                mixed ? Tensor() : a.lora_u[ti], mixed ? a.lora_u[ti] : Tensor(), s.lora_du, s.lora_du16, dx, n, in,
-                out);
+                mixed ? Tensor() : a.lora_u[ti], mixed ? a.lora_u[ti] : Tensor(), s.lora_du, s.lora_du16,
+                masked ? b.dropout->x.f32() : dx, n, in, out, !masked);
+  if (masked) {
+    ctx.k.dropout(dx, b.dropout->x.f32(), n, in, adapter_mask(ctx, *b.dropout, layer, t, in), true);
+  }
 }
 
 // The replicated factors' gradients (adapter_backward's partial sums) summed over TP and added.
@@ -315,15 +346,15 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
       norm_into_column_parallel(ctx, b, a.n1, a.n1_bf16, a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
   // Qwen3: the q and k products first, then each head normed into q and k.
   const bool head_norms = w.q_norm.defined();
-  adapted_forward_into(ctx, ad, LoraTarget::Q, a, head_norms ? a.q_raw : a.q, head_norms ? a.q_raw_bf16 : a.q_bf16,
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Q, a, head_norms ? a.q_raw : a.q, head_norms ? a.q_raw_bf16 : a.q_bf16,
                        in1, w.q_proj, w.bf16.q_proj, w.q_bias, n, d.q_width());
-  adapted_forward_into(ctx, ad, LoraTarget::K, a, head_norms ? a.k_raw : a.k, head_norms ? a.k_raw_bf16 : a.k_bf16,
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::K, a, head_norms ? a.k_raw : a.k, head_norms ? a.k_raw_bf16 : a.k_bf16,
                        in1, w.k_proj, w.bf16.k_proj, w.k_bias, n, d.kv_width());
   if (head_norms) {
     head_norm_forward(ctx, a.q, a.q_bf16, a.rstd_q, a.q_raw, a.q_raw_bf16, w.q_norm, n * d.heads);
     head_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, a.k_raw_bf16, w.k_norm, n * d.kv_heads);
   }
-  adapted_forward_into(ctx, ad, LoraTarget::V, a, a.v, a.v_bf16, in1, w.v_proj, w.bf16.v_proj, w.v_bias, n,
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::V, a, a.v, a.v_bf16, in1, w.v_proj, w.bf16.v_proj, w.v_bias, n,
                        d.kv_width());
   self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer), ctx.rope_for(layer));
   // o_proj's output: x_mid itself, or Gemma 2's before its norm.
@@ -331,7 +362,7 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   float* attn_out = sandwich ? a.attn_out.f32() : a.x_mid.f32();
   linear_forward(ctx, row_parallel_partial(b, attn_out), a.attn, a.attn_bf16, w.o_proj, w.bf16.o_proj, n,
                  d.q_width(), h, true);
-  adapter_forward(ctx, ad, LoraTarget::O, a, a.attn, a.attn_bf16, row_parallel_partial(b, attn_out), Tensor(), n,
+  adapter_forward(ctx, b, layer, ad, LoraTarget::O, a, a.attn, a.attn_bf16, row_parallel_partial(b, attn_out), Tensor(), n,
                   d.q_width(), h);
   reduce_row_parallel(ctx, b, attn_out);
   if (sandwich) output_norm_forward(ctx, b, a.x_mid.f32(), a.rstd_attn_out, attn_out, w.attn_output_norm);
@@ -340,9 +371,9 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   // MLP half. x_out may alias x_in, which is no longer read from here on.
   const ColumnInput in2 =
       norm_into_column_parallel(ctx, b, a.n2, a.n2_bf16, a.rstd2.f32(), a.x_mid.f32(), w.pre_mlp_layernorm);
-  adapted_forward_into(ctx, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in2, w.gate_proj, w.bf16.gate_proj,
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in2, w.gate_proj, w.bf16.gate_proj,
                        Tensor(), n, d.intermediate);
-  adapted_forward_into(ctx, ad, LoraTarget::Up, a, a.up, a.up_bf16, in2, w.up_proj, w.bf16.up_proj, Tensor(), n,
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Up, a, a.up, a.up_bf16, in2, w.up_proj, w.bf16.up_proj, Tensor(), n,
                        d.intermediate);
   if (a.act_bf16.defined()) {
     k.glu_forward_bf16(a.act_bf16.bf16(), a.gate_bf16.bf16(), a.up_bf16.bf16(), n * d.intermediate, ctx.config.activation);
@@ -352,7 +383,7 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   float* mlp_out = sandwich ? a.mlp_out.f32() : x_out;
   linear_forward(ctx, row_parallel_partial(b, mlp_out), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj, n,
                  d.intermediate, h, true);
-  adapter_forward(ctx, ad, LoraTarget::Down, a, a.act, a.act_bf16, row_parallel_partial(b, mlp_out), Tensor(), n,
+  adapter_forward(ctx, b, layer, ad, LoraTarget::Down, a, a.act, a.act_bf16, row_parallel_partial(b, mlp_out), Tensor(), n,
                   d.intermediate, h);
   reduce_row_parallel(ctx, b, mlp_out);
   if (sandwich) output_norm_forward(ctx, b, x_out, a.rstd_mlp_out, mlp_out, w.mlp_output_norm);
@@ -380,7 +411,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                : dx);
   linear_backward(ctx, s.d_act.f32(), f32_or_null(g.down_proj), d_down, s.dy_bf16, a.act, a.act_bf16,
                   w.down_proj, w.bf16.down_proj, n, d.intermediate, h, false);
-  adapter_backward(ctx, ad, LoraTarget::Down, g, a, s, d_down, a.act, a.act_bf16, s.d_act.f32(), n, d.intermediate,
+  adapter_backward(ctx, b, layer, ad, LoraTarget::Down, g, a, s, d_down, a.act, a.act_bf16, s.d_act.f32(), n, d.intermediate,
                    h);
   if (a.gate_bf16.defined()) {
     k.glu_backward_bf16(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate_bf16.bf16(), a.up_bf16.bf16(),
@@ -391,11 +422,11 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   const ColumnInput in2 = column_input(ctx, b, a.n2, a.n2_bf16);
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.gate_proj), s.d_gate.f32(), s.dy_bf16, in2.x, in2.x16,
                   w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, false);
-  adapter_backward(ctx, ad, LoraTarget::Gate, g, a, s, s.d_gate.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
+  adapter_backward(ctx, b, layer, ad, LoraTarget::Gate, g, a, s, s.d_gate.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
                    d.intermediate);
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.up_proj), s.d_up.f32(), s.dy_bf16, in2.x, in2.x16,
                   w.up_proj, w.bf16.up_proj, n, h, d.intermediate, true);
-  adapter_backward(ctx, ad, LoraTarget::Up, g, a, s, s.d_up.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
+  adapter_backward(ctx, b, layer, ad, LoraTarget::Up, g, a, s, s.d_up.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
                    d.intermediate);
   // The residual branch keeps dx; the norm adds its part: dx becomes d/d x_mid.
   column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx, norm_grad(g.pre_mlp_layernorm),
@@ -409,7 +440,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                : dx);
   linear_backward(ctx, s.d_attn.f32(), f32_or_null(g.o_proj), d_o, s.dy_bf16, a.attn, a.attn_bf16,
                   w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
-  adapter_backward(ctx, ad, LoraTarget::O, g, a, s, d_o, a.attn, a.attn_bf16, s.d_attn.f32(), n, d.q_width(), h);
+  adapter_backward(ctx, b, layer, ad, LoraTarget::O, g, a, s, d_o, a.attn, a.attn_bf16, s.d_attn.f32(), n, d.q_width(), h);
   self_attention_backward(ctx, b, a, s, ctx.config.attention_scores(layer), ctx.rope_for(layer));
   if (w.q_norm.defined()) head_norms_backward(ctx, b, w, g, a, s);
   // The q and k products' output gradients: before Qwen3's head norms, where it has them.
@@ -421,13 +452,13 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   const ColumnInput in1 = column_input(ctx, b, a.n1, a.n1_bf16);
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.q_proj), dq, s.dy_bf16, in1.x, in1.x16,
                   w.q_proj, w.bf16.q_proj, n, h, d.q_width(), false);
-  adapter_backward(ctx, ad, LoraTarget::Q, g, a, s, dq, in1.x, in1.x16, s.d_norm.f32(), n, h, d.q_width());
+  adapter_backward(ctx, b, layer, ad, LoraTarget::Q, g, a, s, dq, in1.x, in1.x16, s.d_norm.f32(), n, h, d.q_width());
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.k_proj), dk, s.dy_bf16, in1.x, in1.x16,
                   w.k_proj, w.bf16.k_proj, n, h, d.kv_width(), true);
-  adapter_backward(ctx, ad, LoraTarget::K, g, a, s, dk, in1.x, in1.x16, s.d_norm.f32(), n, h, d.kv_width());
+  adapter_backward(ctx, b, layer, ad, LoraTarget::K, g, a, s, dk, in1.x, in1.x16, s.d_norm.f32(), n, h, d.kv_width());
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.v_proj), s.dv.f32(), s.dy_bf16, in1.x, in1.x16,
                   w.v_proj, w.bf16.v_proj, n, h, d.kv_width(), true);
-  adapter_backward(ctx, ad, LoraTarget::V, g, a, s, s.dv.f32(), in1.x, in1.x16, s.d_norm.f32(), n, h, d.kv_width());
+  adapter_backward(ctx, b, layer, ad, LoraTarget::V, g, a, s, s.dv.f32(), in1.x, in1.x16, s.d_norm.f32(), n, h, d.kv_width());
   column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx, norm_grad(g.input_layernorm), a.x_in.f32(),
                                 w.input_layernorm, a.rstd1.f32());
   if (ad != nullptr) reduce_adapter_gradients(ctx, *ad, g, s);

@@ -1,5 +1,6 @@
 #include "model/lora.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -31,6 +32,9 @@ std::string LoraConfig::summary() const {
 
 void LoraConfig::validate(const char* setting_prefix) const {
   require(rank >= 0, setting_prefix, "rank = ", rank, ": must be 0 (no adapters) or positive");
+  require(dropout >= 0.0 && dropout < 1.0, setting_prefix, "dropout = ", dropout, ": must be in [0, 1)");
+  require(enabled() || dropout == 0.0, setting_prefix, "dropout = ", dropout, " needs adapters (", setting_prefix,
+          "rank)");
   if (!enabled()) return;
   require(alpha > 0.0, setting_prefix, "alpha = ", alpha, ": must be positive");
   require(targets_text() != "", setting_prefix, "targets: no projection to adapt");
@@ -69,6 +73,18 @@ std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const
   return out;
 }
 
+std::int64_t lora_widest_input(const LoraConfig& lora, const TpDims& dims) {
+  std::int64_t widest = 0;
+  for (int t = 0; t < kLoraTargets; ++t) {
+    if (!lora.targets_(static_cast<LoraTarget>(t))) continue;
+    const std::int64_t in = t == static_cast<int>(LoraTarget::O)      ? dims.q_width()
+                            : t == static_cast<int>(LoraTarget::Down) ? dims.intermediate
+                                                                      : dims.hidden;
+    widest = std::max(widest, in);
+  }
+  return widest;
+}
+
 void lora_forward(const kernels::Kernels& k, const LoraFactors& w, const LoraFactors& w16, float scale,
                   const Tensor& x, const Tensor& x16, const Tensor& u, const Tensor& u16, float* y,
                   std::uint16_t* y16, std::int64_t n, std::int64_t in, std::int64_t out) {
@@ -90,20 +106,21 @@ void lora_forward(const kernels::Kernels& k, const LoraFactors& w, const LoraFac
 void lora_backward(const kernels::Kernels& k, const LoraFactors& w, const LoraFactors& w16, float scale,
                    float* da, float* db, const float* dy, const Tensor& dy16, const Tensor& x, const Tensor& x16,
                    const Tensor& u, const Tensor& u16, const Tensor& du, const Tensor& du16, float* dx,
-                   std::int64_t n, std::int64_t in, std::int64_t out) {
+                   std::int64_t n, std::int64_t in, std::int64_t out, bool accumulate_dx) {
+  const float dx_beta = accumulate_dx ? 1.0f : 0.0f;
   const std::int64_t r = w.a.shape()[0];
   if (!x16.defined()) {
     k.gemm(true, false, out, r, n, 1.0f, dy, out, u.f32(), r, 1.0f, db, r);
     k.gemm(false, false, n, r, out, scale, dy, out, w.b.f32(), r, 0.0f, du.f32(), r);
     k.gemm(true, false, r, in, n, 1.0f, du.f32(), r, x.f32(), in, 1.0f, da, in);
-    if (dx != nullptr) k.gemm(false, false, n, in, r, 1.0f, du.f32(), r, w.a.f32(), in, 1.0f, dx, in);
+    if (dx != nullptr) k.gemm(false, false, n, in, r, 1.0f, du.f32(), r, w.a.f32(), in, dx_beta, dx, in);
     return;
   }
   k.gemm_bf16(true, false, out, r, n, 1.0f, dy16.bf16(), out, u16.bf16(), r, 1.0f, db, r);
   k.gemm_bf16(false, false, n, r, out, scale, dy16.bf16(), out, w16.b.bf16(), r, 0.0f, du.f32(), r);
   k.to_bf16(du16.bf16(), du.f32(), n * r);
   k.gemm_bf16(true, false, r, in, n, 1.0f, du16.bf16(), r, x16.bf16(), in, 1.0f, da, in);
-  if (dx != nullptr) k.gemm_bf16(false, false, n, in, r, 1.0f, du16.bf16(), r, w16.a.bf16(), in, 1.0f, dx, in);
+  if (dx != nullptr) k.gemm_bf16(false, false, n, in, r, 1.0f, du16.bf16(), r, w16.a.bf16(), in, dx_beta, dx, in);
 }
 
 void lora_merge(const kernels::Kernels& k, const Tensor& w, const LoraFactors& f, float scale, std::int64_t in,

@@ -26,6 +26,7 @@
 
 #include "core/tensor.h"
 #include "kernels/kernels.h"
+#include "model/tp_dims.h"
 
 namespace spin::model {
 
@@ -41,6 +42,9 @@ struct LoraConfig {
   std::int64_t rank = 0;  // 0: no adapters, full fine-tuning
   double alpha = 16.0;
   bool rslora = false;    // scale alpha / sqrt(rank) instead of alpha / rank
+  // PEFT's lora_dropout: in training, each adapter's input x becomes x keep / (1 - p), keep ~
+  // Bernoulli(1 - p) per element (model/context.h's AdapterDropout); 0: none.
+  double dropout = 0.0;
   std::array<bool, kLoraTargets> targets{};
 
   bool enabled() const { return rank > 0; }
@@ -51,10 +55,11 @@ struct LoraConfig {
   // "q_proj,k_proj,..." in the layer's order (the form parse_lora_targets reads).
   std::string targets_text() const;
   // "rank 16, alpha 32, targets q_proj,..." (", rsLoRA" with it) -- what checkpoints record to
-  // refuse another run's -- or "" without adapters.
+  // refuse another run's (the adapters' shapes and the model they make; not the dropout, a
+  // training setting a resumed run may change) -- or "" without adapters.
   std::string summary() const;
-  // Throws naming `setting_prefix` ("lora.") for a negative rank, a non-positive alpha, or a rank
-  // without targets.
+  // Throws naming `setting_prefix` ("lora.") for a negative rank, a non-positive alpha, a dropout
+  // outside [0, 1), or a rank without targets.
   void validate(const char* setting_prefix) const;
 };
 
@@ -63,6 +68,11 @@ struct LoraConfig {
 // attention_dense: o; mlp_fc1: gate and up; mlp_fc2: down); throws naming `setting` for another
 // word or an empty list.
 std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const char* setting);
+
+// The widest input of an adapted projection on this rank ([rows, it] is LoRA dropout's scratch):
+// the hidden size for q/k/v and gate/up, this rank's attention columns for o_proj, its MLP columns
+// for down_proj.
+std::int64_t lora_widest_input(const LoraConfig& lora, const TpDims& dims);
 
 // One adapter's factors (float32, or their bf16 copies).
 struct LoraFactors {
@@ -78,11 +88,12 @@ void lora_forward(const kernels::Kernels& k, const LoraFactors& w, const LoraFac
 
 // Its backward from dy ([n, out] float32; in mixed precision dy16 holds bf16(dy), as the
 // projection's own backward leaves it): dB += dy^T u, du = scale dy B (scratch, and du16 its bf16
-// in mixed precision), dA += du^T x, dx += du A (dx may be null).
+// in mixed precision), dA += du^T x, dx += du A (dx = du A without accumulate_dx; dx may be null,
+// and may be x's buffer: x is read before dx is written).
 void lora_backward(const kernels::Kernels& k, const LoraFactors& w, const LoraFactors& w16, float scale,
                    float* da, float* db, const float* dy, const Tensor& dy16, const Tensor& x, const Tensor& x16,
                    const Tensor& u, const Tensor& u16, const Tensor& du, const Tensor& du16, float* dx,
-                   std::int64_t n, std::int64_t in, std::int64_t out);
+                   std::int64_t n, std::int64_t in, std::int64_t out, bool accumulate_dx = true);
 
 // W += scale B A: the adapter merged into its projection's shard (the same split), float32.
 void lora_merge(const kernels::Kernels& k, const Tensor& w, const LoraFactors& f, float scale, std::int64_t in,

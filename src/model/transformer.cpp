@@ -50,8 +50,12 @@ std::int64_t Transformer::validate(const TokenBatch& batch) const {
 }
 
 BatchGeometry Transformer::geometry(const Activations& a) const {
-  return BatchGeometry{a.batch.rows(), a.batch.num_seqs(), a.batch.cu_seqlens.data(),
-                       a.arrays.positions.data<std::int32_t>(), a.sequence_parallel ? &a.split : nullptr};
+  return BatchGeometry{a.batch.rows(),
+                       a.batch.num_seqs(),
+                       a.batch.cu_seqlens.data(),
+                       a.arrays.positions.data<std::int32_t>(),
+                       a.sequence_parallel ? &a.split : nullptr,
+                       a.dropout.row_keys != nullptr ? &a.dropout : nullptr};
 }
 
 std::int64_t Transformer::boundary_rows(const TokenBatch& batch) const {
@@ -144,6 +148,16 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
     a.split.full = a.split_storage.carve(device(), {{a.split.padded, h}})[0];
     a.split.gathered = a.gathered_storage.carve(device(), {{a.split.padded, h}}, 1, mixed ? DType::BF16 : DType::F32)[0];
   }
+  a.dropout = {};
+  if (for_backward && lora.dropout > 0.0) {
+    require(!batch.row_keys.empty(), "LoRA dropout: the training batch's sequences have no keys (model::Sequence::key)");
+    a.dropout.p = static_cast<float>(lora.dropout);
+    a.dropout.seed = batch.dropout_seed;
+    a.dropout.row_keys = a.arrays.row_keys.data<std::int64_t>();
+    const Shape scratch{n, lora_widest_input(lora, dims_)};
+    a.dropout.x = a.dropout_storage.carve(device(), {scratch})[0];
+    if (mixed) a.dropout.x16 = a.dropout_storage16.carve(device(), {scratch}, 1, DType::BF16)[0];
+  }
   const BatchGeometry b = geometry(a);
   const std::int64_t probs_size =
       ctx_.k.attention_saved_size(b.cu_seqlens, b.num_seqs, dims_.heads, dims_.head_dim);
@@ -213,6 +227,7 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   start(batch, a);
   a.arrays.upload_generation(cache_rows, last, device());
   a.sequence_parallel = false;  // generation's rows are few: not worth splitting
+  a.dropout = {};
   a.adapters = adapters;
   const BatchGeometry b = geometry(a);
   a.for_backward = false;

@@ -57,13 +57,17 @@ struct Activations {
   bool sequence_parallel = false;
   SequenceSplit split;
   Workspace split_storage, gathered_storage;
+  // LoRA's dropout in a training forward (inactive: row_keys null) and its scratch.
+  AdapterDropout dropout;
+  Workspace dropout_storage, dropout_storage16;
   LayerGradScratch grad;                 // backward scratch; d_residual ends as input_grad()
   Workspace output_storage;
 
   // Bytes of every buffer above but the batch's (what spin plan's activation figures count).
   std::size_t bytes() const {
     std::size_t total = head.bytes() + grad.bytes() + output_storage.bytes() + recompute_storage.bytes() +
-                        split_storage.bytes() + gathered_storage.bytes();
+                        split_storage.bytes() + gathered_storage.bytes() + dropout_storage.bytes() +
+                        dropout_storage16.bytes();
     for (const LayerActivations& l : layers) total += l.bytes();
     return total;
   }

@@ -129,7 +129,9 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products,
 // LoRA's buffers of one layer (LayerActivations::lora_u: each adapted projection's u at the
 // activation size, and with bf16 products the float32 scratch it is computed in) and of the
 // backward's scratch (LayerGradScratch: d/d u in float32 and with bf16 products in bf16, the
-// replicated factors' gradients [7, rank x hidden], the frozen norms' unused gradient [hidden]).
+// replicated factors' gradients [7, rank x hidden], the frozen norms' unused gradient [hidden]; with
+// dropout the micro-batch's AdapterDropout scratch, [rows, widest adapted input] in float32 and with
+// bf16 products in bf16).
 Elements lora_layer(const model::LoraConfig& lora, const Rows& r, bool bf16_products) {
   if (!lora.enabled()) return {};
   const std::int64_t u = aligned(r.all * lora.rank);
@@ -139,7 +141,9 @@ Elements lora_layer(const model::LoraConfig& lora, const Rows& r, bool bf16_prod
 Elements lora_grad_scratch(const model::LoraConfig& lora, const model::TpDims& d, const Rows& r, bool bf16_products) {
   if (!lora.enabled()) return {};
   const std::int64_t u = aligned(r.all * lora.rank);
-  return {bf16_products ? u : 0, u + aligned(model::kLoraTargets * lora.rank * d.hidden) + aligned(d.hidden)};
+  const std::int64_t dropped = lora.dropout > 0.0 ? aligned(r.all * model::lora_widest_input(lora, d)) : 0;
+  return {bf16_products ? u + dropped : 0,
+          u + aligned(model::kLoraTargets * lora.rank * d.hidden) + aligned(d.hidden) + dropped};
 }
 
 // What a stage's forward keeps besides its layers: the head (last stage) or the output sent on,

@@ -228,8 +228,9 @@ SpinTrainer::Rollout SpinTrainer::pairs(const std::vector<std::vector<std::int64
       std::vector<std::int32_t> real = ex.prompt, fake = ex.prompt;
       real.insert(real.end(), ex.response.begin(), ex.response.end());
       fake.insert(fake.end(), gen.tokens.begin(), gen.tokens.end());
-      seqs.push_back({std::move(real), prompt_len});
-      seqs.push_back({std::move(fake), prompt_len});
+      // Keys for dropout masks: the sample's real and generated halves.
+      seqs.push_back({std::move(real), prompt_len, 0, 2 * idx});
+      seqs.push_back({std::move(fake), prompt_len, 0, 2 * idx + 1});
       sampler.push_back(gen.logprob_sum);
       r.samples.back().push_back(idx);
       r.lengths.push_back(static_cast<std::int64_t>(gen.tokens.size()));
@@ -520,6 +521,9 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
 
   t = Clock::now();
   range.emplace("policy");
+  const std::uint64_t dropout_seed = model::TokenBatch::step_dropout_seed(
+      config_.seed, (static_cast<std::uint64_t>(global_epoch) << 32) | static_cast<std::uint64_t>(index));
+  for (model::TokenBatch& b : r.micro_batches) b.dropout_seed = dropout_seed;
   const StepMetrics m = trainer_.step(r.micro_batches, loss, lr);
   range.reset();
   out.seconds_training = since(t);

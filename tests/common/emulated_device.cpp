@@ -414,6 +414,18 @@ void EmulatedKernels::softcap_forward(float* x, Index n, float cap) const {
 void EmulatedKernels::add_inplace(float* y, const float* x, Index n) const {
   cpu_->add_inplace(dev(y, n, "add y"), dev(x, n, "add x"), n);
 }
+void EmulatedKernels::dropout(float* y, const float* x, Index rows, Index cols, const DropoutMask& mask,
+                              bool accumulate) const {
+  DropoutMask host = mask;
+  host.row_keys = dev(mask.row_keys, rows, "dropout row_keys");
+  cpu_->dropout(dev(y, rows * cols, "dropout y"), dev(x, rows * cols, "dropout x"), rows, cols, host, accumulate);
+}
+void EmulatedKernels::dropout_bf16(std::uint16_t* y, const std::uint16_t* x, Index rows, Index cols,
+                                   const DropoutMask& mask) const {
+  DropoutMask host = mask;
+  host.row_keys = dev(mask.row_keys, rows, "dropout row_keys");
+  cpu_->dropout_bf16(dev(y, rows * cols, "dropout y"), dev(x, rows * cols, "dropout x"), rows, cols, host);
+}
 void EmulatedKernels::add_bias(float* y, const float* bias, Index n, Index width) const {
   cpu_->add_bias(dev(y, n * width, "add_bias y"), dev(bias, width, "add_bias bias"), n, width);
 }

@@ -46,7 +46,7 @@ inline std::vector<model::Sequence> dataset() {
   std::vector<model::Sequence> data;
   for (int i = 0; i < 16; ++i) {
     const auto len = static_cast<std::size_t>(3 + (i * 7) % 10);
-    data.push_back({testing::random_ids(len, 37, 100 + static_cast<std::uint32_t>(i)), 1 + i % 4});
+    data.push_back({testing::random_ids(len, 37, 100 + static_cast<std::uint32_t>(i)), 1 + i % 4, 0, i});
   }
   return data;
 }
@@ -125,6 +125,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
       std::vector<model::Sequence> seqs;
       for (std::int64_t i : ids) seqs.push_back(data[static_cast<std::size_t>(i)]);
       micro.push_back(model::TokenBatch::pack(seqs));
+      micro.back().dropout_seed = model::TokenBatch::step_dropout_seed(77, static_cast<std::uint64_t>(step));
     }
     train::SftLoss loss(response_tokens);
     const train::StepMetrics m = trainer.step(micro, loss, lr.at(step));

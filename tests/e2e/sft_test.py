@@ -6,8 +6,8 @@
   learns      on a copy task the loss falls, and `spin score` rates the training responses
               higher under the written model than under the initial one
   bad-input   impossible layouts and batches, and a diverging run, stop with one error line
-  lora        --lora-rank 4 on q_proj and v_proj: 1 rank and TP 2 x PP 2 with ZeRO-1 agree (losses,
-              weights); the written model is the input plus a change of rank 4 in those
+  lora        --lora-rank 4 on q_proj and v_proj with --lora-dropout 0.1 (other losses than
+              without): 1 rank and TP 2 x PP 2 with ZeRO-1 agree (losses, weights); the written model is the input plus a change of rank 4 in those
               projections alone; stopped and resumed, bitwise; a checkpoint of other LoRA settings
               refused
   resume      --save-dir: SIGUSR1 after step 3 of 8 saves a checkpoint and exits 75; --resume
@@ -212,8 +212,11 @@ def case_lora(args, tmp):
     data = os.path.join(tmp, "copy.jsonl")
     copy_task(data)
     model = os.path.join(args.models, "tiny-llama")
-    lora = ["--lora-rank", "4", "--lora-alpha", "8", "--lora-targets", "q_proj,v_proj", "--lr", "1e-2"]
+    plain = ["--lora-rank", "4", "--lora-alpha", "8", "--lora-targets", "q_proj,v_proj", "--lr", "1e-2"]
+    lora = plain + ["--lora-dropout", "0.1"]  # masks keyed by example, position, layer, projection, column
     one = sft(args, model, data, os.path.join(tmp, "one"), 1, *lora)
+    undropped = losses(sft(args, model, data, os.path.join(tmp, "plain"), 1, *plain).stdout)
+    assert all(abs(a - b) > 1e-6 for a, b in zip(losses(one.stdout)[1:], undropped[1:])), (one.stdout, undropped)
     many = sft(args, model, data, os.path.join(tmp, "many"), 8, *(lora + ["--tp", "2", "--pp", "2",
                                                                          "--distributed-optimizer", "--sequence-parallel"]))
     got, want = losses(many.stdout), losses(one.stdout)
@@ -245,7 +248,8 @@ def case_lora(args, tmp):
     expect_error(args.mpiexec, "lora-checkpoint", other,
                  r"step_00000003 was saved by a run with LoRA rank 4, alpha 8, targets q_proj,v_proj; this run is "
                  r"without LoRA", 2, os.path.join(tmp, "other"))
-    print("--lora-rank 4 (q, v): 1 rank = TP 2 x PP 2 x DP 2 (ZeRO-1, SP); the output = the input + rank-4 changes of "
+    print("--lora-rank 4 (q, v), --lora-dropout 0.1 (other losses than without): 1 rank = TP 2 x PP 2 x DP 2 (ZeRO-1, "
+          "SP); the output = the input + rank-4 changes of "
           "q and v alone; resumed after step 3 bitwise; a LoRA checkpoint refused by a full run")
 
 

@@ -32,6 +32,10 @@
               iteration starts at loss log 2 after the merge; stopped and resumed, bitwise; a
               checkpoint's policy is its reference plus a change of rank <= lora.rank in the adapted
               projections alone; a full run's checkpoint and ref_offload refused
+  lora_dropout  lora.dropout on every projection: 1 rank = TP 2 x PP 2 (sequence parallel), the
+              masks acting (other gradients and losses than without dropout) though an iteration's first
+              loss is log 2;
+              stopped and resumed, bitwise; PEFT's lora_dropout exported; a dropout of 1 refused
   profile     logging.profile_step_start..end at PP 2: each rank's Chrome trace holds exactly the
               window's steps, properly nested ranges, and, per step, the reference's forwards in
               order and the policy's forwards and backwards in 1F1B order for its stage
@@ -869,6 +873,47 @@ def case_lora(args, tmp):
           "checkpoint and a bad target refused")
 
 
+def case_lora_dropout(args, tmp):
+    """lora.dropout 0.2 on every projection: masks keyed by sample, position, layer, projection and
+    global column, so 1 rank and TP 2 x PP 2 with sequence parallelism (o_proj's and down_proj's
+    inputs split by column) train alike; resumed mid-iteration, bitwise (the masks follow the step,
+    not the process)."""
+    config = setup(tmp)
+    common = [args.spin, "train", "--config", config, "--data.validation", "", "--lora.rank", "4", "--lora.alpha", "8",
+              "--optim.lr", "1e-2"]
+    dropped = common + ["--lora.dropout", "0.2"]
+    eight = ["--spin.max_steps", "8"]
+    one, four, plain, whole, part = (os.path.join(tmp, d) for d in ("one", "four", "plain", "whole", "part"))
+    run_ok(args.mpiexec, dropped + eight + ["--checkpoint.save_dir", one], 1)
+    run_ok(args.mpiexec, dropped + eight + ["--checkpoint.save_dir", four, "--parallel.tp", "2", "--parallel.pp", "2",
+                                            "--model.sequence_parallel", "true"], 4)
+    run_ok(args.mpiexec, common + eight + ["--checkpoint.save_dir", plain], 1)
+    a, b, c = (untimed(os.path.join(d, "metrics.jsonl")) for d in (one, four, plain))
+    assert len(a) == len(b) == len(c) == 8, (len(a), len(b), len(c))
+    for x, y in zip(a, b):
+        for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "grad_norm"]:
+            assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
+    # B = 0 at an iteration's start: the model is its reference whatever the masks (log 2), but B's
+    # gradient (dy^T u, u from the masked input) is not the unmasked one; later losses differ too.
+    for first in (0, 6):
+        assert abs(a[first]["loss"] - math.log(2)) < 1e-6, a[first]
+        assert abs(a[first]["grad_norm"] - c[first]["grad_norm"]) > 1e-6 * c[first]["grad_norm"], (a[first], c[first])
+    assert all(abs(a[s]["loss"] - c[s]["loss"]) > 1e-6 for s in (2, 3, 4, 5)), [(x["loss"], y["loss"]) for x, y in zip(a, c)]
+    run_ok(args.mpiexec, dropped + eight + ["--checkpoint.save_dir", whole], 2)
+    run_ok(args.mpiexec, dropped + ["--checkpoint.save_dir", part, "--spin.max_steps", "3"], 2)
+    run_ok(args.mpiexec, dropped + eight + ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
+    assert untimed(os.path.join(part, "metrics.jsonl")) == untimed(os.path.join(whole, "metrics.jsonl"))
+    peft = os.path.join(tmp, "peft")
+    run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", os.path.join(whole, "step_00000008"), peft, "--which", "lora"], 1)
+    adapter = json.load(open(os.path.join(peft, "adapter_config.json")))
+    assert adapter["lora_dropout"] == 0.2 and adapter["r"] == 4, adapter
+    expect_error(args.mpiexec, "dropout-1", common + ["--checkpoint.save_dir", os.path.join(tmp, "x"),
+                                                      "--lora.dropout", "1"],
+                 r"lora\.dropout = 1: must be in \[0, 1\)", 1, None)
+    print("lora.dropout 0.2: 1 rank = TP 2 x PP 2 with SP to 1e-5; log 2 at each iteration's first step with another "
+          "gradient, other losses after; resumed at step 3 bitwise; lora_dropout exported; a dropout of 1 refused")
+
+
 def one_f_one_b(stage, stages, micro_batches):
     """The order stage `stage` of `stages` runs forwards (F) and backwards (B) under 1F1B
     (Megatron's forward_backward_pipelining_without_interleaving), written out independently."""
@@ -945,7 +990,7 @@ def main():
     run_case(__doc__, {"layouts": case_layouts, "config": case_config, "signal": case_signal,
                        "hf_tokenizer": case_hf_tokenizer, "reuse": case_reuse, "offline": case_offline,
                        "reset": case_reset, "profile": case_profile, "mix": case_mix,
-                       "time_limit": case_time_limit, "rmsprop": case_rmsprop, "lora": case_lora,
+                       "time_limit": case_time_limit, "rmsprop": case_rmsprop, "lora": case_lora, "lora_dropout": case_lora_dropout,
                        "save_generations": case_save_generations},
              "spin_train_")
 

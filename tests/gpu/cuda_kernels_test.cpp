@@ -579,6 +579,33 @@ TEST_F(Fixture, BiasForwardAndBackward) {
   EXPECT_EQ(gdbias.get(gpu), dbias);  // the same sums in the same order
 }
 
+// LoRA's dropout: the mask (Philox on the device) and the scaled values bitwise the CPU's, on a
+// shard starting and ending inside a group of four columns, written, accumulated and in bf16.
+TEST_F(Fixture, DropoutMasksAsTheCpu) {
+  const Index rows = 70, cols = 203;
+  std::vector<Index> keys;
+  for (Index i = 0; i < rows; ++i) keys.push_back((i + 9) << 24 | (i % 13));
+  Dev gkeys(keys);
+  Kernels::DropoutMask mask{keys.data(), 0xABCDEF12345ull, 21, 0.1f, 5};
+  Kernels::DropoutMask gmask = mask;
+  gmask.row_keys = gkeys.buffer.as<Index>();
+  const auto x = random(rows * cols);
+  for (const bool accumulate : {false, true}) {
+    auto y = random(rows * cols);
+    Dev gx(x), gy(y);
+    cpu.dropout(y.data(), x.data(), rows, cols, mask, accumulate);
+    gpu.dropout(gy.f(), gx.f(), rows, cols, gmask, accumulate);
+    EXPECT_EQ(gy.get(gpu), y) << accumulate;
+  }
+  std::vector<std::uint16_t> x16(x.size()), y16(x.size());
+  cpu.to_bf16(x16.data(), x.data(), rows * cols);
+  cpu.dropout_bf16(y16.data(), x16.data(), rows, cols, mask);
+  Dev gx16(x16), gy16(std::vector<std::uint16_t>(x.size(), 0xFFFF));
+  gpu.dropout_bf16(gy16.buffer.as<std::uint16_t>(), gx16.buffer.as<std::uint16_t>(), rows, cols, gmask);
+  gpu.synchronize();
+  EXPECT_EQ(cuda::download<std::uint16_t>(gy16.buffer, x.size()), y16);
+}
+
 TEST_F(Fixture, GatherRowsOutOfABuffer) {
   const Index n = 5, width = 48, src_rows = 30;
   std::vector<Index> rows = {29, 0, 7, 7, 15};

@@ -97,9 +97,14 @@ TEST(CudaModel, LoraAdaptersMatchTheCpuPath) {
   const kernels::CudaKernels gpu;
   for (const bool mixed : {false, true}) {
     SCOPED_TRACE(mixed ? "LoRA, bf16" : "LoRA, float32");
-    const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, mixed, 64, TinyFamily::Qwen2, tiny_lora(4));
+    model::LoraConfig lora = tiny_lora(4);
+    const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, mixed, 64, TinyFamily::Qwen2, lora);
     ASSERT_GT(errors.relative.size(), 20u);
     for (const auto& [name, error] : errors.relative) EXPECT_LT(error, mixed ? 2e-2 : 1e-4) << name;
+    // With dropout: the masks drawn on the GPU (Kernels::dropout) are the CPU's, bit for bit.
+    lora.dropout = 0.2;
+    const DeviceModelErrors dropped = compare_model_on_device(gpu, mixed, mixed, 64, TinyFamily::Qwen2, lora);
+    for (const auto& [name, error] : dropped.relative) EXPECT_LT(error, mixed ? 2e-2 : 1e-4) << "dropout " << name;
   }
 }
 

@@ -256,6 +256,31 @@ void CudaKernels::add_inplace(float* y, const float* x, Index n) const {
   SPIN_CUDA_CHECK_LAUNCH("add_inplace");
 }
 
+namespace {
+long long dropout_threads(Index rows, Index cols, Index col_offset) {
+  return rows * ((col_offset + cols - 1) / 4 - col_offset / 4 + 1);
+}
+}  // namespace
+
+void CudaKernels::dropout(float* y, const float* x, Index rows, Index cols, const DropoutMask& mask,
+                          bool accumulate) const {
+  if (rows * cols == 0) return;
+  dropout_kernel<<<blocks_for(dropout_threads(rows, cols, mask.col_offset)), kThreads, 0, stream_>>>(
+      y, x, reinterpret_cast<const long long*>(mask.row_keys), rows, cols, mask.col_offset, mask.seed, mask.site,
+      mask.p, mask.scale(), accumulate);
+  SPIN_CUDA_CHECK_LAUNCH("dropout");
+}
+
+void CudaKernels::dropout_bf16(std::uint16_t* y, const std::uint16_t* x, Index rows, Index cols,
+                               const DropoutMask& mask) const {
+  if (rows * cols == 0) return;
+  dropout_kernel<<<blocks_for(dropout_threads(rows, cols, mask.col_offset)), kThreads, 0, stream_>>>(
+      reinterpret_cast<__nv_bfloat16*>(y), reinterpret_cast<const __nv_bfloat16*>(x),
+      reinterpret_cast<const long long*>(mask.row_keys), rows, cols, mask.col_offset, mask.seed, mask.site, mask.p,
+      mask.scale(), false);
+  SPIN_CUDA_CHECK_LAUNCH("dropout_bf16");
+}
+
 void CudaKernels::add_bias(float* y, const float* bias, Index n, Index width) const {
   if (n * width == 0) return;
   bias_add_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(y, y, bias, n, width);

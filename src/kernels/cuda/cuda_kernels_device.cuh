@@ -11,6 +11,7 @@
 #include <cuda_bf16.h>
 #endif
 
+#include "core/philox_rounds.h"
 #include "kernels/cuda/device_helpers.cuh"
 
 // Internal linkage: each file that includes this has its own copy.
@@ -93,6 +94,26 @@ __global__ void glu_backward_kernel(float* dgate, float* dup, const float* dout,
       const float slope = s + 2.0f * g * s * (s * e) * kGeluBeta * (1.0f + 3.0f * kGeluKappa * g * g);
       dgate[i] = d * load(up + i) * slope;
       dup[i] = d * (g * s);
+    }
+  }
+}
+// LoRA's dropout: one thread a row and group of four global columns (one Philox block), the mask
+// core/philox_rounds.h's dropout_keeps; columns of the group outside [0, cols) are not touched.
+template <class T>
+__global__ void dropout_kernel(T* y, const T* x, const long long* row_keys, long long rows, long long cols,
+                               long long col_offset, unsigned long long seed, unsigned site, float p, float scale,
+                               bool accumulate) {
+  const long long first = col_offset / 4, groups = (col_offset + cols - 1) / 4 - first + 1;
+  SPIN_GRID_STRIDE(e, rows * groups) {
+    const long long i = e / groups, g = first + e % groups;
+    bool keep[4];
+    spin::dropout_keeps(seed, static_cast<unsigned long long>(row_keys[i]), site, static_cast<unsigned long long>(g),
+                        p, keep);
+    for (int j = 0; j < 4; ++j) {
+      const long long c = g * 4 + j - col_offset;
+      if (c < 0 || c >= cols) continue;
+      const float v = keep[j] ? load(x + i * cols + c) * scale : 0.0f;
+      store(y + i * cols + c, accumulate ? load(y + i * cols + c) + v : v);
     }
   }
 }

@@ -24,11 +24,11 @@ struct Run {
   std::vector<std::vector<float>> grads;  // per parameter, the whole (gathered) tensor
 };
 
-std::vector<Sequence> batch_sequences() {  // different lengths, packed without padding
-  return {{testing::random_ids(9, 37, 11), 3},
-          {testing::random_ids(3, 37, 12), 1},
-          {testing::random_ids(14, 37, 13), 5},
-          {testing::random_ids(1, 37, 14), 1}};
+std::vector<Sequence> batch_sequences() {  // different lengths, packed without padding; keyed for dropout
+  return {{testing::random_ids(9, 37, 11), 3, 0, 0},
+          {testing::random_ids(3, 37, 12), 1, 0, 1},
+          {testing::random_ids(14, 37, 13), 5, 0, 2},
+          {testing::random_ids(1, 37, 14), 1, 0, 3}};
 }
 
 // The full tensor from every TP rank's shard: each rank writes the part it holds (replicated
@@ -216,6 +216,12 @@ TEST(TensorParallel, LoraAdaptersMatchOneRankAtTp2AndTp4) {
   LoraConfig qv = all;
   qv.targets = parse_lora_targets("q_proj,v_proj", "test");
   expect_same_as_tp1(shape, 4, {.lora = qv});
+  // LoRA's dropout: o_proj's and down_proj's adapters see their rank's columns of the input, masked
+  // by global column; the others the whole input, masked alike on every rank.
+  LoraConfig dropped = all;
+  dropped.dropout = 0.3;
+  for (int tp : {2, 4}) expect_same_as_tp1(shape, tp, {.sequence_parallel = tp == 4, .lora = dropped});
+  expect_same_as_tp1(shape, 2, {.recompute = true, .lora = dropped});
   for (const testing::TinyFamily family : {testing::TinyFamily::Qwen3, testing::TinyFamily::Gemma2}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     shape.family = family;

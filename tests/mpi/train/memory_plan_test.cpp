@@ -202,6 +202,12 @@ TEST(MemoryPlan, LoraFiguresEqualTheAllocations) {
   check<testing::LoraSpinSetup>(world, {2, 1, 2}, true, false, true, true, true, 0, Family::Qwen3, 0, lora);
   lora.targets = model::parse_lora_targets("q_proj,v_proj,down_proj", "test");
   check<testing::LoraSpinSetup>(world, {2, 2, 1}, false, true, true, false, true, 0, Family::Gemma2, 0, lora);
+  // Dropout: each micro-batch's AdapterDropout scratch, [rows, the widest adapted input] -- the MLP's
+  // columns with down_proj adapted, the hidden size with q and v alone.
+  lora.dropout = 0.1;
+  check<testing::LoraSpinSetup>(world, {2, 2, 1}, false, true, true, true, false, 0, Family::Llama, 0, lora);
+  lora.targets = model::parse_lora_targets("q_proj,v_proj", "test");
+  check<testing::LoraSpinSetup>(world, {2, 1, 2}, true, false, false, false, true, 0, Family::Llama, 0, lora);
 }
 
 }  // namespace

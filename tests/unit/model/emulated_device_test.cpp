@@ -47,15 +47,19 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
     for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << name;
   }
   // LoRA adapters on every projection (the gradients theirs; generation through them too), in
-  // float32 and in bf16 with recomputation.
+  // float32 and in bf16 with recomputation; with dropout (the rows' keys uploaded, the masks drawn
+  // on the device).
   for (const bool mixed : {false, true}) {
-    SCOPED_TRACE(mixed ? "LoRA, bf16" : "LoRA, float32");
+    for (const double dropout : {0.0, 0.2}) {
+    SCOPED_TRACE(cat(mixed ? "LoRA, bf16" : "LoRA, float32", ", dropout ", dropout));
     EmulatedDeviceMemory memory;
     const EmulatedKernels kernels(memory);
-    const DeviceModelErrors errors =
-        compare_model_on_device(kernels, mixed, mixed, 32, TinyFamily::Qwen2, tiny_lora(4));
+    model::LoraConfig lora = tiny_lora(4);
+    lora.dropout = dropout;
+    const DeviceModelErrors errors = compare_model_on_device(kernels, mixed, mixed, 32, TinyFamily::Qwen2, lora);
     ASSERT_EQ(errors.relative.size(), 2u + 2 * 2 * 7 + 4);  // sums, 28 adapter gradients, 4 steps' logits
     for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << name;
+    }
   }
 }
 

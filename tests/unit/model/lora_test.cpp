@@ -44,7 +44,8 @@ struct Adapted {
 };
 
 std::vector<Sequence> sequences() {
-  return {{testing::random_ids(5, 37, 1), 1}, {testing::random_ids(8, 37, 2), 3}, {testing::random_ids(3, 37, 3), 1}};
+  return {{testing::random_ids(5, 37, 1), 1, 0, 10}, {testing::random_ids(8, 37, 2), 3, 0, 11},
+          {testing::random_ids(3, 37, 3), 1, 0, 12}};
 }
 
 TEST(Lora, TargetsParseAndValidate) {
@@ -78,6 +79,15 @@ TEST(Lora, TargetsParseAndValidate) {
   lora.alpha = 0.0;
   EXPECT_THROW(lora.validate("lora."), Error);
   lora.alpha = 16.0;
+  for (const double dropout : {-0.1, 1.0}) {
+    lora.dropout = dropout;
+    EXPECT_THROW(lora.validate("lora."), Error) << dropout;
+  }
+  lora.dropout = 0.1;
+  EXPECT_NO_THROW(lora.validate("lora."));
+  LoraConfig no_adapters;
+  no_adapters.dropout = 0.1;
+  EXPECT_THROW(no_adapters.validate("lora."), Error);  // a dropout of nothing: a mistake, said so
   lora.targets = {};
   EXPECT_THROW(lora.validate("lora."), Error);
   lora.rank = -1;
@@ -143,6 +153,59 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
       EXPECT_GT(largest, 1e-3) << g.name << " has no gradient";
     }
     testing::check_model_gradients(m.adapters, grads, loss, variant);
+  }
+}
+
+// LoRA's dropout (lora.dropout): the adapters' gradients are those of the masked forward -- each
+// adapter's input x keep / (1 - p), the mask drawn again in the backward, in float32 and with
+// activation recomputation -- against its central differences (the training forward's, which
+// draws the masks; a scoring forward draws none). The masks act, follow the step's seed and each
+// sequence's key: a sequence packed with others or alone, first or last, is masked the same.
+TEST(Lora, DropoutGradientsMatchFiniteDifferences) {
+  for (const bool recompute : {false, true}) {
+    SCOPED_TRACE(recompute);
+    LoraConfig lora = testing::tiny_lora();
+    lora.dropout = 0.3;
+    Adapted m({}, lora);
+    m.transformer.set_recompute_activations(recompute);
+    testing::randomize_matrices(m.adapters, 3, 0.3f);
+    TokenBatch batch = TokenBatch::pack(sequences());
+    batch.dropout_seed = 42;
+    const std::vector<float> c = {0.7f, -1.3f, 0.4f};
+    const auto training_logprobs = [&](const TokenBatch& b) {
+      Activations acts;
+      return m.transformer.forward(m.weights, b, acts, true, {}, &m.adapters).sequence_logprobs;
+    };
+    Activations acts;
+    m.transformer.forward(m.weights, batch, acts, true, {}, &m.adapters);
+    ModelWeights grads = ModelWeights::adapters(m.config, lora, m.dims, StageLayers::whole(m.config.num_layers));
+    m.transformer.backward(m.weights, acts, c, grads);
+    testing::check_model_gradients(m.adapters, grads, [&] { return testing::weighted_sum(training_logprobs(batch), c); },
+                                   "dropout");
+
+    Activations scoring;
+    const auto scored = m.transformer.forward(m.weights, batch, scoring, false, {}, &m.adapters).sequence_logprobs;
+    LoraConfig plain = lora;
+    plain.dropout = 0.0;
+    Adapted undropped({}, plain);
+    undropped.adapters.flat().copy_from(m.adapters.flat());
+    Activations plain_acts;
+    EXPECT_EQ(scored, undropped.transformer.forward(undropped.weights, batch, plain_acts, true, {}, &undropped.adapters)
+                          .sequence_logprobs);
+    EXPECT_GT(testing::max_abs_diff(training_logprobs(batch), scored), 1e-2) << "the masks act";
+    TokenBatch reseeded = batch;
+    reseeded.dropout_seed = 43;
+    EXPECT_GT(testing::max_abs_diff(training_logprobs(reseeded), training_logprobs(batch)), 1e-3);
+    // The middle sequence alone, and the three in reverse order: each keeps its masks.
+    const auto together = training_logprobs(batch);
+    auto seqs = sequences();
+    TokenBatch alone = TokenBatch::pack({seqs[1]});
+    alone.dropout_seed = 42;
+    EXPECT_NEAR(training_logprobs(alone)[0], together[1], 1e-5);
+    TokenBatch reversed = TokenBatch::pack({seqs[2], seqs[1], seqs[0]});
+    reversed.dropout_seed = 42;
+    const auto backwards = training_logprobs(reversed);
+    for (std::size_t s = 0; s < 3; ++s) EXPECT_NEAR(backwards[2 - s], together[s], 1e-5) << s;
   }
 }
 

@@ -212,6 +212,37 @@ TEST(CudaKernelsEmulated, BiasAddAndBackward) {
   EXPECT_EQ(dbias, want_dbias);
 }
 
+// LoRA's dropout: a thread per row and group of four global columns, the shard starting inside a
+// group (col_offset 6) and ending inside one; float32 (written and accumulated) and bf16, bitwise.
+TEST(CudaKernelsEmulated, Dropout) {
+  const CpuKernels cpu;
+  const long long rows = 5, cols = 301, offset = 6;
+  std::vector<long long> keys;
+  for (long long i = 0; i < rows; ++i) keys.push_back((i + 40) << 24 | i);
+  const Kernels::DropoutMask mask{reinterpret_cast<const std::int64_t*>(keys.data()), 0xFEEDull, 9, 0.25f, offset};
+  const long long threads = rows * ((offset + cols - 1) / 4 - offset / 4 + 1);
+  const auto x = testing::random_uniform(rows * cols, 1);
+  for (const bool accumulate : {false, true}) {
+    auto y = testing::random_uniform(rows * cols, 2), want = y;
+    run(blocks_for(threads), [&] {
+      dev::dropout_kernel(y.data(), x.data(), keys.data(), rows, cols, offset, mask.seed, mask.site, mask.p,
+                          mask.scale(), accumulate);
+    });
+    cpu.dropout(want.data(), x.data(), rows, cols, mask, accumulate);
+    EXPECT_EQ(y, want) << accumulate;
+  }
+  std::vector<__nv_bfloat16> x16(rows * cols), y16(rows * cols, __nv_bfloat16{0xFFFF});
+  std::vector<std::uint16_t> x16_bits(rows * cols), want16(rows * cols);
+  cpu.to_bf16(x16_bits.data(), x.data(), rows * cols);
+  for (std::size_t i = 0; i < x16.size(); ++i) x16[i].bits = x16_bits[i];
+  run(blocks_for(threads), [&] {
+    dev::dropout_kernel(y16.data(), x16.data(), keys.data(), rows, cols, offset, mask.seed, mask.site, mask.p,
+                        mask.scale(), false);
+  });
+  cpu.dropout_bf16(want16.data(), x16_bits.data(), rows, cols, mask);
+  for (std::size_t i = 0; i < want16.size(); ++i) ASSERT_EQ(y16[i].bits, want16[i]) << i;
+}
+
 TEST(CudaKernelsEmulated, AdamWAndSumOfSquaresOverRangeTables) {
   const CpuKernels cpu;
   const std::vector<Kernels::UpdateRange> ranges = {{3, 700, true}, {710, 5, false}, {800, 1300, true}};
