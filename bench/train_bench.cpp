@@ -5,8 +5,9 @@
 // plus attention) against the measured float32 matrix-product peak of the device, the measured
 // pipeline bubble (CPU: the share of the 1F1B schedule a stage spends waiting, communication
 // included) against the 1F1B model (p - 1) / (m + p - 1), and the optimizer state per rank.
-// --lora-rank R trains LoRA adapters of rank R on every projection of the frozen model instead
-// (the model FLOP rate then still counts 6 N a token: the rate of useful work is lower).
+// --lora-rank R trains LoRA adapters of rank R on every projection of the frozen model instead,
+// their inputs masked with --lora-dropout P (the model FLOP rate then still counts 6 N a token:
+// the rate of useful work is lower).
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <optional>
@@ -30,6 +31,7 @@ struct Options {
   ModelSize size;
   int seq = 128, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1;
   std::int64_t logits_chunk_rows = 0, lora_rank = 0;
+  double lora_dropout = 0.0;
   bool distributed = false, overlap = false, recompute = false, sequence_parallel = false;
   app::RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
@@ -54,7 +56,9 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(o.logits_chunk_rows),
        "the LM head's logits this many rows at a time, again in the backward (0: all)")
       ("lora-rank", po::value(&o.lora_rank)->default_value(o.lora_rank),
-       "train LoRA adapters of this rank on every projection, the model frozen (0: full training)");
+       "train LoRA adapters of this rank on every projection, the model frozen (0: full training)")
+      ("lora-dropout", po::value(&o.lora_dropout)->default_value(o.lora_dropout),
+       "the adapters' input dropout (lora.dropout)");
   o.runtime.add_to(desc);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
 
@@ -70,7 +74,9 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   model::ModelWeights weights(config, dims, stage, pad, runtime.device());
   model::LoraConfig lora;
   lora.rank = o.lora_rank;
+  lora.dropout = o.lora_dropout;
   lora.targets.fill(true);
+  lora.validate("--lora-");
   std::optional<model::ModelWeights> adapters;
   if (lora.enabled()) adapters.emplace(model::ModelWeights::adapters(config, lora, dims, stage, pad, runtime.device()));
   model::ModelWeights grads = adapters ? model::ModelWeights::adapters(config, lora, dims, stage, pad, runtime.device())
@@ -103,9 +109,10 @@ int run(int argc, char** argv, parallel::Communicator& world) {
             philox_bits(3, static_cast<std::uint64_t>(id), static_cast<std::uint64_t>(t))[0] %
             static_cast<std::uint32_t>(o.size.vocab));
       }
-      seqs.push_back({tokens, 1});
+      seqs.push_back({tokens, 1, 0, id});  // keyed: LoRA's dropout masks
     }
     micro_batches.push_back(model::TokenBatch::pack(seqs));
+    micro_batches.back().dropout_seed = 1;
   }
   train::SftLoss loss(static_cast<std::int64_t>(o.global_batch) * (o.seq - 1));
 
@@ -147,7 +154,9 @@ int run(int argc, char** argv, parallel::Communicator& world) {
                 grid.tp_size(), grid.pp_size(), grid.dp_size(), world.size(), m,
                 o.distributed ? ", distributed optimizer" : "",
                 lora.enabled() ? spin::cat(", LoRA rank ", lora.rank, " on every projection (",
-                                           static_cast<double>(trained.flat().numel()) / 1e6, " M trained)").c_str()
+                                           static_cast<double>(trained.flat().numel()) / 1e6, " M trained)",
+                                           lora.dropout > 0.0 ? spin::cat(", dropout ", lora.dropout) : "")
+                                     .c_str()
                                : "");
     const double rate = flop_per_token(config, o.seq) * tokens / slowest / 1e9 / world.size();
     std::printf("step: %.1f ms median (slowest rank) on %s, %.0f tokens/s, %.1f model GFLOP/s per rank "

@@ -826,9 +826,12 @@ def case_lora(args, tmp):
                                    "--model.sequence_parallel", "true"], 4)
     a, b = untimed(os.path.join(one, "metrics.jsonl")), untimed(os.path.join(four, "metrics.jsonl"))
     assert len(a) == len(b) == 12, (len(a), len(b))
+    # Float32 summation orders of two layouts, amplified by 12 AdamW steps at lr 1e-2: within 1e-5
+    # on an AVX2 machine, up to 1.3e-5 by the last step on an AVX-512 one (OpenBLAS picks its sgemm
+    # kernel by the product's size); a wrong split or a lost reduction moves them by ~1e-2.
     for x, y in zip(a, b):
         for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "grad_norm"]:
-            assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
+            assert abs(x[key] - y[key]) <= 5e-5 * max(1.0, abs(x[key])), (key, x, y)
     # Each iteration starts with the policy equal to its reference: the adapters merged, fresh ones.
     for first in (a[0], a[6]):
         assert abs(first["loss"] - math.log(2)) < 1e-6 and first["rewards_actual"] == 0.0, first
@@ -890,9 +893,10 @@ def case_lora_dropout(args, tmp):
     run_ok(args.mpiexec, common + eight + ["--checkpoint.save_dir", plain], 1)
     a, b, c = (untimed(os.path.join(d, "metrics.jsonl")) for d in (one, four, plain))
     assert len(a) == len(b) == len(c) == 8, (len(a), len(b), len(c))
+    # (5e-5: the float32 orders of two layouts through 8 AdamW steps; case_lora says why)
     for x, y in zip(a, b):
         for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "grad_norm"]:
-            assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
+            assert abs(x[key] - y[key]) <= 5e-5 * max(1.0, abs(x[key])), (key, x, y)
     # B = 0 at an iteration's start: the model is its reference whatever the masks (log 2), but B's
     # gradient (dy^T u, u from the masked input) is not the unmasked one; later losses differ too.
     for first in (0, 6):

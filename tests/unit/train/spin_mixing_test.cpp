@@ -155,12 +155,14 @@ TEST(SpinTrainer, AMixingIterationTrainsOnBothIterationsResponses) {
         for (std::size_t i = 0; i < 18; ++i) b.examples[i].generated = second[i];
       }
       const SpinStepMetrics mb = b.trainer.step(1, epoch, index, 1e-2);
-      EXPECT_NEAR(ma.spin.loss, mb.spin.loss, 1e-6) << epoch << " " << index;
-      EXPECT_NEAR(ma.spin.rewards_actual, mb.spin.rewards_actual, 1e-6);
-      EXPECT_NEAR(ma.spin.rewards_generated, mb.spin.rewards_generated, 1e-6);
+      // Other packings, other roundings (measured on an AVX-512 machine: 1.2e-6 in a reward,
+      // 3.3e-6 relative in a gradient norm; OpenBLAS picks its sgemm kernel by the product's size).
+      EXPECT_NEAR(ma.spin.loss, mb.spin.loss, 1e-5) << epoch << " " << index;
+      EXPECT_NEAR(ma.spin.rewards_actual, mb.spin.rewards_actual, 1e-5);
+      EXPECT_NEAR(ma.spin.rewards_generated, mb.spin.rewards_generated, 1e-5);
       EXPECT_EQ(ma.spin.accuracy, mb.spin.accuracy);
       EXPECT_EQ(ma.spin.generated_length_mean, mb.spin.generated_length_mean);
-      EXPECT_NEAR(ma.grad_norm, mb.grad_norm, 1e-6 * ma.grad_norm);
+      EXPECT_NEAR(ma.grad_norm, mb.grad_norm, 2e-5 * ma.grad_norm);
       // C: the same run, its process restarted before the second epoch's fourth step.
       if (epoch == 1 && index == 3) {
         const std::vector<float> cache = c.trainer.reuse_cache(), sums = c.trainer.ref_logprobs_cache(),
