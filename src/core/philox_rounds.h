@@ -49,19 +49,22 @@ SPIN_HOST_DEVICE inline double gumbel_noise(std::uint64_t seed, std::uint64_t sa
 }
 
 // LoRA dropout's mask (Kernels::dropout): the four keep decisions of global columns 4 g .. 4 g + 3 of
-// the row keyed `row_key` at dropout site `site` (layer x target) of the step seeded `seed` --
-// Philox block (counter = site << 32 | g, stream = row_key, key = seed), a column kept when the top
-// 24 bits of its word, as a fraction of 2^24, are at least p (probability 1 - p to within 2^-24).
-// Integers and one exact float comparison: every device decides the same.
-SPIN_HOST_DEVICE inline void dropout_keeps(std::uint64_t seed, std::uint64_t row_key, std::uint32_t site,
-                                           std::uint64_t g, float p, bool keep[4]) {
+// the row keyed `row_key` at dropout site `site` (layer x target) of the step seeded `seed`, as bits
+// 0..3 -- Philox block (counter = site << 32 | g, stream = row_key, key = seed), a column kept when
+// the top 24 bits of its word, as a fraction of 2^24, are at least p (probability 1 - p to within
+// 2^-24). Integers and one exact float comparison: every device decides the same.
+SPIN_HOST_DEVICE inline unsigned dropout_keeps(std::uint64_t seed, std::uint64_t row_key, std::uint32_t site,
+                                               std::uint64_t g, float p) {
   const std::uint64_t counter = (static_cast<std::uint64_t>(site) << 32) | (g & 0xFFFFFFFFull);
   std::uint32_t c[4] = {static_cast<std::uint32_t>(counter), static_cast<std::uint32_t>(counter >> 32),
                         static_cast<std::uint32_t>(row_key), static_cast<std::uint32_t>(row_key >> 32)};
   const std::uint32_t key[2] = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)};
   philox4x32_10_rounds(c, key);
   const float threshold = p * 16777216.0f;  // exact: p times 2^24
-  for (int i = 0; i < 4; ++i) keep[i] = static_cast<float>(c[i] >> 8) >= threshold;
+  return static_cast<unsigned>(static_cast<float>(c[0] >> 8) >= threshold) |
+         static_cast<unsigned>(static_cast<float>(c[1] >> 8) >= threshold) << 1 |
+         static_cast<unsigned>(static_cast<float>(c[2] >> 8) >= threshold) << 2 |
+         static_cast<unsigned>(static_cast<float>(c[3] >> 8) >= threshold) << 3;
 }
 
 }  // namespace spin

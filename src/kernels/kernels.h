@@ -271,7 +271,8 @@ class Kernels {
   // y += x
   virtual void add_inplace(float* y, const float* x, Index n) const = 0;
   // LoRA's dropout (PEFT's lora_dropout; inverted dropout): over `rows` rows of `cols` columns,
-  // y = x keep / (1 - p), or y += that with `accumulate` (the backward's). Column c is column
+  // y = x (keep ? 1 / (1 - p) : 0) -- a dropped x times 0, as PyTorch's -- or y += that with
+  // `accumulate` (the backward's). Column c is column
   // mask.col_offset + c of the whole input (a row-parallel adapter's shard), keep(i, c) is
   // core/philox_rounds.h's dropout_keeps for row key mask.row_keys[i] and that global column: a pure
   // function of the row's identity, the site and the column, so every layout draws the same mask.

@@ -106,13 +106,12 @@ __global__ void dropout_kernel(T* y, const T* x, const long long* row_keys, long
   const long long first = col_offset / 4, groups = (col_offset + cols - 1) / 4 - first + 1;
   SPIN_GRID_STRIDE(e, rows * groups) {
     const long long i = e / groups, g = first + e % groups;
-    bool keep[4];
-    spin::dropout_keeps(seed, static_cast<unsigned long long>(row_keys[i]), site, static_cast<unsigned long long>(g),
-                        p, keep);
+    const unsigned keep = spin::dropout_keeps(seed, static_cast<unsigned long long>(row_keys[i]), site,
+                                              static_cast<unsigned long long>(g), p);
     for (int j = 0; j < 4; ++j) {
       const long long c = g * 4 + j - col_offset;
       if (c < 0 || c >= cols) continue;
-      const float v = keep[j] ? load(x + i * cols + c) * scale : 0.0f;
+      const float v = load(x + i * cols + c) * ((keep >> j & 1u) != 0 ? scale : 0.0f);  // x 0 as the CPU's
       store(y + i * cols + c, accumulate ? load(y + i * cols + c) + v : v);
     }
   }

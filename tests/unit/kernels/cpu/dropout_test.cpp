@@ -43,7 +43,7 @@ TEST(Dropout, MaskIsPhiloxAndKeptValuesAreScaled) {
     for (Index c = 0; c < kCols; ++c) {
       const auto e = static_cast<std::size_t>(i * kCols + c);
       const bool kept = kept_by_philox(mask.seed, keys[static_cast<std::size_t>(i)], 17, 11 + c, 0.3f);
-      EXPECT_EQ(y[e], kept ? x[e] * scale : 0.0f) << i << ", " << c;
+      EXPECT_EQ(y[e], x[e] * (kept ? scale : 0.0f)) << i << ", " << c;
     }
   }
   // accumulate adds the same values.
@@ -56,7 +56,7 @@ TEST(Dropout, MaskIsPhiloxAndKeptValuesAreScaled) {
   for (std::size_t e = 0; e < x.size(); ++e) x16[e] = f32_to_bf16(x[e]);
   k.dropout_bf16(y16.data(), x16.data(), kRows, kCols, mask);
   for (std::size_t e = 0; e < x.size(); ++e) {
-    EXPECT_EQ(y16[e], f32_to_bf16(y[e] == 0.0f ? 0.0f : bf16_to_f32(x16[e]) * scale)) << e;
+    EXPECT_EQ(y16[e], f32_to_bf16(bf16_to_f32(x16[e]) * (y[e] == 0.0f ? 0.0f : scale))) << e;
   }
 }
 
