@@ -11,10 +11,11 @@ namespace spin::ckpt {
 
 namespace fs = std::filesystem;
 
-HfReader::HfReader(const std::string& model_dir, HfLayout layout) : dir_(model_dir), layout_(std::move(layout)) {
+HfReader::HfReader(const std::string& model_dir, HfLayout layout, const std::string& stem)
+    : dir_(model_dir), layout_(std::move(layout)) {
   const fs::path dir(model_dir);
-  const fs::path index = dir / "model.safetensors.index.json";
-  const fs::path single = dir / "model.safetensors";
+  const fs::path index = dir / (stem + ".safetensors.index.json");
+  const fs::path single = dir / (stem + ".safetensors");
   if (fs::exists(index)) {
     const nlohmann::json j = read_json_file(index.string());
     require(j.is_object() && j.contains("weight_map") && j.at("weight_map").is_object(),
@@ -28,9 +29,8 @@ HfReader::HfReader(const std::string& model_dir, HfLayout layout) : dir_(model_d
       weight_map_[name] = (dir / f).string();
     }
   } else {
-    require(fs::exists(single), model_dir,
-            ": no model.safetensors or model.safetensors.index.json (spin reads safetensors "
-            "weights only)");
+    require(fs::exists(single), model_dir, ": no ", stem, ".safetensors or ", stem,
+            ".safetensors.index.json (spin reads safetensors weights only)");
     single_file_ = single.string();
   }
 }
@@ -38,7 +38,7 @@ HfReader::HfReader(const std::string& model_dir, HfLayout layout) : dir_(model_d
 SafetensorsFile& HfReader::file_for(const std::string& tensor_name) {
   if (!single_file_.empty()) return open(single_file_);
   const auto it = weight_map_.find(tensor_name);
-  require(it != weight_map_.end(), dir_, "/model.safetensors.index.json: no tensor \"", tensor_name, "\"");
+  require(it != weight_map_.end(), dir_, ": the safetensors index lists no tensor \"", tensor_name, "\"");
   return open(it->second);
 }
 

@@ -1,5 +1,5 @@
 // Reads a Hugging Face model directory's weights: model.safetensors, or the shards listed by
-// model.safetensors.index.json. Each rank reads only the slices of its own ShardedTensors;
+// model.safetensors.index.json (another stem: a PEFT adapter's adapter_model.safetensors). Each rank reads only the slices of its own ShardedTensors;
 // files are opened on first use. Every missing tensor, shape mismatch or malformed file is an
 // error naming the file and the tensor.
 #pragma once
@@ -18,8 +18,8 @@ namespace spin::ckpt {
 class HfReader {
  public:
   // `layout`: where the model's tensors sit in the files (model::hf_layout: a prefix, fused
-  // tensors); by default each under its own name.
-  explicit HfReader(const std::string& model_dir, HfLayout layout = {});
+  // tensors); by default each under its own name. `stem`: the files' name before ".safetensors".
+  explicit HfReader(const std::string& model_dir, HfLayout layout = {}, const std::string& stem = "model");
 
   // Fills every tensor's local shard (from its rows of a fused file tensor where the layout
   // fuses it).

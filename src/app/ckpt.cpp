@@ -26,6 +26,7 @@
 #include "checkpoint/shard_rectangles.h"
 #include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "model/weights.h"
 #include "parallel/job_errors.h"
 
@@ -45,10 +46,11 @@ constexpr const char* kUsage =
     "  reshard PATH OUT --tp --pp  a copy whose shard files match another layout\n"
     "  merge PATH OUT.h5          one unsharded HDF5 file (loadable as a checkpoint)\n"
     "  export-hf PATH OUT         a Hugging Face model directory\n"
-    "  import-hf HF_DIR OUT --tp --pp  a checkpoint (weights only) from a Hugging Face model";
+    "  import-hf HF_DIR OUT --tp --pp [--adapter PEFT_DIR]  a checkpoint (weights only) from a Hugging Face\n"
+    "                             model, with a PEFT LoRA adapter merged into it";
 
 struct CkptOptions {
-  std::string action, path, out, which = "policy", dtype = "f32", pp_layers, multimodal_from;
+  std::string action, path, out, which = "policy", dtype = "f32", pp_layers, multimodal_from, adapter;
   int tp = 1, pp = 1;
   std::uint64_t max_shard_bytes = ckpt::kDefaultMaxShardBytes;
 };
@@ -64,6 +66,9 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
       ("tp", po::value(&o.tp)->default_value(o.tp), "reshard, import-hf: tensor-parallel size of the output")
       ("pp", po::value(&o.pp)->default_value(o.pp), "reshard, import-hf: pipeline-parallel size of the output")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "reshard, import-hf: layers per stage, e.g. 3,5")
+      ("adapter", po::value(&o.adapter)->default_value(""),
+       "import-hf: a PEFT LoRA adapter directory (adapter_config.json, adapter_model.safetensors) trained on "
+       "HF_DIR's model, merged into it (W + scale B A, float32) as PEFT's merge_and_unload does")
       ("which", po::value(&o.which)->default_value(o.which),
        "export-hf: policy, reference, base (spin sft --lora-rank's frozen model) or lora (the LoRA adapters, "
        "as a PEFT adapter directory)")
@@ -87,6 +92,7 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
           "spin ckpt: --which \"", o.which, "\" is not policy, reference, base or lora");
   parse_save_dtype(o.dtype, "spin ckpt: --dtype");  // a known name, before any work
   require(o.max_shard_bytes > 0, "spin ckpt: --max-shard-size must be positive");
+  require(o.adapter.empty() || o.action == "import-hf", "spin ckpt ", o.action, ": --adapter is import-hf's");
   return o;
 }
 
@@ -222,18 +228,37 @@ void reshard(parallel::Communicator& world, const ckpt::CheckpointReader& reader
 
 void import_hf(parallel::Communicator& world, const CkptOptions& o) {
   std::optional<model::ModelConfig> read_config;
+  model::LoraConfig lora;  // --adapter's (rank 0: none)
   parallel::run_collectively(world, [&] {
     read_config = model::ModelConfig::load(o.path);
     for (int p = 0; p < o.pp; ++p) plan_model_shard(*read_config, 0, o.tp, p, o.pp, o.pp_layers);  // a layout that fits
+    if (!o.adapter.empty()) {
+      lora = lora_from_peft_config(o.adapter);
+      require(!read_config->fused_projections, o.path, ": a PEFT adapter of Phi-3's fused qkv_proj / gate_up_proj is "
+              "one pair per fused module, not the separate q, k, v (gate, up) pairs spin merges");
+    }
   });
   const model::ModelConfig& config = *read_config;
   ckpt::CheckpointWriter writer(world, o.out);
   parallel::run_collectively(world, [&] {
     ckpt::HfReader hf(o.path, model::hf_layout(config));
+    // PEFT's tensor names: "base_model.model." + the model's own.
+    std::optional<ckpt::HfReader> peft;
+    if (lora.enabled()) {
+      HfLayout layout;
+      layout.prefix = "base_model.model." + config.hf_weight_prefix;
+      peft.emplace(o.adapter, layout, "adapter_model");
+    }
+    const kernels::CpuKernels cpu;
     for (const auto& [t, p] : my_positions(world, o.tp, o.pp)) {
       const ModelShard shard = plan_model_shard(config, t, o.tp, p, o.pp, o.pp_layers);
-      const model::ModelWeights weights(config, shard.dims, shard.stage);
+      model::ModelWeights weights(config, shard.dims, shard.stage);
       hf.load(weights.sharded_state_dict());
+      if (peft) {
+        const model::ModelWeights adapters = model::ModelWeights::adapters(config, lora, shard.dims, shard.stage);
+        peft->load(adapters.sharded_state_dict());
+        adapters.merge_into(weights, cpu);
+      }
       writer.begin_file(shard_file(t, p));
       for (const ShardedTensor& s : weights.sharded_state_dict()) {
         if (!s.primary) continue;
@@ -332,7 +357,10 @@ int run_ckpt(int argc, char** argv, parallel::Communicator& world) {
   const bool root = world.rank() == 0;
   if (o.action == "import-hf") {
     import_hf(world, o);
-    if (root) std::printf("spin ckpt import-hf: wrote %s (tp %d x pp %d)\n", o.out.c_str(), o.tp, o.pp);
+    if (root) {
+      std::printf("spin ckpt import-hf: wrote %s (tp %d x pp %d)%s\n", o.out.c_str(), o.tp, o.pp,
+                  o.adapter.empty() ? "" : cat(", the LoRA adapter of ", o.adapter, " merged").c_str());
+    }
     return 0;
   }
   std::optional<ckpt::CheckpointReader> reader;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace spin::app {
 
@@ -38,6 +39,51 @@ std::string lora_config_json(const model::LoraConfig& lora) {
                         {"dropout", lora.dropout},
                         {"targets", targets}}
       .dump();
+}
+
+model::LoraConfig lora_from_peft_config(const std::string& adapter_dir) {
+  const std::string path = (std::filesystem::path(adapter_dir) / "adapter_config.json").string();
+  const nlohmann::json j = read_json_file(path);
+  require(j.is_object(), path, ": not a JSON object");
+  const auto absent_or = [&](const char* key, const auto& allowed, const char* why) {
+    if (!j.contains(key) || j.at(key).is_null() || allowed(j.at(key))) return;
+    fail(path, ": ", key, " = ", j.at(key).dump(), ": ", why);
+  };
+  const auto empty = [](const nlohmann::json& v) { return (v.is_array() || v.is_object()) && v.empty(); };
+  const auto is_false = [](const nlohmann::json& v) { return v.is_boolean() && !v.get<bool>(); };
+  require(j.value("peft_type", nlohmann::json()).is_string() && j.at("peft_type") == "LORA", path, ": peft_type ",
+          j.contains("peft_type") ? j.at("peft_type").dump() : "missing", ": spin takes LoRA adapters");
+  require(j.contains("r") && j.at("r").is_number_integer() && j.at("r").get<std::int64_t>() > 0, path,
+          ": r must be a positive integer");
+  require(j.contains("lora_alpha") && j.at("lora_alpha").is_number(), path, ": lora_alpha must be a number");
+  absent_or("use_rslora", [](const nlohmann::json& v) { return v.is_boolean(); }, "must be true or false");
+  absent_or("use_dora", is_false, "DoRA's magnitude vectors are not LoRA's merge");
+  absent_or("fan_in_fan_out", is_false, "the Conv1D orientation of GPT-2's layers, not of the models spin runs");
+  absent_or("bias", [](const nlohmann::json& v) { return v == "none"; }, "adapted biases are not supported");
+  absent_or("modules_to_save", empty, "fully trained modules beside the adapters are not supported");
+  absent_or("layers_to_transform", empty, "adapters of some layers only are not supported");
+  absent_or("layer_replication", empty, "replicated layers are not supported");
+  absent_or("rank_pattern", empty, "per-module ranks are not supported");
+  absent_or("alpha_pattern", empty, "per-module alphas are not supported");
+  const nlohmann::json& targets = j.value("target_modules", nlohmann::json());
+  std::string names;
+  if (targets.is_array()) {
+    for (const nlohmann::json& t : targets) {
+      require(t.is_string(), path, ": target_modules holds ", t.dump(), ", not a module name");
+      names += (names.empty() ? "" : ",") + t.get<std::string>();
+    }
+  } else {
+    require(targets == "all-linear", path, ": target_modules = ", targets.dump(),
+            ": spin takes a list of module names or \"all-linear\" (a string is a regular expression to PEFT)");
+    names = "all-linear";
+  }
+  model::LoraConfig lora;
+  lora.rank = j.at("r").get<std::int64_t>();
+  lora.alpha = j.at("lora_alpha").get<double>();
+  lora.rslora = j.value("use_rslora", nlohmann::json(false)) == true;
+  lora.targets = model::parse_lora_targets(names, (path + ": target_modules").c_str());
+  lora.validate((path + ": ").c_str());
+  return lora;
 }
 
 DType parse_save_dtype(const std::string& name, const char* option) {

@@ -60,6 +60,12 @@ std::vector<std::int64_t> parse_int_list(const std::string& text, const char* op
 model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, double dropout,
                                 const std::string& targets, const std::string& prefix);
 
+// The LoRA adapter of a PEFT adapter directory (its adapter_config.json: r, lora_alpha,
+// use_rslora, target_modules), refusing what spin's LoRA is not -- DoRA, adapted biases, modules to
+// save, some layers only, per-module ranks or alphas, a regular expression of targets -- naming
+// the file and field.
+model::LoraConfig lora_from_peft_config(const std::string& adapter_dir);
+
 // Throws unless a checkpoint whose state recorded LoRA settings `saved` (LoraConfig::summary; ""
 // without adapters) was saved by a run of this run's, naming both.
 void require_same_lora(const std::string& saved, const model::LoraConfig& ours, const std::string& checkpoint);

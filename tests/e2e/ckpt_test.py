@@ -398,6 +398,10 @@ def case_faults(args, tmp):
     bad("ckpt-missing", ["verify", os.path.join(tmp, "nowhere")], r"nowhere: no such checkpoint")
     bad("ckpt-not-hf", ["import-hf", whole, os.path.join(tmp, "y")], r"config\.json")
     bad("ckpt-bad-layout", ["reshard", step_dir(whole, 6), os.path.join(tmp, "z"), "--tp", "3"], r"divisible|divide")
+    bad("ckpt-adapter-action", ["export-hf", step_dir(whole, 6), os.path.join(tmp, "w"), "--adapter", tmp],
+        r"spin ckpt export-hf: --adapter is import-hf's")
+    bad("ckpt-no-adapter", ["import-hf", os.path.join(args.models, "tiny-llama"), os.path.join(tmp, "v"), "--adapter",
+                            os.path.join(tmp, "nowhere")], r"nowhere/adapter_config\.json: cannot open")
     if h5py is None:
         print("SKIP flipped byte and format version: this interpreter (%s) has no h5py" % sys.executable)
         return

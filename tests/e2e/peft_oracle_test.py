@@ -7,7 +7,12 @@ merged model spin writes for that checkpoint (`--which policy`) to 1e-4, and PEF
 gives its weights to 1e-5: PEFT's module names, A / B orientation and alpha / rank scale are spin's --
 and with --lora-rslora (PEFT's use_rslora) the alpha / sqrt(rank) scale.
 The adapters are not trivial: trained away from B = 0, the merged model's logits differ from the
-base's by more than 1e-2. Needs torch, transformers and peft (a test oracle only).
+base's by more than 1e-2.
+The other way: an adapter PEFT makes (random A and B on q_proj, v_proj and down_proj of tiny-llama,
+with and without rsLoRA), merged by `spin ckpt import-hf --adapter` into a TP 2 checkpoint and
+exported, equals PEFT's merge_and_unload to 1e-6; adapters spin cannot merge faithfully (DoRA, a
+target regex, modules to save) and a rank that disagrees with the tensors are refused, naming the
+file. Needs torch, transformers and peft (a test oracle only).
 """
 import argparse
 import json
@@ -18,8 +23,8 @@ import sys
 import tempfile
 
 import torch
-from peft import PeftModel
-from safetensors.torch import load_file
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
+from safetensors.torch import load_file, save_file
 from transformers import LlamaForCausalLM
 
 
@@ -28,6 +33,13 @@ def run(cmd):
     if r.returncode != 0:
         sys.exit("FAIL: %s\nstdout:\n%s\nstderr:\n%s" % (" ".join(cmd), r.stdout, r.stderr))
     return r
+
+
+def refused(cmd, pattern):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    errors = [l for l in r.stderr.splitlines() if l.startswith("spin: error:")]
+    if r.returncode == 0 or len(errors) != 1 or pattern not in errors[0]:
+        sys.exit("FAIL: %s should fail with one error naming %r\nstderr:\n%s" % (" ".join(cmd), pattern, r.stderr))
 
 
 def main():
@@ -39,6 +51,50 @@ def main():
     vocab = json.load(open(os.path.join(model, "config.json")))["vocab_size"]
     for rslora in (False, True):
         check(args, model, vocab, rslora)
+        check_import(args, model, rslora)
+
+
+def check_import(args, model, rslora):
+    with tempfile.TemporaryDirectory(prefix="spin_peft_import_") as tmp:
+        torch.manual_seed(5)
+        base = LlamaForCausalLM.from_pretrained(model, torch_dtype=torch.float32)
+        before = {n: t.clone() for n, t in base.state_dict().items()}
+        config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.1,
+                            use_rslora=rslora)
+        adapted = get_peft_model(base, config)
+        with torch.no_grad():
+            for name, p in adapted.named_parameters():
+                if "lora_" in name:
+                    p.copy_(torch.randn_like(p) * 0.3)
+        # What save_pretrained writes (without its model card, which needs Jinja2).
+        adapter = os.path.join(tmp, "adapter")
+        adapted.peft_config["default"].save_pretrained(adapter)
+        save_file(get_peft_model_state_dict(adapted), os.path.join(adapter, "adapter_model.safetensors"),
+                  metadata={"format": "pt"})
+        want = adapted.merge_and_unload().state_dict()
+        out, hf = os.path.join(tmp, "ckpt"), os.path.join(tmp, "hf")
+        run([args.spin, "ckpt", "import-hf", model, out, "--tp", "2", "--adapter", adapter])
+        run([args.spin, "ckpt", "export-hf", out, hf])
+        got = load_file(os.path.join(hf, "model.safetensors"))
+        worst = max((got[name] - want[name]).abs().max().item() for name in got)
+        changed = sorted(n for n in got if not torch.equal(got[n], before[n]))
+        expected = sorted("model.layers.%d.%s.weight" % (l, m) for l in range(base.config.num_hidden_layers)
+                          for m in ("self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"))
+        assert changed == expected, changed
+        assert worst < 1e-6, "spin's merge of PEFT's adapter and PEFT's differ by %g" % worst
+        # What spin does not merge as PEFT would, refused before any work.
+        settings = json.load(open(os.path.join(adapter, "adapter_config.json")))
+        for key, value, named in (("use_dora", True, "use_dora"), ("target_modules", ".*proj", "target_modules"),
+                                  ("modules_to_save", ["lm_head"], "modules_to_save"), ("r", 8, "lora_A.weight")):
+            bad = os.path.join(tmp, "bad_" + key)
+            os.makedirs(bad)
+            os.symlink(os.path.join(adapter, "adapter_model.safetensors"), os.path.join(bad, "adapter_model.safetensors"))
+            json.dump(dict(settings, **{key: value}), open(os.path.join(bad, "adapter_config.json"), "w"))
+            refused([args.spin, "ckpt", "import-hf", model, os.path.join(tmp, "x_" + key), "--adapter", bad], named)
+            assert not os.path.exists(os.path.join(tmp, "x_" + key)), key
+        print("a PEFT adapter (rank 4, alpha 8, q/v/down%s) merged by spin ckpt import-hf at TP 2: PEFT's "
+              "merge_and_unload to %.1e, the other weights untouched; DoRA, a target regex, modules to save and a "
+              "wrong rank refused" % (", rsLoRA" if rslora else "", worst))
 
 
 def check(args, model, vocab, rslora):
