@@ -95,13 +95,14 @@ step train_cuda_offload_recompute 300 "${launch[@]}" "$spin" train --config "$wo
 step compare_metrics_options 60 python3 "$work/compare.py" metrics "$logs/train_cpu/metrics.jsonl" \
   "$logs/train_cuda_options/metrics.jsonl" 1e-3
 step profile_summary 30 python3 "$work/profile_summary.py" "$logs/train_cuda_options/profile"
-# LoRA (lora.rank 8 on every projection; the base frozen, generation and scoring without the
-# adapters, the policy's validation answers with them): the CUDA run against the CPU's, float32.
+# LoRA (lora.rank 8 on every projection, dropout 0.1: the masks drawn on the device; the base
+# frozen, generation and scoring without the adapters, the policy's validation answers with
+# them): the CUDA run against the CPU's, float32.
 for device in cpu cuda; do
   step "train_${device}_lora" 300 "${launch[@]}" "$spin" train --config "$work/spin_check.ini" \
     --model.path "$work/model" --data.train "$work/data/train.jsonl" \
     --data.validation "$work/data/validation.jsonl" --checkpoint.save_dir "$logs/train_${device}_lora" \
-    --parallel.device "$device" --lora.rank 8
+    --parallel.device "$device" --lora.rank 8 --lora.dropout 0.1
 done
 step compare_metrics_lora 60 python3 "$work/compare.py" metrics "$logs/train_cpu_lora/metrics.jsonl" \
   "$logs/train_cuda_lora/metrics.jsonl" 1e-3
