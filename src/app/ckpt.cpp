@@ -232,23 +232,14 @@ void import_hf(parallel::Communicator& world, const CkptOptions& o) {
   parallel::run_collectively(world, [&] {
     read_config = model::ModelConfig::load(o.path);
     for (int p = 0; p < o.pp; ++p) plan_model_shard(*read_config, 0, o.tp, p, o.pp, o.pp_layers);  // a layout that fits
-    if (!o.adapter.empty()) {
-      lora = lora_from_peft_config(o.adapter);
-      require(!read_config->fused_projections, o.path, ": a PEFT adapter of Phi-3's fused qkv_proj / gate_up_proj is "
-              "one pair per fused module, not the separate q, k, v (gate, up) pairs spin merges");
-    }
+    if (!o.adapter.empty()) lora = lora_from_peft_config(o.adapter);
   });
   const model::ModelConfig& config = *read_config;
   ckpt::CheckpointWriter writer(world, o.out);
   parallel::run_collectively(world, [&] {
     ckpt::HfReader hf(o.path, model::hf_layout(config));
-    // PEFT's tensor names: "base_model.model." + the model's own.
     std::optional<ckpt::HfReader> peft;
-    if (lora.enabled()) {
-      HfLayout layout;
-      layout.prefix = "base_model.model." + config.hf_weight_prefix;
-      peft.emplace(o.adapter, layout, "adapter_model");
-    }
+    if (lora.enabled()) peft.emplace(o.adapter, model::peft_layout(config, lora), "adapter_model");
     const kernels::CpuKernels cpu;
     for (const auto& [t, p] : my_positions(world, o.tp, o.pp)) {
       const ModelShard shard = plan_model_shard(config, t, o.tp, p, o.pp, o.pp_layers);

@@ -42,11 +42,14 @@ void LoraConfig::validate(const char* setting_prefix) const {
 
 std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const char* setting) {
   using T = LoraTarget;
-  // NeMo's names of the fused projections it adapts (its LoRA target_modules).
-  const std::pair<const char*, std::vector<T>> nemo[] = {{"attention_qkv", {T::Q, T::K, T::V}},
-                                                         {"attention_dense", {T::O}},
-                                                         {"mlp_fc1", {T::Gate, T::Up}},
-                                                         {"mlp_fc2", {T::Down}}};
+  // NeMo's names of the fused projections it adapts (its LoRA target_modules), and Phi-3's fused
+  // modules as PEFT names them.
+  const std::pair<const char*, std::vector<T>> fused[] = {{"attention_qkv", {T::Q, T::K, T::V}},
+                                                          {"attention_dense", {T::O}},
+                                                          {"mlp_fc1", {T::Gate, T::Up}},
+                                                          {"mlp_fc2", {T::Down}},
+                                                          {"qkv_proj", {T::Q, T::K, T::V}},
+                                                          {"gate_up_proj", {T::Gate, T::Up}}};
   std::array<bool, kLoraTargets> out{};
   if (text == "all-linear" || text == "all") {
     out.fill(true);
@@ -60,14 +63,15 @@ std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const
     for (int t = 0; t < kLoraTargets; ++t) {
       if (word == kNames[t]) out[static_cast<std::size_t>(t)] = found = true;
     }
-    for (const auto& [name, targets] : nemo) {
+    for (const auto& [name, targets] : fused) {
       if (word != name) continue;
       for (const T t : targets) out[static_cast<std::size_t>(t)] = true;
       found = true;
     }
     require(found, setting, " = \"", text, "\": \"", word,
             "\" is not a projection (all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-            "down_proj -- or NeMo's attention_qkv, attention_dense, mlp_fc1, mlp_fc2)");
+            "down_proj -- or NeMo's attention_qkv, attention_dense, mlp_fc1, mlp_fc2, or Phi-3's qkv_proj, "
+            "gate_up_proj)");
     at = comma + 1;
   }
   return out;

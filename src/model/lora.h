@@ -64,9 +64,9 @@ struct LoraConfig {
 };
 
 // "all-linear" (PEFT's name for every projection; NeMo's "all") or a comma-separated list of
-// target names -- PEFT's (q_proj, ..., down_proj) or NeMo's (attention_qkv: q, k and v;
-// attention_dense: o; mlp_fc1: gate and up; mlp_fc2: down); throws naming `setting` for another
-// word or an empty list.
+// target names -- PEFT's (q_proj, ..., down_proj; Phi-3's qkv_proj: q, k and v, gate_up_proj:
+// gate and up) or NeMo's (attention_qkv: q, k and v; attention_dense: o; mlp_fc1: gate and up;
+// mlp_fc2: down); throws naming `setting` for another word or an empty list.
 std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const char* setting);
 
 // The widest input of an adapted projection on this rank ([rows, it] is LoRA dropout's scratch):

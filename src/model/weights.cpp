@@ -369,4 +369,22 @@ HfLayout hf_layout(const ModelConfig& c) {
   return layout;
 }
 
+HfLayout peft_layout(const ModelConfig& c, const LoraConfig& lora) {
+  HfLayout layout;
+  layout.prefix = "base_model.model." + c.hf_weight_prefix;
+  if (!c.fused_projections) return layout;
+  // B: the fused B's row blocks, as the weights'; A: the fused A whole for each part.
+  for (const HfLayout::Fusion& f : hf_layout(c).fusions) {
+    const std::string module = f.fused.substr(0, f.fused.size() - std::string("weight").size());
+    HfLayout::Fusion b{module + "lora_B.weight", {}};
+    for (const auto& [part, rows] : f.parts) {
+      const std::string part_module = part.substr(0, part.size() - std::string("weight").size());
+      b.parts.push_back({part_module + "lora_B.weight", rows});
+      layout.fusions.push_back({module + "lora_A.weight", {{part_module + "lora_A.weight", lora.rank}}});
+    }
+    layout.fusions.push_back(b);
+  }
+  return layout;
+}
+
 }  // namespace spin::model

@@ -143,5 +143,9 @@ std::vector<ShardedTensor> adapter_layout(const LoraConfig& lora, const TpDims& 
 // Phi-3 (ModelConfig::fused_projections) q/k/v as the row blocks of qkv_proj, gate/up of
 // gate_up_proj.
 HfLayout hf_layout(const ModelConfig& config);
+// Where the LoRA adapters of `lora` sit in a PEFT adapter's files: under "base_model.model." and
+// the model's prefix; for Phi-3, PEFT adapts the fused qkv_proj (gate_up_proj) with one pair, so
+// q's, k's and v's adapters share its A and take their row blocks of its B.
+HfLayout peft_layout(const ModelConfig& config, const LoraConfig& lora);
 
 }  // namespace spin::model

@@ -12,7 +12,10 @@ The other way: an adapter PEFT makes (random A and B on q_proj, v_proj and down_
 with and without rsLoRA), merged by `spin ckpt import-hf --adapter` into a TP 2 checkpoint and
 exported, equals PEFT's merge_and_unload to 1e-6; adapters spin cannot merge faithfully (DoRA, a
 target regex, modules to save) and a rank that disagrees with the tensors are refused, naming the
-file. Needs torch, transformers and peft (a test oracle only).
+file. Phi-3's fused modules (transformers 4.40 has no Phi3ForCausalLM, so the adapter is written
+here under PEFT's names): one pair on qkv_proj, gate_up_proj, o_proj and down_proj, merged at TP 2,
+exports the fused tensors of W + (alpha / r) B A. Needs torch, transformers and peft (a test oracle
+only).
 """
 import argparse
 import json
@@ -52,6 +55,41 @@ def main():
     for rslora in (False, True):
         check(args, model, vocab, rslora)
         check_import(args, model, rslora)
+    check_import_fused(args, os.path.join(args.models, "tiny-phi3"))
+
+
+def check_import_fused(args, model):
+    with tempfile.TemporaryDirectory(prefix="spin_peft_phi3_") as tmp:
+        torch.manual_seed(7)
+        base = load_file(os.path.join(model, "model.safetensors"))
+        r, alpha = 4, 8
+        adapter = os.path.join(tmp, "adapter")
+        os.makedirs(adapter)
+        tensors, want = {}, dict(base)
+        modules = ("self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj")
+        for name, w in base.items():
+            if not any(name.endswith(m + ".weight") for m in modules):
+                continue
+            a, b = torch.randn(r, w.shape[1]) * 0.3, torch.randn(w.shape[0], r) * 0.3
+            stem = "base_model.model." + name[:-len("weight")]
+            tensors[stem + "lora_A.weight"], tensors[stem + "lora_B.weight"] = a, b
+            want[name] = w + (b @ a) * (alpha / r)  # PEFT's merge: W + B A scaling
+        assert len(tensors) == 2 * 4 * 2, sorted(tensors)
+        save_file(tensors, os.path.join(adapter, "adapter_model.safetensors"), metadata={"format": "pt"})
+        json.dump({"peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": [m.split(".")[1] for m in modules],
+                   "bias": "none", "fan_in_fan_out": False, "modules_to_save": None, "use_rslora": False},
+                  open(os.path.join(adapter, "adapter_config.json"), "w"))
+        out, hf = os.path.join(tmp, "ckpt"), os.path.join(tmp, "hf")
+        run([args.spin, "ckpt", "import-hf", model, out, "--tp", "2", "--adapter", adapter])
+        run([args.spin, "ckpt", "export-hf", out, hf])
+        got = load_file(os.path.join(hf, "model.safetensors"))
+        assert sorted(got) == sorted(want), (sorted(got), sorted(want))
+        worst = max((got[n] - want[n]).abs().max().item() for n in got)
+        moved = min((want[n] - base[n]).abs().max().item() for n in want if any(m in n for m in modules))
+        assert worst < 1e-5 and moved > 1e-2, (worst, moved)
+        assert all(torch.equal(got[n], base[n]) for n in got if not any(m in n for m in modules))
+        print("Phi-3: a PEFT adapter of the fused qkv_proj and gate_up_proj (and o_proj, down_proj) merged by "
+              "import-hf at TP 2: W + (alpha / r) B A to %.1e (the adapter moves each by > %.2f)" % (worst, moved))
 
 
 def check_import(args, model, rslora):

@@ -61,7 +61,11 @@ TEST(Lora, TargetsParseAndValidate) {
   EXPECT_EQ(lora.summary(), "rank 8, alpha 16, targets q_proj,v_proj,down_proj, rsLoRA");
   lora.rslora = false;
   EXPECT_NO_THROW(lora.validate("lora."));
-  EXPECT_THROW(parse_lora_targets("q_proj,qkv_proj", "lora.targets"), Error);
+  EXPECT_THROW(parse_lora_targets("q_proj,qkv", "lora.targets"), Error);
+  // Phi-3's fused modules as PEFT names them.
+  LoraConfig phi3;
+  phi3.targets = parse_lora_targets("qkv_proj,gate_up_proj", "lora.targets");
+  EXPECT_EQ(phi3.targets_text(), "q_proj,k_proj,v_proj,gate_proj,up_proj");
   // NeMo's names of its fused modules.
   LoraConfig nemo;
   nemo.targets = parse_lora_targets("attention_qkv,mlp_fc2", "lora.targets");
