@@ -1,7 +1,7 @@
 // Reads a Hugging Face model directory's weights: model.safetensors, or the shards listed by
-// model.safetensors.index.json (another stem: a PEFT adapter's adapter_model.safetensors). Each rank reads only the slices of its own ShardedTensors;
-// files are opened on first use. Every missing tensor, shape mismatch or malformed file is an
-// error naming the file and the tensor.
+// model.safetensors.index.json (another stem: a PEFT adapter's adapter_model.safetensors). Each
+// rank reads only the slices of its own ShardedTensors; files are opened on first use. Every
+// missing tensor, shape mismatch or malformed file is an error naming the file and the tensor.
 #pragma once
 
 #include <map>

@@ -290,7 +290,8 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   writer.finish();
   const nlohmann::json adapter = {{"peft_type", "LORA"},        {"task_type", "CAUSAL_LM"},
                                   {"r", lora.at("rank")},       {"lora_alpha", lora.at("alpha")},
-                                  {"lora_dropout", lora.value("dropout", 0.0)},        {"target_modules", lora.at("targets")},
+                                  {"lora_dropout", lora.value("dropout", 0.0)},
+                                  {"target_modules", lora.at("targets")},
                                   {"bias", "none"},             {"fan_in_fan_out", false},
                                   {"inference_mode", true},     {"init_lora_weights", true},
                                   {"use_rslora", lora.value("rslora", false)},

@@ -56,10 +56,12 @@ model::LoraConfig lora_from_peft_config(const std::string& adapter_dir) {
   require(j.contains("r") && j.at("r").is_number_integer() && j.at("r").get<std::int64_t>() > 0, path,
           ": r must be a positive integer");
   require(j.contains("lora_alpha") && j.at("lora_alpha").is_number(), path, ": lora_alpha must be a number");
-  absent_or("use_rslora", [](const nlohmann::json& v) { return v.is_boolean(); }, "must be true or false");
+  const auto boolean = [](const nlohmann::json& v) { return v.is_boolean(); };
+  absent_or("use_rslora", boolean, "must be true or false");
   absent_or("use_dora", is_false, "DoRA's magnitude vectors are not LoRA's merge");
   absent_or("fan_in_fan_out", is_false, "the Conv1D orientation of GPT-2's layers, not of the models spin runs");
-  absent_or("bias", [](const nlohmann::json& v) { return v == "none"; }, "adapted biases are not supported");
+  const auto none = [](const nlohmann::json& v) { return v == "none"; };
+  absent_or("bias", none, "adapted biases are not supported");
   absent_or("modules_to_save", empty, "fully trained modules beside the adapters are not supported");
   absent_or("layers_to_transform", empty, "adapters of some layers only are not supported");
   absent_or("layer_replication", empty, "replicated layers are not supported");

@@ -398,7 +398,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
         seqs.push_back({tokens_of, static_cast<std::int64_t>(e.prompt.size()), 0, i});  // i keys its dropout
       }
       micro_batches.push_back(model::TokenBatch::pack(seqs));
-      micro_batches.back().dropout_seed = model::TokenBatch::step_dropout_seed(o.seed, static_cast<std::uint64_t>(step));
+      micro_batches.back().dropout_seed =
+          model::TokenBatch::step_dropout_seed(o.seed, static_cast<std::uint64_t>(step));
     }
     train::SftLoss loss(std::max<std::int64_t>(response_tokens, 1));
     const train::StepMetrics m = trainer.step(micro_batches, loss, schedule.at(step));

@@ -20,8 +20,8 @@ std::uint64_t TokenBatch::step_dropout_seed(std::uint64_t seed, std::uint64_t st
 TokenBatch TokenBatch::pack(const std::vector<Sequence>& sequences) {
   TokenBatch b;
   b.cu_seqlens.push_back(0);
-  const bool keyed = !sequences.empty() && std::all_of(sequences.begin(), sequences.end(),
-                                                       [](const Sequence& s) { return s.key >= 0; });
+  const bool keyed = !sequences.empty() &&
+                     std::all_of(sequences.begin(), sequences.end(), [](const Sequence& s) { return s.key >= 0; });
   for (std::size_t s = 0; s < sequences.size(); ++s) {
     const Sequence& seq = sequences[s];
     const auto len = static_cast<std::int64_t>(seq.tokens.size());
@@ -38,8 +38,9 @@ TokenBatch TokenBatch::pack(const std::vector<Sequence>& sequences) {
       b.sequence_of.push_back(static_cast<std::int32_t>(s));
       if (keyed) b.row_keys.push_back((seq.key << kPositionBits) + seq.position + p);
     }
-    require(!keyed || (seq.key < (std::int64_t{1} << (62 - kPositionBits)) && seq.position + len <= (1 << kPositionBits)),
-            "sequence ", s, ": key ", seq.key, " or length ", seq.position + len, " too large for a dropout key");
+    require(
+        !keyed || (seq.key < (std::int64_t{1} << (62 - kPositionBits)) && seq.position + len <= (1 << kPositionBits)),
+        "sequence ", s, ": key ", seq.key, " or length ", seq.position + len, " too large for a dropout key");
     b.cu_seqlens.push_back(b.cu_seqlens.back() + len);
   }
   return b;

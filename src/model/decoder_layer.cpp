@@ -265,10 +265,9 @@ ColumnInput adapter_input(const ModelContext& ctx, const BatchGeometry& b, std::
 }
 
 // Adds adapter t's term to its projection's output (float32 y, or bf16 y16 in place), keeping u.
-void adapter_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
-                     const LayerWeights* adapters, LoraTarget t, LayerActivations& a, const Tensor& x_in,
-                     const Tensor& x16_in, float* y, const Tensor& y16, std::int64_t n, std::int64_t in,
-                     std::int64_t out) {
+void adapter_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights* adapters,
+                     LoraTarget t, LayerActivations& a, const Tensor& x_in, const Tensor& x16_in, float* y,
+                     const Tensor& y16, std::int64_t n, std::int64_t in, std::int64_t out) {
   if (!adapts(adapters, t)) return;
   const auto ti = static_cast<std::size_t>(t);
   const auto [x, x16] = adapter_input(ctx, b, layer, t, x_in, x16_in, n, in);
@@ -292,10 +291,10 @@ void adapted_forward_into(const ModelContext& ctx, const BatchGeometry& b, std::
 // own backward (whose bf16(dy) it reuses in mixed precision); dx += its input gradient (under
 // dropout through the mask: the float32 scratch holds it first). A replicated factor's gradient
 // goes to s.lora_replicated when the TP group has several ranks.
-void adapter_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
-                      const LayerWeights* adapters, LoraTarget t, LayerWeights& g, const LayerActivations& a,
-                      LayerGradScratch& s, const float* dy, const Tensor& x_in, const Tensor& x16_in, float* dx,
-                      std::int64_t n, std::int64_t in, std::int64_t out) {
+void adapter_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights* adapters,
+                      LoraTarget t, LayerWeights& g, const LayerActivations& a, LayerGradScratch& s, const float* dy,
+                      const Tensor& x_in, const Tensor& x16_in, float* dx, std::int64_t n, std::int64_t in,
+                      std::int64_t out) {
   if (!adapts(adapters, t)) return;
   const auto ti = static_cast<std::size_t>(t);
   const auto [x, x16] = adapter_input(ctx, b, layer, t, x_in, x16_in, n, in);
@@ -346,10 +345,10 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
       norm_into_column_parallel(ctx, b, a.n1, a.n1_bf16, a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
   // Qwen3: the q and k products first, then each head normed into q and k.
   const bool head_norms = w.q_norm.defined();
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Q, a, head_norms ? a.q_raw : a.q, head_norms ? a.q_raw_bf16 : a.q_bf16,
-                       in1, w.q_proj, w.bf16.q_proj, w.q_bias, n, d.q_width());
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::K, a, head_norms ? a.k_raw : a.k, head_norms ? a.k_raw_bf16 : a.k_bf16,
-                       in1, w.k_proj, w.bf16.k_proj, w.k_bias, n, d.kv_width());
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Q, a, head_norms ? a.q_raw : a.q,
+                       head_norms ? a.q_raw_bf16 : a.q_bf16, in1, w.q_proj, w.bf16.q_proj, w.q_bias, n, d.q_width());
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::K, a, head_norms ? a.k_raw : a.k,
+                       head_norms ? a.k_raw_bf16 : a.k_bf16, in1, w.k_proj, w.bf16.k_proj, w.k_bias, n, d.kv_width());
   if (head_norms) {
     head_norm_forward(ctx, a.q, a.q_bf16, a.rstd_q, a.q_raw, a.q_raw_bf16, w.q_norm, n * d.heads);
     head_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, a.k_raw_bf16, w.k_norm, n * d.kv_heads);
@@ -362,8 +361,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   float* attn_out = sandwich ? a.attn_out.f32() : a.x_mid.f32();
   linear_forward(ctx, row_parallel_partial(b, attn_out), a.attn, a.attn_bf16, w.o_proj, w.bf16.o_proj, n,
                  d.q_width(), h, true);
-  adapter_forward(ctx, b, layer, ad, LoraTarget::O, a, a.attn, a.attn_bf16, row_parallel_partial(b, attn_out), Tensor(), n,
-                  d.q_width(), h);
+  adapter_forward(ctx, b, layer, ad, LoraTarget::O, a, a.attn, a.attn_bf16, row_parallel_partial(b, attn_out), Tensor(),
+                  n, d.q_width(), h);
   reduce_row_parallel(ctx, b, attn_out);
   if (sandwich) output_norm_forward(ctx, b, a.x_mid.f32(), a.rstd_attn_out, attn_out, w.attn_output_norm);
   k.add_inplace(a.x_mid.f32(), a.x_in.f32(), residual);
@@ -373,8 +372,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
       norm_into_column_parallel(ctx, b, a.n2, a.n2_bf16, a.rstd2.f32(), a.x_mid.f32(), w.pre_mlp_layernorm);
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in2, w.gate_proj, w.bf16.gate_proj,
                        Tensor(), n, d.intermediate);
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Up, a, a.up, a.up_bf16, in2, w.up_proj, w.bf16.up_proj, Tensor(), n,
-                       d.intermediate);
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Up, a, a.up, a.up_bf16, in2, w.up_proj, w.bf16.up_proj, Tensor(),
+                       n, d.intermediate);
   if (a.act_bf16.defined()) {
     k.glu_forward_bf16(a.act_bf16.bf16(), a.gate_bf16.bf16(), a.up_bf16.bf16(), n * d.intermediate, ctx.config.activation);
   } else {
@@ -383,8 +382,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   float* mlp_out = sandwich ? a.mlp_out.f32() : x_out;
   linear_forward(ctx, row_parallel_partial(b, mlp_out), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj, n,
                  d.intermediate, h, true);
-  adapter_forward(ctx, b, layer, ad, LoraTarget::Down, a, a.act, a.act_bf16, row_parallel_partial(b, mlp_out), Tensor(), n,
-                  d.intermediate, h);
+  adapter_forward(ctx, b, layer, ad, LoraTarget::Down, a, a.act, a.act_bf16, row_parallel_partial(b, mlp_out), Tensor(),
+                  n, d.intermediate, h);
   reduce_row_parallel(ctx, b, mlp_out);
   if (sandwich) output_norm_forward(ctx, b, x_out, a.rstd_mlp_out, mlp_out, w.mlp_output_norm);
   k.add_inplace(x_out, a.x_mid.f32(), residual);
@@ -411,8 +410,8 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                : dx);
   linear_backward(ctx, s.d_act.f32(), f32_or_null(g.down_proj), d_down, s.dy_bf16, a.act, a.act_bf16,
                   w.down_proj, w.bf16.down_proj, n, d.intermediate, h, false);
-  adapter_backward(ctx, b, layer, ad, LoraTarget::Down, g, a, s, d_down, a.act, a.act_bf16, s.d_act.f32(), n, d.intermediate,
-                   h);
+  adapter_backward(ctx, b, layer, ad, LoraTarget::Down, g, a, s, d_down, a.act, a.act_bf16, s.d_act.f32(), n,
+                   d.intermediate, h);
   if (a.gate_bf16.defined()) {
     k.glu_backward_bf16(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate_bf16.bf16(), a.up_bf16.bf16(),
                         n * d.intermediate, ctx.config.activation);
@@ -440,7 +439,8 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                : dx);
   linear_backward(ctx, s.d_attn.f32(), f32_or_null(g.o_proj), d_o, s.dy_bf16, a.attn, a.attn_bf16,
                   w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
-  adapter_backward(ctx, b, layer, ad, LoraTarget::O, g, a, s, d_o, a.attn, a.attn_bf16, s.d_attn.f32(), n, d.q_width(), h);
+  adapter_backward(ctx, b, layer, ad, LoraTarget::O, g, a, s, d_o, a.attn, a.attn_bf16, s.d_attn.f32(), n, d.q_width(),
+                   h);
   self_attention_backward(ctx, b, a, s, ctx.config.attention_scores(layer), ctx.rope_for(layer));
   if (w.q_norm.defined()) head_norms_backward(ctx, b, w, g, a, s);
   // The q and k products' output gradients: before Qwen3's head norms, where it has them.
@@ -458,7 +458,8 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   adapter_backward(ctx, b, layer, ad, LoraTarget::K, g, a, s, dk, in1.x, in1.x16, s.d_norm.f32(), n, h, d.kv_width());
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.v_proj), s.dv.f32(), s.dy_bf16, in1.x, in1.x16,
                   w.v_proj, w.bf16.v_proj, n, h, d.kv_width(), true);
-  adapter_backward(ctx, b, layer, ad, LoraTarget::V, g, a, s, s.dv.f32(), in1.x, in1.x16, s.d_norm.f32(), n, h, d.kv_width());
+  adapter_backward(ctx, b, layer, ad, LoraTarget::V, g, a, s, s.dv.f32(), in1.x, in1.x16, s.d_norm.f32(), n, h,
+                   d.kv_width());
   column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx, norm_grad(g.input_layernorm), a.x_in.f32(),
                                 w.input_layernorm, a.rstd1.f32());
   if (ad != nullptr) reduce_adapter_gradients(ctx, *ad, g, s);

@@ -44,12 +44,10 @@ std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const
   using T = LoraTarget;
   // NeMo's names of the fused projections it adapts (its LoRA target_modules), and Phi-3's fused
   // modules as PEFT names them.
-  const std::pair<const char*, std::vector<T>> fused[] = {{"attention_qkv", {T::Q, T::K, T::V}},
-                                                          {"attention_dense", {T::O}},
-                                                          {"mlp_fc1", {T::Gate, T::Up}},
-                                                          {"mlp_fc2", {T::Down}},
-                                                          {"qkv_proj", {T::Q, T::K, T::V}},
-                                                          {"gate_up_proj", {T::Gate, T::Up}}};
+  const std::pair<const char*, std::vector<T>> fused[] = {
+      {"attention_qkv", {T::Q, T::K, T::V}}, {"attention_dense", {T::O}},
+      {"mlp_fc1", {T::Gate, T::Up}},         {"mlp_fc2", {T::Down}},
+      {"qkv_proj", {T::Q, T::K, T::V}},      {"gate_up_proj", {T::Gate, T::Up}}};
   std::array<bool, kLoraTargets> out{};
   if (text == "all-linear" || text == "all") {
     out.fill(true);
@@ -107,10 +105,10 @@ void lora_forward(const kernels::Kernels& k, const LoraFactors& w, const LoraFac
   }
 }
 
-void lora_backward(const kernels::Kernels& k, const LoraFactors& w, const LoraFactors& w16, float scale,
-                   float* da, float* db, const float* dy, const Tensor& dy16, const Tensor& x, const Tensor& x16,
-                   const Tensor& u, const Tensor& u16, const Tensor& du, const Tensor& du16, float* dx,
-                   std::int64_t n, std::int64_t in, std::int64_t out, bool accumulate_dx) {
+void lora_backward(const kernels::Kernels& k, const LoraFactors& w, const LoraFactors& w16, float scale, float* da,
+                   float* db, const float* dy, const Tensor& dy16, const Tensor& x, const Tensor& x16, const Tensor& u,
+                   const Tensor& u16, const Tensor& du, const Tensor& du16, float* dx, std::int64_t n, std::int64_t in,
+                   std::int64_t out, bool accumulate_dx) {
   const float dx_beta = accumulate_dx ? 1.0f : 0.0f;
   const std::int64_t r = w.a.shape()[0];
   if (!x16.defined()) {

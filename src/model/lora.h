@@ -90,10 +90,10 @@ void lora_forward(const kernels::Kernels& k, const LoraFactors& w, const LoraFac
 // projection's own backward leaves it): dB += dy^T u, du = scale dy B (scratch, and du16 its bf16
 // in mixed precision), dA += du^T x, dx += du A (dx = du A without accumulate_dx; dx may be null,
 // and may be x's buffer: x is read before dx is written).
-void lora_backward(const kernels::Kernels& k, const LoraFactors& w, const LoraFactors& w16, float scale,
-                   float* da, float* db, const float* dy, const Tensor& dy16, const Tensor& x, const Tensor& x16,
-                   const Tensor& u, const Tensor& u16, const Tensor& du, const Tensor& du16, float* dx,
-                   std::int64_t n, std::int64_t in, std::int64_t out, bool accumulate_dx = true);
+void lora_backward(const kernels::Kernels& k, const LoraFactors& w, const LoraFactors& w16, float scale, float* da,
+                   float* db, const float* dy, const Tensor& dy16, const Tensor& x, const Tensor& x16, const Tensor& u,
+                   const Tensor& u16, const Tensor& du, const Tensor& du16, float* dx, std::int64_t n, std::int64_t in,
+                   std::int64_t out, bool accumulate_dx = true);
 
 // W += scale B A: the adapter merged into its projection's shard (the same split), float32.
 void lora_merge(const kernels::Kernels& k, const Tensor& w, const LoraFactors& f, float scale, std::int64_t in,

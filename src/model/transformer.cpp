@@ -150,7 +150,8 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   }
   a.dropout = {};
   if (for_backward && lora.dropout > 0.0) {
-    require(!batch.row_keys.empty(), "LoRA dropout: the training batch's sequences have no keys (model::Sequence::key)");
+    require(!batch.row_keys.empty(),
+            "LoRA dropout: the training batch's sequences have no keys (model::Sequence::key)");
     a.dropout.p = static_cast<float>(lora.dropout);
     a.dropout.seed = batch.dropout_seed;
     a.dropout.row_keys = a.arrays.row_keys.data<std::int64_t>();

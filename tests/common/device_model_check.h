@@ -65,9 +65,9 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
 
   // Scoring and backward: three sequences of different lengths, packed.
   // Three sequences of different lengths, packed, keyed for LoRA's dropout.
-  model::TokenBatch batch = model::TokenBatch::pack(
-      {{random_ids(5, config.vocab_size, 11), 2, 0, 0}, {random_ids(9, config.vocab_size, 12), 4, 0, 1},
-       {random_ids(3, config.vocab_size, 13), 1, 0, 2}});
+  model::TokenBatch batch = model::TokenBatch::pack({{random_ids(5, config.vocab_size, 11), 2, 0, 0},
+                                                     {random_ids(9, config.vocab_size, 12), 4, 0, 1},
+                                                     {random_ids(3, config.vocab_size, 13), 1, 0, 2}});
   batch.dropout_seed = 5;
   model::Activations acts;
   const model::ForwardResult f = t.forward(weights, batch, acts, true, {}, lora);

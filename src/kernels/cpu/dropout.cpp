@@ -16,11 +16,9 @@ namespace {
 
 // Bit j of bits[g]: whether global column 4 (first + g) + j survives, for `groups` groups (one
 // contiguous store a group: the loop vectorises).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void group_keeps(std::uint64_t seed,
-                                                                             std::uint64_t row_key,
-                                                                             std::uint32_t site, Index first,
-                                                                             Index groups, float p,
-                                                                             std::uint8_t* bits) {
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void group_keeps(std::uint64_t seed, std::uint64_t row_key, std::uint32_t site, Index first, Index groups, float p,
+                 std::uint8_t* bits) {
 #pragma omp simd
   for (Index g = 0; g < groups; ++g) {
     bits[g] = static_cast<std::uint8_t>(dropout_keeps(seed, row_key, site, static_cast<std::uint64_t>(first + g), p));
@@ -42,7 +40,7 @@ void for_each_row(Index rows, Index cols, const Kernels::DropoutMask& mask, F f)
   std::vector<float> factor(static_cast<std::size_t>(4 * groups));
   for (Index i = 0; i < rows; ++i) {
     group_keeps(mask.seed, static_cast<std::uint64_t>(mask.row_keys[i]), mask.site, first, groups, mask.p, bits.data());
-    for (Index g = 0; g < groups; ++g) std::memcpy(&factor[static_cast<std::size_t>(4 * g)], patterns[bits[static_cast<std::size_t>(g)]], sizeof(patterns[0]));
+    for (std::size_t g = 0; g < bits.size(); ++g) std::memcpy(&factor[4 * g], patterns[bits[g]], sizeof(patterns[0]));
     f(i, factor.data() + skip);
   }
 }

@@ -163,8 +163,8 @@ TEST(GradientAccumulation, MicroBatchSplitsOfOneGlobalBatchAgree) {
   parallel::SelfCommunicator self;
   const Result one_batch = train(self, {{1, 1, 1}, false, false, 8});
   for (std::int64_t micro : {1, 2, 4}) {
-    expect_same(train(self, {{1, 1, 1}, false, false, micro}), one_batch,
-                spin::cat("micro-batch ", micro, " vs 8"), 5e-5);
+    expect_same(train(self, {{1, 1, 1}, false, false, micro}), one_batch, spin::cat("micro-batch ", micro, " vs 8"),
+                5e-5);
   }
 }
 

@@ -51,14 +51,14 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
   // on the device).
   for (const bool mixed : {false, true}) {
     for (const double dropout : {0.0, 0.2}) {
-    SCOPED_TRACE(cat(mixed ? "LoRA, bf16" : "LoRA, float32", ", dropout ", dropout));
-    EmulatedDeviceMemory memory;
-    const EmulatedKernels kernels(memory);
-    model::LoraConfig lora = tiny_lora(4);
-    lora.dropout = dropout;
-    const DeviceModelErrors errors = compare_model_on_device(kernels, mixed, mixed, 32, TinyFamily::Qwen2, lora);
-    ASSERT_EQ(errors.relative.size(), 2u + 2 * 2 * 7 + 4);  // sums, 28 adapter gradients, 4 steps' logits
-    for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << name;
+      SCOPED_TRACE(cat(mixed ? "LoRA, bf16" : "LoRA, float32", ", dropout ", dropout));
+      EmulatedDeviceMemory memory;
+      const EmulatedKernels kernels(memory);
+      model::LoraConfig lora = tiny_lora(4);
+      lora.dropout = dropout;
+      const DeviceModelErrors errors = compare_model_on_device(kernels, mixed, mixed, 32, TinyFamily::Qwen2, lora);
+      ASSERT_EQ(errors.relative.size(), 2u + 2 * 2 * 7 + 4);  // sums, 28 adapter gradients, 4 steps' logits
+      for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << name;
     }
   }
 }

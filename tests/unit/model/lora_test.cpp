@@ -44,7 +44,8 @@ struct Adapted {
 };
 
 std::vector<Sequence> sequences() {
-  return {{testing::random_ids(5, 37, 1), 1, 0, 10}, {testing::random_ids(8, 37, 2), 3, 0, 11},
+  return {{testing::random_ids(5, 37, 1), 1, 0, 10},
+          {testing::random_ids(8, 37, 2), 3, 0, 11},
           {testing::random_ids(3, 37, 3), 1, 0, 12}};
 }
 
@@ -184,8 +185,8 @@ TEST(Lora, DropoutGradientsMatchFiniteDifferences) {
     m.transformer.forward(m.weights, batch, acts, true, {}, &m.adapters);
     ModelWeights grads = ModelWeights::adapters(m.config, lora, m.dims, StageLayers::whole(m.config.num_layers));
     m.transformer.backward(m.weights, acts, c, grads);
-    testing::check_model_gradients(m.adapters, grads, [&] { return testing::weighted_sum(training_logprobs(batch), c); },
-                                   "dropout");
+    testing::check_model_gradients(
+        m.adapters, grads, [&] { return testing::weighted_sum(training_logprobs(batch), c); }, "dropout");
 
     Activations scoring;
     const auto scored = m.transformer.forward(m.weights, batch, scoring, false, {}, &m.adapters).sequence_logprobs;

@@ -70,7 +70,8 @@ TEST(Dropout, SameMaskForAnySplitAndRowOrder) {
   std::vector<float> want(x.size());
   k.dropout(want.data(), x.data(), kRows, kCols, whole, false);
   for (const Index split : {1, 4, 13, 30}) {
-    std::vector<float> left(static_cast<std::size_t>(kRows * split)), right(static_cast<std::size_t>(kRows * (kCols - split)));
+    std::vector<float> left(static_cast<std::size_t>(kRows * split)),
+        right(static_cast<std::size_t>(kRows * (kCols - split)));
     std::vector<float> xl, xr;
     for (Index i = 0; i < kRows; ++i) {
       for (Index c = 0; c < kCols; ++c) (c < split ? xl : xr).push_back(x[static_cast<std::size_t>(i * kCols + c)]);
@@ -96,7 +97,8 @@ TEST(Dropout, SameMaskForAnySplitAndRowOrder) {
   k.dropout(got.data(), xr.data(), kRows, kCols, reversed, false);
   for (Index i = 0; i < kRows; ++i) {
     for (Index c = 0; c < kCols; ++c) {
-      EXPECT_EQ(got[static_cast<std::size_t>((kRows - 1 - i) * kCols + c)], want[static_cast<std::size_t>(i * kCols + c)]);
+      EXPECT_EQ(got[static_cast<std::size_t>((kRows - 1 - i) * kCols + c)],
+                want[static_cast<std::size_t>(i * kCols + c)]);
     }
   }
 }
