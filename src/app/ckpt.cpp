@@ -228,28 +228,19 @@ void reshard(parallel::Communicator& world, const ckpt::CheckpointReader& reader
 
 void import_hf(parallel::Communicator& world, const CkptOptions& o) {
   std::optional<model::ModelConfig> read_config;
-  model::LoraConfig lora;  // --adapter's (rank 0: none)
   parallel::run_collectively(world, [&] {
     read_config = model::ModelConfig::load(o.path);
     for (int p = 0; p < o.pp; ++p) plan_model_shard(*read_config, 0, o.tp, p, o.pp, o.pp_layers);  // a layout that fits
-    if (!o.adapter.empty()) lora = lora_from_peft_config(o.adapter);
+    if (!o.adapter.empty()) lora_from_peft_config(o.adapter);  // refused before any output
   });
   const model::ModelConfig& config = *read_config;
   ckpt::CheckpointWriter writer(world, o.out);
   parallel::run_collectively(world, [&] {
-    ckpt::HfReader hf(o.path, model::hf_layout(config));
-    std::optional<ckpt::HfReader> peft;
-    if (lora.enabled()) peft.emplace(o.adapter, model::peft_layout(config, lora), "adapter_model");
     const kernels::CpuKernels cpu;
     for (const auto& [t, p] : my_positions(world, o.tp, o.pp)) {
       const ModelShard shard = plan_model_shard(config, t, o.tp, p, o.pp, o.pp_layers);
       model::ModelWeights weights(config, shard.dims, shard.stage);
-      hf.load(weights.sharded_state_dict());
-      if (peft) {
-        const model::ModelWeights adapters = model::ModelWeights::adapters(config, lora, shard.dims, shard.stage);
-        peft->load(adapters.sharded_state_dict());
-        adapters.merge_into(weights, cpu);
-      }
+      load_hf_weights(o.path, o.adapter, config, shard.dims, shard.stage, weights, cpu);
       writer.begin_file(shard_file(t, p));
       for (const ShardedTensor& s : weights.sharded_state_dict()) {
         if (!s.primary) continue;

@@ -12,7 +12,6 @@
 #include "app/model_setup.h"
 #include "app/options.h"
 #include "app/runtime.h"
-#include "checkpoint/hf_reader.h"
 #include "core/error.h"
 #include "data/examples.h"
 #include "data/prompt_template.h"
@@ -27,7 +26,7 @@ namespace {
 namespace po = boost::program_options;
 
 struct EvalOptions {
-  std::string model, data, output, prompt_template = "auto", pp_layers;
+  std::string model, adapter, data, output, prompt_template = "auto", pp_layers;
   int tp = 1, pp = 1;
   std::int64_t batch_size = 32, max_step_tokens = 0, max_new_tokens = 0, logits_chunk_rows = 0;
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
@@ -39,6 +38,8 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
   desc.add_options()
       ("help,h", "print this help")
       ("model", po::value(&o.model)->required(), "Hugging Face model directory (with its tokenizer for text data)")
+      ("adapter", po::value(&o.adapter)->default_value(""),
+       "a PEFT LoRA adapter directory trained on --model's model, merged into it")
       ("data", po::value(&o.data)->required(), "JSONL with prompts and ground-truth responses (any spin data shape)")
       ("output", po::value(&o.output)->default_value(""), "also write the figures as one JSON line to this file")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), spin::cat("prompt template: ", data::kPromptTemplateChoices).c_str())
@@ -96,7 +97,9 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     }
   });
   model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());
-  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model, model::hf_layout(shard->config)).load(weights.sharded_state_dict()); });
+  parallel::run_collectively(world, [&] {
+    load_hf_weights(o.model, o.adapter, shard->config, shard->dims, shard->stage, weights, runtime.kernels());
+  });
   runtime.prepare(weights);
   model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(), runtime.kernels());
   transformer.set_logits_chunk_rows(o.logits_chunk_rows);

@@ -28,7 +28,6 @@
 #include "app/resumable_output.h"
 #include "app/runtime.h"
 #include "app/stop_signals.h"
-#include "checkpoint/hf_reader.h"
 #include "core/error.h"
 #include "core/profile.h"
 #include "data/examples.h"
@@ -44,7 +43,7 @@ namespace {
 namespace po = boost::program_options;
 
 struct GenerateOptions {
-  std::string model, input, output, pp_layers, eos_ids, prompt_template = "auto";
+  std::string model, adapter, input, output, pp_layers, eos_ids, prompt_template = "auto";
   std::vector<std::string> end_sequences;
   int tp = 1, pp = 1;
   std::int64_t batch_size = 32, max_step_tokens = 0, save_every = 0, num_samples = 1;
@@ -63,6 +62,8 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
   desc.add_options()
       ("help,h", "print this help")
       ("model", po::value(&o.model)->required(), "Hugging Face model directory")
+      ("adapter", po::value(&o.adapter)->default_value(""),
+       "a PEFT LoRA adapter directory trained on --model's model, merged into it")
       ("input", po::value(&o.input)->required(),
        "JSONL of {\"prompt\": [token ids...]}, {\"prompt\": \"text\"} or {\"messages\": [...]}, or a comma-separated "
        "list of such files")
@@ -317,7 +318,9 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     }
   });
   model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());
-  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model, model::hf_layout(shard->config)).load(weights.sharded_state_dict()); });
+  parallel::run_collectively(world, [&] {
+    load_hf_weights(o.model, o.adapter, shard->config, shard->dims, shard->stage, weights, runtime.kernels());
+  });
   runtime.prepare(weights);
   const model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(),
                                       runtime.kernels());

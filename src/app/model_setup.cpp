@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "checkpoint/hf_reader.h"
 #include "core/error.h"
 #include "core/json_file.h"
 
@@ -39,6 +40,17 @@ std::string lora_config_json(const model::LoraConfig& lora) {
                         {"dropout", lora.dropout},
                         {"targets", targets}}
       .dump();
+}
+
+void load_hf_weights(const std::string& model_dir, const std::string& adapter_dir, const model::ModelConfig& config,
+                     const model::TpDims& dims, const model::StageLayers& stage, model::ModelWeights& weights,
+                     const kernels::Kernels& kernels) {
+  const model::LoraConfig lora = adapter_dir.empty() ? model::LoraConfig{} : lora_from_peft_config(adapter_dir);
+  ckpt::HfReader(model_dir, model::hf_layout(config)).load(weights.sharded_state_dict());
+  if (!lora.enabled()) return;
+  const model::ModelWeights adapters = model::ModelWeights::adapters(config, lora, dims, stage, 1, weights.device());
+  ckpt::HfReader(adapter_dir, model::peft_layout(config, lora), "adapter_model").load(adapters.sharded_state_dict());
+  adapters.merge_into(weights, kernels);
 }
 
 model::LoraConfig lora_from_peft_config(const std::string& adapter_dir) {

@@ -16,6 +16,7 @@
 #include "model/lora.h"
 #include "model/stage.h"
 #include "model/tp_dims.h"
+#include "model/weights.h"
 #include "parallel/process_grid.h"
 
 namespace spin::app {
@@ -59,6 +60,14 @@ std::vector<std::int64_t> parse_int_list(const std::string& text, const char* op
 // "dropout", "targets" ("lora." in spin train, "spin sft: --lora-" in spin sft).
 model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, double dropout,
                                 const std::string& targets, const std::string& prefix);
+
+// Fills `weights` (this rank's shard: `dims`, `stage`) from the Hugging Face model in `model_dir`
+// and, when `adapter_dir` is not empty, merges into them the PEFT LoRA adapter there (W + s B A with
+// `kernels`, as PEFT's merge_and_unload; lora_from_peft_config's refusals): each command that starts
+// from a Hugging Face model takes an SFT model trained with PEFT as its base and adapter.
+void load_hf_weights(const std::string& model_dir, const std::string& adapter_dir, const model::ModelConfig& config,
+                     const model::TpDims& dims, const model::StageLayers& stage, model::ModelWeights& weights,
+                     const kernels::Kernels& kernels);
 
 // The LoRA adapter of a PEFT adapter directory (its adapter_config.json: r, lora_alpha,
 // use_rslora, target_modules), refusing what spin's LoRA is not -- DoRA, adapted biases, modules to

@@ -18,7 +18,6 @@
 #include "app/model_setup.h"
 #include "app/options.h"
 #include "app/runtime.h"
-#include "checkpoint/hf_reader.h"
 #include "core/error.h"
 #include "data/examples.h"
 #include "data/prompt_template.h"
@@ -34,7 +33,7 @@ namespace {
 namespace po = boost::program_options;
 
 struct ScoreOptions {
-  std::string model;
+  std::string model, adapter;
   std::string input;
   std::string output;
   std::string prompt_template = "auto";
@@ -53,6 +52,8 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
       ("help,h", "print this help")
       ("model", po::value(&o.model)->required(),
        "Hugging Face model directory (config.json + model.safetensors[.index.json])")
+      ("adapter", po::value(&o.adapter)->default_value(""),
+       "a PEFT LoRA adapter directory trained on --model's model, merged into it")
       ("input", po::value(&o.input)->required(),
        "JSONL: {\"tokens\":[...], \"mask_from\":k} or {\"prompt\":[...], \"response\":[...]} of ids, or text as "
        "training reads it (prompt/response, messages, NeMo conversations)")
@@ -184,7 +185,10 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   });
   model::ModelWeights weights(*config, *dims, model::StageLayers::whole(config->num_layers), 1,
                               runtime.device());
-  parallel::run_collectively(world, [&] { ckpt::HfReader(o.model, model::hf_layout(*config)).load(weights.sharded_state_dict()); });
+  parallel::run_collectively(world, [&] {
+    load_hf_weights(o.model, o.adapter, *config, *dims, model::StageLayers::whole(config->num_layers), weights,
+                    runtime.kernels());
+  });
   runtime.prepare(weights);
   const auto loaded = std::chrono::steady_clock::now();
 

@@ -24,7 +24,6 @@
 #include "app/profile_window.h"
 #include "app/runtime.h"
 #include "app/stop_signals.h"
-#include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
 #include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
@@ -47,7 +46,7 @@ namespace {
 namespace po = boost::program_options;
 
 struct SftOptions {
-  std::string model, train, output;
+  std::string model, adapter, train, output;
   std::string prompt_template = "auto", overlong = "drop";
   std::int64_t max_prompt_tokens = 0, max_response_tokens = 0;
   bool skip_bad_lines = false;
@@ -92,6 +91,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   desc.add_options()
       ("help,h", "print this help")
       ("model", po::value(&o.model)->required(), "Hugging Face model directory to start from")
+      ("adapter", po::value(&o.adapter)->default_value(""),
+       "a PEFT LoRA adapter directory trained on --model's model, merged into it at the start")
       ("train", po::value(&o.train)->required(),
        "JSONL: {\"prompt\", \"response\"} text or token ids, chat messages or NeMo conversations")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), spin::cat("prompt template for text: ", data::kPromptTemplateChoices).c_str())
@@ -223,6 +224,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                            "--profile-step-start", "--profile-step-end");
     lora = lora_settings(o.lora_rank, o.lora_alpha, o.lora_rslora, o.lora_dropout, o.lora_targets,
                          "spin sft: --lora-");
+    if (!o.adapter.empty()) lora_from_peft_config(o.adapter);  // refused before any work
     shard = plan_model_shard(o.model, grid, o.pp_layers);
     save_dtype = parse_save_dtype(o.save_dtype, "spin sft: --save-dtype");
     const auto tokenizer = load_tokenizer(o.model, shard->config);
@@ -289,7 +291,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     loaded = o.resume ? ckpt::latest_checkpoint(o.save_dir) : "";
     if (loaded.empty()) {
-      ckpt::HfReader(o.model, model::hf_layout(config)).load(weights.sharded_state_dict());
+      load_hf_weights(o.model, o.adapter, config, shard->dims, shard->stage, weights, runtime.kernels());
       if (adapters) adapters->init_random(o.seed, 0.0f);
       return;
     }

@@ -27,7 +27,6 @@
 #include "app/train_config.h"
 #include "app/train_files.h"
 #include "app/train_metrics.h"
-#include "checkpoint/hf_reader.h"
 #include "checkpoint/hf_writer.h"
 #include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
@@ -81,6 +80,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     optimizer_algorithm = train::parse_optimizer_algorithm(c.optimizer, "optim.name");
     require(c.rmsprop_alpha >= 0.0f && c.rmsprop_alpha < 1.0f, "optim.alpha must be in [0, 1), got ", c.rmsprop_alpha);
     lora = lora_settings(c.lora_rank, c.lora_alpha, c.lora_rslora, c.lora_dropout, c.lora_targets, "lora.");
+    if (!c.model_adapter.empty()) lora_from_peft_config(c.model_adapter);  // refused before any work
     require(!lora.enabled() || !c.ref_offload, "spin.ref_offload with lora.rank ", lora.rank,
             ": a LoRA run holds one model, the reference, and the policy is it + the adapters: nothing to offload");
     tokenizer = load_tokenizer(c.model_path, mc);
@@ -232,7 +232,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     loaded = checkpoint_to_load(c);
     if (loaded.empty()) {
-      ckpt::HfReader(c.model_path, model::hf_layout(mc)).load(policy.sharded_state_dict());
+      load_hf_weights(c.model_path, c.model_adapter, mc, shard->dims, shard->stage, policy, k);
       if (adapters) adapters->init_random(train::SpinTrainer::adapter_seed(spin.seed, 0), 0.0f);
       if (&reference != &policy) reference.copy_from(policy);
       return;

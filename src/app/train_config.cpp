@@ -79,6 +79,9 @@ class OptionTable {
 
 void declare(OptionTable& t, TrainConfig& c) {
   t.required("model.path", &c.model_path, "Hugging Face model directory to start from (with its tokenizer)");
+  t.add("model.adapter", &c.model_adapter,
+        "a PEFT LoRA adapter directory trained on model.path's model, merged into it at the start (an SFT model "
+        "trained with PEFT); not read when the weights come from a checkpoint");
   t.add("model.precision", &c.precision, "fp32, or bf16 (matrix products in bf16 with fp32 accumulation; fp32 master weights)");
   t.add("model.attention_backend", &c.attention_backend, kAttentionBackendHelp);
   t.add("model.recompute_activations", &c.recompute_activations,

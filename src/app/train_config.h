@@ -15,6 +15,7 @@ namespace spin::app {
 struct TrainConfig {
   // [model]
   std::string model_path;
+  std::string model_adapter;  // a PEFT LoRA adapter merged into model.path's weights
   // [data]
   std::string train, validation;
   std::string prompt_template = "auto";

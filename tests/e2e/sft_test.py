@@ -8,8 +8,9 @@
   bad-input   impossible layouts and batches, and a diverging run, stop with one error line
   lora        --lora-rank 4 on q_proj and v_proj with --lora-dropout 0.1 (other losses than
               without): 1 rank and TP 2 x PP 2 with ZeRO-1 agree (losses, weights); the written model is the input plus a change of rank 4 in those
-              projections alone; stopped and resumed, bitwise; a checkpoint of other LoRA settings
-              refused
+              projections alone; stopped and resumed, bitwise; the checkpoint's adapter exported
+              in PEFT's format and given as --adapter over its base (spin score at TP 2, spin sft)
+              equals its merged model, bitwise; a checkpoint of other LoRA settings refused
   resume      --save-dir: SIGUSR1 after step 3 of 8 saves a checkpoint and exits 75; --resume
               ends as the uninterrupted run (losses and weights bitwise); checkpoints every 3
               steps keep the last 2; a run of another batch size is refused the checkpoint
@@ -244,13 +245,34 @@ def case_lora(args, tmp):
     assert losses(resumed.stdout) == losses(whole.stdout)[3:], (resumed.stdout, whole.stdout)
     assert (open(os.path.join(out, "model.safetensors"), "rb").read() ==
             open(os.path.join(tmp, "whole", "model.safetensors"), "rb").read())
+    # The step-3 checkpoint as a PEFT adapter over its frozen model: spin score, spin generate and
+    # spin sft with --adapter (merged at load) read it as its merged model, bitwise.
+    step3 = os.path.join(save, "step_00000003")
+    exported = {w: os.path.join(tmp, "step3-" + w) for w in ("lora", "base", "policy")}
+    for which, where in exported.items():
+        run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", step3, where, "--which", which], 1)
+    scored = {}
+    for name, model_args in (("merged", ["--model", exported["policy"]]),
+                             ("adapter", ["--model", exported["base"], "--adapter", exported["lora"]])):
+        out_file = os.path.join(tmp, "scores-%s.jsonl" % name)
+        run_ok(args.mpiexec, [args.spin, "score", "--input", data, "--output", out_file, "--tp", "2"] + model_args, 2)
+        scored[name] = [json.loads(l)["logprob_sum"] for l in open(out_file)]
+        sft(args, exported["base"] if name == "adapter" else exported["policy"], data, os.path.join(tmp, "sft-" + name),
+            1, *(["--adapter", exported["lora"]] if name == "adapter" else []))
+    assert scored["adapter"] == scored["merged"], (scored["adapter"][:3], scored["merged"][:3])
+    assert (open(os.path.join(tmp, "sft-adapter", "model.safetensors"), "rb").read() ==
+            open(os.path.join(tmp, "sft-merged", "model.safetensors"), "rb").read())
+    expect_error(args.mpiexec, "no-adapter", sft_command(args, model, data, os.path.join(tmp, "none"), "--adapter",
+                                                         os.path.join(tmp, "nowhere")),
+                 r"nowhere/adapter_config\.json: cannot open", 1, os.path.join(tmp, "none"))
     other = sft_command(args, model, data, os.path.join(tmp, "other"), "--pp", "2", "--save-dir", save, "--resume")
     expect_error(args.mpiexec, "lora-checkpoint", other,
                  r"step_00000003 was saved by a run with LoRA rank 4, alpha 8, targets q_proj,v_proj; this run is "
                  r"without LoRA", 2, os.path.join(tmp, "other"))
     print("--lora-rank 4 (q, v), --lora-dropout 0.1 (other losses than without): 1 rank = TP 2 x PP 2 x DP 2 (ZeRO-1, "
           "SP); the output = the input + rank-4 changes of "
-          "q and v alone; resumed after step 3 bitwise; a LoRA checkpoint refused by a full run")
+          "q and v alone; resumed after step 3 bitwise; its checkpoint's adapter (PEFT's format) over its base scores and "
+          "trains as its merged model, bitwise; a LoRA checkpoint refused by a full run")
 
 
 def main():

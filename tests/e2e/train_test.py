@@ -31,7 +31,9 @@
   lora        lora.rank: the same metrics on 1 rank and at TP 2 x PP 2 (sequence parallel); each
               iteration starts at loss log 2 after the merge; stopped and resumed, bitwise; a
               checkpoint's policy is its reference plus a change of rank <= lora.rank in the adapted
-              projections alone; a full run's checkpoint and ref_offload refused
+              projections alone, and its adapters exported for PEFT, given as model.adapter over
+              the reference, start a run as the policy does; a full run's checkpoint and
+              ref_offload refused
   lora_dropout  lora.dropout on every projection: 1 rank = TP 2 x PP 2 (sequence parallel), the
               masks acting (other gradients and losses than without dropout) though an iteration's first
               loss is log 2;
@@ -860,6 +862,20 @@ def case_lora(args, tmp):
         rows = [diff[i:i + cols] for i in range(0, len(diff), cols)]
         largest = max(abs(d) for d in diff)
         assert largest > 1e-4 and matrix_rank(rows, 1e-4 * largest) == 4, (name, largest)
+    # The step-4 adapters in PEFT's format over their reference (model.adapter, merged at the start)
+    # start a run exactly as the merged policy does.
+    hf_lora = os.path.join(tmp, "lora4")
+    run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", step4, hf_lora, "--which", "lora"], 1)
+    started = {}
+    for name, model_args in (("merged", ["--model.path", hf_policy]),
+                             ("adapter", ["--model.path", hf_reference, "--model.adapter", hf_lora])):
+        run_ok(args.mpiexec, common + model_args + ["--checkpoint.save_dir", os.path.join(tmp, "from-" + name),
+                                                    "--spin.max_steps", "2"], 1)
+        started[name] = untimed(os.path.join(tmp, "from-" + name, "metrics.jsonl"))
+    assert started["adapter"] == started["merged"], (started["adapter"], started["merged"])
+    expect_error(args.mpiexec, "no-adapter", common + ["--checkpoint.save_dir", os.path.join(tmp, "z"),
+                                                       "--model.adapter", os.path.join(tmp, "nowhere")],
+                 r"nowhere/adapter_config\.json: cannot open", 1, None)
     expect_error(args.mpiexec, "lora-offload", common + ["--checkpoint.save_dir", os.path.join(tmp, "x"),
                                                          "--spin.ref_offload", "true"],
                  r"spin\.ref_offload with lora\.rank 4", 1, None)
@@ -872,8 +888,9 @@ def case_lora(args, tmp):
                                               "--checkpoint.save_dir", os.path.join(tmp, "y"), "--lora.targets", "q_proj,qkv"],
                  r"lora\.targets = \"q_proj,qkv\": \"qkv\" is not a projection", 1, None)
     print("lora.rank 4 (q, v): 1 rank = TP 2 x PP 2 with SP to 1e-5; iterations start at log 2; resumed at step 4 "
-          "bitwise; the checkpoint's policy = reference + rank-4 changes of q and v alone; offload, a full run's "
-          "checkpoint and a bad target refused")
+          "bitwise; the checkpoint's policy = reference + rank-4 changes of q and v alone, and its adapters in PEFT's "
+          "format over the reference (model.adapter) start a run as the policy does; offload, a full run's "
+          "checkpoint, a missing adapter and a bad target refused")
 
 
 def case_lora_dropout(args, tmp):
