@@ -175,7 +175,8 @@ def case_configs(args, tmp):
         if c["optim"].get("name"):
             cmd += ["--optimizer", c["optim"]["name"]]
         if c.has_section("lora"):
-            cmd += ["--lora-rank", c["lora"]["rank"], "--lora-targets", c["lora"].get("targets", "all-linear")]
+            cmd += ["--lora-rank", c["lora"]["rank"], "--lora-targets", c["lora"].get("targets", "all-linear"),
+                    "--lora-dropout", c["lora"].get("dropout", "0")]
         p = run(args.mpiexec, cmd, 1)
         assert p.returncode == 0, (name, p.returncode, p.stdout, p.stderr)
         print("%-20s keys valid; tp %d x pp %d on %d GPUs: %s" % (name, tp, pp, gpus,
