@@ -12,9 +12,9 @@ PhiloxCounter philox4x32_10(PhiloxCounter c, PhiloxKey k) {
 }
 
 PhiloxCounter philox_bits(std::uint64_t seed, std::uint64_t stream, std::uint64_t counter) {
-  const auto lo = [](std::uint64_t v) { return static_cast<std::uint32_t>(v); };
-  const auto hi = [](std::uint64_t v) { return static_cast<std::uint32_t>(v >> 32); };
-  return philox4x32_10({lo(counter), hi(counter), lo(stream), hi(stream)}, {lo(seed), hi(seed)});
+  PhiloxCounter c;
+  philox_block(seed, stream, counter, c.data());
+  return c;
 }
 
 float philox_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t counter) {

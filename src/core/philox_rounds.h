@@ -33,17 +33,27 @@ SPIN_HOST_DEVICE inline void philox4x32_10_rounds(std::uint32_t c[4], const std:
   }
 }
 
+// Philox block (seed; stream; counter) in spin's layout -- counter words (counter lo, counter hi,
+// stream lo, stream hi), key = seed -- written to c: core/philox.h's philox_bits, for host and
+// device code alike.
+SPIN_HOST_DEVICE inline void philox_block(std::uint64_t seed, std::uint64_t stream, std::uint64_t counter,
+                                          std::uint32_t c[4]) {
+  c[0] = static_cast<std::uint32_t>(counter);
+  c[1] = static_cast<std::uint32_t>(counter >> 32);
+  c[2] = static_cast<std::uint32_t>(stream);
+  c[3] = static_cast<std::uint32_t>(stream >> 32);
+  const std::uint32_t key[2] = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)};
+  philox4x32_10_rounds(c, key);
+}
+
 // The Gumbel noise of token `token` at `position` of sample `sample_id` (generate/sampling.h):
 // Philox block (counter = position << 32 | token, stream = sample_id, key = seed), u from its
 // first word in (0, 1), g = -log(-log u), in double.
 template <class Log>
 SPIN_HOST_DEVICE inline double gumbel_noise(std::uint64_t seed, std::uint64_t sample_id, std::int64_t position,
                                             std::int64_t token, Log log) {
-  const std::uint64_t counter = (static_cast<std::uint64_t>(position) << 32) | static_cast<std::uint64_t>(token);
-  std::uint32_t c[4] = {static_cast<std::uint32_t>(counter), static_cast<std::uint32_t>(counter >> 32),
-                        static_cast<std::uint32_t>(sample_id), static_cast<std::uint32_t>(sample_id >> 32)};
-  const std::uint32_t key[2] = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)};
-  philox4x32_10_rounds(c, key);
+  std::uint32_t c[4];
+  philox_block(seed, sample_id, (static_cast<std::uint64_t>(position) << 32) | static_cast<std::uint64_t>(token), c);
   const double u = (static_cast<double>(c[0]) + 0.5) / 4294967296.0;  // in (0, 1)
   return -log(-log(u));
 }
@@ -55,16 +65,19 @@ SPIN_HOST_DEVICE inline double gumbel_noise(std::uint64_t seed, std::uint64_t sa
 // 2^-24). Integers and one exact float comparison: every device decides the same.
 SPIN_HOST_DEVICE inline unsigned dropout_keeps(std::uint64_t seed, std::uint64_t row_key, std::uint32_t site,
                                                std::uint64_t g, float p) {
-  const std::uint64_t counter = (static_cast<std::uint64_t>(site) << 32) | (g & 0xFFFFFFFFull);
-  std::uint32_t c[4] = {static_cast<std::uint32_t>(counter), static_cast<std::uint32_t>(counter >> 32),
-                        static_cast<std::uint32_t>(row_key), static_cast<std::uint32_t>(row_key >> 32)};
-  const std::uint32_t key[2] = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)};
-  philox4x32_10_rounds(c, key);
+  std::uint32_t c[4];
+  philox_block(seed, row_key, (static_cast<std::uint64_t>(site) << 32) | (g & 0xFFFFFFFFull), c);
   const float threshold = p * 16777216.0f;  // exact: p times 2^24
   return static_cast<unsigned>(static_cast<float>(c[0] >> 8) >= threshold) |
          static_cast<unsigned>(static_cast<float>(c[1] >> 8) >= threshold) << 1 |
          static_cast<unsigned>(static_cast<float>(c[2] >> 8) >= threshold) << 2 |
          static_cast<unsigned>(static_cast<float>(c[3] >> 8) >= threshold) << 3;
+}
+
+// The Philox blocks (groups of four global columns, 4 g .. 4 g + 3) that columns
+// [col_offset, col_offset + cols) touch: from col_offset / 4 on, this many (cols > 0).
+SPIN_HOST_DEVICE inline long long dropout_groups(long long col_offset, long long cols) {
+  return (col_offset + cols - 1) / 4 - col_offset / 4 + 1;
 }
 
 }  // namespace spin

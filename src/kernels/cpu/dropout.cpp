@@ -29,7 +29,7 @@ void group_keeps(std::uint64_t seed, std::uint64_t row_key, std::uint32_t site, 
 // 0 dropped (x times 0, as PyTorch's x * mask / (1 - p): -0 for a negative x, NaN stays NaN).
 template <class F>
 void for_each_row(Index rows, Index cols, const Kernels::DropoutMask& mask, F f) {
-  const Index first = mask.col_offset / 4, groups = (mask.col_offset + cols - 1) / 4 - first + 1;
+  const Index first = mask.col_offset / 4, groups = dropout_groups(mask.col_offset, cols);
   const Index skip = mask.col_offset - 4 * first;  // columns of the first group before ours
   // The four factors of each 4-bit pattern, copied a group at a time.
   float patterns[16][4];

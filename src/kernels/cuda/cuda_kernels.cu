@@ -256,16 +256,10 @@ void CudaKernels::add_inplace(float* y, const float* x, Index n) const {
   SPIN_CUDA_CHECK_LAUNCH("add_inplace");
 }
 
-namespace {
-long long dropout_threads(Index rows, Index cols, Index col_offset) {
-  return rows * ((col_offset + cols - 1) / 4 - col_offset / 4 + 1);
-}
-}  // namespace
-
 void CudaKernels::dropout(float* y, const float* x, Index rows, Index cols, const DropoutMask& mask,
                           bool accumulate) const {
   if (rows * cols == 0) return;
-  dropout_kernel<<<blocks_for(dropout_threads(rows, cols, mask.col_offset)), kThreads, 0, stream_>>>(
+  dropout_kernel<<<blocks_for(rows * dropout_groups(mask.col_offset, cols)), kThreads, 0, stream_>>>(
       y, x, reinterpret_cast<const long long*>(mask.row_keys), rows, cols, mask.col_offset, mask.seed, mask.site,
       mask.p, mask.scale(), accumulate);
   SPIN_CUDA_CHECK_LAUNCH("dropout");
@@ -274,7 +268,7 @@ void CudaKernels::dropout(float* y, const float* x, Index rows, Index cols, cons
 void CudaKernels::dropout_bf16(std::uint16_t* y, const std::uint16_t* x, Index rows, Index cols,
                                const DropoutMask& mask) const {
   if (rows * cols == 0) return;
-  dropout_kernel<<<blocks_for(dropout_threads(rows, cols, mask.col_offset)), kThreads, 0, stream_>>>(
+  dropout_kernel<<<blocks_for(rows * dropout_groups(mask.col_offset, cols)), kThreads, 0, stream_>>>(
       reinterpret_cast<__nv_bfloat16*>(y), reinterpret_cast<const __nv_bfloat16*>(x),
       reinterpret_cast<const long long*>(mask.row_keys), rows, cols, mask.col_offset, mask.seed, mask.site, mask.p,
       mask.scale(), false);

@@ -103,7 +103,7 @@ template <class T>
 __global__ void dropout_kernel(T* y, const T* x, const long long* row_keys, long long rows, long long cols,
                                long long col_offset, unsigned long long seed, unsigned site, float p, float scale,
                                bool accumulate) {
-  const long long first = col_offset / 4, groups = (col_offset + cols - 1) / 4 - first + 1;
+  const long long first = col_offset / 4, groups = spin::dropout_groups(col_offset, cols);
   SPIN_GRID_STRIDE(e, rows * groups) {
     const long long i = e / groups, g = first + e % groups;
     const unsigned keep = spin::dropout_keeps(seed, static_cast<unsigned long long>(row_keys[i]), site,

@@ -220,7 +220,7 @@ TEST(CudaKernelsEmulated, Dropout) {
   std::vector<long long> keys;
   for (long long i = 0; i < rows; ++i) keys.push_back((i + 40) << 24 | i);
   const Kernels::DropoutMask mask{reinterpret_cast<const std::int64_t*>(keys.data()), 0xFEEDull, 9, 0.25f, offset};
-  const long long threads = rows * ((offset + cols - 1) / 4 - offset / 4 + 1);
+  const long long threads = rows * dropout_groups(offset, cols);
   const auto x = testing::random_uniform(rows * cols, 1);
   for (const bool accumulate : {false, true}) {
     auto y = testing::random_uniform(rows * cols, 2), want = y;
