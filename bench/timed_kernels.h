@@ -197,6 +197,9 @@ class TimedKernels final : public kernels::Kernels {
   void add_inplace(float* y, const float* x, Index n) const override {
     time("residual add", [&] { inner_.add_inplace(y, x, n); });
   }
+  void scale(float* y, const float* x, float alpha, Index n) const override {
+    time("scale", [&] { inner_.scale(y, x, alpha, n); });
+  }
   void dropout(float* y, const float* x, Index rows, Index cols, const DropoutMask& mask,
                bool accumulate) const override {
     time("dropout", [&] { inner_.dropout(y, x, rows, cols, mask, accumulate); });

@@ -270,6 +270,8 @@ class Kernels {
 
   // y += x
   virtual void add_inplace(float* y, const float* x, Index n) const = 0;
+  // y = alpha x over n values; y may alias x (Granite's residual multiplier and logit scaling).
+  virtual void scale(float* y, const float* x, float alpha, Index n) const = 0;
   // LoRA's dropout (PEFT's lora_dropout; inverted dropout): over `rows` rows of `cols` columns,
   // y = x (keep ? 1 / (1 - p) : 0) -- a dropped x times 0, as PyTorch's -- or y += that with
   // `accumulate` (the backward's). Column c is column

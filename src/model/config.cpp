@@ -145,6 +145,15 @@ RopeScaling parse_rope_scaling(const json& j, const json& r, bool phi3, const st
   return s;
 }
 
+// Granite's four scalars, GraniteConfig's defaults (1.0 each, attention_multiplier too) when absent.
+void parse_granite_multipliers(const json& j, ModelConfig& c, const std::string& source) {
+  const auto scalar = [&](const char* key) { return j.contains(key) ? positive_float(j, key, source) : 1.0f; };
+  c.embedding_multiplier = scalar("embedding_multiplier");
+  c.attention_multiplier = scalar("attention_multiplier");
+  c.residual_multiplier = scalar("residual_multiplier");
+  c.logits_scaling = scalar("logits_scaling");
+}
+
 // ModelConfig::rope_layers of a SmolLM3 (called once num_layers is known), as SmolLM3Config
 // fills it: no_rope_layers (1: the layer uses RoPE), else every layer l with (l + 1) %
 // no_rope_layer_interval != 0.
@@ -358,10 +367,11 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
       return c;
     }
     require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma" ||
-                type == "gemma2" || type == "gemma3_text" || type == "phi3" || type == "smollm3",
+                type == "gemma2" || type == "gemma3_text" || type == "phi3" || type == "smollm3" ||
+                type == "granite",
             source, ": model_type \"", type,
             "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
-            "gemma3_text, phi3, smollm3; and the language model of gemma3, mistral3, llava, qwen2_vl and "
+            "gemma3_text, phi3, smollm3, granite; and the language model of gemma3, mistral3, llava, qwen2_vl and "
             "qwen2_5_vl)");
   }
   const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";
@@ -404,6 +414,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     require(!j.contains(key) || j.at(key) == false, source, ": \"", key,
             "\": true is not supported (Llama projections have no bias; of biases spin runs Qwen2's on q, k and v)");
   }
+  if (type == "granite") parse_granite_multipliers(j, c, source);
   c.qkv_bias = qwen2;
   c.qk_norm = qwen3 || gemma3;
   // Phi-3 is Llama with fused projections in its files (and, in the 128k models, LongRoPE).
@@ -424,6 +435,10 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
                        : c.num_heads;
   if (j.contains("head_dim") && !j.at("head_dim").is_null()) {
     c.head_dim = positive_int(j, "head_dim", source);
+    // GraniteAttention takes hidden_size / num_attention_heads whatever head_dim says.
+    require(type != "granite" || c.head_dim * c.num_heads == c.hidden_size, source, ": head_dim ", c.head_dim,
+            " is not supported for model_type granite (its attention uses hidden_size / num_attention_heads = ",
+            c.hidden_size / c.num_heads, ")");
   } else {
     require(c.hidden_size % c.num_heads == 0, source, ": hidden_size (", c.hidden_size,
             ") is not divisible by num_attention_heads (", c.num_heads, ")");
@@ -499,13 +514,14 @@ ModelConfig ModelConfig::from_file(const std::string& path, const std::string& h
 kernels::AttentionScores ModelConfig::attention_scores(std::int64_t layer) const {
   kernels::AttentionScores s = kernels::AttentionScores::standard(head_dim);
   if (query_pre_attn_scalar) s.scale = static_cast<float>(std::pow(static_cast<double>(*query_pre_attn_scalar), -0.5));
+  if (attention_multiplier) s.scale = *attention_multiplier;
   s.softcap = attn_logit_softcapping;
   if (windowed(layer)) s.window = *sliding_window;
   return s;
 }
 
 float ModelConfig::embedding_scale(bool bf16_activations) const {
-  if (!scale_embeddings) return 1.0f;
+  if (!scale_embeddings) return embedding_multiplier;
   // Python's hidden_size**0.5 (a double), then the tensor's dtype (bf16 through float32, as torch
   // converts a scalar).
   const float scale = static_cast<float>(std::sqrt(static_cast<double>(hidden_size)));

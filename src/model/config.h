@@ -1,6 +1,6 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
-// Phi3ForCausalLM, SmolLM3ForCausalLM), read from a Hugging Face config.json.
+// Phi3ForCausalLM, SmolLM3ForCausalLM, GraniteForCausalLM), read from a Hugging Face config.json.
 // Features spin does not implement (rope_scaling other than linear, llama3, yarn and longrope,
 // partial rotary embeddings outside Phi-3's family, biases other than Qwen2's on q/k/v,
 // activations other than SiLU and Gemma's tanh GELU) are refused by name rather than ignored.
@@ -89,6 +89,14 @@ struct ModelConfig {
   std::optional<float> query_pre_attn_scalar;
   float attn_logit_softcapping = 0.0f;   // 0: none
   float final_logit_softcapping = 0.0f;  // 0: none
+  // Granite (model_type granite; its muP scalars): the embedding's output times
+  // embedding_multiplier, scores scaled by attention_multiplier instead of 1/sqrt(head_dim), each
+  // half's output times residual_multiplier before its residual add, the logits divided by
+  // logits_scaling. 1 (none) for the other families.
+  float embedding_multiplier = 1.0f;
+  std::optional<float> attention_multiplier;
+  float residual_multiplier = 1.0f;
+  float logits_scaling = 1.0f;
   std::vector<std::int64_t> eos_token_ids;
   std::optional<std::int64_t> bos_token_id;
   std::string json_text;  // the config.json text, kept to write into checkpoints and exports
@@ -113,12 +121,18 @@ struct ModelConfig {
 
   // The factor on the embedding's output: sqrt(hidden_size) for Gemma -- rounded to bf16 when
   // the activations are (`bf16_activations`), as Hugging Face's Gemma rounds it to the
-  // activations' dtype and Gemma's own implementation does -- else 1.
+  // activations' dtype and Gemma's own implementation does --, Granite's embedding_multiplier (a
+  // Python float, which torch multiplies in float32 whatever the tensor's dtype), else 1.
   float embedding_scale(bool bf16_activations) const;
   // How layer `layer`'s attention forms scores: scale 1/sqrt(head_dim) (Gemma 2:
-  // 1/sqrt(query_pre_attn_scalar), Python's query_pre_attn_scalar**-0.5 in float32), the cap,
+  // 1/sqrt(query_pre_attn_scalar), Python's query_pre_attn_scalar**-0.5 in float32; Granite:
+  // attention_multiplier), the cap,
   // the window where the layer has one.
   kernels::AttentionScores attention_scores(std::int64_t layer) const;
+  // Whether each half's output passes through more than the residual add on its way to the
+  // stream (Gemma 2's output norms, Granite's residual multiplier): its gradient then differs
+  // from the stream's, and the backward forms it in a scratch of its own.
+  bool transforms_branch_outputs() const { return sandwich_norms || residual_multiplier != 1.0f; }
   // Whether layer `layer` rotates its queries and keys (false in SmolLM3's NoPE layers).
   bool rotates(std::int64_t layer) const {
     return rope_layers.empty() || rope_layers.at(static_cast<std::size_t>(layer));

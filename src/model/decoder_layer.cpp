@@ -72,7 +72,8 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   const Shape residual{b.residual_rows(), d.hidden};
   const auto t = workspace_.carve(device, {residual, {b.gathered_rows(), d.hidden}, q_shape, q_shape, kv_shape,
                                            kv_shape, mlp, mlp, mlp, {b.split ? d.hidden : 0}, qk(q_shape),
-                                           qk(kv_shape), qk({2, d.head_dim}), config.sandwich_norms ? residual : none});
+                                           qk(kv_shape), qk({2, d.head_dim}),
+                                           config.transforms_branch_outputs() ? residual : none});
   d_residual = t[0], d_norm = t[1], d_attn = t[2], dq = t[3], dk = t[4], dv = t[5];
   d_act = t[6], d_gate = t[7], d_up = t[8];
   d_norm_weight = b.split ? t[9] : Tensor();
@@ -81,7 +82,7 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   } else {
     dq_raw = dk_raw = d_head_norms = Tensor();
   }
-  d_output = config.sandwich_norms ? t[13] : Tensor();
+  d_output = config.transforms_branch_outputs() ? t[13] : Tensor();
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
   dy_bf16 = mixed ? workspace_bf16_.carve(device, {{rows, widest}}, 1, DType::BF16)[0] : Tensor();
   lora_du = lora_du16 = lora_replicated = frozen_norm = Tensor();
@@ -212,6 +213,20 @@ float* output_norm_backward(const ModelContext& ctx, const BatchGeometry& b, Lay
     ctx.tp.all_reduce(d_weight.f32(), static_cast<std::size_t>(h));
     k.add_inplace(dw.f32(), d_weight.f32(), h);
   }
+  return s.d_output.f32();
+}
+
+// Granite: a half's output (reduced over TP, in out) times residual_multiplier before the residual add.
+void scale_branch_output(const ModelContext& ctx, const BatchGeometry& b, float* out) {
+  const float m = ctx.config.residual_multiplier;
+  if (m != 1.0f) ctx.k.scale(out, out, m, b.residual_rows() * ctx.dims.hidden);
+}
+
+// Its backward: the branch's gradient, residual_multiplier dx in s.d_output (dx itself without one).
+float* branch_grad(const ModelContext& ctx, const BatchGeometry& b, LayerGradScratch& s, float* dx) {
+  const float m = ctx.config.residual_multiplier;
+  if (m == 1.0f) return dx;
+  ctx.k.scale(s.d_output.f32(), dx, m, b.residual_rows() * ctx.dims.hidden);
   return s.d_output.f32();
 }
 
@@ -365,6 +380,7 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
                   n, d.q_width(), h);
   reduce_row_parallel(ctx, b, attn_out);
   if (sandwich) output_norm_forward(ctx, b, a.x_mid.f32(), a.rstd_attn_out, attn_out, w.attn_output_norm);
+  scale_branch_output(ctx, b, a.x_mid.f32());
   k.add_inplace(a.x_mid.f32(), a.x_in.f32(), residual);
 
   // MLP half. x_out may alias x_in, which is no longer read from here on.
@@ -386,6 +402,7 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
                   n, d.intermediate, h);
   reduce_row_parallel(ctx, b, mlp_out);
   if (sandwich) output_norm_forward(ctx, b, x_out, a.rstd_mlp_out, mlp_out, w.mlp_output_norm);
+  scale_branch_output(ctx, b, x_out);
   k.add_inplace(x_out, a.x_mid.f32(), residual);
 }
 
@@ -407,7 +424,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
       ctx, b,
       sandwich ? output_norm_backward(ctx, b, s, dx, norm_grad(g.mlp_output_norm), a.mlp_out, w.mlp_output_norm,
                                       a.rstd_mlp_out)
-               : dx);
+               : branch_grad(ctx, b, s, dx));
   linear_backward(ctx, s.d_act.f32(), f32_or_null(g.down_proj), d_down, s.dy_bf16, a.act, a.act_bf16,
                   w.down_proj, w.bf16.down_proj, n, d.intermediate, h, false);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Down, g, a, s, d_down, a.act, a.act_bf16, s.d_act.f32(), n,
@@ -436,7 +453,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
       ctx, b,
       sandwich ? output_norm_backward(ctx, b, s, dx, norm_grad(g.attn_output_norm), a.attn_out, w.attn_output_norm,
                                       a.rstd_attn_out)
-               : dx);
+               : branch_grad(ctx, b, s, dx));
   linear_backward(ctx, s.d_attn.f32(), f32_or_null(g.o_proj), d_o, s.dy_bf16, a.attn, a.attn_bf16,
                   w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
   adapter_backward(ctx, b, layer, ad, LoraTarget::O, g, a, s, d_o, a.attn, a.attn_bf16, s.d_attn.f32(), n, d.q_width(),

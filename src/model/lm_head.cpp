@@ -36,6 +36,13 @@ Tensor row_range(const Tensor& t, std::int64_t first, std::int64_t count, std::i
   return t.defined() ? t.view(first * hidden, {count, hidden}) : t;
 }
 
+// Granite's logits_scaling: the logits of `rows` rows (or their gradient) times 1 / logits_scaling
+// -- for its published 8 and 16 exactly transformers' division.
+void scale_logits(const ModelContext& ctx, float* logits, std::int64_t rows) {
+  const float s = ctx.config.logits_scaling;
+  if (s != 1.0f) ctx.k.scale(logits, logits, 1.0f / s, rows * ctx.dims.vocab_rows);
+}
+
 // acts.logits = the logits of rows [first, first + count) (a chunk, or all of them).
 void chunk_logits(const ModelContext& ctx, const HeadWeights& w, const ColumnInput& in, std::int64_t first,
                   std::int64_t count, HeadActivations& a) {
@@ -44,6 +51,7 @@ void chunk_logits(const ModelContext& ctx, const HeadWeights& w, const ColumnInp
                  w.head, w.head_bf16, count, d.hidden, d.vocab_rows, true);
   const float cap = ctx.config.final_logit_softcapping;  // Gemma 2
   if (cap > 0.0f) ctx.k.softcap_forward(a.logits.f32(), count * d.vocab_rows, cap);
+  scale_logits(ctx, a.logits.f32(), count);
 }
 
 }  // namespace
@@ -86,6 +94,7 @@ void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, const Batch
     float* dlogits = a.logits.f32();  // in place: the logits are not needed afterwards
     k.logprob_backward(dlogits, a.logits.f32(), a.lse.f32() + first, targets + first, a.dlogprob.f32() + first, rows,
                        d.vocab_rows, d.vocab_valid, d.vocab_start, ctx.config.final_logit_softcapping);
+    scale_logits(ctx, dlogits, rows);  // d loss / d the product's logits
     linear_backward(ctx, a.d_normed.f32() + first * d.hidden, head_grad.defined() ? head_grad.f32() : nullptr,
                     dlogits, a.dlogits_bf16,
                     row_range(in.x, first, rows, d.hidden), row_range(in.x16, first, rows, d.hidden), w.head,

@@ -113,13 +113,13 @@ Elements head_activations(const model::TpDims& d, const Rows& r, bool bf16_produ
 // The backward's scratch (LayerGradScratch), shared by the layers of one micro-batch: float32,
 // and with bf16 products the bf16 of one product's output gradient (the widest); with Qwen3's
 // head norms the gradients of q and k before them and of their weights; with Gemma 2's output
-// norms the gradient before them.
+// norms the gradient before them, with Granite's residual multiplier the branch's gradient.
 Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products, const model::ModelConfig& c) {
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
   const std::int64_t rows = r.all;
   const std::int64_t head_norms =
       (c.qk_norm ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * d.head_dim) : 0) +
-      (c.sandwich_norms ? aligned(r.residual * d.hidden) : 0);
+      (c.transforms_branch_outputs() ? aligned(r.residual * d.hidden) : 0);
   return {bf16_products ? aligned(rows * widest) : 0,
           aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + 2 * aligned(rows * d.q_width()) +
               2 * aligned(rows * d.kv_width()) + 3 * aligned(rows * d.intermediate) +

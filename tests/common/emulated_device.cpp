@@ -414,6 +414,9 @@ void EmulatedKernels::softcap_forward(float* x, Index n, float cap) const {
 void EmulatedKernels::add_inplace(float* y, const float* x, Index n) const {
   cpu_->add_inplace(dev(y, n, "add y"), dev(x, n, "add x"), n);
 }
+void EmulatedKernels::scale(float* y, const float* x, float alpha, Index n) const {
+  cpu_->scale(dev(y, n, "scale y"), dev(x, n, "scale x"), alpha, n);
+}
 void EmulatedKernels::dropout(float* y, const float* x, Index rows, Index cols, const DropoutMask& mask,
                               bool accumulate) const {
   DropoutMask host = mask;

@@ -22,8 +22,10 @@ namespace spin::testing {
 // Phi-3's: LongRoPE's short factors (1.5 and 3, alternating) and attention factor
 // (original_max_position_embeddings 32 of 64: sqrt(1 + ln 2 / ln 32)); Phi-4-mini's: Phi-3's with
 // a partial rotary factor of 0.5 (the first half of each head rotates, LongRoPE's lists cover it);
-// SmolLM3's: RoPE in the first layer, none in the second (no_rope_layers [1, 0]).
-enum class TinyFamily { Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3 };
+// SmolLM3's: RoPE in the first layer, none in the second (no_rope_layers [1, 0]); Granite's: its four
+// scalars away from 1 and from the values they replace (embeddings times 3, scores times 0.3 instead
+// of head_dim's 0.5, each half's output times 0.7, logits divided by 4).
+enum class TinyFamily { Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite };
 
 // Its model_type, for the tests' traces.
 inline const char* tiny_family_name(TinyFamily f) {
@@ -38,6 +40,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Phi3: return "phi3";
     case TinyFamily::Phi4Mini: return "phi3 (partial rotary)";
     case TinyFamily::SmolLM3: return "smollm3";
+    case TinyFamily::Granite: return "granite";
   }
   return "?";
 }
@@ -66,6 +69,9 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
   const std::string type =
       s.family == TinyFamily::Phi3 || partial ? phi3
       : s.family == TinyFamily::SmolLM3 ? "\"model_type\": \"smollm3\", \"no_rope_layers\": [1, 0], "
+      : s.family == TinyFamily::Granite ? "\"model_type\": \"granite\", \"embedding_multiplier\": 3.0, "
+                                          "\"attention_multiplier\": 0.3, \"residual_multiplier\": 0.7, "
+                                          "\"logits_scaling\": 4.0, "
       : s.family == TinyFamily::Mistral ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
                      : s.family == TinyFamily::Qwen2 ? "\"model_type\": \"qwen2\", "
                      : s.family == TinyFamily::Qwen3 ? "\"model_type\": \"qwen3\", "

@@ -695,6 +695,14 @@ TEST_F(Fixture, AddSumOfSquaresAdamWAndRmsProp) {
   cpu.add_inplace(y.data(), x.data(), n);
   gpu.add_inplace(gy.f(), gx.f(), n);
   EXPECT_CLOSE(gy.get(gpu), y);
+  Dev gs = poisoned(n);  // Granite's multipliers: written elsewhere, then in place
+  std::vector<float> s(n);
+  cpu.scale(s.data(), x.data(), 0.22f, n);
+  gpu.scale(gs.f(), gx.f(), 0.22f, n);
+  EXPECT_CLOSE(gs.get(gpu), s);
+  cpu.scale(s.data(), s.data(), 0.0625f, n);
+  gpu.scale(gs.f(), gs.f(), 0.0625f, n);
+  EXPECT_CLOSE(gs.get(gpu), s);
   // Ranges as a model lays out its tensors: large and small, gaps between, one empty.
   const std::vector<Kernels::UpdateRange> ranges = {
       {0, 600000, true}, {600000, 4096, false}, {604160, 0, true}, {604200, 395000, true}, {999300, 2703, false}};

@@ -100,6 +100,7 @@ class CpuKernels final : public Kernels {
                         Index valid, Index vocab_start, float softcap) const override;
   void softcap_forward(float* x, Index n, float cap) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
+  void scale(float* y, const float* x, float alpha, Index n) const override;
   void dropout(float* y, const float* x, Index rows, Index cols, const DropoutMask& mask,
                bool accumulate) const override;
   void dropout_bf16(std::uint16_t* y, const std::uint16_t* x, Index rows, Index cols,

@@ -100,6 +100,11 @@ void CpuKernels::add_inplace(float* y, const float* x, Index n) const {
   for (Index i = 0; i < n; ++i) y[i] += x[i];
 }
 
+void CpuKernels::scale(float* y, const float* x, float alpha, Index n) const {
+#pragma omp simd
+  for (Index i = 0; i < n; ++i) y[i] = alpha * x[i];
+}
+
 void CpuKernels::add_bias(float* y, const float* bias, Index n, Index width) const {
   for (Index i = 0; i < n; ++i) add_inplace(y + i * width, bias, width);
 }

@@ -256,6 +256,12 @@ void CudaKernels::add_inplace(float* y, const float* x, Index n) const {
   SPIN_CUDA_CHECK_LAUNCH("add_inplace");
 }
 
+void CudaKernels::scale(float* y, const float* x, float alpha, Index n) const {
+  if (n == 0) return;
+  scale_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(y, x, alpha, n);
+  SPIN_CUDA_CHECK_LAUNCH("scale");
+}
+
 void CudaKernels::dropout(float* y, const float* x, Index rows, Index cols, const DropoutMask& mask,
                           bool accumulate) const {
   if (rows * cols == 0) return;

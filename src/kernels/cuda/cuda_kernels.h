@@ -105,6 +105,7 @@ class CudaKernels final : public Kernels {
   void logprob_from_sums(float* logprob, float* lse, const float* sums, const std::int32_t* targets,
                          Index n) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
+  void scale(float* y, const float* x, float alpha, Index n) const override;
   void dropout(float* y, const float* x, Index rows, Index cols, const DropoutMask& mask,
                bool accumulate) const override;
   void dropout_bf16(std::uint16_t* y, const std::uint16_t* x, Index rows, Index cols,

@@ -119,6 +119,9 @@ __global__ void dropout_kernel(T* y, const T* x, const long long* row_keys, long
 __global__ void add_kernel(float* y, const float* x, long long n) {
   SPIN_GRID_STRIDE(i, n) y[i] += x[i];
 }
+__global__ void scale_kernel(float* y, const float* x, float alpha, long long n) {
+  SPIN_GRID_STRIDE(i, n) y[i] = alpha * x[i];
+}
 template <class T>
 __global__ void scatter_rows_kernel(T* dst, const T* src, const long long* rows, long long n, long long width) {
   SPIN_GRID_STRIDE(e, n * width) dst[rows[e / width] * width + e % width] = src[e];

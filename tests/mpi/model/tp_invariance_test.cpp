@@ -167,12 +167,14 @@ TEST(TensorParallel, MatchesOneRankWithQkvBiasesAtTp2AndTp4) {
 // parallelism on each rank's rows, their weight gradients all-reduced), capped scores and logits,
 // windows in alternate layers; Mistral: every layer's window; Gemma 3: Gemma 2's norms with
 // Qwen3's head norms (of 1 + w), the local layers' own RoPE table; Phi-3: LongRoPE's scaled
-// table. Each in float32, with
+// table; Granite: its multipliers (the embedding's in its row-parallel region, each half's after
+// the row-parallel reduction, the logits' on each vocabulary shard). Each in float32, with
 // recomputation, and in bf16 with sequence parallelism (Gemma's bf16-rounded scale).
 TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
   using testing::TinyFamily;
   for (const TinyFamily family : {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2,
-                                     TinyFamily::Gemma3, TinyFamily::Phi3, TinyFamily::Phi4Mini, TinyFamily::SmolLM3}) {
+                                     TinyFamily::Gemma3, TinyFamily::Phi3, TinyFamily::Phi4Mini, TinyFamily::SmolLM3,
+                                     TinyFamily::Granite}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;

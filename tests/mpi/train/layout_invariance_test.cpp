@@ -130,7 +130,8 @@ TEST(LayoutInvariance, UnevenStagesAndFourStagePipelines) {
 // last stages (the lookup's gradient carries the scale, the head's does not), with TP and DP;
 // Gemma 2 besides: each stage's layers with their output norms and windows (by global layer
 // index), the logit cap on the last stage; Gemma 3: its local layer (0) and global one (1) on
-// different stages, each with its own RoPE table and window.
+// different stages, each with its own RoPE table and window; Granite: its embedding multiplier on
+// the first stage, the logits' scaling on the last, its residual multiplier on every stage.
 // Gemma 2's tiny caps (1 and 2) saturate many scores, whose gradients through the cap are then
 // near 0; AdamW scales such an element up to ~lr whatever its rounding (the eps note in
 // sft_fixture.h), so the layouts' summation-order differences grow ~3x a step here (measured:
@@ -142,8 +143,11 @@ TEST(LayoutInvariance, UnevenStagesAndFourStagePipelines) {
 // 2.7e-6; TP 2 x PP 2 x DP 2: 3.5e-5 in step 4, 4e-7 in step 5).
 TEST(LayoutInvariance, GemmaUnderPipelineTensorAndDataParallelism) {
   for (const testing::TinyFamily family :
-       {testing::TinyFamily::Gemma, testing::TinyFamily::Gemma2, testing::TinyFamily::Gemma3}) {
-    const double tolerance = family == testing::TinyFamily::Gemma ? 1e-5 : 5e-5;
+       {testing::TinyFamily::Gemma, testing::TinyFamily::Gemma2, testing::TinyFamily::Gemma3,
+        testing::TinyFamily::Granite}) {
+    SCOPED_TRACE(testing::tiny_family_name(family));
+    const double tolerance =
+        family == testing::TinyFamily::Gemma || family == testing::TinyFamily::Granite ? 1e-5 : 5e-5;
     SftSetup s{{1, 2, 1}, false, true};
     s.family = family;
     check_layout(s, tolerance);

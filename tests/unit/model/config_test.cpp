@@ -282,6 +282,51 @@ TEST(ModelConfig, ReadsSmolLM3WithNoPeLayers) {
   EXPECT_NE(error_of(windowed).find("use_sliding_window is not supported"), std::string::npos);
 }
 
+// granite-3.1-8b-instruct's config.json (GraniteForCausalLM): Llama's layout with four muP scalars,
+// tied embeddings, 8,170,848,256 parameters (the model card's 8.17 B); attention_dropout (0.1) is a
+// training switch spin leaves off, as TRL's DPO and SPIN trainers do (disable_dropout). GraniteConfig's
+// defaults (1.0 each, the score scale too) when absent; a head_dim other than hidden / heads, which
+// GraniteAttention ignores, and non-positive multipliers are refused.
+TEST(ModelConfig, ReadsGraniteWithItsMultipliers) {
+  const std::string granite = R"({
+    "architectures": ["GraniteForCausalLM"], "attention_bias": false, "attention_dropout": 0.1,
+    "attention_multiplier": 0.0078125, "bos_token_id": 0, "embedding_multiplier": 12.0, "eos_token_id": 0,
+    "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 12800,
+    "logits_scaling": 16.0, "max_position_embeddings": 131072, "mlp_bias": false, "model_type": "granite",
+    "num_attention_heads": 32, "num_hidden_layers": 40, "num_key_value_heads": 8, "pad_token_id": 0,
+    "residual_multiplier": 0.22, "rms_norm_eps": 1e-05, "rope_scaling": null, "rope_theta": 10000000.0,
+    "tie_word_embeddings": true, "torch_dtype": "bfloat16", "use_cache": true, "vocab_size": 49155})";
+  const ModelConfig c = ModelConfig::from_json(granite, "config.json");
+  EXPECT_EQ(c.num_parameters(), 8170848256);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.embedding_scale(false), 12.0f);
+  EXPECT_EQ(c.embedding_scale(true), 12.0f);
+  EXPECT_EQ(c.attention_scores(3).scale, 0.0078125f);  // not 1/sqrt(128)
+  EXPECT_EQ(c.residual_multiplier, 0.22f);
+  EXPECT_EQ(c.logits_scaling, 16.0f);
+  EXPECT_TRUE(c.transforms_branch_outputs());
+  EXPECT_FALSE(ModelConfig::from_json(kLlama, "c").transforms_branch_outputs());
+  EXPECT_EQ(ModelConfig::from_json(kLlama, "c").embedding_scale(true), 1.0f);
+  std::string bare = granite;  // GraniteConfig's defaults
+  for (const char* key : {"\"attention_multiplier\": 0.0078125, ", "\"embedding_multiplier\": 12.0, ",
+                          "\"logits_scaling\": 16.0, ", "\"residual_multiplier\": 0.22, "}) {
+    bare.erase(bare.find(key), std::string(key).size());
+  }
+  const ModelConfig defaults = ModelConfig::from_json(bare, "c");
+  EXPECT_EQ(defaults.attention_scores(0).scale, 1.0f);
+  EXPECT_EQ(defaults.embedding_scale(false), 1.0f);
+  EXPECT_EQ(defaults.residual_multiplier, 1.0f);
+  EXPECT_EQ(defaults.logits_scaling, 1.0f);
+  std::string head_dim = granite;
+  head_dim.replace(head_dim.find("\"hidden_act\""), 12, "\"head_dim\": 64, \"hidden_act\"");
+  EXPECT_NE(error_of(head_dim).find("head_dim 64 is not supported for model_type granite"), std::string::npos)
+      << error_of(head_dim);
+  std::string zero = granite;
+  zero.replace(zero.find("\"logits_scaling\": 16.0"), 22, "\"logits_scaling\": 0.0");
+  EXPECT_NE(error_of(zero).find("\"logits_scaling\" must be a positive number"), std::string::npos) << error_of(zero);
+}
+
 // Phi-4-mini-instruct's shape: Phi-3's layout with a partial rotary factor of 0.75 -- 96 of each
 // head's 128 dimensions rotate, LongRoPE's lists cover those (48 entries) --, 24 query and 8 kv
 // heads, tied embeddings. Other families' partial factors, and factors giving an odd or no

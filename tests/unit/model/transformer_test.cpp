@@ -41,10 +41,11 @@ std::vector<Sequence> three_sequences() {
 // family's parts (tolerances: common/gradient_check.h).
 TEST(Transformer, GradientsMatchFiniteDifferences) {
   for (const char* variant :
-       {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2", "gemma3", "phi3", "partial rotary", "nope"}) {
+       {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2", "gemma3", "phi3", "partial rotary", "nope",
+        "granite"}) {
     testing::TinyShape shape;
     const bool gemma = std::string(variant).starts_with("gemma");
-    shape.tie = variant == std::string("tied") || gemma;  // Gemma ties by default
+    shape.tie = variant == std::string("tied") || gemma || variant == std::string("granite");  // as published
     shape.family = variant == std::string("window")     ? testing::TinyFamily::Mistral
                    : variant == std::string("qkv bias") ? testing::TinyFamily::Qwen2
                    : variant == std::string("qk norm") ? testing::TinyFamily::Qwen3
@@ -54,6 +55,7 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
                    : variant == std::string("phi3")    ? testing::TinyFamily::Phi3
                    : variant == std::string("partial rotary") ? testing::TinyFamily::Phi4Mini
                    : variant == std::string("nope")           ? testing::TinyFamily::SmolLM3
+                   : variant == std::string("granite")        ? testing::TinyFamily::Granite
                                                        : testing::TinyFamily::Llama;
     TinyModel m(shape);
     const TokenBatch batch = TokenBatch::pack(three_sequences());

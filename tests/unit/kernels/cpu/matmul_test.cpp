@@ -144,5 +144,19 @@ TEST(CpuMatmul, BiasAddsToEveryRowAndItsGradientSumsTheColumns) {
   EXPECT_EQ(dbias, (std::vector<float>{16.0f, 31.0f, 46.0f}));
 }
 
+// Granite's multipliers: y = alpha x, one rounding of the float32 product, written elsewhere or
+// in place; every element (an odd count, past any vector width).
+TEST(CpuMatmul, ScaleMultipliesEveryValueOnce) {
+  CpuKernels k;
+  const Index n = 37;
+  const auto x = random_vector(n, 7);
+  std::vector<float> y(n, NAN);
+  k.scale(y.data(), x.data(), 0.22f, n);
+  for (Index i = 0; i < n; ++i) EXPECT_EQ(y[i], 0.22f * x[i]) << i;
+  auto z = x;
+  k.scale(z.data(), z.data(), 1.0f / 16.0f, n);
+  for (Index i = 0; i < n; ++i) EXPECT_EQ(z[i], x[i] / 16.0f) << i;  // a power of two: exactly a division
+}
+
 }  // namespace
 }  // namespace spin::kernels

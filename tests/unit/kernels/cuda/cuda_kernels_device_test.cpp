@@ -344,6 +344,12 @@ TEST(CudaKernelsEmulated, VocabParallelLogSoftmaxPieces) {
                          [&] { dev::softcap_kernel(capped.data(), n * ld, 5.0f); });
   cpu.softcap_forward(want_capped.data(), n * ld, 5.0f);
   EXPECT_LT(testing::relative_error(capped, want_capped), 1e-6);
+  // Granite's logit scaling, in place as the LM head runs it: the CPU's bits.
+  auto scaled = logits, want_scaled = logits;
+  cuda_emulation::launch(dim3(blocks_for(n * ld)), dim3(kThreads), 0,
+                         [&] { dev::scale_kernel(scaled.data(), scaled.data(), 0.0625f, n * ld); });
+  cpu.scale(want_scaled.data(), want_scaled.data(), 0.0625f, n * ld);
+  EXPECT_EQ(scaled, want_scaled);
 }
 
 // The cuBLAS attention path's pieces: the causal softmax of two heads' 21 x 21 scores, and
