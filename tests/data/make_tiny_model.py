@@ -86,6 +86,9 @@ def main():
     p.add_argument("--smollm3", action="store_true",
                    help="a SmolLM3ForCausalLM: RoPE in the layers no_rope_layers marks 1 (here every other one, "
                         "from layer 0), none (NoPE) in the others")
+    p.add_argument("--granite", action="store_true",
+                   help="a GraniteForCausalLM: Llama's tensors with its four multipliers away from 1 (and "
+                        "attention_dropout 0.1, as granite-3.x's configs have it)")
     p.add_argument("--partial-rotary", type=float, metavar="FACTOR",
                    help="--phi3's partial_rotary_factor (Phi-4-mini's 0.75): RoPE rotates that share of each head")
     p.add_argument("--yarn", type=float, metavar="FACTOR",
@@ -213,6 +216,10 @@ def main():
         config.update({"architectures": ["SmolLM3ForCausalLM"], "model_type": "smollm3", "attention_bias": False,
                        "mlp_bias": False, "use_sliding_window": False, "sliding_window": None,
                        "no_rope_layer_interval": 2, "no_rope_layers": [int(i % 2 == 0) for i in range(a.layers)]})
+    if a.granite:  # Granite's own keys; multipliers that each move the log-probabilities visibly
+        config.update({"architectures": ["GraniteForCausalLM"], "model_type": "granite", "attention_bias": False,
+                       "mlp_bias": False, "attention_dropout": 0.1, "embedding_multiplier": 6.0,
+                       "attention_multiplier": 0.09, "residual_multiplier": 0.3, "logits_scaling": 3.0})
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

@@ -126,7 +126,9 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     tekken: a tiny Mistral (a sliding window) with tests/data/tekken's tekken.json (Mistral NeMo's
     Tekken cut to 5000 ids: <s> 1, </s> 2, [INST] 3, [/INST] 4); o200k: a tiny Phi-4-mini (Phi-3's
     parts, half of each head rotating, tied embeddings) with hf_bpe/o200k's tokenizer
-    (<|endoftext|> 0 as BOS and EOS, as Phi-4-mini's; <|end|> 4 ends a response)."""
+    (<|endoftext|> 0 as BOS and EOS, as Phi-4-mini's; <|end|> 4 ends a response); granite: a tiny
+    Granite (its four multipliers, tied embeddings) with llama3's tokenizer (Granite's own chat format
+    is not spin's)."""
     qwen = kind in ("qwen2", "qwen3", "phi4")  # their token ids: BOS 0, EOS 2
     o200k = kind == "o200k"
     gemma = kind in ("gemma", "gemma2", "gemma3")
@@ -136,7 +138,7 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
              "gemma2": ["--gemma2"], "gemma3": ["--gemma3"], "llama_spm": [], "mistral_v3_spm": [], "mistral_v7_spm": [],
              "phi4": ["--phi3", "--max-positions", "192", "--original-max-positions", "96"], "tekken": ["--mistral"],
              "o200k": ["--phi3", "--partial-rotary", "0.5", "--tie", "--max-positions", "192",
-                       "--original-max-positions", "96"]}[kind]
+                       "--original-max-positions", "96"], "granite": ["--granite", "--tie"]}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
                     "400" if spm else "5000" if tekken else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)
@@ -144,7 +146,8 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     spm_file = "tokenizer.model.v7" if kind == "mistral_v7_spm" else "tokenizer.model"
     tokenizer_files = ([os.path.join(ROOT, "tests", "data", spm_dir, spm_file)] if spm else
                        [os.path.join(ROOT, "tests", "data", "tekken", "tekken.json")] if tekken else
-                       [os.path.join(os.path.dirname(HF_BPE), kind, f) for f in ("tokenizer.json", "tokenizer_config.json")])
+                       [os.path.join(os.path.dirname(HF_BPE), {"granite": "llama3"}.get(kind, kind), f)
+                        for f in ("tokenizer.json", "tokenizer_config.json")])
     for f in tokenizer_files:
         shutil.copy(f, path)
     with open(os.path.join(path, "config.json")) as f:

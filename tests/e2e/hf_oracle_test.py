@@ -21,7 +21,10 @@ rope_scaling of type yarn, factor 8 over an original context of 64): LlamaForCau
 frequencies and attention factor (yarn_as_llama). Phi-4-mini's partial rotary factor (tiny-phi4-mini:
 half of each head rotates): the same LlamaForCausalLM with Phi3's partial apply_rotary_pos_emb.
 SmolLM3 (tiny-smollm3: layer 1 without RoPE): SmolLM3ForCausalLM, or on 4.40 LlamaForCausalLM with
-that layer's rotation made the identity (smollm3_reference).
+that layer's rotation made the identity (smollm3_reference). Granite (tiny-granite: its four
+multipliers, attention_dropout 0.1 as granite-3.x's configs have it): GraniteForCausalLM where
+transformers has it (4.45 on), else LlamaForCausalLM with forward hooks in modeling_granite's places
+(granite_reference).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -179,6 +182,40 @@ def smollm3_reference(model_dir, tmp):
     return model
 
 
+def granite_reference(model_dir, tmp):
+    """GraniteForCausalLM where transformers has it (4.45 on); on the oracle's 4.40 LlamaForCausalLM
+    with forward hooks where modeling_granite differs from modeling_llama: the embedding's output times
+    embedding_multiplier (GraniteModel), scores times attention_multiplier instead of 1 / sqrt(head_dim)
+    (GraniteAttention's self.scaling; here q times attention_multiplier sqrt(head_dim), RoPE being
+    linear), o_proj's and down_proj's outputs times residual_multiplier before their residual adds
+    (GraniteDecoderLayer), the logits divided by logits_scaling (GraniteForCausalLM)."""
+    import transformers
+    if hasattr(transformers, "GraniteForCausalLM"):
+        return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    as_llama = os.path.join(tmp, "as-llama")
+    os.makedirs(as_llama)
+    m = {k: config.pop(k) for k in ("embedding_multiplier", "attention_multiplier", "residual_multiplier",
+                                    "logits_scaling")}
+    config.update({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})
+    json.dump(config, open(os.path.join(as_llama, "config.json"), "w"))
+    os.symlink(os.path.abspath(os.path.join(model_dir, "model.safetensors")), os.path.join(as_llama, "model.safetensors"))
+    model = LlamaForCausalLM.from_pretrained(as_llama, torch_dtype=torch.float32).eval()
+
+    def times(factor):
+        return lambda module, inputs, output: output * factor
+
+    head_dim = config["hidden_size"] // config["num_attention_heads"]
+    model.model.embed_tokens.register_forward_hook(times(m["embedding_multiplier"]))
+    for layer in model.model.layers:
+        layer.self_attn.q_proj.register_forward_hook(times(m["attention_multiplier"] * math.sqrt(head_dim)))
+        layer.self_attn.o_proj.register_forward_hook(times(m["residual_multiplier"]))
+        layer.mlp.down_proj.register_forward_hook(times(m["residual_multiplier"]))
+    model.lm_head.register_forward_hook(lambda module, inputs, output: output / m["logits_scaling"])
+    model.__name__ = "LlamaForCausalLM with Granite's multipliers"
+    return model
+
+
 def yarn_as_llama(model_dir, tmp):
     """A Llama with rope_scaling of type yarn (newer than the oracle's transformers 4.40) as
     LlamaForCausalLM without it, its rotary embeddings given YaRN's inverse frequencies and
@@ -288,7 +325,8 @@ def main():
     args = p.parse_args()
     records = [json.loads(l) for l in open(args.input) if l.strip()]
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
-                 "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3"]:
+                 "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
+                 "tiny-granite"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -307,6 +345,8 @@ def main():
             model = phi3_reference(model_dir, tempfile.mkdtemp(prefix="spin_phi3_"))
         elif name == "tiny-smollm3":
             model = smollm3_reference(model_dir, tempfile.mkdtemp(prefix="spin_smollm3_"))
+        elif name == "tiny-granite":
+            model = granite_reference(model_dir, tempfile.mkdtemp(prefix="spin_granite_"))
         elif name == "tiny-llama-yarn":
             model = yarn_as_llama(model_dir, tempfile.mkdtemp(prefix="spin_yarn_"))
         else:

@@ -166,6 +166,15 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
       testing::error_of([&] { choose_prompt_template("auto", smol_tokenizer.get()); });
   EXPECT_NE(refused.find("the tokenizer's chat template is SmolLM3's"), std::string::npos) << refused;
   EXPECT_EQ(choose_prompt_template("chatml", smol_tokenizer.get()), PromptTemplate::ChatMl);
+  // Granite's chat format (its role tokens, a default system message dated the day it runs) is not
+  // spin's either: auto refuses it rather than falling back to Zephyr's.
+  std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
+      << R"({"eos_token": "<|im_end|>", "chat_template": "{{- '<|start_of_role|>system<|end_of_role|>' + )"
+         R"(system_message + '<|end_of_text|>\n' }}"})";
+  const auto granite = Tokenizer::load(smol.string());
+  const std::string not_granite = testing::error_of([&] { choose_prompt_template("auto", granite.get()); });
+  EXPECT_NE(not_granite.find("the tokenizer's chat format is Granite's"), std::string::npos) << not_granite;
+  EXPECT_EQ(choose_prompt_template("plain", granite.get()), PromptTemplate::Plain);
   fs::remove_all(smol);
   const auto mini = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/o200k");
   EXPECT_EQ(choose_prompt_template("auto", mini.get()), PromptTemplate::Phi4Mini);
