@@ -11,6 +11,7 @@
 // merge and export-hf write single files from rank 0. Memory per rank is one tensor (verify,
 // reshard, merge, export-hf) or one output shard (import-hf).
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -256,36 +257,137 @@ void import_hf(parallel::Communicator& world, const CkptOptions& o) {
 
 // ---- merge, export-hf (rank 0) ----------------------------------------------------------------
 
+// A PEFT adapter's tensor: its name without "base_model.model.", shape and values.
+struct PeftTensor {
+  std::string name;
+  Shape shape;
+  std::vector<float> values;
+};
+
+// Phi-3's fused modules as PEFT adapts them -- one pair on qkv_proj (gate_up_proj) where spin
+// trains a pair for each of q, k, v (gate, up). PEFT gives every module one rank (spin's import
+// refuses rank_pattern), so every pair is widened to rank n r, n the most parts of one fused module
+// adapted (`parts`, returned): the fused A stacks the adapted parts' A, one r-row block each; the
+// fused B holds each part's B in that part's rows and its block's columns, zero elsewhere -- its
+// product with A is each part's B A in the part's rows, zero in an unadapted part's --; an unfused
+// module's pair (o_proj, down_proj) gains zero rows of A and zero columns of B. Nothing else changes:
+// with lora_alpha times n (rsLoRA: sqrt(n)) PEFT's scale is spin's, W + s B A exactly.
+std::vector<PeftTensor> fused_peft_adapters(const ckpt::CheckpointReader& reader, const model::ModelConfig& config,
+                                            std::int64_t rank, std::int64_t& parts) {
+  const auto module_of = [](const std::string& weight) { return weight.substr(0, weight.size() - 6); };  // "weight"
+  const std::vector<HfLayout::Fusion> fusions = model::hf_layout(config).fusions;
+  const auto layer_prefix = [](std::int64_t l) { return "model.layers." + std::to_string(l) + "."; };
+  const auto adapted = [&](std::int64_t l, const std::string& part) {
+    return reader.has("lora", layer_prefix(l) + module_of(part) + "lora_A.weight");
+  };
+  parts = 1;
+  for (std::int64_t l = 0; l < config.num_layers; ++l) {
+    for (const auto& f : fusions) {
+      parts = std::max(parts, static_cast<std::int64_t>(std::count_if(
+                                  f.parts.begin(), f.parts.end(), [&](const auto& p) { return adapted(l, p.first); })));
+    }
+  }
+  const std::int64_t wide = parts * rank;
+  std::vector<PeftTensor> out;
+  std::vector<std::string> done;  // the parts' factors, written within their fused module's
+  for (std::int64_t l = 0; l < config.num_layers; ++l) {
+    const std::string at = layer_prefix(l);
+    for (const auto& f : fusions) {
+      std::int64_t rows = 0, in = 0, block = 0;
+      for (const auto& [part, n] : f.parts) {
+        rows += n;
+        if (adapted(l, part)) in = reader.shape("lora", at + module_of(part) + "lora_A.weight")[1];
+      }
+      if (in == 0) continue;
+      PeftTensor a{at + module_of(f.fused) + "lora_A.weight", {wide, in}, std::vector<float>(wide * in, 0.0f)};
+      PeftTensor b{at + module_of(f.fused) + "lora_B.weight", {rows, wide}, std::vector<float>(rows * wide, 0.0f)};
+      std::int64_t row = 0;
+      for (const auto& [part, n] : f.parts) {
+        const std::string a_name = at + module_of(part) + "lora_A.weight", b_name = at + module_of(part) + "lora_B.weight";
+        if (adapted(l, part)) {
+          const std::vector<float> pa = reader.read_all("lora", a_name), pb = reader.read_all("lora", b_name);
+          std::copy(pa.begin(), pa.end(), a.values.begin() + block * rank * in);
+          for (std::int64_t i = 0; i < n; ++i) {
+            std::copy_n(pb.begin() + i * rank, rank, b.values.begin() + (row + i) * wide + block * rank);
+          }
+          done.insert(done.end(), {a_name, b_name});
+          ++block;
+        }
+        row += n;
+      }
+      out.push_back(std::move(a));
+      out.push_back(std::move(b));
+    }
+  }
+  for (const std::string& name : reader.names("lora")) {  // the unfused modules' pairs, padded
+    if (std::find(done.begin(), done.end(), name) != done.end()) continue;
+    const Shape s = reader.shape("lora", name);
+    const std::vector<float> v = reader.read_all("lora", name);
+    const bool is_a = name.ends_with("lora_A.weight");
+    PeftTensor t{name, is_a ? Shape{wide, s[1]} : Shape{s[0], wide}, std::vector<float>(s[0] * s[1] * parts, 0.0f)};
+    if (is_a) {
+      std::copy(v.begin(), v.end(), t.values.begin());  // its rows, then zero rows
+    } else {
+      for (std::int64_t i = 0; i < s[0]; ++i) std::copy_n(v.begin() + i * s[1], s[1], t.values.begin() + i * wide);
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+// PEFT's target_modules for spin's targets: Phi-3's fused module for any of its parts.
+nlohmann::json peft_targets(const nlohmann::json& targets, bool fused) {
+  if (!fused) return targets;
+  nlohmann::json out = nlohmann::json::array();
+  for (const nlohmann::json& t : targets) {
+    const std::string name = t == "q_proj" || t == "k_proj" || t == "v_proj" ? "qkv_proj"
+                             : t == "gate_proj" || t == "up_proj"             ? "gate_up_proj"
+                                                                              : t.get<std::string>();
+    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
+  }
+  return out;
+}
+
 // --which lora: the adapters as PEFT writes a LoRA adapter -- adapter_model.safetensors under
 // PEFT's names ("base_model.model." + spin's) and adapter_config.json -- to load with
 // PeftModel.from_pretrained over the model they adapt: the checkpoint's reference (spin train:
 // each iteration's adapters adapt that iteration's reference) or base (spin sft), exported with
-// --which reference / base.
+// --which reference / base. Phi-3's pairs as fused_peft_adapters writes them.
 void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   const model::ModelConfig config = config_of(reader);
   const std::vector<std::string> names = reader.names("lora");
   require(!names.empty() && reader.has_attribute("lora_config"), reader.dir(),
           ": no LoRA adapters (a run without lora.rank / --lora-rank saved it)");
-  require(!config.fused_projections, reader.dir(), ": a PEFT adapter of Phi-3's fused qkv_proj / gate_up_proj is "
-          "one pair per fused module, not the separate q, k, v (gate, up) pairs spin trains");
   const nlohmann::json lora = nlohmann::json::parse(reader.attribute("lora_config"));
   const DType dtype = parse_save_dtype(o.dtype, "spin ckpt: --dtype");
+  std::vector<PeftTensor> adapters;
+  std::int64_t parts = 1;
+  if (config.fused_projections) {
+    adapters = fused_peft_adapters(reader, config, lora.at("rank").get<std::int64_t>(), parts);
+  } else {
+    for (const std::string& name : names) adapters.push_back({name, reader.shape("lora", name), {}});
+  }
   std::vector<ckpt::SafetensorsWrite> tensors;
-  for (const std::string& name : names) {
-    tensors.push_back({"base_model.model." + config.hf_weight_prefix + name, dtype, reader.shape("lora", name)});
+  for (const PeftTensor& t : adapters) {
+    tensors.push_back({"base_model.model." + config.hf_weight_prefix + t.name, dtype, t.shape});
   }
   fs::create_directories(o.out);
   ckpt::SafetensorsWriter writer((fs::path(o.out) / "adapter_model.safetensors").string(), tensors,
                                  {{"format", "pt"}});
-  for (const std::string& name : names) writer.write_next(reader.read_all("lora", name).data());
+  for (const PeftTensor& t : adapters) {
+    writer.write_next(config.fused_projections ? t.values.data() : reader.read_all("lora", t.name).data());
+  }
   writer.finish();
+  const bool rslora = lora.value("rslora", false);
+  const double widen = rslora ? std::sqrt(static_cast<double>(parts)) : static_cast<double>(parts);
   const nlohmann::json adapter = {{"peft_type", "LORA"},        {"task_type", "CAUSAL_LM"},
-                                  {"r", lora.at("rank")},       {"lora_alpha", lora.at("alpha")},
+                                  {"r", lora.at("rank").get<std::int64_t>() * parts},
+                                  {"lora_alpha", lora.at("alpha").get<double>() * widen},
                                   {"lora_dropout", lora.value("dropout", 0.0)},
-                                  {"target_modules", lora.at("targets")},
+                                  {"target_modules", peft_targets(lora.at("targets"), config.fused_projections)},
                                   {"bias", "none"},             {"fan_in_fan_out", false},
                                   {"inference_mode", true},     {"init_lora_weights", true},
-                                  {"use_rslora", lora.value("rslora", false)},
+                                  {"use_rslora", rslora},
                                   {"base_model_name_or_path", nullptr},
                                   {"modules_to_save", nullptr}, {"layers_to_transform", nullptr}};
   std::ofstream(fs::path(o.out) / "adapter_config.json") << adapter.dump(2) << "\n";

@@ -125,7 +125,14 @@ RopeScaling parse_rope_scaling(const json& j, const json& r, bool phi3, const st
     return s;
   }
   if (type == "yarn") return parse_yarn(j, r, source);
-  if (type == "linear") {
+  if (type == "dynamic") {
+    // Dynamic NTK (_compute_dynamic_ntk_parameters): base theta ((factor len / max) - (factor - 1))^(d / (d - 2))
+    // for a sequence of len > max positions, theta itself up to max -- the only lengths spin runs.
+    s.type = RopeScaling::Type::Dynamic;
+    const bool given = r.contains("original_max_position_embeddings") && !r.at("original_max_position_embeddings").is_null();
+    s.original_max_position_embeddings =
+        positive_int(given ? r : j, given ? "original_max_position_embeddings" : "max_position_embeddings", source);
+  } else if (type == "linear") {
     s.type = RopeScaling::Type::Linear;
   } else if (type == "llama3") {
     s.type = RopeScaling::Type::Llama3;
@@ -138,7 +145,8 @@ RopeScaling parse_rope_scaling(const json& j, const json& r, bool phi3, const st
     require(s.high_freq_factor > s.low_freq_factor, source, ": rope_scaling's high_freq_factor (", s.high_freq_factor,
             ") must exceed its low_freq_factor (", s.low_freq_factor, ")");
   } else {
-    fail(source, ": rope_scaling ", r.dump(), " is not supported (rope types linear, llama3, yarn and longrope are)");
+    fail(source, ": rope_scaling ", r.dump(),
+         " is not supported (rope types linear, llama3, yarn, longrope and dynamic are)");
   }
   require(r.contains("factor"), source, ": rope_scaling lacks \"factor\"");
   s.factor = positive_float(r, "factor", source);
@@ -529,7 +537,8 @@ float ModelConfig::embedding_scale(bool bf16_activations) const {
 }
 
 std::int64_t ModelConfig::max_sequence_length() const {
-  if (rope_scaling && rope_scaling->type == RopeScaling::Type::LongRope) {
+  if (rope_scaling &&
+      (rope_scaling->type == RopeScaling::Type::LongRope || rope_scaling->type == RopeScaling::Type::Dynamic)) {
     return std::min(max_position_embeddings, rope_scaling->original_max_position_embeddings);
   }
   return max_position_embeddings;

@@ -24,13 +24,16 @@ namespace spin::model {
 // and sin times attention_factor) and longrope (Phi-3's 128k models: each inverse frequency
 // divided by its short_factor, cos and sin times attention_factor, for sequences up to
 // original_max_position_embeddings; longer ones would switch to long_factor, which spin does not
-// do: ModelConfig::max_sequence_length stops there).
+// do: ModelConfig::max_sequence_length stops there) and dynamic (dynamic NTK: transformers raises
+// the RoPE base only once a sequence outgrows max_position_embeddings -- or rope_scaling's
+// original_max_position_embeddings where it gives one --, so up to there it is plain RoPE, and
+// ModelConfig::max_sequence_length stops there too).
 struct RopeScaling {
-  enum class Type { Linear, Llama3, Yarn, LongRope };
+  enum class Type { Linear, Llama3, Yarn, LongRope, Dynamic };
   Type type = Type::Linear;
   float factor = 1.0f;
   float low_freq_factor = 1.0f, high_freq_factor = 4.0f;  // llama3
-  std::int64_t original_max_position_embeddings = 0;      // llama3, yarn, longrope
+  std::int64_t original_max_position_embeddings = 0;      // llama3, yarn, longrope, dynamic
   double beta_fast = 32.0, beta_slow = 1.0;               // yarn: rotations over the original context
   bool truncate = true;                                   // yarn: the ramp's ends rounded outwards to whole dims
   std::vector<float> short_factor, long_factor;           // longrope: rotary_dim / 2 each
@@ -148,7 +151,8 @@ struct ModelConfig {
   void check_in_vocabulary(const std::vector<std::int64_t>& eos_ids, const std::string& source) const;
   // Longest sequence the model takes: max_position_embeddings (with longrope scaling
   // original_max_position_embeddings: past it transformers switches every position to the long
-  // factors).
+  // factors; with dynamic scaling, rope_scaling's original_max_position_embeddings where it is
+  // smaller: past it transformers would raise the base).
   std::int64_t max_sequence_length() const;
   // Parameters of the full (unsharded) model.
   std::int64_t num_parameters() const;

@@ -51,7 +51,7 @@ std::vector<float> rope_inv_freq(std::int64_t rotary_dim, float theta, const std
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(rotary_dim);
     inv[static_cast<std::size_t>(i)] = 1.0f / std::pow(theta, exponent);
   }
-  if (!scaling) return inv;
+  if (!scaling || scaling->type == RopeScaling::Type::Dynamic) return inv;  // within the lengths spin runs
   const RopeScaling& s = *scaling;
   if (s.type == RopeScaling::Type::Linear) {
     for (float& f : inv) f /= s.factor;

@@ -35,8 +35,8 @@ std::int64_t Transformer::validate(const TokenBatch& batch) const {
     require(end <= config_.max_sequence_length(), "sequence ", s, " has ", end,
             " tokens; the model allows at most ", config_.max_sequence_length(),
             config_.max_sequence_length() < config_.max_position_embeddings
-                ? " (LongRoPE's original_max_position_embeddings: past it every position would take the long "
-                  "factors, which spin does not implement)"
+                ? " (rope_scaling's original_max_position_embeddings: past it LongRoPE would take its long "
+                  "factors, dynamic NTK a larger base, which spin does not implement)"
                 : " (max_position_embeddings)");
     longest = std::max(longest, end);
   }

@@ -94,6 +94,8 @@ def main():
     p.add_argument("--yarn", type=float, metavar="FACTOR",
                    help="rope_scaling of type yarn with this factor over --original-max-positions (as Qwen2.5 "
                         "and Qwen3 document it)")
+    p.add_argument("--dynamic", type=float, metavar="FACTOR",
+                   help="rope_scaling of type dynamic (dynamic NTK) with this factor")
     p.add_argument("--original-max-positions", type=int, default=64,
                    help="--phi3's and --yarn's original_max_position_embeddings (LongRoPE's sequences stop there)")
     p.add_argument("--sliding-window", type=int, default=8,
@@ -216,6 +218,8 @@ def main():
         config.update({"architectures": ["SmolLM3ForCausalLM"], "model_type": "smollm3", "attention_bias": False,
                        "mlp_bias": False, "use_sliding_window": False, "sliding_window": None,
                        "no_rope_layer_interval": 2, "no_rope_layers": [int(i % 2 == 0) for i in range(a.layers)]})
+    if a.dynamic:
+        config["rope_scaling"] = {"type": "dynamic", "factor": a.dynamic}
     if a.granite:  # Granite's own keys; multipliers that each move the log-probabilities visibly
         config.update({"architectures": ["GraniteForCausalLM"], "model_type": "granite", "attention_bias": False,
                        "mlp_bias": False, "attention_dropout": 0.1, "embedding_multiplier": 6.0,

@@ -18,7 +18,9 @@ MistralForCausalLM with eager attention, its window shifted by one (mistral_refe
 Phi-3 (fused qkv_proj / gate_up_proj, LongRoPE's short factors and attention factor):
 Phi3ForCausalLM, or on 4.40 LlamaForCausalLM made into it (phi3_reference). YaRN (a Llama with
 rope_scaling of type yarn, factor 8 over an original context of 64): LlamaForCausalLM with YaRN's
-frequencies and attention factor (yarn_as_llama). Phi-4-mini's partial rotary factor (tiny-phi4-mini:
+frequencies and attention factor (yarn_as_llama). Dynamic NTK (tiny-llama-dynamic: factor 4, a
+context of 64 the sequences stay within): LlamaForCausalLM itself, whose dynamic rotary embedding
+raises the base only past the context -- spin's plain RoPE tables there. Phi-4-mini's partial rotary factor (tiny-phi4-mini:
 half of each head rotates): the same LlamaForCausalLM with Phi3's partial apply_rotary_pos_emb.
 SmolLM3 (tiny-smollm3: layer 1 without RoPE): SmolLM3ForCausalLM, or on 4.40 LlamaForCausalLM with
 that layer's rotation made the identity (smollm3_reference). Granite (tiny-granite: its four
@@ -326,7 +328,7 @@ def main():
     records = [json.loads(l) for l in open(args.input) if l.strip()]
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
                  "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
-                 "tiny-granite"]:
+                 "tiny-granite", "tiny-llama-dynamic"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")

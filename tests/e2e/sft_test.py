@@ -265,6 +265,7 @@ def case_lora(args, tmp):
     expect_error(args.mpiexec, "no-adapter", sft_command(args, model, data, os.path.join(tmp, "none"), "--adapter",
                                                          os.path.join(tmp, "nowhere")),
                  r"nowhere/adapter_config\.json: cannot open", 1, os.path.join(tmp, "none"))
+    check_fused_peft_export(args, data, tmp)
     other = sft_command(args, model, data, os.path.join(tmp, "other"), "--pp", "2", "--save-dir", save, "--resume")
     expect_error(args.mpiexec, "lora-checkpoint", other,
                  r"step_00000003 was saved by a run with LoRA rank 4, alpha 8, targets q_proj,v_proj; this run is "
@@ -273,6 +274,54 @@ def case_lora(args, tmp):
           "SP); the output = the input + rank-4 changes of "
           "q and v alone; resumed after step 3 bitwise; its checkpoint's adapter (PEFT's format) over its base scores and "
           "trains as its merged model, bitwise; a LoRA checkpoint refused by a full run")
+
+
+def check_fused_peft_export(args, data, tmp):
+    """Phi-3's adapters for PEFT: spin trains pairs on q, v and gate (parts of the fused qkv_proj and
+    gate_up_proj) and on o_proj at rank 2; the export writes one pair per fused module, widened to rank
+    4 (two parts of qkv_proj adapted) with lora_alpha 2 x 6, o_proj's padded likewise. Each fused
+    tensor of the merged model is the base's + (lora_alpha / r) B A, as PEFT merges it, and spin score
+    with the adapter over the base agrees with the merged model."""
+    phi3 = os.path.join(args.models, "tiny-phi3")
+    save = os.path.join(tmp, "phi3-save")
+    sft(args, phi3, data, os.path.join(tmp, "phi3"), 2, "--lora-rank", "2", "--lora-alpha", "6", "--lora-targets",
+        "q_proj,v_proj,o_proj,gate_proj", "--lr", "1e-2", "--tp", "2", "--save-dir", save, "--save-interval", "4")
+    step = os.path.join(save, "step_00000004")
+    out = {w: os.path.join(tmp, "phi3-" + w) for w in ("lora", "base", "policy")}
+    for which, where in out.items():
+        run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", step, where, "--which", which], 1)
+    adapter = json.load(open(os.path.join(out["lora"], "adapter_config.json")))
+    assert (adapter["r"], adapter["lora_alpha"]) == (4, 12.0), adapter
+    assert sorted(adapter["target_modules"]) == ["gate_up_proj", "o_proj", "qkv_proj"], adapter
+    lora = read_safetensors(os.path.join(out["lora"], "adapter_model.safetensors"))
+    base = read_safetensors(os.path.join(out["base"], "model.safetensors"))
+    policy = read_safetensors(os.path.join(out["policy"], "model.safetensors"))
+    config = json.load(open(os.path.join(phi3, "config.json")))
+    hidden, scale, worst = config["hidden_size"], adapter["lora_alpha"] / adapter["r"], 0.0
+    for l in range(config["num_hidden_layers"]):
+        for module in ("self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj"):
+            prefix = "base_model.model.model.layers.%d.%s." % (l, module)
+            a, b = lora[prefix + "lora_A.weight"], lora[prefix + "lora_B.weight"]
+            name = "model.layers.%d.%s.weight" % (l, module)
+            cols = len(a) // 4
+            rows = len(b) // 4
+            assert len(base[name]) == rows * cols, (name, len(base[name]), rows, cols)
+            for i in range(rows):
+                for j in range(cols):
+                    ba = sum(b[i * 4 + k] * a[k * cols + j] for k in range(4))
+                    worst = max(worst, abs(base[name][i * cols + j] + scale * ba - policy[name][i * cols + j]))
+    assert worst < 1e-6, worst
+    untouched = [n for n in base if "qkv_proj" not in n and "o_proj" not in n and "gate_up_proj" not in n]
+    assert untouched and all(base[n] == policy[n] for n in untouched)
+    scored = {}
+    for name, model_args in (("merged", ["--model", out["policy"]]), ("adapter", ["--model", out["base"], "--adapter",
+                                                                                  out["lora"]])):
+        out_file = os.path.join(tmp, "phi3-scores-%s.jsonl" % name)
+        run_ok(args.mpiexec, [args.spin, "score", "--input", data, "--output", out_file, "--tp", "2"] + model_args, 2)
+        scored[name] = [json.loads(l)["logprob_sum"] for l in open(out_file)]
+    assert all(abs(x - y) <= 1e-5 * max(1.0, abs(y)) for x, y in zip(scored["adapter"], scored["merged"])), scored
+    print("Phi-3 LoRA (q, v, o, gate at rank 2) exported for PEFT as one pair per fused module (rank 4, alpha 12): "
+          "the merged model = base + (alpha / r) B A to %.2g; spin score over the base with it = the merged model" % worst)
 
 
 def main():

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "model/rope.h"
 
 namespace spin::model {
 namespace {
@@ -133,10 +134,25 @@ TEST(ModelConfig, ReadsYarnRopeScaling) {
             std::string::npos);
 }
 
+// Dynamic NTK: transformers raises the RoPE base only for a sequence longer than
+// max_position_embeddings (or rope_scaling's original_max_position_embeddings), so up to there the
+// tables are plain RoPE's, bitwise, and the model stops there.
+TEST(ModelConfig, ReadsDynamicNtkAsRopeUpToItsContext) {
+  const ModelConfig c = ModelConfig::from_json(with("rope_scaling", R"({"type": "dynamic", "factor": 2.0})"), "c");
+  ASSERT_TRUE(c.rope_scaling.has_value());
+  EXPECT_EQ(c.rope_scaling->type, RopeScaling::Type::Dynamic);
+  EXPECT_EQ(c.max_sequence_length(), c.max_position_embeddings);
+  EXPECT_EQ(rope_inv_freq(c.rotary_dim, c.rope_theta, c.rope_scaling), rope_inv_freq(c.rotary_dim, c.rope_theta, {}));
+  const ModelConfig shorter = ModelConfig::from_json(
+      with("rope_scaling", R"({"rope_type": "dynamic", "factor": 4.0, "original_max_position_embeddings": 1024})"), "c");
+  EXPECT_EQ(shorter.max_sequence_length(), 1024);
+  EXPECT_NE(error_of(with("rope_scaling", R"({"rope_type": "dynamic"})")).find("lacks \"factor\""), std::string::npos);
+}
+
 TEST(ModelConfig, RefusesWhatItDoesNotImplement) {
-  EXPECT_NE(error_of(with("rope_scaling", R"({"type": "dynamic", "factor": 2.0})")).find("rope_scaling"),
+  EXPECT_NE(error_of(with("rope_scaling", R"({"type": "ntk-by-parts", "factor": 2.0})")).find("rope_scaling"),
             std::string::npos);
-  EXPECT_NE(error_of(with("rope_scaling", R"({"rope_type": "dynamic", "factor": 4.0})")).find("linear, llama3, yarn and longrope"),
+  EXPECT_NE(error_of(with("rope_scaling", R"({"rope_type": "su", "factor": 4.0})")).find("linear, llama3, yarn, longrope and dynamic"),
             std::string::npos);
   EXPECT_NE(error_of(with("partial_rotary_factor", "0.75")).find("partial_rotary_factor 0.75 is not supported for model_type llama"),
             std::string::npos);
