@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
 #include <sstream>
 
 #include "checkpoint/hf_reader.h"
@@ -42,47 +45,100 @@ std::string lora_config_json(const model::LoraConfig& lora) {
       .dump();
 }
 
+namespace {
+
+// Projection t's module in layer l of the model as PEFT names it: spin's, or for Phi-3 the fused
+// qkv_proj / gate_up_proj that holds it; `spin_name`: spin's name of it (its tensors' prefix).
+std::string peft_module(const model::ModelConfig& config, std::int64_t l, model::LoraTarget t, bool spin_name) {
+  using T = model::LoraTarget;
+  const bool attention = t == T::Q || t == T::K || t == T::V || t == T::O;
+  std::string name = model::lora_target_name(t);
+  if (config.fused_projections && !spin_name && t != T::O && t != T::Down) name = attention ? "qkv_proj" : "gate_up_proj";
+  return (spin_name ? "" : config.hf_weight_prefix) + "model.layers." + std::to_string(l) + "." +
+         (attention ? "self_attn." : "mlp.") + name;
+}
+
+// Merges a PEFT adapter with rank_pattern / alpha_pattern: the modules grouped by their (rank,
+// alpha), each group's adapters read and merged as an adapter of their own (another group's
+// modules, left unread, have B = 0 there and add nothing).
+void merge_patterned(const std::string& adapter_dir, const PeftAdapter& adapter, const model::ModelConfig& config,
+                     const model::TpDims& dims, const model::StageLayers& stage, model::ModelWeights& weights,
+                     const kernels::Kernels& kernels) {
+  std::map<std::pair<std::int64_t, double>, std::vector<std::string>> groups;  // -> spin's module names
+  for (std::int64_t l = stage.begin; l < stage.end; ++l) {
+    for (int t = 0; t < model::kLoraTargets; ++t) {
+      const auto target = static_cast<model::LoraTarget>(t);
+      if (!adapter.lora.targets_(target)) continue;
+      groups[adapter.module_rank_alpha(peft_module(config, l, target, false))].push_back(
+          peft_module(config, l, target, true) + ".");
+    }
+  }
+  for (const auto& [rank_alpha, modules] : groups) {
+    model::LoraConfig lora = adapter.lora;
+    std::tie(lora.rank, lora.alpha) = rank_alpha;
+    const model::ModelWeights adapters = model::ModelWeights::adapters(config, lora, dims, stage, 1, weights.device());
+    std::vector<ShardedTensor> mine;
+    for (const ShardedTensor& s : adapters.sharded_state_dict()) {
+      const auto in_group = [&](const std::string& m) { return s.name.starts_with(m); };
+      if (std::any_of(modules.begin(), modules.end(), in_group)) mine.push_back(s);
+    }
+    ckpt::HfReader(adapter_dir, model::peft_layout(config, lora), "adapter_model").load(mine);
+    adapters.merge_into(weights, kernels);
+  }
+}
+
+}  // namespace
+
 void load_hf_weights(const std::string& model_dir, const std::string& adapter_dir, const model::ModelConfig& config,
                      const model::TpDims& dims, const model::StageLayers& stage, model::ModelWeights& weights,
                      const kernels::Kernels& kernels) {
-  const model::LoraConfig lora = adapter_dir.empty() ? model::LoraConfig{} : lora_from_peft_config(adapter_dir);
+  const PeftAdapter adapter = adapter_dir.empty() ? PeftAdapter{} : peft_adapter(adapter_dir);
   ckpt::HfReader(model_dir, model::hf_layout(config)).load(weights.sharded_state_dict());
-  if (!lora.enabled()) return;
-  const model::ModelWeights adapters = model::ModelWeights::adapters(config, lora, dims, stage, 1, weights.device());
-  ckpt::HfReader(adapter_dir, model::peft_layout(config, lora), "adapter_model").load(adapters.sharded_state_dict());
+  if (!adapter.lora.enabled()) return;
+  if (adapter.has_patterns()) {
+    merge_patterned(adapter_dir, adapter, config, dims, stage, weights, kernels);
+    return;
+  }
+  const model::ModelWeights adapters =
+      model::ModelWeights::adapters(config, adapter.lora, dims, stage, 1, weights.device());
+  ckpt::HfReader(adapter_dir, model::peft_layout(config, adapter.lora), "adapter_model")
+      .load(adapters.sharded_state_dict());
   adapters.merge_into(weights, kernels);
 }
 
-model::LoraConfig lora_from_peft_config(const std::string& adapter_dir) {
+PeftAdapter peft_adapter(const std::string& adapter_dir) {
   const std::string path = (std::filesystem::path(adapter_dir) / "adapter_config.json").string();
-  const nlohmann::json j = read_json_file(path);
+  nlohmann::ordered_json j;  // the patterns' order is PEFT's order of matching
+  try {
+    j = nlohmann::ordered_json::parse(read_text_file(path));
+  } catch (const nlohmann::json::parse_error& e) {
+    fail(path, ": not valid JSON: ", e.what());
+  }
   require(j.is_object(), path, ": not a JSON object");
   const auto absent_or = [&](const char* key, const auto& allowed, const char* why) {
     if (!j.contains(key) || j.at(key).is_null() || allowed(j.at(key))) return;
     fail(path, ": ", key, " = ", j.at(key).dump(), ": ", why);
   };
-  const auto empty = [](const nlohmann::json& v) { return (v.is_array() || v.is_object()) && v.empty(); };
-  const auto is_false = [](const nlohmann::json& v) { return v.is_boolean() && !v.get<bool>(); };
-  require(j.value("peft_type", nlohmann::json()).is_string() && j.at("peft_type") == "LORA", path, ": peft_type ",
-          j.contains("peft_type") ? j.at("peft_type").dump() : "missing", ": spin takes LoRA adapters");
+  const auto empty = [](const nlohmann::ordered_json& v) { return (v.is_array() || v.is_object()) && v.empty(); };
+  const auto is_false = [](const nlohmann::ordered_json& v) { return v.is_boolean() && !v.get<bool>(); };
+  require(j.contains("peft_type") && j.at("peft_type").is_string() && j.at("peft_type") == "LORA", path,
+          ": peft_type ", j.contains("peft_type") ? j.at("peft_type").dump() : "missing", ": spin takes LoRA adapters");
   require(j.contains("r") && j.at("r").is_number_integer() && j.at("r").get<std::int64_t>() > 0, path,
           ": r must be a positive integer");
   require(j.contains("lora_alpha") && j.at("lora_alpha").is_number(), path, ": lora_alpha must be a number");
-  const auto boolean = [](const nlohmann::json& v) { return v.is_boolean(); };
+  const auto boolean = [](const nlohmann::ordered_json& v) { return v.is_boolean(); };
   absent_or("use_rslora", boolean, "must be true or false");
   absent_or("use_dora", is_false, "DoRA's magnitude vectors are not LoRA's merge");
   absent_or("fan_in_fan_out", is_false, "the Conv1D orientation of GPT-2's layers, not of the models spin runs");
-  const auto none = [](const nlohmann::json& v) { return v == "none"; };
+  const auto none = [](const nlohmann::ordered_json& v) { return v == "none"; };
   absent_or("bias", none, "adapted biases are not supported");
   absent_or("modules_to_save", empty, "fully trained modules beside the adapters are not supported");
   absent_or("layers_to_transform", empty, "adapters of some layers only are not supported");
   absent_or("layer_replication", empty, "replicated layers are not supported");
-  absent_or("rank_pattern", empty, "per-module ranks are not supported");
-  absent_or("alpha_pattern", empty, "per-module alphas are not supported");
-  const nlohmann::json& targets = j.value("target_modules", nlohmann::json());
+  const nlohmann::ordered_json& targets = j.contains("target_modules") ? j.at("target_modules") : nlohmann::ordered_json();
   std::string names;
   if (targets.is_array()) {
-    for (const nlohmann::json& t : targets) {
+    for (const auto& t : targets) {
       require(t.is_string(), path, ": target_modules holds ", t.dump(), ", not a module name");
       names += (names.empty() ? "" : ",") + t.get<std::string>();
     }
@@ -91,13 +147,61 @@ model::LoraConfig lora_from_peft_config(const std::string& adapter_dir) {
             ": spin takes a list of module names or \"all-linear\" (a string is a regular expression to PEFT)");
     names = "all-linear";
   }
-  model::LoraConfig lora;
+  PeftAdapter adapter;
+  model::LoraConfig& lora = adapter.lora;
   lora.rank = j.at("r").get<std::int64_t>();
   lora.alpha = j.at("lora_alpha").get<double>();
-  lora.rslora = j.value("use_rslora", nlohmann::json(false)) == true;
+  lora.rslora = j.value("use_rslora", nlohmann::ordered_json(false)) == true;
   lora.targets = model::parse_lora_targets(names, (path + ": target_modules").c_str());
   lora.validate((path + ": ").c_str());
-  return lora;
+  // rank_pattern / alpha_pattern: {key: rank} / {key: alpha}, each key a regular expression.
+  const auto pattern = [&](const char* field, const auto& read) {
+    if (!j.contains(field) || j.at(field).is_null()) return;
+    require(j.at(field).is_object(), path, ": ", field, " = ", j.at(field).dump(), ": must be an object");
+    for (const auto& [key, value] : j.at(field).items()) {
+      try {
+        (void)std::regex(".*\\." + key + "$");
+      } catch (const std::regex_error&) {
+        fail(path, ": ", field, " key \"", key, "\" is not a regular expression spin reads as Python's re does");
+      }
+      read(key, value);
+    }
+  };
+  pattern("rank_pattern", [&](const std::string& key, const nlohmann::ordered_json& v) {
+    require(v.is_number_integer() && v.get<std::int64_t>() > 0, path, ": rank_pattern[\"", key, "\"] = ", v.dump(),
+            ": must be a positive integer");
+    adapter.rank_pattern.emplace_back(key, v.get<std::int64_t>());
+  });
+  pattern("alpha_pattern", [&](const std::string& key, const nlohmann::ordered_json& v) {
+    require(v.is_number() && v.get<double>() > 0, path, ": alpha_pattern[\"", key, "\"] = ", v.dump(),
+            ": must be a positive number");
+    adapter.alpha_pattern.emplace_back(key, v.get<double>());
+  });
+  return adapter;
+}
+
+model::LoraConfig lora_from_peft_config(const std::string& adapter_dir) { return peft_adapter(adapter_dir).lora; }
+
+std::pair<std::int64_t, double> PeftAdapter::module_rank_alpha(const std::string& module) const {
+  const auto matches = [&](const std::string& key) {
+    return std::regex_search(module, std::regex(".*\\." + key + "$"), std::regex_constants::match_continuous);
+  };
+  std::optional<std::string> first;
+  for (const auto& [key, rank] : rank_pattern) {
+    if (!first && matches(key)) first = key;
+  }
+  for (const auto& [key, alpha] : alpha_pattern) {
+    if (!first && matches(key)) first = key;
+  }
+  std::pair<std::int64_t, double> out{lora.rank, lora.alpha};
+  if (!first) return out;
+  for (const auto& [key, rank] : rank_pattern) {
+    if (key == *first) out.first = rank;
+  }
+  for (const auto& [key, alpha] : alpha_pattern) {
+    if (key == *first) out.second = alpha;
+  }
+  return out;
 }
 
 DType parse_save_dtype(const std::string& name, const char* option) {

@@ -63,16 +63,36 @@ model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, do
 
 // Fills `weights` (this rank's shard: `dims`, `stage`) from the Hugging Face model in `model_dir`
 // and, when `adapter_dir` is not empty, merges into them the PEFT LoRA adapter there (W + s B A with
-// `kernels`, as PEFT's merge_and_unload; lora_from_peft_config's refusals): each command that starts
+// `kernels`, as PEFT's merge_and_unload, each module at the rank and alpha PeftAdapter gives it;
+// peft_adapter's refusals): each command that starts
 // from a Hugging Face model takes an SFT model trained with PEFT as its base and adapter.
 void load_hf_weights(const std::string& model_dir, const std::string& adapter_dir, const model::ModelConfig& config,
                      const model::TpDims& dims, const model::StageLayers& stage, model::ModelWeights& weights,
                      const kernels::Kernels& kernels);
 
-// The LoRA adapter of a PEFT adapter directory (its adapter_config.json: r, lora_alpha,
-// use_rslora, target_modules), refusing what spin's LoRA is not -- DoRA, adapted biases, modules to
-// save, some layers only, per-module ranks or alphas, a regular expression of targets -- naming
-// the file and field.
+// A PEFT LoRA adapter's settings (its adapter_config.json): r, lora_alpha, use_rslora and
+// target_modules as spin's LoRA settings, and PEFT's per-module ranks and alphas.
+struct PeftAdapter {
+  model::LoraConfig lora;
+  // rank_pattern's and alpha_pattern's entries in the file's order; each key a regular expression
+  // PEFT matches against the end of a module's name.
+  std::vector<std::pair<std::string, std::int64_t>> rank_pattern;
+  std::vector<std::pair<std::string, double>> alpha_pattern;
+
+  bool has_patterns() const { return !rank_pattern.empty() || !alpha_pattern.empty(); }
+  // The rank and alpha PeftModel gives module `module` (its name in the model, as
+  // "model.layers.3.self_attn.q_proj"), as LoraModel._create_and_replace picks them: the first key,
+  // rank_pattern's then alpha_pattern's, for which Python's re.match(rf".*\.{key}$", module) holds;
+  // the rank rank_pattern gives that key, else r; the alpha alpha_pattern gives that key, else
+  // lora_alpha -- so a module two keys match takes both from the first.
+  std::pair<std::int64_t, double> module_rank_alpha(const std::string& module) const;
+};
+
+// The adapter of a PEFT adapter directory, refusing what spin's LoRA is not -- DoRA, adapted
+// biases, modules to save, some layers only, a regular expression of targets, a pattern key that is
+// not a regular expression spin can read -- naming the file and field.
+PeftAdapter peft_adapter(const std::string& adapter_dir);
+// Its LoRA settings (r, lora_alpha, use_rslora, target_modules): peft_adapter(adapter_dir).lora.
 model::LoraConfig lora_from_peft_config(const std::string& adapter_dir);
 
 // Throws unless a checkpoint whose state recorded LoRA settings `saved` (LoraConfig::summary; ""

@@ -55,6 +55,10 @@ def main():
     for rslora in (False, True):
         check(args, model, vocab, rslora)
         check_import(args, model, rslora)
+    # Per-module ranks and alphas: v_proj at rank 2, layer 1's q_proj at rank 6 (its own key before
+    # q_proj's), q_proj elsewhere at alpha 5, down_proj at alpha 3 -- PEFT's resolution of the keys.
+    check_import(args, model, False, {"v_proj": 2, "layers.1.self_attn.q_proj": 6},
+                 {"q_proj": 5.0, "down_proj": 3.0})
     check_import_fused(args, os.path.join(args.models, "tiny-phi3"))
 
 
@@ -92,14 +96,18 @@ def check_import_fused(args, model):
               "import-hf at TP 2: W + (alpha / r) B A to %.1e (the adapter moves each by > %.2f)" % (worst, moved))
 
 
-def check_import(args, model, rslora):
+def check_import(args, model, rslora, rank_pattern=None, alpha_pattern=None):
     with tempfile.TemporaryDirectory(prefix="spin_peft_import_") as tmp:
         torch.manual_seed(5)
         base = LlamaForCausalLM.from_pretrained(model, torch_dtype=torch.float32)
         before = {n: t.clone() for n, t in base.state_dict().items()}
         config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.1,
-                            use_rslora=rslora)
+                            use_rslora=rslora, rank_pattern=rank_pattern or {}, alpha_pattern=alpha_pattern or {})
         adapted = get_peft_model(base, config)
+        if rank_pattern:  # PEFT gave the modules those ranks
+            ranks = {n: p.shape[0] for n, p in adapted.named_parameters() if n.endswith("lora_A.default.weight")}
+            assert ranks["base_model.model.model.layers.1.self_attn.q_proj.lora_A.default.weight"] == 6, ranks
+            assert ranks["base_model.model.model.layers.0.self_attn.v_proj.lora_A.default.weight"] == 2, ranks
         with torch.no_grad():
             for name, p in adapted.named_parameters():
                 if "lora_" in name:
@@ -130,9 +138,11 @@ def check_import(args, model, rslora):
             json.dump(dict(settings, **{key: value}), open(os.path.join(bad, "adapter_config.json"), "w"))
             refused([args.spin, "ckpt", "import-hf", model, os.path.join(tmp, "x_" + key), "--adapter", bad], named)
             assert not os.path.exists(os.path.join(tmp, "x_" + key)), key
-        print("a PEFT adapter (rank 4, alpha 8, q/v/down%s) merged by spin ckpt import-hf at TP 2: PEFT's "
+        print("a PEFT adapter (rank 4, alpha 8, q/v/down%s%s) merged by spin ckpt import-hf at TP 2: PEFT's "
               "merge_and_unload to %.1e, the other weights untouched; DoRA, a target regex, modules to save and a "
-              "wrong rank refused" % (", rsLoRA" if rslora else "", worst))
+              "wrong rank refused" % (", rsLoRA" if rslora else "",
+                                      ", rank_pattern %s, alpha_pattern %s" % (rank_pattern, alpha_pattern)
+                                      if rank_pattern else "", worst))
 
 
 def check(args, model, vocab, rslora):

@@ -70,6 +70,30 @@ TEST_F(PeftConfigTest, ReadsRankAlphaRsloraAndTargets) {
   EXPECT_EQ(lora_from_peft_config(dir.string()).targets_text(), "o_proj");
 }
 
+// rank_pattern / alpha_pattern resolved as LoraModel._create_and_replace does: the first key of
+// rank_pattern then alpha_pattern (in the file's order) that re.match(rf".*\.{key}$", module)
+// accepts, its rank and alpha from the patterns that hold that key, r and lora_alpha otherwise.
+TEST_F(PeftConfigTest, ResolvesRankAndAlphaPatternsAsPeft) {
+  std::ofstream(dir / "adapter_config.json") << R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8,
+      "target_modules": ["q_proj", "v_proj", "down_proj"],
+      "rank_pattern": {"v_proj": 2, "layers.1.self_attn.q_proj": 6, "q_proj": 3},
+      "alpha_pattern": {"q_proj": 5, "down_proj": 1.5, "layers\\.[23]\\.mlp\\.down_proj": 7}})";
+  const PeftAdapter a = peft_adapter(dir.string());
+  ASSERT_TRUE(a.has_patterns());
+  using RankAlpha = std::pair<std::int64_t, double>;
+  EXPECT_EQ(a.module_rank_alpha("model.layers.0.self_attn.v_proj"), (RankAlpha{2, 8.0}));
+  // layer 1's q_proj: its own key first (rank 6), whose alpha is not in alpha_pattern: lora_alpha.
+  EXPECT_EQ(a.module_rank_alpha("model.layers.1.self_attn.q_proj"), (RankAlpha{6, 8.0}));
+  EXPECT_EQ(a.module_rank_alpha("model.layers.0.self_attn.q_proj"), (RankAlpha{3, 5.0}));
+  EXPECT_EQ(a.module_rank_alpha("model.layers.11.self_attn.q_proj"), (RankAlpha{3, 5.0}));  // not layer 1's key
+  EXPECT_EQ(a.module_rank_alpha("model.layers.0.mlp.down_proj"), (RankAlpha{4, 1.5}));
+  // down_proj's key comes first in alpha_pattern, so layers 2 and 3 take 1.5 too, as PEFT gives them.
+  EXPECT_EQ(a.module_rank_alpha("model.layers.2.mlp.down_proj"), (RankAlpha{4, 1.5}));
+  EXPECT_EQ(a.module_rank_alpha("model.layers.0.self_attn.k_proj"), (RankAlpha{4, 8.0}));
+  EXPECT_EQ(a.module_rank_alpha("model.layers.0.self_attn.xv_proj"), (RankAlpha{4, 8.0}));  // ".v_proj" must end it
+  EXPECT_FALSE(peft_adapter((read(), dir.string())).has_patterns());  // empty objects: none
+}
+
 TEST_F(PeftConfigTest, RefusesWhatIsNotPlainLoraNamingTheField) {
   expect_refused({{"peft_type", "IA3"}}, "peft_type");
   expect_refused({{"r", 0}}, "r must be");
@@ -79,8 +103,11 @@ TEST_F(PeftConfigTest, RefusesWhatIsNotPlainLoraNamingTheField) {
   expect_refused({{"fan_in_fan_out", true}}, "fan_in_fan_out");
   expect_refused({{"modules_to_save", {"lm_head"}}}, "modules_to_save");
   expect_refused({{"layers_to_transform", {0, 1}}}, "layers_to_transform");
-  expect_refused({{"rank_pattern", {{"q_proj", 4}}}}, "rank_pattern");
-  expect_refused({{"alpha_pattern", {{"q_proj", 4}}}}, "alpha_pattern");
+  expect_refused({{"rank_pattern", {{"q_proj", 0}}}}, "rank_pattern[\"q_proj\"] = 0");
+  expect_refused({{"rank_pattern", {{"q_proj", 2.5}}}}, "rank_pattern[\"q_proj\"]");
+  expect_refused({{"alpha_pattern", {{"q_proj", "4"}}}}, "alpha_pattern[\"q_proj\"]");
+  expect_refused({{"alpha_pattern", {{"q_proj(", 4}}}}, "alpha_pattern key \"q_proj(\"");
+  expect_refused({{"rank_pattern", {4}}}, "rank_pattern");
   expect_refused({{"target_modules", ".*proj"}}, "target_modules");
   expect_refused({{"target_modules", {"q_proj", "lm_head"}}}, "target_modules");
   expect_refused({{"use_rslora", "yes"}}, "use_rslora");
