@@ -265,72 +265,65 @@ struct PeftTensor {
 };
 
 // Phi-3's fused modules as PEFT adapts them -- one pair on qkv_proj (gate_up_proj) where spin
-// trains a pair for each of q, k, v (gate, up). PEFT gives every module one rank (spin's import
-// refuses rank_pattern), so every pair is widened to rank n r, n the most parts of one fused module
-// adapted (`parts`, returned): the fused A stacks the adapted parts' A, one r-row block each; the
-// fused B holds each part's B in that part's rows and its block's columns, zero elsewhere -- its
-// product with A is each part's B A in the part's rows, zero in an unadapted part's --; an unfused
-// module's pair (o_proj, down_proj) gains zero rows of A and zero columns of B. Nothing else changes:
-// with lora_alpha times n (rsLoRA: sqrt(n)) PEFT's scale is spin's, W + s B A exactly.
+// trains a pair for each of q, k, v (gate, up): with n of its parts adapted, the fused pair has rank
+// n r; its A stacks the adapted parts' A, one r-row block each, its B holds each part's B in that
+// part's rows and its block's columns, zero elsewhere -- so B A is each part's B A in the part's
+// rows, zero in an unadapted part's. `rank_pattern` and `alpha_pattern` receive the fused module's
+// rank n r and alpha n alpha (rsLoRA: sqrt(n) alpha), which give it spin's scale; the unfused pairs
+// (o_proj, down_proj) are written as they are. PEFT's merge is spin's, W + s B A, exactly.
 std::vector<PeftTensor> fused_peft_adapters(const ckpt::CheckpointReader& reader, const model::ModelConfig& config,
-                                            std::int64_t rank, std::int64_t& parts) {
+                                            std::int64_t rank, double alpha, bool rslora, nlohmann::json& rank_pattern,
+                                            nlohmann::json& alpha_pattern) {
   const auto module_of = [](const std::string& weight) { return weight.substr(0, weight.size() - 6); };  // "weight"
-  const std::vector<HfLayout::Fusion> fusions = model::hf_layout(config).fusions;
   const auto layer_prefix = [](std::int64_t l) { return "model.layers." + std::to_string(l) + "."; };
   const auto adapted = [&](std::int64_t l, const std::string& part) {
     return reader.has("lora", layer_prefix(l) + module_of(part) + "lora_A.weight");
   };
-  parts = 1;
-  for (std::int64_t l = 0; l < config.num_layers; ++l) {
-    for (const auto& f : fusions) {
-      parts = std::max(parts, static_cast<std::int64_t>(std::count_if(
-                                  f.parts.begin(), f.parts.end(), [&](const auto& p) { return adapted(l, p.first); })));
-    }
-  }
-  const std::int64_t wide = parts * rank;
   std::vector<PeftTensor> out;
   std::vector<std::string> done;  // the parts' factors, written within their fused module's
-  for (std::int64_t l = 0; l < config.num_layers; ++l) {
-    const std::string at = layer_prefix(l);
-    for (const auto& f : fusions) {
+  for (const HfLayout::Fusion& f : model::hf_layout(config).fusions) {
+    // Every layer has the same targets: layer 0 says how many parts are adapted.
+    const auto n = static_cast<std::int64_t>(
+        std::count_if(f.parts.begin(), f.parts.end(), [&](const auto& p) { return adapted(0, p.first); }));
+    if (n == 0) continue;
+    const std::string module = module_of(f.fused);                       // "self_attn.qkv_proj."
+    const std::string name = module.substr(module.find('.') + 1, module.size() - module.find('.') - 2);  // "qkv_proj"
+    const std::int64_t wide = n * rank;
+    if (n > 1) {
+      rank_pattern[name] = wide;
+      alpha_pattern[name] = alpha * (rslora ? std::sqrt(static_cast<double>(n)) : static_cast<double>(n));
+    }
+    for (std::int64_t l = 0; l < config.num_layers; ++l) {
+      const std::string at = layer_prefix(l);
       std::int64_t rows = 0, in = 0, block = 0;
-      for (const auto& [part, n] : f.parts) {
-        rows += n;
+      for (const auto& [part, part_rows] : f.parts) {
+        rows += part_rows;
         if (adapted(l, part)) in = reader.shape("lora", at + module_of(part) + "lora_A.weight")[1];
       }
-      if (in == 0) continue;
-      PeftTensor a{at + module_of(f.fused) + "lora_A.weight", {wide, in}, std::vector<float>(wide * in, 0.0f)};
-      PeftTensor b{at + module_of(f.fused) + "lora_B.weight", {rows, wide}, std::vector<float>(rows * wide, 0.0f)};
+      PeftTensor a{at + module + "lora_A.weight", {wide, in}, std::vector<float>(wide * in, 0.0f)};
+      PeftTensor b{at + module + "lora_B.weight", {rows, wide}, std::vector<float>(rows * wide, 0.0f)};
       std::int64_t row = 0;
-      for (const auto& [part, n] : f.parts) {
+      for (const auto& [part, part_rows] : f.parts) {
         const std::string a_name = at + module_of(part) + "lora_A.weight", b_name = at + module_of(part) + "lora_B.weight";
         if (adapted(l, part)) {
           const std::vector<float> pa = reader.read_all("lora", a_name), pb = reader.read_all("lora", b_name);
           std::copy(pa.begin(), pa.end(), a.values.begin() + block * rank * in);
-          for (std::int64_t i = 0; i < n; ++i) {
+          for (std::int64_t i = 0; i < part_rows; ++i) {
             std::copy_n(pb.begin() + i * rank, rank, b.values.begin() + (row + i) * wide + block * rank);
           }
           done.insert(done.end(), {a_name, b_name});
           ++block;
         }
-        row += n;
+        row += part_rows;
       }
       out.push_back(std::move(a));
       out.push_back(std::move(b));
     }
   }
-  for (const std::string& name : reader.names("lora")) {  // the unfused modules' pairs, padded
-    if (std::find(done.begin(), done.end(), name) != done.end()) continue;
-    const Shape s = reader.shape("lora", name);
-    const std::vector<float> v = reader.read_all("lora", name);
-    const bool is_a = name.ends_with("lora_A.weight");
-    PeftTensor t{name, is_a ? Shape{wide, s[1]} : Shape{s[0], wide}, std::vector<float>(s[0] * s[1] * parts, 0.0f)};
-    if (is_a) {
-      std::copy(v.begin(), v.end(), t.values.begin());  // its rows, then zero rows
-    } else {
-      for (std::int64_t i = 0; i < s[0]; ++i) std::copy_n(v.begin() + i * s[1], s[1], t.values.begin() + i * wide);
+  for (const std::string& name : reader.names("lora")) {  // the unfused modules' pairs
+    if (std::find(done.begin(), done.end(), name) == done.end()) {
+      out.push_back({name, reader.shape("lora", name), reader.read_all("lora", name)});
     }
-    out.push_back(std::move(t));
   }
   return out;
 }
@@ -360,10 +353,12 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
           ": no LoRA adapters (a run without lora.rank / --lora-rank saved it)");
   const nlohmann::json lora = nlohmann::json::parse(reader.attribute("lora_config"));
   const DType dtype = parse_save_dtype(o.dtype, "spin ckpt: --dtype");
+  const bool rslora = lora.value("rslora", false);
+  nlohmann::json rank_pattern = nlohmann::json::object(), alpha_pattern = nlohmann::json::object();
   std::vector<PeftTensor> adapters;
-  std::int64_t parts = 1;
   if (config.fused_projections) {
-    adapters = fused_peft_adapters(reader, config, lora.at("rank").get<std::int64_t>(), parts);
+    adapters = fused_peft_adapters(reader, config, lora.at("rank").get<std::int64_t>(), lora.at("alpha").get<double>(),
+                                   rslora, rank_pattern, alpha_pattern);
   } else {
     for (const std::string& name : names) adapters.push_back({name, reader.shape("lora", name), {}});
   }
@@ -378,11 +373,9 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
     writer.write_next(config.fused_projections ? t.values.data() : reader.read_all("lora", t.name).data());
   }
   writer.finish();
-  const bool rslora = lora.value("rslora", false);
-  const double widen = rslora ? std::sqrt(static_cast<double>(parts)) : static_cast<double>(parts);
   const nlohmann::json adapter = {{"peft_type", "LORA"},        {"task_type", "CAUSAL_LM"},
-                                  {"r", lora.at("rank").get<std::int64_t>() * parts},
-                                  {"lora_alpha", lora.at("alpha").get<double>() * widen},
+                                  {"r", lora.at("rank")},       {"lora_alpha", lora.at("alpha")},
+                                  {"rank_pattern", rank_pattern}, {"alpha_pattern", alpha_pattern},
                                   {"lora_dropout", lora.value("dropout", 0.0)},
                                   {"target_modules", peft_targets(lora.at("targets"), config.fused_projections)},
                                   {"bias", "none"},             {"fan_in_fan_out", false},

@@ -278,10 +278,11 @@ def case_lora(args, tmp):
 
 def check_fused_peft_export(args, data, tmp):
     """Phi-3's adapters for PEFT: spin trains pairs on q, v and gate (parts of the fused qkv_proj and
-    gate_up_proj) and on o_proj at rank 2; the export writes one pair per fused module, widened to rank
-    4 (two parts of qkv_proj adapted) with lora_alpha 2 x 6, o_proj's padded likewise. Each fused
-    tensor of the merged model is the base's + (lora_alpha / r) B A, as PEFT merges it, and spin score
-    with the adapter over the base agrees with the merged model."""
+    gate_up_proj) and on o_proj at rank 2; the export writes one pair per fused module -- qkv_proj's
+    of rank 4 (two parts adapted) with alpha 2 x 6 in rank_pattern and alpha_pattern, gate_up_proj's
+    of rank 2 --, o_proj's as it is. Each adapted tensor of the merged model is the base's +
+    (alpha / r) B A with the module's rank and alpha, as PEFT merges it, and spin score with the
+    adapter over the base agrees with the merged model."""
     phi3 = os.path.join(args.models, "tiny-phi3")
     save = os.path.join(tmp, "phi3-save")
     sft(args, phi3, data, os.path.join(tmp, "phi3"), 2, "--lora-rank", "2", "--lora-alpha", "6", "--lora-targets",
@@ -291,24 +292,27 @@ def check_fused_peft_export(args, data, tmp):
     for which, where in out.items():
         run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", step, where, "--which", which], 1)
     adapter = json.load(open(os.path.join(out["lora"], "adapter_config.json")))
-    assert (adapter["r"], adapter["lora_alpha"]) == (4, 12.0), adapter
+    assert (adapter["r"], adapter["lora_alpha"]) == (2, 6.0), adapter
+    assert (adapter["rank_pattern"], adapter["alpha_pattern"]) == ({"qkv_proj": 4}, {"qkv_proj": 12.0}), adapter
     assert sorted(adapter["target_modules"]) == ["gate_up_proj", "o_proj", "qkv_proj"], adapter
     lora = read_safetensors(os.path.join(out["lora"], "adapter_model.safetensors"))
     base = read_safetensors(os.path.join(out["base"], "model.safetensors"))
     policy = read_safetensors(os.path.join(out["policy"], "model.safetensors"))
     config = json.load(open(os.path.join(phi3, "config.json")))
-    hidden, scale, worst = config["hidden_size"], adapter["lora_alpha"] / adapter["r"], 0.0
+    worst = 0.0
     for l in range(config["num_hidden_layers"]):
         for module in ("self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj"):
+            short = module.split(".")[1]
+            r = adapter["rank_pattern"].get(short, adapter["r"])
+            scale = adapter["alpha_pattern"].get(short, adapter["lora_alpha"]) / r
             prefix = "base_model.model.model.layers.%d.%s." % (l, module)
             a, b = lora[prefix + "lora_A.weight"], lora[prefix + "lora_B.weight"]
             name = "model.layers.%d.%s.weight" % (l, module)
-            cols = len(a) // 4
-            rows = len(b) // 4
+            cols, rows = len(a) // r, len(b) // r
             assert len(base[name]) == rows * cols, (name, len(base[name]), rows, cols)
             for i in range(rows):
                 for j in range(cols):
-                    ba = sum(b[i * 4 + k] * a[k * cols + j] for k in range(4))
+                    ba = sum(b[i * r + k] * a[k * cols + j] for k in range(r))
                     worst = max(worst, abs(base[name][i * cols + j] + scale * ba - policy[name][i * cols + j]))
     assert worst < 1e-6, worst
     untouched = [n for n in base if "qkv_proj" not in n and "o_proj" not in n and "gate_up_proj" not in n]
@@ -320,7 +324,8 @@ def check_fused_peft_export(args, data, tmp):
         run_ok(args.mpiexec, [args.spin, "score", "--input", data, "--output", out_file, "--tp", "2"] + model_args, 2)
         scored[name] = [json.loads(l)["logprob_sum"] for l in open(out_file)]
     assert all(abs(x - y) <= 1e-5 * max(1.0, abs(y)) for x, y in zip(scored["adapter"], scored["merged"])), scored
-    print("Phi-3 LoRA (q, v, o, gate at rank 2) exported for PEFT as one pair per fused module (rank 4, alpha 12): "
+    print("Phi-3 LoRA (q, v, o, gate at rank 2) exported for PEFT as one pair per fused module (qkv_proj's rank 4, "
+          "alpha 12 in rank_pattern / alpha_pattern): "
           "the merged model = base + (alpha / r) B A to %.2g; spin score over the base with it = the merged model" % worst)
 
 
