@@ -286,8 +286,9 @@ std::vector<PeftTensor> fused_peft_adapters(const ckpt::CheckpointReader& reader
     const auto n = static_cast<std::int64_t>(
         std::count_if(f.parts.begin(), f.parts.end(), [&](const auto& p) { return adapted(0, p.first); }));
     if (n == 0) continue;
-    const std::string module = module_of(f.fused);                       // "self_attn.qkv_proj."
-    const std::string name = module.substr(module.find('.') + 1, module.size() - module.find('.') - 2);  // "qkv_proj"
+    const std::string module = module_of(f.fused);  // "self_attn.qkv_proj."
+    std::string name = module.substr(0, module.size() - 1);
+    name = name.substr(name.rfind('.') + 1);  // "qkv_proj": PEFT's module name, its patterns' key
     const std::int64_t wide = n * rank;
     if (n > 1) {
       rank_pattern[name] = wide;
@@ -304,7 +305,8 @@ std::vector<PeftTensor> fused_peft_adapters(const ckpt::CheckpointReader& reader
       PeftTensor b{at + module + "lora_B.weight", {rows, wide}, std::vector<float>(rows * wide, 0.0f)};
       std::int64_t row = 0;
       for (const auto& [part, part_rows] : f.parts) {
-        const std::string a_name = at + module_of(part) + "lora_A.weight", b_name = at + module_of(part) + "lora_B.weight";
+        const std::string a_name = at + module_of(part) + "lora_A.weight";
+        const std::string b_name = at + module_of(part) + "lora_B.weight";
         if (adapted(l, part)) {
           const std::vector<float> pa = reader.read_all("lora", a_name), pb = reader.read_all("lora", b_name);
           std::copy(pa.begin(), pa.end(), a.values.begin() + block * rank * in);

@@ -53,7 +53,9 @@ std::string peft_module(const model::ModelConfig& config, std::int64_t l, model:
   using T = model::LoraTarget;
   const bool attention = t == T::Q || t == T::K || t == T::V || t == T::O;
   std::string name = model::lora_target_name(t);
-  if (config.fused_projections && !spin_name && t != T::O && t != T::Down) name = attention ? "qkv_proj" : "gate_up_proj";
+  if (config.fused_projections && !spin_name && t != T::O && t != T::Down) {
+    name = attention ? "qkv_proj" : "gate_up_proj";
+  }
   return (spin_name ? "" : config.hf_weight_prefix) + "model.layers." + std::to_string(l) + "." +
          (attention ? "self_attn." : "mlp.") + name;
 }
@@ -135,7 +137,8 @@ PeftAdapter peft_adapter(const std::string& adapter_dir) {
   absent_or("modules_to_save", empty, "fully trained modules beside the adapters are not supported");
   absent_or("layers_to_transform", empty, "adapters of some layers only are not supported");
   absent_or("layer_replication", empty, "replicated layers are not supported");
-  const nlohmann::ordered_json& targets = j.contains("target_modules") ? j.at("target_modules") : nlohmann::ordered_json();
+  const nlohmann::ordered_json& targets =
+      j.contains("target_modules") ? j.at("target_modules") : nlohmann::ordered_json();
   std::string names;
   if (targets.is_array()) {
     for (const auto& t : targets) {

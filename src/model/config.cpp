@@ -129,7 +129,8 @@ RopeScaling parse_rope_scaling(const json& j, const json& r, bool phi3, const st
     // Dynamic NTK (_compute_dynamic_ntk_parameters): base theta ((factor len / max) - (factor - 1))^(d / (d - 2))
     // for a sequence of len > max positions, theta itself up to max -- the only lengths spin runs.
     s.type = RopeScaling::Type::Dynamic;
-    const bool given = r.contains("original_max_position_embeddings") && !r.at("original_max_position_embeddings").is_null();
+    const bool given =
+        r.contains("original_max_position_embeddings") && !r.at("original_max_position_embeddings").is_null();
     s.original_max_position_embeddings =
         positive_int(given ? r : j, given ? "original_max_position_embeddings" : "max_position_embeddings", source);
   } else if (type == "linear") {
