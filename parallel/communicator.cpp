@@ -91,4 +91,20 @@ std::vector<std::string> gather_strings(Communicator& comm, const std::string& m
   return all;
 }
 
+std::vector<std::vector<double>> all_gather_varying(Communicator& comm, std::vector<double> mine) {
+  double longest = static_cast<double>(mine.size());
+  comm.all_reduce(&longest, 1, ReduceOp::Max);
+  const auto block = static_cast<std::size_t>(longest) + 1;  // + the block's own length
+  mine.insert(mine.begin(), static_cast<double>(mine.size()));
+  mine.resize(block, 0.0);
+  std::vector<double> all(block * static_cast<std::size_t>(comm.size()));
+  comm.all_gather(mine.data(), all.data(), block);
+  std::vector<std::vector<double>> blocks;
+  for (std::size_t rank = 0; rank < static_cast<std::size_t>(comm.size()); ++rank) {
+    const double* at = all.data() + rank * block;
+    blocks.emplace_back(at + 1, at + 1 + static_cast<std::size_t>(at[0]));
+  }
+  return blocks;
+}
+
 }  // namespace spin::parallel

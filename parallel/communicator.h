@@ -205,4 +205,9 @@ class SelfCommunicator final : public Communicator {
 // Every rank's `mine` on rank 0, in rank order; an empty vector on the other ranks.
 std::vector<std::string> gather_strings(Communicator& comm, const std::string& mine);
 
+// Every rank's `mine`, whose lengths may differ, on every rank in rank order: one all-reduce of the
+// longest length, one all-gather of blocks that long (+ each block's length). Doubles carry sample
+// indices, token ids and float32 sums exactly.
+std::vector<std::vector<double>> all_gather_varying(Communicator& comm, std::vector<double> mine);
+
 }  // namespace spin::parallel

@@ -23,24 +23,6 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 // Noise streams for evaluation rollouts: far from the training ones (iteration x epoch).
 constexpr std::uint64_t kEvaluationStream = std::uint64_t{1} << 40;
 
-// Every rank's `mine` (their lengths may differ), in rank order. Doubles carry sample indices,
-// token ids and float32 sums exactly.
-std::vector<std::vector<double>> all_gather_blocks(parallel::Communicator& comm, std::vector<double> mine) {
-  double longest = static_cast<double>(mine.size());
-  comm.all_reduce(&longest, 1, parallel::ReduceOp::Max);
-  const auto block = static_cast<std::size_t>(longest) + 1;  // + the block's own length
-  mine.insert(mine.begin(), static_cast<double>(mine.size()));
-  mine.resize(block, 0.0);
-  std::vector<double> all(block * static_cast<std::size_t>(comm.size()));
-  comm.all_gather(mine.data(), all.data(), block);
-  std::vector<std::vector<double>> blocks;
-  for (std::size_t rank = 0; rank < static_cast<std::size_t>(comm.size()); ++rank) {
-    const double* at = all.data() + rank * block;
-    blocks.emplace_back(at + 1, at + 1 + static_cast<std::size_t>(at[0]));
-  }
-  return blocks;
-}
-
 }  // namespace
 
 double SpinConfig::lambda(std::int64_t iteration) const {
@@ -130,15 +112,6 @@ const data::BatchPlan& SpinTrainer::plan(std::int64_t iteration) const {
 
 std::int64_t SpinTrainer::samples(std::int64_t iteration) const {
   return samples_in_iteration(config_, static_cast<std::int64_t>(examples_.size()), iteration);
-}
-
-const SpinTrainer::Response& SpinTrainer::cached_response(std::int64_t sample) const {
-  const auto n = static_cast<std::int64_t>(examples_.size());
-  const Responses& responses = sample < n ? cache_ : previous_;
-  const auto found = responses.find(sample % n);
-  require(found != responses.end(), "SPIN: no ", sample < n ? "" : "previous iteration's ",
-          "response to example ", sample % n, " (an internal error)");
-  return found->second;
 }
 
 std::size_t SpinTrainer::ref_slot(std::int64_t sample, int half) const {
@@ -243,14 +216,6 @@ SpinTrainer::Rollout SpinTrainer::pairs(const std::vector<std::vector<std::int64
   return r;
 }
 
-SpinTrainer::Rollout SpinTrainer::cached_pairs(const std::vector<std::vector<std::int64_t>>& groups) const {
-  std::vector<const Response*> responses;
-  for (const auto& g : groups) {
-    for (std::int64_t idx : g) responses.push_back(&cached_response(idx));
-  }
-  return pairs(groups, examples_, responses);
-}
-
 SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int64_t>>& groups,
                                           const std::vector<data::Example>& examples, std::uint64_t stream) {
   std::vector<std::int64_t> indices;
@@ -259,97 +224,6 @@ SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int
   std::vector<const Response*> responses;
   for (const Response& r : generated) responses.push_back(&r);
   return pairs(groups, examples, responses);
-}
-
-void SpinTrainer::generate_into_cache(const std::vector<std::int64_t>& indices, std::uint64_t stream) {
-  const std::vector<Response> generated = generate(indices, examples_, stream);
-  if (!config_.generations_from_data) responses_generated_ += static_cast<std::int64_t>(generated.size());
-  // Shared over DP: per response its index, capped flag, log-probability sum, length and tokens.
-  std::vector<double> mine;
-  for (std::size_t i = 0; i < generated.size(); ++i) {
-    const Response& g = generated[i];
-    mine.insert(mine.end(), {static_cast<double>(indices[i]), g.capped ? 1.0 : 0.0, static_cast<double>(g.logprob_sum),
-                             static_cast<double>(g.tokens.size())});
-    mine.insert(mine.end(), g.tokens.begin(), g.tokens.end());
-  }
-  for (const std::vector<double>& block : all_gather_blocks(grid_.dp(), std::move(mine))) {
-    const double* end = block.data() + block.size();
-    for (const double* at = block.data(); at < end;) {
-      Response r;
-      const auto idx = static_cast<std::int64_t>(at[0]);
-      r.capped = at[1] != 0.0;
-      r.logprob_sum = static_cast<float>(at[2]);
-      const auto n = static_cast<std::size_t>(at[3]);
-      r.tokens.assign(at + 4, at + 4 + n);
-      at += 4 + n;
-      cache_[idx] = std::move(r);
-    }
-  }
-}
-
-void SpinTrainer::fill_cache(std::int64_t iteration, std::int64_t epoch, std::int64_t index) {
-  if (cache_iteration_ != iteration) {
-    cache_.clear();
-    cached_steps_.assign(static_cast<std::size_t>(steps_per_epoch(iteration)), false);
-    cached_rest_ = false;
-    cache_iteration_ = iteration;
-  }
-  // The first epoch's steps, each as it ran (its groups, its rollout batches, its noise) -- in
-  // a later epoch all of them, for a process that started past them. With pregenerate they
-  // ran as one: every step's samples of this replica in one continuous batch.
-  const std::int64_t first_epoch = iteration * config_.epochs;
-  const auto stream = static_cast<std::uint64_t>(first_epoch);
-  const bool all = epoch > 0 || config_.pregenerate;
-  const std::int64_t from = all ? 0 : index, to = all ? steps_per_epoch(iteration) : index + 1;
-  const auto n = static_cast<std::int64_t>(examples_.size());
-  std::vector<std::int64_t> together;
-  bool missing = false;  // the same on every rank: all run the same steps
-  for (std::int64_t s = from; s < to; ++s) {
-    if (cached_steps_[static_cast<std::size_t>(s)]) continue;
-    missing = true;
-    std::vector<std::int64_t> indices;
-    for (const auto& g : plan(iteration).micro_batches(first_epoch, s, grid_.dp_rank())) {
-      for (std::int64_t idx : g) {
-        if (idx < n) indices.push_back(idx);  // the others have the previous iteration's
-      }
-    }
-    if (config_.pregenerate) {
-      together.insert(together.end(), indices.begin(), indices.end());
-    } else {
-      generate_into_cache(indices, stream);
-    }
-    cached_steps_[static_cast<std::size_t>(s)] = true;
-  }
-  if (config_.pregenerate && missing) {
-    generate_into_cache(together, stream);
-    // And their reference sums, step by step as the steps will pack them (the same values): the
-    // reference then works once for the whole first epoch -- under ref_offload, one upload.
-    if (keeps_ref_sum(0)) {
-      for (std::int64_t s = 0; s < steps_per_epoch(iteration); ++s) {
-        reference_sums(cached_pairs(plan(iteration).micro_batches(first_epoch, s, grid_.dp_rank())), iteration);
-      }
-    }
-  }
-  if (epoch > 0) generate_left_out(iteration);
-}
-
-void SpinTrainer::generate_left_out(std::int64_t iteration) {
-  if (cached_rest_) return;
-  // The samples the first epoch left out, in index order, each replica a contiguous share.
-  const auto stream = static_cast<std::uint64_t>(iteration * config_.epochs);
-  std::vector<std::int64_t> rest;
-  for (std::int64_t i = 0; i < static_cast<std::int64_t>(examples_.size()); ++i) {
-    if (!cache_.contains(i)) rest.push_back(i);
-  }
-  const auto dp = static_cast<std::size_t>(grid_.dp_size());
-  const std::size_t share = (rest.size() + dp - 1) / dp;
-  const std::size_t begin = std::min(rest.size(), share * static_cast<std::size_t>(grid_.dp_rank()));
-  const std::size_t end = std::min(rest.size(), begin + share);
-  if (!rest.empty()) {
-    const auto at = [&](std::size_t i) { return rest.begin() + static_cast<std::ptrdiff_t>(i); };
-    generate_into_cache(std::vector<std::int64_t>(at(begin), at(end)), stream);
-  }
-  cached_rest_ = true;
 }
 
 bool SpinTrainer::keeps_ref_sum(int half) const {
@@ -437,7 +311,7 @@ void SpinTrainer::share_ref_sums(const Rollout& r, const std::vector<std::vector
     }
   }
   if (grid_.pp_size() > 1) grid_.pp().broadcast(mine.data(), mine.size(), grid_.pp_size() - 1);
-  for (const std::vector<double>& block : all_gather_blocks(grid_.dp(), std::move(mine))) {
+  for (const std::vector<double>& block : parallel::all_gather_varying(grid_.dp(), std::move(mine))) {
     for (std::size_t at = 0; at + 3 <= block.size(); at += 3) {
       const auto sample = static_cast<std::int64_t>(block[at]);
       for (int half = 0; half < 2; ++half) {

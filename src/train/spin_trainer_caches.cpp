@@ -1,4 +1,6 @@
-// SpinTrainer's caches of an iteration as floats for a checkpoint, and back (spin_trainer.h).
+// SpinTrainer's caches of an iteration: the reference's responses, generated into them step by
+// step, all at once (spin.pregenerate) or for the samples the first epoch left out; and the caches
+// as floats for a checkpoint, and back (spin_trainer.h).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -69,6 +71,114 @@ bool responses_of(std::span<const float> saved, std::int64_t iteration, std::int
 }
 
 }  // namespace
+
+const SpinTrainer::Response& SpinTrainer::cached_response(std::int64_t sample) const {
+  const auto n = static_cast<std::int64_t>(examples_.size());
+  const Responses& responses = sample < n ? cache_ : previous_;
+  const auto found = responses.find(sample % n);
+  require(found != responses.end(), "SPIN: no ", sample < n ? "" : "previous iteration's ",
+          "response to example ", sample % n, " (an internal error)");
+  return found->second;
+}
+
+SpinTrainer::Rollout SpinTrainer::cached_pairs(const std::vector<std::vector<std::int64_t>>& groups) const {
+  std::vector<const Response*> responses;
+  for (const auto& g : groups) {
+    for (std::int64_t idx : g) responses.push_back(&cached_response(idx));
+  }
+  return pairs(groups, examples_, responses);
+}
+
+void SpinTrainer::generate_into_cache(const std::vector<std::int64_t>& indices, std::uint64_t stream) {
+  const std::vector<Response> generated = generate(indices, examples_, stream);
+  if (!config_.generations_from_data) responses_generated_ += static_cast<std::int64_t>(generated.size());
+  // Shared over DP: per response its index, capped flag, log-probability sum, length and tokens.
+  std::vector<double> mine;
+  for (std::size_t i = 0; i < generated.size(); ++i) {
+    const Response& g = generated[i];
+    mine.insert(mine.end(), {static_cast<double>(indices[i]), g.capped ? 1.0 : 0.0, static_cast<double>(g.logprob_sum),
+                             static_cast<double>(g.tokens.size())});
+    mine.insert(mine.end(), g.tokens.begin(), g.tokens.end());
+  }
+  for (const std::vector<double>& block : parallel::all_gather_varying(grid_.dp(), std::move(mine))) {
+    const double* end = block.data() + block.size();
+    for (const double* at = block.data(); at < end;) {
+      Response r;
+      const auto idx = static_cast<std::int64_t>(at[0]);
+      r.capped = at[1] != 0.0;
+      r.logprob_sum = static_cast<float>(at[2]);
+      const auto n = static_cast<std::size_t>(at[3]);
+      r.tokens.assign(at + 4, at + 4 + n);
+      at += 4 + n;
+      cache_[idx] = std::move(r);
+    }
+  }
+}
+
+void SpinTrainer::fill_cache(std::int64_t iteration, std::int64_t epoch, std::int64_t index) {
+  if (cache_iteration_ != iteration) {
+    cache_.clear();
+    cached_steps_.assign(static_cast<std::size_t>(steps_per_epoch(iteration)), false);
+    cached_rest_ = false;
+    cache_iteration_ = iteration;
+  }
+  // The first epoch's steps, each as it ran (its groups, its rollout batches, its noise) -- in
+  // a later epoch all of them, for a process that started past them. With pregenerate they
+  // ran as one: every step's samples of this replica in one continuous batch.
+  const std::int64_t first_epoch = iteration * config_.epochs;
+  const auto stream = static_cast<std::uint64_t>(first_epoch);
+  const bool all = epoch > 0 || config_.pregenerate;
+  const std::int64_t from = all ? 0 : index, to = all ? steps_per_epoch(iteration) : index + 1;
+  const auto n = static_cast<std::int64_t>(examples_.size());
+  std::vector<std::int64_t> together;
+  bool missing = false;  // the same on every rank: all run the same steps
+  for (std::int64_t s = from; s < to; ++s) {
+    if (cached_steps_[static_cast<std::size_t>(s)]) continue;
+    missing = true;
+    std::vector<std::int64_t> indices;
+    for (const auto& g : plan(iteration).micro_batches(first_epoch, s, grid_.dp_rank())) {
+      for (std::int64_t idx : g) {
+        if (idx < n) indices.push_back(idx);  // the others have the previous iteration's
+      }
+    }
+    if (config_.pregenerate) {
+      together.insert(together.end(), indices.begin(), indices.end());
+    } else {
+      generate_into_cache(indices, stream);
+    }
+    cached_steps_[static_cast<std::size_t>(s)] = true;
+  }
+  if (config_.pregenerate && missing) {
+    generate_into_cache(together, stream);
+    // And their reference sums, step by step as the steps will pack them (the same values): the
+    // reference then works once for the whole first epoch -- under ref_offload, one upload.
+    if (keeps_ref_sum(0)) {
+      for (std::int64_t s = 0; s < steps_per_epoch(iteration); ++s) {
+        reference_sums(cached_pairs(plan(iteration).micro_batches(first_epoch, s, grid_.dp_rank())), iteration);
+      }
+    }
+  }
+  if (epoch > 0) generate_left_out(iteration);
+}
+
+void SpinTrainer::generate_left_out(std::int64_t iteration) {
+  if (cached_rest_) return;
+  // The samples the first epoch left out, in index order, each replica a contiguous share.
+  const auto stream = static_cast<std::uint64_t>(iteration * config_.epochs);
+  std::vector<std::int64_t> rest;
+  for (std::int64_t i = 0; i < static_cast<std::int64_t>(examples_.size()); ++i) {
+    if (!cache_.contains(i)) rest.push_back(i);
+  }
+  const auto dp = static_cast<std::size_t>(grid_.dp_size());
+  const std::size_t share = (rest.size() + dp - 1) / dp;
+  const std::size_t begin = std::min(rest.size(), share * static_cast<std::size_t>(grid_.dp_rank()));
+  const std::size_t end = std::min(rest.size(), begin + share);
+  if (!rest.empty()) {
+    const auto at = [&](std::size_t i) { return rest.begin() + static_cast<std::ptrdiff_t>(i); };
+    generate_into_cache(std::vector<std::int64_t>(at(begin), at(end)), stream);
+  }
+  cached_rest_ = true;
+}
 
 std::vector<float> SpinTrainer::reuse_cache() const {
   if (cache_iteration_ < 0 || cache_.empty()) return {};

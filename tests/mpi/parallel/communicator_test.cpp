@@ -45,6 +45,27 @@ TEST(MpiCommunicator, CollectivesComputeTheirDefinitions) {
   EXPECT_EQ(msg, std::vector<std::uint8_t>(3, 2));
 }
 
+// Blocks of different lengths (rank r holds r values, rank 0 none) reach every rank in rank order,
+// and rank 0's text reaches rank 0 from every rank (gather_strings).
+TEST(MpiCommunicator, GathersBlocksOfDifferentLengths) {
+  Communicator& w = mpi_world();
+  const int r = w.rank();
+  std::vector<double> mine;
+  for (int i = 0; i < r; ++i) mine.push_back(10.0 * r + i + 0.5);
+  const std::vector<std::vector<double>> all = all_gather_varying(w, mine);
+  ASSERT_EQ(all.size(), 4u);
+  for (int q = 0; q < 4; ++q) {
+    ASSERT_EQ(all[static_cast<std::size_t>(q)].size(), static_cast<std::size_t>(q)) << q;
+    for (int i = 0; i < q; ++i) EXPECT_EQ(all[static_cast<std::size_t>(q)][static_cast<std::size_t>(i)], 10.0 * q + i + 0.5);
+  }
+  const std::vector<std::string> texts = gather_strings(w, std::string(static_cast<std::size_t>(r), 'a' + r));
+  if (r == 0) {
+    EXPECT_EQ(texts, (std::vector<std::string>{"", "b", "cc", "ddd"}));
+  } else {
+    EXPECT_TRUE(texts.empty());
+  }
+}
+
 // The distributed optimizer's pattern: reduce-scatter and all-gather in place.
 TEST(MpiCommunicator, InPlaceReduceScatterAndAllGather) {
   Communicator& w = mpi_world();
