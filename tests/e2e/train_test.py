@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""End-to-end checks of `spin train`, one case per CTest test:
+"""End-to-end checks of `spin train`, one case per CTest test (its iterations and their responses:
+train_iterations_test.py; LoRA: train_lora_test.py; the model families: train_families_test.py):
 
   layouts     the same SPIN run (text data, byte tokenizer) on 1 rank and on TP 2 x PP 2 writes
               the same metrics and the same final weights; the first step of each iteration has
@@ -13,31 +14,10 @@
               (tensorboard_events.py), hold the metrics.jsonl values across resumes. With
               checkpoint.async_save the run is unchanged and resumes bitwise from a checkpoint
               written in the background.
-  hf_tokenizer  a model with a byte-level BPE tokenizer.json and the llama3 template trains, and
-              its exported iteration carries the tokenizer files
-  offline     spin generate --spin-data's greedy answers to the training set, trained on with
-              spin.generations = data: the metrics of the run that generates them itself
-  reset       optim.reset_each_iteration: the second iteration trains as a new run started from
-              the first iteration's exported model
-  save_generations  spin.save_generations: the iteration's responses exported as SPIN records;
-              trained on offline, the online iteration's metrics
   rmsprop     optim.name = rmsprop with ZeRO-1: resumed bitwise; not AdamW's run; the other
               optimizer's checkpoint refused
   time_limit  checkpoint.exit_duration_mins: one step a run, requeued until done: the
               uninterrupted run, bitwise
-  mix         spin.mix_previous_iteration: the second iteration trains on both iterations'
-              responses (twice the steps), resumes bitwise from checkpoints at and past the first
-              iteration's end, and schedules each iteration's own steps
-  lora        lora.rank: the same metrics on 1 rank and at TP 2 x PP 2 (sequence parallel); each
-              iteration starts at loss log 2 after the merge; stopped and resumed, bitwise; a
-              checkpoint's policy is its reference plus a change of rank <= lora.rank in the adapted
-              projections alone, and its adapters exported for PEFT, given as model.adapter over
-              the reference, start a run as the policy does; a full run's checkpoint and
-              ref_offload refused
-  lora_dropout  lora.dropout on every projection: 1 rank = TP 2 x PP 2 (sequence parallel), the
-              masks acting (other gradients and losses than without dropout) though an iteration's first
-              loss is log 2;
-              stopped and resumed, bitwise; PEFT's lora_dropout exported; a dropout of 1 refused
   profile     logging.profile_step_start..end at PP 2: each rank's Chrome trace holds exactly the
               window's steps, properly nested ranges, and, per step, the reference's forwards in
               order and the policy's forwards and backwards in 1F1B order for its stage
@@ -46,54 +26,14 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import tensorboard_events as tb
-from e2e_common import (REQUEUE, expect_error, matrix_rank, multimodal_checkpoint, hf_tokenizer_model, read_safetensors,
-                        run, run_case, run_ok, run_requeued, TIMEOUT)
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.join(HERE, "..", "..")
-
-
-def setup(tmp):
-    """A tiny byte-level model and a small text task."""
-    subprocess.run([sys.executable, os.path.join(ROOT, "jobs", "demo", "make_task.py"), os.path.join(tmp, "data"),
-                    "--train", "48", "--validation", "8", "--test", "4"], check=True, capture_output=True)
-    subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), os.path.join(tmp, "model"),
-                    "--vocab", "259", "--hidden", "32", "--intermediate", "64", "--layers", "2", "--heads", "4",
-                    "--kv-heads", "2", "--max-positions", "48", "--byte-tokenizer"], check=True, capture_output=True)
-    config = os.path.join(tmp, "spin.ini")
-    with open(config, "w") as f:
-        f.write("""[model]
-path = %(tmp)s/model
-[data]
-train = %(tmp)s/data/train.jsonl
-validation = %(tmp)s/data/validation.jsonl
-template = plain
-[spin]
-kl_penalty = 1.0, 2.0
-max_iterations = 2
-global_batch_size = 8
-micro_batch_size = 2
-rollout_batch_size = 3
-[optim]
-lr = 3e-3
-[sampling]
-max_new_tokens = 10
-top_p = 0.95
-[checkpoint]
-save_dir = %(tmp)s/out
-""" % {"tmp": tmp})
-    return config
-
-
-def metrics(path):
-    return [json.loads(l) for l in open(path)]
+from e2e_common import REQUEUE, expect_error, read_safetensors, run, run_case, run_ok, run_requeued, TIMEOUT
+from train_common import ROOT, metrics, setup, untimed
 
 
 def case_layouts(args, tmp):
@@ -294,16 +234,6 @@ def case_config(args, tmp):
       r"spin\.label_smoothing applies to the sigmoid loss only, not hinge")
 
 
-# Fields of the process's own work, not of the run: times and rates, and generated_tokens (a
-# process resumed past the first epoch of spin.reuse_generations without the cache replays it).
-TIMINGS = {"tokens_per_second", "tflops_per_rank", "mfu", "generation_tokens_per_second", "seconds_generation",
-           "seconds_reference", "seconds_training", "generated_tokens"}
-
-
-def untimed(path):
-    return [{k: v for k, v in m.items() if k not in TIMINGS} for m in metrics(path)]
-
-
 def case_signal(args, tmp):
     config = setup(tmp)
     pp2 = ["--parallel.pp", "2"]
@@ -401,341 +331,6 @@ def case_signal(args, tmp):
         print("%s: stopped at step %d of 180 with exit %d" % (name, step, REQUEUE))
 
 
-def train_family(args, config, tmp, kind, trained, template=None):
-    """A tiny model of `kind` with its tokenizer (hf_tokenizer_model) trained 6 SPIN steps at TP 2
-    in bf16 with data.template auto: `template` (by default the one named after it) is chosen,
-    responses are generated, the first loss is log 2 (policy = reference), every loss finite, the
-    tensor `trained` moves and the exported model has the original's tensors. Returns the
-    exported tensors and the run's folder."""
-    shutil.rmtree(os.path.join(tmp, "model"))
-    hf_tokenizer_model(os.path.join(tmp, "model"), kind=kind)
-    out = os.path.join(tmp, kind)
-    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
-                              "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16"], 2)
-    assert "prompt template %s (data.template = auto)" % (template or kind) in r.stdout, r.stdout[:2000]
-    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
-    assert len(m) == 6 and m[0]["generated_length_mean"] > 0 and all(math.isfinite(x["loss"]) for x in m), m
-    assert abs(m[0]["loss"] - math.log(2)) < 1e-6, m[0]
-    before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
-    after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
-    assert sorted(before) == sorted(after), sorted(after)
-    assert before[trained] != after[trained], trained
-    return after, out
-
-
-def case_hf_tokenizer(args, tmp):
-    """A model with a Hugging Face byte-level BPE tokenizer.json (the Llama-3-style test
-    tokenizer) and the llama3 chat template, which data.template = auto picks for it: spin train
-    tokenizes, generates until <|eot_id|>, starts at loss log 2, and the exported model carries
-    the tokenizer files."""
-    config = setup(tmp)
-    hf_tokenizer_model(os.path.join(tmp, "model"))  # replaces setup's model (config.ini names it)
-    out = os.path.join(tmp, "out")
-    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
-                              "auto", "--spin.max_iterations", "1"], 2)
-    assert "prompt template llama3 (data.template = auto)" in r.stdout, r.stdout[:2000]
-    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
-    assert len(m) == 6 and abs(m[0]["loss"] - math.log(2)) < 1e-12, m
-    assert m[0]["generated_length_mean"] > 0, m[0]
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        assert os.path.exists(os.path.join(out, "iteration_1", f)), f
-    print("tokenizer.json + llama3 template: 6 steps, first loss log 2, generated length %.1f"
-          % m[0]["generated_length_mean"])
-
-    # Qwen2 (q/k/v biases, tied embeddings, NFC tokenizer) at TP 2: auto picks chatml; the
-    # exported model has trained biases and Qwen2's config.
-    shutil.rmtree(os.path.join(tmp, "model"))
-    hf_tokenizer_model(os.path.join(tmp, "model"), kind="qwen2")
-    out = os.path.join(tmp, "qwen2")
-    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
-                              "auto", "--spin.max_iterations", "1", "--parallel.tp", "2"], 2)
-    assert "prompt template chatml (data.template = auto)" in r.stdout, r.stdout[:2000]
-    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
-    assert len(m) == 6 and abs(m[0]["loss"] - math.log(2)) < 1e-12 and m[0]["generated_length_mean"] > 0, m
-    before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
-    after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
-    assert sorted(before) == sorted(after) and "lm_head.weight" not in after, sorted(after)
-    moved = before["model.layers.0.self_attn.k_proj.bias"] != after["model.layers.0.self_attn.k_proj.bias"]
-    assert moved, "the biases did not train"
-    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "qwen2"
-    # Its checkpoint after 3 steps (the split biases in the AdamW state too) resumes at DP 2 with
-    # the distributed optimizer to the uninterrupted run's losses.
-    part = os.path.join(tmp, "qwen2-part")
-    common = [args.spin, "train", "--config", config, "--checkpoint.save_dir", part, "--data.template", "auto",
-              "--spin.max_iterations", "1"]
-    run_ok(args.mpiexec, common + ["--parallel.tp", "2", "--spin.max_steps", "3"], 2)
-    run_ok(args.mpiexec, common + ["--optim.distributed_optimizer", "true", "--checkpoint.resume", "true"], 2)
-    resumed = [x for x in metrics(os.path.join(part, "metrics.jsonl")) if x["kind"] == "train"]
-    assert [x["step"] for x in resumed] == [x["step"] for x in m], resumed
-    for x, y in zip(resumed, m):
-        assert abs(x["loss"] - y["loss"]) <= 1e-5 * max(1.0, abs(y["loss"])), (x, y)
-    print("Qwen2 + chatml at TP 2: 6 steps, first loss log 2, biases trained, exported as qwen2; "
-          "resumed at DP 2 (ZeRO-1) from step 3 to the same losses")
-    # The same model as the language model of a Qwen2.5-VL checkpoint (no prefix, M-RoPE, which over
-    # text is RoPE): the same losses; exported whole -- its config.json and vision tensors as they
-    # were, the language model trained under its own names.
-    vl = multimodal_checkpoint(os.path.join(tmp, "model"), os.path.join(tmp, "qwen2.5-vl"), kind="qwen2_5_vl")
-    out = os.path.join(tmp, "qwen2.5-vl-run")
-    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
-                          "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.path", vl], 2)
-    vl_losses = [x["loss"] for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
-    assert vl_losses == [x["loss"] for x in m], (vl_losses, m)
-    exported = os.path.join(out, "iteration_1")
-    assert open(os.path.join(exported, "config.json")).read() == open(os.path.join(vl, "config.json")).read()
-    before, after = (read_safetensors(os.path.join(d, "model.safetensors")) for d in (vl, exported))
-    assert sorted(before) == sorted(after), sorted(after)
-    assert all(before[k] == after[k] for k in before if k.startswith("visual.")), "vision tensors moved"
-    assert before["model.layers.0.self_attn.k_proj.bias"] != after["model.layers.0.self_attn.k_proj.bias"]
-    print("Qwen2.5-VL checkpoint at TP 2: the text model's losses; exported whole, its language model trained")
-
-    # Qwen3 (head norms) with a Qwen3-style tokenizer: auto picks qwen3 (thinking off); the head
-    # norms train and stay equal on both TP ranks (one exported copy).
-    train_family(args, config, tmp, "qwen3", "model.layers.1.self_attn.q_norm.weight")
-    print("Qwen3 + qwen3 template at TP 2 in bf16: 6 steps, first loss log 2, head norms trained, exported")
-    # Gemma (GeGLU, 1 + w norms, scaled tied embeddings) with a SentencePiece model in Gemma's
-    # layout: auto picks gemma; generation stops at <end_of_turn> (5), which ends the ground truth
-    # too; the norms train; exported tied, as a gemma.
-    after, out = train_family(args, config, tmp, "gemma", "model.layers.0.input_layernorm.weight")
-    assert "lm_head.weight" not in after, sorted(after)
-    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gemma"
-    print("Gemma + gemma template at TP 2 in bf16: 6 steps, first loss log 2, norms trained, exported tied")
-    # Gemma 2 (besides, sandwich norms, its score scale, capped scores and logits -- in generation,
-    # scoring and training alike): the gemma template; the norm of the MLP's output trains.
-    after, out = train_family(args, config, tmp, "gemma2", "model.layers.1.post_feedforward_layernorm.weight", "gemma")
-    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gemma2"
-    print("Gemma 2 + gemma template at TP 2 in bf16: 6 steps, first loss log 2, output norms trained, exported")
-    # Gemma 3 (Gemma 2's parts without caps, head norms of 1 + w, an 8-key window with its own
-    # RoPE base in layer 0 of every 2): auto picks gemma3 by <start_of_image>; the head norms train.
-    after, out = train_family(args, config, tmp, "gemma3", "model.layers.0.self_attn.k_norm.weight")
-    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gemma3_text"
-    print("Gemma 3 + gemma3 template at TP 2 in bf16: 6 steps, first loss log 2, head norms trained, exported")
-    # The same model as the language model of a Gemma 3 multimodal checkpoint: trained alike (the
-    # same losses), exported whole -- the original's config.json and vision tensors, the trained
-    # language model under language_model.
-    text_losses = [x["loss"] for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
-    multimodal = multimodal_checkpoint(os.path.join(tmp, "model"), os.path.join(tmp, "gemma3-multimodal"))
-    out = os.path.join(tmp, "gemma3-mm-run")
-    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
-                          "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16",
-                          "--model.path", multimodal], 2)
-    losses = [x["loss"] for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
-    assert losses == text_losses, (losses, text_losses)
-    exported = os.path.join(out, "iteration_1")
-    assert open(os.path.join(exported, "config.json")).read() == open(os.path.join(multimodal, "config.json")).read()
-    before, after = (read_safetensors(os.path.join(d, "model.safetensors")) for d in (multimodal, exported))
-    assert sorted(before) == sorted(after), sorted(after)
-    assert all(before[k] == after[k] for k in before if not k.startswith("language_model.")), "vision tensors moved"
-    assert before["language_model.model.layers.0.self_attn.k_norm.weight"] != \
-        after["language_model.model.layers.0.self_attn.k_norm.weight"]
-    print("Gemma 3 multimodal checkpoint at TP 2: the text model's losses; exported whole, its language model trained")
-    # Phi-3 (q/k/v and gate/up fused in its files, LongRoPE) with Phi-4's tokenizer: auto picks
-    # phi4 by <|im_sep|>; each TP rank reads its rows of the fused tensors, the export fuses the
-    # trained ones again.
-    after, out = train_family(args, config, tmp, "phi4", "model.layers.0.mlp.gate_up_proj.weight")
-    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "phi3"
-    print("Phi-3 + phi4 template at TP 2 in bf16: 6 steps, first loss log 2, fused tensors trained, exported fused")
-    # Phi-4-mini (half of each head rotating, tied embeddings) with an o200k tokenizer whose chat
-    # tokens strip the whitespace beside them: auto picks phi4-mini; generation stops at <|end|>.
-    after, out = train_family(args, config, tmp, "o200k", "model.layers.0.self_attn.qkv_proj.weight", "phi4-mini")
-    assert "lm_head.weight" not in after, sorted(after)
-    print("Phi-4-mini + phi4-mini template at TP 2 in bf16: 6 steps, first loss log 2, exported tied")
-    # Mistral with Mistral NeMo's Tekken (tekken.json, version v3): auto picks mistral-v3 by [INST]
-    # and [/INST]; the exported model carries tekken.json.
-    after, out = train_family(args, config, tmp, "tekken", "model.layers.0.self_attn.q_proj.weight", "mistral-v3")
-    assert os.path.exists(os.path.join(out, "iteration_1", "tekken.json"))
-    print("Mistral + Tekken + mistral-v3 template at TP 2 in bf16: 6 steps, first loss log 2, exported with tekken.json")
-    # Granite (its multipliers in generation, scoring and training; tied embeddings) with llama3's
-    # tokenizer: exported tied, as a granite whose multipliers are the original's.
-    after, out = train_family(args, config, tmp, "granite", "model.layers.1.mlp.down_proj.weight", "llama3")
-    exported = json.load(open(os.path.join(out, "iteration_1", "config.json")))
-    assert exported["model_type"] == "granite" and exported["residual_multiplier"] == 0.3, exported
-    assert "lm_head.weight" not in after, sorted(after)
-    print("Granite + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, exported tied as a granite")
-
-
-def case_offline(args, tmp):
-    """The offline pipeline: spin generate --spin-data answers the training set greedily, spin
-    train --spin.generations data trains on those answers -- the same metrics, bit for bit, as
-    spin train generating the same greedy answers itself (iteration 0: the reference is the
-    model that generated)."""
-    config = setup(tmp)
-    common = ["--data.validation", "", "--spin.max_iterations", "1", "--spin.max_steps", "4",
-              "--sampling.greedy", "true"]
-    online = os.path.join(tmp, "online")
-    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", online] + common, 2)
-    records = os.path.join(tmp, "spin_records.jsonl")
-    run_ok(args.mpiexec, [args.spin, "generate", "--model", os.path.join(tmp, "model"), "--input",
-                          os.path.join(tmp, "data", "train.jsonl"), "--template", "plain", "--spin-data", "--greedy",
-                          "--max-new-tokens", "10", "--batch-size", "5", "--output", records, "--tp", "2"], 2)
-    first = json.loads(open(records).readline())
-    assert set(first) >= {"prompt", "response", "generated", "finish_reason", "generated_text"}, first
-    offline = os.path.join(tmp, "offline")
-    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", offline,
-                          "--data.train", records, "--spin.generations", "data"] + common, 2)
-    # length_capped is unknown for given answers (reported 0); everything else is the same.
-    a, b = untimed(os.path.join(online, "metrics.jsonl")), untimed(os.path.join(offline, "metrics.jsonl"))
-    for m in a + b:
-        m.pop("length_capped")
-    assert len(a) == 4 and a == b, (a, b)
-    print("4 steps on spin generate --spin-data's answers = 4 steps generating them (loss %s ... %s)" %
-          (a[0]["loss"], a[-1]["loss"]))
-
-
-def case_reset(args, tmp):
-    """optim.reset_each_iteration: a 2-iteration run whose second iteration is a run of its own
-    (LR schedule restarted, fresh AdamW) trains that iteration exactly as a new spin train
-    started from the first iteration's exported model does -- the SPIN code's way of running
-    iterations (without shuffling and with greedy answers, so that no key depends on the
-    iteration); without the option the second iteration differs."""
-    config = setup(tmp)
-    common = [args.spin, "train", "--config", config, "--data.validation", "", "--data.shuffle", "false",
-              "--sampling.greedy", "true", "--spin.kl_penalty", "1.0", "--optim.schedule", "linear",
-              "--optim.warmup_ratio", "0.3", "--optim.min_lr", "1e-4"]
-    whole, kept, first, second = (os.path.join(tmp, d) for d in ("whole", "kept", "first", "second"))
-    run_ok(args.mpiexec, common + ["--optim.reset_each_iteration", "true", "--checkpoint.save_dir", whole], 2)
-    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", kept], 2)
-    run_ok(args.mpiexec, common + ["--spin.max_iterations", "1", "--checkpoint.save_dir", first], 2)
-    run_ok(args.mpiexec, common + ["--spin.max_iterations", "1", "--checkpoint.save_dir", second,
-                                   "--model.path", os.path.join(first, "iteration_1")], 2)
-    keys = ("loss", "rewards_actual", "rewards_generated", "accuracy", "lr", "grad_norm")
-    fields = lambda ms: [{k: m[k] for k in keys} for m in ms if m["kind"] == "train"]
-    w, k = fields(untimed(os.path.join(whole, "metrics.jsonl"))), fields(untimed(os.path.join(kept, "metrics.jsonl")))
-    one, two = fields(untimed(os.path.join(first, "metrics.jsonl"))), fields(untimed(os.path.join(second, "metrics.jsonl")))
-    half = len(w) // 2
-    assert len(w) == 2 * len(one) == 2 * len(two) and half > 2, (len(w), len(one), len(two))
-    assert w[:half] == one and w[half:] == two, (w, one, two)
-    assert k[half:] != two, "without the option the second iteration continues the first's schedule and moments"
-    assert w[half]["lr"] == w[0]["lr"] < w[1]["lr"], "the warm-up starts again"
-    assert w[0]["lr"] == 3e-3 / 2, "warmup_ratio 0.3 of an iteration's 6 steps: 2 warm-up steps"
-    print("optim.reset_each_iteration: iteration 2 = a new run from iteration_1 (%d steps; lr %.3g -> %.3g again)" %
-          (half, w[half]["lr"], w[half + 1]["lr"]))
-    # WSD (warmup-stable-decay) over each iteration's 6 steps: 2 warm-up steps, held, the last
-    # ceil(0.3 x 6) = 2 steps (after step 4) annealed linearly to min_lr at the 6th.
-    wsd = os.path.join(tmp, "wsd")
-    run_ok(args.mpiexec, common[:-6] + ["--optim.schedule", "wsd", "--optim.warmup_ratio", "0.3", "--optim.min_lr", "1e-4",
-                                        "--optim.wsd_decay_ratio", "0.3", "--optim.wsd_decay_style", "linear",
-                                        "--optim.reset_each_iteration", "true", "--checkpoint.save_dir", wsd], 2)
-    lrs = [m["lr"] for m in fields(untimed(os.path.join(wsd, "metrics.jsonl")))]
-    peak = 3e-3
-    want = [peak / 2, peak, peak, peak, peak, 1e-4 + (peak - 1e-4) * 0.5] * 2
-    assert len(lrs) == 12 and all(abs(a - b) <= 1e-12 for a, b in zip(lrs, want)), (lrs, want)
-    print("optim.schedule = wsd: %s" % ", ".join("%.3g" % x for x in lrs[:6]))
-
-
-def case_reuse(args, tmp):
-    """spin.reuse_generations over 2 epochs of 2 iterations at PP 2: stopped in an iteration's
-    second epoch and resumed, the run ends bitwise as the uninterrupted one -- with the
-    iteration's responses read back from the checkpoint (no generation again), and from a
-    checkpoint without them (written at the end of the first epoch by a run without reuse) with
-    the first epoch's generation replayed; and it differs from the run that draws new responses
-    every epoch from the first iteration's second epoch on. The reference sums kept for the
-    iteration (spin.cache_ref_logprobs, on by default) come back from the checkpoint; the run
-    that forwards them again every epoch is the same run up to float rounding (a sum forwarded
-    in another micro-batch's packing rounds differently), and the replay is checked with it
-    (a run without reuse kept no generated half's sum to resume with)."""
-    config = setup(tmp)
-    common = [args.spin, "train", "--config", config, "--spin.max_epochs", "2", "--parallel.pp", "2"]
-    reuse = common + ["--spin.reuse_generations", "true"]
-    whole, fresh, part = (os.path.join(tmp, d) for d in ("whole", "fresh", "part"))
-    run_ok(args.mpiexec, reuse + ["--checkpoint.save_dir", whole], 2)
-    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", fresh], 2)
-    a, b = untimed(os.path.join(whole, "metrics.jsonl")), untimed(os.path.join(fresh, "metrics.jsonl"))
-    first = lambda ms, epoch: [m for m in ms if m["kind"] == "train" and m["iteration"] == 1 and m["epoch"] == epoch]
-    assert first(a, 1) == first(b, 1) and first(a, 2) != first(b, 2), "reuse changes the second epoch only"
-    work_a, work_b = metrics(os.path.join(whole, "metrics.jsonl")), metrics(os.path.join(fresh, "metrics.jsonl"))
-    assert all(m["generated_tokens"] == 0 for m in first(work_a, 2)), "the second epoch generates nothing (48 = 6 x 8)"
-    assert all(m["generated_tokens"] > 0 for m in first(work_b, 2)), "without reuse every step generates"
-    uncached = os.path.join(tmp, "uncached")
-    run_ok(args.mpiexec, reuse + ["--spin.cache_ref_logprobs", "false", "--checkpoint.save_dir", uncached], 2)
-    u = untimed(os.path.join(uncached, "metrics.jsonl"))
-    assert len(u) == len(a) and [m["step"] for m in u] == [m["step"] for m in a], (len(u), len(a))
-    for x, y in zip(a, u):
-        assert x.keys() == y.keys(), (x, y)
-        for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "generated_length_mean", "grad_norm"]:
-            if key in x:  # validation records have no grad_norm
-                assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), ("kept vs forwarded again", key, x, y)
-    # spin.pregenerate: each iteration's first-epoch responses in one call -- the same responses.
-    ahead = os.path.join(tmp, "ahead")
-    run_ok(args.mpiexec, reuse + ["--spin.pregenerate", "true", "--checkpoint.save_dir", ahead], 2)
-    p = untimed(os.path.join(ahead, "metrics.jsonl"))
-    assert [m["generated_length_mean"] for m in p] == [m["generated_length_mean"] for m in a], "other responses"
-    for x, y in zip(a, p):
-        assert abs(x["loss"] - y["loss"]) <= 1e-5 * max(1.0, abs(x["loss"])), ("pregenerated", x, y)
-    # 6 steps an epoch: step 9 is the first iteration's second epoch, step 15 the second's.
-    forwarding = ["--spin.cache_ref_logprobs", "false"]
-    for stop, cached in ((9, True), (15, True), (6, False)):
-        shutil.rmtree(part, ignore_errors=True)
-        first_part = reuse if cached else common + forwarding
-        run_ok(args.mpiexec, first_part + ["--checkpoint.save_dir", part, "--spin.max_steps", str(stop)], 2)
-        r = run_ok(args.mpiexec, (reuse if cached else reuse + forwarding) +
-                   ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
-        assert ("came with it (no replay)" in r.stdout) == cached, (stop, cached, r.stdout[-2000:])
-        assert ("reference log-probability sums came with it" in r.stdout) == cached, (stop, r.stdout[-2000:])
-        changes = [l for l in r.stdout.splitlines() if "settings changed since the checkpoint" in l]
-        if cached:
-            assert not changes, changes
-        else:  # the first part ran without reuse and kept its sums
-            assert changes and "spin.reuse_generations false -> true" in changes[0], changes
-            assert "spin.cache_ref_logprobs" not in changes[0], changes
-        assert untimed(os.path.join(part, "metrics.jsonl")) == (a if cached else u), stop
-        for it in (1, 2):
-            x = open(os.path.join(part, "iteration_%d" % it, "model.safetensors"), "rb").read()
-            y = open(os.path.join(whole if cached else uncached, "iteration_%d" % it, "model.safetensors"), "rb").read()
-            assert x == y, (stop, it)
-    print("spin.reuse_generations: second epochs differ from resampling; stopped at steps 9 and 15 and resumed "
-          "with the responses and reference sums from the checkpoint, and from step 6 without them (replayed; "
-          "every reference sum forwarded): bitwise the uninterrupted run; keeping the reference sums or forwarding "
-          "them every epoch: the same run up to rounding")
-
-
-def case_mix(args, tmp):
-    """spin.mix_previous_iteration at DP 2: the second iteration visits the 48 prompts twice an
-    epoch (12 steps instead of 6) -- with its reference's responses and with the first
-    iteration's, which the checkpoints carry: stopped at the first iteration's end and inside the
-    second, and resumed, the run ends bitwise as the uninterrupted one. With
-    optim.reset_each_iteration each iteration's schedule spans its own steps. A checkpoint of a
-    run without mixing is refused, as is mixing without spin.reuse_generations."""
-    config = setup(tmp)
-    common = [args.spin, "train", "--config", config, "--data.validation", "", "--spin.reuse_generations", "true",
-              "--spin.mix_previous_iteration", "true"]
-    whole, part = os.path.join(tmp, "whole"), os.path.join(tmp, "part")
-    r = run_ok(args.mpiexec, common + ["--checkpoint.save_dir", whole], 2)
-    assert "6 steps (12 from iteration 2 on, with the previous iteration's responses) (18 in all)" in r.stdout, \
-        r.stdout[:3000]
-    a = untimed(os.path.join(whole, "metrics.jsonl"))
-    steps = [(m["iteration"], m["step"]) for m in a if m["kind"] == "train"]
-    assert steps == [(1, s) for s in range(1, 7)] + [(2, s) for s in range(7, 19)], steps
-    assert a[6]["loss"] == math.log(2) and a[6]["rewards_generated"] == 0.0, a[6]
-    for stop in (6, 10):
-        shutil.rmtree(part, ignore_errors=True)
-        run_ok(args.mpiexec, common + ["--checkpoint.save_dir", part, "--spin.max_steps", str(stop)], 2)
-        r = run_ok(args.mpiexec, common + ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
-        assert untimed(os.path.join(part, "metrics.jsonl")) == a, stop
-        for it in (1, 2):
-            x = open(os.path.join(part, "iteration_%d" % it, "model.safetensors"), "rb").read()
-            y = open(os.path.join(whole, "iteration_%d" % it, "model.safetensors"), "rb").read()
-            assert x == y, (stop, it)
-    # One schedule per iteration: warm-up over 30% of 6 steps, then of 12.
-    reset = os.path.join(tmp, "reset")
-    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", reset, "--optim.reset_each_iteration", "true",
-                                   "--optim.schedule", "linear", "--optim.warmup_ratio", "0.3"], 2)
-    lrs = [m["lr"] for m in untimed(os.path.join(reset, "metrics.jsonl")) if m["kind"] == "train"]
-    assert lrs[0] == 3e-3 / 2 and lrs[6] == 3e-3 / 4 and lrs[9] == 3e-3, lrs
-    # Refusals.
-    plain = os.path.join(tmp, "plain")
-    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--data.validation", "", "--spin.max_steps", "7",
-                          "--spin.reuse_generations", "true", "--checkpoint.save_dir", plain], 2)
-    expect_error(args.mpiexec, "resume-unmixed", common + ["--checkpoint.save_dir", plain, "--checkpoint.resume", "true"],
-                 r"step_0*7 was saved by a run without spin\.mix_previous_iteration; this run is with it", 2, None)
-    expect_error(args.mpiexec, "mix-without-reuse",
-                 [args.spin, "train", "--config", config, "--spin.mix_previous_iteration", "true",
-                  "--checkpoint.save_dir", os.path.join(tmp, "bad")],
-                 r"spin\.mix_previous_iteration trains on the previous iteration's responses, which only "
-                 r"spin\.reuse_generations = true keeps", 2, os.path.join(tmp, "bad", "metrics.jsonl"))
-    print("spin.mix_previous_iteration: iteration 2 has 12 steps of both iterations' responses; stopped at steps 6 "
-          "and 10 and resumed: bitwise the uninterrupted run; per-iteration schedules; refusals")
-
-
 def case_time_limit(args, tmp):
     """checkpoint.exit_duration_mins: past the limit (~0 here) a run saves a checkpoint at the next
     step boundary and exits 75 -- after one step of its own, so that a requeued job always moves
@@ -759,39 +354,6 @@ def case_time_limit(args, tmp):
                  os.path.join(tmp, "bad", "metrics.jsonl"))
     print("checkpoint.exit_duration_mins ~0: 6 runs of one step each (exit 75, then 0): the uninterrupted metrics "
           "and model, bitwise")
-
-
-def case_save_generations(args, tmp):
-    """spin.save_generations: an iteration's synthetic data set -- every prompt's response,
-    those the steps left out (48 prompts, 2 steps of 20) generated at the iteration's end -- as
-    token-id SPIN records with their text; trained on with spin.generations = data, it gives the
-    online iteration's metrics, bit for bit (length_capped aside: unknown for given responses)."""
-    config = setup(tmp)
-    common = [args.spin, "train", "--config", config, "--data.validation", "", "--spin.max_iterations", "1",
-              "--spin.kl_penalty", "1.0", "--spin.global_batch_size", "20"]
-    online, offline = os.path.join(tmp, "online"), os.path.join(tmp, "offline")
-    r = run_ok(args.mpiexec, common + ["--spin.reuse_generations", "true", "--spin.save_generations", "true",
-                                       "--checkpoint.save_dir", online], 2)
-    export = os.path.join(online, "generations", "iteration_1.jsonl")
-    assert "iteration 1's responses in %s" % export in r.stdout, r.stdout[-2000:]
-    records = [json.loads(l) for l in open(export)]
-    assert len(records) == 48, len(records)
-    for rec in records:
-        assert rec["generated"] and set(rec) == {"prompt", "response", "generated", "capped", "prompt_text",
-                                                 "response_text", "generated_text"}, rec
-    assert not os.path.exists(export + ".partial")
-    run_ok(args.mpiexec, common + ["--data.train", export, "--spin.generations", "data", "--checkpoint.save_dir",
-                                   offline], 2)
-    a, b = untimed(os.path.join(online, "metrics.jsonl")), untimed(os.path.join(offline, "metrics.jsonl"))
-    for m in a + b:
-        m.pop("length_capped")
-    assert len(a) == 2 and a == b, (a, b)
-    expect_error(args.mpiexec, "save-without-reuse", common + ["--spin.save_generations", "true",
-                                                               "--checkpoint.save_dir", os.path.join(tmp, "bad")],
-                 r"spin\.save_generations writes an iteration's one response per prompt: it needs "
-                 r"spin\.reuse_generations = true", 2, os.path.join(tmp, "bad", "metrics.jsonl"))
-    print("spin.save_generations: 48 records (8 generated at the iteration's end); trained on offline: the same "
-          "metrics")
 
 
 def case_rmsprop(args, tmp):
@@ -820,126 +382,6 @@ def case_rmsprop(args, tmp):
                  r"optim\.name \"sgd\" is not adamw or rmsprop", 2, os.path.join(tmp, "bad", "metrics.jsonl"))
     print("optim.name = rmsprop at DP 2, ZeRO-1: resumed at step 4 bitwise; not AdamW's run; the other optimizer's "
           "checkpoint refused")
-
-
-def case_lora(args, tmp):
-    """lora.rank 4 on q_proj and v_proj: 1 rank against TP 2 x PP 2 with sequence parallelism;
-    stopped at step 4 at DP 2 and resumed against the uninterrupted DP 2 run; the step-4
-    checkpoint's policy against its reference."""
-    config = setup(tmp)
-    common = [args.spin, "train", "--config", config, "--data.validation", "", "--lora.rank", "4", "--lora.alpha", "8",
-              "--lora.targets", "q_proj,v_proj", "--optim.lr", "1e-2"]
-    one, four, whole, part = (os.path.join(tmp, d) for d in ("one", "four", "whole", "part"))
-    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", one], 1)
-    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", four, "--parallel.tp", "2", "--parallel.pp", "2",
-                                   "--model.sequence_parallel", "true"], 4)
-    a, b = untimed(os.path.join(one, "metrics.jsonl")), untimed(os.path.join(four, "metrics.jsonl"))
-    assert len(a) == len(b) == 12, (len(a), len(b))
-    # Float32 summation orders of two layouts, amplified by 12 AdamW steps at lr 1e-2: within 1e-5
-    # on an AVX2 machine, up to 1.3e-5 by the last step on an AVX-512 one (OpenBLAS picks its sgemm
-    # kernel by the product's size); a wrong split or a lost reduction moves them by ~1e-2.
-    for x, y in zip(a, b):
-        for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "grad_norm"]:
-            assert abs(x[key] - y[key]) <= 5e-5 * max(1.0, abs(x[key])), (key, x, y)
-    # Each iteration starts with the policy equal to its reference: the adapters merged, fresh ones.
-    for first in (a[0], a[6]):
-        assert abs(first["loss"] - math.log(2)) < 1e-6 and first["rewards_actual"] == 0.0, first
-    assert a[5]["loss"] < 0.6 and a[11]["loss"] < 0.6, (a[5], a[11])  # the adapters learn
-    # Resumed mid-iteration: the frozen reference, the adapters and their AdamW state carry over.
-    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", whole], 2)
-    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", part, "--spin.max_steps", "4"], 2)
-    step4 = os.path.join(part, "step_00000004")
-    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
-    assert untimed(os.path.join(part, "metrics.jsonl")) == untimed(os.path.join(whole, "metrics.jsonl"))
-    for k in (1, 2):
-        assert (open(os.path.join(part, "iteration_%d" % k, "model.safetensors"), "rb").read() ==
-                open(os.path.join(whole, "iteration_%d" % k, "model.safetensors"), "rb").read())
-    # The checkpoint's policy (what every tool reads) is the reference + scale B A: a change of
-    # rank <= 4 in q_proj and v_proj, nothing else.
-    hf_policy, hf_reference = os.path.join(tmp, "policy4"), os.path.join(tmp, "reference4")
-    run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", step4, hf_policy], 1)
-    run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", step4, hf_reference, "--which", "reference"], 1)
-    policy = read_safetensors(os.path.join(hf_policy, "model.safetensors"))
-    reference = read_safetensors(os.path.join(hf_reference, "model.safetensors"))
-    changed = sorted(n for n in policy if policy[n] != reference[n])
-    assert changed == sorted("model.layers.%d.self_attn.%s_proj.weight" % (l, p) for l in (0, 1) for p in "qv"), changed
-    for name in changed:
-        cols = 32  # hidden: q_proj [32, 32], v_proj [16, 32]
-        diff = [x - y for x, y in zip(policy[name], reference[name])]
-        rows = [diff[i:i + cols] for i in range(0, len(diff), cols)]
-        largest = max(abs(d) for d in diff)
-        assert largest > 1e-4 and matrix_rank(rows, 1e-4 * largest) == 4, (name, largest)
-    # The step-4 adapters in PEFT's format over their reference (model.adapter, merged at the start)
-    # start a run exactly as the merged policy does.
-    hf_lora = os.path.join(tmp, "lora4")
-    run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", step4, hf_lora, "--which", "lora"], 1)
-    started = {}
-    for name, model_args in (("merged", ["--model.path", hf_policy]),
-                             ("adapter", ["--model.path", hf_reference, "--model.adapter", hf_lora])):
-        run_ok(args.mpiexec, common + model_args + ["--checkpoint.save_dir", os.path.join(tmp, "from-" + name),
-                                                    "--spin.max_steps", "2"], 1)
-        started[name] = untimed(os.path.join(tmp, "from-" + name, "metrics.jsonl"))
-    assert started["adapter"] == started["merged"], (started["adapter"], started["merged"])
-    expect_error(args.mpiexec, "no-adapter", common + ["--checkpoint.save_dir", os.path.join(tmp, "z"),
-                                                       "--model.adapter", os.path.join(tmp, "nowhere")],
-                 r"nowhere/adapter_config\.json: cannot open", 1, None)
-    expect_error(args.mpiexec, "lora-offload", common + ["--checkpoint.save_dir", os.path.join(tmp, "x"),
-                                                         "--spin.ref_offload", "true"],
-                 r"spin\.ref_offload with lora\.rank 4", 1, None)
-    full = os.path.join(tmp, "full")
-    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--data.validation", "", "--checkpoint.save_dir", full,
-                          "--spin.max_steps", "2"], 1)
-    expect_error(args.mpiexec, "full-checkpoint", common + ["--checkpoint.save_dir", full, "--checkpoint.resume", "true"],
-                 r"step_0*2 was saved by a run without LoRA; this run is with LoRA rank 4", 1, None)
-    expect_error(args.mpiexec, "bad-target", [args.spin, "train", "--config", config, "--lora.rank", "4",
-                                              "--checkpoint.save_dir", os.path.join(tmp, "y"), "--lora.targets", "q_proj,qkv"],
-                 r"lora\.targets = \"q_proj,qkv\": \"qkv\" is not a projection", 1, None)
-    print("lora.rank 4 (q, v): 1 rank = TP 2 x PP 2 with SP to 1e-5; iterations start at log 2; resumed at step 4 "
-          "bitwise; the checkpoint's policy = reference + rank-4 changes of q and v alone, and its adapters in PEFT's "
-          "format over the reference (model.adapter) start a run as the policy does; offload, a full run's "
-          "checkpoint, a missing adapter and a bad target refused")
-
-
-def case_lora_dropout(args, tmp):
-    """lora.dropout 0.2 on every projection: masks keyed by sample, position, layer, projection and
-    global column, so 1 rank and TP 2 x PP 2 with sequence parallelism (o_proj's and down_proj's
-    inputs split by column) train alike; resumed mid-iteration, bitwise (the masks follow the step,
-    not the process)."""
-    config = setup(tmp)
-    common = [args.spin, "train", "--config", config, "--data.validation", "", "--lora.rank", "4", "--lora.alpha", "8",
-              "--optim.lr", "1e-2"]
-    dropped = common + ["--lora.dropout", "0.2"]
-    eight = ["--spin.max_steps", "8"]
-    one, four, plain, whole, part = (os.path.join(tmp, d) for d in ("one", "four", "plain", "whole", "part"))
-    run_ok(args.mpiexec, dropped + eight + ["--checkpoint.save_dir", one], 1)
-    run_ok(args.mpiexec, dropped + eight + ["--checkpoint.save_dir", four, "--parallel.tp", "2", "--parallel.pp", "2",
-                                            "--model.sequence_parallel", "true"], 4)
-    run_ok(args.mpiexec, common + eight + ["--checkpoint.save_dir", plain], 1)
-    a, b, c = (untimed(os.path.join(d, "metrics.jsonl")) for d in (one, four, plain))
-    assert len(a) == len(b) == len(c) == 8, (len(a), len(b), len(c))
-    # (5e-5: the float32 orders of two layouts through 8 AdamW steps; case_lora says why)
-    for x, y in zip(a, b):
-        for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "grad_norm"]:
-            assert abs(x[key] - y[key]) <= 5e-5 * max(1.0, abs(x[key])), (key, x, y)
-    # B = 0 at an iteration's start: the model is its reference whatever the masks (log 2), but B's
-    # gradient (dy^T u, u from the masked input) is not the unmasked one; later losses differ too.
-    for first in (0, 6):
-        assert abs(a[first]["loss"] - math.log(2)) < 1e-6, a[first]
-        assert abs(a[first]["grad_norm"] - c[first]["grad_norm"]) > 1e-6 * c[first]["grad_norm"], (a[first], c[first])
-    assert all(abs(a[s]["loss"] - c[s]["loss"]) > 1e-6 for s in (2, 3, 4, 5)), [(x["loss"], y["loss"]) for x, y in zip(a, c)]
-    run_ok(args.mpiexec, dropped + eight + ["--checkpoint.save_dir", whole], 2)
-    run_ok(args.mpiexec, dropped + ["--checkpoint.save_dir", part, "--spin.max_steps", "3"], 2)
-    run_ok(args.mpiexec, dropped + eight + ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
-    assert untimed(os.path.join(part, "metrics.jsonl")) == untimed(os.path.join(whole, "metrics.jsonl"))
-    peft = os.path.join(tmp, "peft")
-    run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", os.path.join(whole, "step_00000008"), peft, "--which", "lora"], 1)
-    adapter = json.load(open(os.path.join(peft, "adapter_config.json")))
-    assert adapter["lora_dropout"] == 0.2 and adapter["r"] == 4, adapter
-    expect_error(args.mpiexec, "dropout-1", common + ["--checkpoint.save_dir", os.path.join(tmp, "x"),
-                                                      "--lora.dropout", "1"],
-                 r"lora\.dropout = 1: must be in \[0, 1\)", 1, None)
-    print("lora.dropout 0.2: 1 rank = TP 2 x PP 2 with SP to 1e-5; log 2 at each iteration's first step with another "
-          "gradient, other losses after; resumed at step 3 bitwise; lora_dropout exported; a dropout of 1 refused")
 
 
 def one_f_one_b(stage, stages, micro_batches):
@@ -1015,11 +457,7 @@ def case_profile(args, tmp):
 
 
 def main():
-    run_case(__doc__, {"layouts": case_layouts, "config": case_config, "signal": case_signal,
-                       "hf_tokenizer": case_hf_tokenizer, "reuse": case_reuse, "offline": case_offline,
-                       "reset": case_reset, "profile": case_profile, "mix": case_mix,
-                       "time_limit": case_time_limit, "rmsprop": case_rmsprop, "lora": case_lora, "lora_dropout": case_lora_dropout,
-                       "save_generations": case_save_generations},
+    run_case(__doc__, {"layouts": case_layouts, "config": case_config, "signal": case_signal, "time_limit": case_time_limit, "rmsprop": case_rmsprop, "profile": case_profile},
              "spin_train_")
 
 

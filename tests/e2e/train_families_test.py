@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""End-to-end checks of `spin train` on every model family with its own tokenizer, one case per CTest test:
+
+  tokenizers  a model with a byte-level BPE tokenizer.json and the llama3 template trains, and
+              its exported iteration carries the tokenizer files
+"""
+import json
+import math
+import os
+import shutil
+
+from e2e_common import multimodal_checkpoint, hf_tokenizer_model, read_safetensors, run_case, run_ok
+from train_common import metrics, setup
+
+
+def train_family(args, config, tmp, kind, trained, template=None):
+    """A tiny model of `kind` with its tokenizer (hf_tokenizer_model) trained 6 SPIN steps at TP 2
+    in bf16 with data.template auto: `template` (by default the one named after it) is chosen,
+    responses are generated, the first loss is log 2 (policy = reference), every loss finite, the
+    tensor `trained` moves and the exported model has the original's tensors. Returns the
+    exported tensors and the run's folder."""
+    shutil.rmtree(os.path.join(tmp, "model"))
+    hf_tokenizer_model(os.path.join(tmp, "model"), kind=kind)
+    out = os.path.join(tmp, kind)
+    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
+                              "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16"], 2)
+    assert "prompt template %s (data.template = auto)" % (template or kind) in r.stdout, r.stdout[:2000]
+    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert len(m) == 6 and m[0]["generated_length_mean"] > 0 and all(math.isfinite(x["loss"]) for x in m), m
+    assert abs(m[0]["loss"] - math.log(2)) < 1e-6, m[0]
+    before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
+    after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
+    assert sorted(before) == sorted(after), sorted(after)
+    assert before[trained] != after[trained], trained
+    return after, out
+
+
+def case_hf_tokenizer(args, tmp):
+    """A model with a Hugging Face byte-level BPE tokenizer.json (the Llama-3-style test
+    tokenizer) and the llama3 chat template, which data.template = auto picks for it: spin train
+    tokenizes, generates until <|eot_id|>, starts at loss log 2, and the exported model carries
+    the tokenizer files."""
+    config = setup(tmp)
+    hf_tokenizer_model(os.path.join(tmp, "model"))  # replaces setup's model (config.ini names it)
+    out = os.path.join(tmp, "out")
+    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
+                              "auto", "--spin.max_iterations", "1"], 2)
+    assert "prompt template llama3 (data.template = auto)" in r.stdout, r.stdout[:2000]
+    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert len(m) == 6 and abs(m[0]["loss"] - math.log(2)) < 1e-12, m
+    assert m[0]["generated_length_mean"] > 0, m[0]
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        assert os.path.exists(os.path.join(out, "iteration_1", f)), f
+    print("tokenizer.json + llama3 template: 6 steps, first loss log 2, generated length %.1f"
+          % m[0]["generated_length_mean"])
+
+    # Qwen2 (q/k/v biases, tied embeddings, NFC tokenizer) at TP 2: auto picks chatml; the
+    # exported model has trained biases and Qwen2's config.
+    shutil.rmtree(os.path.join(tmp, "model"))
+    hf_tokenizer_model(os.path.join(tmp, "model"), kind="qwen2")
+    out = os.path.join(tmp, "qwen2")
+    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
+                              "auto", "--spin.max_iterations", "1", "--parallel.tp", "2"], 2)
+    assert "prompt template chatml (data.template = auto)" in r.stdout, r.stdout[:2000]
+    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert len(m) == 6 and abs(m[0]["loss"] - math.log(2)) < 1e-12 and m[0]["generated_length_mean"] > 0, m
+    before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
+    after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
+    assert sorted(before) == sorted(after) and "lm_head.weight" not in after, sorted(after)
+    moved = before["model.layers.0.self_attn.k_proj.bias"] != after["model.layers.0.self_attn.k_proj.bias"]
+    assert moved, "the biases did not train"
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "qwen2"
+    # Its checkpoint after 3 steps (the split biases in the AdamW state too) resumes at DP 2 with
+    # the distributed optimizer to the uninterrupted run's losses.
+    part = os.path.join(tmp, "qwen2-part")
+    common = [args.spin, "train", "--config", config, "--checkpoint.save_dir", part, "--data.template", "auto",
+              "--spin.max_iterations", "1"]
+    run_ok(args.mpiexec, common + ["--parallel.tp", "2", "--spin.max_steps", "3"], 2)
+    run_ok(args.mpiexec, common + ["--optim.distributed_optimizer", "true", "--checkpoint.resume", "true"], 2)
+    resumed = [x for x in metrics(os.path.join(part, "metrics.jsonl")) if x["kind"] == "train"]
+    assert [x["step"] for x in resumed] == [x["step"] for x in m], resumed
+    for x, y in zip(resumed, m):
+        assert abs(x["loss"] - y["loss"]) <= 1e-5 * max(1.0, abs(y["loss"])), (x, y)
+    print("Qwen2 + chatml at TP 2: 6 steps, first loss log 2, biases trained, exported as qwen2; "
+          "resumed at DP 2 (ZeRO-1) from step 3 to the same losses")
+    # The same model as the language model of a Qwen2.5-VL checkpoint (no prefix, M-RoPE, which over
+    # text is RoPE): the same losses; exported whole -- its config.json and vision tensors as they
+    # were, the language model trained under its own names.
+    vl = multimodal_checkpoint(os.path.join(tmp, "model"), os.path.join(tmp, "qwen2.5-vl"), kind="qwen2_5_vl")
+    out = os.path.join(tmp, "qwen2.5-vl-run")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
+                          "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.path", vl], 2)
+    vl_losses = [x["loss"] for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert vl_losses == [x["loss"] for x in m], (vl_losses, m)
+    exported = os.path.join(out, "iteration_1")
+    assert open(os.path.join(exported, "config.json")).read() == open(os.path.join(vl, "config.json")).read()
+    before, after = (read_safetensors(os.path.join(d, "model.safetensors")) for d in (vl, exported))
+    assert sorted(before) == sorted(after), sorted(after)
+    assert all(before[k] == after[k] for k in before if k.startswith("visual.")), "vision tensors moved"
+    assert before["model.layers.0.self_attn.k_proj.bias"] != after["model.layers.0.self_attn.k_proj.bias"]
+    print("Qwen2.5-VL checkpoint at TP 2: the text model's losses; exported whole, its language model trained")
+
+    # Qwen3 (head norms) with a Qwen3-style tokenizer: auto picks qwen3 (thinking off); the head
+    # norms train and stay equal on both TP ranks (one exported copy).
+    train_family(args, config, tmp, "qwen3", "model.layers.1.self_attn.q_norm.weight")
+    print("Qwen3 + qwen3 template at TP 2 in bf16: 6 steps, first loss log 2, head norms trained, exported")
+    # Gemma (GeGLU, 1 + w norms, scaled tied embeddings) with a SentencePiece model in Gemma's
+    # layout: auto picks gemma; generation stops at <end_of_turn> (5), which ends the ground truth
+    # too; the norms train; exported tied, as a gemma.
+    after, out = train_family(args, config, tmp, "gemma", "model.layers.0.input_layernorm.weight")
+    assert "lm_head.weight" not in after, sorted(after)
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gemma"
+    print("Gemma + gemma template at TP 2 in bf16: 6 steps, first loss log 2, norms trained, exported tied")
+    # Gemma 2 (besides, sandwich norms, its score scale, capped scores and logits -- in generation,
+    # scoring and training alike): the gemma template; the norm of the MLP's output trains.
+    after, out = train_family(args, config, tmp, "gemma2", "model.layers.1.post_feedforward_layernorm.weight", "gemma")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gemma2"
+    print("Gemma 2 + gemma template at TP 2 in bf16: 6 steps, first loss log 2, output norms trained, exported")
+    # Gemma 3 (Gemma 2's parts without caps, head norms of 1 + w, an 8-key window with its own
+    # RoPE base in layer 0 of every 2): auto picks gemma3 by <start_of_image>; the head norms train.
+    after, out = train_family(args, config, tmp, "gemma3", "model.layers.0.self_attn.k_norm.weight")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gemma3_text"
+    print("Gemma 3 + gemma3 template at TP 2 in bf16: 6 steps, first loss log 2, head norms trained, exported")
+    # The same model as the language model of a Gemma 3 multimodal checkpoint: trained alike (the
+    # same losses), exported whole -- the original's config.json and vision tensors, the trained
+    # language model under language_model.
+    text_losses = [x["loss"] for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    multimodal = multimodal_checkpoint(os.path.join(tmp, "model"), os.path.join(tmp, "gemma3-multimodal"))
+    out = os.path.join(tmp, "gemma3-mm-run")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
+                          "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16",
+                          "--model.path", multimodal], 2)
+    losses = [x["loss"] for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert losses == text_losses, (losses, text_losses)
+    exported = os.path.join(out, "iteration_1")
+    assert open(os.path.join(exported, "config.json")).read() == open(os.path.join(multimodal, "config.json")).read()
+    before, after = (read_safetensors(os.path.join(d, "model.safetensors")) for d in (multimodal, exported))
+    assert sorted(before) == sorted(after), sorted(after)
+    assert all(before[k] == after[k] for k in before if not k.startswith("language_model.")), "vision tensors moved"
+    assert before["language_model.model.layers.0.self_attn.k_norm.weight"] != \
+        after["language_model.model.layers.0.self_attn.k_norm.weight"]
+    print("Gemma 3 multimodal checkpoint at TP 2: the text model's losses; exported whole, its language model trained")
+    # Phi-3 (q/k/v and gate/up fused in its files, LongRoPE) with Phi-4's tokenizer: auto picks
+    # phi4 by <|im_sep|>; each TP rank reads its rows of the fused tensors, the export fuses the
+    # trained ones again.
+    after, out = train_family(args, config, tmp, "phi4", "model.layers.0.mlp.gate_up_proj.weight")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "phi3"
+    print("Phi-3 + phi4 template at TP 2 in bf16: 6 steps, first loss log 2, fused tensors trained, exported fused")
+    # Phi-4-mini (half of each head rotating, tied embeddings) with an o200k tokenizer whose chat
+    # tokens strip the whitespace beside them: auto picks phi4-mini; generation stops at <|end|>.
+    after, out = train_family(args, config, tmp, "o200k", "model.layers.0.self_attn.qkv_proj.weight", "phi4-mini")
+    assert "lm_head.weight" not in after, sorted(after)
+    print("Phi-4-mini + phi4-mini template at TP 2 in bf16: 6 steps, first loss log 2, exported tied")
+    # Mistral with Mistral NeMo's Tekken (tekken.json, version v3): auto picks mistral-v3 by [INST]
+    # and [/INST]; the exported model carries tekken.json.
+    after, out = train_family(args, config, tmp, "tekken", "model.layers.0.self_attn.q_proj.weight", "mistral-v3")
+    assert os.path.exists(os.path.join(out, "iteration_1", "tekken.json"))
+    print("Mistral + Tekken + mistral-v3 template at TP 2 in bf16: 6 steps, first loss log 2, exported with tekken.json")
+    # Granite (its multipliers in generation, scoring and training; tied embeddings) with llama3's
+    # tokenizer: exported tied, as a granite whose multipliers are the original's.
+    after, out = train_family(args, config, tmp, "granite", "model.layers.1.mlp.down_proj.weight", "llama3")
+    exported = json.load(open(os.path.join(out, "iteration_1", "config.json")))
+    assert exported["model_type"] == "granite" and exported["residual_multiplier"] == 0.3, exported
+    assert "lm_head.weight" not in after, sorted(after)
+    print("Granite + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, exported tied as a granite")
+
+
+def main():
+    run_case(__doc__, {"tokenizers": case_hf_tokenizer},
+             "spin_train_families_")
+
+
+if __name__ == "__main__":
+    main()
