@@ -22,9 +22,10 @@ packages=(build-essential cmake ninja-build pkg-config python3 python3-venv
           openmpi-bin libopenmpi-dev libhdf5-openmpi-dev libboost-program-options-dev
           libgtest-dev libopenblas-dev nlohmann-json3-dev libsentencepiece-dev libxxhash-dev
           python3-matplotlib)
-# Test oracles and the benchmark's comparison: PyTorch from Debian (psutil and yaml for PEFT's);
+# Test oracles and the benchmark's comparison: PyTorch from Debian (psutil and yaml for PEFT's, Jinja2 for
+# transformers' chat templates in the data tool's test);
 # and a one-node Slurm for the job-script test.
-[[ "$mode" == test ]] && packages+=(python3-torch python3-h5py python3-numpy python3-psutil python3-yaml slurmctld slurmd slurm-client munge)
+[[ "$mode" == test ]] && packages+=(python3-torch python3-h5py python3-numpy python3-psutil python3-yaml python3-jinja2 slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -151,7 +151,8 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   }
   require(!has_tokens(tokenizer, {"<|user|>", "<|assistant|>", "<|end|>"}),
           "the tokenizer has Phi-3's chat tokens (<|user|>, <|assistant|>, <|end|>) over a SentencePiece model, "
-          "whose chat format spin does not implement: choose --template plain (data.template) or give token ids");
+          "whose chat format spin does not implement: choose --template plain (data.template) or give token ids "
+          "(jobs/chat_to_ids.py renders conversations with the model's own template)");
   // Granite 3.x: <|start_of_role|>role<|end_of_role|>content<|end_of_text|>, and without a system
   // message a default one carrying the day the template runs (strftime_now) -- a format spin does
   // not write (the same conversation would tokenize differently from day to day): refused rather than
@@ -159,7 +160,8 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   require(!has_tokens(tokenizer, {"<|start_of_role|>", "<|end_of_role|>"}) &&
               (tokenizer == nullptr || tokenizer->chat_template().find("<|start_of_role|>") == std::string::npos),
           "the tokenizer's chat format is Granite's (<|start_of_role|> ... <|end_of_role|>, a dated default system "
-          "message), which spin does not implement: choose --template plain (data.template) or give token ids");
+          "message), which spin does not implement: choose --template plain (data.template) or give token ids "
+          "(jobs/chat_to_ids.py renders conversations with the model's own template)");
   if (has_tokens(tokenizer, {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"})) {
     return has_tokens(tokenizer, {"<|eom_id|>"}) ? PromptTemplate::Llama31 : PromptTemplate::Llama3;
   }
@@ -170,7 +172,7 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   require(tokenizer == nullptr || tokenizer->chat_template().find("Reasoning Mode") == std::string::npos,
           "the tokenizer's chat template is SmolLM3's (a metadata system block with the date and the reasoning "
           "mode), which spin does not implement: choose --template chatml or qwen3 (data.template), or give token "
-          "ids");
+          "ids (jobs/chat_to_ids.py renders conversations with the model's own template)");
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>", "<think>", "</think>"})) return PromptTemplate::Qwen3;
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>"})) {
     const bool qwen25 = tokenizer->chat_template().find(kQwen25System) != std::string::npos;

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Conversations rendered by a model's own chat template into spin's token-id records.
+
+spin renders prompts with its own implementations of the common chat formats (docs/spin.md) and
+refuses the formats it does not implement -- Granite's, SmolLM3's, Phi-3's -- rather than
+approximate them. For those (or to train on exactly what a tokenizer's template writes), this
+tool runs the template once, at data-preparation time, with Hugging Face transformers (a tool's
+dependency; spin itself never runs Python), and writes the token-id shape spin reads as it is:
+
+    {"prompt": [ids], "response": [ids]}
+
+Each record's conversation is every message; the last must be the assistant's, the ground truth.
+prompt = apply_chat_template(all but the last, add_generation_prompt=True); the response is what
+the whole conversation's rendering adds to that prompt, cut after its first stop token -- the
+tokenizer's EOS and config.json's / generation_config.json's eos_token_id, the ids spin's
+generation stops at -- so that the real responses end as the generated ones do (what a template
+writes after the turn's end, a newline say, is dropped). A template whose rendering of the
+conversation does not begin with its rendering of the prompt is refused for that record.
+
+Input shapes (as spin reads them): {"messages": [...]}, SPIN data sets' {"real": [...]},
+{"chosen": [...]}, NeMo's {"system", "conversations": [{"from", "value"}]}, and text pairs
+{"prompt": str, "response": str} (one user turn). --system TEXT gives conversations without a
+system message that one -- for templates that otherwise write a default dated the day they run
+(Granite's), so that every run of the tool writes the same tokens.
+
+    python3 jobs/chat_to_ids.py --model MODEL_DIR --input chat.jsonl --output ids.jsonl \\
+        [--system "You are Granite, developed by IBM."] [--chat-template FILE]
+
+Errors name the input file and line and exit 1.
+"""
+import argparse
+import json
+import os
+import sys
+
+
+def fail(message):
+    sys.exit("chat_to_ids: error: " + message)
+
+
+def conversation(record, where, system):
+    """The record's messages, [{"role", "content"}, ...], with `system` first where it has none."""
+    if not isinstance(record, dict):
+        fail("%s: expected a JSON object" % where)
+    if "messages" in record or "real" in record or "chosen" in record:
+        messages = record.get("messages", record.get("real", record.get("chosen")))
+    elif "conversations" in record:  # NeMo's chat shape
+        roles = {"User": "user", "Assistant": "assistant"}
+        messages = [{"role": "system", "content": record["system"]}] if record.get("system") else []
+        for turn in record["conversations"]:
+            if turn.get("from") not in roles:
+                fail("%s: a NeMo turn's \"from\" must be User or Assistant, got %r" % (where, turn.get("from")))
+            messages.append({"role": roles[turn["from"]], "content": turn.get("value", "")})
+    elif isinstance(record.get("prompt"), str) and isinstance(record.get("response"), str):
+        messages = [{"role": "user", "content": record["prompt"]}, {"role": "assistant", "content": record["response"]}]
+    else:
+        fail("%s: no conversation (messages, real, chosen, conversations, or a text prompt and response)" % where)
+    if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m and "content" in m
+                                                 for m in messages):
+        fail("%s: messages must be a list of {\"role\", \"content\"} objects" % where)
+    if len(messages) < 2 or messages[-1]["role"] != "assistant":
+        fail("%s: the last message must be the assistant's (the response), after at least one other" % where)
+    if system is not None and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": system}] + messages
+    return messages
+
+
+def stop_ids(model_dir, tokenizer):
+    """The ids spin's generation stops at: the tokenizer's EOS, config.json's and
+    generation_config.json's eos_token_id (an id or a list)."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    for name in ("config.json", "generation_config.json"):
+        path = os.path.join(model_dir, name)
+        if not os.path.exists(path):
+            continue
+        value = json.load(open(path)).get("eos_token_id")
+        ids.update(value if isinstance(value, list) else [] if value is None else [value])
+    return ids
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="Hugging Face model directory (its tokenizer and chat template)")
+    p.add_argument("--input", required=True, help="JSONL of conversations")
+    p.add_argument("--output", required=True, help="JSONL of {\"prompt\": [ids], \"response\": [ids]}")
+    p.add_argument("--system", help="system message for conversations without one")
+    p.add_argument("--chat-template", help="a Jinja chat template file instead of the tokenizer's")
+    args = p.parse_args()
+
+    from transformers import AutoTokenizer  # a tool's dependency, imported once the arguments are read
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+    except (OSError, ValueError, TypeError) as e:
+        fail("%s: no tokenizer transformers can load (%s)" % (args.model, e))
+    if args.chat_template:
+        tokenizer.chat_template = open(args.chat_template).read()
+    if not tokenizer.chat_template:
+        fail("%s: the tokenizer has no chat template (give --chat-template FILE)" % args.model)
+    stops = stop_ids(args.model, tokenizer)
+    records, cut = [], 0
+    with open(args.input) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = "%s:%d" % (args.input, number)
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                fail("%s: not valid JSON: %s" % (where, e))
+            messages = conversation(record, where, args.system)
+            prompt = list(tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True))
+            whole = list(tokenizer.apply_chat_template(messages, tokenize=True))
+            if whole[:len(prompt)] != prompt:
+                fail("%s: the template's rendering of the conversation does not begin with its rendering of the "
+                     "prompt (with the generation prompt), so the response is not what follows it" % where)
+            response = whole[len(prompt):]
+            end = next((i + 1 for i, t in enumerate(response) if t in stops), len(response))
+            cut += end < len(response)
+            response = response[:end]
+            if not response:
+                fail("%s: the response renders to no tokens" % where)
+            records.append({"prompt": prompt, "response": response})
+    with open(args.output, "w") as out:
+        for r in records:
+            out.write(json.dumps(r) + "\n")
+    print("chat_to_ids: %d records -> %s (%d responses cut after their stop token; stop ids %s)"
+          % (len(records), args.output, cut, sorted(stops)))
+
+
+if __name__ == "__main__":
+    main()

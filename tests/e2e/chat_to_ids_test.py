@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""jobs/chat_to_ids.py against spin's own templates: conversations rendered by a tokenizer's chat
+template (transformers' apply_chat_template: Llama 3 Instruct's on the llama3 test tokenizer,
+ChatML on the qwen2 one) into token-id records are what spin trains on when it renders the same
+conversations with its llama3 / chatml templates -- every prompt's and response's ids, as `spin
+data` shows them; ChatML's response cut after <|im_end|> (its newline dropped), as spin's ends. A
+--system message is given to conversations without one. A conversation ending with a user turn
+and a malformed line are refused naming the file and line, and a template whose conversation does
+not begin with its prompt is refused. Needs transformers (a tool's dependency)."""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
+from e2e_common import ROOT, hf_tokenizer_model  # noqa: E402
+from make_hf_bpe_fixtures import CHATML, LLAMA3_CHAT  # noqa: E402
+
+TOOL = os.path.join(ROOT, "jobs", "chat_to_ids.py")
+CONVERSATIONS = [
+    [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}],
+    [{"role": "system", "content": "  You are terse.\n"}, {"role": "user", "content": "Hello there!  "},
+     {"role": "assistant", "content": " Hi.\n\n"}],
+    [{"role": "user", "content": "first"}, {"role": "assistant", "content": "one"},
+     {"role": "user", "content": "naïve 日本 🙂 12345"}, {"role": "assistant", "content": "two\nlines"}],
+]
+
+
+def tool(*args, ok=True):
+    r = subprocess.run([sys.executable, TOOL] + list(args), capture_output=True, text=True, timeout=120)
+    if ok and r.returncode != 0:
+        sys.exit("FAIL: chat_to_ids %s\n%s%s" % (" ".join(args), r.stdout, r.stderr))
+    return r
+
+
+def shown_ids(spin, model, data, template):
+    """Every example's prompt and response as spin data prints them: the count of ids, the first 48
+    ids and the decoded text, every special token written out."""
+    cmd = [spin, "data", "--model", model, "--data", data, "--show", "10"] + (["--template", template] if template else [])
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        sys.exit("FAIL: %s\n%s%s" % (" ".join(cmd), r.stdout, r.stderr))
+    shown = re.findall(r"^  (prompt|response) +(\d+) tokens \[([\d .]*)\]\n(.*)$", r.stdout, re.M)
+    assert shown, r.stdout
+    return shown
+
+
+def check(args, tmp, kind, template, chat_template):
+    model = hf_tokenizer_model(os.path.join(tmp, kind), kind=kind)
+    config = json.load(open(os.path.join(model, "tokenizer_config.json")))
+    # As Llama 3's and Qwen2's own tokenizer_config.json have them: the fast tokenizer's class, the
+    # special tokens as strings, the template.
+    config.update({"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": chat_template})
+    for key in ("bos_token", "eos_token"):
+        if isinstance(config.get(key), dict):
+            config[key] = config[key]["content"]
+    json.dump(config, open(os.path.join(model, "tokenizer_config.json"), "w"))
+    chat, ids = os.path.join(tmp, kind + "-chat.jsonl"), os.path.join(tmp, kind + "-ids.jsonl")
+    with open(chat, "w") as f:
+        for c in CONVERSATIONS:
+            f.write(json.dumps({"messages": c}, ensure_ascii=False) + "\n")
+    tool("--model", model, "--input", chat, "--output", ids)
+    want, got = shown_ids(args.spin, model, chat, template), shown_ids(args.spin, model, ids, None)
+    assert len(want) == 2 * len(CONVERSATIONS) and got == want, (got, want)
+    # --system: the first conversation (no system message) gets one, the second keeps its own.
+    system, with_system = os.path.join(tmp, kind + "-system.jsonl"), os.path.join(tmp, kind + "-system-ids.jsonl")
+    with open(system, "w") as f:
+        f.write(json.dumps({"messages": [{"role": "system", "content": "Be brief."}] + CONVERSATIONS[0]}) + "\n")
+        f.write(json.dumps({"messages": CONVERSATIONS[1]}, ensure_ascii=False) + "\n")
+    tool("--model", model, "--input", chat, "--output", with_system, "--system", "Be brief.")
+    want = shown_ids(args.spin, model, system, template)
+    assert shown_ids(args.spin, model, with_system, None)[:4] == want, "--system"
+    print("%s: %d conversations rendered by apply_chat_template = spin's %s template, ids for ids; --system "
+          "applied where a conversation has none" % (kind, len(CONVERSATIONS), template))
+    return model, chat
+
+
+def refused(args, pattern):
+    r = tool(*args, ok=False)
+    errors = [l for l in r.stderr.splitlines() if l.startswith("chat_to_ids: error:")]
+    assert r.returncode != 0 and len(errors) == 1 and re.search(pattern, errors[0]), (r.stdout, r.stderr)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--spin", required=True)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="spin_chat_to_ids_") as tmp:
+        model, chat = check(args, tmp, "llama3", "llama3", LLAMA3_CHAT)
+        check(args, tmp, "qwen2", "chatml", CHATML)
+        bad = os.path.join(tmp, "bad.jsonl")
+        with open(bad, "w") as f:
+            f.write(json.dumps({"messages": CONVERSATIONS[0]}) + "\n")
+            f.write(json.dumps({"messages": CONVERSATIONS[0][:1]}) + "\n")
+        refused(["--model", model, "--input", bad, "--output", os.path.join(tmp, "x")],
+                r"bad\.jsonl:2: the last message must be the assistant's")
+        with open(bad, "w") as f:
+            f.write("{\"messages\": [\n")
+        refused(["--model", model, "--input", bad, "--output", os.path.join(tmp, "x")], r"bad\.jsonl:1: not valid JSON")
+        # A template that writes the generation prompt differently from a finished turn's start.
+        odd = os.path.join(tmp, "odd.jinja")
+        with open(odd, "w") as f:
+            f.write("{% for m in messages %}<|start_header_id|>{{ m['content'] }}<|eot_id|>{% endfor %}"
+                    "{% if add_generation_prompt %}X{% endif %}")
+        refused(["--model", model, "--input", chat, "--output", os.path.join(tmp, "x"), "--chat-template", odd],
+                r"chat\.jsonl:1: the template's rendering of the conversation does not begin with")
+        print("refused: a conversation ending with a user turn, a malformed line, a template whose "
+              "conversation does not begin with its prompt (each naming file and line)")
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
