@@ -20,13 +20,10 @@ from e2e_common import ROOT, hf_tokenizer_model  # noqa: E402
 from make_hf_bpe_fixtures import CHATML, LLAMA3_CHAT  # noqa: E402
 
 TOOL = os.path.join(ROOT, "jobs", "chat_to_ids.py")
-CONVERSATIONS = [
-    [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}],
-    [{"role": "system", "content": "  You are terse.\n"}, {"role": "user", "content": "Hello there!  "},
-     {"role": "assistant", "content": " Hi.\n\n"}],
-    [{"role": "user", "content": "first"}, {"role": "assistant", "content": "one"},
-     {"role": "user", "content": "naïve 日本 🙂 12345"}, {"role": "assistant", "content": "two\nlines"}],
-]
+# The template fixtures' conversations (tests/data/make_hf_bpe_fixtures.py): no system message, one
+# with surrounding whitespace, two turns with non-ASCII text.
+CONVERSATIONS = [c["messages"] for c in json.load(open(os.path.join(ROOT, "tests", "data", "hf_bpe", "llama3",
+                                                                     "chat_cases.json"), encoding="utf-8"))]
 
 
 def tool(*args, ok=True):
