@@ -19,7 +19,9 @@ conversation does not begin with its rendering of the prompt is refused for that
 
 Input shapes (as spin reads them): {"messages": [...]}, SPIN data sets' {"real": [...]},
 {"chosen": [...]}, NeMo's {"system", "conversations": [{"from", "value"}]}, and text pairs
-{"prompt": str, "response": str} (one user turn). --system TEXT gives conversations without a
+{"prompt": str, "response": str} (one user turn). A SPIN data set's "generated" conversation (a
+preference set's "rejected") becomes "generated" ids, rendered and cut alike, for
+spin.generations = data; its messages before the last must be the real conversation's. --system TEXT gives conversations without a
 system message that one -- for templates that otherwise write a default dated the day they run
 (Granite's), so that every run of the tool writes the same tokens.
 
@@ -36,6 +38,19 @@ import sys
 
 def fail(message):
     sys.exit("chat_to_ids: error: " + message)
+
+
+def checked(messages, where, system):
+    """`messages` as a conversation ending with the assistant's response, `system` first where it
+    has no system message."""
+    if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m and "content" in m
+                                                 for m in messages):
+        fail("%s: messages must be a list of {\"role\", \"content\"} objects" % where)
+    if len(messages) < 2 or messages[-1]["role"] != "assistant":
+        fail("%s: the last message must be the assistant's (the response), after at least one other" % where)
+    if system is not None and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": system}] + messages
+    return messages
 
 
 def conversation(record, where, system):
@@ -55,14 +70,33 @@ def conversation(record, where, system):
         messages = [{"role": "user", "content": record["prompt"]}, {"role": "assistant", "content": record["response"]}]
     else:
         fail("%s: no conversation (messages, real, chosen, conversations, or a text prompt and response)" % where)
-    if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m and "content" in m
-                                                 for m in messages):
-        fail("%s: messages must be a list of {\"role\", \"content\"} objects" % where)
-    if len(messages) < 2 or messages[-1]["role"] != "assistant":
-        fail("%s: the last message must be the assistant's (the response), after at least one other" % where)
-    if system is not None and messages[0]["role"] != "system":
-        messages = [{"role": "system", "content": system}] + messages
+    return checked(messages, where, system)
+
+
+def generated_conversation(record, real, where, system):
+    """A SPIN data set's "generated" (a preference set's "rejected") conversation, or None; its
+    prompt must be the real conversation's."""
+    key = "generated" if "generated" in record else "rejected" if "rejected" in record else None
+    if key is None:
+        return None
+    messages = checked(record[key], where, system)
+    if messages[:-1] != real[:-1]:
+        fail("%s: the %s conversation's messages before its last are not the real one's" % (where, key))
     return messages
+
+
+def response_ids(tokenizer, messages, prompt, stops, where):
+    """What the conversation's rendering adds to the prompt's ids, cut after its first stop id; and
+    whether anything was cut."""
+    whole = list(tokenizer.apply_chat_template(messages, tokenize=True))
+    if whole[:len(prompt)] != prompt:
+        fail("%s: the template's rendering of the conversation does not begin with its rendering of the prompt "
+             "(with the generation prompt), so the response is not what follows it" % where)
+    ids = whole[len(prompt):]
+    end = next((i + 1 for i, t in enumerate(ids) if t in stops), len(ids))
+    if end == 0:
+        fail("%s: the response renders to no tokens" % where)
+    return ids[:end], end < len(ids)
 
 
 def stop_ids(model_dir, tokenizer):
@@ -111,17 +145,13 @@ def main():
                 fail("%s: not valid JSON: %s" % (where, e))
             messages = conversation(record, where, args.system)
             prompt = list(tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True))
-            whole = list(tokenizer.apply_chat_template(messages, tokenize=True))
-            if whole[:len(prompt)] != prompt:
-                fail("%s: the template's rendering of the conversation does not begin with its rendering of the "
-                     "prompt (with the generation prompt), so the response is not what follows it" % where)
-            response = whole[len(prompt):]
-            end = next((i + 1 for i, t in enumerate(response) if t in stops), len(response))
-            cut += end < len(response)
-            response = response[:end]
-            if not response:
-                fail("%s: the response renders to no tokens" % where)
-            records.append({"prompt": prompt, "response": response})
+            out = {"prompt": prompt}
+            generated = generated_conversation(record, messages, where, args.system)
+            for key, conv in (("response", messages), ("generated", generated)):
+                if conv is not None:
+                    out[key], dropped = response_ids(tokenizer, conv, prompt, stops, where)
+                    cut += dropped
+            records.append(out)
     with open(args.output, "w") as out:
         for r in records:
             out.write(json.dumps(r) + "\n")

@@ -2,11 +2,12 @@
 """jobs/chat_to_ids.py against spin's own templates: conversations rendered by a tokenizer's chat
 template (transformers' apply_chat_template: Llama 3 Instruct's on the llama3 test tokenizer,
 ChatML on the qwen2 one) into token-id records are what spin trains on when it renders the same
-conversations with its llama3 / chatml templates -- every prompt's and response's ids, as `spin
-data` shows them; ChatML's response cut after <|im_end|> (its newline dropped), as spin's ends. A
---system message is given to conversations without one. A conversation ending with a user turn
-and a malformed line are refused naming the file and line, and a template whose conversation does
-not begin with its prompt is refused. Needs transformers (a tool's dependency)."""
+conversations with its llama3 / chatml templates -- every prompt's and response's ids, and a SPIN
+data set's generated response's, as `spin data` shows them; ChatML's responses cut after
+<|im_end|> (its newline dropped), as spin's end. A --system message is given to conversations
+without one. A conversation ending with a user turn, a malformed line, a generated response to
+another prompt and a template whose conversation does not begin with its prompt are refused
+naming the file and line. Needs transformers (a tool's dependency)."""
 import argparse
 import json
 import os
@@ -33,14 +34,15 @@ def tool(*args, ok=True):
     return r
 
 
-def shown_ids(spin, model, data, template):
+def shown_ids(spin, model, data, template, generations=False):
     """Every example's prompt and response as spin data prints them: the count of ids, the first 48
     ids and the decoded text, every special token written out."""
     cmd = [spin, "data", "--model", model, "--data", data, "--show", "10"] + (["--template", template] if template else [])
+    cmd += ["--generations"] if generations else []
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         sys.exit("FAIL: %s\n%s%s" % (" ".join(cmd), r.stdout, r.stderr))
-    shown = re.findall(r"^  (prompt|response) +(\d+) tokens \[([\d .]*)\]\n(.*)$", r.stdout, re.M)
+    shown = re.findall(r"^  (prompt|response|generated) +(\d+) tokens \[([\d .]*)\]\n(.*)$", r.stdout, re.M)
     assert shown, r.stdout
     return shown
 
@@ -70,8 +72,18 @@ def check(args, tmp, kind, template, chat_template):
     tool("--model", model, "--input", chat, "--output", with_system, "--system", "Be brief.")
     want = shown_ids(args.spin, model, system, template)
     assert shown_ids(args.spin, model, with_system, None)[:4] == want, "--system"
-    print("%s: %d conversations rendered by apply_chat_template = spin's %s template, ids for ids; --system "
-          "applied where a conversation has none" % (kind, len(CONVERSATIONS), template))
+    # SPIN data sets' generated responses (spin.generations = data): rendered and cut as the real ones.
+    spin_data, spin_ids = os.path.join(tmp, kind + "-spin.jsonl"), os.path.join(tmp, kind + "-spin-ids.jsonl")
+    with open(spin_data, "w") as f:
+        for c in CONVERSATIONS:
+            generated = c[:-1] + [{"role": "assistant", "content": "not " + c[-1]["content"]}]
+            f.write(json.dumps({"real": c, "generated": generated}, ensure_ascii=False) + "\n")
+    tool("--model", model, "--input", spin_data, "--output", spin_ids)
+    want = shown_ids(args.spin, model, spin_data, template, True)
+    assert len(want) == 3 * len(CONVERSATIONS) and shown_ids(args.spin, model, spin_ids, None, True) == want, "generated"
+    print("%s: %d conversations rendered by apply_chat_template = spin's %s template, ids for ids (SPIN data's "
+          "generated responses too); --system applied where a conversation has none" % (kind, len(CONVERSATIONS),
+                                                                                       template))
     return model, chat
 
 
@@ -97,6 +109,10 @@ def main():
         with open(bad, "w") as f:
             f.write("{\"messages\": [\n")
         refused(["--model", model, "--input", bad, "--output", os.path.join(tmp, "x")], r"bad\.jsonl:1: not valid JSON")
+        with open(bad, "w") as f:  # a generated response to another prompt
+            f.write(json.dumps({"real": CONVERSATIONS[0], "generated": CONVERSATIONS[2][2:]}, ensure_ascii=False) + "\n")
+        refused(["--model", model, "--input", bad, "--output", os.path.join(tmp, "x")],
+                r"bad\.jsonl:1: the generated conversation's messages before its last are not the real one's")
         # A template that writes the generation prompt differently from a finished turn's start.
         odd = os.path.join(tmp, "odd.jinja")
         with open(odd, "w") as f:
@@ -104,8 +120,8 @@ def main():
                     "{% if add_generation_prompt %}X{% endif %}")
         refused(["--model", model, "--input", chat, "--output", os.path.join(tmp, "x"), "--chat-template", odd],
                 r"chat\.jsonl:1: the template's rendering of the conversation does not begin with")
-        print("refused: a conversation ending with a user turn, a malformed line, a template whose "
-              "conversation does not begin with its prompt (each naming file and line)")
+        print("refused: a conversation ending with a user turn, a malformed line, a generated response to another "
+              "prompt, a template whose conversation does not begin with its prompt (each naming file and line)")
     print("PASS")
 
 
