@@ -264,6 +264,9 @@ struct PeftTensor {
   std::vector<float> values;
 };
 
+// A module path's last name ("self_attn.qkv_proj" -> "qkv_proj"): PEFT's target_modules and pattern keys.
+std::string module_name(const std::string& path) { return path.substr(path.rfind('.') + 1); }
+
 // Phi-3's fused modules as PEFT adapts them -- one pair on qkv_proj (gate_up_proj) where spin
 // trains a pair for each of q, k, v (gate, up): with n of its parts adapted, the fused pair has rank
 // n r; its A stacks the adapted parts' A, one r-row block each, its B holds each part's B in that
@@ -286,9 +289,8 @@ std::vector<PeftTensor> fused_peft_adapters(const ckpt::CheckpointReader& reader
     const auto n = static_cast<std::int64_t>(
         std::count_if(f.parts.begin(), f.parts.end(), [&](const auto& p) { return adapted(0, p.first); }));
     if (n == 0) continue;
-    const std::string module = module_of(f.fused);  // "self_attn.qkv_proj."
-    std::string name = module.substr(0, module.size() - 1);
-    name = name.substr(name.rfind('.') + 1);  // "qkv_proj": PEFT's module name, its patterns' key
+    const std::string module = module_of(f.fused);                              // "self_attn.qkv_proj."
+    const std::string name = module_name(module.substr(0, module.size() - 1));  // "qkv_proj"
     const std::int64_t wide = n * rank;
     if (n > 1) {
       rank_pattern[name] = wide;
@@ -330,14 +332,14 @@ std::vector<PeftTensor> fused_peft_adapters(const ckpt::CheckpointReader& reader
   return out;
 }
 
-// PEFT's target_modules for spin's targets: Phi-3's fused module for any of its parts.
-nlohmann::json peft_targets(const nlohmann::json& targets, bool fused) {
-  if (!fused) return targets;
+// PEFT's target_modules for spin's targets (the lora_config attribute's names, in the layer's
+// order): the module PEFT adapts for each (model::peft_module: Phi-3's fused one for its parts), once.
+nlohmann::json peft_targets(const nlohmann::json& targets, const model::ModelConfig& config) {
   nlohmann::json out = nlohmann::json::array();
-  for (const nlohmann::json& t : targets) {
-    const std::string name = t == "q_proj" || t == "k_proj" || t == "v_proj" ? "qkv_proj"
-                             : t == "gate_proj" || t == "up_proj"             ? "gate_up_proj"
-                                                                              : t.get<std::string>();
+  for (int t = 0; t < model::kLoraTargets; ++t) {
+    const auto target = static_cast<model::LoraTarget>(t);
+    if (std::find(targets.begin(), targets.end(), model::lora_target_name(target)) == targets.end()) continue;
+    const std::string name = module_name(model::peft_module(config, target));
     if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
   }
   return out;
@@ -379,7 +381,7 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
                                   {"r", lora.at("rank")},       {"lora_alpha", lora.at("alpha")},
                                   {"rank_pattern", rank_pattern}, {"alpha_pattern", alpha_pattern},
                                   {"lora_dropout", lora.value("dropout", 0.0)},
-                                  {"target_modules", peft_targets(lora.at("targets"), config.fused_projections)},
+                                  {"target_modules", peft_targets(lora.at("targets"), config)},
                                   {"bias", "none"},             {"fan_in_fan_out", false},
                                   {"inference_mode", true},     {"init_lora_weights", true},
                                   {"use_rslora", rslora},

@@ -7,6 +7,7 @@
 #include <optional>
 #include <regex>
 #include <sstream>
+#include <tuple>
 
 #include "checkpoint/hf_reader.h"
 #include "core/error.h"
@@ -47,32 +48,20 @@ std::string lora_config_json(const model::LoraConfig& lora) {
 
 namespace {
 
-// Projection t's module in layer l of the model as PEFT names it: spin's, or for Phi-3 the fused
-// qkv_proj / gate_up_proj that holds it; `spin_name`: spin's name of it (its tensors' prefix).
-std::string peft_module(const model::ModelConfig& config, std::int64_t l, model::LoraTarget t, bool spin_name) {
-  using T = model::LoraTarget;
-  const bool attention = t == T::Q || t == T::K || t == T::V || t == T::O;
-  std::string name = model::lora_target_name(t);
-  if (config.fused_projections && !spin_name && t != T::O && t != T::Down) {
-    name = attention ? "qkv_proj" : "gate_up_proj";
-  }
-  return (spin_name ? "" : config.hf_weight_prefix) + "model.layers." + std::to_string(l) + "." +
-         (attention ? "self_attn." : "mlp.") + name;
-}
-
-// Merges a PEFT adapter with rank_pattern / alpha_pattern: the modules grouped by their (rank,
-// alpha), each group's adapters read and merged as an adapter of their own (another group's
-// modules, left unread, have B = 0 there and add nothing).
-void merge_patterned(const std::string& adapter_dir, const PeftAdapter& adapter, const model::ModelConfig& config,
+// Merges a PEFT adapter: the adapted modules grouped by the (rank, alpha) PeftAdapter gives them --
+// one group without rank_pattern / alpha_pattern --, each group's adapters read and merged as an
+// adapter of their own (another group's modules, left unread, have B = 0 there and add nothing).
+void merge_adapter(const std::string& adapter_dir, const PeftAdapter& adapter, const model::ModelConfig& config,
                      const model::TpDims& dims, const model::StageLayers& stage, model::ModelWeights& weights,
                      const kernels::Kernels& kernels) {
   std::map<std::pair<std::int64_t, double>, std::vector<std::string>> groups;  // -> spin's module names
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
+    const std::string layer = "model.layers." + std::to_string(l) + ".";
     for (int t = 0; t < model::kLoraTargets; ++t) {
       const auto target = static_cast<model::LoraTarget>(t);
       if (!adapter.lora.targets_(target)) continue;
-      groups[adapter.module_rank_alpha(peft_module(config, l, target, false))].push_back(
-          peft_module(config, l, target, true) + ".");
+      groups[adapter.module_rank_alpha(config.hf_weight_prefix + layer + model::peft_module(config, target))]
+          .push_back(layer + model::lora_module(target) + ".");
     }
   }
   for (const auto& [rank_alpha, modules] : groups) {
@@ -96,16 +85,7 @@ void load_hf_weights(const std::string& model_dir, const std::string& adapter_di
                      const kernels::Kernels& kernels) {
   const PeftAdapter adapter = adapter_dir.empty() ? PeftAdapter{} : peft_adapter(adapter_dir);
   ckpt::HfReader(model_dir, model::hf_layout(config)).load(weights.sharded_state_dict());
-  if (!adapter.lora.enabled()) return;
-  if (adapter.has_patterns()) {
-    merge_patterned(adapter_dir, adapter, config, dims, stage, weights, kernels);
-    return;
-  }
-  const model::ModelWeights adapters =
-      model::ModelWeights::adapters(config, adapter.lora, dims, stage, 1, weights.device());
-  ckpt::HfReader(adapter_dir, model::peft_layout(config, adapter.lora), "adapter_model")
-      .load(adapters.sharded_state_dict());
-  adapters.merge_into(weights, kernels);
+  if (adapter.lora.enabled()) merge_adapter(adapter_dir, adapter, config, dims, stage, weights, kernels);
 }
 
 PeftAdapter peft_adapter(const std::string& adapter_dir) {

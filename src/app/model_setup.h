@@ -79,7 +79,6 @@ struct PeftAdapter {
   std::vector<std::pair<std::string, std::int64_t>> rank_pattern;
   std::vector<std::pair<std::string, double>> alpha_pattern;
 
-  bool has_patterns() const { return !rank_pattern.empty() || !alpha_pattern.empty(); }
   // The rank and alpha PeftModel gives module `module` (its name in the model, as
   // "model.layers.3.self_attn.q_proj"), as LoraModel._create_and_replace picks them: the first key,
   // rank_pattern's then alpha_pattern's, for which Python's re.match(rf".*\.{key}$", module) holds;

@@ -369,6 +369,18 @@ HfLayout hf_layout(const ModelConfig& c) {
   return layout;
 }
 
+const char* lora_module(LoraTarget t) { return kProjections[static_cast<int>(t)]; }
+
+std::string peft_module(const ModelConfig& c, LoraTarget t) {
+  const std::string part = std::string(lora_module(t)) + ".weight";
+  for (const HfLayout::Fusion& f : hf_layout(c).fusions) {
+    for (const auto& [name, rows] : f.parts) {
+      if (name == part) return f.fused.substr(0, f.fused.size() - std::string(".weight").size());
+    }
+  }
+  return lora_module(t);
+}
+
 HfLayout peft_layout(const ModelConfig& c, const LoraConfig& lora) {
   HfLayout layout;
   layout.prefix = "base_model.model." + c.hf_weight_prefix;

@@ -143,6 +143,11 @@ std::vector<ShardedTensor> adapter_layout(const LoraConfig& lora, const TpDims& 
 // Phi-3 (ModelConfig::fused_projections) q/k/v as the row blocks of qkv_proj, gate/up of
 // gate_up_proj.
 HfLayout hf_layout(const ModelConfig& config);
+// Projection t's module within a layer as spin's tensors name it ("self_attn.q_proj").
+const char* lora_module(LoraTarget t);
+// The module PEFT adapts for projection t: the same, or in Phi-3's files (hf_layout's fusions) the
+// fused module that holds it ("self_attn.qkv_proj").
+std::string peft_module(const ModelConfig& config, LoraTarget t);
 // Where the LoRA adapters of `lora` sit in a PEFT adapter's files: under "base_model.model." and
 // the model's prefix; for Phi-3, PEFT adapts the fused qkv_proj (gate_up_proj) with one pair, so
 // q's, k's and v's adapters share its A and take their row blocks of its B.

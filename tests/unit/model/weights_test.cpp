@@ -30,6 +30,21 @@ TEST(ModelWeights, ListsHuggingFaceNamesWithShapesOnce) {
 }
 
 // The SPIN reference sync: a local copy of every shard, independent afterwards.
+// The module PEFT adapts for each projection: spin's own, or in Phi-3's files the fused one.
+TEST(ModelWeights, PeftModulesFollowTheFilesFusions) {
+  const ModelConfig llama = testing::tiny_config();
+  testing::TinyShape phi3_shape;
+  phi3_shape.family = testing::TinyFamily::Phi3;
+  const ModelConfig phi3 = testing::tiny_config(phi3_shape);
+  EXPECT_EQ(peft_module(llama, LoraTarget::K), "self_attn.k_proj");
+  EXPECT_EQ(peft_module(llama, LoraTarget::Up), "mlp.up_proj");
+  EXPECT_EQ(peft_module(phi3, LoraTarget::K), "self_attn.qkv_proj");
+  EXPECT_EQ(peft_module(phi3, LoraTarget::Up), "mlp.gate_up_proj");
+  EXPECT_EQ(peft_module(phi3, LoraTarget::O), "self_attn.o_proj");
+  EXPECT_EQ(peft_module(phi3, LoraTarget::Down), "mlp.down_proj");
+  EXPECT_STREQ(lora_module(LoraTarget::Gate), "mlp.gate_proj");
+}
+
 TEST(ModelWeights, CopyFromCopiesEveryParameterAndZeroClears) {
   const ModelConfig c = testing::tiny_config();
   ModelWeights policy(c, tp_dims(c, 0, 1)), reference(c, tp_dims(c, 0, 1));
