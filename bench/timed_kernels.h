@@ -74,6 +74,22 @@ class TimedKernels final : public kernels::Kernels {
                         const float* rstd, Index n, Index dim, float w_offset) const override {
     time("rmsnorm", [&] { inner_.rmsnorm_backward(dx, dw, dout, x, w, rstd, n, dim, w_offset); });
   }
+  void row_dot(float* out, const float* a, const float* b, const float* w, Index n, Index dim) const override {
+    time("rmsnorm", [&] { inner_.row_dot(out, a, b, w, n, dim); });
+  }
+  void rmsnorm_forward_from_sums(float* out, float* rstd, const float* x, const float* w, const float* sums, Index n,
+                                 Index dim, Index total, float eps) const override {
+    time("rmsnorm", [&] { inner_.rmsnorm_forward_from_sums(out, rstd, x, w, sums, n, dim, total, eps); });
+  }
+  void rmsnorm_forward_from_sums_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
+                                      const float* sums, Index n, Index dim, Index total, float eps) const override {
+    time("rmsnorm", [&] { inner_.rmsnorm_forward_from_sums_bf16(out, rstd, x, w, sums, n, dim, total, eps); });
+  }
+  void rmsnorm_backward_from_dots(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                                  const float* rstd, const float* dots, Index n, Index dim,
+                                  Index total) const override {
+    time("rmsnorm", [&] { inner_.rmsnorm_backward_from_dots(dx, dw, dout, x, w, rstd, dots, n, dim, total); });
+  }
   void rope_forward(float* x, const std::int32_t* pos, const float* cos, const float* sin,
                     Index n, Index heads, Index hd, Index rotary) const override {
     time("rope", [&] { inner_.rope_forward(x, pos, cos, sin, n, heads, hd, rotary); });

@@ -139,6 +139,24 @@ class Kernels {
   virtual void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x,
                                 const float* w, const float* rstd, Index n,
                                 Index dim, float w_offset) const = 0;
+  // RMSNorm over rows spread across the tensor-parallel group (OLMo 2's q and k norms span every
+  // head): this rank holds `dim` of each row's `total` columns and w's matching slice; the caller
+  // sums the per-row partial statistics over the group between the two steps of each direction --
+  //   forward:  row_dot(sums, x, x, null), summed; rmsnorm_forward_from_sums;
+  //   backward: row_dot(dots, dout, x, w), summed; rmsnorm_backward_from_dots.
+  // out[i] = sum_j a[i, j] b[i, j] (times w[j] where w is given) over rows of `dim`.
+  virtual void row_dot(float* out, const float* a, const float* b, const float* w, Index n, Index dim) const = 0;
+  // out = x r w with r = 1 / sqrt(sums / total + eps) per row, saved in rstd (which may be `sums`).
+  virtual void rmsnorm_forward_from_sums(float* out, float* rstd, const float* x, const float* w, const float* sums,
+                                         Index n, Index dim, Index total, float eps) const = 0;
+  // The same with out rounded to bf16 as it is written (an output only products read).
+  virtual void rmsnorm_forward_from_sums_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
+                                              const float* sums, Index n, Index dim, Index total,
+                                              float eps) const = 0;
+  // dx += r (dout w - x r^2 dots / total), dw += sum over rows of dout x r (dw null: a frozen weight).
+  virtual void rmsnorm_backward_from_dots(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                                          const float* rstd, const float* dots, Index n, Index dim,
+                                          Index total) const = 0;
 
   // Rotary embedding, Hugging Face "rotate half" convention, in place on x[n, heads, head_dim]
   // over each head's first rotary_dim dimensions (head_dim but for a partial rotary factor, as

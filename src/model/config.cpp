@@ -188,19 +188,21 @@ void parse_rope_layers(const json& j, ModelConfig& c, const std::string& source)
 // ModelConfig::sliding_window and windowed_layers (called once num_layers is known); `type` is
 // the model_type.
 void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type, const std::string& source) {
+  if (type == "olmo2") return;  // Olmo2Config has no window (transformers ignores the key)
   if (type == "smollm3") {  // a window only in NoPE layers, with use_sliding_window (off in the published models)
     require(!(j.contains("use_sliding_window") && j.at("use_sliding_window") == true), source,
             ": SmolLM3's use_sliding_window is not supported (spin runs the published models, which switch it off)");
     return;
   }
   const bool qwen = type == "qwen2" || type == "qwen3", gemma2 = type == "gemma2", gemma3 = type == "gemma3_text";
-  // Qwen2 and Qwen3 keep a sliding_window that applies only with use_sliding_window; Gemma2Config's
-  // and Gemma3TextConfig's default is 4096.
+  const bool olmo3 = type == "olmo3";
+  // Qwen2 and Qwen3 keep a sliding_window that applies only with use_sliding_window; Gemma2Config's,
+  // Gemma3TextConfig's and Olmo3Config's default is 4096.
   const bool applies = !qwen || (j.contains("use_sliding_window") && j.at("use_sliding_window") == true);
   if (!applies) return;
   if (j.contains("sliding_window") && !j.at("sliding_window").is_null()) {
     c.sliding_window = positive_int(j, "sliding_window", source);
-  } else if ((gemma2 || gemma3) && !j.contains("sliding_window")) {
+  } else if ((gemma2 || gemma3 || olmo3) && !j.contains("sliding_window")) {
     c.sliding_window = 4096;
   }
   if (!c.sliding_window) return;
@@ -218,8 +220,8 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
   }
   // Otherwise each family's rule, as transformers applies it: Gemma 2's even layers, Gemma 3's all
   // but every sliding_window_pattern-th (Gemma3TextConfig's default 6: layers 5, 11, ... are
-  // global), Qwen's layers from max_window_layers on (Qwen2Config's default 28), Mistral's every
-  // layer.
+  // global), OLMo 3's all but every fourth (3, 7, ...), Qwen's layers from max_window_layers on
+  // (Qwen2Config's default 28), Mistral's every layer.
   const std::int64_t pattern = gemma3 && j.contains("sliding_window_pattern")
                                    ? positive_int(j, "sliding_window_pattern", source) : 6;
   std::int64_t first_qwen = 28;
@@ -233,6 +235,7 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
     const auto i = static_cast<std::int64_t>(l);
     c.windowed_layers.push_back(gemma2   ? i % 2 == 0
                                 : gemma3 ? (i + 1) % pattern != 0
+                                : olmo3  ? (i + 1) % 4 != 0
                                 : qwen   ? i >= first_qwen
                                          : true);
   }
@@ -377,16 +380,24 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     }
     require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma" ||
                 type == "gemma2" || type == "gemma3_text" || type == "phi3" || type == "smollm3" ||
-                type == "granite",
+                type == "granite" || type == "olmo2" || type == "olmo3",
             source, ": model_type \"", type,
             "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
-            "gemma3_text, phi3, smollm3, granite; and the language model of gemma3, mistral3, llava, qwen2_vl and "
+            "gemma3_text, phi3, smollm3, granite, olmo2, olmo3; and the language model of gemma3, mistral3, llava, qwen2_vl and "
             "qwen2_5_vl)");
   }
   const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";
   const bool gemma2 = type == "gemma2" || gemma3;  // Gemma 2's parts
   const bool gemma = type == "gemma" || gemma2;    // Gemma's
+  const bool olmo = type == "olmo2" || type == "olmo3";
   ModelConfig c;
+  if (olmo) {  // Llama's parts but the norms: output norms alone, q and k normed across their heads
+    c.sandwich_norms = true;
+    c.pre_norms = false;
+    c.qk_norm_all_heads = true;
+    // Olmo3Config's default rope_theta differs between transformers versions (10000, 500000).
+    require(type != "olmo3" || j.contains("rope_theta"), source, ": missing required key \"rope_theta\"");
+  }
   if (gemma2) {
     c.sandwich_norms = true;
     // Gemma2Config's and Gemma3TextConfig's defaults when absent (query_pre_attn_scalar 256; caps
@@ -479,6 +490,10 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   require(c.vocab_size <= (std::int64_t{1} << 31) - 1, source, ": vocab_size too large");
   if (j.contains("rope_theta")) c.rope_theta = positive_float(j, "rope_theta", source);
   parse_sliding_window(j, c, type, source);
+  // OLMo 3: its windowed layers rotate unscaled, rope_scaling (YaRN) is the full-attention layers'
+  // alone -- as OLMo-core trained them and transformers 4.57's per-layer-type rotary embeddings
+  // run them.
+  if (type == "olmo3" && c.rope_scaling) c.rope_local_theta = c.rope_theta;
   if (type == "smollm3") parse_rope_layers(j, c, source);
   if (j.contains("tie_word_embeddings")) {
     require(j.at("tie_word_embeddings").is_boolean(), source,
@@ -550,8 +565,8 @@ std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t attn = h * head_dim * (2 * num_heads + 2 * num_kv_heads);
   const std::int64_t mlp = 3 * h * intermediate_size;
   const std::int64_t biases = qkv_bias ? head_dim * (num_heads + 2 * num_kv_heads) : 0;
-  const std::int64_t qk_norms = qk_norm ? 2 * head_dim : 0;
-  const std::int64_t norms = (sandwich_norms ? 4 : 2) * h;
+  const std::int64_t qk_norms = qk_norm ? 2 * head_dim : qk_norm_all_heads ? head_dim * (num_heads + num_kv_heads) : 0;
+  const std::int64_t norms = ((sandwich_norms ? 4 : 2) - (pre_norms ? 0 : 2)) * h;
   const std::int64_t per_layer = attn + biases + qk_norms + mlp + norms;
   const std::int64_t embeddings = vocab_size * h * (tie_word_embeddings ? 1 : 2);
   return num_layers * per_layer + embeddings + h;

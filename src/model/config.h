@@ -1,6 +1,6 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
-// Phi3ForCausalLM, SmolLM3ForCausalLM, GraniteForCausalLM), read from a Hugging Face config.json.
+// Phi3ForCausalLM, SmolLM3ForCausalLM, GraniteForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM), read from a Hugging Face config.json.
 // Features spin does not implement (rope_scaling other than linear, llama3, yarn, longrope and dynamic,
 // partial rotary embeddings outside Phi-3's family, biases other than Qwen2's on q/k/v,
 // activations other than SiLU and Gemma's tanh GELU) are refused by name rather than ignored.
@@ -78,6 +78,13 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // biases on the q, k and v projections (model_type qwen2)
   bool qk_norm = false;   // RMSNorm of each query and key head before RoPE (model_type qwen3)
+  // OLMo 2 / OLMo 3 (model_type olmo2, olmo3): q_norm and k_norm span each row's whole q (k)
+  // width, every head at once -- weights of heads x head_dim split over TP with the heads, the
+  // norm's statistics summed over the TP group (Kernels::row_dot) --, and no norm before either
+  // half: sandwich_norms' output norms alone (pre_norms false; Hugging Face's
+  // post_attention_layernorm and post_feedforward_layernorm).
+  bool qk_norm_all_heads = false;
+  bool pre_norms = true;
   // Gemma (model_type gemma): GeGLU instead of SwiGLU, RMSNorm scales of 1 + the stored weight,
   // the embedding's output multiplied by sqrt(hidden_size), tied embeddings by default.
   kernels::Activation activation = kernels::Activation::Silu;

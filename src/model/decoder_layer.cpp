@@ -14,7 +14,9 @@ namespace p = spin::parallel;
 
 void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size,
                                 Device device, bool mixed, const ModelConfig& config, const LoraConfig& lora) {
-  const bool qk_norm = config.qk_norm;
+  // Qwen3's head norms keep their inputs in the products' precision, OLMo 2's norms across the
+  // heads in float32 (the products' float32 output, which row_dot and the norm read).
+  const bool qk_norm = config.qk_norm, all_heads = config.qk_norm_all_heads;
   const std::int64_t rows = b.rows;
   // The residual stream and the norms' outputs: this rank's rows (all of them but under a split).
   const Shape hidden{b.residual_rows(), d.hidden}, per_row{b.residual_rows()}, q_shape{rows, d.q_width()},
@@ -24,19 +26,21 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const Shape none{0};
   const auto f32 = [&](const Shape& s) { return mixed ? none : s; };
   const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
+  const auto raw = [&](const Shape& s) { return all_heads ? s : qk(f32(s)); };
+  const auto rstd_qk = [&](std::int64_t heads) { return all_heads ? Shape{rows} : qk({rows * heads}); };
   const auto sandwich = [&](const Shape& s) { return config.sandwich_norms ? s : none; };
   const auto t = workspace_.carve(
       device, {hidden, f32(hidden), per_row, f32(q_shape), f32(kv_shape), f32(kv_shape), {probs_size}, f32(q_shape),
-               hidden, f32(hidden), per_row, f32(mlp), f32(mlp), f32(mlp), qk(f32(q_shape)), qk(f32(kv_shape)),
-               qk({rows * d.heads}), qk({rows * d.kv_heads}), sandwich(hidden), sandwich(per_row), sandwich(hidden),
+               hidden, f32(hidden), per_row, f32(mlp), f32(mlp), f32(mlp), raw(q_shape), raw(kv_shape),
+               rstd_qk(d.heads), rstd_qk(d.kv_heads), sandwich(hidden), sandwich(per_row), sandwich(hidden),
                sandwich(per_row)});
   x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = t[10];
   attn_out = rstd_attn_out = mlp_out = rstd_mlp_out = Tensor();
   if (config.sandwich_norms) attn_out = t[18], rstd_attn_out = t[19], mlp_out = t[20], rstd_mlp_out = t[21];
   q_raw = k_raw = q_raw_bf16 = k_raw_bf16 = rstd_q = rstd_k = Tensor();
-  if (qk_norm) {
+  if (qk_norm || all_heads) {
     rstd_q = t[16], rstd_k = t[17];
-    if (!mixed) q_raw = t[14], k_raw = t[15];
+    if (!mixed || all_heads) q_raw = t[14], k_raw = t[15];
   }
   if (mixed) {
     const auto h = workspace_bf16_.carve(
@@ -66,13 +70,15 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
 void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed,
                                 const ModelConfig& config, const LoraConfig& lora) {
   const std::int64_t rows = b.rows;
-  const bool qk_norm = config.qk_norm;
+  const bool qk_norm = config.qk_norm || config.qk_norm_all_heads;
   const Shape q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate}, none{0};
   const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
+  // The norms' weight gradients over TP (Qwen3's head norms), or the per-row sums (OLMo 2's).
+  const Shape norm_scratch = config.qk_norm_all_heads ? Shape{rows} : Shape{2, d.head_dim};
   const Shape residual{b.residual_rows(), d.hidden};
   const auto t = workspace_.carve(device, {residual, {b.gathered_rows(), d.hidden}, q_shape, q_shape, kv_shape,
                                            kv_shape, mlp, mlp, mlp, {b.split ? d.hidden : 0}, qk(q_shape),
-                                           qk(kv_shape), qk({2, d.head_dim}),
+                                           qk(kv_shape), qk(norm_scratch),
                                            config.transforms_branch_outputs() ? residual : none});
   d_residual = t[0], d_norm = t[1], d_attn = t[2], dq = t[3], dk = t[4], dv = t[5];
   d_act = t[6], d_gate = t[7], d_up = t[8];
@@ -93,6 +99,8 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
 }
 
 namespace {
+
+float* f32_or_null(const Tensor& t) { return t.defined() ? t.f32() : nullptr; }
 
 // RoPE on q and k in place (none in a NoPE layer: `rope` null), then causal attention into
 // attn: over the batch's own rows, or with a cache, over the cached prefix too after the rows'
@@ -189,6 +197,43 @@ void head_norms_backward(const ModelContext& ctx, const BatchGeometry& b, const 
   k.add_inplace(g.k_norm.f32(), dw + hd, hd);
 }
 
+// OLMo 2's q or k norm across every head of the TP group (rows of this rank's `width` columns):
+// the per-row sum of squares summed over TP, then the norm from it (into rstd, then out / out16).
+void all_heads_norm_forward(const ModelContext& ctx, const Tensor& out, const Tensor& out16, const Tensor& rstd,
+                            const Tensor& raw, const Tensor& w, std::int64_t rows, std::int64_t width) {
+  const auto& k = ctx.k;
+  float* sums = rstd.f32();
+  k.row_dot(sums, raw.f32(), raw.f32(), nullptr, rows, width);
+  ctx.tp.all_reduce(sums, static_cast<std::size_t>(rows));
+  const std::int64_t total = width * ctx.tp.size();
+  if (out16.defined()) {
+    k.rmsnorm_forward_from_sums_bf16(out16.bf16(), rstd.f32(), raw.f32(), w.f32(), sums, rows, width, total,
+                                     ctx.config.rms_norm_eps);
+  } else {
+    k.rmsnorm_forward_from_sums(out.f32(), rstd.f32(), raw.f32(), w.f32(), sums, rows, width, total,
+                                ctx.config.rms_norm_eps);
+  }
+}
+
+// Its backward for q and k: d_raw from d_out, the per-row sums of d_out w raw summed over TP
+// first; the weights' gradients (this rank's slice, complete: every row is here) into g's.
+void all_heads_norms_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w, LayerWeights& g,
+                              const LayerActivations& a, LayerGradScratch& s) {
+  const auto& k = ctx.k;
+  const TpDims& d = ctx.dims;
+  float* dots = s.d_head_norms.f32();
+  const auto norm_backward = [&](const Tensor& d_raw, const Tensor& d_weight, const Tensor& d_out, const Tensor& raw,
+                                 const Tensor& weight, const Tensor& rstd, std::int64_t width) {
+    d_raw.zero_();
+    k.row_dot(dots, d_out.f32(), raw.f32(), weight.f32(), b.rows, width);
+    ctx.tp.all_reduce(dots, static_cast<std::size_t>(b.rows));
+    k.rmsnorm_backward_from_dots(d_raw.f32(), f32_or_null(d_weight), d_out.f32(), raw.f32(), weight.f32(), rstd.f32(),
+                                 dots, b.rows, width, width * ctx.tp.size());
+  };
+  norm_backward(s.dq_raw, g.q_norm, s.dq, a.q_raw, w.q_norm, a.rstd_q, d.q_width());
+  norm_backward(s.dk_raw, g.k_norm, s.dk, a.k_raw, w.k_norm, a.rstd_k, d.kv_width());
+}
+
 // Gemma 2's norm of a half's output (raw: o_proj's or down_proj's, reduced over TP) into `out`,
 // before the residual add; the residual rows, as the stream's other norms.
 void output_norm_forward(const ModelContext& ctx, const BatchGeometry& b, float* out, const Tensor& rstd,
@@ -255,8 +300,6 @@ void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, co
 bool adapts(const LayerWeights* adapters, LoraTarget t) {
   return adapters != nullptr && adapters->lora[static_cast<std::size_t>(t)].a.defined();
 }
-
-float* f32_or_null(const Tensor& t) { return t.defined() ? t.f32() : nullptr; }
 
 // Adapter t's dropout mask: a row-parallel adapter's input is this rank's columns of the whole.
 kernels::Kernels::DropoutMask adapter_mask(const ModelContext& ctx, const AdapterDropout& d, std::int64_t layer,
@@ -358,13 +401,17 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   // Attention half.
   const ColumnInput in1 =
       norm_into_column_parallel(ctx, b, a.n1, a.n1_bf16, a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
-  // Qwen3: the q and k products first, then each head normed into q and k.
-  const bool head_norms = w.q_norm.defined();
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Q, a, head_norms ? a.q_raw : a.q,
-                       head_norms ? a.q_raw_bf16 : a.q_bf16, in1, w.q_proj, w.bf16.q_proj, w.q_bias, n, d.q_width());
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::K, a, head_norms ? a.k_raw : a.k,
-                       head_norms ? a.k_raw_bf16 : a.k_bf16, in1, w.k_proj, w.bf16.k_proj, w.k_bias, n, d.kv_width());
-  if (head_norms) {
+  // Qwen3: the q and k products first, then each head normed into q and k; OLMo 2: the same
+  // across every head (the products' output float32 in either precision).
+  const bool normed = w.q_norm.defined(), all_heads = ctx.config.qk_norm_all_heads;
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Q, a, normed ? a.q_raw : a.q,
+                       normed ? a.q_raw_bf16 : a.q_bf16, in1, w.q_proj, w.bf16.q_proj, w.q_bias, n, d.q_width());
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::K, a, normed ? a.k_raw : a.k,
+                       normed ? a.k_raw_bf16 : a.k_bf16, in1, w.k_proj, w.bf16.k_proj, w.k_bias, n, d.kv_width());
+  if (normed && all_heads) {
+    all_heads_norm_forward(ctx, a.q, a.q_bf16, a.rstd_q, a.q_raw, w.q_norm, n, d.q_width());
+    all_heads_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, w.k_norm, n, d.kv_width());
+  } else if (normed) {
     head_norm_forward(ctx, a.q, a.q_bf16, a.rstd_q, a.q_raw, a.q_raw_bf16, w.q_norm, n * d.heads);
     head_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, a.k_raw_bf16, w.k_norm, n * d.kv_heads);
   }
@@ -459,8 +506,12 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   adapter_backward(ctx, b, layer, ad, LoraTarget::O, g, a, s, d_o, a.attn, a.attn_bf16, s.d_attn.f32(), n, d.q_width(),
                    h);
   self_attention_backward(ctx, b, a, s, ctx.config.attention_scores(layer), ctx.rope_for(layer));
-  if (w.q_norm.defined()) head_norms_backward(ctx, b, w, g, a, s);
-  // The q and k products' output gradients: before Qwen3's head norms, where it has them.
+  if (w.q_norm.defined() && ctx.config.qk_norm_all_heads) {
+    all_heads_norms_backward(ctx, b, w, g, a, s);
+  } else if (w.q_norm.defined()) {
+    head_norms_backward(ctx, b, w, g, a, s);
+  }
+  // The q and k products' output gradients: before the q and k norms, where the model has them.
   const float* dq = w.q_norm.defined() ? s.dq_raw.f32() : s.dq.f32();
   const float* dk = w.q_norm.defined() ? s.dk_raw.f32() : s.dk.f32();
   bias_backward(ctx, g.q_bias, dq, n, d.q_width());

@@ -33,6 +33,14 @@ void bias_backward(const ModelContext& ctx, const Tensor& bias_grad, const float
 void rmsnorm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16,
                           float* rstd, const float* x, const Tensor& w, std::int64_t n) {
   const std::int64_t h = ctx.dims.hidden;
+  if (!w.defined()) {  // no norm (OLMo 2's halves): x itself, rounded for bf16 products
+    if (out16.defined()) {
+      ctx.k.to_bf16(out16.bf16(), x, n * h);
+    } else {
+      ctx.k.scale(out.f32(), x, 1.0f, n * h);  // a copy
+    }
+    return;
+  }
   if (out16.defined()) {
     ctx.k.rmsnorm_forward_bf16(out16.bf16(), rstd, x, w.f32(), n, h, ctx.config.rms_norm_eps,
                                ctx.config.norm_weight_offset);

@@ -25,7 +25,8 @@ void linear_forward_into(const ModelContext& ctx, const Tensor& y, const Tensor&
                          const Tensor& bias, std::int64_t n, std::int64_t in, std::int64_t out);
 
 // out = rmsnorm(x) over rows of ctx.dims.hidden, for products to read: float32, or in mixed
-// precision (out16 defined) only its bf16 rounding -- no float32 copy is made.
+// precision (out16 defined) only its bf16 rounding -- no float32 copy is made. Without a norm
+// weight (`w` undefined: OLMo 2's halves have no input norm) out = x.
 void rmsnorm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16,
                           float* rstd, const float* x, const Tensor& w, std::int64_t n);
 

@@ -35,12 +35,20 @@ void column_parallel_norm_backward(const ModelContext& ctx, const BatchGeometry&
   float* d_norm = d_norm_rows.f32();
   if (!b.split) {
     p::copy_to_tp_region_backward(ctx.tp, d_norm, static_cast<std::size_t>(b.rows * h));
+    if (!w.defined()) {
+      k.add_inplace(dx, d_norm, b.rows * h);
+      return;
+    }
     k.rmsnorm_backward(dx, dw.f32(), d_norm, x, w.f32(), rstd, b.rows, h, ctx.config.norm_weight_offset);
     return;
   }
   const SequenceSplit& split = *b.split;
   d_norm_rows.view(b.rows * h, {split.padded - b.rows, h}).zero_();
   p::gather_from_sequence_parallel_backward(ctx.tp, d_norm, d_norm, static_cast<std::size_t>(split.local * h));
+  if (!w.defined()) {
+    k.add_inplace(dx, d_norm, split.local * h);
+    return;
+  }
   d_norm_weight.zero_();
   k.rmsnorm_backward(dx, d_norm_weight.f32(), d_norm, x, w.f32(), rstd, split.local, h, ctx.config.norm_weight_offset);
   ctx.tp.all_reduce(d_norm_weight.f32(), static_cast<std::size_t>(h));

@@ -42,8 +42,11 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
   const auto column = [&](const std::string& name, std::int64_t out_local, std::int64_t in) {
     split(name, {out_local * d.size, in}, 0, out_local, out_local * d.rank, out_local);
   };
+  const auto column_vector = [&](const std::string& name, std::int64_t out_local) {  // split as its projection
+    split(name, {out_local * d.size}, 0, out_local, out_local * d.rank, out_local);
+  };
   const auto column_bias = [&](const std::string& name, std::int64_t out_local) {
-    if (c.qkv_bias) split(name, {out_local * d.size}, 0, out_local, out_local * d.rank, out_local);
+    if (c.qkv_bias) column_vector(name, out_local);
   };
   const auto row = [&](const std::string& name, std::int64_t out, std::int64_t in_local) {
     split(name, {out, in_local * d.size}, 1, in_local, in_local * d.rank, in_local);
@@ -54,7 +57,7 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
   };
   if (stage.first) vocab_parallel("model.embed_tokens.weight", true);
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
-    replicated(layer_name(l, "input_layernorm.weight"), {h});
+    if (c.pre_norms) replicated(layer_name(l, "input_layernorm.weight"), {h});
     column(layer_name(l, "self_attn.q_proj.weight"), d.q_width(), h);
     column_bias(layer_name(l, "self_attn.q_proj.bias"), d.q_width());
     column(layer_name(l, "self_attn.k_proj.weight"), d.kv_width(), h);
@@ -64,10 +67,13 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     if (c.qk_norm) {
       replicated(layer_name(l, "self_attn.q_norm.weight"), {d.head_dim});
       replicated(layer_name(l, "self_attn.k_norm.weight"), {d.head_dim});
+    } else if (c.qk_norm_all_heads) {
+      column_vector(layer_name(l, "self_attn.q_norm.weight"), d.q_width());
+      column_vector(layer_name(l, "self_attn.k_norm.weight"), d.kv_width());
     }
     row(layer_name(l, "self_attn.o_proj.weight"), h, d.q_width());
     replicated(layer_name(l, "post_attention_layernorm.weight"), {h});  // Gemma 2: the attention output's
-    if (c.sandwich_norms) replicated(layer_name(l, "pre_feedforward_layernorm.weight"), {h});
+    if (c.sandwich_norms && c.pre_norms) replicated(layer_name(l, "pre_feedforward_layernorm.weight"), {h});
     column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
     column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);
     row(layer_name(l, "mlp.down_proj.weight"), h, d.intermediate);
@@ -183,14 +189,14 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
     const auto get = [&](const char* suffix) { return by_name.at(layer_name(l, suffix)); };
     LayerWeights& w = layers.emplace_back();
-    w.input_layernorm = get("input_layernorm.weight");
+    w.input_layernorm = get_if(layer_name(l, "input_layernorm.weight"));  // none in OLMo 2
     w.q_proj = get("self_attn.q_proj.weight");
     w.k_proj = get("self_attn.k_proj.weight");
     w.v_proj = get("self_attn.v_proj.weight");
     w.o_proj = get("self_attn.o_proj.weight");
     if (config.sandwich_norms) {
       w.attn_output_norm = get("post_attention_layernorm.weight");
-      w.pre_mlp_layernorm = get("pre_feedforward_layernorm.weight");
+      w.pre_mlp_layernorm = get_if(layer_name(l, "pre_feedforward_layernorm.weight"));  // none in OLMo 2
       w.mlp_output_norm = get("post_feedforward_layernorm.weight");
     } else {
       w.pre_mlp_layernorm = get("post_attention_layernorm.weight");

@@ -27,8 +27,11 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   std::int64_t n = 0;
   if (s.first) n += aligned(d.vocab_rows * h);
   const std::int64_t biases = c.qkv_bias ? aligned(d.q_width()) + 2 * aligned(d.kv_width()) : 0;
-  const std::int64_t qk_norms = c.qk_norm ? 2 * aligned(d.head_dim) : 0;
-  const std::int64_t norms = (c.sandwich_norms ? 4 : 2) * aligned(h);  // Gemma 2: four a layer
+  const std::int64_t qk_norms = c.qk_norm             ? 2 * aligned(d.head_dim)
+                                : c.qk_norm_all_heads ? aligned(d.q_width()) + aligned(d.kv_width())
+                                                      : 0;
+  // Gemma 2: four a layer, OLMo 2 two (its output norms alone).
+  const std::int64_t norms = ((c.sandwich_norms ? 4 : 2) - (c.pre_norms ? 0 : 2)) * aligned(h);
   const std::int64_t layer = norms + 2 * aligned(d.q_width() * h) + 2 * aligned(d.kv_width() * h) +
                              3 * aligned(d.intermediate * h) + biases + qk_norms;
   n += s.count() * layer;
@@ -80,7 +83,8 @@ struct Rows {
 // Everything but the residual stream and the norms' statistics -- both norms' outputs, q, k, v,
 // the attention output, the MLP's gate, up and SwiGLU -- is at the activation size (bf16 with
 // bf16 products), and so are Qwen3's q and k before its head norms; the rest is float32 (Gemma
-// 2's o_proj and down_proj outputs before their norms too, with the norms' 1/rms).
+// 2's o_proj and down_proj outputs before their norms too, with the norms' 1/rms, and OLMo 2's
+// q and k before its norms).
 Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t seqs, std::int64_t seq,
                            bool keep_probs, bool attention_state, const model::ModelConfig& c) {
   const std::int64_t rows = r.all;
@@ -93,6 +97,9 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   if (c.qk_norm) {  // q and k before the head norms (at the activation size) and their statistics
     e.act += aligned(rows * d.q_width()) + aligned(rows * d.kv_width());
     e.f32 += aligned(rows * d.heads) + aligned(rows * d.kv_heads);
+  }
+  if (c.qk_norm_all_heads) {  // OLMo 2: q and k before its norms, float32 in either precision, 1/rms per row
+    e.f32 += aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + 2 * aligned(rows);
   }
   if (!attention_state) return e;
   e.f32 += keep_probs ? aligned(seqs * seq * seq * d.heads) : aligned(rows * d.heads);
@@ -112,13 +119,15 @@ Elements head_activations(const model::TpDims& d, const Rows& r, bool bf16_produ
 
 // The backward's scratch (LayerGradScratch), shared by the layers of one micro-batch: float32,
 // and with bf16 products the bf16 of one product's output gradient (the widest); with Qwen3's
-// head norms the gradients of q and k before them and of their weights; with Gemma 2's output
+// head norms the gradients of q and k before them and of their weights (OLMo 2's: and the
+// per-row sums); with Gemma 2's output
 // norms the gradient before them, with Granite's residual multiplier the branch's gradient.
 Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products, const model::ModelConfig& c) {
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
   const std::int64_t rows = r.all;
   const std::int64_t head_norms =
       (c.qk_norm ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * d.head_dim) : 0) +
+      (c.qk_norm_all_heads ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(rows) : 0) +
       (c.transforms_branch_outputs() ? aligned(r.residual * d.hidden) : 0);
   return {bf16_products ? aligned(rows * widest) : 0,
           aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + 2 * aligned(rows * d.q_width()) +

@@ -274,6 +274,31 @@ void EmulatedKernels::rmsnorm_backward(float* dx, float* dw, const float* dout, 
                          dev(dout, n * dim, "rmsnorm dout"), dev(x, n * dim, "rmsnorm x"),
                          dev(w, dim, "rmsnorm w"), dev(rstd, n, "rmsnorm rstd"), n, dim, w_offset);
 }
+void EmulatedKernels::row_dot(float* out, const float* a, const float* b, const float* w, Index n, Index dim) const {
+  cpu_->row_dot(dev(out, n, "row_dot out"), dev(a, n * dim, "row_dot a"), dev(b, n * dim, "row_dot b"),
+                dev(w, dim, "row_dot w"), n, dim);
+}
+void EmulatedKernels::rmsnorm_forward_from_sums(float* out, float* rstd, const float* x, const float* w,
+                                                const float* sums, Index n, Index dim, Index total, float eps) const {
+  cpu_->rmsnorm_forward_from_sums(dev(out, n * dim, "rmsnorm out"), dev(rstd, n, "rmsnorm rstd"),
+                                  dev(x, n * dim, "rmsnorm x"), dev(w, dim, "rmsnorm w"), dev(sums, n, "rmsnorm sums"),
+                                  n, dim, total, eps);
+}
+void EmulatedKernels::rmsnorm_forward_from_sums_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
+                                                     const float* sums, Index n, Index dim, Index total,
+                                                     float eps) const {
+  cpu_->rmsnorm_forward_from_sums_bf16(dev(out, n * dim, "rmsnorm out"), dev(rstd, n, "rmsnorm rstd"),
+                                       dev(x, n * dim, "rmsnorm x"), dev(w, dim, "rmsnorm w"),
+                                       dev(sums, n, "rmsnorm sums"), n, dim, total, eps);
+}
+void EmulatedKernels::rmsnorm_backward_from_dots(float* dx, float* dw, const float* dout, const float* x,
+                                                 const float* w, const float* rstd, const float* dots, Index n,
+                                                 Index dim, Index total) const {
+  cpu_->rmsnorm_backward_from_dots(dev(dx, n * dim, "rmsnorm dx"), dev(dw, dim, "rmsnorm dw"),
+                                   dev(dout, n * dim, "rmsnorm dout"), dev(x, n * dim, "rmsnorm x"),
+                                   dev(w, dim, "rmsnorm w"), dev(rstd, n, "rmsnorm rstd"),
+                                   dev(dots, n, "rmsnorm dots"), n, dim, total);
+}
 void EmulatedKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos,
                                    const float* sin, Index n, Index heads, Index hd, Index rotary) const {
   cpu_->rope_forward(dev(x, n * heads * hd, "rope x"), dev(positions, n, "rope positions"),

@@ -31,6 +31,7 @@ struct SftSetup {
   TinyFamily family = TinyFamily::Llama;
   train::OptimizerAlgorithm optimizer = train::OptimizerAlgorithm::AdamW;
   model::LoraConfig lora{};  // rank > 0: LoRA adapters trained on the frozen model (Result::weights: theirs)
+  double peak_lr = 3e-2;     // cosine to a tenth of it over the 5 steps
 };
 
 struct Result {
@@ -100,7 +101,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   model::ModelWeights& trained = adapters ? *adapters : weights;
   train::Optimizer optimizer(oc, grid, trained, grads, cpu);
   train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer, adapters ? &*adapters : nullptr);
-  train::LrSchedule lr{train::LrDecay::Cosine, 3e-2, 3e-3, 2, 5};
+  train::LrSchedule lr{train::LrDecay::Cosine, s.peak_lr, s.peak_lr / 10, 2, 5};
   int first = 0;
   if (!ck.load.empty()) {
     const ckpt::CheckpointReader reader(ck.load);

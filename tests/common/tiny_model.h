@@ -25,7 +25,7 @@ namespace spin::testing {
 // SmolLM3's: RoPE in the first layer, none in the second (no_rope_layers [1, 0]); Granite's: its four
 // scalars away from 1 and from the values they replace (embeddings times 3, scores times 0.3 instead
 // of head_dim's 0.5, each half's output times 0.7, logits divided by 4).
-enum class TinyFamily { Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite };
+enum class TinyFamily { Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo2 };
 
 // Its model_type, for the tests' traces.
 inline const char* tiny_family_name(TinyFamily f) {
@@ -41,6 +41,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Phi4Mini: return "phi3 (partial rotary)";
     case TinyFamily::SmolLM3: return "smollm3";
     case TinyFamily::Granite: return "granite";
+    case TinyFamily::Olmo2: return "olmo2";
   }
   return "?";
 }
@@ -72,6 +73,7 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
       : s.family == TinyFamily::Granite ? "\"model_type\": \"granite\", \"embedding_multiplier\": 3.0, "
                                           "\"attention_multiplier\": 0.3, \"residual_multiplier\": 0.7, "
                                           "\"logits_scaling\": 4.0, "
+      : s.family == TinyFamily::Olmo2 ? "\"model_type\": \"olmo2\", "
       : s.family == TinyFamily::Mistral ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
                      : s.family == TinyFamily::Qwen2 ? "\"model_type\": \"qwen2\", "
                      : s.family == TinyFamily::Qwen3 ? "\"model_type\": \"qwen3\", "
@@ -97,18 +99,21 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
 }
 
 // Keyed by the tensor's name, like init_random, so that every layout builds the same model. The
-// replicated tensors (norm weights) are scales around 1, stored as such or, for Gemma's norms
-// (`norm_weight_offset` 1), as the scale minus one.
+// norm weights (replicated, or OLMo 2's q and k norms split over TP: keyed by global index) are
+// scales around 1, stored as such or, for Gemma's norms (`norm_weight_offset` 1), as the scale
+// minus one.
 inline void init_tiny_weights(model::ModelWeights& w, std::uint64_t seed, float std = 0.3f,
                               float norm_weight_offset = 0.0f) {
   w.init_random(seed, std);
   for (const ShardedTensor& p : w.sharded_state_dict()) {
-    if (!p.replicated()) continue;
+    if (!p.replicated() && !p.name.ends_with("norm.weight")) continue;
+    const std::int64_t first = p.replicated() ? 0 : p.offset;  // 1-D: the global index of element 0
     std::uint64_t stream = 0xcbf29ce484222325ull;
     for (unsigned char ch : p.name) stream = (stream ^ ch) * 0x100000001b3ull;
     std::vector<float> d(static_cast<std::size_t>(p.local.numel()));
     for (std::size_t i = 0; i < d.size(); ++i) {
-      d[i] = 1.0f - norm_weight_offset + 0.2f * philox_normal(seed + 1, stream, static_cast<std::uint64_t>(i));
+      d[i] = 1.0f - norm_weight_offset +
+             0.2f * philox_normal(seed + 1, stream, static_cast<std::uint64_t>(first + static_cast<std::int64_t>(i)));
     }
     copy_bytes(p.local.raw(), p.local.device(), d.data(), Device::Cpu, p.local.nbytes());
   }

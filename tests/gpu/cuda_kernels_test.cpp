@@ -120,6 +120,44 @@ TEST_F(Fixture, RmsNormOverBf16InputForwardAndBackward) {
   }
 }
 
+// The norm over rows spread across TP ranks (OLMo 2's q and k norms; the sums as if two more ranks
+// held as much): the row sums, the norm from them (float32; bf16 the GPU's float32 rounded; rstd
+// written over the sums), the input and weight gradients from the sums of the backward.
+TEST_F(Fixture, RmsNormFromSumsAndDotsAcrossRanks) {
+  for (Index dim : {128, 1024, 4096}) {
+    const Index n = 301, total = 3 * dim;
+    auto x = random(n * dim), w = random(dim, 0.5f, 1.5f), dout = random(n * dim), dx = random(n * dim),
+         dw = random(dim);
+    std::vector<float> sums(n), dots(n), out(n * dim), rstd(n);
+    cpu.row_dot(sums.data(), x.data(), x.data(), nullptr, n, dim);
+    cpu.row_dot(dots.data(), dout.data(), x.data(), w.data(), n, dim);
+    Dev gx(x), gw(w), gdout(dout), gsums = poisoned(n), gdots = poisoned(n), gout = poisoned(n * dim), gdx(dx),
+        gdw(dw);
+    gpu.row_dot(gsums.f(), gx.f(), gx.f(), nullptr, n, dim);
+    gpu.row_dot(gdots.f(), gdout.f(), gx.f(), gw.f(), n, dim);
+    EXPECT_CLOSE(gsums.get(gpu), sums) << dim;
+    EXPECT_CLOSE(gdots.get(gpu), dots) << dim;
+    for (float& s : sums) s *= 3.0f;
+    for (float& d : dots) d *= 2.0f;
+    Dev gs(sums), gd(dots);
+    cpu.rmsnorm_forward_from_sums(out.data(), rstd.data(), x.data(), w.data(), sums.data(), n, dim, total, 1e-6f);
+    gpu.rmsnorm_forward_from_sums(gout.f(), gs.f(), gx.f(), gw.f(), gs.f(), n, dim, total, 1e-6f);
+    EXPECT_CLOSE(gout.get(gpu), out) << dim;
+    EXPECT_CLOSE(gs.get(gpu), rstd) << dim << ": rstd written over the sums";
+    const std::vector<std::uint16_t> poison(static_cast<std::size_t>(n * dim), 0x7fc1);
+    PooledBuffer out16 = cuda::upload(poison);
+    Dev gs2(sums), grstd = poisoned(n);
+    gpu.rmsnorm_forward_from_sums_bf16(out16.as<std::uint16_t>(), grstd.f(), gx.f(), gw.f(), gs2.f(), n, dim, total,
+                                       1e-6f);
+    EXPECT_EQ(cuda::download<std::uint16_t>(out16, n * dim), to_bf16_host(gout.get(gpu))) << dim;
+    cpu.rmsnorm_backward_from_dots(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), dots.data(), n,
+                                   dim, total);
+    gpu.rmsnorm_backward_from_dots(gdx.f(), gdw.f(), gdout.f(), gx.f(), gw.f(), grstd.f(), gd.f(), n, dim, total);
+    EXPECT_CLOSE(gdx.get(gpu), dx) << dim;
+    EXPECT_CLOSE(gdw.get(gpu), dw) << dim;
+  }
+}
+
 // Every dimension of a head rotating, and Phi-4-mini's 3/4 of them (48 of 64; a table of 24
 // columns), the rest passing through.
 TEST_F(Fixture, RopeForwardAndBackward) {

@@ -75,14 +75,15 @@ TEST(CudaModel, RecomputedActivationsMatchTheCpuPath) {
 // kernels over rows of head_dim), Gemma's GeGLU, 1 + w norms and
 // scaled tied embeddings with activations recomputed, and Gemma 2's sandwich norms and capped
 // scores (on tensor cores in bf16 at this head size) and logits, Gemma 3's two RoPE tables and
-// Phi-4-mini's partial rotation, SmolLM3's NoPE layer and Granite's multipliers (Kernels::scale), in
+// Phi-4-mini's partial rotation, SmolLM3's NoPE layer, Granite's multipliers (Kernels::scale) and
+// OLMo 2's norms (q and k normed across their heads: row_dot and the *_from_sums pair), in
 // float32 and in bf16 on the
 // tensor-core attention's head size: the bounds above.
 TEST(CudaModel, Qwen3AndGemmaMatchTheCpuPath) {
   const kernels::CudaKernels gpu;
   for (const TinyFamily family : {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2,
                                      TinyFamily::Gemma3, TinyFamily::Phi4Mini, TinyFamily::SmolLM3,
-                                     TinyFamily::Granite}) {
+                                     TinyFamily::Granite, TinyFamily::Olmo2}) {
     for (const bool mixed : {false, true}) {
       SCOPED_TRACE(cat(tiny_family_name(family), mixed ? ", bf16" : ", float32"));
       const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, family != TinyFamily::Qwen3, 64, family);

@@ -130,6 +130,41 @@ void CudaKernels::rmsnorm_backward_bf16_in(float* dx, float* dw, const float* do
   launch_rmsnorm_backward(stream_, dx, dw, dout, reinterpret_cast<const __nv_bfloat16*>(x), w, w_offset, rstd, n, dim);
 }
 
+void CudaKernels::row_dot(float* out, const float* a, const float* b, const float* w, Index n, Index dim) const {
+  if (n == 0) return;
+  row_dot_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, a, b, w, dim);
+  SPIN_CUDA_CHECK_LAUNCH("row_dot");
+}
+
+void CudaKernels::rmsnorm_forward_from_sums(float* out, float* rstd, const float* x, const float* w,
+                                            const float* sums, Index n, Index dim, Index total, float eps) const {
+  if (n == 0) return;
+  rmsnorm_from_sums_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, rstd, x, w, sums, dim, total, eps);
+  SPIN_CUDA_CHECK_LAUNCH("rmsnorm_forward_from_sums");
+}
+
+void CudaKernels::rmsnorm_forward_from_sums_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
+                                                 const float* sums, Index n, Index dim, Index total, float eps) const {
+  if (n == 0) return;
+  rmsnorm_from_sums_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(
+      reinterpret_cast<__nv_bfloat16*>(out), rstd, x, w, sums, dim, total, eps);
+  SPIN_CUDA_CHECK_LAUNCH("rmsnorm_forward_from_sums_bf16");
+}
+
+void CudaKernels::rmsnorm_backward_from_dots(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                                             const float* rstd, const float* dots, Index n, Index dim,
+                                             Index total) const {
+  if (n == 0) return;
+  rmsnorm_from_dots_dx_kernel<<<blocks_for(n * dim), kThreads, 0, stream_>>>(dx, dout, x, w, rstd, dots, n, dim,
+                                                                             total);
+  SPIN_CUDA_CHECK_LAUNCH("rmsnorm_backward_from_dots (dx)");
+  if (dw == nullptr) return;
+  const dim3 grid(static_cast<unsigned>((dim + kThreads - 1) / kThreads),
+                  static_cast<unsigned>((n + kRowsPerChunk - 1) / kRowsPerChunk));
+  rmsnorm_backward_dw_kernel<<<grid, kThreads, 0, stream_>>>(dw, dout, x, rstd, n, dim);
+  SPIN_CUDA_CHECK_LAUNCH("rmsnorm_backward_from_dots (dw)");
+}
+
 void CudaKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
                                Index heads, Index head_dim, Index rotary_dim) const {
   rope_kernel<<<blocks_for(n * heads * (rotary_dim / 2)), kThreads, 0, stream_>>>(x, positions, cos, sin, n, heads,

@@ -259,6 +259,36 @@ __global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dout, const I
     dx[at + j] += r * (dout[at + j] * (w_offset + w[j]) - load(x + at + j) * c);
   }
 }
+// The norm over rows spread across ranks (Kernels::row_dot, the *_from_sums / *_from_dots pair).
+// out[row] = sum_j a b (w), w null: 1.
+__global__ void row_dot_kernel(float* out, const float* a, const float* b, const float* w, long long dim) {
+  __shared__ float shared[32];
+  const long long at = blockIdx.x * dim;
+  float sum = 0.0f;
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) sum += a[at + j] * (w ? w[j] : 1.0f) * b[at + j];
+  sum = block_sum(sum, shared);
+  if (threadIdx.x == 0) out[blockIdx.x] = sum;
+}
+template <class Out>
+__global__ void rmsnorm_from_sums_kernel(Out* out, float* rstd, const float* x, const float* w, const float* sums,
+                                         long long dim, long long total, float eps) {
+  const float r = 1.0f / sqrtf(sums[blockIdx.x] / static_cast<float>(total) + eps);
+  __syncthreads();  // every thread has read sums[row] before rstd, which may be sums, is written
+  if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+  const long long at = blockIdx.x * dim;
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) store(out + at + j, x[at + j] * r * w[j]);
+}
+// dx += r (dout w - x r^2 dots / total): element-wise over n x dim.
+__global__ void rmsnorm_from_dots_dx_kernel(float* dx, const float* dout, const float* x, const float* w,
+                                            const float* rstd, const float* dots, long long n, long long dim,
+                                            long long total) {
+  SPIN_GRID_STRIDE(i, n * dim) {
+    const long long row = i / dim;
+    const float r = rstd[row];
+    const float c = r * r * dots[row] / static_cast<float>(total);
+    dx[i] += r * (dout[i] * w[i % dim] - x[i] * c);
+  }
+}
 // dw[j] += sum_i dout[i, j] x[i, j] rstd[i]: a thread per column over a chunk of rows (coalesced
 // across columns), chunks combined with one atomic per column.
 constexpr long long kRowsPerChunk = 256;

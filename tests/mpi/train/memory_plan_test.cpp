@@ -179,7 +179,9 @@ TEST(MemoryPlan, LogitsChunkFiguresEqualTheAllocations) {
 // weights, q and k before them with their statistics, and the backward's scratch) and Gemma 2's
 // output norms (their weights, the outputs before them with their statistics, the gradient
 // before them); Gemma 3 has both; Phi-4-mini's RoPE tables cover the rotated half of a head;
-// Granite's residual multiplier the backward's scratch for a half's output gradient.
+// Granite's residual multiplier the backward's scratch for a half's output gradient; OLMo 2 its
+// q and k norms' split weights, float32 q and k before them and the backward's per-row sums, and
+// its two norms a layer.
 TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   auto& world = testing::mpi_world();
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Qwen2);
@@ -191,6 +193,8 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Gemma3);
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Phi4Mini);  // a half-width RoPE table
   check(world, {2, 1, 2}, true, true, false, true, true, 0, Family::Granite);
+  check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::Olmo2);
+  check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Olmo2);
 }
 
 // LoRA: the adapters' weights, gradients, masters and moments instead of the model's (the policy

@@ -42,7 +42,7 @@ std::vector<Sequence> three_sequences() {
 TEST(Transformer, GradientsMatchFiniteDifferences) {
   for (const char* variant :
        {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2", "gemma3", "phi3", "partial rotary", "nope",
-        "granite"}) {
+        "granite", "olmo2"}) {
     testing::TinyShape shape;
     const bool gemma = std::string(variant).starts_with("gemma");
     shape.tie = variant == std::string("tied") || gemma || variant == std::string("granite");  // as published
@@ -56,6 +56,7 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
                    : variant == std::string("partial rotary") ? testing::TinyFamily::Phi4Mini
                    : variant == std::string("nope")           ? testing::TinyFamily::SmolLM3
                    : variant == std::string("granite")        ? testing::TinyFamily::Granite
+                   : variant == std::string("olmo2")          ? testing::TinyFamily::Olmo2
                                                        : testing::TinyFamily::Llama;
     TinyModel m(shape);
     const TokenBatch batch = TokenBatch::pack(three_sequences());

@@ -111,5 +111,69 @@ TEST(RmsNorm, Bf16OutputIsTheRoundedFloat32Output) {
   EXPECT_EQ(rstd16, rstd);
 }
 
+// The norm over rows split across ranks (OLMo 2's q and k norms under TP): the rows' columns
+// cut into three slices of unequal width, each slice's partial sums added up as the TP
+// all-reduce would, then each slice normed from the sums -- together the one-rank norm of the
+// whole rows, forward and backward (dw slice by slice), to float32 rounding; rstd may overwrite
+// the sums; dw null leaves the input gradient alone.
+TEST(RmsNorm, RowsSpreadAcrossRanksEqualTheWholeRowsNorm) {
+  const CpuKernels k;
+  const Index n = 6, dim = 40;
+  const std::vector<Index> cuts = {0, 8, 30, 40};
+  const float eps = 1e-5f;
+  const auto x = testing::random_vector(n * dim, 7, 2.0f), w = testing::random_vector(dim, 8),
+             dout = testing::random_vector(n * dim, 9);
+  std::vector<float> want(n * dim), want_rstd(n), want_dx(n * dim, 0.5f), want_dw(dim, 0.25f);
+  k.rmsnorm_forward(want.data(), want_rstd.data(), x.data(), w.data(), n, dim, eps, 0.0f);
+  k.rmsnorm_backward(want_dx.data(), want_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), n, dim, 0.0f);
+
+  // Each slice as its rank holds it: [n, width] row-major, w's matching entries.
+  const auto slice = [&](const std::vector<float>& m, std::size_t s) {
+    std::vector<float> part;
+    for (Index i = 0; i < n; ++i) part.insert(part.end(), m.begin() + i * dim + cuts[s], m.begin() + i * dim + cuts[s + 1]);
+    return part;
+  };
+  const std::size_t slices = cuts.size() - 1;
+  std::vector<float> sums(n, 0.0f), dots(n, 0.0f), part(n);
+  for (std::size_t s = 0; s < slices; ++s) {
+    const std::vector<float> xs = slice(x, s);
+    k.row_dot(part.data(), xs.data(), xs.data(), nullptr, n, cuts[s + 1] - cuts[s]);
+    for (Index i = 0; i < n; ++i) sums[i] += part[i];
+  }
+  std::vector<float> rstd = sums;  // overwritten in place by the first slice, as the model does
+  for (std::size_t s = 0; s < slices; ++s) {
+    const Index width = cuts[s + 1] - cuts[s];
+    const std::vector<float> xs = slice(x, s), ws(w.begin() + cuts[s], w.begin() + cuts[s + 1]), ds = slice(dout, s);
+    std::vector<float> out(n * width), out_rstd(n);
+    std::vector<std::uint16_t> out16(n * width), rounded(n * width);
+    k.rmsnorm_forward_from_sums(out.data(), out_rstd.data(), xs.data(), ws.data(), sums.data(), n, width, dim, eps);
+    testing::expect_close(out, to_double(slice(want, s)), 1e-5, 1e-6, "out");
+    testing::expect_close(out_rstd, to_double(want_rstd), 1e-6, 0.0, "rstd");
+    k.rmsnorm_forward_from_sums_bf16(out16.data(), out_rstd.data(), xs.data(), ws.data(), sums.data(), n, width, dim,
+                                     eps);
+    k.to_bf16(rounded.data(), out.data(), n * width);
+    EXPECT_EQ(out16, rounded);
+    if (s == 0) {
+      k.rmsnorm_forward_from_sums(out.data(), rstd.data(), xs.data(), ws.data(), rstd.data(), n, width, dim, eps);
+      EXPECT_EQ(rstd, out_rstd) << "rstd written over the sums";
+    }
+    k.row_dot(part.data(), ds.data(), xs.data(), ws.data(), n, width);
+    for (Index i = 0; i < n; ++i) dots[i] += part[i];
+  }
+  for (std::size_t s = 0; s < slices; ++s) {
+    const Index width = cuts[s + 1] - cuts[s];
+    const std::vector<float> xs = slice(x, s), ws(w.begin() + cuts[s], w.begin() + cuts[s + 1]), ds = slice(dout, s);
+    std::vector<float> dx(n * width, 0.5f), dw(width, 0.25f), dx_alone(n * width, 0.5f);
+    k.rmsnorm_backward_from_dots(dx.data(), dw.data(), ds.data(), xs.data(), ws.data(), rstd.data(), dots.data(), n,
+                                 width, dim);
+    testing::expect_close(dx, to_double(slice(want_dx, s)), 1e-5, 1e-6, "dx");
+    testing::expect_close(dw, to_double(std::vector<float>(want_dw.begin() + cuts[s], want_dw.begin() + cuts[s + 1])),
+                          1e-5, 1e-6, "dw");
+    k.rmsnorm_backward_from_dots(dx_alone.data(), nullptr, ds.data(), xs.data(), ws.data(), rstd.data(), dots.data(),
+                                 n, width, dim);
+    EXPECT_EQ(dx_alone, dx);
+  }
+}
+
 }  // namespace
 }  // namespace spin::kernels

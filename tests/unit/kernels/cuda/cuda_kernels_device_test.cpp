@@ -101,6 +101,57 @@ TEST(CudaKernelsEmulated, RmsNormForwardAndBackward) {
   }
 }
 
+// The norm over rows spread across ranks (OLMo 2's q and k norms): the row sums (with and without
+// weights), the norm from given sums into float32 and bf16 with rstd written over the sums, the
+// input gradient from given sums element-wise, against the CPU kernels.
+TEST(CudaKernelsEmulated, RmsNormFromSumsAndDots) {
+  const CpuKernels cpu;
+  const long long n = 12, dim = 70, total = 3 * dim;
+  const auto x = testing::random_uniform(n * dim, 1), w = testing::random_uniform(dim, 2, 0.5f, 1.5f),
+             dout = testing::random_uniform(n * dim, 3);
+  std::vector<float> sums(n, NAN), want_sums(n), dots(n, NAN), want_dots(n);
+  run(n, [&] { dev::row_dot_kernel(sums.data(), x.data(), x.data(), nullptr, dim); });
+  cpu.row_dot(want_sums.data(), x.data(), x.data(), nullptr, n, dim);
+  EXPECT_LT(testing::relative_error(sums, want_sums), 1e-5);
+  run(n, [&] { dev::row_dot_kernel(dots.data(), dout.data(), x.data(), w.data(), dim); });
+  cpu.row_dot(want_dots.data(), dout.data(), x.data(), w.data(), n, dim);
+  EXPECT_LT(testing::relative_error(dots, want_dots), 1e-5);
+  for (float& s : sums) s *= 3.0f;  // as if two more ranks held as much
+  for (float& d : dots) d *= 2.0f;
+
+  std::vector<float> out(n * dim, NAN), want(n * dim), want_rstd(n), rstd = sums;
+  cpu.rmsnorm_forward_from_sums(want.data(), want_rstd.data(), x.data(), w.data(), sums.data(), n, dim, total, 1e-5f);
+  run(n, [&] {
+    dev::rmsnorm_from_sums_kernel<float>(out.data(), rstd.data(), x.data(), w.data(), rstd.data(), dim, total, 1e-5f);
+  });
+  EXPECT_LT(testing::relative_error(out, want), 1e-5);
+  EXPECT_LT(testing::relative_error(rstd, want_rstd), 1e-6) << "rstd written over the sums";
+  std::vector<__nv_bfloat16> out16(n * dim, __nv_bfloat16{0xFFFF});
+  std::vector<std::uint16_t> want16(n * dim);
+  std::vector<float> rstd16(n);
+  run(n, [&] {
+    dev::rmsnorm_from_sums_kernel<__nv_bfloat16>(out16.data(), rstd16.data(), x.data(), w.data(), sums.data(), dim,
+                                                 total, 1e-5f);
+  });
+  cpu.to_bf16(want16.data(), want.data(), n * dim);
+  long long differ = 0;
+  for (std::size_t i = 0; i < want16.size(); ++i) differ += out16[i].bits != want16[i];
+  EXPECT_LE(differ, n * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
+
+  auto dx = testing::random_uniform(n * dim, 4), dw = testing::random_uniform(dim, 5);
+  auto want_dx = dx, want_dw = dw;
+  run(blocks_for(n * dim), [&] {
+    dev::rmsnorm_from_dots_dx_kernel(dx.data(), dout.data(), x.data(), w.data(), want_rstd.data(), dots.data(), n, dim,
+                                     total);
+  });
+  run(1, [&] { dev::rmsnorm_backward_dw_kernel(dw.data(), dout.data(), x.data(), want_rstd.data(), n, dim); },
+      dim3((dim + kThreads - 1) / kThreads, (n + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk));
+  cpu.rmsnorm_backward_from_dots(want_dx.data(), want_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(),
+                                 dots.data(), n, dim, total);
+  EXPECT_LT(testing::relative_error(dx, want_dx), 1e-5);
+  EXPECT_LT(testing::relative_error(dw, want_dw), 1e-5);
+}
+
 // The element-wise kernels on bf16 and float32: RoPE in place on bf16 q/k (positions up to the
 // table's end), SwiGLU and GeGLU over bf16 gate and up (forward rounded, backward float32), and
 // the vocab-parallel embedding, scaled or not, with ids outside the shard and repeated ones (atomics).
