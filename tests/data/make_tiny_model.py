@@ -89,6 +89,12 @@ def main():
     p.add_argument("--granite", action="store_true",
                    help="a GraniteForCausalLM: Llama's tensors with its four multipliers away from 1 (and "
                         "attention_dropout 0.1, as granite-3.x's configs have it)")
+    p.add_argument("--olmo2", action="store_true",
+                   help="an Olmo2ForCausalLM: no input norms, each half's output normed (post_attention_layernorm, "
+                        "post_feedforward_layernorm), q_norm and k_norm across all heads (heads x head_dim)")
+    p.add_argument("--olmo3", action="store_true",
+                   help="an Olmo3ForCausalLM: --olmo2's tensors, --sliding-window in layer 0 of every 2 (layer_types), "
+                        "--yarn's scaling where given (the full-attention layers')")
     p.add_argument("--partial-rotary", type=float, metavar="FACTOR",
                    help="--phi3's partial_rotary_factor (Phi-4-mini's 0.75): RoPE rotates that share of each head")
     p.add_argument("--yarn", type=float, metavar="FACTOR",
@@ -108,6 +114,7 @@ def main():
     a = p.parse_args()
 
     rng = random.Random(a.seed)
+    a.olmo2 = a.olmo2 or a.olmo3
     a.gemma2 = a.gemma2 or a.gemma3
     a.gemma = a.gemma or a.gemma2
     head_dim = a.hidden // a.heads * (2 if a.gemma else 1)
@@ -127,7 +134,7 @@ def main():
     for l in range(a.layers):
         pre = "model.layers.%d." % l
         tensors += [
-            (pre + "input_layernorm.weight", [a.hidden], norm(a.hidden)),
+            *([] if a.olmo2 else [(pre + "input_layernorm.weight", [a.hidden], norm(a.hidden))]),
             (pre + "self_attn.q_proj.weight", [a.heads * head_dim, a.hidden], matrix(a.heads * head_dim, a.hidden)),
             *biases(pre + "self_attn.q_proj.bias", a.heads * head_dim),
             (pre + "self_attn.k_proj.weight", [a.kv_heads * head_dim, a.hidden], matrix(a.kv_heads * head_dim, a.hidden)),
@@ -137,12 +144,15 @@ def main():
             (pre + "self_attn.o_proj.weight", [a.hidden, a.heads * head_dim], matrix(a.hidden, a.heads * head_dim)),
             *([(pre + "self_attn.q_norm.weight", [head_dim], norm(head_dim)),
                (pre + "self_attn.k_norm.weight", [head_dim], norm(head_dim))] if a.qwen3 or a.gemma3 else []),
+            *([(pre + "self_attn.q_norm.weight", [a.heads * head_dim], norm(a.heads * head_dim)),
+               (pre + "self_attn.k_norm.weight", [a.kv_heads * head_dim], norm(a.kv_heads * head_dim))]
+              if a.olmo2 else []),
             (pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
             *([(pre + "pre_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 else []),
             (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
             (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
             (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
-            *([(pre + "post_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 else []),
+            *([(pre + "post_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 or a.olmo2 else []),
         ]
     tensors.append(("model.norm.weight", [a.hidden], norm(a.hidden)))
     if not a.tie:
@@ -224,6 +234,13 @@ def main():
         config.update({"architectures": ["GraniteForCausalLM"], "model_type": "granite", "attention_bias": False,
                        "mlp_bias": False, "attention_dropout": 0.1, "embedding_multiplier": 6.0,
                        "attention_multiplier": 0.09, "residual_multiplier": 0.3, "logits_scaling": 3.0})
+    if a.olmo2:  # OLMo 2's own keys, as OLMo-2-1124-7B's config.json has them
+        config.update({"architectures": ["Olmo2ForCausalLM"], "model_type": "olmo2", "attention_bias": False,
+                       "attention_dropout": 0.0, "rms_norm_eps": 1e-6, "pad_token_id": 0})
+    if a.olmo3:
+        config.update({"architectures": ["Olmo3ForCausalLM"], "model_type": "olmo3", "sliding_window": a.sliding_window,
+                       "layer_types": ["sliding_attention" if l % 2 == 0 else "full_attention"
+                                       for l in range(a.layers)]})
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

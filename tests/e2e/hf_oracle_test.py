@@ -26,7 +26,10 @@ SmolLM3 (tiny-smollm3: layer 1 without RoPE): SmolLM3ForCausalLM, or on 4.40 Lla
 that layer's rotation made the identity (smollm3_reference). Granite (tiny-granite: its four
 multipliers, attention_dropout 0.1 as granite-3.x's configs have it): GraniteForCausalLM where
 transformers has it (4.45 on), else LlamaForCausalLM with forward hooks in modeling_granite's places
-(granite_reference).
+(granite_reference). OLMo 2 (tiny-olmo2) and OLMo 3 (tiny-olmo3: a window of 8 in layer 0, YaRN in
+the full-attention layer 1 alone): Olmo2ForCausalLM where transformers has it (4.47 on), else -- and
+for OLMo 3 always, as transformers versions disagree on its windowed layers' RoPE -- LlamaForCausalLM
+rewired as modeling_olmo2 / modeling_olmo3 compute (olmo_reference).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -218,6 +221,74 @@ def granite_reference(model_dir, tmp):
     return model
 
 
+def olmo_reference(model_dir, tmp):
+    """Olmo2ForCausalLM where transformers has it; otherwise, and for OLMo 3, LlamaForCausalLM (eager
+    attention) rewired as Olmo2DecoderLayer / Olmo3DecoderLayer compute: no input norms (Llama's two
+    made the identity), q_proj and k_proj each followed by an RMSNorm over their whole output (every
+    head: q_norm, k_norm), o_proj and down_proj each followed by their half's output norm
+    (post_attention_layernorm, post_feedforward_layernorm) before the residual add -- Llama's own
+    RMSNorm with the file's weights. OLMo 3: the windowed layers' masks hide keys j <= i - window
+    (masking_utils' sliding window, as spin), rope_scaling (YaRN) in the full-attention layers
+    alone -- their rotary embeddings given YaRN's frequencies and attention factor."""
+    import transformers
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    if config["model_type"] == "olmo2" and hasattr(transformers, "Olmo2ForCausalLM"):
+        return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    as_llama = os.path.join(tmp, "as-llama")
+    os.makedirs(as_llama)
+    scaling, window = config.pop("rope_scaling", None), config.pop("sliding_window", None)
+    layer_types = config.pop("layer_types", ["full_attention"] * config["num_hidden_layers"])
+    config.update({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})
+    json.dump(config, open(os.path.join(as_llama, "config.json"), "w"))
+    os.symlink(os.path.abspath(os.path.join(model_dir, "model.safetensors")), os.path.join(as_llama, "model.safetensors"))
+    model = LlamaForCausalLM.from_pretrained(as_llama, torch_dtype=torch.float32, attn_implementation="eager").eval()
+    state = load_file(os.path.join(model_dir, "model.safetensors"))
+
+    def then_norm(linear, name):
+        norm = modeling_llama.LlamaRMSNorm(state[name].numel(), eps=config["rms_norm_eps"])
+        norm.weight.data = state[name].clone()
+        return torch.nn.Sequential(linear, norm)
+
+    def windowed(forward):
+        def run(*args, **kwargs):
+            mask = kwargs["attention_mask"]
+            assert mask is not None and mask.dim() == 4, "eager attention's 4-D mask expected"
+            i = torch.arange(mask.shape[-2])[:, None]
+            j = torch.arange(mask.shape[-1])[None, :]
+            kwargs["attention_mask"] = mask.masked_fill(i - j >= window, torch.finfo(mask.dtype).min)
+            return forward(*args, **kwargs)
+        return run
+
+    if scaling:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
+        from yarn_oracle import yarn
+        assert scaling["rope_type"] == "yarn"
+        inv_freq, attention_factor, _ = yarn(config["hidden_size"] // config["num_attention_heads"],
+                                             config["rope_theta"], scaling["factor"],
+                                             scaling["original_max_position_embeddings"])
+    for l, layer in enumerate(model.model.layers):
+        pre = "model.layers.%d." % l
+        layer.input_layernorm = torch.nn.Identity()
+        layer.post_attention_layernorm = torch.nn.Identity()  # Llama's MLP input norm
+        attn = layer.self_attn
+        attn.q_proj = then_norm(attn.q_proj, pre + "self_attn.q_norm.weight")
+        attn.k_proj = then_norm(attn.k_proj, pre + "self_attn.k_norm.weight")
+        attn.o_proj = then_norm(attn.o_proj, pre + "post_attention_layernorm.weight")
+        layer.mlp.down_proj = then_norm(layer.mlp.down_proj, pre + "post_feedforward_layernorm.weight")
+        if layer_types[l] == "sliding_attention":
+            attn.forward = windowed(attn.forward)
+        elif scaling:
+            attn.rotary_emb.inv_freq = inv_freq.clone()  # 4.40: a rotary embedding per attention
+            attn.rotary_emb.register_forward_hook(
+                lambda module, inputs, output: tuple(x * attention_factor for x in output))
+    model.__name__ = "LlamaForCausalLM rewired as %s" % config_name(model_dir)
+    return model
+
+
+def config_name(model_dir):
+    return json.load(open(os.path.join(model_dir, "config.json")))["architectures"][0]
+
+
 def yarn_as_llama(model_dir, tmp):
     """A Llama with rope_scaling of type yarn (newer than the oracle's transformers 4.40) as
     LlamaForCausalLM without it, its rotary embeddings given YaRN's inverse frequencies and
@@ -328,7 +399,7 @@ def main():
     records = [json.loads(l) for l in open(args.input) if l.strip()]
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
                  "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
-                 "tiny-granite", "tiny-llama-dynamic"]:
+                 "tiny-granite", "tiny-llama-dynamic", "tiny-olmo2", "tiny-olmo3"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -349,6 +420,8 @@ def main():
             model = smollm3_reference(model_dir, tempfile.mkdtemp(prefix="spin_smollm3_"))
         elif name == "tiny-granite":
             model = granite_reference(model_dir, tempfile.mkdtemp(prefix="spin_granite_"))
+        elif name in ("tiny-olmo2", "tiny-olmo3"):
+            model = olmo_reference(model_dir, tempfile.mkdtemp(prefix="spin_olmo_"))
         elif name == "tiny-llama-yarn":
             model = yarn_as_llama(model_dir, tempfile.mkdtemp(prefix="spin_yarn_"))
         else:
