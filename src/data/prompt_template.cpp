@@ -27,6 +27,18 @@ std::int32_t special(const Tokenizer& t, PromptTemplate p, const std::string& to
 // Qwen2.5-Instruct's default system message.
 constexpr const char* kQwen25System = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
+// The Tulu format's user turn as its chat templates write it (OLMo 2 Instruct's, Tulu 3's, from
+// open-instruct), the template's "\\n" escapes read as newlines.
+bool writes_tulu_turns(const std::string& chat_template) {
+  std::string text;
+  for (std::size_t i = 0; i < chat_template.size(); ++i) {
+    const bool escape = chat_template[i] == '\\' && i + 1 < chat_template.size() && chat_template[i + 1] == 'n';
+    text += escape ? '\n' : chat_template[i];
+    i += escape ? 1 : 0;
+  }
+  return text.find("'<|user|>\n' + message['content'] + '\n'") != std::string::npos;
+}
+
 bool is_llama3(PromptTemplate p) { return p == PromptTemplate::Llama3 || p == PromptTemplate::Llama31; }
 
 bool is_gemma(PromptTemplate p) { return p == PromptTemplate::Gemma || p == PromptTemplate::Gemma3; }
@@ -134,13 +146,16 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
                                      PromptTemplate::Llama31, PromptTemplate::ChatMl, PromptTemplate::Qwen25,
                                      PromptTemplate::Qwen3,  PromptTemplate::Gemma,  PromptTemplate::Gemma3,
                                      PromptTemplate::Llama2, PromptTemplate::Mistral, PromptTemplate::MistralV3,
-                                     PromptTemplate::MistralV7, PromptTemplate::Phi4, PromptTemplate::Phi4Mini};
+                                     PromptTemplate::MistralV7, PromptTemplate::Phi4, PromptTemplate::Phi4Mini,
+                                     PromptTemplate::Tulu};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
     choices += (i + 1 < std::size(kAll) ? ", " : " or ") + std::string(prompt_template_name(kAll[i]));
   }
   require(name == "auto", "unknown prompt template \"", name, "\" (", choices, ")");
+  // Tulu's format in text markers over another family's tokens (Tulu 3: Llama 3's): its template decides.
+  if (tokenizer != nullptr && writes_tulu_turns(tokenizer->chat_template())) return PromptTemplate::Tulu;
   // Phi-4-mini: Phi-3's chat tokens in a byte-level BPE (o200k's). Phi-3 / Phi-3.5-mini: the same
   // tokens added over a SentencePiece model, whose exact tokenization around them (the pieces'
   // dummy prefix after them) spin has not checked against the published tokenizer -- refused
@@ -209,6 +224,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::MistralV7: return "mistral-v7";
     case PromptTemplate::Phi4: return "phi4";
     case PromptTemplate::Phi4Mini: return "phi4-mini";
+    case PromptTemplate::Tulu: return "tulu";
   }
   return "?";
 }
@@ -265,6 +281,23 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
       ids.push_back(end);
     }
     ids.push_back(special(t, prompt_template, "<|assistant|>"));
+    return ids;
+  }
+  if (prompt_template == PromptTemplate::Tulu) {  // text markers; an EOS id after each assistant turn
+    const auto bos = t.template_bos_id(), eos = t.template_eos_id();  // the template's bos_token, eos_token
+    if (bos && t.chat_template().find("bos_token") != std::string::npos) ids.push_back(*bos);
+    std::string text;
+    for (const Message& m : messages) {
+      text += "<|" + m.role + "|>\n" + m.content;
+      if (m.role != "assistant") {
+        text += "\n";
+        continue;
+      }
+      append(ids, t.encode(text));
+      if (eos) ids.push_back(*eos);
+      text = "\n";
+    }
+    append(ids, t.encode(text + "<|assistant|>\n"));
     return ids;
   }
   if (t.bos_id()) ids.push_back(*t.bos_id());
@@ -350,6 +383,7 @@ std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const T
   }
   if (is_gemma(prompt_template)) return special(t, prompt_template, "<end_of_turn>");
   if (prompt_template == PromptTemplate::Phi4Mini) return special(t, prompt_template, "<|end|>");
+  if (prompt_template == PromptTemplate::Tulu) return t.template_eos_id();  // its template's eos_token
   return t.eos_id();
 }
 

@@ -1,5 +1,6 @@
 // Prompt templates: how a conversation becomes the token ids that precede the response.
-//   auto  (default) llama3.1 when the tokenizer has Llama 3.1's chat tokens (<|eom_id|> too),
+//   auto  (default) tulu when the tokenizer's chat template writes Tulu's turns (OLMo 2 Instruct,
+//         Tulu 3), llama3.1 when the tokenizer has Llama 3.1's chat tokens (<|eom_id|> too),
 //         llama3 when it has Llama 3's, phi4 when it has ChatML's and <|im_sep|> (Phi-4), qwen3
 //         when it has ChatML's and <think> </think> (Qwen3),
 //         qwen2.5 when it has ChatML's and its chat template writes Qwen2.5's default system
@@ -57,6 +58,14 @@
 //         lstrip / rstrip takes from the content beside it dropped, as tokenizing the rendered
 //         text does; auto picks it for a byte-level BPE with <|system|>, <|user|>,
 //         <|assistant|> and <|end|> (Phi-3's SentencePiece tokenizers with those are refused)
+//   tulu  (open-instruct's Tulu format: OLMo 2 Instruct's, Tulu 3's) per message "<|{role}|>\n{content}\n",
+//         an assistant's "<|assistant|>\n{content}" EOS "\n", then "<|assistant|>\n"; BOS first when
+//         the tokenizer's chat template writes bos_token (OLMo 2's does, Tulu 3's does not); BOS and
+//         EOS the tokenizer files' own (Tokenizer::template_bos_id), as the template writes them; the
+//         markers are text, the turns between EOS ids encoded as one string, as the rendered text
+//         is; nothing trimmed. auto picks it for a chat template that writes a user turn so
+//         ('<|user|>\n' + message['content'] + '\n'), before looking at the tokens (Tulu 3's are
+//         Llama 3's)
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
@@ -81,28 +90,29 @@ struct Message {
 
 enum class PromptTemplate {
   Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Gemma3, Llama2, Mistral, MistralV3, MistralV7, Phi4,
-  Phi4Mini
+  Phi4Mini, Tulu
 };
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
-// gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4 or phi4-mini; throws naming the choices), "auto" resolved for `tokenizer`
+// gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini or tulu; throws naming the choices), "auto" resolved for `tokenizer`
 // (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
-    "auto (llama3.1, llama3, phi4, phi4-mini, qwen3, chatml, gemma3, gemma, mistral-v7 or mistral-v3 for a tokenizer "
-    "with their chat tokens, else chat), chat, "
+    "auto (tulu for a chat template writing Tulu's turns, llama3.1, llama3, phi4, phi4-mini, qwen3, chatml, gemma3, "
+    "gemma, mistral-v7 or mistral-v3 for a tokenizer with their chat tokens, else chat), chat, "
     "plain, llama3, llama3.1 (with Llama 3.1's system block), chatml, qwen2.5 (chatml with Qwen2.5's default "
     "system message), qwen3 (chatml, thinking off), gemma, gemma3 (gemma with a system message), llama2 (Llama 2 "
     "chat), mistral (Mistral 7B Instruct v0.1 / v0.2), mistral-v3 (v0.3, Mistral NeMo), mistral-v7 (Mistral Small 3 "
-    "and later), phi4 (Phi-4) or phi4-mini (Phi-4-mini)";
+    "and later), phi4 (Phi-4), phi4-mini (Phi-4-mini) or tulu (OLMo 2 Instruct, Tulu 3)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);
 std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
                                           const Tokenizer& tokenizer);
 // The token that ends a response under the template (EOS, llama3's and llama3.1's <|eot_id|>, chatml's,
-// qwen2.5's and qwen3's <|im_end|>, gemma's and gemma3's <end_of_turn>), if any:
+// qwen2.5's and qwen3's <|im_end|>, gemma's and gemma3's <end_of_turn>, tulu's the tokenizer files' own
+// EOS, which its chat template writes), if any:
 // generation must stop at it too.
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& tokenizer);
 

@@ -68,9 +68,14 @@ class Tokenizer {
   // tokenizer that puts no BOS in front of a text (Qwen2's: tokenizer_config.json's bos_token is
   // null, while config.json names <|endoftext|>) keeps putting none.
   void set_special_ids(std::optional<std::int32_t> bos, std::optional<std::int32_t> eos) {
+    if (!files_special_) files_special_ = {bos_, eos_};
     if (bos && bos_) bos_ = bos;
     if (eos) eos_ = eos;
   }
+  // The tokenizer files' own BOS and EOS (tokenizer_config.json's bos_token, eos_token), whatever
+  // config.json says: what a chat template's bos_token and eos_token write.
+  std::optional<std::int32_t> template_bos_id() const { return files_special_ ? files_special_->bos : bos_; }
+  std::optional<std::int32_t> template_eos_id() const { return files_special_ ? files_special_->eos : eos_; }
 
   // Loads the tokenizer of a Hugging Face model directory; throws naming the directory when it
   // has none of the files.
@@ -80,6 +85,10 @@ class Tokenizer {
 
  protected:
   std::optional<std::int32_t> bos_, eos_;
+  struct Special {
+    std::optional<std::int32_t> bos, eos;
+  };
+  std::optional<Special> files_special_;  // bos_ and eos_ as the files gave them, once set_special_ids overrides
   std::string chat_template_;
   std::string mistral_version_;
 };

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """jobs/chat_to_ids.py against spin's own templates: conversations rendered by a tokenizer's chat
 template (transformers' apply_chat_template: Llama 3 Instruct's on the llama3 test tokenizer,
-ChatML on the qwen2 one) into token-id records are what spin trains on when it renders the same
-conversations with its llama3 / chatml templates -- every prompt's and response's ids, and a SPIN
+ChatML on the qwen2 one, the Tulu format -- OLMo 2 Instruct's, Tulu 3's -- on the llama3 one) into
+token-id records are what spin trains on when it renders the same conversations with its llama3 /
+chatml / tulu templates (OLMo 2's picked by auto) -- every prompt's and response's ids, and a SPIN
 data set's generated response's, as `spin data` shows them; ChatML's responses cut after
 <|im_end|> (its newline dropped), as spin's end. A --system message is given to conversations
 without one. A conversation ending with a user turn, a malformed line, a generated response to
@@ -21,6 +22,12 @@ from e2e_common import ROOT, hf_tokenizer_model  # noqa: E402
 from make_hf_bpe_fixtures import CHATML, LLAMA3_CHAT  # noqa: E402
 
 TOOL = os.path.join(ROOT, "jobs", "chat_to_ids.py")
+# open-instruct's Tulu chat template (Tulu 3's; OLMo 2 Instruct's with "{{ bos_token }}" in front).
+TULU = ("{% for message in messages %}{% if message['role'] == 'system' %}{{ '<|system|>\\n' + message['content'] + "
+        "'\\n' }}{% elif message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' }}{% elif "
+        "message['role'] == 'assistant' %}{% if not loop.last %}{{ '<|assistant|>\\n'  + message['content'] + "
+        "eos_token + '\\n' }}{% else %}{{ '<|assistant|>\\n'  + message['content'] + eos_token }}{% endif %}"
+        "{% endif %}{% if loop.last and add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}{% endfor %}")
 # The template fixtures' conversations (tests/data/make_hf_bpe_fixtures.py): no system message, one
 # with surrounding whitespace, two turns with non-ASCII text.
 CONVERSATIONS = [c["messages"] for c in json.load(open(os.path.join(ROOT, "tests", "data", "hf_bpe", "llama3",
@@ -47,8 +54,10 @@ def shown_ids(spin, model, data, template, generations=False):
     return shown
 
 
-def check(args, tmp, kind, template, chat_template):
-    model = hf_tokenizer_model(os.path.join(tmp, kind), kind=kind)
+def check(args, tmp, kind, template, chat_template, name=None):
+    """`name` (default `kind`): the model's folder and the files' prefix."""
+    model = hf_tokenizer_model(os.path.join(tmp, name or kind), kind=kind)
+    kind = name or kind
     config = json.load(open(os.path.join(model, "tokenizer_config.json")))
     # As Llama 3's and Qwen2's own tokenizer_config.json have them: the fast tokenizer's class, the
     # special tokens as strings, the template.
@@ -100,6 +109,10 @@ def main():
     with tempfile.TemporaryDirectory(prefix="spin_chat_to_ids_") as tmp:
         model, chat = check(args, tmp, "llama3", "llama3", LLAMA3_CHAT)
         check(args, tmp, "qwen2", "chatml", CHATML)
+        # The Tulu format (open-instruct's template): Tulu 3's over Llama 3's tokens, named; OLMo 2
+        # Instruct's (BOS first), which auto picks by its user turn.
+        check(args, tmp, "llama3", "tulu", TULU, "tulu3")
+        check(args, tmp, "llama3", "auto", "{{ bos_token }}" + TULU, "olmo2")
         bad = os.path.join(tmp, "bad.jsonl")
         with open(bad, "w") as f:
             f.write(json.dumps({"messages": CONVERSATIONS[0]}) + "\n")

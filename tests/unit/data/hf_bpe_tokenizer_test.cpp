@@ -193,6 +193,57 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   EXPECT_NE(e.find("the chatml prompt template needs the token <|im_start|>"), std::string::npos) << e;
 }
 
+// The tulu template (OLMo 2 Instruct's and Tulu 3's format; e2e_chat_to_ids checks its ids against
+// apply_chat_template): auto picks it by the chat template's user turn -- over Llama 3's tokens, as
+// Tulu 3's tokenizer has them --, not for Zephyr's template (EOS after a user turn); BOS first only
+// where the template writes bos_token (OLMo 2's; Tulu 3's does not); the markers as text, an EOS id
+// after each assistant turn, the response ending with EOS.
+TEST(PromptTemplate, TuluFormatFromItsChatTemplate) {
+  const fs::path dir = fs::temp_directory_path() / ("spin_tulu_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3/tokenizer.json", dir / "tokenizer.json",
+                fs::copy_options::overwrite_existing);
+  const std::string turns =
+      R"({% for message in messages %}{% if message['role'] == 'system' %}{{ '<|system|>\n' + message['content'] + )"
+      R"('\n' }}{% elif message['role'] == 'user' %}{{ '<|user|>\n' + message['content'] + '\n' }}{% elif )"
+      R"(message['role'] == 'assistant' %}{{ '<|assistant|>\n'  + message['content'] + eos_token + '\n' }}{% endif )"
+      R"(%}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %})";
+  const auto load = [&](const std::string& chat_template) {
+    std::ofstream(dir / "tokenizer_config.json", std::ios::trunc)
+        << nlohmann::json{{"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|end_of_text|>"},
+                          {"chat_template", chat_template}}.dump();
+    return Tokenizer::load(dir.string());
+  };
+  const std::vector<Message> chat = {
+      {"system", "Be brief."}, {"user", " Hi there "}, {"assistant", "Hello."}, {"user", "Bye"}};
+  for (const bool olmo : {true, false}) {
+    SCOPED_TRACE(olmo ? "OLMo 2 (bos_token)" : "Tulu 3");
+    const auto t = load((olmo ? "{{ bos_token }}" : "") + turns);
+    EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Tulu);
+    std::vector<std::int32_t> want;
+    if (olmo) want.push_back(*t->token_id("<|begin_of_text|>"));
+    const auto add = [&](const std::vector<std::int32_t>& ids) { want.insert(want.end(), ids.begin(), ids.end()); };
+    add(t->encode("<|system|>\nBe brief.\n<|user|>\n Hi there \n<|assistant|>\nHello."));
+    want.push_back(*t->token_id("<|end_of_text|>"));
+    add(t->encode("\n<|user|>\nBye\n<|assistant|>\n"));
+    EXPECT_EQ(render_prompt(chat, PromptTemplate::Tulu, *t), want);
+    std::vector<std::int32_t> response = t->encode(" Bye. ");
+    response.push_back(*t->token_id("<|end_of_text|>"));
+    EXPECT_EQ(render_response(" Bye. ", PromptTemplate::Tulu, *t), response);
+    // config.json's EOS (here <|eot_id|>) ends generation, not the template's turns: they keep the
+    // tokenizer files' eos_token, as apply_chat_template writes it.
+    t->set_special_ids(std::nullopt, *t->token_id("<|eot_id|>"));
+    EXPECT_EQ(render_prompt(chat, PromptTemplate::Tulu, *t), want);
+    EXPECT_EQ(response_end(PromptTemplate::Tulu, *t), t->token_id("<|end_of_text|>"));
+  }
+  // Zephyr's template ends a user turn with EOS: not Tulu's; Llama 3's tokens decide.
+  std::string zephyr = turns;
+  const std::string tulu_user = R"('<|user|>\n' + message['content'] + '\n')";
+  zephyr.replace(zephyr.find(tulu_user), tulu_user.size(), R"('<|user|>\n' + message['content'] + eos_token)");
+  EXPECT_EQ(choose_prompt_template("auto", load(zephyr).get()), PromptTemplate::Llama3);
+  fs::remove_all(dir);
+}
+
 // The gemma template with Gemma Instruct's Jinja template, on a SentencePiece model in Gemma's
 // layout (tests/data/gemma_spm: <start_of_turn> and <end_of_turn> user-defined pieces, no dummy
 // prefix, newlines kept): BOS, the assistant's turns as "model", contents trimmed, the response
@@ -317,7 +368,7 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const auto phi4 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/phi4");  // ChatML's and <|im_sep|>
   EXPECT_EQ(choose_prompt_template("auto", phi4.get()), PromptTemplate::Phi4);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
-  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4 or phi4-mini)"),
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini or tulu)"),
             std::string::npos)
       << e;
 }
