@@ -18,16 +18,10 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
-from e2e_common import ROOT, hf_tokenizer_model  # noqa: E402
+from e2e_common import ROOT, TULU, hf_tokenizer_model  # noqa: E402
 from make_hf_bpe_fixtures import CHATML, LLAMA3_CHAT  # noqa: E402
 
 TOOL = os.path.join(ROOT, "jobs", "chat_to_ids.py")
-# open-instruct's Tulu chat template (Tulu 3's; OLMo 2 Instruct's with "{{ bos_token }}" in front).
-TULU = ("{% for message in messages %}{% if message['role'] == 'system' %}{{ '<|system|>\\n' + message['content'] + "
-        "'\\n' }}{% elif message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' }}{% elif "
-        "message['role'] == 'assistant' %}{% if not loop.last %}{{ '<|assistant|>\\n'  + message['content'] + "
-        "eos_token + '\\n' }}{% else %}{{ '<|assistant|>\\n'  + message['content'] + eos_token }}{% endif %}"
-        "{% endif %}{% if loop.last and add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}{% endfor %}")
 # The template fixtures' conversations (tests/data/make_hf_bpe_fixtures.py): no system message, one
 # with surrounding whitespace, two turns with non-ASCII text.
 CONVERSATIONS = [c["messages"] for c in json.load(open(os.path.join(ROOT, "tests", "data", "hf_bpe", "llama3",

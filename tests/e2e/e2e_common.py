@@ -105,6 +105,13 @@ def matrix_rank(rows, tolerance):
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 HF_BPE = os.path.join(ROOT, "tests", "data", "hf_bpe", "llama3")
+# open-instruct's Tulu chat template (Tulu 3's; OLMo 2 Instruct's with "{{ bos_token }}" in front), its
+# newlines written as the files write them, "\\n" escapes inside the Jinja strings.
+TULU = ("{% for message in messages %}{% if message['role'] == 'system' %}{{ '<|system|>\\n' + message['content'] + "
+        "'\\n' }}{% elif message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' }}{% elif "
+        "message['role'] == 'assistant' %}{% if not loop.last %}{{ '<|assistant|>\\n'  + message['content'] + "
+        "eos_token + '\\n' }}{% else %}{{ '<|assistant|>\\n'  + message['content'] + eos_token }}{% endif %}"
+        "{% endif %}{% if loop.last and add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}{% endfor %}")
 
 
 def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
@@ -128,7 +135,8 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     parts, half of each head rotating, tied embeddings) with hf_bpe/o200k's tokenizer
     (<|endoftext|> 0 as BOS and EOS, as Phi-4-mini's; <|end|> 4 ends a response); granite: a tiny
     Granite (its four multipliers, tied embeddings) with llama3's tokenizer (Granite's own chat format
-    is not spin's)."""
+    is not spin's); olmo2: a tiny OLMo 2 (output norms alone, q and k normed across their heads) with
+    llama3's tokenizer under OLMo 2 Instruct's chat template (the Tulu format, BOS first)."""
     qwen = kind in ("qwen2", "qwen3", "phi4")  # their token ids: BOS 0, EOS 2
     o200k = kind == "o200k"
     gemma = kind in ("gemma", "gemma2", "gemma3")
@@ -138,7 +146,8 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
              "gemma2": ["--gemma2"], "gemma3": ["--gemma3"], "llama_spm": [], "mistral_v3_spm": [], "mistral_v7_spm": [],
              "phi4": ["--phi3", "--max-positions", "192", "--original-max-positions", "96"], "tekken": ["--mistral"],
              "o200k": ["--phi3", "--partial-rotary", "0.5", "--tie", "--max-positions", "192",
-                       "--original-max-positions", "96"], "granite": ["--granite", "--tie"]}[kind]
+                       "--original-max-positions", "96"], "granite": ["--granite", "--tie"],
+             "olmo2": ["--olmo2"]}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
                     "400" if spm else "5000" if tekken else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)
@@ -146,10 +155,14 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     spm_file = "tokenizer.model.v7" if kind == "mistral_v7_spm" else "tokenizer.model"
     tokenizer_files = ([os.path.join(ROOT, "tests", "data", spm_dir, spm_file)] if spm else
                        [os.path.join(ROOT, "tests", "data", "tekken", "tekken.json")] if tekken else
-                       [os.path.join(os.path.dirname(HF_BPE), {"granite": "llama3"}.get(kind, kind), f)
+                       [os.path.join(os.path.dirname(HF_BPE), {"granite": "llama3", "olmo2": "llama3"}.get(kind, kind), f)
                         for f in ("tokenizer.json", "tokenizer_config.json")])
     for f in tokenizer_files:
         shutil.copy(f, path)
+    if kind == "olmo2":
+        tokenizer_config = json.load(open(os.path.join(path, "tokenizer_config.json")))
+        tokenizer_config["chat_template"] = "{{ bos_token }}" + TULU
+        json.dump(tokenizer_config, open(os.path.join(path, "tokenizer_config.json"), "w"))
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
     config["bos_token_id"], config["eos_token_id"] = ((2, 1) if gemma else (1, 2) if spm or tekken else

@@ -163,6 +163,13 @@ def case_hf_tokenizer(args, tmp):
     assert exported["model_type"] == "granite" and exported["residual_multiplier"] == 0.3, exported
     assert "lm_head.weight" not in after, sorted(after)
     print("Granite + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, exported tied as a granite")
+    # OLMo 2 (no input norms; q and k normed across the heads of both TP ranks) with OLMo 2
+    # Instruct's chat template over llama3's tokens: auto picks tulu; q_norm trained, exported as an
+    # olmo2 without input norms.
+    after, out = train_family(args, config, tmp, "olmo2", "model.layers.0.self_attn.q_norm.weight", "tulu")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "olmo2"
+    assert "model.layers.0.input_layernorm.weight" not in after, sorted(after)
+    print("OLMo 2 + tulu template at TP 2 in bf16: 6 steps, first loss log 2, q_norm trained, exported as an olmo2")
 
 
 def main():
