@@ -177,6 +177,13 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
           "the tokenizer's chat format is Granite's (<|start_of_role|> ... <|end_of_role|>, a dated default system "
           "message), which spin does not implement: choose --template plain (data.template) or give token ids "
           "(jobs/chat_to_ids.py renders conversations with the model's own template)");
+  // OLMo 3's templates (Instruct, Think): ChatML's markers, the assistant's turn ended by
+  // <|endoftext|> rather than <|im_end|>, and where a conversation has no system message a
+  // default one naming Ai2, different between releases -- refused rather than taken for chatml.
+  require(tokenizer == nullptr || tokenizer->chat_template().find("built by Ai2") == std::string::npos,
+          "the tokenizer's chat template is OLMo 3's (ChatML with <|endoftext|> ending the assistant's turn and "
+          "a default system message), which spin does not implement: give token ids (jobs/chat_to_ids.py renders "
+          "conversations with the model's own template) or choose --template (data.template) knowingly");
   if (has_tokens(tokenizer, {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"})) {
     return has_tokens(tokenizer, {"<|eom_id|>"}) ? PromptTemplate::Llama31 : PromptTemplate::Llama3;
   }

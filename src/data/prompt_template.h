@@ -8,7 +8,8 @@
 //         <end_of_turn> and <start_of_image> (Gemma 3's), gemma when it has the first two,
 //         mistral-v7 when it has [INST], [/INST], [SYSTEM_PROMPT] and [/SYSTEM_PROMPT] and is a
 //         tekken.json of version v7 or later or has a chat template that writes [SYSTEM_PROMPT],
-//         mistral-v3 when it has [INST] and [/INST], chat otherwise
+//         mistral-v3 when it has [INST] and [/INST], chat otherwise; chat templates spin does not
+//         write (Granite's, SmolLM3's, OLMo 3's, Phi-3's SentencePiece one) are refused
 //   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"

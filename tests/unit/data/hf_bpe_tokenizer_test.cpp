@@ -175,6 +175,15 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   const std::string not_granite = testing::error_of([&] { choose_prompt_template("auto", granite.get()); });
   EXPECT_NE(not_granite.find("the tokenizer's chat format is Granite's"), std::string::npos) << not_granite;
   EXPECT_EQ(choose_prompt_template("plain", granite.get()), PromptTemplate::Plain);
+  // OLMo 3's (open-instruct's "olmo" template: ChatML, <|endoftext|> ending the assistant's turn, a
+  // default system message) neither: auto refuses it rather than taking it for chatml.
+  std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
+      << R"({"eos_token": "<|im_end|>", "chat_template": "{% if not has_system %}{{ '<|im_start|>system\nYou are )"
+         R"(OLMo, a helpful function-calling AI assistant built by Ai2.<|im_end|>\n' }}{% endif %}"})";
+  const auto olmo3 = Tokenizer::load(smol.string());
+  const std::string not_olmo3 = testing::error_of([&] { choose_prompt_template("auto", olmo3.get()); });
+  EXPECT_NE(not_olmo3.find("the tokenizer's chat template is OLMo 3's"), std::string::npos) << not_olmo3;
+  EXPECT_EQ(choose_prompt_template("chatml", olmo3.get()), PromptTemplate::ChatMl);
   fs::remove_all(smol);
   const auto mini = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/o200k");
   EXPECT_EQ(choose_prompt_template("auto", mini.get()), PromptTemplate::Phi4Mini);
