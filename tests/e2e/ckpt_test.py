@@ -25,7 +25,6 @@ say SKIP.
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 from e2e_common import ROOT, expect_error, multimodal_checkpoint, read_safetensors, run, run_case, run_ok

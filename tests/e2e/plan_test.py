@@ -13,7 +13,6 @@ tests/mpi/train/memory_plan_test.cpp; this checks the command):
 import json
 import os
 import re
-import sys
 
 from e2e_common import expect_error, run, run_case
 

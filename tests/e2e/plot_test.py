@@ -4,7 +4,6 @@ moving average restarted at each iteration, generation's rate only where a step 
 metric, validation points drawn, NaN (skipped) steps left out, and a malformed line reported as
 file:line with a non-zero exit. Needs matplotlib (Debian's python3-matplotlib)."""
 import json
-import math
 import os
 import shutil
 import struct

@@ -184,7 +184,7 @@ def main():
 
 
 def run_jobs(args, slurm, tmp):
-    config = setup(tmp)  # tiny byte-level model, text task, the train tests' SPIN settings
+    setup(tmp)  # tiny byte-level model, text task, the train tests' SPIN settings
     model, data = os.path.join(tmp, "model"), os.path.join(tmp, "data")
     settings = {"model.path": model, "data.train": os.path.join(data, "train.jsonl"),
                 "data.validation": os.path.join(data, "validation.jsonl"), "spin.kl_penalty": "1.0",
