@@ -126,13 +126,15 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
 
 // The adapters' gradients against central differences of the adapted float32 forward
 // (common/gradient_check.h), for every projection adapted and
-// for a subset; the base model is frozen: its weights are not written and have no gradient.
+// for a subset; the base model is frozen: its weights are not written and have no gradient (also
+// OLMo 2's q and k norms across the heads, whose input gradients flow without a weight gradient).
 TEST(Lora, GradientsMatchFiniteDifferences) {
-  for (const char* variant : {"llama", "qwen3", "gemma2", "q and v"}) {
+  for (const char* variant : {"llama", "qwen3", "gemma2", "olmo2", "q and v"}) {
     SCOPED_TRACE(variant);
     testing::TinyShape shape;
     shape.family = variant == std::string("qwen3")    ? testing::TinyFamily::Qwen3
                    : variant == std::string("gemma2") ? testing::TinyFamily::Gemma2
+                   : variant == std::string("olmo2")  ? testing::TinyFamily::Olmo2
                                                       : testing::TinyFamily::Llama;
     LoraConfig lora = testing::tiny_lora();
     if (variant == std::string("q and v")) lora.targets = parse_lora_targets("q_proj,v_proj", "test");
