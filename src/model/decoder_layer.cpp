@@ -27,21 +27,22 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const auto f32 = [&](const Shape& s) { return mixed ? none : s; };
   const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
   const auto raw = [&](const Shape& s) { return all_heads ? s : qk(f32(s)); };
-  const auto rstd_qk = [&](std::int64_t heads) { return all_heads ? Shape{rows} : qk({rows * heads}); };
+  // OLMo 2: q's and k's statistics in one buffer (all-reduced at once), rstd_q and rstd_k its halves.
+  const Shape rstd_q_shape = all_heads ? Shape{2 * rows} : qk({rows * d.heads});
+  const Shape rstd_k_shape = all_heads ? none : qk({rows * d.kv_heads});
   const auto sandwich = [&](const Shape& s) { return config.sandwich_norms ? s : none; };
   const auto t = workspace_.carve(
       device, {hidden, f32(hidden), per_row, f32(q_shape), f32(kv_shape), f32(kv_shape), {probs_size}, f32(q_shape),
                hidden, f32(hidden), per_row, f32(mlp), f32(mlp), f32(mlp), raw(q_shape), raw(kv_shape),
-               rstd_qk(d.heads), rstd_qk(d.kv_heads), sandwich(hidden), sandwich(per_row), sandwich(hidden),
+               rstd_q_shape, rstd_k_shape, sandwich(hidden), sandwich(per_row), sandwich(hidden),
                sandwich(per_row)});
   x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = t[10];
   attn_out = rstd_attn_out = mlp_out = rstd_mlp_out = Tensor();
   if (config.sandwich_norms) attn_out = t[18], rstd_attn_out = t[19], mlp_out = t[20], rstd_mlp_out = t[21];
-  q_raw = k_raw = q_raw_bf16 = k_raw_bf16 = rstd_q = rstd_k = Tensor();
-  if (qk_norm || all_heads) {
-    rstd_q = t[16], rstd_k = t[17];
-    if (!mixed || all_heads) q_raw = t[14], k_raw = t[15];
-  }
+  q_raw = k_raw = q_raw_bf16 = k_raw_bf16 = rstd_q = rstd_k = rstd_qk = Tensor();
+  if (qk_norm) rstd_q = t[16], rstd_k = t[17];
+  if (all_heads) rstd_qk = t[16], rstd_q = t[16].view(0, {rows}), rstd_k = t[16].view(rows, {rows});
+  if ((qk_norm && !mixed) || all_heads) q_raw = t[14], k_raw = t[15];
   if (mixed) {
     const auto h = workspace_bf16_.carve(
         device, {hidden, q_shape, kv_shape, kv_shape, q_shape, hidden, mlp, mlp, mlp, qk(q_shape), qk(kv_shape)}, 1,
@@ -73,8 +74,9 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   const bool qk_norm = config.qk_norm || config.qk_norm_all_heads;
   const Shape q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate}, none{0};
   const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
-  // The norms' weight gradients over TP (Qwen3's head norms), or the per-row sums (OLMo 2's).
-  const Shape norm_scratch = config.qk_norm_all_heads ? Shape{rows} : Shape{2, d.head_dim};
+  // The norms' weight gradients over TP (Qwen3's head norms), or the per-row sums (OLMo 2's, q's
+  // then k's).
+  const Shape norm_scratch = config.qk_norm_all_heads ? Shape{2, rows} : Shape{2, d.head_dim};
   const Shape residual{b.residual_rows(), d.hidden};
   const auto t = workspace_.carve(device, {residual, {b.gathered_rows(), d.hidden}, q_shape, q_shape, kv_shape,
                                            kv_shape, mlp, mlp, mlp, {b.split ? d.hidden : 0}, qk(q_shape),
@@ -197,41 +199,49 @@ void head_norms_backward(const ModelContext& ctx, const BatchGeometry& b, const 
   k.add_inplace(g.k_norm.f32(), dw + hd, hd);
 }
 
-// OLMo 2's q or k norm across every head of the TP group (rows of this rank's `width` columns):
-// the per-row sum of squares summed over TP, then the norm from it (into rstd, then out / out16).
-void all_heads_norm_forward(const ModelContext& ctx, const Tensor& out, const Tensor& out16, const Tensor& rstd,
-                            const Tensor& raw, const Tensor& w, std::int64_t rows, std::int64_t width) {
+// OLMo 2's q and k norms across every head of the TP group (rows of this rank's columns): each
+// row's sums of squares of q and of k (into rstd_q and rstd_k, the halves of rstd_qk) summed over
+// TP in one all-reduce, then each norm from its sums (rstd written over them) into q and k.
+void all_heads_norms_forward(const ModelContext& ctx, const LayerWeights& w, LayerActivations& a, std::int64_t rows) {
   const auto& k = ctx.k;
-  float* sums = rstd.f32();
-  k.row_dot(sums, raw.f32(), raw.f32(), nullptr, rows, width);
-  ctx.tp.all_reduce(sums, static_cast<std::size_t>(rows));
-  const std::int64_t total = width * ctx.tp.size();
-  if (out16.defined()) {
-    k.rmsnorm_forward_from_sums_bf16(out16.bf16(), rstd.f32(), raw.f32(), w.f32(), sums, rows, width, total,
-                                     ctx.config.rms_norm_eps);
-  } else {
-    k.rmsnorm_forward_from_sums(out.f32(), rstd.f32(), raw.f32(), w.f32(), sums, rows, width, total,
-                                ctx.config.rms_norm_eps);
-  }
+  const TpDims& d = ctx.dims;
+  k.row_dot(a.rstd_q.f32(), a.q_raw.f32(), a.q_raw.f32(), nullptr, rows, d.q_width());
+  k.row_dot(a.rstd_k.f32(), a.k_raw.f32(), a.k_raw.f32(), nullptr, rows, d.kv_width());
+  ctx.tp.all_reduce(a.rstd_qk.f32(), static_cast<std::size_t>(2 * rows));
+  const auto norm = [&](const Tensor& out, const Tensor& out16, const Tensor& rstd, const Tensor& raw,
+                        const Tensor& weight, std::int64_t width) {
+    const std::int64_t total = width * ctx.tp.size();
+    if (out16.defined()) {
+      k.rmsnorm_forward_from_sums_bf16(out16.bf16(), rstd.f32(), raw.f32(), weight.f32(), rstd.f32(), rows, width,
+                                       total, ctx.config.rms_norm_eps);
+    } else {
+      k.rmsnorm_forward_from_sums(out.f32(), rstd.f32(), raw.f32(), weight.f32(), rstd.f32(), rows, width, total,
+                                  ctx.config.rms_norm_eps);
+    }
+  };
+  norm(a.q, a.q_bf16, a.rstd_q, a.q_raw, w.q_norm, d.q_width());
+  norm(a.k, a.k_bf16, a.rstd_k, a.k_raw, w.k_norm, d.kv_width());
 }
 
-// Its backward for q and k: d_raw from d_out, the per-row sums of d_out w raw summed over TP
-// first; the weights' gradients (this rank's slice, complete: every row is here) into g's.
+// Its backward: d_raw from d_out for q and k, each row's sums of d_out w raw (q's, then k's)
+// summed over TP in one all-reduce first; the weights' gradients (this rank's slice, complete:
+// every row is here) into g's.
 void all_heads_norms_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w, LayerWeights& g,
                               const LayerActivations& a, LayerGradScratch& s) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   float* dots = s.d_head_norms.f32();
+  k.row_dot(dots, s.dq.f32(), a.q_raw.f32(), w.q_norm.f32(), b.rows, d.q_width());
+  k.row_dot(dots + b.rows, s.dk.f32(), a.k_raw.f32(), w.k_norm.f32(), b.rows, d.kv_width());
+  ctx.tp.all_reduce(dots, static_cast<std::size_t>(2 * b.rows));
   const auto norm_backward = [&](const Tensor& d_raw, const Tensor& d_weight, const Tensor& d_out, const Tensor& raw,
-                                 const Tensor& weight, const Tensor& rstd, std::int64_t width) {
+                                 const Tensor& weight, const Tensor& rstd, const float* sums, std::int64_t width) {
     d_raw.zero_();
-    k.row_dot(dots, d_out.f32(), raw.f32(), weight.f32(), b.rows, width);
-    ctx.tp.all_reduce(dots, static_cast<std::size_t>(b.rows));
     k.rmsnorm_backward_from_dots(d_raw.f32(), f32_or_null(d_weight), d_out.f32(), raw.f32(), weight.f32(), rstd.f32(),
-                                 dots, b.rows, width, width * ctx.tp.size());
+                                 sums, b.rows, width, width * ctx.tp.size());
   };
-  norm_backward(s.dq_raw, g.q_norm, s.dq, a.q_raw, w.q_norm, a.rstd_q, d.q_width());
-  norm_backward(s.dk_raw, g.k_norm, s.dk, a.k_raw, w.k_norm, a.rstd_k, d.kv_width());
+  norm_backward(s.dq_raw, g.q_norm, s.dq, a.q_raw, w.q_norm, a.rstd_q, dots, d.q_width());
+  norm_backward(s.dk_raw, g.k_norm, s.dk, a.k_raw, w.k_norm, a.rstd_k, dots + b.rows, d.kv_width());
 }
 
 // Gemma 2's norm of a half's output (raw: o_proj's or down_proj's, reduced over TP) into `out`,
@@ -409,8 +419,7 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::K, a, normed ? a.k_raw : a.k,
                        normed ? a.k_raw_bf16 : a.k_bf16, in1, w.k_proj, w.bf16.k_proj, w.k_bias, n, d.kv_width());
   if (normed && all_heads) {
-    all_heads_norm_forward(ctx, a.q, a.q_bf16, a.rstd_q, a.q_raw, w.q_norm, n, d.q_width());
-    all_heads_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, w.k_norm, n, d.kv_width());
+    all_heads_norms_forward(ctx, w, a, n);
   } else if (normed) {
     head_norm_forward(ctx, a.q, a.q_bf16, a.rstd_q, a.q_raw, a.q_raw_bf16, w.q_norm, n * d.heads);
     head_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, a.k_raw_bf16, w.k_norm, n * d.kv_heads);

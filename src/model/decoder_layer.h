@@ -35,7 +35,9 @@ struct LayerActivations {
   // in mixed precision bf16 alone (q_raw_bf16, k_raw_bf16: as Hugging Face's bf16 model rounds
   // them) -- and its 1/rms per row and head; q and k (or q_bf16, k_bf16) then hold the normed heads.
   // OLMo 2 (ModelConfig::qk_norm_all_heads): the same but float32 in either precision (the
-  // product's float32 output) and one 1/rms per row, across every head of the TP group.
+  // product's float32 output) and one 1/rms per row, across every head of the TP group; rstd_q
+  // and rstd_k are then the halves of rstd_qk [2 rows] (their sums all-reduced at once).
+  Tensor rstd_qk;
   Tensor q_raw, k_raw, q_raw_bf16, k_raw_bf16, rstd_q, rstd_k;
   // Gemma 2 (ModelConfig::sandwich_norms): o_proj's and down_proj's outputs before their norms
   // (the residual rows) and the norms' 1/rms.
@@ -90,7 +92,7 @@ struct LayerGradScratch {
   Tensor d_norm_weight;  // sequence parallelism: [hidden], a norm's weight gradient from this rank's rows
   // Qwen3: the gradients of q and k before the heads' RMSNorm, and [2, head_dim] for its weights'
   // gradients from this rank's heads (all-reduced over TP before they are added); OLMo 2: the
-  // same gradients, and [rows] for the per-row sums of its norms' backward.
+  // same gradients, and [2, rows] for the per-row sums of its norms' backward (q's, k's).
   Tensor dq_raw, dk_raw, d_head_norms;
   // Gemma 2: the gradient of o_proj's or down_proj's output, before its norm (the residual rows).
   Tensor d_output;

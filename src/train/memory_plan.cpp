@@ -99,7 +99,7 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
     e.f32 += aligned(rows * d.heads) + aligned(rows * d.kv_heads);
   }
   if (c.qk_norm_all_heads) {  // OLMo 2: q and k before its norms, float32 in either precision, 1/rms per row
-    e.f32 += aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + 2 * aligned(rows);
+    e.f32 += aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * rows);
   }
   if (!attention_state) return e;
   e.f32 += keep_probs ? aligned(seqs * seq * seq * d.heads) : aligned(rows * d.heads);
@@ -127,7 +127,7 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products,
   const std::int64_t rows = r.all;
   const std::int64_t head_norms =
       (c.qk_norm ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * d.head_dim) : 0) +
-      (c.qk_norm_all_heads ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(rows) : 0) +
+      (c.qk_norm_all_heads ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * rows) : 0) +
       (c.transforms_branch_outputs() ? aligned(r.residual * d.hidden) : 0);
   return {bf16_products ? aligned(rows * widest) : 0,
           aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + 2 * aligned(rows * d.q_width()) +

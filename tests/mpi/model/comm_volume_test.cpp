@@ -27,18 +27,22 @@ void expect_only_all_reduces(const parallel::CommStats& s, std::uint64_t calls,
 
 // A 3-layer tiny model at TP 2 and a batch of 16 rows (hidden 16).
 struct Tp2Model {
+  explicit Tp2Model(testing::TinyFamily family = testing::TinyFamily::Llama)
+      : config(testing::tiny_config(three_layers(family))) {
+    testing::init_tiny_weights(weights, 5);
+  }
   parallel::ProcessGrid grid{spin::testing::mpi_world(), {2, 1, 0}};
-  ModelConfig config = testing::tiny_config(three_layers());
+  ModelConfig config;
   TpDims dims = tp_dims(config, grid.tp_rank(), grid.tp_size());
   kernels::CpuKernels cpu;
   ModelWeights weights{config, dims};
   Transformer transformer{config, dims, grid.tp(), cpu};
   TokenBatch batch = TokenBatch::pack({{testing::random_ids(10, 37, 1), 1}, {testing::random_ids(6, 37, 2), 2}});
 
-  Tp2Model() { testing::init_tiny_weights(weights, 5); }
-  static testing::TinyShape three_layers() {
+  static testing::TinyShape three_layers(testing::TinyFamily family) {
     testing::TinyShape shape;
     shape.layers = 3;
+    shape.family = family;
     return shape;
   }
 };
@@ -102,6 +106,24 @@ TEST(TensorParallelCommunication, LoraAdaptersAddOneAllReducePerLayerBackward) {
   m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
   expect_only_all_reduces(m.grid.tp().stats(), 1 + 2 * 3 + 3, activation * (1 + 2 * 3) + 3 * 7 * r * h * f,
                           "model backward with adapters");
+}
+
+// OLMo 2's q and k norms span both ranks' heads: one all-reduce more per layer each way, of a
+// float per row for q and one for k together ([2, rows]: the sums of squares forward, of dy w x
+// backward) -- a sixteenth of an activation's bytes here, an eighth of hidden's at any size.
+TEST(TensorParallelCommunication, Olmo2NormsAddOneAllReduceOfTwoFloatsPerRowPerLayer) {
+  Tp2Model m(testing::TinyFamily::Olmo2);
+  const std::uint64_t n = 16, h = 16, f = sizeof(float);
+  const std::uint64_t activation = n * h * f, sums = 2 * n * f;
+  m.grid.tp().reset_stats();
+  Activations saved;
+  m.transformer.forward(m.weights, m.batch, saved, true);
+  expect_only_all_reduces(m.grid.tp().stats(), 1 + 3 * 3 + 2, activation * (1 + 2 * 3) + 3 * sums + n * f + 2 * n * f,
+                          "OLMo 2 forward");
+  ModelWeights grads(m.config, m.dims);
+  m.grid.tp().reset_stats();
+  m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
+  expect_only_all_reduces(m.grid.tp().stats(), 1 + 3 * 3, activation * (1 + 2 * 3) + 3 * sums, "OLMo 2 backward");
 }
 
 // Sequence parallelism: every activation all-reduce becomes a reduce-scatter of the
