@@ -142,12 +142,11 @@ void llama3_header(std::vector<std::int32_t>& ids, const std::string& role, cons
 }  // namespace
 
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer) {
-  constexpr PromptTemplate kAll[] = {PromptTemplate::Chat,   PromptTemplate::Plain,  PromptTemplate::Llama3,
-                                     PromptTemplate::Llama31, PromptTemplate::ChatMl, PromptTemplate::Qwen25,
-                                     PromptTemplate::Qwen3,  PromptTemplate::Gemma,  PromptTemplate::Gemma3,
-                                     PromptTemplate::Llama2, PromptTemplate::Mistral, PromptTemplate::MistralV3,
-                                     PromptTemplate::MistralV7, PromptTemplate::Phi4, PromptTemplate::Phi4Mini,
-                                     PromptTemplate::Tulu};
+  constexpr PromptTemplate kAll[] = {
+      PromptTemplate::Chat,      PromptTemplate::Plain,  PromptTemplate::Llama3,   PromptTemplate::Llama31,
+      PromptTemplate::ChatMl,    PromptTemplate::Qwen25, PromptTemplate::Qwen3,    PromptTemplate::Gemma,
+      PromptTemplate::Gemma3,    PromptTemplate::Llama2, PromptTemplate::Mistral,  PromptTemplate::MistralV3,
+      PromptTemplate::MistralV7, PromptTemplate::Phi4,   PromptTemplate::Phi4Mini, PromptTemplate::Tulu};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];

@@ -70,8 +70,8 @@
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
-// which generation stops too; phi4: <|im_end|>; phi4-mini: <|end|>; gemma, gemma3: its trimmed text's, then <end_of_turn>; llama2: the ids of
-// its trimmed text and a space).
+// which generation stops too; phi4: <|im_end|>; phi4-mini: <|end|>; gemma, gemma3: its trimmed text's, then
+// <end_of_turn>; llama2: the ids of its trimmed text and a space).
 #pragma once
 
 #include <cstdint>
@@ -94,8 +94,8 @@ enum class PromptTemplate {
   Phi4Mini, Tulu
 };
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
-// gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini or tulu; throws naming the choices), "auto" resolved for `tokenizer`
-// (null: chat).
+// gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini or tulu; throws naming the choices), "auto" resolved
+// for `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.

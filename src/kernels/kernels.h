@@ -151,8 +151,7 @@ class Kernels {
                                          Index n, Index dim, Index total, float eps) const = 0;
   // The same with out rounded to bf16 as it is written (an output only products read).
   virtual void rmsnorm_forward_from_sums_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
-                                              const float* sums, Index n, Index dim, Index total,
-                                              float eps) const = 0;
+                                              const float* sums, Index n, Index dim, Index total, float eps) const = 0;
   // dx += r (dout w - x r^2 dots / total), dw += sum over rows of dout x r (dw null: a frozen weight).
   virtual void rmsnorm_backward_from_dots(float* dx, float* dw, const float* dout, const float* x, const float* w,
                                           const float* rstd, const float* dots, Index n, Index dim,

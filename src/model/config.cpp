@@ -379,12 +379,12 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
       return c;
     }
     require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma" ||
-                type == "gemma2" || type == "gemma3_text" || type == "phi3" || type == "smollm3" ||
-                type == "granite" || type == "olmo2" || type == "olmo3",
+                type == "gemma2" || type == "gemma3_text" || type == "phi3" || type == "smollm3" || type == "granite" ||
+                type == "olmo2" || type == "olmo3",
             source, ": model_type \"", type,
             "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
-            "gemma3_text, phi3, smollm3, granite, olmo2, olmo3; and the language model of gemma3, mistral3, llava, qwen2_vl and "
-            "qwen2_5_vl)");
+            "gemma3_text, phi3, smollm3, granite, olmo2, olmo3; and the language model of gemma3, mistral3, llava, "
+            "qwen2_vl and qwen2_5_vl)");
   }
   const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";
   const bool gemma2 = type == "gemma2" || gemma3;  // Gemma 2's parts

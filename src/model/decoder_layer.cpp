@@ -32,10 +32,10 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const Shape rstd_k_shape = all_heads ? none : qk({rows * d.kv_heads});
   const auto sandwich = [&](const Shape& s) { return config.sandwich_norms ? s : none; };
   const auto t = workspace_.carve(
-      device, {hidden, f32(hidden), per_row, f32(q_shape), f32(kv_shape), f32(kv_shape), {probs_size}, f32(q_shape),
-               hidden, f32(hidden), per_row, f32(mlp), f32(mlp), f32(mlp), raw(q_shape), raw(kv_shape),
-               rstd_q_shape, rstd_k_shape, sandwich(hidden), sandwich(per_row), sandwich(hidden),
-               sandwich(per_row)});
+      device, {hidden,           f32(hidden),       per_row,          f32(q_shape),     f32(kv_shape), f32(kv_shape),
+               {probs_size},     f32(q_shape),      hidden,           f32(hidden),      per_row,       f32(mlp),
+               f32(mlp),         f32(mlp),          raw(q_shape),     raw(kv_shape),    rstd_q_shape,  rstd_k_shape,
+               sandwich(hidden), sandwich(per_row), sandwich(hidden), sandwich(per_row)});
   x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = t[10];
   attn_out = rstd_attn_out = mlp_out = rstd_mlp_out = Tensor();
   if (config.sandwich_norms) attn_out = t[18], rstd_attn_out = t[19], mlp_out = t[20], rstd_mlp_out = t[21];
@@ -78,9 +78,19 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   // then k's).
   const Shape norm_scratch = config.qk_norm_all_heads ? Shape{2, rows} : Shape{2, d.head_dim};
   const Shape residual{b.residual_rows(), d.hidden};
-  const auto t = workspace_.carve(device, {residual, {b.gathered_rows(), d.hidden}, q_shape, q_shape, kv_shape,
-                                           kv_shape, mlp, mlp, mlp, {b.split ? d.hidden : 0}, qk(q_shape),
-                                           qk(kv_shape), qk(norm_scratch),
+  const auto t = workspace_.carve(device, {residual,
+                                           {b.gathered_rows(), d.hidden},
+                                           q_shape,
+                                           q_shape,
+                                           kv_shape,
+                                           kv_shape,
+                                           mlp,
+                                           mlp,
+                                           mlp,
+                                           {b.split ? d.hidden : 0},
+                                           qk(q_shape),
+                                           qk(kv_shape),
+                                           qk(norm_scratch),
                                            config.transforms_branch_outputs() ? residual : none});
   d_residual = t[0], d_norm = t[1], d_attn = t[2], dq = t[3], dk = t[4], dv = t[5];
   d_act = t[6], d_gate = t[7], d_up = t[8];
@@ -414,10 +424,10 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   // Qwen3: the q and k products first, then each head normed into q and k; OLMo 2: the same
   // across every head (the products' output float32 in either precision).
   const bool normed = w.q_norm.defined(), all_heads = ctx.config.qk_norm_all_heads;
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Q, a, normed ? a.q_raw : a.q,
-                       normed ? a.q_raw_bf16 : a.q_bf16, in1, w.q_proj, w.bf16.q_proj, w.q_bias, n, d.q_width());
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::K, a, normed ? a.k_raw : a.k,
-                       normed ? a.k_raw_bf16 : a.k_bf16, in1, w.k_proj, w.bf16.k_proj, w.k_bias, n, d.kv_width());
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Q, a, normed ? a.q_raw : a.q, normed ? a.q_raw_bf16 : a.q_bf16,
+                       in1, w.q_proj, w.bf16.q_proj, w.q_bias, n, d.q_width());
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::K, a, normed ? a.k_raw : a.k, normed ? a.k_raw_bf16 : a.k_bf16,
+                       in1, w.k_proj, w.bf16.k_proj, w.k_bias, n, d.kv_width());
   if (normed && all_heads) {
     all_heads_norms_forward(ctx, w, a, n);
   } else if (normed) {

@@ -37,8 +37,8 @@ ColumnInput column_input(const ModelContext& ctx, const BatchGeometry& b, const 
 // Its backward. d_norm ([b.gathered_rows(), hidden]) holds, in its first b.rows rows, this
 // rank's products' gradient of the norm output; summed over the TP group (all rows, or under a
 // split this rank's: d_norm's first rows afterwards) it goes through the norm: dx += the input
-// gradient, dw += the weight gradient (without a norm, `w` undefined, dx += the sum itself). Under a split each rank's weight gradient covers its
-// rows only, so it is summed in d_norm_weight ([hidden]) and all-reduced before it is added.
+// gradient, dw += the weight gradient (without a norm, `w` undefined, dx += the sum itself). Under a split each rank's
+// weight gradient covers its rows only, so it is summed in d_norm_weight ([hidden]) and all-reduced before it is added.
 void column_parallel_norm_backward(const ModelContext& ctx, const BatchGeometry& b, const Tensor& d_norm,
                                    const Tensor& d_norm_weight, float* dx, const Tensor& dw, const float* x,
                                    const Tensor& w, const float* rstd);

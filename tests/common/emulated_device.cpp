@@ -296,8 +296,8 @@ void EmulatedKernels::rmsnorm_backward_from_dots(float* dx, float* dw, const flo
                                                  Index dim, Index total) const {
   cpu_->rmsnorm_backward_from_dots(dev(dx, n * dim, "rmsnorm dx"), dev(dw, dim, "rmsnorm dw"),
                                    dev(dout, n * dim, "rmsnorm dout"), dev(x, n * dim, "rmsnorm x"),
-                                   dev(w, dim, "rmsnorm w"), dev(rstd, n, "rmsnorm rstd"),
-                                   dev(dots, n, "rmsnorm dots"), n, dim, total);
+                                   dev(w, dim, "rmsnorm w"), dev(rstd, n, "rmsnorm rstd"), dev(dots, n, "rmsnorm dots"),
+                                   n, dim, total);
 }
 void EmulatedKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos,
                                    const float* sin, Index n, Index heads, Index hd, Index rotary) const {

@@ -69,22 +69,22 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
   phi3 += "]}, ";
   const std::string type =
       s.family == TinyFamily::Phi3 || partial ? phi3
-      : s.family == TinyFamily::SmolLM3 ? "\"model_type\": \"smollm3\", \"no_rope_layers\": [1, 0], "
-      : s.family == TinyFamily::Granite ? "\"model_type\": \"granite\", \"embedding_multiplier\": 3.0, "
-                                          "\"attention_multiplier\": 0.3, \"residual_multiplier\": 0.7, "
-                                          "\"logits_scaling\": 4.0, "
-      : s.family == TinyFamily::Olmo2 ? "\"model_type\": \"olmo2\", "
-      : s.family == TinyFamily::Mistral ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
-                     : s.family == TinyFamily::Qwen2 ? "\"model_type\": \"qwen2\", "
-                     : s.family == TinyFamily::Qwen3 ? "\"model_type\": \"qwen3\", "
-                     : s.family == TinyFamily::Gemma ? "\"model_type\": \"gemma\", "
-                     : s.family == TinyFamily::Gemma2
-                         ? "\"model_type\": \"gemma2\", \"query_pre_attn_scalar\": 3, "
-                           "\"attn_logit_softcapping\": 1.0, \"final_logit_softcapping\": 2.0, \"sliding_window\": 4, "
-                     : s.family == TinyFamily::Gemma3
-                         ? "\"model_type\": \"gemma3_text\", \"query_pre_attn_scalar\": 3, \"sliding_window\": 3, "
-                           "\"sliding_window_pattern\": 2, \"rope_local_base_freq\": 100.0, "
-                         : "";
+      : s.family == TinyFamily::SmolLM3       ? "\"model_type\": \"smollm3\", \"no_rope_layers\": [1, 0], "
+      : s.family == TinyFamily::Granite       ? "\"model_type\": \"granite\", \"embedding_multiplier\": 3.0, "
+                                                "\"attention_multiplier\": 0.3, \"residual_multiplier\": 0.7, "
+                                                "\"logits_scaling\": 4.0, "
+      : s.family == TinyFamily::Olmo2         ? "\"model_type\": \"olmo2\", "
+      : s.family == TinyFamily::Mistral       ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
+      : s.family == TinyFamily::Qwen2         ? "\"model_type\": \"qwen2\", "
+      : s.family == TinyFamily::Qwen3         ? "\"model_type\": \"qwen3\", "
+      : s.family == TinyFamily::Gemma         ? "\"model_type\": \"gemma\", "
+      : s.family == TinyFamily::Gemma2
+          ? "\"model_type\": \"gemma2\", \"query_pre_attn_scalar\": 3, "
+            "\"attn_logit_softcapping\": 1.0, \"final_logit_softcapping\": 2.0, \"sliding_window\": 4, "
+      : s.family == TinyFamily::Gemma3
+          ? "\"model_type\": \"gemma3_text\", \"query_pre_attn_scalar\": 3, \"sliding_window\": 3, "
+            "\"sliding_window_pattern\": 2, \"rope_local_base_freq\": 100.0, "
+          : "";
   const std::string json = "{" + type +
       "\"vocab_size\": " + std::to_string(s.vocab) +
       ", \"hidden_size\": " + std::to_string(s.hidden) +

@@ -131,8 +131,7 @@ TEST_F(Fixture, RmsNormFromSumsAndDotsAcrossRanks) {
     std::vector<float> sums(n), dots(n), out(n * dim), rstd(n);
     cpu.row_dot(sums.data(), x.data(), x.data(), nullptr, n, dim);
     cpu.row_dot(dots.data(), dout.data(), x.data(), w.data(), n, dim);
-    Dev gx(x), gw(w), gdout(dout), gsums = poisoned(n), gdots = poisoned(n), gout = poisoned(n * dim), gdx(dx),
-        gdw(dw);
+    Dev gx(x), gw(w), gdout(dout), gsums = poisoned(n), gdots = poisoned(n), gout = poisoned(n * dim), gdx(dx), gdw(dw);
     gpu.row_dot(gsums.f(), gx.f(), gx.f(), nullptr, n, dim);
     gpu.row_dot(gdots.f(), gdout.f(), gx.f(), gw.f(), n, dim);
     EXPECT_CLOSE(gsums.get(gpu), sums) << dim;

@@ -136,8 +136,8 @@ void CudaKernels::row_dot(float* out, const float* a, const float* b, const floa
   SPIN_CUDA_CHECK_LAUNCH("row_dot");
 }
 
-void CudaKernels::rmsnorm_forward_from_sums(float* out, float* rstd, const float* x, const float* w,
-                                            const float* sums, Index n, Index dim, Index total, float eps) const {
+void CudaKernels::rmsnorm_forward_from_sums(float* out, float* rstd, const float* x, const float* w, const float* sums,
+                                            Index n, Index dim, Index total, float eps) const {
   if (n == 0) return;
   rmsnorm_from_sums_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, rstd, x, w, sums, dim, total, eps);
   SPIN_CUDA_CHECK_LAUNCH("rmsnorm_forward_from_sums");
@@ -146,8 +146,8 @@ void CudaKernels::rmsnorm_forward_from_sums(float* out, float* rstd, const float
 void CudaKernels::rmsnorm_forward_from_sums_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
                                                  const float* sums, Index n, Index dim, Index total, float eps) const {
   if (n == 0) return;
-  rmsnorm_from_sums_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(
-      reinterpret_cast<__nv_bfloat16*>(out), rstd, x, w, sums, dim, total, eps);
+  rmsnorm_from_sums_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(out),
+                                                                               rstd, x, w, sums, dim, total, eps);
   SPIN_CUDA_CHECK_LAUNCH("rmsnorm_forward_from_sums_bf16");
 }
 
@@ -155,8 +155,7 @@ void CudaKernels::rmsnorm_backward_from_dots(float* dx, float* dw, const float* 
                                              const float* rstd, const float* dots, Index n, Index dim,
                                              Index total) const {
   if (n == 0) return;
-  rmsnorm_from_dots_dx_kernel<<<blocks_for(n * dim), kThreads, 0, stream_>>>(dx, dout, x, w, rstd, dots, n, dim,
-                                                                             total);
+  rmsnorm_from_dots_dx_kernel<<<blocks_for(n * dim), kThreads, 0, stream_>>>(dx, dout, x, w, rstd, dots, n, dim, total);
   SPIN_CUDA_CHECK_LAUNCH("rmsnorm_backward_from_dots (dx)");
   if (dw == nullptr) return;
   const dim3 grid(static_cast<unsigned>((dim + kThreads - 1) / kThreads),

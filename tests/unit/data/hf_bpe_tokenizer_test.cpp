@@ -218,9 +218,10 @@ TEST(PromptTemplate, TuluFormatFromItsChatTemplate) {
       R"(message['role'] == 'assistant' %}{{ '<|assistant|>\n'  + message['content'] + eos_token + '\n' }}{% endif )"
       R"(%}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %})";
   const auto load = [&](const std::string& chat_template) {
-    std::ofstream(dir / "tokenizer_config.json", std::ios::trunc)
-        << nlohmann::json{{"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|end_of_text|>"},
-                          {"chat_template", chat_template}}.dump();
+    std::ofstream(dir / "tokenizer_config.json", std::ios::trunc) << nlohmann::json{
+        {"bos_token", "<|begin_of_text|>"},
+        {"eos_token", "<|end_of_text|>"},
+        {"chat_template", chat_template}}.dump();
     return Tokenizer::load(dir.string());
   };
   const std::vector<Message> chat = {
@@ -377,7 +378,8 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const auto phi4 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/phi4");  // ChatML's and <|im_sep|>
   EXPECT_EQ(choose_prompt_template("auto", phi4.get()), PromptTemplate::Phi4);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
-  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini or tulu)"),
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
+                   "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini or tulu)"),
             std::string::npos)
       << e;
 }

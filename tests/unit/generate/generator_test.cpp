@@ -32,8 +32,8 @@ struct TinyGenerator {
 // one layer of two with their own RoPE table; tied embeddings), a SmolLM3 (its second layer's
 // cached keys unrotated), a Phi-4-mini (half of each head rotating) and an OLMo 2 (q and k normed
 // across their heads before they are cached).
-constexpr testing::TinyFamily kFamilies[] = {testing::TinyFamily::Llama, testing::TinyFamily::Mistral,
-                                             testing::TinyFamily::Gemma3, testing::TinyFamily::SmolLM3,
+constexpr testing::TinyFamily kFamilies[] = {testing::TinyFamily::Llama,    testing::TinyFamily::Mistral,
+                                             testing::TinyFamily::Gemma3,   testing::TinyFamily::SmolLM3,
                                              testing::TinyFamily::Phi4Mini, testing::TinyFamily::Olmo2};
 testing::TinyShape family_shape(testing::TinyFamily family) {
   testing::TinyShape shape;

@@ -347,7 +347,8 @@ TEST(ModelConfig, ReadsOlmo2AndOlmo3) {
   EXPECT_NE(error_of(biased).find("\"attention_bias\": true is not supported"), std::string::npos);
 
   std::string types = "[";
-  for (int l = 0; l < 32; ++l) types += std::string(l ? ", " : "") + ((l + 1) % 4 ? "\"sliding_attention\"" : "\"full_attention\"");
+  for (int l = 0; l < 32; ++l)
+    types += std::string(l ? ", " : "") + ((l + 1) % 4 ? "\"sliding_attention\"" : "\"full_attention\"");
   const std::string yarn = R"("rope_scaling": {"attention_factor": 1.2079441541679836, "beta_fast": 32, "beta_slow": 1,
     "factor": 8.0, "original_max_position_embeddings": 8192, "rope_type": "yarn"}, )";
   const std::string olmo3 = R"({"architectures": ["Olmo3ForCausalLM"], "model_type": "olmo3", "vocab_size": 100278,
@@ -365,7 +366,7 @@ TEST(ModelConfig, ReadsOlmo2AndOlmo3) {
   ASSERT_TRUE(c3.rope_scaling.has_value());
   EXPECT_EQ(c3.rope_scaling->type, RopeScaling::Type::Yarn);
   EXPECT_EQ(c3.rope_local_theta, std::optional<float>(500000.0f));  // the windowed layers' unscaled table
-  std::string plain = olmo3;  // no scaling, Olmo3Config's window and pattern
+  std::string plain = olmo3;                                        // no scaling, Olmo3Config's window and pattern
   plain.erase(plain.find(yarn), yarn.size());
   plain.erase(plain.find("\"sliding_window\": 4096, "), 24);
   plain.erase(plain.find(", \"layer_types\""));

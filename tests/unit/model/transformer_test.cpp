@@ -40,24 +40,23 @@ std::vector<Sequence> three_sequences() {
 // Whole-model gradients against central finite differences of the float32 forward, for every
 // family's parts (tolerances: common/gradient_check.h).
 TEST(Transformer, GradientsMatchFiniteDifferences) {
-  for (const char* variant :
-       {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2", "gemma3", "phi3", "partial rotary", "nope",
-        "granite", "olmo2"}) {
+  for (const char* variant : {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2", "gemma3", "phi3",
+                              "partial rotary", "nope", "granite", "olmo2"}) {
     testing::TinyShape shape;
     const bool gemma = std::string(variant).starts_with("gemma");
     shape.tie = variant == std::string("tied") || gemma || variant == std::string("granite");  // as published
-    shape.family = variant == std::string("window")     ? testing::TinyFamily::Mistral
-                   : variant == std::string("qkv bias") ? testing::TinyFamily::Qwen2
-                   : variant == std::string("qk norm") ? testing::TinyFamily::Qwen3
-                   : variant == std::string("gemma")   ? testing::TinyFamily::Gemma
-                   : variant == std::string("gemma2")  ? testing::TinyFamily::Gemma2
-                   : variant == std::string("gemma3")  ? testing::TinyFamily::Gemma3
-                   : variant == std::string("phi3")    ? testing::TinyFamily::Phi3
+    shape.family = variant == std::string("window")           ? testing::TinyFamily::Mistral
+                   : variant == std::string("qkv bias")       ? testing::TinyFamily::Qwen2
+                   : variant == std::string("qk norm")        ? testing::TinyFamily::Qwen3
+                   : variant == std::string("gemma")          ? testing::TinyFamily::Gemma
+                   : variant == std::string("gemma2")         ? testing::TinyFamily::Gemma2
+                   : variant == std::string("gemma3")         ? testing::TinyFamily::Gemma3
+                   : variant == std::string("phi3")           ? testing::TinyFamily::Phi3
                    : variant == std::string("partial rotary") ? testing::TinyFamily::Phi4Mini
                    : variant == std::string("nope")           ? testing::TinyFamily::SmolLM3
                    : variant == std::string("granite")        ? testing::TinyFamily::Granite
                    : variant == std::string("olmo2")          ? testing::TinyFamily::Olmo2
-                                                       : testing::TinyFamily::Llama;
+                                                              : testing::TinyFamily::Llama;
     TinyModel m(shape);
     const TokenBatch batch = TokenBatch::pack(three_sequences());
     const std::vector<float> c = {0.7f, -1.3f, 0.4f};  // loss = sum_s c_s logprob_s

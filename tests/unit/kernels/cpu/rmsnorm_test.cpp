@@ -130,7 +130,8 @@ TEST(RmsNorm, RowsSpreadAcrossRanksEqualTheWholeRowsNorm) {
   // Each slice as its rank holds it: [n, width] row-major, w's matching entries.
   const auto slice = [&](const std::vector<float>& m, std::size_t s) {
     std::vector<float> part;
-    for (Index i = 0; i < n; ++i) part.insert(part.end(), m.begin() + i * dim + cuts[s], m.begin() + i * dim + cuts[s + 1]);
+    for (Index i = 0; i < n; ++i)
+      part.insert(part.end(), m.begin() + i * dim + cuts[s], m.begin() + i * dim + cuts[s + 1]);
     return part;
   };
   const std::size_t slices = cuts.size() - 1;
@@ -169,8 +170,8 @@ TEST(RmsNorm, RowsSpreadAcrossRanksEqualTheWholeRowsNorm) {
     testing::expect_close(dx, to_double(slice(want_dx, s)), 1e-5, 1e-6, "dx");
     testing::expect_close(dw, to_double(std::vector<float>(want_dw.begin() + cuts[s], want_dw.begin() + cuts[s + 1])),
                           1e-5, 1e-6, "dw");
-    k.rmsnorm_backward_from_dots(dx_alone.data(), nullptr, ds.data(), xs.data(), ws.data(), rstd.data(), dots.data(),
-                                 n, width, dim);
+    k.rmsnorm_backward_from_dots(dx_alone.data(), nullptr, ds.data(), xs.data(), ws.data(), rstd.data(), dots.data(), n,
+                                 width, dim);
     EXPECT_EQ(dx_alone, dx);
   }
 }

@@ -144,7 +144,8 @@ TEST(CudaKernelsEmulated, RmsNormFromSumsAndDots) {
     dev::rmsnorm_from_dots_dx_kernel(dx.data(), dout.data(), x.data(), w.data(), want_rstd.data(), dots.data(), n, dim,
                                      total);
   });
-  run(1, [&] { dev::rmsnorm_backward_dw_kernel(dw.data(), dout.data(), x.data(), want_rstd.data(), n, dim); },
+  run(
+      1, [&] { dev::rmsnorm_backward_dw_kernel(dw.data(), dout.data(), x.data(), want_rstd.data(), n, dim); },
       dim3((dim + kThreads - 1) / kThreads, (n + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk));
   cpu.rmsnorm_backward_from_dots(want_dx.data(), want_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(),
                                  dots.data(), n, dim, total);
