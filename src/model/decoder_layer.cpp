@@ -31,9 +31,11 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const Shape rstd_q_shape = all_heads ? Shape{2 * rows} : qk({rows * d.heads});
   const Shape rstd_k_shape = all_heads ? none : qk({rows * d.kv_heads});
   const auto sandwich = [&](const Shape& s) { return config.sandwich_norms ? s : none; };
+  // The input norms' float32 outputs; without them (OLMo 2) the products read the stream itself.
+  const auto normed = [&](const Shape& s) { return config.pre_norms ? f32(s) : none; };
   const auto t = workspace_.carve(
-      device, {hidden,           f32(hidden),       per_row,          f32(q_shape),     f32(kv_shape), f32(kv_shape),
-               {probs_size},     f32(q_shape),      hidden,           f32(hidden),      per_row,       f32(mlp),
+      device, {hidden,           normed(hidden),    per_row,          f32(q_shape),     f32(kv_shape), f32(kv_shape),
+               {probs_size},     f32(q_shape),      hidden,           normed(hidden),   per_row,       f32(mlp),
                f32(mlp),         f32(mlp),          raw(q_shape),     raw(kv_shape),    rstd_q_shape,  rstd_k_shape,
                sandwich(hidden), sandwich(per_row), sandwich(hidden), sandwich(per_row)});
   x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = t[10];
@@ -53,6 +55,7 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
     n1 = q = k = v = attn = n2 = gate = up = act = Tensor();
   } else {
     n1 = t[1], q = t[3], k = t[4], v = t[5], attn = t[7], n2 = t[9], gate = t[11], up = t[12], act = t[13];
+    if (!config.pre_norms) n1 = n2 = Tensor();  // none: the products read x_in and x_mid (norm_output)
     n1_bf16 = q_bf16 = k_bf16 = v_bf16 = attn_bf16 = n2_bf16 = gate_bf16 = up_bf16 = act_bf16 = Tensor();
   }
   lora_u = {};
@@ -113,6 +116,12 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
 namespace {
 
 float* f32_or_null(const Tensor& t) { return t.defined() ? t.f32() : nullptr; }
+
+// Where a half's norm writes its output for the products: n1 / n2 (float32, or undefined beside
+// their bf16), or without an input norm (OLMo 2) in float32 the stream itself, x_in / x_mid.
+const Tensor& norm_output(const Tensor& normed, const Tensor& normed16, const Tensor& stream) {
+  return normed.defined() || normed16.defined() ? normed : stream;
+}
 
 // RoPE on q and k in place (none in a NoPE layer: `rope` null), then causal attention into
 // attn: over the batch's own rows, or with a cache, over the cached prefix too after the rows'
@@ -420,7 +429,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
 
   // Attention half.
   const ColumnInput in1 =
-      norm_into_column_parallel(ctx, b, a.n1, a.n1_bf16, a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
+      norm_into_column_parallel(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16, a.rstd1.f32(), a.x_in.f32(),
+                                w.input_layernorm);
   // Qwen3: the q and k products first, then each head normed into q and k; OLMo 2: the same
   // across every head (the products' output float32 in either precision).
   const bool normed = w.q_norm.defined(), all_heads = ctx.config.qk_norm_all_heads;
@@ -451,7 +461,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
 
   // MLP half. x_out may alias x_in, which is no longer read from here on.
   const ColumnInput in2 =
-      norm_into_column_parallel(ctx, b, a.n2, a.n2_bf16, a.rstd2.f32(), a.x_mid.f32(), w.pre_mlp_layernorm);
+      norm_into_column_parallel(ctx, b, norm_output(a.n2, a.n2_bf16, a.x_mid), a.n2_bf16, a.rstd2.f32(),
+                                a.x_mid.f32(), w.pre_mlp_layernorm);
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in2, w.gate_proj, w.bf16.gate_proj,
                        Tensor(), n, d.intermediate);
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::Up, a, a.up, a.up_bf16, in2, w.up_proj, w.bf16.up_proj, Tensor(),
@@ -501,7 +512,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   } else {
     k.glu_backward(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate, ctx.config.activation);
   }
-  const ColumnInput in2 = column_input(ctx, b, a.n2, a.n2_bf16);
+  const ColumnInput in2 = column_input(ctx, b, norm_output(a.n2, a.n2_bf16, a.x_mid), a.n2_bf16);
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.gate_proj), s.d_gate.f32(), s.dy_bf16, in2.x, in2.x16,
                   w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, false);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Gate, g, a, s, s.d_gate.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
@@ -536,7 +547,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   bias_backward(ctx, g.q_bias, dq, n, d.q_width());
   bias_backward(ctx, g.k_bias, dk, n, d.kv_width());
   bias_backward(ctx, g.v_bias, s.dv.f32(), n, d.kv_width());
-  const ColumnInput in1 = column_input(ctx, b, a.n1, a.n1_bf16);
+  const ColumnInput in1 = column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.q_proj), dq, s.dy_bf16, in1.x, in1.x16,
                   w.q_proj, w.bf16.q_proj, n, h, d.q_width(), false);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Q, g, a, s, dq, in1.x, in1.x16, s.d_norm.f32(), n, h, d.q_width());

@@ -36,7 +36,7 @@ void rmsnorm_for_products(const ModelContext& ctx, const Tensor& out, const Tens
   if (!w.defined()) {  // no norm (OLMo 2's halves): x itself, rounded for bf16 products
     if (out16.defined()) {
       ctx.k.to_bf16(out16.bf16(), x, n * h);
-    } else {
+    } else if (out.f32() != x) {
       ctx.k.scale(out.f32(), x, 1.0f, n * h);  // a copy
     }
     return;

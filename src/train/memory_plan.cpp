@@ -86,10 +86,14 @@ struct Rows {
 // 2's o_proj and down_proj outputs before their norms too, with the norms' 1/rms, and OLMo 2's
 // q and k before its norms).
 Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t seqs, std::int64_t seq,
-                           bool keep_probs, bool attention_state, const model::ModelConfig& c) {
+                           bool keep_probs, bool attention_state, const model::ModelConfig& c, bool mixed) {
   const std::int64_t rows = r.all;
+  // The input norms' outputs; without those norms (OLMo 2) the stream's bf16 rounding, or in
+  // float32 nothing: the products read the stream itself.
+  const bool norm_outputs = c.pre_norms || mixed;
   Elements e;
-  e.act = 2 * aligned(r.residual * d.hidden) + 2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
+  e.act = (norm_outputs ? 2 * aligned(r.residual * d.hidden) : 0) + 2 * aligned(rows * d.q_width()) +
+          2 * aligned(rows * d.kv_width()) +
           3 * aligned(rows * d.intermediate);
   // Residual in and mid, the norms' 1/rms.
   e.f32 = 2 * aligned(r.residual * d.hidden) + 2 * aligned(r.residual);
@@ -244,7 +248,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const bool mixed = p.bf16_products;
     const Rows split(rows, r.tp, r.sequence_parallel);
     const Elements layer =
-        layer_activations(d, split, seqs, r.seq, attention_keeps_probs(p, d.head_dim), true, c);
+        layer_activations(d, split, seqs, r.seq, attention_keeps_probs(p, d.head_dim), true, c, mixed);
     const Elements end = stage_end(d, split, layers.last, mixed, r.logits_chunk_rows);
     const Elements scratch = grad_scratch(d, split, mixed, c) + lora_grad_scratch(r.lora, d, split, mixed);
     // With recomputation a micro-batch keeps each layer's input and one set of layer buffers
@@ -264,7 +268,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     s.kv_cache = 2 * s.layers * rollout * r.seq * d.kv_width() * p.activation;
     const std::int64_t prefill =
         r.rollout_step_tokens > 0 ? std::min(rollout * r.seq, r.rollout_step_tokens) : rollout * r.seq;
-    s.generation = layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false, c).bytes(p) +
+    s.generation = layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false, c, mixed).bytes(p) +
                    Elements{0, aligned(prefill * d.hidden)}.bytes(p) +
                    (layers.last ? head_activations(d, Rows(rollout, r.tp, false), mixed).bytes(p) : 0);
     plan.stages.push_back(s);

@@ -180,8 +180,8 @@ TEST(MemoryPlan, LogitsChunkFiguresEqualTheAllocations) {
 // output norms (their weights, the outputs before them with their statistics, the gradient
 // before them); Gemma 3 has both; Phi-4-mini's RoPE tables cover the rotated half of a head;
 // Granite's residual multiplier the backward's scratch for a half's output gradient; OLMo 2 its
-// q and k norms' split weights, float32 q and k before them and the backward's per-row sums, and
-// its two norms a layer.
+// q and k norms' split weights, float32 q and k before them and the backward's per-row sums, its
+// two norms a layer, and in float32 no input norms' outputs (the products read the stream).
 TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   auto& world = testing::mpi_world();
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Qwen2);
@@ -195,6 +195,7 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   check(world, {2, 1, 2}, true, true, false, true, true, 0, Family::Granite);
   check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::Olmo2);
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Olmo2);
+  check(world, {2, 2, 1}, true, false, false, false, true, 0, Family::Olmo2);  // float32: no input norms' outputs
 }
 
 // LoRA: the adapters' weights, gradients, masters and moments instead of the model's (the policy
