@@ -428,9 +428,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   const std::int64_t residual = b.residual_rows() * h;
 
   // Attention half.
-  const ColumnInput in1 =
-      norm_into_column_parallel(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16, a.rstd1.f32(), a.x_in.f32(),
-                                w.input_layernorm);
+  const ColumnInput in1 = norm_into_column_parallel(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16,
+                                                    a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
   // Qwen3: the q and k products first, then each head normed into q and k; OLMo 2: the same
   // across every head (the products' output float32 in either precision).
   const bool normed = w.q_norm.defined(), all_heads = ctx.config.qk_norm_all_heads;
@@ -460,9 +459,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   k.add_inplace(a.x_mid.f32(), a.x_in.f32(), residual);
 
   // MLP half. x_out may alias x_in, which is no longer read from here on.
-  const ColumnInput in2 =
-      norm_into_column_parallel(ctx, b, norm_output(a.n2, a.n2_bf16, a.x_mid), a.n2_bf16, a.rstd2.f32(),
-                                a.x_mid.f32(), w.pre_mlp_layernorm);
+  const ColumnInput in2 = norm_into_column_parallel(ctx, b, norm_output(a.n2, a.n2_bf16, a.x_mid), a.n2_bf16,
+                                                    a.rstd2.f32(), a.x_mid.f32(), w.pre_mlp_layernorm);
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in2, w.gate_proj, w.bf16.gate_proj,
                        Tensor(), n, d.intermediate);
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::Up, a, a.up, a.up_bf16, in2, w.up_proj, w.bf16.up_proj, Tensor(),

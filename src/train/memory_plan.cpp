@@ -85,16 +85,15 @@ struct Rows {
 // bf16 products), and so are Qwen3's q and k before its head norms; the rest is float32 (Gemma
 // 2's o_proj and down_proj outputs before their norms too, with the norms' 1/rms, and OLMo 2's
 // q and k before its norms).
-Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t seqs, std::int64_t seq,
-                           bool keep_probs, bool attention_state, const model::ModelConfig& c, bool mixed) {
+Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t seqs, std::int64_t seq, bool keep_probs,
+                           bool attention_state, const model::ModelConfig& c, bool mixed) {
   const std::int64_t rows = r.all;
   // The input norms' outputs; without those norms (OLMo 2) the stream's bf16 rounding, or in
   // float32 nothing: the products read the stream itself.
   const bool norm_outputs = c.pre_norms || mixed;
   Elements e;
   e.act = (norm_outputs ? 2 * aligned(r.residual * d.hidden) : 0) + 2 * aligned(rows * d.q_width()) +
-          2 * aligned(rows * d.kv_width()) +
-          3 * aligned(rows * d.intermediate);
+          2 * aligned(rows * d.kv_width()) + 3 * aligned(rows * d.intermediate);
   // Residual in and mid, the norms' 1/rms.
   e.f32 = 2 * aligned(r.residual * d.hidden) + 2 * aligned(r.residual);
   if (c.sandwich_norms) e.f32 += 2 * aligned(r.residual * d.hidden) + 2 * aligned(r.residual);
