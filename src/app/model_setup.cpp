@@ -90,12 +90,7 @@ void load_hf_weights(const std::string& model_dir, const std::string& adapter_di
 
 PeftAdapter peft_adapter(const std::string& adapter_dir) {
   const std::string path = (std::filesystem::path(adapter_dir) / "adapter_config.json").string();
-  nlohmann::ordered_json j;  // the patterns' order is PEFT's order of matching
-  try {
-    j = nlohmann::ordered_json::parse(read_text_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path, ": not valid JSON: ", e.what());
-  }
+  const auto j = read_json_file<nlohmann::ordered_json>(path);  // the patterns' order is PEFT's order of matching
   require(j.is_object(), path, ": not a JSON object");
   const auto absent_or = [&](const char* key, const auto& allowed, const char* why) {
     if (!j.contains(key) || j.at(key).is_null() || allowed(j.at(key))) return;

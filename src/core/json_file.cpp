@@ -15,13 +15,4 @@ std::string read_text_file(const std::string& path, const std::string& hint) {
   return text.str();
 }
 
-nlohmann::json read_json_file(const std::string& path) {
-  const std::string text = read_text_file(path);
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path, ": not valid JSON: ", e.what());
-  }
-}
-
 }  // namespace spin

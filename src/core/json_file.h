@@ -5,10 +5,23 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/error.h"
+
 namespace spin {
 
 // The file's text; `hint` follows "cannot open" in the error.
 std::string read_text_file(const std::string& path, const std::string& hint = "");
-nlohmann::json read_json_file(const std::string& path);
+
+// The file parsed as `Json`: nlohmann::json, or nlohmann::ordered_json where the keys' order in the
+// file matters (a PEFT adapter's rank_pattern).
+template <class Json = nlohmann::json>
+Json read_json_file(const std::string& path) {
+  const std::string text = read_text_file(path);
+  try {
+    return Json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail(path, ": not valid JSON: ", e.what());
+  }
+}
 
 }  // namespace spin

@@ -1,5 +1,7 @@
 #include "model/linear.h"
 
+#include "core/error.h"
+
 namespace spin::model {
 
 void linear_forward(const ModelContext& ctx, float* y, const Tensor& x, const Tensor& x16,
@@ -33,12 +35,9 @@ void bias_backward(const ModelContext& ctx, const Tensor& bias_grad, const float
 void rmsnorm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16,
                           float* rstd, const float* x, const Tensor& w, std::int64_t n) {
   const std::int64_t h = ctx.dims.hidden;
-  if (!w.defined()) {  // no norm (OLMo 2's halves): x itself, rounded for bf16 products
-    if (out16.defined()) {
-      ctx.k.to_bf16(out16.bf16(), x, n * h);
-    } else if (out.f32() != x) {
-      ctx.k.scale(out.f32(), x, 1.0f, n * h);  // a copy
-    }
+  if (!w.defined()) {  // no norm (OLMo 2's halves): the products read x itself, or its bf16 rounding
+    require(out16.defined() || out.f32() == x, "rmsnorm_for_products: without a norm, out must be x");
+    if (out16.defined()) ctx.k.to_bf16(out16.bf16(), x, n * h);
     return;
   }
   if (out16.defined()) {

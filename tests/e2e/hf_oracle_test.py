@@ -238,6 +238,7 @@ def olmo_reference(model_dir, tmp):
     os.makedirs(as_llama)
     scaling, window = config.pop("rope_scaling", None), config.pop("sliding_window", None)
     layer_types = config.pop("layer_types", ["full_attention"] * config["num_hidden_layers"])
+    architecture = config["architectures"][0]
     config.update({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})
     json.dump(config, open(os.path.join(as_llama, "config.json"), "w"))
     os.symlink(os.path.abspath(os.path.join(model_dir, "model.safetensors")), os.path.join(as_llama, "model.safetensors"))
@@ -281,12 +282,8 @@ def olmo_reference(model_dir, tmp):
             attn.rotary_emb.inv_freq = inv_freq.clone()  # 4.40: a rotary embedding per attention
             attn.rotary_emb.register_forward_hook(
                 lambda module, inputs, output: tuple(x * attention_factor for x in output))
-    model.__name__ = "LlamaForCausalLM rewired as %s" % config_name(model_dir)
+    model.__name__ = "LlamaForCausalLM rewired as %s" % architecture
     return model
-
-
-def config_name(model_dir):
-    return json.load(open(os.path.join(model_dir, "config.json")))["architectures"][0]
 
 
 def yarn_as_llama(model_dir, tmp):
