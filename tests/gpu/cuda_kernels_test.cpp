@@ -157,6 +157,30 @@ TEST_F(Fixture, RmsNormFromSumsAndDotsAcrossRanks) {
   }
 }
 
+// OLMo's LayerNorm without weight or bias, rows off zero mean: forward (float32, and bf16 the GPU's
+// float32 rounded), backward accumulating into dx.
+TEST_F(Fixture, LayerNormForwardAndBackward) {
+  for (Index dim : {128, 2048, 4096}) {
+    const Index n = 301;
+    auto x = random(n * dim), dout = random(n * dim), dx = random(n * dim);
+    for (float& v : x) v += 2.0f;
+    std::vector<float> out(n * dim), rstd(n);
+    Dev gx(x), gdout(dout), gdx(dx), gout = poisoned(n * dim), grstd = poisoned(n);
+    cpu.layernorm_forward(out.data(), rstd.data(), x.data(), n, dim, 1e-5f);
+    gpu.layernorm_forward(gout.f(), grstd.f(), gx.f(), n, dim, 1e-5f);
+    EXPECT_CLOSE(gout.get(gpu), out) << dim;
+    EXPECT_CLOSE(grstd.get(gpu), rstd) << dim;
+    const std::vector<std::uint16_t> poison(static_cast<std::size_t>(n * dim), 0x7fc1);
+    PooledBuffer out16 = cuda::upload(poison);
+    Dev grstd16 = poisoned(n);
+    gpu.layernorm_forward_bf16(out16.as<std::uint16_t>(), grstd16.f(), gx.f(), n, dim, 1e-5f);
+    EXPECT_EQ(cuda::download<std::uint16_t>(out16, n * dim), to_bf16_host(gout.get(gpu))) << dim;
+    cpu.layernorm_backward(dx.data(), dout.data(), x.data(), rstd.data(), n, dim);
+    gpu.layernorm_backward(gdx.f(), gdout.f(), gx.f(), grstd.f(), n, dim);
+    EXPECT_CLOSE(gdx.get(gpu), dx) << dim;
+  }
+}
+
 // Every dimension of a head rotating, and Phi-4-mini's 3/4 of them (48 of 64; a table of 24
 // columns), the rest passing through.
 TEST_F(Fixture, RopeForwardAndBackward) {

@@ -130,6 +130,27 @@ void CudaKernels::rmsnorm_backward_bf16_in(float* dx, float* dw, const float* do
   launch_rmsnorm_backward(stream_, dx, dw, dout, reinterpret_cast<const __nv_bfloat16*>(x), w, w_offset, rstd, n, dim);
 }
 
+void CudaKernels::layernorm_forward(float* out, float* rstd, const float* x, Index n, Index dim, float eps) const {
+  if (n == 0) return;
+  layernorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, rstd, x, dim, eps);
+  SPIN_CUDA_CHECK_LAUNCH("layernorm_forward");
+}
+
+void CudaKernels::layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, Index n, Index dim,
+                                         float eps) const {
+  if (n == 0) return;
+  layernorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(out),
+                                                                               rstd, x, dim, eps);
+  SPIN_CUDA_CHECK_LAUNCH("layernorm_forward_bf16");
+}
+
+void CudaKernels::layernorm_backward(float* dx, const float* dout, const float* x, const float* rstd, Index n,
+                                     Index dim) const {
+  if (n == 0) return;
+  layernorm_backward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(dx, dout, x, rstd, dim);
+  SPIN_CUDA_CHECK_LAUNCH("layernorm_backward");
+}
+
 void CudaKernels::row_dot(float* out, const float* a, const float* b, const float* w, Index n, Index dim) const {
   if (n == 0) return;
   row_dot_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, a, b, w, dim);

@@ -259,6 +259,42 @@ __global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dout, const I
     dx[at + j] += r * (dout[at + j] * (w_offset + w[j]) - load(x + at + j) * c);
   }
 }
+// LayerNorm without weight or bias (OLMo's): out = (x - mean) r, r = 1 / sqrt(var + eps); the
+// backward forms the mean again from x, as the forward did.
+__device__ inline float row_mean(const float* xi, long long dim, float* shared) {
+  float sum = 0.0f;
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) sum += xi[j];
+  return block_sum(sum, shared) / static_cast<float>(dim);
+}
+template <class Out>
+__global__ void layernorm_forward_kernel(Out* out, float* rstd, const float* x, long long dim, float eps) {
+  __shared__ float shared[32];
+  const float* xi = x + blockIdx.x * dim;
+  const float mean = row_mean(xi, dim, shared);
+  float ss = 0.0f;
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) ss += (xi[j] - mean) * (xi[j] - mean);
+  ss = block_sum(ss, shared);
+  const float r = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
+  if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+  Out* oi = out + blockIdx.x * dim;
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) store(oi + j, (xi[j] - mean) * r);
+}
+__global__ void layernorm_backward_kernel(float* dx, const float* dout, const float* x, const float* rstd,
+                                          long long dim) {
+  __shared__ float shared[32];
+  const long long at = blockIdx.x * dim;
+  const float mean = row_mean(x + at, dim, shared), r = rstd[blockIdx.x];
+  float sum = 0.0f, dot = 0.0f;
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) {
+    sum += dout[at + j];
+    dot += dout[at + j] * (x[at + j] - mean) * r;
+  }
+  const float a = block_sum(sum, shared) / static_cast<float>(dim);
+  const float c = block_sum(dot, shared) / static_cast<float>(dim);
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) {
+    dx[at + j] += r * (dout[at + j] - a - (x[at + j] - mean) * r * c);
+  }
+}
 // The norm over rows spread across ranks (Kernels::row_dot, the *_from_sums / *_from_dots pair).
 // out[row] = sum_j a b (w), w null: 1.
 __global__ void row_dot_kernel(float* out, const float* a, const float* b, const float* w, long long dim) {

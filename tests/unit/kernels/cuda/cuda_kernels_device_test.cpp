@@ -153,6 +153,33 @@ TEST(CudaKernelsEmulated, RmsNormFromSumsAndDots) {
   EXPECT_LT(testing::relative_error(dw, want_dw), 1e-5);
 }
 
+// OLMo's LayerNorm without weight or bias: forward (float32 and bf16 out), backward accumulating.
+TEST(CudaKernelsEmulated, LayerNorm) {
+  const CpuKernels cpu;
+  const long long n = 9, dim = 300;  // more columns than threads: each thread takes two or one
+  auto x = testing::random_uniform(n * dim, 21);
+  for (long long j = 0; j < dim; ++j) x[j] += 5.0f;  // a row off zero mean
+  const auto dout = testing::random_uniform(n * dim, 22);
+  std::vector<float> out(n * dim, NAN), rstd(n, NAN), want(n * dim), want_rstd(n);
+  cpu.layernorm_forward(want.data(), want_rstd.data(), x.data(), n, dim, 1e-5f);
+  run(n, [&] { dev::layernorm_forward_kernel<float>(out.data(), rstd.data(), x.data(), dim, 1e-5f); });
+  EXPECT_LT(testing::relative_error(out, want), 1e-5);
+  EXPECT_LT(testing::relative_error(rstd, want_rstd), 1e-5);
+  std::vector<__nv_bfloat16> out16(n * dim, __nv_bfloat16{0xFFFF});
+  std::vector<std::uint16_t> want16(n * dim);
+  run(n, [&] { dev::layernorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), dim, 1e-5f); });
+  cpu.to_bf16(want16.data(), want.data(), n * dim);
+  long long differ = 0;
+  for (std::size_t i = 0; i < want16.size(); ++i) differ += out16[i].bits != want16[i];
+  EXPECT_LE(differ, n * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
+
+  auto dx = testing::random_uniform(n * dim, 23);
+  auto want_dx = dx;
+  run(n, [&] { dev::layernorm_backward_kernel(dx.data(), dout.data(), x.data(), want_rstd.data(), dim); });
+  cpu.layernorm_backward(want_dx.data(), dout.data(), x.data(), want_rstd.data(), n, dim);
+  EXPECT_LT(testing::relative_error(dx, want_dx), 1e-5);
+}
+
 // The element-wise kernels on bf16 and float32: RoPE in place on bf16 q/k (positions up to the
 // table's end), SwiGLU and GeGLU over bf16 gate and up (forward rounded, backward float32), and
 // the vocab-parallel embedding, scaled or not, with ids outside the shard and repeated ones (atomics).

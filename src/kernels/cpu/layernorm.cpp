@@ -1,0 +1,70 @@
+// LayerNorm (Ba et al. 2016) without weight or bias, as OLMo's OlmoLayerNorm (F.layer_norm in
+// float32 with neither): y = (x - mean) r, r = 1 / sqrt(var + eps), var the biased variance
+// (two passes: the mean, then the squared deviations). Backward, with xhat = (x - mean) r:
+//   dx_j = r (dy_j - mean(dy) - xhat_j mean(dy xhat)).
+// The mean is formed again in the backward, by the same loop, rather than kept.
+#include <cmath>
+
+#include "kernels/cpu/bf16_buffers.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace spin::kernels {
+
+namespace {
+
+using cpu::store;
+
+float row_mean(const float* x, Index dim) {
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (Index j = 0; j < dim; ++j) sum += x[j];
+  return sum / static_cast<float>(dim);
+}
+
+template <class Out>
+void layernorm_rows(Out* out, float* rstd, const float* x, Index n, Index dim, float eps) {
+  for (Index i = 0; i < n; ++i) {
+    const float* xi = x + i * dim;
+    Out* oi = out + i * dim;
+    const float mean = row_mean(xi, dim);
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (Index j = 0; j < dim; ++j) ss += (xi[j] - mean) * (xi[j] - mean);
+    const float r = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+    rstd[i] = r;
+#pragma omp simd
+    for (Index j = 0; j < dim; ++j) store(oi + j, (xi[j] - mean) * r);
+  }
+}
+
+}  // namespace
+
+void CpuKernels::layernorm_forward(float* out, float* rstd, const float* x, Index n, Index dim, float eps) const {
+  layernorm_rows(out, rstd, x, n, dim, eps);
+}
+
+void CpuKernels::layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, Index n, Index dim,
+                                        float eps) const {
+  layernorm_rows(out, rstd, x, n, dim, eps);
+}
+
+void CpuKernels::layernorm_backward(float* dx, const float* dout, const float* x, const float* rstd, Index n,
+                                    Index dim) const {
+  for (Index i = 0; i < n; ++i) {
+    const float* xi = x + i * dim;
+    const float* gi = dout + i * dim;
+    float* dxi = dx + i * dim;
+    const float mean = row_mean(xi, dim), r = rstd[i];
+    float sum = 0.0f, dot = 0.0f;
+#pragma omp simd reduction(+ : sum, dot)
+    for (Index j = 0; j < dim; ++j) {
+      sum += gi[j];
+      dot += gi[j] * (xi[j] - mean) * r;
+    }
+    const float a = sum / static_cast<float>(dim), c = dot / static_cast<float>(dim);
+#pragma omp simd
+    for (Index j = 0; j < dim; ++j) dxi[j] += r * (gi[j] - a - (xi[j] - mean) * r * c);
+  }
+}
+
+}  // namespace spin::kernels
