@@ -380,10 +380,10 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     }
     require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma" ||
                 type == "gemma2" || type == "gemma3_text" || type == "phi3" || type == "smollm3" || type == "granite" ||
-                type == "olmo2" || type == "olmo3",
+                type == "olmo" || type == "olmo2" || type == "olmo3",
             source, ": model_type \"", type,
             "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
-            "gemma3_text, phi3, smollm3, granite, olmo2, olmo3; and the language model of gemma3, mistral3, llava, "
+            "gemma3_text, phi3, smollm3, granite, olmo, olmo2, olmo3; and the language model of gemma3, mistral3, llava, "
             "qwen2_vl and qwen2_5_vl)");
   }
   const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";
@@ -391,6 +391,12 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   const bool gemma = type == "gemma" || gemma2;    // Gemma's
   const bool olmo = type == "olmo2" || type == "olmo3";
   ModelConfig c;
+  if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
+    c.layer_norm = true;
+    require(!j.contains("clip_qkv") || j.at("clip_qkv").is_null(), source, ": clip_qkv ",
+            j.contains("clip_qkv") ? j.at("clip_qkv").dump() : "",
+            " is not supported (OLMo 1.7's clamp of q, k and v; the first OLMo's null is)");
+  }
   if (olmo) {  // Llama's parts but the norms: output norms alone, q and k normed across their heads
     c.sandwich_norms = true;
     c.pre_norms = false;
@@ -448,8 +454,12 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   c.num_layers = positive_int(j, "num_hidden_layers", source);
   c.num_heads = positive_int(j, "num_attention_heads", source);
   c.max_position_embeddings = positive_int(j, "max_position_embeddings", source);
-  require(j.contains("rms_norm_eps"), source, ": missing required key \"rms_norm_eps\"");
-  c.rms_norm_eps = positive_float(j, "rms_norm_eps", source);
+  if (c.layer_norm) {
+    c.rms_norm_eps = 1e-5f;  // OlmoLayerNorm's, not in its config
+  } else {
+    require(j.contains("rms_norm_eps"), source, ": missing required key \"rms_norm_eps\"");
+    c.rms_norm_eps = positive_float(j, "rms_norm_eps", source);
+  }
   c.num_kv_heads = j.contains("num_key_value_heads") && !j.at("num_key_value_heads").is_null()
                        ? positive_int(j, "num_key_value_heads", source)
                        : c.num_heads;
@@ -566,10 +576,10 @@ std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t mlp = 3 * h * intermediate_size;
   const std::int64_t biases = qkv_bias ? head_dim * (num_heads + 2 * num_kv_heads) : 0;
   const std::int64_t qk_norms = qk_norm ? 2 * head_dim : qk_norm_all_heads ? head_dim * (num_heads + num_kv_heads) : 0;
-  const std::int64_t norms = ((sandwich_norms ? 4 : 2) - (pre_norms ? 0 : 2)) * h;
+  const std::int64_t norms = layer_norm ? 0 : ((sandwich_norms ? 4 : 2) - (pre_norms ? 0 : 2)) * h;
   const std::int64_t per_layer = attn + biases + qk_norms + mlp + norms;
   const std::int64_t embeddings = vocab_size * h * (tie_word_embeddings ? 1 : 2);
-  return num_layers * per_layer + embeddings + h;
+  return num_layers * per_layer + embeddings + (layer_norm ? 0 : h);
 }
 
 }  // namespace spin::model

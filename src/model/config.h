@@ -1,7 +1,7 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
-// Phi3ForCausalLM, SmolLM3ForCausalLM, GraniteForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM), read from a Hugging
-// Face config.json. Features spin does not implement (rope_scaling other than linear, llama3, yarn, longrope and
+// Phi3ForCausalLM, SmolLM3ForCausalLM, GraniteForCausalLM, OlmoForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM), read
+// from a Hugging Face config.json. Features spin does not implement (rope_scaling other than linear, llama3, yarn, longrope and
 // dynamic, partial rotary embeddings outside Phi-3's family, biases other than Qwen2's on q/k/v, activations other than
 // SiLU and Gemma's tanh GELU) are refused by name rather than ignored.
 #pragma once
@@ -85,6 +85,10 @@ struct ModelConfig {
   // post_attention_layernorm and post_feedforward_layernorm).
   bool qk_norm_all_heads = false;
   bool pre_norms = true;
+  // OLMo (model_type olmo, the first OLMo): every norm -- both halves' input norms and the final
+  // one -- a LayerNorm without weight or bias (OlmoLayerNorm: (x - mean) / sqrt(var + 1e-5) in
+  // float32), so the model has no norm parameters; rms_norm_eps holds its 1e-5.
+  bool layer_norm = false;
   // Gemma (model_type gemma): GeGLU instead of SwiGLU, RMSNorm scales of 1 + the stored weight,
   // the embedding's output multiplied by sqrt(hidden_size), tied embeddings by default.
   kernels::Activation activation = kernels::Activation::Silu;

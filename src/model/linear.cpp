@@ -32,11 +32,19 @@ void bias_backward(const ModelContext& ctx, const Tensor& bias_grad, const float
   if (bias_grad.defined()) ctx.k.bias_backward(bias_grad.f32(), dy, n, out);
 }
 
-void rmsnorm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16,
-                          float* rstd, const float* x, const Tensor& w, std::int64_t n) {
+void norm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16, float* rstd, const float* x,
+                       const Tensor& w, std::int64_t n) {
   const std::int64_t h = ctx.dims.hidden;
+  if (ctx.config.layer_norm) {
+    if (out16.defined()) {
+      ctx.k.layernorm_forward_bf16(out16.bf16(), rstd, x, n, h, ctx.config.rms_norm_eps);
+    } else {
+      ctx.k.layernorm_forward(out.f32(), rstd, x, n, h, ctx.config.rms_norm_eps);
+    }
+    return;
+  }
   if (!w.defined()) {  // no norm (OLMo 2's halves): the products read x itself, or its bf16 rounding
-    require(out16.defined() || out.f32() == x, "rmsnorm_for_products: without a norm, out must be x");
+    require(out16.defined() || out.f32() == x, "norm_for_products: without a norm, out must be x");
     if (out16.defined()) ctx.k.to_bf16(out16.bf16(), x, n * h);
     return;
   }

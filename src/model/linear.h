@@ -25,10 +25,11 @@ void linear_forward_into(const ModelContext& ctx, const Tensor& y, const Tensor&
                          const Tensor& bias, std::int64_t n, std::int64_t in, std::int64_t out);
 
 // out = rmsnorm(x) over rows of ctx.dims.hidden, for products to read: float32, or in mixed
-// precision (out16 defined) only its bf16 rounding -- no float32 copy is made. Without a norm
-// weight (`w` undefined: OLMo 2's halves have no input norm) the products read x: out must be x
-// itself (decoder_layer's norm_output), and out16 receives its bf16 rounding.
-void rmsnorm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16,
+// precision (out16 defined) only its bf16 rounding -- no float32 copy is made. OLMo's
+// (ModelConfig::layer_norm): a LayerNorm without parameters instead (`w` undefined). Otherwise,
+// without a norm weight (`w` undefined: OLMo 2's halves have no input norm) the products read x:
+// out must be x itself (decoder_layer's norm_output), and out16 receives its bf16 rounding.
+void norm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16,
                           float* rstd, const float* x, const Tensor& w, std::int64_t n);
 
 // The buffer holding a product's input: x16 in mixed precision, else x.

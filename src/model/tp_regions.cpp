@@ -21,7 +21,7 @@ ColumnInput column_input(const ModelContext& ctx, const BatchGeometry& b, const 
 
 ColumnInput norm_into_column_parallel(const ModelContext& ctx, const BatchGeometry& b, const Tensor& out,
                                       const Tensor& out16, float* rstd, const float* x, const Tensor& w) {
-  rmsnorm_for_products(ctx, out, out16, rstd, x, w, b.residual_rows());
+  norm_for_products(ctx, out, out16, rstd, x, w, b.residual_rows());
   if (b.split) return column_input(ctx, b, out, out16);
   p::copy_to_tp_region_forward(ctx.tp, products_input(out, out16), static_cast<std::size_t>(b.rows * ctx.dims.hidden));
   return {out, out16};
@@ -33,22 +33,24 @@ void column_parallel_norm_backward(const ModelContext& ctx, const BatchGeometry&
   const auto& k = ctx.k;
   const std::int64_t h = ctx.dims.hidden;
   float* d_norm = d_norm_rows.f32();
+  // Without a weight: OLMo's LayerNorm, or no norm (OLMo 2's halves: the products read x itself).
+  const auto unweighted = [&](std::int64_t rows) {
+    if (ctx.config.layer_norm) {
+      k.layernorm_backward(dx, d_norm, x, rstd, rows, h);
+    } else {
+      k.add_inplace(dx, d_norm, rows * h);
+    }
+  };
   if (!b.split) {
     p::copy_to_tp_region_backward(ctx.tp, d_norm, static_cast<std::size_t>(b.rows * h));
-    if (!w.defined()) {
-      k.add_inplace(dx, d_norm, b.rows * h);
-      return;
-    }
+    if (!w.defined()) return unweighted(b.rows);
     k.rmsnorm_backward(dx, dw.f32(), d_norm, x, w.f32(), rstd, b.rows, h, ctx.config.norm_weight_offset);
     return;
   }
   const SequenceSplit& split = *b.split;
   d_norm_rows.view(b.rows * h, {split.padded - b.rows, h}).zero_();
   p::gather_from_sequence_parallel_backward(ctx.tp, d_norm, d_norm, static_cast<std::size_t>(split.local * h));
-  if (!w.defined()) {
-    k.add_inplace(dx, d_norm, split.local * h);
-    return;
-  }
+  if (!w.defined()) return unweighted(split.local);
   d_norm_weight.zero_();
   k.rmsnorm_backward(dx, d_norm_weight.f32(), d_norm, x, w.f32(), rstd, split.local, h, ctx.config.norm_weight_offset);
   ctx.tp.all_reduce(d_norm_weight.f32(), static_cast<std::size_t>(h));

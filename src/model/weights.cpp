@@ -57,7 +57,8 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
   };
   if (stage.first) vocab_parallel("model.embed_tokens.weight", true);
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
-    if (c.pre_norms) replicated(layer_name(l, "input_layernorm.weight"), {h});
+    const bool norm_weights = !c.layer_norm;  // OLMo's LayerNorms have none
+    if (c.pre_norms && norm_weights) replicated(layer_name(l, "input_layernorm.weight"), {h});
     column(layer_name(l, "self_attn.q_proj.weight"), d.q_width(), h);
     column_bias(layer_name(l, "self_attn.q_proj.bias"), d.q_width());
     column(layer_name(l, "self_attn.k_proj.weight"), d.kv_width(), h);
@@ -72,7 +73,7 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
       column_vector(layer_name(l, "self_attn.k_norm.weight"), d.kv_width());
     }
     row(layer_name(l, "self_attn.o_proj.weight"), h, d.q_width());
-    replicated(layer_name(l, "post_attention_layernorm.weight"), {h});  // Gemma 2: the attention output's
+    if (norm_weights) replicated(layer_name(l, "post_attention_layernorm.weight"), {h});  // Gemma 2: the attention output's
     if (c.sandwich_norms && c.pre_norms) replicated(layer_name(l, "pre_feedforward_layernorm.weight"), {h});
     column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
     column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);
@@ -80,7 +81,7 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     if (c.sandwich_norms) replicated(layer_name(l, "post_feedforward_layernorm.weight"), {h});
   }
   if (stage.last) {
-    replicated("model.norm.weight", {h});
+    if (!c.layer_norm) replicated("model.norm.weight", {h});
     if (!c.tie_word_embeddings) {
       vocab_parallel("lm_head.weight", true);
     } else if (!stage.first) {
@@ -189,7 +190,7 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
     const auto get = [&](const char* suffix) { return by_name.at(layer_name(l, suffix)); };
     LayerWeights& w = layers.emplace_back();
-    w.input_layernorm = get_if(layer_name(l, "input_layernorm.weight"));  // none in OLMo 2
+    w.input_layernorm = get_if(layer_name(l, "input_layernorm.weight"));  // none in OLMo 2, OLMo
     w.q_proj = get("self_attn.q_proj.weight");
     w.k_proj = get("self_attn.k_proj.weight");
     w.v_proj = get("self_attn.v_proj.weight");
@@ -199,7 +200,7 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
       w.pre_mlp_layernorm = get_if(layer_name(l, "pre_feedforward_layernorm.weight"));  // none in OLMo 2
       w.mlp_output_norm = get("post_feedforward_layernorm.weight");
     } else {
-      w.pre_mlp_layernorm = get("post_attention_layernorm.weight");
+      w.pre_mlp_layernorm = get_if(layer_name(l, "post_attention_layernorm.weight"));  // none in OLMo
     }
     w.gate_proj = get("mlp.gate_proj.weight");
     w.up_proj = get("mlp.up_proj.weight");

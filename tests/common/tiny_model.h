@@ -24,8 +24,11 @@ namespace spin::testing {
 // a partial rotary factor of 0.5 (the first half of each head rotates, LongRoPE's lists cover it);
 // SmolLM3's: RoPE in the first layer, none in the second (no_rope_layers [1, 0]); Granite's: its four
 // scalars away from 1 and from the values they replace (embeddings times 3, scores times 0.3 instead
-// of head_dim's 0.5, each half's output times 0.7, logits divided by 4).
-enum class TinyFamily { Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo2 };
+// of head_dim's 0.5, each half's output times 0.7, logits divided by 4); OLMo's: LayerNorms
+// without parameters for every norm; OLMo 2's: output norms alone, q and k normed across heads.
+enum class TinyFamily {
+  Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2
+};
 
 // Its model_type, for the tests' traces.
 inline const char* tiny_family_name(TinyFamily f) {
@@ -41,6 +44,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Phi4Mini: return "phi3 (partial rotary)";
     case TinyFamily::SmolLM3: return "smollm3";
     case TinyFamily::Granite: return "granite";
+    case TinyFamily::Olmo: return "olmo";
     case TinyFamily::Olmo2: return "olmo2";
   }
   return "?";
@@ -73,6 +77,7 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
       : s.family == TinyFamily::Granite       ? "\"model_type\": \"granite\", \"embedding_multiplier\": 3.0, "
                                                 "\"attention_multiplier\": 0.3, \"residual_multiplier\": 0.7, "
                                                 "\"logits_scaling\": 4.0, "
+      : s.family == TinyFamily::Olmo          ? "\"model_type\": \"olmo\", "
       : s.family == TinyFamily::Olmo2         ? "\"model_type\": \"olmo2\", "
       : s.family == TinyFamily::Mistral       ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
       : s.family == TinyFamily::Qwen2         ? "\"model_type\": \"qwen2\", "

@@ -170,13 +170,14 @@ TEST(TensorParallel, MatchesOneRankWithQkvBiasesAtTp2AndTp4) {
 // table; Granite: its multipliers (the embedding's in its row-parallel region, each half's after
 // the row-parallel reduction, the logits' on each vocabulary shard); OLMo 2: q and k normed across
 // the heads of every TP rank (the statistics and the backward's sums all-reduced, the weights split
-// with the heads), no norm before either half (the products read the residual stream itself). Each in float32, with
+// with the heads), no norm before either half (the products read the residual stream itself); OLMo: LayerNorms without
+// parameters (nothing to all-reduce under SP). Each in float32, with
 // recomputation, and in bf16 with sequence parallelism (Gemma's bf16-rounded scale).
 TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
   using testing::TinyFamily;
   for (const TinyFamily family :
        {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2, TinyFamily::Gemma3,
-        TinyFamily::Phi3, TinyFamily::Phi4Mini, TinyFamily::SmolLM3, TinyFamily::Granite, TinyFamily::Olmo2}) {
+        TinyFamily::Phi3, TinyFamily::Phi4Mini, TinyFamily::SmolLM3, TinyFamily::Granite, TinyFamily::Olmo, TinyFamily::Olmo2}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;

@@ -182,6 +182,7 @@ TEST(MemoryPlan, LogitsChunkFiguresEqualTheAllocations) {
 // Granite's residual multiplier the backward's scratch for a half's output gradient; OLMo 2 its
 // q and k norms' split weights, float32 q and k before them and the backward's per-row sums, its
 // two norms a layer, and in float32 no input norms' outputs (the products read the stream).
+// OLMo: no norm weights at all (its LayerNorms have none).
 TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   auto& world = testing::mpi_world();
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Qwen2);
@@ -193,6 +194,8 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Gemma3);
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Phi4Mini);  // a half-width RoPE table
   check(world, {2, 1, 2}, true, true, false, true, true, 0, Family::Granite);
+  check(world, {2, 2, 1}, true, true, false, false, false, 0, Family::Olmo);  // no norm weights: PP splits none
+  check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Olmo);
   check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::Olmo2);
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Olmo2);
   check(world, {2, 2, 1}, true, false, false, false, true, 0, Family::Olmo2);  // float32: no input norms' outputs

@@ -41,7 +41,7 @@ std::vector<Sequence> three_sequences() {
 // family's parts (tolerances: common/gradient_check.h).
 TEST(Transformer, GradientsMatchFiniteDifferences) {
   for (const char* variant : {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2", "gemma3", "phi3",
-                              "partial rotary", "nope", "granite", "olmo2"}) {
+                              "partial rotary", "nope", "granite", "olmo", "olmo2"}) {
     testing::TinyShape shape;
     const bool gemma = std::string(variant).starts_with("gemma");
     shape.tie = variant == std::string("tied") || gemma || variant == std::string("granite");  // as published
@@ -55,6 +55,7 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
                    : variant == std::string("partial rotary") ? testing::TinyFamily::Phi4Mini
                    : variant == std::string("nope")           ? testing::TinyFamily::SmolLM3
                    : variant == std::string("granite")        ? testing::TinyFamily::Granite
+                   : variant == std::string("olmo")           ? testing::TinyFamily::Olmo
                    : variant == std::string("olmo2")          ? testing::TinyFamily::Olmo2
                                                               : testing::TinyFamily::Llama;
     TinyModel m(shape);
