@@ -89,6 +89,9 @@ def main():
     p.add_argument("--granite", action="store_true",
                    help="a GraniteForCausalLM: Llama's tensors with its four multipliers away from 1 (and "
                         "attention_dropout 0.1, as granite-3.x's configs have it)")
+    p.add_argument("--olmo", action="store_true",
+                   help="an OlmoForCausalLM (the first OLMo): Llama's tensors without any norm weight (its LayerNorms "
+                        "have none)")
     p.add_argument("--olmo2", action="store_true",
                    help="an Olmo2ForCausalLM: no input norms, each half's output normed (post_attention_layernorm, "
                         "post_feedforward_layernorm), q_norm and k_norm across all heads (heads x head_dim)")
@@ -134,7 +137,7 @@ def main():
     for l in range(a.layers):
         pre = "model.layers.%d." % l
         tensors += [
-            *([] if a.olmo2 else [(pre + "input_layernorm.weight", [a.hidden], norm(a.hidden))]),
+            *([] if a.olmo2 or a.olmo else [(pre + "input_layernorm.weight", [a.hidden], norm(a.hidden))]),
             (pre + "self_attn.q_proj.weight", [a.heads * head_dim, a.hidden], matrix(a.heads * head_dim, a.hidden)),
             *biases(pre + "self_attn.q_proj.bias", a.heads * head_dim),
             (pre + "self_attn.k_proj.weight", [a.kv_heads * head_dim, a.hidden], matrix(a.kv_heads * head_dim, a.hidden)),
@@ -147,14 +150,15 @@ def main():
             *([(pre + "self_attn.q_norm.weight", [a.heads * head_dim], norm(a.heads * head_dim)),
                (pre + "self_attn.k_norm.weight", [a.kv_heads * head_dim], norm(a.kv_heads * head_dim))]
               if a.olmo2 else []),
-            (pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
+            *([] if a.olmo else [(pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden))]),
             *([(pre + "pre_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 else []),
             (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
             (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
             (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
             *([(pre + "post_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 or a.olmo2 else []),
         ]
-    tensors.append(("model.norm.weight", [a.hidden], norm(a.hidden)))
+    if not a.olmo:
+        tensors.append(("model.norm.weight", [a.hidden], norm(a.hidden)))
     if not a.tie:
         tensors.append(("lm_head.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden)))
     if a.phi3:  # Phi3Attention's and Phi3MLP's fused tensors: rows [q; k; v] and [gate; up]
@@ -234,6 +238,10 @@ def main():
         config.update({"architectures": ["GraniteForCausalLM"], "model_type": "granite", "attention_bias": False,
                        "mlp_bias": False, "attention_dropout": 0.1, "embedding_multiplier": 6.0,
                        "attention_multiplier": 0.09, "residual_multiplier": 0.3, "logits_scaling": 3.0})
+    if a.olmo:  # OLMo's own keys, as OLMo-1B-hf's config.json has them (no rms_norm_eps: its LayerNorm's is fixed)
+        config.update({"architectures": ["OlmoForCausalLM"], "model_type": "olmo", "attention_bias": False,
+                       "attention_dropout": 0.0, "clip_qkv": None, "pad_token_id": 0})
+        del config["rms_norm_eps"]
     if a.olmo2:  # OLMo 2's own keys, as OLMo-2-1124-7B's config.json has them
         config.update({"architectures": ["Olmo2ForCausalLM"], "model_type": "olmo2", "attention_bias": False,
                        "attention_dropout": 0.0, "rms_norm_eps": 1e-6, "pad_token_id": 0})

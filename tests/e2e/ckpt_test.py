@@ -224,8 +224,8 @@ def case_convert(args, tmp):
     # replicated), Gemma (tied without the key, its 1 + w norm weights stored as they are) and
     # Gemma 2 (four norms a layer) and Gemma 3 (besides, head norms), and Phi-3 (q/k/v and gate/up
     # fused in its files: each TP rank reads its heads' rows of qkv_proj, the export fuses again),
-    # and Granite (its multipliers in config.json alone), and OLMo 2 (no input norms; q_norm and
-    # k_norm split over TP 2 with the heads), and back.
+    # and Granite (its multipliers in config.json alone), and OLMo (no norm weights at all), and OLMo 2
+    # (no input norms; q_norm and k_norm split over TP 2 with the heads), and back.
     for name, extra in [("tiny-qwen2", "model.layers.1.self_attn.v_proj.bias"),
                         ("tiny-qwen3", "model.layers.1.self_attn.k_norm.weight"),
                         ("tiny-gemma", "model.layers.1.post_attention_layernorm.weight"),
@@ -233,6 +233,7 @@ def case_convert(args, tmp):
                         ("tiny-gemma3", "model.layers.1.self_attn.q_norm.weight"),
                         ("tiny-phi3", "model.layers.1.mlp.gate_up_proj.weight"),
                         ("tiny-granite", "model.layers.1.mlp.down_proj.weight"),
+                        ("tiny-olmo", "model.layers.1.self_attn.o_proj.weight"),
                         ("tiny-olmo2", "model.layers.1.self_attn.q_norm.weight")]:
         qwen = os.path.join(args.models, name)
         ckpt(args, 2, "import-hf", qwen, os.path.join(tmp, name), "--tp", "2")

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "model/rope.h"
@@ -315,6 +318,40 @@ TEST(ModelConfig, ReadsGraniteWithItsMultipliers) {
   std::string zero = granite;
   zero.replace(zero.find("\"logits_scaling\": 16.0"), 22, "\"logits_scaling\": 0.0");
   EXPECT_NE(error_of(zero).find("\"logits_scaling\" must be a positive number"), std::string::npos) << error_of(zero);
+}
+
+// OLMo-1B-hf's config.json (OlmoForCausalLM): LayerNorms without parameters (OlmoLayerNorm's eps
+// 1e-5; the config has no rms_norm_eps), tied; 1,176,764,416 parameters (the card's 1.18 B: no
+// norm weights). Untied at OLMo-7B-hf's shape: 6,888,095,744 (6.89 B). OLMo 1.7's clip_qkv is
+// refused, its null taken.
+TEST(ModelConfig, ReadsOlmo) {
+  const std::string olmo = R"({
+    "architectures": ["OlmoForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "clip_qkv": null,
+    "eos_token_id": 50279, "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02,
+    "intermediate_size": 8192, "max_position_embeddings": 2048, "model_type": "olmo", "num_attention_heads": 16,
+    "num_hidden_layers": 16, "num_key_value_heads": 16, "pad_token_id": 1, "rope_scaling": null, "rope_theta": 10000.0,
+    "tie_word_embeddings": true, "torch_dtype": "float32", "use_cache": true, "vocab_size": 50304})";
+  const ModelConfig c = ModelConfig::from_json(olmo, "config.json");
+  EXPECT_TRUE(c.layer_norm);
+  EXPECT_EQ(c.rms_norm_eps, 1e-5f);
+  EXPECT_TRUE(c.pre_norms);
+  EXPECT_FALSE(c.sandwich_norms);
+  EXPECT_EQ(c.num_parameters(), 1176764416);
+  EXPECT_FALSE(ModelConfig::from_json(kLlama, "c").layer_norm);
+  std::string seven = olmo;
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"\"hidden_size\": 2048", "\"hidden_size\": 4096"},
+           {"\"intermediate_size\": 8192", "\"intermediate_size\": 11008"},
+           {"\"num_attention_heads\": 16", "\"num_attention_heads\": 32"},
+           {"\"num_hidden_layers\": 16", "\"num_hidden_layers\": 32"},
+           {"\"num_key_value_heads\": 16", "\"num_key_value_heads\": 32"},
+           {"\"tie_word_embeddings\": true", "\"tie_word_embeddings\": false"}}) {
+    seven.replace(seven.find(from), from.size(), to);
+  }
+  EXPECT_EQ(ModelConfig::from_json(seven, "c").num_parameters(), 6888095744);
+  std::string clipped = olmo;
+  clipped.replace(clipped.find("\"clip_qkv\": null"), 16, "\"clip_qkv\": 8.0");
+  EXPECT_NE(error_of(clipped).find("clip_qkv 8.0 is not supported"), std::string::npos) << error_of(clipped);
 }
 
 // OLMo-2-1124-7B's config.json (Olmo2ForCausalLM): no input norms, the halves' output norms, q
