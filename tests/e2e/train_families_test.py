@@ -170,6 +170,12 @@ def case_hf_tokenizer(args, tmp):
     assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "olmo2"
     assert "model.layers.0.input_layernorm.weight" not in after, sorted(after)
     print("OLMo 2 + tulu template at TP 2 in bf16: 6 steps, first loss log 2, q_norm trained, exported as an olmo2")
+    # The first OLMo (LayerNorms without parameters) with llama3's tokenizer: exported as an olmo
+    # without a norm tensor.
+    after, out = train_family(args, config, tmp, "olmo", "model.layers.0.self_attn.q_proj.weight", "llama3")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "olmo"
+    assert not [name for name in after if "norm" in name], sorted(after)
+    print("OLMo + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, exported as an olmo without norms")
 
 
 def main():
