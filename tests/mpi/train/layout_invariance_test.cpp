@@ -131,7 +131,9 @@ TEST(LayoutInvariance, UnevenStagesAndFourStagePipelines) {
 // Gemma 2 besides: each stage's layers with their output norms and windows (by global layer
 // index), the logit cap on the last stage; Gemma 3: its local layer (0) and global one (1) on
 // different stages, each with its own RoPE table and window; Granite: its embedding multiplier on
-// the first stage, the logits' scaling on the last, its residual multiplier on every stage; OLMo 2:
+// the first stage, the logits' scaling on the last, its residual multiplier on every stage; OLMo:
+// LayerNorms without parameters on every stage (no norm weight anywhere, the last stage's final
+// norm too); OLMo 2:
 // its norms across TP's heads and its layers without input norms on every stage. OLMo 2's tiny
 // model runs at a tenth of the learning rate: at the others' (3e-2), with no input norms and
 // gradient norms of 4-8, its steps turn chaotic -- one rank's run with micro-batches of 2 against
@@ -150,10 +152,13 @@ TEST(LayoutInvariance, UnevenStagesAndFourStagePipelines) {
 TEST(LayoutInvariance, GemmaUnderPipelineTensorAndDataParallelism) {
   for (const testing::TinyFamily family :
        {testing::TinyFamily::Gemma, testing::TinyFamily::Gemma2, testing::TinyFamily::Gemma3,
-        testing::TinyFamily::Granite, testing::TinyFamily::Olmo2}) {
+        testing::TinyFamily::Granite, testing::TinyFamily::Olmo, testing::TinyFamily::Olmo2}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     const double tolerance =
-        family == testing::TinyFamily::Gemma || family == testing::TinyFamily::Granite ? 1e-5 : 5e-5;
+        family == testing::TinyFamily::Gemma || family == testing::TinyFamily::Granite ||
+                family == testing::TinyFamily::Olmo
+            ? 1e-5
+            : 5e-5;
     SftSetup s{{1, 2, 1}, false, true};
     s.family = family;
     if (family == testing::TinyFamily::Olmo2) s.peak_lr = 3e-3;
