@@ -227,6 +227,19 @@ class TimedKernels final : public kernels::Kernels {
   void scale(float* y, const float* x, float alpha, Index n) const override {
     time("scale", [&] { inner_.scale(y, x, alpha, n); });
   }
+  void clamp(float* out, const float* x, Index n, float limit) const override {
+    time("clamp", [&] { inner_.clamp(out, x, n, limit); });
+  }
+  void clamp_bf16(std::uint16_t* out, const std::uint16_t* x, Index n, float limit) const override {
+    time("clamp", [&] { inner_.clamp_bf16(out, x, n, limit); });
+  }
+  void clamp_backward(float* dx, const float* dy, const float* x, Index n, float limit) const override {
+    time("clamp", [&] { inner_.clamp_backward(dx, dy, x, n, limit); });
+  }
+  void clamp_backward_bf16_in(float* dx, const float* dy, const std::uint16_t* x, Index n,
+                              float limit) const override {
+    time("clamp", [&] { inner_.clamp_backward_bf16_in(dx, dy, x, n, limit); });
+  }
   void dropout(float* y, const float* x, Index rows, Index cols, const DropoutMask& mask,
                bool accumulate) const override {
     time("dropout", [&] { inner_.dropout(y, x, rows, cols, mask, accumulate); });

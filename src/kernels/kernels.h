@@ -299,6 +299,16 @@ class Kernels {
   virtual void add_inplace(float* y, const float* x, Index n) const = 0;
   // y = alpha x over n values; y may alias x (Granite's residual multiplier and logit scaling).
   virtual void scale(float* y, const float* x, float alpha, Index n) const = 0;
+  // OLMo 1.7's clip_qkv (torch.clamp): out = x below -limit set to -limit, above limit to limit,
+  // NaN kept; out may be x. In bf16 (the bound rounded as torch rounds a Python float: limit is
+  // a bf16 value in practice, 8).
+  virtual void clamp(float* out, const float* x, Index n, float limit) const = 0;
+  virtual void clamp_bf16(std::uint16_t* out, const std::uint16_t* x, Index n, float limit) const = 0;
+  // Its backward, as torch's: dx = dy where -limit <= x <= limit (the bounds pass it), else 0;
+  // x is the clamp's input (float32, or bf16 widened as read); dx may be dy.
+  virtual void clamp_backward(float* dx, const float* dy, const float* x, Index n, float limit) const = 0;
+  virtual void clamp_backward_bf16_in(float* dx, const float* dy, const std::uint16_t* x, Index n,
+                                      float limit) const = 0;
   // LoRA's dropout (PEFT's lora_dropout; inverted dropout): over `rows` rows of `cols` columns,
   // y = x (keep ? 1 / (1 - p) : 0) -- a dropped x times 0, as PyTorch's -- or y += that with
   // `accumulate` (the backward's). Column c is column

@@ -456,6 +456,19 @@ void EmulatedKernels::add_inplace(float* y, const float* x, Index n) const {
 void EmulatedKernels::scale(float* y, const float* x, float alpha, Index n) const {
   cpu_->scale(dev(y, n, "scale y"), dev(x, n, "scale x"), alpha, n);
 }
+void EmulatedKernels::clamp(float* out, const float* x, Index n, float limit) const {
+  cpu_->clamp(dev(out, n, "clamp out"), dev(x, n, "clamp x"), n, limit);
+}
+void EmulatedKernels::clamp_bf16(std::uint16_t* out, const std::uint16_t* x, Index n, float limit) const {
+  cpu_->clamp_bf16(dev(out, n, "clamp out"), dev(x, n, "clamp x"), n, limit);
+}
+void EmulatedKernels::clamp_backward(float* dx, const float* dy, const float* x, Index n, float limit) const {
+  cpu_->clamp_backward(dev(dx, n, "clamp dx"), dev(dy, n, "clamp dy"), dev(x, n, "clamp x"), n, limit);
+}
+void EmulatedKernels::clamp_backward_bf16_in(float* dx, const float* dy, const std::uint16_t* x, Index n,
+                                             float limit) const {
+  cpu_->clamp_backward_bf16_in(dev(dx, n, "clamp dx"), dev(dy, n, "clamp dy"), dev(x, n, "clamp x"), n, limit);
+}
 void EmulatedKernels::dropout(float* y, const float* x, Index rows, Index cols, const DropoutMask& mask,
                               bool accumulate) const {
   DropoutMask host = mask;

@@ -422,6 +422,28 @@ TEST_F(Fixture, AddSumOfSquaresAdamWAndRmsProp) {
   cpu.scale(s.data(), s.data(), 0.0625f, n);
   gpu.scale(gs.f(), gs.f(), 0.0625f, n);
   EXPECT_CLOSE(gs.get(gpu), s);
+  // OLMo 1.7's clip_qkv: the clamp (exact) and its gradient, float32 and bf16 (in place).
+  {
+    SCOPED_TRACE("clamp");
+    std::vector<float> c(n), dc(n);
+    Dev gc = poisoned(n), gdc = poisoned(n);
+    cpu.clamp(c.data(), y.data(), n, 1.5f);
+    gpu.clamp(gc.f(), gy.f(), n, 1.5f);
+    EXPECT_EQ(gc.get(gpu), c);
+    cpu.clamp_backward(dc.data(), x.data(), y.data(), n, 1.5f);
+    gpu.clamp_backward(gdc.f(), gx.f(), gy.f(), n, 1.5f);
+    EXPECT_EQ(gdc.get(gpu), dc);
+    const std::vector<std::uint16_t> y16 = to_bf16_host(y);
+    std::vector<std::uint16_t> c16(static_cast<std::size_t>(n));
+    PooledBuffer g16 = cuda::upload(y16);
+    cpu.clamp_bf16(c16.data(), y16.data(), n, 1.5f);
+    gpu.clamp_bf16(g16.as<std::uint16_t>(), g16.as<std::uint16_t>(), n, 1.5f);
+    EXPECT_EQ(cuda::download<std::uint16_t>(g16, n), c16);
+    PooledBuffer gy16 = cuda::upload(y16);
+    cpu.clamp_backward_bf16_in(dc.data(), x.data(), y16.data(), n, 1.5f);
+    gpu.clamp_backward_bf16_in(gdc.f(), gx.f(), gy16.as<std::uint16_t>(), n, 1.5f);
+    EXPECT_EQ(gdc.get(gpu), dc);
+  }
   // Ranges as a model lays out its tensors: large and small, gaps between, one empty.
   const std::vector<Kernels::UpdateRange> ranges = {
       {0, 600000, true}, {600000, 4096, false}, {604160, 0, true}, {604200, 395000, true}, {999300, 2703, false}};

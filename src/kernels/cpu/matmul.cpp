@@ -105,6 +105,34 @@ void CpuKernels::scale(float* y, const float* x, float alpha, Index n) const {
   for (Index i = 0; i < n; ++i) y[i] = alpha * x[i];
 }
 
+namespace {
+
+// torch.clamp's arithmetic: NaN compares false and passes through.
+inline float clamped(float v, float limit) { return v < -limit ? -limit : v > limit ? limit : v; }
+inline bool inside(float v, float limit) { return v >= -limit && v <= limit; }
+
+}  // namespace
+
+void CpuKernels::clamp(float* out, const float* x, Index n, float limit) const {
+  for (Index i = 0; i < n; ++i) out[i] = clamped(x[i], limit);
+}
+
+// Exact in bf16: the bound is compared and written as a bf16 value (limit rounded once).
+void CpuKernels::clamp_bf16(std::uint16_t* out, const std::uint16_t* x, Index n, float limit) const {
+  const float l = bf16_to_f32(f32_to_bf16(limit));
+  for (Index i = 0; i < n; ++i) out[i] = f32_to_bf16(clamped(bf16_to_f32(x[i]), l));
+}
+
+void CpuKernels::clamp_backward(float* dx, const float* dy, const float* x, Index n, float limit) const {
+  for (Index i = 0; i < n; ++i) dx[i] = inside(x[i], limit) ? dy[i] : 0.0f;
+}
+
+void CpuKernels::clamp_backward_bf16_in(float* dx, const float* dy, const std::uint16_t* x, Index n,
+                                        float limit) const {
+  const float l = bf16_to_f32(f32_to_bf16(limit));
+  for (Index i = 0; i < n; ++i) dx[i] = inside(bf16_to_f32(x[i]), l) ? dy[i] : 0.0f;
+}
+
 void CpuKernels::add_bias(float* y, const float* bias, Index n, Index width) const {
   for (Index i = 0; i < n; ++i) add_inplace(y + i * width, bias, width);
 }

@@ -122,6 +122,21 @@ __global__ void add_kernel(float* y, const float* x, long long n) {
 __global__ void scale_kernel(float* y, const float* x, float alpha, long long n) {
   SPIN_GRID_STRIDE(i, n) y[i] = alpha * x[i];
 }
+// OLMo 1.7's clip_qkv (Kernels::clamp, clamp_backward): NaN compares false and passes through.
+template <class T>
+__global__ void clamp_kernel(T* out, const T* x, long long n, float limit) {
+  SPIN_GRID_STRIDE(i, n) {
+    const float v = load(x + i);
+    store(out + i, v < -limit ? -limit : v > limit ? limit : v);
+  }
+}
+template <class T>
+__global__ void clamp_backward_kernel(float* dx, const float* dy, const T* x, long long n, float limit) {
+  SPIN_GRID_STRIDE(i, n) {
+    const float v = load(x + i);
+    dx[i] = v >= -limit && v <= limit ? dy[i] : 0.0f;
+  }
+}
 template <class T>
 __global__ void scatter_rows_kernel(T* dst, const T* src, const long long* rows, long long n, long long width) {
   SPIN_GRID_STRIDE(e, n * width) dst[rows[e / width] * width + e % width] = src[e];

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <vector>
+
 #include "common/test_util.h"
 #include "core/dtype.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -156,6 +159,34 @@ TEST(CpuMatmul, ScaleMultipliesEveryValueOnce) {
   auto z = x;
   k.scale(z.data(), z.data(), 1.0f / 16.0f, n);
   for (Index i = 0; i < n; ++i) EXPECT_EQ(z[i], x[i] / 16.0f) << i;  // a power of two: exactly a division
+}
+
+// OLMo 1.7's clip_qkv, as torch.clamp: values past the bound set to it, the bounds themselves and
+// NaN kept; the gradient passes where the input lies within the bounds, the bounds included
+// (torch's clamp_backward), and is 0 past them; in bf16 the same values exactly, in place.
+TEST(CpuMatmul, ClampAndItsGradientAsTorchClamp) {
+  CpuKernels k;
+  const std::vector<float> x = {-9.0f, -8.0f, -7.5f, 0.0f, 7.99f, 8.0f, 8.01f, 100.0f, NAN};
+  const auto n = static_cast<Index>(x.size());
+  std::vector<float> y(x.size()), dx(x.size(), NAN);
+  k.clamp(y.data(), x.data(), n, 8.0f);
+  const std::vector<float> want = {-8.0f, -8.0f, -7.5f, 0.0f, 7.99f, 8.0f, 8.0f, 8.0f};
+  for (Index i = 0; i + 1 < n; ++i) EXPECT_EQ(y[i], want[i]) << i;
+  EXPECT_TRUE(std::isnan(y[8]));
+  const std::vector<float> dy(x.size(), 3.0f);
+  k.clamp_backward(dx.data(), dy.data(), x.data(), n, 8.0f);
+  EXPECT_EQ(dx, (std::vector<float>{0, 3, 3, 3, 3, 3, 0, 0, 0}));
+  std::vector<std::uint16_t> x16(x.size()), y16(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) x16[i] = f32_to_bf16(x[i]);
+  auto in_place = x16;
+  k.clamp_bf16(in_place.data(), in_place.data(), n, 8.0f);
+  for (Index i = 0; i + 1 < n; ++i) {
+    EXPECT_EQ(bf16_to_f32(in_place[i]), std::fmin(std::fmax(bf16_to_f32(x16[i]), -8.0f), 8.0f)) << i;
+  }
+  EXPECT_TRUE(std::isnan(bf16_to_f32(in_place[8])));
+  auto grad = dy;  // in place; bf16(7.99) and bf16(8.01) are 8: on the bound, so they pass
+  k.clamp_backward_bf16_in(grad.data(), grad.data(), x16.data(), n, 8.0f);
+  EXPECT_EQ(grad, (std::vector<float>{0, 3, 3, 3, 3, 3, 3, 0, 0}));
 }
 
 }  // namespace

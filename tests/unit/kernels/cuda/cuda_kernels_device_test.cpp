@@ -153,6 +153,35 @@ TEST(CudaKernelsEmulated, RmsNormFromSumsAndDots) {
   EXPECT_LT(testing::relative_error(dw, want_dw), 1e-5);
 }
 
+// OLMo 1.7's clip_qkv: the clamp on float32 and bf16 (in place), its gradient from either input.
+TEST(CudaKernelsEmulated, Clamp) {
+  const CpuKernels cpu;
+  const long long n = 1000;
+  auto x = testing::random_uniform(n, 31);
+  for (float& v : x) v *= 3.0f;
+  x[0] = 1.0f, x[1] = -1.0f;  // on the bounds: kept, and the gradient passes
+  const auto dy = testing::random_uniform(n, 32);
+  std::vector<float> out(n, NAN), want(n), dx(n, NAN), want_dx(n);
+  cpu.clamp(want.data(), x.data(), n, 1.0f);
+  run(blocks_for(n), [&] { dev::clamp_kernel<float>(out.data(), x.data(), n, 1.0f); });
+  EXPECT_EQ(out, want);
+  cpu.clamp_backward(want_dx.data(), dy.data(), x.data(), n, 1.0f);
+  run(blocks_for(n), [&] { dev::clamp_backward_kernel<float>(dx.data(), dy.data(), x.data(), n, 1.0f); });
+  EXPECT_EQ(dx, want_dx);
+  std::vector<std::uint16_t> x16(n), want16(n);
+  cpu.to_bf16(x16.data(), x.data(), n);
+  cpu.clamp_bf16(want16.data(), x16.data(), n, 1.0f);
+  std::vector<__nv_bfloat16> inout(n);
+  for (long long i = 0; i < n; ++i) inout[i].bits = x16[i];
+  run(blocks_for(n), [&] { dev::clamp_kernel<__nv_bfloat16>(inout.data(), inout.data(), n, 1.0f); });
+  for (long long i = 0; i < n; ++i) ASSERT_EQ(inout[i].bits, want16[i]) << i;
+  std::vector<__nv_bfloat16> x16_dev(n);
+  for (long long i = 0; i < n; ++i) x16_dev[i].bits = x16[i];
+  cpu.clamp_backward_bf16_in(want_dx.data(), dy.data(), x16.data(), n, 1.0f);
+  run(blocks_for(n), [&] { dev::clamp_backward_kernel<__nv_bfloat16>(dx.data(), dy.data(), x16_dev.data(), n, 1.0f); });
+  EXPECT_EQ(dx, want_dx);
+}
+
 // OLMo's LayerNorm without weight or bias: forward (float32 and bf16 out), backward accumulating.
 TEST(CudaKernelsEmulated, LayerNorm) {
   const CpuKernels cpu;
