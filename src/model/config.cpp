@@ -393,9 +393,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   ModelConfig c;
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;
-    require(!j.contains("clip_qkv") || j.at("clip_qkv").is_null(), source, ": clip_qkv ",
-            j.contains("clip_qkv") ? j.at("clip_qkv").dump() : "",
-            " is not supported (OLMo 1.7's clamp of q, k and v; the first OLMo's null is)");
+    if (j.contains("clip_qkv") && !j.at("clip_qkv").is_null()) c.clip_qkv = positive_float(j, "clip_qkv", source);
   }
   if (olmo) {  // Llama's parts but the norms: output norms alone, q and k normed across their heads
     c.sandwich_norms = true;

@@ -16,7 +16,7 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
                                 Device device, bool mixed, const ModelConfig& config, const LoraConfig& lora) {
   // Qwen3's head norms keep their inputs in the products' precision, OLMo 2's norms across the
   // heads in float32 (the products' float32 output, which row_dot and the norm read).
-  const bool qk_norm = config.qk_norm, all_heads = config.qk_norm_all_heads;
+  const bool qk_norm = config.qk_norm, all_heads = config.qk_norm_all_heads, clip = config.clip_qkv > 0;
   const std::int64_t rows = b.rows;
   // The residual stream and the norms' outputs: this rank's rows (all of them but under a split).
   const Shape hidden{b.residual_rows(), d.hidden}, per_row{b.residual_rows()}, q_shape{rows, d.q_width()},
@@ -26,7 +26,10 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const Shape none{0};
   const auto f32 = [&](const Shape& s) { return mixed ? none : s; };
   const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
-  const auto raw = [&](const Shape& s) { return all_heads ? s : qk(f32(s)); };
+  // The q and k products before a norm or OLMo 1.7's clamp; v's before the clamp.
+  const auto raw16 = [&](const Shape& s) { return qk_norm || clip ? s : none; };
+  const auto raw = [&](const Shape& s) { return all_heads ? s : raw16(f32(s)); };
+  const auto raw_v16 = [&](const Shape& s) { return clip ? s : none; };
   // OLMo 2: q's and k's statistics in one buffer (all-reduced at once), rstd_q and rstd_k its halves.
   const Shape rstd_q_shape = all_heads ? Shape{2 * rows} : qk({rows * d.heads});
   const Shape rstd_k_shape = all_heads ? none : qk({rows * d.kv_heads});
@@ -37,21 +40,25 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
       device, {hidden,           normed(hidden),    per_row,          f32(q_shape),     f32(kv_shape), f32(kv_shape),
                {probs_size},     f32(q_shape),      hidden,           normed(hidden),   per_row,       f32(mlp),
                f32(mlp),         f32(mlp),          raw(q_shape),     raw(kv_shape),    rstd_q_shape,  rstd_k_shape,
-               sandwich(hidden), sandwich(per_row), sandwich(hidden), sandwich(per_row)});
+               sandwich(hidden), sandwich(per_row), sandwich(hidden), sandwich(per_row), raw_v16(f32(kv_shape))});
   x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = t[10];
   attn_out = rstd_attn_out = mlp_out = rstd_mlp_out = Tensor();
   if (config.sandwich_norms) attn_out = t[18], rstd_attn_out = t[19], mlp_out = t[20], rstd_mlp_out = t[21];
-  q_raw = k_raw = q_raw_bf16 = k_raw_bf16 = rstd_q = rstd_k = rstd_qk = Tensor();
+  q_raw = k_raw = q_raw_bf16 = k_raw_bf16 = rstd_q = rstd_k = rstd_qk = v_raw = v_raw_bf16 = Tensor();
   if (qk_norm) rstd_q = t[16], rstd_k = t[17];
   if (all_heads) rstd_qk = t[16], rstd_q = t[16].view(0, {rows}), rstd_k = t[16].view(rows, {rows});
-  if ((qk_norm && !mixed) || all_heads) q_raw = t[14], k_raw = t[15];
+  if (((qk_norm || clip) && !mixed) || all_heads) q_raw = t[14], k_raw = t[15];
+  if (clip && !mixed) v_raw = t[22];
   if (mixed) {
     const auto h = workspace_bf16_.carve(
-        device, {hidden, q_shape, kv_shape, kv_shape, q_shape, hidden, mlp, mlp, mlp, qk(q_shape), qk(kv_shape)}, 1,
-        DType::BF16);
+        device,
+        {hidden, q_shape, kv_shape, kv_shape, q_shape, hidden, mlp, mlp, mlp, raw16(q_shape), raw16(kv_shape),
+         raw_v16(kv_shape)},
+        1, DType::BF16);
     n1_bf16 = h[0], q_bf16 = h[1], k_bf16 = h[2], v_bf16 = h[3], attn_bf16 = h[4];
     n2_bf16 = h[5], gate_bf16 = h[6], up_bf16 = h[7], act_bf16 = h[8];
-    if (qk_norm) q_raw_bf16 = h[9], k_raw_bf16 = h[10];
+    if (qk_norm || clip) q_raw_bf16 = h[9], k_raw_bf16 = h[10];
+    if (clip) v_raw_bf16 = h[11];
     n1 = q = k = v = attn = n2 = gate = up = act = Tensor();
   } else {
     n1 = t[1], q = t[3], k = t[4], v = t[5], attn = t[7], n2 = t[9], gate = t[11], up = t[12], act = t[13];
@@ -74,9 +81,10 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
 void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed,
                                 const ModelConfig& config, const LoraConfig& lora) {
   const std::int64_t rows = b.rows;
-  const bool qk_norm = config.qk_norm || config.qk_norm_all_heads;
+  const bool qk_norm = config.qk_norm || config.qk_norm_all_heads, raw_grads = qk_norm || config.clip_qkv > 0;
   const Shape q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate}, none{0};
   const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
+  const auto raw = [&](const Shape& s) { return raw_grads ? s : none; };
   // The norms' weight gradients over TP (Qwen3's head norms), or the per-row sums (OLMo 2's, q's
   // then k's).
   const Shape norm_scratch = config.qk_norm_all_heads ? Shape{2, rows} : Shape{2, d.head_dim};
@@ -91,18 +99,16 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
                                            mlp,
                                            mlp,
                                            {b.split ? d.hidden : 0},
-                                           qk(q_shape),
-                                           qk(kv_shape),
+                                           raw(q_shape),
+                                           raw(kv_shape),
                                            qk(norm_scratch),
                                            config.transforms_branch_outputs() ? residual : none});
   d_residual = t[0], d_norm = t[1], d_attn = t[2], dq = t[3], dk = t[4], dv = t[5];
   d_act = t[6], d_gate = t[7], d_up = t[8];
   d_norm_weight = b.split ? t[9] : Tensor();
-  if (qk_norm) {
-    dq_raw = t[10], dk_raw = t[11], d_head_norms = t[12];
-  } else {
-    dq_raw = dk_raw = d_head_norms = Tensor();
-  }
+  dq_raw = raw_grads ? t[10] : Tensor();
+  dk_raw = raw_grads ? t[11] : Tensor();
+  d_head_norms = qk_norm ? t[12] : Tensor();
   d_output = config.transforms_branch_outputs() ? t[13] : Tensor();
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
   dy_bf16 = mixed ? workspace_bf16_.carve(device, {{rows, widest}}, 1, DType::BF16)[0] : Tensor();
@@ -240,6 +246,25 @@ void all_heads_norms_forward(const ModelContext& ctx, const LayerWeights& w, Lay
   };
   norm(a.q, a.q_bf16, a.rstd_q, a.q_raw, w.q_norm, d.q_width());
   norm(a.k, a.k_bf16, a.rstd_k, a.k_raw, w.k_norm, d.kv_width());
+}
+
+// OLMo 1.7's clip_qkv: a product's output `raw` (float32, or bf16 raw16; kept for the backward)
+// clamped into the attention's input, and the gradient back through the clamp (d_raw may be d_out).
+void clip_forward(const ModelContext& ctx, const Tensor& out, const Tensor& out16, const Tensor& raw,
+                  const Tensor& raw16, std::int64_t count) {
+  if (out16.defined()) {
+    ctx.k.clamp_bf16(out16.bf16(), raw16.bf16(), count, ctx.config.clip_qkv);
+  } else {
+    ctx.k.clamp(out.f32(), raw.f32(), count, ctx.config.clip_qkv);
+  }
+}
+void clip_backward(const ModelContext& ctx, const Tensor& d_raw, const Tensor& d_out, const Tensor& raw,
+                   const Tensor& raw16, std::int64_t count) {
+  if (raw16.defined()) {
+    ctx.k.clamp_backward_bf16_in(d_raw.f32(), d_out.f32(), raw16.bf16(), count, ctx.config.clip_qkv);
+  } else {
+    ctx.k.clamp_backward(d_raw.f32(), d_out.f32(), raw.f32(), count, ctx.config.clip_qkv);
+  }
 }
 
 // Its backward: d_raw from d_out for q and k, each row's sums of d_out w raw (q's, then k's)
@@ -431,20 +456,26 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   const ColumnInput in1 = norm_into_column_parallel(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16,
                                                     a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
   // Qwen3: the q and k products first, then each head normed into q and k; OLMo 2: the same
-  // across every head (the products' output float32 in either precision).
-  const bool normed = w.q_norm.defined(), all_heads = ctx.config.qk_norm_all_heads;
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Q, a, normed ? a.q_raw : a.q, normed ? a.q_raw_bf16 : a.q_bf16,
-                       in1, w.q_proj, w.bf16.q_proj, w.q_bias, n, d.q_width());
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::K, a, normed ? a.k_raw : a.k, normed ? a.k_raw_bf16 : a.k_bf16,
-                       in1, w.k_proj, w.bf16.k_proj, w.k_bias, n, d.kv_width());
+  // across every head (the products' output float32 in either precision); OLMo 1.7: the q, k and
+  // v products, then clamped into q, k and v.
+  const bool normed = w.q_norm.defined(), all_heads = ctx.config.qk_norm_all_heads, clipped = ctx.config.clip_qkv > 0;
+  const bool raw = normed || clipped;
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Q, a, raw ? a.q_raw : a.q, raw ? a.q_raw_bf16 : a.q_bf16, in1,
+                       w.q_proj, w.bf16.q_proj, w.q_bias, n, d.q_width());
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::K, a, raw ? a.k_raw : a.k, raw ? a.k_raw_bf16 : a.k_bf16, in1,
+                       w.k_proj, w.bf16.k_proj, w.k_bias, n, d.kv_width());
   if (normed && all_heads) {
     all_heads_norms_forward(ctx, w, a, n);
   } else if (normed) {
     head_norm_forward(ctx, a.q, a.q_bf16, a.rstd_q, a.q_raw, a.q_raw_bf16, w.q_norm, n * d.heads);
     head_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, a.k_raw_bf16, w.k_norm, n * d.kv_heads);
+  } else if (clipped) {
+    clip_forward(ctx, a.q, a.q_bf16, a.q_raw, a.q_raw_bf16, n * d.q_width());
+    clip_forward(ctx, a.k, a.k_bf16, a.k_raw, a.k_raw_bf16, n * d.kv_width());
   }
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::V, a, a.v, a.v_bf16, in1, w.v_proj, w.bf16.v_proj, w.v_bias, n,
-                       d.kv_width());
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::V, a, clipped ? a.v_raw : a.v, clipped ? a.v_raw_bf16 : a.v_bf16,
+                       in1, w.v_proj, w.bf16.v_proj, w.v_bias, n, d.kv_width());
+  if (clipped) clip_forward(ctx, a.v, a.v_bf16, a.v_raw, a.v_raw_bf16, n * d.kv_width());
   self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer), ctx.rope_for(layer));
   // o_proj's output: x_mid itself, or Gemma 2's before its norm.
   const bool sandwich = w.attn_output_norm.defined();
@@ -534,14 +565,20 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   adapter_backward(ctx, b, layer, ad, LoraTarget::O, g, a, s, d_o, a.attn, a.attn_bf16, s.d_attn.f32(), n, d.q_width(),
                    h);
   self_attention_backward(ctx, b, a, s, ctx.config.attention_scores(layer), ctx.rope_for(layer));
+  const bool clipped = ctx.config.clip_qkv > 0;
   if (w.q_norm.defined() && ctx.config.qk_norm_all_heads) {
     all_heads_norms_backward(ctx, b, w, g, a, s);
   } else if (w.q_norm.defined()) {
     head_norms_backward(ctx, b, w, g, a, s);
+  } else if (clipped) {
+    clip_backward(ctx, s.dq_raw, s.dq, a.q_raw, a.q_raw_bf16, n * d.q_width());
+    clip_backward(ctx, s.dk_raw, s.dk, a.k_raw, a.k_raw_bf16, n * d.kv_width());
   }
-  // The q and k products' output gradients: before the q and k norms, where the model has them.
-  const float* dq = w.q_norm.defined() ? s.dq_raw.f32() : s.dq.f32();
-  const float* dk = w.q_norm.defined() ? s.dk_raw.f32() : s.dk.f32();
+  if (clipped) clip_backward(ctx, s.dv, s.dv, a.v_raw, a.v_raw_bf16, n * d.kv_width());  // in place
+  // The q and k products' output gradients: before the q and k norms or the clamp, where the model has them.
+  const bool raw = w.q_norm.defined() || clipped;
+  const float* dq = raw ? s.dq_raw.f32() : s.dq.f32();
+  const float* dk = raw ? s.dk_raw.f32() : s.dk.f32();
   bias_backward(ctx, g.q_bias, dq, n, d.q_width());
   bias_backward(ctx, g.k_bias, dk, n, d.kv_width());
   bias_backward(ctx, g.v_bias, s.dv.f32(), n, d.kv_width());

@@ -37,8 +37,10 @@ struct LayerActivations {
   // OLMo 2 (ModelConfig::qk_norm_all_heads): the same but float32 in either precision (the
   // product's float32 output) and one 1/rms per row, across every head of the TP group; rstd_q
   // and rstd_k are then the halves of rstd_qk [2 rows] (their sums all-reduced at once).
+  // OLMo 1.7 (ModelConfig::clip_qkv): the q, k and v products before their clamp, for its
+  // gradient -- float32, or in mixed precision bf16 alone; q, k and v hold the clamped values.
   Tensor rstd_qk;
-  Tensor q_raw, k_raw, q_raw_bf16, k_raw_bf16, rstd_q, rstd_k;
+  Tensor q_raw, k_raw, q_raw_bf16, k_raw_bf16, rstd_q, rstd_k, v_raw, v_raw_bf16;
   // Gemma 2 (ModelConfig::sandwich_norms): o_proj's and down_proj's outputs before their norms
   // (the residual rows) and the norms' 1/rms.
   Tensor attn_out, rstd_attn_out, mlp_out, rstd_mlp_out;
@@ -92,7 +94,8 @@ struct LayerGradScratch {
   Tensor d_norm_weight;  // sequence parallelism: [hidden], a norm's weight gradient from this rank's rows
   // Qwen3: the gradients of q and k before the heads' RMSNorm, and [2, head_dim] for its weights'
   // gradients from this rank's heads (all-reduced over TP before they are added); OLMo 2: the
-  // same gradients, and [2, rows] for the per-row sums of its norms' backward (q's, k's).
+  // same gradients, and [2, rows] for the per-row sums of its norms' backward (q's, k's); OLMo 1.7:
+  // the gradients of q and k before their clamp (v's is masked in place).
   Tensor dq_raw, dk_raw, d_head_norms;
   // Gemma 2: the gradient of o_proj's or down_proj's output, before its norm (the residual rows).
   Tensor d_output;

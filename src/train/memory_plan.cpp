@@ -84,7 +84,7 @@ struct Rows {
 // the attention output, the MLP's gate, up and SwiGLU -- is at the activation size (bf16 with
 // bf16 products), and so are Qwen3's q and k before its head norms; the rest is float32 (Gemma
 // 2's o_proj and down_proj outputs before their norms too, with the norms' 1/rms, and OLMo 2's
-// q and k before its norms).
+// q and k before its norms); OLMo 1.7's q, k and v before their clamp are at the activation size.
 Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t seqs, std::int64_t seq, bool keep_probs,
                            bool attention_state, const model::ModelConfig& c, bool mixed) {
   const std::int64_t rows = r.all;
@@ -103,6 +103,9 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   }
   if (c.qk_norm_all_heads) {  // OLMo 2: q and k before its norms, float32 in either precision, 1/rms per row
     e.f32 += aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * rows);
+  }
+  if (c.clip_qkv > 0) {  // OLMo 1.7: q, k and v before the clamp (at the activation size)
+    e.act += aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width());
   }
   if (!attention_state) return e;
   e.f32 += keep_probs ? aligned(seqs * seq * seq * d.heads) : aligned(rows * d.heads);
@@ -123,7 +126,7 @@ Elements head_activations(const model::TpDims& d, const Rows& r, bool bf16_produ
 // The backward's scratch (LayerGradScratch), shared by the layers of one micro-batch: float32,
 // and with bf16 products the bf16 of one product's output gradient (the widest); with Qwen3's
 // head norms the gradients of q and k before them and of their weights (OLMo 2's: and the
-// per-row sums); with Gemma 2's output
+// per-row sums), with OLMo 1.7's clip_qkv the gradients of q and k before the clamp; with Gemma 2's output
 // norms the gradient before them, with Granite's residual multiplier the branch's gradient.
 Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products, const model::ModelConfig& c) {
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
@@ -131,6 +134,7 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products,
   const std::int64_t head_norms =
       (c.qk_norm ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * d.head_dim) : 0) +
       (c.qk_norm_all_heads ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * rows) : 0) +
+      (c.clip_qkv > 0 ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) : 0) +
       (c.transforms_branch_outputs() ? aligned(r.residual * d.hidden) : 0);
   return {bf16_products ? aligned(rows * widest) : 0,
           aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + 2 * aligned(rows * d.q_width()) +

@@ -25,7 +25,7 @@ namespace spin::testing {
 // SmolLM3's: RoPE in the first layer, none in the second (no_rope_layers [1, 0]); Granite's: its four
 // scalars away from 1 and from the values they replace (embeddings times 3, scores times 0.3 instead
 // of head_dim's 0.5, each half's output times 0.7, logits divided by 4); OLMo's: LayerNorms
-// without parameters for every norm; OLMo 2's: output norms alone, q and k normed across heads.
+// without parameters for every norm, q, k and v clamped at 2 (clip_qkv: about a tenth of them); OLMo 2's: output norms alone, q and k normed across heads.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2
 };
@@ -60,6 +60,7 @@ struct TinyShape {
   int max_positions = 64;
   bool tie = false;
   TinyFamily family = TinyFamily::Llama;
+  float clip_qkv = -1.0f;  // OLMo: in place of the family's 2 where >= 0 (0: none)
 };
 
 inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
@@ -77,7 +78,7 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
       : s.family == TinyFamily::Granite       ? "\"model_type\": \"granite\", \"embedding_multiplier\": 3.0, "
                                                 "\"attention_multiplier\": 0.3, \"residual_multiplier\": 0.7, "
                                                 "\"logits_scaling\": 4.0, "
-      : s.family == TinyFamily::Olmo          ? "\"model_type\": \"olmo\", "
+      : s.family == TinyFamily::Olmo          ? "\"model_type\": \"olmo\", \"clip_qkv\": 2.0, "
       : s.family == TinyFamily::Olmo2         ? "\"model_type\": \"olmo2\", "
       : s.family == TinyFamily::Mistral       ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
       : s.family == TinyFamily::Qwen2         ? "\"model_type\": \"qwen2\", "
@@ -100,7 +101,9 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
       ", \"max_position_embeddings\": " + std::to_string(s.max_positions) +
       ", \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0" +
       ", \"tie_word_embeddings\": " + (s.tie ? "true" : "false") + "}";
-  return model::ModelConfig::from_json(json, "tiny test config");
+  model::ModelConfig config = model::ModelConfig::from_json(json, "tiny test config");
+  if (s.clip_qkv >= 0.0f) config.clip_qkv = s.clip_qkv;
+  return config;
 }
 
 // Keyed by the tensor's name, like init_random, so that every layout builds the same model. The

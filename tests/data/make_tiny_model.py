@@ -91,7 +91,9 @@ def main():
                         "attention_dropout 0.1, as granite-3.x's configs have it)")
     p.add_argument("--olmo", action="store_true",
                    help="an OlmoForCausalLM (the first OLMo): Llama's tensors without any norm weight (its LayerNorms "
-                        "have none)")
+                        "have none), q, k and v clamped at --clip-qkv")
+    p.add_argument("--clip-qkv", type=float, default=1.0,
+                   help="--olmo's clip_qkv (OLMo 1.7's 8; 1 clamps about a tenth of this model's values); 0: null")
     p.add_argument("--olmo2", action="store_true",
                    help="an Olmo2ForCausalLM: no input norms, each half's output normed (post_attention_layernorm, "
                         "post_feedforward_layernorm), q_norm and k_norm across all heads (heads x head_dim)")
@@ -240,7 +242,7 @@ def main():
                        "attention_multiplier": 0.09, "residual_multiplier": 0.3, "logits_scaling": 3.0})
     if a.olmo:  # OLMo's own keys, as OLMo-1B-hf's config.json has them (no rms_norm_eps: its LayerNorm's is fixed)
         config.update({"architectures": ["OlmoForCausalLM"], "model_type": "olmo", "attention_bias": False,
-                       "attention_dropout": 0.0, "clip_qkv": None, "pad_token_id": 0})
+                       "attention_dropout": 0.0, "clip_qkv": a.clip_qkv or None, "pad_token_id": 0})
         del config["rms_norm_eps"]
     if a.olmo2:  # OLMo 2's own keys, as OLMo-2-1124-7B's config.json has them
         config.update({"architectures": ["Olmo2ForCausalLM"], "model_type": "olmo2", "attention_bias": False,

@@ -26,8 +26,8 @@ SmolLM3 (tiny-smollm3: layer 1 without RoPE): SmolLM3ForCausalLM, or on 4.40 Lla
 that layer's rotation made the identity (smollm3_reference). Granite (tiny-granite: its four
 multipliers, attention_dropout 0.1 as granite-3.x's configs have it): GraniteForCausalLM where
 transformers has it (4.45 on), else LlamaForCausalLM with forward hooks in modeling_granite's places
-(granite_reference). The first OLMo (tiny-olmo: LayerNorms without parameters): OlmoForCausalLM itself
-(transformers 4.40 on). OLMo 2 (tiny-olmo2) and OLMo 3 (tiny-olmo3: a window of 8 in layer 0, YaRN in
+(granite_reference). The first OLMo (tiny-olmo: LayerNorms without parameters, OLMo 1.7's clip_qkv at 1,
+clamping about a tenth of q, k and v): OlmoForCausalLM itself (transformers 4.40 on). OLMo 2 (tiny-olmo2) and OLMo 3 (tiny-olmo3: a window of 8 in layer 0, YaRN in
 the full-attention layer 1 alone): Olmo2ForCausalLM where transformers has it (4.47 on), else -- and
 for OLMo 3 always, as transformers versions disagree on its windowed layers' RoPE -- LlamaForCausalLM
 rewired as modeling_olmo2 / modeling_olmo3 compute (olmo_reference).

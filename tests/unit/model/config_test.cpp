@@ -322,8 +322,8 @@ TEST(ModelConfig, ReadsGraniteWithItsMultipliers) {
 
 // OLMo-1B-hf's config.json (OlmoForCausalLM): LayerNorms without parameters (OlmoLayerNorm's eps
 // 1e-5; the config has no rms_norm_eps), tied; 1,176,764,416 parameters (the card's 1.18 B: no
-// norm weights). Untied at OLMo-7B-hf's shape: 6,888,095,744 (6.89 B). OLMo 1.7's clip_qkv is
-// refused, its null taken.
+// norm weights). Untied at OLMo-7B-hf's shape: 6,888,095,744 (6.89 B). OLMo 1.7's clip_qkv (8)
+// read, its null none; a non-positive one refused.
 TEST(ModelConfig, ReadsOlmo) {
   const std::string olmo = R"({
     "architectures": ["OlmoForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "clip_qkv": null,
@@ -349,9 +349,12 @@ TEST(ModelConfig, ReadsOlmo) {
     seven.replace(seven.find(from), from.size(), to);
   }
   EXPECT_EQ(ModelConfig::from_json(seven, "c").num_parameters(), 6888095744);
+  EXPECT_EQ(c.clip_qkv, 0.0f);
   std::string clipped = olmo;
   clipped.replace(clipped.find("\"clip_qkv\": null"), 16, "\"clip_qkv\": 8.0");
-  EXPECT_NE(error_of(clipped).find("clip_qkv 8.0 is not supported"), std::string::npos) << error_of(clipped);
+  EXPECT_EQ(ModelConfig::from_json(clipped, "c").clip_qkv, 8.0f);
+  clipped.replace(clipped.find("\"clip_qkv\": 8.0"), 15, "\"clip_qkv\": 0");
+  EXPECT_NE(error_of(clipped).find("\"clip_qkv\" must be a positive number"), std::string::npos) << error_of(clipped);
 }
 
 // OLMo-2-1124-7B's config.json (Olmo2ForCausalLM): no input norms, the halves' output norms, q
