@@ -27,8 +27,10 @@ std::int32_t special(const Tokenizer& t, PromptTemplate p, const std::string& to
 // Qwen2.5-Instruct's default system message.
 constexpr const char* kQwen25System = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
-// The Tulu format's user turn as its chat templates write it (OLMo 2 Instruct's, Tulu 3's, from
-// open-instruct), the template's "\\n" escapes read as newlines.
+// The Tulu format's user turn as its chat templates write it, the template's "\\n" escapes read
+// as newlines: OLMo 2 Instruct's, Tulu 3's (open-instruct's), or the first OLMo Instruct's, whose
+// newline after the turn is the template's own text after the expression (Jinja's trim_blocks
+// keeps a newline after "}}").
 bool writes_tulu_turns(const std::string& chat_template) {
   std::string text;
   for (std::size_t i = 0; i < chat_template.size(); ++i) {
@@ -36,7 +38,15 @@ bool writes_tulu_turns(const std::string& chat_template) {
     text += escape ? '\n' : chat_template[i];
     i += escape ? 1 : 0;
   }
-  return text.find("'<|user|>\n' + message['content'] + '\n'") != std::string::npos;
+  return text.find("'<|user|>\n' + message['content'] + '\n'") != std::string::npos ||
+         text.find("'<|user|>\n' + message['content'] }}\n") != std::string::npos;
+}
+
+// Whether a chat template writes `token` (eos_token) before its loop over the messages, as the first
+// OLMo Instruct's does.
+bool writes_first(const std::string& chat_template, const char* token) {
+  const std::size_t loop = chat_template.find("for message in messages");
+  return loop != std::string::npos && chat_template.rfind(token, loop) != std::string::npos;
 }
 
 bool is_llama3(PromptTemplate p) { return p == PromptTemplate::Llama3 || p == PromptTemplate::Llama31; }
@@ -291,9 +301,14 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
   }
   if (prompt_template == PromptTemplate::Tulu) {  // text markers; an EOS id after each assistant turn
     const auto bos = t.template_bos_id(), eos = t.template_eos_id();  // the template's bos_token, eos_token
-    if (bos && t.chat_template().find("bos_token") != std::string::npos) ids.push_back(*bos);
+    const std::string& chat_template = t.chat_template();
+    if (bos && chat_template.find("bos_token") != std::string::npos) ids.push_back(*bos);
+    if (eos && writes_first(chat_template, "eos_token")) ids.push_back(*eos);
+    // The first OLMo Instruct's template has no system turn: it drops a system message.
+    const bool system_turns = chat_template.empty() || chat_template.find("<|system|>") != std::string::npos;
     std::string text;
     for (const Message& m : messages) {
+      if (m.role == "system" && !system_turns) continue;
       text += "<|" + m.role + "|>\n" + m.content;
       if (m.role != "assistant") {
         text += "\n";

@@ -59,14 +59,16 @@
 //         lstrip / rstrip takes from the content beside it dropped, as tokenizing the rendered
 //         text does; auto picks it for a byte-level BPE with <|system|>, <|user|>,
 //         <|assistant|> and <|end|> (Phi-3's SentencePiece tokenizers with those are refused)
-//   tulu  (open-instruct's Tulu format: OLMo 2 Instruct's, Tulu 3's) per message "<|{role}|>\n{content}\n",
-//         an assistant's "<|assistant|>\n{content}" EOS "\n", then "<|assistant|>\n"; BOS first when
-//         the tokenizer's chat template writes bos_token (OLMo 2's does, Tulu 3's does not); BOS and
+//   tulu  (open-instruct's Tulu format: OLMo 2 Instruct's, Tulu 3's, the first OLMo Instruct's) per message
+//         "<|{role}|>\n{content}\n", an assistant's "<|assistant|>\n{content}" EOS "\n", then "<|assistant|>\n";
+//         BOS first when the tokenizer's chat template writes bos_token (OLMo 2's does, Tulu 3's does not),
+//         EOS first when it writes eos_token before its turns (the first OLMo's), a system message dropped
+//         when it has no system turn (OLMo-7B-Instruct's drops it); BOS and
 //         EOS the tokenizer files' own (Tokenizer::template_bos_id), as the template writes them; the
 //         markers are text, the turns between EOS ids encoded as one string, as the rendered text
 //         is; nothing trimmed. auto picks it for a chat template that writes a user turn so
-//         ('<|user|>\n' + message['content'] + '\n'), before looking at the tokens (Tulu 3's are
-//         Llama 3's)
+//         ('<|user|>\n' + message['content'] + '\n', or the first OLMo's '<|user|>\n' +
+//         message['content'] }} and a newline), before looking at the tokens (Tulu 3's are Llama 3's)
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at

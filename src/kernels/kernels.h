@@ -300,8 +300,8 @@ class Kernels {
   // y = alpha x over n values; y may alias x (Granite's residual multiplier and logit scaling).
   virtual void scale(float* y, const float* x, float alpha, Index n) const = 0;
   // OLMo 1.7's clip_qkv (torch.clamp): out = x below -limit set to -limit, above limit to limit,
-  // NaN kept; out may be x. In bf16 (the bound rounded as torch rounds a Python float: limit is
-  // a bf16 value in practice, 8).
+  // NaN kept; out may be x. In bf16 as torch clamps a bf16 tensor: x compared with the float32
+  // bound, the result rounded as it is stored.
   virtual void clamp(float* out, const float* x, Index n, float limit) const = 0;
   virtual void clamp_bf16(std::uint16_t* out, const std::uint16_t* x, Index n, float limit) const = 0;
   // Its backward, as torch's: dx = dy where -limit <= x <= limit (the bounds pass it), else 0;

@@ -89,7 +89,7 @@ struct ModelConfig {
   // one -- a LayerNorm without weight or bias (OlmoLayerNorm: (x - mean) / sqrt(var + 1e-5) in
   // float32), so the model has no norm parameters; rms_norm_eps holds its 1e-5.
   bool layer_norm = false;
-  // OLMo 1.7 on (OLMo-7B-0424, 0724): q, k and v clamped to [-clip_qkv, clip_qkv] right after
+  // OLMo 1.7 on: q, k and v clamped to [-clip_qkv, clip_qkv] right after
   // their products (before RoPE), torch.clamp's gradient; 0: none.
   float clip_qkv = 0.0f;
   // Gemma (model_type gemma): GeGLU instead of SwiGLU, RMSNorm scales of 1 + the stored weight,

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """jobs/chat_to_ids.py against spin's own templates: conversations rendered by a tokenizer's chat
 template (transformers' apply_chat_template: Llama 3 Instruct's on the llama3 test tokenizer,
-ChatML on the qwen2 one, the Tulu format -- OLMo 2 Instruct's, Tulu 3's -- on the llama3 one) into
+ChatML on the qwen2 one, the Tulu format -- OLMo 2 Instruct's, Tulu 3's, the first OLMo Instruct's
+with its EOS first and with or without a system turn -- on the llama3 one) into
 token-id records are what spin trains on when it renders the same conversations with its llama3 /
 chatml / tulu templates (OLMo 2's picked by auto) -- every prompt's and response's ids, and a SPIN
 data set's generated response's, as `spin data` shows them; ChatML's responses cut after
@@ -22,6 +23,14 @@ from e2e_common import ROOT, TULU, hf_tokenizer_model  # noqa: E402
 from make_hf_bpe_fixtures import CHATML, LLAMA3_CHAT  # noqa: E402
 
 TOOL = os.path.join(ROOT, "jobs", "chat_to_ids.py")
+# The first OLMo Instruct's chat template (OLMo-7B-Instruct's: no system turn; the same with one, as
+# later OLMo 1 recipes write it), as its tokenizer_config.json has it: EOS first, real newlines between the tags (Jinja's
+# trim_blocks drops those after a block tag, keeps those after an expression), "\\n" in the strings.
+OLMO_SYSTEM = "{% if message['role'] == 'system' %}\n{{ '<|system|>\\n' + message['content'] }}\n{% el"
+OLMO = ("{{ eos_token }}{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + "
+        "message['content'] }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\\n'  + "
+        "message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n"
+        "{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}")
 # The template fixtures' conversations (tests/data/make_hf_bpe_fixtures.py): no system message, one
 # with surrounding whitespace, two turns with non-ASCII text.
 CONVERSATIONS = [c["messages"] for c in json.load(open(os.path.join(ROOT, "tests", "data", "hf_bpe", "llama3",
@@ -107,6 +116,10 @@ def main():
         # Instruct's (BOS first), which auto picks by its user turn.
         check(args, tmp, "llama3", "tulu", TULU, "tulu3")
         check(args, tmp, "llama3", "auto", "{{ bos_token }}" + TULU, "olmo2")
+        # The first OLMo Instruct's (EOS first; without a system turn, then with one), auto.
+        check(args, tmp, "llama3", "auto", OLMO, "olmo")
+        check(args, tmp, "llama3", "auto", OLMO.replace("{% if message['role'] == 'user'",
+                                                          OLMO_SYSTEM + "if message['role'] == 'user'"), "olmo-system")
         bad = os.path.join(tmp, "bad.jsonl")
         with open(bad, "w") as f:
             f.write(json.dumps({"messages": CONVERSATIONS[0]}) + "\n")

@@ -117,10 +117,9 @@ void CpuKernels::clamp(float* out, const float* x, Index n, float limit) const {
   for (Index i = 0; i < n; ++i) out[i] = clamped(x[i], limit);
 }
 
-// Exact in bf16: the bound is compared and written as a bf16 value (limit rounded once).
+// As torch clamps a bf16 tensor: compared with the float32 bound, the result rounded as stored.
 void CpuKernels::clamp_bf16(std::uint16_t* out, const std::uint16_t* x, Index n, float limit) const {
-  const float l = bf16_to_f32(f32_to_bf16(limit));
-  for (Index i = 0; i < n; ++i) out[i] = f32_to_bf16(clamped(bf16_to_f32(x[i]), l));
+  for (Index i = 0; i < n; ++i) out[i] = f32_to_bf16(clamped(bf16_to_f32(x[i]), limit));
 }
 
 void CpuKernels::clamp_backward(float* dx, const float* dy, const float* x, Index n, float limit) const {
@@ -129,8 +128,7 @@ void CpuKernels::clamp_backward(float* dx, const float* dy, const float* x, Inde
 
 void CpuKernels::clamp_backward_bf16_in(float* dx, const float* dy, const std::uint16_t* x, Index n,
                                         float limit) const {
-  const float l = bf16_to_f32(f32_to_bf16(limit));
-  for (Index i = 0; i < n; ++i) dx[i] = inside(bf16_to_f32(x[i]), l) ? dy[i] : 0.0f;
+  for (Index i = 0; i < n; ++i) dx[i] = inside(bf16_to_f32(x[i]), limit) ? dy[i] : 0.0f;
 }
 
 void CpuKernels::add_bias(float* y, const float* bias, Index n, Index width) const {

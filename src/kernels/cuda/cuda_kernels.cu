@@ -9,7 +9,6 @@
 
 #include <cuda_bf16.h>
 
-#include "core/dtype.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels_device.cuh"
 #include "kernels/cuda/cuda_kernels.h"
@@ -324,12 +323,10 @@ void CudaKernels::clamp(float* out, const float* x, Index n, float limit) const 
   SPIN_CUDA_CHECK_LAUNCH("clamp");
 }
 
-// The bound as a bf16 value (rounded once, as CpuKernels::clamp_bf16), so the result is exact.
 void CudaKernels::clamp_bf16(std::uint16_t* out, const std::uint16_t* x, Index n, float limit) const {
   if (n == 0) return;
   clamp_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(out),
-                                                        reinterpret_cast<const __nv_bfloat16*>(x), n,
-                                                        bf16_to_f32(f32_to_bf16(limit)));
+                                                        reinterpret_cast<const __nv_bfloat16*>(x), n, limit);
   SPIN_CUDA_CHECK_LAUNCH("clamp_bf16");
 }
 
@@ -343,7 +340,7 @@ void CudaKernels::clamp_backward_bf16_in(float* dx, const float* dy, const std::
                                          float limit) const {
   if (n == 0) return;
   clamp_backward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(
-      dx, dy, reinterpret_cast<const __nv_bfloat16*>(x), n, bf16_to_f32(f32_to_bf16(limit)));
+      dx, dy, reinterpret_cast<const __nv_bfloat16*>(x), n, limit);
   SPIN_CUDA_CHECK_LAUNCH("clamp_backward_bf16_in");
 }
 

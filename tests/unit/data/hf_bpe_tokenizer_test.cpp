@@ -205,7 +205,8 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
 // The tulu template (OLMo 2 Instruct's and Tulu 3's format; e2e_chat_to_ids checks its ids against
 // apply_chat_template): auto picks it by the chat template's user turn -- over Llama 3's tokens, as
 // Tulu 3's tokenizer has them --, not for Zephyr's template (EOS after a user turn); BOS first only
-// where the template writes bos_token (OLMo 2's; Tulu 3's does not); the markers as text, an EOS id
+// where the template writes bos_token (OLMo 2's; Tulu 3's does not), EOS first where it writes
+// eos_token before its turns (the first OLMo's); the markers as text, an EOS id
 // after each assistant turn, the response ending with EOS.
 TEST(PromptTemplate, TuluFormatFromItsChatTemplate) {
   const fs::path dir = fs::temp_directory_path() / ("spin_tulu_" + std::to_string(::getpid()));
@@ -245,6 +246,23 @@ TEST(PromptTemplate, TuluFormatFromItsChatTemplate) {
     t->set_special_ids(std::nullopt, *t->token_id("<|eot_id|>"));
     EXPECT_EQ(render_prompt(chat, PromptTemplate::Tulu, *t), want);
     EXPECT_EQ(response_end(PromptTemplate::Tulu, *t), t->token_id("<|end_of_text|>"));
+  }
+  // The first OLMo Instruct's template: EOS first, each turn's newline the template's own text after
+  // the expression (Jinja keeps it), no system turn -- a system message is dropped, as it drops it.
+  const std::string olmo1 =
+      "{{ eos_token }}{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + "
+      "message['content'] }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\\n'  + "
+      "message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ "
+      "'<|assistant|>' }}\n{% endif %}\n{% endfor %}";
+  {
+    const auto t = load(olmo1);
+    EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Tulu);
+    std::vector<std::int32_t> want = {*t->token_id("<|end_of_text|>")};
+    const auto add = [&](const std::vector<std::int32_t>& ids) { want.insert(want.end(), ids.begin(), ids.end()); };
+    add(t->encode("<|user|>\n Hi there \n<|assistant|>\nHello."));
+    want.push_back(*t->token_id("<|end_of_text|>"));
+    add(t->encode("\n<|user|>\nBye\n<|assistant|>\n"));
+    EXPECT_EQ(render_prompt(chat, PromptTemplate::Tulu, *t), want);
   }
   // Zephyr's template ends a user turn with EOS: not Tulu's; Llama 3's tokens decide.
   std::string zephyr = turns;

@@ -187,6 +187,15 @@ TEST(CpuMatmul, ClampAndItsGradientAsTorchClamp) {
   auto grad = dy;  // in place; bf16(7.99) and bf16(8.01) are 8: on the bound, so they pass
   k.clamp_backward_bf16_in(grad.data(), grad.data(), x16.data(), n, 8.0f);
   EXPECT_EQ(grad, (std::vector<float>{0, 3, 3, 3, 3, 3, 3, 0, 0}));
+  // A bound between bf16 values (0.6: bf16 0.59765625 below it, 0.6015625 above) compares in
+  // float32 and writes its rounding: 0.6015625 clamped to bf16(0.6), its gradient 0.
+  const std::uint16_t above = f32_to_bf16(0.6015625f), below = f32_to_bf16(0.59765625f);
+  std::vector<std::uint16_t> pair = {above, below}, clamped(2);
+  k.clamp_bf16(clamped.data(), pair.data(), 2, 0.6f);
+  EXPECT_EQ(clamped, (std::vector<std::uint16_t>{f32_to_bf16(0.6f), below}));
+  std::vector<float> pair_grad = {3.0f, 3.0f};
+  k.clamp_backward_bf16_in(pair_grad.data(), pair_grad.data(), pair.data(), 2, 0.6f);
+  EXPECT_EQ(pair_grad, (std::vector<float>{0.0f, 3.0f}));
 }
 
 }  // namespace
