@@ -236,8 +236,7 @@ class TimedKernels final : public kernels::Kernels {
   void clamp_backward(float* dx, const float* dy, const float* x, Index n, float limit) const override {
     time("clamp", [&] { inner_.clamp_backward(dx, dy, x, n, limit); });
   }
-  void clamp_backward_bf16_in(float* dx, const float* dy, const std::uint16_t* x, Index n,
-                              float limit) const override {
+  void clamp_backward_bf16_in(float* dx, const float* dy, const std::uint16_t* x, Index n, float limit) const override {
     time("clamp", [&] { inner_.clamp_backward_bf16_in(dx, dy, x, n, limit); });
   }
   void dropout(float* y, const float* x, Index rows, Index cols, const DropoutMask& mask,

@@ -1,9 +1,9 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
 // Phi3ForCausalLM, SmolLM3ForCausalLM, GraniteForCausalLM, OlmoForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM), read
-// from a Hugging Face config.json. Features spin does not implement (rope_scaling other than linear, llama3, yarn, longrope and
-// dynamic, partial rotary embeddings outside Phi-3's family, biases other than Qwen2's on q/k/v, activations other than
-// SiLU and Gemma's tanh GELU) are refused by name rather than ignored.
+// from a Hugging Face config.json. Features spin does not implement (rope_scaling other than linear, llama3, yarn,
+// longrope and dynamic, partial rotary embeddings outside Phi-3's family, biases other than Qwen2's on q/k/v,
+// activations other than SiLU and Gemma's tanh GELU) are refused by name rather than ignored.
 #pragma once
 
 #include <cstdint>

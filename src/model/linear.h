@@ -29,8 +29,8 @@ void linear_forward_into(const ModelContext& ctx, const Tensor& y, const Tensor&
 // (ModelConfig::layer_norm): a LayerNorm without parameters instead (`w` undefined). Otherwise,
 // without a norm weight (`w` undefined: OLMo 2's halves have no input norm) the products read x:
 // out must be x itself (decoder_layer's norm_output), and out16 receives its bf16 rounding.
-void norm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16,
-                          float* rstd, const float* x, const Tensor& w, std::int64_t n);
+void norm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16, float* rstd, const float* x,
+                       const Tensor& w, std::int64_t n);
 
 // The buffer holding a product's input: x16 in mixed precision, else x.
 inline const void* products_input(const Tensor& x, const Tensor& x16) {

@@ -73,7 +73,8 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
       column_vector(layer_name(l, "self_attn.k_norm.weight"), d.kv_width());
     }
     row(layer_name(l, "self_attn.o_proj.weight"), h, d.q_width());
-    if (norm_weights) replicated(layer_name(l, "post_attention_layernorm.weight"), {h});  // Gemma 2: the attention output's
+    // Gemma 2's: the attention output's norm.
+    if (norm_weights) replicated(layer_name(l, "post_attention_layernorm.weight"), {h});
     if (c.sandwich_norms && c.pre_norms) replicated(layer_name(l, "pre_feedforward_layernorm.weight"), {h});
     column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
     column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);

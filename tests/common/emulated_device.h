@@ -202,8 +202,7 @@ class EmulatedKernels final : public kernels::Kernels {
   void clamp(float* out, const float* x, Index n, float limit) const override;
   void clamp_bf16(std::uint16_t* out, const std::uint16_t* x, Index n, float limit) const override;
   void clamp_backward(float* dx, const float* dy, const float* x, Index n, float limit) const override;
-  void clamp_backward_bf16_in(float* dx, const float* dy, const std::uint16_t* x, Index n,
-                              float limit) const override;
+  void clamp_backward_bf16_in(float* dx, const float* dy, const std::uint16_t* x, Index n, float limit) const override;
   void dropout(float* y, const float* x, Index rows, Index cols, const DropoutMask& mask,
                bool accumulate) const override;
   void dropout_bf16(std::uint16_t* y, const std::uint16_t* x, Index rows, Index cols,

@@ -25,7 +25,8 @@ namespace spin::testing {
 // SmolLM3's: RoPE in the first layer, none in the second (no_rope_layers [1, 0]); Granite's: its four
 // scalars away from 1 and from the values they replace (embeddings times 3, scores times 0.3 instead
 // of head_dim's 0.5, each half's output times 0.7, logits divided by 4); OLMo's: LayerNorms
-// without parameters for every norm, q, k and v clamped at 2 (clip_qkv: about a tenth of them); OLMo 2's: output norms alone, q and k normed across heads.
+// without parameters for every norm, q, k and v clamped at 2 (clip_qkv: about a tenth of them);
+// OLMo 2's: output norms alone, q and k normed across heads.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2
 };

@@ -339,8 +339,8 @@ void CudaKernels::clamp_backward(float* dx, const float* dy, const float* x, Ind
 void CudaKernels::clamp_backward_bf16_in(float* dx, const float* dy, const std::uint16_t* x, Index n,
                                          float limit) const {
   if (n == 0) return;
-  clamp_backward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(
-      dx, dy, reinterpret_cast<const __nv_bfloat16*>(x), n, limit);
+  clamp_backward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dx, dy, reinterpret_cast<const __nv_bfloat16*>(x), n,
+                                                                 limit);
   SPIN_CUDA_CHECK_LAUNCH("clamp_backward_bf16_in");
 }
 

@@ -175,9 +175,9 @@ TEST(TensorParallel, MatchesOneRankWithQkvBiasesAtTp2AndTp4) {
 // recomputation, and in bf16 with sequence parallelism (Gemma's bf16-rounded scale).
 TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
   using testing::TinyFamily;
-  for (const TinyFamily family :
-       {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2, TinyFamily::Gemma3,
-        TinyFamily::Phi3, TinyFamily::Phi4Mini, TinyFamily::SmolLM3, TinyFamily::Granite, TinyFamily::Olmo, TinyFamily::Olmo2}) {
+  for (const TinyFamily family : {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2,
+                                  TinyFamily::Gemma3, TinyFamily::Phi3, TinyFamily::Phi4Mini, TinyFamily::SmolLM3,
+                                  TinyFamily::Granite, TinyFamily::Olmo, TinyFamily::Olmo2}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;

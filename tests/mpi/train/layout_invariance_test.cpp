@@ -154,11 +154,10 @@ TEST(LayoutInvariance, GemmaUnderPipelineTensorAndDataParallelism) {
        {testing::TinyFamily::Gemma, testing::TinyFamily::Gemma2, testing::TinyFamily::Gemma3,
         testing::TinyFamily::Granite, testing::TinyFamily::Olmo, testing::TinyFamily::Olmo2}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
-    const double tolerance =
-        family == testing::TinyFamily::Gemma || family == testing::TinyFamily::Granite ||
-                family == testing::TinyFamily::Olmo
-            ? 1e-5
-            : 5e-5;
+    const double tolerance = family == testing::TinyFamily::Gemma || family == testing::TinyFamily::Granite ||
+                                     family == testing::TinyFamily::Olmo
+                                 ? 1e-5
+                                 : 5e-5;
     SftSetup s{{1, 2, 1}, false, true};
     s.family = family;
     if (family == testing::TinyFamily::Olmo2) s.peak_lr = 3e-3;

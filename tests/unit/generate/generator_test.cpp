@@ -34,7 +34,8 @@ struct TinyGenerator {
 // parameters) and an OLMo 2 (q and k normed across their heads before they are cached).
 constexpr testing::TinyFamily kFamilies[] = {testing::TinyFamily::Llama,    testing::TinyFamily::Mistral,
                                              testing::TinyFamily::Gemma3,   testing::TinyFamily::SmolLM3,
-                                             testing::TinyFamily::Phi4Mini, testing::TinyFamily::Olmo, testing::TinyFamily::Olmo2};
+                                             testing::TinyFamily::Phi4Mini, testing::TinyFamily::Olmo,
+                                             testing::TinyFamily::Olmo2};
 testing::TinyShape family_shape(testing::TinyFamily family) {
   testing::TinyShape shape;
   shape.family = family;
