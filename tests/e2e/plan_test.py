@@ -139,6 +139,7 @@ CONFIGS = [("tinyllama-1.1b.ini", "tinyllama-1.1b.json", 8), ("llama-2-7b.ini", 
            ("mistral-nemo-instruct-2407.ini", "mistral-nemo-instruct-2407.json", 16),
            ("phi-4-mini-instruct.ini", "phi-4-mini-instruct.json", 8), ("smollm3-3b.ini", "smollm3-3b.json", 8),
            ("granite-3.1-8b-instruct.ini", "granite-3.1-8b-instruct.json", 8),
+           ("olmo-7b-instruct.ini", "olmo-7b-instruct.json", 8),
            ("olmo-2-1124-7b-instruct.ini", "olmo-2-1124-7b-instruct.json", 8),
            ("olmo-2-0325-32b-sft.ini", "olmo-2-0325-32b.json", 16)]
 
