@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "model/linear.h"
+#include "model/qkv_transforms.h"
 #include "model/tp_regions.h"
 #include "parallel/tp_mappings.h"
 
@@ -121,8 +122,6 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
 
 namespace {
 
-float* f32_or_null(const Tensor& t) { return t.defined() ? t.f32() : nullptr; }
-
 // Where a half's norm writes its output for the products: n1 / n2 (float32, or undefined beside
 // their bf16), or without an input norm (OLMo 2) in float32 the stream itself, x_in / x_mid.
 const Tensor& norm_output(const Tensor& normed, const Tensor& normed16, const Tensor& stream) {
@@ -179,113 +178,6 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     k.attention_forward(a.attn.f32(), a.probs.f32(), a.q.f32(), a.k.f32(), a.v.f32(), b.cu_seqlens, b.num_seqs,
                         d.heads, d.kv_heads, d.head_dim, scores);
   }
-}
-
-// Qwen3's RMSNorm of each head (rows x heads rows of head_dim) from the product's output `raw`
-// into the attention's input: float32, or in mixed precision bf16 from bf16 (raw16).
-void head_norm_forward(const ModelContext& ctx, const Tensor& out, const Tensor& out16, const Tensor& rstd,
-                       const Tensor& raw, const Tensor& raw16, const Tensor& w, std::int64_t rows) {
-  const std::int64_t hd = ctx.dims.head_dim;
-  if (out16.defined()) {
-    ctx.k.rmsnorm_forward_bf16_in(out16.bf16(), rstd.f32(), raw16.bf16(), w.f32(), rows, hd, ctx.config.rms_norm_eps,
-                                  ctx.config.norm_weight_offset);
-  } else {
-    ctx.k.rmsnorm_forward(out.f32(), rstd.f32(), raw.f32(), w.f32(), rows, hd, ctx.config.rms_norm_eps,
-                                  ctx.config.norm_weight_offset);
-  }
-}
-
-// Its backward: d_raw from d_out, the weights' gradients (this rank's heads) into the scratch,
-// all-reduced over TP, then added to q_norm's and k_norm's.
-void head_norms_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w, LayerWeights& g,
-                         const LayerActivations& a, LayerGradScratch& s) {
-  const auto& k = ctx.k;
-  const TpDims& d = ctx.dims;
-  const std::int64_t hd = d.head_dim;
-  s.dq_raw.zero_();
-  s.dk_raw.zero_();
-  s.d_head_norms.zero_();
-  float* dw = s.d_head_norms.f32();
-  const auto norm_backward = [&](const Tensor& d_raw, float* d_weight, const Tensor& d_out, const Tensor& raw,
-                                 const Tensor& raw16, const Tensor& weight, const Tensor& rstd, std::int64_t rows) {
-    if (raw16.defined()) {
-      k.rmsnorm_backward_bf16_in(d_raw.f32(), d_weight, d_out.f32(), raw16.bf16(), weight.f32(), rstd.f32(), rows, hd,
-                                 ctx.config.norm_weight_offset);
-    } else {
-      k.rmsnorm_backward(d_raw.f32(), d_weight, d_out.f32(), raw.f32(), weight.f32(), rstd.f32(), rows, hd,
-                                 ctx.config.norm_weight_offset);
-    }
-  };
-  norm_backward(s.dq_raw, dw, s.dq, a.q_raw, a.q_raw_bf16, w.q_norm, a.rstd_q, b.rows * d.heads);
-  norm_backward(s.dk_raw, dw + hd, s.dk, a.k_raw, a.k_raw_bf16, w.k_norm, a.rstd_k, b.rows * d.kv_heads);
-  if (!g.q_norm.defined()) return;  // frozen (LoRA's base)
-  ctx.tp.all_reduce(dw, static_cast<std::size_t>(2 * hd));
-  k.add_inplace(g.q_norm.f32(), dw, hd);
-  k.add_inplace(g.k_norm.f32(), dw + hd, hd);
-}
-
-// OLMo 2's q and k norms across every head of the TP group (rows of this rank's columns): each
-// row's sums of squares of q and of k (into rstd_q and rstd_k, the halves of rstd_qk) summed over
-// TP in one all-reduce, then each norm from its sums (rstd written over them) into q and k.
-void all_heads_norms_forward(const ModelContext& ctx, const LayerWeights& w, LayerActivations& a, std::int64_t rows) {
-  const auto& k = ctx.k;
-  const TpDims& d = ctx.dims;
-  k.row_dot(a.rstd_q.f32(), a.q_raw.f32(), a.q_raw.f32(), nullptr, rows, d.q_width());
-  k.row_dot(a.rstd_k.f32(), a.k_raw.f32(), a.k_raw.f32(), nullptr, rows, d.kv_width());
-  ctx.tp.all_reduce(a.rstd_qk.f32(), static_cast<std::size_t>(2 * rows));
-  const auto norm = [&](const Tensor& out, const Tensor& out16, const Tensor& rstd, const Tensor& raw,
-                        const Tensor& weight, std::int64_t width) {
-    const std::int64_t total = width * ctx.tp.size();
-    if (out16.defined()) {
-      k.rmsnorm_forward_from_sums_bf16(out16.bf16(), rstd.f32(), raw.f32(), weight.f32(), rstd.f32(), rows, width,
-                                       total, ctx.config.rms_norm_eps);
-    } else {
-      k.rmsnorm_forward_from_sums(out.f32(), rstd.f32(), raw.f32(), weight.f32(), rstd.f32(), rows, width, total,
-                                  ctx.config.rms_norm_eps);
-    }
-  };
-  norm(a.q, a.q_bf16, a.rstd_q, a.q_raw, w.q_norm, d.q_width());
-  norm(a.k, a.k_bf16, a.rstd_k, a.k_raw, w.k_norm, d.kv_width());
-}
-
-// OLMo 1.7's clip_qkv: a product's output `raw` (float32, or bf16 raw16; kept for the backward)
-// clamped into the attention's input, and the gradient back through the clamp (d_raw may be d_out).
-void clip_forward(const ModelContext& ctx, const Tensor& out, const Tensor& out16, const Tensor& raw,
-                  const Tensor& raw16, std::int64_t count) {
-  if (out16.defined()) {
-    ctx.k.clamp_bf16(out16.bf16(), raw16.bf16(), count, ctx.config.clip_qkv);
-  } else {
-    ctx.k.clamp(out.f32(), raw.f32(), count, ctx.config.clip_qkv);
-  }
-}
-void clip_backward(const ModelContext& ctx, const Tensor& d_raw, const Tensor& d_out, const Tensor& raw,
-                   const Tensor& raw16, std::int64_t count) {
-  if (raw16.defined()) {
-    ctx.k.clamp_backward_bf16_in(d_raw.f32(), d_out.f32(), raw16.bf16(), count, ctx.config.clip_qkv);
-  } else {
-    ctx.k.clamp_backward(d_raw.f32(), d_out.f32(), raw.f32(), count, ctx.config.clip_qkv);
-  }
-}
-
-// Its backward: d_raw from d_out for q and k, each row's sums of d_out w raw (q's, then k's)
-// summed over TP in one all-reduce first; the weights' gradients (this rank's slice, complete:
-// every row is here) into g's.
-void all_heads_norms_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w, LayerWeights& g,
-                              const LayerActivations& a, LayerGradScratch& s) {
-  const auto& k = ctx.k;
-  const TpDims& d = ctx.dims;
-  float* dots = s.d_head_norms.f32();
-  k.row_dot(dots, s.dq.f32(), a.q_raw.f32(), w.q_norm.f32(), b.rows, d.q_width());
-  k.row_dot(dots + b.rows, s.dk.f32(), a.k_raw.f32(), w.k_norm.f32(), b.rows, d.kv_width());
-  ctx.tp.all_reduce(dots, static_cast<std::size_t>(2 * b.rows));
-  const auto norm_backward = [&](const Tensor& d_raw, const Tensor& d_weight, const Tensor& d_out, const Tensor& raw,
-                                 const Tensor& weight, const Tensor& rstd, const float* sums, std::int64_t width) {
-    d_raw.zero_();
-    k.rmsnorm_backward_from_dots(d_raw.f32(), f32_or_null(d_weight), d_out.f32(), raw.f32(), weight.f32(), rstd.f32(),
-                                 sums, b.rows, width, width * ctx.tp.size());
-  };
-  norm_backward(s.dq_raw, g.q_norm, s.dq, a.q_raw, w.q_norm, a.rstd_q, dots, d.q_width());
-  norm_backward(s.dk_raw, g.k_norm, s.dk, a.k_raw, w.k_norm, a.rstd_k, dots + b.rows, d.kv_width());
 }
 
 // Gemma 2's norm of a half's output (raw: o_proj's or down_proj's, reduced over TP) into `out`,
@@ -455,27 +347,16 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   // Attention half.
   const ColumnInput in1 = norm_into_column_parallel(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16,
                                                     a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
-  // Qwen3: the q and k products first, then each head normed into q and k; OLMo 2: the same
-  // across every head (the products' output float32 in either precision); OLMo 1.7: the q, k and
-  // v products, then clamped into q, k and v.
-  const bool normed = w.q_norm.defined(), all_heads = ctx.config.qk_norm_all_heads, clipped = ctx.config.clip_qkv > 0;
-  const bool raw = normed || clipped;
+  // The q, k and v products -- into q_raw, k_raw (v_raw) where a family transforms them before
+  // attention (qkv_transforms.h: Qwen3's and OLMo 2's norms, OLMo 1.7's clamp) -- then q, k, v.
+  const bool raw = transforms_qk(ctx, w), raw_v = transforms_v(ctx);
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::Q, a, raw ? a.q_raw : a.q, raw ? a.q_raw_bf16 : a.q_bf16, in1,
                        w.q_proj, w.bf16.q_proj, w.q_bias, n, d.q_width());
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::K, a, raw ? a.k_raw : a.k, raw ? a.k_raw_bf16 : a.k_bf16, in1,
                        w.k_proj, w.bf16.k_proj, w.k_bias, n, d.kv_width());
-  if (normed && all_heads) {
-    all_heads_norms_forward(ctx, w, a, n);
-  } else if (normed) {
-    head_norm_forward(ctx, a.q, a.q_bf16, a.rstd_q, a.q_raw, a.q_raw_bf16, w.q_norm, n * d.heads);
-    head_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, a.k_raw_bf16, w.k_norm, n * d.kv_heads);
-  } else if (clipped) {
-    clip_forward(ctx, a.q, a.q_bf16, a.q_raw, a.q_raw_bf16, n * d.q_width());
-    clip_forward(ctx, a.k, a.k_bf16, a.k_raw, a.k_raw_bf16, n * d.kv_width());
-  }
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::V, a, clipped ? a.v_raw : a.v, clipped ? a.v_raw_bf16 : a.v_bf16,
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::V, a, raw_v ? a.v_raw : a.v, raw_v ? a.v_raw_bf16 : a.v_bf16,
                        in1, w.v_proj, w.bf16.v_proj, w.v_bias, n, d.kv_width());
-  if (clipped) clip_forward(ctx, a.v, a.v_bf16, a.v_raw, a.v_raw_bf16, n * d.kv_width());
+  qkv_transforms_forward(ctx, w, a, n);
   self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer), ctx.rope_for(layer));
   // o_proj's output: x_mid itself, or Gemma 2's before its norm.
   const bool sandwich = w.attn_output_norm.defined();
@@ -565,18 +446,9 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   adapter_backward(ctx, b, layer, ad, LoraTarget::O, g, a, s, d_o, a.attn, a.attn_bf16, s.d_attn.f32(), n, d.q_width(),
                    h);
   self_attention_backward(ctx, b, a, s, ctx.config.attention_scores(layer), ctx.rope_for(layer));
-  const bool clipped = ctx.config.clip_qkv > 0;
-  if (w.q_norm.defined() && ctx.config.qk_norm_all_heads) {
-    all_heads_norms_backward(ctx, b, w, g, a, s);
-  } else if (w.q_norm.defined()) {
-    head_norms_backward(ctx, b, w, g, a, s);
-  } else if (clipped) {
-    clip_backward(ctx, s.dq_raw, s.dq, a.q_raw, a.q_raw_bf16, n * d.q_width());
-    clip_backward(ctx, s.dk_raw, s.dk, a.k_raw, a.k_raw_bf16, n * d.kv_width());
-  }
-  if (clipped) clip_backward(ctx, s.dv, s.dv, a.v_raw, a.v_raw_bf16, n * d.kv_width());  // in place
+  qkv_transforms_backward(ctx, b, w, g, a, s);
   // The q and k products' output gradients: before the q and k norms or the clamp, where the model has them.
-  const bool raw = w.q_norm.defined() || clipped;
+  const bool raw = transforms_qk(ctx, w);
   const float* dq = raw ? s.dq_raw.f32() : s.dq.f32();
   const float* dk = raw ? s.dk_raw.f32() : s.dk.f32();
   bias_backward(ctx, g.q_bias, dq, n, d.q_width());

@@ -32,6 +32,9 @@ void linear_forward_into(const ModelContext& ctx, const Tensor& y, const Tensor&
 void norm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16, float* rstd, const float* x,
                        const Tensor& w, std::int64_t n);
 
+// A tensor's float32 data, or null where it is undefined (a frozen weight's gradient).
+inline float* f32_or_null(const Tensor& t) { return t.defined() ? t.f32() : nullptr; }
+
 // The buffer holding a product's input: x16 in mixed precision, else x.
 inline const void* products_input(const Tensor& x, const Tensor& x16) {
   return x16.defined() ? x16.raw() : x.raw();
