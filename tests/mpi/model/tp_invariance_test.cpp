@@ -204,7 +204,7 @@ TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
 // projection's, A's columns with a row-parallel one's, the other factor whole on every rank with
 // its gradient all-reduced. Every projection adapted, and q/v alone; with sequence parallelism,
 // recomputation and bf16 products; Qwen3's head norms, Gemma 2's sandwich norms and OLMo 2's
-// norms across TP's heads frozen around them.
+// norms across TP's heads frozen around them, the first OLMo's clamp after them.
 TEST(TensorParallel, LoraAdaptersMatchOneRankAtTp2AndTp4) {
   testing::TinyShape shape;
   shape.kv_heads = 4;
@@ -228,7 +228,8 @@ TEST(TensorParallel, LoraAdaptersMatchOneRankAtTp2AndTp4) {
   for (int tp : {2, 4}) expect_same_as_tp1(shape, tp, {.sequence_parallel = tp == 4, .lora = dropped});
   expect_same_as_tp1(shape, 2, {.recompute = true, .lora = dropped});
   for (const testing::TinyFamily family :
-       {testing::TinyFamily::Qwen3, testing::TinyFamily::Gemma2, testing::TinyFamily::Olmo2}) {
+       {testing::TinyFamily::Qwen3, testing::TinyFamily::Gemma2, testing::TinyFamily::Olmo,
+        testing::TinyFamily::Olmo2}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     shape.family = family;
     expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .lora = all});

@@ -127,20 +127,31 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
 // The adapters' gradients against central differences of the adapted float32 forward
 // (common/gradient_check.h), for every projection adapted and
 // for a subset; the base model is frozen: its weights are not written and have no gradient (also
-// OLMo 2's q and k norms across the heads, whose input gradients flow without a weight gradient).
+// OLMo 2's q and k norms across the heads, whose input gradients flow without a weight gradient);
+// the first OLMo's adapters of q, k and v through its clamp (clip_qkv at a limit in a gap of the
+// adapted products' values: common/gradient_check.h).
 TEST(Lora, GradientsMatchFiniteDifferences) {
-  for (const char* variant : {"llama", "qwen3", "gemma2", "olmo2", "q and v"}) {
+  for (const char* variant : {"llama", "qwen3", "gemma2", "olmo", "olmo2", "q and v"}) {
     SCOPED_TRACE(variant);
     testing::TinyShape shape;
     shape.family = variant == std::string("qwen3")    ? testing::TinyFamily::Qwen3
                    : variant == std::string("gemma2") ? testing::TinyFamily::Gemma2
+                   : variant == std::string("olmo")   ? testing::TinyFamily::Olmo
                    : variant == std::string("olmo2")  ? testing::TinyFamily::Olmo2
                                                       : testing::TinyFamily::Llama;
     LoraConfig lora = testing::tiny_lora();
     if (variant == std::string("q and v")) lora.targets = parse_lora_targets("q_proj,v_proj", "test");
+    const TokenBatch batch = TokenBatch::pack(sequences());
+    if (shape.family == testing::TinyFamily::Olmo) {
+      shape.clip_qkv = 1e9f;  // the adapted products' values kept, nothing clamped
+      Adapted probe(shape, lora);
+      testing::randomize_matrices(probe.adapters, 3, 0.3f);
+      Activations acts;
+      probe.transformer.forward(probe.weights, batch, acts, true, {}, &probe.adapters);
+      shape.clip_qkv = testing::clip_in_a_gap(acts);
+    }
     Adapted m(shape, lora);
     testing::randomize_matrices(m.adapters, 3, 0.3f);
-    const TokenBatch batch = TokenBatch::pack(sequences());
     const std::vector<float> c = {0.7f, -1.3f, 0.4f};
     const Tensor base_before = m.weights.flat().clone();
     Activations acts;

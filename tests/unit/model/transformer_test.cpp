@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -40,30 +39,15 @@ std::vector<Sequence> three_sequences() {
           {testing::random_ids(2, 37, 3), 1}};
 }
 
-// OLMo 1.7's clip_qkv for the finite differences: a limit in the widest gap between the unclamped
-// q, k and v magnitudes of three_sequences() from their 70th to their 95th percentile (1.87 here,
-// clamping a tenth of them) so that no step of the differences moves a value across it (a clamp's kink
-// inside a step averages two slopes: measured, steps of 1e-3 to 3e-2 at a fixed limit of 3 gave
-// 0.012 to -0.024 for an analytic 0.011). Passing the gradient where a value was clamped fails it.
+// OLMo 1.7's clip_qkv for the finite differences: common/gradient_check.h's limit for the tiny
+// model's products on three_sequences() (1.87, clamping a tenth of them). Passing the gradient
+// where a value was clamped fails the check.
 float clip_in_a_gap(testing::TinyShape shape) {
   shape.clip_qkv = 1e9f;  // the products' values kept, nothing clamped
   TinyModel m(shape);
   Activations acts;
   m.transformer.forward(m.weights, TokenBatch::pack(three_sequences()), acts, true);
-  std::vector<float> magnitudes;
-  for (const LayerActivations& a : acts.layers) {
-    for (const Tensor* t : {&a.q_raw, &a.k_raw, &a.v_raw}) {
-      for (std::int64_t i = 0; i < t->numel(); ++i) magnitudes.push_back(std::fabs(t->f32()[i]));
-    }
-  }
-  std::sort(magnitudes.begin(), magnitudes.end());
-  const std::size_t n = magnitudes.size();
-  std::size_t widest = n * 7 / 10;
-  for (std::size_t i = widest; i + 1 < n * 95 / 100; ++i) {
-    if (magnitudes[i + 1] - magnitudes[i] > magnitudes[widest + 1] - magnitudes[widest]) widest = i;
-  }
-  EXPECT_GT(magnitudes[widest + 1] - magnitudes[widest], 0.02f) << "no gap wider than a step's reach";
-  return (magnitudes[widest] + magnitudes[widest + 1]) / 2;
+  return testing::clip_in_a_gap(acts);
 }
 
 // Whole-model gradients against central finite differences of the float32 forward, for every
