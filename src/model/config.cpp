@@ -574,10 +574,9 @@ std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t mlp = 3 * h * intermediate_size;
   const std::int64_t biases = qkv_bias ? head_dim * (num_heads + 2 * num_kv_heads) : 0;
   const std::int64_t qk_norms = qk_norm ? 2 * head_dim : qk_norm_all_heads ? head_dim * (num_heads + num_kv_heads) : 0;
-  const std::int64_t norms = layer_norm ? 0 : ((sandwich_norms ? 4 : 2) - (pre_norms ? 0 : 2)) * h;
-  const std::int64_t per_layer = attn + biases + qk_norms + mlp + norms;
+  const std::int64_t per_layer = attn + biases + qk_norms + mlp + layer_norm_weights() * h;
   const std::int64_t embeddings = vocab_size * h * (tie_word_embeddings ? 1 : 2);
-  return num_layers * per_layer + embeddings + (layer_norm ? 0 : h);
+  return num_layers * per_layer + embeddings + (final_norm_weight() ? h : 0);
 }
 
 }  // namespace spin::model

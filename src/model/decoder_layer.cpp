@@ -27,10 +27,11 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const Shape none{0};
   const auto f32 = [&](const Shape& s) { return mixed ? none : s; };
   const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
-  // The q and k products before a norm or OLMo 1.7's clamp; v's before the clamp.
-  const auto raw16 = [&](const Shape& s) { return qk_norm || clip ? s : none; };
-  const auto raw = [&](const Shape& s) { return all_heads ? s : raw16(f32(s)); };
-  const auto raw_v16 = [&](const Shape& s) { return clip ? s : none; };
+  // The q and k products kept before a norm or OLMo 1.7's clamp, v's before the clamp: in the
+  // products' precision (kept_qk, kept_v), and the float32 buffers of them (raw: OLMo 2's always).
+  const auto kept_qk = [&](const Shape& s) { return qk_norm || clip ? s : none; };
+  const auto kept_v = [&](const Shape& s) { return clip ? s : none; };
+  const auto raw = [&](const Shape& s) { return all_heads ? s : kept_qk(f32(s)); };
   // OLMo 2: q's and k's statistics in one buffer (all-reduced at once), rstd_q and rstd_k its halves.
   const Shape rstd_q_shape = all_heads ? Shape{2 * rows} : qk({rows * d.heads});
   const Shape rstd_k_shape = all_heads ? none : qk({rows * d.kv_heads});
@@ -41,7 +42,7 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
       device, {hidden,           normed(hidden),    per_row,          f32(q_shape),     f32(kv_shape), f32(kv_shape),
                {probs_size},     f32(q_shape),      hidden,           normed(hidden),   per_row,       f32(mlp),
                f32(mlp),         f32(mlp),          raw(q_shape),     raw(kv_shape),    rstd_q_shape,  rstd_k_shape,
-               sandwich(hidden), sandwich(per_row), sandwich(hidden), sandwich(per_row), raw_v16(f32(kv_shape))});
+               sandwich(hidden), sandwich(per_row), sandwich(hidden), sandwich(per_row), kept_v(f32(kv_shape))});
   x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = t[10];
   attn_out = rstd_attn_out = mlp_out = rstd_mlp_out = Tensor();
   if (config.sandwich_norms) attn_out = t[18], rstd_attn_out = t[19], mlp_out = t[20], rstd_mlp_out = t[21];
@@ -53,8 +54,8 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   if (mixed) {
     const auto h = workspace_bf16_.carve(
         device,
-        {hidden, q_shape, kv_shape, kv_shape, q_shape, hidden, mlp, mlp, mlp, raw16(q_shape), raw16(kv_shape),
-         raw_v16(kv_shape)},
+        {hidden, q_shape, kv_shape, kv_shape, q_shape, hidden, mlp, mlp, mlp, kept_qk(q_shape), kept_qk(kv_shape),
+         kept_v(kv_shape)},
         1, DType::BF16);
     n1_bf16 = h[0], q_bf16 = h[1], k_bf16 = h[2], v_bf16 = h[3], attn_bf16 = h[4];
     n2_bf16 = h[5], gate_bf16 = h[6], up_bf16 = h[7], act_bf16 = h[8];

@@ -23,9 +23,10 @@ struct ColumnInput {
   Tensor x, x16;
 };
 
-// out (float32), or in mixed precision out16 alone (bf16), = norm(x) (linear.h's norm_for_products) of this rank's
-// b.residual_rows() rows (rstd, x: those rows'). Returns the products' input: out itself, or
-// under a split every rank's rows all-gathered into b.split->gathered.
+// out (float32), or in mixed precision out16 alone (bf16), = norm(x) (linear.h's
+// norm_for_products) of this rank's b.residual_rows() rows (rstd, x: those rows'). Returns the
+// products' input: out itself, or under a split every rank's rows all-gathered into
+// b.split->gathered.
 ColumnInput norm_into_column_parallel(const ModelContext& ctx, const BatchGeometry& b, const Tensor& out,
                                       const Tensor& out16, float* rstd, const float* x, const Tensor& w);
 
@@ -38,8 +39,8 @@ ColumnInput column_input(const ModelContext& ctx, const BatchGeometry& b, const 
 // rank's products' gradient of the norm output; summed over the TP group (all rows, or under a
 // split this rank's: d_norm's first rows afterwards) it goes through the norm: dx += the input
 // gradient, dw += the weight gradient (`w` undefined: OLMo's LayerNorm's input gradient alone, or
-// without a norm dx += the sum itself). Under a split each rank's
-// weight gradient covers its rows only, so it is summed in d_norm_weight ([hidden]) and all-reduced before it is added.
+// without a norm dx += the sum itself). Under a split each rank's weight gradient covers its rows
+// only, so it is summed in d_norm_weight ([hidden]) and all-reduced before it is added.
 void column_parallel_norm_backward(const ModelContext& ctx, const BatchGeometry& b, const Tensor& d_norm,
                                    const Tensor& d_norm_weight, float* dx, const Tensor& dw, const float* x,
                                    const Tensor& w, const float* rstd);

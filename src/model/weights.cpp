@@ -56,8 +56,8 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     split(name, {c.vocab_size, h}, 0, d.vocab_rows, d.vocab_start, d.vocab_valid, primary);
   };
   if (stage.first) vocab_parallel("model.embed_tokens.weight", true);
+  const bool norm_weights = c.layer_norm_weights() > 0;  // OLMo's LayerNorms have none
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
-    const bool norm_weights = !c.layer_norm;  // OLMo's LayerNorms have none
     if (c.pre_norms && norm_weights) replicated(layer_name(l, "input_layernorm.weight"), {h});
     column(layer_name(l, "self_attn.q_proj.weight"), d.q_width(), h);
     column_bias(layer_name(l, "self_attn.q_proj.bias"), d.q_width());
@@ -82,7 +82,7 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     if (c.sandwich_norms) replicated(layer_name(l, "post_feedforward_layernorm.weight"), {h});
   }
   if (stage.last) {
-    if (!c.layer_norm) replicated("model.norm.weight", {h});
+    if (c.final_norm_weight()) replicated("model.norm.weight", {h});
     if (!c.tie_word_embeddings) {
       vocab_parallel("lm_head.weight", true);
     } else if (!stage.first) {

@@ -30,13 +30,11 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   const std::int64_t qk_norms = c.qk_norm             ? 2 * aligned(d.head_dim)
                                 : c.qk_norm_all_heads ? aligned(d.q_width()) + aligned(d.kv_width())
                                                       : 0;
-  // Gemma 2: four a layer, OLMo 2 two (its output norms alone), OLMo none (LayerNorms without weights).
-  const std::int64_t norms = c.layer_norm ? 0 : ((c.sandwich_norms ? 4 : 2) - (c.pre_norms ? 0 : 2)) * aligned(h);
-  const std::int64_t layer = norms + 2 * aligned(d.q_width() * h) + 2 * aligned(d.kv_width() * h) +
+  const std::int64_t layer = c.layer_norm_weights() * aligned(h) + 2 * aligned(d.q_width() * h) + 2 * aligned(d.kv_width() * h) +
                              3 * aligned(d.intermediate * h) + biases + qk_norms;
   n += s.count() * layer;
   if (s.last) {
-    if (!c.layer_norm) n += aligned(h);
+    if (c.final_norm_weight()) n += aligned(h);
     if (!c.tie_word_embeddings || !s.first) n += aligned(d.vocab_rows * h);  // lm_head, or the tied copy
   }
   return (n + pad_multiple - 1) / pad_multiple * pad_multiple;

@@ -107,28 +107,40 @@ void CpuKernels::scale(float* y, const float* x, float alpha, Index n) const {
 
 namespace {
 
-// torch.clamp's arithmetic: NaN compares false and passes through.
-inline float clamped(float v, float limit) { return v < -limit ? -limit : v > limit ? limit : v; }
-inline bool inside(float v, float limit) { return v >= -limit && v <= limit; }
+// torch.clamp's arithmetic on float32 or bf16 values (widened as read, rounded as stored: compared
+// with the float32 bound, as torch clamps a bf16 tensor); NaN compares false and passes through.
+template <class T>
+void clamp_values(T* out, const T* x, Index n, float limit) {
+  for (Index i = 0; i < n; ++i) {
+    const float v = cpu::load(x + i);
+    cpu::store(out + i, v < -limit ? -limit : v > limit ? limit : v);
+  }
+}
+
+// Its gradient: dy where the input lay within the bounds, the bounds included.
+template <class T>
+void clamp_gradient(float* dx, const float* dy, const T* x, Index n, float limit) {
+  for (Index i = 0; i < n; ++i) {
+    const float v = cpu::load(x + i);
+    dx[i] = v >= -limit && v <= limit ? dy[i] : 0.0f;
+  }
+}
 
 }  // namespace
 
-void CpuKernels::clamp(float* out, const float* x, Index n, float limit) const {
-  for (Index i = 0; i < n; ++i) out[i] = clamped(x[i], limit);
-}
+void CpuKernels::clamp(float* out, const float* x, Index n, float limit) const { clamp_values(out, x, n, limit); }
 
-// As torch clamps a bf16 tensor: compared with the float32 bound, the result rounded as stored.
 void CpuKernels::clamp_bf16(std::uint16_t* out, const std::uint16_t* x, Index n, float limit) const {
-  for (Index i = 0; i < n; ++i) out[i] = f32_to_bf16(clamped(bf16_to_f32(x[i]), limit));
+  clamp_values(out, x, n, limit);
 }
 
 void CpuKernels::clamp_backward(float* dx, const float* dy, const float* x, Index n, float limit) const {
-  for (Index i = 0; i < n; ++i) dx[i] = inside(x[i], limit) ? dy[i] : 0.0f;
+  clamp_gradient(dx, dy, x, n, limit);
 }
 
 void CpuKernels::clamp_backward_bf16_in(float* dx, const float* dy, const std::uint16_t* x, Index n,
                                         float limit) const {
-  for (Index i = 0; i < n; ++i) dx[i] = inside(bf16_to_f32(x[i]), limit) ? dy[i] : 0.0f;
+  clamp_gradient(dx, dy, x, n, limit);
 }
 
 void CpuKernels::add_bias(float* y, const float* bias, Index n, Index width) const {
