@@ -172,9 +172,7 @@ struct ModelConfig {
   std::int64_t num_parameters() const;
   // The [hidden] norm weights a decoder layer holds (Llama's two; Gemma 2's four; OLMo 2's two
   // output norms; none for OLMo's LayerNorms), and whether the final norm has one.
-  std::int64_t layer_norm_weights() const {
-    return layer_norm ? 0 : (sandwich_norms ? 4 : 2) - (pre_norms ? 0 : 2);
-  }
+  std::int64_t layer_norm_weights() const { return layer_norm ? 0 : (sandwich_norms ? 4 : 2) - (pre_norms ? 0 : 2); }
   bool final_norm_weight() const { return !layer_norm; }
 };
 

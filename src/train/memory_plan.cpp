@@ -30,8 +30,8 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   const std::int64_t qk_norms = c.qk_norm             ? 2 * aligned(d.head_dim)
                                 : c.qk_norm_all_heads ? aligned(d.q_width()) + aligned(d.kv_width())
                                                       : 0;
-  const std::int64_t layer = c.layer_norm_weights() * aligned(h) + 2 * aligned(d.q_width() * h) + 2 * aligned(d.kv_width() * h) +
-                             3 * aligned(d.intermediate * h) + biases + qk_norms;
+  const std::int64_t layer = c.layer_norm_weights() * aligned(h) + 2 * aligned(d.q_width() * h) +
+                             2 * aligned(d.kv_width() * h) + 3 * aligned(d.intermediate * h) + biases + qk_norms;
   n += s.count() * layer;
   if (s.last) {
     if (c.final_norm_weight()) n += aligned(h);
