@@ -90,16 +90,17 @@ class TimedKernels final : public kernels::Kernels {
                                   Index total) const override {
     time("rmsnorm", [&] { inner_.rmsnorm_backward_from_dots(dx, dw, dout, x, w, rstd, dots, n, dim, total); });
   }
-  void layernorm_forward(float* out, float* rstd, const float* x, Index n, Index dim, float eps) const override {
-    time("rmsnorm", [&] { inner_.layernorm_forward(out, rstd, x, n, dim, eps); });
+  void layernorm_forward(float* out, float* rstd, const float* x, const float* w, const float* b, Index n,
+                         Index dim, float eps) const override {
+    time("rmsnorm", [&] { inner_.layernorm_forward(out, rstd, x, w, b, n, dim, eps); });
   }
-  void layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, Index n, Index dim,
-                              float eps) const override {
-    time("rmsnorm", [&] { inner_.layernorm_forward_bf16(out, rstd, x, n, dim, eps); });
+  void layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, const float* b,
+                              Index n, Index dim, float eps) const override {
+    time("rmsnorm", [&] { inner_.layernorm_forward_bf16(out, rstd, x, w, b, n, dim, eps); });
   }
-  void layernorm_backward(float* dx, const float* dout, const float* x, const float* rstd, Index n,
-                          Index dim) const override {
-    time("rmsnorm", [&] { inner_.layernorm_backward(dx, dout, x, rstd, n, dim); });
+  void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
+                          const float* rstd, Index n, Index dim) const override {
+    time("rmsnorm", [&] { inner_.layernorm_backward(dx, dw, db, dout, x, w, rstd, n, dim); });
   }
   void rope_forward(float* x, const std::int32_t* pos, const float* cos, const float* sin,
                     Index n, Index heads, Index hd, Index rotary) const override {

@@ -156,16 +156,19 @@ class Kernels {
   virtual void rmsnorm_backward_from_dots(float* dx, float* dw, const float* dout, const float* x, const float* w,
                                           const float* rstd, const float* dots, Index n, Index dim,
                                           Index total) const = 0;
-  // LayerNorm without weight or bias (OLMo's OlmoLayerNorm, F.layer_norm in float32 with neither):
-  // out = (x - mean) r over rows of `dim`, r = 1 / sqrt(var + eps) with the biased variance, saved
-  // in rstd[n]. The mean is not kept: the backward forms it again from x, in the same order.
-  virtual void layernorm_forward(float* out, float* rstd, const float* x, Index n, Index dim, float eps) const = 0;
+  // LayerNorm (torch's nn.LayerNorm: F.layer_norm in float32): out = xhat w + b over rows of
+  // `dim`, xhat = (x - mean) r, r = 1 / sqrt(var + eps) with the biased variance, saved in rstd[n].
+  // w and b may each be null: OLMo's OlmoLayerNorm has neither (w 1, b 0), StableLM's both. The
+  // mean is not kept: the backward forms it again from x, in the same order.
+  virtual void layernorm_forward(float* out, float* rstd, const float* x, const float* w, const float* b, Index n,
+                                 Index dim, float eps) const = 0;
   // The same with out rounded to bf16 as it is written (an output only products read).
-  virtual void layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, Index n, Index dim,
-                                      float eps) const = 0;
-  // dx += r (dout - mean(dout) - xhat mean(dout xhat)), xhat = (x - mean) r.
-  virtual void layernorm_backward(float* dx, const float* dout, const float* x, const float* rstd, Index n,
-                                  Index dim) const = 0;
+  virtual void layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, const float* b,
+                                      Index n, Index dim, float eps) const = 0;
+  // With g = dout w (dout where w is null): dx += r (g - mean(g) - xhat mean(g xhat)); dw += the
+  // column sums of dout xhat, db += those of dout (each null: no such parameter, or a frozen one).
+  virtual void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
+                                  const float* rstd, Index n, Index dim) const = 0;
 
   // Rotary embedding, Hugging Face "rotate half" convention, in place on x[n, heads, head_dim]
   // over each head's first rotary_dim dimensions (head_dim but for a partial rotary factor, as

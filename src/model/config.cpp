@@ -30,6 +30,28 @@ float positive_float(const json& j, const char* key, const std::string& source) 
   return v.get<float>();
 }
 
+// A boolean key, `fallback` where it is absent.
+bool flag(const json& j, const char* key, bool fallback, const std::string& source) {
+  if (!j.contains(key)) return fallback;
+  require(j.at(key).is_boolean(), source, ": \"", key, "\" must be true or false, got ", j.at(key).dump());
+  return j.at(key).get<bool>();
+}
+
+// StableLM (model_type stablelm; StableLmConfig's defaults where a key is absent): LayerNorms with
+// weight and bias, RoPE over a quarter of each head (partial_rotary_factor 0.25 by default), biases
+// on q, k and v where use_qkv_bias says so; its per-head q / k LayerNorms (stablelm-2-12b's
+// qk_layernorm) and parallel residual (use_parallel_residual) are not implemented.
+void parse_stablelm(json& j, ModelConfig& c, const std::string& source) {
+  c.layer_norm = c.layer_norm_affine = true;
+  c.qkv_bias = flag(j, "use_qkv_bias", false, source);
+  require(!flag(j, "qk_layernorm", false, source), source,
+          ": \"qk_layernorm\": true (StableLM 2 12B's per-head LayerNorms of q and k) is not supported");
+  require(!flag(j, "use_parallel_residual", false, source), source,
+          ": \"use_parallel_residual\": true (attention and MLP from one input, added together) is not supported");
+  c.rms_norm_eps = j.contains("layer_norm_eps") ? positive_float(j, "layer_norm_eps", source) : 1e-5f;
+  if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.25;
+}
+
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
   if (v.is_null()) return ids;
@@ -380,10 +402,10 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     }
     require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma" ||
                 type == "gemma2" || type == "gemma3_text" || type == "phi3" || type == "smollm3" || type == "granite" ||
-                type == "olmo" || type == "olmo2" || type == "olmo3",
+                type == "olmo" || type == "olmo2" || type == "olmo3" || type == "stablelm",
             source, ": model_type \"", type,
             "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
-            "gemma3_text, phi3, smollm3, granite, olmo, olmo2, olmo3; and the language model of gemma3, mistral3, llava, "
+            "gemma3_text, phi3, smollm3, granite, olmo, olmo2, olmo3, stablelm; and the language model of gemma3, mistral3, llava, "
             "qwen2_vl and qwen2_5_vl)");
   }
   const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";
@@ -391,8 +413,10 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   const bool gemma = type == "gemma" || gemma2;    // Gemma's
   const bool olmo = type == "olmo2" || type == "olmo3";
   ModelConfig c;
+  if (type == "stablelm") parse_stablelm(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;
+    c.rms_norm_eps = 1e-5f;  // OlmoLayerNorm's, not in its config
     if (j.contains("clip_qkv") && !j.at("clip_qkv").is_null()) c.clip_qkv = positive_float(j, "clip_qkv", source);
   }
   if (olmo) {  // Llama's parts but the norms: output norms alone, q and k normed across their heads
@@ -439,7 +463,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
             "\": true is not supported (Llama projections have no bias; of biases spin runs Qwen2's on q, k and v)");
   }
   if (type == "granite") parse_granite_multipliers(j, c, source);
-  c.qkv_bias = qwen2;
+  c.qkv_bias = qwen2 || c.qkv_bias;
   c.qk_norm = qwen3 || gemma3;
   // Phi-3 is Llama with fused projections in its files (and, in the 128k models, LongRoPE).
   c.fused_projections = type == "phi3";
@@ -452,9 +476,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   c.num_layers = positive_int(j, "num_hidden_layers", source);
   c.num_heads = positive_int(j, "num_attention_heads", source);
   c.max_position_embeddings = positive_int(j, "max_position_embeddings", source);
-  if (c.layer_norm) {
-    c.rms_norm_eps = 1e-5f;  // OlmoLayerNorm's, not in its config
-  } else {
+  if (!c.layer_norm) {  // a LayerNorm's eps is set above
     require(j.contains("rms_norm_eps"), source, ": missing required key \"rms_norm_eps\"");
     c.rms_norm_eps = positive_float(j, "rms_norm_eps", source);
   }
@@ -480,8 +502,9 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     const json& f = j.at("partial_rotary_factor");
     require(f.is_number() && f.get<double>() > 0 && f.get<double>() <= 1, source,
             ": partial_rotary_factor must be a number in (0, 1], got ", f.dump());
-    require(type == "phi3" || f.get<double>() == 1.0, source, ": partial_rotary_factor ", f.dump(),
-            " is not supported for model_type ", type, " (spin rotates part of a head for phi3 only, as transformers does)");
+    require(type == "phi3" || type == "stablelm" || f.get<double>() == 1.0, source, ": partial_rotary_factor ",
+            f.dump(), " is not supported for model_type ", type,
+            " (spin rotates part of a head for phi3 and stablelm only, as transformers does)");
     c.rotary_dim = static_cast<std::int64_t>(static_cast<double>(c.head_dim) * f.get<double>());
     require(c.rotary_dim >= 2 && c.rotary_dim % 2 == 0, source, ": partial_rotary_factor ", f.dump(), " of head_dim ",
             c.head_dim, " rotates ", c.rotary_dim, " dimensions; RoPE needs an even number of them");
@@ -574,9 +597,10 @@ std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t mlp = 3 * h * intermediate_size;
   const std::int64_t biases = qkv_bias ? head_dim * (num_heads + 2 * num_kv_heads) : 0;
   const std::int64_t qk_norms = qk_norm ? 2 * head_dim : qk_norm_all_heads ? head_dim * (num_heads + num_kv_heads) : 0;
-  const std::int64_t per_layer = attn + biases + qk_norms + mlp + layer_norm_weights() * h;
+  const std::int64_t norm = (norm_biases() ? 2 : 1) * h;  // a norm's weight, and its bias where it has one
+  const std::int64_t per_layer = attn + biases + qk_norms + mlp + layer_norm_weights() * norm;
   const std::int64_t embeddings = vocab_size * h * (tie_word_embeddings ? 1 : 2);
-  return num_layers * per_layer + embeddings + (final_norm_weight() ? h : 0);
+  return num_layers * per_layer + embeddings + (final_norm_weight() ? norm : 0);
 }
 
 }  // namespace spin::model

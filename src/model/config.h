@@ -1,8 +1,9 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
-// Phi3ForCausalLM, SmolLM3ForCausalLM, GraniteForCausalLM, OlmoForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM), read
-// from a Hugging Face config.json. Features spin does not implement (rope_scaling other than linear, llama3, yarn,
-// longrope and dynamic, partial rotary embeddings outside Phi-3's family, biases other than Qwen2's on q/k/v,
+// Phi3ForCausalLM, SmolLM3ForCausalLM, GraniteForCausalLM, OlmoForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM,
+// StableLmForCausalLM), read from a Hugging Face config.json. Features spin does not implement (rope_scaling other
+// than linear, llama3, yarn, longrope and dynamic, partial rotary embeddings outside Phi-3's and StableLM's families,
+// biases other than on q/k/v (Qwen2's, StableLM's) and on LayerNorms (StableLM's),
 // activations other than SiLU and Gemma's tanh GELU) are refused by name rather than ignored.
 #pragma once
 
@@ -50,7 +51,7 @@ struct ModelConfig {
   std::int64_t head_dim = 0;          // head_dim (defaults to hidden_size / num_heads)
   // The dimensions of each query and key head that RoPE rotates (the first ones; the rest pass
   // through): head_dim, or int(head_dim * partial_rotary_factor) for Phi-3-family models that give
-  // one (Phi-4-mini: 96 of 128).
+  // one (Phi-4-mini: 96 of 128), and StableLM's models (a quarter: 16 of 64).
   std::int64_t rotary_dim = 0;
   float rms_norm_eps = 1e-6f;
   float rope_theta = 10000.0f;
@@ -76,7 +77,7 @@ struct ModelConfig {
   // tensors, split over TP as always.
   bool fused_projections = false;
   bool tie_word_embeddings = false;
-  bool qkv_bias = false;  // biases on the q, k and v projections (model_type qwen2)
+  bool qkv_bias = false;  // biases on the q, k and v projections (model_type qwen2; stablelm's use_qkv_bias)
   bool qk_norm = false;   // RMSNorm of each query and key head before RoPE (model_type qwen3)
   // OLMo 2 / OLMo 3 (model_type olmo2, olmo3): q_norm and k_norm span each row's whole q (k)
   // width, every head at once -- weights of heads x head_dim split over TP with the heads, the
@@ -88,7 +89,10 @@ struct ModelConfig {
   // OLMo (model_type olmo, the first OLMo): every norm -- both halves' input norms and the final
   // one -- a LayerNorm without weight or bias (OlmoLayerNorm: (x - mean) / sqrt(var + 1e-5) in
   // float32), so the model has no norm parameters; rms_norm_eps holds its 1e-5.
+  // StableLM (model_type stablelm): LayerNorms with a weight and a bias each (nn.LayerNorm:
+  // layer_norm_affine), eps config.json's layer_norm_eps.
   bool layer_norm = false;
+  bool layer_norm_affine = false;
   // OLMo 1.7 on: q, k and v clamped to [-clip_qkv, clip_qkv] right after
   // their products (before RoPE), torch.clamp's gradient; 0: none.
   float clip_qkv = 0.0f;
@@ -172,8 +176,12 @@ struct ModelConfig {
   std::int64_t num_parameters() const;
   // The [hidden] norm weights a decoder layer holds (Llama's two; Gemma 2's four; OLMo 2's two
   // output norms; none for OLMo's LayerNorms), and whether the final norm has one.
-  std::int64_t layer_norm_weights() const { return layer_norm ? 0 : (sandwich_norms ? 4 : 2) - (pre_norms ? 0 : 2); }
-  bool final_norm_weight() const { return !layer_norm; }
+  std::int64_t layer_norm_weights() const {
+    return final_norm_weight() ? (sandwich_norms ? 4 : 2) - (pre_norms ? 0 : 2) : 0;
+  }
+  bool final_norm_weight() const { return !layer_norm || layer_norm_affine; }
+  // Whether every norm with a weight has a [hidden] bias beside it (StableLM's LayerNorms).
+  bool norm_biases() const { return layer_norm && layer_norm_affine; }
 };
 
 }  // namespace spin::model

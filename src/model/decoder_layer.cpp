@@ -100,7 +100,7 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
                                            mlp,
                                            mlp,
                                            mlp,
-                                           {b.split ? d.hidden : 0},
+                                           {b.split ? 2 * d.hidden : 0},
                                            raw(q_shape),
                                            raw(kv_shape),
                                            qk(norm_scratch),
@@ -347,7 +347,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
 
   // Attention half.
   const ColumnInput in1 = norm_into_column_parallel(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16,
-                                                    a.rstd1.f32(), a.x_in.f32(), w.input_layernorm);
+                                                    a.rstd1.f32(), a.x_in.f32(),
+                                                    {w.input_layernorm, w.input_layernorm_bias});
   // The q, k and v products -- into q_raw, k_raw (v_raw) where a family transforms them before
   // attention (qkv_transforms.h: Qwen3's and OLMo 2's norms, OLMo 1.7's clamp) -- then q, k, v.
   const bool raw = transforms_qk(ctx, w), raw_v = transforms_v(ctx);
@@ -373,7 +374,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
 
   // MLP half. x_out may alias x_in, which is no longer read from here on.
   const ColumnInput in2 = norm_into_column_parallel(ctx, b, norm_output(a.n2, a.n2_bf16, a.x_mid), a.n2_bf16,
-                                                    a.rstd2.f32(), a.x_mid.f32(), w.pre_mlp_layernorm);
+                                                    a.rstd2.f32(), a.x_mid.f32(),
+                                                    {w.pre_mlp_layernorm, w.pre_mlp_layernorm_bias});
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in2, w.gate_proj, w.bf16.gate_proj,
                        Tensor(), n, d.intermediate);
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::Up, a, a.up, a.up_bf16, in2, w.up_proj, w.bf16.up_proj, Tensor(),
@@ -404,6 +406,10 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   if (ad != nullptr && ctx.tp.size() > 1) s.lora_replicated.zero_();
   // A frozen norm's (LoRA's base) weight gradient goes to a scratch nothing reads.
   const auto norm_grad = [&](const Tensor& t) -> const Tensor& { return t.defined() ? t : s.frozen_norm; };
+  // An input norm's gradients: the weight's as norm_grad, a frozen bias's none.
+  const auto input_norm_grads = [&](const Tensor& weight, const Tensor& bias) -> NormParams {
+    return {norm_grad(weight), bias};
+  };
 
   // MLP half: dx is d/d x_out, whose rows' gradient the down projection's output shares (Gemma 2:
   // through its output norm).
@@ -433,8 +439,9 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   adapter_backward(ctx, b, layer, ad, LoraTarget::Up, g, a, s, s.d_up.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
                    d.intermediate);
   // The residual branch keeps dx; the norm adds its part: dx becomes d/d x_mid.
-  column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx, norm_grad(g.pre_mlp_layernorm),
-                                a.x_mid.f32(), w.pre_mlp_layernorm, a.rstd2.f32());
+  column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx,
+                                input_norm_grads(g.pre_mlp_layernorm, g.pre_mlp_layernorm_bias), a.x_mid.f32(),
+                                {w.pre_mlp_layernorm, w.pre_mlp_layernorm_bias}, a.rstd2.f32());
 
   // Attention half.
   const float* d_o = row_parallel_grad(
@@ -466,8 +473,9 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                   w.v_proj, w.bf16.v_proj, n, h, d.kv_width(), true);
   adapter_backward(ctx, b, layer, ad, LoraTarget::V, g, a, s, s.dv.f32(), in1.x, in1.x16, s.d_norm.f32(), n, h,
                    d.kv_width());
-  column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx, norm_grad(g.input_layernorm), a.x_in.f32(),
-                                w.input_layernorm, a.rstd1.f32());
+  column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx,
+                                input_norm_grads(g.input_layernorm, g.input_layernorm_bias), a.x_in.f32(),
+                                {w.input_layernorm, w.input_layernorm_bias}, a.rstd1.f32());
   if (ad != nullptr) reduce_adapter_gradients(ctx, *ad, g, s);
 }
 

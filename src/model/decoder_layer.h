@@ -91,7 +91,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
 struct LayerGradScratch {
   Tensor d_residual, d_norm, d_attn, dq, dk, dv, d_act, d_gate, d_up;
   Tensor dy_bf16;  // mixed precision: bf16 of a product's output gradient (the widest)
-  Tensor d_norm_weight;  // sequence parallelism: [hidden], a norm's weight gradient from this rank's rows
+  // Sequence parallelism: [2, hidden], a norm's weight and bias gradients from this rank's rows.
+  Tensor d_norm_weight;
   // Qwen3: the gradients of q and k before the heads' RMSNorm, and [2, head_dim] for its weights'
   // gradients from this rank's heads (all-reduced over TP before they are added); OLMo 2: the
   // same gradients, and [2, rows] for the per-row sums of its norms' backward (q's, k's); OLMo 1.7:

@@ -33,27 +33,28 @@ void bias_backward(const ModelContext& ctx, const Tensor& bias_grad, const float
 }
 
 void norm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16, float* rstd, const float* x,
-                       const Tensor& w, std::int64_t n) {
+                       const NormParams& norm, std::int64_t n) {
   const std::int64_t h = ctx.dims.hidden;
+  const float eps = ctx.config.rms_norm_eps;
   if (ctx.config.layer_norm) {
+    const float *w = f32_or_null(norm.weight), *b = f32_or_null(norm.bias);
     if (out16.defined()) {
-      ctx.k.layernorm_forward_bf16(out16.bf16(), rstd, x, n, h, ctx.config.rms_norm_eps);
+      ctx.k.layernorm_forward_bf16(out16.bf16(), rstd, x, w, b, n, h, eps);
     } else {
-      ctx.k.layernorm_forward(out.f32(), rstd, x, n, h, ctx.config.rms_norm_eps);
+      ctx.k.layernorm_forward(out.f32(), rstd, x, w, b, n, h, eps);
     }
     return;
   }
+  const Tensor& w = norm.weight;
   if (!w.defined()) {  // no norm (OLMo 2's halves): the products read x itself, or its bf16 rounding
     require(out16.defined() || out.f32() == x, "norm_for_products: without a norm, out must be x");
     if (out16.defined()) ctx.k.to_bf16(out16.bf16(), x, n * h);
     return;
   }
   if (out16.defined()) {
-    ctx.k.rmsnorm_forward_bf16(out16.bf16(), rstd, x, w.f32(), n, h, ctx.config.rms_norm_eps,
-                               ctx.config.norm_weight_offset);
+    ctx.k.rmsnorm_forward_bf16(out16.bf16(), rstd, x, w.f32(), n, h, eps, ctx.config.norm_weight_offset);
   } else {
-    ctx.k.rmsnorm_forward(out.f32(), rstd, x, w.f32(), n, h, ctx.config.rms_norm_eps,
-                               ctx.config.norm_weight_offset);
+    ctx.k.rmsnorm_forward(out.f32(), rstd, x, w.f32(), n, h, eps, ctx.config.norm_weight_offset);
   }
 }
 

@@ -24,13 +24,19 @@ void linear_forward_into(const ModelContext& ctx, const Tensor& y, const Tensor&
                          const Tensor& x, const Tensor& x16, const Tensor& w, const Tensor& w16,
                          const Tensor& bias, std::int64_t n, std::int64_t in, std::int64_t out);
 
+// A norm's parameters, each undefined where the norm has none: RMSNorm's weight; LayerNorm's
+// weight and bias (StableLM's), or neither (OLMo's).
+struct NormParams {
+  Tensor weight, bias;
+};
+
 // out = rmsnorm(x) over rows of ctx.dims.hidden, for products to read: float32, or in mixed
-// precision (out16 defined) only its bf16 rounding -- no float32 copy is made. OLMo's
-// (ModelConfig::layer_norm): a LayerNorm without parameters instead (`w` undefined). Otherwise,
-// without a norm weight (`w` undefined: OLMo 2's halves have no input norm) the products read x:
+// precision (out16 defined) only its bf16 rounding -- no float32 copy is made. With
+// ModelConfig::layer_norm a LayerNorm instead (OLMo's without parameters, StableLM's with both).
+// Otherwise, without a norm weight (OLMo 2's halves have no input norm) the products read x:
 // out must be x itself (decoder_layer's norm_output), and out16 receives its bf16 rounding.
 void norm_for_products(const ModelContext& ctx, const Tensor& out, const Tensor& out16, float* rstd, const float* x,
-                       const Tensor& w, std::int64_t n);
+                       const NormParams& w, std::int64_t n);
 
 // A tensor's float32 data, or null where it is undefined (a frozen weight's gradient).
 inline float* f32_or_null(const Tensor& t) { return t.defined() ? t.f32() : nullptr; }

@@ -13,6 +13,7 @@
 #include "core/tensor.h"
 #include "core/workspace.h"
 #include "model/context.h"
+#include "model/linear.h"
 
 namespace spin::model {
 
@@ -28,7 +29,7 @@ struct HeadActivations {
   Tensor logprob;   // [rows]: log p(target), 0 where there is none
   Tensor dlogprob;  // [rows]: d loss / d logprob (backward input)
   Tensor d_normed;  // [rows, hidden]: backward scratch
-  Tensor d_norm_weight;  // sequence parallelism: [hidden], the norm's weight gradient from this rank's rows
+  Tensor d_norm_weight;  // sequence parallelism: [2, hidden], the norm's weight and bias gradients from this rank's rows
   std::int64_t chunk = 0;  // rows of logits at a time; every row in one go when >= the rows
   // Mixed precision: the final norm's output in bf16 (the product's input, written by the norm)
   // and the bf16 of the logits' gradient.
@@ -46,7 +47,7 @@ struct HeadActivations {
 
 // The head's weights: the final norm, the LM head and (mixed precision) its bf16 copy.
 struct HeadWeights {
-  const Tensor& norm;
+  NormParams norm;
   const Tensor& head;
   const Tensor& head_bf16;  // undefined: float32 products
 };
@@ -62,7 +63,7 @@ void lm_head_forward(const ModelContext& ctx, const HeadWeights& w, const BatchG
 
 // From acts.dlogprob[i] = d loss / d logprob[i]: accumulates the head and norm weight gradients
 // and writes d loss / d x into dx (the residual rows). Overwrites acts.logits with its gradient.
-void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, const BatchGeometry& b, Tensor& norm_grad,
+void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, const BatchGeometry& b, const NormParams& norm_grad,
                       Tensor& head_grad, const std::int32_t* targets, HeadActivations& acts, const Tensor& dx);
 
 }  // namespace spin::model

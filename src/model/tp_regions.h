@@ -15,6 +15,7 @@
 
 #include "core/tensor.h"
 #include "model/context.h"
+#include "model/linear.h"
 
 namespace spin::model {
 
@@ -28,7 +29,7 @@ struct ColumnInput {
 // products' input: out itself, or under a split every rank's rows all-gathered into
 // b.split->gathered.
 ColumnInput norm_into_column_parallel(const ModelContext& ctx, const BatchGeometry& b, const Tensor& out,
-                                      const Tensor& out16, float* rstd, const float* x, const Tensor& w);
+                                      const Tensor& out16, float* rstd, const float* x, const NormParams& w);
 
 // The products' input again, for their weight gradients in the backward: out itself, or under a
 // split gathered once more (Megatron's trade: an all-gather instead of keeping every layer's
@@ -38,12 +39,13 @@ ColumnInput column_input(const ModelContext& ctx, const BatchGeometry& b, const 
 // Its backward. d_norm ([b.gathered_rows(), hidden]) holds, in its first b.rows rows, this
 // rank's products' gradient of the norm output; summed over the TP group (all rows, or under a
 // split this rank's: d_norm's first rows afterwards) it goes through the norm: dx += the input
-// gradient, dw += the weight gradient (`w` undefined: OLMo's LayerNorm's input gradient alone, or
-// without a norm dx += the sum itself). Under a split each rank's weight gradient covers its rows
-// only, so it is summed in d_norm_weight ([hidden]) and all-reduced before it is added.
+// gradient, dw's weight and bias += theirs for the parameters `w` has (OLMo's LayerNorm: the input
+// gradient alone; without a norm dx += the sum itself). Under a split each rank's parameter
+// gradients cover its rows only, so they are summed in d_norm_params ([2, hidden]: the weight's,
+// the bias's) and all-reduced, in one call, before they are added.
 void column_parallel_norm_backward(const ModelContext& ctx, const BatchGeometry& b, const Tensor& d_norm,
-                                   const Tensor& d_norm_weight, float* dx, const Tensor& dw, const float* x,
-                                   const Tensor& w, const float* rstd);
+                                   const Tensor& d_norm_params, float* dx, const NormParams& dw, const float* x,
+                                   const NormParams& w, const float* rstd);
 
 // Where the partial sums go: `out` itself, or under a split the full-rows scratch (the batch's
 // rows; reduce_row_parallel zeroes the pad rows).

@@ -9,6 +9,11 @@
 
 namespace spin::model {
 
+namespace {
+// The final norm's parameters and the LM head (with its bf16 copy), as lm_head.h takes them.
+HeadWeights head_weights(const ModelWeights& w) { return {{w.norm, w.norm_bias}, w.lm_head, w.lm_head_bf16}; }
+}  // namespace
+
 Transformer::Transformer(const ModelConfig& config, const TpDims& dims, const StageLayers& stage,
                          parallel::Communicator& tp, const kernels::Kernels& kernels)
     : config_(config),
@@ -182,7 +187,7 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
 
   ForwardResult r;
   if (!stage_.last) return r;
-  lm_head_forward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, b, a.arrays.targets.data<std::int32_t>(), a.head);
+  lm_head_forward(ctx_, head_weights(w), b, a.arrays.targets.data<std::int32_t>(), a.head);
   r.token_logprobs = to_host<float>(a.head.logprob);
   r.sequence_logprobs.assign(static_cast<std::size_t>(b.num_seqs), 0.0f);
   for (std::int64_t i = 0; i < n; ++i) {
@@ -248,7 +253,7 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   a.head.allocate(dims_, last_rows, device(), w.has_bf16());
   ctx_.k.gather_rows(a.head.x.f32(), a.stage_output.f32(), a.arrays.last_rows.data<std::int64_t>(),
                      heads, h);
-  lm_head_logits(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, last_rows, a.head);
+  lm_head_logits(ctx_, head_weights(w), last_rows, a.head);
 }
 
 void Transformer::backward(const ModelWeights& w, Activations& a, std::span<const float> grad,
@@ -277,8 +282,8 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
                a.head.dlogprob.nbytes());
     // With adapters the final norm and the head are frozen: the norm's weight gradient goes to a
     // scratch nothing reads, the head's is not computed.
-    Tensor norm_grad = grads.norm.defined() ? grads.norm : a.grad.frozen_norm;
-    lm_head_backward(ctx_, {w.norm, w.lm_head, w.lm_head_bf16}, b, norm_grad, grads.lm_head,
+    const NormParams norm_grad{grads.norm.defined() ? grads.norm : a.grad.frozen_norm, grads.norm_bias};
+    lm_head_backward(ctx_, head_weights(w), b, norm_grad, grads.lm_head,
                      a.arrays.targets.data<std::int32_t>(), a.head, a.grad.d_residual);
   } else {
     require(static_cast<std::int64_t>(grad.size()) == b.residual_rows() * h,

@@ -57,8 +57,13 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
   };
   if (stage.first) vocab_parallel("model.embed_tokens.weight", true);
   const bool norm_weights = c.layer_norm_weights() > 0;  // OLMo's LayerNorms have none
+  // A norm's weight, and its bias where the norms have one (StableLM's LayerNorms).
+  const auto norm = [&](const std::string& weight_name) {
+    replicated(weight_name, {h});
+    if (c.norm_biases()) replicated(weight_name.substr(0, weight_name.size() - 6) + "bias", {h});
+  };
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
-    if (c.pre_norms && norm_weights) replicated(layer_name(l, "input_layernorm.weight"), {h});
+    if (c.pre_norms && norm_weights) norm(layer_name(l, "input_layernorm.weight"));
     column(layer_name(l, "self_attn.q_proj.weight"), d.q_width(), h);
     column_bias(layer_name(l, "self_attn.q_proj.bias"), d.q_width());
     column(layer_name(l, "self_attn.k_proj.weight"), d.kv_width(), h);
@@ -74,7 +79,7 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     }
     row(layer_name(l, "self_attn.o_proj.weight"), h, d.q_width());
     // Gemma 2's: the attention output's norm.
-    if (norm_weights) replicated(layer_name(l, "post_attention_layernorm.weight"), {h});
+    if (norm_weights) norm(layer_name(l, "post_attention_layernorm.weight"));
     if (c.sandwich_norms && c.pre_norms) replicated(layer_name(l, "pre_feedforward_layernorm.weight"), {h});
     column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
     column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);
@@ -82,7 +87,7 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     if (c.sandwich_norms) replicated(layer_name(l, "post_feedforward_layernorm.weight"), {h});
   }
   if (stage.last) {
-    if (c.final_norm_weight()) replicated("model.norm.weight", {h});
+    if (c.final_norm_weight()) norm("model.norm.weight");
     if (!c.tie_word_embeddings) {
       vocab_parallel("lm_head.weight", true);
     } else if (!stage.first) {
@@ -202,7 +207,9 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
       w.mlp_output_norm = get("post_feedforward_layernorm.weight");
     } else {
       w.pre_mlp_layernorm = get_if(layer_name(l, "post_attention_layernorm.weight"));  // none in OLMo
+      w.pre_mlp_layernorm_bias = get_if(layer_name(l, "post_attention_layernorm.bias"));  // StableLM's
     }
+    w.input_layernorm_bias = get_if(layer_name(l, "input_layernorm.bias"));
     w.gate_proj = get("mlp.gate_proj.weight");
     w.up_proj = get("mlp.up_proj.weight");
     w.down_proj = get("mlp.down_proj.weight");
@@ -213,6 +220,7 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
     w.k_norm = get_if(layer_name(l, "self_attn.k_norm.weight"));
   }
   norm = get_if("model.norm.weight");
+  norm_bias = get_if("model.norm.bias");
   if (stage.last) {
     lm_head = by_name.at(config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
   }
@@ -286,9 +294,10 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
     begin = std::min(begin, at);
     end = std::max(end, at + t.numel());
   };
-  for (const Tensor* t : {&l.input_layernorm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj,
-                          &l.pre_mlp_layernorm, &l.gate_proj, &l.up_proj, &l.down_proj, &l.q_bias,
-                          &l.k_bias, &l.v_bias, &l.q_norm, &l.k_norm, &l.attn_output_norm, &l.mlp_output_norm}) {
+  for (const Tensor* t : {&l.input_layernorm, &l.input_layernorm_bias, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj,
+                          &l.pre_mlp_layernorm, &l.pre_mlp_layernorm_bias, &l.gate_proj, &l.up_proj, &l.down_proj,
+                          &l.q_bias, &l.k_bias, &l.v_bias, &l.q_norm, &l.k_norm, &l.attn_output_norm,
+                          &l.mlp_output_norm}) {
     cover(*t);
   }
   for (const LoraFactors& f : l.lora) cover(f.a), cover(f.b);

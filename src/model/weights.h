@@ -27,6 +27,9 @@ struct LayerWeights {
   // [hidden], replicated: the MLP's input norm (Megatron's pre_mlp_layernorm; Hugging Face's
   // post_attention_layernorm, Gemma 2's pre_feedforward_layernorm).
   Tensor pre_mlp_layernorm;
+  // [hidden], replicated: the biases of StableLM's LayerNorms (ModelConfig::norm_biases), undefined
+  // otherwise.
+  Tensor input_layernorm_bias, pre_mlp_layernorm_bias;
   Tensor gate_proj, up_proj;        // [intermediate, hidden], column-parallel
   Tensor down_proj;                 // [hidden, intermediate], row-parallel
   // [heads * head_dim], column-parallel (split as the rows of their matrices): Qwen2's biases
@@ -74,6 +77,7 @@ class ModelWeights {
   Tensor embed_tokens;              // [vocab_rows, hidden], vocab-parallel; first stage only
   std::vector<LayerWeights> layers;  // this stage's layers, layers[0] = global layer stage.begin
   Tensor norm;                      // [hidden], replicated; last stage only
+  Tensor norm_bias;                 // [hidden], replicated: StableLM's; last stage only
   // [vocab_rows, hidden], vocab-parallel; last stage only. With tied embeddings it is the
   // embed_tokens tensor when one stage holds both, and otherwise a second copy of
   // "model.embed_tokens.weight" (not primary) kept equal by the embedding-group all-reduce.

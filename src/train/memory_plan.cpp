@@ -30,11 +30,12 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   const std::int64_t qk_norms = c.qk_norm             ? 2 * aligned(d.head_dim)
                                 : c.qk_norm_all_heads ? aligned(d.q_width()) + aligned(d.kv_width())
                                                       : 0;
-  const std::int64_t layer = c.layer_norm_weights() * aligned(h) + 2 * aligned(d.q_width() * h) +
+  const std::int64_t norm = (c.norm_biases() ? 2 : 1) * aligned(h);  // a weight, and its bias where it has one
+  const std::int64_t layer = c.layer_norm_weights() * norm + 2 * aligned(d.q_width() * h) +
                              2 * aligned(d.kv_width() * h) + 3 * aligned(d.intermediate * h) + biases + qk_norms;
   n += s.count() * layer;
   if (s.last) {
-    if (c.final_norm_weight()) n += aligned(h);
+    if (c.final_norm_weight()) n += norm;
     if (!c.tie_word_embeddings || !s.first) n += aligned(d.vocab_rows * h);  // lm_head, or the tied copy
   }
   return (n + pad_multiple - 1) / pad_multiple * pad_multiple;
@@ -118,7 +119,7 @@ Elements head_activations(const model::TpDims& d, const Rows& r, bool bf16_produ
   const std::int64_t logits = chunk > 0 ? std::min(chunk, rows) : rows;
   return {aligned(r.residual * d.hidden) + (bf16_products ? aligned(logits * d.vocab_rows) : 0),
           aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + aligned(r.residual) + 3 * aligned(rows) +
-              aligned(logits * d.vocab_rows) + aligned(2 * rows) + (r.split ? aligned(d.hidden) : 0)};
+              aligned(logits * d.vocab_rows) + aligned(2 * rows) + (r.split ? aligned(2 * d.hidden) : 0)};
 }
 
 // The backward's scratch (LayerGradScratch), shared by the layers of one micro-batch: float32,
@@ -137,7 +138,7 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products,
   return {bf16_products ? aligned(rows * widest) : 0,
           aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + 2 * aligned(rows * d.q_width()) +
               2 * aligned(rows * d.kv_width()) + 3 * aligned(rows * d.intermediate) +
-              (r.split ? aligned(d.hidden) : 0) + head_norms};
+              (r.split ? aligned(2 * d.hidden) : 0) + head_norms};
 }
 
 // LoRA's buffers of one layer (LayerActivations::lora_u: each adapted projection's u at the

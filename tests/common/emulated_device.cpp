@@ -299,19 +299,23 @@ void EmulatedKernels::rmsnorm_backward_from_dots(float* dx, float* dw, const flo
                                    dev(w, dim, "rmsnorm w"), dev(rstd, n, "rmsnorm rstd"), dev(dots, n, "rmsnorm dots"),
                                    n, dim, total);
 }
-void EmulatedKernels::layernorm_forward(float* out, float* rstd, const float* x, Index n, Index dim, float eps) const {
+void EmulatedKernels::layernorm_forward(float* out, float* rstd, const float* x, const float* w, const float* b,
+                                        Index n, Index dim, float eps) const {
   cpu_->layernorm_forward(dev(out, n * dim, "layernorm out"), dev(rstd, n, "layernorm rstd"),
-                          dev(x, n * dim, "layernorm x"), n, dim, eps);
+                          dev(x, n * dim, "layernorm x"), dev(w, dim, "layernorm w"), dev(b, dim, "layernorm b"), n,
+                          dim, eps);
 }
-void EmulatedKernels::layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, Index n, Index dim,
-                                             float eps) const {
+void EmulatedKernels::layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
+                                             const float* b, Index n, Index dim, float eps) const {
   cpu_->layernorm_forward_bf16(dev(out, n * dim, "layernorm out"), dev(rstd, n, "layernorm rstd"),
-                               dev(x, n * dim, "layernorm x"), n, dim, eps);
+                               dev(x, n * dim, "layernorm x"), dev(w, dim, "layernorm w"), dev(b, dim, "layernorm b"),
+                               n, dim, eps);
 }
-void EmulatedKernels::layernorm_backward(float* dx, const float* dout, const float* x, const float* rstd, Index n,
-                                         Index dim) const {
-  cpu_->layernorm_backward(dev(dx, n * dim, "layernorm dx"), dev(dout, n * dim, "layernorm dout"),
-                           dev(x, n * dim, "layernorm x"), dev(rstd, n, "layernorm rstd"), n, dim);
+void EmulatedKernels::layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x,
+                                         const float* w, const float* rstd, Index n, Index dim) const {
+  cpu_->layernorm_backward(dev(dx, n * dim, "layernorm dx"), dev(dw, dim, "layernorm dw"), dev(db, dim, "layernorm db"),
+                           dev(dout, n * dim, "layernorm dout"), dev(x, n * dim, "layernorm x"),
+                           dev(w, dim, "layernorm w"), dev(rstd, n, "layernorm rstd"), n, dim);
 }
 void EmulatedKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos,
                                    const float* sin, Index n, Index heads, Index hd, Index rotary) const {

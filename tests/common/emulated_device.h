@@ -140,11 +140,12 @@ class EmulatedKernels final : public kernels::Kernels {
                                       const float* sums, Index n, Index dim, Index total, float eps) const override;
   void rmsnorm_backward_from_dots(float* dx, float* dw, const float* dout, const float* x, const float* w,
                                   const float* rstd, const float* dots, Index n, Index dim, Index total) const override;
-  void layernorm_forward(float* out, float* rstd, const float* x, Index n, Index dim, float eps) const override;
-  void layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, Index n, Index dim,
-                              float eps) const override;
-  void layernorm_backward(float* dx, const float* dout, const float* x, const float* rstd, Index n,
-                          Index dim) const override;
+  void layernorm_forward(float* out, float* rstd, const float* x, const float* w, const float* b, Index n,
+                         Index dim, float eps) const override;
+  void layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, const float* b,
+                              Index n, Index dim, float eps) const override;
+  void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
+                          const float* rstd, Index n, Index dim) const override;
   void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin,
                     Index n, Index heads, Index head_dim, Index rotary_dim) const override;
   void rope_backward(float* dx, const std::int32_t* positions, const float* cos,

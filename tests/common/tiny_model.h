@@ -26,9 +26,11 @@ namespace spin::testing {
 // scalars away from 1 and from the values they replace (embeddings times 3, scores times 0.3 instead
 // of head_dim's 0.5, each half's output times 0.7, logits divided by 4); OLMo's: LayerNorms
 // without parameters for every norm, q, k and v clamped at 2 (clip_qkv: about a tenth of them);
-// OLMo 2's: output norms alone, q and k normed across heads.
+// OLMo 2's: output norms alone, q and k normed across heads; StableLM's: LayerNorms with weights
+// and biases, biases on q, k and v, half of each head rotating (its 0.25 of the tiny head_dim 4
+// would be one dimension).
 enum class TinyFamily {
-  Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2
+  Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm
 };
 
 // Its model_type, for the tests' traces.
@@ -47,6 +49,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Granite: return "granite";
     case TinyFamily::Olmo: return "olmo";
     case TinyFamily::Olmo2: return "olmo2";
+    case TinyFamily::StableLm: return "stablelm";
   }
   return "?";
 }
@@ -81,6 +84,8 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
                                                 "\"logits_scaling\": 4.0, "
       : s.family == TinyFamily::Olmo          ? "\"model_type\": \"olmo\", \"clip_qkv\": 2.0, "
       : s.family == TinyFamily::Olmo2         ? "\"model_type\": \"olmo2\", "
+      : s.family == TinyFamily::StableLm      ? "\"model_type\": \"stablelm\", \"use_qkv_bias\": true, "
+                                                "\"partial_rotary_factor\": 0.5, \"layer_norm_eps\": 1e-5, "
       : s.family == TinyFamily::Mistral       ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
       : s.family == TinyFamily::Qwen2         ? "\"model_type\": \"qwen2\", "
       : s.family == TinyFamily::Qwen3         ? "\"model_type\": \"qwen3\", "

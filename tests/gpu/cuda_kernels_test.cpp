@@ -157,27 +157,39 @@ TEST_F(Fixture, RmsNormFromSumsAndDotsAcrossRanks) {
   }
 }
 
-// OLMo's LayerNorm without weight or bias, rows off zero mean: forward (float32, and bf16 the GPU's
-// float32 rounded), backward accumulating into dx.
+// LayerNorm, OLMo's without weight or bias and StableLM's with both, rows off zero mean: forward
+// (float32, and bf16 the GPU's float32 rounded), backward accumulating into dx, dw and db.
 TEST_F(Fixture, LayerNormForwardAndBackward) {
-  for (Index dim : {128, 2048, 4096}) {
-    const Index n = 301;
-    auto x = random(n * dim), dout = random(n * dim), dx = random(n * dim);
-    for (float& v : x) v += 2.0f;
-    std::vector<float> out(n * dim), rstd(n);
-    Dev gx(x), gdout(dout), gdx(dx), gout = poisoned(n * dim), grstd = poisoned(n);
-    cpu.layernorm_forward(out.data(), rstd.data(), x.data(), n, dim, 1e-5f);
-    gpu.layernorm_forward(gout.f(), grstd.f(), gx.f(), n, dim, 1e-5f);
-    EXPECT_CLOSE(gout.get(gpu), out) << dim;
-    EXPECT_CLOSE(grstd.get(gpu), rstd) << dim;
-    const std::vector<std::uint16_t> poison(static_cast<std::size_t>(n * dim), 0x7fc1);
-    PooledBuffer out16 = cuda::upload(poison);
-    Dev grstd16 = poisoned(n);
-    gpu.layernorm_forward_bf16(out16.as<std::uint16_t>(), grstd16.f(), gx.f(), n, dim, 1e-5f);
-    EXPECT_EQ(cuda::download<std::uint16_t>(out16, n * dim), to_bf16_host(gout.get(gpu))) << dim;
-    cpu.layernorm_backward(dx.data(), dout.data(), x.data(), rstd.data(), n, dim);
-    gpu.layernorm_backward(gdx.f(), gdout.f(), gx.f(), grstd.f(), n, dim);
-    EXPECT_CLOSE(gdx.get(gpu), dx) << dim;
+  for (const bool affine : {false, true}) {
+    for (Index dim : {128, 2048, 4096}) {
+      const Index n = 301;
+      auto x = random(n * dim), dout = random(n * dim), dx = random(n * dim);
+      auto w = random(dim), b = random(dim), dw = random(dim), db = random(dim);
+      for (float& v : x) v += 2.0f;
+      std::vector<float> out(n * dim), rstd(n);
+      Dev gx(x), gdout(dout), gdx(dx), gw(w), gb(b), gdw(dw), gdb(db), gout = poisoned(n * dim),
+          grstd = poisoned(n);
+      const float* wp = affine ? w.data() : nullptr;
+      const float* bp = affine ? b.data() : nullptr;
+      const float* gwp = affine ? gw.f() : nullptr;
+      const float* gbp = affine ? gb.f() : nullptr;
+      cpu.layernorm_forward(out.data(), rstd.data(), x.data(), wp, bp, n, dim, 1e-5f);
+      gpu.layernorm_forward(gout.f(), grstd.f(), gx.f(), gwp, gbp, n, dim, 1e-5f);
+      EXPECT_CLOSE(gout.get(gpu), out) << dim << affine;
+      EXPECT_CLOSE(grstd.get(gpu), rstd) << dim << affine;
+      const std::vector<std::uint16_t> poison(static_cast<std::size_t>(n * dim), 0x7fc1);
+      PooledBuffer out16 = cuda::upload(poison);
+      Dev grstd16 = poisoned(n);
+      gpu.layernorm_forward_bf16(out16.as<std::uint16_t>(), grstd16.f(), gx.f(), gwp, gbp, n, dim, 1e-5f);
+      EXPECT_EQ(cuda::download<std::uint16_t>(out16, n * dim), to_bf16_host(gout.get(gpu))) << dim << affine;
+      cpu.layernorm_backward(dx.data(), affine ? dw.data() : nullptr, affine ? db.data() : nullptr, dout.data(),
+                             x.data(), wp, rstd.data(), n, dim);
+      gpu.layernorm_backward(gdx.f(), affine ? gdw.f() : nullptr, affine ? gdb.f() : nullptr, gdout.f(), gx.f(), gwp,
+                             grstd.f(), n, dim);
+      EXPECT_CLOSE(gdx.get(gpu), dx) << dim << affine;
+      EXPECT_CLOSE(gdw.get(gpu), dw) << dim << affine;  // unchanged without a weight
+      EXPECT_CLOSE(gdb.get(gpu), db) << dim << affine;
+    }
   }
 }
 

@@ -1,7 +1,8 @@
-// LayerNorm (Ba et al. 2016) without weight or bias, as OLMo's OlmoLayerNorm (F.layer_norm in
-// float32 with neither): y = (x - mean) r, r = 1 / sqrt(var + eps), var the biased variance
-// (two passes: the mean, then the squared deviations). Backward, with xhat = (x - mean) r:
-//   dx_j = r (dy_j - mean(dy) - xhat_j mean(dy xhat)).
+// LayerNorm (Ba et al. 2016), as torch's nn.LayerNorm computes it in float32: y = xhat w + b,
+// xhat = (x - mean) r, r = 1 / sqrt(var + eps), var the biased variance (two passes: the mean, then
+// the squared deviations); w and b each optional (OLMo's OlmoLayerNorm has neither, StableLM's
+// both). Backward, with g = dy w:
+//   dx_j = r (g_j - mean(g) - xhat_j mean(g xhat)),  dw += sum over rows of dy xhat,  db += sum of dy.
 // The mean is formed again in the backward, by the same loop, rather than kept.
 #include <cmath>
 
@@ -22,7 +23,8 @@ float row_mean(const float* x, Index dim) {
 }
 
 template <class Out>
-void layernorm_rows(Out* out, float* rstd, const float* x, Index n, Index dim, float eps) {
+void layernorm_rows(Out* out, float* rstd, const float* x, const float* w, const float* b, Index n, Index dim,
+                    float eps) {
   for (Index i = 0; i < n; ++i) {
     const float* xi = x + i * dim;
     Out* oi = out + i * dim;
@@ -32,38 +34,54 @@ void layernorm_rows(Out* out, float* rstd, const float* x, Index n, Index dim, f
     for (Index j = 0; j < dim; ++j) ss += (xi[j] - mean) * (xi[j] - mean);
     const float r = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
     rstd[i] = r;
+    if (w == nullptr && b == nullptr) {
 #pragma omp simd
-    for (Index j = 0; j < dim; ++j) store(oi + j, (xi[j] - mean) * r);
+      for (Index j = 0; j < dim; ++j) store(oi + j, (xi[j] - mean) * r);
+      continue;
+    }
+    for (Index j = 0; j < dim; ++j) {
+      store(oi + j, (xi[j] - mean) * r * (w != nullptr ? w[j] : 1.0f) + (b != nullptr ? b[j] : 0.0f));
+    }
   }
 }
 
 }  // namespace
 
-void CpuKernels::layernorm_forward(float* out, float* rstd, const float* x, Index n, Index dim, float eps) const {
-  layernorm_rows(out, rstd, x, n, dim, eps);
+void CpuKernels::layernorm_forward(float* out, float* rstd, const float* x, const float* w, const float* b, Index n,
+                                   Index dim, float eps) const {
+  layernorm_rows(out, rstd, x, w, b, n, dim, eps);
 }
 
-void CpuKernels::layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, Index n, Index dim,
-                                        float eps) const {
-  layernorm_rows(out, rstd, x, n, dim, eps);
+void CpuKernels::layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
+                                        const float* b, Index n, Index dim, float eps) const {
+  layernorm_rows(out, rstd, x, w, b, n, dim, eps);
 }
 
-void CpuKernels::layernorm_backward(float* dx, const float* dout, const float* x, const float* rstd, Index n,
-                                    Index dim) const {
+void CpuKernels::layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
+                                    const float* rstd, Index n, Index dim) const {
   for (Index i = 0; i < n; ++i) {
     const float* xi = x + i * dim;
     const float* gi = dout + i * dim;
     float* dxi = dx + i * dim;
     const float mean = row_mean(xi, dim), r = rstd[i];
+    const auto g = [&](Index j) { return w != nullptr ? gi[j] * w[j] : gi[j]; };
     float sum = 0.0f, dot = 0.0f;
 #pragma omp simd reduction(+ : sum, dot)
     for (Index j = 0; j < dim; ++j) {
-      sum += gi[j];
-      dot += gi[j] * (xi[j] - mean) * r;
+      sum += g(j);
+      dot += g(j) * (xi[j] - mean) * r;
     }
     const float a = sum / static_cast<float>(dim), c = dot / static_cast<float>(dim);
 #pragma omp simd
-    for (Index j = 0; j < dim; ++j) dxi[j] += r * (gi[j] - a - (xi[j] - mean) * r * c);
+    for (Index j = 0; j < dim; ++j) dxi[j] += r * (g(j) - a - (xi[j] - mean) * r * c);
+    if (dw != nullptr) {
+#pragma omp simd
+      for (Index j = 0; j < dim; ++j) dw[j] += gi[j] * (xi[j] - mean) * r;
+    }
+    if (db != nullptr) {
+#pragma omp simd
+      for (Index j = 0; j < dim; ++j) db[j] += gi[j];
+    }
   }
 }
 

@@ -130,25 +130,35 @@ void CudaKernels::rmsnorm_backward_bf16_in(float* dx, float* dw, const float* do
   launch_rmsnorm_backward(stream_, dx, dw, dout, reinterpret_cast<const __nv_bfloat16*>(x), w, w_offset, rstd, n, dim);
 }
 
-void CudaKernels::layernorm_forward(float* out, float* rstd, const float* x, Index n, Index dim, float eps) const {
+void CudaKernels::layernorm_forward(float* out, float* rstd, const float* x, const float* w, const float* b, Index n,
+                                    Index dim, float eps) const {
   if (n == 0) return;
-  layernorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, rstd, x, dim, eps);
+  layernorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, rstd, x, w, b, dim, eps);
   SPIN_CUDA_CHECK_LAUNCH("layernorm_forward");
 }
 
-void CudaKernels::layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, Index n, Index dim,
-                                         float eps) const {
+void CudaKernels::layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
+                                         const float* b, Index n, Index dim, float eps) const {
   if (n == 0) return;
   layernorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(out),
-                                                                               rstd, x, dim, eps);
+                                                                               rstd, x, w, b, dim, eps);
   SPIN_CUDA_CHECK_LAUNCH("layernorm_forward_bf16");
 }
 
-void CudaKernels::layernorm_backward(float* dx, const float* dout, const float* x, const float* rstd, Index n,
-                                     Index dim) const {
+void CudaKernels::layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x,
+                                     const float* w, const float* rstd, Index n, Index dim) const {
   if (n == 0) return;
-  layernorm_backward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(dx, dout, x, rstd, dim);
-  SPIN_CUDA_CHECK_LAUNCH("layernorm_backward");
+  // The rows' means, which the weight's gradient needs, from the dx kernel that forms them anyway.
+  PooledBuffer means;
+  if (dw != nullptr) means = PooledBuffer(allocator_, static_cast<std::size_t>(n) * sizeof(float));
+  layernorm_backward_dx_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(dx, means.as<float>(), dout, x, w,
+                                                                                   rstd, dim);
+  SPIN_CUDA_CHECK_LAUNCH("layernorm_backward (dx)");
+  if (dw == nullptr && db == nullptr) return;
+  const dim3 grid(static_cast<unsigned>((dim + kThreads - 1) / kThreads),
+                  static_cast<unsigned>((n + kRowsPerChunk - 1) / kRowsPerChunk));
+  layernorm_backward_dw_kernel<<<grid, kThreads, 0, stream_>>>(dw, db, dout, x, means.as<float>(), rstd, n, dim);
+  SPIN_CUDA_CHECK_LAUNCH("layernorm_backward (dw, db)");
 }
 
 void CudaKernels::row_dot(float* out, const float* a, const float* b, const float* w, Index n, Index dim) const {

@@ -274,15 +274,16 @@ __global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dout, const I
     dx[at + j] += r * (dout[at + j] * (w_offset + w[j]) - load(x + at + j) * c);
   }
 }
-// LayerNorm without weight or bias (OLMo's): out = (x - mean) r, r = 1 / sqrt(var + eps); the
-// backward forms the mean again from x, as the forward did.
+// LayerNorm: out = (x - mean) r w + b, r = 1 / sqrt(var + eps), w and b each null where the norm
+// has none (OLMo's has neither); the backward forms the mean again from x, as the forward did.
 __device__ inline float row_mean(const float* xi, long long dim, float* shared) {
   float sum = 0.0f;
   for (long long j = threadIdx.x; j < dim; j += blockDim.x) sum += xi[j];
   return block_sum(sum, shared) / static_cast<float>(dim);
 }
 template <class Out>
-__global__ void layernorm_forward_kernel(Out* out, float* rstd, const float* x, long long dim, float eps) {
+__global__ void layernorm_forward_kernel(Out* out, float* rstd, const float* x, const float* w, const float* b,
+                                         long long dim, float eps) {
   __shared__ float shared[32];
   const float* xi = x + blockIdx.x * dim;
   const float mean = row_mean(xi, dim, shared);
@@ -292,22 +293,28 @@ __global__ void layernorm_forward_kernel(Out* out, float* rstd, const float* x, 
   const float r = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
   if (threadIdx.x == 0) rstd[blockIdx.x] = r;
   Out* oi = out + blockIdx.x * dim;
-  for (long long j = threadIdx.x; j < dim; j += blockDim.x) store(oi + j, (xi[j] - mean) * r);
+  for (long long j = threadIdx.x; j < dim; j += blockDim.x) {
+    store(oi + j, (xi[j] - mean) * r * (w != nullptr ? w[j] : 1.0f) + (b != nullptr ? b[j] : 0.0f));
+  }
 }
-__global__ void layernorm_backward_kernel(float* dx, const float* dout, const float* x, const float* rstd,
-                                          long long dim) {
+// dx by rows; each row's mean into `means` where it is given (for the weight's gradient).
+__global__ void layernorm_backward_dx_kernel(float* dx, float* means, const float* dout, const float* x,
+                                             const float* w, const float* rstd, long long dim) {
   __shared__ float shared[32];
   const long long at = blockIdx.x * dim;
   const float mean = row_mean(x + at, dim, shared), r = rstd[blockIdx.x];
+  if (means != nullptr && threadIdx.x == 0) means[blockIdx.x] = mean;
   float sum = 0.0f, dot = 0.0f;
   for (long long j = threadIdx.x; j < dim; j += blockDim.x) {
-    sum += dout[at + j];
-    dot += dout[at + j] * (x[at + j] - mean) * r;
+    const float g = w != nullptr ? dout[at + j] * w[j] : dout[at + j];
+    sum += g;
+    dot += g * (x[at + j] - mean) * r;
   }
   const float a = block_sum(sum, shared) / static_cast<float>(dim);
   const float c = block_sum(dot, shared) / static_cast<float>(dim);
   for (long long j = threadIdx.x; j < dim; j += blockDim.x) {
-    dx[at + j] += r * (dout[at + j] - a - (x[at + j] - mean) * r * c);
+    const float g = w != nullptr ? dout[at + j] * w[j] : dout[at + j];
+    dx[at + j] += r * (g - a - (x[at + j] - mean) * r * c);
   }
 }
 // The norm over rows spread across ranks (Kernels::row_dot, the *_from_sums / *_from_dots pair).
@@ -352,6 +359,22 @@ __global__ void rmsnorm_backward_dw_kernel(float* dw, const float* dout, const I
   float acc = 0.0f;
   for (long long i = begin; i < end; ++i) acc += dout[i * dim + j] * load(x + i * dim + j) * rstd[i];
   atomicAdd(dw + j, acc);
+}
+// LayerNorm's dw += sum dout xhat (means: the rows' means, dw null: none) and db += sum dout
+// (null: none), by columns over chunks of rows, as RMSNorm's.
+__global__ void layernorm_backward_dw_kernel(float* dw, float* db, const float* dout, const float* x,
+                                             const float* means, const float* rstd, long long n, long long dim) {
+  const long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  if (j >= dim) return;
+  const long long begin = blockIdx.y * kRowsPerChunk, end = min(n, begin + kRowsPerChunk);
+  float acc_w = 0.0f, acc_b = 0.0f;
+  for (long long i = begin; i < end; ++i) {
+    const float g = dout[i * dim + j];
+    if (dw != nullptr) acc_w += g * (x[i * dim + j] - means[i]) * rstd[i];
+    acc_b += g;
+  }
+  if (dw != nullptr) atomicAdd(dw + j, acc_w);
+  if (db != nullptr) atomicAdd(db + j, acc_b);
 }
 __global__ void logits_max_kernel(float* row_max, const float* logits, long long ld, long long valid) {
   __shared__ float shared[32];

@@ -177,7 +177,7 @@ TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
   using testing::TinyFamily;
   for (const TinyFamily family : {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2,
                                   TinyFamily::Gemma3, TinyFamily::Phi3, TinyFamily::Phi4Mini, TinyFamily::SmolLM3,
-                                  TinyFamily::Granite, TinyFamily::Olmo, TinyFamily::Olmo2}) {
+                                  TinyFamily::Granite, TinyFamily::Olmo, TinyFamily::Olmo2, TinyFamily::StableLm}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;
@@ -229,7 +229,7 @@ TEST(TensorParallel, LoraAdaptersMatchOneRankAtTp2AndTp4) {
   expect_same_as_tp1(shape, 2, {.recompute = true, .lora = dropped});
   for (const testing::TinyFamily family :
        {testing::TinyFamily::Qwen3, testing::TinyFamily::Gemma2, testing::TinyFamily::Olmo,
-        testing::TinyFamily::Olmo2}) {
+        testing::TinyFamily::Olmo2, testing::TinyFamily::StableLm}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     shape.family = family;
     expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .lora = all});

@@ -182,7 +182,8 @@ TEST(MemoryPlan, LogitsChunkFiguresEqualTheAllocations) {
 // Granite's residual multiplier the backward's scratch for a half's output gradient; OLMo 2 its
 // q and k norms' split weights, float32 q and k before them and the backward's per-row sums, its
 // two norms a layer, and in float32 no input norms' outputs (the products read the stream).
-// OLMo: no norm weights at all (its LayerNorms have none).
+// OLMo: no norm weights at all (its LayerNorms have none); StableLM: a bias beside every norm
+// weight, and the sequence-parallel scratch for both gradients.
 TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   auto& world = testing::mpi_world();
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Qwen2);
@@ -198,6 +199,8 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Olmo);
   check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::Olmo2);
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Olmo2);
+  check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::StableLm);  // norm biases, q/k/v biases
+  check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::StableLm);
   check(world, {2, 2, 1}, true, false, false, false, true, 0, Family::Olmo2);  // float32: no input norms' outputs
 }
 

@@ -39,7 +39,8 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
   // (the model above has Qwen2's biases), in bf16 with recomputation.
   for (const TinyFamily family :
        {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2, TinyFamily::Gemma3,
-        TinyFamily::Phi4Mini, TinyFamily::SmolLM3, TinyFamily::Granite, TinyFamily::Olmo, TinyFamily::Olmo2}) {
+        TinyFamily::Phi4Mini, TinyFamily::SmolLM3, TinyFamily::Granite, TinyFamily::Olmo, TinyFamily::Olmo2,
+        TinyFamily::StableLm}) {
     SCOPED_TRACE(tiny_family_name(family));
     EmulatedDeviceMemory memory;
     const EmulatedKernels kernels(memory);

@@ -127,17 +127,19 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
 // The adapters' gradients against central differences of the adapted float32 forward
 // (common/gradient_check.h), for every projection adapted and
 // for a subset; the base model is frozen: its weights are not written and have no gradient (also
-// OLMo 2's q and k norms across the heads, whose input gradients flow without a weight gradient);
+// OLMo 2's q and k norms across the heads, whose input gradients flow without a weight gradient,
+// and StableLM's LayerNorms, their weights and biases frozen);
 // the first OLMo's adapters of q, k and v through its clamp (clip_qkv at a limit in a gap of the
 // adapted products' values: common/gradient_check.h).
 TEST(Lora, GradientsMatchFiniteDifferences) {
-  for (const char* variant : {"llama", "qwen3", "gemma2", "olmo", "olmo2", "q and v"}) {
+  for (const char* variant : {"llama", "qwen3", "gemma2", "olmo", "olmo2", "stablelm", "q and v"}) {
     SCOPED_TRACE(variant);
     testing::TinyShape shape;
     shape.family = variant == std::string("qwen3")    ? testing::TinyFamily::Qwen3
                    : variant == std::string("gemma2") ? testing::TinyFamily::Gemma2
                    : variant == std::string("olmo")   ? testing::TinyFamily::Olmo
                    : variant == std::string("olmo2")  ? testing::TinyFamily::Olmo2
+                   : variant == std::string("stablelm") ? testing::TinyFamily::StableLm
                                                       : testing::TinyFamily::Llama;
     LoraConfig lora = testing::tiny_lora();
     if (variant == std::string("q and v")) lora.targets = parse_lora_targets("q_proj,v_proj", "test");

@@ -182,31 +182,57 @@ TEST(CudaKernelsEmulated, Clamp) {
   EXPECT_EQ(dx, want_dx);
 }
 
-// OLMo's LayerNorm without weight or bias: forward (float32 and bf16 out), backward accumulating.
+// LayerNorm, OLMo's without weight or bias and StableLM's with both: forward (float32 and bf16
+// out), backward accumulating -- dx by rows, dw and db by columns over chunks of rows (more rows
+// than a chunk: two chunks' atomic adds).
 TEST(CudaKernelsEmulated, LayerNorm) {
   const CpuKernels cpu;
-  const long long n = 9, dim = 300;  // more columns than threads: each thread takes two or one
+  const long long n = 300, dim = 300;  // more columns than threads: each thread takes two or one
   auto x = testing::random_uniform(n * dim, 21);
   for (long long j = 0; j < dim; ++j) x[j] += 5.0f;  // a row off zero mean
   const auto dout = testing::random_uniform(n * dim, 22);
-  std::vector<float> out(n * dim, NAN), rstd(n, NAN), want(n * dim), want_rstd(n);
-  cpu.layernorm_forward(want.data(), want_rstd.data(), x.data(), n, dim, 1e-5f);
-  run(n, [&] { dev::layernorm_forward_kernel<float>(out.data(), rstd.data(), x.data(), dim, 1e-5f); });
-  EXPECT_LT(testing::relative_error(out, want), 1e-5);
-  EXPECT_LT(testing::relative_error(rstd, want_rstd), 1e-5);
-  std::vector<__nv_bfloat16> out16(n * dim, __nv_bfloat16{0xFFFF});
-  std::vector<std::uint16_t> want16(n * dim);
-  run(n, [&] { dev::layernorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), dim, 1e-5f); });
-  cpu.to_bf16(want16.data(), want.data(), n * dim);
-  long long differ = 0;
-  for (std::size_t i = 0; i < want16.size(); ++i) differ += out16[i].bits != want16[i];
-  EXPECT_LE(differ, n * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
+  const auto w = testing::random_uniform(dim, 24), b = testing::random_uniform(dim, 25);
+  for (const bool affine : {false, true}) {
+    const float* wp = affine ? w.data() : nullptr;
+    const float* bp = affine ? b.data() : nullptr;
+    std::vector<float> out(n * dim, NAN), rstd(n, NAN), want(n * dim), want_rstd(n);
+    cpu.layernorm_forward(want.data(), want_rstd.data(), x.data(), wp, bp, n, dim, 1e-5f);
+    run(n, [&] { dev::layernorm_forward_kernel<float>(out.data(), rstd.data(), x.data(), wp, bp, dim, 1e-5f); });
+    EXPECT_LT(testing::relative_error(out, want), 1e-5) << affine;
+    EXPECT_LT(testing::relative_error(rstd, want_rstd), 1e-5) << affine;
+    std::vector<__nv_bfloat16> out16(n * dim, __nv_bfloat16{0xFFFF});
+    std::vector<std::uint16_t> want16(n * dim);
+    run(n, [&] {
+      dev::layernorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), wp, bp, dim, 1e-5f);
+    });
+    cpu.to_bf16(want16.data(), want.data(), n * dim);
+    long long differ = 0;
+    for (std::size_t i = 0; i < want16.size(); ++i) differ += out16[i].bits != want16[i];
+    EXPECT_LE(differ, n * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
 
-  auto dx = testing::random_uniform(n * dim, 23);
-  auto want_dx = dx;
-  run(n, [&] { dev::layernorm_backward_kernel(dx.data(), dout.data(), x.data(), want_rstd.data(), dim); });
-  cpu.layernorm_backward(want_dx.data(), dout.data(), x.data(), want_rstd.data(), n, dim);
-  EXPECT_LT(testing::relative_error(dx, want_dx), 1e-5);
+    auto dx = testing::random_uniform(n * dim, 23);
+    auto want_dx = dx;
+    std::vector<float> means(n, NAN), dw(dim, 0.25f), db(dim, 0.5f), want_dw = dw, want_db = db;
+    run(n, [&] {
+      dev::layernorm_backward_dx_kernel(dx.data(), affine ? means.data() : nullptr, dout.data(), x.data(), wp,
+                                        want_rstd.data(), dim);
+    });
+    cpu.layernorm_backward(want_dx.data(), affine ? want_dw.data() : nullptr, affine ? want_db.data() : nullptr,
+                           dout.data(), x.data(), wp, want_rstd.data(), n, dim);
+    EXPECT_LT(testing::relative_error(dx, want_dx), 1e-5) << affine;
+    if (!affine) continue;
+    const long long chunks = (n + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk;
+    ASSERT_EQ(chunks, 2);
+    run(
+        1,
+        [&] {
+          dev::layernorm_backward_dw_kernel(dw.data(), db.data(), dout.data(), x.data(), means.data(),
+                                            want_rstd.data(), n, dim);
+        },
+        dim3((dim + kThreads - 1) / kThreads, chunks));
+    EXPECT_LT(testing::relative_error(dw, want_dw), 1e-5);
+    EXPECT_LT(testing::relative_error(db, want_db), 1e-5);
+  }
 }
 
 // The element-wise kernels on bf16 and float32: RoPE in place on bf16 q/k (positions up to the
