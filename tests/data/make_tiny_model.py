@@ -100,8 +100,13 @@ def main():
     p.add_argument("--olmo3", action="store_true",
                    help="an Olmo3ForCausalLM: --olmo2's tensors, --sliding-window in layer 0 of every 2 (layer_types), "
                         "--yarn's scaling where given (the full-attention layers')")
+    p.add_argument("--stablelm", action="store_true",
+                   help="a StableLmForCausalLM: LayerNorms with weights and biases (input_layernorm, "
+                        "post_attention_layernorm, norm), biases on q/k/v (use_qkv_bias, as stablelm-2-1_6b), "
+                        "RoPE over --partial-rotary of each head (StableLmConfig's 0.25 by default)")
     p.add_argument("--partial-rotary", type=float, metavar="FACTOR",
-                   help="--phi3's partial_rotary_factor (Phi-4-mini's 0.75): RoPE rotates that share of each head")
+                   help="--phi3's and --stablelm's partial_rotary_factor (Phi-4-mini's 0.75): RoPE rotates that "
+                        "share of each head")
     p.add_argument("--yarn", type=float, metavar="FACTOR",
                    help="rope_scaling of type yarn with this factor over --original-max-positions (as Qwen2.5 "
                         "and Qwen3 document it)")
@@ -133,13 +138,17 @@ def main():
         return [bf16_round((0.0 if a.gemma else 1.0) + rng.gauss(0.0, 0.1)) for _ in range(n)]
 
     def biases(name, n):  # large enough to move the scores visibly
-        return [(name, [n], [bf16_round(rng.gauss(0.0, 0.3)) for _ in range(n)])] if a.qwen2 else []
+        return [(name, [n], [bf16_round(rng.gauss(0.0, 0.3)) for _ in range(n)])] if a.qwen2 or a.stablelm else []
+
+    def norm_bias(name, n):  # StableLM's LayerNorms: a shift of every normed value
+        return [(name, [n], [bf16_round(rng.gauss(0.0, 0.2)) for _ in range(n)])] if a.stablelm else []
 
     tensors = [("model.embed_tokens.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden))]
     for l in range(a.layers):
         pre = "model.layers.%d." % l
         tensors += [
             *([] if a.olmo2 or a.olmo else [(pre + "input_layernorm.weight", [a.hidden], norm(a.hidden))]),
+            *norm_bias(pre + "input_layernorm.bias", a.hidden),
             (pre + "self_attn.q_proj.weight", [a.heads * head_dim, a.hidden], matrix(a.heads * head_dim, a.hidden)),
             *biases(pre + "self_attn.q_proj.bias", a.heads * head_dim),
             (pre + "self_attn.k_proj.weight", [a.kv_heads * head_dim, a.hidden], matrix(a.kv_heads * head_dim, a.hidden)),
@@ -153,6 +162,7 @@ def main():
                (pre + "self_attn.k_norm.weight", [a.kv_heads * head_dim], norm(a.kv_heads * head_dim))]
               if a.olmo2 else []),
             *([] if a.olmo else [(pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden))]),
+            *norm_bias(pre + "post_attention_layernorm.bias", a.hidden),
             *([(pre + "pre_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 else []),
             (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
             (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
@@ -161,6 +171,7 @@ def main():
         ]
     if not a.olmo:
         tensors.append(("model.norm.weight", [a.hidden], norm(a.hidden)))
+        tensors += norm_bias("model.norm.bias", a.hidden)
     if not a.tie:
         tensors.append(("lm_head.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden)))
     if a.phi3:  # Phi3Attention's and Phi3MLP's fused tensors: rows [q; k; v] and [gate; up]
@@ -251,6 +262,12 @@ def main():
         config.update({"architectures": ["Olmo3ForCausalLM"], "model_type": "olmo3", "sliding_window": a.sliding_window,
                        "layer_types": ["sliding_attention" if l % 2 == 0 else "full_attention"
                                        for l in range(a.layers)]})
+    if a.stablelm:  # StableLM's own keys, as stablelm-2-1_6b's config.json has them
+        config.update({"architectures": ["StableLmForCausalLM"], "model_type": "stablelm", "layer_norm_eps": 1e-5,
+                       "use_qkv_bias": True, "qk_layernorm": False, "use_parallel_residual": False,
+                       "partial_rotary_factor": a.partial_rotary or 0.25, "hidden_dropout": 0.0,
+                       "attention_dropout": 0.0})
+        del config["rms_norm_eps"]
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

@@ -225,7 +225,8 @@ def case_convert(args, tmp):
     # Gemma 2 (four norms a layer) and Gemma 3 (besides, head norms), and Phi-3 (q/k/v and gate/up
     # fused in its files: each TP rank reads its heads' rows of qkv_proj, the export fuses again),
     # and Granite (its multipliers in config.json alone), and OLMo (no norm weights at all), and OLMo 2
-    # (no input norms; q_norm and k_norm split over TP 2 with the heads), and back.
+    # (no input norms; q_norm and k_norm split over TP 2 with the heads), and StableLM (its LayerNorms'
+    # biases replicated beside their weights), and back.
     for name, extra in [("tiny-qwen2", "model.layers.1.self_attn.v_proj.bias"),
                         ("tiny-qwen3", "model.layers.1.self_attn.k_norm.weight"),
                         ("tiny-gemma", "model.layers.1.post_attention_layernorm.weight"),
@@ -234,7 +235,8 @@ def case_convert(args, tmp):
                         ("tiny-phi3", "model.layers.1.mlp.gate_up_proj.weight"),
                         ("tiny-granite", "model.layers.1.mlp.down_proj.weight"),
                         ("tiny-olmo", "model.layers.1.self_attn.o_proj.weight"),
-                        ("tiny-olmo2", "model.layers.1.self_attn.q_norm.weight")]:
+                        ("tiny-olmo2", "model.layers.1.self_attn.q_norm.weight"),
+                        ("tiny-stablelm", "model.layers.1.post_attention_layernorm.bias")]:
         qwen = os.path.join(args.models, name)
         ckpt(args, 2, "import-hf", qwen, os.path.join(tmp, name), "--tp", "2")
         ckpt(args, 1, "export-hf", os.path.join(tmp, name), os.path.join(tmp, name + "-hf"))

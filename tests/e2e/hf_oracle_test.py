@@ -30,7 +30,9 @@ transformers has it (4.45 on), else LlamaForCausalLM with forward hooks in model
 clamping about a tenth of q, k and v): OlmoForCausalLM itself (transformers 4.40 on). OLMo 2 (tiny-olmo2) and OLMo 3 (tiny-olmo3: a window of 8 in layer 0, YaRN in
 the full-attention layer 1 alone): Olmo2ForCausalLM where transformers has it (4.47 on), else -- and
 for OLMo 3 always, as transformers versions disagree on its windowed layers' RoPE -- LlamaForCausalLM
-rewired as modeling_olmo2 / modeling_olmo3 compute (olmo_reference).
+rewired as modeling_olmo2 / modeling_olmo3 compute (olmo_reference). StableLM (tiny-stablelm:
+LayerNorms with weights and biases, q/k/v biases, a quarter of each head rotating):
+StableLmForCausalLM itself (transformers 4.38 on).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -397,7 +399,7 @@ def main():
     records = [json.loads(l) for l in open(args.input) if l.strip()]
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
                  "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
-                 "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3"]:
+                 "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")

@@ -176,6 +176,13 @@ def case_hf_tokenizer(args, tmp):
     assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "olmo"
     assert not [name for name in after if "norm" in name], sorted(after)
     print("OLMo + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, exported as an olmo without norms")
+    # StableLM (LayerNorms with weights and biases, q/k/v biases, partial rotary) with llama3's
+    # tokenizer: the norms' biases train (their gradients all-reduced over TP under sequence
+    # parallelism elsewhere: tp_invariance), exported as a stablelm with them.
+    after, out = train_family(args, config, tmp, "stablelm", "model.layers.0.input_layernorm.bias", "llama3")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "stablelm"
+    assert "model.norm.bias" in after, sorted(after)
+    print("StableLM + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, norm biases trained, exported")
 
 
 def main():
