@@ -39,15 +39,15 @@ bool flag(const json& j, const char* key, bool fallback, const std::string& sour
 
 // StableLM (model_type stablelm; StableLmConfig's defaults where a key is absent): LayerNorms with
 // weight and bias, RoPE over a quarter of each head (partial_rotary_factor 0.25 by default), biases
-// on q, k and v where use_qkv_bias says so; its per-head q / k LayerNorms (stablelm-2-12b's
-// qk_layernorm) and parallel residual (use_parallel_residual) are not implemented.
+// on q, k and v where use_qkv_bias says so, attention and MLP side by side where
+// use_parallel_residual says so; its per-head q / k LayerNorms (stablelm-2-12b's qk_layernorm) are
+// not implemented.
 void parse_stablelm(json& j, ModelConfig& c, const std::string& source) {
   c.layer_norm = c.layer_norm_affine = true;
   c.qkv_bias = flag(j, "use_qkv_bias", false, source);
+  c.parallel_residual = flag(j, "use_parallel_residual", false, source);
   require(!flag(j, "qk_layernorm", false, source), source,
           ": \"qk_layernorm\": true (StableLM 2 12B's per-head LayerNorms of q and k) is not supported");
-  require(!flag(j, "use_parallel_residual", false, source), source,
-          ": \"use_parallel_residual\": true (attention and MLP from one input, added together) is not supported");
   c.rms_norm_eps = j.contains("layer_norm_eps") ? positive_float(j, "layer_norm_eps", source) : 1e-5f;
   if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.25;
 }

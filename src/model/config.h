@@ -93,6 +93,9 @@ struct ModelConfig {
   // layer_norm_affine), eps config.json's layer_norm_eps.
   bool layer_norm = false;
   bool layer_norm_affine = false;
+  // StableLM's use_parallel_residual (GPT-J's layout): attention and MLP both read the input norm's
+  // output, x_out = x_in + attn(norm(x_in)) + mlp(norm(x_in)); no norm before the MLP.
+  bool parallel_residual = false;
   // OLMo 1.7 on: q, k and v clamped to [-clip_qkv, clip_qkv] right after
   // their products (before RoPE), torch.clamp's gradient; 0: none.
   float clip_qkv = 0.0f;
@@ -175,9 +178,10 @@ struct ModelConfig {
   // Parameters of the full (unsharded) model.
   std::int64_t num_parameters() const;
   // The [hidden] norm weights a decoder layer holds (Llama's two; Gemma 2's four; OLMo 2's two
-  // output norms; none for OLMo's LayerNorms), and whether the final norm has one.
+  // output norms; a parallel residual's one; none for OLMo's LayerNorms), and whether the final
+  // norm has one.
   std::int64_t layer_norm_weights() const {
-    return final_norm_weight() ? (sandwich_norms ? 4 : 2) - (pre_norms ? 0 : 2) : 0;
+    return final_norm_weight() ? (sandwich_norms ? 4 : 2) - (pre_norms ? 0 : 2) - (parallel_residual ? 1 : 0) : 0;
   }
   bool final_norm_weight() const { return !layer_norm || layer_norm_affine; }
   // Whether every norm with a weight has a [hidden] bias beside it (StableLM's LayerNorms).

@@ -38,12 +38,14 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const auto sandwich = [&](const Shape& s) { return config.sandwich_norms ? s : none; };
   // The input norms' float32 outputs; without them (OLMo 2) the products read the stream itself.
   const auto normed = [&](const Shape& s) { return config.pre_norms ? f32(s) : none; };
+  // The MLP's input norm: none with a parallel residual (the MLP reads the attention's input norm).
+  const auto second = [&](const Shape& s) { return config.parallel_residual ? none : s; };
   const auto t = workspace_.carve(
-      device, {hidden,           normed(hidden),    per_row,          f32(q_shape),     f32(kv_shape), f32(kv_shape),
-               {probs_size},     f32(q_shape),      hidden,           normed(hidden),   per_row,       f32(mlp),
+      device, {hidden,         normed(hidden),    per_row,         f32(q_shape),     f32(kv_shape),  f32(kv_shape),
+               {probs_size},   f32(q_shape),      hidden,          second(normed(hidden)), second(per_row), f32(mlp),
                f32(mlp),         f32(mlp),          raw(q_shape),     raw(kv_shape),    rstd_q_shape,  rstd_k_shape,
                sandwich(hidden), sandwich(per_row), sandwich(hidden), sandwich(per_row), kept_v(f32(kv_shape))});
-  x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = t[10];
+  x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = config.parallel_residual ? Tensor() : t[10];
   attn_out = rstd_attn_out = mlp_out = rstd_mlp_out = Tensor();
   if (config.sandwich_norms) attn_out = t[18], rstd_attn_out = t[19], mlp_out = t[20], rstd_mlp_out = t[21];
   q_raw = k_raw = q_raw_bf16 = k_raw_bf16 = rstd_q = rstd_k = rstd_qk = v_raw = v_raw_bf16 = Tensor();
@@ -54,8 +56,8 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   if (mixed) {
     const auto h = workspace_bf16_.carve(
         device,
-        {hidden, q_shape, kv_shape, kv_shape, q_shape, hidden, mlp, mlp, mlp, kept_qk(q_shape), kept_qk(kv_shape),
-         kept_v(kv_shape)},
+        {hidden, q_shape, kv_shape, kv_shape, q_shape, second(hidden), mlp, mlp, mlp, kept_qk(q_shape),
+         kept_qk(kv_shape), kept_v(kv_shape)},
         1, DType::BF16);
     n1_bf16 = h[0], q_bf16 = h[1], k_bf16 = h[2], v_bf16 = h[3], attn_bf16 = h[4];
     n2_bf16 = h[5], gate_bf16 = h[6], up_bf16 = h[7], act_bf16 = h[8];
@@ -67,6 +69,7 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
     if (!config.pre_norms) n1 = n2 = Tensor();  // none: the products read x_in and x_mid (norm_output)
     n1_bf16 = q_bf16 = k_bf16 = v_bf16 = attn_bf16 = n2_bf16 = gate_bf16 = up_bf16 = act_bf16 = Tensor();
   }
+  if (config.parallel_residual) n2 = n2_bf16 = Tensor();
   lora_u = {};
   lora_u32 = Tensor();
   if (!lora.enabled()) return;
@@ -372,10 +375,14 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   scale_branch_output(ctx, b, a.x_mid.f32());
   k.add_inplace(a.x_mid.f32(), a.x_in.f32(), residual);
 
-  // MLP half. x_out may alias x_in, which is no longer read from here on.
-  const ColumnInput in2 = norm_into_column_parallel(ctx, b, norm_output(a.n2, a.n2_bf16, a.x_mid), a.n2_bf16,
-                                                    a.rstd2.f32(), a.x_mid.f32(),
-                                                    {w.pre_mlp_layernorm, w.pre_mlp_layernorm_bias});
+  // MLP half. x_out may alias x_in, which is no longer read from here on. With a parallel
+  // residual the MLP reads the attention's input (in1: under a split still gathered, nothing
+  // having used the buffer since).
+  const ColumnInput in2 = ctx.config.parallel_residual
+                              ? in1
+                              : norm_into_column_parallel(ctx, b, norm_output(a.n2, a.n2_bf16, a.x_mid), a.n2_bf16,
+                                                          a.rstd2.f32(), a.x_mid.f32(),
+                                                          {w.pre_mlp_layernorm, w.pre_mlp_layernorm_bias});
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in2, w.gate_proj, w.bf16.gate_proj,
                        Tensor(), n, d.intermediate);
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::Up, a, a.up, a.up_bf16, in2, w.up_proj, w.bf16.up_proj, Tensor(),
@@ -429,7 +436,9 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   } else {
     k.glu_backward(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate, ctx.config.activation);
   }
-  const ColumnInput in2 = column_input(ctx, b, norm_output(a.n2, a.n2_bf16, a.x_mid), a.n2_bf16);
+  const bool parallel = ctx.config.parallel_residual;  // the MLP's input is the attention's
+  const ColumnInput in2 = parallel ? column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16)
+                                   : column_input(ctx, b, norm_output(a.n2, a.n2_bf16, a.x_mid), a.n2_bf16);
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.gate_proj), s.d_gate.f32(), s.dy_bf16, in2.x, in2.x16,
                   w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, false);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Gate, g, a, s, s.d_gate.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
@@ -438,10 +447,14 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                   w.up_proj, w.bf16.up_proj, n, h, d.intermediate, true);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Up, g, a, s, s.d_up.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
                    d.intermediate);
-  // The residual branch keeps dx; the norm adds its part: dx becomes d/d x_mid.
-  column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx,
-                                input_norm_grads(g.pre_mlp_layernorm, g.pre_mlp_layernorm_bias), a.x_mid.f32(),
-                                {w.pre_mlp_layernorm, w.pre_mlp_layernorm_bias}, a.rstd2.f32());
+  // The residual branch keeps dx; the norm adds its part: dx becomes d/d x_mid. With a parallel
+  // residual dx is d/d x_mid already, and s.d_norm keeps the MLP's part of the input norm's
+  // gradient, to which q, k and v add theirs.
+  if (!parallel) {
+    column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx,
+                                  input_norm_grads(g.pre_mlp_layernorm, g.pre_mlp_layernorm_bias), a.x_mid.f32(),
+                                  {w.pre_mlp_layernorm, w.pre_mlp_layernorm_bias}, a.rstd2.f32());
+  }
 
   // Attention half.
   const float* d_o = row_parallel_grad(
@@ -464,7 +477,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   bias_backward(ctx, g.v_bias, s.dv.f32(), n, d.kv_width());
   const ColumnInput in1 = column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.q_proj), dq, s.dy_bf16, in1.x, in1.x16,
-                  w.q_proj, w.bf16.q_proj, n, h, d.q_width(), false);
+                  w.q_proj, w.bf16.q_proj, n, h, d.q_width(), parallel);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Q, g, a, s, dq, in1.x, in1.x16, s.d_norm.f32(), n, h, d.q_width());
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.k_proj), dk, s.dy_bf16, in1.x, in1.x16,
                   w.k_proj, w.bf16.k_proj, n, h, d.kv_width(), true);

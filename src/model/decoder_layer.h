@@ -1,7 +1,10 @@
 // One Llama decoder layer under tensor parallelism, as explicit forward and backward:
 //   x_mid = x_in  + o_proj(attention(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1))),
 //   x_out = x_mid + down_proj(silu(gate_proj(n2)) * up_proj(n2)),
-// with n1 = rmsnorm(x_in), n2 = rmsnorm(x_mid); Qwen2 adds biases to q/k/v_proj, Qwen3 an RMSNorm
+// with n1 = rmsnorm(x_in), n2 = rmsnorm(x_mid) (with a parallel residual -- StableLM's
+// use_parallel_residual -- the MLP reads n1 too: x_out = x_in + attention + MLP, one norm a layer,
+// and the backward sums both halves' gradients of n1 before the one norm's backward); Qwen2 adds
+// biases to q/k/v_proj, Qwen3 an RMSNorm
 // of every query and key head before RoPE (its weights replicated, their gradients, each rank's
 // from its own heads, all-reduced over TP: [head_dim] each), Gemma 2 an RMSNorm of o_proj's and
 // down_proj's outputs before they join the residual stream (on its rows, as the other norms).

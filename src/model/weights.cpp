@@ -79,7 +79,7 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     }
     row(layer_name(l, "self_attn.o_proj.weight"), h, d.q_width());
     // Gemma 2's: the attention output's norm.
-    if (norm_weights) norm(layer_name(l, "post_attention_layernorm.weight"));
+    if (norm_weights && !c.parallel_residual) norm(layer_name(l, "post_attention_layernorm.weight"));
     if (c.sandwich_norms && c.pre_norms) replicated(layer_name(l, "pre_feedforward_layernorm.weight"), {h});
     column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
     column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);

@@ -90,11 +90,12 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   // The input norms' outputs; without those norms (OLMo 2) the stream's bf16 rounding, or in
   // float32 nothing: the products read the stream itself.
   const bool norm_outputs = c.pre_norms || mixed;
+  const std::int64_t input_norms = c.parallel_residual ? 1 : 2;  // a parallel residual's MLP reads the first
   Elements e;
-  e.act = (norm_outputs ? 2 * aligned(r.residual * d.hidden) : 0) + 2 * aligned(rows * d.q_width()) +
+  e.act = (norm_outputs ? input_norms * aligned(r.residual * d.hidden) : 0) + 2 * aligned(rows * d.q_width()) +
           2 * aligned(rows * d.kv_width()) + 3 * aligned(rows * d.intermediate);
   // Residual in and mid, the norms' 1/rms.
-  e.f32 = 2 * aligned(r.residual * d.hidden) + 2 * aligned(r.residual);
+  e.f32 = 2 * aligned(r.residual * d.hidden) + input_norms * aligned(r.residual);
   if (c.sandwich_norms) e.f32 += 2 * aligned(r.residual * d.hidden) + 2 * aligned(r.residual);
   if (c.qk_norm) {  // q and k before the head norms (at the activation size) and their statistics
     e.act += aligned(rows * d.q_width()) + aligned(rows * d.kv_width());

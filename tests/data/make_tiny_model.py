@@ -104,6 +104,9 @@ def main():
                    help="a StableLmForCausalLM: LayerNorms with weights and biases (input_layernorm, "
                         "post_attention_layernorm, norm), biases on q/k/v (use_qkv_bias, as stablelm-2-1_6b), "
                         "RoPE over --partial-rotary of each head (StableLmConfig's 0.25 by default)")
+    p.add_argument("--parallel-residual", action="store_true",
+                   help="--stablelm's use_parallel_residual: attention and MLP both read input_layernorm's output "
+                        "(no post_attention_layernorm)")
     p.add_argument("--partial-rotary", type=float, metavar="FACTOR",
                    help="--phi3's and --stablelm's partial_rotary_factor (Phi-4-mini's 0.75): RoPE rotates that "
                         "share of each head")
@@ -161,8 +164,9 @@ def main():
             *([(pre + "self_attn.q_norm.weight", [a.heads * head_dim], norm(a.heads * head_dim)),
                (pre + "self_attn.k_norm.weight", [a.kv_heads * head_dim], norm(a.kv_heads * head_dim))]
               if a.olmo2 else []),
-            *([] if a.olmo else [(pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden))]),
-            *norm_bias(pre + "post_attention_layernorm.bias", a.hidden),
+            *([] if a.olmo or a.parallel_residual else
+              [(pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
+               *norm_bias(pre + "post_attention_layernorm.bias", a.hidden)]),
             *([(pre + "pre_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 else []),
             (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
             (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
@@ -264,7 +268,7 @@ def main():
                                        for l in range(a.layers)]})
     if a.stablelm:  # StableLM's own keys, as stablelm-2-1_6b's config.json has them
         config.update({"architectures": ["StableLmForCausalLM"], "model_type": "stablelm", "layer_norm_eps": 1e-5,
-                       "use_qkv_bias": True, "qk_layernorm": False, "use_parallel_residual": False,
+                       "use_qkv_bias": True, "qk_layernorm": False, "use_parallel_residual": a.parallel_residual,
                        "partial_rotary_factor": a.partial_rotary or 0.25, "hidden_dropout": 0.0,
                        "attention_dropout": 0.0})
         del config["rms_norm_eps"]

@@ -31,8 +31,9 @@ clamping about a tenth of q, k and v): OlmoForCausalLM itself (transformers 4.40
 the full-attention layer 1 alone): Olmo2ForCausalLM where transformers has it (4.47 on), else -- and
 for OLMo 3 always, as transformers versions disagree on its windowed layers' RoPE -- LlamaForCausalLM
 rewired as modeling_olmo2 / modeling_olmo3 compute (olmo_reference). StableLM (tiny-stablelm:
-LayerNorms with weights and biases, q/k/v biases, a quarter of each head rotating):
-StableLmForCausalLM itself (transformers 4.38 on).
+LayerNorms with weights and biases, q/k/v biases, a quarter of each head rotating; and
+tiny-stablelm-parallel: attention and MLP side by side, use_parallel_residual): StableLmForCausalLM
+itself (transformers 4.38 on).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -399,7 +400,8 @@ def main():
     records = [json.loads(l) for l in open(args.input) if l.strip()]
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
                  "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
-                 "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm"]:
+                 "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
+                 "tiny-stablelm-parallel"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")

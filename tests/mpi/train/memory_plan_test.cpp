@@ -183,7 +183,8 @@ TEST(MemoryPlan, LogitsChunkFiguresEqualTheAllocations) {
 // q and k norms' split weights, float32 q and k before them and the backward's per-row sums, its
 // two norms a layer, and in float32 no input norms' outputs (the products read the stream).
 // OLMo: no norm weights at all (its LayerNorms have none); StableLM: a bias beside every norm
-// weight, and the sequence-parallel scratch for both gradients.
+// weight, and the sequence-parallel scratch for both gradients; with a parallel residual one norm
+// (and its output and statistics) a layer.
 TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   auto& world = testing::mpi_world();
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Qwen2);
@@ -201,6 +202,8 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Olmo2);
   check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::StableLm);  // norm biases, q/k/v biases
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::StableLm);
+  check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::StableLmParallel);  // one norm a layer
+  check(world, {2, 1, 2}, false, false, false, true, true, 0, Family::StableLmParallel);
   check(world, {2, 2, 1}, true, false, false, false, true, 0, Family::Olmo2);  // float32: no input norms' outputs
 }
 

@@ -40,7 +40,7 @@ std::string replaced(std::string s, const std::vector<std::pair<std::string, std
 // 100352 x 2048 embeddings, 24 layers of 51,394,560: projections, q/k/v biases, two LayerNorms of
 // weight and bias; the final LayerNorm). stablelm-3b-4e1t's shape (no q/k/v biases; partial_rotary_factor
 // left out for StableLmConfig's 0.25): 2,795,443,200. Each norm's bias sits beside its weight in
-// the parameter layout, under Hugging Face's names.
+// the parameter layout, under Hugging Face's names. With use_parallel_residual a layer has one norm.
 TEST(ModelConfig, ReadsStableLm) {
   const ModelConfig c = ModelConfig::from_json(kStableLm2, "config.json");
   EXPECT_TRUE(c.layer_norm);
@@ -79,9 +79,20 @@ TEST(ModelConfig, ReadsStableLm) {
   const auto at = [&](const std::string& name) { return std::find(names.begin(), names.end(), name) - names.begin(); };
   EXPECT_EQ(at("model.norm.bias"), at("model.norm.weight") + 1);
 
+  // use_parallel_residual: attention and MLP both read the input norm; no post_attention_layernorm
+  // (2 x 2048 a layer fewer).
+  const ModelConfig parallel =
+      ModelConfig::from_json(replaced(kStableLm2, {{"\"use_parallel_residual\": false", "\"use_parallel_residual\": true"}}), "c");
+  EXPECT_TRUE(parallel.parallel_residual);
+  EXPECT_FALSE(c.parallel_residual);
+  EXPECT_EQ(parallel.layer_norm_weights(), 1);
+  EXPECT_EQ(parallel.num_parameters(), 1644515328 - 24 * 2 * 2048);
+  for (const ShardedTensor& t : parameter_layout(parallel, tp_dims(parallel, 0, 1), StageLayers::whole(24))) {
+    EXPECT_EQ(t.name.find("post_attention_layernorm"), std::string::npos) << t.name;
+  }
+
   for (const auto& [edit, message] : std::vector<std::pair<std::pair<std::string, std::string>, std::string>>{
            {{"\"qk_layernorm\": false", "\"qk_layernorm\": true"}, "\"qk_layernorm\": true"},
-           {{"\"use_parallel_residual\": false", "\"use_parallel_residual\": true"}, "\"use_parallel_residual\": true"},
            {{"\"use_qkv_bias\": true", "\"use_qkv_bias\": 1"}, "\"use_qkv_bias\" must be true or false"},
            {{"\"layer_norm_eps\": 1e-05", "\"layer_norm_eps\": 0"}, "\"layer_norm_eps\" must be a positive number"},
            {{"\"partial_rotary_factor\": 0.25", "\"partial_rotary_factor\": 0.01"}, "rotates 0 dimensions"}}) {
