@@ -103,12 +103,12 @@ class TimedKernels final : public kernels::Kernels {
     time("rmsnorm", [&] { inner_.layernorm_backward(dx, dw, db, dout, x, w, rstd, n, dim); });
   }
   void rope_forward(float* x, const std::int32_t* pos, const float* cos, const float* sin,
-                    Index n, Index heads, Index hd, Index rotary) const override {
-    time("rope", [&] { inner_.rope_forward(x, pos, cos, sin, n, heads, hd, rotary); });
+                    Index n, Index heads, Index hd, Index rotary, kernels::RopePairs pairs) const override {
+    time("rope", [&] { inner_.rope_forward(x, pos, cos, sin, n, heads, hd, rotary, pairs); });
   }
   void rope_backward(float* dx, const std::int32_t* pos, const float* cos, const float* sin,
-                     Index n, Index heads, Index hd, Index rotary) const override {
-    time("rope", [&] { inner_.rope_backward(dx, pos, cos, sin, n, heads, hd, rotary); });
+                     Index n, Index heads, Index hd, Index rotary, kernels::RopePairs pairs) const override {
+    time("rope", [&] { inner_.rope_backward(dx, pos, cos, sin, n, heads, hd, rotary, pairs); });
   }
   void attention_forward(float* out, float* probs, const float* q, const float* k,
                          const float* v, const Index* cu, Index seqs, Index heads, Index kvh,
@@ -150,8 +150,8 @@ class TimedKernels final : public kernels::Kernels {
     time("kv cache write", [&] { inner_.scatter_rows_bf16(dst, src, rows, n, width); });
   }
   void rope_forward_bf16(std::uint16_t* x, const std::int32_t* pos, const float* cos, const float* sin,
-                         Index n, Index heads, Index hd, Index rotary) const override {
-    time("rope", [&] { inner_.rope_forward_bf16(x, pos, cos, sin, n, heads, hd, rotary); });
+                         Index n, Index heads, Index hd, Index rotary, kernels::RopePairs pairs) const override {
+    time("rope", [&] { inner_.rope_forward_bf16(x, pos, cos, sin, n, heads, hd, rotary, pairs); });
   }
   void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
                               const std::uint16_t* k, const std::uint16_t* v, const Index* cu, Index seqs,

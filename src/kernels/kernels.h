@@ -31,6 +31,11 @@ constexpr bool fused_attention_head_dim(Index head_dim) {
   return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 256;
 }
 
+// Which of a head's rotated dimensions turn together in rotary embeddings, pair i by inv_freq[i]:
+// Hugging Face's rotate_half layout, (i, i + rotary_dim / 2) (Llama and most families), or
+// interleaved neighbours, (2i, 2i + 1) (Cohere's, GPT-J's; the original RoFormer's).
+enum class RopePairs { Halves, Interleaved };
+
 // How attention scores are formed from a query and a key: s = scale q.k, then with softcap > 0
 // s = softcap tanh(s / softcap) (Gemma 2's attn_logit_softcapping), before the causal softmax;
 // the backward multiplies dS by ds/d(scale q.k) = 1 - (s / softcap)^2 (cpu/vec_math.h's softcap
@@ -170,19 +175,19 @@ class Kernels {
   virtual void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
                                   const float* rstd, Index n, Index dim) const = 0;
 
-  // Rotary embedding, Hugging Face "rotate half" convention, in place on x[n, heads, head_dim]
-  // over each head's first rotary_dim dimensions (head_dim but for a partial rotary factor, as
-  // Phi-4-mini's 3/4; the rest pass through): for i < half = rotary_dim/2, angle =
-  // positions[row] * inv_freq[i] and
-  //   (x_i, x_{i+half}) <- (x_i cos - x_{i+half} sin, x_{i+half} cos + x_i sin).
+  // Rotary embedding in place on x[n, heads, head_dim] over each head's first rotary_dim
+  // dimensions (head_dim but for a partial rotary factor, as Phi-4-mini's 3/4; the rest pass
+  // through): for i < half = rotary_dim/2, angle = positions[row] * inv_freq[i] and, with (a, b)
+  // the pair `pairs` names -- (x_i, x_{i+half}), Hugging Face's "rotate half"; or (x_2i, x_2i+1) --
+  //   (a, b) <- (a cos - b sin, b cos + a sin).
   // cos/sin are tables [max_position, half] (see model/rope.h).
   virtual void rope_forward(float* x, const std::int32_t* positions, const float* cos,
                             const float* sin, Index n, Index heads, Index head_dim,
-                            Index rotary_dim) const = 0;
+                            Index rotary_dim, RopePairs pairs) const = 0;
   // The transpose (rotation by -angle), in place on the gradient.
   virtual void rope_backward(float* dx, const std::int32_t* positions, const float* cos,
                              const float* sin, Index n, Index heads, Index head_dim,
-                             Index rotary_dim) const = 0;
+                             Index rotary_dim, RopePairs pairs) const = 0;
 
   // Causal self-attention over packed variable-length sequences: sequence s occupies rows
   // [cu_seqlens[s], cu_seqlens[s+1]) and attends only within itself (no padding is computed);
@@ -214,7 +219,7 @@ class Kernels {
   // place on bf16 values: widened, rotated in float32, rounded back.
   virtual void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions,
                                  const float* cos, const float* sin, Index n, Index heads,
-                                 Index head_dim, Index rotary_dim) const = 0;
+                                 Index head_dim, Index rotary_dim, RopePairs pairs) const = 0;
   // attention_forward / attention_backward over bf16 q, k and v, widened exactly as read (the
   // scores, softmax and sums in float32): the forward's output rounded to bf16 as written, the
   // backward's gradients float32 (they feed bf16 products that round them). `saved` is what

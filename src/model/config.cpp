@@ -43,13 +43,28 @@ bool flag(const json& j, const char* key, bool fallback, const std::string& sour
 // use_parallel_residual says so; its per-head q / k LayerNorms (stablelm-2-12b's qk_layernorm) are
 // not implemented.
 void parse_stablelm(json& j, ModelConfig& c, const std::string& source) {
-  c.layer_norm = c.layer_norm_affine = true;
+  c.layer_norm = c.layer_norm_affine = c.layer_norm_bias = true;
   c.qkv_bias = flag(j, "use_qkv_bias", false, source);
   c.parallel_residual = flag(j, "use_parallel_residual", false, source);
   require(!flag(j, "qk_layernorm", false, source), source,
           ": \"qk_layernorm\": true (StableLM 2 12B's per-head LayerNorms of q and k) is not supported");
   c.rms_norm_eps = j.contains("layer_norm_eps") ? positive_float(j, "layer_norm_eps", source) : 1e-5f;
   if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.25;
+}
+
+// Cohere (model_type cohere: Command-R, Aya 23, Aya Expanse; CohereConfig's defaults where a key is
+// absent): LayerNorms with a weight and no bias, attention and MLP side by side from one norm, RoPE
+// in interleaved pairs, the logits times logit_scale, tied embeddings; use_qk_norm (Command R+'s
+// per-head norms of q and k) is not implemented.
+void parse_cohere(const json& j, ModelConfig& c, const std::string& source) {
+  c.layer_norm = c.layer_norm_affine = true;
+  c.parallel_residual = true;
+  c.rope_pairs = kernels::RopePairs::Interleaved;
+  c.tie_word_embeddings = true;  // CohereConfig's default
+  c.logit_scale = j.contains("logit_scale") ? positive_float(j, "logit_scale", source) : 0.0625f;
+  c.rms_norm_eps = j.contains("layer_norm_eps") ? positive_float(j, "layer_norm_eps", source) : 1e-5f;
+  require(!flag(j, "use_qk_norm", false, source), source,
+          ": \"use_qk_norm\": true (Command R+'s per-head LayerNorms of q and k) is not supported");
 }
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
@@ -402,10 +417,10 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     }
     require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma" ||
                 type == "gemma2" || type == "gemma3_text" || type == "phi3" || type == "smollm3" || type == "granite" ||
-                type == "olmo" || type == "olmo2" || type == "olmo3" || type == "stablelm",
+                type == "olmo" || type == "olmo2" || type == "olmo3" || type == "stablelm" || type == "cohere",
             source, ": model_type \"", type,
             "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
-            "gemma3_text, phi3, smollm3, granite, olmo, olmo2, olmo3, stablelm; and the language model of gemma3, mistral3, llava, "
+            "gemma3_text, phi3, smollm3, granite, olmo, olmo2, olmo3, stablelm, cohere; and the language model of gemma3, mistral3, llava, "
             "qwen2_vl and qwen2_5_vl)");
   }
   const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";
@@ -414,6 +429,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   const bool olmo = type == "olmo2" || type == "olmo3";
   ModelConfig c;
   if (type == "stablelm") parse_stablelm(j, c, source);
+  if (type == "cohere") parse_cohere(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;
     c.rms_norm_eps = 1e-5f;  // OlmoLayerNorm's, not in its config

@@ -1,7 +1,7 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
 // Phi3ForCausalLM, SmolLM3ForCausalLM, GraniteForCausalLM, OlmoForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM,
-// StableLmForCausalLM), read from a Hugging Face config.json. Features spin does not implement (rope_scaling other
+// StableLmForCausalLM, CohereForCausalLM), read from a Hugging Face config.json. Features spin does not implement (rope_scaling other
 // than linear, llama3, yarn, longrope and dynamic, partial rotary embeddings outside Phi-3's and StableLM's families,
 // biases other than on q/k/v (Qwen2's, StableLM's) and on LayerNorms (StableLM's),
 // activations other than SiLU and Gemma's tanh GELU) are refused by name rather than ignored.
@@ -90,12 +90,17 @@ struct ModelConfig {
   // one -- a LayerNorm without weight or bias (OlmoLayerNorm: (x - mean) / sqrt(var + 1e-5) in
   // float32), so the model has no norm parameters; rms_norm_eps holds its 1e-5.
   // StableLM (model_type stablelm): LayerNorms with a weight and a bias each (nn.LayerNorm:
-  // layer_norm_affine), eps config.json's layer_norm_eps.
+  // layer_norm_affine, layer_norm_bias), eps config.json's layer_norm_eps; Cohere's with a weight
+  // alone (CohereLayerNorm).
   bool layer_norm = false;
   bool layer_norm_affine = false;
-  // StableLM's use_parallel_residual (GPT-J's layout): attention and MLP both read the input norm's
-  // output, x_out = x_in + attn(norm(x_in)) + mlp(norm(x_in)); no norm before the MLP.
+  bool layer_norm_bias = false;
+  // StableLM's use_parallel_residual, Cohere's layers (GPT-J's layout): attention and MLP both read
+  // the input norm's output, x_out = x_in + attn(norm(x_in)) + mlp(norm(x_in)); no norm before the MLP.
   bool parallel_residual = false;
+  // Which dimensions of a head RoPE turns together: rotate_half's (i, i + rotary_dim / 2), or
+  // Cohere's interleaved (2i, 2i + 1) (its rotate_half over x[..., ::2] and x[..., 1::2]).
+  kernels::RopePairs rope_pairs = kernels::RopePairs::Halves;
   // OLMo 1.7 on: q, k and v clamped to [-clip_qkv, clip_qkv] right after
   // their products (before RoPE), torch.clamp's gradient; 0: none.
   float clip_qkv = 0.0f;
@@ -121,6 +126,8 @@ struct ModelConfig {
   std::optional<float> attention_multiplier;
   float residual_multiplier = 1.0f;
   float logits_scaling = 1.0f;
+  // Cohere (model_type cohere): the logits times logit_scale (0.0625 for Command-R and Aya 23).
+  float logit_scale = 1.0f;
   std::vector<std::int64_t> eos_token_ids;
   std::optional<std::int64_t> bos_token_id;
   std::string json_text;  // the config.json text, kept to write into checkpoints and exports
@@ -185,7 +192,9 @@ struct ModelConfig {
   }
   bool final_norm_weight() const { return !layer_norm || layer_norm_affine; }
   // Whether every norm with a weight has a [hidden] bias beside it (StableLM's LayerNorms).
-  bool norm_biases() const { return layer_norm && layer_norm_affine; }
+  bool norm_biases() const { return layer_norm && layer_norm_affine && layer_norm_bias; }
+  // What the logits are multiplied by: Granite's 1 / logits_scaling, Cohere's logit_scale, else 1.
+  float logits_factor() const { return logits_scaling != 1.0f ? 1.0f / logits_scaling : logit_scale; }
 };
 
 }  // namespace spin::model

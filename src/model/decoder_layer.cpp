@@ -149,8 +149,8 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     std::uint16_t* key = a.k_bf16.bf16();
     const std::uint16_t* value = a.v_bf16.bf16();
     if (rope) {
-      k.rope_forward_bf16(q, b.positions, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim());
-      k.rope_forward_bf16(key, b.positions, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim());
+      k.rope_forward_bf16(q, b.positions, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim(), ctx.config.rope_pairs);
+      k.rope_forward_bf16(key, b.positions, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim(), ctx.config.rope_pairs);
     }
     if (cache) {
       auto* keys = static_cast<std::uint16_t*>(cache->keys);
@@ -167,8 +167,8 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     return;
   }
   if (rope) {
-    k.rope_forward(a.q.f32(), b.positions, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim());
-    k.rope_forward(a.k.f32(), b.positions, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim());
+    k.rope_forward(a.q.f32(), b.positions, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim(), ctx.config.rope_pairs);
+    k.rope_forward(a.k.f32(), b.positions, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim(), ctx.config.rope_pairs);
   }
   if (cache) {
     auto* keys = static_cast<float*>(cache->keys);
@@ -240,9 +240,9 @@ void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, co
                          scores);
   }
   if (rope) {
-    k.rope_backward(s.dq.f32(), b.positions, rope->cos(), rope->sin(), b.rows, d.heads, d.head_dim, rope->rotary_dim());
+    k.rope_backward(s.dq.f32(), b.positions, rope->cos(), rope->sin(), b.rows, d.heads, d.head_dim, rope->rotary_dim(), ctx.config.rope_pairs);
     k.rope_backward(s.dk.f32(), b.positions, rope->cos(), rope->sin(), b.rows, d.kv_heads, d.head_dim,
-                    rope->rotary_dim());
+                    rope->rotary_dim(), ctx.config.rope_pairs);
   }
 }
 

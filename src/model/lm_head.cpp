@@ -36,11 +36,11 @@ Tensor row_range(const Tensor& t, std::int64_t first, std::int64_t count, std::i
   return t.defined() ? t.view(first * hidden, {count, hidden}) : t;
 }
 
-// Granite's logits_scaling: the logits of `rows` rows (or their gradient) times 1 / logits_scaling
-// -- for its published 8 and 16 exactly transformers' division.
+// Granite's logits_scaling, Cohere's logit_scale: the logits of `rows` rows (or their gradient) times
+// ModelConfig::logits_factor -- for Granite's published 8 and 16 exactly transformers' division.
 void scale_logits(const ModelContext& ctx, float* logits, std::int64_t rows) {
-  const float s = ctx.config.logits_scaling;
-  if (s != 1.0f) ctx.k.scale(logits, logits, 1.0f / s, rows * ctx.dims.vocab_rows);
+  const float f = ctx.config.logits_factor();
+  if (f != 1.0f) ctx.k.scale(logits, logits, f, rows * ctx.dims.vocab_rows);
 }
 
 // acts.logits = the logits of rows [first, first + count) (a chunk, or all of them).

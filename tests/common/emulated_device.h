@@ -147,9 +147,11 @@ class EmulatedKernels final : public kernels::Kernels {
   void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
                           const float* rstd, Index n, Index dim) const override;
   void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin,
-                    Index n, Index heads, Index head_dim, Index rotary_dim) const override;
+                    Index n, Index heads, Index head_dim, Index rotary_dim,
+                    kernels::RopePairs pairs) const override;
   void rope_backward(float* dx, const std::int32_t* positions, const float* cos,
-                     const float* sin, Index n, Index heads, Index head_dim, Index rotary_dim) const override;
+                     const float* sin, Index n, Index heads, Index head_dim, Index rotary_dim,
+                    kernels::RopePairs pairs) const override;
   void attention_forward(float* out, float* probs, const float* q, const float* k,
                          const float* v, const Index* cu_seqlens, Index num_seqs, Index heads,
                          Index kv_heads, Index head_dim, AttentionScores scores) const override;
@@ -174,7 +176,8 @@ class EmulatedKernels final : public kernels::Kernels {
   void scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
                          Index width) const override;
   void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos,
-                         const float* sin, Index n, Index heads, Index head_dim, Index rotary_dim) const override;
+                         const float* sin, Index n, Index heads, Index head_dim, Index rotary_dim,
+                    kernels::RopePairs pairs) const override;
   void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
                               const std::uint16_t* k, const std::uint16_t* v, const Index* cu_seqlens,
                               Index num_seqs, Index heads, Index kv_heads,

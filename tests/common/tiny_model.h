@@ -29,10 +29,11 @@ namespace spin::testing {
 // OLMo 2's: output norms alone, q and k normed across heads; StableLM's: LayerNorms with weights
 // and biases, biases on q, k and v, half of each head rotating (its 0.25 of the tiny head_dim 4
 // would be one dimension); StableLmParallel StableLM's with use_parallel_residual (attention and
-// MLP side by side, one norm a layer).
+// MLP side by side, one norm a layer); Cohere's: LayerNorms with a weight alone, attention and MLP
+// side by side, RoPE in interleaved pairs, the logits times 0.25 (logit_scale).
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
-  StableLmParallel
+  StableLmParallel, Cohere
 };
 
 // Its model_type, for the tests' traces.
@@ -53,6 +54,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Olmo2: return "olmo2";
     case TinyFamily::StableLm: return "stablelm";
     case TinyFamily::StableLmParallel: return "stablelm (parallel residual)";
+    case TinyFamily::Cohere: return "cohere";
   }
   return "?";
 }
@@ -91,6 +93,7 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
                                                 "\"partial_rotary_factor\": 0.5, \"layer_norm_eps\": 1e-5, "
       : s.family == TinyFamily::StableLmParallel ? "\"model_type\": \"stablelm\", \"use_parallel_residual\": true, "
                                                    "\"partial_rotary_factor\": 0.5, "
+      : s.family == TinyFamily::Cohere        ? "\"model_type\": \"cohere\", \"logit_scale\": 0.25, "
       : s.family == TinyFamily::Mistral       ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
       : s.family == TinyFamily::Qwen2         ? "\"model_type\": \"qwen2\", "
       : s.family == TinyFamily::Qwen3         ? "\"model_type\": \"qwen3\", "

@@ -104,6 +104,10 @@ def main():
                    help="a StableLmForCausalLM: LayerNorms with weights and biases (input_layernorm, "
                         "post_attention_layernorm, norm), biases on q/k/v (use_qkv_bias, as stablelm-2-1_6b), "
                         "RoPE over --partial-rotary of each head (StableLmConfig's 0.25 by default)")
+    p.add_argument("--cohere", action="store_true",
+                   help="a CohereForCausalLM: LayerNorms with a weight and no bias, attention and MLP side by side "
+                        "from input_layernorm (no post_attention_layernorm), RoPE in interleaved pairs, the logits "
+                        "times logit_scale 0.25, tied embeddings")
     p.add_argument("--parallel-residual", action="store_true",
                    help="--stablelm's use_parallel_residual: attention and MLP both read input_layernorm's output "
                         "(no post_attention_layernorm)")
@@ -128,6 +132,9 @@ def main():
 
     rng = random.Random(a.seed)
     a.olmo2 = a.olmo2 or a.olmo3
+    a.parallel_residual = a.parallel_residual or a.cohere
+    if a.cohere:
+        a.tie = True
     a.gemma2 = a.gemma2 or a.gemma3
     a.gemma = a.gemma or a.gemma2
     head_dim = a.hidden // a.heads * (2 if a.gemma else 1)
@@ -266,6 +273,11 @@ def main():
         config.update({"architectures": ["Olmo3ForCausalLM"], "model_type": "olmo3", "sliding_window": a.sliding_window,
                        "layer_types": ["sliding_attention" if l % 2 == 0 else "full_attention"
                                        for l in range(a.layers)]})
+    if a.cohere:  # Cohere's own keys, as aya-23-8B's config.json has them (a larger logit_scale: visible here)
+        config.update({"architectures": ["CohereForCausalLM"], "model_type": "cohere", "layer_norm_eps": 1e-5,
+                       "logit_scale": 0.25, "use_qk_norm": False, "attention_bias": False,
+                       "attention_dropout": 0.0, "pad_token_id": 0})
+        del config["rms_norm_eps"]
     if a.stablelm:  # StableLM's own keys, as stablelm-2-1_6b's config.json has them
         config.update({"architectures": ["StableLmForCausalLM"], "model_type": "stablelm", "layer_norm_eps": 1e-5,
                        "use_qkv_bias": True, "qk_layernorm": False, "use_parallel_residual": a.parallel_residual,

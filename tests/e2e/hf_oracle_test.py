@@ -33,7 +33,8 @@ for OLMo 3 always, as transformers versions disagree on its windowed layers' RoP
 rewired as modeling_olmo2 / modeling_olmo3 compute (olmo_reference). StableLM (tiny-stablelm:
 LayerNorms with weights and biases, q/k/v biases, a quarter of each head rotating; and
 tiny-stablelm-parallel: attention and MLP side by side, use_parallel_residual): StableLmForCausalLM
-itself (transformers 4.38 on).
+itself (transformers 4.38 on). Cohere (tiny-cohere: LayerNorms with weights alone, attention and MLP
+side by side, RoPE in interleaved pairs, logit_scale 0.25, tied): CohereForCausalLM itself (4.39 on).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -401,7 +402,7 @@ def main():
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
                  "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
                  "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
-                 "tiny-stablelm-parallel"]:
+                 "tiny-stablelm-parallel", "tiny-cohere"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")

@@ -194,25 +194,27 @@ TEST_F(Fixture, LayerNormForwardAndBackward) {
 }
 
 // Every dimension of a head rotating, and Phi-4-mini's 3/4 of them (48 of 64; a table of 24
-// columns), the rest passing through.
+// columns), the rest passing through; in rotate-half pairs and in Cohere's interleaved ones.
 TEST_F(Fixture, RopeForwardAndBackward) {
   const Index n = 77, heads = 6, head_dim = 64, max_pos = 200;
-  for (const Index rotary : {head_dim, Index{48}}) {
+  for (const auto& [rotary, pairs] : {std::pair{head_dim, RopePairs::Halves}, std::pair{Index{48}, RopePairs::Halves},
+                                      std::pair{head_dim, RopePairs::Interleaved},
+                                      std::pair{Index{48}, RopePairs::Interleaved}}) {
     const Index half = rotary / 2;
     auto x = random(n * heads * head_dim), cos = random(max_pos * half), sin = random(max_pos * half);
     auto pos = random_ints(n, 0, max_pos - 1);
     Dev gx(x), gcos(cos), gsin(sin), gpos(pos);
-    cpu.rope_forward(x.data(), pos.data(), cos.data(), sin.data(), n, heads, head_dim, rotary);
-    gpu.rope_forward(gx.f(), gpos.i(), gcos.f(), gsin.f(), n, heads, head_dim, rotary);
+    cpu.rope_forward(x.data(), pos.data(), cos.data(), sin.data(), n, heads, head_dim, rotary, pairs);
+    gpu.rope_forward(gx.f(), gpos.i(), gcos.f(), gsin.f(), n, heads, head_dim, rotary, pairs);
     EXPECT_CLOSE(gx.get(gpu), x) << rotary;
-    cpu.rope_backward(x.data(), pos.data(), cos.data(), sin.data(), n, heads, head_dim, rotary);
-    gpu.rope_backward(gx.f(), gpos.i(), gcos.f(), gsin.f(), n, heads, head_dim, rotary);
+    cpu.rope_backward(x.data(), pos.data(), cos.data(), sin.data(), n, heads, head_dim, rotary, pairs);
+    gpu.rope_backward(gx.f(), gpos.i(), gcos.f(), gsin.f(), n, heads, head_dim, rotary, pairs);
     EXPECT_CLOSE(gx.get(gpu), x) << rotary;
     // In place on bf16 (mixed precision's q and k).
     auto x16 = to_bf16_host(random(n * heads * head_dim));
     PooledBuffer gx16 = cuda::upload(x16);
-    cpu.rope_forward_bf16(x16.data(), pos.data(), cos.data(), sin.data(), n, heads, head_dim, rotary);
-    gpu.rope_forward_bf16(gx16.as<std::uint16_t>(), gpos.i(), gcos.f(), gsin.f(), n, heads, head_dim, rotary);
+    cpu.rope_forward_bf16(x16.data(), pos.data(), cos.data(), sin.data(), n, heads, head_dim, rotary, pairs);
+    gpu.rope_forward_bf16(gx16.as<std::uint16_t>(), gpos.i(), gcos.f(), gsin.f(), n, heads, head_dim, rotary, pairs);
     EXPECT_BF16_CLOSE(download_bf16(gpu, gx16, x16.size()), widen(x16)) << rotary;
   }
 }

@@ -196,23 +196,25 @@ void CudaKernels::rmsnorm_backward_from_dots(float* dx, float* dw, const float* 
 }
 
 void CudaKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
-                               Index heads, Index head_dim, Index rotary_dim) const {
-  rope_kernel<<<blocks_for(n * heads * (rotary_dim / 2)), kThreads, 0, stream_>>>(x, positions, cos, sin, n, heads,
-                                                                                 head_dim, rotary_dim, 1.0f);
+                               Index heads, Index head_dim, Index rotary_dim, RopePairs pairs) const {
+  rope_kernel<<<blocks_for(n * heads * (rotary_dim / 2)), kThreads, 0, stream_>>>(
+      x, positions, cos, sin, n, heads, head_dim, rotary_dim, pairs == RopePairs::Interleaved, 1.0f);
   SPIN_CUDA_CHECK_LAUNCH("rope_forward");
 }
 
 void CudaKernels::rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos,
-                                    const float* sin, Index n, Index heads, Index head_dim, Index rotary_dim) const {
+                                    const float* sin, Index n, Index heads, Index head_dim, Index rotary_dim,
+                                    RopePairs pairs) const {
   rope_kernel<<<blocks_for(n * heads * (rotary_dim / 2)), kThreads, 0, stream_>>>(
-      reinterpret_cast<__nv_bfloat16*>(x), positions, cos, sin, n, heads, head_dim, rotary_dim, 1.0f);
+      reinterpret_cast<__nv_bfloat16*>(x), positions, cos, sin, n, heads, head_dim, rotary_dim,
+      pairs == RopePairs::Interleaved, 1.0f);
   SPIN_CUDA_CHECK_LAUNCH("rope_forward_bf16");
 }
 
 void CudaKernels::rope_backward(float* dx, const std::int32_t* positions, const float* cos, const float* sin, Index n,
-                                Index heads, Index head_dim, Index rotary_dim) const {
-  rope_kernel<<<blocks_for(n * heads * (rotary_dim / 2)), kThreads, 0, stream_>>>(dx, positions, cos, sin, n, heads,
-                                                                                 head_dim, rotary_dim, -1.0f);
+                                Index heads, Index head_dim, Index rotary_dim, RopePairs pairs) const {
+  rope_kernel<<<blocks_for(n * heads * (rotary_dim / 2)), kThreads, 0, stream_>>>(
+      dx, positions, cos, sin, n, heads, head_dim, rotary_dim, pairs == RopePairs::Interleaved, -1.0f);
   SPIN_CUDA_CHECK_LAUNCH("rope_backward");
 }
 

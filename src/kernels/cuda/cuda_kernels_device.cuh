@@ -42,17 +42,17 @@ __device__ inline void store(__nv_bfloat16* out, float value) { *out = __float2b
 __device__ inline float load(const float* in) { return *in; }
 __device__ inline float load(const __nv_bfloat16* in) { return __bfloat162float(*in); }
 
-// One thread a rotated pair (i, i + half) of a row's head; the dimensions past rotary_dim are
-// not touched.
+// One thread a rotated pair of a row's head: (i, i + half), or with `interleaved` (2i, 2i + 1);
+// the dimensions past rotary_dim are not touched.
 template <class T>
 __global__ void rope_kernel(T* x, const int* positions, const float* cos, const float* sin, long long n,
-                            long long heads, long long head_dim, long long rotary_dim, float sign) {
+                            long long heads, long long head_dim, long long rotary_dim, bool interleaved, float sign) {
   const long long half = rotary_dim / 2;
   SPIN_GRID_STRIDE(e, n * heads * half) {
     const long long i = e % half, rh = e / half, row = rh / heads;
     const long long table = static_cast<long long>(positions[row]) * half + i;
-    T* lo = x + rh * head_dim + i;
-    T* hi = lo + half;
+    T* lo = x + rh * head_dim + (interleaved ? 2 * i : i);
+    T* hi = lo + (interleaved ? 1 : half);
     const float a = load(lo), b = load(hi), c = cos[table], s = sin[table];
     store(lo, a * c - sign * b * s);
     store(hi, b * c + sign * a * s);

@@ -178,7 +178,7 @@ TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
   for (const TinyFamily family : {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2,
                                   TinyFamily::Gemma3, TinyFamily::Phi3, TinyFamily::Phi4Mini, TinyFamily::SmolLM3,
                                   TinyFamily::Granite, TinyFamily::Olmo, TinyFamily::Olmo2, TinyFamily::StableLm,
-                                  TinyFamily::StableLmParallel}) {
+                                  TinyFamily::StableLmParallel, TinyFamily::Cohere}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;
@@ -198,7 +198,7 @@ TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
     // flipped roundings of bf16(dq), bf16(dk), whose inputs differ in float32's last bits (bf16 without
     // sequence parallelism alike; float32 holds 1e-5).
     const double tolerance = family == TinyFamily::Gemma2 || family == TinyFamily::Gemma3 ? 5e-3
-                             : family == TinyFamily::StableLmParallel                     ? 1e-3
+                             : family == TinyFamily::StableLmParallel ? 1e-3
                                                                                           : 1e-5;
     expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true, .tolerance = tolerance});
   }

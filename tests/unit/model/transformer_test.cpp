@@ -55,7 +55,7 @@ float clip_in_a_gap(testing::TinyShape shape) {
 TEST(Transformer, GradientsMatchFiniteDifferences) {
   for (const char* variant : {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2", "gemma3", "phi3",
                               "partial rotary", "nope", "granite", "olmo", "olmo2", "stablelm",
-                              "parallel residual"}) {
+                              "parallel residual", "cohere"}) {
     testing::TinyShape shape;
     const bool gemma = std::string(variant).starts_with("gemma");
     shape.tie = variant == std::string("tied") || gemma || variant == std::string("granite");  // as published
@@ -73,6 +73,7 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
                    : variant == std::string("olmo2")          ? testing::TinyFamily::Olmo2
                    : variant == std::string("stablelm")       ? testing::TinyFamily::StableLm
                    : variant == std::string("parallel residual") ? testing::TinyFamily::StableLmParallel
+                   : variant == std::string("cohere")         ? testing::TinyFamily::Cohere
                                                               : testing::TinyFamily::Llama;
     if (shape.family == testing::TinyFamily::Olmo) shape.clip_qkv = clip_in_a_gap(shape);
     TinyModel m(shape);

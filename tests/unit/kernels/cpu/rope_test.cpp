@@ -25,7 +25,7 @@ TEST(Rope, ForwardMatchesHuggingFaceRotateHalf) {
   RopeCase c;
   auto x = testing::random_vector(c.n * c.heads * c.hd, 1);
   const auto want = testing::ref::rope(to_double(x), c.positions, c.n, c.heads, c.hd, c.theta);
-  k.rope_forward(x.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd);
+  k.rope_forward(x.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd, RopePairs::Halves);
   // Angles up to 255 rad in float32 (as Hugging Face computes them): ~2e-5 absolute.
   testing::expect_close(x, want, 0, 5e-5, "rope");
 }
@@ -38,9 +38,9 @@ TEST(Rope, BackwardIsTheAdjointAndMatchesFiniteDifferences) {
   const auto y = testing::random_vector(size, 3);
   // <R x, y> == <x, R^T y>
   auto rx = x;
-  k.rope_forward(rx.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd);
+  k.rope_forward(rx.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd, RopePairs::Halves);
   auto rty = y;
-  k.rope_backward(rty.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd);
+  k.rope_backward(rty.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd, RopePairs::Halves);
   double lhs = 0, rhs = 0;
   for (std::size_t i = 0; i < size; ++i) {
     lhs += static_cast<double>(rx[i]) * y[i];
@@ -53,7 +53,7 @@ TEST(Rope, BackwardIsTheAdjointAndMatchesFiniteDifferences) {
                         0, 5e-5, "backward vs naive");
   const auto loss = [&] {
     auto t = x;
-    k.rope_forward(t.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd);
+    k.rope_forward(t.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd, RopePairs::Halves);
     return testing::weighted_sum(t, y);
   };
   testing::check_gradient(x, rty, loss, 1e-2, 1e-3, 1e-4, "vs finite differences");
@@ -70,8 +70,8 @@ TEST(Rope, Bf16IsTheFloat32RotationOfTheWidenedValuesRounded) {
   k.to_bf16(x16.data(), x.data(), count);
   std::vector<float> wide(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) wide[i] = bf16_to_f32(x16[i]);
-  k.rope_forward(wide.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd);
-  k.rope_forward_bf16(x16.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd);
+  k.rope_forward(wide.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd, RopePairs::Halves);
+  k.rope_forward_bf16(x16.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd, RopePairs::Halves);
   std::size_t moved = 0;
   for (std::size_t i = 0; i < x.size(); ++i) {
     ASSERT_EQ(x16[i], f32_to_bf16(wide[i])) << i;
@@ -98,11 +98,11 @@ TEST(Rope, PartialRotaryRotatesTheFirstDimensionsOfEachHeadOnly) {
   for (const float sign : {1.0f, -1.0f}) {
     auto partial = x, whole = front;
     if (sign > 0) {
-      k.rope_forward(partial.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary);
-      k.rope_forward(whole.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, rotary, rotary);
+      k.rope_forward(partial.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary, RopePairs::Halves);
+      k.rope_forward(whole.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, rotary, rotary, RopePairs::Halves);
     } else {
-      k.rope_backward(partial.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary);
-      k.rope_backward(whole.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, rotary, rotary);
+      k.rope_backward(partial.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary, RopePairs::Halves);
+      k.rope_backward(whole.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, rotary, rotary, RopePairs::Halves);
     }
     for (int r = 0; r < c.n * c.heads; ++r) {
       for (int i = 0; i < c.hd; ++i) {
@@ -118,7 +118,7 @@ TEST(Rope, PartialRotaryRotatesTheFirstDimensionsOfEachHeadOnly) {
   std::vector<std::uint16_t> x16(x.size());
   k.to_bf16(x16.data(), x.data(), static_cast<Index>(x.size()));
   auto rotated16 = x16;
-  k.rope_forward_bf16(rotated16.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary);
+  k.rope_forward_bf16(rotated16.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary, RopePairs::Halves);
   std::size_t moved = 0;
   for (std::size_t at = 0; at < x.size(); ++at) {
     if (static_cast<int>(at) % c.hd >= rotary) {
@@ -127,6 +127,58 @@ TEST(Rope, PartialRotaryRotatesTheFirstDimensionsOfEachHeadOnly) {
     moved += rotated16[at] != x16[at];
   }
   EXPECT_GT(moved, x.size() / 4);
+}
+
+// Cohere's interleaved pairs (2i, 2i + 1) are rotate-half's (i, i + half) with each head's rotated
+// dimensions reordered: bitwise the same values, forward, backward and in bf16, over a whole head
+// and over part of one (the dimensions past rotary_dim untouched); and pair 0 of head 0 by hand.
+TEST(Rope, InterleavedPairsAreRotateHalfOnReorderedDimensions) {
+  const CpuKernels k;
+  RopeCase c;
+  for (const int rotary : {c.hd, 6}) {
+    SCOPED_TRACE(rotary);
+    const int half = rotary / 2;
+    const model::RopeTable table(rotary, 256, c.theta);
+    const auto x = testing::random_vector(c.n * c.heads * c.hd, 5);
+    // (2i, 2i + 1) -> (i, i + half) within each head's first `rotary` dimensions.
+    const auto halves_order = [&](const std::vector<float>& v) {
+      auto out = v;
+      for (int r = 0; r < c.n * c.heads; ++r) {
+        for (int i = 0; i < half; ++i) {
+          out[static_cast<std::size_t>(r * c.hd + i)] = v[static_cast<std::size_t>(r * c.hd + 2 * i)];
+          out[static_cast<std::size_t>(r * c.hd + i + half)] = v[static_cast<std::size_t>(r * c.hd + 2 * i + 1)];
+        }
+      }
+      return out;
+    };
+    for (const bool forward : {true, false}) {
+      auto interleaved = x;
+      auto halves = halves_order(x);
+      const auto run = forward ? &CpuKernels::rope_forward : &CpuKernels::rope_backward;
+      (k.*run)(interleaved.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary,
+               RopePairs::Interleaved);
+      (k.*run)(halves.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary,
+               RopePairs::Halves);
+      EXPECT_EQ(halves_order(interleaved), halves) << (forward ? "forward" : "backward");
+      if (!forward) continue;
+      // Row 1 (position 1), head 0, pair 0: (x0 cos - x1 sin, x1 cos + x0 sin), inv_freq 1.
+      const std::size_t at = static_cast<std::size_t>(c.heads * c.hd);
+      EXPECT_NEAR(interleaved[at], x[at] * std::cos(1.0f) - x[at + 1] * std::sin(1.0f), 1e-6);
+      EXPECT_NEAR(interleaved[at + 1], x[at + 1] * std::cos(1.0f) + x[at] * std::sin(1.0f), 1e-6);
+      if (rotary < c.hd) {
+        EXPECT_EQ(interleaved[at + rotary], x[at + rotary]) << "past the rotated dimensions";
+      }
+    }
+    std::vector<std::uint16_t> x16(x.size());
+    k.to_bf16(x16.data(), x.data(), static_cast<Index>(x.size()));
+    std::vector<float> wide(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) wide[i] = bf16_to_f32(x16[i]);
+    k.rope_forward(wide.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary,
+                   RopePairs::Interleaved);
+    k.rope_forward_bf16(x16.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary,
+                        RopePairs::Interleaved);
+    for (std::size_t i = 0; i < x.size(); ++i) ASSERT_EQ(x16[i], f32_to_bf16(wide[i])) << i;
+  }
 }
 
 }  // namespace

@@ -249,24 +249,27 @@ TEST(CudaKernelsEmulated, RopeGluAndEmbedding) {
   std::vector<std::uint16_t> want16(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) x16[i] = __float2bfloat16_rn(x[i]), want16[i] = x16[i].bits;
   run(blocks_for(n * heads * half),
-      [&] { dev::rope_kernel(x16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, hd, 1.0f); });
-  cpu.rope_forward_bf16(want16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, hd);
+      [&] { dev::rope_kernel(x16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, hd, false, 1.0f); });
+  cpu.rope_forward_bf16(want16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, hd, RopePairs::Halves);
   long long differ = 0;
   for (std::size_t i = 0; i < x.size(); ++i) differ += x16[i].bits != want16[i];
   EXPECT_LE(differ, static_cast<long long>(x.size()) / 50) << "rounding ties of float32 order only";
   // A partial rotary factor: 10 of 16 dimensions rotate (a table of 5 columns), float32 forward
-  // and backward; the other 6 are left as they were.
+  // and backward, in rotate-half and in interleaved pairs (Cohere's); the other 6 are left as they were.
   const long long rotary = 10;
-  for (const float sign : {1.0f, -1.0f}) {
+  for (const auto& [sign, pairs] : {std::pair{1.0f, RopePairs::Halves}, std::pair{-1.0f, RopePairs::Halves},
+                                    std::pair{1.0f, RopePairs::Interleaved}, std::pair{-1.0f, RopePairs::Interleaved}}) {
     auto got = x, want = x;
-    run(blocks_for(n * heads * (rotary / 2)),
-        [&] { dev::rope_kernel(got.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, rotary, sign); });
+    const bool interleaved = pairs == RopePairs::Interleaved;
+    run(blocks_for(n * heads * (rotary / 2)), [&] {
+      dev::rope_kernel(got.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, rotary, interleaved, sign);
+    });
     if (sign > 0) {
-      cpu.rope_forward(want.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, rotary);
+      cpu.rope_forward(want.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, rotary, pairs);
     } else {
-      cpu.rope_backward(want.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, rotary);
+      cpu.rope_backward(want.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, rotary, pairs);
     }
-    EXPECT_LT(testing::relative_error(got, want), 1e-6);
+    EXPECT_LT(testing::relative_error(got, want), 1e-6) << interleaved;
     for (std::size_t i = 0; i < x.size(); ++i) {
       if (static_cast<long long>(i) % hd >= rotary) {
         ASSERT_EQ(got[i], x[i]) << i;

@@ -1,0 +1,90 @@
+// ModelConfig of Cohere's family (model_type cohere, CohereForCausalLM: Command-R, Aya 23, Aya
+// Expanse): LayerNorms with a weight alone, attention and MLP side by side, RoPE in interleaved
+// pairs, the logits times logit_scale, tied embeddings; Command R+'s use_qk_norm refused.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "model/config.h"
+#include "model/weights.h"
+#include "unit/model/config_test_util.h"
+
+namespace spin::model {
+namespace {
+
+using config_testing::error_of;
+
+// aya-23-8B's config.json.
+const std::string kAya23 = R"({
+  "architectures": ["CohereForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 5,
+  "eos_token_id": 255001, "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02,
+  "intermediate_size": 14336, "layer_norm_eps": 1e-05, "logit_scale": 0.0625, "max_position_embeddings": 8192,
+  "model_type": "cohere", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
+  "pad_token_id": 0, "rope_theta": 10000, "torch_dtype": "float16", "use_cache": true, "use_qk_norm": false,
+  "vocab_size": 256000})";
+
+std::string replaced(std::string s, const std::string& from, const std::string& to) {
+  const auto at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) s.replace(at, from.size(), to);
+  return s;
+}
+
+// aya-23-8B: 8,028,033,024 parameters (tied 256000 x 4096 embeddings, 32 layers of 218,107,904: GQA
+// projections, the MLP, one LayerNorm weight; the final norm's weight); its card's 8 B. Without
+// logit_scale and layer_norm_eps CohereConfig's 0.0625 and 1e-5; without tie_word_embeddings, tied.
+// c4ai-command-r-v01's shape (hidden 8192, 40 layers, 64 heads, MLP 22528): 34,980,831,232, the
+// card's 35 B.
+TEST(ModelConfig, ReadsCohere) {
+  const ModelConfig c = ModelConfig::from_json(kAya23, "config.json");
+  EXPECT_TRUE(c.layer_norm && c.layer_norm_affine);
+  EXPECT_FALSE(c.norm_biases());
+  EXPECT_TRUE(c.parallel_residual);
+  EXPECT_EQ(c.layer_norm_weights(), 1);
+  EXPECT_TRUE(c.final_norm_weight());
+  EXPECT_EQ(c.rope_pairs, kernels::RopePairs::Interleaved);
+  EXPECT_EQ(c.rotary_dim, 128);
+  EXPECT_EQ(c.logit_scale, 0.0625f);
+  EXPECT_EQ(c.logits_factor(), 0.0625f);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.num_parameters(), 8028033024);
+  EXPECT_EQ(ModelConfig::from_json(config_testing::kLlama, "c").rope_pairs, kernels::RopePairs::Halves);
+  const ModelConfig defaults = ModelConfig::from_json(
+      replaced(replaced(kAya23, "\"logit_scale\": 0.0625, ", ""), "\"layer_norm_eps\": 1e-05, ", ""), "c");
+  EXPECT_EQ(defaults.logit_scale, 0.0625f);
+  EXPECT_EQ(defaults.rms_norm_eps, 1e-5f);
+  std::string r = kAya23;
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"\"hidden_size\": 4096", "\"hidden_size\": 8192"},
+           {"\"intermediate_size\": 14336", "\"intermediate_size\": 22528"},
+           {"\"num_attention_heads\": 32", "\"num_attention_heads\": 64"},
+           {"\"num_hidden_layers\": 32", "\"num_hidden_layers\": 40"},
+           {"\"num_key_value_heads\": 8", "\"num_key_value_heads\": 64"}}) {
+    r = replaced(r, from, to);
+  }
+  EXPECT_EQ(ModelConfig::from_json(r, "c").num_parameters(), 34980831232);
+
+  std::vector<std::string> names;
+  for (const ShardedTensor& t : parameter_layout(c, tp_dims(c, 0, 1), StageLayers::whole(c.num_layers))) {
+    names.push_back(t.name);
+    EXPECT_EQ(t.name.find("post_attention_layernorm"), std::string::npos) << t.name;
+    EXPECT_FALSE(t.name.ends_with("norm.bias")) << t.name;
+  }
+  EXPECT_NE(std::find(names.begin(), names.end(), "model.layers.31.input_layernorm.weight"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "model.norm.weight"), names.end());
+
+  for (const auto& [from, to, message] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"\"use_qk_norm\": false", "\"use_qk_norm\": true", "\"use_qk_norm\": true"},
+           {"\"logit_scale\": 0.0625", "\"logit_scale\": 0", "\"logit_scale\" must be a positive number"},
+           {"\"attention_bias\": false", "\"attention_bias\": true", "\"attention_bias\": true is not supported"}}) {
+    const std::string e = error_of(replaced(kAya23, from, to));
+    EXPECT_NE(e.find(message), std::string::npos) << e;
+  }
+}
+
+}  // namespace
+}  // namespace spin::model
