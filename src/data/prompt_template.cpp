@@ -53,6 +53,14 @@ bool is_llama3(PromptTemplate p) { return p == PromptTemplate::Llama3 || p == Pr
 
 bool is_gemma(PromptTemplate p) { return p == PromptTemplate::Gemma || p == PromptTemplate::Gemma3; }
 
+// Command-R's and Aya's turns: <|START_OF_TURN_TOKEN|> role token, the content, <|END_OF_TURN_TOKEN|>.
+void cohere_turn(std::vector<std::int32_t>& ids, const char* role, const std::string& content, const Tokenizer& t) {
+  ids.push_back(special(t, PromptTemplate::Cohere, "<|START_OF_TURN_TOKEN|>"));
+  ids.push_back(special(t, PromptTemplate::Cohere, role));
+  append(ids, t.encode(content));
+  ids.push_back(special(t, PromptTemplate::Cohere, "<|END_OF_TURN_TOKEN|>"));
+}
+
 bool is_chatml(PromptTemplate p) {
   return p == PromptTemplate::ChatMl || p == PromptTemplate::Qwen25 || p == PromptTemplate::Qwen3;
 }
@@ -68,8 +76,8 @@ std::string check_alternating_roles(const std::vector<Message>& messages, Prompt
   for (std::size_t i = system ? 1 : 0; i < messages.size(); ++i) {
     const char* want = (i - (system ? 1 : 0)) % 2 == 0 ? "user" : "assistant";
     require(messages[i].role == want, "the ", name, " prompt template needs the roles to alternate user, "
-            "assistant, user, ... (after an optional first system message for gemma3, llama2 and mistral*, as "
-            "their chat formats do); message ", i + 1, " is ", messages[i].role);
+            "assistant, user, ... (after an optional first system message for gemma3, llama2, mistral* and cohere, "
+            "as their chat formats do); message ", i + 1, " is ", messages[i].role);
   }
   return system ? messages.front().content : std::string();
 }
@@ -156,7 +164,8 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
       PromptTemplate::Chat,      PromptTemplate::Plain,  PromptTemplate::Llama3,   PromptTemplate::Llama31,
       PromptTemplate::ChatMl,    PromptTemplate::Qwen25, PromptTemplate::Qwen3,    PromptTemplate::Gemma,
       PromptTemplate::Gemma3,    PromptTemplate::Llama2, PromptTemplate::Mistral,  PromptTemplate::MistralV3,
-      PromptTemplate::MistralV7, PromptTemplate::Phi4,   PromptTemplate::Phi4Mini, PromptTemplate::Tulu};
+      PromptTemplate::MistralV7, PromptTemplate::Phi4,   PromptTemplate::Phi4Mini, PromptTemplate::Tulu,
+      PromptTemplate::Cohere};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
@@ -193,6 +202,9 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
           "the tokenizer's chat template is OLMo 3's (ChatML with <|endoftext|> ending the assistant's turn and "
           "a default system message), which spin does not implement: give token ids (jobs/chat_to_ids.py renders "
           "conversations with the model's own template) or choose --template (data.template) knowingly");
+  if (has_tokens(tokenizer, {"<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>"})) {
+    return PromptTemplate::Cohere;
+  }
   if (has_tokens(tokenizer, {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"})) {
     return has_tokens(tokenizer, {"<|eom_id|>"}) ? PromptTemplate::Llama31 : PromptTemplate::Llama3;
   }
@@ -241,6 +253,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::Phi4: return "phi4";
     case PromptTemplate::Phi4Mini: return "phi4-mini";
     case PromptTemplate::Tulu: return "tulu";
+    case PromptTemplate::Cohere: return "cohere";
   }
   return "?";
 }
@@ -346,6 +359,18 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     append(ids, t.encode("model\n"));
     return ids;
   }
+  if (prompt_template == PromptTemplate::Cohere) {  // after BOS: a system turn untrimmed, the others stripped
+    const std::string system = check_alternating_roles(messages, prompt_template);
+    const bool has_system = !messages.empty() && messages.front().role == "system";
+    if (has_system) cohere_turn(ids, "<|SYSTEM_TOKEN|>", system, t);
+    for (std::size_t i = has_system ? 1 : 0; i < messages.size(); ++i) {
+      const bool user = messages[i].role == "user";
+      cohere_turn(ids, user ? "<|USER_TOKEN|>" : "<|CHATBOT_TOKEN|>", trimmed(messages[i].content), t);
+    }
+    ids.push_back(special(t, prompt_template, "<|START_OF_TURN_TOKEN|>"));
+    ids.push_back(special(t, prompt_template, "<|CHATBOT_TOKEN|>"));
+    return ids;
+  }
   if (is_llama3(prompt_template)) {
     std::size_t first = 0;
     if (prompt_template == PromptTemplate::Llama31) {  // its system block, always
@@ -385,7 +410,7 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
   // llama3 and gemma trim; Llama 2's assistant turn is " {content, trimmed} " before EOS (its
   // space before the text is the SentencePiece dummy prefix the text's own encoding adds);
   // Mistral v3's and v7's drop trailing spaces.
-  const bool trim = is_llama3(prompt_template) || is_gemma(prompt_template);
+  const bool trim = is_llama3(prompt_template) || is_gemma(prompt_template) || prompt_template == PromptTemplate::Cohere;
   const bool rstrip = prompt_template == PromptTemplate::MistralV3 || prompt_template == PromptTemplate::MistralV7;
   const std::size_t kept = text.find_last_not_of(' ') + 1;  // up to the trailing spaces
   const std::string written = prompt_template == PromptTemplate::Llama2 ? trimmed(text) + " "
@@ -404,6 +429,7 @@ std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const T
   }
   if (is_gemma(prompt_template)) return special(t, prompt_template, "<end_of_turn>");
   if (prompt_template == PromptTemplate::Phi4Mini) return special(t, prompt_template, "<|end|>");
+  if (prompt_template == PromptTemplate::Cohere) return special(t, prompt_template, "<|END_OF_TURN_TOKEN|>");
   if (prompt_template == PromptTemplate::Tulu) return t.template_eos_id();  // its template's eos_token
   return t.eos_id();
 }

@@ -69,11 +69,17 @@
 //         is; nothing trimmed. auto picks it for a chat template that writes a user turn so
 //         ('<|user|>\n' + message['content'] + '\n', or the first OLMo's '<|user|>\n' +
 //         message['content'] }} and a newline), before looking at the tokens (Tulu 3's are Llama 3's)
+//   cohere (Command-R's and Aya's default chat template) BOS, a first system message as
+//         <|START_OF_TURN_TOKEN|> <|SYSTEM_TOKEN|> "{content}" <|END_OF_TURN_TOKEN|> (untrimmed), then
+//         per message <|START_OF_TURN_TOKEN|> <|USER_TOKEN|> or <|CHATBOT_TOKEN|> "{content, stripped}"
+//         <|END_OF_TURN_TOKEN|>, the roles alternating from the user's, then <|START_OF_TURN_TOKEN|>
+//         <|CHATBOT_TOKEN|>; auto picks it for a tokenizer with those tokens
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
 // which generation stops too; phi4: <|im_end|>; phi4-mini: <|end|>; gemma, gemma3: its trimmed text's, then
-// <end_of_turn>; llama2: the ids of its trimmed text and a space).
+// <end_of_turn>; llama2: the ids of its trimmed text and a space; cohere: its stripped text's, then
+// <|END_OF_TURN_TOKEN|>).
 #pragma once
 
 #include <cstdint>
@@ -93,21 +99,22 @@ struct Message {
 
 enum class PromptTemplate {
   Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Gemma3, Llama2, Mistral, MistralV3, MistralV7, Phi4,
-  Phi4Mini, Tulu
+  Phi4Mini, Tulu, Cohere
 };
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
-// gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini or tulu; throws naming the choices), "auto" resolved
+// gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu or cohere; throws naming the choices), "auto"
+// resolved
 // for `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
     "auto (tulu for a chat template writing Tulu's turns, llama3.1, llama3, phi4, phi4-mini, qwen3, chatml, gemma3, "
-    "gemma, mistral-v7 or mistral-v3 for a tokenizer with their chat tokens, else chat), chat, "
+    "gemma, mistral-v7, mistral-v3 or cohere for a tokenizer with their chat tokens, else chat), chat, "
     "plain, llama3, llama3.1 (with Llama 3.1's system block), chatml, qwen2.5 (chatml with Qwen2.5's default "
     "system message), qwen3 (chatml, thinking off), gemma, gemma3 (gemma with a system message), llama2 (Llama 2 "
     "chat), mistral (Mistral 7B Instruct v0.1 / v0.2), mistral-v3 (v0.3, Mistral NeMo), mistral-v7 (Mistral Small 3 "
-    "and later), phi4 (Phi-4), phi4-mini (Phi-4-mini) or tulu (OLMo 2 Instruct, Tulu 3)";
+    "and later), phi4 (Phi-4), phi4-mini (Phi-4-mini), tulu (OLMo 2 Instruct, Tulu 3) or cohere (Command-R, Aya)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);

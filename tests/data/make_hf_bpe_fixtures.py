@@ -6,8 +6,8 @@ expression, add_prefix_space) and one as Qwen2's (the NFC normalizer, Split by Q
 expression, then ByteLevel) and one as Phi-4-mini's (o200k's expression, chat tokens with
 rstrip / lstrip), each written as tokenizer.json + tokenizer_config.json, and cases.json: texts
 with the ids, pre-tokenizer pieces and decoded text `tokenizers` gives; for llama3, qwen2 and
-o200k also chat_cases.json, from transformers' apply_chat_template; llama31, qwen3 and phi4
-(Phi-4's specials on llama3's tokenization) only that.
+o200k also chat_cases.json, from transformers' apply_chat_template; llama31, qwen3, phi4 (Phi-4's
+specials on llama3's tokenization) and cohere (Aya 23's / Command-R's) only that.
 
     build/oracle-venv/bin/python tests/data/make_hf_bpe_fixtures.py tests/data/hf_bpe [KIND...]   # (needs jinja2 too)
 """
@@ -27,6 +27,8 @@ LLAMA31_SPECIALS = SPECIALS + ["<|eom_id|>", "<|python_tag|>"]
 QWEN2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 QWEN3_SPECIALS = QWEN2_SPECIALS + ["<think>", "</think>"]
 PHI4_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|im_sep|>"]
+COHERE_SPECIALS = ["<BOS_TOKEN>", "<EOS_TOKEN>", "<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>",
+                   "<|CHATBOT_TOKEN|>", "<|SYSTEM_TOKEN|>"]
 # Phi-4-mini's chat tokens; the markers take the whitespace after them (rstrip, as Phi-3's
 # tokenizers mark them) and <|end|> the whitespace before it too (lstrip), so that both of
 # `tokenizers`' strips are exercised.
@@ -101,7 +103,7 @@ def texts(rng, pool=POOL):
 
 def build(kind, out, rng):
     specials, pool = SPECIALS, POOL
-    if kind in ("llama3", "llama31", "phi4"):  # Phi-4's: cl100k's expression, as Llama 3's
+    if kind in ("llama3", "llama31", "phi4", "cohere"):  # Phi-4's: cl100k's expression, as Llama 3's
         tok = Tokenizer(models.BPE(ignore_merges=True))
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated", invert=False),
@@ -128,6 +130,8 @@ def build(kind, out, rng):
         specials = LLAMA31_SPECIALS
     elif kind == "phi4":
         specials = PHI4_SPECIALS
+    elif kind == "cohere":
+        specials = COHERE_SPECIALS
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -140,6 +144,9 @@ def build(kind, out, rng):
         elif kind == "o200k":  # as Phi-4-mini's (its template writes no BOS)
             json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
                        "chat_template": PHI4_MINI_CHAT}, f)
+        elif kind == "cohere":  # as Aya 23's and Command-R's
+            json.dump({"bos_token": "<BOS_TOKEN>", "eos_token": "<|END_OF_TURN_TOKEN|>", "pad_token": "<PAD>",
+                       "chat_template": COHERE_CHAT}, f)
         elif kind == "phi4":  # as Phi-4's (its template writes no BOS)
             json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
                        "chat_template": PHI4_CHAT}, f)
@@ -155,6 +162,10 @@ def build(kind, out, rng):
     if kind == "llama31":  # its tokenization is llama3's: only the chat format is tested
         chat_cases(tok, out, LLAMA31_CHAT, "<|begin_of_text|>", "<|eot_id|>")
         print("llama31: vocabulary %d, chat cases" % tok.get_vocab_size())
+        return
+    if kind == "cohere":  # its tokenization is llama3's: only the chat format is tested
+        chat_cases(tok, out, COHERE_CHAT, "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>")
+        print("cohere: vocabulary %d, chat cases" % tok.get_vocab_size())
         return
     if kind == "phi4":  # its tokenization is llama3's: only the chat format is tested
         chat_cases(tok, out, PHI4_CHAT, "<|endoftext|>", "<|endoftext|>")
@@ -253,6 +264,26 @@ PHI4_MINI_CHAT = ("{% for message in messages %}{{ '<|' + message['role'] + '|>'
                   "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}")
 
 
+# Aya 23's and Command-R's default chat template (tokenizer_config.json; Command-R's tool-use and RAG
+# templates beside it are other entries): BOS, a first system message as a turn of its own
+# (untrimmed), the roles alternating from the user's, contents stripped.
+COHERE_CHAT = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% elif false == true %}{% set loop_messages = messages %}"
+    "{% set system_message = 'You are Aya, a brilliant, sophisticated, multilingual AI-assistant trained to assist "
+    "human users by providing thorough responses. You are able to interact and respond to questions in 23 languages "
+    "and you are powered by a multilingual model built by Cohere For AI.' %}{% else %}"
+    "{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% if system_message != false %}"
+    "{{ '<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>' + system_message + '<|END_OF_TURN_TOKEN|>' }}{% endif %}"
+    "{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% set content = message['content'] %}{% if message['role'] == 'user' %}"
+    "{{ '<|START_OF_TURN_TOKEN|><|USER_TOKEN|>' + content.strip() + '<|END_OF_TURN_TOKEN|>' }}"
+    "{% elif message['role'] == 'assistant' %}"
+    "{{ '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>'  + content.strip() + '<|END_OF_TURN_TOKEN|>' }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' }}{% endif %}")
+
+
 def chat_cases(tok, out, template, bos, eos, name="chat_cases.json", template_kwargs=None):
     """chat_cases.json: conversations with the ids transformers' apply_chat_template gives for the
     prompt (with the generation prompt) and, for the whole conversation, the response's ids."""
@@ -279,7 +310,7 @@ def chat_cases(tok, out, template, bos, eos, name="chat_cases.json", template_kw
 
 def main():
     root = sys.argv[1]
-    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4", "o200k"):
+    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4", "o200k", "cohere"):
         build(kind, os.path.join(root, kind), random.Random(7))
 
 

@@ -152,6 +152,15 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   // tokenizer whose markers take the whitespace beside them, as its rendered text tokenizes;
   // the conversation's end is <|end|> and the template's EOS (<|endoftext|>). auto picks it.
   expect_chat_cases("hf_bpe/o200k", PromptTemplate::Phi4Mini, "<|endoftext|>");
+  // cohere: Aya 23's / Command-R's template (BOS, the system turn untrimmed, the others stripped, the
+  // roles alternating), the response ending with <|END_OF_TURN_TOKEN|>; auto picks it by its tokens.
+  expect_chat_cases("hf_bpe/cohere", PromptTemplate::Cohere, "");
+  const auto cohere = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/cohere");
+  EXPECT_EQ(choose_prompt_template("auto", cohere.get()), PromptTemplate::Cohere);
+  EXPECT_EQ(response_end(PromptTemplate::Cohere, *cohere), cohere->token_id("<|END_OF_TURN_TOKEN|>"));
+  const std::string order = testing::error_of(
+      [&] { render_prompt({{"user", "a"}, {"user", "b"}}, PromptTemplate::Cohere, *cohere); });
+  EXPECT_NE(order.find("the cohere prompt template needs the roles to alternate"), std::string::npos) << order;
   // SmolLM3's tokenizer has ChatML's and the think tokens, as Qwen3's does, but its template opens
   // with a metadata block spin does not write: auto refuses it, a named template is taken.
   const fs::path smol = fs::temp_directory_path() / ("spin_smollm3_" + std::to_string(::getpid()));
@@ -397,7 +406,7 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   EXPECT_EQ(choose_prompt_template("auto", phi4.get()), PromptTemplate::Phi4);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
   EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
-                   "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini or tulu)"),
+                   "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu or cohere)"),
             std::string::npos)
       << e;
 }
