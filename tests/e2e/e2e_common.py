@@ -138,7 +138,10 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     is not spin's); olmo2: a tiny OLMo 2 (output norms alone, q and k normed across their heads) with
     llama3's tokenizer under OLMo 2 Instruct's chat template (the Tulu format, BOS first); olmo: a tiny
     OLMo (LayerNorms without parameters) with llama3's tokenizer and template; stablelm: a tiny StableLM
-    (LayerNorms with weights and biases, q/k/v biases, a quarter of each head rotating) with llama3's."""
+    (LayerNorms with weights and biases, q/k/v biases, a quarter of each head rotating) with llama3's;
+    cohere: a tiny Cohere (LayerNorms with weights alone, attention and MLP side by side, interleaved
+    RoPE, logit_scale, tied) with hf_bpe/cohere's tokenizer (<BOS_TOKEN> 0, <|END_OF_TURN_TOKEN|> 3,
+    Aya 23's chat template)."""
     qwen = kind in ("qwen2", "qwen3", "phi4")  # their token ids: BOS 0, EOS 2
     o200k = kind == "o200k"
     gemma = kind in ("gemma", "gemma2", "gemma3")
@@ -149,7 +152,7 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
              "phi4": ["--phi3", "--max-positions", "192", "--original-max-positions", "96"], "tekken": ["--mistral"],
              "o200k": ["--phi3", "--partial-rotary", "0.5", "--tie", "--max-positions", "192",
                        "--original-max-positions", "96"], "granite": ["--granite", "--tie"],
-             "olmo": ["--olmo"], "olmo2": ["--olmo2"], "stablelm": ["--stablelm"]}[kind]
+             "olmo": ["--olmo"], "olmo2": ["--olmo2"], "stablelm": ["--stablelm"], "cohere": ["--cohere"]}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
                     "400" if spm else "5000" if tekken else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)
@@ -168,7 +171,8 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
     config["bos_token_id"], config["eos_token_id"] = ((2, 1) if gemma else (1, 2) if spm or tekken else
-                                                      (0, 0) if o200k else (0, 2 if qwen else list(eos)))
+                                                      (0, 0) if o200k else (0, 3) if kind == "cohere" else
+                                                      (0, 2 if qwen else list(eos)))
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(config, f)
     return path

@@ -183,6 +183,13 @@ def case_hf_tokenizer(args, tmp):
     assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "stablelm"
     assert "model.norm.bias" in after, sorted(after)
     print("StableLM + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, norm biases trained, exported")
+    # Cohere (attention and MLP side by side, interleaved RoPE, logit_scale, tied) with Cohere's chat
+    # tokens: auto picks cohere, generation stops at <|END_OF_TURN_TOKEN|>; exported tied, as a cohere.
+    after, out = train_family(args, config, tmp, "cohere", "model.layers.0.input_layernorm.weight")
+    exported = json.load(open(os.path.join(out, "iteration_1", "config.json")))
+    assert exported["model_type"] == "cohere" and exported["logit_scale"] == 0.25, exported
+    assert "lm_head.weight" not in after, sorted(after)
+    print("Cohere + cohere template at TP 2 in bf16: 6 steps, first loss log 2, exported tied as a cohere")
 
 
 def main():
