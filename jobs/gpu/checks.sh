@@ -42,7 +42,7 @@ cat "$logs/device.txt"
 
 # The kernels new since the last GPU run in a process of their own: a crash there (a sticky
 # CUDA error poisons the context) cannot take the other kernels' results with it.
-newest='*AddSumOfSquares*:*LayerNorm*:*FromSums*:*Olmo*:*Lora*:*Dropout*:*Bf16Gemms*:*Bf16Activations*:*TensorCore*:*Bf16Prefill*:*DecodeSteps*:*Bias*:*Qwen3*:*Bf16Input*:*Gemma*:*Glu*'
+newest='*AddSumOfSquares*:*LayerNorm*:*Rope*:*FromSums*:*Olmo*:*Lora*:*Dropout*:*Bf16Gemms*:*Bf16Activations*:*TensorCore*:*Bf16Prefill*:*DecodeSteps*:*Bias*:*Qwen3*:*Bf16Input*:*Gemma*:*Glu*'
 step gpu_test 240 "$bundle/bin/gpu_test" --gtest_color=no --gtest_filter="-$newest"
 step gpu_test_newest 120 "$bundle/bin/gpu_test" --gtest_color=no --gtest_filter="$newest"
 
