@@ -73,7 +73,8 @@
 //         <|START_OF_TURN_TOKEN|> <|SYSTEM_TOKEN|> "{content}" <|END_OF_TURN_TOKEN|> (untrimmed), then
 //         per message <|START_OF_TURN_TOKEN|> <|USER_TOKEN|> or <|CHATBOT_TOKEN|> "{content, stripped}"
 //         <|END_OF_TURN_TOKEN|>, the roles alternating from the user's, then <|START_OF_TURN_TOKEN|>
-//         <|CHATBOT_TOKEN|>; auto picks it for a tokenizer with those tokens
+//         <|CHATBOT_TOKEN|>; auto picks it for a tokenizer with those tokens (refusing a chat template
+//         with a system preamble or <|START_RESPONSE|>: Command R7B's and later ones)
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at

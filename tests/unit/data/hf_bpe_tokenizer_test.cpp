@@ -161,6 +161,20 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   const std::string order = testing::error_of(
       [&] { render_prompt({{"user", "a"}, {"user", "b"}}, PromptTemplate::Cohere, *cohere); });
   EXPECT_NE(order.find("the cohere prompt template needs the roles to alternate"), std::string::npos) << order;
+  // Command R7B's template (a system preamble, <|START_RESPONSE|>) over the same tokens: auto refuses it.
+  const fs::path r7b = fs::temp_directory_path() / ("spin_r7b_" + std::to_string(::getpid()));
+  fs::create_directories(r7b);
+  fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/cohere/tokenizer.json", r7b / "tokenizer.json",
+                fs::copy_options::overwrite_existing);
+  std::ofstream(r7b / "tokenizer_config.json")
+      << R"({"bos_token": "<BOS_TOKEN>", "eos_token": "<|END_OF_TURN_TOKEN|>", "chat_template": )"
+      << R"("{{ bos_token }}<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|># System Preamble ... )"
+      << R"(<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|><|START_RESPONSE|>"})";
+  const auto r7b_tokenizer = Tokenizer::load(r7b.string());
+  const std::string later = testing::error_of([&] { choose_prompt_template("auto", r7b_tokenizer.get()); });
+  EXPECT_NE(later.find("a later Command model's"), std::string::npos) << later;
+  EXPECT_EQ(choose_prompt_template("cohere", r7b_tokenizer.get()), PromptTemplate::Cohere);  // named: taken
+  fs::remove_all(r7b);
   // SmolLM3's tokenizer has ChatML's and the think tokens, as Qwen3's does, but its template opens
   // with a metadata block spin does not write: auto refuses it, a named template is taken.
   const fs::path smol = fs::temp_directory_path() / ("spin_smollm3_" + std::to_string(::getpid()));
