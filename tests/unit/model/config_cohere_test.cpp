@@ -17,6 +17,7 @@ namespace spin::model {
 namespace {
 
 using config_testing::error_of;
+using config_testing::replaced;
 
 // aya-23-8B's config.json.
 const std::string kAya23 = R"({
@@ -26,13 +27,6 @@ const std::string kAya23 = R"({
   "model_type": "cohere", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
   "pad_token_id": 0, "rope_theta": 10000, "torch_dtype": "float16", "use_cache": true, "use_qk_norm": false,
   "vocab_size": 256000})";
-
-std::string replaced(std::string s, const std::string& from, const std::string& to) {
-  const auto at = s.find(from);
-  EXPECT_NE(at, std::string::npos) << from;
-  if (at != std::string::npos) s.replace(at, from.size(), to);
-  return s;
-}
 
 // aya-23-8B: 8,028,033,024 parameters (tied 256000 x 4096 embeddings, 32 layers of 218,107,904: GQA
 // projections, the MLP, one LayerNorm weight; the final norm's weight); its card's 8 B. Without
@@ -54,19 +48,15 @@ TEST(ModelConfig, ReadsCohere) {
   EXPECT_EQ(c.num_parameters(), 8028033024);
   EXPECT_EQ(ModelConfig::from_json(config_testing::kLlama, "c").rope_pairs, kernels::RopePairs::Halves);
   const ModelConfig defaults = ModelConfig::from_json(
-      replaced(replaced(kAya23, "\"logit_scale\": 0.0625, ", ""), "\"layer_norm_eps\": 1e-05, ", ""), "c");
+      replaced(kAya23, {{"\"logit_scale\": 0.0625, ", ""}, {"\"layer_norm_eps\": 1e-05, ", ""}}), "c");
   EXPECT_EQ(defaults.logit_scale, 0.0625f);
   EXPECT_EQ(defaults.rms_norm_eps, 1e-5f);
-  std::string r = kAya23;
-  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
-           {"\"hidden_size\": 4096", "\"hidden_size\": 8192"},
-           {"\"intermediate_size\": 14336", "\"intermediate_size\": 22528"},
-           {"\"num_attention_heads\": 32", "\"num_attention_heads\": 64"},
-           {"\"num_hidden_layers\": 32", "\"num_hidden_layers\": 40"},
-           {"\"num_key_value_heads\": 8", "\"num_key_value_heads\": 64"}}) {
-    r = replaced(r, from, to);
-  }
-  EXPECT_EQ(ModelConfig::from_json(r, "c").num_parameters(), 34980831232);
+  const std::string command_r = replaced(kAya23, {{"\"hidden_size\": 4096", "\"hidden_size\": 8192"},
+                                                  {"\"intermediate_size\": 14336", "\"intermediate_size\": 22528"},
+                                                  {"\"num_attention_heads\": 32", "\"num_attention_heads\": 64"},
+                                                  {"\"num_hidden_layers\": 32", "\"num_hidden_layers\": 40"},
+                                                  {"\"num_key_value_heads\": 8", "\"num_key_value_heads\": 64"}});
+  EXPECT_EQ(ModelConfig::from_json(command_r, "c").num_parameters(), 34980831232);
 
   std::vector<std::string> names;
   for (const ShardedTensor& t : parameter_layout(c, tp_dims(c, 0, 1), StageLayers::whole(c.num_layers))) {
@@ -81,7 +71,7 @@ TEST(ModelConfig, ReadsCohere) {
            {"\"use_qk_norm\": false", "\"use_qk_norm\": true", "\"use_qk_norm\": true"},
            {"\"logit_scale\": 0.0625", "\"logit_scale\": 0", "\"logit_scale\" must be a positive number"},
            {"\"attention_bias\": false", "\"attention_bias\": true", "\"attention_bias\": true is not supported"}}) {
-    const std::string e = error_of(replaced(kAya23, from, to));
+    const std::string e = error_of(replaced(kAya23, {{from, to}}));
     EXPECT_NE(e.find(message), std::string::npos) << e;
   }
 }

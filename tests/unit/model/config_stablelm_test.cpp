@@ -16,6 +16,7 @@ namespace spin::model {
 namespace {
 
 using config_testing::error_of;
+using config_testing::replaced;
 
 // stablelm-2-1_6b's config.json.
 const std::string kStableLm2 = R"({
@@ -25,15 +26,6 @@ const std::string kStableLm2 = R"({
   "num_hidden_layers": 24, "num_key_value_heads": 32, "partial_rotary_factor": 0.25, "qk_layernorm": false,
   "rope_scaling": null, "rope_theta": 10000, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
   "use_cache": true, "use_parallel_residual": false, "use_qkv_bias": true, "vocab_size": 100352})";
-
-std::string replaced(std::string s, const std::vector<std::pair<std::string, std::string>>& edits) {
-  for (const auto& [from, to] : edits) {
-    const auto at = s.find(from);
-    EXPECT_NE(at, std::string::npos) << from;
-    if (at != std::string::npos) s.replace(at, from.size(), to);
-  }
-  return s;
-}
 
 // stablelm-2-1_6b: LayerNorms with a weight and a bias, a quarter of each head rotating (16 of
 // 64), q/k/v biases; 1,644,515,328 parameters as StableLmForCausalLM holds them (two untied

@@ -2,7 +2,11 @@
 // config.json gives.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "model/config.h"
@@ -30,6 +34,16 @@ inline std::string without(const std::string& key) {
   const auto at = s.find("\"" + key + "\"");
   const auto end = s.find_first_of(",}", at);
   return s.substr(0, at) + s.substr(s[end] == ',' ? end + 1 : end);
+}
+
+// `json` with each edit's text replaced once (a missing one fails the test).
+inline std::string replaced(std::string json, const std::vector<std::pair<std::string, std::string>>& edits) {
+  for (const auto& [from, to] : edits) {
+    const auto at = json.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) json.replace(at, from.size(), to);
+  }
+  return json;
 }
 
 inline std::string error_of(const std::string& json) {
