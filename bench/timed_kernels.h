@@ -90,24 +90,24 @@ class TimedKernels final : public kernels::Kernels {
                                   Index total) const override {
     time("rmsnorm", [&] { inner_.rmsnorm_backward_from_dots(dx, dw, dout, x, w, rstd, dots, n, dim, total); });
   }
-  void layernorm_forward(float* out, float* rstd, const float* x, const float* w, const float* b, Index n,
-                         Index dim, float eps) const override {
+  void layernorm_forward(float* out, float* rstd, const float* x, const float* w, const float* b, Index n, Index dim,
+                         float eps) const override {
     time("rmsnorm", [&] { inner_.layernorm_forward(out, rstd, x, w, b, n, dim, eps); });
   }
-  void layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, const float* b,
-                              Index n, Index dim, float eps) const override {
+  void layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, const float* b, Index n,
+                              Index dim, float eps) const override {
     time("rmsnorm", [&] { inner_.layernorm_forward_bf16(out, rstd, x, w, b, n, dim, eps); });
   }
   void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
                           const float* rstd, Index n, Index dim) const override {
     time("rmsnorm", [&] { inner_.layernorm_backward(dx, dw, db, dout, x, w, rstd, n, dim); });
   }
-  void rope_forward(float* x, const std::int32_t* pos, const float* cos, const float* sin,
-                    Index n, Index heads, Index hd, Index rotary, kernels::RopePairs pairs) const override {
+  void rope_forward(float* x, const std::int32_t* pos, const float* cos, const float* sin, Index n, Index heads,
+                    Index hd, Index rotary, kernels::RopePairs pairs) const override {
     time("rope", [&] { inner_.rope_forward(x, pos, cos, sin, n, heads, hd, rotary, pairs); });
   }
-  void rope_backward(float* dx, const std::int32_t* pos, const float* cos, const float* sin,
-                     Index n, Index heads, Index hd, Index rotary, kernels::RopePairs pairs) const override {
+  void rope_backward(float* dx, const std::int32_t* pos, const float* cos, const float* sin, Index n, Index heads,
+                     Index hd, Index rotary, kernels::RopePairs pairs) const override {
     time("rope", [&] { inner_.rope_backward(dx, pos, cos, sin, n, heads, hd, rotary, pairs); });
   }
   void attention_forward(float* out, float* probs, const float* q, const float* k,
@@ -149,8 +149,8 @@ class TimedKernels final : public kernels::Kernels {
                          Index width) const override {
     time("kv cache write", [&] { inner_.scatter_rows_bf16(dst, src, rows, n, width); });
   }
-  void rope_forward_bf16(std::uint16_t* x, const std::int32_t* pos, const float* cos, const float* sin,
-                         Index n, Index heads, Index hd, Index rotary, kernels::RopePairs pairs) const override {
+  void rope_forward_bf16(std::uint16_t* x, const std::int32_t* pos, const float* cos, const float* sin, Index n,
+                         Index heads, Index hd, Index rotary, kernels::RopePairs pairs) const override {
     time("rope", [&] { inner_.rope_forward_bf16(x, pos, cos, sin, n, heads, hd, rotary, pairs); });
   }
   void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,

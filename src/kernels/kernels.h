@@ -181,13 +181,11 @@ class Kernels {
   // the pair `pairs` names -- (x_i, x_{i+half}), Hugging Face's "rotate half"; or (x_2i, x_2i+1) --
   //   (a, b) <- (a cos - b sin, b cos + a sin).
   // cos/sin are tables [max_position, half] (see model/rope.h).
-  virtual void rope_forward(float* x, const std::int32_t* positions, const float* cos,
-                            const float* sin, Index n, Index heads, Index head_dim,
-                            Index rotary_dim, RopePairs pairs) const = 0;
+  virtual void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
+                            Index heads, Index head_dim, Index rotary_dim, RopePairs pairs) const = 0;
   // The transpose (rotation by -angle), in place on the gradient.
-  virtual void rope_backward(float* dx, const std::int32_t* positions, const float* cos,
-                             const float* sin, Index n, Index heads, Index head_dim,
-                             Index rotary_dim, RopePairs pairs) const = 0;
+  virtual void rope_backward(float* dx, const std::int32_t* positions, const float* cos, const float* sin, Index n,
+                             Index heads, Index head_dim, Index rotary_dim, RopePairs pairs) const = 0;
 
   // Causal self-attention over packed variable-length sequences: sequence s occupies rows
   // [cu_seqlens[s], cu_seqlens[s+1]) and attends only within itself (no padding is computed);
@@ -217,9 +215,8 @@ class Kernels {
   // ---- attention in mixed precision: q, k, v and the output in bf16 -----------------------
   // (torch.autocast keeps them so; the products' operands are bf16 on a GPU.) rope_forward in
   // place on bf16 values: widened, rotated in float32, rounded back.
-  virtual void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions,
-                                 const float* cos, const float* sin, Index n, Index heads,
-                                 Index head_dim, Index rotary_dim, RopePairs pairs) const = 0;
+  virtual void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos, const float* sin,
+                                 Index n, Index heads, Index head_dim, Index rotary_dim, RopePairs pairs) const = 0;
   // attention_forward / attention_backward over bf16 q, k and v, widened exactly as read (the
   // scores, softmax and sums in float32): the forward's output rounded to bf16 as written, the
   // backward's gradients float32 (they feed bf16 products that round them). `saved` is what

@@ -420,7 +420,8 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
                 type == "olmo" || type == "olmo2" || type == "olmo3" || type == "stablelm" || type == "cohere",
             source, ": model_type \"", type,
             "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
-            "gemma3_text, phi3, smollm3, granite, olmo, olmo2, olmo3, stablelm, cohere; and the language model of gemma3, mistral3, llava, "
+            "gemma3_text, phi3, smollm3, granite, olmo, olmo2, olmo3, stablelm, cohere; and the language model of "
+            "gemma3, mistral3, llava, "
             "qwen2_vl and qwen2_5_vl)");
   }
   const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";

@@ -41,10 +41,11 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   // The MLP's input norm: none with a parallel residual (the MLP reads the attention's input norm).
   const auto second = [&](const Shape& s) { return config.parallel_residual ? none : s; };
   const auto t = workspace_.carve(
-      device, {hidden,         normed(hidden),    per_row,         f32(q_shape),     f32(kv_shape),  f32(kv_shape),
-               {probs_size},   f32(q_shape),      hidden,          second(normed(hidden)), second(per_row), f32(mlp),
-               f32(mlp),         f32(mlp),          raw(q_shape),     raw(kv_shape),    rstd_q_shape,  rstd_k_shape,
-               sandwich(hidden), sandwich(per_row), sandwich(hidden), sandwich(per_row), kept_v(f32(kv_shape))});
+      device, {hidden,           normed(hidden),         per_row,           f32(q_shape),      f32(kv_shape),
+               f32(kv_shape),    {probs_size},           f32(q_shape),      hidden,            second(normed(hidden)),
+               second(per_row),  f32(mlp),               f32(mlp),          f32(mlp),          raw(q_shape),
+               raw(kv_shape),    rstd_q_shape,           rstd_k_shape,      sandwich(hidden),  sandwich(per_row),
+               sandwich(hidden), sandwich(per_row),      kept_v(f32(kv_shape))});
   x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = config.parallel_residual ? Tensor() : t[10];
   attn_out = rstd_attn_out = mlp_out = rstd_mlp_out = Tensor();
   if (config.sandwich_norms) attn_out = t[18], rstd_attn_out = t[19], mlp_out = t[20], rstd_mlp_out = t[21];
@@ -54,11 +55,10 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   if (((qk_norm || clip) && !mixed) || all_heads) q_raw = t[14], k_raw = t[15];
   if (clip && !mixed) v_raw = t[22];
   if (mixed) {
-    const auto h = workspace_bf16_.carve(
-        device,
-        {hidden, q_shape, kv_shape, kv_shape, q_shape, second(hidden), mlp, mlp, mlp, kept_qk(q_shape),
-         kept_qk(kv_shape), kept_v(kv_shape)},
-        1, DType::BF16);
+    const auto h = workspace_bf16_.carve(device,
+                                         {hidden, q_shape, kv_shape, kv_shape, q_shape, second(hidden), mlp, mlp, mlp,
+                                          kept_qk(q_shape), kept_qk(kv_shape), kept_v(kv_shape)},
+                                         1, DType::BF16);
     n1_bf16 = h[0], q_bf16 = h[1], k_bf16 = h[2], v_bf16 = h[3], attn_bf16 = h[4];
     n2_bf16 = h[5], gate_bf16 = h[6], up_bf16 = h[7], act_bf16 = h[8];
     if (qk_norm || clip) q_raw_bf16 = h[9], k_raw_bf16 = h[10];
@@ -149,8 +149,10 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     std::uint16_t* key = a.k_bf16.bf16();
     const std::uint16_t* value = a.v_bf16.bf16();
     if (rope) {
-      k.rope_forward_bf16(q, b.positions, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim(), ctx.config.rope_pairs);
-      k.rope_forward_bf16(key, b.positions, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim(), ctx.config.rope_pairs);
+      k.rope_forward_bf16(q, b.positions, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim(),
+                          ctx.config.rope_pairs);
+      k.rope_forward_bf16(key, b.positions, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim(),
+                          ctx.config.rope_pairs);
     }
     if (cache) {
       auto* keys = static_cast<std::uint16_t*>(cache->keys);
@@ -167,8 +169,10 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     return;
   }
   if (rope) {
-    k.rope_forward(a.q.f32(), b.positions, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim(), ctx.config.rope_pairs);
-    k.rope_forward(a.k.f32(), b.positions, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim(), ctx.config.rope_pairs);
+    k.rope_forward(a.q.f32(), b.positions, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim(),
+                   ctx.config.rope_pairs);
+    k.rope_forward(a.k.f32(), b.positions, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim(),
+                   ctx.config.rope_pairs);
   }
   if (cache) {
     auto* keys = static_cast<float*>(cache->keys);
@@ -240,7 +244,8 @@ void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, co
                          scores);
   }
   if (rope) {
-    k.rope_backward(s.dq.f32(), b.positions, rope->cos(), rope->sin(), b.rows, d.heads, d.head_dim, rope->rotary_dim(), ctx.config.rope_pairs);
+    k.rope_backward(s.dq.f32(), b.positions, rope->cos(), rope->sin(), b.rows, d.heads, d.head_dim, rope->rotary_dim(),
+                    ctx.config.rope_pairs);
     k.rope_backward(s.dk.f32(), b.positions, rope->cos(), rope->sin(), b.rows, d.kv_heads, d.head_dim,
                     rope->rotary_dim(), ctx.config.rope_pairs);
   }
@@ -349,9 +354,9 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   const std::int64_t residual = b.residual_rows() * h;
 
   // Attention half.
-  const ColumnInput in1 = norm_into_column_parallel(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16,
-                                                    a.rstd1.f32(), a.x_in.f32(),
-                                                    {w.input_layernorm, w.input_layernorm_bias});
+  const ColumnInput in1 =
+      norm_into_column_parallel(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16, a.rstd1.f32(), a.x_in.f32(),
+                                {w.input_layernorm, w.input_layernorm_bias});
   // The q, k and v products -- into q_raw, k_raw (v_raw) where a family transforms them before
   // attention (qkv_transforms.h: Qwen3's and OLMo 2's norms, OLMo 1.7's clamp) -- then q, k, v.
   const bool raw = transforms_qk(ctx, w), raw_v = transforms_v(ctx);
@@ -378,11 +383,11 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   // MLP half. x_out may alias x_in, which is no longer read from here on. With a parallel
   // residual the MLP reads the attention's input (in1: under a split still gathered, nothing
   // having used the buffer since).
-  const ColumnInput in2 = ctx.config.parallel_residual
-                              ? in1
-                              : norm_into_column_parallel(ctx, b, norm_output(a.n2, a.n2_bf16, a.x_mid), a.n2_bf16,
-                                                          a.rstd2.f32(), a.x_mid.f32(),
-                                                          {w.pre_mlp_layernorm, w.pre_mlp_layernorm_bias});
+  const ColumnInput in2 =
+      ctx.config.parallel_residual
+          ? in1
+          : norm_into_column_parallel(ctx, b, norm_output(a.n2, a.n2_bf16, a.x_mid), a.n2_bf16, a.rstd2.f32(),
+                                      a.x_mid.f32(), {w.pre_mlp_layernorm, w.pre_mlp_layernorm_bias});
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in2, w.gate_proj, w.bf16.gate_proj,
                        Tensor(), n, d.intermediate);
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::Up, a, a.up, a.up_bf16, in2, w.up_proj, w.bf16.up_proj, Tensor(),
@@ -476,8 +481,8 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   bias_backward(ctx, g.k_bias, dk, n, d.kv_width());
   bias_backward(ctx, g.v_bias, s.dv.f32(), n, d.kv_width());
   const ColumnInput in1 = column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
-  linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.q_proj), dq, s.dy_bf16, in1.x, in1.x16,
-                  w.q_proj, w.bf16.q_proj, n, h, d.q_width(), parallel);
+  linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.q_proj), dq, s.dy_bf16, in1.x, in1.x16, w.q_proj, w.bf16.q_proj, n,
+                  h, d.q_width(), parallel);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Q, g, a, s, dq, in1.x, in1.x16, s.d_norm.f32(), n, h, d.q_width());
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.k_proj), dk, s.dy_bf16, in1.x, in1.x16,
                   w.k_proj, w.bf16.k_proj, n, h, d.kv_width(), true);

@@ -14,8 +14,16 @@ void HeadActivations::allocate(const TpDims& d, const BatchGeometry& b, Device d
   chunk = chunk_rows > 0 ? std::min(chunk_rows, rows) : rows;
   const Shape residual{b.residual_rows(), d.hidden}, gathered{b.gathered_rows(), d.hidden};
   const Shape f32_normed = mixed ? Shape{0} : residual;  // mixed precision: bf16 only
-  const auto t = workspace_.carve(device, {residual, f32_normed, {b.residual_rows()}, {chunk, d.vocab_rows}, {rows},
-                                           {2, rows}, {rows}, {rows}, gathered, {b.split ? 2 * d.hidden : 0}});
+  const auto t = workspace_.carve(device, {residual,
+                                           f32_normed,
+                                           {b.residual_rows()},
+                                           {chunk, d.vocab_rows},
+                                           {rows},
+                                           {2, rows},
+                                           {rows},
+                                           {rows},
+                                           gathered,
+                                           {b.split ? 2 * d.hidden : 0}});
   x = t[0], rstd = t[2], logits = t[3], lse = t[4], sums = t[5];
   logprob = t[6], dlogprob = t[7], d_normed = t[8];
   d_norm_weight = b.split ? t[9] : Tensor();
@@ -82,8 +90,9 @@ void lm_head_forward(const ModelContext& ctx, const HeadWeights& w, const BatchG
   }
 }
 
-void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, const BatchGeometry& b, const NormParams& norm_grad,
-                      Tensor& head_grad, const std::int32_t* targets, HeadActivations& a, const Tensor& dx) {
+void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, const BatchGeometry& b,
+                      const NormParams& norm_grad, Tensor& head_grad, const std::int32_t* targets, HeadActivations& a,
+                      const Tensor& dx) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = b.rows;

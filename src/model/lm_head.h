@@ -29,7 +29,8 @@ struct HeadActivations {
   Tensor logprob;   // [rows]: log p(target), 0 where there is none
   Tensor dlogprob;  // [rows]: d loss / d logprob (backward input)
   Tensor d_normed;  // [rows, hidden]: backward scratch
-  Tensor d_norm_weight;  // sequence parallelism: [2, hidden], the norm's weight and bias gradients from this rank's rows
+  Tensor
+      d_norm_weight;  // sequence parallelism: [2, hidden], the norm's weight and bias gradients from this rank's rows
   std::int64_t chunk = 0;  // rows of logits at a time; every row in one go when >= the rows
   // Mixed precision: the final norm's output in bf16 (the product's input, written by the norm)
   // and the bf16 of the logits' gradient.
@@ -63,7 +64,8 @@ void lm_head_forward(const ModelContext& ctx, const HeadWeights& w, const BatchG
 
 // From acts.dlogprob[i] = d loss / d logprob[i]: accumulates the head and norm weight gradients
 // and writes d loss / d x into dx (the residual rows). Overwrites acts.logits with its gradient.
-void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, const BatchGeometry& b, const NormParams& norm_grad,
-                      Tensor& head_grad, const std::int32_t* targets, HeadActivations& acts, const Tensor& dx);
+void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, const BatchGeometry& b,
+                      const NormParams& norm_grad, Tensor& head_grad, const std::int32_t* targets,
+                      HeadActivations& acts, const Tensor& dx);
 
 }  // namespace spin::model

@@ -294,10 +294,10 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
     begin = std::min(begin, at);
     end = std::max(end, at + t.numel());
   };
-  for (const Tensor* t : {&l.input_layernorm, &l.input_layernorm_bias, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj,
-                          &l.pre_mlp_layernorm, &l.pre_mlp_layernorm_bias, &l.gate_proj, &l.up_proj, &l.down_proj,
-                          &l.q_bias, &l.k_bias, &l.v_bias, &l.q_norm, &l.k_norm, &l.attn_output_norm,
-                          &l.mlp_output_norm}) {
+  for (const Tensor* t :
+       {&l.input_layernorm, &l.input_layernorm_bias, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.pre_mlp_layernorm,
+        &l.pre_mlp_layernorm_bias, &l.gate_proj, &l.up_proj, &l.down_proj, &l.q_bias, &l.k_bias, &l.v_bias, &l.q_norm,
+        &l.k_norm, &l.attn_output_norm, &l.mlp_output_norm}) {
     cover(*t);
   }
   for (const LoraFactors& f : l.lora) cover(f.a), cover(f.b);

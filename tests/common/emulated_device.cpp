@@ -317,19 +317,15 @@ void EmulatedKernels::layernorm_backward(float* dx, float* dw, float* db, const 
                            dev(dout, n * dim, "layernorm dout"), dev(x, n * dim, "layernorm x"),
                            dev(w, dim, "layernorm w"), dev(rstd, n, "layernorm rstd"), n, dim);
 }
-void EmulatedKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos,
-                                   const float* sin, Index n, Index heads, Index hd, Index rotary,
-                                        kernels::RopePairs pairs) const {
+void EmulatedKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
+                                   Index heads, Index hd, Index rotary, kernels::RopePairs pairs) const {
   cpu_->rope_forward(dev(x, n * heads * hd, "rope x"), dev(positions, n, "rope positions"),
-                     dev(cos, rotary / 2, "rope cos"), dev(sin, rotary / 2, "rope sin"), n, heads, hd, rotary,
-                          pairs);
+                     dev(cos, rotary / 2, "rope cos"), dev(sin, rotary / 2, "rope sin"), n, heads, hd, rotary, pairs);
 }
-void EmulatedKernels::rope_backward(float* dx, const std::int32_t* positions, const float* cos,
-                                    const float* sin, Index n, Index heads, Index hd, Index rotary,
-                                        kernels::RopePairs pairs) const {
+void EmulatedKernels::rope_backward(float* dx, const std::int32_t* positions, const float* cos, const float* sin,
+                                    Index n, Index heads, Index hd, Index rotary, kernels::RopePairs pairs) const {
   cpu_->rope_backward(dev(dx, n * heads * hd, "rope dx"), dev(positions, n, "rope positions"),
-                      dev(cos, rotary / 2, "rope cos"), dev(sin, rotary / 2, "rope sin"), n, heads, hd, rotary,
-                          pairs);
+                      dev(cos, rotary / 2, "rope cos"), dev(sin, rotary / 2, "rope sin"), n, heads, hd, rotary, pairs);
 }
 void EmulatedKernels::attention_forward(float* out, float* probs, const float* q, const float* k,
                                         const float* v, const Index* cu, Index seqs, Index heads,

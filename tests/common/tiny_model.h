@@ -82,22 +82,22 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
   for (int i = 0; i < pairs; ++i) phi3 += i ? ", 8.0" : "8.0";
   phi3 += "]}, ";
   const std::string type =
-      s.family == TinyFamily::Phi3 || partial ? phi3
-      : s.family == TinyFamily::SmolLM3       ? "\"model_type\": \"smollm3\", \"no_rope_layers\": [1, 0], "
-      : s.family == TinyFamily::Granite       ? "\"model_type\": \"granite\", \"embedding_multiplier\": 3.0, "
-                                                "\"attention_multiplier\": 0.3, \"residual_multiplier\": 0.7, "
-                                                "\"logits_scaling\": 4.0, "
-      : s.family == TinyFamily::Olmo          ? "\"model_type\": \"olmo\", \"clip_qkv\": 2.0, "
-      : s.family == TinyFamily::Olmo2         ? "\"model_type\": \"olmo2\", "
-      : s.family == TinyFamily::StableLm      ? "\"model_type\": \"stablelm\", \"use_qkv_bias\": true, "
-                                                "\"partial_rotary_factor\": 0.5, \"layer_norm_eps\": 1e-5, "
+      s.family == TinyFamily::Phi3 || partial    ? phi3
+      : s.family == TinyFamily::SmolLM3          ? "\"model_type\": \"smollm3\", \"no_rope_layers\": [1, 0], "
+      : s.family == TinyFamily::Granite          ? "\"model_type\": \"granite\", \"embedding_multiplier\": 3.0, "
+                                                   "\"attention_multiplier\": 0.3, \"residual_multiplier\": 0.7, "
+                                                   "\"logits_scaling\": 4.0, "
+      : s.family == TinyFamily::Olmo             ? "\"model_type\": \"olmo\", \"clip_qkv\": 2.0, "
+      : s.family == TinyFamily::Olmo2            ? "\"model_type\": \"olmo2\", "
+      : s.family == TinyFamily::StableLm         ? "\"model_type\": \"stablelm\", \"use_qkv_bias\": true, "
+                                                   "\"partial_rotary_factor\": 0.5, \"layer_norm_eps\": 1e-5, "
       : s.family == TinyFamily::StableLmParallel ? "\"model_type\": \"stablelm\", \"use_parallel_residual\": true, "
                                                    "\"partial_rotary_factor\": 0.5, "
-      : s.family == TinyFamily::Cohere        ? "\"model_type\": \"cohere\", \"logit_scale\": 0.25, "
-      : s.family == TinyFamily::Mistral       ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
-      : s.family == TinyFamily::Qwen2         ? "\"model_type\": \"qwen2\", "
-      : s.family == TinyFamily::Qwen3         ? "\"model_type\": \"qwen3\", "
-      : s.family == TinyFamily::Gemma         ? "\"model_type\": \"gemma\", "
+      : s.family == TinyFamily::Cohere           ? "\"model_type\": \"cohere\", \"logit_scale\": 0.25, "
+      : s.family == TinyFamily::Mistral          ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
+      : s.family == TinyFamily::Qwen2            ? "\"model_type\": \"qwen2\", "
+      : s.family == TinyFamily::Qwen3            ? "\"model_type\": \"qwen3\", "
+      : s.family == TinyFamily::Gemma            ? "\"model_type\": \"gemma\", "
       : s.family == TinyFamily::Gemma2
           ? "\"model_type\": \"gemma2\", \"query_pre_attn_scalar\": 3, "
             "\"attn_logit_softcapping\": 1.0, \"final_logit_softcapping\": 2.0, \"sliding_window\": 4, "

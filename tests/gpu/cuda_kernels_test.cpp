@@ -167,8 +167,7 @@ TEST_F(Fixture, LayerNormForwardAndBackward) {
       auto w = random(dim), b = random(dim), dw = random(dim), db = random(dim);
       for (float& v : x) v += 2.0f;
       std::vector<float> out(n * dim), rstd(n);
-      Dev gx(x), gdout(dout), gdx(dx), gw(w), gb(b), gdw(dw), gdb(db), gout = poisoned(n * dim),
-          grstd = poisoned(n);
+      Dev gx(x), gdout(dout), gdx(dx), gw(w), gb(b), gdw(dw), gdb(db), gout = poisoned(n * dim), grstd = poisoned(n);
       const float* wp = affine ? w.data() : nullptr;
       const float* bp = affine ? b.data() : nullptr;
       const float* gwp = affine ? gw.f() : nullptr;
@@ -197,9 +196,9 @@ TEST_F(Fixture, LayerNormForwardAndBackward) {
 // columns), the rest passing through; in rotate-half pairs and in Cohere's interleaved ones.
 TEST_F(Fixture, RopeForwardAndBackward) {
   const Index n = 77, heads = 6, head_dim = 64, max_pos = 200;
-  for (const auto& [rotary, pairs] : {std::pair{head_dim, RopePairs::Halves}, std::pair{Index{48}, RopePairs::Halves},
-                                      std::pair{head_dim, RopePairs::Interleaved},
-                                      std::pair{Index{48}, RopePairs::Interleaved}}) {
+  for (const auto& [rotary, pairs] :
+       {std::pair{head_dim, RopePairs::Halves}, std::pair{Index{48}, RopePairs::Halves},
+        std::pair{head_dim, RopePairs::Interleaved}, std::pair{Index{48}, RopePairs::Interleaved}}) {
     const Index half = rotary / 2;
     auto x = random(n * heads * head_dim), cos = random(max_pos * half), sin = random(max_pos * half);
     auto pos = random_ints(n, 0, max_pos - 1);

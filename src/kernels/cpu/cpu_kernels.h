@@ -42,18 +42,16 @@ class CpuKernels final : public Kernels {
                                       const float* sums, Index n, Index dim, Index total, float eps) const override;
   void rmsnorm_backward_from_dots(float* dx, float* dw, const float* dout, const float* x, const float* w,
                                   const float* rstd, const float* dots, Index n, Index dim, Index total) const override;
-  void layernorm_forward(float* out, float* rstd, const float* x, const float* w, const float* b, Index n,
-                         Index dim, float eps) const override;
-  void layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, const float* b,
-                              Index n, Index dim, float eps) const override;
+  void layernorm_forward(float* out, float* rstd, const float* x, const float* w, const float* b, Index n, Index dim,
+                         float eps) const override;
+  void layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, const float* b, Index n,
+                              Index dim, float eps) const override;
   void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
                           const float* rstd, Index n, Index dim) const override;
-  void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin,
-                    Index n, Index heads, Index head_dim, Index rotary_dim,
-                    RopePairs pairs) const override;
-  void rope_backward(float* dx, const std::int32_t* positions, const float* cos,
-                     const float* sin, Index n, Index heads, Index head_dim, Index rotary_dim,
-                    RopePairs pairs) const override;
+  void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n, Index heads,
+                    Index head_dim, Index rotary_dim, RopePairs pairs) const override;
+  void rope_backward(float* dx, const std::int32_t* positions, const float* cos, const float* sin, Index n, Index heads,
+                     Index head_dim, Index rotary_dim, RopePairs pairs) const override;
   void attention_forward(float* out, float* probs, const float* q, const float* k,
                          const float* v, const Index* cu_seqlens, Index num_seqs, Index heads,
                          Index kv_heads, Index head_dim, AttentionScores scores) const override;
@@ -77,9 +75,8 @@ class CpuKernels final : public Kernels {
                                      AttentionScores scores) const override;
   void scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
                          Index width) const override;
-  void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos,
-                         const float* sin, Index n, Index heads, Index head_dim, Index rotary_dim,
-                    RopePairs pairs) const override;
+  void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
+                         Index heads, Index head_dim, Index rotary_dim, RopePairs pairs) const override;
   void attention_forward_bf16(std::uint16_t* out, float* saved, const std::uint16_t* q,
                               const std::uint16_t* k, const std::uint16_t* v,
                               const Index* cu_seqlens, Index num_seqs, Index heads,

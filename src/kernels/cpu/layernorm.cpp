@@ -52,8 +52,8 @@ void CpuKernels::layernorm_forward(float* out, float* rstd, const float* x, cons
   layernorm_rows(out, rstd, x, w, b, n, dim, eps);
 }
 
-void CpuKernels::layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
-                                        const float* b, Index n, Index dim, float eps) const {
+void CpuKernels::layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, const float* b,
+                                        Index n, Index dim, float eps) const {
   layernorm_rows(out, rstd, x, w, b, n, dim, eps);
 }
 

@@ -22,8 +22,8 @@ void rotate_head(float* lo, float* hi, const float* c, const float* s, Index hal
 }
 
 // sign = +1: rotate by +angle (forward); -1: by -angle (backward = transpose of the rotation).
-void rotate(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
-            Index heads, Index head_dim, Index rotary_dim, RopePairs pairs, float sign) {
+void rotate(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n, Index heads,
+            Index head_dim, Index rotary_dim, RopePairs pairs, float sign) {
   const Index half = rotary_dim / 2;
   const bool interleaved = pairs == RopePairs::Interleaved;
   for (Index row = 0; row < n; ++row) {
@@ -51,9 +51,8 @@ void CpuKernels::rope_backward(float* dx, const std::int32_t* positions, const f
   rotate(dx, positions, cos, sin, n, heads, head_dim, rotary_dim, pairs, -1.0f);
 }
 
-void CpuKernels::rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos,
-                                   const float* sin, Index n, Index heads, Index head_dim, Index rotary_dim,
-                                   RopePairs pairs) const {
+void CpuKernels::rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos, const float* sin,
+                                   Index n, Index heads, Index head_dim, Index rotary_dim, RopePairs pairs) const {
   std::vector<float> wide = cpu::widen(x, n * heads * head_dim);
   rotate(wide.data(), positions, cos, sin, n, heads, head_dim, rotary_dim, pairs, 1.0f);
   cpu::round_into(x, wide);

@@ -145,8 +145,8 @@ void CudaKernels::layernorm_forward_bf16(std::uint16_t* out, float* rstd, const 
   SPIN_CUDA_CHECK_LAUNCH("layernorm_forward_bf16");
 }
 
-void CudaKernels::layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x,
-                                     const float* w, const float* rstd, Index n, Index dim) const {
+void CudaKernels::layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
+                                     const float* rstd, Index n, Index dim) const {
   if (n == 0) return;
   // The rows' means, which the weight's gradient needs, from the dx kernel that forms them anyway.
   PooledBuffer means;
@@ -202,9 +202,8 @@ void CudaKernels::rope_forward(float* x, const std::int32_t* positions, const fl
   SPIN_CUDA_CHECK_LAUNCH("rope_forward");
 }
 
-void CudaKernels::rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos,
-                                    const float* sin, Index n, Index heads, Index head_dim, Index rotary_dim,
-                                    RopePairs pairs) const {
+void CudaKernels::rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos, const float* sin,
+                                    Index n, Index heads, Index head_dim, Index rotary_dim, RopePairs pairs) const {
   rope_kernel<<<blocks_for(n * heads * (rotary_dim / 2)), kThreads, 0, stream_>>>(
       reinterpret_cast<__nv_bfloat16*>(x), positions, cos, sin, n, heads, head_dim, rotary_dim,
       pairs == RopePairs::Interleaved, 1.0f);

@@ -298,8 +298,8 @@ __global__ void layernorm_forward_kernel(Out* out, float* rstd, const float* x, 
   }
 }
 // dx by rows; each row's mean into `means` where it is given (for the weight's gradient).
-__global__ void layernorm_backward_dx_kernel(float* dx, float* means, const float* dout, const float* x,
-                                             const float* w, const float* rstd, long long dim) {
+__global__ void layernorm_backward_dx_kernel(float* dx, float* means, const float* dout, const float* x, const float* w,
+                                             const float* rstd, long long dim) {
   __shared__ float shared[32];
   const long long at = blockIdx.x * dim;
   const float mean = row_mean(x + at, dim, shared), r = rstd[blockIdx.x];

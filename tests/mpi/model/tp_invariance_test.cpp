@@ -175,10 +175,10 @@ TEST(TensorParallel, MatchesOneRankWithQkvBiasesAtTp2AndTp4) {
 // recomputation, and in bf16 with sequence parallelism (Gemma's bf16-rounded scale).
 TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
   using testing::TinyFamily;
-  for (const TinyFamily family : {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2,
-                                  TinyFamily::Gemma3, TinyFamily::Phi3, TinyFamily::Phi4Mini, TinyFamily::SmolLM3,
-                                  TinyFamily::Granite, TinyFamily::Olmo, TinyFamily::Olmo2, TinyFamily::StableLm,
-                                  TinyFamily::StableLmParallel, TinyFamily::Cohere}) {
+  for (const TinyFamily family :
+       {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2, TinyFamily::Gemma3,
+        TinyFamily::Phi3, TinyFamily::Phi4Mini, TinyFamily::SmolLM3, TinyFamily::Granite, TinyFamily::Olmo,
+        TinyFamily::Olmo2, TinyFamily::StableLm, TinyFamily::StableLmParallel, TinyFamily::Cohere}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;
@@ -198,7 +198,7 @@ TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
     // flipped roundings of bf16(dq), bf16(dk), whose inputs differ in float32's last bits (bf16 without
     // sequence parallelism alike; float32 holds 1e-5).
     const double tolerance = family == TinyFamily::Gemma2 || family == TinyFamily::Gemma3 ? 5e-3
-                             : family == TinyFamily::StableLmParallel ? 1e-3
+                             : family == TinyFamily::StableLmParallel                     ? 1e-3
                                                                                           : 1e-5;
     expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true, .tolerance = tolerance});
   }
@@ -235,8 +235,8 @@ TEST(TensorParallel, LoraAdaptersMatchOneRankAtTp2AndTp4) {
   for (int tp : {2, 4}) expect_same_as_tp1(shape, tp, {.sequence_parallel = tp == 4, .lora = dropped});
   expect_same_as_tp1(shape, 2, {.recompute = true, .lora = dropped});
   for (const testing::TinyFamily family :
-       {testing::TinyFamily::Qwen3, testing::TinyFamily::Gemma2, testing::TinyFamily::Olmo,
-        testing::TinyFamily::Olmo2, testing::TinyFamily::StableLm, testing::TinyFamily::StableLmParallel}) {
+       {testing::TinyFamily::Qwen3, testing::TinyFamily::Gemma2, testing::TinyFamily::Olmo, testing::TinyFamily::Olmo2,
+        testing::TinyFamily::StableLm, testing::TinyFamily::StableLmParallel}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     shape.family = family;
     expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .lora = all});

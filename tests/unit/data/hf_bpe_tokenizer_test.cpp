@@ -158,8 +158,9 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   const auto cohere = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/cohere");
   EXPECT_EQ(choose_prompt_template("auto", cohere.get()), PromptTemplate::Cohere);
   EXPECT_EQ(response_end(PromptTemplate::Cohere, *cohere), cohere->token_id("<|END_OF_TURN_TOKEN|>"));
-  const std::string order = testing::error_of(
-      [&] { render_prompt({{"user", "a"}, {"user", "b"}}, PromptTemplate::Cohere, *cohere); });
+  const std::string order = testing::error_of([&] {
+    render_prompt({{"user", "a"}, {"user", "b"}}, PromptTemplate::Cohere, *cohere);
+  });
   EXPECT_NE(order.find("the cohere prompt template needs the roles to alternate"), std::string::npos) << order;
   // Command R7B's template (a system preamble, <|START_RESPONSE|>) over the same tokens: auto refuses it.
   const fs::path r7b = fs::temp_directory_path() / ("spin_r7b_" + std::to_string(::getpid()));

@@ -46,14 +46,15 @@ TEST(ModelConfig, ReadsStableLm) {
   EXPECT_EQ(c.rms_norm_eps, 1e-5f);
   EXPECT_EQ(c.num_parameters(), 1644515328);
   const ModelConfig three = ModelConfig::from_json(
-      replaced(kStableLm2, {{"\"hidden_size\": 2048", "\"hidden_size\": 2560"},
-                            {"\"intermediate_size\": 5632", "\"intermediate_size\": 6912"},
-                            {"\"num_hidden_layers\": 24", "\"num_hidden_layers\": 32"},
-                            {"\"partial_rotary_factor\": 0.25, ", ""},
-                            {"\"use_qkv_bias\": true", "\"use_qkv_bias\": false"},
-                            {"\"layer_norm_eps\": 1e-05, ", ""},
-                            {"\"vocab_size\": 100352", "\"vocab_size\": 50304"},
-                            {"\"bos_token_id\": 100257, \"eos_token_id\": 100257", "\"bos_token_id\": 0, \"eos_token_id\": 0"}}),
+      replaced(kStableLm2,
+               {{"\"hidden_size\": 2048", "\"hidden_size\": 2560"},
+                {"\"intermediate_size\": 5632", "\"intermediate_size\": 6912"},
+                {"\"num_hidden_layers\": 24", "\"num_hidden_layers\": 32"},
+                {"\"partial_rotary_factor\": 0.25, ", ""},
+                {"\"use_qkv_bias\": true", "\"use_qkv_bias\": false"},
+                {"\"layer_norm_eps\": 1e-05, ", ""},
+                {"\"vocab_size\": 100352", "\"vocab_size\": 50304"},
+                {"\"bos_token_id\": 100257, \"eos_token_id\": 100257", "\"bos_token_id\": 0, \"eos_token_id\": 0"}}),
       "c");
   EXPECT_FALSE(three.qkv_bias);
   EXPECT_EQ(three.rotary_dim, 20);  // int(80 x 0.25)
@@ -73,8 +74,8 @@ TEST(ModelConfig, ReadsStableLm) {
 
   // use_parallel_residual: attention and MLP both read the input norm; no post_attention_layernorm
   // (2 x 2048 a layer fewer).
-  const ModelConfig parallel =
-      ModelConfig::from_json(replaced(kStableLm2, {{"\"use_parallel_residual\": false", "\"use_parallel_residual\": true"}}), "c");
+  const ModelConfig parallel = ModelConfig::from_json(
+      replaced(kStableLm2, {{"\"use_parallel_residual\": false", "\"use_parallel_residual\": true"}}), "c");
   EXPECT_TRUE(parallel.parallel_residual);
   EXPECT_FALSE(c.parallel_residual);
   EXPECT_EQ(parallel.layer_norm_weights(), 1);

@@ -132,18 +132,18 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
 // the first OLMo's adapters of q, k and v through its clamp (clip_qkv at a limit in a gap of the
 // adapted products' values: common/gradient_check.h).
 TEST(Lora, GradientsMatchFiniteDifferences) {
-  for (const char* variant : {"llama", "qwen3", "gemma2", "olmo", "olmo2", "stablelm", "parallel residual", "cohere",
-                              "q and v"}) {
+  for (const char* variant :
+       {"llama", "qwen3", "gemma2", "olmo", "olmo2", "stablelm", "parallel residual", "cohere", "q and v"}) {
     SCOPED_TRACE(variant);
     testing::TinyShape shape;
-    shape.family = variant == std::string("qwen3")    ? testing::TinyFamily::Qwen3
-                   : variant == std::string("gemma2") ? testing::TinyFamily::Gemma2
-                   : variant == std::string("olmo")   ? testing::TinyFamily::Olmo
-                   : variant == std::string("olmo2")  ? testing::TinyFamily::Olmo2
-                   : variant == std::string("stablelm") ? testing::TinyFamily::StableLm
+    shape.family = variant == std::string("qwen3")               ? testing::TinyFamily::Qwen3
+                   : variant == std::string("gemma2")            ? testing::TinyFamily::Gemma2
+                   : variant == std::string("olmo")              ? testing::TinyFamily::Olmo
+                   : variant == std::string("olmo2")             ? testing::TinyFamily::Olmo2
+                   : variant == std::string("stablelm")          ? testing::TinyFamily::StableLm
                    : variant == std::string("parallel residual") ? testing::TinyFamily::StableLmParallel
-                   : variant == std::string("cohere") ? testing::TinyFamily::Cohere
-                                                      : testing::TinyFamily::Llama;
+                   : variant == std::string("cohere")            ? testing::TinyFamily::Cohere
+                                                                 : testing::TinyFamily::Llama;
     LoraConfig lora = testing::tiny_lora();
     if (variant == std::string("q and v")) lora.targets = parse_lora_targets("q_proj,v_proj", "test");
     const TokenBatch batch = TokenBatch::pack(sequences());

@@ -53,28 +53,28 @@ float clip_in_a_gap(testing::TinyShape shape) {
 // Whole-model gradients against central finite differences of the float32 forward, for every
 // family's parts (tolerances: common/gradient_check.h).
 TEST(Transformer, GradientsMatchFiniteDifferences) {
-  for (const char* variant : {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2", "gemma3", "phi3",
-                              "partial rotary", "nope", "granite", "olmo", "olmo2", "stablelm",
-                              "parallel residual", "cohere"}) {
+  for (const char* variant :
+       {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2", "gemma3", "phi3", "partial rotary",
+        "nope", "granite", "olmo", "olmo2", "stablelm", "parallel residual", "cohere"}) {
     testing::TinyShape shape;
     const bool gemma = std::string(variant).starts_with("gemma");
     shape.tie = variant == std::string("tied") || gemma || variant == std::string("granite");  // as published
-    shape.family = variant == std::string("window")           ? testing::TinyFamily::Mistral
-                   : variant == std::string("qkv bias")       ? testing::TinyFamily::Qwen2
-                   : variant == std::string("qk norm")        ? testing::TinyFamily::Qwen3
-                   : variant == std::string("gemma")          ? testing::TinyFamily::Gemma
-                   : variant == std::string("gemma2")         ? testing::TinyFamily::Gemma2
-                   : variant == std::string("gemma3")         ? testing::TinyFamily::Gemma3
-                   : variant == std::string("phi3")           ? testing::TinyFamily::Phi3
-                   : variant == std::string("partial rotary") ? testing::TinyFamily::Phi4Mini
-                   : variant == std::string("nope")           ? testing::TinyFamily::SmolLM3
-                   : variant == std::string("granite")        ? testing::TinyFamily::Granite
-                   : variant == std::string("olmo")           ? testing::TinyFamily::Olmo
-                   : variant == std::string("olmo2")          ? testing::TinyFamily::Olmo2
-                   : variant == std::string("stablelm")       ? testing::TinyFamily::StableLm
+    shape.family = variant == std::string("window")              ? testing::TinyFamily::Mistral
+                   : variant == std::string("qkv bias")          ? testing::TinyFamily::Qwen2
+                   : variant == std::string("qk norm")           ? testing::TinyFamily::Qwen3
+                   : variant == std::string("gemma")             ? testing::TinyFamily::Gemma
+                   : variant == std::string("gemma2")            ? testing::TinyFamily::Gemma2
+                   : variant == std::string("gemma3")            ? testing::TinyFamily::Gemma3
+                   : variant == std::string("phi3")              ? testing::TinyFamily::Phi3
+                   : variant == std::string("partial rotary")    ? testing::TinyFamily::Phi4Mini
+                   : variant == std::string("nope")              ? testing::TinyFamily::SmolLM3
+                   : variant == std::string("granite")           ? testing::TinyFamily::Granite
+                   : variant == std::string("olmo")              ? testing::TinyFamily::Olmo
+                   : variant == std::string("olmo2")             ? testing::TinyFamily::Olmo2
+                   : variant == std::string("stablelm")          ? testing::TinyFamily::StableLm
                    : variant == std::string("parallel residual") ? testing::TinyFamily::StableLmParallel
-                   : variant == std::string("cohere")         ? testing::TinyFamily::Cohere
-                                                              : testing::TinyFamily::Llama;
+                   : variant == std::string("cohere")            ? testing::TinyFamily::Cohere
+                                                                 : testing::TinyFamily::Llama;
     if (shape.family == testing::TinyFamily::Olmo) shape.clip_qkv = clip_in_a_gap(shape);
     TinyModel m(shape);
     const TokenBatch batch = TokenBatch::pack(three_sequences());

@@ -23,8 +23,8 @@ std::vector<double> layernorm_reference(const std::vector<float>& x, int n, int 
     for (int j = 0; j < dim; ++j) var += (x[i * dim + j] - mean) * (x[i * dim + j] - mean);
     var /= dim;
     for (int j = 0; j < dim; ++j) {
-      out[i * dim + j] = (x[i * dim + j] - mean) / std::sqrt(var + eps) * (w.empty() ? 1.0 : w[j]) +
-                         (b.empty() ? 0.0 : b[j]);
+      out[i * dim + j] =
+          (x[i * dim + j] - mean) / std::sqrt(var + eps) * (w.empty() ? 1.0 : w[j]) + (b.empty() ? 0.0 : b[j]);
     }
   }
   return out;

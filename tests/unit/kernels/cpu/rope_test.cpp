@@ -25,7 +25,8 @@ TEST(Rope, ForwardMatchesHuggingFaceRotateHalf) {
   RopeCase c;
   auto x = testing::random_vector(c.n * c.heads * c.hd, 1);
   const auto want = testing::ref::rope(to_double(x), c.positions, c.n, c.heads, c.hd, c.theta);
-  k.rope_forward(x.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd, RopePairs::Halves);
+  k.rope_forward(x.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd,
+                 RopePairs::Halves);
   // Angles up to 255 rad in float32 (as Hugging Face computes them): ~2e-5 absolute.
   testing::expect_close(x, want, 0, 5e-5, "rope");
 }
@@ -38,9 +39,11 @@ TEST(Rope, BackwardIsTheAdjointAndMatchesFiniteDifferences) {
   const auto y = testing::random_vector(size, 3);
   // <R x, y> == <x, R^T y>
   auto rx = x;
-  k.rope_forward(rx.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd, RopePairs::Halves);
+  k.rope_forward(rx.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd,
+                 RopePairs::Halves);
   auto rty = y;
-  k.rope_backward(rty.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd, RopePairs::Halves);
+  k.rope_backward(rty.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd,
+                  RopePairs::Halves);
   double lhs = 0, rhs = 0;
   for (std::size_t i = 0; i < size; ++i) {
     lhs += static_cast<double>(rx[i]) * y[i];
@@ -53,7 +56,8 @@ TEST(Rope, BackwardIsTheAdjointAndMatchesFiniteDifferences) {
                         0, 5e-5, "backward vs naive");
   const auto loss = [&] {
     auto t = x;
-    k.rope_forward(t.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd, RopePairs::Halves);
+    k.rope_forward(t.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd,
+                   RopePairs::Halves);
     return testing::weighted_sum(t, y);
   };
   testing::check_gradient(x, rty, loss, 1e-2, 1e-3, 1e-4, "vs finite differences");
@@ -70,8 +74,10 @@ TEST(Rope, Bf16IsTheFloat32RotationOfTheWidenedValuesRounded) {
   k.to_bf16(x16.data(), x.data(), count);
   std::vector<float> wide(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) wide[i] = bf16_to_f32(x16[i]);
-  k.rope_forward(wide.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd, RopePairs::Halves);
-  k.rope_forward_bf16(x16.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd, RopePairs::Halves);
+  k.rope_forward(wide.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd,
+                 RopePairs::Halves);
+  k.rope_forward_bf16(x16.data(), c.positions.data(), c.table.cos(), c.table.sin(), c.n, c.heads, c.hd, c.hd,
+                      RopePairs::Halves);
   std::size_t moved = 0;
   for (std::size_t i = 0; i < x.size(); ++i) {
     ASSERT_EQ(x16[i], f32_to_bf16(wide[i])) << i;
@@ -98,11 +104,15 @@ TEST(Rope, PartialRotaryRotatesTheFirstDimensionsOfEachHeadOnly) {
   for (const float sign : {1.0f, -1.0f}) {
     auto partial = x, whole = front;
     if (sign > 0) {
-      k.rope_forward(partial.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary, RopePairs::Halves);
-      k.rope_forward(whole.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, rotary, rotary, RopePairs::Halves);
+      k.rope_forward(partial.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary,
+                     RopePairs::Halves);
+      k.rope_forward(whole.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, rotary, rotary,
+                     RopePairs::Halves);
     } else {
-      k.rope_backward(partial.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary, RopePairs::Halves);
-      k.rope_backward(whole.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, rotary, rotary, RopePairs::Halves);
+      k.rope_backward(partial.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary,
+                      RopePairs::Halves);
+      k.rope_backward(whole.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, rotary, rotary,
+                      RopePairs::Halves);
     }
     for (int r = 0; r < c.n * c.heads; ++r) {
       for (int i = 0; i < c.hd; ++i) {
@@ -118,7 +128,8 @@ TEST(Rope, PartialRotaryRotatesTheFirstDimensionsOfEachHeadOnly) {
   std::vector<std::uint16_t> x16(x.size());
   k.to_bf16(x16.data(), x.data(), static_cast<Index>(x.size()));
   auto rotated16 = x16;
-  k.rope_forward_bf16(rotated16.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary, RopePairs::Halves);
+  k.rope_forward_bf16(rotated16.data(), c.positions.data(), table.cos(), table.sin(), c.n, c.heads, c.hd, rotary,
+                      RopePairs::Halves);
   std::size_t moved = 0;
   for (std::size_t at = 0; at < x.size(); ++at) {
     if (static_cast<int>(at) % c.hd >= rotary) {

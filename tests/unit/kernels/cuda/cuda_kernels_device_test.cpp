@@ -202,9 +202,8 @@ TEST(CudaKernelsEmulated, LayerNorm) {
     EXPECT_LT(testing::relative_error(rstd, want_rstd), 1e-5) << affine;
     std::vector<__nv_bfloat16> out16(n * dim, __nv_bfloat16{0xFFFF});
     std::vector<std::uint16_t> want16(n * dim);
-    run(n, [&] {
-      dev::layernorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), wp, bp, dim, 1e-5f);
-    });
+    run(n,
+        [&] { dev::layernorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), wp, bp, dim, 1e-5f); });
     cpu.to_bf16(want16.data(), want.data(), n * dim);
     long long differ = 0;
     for (std::size_t i = 0; i < want16.size(); ++i) differ += out16[i].bits != want16[i];
@@ -226,8 +225,8 @@ TEST(CudaKernelsEmulated, LayerNorm) {
     run(
         1,
         [&] {
-          dev::layernorm_backward_dw_kernel(dw.data(), db.data(), dout.data(), x.data(), means.data(),
-                                            want_rstd.data(), n, dim);
+          dev::layernorm_backward_dw_kernel(dw.data(), db.data(), dout.data(), x.data(), means.data(), want_rstd.data(),
+                                            n, dim);
         },
         dim3((dim + kThreads - 1) / kThreads, chunks));
     EXPECT_LT(testing::relative_error(dw, want_dw), 1e-5);
@@ -257,8 +256,9 @@ TEST(CudaKernelsEmulated, RopeGluAndEmbedding) {
   // A partial rotary factor: 10 of 16 dimensions rotate (a table of 5 columns), float32 forward
   // and backward, in rotate-half and in interleaved pairs (Cohere's); the other 6 are left as they were.
   const long long rotary = 10;
-  for (const auto& [sign, pairs] : {std::pair{1.0f, RopePairs::Halves}, std::pair{-1.0f, RopePairs::Halves},
-                                    std::pair{1.0f, RopePairs::Interleaved}, std::pair{-1.0f, RopePairs::Interleaved}}) {
+  for (const auto& [sign, pairs] :
+       {std::pair{1.0f, RopePairs::Halves}, std::pair{-1.0f, RopePairs::Halves},
+        std::pair{1.0f, RopePairs::Interleaved}, std::pair{-1.0f, RopePairs::Interleaved}}) {
     auto got = x, want = x;
     const bool interleaved = pairs == RopePairs::Interleaved;
     run(blocks_for(n * heads * (rotary / 2)), [&] {
