@@ -423,6 +423,10 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
     return {norm_grad(weight), bias};
   };
 
+  // With a parallel residual the MLP's input is the attention's, and both halves' outputs join x_out
+  // directly (no output norm or multiplier in those families): the output gradient and the
+  // input both serve twice, gathered once under sequence parallelism.
+  const bool parallel = ctx.config.parallel_residual;
   // MLP half: dx is d/d x_out, whose rows' gradient the down projection's output shares (Gemma 2:
   // through its output norm).
   const bool sandwich = w.mlp_output_norm.defined();
@@ -441,7 +445,6 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   } else {
     k.glu_backward(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate, ctx.config.activation);
   }
-  const bool parallel = ctx.config.parallel_residual;  // the MLP's input is the attention's
   const ColumnInput in2 = parallel ? column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16)
                                    : column_input(ctx, b, norm_output(a.n2, a.n2_bf16, a.x_mid), a.n2_bf16);
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.gate_proj), s.d_gate.f32(), s.dy_bf16, in2.x, in2.x16,
@@ -462,11 +465,13 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   }
 
   // Attention half.
-  const float* d_o = row_parallel_grad(
-      ctx, b,
-      sandwich ? output_norm_backward(ctx, b, s, dx, norm_grad(g.attn_output_norm), a.attn_out, w.attn_output_norm,
-                                      a.rstd_attn_out)
-               : branch_grad(ctx, b, s, dx));
+  // (With a parallel residual the output gradient is the MLP's, still gathered: nothing wrote s.full since.)
+  const float* d_o =
+      parallel ? d_down
+               : row_parallel_grad(ctx, b,
+                                   sandwich ? output_norm_backward(ctx, b, s, dx, norm_grad(g.attn_output_norm),
+                                                                   a.attn_out, w.attn_output_norm, a.rstd_attn_out)
+                                            : branch_grad(ctx, b, s, dx));
   linear_backward(ctx, s.d_attn.f32(), f32_or_null(g.o_proj), d_o, s.dy_bf16, a.attn, a.attn_bf16,
                   w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
   adapter_backward(ctx, b, layer, ad, LoraTarget::O, g, a, s, d_o, a.attn, a.attn_bf16, s.d_attn.f32(), n, d.q_width(),
@@ -480,7 +485,8 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   bias_backward(ctx, g.q_bias, dq, n, d.q_width());
   bias_backward(ctx, g.k_bias, dk, n, d.kv_width());
   bias_backward(ctx, g.v_bias, s.dv.f32(), n, d.kv_width());
-  const ColumnInput in1 = column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
+  // (With a parallel residual in2 is in1, still gathered: nothing wrote the buffer since.)
+  const ColumnInput in1 = parallel ? in2 : column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.q_proj), dq, s.dy_bf16, in1.x, in1.x16, w.q_proj, w.bf16.q_proj, n,
                   h, d.q_width(), parallel);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Q, g, a, s, dq, in1.x, in1.x16, s.d_norm.f32(), n, h, d.q_width());

@@ -126,6 +126,52 @@ TEST(TensorParallelCommunication, Olmo2NormsAddOneAllReduceOfTwoFloatsPerRowPerL
   expect_only_all_reduces(m.grid.tp().stats(), 1 + 3 * 3, activation * (1 + 2 * 3) + 3 * sums, "OLMo 2 backward");
 }
 
+// A parallel residual (StableLM's use_parallel_residual; Cohere's layers): one norm a layer, so the
+// backward all-reduces its input gradient once (both halves' products' gradients summed first);
+// under sequence parallelism the norm's output is gathered once forward and once backward, the
+// output gradient once backward, and its weight and bias gradients go in one all-reduce of
+// [2, hidden]. The forward keeps one reduction per half.
+TEST(TensorParallelCommunication, ParallelResidualGathersAndReducesOnceWhereTheHalvesShare) {
+  const std::uint64_t n = 16, h = 16, f = sizeof(float);
+  const std::uint64_t activation = n * h * f;
+  {
+    Tp2Model m(testing::TinyFamily::StableLmParallel);
+    m.grid.tp().reset_stats();
+    Activations saved;
+    m.transformer.forward(m.weights, m.batch, saved, true);
+    expect_only_all_reduces(m.grid.tp().stats(), 1 + 2 * 3 + 2, activation * (1 + 2 * 3) + n * f + 2 * n * f,
+                            "parallel residual forward");
+    ModelWeights grads(m.config, m.dims);
+    m.grid.tp().reset_stats();
+    m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
+    expect_only_all_reduces(m.grid.tp().stats(), 1 + 3, activation * (1 + 3), "parallel residual backward");
+  }
+  Tp2Model m(testing::TinyFamily::StableLmParallel);
+  m.transformer.set_sequence_parallel(true);
+  const auto expect = [](const parallel::CommStats& s, std::uint64_t gathers, std::uint64_t scatters,
+                         std::uint64_t reduces, std::uint64_t reduce_bytes, const char* what) {
+    EXPECT_EQ(s.calls_of(CommOp::AllGather), gathers) << what;
+    EXPECT_EQ(s.bytes_of(CommOp::AllGather), gathers * (16 * 16 * sizeof(float) / 2)) << what;
+    EXPECT_EQ(s.calls_of(CommOp::ReduceScatter), scatters) << what;
+    EXPECT_EQ(s.bytes_of(CommOp::ReduceScatter), scatters * 16 * 16 * sizeof(float)) << what;
+    EXPECT_EQ(s.calls_of(CommOp::AllReduce), reduces) << what;
+    EXPECT_EQ(s.bytes_of(CommOp::AllReduce), reduce_bytes) << what;
+  };
+  // Forward: the embedding's reduce-scatter; per layer one gather (the norm's output, which both
+  // halves read) and two reduce-scatters; the final norm's gather; the head's two all-reduces.
+  m.grid.tp().reset_stats();
+  Activations saved;
+  m.transformer.forward(m.weights, m.batch, saved, true);
+  expect(m.grid.tp().stats(), 3 + 1, 1 + 2 * 3, 2, n * f + 2 * n * f, "parallel residual forward, SP");
+  // Backward: the final norm's output gathered again, its reduce-scatter and [2, hidden] gradients;
+  // per layer the output gradient and the norm's output gathered once each, one reduce-scatter, one
+  // [2, hidden] all-reduce; the embedding's gather.
+  ModelWeights grads(m.config, m.dims);
+  m.grid.tp().reset_stats();
+  m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
+  expect(m.grid.tp().stats(), 1 + 2 * 3 + 1, 1 + 3, 1 + 3, (1 + 3) * 2 * h * f, "parallel residual backward, SP");
+}
+
 // Sequence parallelism: every activation all-reduce becomes a reduce-scatter of the
 // [rows, hidden] partial sums and an all-gather of this rank's rows (half of them at TP 2);
 // the norms' weight gradients add an all-reduce of [hidden] each; the head's two all-reduces of
