@@ -56,7 +56,8 @@ void parse_stablelm(json& j, ModelConfig& c, const std::string& source) {
 // Cohere (model_type cohere: Command-R, Aya 23, Aya Expanse; CohereConfig's defaults where a key is
 // absent): LayerNorms with a weight and no bias, attention and MLP side by side from one norm, RoPE
 // in interleaved pairs, the logits times logit_scale, tied embeddings; use_qk_norm (Command R+'s
-// per-head norms of q and k) is not implemented.
+// per-head norms of q and k) is not implemented. Cohere 2 (cohere2: Command R7B) besides: windows
+// in three layers of four, RoPE in those alone (parse_sliding_window, from_json).
 void parse_cohere(const json& j, ModelConfig& c, const std::string& source) {
   c.layer_norm = c.layer_norm_affine = true;
   c.parallel_residual = true;
@@ -233,16 +234,18 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
     return;
   }
   const bool qwen = type == "qwen2" || type == "qwen3", gemma2 = type == "gemma2", gemma3 = type == "gemma3_text";
-  const bool olmo3 = type == "olmo3";
+  const bool olmo3 = type == "olmo3", cohere2 = type == "cohere2";
   // Qwen2 and Qwen3 keep a sliding_window that applies only with use_sliding_window; Gemma2Config's,
-  // Gemma3TextConfig's and Olmo3Config's default is 4096.
+  // Gemma3TextConfig's, Olmo3Config's and Cohere2Config's default is 4096.
   const bool applies = !qwen || (j.contains("use_sliding_window") && j.at("use_sliding_window") == true);
   if (!applies) return;
   if (j.contains("sliding_window") && !j.at("sliding_window").is_null()) {
     c.sliding_window = positive_int(j, "sliding_window", source);
-  } else if ((gemma2 || gemma3 || olmo3) && !j.contains("sliding_window")) {
+  } else if ((gemma2 || gemma3 || olmo3 || cohere2) && !j.contains("sliding_window")) {
     c.sliding_window = 4096;
   }
+  require(!cohere2 || c.sliding_window, source, ": model_type cohere2 needs a sliding_window (its global layers "
+          "are the unwindowed ones)");
   if (!c.sliding_window) return;
   const auto layers = static_cast<std::size_t>(c.num_layers);
   if (j.contains("layer_types") && !j.at("layer_types").is_null()) {  // newer transformers write it out
@@ -260,8 +263,10 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
   // but every sliding_window_pattern-th (Gemma3TextConfig's default 6: layers 5, 11, ... are
   // global), OLMo 3's all but every fourth (3, 7, ...), Qwen's layers from max_window_layers on
   // (Qwen2Config's default 28), Mistral's every layer.
-  const std::int64_t pattern = gemma3 && j.contains("sliding_window_pattern")
-                                   ? positive_int(j, "sliding_window_pattern", source) : 6;
+  // Gemma 3's all but every sliding_window_pattern-th (6), Cohere 2's likewise (4: layers 3, 7, ...).
+  const std::int64_t pattern = (gemma3 || cohere2) && j.contains("sliding_window_pattern")
+                                   ? positive_int(j, "sliding_window_pattern", source)
+                                   : cohere2 ? 4 : 6;
   std::int64_t first_qwen = 28;
   if (qwen && j.contains("max_window_layers")) {
     const json& v = j.at("max_window_layers");
@@ -272,7 +277,7 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
   for (std::size_t l = 0; l < layers; ++l) {
     const auto i = static_cast<std::int64_t>(l);
     c.windowed_layers.push_back(gemma2   ? i % 2 == 0
-                                : gemma3 ? (i + 1) % pattern != 0
+                                : gemma3 || cohere2 ? (i + 1) % pattern != 0
                                 : olmo3  ? (i + 1) % 4 != 0
                                 : qwen   ? i >= first_qwen
                                          : true);
@@ -311,10 +316,11 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     }
     require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma" ||
                 type == "gemma2" || type == "gemma3_text" || type == "phi3" || type == "smollm3" || type == "granite" ||
-                type == "olmo" || type == "olmo2" || type == "olmo3" || type == "stablelm" || type == "cohere",
+                type == "olmo" || type == "olmo2" || type == "olmo3" || type == "stablelm" || type == "cohere" ||
+                type == "cohere2",
             source, ": model_type \"", type,
             "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
-            "gemma3_text, phi3, smollm3, granite, olmo, olmo2, olmo3, stablelm, cohere; and the language model of "
+            "gemma3_text, phi3, smollm3, granite, olmo, olmo2, olmo3, stablelm, cohere, cohere2; and the language model of "
             "gemma3, mistral3, llava, "
             "qwen2_vl and qwen2_5_vl)");
   }
@@ -324,7 +330,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   const bool olmo = type == "olmo2" || type == "olmo3";
   ModelConfig c;
   if (type == "stablelm") parse_stablelm(j, c, source);
-  if (type == "cohere") parse_cohere(j, c, source);
+  if (type == "cohere" || type == "cohere2") parse_cohere(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;
     c.rms_norm_eps = 1e-5f;  // OlmoLayerNorm's, not in its config
@@ -437,6 +443,9 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   // run them.
   if (type == "olmo3" && c.rope_scaling) c.rope_local_theta = c.rope_theta;
   if (type == "smollm3") parse_rope_layers(j, c, source);
+  // Cohere 2 (Command R7B): RoPE in the windowed layers alone, the global ones attend by content
+  // (Cohere2Attention rotates only where it has a sliding window).
+  if (type == "cohere2") c.rope_layers = c.windowed_layers;
   if (j.contains("tie_word_embeddings")) {
     require(j.at("tie_word_embeddings").is_boolean(), source,
             ": \"tie_word_embeddings\" must be true or false");

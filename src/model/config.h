@@ -1,7 +1,7 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
 // Phi3ForCausalLM, SmolLM3ForCausalLM, GraniteForCausalLM, OlmoForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM,
-// StableLmForCausalLM, CohereForCausalLM), read from a Hugging Face config.json. Features spin does not implement
+// StableLmForCausalLM, CohereForCausalLM, Cohere2ForCausalLM), read from a Hugging Face config.json. Features spin does not implement
 // (rope_scaling other than linear, llama3, yarn, longrope and dynamic, partial rotary embeddings outside Phi-3's and
 // StableLM's families, biases other than on q/k/v (Qwen2's, StableLM's) and on LayerNorms (StableLM's), activations
 // other than SiLU and Gemma's tanh GELU) are refused by name rather than ignored.
@@ -64,7 +64,8 @@ struct ModelConfig {
   // says where it has them.
   std::optional<std::int64_t> sliding_window;
   std::vector<bool> windowed_layers;
-  // SmolLM3 (model_type smollm3): the layers that apply RoPE (num_layers entries; empty: all) --
+  // SmolLM3 (model_type smollm3), Cohere 2 (cohere2: the windowed layers): the layers that apply
+  // RoPE (num_layers entries; empty: all) -- for SmolLM3
   // config.json's no_rope_layers, whose 1 means "rotates" (transformers' use_rope), or every
   // layer but each no_rope_layer_interval-th (4: layers 3, 7, ...) without the list. The others
   // (NoPE) attend by content alone.

@@ -30,10 +30,11 @@ namespace spin::testing {
 // and biases, biases on q, k and v, half of each head rotating (its 0.25 of the tiny head_dim 4
 // would be one dimension); StableLmParallel StableLM's with use_parallel_residual (attention and
 // MLP side by side, one norm a layer); Cohere's: LayerNorms with a weight alone, attention and MLP
-// side by side, RoPE in interleaved pairs, the logits times 0.25 (logit_scale).
+// side by side, RoPE in interleaved pairs, the logits times 0.25 (logit_scale); Cohere 2's besides a
+// 3-key window and RoPE in layer 0 of every 2, the other layer global without RoPE.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
-  StableLmParallel, Cohere
+  StableLmParallel, Cohere, Cohere2
 };
 
 // Its model_type, for the tests' traces.
@@ -55,6 +56,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::StableLm: return "stablelm";
     case TinyFamily::StableLmParallel: return "stablelm (parallel residual)";
     case TinyFamily::Cohere: return "cohere";
+    case TinyFamily::Cohere2: return "cohere2";
   }
   return "?";
 }
@@ -94,6 +96,8 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
       : s.family == TinyFamily::StableLmParallel ? "\"model_type\": \"stablelm\", \"use_parallel_residual\": true, "
                                                    "\"partial_rotary_factor\": 0.5, "
       : s.family == TinyFamily::Cohere           ? "\"model_type\": \"cohere\", \"logit_scale\": 0.25, "
+      : s.family == TinyFamily::Cohere2          ? "\"model_type\": \"cohere2\", \"logit_scale\": 0.25, "
+                                                   "\"sliding_window\": 3, \"sliding_window_pattern\": 2, "
       : s.family == TinyFamily::Mistral          ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
       : s.family == TinyFamily::Qwen2            ? "\"model_type\": \"qwen2\", "
       : s.family == TinyFamily::Qwen3            ? "\"model_type\": \"qwen3\", "

@@ -108,6 +108,9 @@ def main():
                    help="a CohereForCausalLM: LayerNorms with a weight and no bias, attention and MLP side by side "
                         "from input_layernorm (no post_attention_layernorm), RoPE in interleaved pairs, the logits "
                         "times logit_scale 0.25, tied embeddings")
+    p.add_argument("--cohere2", action="store_true",
+                   help="a Cohere2ForCausalLM (Command R7B): --cohere's parts, --sliding-window and RoPE in layer 0 of "
+                        "every 2 (sliding_window_pattern 2), the other layers global without RoPE")
     p.add_argument("--parallel-residual", action="store_true",
                    help="--stablelm's use_parallel_residual: attention and MLP both read input_layernorm's output "
                         "(no post_attention_layernorm)")
@@ -132,6 +135,7 @@ def main():
 
     rng = random.Random(a.seed)
     a.olmo2 = a.olmo2 or a.olmo3
+    a.cohere = a.cohere or a.cohere2
     a.parallel_residual = a.parallel_residual or a.cohere
     if a.cohere:
         a.tie = True
@@ -278,6 +282,10 @@ def main():
                        "logit_scale": 0.25, "use_qk_norm": False, "attention_bias": False,
                        "attention_dropout": 0.0, "pad_token_id": 0})
         del config["rms_norm_eps"]
+    if a.cohere2:  # Command R7B's own keys (a window in three layers of four there; one of two here)
+        config.update({"architectures": ["Cohere2ForCausalLM"], "model_type": "cohere2",
+                       "sliding_window": a.sliding_window, "sliding_window_pattern": 2,
+                       "position_embedding_type": "rope_gptj", "cache_implementation": "hybrid"})
     if a.stablelm:  # StableLM's own keys, as stablelm-2-1_6b's config.json has them
         config.update({"architectures": ["StableLmForCausalLM"], "model_type": "stablelm", "layer_norm_eps": 1e-5,
                        "use_qkv_bias": True, "qk_layernorm": False, "use_parallel_residual": a.parallel_residual,

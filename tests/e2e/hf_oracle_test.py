@@ -35,6 +35,9 @@ LayerNorms with weights and biases, q/k/v biases, a quarter of each head rotatin
 tiny-stablelm-parallel: attention and MLP side by side, use_parallel_residual): StableLmForCausalLM
 itself (transformers 4.38 on). Cohere (tiny-cohere: LayerNorms with weights alone, attention and MLP
 side by side, RoPE in interleaved pairs, logit_scale 0.25, tied): CohereForCausalLM itself (4.39 on).
+Cohere 2 (tiny-cohere2: besides, an 8-key window and RoPE in layer 0 of every 2, the other global
+without RoPE): Cohere2ForCausalLM where transformers has it (4.48 on), else CohereForCausalLM rewired
+as Cohere2Attention computes (cohere2_reference).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -226,6 +229,43 @@ def granite_reference(model_dir, tmp):
     return model
 
 
+def cohere2_reference(model_dir, tmp):
+    """Cohere2ForCausalLM where transformers has it (4.48 on); otherwise CohereForCausalLM (eager
+    attention) rewired as Cohere2Attention computes: the windowed layers (all but every
+    sliding_window_pattern-th) mask keys j <= i - window and rotate, the global ones attend without
+    RoPE (their rotary embedding made the identity: cos 1, sin 0)."""
+    import transformers
+    if hasattr(transformers, "Cohere2ForCausalLM"):
+        return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    window, pattern = config.pop("sliding_window"), config.pop("sliding_window_pattern")
+    as_cohere = os.path.join(tmp, "as-cohere")
+    os.makedirs(as_cohere)
+    config.update({"architectures": ["CohereForCausalLM"], "model_type": "cohere"})
+    json.dump(config, open(os.path.join(as_cohere, "config.json"), "w"))
+    os.symlink(os.path.abspath(os.path.join(model_dir, "model.safetensors")), os.path.join(as_cohere, "model.safetensors"))
+    model = AutoModelForCausalLM.from_pretrained(as_cohere, torch_dtype=torch.float32, attn_implementation="eager").eval()
+
+    def windowed(forward):
+        def run(*args, **kwargs):
+            mask = kwargs["attention_mask"]
+            assert mask is not None and mask.dim() == 4, "eager attention's 4-D mask expected"
+            i = torch.arange(mask.shape[-2])[:, None]
+            j = torch.arange(mask.shape[-1])[None, :]
+            kwargs["attention_mask"] = mask.masked_fill(i - j >= window, torch.finfo(mask.dtype).min)
+            return forward(*args, **kwargs)
+        return run
+
+    for l, layer in enumerate(model.model.layers):
+        attn = layer.self_attn
+        if (l + 1) % pattern != 0:
+            attn.forward = windowed(attn.forward)
+        else:  # 4.40: a rotary embedding per attention module, returning (cos, sin)
+            attn.rotary_emb.register_forward_hook(
+                lambda module, inputs, output: (torch.ones_like(output[0]), torch.zeros_like(output[1])))
+    return model
+
+
 def olmo_reference(model_dir, tmp):
     """Olmo2ForCausalLM where transformers has it; otherwise, and for OLMo 3, LlamaForCausalLM (eager
     attention) rewired as Olmo2DecoderLayer / Olmo3DecoderLayer compute: no input norms (Llama's two
@@ -402,7 +442,7 @@ def main():
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
                  "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
                  "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
-                 "tiny-stablelm-parallel", "tiny-cohere"]:
+                 "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -423,6 +463,8 @@ def main():
             model = smollm3_reference(model_dir, tempfile.mkdtemp(prefix="spin_smollm3_"))
         elif name == "tiny-granite":
             model = granite_reference(model_dir, tempfile.mkdtemp(prefix="spin_granite_"))
+        elif name == "tiny-cohere2":
+            model = cohere2_reference(model_dir, tempfile.mkdtemp(prefix="spin_cohere2_"))
         elif name in ("tiny-olmo2", "tiny-olmo3"):
             model = olmo_reference(model_dir, tempfile.mkdtemp(prefix="spin_olmo_"))
         elif name == "tiny-llama-yarn":

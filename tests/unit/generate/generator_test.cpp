@@ -33,12 +33,14 @@ struct TinyGenerator {
 // cached keys unrotated), a Phi-4-mini (half of each head rotating), an OLMo (LayerNorms without
 // parameters), an OLMo 2 (q and k normed across their heads before they are cached) and a StableLM
 // (LayerNorms with biases, half of each head rotating; again with attention and MLP side by side), and a
-// Cohere (keys cached rotated in interleaved pairs).
+// Cohere (keys cached rotated in interleaved pairs; Cohere 2's global layer's unrotated, its windowed one's within
+// 3 keys).
 constexpr testing::TinyFamily kFamilies[] = {
     testing::TinyFamily::Llama,   testing::TinyFamily::Mistral,  testing::TinyFamily::Gemma3,
     testing::TinyFamily::SmolLM3, testing::TinyFamily::Phi4Mini, testing::TinyFamily::Olmo,
     testing::TinyFamily::Olmo2,   testing::TinyFamily::StableLm, testing::TinyFamily::StableLmParallel,
-    testing::TinyFamily::Cohere};
+    testing::TinyFamily::Cohere,
+                                             testing::TinyFamily::Cohere2};
 testing::TinyShape family_shape(testing::TinyFamily family) {
   testing::TinyShape shape;
   shape.family = family;

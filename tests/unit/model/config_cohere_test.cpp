@@ -76,5 +76,43 @@ TEST(ModelConfig, ReadsCohere) {
   }
 }
 
+// c4ai-command-r7b-12-2024's config.json (Cohere2ForCausalLM): Cohere's parts, a 4096-key window in
+// three layers of four (sliding_window_pattern 4: layers 3, 7, ... global) and RoPE in those windowed
+// layers alone (the global ones attend by content); 8,028,033,024 parameters (aya-23-8B's shape).
+// layer_types, where newer transformers write it, decides instead; a cohere2 without a window is
+// refused (its global layers are the unwindowed ones).
+TEST(ModelConfig, ReadsCohere2) {
+  const std::string r7b = R"({
+    "architectures": ["Cohere2ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 5,
+    "cache_implementation": "hybrid", "eos_token_id": 255001, "head_dim": 128, "hidden_act": "silu",
+    "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336, "layer_norm_eps": 1e-05,
+    "logit_scale": 0.25, "max_position_embeddings": 8192, "model_type": "cohere2", "num_attention_heads": 32,
+    "num_hidden_layers": 32, "num_key_value_heads": 8, "order_of_interleaved_layers": "local_attn_first",
+    "pad_token_id": 0, "position_embedding_type": "rope_gptj", "rope_scaling": null, "rope_theta": 50000,
+    "rotary_pct": 1.0, "sliding_window": 4096, "sliding_window_pattern": 4, "torch_dtype": "bfloat16",
+    "use_cache": true, "use_embedding_sharing": true, "use_gated_activation": true, "use_parallel_block": true,
+    "use_parallel_embedding": true, "vocab_size": 256000})";
+  const ModelConfig c = ModelConfig::from_json(r7b, "config.json");
+  EXPECT_TRUE(c.parallel_residual);
+  EXPECT_EQ(c.rope_pairs, kernels::RopePairs::Interleaved);
+  EXPECT_EQ(c.logit_scale, 0.25f);
+  EXPECT_EQ(c.rope_theta, 50000.0f);
+  EXPECT_EQ(c.num_parameters(), 8028033024);
+  for (std::int64_t l = 0; l < 32; ++l) {
+    const bool global = (l + 1) % 4 == 0;
+    EXPECT_EQ(c.windowed(l), !global) << l;
+    EXPECT_EQ(c.rotates(l), !global) << l;
+    EXPECT_EQ(c.attention_scores(l).window, global ? 0 : 4096) << l;
+  }
+  std::string types = "[";
+  for (int l = 0; l < 32; ++l) types += std::string(l ? ", " : "") + (l == 0 ? "\"full_attention\"" : "\"sliding_attention\"");
+  const ModelConfig typed =
+      ModelConfig::from_json(replaced(r7b, {{"\"sliding_window_pattern\": 4", "\"layer_types\": " + types + "]"}}), "c");
+  EXPECT_FALSE(typed.windowed(0) || typed.rotates(0));
+  EXPECT_TRUE(typed.windowed(3) && typed.rotates(3));
+  const std::string e = error_of(replaced(r7b, {{"\"sliding_window\": 4096", "\"sliding_window\": null"}}));
+  EXPECT_NE(e.find("cohere2 needs a sliding_window"), std::string::npos) << e;
+}
+
 }  // namespace
 }  // namespace spin::model

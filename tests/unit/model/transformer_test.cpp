@@ -55,7 +55,7 @@ float clip_in_a_gap(testing::TinyShape shape) {
 TEST(Transformer, GradientsMatchFiniteDifferences) {
   for (const char* variant :
        {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2", "gemma3", "phi3", "partial rotary",
-        "nope", "granite", "olmo", "olmo2", "stablelm", "parallel residual", "cohere"}) {
+        "nope", "granite", "olmo", "olmo2", "stablelm", "parallel residual", "cohere", "cohere2"}) {
     testing::TinyShape shape;
     const bool gemma = std::string(variant).starts_with("gemma");
     shape.tie = variant == std::string("tied") || gemma || variant == std::string("granite");  // as published
@@ -74,6 +74,7 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
                    : variant == std::string("stablelm")          ? testing::TinyFamily::StableLm
                    : variant == std::string("parallel residual") ? testing::TinyFamily::StableLmParallel
                    : variant == std::string("cohere")            ? testing::TinyFamily::Cohere
+                   : variant == std::string("cohere2")           ? testing::TinyFamily::Cohere2
                                                                  : testing::TinyFamily::Llama;
     if (shape.family == testing::TinyFamily::Olmo) shape.clip_qkv = clip_in_a_gap(shape);
     TinyModel m(shape);
