@@ -31,6 +31,11 @@ float positive_float(const json& j, const char* key, const std::string& source) 
   return v.get<float>();
 }
 
+// The model_types spin runs (besides the multimodal checkpoints', config_multimodal.h).
+constexpr const char* kModelTypes[] = {"llama",   "mistral", "qwen2", "qwen3", "gemma",    "gemma2",
+                                       "gemma3_text", "phi3", "smollm3", "granite", "olmo", "olmo2",
+                                       "olmo3",   "stablelm", "cohere", "cohere2"};
+
 // A boolean key, `fallback` where it is absent.
 bool flag(const json& j, const char* key, bool fallback, const std::string& source) {
   if (!j.contains(key)) return fallback;
@@ -244,8 +249,8 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
   } else if ((gemma2 || gemma3 || olmo3 || cohere2) && !j.contains("sliding_window")) {
     c.sliding_window = 4096;
   }
-  require(!cohere2 || c.sliding_window, source, ": model_type cohere2 needs a sliding_window (its global layers "
-          "are the unwindowed ones)");
+  require(!cohere2 || c.sliding_window, source,
+          ": model_type cohere2 needs a sliding_window (its global layers are the unwindowed ones)");
   if (!c.sliding_window) return;
   const auto layers = static_cast<std::size_t>(c.num_layers);
   if (j.contains("layer_types") && !j.at("layer_types").is_null()) {  // newer transformers write it out
@@ -276,11 +281,11 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
   }
   for (std::size_t l = 0; l < layers; ++l) {
     const auto i = static_cast<std::int64_t>(l);
-    c.windowed_layers.push_back(gemma2   ? i % 2 == 0
+    c.windowed_layers.push_back(gemma2              ? i % 2 == 0
                                 : gemma3 || cohere2 ? (i + 1) % pattern != 0
-                                : olmo3  ? (i + 1) % 4 != 0
-                                : qwen   ? i >= first_qwen
-                                         : true);
+                                : olmo3             ? (i + 1) % 4 != 0
+                                : qwen              ? i >= first_qwen
+                                                    : true);
   }
 }
 
@@ -314,15 +319,11 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
       c.multimodal = true;
       return c;
     }
-    require(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "gemma" ||
-                type == "gemma2" || type == "gemma3_text" || type == "phi3" || type == "smollm3" || type == "granite" ||
-                type == "olmo" || type == "olmo2" || type == "olmo3" || type == "stablelm" || type == "cohere" ||
-                type == "cohere2",
-            source, ": model_type \"", type,
-            "\" is not supported (spin runs the Llama family: llama, mistral, qwen2, qwen3, gemma, gemma2, "
-            "gemma3_text, phi3, smollm3, granite, olmo, olmo2, olmo3, stablelm, cohere, cohere2; and the language model of "
-            "gemma3, mistral3, llava, "
-            "qwen2_vl and qwen2_5_vl)");
+    std::string names;
+    for (const char* t : kModelTypes) names += (names.empty() ? "" : ", ") + std::string(t);
+    require(std::find(std::begin(kModelTypes), std::end(kModelTypes), type) != std::end(kModelTypes), source,
+            ": model_type \"", type, "\" is not supported (spin runs the Llama family: ", names,
+            "; and the language model of gemma3, mistral3, llava, qwen2_vl and qwen2_5_vl)");
   }
   const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";
   const bool gemma2 = type == "gemma2" || gemma3;  // Gemma 2's parts

@@ -1,10 +1,10 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
 // Phi3ForCausalLM, SmolLM3ForCausalLM, GraniteForCausalLM, OlmoForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM,
-// StableLmForCausalLM, CohereForCausalLM, Cohere2ForCausalLM), read from a Hugging Face config.json. Features spin does not implement
-// (rope_scaling other than linear, llama3, yarn, longrope and dynamic, partial rotary embeddings outside Phi-3's and
-// StableLM's families, biases other than on q/k/v (Qwen2's, StableLM's) and on LayerNorms (StableLM's), activations
-// other than SiLU and Gemma's tanh GELU) are refused by name rather than ignored.
+// StableLmForCausalLM, CohereForCausalLM, Cohere2ForCausalLM), read from a Hugging Face config.json. Features spin
+// does not implement (rope_scaling other than linear, llama3, yarn, longrope and dynamic, partial rotary embeddings
+// outside Phi-3's and StableLM's families, biases other than on q/k/v (Qwen2's, StableLM's) and on LayerNorms
+// (StableLM's), activations other than SiLU and Gemma's tanh GELU) are refused by name rather than ignored.
 #pragma once
 
 #include <cstdint>
