@@ -32,9 +32,9 @@ float positive_float(const json& j, const char* key, const std::string& source) 
 }
 
 // The model_types spin runs (besides the multimodal checkpoints', config_multimodal.h).
-constexpr const char* kModelTypes[] = {"llama",   "mistral", "qwen2", "qwen3", "gemma",    "gemma2",
-                                       "gemma3_text", "phi3", "smollm3", "granite", "olmo", "olmo2",
-                                       "olmo3",   "stablelm", "cohere", "cohere2"};
+constexpr const char* kModelTypes[] = {"llama",       "mistral",  "qwen2",   "qwen3",   "gemma", "gemma2",
+                                       "gemma3_text", "phi3",     "smollm3", "granite", "olmo",  "olmo2",
+                                       "olmo3",       "stablelm", "cohere",  "cohere2"};
 
 // A boolean key, `fallback` where it is absent.
 bool flag(const json& j, const char* key, bool fallback, const std::string& source) {
