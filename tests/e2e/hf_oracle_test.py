@@ -229,6 +229,19 @@ def granite_reference(model_dir, tmp):
     return model
 
 
+def windowed(forward, window):
+    """An eager attention's forward with keys j <= i - window masked besides (masking_utils' sliding
+    window, as spin's)."""
+    def run(*args, **kwargs):
+        mask = kwargs["attention_mask"]
+        assert mask is not None and mask.dim() == 4, "eager attention's 4-D mask expected"
+        i = torch.arange(mask.shape[-2])[:, None]
+        j = torch.arange(mask.shape[-1])[None, :]
+        kwargs["attention_mask"] = mask.masked_fill(i - j >= window, torch.finfo(mask.dtype).min)
+        return forward(*args, **kwargs)
+    return run
+
+
 def cohere2_reference(model_dir, tmp):
     """Cohere2ForCausalLM where transformers has it (4.48 on); otherwise CohereForCausalLM (eager
     attention) rewired as Cohere2Attention computes: the windowed layers (all but every
@@ -246,20 +259,10 @@ def cohere2_reference(model_dir, tmp):
     os.symlink(os.path.abspath(os.path.join(model_dir, "model.safetensors")), os.path.join(as_cohere, "model.safetensors"))
     model = AutoModelForCausalLM.from_pretrained(as_cohere, torch_dtype=torch.float32, attn_implementation="eager").eval()
 
-    def windowed(forward):
-        def run(*args, **kwargs):
-            mask = kwargs["attention_mask"]
-            assert mask is not None and mask.dim() == 4, "eager attention's 4-D mask expected"
-            i = torch.arange(mask.shape[-2])[:, None]
-            j = torch.arange(mask.shape[-1])[None, :]
-            kwargs["attention_mask"] = mask.masked_fill(i - j >= window, torch.finfo(mask.dtype).min)
-            return forward(*args, **kwargs)
-        return run
-
     for l, layer in enumerate(model.model.layers):
         attn = layer.self_attn
         if (l + 1) % pattern != 0:
-            attn.forward = windowed(attn.forward)
+            attn.forward = windowed(attn.forward, window)
         else:  # 4.40: a rotary embedding per attention module, returning (cos, sin)
             attn.rotary_emb.register_forward_hook(
                 lambda module, inputs, output: (torch.ones_like(output[0]), torch.zeros_like(output[1])))
@@ -295,16 +298,6 @@ def olmo_reference(model_dir, tmp):
         norm.weight.data = state[name].clone()
         return torch.nn.Sequential(linear, norm)
 
-    def windowed(forward):
-        def run(*args, **kwargs):
-            mask = kwargs["attention_mask"]
-            assert mask is not None and mask.dim() == 4, "eager attention's 4-D mask expected"
-            i = torch.arange(mask.shape[-2])[:, None]
-            j = torch.arange(mask.shape[-1])[None, :]
-            kwargs["attention_mask"] = mask.masked_fill(i - j >= window, torch.finfo(mask.dtype).min)
-            return forward(*args, **kwargs)
-        return run
-
     if scaling:
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
         from yarn_oracle import yarn
@@ -322,7 +315,7 @@ def olmo_reference(model_dir, tmp):
         attn.o_proj = then_norm(attn.o_proj, pre + "post_attention_layernorm.weight")
         layer.mlp.down_proj = then_norm(layer.mlp.down_proj, pre + "post_feedforward_layernorm.weight")
         if layer_types[l] == "sliding_attention":
-            attn.forward = windowed(attn.forward)
+            attn.forward = windowed(attn.forward, window)
         elif scaling:
             attn.rotary_emb.inv_freq = inv_freq.clone()  # 4.40: a rotary embedding per attention
             attn.rotary_emb.register_forward_hook(
