@@ -54,7 +54,6 @@ void parse_stablelm(json& j, ModelConfig& c, const std::string& source) {
   c.parallel_residual = flag(j, "use_parallel_residual", false, source);
   require(!flag(j, "qk_layernorm", false, source), source,
           ": \"qk_layernorm\": true (StableLM 2 12B's per-head LayerNorms of q and k) is not supported");
-  c.rms_norm_eps = j.contains("layer_norm_eps") ? positive_float(j, "layer_norm_eps", source) : 1e-5f;
   if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.25;
 }
 
@@ -69,7 +68,6 @@ void parse_cohere(const json& j, ModelConfig& c, const std::string& source) {
   c.rope_pairs = kernels::RopePairs::Interleaved;
   c.tie_word_embeddings = true;  // CohereConfig's default
   c.logit_scale = j.contains("logit_scale") ? positive_float(j, "logit_scale", source) : 0.0625f;
-  c.rms_norm_eps = j.contains("layer_norm_eps") ? positive_float(j, "layer_norm_eps", source) : 1e-5f;
   require(!flag(j, "use_qk_norm", false, source), source,
           ": \"use_qk_norm\": true (Command R+'s per-head LayerNorms of q and k) is not supported");
 }
@@ -334,7 +332,6 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "cohere" || type == "cohere2") parse_cohere(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;
-    c.rms_norm_eps = 1e-5f;  // OlmoLayerNorm's, not in its config
     if (j.contains("clip_qkv") && !j.at("clip_qkv").is_null()) c.clip_qkv = positive_float(j, "clip_qkv", source);
   }
   if (olmo) {  // Llama's parts but the norms: output norms alone, q and k normed across their heads
@@ -394,7 +391,12 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   c.num_layers = positive_int(j, "num_hidden_layers", source);
   c.num_heads = positive_int(j, "num_attention_heads", source);
   c.max_position_embeddings = positive_int(j, "max_position_embeddings", source);
-  if (!c.layer_norm) {  // a LayerNorm's eps is set above
+  if (c.layer_norm) {
+    // layer_norm_eps for LayerNorms with parameters (StableLmConfig's and CohereConfig's default
+    // 1e-5); OlmoLayerNorm's fixed 1e-5, which its config does not carry.
+    const bool given = c.layer_norm_affine && j.contains("layer_norm_eps");
+    c.rms_norm_eps = given ? positive_float(j, "layer_norm_eps", source) : 1e-5f;
+  } else {
     require(j.contains("rms_norm_eps"), source, ": missing required key \"rms_norm_eps\"");
     c.rms_norm_eps = positive_float(j, "rms_norm_eps", source);
   }

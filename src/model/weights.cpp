@@ -57,13 +57,13 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
   };
   if (stage.first) vocab_parallel("model.embed_tokens.weight", true);
   const bool norm_weights = c.layer_norm_weights() > 0;  // OLMo's LayerNorms have none
-  // A norm's weight, and its bias where the norms have one (StableLM's LayerNorms).
-  const auto norm = [&](const std::string& weight_name) {
-    replicated(weight_name, {h});
-    if (c.norm_biases()) replicated(weight_name.substr(0, weight_name.size() - 6) + "bias", {h});
+  // A norm module's weight, and its bias where the norms have one (StableLM's LayerNorms).
+  const auto norm = [&](const std::string& module) {
+    replicated(module + ".weight", {h});
+    if (c.norm_biases()) replicated(module + ".bias", {h});
   };
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
-    if (c.pre_norms && norm_weights) norm(layer_name(l, "input_layernorm.weight"));
+    if (c.pre_norms && norm_weights) norm(layer_name(l, "input_layernorm"));
     column(layer_name(l, "self_attn.q_proj.weight"), d.q_width(), h);
     column_bias(layer_name(l, "self_attn.q_proj.bias"), d.q_width());
     column(layer_name(l, "self_attn.k_proj.weight"), d.kv_width(), h);
@@ -79,7 +79,7 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     }
     row(layer_name(l, "self_attn.o_proj.weight"), h, d.q_width());
     // Gemma 2's: the attention output's norm.
-    if (norm_weights && !c.parallel_residual) norm(layer_name(l, "post_attention_layernorm.weight"));
+    if (norm_weights && !c.parallel_residual) norm(layer_name(l, "post_attention_layernorm"));
     if (c.sandwich_norms && c.pre_norms) replicated(layer_name(l, "pre_feedforward_layernorm.weight"), {h});
     column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
     column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);
@@ -87,7 +87,7 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     if (c.sandwich_norms) replicated(layer_name(l, "post_feedforward_layernorm.weight"), {h});
   }
   if (stage.last) {
-    if (c.final_norm_weight()) norm("model.norm.weight");
+    if (c.final_norm_weight()) norm("model.norm");
     if (!c.tie_word_embeddings) {
       vocab_parallel("lm_head.weight", true);
     } else if (!stage.first) {
