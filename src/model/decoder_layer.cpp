@@ -13,8 +13,8 @@ namespace spin::model {
 
 namespace p = spin::parallel;
 
-void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size,
-                                Device device, bool mixed, const ModelConfig& config, const LoraConfig& lora) {
+void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size, Device device,
+                                bool mixed, const ModelConfig& config, bool output_in_place, const LoraConfig& lora) {
   // Qwen3's head norms keep their inputs in the products' precision, OLMo 2's norms across the
   // heads in float32 (the products' float32 output, which row_dot and the norm read).
   const bool qk_norm = config.qk_norm, all_heads = config.qk_norm_all_heads, clip = config.clip_qkv > 0;
@@ -38,15 +38,17 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const auto sandwich = [&](const Shape& s) { return config.sandwich_norms ? s : none; };
   // The input norms' float32 outputs; without them (OLMo 2) the products read the stream itself.
   const auto normed = [&](const Shape& s) { return config.pre_norms ? f32(s) : none; };
-  // The MLP's input norm: none with a parallel residual (the MLP reads the attention's input norm).
+  // The MLP's input norm: none with a parallel residual (the MLP reads the attention's input norm);
+  // x_mid then only where the layer writes its output over x_in (the halves' sum goes there).
   const auto second = [&](const Shape& s) { return config.parallel_residual ? none : s; };
+  const bool mid = !config.parallel_residual || output_in_place;
   const auto t = workspace_.carve(
       device, {hidden,           normed(hidden),         per_row,           f32(q_shape),      f32(kv_shape),
-               f32(kv_shape),    {probs_size},           f32(q_shape),      hidden,            second(normed(hidden)),
+               f32(kv_shape),    {probs_size},           f32(q_shape),      mid ? hidden : none, second(normed(hidden)),
                second(per_row),  f32(mlp),               f32(mlp),          f32(mlp),          raw(q_shape),
                raw(kv_shape),    rstd_q_shape,           rstd_k_shape,      sandwich(hidden),  sandwich(per_row),
                sandwich(hidden), sandwich(per_row),      kept_v(f32(kv_shape))});
-  x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = t[8], rstd2 = config.parallel_residual ? Tensor() : t[10];
+  x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = mid ? t[8] : Tensor(), rstd2 = config.parallel_residual ? Tensor() : t[10];
   attn_out = rstd_attn_out = mlp_out = rstd_mlp_out = Tensor();
   if (config.sandwich_norms) attn_out = t[18], rstd_attn_out = t[19], mlp_out = t[20], rstd_mlp_out = t[21];
   q_raw = k_raw = q_raw_bf16 = k_raw_bf16 = rstd_q = rstd_k = rstd_qk = v_raw = v_raw_bf16 = Tensor();
@@ -368,17 +370,23 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
                        in1, w.v_proj, w.bf16.v_proj, w.v_bias, n, d.kv_width());
   qkv_transforms_forward(ctx, w, a, n);
   self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer), ctx.rope_for(layer));
-  // o_proj's output: x_mid itself, or Gemma 2's before its norm.
+  // o_proj's output: x_mid itself, or Gemma 2's before its norm. With a parallel residual both
+  // halves' partial sums go to one buffer and are reduced once (GPT-NeoX's gpt_j_residual): x_out,
+  // or x_mid where x_out is x_in (inference), which the sum is added to last.
   const bool sandwich = w.attn_output_norm.defined();
-  float* attn_out = sandwich ? a.attn_out.f32() : a.x_mid.f32();
+  const bool parallel = ctx.config.parallel_residual;
+  float* branches = x_out != a.x_in.f32() ? x_out : a.x_mid.f32();
+  float* attn_out = parallel ? branches : sandwich ? a.attn_out.f32() : a.x_mid.f32();
   linear_forward(ctx, row_parallel_partial(b, attn_out), a.attn, a.attn_bf16, w.o_proj, w.bf16.o_proj, n,
                  d.q_width(), h, true);
   adapter_forward(ctx, b, layer, ad, LoraTarget::O, a, a.attn, a.attn_bf16, row_parallel_partial(b, attn_out), Tensor(),
                   n, d.q_width(), h);
-  reduce_row_parallel(ctx, b, attn_out);
-  if (sandwich) output_norm_forward(ctx, b, a.x_mid.f32(), a.rstd_attn_out, attn_out, w.attn_output_norm);
-  scale_branch_output(ctx, b, a.x_mid.f32());
-  k.add_inplace(a.x_mid.f32(), a.x_in.f32(), residual);
+  if (!parallel) {
+    reduce_row_parallel(ctx, b, attn_out);
+    if (sandwich) output_norm_forward(ctx, b, a.x_mid.f32(), a.rstd_attn_out, attn_out, w.attn_output_norm);
+    scale_branch_output(ctx, b, a.x_mid.f32());
+    k.add_inplace(a.x_mid.f32(), a.x_in.f32(), residual);
+  }
 
   // MLP half. x_out may alias x_in, which is no longer read from here on. With a parallel
   // residual the MLP reads the attention's input (in1: under a split still gathered, nothing
@@ -396,6 +404,15 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
     k.glu_forward_bf16(a.act_bf16.bf16(), a.gate_bf16.bf16(), a.up_bf16.bf16(), n * d.intermediate, ctx.config.activation);
   } else {
     k.glu_forward(a.act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate, ctx.config.activation);
+  }
+  if (parallel) {  // (no output norms or multiplier in those families: ModelConfig::from_json)
+    linear_forward_accumulate(ctx, row_parallel_partial(b, branches), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj,
+                              n, d.intermediate, h);
+    adapter_forward(ctx, b, layer, ad, LoraTarget::Down, a, a.act, a.act_bf16, row_parallel_partial(b, branches),
+                    Tensor(), n, d.intermediate, h);
+    reduce_row_parallel(ctx, b, branches);
+    k.add_inplace(x_out, branches == x_out ? a.x_in.f32() : a.x_mid.f32(), residual);
+    return;
   }
   float* mlp_out = sandwich ? a.mlp_out.f32() : x_out;
   linear_forward(ctx, row_parallel_partial(b, mlp_out), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj, n,

@@ -3,7 +3,8 @@
 //   x_out = x_mid + down_proj(silu(gate_proj(n2)) * up_proj(n2)),
 // with n1 = rmsnorm(x_in), n2 = rmsnorm(x_mid) (with a parallel residual -- StableLM's
 // use_parallel_residual -- the MLP reads n1 too: x_out = x_in + attention + MLP, one norm a layer,
-// and the backward sums both halves' gradients of n1 before the one norm's backward); Qwen2 adds
+// both halves' row-parallel partial sums reduced at once, and the backward sums both halves'
+// gradients of n1 before the one norm's backward); Qwen2 adds
 // biases to q/k/v_proj, Qwen3 an RMSNorm
 // of every query and key head before RoPE (its weights replicated, their gradients, each rank's
 // from its own heads, all-reduced over TP: [head_dim] each), Gemma 2 an RMSNorm of o_proj's and
@@ -54,10 +55,11 @@ struct LayerActivations {
 
   // Points the tensors at buffers for batch `b`'s rows (the residual stream, the norms' outputs
   // and statistics for b.residual_rows(), the rest for b.rows) and `probs_size` attention
-  // probabilities, reusing the previous allocation when it is large enough. `lora`: the adapters'
+  // probabilities, reusing the previous allocation when it is large enough. `output_in_place`: the
+  // forward will write the layer's output over x_in (decoder_layer_forward). `lora`: the adapters'
   // configuration when the forward runs with adapters (rank 0: none).
   void allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size, Device device, bool mixed,
-                const ModelConfig& config, const LoraConfig& lora = {});
+                const ModelConfig& config, bool output_in_place, const LoraConfig& lora = {});
   std::size_t bytes() const {
     return workspace_.bytes() + workspace_bf16_.bytes() + workspace_lora_.bytes() + workspace_lora32_.bytes();
   }
@@ -80,7 +82,8 @@ struct KvCacheView {
 };
 
 // Reads acts.x_in, fills the rest of `acts`, writes the layer output to x_out (which may be
-// acts.x_in itself when the activations are not kept for a backward): b.residual_rows() rows. With `cache`, the rows'
+// acts.x_in itself when the activations are not kept for a backward, and allocated so):
+// b.residual_rows() rows. With `cache`, the rows'
 // keys and values are appended to it and attention runs over the cached prefix too
 // (generation; acts.probs is then not used and nothing is kept for a backward). `layer` is the
 // layer's global index (ModelConfig::attention_scores: whether it attends within a window).

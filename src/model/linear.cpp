@@ -15,6 +15,15 @@ void linear_forward(const ModelContext& ctx, float* y, const Tensor& x, const Te
   ctx.k.linear_forward_bf16(y, x16.bf16(), w16.bf16(), n, in, out);
 }
 
+void linear_forward_accumulate(const ModelContext& ctx, float* y, const Tensor& x, const Tensor& x16, const Tensor& w,
+                               const Tensor& w16, std::int64_t n, std::int64_t in, std::int64_t out) {
+  if (!w16.defined()) {
+    ctx.k.gemm(false, true, n, out, in, 1.0f, x.f32(), in, w.f32(), in, 1.0f, y, out);
+    return;
+  }
+  ctx.k.gemm_bf16(false, true, n, out, in, 1.0f, x16.bf16(), in, w16.bf16(), in, 1.0f, y, out);
+}
+
 void linear_forward_into(const ModelContext& ctx, const Tensor& y, const Tensor& y16,
                          const Tensor& x, const Tensor& x16, const Tensor& w, const Tensor& w16,
                          const Tensor& bias, std::int64_t n, std::int64_t in, std::int64_t out) {

@@ -17,6 +17,12 @@ void linear_forward(const ModelContext& ctx, float* y, const Tensor& x, const Te
                     const Tensor& w, const Tensor& w16, std::int64_t n, std::int64_t in,
                     std::int64_t out, bool rounded = false);
 
+// y += x W^T (the product added to what y holds, in the same precision as linear_forward; the
+// input x, or x16 already rounded): a parallel residual's MLP output joining the attention's
+// partial sums before their one reduction.
+void linear_forward_accumulate(const ModelContext& ctx, float* y, const Tensor& x, const Tensor& x16, const Tensor& w,
+                               const Tensor& w16, std::int64_t n, std::int64_t in, std::int64_t out);
+
 // y = x W^T + bias into y (float32), or in mixed precision into y16 alone, rounded to bf16 as
 // written (an output only bf16-reading kernels consume). The input: x, or x16 already rounded.
 // `bias` ([out], float32) may be undefined.

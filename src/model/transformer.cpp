@@ -170,7 +170,8 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   a.for_backward = for_backward;
   a.recompute = for_backward && recompute_;
   a.layers.resize(static_cast<std::size_t>(for_backward && !a.recompute ? stage_.count() : 1));
-  for (LayerActivations& la : a.layers) la.allocate(dims_, b, probs_size, device(), mixed, config_, lora);
+  // Without a backward one set of activations serves every layer, each writing its output over its input.
+  for (LayerActivations& la : a.layers) la.allocate(dims_, b, probs_size, device(), mixed, config_, !for_backward, lora);
   if (a.recompute) {
     std::vector<Shape> shapes(static_cast<std::size_t>(stage_.count() + 1), Shape{b.residual_rows(), h});
     a.layer_inputs = a.recompute_storage.carve(device(), shapes);
@@ -239,7 +240,7 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   a.for_backward = false;
   a.recompute = false;
   a.layers.resize(1);
-  a.layers[0].allocate(dims_, b, 0, device(), w.has_bf16(), config_, adapters ? adapters->lora() : LoraConfig{});
+  a.layers[0].allocate(dims_, b, 0, device(), w.has_bf16(), config_, true, adapters ? adapters->lora() : LoraConfig{});
   a.stage_output = a.output_storage.carve(device(), {{n, h}})[0];
   stage_input(w, a, input, a.layers[0].x_in.f32());
   const KvCacheView where{nullptr, nullptr, cache.bf16(), cache.capacity(),

@@ -79,13 +79,15 @@ struct Rows {
 // One layer's buffers (model/decoder_layer.h LayerActivations) for `rows` tokens in `seqs`
 // sequences of `seq` tokens. With `attention_state` (a forward over whole sequences, not
 // generation) attention keeps its probabilities (`keep_probs`) or a log-sum-exp per head and row.
+// `output_in_place`: one set of buffers serves every layer (no backward); a parallel residual
+// keeps x_mid only then, for its halves' sum.
 // Everything but the residual stream and the norms' statistics -- both norms' outputs, q, k, v,
 // the attention output, the MLP's gate, up and SwiGLU -- is at the activation size (bf16 with
 // bf16 products), and so are Qwen3's q and k before its head norms; the rest is float32 (Gemma
 // 2's o_proj and down_proj outputs before their norms too, with the norms' 1/rms, and OLMo 2's
 // q and k before its norms); OLMo 1.7's q, k and v before their clamp are at the activation size.
 Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t seqs, std::int64_t seq, bool keep_probs,
-                           bool attention_state, const model::ModelConfig& c, bool mixed) {
+                           bool attention_state, bool output_in_place, const model::ModelConfig& c, bool mixed) {
   const std::int64_t rows = r.all;
   // The input norms' outputs; without those norms (OLMo 2) the stream's bf16 rounding, or in
   // float32 nothing: the products read the stream itself.
@@ -95,7 +97,8 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   e.act = (norm_outputs ? input_norms * aligned(r.residual * d.hidden) : 0) + 2 * aligned(rows * d.q_width()) +
           2 * aligned(rows * d.kv_width()) + 3 * aligned(rows * d.intermediate);
   // Residual in and mid, the norms' 1/rms.
-  e.f32 = 2 * aligned(r.residual * d.hidden) + input_norms * aligned(r.residual);
+  const std::int64_t residuals = c.parallel_residual && !output_in_place ? 1 : 2;
+  e.f32 = residuals * aligned(r.residual * d.hidden) + input_norms * aligned(r.residual);
   if (c.sandwich_norms) e.f32 += 2 * aligned(r.residual * d.hidden) + 2 * aligned(r.residual);
   if (c.qk_norm) {  // q and k before the head norms (at the activation size) and their statistics
     e.act += aligned(rows * d.q_width()) + aligned(rows * d.kv_width());
@@ -250,8 +253,8 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // backward's scratch, for each micro-batch in flight.
     const bool mixed = p.bf16_products;
     const Rows split(rows, r.tp, r.sequence_parallel);
-    const Elements layer =
-        layer_activations(d, split, seqs, r.seq, attention_keeps_probs(p, d.head_dim), true, c, mixed);
+    const bool keep_probs = attention_keeps_probs(p, d.head_dim);
+    const Elements layer = layer_activations(d, split, seqs, r.seq, keep_probs, true, false, c, mixed);
     const Elements end = stage_end(d, split, layers.last, mixed, r.logits_chunk_rows);
     const Elements scratch = grad_scratch(d, split, mixed, c) + lora_grad_scratch(r.lora, d, split, mixed);
     // With recomputation a micro-batch keeps each layer's input and one set of layer buffers
@@ -265,13 +268,13 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     s.micro_batches_in_flight = static_cast<int>(std::min<std::int64_t>(r.pp - stage, plan.micro_batches));
     s.activations = s.activations_per_micro_batch * s.micro_batches_in_flight;
     // Reference scoring: one set of layer buffers reused layer after layer.
-    s.scoring = layer.bytes(p) + end.bytes(p);
+    s.scoring = layer_activations(d, split, seqs, r.seq, keep_probs, true, true, c, mixed).bytes(p) + end.bytes(p);
     // Generation: keys and values of every layer of the stage for the rollout, and one set of
     // buffers for the largest call (a whole rollout's prefill at most, or the step's tokens).
     s.kv_cache = 2 * s.layers * rollout * r.seq * d.kv_width() * p.activation;
     const std::int64_t prefill =
         r.rollout_step_tokens > 0 ? std::min(rollout * r.seq, r.rollout_step_tokens) : rollout * r.seq;
-    s.generation = layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false, c, mixed).bytes(p) +
+    s.generation = layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false, true, c, mixed).bytes(p) +
                    Elements{0, aligned(prefill * d.hidden)}.bytes(p) +
                    (layers.last ? head_activations(d, Rows(rollout, r.tp, false), mixed).bytes(p) : 0);
     plan.stages.push_back(s);

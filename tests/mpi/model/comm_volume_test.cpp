@@ -62,7 +62,7 @@ TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesigned
   LayerActivations acts;
   acts.allocate(dims, geometry,
                 kernels::attention_probs_size(batch.cu_seqlens.data(), 2, dims.heads),
-                Device::Cpu, false, config);
+                Device::Cpu, false, config, false);
   std::vector<float> out(n * h);
   grid.tp().reset_stats();
   decoder_layer_forward(ctx, weights.layers[0], 0, geometry, acts, out.data());
@@ -130,7 +130,8 @@ TEST(TensorParallelCommunication, Olmo2NormsAddOneAllReduceOfTwoFloatsPerRowPerL
 // backward all-reduces its input gradient once (both halves' products' gradients summed first);
 // under sequence parallelism the norm's output is gathered once forward and once backward, the
 // output gradient once backward, and its weight and bias gradients go in one all-reduce of
-// [2, hidden]. The forward keeps one reduction per half.
+// [2, hidden]. The forward reduces both halves' partial sums at once: one all-reduce a layer, or
+// under sequence parallelism one reduce-scatter.
 TEST(TensorParallelCommunication, ParallelResidualGathersAndReducesOnceWhereTheHalvesShare) {
   const std::uint64_t n = 16, h = 16, f = sizeof(float);
   const std::uint64_t activation = n * h * f;
@@ -139,7 +140,7 @@ TEST(TensorParallelCommunication, ParallelResidualGathersAndReducesOnceWhereTheH
     m.grid.tp().reset_stats();
     Activations saved;
     m.transformer.forward(m.weights, m.batch, saved, true);
-    expect_only_all_reduces(m.grid.tp().stats(), 1 + 2 * 3 + 2, activation * (1 + 2 * 3) + n * f + 2 * n * f,
+    expect_only_all_reduces(m.grid.tp().stats(), 1 + 3 + 2, activation * (1 + 3) + n * f + 2 * n * f,
                             "parallel residual forward");
     ModelWeights grads(m.config, m.dims);
     m.grid.tp().reset_stats();
@@ -158,11 +159,12 @@ TEST(TensorParallelCommunication, ParallelResidualGathersAndReducesOnceWhereTheH
     EXPECT_EQ(s.bytes_of(CommOp::AllReduce), reduce_bytes) << what;
   };
   // Forward: the embedding's reduce-scatter; per layer one gather (the norm's output, which both
-  // halves read) and two reduce-scatters; the final norm's gather; the head's two all-reduces.
+  // halves read) and one reduce-scatter (both halves' sums); the final norm's gather; the head's
+  // two all-reduces.
   m.grid.tp().reset_stats();
   Activations saved;
   m.transformer.forward(m.weights, m.batch, saved, true);
-  expect(m.grid.tp().stats(), 3 + 1, 1 + 2 * 3, 2, n * f + 2 * n * f, "parallel residual forward, SP");
+  expect(m.grid.tp().stats(), 3 + 1, 1 + 3, 2, n * f + 2 * n * f, "parallel residual forward, SP");
   // Backward: the final norm's output gathered again, its reduce-scatter and [2, hidden] gradients;
   // per layer the output gradient and the norm's output gathered once each, one reduce-scatter, one
   // [2, hidden] all-reduce; the embedding's gather.
