@@ -267,9 +267,10 @@ class Kernels {
   virtual void gather_rows(float* dst, const float* src, const Index* rows, Index n,
                            Index width) const = 0;
 
-  // out = act(gate) * up, element-wise over n values.
+  // out = act(gate) * up, element-wise over n values; with up null out = act(gate) (a plain MLP's
+  // activation: GPT-NeoX's).
   virtual void glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const = 0;
-  // dgate, dup overwritten.
+  // dgate, dup overwritten (with up null, dup is null too and dgate = dout act'(gate)).
   virtual void glu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                             const float* up, Index n, Activation act) const = 0;
 

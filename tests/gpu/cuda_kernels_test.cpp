@@ -243,10 +243,10 @@ TEST_F(Fixture, LogprobFromAllReducedSums) {
   EXPECT_CLOSE(glse.get(gpu), lse);
 }
 
-// SwiGLU and GeGLU (Gemma).
+// SwiGLU, GeGLU (Gemma) and the exact GELU's; each also plain (up null: GPT-NeoX's MLP).
 TEST_F(Fixture, GluForwardAndBackward) {
   const Index n = 100003;
-  for (const Activation act : {Activation::Silu, Activation::GeluTanh}) {
+  for (const Activation act : {Activation::Silu, Activation::GeluTanh, Activation::Gelu}) {
     auto gate = random(n, -6.0f, 6.0f), up = random(n), dout = random(n);
     Dev ggate(gate), gup(up), gdout(dout), gout = poisoned(n), gdg = poisoned(n), gdu = poisoned(n);
     std::vector<float> out(n), dg(n), du(n);
@@ -272,6 +272,12 @@ TEST_F(Fixture, GluForwardAndBackward) {
     gpu.glu_backward(gdg.f(), gdu.f(), gdout.f(), ggate.f(), gup.f(), n, act);
     EXPECT_CLOSE(gdg.get(gpu), dg);
     EXPECT_CLOSE(gdu.get(gpu), du);
+    cpu.glu_forward(out.data(), gate.data(), nullptr, n, act);
+    gpu.glu_forward(gout.f(), ggate.f(), nullptr, n, act);
+    EXPECT_CLOSE(gout.get(gpu), out);
+    cpu.glu_backward(dg.data(), nullptr, dout.data(), gate.data(), nullptr, n, act);
+    gpu.glu_backward(gdg.f(), nullptr, gdout.f(), ggate.f(), nullptr, n, act);
+    EXPECT_CLOSE(gdg.get(gpu), dg);
   }
 }
 

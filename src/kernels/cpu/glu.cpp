@@ -4,7 +4,11 @@
 // u = sqrt(2 / pi) (g + 0.044715 g^3). Written as (1 + tanh(u)) / 2 = sigmoid(2u) = s, so that
 // the tails keep their relative precision (1 + tanh(u) cancels for u << 0): gelu(g) = g s and
 // d gelu / dg = s + 2 g s (1 - s) u'(g), with 1 - s = s e^-2u and
-// u'(g) = sqrt(2 / pi) (1 + 3 * 0.044715 g^2).
+// u'(g) = sqrt(2 / pi) (1 + 3 * 0.044715 g^2). The exact GELU (GPT-NeoX's plain MLP):
+// gelu(g) = g Phi(g), Phi(g) = (1 + erf(g / sqrt(2))) / 2, d gelu / dg = Phi(g) + g phi(g) with
+// phi(g) = e^(-g^2 / 2) / sqrt(2 pi). Without up (a plain MLP) out = act(g), dgate = d act'(g).
+#include <cmath>
+
 #include "kernels/cpu/bf16_buffers.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/vec_math.h"
@@ -18,6 +22,8 @@ using cpu::store;
 
 constexpr float kGeluBeta = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kGeluKappa = 0.044715f;
+constexpr float kInvSqrt2 = 0.7071067811865476f;    // 1 / sqrt(2)
+constexpr float kInvSqrt2Pi = 0.3989422804014327f;  // 1 / sqrt(2 pi)
 
 // act(g) * up and its gradients for d = d out, as functors the simd loops inline.
 struct Silu {
@@ -44,34 +50,57 @@ struct GeluTanh {
   }
 };
 
+struct Gelu {
+  static float value(float g, float up) { return g * 0.5f * (1.0f + std::erf(g * kInvSqrt2)) * up; }
+  static void gradients(float g, float up, float d, float& dgate, float& dup) {
+    const float phi_cdf = 0.5f * (1.0f + std::erf(g * kInvSqrt2));
+    const float slope = phi_cdf + g * kInvSqrt2Pi * std::exp(-0.5f * g * g);
+    dgate = d * up * slope;
+    dup = d * (g * phi_cdf);
+  }
+};
+
 template <class Act, class In, class Out>
 void glu_values(Out* out, const In* gate, const In* up, Index n) {
+  if (up == nullptr) {
+#pragma omp simd
+    for (Index i = 0; i < n; ++i) store(out + i, Act::value(load(gate + i), 1.0f));
+    return;
+  }
 #pragma omp simd
   for (Index i = 0; i < n; ++i) store(out + i, Act::value(load(gate + i), load(up + i)));
 }
 
 template <class Act, class In>
 void glu_gradients(float* dgate, float* dup, const float* dout, const In* gate, const In* up, Index n) {
+  if (up == nullptr) {
+#pragma omp simd
+    for (Index i = 0; i < n; ++i) {
+      float unused;
+      Act::gradients(load(gate + i), 1.0f, dout[i], dgate[i], unused);
+    }
+    return;
+  }
 #pragma omp simd
   for (Index i = 0; i < n; ++i) Act::gradients(load(gate + i), load(up + i), dout[i], dgate[i], dup[i]);
 }
 
 template <class In, class Out>
 void glu_values(Out* out, const In* gate, const In* up, Index n, Activation act) {
-  if (act == Activation::Silu) {
-    glu_values<Silu>(out, gate, up, n);
-  } else {
-    glu_values<GeluTanh>(out, gate, up, n);
+  switch (act) {
+    case Activation::Silu: return glu_values<Silu>(out, gate, up, n);
+    case Activation::GeluTanh: return glu_values<GeluTanh>(out, gate, up, n);
+    case Activation::Gelu: return glu_values<Gelu>(out, gate, up, n);
   }
 }
 
 template <class In>
 void glu_gradients(float* dgate, float* dup, const float* dout, const In* gate, const In* up, Index n,
                    Activation act) {
-  if (act == Activation::Silu) {
-    glu_gradients<Silu>(dgate, dup, dout, gate, up, n);
-  } else {
-    glu_gradients<GeluTanh>(dgate, dup, dout, gate, up, n);
+  switch (act) {
+    case Activation::Silu: return glu_gradients<Silu>(dgate, dup, dout, gate, up, n);
+    case Activation::GeluTanh: return glu_gradients<GeluTanh>(dgate, dup, dout, gate, up, n);
+    case Activation::Gelu: return glu_gradients<Gelu>(dgate, dup, dout, gate, up, n);
   }
 }
 

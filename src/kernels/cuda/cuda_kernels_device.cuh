@@ -59,7 +59,7 @@ __global__ void rope_kernel(T* x, const int* positions, const float* cos, const 
   }
 }
 
-// The gated MLP, out = act(gate) * up (kernels.h): SwiGLU, or GeGLU with GELU's tanh form,
+// The MLP's activation, out = act(gate) * up (kernels.h): SwiGLU, or GeGLU with GELU's tanh form,
 // computed as the CPU's (kernels/cpu/glu.cpp): (1 + tanh(u)) / 2 = 1 / (1 + e^-2u).
 constexpr float kGeluBeta = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kGeluKappa = 0.044715f;
@@ -68,16 +68,40 @@ __device__ inline float gelu_exp_minus_2u(float g) {
   return expf(fminf(-2.0f * kGeluBeta * (g + kGeluKappa * (g * g * g)), 88.0f));
 }
 
+// The exact GELU (GPT-NeoX's): g Phi(g), its slope Phi(g) + g phi(g). A plain MLP passes up null:
+// out = act(gate), dgate = dout act'(gate), dup not written.
+constexpr float kInvSqrt2 = 0.7071067811865476f;    // 1 / sqrt(2)
+constexpr float kInvSqrt2Pi = 0.3989422804014327f;  // 1 / sqrt(2 pi)
+
+// act(g) and its slope.
+__device__ inline float activation_value(float g, Activation act) {
+  switch (act) {
+    case Activation::Silu: return g / (1.0f + expf(-g));
+    case Activation::GeluTanh: return g / (1.0f + gelu_exp_minus_2u(g));
+    case Activation::Gelu: break;
+  }
+  return g * 0.5f * (1.0f + erff(g * kInvSqrt2));
+}
+__device__ inline float activation_slope(float g, Activation act) {
+  switch (act) {
+    case Activation::Silu: {
+      const float s = 1.0f / (1.0f + expf(-g));
+      return s * (1.0f + g * (1.0f - s));
+    }
+    case Activation::GeluTanh: {
+      const float e = gelu_exp_minus_2u(g), s = 1.0f / (1.0f + e);
+      return s + 2.0f * g * s * (s * e) * kGeluBeta * (1.0f + 3.0f * kGeluKappa * g * g);
+    }
+    case Activation::Gelu: break;
+  }
+  return 0.5f * (1.0f + erff(g * kInvSqrt2)) + g * kInvSqrt2Pi * expf(-0.5f * g * g);
+}
+
 template <class In, class Out>
 __global__ void glu_forward_kernel(Out* out, const In* gate, const In* up, long long n, Activation act) {
   SPIN_GRID_STRIDE(i, n) {
-    const float g = load(gate + i);
-    if (act == Activation::Silu) {
-      const float s = 1.0f / (1.0f + expf(-g));
-      store(out + i, g * s * load(up + i));
-    } else {
-      store(out + i, g / (1.0f + gelu_exp_minus_2u(g)) * load(up + i));
-    }
+    const float a = activation_value(load(gate + i), act);
+    store(out + i, up == nullptr ? a : a * load(up + i));
   }
 }
 template <class In>
@@ -85,15 +109,11 @@ __global__ void glu_backward_kernel(float* dgate, float* dup, const float* dout,
                                     long long n, Activation act) {
   SPIN_GRID_STRIDE(i, n) {
     const float g = load(gate + i), d = dout[i];
-    if (act == Activation::Silu) {
-      const float s = 1.0f / (1.0f + expf(-g));
-      dgate[i] = d * load(up + i) * s * (1.0f + g * (1.0f - s));
-      dup[i] = d * g * s;
+    if (up == nullptr) {
+      dgate[i] = d * activation_slope(g, act);
     } else {
-      const float e = gelu_exp_minus_2u(g), s = 1.0f / (1.0f + e);
-      const float slope = s + 2.0f * g * s * (s * e) * kGeluBeta * (1.0f + 3.0f * kGeluKappa * g * g);
-      dgate[i] = d * load(up + i) * slope;
-      dup[i] = d * (g * s);
+      dgate[i] = d * load(up + i) * activation_slope(g, act);
+      dup[i] = d * activation_value(g, act);
     }
   }
 }

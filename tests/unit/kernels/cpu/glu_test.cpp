@@ -67,12 +67,45 @@ TEST(GeGlu, ForwardAndBackwardMatchNaiveAndFiniteDifferences) {
       });
 }
 
-// Mixed precision (SwiGLU and GeGLU): over bf16 gate and up, the float32 kernels' arithmetic on
+// The exact GELU (GPT-NeoX's nn.GELU()), gated and plain (up null: out = gelu(x), GPT-NeoX's MLP):
+// against g Phi(g) in double, tails included, its slope Phi(g) + g phi(g), and finite differences;
+// the plain form is the gated one with up = 1, bitwise, and leaves nothing to dup.
+TEST(Gelu, GatedAndPlainMatchNaiveAndFiniteDifferences) {
+  auto gate = testing::random_vector(64, 31, 4.0f);
+  auto up = testing::random_vector(64, 32);
+  gate[0] = -90.0f;
+  gate[1] = 40.0f;
+  gate[2] = -5.0f;
+  const auto r = testing::random_vector(64, 33);
+  const double pi = std::acos(-1.0);
+  const auto cdf = [](double g) { return 0.5 * (1.0 + std::erf(g / std::sqrt(2.0))); };
+  expect_glu_matches(
+      Activation::Gelu, gate, up, r, [&](double g) { return g * cdf(g); },
+      [&](double g) { return cdf(g) + g * std::exp(-0.5 * g * g) / std::sqrt(2.0 * pi); });
+
+  const CpuKernels k;
+  const Index n = static_cast<Index>(gate.size());
+  const std::vector<float> ones(gate.size(), 1.0f);
+  std::vector<float> plain(n), gated(n), dplain(n), dgated(n), dones(n);
+  k.glu_forward(plain.data(), gate.data(), nullptr, n, Activation::Gelu);
+  k.glu_forward(gated.data(), gate.data(), ones.data(), n, Activation::Gelu);
+  EXPECT_EQ(plain, gated);
+  k.glu_backward(dplain.data(), nullptr, r.data(), gate.data(), nullptr, n, Activation::Gelu);
+  k.glu_backward(dgated.data(), dones.data(), r.data(), gate.data(), ones.data(), n, Activation::Gelu);
+  EXPECT_EQ(dplain, dgated);
+  const auto loss = [&] {
+    k.glu_forward(plain.data(), gate.data(), nullptr, n, Activation::Gelu);
+    return testing::weighted_sum(plain, r);
+  };
+  testing::check_gradient(gate, dplain, loss, 1e-3, 5e-3, 1e-4, "plain gelu vs finite differences");
+}
+
+// Mixed precision (SwiGLU, GeGLU, the exact GELU's): over bf16 gate and up, the float32 kernels' arithmetic on
 // the widened values -- the forward's output rounded to bf16, the backward's gradients float32 --
 // bitwise.
 TEST(Glu, Bf16InputsGiveTheFloat32KernelsResultsOnTheWidenedValues) {
   const CpuKernels k;
-  for (const Activation act : {Activation::Silu, Activation::GeluTanh}) {
+  for (const Activation act : {Activation::Silu, Activation::GeluTanh, Activation::Gelu}) {
     const Index n = 1001;
     const auto gate32 = testing::random_vector(n, 6, 6.0f), up32 = testing::random_vector(n, 7);
     const auto dout = testing::random_vector(n, 8);
@@ -94,6 +127,14 @@ TEST(Glu, Bf16InputsGiveTheFloat32KernelsResultsOnTheWidenedValues) {
     k.glu_backward_bf16(dgate16.data(), dup16.data(), dout.data(), gate.data(), up.data(), n, act);
     EXPECT_EQ(dgate16, dgate);
     EXPECT_EQ(dup16, dup);
+    // Plain (up null).
+    k.glu_forward(out.data(), gate_wide.data(), nullptr, n, act);
+    k.glu_forward_bf16(out16.data(), gate.data(), nullptr, n, act);
+    k.to_bf16(want.data(), out.data(), n);
+    EXPECT_EQ(out16, want);
+    k.glu_backward(dgate.data(), nullptr, dout.data(), gate_wide.data(), nullptr, n, act);
+    k.glu_backward_bf16(dgate16.data(), nullptr, dout.data(), gate.data(), nullptr, n, act);
+    EXPECT_EQ(dgate16, dgate);
   }
 }
 

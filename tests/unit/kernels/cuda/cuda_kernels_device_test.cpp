@@ -278,7 +278,7 @@ TEST(CudaKernelsEmulated, RopeGluAndEmbedding) {
   }
 
   const long long m = 1000;
-  for (const Activation act : {Activation::Silu, Activation::GeluTanh}) {
+  for (const Activation act : {Activation::Silu, Activation::GeluTanh, Activation::Gelu}) {
     SCOPED_TRACE(static_cast<int>(act));
     const auto gate = testing::random_uniform(m, 4, -4.0f, 4.0f), up = testing::random_uniform(m, 5),
                dout = testing::random_uniform(m, 6);
@@ -299,6 +299,17 @@ TEST(CudaKernelsEmulated, RopeGluAndEmbedding) {
     cpu.glu_backward_bf16(want_dgate.data(), want_dup.data(), dout.data(), gb.data(), ub.data(), m, act);
     EXPECT_LT(testing::relative_error(dgate, want_dgate), 1e-6);
     EXPECT_LT(testing::relative_error(dup, want_dup), 1e-6);
+    // Plain (up null): act(x) and dout act'(x).
+    const __nv_bfloat16* none = nullptr;
+    run(blocks_for(m), [&] { dev::glu_forward_kernel(out16.data(), g16.data(), none, m, act); });
+    cpu.glu_forward_bf16(want_out.data(), gb.data(), nullptr, m, act);
+    differ = 0;
+    for (long long i = 0; i < m; ++i) differ += out16[i].bits != want_out[i];
+    EXPECT_LE(differ, m / 50);
+    run(blocks_for(m),
+        [&] { dev::glu_backward_kernel(dgate.data(), static_cast<float*>(nullptr), dout.data(), g16.data(), none, m, act); });
+    cpu.glu_backward_bf16(want_dgate.data(), nullptr, dout.data(), gb.data(), nullptr, m, act);
+    EXPECT_LT(testing::relative_error(dgate, want_dgate), 1e-6);
   }
 
   // scale: Gemma's sqrt(hidden_size) on the lookup and its gradient.
