@@ -74,6 +74,22 @@ void HfReader::load(const std::vector<ShardedTensor>& tensors) {
       in_file.offset = place.row + (t.replicated() ? 0 : t.offset);
       in_file.length = t.replicated() ? t.global_shape[0] : t.length;
     }
+    if (place.groups > 1) {  // fused per group (head): one block of group_rows rows from each of its groups
+      const std::int64_t first = t.replicated() ? 0 : t.offset, n = in_file.length, block = place.group_rows;
+      require(first % block == 0 && n % block == 0, "tensor \"", t.name, "\": rows [", first, ", ", first + n,
+              ") do not cover whole groups of ", block, " rows of ", place.name);
+      const std::int64_t cols = t.local.numel() / t.local.shape()[0];
+      for (std::int64_t g = 0; g < n / block; ++g) {
+        ShardedTensor part = in_file;
+        Shape shape = t.local.shape();
+        shape[0] = block;
+        part.local = t.local.view(g * block * cols, shape);
+        part.offset = (first / block + g) * (place.rows / place.groups) + place.row;
+        part.length = block;
+        file_for(part.name).read_shard(part);
+      }
+      continue;
+    }
     file_for(in_file.name).read_shard(in_file);
   }
 }

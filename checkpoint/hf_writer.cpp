@@ -187,18 +187,19 @@ void write_multimodal_model(const std::string& dir, const MultimodalSource& sour
   }
 }
 
-FileTensors fuse_tensors(const std::vector<HfLayout::Fusion>& fusions, const std::vector<HfTensor>& tensors,
+FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& tensors,
                          const std::function<const float*(std::size_t)>& values) {
-  if (fusions.empty()) return {tensors, values};
-  const HfLayout layout{"", false, fusions};
+  if (files.fusions.empty() && files.renames.empty()) return {tensors, values};
+  const HfLayout layout{"", false, files.fusions, files.renames};  // the prefix is the caller's
   // File tensor k: the indices of its parts in `tensors` (one, unfused).
   std::vector<HfTensor> out;
   std::vector<std::vector<std::size_t>> parts;
   std::map<std::string, std::size_t> fused_at;  // a fused tensor's index in `out`
+  std::vector<std::int64_t> groups;             // a fused tensor's groups
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const HfLayout::Place place = layout.place(tensors[i].name);
     if (place.rows == 0) {
-      out.push_back(tensors[i]);
+      out.push_back({place.name, tensors[i].shape});
       parts.push_back({i});
       continue;
     }
@@ -214,10 +215,13 @@ FileTensors fuse_tensors(const std::vector<HfLayout::Fusion>& fusions, const std
                 std::equal(tensors[i].shape.begin() + 1, tensors[i].shape.end(), out[it->second].shape.begin() + 1),
             "tensor \"", tensors[i].name, "\" (", shape_str(tensors[i].shape), ") does not fit the rows of \"",
             place.name, "\" (", shape_str(out[it->second].shape), ")");
-    std::int64_t row = 0;  // its rows follow the parts before it, as the fusion lists them
-    for (std::size_t p : mine) row += tensors[p].shape[0];
-    require(row == place.row, "tensor \"", tensors[i].name, "\" comes out of its order in \"", place.name, "\"");
+    std::int64_t row = 0;  // its rows follow the parts before it (in each group), as the fusion lists them
+    for (std::size_t p : mine) row += tensors[p].shape[0] / place.groups;
+    require(row == place.row && tensors[i].shape[0] % place.groups == 0, "tensor \"", tensors[i].name,
+            "\" comes out of its order in \"", place.name, "\"");
     mine.push_back(i);
+    groups.resize(out.size(), 1);
+    groups[it->second] = place.groups;
   }
   for (std::size_t k = 0; k < out.size(); ++k) {
     std::int64_t rows = 0;
@@ -225,13 +229,25 @@ FileTensors fuse_tensors(const std::vector<HfLayout::Fusion>& fusions, const std
     require(rows == out[k].shape[0], "\"", out[k].name, "\": its parts hold ", rows, " of its ", out[k].shape[0],
             " rows");
   }
+  groups.resize(out.size(), 1);
   auto buffer = std::make_shared<std::vector<float>>();
   const auto fused_values = [=](std::size_t k) -> const float* {
-    if (parts[k].size() == 1 && out[k].name == tensors[parts[k][0]].name) return values(parts[k][0]);
+    if (parts[k].size() == 1 && shape_numel(out[k].shape) == shape_numel(tensors[parts[k][0]].shape)) {
+      return values(parts[k][0]);  // unfused (maybe renamed)
+    }
+    // Group by group, each part's block of that group in the fusion's order.
     buffer->clear();
-    for (std::size_t p : parts[k]) {
-      const float* v = values(p);
-      buffer->insert(buffer->end(), v, v + shape_numel(tensors[p].shape));
+    const std::int64_t g_count = groups[k];
+    std::vector<std::vector<float>> held;  // each part's values (a source's may last until its next call)
+    for (std::size_t j = 0; j < parts[k].size(); ++j) {
+      const float* v = values(parts[k][j]);
+      held.emplace_back(v, v + shape_numel(tensors[parts[k][j]].shape));
+    }
+    for (std::int64_t g = 0; g < g_count; ++g) {
+      for (const std::vector<float>& v : held) {
+        const auto block = static_cast<std::ptrdiff_t>(v.size()) / g_count;
+        buffer->insert(buffer->end(), v.begin() + g * block, v.begin() + (g + 1) * block);
+      }
     }
     return buffer->data();
   };
@@ -246,7 +262,7 @@ void save_hf_model(const std::string& dir, const std::string& config_json,
   std::vector<HfTensor> tensors;
   for (const FullTensor& t : model) tensors.push_back({t.name, t.shape});
   const FileTensors files =
-      fuse_tensors(layout.fusions, tensors, [&](std::size_t i) { return model[i].data.data(); });
+      fuse_tensors(layout, tensors, [&](std::size_t i) { return model[i].data.data(); });
   if (layout.multimodal) {
     write_multimodal_model(dir, {original_dir, layout.prefix}, files.tensors, files.values, dtype);
   } else {

@@ -46,14 +46,15 @@ void write_hf_model(const std::string& dir, const std::string& config_json,
                     const std::function<const float*(std::size_t)>& values, DType dtype,
                     std::uint64_t max_shard_bytes = kDefaultMaxShardBytes);
 
-// `tensors` and their `values` (as write_hf_model takes them) as files with `fusions` hold them:
-// the parts of each fusion (HfLayout) as one tensor of their rows in order, where its first part
-// was; the rest unchanged. The values of a fused tensor are valid until the next call.
+// `tensors` and their `values` (as write_hf_model takes them) as files laid out as `files` hold
+// them (its prefix aside): the parts of each fusion (HfLayout) as one tensor of their rows in
+// order -- group by group where it has groups --, where its first part was; the rest as they are,
+// renamed by its renames. The values of a fused tensor are valid until the next call.
 struct FileTensors {
   std::vector<HfTensor> tensors;
   std::function<const float*(std::size_t)> values;
 };
-FileTensors fuse_tensors(const std::vector<HfLayout::Fusion>& fusions, const std::vector<HfTensor>& tensors,
+FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& tensors,
                          const std::function<const float*(std::size_t)>& values);
 
 // A multimodal model whose language model spin trains (Gemma 3, Mistral Small 3.1: ModelConfig::hf_weight_prefix),

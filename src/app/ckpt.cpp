@@ -411,7 +411,7 @@ void export_hf(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
     return static_cast<const float*>(values.data());
   };
   const DType dtype = parse_save_dtype(o.dtype, "spin ckpt: --dtype");
-  const ckpt::FileTensors files = ckpt::fuse_tensors(model::hf_layout(config).fusions, tensors, read);
+  const ckpt::FileTensors files = ckpt::fuse_tensors(model::hf_layout(config), tensors, read);
   if (o.multimodal_from.empty()) {
     ckpt::write_hf_model(o.out, config.json_text, files.tensors, files.values, dtype, o.max_shard_bytes);
   } else {

@@ -11,8 +11,10 @@ namespace spin {
 
 // Where that is not one file tensor under each ShardedTensor name: a prefix before every name
 // (the language model of Gemma 3's and Mistral Small 3.1's multimodal checkpoints sits under
-// "language_model."), and tensors the files hold as consecutive row blocks of one (Phi-3's
-// qkv_proj = [q_proj; k_proj; v_proj], gate_up_proj = [gate_proj; up_proj]).
+// "language_model."), module names of another family (GPT-NeoX's "attention.dense" for
+// "self_attn.o_proj"), and tensors the files hold as row blocks of one -- consecutive (Phi-3's
+// qkv_proj = [q_proj; k_proj; v_proj], gate_up_proj = [gate_proj; up_proj]) or per head
+// (GPT-NeoX's query_key_value = [q_0; k_0; v_0; q_1; k_1; v_1; ...], `groups` the heads).
 struct HfLayout {
   std::string prefix;
   // The files are a multimodal model's (ModelConfig::multimodal): an export writes its other
@@ -20,18 +22,26 @@ struct HfLayout {
   bool multimodal = false;
   struct Fusion {
     std::string fused;  // the file tensor's name suffix, e.g. "self_attn.qkv_proj.weight"
-    // Suffixes of the names of the tensors it holds, with their rows, first rows first.
+    // Suffixes of the names of the tensors it holds, with their rows in each group, first rows first.
     std::vector<std::pair<std::string, std::int64_t>> parts;
+    // The parts' row blocks repeat this many times (a part's tensor has `groups` x its rows).
+    std::int64_t groups = 1;
   };
   std::vector<Fusion> fusions;
+  // Name pieces the files spell otherwise, (spin's, the files'): each replaced where it starts a
+  // name or follows a '.', after the fusions' suffixes are placed.
+  std::vector<std::pair<std::string, std::string>> renames;
 
-  // Where tensor `name` (a ShardedTensor's) sits in the files: the file tensor (prefix included),
-  // the first of its rows that belongs to `name`, and the file tensor's rows (0: not fused, the
-  // whole file tensor is `name`'s).
+  // Where tensor `name` (a ShardedTensor's) sits in the files: the file tensor (prefix and
+  // renames applied), the first of its rows in each group that belongs to `name`, the file
+  // tensor's rows (0: not fused, the whole file tensor is `name`'s) and, for a fusion in groups,
+  // their count and `name`'s rows in each.
   struct Place {
     std::string name;
     std::int64_t row = 0;
     std::int64_t rows = 0;
+    std::int64_t groups = 1;
+    std::int64_t group_rows = 0;  // name's rows in each group (groups > 1)
   };
   Place place(const std::string& name) const {
     for (const Fusion& f : fusions) {
@@ -39,12 +49,24 @@ struct HfLayout {
       for (const auto& [suffix, n] : f.parts) rows += n;
       for (const auto& [suffix, n] : f.parts) {
         if (name.size() > suffix.size() && name.ends_with(suffix) && name[name.size() - suffix.size() - 1] == '.') {
-          return {prefix + name.substr(0, name.size() - suffix.size()) + f.fused, row, rows};
+          return {renamed(prefix + name.substr(0, name.size() - suffix.size()) + f.fused), row, rows * f.groups,
+                  f.groups, f.groups > 1 ? n : 0};
         }
         row += n;
       }
     }
-    return {prefix + name, 0, 0};
+    return {renamed(prefix + name), 0, 0};
+  }
+  std::string renamed(std::string name) const {
+    for (const auto& [from, to] : renames) {
+      for (std::size_t at = name.find(from); at != std::string::npos; at = name.find(from, at + 1)) {
+        if (at == 0 || name[at - 1] == '.') {
+          name.replace(at, from.size(), to);
+          break;
+        }
+      }
+    }
+    return name;
   }
 };
 

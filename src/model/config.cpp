@@ -34,7 +34,7 @@ float positive_float(const json& j, const char* key, const std::string& source) 
 // The model_types spin runs (besides the multimodal checkpoints', config_multimodal.h).
 constexpr const char* kModelTypes[] = {"llama",       "mistral",  "qwen2",   "qwen3",   "gemma", "gemma2",
                                        "gemma3_text", "phi3",     "smollm3", "granite", "olmo",  "olmo2",
-                                       "olmo3",       "stablelm", "cohere",  "cohere2"};
+                                       "olmo3",       "stablelm", "cohere",  "cohere2", "gpt_neox"};
 
 // A boolean key, `fallback` where it is absent.
 bool flag(const json& j, const char* key, bool fallback, const std::string& source) {
@@ -70,6 +70,28 @@ void parse_cohere(const json& j, ModelConfig& c, const std::string& source) {
   c.logit_scale = j.contains("logit_scale") ? positive_float(j, "logit_scale", source) : 0.0625f;
   require(!flag(j, "use_qk_norm", false, source), source,
           ": \"use_qk_norm\": true (Command R+'s per-head LayerNorms of q and k) is not supported");
+}
+
+// GPT-NeoX (model_type gpt_neox, GPTNeoXForCausalLM: Pythia; GPTNeoXConfig's defaults where a key
+// is absent): LayerNorms with weight and bias, q, k, v and o_proj with biases (attention_bias),
+// a plain MLP with biases, the parallel residual with a norm for each half (use_parallel_residual;
+// sequential otherwise, Llama's layout), RoPE over rotary_pct of each head (0.25) with base
+// rotary_emb_base (or rope_theta), untied embeddings; hidden_act "gelu" exact, "gelu_new" /
+// "gelu_fast" / "gelu_pytorch_tanh" its tanh form.
+void parse_gpt_neox(json& j, ModelConfig& c, const std::string& source) {
+  c.layer_norm = c.layer_norm_affine = c.layer_norm_bias = true;
+  c.gated_mlp = false;
+  c.qkv_bias = c.o_bias = flag(j, "attention_bias", true, source);
+  c.mlp_bias = true;
+  c.parallel_residual = c.parallel_mlp_norm = flag(j, "use_parallel_residual", true, source);
+  c.gpt_neox_names = true;
+  const std::string act = j.value("hidden_act", std::string("gelu"));
+  require(act == "gelu" || act == "gelu_new" || act == "gelu_fast" || act == "gelu_pytorch_tanh", source,
+          ": hidden_act \"", act, "\" is not supported for model_type gpt_neox (gelu, gelu_new, gelu_fast are)");
+  c.activation = act == "gelu" ? kernels::Activation::Gelu : kernels::Activation::GeluTanh;
+  if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = j.value("rotary_pct", 0.25);
+  if (!j.contains("rope_theta")) j["rope_theta"] = j.value("rotary_emb_base", 10000.0);
+  if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
 }
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
@@ -330,6 +352,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   ModelConfig c;
   if (type == "stablelm") parse_stablelm(j, c, source);
   if (type == "cohere" || type == "cohere2") parse_cohere(j, c, source);
+  if (type == "gpt_neox") parse_gpt_neox(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;
     if (j.contains("clip_qkv") && !j.at("clip_qkv").is_null()) c.clip_qkv = positive_float(j, "clip_qkv", source);
@@ -369,12 +392,12 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     c.norm_weight_offset = 1.0f;
     c.scale_embeddings = true;
     c.tie_word_embeddings = true;  // GemmaConfig's default
-  } else if (j.contains("hidden_act")) {
+  } else if (j.contains("hidden_act") && type != "gpt_neox") {
     require(j.at("hidden_act") == "silu", source, ": hidden_act ", j.at("hidden_act").dump(),
             " is not supported (only \"silu\"; gelu_pytorch_tanh with model_type gemma)");
   }
   for (const char* key : {"attention_bias", "mlp_bias"}) {
-    require(!j.contains(key) || j.at(key) == false, source, ": \"", key,
+    require(type == "gpt_neox" || !j.contains(key) || j.at(key) == false, source, ": \"", key,
             "\": true is not supported (Llama projections have no bias; of biases spin runs Qwen2's on q, k and v)");
   }
   if (type == "granite") parse_granite_multipliers(j, c, source);
@@ -422,9 +445,9 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     const json& f = j.at("partial_rotary_factor");
     require(f.is_number() && f.get<double>() > 0 && f.get<double>() <= 1, source,
             ": partial_rotary_factor must be a number in (0, 1], got ", f.dump());
-    require(type == "phi3" || type == "stablelm" || f.get<double>() == 1.0, source, ": partial_rotary_factor ",
-            f.dump(), " is not supported for model_type ", type,
-            " (spin rotates part of a head for phi3 and stablelm only, as transformers does)");
+    require(type == "phi3" || type == "stablelm" || type == "gpt_neox" || f.get<double>() == 1.0, source,
+            ": partial_rotary_factor ", f.dump(), " is not supported for model_type ", type,
+            " (spin rotates part of a head for phi3, stablelm and gpt_neox only, as transformers does)");
     c.rotary_dim = static_cast<std::int64_t>(static_cast<double>(c.head_dim) * f.get<double>());
     require(c.rotary_dim >= 2 && c.rotary_dim % 2 == 0, source, ": partial_rotary_factor ", f.dump(), " of head_dim ",
             c.head_dim, " rotates ", c.rotary_dim, " dimensions; RoPE needs an even number of them");
@@ -517,8 +540,9 @@ std::int64_t ModelConfig::max_sequence_length() const {
 std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t h = hidden_size;
   const std::int64_t attn = h * head_dim * (2 * num_heads + 2 * num_kv_heads);
-  const std::int64_t mlp = 3 * h * intermediate_size;
-  const std::int64_t biases = qkv_bias ? head_dim * (num_heads + 2 * num_kv_heads) : 0;
+  const std::int64_t mlp = (gated_mlp ? 3 : 2) * h * intermediate_size;
+  const std::int64_t biases = (qkv_bias ? head_dim * (num_heads + 2 * num_kv_heads) : 0) + (o_bias ? h : 0) +
+                              (mlp_bias ? (gated_mlp ? 2 : 1) * intermediate_size + h : 0);
   const std::int64_t qk_norms = qk_norm ? 2 * head_dim : qk_norm_all_heads ? head_dim * (num_heads + num_kv_heads) : 0;
   const std::int64_t norm = (norm_biases() ? 2 : 1) * h;  // a norm's weight, and its bias where it has one
   const std::int64_t per_layer = attn + biases + qk_norms + mlp + layer_norm_weights() * norm;

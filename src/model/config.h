@@ -99,6 +99,18 @@ struct ModelConfig {
   // StableLM's use_parallel_residual, Cohere's layers (GPT-J's layout): attention and MLP both read
   // the input norm's output, x_out = x_in + attn(norm(x_in)) + mlp(norm(x_in)); no norm before the MLP.
   bool parallel_residual = false;
+  // GPT-NeoX (model_type gpt_neox: Pythia): the MLP a plain one, down(act(up(x))) without a gate
+  // (gated_mlp false; hidden_act's GELU); biases on o_proj (o_bias: attention_bias, beside q, k
+  // and v's) and on the MLP's projections (mlp_bias) -- o_proj's and down_proj's, row-parallel,
+  // added once after their reduction --; with its parallel residual the MLP reads a norm of its
+  // own of x_in (parallel_mlp_norm: post_attention_layernorm), x_out = x_in + attn(n1(x_in)) +
+  // mlp(n2(x_in)); the files name tensors GPT-NeoX's way, q, k and v fused per head
+  // (gpt_neox_names: model::hf_layout).
+  bool gated_mlp = true;
+  bool o_bias = false;
+  bool mlp_bias = false;
+  bool parallel_mlp_norm = false;
+  bool gpt_neox_names = false;
   // Which dimensions of a head RoPE turns together: rotate_half's (i, i + rotary_dim / 2), or
   // Cohere's interleaved (2i, 2i + 1) (its rotate_half over x[..., ::2] and x[..., 1::2]).
   kernels::RopePairs rope_pairs = kernels::RopePairs::Halves;
@@ -186,11 +198,16 @@ struct ModelConfig {
   // Parameters of the full (unsharded) model.
   std::int64_t num_parameters() const;
   // The [hidden] norm weights a decoder layer holds (Llama's two; Gemma 2's four; OLMo 2's two
-  // output norms; a parallel residual's one; none for OLMo's LayerNorms), and whether the final
-  // norm has one.
+  // output norms; a parallel residual's one, GPT-NeoX's two; none for OLMo's LayerNorms), and
+  // whether the final norm has one.
   std::int64_t layer_norm_weights() const {
-    return final_norm_weight() ? (sandwich_norms ? 4 : 2) - (pre_norms ? 0 : 2) - (parallel_residual ? 1 : 0) : 0;
+    return final_norm_weight()
+               ? (sandwich_norms ? 4 : 2) - (pre_norms ? 0 : 2) - (parallel_residual && !parallel_mlp_norm ? 1 : 0)
+               : 0;
   }
+  // Whether the layer has a norm before its MLP (Hugging Face's post_attention_layernorm): not
+  // with Cohere's or StableLM's parallel residual, which share the input norm.
+  bool mlp_input_norm() const { return !parallel_residual || parallel_mlp_norm; }
   bool final_norm_weight() const { return !layer_norm || layer_norm_affine; }
   // Whether every norm with a weight has a [hidden] bias beside it (StableLM's LayerNorms).
   bool norm_biases() const { return layer_norm && layer_norm_affine && layer_norm_bias; }

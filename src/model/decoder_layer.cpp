@@ -38,17 +38,19 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const auto sandwich = [&](const Shape& s) { return config.sandwich_norms ? s : none; };
   // The input norms' float32 outputs; without them (OLMo 2) the products read the stream itself.
   const auto normed = [&](const Shape& s) { return config.pre_norms ? f32(s) : none; };
-  // The MLP's input norm: none with a parallel residual (the MLP reads the attention's input norm);
-  // x_mid then only where the layer writes its output over x_in (the halves' sum goes there).
-  const auto second = [&](const Shape& s) { return config.parallel_residual ? none : s; };
+  // The MLP's input norm: none with Cohere's or StableLM's parallel residual (the MLP reads the
+  // attention's input norm); x_mid with a parallel residual only where the layer writes its output
+  // over x_in (the halves' sum goes there). The gate: none in a plain MLP (GPT-NeoX's).
+  const auto second = [&](const Shape& s) { return config.mlp_input_norm() ? s : none; };
+  const auto gated = [&](const Shape& s) { return config.gated_mlp ? s : none; };
   const bool mid = !config.parallel_residual || output_in_place;
   const auto t = workspace_.carve(
       device, {hidden,           normed(hidden),         per_row,           f32(q_shape),      f32(kv_shape),
                f32(kv_shape),    {probs_size},           f32(q_shape),      mid ? hidden : none, second(normed(hidden)),
-               second(per_row),  f32(mlp),               f32(mlp),          f32(mlp),          raw(q_shape),
+               second(per_row),  f32(gated(mlp)),        f32(mlp),          f32(mlp),          raw(q_shape),
                raw(kv_shape),    rstd_q_shape,           rstd_k_shape,      sandwich(hidden),  sandwich(per_row),
                sandwich(hidden), sandwich(per_row),      kept_v(f32(kv_shape))});
-  x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = mid ? t[8] : Tensor(), rstd2 = config.parallel_residual ? Tensor() : t[10];
+  x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = mid ? t[8] : Tensor(), rstd2 = config.mlp_input_norm() ? t[10] : Tensor();
   attn_out = rstd_attn_out = mlp_out = rstd_mlp_out = Tensor();
   if (config.sandwich_norms) attn_out = t[18], rstd_attn_out = t[19], mlp_out = t[20], rstd_mlp_out = t[21];
   q_raw = k_raw = q_raw_bf16 = k_raw_bf16 = rstd_q = rstd_k = rstd_qk = v_raw = v_raw_bf16 = Tensor();
@@ -58,7 +60,7 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   if (clip && !mixed) v_raw = t[22];
   if (mixed) {
     const auto h = workspace_bf16_.carve(device,
-                                         {hidden, q_shape, kv_shape, kv_shape, q_shape, second(hidden), mlp, mlp, mlp,
+                                         {hidden, q_shape, kv_shape, kv_shape, q_shape, second(hidden), gated(mlp), mlp, mlp,
                                           kept_qk(q_shape), kept_qk(kv_shape), kept_v(kv_shape)},
                                          1, DType::BF16);
     n1_bf16 = h[0], q_bf16 = h[1], k_bf16 = h[2], v_bf16 = h[3], attn_bf16 = h[4];
@@ -71,7 +73,8 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
     if (!config.pre_norms) n1 = n2 = Tensor();  // none: the products read x_in and x_mid (norm_output)
     n1_bf16 = q_bf16 = k_bf16 = v_bf16 = attn_bf16 = n2_bf16 = gate_bf16 = up_bf16 = act_bf16 = Tensor();
   }
-  if (config.parallel_residual) n2 = n2_bf16 = Tensor();
+  if (!config.mlp_input_norm()) n2 = n2_bf16 = Tensor();
+  if (!config.gated_mlp) gate = gate_bf16 = Tensor();
   lora_u = {};
   lora_u32 = Tensor();
   if (!lora.enabled()) return;
@@ -103,7 +106,7 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
                                            kv_shape,
                                            kv_shape,
                                            mlp,
-                                           mlp,
+                                           config.gated_mlp ? mlp : none,
                                            mlp,
                                            {b.split ? 2 * d.hidden : 0},
                                            raw(q_shape),
@@ -111,7 +114,7 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
                                            qk(norm_scratch),
                                            config.transforms_branch_outputs() ? residual : none});
   d_residual = t[0], d_norm = t[1], d_attn = t[2], dq = t[3], dk = t[4], dv = t[5];
-  d_act = t[6], d_gate = t[7], d_up = t[8];
+  d_act = t[6], d_gate = config.gated_mlp ? t[7] : Tensor(), d_up = t[8];
   d_norm_weight = b.split ? t[9] : Tensor();
   dq_raw = raw_grads ? t[10] : Tensor();
   dk_raw = raw_grads ? t[11] : Tensor();
@@ -218,6 +221,34 @@ float* output_norm_backward(const ModelContext& ctx, const BatchGeometry& b, Lay
 }
 
 // Granite: a half's output (reduced over TP, in out) times residual_multiplier before the residual add.
+// A row-parallel projection's bias (GPT-NeoX's o_proj and down_proj), added once to the reduced
+// output's rows (b.residual_rows()); none where undefined.
+void add_row_parallel_bias(const ModelContext& ctx, const BatchGeometry& b, float* out, const Tensor& bias) {
+  if (bias.defined()) ctx.k.add_bias(out, bias.f32(), b.residual_rows(), ctx.dims.hidden);
+}
+
+// Their gradients (each of `grads` that is defined: a frozen or absent bias has none): the column
+// sums of the output rows' gradient dy -- whole on every rank without a split (dy is the same on
+// each), under one this rank's rows' part, all-reduced over TP through s.d_norm_weight's first row.
+void row_parallel_bias_backward(const ModelContext& ctx, const BatchGeometry& b, LayerGradScratch& s, const float* dy,
+                                std::initializer_list<const Tensor*> grads) {
+  const std::int64_t h = ctx.dims.hidden;
+  std::vector<float*> live;
+  for (const Tensor* g : grads) {
+    if (g->defined()) live.push_back(g->f32());
+  }
+  if (live.empty()) return;
+  if (!b.split) {
+    for (float* g : live) ctx.k.bias_backward(g, dy, b.residual_rows(), h);
+    return;
+  }
+  const Tensor partial = s.d_norm_weight.view(0, {h});
+  partial.zero_();
+  ctx.k.bias_backward(partial.f32(), dy, b.residual_rows(), h);
+  ctx.tp.all_reduce(partial.f32(), static_cast<std::size_t>(h));
+  for (float* g : live) ctx.k.add_inplace(g, partial.f32(), h);
+}
+
 void scale_branch_output(const ModelContext& ctx, const BatchGeometry& b, float* out) {
   const float m = ctx.config.residual_multiplier;
   if (m != 1.0f) ctx.k.scale(out, out, m, b.residual_rows() * ctx.dims.hidden);
@@ -383,27 +414,37 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
                   n, d.q_width(), h);
   if (!parallel) {
     reduce_row_parallel(ctx, b, attn_out);
+    add_row_parallel_bias(ctx, b, attn_out, w.o_bias);
     if (sandwich) output_norm_forward(ctx, b, a.x_mid.f32(), a.rstd_attn_out, attn_out, w.attn_output_norm);
     scale_branch_output(ctx, b, a.x_mid.f32());
     k.add_inplace(a.x_mid.f32(), a.x_in.f32(), residual);
   }
 
-  // MLP half. x_out may alias x_in, which is no longer read from here on. With a parallel
-  // residual the MLP reads the attention's input (in1: under a split still gathered, nothing
-  // having used the buffer since).
+  // MLP half. x_out may alias x_in, which is no longer read from here on. Its input: its own norm
+  // of x_mid (of x_in with GPT-NeoX's parallel residual), or with Cohere's or StableLM's parallel
+  // residual the attention's input (in1: under a split still gathered, nothing having used the
+  // buffer since).
+  const Tensor& mlp_stream = parallel ? a.x_in : a.x_mid;
   const ColumnInput in2 =
-      ctx.config.parallel_residual
-          ? in1
-          : norm_into_column_parallel(ctx, b, norm_output(a.n2, a.n2_bf16, a.x_mid), a.n2_bf16, a.rstd2.f32(),
-                                      a.x_mid.f32(), {w.pre_mlp_layernorm, w.pre_mlp_layernorm_bias});
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in2, w.gate_proj, w.bf16.gate_proj,
-                       Tensor(), n, d.intermediate);
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Up, a, a.up, a.up_bf16, in2, w.up_proj, w.bf16.up_proj, Tensor(),
+      ctx.config.mlp_input_norm()
+          ? norm_into_column_parallel(ctx, b, norm_output(a.n2, a.n2_bf16, mlp_stream), a.n2_bf16, a.rstd2.f32(),
+                                      mlp_stream.f32(), {w.pre_mlp_layernorm, w.pre_mlp_layernorm_bias})
+          : in1;
+  // act(gate) * up, or a plain MLP's act(up) (GPT-NeoX's: no gate).
+  const bool gated = w.gate_proj.defined();
+  if (gated) {
+    adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in2, w.gate_proj,
+                         w.bf16.gate_proj, Tensor(), n, d.intermediate);
+  }
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Up, a, a.up, a.up_bf16, in2, w.up_proj, w.bf16.up_proj, w.up_bias,
                        n, d.intermediate);
   if (a.act_bf16.defined()) {
-    k.glu_forward_bf16(a.act_bf16.bf16(), a.gate_bf16.bf16(), a.up_bf16.bf16(), n * d.intermediate, ctx.config.activation);
+    const Tensor& g16 = gated ? a.gate_bf16 : a.up_bf16;
+    k.glu_forward_bf16(a.act_bf16.bf16(), g16.bf16(), gated ? a.up_bf16.bf16() : nullptr, n * d.intermediate,
+                       ctx.config.activation);
   } else {
-    k.glu_forward(a.act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate, ctx.config.activation);
+    const Tensor& g = gated ? a.gate : a.up;
+    k.glu_forward(a.act.f32(), g.f32(), gated ? a.up.f32() : nullptr, n * d.intermediate, ctx.config.activation);
   }
   if (parallel) {  // (no output norms or multiplier in those families: ModelConfig::from_json)
     linear_forward_accumulate(ctx, row_parallel_partial(b, branches), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj,
@@ -411,6 +452,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
     adapter_forward(ctx, b, layer, ad, LoraTarget::Down, a, a.act, a.act_bf16, row_parallel_partial(b, branches),
                     Tensor(), n, d.intermediate, h);
     reduce_row_parallel(ctx, b, branches);
+    add_row_parallel_bias(ctx, b, branches, w.o_bias);
+    add_row_parallel_bias(ctx, b, branches, w.down_bias);
     k.add_inplace(x_out, branches == x_out ? a.x_in.f32() : a.x_mid.f32(), residual);
     return;
   }
@@ -420,6 +463,7 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   adapter_forward(ctx, b, layer, ad, LoraTarget::Down, a, a.act, a.act_bf16, row_parallel_partial(b, mlp_out), Tensor(),
                   n, d.intermediate, h);
   reduce_row_parallel(ctx, b, mlp_out);
+  add_row_parallel_bias(ctx, b, mlp_out, w.down_bias);
   if (sandwich) output_norm_forward(ctx, b, x_out, a.rstd_mlp_out, mlp_out, w.mlp_output_norm);
   scale_branch_output(ctx, b, x_out);
   k.add_inplace(x_out, a.x_mid.f32(), residual);
@@ -444,6 +488,12 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   // directly (no output norm or multiplier in those families): the output gradient and the
   // input both serve twice, gathered once under sequence parallelism.
   const bool parallel = ctx.config.parallel_residual;
+  // Whether the MLP has a norm of its own (not with Cohere's or StableLM's parallel residual).
+  const bool own_norm = ctx.config.mlp_input_norm();
+  // GPT-NeoX's row-parallel biases: down_proj's gradient from d/d x_out; o_proj's with a parallel
+  // residual the same, else d/d x_mid (below).
+  row_parallel_bias_backward(ctx, b, s, dx, {&g.down_bias});
+  if (parallel) row_parallel_bias_backward(ctx, b, s, dx, {&g.o_bias});
   // MLP half: dx is d/d x_out, whose rows' gradient the down projection's output shares (Gemma 2:
   // through its output norm).
   const bool sandwich = w.mlp_output_norm.defined();
@@ -456,30 +506,42 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                   w.down_proj, w.bf16.down_proj, n, d.intermediate, h, false);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Down, g, a, s, d_down, a.act, a.act_bf16, s.d_act.f32(), n,
                    d.intermediate, h);
-  if (a.gate_bf16.defined()) {
-    k.glu_backward_bf16(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate_bf16.bf16(), a.up_bf16.bf16(),
-                        n * d.intermediate, ctx.config.activation);
+  // d gate and d up (a plain MLP: d up alone, through act).
+  const bool gated = w.gate_proj.defined();
+  const std::int64_t m = n * d.intermediate;
+  if (a.act_bf16.defined()) {
+    const Tensor& g16 = gated ? a.gate_bf16 : a.up_bf16;
+    k.glu_backward_bf16(gated ? s.d_gate.f32() : s.d_up.f32(), gated ? s.d_up.f32() : nullptr, s.d_act.f32(),
+                        g16.bf16(), gated ? a.up_bf16.bf16() : nullptr, m, ctx.config.activation);
   } else {
-    k.glu_backward(s.d_gate.f32(), s.d_up.f32(), s.d_act.f32(), a.gate.f32(), a.up.f32(), n * d.intermediate, ctx.config.activation);
+    const Tensor& g32 = gated ? a.gate : a.up;
+    k.glu_backward(gated ? s.d_gate.f32() : s.d_up.f32(), gated ? s.d_up.f32() : nullptr, s.d_act.f32(), g32.f32(),
+                   gated ? a.up.f32() : nullptr, m, ctx.config.activation);
   }
-  const ColumnInput in2 = parallel ? column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16)
-                                   : column_input(ctx, b, norm_output(a.n2, a.n2_bf16, a.x_mid), a.n2_bf16);
-  linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.gate_proj), s.d_gate.f32(), s.dy_bf16, in2.x, in2.x16,
-                  w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, false);
-  adapter_backward(ctx, b, layer, ad, LoraTarget::Gate, g, a, s, s.d_gate.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
-                   d.intermediate);
+  const Tensor& mlp_stream = parallel ? a.x_in : a.x_mid;
+  const ColumnInput in2 = own_norm ? column_input(ctx, b, norm_output(a.n2, a.n2_bf16, mlp_stream), a.n2_bf16)
+                                   : column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
+  if (gated) {
+    linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.gate_proj), s.d_gate.f32(), s.dy_bf16, in2.x, in2.x16,
+                    w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, false);
+    adapter_backward(ctx, b, layer, ad, LoraTarget::Gate, g, a, s, s.d_gate.f32(), in2.x, in2.x16, s.d_norm.f32(), n,
+                     h, d.intermediate);
+  }
+  bias_backward(ctx, g.up_bias, s.d_up.f32(), n, d.intermediate);
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.up_proj), s.d_up.f32(), s.dy_bf16, in2.x, in2.x16,
-                  w.up_proj, w.bf16.up_proj, n, h, d.intermediate, true);
+                  w.up_proj, w.bf16.up_proj, n, h, d.intermediate, gated);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Up, g, a, s, s.d_up.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
                    d.intermediate);
-  // The residual branch keeps dx; the norm adds its part: dx becomes d/d x_mid. With a parallel
-  // residual dx is d/d x_mid already, and s.d_norm keeps the MLP's part of the input norm's
-  // gradient, to which q, k and v add theirs.
-  if (!parallel) {
+  // The residual branch keeps dx; the MLP's norm adds its part: dx becomes d/d x_mid (with GPT-NeoX's
+  // parallel residual, its part of d/d x_in). With Cohere's or StableLM's parallel residual dx is
+  // d/d x_mid already, and s.d_norm keeps the MLP's part of the input norm's gradient, to which q,
+  // k and v add theirs.
+  if (own_norm) {
     column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx,
-                                  input_norm_grads(g.pre_mlp_layernorm, g.pre_mlp_layernorm_bias), a.x_mid.f32(),
+                                  input_norm_grads(g.pre_mlp_layernorm, g.pre_mlp_layernorm_bias), mlp_stream.f32(),
                                   {w.pre_mlp_layernorm, w.pre_mlp_layernorm_bias}, a.rstd2.f32());
   }
+  if (!parallel) row_parallel_bias_backward(ctx, b, s, dx, {&g.o_bias});
 
   // Attention half.
   // (With a parallel residual the output gradient is the MLP's, still gathered: nothing wrote s.full since.)
@@ -502,10 +564,11 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   bias_backward(ctx, g.q_bias, dq, n, d.q_width());
   bias_backward(ctx, g.k_bias, dk, n, d.kv_width());
   bias_backward(ctx, g.v_bias, s.dv.f32(), n, d.kv_width());
-  // (With a parallel residual in2 is in1, still gathered: nothing wrote the buffer since.)
-  const ColumnInput in1 = parallel ? in2 : column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
+  // (With a shared norm in2 is in1, still gathered: nothing wrote the buffer since.)
+  const bool shared = !own_norm;
+  const ColumnInput in1 = shared ? in2 : column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.q_proj), dq, s.dy_bf16, in1.x, in1.x16, w.q_proj, w.bf16.q_proj, n,
-                  h, d.q_width(), parallel);
+                  h, d.q_width(), shared);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Q, g, a, s, dq, in1.x, in1.x16, s.d_norm.f32(), n, h, d.q_width());
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.k_proj), dk, s.dy_bf16, in1.x, in1.x16,
                   w.k_proj, w.bf16.k_proj, n, h, d.kv_width(), true);

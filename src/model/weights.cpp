@@ -78,12 +78,16 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
       column_vector(layer_name(l, "self_attn.k_norm.weight"), d.kv_width());
     }
     row(layer_name(l, "self_attn.o_proj.weight"), h, d.q_width());
+    // A row-parallel projection's bias is added once, after the reduction: replicated.
+    if (c.o_bias) replicated(layer_name(l, "self_attn.o_proj.bias"), {h});
     // Gemma 2's: the attention output's norm.
-    if (norm_weights && !c.parallel_residual) norm(layer_name(l, "post_attention_layernorm"));
+    if (norm_weights && c.mlp_input_norm()) norm(layer_name(l, "post_attention_layernorm"));
     if (c.sandwich_norms && c.pre_norms) replicated(layer_name(l, "pre_feedforward_layernorm.weight"), {h});
-    column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
+    if (c.gated_mlp) column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
     column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);
+    if (c.mlp_bias) column_vector(layer_name(l, "mlp.up_proj.bias"), d.intermediate);
     row(layer_name(l, "mlp.down_proj.weight"), h, d.intermediate);
+    if (c.mlp_bias) replicated(layer_name(l, "mlp.down_proj.bias"), {h});
     if (c.sandwich_norms) replicated(layer_name(l, "post_feedforward_layernorm.weight"), {h});
   }
   if (stage.last) {
@@ -210,9 +214,12 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
       w.pre_mlp_layernorm_bias = get_if(layer_name(l, "post_attention_layernorm.bias"));  // StableLM's
     }
     w.input_layernorm_bias = get_if(layer_name(l, "input_layernorm.bias"));
-    w.gate_proj = get("mlp.gate_proj.weight");
+    w.gate_proj = get_if(layer_name(l, "mlp.gate_proj.weight"));  // none in GPT-NeoX's plain MLP
     w.up_proj = get("mlp.up_proj.weight");
     w.down_proj = get("mlp.down_proj.weight");
+    w.o_bias = get_if(layer_name(l, "self_attn.o_proj.bias"));
+    w.up_bias = get_if(layer_name(l, "mlp.up_proj.bias"));
+    w.down_bias = get_if(layer_name(l, "mlp.down_proj.bias"));
     w.q_bias = get_if(layer_name(l, "self_attn.q_proj.bias"));
     w.k_bias = get_if(layer_name(l, "self_attn.k_proj.bias"));
     w.v_bias = get_if(layer_name(l, "self_attn.v_proj.bias"));
@@ -229,6 +236,9 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
 ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
                                     const StageLayers& stage, std::int64_t pad_multiple, Device device) {
   require(lora.enabled(), "LoRA adapters of rank ", lora.rank);
+  require(config.gated_mlp || !lora.targets_(LoraTarget::Gate),
+          "LoRA targets gate_proj, but the model's MLP has no gate (GPT-NeoX's: up_proj, its act, down_proj); "
+          "name the targets, e.g. q_proj,k_proj,v_proj,o_proj,up_proj,down_proj");
   require(stage.begin >= 0 && stage.begin < stage.end && stage.end <= config.num_layers,
           "stage layers [", stage.begin, ", ", stage.end, ") outside a model of ",
           config.num_layers, " layers");
@@ -297,7 +307,7 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
   for (const Tensor* t :
        {&l.input_layernorm, &l.input_layernorm_bias, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.pre_mlp_layernorm,
         &l.pre_mlp_layernorm_bias, &l.gate_proj, &l.up_proj, &l.down_proj, &l.q_bias, &l.k_bias, &l.v_bias, &l.q_norm,
-        &l.k_norm, &l.attn_output_norm, &l.mlp_output_norm}) {
+        &l.k_norm, &l.attn_output_norm, &l.mlp_output_norm, &l.o_bias, &l.up_bias, &l.down_bias}) {
     cover(*t);
   }
   for (const LoraFactors& f : l.lora) cover(f.a), cover(f.b);
@@ -375,7 +385,23 @@ void ModelWeights::init_random(std::uint64_t seed, float std) {
 }
 
 HfLayout hf_layout(const ModelConfig& c) {
-  HfLayout layout{c.hf_weight_prefix, c.multimodal, {}};
+  HfLayout layout{c.hf_weight_prefix, c.multimodal, {}, {}};
+  if (c.gpt_neox_names) {  // GPTNeoXForCausalLM's names; q, k and v fused per head
+    const auto qkv = [&](const char* what) {
+      const std::string w(what);
+      return HfLayout::Fusion{"attention.query_key_value." + w,
+                              {{"self_attn.q_proj." + w, c.head_dim},
+                               {"self_attn.k_proj." + w, c.head_dim},
+                               {"self_attn.v_proj." + w, c.head_dim}},
+                              c.num_heads};
+    };
+    layout.fusions = {qkv("weight"), qkv("bias")};
+    layout.renames = {{"model.embed_tokens.", "gpt_neox.embed_in."}, {"model.layers.", "gpt_neox.layers."},
+                      {"model.norm.", "gpt_neox.final_layer_norm."}, {"lm_head.", "embed_out."},
+                      {"self_attn.o_proj.", "attention.dense."},     {"mlp.up_proj.", "mlp.dense_h_to_4h."},
+                      {"mlp.down_proj.", "mlp.dense_4h_to_h."}};
+    return layout;
+  }
   if (c.fused_projections) {
     const std::int64_t q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
     layout.fusions = {

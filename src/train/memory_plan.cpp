@@ -26,13 +26,16 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   const std::int64_t h = d.hidden;
   std::int64_t n = 0;
   if (s.first) n += aligned(d.vocab_rows * h);
-  const std::int64_t biases = c.qkv_bias ? aligned(d.q_width()) + 2 * aligned(d.kv_width()) : 0;
+  const std::int64_t mlp_matrices = c.gated_mlp ? 3 : 2;  // GPT-NeoX's plain MLP: no gate
+  const std::int64_t biases = (c.qkv_bias ? aligned(d.q_width()) + 2 * aligned(d.kv_width()) : 0) +
+                              (c.o_bias ? aligned(h) : 0) + (c.mlp_bias ? aligned(d.intermediate) + aligned(h) : 0);
   const std::int64_t qk_norms = c.qk_norm             ? 2 * aligned(d.head_dim)
                                 : c.qk_norm_all_heads ? aligned(d.q_width()) + aligned(d.kv_width())
                                                       : 0;
   const std::int64_t norm = (c.norm_biases() ? 2 : 1) * aligned(h);  // a weight, and its bias where it has one
   const std::int64_t layer = c.layer_norm_weights() * norm + 2 * aligned(d.q_width() * h) +
-                             2 * aligned(d.kv_width() * h) + 3 * aligned(d.intermediate * h) + biases + qk_norms;
+                             2 * aligned(d.kv_width() * h) + mlp_matrices * aligned(d.intermediate * h) + biases +
+                             qk_norms;
   n += s.count() * layer;
   if (s.last) {
     if (c.final_norm_weight()) n += norm;
@@ -92,10 +95,11 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   // The input norms' outputs; without those norms (OLMo 2) the stream's bf16 rounding, or in
   // float32 nothing: the products read the stream itself.
   const bool norm_outputs = c.pre_norms || mixed;
-  const std::int64_t input_norms = c.parallel_residual ? 1 : 2;  // a parallel residual's MLP reads the first
+  const std::int64_t input_norms = c.mlp_input_norm() ? 2 : 1;  // Cohere's parallel residual: the MLP reads the first
+  const std::int64_t mlp_buffers = c.gated_mlp ? 3 : 2;         // gate, up, act; a plain MLP no gate
   Elements e;
   e.act = (norm_outputs ? input_norms * aligned(r.residual * d.hidden) : 0) + 2 * aligned(rows * d.q_width()) +
-          2 * aligned(rows * d.kv_width()) + 3 * aligned(rows * d.intermediate);
+          2 * aligned(rows * d.kv_width()) + mlp_buffers * aligned(rows * d.intermediate);
   // Residual in and mid, the norms' 1/rms.
   const std::int64_t residuals = c.parallel_residual && !output_in_place ? 1 : 2;
   e.f32 = residuals * aligned(r.residual * d.hidden) + input_norms * aligned(r.residual);
@@ -141,7 +145,7 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products,
       (c.transforms_branch_outputs() ? aligned(r.residual * d.hidden) : 0);
   return {bf16_products ? aligned(rows * widest) : 0,
           aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + 2 * aligned(rows * d.q_width()) +
-              2 * aligned(rows * d.kv_width()) + 3 * aligned(rows * d.intermediate) +
+              2 * aligned(rows * d.kv_width()) + (c.gated_mlp ? 3 : 2) * aligned(rows * d.intermediate) +
               (r.split ? aligned(2 * d.hidden) : 0) + head_norms};
 }
 

@@ -75,11 +75,11 @@ TEST_F(HfReaderTest, WrittenModelsShardAboveTheLimitAndReadBack) {
 // read back, each tensor gets its rows -- a TP shard its share of them, a replicated tensor
 // all -- under a prefix too.
 TEST_F(HfReaderTest, FusedTensorsAreWrittenAsRowBlocksAndReadBackAsParts) {
-  const HfLayout layout{"", false, {{"qkv", {{"q", 2}, {"k", 1}, {"v", 1}}}}};
+  const HfLayout layout{"", false, {{"qkv", {{"q", 2}, {"k", 1}, {"v", 1}}, 1}}, {}};
   const std::vector<float> q = {1, 2, 3, 4}, k = {5, 6}, v = {7, 8}, other = {9};
   const std::vector<HfTensor> tensors = {{"x.q", {2, 2}}, {"x.k", {1, 2}}, {"x.v", {1, 2}}, {"x.norm", {1}}};
   const std::vector<const float*> values = {q.data(), k.data(), v.data(), other.data()};
-  const FileTensors files = fuse_tensors(layout.fusions, tensors, [&](std::size_t i) { return values[i]; });
+  const FileTensors files = fuse_tensors(layout, tensors, [&](std::size_t i) { return values[i]; });
   ASSERT_EQ(files.tensors.size(), 2u);
   EXPECT_EQ(files.tensors[0].name, "x.qkv");
   EXPECT_EQ(files.tensors[0].shape, (Shape{4, 2}));
@@ -99,7 +99,7 @@ TEST_F(HfReaderTest, FusedTensorsAreWrittenAsRowBlocksAndReadBackAsParts) {
   write_safetensors((dir_ / "p" / "model.safetensors").string(),
                     {{"lm.x.qkv", DType::F32, {4, 2}, files.values(0)}});
   Tensor v2 = Tensor::zeros({1, 2});
-  HfReader((dir_ / "p").string(), {"lm.", true, layout.fusions}).load({{"x.v", v2, {1, 2}, -1, 0, 0}});
+  HfReader((dir_ / "p").string(), {"lm.", true, layout.fusions, {}}).load({{"x.v", v2, {1, 2}, -1, 0, 0}});
   EXPECT_EQ(std::vector<float>(v2.f32(), v2.f32() + 2), v);
   Tensor wide = Tensor::zeros({1, 3});
   try {
@@ -110,7 +110,49 @@ TEST_F(HfReaderTest, FusedTensorsAreWrittenAsRowBlocksAndReadBackAsParts) {
   }
   // Parts out of the fusion's order cannot be written as its rows.
   const std::vector<HfTensor> swapped = {{"x.k", {1, 2}}, {"x.q", {2, 2}}, {"x.v", {1, 2}}};
-  EXPECT_THROW(fuse_tensors(layout.fusions, swapped, [&](std::size_t i) { return values[i]; }), Error);
+  EXPECT_THROW(fuse_tensors(layout, swapped, [&](std::size_t i) { return values[i]; }), Error);
+}
+
+// GPT-NeoX's query_key_value: q, k and v fused per head ([q_0; k_0; v_0; q_1; k_1; v_1], 2 rows a
+// head here), under the family's own names (renames). Written from spin's tensors the file holds
+// the heads' blocks in turn; read back, a TP shard of one head gets that head's rows of each, a
+// replicated tensor all of its heads', and the renamed unfused tensor its own.
+TEST_F(HfReaderTest, TensorsFusedPerHeadAndRenamedAreWrittenAndReadBack) {
+  const HfLayout layout{"",
+                        false,
+                        {{"attention.query_key_value.weight",
+                          {{"self_attn.q_proj.weight", 2}, {"self_attn.k_proj.weight", 2}, {"self_attn.v_proj.weight", 2}},
+                          2}},
+                        {{"model.layers.", "gpt_neox.layers."}, {"self_attn.o_proj.", "attention.dense."}}};
+  std::vector<float> q(4 * 3), k(4 * 3), v(4 * 3), o = {7, 8, 9};
+  for (std::size_t i = 0; i < q.size(); ++i) {
+    q[i] = static_cast<float>(100 + i), k[i] = static_cast<float>(200 + i), v[i] = static_cast<float>(300 + i);
+  }
+  const std::vector<HfTensor> tensors = {{"model.layers.0.self_attn.q_proj.weight", {4, 3}},
+                                         {"model.layers.0.self_attn.k_proj.weight", {4, 3}},
+                                         {"model.layers.0.self_attn.v_proj.weight", {4, 3}},
+                                         {"model.layers.0.self_attn.o_proj.weight", {1, 3}}};
+  const std::vector<const float*> values = {q.data(), k.data(), v.data(), o.data()};
+  const FileTensors files = fuse_tensors(layout, tensors, [&](std::size_t i) { return values[i]; });
+  ASSERT_EQ(files.tensors.size(), 2u);
+  EXPECT_EQ(files.tensors[0].name, "gpt_neox.layers.0.attention.query_key_value.weight");
+  EXPECT_EQ(files.tensors[0].shape, (Shape{12, 3}));
+  EXPECT_EQ(files.tensors[1].name, "gpt_neox.layers.0.attention.dense.weight");
+  std::vector<float> want;  // head 0's q, k, v rows, then head 1's
+  for (int head = 0; head < 2; ++head) {
+    for (const auto* part : {&q, &k, &v}) want.insert(want.end(), part->begin() + head * 6, part->begin() + head * 6 + 6);
+  }
+  EXPECT_EQ(std::vector<float>(files.values(0), files.values(0) + 36), want);
+  write_hf_model((dir_ / "neox").string(), "{}", files.tensors, files.values, DType::F32);
+
+  Tensor q1 = Tensor::zeros({2, 3}), v_all = Tensor::zeros({4, 3}), o_all = Tensor::zeros({1, 3});
+  HfReader((dir_ / "neox").string(), layout)
+      .load({{"model.layers.0.self_attn.q_proj.weight", q1, {4, 3}, 0, 2, 2},
+             {"model.layers.0.self_attn.v_proj.weight", v_all, {4, 3}, -1, 0, 0},
+             {"model.layers.0.self_attn.o_proj.weight", o_all, {1, 3}, -1, 0, 0}});
+  EXPECT_EQ(std::vector<float>(q1.f32(), q1.f32() + 6), std::vector<float>(q.begin() + 6, q.end()));  // head 1
+  EXPECT_EQ(std::vector<float>(v_all.f32(), v_all.f32() + 12), v);
+  EXPECT_EQ(std::vector<float>(o_all.f32(), o_all.f32() + 3), o);
 }
 
 TEST_F(HfReaderTest, MissingWeightsAndBadIndexAreErrors) {
