@@ -92,6 +92,7 @@ void parse_gpt_neox(json& j, ModelConfig& c, const std::string& source) {
   if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = j.value("rotary_pct", 0.25);
   if (!j.contains("rope_theta")) j["rope_theta"] = j.value("rotary_emb_base", 10000.0);
   if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
+  j.erase("num_key_value_heads");  // GPTNeoXConfig has none: every head its own keys and values
 }
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {

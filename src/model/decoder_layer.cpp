@@ -532,16 +532,19 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                   w.up_proj, w.bf16.up_proj, n, h, d.intermediate, gated);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Up, g, a, s, s.d_up.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
                    d.intermediate);
-  // The residual branch keeps dx; the MLP's norm adds its part: dx becomes d/d x_mid (with GPT-NeoX's
-  // parallel residual, its part of d/d x_in). With Cohere's or StableLM's parallel residual dx is
-  // d/d x_mid already, and s.d_norm keeps the MLP's part of the input norm's gradient, to which q,
-  // k and v add theirs.
-  if (own_norm) {
+  // The residual branch keeps dx; the MLP's norm adds its part: dx becomes d/d x_mid. With GPT-NeoX's
+  // parallel residual that norm's part of d/d x_in joins dx once o_proj has read it (below). With
+  // Cohere's or StableLM's dx is d/d x_mid already, and s.d_norm keeps the MLP's part of the input
+  // norm's gradient, to which q, k and v add theirs.
+  const auto mlp_norm_backward = [&] {
     column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx,
                                   input_norm_grads(g.pre_mlp_layernorm, g.pre_mlp_layernorm_bias), mlp_stream.f32(),
                                   {w.pre_mlp_layernorm, w.pre_mlp_layernorm_bias}, a.rstd2.f32());
+  };
+  if (!parallel) {
+    mlp_norm_backward();
+    row_parallel_bias_backward(ctx, b, s, dx, {&g.o_bias});
   }
-  if (!parallel) row_parallel_bias_backward(ctx, b, s, dx, {&g.o_bias});
 
   // Attention half.
   // (With a parallel residual the output gradient is the MLP's, still gathered: nothing wrote s.full since.)
@@ -555,6 +558,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                   w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
   adapter_backward(ctx, b, layer, ad, LoraTarget::O, g, a, s, d_o, a.attn, a.attn_bf16, s.d_attn.f32(), n, d.q_width(),
                    h);
+  if (parallel && own_norm) mlp_norm_backward();  // d_o (dx itself without a split) read: dx may change
   self_attention_backward(ctx, b, a, s, ctx.config.attention_scores(layer), ctx.rope_for(layer));
   qkv_transforms_backward(ctx, b, w, g, a, s);
   // The q and k products' output gradients: before the q and k norms or the clamp, where the model has them.

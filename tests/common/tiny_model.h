@@ -31,10 +31,14 @@ namespace spin::testing {
 // would be one dimension); StableLmParallel StableLM's with use_parallel_residual (attention and
 // MLP side by side, one norm a layer); Cohere's: LayerNorms with a weight alone, attention and MLP
 // side by side, RoPE in interleaved pairs, the logits times 0.25 (logit_scale); Cohere 2's besides a
-// 3-key window and RoPE in layer 0 of every 2, the other layer global without RoPE.
+// 3-key window and RoPE in layer 0 of every 2, the other layer global without RoPE. GPT-NeoX's:
+// LayerNorms with weights and biases, a plain MLP with the exact GELU, biases on every projection,
+// the parallel residual with a norm per half, half of each head rotating, every head its own kv
+// head (GPT-NeoX has no GQA: the shape's kv_heads is ignored); GptNeoxSequential its sequential
+// layout (use_parallel_residual false) with the tanh GELU (gelu_new).
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
-  StableLmParallel, Cohere, Cohere2
+  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential
 };
 
 // Its model_type, for the tests' traces.
@@ -57,6 +61,8 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::StableLmParallel: return "stablelm (parallel residual)";
     case TinyFamily::Cohere: return "cohere";
     case TinyFamily::Cohere2: return "cohere2";
+    case TinyFamily::GptNeox: return "gpt_neox";
+    case TinyFamily::GptNeoxSequential: return "gpt_neox (sequential)";
   }
   return "?";
 }
@@ -98,6 +104,10 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
       : s.family == TinyFamily::Cohere           ? "\"model_type\": \"cohere\", \"logit_scale\": 0.25, "
       : s.family == TinyFamily::Cohere2          ? "\"model_type\": \"cohere2\", \"logit_scale\": 0.25, "
                                                    "\"sliding_window\": 3, \"sliding_window_pattern\": 2, "
+      : s.family == TinyFamily::GptNeox          ? "\"model_type\": \"gpt_neox\", \"rotary_pct\": 0.5, "
+      : s.family == TinyFamily::GptNeoxSequential
+          ? "\"model_type\": \"gpt_neox\", \"rotary_pct\": 0.5, \"use_parallel_residual\": false, "
+            "\"hidden_act\": \"gelu_new\", "
       : s.family == TinyFamily::Mistral          ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
       : s.family == TinyFamily::Qwen2            ? "\"model_type\": \"qwen2\", "
       : s.family == TinyFamily::Qwen3            ? "\"model_type\": \"qwen3\", "

@@ -206,6 +206,8 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   check(world, {2, 1, 2}, false, false, false, true, true, 0, Family::StableLmParallel);
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Cohere);  // norm weights without biases
   check(world, {2, 1, 2}, true, true, true, true, true, 0, Family::Cohere2);
+  check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::GptNeox);  // no gate, biases, two norms
+  check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::GptNeoxSequential);
   check(world, {2, 2, 1}, true, false, false, false, true, 0, Family::Olmo2);  // float32: no input norms' outputs
 }
 

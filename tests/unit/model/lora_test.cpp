@@ -133,7 +133,7 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
 // adapted products' values: common/gradient_check.h).
 TEST(Lora, GradientsMatchFiniteDifferences) {
   for (const char* variant :
-       {"llama", "qwen3", "gemma2", "olmo", "olmo2", "stablelm", "parallel residual", "cohere", "q and v"}) {
+       {"llama", "qwen3", "gemma2", "olmo", "olmo2", "stablelm", "parallel residual", "cohere", "gpt_neox", "q and v"}) {
     SCOPED_TRACE(variant);
     testing::TinyShape shape;
     shape.family = variant == std::string("qwen3")               ? testing::TinyFamily::Qwen3
@@ -143,8 +143,12 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
                    : variant == std::string("stablelm")          ? testing::TinyFamily::StableLm
                    : variant == std::string("parallel residual") ? testing::TinyFamily::StableLmParallel
                    : variant == std::string("cohere")            ? testing::TinyFamily::Cohere
+                   : variant == std::string("gpt_neox")          ? testing::TinyFamily::GptNeox
                                                                  : testing::TinyFamily::Llama;
     LoraConfig lora = testing::tiny_lora();
+    if (shape.family == testing::TinyFamily::GptNeox) {  // no gate to adapt
+      lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj,up_proj,down_proj", "test");
+    }
     if (variant == std::string("q and v")) lora.targets = parse_lora_targets("q_proj,v_proj", "test");
     const TokenBatch batch = TokenBatch::pack(sequences());
     if (shape.family == testing::TinyFamily::Olmo) {
