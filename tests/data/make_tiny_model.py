@@ -50,6 +50,33 @@ def write_safetensors(path, tensors, dtype):
             f.write(blob)
 
 
+def gpt_neox_tensors(a, matrix, norm, rng):
+    """GPTNeoXForCausalLM's tensors: query_key_value's rows per head [q_h; k_h; v_h], biases on every
+    projection, LayerNorms with weight and bias, embed_in / embed_out."""
+    def vector(n, std=0.3):  # biases large enough to move the scores visibly
+        return [bf16_round(rng.gauss(0.0, std)) for _ in range(n)]
+    h, inter = a.hidden, a.intermediate
+    tensors = [("gpt_neox.embed_in.weight", [a.vocab, h], matrix(a.vocab, h))]
+    for l in range(a.layers):
+        pre = "gpt_neox.layers.%d." % l
+        tensors += [
+            (pre + "input_layernorm.weight", [h], norm(h)), (pre + "input_layernorm.bias", [h], vector(h, 0.2)),
+            (pre + "post_attention_layernorm.weight", [h], norm(h)),
+            (pre + "post_attention_layernorm.bias", [h], vector(h, 0.2)),
+            (pre + "attention.query_key_value.weight", [3 * h, h], matrix(3 * h, h)),
+            (pre + "attention.query_key_value.bias", [3 * h], vector(3 * h)),
+            (pre + "attention.dense.weight", [h, h], matrix(h, h)), (pre + "attention.dense.bias", [h], vector(h)),
+            (pre + "mlp.dense_h_to_4h.weight", [inter, h], matrix(inter, h)),
+            (pre + "mlp.dense_h_to_4h.bias", [inter], vector(inter)),
+            (pre + "mlp.dense_4h_to_h.weight", [h, inter], matrix(h, inter)),
+            (pre + "mlp.dense_4h_to_h.bias", [h], vector(h)),
+        ]
+    tensors += [("gpt_neox.final_layer_norm.weight", [h], norm(h)),
+                ("gpt_neox.final_layer_norm.bias", [h], vector(h, 0.2)),
+                ("embed_out.weight", [a.vocab, h], matrix(a.vocab, h))]
+    return tensors
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out_dir")
@@ -104,6 +131,11 @@ def main():
                    help="a StableLmForCausalLM: LayerNorms with weights and biases (input_layernorm, "
                         "post_attention_layernorm, norm), biases on q/k/v (use_qkv_bias, as stablelm-2-1_6b), "
                         "RoPE over --partial-rotary of each head (StableLmConfig's 0.25 by default)")
+    p.add_argument("--gpt-neox", action="store_true",
+                   help="a GPTNeoXForCausalLM (Pythia): LayerNorms with weight and bias, q/k/v fused per head in "
+                        "query_key_value, biases on every projection, a plain MLP with the exact GELU, the "
+                        "parallel residual with a norm per half, RoPE over --partial-rotary of each head, "
+                        "GPT-NeoX's tensor names")
     p.add_argument("--cohere", action="store_true",
                    help="a CohereForCausalLM: LayerNorms with a weight and no bias, attention and MLP side by side "
                         "from input_layernorm (no post_attention_layernorm), RoPE in interleaved pairs, the logits "
@@ -157,8 +189,11 @@ def main():
     def norm_bias(name, n):  # StableLM's LayerNorms: a shift of every normed value
         return [(name, [n], [bf16_round(rng.gauss(0.0, 0.2)) for _ in range(n)])] if a.stablelm else []
 
-    tensors = [("model.embed_tokens.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden))]
-    for l in range(a.layers):
+    if a.gpt_neox:
+        tensors = gpt_neox_tensors(a, matrix, norm, rng)
+    else:
+        tensors = [("model.embed_tokens.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden))]
+    for l in range(0 if a.gpt_neox else a.layers):
         pre = "model.layers.%d." % l
         tensors += [
             *([] if a.olmo2 or a.olmo else [(pre + "input_layernorm.weight", [a.hidden], norm(a.hidden))]),
@@ -184,10 +219,10 @@ def main():
             (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
             *([(pre + "post_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 or a.olmo2 else []),
         ]
-    if not a.olmo:
+    if not a.olmo and not a.gpt_neox:
         tensors.append(("model.norm.weight", [a.hidden], norm(a.hidden)))
         tensors += norm_bias("model.norm.bias", a.hidden)
-    if not a.tie:
+    if not a.tie and not a.gpt_neox:
         tensors.append(("lm_head.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden)))
     if a.phi3:  # Phi3Attention's and Phi3MLP's fused tensors: rows [q; k; v] and [gate; up]
         by_name = {name: (shape, values) for name, shape, values in tensors}
@@ -292,6 +327,14 @@ def main():
                        "partial_rotary_factor": a.partial_rotary or 0.25, "hidden_dropout": 0.0,
                        "attention_dropout": 0.0})
         del config["rms_norm_eps"]
+    if a.gpt_neox:  # GPT-NeoX's own keys, as pythia-1b's config.json has them
+        config = {"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "vocab_size": a.vocab,
+                  "hidden_size": a.hidden, "intermediate_size": a.intermediate, "num_hidden_layers": a.layers,
+                  "num_attention_heads": a.heads, "hidden_act": "gelu", "rotary_pct": a.partial_rotary or 0.25,
+                  "rotary_emb_base": a.rope_theta, "layer_norm_eps": 1e-5, "use_parallel_residual": True,
+                  "max_position_embeddings": a.max_positions, "tie_word_embeddings": False, "bos_token_id": 1,
+                  "eos_token_id": 2, "initializer_range": 0.02, "use_cache": True, "attention_dropout": 0.0,
+                  "hidden_dropout": 0.0, "torch_dtype": config["torch_dtype"]}
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

@@ -37,7 +37,9 @@ itself (transformers 4.38 on). Cohere (tiny-cohere: LayerNorms with weights alon
 side by side, RoPE in interleaved pairs, logit_scale 0.25, tied): CohereForCausalLM itself (4.39 on).
 Cohere 2 (tiny-cohere2: besides, an 8-key window and RoPE in layer 0 of every 2, the other global
 without RoPE): Cohere2ForCausalLM where transformers has it (4.48 on), else CohereForCausalLM rewired
-as Cohere2Attention computes (cohere2_reference).
+as Cohere2Attention computes (cohere2_reference). GPT-NeoX (tiny-gpt-neox: q, k, v fused per head,
+biases on every projection, a plain MLP with the exact GELU, the parallel residual with a norm per
+half, a quarter of each head rotating, GPT-NeoX's names): GPTNeoXForCausalLM itself.
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -435,7 +437,7 @@ def main():
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
                  "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
                  "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
-                 "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2"]:
+                 "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
