@@ -414,7 +414,18 @@ HfLayout hf_layout(const ModelConfig& c) {
 
 const char* lora_module(LoraTarget t) { return kProjections[static_cast<int>(t)]; }
 
+namespace {
+// PEFT adapts GPT-NeoX's query_key_value as one module over rows fused per head, which spin's
+// adapters of q, k and v (each its own A) do not map to.
+void require_peft_names(const ModelConfig& c) {
+  require(!c.gpt_neox_names,
+          "PEFT adapters of a GPT-NeoX model (model_type gpt_neox: query_key_value fused per head) are not supported; "
+          "spin's own adapter checkpoints are, and spin ckpt export-hf writes the model with them merged");
+}
+}  // namespace
+
 std::string peft_module(const ModelConfig& c, LoraTarget t) {
+  require_peft_names(c);
   const std::string part = std::string(lora_module(t)) + ".weight";
   for (const HfLayout::Fusion& f : hf_layout(c).fusions) {
     for (const auto& [name, rows] : f.parts) {
@@ -425,6 +436,7 @@ std::string peft_module(const ModelConfig& c, LoraTarget t) {
 }
 
 HfLayout peft_layout(const ModelConfig& c, const LoraConfig& lora) {
+  require_peft_names(c);
   HfLayout layout;
   layout.prefix = "base_model.model." + c.hf_weight_prefix;
   if (!c.fused_projections) return layout;
