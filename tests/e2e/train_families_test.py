@@ -190,6 +190,13 @@ def case_hf_tokenizer(args, tmp):
     assert exported["model_type"] == "cohere" and exported["logit_scale"] == 0.25, exported
     assert "lm_head.weight" not in after, sorted(after)
     print("Cohere + cohere template at TP 2 in bf16: 6 steps, first loss log 2, exported tied as a cohere")
+    # GPT-NeoX (Pythia's layout: q, k and v fused per head in its files, split over TP 2 by head; the
+    # row-parallel biases added once after the reduction) with llama3's tokenizer: attention.dense's
+    # bias trains, the export is a gpt_neox under GPT-NeoX's names.
+    after, out = train_family(args, config, tmp, "gpt_neox", "gpt_neox.layers.0.attention.dense.bias", "llama3")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gpt_neox"
+    assert "gpt_neox.layers.1.attention.query_key_value.weight" in after, sorted(after)
+    print("GPT-NeoX + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, dense bias trained, exported")
 
 
 def main():
