@@ -491,9 +491,12 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   // Whether the MLP has a norm of its own (not with Cohere's or StableLM's parallel residual).
   const bool own_norm = ctx.config.mlp_input_norm();
   // GPT-NeoX's row-parallel biases: down_proj's gradient from d/d x_out; o_proj's with a parallel
-  // residual the same, else d/d x_mid (below).
-  row_parallel_bias_backward(ctx, b, s, dx, {&g.down_bias});
-  if (parallel) row_parallel_bias_backward(ctx, b, s, dx, {&g.o_bias});
+  // residual the same sums (one reduction for both), else from d/d x_mid (below).
+  if (parallel) {
+    row_parallel_bias_backward(ctx, b, s, dx, {&g.down_bias, &g.o_bias});
+  } else {
+    row_parallel_bias_backward(ctx, b, s, dx, {&g.down_bias});
+  }
   // MLP half: dx is d/d x_out, whose rows' gradient the down projection's output shares (Gemma 2:
   // through its output norm).
   const bool sandwich = w.mlp_output_norm.defined();

@@ -174,6 +174,49 @@ TEST(TensorParallelCommunication, ParallelResidualGathersAndReducesOnceWhereTheH
   expect(m.grid.tp().stats(), 1 + 2 * 3 + 1, 1 + 3, 1 + 3, (1 + 3) * 2 * h * f, "parallel residual backward, SP");
 }
 
+// GPT-NeoX: the parallel residual with a norm for each half, so forward one reduction a layer
+// (both halves' partial sums) but each norm its own gathers and input-gradient reduction;
+// o_proj's and down_proj's biases added after the reduction: without sequence parallelism their
+// gradients need nothing (the output gradient is the same on every rank), under it one all-reduce of
+// [hidden] a layer (both biases' gradients are the same column sums).
+TEST(TensorParallelCommunication, GptNeoxReducesOnceForwardAndItsBiasesOnceUnderSequenceParallelism) {
+  const std::uint64_t n = 16, h = 16, f = sizeof(float);
+  const std::uint64_t activation = n * h * f;
+  {
+    Tp2Model m(testing::TinyFamily::GptNeox);
+    m.grid.tp().reset_stats();
+    Activations saved;
+    m.transformer.forward(m.weights, m.batch, saved, true);
+    expect_only_all_reduces(m.grid.tp().stats(), 1 + 3 + 2, activation * (1 + 3) + n * f + 2 * n * f, "forward");
+    ModelWeights grads(m.config, m.dims);
+    m.grid.tp().reset_stats();
+    m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
+    expect_only_all_reduces(m.grid.tp().stats(), 1 + 2 * 3, activation * (1 + 2 * 3), "backward");
+  }
+  Tp2Model m(testing::TinyFamily::GptNeox);
+  m.transformer.set_sequence_parallel(true);
+  const auto expect = [](const parallel::CommStats& s, std::uint64_t gathers, std::uint64_t scatters,
+                         std::uint64_t reduces, std::uint64_t reduce_bytes, const char* what) {
+    EXPECT_EQ(s.calls_of(CommOp::AllGather), gathers) << what;
+    EXPECT_EQ(s.calls_of(CommOp::ReduceScatter), scatters) << what;
+    EXPECT_EQ(s.calls_of(CommOp::AllReduce), reduces) << what;
+    EXPECT_EQ(s.bytes_of(CommOp::AllReduce), reduce_bytes) << what;
+  };
+  // Forward: per layer both norms' outputs gathered, one reduce-scatter; the final norm's gather,
+  // the embedding's reduce-scatter, the head's two all-reduces.
+  m.grid.tp().reset_stats();
+  Activations saved;
+  m.transformer.forward(m.weights, m.batch, saved, true);
+  expect(m.grid.tp().stats(), 2 * 3 + 1, 1 + 3, 2, n * f + 2 * n * f, "forward, SP");
+  // Backward: per layer the output gradient and both norms' outputs gathered, each norm's input
+  // gradient reduce-scattered, each norm's [2, hidden] and the biases' [hidden] all-reduced; the
+  // final norm's gather, reduce-scatter and [2, hidden]; the embedding's gather.
+  ModelWeights grads(m.config, m.dims);
+  m.grid.tp().reset_stats();
+  m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
+  expect(m.grid.tp().stats(), 1 + 3 * 3 + 1, 1 + 2 * 3, 1 + 3 * 3, (2 + 3 * 5) * h * f, "backward, SP");
+}
+
 // Sequence parallelism: every activation all-reduce becomes a reduce-scatter of the
 // [rows, hidden] partial sums and an all-gather of this rank's rows (half of them at TP 2);
 // the norms' weight gradients add an all-reduce of [hidden] each; the head's two all-reduces of
