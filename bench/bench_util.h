@@ -37,7 +37,7 @@ inline double median(std::vector<double> v) {
 struct ModelSize {
   int hidden = 512, layers = 8, heads = 8, kv_heads = 8, intermediate = 1024, vocab = 4096;
   int max_positions = 256;
-  std::string family = "llama";  // model_type: llama, qwen2, qwen3, gemma, gemma2, olmo, olmo2, stablelm or cohere
+  std::string family = "llama";  // model_type: llama, qwen2, qwen3, gemma, gemma2, olmo, olmo2, stablelm, cohere, gpt_neox
   int sliding_window = 0;        // keys; 0: config.json without the key (the family's default)
 };
 
@@ -54,8 +54,9 @@ inline void add_model_options(boost::program_options::options_description& desc,
        "model_type: llama, qwen2 (q/k/v biases), qwen3 (head norms), gemma (GeGLU, 1 + w norms, scaled embeddings), "
        "gemma2 (besides, output norms, capped scores and logits: Gemma2Config's defaults), olmo (LayerNorms without "
        "parameters), olmo2 (output norms alone, q and k normed across their heads), stablelm (LayerNorms with weight "
-       "and bias, RoPE over a quarter of each head: StableLmConfig's defaults) or cohere (LayerNorms with a weight, "
-       "attention and MLP side by side, interleaved RoPE, logit_scale, tied)")
+       "and bias, RoPE over a quarter of each head: StableLmConfig's defaults), cohere (LayerNorms with a weight, "
+       "attention and MLP side by side, interleaved RoPE, logit_scale, tied) or gpt_neox (a plain MLP with the exact "
+       "GELU, biases on every projection, a norm per parallel half: GPTNeoXConfig's defaults; kv-heads ignored)")
       ("sliding-window", po::value(&s.sliding_window)->default_value(s.sliding_window),
        "config.json's sliding_window (keys; every layer's for llama, the even layers' for gemma2); 0: none given");
 }

@@ -1,7 +1,9 @@
 // Branch-free float math that GCC vectorises inside `#pragma omp simd` loops (glibc's expf and
 // tanhf are scalar calls). exp_approx: Cephes' expf polynomial, within 2 ulp of expf over the
 // range where the result is a normal float; 0 below -87 (where expf is denormal or 0).
-// tanh_approx: Cephes' tanhf, within 2 ulp of tanh. softcap / softcap_slope: Gemma 2's caps,
+// tanh_approx: Cephes' tanhf, within 2 ulp of tanh. normal_cdf_approx: Phi(x), the exact GELU's
+// factor, through Numerical Recipes' erfc (erfcc: Chebyshev fit of fractional error < 1.2e-7) --
+// relative precision in both tails. softcap / softcap_slope: Gemma 2's caps,
 // kernels::AttentionScores' formula.
 #pragma once
 
@@ -39,6 +41,29 @@ inline float tanh_approx(float x) {
        3.33332819422e-1f) * s * x + x;
   const float large = 1.0f - 2.0f / (exp_approx(2.0f * z) + 1.0f);
   return z < 0.625f ? small : (x < 0.0f ? -large : large);
+}
+
+// Phi(x) = erfc(-x / sqrt(2)) / 2: erfc(z) for z = |x| / sqrt(2) as t e^(-z^2 + P(t)), t = 1 / (1 +
+// z / 2) (no cancellation for x < 0, where Phi is that alone), 1 - erfc(z) / 2 for x >= 0. e^(-x^2 / 2)
+// is formed as Cephes' expx2f does, from x split into 12-bit halves (Veltkamp): e^(-h^2 / 2), whose
+// argument is exact, times e^(-h l - l^2 / 2), so the tail keeps float's relative precision.
+inline float normal_cdf_approx(float x) {
+  const float z = (x < 0.0f ? -x : x) * 0.70710678118654752f;
+  const float t = 1.0f / (1.0f + 0.5f * z);
+  float p = 0.17087277f;
+  p = p * t - 0.82215223f;
+  p = p * t + 1.48851587f;
+  p = p * t - 1.13520398f;
+  p = p * t + 0.27886807f;
+  p = p * t - 0.18628806f;
+  p = p * t + 0.09678418f;
+  p = p * t + 0.37409196f;
+  p = p * t + 1.00002368f;
+  p = p * t - 1.26551223f;
+  const float c = 4097.0f * x;
+  const float h = c - (c - x), l = x - h;  // x = h + l, h * h exact
+  const float half_erfc = 0.5f * t * exp_approx(-0.5f * (h * h)) * exp_approx(p - (h * l + 0.5f * (l * l)));
+  return x < 0.0f ? half_erfc : 1.0f - half_erfc;
 }
 
 // x -> cap tanh(x / cap), and its derivative from the capped value y: 1 - (y / cap)^2.
