@@ -37,7 +37,7 @@ inline double median(std::vector<double> v) {
 struct ModelSize {
   int hidden = 512, layers = 8, heads = 8, kv_heads = 8, intermediate = 1024, vocab = 4096;
   int max_positions = 256;
-  std::string family = "llama";  // model_type: llama, qwen2, qwen3, gemma, gemma2, olmo, olmo2, stablelm, cohere, gpt_neox
+  std::string family = "llama";  // model_type: llama, qwen2, qwen3, gemma, gemma2, olmo, olmo2, ..., gpt_neox
   int sliding_window = 0;        // keys; 0: config.json without the key (the family's default)
 };
 

@@ -261,8 +261,7 @@ void save_hf_model(const std::string& dir, const std::string& config_json,
   if (mp.rank() != 0) return;
   std::vector<HfTensor> tensors;
   for (const FullTensor& t : model) tensors.push_back({t.name, t.shape});
-  const FileTensors files =
-      fuse_tensors(layout, tensors, [&](std::size_t i) { return model[i].data.data(); });
+  const FileTensors files = fuse_tensors(layout, tensors, [&](std::size_t i) { return model[i].data.data(); });
   if (layout.multimodal) {
     write_multimodal_model(dir, {original_dir, layout.prefix}, files.tensors, files.values, dtype);
   } else {

@@ -50,7 +50,8 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
                second(per_row),  f32(gated(mlp)),        f32(mlp),          f32(mlp),          raw(q_shape),
                raw(kv_shape),    rstd_q_shape,           rstd_k_shape,      sandwich(hidden),  sandwich(per_row),
                sandwich(hidden), sandwich(per_row),      kept_v(f32(kv_shape))});
-  x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = mid ? t[8] : Tensor(), rstd2 = config.mlp_input_norm() ? t[10] : Tensor();
+  x_in = t[0], rstd1 = t[2], probs = t[6], x_mid = mid ? t[8] : Tensor();
+  rstd2 = config.mlp_input_norm() ? t[10] : Tensor();
   attn_out = rstd_attn_out = mlp_out = rstd_mlp_out = Tensor();
   if (config.sandwich_norms) attn_out = t[18], rstd_attn_out = t[19], mlp_out = t[20], rstd_mlp_out = t[21];
   q_raw = k_raw = q_raw_bf16 = k_raw_bf16 = rstd_q = rstd_k = rstd_qk = v_raw = v_raw_bf16 = Tensor();
@@ -60,8 +61,8 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   if (clip && !mixed) v_raw = t[22];
   if (mixed) {
     const auto h = workspace_bf16_.carve(device,
-                                         {hidden, q_shape, kv_shape, kv_shape, q_shape, second(hidden), gated(mlp), mlp, mlp,
-                                          kept_qk(q_shape), kept_qk(kv_shape), kept_v(kv_shape)},
+                                         {hidden, q_shape, kv_shape, kv_shape, q_shape, second(hidden), gated(mlp), mlp,
+                                          mlp, kept_qk(q_shape), kept_qk(kv_shape), kept_v(kv_shape)},
                                          1, DType::BF16);
     n1_bf16 = h[0], q_bf16 = h[1], k_bf16 = h[2], v_bf16 = h[3], attn_bf16 = h[4];
     n2_bf16 = h[5], gate_bf16 = h[6], up_bf16 = h[7], act_bf16 = h[8];
@@ -527,12 +528,12 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   if (gated) {
     linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.gate_proj), s.d_gate.f32(), s.dy_bf16, in2.x, in2.x16,
                     w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, false);
-    adapter_backward(ctx, b, layer, ad, LoraTarget::Gate, g, a, s, s.d_gate.f32(), in2.x, in2.x16, s.d_norm.f32(), n,
-                     h, d.intermediate);
+    adapter_backward(ctx, b, layer, ad, LoraTarget::Gate, g, a, s, s.d_gate.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
+                     d.intermediate);
   }
   bias_backward(ctx, g.up_bias, s.d_up.f32(), n, d.intermediate);
-  linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.up_proj), s.d_up.f32(), s.dy_bf16, in2.x, in2.x16,
-                  w.up_proj, w.bf16.up_proj, n, h, d.intermediate, gated);
+  linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.up_proj), s.d_up.f32(), s.dy_bf16, in2.x, in2.x16, w.up_proj,
+                  w.bf16.up_proj, n, h, d.intermediate, gated);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Up, g, a, s, s.d_up.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
                    d.intermediate);
   // The residual branch keeps dx; the MLP's norm adds its part: dx becomes d/d x_mid. With GPT-NeoX's

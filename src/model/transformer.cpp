@@ -171,7 +171,8 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   a.recompute = for_backward && recompute_;
   a.layers.resize(static_cast<std::size_t>(for_backward && !a.recompute ? stage_.count() : 1));
   // Without a backward one set of activations serves every layer, each writing its output over its input.
-  for (LayerActivations& la : a.layers) la.allocate(dims_, b, probs_size, device(), mixed, config_, !for_backward, lora);
+  const bool in_place = !for_backward;
+  for (LayerActivations& la : a.layers) la.allocate(dims_, b, probs_size, device(), mixed, config_, in_place, lora);
   if (a.recompute) {
     std::vector<Shape> shapes(static_cast<std::size_t>(stage_.count() + 1), Shape{b.residual_rows(), h});
     a.layer_inputs = a.recompute_storage.carve(device(), shapes);

@@ -278,9 +278,10 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     s.kv_cache = 2 * s.layers * rollout * r.seq * d.kv_width() * p.activation;
     const std::int64_t prefill =
         r.rollout_step_tokens > 0 ? std::min(rollout * r.seq, r.rollout_step_tokens) : rollout * r.seq;
-    s.generation = layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false, true, c, mixed).bytes(p) +
-                   Elements{0, aligned(prefill * d.hidden)}.bytes(p) +
-                   (layers.last ? head_activations(d, Rows(rollout, r.tp, false), mixed).bytes(p) : 0);
+    s.generation =
+        layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false, true, c, mixed).bytes(p) +
+        Elements{0, aligned(prefill * d.hidden)}.bytes(p) +
+        (layers.last ? head_activations(d, Rows(rollout, r.tp, false), mixed).bytes(p) : 0);
     plan.stages.push_back(s);
   }
   return plan;

@@ -60,9 +60,8 @@ TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesigned
   const BatchGeometry geometry{batch.rows(), batch.num_seqs(), batch.cu_seqlens.data(),
                                batch.positions.data()};
   LayerActivations acts;
-  acts.allocate(dims, geometry,
-                kernels::attention_probs_size(batch.cu_seqlens.data(), 2, dims.heads),
-                Device::Cpu, false, config, false);
+  acts.allocate(dims, geometry, kernels::attention_probs_size(batch.cu_seqlens.data(), 2, dims.heads), Device::Cpu,
+                false, config, false);
   std::vector<float> out(n * h);
   grid.tp().reset_stats();
   decoder_layer_forward(ctx, weights.layers[0], 0, geometry, acts, out.data());

@@ -118,12 +118,13 @@ TEST_F(HfReaderTest, FusedTensorsAreWrittenAsRowBlocksAndReadBackAsParts) {
 // the heads' blocks in turn; read back, a TP shard of one head gets that head's rows of each, a
 // replicated tensor all of its heads', and the renamed unfused tensor its own.
 TEST_F(HfReaderTest, TensorsFusedPerHeadAndRenamedAreWrittenAndReadBack) {
-  const HfLayout layout{"",
-                        false,
-                        {{"attention.query_key_value.weight",
-                          {{"self_attn.q_proj.weight", 2}, {"self_attn.k_proj.weight", 2}, {"self_attn.v_proj.weight", 2}},
-                          2}},
-                        {{"model.layers.", "gpt_neox.layers."}, {"self_attn.o_proj.", "attention.dense."}}};
+  const HfLayout layout{
+      "",
+      false,
+      {{"attention.query_key_value.weight",
+        {{"self_attn.q_proj.weight", 2}, {"self_attn.k_proj.weight", 2}, {"self_attn.v_proj.weight", 2}},
+        2}},
+      {{"model.layers.", "gpt_neox.layers."}, {"self_attn.o_proj.", "attention.dense."}}};
   std::vector<float> q(4 * 3), k(4 * 3), v(4 * 3), o = {7, 8, 9};
   for (std::size_t i = 0; i < q.size(); ++i) {
     q[i] = static_cast<float>(100 + i), k[i] = static_cast<float>(200 + i), v[i] = static_cast<float>(300 + i);
@@ -140,7 +141,8 @@ TEST_F(HfReaderTest, TensorsFusedPerHeadAndRenamedAreWrittenAndReadBack) {
   EXPECT_EQ(files.tensors[1].name, "gpt_neox.layers.0.attention.dense.weight");
   std::vector<float> want;  // head 0's q, k, v rows, then head 1's
   for (int head = 0; head < 2; ++head) {
-    for (const auto* part : {&q, &k, &v}) want.insert(want.end(), part->begin() + head * 6, part->begin() + head * 6 + 6);
+    for (const auto* part : {&q, &k, &v})
+      want.insert(want.end(), part->begin() + head * 6, part->begin() + head * 6 + 6);
   }
   EXPECT_EQ(std::vector<float>(files.values(0), files.values(0) + 36), want);
   write_hf_model((dir_ / "neox").string(), "{}", files.tensors, files.values, DType::F32);

@@ -45,13 +45,13 @@ TEST(ModelConfig, ReadsGptNeox) {
   EXPECT_EQ(c.rope_theta, 10000.0f);
   EXPECT_FALSE(c.tie_word_embeddings);
   EXPECT_EQ(c.num_parameters(), 1011781632);
-  const ModelConfig big = ModelConfig::from_json(
-      replaced(kPythia1b, {{"\"hidden_size\": 2048", "\"hidden_size\": 4096"},
-                           {"\"intermediate_size\": 8192", "\"intermediate_size\": 16384"},
-                           {"\"num_attention_heads\": 8", "\"num_attention_heads\": 32"},
-                           {"\"num_hidden_layers\": 16", "\"num_hidden_layers\": 32"},
-                           {"\"vocab_size\": 50304", "\"vocab_size\": 50432"}}),
-      "c");
+  const ModelConfig big =
+      ModelConfig::from_json(replaced(kPythia1b, {{"\"hidden_size\": 2048", "\"hidden_size\": 4096"},
+                                                  {"\"intermediate_size\": 8192", "\"intermediate_size\": 16384"},
+                                                  {"\"num_attention_heads\": 8", "\"num_attention_heads\": 32"},
+                                                  {"\"num_hidden_layers\": 16", "\"num_hidden_layers\": 32"},
+                                                  {"\"vocab_size\": 50304", "\"vocab_size\": 50432"}}),
+                             "c");
   EXPECT_EQ(big.num_parameters(), 6857302016);
 
   const HfLayout layout = hf_layout(c);

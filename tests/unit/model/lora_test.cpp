@@ -132,8 +132,8 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
 // the first OLMo's adapters of q, k and v through its clamp (clip_qkv at a limit in a gap of the
 // adapted products' values: common/gradient_check.h).
 TEST(Lora, GradientsMatchFiniteDifferences) {
-  for (const char* variant :
-       {"llama", "qwen3", "gemma2", "olmo", "olmo2", "stablelm", "parallel residual", "cohere", "gpt_neox", "q and v"}) {
+  for (const char* variant : {"llama", "qwen3", "gemma2", "olmo", "olmo2", "stablelm", "parallel residual", "cohere",
+                              "gpt_neox", "q and v"}) {
     SCOPED_TRACE(variant);
     testing::TinyShape shape;
     shape.family = variant == std::string("qwen3")               ? testing::TinyFamily::Qwen3

@@ -306,8 +306,9 @@ TEST(CudaKernelsEmulated, RopeGluAndEmbedding) {
     differ = 0;
     for (long long i = 0; i < m; ++i) differ += out16[i].bits != want_out[i];
     EXPECT_LE(differ, m / 50);
-    run(blocks_for(m),
-        [&] { dev::glu_backward_kernel(dgate.data(), static_cast<float*>(nullptr), dout.data(), g16.data(), none, m, act); });
+    run(blocks_for(m), [&] {
+      dev::glu_backward_kernel(dgate.data(), static_cast<float*>(nullptr), dout.data(), g16.data(), none, m, act);
+    });
     cpu.glu_backward_bf16(want_dgate.data(), nullptr, dout.data(), gb.data(), nullptr, m, act);
     EXPECT_LT(testing::relative_error(dgate, want_dgate), 1e-6);
   }
