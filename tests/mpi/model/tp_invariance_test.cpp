@@ -242,6 +242,12 @@ TEST(TensorParallel, LoraAdaptersMatchOneRankAtTp2AndTp4) {
     shape.family = family;
     expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .lora = all});
   }
+  // GPT-NeoX (no gate to adapt): its frozen biases added after the reductions, a norm per half.
+  shape.family = testing::TinyFamily::GptNeox;
+  LoraConfig neox = all;
+  neox.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj,up_proj,down_proj", "test");
+  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .lora = neox});
+  expect_same_as_tp1(shape, 4, {.lora = neox});
 }
 
 // The batch's 27 rows split 14 + 13 (one pad row) at TP 2 and 7 + 7 + 7 + 6 at TP 4.
