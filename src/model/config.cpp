@@ -34,7 +34,8 @@ float positive_float(const json& j, const char* key, const std::string& source) 
 // The model_types spin runs (besides the multimodal checkpoints', config_multimodal.h).
 constexpr const char* kModelTypes[] = {"llama",       "mistral",  "qwen2",   "qwen3",   "gemma", "gemma2",
                                        "gemma3_text", "phi3",     "smollm3", "granite", "olmo",  "olmo2",
-                                       "olmo3",       "stablelm", "cohere",  "cohere2", "gpt_neox"};
+                                       "olmo3",       "stablelm", "cohere",  "cohere2", "gpt_neox",
+                                       "phi"};
 
 // A boolean key, `fallback` where it is absent.
 bool flag(const json& j, const char* key, bool fallback, const std::string& source) {
@@ -84,7 +85,7 @@ void parse_gpt_neox(json& j, ModelConfig& c, const std::string& source) {
   c.qkv_bias = c.o_bias = flag(j, "attention_bias", true, source);
   c.mlp_bias = true;
   c.parallel_residual = c.parallel_mlp_norm = flag(j, "use_parallel_residual", true, source);
-  c.gpt_neox_names = true;
+  c.hf_names = ModelConfig::HfNames::GptNeox;
   const std::string act = j.value("hidden_act", std::string("gelu"));
   require(act == "gelu" || act == "gelu_new" || act == "gelu_fast" || act == "gelu_pytorch_tanh", source,
           ": hidden_act \"", act, "\" is not supported for model_type gpt_neox (gelu, gelu_new, gelu_fast are)");
@@ -93,6 +94,26 @@ void parse_gpt_neox(json& j, ModelConfig& c, const std::string& source) {
   if (!j.contains("rope_theta")) j["rope_theta"] = j.value("rotary_emb_base", 10000.0);
   if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
   j.erase("num_key_value_heads");  // GPTNeoXConfig has none: every head its own keys and values
+}
+
+// Phi-1.5 / Phi-2 (model_type phi, PhiForCausalLM; PhiConfig's defaults where a key is absent): LayerNorms
+// with weight and bias, q, k, v, dense (o_proj) and the plain MLP's fc1 / fc2 with biases, attention and
+// MLP side by side from the one norm, RoPE over partial_rotary_factor of each head (0.5), the tanh
+// GELU (gelu_new), a bias on the LM head, untied; qk_layernorm is not implemented.
+void parse_phi(json& j, ModelConfig& c, const std::string& source) {
+  c.layer_norm = c.layer_norm_affine = c.layer_norm_bias = true;
+  c.gated_mlp = false;
+  c.qkv_bias = c.o_bias = c.mlp_bias = c.lm_head_bias = true;
+  c.parallel_residual = true;
+  c.hf_names = ModelConfig::HfNames::Phi;
+  const std::string act = j.value("hidden_act", std::string("gelu_new"));
+  require(act == "gelu_new" || act == "gelu_fast" || act == "gelu_pytorch_tanh" || act == "gelu", source,
+          ": hidden_act \"", act, "\" is not supported for model_type phi (gelu_new, gelu are)");
+  c.activation = act == "gelu" ? kernels::Activation::Gelu : kernels::Activation::GeluTanh;
+  require(!flag(j, "qk_layernorm", false, source), source,
+          ": \"qk_layernorm\": true (per-head LayerNorms of q and k) is not supported for model_type phi");
+  if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.5;
+  if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
 }
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
@@ -354,6 +375,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "stablelm") parse_stablelm(j, c, source);
   if (type == "cohere" || type == "cohere2") parse_cohere(j, c, source);
   if (type == "gpt_neox") parse_gpt_neox(j, c, source);
+  if (type == "phi") parse_phi(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;
     if (j.contains("clip_qkv") && !j.at("clip_qkv").is_null()) c.clip_qkv = positive_float(j, "clip_qkv", source);
@@ -393,12 +415,12 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     c.norm_weight_offset = 1.0f;
     c.scale_embeddings = true;
     c.tie_word_embeddings = true;  // GemmaConfig's default
-  } else if (j.contains("hidden_act") && type != "gpt_neox") {
+  } else if (j.contains("hidden_act") && type != "gpt_neox" && type != "phi") {
     require(j.at("hidden_act") == "silu", source, ": hidden_act ", j.at("hidden_act").dump(),
             " is not supported (only \"silu\"; gelu_pytorch_tanh with model_type gemma)");
   }
   for (const char* key : {"attention_bias", "mlp_bias"}) {
-    require(type == "gpt_neox" || !j.contains(key) || j.at(key) == false, source, ": \"", key,
+    require(type == "gpt_neox" || type == "phi" || !j.contains(key) || j.at(key) == false, source, ": \"", key,
             "\": true is not supported (Llama projections have no bias; of biases spin runs Qwen2's on q, k and v)");
   }
   if (type == "granite") parse_granite_multipliers(j, c, source);
@@ -446,9 +468,9 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     const json& f = j.at("partial_rotary_factor");
     require(f.is_number() && f.get<double>() > 0 && f.get<double>() <= 1, source,
             ": partial_rotary_factor must be a number in (0, 1], got ", f.dump());
-    require(type == "phi3" || type == "stablelm" || type == "gpt_neox" || f.get<double>() == 1.0, source,
-            ": partial_rotary_factor ", f.dump(), " is not supported for model_type ", type,
-            " (spin rotates part of a head for phi3, stablelm and gpt_neox only, as transformers does)");
+    require(type == "phi3" || type == "stablelm" || type == "gpt_neox" || type == "phi" || f.get<double>() == 1.0,
+            source, ": partial_rotary_factor ", f.dump(), " is not supported for model_type ", type,
+            " (spin rotates part of a head for phi3, stablelm, gpt_neox and phi only, as transformers does)");
     c.rotary_dim = static_cast<std::int64_t>(static_cast<double>(c.head_dim) * f.get<double>());
     require(c.rotary_dim >= 2 && c.rotary_dim % 2 == 0, source, ": partial_rotary_factor ", f.dump(), " of head_dim ",
             c.head_dim, " rotates ", c.rotary_dim, " dimensions; RoPE needs an even number of them");
@@ -547,7 +569,7 @@ std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t qk_norms = qk_norm ? 2 * head_dim : qk_norm_all_heads ? head_dim * (num_heads + num_kv_heads) : 0;
   const std::int64_t norm = (norm_biases() ? 2 : 1) * h;  // a norm's weight, and its bias where it has one
   const std::int64_t per_layer = attn + biases + qk_norms + mlp + layer_norm_weights() * norm;
-  const std::int64_t embeddings = vocab_size * h * (tie_word_embeddings ? 1 : 2);
+  const std::int64_t embeddings = vocab_size * h * (tie_word_embeddings ? 1 : 2) + (lm_head_bias ? vocab_size : 0);
   return num_layers * per_layer + embeddings + (final_norm_weight() ? norm : 0);
 }
 

@@ -105,12 +105,16 @@ struct ModelConfig {
   // added once after their reduction --; with its parallel residual the MLP reads a norm of its
   // own of x_in (parallel_mlp_norm: post_attention_layernorm), x_out = x_in + attn(n1(x_in)) +
   // mlp(n2(x_in)); the files name tensors GPT-NeoX's way, q, k and v fused per head
-  // (gpt_neox_names: model::hf_layout).
+  // (hf_names: model::hf_layout). Phi-2 (model_type phi): the plain MLP and biases, Cohere's parallel
+  // residual from one norm, a bias on the LM head (lm_head_bias: [vocab], split with its rows) and
+  // its own names (self_attn.dense, mlp.fc1 / fc2, model.final_layernorm).
   bool gated_mlp = true;
   bool o_bias = false;
   bool mlp_bias = false;
   bool parallel_mlp_norm = false;
-  bool gpt_neox_names = false;
+  bool lm_head_bias = false;
+  enum class HfNames { Llama, GptNeox, Phi };
+  HfNames hf_names = HfNames::Llama;
   // Which dimensions of a head RoPE turns together: rotate_half's (i, i + rotary_dim / 2), or
   // Cohere's interleaved (2i, 2i + 1) (its rotate_half over x[..., ::2] and x[..., 1::2]).
   kernels::RopePairs rope_pairs = kernels::RopePairs::Halves;
@@ -209,6 +213,8 @@ struct ModelConfig {
   // with Cohere's or StableLM's parallel residual, which share the input norm.
   bool mlp_input_norm() const { return !parallel_residual || parallel_mlp_norm; }
   bool final_norm_weight() const { return !layer_norm || layer_norm_affine; }
+  // Whether the files name the tensors otherwise than Llama's (model::hf_layout's renames).
+  bool renamed_modules() const { return hf_names != HfNames::Llama; }
   // Whether every norm with a weight has a [hidden] bias beside it (StableLM's LayerNorms).
   bool norm_biases() const { return layer_norm && layer_norm_affine && layer_norm_bias; }
   // What the logits are multiplied by: Granite's 1 / logits_scaling, Cohere's logit_scale, else 1.

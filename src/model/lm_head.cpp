@@ -57,6 +57,7 @@ void chunk_logits(const ModelContext& ctx, const HeadWeights& w, const ColumnInp
   const TpDims& d = ctx.dims;
   linear_forward(ctx, a.logits.f32(), row_range(in.x, first, count, d.hidden), row_range(in.x16, first, count, d.hidden),
                  w.head, w.head_bf16, count, d.hidden, d.vocab_rows, true);
+  if (w.bias.defined()) ctx.k.add_bias(a.logits.f32(), w.bias.f32(), count, d.vocab_rows);  // Phi's
   const float cap = ctx.config.final_logit_softcapping;  // Gemma 2
   if (cap > 0.0f) ctx.k.softcap_forward(a.logits.f32(), count * d.vocab_rows, cap);
   scale_logits(ctx, a.logits.f32(), count);
@@ -91,8 +92,8 @@ void lm_head_forward(const ModelContext& ctx, const HeadWeights& w, const BatchG
 }
 
 void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, const BatchGeometry& b,
-                      const NormParams& norm_grad, Tensor& head_grad, const std::int32_t* targets, HeadActivations& a,
-                      const Tensor& dx) {
+                      const NormParams& norm_grad, Tensor& head_grad, const Tensor& bias_grad,
+                      const std::int32_t* targets, HeadActivations& a, const Tensor& dx) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = b.rows;
@@ -104,6 +105,7 @@ void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, const Batch
     k.logprob_backward(dlogits, a.logits.f32(), a.lse.f32() + first, targets + first, a.dlogprob.f32() + first, rows,
                        d.vocab_rows, d.vocab_valid, d.vocab_start, ctx.config.final_logit_softcapping);
     scale_logits(ctx, dlogits, rows);  // d loss / d the product's logits
+    bias_backward(ctx, bias_grad, dlogits, rows, d.vocab_rows);
     linear_backward(ctx, a.d_normed.f32() + first * d.hidden, head_grad.defined() ? head_grad.f32() : nullptr,
                     dlogits, a.dlogits_bf16,
                     row_range(in.x, first, rows, d.hidden), row_range(in.x16, first, rows, d.hidden), w.head,

@@ -46,11 +46,13 @@ struct HeadActivations {
   Workspace workspace_, workspace_bf16_;
 };
 
-// The head's weights: the final norm, the LM head and (mixed precision) its bf16 copy.
+// The head's weights: the final norm, the LM head, (mixed precision) its bf16 copy and (Phi's) its
+// bias.
 struct HeadWeights {
   NormParams norm;
   const Tensor& head;
   const Tensor& head_bf16;  // undefined: float32 products
+  const Tensor& bias;       // [vocab_rows], this rank's shard; undefined: none
 };
 
 // acts.logits = lm_head(rmsnorm(acts.x)): this rank's vocabulary shard of the logits of the b.rows
@@ -62,10 +64,11 @@ void lm_head_logits(const ModelContext& ctx, const HeadWeights& w, const BatchGe
 void lm_head_forward(const ModelContext& ctx, const HeadWeights& w, const BatchGeometry& b,
                      const std::int32_t* targets, HeadActivations& acts);
 
-// From acts.dlogprob[i] = d loss / d logprob[i]: accumulates the head and norm weight gradients
-// and writes d loss / d x into dx (the residual rows). Overwrites acts.logits with its gradient.
+// From acts.dlogprob[i] = d loss / d logprob[i]: accumulates the head's, its bias's (`bias_grad`,
+// undefined: none or frozen) and the norm's gradients and writes d loss / d x into dx (the residual
+// rows). Overwrites acts.logits with its gradient.
 void lm_head_backward(const ModelContext& ctx, const HeadWeights& w, const BatchGeometry& b,
-                      const NormParams& norm_grad, Tensor& head_grad, const std::int32_t* targets,
-                      HeadActivations& acts, const Tensor& dx);
+                      const NormParams& norm_grad, Tensor& head_grad, const Tensor& bias_grad,
+                      const std::int32_t* targets, HeadActivations& acts, const Tensor& dx);
 
 }  // namespace spin::model

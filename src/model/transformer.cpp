@@ -11,7 +11,9 @@ namespace spin::model {
 
 namespace {
 // The final norm's parameters and the LM head (with its bf16 copy), as lm_head.h takes them.
-HeadWeights head_weights(const ModelWeights& w) { return {{w.norm, w.norm_bias}, w.lm_head, w.lm_head_bf16}; }
+HeadWeights head_weights(const ModelWeights& w) {
+  return {{w.norm, w.norm_bias}, w.lm_head, w.lm_head_bf16, w.lm_head_bias};
+}
 }  // namespace
 
 Transformer::Transformer(const ModelConfig& config, const TpDims& dims, const StageLayers& stage,
@@ -285,8 +287,8 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
     // With adapters the final norm and the head are frozen: the norm's weight gradient goes to a
     // scratch nothing reads, the head's is not computed.
     const NormParams norm_grad{grads.norm.defined() ? grads.norm : a.grad.frozen_norm, grads.norm_bias};
-    lm_head_backward(ctx_, head_weights(w), b, norm_grad, grads.lm_head, a.arrays.targets.data<std::int32_t>(), a.head,
-                     a.grad.d_residual);
+    lm_head_backward(ctx_, head_weights(w), b, norm_grad, grads.lm_head, grads.lm_head_bias,
+                     a.arrays.targets.data<std::int32_t>(), a.head, a.grad.d_residual);
   } else {
     require(static_cast<std::int64_t>(grad.size()) == b.residual_rows() * h,
             "pipeline stage output gradient has ", grad.size(), " floats, expected ", b.residual_rows(), " x ", h);

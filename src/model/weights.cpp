@@ -97,6 +97,9 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     } else if (!stage.first) {
       vocab_parallel("model.embed_tokens.weight", false);  // the last stage's tied copy
     }
+    // Phi's: split with the head's rows (its padding rows' entries zero, as theirs); its own
+    // parameter whether the head's weight is tied or not.
+    if (c.lm_head_bias) split("lm_head.bias", {c.vocab_size}, 0, d.vocab_rows, d.vocab_start, d.vocab_valid);
   }
   return specs;
 }
@@ -230,6 +233,7 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
   norm_bias = get_if("model.norm.bias");
   if (stage.last) {
     lm_head = by_name.at(config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+    lm_head_bias = get_if("lm_head.bias");
   }
 }
 
@@ -386,7 +390,14 @@ void ModelWeights::init_random(std::uint64_t seed, float std) {
 
 HfLayout hf_layout(const ModelConfig& c) {
   HfLayout layout{c.hf_weight_prefix, c.multimodal, {}, {}};
-  if (c.gpt_neox_names) {  // GPTNeoXForCausalLM's names; q, k and v fused per head
+  if (c.hf_names == ModelConfig::HfNames::Phi) {  // PhiForCausalLM's names
+    layout.renames = {{"self_attn.o_proj.", "self_attn.dense."},
+                      {"mlp.up_proj.", "mlp.fc1."},
+                      {"mlp.down_proj.", "mlp.fc2."},
+                      {"model.norm.", "model.final_layernorm."}};
+    return layout;
+  }
+  if (c.hf_names == ModelConfig::HfNames::GptNeox) {  // GPTNeoXForCausalLM's names; q, k and v fused per head
     const auto qkv = [&](const char* what) {
       const std::string w(what);
       return HfLayout::Fusion{"attention.query_key_value." + w,
@@ -416,11 +427,14 @@ const char* lora_module(LoraTarget t) { return kProjections[static_cast<int>(t)]
 
 namespace {
 // PEFT adapts GPT-NeoX's query_key_value as one module over rows fused per head, which spin's
-// adapters of q, k and v (each its own A) do not map to.
+// adapters of q, k and v (each its own A) do not map to; Phi's modules have names of their own
+// (dense, fc1, fc2) that spin's PEFT reading and writing do not translate.
 void require_peft_names(const ModelConfig& c) {
-  require(!c.gpt_neox_names,
-          "PEFT adapters of a GPT-NeoX model (model_type gpt_neox: query_key_value fused per head) are not supported; "
-          "spin's own adapter checkpoints are, and spin ckpt export-hf writes the model with them merged");
+  require(!c.renamed_modules(), "PEFT adapters of a ",
+          c.hf_names == ModelConfig::HfNames::Phi ? "Phi model (model_type phi: self_attn.dense, mlp.fc1, mlp.fc2)"
+                                                  : "GPT-NeoX model (model_type gpt_neox: query_key_value fused per head)",
+          " are not supported; spin's own adapter checkpoints are, and spin ckpt export-hf writes the model with "
+          "them merged");
 }
 }  // namespace
 

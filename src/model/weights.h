@@ -86,6 +86,7 @@ class ModelWeights {
   // embed_tokens tensor when one stage holds both, and otherwise a second copy of
   // "model.embed_tokens.weight" (not primary) kept equal by the embedding-group all-reduce.
   Tensor lm_head;
+  Tensor lm_head_bias;  // [vocab_rows], vocab-parallel: Phi's (ModelConfig::lm_head_bias); last stage only
 
   // Every local parameter once (a tied lm_head held with embed_tokens is not listed twice), in
   // the model's order.

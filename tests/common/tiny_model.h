@@ -35,10 +35,12 @@ namespace spin::testing {
 // LayerNorms with weights and biases, a plain MLP with the exact GELU, biases on every projection,
 // the parallel residual with a norm per half, half of each head rotating, every head its own kv
 // head (GPT-NeoX has no GQA: the shape's kv_heads is ignored); GptNeoxSequential its sequential
-// layout (use_parallel_residual false) with the tanh GELU (gelu_new).
+// layout (use_parallel_residual false) with the tanh GELU (gelu_new). Phi-2's: GPT-NeoX's plain MLP
+// with the tanh GELU and biases, attention and MLP side by side from one LayerNorm, half of each head
+// rotating, a bias on the LM head.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
-  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential
+  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi
 };
 
 // Its model_type, for the tests' traces.
@@ -63,6 +65,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Cohere2: return "cohere2";
     case TinyFamily::GptNeox: return "gpt_neox";
     case TinyFamily::GptNeoxSequential: return "gpt_neox (sequential)";
+    case TinyFamily::Phi: return "phi";
   }
   return "?";
 }
@@ -105,6 +108,7 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
       : s.family == TinyFamily::Cohere2          ? "\"model_type\": \"cohere2\", \"logit_scale\": 0.25, "
                                                    "\"sliding_window\": 3, \"sliding_window_pattern\": 2, "
       : s.family == TinyFamily::GptNeox          ? "\"model_type\": \"gpt_neox\", \"rotary_pct\": 0.5, "
+      : s.family == TinyFamily::Phi              ? "\"model_type\": \"phi\", \"partial_rotary_factor\": 0.5, "
       : s.family == TinyFamily::GptNeoxSequential
           ? "\"model_type\": \"gpt_neox\", \"rotary_pct\": 0.5, \"use_parallel_residual\": false, "
             "\"hidden_act\": \"gelu_new\", "

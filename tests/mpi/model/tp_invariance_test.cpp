@@ -179,7 +179,7 @@ TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
        {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2, TinyFamily::Gemma3,
         TinyFamily::Phi3, TinyFamily::Phi4Mini, TinyFamily::SmolLM3, TinyFamily::Granite, TinyFamily::Olmo,
         TinyFamily::Olmo2, TinyFamily::StableLm, TinyFamily::StableLmParallel, TinyFamily::Cohere, TinyFamily::Cohere2,
-        TinyFamily::GptNeox, TinyFamily::GptNeoxSequential}) {
+        TinyFamily::GptNeox, TinyFamily::GptNeoxSequential, TinyFamily::Phi}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;
@@ -248,6 +248,8 @@ TEST(TensorParallel, LoraAdaptersMatchOneRankAtTp2AndTp4) {
   neox.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj,up_proj,down_proj", "test");
   expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .lora = neox});
   expect_same_as_tp1(shape, 4, {.lora = neox});
+  shape.family = testing::TinyFamily::Phi;  // besides, the LM head's frozen bias
+  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .lora = neox});
 }
 
 // The batch's 27 rows split 14 + 13 (one pad row) at TP 2 and 7 + 7 + 7 + 6 at TP 4.

@@ -208,6 +208,8 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   check(world, {2, 1, 2}, true, true, true, true, true, 0, Family::Cohere2);
   check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::GptNeox);  // no gate, biases, two norms
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::GptNeoxSequential);
+  check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::Phi);  // the LM head's bias, split
+  check(world, {1, 2, 2}, false, false, false, false, false, 64, Family::Phi);  // logits in chunks
   check(world, {2, 2, 1}, true, false, false, false, true, 0, Family::Olmo2);  // float32: no input norms' outputs
 }
 

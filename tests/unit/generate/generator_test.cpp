@@ -39,7 +39,8 @@ constexpr testing::TinyFamily kFamilies[] = {
     testing::TinyFamily::Llama,   testing::TinyFamily::Mistral,  testing::TinyFamily::Gemma3,
     testing::TinyFamily::SmolLM3, testing::TinyFamily::Phi4Mini, testing::TinyFamily::Olmo,
     testing::TinyFamily::Olmo2,   testing::TinyFamily::StableLm, testing::TinyFamily::StableLmParallel,
-    testing::TinyFamily::Cohere,  testing::TinyFamily::Cohere2,  testing::TinyFamily::GptNeox};
+    testing::TinyFamily::Cohere,  testing::TinyFamily::Cohere2,  testing::TinyFamily::GptNeox,
+    testing::TinyFamily::Phi};
 testing::TinyShape family_shape(testing::TinyFamily family) {
   testing::TinyShape shape;
   shape.family = family;

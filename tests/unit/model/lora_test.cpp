@@ -133,7 +133,7 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
 // adapted products' values: common/gradient_check.h).
 TEST(Lora, GradientsMatchFiniteDifferences) {
   for (const char* variant : {"llama", "qwen3", "gemma2", "olmo", "olmo2", "stablelm", "parallel residual", "cohere",
-                              "gpt_neox", "q and v"}) {
+                              "gpt_neox", "phi", "q and v"}) {
     SCOPED_TRACE(variant);
     testing::TinyShape shape;
     shape.family = variant == std::string("qwen3")               ? testing::TinyFamily::Qwen3
@@ -144,9 +144,10 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
                    : variant == std::string("parallel residual") ? testing::TinyFamily::StableLmParallel
                    : variant == std::string("cohere")            ? testing::TinyFamily::Cohere
                    : variant == std::string("gpt_neox")          ? testing::TinyFamily::GptNeox
+                   : variant == std::string("phi")               ? testing::TinyFamily::Phi
                                                                  : testing::TinyFamily::Llama;
     LoraConfig lora = testing::tiny_lora();
-    if (shape.family == testing::TinyFamily::GptNeox) {  // no gate to adapt
+    if (shape.family == testing::TinyFamily::GptNeox || shape.family == testing::TinyFamily::Phi) {  // no gate
       lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj,up_proj,down_proj", "test");
     }
     if (variant == std::string("q and v")) lora.targets = parse_lora_targets("q_proj,v_proj", "test");
