@@ -77,6 +77,30 @@ def gpt_neox_tensors(a, matrix, norm, rng):
     return tensors
 
 
+def phi_tensors(a, matrix, norm, rng):
+    """PhiForCausalLM's tensors: q, k, v, dense, fc1, fc2 and lm_head with biases, one LayerNorm of
+    weight and bias a layer, model.final_layernorm."""
+    def vector(n, std=0.3):
+        return [bf16_round(rng.gauss(0.0, std)) for _ in range(n)]
+    h, inter, hd = a.hidden, a.intermediate, a.hidden // a.heads
+    q, kv = a.heads * hd, a.kv_heads * hd
+    tensors = [("model.embed_tokens.weight", [a.vocab, h], matrix(a.vocab, h))]
+    for l in range(a.layers):
+        pre = "model.layers.%d." % l
+        tensors += [
+            (pre + "input_layernorm.weight", [h], norm(h)), (pre + "input_layernorm.bias", [h], vector(h, 0.2)),
+            (pre + "self_attn.q_proj.weight", [q, h], matrix(q, h)), (pre + "self_attn.q_proj.bias", [q], vector(q)),
+            (pre + "self_attn.k_proj.weight", [kv, h], matrix(kv, h)), (pre + "self_attn.k_proj.bias", [kv], vector(kv)),
+            (pre + "self_attn.v_proj.weight", [kv, h], matrix(kv, h)), (pre + "self_attn.v_proj.bias", [kv], vector(kv)),
+            (pre + "self_attn.dense.weight", [h, q], matrix(h, q)), (pre + "self_attn.dense.bias", [h], vector(h)),
+            (pre + "mlp.fc1.weight", [inter, h], matrix(inter, h)), (pre + "mlp.fc1.bias", [inter], vector(inter)),
+            (pre + "mlp.fc2.weight", [h, inter], matrix(h, inter)), (pre + "mlp.fc2.bias", [h], vector(h)),
+        ]
+    tensors += [("model.final_layernorm.weight", [h], norm(h)), ("model.final_layernorm.bias", [h], vector(h, 0.2)),
+                ("lm_head.weight", [a.vocab, h], matrix(a.vocab, h)), ("lm_head.bias", [a.vocab], vector(a.vocab))]
+    return tensors
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out_dir")
@@ -136,6 +160,10 @@ def main():
                         "query_key_value, biases on every projection, a plain MLP with the exact GELU, the "
                         "parallel residual with a norm per half, RoPE over --partial-rotary of each head, "
                         "GPT-NeoX's tensor names")
+    p.add_argument("--phi2", action="store_true",
+                   help="a PhiForCausalLM (Phi-1.5, Phi-2): LayerNorms with weight and bias, biases on every "
+                        "projection and the LM head, a plain MLP (fc1, fc2) with the tanh GELU, attention and MLP "
+                        "side by side from one norm, RoPE over --partial-rotary of each head (0.5), Phi's names")
     p.add_argument("--cohere", action="store_true",
                    help="a CohereForCausalLM: LayerNorms with a weight and no bias, attention and MLP side by side "
                         "from input_layernorm (no post_attention_layernorm), RoPE in interleaved pairs, the logits "
@@ -191,9 +219,11 @@ def main():
 
     if a.gpt_neox:
         tensors = gpt_neox_tensors(a, matrix, norm, rng)
+    elif a.phi2:
+        tensors = phi_tensors(a, matrix, norm, rng)
     else:
         tensors = [("model.embed_tokens.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden))]
-    for l in range(0 if a.gpt_neox else a.layers):
+    for l in range(0 if a.gpt_neox or a.phi2 else a.layers):
         pre = "model.layers.%d." % l
         tensors += [
             *([] if a.olmo2 or a.olmo else [(pre + "input_layernorm.weight", [a.hidden], norm(a.hidden))]),
@@ -219,10 +249,10 @@ def main():
             (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
             *([(pre + "post_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 or a.olmo2 else []),
         ]
-    if not a.olmo and not a.gpt_neox:
+    if not a.olmo and not a.gpt_neox and not a.phi2:
         tensors.append(("model.norm.weight", [a.hidden], norm(a.hidden)))
         tensors += norm_bias("model.norm.bias", a.hidden)
-    if not a.tie and not a.gpt_neox:
+    if not a.tie and not a.gpt_neox and not a.phi2:
         tensors.append(("lm_head.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden)))
     if a.phi3:  # Phi3Attention's and Phi3MLP's fused tensors: rows [q; k; v] and [gate; up]
         by_name = {name: (shape, values) for name, shape, values in tensors}
@@ -335,6 +365,14 @@ def main():
                   "max_position_embeddings": a.max_positions, "tie_word_embeddings": False, "bos_token_id": 1,
                   "eos_token_id": 2, "initializer_range": 0.02, "use_cache": True, "attention_dropout": 0.0,
                   "hidden_dropout": 0.0, "torch_dtype": config["torch_dtype"]}
+    if a.phi2:  # Phi's own keys, as phi-2's config.json has them
+        config = {"architectures": ["PhiForCausalLM"], "model_type": "phi", "vocab_size": a.vocab,
+                  "hidden_size": a.hidden, "intermediate_size": a.intermediate, "num_hidden_layers": a.layers,
+                  "num_attention_heads": a.heads, "num_key_value_heads": a.kv_heads, "hidden_act": "gelu_new",
+                  "partial_rotary_factor": a.partial_rotary or 0.5, "rope_theta": a.rope_theta,
+                  "layer_norm_eps": 1e-5, "qk_layernorm": False, "max_position_embeddings": a.max_positions,
+                  "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2, "resid_pdrop": 0.0,
+                  "embd_pdrop": 0.0, "attention_dropout": 0.0, "torch_dtype": config["torch_dtype"]}
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

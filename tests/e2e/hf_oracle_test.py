@@ -39,7 +39,10 @@ Cohere 2 (tiny-cohere2: besides, an 8-key window and RoPE in layer 0 of every 2,
 without RoPE): Cohere2ForCausalLM where transformers has it (4.48 on), else CohereForCausalLM rewired
 as Cohere2Attention computes (cohere2_reference). GPT-NeoX (tiny-gpt-neox: q, k, v fused per head,
 biases on every projection, a plain MLP with the exact GELU, the parallel residual with a norm per
-half, a quarter of each head rotating, GPT-NeoX's names): GPTNeoXForCausalLM itself.
+half, a quarter of each head rotating, GPT-NeoX's names): GPTNeoXForCausalLM itself. Phi-2
+(tiny-phi2: biases on every projection and on the LM head, a plain MLP with the tanh GELU, attention
+and MLP side by side from one norm, half of each head rotating, grouped-query attention): PhiForCausalLM
+itself.
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -437,7 +440,8 @@ def main():
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
                  "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
                  "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
-                 "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox"]:
+                 "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox",
+                 "tiny-phi2"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
