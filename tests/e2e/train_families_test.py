@@ -197,6 +197,12 @@ def case_hf_tokenizer(args, tmp):
     assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "gpt_neox"
     assert "gpt_neox.layers.1.attention.query_key_value.weight" in after, sorted(after)
     print("GPT-NeoX + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, dense bias trained, exported")
+    # Phi-2 (the LM head's bias split over TP 2 with its rows) with llama3's tokenizer: that bias trains, the
+    # export is a phi under Phi's names.
+    after, out = train_family(args, config, tmp, "phi", "lm_head.bias", "llama3")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "phi"
+    assert "model.layers.1.mlp.fc2.bias" in after, sorted(after)
+    print("Phi-2 + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, LM head bias trained, exported")
 
 
 def main():

@@ -1,4 +1,5 @@
-// ModelConfig of EleutherAI's GPT-NeoX family (model_type gpt_neox, GPTNeoXForCausalLM: Pythia):
+// ModelConfig of EleutherAI's GPT-NeoX family (model_type gpt_neox, GPTNeoXForCausalLM: Pythia), and of
+// Microsoft's Phi-1.5 / Phi-2 (model_type phi), which shares its plain MLP and biases:
 // LayerNorms with weights and biases, biases on every projection, a plain MLP, the parallel
 // residual with a norm per half, RoPE over a quarter of each head, GPT-NeoX's tensor names with
 // q, k and v fused per head; what spin does not run of it refused by name.
@@ -93,6 +94,52 @@ TEST(ModelConfig, ReadsGptNeox) {
   EXPECT_EQ(sequential.rope_theta, 500000.0f);
   EXPECT_NE(error_of(replaced(kPythia1b, {{"\"hidden_act\": \"gelu\"", "\"hidden_act\": \"relu\""}}))
                 .find("hidden_act \"relu\" is not supported for model_type gpt_neox"),
+            std::string::npos);
+}
+
+// phi-2's config.json (PhiForCausalLM).
+const std::string kPhi2 = R"({
+  "architectures": ["PhiForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 50256, "embd_pdrop": 0.0,
+  "eos_token_id": 50256, "hidden_act": "gelu_new", "hidden_size": 2560, "initializer_range": 0.02,
+  "intermediate_size": 10240, "layer_norm_eps": 1e-05, "max_position_embeddings": 2048, "model_type": "phi",
+  "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 32, "partial_rotary_factor": 0.4,
+  "qk_layernorm": false, "resid_pdrop": 0.1, "rope_scaling": null, "rope_theta": 10000.0, "tie_word_embeddings": false,
+  "torch_dtype": "float16", "transformers_version": "4.37.0", "use_cache": true, "vocab_size": 51200})";
+
+// Phi-2 (model_type phi): 2,779,683,840 parameters as PhiForCausalLM holds them (q, k, v, dense, fc1, fc2 with
+// biases, one LayerNorm of weight and bias a layer, the final one, the LM head with its [51200] bias);
+// phi-1_5's shape 1,418,270,720. GPT-NeoX's plain MLP with the tanh GELU, Cohere's parallel residual from
+// one norm, 32 of each head's 80 dimensions rotating; Phi's names in the files; qk_layernorm refused.
+TEST(ModelConfig, ReadsPhi) {
+  const ModelConfig c = ModelConfig::from_json(kPhi2, "config.json");
+  EXPECT_FALSE(c.gated_mlp);
+  EXPECT_EQ(c.activation, kernels::Activation::GeluTanh);
+  EXPECT_TRUE(c.qkv_bias && c.o_bias && c.mlp_bias && c.lm_head_bias);
+  EXPECT_TRUE(c.parallel_residual);
+  EXPECT_FALSE(c.mlp_input_norm());
+  EXPECT_EQ(c.layer_norm_weights(), 1);
+  EXPECT_EQ(c.head_dim, 80);
+  EXPECT_EQ(c.rotary_dim, 32);
+  EXPECT_EQ(c.num_parameters(), 2779683840);
+  const ModelConfig small = ModelConfig::from_json(
+      replaced(kPhi2, {{"\"hidden_size\": 2560", "\"hidden_size\": 2048"},
+                       {"\"intermediate_size\": 10240", "\"intermediate_size\": 8192"},
+                       {"\"num_hidden_layers\": 32", "\"num_hidden_layers\": 24"},
+                       {"\"partial_rotary_factor\": 0.4", "\"partial_rotary_factor\": 0.5"}}),
+      "c");
+  EXPECT_EQ(small.num_parameters(), 1418270720);
+  const HfLayout layout = hf_layout(c);
+  for (const auto& [ours, theirs] : std::vector<std::pair<std::string, std::string>>{
+           {"model.layers.4.self_attn.o_proj.bias", "model.layers.4.self_attn.dense.bias"},
+           {"model.layers.4.mlp.up_proj.weight", "model.layers.4.mlp.fc1.weight"},
+           {"model.layers.4.mlp.down_proj.bias", "model.layers.4.mlp.fc2.bias"},
+           {"model.layers.4.self_attn.q_proj.bias", "model.layers.4.self_attn.q_proj.bias"},
+           {"model.norm.weight", "model.final_layernorm.weight"},
+           {"lm_head.bias", "lm_head.bias"}}) {
+    EXPECT_EQ(layout.place(ours).name, theirs);
+  }
+  EXPECT_NE(error_of(replaced(kPhi2, {{"\"qk_layernorm\": false", "\"qk_layernorm\": true"}}))
+                .find("qk_layernorm"),
             std::string::npos);
 }
 
