@@ -221,7 +221,6 @@ float* output_norm_backward(const ModelContext& ctx, const BatchGeometry& b, Lay
   return s.d_output.f32();
 }
 
-// Granite: a half's output (reduced over TP, in out) times residual_multiplier before the residual add.
 // A row-parallel projection's bias (GPT-NeoX's o_proj and down_proj), added once to the reduced
 // output's rows (b.residual_rows()); none where undefined.
 void add_row_parallel_bias(const ModelContext& ctx, const BatchGeometry& b, float* out, const Tensor& bias) {
@@ -250,6 +249,7 @@ void row_parallel_bias_backward(const ModelContext& ctx, const BatchGeometry& b,
   for (float* g : live) ctx.k.add_inplace(g, partial.f32(), h);
 }
 
+// Granite: a half's output (reduced over TP, in out) times residual_multiplier before the residual add.
 void scale_branch_output(const ModelContext& ctx, const BatchGeometry& b, float* out) {
   const float m = ctx.config.residual_multiplier;
   if (m != 1.0f) ctx.k.scale(out, out, m, b.residual_rows() * ctx.dims.hidden);
