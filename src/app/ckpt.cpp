@@ -356,6 +356,7 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   require(!names.empty() && reader.has_attribute("lora_config"), reader.dir(),
           ": no LoRA adapters (a run without lora.rank / --lora-rank saved it)");
   const nlohmann::json lora = nlohmann::json::parse(reader.attribute("lora_config"));
+  const nlohmann::json targets = peft_targets(lora.at("targets"), config);  // refuses a GPT-NeoX before any file
   const DType dtype = parse_save_dtype(o.dtype, "spin ckpt: --dtype");
   const bool rslora = lora.value("rslora", false);
   nlohmann::json rank_pattern = nlohmann::json::object(), alpha_pattern = nlohmann::json::object();
@@ -368,7 +369,8 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   }
   std::vector<ckpt::SafetensorsWrite> tensors;
   for (const PeftTensor& t : adapters) {
-    tensors.push_back({"base_model.model." + config.hf_weight_prefix + t.name, dtype, t.shape});
+    const std::string name = model::hf_layout(config).renamed(t.name);  // Phi's module names
+    tensors.push_back({"base_model.model." + config.hf_weight_prefix + name, dtype, t.shape});
   }
   fs::create_directories(o.out);
   ckpt::SafetensorsWriter writer((fs::path(o.out) / "adapter_model.safetensors").string(), tensors,
@@ -381,7 +383,7 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
                                   {"r", lora.at("rank")},       {"lora_alpha", lora.at("alpha")},
                                   {"rank_pattern", rank_pattern}, {"alpha_pattern", alpha_pattern},
                                   {"lora_dropout", lora.value("dropout", 0.0)},
-                                  {"target_modules", peft_targets(lora.at("targets"), config)},
+                                  {"target_modules", targets},
                                   {"bias", "none"},             {"fan_in_fan_out", false},
                                   {"inference_mode", true},     {"init_lora_weights", true},
                                   {"use_rslora", rslora},

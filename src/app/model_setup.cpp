@@ -16,13 +16,17 @@
 namespace spin::app {
 
 model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, double dropout,
-                                const std::string& targets, const std::string& prefix) {
+                                const std::string& targets, const std::string& prefix, const model::ModelConfig& model) {
   model::LoraConfig lora;
   lora.rank = rank;
   lora.alpha = alpha;
   lora.rslora = rslora;
   lora.dropout = dropout;
   lora.targets = model::parse_lora_targets(targets, (prefix + "targets").c_str());
+  auto& gate = lora.targets[static_cast<std::size_t>(model::LoraTarget::Gate)];
+  if (!model.gated_mlp && (targets == "all-linear" || targets == "all")) gate = false;
+  require(model.gated_mlp || !gate || rank == 0, prefix, "targets = \"", targets,
+          "\": the model's MLP has no gate_proj (a plain MLP: up_proj, its activation, down_proj)");
   lora.validate(prefix.c_str());
   return lora;
 }

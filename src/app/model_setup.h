@@ -56,10 +56,11 @@ void copy_tokenizer_files(const std::string& from, const std::string& to);
 // "3,5" -> {3, 5}; "" -> {}. Errors name `option`.
 std::vector<std::int64_t> parse_int_list(const std::string& text, const char* option);
 
-// LoRA's settings from a command's options, validated; errors name `prefix` + "rank", "alpha",
-// "dropout", "targets" ("lora." in spin train, "spin sft: --lora-" in spin sft).
+// LoRA's settings from a command's options, validated against `model`; errors name `prefix` + "rank",
+// "alpha", "dropout", "targets" ("lora." in spin train, "spin sft: --lora-" in spin sft). all-linear
+// means the projections the model has (no gate_proj in a plain MLP: GPT-NeoX's, Phi's).
 model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, double dropout,
-                                const std::string& targets, const std::string& prefix);
+                                const std::string& targets, const std::string& prefix, const model::ModelConfig& model);
 
 // Fills `weights` (this rank's shard: `dims`, `stage`) from the Hugging Face model in `model_dir`
 // and, when `adapter_dir` is not empty, merges into them the PEFT LoRA adapter there (W + s B A with

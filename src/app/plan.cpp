@@ -136,7 +136,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.sequence_parallel = o.sequence_parallel;
     request.logits_chunk_rows = o.logits_chunk_rows;
     request.lora = lora_settings(o.lora_rank, model::LoraConfig{}.alpha, false, o.lora_dropout, o.lora_targets,
-                                 "spin plan: --lora-");
+                                 "spin plan: --lora-", request.config);
     request.precision = o.device == "cpu" ? train::Precision::cpu() : train::Precision::cuda();
     if (o.rmsprop) request.precision.moments = 4;  // v alone
     if (parse_attention_backend(o.attention_backend) == AttentionBackend::Unfused) {

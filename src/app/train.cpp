@@ -79,7 +79,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     save_dtype = parse_save_dtype(c.save_dtype, "checkpoint.save_dtype");
     optimizer_algorithm = train::parse_optimizer_algorithm(c.optimizer, "optim.name");
     require(c.rmsprop_alpha >= 0.0f && c.rmsprop_alpha < 1.0f, "optim.alpha must be in [0, 1), got ", c.rmsprop_alpha);
-    lora = lora_settings(c.lora_rank, c.lora_alpha, c.lora_rslora, c.lora_dropout, c.lora_targets, "lora.");
+    lora = lora_settings(c.lora_rank, c.lora_alpha, c.lora_rslora, c.lora_dropout, c.lora_targets, "lora.", mc);
     if (!c.model_adapter.empty()) lora_from_peft_config(c.model_adapter);  // refused before any work
     require(!lora.enabled() || !c.ref_offload, "spin.ref_offload with lora.rank ", lora.rank,
             ": a LoRA run holds one model, the reference, and the policy is it + the adapters: nothing to offload");

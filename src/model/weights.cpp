@@ -427,14 +427,11 @@ const char* lora_module(LoraTarget t) { return kProjections[static_cast<int>(t)]
 
 namespace {
 // PEFT adapts GPT-NeoX's query_key_value as one module over rows fused per head, which spin's
-// adapters of q, k and v (each its own A) do not map to; Phi's modules have names of their own
-// (dense, fc1, fc2) that spin's PEFT reading and writing do not translate.
+// adapters of q, k and v (each its own A) do not map to. (Phi's modules are only renamed.)
 void require_peft_names(const ModelConfig& c) {
-  require(!c.renamed_modules(), "PEFT adapters of a ",
-          c.hf_names == ModelConfig::HfNames::Phi ? "Phi model (model_type phi: self_attn.dense, mlp.fc1, mlp.fc2)"
-                                                  : "GPT-NeoX model (model_type gpt_neox: query_key_value fused per head)",
-          " are not supported; spin's own adapter checkpoints are, and spin ckpt export-hf writes the model with "
-          "them merged");
+  require(c.hf_names != ModelConfig::HfNames::GptNeox,
+          "PEFT adapters of a GPT-NeoX model (model_type gpt_neox: query_key_value fused per head) are not "
+          "supported; spin's own adapter checkpoints are, and spin ckpt export-hf writes the model with them merged");
 }
 }  // namespace
 
@@ -446,13 +443,15 @@ std::string peft_module(const ModelConfig& c, LoraTarget t) {
       if (name == part) return f.fused.substr(0, f.fused.size() - std::string(".weight").size());
     }
   }
-  return lora_module(t);
+  const std::string module = hf_layout(c).renamed(std::string(lora_module(t)) + ".");  // Phi's dense, fc1, fc2
+  return module.substr(0, module.size() - 1);
 }
 
 HfLayout peft_layout(const ModelConfig& c, const LoraConfig& lora) {
   require_peft_names(c);
   HfLayout layout;
   layout.prefix = "base_model.model." + c.hf_weight_prefix;
+  layout.renames = hf_layout(c).renames;  // Phi's module names
   if (!c.fused_projections) return layout;
   // B: the fused B's row blocks, as the weights'; A: the fused A whole for each part.
   for (const HfLayout::Fusion& f : hf_layout(c).fusions) {

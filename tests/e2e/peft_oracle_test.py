@@ -14,8 +14,10 @@ exported, equals PEFT's merge_and_unload to 1e-6; adapters spin cannot merge fai
 target regex, modules to save) and a rank that disagrees with the tensors are refused, naming the
 file. Phi-3's fused modules (transformers 4.40 has no Phi3ForCausalLM, so the adapter is written
 here under PEFT's names): one pair on qkv_proj, gate_up_proj, o_proj and down_proj, merged at TP 2,
-exports the fused tensors of W + (alpha / r) B A. Needs torch, transformers and peft (a test oracle
-only).
+exports the fused tensors of W + (alpha / r) B A. Phi-2 (tiny-phi2, PhiForCausalLM: its modules
+named dense, fc1, fc2; no gate): both ways as tiny-llama's -- spin sft's all-linear adapters (six
+modules) exported for PEFT over the frozen model, and PEFT's adapter on q_proj, dense and fc2 merged
+by spin. Needs torch, transformers and peft (a test oracle only).
 """
 import argparse
 import json
@@ -28,7 +30,7 @@ import tempfile
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
 from safetensors.torch import load_file, save_file
-from transformers import LlamaForCausalLM
+from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
 
 def run(cmd):
@@ -60,6 +62,9 @@ def main():
     check_import(args, model, False, {"v_proj": 2, "layers.1.self_attn.q_proj": 6},
                  {"q_proj": 5.0, "down_proj": 3.0})
     check_import_fused(args, os.path.join(args.models, "tiny-phi3"))
+    phi2 = os.path.join(args.models, "tiny-phi2")
+    check(args, phi2, json.load(open(os.path.join(phi2, "config.json")))["vocab_size"], False, modules=6)
+    check_import(args, phi2, False, targets=("q_proj", "dense", "fc2"))
 
 
 def check_import_fused(args, model):
@@ -96,12 +101,12 @@ def check_import_fused(args, model):
               "import-hf at TP 2: W + (alpha / r) B A to %.1e (the adapter moves each by > %.2f)" % (worst, moved))
 
 
-def check_import(args, model, rslora, rank_pattern=None, alpha_pattern=None):
+def check_import(args, model, rslora, rank_pattern=None, alpha_pattern=None, targets=("q_proj", "v_proj", "down_proj")):
     with tempfile.TemporaryDirectory(prefix="spin_peft_import_") as tmp:
         torch.manual_seed(5)
-        base = LlamaForCausalLM.from_pretrained(model, torch_dtype=torch.float32)
+        base = AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float32)
         before = {n: t.clone() for n, t in base.state_dict().items()}
-        config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.1,
+        config = LoraConfig(r=4, lora_alpha=8, target_modules=list(targets), lora_dropout=0.1,
                             use_rslora=rslora, rank_pattern=rank_pattern or {}, alpha_pattern=alpha_pattern or {})
         adapted = get_peft_model(base, config)
         if rank_pattern:  # PEFT gave the modules those ranks
@@ -124,8 +129,10 @@ def check_import(args, model, rslora, rank_pattern=None, alpha_pattern=None):
         got = load_file(os.path.join(hf, "model.safetensors"))
         worst = max((got[name] - want[name]).abs().max().item() for name in got)
         changed = sorted(n for n in got if not torch.equal(got[n], before[n]))
-        expected = sorted("model.layers.%d.%s.weight" % (l, m) for l in range(base.config.num_hidden_layers)
-                          for m in ("self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"))
+        modules = {"q_proj": "self_attn.q_proj", "v_proj": "self_attn.v_proj", "down_proj": "mlp.down_proj",
+                   "dense": "self_attn.dense", "fc2": "mlp.fc2"}
+        expected = sorted("model.layers.%d.%s.weight" % (l, modules[m]) for l in range(base.config.num_hidden_layers)
+                          for m in targets)
         assert changed == expected, changed
         assert worst < 1e-6, "spin's merge of PEFT's adapter and PEFT's differ by %g" % worst
         # What spin does not merge as PEFT would, refused before any work.
@@ -138,14 +145,14 @@ def check_import(args, model, rslora, rank_pattern=None, alpha_pattern=None):
             json.dump(dict(settings, **{key: value}), open(os.path.join(bad, "adapter_config.json"), "w"))
             refused([args.spin, "ckpt", "import-hf", model, os.path.join(tmp, "x_" + key), "--adapter", bad], named)
             assert not os.path.exists(os.path.join(tmp, "x_" + key)), key
-        print("a PEFT adapter (rank 4, alpha 8, q/v/down%s%s) merged by spin ckpt import-hf at TP 2: PEFT's "
+        print("a PEFT adapter (rank 4, alpha 8, %s%s%s) merged by spin ckpt import-hf at TP 2: PEFT's "
               "merge_and_unload to %.1e, the other weights untouched; DoRA, a target regex, modules to save and a "
-              "wrong rank refused" % (", rsLoRA" if rslora else "",
+              "wrong rank refused" % ("/".join(targets) + " of " + os.path.basename(model), ", rsLoRA" if rslora else "",
                                       ", rank_pattern %s, alpha_pattern %s" % (rank_pattern, alpha_pattern)
                                       if rank_pattern else "", worst))
 
 
-def check(args, model, vocab, rslora):
+def check(args, model, vocab, rslora, modules=7):
     with tempfile.TemporaryDirectory(prefix="spin_peft_") as tmp:
         data = os.path.join(tmp, "copy.jsonl")
         rng = random.Random(3)
@@ -162,12 +169,12 @@ def check(args, model, vocab, rslora):
         for which in ("lora", "base", "policy"):
             run([args.spin, "ckpt", "export-hf", checkpoint, os.path.join(tmp, which), "--which", which])
         config = json.load(open(os.path.join(tmp, "lora", "adapter_config.json")))
-        assert config["r"] == 4 and config["lora_alpha"] == 8 and len(config["target_modules"]) == 7, config
+        assert config["r"] == 4 and config["lora_alpha"] == 8 and len(config["target_modules"]) == modules, config
         assert config["use_rslora"] == rslora, config
 
         ids = torch.tensor([[rng.randrange(3, vocab) for _ in range(12)] for _ in range(3)])
-        base = LlamaForCausalLM.from_pretrained(os.path.join(tmp, "base"), torch_dtype=torch.float32).eval()
-        merged = LlamaForCausalLM.from_pretrained(os.path.join(tmp, "policy"), torch_dtype=torch.float32).eval()
+        base = AutoModelForCausalLM.from_pretrained(os.path.join(tmp, "base"), torch_dtype=torch.float32).eval()
+        merged = AutoModelForCausalLM.from_pretrained(os.path.join(tmp, "policy"), torch_dtype=torch.float32).eval()
         with torch.no_grad():
             base_logits = base(input_ids=ids).logits
             spin_logits = merged(input_ids=ids).logits
@@ -181,9 +188,10 @@ def check(args, model, vocab, rslora):
         spin_weights = load_file(os.path.join(tmp, "policy", "model.safetensors"))
         worst = max((peft_weights[name] - tensor).abs().max().item() for name, tensor in spin_weights.items())
         assert worst < 1e-5, "PEFT's merge and spin's differ by %g" % worst
-        print("LoRA rank 4, alpha 8, every projection%s: PEFT over the base vs spin's merged model: logits %.1e apart "
-              "(the adapters move them by %.2f); merged weights %.1e apart" % (", rsLoRA" if rslora else "", diff, moved,
-                                                                            worst))
+        print("%s, LoRA rank 4, alpha 8, every projection%s: PEFT over the base vs spin's merged model: logits %.1e "
+              "apart (the adapters move them by %.2f); merged weights %.1e apart" % (os.path.basename(model),
+                                                                                   ", rsLoRA" if rslora else "", diff,
+                                                                                   moved, worst))
 
 
 if __name__ == "__main__":
