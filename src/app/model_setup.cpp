@@ -16,7 +16,8 @@
 namespace spin::app {
 
 model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, double dropout,
-                                const std::string& targets, const std::string& prefix, const model::ModelConfig& model) {
+                                const std::string& targets, const std::string& prefix,
+                                const model::ModelConfig& model) {
   model::LoraConfig lora;
   lora.rank = rank;
   lora.alpha = alpha;

@@ -223,8 +223,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     profile_window.emplace(o.profile_step_start, o.profile_step_end, o.output + ".profile", world.rank(),
                            "--profile-step-start", "--profile-step-end");
     shard = plan_model_shard(o.model, grid, o.pp_layers);
-    lora = lora_settings(o.lora_rank, o.lora_alpha, o.lora_rslora, o.lora_dropout, o.lora_targets,
-                         "spin sft: --lora-", shard->config);
+    lora = lora_settings(o.lora_rank, o.lora_alpha, o.lora_rslora, o.lora_dropout, o.lora_targets, "spin sft: --lora-",
+                         shard->config);
     if (!o.adapter.empty()) lora_from_peft_config(o.adapter);  // refused before any work
     save_dtype = parse_save_dtype(o.save_dtype, "spin sft: --save-dtype");
     const auto tokenizer = load_tokenizer(o.model, shard->config);

@@ -40,7 +40,7 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   if (s.last) {
     if (c.final_norm_weight()) n += norm;
     if (!c.tie_word_embeddings || !s.first) n += aligned(d.vocab_rows * h);  // lm_head, or the tied copy
-    if (c.lm_head_bias) n += aligned(d.vocab_rows);  // Phi's, tied or not
+    if (c.lm_head_bias) n += aligned(d.vocab_rows);                          // Phi's, tied or not
   }
   return (n + pad_multiple - 1) / pad_multiple * pad_multiple;
 }

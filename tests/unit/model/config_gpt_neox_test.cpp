@@ -121,12 +121,12 @@ TEST(ModelConfig, ReadsPhi) {
   EXPECT_EQ(c.head_dim, 80);
   EXPECT_EQ(c.rotary_dim, 32);
   EXPECT_EQ(c.num_parameters(), 2779683840);
-  const ModelConfig small = ModelConfig::from_json(
-      replaced(kPhi2, {{"\"hidden_size\": 2560", "\"hidden_size\": 2048"},
-                       {"\"intermediate_size\": 10240", "\"intermediate_size\": 8192"},
-                       {"\"num_hidden_layers\": 32", "\"num_hidden_layers\": 24"},
-                       {"\"partial_rotary_factor\": 0.4", "\"partial_rotary_factor\": 0.5"}}),
-      "c");
+  const ModelConfig small =
+      ModelConfig::from_json(replaced(kPhi2, {{"\"hidden_size\": 2560", "\"hidden_size\": 2048"},
+                                              {"\"intermediate_size\": 10240", "\"intermediate_size\": 8192"},
+                                              {"\"num_hidden_layers\": 32", "\"num_hidden_layers\": 24"},
+                                              {"\"partial_rotary_factor\": 0.4", "\"partial_rotary_factor\": 0.5"}}),
+                             "c");
   EXPECT_EQ(small.num_parameters(), 1418270720);
   const HfLayout layout = hf_layout(c);
   for (const auto& [ours, theirs] : std::vector<std::pair<std::string, std::string>>{
@@ -138,8 +138,7 @@ TEST(ModelConfig, ReadsPhi) {
            {"lm_head.bias", "lm_head.bias"}}) {
     EXPECT_EQ(layout.place(ours).name, theirs);
   }
-  EXPECT_NE(error_of(replaced(kPhi2, {{"\"qk_layernorm\": false", "\"qk_layernorm\": true"}}))
-                .find("qk_layernorm"),
+  EXPECT_NE(error_of(replaced(kPhi2, {{"\"qk_layernorm\": false", "\"qk_layernorm\": true"}})).find("qk_layernorm"),
             std::string::npos);
 }
 
