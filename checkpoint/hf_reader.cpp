@@ -79,10 +79,10 @@ void HfReader::load(const std::vector<ShardedTensor>& tensors) {
       require(first % block == 0 && n % block == 0, "tensor \"", t.name, "\": rows [", first, ", ", first + n,
               ") do not cover whole groups of ", block, " rows of ", place.name);
       const std::int64_t cols = t.local.numel() / t.local.shape()[0];
+      Shape shape = t.local.shape();
+      shape[0] = block;
       for (std::int64_t g = 0; g < n / block; ++g) {
         ShardedTensor part = in_file;
-        Shape shape = t.local.shape();
-        shape[0] = block;
         part.local = t.local.view(g * block * cols, shape);
         part.offset = (first / block + g) * (place.rows / place.groups) + place.row;
         part.length = block;

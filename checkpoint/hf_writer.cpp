@@ -195,12 +195,13 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
   std::vector<HfTensor> out;
   std::vector<std::vector<std::size_t>> parts;
   std::map<std::string, std::size_t> fused_at;  // a fused tensor's index in `out`
-  std::vector<std::int64_t> groups;             // a fused tensor's groups
+  std::vector<std::int64_t> groups;             // by file tensor: its groups (1: unfused, or consecutive parts)
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const HfLayout::Place place = layout.place(tensors[i].name);
     if (place.rows == 0) {
       out.push_back({place.name, tensors[i].shape});
       parts.push_back({i});
+      groups.push_back(1);
       continue;
     }
     const auto [it, first] = fused_at.try_emplace(place.name, out.size());
@@ -209,6 +210,7 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
       shape[0] = place.rows;
       out.push_back({place.name, shape});
       parts.emplace_back();
+      groups.push_back(place.groups);
     }
     std::vector<std::size_t>& mine = parts[it->second];
     require(out[it->second].shape.size() == tensors[i].shape.size() &&
@@ -220,8 +222,6 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
     require(row == place.row && tensors[i].shape[0] % place.groups == 0, "tensor \"", tensors[i].name,
             "\" comes out of its order in \"", place.name, "\"");
     mine.push_back(i);
-    groups.resize(out.size(), 1);
-    groups[it->second] = place.groups;
   }
   for (std::size_t k = 0; k < out.size(); ++k) {
     std::int64_t rows = 0;
@@ -229,25 +229,21 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
     require(rows == out[k].shape[0], "\"", out[k].name, "\": its parts hold ", rows, " of its ", out[k].shape[0],
             " rows");
   }
-  groups.resize(out.size(), 1);
   auto buffer = std::make_shared<std::vector<float>>();
   const auto fused_values = [=](std::size_t k) -> const float* {
     if (parts[k].size() == 1 && shape_numel(out[k].shape) == shape_numel(tensors[parts[k][0]].shape)) {
       return values(parts[k][0]);  // unfused (maybe renamed)
     }
-    // Group by group, each part's block of that group in the fusion's order.
-    buffer->clear();
-    const std::int64_t g_count = groups[k];
-    std::vector<std::vector<float>> held;  // each part's values (a source's may last until its next call)
-    for (std::size_t j = 0; j < parts[k].size(); ++j) {
-      const float* v = values(parts[k][j]);
-      held.emplace_back(v, v + shape_numel(tensors[parts[k][j]].shape));
-    }
-    for (std::int64_t g = 0; g < g_count; ++g) {
-      for (const std::vector<float>& v : held) {
-        const auto block = static_cast<std::ptrdiff_t>(v.size()) / g_count;
-        buffer->insert(buffer->end(), v.begin() + g * block, v.begin() + (g + 1) * block);
-      }
+    // Each part's block of every group at its place in that group (group after group: the parts'
+    // rows in the fusion's order), each part's values used before the next is asked for.
+    const std::int64_t g_count = groups[k], group = shape_numel(out[k].shape) / g_count;
+    buffer->resize(static_cast<std::size_t>(shape_numel(out[k].shape)));
+    std::int64_t at = 0;  // the part's first value in each group
+    for (std::size_t p : parts[k]) {
+      const float* v = values(p);
+      const std::int64_t block = shape_numel(tensors[p].shape) / g_count;
+      for (std::int64_t g = 0; g < g_count; ++g) std::copy_n(v + g * block, block, buffer->data() + g * group + at);
+      at += block;
     }
     return buffer->data();
   };

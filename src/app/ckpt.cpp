@@ -368,9 +368,9 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
     for (const std::string& name : names) adapters.push_back({name, reader.shape("lora", name), {}});
   }
   std::vector<ckpt::SafetensorsWrite> tensors;
-  for (const PeftTensor& t : adapters) {
-    const std::string name = model::hf_layout(config).renamed(t.name);  // Phi's module names
-    tensors.push_back({"base_model.model." + config.hf_weight_prefix + name, dtype, t.shape});
+  const HfLayout files = model::hf_layout(config);
+  for (const PeftTensor& t : adapters) {  // under the files' module names (Phi's dense, fc1, fc2)
+    tensors.push_back({"base_model.model." + config.hf_weight_prefix + files.renamed(t.name), dtype, t.shape});
   }
   fs::create_directories(o.out);
   ckpt::SafetensorsWriter writer((fs::path(o.out) / "adapter_model.safetensors").string(), tensors,

@@ -73,6 +73,19 @@ void parse_cohere(const json& j, ModelConfig& c, const std::string& source) {
           ": \"use_qk_norm\": true (Command R+'s per-head LayerNorms of q and k) is not supported");
 }
 
+// The GELU of GPT-NeoX's and Phi's plain MLPs, by hidden_act (`fallback` where absent): "gelu" the exact
+// one, "gelu_new" / "gelu_fast" / "gelu_pytorch_tanh" its tanh form. The key is consumed here (the
+// Llama families' check of it does not apply), as are attention_bias and mlp_bias: these families'
+// biases are set by their parsers.
+kernels::Activation parse_gelu(json& j, const char* fallback, const std::string& type, const std::string& source) {
+  const std::string act = j.value("hidden_act", std::string(fallback));
+  require(act == "gelu" || act == "gelu_new" || act == "gelu_fast" || act == "gelu_pytorch_tanh", source,
+          ": hidden_act \"", act, "\" is not supported for model_type ", type,
+          " (gelu, gelu_new, gelu_fast, gelu_pytorch_tanh are)");
+  for (const char* key : {"hidden_act", "attention_bias", "mlp_bias"}) j.erase(key);
+  return act == "gelu" ? kernels::Activation::Gelu : kernels::Activation::GeluTanh;
+}
+
 // GPT-NeoX (model_type gpt_neox, GPTNeoXForCausalLM: Pythia; GPTNeoXConfig's defaults where a key
 // is absent): LayerNorms with weight and bias, q, k, v and o_proj with biases (attention_bias),
 // a plain MLP with biases, the parallel residual with a norm for each half (use_parallel_residual;
@@ -86,10 +99,7 @@ void parse_gpt_neox(json& j, ModelConfig& c, const std::string& source) {
   c.mlp_bias = true;
   c.parallel_residual = c.parallel_mlp_norm = flag(j, "use_parallel_residual", true, source);
   c.hf_names = ModelConfig::HfNames::GptNeox;
-  const std::string act = j.value("hidden_act", std::string("gelu"));
-  require(act == "gelu" || act == "gelu_new" || act == "gelu_fast" || act == "gelu_pytorch_tanh", source,
-          ": hidden_act \"", act, "\" is not supported for model_type gpt_neox (gelu, gelu_new, gelu_fast are)");
-  c.activation = act == "gelu" ? kernels::Activation::Gelu : kernels::Activation::GeluTanh;
+  c.activation = parse_gelu(j, "gelu", "gpt_neox", source);
   if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = j.value("rotary_pct", 0.25);
   if (!j.contains("rope_theta")) j["rope_theta"] = j.value("rotary_emb_base", 10000.0);
   if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
@@ -106,10 +116,7 @@ void parse_phi(json& j, ModelConfig& c, const std::string& source) {
   c.qkv_bias = c.o_bias = c.mlp_bias = c.lm_head_bias = true;
   c.parallel_residual = true;
   c.hf_names = ModelConfig::HfNames::Phi;
-  const std::string act = j.value("hidden_act", std::string("gelu_new"));
-  require(act == "gelu_new" || act == "gelu_fast" || act == "gelu_pytorch_tanh" || act == "gelu", source,
-          ": hidden_act \"", act, "\" is not supported for model_type phi (gelu_new, gelu are)");
-  c.activation = act == "gelu" ? kernels::Activation::Gelu : kernels::Activation::GeluTanh;
+  c.activation = parse_gelu(j, "gelu_new", "phi", source);
   require(!flag(j, "qk_layernorm", false, source), source,
           ": \"qk_layernorm\": true (per-head LayerNorms of q and k) is not supported for model_type phi");
   if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.5;
@@ -415,12 +422,12 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     c.norm_weight_offset = 1.0f;
     c.scale_embeddings = true;
     c.tie_word_embeddings = true;  // GemmaConfig's default
-  } else if (j.contains("hidden_act") && type != "gpt_neox" && type != "phi") {
+  } else if (j.contains("hidden_act")) {
     require(j.at("hidden_act") == "silu", source, ": hidden_act ", j.at("hidden_act").dump(),
             " is not supported (only \"silu\"; gelu_pytorch_tanh with model_type gemma)");
   }
   for (const char* key : {"attention_bias", "mlp_bias"}) {
-    require(type == "gpt_neox" || type == "phi" || !j.contains(key) || j.at(key) == false, source, ": \"", key,
+    require(!j.contains(key) || j.at(key) == false, source, ": \"", key,
             "\": true is not supported (Llama projections have no bias; of biases spin runs Qwen2's on q, k and v)");
   }
   if (type == "granite") parse_granite_multipliers(j, c, source);
@@ -563,7 +570,7 @@ std::int64_t ModelConfig::max_sequence_length() const {
 std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t h = hidden_size;
   const std::int64_t attn = h * head_dim * (2 * num_heads + 2 * num_kv_heads);
-  const std::int64_t mlp = (gated_mlp ? 3 : 2) * h * intermediate_size;
+  const std::int64_t mlp = mlp_projections() * h * intermediate_size;
   const std::int64_t biases = (qkv_bias ? head_dim * (num_heads + 2 * num_kv_heads) : 0) + (o_bias ? h : 0) +
                               (mlp_bias ? (gated_mlp ? 2 : 1) * intermediate_size + h : 0);
   const std::int64_t qk_norms = qk_norm ? 2 * head_dim : qk_norm_all_heads ? head_dim * (num_heads + num_kv_heads) : 0;

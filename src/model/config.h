@@ -1,10 +1,11 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
 // Phi3ForCausalLM, SmolLM3ForCausalLM, GraniteForCausalLM, OlmoForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM,
-// StableLmForCausalLM, CohereForCausalLM, Cohere2ForCausalLM), read from a Hugging Face config.json. Features spin
-// does not implement (rope_scaling other than linear, llama3, yarn, longrope and dynamic, partial rotary embeddings
-// outside Phi-3's and StableLM's families, biases other than on q/k/v (Qwen2's, StableLM's) and on LayerNorms
-// (StableLM's), activations other than SiLU and Gemma's tanh GELU) are refused by name rather than ignored.
+// StableLmForCausalLM, CohereForCausalLM, Cohere2ForCausalLM, GPTNeoXForCausalLM, PhiForCausalLM), read from a
+// Hugging Face config.json. Features spin does not implement (rope_scaling other than linear, llama3, yarn, longrope
+// and dynamic, partial rotary embeddings outside Phi-3's, StableLM's, GPT-NeoX's and Phi's families, biases other
+// than Qwen2's, StableLM's, GPT-NeoX's and Phi's, activations other than SiLU and the GELUs those families use) are
+// refused by name rather than ignored.
 #pragma once
 
 #include <cstdint>
@@ -213,8 +214,8 @@ struct ModelConfig {
   // with Cohere's or StableLM's parallel residual, which share the input norm.
   bool mlp_input_norm() const { return !parallel_residual || parallel_mlp_norm; }
   bool final_norm_weight() const { return !layer_norm || layer_norm_affine; }
-  // Whether the files name the tensors otherwise than Llama's (model::hf_layout's renames).
-  bool renamed_modules() const { return hf_names != HfNames::Llama; }
+  // The MLP's projections: gate, up and down; a plain MLP's up and down.
+  std::int64_t mlp_projections() const { return gated_mlp ? 3 : 2; }
   // Whether every norm with a weight has a [hidden] bias beside it (StableLM's LayerNorms).
   bool norm_biases() const { return layer_norm && layer_norm_affine && layer_norm_bias; }
   // What the logits are multiplied by: Granite's 1 / logits_scaling, Cohere's logit_scale, else 1.

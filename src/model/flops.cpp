@@ -7,7 +7,7 @@ namespace spin::model {
 double matmul_parameters(const ModelConfig& c) {
   const auto h = static_cast<double>(c.hidden_size);
   const double attention = h * static_cast<double>(c.head_dim) * 2.0 * static_cast<double>(c.num_heads + c.num_kv_heads);
-  const double mlp = (c.gated_mlp ? 3.0 : 2.0) * h * static_cast<double>(c.intermediate_size);  // gate, up, down
+  const double mlp = static_cast<double>(c.mlp_projections()) * h * static_cast<double>(c.intermediate_size);
   return static_cast<double>(c.num_layers) * (attention + mlp) + static_cast<double>(c.vocab_size) * h;
 }
 

@@ -10,7 +10,7 @@
 namespace spin::model {
 
 namespace {
-// The final norm's parameters and the LM head (with its bf16 copy), as lm_head.h takes them.
+// The final norm's parameters and the LM head (with its bf16 copy and Phi's bias), as lm_head.h takes them.
 HeadWeights head_weights(const ModelWeights& w) {
   return {{w.norm, w.norm_bias}, w.lm_head, w.lm_head_bf16, w.lm_head_bias};
 }

@@ -241,8 +241,8 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
                                     const StageLayers& stage, std::int64_t pad_multiple, Device device) {
   require(lora.enabled(), "LoRA adapters of rank ", lora.rank);
   require(config.gated_mlp || !lora.targets_(LoraTarget::Gate),
-          "LoRA targets gate_proj, but the model's MLP has no gate (GPT-NeoX's: up_proj, its act, down_proj); "
-          "name the targets, e.g. q_proj,k_proj,v_proj,o_proj,up_proj,down_proj");
+          "LoRA targets gate_proj, but the model's MLP has no gate (a plain MLP: up_proj, its activation, "
+          "down_proj); name the targets, e.g. q_proj,k_proj,v_proj,o_proj,up_proj,down_proj");
   require(stage.begin >= 0 && stage.begin < stage.end && stage.end <= config.num_layers,
           "stage layers [", stage.begin, ", ", stage.end, ") outside a model of ",
           config.num_layers, " layers");
@@ -437,13 +437,14 @@ void require_peft_names(const ModelConfig& c) {
 
 std::string peft_module(const ModelConfig& c, LoraTarget t) {
   require_peft_names(c);
+  const HfLayout layout = hf_layout(c);
   const std::string part = std::string(lora_module(t)) + ".weight";
-  for (const HfLayout::Fusion& f : hf_layout(c).fusions) {
+  for (const HfLayout::Fusion& f : layout.fusions) {
     for (const auto& [name, rows] : f.parts) {
       if (name == part) return f.fused.substr(0, f.fused.size() - std::string(".weight").size());
     }
   }
-  const std::string module = hf_layout(c).renamed(std::string(lora_module(t)) + ".");  // Phi's dense, fc1, fc2
+  const std::string module = layout.renamed(std::string(lora_module(t)) + ".");  // Phi's dense, fc1, fc2
   return module.substr(0, module.size() - 1);
 }
 

@@ -26,7 +26,6 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   const std::int64_t h = d.hidden;
   std::int64_t n = 0;
   if (s.first) n += aligned(d.vocab_rows * h);
-  const std::int64_t mlp_matrices = c.gated_mlp ? 3 : 2;  // GPT-NeoX's plain MLP: no gate
   const std::int64_t biases = (c.qkv_bias ? aligned(d.q_width()) + 2 * aligned(d.kv_width()) : 0) +
                               (c.o_bias ? aligned(h) : 0) + (c.mlp_bias ? aligned(d.intermediate) + aligned(h) : 0);
   const std::int64_t qk_norms = c.qk_norm             ? 2 * aligned(d.head_dim)
@@ -34,7 +33,7 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
                                                       : 0;
   const std::int64_t norm = (c.norm_biases() ? 2 : 1) * aligned(h);  // a weight, and its bias where it has one
   const std::int64_t layer = c.layer_norm_weights() * norm + 2 * aligned(d.q_width() * h) +
-                             2 * aligned(d.kv_width() * h) + mlp_matrices * aligned(d.intermediate * h) + biases +
+                             2 * aligned(d.kv_width() * h) + c.mlp_projections() * aligned(d.intermediate * h) + biases +
                              qk_norms;
   n += s.count() * layer;
   if (s.last) {
@@ -97,7 +96,7 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   // float32 nothing: the products read the stream itself.
   const bool norm_outputs = c.pre_norms || mixed;
   const std::int64_t input_norms = c.mlp_input_norm() ? 2 : 1;  // Cohere's parallel residual: the MLP reads the first
-  const std::int64_t mlp_buffers = c.gated_mlp ? 3 : 2;         // gate, up, act; a plain MLP no gate
+  const std::int64_t mlp_buffers = c.mlp_projections();        // one a projection: gate, up, act (down's input)
   Elements e;
   e.act = (norm_outputs ? input_norms * aligned(r.residual * d.hidden) : 0) + 2 * aligned(rows * d.q_width()) +
           2 * aligned(rows * d.kv_width()) + mlp_buffers * aligned(rows * d.intermediate);
@@ -146,7 +145,7 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products,
       (c.transforms_branch_outputs() ? aligned(r.residual * d.hidden) : 0);
   return {bf16_products ? aligned(rows * widest) : 0,
           aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + 2 * aligned(rows * d.q_width()) +
-              2 * aligned(rows * d.kv_width()) + (c.gated_mlp ? 3 : 2) * aligned(rows * d.intermediate) +
+              2 * aligned(rows * d.kv_width()) + c.mlp_projections() * aligned(rows * d.intermediate) +
               (r.split ? aligned(2 * d.hidden) : 0) + head_norms};
 }
 

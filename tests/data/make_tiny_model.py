@@ -50,11 +50,9 @@ def write_safetensors(path, tensors, dtype):
             f.write(blob)
 
 
-def gpt_neox_tensors(a, matrix, norm, rng):
+def gpt_neox_tensors(a, matrix, norm, vector):
     """GPTNeoXForCausalLM's tensors: query_key_value's rows per head [q_h; k_h; v_h], biases on every
     projection, LayerNorms with weight and bias, embed_in / embed_out."""
-    def vector(n, std=0.3):  # biases large enough to move the scores visibly
-        return [bf16_round(rng.gauss(0.0, std)) for _ in range(n)]
     h, inter = a.hidden, a.intermediate
     tensors = [("gpt_neox.embed_in.weight", [a.vocab, h], matrix(a.vocab, h))]
     for l in range(a.layers):
@@ -77,11 +75,9 @@ def gpt_neox_tensors(a, matrix, norm, rng):
     return tensors
 
 
-def phi_tensors(a, matrix, norm, rng):
+def phi_tensors(a, matrix, norm, vector):
     """PhiForCausalLM's tensors: q, k, v, dense, fc1, fc2 and lm_head with biases, one LayerNorm of
     weight and bias a layer, model.final_layernorm."""
-    def vector(n, std=0.3):
-        return [bf16_round(rng.gauss(0.0, std)) for _ in range(n)]
     h, inter, hd = a.hidden, a.intermediate, a.hidden // a.heads
     q, kv = a.heads * hd, a.kv_heads * hd
     tensors = [("model.embed_tokens.weight", [a.vocab, h], matrix(a.vocab, h))]
@@ -217,10 +213,13 @@ def main():
     def norm_bias(name, n):  # StableLM's LayerNorms: a shift of every normed value
         return [(name, [n], [bf16_round(rng.gauss(0.0, 0.2)) for _ in range(n)])] if a.stablelm else []
 
+    def vector(n, std=0.3):  # biases (GPT-NeoX's, Phi's) large enough to move the scores visibly
+        return [bf16_round(rng.gauss(0.0, std)) for _ in range(n)]
+
     if a.gpt_neox:
-        tensors = gpt_neox_tensors(a, matrix, norm, rng)
+        tensors = gpt_neox_tensors(a, matrix, norm, vector)
     elif a.phi2:
-        tensors = phi_tensors(a, matrix, norm, rng)
+        tensors = phi_tensors(a, matrix, norm, vector)
     else:
         tensors = [("model.embed_tokens.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden))]
     for l in range(0 if a.gpt_neox or a.phi2 else a.layers):

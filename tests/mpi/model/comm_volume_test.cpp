@@ -47,6 +47,35 @@ struct Tp2Model {
   }
 };
 
+// What one training forward of `m` (its batch) sends, and what its backward sends.
+struct StepStats {
+  parallel::CommStats forward, backward;
+};
+StepStats step_stats(Tp2Model& m) {
+  StepStats s;
+  m.grid.tp().reset_stats();
+  Activations saved;
+  m.transformer.forward(m.weights, m.batch, saved, true);
+  s.forward = m.grid.tp().stats();
+  ModelWeights grads(m.config, m.dims);
+  m.grid.tp().reset_stats();
+  m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
+  s.backward = m.grid.tp().stats();
+  return s;
+}
+
+// Under sequence parallelism on Tp2Model's 16 rows of 16: each all-gather brings the other rank's
+// half of an activation, each reduce-scatter sends a whole one; the all-reduces as counted.
+void expect_split_collectives(const parallel::CommStats& s, std::uint64_t gathers, std::uint64_t scatters,
+                              std::uint64_t reduces, std::uint64_t reduce_bytes, const char* what) {
+  EXPECT_EQ(s.calls_of(CommOp::AllGather), gathers) << what;
+  EXPECT_EQ(s.bytes_of(CommOp::AllGather), gathers * (16 * 16 * sizeof(float) / 2)) << what;
+  EXPECT_EQ(s.calls_of(CommOp::ReduceScatter), scatters) << what;
+  EXPECT_EQ(s.bytes_of(CommOp::ReduceScatter), scatters * 16 * 16 * sizeof(float)) << what;
+  EXPECT_EQ(s.calls_of(CommOp::AllReduce), reduces) << what;
+  EXPECT_EQ(s.bytes_of(CommOp::AllReduce), reduce_bytes) << what;
+}
+
 TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesignedAllReduces) {
   Tp2Model m;
   auto& [grid, config, dims, cpu, weights, transformer, batch] = m;
@@ -114,15 +143,10 @@ TEST(TensorParallelCommunication, Olmo2NormsAddOneAllReduceOfTwoFloatsPerRowPerL
   Tp2Model m(testing::TinyFamily::Olmo2);
   const std::uint64_t n = 16, h = 16, f = sizeof(float);
   const std::uint64_t activation = n * h * f, sums = 2 * n * f;
-  m.grid.tp().reset_stats();
-  Activations saved;
-  m.transformer.forward(m.weights, m.batch, saved, true);
-  expect_only_all_reduces(m.grid.tp().stats(), 1 + 3 * 3 + 2, activation * (1 + 2 * 3) + 3 * sums + n * f + 2 * n * f,
+  const StepStats s = step_stats(m);
+  expect_only_all_reduces(s.forward, 1 + 3 * 3 + 2, activation * (1 + 2 * 3) + 3 * sums + n * f + 2 * n * f,
                           "OLMo 2 forward");
-  ModelWeights grads(m.config, m.dims);
-  m.grid.tp().reset_stats();
-  m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
-  expect_only_all_reduces(m.grid.tp().stats(), 1 + 3 * 3, activation * (1 + 2 * 3) + 3 * sums, "OLMo 2 backward");
+  expect_only_all_reduces(s.backward, 1 + 3 * 3, activation * (1 + 2 * 3) + 3 * sums, "OLMo 2 backward");
 }
 
 // A parallel residual (StableLM's use_parallel_residual; Cohere's layers): one norm a layer, so the
@@ -136,41 +160,23 @@ TEST(TensorParallelCommunication, ParallelResidualGathersAndReducesOnceWhereTheH
   const std::uint64_t activation = n * h * f;
   {
     Tp2Model m(testing::TinyFamily::StableLmParallel);
-    m.grid.tp().reset_stats();
-    Activations saved;
-    m.transformer.forward(m.weights, m.batch, saved, true);
-    expect_only_all_reduces(m.grid.tp().stats(), 1 + 3 + 2, activation * (1 + 3) + n * f + 2 * n * f,
+    const StepStats s = step_stats(m);
+    expect_only_all_reduces(s.forward, 1 + 3 + 2, activation * (1 + 3) + n * f + 2 * n * f,
                             "parallel residual forward");
-    ModelWeights grads(m.config, m.dims);
-    m.grid.tp().reset_stats();
-    m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
-    expect_only_all_reduces(m.grid.tp().stats(), 1 + 3, activation * (1 + 3), "parallel residual backward");
+    expect_only_all_reduces(s.backward, 1 + 3, activation * (1 + 3), "parallel residual backward");
   }
   Tp2Model m(testing::TinyFamily::StableLmParallel);
   m.transformer.set_sequence_parallel(true);
-  const auto expect = [](const parallel::CommStats& s, std::uint64_t gathers, std::uint64_t scatters,
-                         std::uint64_t reduces, std::uint64_t reduce_bytes, const char* what) {
-    EXPECT_EQ(s.calls_of(CommOp::AllGather), gathers) << what;
-    EXPECT_EQ(s.bytes_of(CommOp::AllGather), gathers * (16 * 16 * sizeof(float) / 2)) << what;
-    EXPECT_EQ(s.calls_of(CommOp::ReduceScatter), scatters) << what;
-    EXPECT_EQ(s.bytes_of(CommOp::ReduceScatter), scatters * 16 * 16 * sizeof(float)) << what;
-    EXPECT_EQ(s.calls_of(CommOp::AllReduce), reduces) << what;
-    EXPECT_EQ(s.bytes_of(CommOp::AllReduce), reduce_bytes) << what;
-  };
+  const StepStats s = step_stats(m);
   // Forward: the embedding's reduce-scatter; per layer one gather (the norm's output, which both
   // halves read) and one reduce-scatter (both halves' sums); the final norm's gather; the head's
   // two all-reduces.
-  m.grid.tp().reset_stats();
-  Activations saved;
-  m.transformer.forward(m.weights, m.batch, saved, true);
-  expect(m.grid.tp().stats(), 3 + 1, 1 + 3, 2, n * f + 2 * n * f, "parallel residual forward, SP");
+  expect_split_collectives(s.forward, 3 + 1, 1 + 3, 2, n * f + 2 * n * f, "parallel residual forward, SP");
   // Backward: the final norm's output gathered again, its reduce-scatter and [2, hidden] gradients;
   // per layer the output gradient and the norm's output gathered once each, one reduce-scatter, one
   // [2, hidden] all-reduce; the embedding's gather.
-  ModelWeights grads(m.config, m.dims);
-  m.grid.tp().reset_stats();
-  m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
-  expect(m.grid.tp().stats(), 1 + 2 * 3 + 1, 1 + 3, 1 + 3, (1 + 3) * 2 * h * f, "parallel residual backward, SP");
+  expect_split_collectives(s.backward, 1 + 2 * 3 + 1, 1 + 3, 1 + 3, (1 + 3) * 2 * h * f,
+                           "parallel residual backward, SP");
 }
 
 // GPT-NeoX: the parallel residual with a norm for each half, so forward one reduction a layer
@@ -183,37 +189,20 @@ TEST(TensorParallelCommunication, GptNeoxReducesOnceForwardAndItsBiasesOnceUnder
   const std::uint64_t activation = n * h * f;
   {
     Tp2Model m(testing::TinyFamily::GptNeox);
-    m.grid.tp().reset_stats();
-    Activations saved;
-    m.transformer.forward(m.weights, m.batch, saved, true);
-    expect_only_all_reduces(m.grid.tp().stats(), 1 + 3 + 2, activation * (1 + 3) + n * f + 2 * n * f, "forward");
-    ModelWeights grads(m.config, m.dims);
-    m.grid.tp().reset_stats();
-    m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
-    expect_only_all_reduces(m.grid.tp().stats(), 1 + 2 * 3, activation * (1 + 2 * 3), "backward");
+    const StepStats s = step_stats(m);
+    expect_only_all_reduces(s.forward, 1 + 3 + 2, activation * (1 + 3) + n * f + 2 * n * f, "forward");
+    expect_only_all_reduces(s.backward, 1 + 2 * 3, activation * (1 + 2 * 3), "backward");
   }
   Tp2Model m(testing::TinyFamily::GptNeox);
   m.transformer.set_sequence_parallel(true);
-  const auto expect = [](const parallel::CommStats& s, std::uint64_t gathers, std::uint64_t scatters,
-                         std::uint64_t reduces, std::uint64_t reduce_bytes, const char* what) {
-    EXPECT_EQ(s.calls_of(CommOp::AllGather), gathers) << what;
-    EXPECT_EQ(s.calls_of(CommOp::ReduceScatter), scatters) << what;
-    EXPECT_EQ(s.calls_of(CommOp::AllReduce), reduces) << what;
-    EXPECT_EQ(s.bytes_of(CommOp::AllReduce), reduce_bytes) << what;
-  };
+  const StepStats s = step_stats(m);
   // Forward: per layer both norms' outputs gathered, one reduce-scatter; the final norm's gather,
   // the embedding's reduce-scatter, the head's two all-reduces.
-  m.grid.tp().reset_stats();
-  Activations saved;
-  m.transformer.forward(m.weights, m.batch, saved, true);
-  expect(m.grid.tp().stats(), 2 * 3 + 1, 1 + 3, 2, n * f + 2 * n * f, "forward, SP");
+  expect_split_collectives(s.forward, 2 * 3 + 1, 1 + 3, 2, n * f + 2 * n * f, "forward, SP");
   // Backward: per layer the output gradient and both norms' outputs gathered, each norm's input
   // gradient reduce-scattered, each norm's [2, hidden] and the biases' [hidden] all-reduced; the
   // final norm's gather, reduce-scatter and [2, hidden]; the embedding's gather.
-  ModelWeights grads(m.config, m.dims);
-  m.grid.tp().reset_stats();
-  m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
-  expect(m.grid.tp().stats(), 1 + 3 * 3 + 1, 1 + 2 * 3, 1 + 3 * 3, (2 + 3 * 5) * h * f, "backward, SP");
+  expect_split_collectives(s.backward, 1 + 3 * 3 + 1, 1 + 2 * 3, 1 + 3 * 3, (2 + 3 * 5) * h * f, "backward, SP");
 }
 
 // Sequence parallelism: every activation all-reduce becomes a reduce-scatter of the
