@@ -33,8 +33,8 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
                                                       : 0;
   const std::int64_t norm = (c.norm_biases() ? 2 : 1) * aligned(h);  // a weight, and its bias where it has one
   const std::int64_t layer = c.layer_norm_weights() * norm + 2 * aligned(d.q_width() * h) +
-                             2 * aligned(d.kv_width() * h) + c.mlp_projections() * aligned(d.intermediate * h) + biases +
-                             qk_norms;
+                             2 * aligned(d.kv_width() * h) + c.mlp_projections() * aligned(d.intermediate * h) +
+                             biases + qk_norms;
   n += s.count() * layer;
   if (s.last) {
     if (c.final_norm_weight()) n += norm;
@@ -96,7 +96,7 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   // float32 nothing: the products read the stream itself.
   const bool norm_outputs = c.pre_norms || mixed;
   const std::int64_t input_norms = c.mlp_input_norm() ? 2 : 1;  // Cohere's parallel residual: the MLP reads the first
-  const std::int64_t mlp_buffers = c.mlp_projections();        // one a projection: gate, up, act (down's input)
+  const std::int64_t mlp_buffers = c.mlp_projections();         // one a projection: gate, up, act (down's input)
   Elements e;
   e.act = (norm_outputs ? input_norms * aligned(r.residual * d.hidden) : 0) + 2 * aligned(rows * d.q_width()) +
           2 * aligned(rows * d.kv_width()) + mlp_buffers * aligned(rows * d.intermediate);
