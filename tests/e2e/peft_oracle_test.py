@@ -17,7 +17,9 @@ here under PEFT's names): one pair on qkv_proj, gate_up_proj, o_proj and down_pr
 exports the fused tensors of W + (alpha / r) B A. Phi-2 (tiny-phi2, PhiForCausalLM: its modules
 named dense, fc1, fc2; no gate): both ways as tiny-llama's -- spin sft's all-linear adapters (six
 modules) exported for PEFT over the frozen model, and PEFT's adapter on q_proj, dense and fc2 merged
-by spin. Needs torch, transformers and peft (a test oracle only).
+by spin. GPT-NeoX (tiny-gpt-neox): gate_proj in --lora-targets refused, and its PEFT adapters both ways
+(query_key_value is fused per head) refused by name before any output. Needs torch, transformers and
+peft (a test oracle only).
 """
 import argparse
 import json
@@ -65,6 +67,41 @@ def main():
     phi2 = os.path.join(args.models, "tiny-phi2")
     check(args, phi2, json.load(open(os.path.join(phi2, "config.json")))["vocab_size"], False, modules=6)
     check_import(args, phi2, False, targets=("q_proj", "dense", "fc2"))
+    check_gpt_neox_refusals(args, os.path.join(args.models, "tiny-gpt-neox"))
+
+
+def check_gpt_neox_refusals(args, model):
+    """GPT-NeoX: LoRA on a gate its plain MLP lacks is refused naming the setting; PEFT adapters are
+    refused naming the fused query_key_value -- a valid PEFT adapter (on attention.dense) at import,
+    a spin LoRA run's adapters at export -- before any output is written."""
+    with tempfile.TemporaryDirectory(prefix="spin_peft_neox_") as tmp:
+        vocab = json.load(open(os.path.join(model, "config.json")))["vocab_size"]
+        data = os.path.join(tmp, "copy.jsonl")
+        rng = random.Random(4)
+        with open(data, "w") as f:
+            for _ in range(8):
+                prompt = [rng.randrange(3, vocab) for _ in range(4)]
+                f.write(json.dumps({"prompt": prompt, "response": prompt + [2]}) + "\n")
+        sft = [args.spin, "sft", "--model", model, "--train", data, "--lora-rank", "4", "--global-batch-size", "4",
+               "--micro-batch-size", "4", "--epochs", "1"]
+        refused(sft + ["--output", os.path.join(tmp, "gated"), "--lora-targets", "q_proj,gate_proj"],
+                "--lora-targets")
+        save = os.path.join(tmp, "save")
+        run(sft + ["--output", os.path.join(tmp, "out"), "--save-dir", save, "--save-interval", "1"])
+        refused([args.spin, "ckpt", "export-hf", save, os.path.join(tmp, "lora"),
+                 "--which", "lora"], "query_key_value")
+        assert not os.path.exists(os.path.join(tmp, "lora"))
+        torch.manual_seed(6)
+        adapted = get_peft_model(AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float32),
+                                 LoraConfig(r=4, lora_alpha=8, target_modules=["dense"]))
+        adapter = os.path.join(tmp, "adapter")
+        adapted.peft_config["default"].save_pretrained(adapter)
+        save_file(get_peft_model_state_dict(adapted), os.path.join(adapter, "adapter_model.safetensors"),
+                  metadata={"format": "pt"})
+        refused([args.spin, "ckpt", "import-hf", model, os.path.join(tmp, "merged"), "--adapter", adapter],
+                "query_key_value")
+        assert not os.path.exists(os.path.join(tmp, "merged"))
+    print("GPT-NeoX: gate_proj in --lora-targets, its PEFT adapters (export and import) refused by name, nothing written")
 
 
 def check_import_fused(args, model):
