@@ -171,6 +171,18 @@ class TimedKernels final : public kernels::Kernels {
                    Index width) const override {
     time("lm head", [&] { inner_.gather_rows(dst, src, rows, n, width); });
   }
+  void gather_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
+                        Index width) const override {
+    time("moe routing", [&] { inner_.gather_rows_bf16(dst, src, rows, n, width); });
+  }
+  void moe_combine(float* out, const float* y, const Index* slots, const float* weights, Index n, Index k,
+                   Index width) const override {
+    time("moe routing", [&] { inner_.moe_combine(out, y, slots, weights, n, k, width); });
+  }
+  void moe_combine_backward(float* dy, float* dweights, const float* dout, const float* y, const Index* slots,
+                            const float* weights, Index n, Index k, Index width) const override {
+    time("moe routing", [&] { inner_.moe_combine_backward(dy, dweights, dout, y, slots, weights, n, k, width); });
+  }
   void glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const override {
     time("glu", [&] { inner_.glu_forward(out, gate, up, n, act); });
   }

@@ -28,6 +28,12 @@ model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, do
   if (!model.gated_mlp && (targets == "all-linear" || targets == "all")) gate = false;
   require(model.gated_mlp || !gate || rank == 0, prefix, "targets = \"", targets,
           "\": the model's MLP has no gate_proj (a plain MLP: up_proj, its activation, down_proj)");
+  const auto mlp = [&](model::LoraTarget t) { return lora.targets[static_cast<std::size_t>(t)]; };
+  require(!model.moe() || rank == 0 ||
+              !(mlp(model::LoraTarget::Gate) || mlp(model::LoraTarget::Up) || mlp(model::LoraTarget::Down)),
+          prefix, "targets = \"", targets,
+          "\": LoRA of a mixture of experts' MLP (its experts and router) is not supported; name the attention's "
+          "projections: q_proj,k_proj,v_proj,o_proj");
   lora.validate(prefix.c_str());
   return lora;
 }

@@ -263,9 +263,23 @@ class Kernels {
   virtual void scatter_rows(float* dst, const float* src, const Index* rows, Index n,
                             Index width) const = 0;
 
-  // dst[i, :] = src[rows[i], :] for i < n, rows of `width` floats (each sequence's last row).
+  // dst[i, :] = src[rows[i], :] for i < n, rows of `width` floats (each sequence's last row; a
+  // mixture of experts' inputs, each row once for every expert it goes to).
   virtual void gather_rows(float* dst, const float* src, const Index* rows, Index n,
                            Index width) const = 0;
+  // gather_rows for rows of `width` bf16 values.
+  virtual void gather_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
+                                Index width) const = 0;
+
+  // A mixture of experts' outputs joined (model/moe.h), over n rows of `width`: out[i, :] = the
+  // sum over j < k, in that order, of weights[i * k + j] y[slots[i * k + j], :] (weights null: 1
+  // each), overwriting out. y holds each row's k expert outputs, grouped by expert.
+  virtual void moe_combine(float* out, const float* y, const Index* slots, const float* weights, Index n, Index k,
+                           Index width) const = 0;
+  // Its backward: dy[slots[i * k + j], :] = weights[i * k + j] dout[i, :] (each of the n k slots
+  // written once) and dweights[i * k + j] = dout[i, :] . y[slots[i * k + j], :], a float32 sum.
+  virtual void moe_combine_backward(float* dy, float* dweights, const float* dout, const float* y, const Index* slots,
+                                    const float* weights, Index n, Index k, Index width) const = 0;
 
   // out = act(gate) * up, element-wise over n values; with up null out = act(gate) (a plain MLP's
   // activation: GPT-NeoX's).

@@ -35,7 +35,7 @@ float positive_float(const json& j, const char* key, const std::string& source) 
 constexpr const char* kModelTypes[] = {"llama",       "mistral",  "qwen2",   "qwen3",   "gemma", "gemma2",
                                        "gemma3_text", "phi3",     "smollm3", "granite", "olmo",  "olmo2",
                                        "olmo3",       "stablelm", "cohere",  "cohere2", "gpt_neox",
-                                       "phi"};
+                                       "phi",         "mixtral"};
 
 // A boolean key, `fallback` where it is absent.
 bool flag(const json& j, const char* key, bool fallback, const std::string& source) {
@@ -121,6 +121,29 @@ void parse_phi(json& j, ModelConfig& c, const std::string& source) {
           ": \"qk_layernorm\": true (per-head LayerNorms of q and k) is not supported for model_type phi");
   if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.5;
   if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
+}
+
+// Mixtral (model_type mixtral, MixtralForCausalLM: Mixtral 8x7B, 8x22B; MixtralConfig's defaults where a
+// key is absent): Mistral's layers with the MLP a sparse mixture of experts -- num_local_experts SwiGLU
+// experts (w1, w3, w2: gate, up, down), each token through its num_experts_per_tok most probable ones
+// by the router's softmax, renormalised over them. Not implemented: the router's load-balancing loss
+// (output_router_logits: transformers adds it only where that is true, the published configs say
+// false) and its training noise (router_jitter_noise).
+void parse_mixtral(json& j, ModelConfig& c, const std::string& source) {
+  c.num_experts = j.contains("num_local_experts") ? positive_int(j, "num_local_experts", source) : 8;
+  c.experts_per_token = j.contains("num_experts_per_tok") ? positive_int(j, "num_experts_per_tok", source) : 2;
+  require(c.experts_per_token <= c.num_experts, source, ": num_experts_per_tok (", c.experts_per_token,
+          ") exceeds num_local_experts (", c.num_experts, ")");
+  c.norm_topk_prob = true;
+  c.hf_names = ModelConfig::HfNames::Mixtral;
+  require(!flag(j, "output_router_logits", false, source), source,
+          ": \"output_router_logits\": true (the router's load-balancing loss) is not supported; spin trains "
+          "without it, as transformers does where it is false (the published Mixtral configs)");
+  require(!j.contains("router_jitter_noise") || j.at("router_jitter_noise").is_null() ||
+              (j.at("router_jitter_noise").is_number() && j.at("router_jitter_noise").get<double>() == 0.0),
+          source, ": router_jitter_noise ", j.value("router_jitter_noise", json()).dump(),
+          " is not supported (the router's training noise; 0 in the published configs)");
+  if (!j.contains("rope_theta")) j["rope_theta"] = 1e6;  // MixtralConfig's default
 }
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
@@ -383,6 +406,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "cohere" || type == "cohere2") parse_cohere(j, c, source);
   if (type == "gpt_neox") parse_gpt_neox(j, c, source);
   if (type == "phi") parse_phi(j, c, source);
+  if (type == "mixtral") parse_mixtral(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;
     if (j.contains("clip_qkv") && !j.at("clip_qkv").is_null()) c.clip_qkv = positive_float(j, "clip_qkv", source);
@@ -570,7 +594,8 @@ std::int64_t ModelConfig::max_sequence_length() const {
 std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t h = hidden_size;
   const std::int64_t attn = h * head_dim * (2 * num_heads + 2 * num_kv_heads);
-  const std::int64_t mlp = mlp_projections() * h * intermediate_size;
+  // A mixture of experts: every expert's projections and the router's [experts, hidden].
+  const std::int64_t mlp = mlp_projections() * h * intermediate_size * (moe() ? num_experts : 1) + num_experts * h;
   const std::int64_t biases = (qkv_bias ? head_dim * (num_heads + 2 * num_kv_heads) : 0) + (o_bias ? h : 0) +
                               (mlp_bias ? (gated_mlp ? 2 : 1) * intermediate_size + h : 0);
   const std::int64_t qk_norms = qk_norm ? 2 * head_dim : qk_norm_all_heads ? head_dim * (num_heads + num_kv_heads) : 0;

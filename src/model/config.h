@@ -1,7 +1,8 @@
 // ModelConfig: the architecture of a Llama-family model (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
 // Phi3ForCausalLM, SmolLM3ForCausalLM, GraniteForCausalLM, OlmoForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM,
-// StableLmForCausalLM, CohereForCausalLM, Cohere2ForCausalLM, GPTNeoXForCausalLM, PhiForCausalLM), read from a
+// StableLmForCausalLM, CohereForCausalLM, Cohere2ForCausalLM, GPTNeoXForCausalLM, PhiForCausalLM,
+// MixtralForCausalLM), read from a
 // Hugging Face config.json. Features spin does not implement (rope_scaling other than linear, llama3, yarn, longrope
 // and dynamic, partial rotary embeddings outside Phi-3's, StableLM's, GPT-NeoX's and Phi's families, biases other
 // than Qwen2's, StableLM's, GPT-NeoX's and Phi's, activations other than SiLU and the GELUs those families use) are
@@ -114,8 +115,17 @@ struct ModelConfig {
   bool mlp_bias = false;
   bool parallel_mlp_norm = false;
   bool lm_head_bias = false;
-  enum class HfNames { Llama, GptNeox, Phi };
+  enum class HfNames { Llama, GptNeox, Phi, Mixtral };
   HfNames hf_names = HfNames::Llama;
+  // Mixtral (model_type mixtral): the MLP a sparse mixture of num_experts SwiGLU experts, each
+  // of intermediate_size, behind a router (Hugging Face's block_sparse_moe.gate: [num_experts,
+  // hidden], replicated) whose softmax picks each token's experts_per_token most probable experts
+  // and weights their outputs by those probabilities -- renormalised over the chosen ones where
+  // norm_topk_prob (Mixtral's). Each expert is split over TP as a dense MLP is (model/moe.h).
+  // 0 experts: a dense MLP.
+  std::int64_t num_experts = 0;
+  std::int64_t experts_per_token = 0;
+  bool norm_topk_prob = false;
   // Which dimensions of a head RoPE turns together: rotate_half's (i, i + rotary_dim / 2), or
   // Cohere's interleaved (2i, 2i + 1) (its rotate_half over x[..., ::2] and x[..., 1::2]).
   kernels::RopePairs rope_pairs = kernels::RopePairs::Halves;
@@ -214,8 +224,11 @@ struct ModelConfig {
   // with Cohere's or StableLM's parallel residual, which share the input norm.
   bool mlp_input_norm() const { return !parallel_residual || parallel_mlp_norm; }
   bool final_norm_weight() const { return !layer_norm || layer_norm_affine; }
-  // The MLP's projections: gate, up and down; a plain MLP's up and down.
+  // The MLP's projections: gate, up and down; a plain MLP's up and down (each expert's, in a
+  // mixture of experts).
   std::int64_t mlp_projections() const { return gated_mlp ? 3 : 2; }
+  // Whether the MLP is a mixture of experts (Mixtral's).
+  bool moe() const { return num_experts > 0; }
   // Whether every norm with a weight has a [hidden] bias beside it (StableLM's LayerNorms).
   bool norm_biases() const { return layer_norm && layer_norm_affine && layer_norm_bias; }
   // What the logits are multiplied by: Granite's 1 / logits_scaling, Cohere's logit_scale, else 1.

@@ -20,8 +20,10 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const bool qk_norm = config.qk_norm, all_heads = config.qk_norm_all_heads, clip = config.clip_qkv > 0;
   const std::int64_t rows = b.rows;
   // The residual stream and the norms' outputs: this rank's rows (all of them but under a split).
+  // The MLP's buffers: a mixture of experts' for each row's experts_per_token experts.
+  const std::int64_t mlp_rows = config.moe() ? rows * config.experts_per_token : rows;
   const Shape hidden{b.residual_rows(), d.hidden}, per_row{b.residual_rows()}, q_shape{rows, d.q_width()},
-      kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate};
+      kv_shape{rows, d.kv_width()}, mlp{mlp_rows, d.intermediate};
   // Mixed precision: everything but the residual stream, the norms' statistics and the
   // attention's saved values only in bf16 -- only products and bf16-reading kernels read them.
   const Shape none{0};
@@ -76,6 +78,17 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   }
   if (!config.mlp_input_norm()) n2 = n2_bf16 = Tensor();
   if (!config.gated_mlp) gate = gate_bf16 = Tensor();
+  moe = MoeActivations{};
+  if (config.moe()) {
+    const Shape grouped{mlp_rows, d.hidden};
+    const auto m = workspace_moe_.carve(device, {{rows, config.num_experts}, grouped, {mlp_rows}});
+    moe.logits = m[0], moe.y = m[1], moe.weights = m[2];
+    const auto ix = workspace_moe_index_.carve(device, {{mlp_rows}, {mlp_rows}}, 1, DType::I64);
+    moe.slots = ix[0], moe.sources = ix[1];
+    // The grouped rows in the products' precision: float32, or bf16 alone.
+    const Tensor x = workspace_moe_x_.carve(device, {grouped}, 1, mixed ? DType::BF16 : DType::F32)[0];
+    (mixed ? moe.x_bf16 : moe.x) = x;
+  }
   lora_u = {};
   lora_u32 = Tensor();
   if (!lora.enabled()) return;
@@ -93,7 +106,8 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
                                 const ModelConfig& config, const LoraConfig& lora) {
   const std::int64_t rows = b.rows;
   const bool qk_norm = config.qk_norm || config.qk_norm_all_heads, raw_grads = qk_norm || config.clip_qkv > 0;
-  const Shape q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()}, mlp{rows, d.intermediate}, none{0};
+  const std::int64_t mlp_rows = config.moe() ? rows * config.experts_per_token : rows;  // a mixture's grouped rows
+  const Shape q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()}, mlp{mlp_rows, d.intermediate}, none{0};
   const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
   const auto raw = [&](const Shape& s) { return raw_grads ? s : none; };
   // The norms' weight gradients over TP (Qwen3's head norms), or the per-row sums (OLMo 2's, q's
@@ -121,8 +135,16 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   dk_raw = raw_grads ? t[11] : Tensor();
   d_head_norms = qk_norm ? t[12] : Tensor();
   d_output = config.transforms_branch_outputs() ? t[13] : Tensor();
+  // The widest product's output gradient: a mixture's experts' over its grouped rows, or its router's.
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
-  dy_bf16 = mixed ? workspace_bf16_.carve(device, {{rows, widest}}, 1, DType::BF16)[0] : Tensor();
+  const std::int64_t dy_values = config.moe() ? std::max(mlp_rows * widest, rows * config.num_experts) : rows * widest;
+  dy_bf16 = mixed ? workspace_bf16_.carve(device, {{dy_values}}, 1, DType::BF16)[0] : Tensor();
+  moe = MoeGradScratch{};
+  if (config.moe()) {
+    const auto m =
+        workspace_moe_.carve(device, {{mlp_rows, d.hidden}, {mlp_rows, d.hidden}, {mlp_rows}, {rows, config.num_experts}});
+    moe.dy = m[0], moe.dx = m[1], moe.dweights = m[2], moe.dlogits = m[3];
+  }
   lora_du = lora_du16 = lora_replicated = frozen_norm = Tensor();
   if (!lora.enabled()) return;
   const auto l = workspace_lora_.carve(device, {{rows, lora.rank}, {kLoraTargets, lora.rank * d.hidden}, {d.hidden}});
@@ -376,6 +398,65 @@ void reduce_adapter_gradients(const ModelContext& ctx, const LayerWeights& adapt
   }
 }
 
+// A dense MLP's act(gate) * up, or a plain MLP's act(up) (GPT-NeoX's: no gate), into a.act (a.act_bf16).
+void mlp_activation_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights& w,
+                            const LayerWeights* ad, LayerActivations& a, const ColumnInput& in) {
+  const auto& k = ctx.k;
+  const std::int64_t n = b.rows, inter = ctx.dims.intermediate;
+  const bool gated = w.gate_proj.defined();
+  if (gated) {
+    adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in, w.gate_proj,
+                         w.bf16.gate_proj, Tensor(), n, inter);
+  }
+  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Up, a, a.up, a.up_bf16, in, w.up_proj, w.bf16.up_proj, w.up_bias,
+                       n, inter);
+  if (a.act_bf16.defined()) {
+    const Tensor& g16 = gated ? a.gate_bf16 : a.up_bf16;
+    k.glu_forward_bf16(a.act_bf16.bf16(), g16.bf16(), gated ? a.up_bf16.bf16() : nullptr, n * inter,
+                       ctx.config.activation);
+  } else {
+    const Tensor& g = gated ? a.gate : a.up;
+    k.glu_forward(a.act.f32(), g.f32(), gated ? a.up.f32() : nullptr, n * inter, ctx.config.activation);
+  }
+}
+
+// Its backward from d_down (d/d down_proj's output): the weights' gradients, and s.d_norm = d/d the
+// MLP's input `in`.
+void mlp_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights& w,
+                  LayerWeights& g, const LayerWeights* ad, const LayerActivations& a, LayerGradScratch& s,
+                  const float* d_down, const ColumnInput& in) {
+  const auto& k = ctx.k;
+  const TpDims& d = ctx.dims;
+  const std::int64_t n = b.rows, h = d.hidden;
+  linear_backward(ctx, s.d_act.f32(), f32_or_null(g.down_proj), d_down, s.dy_bf16, a.act, a.act_bf16,
+                  w.down_proj, w.bf16.down_proj, n, d.intermediate, h, false);
+  adapter_backward(ctx, b, layer, ad, LoraTarget::Down, g, a, s, d_down, a.act, a.act_bf16, s.d_act.f32(), n,
+                   d.intermediate, h);
+  // d gate and d up (a plain MLP: d up alone, through act).
+  const bool gated = w.gate_proj.defined();
+  const std::int64_t m = n * d.intermediate;
+  if (a.act_bf16.defined()) {
+    const Tensor& g16 = gated ? a.gate_bf16 : a.up_bf16;
+    k.glu_backward_bf16(gated ? s.d_gate.f32() : s.d_up.f32(), gated ? s.d_up.f32() : nullptr, s.d_act.f32(),
+                        g16.bf16(), gated ? a.up_bf16.bf16() : nullptr, m, ctx.config.activation);
+  } else {
+    const Tensor& g32 = gated ? a.gate : a.up;
+    k.glu_backward(gated ? s.d_gate.f32() : s.d_up.f32(), gated ? s.d_up.f32() : nullptr, s.d_act.f32(), g32.f32(),
+                   gated ? a.up.f32() : nullptr, m, ctx.config.activation);
+  }
+  if (gated) {
+    linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.gate_proj), s.d_gate.f32(), s.dy_bf16, in.x, in.x16,
+                    w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, false);
+    adapter_backward(ctx, b, layer, ad, LoraTarget::Gate, g, a, s, s.d_gate.f32(), in.x, in.x16, s.d_norm.f32(), n, h,
+                     d.intermediate);
+  }
+  bias_backward(ctx, g.up_bias, s.d_up.f32(), n, d.intermediate);
+  linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.up_proj), s.d_up.f32(), s.dy_bf16, in.x, in.x16, w.up_proj,
+                  w.bf16.up_proj, n, h, d.intermediate, gated);
+  adapter_backward(ctx, b, layer, ad, LoraTarget::Up, g, a, s, s.d_up.f32(), in.x, in.x16, s.d_norm.f32(), n, h,
+                   d.intermediate);
+}
+
 }  // namespace
 
 void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::int64_t layer,
@@ -431,22 +512,10 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
           ? norm_into_column_parallel(ctx, b, norm_output(a.n2, a.n2_bf16, mlp_stream), a.n2_bf16, a.rstd2.f32(),
                                       mlp_stream.f32(), {w.pre_mlp_layernorm, w.pre_mlp_layernorm_bias})
           : in1;
-  // act(gate) * up, or a plain MLP's act(up) (GPT-NeoX's: no gate).
-  const bool gated = w.gate_proj.defined();
-  if (gated) {
-    adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in2, w.gate_proj,
-                         w.bf16.gate_proj, Tensor(), n, d.intermediate);
-  }
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Up, a, a.up, a.up_bf16, in2, w.up_proj, w.bf16.up_proj, w.up_bias,
-                       n, d.intermediate);
-  if (a.act_bf16.defined()) {
-    const Tensor& g16 = gated ? a.gate_bf16 : a.up_bf16;
-    k.glu_forward_bf16(a.act_bf16.bf16(), g16.bf16(), gated ? a.up_bf16.bf16() : nullptr, n * d.intermediate,
-                       ctx.config.activation);
-  } else {
-    const Tensor& g = gated ? a.gate : a.up;
-    k.glu_forward(a.act.f32(), g.f32(), gated ? a.up.f32() : nullptr, n * d.intermediate, ctx.config.activation);
-  }
+  // A mixture of experts (no parallel residual in those families: ModelConfig::from_json) runs
+  // whole below; a dense MLP's activation first.
+  const bool moe = w.router.defined();
+  if (!moe) mlp_activation_forward(ctx, b, layer, w, ad, a, in2);
   if (parallel) {  // (no output norms or multiplier in those families: ModelConfig::from_json)
     linear_forward_accumulate(ctx, row_parallel_partial(b, branches), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj,
                               n, d.intermediate, h);
@@ -459,10 +528,15 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
     return;
   }
   float* mlp_out = sandwich ? a.mlp_out.f32() : x_out;
-  linear_forward(ctx, row_parallel_partial(b, mlp_out), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj, n,
-                 d.intermediate, h, true);
-  adapter_forward(ctx, b, layer, ad, LoraTarget::Down, a, a.act, a.act_bf16, row_parallel_partial(b, mlp_out), Tensor(),
-                  n, d.intermediate, h);
+  if (moe) {
+    moe_forward(ctx, w, in2, n, a.moe, a.gate, a.gate_bf16, a.up, a.up_bf16, a.act, a.act_bf16,
+                row_parallel_partial(b, mlp_out));
+  } else {
+    linear_forward(ctx, row_parallel_partial(b, mlp_out), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj, n,
+                   d.intermediate, h, true);
+    adapter_forward(ctx, b, layer, ad, LoraTarget::Down, a, a.act, a.act_bf16, row_parallel_partial(b, mlp_out),
+                    Tensor(), n, d.intermediate, h);
+  }
   reduce_row_parallel(ctx, b, mlp_out);
   add_row_parallel_bias(ctx, b, mlp_out, w.down_bias);
   if (sandwich) output_norm_forward(ctx, b, x_out, a.rstd_mlp_out, mlp_out, w.mlp_output_norm);
@@ -473,7 +547,6 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
 void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& g, std::int64_t layer,
                             const BatchGeometry& b, const LayerActivations& a,
                             LayerGradScratch& s, float* dx, const LayerWeights* ad) {
-  const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = b.rows;
   const std::int64_t h = d.hidden;
@@ -506,36 +579,16 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
       sandwich ? output_norm_backward(ctx, b, s, dx, norm_grad(g.mlp_output_norm), a.mlp_out, w.mlp_output_norm,
                                       a.rstd_mlp_out)
                : branch_grad(ctx, b, s, dx));
-  linear_backward(ctx, s.d_act.f32(), f32_or_null(g.down_proj), d_down, s.dy_bf16, a.act, a.act_bf16,
-                  w.down_proj, w.bf16.down_proj, n, d.intermediate, h, false);
-  adapter_backward(ctx, b, layer, ad, LoraTarget::Down, g, a, s, d_down, a.act, a.act_bf16, s.d_act.f32(), n,
-                   d.intermediate, h);
-  // d gate and d up (a plain MLP: d up alone, through act).
-  const bool gated = w.gate_proj.defined();
-  const std::int64_t m = n * d.intermediate;
-  if (a.act_bf16.defined()) {
-    const Tensor& g16 = gated ? a.gate_bf16 : a.up_bf16;
-    k.glu_backward_bf16(gated ? s.d_gate.f32() : s.d_up.f32(), gated ? s.d_up.f32() : nullptr, s.d_act.f32(),
-                        g16.bf16(), gated ? a.up_bf16.bf16() : nullptr, m, ctx.config.activation);
-  } else {
-    const Tensor& g32 = gated ? a.gate : a.up;
-    k.glu_backward(gated ? s.d_gate.f32() : s.d_up.f32(), gated ? s.d_up.f32() : nullptr, s.d_act.f32(), g32.f32(),
-                   gated ? a.up.f32() : nullptr, m, ctx.config.activation);
-  }
+  // The MLP's input (its own norm's output, or the attention's input norm's), and its gradient into s.d_norm.
   const Tensor& mlp_stream = parallel ? a.x_in : a.x_mid;
   const ColumnInput in2 = own_norm ? column_input(ctx, b, norm_output(a.n2, a.n2_bf16, mlp_stream), a.n2_bf16)
                                    : column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
-  if (gated) {
-    linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.gate_proj), s.d_gate.f32(), s.dy_bf16, in2.x, in2.x16,
-                    w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, false);
-    adapter_backward(ctx, b, layer, ad, LoraTarget::Gate, g, a, s, s.d_gate.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
-                     d.intermediate);
+  if (w.router.defined()) {
+    moe_backward(ctx, w, g, in2, n, a.moe, a.gate, a.gate_bf16, a.up, a.up_bf16, a.act, a.act_bf16, s.moe, s.d_act,
+                 s.d_gate, s.d_up, s.dy_bf16, d_down, s.d_norm.f32());
+  } else {
+    mlp_backward(ctx, b, layer, w, g, ad, a, s, d_down, in2);
   }
-  bias_backward(ctx, g.up_bias, s.d_up.f32(), n, d.intermediate);
-  linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.up_proj), s.d_up.f32(), s.dy_bf16, in2.x, in2.x16, w.up_proj,
-                  w.bf16.up_proj, n, h, d.intermediate, gated);
-  adapter_backward(ctx, b, layer, ad, LoraTarget::Up, g, a, s, s.d_up.f32(), in2.x, in2.x16, s.d_norm.f32(), n, h,
-                   d.intermediate);
   // The residual branch keeps dx; the MLP's norm adds its part: dx becomes d/d x_mid. With GPT-NeoX's
   // parallel residual that norm's part of d/d x_in joins dx once o_proj has read it (below). With
   // Cohere's or StableLM's dx is d/d x_mid already, and s.d_norm keeps the MLP's part of the input

@@ -21,6 +21,7 @@
 #include "core/tensor.h"
 #include "core/workspace.h"
 #include "model/context.h"
+#include "model/moe.h"
 #include "model/weights.h"
 
 namespace spin::model {
@@ -52,6 +53,9 @@ struct LayerActivations {
   // float32 or in mixed precision bf16 (computed through the float32 scratch lora_u32).
   std::array<Tensor, kLoraTargets> lora_u;
   Tensor lora_u32;
+  // A mixture of experts (ModelConfig::moe): its routing and grouped rows; gate, up and act (and
+  // their bf16) are then the experts' [rows k, intermediate].
+  MoeActivations moe;
 
   // Points the tensors at buffers for batch `b`'s rows (the residual stream, the norms' outputs
   // and statistics for b.residual_rows(), the rest for b.rows) and `probs_size` attention
@@ -61,11 +65,13 @@ struct LayerActivations {
   void allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size, Device device, bool mixed,
                 const ModelConfig& config, bool output_in_place, const LoraConfig& lora = {});
   std::size_t bytes() const {
-    return workspace_.bytes() + workspace_bf16_.bytes() + workspace_lora_.bytes() + workspace_lora32_.bytes();
+    return workspace_.bytes() + workspace_bf16_.bytes() + workspace_lora_.bytes() + workspace_lora32_.bytes() +
+           workspace_moe_.bytes() + workspace_moe_index_.bytes() + workspace_moe_x_.bytes();
   }
 
  private:
   Workspace workspace_, workspace_bf16_, workspace_lora_, workspace_lora32_;
+  Workspace workspace_moe_, workspace_moe_index_, workspace_moe_x_;
 };
 
 // One layer's KV cache and where a generation batch goes in it.
@@ -111,16 +117,20 @@ struct LayerGradScratch {
   // column-parallel target's A, a row-parallel one's B), all-reduced over TP before they are
   // added; and where the frozen norms' weight gradients go, unused ([hidden]).
   Tensor lora_du, lora_du16, lora_replicated, frozen_norm;
+  // A mixture of experts: its gradients of the grouped rows, weights and logits; d_act, d_gate and
+  // d_up are then [rows k, intermediate].
+  MoeGradScratch moe;
   // Reuses memory like LayerActivations: d_residual and d_output for b.residual_rows(), d_norm for
   // b.gathered_rows(), the rest for b.rows. `lora` as LayerActivations::allocate's.
   void allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed, const ModelConfig& config,
                 const LoraConfig& lora = {});
   std::size_t bytes() const {
-    return workspace_.bytes() + workspace_bf16_.bytes() + workspace_lora_.bytes() + workspace_lora16_.bytes();
+    return workspace_.bytes() + workspace_bf16_.bytes() + workspace_lora_.bytes() + workspace_lora16_.bytes() +
+           workspace_moe_.bytes();
   }
 
  private:
-  Workspace workspace_, workspace_bf16_, workspace_lora_, workspace_lora16_;
+  Workspace workspace_, workspace_bf16_, workspace_lora_, workspace_lora16_, workspace_moe_;
 };
 
 // On entry dx holds d loss / d x_out; on return d loss / d x_in. Weight gradients accumulate --

@@ -7,7 +7,10 @@ namespace spin::model {
 double matmul_parameters(const ModelConfig& c) {
   const auto h = static_cast<double>(c.hidden_size);
   const double attention = h * static_cast<double>(c.head_dim) * 2.0 * static_cast<double>(c.num_heads + c.num_kv_heads);
-  const double mlp = static_cast<double>(c.mlp_projections()) * h * static_cast<double>(c.intermediate_size);
+  // A mixture of experts: the experts a token goes through, and the router.
+  const double experts = c.moe() ? static_cast<double>(c.experts_per_token) : 1.0;
+  const double mlp = static_cast<double>(c.mlp_projections()) * h * static_cast<double>(c.intermediate_size) * experts +
+                     static_cast<double>(c.num_experts) * h;
   return static_cast<double>(c.num_layers) * (attention + mlp) + static_cast<double>(c.vocab_size) * h;
 }
 

@@ -2,8 +2,9 @@
 // every matrix product 2 FLOPs a multiply-add, a forward + backward 3 forwards, attention counted
 // as if not causal (the whole score matrix). Packed sequences of lengths s_i train in
 //   6 N T + 12 L d sum_i s_i * min(s_i, window)
-// FLOPs: N the matrix parameters a token meets (the layers' projections and the LM head, not
-// the embedding's lookup), T = sum_i s_i tokens, L layers, d = heads x head_dim, the window
+// FLOPs: N the matrix parameters a token meets (the layers' projections -- in a mixture of
+// experts the router's and its experts_per_token experts' -- and the LM head, not the embedding's
+// lookup), T = sum_i s_i tokens, L layers, d = heads x head_dim, the window
 // where a layer has one. Norms, RoPE, activations and the loss are left out (a few per cent).
 #pragma once
 

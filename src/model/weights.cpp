@@ -83,10 +83,20 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     // Gemma 2's: the attention output's norm.
     if (norm_weights && c.mlp_input_norm()) norm(layer_name(l, "post_attention_layernorm"));
     if (c.sandwich_norms && c.pre_norms) replicated(layer_name(l, "pre_feedforward_layernorm.weight"), {h});
-    if (c.gated_mlp) column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
-    column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);
+    if (c.moe()) {  // the router, then each expert as a dense MLP
+      replicated(layer_name(l, "mlp.gate.weight"), {c.num_experts, h});
+      for (std::int64_t e = 0; e < c.num_experts; ++e) {
+        const std::string expert = cat("mlp.experts.", e, ".");
+        column(layer_name(l, (expert + "gate_proj.weight").c_str()), d.intermediate, h);
+        column(layer_name(l, (expert + "up_proj.weight").c_str()), d.intermediate, h);
+        row(layer_name(l, (expert + "down_proj.weight").c_str()), h, d.intermediate);
+      }
+    } else {
+      if (c.gated_mlp) column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
+      column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);
+      row(layer_name(l, "mlp.down_proj.weight"), h, d.intermediate);
+    }
     if (c.mlp_bias) column_vector(layer_name(l, "mlp.up_proj.bias"), d.intermediate);
-    row(layer_name(l, "mlp.down_proj.weight"), h, d.intermediate);
     if (c.mlp_bias) replicated(layer_name(l, "mlp.down_proj.bias"), {h});
     if (c.sandwich_norms) replicated(layer_name(l, "post_feedforward_layernorm.weight"), {h});
   }
@@ -218,8 +228,14 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
     }
     w.input_layernorm_bias = get_if(layer_name(l, "input_layernorm.bias"));
     w.gate_proj = get_if(layer_name(l, "mlp.gate_proj.weight"));  // none in GPT-NeoX's plain MLP
-    w.up_proj = get("mlp.up_proj.weight");
-    w.down_proj = get("mlp.down_proj.weight");
+    w.up_proj = get_if(layer_name(l, "mlp.up_proj.weight"));  // none in a mixture of experts
+    w.down_proj = get_if(layer_name(l, "mlp.down_proj.weight"));
+    w.router = get_if(layer_name(l, "mlp.gate.weight"));
+    for (std::int64_t e = 0; e < config.num_experts; ++e) {
+      const std::string expert = cat("mlp.experts.", e, ".");
+      w.experts.push_back({get((expert + "gate_proj.weight").c_str()), get((expert + "up_proj.weight").c_str()),
+                           get((expert + "down_proj.weight").c_str())});
+    }
     w.o_bias = get_if(layer_name(l, "self_attn.o_proj.bias"));
     w.up_bias = get_if(layer_name(l, "mlp.up_proj.bias"));
     w.down_bias = get_if(layer_name(l, "mlp.down_proj.bias"));
@@ -243,6 +259,10 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
   require(config.gated_mlp || !lora.targets_(LoraTarget::Gate),
           "LoRA targets gate_proj, but the model's MLP has no gate (a plain MLP: up_proj, its activation, "
           "down_proj); name the targets, e.g. q_proj,k_proj,v_proj,o_proj,up_proj,down_proj");
+  require(!config.moe() ||
+              !(lora.targets_(LoraTarget::Gate) || lora.targets_(LoraTarget::Up) || lora.targets_(LoraTarget::Down)),
+          "LoRA targets an MLP projection, but the model's MLP is a mixture of experts (not supported); name the "
+          "attention's projections: q_proj,k_proj,v_proj,o_proj");
   require(stage.begin >= 0 && stage.begin < stage.end && stage.end <= config.num_layers,
           "stage layers [", stage.begin, ", ", stage.end, ") outside a model of ",
           config.num_layers, " layers");
@@ -315,6 +335,8 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
     cover(*t);
   }
   for (const LoraFactors& f : l.lora) cover(f.a), cover(f.b);
+  cover(l.router);
+  for (const LayerWeights::Expert& e : l.experts) cover(e.gate_proj), cover(e.up_proj), cover(e.down_proj);
   return {begin, end};
 }
 
@@ -327,9 +349,15 @@ void ModelWeights::enable_bf16(const kernels::Kernels& k) {
   bf16_ = Tensor::zeros(flat().shape(), DType::BF16, device());
   const auto view = [&](const Tensor& t) { return t.defined() ? bf16_view(t) : Tensor(); };
   for (LayerWeights& l : layers) {
-    l.bf16 = {view(l.q_proj),    view(l.k_proj), view(l.v_proj),    view(l.o_proj),
-              view(l.gate_proj), view(l.up_proj), view(l.down_proj), {}};
-    for (std::size_t t = 0; t < l.lora.size(); ++t) l.bf16.lora[t] = {view(l.lora[t].a), view(l.lora[t].b)};
+    LayerWeights::Bf16& b = l.bf16;
+    b.q_proj = view(l.q_proj), b.k_proj = view(l.k_proj), b.v_proj = view(l.v_proj), b.o_proj = view(l.o_proj);
+    b.gate_proj = view(l.gate_proj), b.up_proj = view(l.up_proj), b.down_proj = view(l.down_proj);
+    for (std::size_t t = 0; t < l.lora.size(); ++t) b.lora[t] = {view(l.lora[t].a), view(l.lora[t].b)};
+    b.router = view(l.router);
+    b.experts.clear();
+    for (const LayerWeights::Expert& e : l.experts) {
+      b.experts.push_back({view(e.gate_proj), view(e.up_proj), view(e.down_proj)});
+    }
   }
   if (lm_head.defined()) lm_head_bf16 = bf16_view(lm_head);
   refresh_bf16(k);
@@ -390,6 +418,14 @@ void ModelWeights::init_random(std::uint64_t seed, float std) {
 
 HfLayout hf_layout(const ModelConfig& c) {
   HfLayout layout{c.hf_weight_prefix, c.multimodal, {}, {}};
+  if (c.hf_names == ModelConfig::HfNames::Mixtral) {  // MixtralForCausalLM's: block_sparse_moe, w1 / w3 / w2
+    layout.renames = {{"mlp.gate.", "block_sparse_moe.gate."},
+                      {"mlp.experts.", "block_sparse_moe.experts."},
+                      {"gate_proj.", "w1."},
+                      {"up_proj.", "w3."},
+                      {"down_proj.", "w2."}};
+    return layout;
+  }
   if (c.hf_names == ModelConfig::HfNames::Phi) {  // PhiForCausalLM's names
     layout.renames = {{"self_attn.o_proj.", "self_attn.dense."},
                       {"mlp.up_proj.", "mlp.fc1."},

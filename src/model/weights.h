@@ -46,6 +46,14 @@ struct LayerWeights {
   // residual adds (ModelConfig::sandwich_norms; Hugging Face's post_attention_layernorm and
   // post_feedforward_layernorm), undefined otherwise.
   Tensor attn_output_norm, mlp_output_norm;
+  // A mixture of experts (ModelConfig::moe: Mixtral's): the router [experts, hidden], replicated,
+  // and each expert's projections, split over TP as the dense MLP's are; gate_proj, up_proj and
+  // down_proj are then undefined.
+  struct Expert {
+    Tensor gate_proj, up_proj, down_proj;
+  };
+  Tensor router;
+  std::vector<Expert> experts;
   // LoRA adapters of the projections, by LoraTarget (model/lora.h): defined in the adapters'
   // weights (ModelWeights::adapters) for the targeted projections, undefined elsewhere -- the
   // adapters' weights hold nothing else, and the base model's no adapters.
@@ -56,6 +64,8 @@ struct LayerWeights {
   struct Bf16 {
     Tensor q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
     std::array<LoraFactors, kLoraTargets> lora;
+    Tensor router;
+    std::vector<Expert> experts;
   } bf16;
 };
 

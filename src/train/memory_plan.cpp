@@ -32,9 +32,12 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
                                 : c.qk_norm_all_heads ? aligned(d.q_width()) + aligned(d.kv_width())
                                                       : 0;
   const std::int64_t norm = (c.norm_biases() ? 2 : 1) * aligned(h);  // a weight, and its bias where it has one
+  // A mixture of experts: the router and every expert's projections.
+  const std::int64_t mlp = c.moe() ? aligned(c.num_experts * h) +
+                                         c.num_experts * c.mlp_projections() * aligned(d.intermediate * h)
+                                   : c.mlp_projections() * aligned(d.intermediate * h);
   const std::int64_t layer = c.layer_norm_weights() * norm + 2 * aligned(d.q_width() * h) +
-                             2 * aligned(d.kv_width() * h) + c.mlp_projections() * aligned(d.intermediate * h) +
-                             biases + qk_norms;
+                             2 * aligned(d.kv_width() * h) + mlp + biases + qk_norms;
   n += s.count() * layer;
   if (s.last) {
     if (c.final_norm_weight()) n += norm;
@@ -89,6 +92,9 @@ struct Rows {
 // bf16 products), and so are Qwen3's q and k before its head norms; the rest is float32 (Gemma
 // 2's o_proj and down_proj outputs before their norms too, with the norms' 1/rms, and OLMo 2's
 // q and k before its norms); OLMo 1.7's q, k and v before their clamp are at the activation size.
+// A mixture of experts' MLP buffers are its experts' over rows x experts_per_token grouped rows,
+// with those rows themselves (at the activation size), and in float32 the experts' outputs, the
+// router's logits, the weights, and two int64 indices a grouped row (model/moe.h).
 Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t seqs, std::int64_t seq, bool keep_probs,
                            bool attention_state, bool output_in_place, const model::ModelConfig& c, bool mixed) {
   const std::int64_t rows = r.all;
@@ -97,12 +103,17 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   const bool norm_outputs = c.pre_norms || mixed;
   const std::int64_t input_norms = c.mlp_input_norm() ? 2 : 1;  // Cohere's parallel residual: the MLP reads the first
   const std::int64_t mlp_buffers = c.mlp_projections();         // one a projection: gate, up, act (down's input)
+  const std::int64_t grouped = c.moe() ? rows * c.experts_per_token : rows;
   Elements e;
   e.act = (norm_outputs ? input_norms * aligned(r.residual * d.hidden) : 0) + 2 * aligned(rows * d.q_width()) +
-          2 * aligned(rows * d.kv_width()) + mlp_buffers * aligned(rows * d.intermediate);
+          2 * aligned(rows * d.kv_width()) + mlp_buffers * aligned(grouped * d.intermediate);
+  if (c.moe()) {
+    e.act += aligned(grouped * d.hidden);
+    e.f32 += aligned(grouped * d.hidden) + aligned(rows * c.num_experts) + aligned(grouped) + 2 * 2 * aligned(grouped);
+  }
   // Residual in and mid, the norms' 1/rms.
   const std::int64_t residuals = c.parallel_residual && !output_in_place ? 1 : 2;
-  e.f32 = residuals * aligned(r.residual * d.hidden) + input_norms * aligned(r.residual);
+  e.f32 += residuals * aligned(r.residual * d.hidden) + input_norms * aligned(r.residual);
   if (c.sandwich_norms) e.f32 += 2 * aligned(r.residual * d.hidden) + 2 * aligned(r.residual);
   if (c.qk_norm) {  // q and k before the head norms (at the activation size) and their statistics
     e.act += aligned(rows * d.q_width()) + aligned(rows * d.kv_width());
@@ -134,19 +145,24 @@ Elements head_activations(const model::TpDims& d, const Rows& r, bool bf16_produ
 // and with bf16 products the bf16 of one product's output gradient (the widest); with Qwen3's
 // head norms the gradients of q and k before them and of their weights (OLMo 2's: and the
 // per-row sums), with OLMo 1.7's clip_qkv the gradients of q and k before the clamp; with Gemma 2's output
-// norms the gradient before them, with Granite's residual multiplier the branch's gradient.
+// norms the gradient before them, with Granite's residual multiplier the branch's gradient; with a
+// mixture of experts the MLP's gradients over its grouped rows, those rows' and the experts' outputs'
+// gradients, the weights' and the logits' (float32).
 Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products, const model::ModelConfig& c) {
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
-  const std::int64_t rows = r.all;
+  const std::int64_t rows = r.all, grouped = c.moe() ? rows * c.experts_per_token : rows;
+  const std::int64_t dy = c.moe() ? std::max(grouped * widest, rows * c.num_experts) : rows * widest;
+  const std::int64_t moe =
+      c.moe() ? 2 * aligned(grouped * d.hidden) + aligned(grouped) + aligned(rows * c.num_experts) : 0;
   const std::int64_t head_norms =
       (c.qk_norm ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * d.head_dim) : 0) +
       (c.qk_norm_all_heads ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * rows) : 0) +
       (c.clip_qkv > 0 ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) : 0) +
       (c.transforms_branch_outputs() ? aligned(r.residual * d.hidden) : 0);
-  return {bf16_products ? aligned(rows * widest) : 0,
+  return {bf16_products ? aligned(dy) : 0,
           aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + 2 * aligned(rows * d.q_width()) +
-              2 * aligned(rows * d.kv_width()) + c.mlp_projections() * aligned(rows * d.intermediate) +
-              (r.split ? aligned(2 * d.hidden) : 0) + head_norms};
+              2 * aligned(rows * d.kv_width()) + c.mlp_projections() * aligned(grouped * d.intermediate) +
+              (r.split ? aligned(2 * d.hidden) : 0) + head_norms + moe};
 }
 
 // LoRA's buffers of one layer (LayerActivations::lora_u: each adapted projection's u at the

@@ -421,6 +421,24 @@ void EmulatedKernels::gather_rows(float* dst, const float* src, const Index* row
   cpu_->gather_rows(dev(dst, n * width, "gather_rows dst"), dev(src, 1, "gather_rows src"),
                     dev(rows, n, "gather_rows rows"), n, width);
 }
+void EmulatedKernels::gather_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
+                                       Index width) const {
+  cpu_->gather_rows_bf16(dev(dst, n * width, "gather_rows_bf16 dst"), dev(src, 1, "gather_rows_bf16 src"),
+                         dev(rows, n, "gather_rows_bf16 rows"), n, width);
+}
+void EmulatedKernels::moe_combine(float* out, const float* y, const Index* slots, const float* weights, Index n,
+                                  Index k, Index width) const {
+  cpu_->moe_combine(dev(out, n * width, "moe_combine out"), dev(y, n * k * width, "moe_combine y"),
+                    dev(slots, n * k, "moe_combine slots"), dev(weights, n * k, "moe_combine weights"), n, k, width);
+}
+void EmulatedKernels::moe_combine_backward(float* dy, float* dweights, const float* dout, const float* y,
+                                           const Index* slots, const float* weights, Index n, Index k,
+                                           Index width) const {
+  cpu_->moe_combine_backward(dev(dy, n * k * width, "moe_combine dy"), dev(dweights, n * k, "moe_combine dweights"),
+                             dev(dout, n * width, "moe_combine dout"), dev(y, n * k * width, "moe_combine y"),
+                             dev(slots, n * k, "moe_combine slots"), dev(weights, n * k, "moe_combine weights"), n,
+                             k, width);
+}
 void EmulatedKernels::glu_forward(float* out, const float* gate, const float* up,
                                   Index n, Activation act) const {
   cpu_->glu_forward(dev(out, n, "glu out"), dev(gate, n, "glu gate"), dev(up, n, "glu up"), n, act);

@@ -165,6 +165,12 @@ class EmulatedKernels final : public kernels::Kernels {
                     Index width) const override;
   void gather_rows(float* dst, const float* src, const Index* rows, Index n,
                    Index width) const override;
+  void gather_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
+                        Index width) const override;
+  void moe_combine(float* out, const float* y, const Index* slots, const float* weights, Index n, Index k,
+                   Index width) const override;
+  void moe_combine_backward(float* dy, float* dweights, const float* dout, const float* y, const Index* slots,
+                            const float* weights, Index n, Index k, Index width) const override;
   void cached_attention_forward_bf16(std::uint16_t* out, const std::uint16_t* q,
                                      const std::uint16_t* k_cache, const std::uint16_t* v_cache,
                                      const Index* row_begin, const Index* slots,

@@ -40,7 +40,7 @@ namespace spin::testing {
 // rotating, a bias on the LM head.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
-  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi
+  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral
 };
 
 // Its model_type, for the tests' traces.
@@ -66,6 +66,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::GptNeox: return "gpt_neox";
     case TinyFamily::GptNeoxSequential: return "gpt_neox (sequential)";
     case TinyFamily::Phi: return "phi";
+    case TinyFamily::Mixtral: return "mixtral";
   }
   return "?";
 }
@@ -112,6 +113,8 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
       : s.family == TinyFamily::GptNeoxSequential
           ? "\"model_type\": \"gpt_neox\", \"rotary_pct\": 0.5, \"use_parallel_residual\": false, "
             "\"hidden_act\": \"gelu_new\", "
+      : s.family == TinyFamily::Mixtral          ? "\"model_type\": \"mixtral\", \"num_local_experts\": 4, "
+                                                   "\"num_experts_per_tok\": 2, "
       : s.family == TinyFamily::Mistral          ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
       : s.family == TinyFamily::Qwen2            ? "\"model_type\": \"qwen2\", "
       : s.family == TinyFamily::Qwen3            ? "\"model_type\": \"qwen3\", "
@@ -146,7 +149,7 @@ inline void init_tiny_weights(model::ModelWeights& w, std::uint64_t seed, float 
                               float norm_weight_offset = 0.0f) {
   w.init_random(seed, std);
   for (const ShardedTensor& p : w.sharded_state_dict()) {
-    if (!p.replicated() && !p.name.ends_with("norm.weight")) continue;
+    if ((!p.replicated() && !p.name.ends_with("norm.weight")) || p.global_shape.size() > 1) continue;
     const std::int64_t first = p.replicated() ? 0 : p.offset;  // 1-D: the global index of element 0
     std::uint64_t stream = 0xcbf29ce484222325ull;
     for (unsigned char ch : p.name) stream = (stream ^ ch) * 0x100000001b3ull;

@@ -94,4 +94,11 @@ void CpuKernels::gather_rows(float* dst, const float* src, const Index* rows, In
   }
 }
 
+void CpuKernels::gather_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
+                                  Index width) const {
+  for (Index i = 0; i < n; ++i) {
+    std::memcpy(dst + i * width, src + rows[i] * width, static_cast<std::size_t>(width) * sizeof(std::uint16_t));
+  }
+}
+
 }  // namespace spin::kernels

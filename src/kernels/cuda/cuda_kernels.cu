@@ -252,6 +252,34 @@ void CudaKernels::gather_rows(float* dst, const float* src, const Index* rows, I
   SPIN_CUDA_CHECK_LAUNCH("gather_rows");
 }
 
+void CudaKernels::gather_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
+                                   Index width) const {
+  if (n == 0) return;
+  gather_rows_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(
+      reinterpret_cast<__nv_bfloat16*>(dst), reinterpret_cast<const __nv_bfloat16*>(src),
+      reinterpret_cast<const long long*>(rows), n, width);
+  SPIN_CUDA_CHECK_LAUNCH("gather_rows_bf16");
+}
+
+void CudaKernels::moe_combine(float* out, const float* y, const Index* slots, const float* weights, Index n, Index k,
+                              Index width) const {
+  if (n == 0) return;
+  moe_combine_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(
+      out, y, reinterpret_cast<const long long*>(slots), weights, n, k, width);
+  SPIN_CUDA_CHECK_LAUNCH("moe_combine");
+}
+
+void CudaKernels::moe_combine_backward(float* dy, float* dweights, const float* dout, const float* y,
+                                       const Index* slots, const float* weights, Index n, Index k,
+                                       Index width) const {
+  if (n == 0) return;
+  const auto* s = reinterpret_cast<const long long*>(slots);
+  moe_combine_dy_kernel<<<blocks_for(n * k * width), kThreads, 0, stream_>>>(dy, dout, s, weights, n, k, width);
+  SPIN_CUDA_CHECK_LAUNCH("moe_combine_backward (dy)");
+  moe_combine_dweights_kernel<<<static_cast<unsigned>(n * k), kThreads, 0, stream_>>>(dweights, dout, y, s, k, width);
+  SPIN_CUDA_CHECK_LAUNCH("moe_combine_backward (dweights)");
+}
+
 void CudaKernels::glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const {
   glu_forward_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(out, gate, up, n, act);
   SPIN_CUDA_CHECK_LAUNCH("glu_forward");

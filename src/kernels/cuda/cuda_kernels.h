@@ -104,6 +104,12 @@ class CudaKernels final : public Kernels {
                                const float* saved, const Index* cu_seqlens, Index num_seqs, Index heads,
                                Index kv_heads, Index head_dim, AttentionScores scores) const override;
   void gather_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
+  void gather_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
+                        Index width) const override;
+  void moe_combine(float* out, const float* y, const Index* slots, const float* weights, Index n, Index k,
+                   Index width) const override;
+  void moe_combine_backward(float* dy, float* dweights, const float* dout, const float* y, const Index* slots,
+                            const float* weights, Index n, Index k, Index width) const override;
   void glu_forward(float* out, const float* gate, const float* up, Index n, Activation act) const override;
   void glu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                     Index n, Activation act) const override;

@@ -161,9 +161,42 @@ template <class T>
 __global__ void scatter_rows_kernel(T* dst, const T* src, const long long* rows, long long n, long long width) {
   SPIN_GRID_STRIDE(e, n * width) dst[rows[e / width] * width + e % width] = src[e];
 }
-__global__ void gather_rows_kernel(float* dst, const float* src, const long long* rows, long long n,
-                                   long long width) {
+template <class T>
+__global__ void gather_rows_kernel(T* dst, const T* src, const long long* rows, long long n, long long width) {
   SPIN_GRID_STRIDE(e, n * width) dst[e] = src[rows[e / width] * width + e % width];
+}
+// ---- a mixture of experts' outputs joined, and the backward ------------------------------
+// Each output element sums its row's k slots in order (the CPU's order: the same bits).
+__global__ void moe_combine_kernel(float* out, const float* y, const long long* slots, const float* weights,
+                                   long long n, long long k, long long width) {
+  SPIN_GRID_STRIDE(e, n * width) {
+    const long long i = e / width, c = e % width;
+    float sum = 0.0f;
+    for (long long j = 0; j < k; ++j) {
+      const float w = weights != nullptr ? weights[i * k + j] : 1.0f;
+      sum += w * y[slots[i * k + j] * width + c];
+    }
+    out[e] = sum;
+  }
+}
+__global__ void moe_combine_dy_kernel(float* dy, const float* dout, const long long* slots, const float* weights,
+                                      long long n, long long k, long long width) {
+  SPIN_GRID_STRIDE(e, n * k * width) {
+    const long long slot = e / width, c = e % width;
+    dy[slots[slot] * width + c] = weights[slot] * dout[(slot / k) * width + c];
+  }
+}
+// One block per (row, slot): the dot product of the row's output gradient and that expert's output.
+__global__ void moe_combine_dweights_kernel(float* dweights, const float* dout, const float* y,
+                                            const long long* slots, long long k, long long width) {
+  __shared__ float shared[32];
+  const long long slot = blockIdx.x;
+  const float* g = dout + (slot / k) * width;
+  const float* v = y + slots[slot] * width;
+  float dot = 0.0f;
+  for (long long c = threadIdx.x; c < width; c += blockDim.x) dot += g[c] * v[c];
+  dot = block_sum(dot, shared);
+  if (threadIdx.x == 0) dweights[slot] = dot;
 }
 // ---- optimizer: many tensors of a flat buffer in one launch ------------------------------
 // The ranges laid end to end form one index space of `total` elements; range r starts there at

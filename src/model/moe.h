@@ -1,0 +1,85 @@
+// A mixture of experts in place of a decoder layer's MLP (ModelConfig::moe: Mixtral's sparse MoE
+// block), over the n rows of the MLP's input x (its norm's output, gathered under sequence
+// parallelism):
+//   logits = x router^T [n, experts];  p = softmax(logits), float32;
+//   each row's experts_per_token (k) most probable experts e_j, ties to the smaller index, weighted
+//   w_j = p_{e_j} -- divided by their sum where norm_topk_prob --;
+//   out = sum_j w_j expert_{e_j}(x),  expert(x) = down(act(gate(x)) * up(x)).
+// Under TP every expert is split as a dense MLP is (gate and up by rows, down by columns) and the
+// router is replicated: each rank routes every row, runs its share of the chosen experts and
+// writes partial sums, which the layer reduces as it does a dense MLP's (one all-reduce, or under
+// sequence parallelism one reduce-scatter). Dropless, as transformers' Mixtral: every row goes to
+// its k experts whatever their load.
+//
+// The routing is decided on the host: the experts' products need each expert's row count there to
+// size their GEMMs, so the [n, experts] logits come back once a layer forward (a device sync on a
+// GPU; the backward returns the [n, k] weight gradients the same way). The rows are gathered into
+// one buffer grouped by expert ([n k, hidden]: each row once per chosen expert, rows ascending
+// within an expert), each expert's products run over its block, and the outputs are joined
+// weighted (Kernels::moe_combine).
+//
+// Backward: d w_j = dout . expert_{e_j}(x) (partial sums over TP: all-reduced, [n, k]), through
+// the top-k softmax to the logits (host), the router's weight gradient dlogits^T x, complete on
+// every rank; the input gradient the experts' (gathered back per row) plus dlogits router -- that
+// one added on TP rank 0 alone, since the layer sums the column-parallel input gradient over TP.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/context.h"
+#include "model/tp_regions.h"
+#include "model/weights.h"
+
+namespace spin::model {
+
+// One forward's routing, on the host.
+struct MoeRouting {
+  std::vector<float> probs;           // [n, experts]: softmax of the router's logits
+  std::vector<std::int64_t> experts;  // [n, k]: each row's experts, most probable first
+  std::vector<float> weights;         // [n, k]: their weights
+  std::vector<std::int64_t> counts;   // [experts]: rows each expert takes
+  std::vector<std::int64_t> slots;    // [n, k]: where each (row, expert) sits in the grouped rows
+  std::vector<std::int64_t> sources;  // [n k]: the row each grouped row comes from
+  std::int64_t k = 0;
+
+  // Routes n rows of `logits` ([n, experts]) to their k experts.
+  static MoeRouting route(const std::vector<float>& logits, std::int64_t n, std::int64_t experts, std::int64_t k,
+                          bool normalize);
+  // d loss / d logits ([n, experts]) from d loss / d weights ([n, k]).
+  std::vector<float> logits_grad(const std::vector<float>& dweights, bool normalize) const;
+};
+
+// The buffers of one layer's forward, kept for its backward (LayerActivations::moe). gate, up and
+// act of the experts are LayerActivations' own, [n k, intermediate].
+struct MoeActivations {
+  Tensor logits;                // [n, experts], float32
+  Tensor x, x_bf16;             // [n k, hidden]: the grouped rows, float32 or in mixed precision bf16 alone
+  Tensor y;                     // [n k, hidden], float32: each expert's output (down_proj's partial sums)
+  Tensor weights;               // [n k], float32
+  Tensor slots, sources;        // int64 [n k]
+  MoeRouting routing;
+};
+
+// The backward's buffers (LayerGradScratch::moe): d/d y and d/d x of the grouped rows, d/d the
+// weights, d/d the logits.
+struct MoeGradScratch {
+  Tensor dy, dx, dweights, dlogits;
+};
+
+// out (the row-parallel partial sums, n rows of hidden) = the mixture over `in`'s n rows. gate,
+// up, act (and their bf16) are [n k, intermediate] buffers.
+void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInput& in, std::int64_t n,
+                 MoeActivations& a, const Tensor& gate, const Tensor& gate16, const Tensor& up, const Tensor& up16,
+                 const Tensor& act, const Tensor& act16, float* out);
+
+// From dout (d loss / d the reduced output, n rows): d_in (= the experts' input gradient, and on
+// TP rank 0 + the router's), and the weights' gradients into g's defined tensors (none for a
+// frozen model: LoRA's base). d_act, d_gate, d_up: [n k, intermediate] scratch; dy16 the products'
+// bf16 scratch.
+void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& g, const ColumnInput& in,
+                  std::int64_t n, const MoeActivations& a, const Tensor& gate, const Tensor& gate16, const Tensor& up,
+                  const Tensor& up16, const Tensor& act, const Tensor& act16, MoeGradScratch& s, const Tensor& d_act,
+                  const Tensor& d_gate, const Tensor& d_up, const Tensor& dy16, const float* dout, float* d_in);
+
+}  // namespace spin::model
