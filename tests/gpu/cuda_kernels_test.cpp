@@ -231,6 +231,40 @@ TEST_F(Fixture, GatherRowsOutOfABuffer) {
   EXPECT_CLOSE(gdst.get(gpu), dst);
 }
 
+// A mixture of experts' kernels: rows gathered in bf16, the weighted join and its backward (the
+// join sums each row's slots in order on both: the same bits; the weights' dot products within
+// float32 rounding), a slot permutation as the routing makes them.
+TEST_F(Fixture, MixtureOfExpertsGatherAndJoin) {
+  const Index n = 37, k = 2, width = 300;
+  std::vector<Index> slots(n * k), sources(n * k);
+  for (Index s = 0; s < n * k; ++s) slots[s] = (s * 29) % (n * k);  // 29 coprime with 74: a permutation
+  for (Index s = 0; s < n * k; ++s) sources[slots[s]] = s / k;
+  auto y = random(n * k * width), weights = random(n * k, 0.0f, 1.0f), dout = random(n * width);
+  Dev gy(y), gweights(weights), gdout(dout), gslots(slots), gsources(sources);
+  std::vector<float> out(n * width), dy(n * k * width), dweights(n * k);
+  cpu.moe_combine(out.data(), y.data(), slots.data(), weights.data(), n, k, width);
+  Dev gout = poisoned(n * width);
+  gpu.moe_combine(gout.f(), gy.f(), gslots.buffer.as<Index>(), gweights.f(), n, k, width);
+  EXPECT_EQ(gout.get(gpu), out);
+  cpu.moe_combine(out.data(), y.data(), slots.data(), nullptr, n, k, width);
+  gpu.moe_combine(gout.f(), gy.f(), gslots.buffer.as<Index>(), nullptr, n, k, width);
+  EXPECT_EQ(gout.get(gpu), out);
+  cpu.moe_combine_backward(dy.data(), dweights.data(), dout.data(), y.data(), slots.data(), weights.data(), n, k,
+                           width);
+  Dev gdy = poisoned(n * k * width), gdw = poisoned(n * k);
+  gpu.moe_combine_backward(gdy.f(), gdw.f(), gdout.f(), gy.f(), gslots.buffer.as<Index>(), gweights.f(), n, k, width);
+  EXPECT_EQ(gdy.get(gpu), dy);
+  EXPECT_CLOSE(gdw.get(gpu), dweights);
+  const auto x16 = to_bf16_host(random(n * width));
+  std::vector<std::uint16_t> grouped(n * k * width);
+  cpu.gather_rows_bf16(grouped.data(), x16.data(), sources.data(), n * k, width);
+  Dev gx16(x16), ggrouped(std::vector<std::uint16_t>(grouped.size(), 0xFFFF));
+  gpu.gather_rows_bf16(ggrouped.buffer.as<std::uint16_t>(), gx16.buffer.as<std::uint16_t>(),
+                       gsources.buffer.as<Index>(), n * k, width);
+  gpu.synchronize();
+  EXPECT_EQ(cuda::download<std::uint16_t>(ggrouped.buffer, grouped.size()), grouped);
+}
+
 TEST_F(Fixture, LogprobFromAllReducedSums) {
   const Index n = 300;
   auto row_max = random(n, -5.0f, 5.0f), sums = random(2 * n, 0.5f, 40.0f);

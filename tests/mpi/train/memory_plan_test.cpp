@@ -211,6 +211,8 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::Phi);  // the LM head's bias, split
   check(world, {1, 2, 2}, false, false, false, false, false, 64, Family::Phi);  // logits in chunks
   check(world, {2, 2, 1}, true, false, false, false, true, 0, Family::Olmo2);  // float32: no input norms' outputs
+  check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Mixtral);  // experts, router, grouped rows
+  check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Mixtral);
 }
 
 // LoRA: the adapters' weights, gradients, masters and moments instead of the model's (the policy

@@ -40,7 +40,7 @@ constexpr testing::TinyFamily kFamilies[] = {
     testing::TinyFamily::SmolLM3, testing::TinyFamily::Phi4Mini, testing::TinyFamily::Olmo,
     testing::TinyFamily::Olmo2,   testing::TinyFamily::StableLm, testing::TinyFamily::StableLmParallel,
     testing::TinyFamily::Cohere,  testing::TinyFamily::Cohere2,  testing::TinyFamily::GptNeox,
-    testing::TinyFamily::Phi};
+    testing::TinyFamily::Phi,     testing::TinyFamily::Mixtral};
 testing::TinyShape family_shape(testing::TinyFamily family) {
   testing::TinyShape shape;
   shape.family = family;
