@@ -160,6 +160,11 @@ def main():
                    help="a PhiForCausalLM (Phi-1.5, Phi-2): LayerNorms with weight and bias, biases on every "
                         "projection and the LM head, a plain MLP (fc1, fc2) with the tanh GELU, attention and MLP "
                         "side by side from one norm, RoPE over --partial-rotary of each head (0.5), Phi's names")
+    p.add_argument("--mixtral", action="store_true",
+                   help="a MixtralForCausalLM: the MLP a sparse mixture of --experts SwiGLU experts, "
+                        "--experts-per-token a token")
+    p.add_argument("--experts", type=int, default=4)
+    p.add_argument("--experts-per-token", type=int, default=2)
     p.add_argument("--cohere", action="store_true",
                    help="a CohereForCausalLM: LayerNorms with a weight and no bias, attention and MLP side by side "
                         "from input_layernorm (no post_attention_layernorm), RoPE in interleaved pairs, the logits "
@@ -216,6 +221,15 @@ def main():
     def vector(n, std=0.3):  # biases (GPT-NeoX's, Phi's) large enough to move the scores visibly
         return [bf16_round(rng.gauss(0.0, std)) for _ in range(n)]
 
+    def mixtral_experts(pre):  # MixtralSparseMoeBlock's router and experts (w1 gate, w3 up, w2 down)
+        moe = pre + "block_sparse_moe."
+        out = [(moe + "gate.weight", [a.experts, a.hidden], matrix(a.experts, a.hidden))]
+        for e in range(a.experts):
+            out += [(moe + "experts.%d.w1.weight" % e, [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
+                    (moe + "experts.%d.w2.weight" % e, [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
+                    (moe + "experts.%d.w3.weight" % e, [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden))]
+        return out
+
     if a.gpt_neox:
         tensors = gpt_neox_tensors(a, matrix, norm, vector)
     elif a.phi2:
@@ -243,9 +257,10 @@ def main():
               [(pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
                *norm_bias(pre + "post_attention_layernorm.bias", a.hidden)]),
             *([(pre + "pre_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 else []),
-            (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
-            (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
-            (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
+            *(mixtral_experts(pre) if a.mixtral else [
+                (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
+                (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
+                (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate))]),
             *([(pre + "post_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 or a.olmo2 else []),
         ]
     if not a.olmo and not a.gpt_neox and not a.phi2:
@@ -372,6 +387,11 @@ def main():
                   "layer_norm_eps": 1e-5, "qk_layernorm": False, "max_position_embeddings": a.max_positions,
                   "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2, "resid_pdrop": 0.0,
                   "embd_pdrop": 0.0, "attention_dropout": 0.0, "torch_dtype": config["torch_dtype"]}
+    if a.mixtral:  # Mixtral's own keys, as Mixtral-8x7B-v0.1's config.json has them
+        config.update({"architectures": ["MixtralForCausalLM"], "model_type": "mixtral",
+                       "num_local_experts": a.experts, "num_experts_per_tok": a.experts_per_token,
+                       "output_router_logits": False, "router_aux_loss_coef": 0.02, "sliding_window": None,
+                       "attention_dropout": 0.0})
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

@@ -42,7 +42,8 @@ biases on every projection, a plain MLP with the exact GELU, the parallel residu
 half, a quarter of each head rotating, GPT-NeoX's names): GPTNeoXForCausalLM itself. Phi-2
 (tiny-phi2: biases on every projection and on the LM head, a plain MLP with the tanh GELU, attention
 and MLP side by side from one norm, half of each head rotating, grouped-query attention): PhiForCausalLM
-itself.
+itself. Mixtral (tiny-mixtral: the MLP a sparse mixture of four SwiGLU experts, two a token, the router's
+weights renormalised over them; Mixtral's names): MixtralForCausalLM itself.
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -440,7 +441,7 @@ def main():
     for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
                  "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
                  "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
-                 "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox",
+                 "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
                  "tiny-phi2"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,95 @@
+// ModelConfig of Mistral AI's Mixtral (model_type mixtral, MixtralForCausalLM): Mistral's layers
+// with a sparse mixture of SwiGLU experts for the MLP; its tensor names in the files; what spin does
+// not run of it refused by name.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/flops.h"
+#include "model/weights.h"
+#include "unit/model/config_test_util.h"
+
+namespace spin::model {
+namespace {
+
+using config_testing::error_of;
+using config_testing::replaced;
+
+// Mixtral-8x7B-Instruct-v0.1's config.json.
+const std::string kMixtral8x7b = R"({
+  "architectures": ["MixtralForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 1, "eos_token_id": 2,
+  "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336,
+  "max_position_embeddings": 32768, "model_type": "mixtral", "num_attention_heads": 32, "num_experts_per_tok": 2,
+  "num_hidden_layers": 32, "num_key_value_heads": 8, "num_local_experts": 8, "output_router_logits": false,
+  "rms_norm_eps": 1e-05, "rope_theta": 1000000.0, "router_aux_loss_coef": 0.02, "sliding_window": null,
+  "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.36.0.dev0",
+  "use_cache": true, "vocab_size": 32000})";
+
+// 46,702,792,704 parameters (Hugging Face's count for Mixtral-8x7B: per layer attention, a router of
+// 8 x 4096 and eight experts of three 14336 x 4096 matrices, two norms; two embeddings), of which a
+// token meets the attention, the router and two experts: 12.9 B with the LM head. The files' names:
+// block_sparse_moe.gate, experts.N.w1 / w3 / w2 for gate / up / down.
+TEST(ModelConfig, ReadsMixtral) {
+  const ModelConfig c = ModelConfig::from_json(kMixtral8x7b, "config.json");
+  EXPECT_TRUE(c.moe());
+  EXPECT_EQ(c.num_experts, 8);
+  EXPECT_EQ(c.experts_per_token, 2);
+  EXPECT_TRUE(c.norm_topk_prob);
+  EXPECT_FALSE(c.sliding_window.has_value());
+  EXPECT_EQ(c.rope_theta, 1e6f);
+  EXPECT_EQ(c.num_parameters(), 46702792704);
+  // Per layer 4096 x 128 x 80 (attention) + 3 x 2 x 4096 x 14336 (two experts) + 8 x 4096 (router),
+  // and the LM head.
+  EXPECT_EQ(matmul_parameters(c), 32.0 * (41943040.0 + 352321536.0 + 32768.0) + 32000.0 * 4096.0);
+  // MixtralConfig's defaults: eight experts, two a token, rope_theta 1e6.
+  const ModelConfig defaults = ModelConfig::from_json(
+      replaced(kMixtral8x7b, {{"\"num_experts_per_tok\": 2,", ""},
+                              {"\"num_local_experts\": 8,", ""},
+                              {"\"rope_theta\": 1000000.0,", ""}}),
+      "c");
+  EXPECT_EQ(defaults.num_experts, 8);
+  EXPECT_EQ(defaults.experts_per_token, 2);
+  EXPECT_EQ(defaults.rope_theta, 1e6f);
+
+  const HfLayout layout = hf_layout(c);
+  for (const auto& [ours, theirs] : std::vector<std::pair<std::string, std::string>>{
+           {"model.layers.0.mlp.gate.weight", "model.layers.0.block_sparse_moe.gate.weight"},
+           {"model.layers.31.mlp.experts.7.gate_proj.weight", "model.layers.31.block_sparse_moe.experts.7.w1.weight"},
+           {"model.layers.2.mlp.experts.0.up_proj.weight", "model.layers.2.block_sparse_moe.experts.0.w3.weight"},
+           {"model.layers.2.mlp.experts.5.down_proj.weight", "model.layers.2.block_sparse_moe.experts.5.w2.weight"},
+           {"model.layers.2.self_attn.o_proj.weight", "model.layers.2.self_attn.o_proj.weight"},
+           {"model.layers.2.post_attention_layernorm.weight", "model.layers.2.post_attention_layernorm.weight"}}) {
+    EXPECT_EQ(layout.place(ours).name, theirs);
+  }
+  // Every expert split over TP as a dense MLP, the router whole on every rank.
+  std::int64_t experts = 0;
+  for (const ShardedTensor& t : parameter_layout(c, tp_dims(c, 1, 4), StageLayers{0, 1, true, false})) {
+    if (t.name.find("mlp.experts.") != std::string::npos) {
+      ++experts;
+      EXPECT_EQ(t.split_dim, t.name.ends_with("down_proj.weight") ? 1 : 0) << t.name;
+      EXPECT_EQ(t.length, 14336 / 4) << t.name;
+    }
+    if (t.name == "model.layers.0.mlp.gate.weight") {
+      EXPECT_TRUE(t.replicated());
+    }
+    EXPECT_EQ(t.name.find("mlp.up_proj"), std::string::npos) << t.name;
+  }
+  EXPECT_EQ(experts, 8 * 3);
+}
+
+TEST(ModelConfig, RefusesWhatMixtralRunsWithoutSpin) {
+  EXPECT_NE(error_of(replaced(kMixtral8x7b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}}))
+                .find("output_router_logits"),
+            std::string::npos);
+  EXPECT_NE(error_of(replaced(kMixtral8x7b, {{"\"attention_dropout\": 0.0", "\"router_jitter_noise\": 0.1"}}))
+                .find("router_jitter_noise"),
+            std::string::npos);
+  EXPECT_NE(error_of(replaced(kMixtral8x7b, {{"\"num_experts_per_tok\": 2", "\"num_experts_per_tok\": 9"}}))
+                .find("num_experts_per_tok (9) exceeds num_local_experts (8)"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace spin::model
