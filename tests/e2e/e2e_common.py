@@ -143,7 +143,8 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     RoPE, logit_scale, tied) with hf_bpe/cohere's tokenizer (<BOS_TOKEN> 0, <|END_OF_TURN_TOKEN|> 3,
     Aya 23's chat template); gpt_neox: a tiny GPT-NeoX (GPT-NeoX's names, query_key_value per head,
     biases everywhere, a plain GELU MLP, a norm per half side by side) with llama3's; phi: a tiny Phi-2
-    (biases everywhere and on the LM head, one norm for both halves) with llama3's."""
+    (biases everywhere and on the LM head, one norm for both halves) with llama3's; mixtral: a tiny Mixtral (four
+    experts, two a token) with llama3's."""
     qwen = kind in ("qwen2", "qwen3", "phi4")  # their token ids: BOS 0, EOS 2
     o200k = kind == "o200k"
     gemma = kind in ("gemma", "gemma2", "gemma3")
@@ -155,7 +156,7 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
              "o200k": ["--phi3", "--partial-rotary", "0.5", "--tie", "--max-positions", "192",
                        "--original-max-positions", "96"], "granite": ["--granite", "--tie"],
              "olmo": ["--olmo"], "olmo2": ["--olmo2"], "stablelm": ["--stablelm"], "cohere": ["--cohere"],
-             "gpt_neox": ["--gpt-neox"], "phi": ["--phi2"]}[kind]
+             "gpt_neox": ["--gpt-neox"], "phi": ["--phi2"], "mixtral": ["--mixtral"]}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
                     "400" if spm else "5000" if tekken else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)
@@ -164,7 +165,8 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     tokenizer_files = ([os.path.join(ROOT, "tests", "data", spm_dir, spm_file)] if spm else
                        [os.path.join(ROOT, "tests", "data", "tekken", "tekken.json")] if tekken else
                        [os.path.join(os.path.dirname(HF_BPE), {"granite": "llama3", "olmo": "llama3", "olmo2": "llama3", "stablelm": "llama3",
-                                                                   "gpt_neox": "llama3", "phi": "llama3"}.get(kind, kind), f)
+                                                                   "gpt_neox": "llama3", "phi": "llama3",
+                                                                   "mixtral": "llama3"}.get(kind, kind), f)
                         for f in ("tokenizer.json", "tokenizer_config.json")])
     for f in tokenizer_files:
         shutil.copy(f, path)

@@ -203,6 +203,15 @@ def case_hf_tokenizer(args, tmp):
     assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "phi"
     assert "model.layers.1.mlp.fc2.bias" in after, sorted(after)
     print("Phi-2 + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, LM head bias trained, exported")
+    # Mixtral (each expert split over TP 2, the router whole on both ranks) with llama3's tokenizer: an
+    # expert and the router train, the export is a mixtral under Mixtral's names.
+    after, out = train_family(args, config, tmp, "mixtral", "model.layers.0.block_sparse_moe.experts.1.w2.weight",
+                              "llama3")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "mixtral"
+    before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
+    router = "model.layers.1.block_sparse_moe.gate.weight"
+    assert before[router] != after[router], router
+    print("Mixtral + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, experts and router trained, exported")
 
 
 def main():
