@@ -130,10 +130,11 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
 // OLMo 2's q and k norms across the heads, whose input gradients flow without a weight gradient,
 // and StableLM's LayerNorms, their weights and biases frozen);
 // the first OLMo's adapters of q, k and v through its clamp (clip_qkv at a limit in a gap of the
-// adapted products' values: common/gradient_check.h).
+// adapted products' values: common/gradient_check.h); Mixtral's attention adapted over its frozen
+// mixture of experts (the router's input gradient flows, no expert's or router's weight gradient).
 TEST(Lora, GradientsMatchFiniteDifferences) {
   for (const char* variant : {"llama", "qwen3", "gemma2", "olmo", "olmo2", "stablelm", "parallel residual", "cohere",
-                              "gpt_neox", "phi", "q and v"}) {
+                              "gpt_neox", "phi", "mixtral", "q and v"}) {
     SCOPED_TRACE(variant);
     testing::TinyShape shape;
     shape.family = variant == std::string("qwen3")               ? testing::TinyFamily::Qwen3
@@ -145,8 +146,15 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
                    : variant == std::string("cohere")            ? testing::TinyFamily::Cohere
                    : variant == std::string("gpt_neox")          ? testing::TinyFamily::GptNeox
                    : variant == std::string("phi")               ? testing::TinyFamily::Phi
+                   : variant == std::string("mixtral")           ? testing::TinyFamily::Mixtral
                                                                  : testing::TinyFamily::Llama;
     LoraConfig lora = testing::tiny_lora();
+    if (shape.family == testing::TinyFamily::Mixtral) {  // its MLP's adapters are refused
+      const ModelConfig config = testing::tiny_config(shape);
+      EXPECT_THROW(ModelWeights::adapters(config, lora, tp_dims(config, 0, 1), StageLayers::whole(config.num_layers)),
+                   Error);
+      lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj", "test");
+    }
     if (shape.family == testing::TinyFamily::GptNeox || shape.family == testing::TinyFamily::Phi) {  // no gate
       lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj,up_proj,down_proj", "test");
     }
