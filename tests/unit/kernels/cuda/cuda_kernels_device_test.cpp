@@ -361,6 +361,38 @@ TEST(CudaKernelsEmulated, BiasAddAndBackward) {
   EXPECT_EQ(dbias, want_dbias);
 }
 
+// A mixture of experts' kernels with CudaKernels' launch shapes: the grouped rows gathered (bf16),
+// the weighted join (each row's slots summed in order: bitwise the CPU's), its backward's d/d y
+// (bitwise) and d/d weights (a block reduction per slot: 1e-5).
+TEST(CudaKernelsEmulated, MixtureOfExpertsGatherAndJoin) {
+  const CpuKernels cpu;
+  const long long n = 9, k = 2, width = 300;
+  std::vector<long long> slots(n * k), sources(n * k);
+  for (long long s = 0; s < n * k; ++s) slots[s] = (s * 7) % (n * k);  // 7 coprime with 18
+  for (long long s = 0; s < n * k; ++s) sources[slots[s]] = s / k;
+  const auto y = testing::random_uniform(n * k * width, 1), dout = testing::random_uniform(n * width, 2);
+  const auto weights = testing::random_uniform(n * k, 3);
+  std::vector<Index> cpu_slots(slots.begin(), slots.end()), cpu_sources(sources.begin(), sources.end());
+  std::vector<float> out(n * width, NAN), want(n * width);
+  run(blocks_for(n * width), [&] { dev::moe_combine_kernel(out.data(), y.data(), slots.data(), weights.data(), n, k, width); });
+  cpu.moe_combine(want.data(), y.data(), cpu_slots.data(), weights.data(), n, k, width);
+  EXPECT_EQ(out, want);
+  std::vector<float> dy(n * k * width, NAN), dw(n * k, NAN), want_dy(n * k * width), want_dw(n * k);
+  run(blocks_for(n * k * width), [&] { dev::moe_combine_dy_kernel(dy.data(), dout.data(), slots.data(), weights.data(), n, k, width); });
+  run(static_cast<unsigned>(n * k), [&] { dev::moe_combine_dweights_kernel(dw.data(), dout.data(), y.data(), slots.data(), k, width); });
+  cpu.moe_combine_backward(want_dy.data(), want_dw.data(), dout.data(), y.data(), cpu_slots.data(), weights.data(), n, k,
+                           width);
+  EXPECT_EQ(dy, want_dy);
+  testing::expect_close(dw, want_dw, 1e-5, 1e-6, "dweights");
+  std::vector<__nv_bfloat16> x16(n * width), grouped(n * k * width, __nv_bfloat16{0xFFFF});
+  std::vector<std::uint16_t> x_bits(n * width), want_grouped(n * k * width);
+  cpu.to_bf16(x_bits.data(), dout.data(), n * width);
+  for (std::size_t i = 0; i < x_bits.size(); ++i) x16[i].bits = x_bits[i];
+  run(blocks_for(n * k * width), [&] { dev::gather_rows_kernel(grouped.data(), x16.data(), sources.data(), n * k, width); });
+  cpu.gather_rows_bf16(want_grouped.data(), x_bits.data(), cpu_sources.data(), n * k, width);
+  for (std::size_t i = 0; i < want_grouped.size(); ++i) ASSERT_EQ(grouped[i].bits, want_grouped[i]) << i;
+}
+
 // LoRA's dropout: a thread per row and group of four global columns, the shard starting inside a
 // group (col_offset 6) and ending inside one; float32 (written and accumulated) and bf16, bitwise.
 TEST(CudaKernelsEmulated, Dropout) {
