@@ -56,7 +56,8 @@ inline void add_model_options(boost::program_options::options_description& desc,
        "parameters), olmo2 (output norms alone, q and k normed across their heads), stablelm (LayerNorms with weight "
        "and bias, RoPE over a quarter of each head: StableLmConfig's defaults), cohere (LayerNorms with a weight, "
        "attention and MLP side by side, interleaved RoPE, logit_scale, tied) or gpt_neox (a plain MLP with the exact "
-       "GELU, biases on every projection, a norm per parallel half: GPTNeoXConfig's defaults; kv-heads ignored)")
+       "GELU, biases on every projection, a norm per parallel half: GPTNeoXConfig's defaults; kv-heads ignored) or "
+       "mixtral (the MLP a mixture of 8 experts of `intermediate`, 2 a token: MixtralConfig's defaults)")
       ("sliding-window", po::value(&s.sliding_window)->default_value(s.sliding_window),
        "config.json's sliding_window (keys; every layer's for llama, the even layers' for gemma2); 0: none given");
 }

@@ -31,20 +31,9 @@ struct Options {
   bool profile = false;
 };
 
-double activation_bytes(const model::Activations& a) {
-  double bytes = 0;
-  for (const auto& l : a.layers) {
-    for (const Tensor* t : {&l.x_in, &l.n1, &l.rstd1, &l.q, &l.k, &l.v, &l.probs, &l.attn,
-                            &l.x_mid, &l.n2, &l.rstd2, &l.gate, &l.up, &l.act}) {
-      bytes += static_cast<double>(t->nbytes());
-    }
-  }
-  for (const Tensor* t : {&a.head.x, &a.head.normed, &a.head.rstd, &a.head.logits, &a.head.lse,
-                          &a.head.sums}) {
-    bytes += static_cast<double>(t->nbytes());
-  }
-  return bytes;
-}
+// Every buffer the activations hold -- each layer's (a mixture of experts' grouped rows and
+// routing too), the head's and the backward's scratch: Activations::bytes(), what spin plan counts.
+double activation_bytes(const model::Activations& a) { return static_cast<double>(a.bytes()); }
 
 int run(int argc, char** argv, parallel::Communicator& world) {
   Options o;
