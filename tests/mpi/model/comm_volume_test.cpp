@@ -205,6 +205,30 @@ TEST(TensorParallelCommunication, GptNeoxReducesOnceForwardAndItsBiasesOnceUnder
   expect_split_collectives(s.backward, 1 + 3 * 3 + 1, 1 + 2 * 3, 1 + 3 * 3, (2 + 3 * 5) * h * f, "backward, SP");
 }
 
+// Mixtral's mixture of experts: the forward sends what a dense MLP's does (its experts' weighted
+// partial sums go through the MLP's one reduction; the routing is the same on every rank); the
+// backward one all-reduce more a layer, of the [rows, k] weight gradients (k = 2), with or without
+// sequence parallelism.
+TEST(TensorParallelCommunication, MixtureOfExpertsAddsOneAllReduceOfItsWeightGradientsPerLayerBackward) {
+  const std::uint64_t n = 16, h = 16, f = sizeof(float), k = 2;
+  const std::uint64_t activation = n * h * f;
+  {
+    Tp2Model m(testing::TinyFamily::Mixtral);
+    const StepStats s = step_stats(m);
+    expect_only_all_reduces(s.forward, 1 + 2 * 3 + 2, activation * (1 + 2 * 3) + n * f + 2 * n * f, "forward");
+    expect_only_all_reduces(s.backward, 1 + 3 * 3, activation * (1 + 2 * 3) + 3 * n * k * f, "backward");
+  }
+  Tp2Model m(testing::TinyFamily::Mixtral);
+  m.transformer.set_sequence_parallel(true);
+  const StepStats s = step_stats(m);
+  expect_split_collectives(s.forward, 2 * 3 + 1, 1 + 2 * 3, 2, n * f + 2 * n * f, "forward, SP");
+  // Backward as Llama's (per layer two output gradients and two norm outputs gathered, two input
+  // gradients reduce-scattered, two norms' [hidden] weight gradients all-reduced; the final norm's) and the
+  // weight gradients.
+  expect_split_collectives(s.backward, 1 + 4 * 3 + 1, 1 + 2 * 3, 1 + 3 * 3, (1 + 2 * 3) * h * f + 3 * n * k * f,
+                           "backward, SP");
+}
+
 // Sequence parallelism: every activation all-reduce becomes a reduce-scatter of the
 // [rows, hidden] partial sums and an all-gather of this rank's rows (half of them at TP 2);
 // the norms' weight gradients add an all-reduce of [hidden] each; the head's two all-reduces of
