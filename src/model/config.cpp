@@ -35,7 +35,7 @@ float positive_float(const json& j, const char* key, const std::string& source) 
 constexpr const char* kModelTypes[] = {"llama",       "mistral",  "qwen2",   "qwen3",   "gemma", "gemma2",
                                        "gemma3_text", "phi3",     "smollm3", "granite", "olmo",  "olmo2",
                                        "olmo3",       "stablelm", "cohere",  "cohere2", "gpt_neox",
-                                       "phi",         "mixtral"};
+                                       "phi",         "mixtral",  "qwen3_moe"};
 
 // A boolean key, `fallback` where it is absent.
 bool flag(const json& j, const char* key, bool fallback, const std::string& source) {
@@ -144,6 +144,32 @@ void parse_mixtral(json& j, ModelConfig& c, const std::string& source) {
           source, ": router_jitter_noise ", j.value("router_jitter_noise", json()).dump(),
           " is not supported (the router's training noise; 0 in the published configs)");
   if (!j.contains("rope_theta")) j["rope_theta"] = 1e6;  // MixtralConfig's default
+}
+
+// Qwen3-MoE (model_type qwen3_moe, Qwen3MoeForCausalLM: Qwen3-30B-A3B, Qwen3-235B-A22B; Qwen3MoeConfig's
+// defaults where a key is absent): Qwen3's attention with every layer's MLP a sparse mixture of
+// num_experts SwiGLU experts of moe_intermediate_size (the dense intermediate_size unused), each token
+// through its num_experts_per_tok most probable, weighted by their softmax probabilities --
+// renormalised over them where norm_topk_prob (true in the published models). Its names are spin's
+// (mlp.gate, mlp.experts.N.gate_proj / up_proj / down_proj). Dense layers among the sparse ones
+// (decoder_sparse_step > 1, mlp_only_layers) and the load-balancing loss are not implemented.
+void parse_qwen3_moe(json& j, ModelConfig& c, const std::string& source) {
+  c.num_experts = j.contains("num_experts") ? positive_int(j, "num_experts", source) : 128;
+  c.experts_per_token = j.contains("num_experts_per_tok") ? positive_int(j, "num_experts_per_tok", source) : 8;
+  require(c.experts_per_token <= c.num_experts, source, ": num_experts_per_tok (", c.experts_per_token,
+          ") exceeds num_experts (", c.num_experts, ")");
+  c.norm_topk_prob = flag(j, "norm_topk_prob", false, source);
+  require(!j.contains("decoder_sparse_step") || j.at("decoder_sparse_step") == 1, source, ": decoder_sparse_step ",
+          j.value("decoder_sparse_step", json()).dump(),
+          " is not supported (dense MLP layers between the sparse ones; every layer sparse: 1)");
+  require(!j.contains("mlp_only_layers") || j.at("mlp_only_layers").is_null() ||
+              (j.at("mlp_only_layers").is_array() && j.at("mlp_only_layers").empty()),
+          source, ": mlp_only_layers ", j.value("mlp_only_layers", json()).dump(),
+          " is not supported (dense MLP layers among the sparse ones)");
+  require(!flag(j, "output_router_logits", false, source), source,
+          ": \"output_router_logits\": true (the router's load-balancing loss) is not supported; spin trains "
+          "without it, as transformers does where it is false (the published Qwen3-MoE configs)");
+  j["intermediate_size"] = j.contains("moe_intermediate_size") ? j.at("moe_intermediate_size") : json(768);
 }
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
@@ -310,7 +336,7 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
             ": SmolLM3's use_sliding_window is not supported (spin runs the published models, which switch it off)");
     return;
   }
-  const bool qwen = type == "qwen2" || type == "qwen3", gemma2 = type == "gemma2", gemma3 = type == "gemma3_text";
+  const bool qwen = type == "qwen2" || type == "qwen3" || type == "qwen3_moe", gemma2 = type == "gemma2", gemma3 = type == "gemma3_text";
   const bool olmo3 = type == "olmo3", cohere2 = type == "cohere2";
   // Qwen2 and Qwen3 keep a sliding_window that applies only with use_sliding_window; Gemma2Config's,
   // Gemma3TextConfig's, Olmo3Config's and Cohere2Config's default is 4096.
@@ -397,7 +423,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
             ": model_type \"", type, "\" is not supported (spin runs the Llama family: ", names,
             "; and the language model of gemma3, mistral3, llava, qwen2_vl and qwen2_5_vl)");
   }
-  const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3", gemma3 = type == "gemma3_text";
+  const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3" || type == "qwen3_moe", gemma3 = type == "gemma3_text";
   const bool gemma2 = type == "gemma2" || gemma3;  // Gemma 2's parts
   const bool gemma = type == "gemma" || gemma2;    // Gemma's
   const bool olmo = type == "olmo2" || type == "olmo3";
@@ -407,6 +433,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "gpt_neox") parse_gpt_neox(j, c, source);
   if (type == "phi") parse_phi(j, c, source);
   if (type == "mixtral") parse_mixtral(j, c, source);
+  if (type == "qwen3_moe") parse_qwen3_moe(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;
     if (j.contains("clip_qkv") && !j.at("clip_qkv").is_null()) c.clip_qkv = positive_float(j, "clip_qkv", source);
@@ -537,6 +564,8 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     if (!bos.empty()) c.bos_token_id = bos.front();
   }
   c.check_in_vocabulary(c.eos_token_ids, source);
+  // (decoder_layer.cpp runs a mixture of experts in the sequential layout only.)
+  require(!c.moe() || !c.parallel_residual, source, ": a mixture of experts with a parallel residual is not supported");
   c.json_text = text;
   return c;
 }

@@ -15,7 +15,8 @@
 // forward and two backward; nothing else crosses ranks. Under sequence parallelism
 // (BatchGeometry::split) each all-reduce is a reduce-scatter and an all-gather around the
 // residual stream's rows, and the norms' weight gradients, each rank's from its own rows, are
-// all-reduced ([hidden] each).
+// all-reduced ([hidden] each). Mixtral's MLP is a mixture of experts (model/moe.h) in the same
+// place, reduced the same way. The buffers' shapes: layer_buffers.cpp.
 #pragma once
 
 #include "core/tensor.h"

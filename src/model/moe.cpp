@@ -24,9 +24,10 @@ MoeRouting MoeRouting::route(const std::vector<float>& logits, std::int64_t n, s
     float* p = r.probs.data() + static_cast<std::size_t>(i) * E;
     // torch.softmax in float32: exp(l - max) / sum.
     const float top = *std::max_element(l, l + E);
-    require(std::isfinite(top), "mixture of experts: the router's logits of a row are not finite (", top, ")");
     float sum = 0.0f;
     for (std::size_t e = 0; e < E; ++e) sum += p[e] = std::exp(l[e] - top);
+    require(std::isfinite(sum), "mixture of experts: the router's logits of row ", i,
+            " are not finite (diverged activations or weights)");
     for (std::size_t e = 0; e < E; ++e) p[e] /= sum;
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](std::int64_t a, std::int64_t b) {
@@ -109,7 +110,7 @@ void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInp
   const std::int64_t h = ctx.dims.hidden, inter = ctx.dims.intermediate, E = c.num_experts;
   const std::int64_t K = c.experts_per_token, grouped = n * K;
   linear_forward(ctx, a.logits.f32(), in.x, in.x16, w.router, w.bf16.router, n, h, E, true);
-  a.routing = MoeRouting::route(to_host<float>(a.logits.view(0, {n * E})), n, E, K, c.norm_topk_prob);
+  a.routing = MoeRouting::route(to_host<float>(a.logits), n, E, K, c.norm_topk_prob);
   upload(a.slots, a.routing.slots);
   upload(a.sources, a.routing.sources);
   upload(a.weights, a.routing.weights);
@@ -155,7 +156,7 @@ void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& 
   // d/d each expert's output and d/d the weights, these summed over TP (each rank's y is partial).
   k.moe_combine_backward(s.dy.f32(), s.dweights.f32(), dout, a.y.f32(), slots, a.weights.f32(), n, K, h);
   if (ctx.tp.size() > 1) ctx.tp.all_reduce(s.dweights.f32(), static_cast<std::size_t>(grouped));
-  upload(s.dlogits, a.routing.logits_grad(to_host<float>(s.dweights.view(0, {grouped})), c.norm_topk_prob));
+  upload(s.dlogits, a.routing.logits_grad(to_host<float>(s.dweights), c.norm_topk_prob));
 
   const auto& experts16 = w.bf16.experts;
   const auto w16 = [&](std::size_t e, Tensor LayerWeights::Expert::*m) {

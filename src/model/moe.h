@@ -1,5 +1,5 @@
-// A mixture of experts in place of a decoder layer's MLP (ModelConfig::moe: Mixtral's sparse MoE
-// block), over the n rows of the MLP's input x (its norm's output, gathered under sequence
+// A mixture of experts in place of a decoder layer's MLP (ModelConfig::moe: Mixtral's and
+// Qwen3-MoE's sparse MoE block), over the n rows of the MLP's input x (its norm's output, gathered under sequence
 // parallelism):
 //   logits = x router^T [n, experts];  p = softmax(logits), float32;
 //   each row's experts_per_token (k) most probable experts e_j, ties to the smaller index, weighted

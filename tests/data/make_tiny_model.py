@@ -163,6 +163,9 @@ def main():
     p.add_argument("--mixtral", action="store_true",
                    help="a MixtralForCausalLM: the MLP a sparse mixture of --experts SwiGLU experts, "
                         "--experts-per-token a token")
+    p.add_argument("--qwen3-moe", action="store_true",
+                   help="a Qwen3MoeForCausalLM: Qwen3's attention, the MLP a sparse mixture of --experts SwiGLU experts "
+                        "of --intermediate, their weights not renormalised (norm_topk_prob false)")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--experts-per-token", type=int, default=2)
     p.add_argument("--cohere", action="store_true",
@@ -200,6 +203,7 @@ def main():
     a.parallel_residual = a.parallel_residual or a.cohere
     if a.cohere:
         a.tie = True
+    a.qwen3 = a.qwen3 or a.qwen3_moe
     a.gemma2 = a.gemma2 or a.gemma3
     a.gemma = a.gemma or a.gemma2
     head_dim = a.hidden // a.heads * (2 if a.gemma else 1)
@@ -221,13 +225,15 @@ def main():
     def vector(n, std=0.3):  # biases (GPT-NeoX's, Phi's) large enough to move the scores visibly
         return [bf16_round(rng.gauss(0.0, std)) for _ in range(n)]
 
-    def mixtral_experts(pre):  # MixtralSparseMoeBlock's router and experts (w1 gate, w3 up, w2 down)
-        moe = pre + "block_sparse_moe."
+    def moe_experts(pre):  # the router and experts: MixtralSparseMoeBlock's (w1 gate, w3 up, w2 down), or Qwen's
+        moe = pre + ("block_sparse_moe." if a.mixtral else "mlp.")
+        gate, up, down = ("w1", "w3", "w2") if a.mixtral else ("gate_proj", "up_proj", "down_proj")
         out = [(moe + "gate.weight", [a.experts, a.hidden], matrix(a.experts, a.hidden))]
         for e in range(a.experts):
-            out += [(moe + "experts.%d.w1.weight" % e, [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
-                    (moe + "experts.%d.w2.weight" % e, [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
-                    (moe + "experts.%d.w3.weight" % e, [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden))]
+            x = moe + "experts.%d." % e
+            out += [(x + gate + ".weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
+                    (x + down + ".weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
+                    (x + up + ".weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden))]
         return out
 
     if a.gpt_neox:
@@ -257,7 +263,7 @@ def main():
               [(pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
                *norm_bias(pre + "post_attention_layernorm.bias", a.hidden)]),
             *([(pre + "pre_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 else []),
-            *(mixtral_experts(pre) if a.mixtral else [
+            *(moe_experts(pre) if a.mixtral or a.qwen3_moe else [
                 (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
                 (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
                 (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate))]),
@@ -392,6 +398,11 @@ def main():
                        "num_local_experts": a.experts, "num_experts_per_tok": a.experts_per_token,
                        "output_router_logits": False, "router_aux_loss_coef": 0.02, "sliding_window": None,
                        "attention_dropout": 0.0})
+    if a.qwen3_moe:  # Qwen3-MoE's own keys, as Qwen3-30B-A3B's config.json has them (but norm_topk_prob)
+        config.update({"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "num_experts": a.experts,
+                       "num_experts_per_tok": a.experts_per_token, "moe_intermediate_size": a.intermediate,
+                       "intermediate_size": 3 * a.intermediate, "norm_topk_prob": False, "decoder_sparse_step": 1,
+                       "mlp_only_layers": [], "output_router_logits": False, "router_aux_loss_coef": 0.001})
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

@@ -43,7 +43,10 @@ half, a quarter of each head rotating, GPT-NeoX's names): GPTNeoXForCausalLM its
 (tiny-phi2: biases on every projection and on the LM head, a plain MLP with the tanh GELU, attention
 and MLP side by side from one norm, half of each head rotating, grouped-query attention): PhiForCausalLM
 itself. Mixtral (tiny-mixtral: the MLP a sparse mixture of four SwiGLU experts, two a token, the router's
-weights renormalised over them; Mixtral's names): MixtralForCausalLM itself.
+weights renormalised over them; Mixtral's names): MixtralForCausalLM itself. Qwen3-MoE (tiny-qwen3-moe: Qwen3's
+head norms, four experts, two a token, their weights the softmax's probabilities as they are, norm_topk_prob
+false): Qwen2MoeForCausalLM with zero q/k/v biases and a zero shared expert, plus Qwen3's head-norm hooks
+(qwen3_moe_reference).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -75,6 +78,51 @@ def qwen3_as_llama(model_dir, tmp):
     config.update({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})
     json.dump(config, open(os.path.join(llama_dir, "config.json"), "w"))
     model = LlamaForCausalLM.from_pretrained(llama_dir, torch_dtype=torch.float32).eval()
+
+    def head_norm(weight):
+        def hook(module, inputs, output):
+            x = output.reshape(*output.shape[:-1], -1, head_dim).to(torch.float32)
+            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+            return (weight * x).reshape(output.shape)
+        return hook
+
+    for i, layer in enumerate(model.model.layers):
+        for proj in ("q", "k"):
+            weight = norms.pop("model.layers.%d.self_attn.%s_norm.weight" % (i, proj))
+            getattr(layer.self_attn, proj + "_proj").register_forward_hook(head_norm(weight))
+    assert not norms, norms
+    return model
+
+
+def qwen3_moe_reference(model_dir, tmp):
+    """Qwen3-MoE (newer than the oracle's transformers 4.40) as Qwen2MoeForCausalLM: the same sparse
+    block (softmax, top-k, norm_topk_prob) under the same tensor names, its q/k/v biases zero, its
+    shared expert zero (its down projection's weights: it adds sigmoid(gate) x 0), plus qwen3_as_llama's
+    hooks normalizing each query and key head of the q_proj / k_proj outputs (Qwen3RMSNorm)."""
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    head_dim, eps = config["head_dim"], config["rms_norm_eps"]
+    assert head_dim * config["num_attention_heads"] == config["hidden_size"], "Qwen2MoeAttention's head_dim"
+    weights = load_file(os.path.join(model_dir, "model.safetensors"))
+    norms = {k: v for k, v in weights.items() if k.endswith("_norm.weight") and ".self_attn." in k}
+    tensors = {k: v for k, v in weights.items() if k not in norms}
+    hidden, shared = config["hidden_size"], 8
+    for i in range(config["num_hidden_layers"]):
+        pre = "model.layers.%d." % i
+        for proj in ("q", "k", "v"):
+            w = tensors[pre + "self_attn.%s_proj.weight" % proj]
+            tensors[pre + "self_attn.%s_proj.bias" % proj] = torch.zeros(w.shape[0])
+        tensors[pre + "mlp.shared_expert.gate_proj.weight"] = torch.ones(shared, hidden)
+        tensors[pre + "mlp.shared_expert.up_proj.weight"] = torch.ones(shared, hidden)
+        tensors[pre + "mlp.shared_expert.down_proj.weight"] = torch.zeros(hidden, shared)
+        tensors[pre + "mlp.shared_expert_gate.weight"] = torch.ones(1, hidden)
+    moe_dir = os.path.join(tmp, "as-qwen2-moe")
+    os.makedirs(moe_dir)
+    save_file(tensors, os.path.join(moe_dir, "model.safetensors"), metadata={"format": "pt"})
+    config.update({"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe",
+                   "shared_expert_intermediate_size": shared})
+    json.dump(config, open(os.path.join(moe_dir, "config.json"), "w"))
+    model = AutoModelForCausalLM.from_pretrained(moe_dir, torch_dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
 
     def head_norm(weight):
         def hook(module, inputs, output):
@@ -442,6 +490,7 @@ def main():
                  "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
                  "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
                  "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
+                 "tiny-qwen3-moe",
                  "tiny-phi2"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
@@ -453,6 +502,8 @@ def main():
             got = [json.loads(l) for l in open(out)]
         if name == "tiny-qwen3":
             model = qwen3_as_llama(model_dir, tempfile.mkdtemp(prefix="spin_qwen3_"))
+        elif name == "tiny-qwen3-moe":
+            model = qwen3_moe_reference(model_dir, tempfile.mkdtemp(prefix="spin_qwen3_moe_"))
         elif name in ("tiny-gemma2", "tiny-gemma3"):
             model = gemma2_reference(model_dir)
         elif name == "tiny-mistral":

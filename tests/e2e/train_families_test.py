@@ -212,6 +212,11 @@ def case_hf_tokenizer(args, tmp):
     router = "model.layers.1.block_sparse_moe.gate.weight"
     assert before[router] != after[router], router
     print("Mixtral + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, experts and router trained, exported")
+    # Qwen3-MoE (Qwen3's head norms and a mixture under spin's own names) with a Qwen3-style tokenizer:
+    # auto picks qwen3; an expert trains, the export is a qwen3_moe.
+    after, out = train_family(args, config, tmp, "qwen3_moe", "model.layers.1.mlp.experts.2.gate_proj.weight", "qwen3")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "qwen3_moe"
+    print("Qwen3-MoE + qwen3 template at TP 2 in bf16: 6 steps, first loss log 2, an expert trained, exported")
 
 
 def main():

@@ -1,6 +1,7 @@
-// ModelConfig of Mistral AI's Mixtral (model_type mixtral, MixtralForCausalLM): Mistral's layers
-// with a sparse mixture of SwiGLU experts for the MLP; its tensor names in the files; what spin does
-// not run of it refused by name.
+// ModelConfig of the mixture-of-experts families: Mistral AI's Mixtral (model_type mixtral,
+// MixtralForCausalLM: Mistral's layers with a sparse mixture of SwiGLU experts for the MLP, its
+// tensor names in the files) and Qwen3-MoE (qwen3_moe: Qwen3's attention, the experts under spin's own
+// names); what spin does not run of them refused by name.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -88,6 +89,60 @@ TEST(ModelConfig, RefusesWhatMixtralRunsWithoutSpin) {
             std::string::npos);
   EXPECT_NE(error_of(replaced(kMixtral8x7b, {{"\"num_experts_per_tok\": 2", "\"num_experts_per_tok\": 9"}}))
                 .find("num_experts_per_tok (9) exceeds num_local_experts (8)"),
+            std::string::npos);
+}
+
+// Qwen3-30B-A3B's config.json.
+const std::string kQwen3_30bA3b = R"({
+  "architectures": ["Qwen3MoeForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "bos_token_id": 151643, "decoder_sparse_step": 1, "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu",
+  "hidden_size": 2048, "initializer_range": 0.02, "intermediate_size": 6144, "max_position_embeddings": 40960,
+  "max_window_layers": 48, "mlp_only_layers": [], "model_type": "qwen3_moe", "moe_intermediate_size": 768,
+  "norm_topk_prob": true, "num_attention_heads": 32, "num_experts": 128, "num_experts_per_tok": 8,
+  "num_hidden_layers": 48, "num_key_value_heads": 4, "output_router_logits": false, "rms_norm_eps": 1e-06,
+  "rope_scaling": null, "rope_theta": 1000000.0, "router_aux_loss_coef": 0.001, "sliding_window": null,
+  "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "use_cache": true,
+  "use_sliding_window": false, "vocab_size": 151936})";
+
+// 30,532,122,624 parameters (Qwen3-30B-A3B's "30.5B": per layer attention with Qwen3's head norms, a
+// router of 128 x 2048 and 128 experts of three 768 x 2048 matrices, two norms; two embeddings), of
+// which a token meets the attention, the router and 8 experts: 3.0 B with the LM head (its card's
+// 3.3 B counts the embedding too). The experts' width is moe_intermediate_size; their names are spin's.
+TEST(ModelConfig, ReadsQwen3Moe) {
+  const ModelConfig c = ModelConfig::from_json(kQwen3_30bA3b, "config.json");
+  EXPECT_TRUE(c.moe() && c.qk_norm);
+  EXPECT_EQ(c.num_experts, 128);
+  EXPECT_EQ(c.experts_per_token, 8);
+  EXPECT_TRUE(c.norm_topk_prob);
+  EXPECT_EQ(c.intermediate_size, 768);
+  EXPECT_FALSE(c.sliding_window.has_value());
+  EXPECT_EQ(c.num_parameters(), 30532122624);
+  EXPECT_EQ(matmul_parameters(c), 48.0 * (18874368.0 + 8.0 * 3.0 * 2048.0 * 768.0 + 128.0 * 2048.0) +
+                                      151936.0 * 2048.0);
+  const HfLayout layout = hf_layout(c);
+  for (const char* name : {"model.layers.0.mlp.gate.weight", "model.layers.47.mlp.experts.127.down_proj.weight",
+                           "model.layers.3.self_attn.k_norm.weight"}) {
+    EXPECT_EQ(layout.place(name).name, name);
+  }
+  // Qwen3MoeConfig's defaults: 128 experts, 8 a token, not renormalised, experts of 768.
+  const ModelConfig defaults = ModelConfig::from_json(replaced(kQwen3_30bA3b, {{"\"num_experts\": 128,", ""},
+                                                                               {"\"num_experts_per_tok\": 8,", ""},
+                                                                               {"\"norm_topk_prob\": true,", ""},
+                                                                               {"\"moe_intermediate_size\": 768,", ""}}),
+                                                      "c");
+  EXPECT_EQ(defaults.num_experts, 128);
+  EXPECT_EQ(defaults.experts_per_token, 8);
+  EXPECT_FALSE(defaults.norm_topk_prob);
+  EXPECT_EQ(defaults.intermediate_size, 768);
+  // Dense layers among the sparse ones, and the load-balancing loss, are refused.
+  EXPECT_NE(error_of(replaced(kQwen3_30bA3b, {{"\"decoder_sparse_step\": 1", "\"decoder_sparse_step\": 2"}}))
+                .find("decoder_sparse_step 2"),
+            std::string::npos);
+  EXPECT_NE(error_of(replaced(kQwen3_30bA3b, {{"\"mlp_only_layers\": []", "\"mlp_only_layers\": [0, 5]"}}))
+                .find("mlp_only_layers [0,5]"),
+            std::string::npos);
+  EXPECT_NE(error_of(replaced(kQwen3_30bA3b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}}))
+                .find("output_router_logits"),
             std::string::npos);
 }
 
