@@ -145,7 +145,8 @@ CONFIGS = [("tinyllama-1.1b.ini", "tinyllama-1.1b.json", 8), ("llama-2-7b.ini", 
            ("stablelm-2-zephyr-1.6b.ini", "stablelm-2-zephyr-1.6b.json", 8),
            ("aya-23-8b.ini", "aya-23-8b.json", 8), ("command-r7b.ini", "command-r7b.json", 8),
            ("pythia-6.9b.ini", "pythia-6.9b.json", 8), ("phi-2.ini", "phi-2.json", 8),
-           ("mixtral-8x7b-instruct.ini", "mixtral-8x7b-instruct-v0.1.json", 32)]
+           ("mixtral-8x7b-instruct.ini", "mixtral-8x7b-instruct-v0.1.json", 32),
+           ("qwen3-30b-a3b.ini", "qwen3-30b-a3b.json", 32)]
 
 
 def case_configs(args, tmp):
