@@ -35,7 +35,7 @@ float positive_float(const json& j, const char* key, const std::string& source) 
 constexpr const char* kModelTypes[] = {"llama",       "mistral",  "qwen2",   "qwen3",   "gemma", "gemma2",
                                        "gemma3_text", "phi3",     "smollm3", "granite", "olmo",  "olmo2",
                                        "olmo3",       "stablelm", "cohere",  "cohere2", "gpt_neox",
-                                       "phi",         "mixtral",  "qwen3_moe"};
+                                       "phi",         "mixtral",  "qwen3_moe", "olmoe"};
 
 // A boolean key, `fallback` where it is absent.
 bool flag(const json& j, const char* key, bool fallback, const std::string& source) {
@@ -123,6 +123,19 @@ void parse_phi(json& j, ModelConfig& c, const std::string& source) {
   if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
 }
 
+// A mixture of experts' sizes (ModelConfig::num_experts from `experts_key`, experts_per_token from
+// num_experts_per_tok, the family's defaults where absent); its load-balancing loss refused.
+void parse_experts(const json& j, ModelConfig& c, const char* experts_key, std::int64_t experts,
+                   std::int64_t per_token, const char* family, const std::string& source) {
+  c.num_experts = j.contains(experts_key) ? positive_int(j, experts_key, source) : experts;
+  c.experts_per_token = j.contains("num_experts_per_tok") ? positive_int(j, "num_experts_per_tok", source) : per_token;
+  require(c.experts_per_token <= c.num_experts, source, ": num_experts_per_tok (", c.experts_per_token, ") exceeds ",
+          experts_key, " (", c.num_experts, ")");
+  require(!flag(j, "output_router_logits", false, source), source,
+          ": \"output_router_logits\": true (the router's load-balancing loss) is not supported; spin trains "
+          "without it, as transformers does where it is false (the published ", family, " configs)");
+}
+
 // Mixtral (model_type mixtral, MixtralForCausalLM: Mixtral 8x7B, 8x22B; MixtralConfig's defaults where a
 // key is absent): Mistral's layers with the MLP a sparse mixture of experts -- num_local_experts SwiGLU
 // experts (w1, w3, w2: gate, up, down), each token through its num_experts_per_tok most probable ones
@@ -130,15 +143,9 @@ void parse_phi(json& j, ModelConfig& c, const std::string& source) {
 // (output_router_logits: transformers adds it only where that is true, the published configs say
 // false) and its training noise (router_jitter_noise).
 void parse_mixtral(json& j, ModelConfig& c, const std::string& source) {
-  c.num_experts = j.contains("num_local_experts") ? positive_int(j, "num_local_experts", source) : 8;
-  c.experts_per_token = j.contains("num_experts_per_tok") ? positive_int(j, "num_experts_per_tok", source) : 2;
-  require(c.experts_per_token <= c.num_experts, source, ": num_experts_per_tok (", c.experts_per_token,
-          ") exceeds num_local_experts (", c.num_experts, ")");
+  parse_experts(j, c, "num_local_experts", 8, 2, "Mixtral", source);
   c.norm_topk_prob = true;
   c.hf_names = ModelConfig::HfNames::Mixtral;
-  require(!flag(j, "output_router_logits", false, source), source,
-          ": \"output_router_logits\": true (the router's load-balancing loss) is not supported; spin trains "
-          "without it, as transformers does where it is false (the published Mixtral configs)");
   require(!j.contains("router_jitter_noise") || j.at("router_jitter_noise").is_null() ||
               (j.at("router_jitter_noise").is_number() && j.at("router_jitter_noise").get<double>() == 0.0),
           source, ": router_jitter_noise ", j.value("router_jitter_noise", json()).dump(),
@@ -154,10 +161,7 @@ void parse_mixtral(json& j, ModelConfig& c, const std::string& source) {
 // (mlp.gate, mlp.experts.N.gate_proj / up_proj / down_proj). Dense layers among the sparse ones
 // (decoder_sparse_step > 1, mlp_only_layers) and the load-balancing loss are not implemented.
 void parse_qwen3_moe(json& j, ModelConfig& c, const std::string& source) {
-  c.num_experts = j.contains("num_experts") ? positive_int(j, "num_experts", source) : 128;
-  c.experts_per_token = j.contains("num_experts_per_tok") ? positive_int(j, "num_experts_per_tok", source) : 8;
-  require(c.experts_per_token <= c.num_experts, source, ": num_experts_per_tok (", c.experts_per_token,
-          ") exceeds num_experts (", c.num_experts, ")");
+  parse_experts(j, c, "num_experts", 128, 8, "Qwen3-MoE", source);
   c.norm_topk_prob = flag(j, "norm_topk_prob", false, source);
   require(!j.contains("decoder_sparse_step") || j.at("decoder_sparse_step") == 1, source, ": decoder_sparse_step ",
           j.value("decoder_sparse_step", json()).dump(),
@@ -166,10 +170,21 @@ void parse_qwen3_moe(json& j, ModelConfig& c, const std::string& source) {
               (j.at("mlp_only_layers").is_array() && j.at("mlp_only_layers").empty()),
           source, ": mlp_only_layers ", j.value("mlp_only_layers", json()).dump(),
           " is not supported (dense MLP layers among the sparse ones)");
-  require(!flag(j, "output_router_logits", false, source), source,
-          ": \"output_router_logits\": true (the router's load-balancing loss) is not supported; spin trains "
-          "without it, as transformers does where it is false (the published Qwen3-MoE configs)");
   j["intermediate_size"] = j.contains("moe_intermediate_size") ? j.at("moe_intermediate_size") : json(768);
+}
+
+// OLMoE (model_type olmoe, OlmoeForCausalLM: OLMoE-1B-7B; OlmoeConfig's defaults where a key is absent):
+// Llama's pre-norm layers with OLMo 2's q and k norms across all their heads, and the MLP a sparse
+// mixture of num_experts (64) SwiGLU experts of intermediate_size, each token through its
+// num_experts_per_tok (8) most probable, weighted by their softmax probabilities (renormalised only
+// where norm_topk_prob, false as published); Qwen3-MoE's names. Its clip_qkv (after the norms, unlike
+// OLMo 1.7's) and the load-balancing loss are not implemented.
+void parse_olmoe(json& j, ModelConfig& c, const std::string& source) {
+  c.qk_norm_all_heads = true;
+  parse_experts(j, c, "num_experts", 64, 8, "OLMoE", source);
+  c.norm_topk_prob = flag(j, "norm_topk_prob", false, source);
+  require(!j.contains("clip_qkv") || j.at("clip_qkv").is_null(), source, ": clip_qkv ",
+          j.value("clip_qkv", json()).dump(), " is not supported for model_type olmoe (its clamp after the q and k norms)");
 }
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
@@ -330,7 +345,7 @@ void parse_rope_layers(const json& j, ModelConfig& c, const std::string& source)
 // ModelConfig::sliding_window and windowed_layers (called once num_layers is known); `type` is
 // the model_type.
 void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type, const std::string& source) {
-  if (type == "olmo2") return;  // Olmo2Config has no window (transformers ignores the key)
+  if (type == "olmo2" || type == "olmoe") return;  // no window in their configs (transformers ignores the key)
   if (type == "smollm3") {  // a window only in NoPE layers, with use_sliding_window (off in the published models)
     require(!(j.contains("use_sliding_window") && j.at("use_sliding_window") == true), source,
             ": SmolLM3's use_sliding_window is not supported (spin runs the published models, which switch it off)");
@@ -434,6 +449,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "phi") parse_phi(j, c, source);
   if (type == "mixtral") parse_mixtral(j, c, source);
   if (type == "qwen3_moe") parse_qwen3_moe(j, c, source);
+  if (type == "olmoe") parse_olmoe(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;
     if (j.contains("clip_qkv") && !j.at("clip_qkv").is_null()) c.clip_qkv = positive_float(j, "clip_qkv", source);

@@ -2,7 +2,7 @@
 // Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
 // Phi3ForCausalLM, SmolLM3ForCausalLM, GraniteForCausalLM, OlmoForCausalLM, Olmo2ForCausalLM, Olmo3ForCausalLM,
 // StableLmForCausalLM, CohereForCausalLM, Cohere2ForCausalLM, GPTNeoXForCausalLM, PhiForCausalLM,
-// MixtralForCausalLM, Qwen3MoeForCausalLM), read from a
+// MixtralForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM), read from a
 // Hugging Face config.json. Features spin does not implement (rope_scaling other than linear, llama3, yarn, longrope
 // and dynamic, partial rotary embeddings outside Phi-3's, StableLM's, GPT-NeoX's and Phi's families, biases other
 // than Qwen2's, StableLM's, GPT-NeoX's and Phi's, activations other than SiLU and the GELUs those families use) are
@@ -117,11 +117,11 @@ struct ModelConfig {
   bool lm_head_bias = false;
   enum class HfNames { Llama, GptNeox, Phi, Mixtral };
   HfNames hf_names = HfNames::Llama;
-  // Mixtral (model_type mixtral), Qwen3-MoE (qwen3_moe: its moe_intermediate_size here): the MLP a
+  // Mixtral (model_type mixtral), Qwen3-MoE (qwen3_moe: its moe_intermediate_size here), OLMoE (olmoe): the MLP a
   // sparse mixture of num_experts SwiGLU experts, each of intermediate_size, behind a router (Hugging Face's block_sparse_moe.gate: [num_experts,
   // hidden], replicated) whose softmax picks each token's experts_per_token most probable experts
   // and weights their outputs by those probabilities -- renormalised over the chosen ones where
-  // norm_topk_prob (Mixtral's always; Qwen3-MoE's as configured). Each expert is split over TP as a
+  // norm_topk_prob (Mixtral's always; the others' as configured). Each expert is split over TP as a
   // dense MLP is (model/moe.h).
   // 0 experts: a dense MLP.
   std::int64_t num_experts = 0;

@@ -40,7 +40,7 @@ namespace spin::testing {
 // rotating, a bias on the LM head.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
-  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe
+  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe
 };
 
 // Its model_type, for the tests' traces.
@@ -68,6 +68,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Phi: return "phi";
     case TinyFamily::Mixtral: return "mixtral";
     case TinyFamily::Qwen3Moe: return "qwen3_moe";
+    case TinyFamily::Olmoe: return "olmoe";
   }
   return "?";
 }
@@ -115,6 +116,8 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
           ? "\"model_type\": \"gpt_neox\", \"rotary_pct\": 0.5, \"use_parallel_residual\": false, "
             "\"hidden_act\": \"gelu_new\", "
       : s.family == TinyFamily::Mixtral          ? "\"model_type\": \"mixtral\", \"num_local_experts\": 4, "
+                                                   "\"num_experts_per_tok\": 2, "
+      : s.family == TinyFamily::Olmoe            ? "\"model_type\": \"olmoe\", \"num_experts\": 4, "
                                                    "\"num_experts_per_tok\": 2, "
       : s.family == TinyFamily::Qwen3Moe
           ? "\"model_type\": \"qwen3_moe\", \"num_experts\": 4, \"num_experts_per_tok\": 2, "

@@ -166,6 +166,9 @@ def main():
     p.add_argument("--qwen3-moe", action="store_true",
                    help="a Qwen3MoeForCausalLM: Qwen3's attention, the MLP a sparse mixture of --experts SwiGLU experts "
                         "of --intermediate, their weights not renormalised (norm_topk_prob false)")
+    p.add_argument("--olmoe", action="store_true",
+                   help="an OlmoeForCausalLM: Llama's pre-norms, q and k normed across all their heads (OLMo 2's), the "
+                        "MLP a sparse mixture of --experts SwiGLU experts, their weights not renormalised")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--experts-per-token", type=int, default=2)
     p.add_argument("--cohere", action="store_true",
@@ -258,12 +261,12 @@ def main():
                (pre + "self_attn.k_norm.weight", [head_dim], norm(head_dim))] if a.qwen3 or a.gemma3 else []),
             *([(pre + "self_attn.q_norm.weight", [a.heads * head_dim], norm(a.heads * head_dim)),
                (pre + "self_attn.k_norm.weight", [a.kv_heads * head_dim], norm(a.kv_heads * head_dim))]
-              if a.olmo2 else []),
+              if a.olmo2 or a.olmoe else []),
             *([] if a.olmo or a.parallel_residual else
               [(pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
                *norm_bias(pre + "post_attention_layernorm.bias", a.hidden)]),
             *([(pre + "pre_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 else []),
-            *(moe_experts(pre) if a.mixtral or a.qwen3_moe else [
+            *(moe_experts(pre) if a.mixtral or a.qwen3_moe or a.olmoe else [
                 (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
                 (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
                 (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate))]),
@@ -403,6 +406,11 @@ def main():
                        "num_experts_per_tok": a.experts_per_token, "moe_intermediate_size": a.intermediate,
                        "intermediate_size": 3 * a.intermediate, "norm_topk_prob": False, "decoder_sparse_step": 1,
                        "mlp_only_layers": [], "output_router_logits": False, "router_aux_loss_coef": 0.001})
+    if a.olmoe:  # OLMoE's own keys, as OLMoE-1B-7B-0924's config.json has them
+        config.update({"architectures": ["OlmoeForCausalLM"], "model_type": "olmoe", "num_experts": a.experts,
+                       "num_experts_per_tok": a.experts_per_token, "norm_topk_prob": False, "clip_qkv": None,
+                       "output_router_logits": False, "router_aux_loss_coef": 0.01, "attention_bias": False,
+                       "attention_dropout": 0.0, "pad_token_id": 1})
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

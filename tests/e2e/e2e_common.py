@@ -145,7 +145,8 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     biases everywhere, a plain GELU MLP, a norm per half side by side) with llama3's; phi: a tiny Phi-2
     (biases everywhere and on the LM head, one norm for both halves) with llama3's; mixtral: a tiny Mixtral (four
     experts, two a token) with llama3's; qwen3_moe: a tiny Qwen3-MoE (Qwen3's head norms, four experts, two a
-    token, not renormalised) with qwen3's."""
+    token, not renormalised) with qwen3's; olmoe: a tiny OLMoE (q and k normed across their heads, four experts)
+    with llama3's."""
     qwen = kind in ("qwen2", "qwen3", "qwen3_moe", "phi4")  # their token ids: BOS 0, EOS 2
     o200k = kind == "o200k"
     gemma = kind in ("gemma", "gemma2", "gemma3")
@@ -158,7 +159,7 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
                        "--original-max-positions", "96"], "granite": ["--granite", "--tie"],
              "olmo": ["--olmo"], "olmo2": ["--olmo2"], "stablelm": ["--stablelm"], "cohere": ["--cohere"],
              "gpt_neox": ["--gpt-neox"], "phi": ["--phi2"], "mixtral": ["--mixtral"],
-             "qwen3_moe": ["--qwen3-moe"]}[kind]
+             "qwen3_moe": ["--qwen3-moe"], "olmoe": ["--olmoe"]}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
                     "400" if spm else "5000" if tekken else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)
@@ -168,7 +169,8 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
                        [os.path.join(ROOT, "tests", "data", "tekken", "tekken.json")] if tekken else
                        [os.path.join(os.path.dirname(HF_BPE), {"granite": "llama3", "olmo": "llama3", "olmo2": "llama3", "stablelm": "llama3",
                                                                    "gpt_neox": "llama3", "phi": "llama3",
-                                                                   "mixtral": "llama3", "qwen3_moe": "qwen3"}.get(kind, kind), f)
+                                                                   "mixtral": "llama3", "qwen3_moe": "qwen3",
+                                                                   "olmoe": "llama3"}.get(kind, kind), f)
                         for f in ("tokenizer.json", "tokenizer_config.json")])
     for f in tokenizer_files:
         shutil.copy(f, path)

@@ -46,7 +46,8 @@ itself. Mixtral (tiny-mixtral: the MLP a sparse mixture of four SwiGLU experts, 
 weights renormalised over them; Mixtral's names): MixtralForCausalLM itself. Qwen3-MoE (tiny-qwen3-moe: Qwen3's
 head norms, four experts, two a token, their weights the softmax's probabilities as they are, norm_topk_prob
 false): Qwen2MoeForCausalLM with zero q/k/v biases and a zero shared expert, plus Qwen3's head-norm hooks
-(qwen3_moe_reference).
+(moe_reference). OLMoE (tiny-olmoe: q and k normed across all their heads, four experts, two a token,
+not renormalised): the same with OLMoE's norms as the hooks.
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -94,13 +95,16 @@ def qwen3_as_llama(model_dir, tmp):
     return model
 
 
-def qwen3_moe_reference(model_dir, tmp):
-    """Qwen3-MoE (newer than the oracle's transformers 4.40) as Qwen2MoeForCausalLM: the same sparse
-    block (softmax, top-k, norm_topk_prob) under the same tensor names, its q/k/v biases zero, its
-    shared expert zero (its down projection's weights: it adds sigmoid(gate) x 0), plus qwen3_as_llama's
-    hooks normalizing each query and key head of the q_proj / k_proj outputs (Qwen3RMSNorm)."""
+def moe_reference(model_dir, tmp):
+    """Qwen3-MoE and OLMoE (newer than the oracle's transformers 4.40) as Qwen2MoeForCausalLM: the same
+    sparse block (softmax, top-k, norm_topk_prob) under the same tensor names, its q/k/v biases zero, its
+    shared expert zero (its down projection's weights: it adds sigmoid(gate) x 0), plus hooks on the
+    q_proj / k_proj outputs: Qwen3's RMSNorm of each head (qwen3_as_llama's), or OLMoE's across all of a
+    row's heads (OlmoeRMSNorm over q's, k's whole width)."""
     config = json.load(open(os.path.join(model_dir, "config.json")))
-    head_dim, eps = config["head_dim"], config["rms_norm_eps"]
+    olmoe = config["model_type"] == "olmoe"
+    head_dim = config["hidden_size"] // config["num_attention_heads"] if olmoe else config["head_dim"]
+    eps = config["rms_norm_eps"]
     assert head_dim * config["num_attention_heads"] == config["hidden_size"], "Qwen2MoeAttention's head_dim"
     weights = load_file(os.path.join(model_dir, "model.safetensors"))
     norms = {k: v for k, v in weights.items() if k.endswith("_norm.weight") and ".self_attn." in k}
@@ -120,13 +124,15 @@ def qwen3_moe_reference(model_dir, tmp):
     save_file(tensors, os.path.join(moe_dir, "model.safetensors"), metadata={"format": "pt"})
     config.update({"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe",
                    "shared_expert_intermediate_size": shared})
+    if olmoe:  # its experts' width
+        config["moe_intermediate_size"] = config["intermediate_size"]
     json.dump(config, open(os.path.join(moe_dir, "config.json"), "w"))
     model = AutoModelForCausalLM.from_pretrained(moe_dir, torch_dtype=torch.float32,
                                                  attn_implementation="eager").eval()
 
     def head_norm(weight):
         def hook(module, inputs, output):
-            x = output.reshape(*output.shape[:-1], -1, head_dim).to(torch.float32)
+            x = output.reshape(*output.shape[:-1], -1, output.shape[-1] if olmoe else head_dim).to(torch.float32)
             x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
             return (weight * x).reshape(output.shape)
         return hook
@@ -490,7 +496,7 @@ def main():
                  "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
                  "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
                  "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
-                 "tiny-qwen3-moe",
+                 "tiny-qwen3-moe", "tiny-olmoe",
                  "tiny-phi2"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
@@ -502,8 +508,8 @@ def main():
             got = [json.loads(l) for l in open(out)]
         if name == "tiny-qwen3":
             model = qwen3_as_llama(model_dir, tempfile.mkdtemp(prefix="spin_qwen3_"))
-        elif name == "tiny-qwen3-moe":
-            model = qwen3_moe_reference(model_dir, tempfile.mkdtemp(prefix="spin_qwen3_moe_"))
+        elif name in ("tiny-qwen3-moe", "tiny-olmoe"):
+            model = moe_reference(model_dir, tempfile.mkdtemp(prefix="spin_moe_"))
         elif name in ("tiny-gemma2", "tiny-gemma3"):
             model = gemma2_reference(model_dir)
         elif name == "tiny-mistral":

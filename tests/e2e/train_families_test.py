@@ -217,6 +217,11 @@ def case_hf_tokenizer(args, tmp):
     after, out = train_family(args, config, tmp, "qwen3_moe", "model.layers.1.mlp.experts.2.gate_proj.weight", "qwen3")
     assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "qwen3_moe"
     print("Qwen3-MoE + qwen3 template at TP 2 in bf16: 6 steps, first loss log 2, an expert trained, exported")
+    # OLMoE (OLMo 2's norms across the heads of both TP ranks, with pre-norms and a mixture) with
+    # llama3's tokenizer: q_norm trains, the export is an olmoe.
+    after, out = train_family(args, config, tmp, "olmoe", "model.layers.0.self_attn.q_norm.weight", "llama3")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "olmoe"
+    print("OLMoE + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, q_norm trained, exported")
 
 
 def main():

@@ -92,6 +92,15 @@ TEST(ModelConfig, RefusesWhatMixtralRunsWithoutSpin) {
             std::string::npos);
 }
 
+// Layer 0's norm weights, in the model's order.
+std::vector<std::string> layer_norm_test_names(const ModelConfig& c) {
+  std::vector<std::string> names;
+  for (const ShardedTensor& t : parameter_layout(c, tp_dims(c, 0, 1), StageLayers{0, 1, true, false})) {
+    if (t.name.ends_with("norm.weight")) names.push_back(t.name);
+  }
+  return names;
+}
+
 // Qwen3-30B-A3B's config.json.
 const std::string kQwen3_30bA3b = R"({
   "architectures": ["Qwen3MoeForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
@@ -143,6 +152,35 @@ TEST(ModelConfig, ReadsQwen3Moe) {
             std::string::npos);
   EXPECT_NE(error_of(replaced(kQwen3_30bA3b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}}))
                 .find("output_router_logits"),
+            std::string::npos);
+}
+
+// OLMoE-1B-7B-0924's config.json.
+const std::string kOlmoe1b7b = R"({
+  "architectures": ["OlmoeForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "clip_qkv": null,
+  "eos_token_id": 50279, "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02,
+  "intermediate_size": 1024, "max_position_embeddings": 4096, "model_type": "olmoe", "norm_topk_prob": false,
+  "num_attention_heads": 16, "num_experts": 64, "num_experts_per_tok": 8, "num_hidden_layers": 16,
+  "num_key_value_heads": 16, "output_router_logits": false, "pad_token_id": 1, "rms_norm_eps": 1e-05,
+  "rope_scaling": null, "rope_theta": 10000.0, "router_aux_loss_coef": 0.01, "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16", "transformers_version": "4.43.0.dev0", "use_cache": true, "vocab_size": 50304})";
+
+// 6,919,161,856 parameters (OLMoE-1B-7B's "6.9B": per layer attention with q and k norms across
+// their 2048 columns each, a router of 64 x 2048 and 64 experts of three 1024 x 2048 matrices, two
+// pre-norms; two embeddings), 1.2 B of them a token with the LM head (its card's 1.3 B counts the
+// embedding too): Llama's pre-norms with OLMo 2's norms across the heads.
+TEST(ModelConfig, ReadsOlmoe) {
+  const ModelConfig c = ModelConfig::from_json(kOlmoe1b7b, "config.json");
+  EXPECT_TRUE(c.moe() && c.qk_norm_all_heads && c.pre_norms);
+  EXPECT_FALSE(c.qk_norm || c.sandwich_norms || c.norm_topk_prob);
+  EXPECT_EQ(c.num_experts, 64);
+  EXPECT_EQ(c.experts_per_token, 8);
+  EXPECT_EQ(c.num_parameters(), 6919161856);
+  EXPECT_EQ(layer_norm_test_names(c), (std::vector<std::string>{"model.layers.0.input_layernorm.weight",
+                                                                "model.layers.0.self_attn.q_norm.weight",
+                                                                "model.layers.0.self_attn.k_norm.weight",
+                                                                "model.layers.0.post_attention_layernorm.weight"}));
+  EXPECT_NE(error_of(replaced(kOlmoe1b7b, {{"\"clip_qkv\": null", "\"clip_qkv\": 8.0"}})).find("clip_qkv 8.0"),
             std::string::npos);
 }
 
