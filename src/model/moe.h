@@ -1,6 +1,6 @@
-// A mixture of experts in place of a decoder layer's MLP (ModelConfig::moe: Mixtral's and
-// Qwen3-MoE's sparse MoE block), over the n rows of the MLP's input x (its norm's output, gathered under sequence
-// parallelism):
+// A mixture of experts in place of a decoder layer's MLP (ModelConfig::moe: the sparse MoE block of
+// Mixtral, Qwen3-MoE and OLMoE), over the n rows of the MLP's input x (its norm's output, gathered
+// under sequence parallelism):
 //   logits = x router^T [n, experts];  p = softmax(logits), float32;
 //   each row's experts_per_token (k) most probable experts e_j, ties to the smaller index, weighted
 //   w_j = p_{e_j} -- divided by their sum where norm_topk_prob --;

@@ -94,10 +94,10 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     } else {
       if (c.gated_mlp) column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
       column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);
+      if (c.mlp_bias) column_vector(layer_name(l, "mlp.up_proj.bias"), d.intermediate);
       row(layer_name(l, "mlp.down_proj.weight"), h, d.intermediate);
+      if (c.mlp_bias) replicated(layer_name(l, "mlp.down_proj.bias"), {h});
     }
-    if (c.mlp_bias) column_vector(layer_name(l, "mlp.up_proj.bias"), d.intermediate);
-    if (c.mlp_bias) replicated(layer_name(l, "mlp.down_proj.bias"), {h});
     if (c.sandwich_norms) replicated(layer_name(l, "post_feedforward_layernorm.weight"), {h});
   }
   if (stage.last) {
