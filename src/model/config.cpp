@@ -32,10 +32,9 @@ float positive_float(const json& j, const char* key, const std::string& source) 
 }
 
 // The model_types spin runs (besides the multimodal checkpoints', config_multimodal.h).
-constexpr const char* kModelTypes[] = {"llama",       "mistral",  "qwen2",   "qwen3",   "gemma", "gemma2",
-                                       "gemma3_text", "phi3",     "smollm3", "granite", "olmo",  "olmo2",
-                                       "olmo3",       "stablelm", "cohere",  "cohere2", "gpt_neox",
-                                       "phi",         "mixtral",  "qwen3_moe", "olmoe"};
+constexpr const char* kModelTypes[] = {"llama",  "mistral", "qwen2",    "qwen3", "gemma",   "gemma2",    "gemma3_text",
+                                       "phi3",   "smollm3", "granite",  "olmo",  "olmo2",   "olmo3",     "stablelm",
+                                       "cohere", "cohere2", "gpt_neox", "phi",   "mixtral", "qwen3_moe", "olmoe"};
 
 // A boolean key, `fallback` where it is absent.
 bool flag(const json& j, const char* key, bool fallback, const std::string& source) {
@@ -125,15 +124,15 @@ void parse_phi(json& j, ModelConfig& c, const std::string& source) {
 
 // A mixture of experts' sizes (ModelConfig::num_experts from `experts_key`, experts_per_token from
 // num_experts_per_tok, the family's defaults where absent); its load-balancing loss refused.
-void parse_experts(const json& j, ModelConfig& c, const char* experts_key, std::int64_t experts,
-                   std::int64_t per_token, const char* family, const std::string& source) {
+void parse_experts(const json& j, ModelConfig& c, const char* experts_key, std::int64_t experts, std::int64_t per_token,
+                   const char* family, const std::string& source) {
   c.num_experts = j.contains(experts_key) ? positive_int(j, experts_key, source) : experts;
   c.experts_per_token = j.contains("num_experts_per_tok") ? positive_int(j, "num_experts_per_tok", source) : per_token;
   require(c.experts_per_token <= c.num_experts, source, ": num_experts_per_tok (", c.experts_per_token, ") exceeds ",
           experts_key, " (", c.num_experts, ")");
   require(!flag(j, "output_router_logits", false, source), source,
-          ": \"output_router_logits\": true (the router's load-balancing loss) is not supported; spin trains "
-          "without it, as transformers does where it is false (the published ", family, " configs)");
+          ": \"output_router_logits\": true (the router's load-balancing loss) is not supported (", family,
+          "'s published configs say false, and transformers then trains without it)");
 }
 
 // Mixtral (model_type mixtral, MixtralForCausalLM: Mixtral 8x7B, 8x22B; MixtralConfig's defaults where a
@@ -184,7 +183,8 @@ void parse_olmoe(json& j, ModelConfig& c, const std::string& source) {
   parse_experts(j, c, "num_experts", 64, 8, "OLMoE", source);
   c.norm_topk_prob = flag(j, "norm_topk_prob", false, source);
   require(!j.contains("clip_qkv") || j.at("clip_qkv").is_null(), source, ": clip_qkv ",
-          j.value("clip_qkv", json()).dump(), " is not supported for model_type olmoe (its clamp after the q and k norms)");
+          j.value("clip_qkv", json()).dump(),
+          " is not supported for model_type olmoe (its clamp after the q and k norms)");
 }
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
@@ -351,7 +351,8 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
             ": SmolLM3's use_sliding_window is not supported (spin runs the published models, which switch it off)");
     return;
   }
-  const bool qwen = type == "qwen2" || type == "qwen3" || type == "qwen3_moe", gemma2 = type == "gemma2", gemma3 = type == "gemma3_text";
+  const bool qwen = type == "qwen2" || type == "qwen3" || type == "qwen3_moe", gemma2 = type == "gemma2",
+             gemma3 = type == "gemma3_text";
   const bool olmo3 = type == "olmo3", cohere2 = type == "cohere2";
   // Qwen2 and Qwen3 keep a sliding_window that applies only with use_sliding_window; Gemma2Config's,
   // Gemma3TextConfig's, Olmo3Config's and Cohere2Config's default is 4096.

@@ -118,9 +118,9 @@ struct ModelConfig {
   enum class HfNames { Llama, GptNeox, Phi, Mixtral };
   HfNames hf_names = HfNames::Llama;
   // Mixtral (model_type mixtral), Qwen3-MoE (qwen3_moe: its moe_intermediate_size here), OLMoE (olmoe): the MLP a
-  // sparse mixture of num_experts SwiGLU experts, each of intermediate_size, behind a router (Hugging Face's block_sparse_moe.gate: [num_experts,
-  // hidden], replicated) whose softmax picks each token's experts_per_token most probable experts
-  // and weights their outputs by those probabilities -- renormalised over the chosen ones where
+  // sparse mixture of num_experts SwiGLU experts, each of intermediate_size, behind a router (Hugging Face's
+  // block_sparse_moe.gate: [num_experts, hidden], replicated) whose softmax picks each token's experts_per_token most
+  // probable experts and weights their outputs by those probabilities -- renormalised over the chosen ones where
   // norm_topk_prob (Mixtral's always; the others' as configured). Each expert is split over TP as a
   // dense MLP is (model/moe.h).
   // 0 experts: a dense MLP.

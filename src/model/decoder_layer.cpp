@@ -263,8 +263,8 @@ void mlp_activation_forward(const ModelContext& ctx, const BatchGeometry& b, std
   const std::int64_t n = b.rows, inter = ctx.dims.intermediate;
   const bool gated = w.gate_proj.defined();
   if (gated) {
-    adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in, w.gate_proj,
-                         w.bf16.gate_proj, Tensor(), n, inter);
+    adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in, w.gate_proj, w.bf16.gate_proj,
+                         Tensor(), n, inter);
   }
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::Up, a, a.up, a.up_bf16, in, w.up_proj, w.bf16.up_proj, w.up_bias,
                        n, inter);
@@ -286,8 +286,8 @@ void mlp_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t 
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
   const std::int64_t n = b.rows, h = d.hidden;
-  linear_backward(ctx, s.d_act.f32(), f32_or_null(g.down_proj), d_down, s.dy_bf16, a.act, a.act_bf16,
-                  w.down_proj, w.bf16.down_proj, n, d.intermediate, h, false);
+  linear_backward(ctx, s.d_act.f32(), f32_or_null(g.down_proj), d_down, s.dy_bf16, a.act, a.act_bf16, w.down_proj,
+                  w.bf16.down_proj, n, d.intermediate, h, false);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Down, g, a, s, d_down, a.act, a.act_bf16, s.d_act.f32(), n,
                    d.intermediate, h);
   // d gate and d up (a plain MLP: d up alone, through act).
@@ -303,8 +303,8 @@ void mlp_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t 
                    gated ? a.up.f32() : nullptr, m, ctx.config.activation);
   }
   if (gated) {
-    linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.gate_proj), s.d_gate.f32(), s.dy_bf16, in.x, in.x16,
-                    w.gate_proj, w.bf16.gate_proj, n, h, d.intermediate, false);
+    linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.gate_proj), s.d_gate.f32(), s.dy_bf16, in.x, in.x16, w.gate_proj,
+                    w.bf16.gate_proj, n, h, d.intermediate, false);
     adapter_backward(ctx, b, layer, ad, LoraTarget::Gate, g, a, s, s.d_gate.f32(), in.x, in.x16, s.d_norm.f32(), n, h,
                      d.intermediate);
   }
@@ -403,8 +403,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
 }
 
 void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& g, std::int64_t layer,
-                            const BatchGeometry& b, const LayerActivations& a,
-                            LayerGradScratch& s, float* dx, const LayerWeights* ad) {
+                            const BatchGeometry& b, const LayerActivations& a, LayerGradScratch& s, float* dx,
+                            const LayerWeights* ad) {
   const TpDims& d = ctx.dims;
   const std::int64_t n = b.rows;
   const std::int64_t h = d.hidden;

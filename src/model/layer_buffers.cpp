@@ -136,8 +136,8 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   dy_bf16 = mixed ? workspace_bf16_.carve(device, {{dy_values}}, 1, DType::BF16)[0] : Tensor();
   moe = MoeGradScratch{};
   if (config.moe()) {
-    const auto m =
-        workspace_moe_.carve(device, {{mlp_rows, d.hidden}, {mlp_rows, d.hidden}, {mlp_rows}, {rows, config.num_experts}});
+    const Shape grouped{mlp_rows, d.hidden};
+    const auto m = workspace_moe_.carve(device, {grouped, grouped, {mlp_rows}, {rows, config.num_experts}});
     moe.dy = m[0], moe.dx = m[1], moe.dweights = m[2], moe.dlogits = m[3];
   }
   lora_du = lora_du16 = lora_replicated = frozen_norm = Tensor();

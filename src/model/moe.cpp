@@ -30,9 +30,8 @@ MoeRouting MoeRouting::route(const std::vector<float>& logits, std::int64_t n, s
             " are not finite (diverged activations or weights)");
     for (std::size_t e = 0; e < E; ++e) p[e] /= sum;
     std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](std::int64_t a, std::int64_t b) {
-      return p[a] > p[b] || (p[a] == p[b] && a < b);
-    });
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](std::int64_t a, std::int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
     float chosen = 0.0f;
     for (std::size_t j = 0; j < K; ++j) chosen += p[order[j]];
     for (std::size_t j = 0; j < K; ++j) {
@@ -129,8 +128,8 @@ void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInp
     const Tensor x = block(a.x, first, rows, h), x16 = block(a.x_bf16, first, rows, h);
     linear_forward_into(ctx, block(gate, first, rows, inter), block(gate16, first, rows, inter), x, x16,
                         experts[e].gate_proj, w16(e, &LayerWeights::Expert::gate_proj), Tensor(), rows, h, inter);
-    linear_forward_into(ctx, block(up, first, rows, inter), block(up16, first, rows, inter), x, x16,
-                        experts[e].up_proj, w16(e, &LayerWeights::Expert::up_proj), Tensor(), rows, h, inter);
+    linear_forward_into(ctx, block(up, first, rows, inter), block(up16, first, rows, inter), x, x16, experts[e].up_proj,
+                        w16(e, &LayerWeights::Expert::up_proj), Tensor(), rows, h, inter);
   });
   if (act16.defined()) {
     k.glu_forward_bf16(act16.bf16(), gate16.bf16(), up16.bf16(), grouped * inter, c.activation);
@@ -167,9 +166,9 @@ void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& 
     return e < g.experts.size() ? f32_or_null(g.experts[e].*m) : nullptr;
   };
   for_each_expert(a.routing, [&](std::size_t e, std::int64_t first, std::int64_t rows) {
-    linear_backward(ctx, d_act.f32() + first * inter, grad(e, &LayerWeights::Expert::down_proj),
-                    s.dy.f32() + first * h, dy16, block(act, first, rows, inter), block(act16, first, rows, inter),
-                    w.experts[e].down_proj, w16(e, &LayerWeights::Expert::down_proj), rows, inter, h, false);
+    linear_backward(ctx, d_act.f32() + first * inter, grad(e, &LayerWeights::Expert::down_proj), s.dy.f32() + first * h,
+                    dy16, block(act, first, rows, inter), block(act16, first, rows, inter), w.experts[e].down_proj,
+                    w16(e, &LayerWeights::Expert::down_proj), rows, inter, h, false);
   });
   if (act16.defined()) {
     k.glu_backward_bf16(d_gate.f32(), d_up.f32(), d_act.f32(), gate16.bf16(), up16.bf16(), grouped * inter,

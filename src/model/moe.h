@@ -53,11 +53,11 @@ struct MoeRouting {
 // The buffers of one layer's forward, kept for its backward (LayerActivations::moe). gate, up and
 // act of the experts are LayerActivations' own, [n k, intermediate].
 struct MoeActivations {
-  Tensor logits;                // [n, experts], float32
-  Tensor x, x_bf16;             // [n k, hidden]: the grouped rows, float32 or in mixed precision bf16 alone
-  Tensor y;                     // [n k, hidden], float32: each expert's output (down_proj's partial sums)
-  Tensor weights;               // [n k], float32
-  Tensor slots, sources;        // int64 [n k]
+  Tensor logits;          // [n, experts], float32
+  Tensor x, x_bf16;       // [n k, hidden]: the grouped rows, float32 or in mixed precision bf16 alone
+  Tensor y;               // [n k, hidden], float32: each expert's output (down_proj's partial sums)
+  Tensor weights;         // [n k], float32
+  Tensor slots, sources;  // int64 [n k]
   MoeRouting routing;
 };
 

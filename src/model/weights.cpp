@@ -228,7 +228,7 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
     }
     w.input_layernorm_bias = get_if(layer_name(l, "input_layernorm.bias"));
     w.gate_proj = get_if(layer_name(l, "mlp.gate_proj.weight"));  // none in GPT-NeoX's plain MLP
-    w.up_proj = get_if(layer_name(l, "mlp.up_proj.weight"));  // none in a mixture of experts
+    w.up_proj = get_if(layer_name(l, "mlp.up_proj.weight"));      // none in a mixture of experts
     w.down_proj = get_if(layer_name(l, "mlp.down_proj.weight"));
     w.router = get_if(layer_name(l, "mlp.gate.weight"));
     for (std::int64_t e = 0; e < config.num_experts; ++e) {

@@ -33,9 +33,9 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
                                                       : 0;
   const std::int64_t norm = (c.norm_biases() ? 2 : 1) * aligned(h);  // a weight, and its bias where it has one
   // A mixture of experts: the router and every expert's projections.
-  const std::int64_t mlp = c.moe() ? aligned(c.num_experts * h) +
-                                         c.num_experts * c.mlp_projections() * aligned(d.intermediate * h)
-                                   : c.mlp_projections() * aligned(d.intermediate * h);
+  const std::int64_t mlp =
+      c.moe() ? aligned(c.num_experts * h) + c.num_experts * c.mlp_projections() * aligned(d.intermediate * h)
+              : c.mlp_projections() * aligned(d.intermediate * h);
   const std::int64_t layer = c.layer_norm_weights() * norm + 2 * aligned(d.q_width() * h) +
                              2 * aligned(d.kv_width() * h) + mlp + biases + qk_norms;
   n += s.count() * layer;
@@ -159,10 +159,10 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products,
       (c.qk_norm_all_heads ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * rows) : 0) +
       (c.clip_qkv > 0 ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) : 0) +
       (c.transforms_branch_outputs() ? aligned(r.residual * d.hidden) : 0);
-  return {bf16_products ? aligned(dy) : 0,
-          aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) + 2 * aligned(rows * d.q_width()) +
-              2 * aligned(rows * d.kv_width()) + c.mlp_projections() * aligned(grouped * d.intermediate) +
-              (r.split ? aligned(2 * d.hidden) : 0) + head_norms + moe};
+  return {bf16_products ? aligned(dy) : 0, aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) +
+                                               2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
+                                               c.mlp_projections() * aligned(grouped * d.intermediate) +
+                                               (r.split ? aligned(2 * d.hidden) : 0) + head_norms + moe};
 }
 
 // LoRA's buffers of one layer (LayerActivations::lora_u: each adapted projection's u at the

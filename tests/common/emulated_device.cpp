@@ -436,8 +436,8 @@ void EmulatedKernels::moe_combine_backward(float* dy, float* dweights, const flo
                                            Index width) const {
   cpu_->moe_combine_backward(dev(dy, n * k * width, "moe_combine dy"), dev(dweights, n * k, "moe_combine dweights"),
                              dev(dout, n * width, "moe_combine dout"), dev(y, n * k * width, "moe_combine y"),
-                             dev(slots, n * k, "moe_combine slots"), dev(weights, n * k, "moe_combine weights"), n,
-                             k, width);
+                             dev(slots, n * k, "moe_combine slots"), dev(weights, n * k, "moe_combine weights"), n, k,
+                             width);
 }
 void EmulatedKernels::glu_forward(float* out, const float* gate, const float* up,
                                   Index n, Activation act) const {

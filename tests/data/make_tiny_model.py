@@ -164,8 +164,8 @@ def main():
                    help="a MixtralForCausalLM: the MLP a sparse mixture of --experts SwiGLU experts, "
                         "--experts-per-token a token")
     p.add_argument("--qwen3-moe", action="store_true",
-                   help="a Qwen3MoeForCausalLM: Qwen3's attention, the MLP a sparse mixture of --experts SwiGLU experts "
-                        "of --intermediate, their weights not renormalised (norm_topk_prob false)")
+                   help="a Qwen3MoeForCausalLM: Qwen3's attention, the MLP a sparse mixture of --experts SwiGLU "
+                        "experts of --intermediate, their weights not renormalised (norm_topk_prob false)")
     p.add_argument("--olmoe", action="store_true",
                    help="an OlmoeForCausalLM: Llama's pre-norms, q and k normed across all their heads (OLMo 2's), the "
                         "MLP a sparse mixture of --experts SwiGLU experts, their weights not renormalised")

@@ -18,9 +18,8 @@ void CpuKernels::moe_combine(float* out, const float* y, const Index* slots, con
   }
 }
 
-void CpuKernels::moe_combine_backward(float* dy, float* dweights, const float* dout, const float* y,
-                                      const Index* slots, const float* weights, Index n, Index k,
-                                      Index width) const {
+void CpuKernels::moe_combine_backward(float* dy, float* dweights, const float* dout, const float* y, const Index* slots,
+                                      const float* weights, Index n, Index k, Index width) const {
   for (Index slot = 0; slot < n * k; ++slot) {
     const float* g = dout + (slot / k) * width;
     const float* v = y + slots[slot] * width;

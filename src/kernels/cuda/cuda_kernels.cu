@@ -264,14 +264,13 @@ void CudaKernels::gather_rows_bf16(std::uint16_t* dst, const std::uint16_t* src,
 void CudaKernels::moe_combine(float* out, const float* y, const Index* slots, const float* weights, Index n, Index k,
                               Index width) const {
   if (n == 0) return;
-  moe_combine_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(
-      out, y, reinterpret_cast<const long long*>(slots), weights, n, k, width);
+  moe_combine_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(out, y, reinterpret_cast<const long long*>(slots),
+                                                                      weights, n, k, width);
   SPIN_CUDA_CHECK_LAUNCH("moe_combine");
 }
 
 void CudaKernels::moe_combine_backward(float* dy, float* dweights, const float* dout, const float* y,
-                                       const Index* slots, const float* weights, Index n, Index k,
-                                       Index width) const {
+                                       const Index* slots, const float* weights, Index n, Index k, Index width) const {
   if (n == 0) return;
   const auto* s = reinterpret_cast<const long long*>(slots);
   moe_combine_dy_kernel<<<blocks_for(n * k * width), kThreads, 0, stream_>>>(dy, dout, s, weights, n, k, width);

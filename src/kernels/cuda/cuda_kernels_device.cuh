@@ -187,8 +187,8 @@ __global__ void moe_combine_dy_kernel(float* dy, const float* dout, const long l
   }
 }
 // One block per (row, slot): the dot product of the row's output gradient and that expert's output.
-__global__ void moe_combine_dweights_kernel(float* dweights, const float* dout, const float* y,
-                                            const long long* slots, long long k, long long width) {
+__global__ void moe_combine_dweights_kernel(float* dweights, const float* dout, const float* y, const long long* slots,
+                                            long long k, long long width) {
   __shared__ float shared[32];
   const long long slot = blockIdx.x;
   const float* g = dout + (slot / k) * width;

@@ -45,11 +45,10 @@ TEST(ModelConfig, ReadsMixtral) {
   // and the LM head.
   EXPECT_EQ(matmul_parameters(c), 32.0 * (41943040.0 + 352321536.0 + 32768.0) + 32000.0 * 4096.0);
   // MixtralConfig's defaults: eight experts, two a token, rope_theta 1e6.
-  const ModelConfig defaults = ModelConfig::from_json(
-      replaced(kMixtral8x7b, {{"\"num_experts_per_tok\": 2,", ""},
-                              {"\"num_local_experts\": 8,", ""},
-                              {"\"rope_theta\": 1000000.0,", ""}}),
-      "c");
+  const ModelConfig defaults = ModelConfig::from_json(replaced(kMixtral8x7b, {{"\"num_experts_per_tok\": 2,", ""},
+                                                                              {"\"num_local_experts\": 8,", ""},
+                                                                              {"\"rope_theta\": 1000000.0,", ""}}),
+                                                      "c");
   EXPECT_EQ(defaults.num_experts, 8);
   EXPECT_EQ(defaults.experts_per_token, 2);
   EXPECT_EQ(defaults.rope_theta, 1e6f);
@@ -126,19 +125,20 @@ TEST(ModelConfig, ReadsQwen3Moe) {
   EXPECT_EQ(c.intermediate_size, 768);
   EXPECT_FALSE(c.sliding_window.has_value());
   EXPECT_EQ(c.num_parameters(), 30532122624);
-  EXPECT_EQ(matmul_parameters(c), 48.0 * (18874368.0 + 8.0 * 3.0 * 2048.0 * 768.0 + 128.0 * 2048.0) +
-                                      151936.0 * 2048.0);
+  EXPECT_EQ(matmul_parameters(c),
+            48.0 * (18874368.0 + 8.0 * 3.0 * 2048.0 * 768.0 + 128.0 * 2048.0) + 151936.0 * 2048.0);
   const HfLayout layout = hf_layout(c);
   for (const char* name : {"model.layers.0.mlp.gate.weight", "model.layers.47.mlp.experts.127.down_proj.weight",
                            "model.layers.3.self_attn.k_norm.weight"}) {
     EXPECT_EQ(layout.place(name).name, name);
   }
   // Qwen3MoeConfig's defaults: 128 experts, 8 a token, not renormalised, experts of 768.
-  const ModelConfig defaults = ModelConfig::from_json(replaced(kQwen3_30bA3b, {{"\"num_experts\": 128,", ""},
-                                                                               {"\"num_experts_per_tok\": 8,", ""},
-                                                                               {"\"norm_topk_prob\": true,", ""},
-                                                                               {"\"moe_intermediate_size\": 768,", ""}}),
-                                                      "c");
+  const ModelConfig defaults =
+      ModelConfig::from_json(replaced(kQwen3_30bA3b, {{"\"num_experts\": 128,", ""},
+                                                      {"\"num_experts_per_tok\": 8,", ""},
+                                                      {"\"norm_topk_prob\": true,", ""},
+                                                      {"\"moe_intermediate_size\": 768,", ""}}),
+                             "c");
   EXPECT_EQ(defaults.num_experts, 128);
   EXPECT_EQ(defaults.experts_per_token, 8);
   EXPECT_FALSE(defaults.norm_topk_prob);
@@ -176,10 +176,10 @@ TEST(ModelConfig, ReadsOlmoe) {
   EXPECT_EQ(c.num_experts, 64);
   EXPECT_EQ(c.experts_per_token, 8);
   EXPECT_EQ(c.num_parameters(), 6919161856);
-  EXPECT_EQ(layer_norm_test_names(c), (std::vector<std::string>{"model.layers.0.input_layernorm.weight",
-                                                                "model.layers.0.self_attn.q_norm.weight",
-                                                                "model.layers.0.self_attn.k_norm.weight",
-                                                                "model.layers.0.post_attention_layernorm.weight"}));
+  EXPECT_EQ(layer_norm_test_names(c),
+            (std::vector<std::string>{"model.layers.0.input_layernorm.weight", "model.layers.0.self_attn.q_norm.weight",
+                                      "model.layers.0.self_attn.k_norm.weight",
+                                      "model.layers.0.post_attention_layernorm.weight"}));
   EXPECT_NE(error_of(replaced(kOlmoe1b7b, {{"\"clip_qkv\": null", "\"clip_qkv\": 8.0"}})).find("clip_qkv 8.0"),
             std::string::npos);
 }

@@ -12,9 +12,9 @@ namespace {
 
 // Three rows over four experts: distinct probabilities, and a tie (row 2's experts 1 and 3) that
 // goes to the smaller index.
-const std::vector<float> kLogits = {0.5f, 2.0f, -1.0f, 1.0f,   // row 0: experts 1, 3
-                                    3.0f, -2.0f, 0.0f, 2.5f,   // row 1: experts 0, 3
-                                    -1.0f, 1.5f, 0.2f, 1.5f};  // row 2: experts 1, 3 (tie with 3)
+const std::vector<float> kLogits = {0.5f,  2.0f,  -1.0f, 1.0f,   // row 0: experts 1, 3
+                                    3.0f,  -2.0f, 0.0f,  2.5f,   // row 1: experts 0, 3
+                                    -1.0f, 1.5f,  0.2f,  1.5f};  // row 2: experts 1, 3 (tie with 3)
 
 std::vector<double> softmax(const float* l, int e) {
   double top = l[0], sum = 0.0;
@@ -37,7 +37,8 @@ TEST(MoeRouting, ChoosesTheMostProbableExpertsAndGroupsTheRowsByExpert) {
     }
     for (int i = 0; i < 3; ++i) {
       const std::vector<double> p = softmax(kLogits.data() + 4 * i, 4);
-      const double a = p[static_cast<std::size_t>(r.experts[2 * i])], b = p[static_cast<std::size_t>(r.experts[2 * i + 1])];
+      const double a = p[static_cast<std::size_t>(r.experts[2 * i])],
+                   b = p[static_cast<std::size_t>(r.experts[2 * i + 1])];
       EXPECT_NEAR(r.weights[2 * i], normalize ? a / (a + b) : a, 1e-6) << i;
       EXPECT_NEAR(r.weights[2 * i + 1], normalize ? b / (a + b) : b, 1e-6) << i;
     }

@@ -374,21 +374,25 @@ TEST(CudaKernelsEmulated, MixtureOfExpertsGatherAndJoin) {
   const auto weights = testing::random_uniform(n * k, 3);
   std::vector<Index> cpu_slots(slots.begin(), slots.end()), cpu_sources(sources.begin(), sources.end());
   std::vector<float> out(n * width, NAN), want(n * width);
-  run(blocks_for(n * width), [&] { dev::moe_combine_kernel(out.data(), y.data(), slots.data(), weights.data(), n, k, width); });
+  run(blocks_for(n * width),
+      [&] { dev::moe_combine_kernel(out.data(), y.data(), slots.data(), weights.data(), n, k, width); });
   cpu.moe_combine(want.data(), y.data(), cpu_slots.data(), weights.data(), n, k, width);
   EXPECT_EQ(out, want);
   std::vector<float> dy(n * k * width, NAN), dw(n * k, NAN), want_dy(n * k * width), want_dw(n * k);
-  run(blocks_for(n * k * width), [&] { dev::moe_combine_dy_kernel(dy.data(), dout.data(), slots.data(), weights.data(), n, k, width); });
-  run(static_cast<unsigned>(n * k), [&] { dev::moe_combine_dweights_kernel(dw.data(), dout.data(), y.data(), slots.data(), k, width); });
-  cpu.moe_combine_backward(want_dy.data(), want_dw.data(), dout.data(), y.data(), cpu_slots.data(), weights.data(), n, k,
-                           width);
+  run(blocks_for(n * k * width),
+      [&] { dev::moe_combine_dy_kernel(dy.data(), dout.data(), slots.data(), weights.data(), n, k, width); });
+  run(static_cast<unsigned>(n * k),
+      [&] { dev::moe_combine_dweights_kernel(dw.data(), dout.data(), y.data(), slots.data(), k, width); });
+  cpu.moe_combine_backward(want_dy.data(), want_dw.data(), dout.data(), y.data(), cpu_slots.data(), weights.data(), n,
+                           k, width);
   EXPECT_EQ(dy, want_dy);
   testing::expect_close(dw, want_dw, 1e-5, 1e-6, "dweights");
   std::vector<__nv_bfloat16> x16(n * width), grouped(n * k * width, __nv_bfloat16{0xFFFF});
   std::vector<std::uint16_t> x_bits(n * width), want_grouped(n * k * width);
   cpu.to_bf16(x_bits.data(), dout.data(), n * width);
   for (std::size_t i = 0; i < x_bits.size(); ++i) x16[i].bits = x_bits[i];
-  run(blocks_for(n * k * width), [&] { dev::gather_rows_kernel(grouped.data(), x16.data(), sources.data(), n * k, width); });
+  run(blocks_for(n * k * width),
+      [&] { dev::gather_rows_kernel(grouped.data(), x16.data(), sources.data(), n * k, width); });
   cpu.gather_rows_bf16(want_grouped.data(), x_bits.data(), cpu_sources.data(), n * k, width);
   for (std::size_t i = 0; i < want_grouped.size(); ++i) ASSERT_EQ(grouped[i].bits, want_grouped[i]) << i;
 }
