@@ -79,10 +79,16 @@ def qwen3_as_llama(model_dir, tmp):
     config.update({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})
     json.dump(config, open(os.path.join(llama_dir, "config.json"), "w"))
     model = LlamaForCausalLM.from_pretrained(llama_dir, torch_dtype=torch.float32).eval()
+    return hook_qk_norms(model, norms, head_dim, eps)
 
-    def head_norm(weight):
+
+def hook_qk_norms(model, norms, width, eps):
+    """`model` with forward hooks on every layer's q_proj and k_proj that RMS-normalize their outputs in
+    float32 over groups of `width` values (a head: Qwen3RMSNorm; None: the whole row, OLMo 2's and
+    OLMoE's norms across the heads) and scale them by `norms`' weights, each taken from it."""
+    def rms_norm(weight):
         def hook(module, inputs, output):
-            x = output.reshape(*output.shape[:-1], -1, head_dim).to(torch.float32)
+            x = output.reshape(*output.shape[:-1], -1, width or output.shape[-1]).to(torch.float32)
             x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
             return (weight * x).reshape(output.shape)
         return hook
@@ -90,7 +96,7 @@ def qwen3_as_llama(model_dir, tmp):
     for i, layer in enumerate(model.model.layers):
         for proj in ("q", "k"):
             weight = norms.pop("model.layers.%d.self_attn.%s_norm.weight" % (i, proj))
-            getattr(layer.self_attn, proj + "_proj").register_forward_hook(head_norm(weight))
+            getattr(layer.self_attn, proj + "_proj").register_forward_hook(rms_norm(weight))
     assert not norms, norms
     return model
 
@@ -129,20 +135,7 @@ def moe_reference(model_dir, tmp):
     json.dump(config, open(os.path.join(moe_dir, "config.json"), "w"))
     model = AutoModelForCausalLM.from_pretrained(moe_dir, torch_dtype=torch.float32,
                                                  attn_implementation="eager").eval()
-
-    def head_norm(weight):
-        def hook(module, inputs, output):
-            x = output.reshape(*output.shape[:-1], -1, output.shape[-1] if olmoe else head_dim).to(torch.float32)
-            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-            return (weight * x).reshape(output.shape)
-        return hook
-
-    for i, layer in enumerate(model.model.layers):
-        for proj in ("q", "k"):
-            weight = norms.pop("model.layers.%d.self_attn.%s_norm.weight" % (i, proj))
-            getattr(layer.self_attn, proj + "_proj").register_forward_hook(head_norm(weight))
-    assert not norms, norms
-    return model
+    return hook_qk_norms(model, norms, None if olmoe else head_dim, eps)
 
 
 def phi3_reference(model_dir, tmp):
