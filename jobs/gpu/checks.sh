@@ -7,7 +7,8 @@
 #      iteration) with --device cpu and --device cuda, compared (compare.py); score and train
 #      again with bf16 products (--precision bf16) against the CPU's bf16 reference; train on
 #      the GPU with spin.ref_offload, model.recompute_activations, model.logits_chunk_rows and
-#      checkpoint.async_save against the CPU run; and with LoRA adapters against the CPU's;
+#      checkpoint.async_save against the CPU run; and with LoRA adapters against the CPU's; spin score
+#      on a tiny Mixtral (its routing on the host between kernels) against the CPU's;
 #   3. gpu_bench: measured ceilings and the kernels at Llama-7B shapes;
 #   4. train_bench and generate_bench on a 1.1B-parameter Llama shape (TinyLlama's), float32
 #      and bf16 products: training tokens/s and model FLOP rate against the measured matrix
@@ -42,7 +43,7 @@ cat "$logs/device.txt"
 
 # The kernels new since the last GPU run in a process of their own: a crash there (a sticky
 # CUDA error poisons the context) cannot take the other kernels' results with it.
-newest='*AddSumOfSquares*:*LayerNorm*:*Rope*:*FromSums*:*Olmo*:*Lora*:*Dropout*:*Bf16Gemms*:*Bf16Activations*:*TensorCore*:*Bf16Prefill*:*DecodeSteps*:*Bias*:*Qwen3*:*Bf16Input*:*Gemma*:*Glu*'
+newest='*Mixture*:*AddSumOfSquares*:*LayerNorm*:*Rope*:*FromSums*:*Olmo*:*Lora*:*Dropout*:*Bf16Gemms*:*Bf16Activations*:*TensorCore*:*Bf16Prefill*:*DecodeSteps*:*Bias*:*Qwen3*:*Bf16Input*:*Gemma*:*Glu*'
 step gpu_test 240 "$bundle/bin/gpu_test" --gtest_color=no --gtest_filter="-$newest"
 step gpu_test_newest 120 "$bundle/bin/gpu_test" --gtest_color=no --gtest_filter="$newest"
 
@@ -58,12 +59,15 @@ for device in cpu cuda; do
     --parallel.device "$device"
   step "score_${device}_bf16" 120 "${launch[@]}" "$spin" score --model "$work/score-model" --input "$work/score.jsonl" \
     --output "$logs/score_${device}_bf16.jsonl" --device "$device" --precision bf16
+  step "score_moe_$device" 120 "${launch[@]}" "$spin" score --model "$work/score-moe" --input "$work/score.jsonl" \
+    --output "$logs/score_moe_$device.jsonl" --device "$device"
   step "train_${device}_bf16" 300 "${launch[@]}" "$spin" train --config "$work/spin_check.ini" \
     --model.path "$work/model" --data.train "$work/data/train.jsonl" \
     --data.validation "$work/data/validation.jsonl" --checkpoint.save_dir "$logs/train_${device}_bf16" \
     --parallel.device "$device" --model.precision bf16
 done
 step compare_score 60 python3 "$work/compare.py" score "$logs/score_cpu.jsonl" "$logs/score_cuda.jsonl" 1e-5
+step compare_score_moe 60 python3 "$work/compare.py" score "$logs/score_moe_cpu.jsonl" "$logs/score_moe_cuda.jsonl" 1e-5
 step compare_generate 60 cmp "$logs/generate_cpu.jsonl" "$logs/generate_cuda.jsonl"
 # Chunked prefill: prompts fed 4 tokens a call beside the decoding rows (the fused cached kernel
 # takes the continuing chunks) -- the CPU's responses.

@@ -63,6 +63,9 @@ mkdir -p "$stage/work"
 cp tests/data/tiny_score.jsonl "$stage/work/score.jsonl"
 /usr/bin/python3 tests/data/make_tiny_model.py "$stage/work/score-model" --hidden 128 --intermediate 256 --heads 2 \
   --kv-heads 1 >/dev/null
+# A mixture of experts (Mixtral's: four experts, two a token), its routing on the host between kernels.
+/usr/bin/python3 tests/data/make_tiny_model.py "$stage/work/score-moe" --mixtral --hidden 128 --intermediate 256 \
+  --heads 2 --kv-heads 1 >/dev/null
 /usr/bin/python3 -c '
 import json, sys
 for line in open(sys.argv[1]):
