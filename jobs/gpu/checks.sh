@@ -10,7 +10,8 @@
 #      checkpoint.async_save against the CPU run; and with LoRA adapters against the CPU's; spin score
 #      on a tiny Mixtral (its routing on the host between kernels) against the CPU's;
 #   3. gpu_bench: measured ceilings and the kernels at Llama-7B shapes;
-#   4. train_bench and generate_bench on a 1.1B-parameter Llama shape (TinyLlama's), float32
+#   4. train_bench and generate_bench on a 1.1B-parameter Llama shape (TinyLlama's) and train_bench on a
+#      small Mixtral shape, float32
 #      and bf16 products: training tokens/s and model FLOP rate against the measured matrix
 #      peak of the precision (MFU for bf16), prefill and decode tokens/s at batch 1, 8, 64
 #      against the weight-bandwidth floor; bf16 training again without tensor-core attention
@@ -123,6 +124,11 @@ done
 # gradients, and the optimizer state of 0.9% of the parameters.
 step train_bench_bf16_lora 300 "${launch[@]}" "$bundle/bin/train_bench" --device cuda --precision bf16 \
   "${llama_1b[@]}" --seq 1024 --global-batch 8 --micro-batch 2 --steps 3 --warmup 1 --lora-rank 16
+# A mixture of experts (Mixtral's layout, 8 experts of 5632, 2 a token, 6 layers: 1.9B parameters, 0.5B a
+# token): the step against a dense model's MFU, with the routing's host round trips and per-expert GEMMs.
+step train_bench_bf16_mixtral 300 "${launch[@]}" "$bundle/bin/train_bench" --device cuda --precision bf16 \
+  --family mixtral --hidden 2048 --layers 6 --heads 32 --kv-heads 8 --intermediate 5632 --vocab 32000 --seq 1024 \
+  --global-batch 8 --micro-batch 2 --steps 3 --warmup 1
 # The same bf16 training without tensor-core attention: what those kernels are worth.
 step train_bench_bf16_simt 300 "${launch[@]}" "$bundle/bin/train_bench" --device cuda --precision bf16 \
   --attention-backend simt "${llama_1b[@]}" --seq 1024 --global-batch 8 --micro-batch 2 --steps 3 --warmup 1
