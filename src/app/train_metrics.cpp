@@ -73,6 +73,11 @@ std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t 
                       m->tflops_per_rank, static_cast<long long>(m->generated_tokens), m->generation_tokens_per_second,
                       m->seconds_generation, m->seconds_reference, m->seconds_training);
     out.append(buf, static_cast<std::size_t>(n));
+    if (m->expert_load_max > 0.0) {  // a mixture of experts
+      n = std::snprintf(buf, sizeof buf, ", \"expert_load_max\": %.17g, \"expert_load_min\": %.17g", m->expert_load_max,
+                        m->expert_load_min);
+      out.append(buf, static_cast<std::size_t>(n));
+    }
     if (peak_tflops > 0.0) {
       n = std::snprintf(buf, sizeof buf, ", \"mfu\": %.17g", m->tflops_per_rank / peak_tflops);
       out.append(buf, static_cast<std::size_t>(n));
@@ -121,6 +126,10 @@ void MetricsLog::record(const char* kind, std::int64_t iteration, std::int64_t e
   put("tflops_per_rank", m->tflops_per_rank);
   put("generation_tokens_per_second", m->generation_tokens_per_second);
   if (peak_tflops_ > 0.0) put("mfu", m->tflops_per_rank / peak_tflops_);
+    if (m->expert_load_max > 0.0) {
+      put("expert_load_max", m->expert_load_max);
+      put("expert_load_min", m->expert_load_min);
+    }
     put("consumed_samples", static_cast<double>(consumed));
   } else {
     put("sft_nll", s.sft_nll);

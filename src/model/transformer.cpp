@@ -135,7 +135,20 @@ void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Acti
     }
     decoder_layer_forward(ctx_, w.layers[static_cast<std::size_t>(l)], stage_.begin + l, b, la, x_out,
                           cache ? &view : nullptr, adapters_of(a, l));
+    if (a.for_backward && config_.moe()) {
+      const std::vector<std::int64_t>& counts = la.moe.routing.counts;
+      if (expert_counts_.empty()) expert_counts_.assign(static_cast<std::size_t>(config_.num_layers * config_.num_experts), 0);
+      const auto first = static_cast<std::size_t>((stage_.begin + l) * config_.num_experts);
+      for (std::size_t e = 0; e < counts.size(); ++e) expert_counts_[first + e] += counts[e];
+    }
   }
+}
+
+std::vector<std::int64_t> Transformer::take_expert_counts() const {
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(config_.moe() ? config_.num_layers * config_.num_experts : 0),
+                                   0);
+  if (!expert_counts_.empty()) counts.swap(expert_counts_);
+  return counts;
 }
 
 ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batch,

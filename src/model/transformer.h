@@ -161,6 +161,12 @@ class Transformer {
                 const std::function<void(std::int64_t layer)>& layer_done = {}) const;
   std::span<const float> input_grad(const Activations& saved) const;
 
+  // A mixture of experts: how many rows each (layer, expert) took in the forwards for a backward
+  // (training's, not scoring's or generation's, nor recomputation's repeats) since the last call --
+  // [num_layers, experts] over the whole model, zeros outside this stage's layers -- and resets the
+  // count. Empty for a dense model.
+  std::vector<std::int64_t> take_expert_counts() const;
+
  private:
   // Checks the batch's positions and tokens; returns its longest sequence's end (positions used).
   std::int64_t validate(const TokenBatch& batch) const;
@@ -188,6 +194,7 @@ class Transformer {
   mutable RopeTable rope_;
   mutable std::optional<RopeTable> local_rope_;  // Gemma 3's windowed layers'
   ModelContext ctx_;
+  mutable std::vector<std::int64_t> expert_counts_;  // take_expert_counts()'s
   bool recompute_ = false;
   bool sequence_parallel_ = false;
   std::int64_t logits_chunk_rows_ = 0;

@@ -123,6 +123,13 @@ struct SpinStepMetrics {
   bool applied = false;
   std::int64_t skipped_total = 0;
   double tokens_per_second = 0.0;   // policy training tokens (real + generated) per second
+  // A mixture of experts (0 for a dense model): over the step's training rows, each layer's busiest
+  // expert's rows over its experts' mean, the largest over the layers (1: balanced; experts /
+  // experts_per_token: every row to the same experts), and its least busy expert's likewise, the
+  // smallest (0: an expert no row reached) -- what the router's load balance, which SPIN does not
+  // train for (docs/spin.md), is doing.
+  double expert_load_max = 0.0;
+  double expert_load_min = 0.0;
   // The model FLOPs of the policy's forward + backward over the step's sequences, all replicas
   // (model/flops.h), and their rate per rank over seconds_training: Megatron's "TFLOP/s per
   // GPU", the training phase's (generation and reference scoring are not in it).

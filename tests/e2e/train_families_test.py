@@ -211,7 +211,13 @@ def case_hf_tokenizer(args, tmp):
     before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
     router = "model.layers.1.block_sparse_moe.gate.weight"
     assert before[router] != after[router], router
-    print("Mixtral + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, experts and router trained, exported")
+    # The router's load balance in the metrics: the busiest expert at most every row (4 experts, 2 a
+    # token: twice the mean), the idlest at most the mean.
+    loads = [(x["expert_load_min"], x["expert_load_max"]) for x in metrics(os.path.join(out, "metrics.jsonl"))
+             if x["kind"] == "train"]
+    assert len(loads) == 6 and all(0.0 <= lo <= 1.0 <= hi <= 2.0 for lo, hi in loads), loads
+    print("Mixtral + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, experts and router trained, exported; "
+          "expert load %.2f-%.2fx the mean in step 1" % loads[0])
     # Qwen3-MoE (Qwen3's head norms and a mixture under spin's own names) with a Qwen3-style tokenizer:
     # auto picks qwen3; an expert trains, the export is a qwen3_moe.
     after, out = train_family(args, config, tmp, "qwen3_moe", "model.layers.1.mlp.experts.2.gate_proj.weight", "qwen3")

@@ -100,6 +100,41 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
   }
 }
 
+// A mixture of experts' load (Transformer::take_expert_counts): each layer's experts take every
+// row of a training forward k times -- with recomputation too, the backward's repeat not counted
+// --, a scoring forward counts nothing, and taking the counts resets them. A dense model has none.
+TEST(Transformer, ExpertCountsCoverEveryTrainingRowKTimes) {
+  testing::TinyShape shape;
+  shape.family = testing::TinyFamily::Mixtral;
+  TinyModel m(shape);
+  const TokenBatch batch = TokenBatch::pack(three_sequences());
+  const std::int64_t experts = m.config.num_experts, layers = m.config.num_layers;
+  for (const bool recompute : {false, true}) {
+    m.transformer.set_recompute_activations(recompute);
+    m.transformer.forward(m.weights, batch);  // scoring: not counted
+    Activations acts;
+    m.transformer.forward(m.weights, batch, acts, true);
+    ModelWeights grads(m.config, m.dims);
+    m.transformer.backward(m.weights, acts, std::vector<float>{1.0f, 1.0f, 1.0f}, grads);
+    const std::vector<std::int64_t> counts = m.transformer.take_expert_counts();
+    ASSERT_EQ(static_cast<std::int64_t>(counts.size()), layers * experts);
+    for (std::int64_t l = 0; l < layers; ++l) {
+      std::int64_t rows = 0, used = 0;
+      for (std::int64_t e = 0; e < experts; ++e) {
+        rows += counts[static_cast<std::size_t>(l * experts + e)];
+        used += counts[static_cast<std::size_t>(l * experts + e)] > 0;
+      }
+      EXPECT_EQ(rows, batch.rows() * m.config.experts_per_token) << l;
+      EXPECT_GT(used, m.config.experts_per_token) << "layer " << l << ": the routing depends on the rows";
+    }
+    for (const std::int64_t c : m.transformer.take_expert_counts()) EXPECT_EQ(c, 0);
+  }
+  TinyModel dense;
+  Activations acts;
+  dense.transformer.forward(dense.weights, batch, acts, true);
+  EXPECT_TRUE(dense.transformer.take_expert_counts().empty());
+}
+
 // Packing is padding-free: a sequence scores the same alone or next to others.
 TEST(Transformer, SequenceResultsDoNotDependOnTheBatch) {
   TinyModel m;
