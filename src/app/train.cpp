@@ -493,16 +493,16 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
           if (m.expert_load_max > 0.0) {
             std::snprintf(load, sizeof load, " | experts %.2f-%.2fx", m.expert_load_min, m.expert_load_max);
           }
-          std::printf("iter %lld epoch %lld step %lld/%lld | loss %.4f | rewards real %.4f gen %.4f margin %.4f "
-                      "| accuracy %.3f | gen len %.1f (max %.0f, %.0f%% capped) | lr %.3e | grad norm %.4f | "
-                      "%.0f tok/s, %.3g TFLOP/s a rank%s | gen %.2fs%s ref %.2fs train %.2fs%s | eta %s%s\n",
-                      static_cast<long long>(iteration + 1), static_cast<long long>(epoch + 1),
-                      static_cast<long long>(step), static_cast<long long>(total_steps), s.loss,
-                      s.rewards_actual, s.rewards_generated, s.margin, s.accuracy,
-                      s.generated_length_mean, s.generated_length_max, 100.0 * s.length_capped, m.lr,
-                      m.grad_norm, m.tokens_per_second, m.tflops_per_rank, mfu.c_str(), m.seconds_generation,
-                      gen_rate.c_str(), m.seconds_reference,
-                      m.seconds_training, load, eta(step).c_str(), m.applied ? "" : " | skipped (non-finite)");
+          std::printf(
+              "iter %lld epoch %lld step %lld/%lld | loss %.4f | rewards real %.4f gen %.4f margin %.4f "
+              "| accuracy %.3f | gen len %.1f (max %.0f, %.0f%% capped) | lr %.3e | grad norm %.4f | "
+              "%.0f tok/s, %.3g TFLOP/s a rank%s | gen %.2fs%s ref %.2fs train %.2fs%s | eta %s%s\n",
+              static_cast<long long>(iteration + 1), static_cast<long long>(epoch + 1), static_cast<long long>(step),
+              static_cast<long long>(total_steps), s.loss, s.rewards_actual, s.rewards_generated, s.margin, s.accuracy,
+              s.generated_length_mean, s.generated_length_max, 100.0 * s.length_capped, m.lr, m.grad_norm,
+              m.tokens_per_second, m.tflops_per_rank, mfu.c_str(), m.seconds_generation, gen_rate.c_str(),
+              m.seconds_reference, m.seconds_training, load, eta(step).c_str(),
+              m.applied ? "" : " | skipped (non-finite)");
           std::fflush(stdout);
           metrics->record("train", iteration, epoch, step, consumed, s, &m);
         }

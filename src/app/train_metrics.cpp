@@ -126,10 +126,10 @@ void MetricsLog::record(const char* kind, std::int64_t iteration, std::int64_t e
   put("tflops_per_rank", m->tflops_per_rank);
   put("generation_tokens_per_second", m->generation_tokens_per_second);
   if (peak_tflops_ > 0.0) put("mfu", m->tflops_per_rank / peak_tflops_);
-    if (m->expert_load_max > 0.0) {
-      put("expert_load_max", m->expert_load_max);
-      put("expert_load_min", m->expert_load_min);
-    }
+  if (m->expert_load_max > 0.0) {
+    put("expert_load_max", m->expert_load_max);
+    put("expert_load_min", m->expert_load_min);
+  }
     put("consumed_samples", static_cast<double>(consumed));
   } else {
     put("sft_nll", s.sft_nll);

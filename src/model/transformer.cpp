@@ -26,7 +26,8 @@ Transformer::Transformer(const ModelConfig& config, const TpDims& dims, const St
                                                                       config.max_sequence_length(),
                                                                       *config.rope_local_theta, kernels.device())
                                           : std::nullopt),
-      ctx_{config_, dims_, tp, kernels, rope_, local_rope_ ? &*local_rope_ : nullptr} {
+      ctx_{config_, dims_, tp, kernels, rope_, local_rope_ ? &*local_rope_ : nullptr},
+      expert_counts_(static_cast<std::size_t>(config.moe() ? config.num_layers * config.num_experts : 0), 0) {
   require(tp.size() == dims.size && tp.rank() == dims.rank, "the TP communicator (rank ",
           tp.rank(), " of ", tp.size(), ") does not match the model's TP layout (rank ",
           dims.rank, " of ", dims.size, ")");
@@ -135,9 +136,8 @@ void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Acti
     }
     decoder_layer_forward(ctx_, w.layers[static_cast<std::size_t>(l)], stage_.begin + l, b, la, x_out,
                           cache ? &view : nullptr, adapters_of(a, l));
-    if (a.for_backward && config_.moe()) {
+    if (a.for_backward && config_.moe()) {  // the mixture's load (take_expert_counts)
       const std::vector<std::int64_t>& counts = la.moe.routing.counts;
-      if (expert_counts_.empty()) expert_counts_.assign(static_cast<std::size_t>(config_.num_layers * config_.num_experts), 0);
       const auto first = static_cast<std::size_t>((stage_.begin + l) * config_.num_experts);
       for (std::size_t e = 0; e < counts.size(); ++e) expert_counts_[first + e] += counts[e];
     }
@@ -145,9 +145,8 @@ void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Acti
 }
 
 std::vector<std::int64_t> Transformer::take_expert_counts() const {
-  std::vector<std::int64_t> counts(static_cast<std::size_t>(config_.moe() ? config_.num_layers * config_.num_experts : 0),
-                                   0);
-  if (!expert_counts_.empty()) counts.swap(expert_counts_);
+  std::vector<std::int64_t> counts(expert_counts_.size(), 0);
+  counts.swap(expert_counts_);
   return counts;
 }
 
