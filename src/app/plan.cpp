@@ -13,6 +13,7 @@
 #include "app/runtime.h"
 #include "core/error.h"
 #include "generate/generator.h"
+#include "model/flops.h"
 #include "parallel/job_errors.h"
 #include "train/memory_plan.h"
 #include "train/optimizer.h"
@@ -171,6 +172,11 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
               static_cast<long long>(c.hidden_size), static_cast<long long>(c.num_heads),
               static_cast<long long>(c.num_kv_heads), static_cast<long long>(c.vocab_size),
               c.tie_word_embeddings ? ", tied embeddings" : "");
+  if (c.moe()) {  // the parameters a token meets, as model/flops.h counts them (the embedding's lookup besides)
+    std::printf("mixture of experts: %lld experts, %lld a token; %.3f B parameters a token\n",
+                static_cast<long long>(c.num_experts), static_cast<long long>(c.experts_per_token),
+                (model::matmul_parameters(c) + static_cast<double>(c.vocab_size * c.hidden_size)) / 1e9);
+  }
   std::printf("layout tp %d x pp %d x dp %d (%d ranks)%s%s; micro-batch %lld prompts (%lld sequences) x %lld tokens, "
               "%lld micro-batches per step, rollout %lld%s; %s\n\n",
               o.tp, o.pp, o.dp, o.tp * o.pp * o.dp, o.distributed ? ", distributed optimizer" : "",
