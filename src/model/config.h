@@ -230,6 +230,9 @@ struct ModelConfig {
   std::int64_t mlp_projections() const { return gated_mlp ? 3 : 2; }
   // Whether the MLP is a mixture of experts (Mixtral's).
   bool moe() const { return num_experts > 0; }
+  // The rows of the MLP's buffers for `rows` tokens: those, or a mixture's grouped rows (each token
+  // once per chosen expert).
+  std::int64_t mlp_rows(std::int64_t rows) const { return moe() ? rows * experts_per_token : rows; }
   // Whether every norm with a weight has a [hidden] bias beside it (StableLM's LayerNorms).
   bool norm_biases() const { return layer_norm && layer_norm_affine && layer_norm_bias; }
   // What the logits are multiplied by: Granite's 1 / logits_scaling, Cohere's logit_scale, else 1.

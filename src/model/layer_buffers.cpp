@@ -16,7 +16,7 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const std::int64_t rows = b.rows;
   // The residual stream and the norms' outputs: this rank's rows (all of them but under a split).
   // The MLP's buffers: a mixture of experts' for each row's experts_per_token experts.
-  const std::int64_t mlp_rows = config.moe() ? rows * config.experts_per_token : rows;
+  const std::int64_t mlp_rows = config.mlp_rows(rows);
   const Shape hidden{b.residual_rows(), d.hidden}, per_row{b.residual_rows()}, q_shape{rows, d.q_width()},
       kv_shape{rows, d.kv_width()}, mlp{mlp_rows, d.intermediate};
   // Mixed precision: everything but the residual stream, the norms' statistics and the
@@ -101,7 +101,7 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
                                 const ModelConfig& config, const LoraConfig& lora) {
   const std::int64_t rows = b.rows;
   const bool qk_norm = config.qk_norm || config.qk_norm_all_heads, raw_grads = qk_norm || config.clip_qkv > 0;
-  const std::int64_t mlp_rows = config.moe() ? rows * config.experts_per_token : rows;  // a mixture's grouped rows
+  const std::int64_t mlp_rows = config.mlp_rows(rows);
   const Shape q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()}, mlp{mlp_rows, d.intermediate}, none{0};
   const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
   const auto raw = [&](const Shape& s) { return raw_grads ? s : none; };

@@ -89,6 +89,11 @@ void upload(const Tensor& dst, const std::vector<T>& values) {
   copy_bytes(dst.raw(), dst.device(), values.data(), Device::Cpu, values.size() * sizeof(T));
 }
 
+// Expert e's matrix `m` in bf16 (mixed precision), or undefined (float32).
+Tensor expert16(const LayerWeights& w, std::size_t e, Tensor LayerWeights::Expert::*m) {
+  return w.bf16.experts.empty() ? Tensor() : w.bf16.experts[e].*m;
+}
+
 // Calls f(expert, first grouped row, rows) for every expert that takes rows.
 template <class F>
 void for_each_expert(const MoeRouting& r, F&& f) {
@@ -120,16 +125,13 @@ void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInp
     k.gather_rows(a.x.f32(), in.x.f32(), sources, grouped, h);
   }
   const auto& experts = w.experts;
-  const auto& experts16 = w.bf16.experts;
-  const auto w16 = [&](std::size_t e, Tensor LayerWeights::Expert::*m) {
-    return experts16.empty() ? Tensor() : experts16[e].*m;
-  };
   for_each_expert(a.routing, [&](std::size_t e, std::int64_t first, std::int64_t rows) {
     const Tensor x = block(a.x, first, rows, h), x16 = block(a.x_bf16, first, rows, h);
     linear_forward_into(ctx, block(gate, first, rows, inter), block(gate16, first, rows, inter), x, x16,
-                        experts[e].gate_proj, w16(e, &LayerWeights::Expert::gate_proj), Tensor(), rows, h, inter);
+                        experts[e].gate_proj, expert16(w, e, &LayerWeights::Expert::gate_proj), Tensor(), rows, h,
+                        inter);
     linear_forward_into(ctx, block(up, first, rows, inter), block(up16, first, rows, inter), x, x16, experts[e].up_proj,
-                        w16(e, &LayerWeights::Expert::up_proj), Tensor(), rows, h, inter);
+                        expert16(w, e, &LayerWeights::Expert::up_proj), Tensor(), rows, h, inter);
   });
   if (act16.defined()) {
     k.glu_forward_bf16(act16.bf16(), gate16.bf16(), up16.bf16(), grouped * inter, c.activation);
@@ -138,7 +140,7 @@ void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInp
   }
   for_each_expert(a.routing, [&](std::size_t e, std::int64_t first, std::int64_t rows) {
     linear_forward(ctx, a.y.f32() + first * h, block(act, first, rows, inter), block(act16, first, rows, inter),
-                   experts[e].down_proj, w16(e, &LayerWeights::Expert::down_proj), rows, inter, h, true);
+                   experts[e].down_proj, expert16(w, e, &LayerWeights::Expert::down_proj), rows, inter, h, true);
   });
   k.moe_combine(out, a.y.f32(), a.slots.data<std::int64_t>(), a.weights.f32(), n, K, h);
 }
@@ -157,10 +159,6 @@ void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& 
   if (ctx.tp.size() > 1) ctx.tp.all_reduce(s.dweights.f32(), static_cast<std::size_t>(grouped));
   upload(s.dlogits, a.routing.logits_grad(to_host<float>(s.dweights), c.norm_topk_prob));
 
-  const auto& experts16 = w.bf16.experts;
-  const auto w16 = [&](std::size_t e, Tensor LayerWeights::Expert::*m) {
-    return experts16.empty() ? Tensor() : experts16[e].*m;
-  };
   // A frozen model (LoRA's base) has no expert gradients.
   const auto grad = [&](std::size_t e, Tensor LayerWeights::Expert::*m) -> float* {
     return e < g.experts.size() ? f32_or_null(g.experts[e].*m) : nullptr;
@@ -168,7 +166,7 @@ void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& 
   for_each_expert(a.routing, [&](std::size_t e, std::int64_t first, std::int64_t rows) {
     linear_backward(ctx, d_act.f32() + first * inter, grad(e, &LayerWeights::Expert::down_proj), s.dy.f32() + first * h,
                     dy16, block(act, first, rows, inter), block(act16, first, rows, inter), w.experts[e].down_proj,
-                    w16(e, &LayerWeights::Expert::down_proj), rows, inter, h, false);
+                    expert16(w, e, &LayerWeights::Expert::down_proj), rows, inter, h, false);
   });
   if (act16.defined()) {
     k.glu_backward_bf16(d_gate.f32(), d_up.f32(), d_act.f32(), gate16.bf16(), up16.bf16(), grouped * inter,
@@ -180,9 +178,9 @@ void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& 
     const Tensor x = block(a.x, first, rows, h), x16 = block(a.x_bf16, first, rows, h);
     float* dx = s.dx.f32() + first * h;
     linear_backward(ctx, dx, grad(e, &LayerWeights::Expert::gate_proj), d_gate.f32() + first * inter, dy16, x, x16,
-                    w.experts[e].gate_proj, w16(e, &LayerWeights::Expert::gate_proj), rows, h, inter, false);
+                    w.experts[e].gate_proj, expert16(w, e, &LayerWeights::Expert::gate_proj), rows, h, inter, false);
     linear_backward(ctx, dx, grad(e, &LayerWeights::Expert::up_proj), d_up.f32() + first * inter, dy16, x, x16,
-                    w.experts[e].up_proj, w16(e, &LayerWeights::Expert::up_proj), rows, h, inter, true);
+                    w.experts[e].up_proj, expert16(w, e, &LayerWeights::Expert::up_proj), rows, h, inter, true);
   });
   k.moe_combine(d_in, s.dx.f32(), slots, nullptr, n, K, h);
   // The router: its weights' gradient whole on every rank, its input gradient on rank 0 alone.

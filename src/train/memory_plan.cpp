@@ -103,7 +103,7 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   const bool norm_outputs = c.pre_norms || mixed;
   const std::int64_t input_norms = c.mlp_input_norm() ? 2 : 1;  // Cohere's parallel residual: the MLP reads the first
   const std::int64_t mlp_buffers = c.mlp_projections();         // one a projection: gate, up, act (down's input)
-  const std::int64_t grouped = c.moe() ? rows * c.experts_per_token : rows;
+  const std::int64_t grouped = c.mlp_rows(rows);
   Elements e;
   e.act = (norm_outputs ? input_norms * aligned(r.residual * d.hidden) : 0) + 2 * aligned(rows * d.q_width()) +
           2 * aligned(rows * d.kv_width()) + mlp_buffers * aligned(grouped * d.intermediate);
@@ -150,7 +150,7 @@ Elements head_activations(const model::TpDims& d, const Rows& r, bool bf16_produ
 // gradients, the weights' and the logits' (float32).
 Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products, const model::ModelConfig& c) {
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
-  const std::int64_t rows = r.all, grouped = c.moe() ? rows * c.experts_per_token : rows;
+  const std::int64_t rows = r.all, grouped = c.mlp_rows(rows);
   const std::int64_t dy = c.moe() ? std::max(grouped * widest, rows * c.num_experts) : rows * widest;
   const std::int64_t moe =
       c.moe() ? 2 * aligned(grouped * d.hidden) + aligned(grouped) + aligned(rows * c.num_experts) : 0;
