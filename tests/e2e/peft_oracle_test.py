@@ -18,8 +18,9 @@ exports the fused tensors of W + (alpha / r) B A. Phi-2 (tiny-phi2, PhiForCausal
 named dense, fc1, fc2; no gate): both ways as tiny-llama's -- spin sft's all-linear adapters (six
 modules) exported for PEFT over the frozen model, and PEFT's adapter on q_proj, dense and fc2 merged
 by spin. GPT-NeoX (tiny-gpt-neox): gate_proj in --lora-targets refused, and its PEFT adapters both ways
-(query_key_value is fused per head) refused by name before any output. Needs torch, transformers and
-peft (a test oracle only).
+(query_key_value is fused per head) refused by name before any output. Mixtral (tiny-mixtral): LoRA's
+all-linear and an MLP target refused by name, the attention's adapters trained by spin sft and exported.
+Needs torch, transformers and peft (a test oracle only).
 """
 import argparse
 import json
@@ -68,6 +69,7 @@ def main():
     check(args, phi2, json.load(open(os.path.join(phi2, "config.json")))["vocab_size"], False, modules=6)
     check_import(args, phi2, False, targets=("q_proj", "dense", "fc2"))
     check_gpt_neox_refusals(args, os.path.join(args.models, "tiny-gpt-neox"))
+    check_moe_lora(args, os.path.join(args.models, "tiny-mixtral"))
 
 
 def check_gpt_neox_refusals(args, model):
@@ -102,6 +104,31 @@ def check_gpt_neox_refusals(args, model):
                 "query_key_value")
         assert not os.path.exists(os.path.join(tmp, "merged"))
     print("GPT-NeoX: gate_proj in --lora-targets, its PEFT adapters (export and import) refused by name, nothing written")
+
+
+def check_moe_lora(args, model):
+    """A mixture of experts (Mixtral): LoRA's default all-linear, and an MLP target, are refused naming
+    the setting before anything is written; the attention's adapters train (spin sft) and export."""
+    with tempfile.TemporaryDirectory(prefix="spin_peft_moe_") as tmp:
+        vocab = json.load(open(os.path.join(model, "config.json")))["vocab_size"]
+        data = os.path.join(tmp, "copy.jsonl")
+        rng = random.Random(5)
+        with open(data, "w") as f:
+            for _ in range(8):
+                prompt = [rng.randrange(3, vocab) for _ in range(4)]
+                f.write(json.dumps({"prompt": prompt, "response": prompt + [2]}) + "\n")
+        sft = [args.spin, "sft", "--model", model, "--train", data, "--lora-rank", "4", "--global-batch-size", "4",
+               "--micro-batch-size", "4", "--epochs", "1"]
+        refused(sft + ["--output", os.path.join(tmp, "all")], "--lora-targets")
+        refused(sft + ["--output", os.path.join(tmp, "up"), "--lora-targets", "q_proj,up_proj"], "--lora-targets")
+        assert not os.path.exists(os.path.join(tmp, "all")) and not os.path.exists(os.path.join(tmp, "up"))
+        save = os.path.join(tmp, "save")
+        run(sft + ["--output", os.path.join(tmp, "out"), "--save-dir", save, "--save-interval", "1",
+                   "--lora-targets", "q_proj,k_proj,v_proj,o_proj"])
+        run([args.spin, "ckpt", "export-hf", save, os.path.join(tmp, "lora"), "--which", "lora"])
+        adapter = load_file(os.path.join(tmp, "lora", "adapter_model.safetensors"))
+        assert adapter and all(".self_attn." in name for name in adapter), sorted(adapter)
+    print("Mixtral: LoRA's all-linear and MLP targets refused by name; attention adapters trained and exported")
 
 
 def check_import_fused(args, model):
