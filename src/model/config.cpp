@@ -34,7 +34,8 @@ float positive_float(const json& j, const char* key, const std::string& source) 
 // The model_types spin runs (besides the multimodal checkpoints', config_multimodal.h).
 constexpr const char* kModelTypes[] = {"llama",  "mistral", "qwen2",    "qwen3", "gemma",   "gemma2",    "gemma3_text",
                                        "phi3",   "smollm3", "granite",  "olmo",  "olmo2",   "olmo3",     "stablelm",
-                                       "cohere", "cohere2", "gpt_neox", "phi",   "mixtral", "qwen3_moe", "olmoe"};
+                                       "cohere", "cohere2", "gpt_neox", "phi",   "mixtral", "qwen3_moe", "olmoe",
+                                       "qwen2_moe"};
 
 // A boolean key, `fallback` where it is absent.
 bool flag(const json& j, const char* key, bool fallback, const std::string& source) {
@@ -152,15 +153,17 @@ void parse_mixtral(json& j, ModelConfig& c, const std::string& source) {
   if (!j.contains("rope_theta")) j["rope_theta"] = 1e6;  // MixtralConfig's default
 }
 
-// Qwen3-MoE (model_type qwen3_moe, Qwen3MoeForCausalLM: Qwen3-30B-A3B, Qwen3-235B-A22B; Qwen3MoeConfig's
-// defaults where a key is absent): Qwen3's attention with every layer's MLP a sparse mixture of
-// num_experts SwiGLU experts of moe_intermediate_size (the dense intermediate_size unused), each token
-// through its num_experts_per_tok most probable, weighted by their softmax probabilities --
-// renormalised over them where norm_topk_prob (true in the published models). Its names are spin's
-// (mlp.gate, mlp.experts.N.gate_proj / up_proj / down_proj). Dense layers among the sparse ones
-// (decoder_sparse_step > 1, mlp_only_layers) and the load-balancing loss are not implemented.
-void parse_qwen3_moe(json& j, ModelConfig& c, const std::string& source) {
-  parse_experts(j, c, "num_experts", 128, 8, "Qwen3-MoE", source);
+// Qwen's mixtures (model_type qwen2_moe and qwen3_moe; their configs' defaults where a key is absent):
+// every layer's MLP a sparse mixture of num_experts SwiGLU experts of moe_intermediate_size (the dense
+// intermediate_size unused), each token through its num_experts_per_tok most probable, weighted by
+// their softmax probabilities -- renormalised over them where norm_topk_prob (false by default) --,
+// under spin's own names (mlp.gate, mlp.experts.N.gate_proj / up_proj / down_proj). Qwen2-MoE's shared
+// expert (mlp.shared_expert.*, mlp.shared_expert_gate) where `shared` (its default width), Qwen3-MoE has
+// none. Dense layers among the sparse ones (decoder_sparse_step > 1, mlp_only_layers: no published
+// model has them) and the load-balancing loss are not implemented.
+void parse_qwen_moe(json& j, ModelConfig& c, const std::string& source, const char* family, std::int64_t experts,
+                    std::int64_t per_token, std::int64_t width, std::int64_t shared) {
+  parse_experts(j, c, "num_experts", experts, per_token, family, source);
   c.norm_topk_prob = flag(j, "norm_topk_prob", false, source);
   require(!j.contains("decoder_sparse_step") || j.at("decoder_sparse_step") == 1, source, ": decoder_sparse_step ",
           j.value("decoder_sparse_step", json()).dump(),
@@ -169,7 +172,12 @@ void parse_qwen3_moe(json& j, ModelConfig& c, const std::string& source) {
               (j.at("mlp_only_layers").is_array() && j.at("mlp_only_layers").empty()),
           source, ": mlp_only_layers ", j.value("mlp_only_layers", json()).dump(),
           " is not supported (dense MLP layers among the sparse ones)");
-  j["intermediate_size"] = j.contains("moe_intermediate_size") ? j.at("moe_intermediate_size") : json(768);
+  j["intermediate_size"] = j.contains("moe_intermediate_size") ? j.at("moe_intermediate_size") : json(width);
+  if (shared > 0) {
+    c.shared_expert_intermediate_size = j.contains("shared_expert_intermediate_size")
+                                            ? positive_int(j, "shared_expert_intermediate_size", source)
+                                            : shared;
+  }
 }
 
 // OLMoE (model_type olmoe, OlmoeForCausalLM: OLMoE-1B-7B; OlmoeConfig's defaults where a key is absent):
@@ -351,7 +359,7 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
             ": SmolLM3's use_sliding_window is not supported (spin runs the published models, which switch it off)");
     return;
   }
-  const bool qwen = type == "qwen2" || type == "qwen3" || type == "qwen3_moe", gemma2 = type == "gemma2",
+  const bool qwen = type == "qwen2" || type == "qwen3" || type == "qwen3_moe" || type == "qwen2_moe", gemma2 = type == "gemma2",
              gemma3 = type == "gemma3_text";
   const bool olmo3 = type == "olmo3", cohere2 = type == "cohere2";
   // Qwen2 and Qwen3 keep a sliding_window that applies only with use_sliding_window; Gemma2Config's,
@@ -439,7 +447,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
             ": model_type \"", type, "\" is not supported (spin runs the Llama family: ", names,
             "; and the language model of gemma3, mistral3, llava, qwen2_vl and qwen2_5_vl)");
   }
-  const bool qwen2 = type == "qwen2", qwen3 = type == "qwen3" || type == "qwen3_moe", gemma3 = type == "gemma3_text";
+  const bool qwen2 = type == "qwen2" || type == "qwen2_moe", qwen3 = type == "qwen3" || type == "qwen3_moe", gemma3 = type == "gemma3_text";
   const bool gemma2 = type == "gemma2" || gemma3;  // Gemma 2's parts
   const bool gemma = type == "gemma" || gemma2;    // Gemma's
   const bool olmo = type == "olmo2" || type == "olmo3";
@@ -449,7 +457,9 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "gpt_neox") parse_gpt_neox(j, c, source);
   if (type == "phi") parse_phi(j, c, source);
   if (type == "mixtral") parse_mixtral(j, c, source);
-  if (type == "qwen3_moe") parse_qwen3_moe(j, c, source);
+  // Qwen3MoeConfig's and Qwen2MoeConfig's defaults (Qwen3-30B-A3B's, Qwen1.5-MoE-A2.7B's shapes).
+  if (type == "qwen3_moe") parse_qwen_moe(j, c, source, "Qwen3-MoE", 128, 8, 768, 0);
+  if (type == "qwen2_moe") parse_qwen_moe(j, c, source, "Qwen2-MoE", 60, 4, 1408, 5632);
   if (type == "olmoe") parse_olmoe(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;
@@ -640,8 +650,10 @@ std::int64_t ModelConfig::max_sequence_length() const {
 std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t h = hidden_size;
   const std::int64_t attn = h * head_dim * (2 * num_heads + 2 * num_kv_heads);
-  // A mixture of experts: every expert's projections and the router's [experts, hidden].
-  const std::int64_t mlp = mlp_projections() * h * intermediate_size * (moe() ? num_experts : 1) + num_experts * h;
+  // A mixture of experts: every expert's projections and the router's [experts, hidden]; a shared
+  // expert's projections and its gate's [1, hidden].
+  const std::int64_t mlp = mlp_projections() * h * intermediate_size * (moe() ? num_experts : 1) + num_experts * h +
+                           (shared_expert() ? mlp_projections() * h * shared_expert_intermediate_size + h : 0);
   const std::int64_t biases = (qkv_bias ? head_dim * (num_heads + 2 * num_kv_heads) : 0) + (o_bias ? h : 0) +
                               (mlp_bias ? (gated_mlp ? 2 : 1) * intermediate_size + h : 0);
   const std::int64_t qk_norms = qk_norm ? 2 * head_dim : qk_norm_all_heads ? head_dim * (num_heads + num_kv_heads) : 0;

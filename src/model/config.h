@@ -127,6 +127,10 @@ struct ModelConfig {
   std::int64_t num_experts = 0;
   std::int64_t experts_per_token = 0;
   bool norm_topk_prob = false;
+  // Qwen2-MoE (qwen2_moe): beside the routed experts a shared expert, a SwiGLU MLP of this width
+  // every token goes through, its output weighted by sigmoid(x . shared_expert_gate) ([1, hidden],
+  // replicated) and added to theirs; split over TP as a dense MLP. 0: none.
+  std::int64_t shared_expert_intermediate_size = 0;
   // Which dimensions of a head RoPE turns together: rotate_half's (i, i + rotary_dim / 2), or
   // Cohere's interleaved (2i, 2i + 1) (its rotate_half over x[..., ::2] and x[..., 1::2]).
   kernels::RopePairs rope_pairs = kernels::RopePairs::Halves;
@@ -233,6 +237,10 @@ struct ModelConfig {
   // The rows of the MLP's buffers for `rows` tokens: those, or a mixture's grouped rows (each token
   // once per chosen expert).
   std::int64_t mlp_rows(std::int64_t rows) const { return moe() ? rows * experts_per_token : rows; }
+  // Whether a mixture has a shared expert (Qwen2-MoE's).
+  bool shared_expert() const { return shared_expert_intermediate_size > 0; }
+  // The outputs joined a row: the chosen experts' and the shared expert's (model/moe.h); 1 for a dense MLP.
+  std::int64_t mlp_outputs() const { return moe() ? experts_per_token + (shared_expert() ? 1 : 0) : 1; }
   // Whether every norm with a weight has a [hidden] bias beside it (StableLM's LayerNorms).
   bool norm_biases() const { return layer_norm && layer_norm_affine && layer_norm_bias; }
   // What the logits are multiplied by: Granite's 1 / logits_scaling, Cohere's logit_scale, else 1.

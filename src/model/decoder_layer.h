@@ -55,7 +55,7 @@ struct LayerActivations {
   std::array<Tensor, kLoraTargets> lora_u;
   Tensor lora_u32;
   // A mixture of experts (ModelConfig::moe): its routing and grouped rows; gate, up and act (and
-  // their bf16) are then the experts' [rows k, intermediate].
+  // their bf16) are then the experts' [rows k, intermediate] and a shared expert's rows (mlp_shape).
   MoeActivations moe;
 
   // Points the tensors at buffers for batch `b`'s rows (the residual stream, the norms' outputs
@@ -99,6 +99,14 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
                            const BatchGeometry& batch, LayerActivations& acts, float* x_out,
                            const KvCacheView* cache = nullptr, const LayerWeights* adapters = nullptr);
 
+// Sizes of the layer buffers for `rows` tokens, which spin plan counts too (train/memory_plan.cpp):
+// an MLP buffer's shape (gate, up, act and their gradients: TpDims::mlp_values in a mixture), a
+// mixture's logits (the router's, then a shared expert's gate's), and the widest product's output
+// gradient (LayerGradScratch::dy_bf16: a mixture's experts' over its grouped rows, or its router's).
+Shape mlp_shape(const TpDims& d, const ModelConfig& c, std::int64_t rows);
+std::int64_t moe_logits(const ModelConfig& c, std::int64_t rows);
+std::int64_t product_grad_values(const TpDims& d, const ModelConfig& c, std::int64_t rows);
+
 // Scratch buffers of the backward, shared by all layers; d_residual carries d loss / d x
 // between layers.
 struct LayerGradScratch {
@@ -118,8 +126,8 @@ struct LayerGradScratch {
   // column-parallel target's A, a row-parallel one's B), all-reduced over TP before they are
   // added; and where the frozen norms' weight gradients go, unused ([hidden]).
   Tensor lora_du, lora_du16, lora_replicated, frozen_norm;
-  // A mixture of experts: its gradients of the grouped rows, weights and logits; d_act, d_gate and
-  // d_up are then [rows k, intermediate].
+  // A mixture of experts: its gradients of the outputs' rows, weights and logits; d_act, d_gate and
+  // d_up are then the MLP buffers' size (mlp_shape).
   MoeGradScratch moe;
   // Reuses memory like LayerActivations: d_residual and d_output for b.residual_rows(), d_norm for
   // b.gathered_rows(), the rest for b.rows. `lora` as LayerActivations::allocate's.

@@ -8,6 +8,19 @@
 
 namespace spin::model {
 
+Shape mlp_shape(const TpDims& d, const ModelConfig& c, std::int64_t rows) {
+  return c.moe() ? Shape{d.mlp_values(c, rows)} : Shape{rows, d.intermediate};
+}
+
+std::int64_t moe_logits(const ModelConfig& c, std::int64_t rows) {
+  return rows * (c.num_experts + (c.shared_expert() ? 1 : 0));
+}
+
+std::int64_t product_grad_values(const TpDims& d, const ModelConfig& c, std::int64_t rows) {
+  const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate, d.shared_intermediate});
+  return c.moe() ? std::max(c.mlp_rows(rows) * widest, moe_logits(c, rows)) : rows * widest;
+}
+
 void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size, Device device,
                                 bool mixed, const ModelConfig& config, bool output_in_place, const LoraConfig& lora) {
   // Qwen3's head norms keep their inputs in the products' precision, OLMo 2's norms across the
@@ -15,10 +28,9 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const bool qk_norm = config.qk_norm, all_heads = config.qk_norm_all_heads, clip = config.clip_qkv > 0;
   const std::int64_t rows = b.rows;
   // The residual stream and the norms' outputs: this rank's rows (all of them but under a split).
-  // The MLP's buffers: a mixture of experts' for each row's experts_per_token experts.
-  const std::int64_t mlp_rows = config.mlp_rows(rows);
+  // The MLP's buffers: a mixture of experts' for each row's experts_per_token experts (and its shared expert).
   const Shape hidden{b.residual_rows(), d.hidden}, per_row{b.residual_rows()}, q_shape{rows, d.q_width()},
-      kv_shape{rows, d.kv_width()}, mlp{mlp_rows, d.intermediate};
+      kv_shape{rows, d.kv_width()}, mlp = mlp_shape(d, config, rows);
   // Mixed precision: everything but the residual stream, the norms' statistics and the
   // attention's saved values only in bf16 -- only products and bf16-reading kernels read them.
   const Shape none{0};
@@ -75,13 +87,14 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   if (!config.gated_mlp) gate = gate_bf16 = Tensor();
   moe = MoeActivations{};
   if (config.moe()) {
-    const Shape grouped{mlp_rows, d.hidden};
-    const auto m = workspace_moe_.carve(device, {{rows, config.num_experts}, grouped, {mlp_rows}});
+    const std::int64_t outputs = rows * config.mlp_outputs();
+    const auto m = workspace_moe_.carve(device, {{moe_logits(config, rows)}, {outputs, d.hidden}, {outputs}});
     moe.logits = m[0], moe.y = m[1], moe.weights = m[2];
-    const auto ix = workspace_moe_index_.carve(device, {{mlp_rows}, {mlp_rows}}, 1, DType::I64);
+    const auto ix = workspace_moe_index_.carve(device, {{outputs}, {config.mlp_rows(rows)}}, 1, DType::I64);
     moe.slots = ix[0], moe.sources = ix[1];
     // The grouped rows in the products' precision: float32, or bf16 alone.
-    const Tensor x = workspace_moe_x_.carve(device, {grouped}, 1, mixed ? DType::BF16 : DType::F32)[0];
+    const Tensor x =
+        workspace_moe_x_.carve(device, {{config.mlp_rows(rows), d.hidden}}, 1, mixed ? DType::BF16 : DType::F32)[0];
     (mixed ? moe.x_bf16 : moe.x) = x;
   }
   lora_u = {};
@@ -101,8 +114,7 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
                                 const ModelConfig& config, const LoraConfig& lora) {
   const std::int64_t rows = b.rows;
   const bool qk_norm = config.qk_norm || config.qk_norm_all_heads, raw_grads = qk_norm || config.clip_qkv > 0;
-  const std::int64_t mlp_rows = config.mlp_rows(rows);
-  const Shape q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()}, mlp{mlp_rows, d.intermediate}, none{0};
+  const Shape q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()}, mlp = mlp_shape(d, config, rows), none{0};
   const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
   const auto raw = [&](const Shape& s) { return raw_grads ? s : none; };
   // The norms' weight gradients over TP (Qwen3's head norms), or the per-row sums (OLMo 2's, q's
@@ -131,13 +143,11 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   d_head_norms = qk_norm ? t[12] : Tensor();
   d_output = config.transforms_branch_outputs() ? t[13] : Tensor();
   // The widest product's output gradient: a mixture's experts' over its grouped rows, or its router's.
-  const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
-  const std::int64_t dy_values = config.moe() ? std::max(mlp_rows * widest, rows * config.num_experts) : rows * widest;
-  dy_bf16 = mixed ? workspace_bf16_.carve(device, {{dy_values}}, 1, DType::BF16)[0] : Tensor();
+  dy_bf16 = mixed ? workspace_bf16_.carve(device, {{product_grad_values(d, config, rows)}}, 1, DType::BF16)[0] : Tensor();
   moe = MoeGradScratch{};
   if (config.moe()) {
-    const Shape grouped{mlp_rows, d.hidden};
-    const auto m = workspace_moe_.carve(device, {grouped, grouped, {mlp_rows}, {rows, config.num_experts}});
+    const Shape outputs{rows * config.mlp_outputs(), d.hidden};
+    const auto m = workspace_moe_.carve(device, {outputs, outputs, {outputs[0]}, {moe_logits(config, rows)}});
     moe.dy = m[0], moe.dx = m[1], moe.dweights = m[2], moe.dlogits = m[3];
   }
   lora_du = lora_du16 = lora_replicated = frozen_norm = Tensor();

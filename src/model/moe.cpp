@@ -10,14 +10,16 @@
 namespace spin::model {
 
 MoeRouting MoeRouting::route(const std::vector<float>& logits, std::int64_t n, std::int64_t experts, std::int64_t k,
-                             bool normalize) {
+                             bool normalize, bool shared) {
   MoeRouting r;
-  const auto E = static_cast<std::size_t>(experts), K = static_cast<std::size_t>(k);
-  r.probs.resize(static_cast<std::size_t>(n) * E);
-  r.experts.resize(static_cast<std::size_t>(n) * K);
-  r.weights.resize(static_cast<std::size_t>(n) * K);
-  r.counts.assign(E, 0);
   r.k = k;
+  r.outputs = k + (shared ? 1 : 0);
+  const auto E = static_cast<std::size_t>(experts), K = static_cast<std::size_t>(k);
+  const auto J = static_cast<std::size_t>(r.outputs), N = static_cast<std::size_t>(n);
+  r.probs.resize(N * E);
+  r.experts.resize(N * K);
+  r.weights.resize(N * J);
+  r.counts.assign(E, 0);
   std::vector<std::int64_t> order(E);
   for (std::int64_t i = 0; i < n; ++i) {
     const float* l = logits.data() + static_cast<std::size_t>(i) * E;
@@ -34,22 +36,27 @@ MoeRouting MoeRouting::route(const std::vector<float>& logits, std::int64_t n, s
                       [&](std::int64_t a, std::int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
     float chosen = 0.0f;
     for (std::size_t j = 0; j < K; ++j) chosen += p[order[j]];
+    const auto row = static_cast<std::size_t>(i);
     for (std::size_t j = 0; j < K; ++j) {
-      const std::size_t at = static_cast<std::size_t>(i) * K + j;
-      r.experts[at] = order[j];
-      r.weights[at] = normalize ? p[order[j]] / chosen : p[order[j]];
+      r.experts[row * K + j] = order[j];
+      r.weights[row * J + j] = normalize ? p[order[j]] / chosen : p[order[j]];
       ++r.counts[static_cast<std::size_t>(order[j])];
     }
+    // The shared expert's gate: torch.sigmoid in float32.
+    if (shared) r.weights[row * J + K] = 1.0f / (1.0f + std::exp(-logits[N * E + row]));
   }
-  // Grouped by expert, rows ascending within each.
+  // Grouped by expert, rows ascending within each; the shared expert's rows after them, in order.
   std::vector<std::int64_t> next(E, 0);
   for (std::size_t e = 1; e < E; ++e) next[e] = next[e - 1] + r.counts[e - 1];
-  r.slots.resize(r.experts.size());
-  r.sources.resize(r.experts.size());
-  for (std::size_t at = 0; at < r.experts.size(); ++at) {
-    const std::int64_t slot = next[static_cast<std::size_t>(r.experts[at])]++;
-    r.slots[at] = slot;
-    r.sources[static_cast<std::size_t>(slot)] = static_cast<std::int64_t>(at / K);
+  r.slots.resize(N * J);
+  r.sources.resize(N * K);
+  for (std::size_t i = 0; i < N; ++i) {
+    for (std::size_t j = 0; j < K; ++j) {
+      const std::int64_t slot = next[static_cast<std::size_t>(r.experts[i * K + j])]++;
+      r.slots[i * J + j] = slot;
+      r.sources[static_cast<std::size_t>(slot)] = static_cast<std::int64_t>(i);
+    }
+    if (shared) r.slots[i * J + K] = static_cast<std::int64_t>(N * K + i);
   }
   return r;
 }
@@ -57,21 +64,27 @@ MoeRouting MoeRouting::route(const std::vector<float>& logits, std::int64_t n, s
 std::vector<float> MoeRouting::logits_grad(const std::vector<float>& dweights, bool normalize) const {
   // w_j = q_{e_j} with q the softmax over every expert (p) or, renormalised, over the chosen ones;
   // either way d logit_m = q_m (D_m - sum_j dw_j w_j), D_m = dw_j where m = e_j, else 0 -- and
-  // renormalised q_m = 0 off the chosen experts, whose logits get no gradient.
-  const std::size_t E = counts.size(), K = static_cast<std::size_t>(k);
+  // renormalised q_m = 0 off the chosen experts, whose logits get no gradient. The shared
+  // expert's gate g = sigmoid(s): d s = dw g (1 - g).
+  const std::size_t E = counts.size(), K = static_cast<std::size_t>(k), J = static_cast<std::size_t>(outputs);
   const std::size_t n = probs.size() / E;
-  std::vector<float> d(probs.size(), 0.0f);
+  const bool shared = J > K;
+  std::vector<float> d(probs.size() + (shared ? n : 0), 0.0f);
   for (std::size_t i = 0; i < n; ++i) {
     float mean = 0.0f;
-    for (std::size_t j = 0; j < K; ++j) mean += dweights[i * K + j] * weights[i * K + j];
+    for (std::size_t j = 0; j < K; ++j) mean += dweights[i * J + j] * weights[i * J + j];
     float* di = d.data() + i * E;
     if (!normalize) {
       for (std::size_t m = 0; m < E; ++m) di[m] = -probs[i * E + m] * mean;
     }
     for (std::size_t j = 0; j < K; ++j) {
       const auto m = static_cast<std::size_t>(experts[i * K + j]);
-      const float q = normalize ? weights[i * K + j] : probs[i * E + m];
-      di[m] = q * (dweights[i * K + j] - mean);
+      const float q = normalize ? weights[i * J + j] : probs[i * E + m];
+      di[m] = q * (dweights[i * J + j] - mean);
+    }
+    if (shared) {
+      const float g = weights[i * J + K];
+      d[n * E + i] = dweights[i * J + K] * g * (1.0f - g);
     }
   }
   return d;
@@ -79,9 +92,14 @@ std::vector<float> MoeRouting::logits_grad(const std::vector<float>& dweights, b
 
 namespace {
 
+// [count, width] from element `offset` of a buffer; undefined where `t` is.
+Tensor rows_at(const Tensor& t, std::int64_t offset, std::int64_t count, std::int64_t width) {
+  return t.defined() ? t.view(offset, {count, width}) : Tensor();
+}
+
 // Rows [first, first + count) of a [rows, width] buffer; undefined where `t` is.
 Tensor block(const Tensor& t, std::int64_t first, std::int64_t count, std::int64_t width) {
-  return t.defined() ? t.view(first * width, {count, width}) : Tensor();
+  return rows_at(t, first * width, count, width);
 }
 
 template <class T>
@@ -112,9 +130,16 @@ void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInp
   const auto& k = ctx.k;
   const ModelConfig& c = ctx.config;
   const std::int64_t h = ctx.dims.hidden, inter = ctx.dims.intermediate, E = c.num_experts;
-  const std::int64_t K = c.experts_per_token, grouped = n * K;
+  const std::int64_t K = c.experts_per_token, J = c.mlp_outputs(), grouped = n * K;
+  const bool shared = c.shared_expert();
+  // The router's logits, then the shared expert's gate's: one copy to the host.
   linear_forward(ctx, a.logits.f32(), in.x, in.x16, w.router, w.bf16.router, n, h, E, true);
-  a.routing = MoeRouting::route(to_host<float>(a.logits), n, E, K, c.norm_topk_prob);
+  if (shared) {
+    linear_forward(ctx, a.logits.f32() + n * E, in.x, in.x16, w.shared_expert_gate, w.bf16.shared_expert_gate, n, h, 1,
+                   true);
+  }
+  a.routing = MoeRouting::route(to_host<float>(a.logits.view(0, {n * (E + (shared ? 1 : 0))})), n, E, K,
+                                c.norm_topk_prob, shared);
   upload(a.slots, a.routing.slots);
   upload(a.sources, a.routing.sources);
   upload(a.weights, a.routing.weights);
@@ -133,16 +158,30 @@ void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInp
     linear_forward_into(ctx, block(up, first, rows, inter), block(up16, first, rows, inter), x, x16, experts[e].up_proj,
                         expert16(w, e, &LayerWeights::Expert::up_proj), Tensor(), rows, h, inter);
   });
+  // The shared expert over the n rows themselves, its buffers after the grouped rows'.
+  const std::int64_t si = ctx.dims.shared_intermediate, at = grouped * inter;
+  const LayerWeights::Expert &s = w.shared_expert, &s16 = w.bf16.shared_expert;
+  if (shared) {
+    linear_forward_into(ctx, rows_at(gate, at, n, si), rows_at(gate16, at, n, si), in.x, in.x16, s.gate_proj,
+                        s16.gate_proj, Tensor(), n, h, si);
+    linear_forward_into(ctx, rows_at(up, at, n, si), rows_at(up16, at, n, si), in.x, in.x16, s.up_proj, s16.up_proj,
+                        Tensor(), n, h, si);
+  }
+  const std::int64_t values = ctx.dims.mlp_values(c, n);
   if (act16.defined()) {
-    k.glu_forward_bf16(act16.bf16(), gate16.bf16(), up16.bf16(), grouped * inter, c.activation);
+    k.glu_forward_bf16(act16.bf16(), gate16.bf16(), up16.bf16(), values, c.activation);
   } else {
-    k.glu_forward(act.f32(), gate.f32(), up.f32(), grouped * inter, c.activation);
+    k.glu_forward(act.f32(), gate.f32(), up.f32(), values, c.activation);
   }
   for_each_expert(a.routing, [&](std::size_t e, std::int64_t first, std::int64_t rows) {
     linear_forward(ctx, a.y.f32() + first * h, block(act, first, rows, inter), block(act16, first, rows, inter),
                    experts[e].down_proj, expert16(w, e, &LayerWeights::Expert::down_proj), rows, inter, h, true);
   });
-  k.moe_combine(out, a.y.f32(), a.slots.data<std::int64_t>(), a.weights.f32(), n, K, h);
+  if (shared) {
+    linear_forward(ctx, a.y.f32() + grouped * h, rows_at(act, at, n, si), rows_at(act16, at, n, si), s.down_proj,
+                   s16.down_proj, n, si, h, true);
+  }
+  k.moe_combine(out, a.y.f32(), a.slots.data<std::int64_t>(), a.weights.f32(), n, J, h);
 }
 
 void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& g, const ColumnInput& in,
@@ -152,12 +191,13 @@ void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& 
   const auto& k = ctx.k;
   const ModelConfig& c = ctx.config;
   const std::int64_t h = ctx.dims.hidden, inter = ctx.dims.intermediate, E = c.num_experts;
-  const std::int64_t K = c.experts_per_token, grouped = n * K;
+  const std::int64_t K = c.experts_per_token, J = c.mlp_outputs(), grouped = n * K;
+  const bool shared = c.shared_expert();
   const auto* slots = a.slots.data<std::int64_t>();
-  // d/d each expert's output and d/d the weights, these summed over TP (each rank's y is partial).
-  k.moe_combine_backward(s.dy.f32(), s.dweights.f32(), dout, a.y.f32(), slots, a.weights.f32(), n, K, h);
-  if (ctx.tp.size() > 1) ctx.tp.all_reduce(s.dweights.f32(), static_cast<std::size_t>(grouped));
-  upload(s.dlogits, a.routing.logits_grad(to_host<float>(s.dweights), c.norm_topk_prob));
+  // d/d each output and d/d the weights, these summed over TP (each rank's y is partial).
+  k.moe_combine_backward(s.dy.f32(), s.dweights.f32(), dout, a.y.f32(), slots, a.weights.f32(), n, J, h);
+  if (ctx.tp.size() > 1) ctx.tp.all_reduce(s.dweights.f32(), static_cast<std::size_t>(n * J));
+  upload(s.dlogits, a.routing.logits_grad(to_host<float>(s.dweights.view(0, {n * J})), c.norm_topk_prob));
 
   // A frozen model (LoRA's base) has no expert gradients.
   const auto grad = [&](std::size_t e, Tensor LayerWeights::Expert::*m) -> float* {
@@ -168,11 +208,17 @@ void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& 
                     dy16, block(act, first, rows, inter), block(act16, first, rows, inter), w.experts[e].down_proj,
                     expert16(w, e, &LayerWeights::Expert::down_proj), rows, inter, h, false);
   });
+  const std::int64_t si = ctx.dims.shared_intermediate, at = grouped * inter;
+  const LayerWeights::Expert &sw = w.shared_expert, &sw16 = w.bf16.shared_expert, &sg = g.shared_expert;
+  if (shared) {
+    linear_backward(ctx, d_act.f32() + at, f32_or_null(sg.down_proj), s.dy.f32() + grouped * h, dy16,
+                    rows_at(act, at, n, si), rows_at(act16, at, n, si), sw.down_proj, sw16.down_proj, n, si, h, false);
+  }
+  const std::int64_t values = ctx.dims.mlp_values(c, n);
   if (act16.defined()) {
-    k.glu_backward_bf16(d_gate.f32(), d_up.f32(), d_act.f32(), gate16.bf16(), up16.bf16(), grouped * inter,
-                        c.activation);
+    k.glu_backward_bf16(d_gate.f32(), d_up.f32(), d_act.f32(), gate16.bf16(), up16.bf16(), values, c.activation);
   } else {
-    k.glu_backward(d_gate.f32(), d_up.f32(), d_act.f32(), gate.f32(), up.f32(), grouped * inter, c.activation);
+    k.glu_backward(d_gate.f32(), d_up.f32(), d_act.f32(), gate.f32(), up.f32(), values, c.activation);
   }
   for_each_expert(a.routing, [&](std::size_t e, std::int64_t first, std::int64_t rows) {
     const Tensor x = block(a.x, first, rows, h), x16 = block(a.x_bf16, first, rows, h);
@@ -182,10 +228,23 @@ void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& 
     linear_backward(ctx, dx, grad(e, &LayerWeights::Expert::up_proj), d_up.f32() + first * inter, dy16, x, x16,
                     w.experts[e].up_proj, expert16(w, e, &LayerWeights::Expert::up_proj), rows, h, inter, true);
   });
-  k.moe_combine(d_in, s.dx.f32(), slots, nullptr, n, K, h);
-  // The router: its weights' gradient whole on every rank, its input gradient on rank 0 alone.
-  linear_backward(ctx, ctx.tp.rank() == 0 ? d_in : nullptr, f32_or_null(g.router), s.dlogits.f32(), dy16, in.x, in.x16,
-                  w.router, w.bf16.router, n, h, E, true);
+  if (shared) {
+    float* dx = s.dx.f32() + grouped * h;
+    linear_backward(ctx, dx, f32_or_null(sg.gate_proj), d_gate.f32() + at, dy16, in.x, in.x16, sw.gate_proj,
+                    sw16.gate_proj, n, h, si, false);
+    linear_backward(ctx, dx, f32_or_null(sg.up_proj), d_up.f32() + at, dy16, in.x, in.x16, sw.up_proj, sw16.up_proj, n,
+                    h, si, true);
+  }
+  k.moe_combine(d_in, s.dx.f32(), slots, nullptr, n, J, h);
+  // The router and the shared expert's gate: their weights' gradients whole on every rank, their
+  // input gradients on rank 0 alone.
+  float* const d_in0 = ctx.tp.rank() == 0 ? d_in : nullptr;
+  linear_backward(ctx, d_in0, f32_or_null(g.router), s.dlogits.f32(), dy16, in.x, in.x16, w.router, w.bf16.router, n, h,
+                  E, true);
+  if (shared) {
+    linear_backward(ctx, d_in0, f32_or_null(g.shared_expert_gate), s.dlogits.f32() + n * E, dy16, in.x, in.x16,
+                    w.shared_expert_gate, w.bf16.shared_expert_gate, n, h, 1, true);
+  }
 }
 
 }  // namespace spin::model

@@ -4,7 +4,9 @@
 //   logits = x router^T [n, experts];  p = softmax(logits), float32;
 //   each row's experts_per_token (k) most probable experts e_j, ties to the smaller index, weighted
 //   w_j = p_{e_j} -- divided by their sum where norm_topk_prob --;
-//   out = sum_j w_j expert_{e_j}(x),  expert(x) = down(act(gate(x)) * up(x)).
+//   out = sum_j w_j expert_{e_j}(x),  expert(x) = down(act(gate(x)) * up(x)),
+//   + sigmoid(x . shared_gate) shared(x) where the mixture has a shared expert (Qwen2-MoE's:
+//   ModelConfig::shared_expert), an MLP of its own width every row goes through.
 // Under TP every expert is split as a dense MLP is (gate and up by rows, down by columns) and the
 // router is replicated: each rank routes every row, runs its share of the chosen experts and
 // writes partial sums, which the layer reduces as it does a dense MLP's (one all-reduce, or under
@@ -16,12 +18,15 @@
 // GPU; the backward returns the [n, k] weight gradients the same way). The rows are gathered into
 // one buffer grouped by expert ([n k, hidden]: each row once per chosen expert, rows ascending
 // within an expert), each expert's products run over its block, and the outputs are joined
-// weighted (Kernels::moe_combine).
+// weighted (Kernels::moe_combine). A shared expert's rows follow the grouped ones in its buffers
+// (the MLP's n rows as they are: its products read the input itself), and the join takes it as
+// each row's last output, weighted by its gate -- whose logits come back with the router's.
 //
-// Backward: d w_j = dout . expert_{e_j}(x) (partial sums over TP: all-reduced, [n, k]), through
-// the top-k softmax to the logits (host), the router's weight gradient dlogits^T x, complete on
-// every rank; the input gradient the experts' (gathered back per row) plus dlogits router -- that
-// one added on TP rank 0 alone, since the layer sums the column-parallel input gradient over TP.
+// Backward: d w_j = dout . expert_{e_j}(x) (partial sums over TP: all-reduced, [n, k], with the
+// shared expert's [n, k + 1]), through the top-k softmax (and the shared gate's sigmoid) to the
+// logits (host), the router's (and shared gate's) weight gradient dlogits^T x, complete on every
+// rank; the input gradient the experts' (gathered back per row) plus dlogits router -- that one
+// added on TP rank 0 alone, since the layer sums the column-parallel input gradient over TP.
 #pragma once
 
 #include <cstdint>
@@ -33,50 +38,55 @@
 
 namespace spin::model {
 
-// One forward's routing, on the host.
+// One forward's routing, on the host. Each row's outputs are its k experts' and, with a shared
+// expert, that one's last: `outputs` (k or k + 1) a row.
 struct MoeRouting {
   std::vector<float> probs;           // [n, experts]: softmax of the router's logits
   std::vector<std::int64_t> experts;  // [n, k]: each row's experts, most probable first
-  std::vector<float> weights;         // [n, k]: their weights
+  std::vector<float> weights;         // [n, outputs]: their weights, then the shared expert's gate
   std::vector<std::int64_t> counts;   // [experts]: rows each expert takes
-  std::vector<std::int64_t> slots;    // [n, k]: where each (row, expert) sits in the grouped rows
+  std::vector<std::int64_t> slots;    // [n, outputs]: where each output sits: the grouped rows, then the shared
   std::vector<std::int64_t> sources;  // [n k]: the row each grouped row comes from
   std::int64_t k = 0;
+  std::int64_t outputs = 0;
 
-  // Routes n rows of `logits` ([n, experts]) to their k experts.
+  // Routes n rows of `logits` ([n, experts], then with a shared expert its gate's [n]) to their k
+  // experts.
   static MoeRouting route(const std::vector<float>& logits, std::int64_t n, std::int64_t experts, std::int64_t k,
-                          bool normalize);
-  // d loss / d logits ([n, experts]) from d loss / d weights ([n, k]).
+                          bool normalize, bool shared = false);
+  // d loss / d logits (route's layout) from d loss / d weights ([n, outputs]).
   std::vector<float> logits_grad(const std::vector<float>& dweights, bool normalize) const;
 };
 
 // The buffers of one layer's forward, kept for its backward (LayerActivations::moe). gate, up and
-// act of the experts are LayerActivations' own, [n k, intermediate].
+// act of the experts are LayerActivations' own: [n k, intermediate], then a shared expert's
+// [n, shared intermediate] (TpDims::mlp_values). j: the outputs a row (ModelConfig::mlp_outputs).
 struct MoeActivations {
-  Tensor logits;          // [n, experts], float32
-  Tensor x, x_bf16;       // [n k, hidden]: the grouped rows, float32 or in mixed precision bf16 alone
-  Tensor y;               // [n k, hidden], float32: each expert's output (down_proj's partial sums)
-  Tensor weights;         // [n k], float32
-  Tensor slots, sources;  // int64 [n k]
+  Tensor logits;     // [n, experts] float32, then a shared expert's gate's [n]
+  Tensor x, x_bf16;  // [n k, hidden]: the grouped rows, float32 or in mixed precision bf16 alone
+  Tensor y;          // [n j, hidden], float32: each output (down_proj's partial sums), the shared expert's last
+  Tensor weights;    // [n j], float32
+  Tensor slots;      // int64 [n j]
+  Tensor sources;    // int64 [n k]
   MoeRouting routing;
 };
 
-// The backward's buffers (LayerGradScratch::moe): d/d y and d/d x of the grouped rows, d/d the
-// weights, d/d the logits.
+// The backward's buffers (LayerGradScratch::moe): d/d y and d/d x of the outputs' rows, d/d the
+// weights, d/d the logits (the shapes of MoeActivations').
 struct MoeGradScratch {
   Tensor dy, dx, dweights, dlogits;
 };
 
 // out (the row-parallel partial sums, n rows of hidden) = the mixture over `in`'s n rows. gate,
-// up, act (and their bf16) are [n k, intermediate] buffers.
+// up, act (and their bf16) are the MLP's buffers (MoeActivations).
 void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInput& in, std::int64_t n,
                  MoeActivations& a, const Tensor& gate, const Tensor& gate16, const Tensor& up, const Tensor& up16,
                  const Tensor& act, const Tensor& act16, float* out);
 
 // From dout (d loss / d the reduced output, n rows): d_in (= the experts' input gradient, and on
 // TP rank 0 + the router's), and the weights' gradients into g's defined tensors (none for a
-// frozen model: LoRA's base). d_act, d_gate, d_up: [n k, intermediate] scratch; dy16 the products'
-// bf16 scratch.
+// frozen model: LoRA's base). d_act, d_gate, d_up: scratch the MLP buffers' size; dy16 the
+// products' bf16 scratch.
 void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& g, const ColumnInput& in,
                   std::int64_t n, const MoeActivations& a, const Tensor& gate, const Tensor& gate16, const Tensor& up,
                   const Tensor& up16, const Tensor& act, const Tensor& act16, MoeGradScratch& s, const Tensor& d_act,

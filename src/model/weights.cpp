@@ -91,6 +91,12 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
         column(layer_name(l, (expert + "up_proj.weight").c_str()), d.intermediate, h);
         row(layer_name(l, (expert + "down_proj.weight").c_str()), h, d.intermediate);
       }
+      if (c.shared_expert()) {
+        column(layer_name(l, "mlp.shared_expert.gate_proj.weight"), d.shared_intermediate, h);
+        column(layer_name(l, "mlp.shared_expert.up_proj.weight"), d.shared_intermediate, h);
+        row(layer_name(l, "mlp.shared_expert.down_proj.weight"), h, d.shared_intermediate);
+        replicated(layer_name(l, "mlp.shared_expert_gate.weight"), {1, h});
+      }
     } else {
       if (c.gated_mlp) column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
       column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);
@@ -236,6 +242,10 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
       w.experts.push_back({get((expert + "gate_proj.weight").c_str()), get((expert + "up_proj.weight").c_str()),
                            get((expert + "down_proj.weight").c_str())});
     }
+    w.shared_expert = {get_if(layer_name(l, "mlp.shared_expert.gate_proj.weight")),
+                       get_if(layer_name(l, "mlp.shared_expert.up_proj.weight")),
+                       get_if(layer_name(l, "mlp.shared_expert.down_proj.weight"))};
+    w.shared_expert_gate = get_if(layer_name(l, "mlp.shared_expert_gate.weight"));
     w.o_bias = get_if(layer_name(l, "self_attn.o_proj.bias"));
     w.up_bias = get_if(layer_name(l, "mlp.up_proj.bias"));
     w.down_bias = get_if(layer_name(l, "mlp.down_proj.bias"));
@@ -337,6 +347,8 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
   for (const LoraFactors& f : l.lora) cover(f.a), cover(f.b);
   cover(l.router);
   for (const LayerWeights::Expert& e : l.experts) cover(e.gate_proj), cover(e.up_proj), cover(e.down_proj);
+  cover(l.shared_expert.gate_proj), cover(l.shared_expert.up_proj), cover(l.shared_expert.down_proj);
+  cover(l.shared_expert_gate);
   return {begin, end};
 }
 
@@ -358,6 +370,9 @@ void ModelWeights::enable_bf16(const kernels::Kernels& k) {
     for (const LayerWeights::Expert& e : l.experts) {
       b.experts.push_back({view(e.gate_proj), view(e.up_proj), view(e.down_proj)});
     }
+    const LayerWeights::Expert& s = l.shared_expert;
+    b.shared_expert = {view(s.gate_proj), view(s.up_proj), view(s.down_proj)};
+    b.shared_expert_gate = view(l.shared_expert_gate);
   }
   if (lm_head.defined()) lm_head_bf16 = bf16_view(lm_head);
   refresh_bf16(k);

@@ -54,6 +54,10 @@ struct LayerWeights {
   };
   Tensor router;
   std::vector<Expert> experts;
+  // Qwen2-MoE's shared expert (ModelConfig::shared_expert), split as the experts, and its gate
+  // [1, hidden], replicated; undefined otherwise.
+  Expert shared_expert;
+  Tensor shared_expert_gate;
   // LoRA adapters of the projections, by LoraTarget (model/lora.h): defined in the adapters'
   // weights (ModelWeights::adapters) for the targeted projections, undefined elsewhere -- the
   // adapters' weights hold nothing else, and the base model's no adapters.
@@ -66,6 +70,8 @@ struct LayerWeights {
     std::array<LoraFactors, kLoraTargets> lora;
     Tensor router;
     std::vector<Expert> experts;
+    Expert shared_expert;
+    Tensor shared_expert_gate;
   } bf16;
 };
 

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "generate/generator.h"
 #include "kernels/kernels.h"
+#include "model/decoder_layer.h"
 #include "model/rope.h"
 #include "model/stage.h"
 #include "model/weights.h"
@@ -32,9 +33,11 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
                                 : c.qk_norm_all_heads ? aligned(d.q_width()) + aligned(d.kv_width())
                                                       : 0;
   const std::int64_t norm = (c.norm_biases() ? 2 : 1) * aligned(h);  // a weight, and its bias where it has one
-  // A mixture of experts: the router and every expert's projections.
+  // A mixture of experts: the router and every expert's projections; a shared expert's and its gate.
+  const std::int64_t shared =
+      c.shared_expert() ? c.mlp_projections() * aligned(d.shared_intermediate * h) + aligned(h) : 0;
   const std::int64_t mlp =
-      c.moe() ? aligned(c.num_experts * h) + c.num_experts * c.mlp_projections() * aligned(d.intermediate * h)
+      c.moe() ? aligned(c.num_experts * h) + c.num_experts * c.mlp_projections() * aligned(d.intermediate * h) + shared
               : c.mlp_projections() * aligned(d.intermediate * h);
   const std::int64_t layer = c.layer_norm_weights() * norm + 2 * aligned(d.q_width() * h) +
                              2 * aligned(d.kv_width() * h) + mlp + biases + qk_norms;
@@ -92,9 +95,10 @@ struct Rows {
 // bf16 products), and so are Qwen3's q and k before its head norms; the rest is float32 (Gemma
 // 2's o_proj and down_proj outputs before their norms too, with the norms' 1/rms, and OLMo 2's
 // q and k before its norms); OLMo 1.7's q, k and v before their clamp are at the activation size.
-// A mixture of experts' MLP buffers are its experts' over rows x experts_per_token grouped rows,
-// with those rows themselves (at the activation size), and in float32 the experts' outputs, the
-// router's logits, the weights, and two int64 indices a grouped row (model/moe.h).
+// A mixture of experts' MLP buffers are its experts' over rows x experts_per_token grouped rows
+// and its shared expert's over the rows, with the grouped rows themselves (at the activation size),
+// and in float32 the outputs (the experts' and the shared expert's), the logits, the weights, and
+// int64 indices: where each output sits and where each grouped row comes from (model/moe.h).
 Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t seqs, std::int64_t seq, bool keep_probs,
                            bool attention_state, bool output_in_place, const model::ModelConfig& c, bool mixed) {
   const std::int64_t rows = r.all;
@@ -103,13 +107,14 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   const bool norm_outputs = c.pre_norms || mixed;
   const std::int64_t input_norms = c.mlp_input_norm() ? 2 : 1;  // Cohere's parallel residual: the MLP reads the first
   const std::int64_t mlp_buffers = c.mlp_projections();         // one a projection: gate, up, act (down's input)
-  const std::int64_t grouped = c.mlp_rows(rows);
+  const std::int64_t grouped = c.mlp_rows(rows), outputs = rows * c.mlp_outputs();
   Elements e;
   e.act = (norm_outputs ? input_norms * aligned(r.residual * d.hidden) : 0) + 2 * aligned(rows * d.q_width()) +
-          2 * aligned(rows * d.kv_width()) + mlp_buffers * aligned(grouped * d.intermediate);
+          2 * aligned(rows * d.kv_width()) + mlp_buffers * aligned(d.mlp_values(c, rows));
   if (c.moe()) {
     e.act += aligned(grouped * d.hidden);
-    e.f32 += aligned(grouped * d.hidden) + aligned(rows * c.num_experts) + aligned(grouped) + 2 * 2 * aligned(grouped);
+    e.f32 += aligned(outputs * d.hidden) + aligned(model::moe_logits(c, rows)) + aligned(outputs) +
+             2 * (aligned(outputs) + aligned(grouped));
   }
   // Residual in and mid, the norms' 1/rms.
   const std::int64_t residuals = c.parallel_residual && !output_in_place ? 1 : 2;
@@ -146,14 +151,13 @@ Elements head_activations(const model::TpDims& d, const Rows& r, bool bf16_produ
 // head norms the gradients of q and k before them and of their weights (OLMo 2's: and the
 // per-row sums), with OLMo 1.7's clip_qkv the gradients of q and k before the clamp; with Gemma 2's output
 // norms the gradient before them, with Granite's residual multiplier the branch's gradient; with a
-// mixture of experts the MLP's gradients over its grouped rows, those rows' and the experts' outputs'
-// gradients, the weights' and the logits' (float32).
+// mixture of experts the MLP's gradients over its grouped rows (and shared expert's), the outputs'
+// and their inputs' gradients, the weights' and the logits' (float32).
 Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products, const model::ModelConfig& c) {
-  const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate});
-  const std::int64_t rows = r.all, grouped = c.mlp_rows(rows);
-  const std::int64_t dy = c.moe() ? std::max(grouped * widest, rows * c.num_experts) : rows * widest;
+  const std::int64_t rows = r.all, outputs = rows * c.mlp_outputs();
+  const std::int64_t dy = model::product_grad_values(d, c, rows);
   const std::int64_t moe =
-      c.moe() ? 2 * aligned(grouped * d.hidden) + aligned(grouped) + aligned(rows * c.num_experts) : 0;
+      c.moe() ? 2 * aligned(outputs * d.hidden) + aligned(outputs) + aligned(model::moe_logits(c, rows)) : 0;
   const std::int64_t head_norms =
       (c.qk_norm ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * d.head_dim) : 0) +
       (c.qk_norm_all_heads ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * rows) : 0) +
@@ -161,7 +165,7 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products,
       (c.transforms_branch_outputs() ? aligned(r.residual * d.hidden) : 0);
   return {bf16_products ? aligned(dy) : 0, aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) +
                                                2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
-                                               c.mlp_projections() * aligned(grouped * d.intermediate) +
+                                               c.mlp_projections() * aligned(d.mlp_values(c, rows)) +
                                                (r.split ? aligned(2 * d.hidden) : 0) + head_norms + moe};
 }
 

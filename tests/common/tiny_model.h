@@ -40,7 +40,7 @@ namespace spin::testing {
 // rotating, a bias on the LM head.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
-  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe
+  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe
 };
 
 // Its model_type, for the tests' traces.
@@ -69,6 +69,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Mixtral: return "mixtral";
     case TinyFamily::Qwen3Moe: return "qwen3_moe";
     case TinyFamily::Olmoe: return "olmoe";
+    case TinyFamily::Qwen2Moe: return "qwen2_moe";
   }
   return "?";
 }
@@ -122,6 +123,10 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
       : s.family == TinyFamily::Qwen3Moe
           ? "\"model_type\": \"qwen3_moe\", \"num_experts\": 4, \"num_experts_per_tok\": 2, "
             "\"moe_intermediate_size\": " + std::to_string(s.intermediate) + ", "
+      : s.family == TinyFamily::Qwen2Moe
+          ? "\"model_type\": \"qwen2_moe\", \"num_experts\": 4, \"num_experts_per_tok\": 2, "
+            "\"moe_intermediate_size\": " + std::to_string(s.intermediate) + ", "
+            "\"shared_expert_intermediate_size\": " + std::to_string(s.intermediate + 8) + ", "
       : s.family == TinyFamily::Mistral          ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
       : s.family == TinyFamily::Qwen2            ? "\"model_type\": \"qwen2\", "
       : s.family == TinyFamily::Qwen3            ? "\"model_type\": \"qwen3\", "

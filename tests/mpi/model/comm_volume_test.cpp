@@ -208,7 +208,8 @@ TEST(TensorParallelCommunication, GptNeoxReducesOnceForwardAndItsBiasesOnceUnder
 // Mixtral's mixture of experts: the forward sends what a dense MLP's does (its experts' weighted
 // partial sums go through the MLP's one reduction; the routing is the same on every rank); the
 // backward one all-reduce more a layer, of the [rows, k] weight gradients (k = 2), with or without
-// sequence parallelism.
+// sequence parallelism. Qwen2-MoE's shared expert joins both: its output in the same partial sums,
+// its gate's weight gradient a column more of the same all-reduce ([rows, k + 1]).
 TEST(TensorParallelCommunication, MixtureOfExpertsAddsOneAllReduceOfItsWeightGradientsPerLayerBackward) {
   const std::uint64_t n = 16, h = 16, f = sizeof(float), k = 2;
   const std::uint64_t activation = n * h * f;
@@ -217,6 +218,12 @@ TEST(TensorParallelCommunication, MixtureOfExpertsAddsOneAllReduceOfItsWeightGra
     const StepStats s = step_stats(m);
     expect_only_all_reduces(s.forward, 1 + 2 * 3 + 2, activation * (1 + 2 * 3) + n * f + 2 * n * f, "forward");
     expect_only_all_reduces(s.backward, 1 + 3 * 3, activation * (1 + 2 * 3) + 3 * n * k * f, "backward");
+  }
+  {
+    Tp2Model m(testing::TinyFamily::Qwen2Moe);
+    const StepStats s = step_stats(m);
+    expect_only_all_reduces(s.forward, 1 + 2 * 3 + 2, activation * (1 + 2 * 3) + n * f + 2 * n * f, "forward, shared");
+    expect_only_all_reduces(s.backward, 1 + 3 * 3, activation * (1 + 2 * 3) + 3 * n * (k + 1) * f, "backward, shared");
   }
   Tp2Model m(testing::TinyFamily::Mixtral);
   m.transformer.set_sequence_parallel(true);

@@ -1,12 +1,14 @@
 // ModelConfig of the mixture-of-experts families: Mistral AI's Mixtral (model_type mixtral,
 // MixtralForCausalLM: Mistral's layers with a sparse mixture of SwiGLU experts for the MLP, its
-// tensor names in the files) and Qwen3-MoE (qwen3_moe: Qwen3's attention, the experts under spin's own
-// names); what spin does not run of them refused by name.
+// tensor names in the files), Qwen3-MoE (qwen3_moe: Qwen3's attention, the experts under spin's own
+// names), Qwen2-MoE (qwen2_moe: Qwen2's attention, and a shared expert beside the routed ones) and
+// OLMoE; what spin does not run of them refused by name.
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "model/config.h"
 #include "model/flops.h"
 #include "model/weights.h"
@@ -152,6 +154,87 @@ TEST(ModelConfig, ReadsQwen3Moe) {
             std::string::npos);
   EXPECT_NE(error_of(replaced(kQwen3_30bA3b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}}))
                 .find("output_router_logits"),
+            std::string::npos);
+}
+
+// Qwen1.5-MoE-A2.7B-Chat's config.json.
+const std::string kQwen15MoeA27b = R"({
+  "architectures": ["Qwen2MoeForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151645,
+  "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02, "intermediate_size": 5632,
+  "max_position_embeddings": 8192, "max_window_layers": 21, "model_type": "qwen2_moe", "num_attention_heads": 16,
+  "num_hidden_layers": 24, "num_key_value_heads": 16, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+  "sliding_window": 32768, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+  "transformers_version": "4.40.0.dev0", "use_cache": true, "use_sliding_window": false, "vocab_size": 151936,
+  "decoder_sparse_step": 1, "moe_intermediate_size": 1408, "shared_expert_intermediate_size": 5632,
+  "num_experts_per_tok": 4, "num_experts": 60, "norm_topk_prob": false, "output_router_logits": false,
+  "router_aux_loss_coef": 0.001})";
+
+// 14,315,784,192 parameters (Qwen1.5-MoE-A2.7B's "14.3B": per layer Qwen2's attention with its q, k
+// and v biases, a router of 60 x 2048 and 60 experts of three 1408 x 2048 matrices, a shared expert of
+// three 5632 x 2048 and its gate's 2048, two norms; two embeddings), of which a token meets the
+// attention, the router, 4 experts, the shared expert and its gate: 2.1 B a token in the layers (its
+// card's "A2.7B" counts the embedding and the head too).
+TEST(ModelConfig, ReadsQwen2Moe) {
+  const ModelConfig c = ModelConfig::from_json(kQwen15MoeA27b, "config.json");
+  EXPECT_TRUE(c.moe() && c.shared_expert() && c.qkv_bias);
+  EXPECT_FALSE(c.qk_norm);
+  EXPECT_EQ(c.num_experts, 60);
+  EXPECT_EQ(c.experts_per_token, 4);
+  EXPECT_EQ(c.mlp_outputs(), 5);
+  EXPECT_FALSE(c.norm_topk_prob);
+  EXPECT_EQ(c.intermediate_size, 1408);
+  EXPECT_EQ(c.shared_expert_intermediate_size, 5632);
+  EXPECT_FALSE(c.sliding_window.has_value());
+  EXPECT_EQ(c.num_parameters(), 14315784192);
+  const double layer = 2048.0 * 128.0 * 64.0 + 4.0 * 3.0 * 2048.0 * 1408.0 + 60.0 * 2048.0 + 3.0 * 2048.0 * 5632.0 +
+                       2048.0;
+  EXPECT_EQ(matmul_parameters(c), 24.0 * layer + 151936.0 * 2048.0);
+  // The shared expert split over TP as a dense MLP of its own width, its gate whole on every rank.
+  int shared = 0;
+  for (const ShardedTensor& t : parameter_layout(c, tp_dims(c, 1, 4), StageLayers{0, 1, true, false})) {
+    if (t.name.find("mlp.shared_expert.") != std::string::npos) {
+      ++shared;
+      EXPECT_EQ(t.split_dim, t.name.ends_with("down_proj.weight") ? 1 : 0) << t.name;
+      EXPECT_EQ(t.length, 5632 / 4) << t.name;
+    }
+    if (t.name.find("mlp.experts.") != std::string::npos) {
+      EXPECT_EQ(t.length, 1408 / 4) << t.name;
+    }
+    if (t.name == "model.layers.0.mlp.shared_expert_gate.weight") {
+      ++shared;
+      EXPECT_TRUE(t.replicated());
+      EXPECT_EQ(t.global_shape, (Shape{1, 2048}));
+    }
+  }
+  EXPECT_EQ(shared, 4);
+  const HfLayout layout = hf_layout(c);
+  for (const char* name : {"model.layers.0.mlp.shared_expert_gate.weight",
+                           "model.layers.23.mlp.shared_expert.down_proj.weight", "model.layers.5.mlp.experts.59.up_proj.weight"}) {
+    EXPECT_EQ(layout.place(name).name, name);
+  }
+  // Qwen2MoeConfig's defaults: 60 experts, 4 a token, of 1408, a shared expert of 5632.
+  const ModelConfig defaults =
+      ModelConfig::from_json(replaced(kQwen15MoeA27b, {{"\"num_experts\": 60,", ""},
+                                                       {"\"num_experts_per_tok\": 4,", ""},
+                                                       {"\"moe_intermediate_size\": 1408,", ""},
+                                                       {"\"shared_expert_intermediate_size\": 5632,", ""}}),
+                             "c");
+  EXPECT_EQ(defaults.num_parameters(), c.num_parameters());
+  // The shared expert's width must divide over TP as the experts' does.
+  const ModelConfig odd = ModelConfig::from_json(
+      replaced(kQwen15MoeA27b, {{"\"shared_expert_intermediate_size\": 5632", "\"shared_expert_intermediate_size\": 5630"}}),
+      "c");
+  try {
+    tp_dims(odd, 0, 4);
+    ADD_FAILURE() << "a shared expert of 5630 split four ways";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("shared_expert_intermediate_size (5630)"), std::string::npos) << e.what();
+  }
+  EXPECT_NE(error_of(replaced(kQwen15MoeA27b, {{"\"decoder_sparse_step\": 1", "\"decoder_sparse_step\": 2"}}))
+                .find("decoder_sparse_step 2"),
+            std::string::npos);
+  EXPECT_NE(error_of(replaced(kQwen15MoeA27b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}}))
+                .find("Qwen2-MoE"),
             std::string::npos);
 }
 

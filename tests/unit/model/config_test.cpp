@@ -372,8 +372,8 @@ TEST(ModelConfig, ReadsQwen3WithItsHeadNorms) {
   EXPECT_EQ(c.max_sequence_length(), 40960);
   // 0.44B without the (tied) embedding, as published: 28 x 15,730,944 + the final norm.
   EXPECT_EQ(c.num_parameters() - 151936 * 1024, 440467456);
-  // Qwen2-MoE (its shared expert) is not run.
-  EXPECT_NE(error_of(with("model_type", "\"qwen2_moe\"")).find("qwen2_moe"), std::string::npos);
+  // DeepSeek-V2 (its latent attention, its routing) is not run.
+  EXPECT_NE(error_of(with("model_type", "\"deepseek_v2\"")).find("deepseek_v2"), std::string::npos);
 }
 
 // google/gemma-2-2b-it's config.json as published: Gemma's parts, sandwich norms (four per

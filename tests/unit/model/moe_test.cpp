@@ -45,26 +45,55 @@ TEST(MoeRouting, ChoosesTheMostProbableExpertsAndGroupsTheRowsByExpert) {
   }
 }
 
+// A shared expert (Qwen2-MoE's): each row's third output, after its two experts', weighted by the
+// sigmoid of its gate's logit (after the router's logits), its rows after the grouped ones.
+TEST(MoeRouting, PutsTheSharedExpertLastInEveryRow) {
+  std::vector<float> logits = kLogits;
+  logits.insert(logits.end(), {0.0f, 2.0f, -1.0f});
+  const MoeRouting plain = MoeRouting::route(kLogits, 3, 4, 2, false);
+  const MoeRouting r = MoeRouting::route(logits, 3, 4, 2, false, true);
+  EXPECT_EQ(r.outputs, 3);
+  EXPECT_EQ(r.experts, plain.experts);
+  EXPECT_EQ(r.sources, plain.sources);
+  for (std::size_t i = 0; i < 3; ++i) {
+    for (std::size_t j = 0; j < 2; ++j) {
+      EXPECT_EQ(r.slots[3 * i + j], plain.slots[2 * i + j]);
+      EXPECT_EQ(r.weights[3 * i + j], plain.weights[2 * i + j]);
+    }
+    EXPECT_EQ(r.slots[3 * i + 2], static_cast<std::int64_t>(6 + i));
+    EXPECT_NEAR(r.weights[3 * i + 2], 1.0 / (1.0 + std::exp(-static_cast<double>(logits[12 + i]))), 1e-7);
+  }
+}
+
 // d loss / d logits, loss = sum dw . weights(logits), against central differences (steps that
-// keep each row's choice).
+// keep each row's choice); with a shared expert its gate's logits too.
 TEST(MoeRouting, LogitsGradientMatchesFiniteDifferences) {
-  const std::vector<float> dweights = {0.7f, -1.2f, 0.3f, 2.0f, -0.5f, 0.9f};
-  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 1.0f, 3.0f, -2.0f, 0.0f, 2.5f, -1.0f, 1.5f, 0.2f, 1.1f};
-  for (const bool normalize : {false, true}) {
-    const MoeRouting r = MoeRouting::route(logits, 3, 4, 2, normalize);
-    const std::vector<float> grad = r.logits_grad(dweights, normalize);
-    const auto loss = [&](const std::vector<float>& l) {
-      const MoeRouting moved = MoeRouting::route(l, 3, 4, 2, normalize);
-      EXPECT_EQ(moved.experts, r.experts);
-      double sum = 0.0;
-      for (std::size_t j = 0; j < dweights.size(); ++j) sum += static_cast<double>(dweights[j]) * moved.weights[j];
-      return sum;
-    };
-    for (std::size_t m = 0; m < logits.size(); ++m) {
-      std::vector<float> up = logits, down = logits;
-      const float step = 1e-2f;
-      up[m] += step, down[m] -= step;
-      EXPECT_NEAR(grad[m], (loss(up) - loss(down)) / (2.0 * step), 2e-4) << (normalize ? "normalized " : "") << m;
+  const std::vector<float> router = {0.5f, 2.0f, -1.0f, 1.0f, 3.0f, -2.0f, 0.0f, 2.5f, -1.0f, 1.5f, 0.2f, 1.1f};
+  for (const bool shared : {false, true}) {
+    for (const bool normalize : {false, true}) {
+      std::vector<float> logits = router;
+      std::vector<float> dweights = {0.7f, -1.2f, 0.3f, 2.0f, -0.5f, 0.9f};
+      if (shared) {
+        logits.insert(logits.end(), {0.3f, -1.5f, 2.0f});
+        dweights = {0.7f, -1.2f, 1.1f, 0.3f, 2.0f, -0.8f, -0.5f, 0.9f, 0.6f};
+      }
+      const MoeRouting r = MoeRouting::route(logits, 3, 4, 2, normalize, shared);
+      const std::vector<float> grad = r.logits_grad(dweights, normalize);
+      ASSERT_EQ(grad.size(), logits.size());
+      const auto loss = [&](const std::vector<float>& l) {
+        const MoeRouting moved = MoeRouting::route(l, 3, 4, 2, normalize, shared);
+        EXPECT_EQ(moved.experts, r.experts);
+        double sum = 0.0;
+        for (std::size_t j = 0; j < dweights.size(); ++j) sum += static_cast<double>(dweights[j]) * moved.weights[j];
+        return sum;
+      };
+      for (std::size_t m = 0; m < logits.size(); ++m) {
+        std::vector<float> up = logits, down = logits;
+        const float step = 1e-2f;
+        up[m] += step, down[m] -= step;
+        EXPECT_NEAR(grad[m], (loss(up) - loss(down)) / (2.0 * step), 2e-4)
+            << (normalize ? "normalized " : "") << (shared ? "shared " : "") << m;
+      }
     }
   }
 }
