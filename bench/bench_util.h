@@ -58,7 +58,9 @@ inline void add_model_options(boost::program_options::options_description& desc,
        "attention and MLP side by side, interleaved RoPE, logit_scale, tied) or gpt_neox (a plain MLP with the exact "
        "GELU, biases on every projection, a norm per parallel half: GPTNeoXConfig's defaults; kv-heads ignored) or "
        "mixtral (the MLP a mixture of 8 experts of `intermediate`, 2 a token: MixtralConfig's defaults) or qwen3_moe "
-       "(Qwen3's head norms, 128 experts of `intermediate`, 8 a token: Qwen3MoeConfig's defaults)")
+       "(Qwen3's head norms, 128 experts of `intermediate`, 8 a token: Qwen3MoeConfig's defaults) or qwen2_moe (q/k/v "
+       "biases, 60 experts of `intermediate`, 4 a token, beside a shared expert of 4 x `intermediate`: "
+       "Qwen1.5-MoE-A2.7B's proportions)")
       ("sliding-window", po::value(&s.sliding_window)->default_value(s.sliding_window),
        "config.json's sliding_window (keys; every layer's for llama, the even layers' for gemma2); 0: none given");
 }
@@ -94,7 +96,10 @@ inline model::ModelConfig make_config(const ModelSize& s) {
           ", \"num_attention_heads\": ", s.heads, ", \"num_key_value_heads\": ", s.kv_heads,
           ", \"max_position_embeddings\": ", s.max_positions, ", \"rms_norm_eps\": 1e-5",
           s.sliding_window > 0 ? cat(", \"sliding_window\": ", s.sliding_window) : std::string(),
-          s.family == "qwen3_moe" ? cat(", \"moe_intermediate_size\": ", s.intermediate) : std::string(), "}"),
+          s.family == "qwen3_moe" || s.family == "qwen2_moe" ? cat(", \"moe_intermediate_size\": ", s.intermediate)
+                                                              : std::string(),
+          s.family == "qwen2_moe" ? cat(", \"shared_expert_intermediate_size\": ", 4 * s.intermediate) : std::string(),
+          "}"),
       "benchmark model");
 }
 

@@ -173,8 +173,10 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
               static_cast<long long>(c.num_kv_heads), static_cast<long long>(c.vocab_size),
               c.tie_word_embeddings ? ", tied embeddings" : "");
   if (c.moe()) {  // the parameters a token meets, as model/flops.h counts them (the embedding's lookup besides)
-    std::printf("mixture of experts: %lld experts, %lld a token; %.3f B parameters a token\n",
-                static_cast<long long>(c.num_experts), static_cast<long long>(c.experts_per_token),
+    const std::string shared =
+        c.shared_expert() ? cat(", a shared expert of ", c.shared_expert_intermediate_size) : std::string();
+    std::printf("mixture of experts: %lld experts, %lld a token%s; %.3f B parameters a token\n",
+                static_cast<long long>(c.num_experts), static_cast<long long>(c.experts_per_token), shared.c_str(),
                 (model::matmul_parameters(c) + static_cast<double>(c.vocab_size * c.hidden_size)) / 1e9);
   }
   std::printf("layout tp %d x pp %d x dp %d (%d ranks)%s%s; micro-batch %lld prompts (%lld sequences) x %lld tokens, "

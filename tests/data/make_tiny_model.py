@@ -169,6 +169,11 @@ def main():
     p.add_argument("--olmoe", action="store_true",
                    help="an OlmoeForCausalLM: Llama's pre-norms, q and k normed across all their heads (OLMo 2's), the "
                         "MLP a sparse mixture of --experts SwiGLU experts, their weights not renormalised")
+    p.add_argument("--qwen2-moe", action="store_true",
+                   help="a Qwen2MoeForCausalLM: Qwen2's attention (q, k, v biases), the MLP a sparse mixture of "
+                        "--experts SwiGLU experts of --intermediate beside a shared expert of --shared-intermediate "
+                        "behind its sigmoid gate, their weights not renormalised")
+    p.add_argument("--shared-intermediate", type=int, default=0, help="--qwen2-moe's shared expert (0: 2 x intermediate)")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--experts-per-token", type=int, default=2)
     p.add_argument("--cohere", action="store_true",
@@ -207,6 +212,8 @@ def main():
     if a.cohere:
         a.tie = True
     a.qwen3 = a.qwen3 or a.qwen3_moe
+    a.qwen2 = a.qwen2 or a.qwen2_moe
+    shared = a.shared_intermediate or 2 * a.intermediate
     a.gemma2 = a.gemma2 or a.gemma3
     a.gemma = a.gemma or a.gemma2
     head_dim = a.hidden // a.heads * (2 if a.gemma else 1)
@@ -237,6 +244,12 @@ def main():
             out += [(x + gate + ".weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
                     (x + down + ".weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
                     (x + up + ".weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden))]
+        if a.qwen2_moe:  # Qwen2MoeSparseMoeBlock's shared expert and its gate
+            x = moe + "shared_expert."
+            out += [(x + "gate_proj.weight", [shared, a.hidden], matrix(shared, a.hidden)),
+                    (x + "up_proj.weight", [shared, a.hidden], matrix(shared, a.hidden)),
+                    (x + "down_proj.weight", [a.hidden, shared], matrix(a.hidden, shared)),
+                    (moe + "shared_expert_gate.weight", [1, a.hidden], matrix(1, a.hidden))]
         return out
 
     if a.gpt_neox:
@@ -266,7 +279,7 @@ def main():
               [(pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
                *norm_bias(pre + "post_attention_layernorm.bias", a.hidden)]),
             *([(pre + "pre_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 else []),
-            *(moe_experts(pre) if a.mixtral or a.qwen3_moe or a.olmoe else [
+            *(moe_experts(pre) if a.mixtral or a.qwen3_moe or a.olmoe or a.qwen2_moe else [
                 (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
                 (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
                 (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate))]),
@@ -417,6 +430,12 @@ def main():
     if a.qwen2:  # Qwen2's own keys, the window off as in the published models
         config.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "use_sliding_window": False,
                        "sliding_window": a.max_positions // 2, "max_window_layers": a.layers})
+    if a.qwen2_moe:  # Qwen2-MoE's own keys, as Qwen1.5-MoE-A2.7B's config.json has them
+        config.update({"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe", "num_experts": a.experts,
+                       "num_experts_per_tok": a.experts_per_token, "moe_intermediate_size": a.intermediate,
+                       "shared_expert_intermediate_size": shared, "intermediate_size": shared,
+                       "norm_topk_prob": False, "decoder_sparse_step": 1, "output_router_logits": False,
+                       "router_aux_loss_coef": 0.001})
     with open(os.path.join(a.out_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
         f.write("\n")

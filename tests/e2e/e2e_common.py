@@ -146,8 +146,9 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     (biases everywhere and on the LM head, one norm for both halves) with llama3's; mixtral: a tiny Mixtral (four
     experts, two a token) with llama3's; qwen3_moe: a tiny Qwen3-MoE (Qwen3's head norms, four experts, two a
     token, not renormalised) with qwen3's; olmoe: a tiny OLMoE (q and k normed across their heads, four experts)
-    with llama3's."""
-    qwen = kind in ("qwen2", "qwen3", "qwen3_moe", "phi4")  # their token ids: BOS 0, EOS 2
+    with llama3's; qwen2_moe: a tiny Qwen2-MoE (q, k, v biases, four experts beside a shared expert) with
+    qwen2's."""
+    qwen = kind in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe", "phi4")  # their token ids: BOS 0, EOS 2
     o200k = kind == "o200k"
     gemma = kind in ("gemma", "gemma2", "gemma3")
     spm = gemma or kind in ("llama_spm", "mistral_v3_spm", "mistral_v7_spm")
@@ -159,7 +160,7 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
                        "--original-max-positions", "96"], "granite": ["--granite", "--tie"],
              "olmo": ["--olmo"], "olmo2": ["--olmo2"], "stablelm": ["--stablelm"], "cohere": ["--cohere"],
              "gpt_neox": ["--gpt-neox"], "phi": ["--phi2"], "mixtral": ["--mixtral"],
-             "qwen3_moe": ["--qwen3-moe"], "olmoe": ["--olmoe"]}[kind]
+             "qwen3_moe": ["--qwen3-moe"], "olmoe": ["--olmoe"], "qwen2_moe": ["--qwen2-moe"]}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
                     "400" if spm else "5000" if tekken else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)
@@ -170,7 +171,7 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
                        [os.path.join(os.path.dirname(HF_BPE), {"granite": "llama3", "olmo": "llama3", "olmo2": "llama3", "stablelm": "llama3",
                                                                    "gpt_neox": "llama3", "phi": "llama3",
                                                                    "mixtral": "llama3", "qwen3_moe": "qwen3",
-                                                                   "olmoe": "llama3"}.get(kind, kind), f)
+                                                                   "olmoe": "llama3", "qwen2_moe": "qwen2"}.get(kind, kind), f)
                         for f in ("tokenizer.json", "tokenizer_config.json")])
     for f in tokenizer_files:
         shutil.copy(f, path)

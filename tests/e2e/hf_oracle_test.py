@@ -47,7 +47,9 @@ weights renormalised over them; Mixtral's names): MixtralForCausalLM itself. Qwe
 head norms, four experts, two a token, their weights the softmax's probabilities as they are, norm_topk_prob
 false): Qwen2MoeForCausalLM with zero q/k/v biases and a zero shared expert, plus Qwen3's head-norm hooks
 (moe_reference). OLMoE (tiny-olmoe: q and k normed across all their heads, four experts, two a token,
-not renormalised): the same with OLMoE's norms as the hooks.
+not renormalised): the same with OLMoE's norms as the hooks. Qwen2-MoE (tiny-qwen2-moe: Qwen2's q, k, v
+biases, four experts, two a token, not renormalised, and a shared expert of twice their width behind its
+sigmoid gate): Qwen2MoeForCausalLM itself.
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -489,7 +491,7 @@ def main():
                  "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
                  "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
                  "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
-                 "tiny-qwen3-moe", "tiny-olmoe",
+                 "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe",
                  "tiny-phi2"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:

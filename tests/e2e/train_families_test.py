@@ -228,6 +228,16 @@ def case_hf_tokenizer(args, tmp):
     after, out = train_family(args, config, tmp, "olmoe", "model.layers.0.self_attn.q_norm.weight", "llama3")
     assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "olmoe"
     print("OLMoE + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, q_norm trained, exported")
+    # Qwen2-MoE (a shared expert split over TP 2 beside the routed ones, its gate whole on both ranks)
+    # with qwen2's tokenizer: auto picks chatml; the shared expert and its gate train, the export is a qwen2_moe.
+    after, out = train_family(args, config, tmp, "qwen2_moe", "model.layers.1.mlp.shared_expert.down_proj.weight",
+                              "chatml")
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "qwen2_moe"
+    before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
+    gate = "model.layers.0.mlp.shared_expert_gate.weight"
+    assert before[gate] != after[gate], gate
+    print("Qwen2-MoE + chatml at TP 2 in bf16: 6 steps, first loss log 2, shared expert and gate trained, "
+          "exported")
 
 
 def main():
