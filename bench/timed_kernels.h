@@ -102,6 +102,18 @@ class TimedKernels final : public kernels::Kernels {
                           const float* rstd, Index n, Index dim) const override {
     time("rmsnorm", [&] { inner_.layernorm_backward(dx, dw, db, dout, x, w, rstd, n, dim); });
   }
+  void head_layernorm_forward(float* out, float* rstd, const float* x, const float* w, Index n, Index heads, Index dim,
+                              float eps) const override {
+    time("rmsnorm", [&] { inner_.head_layernorm_forward(out, rstd, x, w, n, heads, dim, eps); });
+  }
+  void head_layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, Index n,
+                                   Index heads, Index dim, float eps) const override {
+    time("rmsnorm", [&] { inner_.head_layernorm_forward_bf16(out, rstd, x, w, n, heads, dim, eps); });
+  }
+  void head_layernorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                               const float* rstd, Index n, Index heads, Index dim) const override {
+    time("rmsnorm", [&] { inner_.head_layernorm_backward(dx, dw, dout, x, w, rstd, n, heads, dim); });
+  }
   void rope_forward(float* x, const std::int32_t* pos, const float* cos, const float* sin, Index n, Index heads,
                     Index hd, Index rotary, kernels::RopePairs pairs) const override {
     time("rope", [&] { inner_.rope_forward(x, pos, cos, sin, n, heads, hd, rotary, pairs); });

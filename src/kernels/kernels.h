@@ -174,6 +174,16 @@ class Kernels {
   // column sums of dout xhat, db += those of dout (each null: no such parameter, or a frozen one).
   virtual void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
                                   const float* rstd, Index n, Index dim) const = 0;
+  // LayerNorm of every head with a weight of its own, no bias (Cohere's use_qk_norm, StableLM 2
+  // 12B's qk_layernorm): x [n, heads, dim], w [heads, dim], rstd [n heads] -- layernorm_* over the
+  // n heads rows of dim, row i scaled by w's row i % heads; the backward's dw [heads, dim] likewise
+  // (null: frozen).
+  virtual void head_layernorm_forward(float* out, float* rstd, const float* x, const float* w, Index n, Index heads,
+                                      Index dim, float eps) const = 0;
+  virtual void head_layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, Index n,
+                                           Index heads, Index dim, float eps) const = 0;
+  virtual void head_layernorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                                       const float* rstd, Index n, Index heads, Index dim) const = 0;
 
   // Rotary embedding in place on x[n, heads, head_dim] over each head's first rotary_dim
   // dimensions (head_dim but for a partial rotary factor, as Phi-4-mini's 3/4; the rest pass

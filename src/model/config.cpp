@@ -9,191 +9,23 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/json_file.h"
+#include "model/config_families.h"
+#include "model/config_json.h"
 #include "model/config_multimodal.h"
 
 namespace spin::model {
 
 namespace {
 using nlohmann::json;
-
-std::int64_t positive_int(const json& j, const char* key, const std::string& source) {
-  require(j.contains(key), source, ": missing required key \"", key, "\"");
-  const json& v = j.at(key);
-  require(v.is_number_integer() && v.get<std::int64_t>() > 0, source, ": \"", key,
-          "\" must be a positive integer, got ", v.dump());
-  return v.get<std::int64_t>();
-}
-
-float positive_float(const json& j, const char* key, const std::string& source) {
-  const json& v = j.at(key);
-  require(v.is_number() && v.get<double>() > 0, source, ": \"", key,
-          "\" must be a positive number, got ", v.dump());
-  return v.get<float>();
-}
+using config_json::flag;
+using config_json::positive_float;
+using config_json::positive_int;
 
 // The model_types spin runs (besides the multimodal checkpoints', config_multimodal.h).
 constexpr const char* kModelTypes[] = {"llama",  "mistral", "qwen2",    "qwen3", "gemma",   "gemma2",    "gemma3_text",
                                        "phi3",   "smollm3", "granite",  "olmo",  "olmo2",   "olmo3",     "stablelm",
                                        "cohere", "cohere2", "gpt_neox", "phi",   "mixtral", "qwen3_moe", "olmoe",
                                        "qwen2_moe"};
-
-// A boolean key, `fallback` where it is absent.
-bool flag(const json& j, const char* key, bool fallback, const std::string& source) {
-  if (!j.contains(key)) return fallback;
-  require(j.at(key).is_boolean(), source, ": \"", key, "\" must be true or false, got ", j.at(key).dump());
-  return j.at(key).get<bool>();
-}
-
-// StableLM (model_type stablelm; StableLmConfig's defaults where a key is absent): LayerNorms with
-// weight and bias, RoPE over a quarter of each head (partial_rotary_factor 0.25 by default), biases
-// on q, k and v where use_qkv_bias says so, attention and MLP side by side where
-// use_parallel_residual says so; its per-head q / k LayerNorms (stablelm-2-12b's qk_layernorm) are
-// not implemented.
-void parse_stablelm(json& j, ModelConfig& c, const std::string& source) {
-  c.layer_norm = c.layer_norm_affine = c.layer_norm_bias = true;
-  c.qkv_bias = flag(j, "use_qkv_bias", false, source);
-  c.parallel_residual = flag(j, "use_parallel_residual", false, source);
-  require(!flag(j, "qk_layernorm", false, source), source,
-          ": \"qk_layernorm\": true (StableLM 2 12B's per-head LayerNorms of q and k) is not supported");
-  if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.25;
-}
-
-// Cohere (model_type cohere: Command-R, Aya 23, Aya Expanse; CohereConfig's defaults where a key is
-// absent): LayerNorms with a weight and no bias, attention and MLP side by side from one norm, RoPE
-// in interleaved pairs, the logits times logit_scale, tied embeddings; use_qk_norm (Command R+'s
-// per-head norms of q and k) is not implemented. Cohere 2 (cohere2: Command R7B) besides: windows
-// in three layers of four, RoPE in those alone (parse_sliding_window, from_json).
-void parse_cohere(const json& j, ModelConfig& c, const std::string& source) {
-  c.layer_norm = c.layer_norm_affine = true;
-  c.parallel_residual = true;
-  c.rope_pairs = kernels::RopePairs::Interleaved;
-  c.tie_word_embeddings = true;  // CohereConfig's default
-  c.logit_scale = j.contains("logit_scale") ? positive_float(j, "logit_scale", source) : 0.0625f;
-  require(!flag(j, "use_qk_norm", false, source), source,
-          ": \"use_qk_norm\": true (Command R+'s per-head LayerNorms of q and k) is not supported");
-}
-
-// The GELU of GPT-NeoX's and Phi's plain MLPs, by hidden_act (`fallback` where absent): "gelu" the exact
-// one, "gelu_new" / "gelu_fast" / "gelu_pytorch_tanh" its tanh form. The key is consumed here (the
-// Llama families' check of it does not apply), as are attention_bias and mlp_bias: these families'
-// biases are set by their parsers.
-kernels::Activation parse_gelu(json& j, const char* fallback, const std::string& type, const std::string& source) {
-  const std::string act = j.value("hidden_act", std::string(fallback));
-  require(act == "gelu" || act == "gelu_new" || act == "gelu_fast" || act == "gelu_pytorch_tanh", source,
-          ": hidden_act \"", act, "\" is not supported for model_type ", type,
-          " (gelu, gelu_new, gelu_fast, gelu_pytorch_tanh are)");
-  for (const char* key : {"hidden_act", "attention_bias", "mlp_bias"}) j.erase(key);
-  return act == "gelu" ? kernels::Activation::Gelu : kernels::Activation::GeluTanh;
-}
-
-// GPT-NeoX (model_type gpt_neox, GPTNeoXForCausalLM: Pythia; GPTNeoXConfig's defaults where a key
-// is absent): LayerNorms with weight and bias, q, k, v and o_proj with biases (attention_bias),
-// a plain MLP with biases, the parallel residual with a norm for each half (use_parallel_residual;
-// sequential otherwise, Llama's layout), RoPE over rotary_pct of each head (0.25) with base
-// rotary_emb_base (or rope_theta), untied embeddings; hidden_act "gelu" exact, "gelu_new" /
-// "gelu_fast" / "gelu_pytorch_tanh" its tanh form.
-void parse_gpt_neox(json& j, ModelConfig& c, const std::string& source) {
-  c.layer_norm = c.layer_norm_affine = c.layer_norm_bias = true;
-  c.gated_mlp = false;
-  c.qkv_bias = c.o_bias = flag(j, "attention_bias", true, source);
-  c.mlp_bias = true;
-  c.parallel_residual = c.parallel_mlp_norm = flag(j, "use_parallel_residual", true, source);
-  c.hf_names = ModelConfig::HfNames::GptNeox;
-  c.activation = parse_gelu(j, "gelu", "gpt_neox", source);
-  if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = j.value("rotary_pct", 0.25);
-  if (!j.contains("rope_theta")) j["rope_theta"] = j.value("rotary_emb_base", 10000.0);
-  if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
-  j.erase("num_key_value_heads");  // GPTNeoXConfig has none: every head its own keys and values
-}
-
-// Phi-1.5 / Phi-2 (model_type phi, PhiForCausalLM; PhiConfig's defaults where a key is absent): LayerNorms
-// with weight and bias, q, k, v, dense (o_proj) and the plain MLP's fc1 / fc2 with biases, attention and
-// MLP side by side from the one norm, RoPE over partial_rotary_factor of each head (0.5), the tanh
-// GELU (gelu_new), a bias on the LM head, untied; qk_layernorm is not implemented.
-void parse_phi(json& j, ModelConfig& c, const std::string& source) {
-  c.layer_norm = c.layer_norm_affine = c.layer_norm_bias = true;
-  c.gated_mlp = false;
-  c.qkv_bias = c.o_bias = c.mlp_bias = c.lm_head_bias = true;
-  c.parallel_residual = true;
-  c.hf_names = ModelConfig::HfNames::Phi;
-  c.activation = parse_gelu(j, "gelu_new", "phi", source);
-  require(!flag(j, "qk_layernorm", false, source), source,
-          ": \"qk_layernorm\": true (per-head LayerNorms of q and k) is not supported for model_type phi");
-  if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.5;
-  if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
-}
-
-// A mixture of experts' sizes (ModelConfig::num_experts from `experts_key`, experts_per_token from
-// num_experts_per_tok, the family's defaults where absent); its load-balancing loss refused.
-void parse_experts(const json& j, ModelConfig& c, const char* experts_key, std::int64_t experts, std::int64_t per_token,
-                   const char* family, const std::string& source) {
-  c.num_experts = j.contains(experts_key) ? positive_int(j, experts_key, source) : experts;
-  c.experts_per_token = j.contains("num_experts_per_tok") ? positive_int(j, "num_experts_per_tok", source) : per_token;
-  require(c.experts_per_token <= c.num_experts, source, ": num_experts_per_tok (", c.experts_per_token, ") exceeds ",
-          experts_key, " (", c.num_experts, ")");
-  require(!flag(j, "output_router_logits", false, source), source,
-          ": \"output_router_logits\": true (the router's load-balancing loss) is not supported (", family,
-          "'s published configs say false, and transformers then trains without it)");
-}
-
-// Mixtral (model_type mixtral, MixtralForCausalLM: Mixtral 8x7B, 8x22B; MixtralConfig's defaults where a
-// key is absent): Mistral's layers with the MLP a sparse mixture of experts -- num_local_experts SwiGLU
-// experts (w1, w3, w2: gate, up, down), each token through its num_experts_per_tok most probable ones
-// by the router's softmax, renormalised over them. Not implemented: the router's load-balancing loss
-// (output_router_logits: transformers adds it only where that is true, the published configs say
-// false) and its training noise (router_jitter_noise).
-void parse_mixtral(json& j, ModelConfig& c, const std::string& source) {
-  parse_experts(j, c, "num_local_experts", 8, 2, "Mixtral", source);
-  c.norm_topk_prob = true;
-  c.hf_names = ModelConfig::HfNames::Mixtral;
-  require(!j.contains("router_jitter_noise") || j.at("router_jitter_noise").is_null() ||
-              (j.at("router_jitter_noise").is_number() && j.at("router_jitter_noise").get<double>() == 0.0),
-          source, ": router_jitter_noise ", j.value("router_jitter_noise", json()).dump(),
-          " is not supported (the router's training noise; 0 in the published configs)");
-  if (!j.contains("rope_theta")) j["rope_theta"] = 1e6;  // MixtralConfig's default
-}
-
-// Qwen's mixtures (model_type qwen2_moe and qwen3_moe; their configs' defaults where a key is absent):
-// every layer's MLP a sparse mixture of num_experts SwiGLU experts of moe_intermediate_size (the dense
-// intermediate_size unused), each token through its num_experts_per_tok most probable, weighted by
-// their softmax probabilities -- renormalised over them where norm_topk_prob (false by default) --,
-// under spin's own names (mlp.gate, mlp.experts.N.gate_proj / up_proj / down_proj). Qwen2-MoE's shared
-// expert (mlp.shared_expert.*, mlp.shared_expert_gate) where `shared` (its default width), Qwen3-MoE has
-// none. Dense layers among the sparse ones (decoder_sparse_step > 1, mlp_only_layers: no published
-// model has them) and the load-balancing loss are not implemented.
-void parse_qwen_moe(json& j, ModelConfig& c, const std::string& source, const char* family, std::int64_t experts,
-                    std::int64_t per_token, std::int64_t width, std::int64_t shared) {
-  parse_experts(j, c, "num_experts", experts, per_token, family, source);
-  c.norm_topk_prob = flag(j, "norm_topk_prob", false, source);
-  require(!j.contains("decoder_sparse_step") || j.at("decoder_sparse_step") == 1, source, ": decoder_sparse_step ",
-          j.value("decoder_sparse_step", json()).dump(),
-          " is not supported (dense MLP layers between the sparse ones; every layer sparse: 1)");
-  require(!j.contains("mlp_only_layers") || j.at("mlp_only_layers").is_null() ||
-              (j.at("mlp_only_layers").is_array() && j.at("mlp_only_layers").empty()),
-          source, ": mlp_only_layers ", j.value("mlp_only_layers", json()).dump(),
-          " is not supported (dense MLP layers among the sparse ones)");
-  j["intermediate_size"] = j.contains("moe_intermediate_size") ? j.at("moe_intermediate_size") : json(width);
-  if (shared > 0) {
-    c.shared_expert_intermediate_size = j.contains("shared_expert_intermediate_size")
-                                            ? positive_int(j, "shared_expert_intermediate_size", source)
-                                            : shared;
-  }
-}
-
-// OLMoE (model_type olmoe, OlmoeForCausalLM: OLMoE-1B-7B; OlmoeConfig's defaults where a key is absent):
-// Llama's pre-norm layers with OLMo 2's q and k norms across all their heads, and the MLP a sparse
-// mixture of num_experts (64) SwiGLU experts of intermediate_size, each token through its
-// num_experts_per_tok (8) most probable, weighted by their softmax probabilities (renormalised only
-// where norm_topk_prob, false as published); Qwen3-MoE's names. Its clip_qkv (after the norms, unlike
-// OLMo 1.7's) and the load-balancing loss are not implemented.
-void parse_olmoe(json& j, ModelConfig& c, const std::string& source) {
-  c.qk_norm_all_heads = true;
-  parse_experts(j, c, "num_experts", 64, 8, "OLMoE", source);
-  c.norm_topk_prob = flag(j, "norm_topk_prob", false, source);
-  require(!j.contains("clip_qkv") || j.at("clip_qkv").is_null(), source, ": clip_qkv ",
-          j.value("clip_qkv", json()).dump(),
-          " is not supported for model_type olmoe (its clamp after the q and k norms)");
-}
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
@@ -656,7 +488,8 @@ std::int64_t ModelConfig::num_parameters() const {
                            (shared_expert() ? mlp_projections() * h * shared_expert_intermediate_size + h : 0);
   const std::int64_t biases = (qkv_bias ? head_dim * (num_heads + 2 * num_kv_heads) : 0) + (o_bias ? h : 0) +
                               (mlp_bias ? (gated_mlp ? 2 : 1) * intermediate_size + h : 0);
-  const std::int64_t qk_norms = qk_norm ? 2 * head_dim : qk_norm_all_heads ? head_dim * (num_heads + num_kv_heads) : 0;
+  const std::int64_t qk_norms =
+      qk_norm ? 2 * head_dim : qk_norm_all_heads || qk_head_layernorm ? head_dim * (num_heads + num_kv_heads) : 0;
   const std::int64_t norm = (norm_biases() ? 2 : 1) * h;  // a norm's weight, and its bias where it has one
   const std::int64_t per_layer = attn + biases + qk_norms + mlp + layer_norm_weights() * norm;
   const std::int64_t embeddings = vocab_size * h * (tie_word_embeddings ? 1 : 2) + (lm_head_bias ? vocab_size : 0);

@@ -88,6 +88,10 @@ struct ModelConfig {
   // half: sandwich_norms' output norms alone (pre_norms false; Hugging Face's
   // post_attention_layernorm and post_feedforward_layernorm).
   bool qk_norm_all_heads = false;
+  // Command R+ (model_type cohere, use_qk_norm): a LayerNorm of each query and key head before RoPE
+  // with a weight of its own, no bias (q_norm [heads, head_dim], k_norm [kv heads, head_dim], split
+  // over TP with the heads: Kernels::head_layernorm_*).
+  bool qk_head_layernorm = false;
   bool pre_norms = true;
   // OLMo (model_type olmo, the first OLMo): every norm -- both halves' input norms and the final
   // one -- a LayerNorm without weight or bias (OlmoLayerNorm: (x - mean) / sqrt(var + 1e-5) in

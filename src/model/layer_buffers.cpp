@@ -26,6 +26,8 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   // Qwen3's head norms keep their inputs in the products' precision, OLMo 2's norms across the
   // heads in float32 (the products' float32 output, which row_dot and the norm read).
   const bool qk_norm = config.qk_norm, all_heads = config.qk_norm_all_heads, clip = config.clip_qkv > 0;
+  // Command R+'s per-head LayerNorms: float32 inputs as OLMo 2's, statistics per head as Qwen3's.
+  const bool head_ln = config.qk_head_layernorm;
   const std::int64_t rows = b.rows;
   // The residual stream and the norms' outputs: this rank's rows (all of them but under a split).
   // The MLP's buffers: a mixture of experts' for each row's experts_per_token experts (and its shared expert).
@@ -35,12 +37,12 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   // attention's saved values only in bf16 -- only products and bf16-reading kernels read them.
   const Shape none{0};
   const auto f32 = [&](const Shape& s) { return mixed ? none : s; };
-  const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
+  const auto qk = [&](const Shape& s) { return qk_norm || head_ln ? s : none; };
   // The q and k products kept before a norm or OLMo 1.7's clamp, v's before the clamp: in the
   // products' precision (kept_qk, kept_v), and the float32 buffers of them (raw: OLMo 2's always).
   const auto kept_qk = [&](const Shape& s) { return qk_norm || clip ? s : none; };
   const auto kept_v = [&](const Shape& s) { return clip ? s : none; };
-  const auto raw = [&](const Shape& s) { return all_heads ? s : kept_qk(f32(s)); };
+  const auto raw = [&](const Shape& s) { return all_heads || head_ln ? s : kept_qk(f32(s)); };
   // OLMo 2: q's and k's statistics in one buffer (all-reduced at once), rstd_q and rstd_k its halves.
   const Shape rstd_q_shape = all_heads ? Shape{2 * rows} : qk({rows * d.heads});
   const Shape rstd_k_shape = all_heads ? none : qk({rows * d.kv_heads});
@@ -64,9 +66,9 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   attn_out = rstd_attn_out = mlp_out = rstd_mlp_out = Tensor();
   if (config.sandwich_norms) attn_out = t[18], rstd_attn_out = t[19], mlp_out = t[20], rstd_mlp_out = t[21];
   q_raw = k_raw = q_raw_bf16 = k_raw_bf16 = rstd_q = rstd_k = rstd_qk = v_raw = v_raw_bf16 = Tensor();
-  if (qk_norm) rstd_q = t[16], rstd_k = t[17];
+  if (qk_norm || head_ln) rstd_q = t[16], rstd_k = t[17];
   if (all_heads) rstd_qk = t[16], rstd_q = t[16].view(0, {rows}), rstd_k = t[16].view(rows, {rows});
-  if (((qk_norm || clip) && !mixed) || all_heads) q_raw = t[14], k_raw = t[15];
+  if (((qk_norm || clip) && !mixed) || all_heads || head_ln) q_raw = t[14], k_raw = t[15];
   if (clip && !mixed) v_raw = t[22];
   if (mixed) {
     const auto h = workspace_bf16_.carve(device,
@@ -113,7 +115,8 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
 void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed,
                                 const ModelConfig& config, const LoraConfig& lora) {
   const std::int64_t rows = b.rows;
-  const bool qk_norm = config.qk_norm || config.qk_norm_all_heads, raw_grads = qk_norm || config.clip_qkv > 0;
+  const bool qk_norm = config.qk_norm || config.qk_norm_all_heads;
+  const bool raw_grads = qk_norm || config.qk_head_layernorm || config.clip_qkv > 0;
   const Shape q_shape{rows, d.q_width()}, kv_shape{rows, d.kv_width()}, mlp = mlp_shape(d, config, rows), none{0};
   const auto qk = [&](const Shape& s) { return qk_norm ? s : none; };
   const auto raw = [&](const Shape& s) { return raw_grads ? s : none; };

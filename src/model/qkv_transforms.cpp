@@ -94,6 +94,37 @@ void all_heads_norms_backward(const ModelContext& ctx, const BatchGeometry& b, c
   norm_backward(s.dk_raw, g.k_norm, s.dk, a.k_raw, w.k_norm, a.rstd_k, dots + b.rows, d.kv_width());
 }
 
+// Command R+'s LayerNorm of each head with its own weight, from the product's float32 output `raw`
+// (in either precision) into the attention's input; the weights' gradients complete on each rank
+// (its heads' rows are all here), straight into g's.
+void head_layernorms_forward(const ModelContext& ctx, const LayerWeights& w, LayerActivations& a, std::int64_t rows) {
+  const TpDims& d = ctx.dims;
+  const auto norm = [&](const Tensor& out, const Tensor& out16, const Tensor& rstd, const Tensor& raw,
+                        const Tensor& weight, std::int64_t heads) {
+    if (out16.defined()) {
+      ctx.k.head_layernorm_forward_bf16(out16.bf16(), rstd.f32(), raw.f32(), weight.f32(), rows, heads, d.head_dim,
+                                        ctx.config.rms_norm_eps);
+    } else {
+      ctx.k.head_layernorm_forward(out.f32(), rstd.f32(), raw.f32(), weight.f32(), rows, heads, d.head_dim,
+                                   ctx.config.rms_norm_eps);
+    }
+  };
+  norm(a.q, a.q_bf16, a.rstd_q, a.q_raw, w.q_norm, d.heads);
+  norm(a.k, a.k_bf16, a.rstd_k, a.k_raw, w.k_norm, d.kv_heads);
+}
+void head_layernorms_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w, LayerWeights& g,
+                              const LayerActivations& a, LayerGradScratch& s) {
+  const TpDims& d = ctx.dims;
+  const auto norm_backward = [&](const Tensor& d_raw, const Tensor& d_weight, const Tensor& d_out, const Tensor& raw,
+                                 const Tensor& weight, const Tensor& rstd, std::int64_t heads) {
+    d_raw.zero_();
+    ctx.k.head_layernorm_backward(d_raw.f32(), f32_or_null(d_weight), d_out.f32(), raw.f32(), weight.f32(), rstd.f32(),
+                                  b.rows, heads, d.head_dim);
+  };
+  norm_backward(s.dq_raw, g.q_norm, s.dq, a.q_raw, w.q_norm, a.rstd_q, d.heads);
+  norm_backward(s.dk_raw, g.k_norm, s.dk, a.k_raw, w.k_norm, a.rstd_k, d.kv_heads);
+}
+
 // OLMo 1.7's clip_qkv: a product's output `raw` (float32, or bf16 raw16; kept for the backward)
 // clamped into the attention's input, and the gradient back through the clamp (d_raw may be d_out).
 void clip_forward(const ModelContext& ctx, const Tensor& out, const Tensor& out16, const Tensor& raw,
@@ -125,6 +156,8 @@ void qkv_transforms_forward(const ModelContext& ctx, const LayerWeights& w, Laye
   const TpDims& d = ctx.dims;
   if (w.q_norm.defined() && ctx.config.qk_norm_all_heads) {
     all_heads_norms_forward(ctx, w, a, rows);
+  } else if (w.q_norm.defined() && ctx.config.qk_head_layernorm) {
+    head_layernorms_forward(ctx, w, a, rows);
   } else if (w.q_norm.defined()) {
     head_norm_forward(ctx, a.q, a.q_bf16, a.rstd_q, a.q_raw, a.q_raw_bf16, w.q_norm, rows * d.heads);
     head_norm_forward(ctx, a.k, a.k_bf16, a.rstd_k, a.k_raw, a.k_raw_bf16, w.k_norm, rows * d.kv_heads);
@@ -140,6 +173,8 @@ void qkv_transforms_backward(const ModelContext& ctx, const BatchGeometry& b, co
   const TpDims& d = ctx.dims;
   if (w.q_norm.defined() && ctx.config.qk_norm_all_heads) {
     all_heads_norms_backward(ctx, b, w, g, a, s);
+  } else if (w.q_norm.defined() && ctx.config.qk_head_layernorm) {
+    head_layernorms_backward(ctx, b, w, g, a, s);
   } else if (w.q_norm.defined()) {
     head_norms_backward(ctx, b, w, g, a, s);
   } else if (ctx.config.clip_qkv > 0) {

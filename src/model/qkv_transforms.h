@@ -1,6 +1,7 @@
 // What happens to the q, k and v products before attention, by family: Qwen3's RMSNorm of every
 // query and key head (its weights' gradients all-reduced over TP), OLMo 2's norms of q and k across
-// every head of the TP group (their statistics all-reduced over TP), OLMo 1.7's clamp of q, k and v
+// every head of the TP group (their statistics all-reduced over TP), Command R+'s LayerNorm of each
+// head with its own weight (split with the heads: no communication), OLMo 1.7's clamp of q, k and v
 // (clip_qkv). Where a model has one, the products write LayerActivations' q_raw / k_raw (v_raw for
 // the clamp), kept for the backward, and the forward here writes q, k and v from them.
 #pragma once

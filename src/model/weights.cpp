@@ -76,6 +76,10 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     } else if (c.qk_norm_all_heads) {
       column_vector(layer_name(l, "self_attn.q_norm.weight"), d.q_width());
       column_vector(layer_name(l, "self_attn.k_norm.weight"), d.kv_width());
+    } else if (c.qk_head_layernorm) {  // [heads, head_dim], split with the heads
+      split(layer_name(l, "self_attn.q_norm.weight"), {c.num_heads, d.head_dim}, 0, d.heads, d.heads * d.rank, d.heads);
+      split(layer_name(l, "self_attn.k_norm.weight"), {c.num_kv_heads, d.head_dim}, 0, d.kv_heads, d.kv_heads * d.rank,
+            d.kv_heads);
     }
     row(layer_name(l, "self_attn.o_proj.weight"), h, d.q_width());
     // A row-parallel projection's bias is added once, after the reduction: replicated.

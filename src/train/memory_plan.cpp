@@ -29,9 +29,9 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   if (s.first) n += aligned(d.vocab_rows * h);
   const std::int64_t biases = (c.qkv_bias ? aligned(d.q_width()) + 2 * aligned(d.kv_width()) : 0) +
                               (c.o_bias ? aligned(h) : 0) + (c.mlp_bias ? aligned(d.intermediate) + aligned(h) : 0);
-  const std::int64_t qk_norms = c.qk_norm             ? 2 * aligned(d.head_dim)
-                                : c.qk_norm_all_heads ? aligned(d.q_width()) + aligned(d.kv_width())
-                                                      : 0;
+  const std::int64_t qk_norms = c.qk_norm ? 2 * aligned(d.head_dim)
+                                : c.qk_norm_all_heads || c.qk_head_layernorm ? aligned(d.q_width()) + aligned(d.kv_width())
+                                                                             : 0;
   const std::int64_t norm = (c.norm_biases() ? 2 : 1) * aligned(h);  // a weight, and its bias where it has one
   // A mixture of experts: the router and every expert's projections; a shared expert's and its gate.
   const std::int64_t shared =
@@ -127,6 +127,10 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   if (c.qk_norm_all_heads) {  // OLMo 2: q and k before its norms, float32 in either precision, 1/rms per row
     e.f32 += aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * rows);
   }
+  if (c.qk_head_layernorm) {  // Command R+: q and k before its norms, float32 in either precision, 1/std per head
+    e.f32 += aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(rows * d.heads) +
+             aligned(rows * d.kv_heads);
+  }
   if (c.clip_qkv > 0) {  // OLMo 1.7: q, k and v before the clamp (at the activation size)
     e.act += aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width());
   }
@@ -149,7 +153,8 @@ Elements head_activations(const model::TpDims& d, const Rows& r, bool bf16_produ
 // The backward's scratch (LayerGradScratch), shared by the layers of one micro-batch: float32,
 // and with bf16 products the bf16 of one product's output gradient (the widest); with Qwen3's
 // head norms the gradients of q and k before them and of their weights (OLMo 2's: and the
-// per-row sums), with OLMo 1.7's clip_qkv the gradients of q and k before the clamp; with Gemma 2's output
+// per-row sums), with OLMo 1.7's clip_qkv (Command R+'s per-head LayerNorms) the gradients of q and k
+// before the clamp (the norms); with Gemma 2's output
 // norms the gradient before them, with Granite's residual multiplier the branch's gradient; with a
 // mixture of experts the MLP's gradients over its grouped rows (and shared expert's), the outputs'
 // and their inputs' gradients, the weights' and the logits' (float32).
@@ -161,7 +166,7 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products,
   const std::int64_t head_norms =
       (c.qk_norm ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * d.head_dim) : 0) +
       (c.qk_norm_all_heads ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * rows) : 0) +
-      (c.clip_qkv > 0 ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) : 0) +
+      (c.clip_qkv > 0 || c.qk_head_layernorm ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) : 0) +
       (c.transforms_branch_outputs() ? aligned(r.residual * d.hidden) : 0);
   return {bf16_products ? aligned(dy) : 0, aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) +
                                                2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +

@@ -317,6 +317,28 @@ void EmulatedKernels::layernorm_backward(float* dx, float* dw, float* db, const 
                            dev(dout, n * dim, "layernorm dout"), dev(x, n * dim, "layernorm x"),
                            dev(w, dim, "layernorm w"), dev(rstd, n, "layernorm rstd"), n, dim);
 }
+void EmulatedKernels::head_layernorm_forward(float* out, float* rstd, const float* x, const float* w, Index n,
+                                             Index heads, Index dim, float eps) const {
+  const Index values = n * heads * dim;
+  cpu_->head_layernorm_forward(dev(out, values, "head layernorm out"), dev(rstd, n * heads, "head layernorm rstd"),
+                               dev(x, values, "head layernorm x"), dev(w, heads * dim, "head layernorm w"), n, heads,
+                               dim, eps);
+}
+void EmulatedKernels::head_layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
+                                                  Index n, Index heads, Index dim, float eps) const {
+  const Index values = n * heads * dim;
+  cpu_->head_layernorm_forward_bf16(dev(out, values, "head layernorm out"),
+                                    dev(rstd, n * heads, "head layernorm rstd"), dev(x, values, "head layernorm x"),
+                                    dev(w, heads * dim, "head layernorm w"), n, heads, dim, eps);
+}
+void EmulatedKernels::head_layernorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                                              const float* rstd, Index n, Index heads, Index dim) const {
+  const Index values = n * heads * dim;
+  cpu_->head_layernorm_backward(dev(dx, values, "head layernorm dx"), dev(dw, heads * dim, "head layernorm dw"),
+                                dev(dout, values, "head layernorm dout"), dev(x, values, "head layernorm x"),
+                                dev(w, heads * dim, "head layernorm w"), dev(rstd, n * heads, "head layernorm rstd"), n,
+                                heads, dim);
+}
 void EmulatedKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
                                    Index heads, Index hd, Index rotary, kernels::RopePairs pairs) const {
   cpu_->rope_forward(dev(x, n * heads * hd, "rope x"), dev(positions, n, "rope positions"),

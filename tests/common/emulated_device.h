@@ -146,6 +146,12 @@ class EmulatedKernels final : public kernels::Kernels {
                               Index dim, float eps) const override;
   void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
                           const float* rstd, Index n, Index dim) const override;
+  void head_layernorm_forward(float* out, float* rstd, const float* x, const float* w, Index n, Index heads, Index dim,
+                              float eps) const override;
+  void head_layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, Index n,
+                                   Index heads, Index dim, float eps) const override;
+  void head_layernorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                               const float* rstd, Index n, Index heads, Index dim) const override;
   void rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n, Index heads,
                     Index head_dim, Index rotary_dim, kernels::RopePairs pairs) const override;
   void rope_backward(float* dx, const std::int32_t* positions, const float* cos, const float* sin, Index n, Index heads,

@@ -40,7 +40,7 @@ namespace spin::testing {
 // rotating, a bias on the LM head.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
-  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe
+  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe, CohereQkNorm
 };
 
 // Its model_type, for the tests' traces.
@@ -70,6 +70,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Qwen3Moe: return "qwen3_moe";
     case TinyFamily::Olmoe: return "olmoe";
     case TinyFamily::Qwen2Moe: return "qwen2_moe";
+    case TinyFamily::CohereQkNorm: return "cohere (qk norms)";
   }
   return "?";
 }
@@ -109,6 +110,8 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
       : s.family == TinyFamily::StableLmParallel ? "\"model_type\": \"stablelm\", \"use_parallel_residual\": true, "
                                                    "\"partial_rotary_factor\": 0.5, "
       : s.family == TinyFamily::Cohere           ? "\"model_type\": \"cohere\", \"logit_scale\": 0.25, "
+      : s.family == TinyFamily::CohereQkNorm     ? "\"model_type\": \"cohere\", \"logit_scale\": 0.25, "
+                                                   "\"use_qk_norm\": true, "
       : s.family == TinyFamily::Cohere2          ? "\"model_type\": \"cohere2\", \"logit_scale\": 0.25, "
                                                    "\"sliding_window\": 3, \"sliding_window_pattern\": 2, "
       : s.family == TinyFamily::GptNeox          ? "\"model_type\": \"gpt_neox\", \"rotary_pct\": 0.5, "
@@ -154,15 +157,19 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
 }
 
 // Keyed by the tensor's name, like init_random, so that every layout builds the same model. The
-// norm weights (replicated, or OLMo 2's q and k norms split over TP: keyed by global index) are
-// scales around 1, stored as such or, for Gemma's norms (`norm_weight_offset` 1), as the scale
-// minus one.
+// norm weights (replicated, or OLMo 2's and Command R+'s q and k norms split over TP with the heads:
+// keyed by global index) are scales around 1, stored as such or, for Gemma's norms
+// (`norm_weight_offset` 1), as the scale minus one; the other replicated vectors likewise.
 inline void init_tiny_weights(model::ModelWeights& w, std::uint64_t seed, float std = 0.3f,
                               float norm_weight_offset = 0.0f) {
   w.init_random(seed, std);
   for (const ShardedTensor& p : w.sharded_state_dict()) {
-    if ((!p.replicated() && !p.name.ends_with("norm.weight")) || p.global_shape.size() > 1) continue;
-    const std::int64_t first = p.replicated() ? 0 : p.offset;  // 1-D: the global index of element 0
+    const bool norm = p.name.ends_with("norm.weight");
+    if (!norm && (!p.replicated() || p.global_shape.size() > 1)) continue;
+    // The global index of element 0: a split norm weight is split along its first dimension.
+    std::int64_t inner = 1;
+    for (std::size_t dim = 1; dim < p.global_shape.size(); ++dim) inner *= p.global_shape[dim];
+    const std::int64_t first = p.replicated() ? 0 : p.offset * inner;
     std::uint64_t stream = 0xcbf29ce484222325ull;
     for (unsigned char ch : p.name) stream = (stream ^ ch) * 0x100000001b3ull;
     std::vector<float> d(static_cast<std::size_t>(p.local.numel()));

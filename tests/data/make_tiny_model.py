@@ -180,6 +180,9 @@ def main():
                    help="a CohereForCausalLM: LayerNorms with a weight and no bias, attention and MLP side by side "
                         "from input_layernorm (no post_attention_layernorm), RoPE in interleaved pairs, the logits "
                         "times logit_scale 0.25, tied embeddings")
+    p.add_argument("--qk-norm", action="store_true",
+                   help="with --cohere: Command R+'s use_qk_norm, a LayerNorm of each q and k head with its own "
+                        "weight (q_norm [heads, head_dim], k_norm [kv heads, head_dim])")
     p.add_argument("--cohere2", action="store_true",
                    help="a Cohere2ForCausalLM (Command R7B): --cohere's parts, --sliding-window and RoPE in layer 0 of "
                         "every 2 (sliding_window_pattern 2), the other layers global without RoPE")
@@ -275,6 +278,9 @@ def main():
             *([(pre + "self_attn.q_norm.weight", [a.heads * head_dim], norm(a.heads * head_dim)),
                (pre + "self_attn.k_norm.weight", [a.kv_heads * head_dim], norm(a.kv_heads * head_dim))]
               if a.olmo2 or a.olmoe else []),
+            *([(pre + "self_attn.q_norm.weight", [a.heads, head_dim], norm(a.heads * head_dim)),
+               (pre + "self_attn.k_norm.weight", [a.kv_heads, head_dim], norm(a.kv_heads * head_dim))]
+              if a.qk_norm else []),
             *([] if a.olmo or a.parallel_residual else
               [(pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
                *norm_bias(pre + "post_attention_layernorm.bias", a.hidden)]),
@@ -380,7 +386,7 @@ def main():
                                        for l in range(a.layers)]})
     if a.cohere:  # Cohere's own keys, as aya-23-8B's config.json has them (a larger logit_scale: visible here)
         config.update({"architectures": ["CohereForCausalLM"], "model_type": "cohere", "layer_norm_eps": 1e-5,
-                       "logit_scale": 0.25, "use_qk_norm": False, "attention_bias": False,
+                       "logit_scale": 0.25, "use_qk_norm": a.qk_norm, "attention_bias": False,
                        "attention_dropout": 0.0, "pad_token_id": 0})
         del config["rms_norm_eps"]
     if a.cohere2:  # Command R7B's own keys (a window in three layers of four there; one of two here)

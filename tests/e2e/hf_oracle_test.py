@@ -49,7 +49,8 @@ false): Qwen2MoeForCausalLM with zero q/k/v biases and a zero shared expert, plu
 (moe_reference). OLMoE (tiny-olmoe: q and k normed across all their heads, four experts, two a token,
 not renormalised): the same with OLMoE's norms as the hooks. Qwen2-MoE (tiny-qwen2-moe: Qwen2's q, k, v
 biases, four experts, two a token, not renormalised, and a shared expert of twice their width behind its
-sigmoid gate): Qwen2MoeForCausalLM itself.
+sigmoid gate): Qwen2MoeForCausalLM itself. Command R+'s norms (tiny-cohere-qk-norm: Cohere's parts with a
+LayerNorm of each q and k head, a weight of its own each): CohereForCausalLM itself (use_qk_norm).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -491,7 +492,7 @@ def main():
                  "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
                  "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
                  "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
-                 "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe",
+                 "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe", "tiny-cohere-qk-norm",
                  "tiny-phi2"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:

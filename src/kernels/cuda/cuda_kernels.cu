@@ -130,35 +130,66 @@ void CudaKernels::rmsnorm_backward_bf16_in(float* dx, float* dw, const float* do
   launch_rmsnorm_backward(stream_, dx, dw, dout, reinterpret_cast<const __nv_bfloat16*>(x), w, w_offset, rstd, n, dim);
 }
 
+namespace {
+
+// LayerNorm over n rows of dim, w (and dw, db) of w_rows rows: row i takes row i % w_rows.
+template <class Out>
+void launch_layernorm_forward(cudaStream_t stream, Out* out, float* rstd, const float* x, const float* w,
+                              const float* b, Index n, Index dim, float eps, Index w_rows) {
+  if (n == 0) return;
+  layernorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(out, rstd, x, w, b, dim, eps, w_rows);
+  SPIN_CUDA_CHECK_LAUNCH("layernorm_forward");
+}
+
+void launch_layernorm_backward(cudaStream_t stream, CachingAllocator& allocator, float* dx, float* dw, float* db,
+                               const float* dout, const float* x, const float* w, const float* rstd, Index n,
+                               Index dim, Index w_rows) {
+  if (n == 0) return;
+  // The rows' means, which the weight's gradient needs, from the dx kernel that forms them anyway.
+  PooledBuffer means;
+  if (dw != nullptr) means = PooledBuffer(allocator, static_cast<std::size_t>(n) * sizeof(float));
+  layernorm_backward_dx_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(dx, means.as<float>(), dout, x, w,
+                                                                                  rstd, dim, w_rows);
+  SPIN_CUDA_CHECK_LAUNCH("layernorm_backward (dx)");
+  if (dw == nullptr && db == nullptr) return;
+  const dim3 grid(static_cast<unsigned>((w_rows * dim + kThreads - 1) / kThreads),
+                  static_cast<unsigned>((n / w_rows + kRowsPerChunk - 1) / kRowsPerChunk));
+  layernorm_backward_dw_kernel<<<grid, kThreads, 0, stream>>>(dw, db, dout, x, means.as<float>(), rstd, n, dim,
+                                                              w_rows);
+  SPIN_CUDA_CHECK_LAUNCH("layernorm_backward (dw, db)");
+}
+
+}  // namespace
+
 void CudaKernels::layernorm_forward(float* out, float* rstd, const float* x, const float* w, const float* b, Index n,
                                     Index dim, float eps) const {
-  if (n == 0) return;
-  layernorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, rstd, x, w, b, dim, eps);
-  SPIN_CUDA_CHECK_LAUNCH("layernorm_forward");
+  launch_layernorm_forward(stream_, out, rstd, x, w, b, n, dim, eps, 1);
 }
 
 void CudaKernels::layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
                                          const float* b, Index n, Index dim, float eps) const {
-  if (n == 0) return;
-  layernorm_forward_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(reinterpret_cast<__nv_bfloat16*>(out),
-                                                                               rstd, x, w, b, dim, eps);
-  SPIN_CUDA_CHECK_LAUNCH("layernorm_forward_bf16");
+  launch_layernorm_forward(stream_, reinterpret_cast<__nv_bfloat16*>(out), rstd, x, w, b, n, dim, eps, 1);
 }
 
 void CudaKernels::layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x, const float* w,
                                      const float* rstd, Index n, Index dim) const {
-  if (n == 0) return;
-  // The rows' means, which the weight's gradient needs, from the dx kernel that forms them anyway.
-  PooledBuffer means;
-  if (dw != nullptr) means = PooledBuffer(allocator_, static_cast<std::size_t>(n) * sizeof(float));
-  layernorm_backward_dx_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(dx, means.as<float>(), dout, x, w,
-                                                                                   rstd, dim);
-  SPIN_CUDA_CHECK_LAUNCH("layernorm_backward (dx)");
-  if (dw == nullptr && db == nullptr) return;
-  const dim3 grid(static_cast<unsigned>((dim + kThreads - 1) / kThreads),
-                  static_cast<unsigned>((n + kRowsPerChunk - 1) / kRowsPerChunk));
-  layernorm_backward_dw_kernel<<<grid, kThreads, 0, stream_>>>(dw, db, dout, x, means.as<float>(), rstd, n, dim);
-  SPIN_CUDA_CHECK_LAUNCH("layernorm_backward (dw, db)");
+  launch_layernorm_backward(stream_, allocator_, dx, dw, db, dout, x, w, rstd, n, dim, 1);
+}
+
+void CudaKernels::head_layernorm_forward(float* out, float* rstd, const float* x, const float* w, Index n, Index heads,
+                                         Index dim, float eps) const {
+  launch_layernorm_forward(stream_, out, rstd, x, w, nullptr, n * heads, dim, eps, heads);
+}
+
+void CudaKernels::head_layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w, Index n,
+                                              Index heads, Index dim, float eps) const {
+  launch_layernorm_forward(stream_, reinterpret_cast<__nv_bfloat16*>(out), rstd, x, w, nullptr, n * heads, dim, eps,
+                           heads);
+}
+
+void CudaKernels::head_layernorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
+                                          const float* rstd, Index n, Index heads, Index dim) const {
+  launch_layernorm_backward(stream_, allocator_, dx, dw, nullptr, dout, x, w, rstd, n * heads, dim, heads);
 }
 
 void CudaKernels::row_dot(float* out, const float* a, const float* b, const float* w, Index n, Index dim) const {

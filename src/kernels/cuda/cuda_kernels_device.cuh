@@ -328,17 +328,20 @@ __global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dout, const I
   }
 }
 // LayerNorm: out = (x - mean) r w + b, r = 1 / sqrt(var + eps), w and b each null where the norm
-// has none (OLMo's has neither); the backward forms the mean again from x, as the forward did.
+// has none (OLMo's has neither); the backward forms the mean again from x, as the forward did. w
+// holds w_rows rows of dim, row i of x taking row i % w_rows (a weight per head: Cohere's q / k
+// norms; 1 for the plain norm).
 __device__ inline float row_mean(const float* xi, long long dim, float* shared) {
   float sum = 0.0f;
   for (long long j = threadIdx.x; j < dim; j += blockDim.x) sum += xi[j];
   return block_sum(sum, shared) / static_cast<float>(dim);
 }
 template <class Out>
-__global__ void layernorm_forward_kernel(Out* out, float* rstd, const float* x, const float* w, const float* b,
-                                         long long dim, float eps) {
+__global__ void layernorm_forward_kernel(Out* out, float* rstd, const float* x, const float* weights, const float* b,
+                                         long long dim, float eps, long long w_rows) {
   __shared__ float shared[32];
   const float* xi = x + blockIdx.x * dim;
+  const float* w = weights != nullptr ? weights + (blockIdx.x % w_rows) * dim : nullptr;
   const float mean = row_mean(xi, dim, shared);
   float ss = 0.0f;
   for (long long j = threadIdx.x; j < dim; j += blockDim.x) ss += (xi[j] - mean) * (xi[j] - mean);
@@ -351,10 +354,11 @@ __global__ void layernorm_forward_kernel(Out* out, float* rstd, const float* x, 
   }
 }
 // dx by rows; each row's mean into `means` where it is given (for the weight's gradient).
-__global__ void layernorm_backward_dx_kernel(float* dx, float* means, const float* dout, const float* x, const float* w,
-                                             const float* rstd, long long dim) {
+__global__ void layernorm_backward_dx_kernel(float* dx, float* means, const float* dout, const float* x,
+                                             const float* weights, const float* rstd, long long dim, long long w_rows) {
   __shared__ float shared[32];
   const long long at = blockIdx.x * dim;
+  const float* w = weights != nullptr ? weights + (blockIdx.x % w_rows) * dim : nullptr;
   const float mean = row_mean(x + at, dim, shared), r = rstd[blockIdx.x];
   if (means != nullptr && threadIdx.x == 0) means[blockIdx.x] = mean;
   float sum = 0.0f, dot = 0.0f;
@@ -414,20 +418,25 @@ __global__ void rmsnorm_backward_dw_kernel(float* dw, const float* dout, const I
   atomicAdd(dw + j, acc);
 }
 // LayerNorm's dw += sum dout xhat (means: the rows' means, dw null: none) and db += sum dout
-// (null: none), by columns over chunks of rows, as RMSNorm's.
+// (null: none), by columns over chunks of rows, as RMSNorm's. With w_rows weight rows (a weight per
+// head) the columns are w_rows x dim, column (h, j) summing rows h, h + w_rows, ... of its chunk:
+// a chunk is kRowsPerChunk groups of w_rows rows.
 __global__ void layernorm_backward_dw_kernel(float* dw, float* db, const float* dout, const float* x,
-                                             const float* means, const float* rstd, long long n, long long dim) {
-  const long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
-  if (j >= dim) return;
-  const long long begin = blockIdx.y * kRowsPerChunk, end = min(n, begin + kRowsPerChunk);
+                                             const float* means, const float* rstd, long long n, long long dim,
+                                             long long w_rows) {
+  const long long column = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
+  if (column >= w_rows * dim) return;
+  const long long head = column / dim, j = column % dim, groups = n / w_rows;
+  const long long begin = blockIdx.y * kRowsPerChunk, end = min(groups, begin + kRowsPerChunk);
   float acc_w = 0.0f, acc_b = 0.0f;
-  for (long long i = begin; i < end; ++i) {
+  for (long long group = begin; group < end; ++group) {
+    const long long i = group * w_rows + head;
     const float g = dout[i * dim + j];
     if (dw != nullptr) acc_w += g * (x[i * dim + j] - means[i]) * rstd[i];
     acc_b += g;
   }
-  if (dw != nullptr) atomicAdd(dw + j, acc_w);
-  if (db != nullptr) atomicAdd(db + j, acc_b);
+  if (dw != nullptr) atomicAdd(dw + column, acc_w);
+  if (db != nullptr) atomicAdd(db + column, acc_b);
 }
 __global__ void logits_max_kernel(float* row_max, const float* logits, long long ld, long long valid) {
   __shared__ float shared[32];

@@ -155,14 +155,15 @@ TEST(LayoutInvariance, GemmaUnderPipelineTensorAndDataParallelism) {
         testing::TinyFamily::Granite, testing::TinyFamily::Olmo, testing::TinyFamily::Olmo2,
         testing::TinyFamily::StableLm, testing::TinyFamily::StableLmParallel, testing::TinyFamily::Cohere,
         testing::TinyFamily::Cohere2, testing::TinyFamily::GptNeox, testing::TinyFamily::Phi,
-        testing::TinyFamily::Mixtral, testing::TinyFamily::Qwen2Moe}) {
+        testing::TinyFamily::Mixtral, testing::TinyFamily::Qwen2Moe, testing::TinyFamily::CohereQkNorm}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     const double tolerance = family == testing::TinyFamily::Gemma || family == testing::TinyFamily::Granite ||
                                      family == testing::TinyFamily::Olmo || family == testing::TinyFamily::StableLm ||
                                      family == testing::TinyFamily::StableLmParallel ||
                                      family == testing::TinyFamily::Cohere || family == testing::TinyFamily::Cohere2 ||
                                      family == testing::TinyFamily::GptNeox || family == testing::TinyFamily::Phi ||
-                                     family == testing::TinyFamily::Mixtral || family == testing::TinyFamily::Qwen2Moe
+                                     family == testing::TinyFamily::Mixtral || family == testing::TinyFamily::Qwen2Moe ||
+                                     family == testing::TinyFamily::CohereQkNorm
                                  ? 1e-5
                                  : 5e-5;
     SftSetup s{{1, 2, 1}, false, true};

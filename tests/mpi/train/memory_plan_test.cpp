@@ -216,6 +216,8 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Olmoe);  // its norms across heads, 2 of 4
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Qwen2Moe);  // a shared expert and its gate
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Qwen2Moe);
+  check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::CohereQkNorm);  // float32 q, k before the norms
+  check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::CohereQkNorm);
 }
 
 // LoRA: the adapters' weights, gradients, masters and moments instead of the model's (the policy

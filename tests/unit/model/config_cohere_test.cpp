@@ -1,6 +1,7 @@
 // ModelConfig of Cohere's family (model_type cohere, CohereForCausalLM: Command-R, Aya 23, Aya
 // Expanse): LayerNorms with a weight alone, attention and MLP side by side, RoPE in interleaved
-// pairs, the logits times logit_scale, tied embeddings; Command R+'s use_qk_norm refused.
+// pairs, the logits times logit_scale, tied embeddings; Command R+'s use_qk_norm (a LayerNorm of each
+// q and k head with its own weight).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -68,12 +69,51 @@ TEST(ModelConfig, ReadsCohere) {
   EXPECT_NE(std::find(names.begin(), names.end(), "model.norm.weight"), names.end());
 
   for (const auto& [from, to, message] : std::vector<std::tuple<std::string, std::string, std::string>>{
-           {"\"use_qk_norm\": false", "\"use_qk_norm\": true", "\"use_qk_norm\": true"},
            {"\"logit_scale\": 0.0625", "\"logit_scale\": 0", "\"logit_scale\" must be a positive number"},
            {"\"attention_bias\": false", "\"attention_bias\": true", "\"attention_bias\": true is not supported"}}) {
     const std::string e = error_of(replaced(kAya23, {{from, to}}));
     EXPECT_NE(e.find(message), std::string::npos) << e;
   }
+}
+
+// c4ai-command-r-plus's config.json.
+const std::string kCommandRPlus = R"({
+  "architectures": ["CohereForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 5,
+  "eos_token_id": 255001, "hidden_act": "silu", "hidden_size": 12288, "initializer_range": 0.02,
+  "intermediate_size": 33792, "layer_norm_eps": 1e-05, "logit_scale": 0.8333333333333334,
+  "max_position_embeddings": 8192, "model_type": "cohere", "num_attention_heads": 96, "num_hidden_layers": 64,
+  "num_key_value_heads": 8, "pad_token_id": 0, "rope_theta": 75000000.0, "torch_dtype": "float16",
+  "transformers_version": "4.40.0.dev0", "use_cache": true, "use_qk_norm": true, "vocab_size": 256000})";
+
+// Command R+: 103,810,674,688 parameters (its card's 104 B: tied 256000 x 12288 embeddings, 64 layers
+// of 1,572,889,600 -- GQA projections, the MLP, one LayerNorm weight and the q and k norms' 96 + 8
+// heads x 128 -- and the final norm). q_norm and k_norm are [heads, head_dim] (CohereLayerNorm's
+// (num_heads, head_dim) weight), split over TP with the heads.
+TEST(ModelConfig, ReadsCommandRPlusHeadNorms) {
+  const ModelConfig c = ModelConfig::from_json(kCommandRPlus, "config.json");
+  EXPECT_TRUE(c.qk_head_layernorm);
+  EXPECT_FALSE(c.qk_norm || c.qk_norm_all_heads);
+  EXPECT_EQ(c.num_parameters(), 103810674688);
+  EXPECT_FALSE(ModelConfig::from_json(kAya23, "c").qk_head_layernorm);
+  int norms = 0;
+  for (const ShardedTensor& t : parameter_layout(c, tp_dims(c, 3, 8), StageLayers{0, 1, true, false})) {
+    if (t.name == "model.layers.0.self_attn.q_norm.weight") {
+      ++norms;
+      EXPECT_EQ(t.global_shape, (Shape{96, 128}));
+      EXPECT_EQ(t.split_dim, 0);
+      EXPECT_EQ(t.offset, 3 * 12);
+      EXPECT_EQ(t.length, 12);
+    }
+    if (t.name == "model.layers.0.self_attn.k_norm.weight") {
+      ++norms;
+      EXPECT_EQ(t.global_shape, (Shape{8, 128}));
+      EXPECT_EQ(t.offset, 3);
+      EXPECT_EQ(t.length, 1);
+    }
+  }
+  EXPECT_EQ(norms, 2);
+  const HfLayout layout = hf_layout(c);
+  EXPECT_EQ(layout.place("model.layers.7.self_attn.k_norm.weight").name, "model.layers.7.self_attn.k_norm.weight");
 }
 
 // c4ai-command-r7b-12-2024's config.json (Cohere2ForCausalLM): Cohere's parts, a 4096-key window in

@@ -42,7 +42,8 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
         TinyFamily::Phi4Mini, TinyFamily::SmolLM3, TinyFamily::Granite, TinyFamily::Olmo, TinyFamily::Olmo2,
         TinyFamily::StableLm, TinyFamily::StableLmParallel, TinyFamily::Cohere, TinyFamily::Cohere2,
         TinyFamily::GptNeox, TinyFamily::GptNeoxSequential, TinyFamily::Phi, TinyFamily::Mixtral,
-        TinyFamily::Qwen3Moe, TinyFamily::Olmoe, TinyFamily::Qwen2Moe}) {
+        TinyFamily::Qwen3Moe, TinyFamily::Olmoe, TinyFamily::Qwen2Moe,
+        TinyFamily::CohereQkNorm}) {
     SCOPED_TRACE(tiny_family_name(family));
     EmulatedDeviceMemory memory;
     const EmulatedKernels kernels(memory);

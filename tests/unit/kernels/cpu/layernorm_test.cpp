@@ -1,6 +1,7 @@
 // LayerNorm (CpuKernels::layernorm_*), OLMo's without weight or bias and StableLM's with both: the
 // forward against the definition in double, the backward against finite differences of a weighted
-// sum, the bf16 forward as the rounding of the float32 one.
+// sum, the bf16 forward as the rounding of the float32 one; the per-head form (a weight a head) as the
+// plain norm of each head's rows with that head's weight.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -115,6 +116,41 @@ TEST(LayerNorm, Bf16OutputIsTheRoundingOfTheFloat32One) {
     k.layernorm_forward_bf16(out16.data(), rstd16.data(), x.data(), wp, bp, n, dim, 1e-5f);
     for (int i = 0; i < n * dim; ++i) ASSERT_EQ(out16[i], f32_to_bf16(out[i])) << i << (affine ? " affine" : "");
     EXPECT_EQ(rstd16, rstd);
+  }
+}
+
+// head_layernorm_*: x [n, heads, dim] with w [heads, dim] -- every head's rows normed with its own
+// weight row -- against layernorm_* run head by head on that head's rows gathered (bitwise: the same
+// loops), dw accumulating into each head's row; the bf16 forward the float32 one rounded.
+TEST(LayerNorm, PerHeadWeightsEqualThePlainNormOfEachHeadsRows) {
+  const CpuKernels k;
+  const int n = 6, heads = 3, dim = 16, width = heads * dim;
+  auto x = testing::random_vector(n * width, 11, 2.0f);
+  for (int j = 0; j < dim; ++j) x[j] += 3.0f;  // head 0 of row 0 off zero mean
+  const auto w = testing::random_vector(heads * dim, 12), dout = testing::random_vector(n * width, 13);
+  std::vector<float> out(n * width), rstd(n * heads), dx(n * width, 0.5f), dw(heads * dim, 0.25f);
+  std::vector<std::uint16_t> out16(n * width);
+  k.head_layernorm_forward(out.data(), rstd.data(), x.data(), w.data(), n, heads, dim, 1e-5f);
+  k.head_layernorm_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), n, heads, dim);
+  std::vector<float> rstd16(n * heads);
+  k.head_layernorm_forward_bf16(out16.data(), rstd16.data(), x.data(), w.data(), n, heads, dim, 1e-5f);
+  for (int i = 0; i < n * width; ++i) ASSERT_EQ(out16[i], f32_to_bf16(out[i])) << i;
+  for (int h = 0; h < heads; ++h) {
+    // Head h's rows, gathered.
+    const auto gather = [&](const std::vector<float>& v) {
+      std::vector<float> rows(n * dim);
+      for (int i = 0; i < n; ++i) std::copy_n(v.begin() + i * width + h * dim, dim, rows.begin() + i * dim);
+      return rows;
+    };
+    const std::vector<float> xh = gather(x), dh = gather(dout), wh(w.begin() + h * dim, w.begin() + (h + 1) * dim);
+    std::vector<float> want(n * dim), want_rstd(n), want_dx(n * dim, 0.5f), want_dw(dim, 0.25f);
+    k.layernorm_forward(want.data(), want_rstd.data(), xh.data(), wh.data(), nullptr, n, dim, 1e-5f);
+    k.layernorm_backward(want_dx.data(), want_dw.data(), nullptr, dh.data(), xh.data(), wh.data(), want_rstd.data(), n,
+                         dim);
+    EXPECT_EQ(gather(out), want) << h;
+    EXPECT_EQ(gather(dx), want_dx) << h;
+    EXPECT_EQ(std::vector<float>(dw.begin() + h * dim, dw.begin() + (h + 1) * dim), want_dw) << h;
+    for (int i = 0; i < n; ++i) EXPECT_EQ(rstd[i * heads + h], want_rstd[i]) << h;
   }
 }
 

@@ -1,8 +1,8 @@
 // CudaKernels' own kernels (src/kernels/cuda/cuda_kernels_device.cuh and
 // attention_softmax_kernels.cuh) and the sampler's (sampling_kernels.cuh) run on the CPU under
 // tests/common/cuda_emulation.h, with the launch shapes CudaKernels uses, against their CpuKernels
-// twins: the block reductions (RMSNorm, the log-softmax pieces, the causal softmax and dS of the
-// cuBLAS attention path, the sampler's row statistics in double), the element-wise kernels (RoPE
+// twins: the block reductions (the log-softmax pieces, the causal softmax and dS of the cuBLAS
+// attention path, the sampler's row statistics in double; the norms' in norm_kernels_device_test.cpp), the element-wise kernels (RoPE
 // and SwiGLU in bf16, the embedding with its atomics), the optimizer's range tables (AdamW with its
 // bf16 copy, the sum of squares) and the sampler's choices (Gumbel-max with Philox noise, top-k).
 // Float32 arithmetic in another order on both sides: 1e-5 relative L2; choices and bf16 copies
@@ -23,6 +23,7 @@
 #include "kernels/cuda/attention_softmax_kernels.cuh"
 #include "kernels/cuda/cuda_kernels_device.cuh"
 #include "kernels/cuda/sampling_kernels.cuh"
+#include "unit/kernels/cuda/emulated_launch.h"
 // clang-format on
 
 namespace spin::kernels {
@@ -33,125 +34,7 @@ namespace smp = cuda_detail::sampling;
 using cuda_detail::blocks_for;
 using cuda_detail::kThreads;
 
-void run(unsigned blocks, const std::function<void()>& kernel, dim3 grid = dim3(0)) {
-  cuda_emulation::launch(grid.x == 0 ? dim3(blocks) : grid, dim3(kThreads), 0, kernel);
-}
-
-TEST(CudaKernelsEmulated, RmsNormForwardAndBackward) {
-  // w_offset 1: Gemma's norms (1 + w).
-  for (const float w_offset : {0.0f, 1.0f}) {
-    SCOPED_TRACE(w_offset);
-    const CpuKernels cpu;
-    // The row kernels (a block per row) on 24 rows; dw's column kernel over 260 rows, two chunks
-    // of 256 (its blocks are few: the emulation's cost is in the barriers of many blocks).
-    const long long rows = 24, n = 260, dim = 70;
-    const auto x = testing::random_uniform(n * dim, 1), w = testing::random_uniform(dim, 2, 0.5f - w_offset, 1.5f - w_offset),
-               dout = testing::random_uniform(n * dim, 3);
-    std::vector<float> out(rows * dim, NAN), rstd(rows, NAN), want_out(n * dim), want_rstd(n);
-    run(rows, [&] { dev::rmsnorm_forward_kernel<float>(out.data(), rstd.data(), x.data(), w.data(), w_offset, dim, 1e-5f); });
-    cpu.rmsnorm_forward(want_out.data(), want_rstd.data(), x.data(), w.data(), n, dim, 1e-5f, w_offset);
-    want_out.resize(rows * dim);
-    EXPECT_LT(testing::relative_error(out, want_out), 1e-5);
-    EXPECT_LT(testing::relative_error(rstd, std::vector<float>(want_rstd.begin(), want_rstd.begin() + rows)), 1e-5);
-    std::vector<__nv_bfloat16> out16(rows * dim, __nv_bfloat16{0xFFFF});
-    std::vector<std::uint16_t> want16(rows * dim);
-    std::vector<float> scratch(rows);
-    run(rows,
-        [&] { dev::rmsnorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), w.data(), w_offset, dim, 1e-5f); });
-    cpu.rmsnorm_forward_bf16(want16.data(), scratch.data(), x.data(), w.data(), rows, dim, 1e-5f, w_offset);
-    long long differ = 0;
-    for (std::size_t i = 0; i < want16.size(); ++i) differ += out16[i].bits != want16[i];
-    EXPECT_LE(differ, rows * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
-
-    auto dx = testing::random_uniform(rows * dim, 4), dw = testing::random_uniform(dim, 5);
-    auto want_dx = dx, want_dw = dw;
-    run(rows, [&] { dev::rmsnorm_backward_dx_kernel(dx.data(), dout.data(), x.data(), w.data(), w_offset, rstd.data(), dim); });
-    cuda_emulation::launch(
-        dim3((dim + kThreads - 1) / kThreads, (n + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk), dim3(kThreads), 0,
-        [&] { dev::rmsnorm_backward_dw_kernel(dw.data(), dout.data(), x.data(), want_rstd.data(), n, dim); });
-    std::vector<float> ignored(n * dim, 0.0f);
-    std::vector<float> unused_dw(dim, 0.0f);
-    cpu.rmsnorm_backward(want_dx.data(), unused_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), rows, dim, w_offset);
-    cpu.rmsnorm_backward(ignored.data(), want_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), n, dim, w_offset);
-    EXPECT_LT(testing::relative_error(dx, want_dx), 1e-5);
-    EXPECT_LT(testing::relative_error(dw, want_dw), 1e-5);
-
-    // Over a bf16 x (Qwen3's head norms): the same kernels reading it widened, against the CPU's.
-    std::vector<__nv_bfloat16> x16(rows * dim);
-    std::vector<std::uint16_t> x16_bits(rows * dim);
-    for (std::size_t i = 0; i < x16.size(); ++i) x16[i].bits = x16_bits[i] = f32_to_bf16(x[i]);
-    std::vector<__nv_bfloat16> o16(rows * dim, __nv_bfloat16{0xFFFF});
-    std::vector<std::uint16_t> want_o16(rows * dim);
-    std::vector<float> rstd16(rows, NAN), want_rstd16(rows);
-    run(rows, [&] { dev::rmsnorm_forward_kernel<__nv_bfloat16>(o16.data(), rstd16.data(), x16.data(), w.data(), w_offset, dim, 1e-5f); });
-    cpu.rmsnorm_forward_bf16_in(want_o16.data(), want_rstd16.data(), x16_bits.data(), w.data(), rows, dim, 1e-5f, w_offset);
-    EXPECT_LT(testing::relative_error(rstd16, want_rstd16), 1e-5);
-    differ = 0;
-    for (std::size_t i = 0; i < want_o16.size(); ++i) differ += o16[i].bits != want_o16[i];
-    EXPECT_LE(differ, rows * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
-    auto dx16 = testing::random_uniform(rows * dim, 6), dw16 = testing::random_uniform(dim, 7);
-    auto want_dx16 = dx16, want_dw16 = dw16;
-    run(rows, [&] { dev::rmsnorm_backward_dx_kernel(dx16.data(), dout.data(), x16.data(), w.data(), w_offset, want_rstd16.data(), dim); });
-    run(1, [&] { dev::rmsnorm_backward_dw_kernel(dw16.data(), dout.data(), x16.data(), want_rstd16.data(), rows, dim); },
-        dim3((dim + kThreads - 1) / kThreads, (rows + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk));
-    cpu.rmsnorm_backward_bf16_in(want_dx16.data(), want_dw16.data(), dout.data(), x16_bits.data(), w.data(),
-                                 want_rstd16.data(), rows, dim, w_offset);
-    EXPECT_LT(testing::relative_error(dx16, want_dx16), 1e-5);
-    EXPECT_LT(testing::relative_error(dw16, want_dw16), 1e-5);
-  }
-}
-
-// The norm over rows spread across ranks (OLMo 2's q and k norms): the row sums (with and without
-// weights), the norm from given sums into float32 and bf16 with rstd written over the sums, the
-// input gradient from given sums element-wise, against the CPU kernels.
-TEST(CudaKernelsEmulated, RmsNormFromSumsAndDots) {
-  const CpuKernels cpu;
-  const long long n = 12, dim = 70, total = 3 * dim;
-  const auto x = testing::random_uniform(n * dim, 1), w = testing::random_uniform(dim, 2, 0.5f, 1.5f),
-             dout = testing::random_uniform(n * dim, 3);
-  std::vector<float> sums(n, NAN), want_sums(n), dots(n, NAN), want_dots(n);
-  run(n, [&] { dev::row_dot_kernel(sums.data(), x.data(), x.data(), nullptr, dim); });
-  cpu.row_dot(want_sums.data(), x.data(), x.data(), nullptr, n, dim);
-  EXPECT_LT(testing::relative_error(sums, want_sums), 1e-5);
-  run(n, [&] { dev::row_dot_kernel(dots.data(), dout.data(), x.data(), w.data(), dim); });
-  cpu.row_dot(want_dots.data(), dout.data(), x.data(), w.data(), n, dim);
-  EXPECT_LT(testing::relative_error(dots, want_dots), 1e-5);
-  for (float& s : sums) s *= 3.0f;  // as if two more ranks held as much
-  for (float& d : dots) d *= 2.0f;
-
-  std::vector<float> out(n * dim, NAN), want(n * dim), want_rstd(n), rstd = sums;
-  cpu.rmsnorm_forward_from_sums(want.data(), want_rstd.data(), x.data(), w.data(), sums.data(), n, dim, total, 1e-5f);
-  run(n, [&] {
-    dev::rmsnorm_from_sums_kernel<float>(out.data(), rstd.data(), x.data(), w.data(), rstd.data(), dim, total, 1e-5f);
-  });
-  EXPECT_LT(testing::relative_error(out, want), 1e-5);
-  EXPECT_LT(testing::relative_error(rstd, want_rstd), 1e-6) << "rstd written over the sums";
-  std::vector<__nv_bfloat16> out16(n * dim, __nv_bfloat16{0xFFFF});
-  std::vector<std::uint16_t> want16(n * dim);
-  std::vector<float> rstd16(n);
-  run(n, [&] {
-    dev::rmsnorm_from_sums_kernel<__nv_bfloat16>(out16.data(), rstd16.data(), x.data(), w.data(), sums.data(), dim,
-                                                 total, 1e-5f);
-  });
-  cpu.to_bf16(want16.data(), want.data(), n * dim);
-  long long differ = 0;
-  for (std::size_t i = 0; i < want16.size(); ++i) differ += out16[i].bits != want16[i];
-  EXPECT_LE(differ, n * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
-
-  auto dx = testing::random_uniform(n * dim, 4), dw = testing::random_uniform(dim, 5);
-  auto want_dx = dx, want_dw = dw;
-  run(blocks_for(n * dim), [&] {
-    dev::rmsnorm_from_dots_dx_kernel(dx.data(), dout.data(), x.data(), w.data(), want_rstd.data(), dots.data(), n, dim,
-                                     total);
-  });
-  run(
-      1, [&] { dev::rmsnorm_backward_dw_kernel(dw.data(), dout.data(), x.data(), want_rstd.data(), n, dim); },
-      dim3((dim + kThreads - 1) / kThreads, (n + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk));
-  cpu.rmsnorm_backward_from_dots(want_dx.data(), want_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(),
-                                 dots.data(), n, dim, total);
-  EXPECT_LT(testing::relative_error(dx, want_dx), 1e-5);
-  EXPECT_LT(testing::relative_error(dw, want_dw), 1e-5);
-}
+using emulated::run;
 
 // OLMo 1.7's clip_qkv: the clamp on float32 and bf16 (in place), its gradient from either input.
 TEST(CudaKernelsEmulated, Clamp) {
@@ -180,58 +63,6 @@ TEST(CudaKernelsEmulated, Clamp) {
   cpu.clamp_backward_bf16_in(want_dx.data(), dy.data(), x16.data(), n, 1.0f);
   run(blocks_for(n), [&] { dev::clamp_backward_kernel<__nv_bfloat16>(dx.data(), dy.data(), x16_dev.data(), n, 1.0f); });
   EXPECT_EQ(dx, want_dx);
-}
-
-// LayerNorm, OLMo's without weight or bias and StableLM's with both: forward (float32 and bf16
-// out), backward accumulating -- dx by rows, dw and db by columns over chunks of rows (more rows
-// than a chunk: two chunks' atomic adds).
-TEST(CudaKernelsEmulated, LayerNorm) {
-  const CpuKernels cpu;
-  const long long n = 300, dim = 300;  // more columns than threads: each thread takes two or one
-  auto x = testing::random_uniform(n * dim, 21);
-  for (long long j = 0; j < dim; ++j) x[j] += 5.0f;  // a row off zero mean
-  const auto dout = testing::random_uniform(n * dim, 22);
-  const auto w = testing::random_uniform(dim, 24), b = testing::random_uniform(dim, 25);
-  for (const bool affine : {false, true}) {
-    const float* wp = affine ? w.data() : nullptr;
-    const float* bp = affine ? b.data() : nullptr;
-    std::vector<float> out(n * dim, NAN), rstd(n, NAN), want(n * dim), want_rstd(n);
-    cpu.layernorm_forward(want.data(), want_rstd.data(), x.data(), wp, bp, n, dim, 1e-5f);
-    run(n, [&] { dev::layernorm_forward_kernel<float>(out.data(), rstd.data(), x.data(), wp, bp, dim, 1e-5f); });
-    EXPECT_LT(testing::relative_error(out, want), 1e-5) << affine;
-    EXPECT_LT(testing::relative_error(rstd, want_rstd), 1e-5) << affine;
-    std::vector<__nv_bfloat16> out16(n * dim, __nv_bfloat16{0xFFFF});
-    std::vector<std::uint16_t> want16(n * dim);
-    run(n,
-        [&] { dev::layernorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), wp, bp, dim, 1e-5f); });
-    cpu.to_bf16(want16.data(), want.data(), n * dim);
-    long long differ = 0;
-    for (std::size_t i = 0; i < want16.size(); ++i) differ += out16[i].bits != want16[i];
-    EXPECT_LE(differ, n * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
-
-    auto dx = testing::random_uniform(n * dim, 23);
-    auto want_dx = dx;
-    std::vector<float> means(n, NAN), dw(dim, 0.25f), db(dim, 0.5f), want_dw = dw, want_db = db;
-    run(n, [&] {
-      dev::layernorm_backward_dx_kernel(dx.data(), affine ? means.data() : nullptr, dout.data(), x.data(), wp,
-                                        want_rstd.data(), dim);
-    });
-    cpu.layernorm_backward(want_dx.data(), affine ? want_dw.data() : nullptr, affine ? want_db.data() : nullptr,
-                           dout.data(), x.data(), wp, want_rstd.data(), n, dim);
-    EXPECT_LT(testing::relative_error(dx, want_dx), 1e-5) << affine;
-    if (!affine) continue;
-    const long long chunks = (n + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk;
-    ASSERT_EQ(chunks, 2);
-    run(
-        1,
-        [&] {
-          dev::layernorm_backward_dw_kernel(dw.data(), db.data(), dout.data(), x.data(), means.data(), want_rstd.data(),
-                                            n, dim);
-        },
-        dim3((dim + kThreads - 1) / kThreads, chunks));
-    EXPECT_LT(testing::relative_error(dw, want_dw), 1e-5);
-    EXPECT_LT(testing::relative_error(db, want_db), 1e-5);
-  }
 }
 
 // The element-wise kernels on bf16 and float32: RoPE in place on bf16 q/k (positions up to the

@@ -1,0 +1,127 @@
+#include "model/config_families.h"
+
+#include "core/error.h"
+#include "model/config_json.h"
+
+namespace spin::model {
+
+using nlohmann::json;
+using config_json::flag;
+using config_json::positive_float;
+using config_json::positive_int;
+
+namespace {
+
+// The GELU of GPT-NeoX's and Phi's plain MLPs, by hidden_act (`fallback` where absent): "gelu" the exact
+// one, "gelu_new" / "gelu_fast" / "gelu_pytorch_tanh" its tanh form. The key is consumed here (the
+// Llama families' check of it does not apply), as are attention_bias and mlp_bias: these families'
+// biases are set by their parsers.
+kernels::Activation parse_gelu(json& j, const char* fallback, const std::string& type, const std::string& source) {
+  const std::string act = j.value("hidden_act", std::string(fallback));
+  require(act == "gelu" || act == "gelu_new" || act == "gelu_fast" || act == "gelu_pytorch_tanh", source,
+          ": hidden_act \"", act, "\" is not supported for model_type ", type,
+          " (gelu, gelu_new, gelu_fast, gelu_pytorch_tanh are)");
+  for (const char* key : {"hidden_act", "attention_bias", "mlp_bias"}) j.erase(key);
+  return act == "gelu" ? kernels::Activation::Gelu : kernels::Activation::GeluTanh;
+}
+
+// A mixture of experts' sizes (ModelConfig::num_experts from `experts_key`, experts_per_token from
+// num_experts_per_tok, the family's defaults where absent); its load-balancing loss refused.
+void parse_experts(const json& j, ModelConfig& c, const char* experts_key, std::int64_t experts, std::int64_t per_token,
+                   const char* family, const std::string& source) {
+  c.num_experts = j.contains(experts_key) ? positive_int(j, experts_key, source) : experts;
+  c.experts_per_token = j.contains("num_experts_per_tok") ? positive_int(j, "num_experts_per_tok", source) : per_token;
+  require(c.experts_per_token <= c.num_experts, source, ": num_experts_per_tok (", c.experts_per_token, ") exceeds ",
+          experts_key, " (", c.num_experts, ")");
+  require(!flag(j, "output_router_logits", false, source), source,
+          ": \"output_router_logits\": true (the router's load-balancing loss) is not supported (", family,
+          "'s published configs say false, and transformers then trains without it)");
+}
+
+}  // namespace
+
+void parse_stablelm(json& j, ModelConfig& c, const std::string& source) {
+  c.layer_norm = c.layer_norm_affine = c.layer_norm_bias = true;
+  c.qkv_bias = flag(j, "use_qkv_bias", false, source);
+  c.parallel_residual = flag(j, "use_parallel_residual", false, source);
+  require(!flag(j, "qk_layernorm", false, source), source,
+          ": \"qk_layernorm\": true (StableLM 2 12B's per-head LayerNorms of q and k) is not supported");
+  if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.25;
+}
+
+void parse_cohere(const json& j, ModelConfig& c, const std::string& source) {
+  c.layer_norm = c.layer_norm_affine = true;
+  c.parallel_residual = true;
+  c.rope_pairs = kernels::RopePairs::Interleaved;
+  c.tie_word_embeddings = true;  // CohereConfig's default
+  c.logit_scale = j.contains("logit_scale") ? positive_float(j, "logit_scale", source) : 0.0625f;
+  c.qk_head_layernorm = flag(j, "use_qk_norm", false, source);
+}
+
+void parse_gpt_neox(json& j, ModelConfig& c, const std::string& source) {
+  c.layer_norm = c.layer_norm_affine = c.layer_norm_bias = true;
+  c.gated_mlp = false;
+  c.qkv_bias = c.o_bias = flag(j, "attention_bias", true, source);
+  c.mlp_bias = true;
+  c.parallel_residual = c.parallel_mlp_norm = flag(j, "use_parallel_residual", true, source);
+  c.hf_names = ModelConfig::HfNames::GptNeox;
+  c.activation = parse_gelu(j, "gelu", "gpt_neox", source);
+  if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = j.value("rotary_pct", 0.25);
+  if (!j.contains("rope_theta")) j["rope_theta"] = j.value("rotary_emb_base", 10000.0);
+  if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
+  j.erase("num_key_value_heads");  // GPTNeoXConfig has none: every head its own keys and values
+}
+
+void parse_phi(json& j, ModelConfig& c, const std::string& source) {
+  c.layer_norm = c.layer_norm_affine = c.layer_norm_bias = true;
+  c.gated_mlp = false;
+  c.qkv_bias = c.o_bias = c.mlp_bias = c.lm_head_bias = true;
+  c.parallel_residual = true;
+  c.hf_names = ModelConfig::HfNames::Phi;
+  c.activation = parse_gelu(j, "gelu_new", "phi", source);
+  require(!flag(j, "qk_layernorm", false, source), source,
+          ": \"qk_layernorm\": true (per-head LayerNorms of q and k) is not supported for model_type phi");
+  if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.5;
+  if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
+}
+
+void parse_mixtral(json& j, ModelConfig& c, const std::string& source) {
+  parse_experts(j, c, "num_local_experts", 8, 2, "Mixtral", source);
+  c.norm_topk_prob = true;
+  c.hf_names = ModelConfig::HfNames::Mixtral;
+  require(!j.contains("router_jitter_noise") || j.at("router_jitter_noise").is_null() ||
+              (j.at("router_jitter_noise").is_number() && j.at("router_jitter_noise").get<double>() == 0.0),
+          source, ": router_jitter_noise ", j.value("router_jitter_noise", json()).dump(),
+          " is not supported (the router's training noise; 0 in the published configs)");
+  if (!j.contains("rope_theta")) j["rope_theta"] = 1e6;  // MixtralConfig's default
+}
+
+void parse_qwen_moe(json& j, ModelConfig& c, const std::string& source, const char* family, std::int64_t experts,
+                    std::int64_t per_token, std::int64_t width, std::int64_t shared) {
+  parse_experts(j, c, "num_experts", experts, per_token, family, source);
+  c.norm_topk_prob = flag(j, "norm_topk_prob", false, source);
+  require(!j.contains("decoder_sparse_step") || j.at("decoder_sparse_step") == 1, source, ": decoder_sparse_step ",
+          j.value("decoder_sparse_step", json()).dump(),
+          " is not supported (dense MLP layers between the sparse ones; every layer sparse: 1)");
+  require(!j.contains("mlp_only_layers") || j.at("mlp_only_layers").is_null() ||
+              (j.at("mlp_only_layers").is_array() && j.at("mlp_only_layers").empty()),
+          source, ": mlp_only_layers ", j.value("mlp_only_layers", json()).dump(),
+          " is not supported (dense MLP layers among the sparse ones)");
+  j["intermediate_size"] = j.contains("moe_intermediate_size") ? j.at("moe_intermediate_size") : json(width);
+  if (shared > 0) {
+    c.shared_expert_intermediate_size = j.contains("shared_expert_intermediate_size")
+                                            ? positive_int(j, "shared_expert_intermediate_size", source)
+                                            : shared;
+  }
+}
+
+void parse_olmoe(json& j, ModelConfig& c, const std::string& source) {
+  c.qk_norm_all_heads = true;
+  parse_experts(j, c, "num_experts", 64, 8, "OLMoE", source);
+  c.norm_topk_prob = flag(j, "norm_topk_prob", false, source);
+  require(!j.contains("clip_qkv") || j.at("clip_qkv").is_null(), source, ": clip_qkv ",
+          j.value("clip_qkv", json()).dump(),
+          " is not supported for model_type olmoe (its clamp after the q and k norms)");
+}
+
+}  // namespace spin::model

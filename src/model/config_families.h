@@ -1,0 +1,71 @@
+// The parsers of the families whose config.json has keys of its own (ModelConfig::from_json calls
+// them by model_type before reading Llama's keys): each sets its parts of the ModelConfig, may
+// rewrite `j` where Llama's keys are read after it (defaults, the experts' width), and throws
+// spin::Error naming `source` for what spin does not run.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "model/config.h"
+
+namespace spin::model {
+
+// StableLM (model_type stablelm; StableLmConfig's defaults where a key is absent): LayerNorms with
+// weight and bias, RoPE over a quarter of each head (partial_rotary_factor 0.25 by default), biases
+// on q, k and v where use_qkv_bias says so, attention and MLP side by side where
+// use_parallel_residual says so; its per-head q / k LayerNorms (stablelm-2-12b's qk_layernorm) are
+// not implemented.
+void parse_stablelm(nlohmann::json& j, ModelConfig& c, const std::string& source);
+
+// Cohere (model_type cohere: Command-R, Aya 23, Aya Expanse; CohereConfig's defaults where a key is
+// absent): LayerNorms with a weight and no bias, attention and MLP side by side from one norm, RoPE
+// in interleaved pairs, the logits times logit_scale, tied embeddings; where use_qk_norm (Command R+)
+// a LayerNorm of each q and k head with its own weight (qk_head_layernorm). Cohere 2 (cohere2:
+// Command R7B) besides: windows in three layers of four, RoPE in those alone (from_json).
+void parse_cohere(const nlohmann::json& j, ModelConfig& c, const std::string& source);
+
+// GPT-NeoX (model_type gpt_neox, GPTNeoXForCausalLM: Pythia; GPTNeoXConfig's defaults where a key
+// is absent): LayerNorms with weight and bias, q, k, v and o_proj with biases (attention_bias),
+// a plain MLP with biases, the parallel residual with a norm for each half (use_parallel_residual;
+// sequential otherwise, Llama's layout), RoPE over rotary_pct of each head (0.25) with base
+// rotary_emb_base (or rope_theta), untied embeddings; hidden_act "gelu" exact, "gelu_new" /
+// "gelu_fast" / "gelu_pytorch_tanh" its tanh form.
+void parse_gpt_neox(nlohmann::json& j, ModelConfig& c, const std::string& source);
+
+// Phi-1.5 / Phi-2 (model_type phi, PhiForCausalLM; PhiConfig's defaults where a key is absent): LayerNorms
+// with weight and bias, q, k, v, dense (o_proj) and the plain MLP's fc1 / fc2 with biases, attention and
+// MLP side by side from the one norm, RoPE over partial_rotary_factor of each head (0.5), the tanh
+// GELU (gelu_new), a bias on the LM head, untied; qk_layernorm is not implemented.
+void parse_phi(nlohmann::json& j, ModelConfig& c, const std::string& source);
+
+// Mixtral (model_type mixtral, MixtralForCausalLM: Mixtral 8x7B, 8x22B; MixtralConfig's defaults where a
+// key is absent): Mistral's layers with the MLP a sparse mixture of experts -- num_local_experts SwiGLU
+// experts (w1, w3, w2: gate, up, down), each token through its num_experts_per_tok most probable ones
+// by the router's softmax, renormalised over them. Not implemented: the router's load-balancing loss
+// (output_router_logits: transformers adds it only where that is true, the published configs say
+// false) and its training noise (router_jitter_noise).
+void parse_mixtral(nlohmann::json& j, ModelConfig& c, const std::string& source);
+
+// Qwen's mixtures (model_type qwen2_moe and qwen3_moe; their configs' defaults where a key is absent):
+// every layer's MLP a sparse mixture of num_experts SwiGLU experts of moe_intermediate_size (the dense
+// intermediate_size unused), each token through its num_experts_per_tok most probable, weighted by
+// their softmax probabilities -- renormalised over them where norm_topk_prob (false by default) --,
+// under spin's own names (mlp.gate, mlp.experts.N.gate_proj / up_proj / down_proj). Qwen2-MoE's shared
+// expert (mlp.shared_expert.*, mlp.shared_expert_gate) where `shared` (its default width), Qwen3-MoE has
+// none. Dense layers among the sparse ones (decoder_sparse_step > 1, mlp_only_layers: no published
+// model has them) and the load-balancing loss are not implemented. `family` names the family in errors;
+// `experts`, `per_token`, `width` (moe_intermediate_size) and `shared` are its config class's defaults.
+void parse_qwen_moe(nlohmann::json& j, ModelConfig& c, const std::string& source, const char* family,
+                    std::int64_t experts, std::int64_t per_token, std::int64_t width, std::int64_t shared);
+
+// OLMoE (model_type olmoe, OlmoeForCausalLM: OLMoE-1B-7B; OlmoeConfig's defaults where a key is absent):
+// Llama's pre-norm layers with OLMo 2's q and k norms across all their heads, and the MLP a sparse
+// mixture of num_experts (64) SwiGLU experts of intermediate_size, each token through its
+// num_experts_per_tok (8) most probable, weighted by their softmax probabilities (renormalised only
+// where norm_topk_prob, false as published); Qwen3-MoE's names. Its clip_qkv (after the norms, unlike
+// OLMo 1.7's) and the load-balancing loss are not implemented.
+void parse_olmoe(nlohmann::json& j, ModelConfig& c, const std::string& source);
+
+}  // namespace spin::model
