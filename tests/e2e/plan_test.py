@@ -147,7 +147,8 @@ CONFIGS = [("tinyllama-1.1b.ini", "tinyllama-1.1b.json", 8), ("llama-2-7b.ini", 
            ("pythia-6.9b.ini", "pythia-6.9b.json", 8), ("phi-2.ini", "phi-2.json", 8),
            ("mixtral-8x7b-instruct.ini", "mixtral-8x7b-instruct-v0.1.json", 32),
            ("qwen3-30b-a3b.ini", "qwen3-30b-a3b.json", 32),
-           ("qwen1.5-moe-a2.7b-chat.ini", "qwen1.5-moe-a2.7b-chat.json", 8)]
+           ("qwen1.5-moe-a2.7b-chat.ini", "qwen1.5-moe-a2.7b-chat.json", 8),
+           ("c4ai-command-r-plus.ini", "c4ai-command-r-plus.json", 64)]
 
 
 def case_configs(args, tmp):

@@ -136,5 +136,32 @@ TEST_F(Fixture, LayerNormForwardAndBackward) {
   }
 }
 
+// The per-head LayerNorm (Command R+'s q / k norms: a weight row a head, no bias) at head_dim 128
+// over 12 heads (Command R+'s at TP 8) and 1 (its k at TP 8): forward in float32 and bf16, backward
+// into dx and the [heads, head_dim] weight gradient.
+TEST_F(Fixture, HeadLayerNormForwardAndBackward) {
+  for (Index heads : {1, 12}) {
+    const Index n = 301, dim = 128, values = n * heads * dim;
+    auto x = random(values), dout = random(values), dx = random(values), w = random(heads * dim),
+         dw = random(heads * dim);
+    for (float& v : x) v += 2.0f;
+    std::vector<float> out(values), rstd(n * heads);
+    Dev gx(x), gdout(dout), gdx(dx), gw(w), gdw(dw), gout = poisoned(values), grstd = poisoned(n * heads);
+    cpu.head_layernorm_forward(out.data(), rstd.data(), x.data(), w.data(), n, heads, dim, 1e-5f);
+    gpu.head_layernorm_forward(gout.f(), grstd.f(), gx.f(), gw.f(), n, heads, dim, 1e-5f);
+    EXPECT_CLOSE(gout.get(gpu), out) << heads;
+    EXPECT_CLOSE(grstd.get(gpu), rstd) << heads;
+    const std::vector<std::uint16_t> poison(static_cast<std::size_t>(values), 0x7fc1);
+    PooledBuffer out16 = cuda::upload(poison);
+    Dev grstd16 = poisoned(n * heads);
+    gpu.head_layernorm_forward_bf16(out16.as<std::uint16_t>(), grstd16.f(), gx.f(), gw.f(), n, heads, dim, 1e-5f);
+    EXPECT_EQ(cuda::download<std::uint16_t>(out16, values), to_bf16_host(gout.get(gpu))) << heads;
+    cpu.head_layernorm_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), n, heads, dim);
+    gpu.head_layernorm_backward(gdx.f(), gdw.f(), gdout.f(), gx.f(), gw.f(), grstd.f(), n, heads, dim);
+    EXPECT_CLOSE(gdx.get(gpu), dx) << heads;
+    EXPECT_CLOSE(gdw.get(gpu), dw) << heads;
+  }
+}
+
 }  // namespace
 }  // namespace spin::kernels
