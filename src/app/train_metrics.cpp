@@ -74,8 +74,9 @@ std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t 
                       m->seconds_generation, m->seconds_reference, m->seconds_training);
     out.append(buf, static_cast<std::size_t>(n));
     if (m->expert_load_max > 0.0) {  // a mixture of experts
-      n = std::snprintf(buf, sizeof buf, ", \"expert_load_max\": %.17g, \"expert_load_min\": %.17g", m->expert_load_max,
-                        m->expert_load_min);
+      n = std::snprintf(buf, sizeof buf,
+                        ", \"expert_load_max\": %.17g, \"expert_load_min\": %.17g, \"router_balance_loss\": %.17g",
+                        m->expert_load_max, m->expert_load_min, m->balance_loss);
       out.append(buf, static_cast<std::size_t>(n));
     }
     if (peak_tflops > 0.0) {
@@ -129,6 +130,7 @@ void MetricsLog::record(const char* kind, std::int64_t iteration, std::int64_t e
   if (m->expert_load_max > 0.0) {
     put("expert_load_max", m->expert_load_max);
     put("expert_load_min", m->expert_load_min);
+    put("router_balance_loss", m->balance_loss);
   }
     put("consumed_samples", static_cast<double>(consumed));
   } else {

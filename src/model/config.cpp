@@ -290,8 +290,8 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "phi") parse_phi(j, c, source);
   if (type == "mixtral") parse_mixtral(j, c, source);
   // Qwen3MoeConfig's and Qwen2MoeConfig's defaults (Qwen3-30B-A3B's, Qwen1.5-MoE-A2.7B's shapes).
-  if (type == "qwen3_moe") parse_qwen_moe(j, c, source, "Qwen3-MoE", 128, 8, 768, 0);
-  if (type == "qwen2_moe") parse_qwen_moe(j, c, source, "Qwen2-MoE", 60, 4, 1408, 5632);
+  if (type == "qwen3_moe") parse_qwen_moe(j, c, source, 128, 8, 768, 0);
+  if (type == "qwen2_moe") parse_qwen_moe(j, c, source, 60, 4, 1408, 5632);
   if (type == "olmoe") parse_olmoe(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;

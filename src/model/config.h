@@ -135,6 +135,10 @@ struct ModelConfig {
   // every token goes through, its output weighted by sigmoid(x . shared_expert_gate) ([1, hidden],
   // replicated) and added to theirs; split over TP as a dense MLP. 0: none.
   std::int64_t shared_expert_intermediate_size = 0;
+  // The router's load-balancing loss (MoeRouting::balance_loss, averaged over the layers) times this
+  // is added to the training loss: router_aux_loss_coef where output_router_logits is true, as
+  // transformers' trainers add it; 0 (not trained) otherwise.
+  float router_aux_loss_coef = 0.0f;
   // Which dimensions of a head RoPE turns together: rotate_half's (i, i + rotary_dim / 2), or
   // Cohere's interleaved (2i, 2i + 1) (its rotate_half over x[..., ::2] and x[..., 1::2]).
   kernels::RopePairs rope_pairs = kernels::RopePairs::Halves;

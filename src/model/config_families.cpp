@@ -26,16 +26,19 @@ kernels::Activation parse_gelu(json& j, const char* fallback, const std::string&
 }
 
 // A mixture of experts' sizes (ModelConfig::num_experts from `experts_key`, experts_per_token from
-// num_experts_per_tok, the family's defaults where absent); its load-balancing loss refused.
+// num_experts_per_tok, the family's defaults where absent) and, where output_router_logits is true,
+// its load-balancing loss's router_aux_loss_coef (`aux_coef`: the family's default).
 void parse_experts(const json& j, ModelConfig& c, const char* experts_key, std::int64_t experts, std::int64_t per_token,
-                   const char* family, const std::string& source) {
+                   float aux_coef, const std::string& source) {
   c.num_experts = j.contains(experts_key) ? positive_int(j, experts_key, source) : experts;
   c.experts_per_token = j.contains("num_experts_per_tok") ? positive_int(j, "num_experts_per_tok", source) : per_token;
   require(c.experts_per_token <= c.num_experts, source, ": num_experts_per_tok (", c.experts_per_token, ") exceeds ",
           experts_key, " (", c.num_experts, ")");
-  require(!flag(j, "output_router_logits", false, source), source,
-          ": \"output_router_logits\": true (the router's load-balancing loss) is not supported (", family,
-          "'s published configs say false, and transformers then trains without it)");
+  if (!flag(j, "output_router_logits", false, source)) return;
+  const json coef = j.value("router_aux_loss_coef", json(aux_coef));
+  require(coef.is_number() && coef.get<double>() >= 0.0, source,
+          ": \"router_aux_loss_coef\" must be a number >= 0, got ", coef.dump());
+  c.router_aux_loss_coef = coef.get<float>();
 }
 
 }  // namespace
@@ -86,7 +89,7 @@ void parse_phi(json& j, ModelConfig& c, const std::string& source) {
 }
 
 void parse_mixtral(json& j, ModelConfig& c, const std::string& source) {
-  parse_experts(j, c, "num_local_experts", 8, 2, "Mixtral", source);
+  parse_experts(j, c, "num_local_experts", 8, 2, 0.001f, source);  // MixtralConfig's defaults
   c.norm_topk_prob = true;
   c.hf_names = ModelConfig::HfNames::Mixtral;
   require(!j.contains("router_jitter_noise") || j.at("router_jitter_noise").is_null() ||
@@ -96,9 +99,9 @@ void parse_mixtral(json& j, ModelConfig& c, const std::string& source) {
   if (!j.contains("rope_theta")) j["rope_theta"] = 1e6;  // MixtralConfig's default
 }
 
-void parse_qwen_moe(json& j, ModelConfig& c, const std::string& source, const char* family, std::int64_t experts,
+void parse_qwen_moe(json& j, ModelConfig& c, const std::string& source, std::int64_t experts,
                     std::int64_t per_token, std::int64_t width, std::int64_t shared) {
-  parse_experts(j, c, "num_experts", experts, per_token, family, source);
+  parse_experts(j, c, "num_experts", experts, per_token, 0.001f, source);
   c.norm_topk_prob = flag(j, "norm_topk_prob", false, source);
   require(!j.contains("decoder_sparse_step") || j.at("decoder_sparse_step") == 1, source, ": decoder_sparse_step ",
           j.value("decoder_sparse_step", json()).dump(),
@@ -117,7 +120,7 @@ void parse_qwen_moe(json& j, ModelConfig& c, const std::string& source, const ch
 
 void parse_olmoe(json& j, ModelConfig& c, const std::string& source) {
   c.qk_norm_all_heads = true;
-  parse_experts(j, c, "num_experts", 64, 8, "OLMoE", source);
+  parse_experts(j, c, "num_experts", 64, 8, 0.01f, source);  // OlmoeConfig's defaults
   c.norm_topk_prob = flag(j, "norm_topk_prob", false, source);
   require(!j.contains("clip_qkv") || j.at("clip_qkv").is_null(), source, ": clip_qkv ",
           j.value("clip_qkv", json()).dump(),

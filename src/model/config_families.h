@@ -43,9 +43,9 @@ void parse_phi(nlohmann::json& j, ModelConfig& c, const std::string& source);
 // Mixtral (model_type mixtral, MixtralForCausalLM: Mixtral 8x7B, 8x22B; MixtralConfig's defaults where a
 // key is absent): Mistral's layers with the MLP a sparse mixture of experts -- num_local_experts SwiGLU
 // experts (w1, w3, w2: gate, up, down), each token through its num_experts_per_tok most probable ones
-// by the router's softmax, renormalised over them. Not implemented: the router's load-balancing loss
-// (output_router_logits: transformers adds it only where that is true, the published configs say
-// false) and its training noise (router_jitter_noise).
+// by the router's softmax, renormalised over them; the load-balancing loss where output_router_logits
+// (ModelConfig::router_aux_loss_coef). Not implemented: the router's training noise
+// (router_jitter_noise).
 void parse_mixtral(nlohmann::json& j, ModelConfig& c, const std::string& source);
 
 // Qwen's mixtures (model_type qwen2_moe and qwen3_moe; their configs' defaults where a key is absent):
@@ -55,17 +55,17 @@ void parse_mixtral(nlohmann::json& j, ModelConfig& c, const std::string& source)
 // under spin's own names (mlp.gate, mlp.experts.N.gate_proj / up_proj / down_proj). Qwen2-MoE's shared
 // expert (mlp.shared_expert.*, mlp.shared_expert_gate) where `shared` (its default width), Qwen3-MoE has
 // none. Dense layers among the sparse ones (decoder_sparse_step > 1, mlp_only_layers: no published
-// model has them) and the load-balancing loss are not implemented. `family` names the family in errors;
-// `experts`, `per_token`, `width` (moe_intermediate_size) and `shared` are its config class's defaults.
-void parse_qwen_moe(nlohmann::json& j, ModelConfig& c, const std::string& source, const char* family,
-                    std::int64_t experts, std::int64_t per_token, std::int64_t width, std::int64_t shared);
+// model has them) are not implemented. `experts`, `per_token`, `width` (moe_intermediate_size) and
+// `shared` are its config class's defaults.
+void parse_qwen_moe(nlohmann::json& j, ModelConfig& c, const std::string& source, std::int64_t experts,
+                    std::int64_t per_token, std::int64_t width, std::int64_t shared);
 
 // OLMoE (model_type olmoe, OlmoeForCausalLM: OLMoE-1B-7B; OlmoeConfig's defaults where a key is absent):
 // Llama's pre-norm layers with OLMo 2's q and k norms across all their heads, and the MLP a sparse
 // mixture of num_experts (64) SwiGLU experts of intermediate_size, each token through its
 // num_experts_per_tok (8) most probable, weighted by their softmax probabilities (renormalised only
 // where norm_topk_prob, false as published); Qwen3-MoE's names. Its clip_qkv (after the norms, unlike
-// OLMo 1.7's) and the load-balancing loss are not implemented.
+// OLMo 1.7's) is not implemented.
 void parse_olmoe(nlohmann::json& j, ModelConfig& c, const std::string& source);
 
 }  // namespace spin::model

@@ -90,6 +90,35 @@ std::vector<float> MoeRouting::logits_grad(const std::vector<float>& dweights, b
   return d;
 }
 
+double MoeRouting::balance_loss() const {
+  const std::size_t E = counts.size(), n = probs.size() / E;
+  if (n == 0) return 0.0;
+  double sum = 0.0;
+  for (std::size_t e = 0; e < E; ++e) {
+    double p = 0.0;
+    for (std::size_t i = 0; i < n; ++i) p += probs[i * E + e];
+    sum += static_cast<double>(counts[e]) * p;
+  }
+  return static_cast<double>(E) * sum / (static_cast<double>(n) * static_cast<double>(n));
+}
+
+void MoeRouting::add_balance_grad(std::vector<float>& dlogits, float weight) const {
+  // d loss / d p_ie = a_e = weight E counts_e / n^2 (every row alike); through the softmax,
+  // d logit_im = p_im (a_m - sum_e p_ie a_e).
+  const std::size_t E = counts.size(), n = probs.size() / E;
+  std::vector<double> a(E);
+  for (std::size_t e = 0; e < E; ++e) {
+    a[e] = static_cast<double>(weight) * static_cast<double>(E) * static_cast<double>(counts[e]) /
+           (static_cast<double>(n) * static_cast<double>(n));
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const float* p = probs.data() + i * E;
+    double mean = 0.0;
+    for (std::size_t e = 0; e < E; ++e) mean += p[e] * a[e];
+    for (std::size_t m = 0; m < E; ++m) dlogits[i * E + m] += static_cast<float>(p[m] * (a[m] - mean));
+  }
+}
+
 namespace {
 
 // [count, width] from element `offset` of a buffer; undefined where `t` is.
@@ -187,7 +216,8 @@ void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInp
 void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& g, const ColumnInput& in,
                   std::int64_t n, const MoeActivations& a, const Tensor& gate, const Tensor& gate16, const Tensor& up,
                   const Tensor& up16, const Tensor& act, const Tensor& act16, MoeGradScratch& s, const Tensor& d_act,
-                  const Tensor& d_gate, const Tensor& d_up, const Tensor& dy16, const float* dout, float* d_in) {
+                  const Tensor& d_gate, const Tensor& d_up, const Tensor& dy16, const float* dout, float* d_in,
+                  float balance_weight) {
   const auto& k = ctx.k;
   const ModelConfig& c = ctx.config;
   const std::int64_t h = ctx.dims.hidden, inter = ctx.dims.intermediate, E = c.num_experts;
@@ -197,7 +227,9 @@ void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& 
   // d/d each output and d/d the weights, these summed over TP (each rank's y is partial).
   k.moe_combine_backward(s.dy.f32(), s.dweights.f32(), dout, a.y.f32(), slots, a.weights.f32(), n, J, h);
   if (ctx.tp.size() > 1) ctx.tp.all_reduce(s.dweights.f32(), static_cast<std::size_t>(n * J));
-  upload(s.dlogits, a.routing.logits_grad(to_host<float>(s.dweights.view(0, {n * J})), c.norm_topk_prob));
+  std::vector<float> dlogits = a.routing.logits_grad(to_host<float>(s.dweights.view(0, {n * J})), c.norm_topk_prob);
+  if (balance_weight != 0.0f) a.routing.add_balance_grad(dlogits, balance_weight);
+  upload(s.dlogits, dlogits);
 
   // A frozen model (LoRA's base) has no expert gradients.
   const auto grad = [&](std::size_t e, Tensor LayerWeights::Expert::*m) -> float* {

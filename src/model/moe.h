@@ -56,6 +56,15 @@ struct MoeRouting {
                           bool normalize, bool shared = false);
   // d loss / d logits (route's layout) from d loss / d weights ([n, outputs]).
   std::vector<float> logits_grad(const std::vector<float>& dweights, bool normalize) const;
+
+  // The router's load-balancing loss over these n rows (Switch Transformer's, as transformers'
+  // load_balancing_loss_func and Megatron's switch_load_balancing_loss_func form it): experts x
+  // sum_e f_e P_e, f_e the fraction of rows routed to e (each row counted once per chosen expert,
+  // so the f_e sum to k) and P_e the mean probability of e; k where routing is uniform.
+  double balance_loss() const;
+  // Adds `weight` x d balance_loss / d logits to `dlogits` (route's layout: the router's [n,
+  // experts] first); f, the counts, is constant, as in both frameworks.
+  void add_balance_grad(std::vector<float>& dlogits, float weight) const;
 };
 
 // The buffers of one layer's forward, kept for its backward (LayerActivations::moe). gate, up and
@@ -86,10 +95,12 @@ void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInp
 // From dout (d loss / d the reduced output, n rows): d_in (= the experts' input gradient, and on
 // TP rank 0 + the router's), and the weights' gradients into g's defined tensors (none for a
 // frozen model: LoRA's base). d_act, d_gate, d_up: scratch the MLP buffers' size; dy16 the
-// products' bf16 scratch.
+// products' bf16 scratch. `balance_weight`: d loss / d this layer's load-balancing loss
+// (MoeRouting::balance_loss; 0: not trained).
 void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& g, const ColumnInput& in,
                   std::int64_t n, const MoeActivations& a, const Tensor& gate, const Tensor& gate16, const Tensor& up,
                   const Tensor& up16, const Tensor& act, const Tensor& act16, MoeGradScratch& s, const Tensor& d_act,
-                  const Tensor& d_gate, const Tensor& d_up, const Tensor& dy16, const float* dout, float* d_in);
+                  const Tensor& d_gate, const Tensor& d_up, const Tensor& dy16, const float* dout, float* d_in,
+                  float balance_weight);
 
 }  // namespace spin::model

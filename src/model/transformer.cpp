@@ -1,6 +1,7 @@
 #include "model/transformer.h"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -140,6 +141,7 @@ void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Acti
       const std::vector<std::int64_t>& counts = la.moe.routing.counts;
       const auto first = static_cast<std::size_t>((stage_.begin + l) * config_.num_experts);
       for (std::size_t e = 0; e < counts.size(); ++e) expert_counts_[first + e] += counts[e];
+      balance_loss_ += la.moe.routing.balance_loss();
     }
   }
 }
@@ -149,6 +151,8 @@ std::vector<std::int64_t> Transformer::take_expert_counts() const {
   counts.swap(expert_counts_);
   return counts;
 }
+
+double Transformer::take_balance_loss() const { return std::exchange(balance_loss_, 0.0); }
 
 ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batch,
                                    Activations& a, bool for_backward,
@@ -273,11 +277,13 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
 }
 
 void Transformer::backward(const ModelWeights& w, Activations& a, std::span<const float> grad,
-                           ModelWeights& grads,
-                           const std::function<void(std::int64_t layer)>& layer_done) const {
+                           ModelWeights& grads, const std::function<void(std::int64_t layer)>& layer_done,
+                           float balance_weight) const {
   const TokenBatch& batch = a.batch;
   require(a.for_backward, "backward needs the activations of a forward with for_backward");
-  const BatchGeometry b = geometry(a);
+  BatchGeometry b = geometry(a);
+  b.router_balance_weight =
+      config_.router_aux_loss_coef * balance_weight / static_cast<float>(config_.num_layers);
   const std::int64_t n = b.rows;
   const std::int64_t h = dims_.hidden;
   a.grad.allocate(dims_, b, device(), w.has_bf16(), config_, a.adapters ? a.adapters->lora() : LoraConfig{});

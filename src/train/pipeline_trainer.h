@@ -25,6 +25,11 @@ struct StepMetrics {
   double pipeline_seconds = 0.0;  // of which in the 1F1B schedule
   double compute_seconds = 0.0;   // of which in this stage's forwards and backwards; the rest of
                                   // the schedule is the pipeline bubble and communication
+  // A mixture of experts: the router's load-balancing loss (model::MoeRouting::balance_loss, its
+  // coefficient not applied), the mean over the layers and the micro-batches of all replicas; 0
+  // for a dense model. Trained where ModelConfig::router_aux_loss_coef is not 0: the loss
+  // minimised is the sequences' plus the coefficient times this.
+  double balance_loss = 0.0;
 };
 
 class PipelineTrainer {

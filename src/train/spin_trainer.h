@@ -130,6 +130,9 @@ struct SpinStepMetrics {
   // train for (docs/spin.md), is doing.
   double expert_load_max = 0.0;
   double expert_load_min = 0.0;
+  // Its router's load-balancing loss over the step (StepMetrics::balance_loss: experts_per_token
+  // where every expert takes its share), trained where ModelConfig::router_aux_loss_coef is not 0.
+  double balance_loss = 0.0;
   // The model FLOPs of the policy's forward + backward over the step's sequences, all replicas
   // (model/flops.h), and their rate per rank over seconds_training: Megatron's "TFLOP/s per
   // GPU", the training phase's (generation and reference scoring are not in it).

@@ -32,11 +32,13 @@ struct SftSetup {
   train::OptimizerAlgorithm optimizer = train::OptimizerAlgorithm::AdamW;
   model::LoraConfig lora{};  // rank > 0: LoRA adapters trained on the frozen model (Result::weights: theirs)
   double peak_lr = 3e-2;     // cosine to a tenth of it over the 5 steps
+  float router_aux_loss_coef = 0.0f;  // a mixture of experts: its load-balancing loss trained
 };
 
 struct Result {
   std::vector<double> losses;
   std::vector<double> grad_norms;
+  std::vector<double> balance_losses;     // StepMetrics::balance_loss (a mixture of experts)
   std::vector<ckpt::FullTensor> weights;  // on each replica's model-parallel rank 0
   std::uint64_t dp_all_reduces = 0;       // calls on this rank's DP group
   std::uint64_t dp_reduces = 0;
@@ -66,6 +68,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   shape.tie = s.tie;
   shape.kv_heads = s.kv_heads;
   shape.family = s.family;
+  shape.router_aux_loss_coef = s.router_aux_loss_coef;
   const model::ModelConfig config = testing::tiny_config(shape);
   const model::StageLayers stage = model::stage_layers(
       model::split_layers(config.num_layers, grid.pp_size(), s.pp_layers), grid.pp_rank());
@@ -136,6 +139,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
               std::min(grid.pp_size() - grid.pp_rank(), static_cast<int>(micro.size())));
     r.losses.push_back(m.loss);
     r.grad_norms.push_back(m.grad_norm);
+    r.balance_losses.push_back(m.balance_loss);
     if (step + 1 == ck.save_after) {
       train::save_checkpoint(ck.save_dir, step + 1, grid, weights, nullptr, &optimizer, s.distributed,
                              {{"step", std::to_string(step + 1)}}, 0);

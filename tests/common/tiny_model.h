@@ -86,6 +86,7 @@ struct TinyShape {
   bool tie = false;
   TinyFamily family = TinyFamily::Llama;
   float clip_qkv = -1.0f;  // OLMo: in place of the family's 2 where >= 0 (0: none)
+  float router_aux_loss_coef = 0.0f;  // a mixture of experts: its load-balancing loss trained (ModelConfig's)
 };
 
 inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
@@ -153,6 +154,7 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
       ", \"tie_word_embeddings\": " + (s.tie ? "true" : "false") + "}";
   model::ModelConfig config = model::ModelConfig::from_json(json, "tiny test config");
   if (s.clip_qkv >= 0.0f) config.clip_qkv = s.clip_qkv;
+  config.router_aux_loss_coef = s.router_aux_loss_coef;
   return config;
 }
 

@@ -216,6 +216,10 @@ def case_hf_tokenizer(args, tmp):
     loads = [(x["expert_load_min"], x["expert_load_max"]) for x in metrics(os.path.join(out, "metrics.jsonl"))
              if x["kind"] == "train"]
     assert len(loads) == 6 and all(0.0 <= lo <= 1.0 <= hi <= 2.0 for lo, hi in loads), loads
+    # Its load-balancing loss (not trained: output_router_logits false): 2 for a uniform router, at
+    # most experts x k.
+    balance = [x["router_balance_loss"] for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert all(1.0 < b < 8.0 for b in balance), balance
     print("Mixtral + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, experts and router trained, exported; "
           "expert load %.2f-%.2fx the mean in step 1" % loads[0])
     # Qwen3-MoE (Qwen3's head norms and a mixture under spin's own names) with a Qwen3-style tokenizer:

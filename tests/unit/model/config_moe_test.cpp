@@ -82,9 +82,6 @@ TEST(ModelConfig, ReadsMixtral) {
 }
 
 TEST(ModelConfig, RefusesWhatMixtralRunsWithoutSpin) {
-  EXPECT_NE(error_of(replaced(kMixtral8x7b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}}))
-                .find("output_router_logits"),
-            std::string::npos);
   EXPECT_NE(error_of(replaced(kMixtral8x7b, {{"\"attention_dropout\": 0.0", "\"router_jitter_noise\": 0.1"}}))
                 .find("router_jitter_noise"),
             std::string::npos);
@@ -145,15 +142,12 @@ TEST(ModelConfig, ReadsQwen3Moe) {
   EXPECT_EQ(defaults.experts_per_token, 8);
   EXPECT_FALSE(defaults.norm_topk_prob);
   EXPECT_EQ(defaults.intermediate_size, 768);
-  // Dense layers among the sparse ones, and the load-balancing loss, are refused.
+  // Dense layers among the sparse ones are refused.
   EXPECT_NE(error_of(replaced(kQwen3_30bA3b, {{"\"decoder_sparse_step\": 1", "\"decoder_sparse_step\": 2"}}))
                 .find("decoder_sparse_step 2"),
             std::string::npos);
   EXPECT_NE(error_of(replaced(kQwen3_30bA3b, {{"\"mlp_only_layers\": []", "\"mlp_only_layers\": [0, 5]"}}))
                 .find("mlp_only_layers [0,5]"),
-            std::string::npos);
-  EXPECT_NE(error_of(replaced(kQwen3_30bA3b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}}))
-                .find("output_router_logits"),
             std::string::npos);
 }
 
@@ -233,9 +227,11 @@ TEST(ModelConfig, ReadsQwen2Moe) {
   EXPECT_NE(error_of(replaced(kQwen15MoeA27b, {{"\"decoder_sparse_step\": 1", "\"decoder_sparse_step\": 2"}}))
                 .find("decoder_sparse_step 2"),
             std::string::npos);
-  EXPECT_NE(error_of(replaced(kQwen15MoeA27b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}}))
-                .find("Qwen2-MoE"),
-            std::string::npos);
+  EXPECT_EQ(ModelConfig::from_json(replaced(kQwen15MoeA27b, {{"\"output_router_logits\": false",
+                                                              "\"output_router_logits\": true"}}),
+                                   "c")
+                .router_aux_loss_coef,
+            0.001f);
 }
 
 // OLMoE-1B-7B-0924's config.json.
@@ -265,6 +261,24 @@ TEST(ModelConfig, ReadsOlmoe) {
                                       "model.layers.0.post_attention_layernorm.weight"}));
   EXPECT_NE(error_of(replaced(kOlmoe1b7b, {{"\"clip_qkv\": null", "\"clip_qkv\": 8.0"}})).find("clip_qkv 8.0"),
             std::string::npos);
+}
+
+// The router's load-balancing loss: trained where output_router_logits says so (as transformers'
+// trainers add it), with router_aux_loss_coef -- MixtralConfig's 0.001 where the key is absent --,
+// not otherwise whatever the coefficient; a negative coefficient refused.
+TEST(ModelConfig, ReadsTheLoadBalancingLossWhereOutputRouterLogits) {
+  EXPECT_EQ(ModelConfig::from_json(kMixtral8x7b, "c").router_aux_loss_coef, 0.0f);
+  const std::string on = replaced(kMixtral8x7b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}});
+  EXPECT_EQ(ModelConfig::from_json(on, "c").router_aux_loss_coef, 0.02f);
+  EXPECT_EQ(ModelConfig::from_json(replaced(on, {{"\"router_aux_loss_coef\": 0.02, ", ""}}), "c").router_aux_loss_coef,
+            0.001f);
+  EXPECT_NE(error_of(replaced(on, {{"\"router_aux_loss_coef\": 0.02", "\"router_aux_loss_coef\": -1"}}))
+                .find("\"router_aux_loss_coef\" must be a number >= 0, got -1"),
+            std::string::npos);
+  EXPECT_EQ(ModelConfig::from_json(replaced(kOlmoe1b7b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}}),
+                                   "c")
+                .router_aux_loss_coef,
+            0.01f);
 }
 
 }  // namespace

@@ -98,5 +98,38 @@ TEST(MoeRouting, LogitsGradientMatchesFiniteDifferences) {
   }
 }
 
+// The load-balancing loss: experts x sum_e f_e P_e (f the fraction of rows routed to e, counted once
+// per choice; P the mean probability) against that definition in double, and `weight` x its
+// gradient against central differences of weight x the loss (steps that keep each row's choice, so
+// f stays); with a shared expert too (its gate's logits get none).
+TEST(MoeRouting, BalanceLossAndItsGradientMatchTheDefinition) {
+  const std::vector<float> router = {0.5f, 2.0f, -1.0f, 1.0f, 3.0f, -2.0f, 0.0f, 2.5f, -1.0f, 1.5f, 0.2f, 1.1f};
+  for (const bool shared : {false, true}) {
+    std::vector<float> logits = router;
+    if (shared) logits.insert(logits.end(), {0.3f, -1.5f, 2.0f});
+    const MoeRouting r = MoeRouting::route(logits, 3, 4, 2, false, shared);
+    double want = 0.0;
+    for (int e = 0; e < 4; ++e) {
+      double p = 0.0;
+      for (int i = 0; i < 3; ++i) p += softmax(router.data() + 4 * i, 4)[static_cast<std::size_t>(e)] / 3.0;
+      want += static_cast<double>(r.counts[static_cast<std::size_t>(e)]) / 3.0 * p;
+    }
+    EXPECT_NEAR(r.balance_loss(), 4.0 * want, 1e-6) << shared;
+    const float weight = 0.8f;
+    std::vector<float> grad(logits.size(), 0.0f);
+    r.add_balance_grad(grad, weight);
+    for (std::size_t m = 0; m < logits.size(); ++m) {
+      std::vector<float> up = logits, down = logits;
+      const float step = 1e-2f;
+      up[m] += step, down[m] -= step;
+      const MoeRouting ru = MoeRouting::route(up, 3, 4, 2, false, shared), rd = MoeRouting::route(down, 3, 4, 2, false, shared);
+      ASSERT_EQ(ru.experts, r.experts);
+      ASSERT_EQ(rd.experts, r.experts);
+      EXPECT_NEAR(grad[m], weight * (ru.balance_loss() - rd.balance_loss()) / (2.0 * step), 2e-4)
+          << (shared ? "shared " : "") << m;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace spin::model

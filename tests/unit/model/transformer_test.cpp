@@ -102,6 +102,38 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
   }
 }
 
+// The router's load-balancing loss trained (ModelConfig::router_aux_loss_coef, as where
+// output_router_logits): the whole model's gradients of sum_s c_s logprob_s + coef x the mean over
+// the layers of each layer's balance loss (backward's balance_weight 1) against finite differences,
+// for Mixtral (renormalised weights) and Qwen2-MoE (a shared expert beside); the loss's value is
+// take_balance_loss()'s, counted in training forwards only.
+TEST(Transformer, LoadBalancingLossGradientsMatchFiniteDifferences) {
+  for (const testing::TinyFamily family : {testing::TinyFamily::Mixtral, testing::TinyFamily::Qwen2Moe}) {
+    testing::TinyShape shape;
+    shape.family = family;
+    shape.router_aux_loss_coef = 0.5f;
+    TinyModel m(shape);
+    const TokenBatch batch = TokenBatch::pack(three_sequences());
+    const std::vector<float> c = {0.7f, -1.3f, 0.4f};
+    Activations acts;
+    m.transformer.forward(m.weights, batch, acts, true);
+    const double balance = m.transformer.take_balance_loss();
+    // Every layer's loss is between 0 and experts x k; k each with a uniform router.
+    EXPECT_GT(balance, 0.0);
+    EXPECT_LT(balance, static_cast<double>(m.config.num_layers * m.config.num_experts * m.config.experts_per_token));
+    ModelWeights grads(m.config, m.dims);
+    m.transformer.backward(m.weights, acts, c, grads, {}, 1.0f);
+    EXPECT_EQ(m.transformer.take_balance_loss(), 0.0) << "taken, and the backward adds nothing";
+    const auto loss = [&] {
+      Activations a;
+      const ForwardResult r = m.transformer.forward(m.weights, batch, a, true);
+      return testing::weighted_sum(r.sequence_logprobs, c) +
+             0.5 * m.transformer.take_balance_loss() / static_cast<double>(m.config.num_layers);
+    };
+    testing::check_model_gradients(m.weights, grads, loss, testing::tiny_family_name(family));
+  }
+}
+
 // A mixture of experts' load (Transformer::take_expert_counts): each layer's experts take every
 // row of a training forward k times -- with recomputation too, the backward's repeat not counted
 // --, a scoring forward counts nothing, and taking the counts resets them. A dense model has none.
