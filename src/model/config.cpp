@@ -16,16 +16,16 @@
 namespace spin::model {
 
 namespace {
-using nlohmann::json;
 using config_json::flag;
 using config_json::positive_float;
 using config_json::positive_int;
+using nlohmann::json;
 
 // The model_types spin runs (besides the multimodal checkpoints', config_multimodal.h).
-constexpr const char* kModelTypes[] = {"llama",  "mistral", "qwen2",    "qwen3", "gemma",   "gemma2",    "gemma3_text",
-                                       "phi3",   "smollm3", "granite",  "olmo",  "olmo2",   "olmo3",     "stablelm",
-                                       "cohere", "cohere2", "gpt_neox", "phi",   "mixtral", "qwen3_moe", "olmoe",
-                                       "qwen2_moe"};
+constexpr const char* kModelTypes[] = {"llama",       "mistral",   "qwen2",   "qwen3",    "gemma",    "gemma2",
+                                       "gemma3_text", "phi3",      "smollm3", "granite",  "olmo",     "olmo2",
+                                       "olmo3",       "stablelm",  "cohere",  "cohere2",  "gpt_neox", "phi",
+                                       "mixtral",     "qwen3_moe", "olmoe",   "qwen2_moe"};
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
@@ -191,8 +191,8 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
             ": SmolLM3's use_sliding_window is not supported (spin runs the published models, which switch it off)");
     return;
   }
-  const bool qwen = type == "qwen2" || type == "qwen3" || type == "qwen3_moe" || type == "qwen2_moe", gemma2 = type == "gemma2",
-             gemma3 = type == "gemma3_text";
+  const bool qwen = type == "qwen2" || type == "qwen3" || type == "qwen3_moe" || type == "qwen2_moe",
+             gemma2 = type == "gemma2", gemma3 = type == "gemma3_text";
   const bool olmo3 = type == "olmo3", cohere2 = type == "cohere2";
   // Qwen2 and Qwen3 keep a sliding_window that applies only with use_sliding_window; Gemma2Config's,
   // Gemma3TextConfig's, Olmo3Config's and Cohere2Config's default is 4096.
@@ -279,7 +279,8 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
             ": model_type \"", type, "\" is not supported (spin runs the Llama family: ", names,
             "; and the language model of gemma3, mistral3, llava, qwen2_vl and qwen2_5_vl)");
   }
-  const bool qwen2 = type == "qwen2" || type == "qwen2_moe", qwen3 = type == "qwen3" || type == "qwen3_moe", gemma3 = type == "gemma3_text";
+  const bool qwen2 = type == "qwen2" || type == "qwen2_moe", qwen3 = type == "qwen3" || type == "qwen3_moe",
+             gemma3 = type == "gemma3_text";
   const bool gemma2 = type == "gemma2" || gemma3;  // Gemma 2's parts
   const bool gemma = type == "gemma" || gemma2;    // Gemma's
   const bool olmo = type == "olmo2" || type == "olmo3";
@@ -488,8 +489,9 @@ std::int64_t ModelConfig::num_parameters() const {
                            (shared_expert() ? mlp_projections() * h * shared_expert_intermediate_size + h : 0);
   const std::int64_t biases = (qkv_bias ? head_dim * (num_heads + 2 * num_kv_heads) : 0) + (o_bias ? h : 0) +
                               (mlp_bias ? (gated_mlp ? 2 : 1) * intermediate_size + h : 0);
-  const std::int64_t qk_norms =
-      qk_norm ? 2 * head_dim : qk_norm_all_heads || qk_head_layernorm ? head_dim * (num_heads + num_kv_heads) : 0;
+  const std::int64_t qk_norms = qk_norm                                  ? 2 * head_dim
+                                : qk_norm_all_heads || qk_head_layernorm ? head_dim * (num_heads + num_kv_heads)
+                                                                         : 0;
   const std::int64_t norm = (norm_biases() ? 2 : 1) * h;  // a norm's weight, and its bias where it has one
   const std::int64_t per_layer = attn + biases + qk_norms + mlp + layer_norm_weights() * norm;
   const std::int64_t embeddings = vocab_size * h * (tie_word_embeddings ? 1 : 2) + (lm_head_bias ? vocab_size : 0);

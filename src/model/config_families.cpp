@@ -5,10 +5,10 @@
 
 namespace spin::model {
 
-using nlohmann::json;
 using config_json::flag;
 using config_json::positive_float;
 using config_json::positive_int;
+using nlohmann::json;
 
 namespace {
 
@@ -99,8 +99,8 @@ void parse_mixtral(json& j, ModelConfig& c, const std::string& source) {
   if (!j.contains("rope_theta")) j["rope_theta"] = 1e6;  // MixtralConfig's default
 }
 
-void parse_qwen_moe(json& j, ModelConfig& c, const std::string& source, std::int64_t experts,
-                    std::int64_t per_token, std::int64_t width, std::int64_t shared) {
+void parse_qwen_moe(json& j, ModelConfig& c, const std::string& source, std::int64_t experts, std::int64_t per_token,
+                    std::int64_t width, std::int64_t shared) {
   parse_experts(j, c, "num_experts", experts, per_token, 0.001f, source);
   c.norm_topk_prob = flag(j, "norm_topk_prob", false, source);
   require(!j.contains("decoder_sparse_step") || j.at("decoder_sparse_step") == 1, source, ": decoder_sparse_step ",

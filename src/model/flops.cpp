@@ -10,9 +10,9 @@ double matmul_parameters(const ModelConfig& c) {
   // A mixture of experts: the experts a token goes through, and the router; a shared expert and its gate.
   const double experts = c.moe() ? static_cast<double>(c.experts_per_token) : 1.0;
   const double shared = c.shared_expert() ? static_cast<double>(c.shared_expert_intermediate_size) : 0.0;
-  const double mlp = static_cast<double>(c.mlp_projections()) * h *
-                         (static_cast<double>(c.intermediate_size) * experts + shared) +
-                     static_cast<double>(c.num_experts) * h + (c.shared_expert() ? h : 0.0);
+  const double mlp =
+      static_cast<double>(c.mlp_projections()) * h * (static_cast<double>(c.intermediate_size) * experts + shared) +
+      static_cast<double>(c.num_experts) * h + (c.shared_expert() ? h : 0.0);
   return static_cast<double>(c.num_layers) * (attention + mlp) + static_cast<double>(c.vocab_size) * h;
 }
 

@@ -146,7 +146,8 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   d_head_norms = qk_norm ? t[12] : Tensor();
   d_output = config.transforms_branch_outputs() ? t[13] : Tensor();
   // The widest product's output gradient: a mixture's experts' over its grouped rows, or its router's.
-  dy_bf16 = mixed ? workspace_bf16_.carve(device, {{product_grad_values(d, config, rows)}}, 1, DType::BF16)[0] : Tensor();
+  dy_bf16 =
+      mixed ? workspace_bf16_.carve(device, {{product_grad_values(d, config, rows)}}, 1, DType::BF16)[0] : Tensor();
   moe = MoeGradScratch{};
   if (config.moe()) {
     const Shape outputs{rows * config.mlp_outputs(), d.hidden};

@@ -20,7 +20,9 @@ TpDims tp_dims(const ModelConfig& c, int tp_rank, int tp_size) {
   d.heads = divides(c.num_heads, "num_attention_heads");
   d.kv_heads = divides(c.num_kv_heads, "num_key_value_heads");
   d.intermediate = divides(c.intermediate_size, "intermediate_size");
-  if (c.shared_expert()) d.shared_intermediate = divides(c.shared_expert_intermediate_size, "shared_expert_intermediate_size");
+  if (c.shared_expert()) {
+    d.shared_intermediate = divides(c.shared_expert_intermediate_size, "shared_expert_intermediate_size");
+  }
   d.vocab_rows = (c.vocab_size + tp_size - 1) / tp_size;
   d.vocab_start = std::min<std::int64_t>(c.vocab_size, tp_rank * d.vocab_rows);
   d.vocab_valid = std::clamp<std::int64_t>(c.vocab_size - d.vocab_start, 0, d.vocab_rows);

@@ -276,14 +276,12 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   lm_head_logits(ctx_, head_weights(w), last_rows, a.head);
 }
 
-void Transformer::backward(const ModelWeights& w, Activations& a, std::span<const float> grad,
-                           ModelWeights& grads, const std::function<void(std::int64_t layer)>& layer_done,
-                           float balance_weight) const {
+void Transformer::backward(const ModelWeights& w, Activations& a, std::span<const float> grad, ModelWeights& grads,
+                           const std::function<void(std::int64_t layer)>& layer_done, float balance_weight) const {
   const TokenBatch& batch = a.batch;
   require(a.for_backward, "backward needs the activations of a forward with for_backward");
   BatchGeometry b = geometry(a);
-  b.router_balance_weight =
-      config_.router_aux_loss_coef * balance_weight / static_cast<float>(config_.num_layers);
+  b.router_balance_weight = config_.router_aux_loss_coef * balance_weight / static_cast<float>(config_.num_layers);
   const std::int64_t n = b.rows;
   const std::int64_t h = dims_.hidden;
   a.grad.allocate(dims_, b, device(), w.has_bf16(), config_, a.adapters ? a.adapters->lora() : LoraConfig{});

@@ -160,10 +160,8 @@ class Transformer {
   // this micro-batch's load-balancing loss -- the mean over the model's layers of each layer's
   // (MoeRouting::balance_loss), times the coefficient --, the trainer's share of the micro-batch in
   // the step; 0 leaves it out.
-  void backward(const ModelWeights& weights, Activations& saved, std::span<const float> grad,
-                ModelWeights& grads,
-                const std::function<void(std::int64_t layer)>& layer_done = {},
-                float balance_weight = 0.0f) const;
+  void backward(const ModelWeights& weights, Activations& saved, std::span<const float> grad, ModelWeights& grads,
+                const std::function<void(std::int64_t layer)>& layer_done = {}, float balance_weight = 0.0f) const;
   std::span<const float> input_grad(const Activations& saved) const;
 
   // A mixture of experts: how many rows each (layer, expert) took in the forwards for a backward

@@ -11,8 +11,8 @@
 #include "model/decoder_layer.h"
 #include "model/rope.h"
 #include "model/stage.h"
-#include "model/weights.h"
 #include "model/tp_dims.h"
+#include "model/weights.h"
 
 namespace spin::train {
 
@@ -30,8 +30,9 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   const std::int64_t biases = (c.qkv_bias ? aligned(d.q_width()) + 2 * aligned(d.kv_width()) : 0) +
                               (c.o_bias ? aligned(h) : 0) + (c.mlp_bias ? aligned(d.intermediate) + aligned(h) : 0);
   const std::int64_t qk_norms = c.qk_norm ? 2 * aligned(d.head_dim)
-                                : c.qk_norm_all_heads || c.qk_head_layernorm ? aligned(d.q_width()) + aligned(d.kv_width())
-                                                                             : 0;
+                                : c.qk_norm_all_heads || c.qk_head_layernorm
+                                    ? aligned(d.q_width()) + aligned(d.kv_width())
+                                    : 0;
   const std::int64_t norm = (c.norm_biases() ? 2 : 1) * aligned(h);  // a weight, and its bias where it has one
   // A mixture of experts: the router and every expert's projections; a shared expert's and its gate.
   const std::int64_t shared =

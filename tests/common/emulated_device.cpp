@@ -327,9 +327,9 @@ void EmulatedKernels::head_layernorm_forward(float* out, float* rstd, const floa
 void EmulatedKernels::head_layernorm_forward_bf16(std::uint16_t* out, float* rstd, const float* x, const float* w,
                                                   Index n, Index heads, Index dim, float eps) const {
   const Index values = n * heads * dim;
-  cpu_->head_layernorm_forward_bf16(dev(out, values, "head layernorm out"),
-                                    dev(rstd, n * heads, "head layernorm rstd"), dev(x, values, "head layernorm x"),
-                                    dev(w, heads * dim, "head layernorm w"), n, heads, dim, eps);
+  cpu_->head_layernorm_forward_bf16(dev(out, values, "head layernorm out"), dev(rstd, n * heads, "head layernorm rstd"),
+                                    dev(x, values, "head layernorm x"), dev(w, heads * dim, "head layernorm w"), n,
+                                    heads, dim, eps);
 }
 void EmulatedKernels::head_layernorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
                                               const float* rstd, Index n, Index heads, Index dim) const {

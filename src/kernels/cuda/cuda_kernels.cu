@@ -142,8 +142,8 @@ void launch_layernorm_forward(cudaStream_t stream, Out* out, float* rstd, const 
 }
 
 void launch_layernorm_backward(cudaStream_t stream, CachingAllocator& allocator, float* dx, float* dw, float* db,
-                               const float* dout, const float* x, const float* w, const float* rstd, Index n,
-                               Index dim, Index w_rows) {
+                               const float* dout, const float* x, const float* w, const float* rstd, Index n, Index dim,
+                               Index w_rows) {
   if (n == 0) return;
   // The rows' means, which the weight's gradient needs, from the dx kernel that forms them anyway.
   PooledBuffer means;
@@ -154,8 +154,7 @@ void launch_layernorm_backward(cudaStream_t stream, CachingAllocator& allocator,
   if (dw == nullptr && db == nullptr) return;
   const dim3 grid(static_cast<unsigned>((w_rows * dim + kThreads - 1) / kThreads),
                   static_cast<unsigned>((n / w_rows + kRowsPerChunk - 1) / kRowsPerChunk));
-  layernorm_backward_dw_kernel<<<grid, kThreads, 0, stream>>>(dw, db, dout, x, means.as<float>(), rstd, n, dim,
-                                                              w_rows);
+  layernorm_backward_dw_kernel<<<grid, kThreads, 0, stream>>>(dw, db, dout, x, means.as<float>(), rstd, n, dim, w_rows);
   SPIN_CUDA_CHECK_LAUNCH("layernorm_backward (dw, db)");
 }
 

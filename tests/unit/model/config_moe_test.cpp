@@ -180,8 +180,8 @@ TEST(ModelConfig, ReadsQwen2Moe) {
   EXPECT_EQ(c.shared_expert_intermediate_size, 5632);
   EXPECT_FALSE(c.sliding_window.has_value());
   EXPECT_EQ(c.num_parameters(), 14315784192);
-  const double layer = 2048.0 * 128.0 * 64.0 + 4.0 * 3.0 * 2048.0 * 1408.0 + 60.0 * 2048.0 + 3.0 * 2048.0 * 5632.0 +
-                       2048.0;
+  const double layer =
+      2048.0 * 128.0 * 64.0 + 4.0 * 3.0 * 2048.0 * 1408.0 + 60.0 * 2048.0 + 3.0 * 2048.0 * 5632.0 + 2048.0;
   EXPECT_EQ(matmul_parameters(c), 24.0 * layer + 151936.0 * 2048.0);
   // The shared expert split over TP as a dense MLP of its own width, its gate whole on every rank.
   int shared = 0;
@@ -202,8 +202,9 @@ TEST(ModelConfig, ReadsQwen2Moe) {
   }
   EXPECT_EQ(shared, 4);
   const HfLayout layout = hf_layout(c);
-  for (const char* name : {"model.layers.0.mlp.shared_expert_gate.weight",
-                           "model.layers.23.mlp.shared_expert.down_proj.weight", "model.layers.5.mlp.experts.59.up_proj.weight"}) {
+  for (const char* name :
+       {"model.layers.0.mlp.shared_expert_gate.weight", "model.layers.23.mlp.shared_expert.down_proj.weight",
+        "model.layers.5.mlp.experts.59.up_proj.weight"}) {
     EXPECT_EQ(layout.place(name).name, name);
   }
   // Qwen2MoeConfig's defaults: 60 experts, 4 a token, of 1408, a shared expert of 5632.
@@ -216,7 +217,8 @@ TEST(ModelConfig, ReadsQwen2Moe) {
   EXPECT_EQ(defaults.num_parameters(), c.num_parameters());
   // The shared expert's width must divide over TP as the experts' does.
   const ModelConfig odd = ModelConfig::from_json(
-      replaced(kQwen15MoeA27b, {{"\"shared_expert_intermediate_size\": 5632", "\"shared_expert_intermediate_size\": 5630"}}),
+      replaced(kQwen15MoeA27b,
+               {{"\"shared_expert_intermediate_size\": 5632", "\"shared_expert_intermediate_size\": 5630"}}),
       "c");
   try {
     tp_dims(odd, 0, 4);
@@ -227,9 +229,8 @@ TEST(ModelConfig, ReadsQwen2Moe) {
   EXPECT_NE(error_of(replaced(kQwen15MoeA27b, {{"\"decoder_sparse_step\": 1", "\"decoder_sparse_step\": 2"}}))
                 .find("decoder_sparse_step 2"),
             std::string::npos);
-  EXPECT_EQ(ModelConfig::from_json(replaced(kQwen15MoeA27b, {{"\"output_router_logits\": false",
-                                                              "\"output_router_logits\": true"}}),
-                                   "c")
+  EXPECT_EQ(ModelConfig::from_json(
+                replaced(kQwen15MoeA27b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}}), "c")
                 .router_aux_loss_coef,
             0.001f);
 }
@@ -268,15 +269,16 @@ TEST(ModelConfig, ReadsOlmoe) {
 // not otherwise whatever the coefficient; a negative coefficient refused.
 TEST(ModelConfig, ReadsTheLoadBalancingLossWhereOutputRouterLogits) {
   EXPECT_EQ(ModelConfig::from_json(kMixtral8x7b, "c").router_aux_loss_coef, 0.0f);
-  const std::string on = replaced(kMixtral8x7b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}});
+  const std::string on =
+      replaced(kMixtral8x7b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}});
   EXPECT_EQ(ModelConfig::from_json(on, "c").router_aux_loss_coef, 0.02f);
   EXPECT_EQ(ModelConfig::from_json(replaced(on, {{"\"router_aux_loss_coef\": 0.02, ", ""}}), "c").router_aux_loss_coef,
             0.001f);
   EXPECT_NE(error_of(replaced(on, {{"\"router_aux_loss_coef\": 0.02", "\"router_aux_loss_coef\": -1"}}))
                 .find("\"router_aux_loss_coef\" must be a number >= 0, got -1"),
             std::string::npos);
-  EXPECT_EQ(ModelConfig::from_json(replaced(kOlmoe1b7b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}}),
-                                   "c")
+  EXPECT_EQ(ModelConfig::from_json(
+                replaced(kOlmoe1b7b, {{"\"output_router_logits\": false", "\"output_router_logits\": true"}}), "c")
                 .router_aux_loss_coef,
             0.01f);
 }

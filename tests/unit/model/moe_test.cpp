@@ -122,7 +122,8 @@ TEST(MoeRouting, BalanceLossAndItsGradientMatchTheDefinition) {
       std::vector<float> up = logits, down = logits;
       const float step = 1e-2f;
       up[m] += step, down[m] -= step;
-      const MoeRouting ru = MoeRouting::route(up, 3, 4, 2, false, shared), rd = MoeRouting::route(down, 3, 4, 2, false, shared);
+      const MoeRouting ru = MoeRouting::route(up, 3, 4, 2, false, shared),
+                       rd = MoeRouting::route(down, 3, 4, 2, false, shared);
       ASSERT_EQ(ru.experts, r.experts);
       ASSERT_EQ(rd.experts, r.experts);
       EXPECT_NEAR(grad[m], weight * (ru.balance_loss() - rd.balance_loss()) / (2.0 * step), 2e-4)

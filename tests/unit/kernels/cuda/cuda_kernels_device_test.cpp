@@ -2,11 +2,10 @@
 // attention_softmax_kernels.cuh) and the sampler's (sampling_kernels.cuh) run on the CPU under
 // tests/common/cuda_emulation.h, with the launch shapes CudaKernels uses, against their CpuKernels
 // twins: the block reductions (the log-softmax pieces, the causal softmax and dS of the cuBLAS
-// attention path, the sampler's row statistics in double; the norms' in norm_kernels_device_test.cpp), the element-wise kernels (RoPE
-// and SwiGLU in bf16, the embedding with its atomics), the optimizer's range tables (AdamW with its
-// bf16 copy, the sum of squares) and the sampler's choices (Gumbel-max with Philox noise, top-k).
-// Float32 arithmetic in another order on both sides: 1e-5 relative L2; choices and bf16 copies
-// exact.
+// attention path, the sampler's row statistics in double; the norms' in norm_kernels_device_test.cpp), the element-wise
+// kernels (RoPE and SwiGLU in bf16, the embedding with its atomics), the optimizer's range tables (AdamW with its bf16
+// copy, the sum of squares) and the sampler's choices (Gumbel-max with Philox noise, top-k). Float32 arithmetic in
+// another order on both sides: 1e-5 relative L2; choices and bf16 copies exact.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -36,10 +36,12 @@ TEST(CudaKernelsEmulated, RmsNormForwardAndBackward) {
     // The row kernels (a block per row) on 24 rows; dw's column kernel over 260 rows, two chunks
     // of 256 (its blocks are few: the emulation's cost is in the barriers of many blocks).
     const long long rows = 24, n = 260, dim = 70;
-    const auto x = testing::random_uniform(n * dim, 1), w = testing::random_uniform(dim, 2, 0.5f - w_offset, 1.5f - w_offset),
+    const auto x = testing::random_uniform(n * dim, 1),
+               w = testing::random_uniform(dim, 2, 0.5f - w_offset, 1.5f - w_offset),
                dout = testing::random_uniform(n * dim, 3);
     std::vector<float> out(rows * dim, NAN), rstd(rows, NAN), want_out(n * dim), want_rstd(n);
-    run(rows, [&] { dev::rmsnorm_forward_kernel<float>(out.data(), rstd.data(), x.data(), w.data(), w_offset, dim, 1e-5f); });
+    run(rows,
+        [&] { dev::rmsnorm_forward_kernel<float>(out.data(), rstd.data(), x.data(), w.data(), w_offset, dim, 1e-5f); });
     cpu.rmsnorm_forward(want_out.data(), want_rstd.data(), x.data(), w.data(), n, dim, 1e-5f, w_offset);
     want_out.resize(rows * dim);
     EXPECT_LT(testing::relative_error(out, want_out), 1e-5);
@@ -47,8 +49,9 @@ TEST(CudaKernelsEmulated, RmsNormForwardAndBackward) {
     std::vector<__nv_bfloat16> out16(rows * dim, __nv_bfloat16{0xFFFF});
     std::vector<std::uint16_t> want16(rows * dim);
     std::vector<float> scratch(rows);
-    run(rows,
-        [&] { dev::rmsnorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), w.data(), w_offset, dim, 1e-5f); });
+    run(rows, [&] {
+      dev::rmsnorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), w.data(), w_offset, dim, 1e-5f);
+    });
     cpu.rmsnorm_forward_bf16(want16.data(), scratch.data(), x.data(), w.data(), rows, dim, 1e-5f, w_offset);
     long long differ = 0;
     for (std::size_t i = 0; i < want16.size(); ++i) differ += out16[i].bits != want16[i];
@@ -56,14 +59,18 @@ TEST(CudaKernelsEmulated, RmsNormForwardAndBackward) {
 
     auto dx = testing::random_uniform(rows * dim, 4), dw = testing::random_uniform(dim, 5);
     auto want_dx = dx, want_dw = dw;
-    run(rows, [&] { dev::rmsnorm_backward_dx_kernel(dx.data(), dout.data(), x.data(), w.data(), w_offset, rstd.data(), dim); });
+    run(rows, [&] {
+      dev::rmsnorm_backward_dx_kernel(dx.data(), dout.data(), x.data(), w.data(), w_offset, rstd.data(), dim);
+    });
     cuda_emulation::launch(
         dim3((dim + kThreads - 1) / kThreads, (n + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk), dim3(kThreads), 0,
         [&] { dev::rmsnorm_backward_dw_kernel(dw.data(), dout.data(), x.data(), want_rstd.data(), n, dim); });
     std::vector<float> ignored(n * dim, 0.0f);
     std::vector<float> unused_dw(dim, 0.0f);
-    cpu.rmsnorm_backward(want_dx.data(), unused_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), rows, dim, w_offset);
-    cpu.rmsnorm_backward(ignored.data(), want_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), n, dim, w_offset);
+    cpu.rmsnorm_backward(want_dx.data(), unused_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), rows, dim,
+                         w_offset);
+    cpu.rmsnorm_backward(ignored.data(), want_dw.data(), dout.data(), x.data(), w.data(), want_rstd.data(), n, dim,
+                         w_offset);
     EXPECT_LT(testing::relative_error(dx, want_dx), 1e-5);
     EXPECT_LT(testing::relative_error(dw, want_dw), 1e-5);
 
@@ -74,16 +81,24 @@ TEST(CudaKernelsEmulated, RmsNormForwardAndBackward) {
     std::vector<__nv_bfloat16> o16(rows * dim, __nv_bfloat16{0xFFFF});
     std::vector<std::uint16_t> want_o16(rows * dim);
     std::vector<float> rstd16(rows, NAN), want_rstd16(rows);
-    run(rows, [&] { dev::rmsnorm_forward_kernel<__nv_bfloat16>(o16.data(), rstd16.data(), x16.data(), w.data(), w_offset, dim, 1e-5f); });
-    cpu.rmsnorm_forward_bf16_in(want_o16.data(), want_rstd16.data(), x16_bits.data(), w.data(), rows, dim, 1e-5f, w_offset);
+    run(rows, [&] {
+      dev::rmsnorm_forward_kernel<__nv_bfloat16>(o16.data(), rstd16.data(), x16.data(), w.data(), w_offset, dim, 1e-5f);
+    });
+    cpu.rmsnorm_forward_bf16_in(want_o16.data(), want_rstd16.data(), x16_bits.data(), w.data(), rows, dim, 1e-5f,
+                                w_offset);
     EXPECT_LT(testing::relative_error(rstd16, want_rstd16), 1e-5);
     differ = 0;
     for (std::size_t i = 0; i < want_o16.size(); ++i) differ += o16[i].bits != want_o16[i];
     EXPECT_LE(differ, rows * dim / 50) << "bf16 outputs: the same rounding but for float32 order ties";
     auto dx16 = testing::random_uniform(rows * dim, 6), dw16 = testing::random_uniform(dim, 7);
     auto want_dx16 = dx16, want_dw16 = dw16;
-    run(rows, [&] { dev::rmsnorm_backward_dx_kernel(dx16.data(), dout.data(), x16.data(), w.data(), w_offset, want_rstd16.data(), dim); });
-    run(1, [&] { dev::rmsnorm_backward_dw_kernel(dw16.data(), dout.data(), x16.data(), want_rstd16.data(), rows, dim); },
+    run(rows, [&] {
+      dev::rmsnorm_backward_dx_kernel(dx16.data(), dout.data(), x16.data(), w.data(), w_offset, want_rstd16.data(),
+                                      dim);
+    });
+    run(
+        1,
+        [&] { dev::rmsnorm_backward_dw_kernel(dw16.data(), dout.data(), x16.data(), want_rstd16.data(), rows, dim); },
         dim3((dim + kThreads - 1) / kThreads, (rows + dev::kRowsPerChunk - 1) / dev::kRowsPerChunk));
     cpu.rmsnorm_backward_bf16_in(want_dx16.data(), want_dw16.data(), dout.data(), x16_bits.data(), w.data(),
                                  want_rstd16.data(), rows, dim, w_offset);
@@ -164,8 +179,9 @@ TEST(CudaKernelsEmulated, LayerNorm) {
     EXPECT_LT(testing::relative_error(rstd, want_rstd), 1e-5) << affine;
     std::vector<__nv_bfloat16> out16(n * dim, __nv_bfloat16{0xFFFF});
     std::vector<std::uint16_t> want16(n * dim);
-    run(n,
-        [&] { dev::layernorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), wp, bp, dim, 1e-5f, 1); });
+    run(n, [&] {
+      dev::layernorm_forward_kernel<__nv_bfloat16>(out16.data(), rstd.data(), x.data(), wp, bp, dim, 1e-5f, 1);
+    });
     cpu.to_bf16(want16.data(), want.data(), n * dim);
     long long differ = 0;
     for (std::size_t i = 0; i < want16.size(); ++i) differ += out16[i].bits != want16[i];
