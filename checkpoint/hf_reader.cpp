@@ -61,6 +61,19 @@ std::vector<float> HfReader::read_all(const std::string& name) { return file_for
 
 void HfReader::load(const std::vector<ShardedTensor>& tensors) {
   for (const ShardedTensor& t : tensors) {
+    // A tensor the files hold a row each: this shard's rows one by one, each a whole file tensor.
+    if (!layout_.row_name(t.name, 0).empty()) {
+      const std::int64_t first = t.replicated() ? 0 : t.offset, rows = t.local.shape()[0];
+      require(t.replicated() || t.split_dim == 0, "tensor \"", t.name, "\" is split along dimension ", t.split_dim,
+              "; the files hold it a row each");
+      const Shape row_shape(t.local.shape().begin() + 1, t.local.shape().end());
+      const std::int64_t cols = shape_numel(row_shape);
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const std::string name = layout_.row_name(t.name, first + r);
+        file_for(name).read_shard(ShardedTensor{name, t.local.view(r * cols, row_shape), row_shape, -1, 0, 0, true});
+      }
+      continue;
+    }
     // The same shard (Tensor shares its storage) as the files hold it: under their name, and
     // for a fused tensor as rows [row + offset, + length) of it.
     const HfLayout::Place place = layout_.place(t.name);

@@ -189,19 +189,31 @@ void write_multimodal_model(const std::string& dir, const MultimodalSource& sour
 
 FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& tensors,
                          const std::function<const float*(std::size_t)>& values) {
-  if (files.fusions.empty() && files.renames.empty()) return {tensors, values};
-  const HfLayout layout{"", false, files.fusions, files.renames};  // the prefix is the caller's
+  if (files.fusions.empty() && files.renames.empty() && files.row_splits.empty()) return {tensors, values};
+  const HfLayout layout{"", false, files.fusions, files.renames, files.row_splits};  // the prefix is the caller's
   // File tensor k: the indices of its parts in `tensors` (one, unfused).
   std::vector<HfTensor> out;
   std::vector<std::vector<std::size_t>> parts;
   std::map<std::string, std::size_t> fused_at;  // a fused tensor's index in `out`
   std::vector<std::int64_t> groups;             // by file tensor: its groups (1: unfused, or consecutive parts)
+  std::vector<std::int64_t> row_of;             // by file tensor: the row of its tensor it is (-1: not a row)
   for (std::size_t i = 0; i < tensors.size(); ++i) {
+    if (!layout.row_name(tensors[i].name, 0).empty()) {  // a file tensor a row
+      const Shape row_shape(tensors[i].shape.begin() + 1, tensors[i].shape.end());
+      for (std::int64_t r = 0; r < tensors[i].shape[0]; ++r) {
+        out.push_back({layout.row_name(tensors[i].name, r), row_shape});
+        parts.push_back({i});
+        groups.push_back(1);
+        row_of.push_back(r);
+      }
+      continue;
+    }
     const HfLayout::Place place = layout.place(tensors[i].name);
     if (place.rows == 0) {
       out.push_back({place.name, tensors[i].shape});
       parts.push_back({i});
       groups.push_back(1);
+      row_of.push_back(-1);
       continue;
     }
     const auto [it, first] = fused_at.try_emplace(place.name, out.size());
@@ -211,6 +223,7 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
       out.push_back({place.name, shape});
       parts.emplace_back();
       groups.push_back(place.groups);
+      row_of.push_back(-1);
     }
     std::vector<std::size_t>& mine = parts[it->second];
     require(out[it->second].shape.size() == tensors[i].shape.size() &&
@@ -224,6 +237,7 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
     mine.push_back(i);
   }
   for (std::size_t k = 0; k < out.size(); ++k) {
+    if (row_of[k] >= 0) continue;
     std::int64_t rows = 0;
     for (std::size_t p : parts[k]) rows += tensors[p].shape[0];
     require(rows == out[k].shape[0], "\"", out[k].name, "\": its parts hold ", rows, " of its ", out[k].shape[0],
@@ -231,6 +245,14 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
   }
   auto buffer = std::make_shared<std::vector<float>>();
   const auto fused_values = [=](std::size_t k) -> const float* {
+    if (row_of[k] >= 0) {  // its tensor's values kept from its first row's call, the rows asked in order
+      const std::size_t i = parts[k][0];
+      if (row_of[k] == 0) {
+        const float* v = values(i);
+        buffer->assign(v, v + shape_numel(tensors[i].shape));
+      }
+      return buffer->data() + row_of[k] * shape_numel(out[k].shape);
+    }
     if (parts[k].size() == 1 && shape_numel(out[k].shape) == shape_numel(tensors[parts[k][0]].shape)) {
       return values(parts[k][0]);  // unfused (maybe renamed)
     }

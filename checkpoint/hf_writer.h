@@ -48,8 +48,9 @@ void write_hf_model(const std::string& dir, const std::string& config_json,
 
 // `tensors` and their `values` (as write_hf_model takes them) as files laid out as `files` hold
 // them (its prefix aside): the parts of each fusion (HfLayout) as one tensor of their rows in
-// order -- group by group where it has groups --, where its first part was; the rest as they are,
-// renamed by its renames. The values of a fused tensor are valid until the next call.
+// order -- group by group where it has groups --, where its first part was; a row split's tensor
+// as one tensor a row, in order; the rest as they are, renamed by its renames. The values of a
+// fused tensor or a row are valid until the next call.
 struct FileTensors {
   std::vector<HfTensor> tensors;
   std::function<const float*(std::size_t)> values;

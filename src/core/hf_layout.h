@@ -14,7 +14,9 @@ namespace spin {
 // "language_model."), module names of another family (GPT-NeoX's "attention.dense" for
 // "self_attn.o_proj"), and tensors the files hold as row blocks of one -- consecutive (Phi-3's
 // qkv_proj = [q_proj; k_proj; v_proj], gate_up_proj = [gate_proj; up_proj]) or per head
-// (GPT-NeoX's query_key_value = [q_0; k_0; v_0; q_1; k_1; v_1; ...], `groups` the heads).
+// (GPT-NeoX's query_key_value = [q_0; k_0; v_0; q_1; k_1; v_1; ...], `groups` the heads); and
+// tensors the files hold a row each (StableLM 2 12B's per-head norms: q_norm [heads, head_dim] as
+// self_attn.q_layernorm.norms.<h>.weight).
 struct HfLayout {
   std::string prefix;
   // The files are a multimodal model's (ModelConfig::multimodal): an export writes its other
@@ -31,6 +33,12 @@ struct HfLayout {
   // Name pieces the files spell otherwise, (spin's, the files'): each replaced where it starts a
   // name or follows a '.', after the fusions' suffixes are placed.
   std::vector<std::pair<std::string, std::string>> renames;
+  struct RowSplit {
+    std::string name;    // the name suffix of the tensor split, e.g. "self_attn.q_norm.weight"
+    std::string before;  // the files' suffix before the row's index, e.g. "self_attn.q_layernorm.norms."
+    std::string after;   // and after it, e.g. ".weight"
+  };
+  std::vector<RowSplit> row_splits;
 
   // Where tensor `name` (a ShardedTensor's) sits in the files: the file tensor (prefix and
   // renames applied), the first of its rows in each group that belongs to `name`, the file
@@ -56,6 +64,16 @@ struct HfLayout {
       }
     }
     return {renamed(prefix + name), 0, 0};
+  }
+  // The file tensor that holds row `row` of tensor `name` where the files hold it a row each (a
+  // RowSplit's), prefix and renames applied; empty where they hold it whole.
+  std::string row_name(const std::string& name, std::int64_t row) const {
+    for (const RowSplit& s : row_splits) {
+      if (name.size() > s.name.size() && name.ends_with(s.name) && name[name.size() - s.name.size() - 1] == '.') {
+        return renamed(prefix + name.substr(0, name.size() - s.name.size()) + s.before + std::to_string(row) + s.after);
+      }
+    }
+    return {};
   }
   std::string renamed(std::string name) const {
     for (const auto& [from, to] : renames) {

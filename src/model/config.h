@@ -88,9 +88,10 @@ struct ModelConfig {
   // half: sandwich_norms' output norms alone (pre_norms false; Hugging Face's
   // post_attention_layernorm and post_feedforward_layernorm).
   bool qk_norm_all_heads = false;
-  // Command R+ (model_type cohere, use_qk_norm): a LayerNorm of each query and key head before RoPE
-  // with a weight of its own, no bias (q_norm [heads, head_dim], k_norm [kv heads, head_dim], split
-  // over TP with the heads: Kernels::head_layernorm_*).
+  // Command R+ (model_type cohere, use_qk_norm) and StableLM 2 12B (stablelm, qk_layernorm): a
+  // LayerNorm of each query and key head before RoPE with a weight of its own, no bias (q_norm
+  // [heads, head_dim], k_norm [kv heads, head_dim], split over TP with the heads:
+  // Kernels::head_layernorm_*; StableLM's files hold a module a head, q_layernorm.norms.<h>).
   bool qk_head_layernorm = false;
   bool pre_norms = true;
   // OLMo (model_type olmo, the first OLMo): every norm -- both halves' input norms and the final
@@ -119,7 +120,7 @@ struct ModelConfig {
   bool mlp_bias = false;
   bool parallel_mlp_norm = false;
   bool lm_head_bias = false;
-  enum class HfNames { Llama, GptNeox, Phi, Mixtral };
+  enum class HfNames { Llama, GptNeox, Phi, Mixtral, StableLm };
   HfNames hf_names = HfNames::Llama;
   // Mixtral (model_type mixtral), Qwen3-MoE (qwen3_moe: its moe_intermediate_size here), OLMoE (olmoe): the MLP a
   // sparse mixture of num_experts SwiGLU experts, each of intermediate_size, behind a router (Hugging Face's

@@ -47,8 +47,8 @@ void parse_stablelm(json& j, ModelConfig& c, const std::string& source) {
   c.layer_norm = c.layer_norm_affine = c.layer_norm_bias = true;
   c.qkv_bias = flag(j, "use_qkv_bias", false, source);
   c.parallel_residual = flag(j, "use_parallel_residual", false, source);
-  require(!flag(j, "qk_layernorm", false, source), source,
-          ": \"qk_layernorm\": true (StableLM 2 12B's per-head LayerNorms of q and k) is not supported");
+  c.qk_head_layernorm = flag(j, "qk_layernorm", false, source);
+  c.hf_names = ModelConfig::HfNames::StableLm;
   if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.25;
 }
 

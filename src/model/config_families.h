@@ -15,8 +15,8 @@ namespace spin::model {
 // StableLM (model_type stablelm; StableLmConfig's defaults where a key is absent): LayerNorms with
 // weight and bias, RoPE over a quarter of each head (partial_rotary_factor 0.25 by default), biases
 // on q, k and v where use_qkv_bias says so, attention and MLP side by side where
-// use_parallel_residual says so; its per-head q / k LayerNorms (stablelm-2-12b's qk_layernorm) are
-// not implemented.
+// use_parallel_residual says so; where qk_layernorm (StableLM 2 12B) a LayerNorm of each q and k head
+// with its own weight (qk_head_layernorm), a module a head in its files (hf_layout's row splits).
 void parse_stablelm(nlohmann::json& j, ModelConfig& c, const std::string& source);
 
 // Cohere (model_type cohere: Command-R, Aya 23, Aya Expanse; CohereConfig's defaults where a key is

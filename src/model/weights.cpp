@@ -436,7 +436,12 @@ void ModelWeights::init_random(std::uint64_t seed, float std) {
 }
 
 HfLayout hf_layout(const ModelConfig& c) {
-  HfLayout layout{c.hf_weight_prefix, c.multimodal, {}, {}};
+  HfLayout layout{c.hf_weight_prefix, c.multimodal, {}, {}, {}};
+  if (c.hf_names == ModelConfig::HfNames::StableLm) {  // StableLmLayerNormPerHead: a LayerNorm module a head
+    layout.row_splits = {{"self_attn.q_norm.weight", "self_attn.q_layernorm.norms.", ".weight"},
+                         {"self_attn.k_norm.weight", "self_attn.k_layernorm.norms.", ".weight"}};
+    return layout;
+  }
   if (c.hf_names == ModelConfig::HfNames::Mixtral) {  // MixtralForCausalLM's: block_sparse_moe, w1 / w3 / w2
     layout.renames = {{"mlp.gate.", "block_sparse_moe.gate."},
                       {"mlp.experts.", "block_sparse_moe.experts."},

@@ -40,7 +40,7 @@ namespace spin::testing {
 // rotating, a bias on the LM head.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
-  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe, CohereQkNorm
+  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe, CohereQkNorm, StableLmQkNorm
 };
 
 // Its model_type, for the tests' traces.
@@ -71,6 +71,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Olmoe: return "olmoe";
     case TinyFamily::Qwen2Moe: return "qwen2_moe";
     case TinyFamily::CohereQkNorm: return "cohere (qk norms)";
+    case TinyFamily::StableLmQkNorm: return "stablelm (qk norms)";
   }
   return "?";
 }
@@ -110,6 +111,8 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
                                                    "\"partial_rotary_factor\": 0.5, \"layer_norm_eps\": 1e-5, "
       : s.family == TinyFamily::StableLmParallel ? "\"model_type\": \"stablelm\", \"use_parallel_residual\": true, "
                                                    "\"partial_rotary_factor\": 0.5, "
+      : s.family == TinyFamily::StableLmQkNorm   ? "\"model_type\": \"stablelm\", \"use_parallel_residual\": true, "
+                                                   "\"partial_rotary_factor\": 0.5, \"qk_layernorm\": true, "
       : s.family == TinyFamily::Cohere           ? "\"model_type\": \"cohere\", \"logit_scale\": 0.25, "
       : s.family == TinyFamily::CohereQkNorm     ? "\"model_type\": \"cohere\", \"logit_scale\": 0.25, "
                                                    "\"use_qk_norm\": true, "

@@ -182,7 +182,8 @@ def main():
                         "times logit_scale 0.25, tied embeddings")
     p.add_argument("--qk-norm", action="store_true",
                    help="with --cohere: Command R+'s use_qk_norm, a LayerNorm of each q and k head with its own "
-                        "weight (q_norm [heads, head_dim], k_norm [kv heads, head_dim])")
+                        "weight (q_norm [heads, head_dim], k_norm [kv heads, head_dim]); with --stablelm: StableLM 2 "
+                        "12B's qk_layernorm, the same a module a head (q_layernorm.norms.<h>.weight [head_dim])")
     p.add_argument("--cohere2", action="store_true",
                    help="a Cohere2ForCausalLM (Command R7B): --cohere's parts, --sliding-window and RoPE in layer 0 of "
                         "every 2 (sliding_window_pattern 2), the other layers global without RoPE")
@@ -280,7 +281,10 @@ def main():
               if a.olmo2 or a.olmoe else []),
             *([(pre + "self_attn.q_norm.weight", [a.heads, head_dim], norm(a.heads * head_dim)),
                (pre + "self_attn.k_norm.weight", [a.kv_heads, head_dim], norm(a.kv_heads * head_dim))]
-              if a.qk_norm else []),
+              if a.qk_norm and not a.stablelm else []),
+            *([(pre + "self_attn.%s_layernorm.norms.%d.weight" % (p, h), [head_dim], norm(head_dim))
+               for p, count in (("q", a.heads), ("k", a.kv_heads)) for h in range(count)]
+              if a.qk_norm and a.stablelm else []),
             *([] if a.olmo or a.parallel_residual else
               [(pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
                *norm_bias(pre + "post_attention_layernorm.bias", a.hidden)]),
@@ -395,7 +399,7 @@ def main():
                        "position_embedding_type": "rope_gptj", "cache_implementation": "hybrid"})
     if a.stablelm:  # StableLM's own keys, as stablelm-2-1_6b's config.json has them
         config.update({"architectures": ["StableLmForCausalLM"], "model_type": "stablelm", "layer_norm_eps": 1e-5,
-                       "use_qkv_bias": True, "qk_layernorm": False, "use_parallel_residual": a.parallel_residual,
+                       "use_qkv_bias": True, "qk_layernorm": a.qk_norm, "use_parallel_residual": a.parallel_residual,
                        "partial_rotary_factor": a.partial_rotary or 0.25, "hidden_dropout": 0.0,
                        "attention_dropout": 0.0})
         del config["rms_norm_eps"]

@@ -50,7 +50,9 @@ false): Qwen2MoeForCausalLM with zero q/k/v biases and a zero shared expert, plu
 not renormalised): the same with OLMoE's norms as the hooks. Qwen2-MoE (tiny-qwen2-moe: Qwen2's q, k, v
 biases, four experts, two a token, not renormalised, and a shared expert of twice their width behind its
 sigmoid gate): Qwen2MoeForCausalLM itself. Command R+'s norms (tiny-cohere-qk-norm: Cohere's parts with a
-LayerNorm of each q and k head, a weight of its own each): CohereForCausalLM itself (use_qk_norm).
+LayerNorm of each q and k head, a weight of its own each): CohereForCausalLM itself (use_qk_norm). StableLM 2
+12B's (tiny-stablelm-qk-norm: the parallel residual with those norms, a module a head in the files):
+StableLmForCausalLM itself (qk_layernorm).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -102,6 +104,25 @@ def hook_qk_norms(model, norms, width, eps):
             getattr(layer.self_attn, proj + "_proj").register_forward_hook(rms_norm(weight))
     assert not norms, norms
     return model
+
+
+def stablelm_reference(model_dir):
+    """StableLmForCausalLM itself with qk_layernorm: its per-head norms are nn.LayerNorm(bias=False),
+    which this torch predates -- built here as LayerNorms whose bias is None, F.layer_norm's meaning
+    of none (the same module list, names and weights)."""
+    from transformers.models.stablelm import modeling_stablelm
+
+    def per_head_init(self, dim, num_heads, eps=1e-5, bias=False):
+        torch.nn.Module.__init__(self)
+        self.dim, self.num_heads = dim, num_heads
+        norms = [torch.nn.LayerNorm(dim, eps=eps) for _ in range(num_heads)]
+        for norm in norms:
+            if not bias:
+                norm.bias = None
+        self.norms = torch.nn.ModuleList(norms)
+
+    modeling_stablelm.StableLmLayerNormPerHead.__init__ = per_head_init
+    return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
 
 
 def moe_reference(model_dir, tmp):
@@ -492,7 +513,7 @@ def main():
                  "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
                  "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
                  "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
-                 "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe", "tiny-cohere-qk-norm",
+                 "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe", "tiny-cohere-qk-norm", "tiny-stablelm-qk-norm",
                  "tiny-phi2"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
@@ -506,6 +527,8 @@ def main():
             model = qwen3_as_llama(model_dir, tempfile.mkdtemp(prefix="spin_qwen3_"))
         elif name in ("tiny-qwen3-moe", "tiny-olmoe"):
             model = moe_reference(model_dir, tempfile.mkdtemp(prefix="spin_moe_"))
+        elif name == "tiny-stablelm-qk-norm":
+            model = stablelm_reference(model_dir)
         elif name in ("tiny-gemma2", "tiny-gemma3"):
             model = gemma2_reference(model_dir)
         elif name == "tiny-mistral":

@@ -218,6 +218,7 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Qwen2Moe);
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::CohereQkNorm);  // float32 q, k before the norms
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::CohereQkNorm);
+  check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::StableLmQkNorm);  // with norm biases
 }
 
 // LoRA: the adapters' weights, gradients, masters and moments instead of the model's (the policy

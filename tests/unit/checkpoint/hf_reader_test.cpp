@@ -75,7 +75,7 @@ TEST_F(HfReaderTest, WrittenModelsShardAboveTheLimitAndReadBack) {
 // read back, each tensor gets its rows -- a TP shard its share of them, a replicated tensor
 // all -- under a prefix too.
 TEST_F(HfReaderTest, FusedTensorsAreWrittenAsRowBlocksAndReadBackAsParts) {
-  const HfLayout layout{"", false, {{"qkv", {{"q", 2}, {"k", 1}, {"v", 1}}, 1}}, {}};
+  const HfLayout layout{"", false, {{"qkv", {{"q", 2}, {"k", 1}, {"v", 1}}, 1}}, {}, {}};
   const std::vector<float> q = {1, 2, 3, 4}, k = {5, 6}, v = {7, 8}, other = {9};
   const std::vector<HfTensor> tensors = {{"x.q", {2, 2}}, {"x.k", {1, 2}}, {"x.v", {1, 2}}, {"x.norm", {1}}};
   const std::vector<const float*> values = {q.data(), k.data(), v.data(), other.data()};
@@ -99,7 +99,7 @@ TEST_F(HfReaderTest, FusedTensorsAreWrittenAsRowBlocksAndReadBackAsParts) {
   write_safetensors((dir_ / "p" / "model.safetensors").string(),
                     {{"lm.x.qkv", DType::F32, {4, 2}, files.values(0)}});
   Tensor v2 = Tensor::zeros({1, 2});
-  HfReader((dir_ / "p").string(), {"lm.", true, layout.fusions, {}}).load({{"x.v", v2, {1, 2}, -1, 0, 0}});
+  HfReader((dir_ / "p").string(), {"lm.", true, layout.fusions, {}, {}}).load({{"x.v", v2, {1, 2}, -1, 0, 0}});
   EXPECT_EQ(std::vector<float>(v2.f32(), v2.f32() + 2), v);
   Tensor wide = Tensor::zeros({1, 3});
   try {
@@ -124,7 +124,8 @@ TEST_F(HfReaderTest, TensorsFusedPerHeadAndRenamedAreWrittenAndReadBack) {
       {{"attention.query_key_value.weight",
         {{"self_attn.q_proj.weight", 2}, {"self_attn.k_proj.weight", 2}, {"self_attn.v_proj.weight", 2}},
         2}},
-      {{"model.layers.", "gpt_neox.layers."}, {"self_attn.o_proj.", "attention.dense."}}};
+      {{"model.layers.", "gpt_neox.layers."}, {"self_attn.o_proj.", "attention.dense."}},
+      {}};
   std::vector<float> q(4 * 3), k(4 * 3), v(4 * 3), o = {7, 8, 9};
   for (std::size_t i = 0; i < q.size(); ++i) {
     q[i] = static_cast<float>(100 + i), k[i] = static_cast<float>(200 + i), v[i] = static_cast<float>(300 + i);
@@ -155,6 +156,43 @@ TEST_F(HfReaderTest, TensorsFusedPerHeadAndRenamedAreWrittenAndReadBack) {
   EXPECT_EQ(std::vector<float>(q1.f32(), q1.f32() + 6), std::vector<float>(q.begin() + 6, q.end()));  // head 1
   EXPECT_EQ(std::vector<float>(v_all.f32(), v_all.f32() + 12), v);
   EXPECT_EQ(std::vector<float>(o_all.f32(), o_all.f32() + 3), o);
+}
+
+// StableLM 2 12B's per-head norms: spin's q_norm [heads, head_dim] as a file tensor a row
+// (self_attn.q_layernorm.norms.<h>.weight). Written, the rows come out in order, each its row's
+// values (the tensor's values asked once); read back, a TP shard of rows [1, 3) gets those rows and
+// a replicated copy all of them; the tensors beside stay as they are.
+TEST_F(HfReaderTest, RowSplitTensorsAreWrittenARowEachAndReadBackByShard) {
+  const HfLayout layout{"", false, {}, {}, {{"self_attn.q_norm.weight", "self_attn.q_layernorm.norms.", ".weight"}}};
+  const std::vector<float> norm = {1, 2, 3, 4, 5, 6}, o = {7, 8};
+  const std::vector<HfTensor> tensors = {{"model.layers.0.self_attn.q_norm.weight", {3, 2}},
+                                         {"model.layers.0.self_attn.o_proj.weight", {1, 2}}};
+  const std::vector<const float*> values = {norm.data(), o.data()};
+  int calls = 0;
+  const FileTensors files = fuse_tensors(layout, tensors, [&](std::size_t i) {
+    ++calls;
+    return values[i];
+  });
+  ASSERT_EQ(files.tensors.size(), 4u);
+  for (int h = 0; h < 3; ++h) {
+    const auto k = static_cast<std::size_t>(h);
+    EXPECT_EQ(files.tensors[k].name, "model.layers.0.self_attn.q_layernorm.norms." + std::to_string(h) + ".weight");
+    EXPECT_EQ(files.tensors[k].shape, (Shape{2}));
+    const float* row = files.values(k);
+    EXPECT_EQ(std::vector<float>(row, row + 2), std::vector<float>(norm.begin() + 2 * h, norm.begin() + 2 * h + 2));
+  }
+  EXPECT_EQ(files.tensors[3].name, "model.layers.0.self_attn.o_proj.weight");
+  EXPECT_EQ(calls, 1) << "the split tensor's values asked once";
+  write_hf_model((dir_ / "stablelm").string(), "{}", files.tensors, files.values, DType::F32);
+
+  Tensor shard = Tensor::zeros({2, 2}), whole = Tensor::zeros({3, 2}), o_all = Tensor::zeros({1, 2});
+  HfReader((dir_ / "stablelm").string(), layout)
+      .load({{"model.layers.0.self_attn.q_norm.weight", shard, {3, 2}, 0, 1, 2},
+             {"model.layers.0.self_attn.q_norm.weight", whole, {3, 2}, -1, 0, 0},
+             {"model.layers.0.self_attn.o_proj.weight", o_all, {1, 2}, -1, 0, 0}});
+  EXPECT_EQ(std::vector<float>(shard.f32(), shard.f32() + 4), std::vector<float>(norm.begin() + 2, norm.end()));
+  EXPECT_EQ(std::vector<float>(whole.f32(), whole.f32() + 6), norm);
+  EXPECT_EQ(std::vector<float>(o_all.f32(), o_all.f32() + 2), o);
 }
 
 TEST_F(HfReaderTest, MissingWeightsAndBadIndexAreErrors) {

@@ -1,6 +1,7 @@
 // ModelConfig of Stability AI's StableLM family (model_type stablelm, StableLmForCausalLM):
 // LayerNorms with weights and biases, RoPE over a quarter of each head, biases on q, k and v where
-// use_qkv_bias says so; what spin does not run of it refused by name.
+// use_qkv_bias says so, StableLM 2 12B's per-head q / k LayerNorms; what spin does not run of it
+// refused by name.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -85,7 +86,6 @@ TEST(ModelConfig, ReadsStableLm) {
   }
 
   for (const auto& [edit, message] : std::vector<std::pair<std::pair<std::string, std::string>, std::string>>{
-           {{"\"qk_layernorm\": false", "\"qk_layernorm\": true"}, "\"qk_layernorm\": true"},
            {{"\"use_qkv_bias\": true", "\"use_qkv_bias\": 1"}, "\"use_qkv_bias\" must be true or false"},
            {{"\"layer_norm_eps\": 1e-05", "\"layer_norm_eps\": 0"}, "\"layer_norm_eps\" must be a positive number"},
            {{"\"partial_rotary_factor\": 0.25", "\"partial_rotary_factor\": 0.01"}, "rotates 0 dimensions"}}) {
@@ -95,6 +95,42 @@ TEST(ModelConfig, ReadsStableLm) {
   // Only Phi-3's and StableLM's families rotate part of a head.
   const std::string llama = config_testing::with("partial_rotary_factor", "0.5");
   EXPECT_NE(error_of(llama).find("phi3, stablelm, gpt_neox and phi only"), std::string::npos) << error_of(llama);
+}
+
+// stablelm-2-12b's shape (hidden 5120, 40 layers, 32 heads of 160, 8 kv heads, MLP 13824, no q/k/v
+// biases, attention and MLP side by side from one LayerNorm, qk_layernorm): 12,143,185,920
+// parameters (its card's 12.1 B), of which each layer's q and k norms are a LayerNorm weight a
+// head -- [heads, head_dim] in spin, split over TP with the heads; a module a head in the files
+// (StableLmLayerNormPerHead: q_layernorm.norms.<h>.weight).
+TEST(ModelConfig, ReadsStableLm2_12bHeadNorms) {
+  const ModelConfig c = ModelConfig::from_json(
+      replaced(kStableLm2, {{"\"hidden_size\": 2048", "\"hidden_size\": 5120"},
+                            {"\"intermediate_size\": 5632", "\"intermediate_size\": 13824"},
+                            {"\"num_hidden_layers\": 24", "\"num_hidden_layers\": 40"},
+                            {"\"num_key_value_heads\": 32", "\"num_key_value_heads\": 8"},
+                            {"\"qk_layernorm\": false", "\"qk_layernorm\": true"},
+                            {"\"use_parallel_residual\": false", "\"use_parallel_residual\": true"},
+                            {"\"use_qkv_bias\": true", "\"use_qkv_bias\": false"}}),
+      "config.json");
+  EXPECT_TRUE(c.qk_head_layernorm);
+  EXPECT_EQ(c.head_dim, 160);
+  EXPECT_EQ(c.num_parameters(), 12143185920);
+  EXPECT_FALSE(ModelConfig::from_json(kStableLm2, "c").qk_head_layernorm);
+  bool found = false;
+  for (const ShardedTensor& t : parameter_layout(c, tp_dims(c, 1, 8), StageLayers{0, 1, true, false})) {
+    if (t.name != "model.layers.0.self_attn.k_norm.weight") continue;
+    found = true;
+    EXPECT_EQ(t.global_shape, (Shape{8, 160}));
+    EXPECT_EQ(t.offset, 1);
+    EXPECT_EQ(t.length, 1);
+  }
+  EXPECT_TRUE(found);
+  const HfLayout layout = hf_layout(c);
+  EXPECT_EQ(layout.row_name("model.layers.3.self_attn.q_norm.weight", 31),
+            "model.layers.3.self_attn.q_layernorm.norms.31.weight");
+  EXPECT_EQ(layout.row_name("model.layers.3.self_attn.k_norm.weight", 7),
+            "model.layers.3.self_attn.k_layernorm.norms.7.weight");
+  EXPECT_EQ(layout.row_name("model.layers.3.input_layernorm.weight", 0), "");
 }
 
 }  // namespace
