@@ -75,6 +75,11 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     profile_window.emplace(c.profile_step_start, c.profile_step_end, fs::path(c.save_dir) / "profile", world.rank(),
                            "logging.profile_step_start", "logging.profile_step_end");
     shard = plan_model_shard(c.model_path, grid, c.pp_layers);
+    if (c.router_aux_loss_coef >= 0.0) {
+      require(shard->config.moe(), "model.router_aux_loss_coef = ", c.router_aux_loss_coef, ": ", c.model_path,
+              " is not a mixture of experts");
+      shard->config.router_aux_loss_coef = static_cast<float>(c.router_aux_loss_coef);
+    }
     const model::ModelConfig& mc = shard->config;
     save_dtype = parse_save_dtype(c.save_dtype, "checkpoint.save_dtype");
     optimizer_algorithm = train::parse_optimizer_algorithm(c.optimizer, "optim.name");

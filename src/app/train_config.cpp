@@ -88,6 +88,9 @@ void declare(OptionTable& t, TrainConfig& c) {
         "keep only each layer's input for the backward and recompute the rest (one more forward)");
   t.add("model.logits_chunk_rows", &c.logits_chunk_rows,
         "the LM head's logits this many rows at a time, again in the backward (0: all at once; for large vocabularies)");
+  t.add("model.router_aux_loss_coef", &c.router_aux_loss_coef,
+        "a mixture of experts: the router's load-balancing loss coefficient (Megatron's --moe-aux-loss-coeff; 0: not "
+        "trained); negative: the model's config.json's (router_aux_loss_coef where output_router_logits is true, else 0)");
   t.add("model.sequence_parallel", &c.sequence_parallel,
         "split the residual stream's rows over the tensor-parallel ranks (Megatron's sequence parallelism)");
   t.required("data.train", &c.train,
