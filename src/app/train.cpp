@@ -80,6 +80,12 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
               " is not a mixture of experts");
       shard->config.router_aux_loss_coef = static_cast<float>(c.router_aux_loss_coef);
     }
+    if (c.router_z_loss_coef != 0.0) {
+      require(c.router_z_loss_coef > 0.0, "model.router_z_loss_coef must be >= 0, got ", c.router_z_loss_coef);
+      require(shard->config.moe(), "model.router_z_loss_coef = ", c.router_z_loss_coef, ": ", c.model_path,
+              " is not a mixture of experts");
+      shard->config.router_z_loss_coef = static_cast<float>(c.router_z_loss_coef);
+    }
     const model::ModelConfig& mc = shard->config;
     save_dtype = parse_save_dtype(c.save_dtype, "checkpoint.save_dtype");
     optimizer_algorithm = train::parse_optimizer_algorithm(c.optimizer, "optim.name");

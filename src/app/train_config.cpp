@@ -91,6 +91,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("model.router_aux_loss_coef", &c.router_aux_loss_coef,
         "a mixture of experts: the router's load-balancing loss coefficient (Megatron's --moe-aux-loss-coeff; 0: not "
         "trained); negative: the model's config.json's (router_aux_loss_coef where output_router_logits is true, else 0)");
+  t.add("model.router_z_loss_coef", &c.router_z_loss_coef,
+        "a mixture of experts: the router's z-loss coefficient (ST-MoE's; Megatron's --moe-z-loss-coeff; 0: not "
+        "trained)");
   t.add("model.sequence_parallel", &c.sequence_parallel,
         "split the residual stream's rows over the tensor-parallel ranks (Megatron's sequence parallelism)");
   t.required("data.train", &c.train,

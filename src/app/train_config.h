@@ -67,6 +67,7 @@ struct TrainConfig {
   bool sequence_parallel = false;
   std::int64_t logits_chunk_rows = 0;
   double router_aux_loss_coef = -1.0;  // a mixture of experts'; < 0: the model's config.json's
+  double router_z_loss_coef = 0.0;     // a mixture of experts' router z-loss
   // [lora]
   std::int64_t lora_rank = 0;  // 0: full fine-tuning
   double lora_alpha = 16.0;

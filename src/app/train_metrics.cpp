@@ -75,8 +75,9 @@ std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t 
     out.append(buf, static_cast<std::size_t>(n));
     if (m->expert_load_max > 0.0) {  // a mixture of experts
       n = std::snprintf(buf, sizeof buf,
-                        ", \"expert_load_max\": %.17g, \"expert_load_min\": %.17g, \"router_balance_loss\": %.17g",
-                        m->expert_load_max, m->expert_load_min, m->balance_loss);
+                        ", \"expert_load_max\": %.17g, \"expert_load_min\": %.17g, \"router_balance_loss\": %.17g, "
+                        "\"router_z_loss\": %.17g",
+                        m->expert_load_max, m->expert_load_min, m->balance_loss, m->z_loss);
       out.append(buf, static_cast<std::size_t>(n));
     }
     if (peak_tflops > 0.0) {
@@ -131,6 +132,7 @@ void MetricsLog::record(const char* kind, std::int64_t iteration, std::int64_t e
     put("expert_load_max", m->expert_load_max);
     put("expert_load_min", m->expert_load_min);
     put("router_balance_loss", m->balance_loss);
+    put("router_z_loss", m->z_loss);
   }
     put("consumed_samples", static_cast<double>(consumed));
   } else {

@@ -140,6 +140,10 @@ struct ModelConfig {
   // is added to the training loss: router_aux_loss_coef where output_router_logits is true, as
   // transformers' trainers add it; 0 (not trained) otherwise.
   float router_aux_loss_coef = 0.0f;
+  // And ST-MoE's router z-loss (MoeRouting::z_loss, averaged over the layers) times this: no
+  // config.json key of these families (spin train's model.router_z_loss_coef); 0: not trained.
+  float router_z_loss_coef = 0.0f;
+  bool trains_router_losses() const { return router_aux_loss_coef > 0.0f || router_z_loss_coef > 0.0f; }
   // Which dimensions of a head RoPE turns together: rotate_half's (i, i + rotary_dim / 2), or
   // Cohere's interleaved (2i, 2i + 1) (its rotate_half over x[..., ::2] and x[..., 1::2]).
   kernels::RopePairs rope_pairs = kernels::RopePairs::Halves;

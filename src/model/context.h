@@ -79,9 +79,10 @@ struct BatchGeometry {
   const std::int32_t* positions = nullptr;
   const SequenceSplit* split = nullptr;  // sequence parallelism; nullptr: every rank all rows
   const AdapterDropout* dropout = nullptr;  // LoRA's dropout; nullptr: none
-  // A mixture of experts' backward: d loss / d each layer's load-balancing loss
-  // (MoeRouting::balance_loss); 0: not trained.
+  // A mixture of experts' backward: d loss / d each layer's router losses (model/moe.h's
+  // MoeRouting::balance_loss and z_loss); 0: not trained.
   float router_balance_weight = 0.0f;
+  float router_z_weight = 0.0f;
 
   // Rows of the residual stream on this rank.
   std::int64_t residual_rows() const { return split ? split->local : rows; }

@@ -443,7 +443,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                                    : column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
   if (w.router.defined()) {
     moe_backward(ctx, w, g, in2, n, a.moe, a.gate, a.gate_bf16, a.up, a.up_bf16, a.act, a.act_bf16, s.moe, s.d_act,
-                 s.d_gate, s.d_up, s.dy_bf16, d_down, s.d_norm.f32(), b.router_balance_weight);
+                 s.d_gate, s.d_up, s.dy_bf16, d_down, s.d_norm.f32(), {b.router_balance_weight, b.router_z_weight});
   } else {
     mlp_backward(ctx, b, layer, w, g, ad, a, s, d_down, in2);
   }

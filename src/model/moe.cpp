@@ -20,6 +20,7 @@ MoeRouting MoeRouting::route(const std::vector<float>& logits, std::int64_t n, s
   r.experts.resize(N * K);
   r.weights.resize(N * J);
   r.counts.assign(E, 0);
+  r.lse.resize(N);
   std::vector<std::int64_t> order(E);
   for (std::int64_t i = 0; i < n; ++i) {
     const float* l = logits.data() + static_cast<std::size_t>(i) * E;
@@ -30,6 +31,7 @@ MoeRouting MoeRouting::route(const std::vector<float>& logits, std::int64_t n, s
     for (std::size_t e = 0; e < E; ++e) sum += p[e] = std::exp(l[e] - top);
     require(std::isfinite(sum), "mixture of experts: the router's logits of row ", i,
             " are not finite (diverged activations or weights)");
+    r.lse[static_cast<std::size_t>(i)] = top + std::log(sum);
     for (std::size_t e = 0; e < E; ++e) p[e] /= sum;
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + k, order.end(),
@@ -116,6 +118,21 @@ void MoeRouting::add_balance_grad(std::vector<float>& dlogits, float weight) con
     double mean = 0.0;
     for (std::size_t e = 0; e < E; ++e) mean += p[e] * a[e];
     for (std::size_t m = 0; m < E; ++m) dlogits[i * E + m] += static_cast<float>(p[m] * (a[m] - mean));
+  }
+}
+
+double MoeRouting::z_loss() const {
+  if (lse.empty()) return 0.0;
+  double sum = 0.0;
+  for (const float l : lse) sum += static_cast<double>(l) * l;
+  return sum / static_cast<double>(lse.size());
+}
+
+void MoeRouting::add_z_grad(std::vector<float>& dlogits, float weight) const {
+  const std::size_t E = counts.size(), n = lse.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const double scale = 2.0 * weight * lse[i] / static_cast<double>(n);
+    for (std::size_t m = 0; m < E; ++m) dlogits[i * E + m] += static_cast<float>(scale * probs[i * E + m]);
   }
 }
 
@@ -217,7 +234,7 @@ void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& 
                   std::int64_t n, const MoeActivations& a, const Tensor& gate, const Tensor& gate16, const Tensor& up,
                   const Tensor& up16, const Tensor& act, const Tensor& act16, MoeGradScratch& s, const Tensor& d_act,
                   const Tensor& d_gate, const Tensor& d_up, const Tensor& dy16, const float* dout, float* d_in,
-                  float balance_weight) {
+                  const RouterLossWeights& weights) {
   const auto& k = ctx.k;
   const ModelConfig& c = ctx.config;
   const std::int64_t h = ctx.dims.hidden, inter = ctx.dims.intermediate, E = c.num_experts;
@@ -228,7 +245,8 @@ void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& 
   k.moe_combine_backward(s.dy.f32(), s.dweights.f32(), dout, a.y.f32(), slots, a.weights.f32(), n, J, h);
   if (ctx.tp.size() > 1) ctx.tp.all_reduce(s.dweights.f32(), static_cast<std::size_t>(n * J));
   std::vector<float> dlogits = a.routing.logits_grad(to_host<float>(s.dweights.view(0, {n * J})), c.norm_topk_prob);
-  if (balance_weight != 0.0f) a.routing.add_balance_grad(dlogits, balance_weight);
+  if (weights.balance != 0.0f) a.routing.add_balance_grad(dlogits, weights.balance);
+  if (weights.z != 0.0f) a.routing.add_z_grad(dlogits, weights.z);
   upload(s.dlogits, dlogits);
 
   // A frozen model (LoRA's base) has no expert gradients.

@@ -47,6 +47,7 @@ struct MoeRouting {
   std::vector<std::int64_t> counts;   // [experts]: rows each expert takes
   std::vector<std::int64_t> slots;    // [n, outputs]: where each output sits: the grouped rows, then the shared
   std::vector<std::int64_t> sources;  // [n k]: the row each grouped row comes from
+  std::vector<float> lse;             // [n]: log-sum-exp of each row's router logits (the z-loss's)
   std::int64_t k = 0;
   std::int64_t outputs = 0;
 
@@ -65,6 +66,23 @@ struct MoeRouting {
   // Adds `weight` x d balance_loss / d logits to `dlogits` (route's layout: the router's [n,
   // experts] first); f, the counts, is constant, as in both frameworks.
   void add_balance_grad(std::vector<float>& dlogits, float weight) const;
+  // ST-MoE's router z-loss over these rows (Megatron's z_loss_func): the mean of each row's
+  // squared log-sum-exp of the router's logits, which keeps the logits small.
+  double z_loss() const;
+  // Adds `weight` x d z_loss / d logits: 2 lse_i p_im / n.
+  void add_z_grad(std::vector<float>& dlogits, float weight) const;
+};
+
+// The router's auxiliary losses of a layer or a model: MoeRouting::balance_loss and z_loss.
+struct RouterLosses {
+  double balance = 0.0;
+  double z = 0.0;
+};
+
+// d loss / d a layer's router losses.
+struct RouterLossWeights {
+  float balance = 0.0f;
+  float z = 0.0f;
 };
 
 // The buffers of one layer's forward, kept for its backward (LayerActivations::moe). gate, up and
@@ -95,12 +113,12 @@ void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInp
 // From dout (d loss / d the reduced output, n rows): d_in (= the experts' input gradient, and on
 // TP rank 0 + the router's), and the weights' gradients into g's defined tensors (none for a
 // frozen model: LoRA's base). d_act, d_gate, d_up: scratch the MLP buffers' size; dy16 the
-// products' bf16 scratch. `balance_weight`: d loss / d this layer's load-balancing loss
-// (MoeRouting::balance_loss; 0: not trained).
+// products' bf16 scratch. `weights`: d loss / d this layer's auxiliary losses (MoeRouting's
+// balance_loss and z_loss; 0: not trained).
 void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& g, const ColumnInput& in,
                   std::int64_t n, const MoeActivations& a, const Tensor& gate, const Tensor& gate16, const Tensor& up,
                   const Tensor& up16, const Tensor& act, const Tensor& act16, MoeGradScratch& s, const Tensor& d_act,
                   const Tensor& d_gate, const Tensor& d_up, const Tensor& dy16, const float* dout, float* d_in,
-                  float balance_weight);
+                  const RouterLossWeights& weights);
 
 }  // namespace spin::model

@@ -141,7 +141,8 @@ void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Acti
       const std::vector<std::int64_t>& counts = la.moe.routing.counts;
       const auto first = static_cast<std::size_t>((stage_.begin + l) * config_.num_experts);
       for (std::size_t e = 0; e < counts.size(); ++e) expert_counts_[first + e] += counts[e];
-      balance_loss_ += la.moe.routing.balance_loss();
+      router_losses_.balance += la.moe.routing.balance_loss();
+      router_losses_.z += la.moe.routing.z_loss();
     }
   }
 }
@@ -152,7 +153,7 @@ std::vector<std::int64_t> Transformer::take_expert_counts() const {
   return counts;
 }
 
-double Transformer::take_balance_loss() const { return std::exchange(balance_loss_, 0.0); }
+RouterLosses Transformer::take_router_losses() const { return std::exchange(router_losses_, RouterLosses{}); }
 
 ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batch,
                                    Activations& a, bool for_backward,
@@ -277,11 +278,14 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
 }
 
 void Transformer::backward(const ModelWeights& w, Activations& a, std::span<const float> grad, ModelWeights& grads,
-                           const std::function<void(std::int64_t layer)>& layer_done, float balance_weight) const {
+                           const std::function<void(std::int64_t layer)>& layer_done,
+                           float router_loss_weight) const {
   const TokenBatch& batch = a.batch;
   require(a.for_backward, "backward needs the activations of a forward with for_backward");
   BatchGeometry b = geometry(a);
-  b.router_balance_weight = config_.router_aux_loss_coef * balance_weight / static_cast<float>(config_.num_layers);
+  const float per_layer = router_loss_weight / static_cast<float>(config_.num_layers);
+  b.router_balance_weight = config_.router_aux_loss_coef * per_layer;
+  b.router_z_weight = config_.router_z_loss_coef * per_layer;
   const std::int64_t n = b.rows;
   const std::int64_t h = dims_.hidden;
   a.grad.allocate(dims_, b, device(), w.has_bf16(), config_, a.adapters ? a.adapters->lora() : LoraConfig{});

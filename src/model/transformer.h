@@ -156,12 +156,13 @@ class Transformer {
   // `layer_done(l)`, when given, is called as soon as this call has finished accumulating into
   // the gradients of local layer l (last layer first): the hook that lets the data-parallel
   // reduction of a finished layer overlap the backward of the layers below.
-  // A mixture of experts with ModelConfig::router_aux_loss_coef: `balance_weight` is d loss / d
-  // this micro-batch's load-balancing loss -- the mean over the model's layers of each layer's
-  // (MoeRouting::balance_loss), times the coefficient --, the trainer's share of the micro-batch in
-  // the step; 0 leaves it out.
+  // A mixture of experts training its router losses (ModelConfig::router_aux_loss_coef,
+  // router_z_loss_coef): `router_loss_weight` is d loss / d this micro-batch's router losses --
+  // each the mean over the model's layers of each layer's (MoeRouting::balance_loss, z_loss), times
+  // its coefficient --, the trainer's share of the micro-batch in the step; 0 leaves them out.
   void backward(const ModelWeights& weights, Activations& saved, std::span<const float> grad, ModelWeights& grads,
-                const std::function<void(std::int64_t layer)>& layer_done = {}, float balance_weight = 0.0f) const;
+                const std::function<void(std::int64_t layer)>& layer_done = {},
+                float router_loss_weight = 0.0f) const;
   std::span<const float> input_grad(const Activations& saved) const;
 
   // A mixture of experts: how many rows each (layer, expert) took in the forwards for a backward
@@ -169,9 +170,9 @@ class Transformer {
   // [num_layers, experts] over the whole model, zeros outside this stage's layers -- and resets the
   // count. Empty for a dense model.
   std::vector<std::int64_t> take_expert_counts() const;
-  // The same forwards' load-balancing losses (MoeRouting::balance_loss), summed over this stage's
-  // layers and the forwards, without the coefficient; resets the sum. 0 for a dense model.
-  double take_balance_loss() const;
+  // The same forwards' router losses (MoeRouting::balance_loss, z_loss), summed over this stage's
+  // layers and the forwards, without the coefficients; resets the sums. 0 for a dense model.
+  RouterLosses take_router_losses() const;
 
  private:
   // Checks the batch's positions and tokens; returns its longest sequence's end (positions used).
@@ -201,7 +202,7 @@ class Transformer {
   mutable std::optional<RopeTable> local_rope_;  // Gemma 3's windowed layers'
   ModelContext ctx_;
   mutable std::vector<std::int64_t> expert_counts_;  // take_expert_counts()'s
-  mutable double balance_loss_ = 0.0;                // take_balance_loss()'s
+  mutable RouterLosses router_losses_;                // take_router_losses()'s
   bool recompute_ = false;
   bool sequence_parallel_ = false;
   std::int64_t logits_chunk_rows_ = 0;

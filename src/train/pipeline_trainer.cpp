@@ -39,9 +39,9 @@ class ModelStage final : public parallel::PipelineStage {
   ModelStage(const model::Transformer& transformer, const model::ModelWeights& weights,
              const model::ModelWeights* adapters, model::ModelWeights& grads,
              const std::vector<model::TokenBatch>& micro_batches, SequenceLoss& loss,
-             std::vector<model::Activations>& pool, Optimizer& optimizer, float balance_weight)
+             std::vector<model::Activations>& pool, Optimizer& optimizer, float router_loss_weight)
       : t_(transformer), w_(weights), adapters_(adapters), g_(grads), batches_(micro_batches), loss_(loss),
-        pool_(pool), optimizer_(optimizer), dsums_(micro_batches.size()), balance_weight_(balance_weight) {}
+        pool_(pool), optimizer_(optimizer), dsums_(micro_batches.size()), router_loss_weight_(router_loss_weight) {}
 
   Device device() const override { return t_.device(); }
   std::size_t boundary_size(int mb) const override {
@@ -68,7 +68,7 @@ class ModelStage final : public parallel::PipelineStage {
     const bool last = mb + 1 == static_cast<int>(batches_.size());
     t_.backward(w_, acts, grad, g_,
                 last ? [this](std::int64_t l) { optimizer_.reduce_layer_async(l); } : std::function<void(std::int64_t)>(),
-                balance_weight_);
+                router_loss_weight_);
     --live_;
     return t_.stage().first ? std::span<const float>() : t_.input_grad(acts);
   }
@@ -90,7 +90,7 @@ class ModelStage final : public parallel::PipelineStage {
   std::vector<model::Activations>& pool_;
   Optimizer& optimizer_;
   std::vector<std::vector<float>> dsums_;
-  float balance_weight_;  // d loss / d a micro-batch's load-balancing loss (Transformer::backward)
+  float router_loss_weight_;  // d loss / d a micro-batch's router losses (Transformer::backward)
   double loss_sum_ = 0.0;
   double compute_seconds_ = 0.0;
   int live_ = 0;
@@ -115,12 +115,13 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
   pool_.resize(static_cast<std::size_t>(std::min(grid_.pp_size() - grid_.pp_rank(), m)));
 
   grads_.zero();
-  // The load-balancing loss is the mean over the step's micro-batches, all replicas (whose
+  // A mixture's router losses are means over the step's micro-batches, all replicas (whose
   // gradients the data-parallel reduction sums).
   const model::ModelConfig& config = transformer_.config();
   const double micro_batches_all = static_cast<double>(m) * grid_.dp_size();
-  const float balance_weight = config.router_aux_loss_coef > 0.0f ? static_cast<float>(1.0 / micro_batches_all) : 0.0f;
-  ModelStage stage(transformer_, weights_, adapters_, grads_, micro_batches, loss, pool_, optimizer_, balance_weight);
+  const float router_loss_weight = config.trains_router_losses() ? static_cast<float>(1.0 / micro_batches_all) : 0.0f;
+  ModelStage stage(transformer_, weights_, adapters_, grads_, micro_batches, loss, pool_, optimizer_,
+                   router_loss_weight);
   const auto pipeline_start = Clock::now();
   {
     const profile::Range range("1F1B", "micro_batches", m);
@@ -142,13 +143,14 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
   double total = s.last ? stage.loss_sum() : 0.0;
   grid_.dp().all_reduce(&total, 1);
   grid_.pp().all_reduce(&total, 1);
-  // Each stage's layers' load-balancing losses: summed over the pipeline and the replicas (a TP
-  // group's ranks route the same rows: one counts).
-  double balance = config.moe() && grid_.tp_rank() == 0 ? transformer_.take_balance_loss() : 0.0;
+  // Each stage's layers' router losses: summed over the pipeline and the replicas (a TP group's
+  // ranks route the same rows: one counts).
+  double router[2] = {0.0, 0.0};
   if (config.moe()) {
-    if (grid_.tp_rank() != 0) transformer_.take_balance_loss();
-    grid_.world().all_reduce(&balance, 1);
-    balance /= micro_batches_all * static_cast<double>(config.num_layers);
+    const model::RouterLosses mine = transformer_.take_router_losses();
+    if (grid_.tp_rank() == 0) router[0] = mine.balance, router[1] = mine.z;
+    grid_.world().all_reduce(router, 2);
+    for (double& v : router) v /= micro_batches_all * static_cast<double>(config.num_layers);
   }
 
   const OptimizerStep o = optimizer_.step(lr, std::isfinite(total));
@@ -161,7 +163,8 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
   r.seconds = seconds_between(start, Clock::now());
   r.pipeline_seconds = seconds_between(pipeline_start, pipeline_end);
   r.compute_seconds = stage.compute_seconds();
-  r.balance_loss = balance;
+  r.balance_loss = router[0];
+  r.z_loss = router[1];
   return r;
 }
 

@@ -30,6 +30,9 @@ struct StepMetrics {
   // for a dense model. Trained where ModelConfig::router_aux_loss_coef is not 0: the loss
   // minimised is the sequences' plus the coefficient times this.
   double balance_loss = 0.0;
+  // And its router z-loss (model::MoeRouting::z_loss) likewise, trained where
+  // ModelConfig::router_z_loss_coef is not 0.
+  double z_loss = 0.0;
 };
 
 class PipelineTrainer {

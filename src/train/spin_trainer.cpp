@@ -427,6 +427,7 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   std::tie(out.expert_load_max, out.expert_load_min) =
       expert_load(grid_, transformer_.take_expert_counts(), transformer_.config().num_experts);
   out.balance_loss = m.balance_loss;
+  out.z_loss = m.z_loss;
 
   out.spin = reduce(loss.totals(), r, 0.0, 0.0);
   out.lr = m.lr;

@@ -133,6 +133,7 @@ struct SpinStepMetrics {
   // Its router's load-balancing loss over the step (StepMetrics::balance_loss: experts_per_token
   // where every expert takes its share), trained where ModelConfig::router_aux_loss_coef is not 0.
   double balance_loss = 0.0;
+  double z_loss = 0.0;  // and its router z-loss (StepMetrics::z_loss)
   // The model FLOPs of the policy's forward + backward over the step's sequences, all replicas
   // (model/flops.h), and their rate per rank over seconds_training: Megatron's "TFLOP/s per
   // GPU", the training phase's (generation and reference scoring are not in it).

@@ -33,12 +33,14 @@ struct SftSetup {
   model::LoraConfig lora{};  // rank > 0: LoRA adapters trained on the frozen model (Result::weights: theirs)
   double peak_lr = 3e-2;     // cosine to a tenth of it over the 5 steps
   float router_aux_loss_coef = 0.0f;  // a mixture of experts: its load-balancing loss trained
+  float router_z_loss_coef = 0.0f;    // and its router z-loss
 };
 
 struct Result {
   std::vector<double> losses;
   std::vector<double> grad_norms;
   std::vector<double> balance_losses;     // StepMetrics::balance_loss (a mixture of experts)
+  std::vector<double> z_losses;           // StepMetrics::z_loss
   std::vector<ckpt::FullTensor> weights;  // on each replica's model-parallel rank 0
   std::uint64_t dp_all_reduces = 0;       // calls on this rank's DP group
   std::uint64_t dp_reduces = 0;
@@ -69,7 +71,8 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   shape.kv_heads = s.kv_heads;
   shape.family = s.family;
   shape.router_aux_loss_coef = s.router_aux_loss_coef;
-  const model::ModelConfig config = testing::tiny_config(shape);
+  model::ModelConfig config = testing::tiny_config(shape);
+  config.router_z_loss_coef = s.router_z_loss_coef;
   const model::StageLayers stage = model::stage_layers(
       model::split_layers(config.num_layers, grid.pp_size(), s.pp_layers), grid.pp_rank());
   const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
@@ -140,6 +143,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
     r.losses.push_back(m.loss);
     r.grad_norms.push_back(m.grad_norm);
     r.balance_losses.push_back(m.balance_loss);
+    r.z_losses.push_back(m.z_loss);
     if (step + 1 == ck.save_after) {
       train::save_checkpoint(ck.save_dir, step + 1, grid, weights, nullptr, &optimizer, s.distributed,
                              {{"step", std::to_string(step + 1)}}, 0);

@@ -210,17 +210,21 @@ def case_hf_tokenizer(args, tmp):
     # most experts x k.
     balance = [x["router_balance_loss"] for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
     assert all(1.0 < b < 8.0 for b in balance), balance
+    z = [x["router_z_loss"] for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert all(v > 0.0 for v in z), z
     print("Mixtral + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, experts and router trained, exported; "
           "expert load %.2f-%.2fx the mean in step 1" % loads[0])
-    # The load-balancing loss trained (model.router_aux_loss_coef, Megatron's --moe-aux-loss-coeff): the
-    # same first step (the SPIN loss alone is reported, the balance loss of the same forward), the
-    # router's load and the balance in the log line.
+    # The router losses trained (model.router_aux_loss_coef and router_z_loss_coef, Megatron's
+    # --moe-aux-loss-coeff and --moe-z-loss-coeff): the same first step (the SPIN loss alone is reported,
+    # the router losses of the same forward), the router's load and the balance in the log line.
     r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir",
                               os.path.join(tmp, "mixtral-aux"), "--data.template", "auto", "--spin.max_iterations", "1",
-                              "--parallel.tp", "2", "--model.precision", "bf16", "--model.router_aux_loss_coef", "0.5"], 2)
+                              "--parallel.tp", "2", "--model.precision", "bf16", "--model.router_aux_loss_coef", "0.5",
+                              "--model.router_z_loss_coef", "0.001"], 2)
     aux = [x for x in metrics(os.path.join(tmp, "mixtral-aux", "metrics.jsonl")) if x["kind"] == "train"]
     assert len(aux) == 6 and abs(aux[0]["loss"] - math.log(2)) < 1e-6, aux[0]
     assert abs(aux[0]["router_balance_loss"] - balance[0]) < 1e-6, (aux[0], balance[0])
+    assert abs(aux[0]["router_z_loss"] - z[0]) < 1e-6 * z[0], (aux[0], z[0])
     assert " balance " in r.stdout, r.stdout[-2000:]
     # Qwen3-MoE (Qwen3's head norms and a mixture under spin's own names) with a Qwen3-style tokenizer:
     # auto picks qwen3; an expert trains, the export is a qwen3_moe.

@@ -199,6 +199,9 @@ def case_config(args, tmp):
       r"spin\.rollout_step_tokens = 2 cannot feed the 3 sequences one model call holds \(3 in flight over 1 pipeline")
     e("aux-loss-dense", ["--model.router_aux_loss_coef", "0.01"],
       r"model\.router_aux_loss_coef = 0\.01: .* is not a mixture of experts")
+    e("z-loss-dense", ["--model.router_z_loss_coef", "0.001"],
+      r"model\.router_z_loss_coef = 0\.001: .* is not a mixture of experts")
+    e("z-loss-negative", ["--model.router_z_loss_coef", "-1"], r"model\.router_z_loss_coef must be >= 0, got -1")
     e("negative-logits-chunk", ["--model.logits_chunk_rows", "-1"],
       r"model\.logits_chunk_rows must be 0 \(off\) or positive, got -1")
     e("bad-loss", ["--spin.loss", "kto"], r"spin\.loss \"kto\" is not sigmoid, hinge or ipo")

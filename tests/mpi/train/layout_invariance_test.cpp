@@ -19,6 +19,7 @@ void expect_same(const Result& got, const Result& want, const std::string& what,
   testing::expect_close(got.losses, want.losses, tolerance, 1e-7, (what + " losses").c_str());
   testing::expect_close(got.grad_norms, want.grad_norms, tolerance, 1e-7, (what + " grad norms").c_str());
   testing::expect_close(got.balance_losses, want.balance_losses, tolerance, 1e-7, (what + " balance losses").c_str());
+  testing::expect_close(got.z_losses, want.z_losses, tolerance, 1e-7, (what + " z-losses").c_str());
   if (got.weights.empty()) return;  // not a replica's model-parallel rank 0
   ASSERT_EQ(got.weights.size(), want.weights.size()) << what;
   for (std::size_t t = 0; t < want.weights.size(); ++t) {
@@ -177,17 +178,19 @@ TEST(LayoutInvariance, GemmaUnderPipelineTensorAndDataParallelism) {
   }
 }
 
-// A mixture of experts' load-balancing loss trained (ModelConfig::router_aux_loss_coef): its
-// gradient weighted 1 / (micro-batches x replicas) on each rank, its value summed over the pipeline's
-// stages and the replicas -- the same losses, balance losses, gradient norms and weights on TP 2 x
-// PP 2 x DP 2 with ZeRO-1 and PP 2 as on one rank (weighting by the rank's micro-batches alone, or
-// leaving a stage's layers out of the value, fails it).
-TEST(LayoutInvariance, LoadBalancingLossUnderPipelineTensorAndDataParallelism) {
+// A mixture of experts' router losses trained (ModelConfig::router_aux_loss_coef,
+// router_z_loss_coef): their gradients weighted 1 / (micro-batches x replicas) on each rank, their
+// values summed over the pipeline's stages and the replicas -- the same losses, balance losses,
+// z-losses, gradient norms and weights on TP 2 x PP 2 x DP 2 with ZeRO-1 and PP 2 as on one rank
+// (weighting by the rank's micro-batches alone, or leaving a stage's layers out of the values,
+// fails it).
+TEST(LayoutInvariance, RouterLossesUnderPipelineTensorAndDataParallelism) {
   for (const testing::TinyFamily family : {testing::TinyFamily::Mixtral, testing::TinyFamily::Qwen2Moe}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     SftSetup s{{1, 2, 1}, false, true};
     s.family = family;
     s.router_aux_loss_coef = 0.1f;
+    s.router_z_loss_coef = 0.01f;
     check_layout(s);
     s.layout = {2, 2, 2};
     s.distributed = true;

@@ -132,5 +132,34 @@ TEST(MoeRouting, BalanceLossAndItsGradientMatchTheDefinition) {
   }
 }
 
+// ST-MoE's router z-loss: the mean of each row's squared log-sum-exp of the router's logits, against
+// that definition in double, and `weight` x its gradient against central differences (with a
+// shared expert too: its gate's logits get none).
+TEST(MoeRouting, ZLossAndItsGradientMatchTheDefinition) {
+  const std::vector<float> router = {0.5f, 2.0f, -1.0f, 1.0f, 3.0f, -2.0f, 0.0f, 2.5f, -1.0f, 1.5f, 0.2f, 1.1f};
+  for (const bool shared : {false, true}) {
+    std::vector<float> logits = router;
+    if (shared) logits.insert(logits.end(), {0.3f, -1.5f, 2.0f});
+    const MoeRouting r = MoeRouting::route(logits, 3, 4, 2, true, shared);
+    double want = 0.0;
+    for (int i = 0; i < 3; ++i) {
+      double sum = 0.0;
+      for (int e = 0; e < 4; ++e) sum += std::exp(static_cast<double>(router[static_cast<std::size_t>(4 * i + e)]));
+      want += std::log(sum) * std::log(sum) / 3.0;
+    }
+    EXPECT_NEAR(r.z_loss(), want, 1e-5) << shared;
+    const float weight = 0.6f;
+    std::vector<float> grad(logits.size(), 0.0f);
+    r.add_z_grad(grad, weight);
+    for (std::size_t m = 0; m < logits.size(); ++m) {
+      std::vector<float> up = logits, down = logits;
+      const float step = 1e-2f;
+      up[m] += step, down[m] -= step;
+      const MoeRouting ru = MoeRouting::route(up, 3, 4, 2, true, shared), rd = MoeRouting::route(down, 3, 4, 2, true, shared);
+      EXPECT_NEAR(grad[m], weight * (ru.z_loss() - rd.z_loss()) / (2.0 * step), 2e-4) << (shared ? "shared " : "") << m;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace spin::model

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/gradient_check.h"
@@ -103,35 +104,44 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
   }
 }
 
-// The router's load-balancing loss trained (ModelConfig::router_aux_loss_coef, as where
-// output_router_logits): the whole model's gradients of sum_s c_s logprob_s + coef x the mean over
-// the layers of each layer's balance loss (backward's balance_weight 1) against finite differences,
-// for Mixtral (renormalised weights) and Qwen2-MoE (a shared expert beside); the loss's value is
-// take_balance_loss()'s, counted in training forwards only.
-TEST(Transformer, LoadBalancingLossGradientsMatchFiniteDifferences) {
+// The router's losses trained (ModelConfig::router_aux_loss_coef, as where output_router_logits,
+// and router_z_loss_coef): the whole model's gradients of sum_s c_s logprob_s + the coefficients
+// times the means over the layers of each layer's balance loss and z-loss (backward's
+// router_loss_weight 1) against finite differences, for Mixtral (renormalised weights) and
+// Qwen2-MoE (a shared expert beside), each loss alone and both; their values are
+// take_router_losses()'s, counted in training forwards only.
+TEST(Transformer, RouterLossGradientsMatchFiniteDifferences) {
   for (const testing::TinyFamily family : {testing::TinyFamily::Mixtral, testing::TinyFamily::Qwen2Moe}) {
+   for (const auto& [aux, z] : {std::pair{0.5f, 0.0f}, std::pair{0.0f, 0.3f}, std::pair{0.5f, 0.3f}}) {
+    SCOPED_TRACE(cat(testing::tiny_family_name(family), " aux ", aux, " z ", z));
     testing::TinyShape shape;
     shape.family = family;
-    shape.router_aux_loss_coef = 0.5f;
+    shape.router_aux_loss_coef = aux;
     TinyModel m(shape);
+    m.config.router_z_loss_coef = z;
     const TokenBatch batch = TokenBatch::pack(three_sequences());
     const std::vector<float> c = {0.7f, -1.3f, 0.4f};
     Activations acts;
     m.transformer.forward(m.weights, batch, acts, true);
-    const double balance = m.transformer.take_balance_loss();
-    // Every layer's loss is between 0 and experts x k; k each with a uniform router.
-    EXPECT_GT(balance, 0.0);
-    EXPECT_LT(balance, static_cast<double>(m.config.num_layers * m.config.num_experts * m.config.experts_per_token));
+    const RouterLosses losses = m.transformer.take_router_losses();
+    // Every layer's balance loss is between 0 and experts x k (k with a uniform router); its
+    // z-loss positive.
+    EXPECT_GT(losses.balance, 0.0);
+    EXPECT_LT(losses.balance,
+              static_cast<double>(m.config.num_layers * m.config.num_experts * m.config.experts_per_token));
+    EXPECT_GT(losses.z, 0.0);
     ModelWeights grads(m.config, m.dims);
     m.transformer.backward(m.weights, acts, c, grads, {}, 1.0f);
-    EXPECT_EQ(m.transformer.take_balance_loss(), 0.0) << "taken, and the backward adds nothing";
+    EXPECT_EQ(m.transformer.take_router_losses().balance, 0.0) << "taken, and the backward adds nothing";
     const auto loss = [&] {
       Activations a;
       const ForwardResult r = m.transformer.forward(m.weights, batch, a, true);
+      const RouterLosses l = m.transformer.take_router_losses();
       return testing::weighted_sum(r.sequence_logprobs, c) +
-             0.5 * m.transformer.take_balance_loss() / static_cast<double>(m.config.num_layers);
+             (aux * l.balance + z * l.z) / static_cast<double>(m.config.num_layers);
     };
     testing::check_model_gradients(m.weights, grads, loss, testing::tiny_family_name(family));
+   }
   }
 }
 
