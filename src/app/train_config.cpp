@@ -90,7 +90,8 @@ void declare(OptionTable& t, TrainConfig& c) {
         "the LM head's logits this many rows at a time, again in the backward (0: all at once; for large vocabularies)");
   t.add("model.router_aux_loss_coef", &c.router_aux_loss_coef,
         "a mixture of experts: the router's load-balancing loss coefficient (Megatron's --moe-aux-loss-coeff; 0: not "
-        "trained); negative: the model's config.json's (router_aux_loss_coef where output_router_logits is true, else 0)");
+        "trained); negative: the model's config.json's (router_aux_loss_coef where output_router_logits is true, else "
+        "0)");
   t.add("model.router_z_loss_coef", &c.router_z_loss_coef,
         "a mixture of experts: the router's z-loss coefficient (ST-MoE's; Megatron's --moe-z-loss-coeff; 0: not "
         "trained)");

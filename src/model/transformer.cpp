@@ -278,8 +278,7 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
 }
 
 void Transformer::backward(const ModelWeights& w, Activations& a, std::span<const float> grad, ModelWeights& grads,
-                           const std::function<void(std::int64_t layer)>& layer_done,
-                           float router_loss_weight) const {
+                           const std::function<void(std::int64_t layer)>& layer_done, float router_loss_weight) const {
   const TokenBatch& batch = a.batch;
   require(a.for_backward, "backward needs the activations of a forward with for_backward");
   BatchGeometry b = geometry(a);

@@ -161,8 +161,7 @@ class Transformer {
   // each the mean over the model's layers of each layer's (MoeRouting::balance_loss, z_loss), times
   // its coefficient --, the trainer's share of the micro-batch in the step; 0 leaves them out.
   void backward(const ModelWeights& weights, Activations& saved, std::span<const float> grad, ModelWeights& grads,
-                const std::function<void(std::int64_t layer)>& layer_done = {},
-                float router_loss_weight = 0.0f) const;
+                const std::function<void(std::int64_t layer)>& layer_done = {}, float router_loss_weight = 0.0f) const;
   std::span<const float> input_grad(const Activations& saved) const;
 
   // A mixture of experts: how many rows each (layer, expert) took in the forwards for a backward
@@ -202,7 +201,7 @@ class Transformer {
   mutable std::optional<RopeTable> local_rope_;  // Gemma 3's windowed layers'
   ModelContext ctx_;
   mutable std::vector<std::int64_t> expert_counts_;  // take_expert_counts()'s
-  mutable RouterLosses router_losses_;                // take_router_losses()'s
+  mutable RouterLosses router_losses_;               // take_router_losses()'s
   bool recompute_ = false;
   bool sequence_parallel_ = false;
   std::int64_t logits_chunk_rows_ = 0;

@@ -41,7 +41,8 @@ class ModelStage final : public parallel::PipelineStage {
              const std::vector<model::TokenBatch>& micro_batches, SequenceLoss& loss,
              std::vector<model::Activations>& pool, Optimizer& optimizer, float router_loss_weight)
       : t_(transformer), w_(weights), adapters_(adapters), g_(grads), batches_(micro_batches), loss_(loss),
-        pool_(pool), optimizer_(optimizer), dsums_(micro_batches.size()), router_loss_weight_(router_loss_weight) {}
+        pool_(pool), optimizer_(optimizer), dsums_(micro_batches.size()),
+        router_loss_weight_(router_loss_weight) {}
 
   Device device() const override { return t_.device(); }
   std::size_t boundary_size(int mb) const override {
@@ -66,9 +67,10 @@ class ModelStage final : public parallel::PipelineStage {
     const std::span<const float> grad =
         t_.stage().last ? std::span<const float>(dsums_[static_cast<std::size_t>(mb)]) : grad_output;
     const bool last = mb + 1 == static_cast<int>(batches_.size());
-    t_.backward(w_, acts, grad, g_,
-                last ? [this](std::int64_t l) { optimizer_.reduce_layer_async(l); } : std::function<void(std::int64_t)>(),
-                router_loss_weight_);
+    t_.backward(
+        w_, acts, grad, g_,
+        last ? [this](std::int64_t l) { optimizer_.reduce_layer_async(l); } : std::function<void(std::int64_t)>(),
+        router_loss_weight_);
     --live_;
     return t_.stage().first ? std::span<const float>() : t_.input_grad(acts);
   }

@@ -155,7 +155,8 @@ TEST(MoeRouting, ZLossAndItsGradientMatchTheDefinition) {
       std::vector<float> up = logits, down = logits;
       const float step = 1e-2f;
       up[m] += step, down[m] -= step;
-      const MoeRouting ru = MoeRouting::route(up, 3, 4, 2, true, shared), rd = MoeRouting::route(down, 3, 4, 2, true, shared);
+      const MoeRouting ru = MoeRouting::route(up, 3, 4, 2, true, shared),
+                       rd = MoeRouting::route(down, 3, 4, 2, true, shared);
       EXPECT_NEAR(grad[m], weight * (ru.z_loss() - rd.z_loss()) / (2.0 * step), 2e-4) << (shared ? "shared " : "") << m;
     }
   }
