@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "common/test_util.h"
@@ -65,35 +66,47 @@ TEST(MoeRouting, PutsTheSharedExpertLastInEveryRow) {
   }
 }
 
-// d loss / d logits, loss = sum dw . weights(logits), against central differences (steps that
-// keep each row's choice); with a shared expert its gate's logits too.
+// The router's logits of three rows over four experts, with a shared expert's gate's after them.
+std::vector<float> router_logits(bool shared) {
+  std::vector<float> logits = {0.5f, 2.0f, -1.0f, 1.0f, 3.0f, -2.0f, 0.0f, 2.5f, -1.0f, 1.5f, 0.2f, 1.1f};
+  if (shared) logits.insert(logits.end(), {0.3f, -1.5f, 2.0f});
+  return logits;
+}
+
+// `grad` (d loss / d logits) against central differences of loss(route(logits)), two experts a row,
+// with steps that keep each row's choice (the routing is constant where they are taken).
+void expect_finite_differences(const std::vector<float>& logits, const std::vector<float>& grad, bool normalize,
+                               bool shared, const std::function<double(const MoeRouting&)>& loss) {
+  ASSERT_EQ(grad.size(), logits.size());
+  const std::vector<std::int64_t> chosen = MoeRouting::route(logits, 3, 4, 2, normalize, shared).experts;
+  const auto at = [&](const std::vector<float>& l) {
+    const MoeRouting moved = MoeRouting::route(l, 3, 4, 2, normalize, shared);
+    EXPECT_EQ(moved.experts, chosen);
+    return loss(moved);
+  };
+  for (std::size_t m = 0; m < logits.size(); ++m) {
+    std::vector<float> up = logits, down = logits;
+    const float step = 1e-2f;
+    up[m] += step, down[m] -= step;
+    EXPECT_NEAR(grad[m], (at(up) - at(down)) / (2.0 * step), 2e-4)
+        << (normalize ? "normalized " : "") << (shared ? "shared " : "") << m;
+  }
+}
+
+// d loss / d logits, loss = sum dw . weights(logits), against central differences; with a shared
+// expert its gate's logits too.
 TEST(MoeRouting, LogitsGradientMatchesFiniteDifferences) {
-  const std::vector<float> router = {0.5f, 2.0f, -1.0f, 1.0f, 3.0f, -2.0f, 0.0f, 2.5f, -1.0f, 1.5f, 0.2f, 1.1f};
   for (const bool shared : {false, true}) {
     for (const bool normalize : {false, true}) {
-      std::vector<float> logits = router;
-      std::vector<float> dweights = {0.7f, -1.2f, 0.3f, 2.0f, -0.5f, 0.9f};
-      if (shared) {
-        logits.insert(logits.end(), {0.3f, -1.5f, 2.0f});
-        dweights = {0.7f, -1.2f, 1.1f, 0.3f, 2.0f, -0.8f, -0.5f, 0.9f, 0.6f};
-      }
+      const std::vector<float> logits = router_logits(shared);
+      const std::vector<float> dweights = shared ? std::vector<float>{0.7f, -1.2f, 1.1f, 0.3f, 2.0f, -0.8f, -0.5f, 0.9f, 0.6f}
+                                                 : std::vector<float>{0.7f, -1.2f, 0.3f, 2.0f, -0.5f, 0.9f};
       const MoeRouting r = MoeRouting::route(logits, 3, 4, 2, normalize, shared);
-      const std::vector<float> grad = r.logits_grad(dweights, normalize);
-      ASSERT_EQ(grad.size(), logits.size());
-      const auto loss = [&](const std::vector<float>& l) {
-        const MoeRouting moved = MoeRouting::route(l, 3, 4, 2, normalize, shared);
-        EXPECT_EQ(moved.experts, r.experts);
+      expect_finite_differences(logits, r.logits_grad(dweights, normalize), normalize, shared, [&](const MoeRouting& at) {
         double sum = 0.0;
-        for (std::size_t j = 0; j < dweights.size(); ++j) sum += static_cast<double>(dweights[j]) * moved.weights[j];
+        for (std::size_t j = 0; j < dweights.size(); ++j) sum += static_cast<double>(dweights[j]) * at.weights[j];
         return sum;
-      };
-      for (std::size_t m = 0; m < logits.size(); ++m) {
-        std::vector<float> up = logits, down = logits;
-        const float step = 1e-2f;
-        up[m] += step, down[m] -= step;
-        EXPECT_NEAR(grad[m], (loss(up) - loss(down)) / (2.0 * step), 2e-4)
-            << (normalize ? "normalized " : "") << (shared ? "shared " : "") << m;
-      }
+      });
     }
   }
 }
@@ -103,32 +116,20 @@ TEST(MoeRouting, LogitsGradientMatchesFiniteDifferences) {
 // gradient against central differences of weight x the loss (steps that keep each row's choice, so
 // f stays); with a shared expert too (its gate's logits get none).
 TEST(MoeRouting, BalanceLossAndItsGradientMatchTheDefinition) {
-  const std::vector<float> router = {0.5f, 2.0f, -1.0f, 1.0f, 3.0f, -2.0f, 0.0f, 2.5f, -1.0f, 1.5f, 0.2f, 1.1f};
   for (const bool shared : {false, true}) {
-    std::vector<float> logits = router;
-    if (shared) logits.insert(logits.end(), {0.3f, -1.5f, 2.0f});
+    const std::vector<float> logits = router_logits(shared);
     const MoeRouting r = MoeRouting::route(logits, 3, 4, 2, false, shared);
     double want = 0.0;
     for (int e = 0; e < 4; ++e) {
       double p = 0.0;
-      for (int i = 0; i < 3; ++i) p += softmax(router.data() + 4 * i, 4)[static_cast<std::size_t>(e)] / 3.0;
+      for (int i = 0; i < 3; ++i) p += softmax(logits.data() + 4 * i, 4)[static_cast<std::size_t>(e)] / 3.0;
       want += static_cast<double>(r.counts[static_cast<std::size_t>(e)]) / 3.0 * p;
     }
     EXPECT_NEAR(r.balance_loss(), 4.0 * want, 1e-6) << shared;
     const float weight = 0.8f;
     std::vector<float> grad(logits.size(), 0.0f);
     r.add_balance_grad(grad, weight);
-    for (std::size_t m = 0; m < logits.size(); ++m) {
-      std::vector<float> up = logits, down = logits;
-      const float step = 1e-2f;
-      up[m] += step, down[m] -= step;
-      const MoeRouting ru = MoeRouting::route(up, 3, 4, 2, false, shared),
-                       rd = MoeRouting::route(down, 3, 4, 2, false, shared);
-      ASSERT_EQ(ru.experts, r.experts);
-      ASSERT_EQ(rd.experts, r.experts);
-      EXPECT_NEAR(grad[m], weight * (ru.balance_loss() - rd.balance_loss()) / (2.0 * step), 2e-4)
-          << (shared ? "shared " : "") << m;
-    }
+    expect_finite_differences(logits, grad, false, shared, [&](const MoeRouting& at) { return weight * at.balance_loss(); });
   }
 }
 
@@ -136,29 +137,20 @@ TEST(MoeRouting, BalanceLossAndItsGradientMatchTheDefinition) {
 // that definition in double, and `weight` x its gradient against central differences (with a
 // shared expert too: its gate's logits get none).
 TEST(MoeRouting, ZLossAndItsGradientMatchTheDefinition) {
-  const std::vector<float> router = {0.5f, 2.0f, -1.0f, 1.0f, 3.0f, -2.0f, 0.0f, 2.5f, -1.0f, 1.5f, 0.2f, 1.1f};
   for (const bool shared : {false, true}) {
-    std::vector<float> logits = router;
-    if (shared) logits.insert(logits.end(), {0.3f, -1.5f, 2.0f});
+    const std::vector<float> logits = router_logits(shared);
     const MoeRouting r = MoeRouting::route(logits, 3, 4, 2, true, shared);
     double want = 0.0;
     for (int i = 0; i < 3; ++i) {
       double sum = 0.0;
-      for (int e = 0; e < 4; ++e) sum += std::exp(static_cast<double>(router[static_cast<std::size_t>(4 * i + e)]));
+      for (int e = 0; e < 4; ++e) sum += std::exp(static_cast<double>(logits[static_cast<std::size_t>(4 * i + e)]));
       want += std::log(sum) * std::log(sum) / 3.0;
     }
     EXPECT_NEAR(r.z_loss(), want, 1e-5) << shared;
     const float weight = 0.6f;
     std::vector<float> grad(logits.size(), 0.0f);
     r.add_z_grad(grad, weight);
-    for (std::size_t m = 0; m < logits.size(); ++m) {
-      std::vector<float> up = logits, down = logits;
-      const float step = 1e-2f;
-      up[m] += step, down[m] -= step;
-      const MoeRouting ru = MoeRouting::route(up, 3, 4, 2, true, shared),
-                       rd = MoeRouting::route(down, 3, 4, 2, true, shared);
-      EXPECT_NEAR(grad[m], weight * (ru.z_loss() - rd.z_loss()) / (2.0 * step), 2e-4) << (shared ? "shared " : "") << m;
-    }
+    expect_finite_differences(logits, grad, true, shared, [&](const MoeRouting& at) { return weight * at.z_loss(); });
   }
 }
 
