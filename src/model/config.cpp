@@ -337,9 +337,15 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     require(j.at("hidden_act") == "silu", source, ": hidden_act ", j.at("hidden_act").dump(),
             " is not supported (only \"silu\"; gelu_pytorch_tanh with model_type gemma)");
   }
-  for (const char* key : {"attention_bias", "mlp_bias"}) {
+  // attention_bias: biases on q, k, v and o_proj, as LlamaAttention and the families built on it
+  // add them (GPT-NeoX's o_bias: replicated, added once after the reduction); Qwen2's own q, k, v
+  // biases take no key. mlp_bias (a bias on gate_proj too) is not implemented.
+  if (!qwen2 && flag(j, "attention_bias", false, source)) c.qkv_bias = c.o_bias = true;
+  for (const std::string key : {"attention_bias", "mlp_bias"}) {
+    if (key == "attention_bias" && !qwen2) continue;  // read above
     require(!j.contains(key) || j.at(key) == false, source, ": \"", key,
-            "\": true is not supported (Llama projections have no bias; of biases spin runs Qwen2's on q, k and v)");
+            "\": true is not supported (of biases spin runs Qwen2's on q, k and v, and attention_bias's on q, k, v and "
+            "o_proj)");
   }
   if (type == "granite") parse_granite_multipliers(j, c, source);
   c.qkv_bias = qwen2 || c.qkv_bias;

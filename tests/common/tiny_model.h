@@ -40,7 +40,7 @@ namespace spin::testing {
 // rotating, a bias on the LM head.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
-  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe, CohereQkNorm, StableLmQkNorm
+  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe, CohereQkNorm, StableLmQkNorm, LlamaAttentionBias
 };
 
 // Its model_type, for the tests' traces.
@@ -72,6 +72,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Qwen2Moe: return "qwen2_moe";
     case TinyFamily::CohereQkNorm: return "cohere (qk norms)";
     case TinyFamily::StableLmQkNorm: return "stablelm (qk norms)";
+    case TinyFamily::LlamaAttentionBias: return "llama (attention_bias)";
   }
   return "?";
 }
@@ -136,6 +137,7 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
             "\"shared_expert_intermediate_size\": " + std::to_string(s.intermediate + 8) + ", "
       : s.family == TinyFamily::Mistral          ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
       : s.family == TinyFamily::Qwen2            ? "\"model_type\": \"qwen2\", "
+      : s.family == TinyFamily::LlamaAttentionBias ? "\"attention_bias\": true, "
       : s.family == TinyFamily::Qwen3            ? "\"model_type\": \"qwen3\", "
       : s.family == TinyFamily::Gemma            ? "\"model_type\": \"gemma\", "
       : s.family == TinyFamily::Gemma2

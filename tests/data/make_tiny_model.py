@@ -174,6 +174,8 @@ def main():
                         "--experts SwiGLU experts of --intermediate beside a shared expert of --shared-intermediate "
                         "behind its sigmoid gate, their weights not renormalised")
     p.add_argument("--shared-intermediate", type=int, default=0, help="--qwen2-moe's shared expert (0: 2 x intermediate)")
+    p.add_argument("--attention-bias", action="store_true",
+                   help="LlamaForCausalLM's attention_bias: biases on q, k, v and o_proj")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--experts-per-token", type=int, default=2)
     p.add_argument("--cohere", action="store_true",
@@ -231,7 +233,8 @@ def main():
         return [bf16_round((0.0 if a.gemma else 1.0) + rng.gauss(0.0, 0.1)) for _ in range(n)]
 
     def biases(name, n):  # large enough to move the scores visibly
-        return [(name, [n], [bf16_round(rng.gauss(0.0, 0.3)) for _ in range(n)])] if a.qwen2 or a.stablelm else []
+        return ([(name, [n], [bf16_round(rng.gauss(0.0, 0.3)) for _ in range(n)])]
+                if a.qwen2 or a.stablelm or a.attention_bias else [])
 
     def norm_bias(name, n):  # StableLM's LayerNorms: a shift of every normed value
         return [(name, [n], [bf16_round(rng.gauss(0.0, 0.2)) for _ in range(n)])] if a.stablelm else []
@@ -274,6 +277,7 @@ def main():
             (pre + "self_attn.v_proj.weight", [a.kv_heads * head_dim, a.hidden], matrix(a.kv_heads * head_dim, a.hidden)),
             *biases(pre + "self_attn.v_proj.bias", a.kv_heads * head_dim),
             (pre + "self_attn.o_proj.weight", [a.hidden, a.heads * head_dim], matrix(a.hidden, a.heads * head_dim)),
+            *([(pre + "self_attn.o_proj.bias", [a.hidden], vector(a.hidden))] if a.attention_bias else []),
             *([(pre + "self_attn.q_norm.weight", [head_dim], norm(head_dim)),
                (pre + "self_attn.k_norm.weight", [head_dim], norm(head_dim))] if a.qwen3 or a.gemma3 else []),
             *([(pre + "self_attn.q_norm.weight", [a.heads * head_dim], norm(a.heads * head_dim)),
@@ -336,6 +340,8 @@ def main():
         "eos_token_id": 2,
         "torch_dtype": {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}[a.dtype],
     }
+    if a.attention_bias:
+        config["attention_bias"] = True
     if a.qwen3:  # Qwen3's own keys, as the published models have them
         config.update({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "head_dim": head_dim,
                        "attention_bias": False, "use_sliding_window": False, "sliding_window": None,

@@ -247,7 +247,8 @@ def case_convert(args, tmp):
                         ("tiny-olmoe", "model.layers.1.self_attn.k_norm.weight"),
                         ("tiny-qwen2-moe", "model.layers.1.mlp.shared_expert_gate.weight"),
                         ("tiny-cohere-qk-norm", "model.layers.1.self_attn.k_norm.weight"),
-                        ("tiny-stablelm-qk-norm", "model.layers.1.self_attn.k_layernorm.norms.1.weight")]:
+                        ("tiny-stablelm-qk-norm", "model.layers.1.self_attn.k_layernorm.norms.1.weight"),
+                        ("tiny-llama-bias", "model.layers.1.self_attn.o_proj.bias")]:
         qwen = os.path.join(args.models, name)
         ckpt(args, 2, "import-hf", qwen, os.path.join(tmp, name), "--tp", "2")
         ckpt(args, 1, "export-hf", os.path.join(tmp, name), os.path.join(tmp, name + "-hf"))

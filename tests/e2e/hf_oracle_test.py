@@ -52,7 +52,8 @@ biases, four experts, two a token, not renormalised, and a shared expert of twic
 sigmoid gate): Qwen2MoeForCausalLM itself. Command R+'s norms (tiny-cohere-qk-norm: Cohere's parts with a
 LayerNorm of each q and k head, a weight of its own each): CohereForCausalLM itself (use_qk_norm). StableLM 2
 12B's (tiny-stablelm-qk-norm: the parallel residual with those norms, a module a head in the files):
-StableLmForCausalLM itself (qk_layernorm).
+StableLmForCausalLM itself (qk_layernorm). Llama's attention_bias (tiny-llama-bias: biases on q, k, v and
+o_proj): LlamaForCausalLM itself.
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -514,6 +515,7 @@ def main():
                  "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
                  "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
                  "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe", "tiny-cohere-qk-norm", "tiny-stablelm-qk-norm",
+                 "tiny-llama-bias",
                  "tiny-phi2"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:

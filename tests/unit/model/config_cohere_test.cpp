@@ -69,11 +69,13 @@ TEST(ModelConfig, ReadsCohere) {
   EXPECT_NE(std::find(names.begin(), names.end(), "model.norm.weight"), names.end());
 
   for (const auto& [from, to, message] : std::vector<std::tuple<std::string, std::string, std::string>>{
-           {"\"logit_scale\": 0.0625", "\"logit_scale\": 0", "\"logit_scale\" must be a positive number"},
-           {"\"attention_bias\": false", "\"attention_bias\": true", "\"attention_bias\": true is not supported"}}) {
+           {"\"logit_scale\": 0.0625", "\"logit_scale\": 0", "\"logit_scale\" must be a positive number"}}) {
     const std::string e = error_of(replaced(kAya23, {{from, to}}));
     EXPECT_NE(e.find(message), std::string::npos) << e;
   }
+  // attention_bias: CohereAttention's biases on q, k, v and o_proj.
+  const ModelConfig biased = ModelConfig::from_json(replaced(kAya23, {{"\"attention_bias\": false", "\"attention_bias\": true"}}), "c");
+  EXPECT_TRUE(biased.qkv_bias && biased.o_bias);
 }
 
 // c4ai-command-r-plus's config.json.

@@ -80,7 +80,9 @@ TEST(ModelConfig, ReadsOlmo2AndOlmo3) {
   EXPECT_FALSE(ModelConfig::from_json(keyed, "c").windowed(0));
   std::string biased = olmo2;
   biased.replace(biased.find("\"attention_bias\": false"), 23, "\"attention_bias\": true");
-  EXPECT_NE(error_of(biased).find("\"attention_bias\": true is not supported"), std::string::npos);
+  // attention_bias: Olmo2Attention's biases on q, k, v and o_proj.
+  const ModelConfig with_biases = ModelConfig::from_json(biased, "c");
+  EXPECT_TRUE(with_biases.qkv_bias && with_biases.o_bias);
 
   std::string types = "[";
   for (int l = 0; l < 32; ++l)

@@ -15,6 +15,7 @@ namespace {
 
 using config_testing::error_of;
 using config_testing::kLlama;
+using config_testing::replaced;
 using config_testing::with;
 using config_testing::without;
 
@@ -133,7 +134,17 @@ TEST(ModelConfig, RefusesWhatItDoesNotImplement) {
   EXPECT_NE(error_of(with("partial_rotary_factor", "0.75")).find("partial_rotary_factor 0.75 is not supported for model_type llama"),
             std::string::npos);
   EXPECT_EQ(ModelConfig::from_json(with("partial_rotary_factor", "1.0"), "c").rotary_dim, 128);
-  EXPECT_NE(error_of(with("attention_bias", "true")).find("attention_bias"), std::string::npos);
+  EXPECT_NE(error_of(with("mlp_bias", "true")).find("\"mlp_bias\": true is not supported"), std::string::npos);
+  // attention_bias: biases on q, k, v and o_proj (LlamaAttention's), [heads x head_dim] and [hidden]
+  // more a layer; Qwen2's key-less q, k, v biases refuse it.
+  const ModelConfig plain = ModelConfig::from_json(config_testing::kLlama, "c");
+  const ModelConfig biased = ModelConfig::from_json(with("attention_bias", "true"), "c");
+  EXPECT_TRUE(biased.qkv_bias && biased.o_bias);
+  EXPECT_FALSE(plain.qkv_bias || plain.o_bias || biased.mlp_bias);
+  EXPECT_EQ(biased.num_parameters() - plain.num_parameters(),
+            plain.num_layers * (plain.head_dim * (plain.num_heads + 2 * plain.num_kv_heads) + plain.hidden_size));
+  EXPECT_NE(error_of(replaced(with("attention_bias", "true"), {{"\"llama\"", "\"qwen2\""}})).find("attention_bias"),
+            std::string::npos);
   EXPECT_NE(error_of(with("hidden_act", "\"gelu\"")).find("hidden_act"), std::string::npos);
   // Gemma 3's multimodal form needs its text_config; other model types are refused by name.
   EXPECT_NE(error_of(with("model_type", "\"gemma3\"")).find("text_config"), std::string::npos);
