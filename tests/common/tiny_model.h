@@ -40,7 +40,8 @@ namespace spin::testing {
 // rotating, a bias on the LM head.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
-  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe, CohereQkNorm, StableLmQkNorm, LlamaAttentionBias
+  StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe,
+  CohereQkNorm, StableLmQkNorm, LlamaAttentionBias
 };
 
 // Its model_type, for the tests' traces.

@@ -74,7 +74,8 @@ TEST(ModelConfig, ReadsCohere) {
     EXPECT_NE(e.find(message), std::string::npos) << e;
   }
   // attention_bias: CohereAttention's biases on q, k, v and o_proj.
-  const ModelConfig biased = ModelConfig::from_json(replaced(kAya23, {{"\"attention_bias\": false", "\"attention_bias\": true"}}), "c");
+  const ModelConfig biased =
+      ModelConfig::from_json(replaced(kAya23, {{"\"attention_bias\": false", "\"attention_bias\": true"}}), "c");
   EXPECT_TRUE(biased.qkv_bias && biased.o_bias);
 }
 
