@@ -37,7 +37,10 @@ namespace spin::testing {
 // head (GPT-NeoX has no GQA: the shape's kv_heads is ignored); GptNeoxSequential its sequential
 // layout (use_parallel_residual false) with the tanh GELU (gelu_new). Phi-2's: GPT-NeoX's plain MLP
 // with the tanh GELU and biases, attention and MLP side by side from one LayerNorm, half of each head
-// rotating, a bias on the LM head.
+// rotating, a bias on the LM head. Mixtral's, Qwen3-MoE's and OLMoE's: a mixture of 4 experts, 2 a
+// token; Qwen2-MoE's besides a shared expert of intermediate + 8 behind its gate. CohereQkNorm:
+// Cohere's with a LayerNorm of each q and k head (use_qk_norm); StableLmQkNorm: StableLmParallel's
+// with them (qk_layernorm). LlamaAttentionBias: Llama's with biases on q, k, v and o_proj.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
   StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe,
