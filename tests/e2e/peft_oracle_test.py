@@ -72,20 +72,27 @@ def main():
     check_moe_lora(args, os.path.join(args.models, "tiny-mixtral"))
 
 
+def lora_sft_command(args, model, tmp, seed):
+    """spin sft with rank-4 LoRA adapters on `model` for one epoch over 8 copy-task records (4 random
+    prompt tokens, the response repeating them and EOS) written into `tmp`, `seed` drawing them; the
+    caller adds --output and its own options."""
+    vocab = json.load(open(os.path.join(model, "config.json")))["vocab_size"]
+    data = os.path.join(tmp, "copy.jsonl")
+    rng = random.Random(seed)
+    with open(data, "w") as f:
+        for _ in range(8):
+            prompt = [rng.randrange(3, vocab) for _ in range(4)]
+            f.write(json.dumps({"prompt": prompt, "response": prompt + [2]}) + "\n")
+    return [args.spin, "sft", "--model", model, "--train", data, "--lora-rank", "4", "--global-batch-size", "4",
+            "--micro-batch-size", "4", "--epochs", "1"]
+
+
 def check_gpt_neox_refusals(args, model):
     """GPT-NeoX: LoRA on a gate its plain MLP lacks is refused naming the setting; PEFT adapters are
     refused naming the fused query_key_value -- a valid PEFT adapter (on attention.dense) at import,
     a spin LoRA run's adapters at export -- before any output is written."""
     with tempfile.TemporaryDirectory(prefix="spin_peft_neox_") as tmp:
-        vocab = json.load(open(os.path.join(model, "config.json")))["vocab_size"]
-        data = os.path.join(tmp, "copy.jsonl")
-        rng = random.Random(4)
-        with open(data, "w") as f:
-            for _ in range(8):
-                prompt = [rng.randrange(3, vocab) for _ in range(4)]
-                f.write(json.dumps({"prompt": prompt, "response": prompt + [2]}) + "\n")
-        sft = [args.spin, "sft", "--model", model, "--train", data, "--lora-rank", "4", "--global-batch-size", "4",
-               "--micro-batch-size", "4", "--epochs", "1"]
+        sft = lora_sft_command(args, model, tmp, 4)
         refused(sft + ["--output", os.path.join(tmp, "gated"), "--lora-targets", "q_proj,gate_proj"],
                 "--lora-targets")
         save = os.path.join(tmp, "save")
@@ -110,15 +117,7 @@ def check_moe_lora(args, model):
     """A mixture of experts (Mixtral): LoRA's default all-linear, and an MLP target, are refused naming
     the setting before anything is written; the attention's adapters train (spin sft) and export."""
     with tempfile.TemporaryDirectory(prefix="spin_peft_moe_") as tmp:
-        vocab = json.load(open(os.path.join(model, "config.json")))["vocab_size"]
-        data = os.path.join(tmp, "copy.jsonl")
-        rng = random.Random(5)
-        with open(data, "w") as f:
-            for _ in range(8):
-                prompt = [rng.randrange(3, vocab) for _ in range(4)]
-                f.write(json.dumps({"prompt": prompt, "response": prompt + [2]}) + "\n")
-        sft = [args.spin, "sft", "--model", model, "--train", data, "--lora-rank", "4", "--global-batch-size", "4",
-               "--micro-batch-size", "4", "--epochs", "1"]
+        sft = lora_sft_command(args, model, tmp, 5)
         refused(sft + ["--output", os.path.join(tmp, "all")], "--lora-targets")
         refused(sft + ["--output", os.path.join(tmp, "up"), "--lora-targets", "q_proj,up_proj"], "--lora-targets")
         assert not os.path.exists(os.path.join(tmp, "all")) and not os.path.exists(os.path.join(tmp, "up"))
