@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "model/decoder_layer.h"  // moe_logits
 #include "model/linear.h"
 
 namespace spin::model {
@@ -184,8 +185,8 @@ void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInp
     linear_forward(ctx, a.logits.f32() + n * E, in.x, in.x16, w.shared_expert_gate, w.bf16.shared_expert_gate, n, h, 1,
                    true);
   }
-  a.routing = MoeRouting::route(to_host<float>(a.logits.view(0, {n * (E + (shared ? 1 : 0))})), n, E, K,
-                                c.norm_topk_prob, shared);
+  a.routing =
+      MoeRouting::route(to_host<float>(a.logits.view(0, {moe_logits(c, n)})), n, E, K, c.norm_topk_prob, shared);
   upload(a.slots, a.routing.slots);
   upload(a.sources, a.routing.sources);
   upload(a.weights, a.routing.weights);
