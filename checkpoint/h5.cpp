@@ -46,7 +46,12 @@ std::string hex(std::uint64_t v) {
 std::uint64_t checksum(const void* data, std::size_t bytes) { return XXH3_64bits(data, bytes); }
 
 File File::create(const std::string& path) {
-  Id id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+  // The 1.8 file format or later: attributes past 64 KiB (the index's catalog of a model of
+  // thousands of tensors -- a mixture of experts, or any large model with its optimizer state)
+  // go to dense storage; the earliest format keeps them in the object header, 64 KiB at most.
+  const Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+  Id id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
   require(id.get() >= 0, path, ": cannot create the HDF5 file");
   return File(std::move(id), path);
 }

@@ -28,12 +28,6 @@ model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, do
   if (!model.gated_mlp && (targets == "all-linear" || targets == "all")) gate = false;
   require(model.gated_mlp || !gate || rank == 0, prefix, "targets = \"", targets,
           "\": the model's MLP has no gate_proj (a plain MLP: up_proj, its activation, down_proj)");
-  const auto mlp = [&](model::LoraTarget t) { return lora.targets[static_cast<std::size_t>(t)]; };
-  require(!model.moe() || rank == 0 ||
-              !(mlp(model::LoraTarget::Gate) || mlp(model::LoraTarget::Up) || mlp(model::LoraTarget::Down)),
-          prefix, "targets = \"", targets,
-          "\": LoRA of a mixture of experts' MLP (its experts and router) is not supported; name the attention's "
-          "projections: q_proj,k_proj,v_proj,o_proj");
   lora.validate(prefix.c_str());
   return lora;
 }
@@ -71,8 +65,9 @@ void merge_adapter(const std::string& adapter_dir, const PeftAdapter& adapter, c
     for (int t = 0; t < model::kLoraTargets; ++t) {
       const auto target = static_cast<model::LoraTarget>(t);
       if (!adapter.lora.targets_(target)) continue;
-      groups[adapter.module_rank_alpha(config.hf_weight_prefix + layer + model::peft_module(config, target))]
-          .push_back(layer + model::lora_module(target) + ".");
+      for (const model::LoraModule& m : model::lora_modules(config, target)) {
+        groups[adapter.module_rank_alpha(config.hf_weight_prefix + layer + m.peft)].push_back(layer + m.spin + ".");
+      }
     }
   }
   for (const auto& [rank_alpha, modules] : groups) {

@@ -2,6 +2,8 @@
 // this rank's share of it, the TP communicator, the kernels and the RoPE tables.
 #pragma once
 
+#include <vector>
+
 #include "core/tensor.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
@@ -60,6 +62,7 @@ struct AdapterDropout {
   float p = 0.0f;
   std::uint64_t seed = 0;
   const std::int64_t* row_keys = nullptr;  // [rows], on the kernels' device
+  std::vector<std::int64_t> host_row_keys;  // the same on the host (a mixture's experts gather theirs)
   // Scratch shared by the layers, [rows, the widest adapted input]: float32 (the dropped input, or
   // in the backward the input gradient before its mask) and, in mixed precision, bf16 (the dropped
   // input).
@@ -68,6 +71,14 @@ struct AdapterDropout {
   // The mask of adapter `target` of layer `layer` (global indices) over columns from `col_offset`.
   kernels::Kernels::DropoutMask mask(std::int64_t layer, int target, std::int64_t col_offset) const {
     return {row_keys, seed, static_cast<std::uint32_t>(layer * 8 + target), p, col_offset};
+  }
+  // The mask of expert `expert`'s adapter `target` in a mixture of experts (the shared expert's:
+  // expert = num_experts) over the grouped rows whose keys `keys` holds -- a stream of its own, apart
+  // from every dense projection's.
+  kernels::Kernels::DropoutMask expert_mask(std::int64_t layer, std::int64_t expert, int target,
+                                            std::int64_t col_offset, const std::int64_t* keys) const {
+    const auto stream = static_cast<std::uint32_t>(0x80000000u | static_cast<std::uint32_t>((layer * 4096 + expert) * 8 + target));
+    return {keys, seed, stream, p, col_offset};
   }
 };
 

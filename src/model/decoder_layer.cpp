@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "model/adapter_site.h"
 #include "model/linear.h"
 #include "model/qkv_transforms.h"
 #include "model/tp_regions.h"
@@ -170,38 +171,25 @@ bool adapts(const LayerWeights* adapters, LoraTarget t) {
   return adapters != nullptr && adapters->lora[static_cast<std::size_t>(t)].a.defined();
 }
 
-// Adapter t's dropout mask: a row-parallel adapter's input is this rank's columns of the whole.
-kernels::Kernels::DropoutMask adapter_mask(const ModelContext& ctx, const AdapterDropout& d, std::int64_t layer,
-                                           LoraTarget t, std::int64_t in) {
-  return d.mask(layer, static_cast<int>(t), lora_row_parallel(t) ? ctx.tp.rank() * in : 0);
-}
-
-// Adapter t's input: x (or x16) itself, or under LoRA's dropout x keep / (1 - p) in the batch's
-// scratch -- the same mask in the forward and the backward, drawn twice.
-ColumnInput adapter_input(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, LoraTarget t,
-                          const Tensor& x, const Tensor& x16, std::int64_t n, std::int64_t in) {
-  if (b.dropout == nullptr) return {x, x16};
-  const AdapterDropout& d = *b.dropout;
-  const auto mask = adapter_mask(ctx, d, layer, t, in);
-  if (x16.defined()) {
-    ctx.k.dropout_bf16(d.x16.bf16(), x16.bf16(), n, in, mask);
-    return {Tensor(), d.x16};
+// Adapter t of a dense projection over the layer's n rows, its input `in` columns wide (a
+// row-parallel adapter's input is this rank's columns of the whole: its mask's offset).
+AdapterSite adapter_site(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
+                         const LayerWeights& adapters, LoraTarget t, const LayerActivations& a, std::int64_t in) {
+  const auto ti = static_cast<std::size_t>(t);
+  AdapterSite site{adapters.lora[ti], adapters.bf16.lora[ti], adapters.lora_scale, a.lora_u[ti], b.dropout, {}};
+  if (b.dropout != nullptr) {
+    site.mask = b.dropout->mask(layer, static_cast<int>(t), lora_row_parallel(t) ? ctx.tp.rank() * in : 0);
   }
-  ctx.k.dropout(d.x.f32(), x.f32(), n, in, mask, false);
-  return {d.x, Tensor()};
+  return site;
 }
 
 // Adds adapter t's term to its projection's output (float32 y, or bf16 y16 in place), keeping u.
 void adapter_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights* adapters,
-                     LoraTarget t, LayerActivations& a, const Tensor& x_in, const Tensor& x16_in, float* y,
+                     LoraTarget t, LayerActivations& a, const Tensor& x, const Tensor& x16, float* y,
                      const Tensor& y16, std::int64_t n, std::int64_t in, std::int64_t out) {
   if (!adapts(adapters, t)) return;
-  const auto ti = static_cast<std::size_t>(t);
-  const auto [x, x16] = adapter_input(ctx, b, layer, t, x_in, x16_in, n, in);
-  const bool mixed = x16.defined();
-  lora_forward(ctx.k, adapters->lora[ti], adapters->bf16.lora[ti], adapters->lora_scale, x, x16,
-               mixed ? a.lora_u32 : a.lora_u[ti], mixed ? a.lora_u[ti] : Tensor(), y16.defined() ? nullptr : y,
-               y16.defined() ? y16.bf16() : nullptr, n, in, out);
+  adapter_site_forward(ctx, adapter_site(ctx, b, layer, *adapters, t, a, in), a.lora_u32, x, x16, y,
+                       y16.defined() ? y16.bf16() : nullptr, n, in, out);
 }
 
 // linear_forward_into and the adapter's term.
@@ -224,35 +212,29 @@ void adapter_backward(const ModelContext& ctx, const BatchGeometry& b, std::int6
                       std::int64_t out) {
   if (!adapts(adapters, t)) return;
   const auto ti = static_cast<std::size_t>(t);
-  const auto [x, x16] = adapter_input(ctx, b, layer, t, x_in, x16_in, n, in);
-  const bool masked = b.dropout != nullptr && dx != nullptr;
-  const LoraFactors& f = adapters->lora[ti];
-  float* replicated =
-      ctx.tp.size() > 1 ? s.lora_replicated.f32() + static_cast<std::int64_t>(ti) * f.a.shape()[0] * ctx.dims.hidden
-                        : nullptr;
-  const bool row = lora_row_parallel(t);
-  float* da = row || replicated == nullptr ? g.lora[ti].a.f32() : replicated;
-  float* db = !row || replicated == nullptr ? g.lora[ti].b.f32() : replicated;
-  const bool mixed = x16.defined();
-  lora_backward(ctx.k, f, adapters->bf16.lora[ti], adapters->lora_scale, da, db, dy, s.dy_bf16, x, x16,
-                mixed ? Tensor() : a.lora_u[ti], mixed ? a.lora_u[ti] : Tensor(), s.lora_du, s.lora_du16,
-                masked ? b.dropout->x.f32() : dx, n, in, out, !masked);
-  if (masked) {
-    ctx.k.dropout(dx, b.dropout->x.f32(), n, in, adapter_mask(ctx, *b.dropout, layer, t, in), true);
-  }
+  const auto [da, db] = adapter_grads(ctx, g.lora[ti], t, s.lora_replicated, static_cast<std::int64_t>(ti));
+  adapter_site_backward(ctx, adapter_site(ctx, b, layer, *adapters, t, a, in), da, db, dy, s.dy_bf16, x_in, x16_in,
+                        s.lora_du, s.lora_du16, dx, n, in, out);
 }
 
-// The replicated factors' gradients (adapter_backward's partial sums) summed over TP and added.
-void reduce_adapter_gradients(const ModelContext& ctx, const LayerWeights& adapters, LayerWeights& g,
-                              LayerGradScratch& s) {
+// The replicated factors' gradients (adapter_grads' partial sums) summed over TP and added: the
+// layer's targets', then a mixture's experts'.
+void reduce_adapter_gradients(const ModelContext& ctx, LayerWeights& g, LayerGradScratch& s) {
   if (ctx.tp.size() == 1) return;
-  const std::int64_t slot = s.lora_replicated.numel() / kLoraTargets;
+  const std::int64_t slot = s.lora_replicated.shape()[1];
   ctx.tp.all_reduce(s.lora_replicated.f32(), static_cast<std::size_t>(s.lora_replicated.numel()));
-  for (int t = 0; t < kLoraTargets; ++t) {
-    if (!adapts(&adapters, static_cast<LoraTarget>(t))) continue;
-    const LoraFactors& grad = g.lora[static_cast<std::size_t>(t)];
-    const Tensor& whole = lora_row_parallel(static_cast<LoraTarget>(t)) ? grad.b : grad.a;
-    ctx.k.add_inplace(whole.f32(), s.lora_replicated.f32() + t * slot, slot);
+  const auto add = [&](const LoraFactors& grad, LoraTarget t, std::int64_t at) {
+    if (!grad.a.defined()) return;
+    const Tensor& whole = lora_row_parallel(t) ? grad.b : grad.a;
+    ctx.k.add_inplace(whole.f32(), s.lora_replicated.f32() + at * slot, slot);
+  };
+  for (int t = 0; t < kLoraTargets; ++t) add(g.lora[static_cast<std::size_t>(t)], static_cast<LoraTarget>(t), t);
+  const std::size_t experts = g.experts.size();
+  for (std::size_t e = 0; e <= experts; ++e) {
+    const LayerWeights::Expert& grads = e < experts ? g.experts[e] : g.shared_expert;
+    for (const LoraTarget t : kLoraMlpTargets) {
+      add(grads.lora[expert_lora(t)], t, expert_adapter_slot(static_cast<std::int64_t>(e), t));
+    }
   }
 }
 
@@ -387,8 +369,7 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   }
   float* mlp_out = sandwich ? a.mlp_out.f32() : x_out;
   if (moe) {
-    moe_forward(ctx, w, in2, n, a.moe, a.gate, a.gate_bf16, a.up, a.up_bf16, a.act, a.act_bf16,
-                row_parallel_partial(b, mlp_out));
+    moe_forward(ctx, b, layer, w, ad, in2, a, row_parallel_partial(b, mlp_out));
   } else {
     linear_forward(ctx, row_parallel_partial(b, mlp_out), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj, n,
                    d.intermediate, h, true);
@@ -442,8 +423,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   const ColumnInput in2 = own_norm ? column_input(ctx, b, norm_output(a.n2, a.n2_bf16, mlp_stream), a.n2_bf16)
                                    : column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
   if (w.router.defined()) {
-    moe_backward(ctx, w, g, in2, n, a.moe, a.gate, a.gate_bf16, a.up, a.up_bf16, a.act, a.act_bf16, s.moe, s.d_act,
-                 s.d_gate, s.d_up, s.dy_bf16, d_down, s.d_norm.f32(), {b.router_balance_weight, b.router_z_weight});
+    moe_backward(ctx, b, layer, w, g, ad, in2, a, s, d_down, s.d_norm.f32());
   } else {
     mlp_backward(ctx, b, layer, w, g, ad, a, s, d_down, in2);
   }
@@ -499,7 +479,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx,
                                 input_norm_grads(g.input_layernorm, g.input_layernorm_bias), a.x_in.f32(),
                                 {w.input_layernorm, w.input_layernorm_bias}, a.rstd1.f32());
-  if (ad != nullptr) reduce_adapter_gradients(ctx, *ad, g, s);
+  if (ad != nullptr) reduce_adapter_gradients(ctx, g, s);
 }
 
 }  // namespace spin::model

@@ -16,6 +16,19 @@ std::int64_t moe_logits(const ModelConfig& c, std::int64_t rows) {
   return rows * (c.num_experts + (c.shared_expert() ? 1 : 0));
 }
 
+std::int64_t lora_u_rows(const ModelConfig& c, LoraTarget t, std::int64_t rows) {
+  return c.moe() && lora_mlp_target(t) ? c.mlp_rows(rows) + (c.shared_expert() ? rows : 0) : rows;
+}
+
+std::int64_t lora_replicated_slots(const ModelConfig& c, const LoraConfig& lora) {
+  const std::int64_t experts = c.moe() && lora.targets_mlp() ? c.num_experts + (c.shared_expert() ? 1 : 0) : 0;
+  return kLoraTargets + 3 * experts;
+}
+
+std::int64_t moe_dropout_keys(const ModelConfig& c, const LoraConfig& lora, std::int64_t rows) {
+  return c.moe() && lora.targets_mlp() && lora.dropout > 0.0 ? c.mlp_rows(rows) : 0;
+}
+
 std::int64_t product_grad_values(const TpDims& d, const ModelConfig& c, std::int64_t rows) {
   const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate, d.shared_intermediate});
   return c.moe() ? std::max(c.mlp_rows(rows) * widest, moe_logits(c, rows)) : rows * widest;
@@ -92,8 +105,10 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
     const std::int64_t outputs = rows * config.mlp_outputs();
     const auto m = workspace_moe_.carve(device, {{moe_logits(config, rows)}, {outputs, d.hidden}, {outputs}});
     moe.logits = m[0], moe.y = m[1], moe.weights = m[2];
-    const auto ix = workspace_moe_index_.carve(device, {{outputs}, {config.mlp_rows(rows)}}, 1, DType::I64);
+    const std::int64_t keys = moe_dropout_keys(config, lora, rows);
+    const auto ix = workspace_moe_index_.carve(device, {{outputs}, {config.mlp_rows(rows)}, {keys}}, 1, DType::I64);
     moe.slots = ix[0], moe.sources = ix[1];
+    if (keys > 0) moe.row_keys = ix[2];
     // The grouped rows in the products' precision: float32, or bf16 alone.
     const Tensor x =
         workspace_moe_x_.carve(device, {{config.mlp_rows(rows), d.hidden}}, 1, mixed ? DType::BF16 : DType::F32)[0];
@@ -104,7 +119,10 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   if (!lora.enabled()) return;
   // The saved u of every target (one dtype), then in mixed precision the float32 scratch.
   std::vector<Shape> shapes;
-  for (const bool adapted : lora.targets) shapes.push_back(adapted ? Shape{rows, lora.rank} : Shape{0});
+  for (int target = 0; target < kLoraTargets; ++target) {
+    const auto it = static_cast<LoraTarget>(target);
+    shapes.push_back(lora.targets_(it) ? Shape{lora_u_rows(config, it, rows), lora.rank} : Shape{0});
+  }
   const auto u = workspace_lora_.carve(device, shapes, 1, mixed ? DType::BF16 : DType::F32);
   for (std::size_t target = 0; target < lora_u.size(); ++target) {
     if (lora.targets[target]) lora_u[target] = u[target];
@@ -156,7 +174,8 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   }
   lora_du = lora_du16 = lora_replicated = frozen_norm = Tensor();
   if (!lora.enabled()) return;
-  const auto l = workspace_lora_.carve(device, {{rows, lora.rank}, {kLoraTargets, lora.rank * d.hidden}, {d.hidden}});
+  const auto l = workspace_lora_.carve(
+      device, {{rows, lora.rank}, {lora_replicated_slots(config, lora), lora.rank * d.hidden}, {d.hidden}});
   lora_du = l[0], lora_replicated = l[1], frozen_norm = l[2];
   if (mixed) lora_du16 = workspace_lora16_.carve(device, {{rows, lora.rank}}, 1, DType::BF16)[0];
 }

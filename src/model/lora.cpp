@@ -43,13 +43,14 @@ void LoraConfig::validate(const char* setting_prefix) const {
 std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const char* setting) {
   using T = LoraTarget;
   // NeMo's names of the fused projections it adapts (its LoRA target_modules), Phi-3's fused
-  // modules as PEFT names them, and Phi-2's modules (dense, fc1, fc2).
+  // modules as PEFT names them, Phi-2's modules (dense, fc1, fc2) and Mixtral's experts' (w1, w3, w2).
   const std::pair<const char*, std::vector<T>> fused[] = {
       {"attention_qkv", {T::Q, T::K, T::V}}, {"attention_dense", {T::O}},
       {"mlp_fc1", {T::Gate, T::Up}},         {"mlp_fc2", {T::Down}},
       {"qkv_proj", {T::Q, T::K, T::V}},      {"gate_up_proj", {T::Gate, T::Up}},
       {"dense", {T::O}},                     {"fc1", {T::Up}},
-      {"fc2", {T::Down}}};
+      {"fc2", {T::Down}},                    {"w1", {T::Gate}},
+      {"w3", {T::Up}},                       {"w2", {T::Down}}};
   std::array<bool, kLoraTargets> out{};
   if (text == "all-linear" || text == "all") {
     out.fill(true);
@@ -71,7 +72,7 @@ std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const
     require(found, setting, " = \"", text, "\": \"", word,
             "\" is not a projection (all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
             "down_proj -- or NeMo's attention_qkv, attention_dense, mlp_fc1, mlp_fc2, Phi-3's qkv_proj, "
-            "gate_up_proj, or Phi-2's dense, fc1, fc2)");
+            "gate_up_proj, Phi-2's dense, fc1, fc2, or Mixtral's w1, w3, w2)");
     at = comma + 1;
   }
   return out;
@@ -82,7 +83,7 @@ std::int64_t lora_widest_input(const LoraConfig& lora, const TpDims& dims) {
   for (int t = 0; t < kLoraTargets; ++t) {
     if (!lora.targets_(static_cast<LoraTarget>(t))) continue;
     const std::int64_t in = t == static_cast<int>(LoraTarget::O)      ? dims.q_width()
-                            : t == static_cast<int>(LoraTarget::Down) ? dims.intermediate
+                            : t == static_cast<int>(LoraTarget::Down) ? std::max(dims.intermediate, dims.shared_intermediate)
                                                                       : dims.hidden;
     widest = std::max(widest, in);
   }

@@ -37,6 +37,15 @@ inline constexpr int kLoraTargets = 7;
 const char* lora_target_name(LoraTarget t);
 // Whether the target's projection is row-parallel (o_proj, down_proj).
 inline bool lora_row_parallel(LoraTarget t) { return t == LoraTarget::O || t == LoraTarget::Down; }
+// The MLP's targets (gate_proj, up_proj, down_proj): in a mixture of experts, every expert's.
+inline bool lora_mlp_target(LoraTarget t) {
+  return t == LoraTarget::Gate || t == LoraTarget::Up || t == LoraTarget::Down;
+}
+inline constexpr LoraTarget kLoraMlpTargets[] = {LoraTarget::Gate, LoraTarget::Up, LoraTarget::Down};
+// An MLP target's index in an expert's adapters (LayerWeights::Expert::lora): gate 0, up 1, down 2.
+inline std::size_t expert_lora(LoraTarget t) {
+  return static_cast<std::size_t>(t) - static_cast<std::size_t>(LoraTarget::Gate);
+}
 
 struct LoraConfig {
   std::int64_t rank = 0;  // 0: no adapters, full fine-tuning
@@ -49,6 +58,7 @@ struct LoraConfig {
 
   bool enabled() const { return rank > 0; }
   bool targets_(LoraTarget t) const { return targets[static_cast<std::size_t>(t)]; }
+  bool targets_mlp() const { return targets_(LoraTarget::Gate) || targets_(LoraTarget::Up) || targets_(LoraTarget::Down); }
   float scale() const {
     return static_cast<float>(alpha / (rslora ? std::sqrt(static_cast<double>(rank)) : static_cast<double>(rank)));
   }
@@ -65,13 +75,13 @@ struct LoraConfig {
 
 // "all-linear" (PEFT's name for every projection; NeMo's "all") or a comma-separated list of
 // target names -- PEFT's (q_proj, ..., down_proj; Phi-3's qkv_proj: q, k and v, gate_up_proj:
-// gate and up) or NeMo's (attention_qkv: q, k and v; attention_dense: o; mlp_fc1: gate and up;
+// gate and up; Phi-2's dense, fc1, fc2; Mixtral's experts' w1: gate, w3: up, w2: down) or NeMo's (attention_qkv: q, k and v; attention_dense: o; mlp_fc1: gate and up;
 // mlp_fc2: down); throws naming `setting` for another word or an empty list.
 std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const char* setting);
 
 // The widest input of an adapted projection on this rank ([rows, it] is LoRA dropout's scratch):
 // the hidden size for q/k/v and gate/up, this rank's attention columns for o_proj, its MLP columns
-// for down_proj.
+// for down_proj (the widest of a mixture's experts' and its shared expert's).
 std::int64_t lora_widest_input(const LoraConfig& lora, const TpDims& dims);
 
 // One adapter's factors (float32, or their bf16 copies).

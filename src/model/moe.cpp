@@ -5,7 +5,8 @@
 #include <numeric>
 
 #include "core/error.h"
-#include "model/decoder_layer.h"  // moe_logits
+#include "model/adapter_site.h"
+#include "model/decoder_layer.h"  // moe_logits, LayerActivations, LayerGradScratch
 #include "model/linear.h"
 
 namespace spin::model {
@@ -159,6 +160,54 @@ Tensor expert16(const LayerWeights& w, std::size_t e, Tensor LayerWeights::Exper
   return w.bf16.experts.empty() ? Tensor() : w.bf16.experts[e].*m;
 }
 
+// A layer's LoRA adapters of its experts' projections (none: adapters null, or without MLP
+// targets): expert e's (e = num_experts: the shared expert's) adapter of target t as a site over
+// its block of `rows` rows from grouped row `first` (the shared expert's rows follow the grouped
+// ones: the MLP's input rows themselves, whose keys LoRA's dropout reads).
+class ExpertAdapters {
+ public:
+  ExpertAdapters(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights* adapters,
+                 const LayerActivations& a)
+      : ctx_(ctx), b_(b), layer_(layer), a_(a),
+        ad_(adapters != nullptr && !adapters->experts.empty() ? adapters : nullptr) {}
+
+  bool any() const { return ad_ != nullptr; }
+  // Whether expert e has an adapter of t.
+  bool adapts(std::size_t e, LoraTarget t) const { return ad_ != nullptr && factors(*ad_, e, t).a.defined(); }
+  AdapterSite site(std::size_t e, LoraTarget t, std::int64_t first, std::int64_t rows, std::int64_t in) const {
+    const LoraFactors& f = factors(*ad_, e, t);
+    const bool mixed = !ad_->bf16.experts.empty();
+    AdapterSite s{f, mixed ? factors_bf16(e, t) : kNoFactors, ad_->lora_scale,
+                  block(a_.lora_u[static_cast<std::size_t>(t)], first, rows, f.a.shape()[0]), b_.dropout, {}};
+    if (b_.dropout != nullptr) {
+      const std::int64_t* keys = shared(e) ? b_.dropout->row_keys : a_.moe.row_keys.data<std::int64_t>() + first;
+      s.mask = b_.dropout->expert_mask(layer_, static_cast<std::int64_t>(e), static_cast<int>(t),
+                                       lora_row_parallel(t) ? ctx_.tp.rank() * in : 0, keys);
+    }
+    return s;
+  }
+  // Where expert e's adapter of t puts its gradients (g: the adapters' gradients).
+  std::pair<float*, float*> grads(const LayerWeights& g, std::size_t e, LoraTarget t, const Tensor& replicated) const {
+    return adapter_grads(ctx_, factors(g, e, t), t, replicated, expert_adapter_slot(static_cast<std::int64_t>(e), t));
+  }
+
+ private:
+  bool shared(std::size_t e) const { return e == ad_->experts.size(); }
+  static const LoraFactors& factors(const LayerWeights& w, std::size_t e, LoraTarget t) {
+    return (e == w.experts.size() ? w.shared_expert : w.experts[e]).lora[expert_lora(t)];
+  }
+  const LoraFactors& factors_bf16(std::size_t e, LoraTarget t) const {
+    return (shared(e) ? ad_->bf16.shared_expert : ad_->bf16.experts[e]).lora[expert_lora(t)];
+  }
+
+  static inline const LoraFactors kNoFactors{};
+  const ModelContext& ctx_;
+  const BatchGeometry& b_;
+  std::int64_t layer_;
+  const LayerActivations& a_;
+  const LayerWeights* ad_;
+};
+
 // Calls f(expert, first grouped row, rows) for every expert that takes rows.
 template <class F>
 void for_each_expert(const MoeRouting& r, F&& f) {
@@ -171,14 +220,17 @@ void for_each_expert(const MoeRouting& r, F&& f) {
 
 }  // namespace
 
-void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInput& in, std::int64_t n,
-                 MoeActivations& a, const Tensor& gate, const Tensor& gate16, const Tensor& up, const Tensor& up16,
-                 const Tensor& act, const Tensor& act16, float* out) {
+void moe_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights& w,
+                 const LayerWeights* adapters, const ColumnInput& in, LayerActivations& la, float* out) {
   const auto& k = ctx.k;
   const ModelConfig& c = ctx.config;
-  const std::int64_t h = ctx.dims.hidden, inter = ctx.dims.intermediate, E = c.num_experts;
+  MoeActivations& a = la.moe;
+  const Tensor &gate = la.gate, &gate16 = la.gate_bf16, &up = la.up, &up16 = la.up_bf16;
+  const Tensor &act = la.act, &act16 = la.act_bf16;
+  const std::int64_t n = b.rows, h = ctx.dims.hidden, inter = ctx.dims.intermediate, E = c.num_experts;
   const std::int64_t K = c.experts_per_token, J = c.mlp_outputs(), grouped = n * K;
   const bool shared = c.shared_expert();
+  const ExpertAdapters ad(ctx, b, layer, adapters, la);
   // The router's logits, then the shared expert's gate's: one copy to the host.
   linear_forward(ctx, a.logits.f32(), in.x, in.x16, w.router, w.bf16.router, n, h, E, true);
   if (shared) {
@@ -190,29 +242,46 @@ void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInp
   upload(a.slots, a.routing.slots);
   upload(a.sources, a.routing.sources);
   upload(a.weights, a.routing.weights);
+  if (a.row_keys.defined() && b.dropout != nullptr) {  // the grouped rows' dropout keys: their sources'
+    std::vector<std::int64_t> keys(a.routing.sources.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      keys[i] = b.dropout->host_row_keys[static_cast<std::size_t>(a.routing.sources[i])];
+    }
+    upload(a.row_keys, keys);
+  }
   const auto* sources = a.sources.data<std::int64_t>();
   if (in.x16.defined()) {
     k.gather_rows_bf16(a.x_bf16.bf16(), in.x16.bf16(), sources, grouped, h);
   } else {
     k.gather_rows(a.x.f32(), in.x.f32(), sources, grouped, h);
   }
+  // A column-parallel product of expert e over its rows (x, x16; from grouped row `first`, the
+  // shared expert's after them) into y / y16, with its adapter's term.
+  const auto column_product = [&](std::size_t e, LoraTarget t, const Tensor& y, const Tensor& y16, std::int64_t first,
+                                  std::int64_t rows, const Tensor& x, const Tensor& x16, const Tensor& m,
+                                  const Tensor& m16, std::int64_t width) {
+    linear_forward_into(ctx, y, y16, x, x16, m, m16, Tensor(), rows, h, width);
+    if (!ad.adapts(e, t)) return;
+    adapter_site_forward(ctx, ad.site(e, t, first, rows, h), la.lora_u32, x, x16, f32_or_null(y),
+                         y16.defined() ? y16.bf16() : nullptr, rows, h, width);
+  };
   const auto& experts = w.experts;
   for_each_expert(a.routing, [&](std::size_t e, std::int64_t first, std::int64_t rows) {
     const Tensor x = block(a.x, first, rows, h), x16 = block(a.x_bf16, first, rows, h);
-    linear_forward_into(ctx, block(gate, first, rows, inter), block(gate16, first, rows, inter), x, x16,
-                        experts[e].gate_proj, expert16(w, e, &LayerWeights::Expert::gate_proj), Tensor(), rows, h,
-                        inter);
-    linear_forward_into(ctx, block(up, first, rows, inter), block(up16, first, rows, inter), x, x16, experts[e].up_proj,
-                        expert16(w, e, &LayerWeights::Expert::up_proj), Tensor(), rows, h, inter);
+    column_product(e, LoraTarget::Gate, block(gate, first, rows, inter), block(gate16, first, rows, inter), first, rows,
+                   x, x16, experts[e].gate_proj, expert16(w, e, &LayerWeights::Expert::gate_proj), inter);
+    column_product(e, LoraTarget::Up, block(up, first, rows, inter), block(up16, first, rows, inter), first, rows, x,
+                   x16, experts[e].up_proj, expert16(w, e, &LayerWeights::Expert::up_proj), inter);
   });
   // The shared expert over the n rows themselves, its buffers after the grouped rows'.
   const std::int64_t si = ctx.dims.shared_intermediate, at = grouped * inter;
   const LayerWeights::Expert &s = w.shared_expert, &s16 = w.bf16.shared_expert;
+  const auto E_shared = static_cast<std::size_t>(E);
   if (shared) {
-    linear_forward_into(ctx, rows_at(gate, at, n, si), rows_at(gate16, at, n, si), in.x, in.x16, s.gate_proj,
-                        s16.gate_proj, Tensor(), n, h, si);
-    linear_forward_into(ctx, rows_at(up, at, n, si), rows_at(up16, at, n, si), in.x, in.x16, s.up_proj, s16.up_proj,
-                        Tensor(), n, h, si);
+    column_product(E_shared, LoraTarget::Gate, rows_at(gate, at, n, si), rows_at(gate16, at, n, si), grouped, n, in.x,
+                   in.x16, s.gate_proj, s16.gate_proj, si);
+    column_product(E_shared, LoraTarget::Up, rows_at(up, at, n, si), rows_at(up16, at, n, si), grouped, n, in.x, in.x16,
+                   s.up_proj, s16.up_proj, si);
   }
   const std::int64_t values = ctx.dims.mlp_values(c, n);
   if (act16.defined()) {
@@ -220,50 +289,79 @@ void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInp
   } else {
     k.glu_forward(act.f32(), gate.f32(), up.f32(), values, c.activation);
   }
+  // down_proj of expert e over its act rows into a.y's rows from `first`, with its adapter's term.
+  const auto down_product = [&](std::size_t e, std::int64_t first, std::int64_t rows, const Tensor& x,
+                                const Tensor& x16, const Tensor& m, const Tensor& m16, std::int64_t width) {
+    float* y = a.y.f32() + first * h;
+    linear_forward(ctx, y, x, x16, m, m16, rows, width, h, true);
+    if (ad.adapts(e, LoraTarget::Down)) {
+      adapter_site_forward(ctx, ad.site(e, LoraTarget::Down, first, rows, width), la.lora_u32, x, x16, y, nullptr, rows,
+                           width, h);
+    }
+  };
   for_each_expert(a.routing, [&](std::size_t e, std::int64_t first, std::int64_t rows) {
-    linear_forward(ctx, a.y.f32() + first * h, block(act, first, rows, inter), block(act16, first, rows, inter),
-                   experts[e].down_proj, expert16(w, e, &LayerWeights::Expert::down_proj), rows, inter, h, true);
+    down_product(e, first, rows, block(act, first, rows, inter), block(act16, first, rows, inter), experts[e].down_proj,
+                 expert16(w, e, &LayerWeights::Expert::down_proj), inter);
   });
   if (shared) {
-    linear_forward(ctx, a.y.f32() + grouped * h, rows_at(act, at, n, si), rows_at(act16, at, n, si), s.down_proj,
-                   s16.down_proj, n, si, h, true);
+    down_product(E_shared, grouped, n, rows_at(act, at, n, si), rows_at(act16, at, n, si), s.down_proj, s16.down_proj,
+                 si);
   }
   k.moe_combine(out, a.y.f32(), a.slots.data<std::int64_t>(), a.weights.f32(), n, J, h);
 }
 
-void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& g, const ColumnInput& in,
-                  std::int64_t n, const MoeActivations& a, const Tensor& gate, const Tensor& gate16, const Tensor& up,
-                  const Tensor& up16, const Tensor& act, const Tensor& act16, MoeGradScratch& s, const Tensor& d_act,
-                  const Tensor& d_gate, const Tensor& d_up, const Tensor& dy16, const float* dout, float* d_in,
-                  const RouterLossWeights& weights) {
+void moe_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights& w,
+                  LayerWeights& g, const LayerWeights* adapters, const ColumnInput& in, const LayerActivations& la,
+                  LayerGradScratch& ls, const float* dout, float* d_in) {
   const auto& k = ctx.k;
   const ModelConfig& c = ctx.config;
-  const std::int64_t h = ctx.dims.hidden, inter = ctx.dims.intermediate, E = c.num_experts;
+  const MoeActivations& a = la.moe;
+  MoeGradScratch& s = ls.moe;
+  const Tensor &gate = la.gate, &gate16 = la.gate_bf16, &up = la.up, &up16 = la.up_bf16;
+  const Tensor &act = la.act, &act16 = la.act_bf16;
+  const Tensor &d_act = ls.d_act, &d_gate = ls.d_gate, &d_up = ls.d_up, &dy16 = ls.dy_bf16;
+  const std::int64_t n = b.rows, h = ctx.dims.hidden, inter = ctx.dims.intermediate, E = c.num_experts;
   const std::int64_t K = c.experts_per_token, J = c.mlp_outputs(), grouped = n * K;
   const bool shared = c.shared_expert();
+  const ExpertAdapters ad(ctx, b, layer, adapters, la);
   const auto* slots = a.slots.data<std::int64_t>();
   // d/d each output and d/d the weights, these summed over TP (each rank's y is partial).
   k.moe_combine_backward(s.dy.f32(), s.dweights.f32(), dout, a.y.f32(), slots, a.weights.f32(), n, J, h);
   if (ctx.tp.size() > 1) ctx.tp.all_reduce(s.dweights.f32(), static_cast<std::size_t>(n * J));
   std::vector<float> dlogits = a.routing.logits_grad(to_host<float>(s.dweights.view(0, {n * J})), c.norm_topk_prob);
-  if (weights.balance != 0.0f) a.routing.add_balance_grad(dlogits, weights.balance);
-  if (weights.z != 0.0f) a.routing.add_z_grad(dlogits, weights.z);
+  if (b.router_balance_weight != 0.0f) a.routing.add_balance_grad(dlogits, b.router_balance_weight);
+  if (b.router_z_weight != 0.0f) a.routing.add_z_grad(dlogits, b.router_z_weight);
   upload(s.dlogits, dlogits);
 
-  // A frozen model (LoRA's base) has no expert gradients.
+  // Expert e's (shared: E) product of target t over its rows: the matrix's backward (dW into g's
+  // gradient where it has one: none in a frozen model, LoRA's base), then its adapter's.
+  const auto product_backward = [&](std::size_t e, LoraTarget t, float* dx, float* dw, const float* dy,
+                                    const Tensor& x, const Tensor& x16, const Tensor& m, const Tensor& m16,
+                                    std::int64_t first, std::int64_t rows, std::int64_t width_in,
+                                    std::int64_t width_out, bool accumulate) {
+    linear_backward(ctx, dx, dw, dy, dy16, x, x16, m, m16, rows, width_in, width_out, accumulate);
+    if (!ad.adapts(e, t)) return;
+    const auto [da, db] = ad.grads(g, e, t, ls.lora_replicated);
+    adapter_site_backward(ctx, ad.site(e, t, first, rows, width_in), da, db, dy, dy16, x, x16, ls.lora_du,
+                          ls.lora_du16, dx, rows, width_in, width_out);
+  };
+  // The model's gradients of expert e's matrix `m`, or null (a frozen model's, LoRA's base).
   const auto grad = [&](std::size_t e, Tensor LayerWeights::Expert::*m) -> float* {
     return e < g.experts.size() ? f32_or_null(g.experts[e].*m) : nullptr;
   };
+  const auto E_shared = static_cast<std::size_t>(E);
   for_each_expert(a.routing, [&](std::size_t e, std::int64_t first, std::int64_t rows) {
-    linear_backward(ctx, d_act.f32() + first * inter, grad(e, &LayerWeights::Expert::down_proj), s.dy.f32() + first * h,
-                    dy16, block(act, first, rows, inter), block(act16, first, rows, inter), w.experts[e].down_proj,
-                    expert16(w, e, &LayerWeights::Expert::down_proj), rows, inter, h, false);
+    product_backward(e, LoraTarget::Down, d_act.f32() + first * inter, grad(e, &LayerWeights::Expert::down_proj),
+                     s.dy.f32() + first * h, block(act, first, rows, inter), block(act16, first, rows, inter),
+                     w.experts[e].down_proj, expert16(w, e, &LayerWeights::Expert::down_proj), first, rows, inter, h,
+                     false);
   });
   const std::int64_t si = ctx.dims.shared_intermediate, at = grouped * inter;
   const LayerWeights::Expert &sw = w.shared_expert, &sw16 = w.bf16.shared_expert, &sg = g.shared_expert;
   if (shared) {
-    linear_backward(ctx, d_act.f32() + at, f32_or_null(sg.down_proj), s.dy.f32() + grouped * h, dy16,
-                    rows_at(act, at, n, si), rows_at(act16, at, n, si), sw.down_proj, sw16.down_proj, n, si, h, false);
+    product_backward(E_shared, LoraTarget::Down, d_act.f32() + at, f32_or_null(sg.down_proj), s.dy.f32() + grouped * h,
+                     rows_at(act, at, n, si), rows_at(act16, at, n, si), sw.down_proj, sw16.down_proj, grouped, n, si,
+                     h, false);
   }
   const std::int64_t values = ctx.dims.mlp_values(c, n);
   if (act16.defined()) {
@@ -274,17 +372,19 @@ void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& 
   for_each_expert(a.routing, [&](std::size_t e, std::int64_t first, std::int64_t rows) {
     const Tensor x = block(a.x, first, rows, h), x16 = block(a.x_bf16, first, rows, h);
     float* dx = s.dx.f32() + first * h;
-    linear_backward(ctx, dx, grad(e, &LayerWeights::Expert::gate_proj), d_gate.f32() + first * inter, dy16, x, x16,
-                    w.experts[e].gate_proj, expert16(w, e, &LayerWeights::Expert::gate_proj), rows, h, inter, false);
-    linear_backward(ctx, dx, grad(e, &LayerWeights::Expert::up_proj), d_up.f32() + first * inter, dy16, x, x16,
-                    w.experts[e].up_proj, expert16(w, e, &LayerWeights::Expert::up_proj), rows, h, inter, true);
+    product_backward(e, LoraTarget::Gate, dx, grad(e, &LayerWeights::Expert::gate_proj), d_gate.f32() + first * inter,
+                     x, x16, w.experts[e].gate_proj, expert16(w, e, &LayerWeights::Expert::gate_proj), first, rows, h,
+                     inter, false);
+    product_backward(e, LoraTarget::Up, dx, grad(e, &LayerWeights::Expert::up_proj), d_up.f32() + first * inter, x,
+                     x16, w.experts[e].up_proj, expert16(w, e, &LayerWeights::Expert::up_proj), first, rows, h, inter,
+                     true);
   });
   if (shared) {
     float* dx = s.dx.f32() + grouped * h;
-    linear_backward(ctx, dx, f32_or_null(sg.gate_proj), d_gate.f32() + at, dy16, in.x, in.x16, sw.gate_proj,
-                    sw16.gate_proj, n, h, si, false);
-    linear_backward(ctx, dx, f32_or_null(sg.up_proj), d_up.f32() + at, dy16, in.x, in.x16, sw.up_proj, sw16.up_proj, n,
-                    h, si, true);
+    product_backward(E_shared, LoraTarget::Gate, dx, f32_or_null(sg.gate_proj), d_gate.f32() + at, in.x, in.x16,
+                     sw.gate_proj, sw16.gate_proj, grouped, n, h, si, false);
+    product_backward(E_shared, LoraTarget::Up, dx, f32_or_null(sg.up_proj), d_up.f32() + at, in.x, in.x16, sw.up_proj,
+                     sw16.up_proj, grouped, n, h, si, true);
   }
   k.moe_combine(d_in, s.dx.f32(), slots, nullptr, n, J, h);
   // The router and the shared expert's gate: their weights' gradients whole on every rank, their

@@ -95,6 +95,7 @@ struct MoeActivations {
   Tensor weights;    // [n j], float32
   Tensor slots;      // int64 [n j]
   Tensor sources;    // int64 [n k]
+  Tensor row_keys;   // int64 [n k]: the grouped rows' dropout keys (LoRA's dropout of the experts' adapters)
   MoeRouting routing;
 };
 
@@ -104,21 +105,26 @@ struct MoeGradScratch {
   Tensor dy, dx, dweights, dlogits;
 };
 
-// out (the row-parallel partial sums, n rows of hidden) = the mixture over `in`'s n rows. gate,
-// up, act (and their bf16) are the MLP's buffers (MoeActivations).
-void moe_forward(const ModelContext& ctx, const LayerWeights& w, const ColumnInput& in, std::int64_t n,
-                 MoeActivations& a, const Tensor& gate, const Tensor& gate16, const Tensor& up, const Tensor& up16,
-                 const Tensor& act, const Tensor& act16, float* out);
+struct LayerActivations;
+struct LayerGradScratch;
 
-// From dout (d loss / d the reduced output, n rows): d_in (= the experts' input gradient, and on
-// TP rank 0 + the router's), and the weights' gradients into g's defined tensors (none for a
-// frozen model: LoRA's base). d_act, d_gate, d_up: scratch the MLP buffers' size; dy16 the
-// products' bf16 scratch. `weights`: d loss / d this layer's auxiliary losses (MoeRouting's
-// balance_loss and z_loss; 0: not trained).
-void moe_backward(const ModelContext& ctx, const LayerWeights& w, LayerWeights& g, const ColumnInput& in,
-                  std::int64_t n, const MoeActivations& a, const Tensor& gate, const Tensor& gate16, const Tensor& up,
-                  const Tensor& up16, const Tensor& act, const Tensor& act16, MoeGradScratch& s, const Tensor& d_act,
-                  const Tensor& d_gate, const Tensor& d_up, const Tensor& dy16, const float* dout, float* d_in,
-                  const RouterLossWeights& weights);
+// out (the row-parallel partial sums, b.rows rows of hidden) = the mixture over `in`'s rows, into
+// the layer's buffers `a` (its MLP buffers gate, up, act and their bf16, a.moe). `adapters`: the
+// layer's LoRA adapters (ModelWeights::adapters, or null), whose experts' -- where the adapters
+// target the MLP -- add their terms to every expert's products (and the shared expert's), keeping
+// their u in a.lora_u's rows of the grouped rows; the router is never adapted. `layer`: the layer's
+// global index (LoRA's dropout masks).
+void moe_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights& w,
+                 const LayerWeights* adapters, const ColumnInput& in, LayerActivations& a, float* out);
+
+// From dout (d loss / d the reduced output, b.rows rows): d_in (= the experts' input gradient, and
+// on TP rank 0 + the router's), and the gradients into g's defined tensors: the model's (none for a
+// frozen model: LoRA's base), or with `adapters` the adapters' (their replicated factors' partial
+// sums in s.lora_replicated, as the layer's own). s: the layer's scratch (d_act, d_gate, d_up the
+// MLP buffers' size, dy_bf16, s.moe). b.router_balance_weight, b.router_z_weight: d loss / d this
+// layer's auxiliary losses (MoeRouting's balance_loss and z_loss; 0: not trained).
+void moe_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights& w,
+                  LayerWeights& g, const LayerWeights* adapters, const ColumnInput& in, const LayerActivations& a,
+                  LayerGradScratch& s, const float* dout, float* d_in);
 
 }  // namespace spin::model

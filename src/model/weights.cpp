@@ -143,29 +143,58 @@ std::pair<std::int64_t, std::int64_t> projection_extents(const TpDims& d, LoraTa
   return {0, 0};
 }
 
-// The adapters of one stage, as parameter_specs: per layer and target A then B, split as the
-// projection (lora.h): a column-parallel one's B by rows, a row-parallel one's A by columns, the
-// other factor whole on every rank (TP rank 0's copy primary).
-std::vector<std::pair<ShardedTensor, Shape>> adapter_specs(const LoraConfig& lora, const TpDims& d,
-                                                           const StageLayers& stage) {
-  std::vector<std::pair<ShardedTensor, Shape>> specs;
-  const std::int64_t r = lora.rank;
+// Where an adapter sits in a layer: the projection's own (kDenseProjection), or in a mixture of
+// experts expert e's (e < num_experts) or the shared expert's (e = num_experts).
+constexpr std::int64_t kDenseProjection = -1;
+
+// Calls f(layer, where, target) for every adapter of a stage, in the order of their parameters: per
+// layer the attention's targets, then the MLP's -- in a mixture of experts every expert's in turn
+// (its targets in order), then the shared expert's.
+template <class F>
+void for_each_adapter(const ModelConfig& c, const LoraConfig& lora, const StageLayers& stage, F&& f) {
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
     for (int ti = 0; ti < kLoraTargets; ++ti) {
       const auto t = static_cast<LoraTarget>(ti);
-      if (!lora.targets_(t)) continue;
-      const auto [in, out] = projection_extents(d, t);
-      const std::string base = layer_name(l, kProjections[ti]);
-      const std::string a = base + ".lora_A.weight", b = base + ".lora_B.weight";
-      if (lora_row_parallel(t)) {
-        specs.push_back({ShardedTensor{a, Tensor(), {r, in * d.size}, 1, in * d.rank, in, true}, Shape{r, in}});
-        specs.push_back({ShardedTensor{b, Tensor(), {out, r}, -1, 0, 0, d.rank == 0}, Shape{out, r}});
-      } else {
-        specs.push_back({ShardedTensor{a, Tensor(), {r, in}, -1, 0, 0, d.rank == 0}, Shape{r, in}});
-        specs.push_back({ShardedTensor{b, Tensor(), {out * d.size, r}, 0, out * d.rank, out, true}, Shape{out, r}});
+      if (lora.targets_(t) && !(c.moe() && lora_mlp_target(t))) f(l, kDenseProjection, t);
+    }
+    if (!c.moe()) continue;
+    const std::int64_t experts = c.num_experts + (c.shared_expert() ? 1 : 0);
+    for (std::int64_t e = 0; e < experts; ++e) {
+      for (const LoraTarget t : kLoraMlpTargets) {
+        if (lora.targets_(t)) f(l, e, t);
       }
     }
   }
+}
+
+// The adapters of one stage, as parameter_specs: per adapter (for_each_adapter) A then B, split as
+// the projection (lora.h): a column-parallel one's B by rows, a row-parallel one's A by columns, the
+// other factor whole on every rank (TP rank 0's copy primary). An expert's adapters are named after
+// its projections ("mlp.experts.3.gate_proj.lora_A.weight"), the shared expert's
+// "mlp.shared_expert.gate_proj....", and take their widths.
+std::vector<std::pair<ShardedTensor, Shape>> adapter_specs(const ModelConfig& c, const LoraConfig& lora,
+                                                           const TpDims& d, const StageLayers& stage) {
+  std::vector<std::pair<ShardedTensor, Shape>> specs;
+  const std::int64_t r = lora.rank;
+  for_each_adapter(c, lora, stage, [&](std::int64_t l, std::int64_t where, LoraTarget t) {
+    auto [in, out] = projection_extents(d, t);
+    std::string module = kProjections[static_cast<int>(t)];
+    if (where != kDenseProjection) {
+      const bool shared = where == c.num_experts;
+      (t == LoraTarget::Down ? in : out) = shared ? d.shared_intermediate : d.intermediate;
+      module = (shared ? std::string("mlp.shared_expert.") : cat("mlp.experts.", where, ".")) +
+               module.substr(std::string("mlp.").size());
+    }
+    const std::string base = layer_name(l, module.c_str());
+    const std::string a = base + ".lora_A.weight", b = base + ".lora_B.weight";
+    if (lora_row_parallel(t)) {
+      specs.push_back({ShardedTensor{a, Tensor(), {r, in * d.size}, 1, in * d.rank, in, true}, Shape{r, in}});
+      specs.push_back({ShardedTensor{b, Tensor(), {out, r}, -1, 0, 0, d.rank == 0}, Shape{out, r}});
+    } else {
+      specs.push_back({ShardedTensor{a, Tensor(), {r, in}, -1, 0, 0, d.rank == 0}, Shape{r, in}});
+      specs.push_back({ShardedTensor{b, Tensor(), {out * d.size, r}, 0, out * d.rank, out, true}, Shape{out, r}});
+    }
+  });
   return specs;
 }
 
@@ -273,29 +302,34 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
   require(config.gated_mlp || !lora.targets_(LoraTarget::Gate),
           "LoRA targets gate_proj, but the model's MLP has no gate (a plain MLP: up_proj, its activation, "
           "down_proj); name the targets, e.g. q_proj,k_proj,v_proj,o_proj,up_proj,down_proj");
-  require(!config.moe() ||
-              !(lora.targets_(LoraTarget::Gate) || lora.targets_(LoraTarget::Up) || lora.targets_(LoraTarget::Down)),
-          "LoRA targets an MLP projection, but the model's MLP is a mixture of experts (not supported); name the "
-          "attention's projections: q_proj,k_proj,v_proj,o_proj");
   require(stage.begin >= 0 && stage.begin < stage.end && stage.end <= config.num_layers,
           "stage layers [", stage.begin, ", ", stage.end, ") outside a model of ",
           config.num_layers, " layers");
   ModelWeights w;
   w.lora_ = lora;
-  auto specs = adapter_specs(lora, dims, stage);
+  auto specs = adapter_specs(config, lora, dims, stage);
   std::vector<Shape> shapes;
   for (const auto& spec : specs) shapes.push_back(spec.second);
   const std::vector<Tensor> locals = w.storage_.carve(device, shapes, pad_multiple);
-  std::size_t i = 0;
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
     LayerWeights& lw = w.layers.emplace_back();
     lw.lora_scale = lora.scale();
-    for (int t = 0; t < kLoraTargets; ++t) {
-      if (!lora.targets_(static_cast<LoraTarget>(t))) continue;
-      lw.lora[static_cast<std::size_t>(t)] = {locals[i], locals[i + 1]};
-      i += 2;
+    if (config.moe() && lora.targets_mlp()) {
+      lw.experts.resize(static_cast<std::size_t>(config.num_experts));
     }
   }
+  std::size_t i = 0;
+  for_each_adapter(config, lora, stage, [&](std::int64_t l, std::int64_t where, LoraTarget t) {
+    LayerWeights& lw = w.layers[static_cast<std::size_t>(l - stage.begin)];
+    const LoraFactors f{locals[i], locals[i + 1]};
+    i += 2;
+    if (where == kDenseProjection) {
+      lw.lora[static_cast<std::size_t>(t)] = f;
+    } else {
+      (where == config.num_experts ? lw.shared_expert : lw.experts[static_cast<std::size_t>(where)])
+          .lora[expert_lora(t)] = f;
+    }
+  });
   for (std::size_t j = 0; j < specs.size(); ++j) {
     specs[j].first.local = locals[j];
     w.params_.push_back(std::move(specs[j].first));
@@ -303,9 +337,10 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
   return w;
 }
 
-std::vector<ShardedTensor> adapter_layout(const LoraConfig& lora, const TpDims& dims, const StageLayers& stage) {
+std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
+                                          const StageLayers& stage) {
   std::vector<ShardedTensor> out;
-  for (auto& spec : adapter_specs(lora, dims, stage)) out.push_back(std::move(spec.first));
+  for (auto& spec : adapter_specs(config, lora, dims, stage)) out.push_back(std::move(spec.first));
   return out;
 }
 
@@ -316,12 +351,17 @@ void ModelWeights::merge_into(ModelWeights& base, const kernels::Kernels& k) con
     const LayerWeights& w = base.layers[l];
     const Tensor* projections[kLoraTargets] = {&w.q_proj, &w.k_proj, &w.v_proj, &w.o_proj,
                                                &w.gate_proj, &w.up_proj, &w.down_proj};
-    for (int t = 0; t < kLoraTargets; ++t) {
-      const LoraFactors& f = a.lora[static_cast<std::size_t>(t)];
-      if (!f.a.defined()) continue;
-      const Tensor& p = *projections[t];
-      lora_merge(k, p, f, a.lora_scale, p.shape()[1], p.shape()[0]);
-    }
+    const auto merge = [&](const Tensor& p, const LoraFactors& f) {
+      if (f.a.defined()) lora_merge(k, p, f, a.lora_scale, p.shape()[1], p.shape()[0]);
+    };
+    for (int t = 0; t < kLoraTargets; ++t) merge(*projections[t], a.lora[static_cast<std::size_t>(t)]);
+    // A mixture's experts' (the shared expert's too): each projection its own adapter.
+    const auto merge_expert = [&](const LayerWeights::Expert& into, const LayerWeights::Expert& from) {
+      const Tensor* matrices[] = {&into.gate_proj, &into.up_proj, &into.down_proj};
+      for (const LoraTarget t : kLoraMlpTargets) merge(*matrices[expert_lora(t)], from.lora[expert_lora(t)]);
+    };
+    for (std::size_t e = 0; e < a.experts.size(); ++e) merge_expert(w.experts[e], a.experts[e]);
+    merge_expert(w.shared_expert, a.shared_expert);
   }
   base.refresh_bf16(k);
 }
@@ -350,8 +390,12 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
   }
   for (const LoraFactors& f : l.lora) cover(f.a), cover(f.b);
   cover(l.router);
-  for (const LayerWeights::Expert& e : l.experts) cover(e.gate_proj), cover(e.up_proj), cover(e.down_proj);
-  cover(l.shared_expert.gate_proj), cover(l.shared_expert.up_proj), cover(l.shared_expert.down_proj);
+  const auto cover_expert = [&](const LayerWeights::Expert& e) {
+    cover(e.gate_proj), cover(e.up_proj), cover(e.down_proj);
+    for (const LoraFactors& f : e.lora) cover(f.a), cover(f.b);
+  };
+  for (const LayerWeights::Expert& e : l.experts) cover_expert(e);
+  cover_expert(l.shared_expert);
   cover(l.shared_expert_gate);
   return {begin, end};
 }
@@ -370,12 +414,14 @@ void ModelWeights::enable_bf16(const kernels::Kernels& k) {
     b.gate_proj = view(l.gate_proj), b.up_proj = view(l.up_proj), b.down_proj = view(l.down_proj);
     for (std::size_t t = 0; t < l.lora.size(); ++t) b.lora[t] = {view(l.lora[t].a), view(l.lora[t].b)};
     b.router = view(l.router);
+    const auto expert_view = [&](const LayerWeights::Expert& e) {
+      LayerWeights::Expert v{view(e.gate_proj), view(e.up_proj), view(e.down_proj)};
+      for (std::size_t t = 0; t < e.lora.size(); ++t) v.lora[t] = {view(e.lora[t].a), view(e.lora[t].b)};
+      return v;
+    };
     b.experts.clear();
-    for (const LayerWeights::Expert& e : l.experts) {
-      b.experts.push_back({view(e.gate_proj), view(e.up_proj), view(e.down_proj)});
-    }
-    const LayerWeights::Expert& s = l.shared_expert;
-    b.shared_expert = {view(s.gate_proj), view(s.up_proj), view(s.down_proj)};
+    for (const LayerWeights::Expert& e : l.experts) b.experts.push_back(expert_view(e));
+    b.shared_expert = expert_view(l.shared_expert);
     b.shared_expert_gate = view(l.shared_expert_gate);
   }
   if (lm_head.defined()) lm_head_bf16 = bf16_view(lm_head);
@@ -506,6 +552,20 @@ std::string peft_module(const ModelConfig& c, LoraTarget t) {
   }
   const std::string module = layout.renamed(std::string(lora_module(t)) + ".");  // Phi's dense, fc1, fc2
   return module.substr(0, module.size() - 1);
+}
+
+std::vector<LoraModule> lora_modules(const ModelConfig& c, LoraTarget t) {
+  if (!(c.moe() && lora_mlp_target(t))) return {{lora_module(t), peft_module(c, t)}};
+  std::vector<LoraModule> out;
+  const std::string projection = std::string(lora_module(t)).substr(std::string("mlp.").size()) + ".";
+  const HfLayout layout = hf_layout(c);
+  const auto add = [&](const std::string& expert) {
+    const std::string spin = expert + projection, peft = layout.renamed(spin);
+    out.push_back({spin.substr(0, spin.size() - 1), peft.substr(0, peft.size() - 1)});
+  };
+  for (std::int64_t e = 0; e < c.num_experts; ++e) add(cat("mlp.experts.", e, "."));
+  if (c.shared_expert()) add("mlp.shared_expert.");
+  return out;
 }
 
 HfLayout peft_layout(const ModelConfig& c, const LoraConfig& lora) {

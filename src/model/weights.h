@@ -48,9 +48,12 @@ struct LayerWeights {
   Tensor attn_output_norm, mlp_output_norm;
   // A mixture of experts (ModelConfig::moe: Mixtral's): the router [experts, hidden], replicated,
   // and each expert's projections, split over TP as the dense MLP's are; gate_proj, up_proj and
-  // down_proj are then undefined.
+  // down_proj are then undefined. In the adapters' weights (ModelWeights::adapters) an expert holds
+  // the LoRA adapters of its projections instead (`lora`, indexed by expert_lora), where the adapters
+  // target the MLP's projections, and its matrices are undefined.
   struct Expert {
     Tensor gate_proj, up_proj, down_proj;
+    std::array<LoraFactors, 3> lora{};
   };
   Tensor router;
   std::vector<Expert> experts;
@@ -162,7 +165,10 @@ std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpD
                                             const StageLayers& stage);
 // The same for the LoRA adapters of that shard ("model.layers.<l>.self_attn.q_proj.lora_A.weight",
 // PEFT's names without its "base_model.model." prefix).
-std::vector<ShardedTensor> adapter_layout(const LoraConfig& lora, const TpDims& dims, const StageLayers& stage);
+// In a mixture of experts an MLP target adapts every expert's projection (and the shared expert's):
+// "model.layers.<l>.mlp.experts.<e>.gate_proj.lora_A.weight".
+std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
+                                          const StageLayers& stage);
 
 // Where these parameters sit in the model's Hugging Face files: under hf_weight_prefix, and for
 // Phi-3 (ModelConfig::fused_projections) q/k/v as the row blocks of qkv_proj, gate/up of
@@ -170,6 +176,14 @@ std::vector<ShardedTensor> adapter_layout(const LoraConfig& lora, const TpDims& 
 HfLayout hf_layout(const ModelConfig& config);
 // Projection t's module within a layer as spin's tensors name it ("self_attn.q_proj").
 const char* lora_module(LoraTarget t);
+// The modules target t adapts within a layer, as spin's tensors and PEFT name them: the
+// projection's (lora_module, peft_module), or in a mixture of experts an MLP target's of every
+// expert and the shared expert ("mlp.experts.3.gate_proj"; Mixtral's files
+// "block_sparse_moe.experts.3.w1").
+struct LoraModule {
+  std::string spin, peft;
+};
+std::vector<LoraModule> lora_modules(const ModelConfig& config, LoraTarget t);
 // The module PEFT adapts for projection t: the same, or in Phi-3's files (hf_layout's fusions) the
 // fused module that holds it ("self_attn.qkv_proj").
 std::string peft_module(const ModelConfig& config, LoraTarget t);

@@ -53,11 +53,11 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
 
 // This rank's LoRA adapter elements on a stage, as ModelWeights::adapters lays them out (none
 // without adapters).
-std::int64_t stage_adapter_params(const model::LoraConfig& lora, const model::TpDims& d, const model::StageLayers& s,
-                                  std::int64_t pad_multiple) {
+std::int64_t stage_adapter_params(const model::ModelConfig& c, const model::LoraConfig& lora, const model::TpDims& d,
+                                  const model::StageLayers& s, std::int64_t pad_multiple) {
   if (!lora.enabled()) return 0;
   std::int64_t n = 0;
-  for (const ShardedTensor& t : model::adapter_layout(lora, d, s)) {
+  for (const ShardedTensor& t : model::adapter_layout(c, lora, d, s)) {
     const std::int64_t whole = shape_numel(t.global_shape);
     n += aligned(t.replicated() ? whole : whole / t.global_shape[static_cast<std::size_t>(t.split_dim)] * t.length);
   }
@@ -176,23 +176,30 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products,
 }
 
 // LoRA's buffers of one layer (LayerActivations::lora_u: each adapted projection's u at the
-// activation size, and with bf16 products the float32 scratch it is computed in) and of the
-// backward's scratch (LayerGradScratch: d/d u in float32 and with bf16 products in bf16, the
-// replicated factors' gradients [7, rank x hidden], the frozen norms' unused gradient [hidden]; with
-// dropout the micro-batch's AdapterDropout scratch, [rows, widest adapted input] in float32 and with
-// bf16 products in bf16).
-Elements lora_layer(const model::LoraConfig& lora, const Rows& r, bool bf16_products) {
+// activation size -- a mixture's MLP targets' over its grouped rows and shared expert's rows --, with
+// bf16 products the float32 scratch it is computed in, and under dropout of a mixture's experts'
+// adapters the grouped rows' int64 keys) and of the backward's scratch (LayerGradScratch: d/d u in
+// float32 and with bf16 products in bf16, the replicated factors' gradients [slots, rank x hidden]
+// -- the layer's 7, then a mixture's experts' 3 each --, the frozen norms' unused gradient [hidden];
+// with dropout the micro-batch's AdapterDropout scratch, [rows, widest adapted input] in float32 and
+// with bf16 products in bf16).
+Elements lora_layer(const model::ModelConfig& c, const model::LoraConfig& lora, const Rows& r, bool bf16_products) {
   if (!lora.enabled()) return {};
   const std::int64_t u = aligned(r.all * lora.rank);
-  const auto targets = static_cast<std::int64_t>(std::count(lora.targets.begin(), lora.targets.end(), true));
-  return {targets * u, bf16_products ? u : 0};
+  std::int64_t saved = 0;
+  for (int t = 0; t < model::kLoraTargets; ++t) {
+    const auto target = static_cast<model::LoraTarget>(t);
+    if (lora.targets_(target)) saved += aligned(model::lora_u_rows(c, target, r.all) * lora.rank);
+  }
+  return {saved, (bf16_products ? u : 0) + 2 * aligned(model::moe_dropout_keys(c, lora, r.all))};
 }
-Elements lora_grad_scratch(const model::LoraConfig& lora, const model::TpDims& d, const Rows& r, bool bf16_products) {
+Elements lora_grad_scratch(const model::ModelConfig& c, const model::LoraConfig& lora, const model::TpDims& d,
+                           const Rows& r, bool bf16_products) {
   if (!lora.enabled()) return {};
   const std::int64_t u = aligned(r.all * lora.rank);
   const std::int64_t dropped = lora.dropout > 0.0 ? aligned(r.all * model::lora_widest_input(lora, d)) : 0;
   return {bf16_products ? u + dropped : 0,
-          u + aligned(model::kLoraTargets * lora.rank * d.hidden) + aligned(d.hidden) + dropped};
+          u + aligned(model::lora_replicated_slots(c, lora) * lora.rank * d.hidden) + aligned(d.hidden) + dropped};
 }
 
 // What a stage's forward keeps besides its layers: the head (last stage) or the output sent on,
@@ -255,7 +262,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     s.params = stage_params(c, d, layers, r.distributed_optimizer ? r.dp : 1);
     // The trained parameters: the model's, or with LoRA the adapters' (the policy is then the
     // reference + the adapters: no second copy of the model).
-    s.trained = r.lora.enabled() ? stage_adapter_params(r.lora, d, layers, r.distributed_optimizer ? r.dp : 1)
+    s.trained = r.lora.enabled() ? stage_adapter_params(c, r.lora, d, layers, r.distributed_optimizer ? r.dp : 1)
                                  : s.params;
     const std::int64_t owned = r.distributed_optimizer ? s.trained / r.dp : s.trained;
     s.weights = s.trained * p.weight;
@@ -286,10 +293,10 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const bool keep_probs = attention_keeps_probs(p, d.head_dim);
     const Elements layer = layer_activations(d, split, seqs, r.seq, keep_probs, true, false, c, mixed);
     const Elements end = stage_end(d, split, layers.last, mixed, r.logits_chunk_rows);
-    const Elements scratch = grad_scratch(d, split, mixed, c) + lora_grad_scratch(r.lora, d, split, mixed);
+    const Elements scratch = grad_scratch(d, split, mixed, c) + lora_grad_scratch(c, r.lora, d, split, mixed);
     // With recomputation a micro-batch keeps each layer's input and one set of layer buffers
     // (plus the recomputed forward's output) instead of every layer's.
-    const Elements trained_layer = layer + lora_layer(r.lora, split, mixed);
+    const Elements trained_layer = layer + lora_layer(c, r.lora, split, mixed);
     const Elements kept =
         r.recompute_activations
             ? Elements{0, (s.layers + 1) * aligned(split.residual * d.hidden)} + trained_layer

@@ -18,8 +18,12 @@ exports the fused tensors of W + (alpha / r) B A. Phi-2 (tiny-phi2, PhiForCausal
 named dense, fc1, fc2; no gate): both ways as tiny-llama's -- spin sft's all-linear adapters (six
 modules) exported for PEFT over the frozen model, and PEFT's adapter on q_proj, dense and fc2 merged
 by spin. GPT-NeoX (tiny-gpt-neox): gate_proj in --lora-targets refused, and its PEFT adapters both ways
-(query_key_value is fused per head) refused by name before any output. Mixtral (tiny-mixtral): LoRA's
-all-linear and an MLP target refused by name, the attention's adapters trained by spin sft and exported.
+(query_key_value is fused per head) refused by name before any output. Mixtures of experts, both ways
+as tiny-llama's: Mixtral (tiny-mixtral, its experts' w1 / w3 / w2) and Qwen2-MoE (tiny-qwen2-moe, its
+experts' and shared expert's gate_proj / up_proj / down_proj) -- spin sft's all-linear adapters (every
+expert's projections, the router not adapted: seven target modules) exported for PEFT over the frozen
+model, and PEFT's adapters of the experts merged by spin; an adapter of the router (target "gate") refused
+by name.
 Needs torch, transformers and peft (a test oracle only).
 """
 import argparse
@@ -69,7 +73,12 @@ def main():
     check(args, phi2, json.load(open(os.path.join(phi2, "config.json")))["vocab_size"], False, modules=6)
     check_import(args, phi2, False, targets=("q_proj", "dense", "fc2"))
     check_gpt_neox_refusals(args, os.path.join(args.models, "tiny-gpt-neox"))
-    check_moe_lora(args, os.path.join(args.models, "tiny-mixtral"))
+    for name, targets in (("tiny-mixtral", ("q_proj", "w1", "w2", "w3")),
+                          ("tiny-qwen2-moe", ("gate_proj", "up_proj", "down_proj"))):
+        moe = os.path.join(args.models, name)
+        check(args, moe, json.load(open(os.path.join(moe, "config.json")))["vocab_size"], False)
+        check_import(args, moe, False, targets=targets)
+    check_router_refused(args, os.path.join(args.models, "tiny-mixtral"))
 
 
 def lora_sft_command(args, model, tmp, seed):
@@ -113,21 +122,21 @@ def check_gpt_neox_refusals(args, model):
     print("GPT-NeoX: gate_proj in --lora-targets, its PEFT adapters (export and import) refused by name, nothing written")
 
 
-def check_moe_lora(args, model):
-    """A mixture of experts (Mixtral): LoRA's default all-linear, and an MLP target, are refused naming
-    the setting before anything is written; the attention's adapters train (spin sft) and export."""
-    with tempfile.TemporaryDirectory(prefix="spin_peft_moe_") as tmp:
-        sft = lora_sft_command(args, model, tmp, 5)
-        refused(sft + ["--output", os.path.join(tmp, "all")], "--lora-targets")
-        refused(sft + ["--output", os.path.join(tmp, "up"), "--lora-targets", "q_proj,up_proj"], "--lora-targets")
-        assert not os.path.exists(os.path.join(tmp, "all")) and not os.path.exists(os.path.join(tmp, "up"))
-        save = os.path.join(tmp, "save")
-        run(sft + ["--output", os.path.join(tmp, "out"), "--save-dir", save, "--save-interval", "1",
-                   "--lora-targets", "q_proj,k_proj,v_proj,o_proj"])
-        run([args.spin, "ckpt", "export-hf", save, os.path.join(tmp, "lora"), "--which", "lora"])
-        adapter = load_file(os.path.join(tmp, "lora", "adapter_model.safetensors"))
-        assert adapter and all(".self_attn." in name for name in adapter), sorted(adapter)
-    print("Mixtral: LoRA's all-linear and MLP targets refused by name; attention adapters trained and exported")
+def check_router_refused(args, model):
+    """A PEFT adapter of a mixture's router (Mixtral's block_sparse_moe.gate: target "gate") is refused naming
+    target_modules before any output: spin adapts the experts' projections, not the router."""
+    with tempfile.TemporaryDirectory(prefix="spin_peft_router_") as tmp:
+        torch.manual_seed(8)
+        adapted = get_peft_model(AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float32),
+                                 LoraConfig(r=4, lora_alpha=8, target_modules=["gate"]))
+        adapter = os.path.join(tmp, "adapter")
+        adapted.peft_config["default"].save_pretrained(adapter)
+        save_file(get_peft_model_state_dict(adapted), os.path.join(adapter, "adapter_model.safetensors"),
+                  metadata={"format": "pt"})
+        refused([args.spin, "ckpt", "import-hf", model, os.path.join(tmp, "merged"), "--adapter", adapter],
+                "target_modules")
+        assert not os.path.exists(os.path.join(tmp, "merged"))
+    print("Mixtral: a PEFT adapter of the router refused by name, nothing written")
 
 
 def check_import_fused(args, model):
@@ -192,10 +201,11 @@ def check_import(args, model, rslora, rank_pattern=None, alpha_pattern=None, tar
         got = load_file(os.path.join(hf, "model.safetensors"))
         worst = max((got[name] - want[name]).abs().max().item() for name in got)
         changed = sorted(n for n in got if not torch.equal(got[n], before[n]))
-        modules = {"q_proj": "self_attn.q_proj", "v_proj": "self_attn.v_proj", "down_proj": "mlp.down_proj",
-                   "dense": "self_attn.dense", "fc2": "mlp.fc2"}
-        expected = sorted("model.layers.%d.%s.weight" % (l, modules[m]) for l in range(base.config.num_hidden_layers)
-                          for m in targets)
+        # Every target's modules in every layer (a mixture's: each expert's, and a shared expert's), as PEFT's merge
+        # changed them.
+        expected = sorted(n for n in want if not torch.equal(want[n], before[n]))
+        layers = base.config.num_hidden_layers
+        assert all(sum(n.endswith(".%s.weight" % m) for n in expected) >= layers for m in targets), expected
         assert changed == expected, changed
         assert worst < 1e-6, "spin's merge of PEFT's adapter and PEFT's differ by %g" % worst
         # What spin does not merge as PEFT would, refused before any work.

@@ -121,7 +121,7 @@ void expect_same_as_tp1(const testing::TinyShape& shape, int tp, const Options& 
   testing::expect_close(parallel_run.token_logprobs, reference.token_logprobs, o.tolerance, 1e-6,
                         "token logprobs");
   const auto names = o.lora.enabled()
-                         ? adapter_layout(o.lora, tp_dims(config, 0, 1), StageLayers::whole(config.num_layers))
+                         ? adapter_layout(config, o.lora, tp_dims(config, 0, 1), StageLayers::whole(config.num_layers))
                          : ModelWeights(config, tp_dims(config, 0, 1)).sharded_state_dict();
   for (std::size_t p = 0; p < reference.grads.size(); ++p) {
     // Per tensor: max |diff| <= 1e-5 max |reference| (elements near 0 carry rounding of the
@@ -256,6 +256,15 @@ TEST(TensorParallel, LoraAdaptersMatchOneRankAtTp2AndTp4) {
   expect_same_as_tp1(shape, 4, {.lora = neox});
   shape.family = testing::TinyFamily::Phi;  // besides, the LM head's frozen bias
   expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .lora = neox});
+  // A mixture of experts: every expert's adapters split as its projections (their replicated
+  // factors' gradients all-reduced with the layer's own), over the frozen router and experts; Qwen2-MoE's
+  // shared expert's too; under dropout each grouped row masked by its source row's key.
+  for (const testing::TinyFamily family : {testing::TinyFamily::Mixtral, testing::TinyFamily::Qwen2Moe}) {
+    SCOPED_TRACE(testing::tiny_family_name(family));
+    shape.family = family;
+    for (int tp : {2, 4}) expect_same_as_tp1(shape, tp, {.lora = all});
+    expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .recompute = true, .lora = dropped});
+  }
 }
 
 // The batch's 27 rows split 14 + 13 (one pad row) at TP 2 and 7 + 7 + 7 + 6 at TP 4.

@@ -198,6 +198,22 @@ TEST(LayoutInvariance, RouterLossesUnderPipelineTensorAndDataParallelism) {
   }
 }
 
+// LoRA adapters of a mixture's experts (and Qwen2-MoE's shared expert) over its frozen router and
+// experts: each expert's replicated factors' gradients all-reduced over TP beside the layer's own,
+// the adapters' DP reduction and ZeRO-1 sharding with the stages' layers; under dropout each grouped
+// row masked by its source row's key, so every layout draws the same masks.
+TEST(LayoutInvariance, ExpertAdaptersUnderPipelineTensorAndDataParallelism) {
+  for (const testing::TinyFamily family : {testing::TinyFamily::Mixtral, testing::TinyFamily::Qwen2Moe}) {
+    SCOPED_TRACE(testing::tiny_family_name(family));
+    SftSetup s{{2, 2, 2}, true, true};
+    s.family = family;
+    s.lora = testing::tiny_lora();
+    check_layout(s);
+    s.lora.dropout = 0.3;
+    check_layout(s);
+  }
+}
+
 // Gradient accumulation: 8 micro-batches of 1, 4 of 2, 2 of 4 and 1 of 8 sequences. A weight
 // gradient's sum over rows runs inside one product or across several, in an order that depends on
 // the BLAS kernel's blocking: on an AVX-512 machine (OpenBLAS's SkylakeX sgemm) the fifth step's

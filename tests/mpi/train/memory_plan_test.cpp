@@ -238,6 +238,12 @@ TEST(MemoryPlan, LoraFiguresEqualTheAllocations) {
   check<testing::LoraSpinSetup>(world, {2, 2, 1}, false, true, true, true, false, 0, Family::Llama, 0, lora);
   lora.targets = model::parse_lora_targets("q_proj,v_proj", "test");
   check<testing::LoraSpinSetup>(world, {2, 1, 2}, true, false, false, false, true, 0, Family::Llama, 0, lora);
+  // A mixture's experts adapted (Qwen2-MoE's shared expert too): their u over the grouped rows, their
+  // replicated factors' gradient slots, under dropout the grouped rows' keys.
+  model::LoraConfig experts = testing::tiny_lora(4);
+  check<testing::LoraSpinSetup>(world, {2, 2, 1}, false, false, true, false, true, 0, Family::Qwen2Moe, 0, experts);
+  experts.dropout = 0.1;
+  check<testing::LoraSpinSetup>(world, {2, 1, 2}, true, false, false, true, false, 0, Family::Mixtral, 0, experts);
 }
 
 }  // namespace

@@ -67,6 +67,13 @@ TEST(Lora, TargetsParseAndValidate) {
   LoraConfig phi3;
   phi3.targets = parse_lora_targets("qkv_proj,gate_up_proj", "lora.targets");
   EXPECT_EQ(phi3.targets_text(), "q_proj,k_proj,v_proj,gate_proj,up_proj");
+  // Mixtral's experts' modules as PEFT names them.
+  LoraConfig mixtral;
+  mixtral.targets = parse_lora_targets("w2,q_proj,w1", "lora.targets");
+  EXPECT_EQ(mixtral.targets_text(), "q_proj,gate_proj,down_proj");
+  mixtral.targets = parse_lora_targets("w3", "lora.targets");
+  EXPECT_EQ(mixtral.targets_text(), "up_proj");
+  EXPECT_THROW(parse_lora_targets("gate", "lora.targets"), Error);  // the router is not adapted
   // NeMo's names of its fused modules.
   LoraConfig nemo;
   nemo.targets = parse_lora_targets("attention_qkv,mlp_fc2", "lora.targets");
@@ -130,11 +137,13 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
 // OLMo 2's q and k norms across the heads, whose input gradients flow without a weight gradient,
 // and StableLM's LayerNorms, their weights and biases frozen);
 // the first OLMo's adapters of q, k and v through its clamp (clip_qkv at a limit in a gap of the
-// adapted products' values: common/gradient_check.h); Mixtral's attention adapted over its frozen
-// mixture of experts (the router's input gradient flows, no expert's or router's weight gradient).
+// adapted products' values: common/gradient_check.h); Mixtral's every expert's gate, up and down
+// adapted over its frozen mixture (the router's input gradient flows, no expert's or router's
+// weight gradient; the router itself is not adapted), and its attention alone; Qwen2-MoE's experts'
+// and shared expert's adapters.
 TEST(Lora, GradientsMatchFiniteDifferences) {
   for (const char* variant : {"llama", "qwen3", "gemma2", "olmo", "olmo2", "stablelm", "parallel residual", "cohere",
-                              "gpt_neox", "phi", "mixtral", "q and v"}) {
+                              "gpt_neox", "phi", "mixtral", "mixtral attention", "qwen2_moe", "q and v"}) {
     SCOPED_TRACE(variant);
     testing::TinyShape shape;
     shape.family = variant == std::string("qwen3")               ? testing::TinyFamily::Qwen3
@@ -146,15 +155,11 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
                    : variant == std::string("cohere")            ? testing::TinyFamily::Cohere
                    : variant == std::string("gpt_neox")          ? testing::TinyFamily::GptNeox
                    : variant == std::string("phi")               ? testing::TinyFamily::Phi
-                   : variant == std::string("mixtral")           ? testing::TinyFamily::Mixtral
+                   : std::string(variant).starts_with("mixtral") ? testing::TinyFamily::Mixtral
+                   : variant == std::string("qwen2_moe")         ? testing::TinyFamily::Qwen2Moe
                                                                  : testing::TinyFamily::Llama;
     LoraConfig lora = testing::tiny_lora();
-    if (shape.family == testing::TinyFamily::Mixtral) {  // its MLP's adapters are refused
-      const ModelConfig config = testing::tiny_config(shape);
-      EXPECT_THROW(ModelWeights::adapters(config, lora, tp_dims(config, 0, 1), StageLayers::whole(config.num_layers)),
-                   Error);
-      lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj", "test");
-    }
+    if (variant == std::string("mixtral attention")) lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj", "test");
     if (shape.family == testing::TinyFamily::GptNeox || shape.family == testing::TinyFamily::Phi) {  // no gate
       lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj,up_proj,down_proj", "test");
     }
@@ -196,13 +201,21 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
 // adapter's input x keep / (1 - p), the mask drawn again in the backward, in float32 and with
 // activation recomputation -- against its central differences (the training forward's, which
 // draws the masks; a scoring forward draws none). The masks act, follow the step's seed and each
-// sequence's key: a sequence packed with others or alone, first or last, is masked the same.
+// sequence's key: a sequence packed with others or alone, first or last, is masked the same. Also
+// a mixture of experts' adapters (Qwen2-MoE's: every expert's and the shared expert's), whose
+// grouped rows take their source rows' keys.
 TEST(Lora, DropoutGradientsMatchFiniteDifferences) {
-  for (const bool recompute : {false, true}) {
+  for (const auto& [family, recompute] : {std::pair{testing::TinyFamily::Llama, false},
+                                         std::pair{testing::TinyFamily::Llama, true},
+                                         std::pair{testing::TinyFamily::Qwen2Moe, false},
+                                         std::pair{testing::TinyFamily::Qwen2Moe, true}}) {
     SCOPED_TRACE(recompute);
+    SCOPED_TRACE(static_cast<int>(family));
+    testing::TinyShape shape;
+    shape.family = family;
     LoraConfig lora = testing::tiny_lora();
     lora.dropout = 0.3;
-    Adapted m({}, lora);
+    Adapted m(shape, lora);
     m.transformer.set_recompute_activations(recompute);
     testing::randomize_matrices(m.adapters, 3, 0.3f);
     TokenBatch batch = TokenBatch::pack(sequences());
@@ -223,7 +236,7 @@ TEST(Lora, DropoutGradientsMatchFiniteDifferences) {
     const auto scored = m.transformer.forward(m.weights, batch, scoring, false, {}, &m.adapters).sequence_logprobs;
     LoraConfig plain = lora;
     plain.dropout = 0.0;
-    Adapted undropped({}, plain);
+    Adapted undropped(shape, plain);
     undropped.adapters.flat().copy_from(m.adapters.flat());
     Activations plain_acts;
     EXPECT_EQ(scored, undropped.transformer.forward(undropped.weights, batch, plain_acts, true, {}, &undropped.adapters)
@@ -248,7 +261,11 @@ TEST(Lora, DropoutGradientsMatchFiniteDifferences) {
 // W + scale B A in place of W scores as W with the adapters (float32 rounding apart); merging
 // fresh adapters (B = 0) changes no bit.
 TEST(Lora, MergedWeightsScoreAsTheAdaptedModel) {
-  Adapted m;
+  for (const auto family : {testing::TinyFamily::Llama, testing::TinyFamily::Qwen2Moe}) {
+  SCOPED_TRACE(static_cast<int>(family));
+  testing::TinyShape shape;
+  shape.family = family;
+  Adapted m(shape);
   const TokenBatch batch = TokenBatch::pack(sequences());
   const Tensor before = m.weights.flat().clone();
   m.adapters.merge_into(m.weights, m.cpu);
@@ -258,6 +275,7 @@ TEST(Lora, MergedWeightsScoreAsTheAdaptedModel) {
   EXPECT_GT(testing::max_abs_diff(adapted, m.logprobs(batch, nullptr)), 1e-2);  // the adapters act
   m.adapters.merge_into(m.weights, m.cpu);
   testing::expect_close(m.logprobs(batch, nullptr), adapted, 1e-5, 1e-5, "merged");
+  }
 }
 
 // With bf16 products the adapted model's log-probabilities and the adapters' gradients follow
@@ -266,11 +284,15 @@ TEST(Lora, MergedWeightsScoreAsTheAdaptedModel) {
 // projection's gradient, with the u and du roundings besides); a wrong operand or leading
 // dimension moves them by O(1).
 TEST(Lora, Bf16ProductsFollowFloat32) {
+  for (const auto family : {testing::TinyFamily::Llama, testing::TinyFamily::Qwen2Moe}) {
+  SCOPED_TRACE(static_cast<int>(family));
+  testing::TinyShape shape;
+  shape.family = family;
   const LoraConfig lora = testing::tiny_lora();
   std::vector<float> logprobs[2];
   std::vector<float> grads[2];
   for (int mixed = 0; mixed < 2; ++mixed) {
-    Adapted m({}, lora);
+    Adapted m(shape, lora);
     testing::randomize_matrices(m.adapters, 3, 0.3f);
     if (mixed) {
       m.weights.enable_bf16(m.cpu);
@@ -292,6 +314,7 @@ TEST(Lora, Bf16ProductsFollowFloat32) {
   }
   EXPECT_LE(std::sqrt(diff / norm), 0.06);
   EXPECT_GT(diff, 0.0);  // the bf16 path ran
+  }
 }
 
 }  // namespace

@@ -1,0 +1,59 @@
+// LoRA adapters (model/lora.h) as the layers apply them: one adapter at one site -- a dense
+// projection of the decoder layer, or one expert's projection over its block of a mixture's grouped
+// rows (model/moe.cpp) -- with LoRA's dropout of its input and the saved u its backward reads.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include "core/tensor.h"
+#include "model/context.h"
+#include "model/lora.h"
+#include "model/tp_regions.h"
+
+namespace spin::model {
+
+// One adapter over n rows: its factors (and their bf16 views in mixed precision), its scale, the
+// rows of the saved u ([n, rank]: float32, or bf16 in mixed precision) and, under LoRA's dropout,
+// its mask over these rows (`dropout` null: none).
+struct AdapterSite {
+  const LoraFactors& w;
+  const LoraFactors& w16;
+  float scale = 0.0f;
+  Tensor u;
+  const AdapterDropout* dropout = nullptr;
+  kernels::Kernels::DropoutMask mask;
+};
+
+// The adapter's input: x (or x16) itself, or under dropout x keep / (1 - p) in the dropout's
+// scratch -- the same mask in the forward and the backward, drawn twice.
+ColumnInput adapter_site_input(const ModelContext& ctx, const AdapterSite& site, const Tensor& x, const Tensor& x16,
+                               std::int64_t n, std::int64_t in);
+
+// Adds the adapter's term to its projection's output: float32 y, or in mixed precision bf16 y16 in
+// place (one rounding of the sum) when y16 is not null. u32: mixed precision's float32 scratch for
+// u ([n, rank] at least).
+void adapter_site_forward(const ModelContext& ctx, const AdapterSite& site, const Tensor& u32, const Tensor& x,
+                          const Tensor& x16, float* y, std::uint16_t* y16, std::int64_t n, std::int64_t in,
+                          std::int64_t out);
+
+// Its backward from dy (float32; dy16 its bf16 as the projection's own backward left it): da +=
+// and db += the factors' gradients, dx += the input's (under dropout through the mask: the
+// dropout's float32 scratch holds it first; dx may be null). du, du16: [n, rank] scratch.
+void adapter_site_backward(const ModelContext& ctx, const AdapterSite& site, float* da, float* db, const float* dy,
+                           const Tensor& dy16, const Tensor& x, const Tensor& x16, const Tensor& du,
+                           const Tensor& du16, float* dx, std::int64_t n, std::int64_t in, std::int64_t out);
+
+// Where an adapter's factors' gradients go (da, db): the split factor's into its gradient `grad`;
+// the replicated one's (a column-parallel adapter's A, a row-parallel one's B) -- each rank's
+// partial sum under TP -- into slot `slot` of `replicated` ([slots, rank x hidden], all-reduced once
+// a layer before it is added), or with one rank into its gradient too.
+std::pair<float*, float*> adapter_grads(const ModelContext& ctx, const LoraFactors& grad, LoraTarget t,
+                                        const Tensor& replicated, std::int64_t slot);
+// The slot of a mixture's expert's adapter of target t (the shared expert: expert = num_experts),
+// after the layer's own targets'.
+inline std::int64_t expert_adapter_slot(std::int64_t expert, LoraTarget t) {
+  return kLoraTargets + 3 * expert + static_cast<std::int64_t>(expert_lora(t));
+}
+
+}  // namespace spin::model
