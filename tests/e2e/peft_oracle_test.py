@@ -96,6 +96,20 @@ def lora_sft_command(args, model, tmp, seed):
             "--micro-batch-size", "4", "--epochs", "1"]
 
 
+def import_refused(args, model, tmp, seed, targets, pattern):
+    """A PEFT adapter (rank 4, `seed` drawing A) of `targets` on `model`, written into `tmp`: spin ckpt import-hf
+    refuses it with one error naming `pattern`, writing nothing."""
+    torch.manual_seed(seed)
+    adapted = get_peft_model(AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float32),
+                             LoraConfig(r=4, lora_alpha=8, target_modules=targets))
+    adapter = os.path.join(tmp, "adapter")
+    adapted.peft_config["default"].save_pretrained(adapter)
+    save_file(get_peft_model_state_dict(adapted), os.path.join(adapter, "adapter_model.safetensors"),
+              metadata={"format": "pt"})
+    refused([args.spin, "ckpt", "import-hf", model, os.path.join(tmp, "merged"), "--adapter", adapter], pattern)
+    assert not os.path.exists(os.path.join(tmp, "merged"))
+
+
 def check_gpt_neox_refusals(args, model):
     """GPT-NeoX: LoRA on a gate its plain MLP lacks is refused naming the setting; PEFT adapters are
     refused naming the fused query_key_value -- a valid PEFT adapter (on attention.dense) at import,
@@ -109,16 +123,7 @@ def check_gpt_neox_refusals(args, model):
         refused([args.spin, "ckpt", "export-hf", save, os.path.join(tmp, "lora"),
                  "--which", "lora"], "query_key_value")
         assert not os.path.exists(os.path.join(tmp, "lora"))
-        torch.manual_seed(6)
-        adapted = get_peft_model(AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float32),
-                                 LoraConfig(r=4, lora_alpha=8, target_modules=["dense"]))
-        adapter = os.path.join(tmp, "adapter")
-        adapted.peft_config["default"].save_pretrained(adapter)
-        save_file(get_peft_model_state_dict(adapted), os.path.join(adapter, "adapter_model.safetensors"),
-                  metadata={"format": "pt"})
-        refused([args.spin, "ckpt", "import-hf", model, os.path.join(tmp, "merged"), "--adapter", adapter],
-                "query_key_value")
-        assert not os.path.exists(os.path.join(tmp, "merged"))
+        import_refused(args, model, tmp, 6, ["dense"], "query_key_value")
     print("GPT-NeoX: gate_proj in --lora-targets, its PEFT adapters (export and import) refused by name, nothing written")
 
 
@@ -126,16 +131,7 @@ def check_router_refused(args, model):
     """A PEFT adapter of a mixture's router (Mixtral's block_sparse_moe.gate: target "gate") is refused naming
     target_modules before any output: spin adapts the experts' projections, not the router."""
     with tempfile.TemporaryDirectory(prefix="spin_peft_router_") as tmp:
-        torch.manual_seed(8)
-        adapted = get_peft_model(AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float32),
-                                 LoraConfig(r=4, lora_alpha=8, target_modules=["gate"]))
-        adapter = os.path.join(tmp, "adapter")
-        adapted.peft_config["default"].save_pretrained(adapter)
-        save_file(get_peft_model_state_dict(adapted), os.path.join(adapter, "adapter_model.safetensors"),
-                  metadata={"format": "pt"})
-        refused([args.spin, "ckpt", "import-hf", model, os.path.join(tmp, "merged"), "--adapter", adapter],
-                "target_modules")
-        assert not os.path.exists(os.path.join(tmp, "merged"))
+        import_refused(args, model, tmp, 8, ["gate"], "target_modules")
     print("Mixtral: a PEFT adapter of the router refused by name, nothing written")
 
 
