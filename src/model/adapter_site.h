@@ -41,8 +41,8 @@ void adapter_site_forward(const ModelContext& ctx, const AdapterSite& site, cons
 // and db += the factors' gradients, dx += the input's (under dropout through the mask: the
 // dropout's float32 scratch holds it first; dx may be null). du, du16: [n, rank] scratch.
 void adapter_site_backward(const ModelContext& ctx, const AdapterSite& site, float* da, float* db, const float* dy,
-                           const Tensor& dy16, const Tensor& x, const Tensor& x16, const Tensor& du,
-                           const Tensor& du16, float* dx, std::int64_t n, std::int64_t in, std::int64_t out);
+                           const Tensor& dy16, const Tensor& x, const Tensor& x16, const Tensor& du, const Tensor& du16,
+                           float* dx, std::int64_t n, std::int64_t in, std::int64_t out);
 
 // Where an adapter's factors' gradients go (da, db): the split factor's into its gradient `grad`;
 // the replicated one's (a column-parallel adapter's A, a row-parallel one's B) -- each rank's

@@ -77,7 +77,8 @@ struct AdapterDropout {
   // from every dense projection's.
   kernels::Kernels::DropoutMask expert_mask(std::int64_t layer, std::int64_t expert, int target,
                                             std::int64_t col_offset, const std::int64_t* keys) const {
-    const auto stream = static_cast<std::uint32_t>(0x80000000u | static_cast<std::uint32_t>((layer * 4096 + expert) * 8 + target));
+    const auto stream =
+        static_cast<std::uint32_t>(0x80000000u | static_cast<std::uint32_t>((layer * 4096 + expert) * 8 + target));
     return {keys, seed, stream, p, col_offset};
   }
 };

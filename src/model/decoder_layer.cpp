@@ -185,8 +185,8 @@ AdapterSite adapter_site(const ModelContext& ctx, const BatchGeometry& b, std::i
 
 // Adds adapter t's term to its projection's output (float32 y, or bf16 y16 in place), keeping u.
 void adapter_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights* adapters,
-                     LoraTarget t, LayerActivations& a, const Tensor& x, const Tensor& x16, float* y,
-                     const Tensor& y16, std::int64_t n, std::int64_t in, std::int64_t out) {
+                     LoraTarget t, LayerActivations& a, const Tensor& x, const Tensor& x16, float* y, const Tensor& y16,
+                     std::int64_t n, std::int64_t in, std::int64_t out) {
   if (!adapts(adapters, t)) return;
   adapter_site_forward(ctx, adapter_site(ctx, b, layer, *adapters, t, a, in), a.lora_u32, x, x16, y,
                        y16.defined() ? y16.bf16() : nullptr, n, in, out);

@@ -58,7 +58,9 @@ struct LoraConfig {
 
   bool enabled() const { return rank > 0; }
   bool targets_(LoraTarget t) const { return targets[static_cast<std::size_t>(t)]; }
-  bool targets_mlp() const { return targets_(LoraTarget::Gate) || targets_(LoraTarget::Up) || targets_(LoraTarget::Down); }
+  bool targets_mlp() const {
+    return targets_(LoraTarget::Gate) || targets_(LoraTarget::Up) || targets_(LoraTarget::Down);
+  }
   float scale() const {
     return static_cast<float>(alpha / (rslora ? std::sqrt(static_cast<double>(rank)) : static_cast<double>(rank)));
   }
@@ -75,8 +77,9 @@ struct LoraConfig {
 
 // "all-linear" (PEFT's name for every projection; NeMo's "all") or a comma-separated list of
 // target names -- PEFT's (q_proj, ..., down_proj; Phi-3's qkv_proj: q, k and v, gate_up_proj:
-// gate and up; Phi-2's dense, fc1, fc2; Mixtral's experts' w1: gate, w3: up, w2: down) or NeMo's (attention_qkv: q, k and v; attention_dense: o; mlp_fc1: gate and up;
-// mlp_fc2: down); throws naming `setting` for another word or an empty list.
+// gate and up; Phi-2's dense, fc1, fc2; Mixtral's experts' w1: gate, w3: up, w2: down) or NeMo's
+// (attention_qkv: q, k and v; attention_dense: o; mlp_fc1: gate and up; mlp_fc2: down); throws
+// naming `setting` for another word or an empty list.
 std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const char* setting);
 
 // The widest input of an adapted projection on this rank ([rows, it] is LoRA dropout's scratch):

@@ -168,17 +168,23 @@ class ExpertAdapters {
  public:
   ExpertAdapters(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights* adapters,
                  const LayerActivations& a)
-      : ctx_(ctx), b_(b), layer_(layer), a_(a),
+      : ctx_(ctx),
+        b_(b),
+        layer_(layer),
+        a_(a),
         ad_(adapters != nullptr && !adapters->experts.empty() ? adapters : nullptr) {}
 
-  bool any() const { return ad_ != nullptr; }
   // Whether expert e has an adapter of t.
   bool adapts(std::size_t e, LoraTarget t) const { return ad_ != nullptr && factors(*ad_, e, t).a.defined(); }
   AdapterSite site(std::size_t e, LoraTarget t, std::int64_t first, std::int64_t rows, std::int64_t in) const {
     const LoraFactors& f = factors(*ad_, e, t);
     const bool mixed = !ad_->bf16.experts.empty();
-    AdapterSite s{f, mixed ? factors_bf16(e, t) : kNoFactors, ad_->lora_scale,
-                  block(a_.lora_u[static_cast<std::size_t>(t)], first, rows, f.a.shape()[0]), b_.dropout, {}};
+    AdapterSite s{f,
+                  mixed ? factors_bf16(e, t) : kNoFactors,
+                  ad_->lora_scale,
+                  block(a_.lora_u[static_cast<std::size_t>(t)], first, rows, f.a.shape()[0]),
+                  b_.dropout,
+                  {}};
     if (b_.dropout != nullptr) {
       const std::int64_t* keys = shared(e) ? b_.dropout->row_keys : a_.moe.row_keys.data<std::int64_t>() + first;
       s.mask = b_.dropout->expert_mask(layer_, static_cast<std::int64_t>(e), static_cast<int>(t),
@@ -335,15 +341,14 @@ void moe_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t 
 
   // Expert e's (shared: E) product of target t over its rows: the matrix's backward (dW into g's
   // gradient where it has one: none in a frozen model, LoRA's base), then its adapter's.
-  const auto product_backward = [&](std::size_t e, LoraTarget t, float* dx, float* dw, const float* dy,
-                                    const Tensor& x, const Tensor& x16, const Tensor& m, const Tensor& m16,
-                                    std::int64_t first, std::int64_t rows, std::int64_t width_in,
-                                    std::int64_t width_out, bool accumulate) {
+  const auto product_backward = [&](std::size_t e, LoraTarget t, float* dx, float* dw, const float* dy, const Tensor& x,
+                                    const Tensor& x16, const Tensor& m, const Tensor& m16, std::int64_t first,
+                                    std::int64_t rows, std::int64_t width_in, std::int64_t width_out, bool accumulate) {
     linear_backward(ctx, dx, dw, dy, dy16, x, x16, m, m16, rows, width_in, width_out, accumulate);
     if (!ad.adapts(e, t)) return;
     const auto [da, db] = ad.grads(g, e, t, ls.lora_replicated);
-    adapter_site_backward(ctx, ad.site(e, t, first, rows, width_in), da, db, dy, dy16, x, x16, ls.lora_du,
-                          ls.lora_du16, dx, rows, width_in, width_out);
+    adapter_site_backward(ctx, ad.site(e, t, first, rows, width_in), da, db, dy, dy16, x, x16, ls.lora_du, ls.lora_du16,
+                          dx, rows, width_in, width_out);
   };
   // The model's gradients of expert e's matrix `m`, or null (a frozen model's, LoRA's base).
   const auto grad = [&](std::size_t e, Tensor LayerWeights::Expert::*m) -> float* {
@@ -375,9 +380,8 @@ void moe_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t 
     product_backward(e, LoraTarget::Gate, dx, grad(e, &LayerWeights::Expert::gate_proj), d_gate.f32() + first * inter,
                      x, x16, w.experts[e].gate_proj, expert16(w, e, &LayerWeights::Expert::gate_proj), first, rows, h,
                      inter, false);
-    product_backward(e, LoraTarget::Up, dx, grad(e, &LayerWeights::Expert::up_proj), d_up.f32() + first * inter, x,
-                     x16, w.experts[e].up_proj, expert16(w, e, &LayerWeights::Expert::up_proj), first, rows, h, inter,
-                     true);
+    product_backward(e, LoraTarget::Up, dx, grad(e, &LayerWeights::Expert::up_proj), d_up.f32() + first * inter, x, x16,
+                     w.experts[e].up_proj, expert16(w, e, &LayerWeights::Expert::up_proj), first, rows, h, inter, true);
   });
   if (shared) {
     float* dx = s.dx.f32() + grouped * h;

@@ -262,8 +262,8 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     s.params = stage_params(c, d, layers, r.distributed_optimizer ? r.dp : 1);
     // The trained parameters: the model's, or with LoRA the adapters' (the policy is then the
     // reference + the adapters: no second copy of the model).
-    s.trained = r.lora.enabled() ? stage_adapter_params(c, r.lora, d, layers, r.distributed_optimizer ? r.dp : 1)
-                                 : s.params;
+    s.trained =
+        r.lora.enabled() ? stage_adapter_params(c, r.lora, d, layers, r.distributed_optimizer ? r.dp : 1) : s.params;
     const std::int64_t owned = r.distributed_optimizer ? s.trained / r.dp : s.trained;
     s.weights = s.trained * p.weight;
     s.grads = s.trained * p.grad;

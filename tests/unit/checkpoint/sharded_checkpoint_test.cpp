@@ -72,8 +72,8 @@ TEST_F(Checkpoint, ACatalogOfThousandsOfTensorsIsWrittenAndReadBack) {
   CheckpointWriter writer(world, path);
   std::vector<PieceWrite> pieces;
   std::vector<std::string> names;
-  for (int i = 0; i < 3000; ++i) names.push_back(cat("model.layers.", i / 100, ".mlp.experts.", i % 100,
-                                                     ".gate_proj.lora_A.weight"));
+  for (int i = 0; i < 3000; ++i)
+    names.push_back(cat("model.layers.", i / 100, ".mlp.experts.", i % 100, ".gate_proj.lora_A.weight"));
   for (const std::string& name : names) pieces.push_back({"lora", name, {5}, {0}, {5}, b_.data()});
   writer.write_file("shard.h5", pieces);
   writer.commit({{"state", "{}"}}, 0);

@@ -159,7 +159,8 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
                    : variant == std::string("qwen2_moe")         ? testing::TinyFamily::Qwen2Moe
                                                                  : testing::TinyFamily::Llama;
     LoraConfig lora = testing::tiny_lora();
-    if (variant == std::string("mixtral attention")) lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj", "test");
+    if (variant == std::string("mixtral attention"))
+      lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj", "test");
     if (shape.family == testing::TinyFamily::GptNeox || shape.family == testing::TinyFamily::Phi) {  // no gate
       lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj,up_proj,down_proj", "test");
     }
@@ -205,10 +206,9 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
 // a mixture of experts' adapters (Qwen2-MoE's: every expert's and the shared expert's), whose
 // grouped rows take their source rows' keys.
 TEST(Lora, DropoutGradientsMatchFiniteDifferences) {
-  for (const auto& [family, recompute] : {std::pair{testing::TinyFamily::Llama, false},
-                                         std::pair{testing::TinyFamily::Llama, true},
-                                         std::pair{testing::TinyFamily::Qwen2Moe, false},
-                                         std::pair{testing::TinyFamily::Qwen2Moe, true}}) {
+  for (const auto& [family, recompute] :
+       {std::pair{testing::TinyFamily::Llama, false}, std::pair{testing::TinyFamily::Llama, true},
+        std::pair{testing::TinyFamily::Qwen2Moe, false}, std::pair{testing::TinyFamily::Qwen2Moe, true}}) {
     SCOPED_TRACE(recompute);
     SCOPED_TRACE(static_cast<int>(family));
     testing::TinyShape shape;
@@ -262,19 +262,19 @@ TEST(Lora, DropoutGradientsMatchFiniteDifferences) {
 // fresh adapters (B = 0) changes no bit.
 TEST(Lora, MergedWeightsScoreAsTheAdaptedModel) {
   for (const auto family : {testing::TinyFamily::Llama, testing::TinyFamily::Qwen2Moe}) {
-  SCOPED_TRACE(static_cast<int>(family));
-  testing::TinyShape shape;
-  shape.family = family;
-  Adapted m(shape);
-  const TokenBatch batch = TokenBatch::pack(sequences());
-  const Tensor before = m.weights.flat().clone();
-  m.adapters.merge_into(m.weights, m.cpu);
-  EXPECT_EQ(to_host<float>(m.weights.flat()), to_host<float>(before));
-  testing::randomize_matrices(m.adapters, 3, 0.3f);
-  const std::vector<float> adapted = m.logprobs(batch, &m.adapters);
-  EXPECT_GT(testing::max_abs_diff(adapted, m.logprobs(batch, nullptr)), 1e-2);  // the adapters act
-  m.adapters.merge_into(m.weights, m.cpu);
-  testing::expect_close(m.logprobs(batch, nullptr), adapted, 1e-5, 1e-5, "merged");
+    SCOPED_TRACE(static_cast<int>(family));
+    testing::TinyShape shape;
+    shape.family = family;
+    Adapted m(shape);
+    const TokenBatch batch = TokenBatch::pack(sequences());
+    const Tensor before = m.weights.flat().clone();
+    m.adapters.merge_into(m.weights, m.cpu);
+    EXPECT_EQ(to_host<float>(m.weights.flat()), to_host<float>(before));
+    testing::randomize_matrices(m.adapters, 3, 0.3f);
+    const std::vector<float> adapted = m.logprobs(batch, &m.adapters);
+    EXPECT_GT(testing::max_abs_diff(adapted, m.logprobs(batch, nullptr)), 1e-2);  // the adapters act
+    m.adapters.merge_into(m.weights, m.cpu);
+    testing::expect_close(m.logprobs(batch, nullptr), adapted, 1e-5, 1e-5, "merged");
   }
 }
 
@@ -285,35 +285,35 @@ TEST(Lora, MergedWeightsScoreAsTheAdaptedModel) {
 // dimension moves them by O(1).
 TEST(Lora, Bf16ProductsFollowFloat32) {
   for (const auto family : {testing::TinyFamily::Llama, testing::TinyFamily::Qwen2Moe}) {
-  SCOPED_TRACE(static_cast<int>(family));
-  testing::TinyShape shape;
-  shape.family = family;
-  const LoraConfig lora = testing::tiny_lora();
-  std::vector<float> logprobs[2];
-  std::vector<float> grads[2];
-  for (int mixed = 0; mixed < 2; ++mixed) {
-    Adapted m(shape, lora);
-    testing::randomize_matrices(m.adapters, 3, 0.3f);
-    if (mixed) {
-      m.weights.enable_bf16(m.cpu);
-      m.adapters.enable_bf16(m.cpu);
+    SCOPED_TRACE(static_cast<int>(family));
+    testing::TinyShape shape;
+    shape.family = family;
+    const LoraConfig lora = testing::tiny_lora();
+    std::vector<float> logprobs[2];
+    std::vector<float> grads[2];
+    for (int mixed = 0; mixed < 2; ++mixed) {
+      Adapted m(shape, lora);
+      testing::randomize_matrices(m.adapters, 3, 0.3f);
+      if (mixed) {
+        m.weights.enable_bf16(m.cpu);
+        m.adapters.enable_bf16(m.cpu);
+      }
+      const TokenBatch batch = TokenBatch::pack(sequences());
+      Activations acts;
+      logprobs[mixed] = m.transformer.forward(m.weights, batch, acts, true, {}, &m.adapters).token_logprobs;
+      ModelWeights g = ModelWeights::adapters(m.config, lora, m.dims, StageLayers::whole(m.config.num_layers));
+      const std::vector<float> c = {0.7f, -1.3f, 0.4f};
+      m.transformer.backward(m.weights, acts, c, g);
+      grads[mixed] = to_host<float>(g.flat());
     }
-    const TokenBatch batch = TokenBatch::pack(sequences());
-    Activations acts;
-    logprobs[mixed] = m.transformer.forward(m.weights, batch, acts, true, {}, &m.adapters).token_logprobs;
-    ModelWeights g = ModelWeights::adapters(m.config, lora, m.dims, StageLayers::whole(m.config.num_layers));
-    const std::vector<float> c = {0.7f, -1.3f, 0.4f};
-    m.transformer.backward(m.weights, acts, c, g);
-    grads[mixed] = to_host<float>(g.flat());
-  }
-  testing::expect_close(logprobs[1], logprobs[0], 2e-2, 2e-2, "bf16 log-probabilities");
-  double diff = 0.0, norm = 0.0;
-  for (std::size_t i = 0; i < grads[0].size(); ++i) {
-    diff += std::pow(static_cast<double>(grads[1][i]) - grads[0][i], 2);
-    norm += std::pow(static_cast<double>(grads[0][i]), 2);
-  }
-  EXPECT_LE(std::sqrt(diff / norm), 0.06);
-  EXPECT_GT(diff, 0.0);  // the bf16 path ran
+    testing::expect_close(logprobs[1], logprobs[0], 2e-2, 2e-2, "bf16 log-probabilities");
+    double diff = 0.0, norm = 0.0;
+    for (std::size_t i = 0; i < grads[0].size(); ++i) {
+      diff += std::pow(static_cast<double>(grads[1][i]) - grads[0][i], 2);
+      norm += std::pow(static_cast<double>(grads[0][i]), 2);
+    }
+    EXPECT_LE(std::sqrt(diff / norm), 0.06);
+    EXPECT_GT(diff, 0.0);  // the bf16 path ran
   }
 }
 
