@@ -271,7 +271,8 @@ std::string module_name(const std::string& path) { return path.substr(path.rfind
 // trains a pair for each of q, k, v (gate, up): with n of its parts adapted, the fused pair has rank
 // n r; its A stacks the adapted parts' A, one r-row block each, its B holds each part's B in that
 // part's rows and its block's columns, zero elsewhere -- so B A is each part's B A in the part's
-// rows, zero in an unadapted part's. `rank_pattern` and `alpha_pattern` receive the fused module's
+// rows, zero in an unadapted part's. GPT-NeoX's query_key_value the same, its rows fused per head
+// (each head's q, k and v rows in turn: the fusion's groups). `rank_pattern` and `alpha_pattern` receive the fused module's
 // rank n r and alpha n alpha (rsLoRA: sqrt(n) alpha), which give it spin's scale; the unfused pairs
 // (o_proj, down_proj) are written as they are. PEFT's merge is spin's, W + s B A, exactly.
 std::vector<PeftTensor> fused_peft_adapters(const ckpt::CheckpointReader& reader, const model::ModelConfig& config,
@@ -285,6 +286,7 @@ std::vector<PeftTensor> fused_peft_adapters(const ckpt::CheckpointReader& reader
   std::vector<PeftTensor> out;
   std::vector<std::string> done;  // the parts' factors, written within their fused module's
   for (const HfLayout::Fusion& f : model::hf_layout(config).fusions) {
+    if (!f.fused.ends_with(".weight")) continue;  // a fused bias: no adapter
     // Every layer has the same targets: layer 0 says how many parts are adapted.
     const auto n = static_cast<std::int64_t>(
         std::count_if(f.parts.begin(), f.parts.end(), [&](const auto& p) { return adapted(0, p.first); }));
@@ -298,22 +300,26 @@ std::vector<PeftTensor> fused_peft_adapters(const ckpt::CheckpointReader& reader
     }
     for (std::int64_t l = 0; l < config.num_layers; ++l) {
       const std::string at = layer_prefix(l);
-      std::int64_t rows = 0, in = 0, block = 0;
+      std::int64_t group_rows = 0, in = 0, block = 0;  // a group's rows: every part's
       for (const auto& [part, part_rows] : f.parts) {
-        rows += part_rows;
+        group_rows += part_rows;
         if (adapted(l, part)) in = reader.shape("lora", at + module_of(part) + "lora_A.weight")[1];
       }
+      const std::int64_t rows = group_rows * f.groups;
       PeftTensor a{at + module + "lora_A.weight", {wide, in}, std::vector<float>(wide * in, 0.0f)};
       PeftTensor b{at + module + "lora_B.weight", {rows, wide}, std::vector<float>(rows * wide, 0.0f)};
-      std::int64_t row = 0;
+      std::int64_t row = 0;  // the part's first row within a group
       for (const auto& [part, part_rows] : f.parts) {
         const std::string a_name = at + module_of(part) + "lora_A.weight";
         const std::string b_name = at + module_of(part) + "lora_B.weight";
         if (adapted(l, part)) {
           const std::vector<float> pa = reader.read_all("lora", a_name), pb = reader.read_all("lora", b_name);
           std::copy(pa.begin(), pa.end(), a.values.begin() + block * rank * in);
-          for (std::int64_t i = 0; i < part_rows; ++i) {
-            std::copy_n(pb.begin() + i * rank, rank, b.values.begin() + (row + i) * wide + block * rank);
+          for (std::int64_t g = 0; g < f.groups; ++g) {
+            for (std::int64_t i = 0; i < part_rows; ++i) {
+              std::copy_n(pb.begin() + (g * part_rows + i) * rank, rank,
+                          b.values.begin() + (g * group_rows + row + i) * wide + block * rank);
+            }
           }
           done.insert(done.end(), {a_name, b_name});
           ++block;
@@ -333,7 +339,8 @@ std::vector<PeftTensor> fused_peft_adapters(const ckpt::CheckpointReader& reader
 }
 
 // PEFT's target_modules for spin's targets (the lora_config attribute's names, in the layer's
-// order): the module PEFT adapts for each (model::peft_module: Phi-3's fused one for its parts), once.
+// order): the module PEFT adapts for each (model::peft_module: Phi-3's and GPT-NeoX's fused one for
+// its parts), once.
 nlohmann::json peft_targets(const nlohmann::json& targets, const model::ModelConfig& config) {
   nlohmann::json out = nlohmann::json::array();
   for (int t = 0; t < model::kLoraTargets; ++t) {
@@ -349,19 +356,21 @@ nlohmann::json peft_targets(const nlohmann::json& targets, const model::ModelCon
 // PEFT's names ("base_model.model." + spin's) and adapter_config.json -- to load with
 // PeftModel.from_pretrained over the model they adapt: the checkpoint's reference (spin train:
 // each iteration's adapters adapt that iteration's reference) or base (spin sft), exported with
-// --which reference / base. Phi-3's pairs as fused_peft_adapters writes them.
+// --which reference / base. Phi-3's and GPT-NeoX's pairs as fused_peft_adapters writes them.
 void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   const model::ModelConfig config = config_of(reader);
   const std::vector<std::string> names = reader.names("lora");
   require(!names.empty() && reader.has_attribute("lora_config"), reader.dir(),
           ": no LoRA adapters (a run without lora.rank / --lora-rank saved it)");
   const nlohmann::json lora = nlohmann::json::parse(reader.attribute("lora_config"));
-  const nlohmann::json targets = peft_targets(lora.at("targets"), config);  // refuses a GPT-NeoX before any file
+  const nlohmann::json targets = peft_targets(lora.at("targets"), config);
   const DType dtype = parse_save_dtype(o.dtype, "spin ckpt: --dtype");
   const bool rslora = lora.value("rslora", false);
   nlohmann::json rank_pattern = nlohmann::json::object(), alpha_pattern = nlohmann::json::object();
   std::vector<PeftTensor> adapters;
-  if (config.fused_projections) {
+  const auto& fusions = model::hf_layout(config).fusions;
+  const bool fused = !fusions.empty();  // Phi-3's, GPT-NeoX's
+  if (fused) {
     adapters = fused_peft_adapters(reader, config, lora.at("rank").get<std::int64_t>(), lora.at("alpha").get<double>(),
                                    rslora, rank_pattern, alpha_pattern);
   } else {
@@ -376,7 +385,7 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   ckpt::SafetensorsWriter writer((fs::path(o.out) / "adapter_model.safetensors").string(), tensors,
                                  {{"format", "pt"}});
   for (const PeftTensor& t : adapters) {
-    writer.write_next(config.fused_projections ? t.values.data() : reader.read_all("lora", t.name).data());
+    writer.write_next(fused ? t.values.data() : reader.read_all("lora", t.name).data());
   }
   writer.finish();
   const nlohmann::json adapter = {{"peft_type", "LORA"},        {"task_type", "CAUSAL_LM"},

@@ -66,7 +66,8 @@ void merge_adapter(const std::string& adapter_dir, const PeftAdapter& adapter, c
       const auto target = static_cast<model::LoraTarget>(t);
       if (!adapter.lora.targets_(target)) continue;
       for (const model::LoraModule& m : model::lora_modules(config, target)) {
-        groups[adapter.module_rank_alpha(config.hf_weight_prefix + layer + m.peft)].push_back(layer + m.spin + ".");
+        const std::string module = model::hf_layout(config).renamed(config.hf_weight_prefix + layer + m.peft);
+        groups[adapter.module_rank_alpha(module)].push_back(layer + m.spin + ".");
       }
     }
   }

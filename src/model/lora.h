@@ -77,7 +77,8 @@ struct LoraConfig {
 
 // "all-linear" (PEFT's name for every projection; NeMo's "all") or a comma-separated list of
 // target names -- PEFT's (q_proj, ..., down_proj; Phi-3's qkv_proj: q, k and v, gate_up_proj:
-// gate and up; Phi-2's dense, fc1, fc2; Mixtral's experts' w1: gate, w3: up, w2: down) or NeMo's
+// gate and up; Phi-2's dense, fc1, fc2; Mixtral's experts' w1: gate, w3: up, w2: down; GPT-NeoX's
+// query_key_value: q, k and v, dense_h_to_4h: up, dense_4h_to_h: down) or NeMo's
 // (attention_qkv: q, k and v; attention_dense: o; mlp_fc1: gate and up; mlp_fc2: down); throws
 // naming `setting` for another word or an empty list.
 std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const char* setting);

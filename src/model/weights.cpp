@@ -531,18 +531,7 @@ HfLayout hf_layout(const ModelConfig& c) {
 
 const char* lora_module(LoraTarget t) { return kProjections[static_cast<int>(t)]; }
 
-namespace {
-// PEFT adapts GPT-NeoX's query_key_value as one module over rows fused per head, which spin's
-// adapters of q, k and v (each its own A) do not map to. (Phi's modules are only renamed.)
-void require_peft_names(const ModelConfig& c) {
-  require(c.hf_names != ModelConfig::HfNames::GptNeox,
-          "PEFT adapters of a GPT-NeoX model (model_type gpt_neox: query_key_value fused per head) are not "
-          "supported; spin's own adapter checkpoints are, and spin ckpt export-hf writes the model with them merged");
-}
-}  // namespace
-
 std::string peft_module(const ModelConfig& c, LoraTarget t) {
-  require_peft_names(c);
   const HfLayout layout = hf_layout(c);
   const std::string part = std::string(lora_module(t)) + ".weight";
   for (const HfLayout::Fusion& f : layout.fusions) {
@@ -569,15 +558,15 @@ std::vector<LoraModule> lora_modules(const ModelConfig& c, LoraTarget t) {
 }
 
 HfLayout peft_layout(const ModelConfig& c, const LoraConfig& lora) {
-  require_peft_names(c);
   HfLayout layout;
   layout.prefix = "base_model.model." + c.hf_weight_prefix;
-  layout.renames = hf_layout(c).renames;  // Phi's module names
-  if (!c.fused_projections) return layout;
-  // B: the fused B's row blocks, as the weights'; A: the fused A whole for each part.
+  layout.renames = hf_layout(c).renames;  // Phi's and GPT-NeoX's module names
+  // B: the fused B's row blocks, as the weights' (GPT-NeoX's in every head); A: the fused A whole
+  // for each part. (A fused bias has no adapter.)
   for (const HfLayout::Fusion& f : hf_layout(c).fusions) {
+    if (!f.fused.ends_with(".weight")) continue;
     const std::string module = f.fused.substr(0, f.fused.size() - std::string("weight").size());
-    HfLayout::Fusion b{module + "lora_B.weight", {}};
+    HfLayout::Fusion b{module + "lora_B.weight", {}, f.groups};
     for (const auto& [part, rows] : f.parts) {
       const std::string part_module = part.substr(0, part.size() - std::string("weight").size());
       b.parts.push_back({part_module + "lora_B.weight", rows});

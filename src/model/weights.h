@@ -189,7 +189,8 @@ std::vector<LoraModule> lora_modules(const ModelConfig& config, LoraTarget t);
 std::string peft_module(const ModelConfig& config, LoraTarget t);
 // Where the LoRA adapters of `lora` sit in a PEFT adapter's files: under "base_model.model." and
 // the model's prefix; for Phi-3, PEFT adapts the fused qkv_proj (gate_up_proj) with one pair, so
-// q's, k's and v's adapters share its A and take their row blocks of its B.
+// q's, k's and v's adapters share its A and take their row blocks of its B -- GPT-NeoX's
+// query_key_value likewise, its B's rows fused per head as the weight's.
 HfLayout peft_layout(const ModelConfig& config, const LoraConfig& lora);
 
 }  // namespace spin::model
