@@ -51,6 +51,8 @@ Runtime::Runtime(const RuntimeOptions& options, parallel::Communicator& world)
   const AttentionBackend attention = parse_attention_backend(options.attention_backend);
   if (device == Device::Cpu) {
     kernels_ = std::make_unique<kernels::CpuKernels>();
+    const std::string slow = kernels::blas_kernel_warning();
+    if (!slow.empty() && world.rank() == 0) std::fprintf(stderr, "spin: warning: %s\n", slow.c_str());
     return;
   }
 #ifdef SPIN_HAVE_CUDA

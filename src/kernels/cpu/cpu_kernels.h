@@ -2,9 +2,19 @@
 // product, vectorised loops for the rest. It is the reference the CUDA path is tested against.
 #pragma once
 
+#include <string>
+#include <string_view>
+
 #include "kernels/kernels.h"
 
 namespace spin::kernels {
+
+// A warning where the BLAS runs slower matrix-product kernels than this CPU can -- OpenBLAS on a
+// CPU newer than it falls back to its Prescott (SSE3) kernels, a fraction of an AVX2 machine's
+// sgemm rate (docs/performance.md) --, naming what to set; "" otherwise (or with another BLAS).
+std::string blas_kernel_warning();
+// Its rule, for OpenBLAS's kernel set `corename` on a CPU with or without AVX2 and AVX-512.
+std::string blas_kernel_warning(std::string_view corename, bool avx2, bool avx512);
 
 class CpuKernels final : public Kernels {
  public:

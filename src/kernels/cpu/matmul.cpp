@@ -19,6 +19,26 @@ int blas_int(Index v) {
 }
 }  // namespace
 
+std::string blas_kernel_warning(std::string_view corename, bool avx2, bool avx512) {
+  // OpenBLAS's kernel sets below AVX2 (the x86-64 baseline and the SSE generations).
+  const bool pre_avx2 = corename == "Prescott" || corename == "Core2" || corename == "Penryn" ||
+                        corename == "Dunnington" || corename == "Nehalem" || corename == "Sandybridge";
+  if (!avx2 || !pre_avx2) return "";
+  return cat("OpenBLAS runs its ", corename, " kernels on this CPU, which has AVX2", avx512 ? " and AVX-512" : "",
+             " (a CPU newer than this OpenBLAS knows): float32 matrix products run at a fraction of the machine's "
+             "rate; set OPENBLAS_CORETYPE=", avx512 ? "SkylakeX" : "Haswell",
+             " before starting spin (docs/performance.md)");
+}
+
+std::string blas_kernel_warning() {
+#ifdef SPIN_OPENBLAS
+  return blas_kernel_warning(openblas_get_corename(), __builtin_cpu_supports("avx2"),
+                             __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"));
+#else
+  return "";
+#endif
+}
+
 void CpuKernels::gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha,
                       const float* a, Index lda, const float* b, Index ldb, float beta, float* c,
                       Index ldc) const {

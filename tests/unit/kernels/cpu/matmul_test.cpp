@@ -198,5 +198,18 @@ TEST(CpuMatmul, ClampAndItsGradientAsTorchClamp) {
   EXPECT_EQ(pair_grad, (std::vector<float>{0.0f, 3.0f}));
 }
 
+// OpenBLAS's fallback kernels on a CPU newer than it are named, with what to set; a CPU without AVX2
+// (where they are the right ones) and OpenBLAS's own choice of AVX2 or AVX-512 kernels are not.
+TEST(BlasKernels, AFallbackBelowTheCpuIsWarnedAbout) {
+  const std::string avx2 = blas_kernel_warning("Prescott", true, false);
+  EXPECT_NE(avx2.find("Prescott"), std::string::npos) << avx2;
+  EXPECT_NE(avx2.find("OPENBLAS_CORETYPE=Haswell"), std::string::npos) << avx2;
+  EXPECT_NE(blas_kernel_warning("Nehalem", true, true).find("OPENBLAS_CORETYPE=SkylakeX"), std::string::npos);
+  EXPECT_EQ(blas_kernel_warning("Prescott", false, false), "");
+  EXPECT_EQ(blas_kernel_warning("Haswell", true, true), "");
+  EXPECT_EQ(blas_kernel_warning("SkylakeX", true, true), "");
+  EXPECT_EQ(blas_kernel_warning("Zen", true, false), "");
+}
+
 }  // namespace
 }  // namespace spin::kernels
