@@ -9,7 +9,7 @@ import math
 import os
 import shutil
 
-from e2e_common import multimodal_checkpoint, hf_tokenizer_model, read_safetensors, run_case, run_ok
+from e2e_common import hf_tokenizer_model, matrix_rank, multimodal_checkpoint, read_safetensors, run_case, run_ok
 from train_common import metrics, setup
 
 
@@ -226,6 +226,30 @@ def case_hf_tokenizer(args, tmp):
     assert abs(aux[0]["router_balance_loss"] - balance[0]) < 1e-6, (aux[0], balance[0])
     assert abs(aux[0]["router_z_loss"] - z[0]) < 1e-6 * z[0], (aux[0], z[0])
     assert " balance " in r.stdout, r.stdout[-2000:]
+    # LoRA of the mixture (lora.rank 4 on every projection: the attention's and each expert's w1 / w3 / w2, each
+    # split over TP 2 with its matrix; the router never): an iteration from log 2, its merged model differs from the
+    # base in those matrices alone -- router and norms untouched -- and an expert's by a change of rank <= 4.
+    lora_out = os.path.join(tmp, "mixtral-lora")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", lora_out, "--data.template",
+                          "auto", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16",
+                          "--lora.rank", "4", "--lora.alpha", "8", "--optim.lr", "1e-2"], 2)
+    adapted = [x for x in metrics(os.path.join(lora_out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert len(adapted) == 6 and abs(adapted[0]["loss"] - math.log(2)) < 1e-6, adapted[0]
+    base = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
+    merged = read_safetensors(os.path.join(lora_out, "iteration_1", "model.safetensors"))
+    changed = [n for n in merged if merged[n] != base[n]]
+    adaptable = (".self_attn.q_proj.", ".self_attn.k_proj.", ".self_attn.v_proj.", ".self_attn.o_proj.", ".w1.", ".w2.",
+                 ".w3.")
+    assert changed and all(any(p in n for p in adaptable) for n in changed), sorted(changed)
+    assert "model.layers.1.block_sparse_moe.experts.3.w1.weight" in changed, sorted(changed)
+    name = "model.layers.0.block_sparse_moe.experts.2.w2.weight"  # [hidden, intermediate]
+    cols = json.load(open(os.path.join(tmp, "model", "config.json")))["intermediate_size"]
+    diff = [x - y for x, y in zip(merged[name], base[name])]
+    largest = max(abs(d) for d in diff)
+    rank = matrix_rank([diff[i:i + cols] for i in range(0, len(diff), cols)], 1e-4 * largest)
+    assert largest > 1e-5 and 1 <= rank <= 4, (largest, rank)
+    print("Mixtral with LoRA rank 4 on every projection and expert at TP 2 in bf16: first loss log 2; the merged model "
+          "moves in %d matrices (the router and norms not), an expert's by rank %d" % (len(changed), rank))
     # Qwen3-MoE (Qwen3's head norms and a mixture under spin's own names) with a Qwen3-style tokenizer:
     # auto picks qwen3; an expert trains, the export is a qwen3_moe.
     train_family(args, config, tmp, "qwen3_moe", "model.layers.1.mlp.experts.2.gate_proj.weight", "qwen3")
