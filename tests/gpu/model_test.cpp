@@ -112,6 +112,9 @@ TEST(CudaModel, LoraAdaptersMatchTheCpuPath) {
     lora.dropout = 0.2;
     const DeviceModelErrors dropped = compare_model_on_device(gpu, mixed, mixed, 64, TinyFamily::Qwen2, lora);
     for (const auto& [name, error] : dropped.relative) EXPECT_LT(error, mixed ? 2e-2 : 1e-4) << "dropout " << name;
+    // A mixture's experts' adapters (Qwen2-MoE's, the shared expert's too), with dropout.
+    const DeviceModelErrors moe = compare_model_on_device(gpu, mixed, mixed, 64, TinyFamily::Qwen2Moe, lora);
+    for (const auto& [name, error] : moe.relative) EXPECT_LT(error, mixed ? 2e-2 : 1e-4) << "mixture " << name;
   }
 }
 

@@ -53,7 +53,7 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
   }
   // LoRA adapters on every projection (the gradients theirs; generation through them too), in
   // float32 and in bf16 with recomputation; with dropout (the rows' keys uploaded, the masks drawn
-  // on the device).
+  // on the device); Qwen2-MoE's experts' adapters likewise.
   for (const bool mixed : {false, true}) {
     for (const double dropout : {0.0, 0.2}) {
       SCOPED_TRACE(cat(mixed ? "LoRA, bf16" : "LoRA, float32", ", dropout ", dropout));
@@ -64,6 +64,14 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
       const DeviceModelErrors errors = compare_model_on_device(kernels, mixed, mixed, 32, TinyFamily::Qwen2, lora);
       ASSERT_EQ(errors.relative.size(), 2u + 2 * 2 * 7 + 4);  // sums, 28 adapter gradients, 4 steps' logits
       for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << name;
+      // A mixture's experts' adapters (Qwen2-MoE's, its shared expert's too): each expert's block of the
+      // grouped rows, their keys uploaded for the masks.
+      EmulatedDeviceMemory moe_memory;
+      const EmulatedKernels moe_kernels(moe_memory);
+      const DeviceModelErrors moe = compare_model_on_device(moe_kernels, mixed, mixed, 32, TinyFamily::Qwen2Moe, lora);
+      // sums, 2 layers x (4 attention targets + 5 experts x 3) x 2 factors' gradients, 4 steps' logits
+      ASSERT_EQ(moe.relative.size(), 2u + 2 * (4 + 5 * 3) * 2 + 4);
+      for (const auto& [name, error] : moe.relative) EXPECT_EQ(error, 0.0) << "mixture: " << name;
     }
   }
 }
