@@ -143,7 +143,8 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
 // and shared expert's adapters.
 TEST(Lora, GradientsMatchFiniteDifferences) {
   for (const char* variant : {"llama", "qwen3", "gemma2", "olmo", "olmo2", "stablelm", "parallel residual", "cohere",
-                              "gpt_neox", "phi", "mixtral", "mixtral attention", "qwen2_moe", "q and v"}) {
+                              "gpt_neox", "phi", "mixtral", "mixtral attention", "mixtral q and down", "qwen2_moe",
+                              "q and v"}) {
     SCOPED_TRACE(variant);
     testing::TinyShape shape;
     shape.family = variant == std::string("qwen3")               ? testing::TinyFamily::Qwen3
@@ -159,8 +160,10 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
                    : variant == std::string("qwen2_moe")         ? testing::TinyFamily::Qwen2Moe
                                                                  : testing::TinyFamily::Llama;
     LoraConfig lora = testing::tiny_lora();
-    if (variant == std::string("mixtral attention"))
+    if (variant == std::string("mixtral attention")) {
       lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj", "test");
+    }
+    if (variant == std::string("mixtral q and down")) lora.targets = parse_lora_targets("q_proj,w2", "test");
     if (shape.family == testing::TinyFamily::GptNeox || shape.family == testing::TinyFamily::Phi) {  // no gate
       lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj,up_proj,down_proj", "test");
     }
