@@ -32,10 +32,13 @@ TEST(ModelWeights, ListsHuggingFaceNamesWithShapesOnce) {
 // The SPIN reference sync: a local copy of every shard, independent afterwards.
 // The module PEFT adapts for each projection: spin's own, or in Phi-3's files the fused one.
 TEST(ModelWeights, PeftModulesFollowTheFilesFusions) {
+  const auto config_of = [](testing::TinyFamily family) {
+    testing::TinyShape shape;
+    shape.family = family;
+    return testing::tiny_config(shape);
+  };
   const ModelConfig llama = testing::tiny_config();
-  testing::TinyShape phi3_shape;
-  phi3_shape.family = testing::TinyFamily::Phi3;
-  const ModelConfig phi3 = testing::tiny_config(phi3_shape);
+  const ModelConfig phi3 = config_of(testing::TinyFamily::Phi3);
   EXPECT_EQ(peft_module(llama, LoraTarget::K), "self_attn.k_proj");
   EXPECT_EQ(peft_module(llama, LoraTarget::Up), "mlp.up_proj");
   EXPECT_EQ(peft_module(phi3, LoraTarget::K), "self_attn.qkv_proj");
@@ -44,25 +47,21 @@ TEST(ModelWeights, PeftModulesFollowTheFilesFusions) {
   EXPECT_EQ(peft_module(phi3, LoraTarget::Down), "mlp.down_proj");
   EXPECT_STREQ(lora_module(LoraTarget::Gate), "mlp.gate_proj");
   // GPT-NeoX: q, k and v in query_key_value (fused per head), its other modules renamed.
-  testing::TinyShape neox_shape;
-  neox_shape.family = testing::TinyFamily::GptNeox;
-  const ModelConfig neox = testing::tiny_config(neox_shape);
+  const ModelConfig neox = config_of(testing::TinyFamily::GptNeox);
   EXPECT_EQ(peft_module(neox, LoraTarget::V), "attention.query_key_value");
   EXPECT_EQ(peft_module(neox, LoraTarget::O), "attention.dense");
   EXPECT_EQ(peft_module(neox, LoraTarget::Up), "mlp.dense_h_to_4h");
   // A mixture of experts: every expert's modules (Mixtral's names in its files), the shared expert's.
-  testing::TinyShape moe_shape;
-  moe_shape.family = testing::TinyFamily::Mixtral;
-  const std::vector<LoraModule> mixtral = lora_modules(testing::tiny_config(moe_shape), LoraTarget::Down);
+  const std::vector<LoraModule> mixtral = lora_modules(config_of(testing::TinyFamily::Mixtral), LoraTarget::Down);
   ASSERT_EQ(mixtral.size(), 4u);
   EXPECT_EQ(mixtral[3].spin, "mlp.experts.3.down_proj");
   EXPECT_EQ(mixtral[3].peft, "block_sparse_moe.experts.3.w2");
-  moe_shape.family = testing::TinyFamily::Qwen2Moe;
-  const std::vector<LoraModule> qwen = lora_modules(testing::tiny_config(moe_shape), LoraTarget::Gate);
+  const ModelConfig qwen2_moe = config_of(testing::TinyFamily::Qwen2Moe);
+  const std::vector<LoraModule> qwen = lora_modules(qwen2_moe, LoraTarget::Gate);
   ASSERT_EQ(qwen.size(), 5u);
   EXPECT_EQ(qwen[4].spin, "mlp.shared_expert.gate_proj");
   EXPECT_EQ(qwen[4].peft, "mlp.shared_expert.gate_proj");
-  EXPECT_EQ(lora_modules(testing::tiny_config(moe_shape), LoraTarget::Q)[0].peft, "self_attn.q_proj");
+  EXPECT_EQ(lora_modules(qwen2_moe, LoraTarget::Q)[0].peft, "self_attn.q_proj");
 }
 
 TEST(ModelWeights, CopyFromCopiesEveryParameterAndZeroClears) {
