@@ -53,6 +53,40 @@ std::string lora_config_json(const model::LoraConfig& lora) {
 
 namespace {
 
+// Merges a PEFT adapter's pairs of a mixture's gates (PeftAdapter::gates): the router [experts,
+// hidden] and the shared expert's gate [1, hidden], replicated over TP, each W += s B A on every
+// rank with the rank and alpha PEFT gives its module.
+void merge_gate_adapters(const std::string& adapter_dir, const PeftAdapter& adapter, const model::ModelConfig& config,
+                         const model::StageLayers& stage, model::ModelWeights& weights, const kernels::Kernels& kernels) {
+  if (adapter.gates.empty()) return;
+  const std::string path = (std::filesystem::path(adapter_dir) / "adapter_config.json").string();
+  require(config.moe(), path, ": target_modules names ", adapter.gates.front(),
+          ", a mixture of experts' gate, but the model has none");
+  const std::int64_t h = config.hidden_size;
+  for (const std::string& gate : adapter.gates) {
+    require(gate == "gate" || config.shared_expert(), path, ": target_modules names ", gate,
+            ", but the model's mixture has no shared expert");
+    const std::string spin = gate == "gate" ? "mlp.gate" : "mlp.shared_expert_gate";
+    const std::int64_t out = gate == "gate" ? config.num_experts : 1;
+    for (std::int64_t l = stage.begin; l < stage.end; ++l) {
+      const std::string module = "model.layers." + std::to_string(l) + "." + spin;
+      const auto [rank, alpha] =
+          adapter.module_rank_alpha(model::hf_layout(config).renamed(config.hf_weight_prefix + module));
+      model::LoraConfig lora = adapter.lora;
+      lora.rank = rank;
+      lora.alpha = alpha;
+      const model::LoraFactors f{Tensor::zeros({rank, h}, DType::F32, weights.device()),
+                                 Tensor::zeros({out, rank}, DType::F32, weights.device())};
+      std::vector<ShardedTensor> pair = {{module + ".lora_A.weight", f.a, {rank, h}, -1, 0, 0, true},
+                                         {module + ".lora_B.weight", f.b, {out, rank}, -1, 0, 0, true}};
+      ckpt::HfReader(adapter_dir, model::peft_layout(config, lora), "adapter_model").load(pair);
+      const model::LayerWeights& w = weights.layers[static_cast<std::size_t>(l - stage.begin)];
+      model::lora_merge(kernels, gate == "gate" ? w.router : w.shared_expert_gate, f, lora.scale(), h, out);
+    }
+  }
+  weights.refresh_bf16(kernels);
+}
+
 // Merges a PEFT adapter: the adapted modules grouped by the (rank, alpha) PeftAdapter gives them --
 // one group without rank_pattern / alpha_pattern --, each group's adapters read and merged as an
 // adapter of their own (another group's modules, left unread, have B = 0 there and add nothing).
@@ -83,6 +117,7 @@ void merge_adapter(const std::string& adapter_dir, const PeftAdapter& adapter, c
     ckpt::HfReader(adapter_dir, model::peft_layout(config, lora), "adapter_model").load(mine);
     adapters.merge_into(weights, kernels);
   }
+  merge_gate_adapters(adapter_dir, adapter, config, stage, weights, kernels);
 }
 
 }  // namespace
@@ -122,17 +157,22 @@ PeftAdapter peft_adapter(const std::string& adapter_dir) {
   const nlohmann::ordered_json& targets =
       j.contains("target_modules") ? j.at("target_modules") : nlohmann::ordered_json();
   std::string names;
+  PeftAdapter adapter;
   if (targets.is_array()) {
     for (const auto& t : targets) {
       require(t.is_string(), path, ": target_modules holds ", t.dump(), ", not a module name");
-      names += (names.empty() ? "" : ",") + t.get<std::string>();
+      const std::string name = t.get<std::string>();
+      if (name == "gate" || name == "shared_expert_gate") {
+        adapter.gates.push_back(name);
+      } else {
+        names += (names.empty() ? "" : ",") + name;
+      }
     }
   } else {
     require(targets == "all-linear", path, ": target_modules = ", targets.dump(),
             ": spin takes a list of module names or \"all-linear\" (a string is a regular expression to PEFT)");
     names = "all-linear";
   }
-  PeftAdapter adapter;
   model::LoraConfig& lora = adapter.lora;
   lora.rank = j.at("r").get<std::int64_t>();
   lora.alpha = j.at("lora_alpha").get<double>();

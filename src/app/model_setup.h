@@ -79,6 +79,10 @@ struct PeftAdapter {
   // PEFT matches against the end of a module's name.
   std::vector<std::pair<std::string, std::int64_t>> rank_pattern;
   std::vector<std::pair<std::string, double>> alpha_pattern;
+  // A mixture of experts' gates among target_modules -- the router ("gate") and Qwen2-MoE's shared
+  // expert's gate ("shared_expert_gate"), which PEFT's all-linear wraps too --: merged with the
+  // projections' adapters, though spin's own LoRA never trains them (docs/spin.md).
+  std::vector<std::string> gates;
 
   // The rank and alpha PeftModel gives module `module` (its name in the model, as
   // "model.layers.3.self_attn.q_proj"), as LoraModel._create_and_replace picks them: the first key,

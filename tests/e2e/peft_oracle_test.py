@@ -25,8 +25,8 @@ refused by name. Mixtures of experts, both ways
 as tiny-llama's: Mixtral (tiny-mixtral, its experts' w1 / w3 / w2) and Qwen2-MoE (tiny-qwen2-moe, its
 experts' and shared expert's gate_proj / up_proj / down_proj) -- spin sft's all-linear adapters (every
 expert's projections, the router not adapted: seven target modules) exported for PEFT over the frozen
-model, and PEFT's adapters of the experts merged by spin; an adapter of the router (target "gate") refused
-by name.
+model, and PEFT's adapters of the experts and of the gates (the router, the shared expert's gate: what
+PEFT's all-linear wraps besides) merged by spin.
 Needs torch, transformers and peft (a test oracle only).
 """
 import argparse
@@ -79,12 +79,14 @@ def main():
     check(args, neox, json.load(open(os.path.join(neox, "config.json")))["vocab_size"], False, modules=4)
     check_import(args, neox, False, targets=("query_key_value", "dense_4h_to_h"))
     check_gpt_neox_gate_refused(args, neox)
-    for name, targets in (("tiny-mixtral", ("q_proj", "w1", "w2", "w3")),
-                          ("tiny-qwen2-moe", ("gate_proj", "up_proj", "down_proj"))):
+    # The mixtures: PEFT's all-linear wraps the gates too (the router, Qwen2-MoE's shared expert's gate), which
+    # spin merges at import though it never trains them.
+    for name, targets in (("tiny-mixtral", ("q_proj", "w1", "w2", "w3", "gate")),
+                          ("tiny-qwen2-moe", ("v_proj", "gate_proj", "up_proj", "down_proj", "gate",
+                                              "shared_expert_gate"))):
         moe = os.path.join(args.models, name)
         check(args, moe, json.load(open(os.path.join(moe, "config.json")))["vocab_size"], False)
         check_import(args, moe, False, targets=targets)
-    check_router_refused(args, os.path.join(args.models, "tiny-mixtral"))
 
 
 def lora_sft_command(args, model, tmp, seed):
@@ -110,23 +112,6 @@ def check_gpt_neox_gate_refused(args, model):
                 "--lora-targets")
         assert not os.path.exists(out)
     print("GPT-NeoX: gate_proj in --lora-targets refused by name, nothing written")
-
-
-def check_router_refused(args, model):
-    """A PEFT adapter of a mixture's router (Mixtral's block_sparse_moe.gate: target "gate") is refused naming
-    target_modules before any output: spin adapts the experts' projections, not the router."""
-    with tempfile.TemporaryDirectory(prefix="spin_peft_router_") as tmp:
-        torch.manual_seed(8)
-        adapted = get_peft_model(AutoModelForCausalLM.from_pretrained(model, torch_dtype=torch.float32),
-                                 LoraConfig(r=4, lora_alpha=8, target_modules=["gate"]))
-        adapter = os.path.join(tmp, "adapter")
-        adapted.peft_config["default"].save_pretrained(adapter)
-        save_file(get_peft_model_state_dict(adapted), os.path.join(adapter, "adapter_model.safetensors"),
-                  metadata={"format": "pt"})
-        refused([args.spin, "ckpt", "import-hf", model, os.path.join(tmp, "merged"), "--adapter", adapter],
-                "target_modules")
-        assert not os.path.exists(os.path.join(tmp, "merged"))
-    print("Mixtral: a PEFT adapter of the router refused by name, nothing written")
 
 
 def check_import_fused(args, model):
@@ -200,19 +185,24 @@ def check_import(args, model, rslora, rank_pattern=None, alpha_pattern=None, tar
         assert worst < 1e-6, "spin's merge of PEFT's adapter and PEFT's differ by %g" % worst
         # What spin does not merge as PEFT would, refused before any work.
         settings = json.load(open(os.path.join(adapter, "adapter_config.json")))
-        for key, value, named in (("use_dora", True, "use_dora"), ("target_modules", ".*proj", "target_modules"),
-                                  ("modules_to_save", ["lm_head"], "modules_to_save"), ("r", 8, "lora_A.weight")):
-            bad = os.path.join(tmp, "bad_" + key)
+        refusals = [("use_dora", True, "use_dora"), ("target_modules", ".*proj", "target_modules"),
+                    ("modules_to_save", ["lm_head"], "modules_to_save"), ("r", 8, "lora_A.weight")]
+        if not any(k in base.config.to_dict() for k in ("num_local_experts", "num_experts")):
+            refusals.append(("target_modules", list(targets) + ["gate"], "gate"))  # a router the model lacks
+        for i, (key, value, named) in enumerate(refusals):
+            key_dir = "%s_%d" % (key, i)
+            bad = os.path.join(tmp, "bad_" + key_dir)
             os.makedirs(bad)
             os.symlink(os.path.join(adapter, "adapter_model.safetensors"), os.path.join(bad, "adapter_model.safetensors"))
             json.dump(dict(settings, **{key: value}), open(os.path.join(bad, "adapter_config.json"), "w"))
-            refused([args.spin, "ckpt", "import-hf", model, os.path.join(tmp, "x_" + key), "--adapter", bad], named)
-            assert not os.path.exists(os.path.join(tmp, "x_" + key)), key
+            refused([args.spin, "ckpt", "import-hf", model, os.path.join(tmp, "x_" + key_dir), "--adapter", bad], named)
+            assert not os.path.exists(os.path.join(tmp, "x_" + key_dir)), key
         print("a PEFT adapter (rank 4, alpha 8, %s%s%s) merged by spin ckpt import-hf at TP 2: PEFT's "
-              "merge_and_unload to %.1e, the other weights untouched; DoRA, a target regex, modules to save and a "
+              "merge_and_unload to %.1e, the other weights untouched; DoRA, a target regex,%s modules to save and a "
               "wrong rank refused" % ("/".join(targets) + " of " + os.path.basename(model), ", rsLoRA" if rslora else "",
                                       ", rank_pattern %s, alpha_pattern %s" % (rank_pattern, alpha_pattern)
-                                      if rank_pattern else "", worst))
+                                      if rank_pattern else "", worst,
+                                      " a router the model lacks," if len(refusals) > 4 else ""))
 
 
 def check(args, model, vocab, rslora, modules=7):

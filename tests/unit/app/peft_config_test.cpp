@@ -68,6 +68,14 @@ TEST_F(PeftConfigTest, ReadsRankAlphaRsloraAndTargets) {
   std::ofstream(dir / "adapter_config.json")
       << R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["o_proj"], "modules_to_save": []})";
   EXPECT_EQ(lora_from_peft_config(dir.string()).targets_text(), "o_proj");
+  // A mixture's gates among the modules (PEFT's all-linear of Mixtral or Qwen2-MoE): apart from the
+  // projections, to merge; the experts' modules by Mixtral's names.
+  std::ofstream(dir / "adapter_config.json")
+      << R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["w2", "gate", "q_proj",
+             "shared_expert_gate"]})";
+  const PeftAdapter moe = peft_adapter(dir.string());
+  EXPECT_EQ(moe.lora.targets_text(), "q_proj,down_proj");
+  EXPECT_EQ(moe.gates, (std::vector<std::string>{"gate", "shared_expert_gate"}));
 }
 
 // rank_pattern / alpha_pattern resolved as LoraModel._create_and_replace does: the first key of
