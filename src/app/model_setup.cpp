@@ -57,7 +57,8 @@ namespace {
 // hidden] and the shared expert's gate [1, hidden], replicated over TP, each W += s B A on every
 // rank with the rank and alpha PEFT gives its module.
 void merge_gate_adapters(const std::string& adapter_dir, const PeftAdapter& adapter, const model::ModelConfig& config,
-                         const model::StageLayers& stage, model::ModelWeights& weights, const kernels::Kernels& kernels) {
+                         const model::StageLayers& stage, model::ModelWeights& weights,
+                         const kernels::Kernels& kernels) {
   if (adapter.gates.empty()) return;
   const std::string path = (std::filesystem::path(adapter_dir) / "adapter_config.json").string();
   require(config.moe(), path, ": target_modules names ", adapter.gates.front(),
