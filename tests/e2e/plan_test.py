@@ -146,6 +146,7 @@ CONFIGS = [("tinyllama-1.1b.ini", "tinyllama-1.1b.json", 8), ("llama-2-7b.ini", 
            ("aya-23-8b.ini", "aya-23-8b.json", 8), ("command-r7b.ini", "command-r7b.json", 8),
            ("pythia-6.9b.ini", "pythia-6.9b.json", 8), ("phi-2.ini", "phi-2.json", 8),
            ("mixtral-8x7b-instruct.ini", "mixtral-8x7b-instruct-v0.1.json", 32),
+           ("mixtral-8x7b-instruct-lora.ini", "mixtral-8x7b-instruct-v0.1.json", 8),
            ("qwen3-30b-a3b.ini", "qwen3-30b-a3b.json", 32),
            ("qwen1.5-moe-a2.7b-chat.ini", "qwen1.5-moe-a2.7b-chat.json", 8),
            ("c4ai-command-r-plus.ini", "c4ai-command-r-plus.json", 64),
@@ -192,6 +193,7 @@ def case_configs(args, tmp):
         assert p.returncode == 0, (name, p.returncode, p.stdout, p.stderr)
         # A mixture of experts: the parameters a token meets (the model cards' "active" counts).
         active = {"mixtral-8x7b-instruct.ini": "8 experts, 2 a token; 12.880 B parameters a token",
+                  "mixtral-8x7b-instruct-lora.ini": "8 experts, 2 a token; 12.880 B parameters a token",
                   "qwen3-30b-a3b.ini": "128 experts, 8 a token; 3.353 B parameters a token",
                   "qwen1.5-moe-a2.7b-chat.ini": "60 experts, 4 a token, a shared expert of 5632; 2.689 B parameters "
                                                 "a token"}.get(name)
