@@ -368,8 +368,7 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   const bool rslora = lora.value("rslora", false);
   nlohmann::json rank_pattern = nlohmann::json::object(), alpha_pattern = nlohmann::json::object();
   std::vector<PeftTensor> adapters;
-  const auto& fusions = model::hf_layout(config).fusions;
-  const bool fused = !fusions.empty();  // Phi-3's, GPT-NeoX's
+  const bool fused = !model::hf_layout(config).fusions.empty();  // Phi-3's, GPT-NeoX's
   if (fused) {
     adapters = fused_peft_adapters(reader, config, lora.at("rank").get<std::int64_t>(), lora.at("alpha").get<double>(),
                                    rslora, rank_pattern, alpha_pattern);

@@ -64,6 +64,7 @@ void merge_gate_adapters(const std::string& adapter_dir, const PeftAdapter& adap
   require(config.moe(), path, ": target_modules names ", adapter.gates.front(),
           ", a mixture of experts' gate, but the model has none");
   const std::int64_t h = config.hidden_size;
+  const HfLayout files = model::hf_layout(config);
   for (const std::string& gate : adapter.gates) {
     require(gate == "gate" || config.shared_expert(), path, ": target_modules names ", gate,
             ", but the model's mixture has no shared expert");
@@ -71,8 +72,7 @@ void merge_gate_adapters(const std::string& adapter_dir, const PeftAdapter& adap
     const std::int64_t out = gate == "gate" ? config.num_experts : 1;
     for (std::int64_t l = stage.begin; l < stage.end; ++l) {
       const std::string module = "model.layers." + std::to_string(l) + "." + spin;
-      const auto [rank, alpha] =
-          adapter.module_rank_alpha(model::hf_layout(config).renamed(config.hf_weight_prefix + module));
+      const auto [rank, alpha] = adapter.module_rank_alpha(files.renamed(config.hf_weight_prefix + module));
       model::LoraConfig lora = adapter.lora;
       lora.rank = rank;
       lora.alpha = alpha;
@@ -95,13 +95,14 @@ void merge_adapter(const std::string& adapter_dir, const PeftAdapter& adapter, c
                      const model::TpDims& dims, const model::StageLayers& stage, model::ModelWeights& weights,
                      const kernels::Kernels& kernels) {
   std::map<std::pair<std::int64_t, double>, std::vector<std::string>> groups;  // -> spin's module names
+  const HfLayout files = model::hf_layout(config);
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
     const std::string layer = "model.layers." + std::to_string(l) + ".";
     for (int t = 0; t < model::kLoraTargets; ++t) {
       const auto target = static_cast<model::LoraTarget>(t);
       if (!adapter.lora.targets_(target)) continue;
       for (const model::LoraModule& m : model::lora_modules(config, target)) {
-        const std::string module = model::hf_layout(config).renamed(config.hf_weight_prefix + layer + m.peft);
+        const std::string module = files.renamed(config.hf_weight_prefix + layer + m.peft);
         groups[adapter.module_rank_alpha(module)].push_back(layer + m.spin + ".");
       }
     }
