@@ -18,24 +18,26 @@ constexpr int kHeaderSizeTag = 21, kHeaderTag = 22, kHiddenTag = 23;
 constexpr int kFeedbackSizeTag = 24, kFeedbackTag = 25;
 
 // One step of one group as it travels down the pipeline: the active sequences (prompt index
-// and cache slot) and the tokens each feeds in (its prompt, or a chunk of it, at prefill; its
-// last sampled token afterwards). Coming back to the first stage, a sequence without tokens
-// is one whose prefill goes on.
+// and cache slot), the tokens each feeds in (its prompt, or a chunk of it, at prefill; its last
+// sampled token afterwards), the position of the first and the length of what is being fed: the
+// prompt (or, after LongRoPE's switch, the whole sequence) a chunk belongs to, or the token's
+// end. Coming back to the first stage, a sequence without tokens is one whose prefill goes on.
 struct Step {
-  std::vector<std::int64_t> samples, slots;
+  std::vector<std::int64_t> samples, slots, positions, extents;
   std::vector<std::vector<std::int32_t>> tokens;
 
-  void add(std::int64_t sample, std::int64_t slot, std::vector<std::int32_t> feed) {
+  void add(std::int64_t sample, std::int64_t slot, std::vector<std::int32_t> feed, std::int64_t position = 0,
+           std::int64_t extent = 0) {
     samples.push_back(sample);
     slots.push_back(slot);
+    positions.push_back(position);
+    extents.push_back(extent);
     tokens.push_back(std::move(feed));
   }
   std::vector<std::int64_t> encode() const {
     std::vector<std::int64_t> out = {static_cast<std::int64_t>(slots.size())};
     for (std::size_t i = 0; i < slots.size(); ++i) {
-      out.push_back(samples[i]);
-      out.push_back(slots[i]);
-      out.push_back(static_cast<std::int64_t>(tokens[i].size()));
+      out.insert(out.end(), {samples[i], slots[i], positions[i], extents[i], static_cast<std::int64_t>(tokens[i].size())});
       out.insert(out.end(), tokens[i].begin(), tokens[i].end());
     }
     return out;
@@ -44,23 +46,27 @@ struct Step {
     Step s;
     std::size_t at = 1;
     for (std::int64_t i = 0; i < in.at(0); ++i) {
-      const auto n = static_cast<std::size_t>(in.at(at + 2));
-      s.add(in.at(at), in.at(at + 1),
-            {in.begin() + static_cast<std::ptrdiff_t>(at + 3), in.begin() + static_cast<std::ptrdiff_t>(at + 3 + n)});
-      at += 3 + n;
+      const auto n = static_cast<std::size_t>(in.at(at + 4));
+      const auto from = in.begin() + static_cast<std::ptrdiff_t>(at + 5);
+      s.add(in.at(at), in.at(at + 1), {from, from + static_cast<std::ptrdiff_t>(n)}, in.at(at + 2), in.at(at + 3));
+      at += 5 + n;
     }
     return s;
   }
 };
 
 // The first stage's side of continuous batching: which prompts wait, which cache slots are
-// free, how much of each prompt has been fed, and what each group last sent down the pipeline
-// (whatever of it does not come back has finished, and its slots are free again).
+// free, what of each sequence is known and how much of it has been fed, and what each group last
+// sent down the pipeline (whatever of it does not come back has finished, and its slots are free
+// again). With LongRoPE (`long_context`: ModelConfig::long_rope_context) a sequence that outgrows
+// the short factors' context is fed again from its start, the whole of it on the long factors --
+// as transformers' Phi-3 generation recomputes its cache there --, prefilled in chunks like a
+// prompt.
 class Admission {
  public:
   Admission(const std::vector<std::vector<std::int32_t>>& prompts, std::int64_t slots, std::int64_t groups,
-            std::int64_t max_tokens)
-      : prompts_(prompts), max_tokens_(max_tokens), fed_(prompts.size(), 0),
+            std::int64_t max_tokens, std::int64_t long_context)
+      : known_(prompts), max_tokens_(max_tokens), long_context_(long_context), fed_(prompts.size(), 0),
         capacity_(static_cast<std::size_t>(groups)), sent_(static_cast<std::size_t>(groups)) {
     for (std::int64_t g = 0; g < groups; ++g) {
       capacity_[static_cast<std::size_t>(g)] = slots / groups + (g < slots % groups ? 1 : 0);
@@ -80,13 +86,13 @@ class Admission {
       }
     }
     while (static_cast<std::int64_t>(continuing.slots.size()) < capacity_[gi] &&
-           waiting_ < static_cast<std::int64_t>(prompts_.size())) {
+           waiting_ < static_cast<std::int64_t>(known_.size())) {
       const std::int64_t slot = free_.back();
       free_.pop_back();
       continuing.add(waiting_, slot, {});
       ++waiting_;
     }
-    feed_prompts(continuing);
+    feed(continuing);
     sent_[gi] = continuing.slots;
     return continuing;
   }
@@ -94,17 +100,27 @@ class Admission {
 
  private:
   // Every sequence feeds one token at least; the budget's rest goes to the prefills in order.
-  void feed_prompts(Step& step) {
+  void feed(Step& step) {
     std::int64_t spare = max_tokens_ - static_cast<std::int64_t>(step.slots.size());
     for (std::size_t i = 0; i < step.slots.size(); ++i) {
-      if (!step.tokens[i].empty()) continue;  // a decoding sequence's sampled token
       const auto s = static_cast<std::size_t>(step.samples[i]);
-      const std::vector<std::int32_t>& prompt = prompts_[s];
-      const std::int64_t left = static_cast<std::int64_t>(prompt.size()) - fed_[s];
+      std::vector<std::int32_t>& known = known_[s];
+      step.positions[i] = fed_[s];
+      if (!step.tokens[i].empty()) {  // a decoding sequence's sampled token
+        known.push_back(step.tokens[i].front());
+        if (long_context_ == 0 || fed_[s] != long_context_) {
+          ++fed_[s];
+          continue;
+        }
+        step.tokens[i].clear();  // LongRoPE's switch: everything again, from position 0
+        step.positions[i] = fed_[s] = 0;
+      }
+      const std::int64_t left = static_cast<std::int64_t>(known.size()) - fed_[s];
       const std::int64_t n = max_tokens_ == 0 ? left : std::min(left, 1 + spare);
       spare -= n - 1;
-      const auto from = prompt.begin() + static_cast<std::ptrdiff_t>(fed_[s]);
+      const auto from = known.begin() + static_cast<std::ptrdiff_t>(fed_[s]);
       step.tokens[i].assign(from, from + static_cast<std::ptrdiff_t>(n));
+      step.extents[i] = static_cast<std::int64_t>(known.size());
       fed_[s] += n;
     }
   }
@@ -112,9 +128,10 @@ class Admission {
     free_.insert(std::upper_bound(free_.begin(), free_.end(), slot, std::greater<>()), slot);
   }
 
-  const std::vector<std::vector<std::int32_t>>& prompts_;
+  std::vector<std::vector<std::int32_t>> known_;  // per prompt: it and the tokens sampled so far
   std::int64_t max_tokens_;             // per model call (0: no limit)
-  std::vector<std::int64_t> fed_;       // per prompt: its tokens sent down the pipeline
+  std::int64_t long_context_;           // LongRoPE's switch (0: none)
+  std::vector<std::int64_t> fed_;       // per prompt: its tokens in the cache once the step has run
   std::vector<std::int64_t> capacity_;  // per group
   std::vector<std::vector<std::int64_t>> sent_;  // per group: the slots of its last step
   std::vector<std::int64_t> free_;      // free slots, the lowest at the back
@@ -351,15 +368,14 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   Tensor input_buffer;  // hidden states from the previous stage, on the device
   Links links(pp);
 
-  // Per-prompt state, the same on every stage: the tokens so far and how many are cached.
+  // Per-prompt state, the same on every stage: the tokens so far.
   std::vector<std::vector<std::int32_t>> history = prompts;
-  std::vector<std::int64_t> cached(static_cast<std::size_t>(batch), 0);
   std::vector<Generation> results(static_cast<std::size_t>(batch));
 
   // Groups take turns so that the stages of a pipeline have work in flight; each holds its
   // share of the slots.
   const std::int64_t groups = stages == 1 ? 1 : std::min<std::int64_t>(stages, slots);
-  Admission admission(prompts, slots, groups, batching.max_tokens);  // first stage
+  Admission admission(prompts, slots, groups, batching.max_tokens, config.long_rope_context());  // first stage
   std::vector<Step> next(static_cast<std::size_t>(groups));  // first stage without feedback: the groups' next steps
   std::vector<bool> started(static_cast<std::size_t>(groups), false);
   std::vector<bool> done(static_cast<std::size_t>(groups), false);
@@ -389,15 +405,16 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
       std::vector<std::int64_t> sampled;  // the sequences whose prompt this call completes or that decode
       std::int64_t rows = 0;
       for (std::size_t i = 0; i < step.slots.size(); ++i) {
-        const auto si = static_cast<std::size_t>(step.samples[i]);
-        const auto prompt_length = static_cast<std::int64_t>(prompts[si].size());
-        const auto fed = static_cast<std::int64_t>(step.tokens[i].size());
-        if (cached[si] >= prompt_length) {  // a sampled token: now part of the sequence on every stage
-          history[si].insert(history[si].end(), step.tokens[i].begin(), step.tokens[i].end());
-        }
-        if (cached[si] + fed >= prompt_length) sampled.push_back(static_cast<std::int64_t>(i));
-        seqs.push_back({step.tokens[i], 1, cached[si]});
-        rows += fed;
+        std::vector<std::int32_t>& known = history[static_cast<std::size_t>(step.samples[i])];
+        const std::vector<std::int32_t>& feed = step.tokens[i];
+        const std::int64_t position = step.positions[i], end = position + static_cast<std::int64_t>(feed.size());
+        // A sampled token (fed past what is known) is now part of the sequence on every stage.
+        const auto known_length = static_cast<std::int64_t>(known.size());
+        if (end > known_length) known.insert(known.end(), feed.end() - (end - known_length), feed.end());
+        // What this call feeds completes a prompt (or a sequence fed again) or is a sampled token.
+        if (step.extents[i] == 0 || end == step.extents[i]) sampled.push_back(static_cast<std::int64_t>(i));
+        seqs.push_back({feed, 1, position, -1, step.extents[i]});
+        rows += static_cast<std::int64_t>(feed.size());
       }
       std::span<float> input;
       if (!stage.first) {
@@ -415,9 +432,6 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
                                     adapters_);
       }
       stats_.model_seconds += seconds_since(model_start);
-      for (std::size_t i = 0; i < step.slots.size(); ++i) {
-        cached[static_cast<std::size_t>(step.samples[i])] += static_cast<std::int64_t>(step.tokens[i].size());
-      }
       if (!stage.last) {
         links.send_step(step, pp.rank() + 1, kHeaderSizeTag, kHeaderTag);
         pp.send(acts.stage_output.f32(), static_cast<std::size_t>(acts.stage_output.numel()),
@@ -429,7 +443,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
       std::vector<SampleRow> sample_rows;
       for (std::int64_t i : sampled) {
         const auto si = static_cast<std::size_t>(step.samples[static_cast<std::size_t>(i)]);
-        sample_rows.push_back({sample_ids[si], cached[si], history[si],
+        sample_rows.push_back({sample_ids[si], static_cast<std::int64_t>(history[si].size()), history[si],
                                static_cast<std::int64_t>(results[si].tokens.size()) < params.min_new_tokens});
       }
       const auto sampling_start = std::chrono::steady_clock::now();

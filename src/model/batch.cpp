@@ -29,6 +29,9 @@ TokenBatch TokenBatch::pack(const std::vector<Sequence>& sequences) {
     require(seq.position >= 0, "sequence ", s, ": negative position");
     require(seq.position > 0 || (seq.mask_from >= 1 && seq.mask_from <= len), "sequence ", s,
             ": mask_from ", seq.mask_from, " must be in [1, ", len, "]");
+    require(seq.extent == 0 || seq.extent >= seq.position + len, "sequence ", s, ": extent ", seq.extent,
+            " short of its end ", seq.position + len);
+    b.extents.push_back(seq.extent > 0 ? seq.extent : seq.position + len);
     for (std::int64_t p = 0; p < len; ++p) {
       const bool last = p + 1 == len;
       b.tokens.push_back(seq.tokens[static_cast<std::size_t>(p)]);
@@ -46,9 +49,10 @@ TokenBatch TokenBatch::pack(const std::vector<Sequence>& sequences) {
   return b;
 }
 
-void BatchArrays::upload(const TokenBatch& batch, Device device) {
+void BatchArrays::upload(const TokenBatch& batch, Device device, std::span<const std::int32_t> rope_rows_of) {
   tokens = tokens_.upload<std::int32_t>(batch.tokens, device);
   positions = positions_.upload<std::int32_t>(batch.positions, device);
+  rope_rows = rope_rows_of.empty() ? positions : rope_rows_.upload(rope_rows_of, device);
   targets = targets_.upload<std::int32_t>(batch.targets, device);
   row_keys = batch.row_keys.empty() ? Tensor() : row_keys_.upload<std::int64_t>(batch.row_keys, device);
 }

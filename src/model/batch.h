@@ -21,6 +21,10 @@ struct Sequence {
   // The sequence's global identity in training (a sample's index, and which of its sequences),
   // which keys its dropout masks (LoRA's): the same whatever batch or rank it lands in. -1: none.
   std::int64_t key = -1;
+  // The length of the whole sequence these tokens belong to, where it is more than their end
+  // (position + tokens): a prompt prefilled in chunks, whose length decides LongRoPE's factors
+  // from its first chunk on (ModelConfig::long_rope_context). 0: their end.
+  std::int64_t extent = 0;
 };
 
 struct TokenBatch {
@@ -30,6 +34,7 @@ struct TokenBatch {
   std::vector<std::int32_t> targets;
   std::vector<float> loss_mask;
   std::vector<std::int32_t> sequence_of;  // sequence index of each row
+  std::vector<std::int64_t> extents;      // per sequence: Sequence::extent, or its end where that is 0
   // Dropout (LoRA's): each row's key, its sequence's key x 2^24 + its position (empty unless every
   // sequence has a key), and the step's seed (the masks differ from step to step).
   std::vector<std::int64_t> row_keys;
@@ -51,16 +56,21 @@ struct TokenBatch {
 class BatchArrays {
  public:
   Tensor tokens, positions, targets;  // int32 [rows]
+  // int32 [rows]: each row's row of the RoPE table (RopeTable): its position, or for a sequence
+  // on LongRoPE's long factors, RopeTable::long_row of it (the same tensor as positions where no
+  // row differs).
+  Tensor rope_rows;
   Tensor row_keys;                    // int64 [rows] (TokenBatch::row_keys), when the batch has them
   Tensor cache_rows;                  // int64 [rows]: generation, where each row goes in the cache
   Tensor last_rows;                   // int64 [num_seqs]: generation, each sequence's last row
 
-  void upload(const TokenBatch& batch, Device device);
+  // `rope_rows`: as rope_rows above, one a row (empty: the positions).
+  void upload(const TokenBatch& batch, Device device, std::span<const std::int32_t> rope_rows = {});
   void upload_generation(std::span<const std::int64_t> cache_row_of,
                          std::span<const std::int64_t> last_row_of, Device device);
 
  private:
-  UploadBuffer tokens_, positions_, targets_, row_keys_, cache_rows_, last_rows_;
+  UploadBuffer tokens_, positions_, rope_rows_, targets_, row_keys_, cache_rows_, last_rows_;
 };
 
 }  // namespace spin::model

@@ -479,11 +479,16 @@ float ModelConfig::embedding_scale(bool bf16_activations) const {
 }
 
 std::int64_t ModelConfig::max_sequence_length() const {
-  if (rope_scaling &&
-      (rope_scaling->type == RopeScaling::Type::LongRope || rope_scaling->type == RopeScaling::Type::Dynamic)) {
+  if (rope_scaling && rope_scaling->type == RopeScaling::Type::Dynamic) {
     return std::min(max_position_embeddings, rope_scaling->original_max_position_embeddings);
   }
   return max_position_embeddings;
+}
+
+std::int64_t ModelConfig::long_rope_context() const {
+  return rope_scaling && rope_scaling->type == RopeScaling::Type::LongRope
+             ? std::min(max_position_embeddings, rope_scaling->original_max_position_embeddings)
+             : 0;
 }
 
 std::int64_t ModelConfig::num_parameters() const {

@@ -26,8 +26,8 @@ namespace spin::model {
 // divided by `factor`, those turning more than beta_fast times kept, a linear ramp between; cos
 // and sin times attention_factor) and longrope (Phi-3's 128k models: each inverse frequency
 // divided by its short_factor, cos and sin times attention_factor, for sequences up to
-// original_max_position_embeddings; longer ones would switch to long_factor, which spin does not
-// do: ModelConfig::max_sequence_length stops there) and dynamic (dynamic NTK: transformers raises
+// original_max_position_embeddings; a longer sequence takes long_factor at every position, as
+// transformers switches: ModelConfig::long_rope_context) and dynamic (dynamic NTK: transformers raises
 // the RoPE base only once a sequence outgrows max_position_embeddings -- or rope_scaling's
 // original_max_position_embeddings where it gives one --, so up to there it is plain RoPE, and
 // ModelConfig::max_sequence_length stops there too).
@@ -223,11 +223,14 @@ struct ModelConfig {
   std::vector<std::int64_t> generation_eos_ids(const std::string& model_dir) const;
   // Throws naming `source` unless every id is in the vocabulary.
   void check_in_vocabulary(const std::vector<std::int64_t>& eos_ids, const std::string& source) const;
-  // Longest sequence the model takes: max_position_embeddings (with longrope scaling
-  // original_max_position_embeddings: past it transformers switches every position to the long
-  // factors; with dynamic scaling, rope_scaling's original_max_position_embeddings where it is
-  // smaller: past it transformers would raise the base).
+  // Longest sequence the model takes: max_position_embeddings (with dynamic scaling, rope_scaling's
+  // original_max_position_embeddings where it is smaller: past it transformers would raise the base).
   std::int64_t max_sequence_length() const;
+  // LongRoPE's switch: a sequence longer than this (original_max_position_embeddings) runs on the
+  // long factors at every position, a shorter one on the short factors -- transformers' choice
+  // for a forward of that sequence alone (Phi3LongRoPEScaledRotaryEmbedding; it decides for a
+  // whole padded batch by its longest sequence, spin for each sequence). 0 without LongRoPE.
+  std::int64_t long_rope_context() const;
   // Parameters of the full (unsharded) model.
   std::int64_t num_parameters() const;
   // The [hidden] norm weights a decoder layer holds (Llama's two; Gemma 2's four; OLMo 2's two

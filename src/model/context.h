@@ -89,6 +89,9 @@ struct BatchGeometry {
   std::int64_t num_seqs = 0;
   const std::int64_t* cu_seqlens = nullptr;
   const std::int32_t* positions = nullptr;
+  // Each row's row of the global RoPE table, ModelContext::rope (BatchArrays::rope_rows): its
+  // position but for LongRoPE's long sequences. The windowed layers' local table reads positions.
+  const std::int32_t* rope_rows = nullptr;
   const SequenceSplit* split = nullptr;  // sequence parallelism; nullptr: every rank all rows
   const AdapterDropout* dropout = nullptr;  // LoRA's dropout; nullptr: none
   // A mixture of experts' backward: d loss / d each layer's router losses (model/moe.h's

@@ -19,6 +19,12 @@ const Tensor& norm_output(const Tensor& normed, const Tensor& normed16, const Te
   return normed.defined() || normed16.defined() ? normed : stream;
 }
 
+// The table rows `rope` reads for b's rows: the global table's (LongRoPE's long rows for long
+// sequences), or a windowed layer's local table's, the positions.
+const std::int32_t* rope_rows(const ModelContext& ctx, const BatchGeometry& b, const RopeTable* rope) {
+  return rope == &ctx.rope ? b.rope_rows : b.positions;
+}
+
 // RoPE on q and k in place (none in a NoPE layer: `rope` null), then causal attention into
 // attn: over the batch's own rows, or with a cache, over the cached prefix too after the rows'
 // keys and values are appended to it.
@@ -29,6 +35,7 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
   const TpDims& d = ctx.dims;
   const std::int64_t n = b.rows;
   const bool mixed = a.q_bf16.defined();
+  const std::int32_t* rows = rope_rows(ctx, b, rope);
   require(cache == nullptr || cache->bf16 == mixed, "KV cache in ", cache && cache->bf16 ? "bf16" : "float32",
           " for a layer computing in ", mixed ? "bf16" : "float32");
   if (mixed) {
@@ -36,9 +43,9 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     std::uint16_t* key = a.k_bf16.bf16();
     const std::uint16_t* value = a.v_bf16.bf16();
     if (rope) {
-      k.rope_forward_bf16(q, b.positions, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim(),
+      k.rope_forward_bf16(q, rows, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim(),
                           ctx.config.rope_pairs);
-      k.rope_forward_bf16(key, b.positions, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim(),
+      k.rope_forward_bf16(key, rows, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim(),
                           ctx.config.rope_pairs);
     }
     if (cache) {
@@ -56,9 +63,9 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     return;
   }
   if (rope) {
-    k.rope_forward(a.q.f32(), b.positions, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim(),
+    k.rope_forward(a.q.f32(), rows, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim(),
                    ctx.config.rope_pairs);
-    k.rope_forward(a.k.f32(), b.positions, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim(),
+    k.rope_forward(a.k.f32(), rows, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim(),
                    ctx.config.rope_pairs);
   }
   if (cache) {
@@ -149,6 +156,7 @@ void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, co
                              LayerGradScratch& s, const kernels::AttentionScores& scores, const RopeTable* rope) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
+  const std::int32_t* rows = rope_rows(ctx, b, rope);
   if (a.q_bf16.defined()) {
     k.attention_backward_bf16(s.dq.f32(), s.dk.f32(), s.dv.f32(), s.d_attn.f32(), a.q_bf16.bf16(),
                               a.k_bf16.bf16(), a.v_bf16.bf16(), a.attn_bf16.bf16(), a.probs.f32(), b.cu_seqlens,
@@ -159,9 +167,9 @@ void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, co
                          scores);
   }
   if (rope) {
-    k.rope_backward(s.dq.f32(), b.positions, rope->cos(), rope->sin(), b.rows, d.heads, d.head_dim, rope->rotary_dim(),
+    k.rope_backward(s.dq.f32(), rows, rope->cos(), rope->sin(), b.rows, d.heads, d.head_dim, rope->rotary_dim(),
                     ctx.config.rope_pairs);
-    k.rope_backward(s.dk.f32(), b.positions, rope->cos(), rope->sin(), b.rows, d.kv_heads, d.head_dim,
+    k.rope_backward(s.dk.f32(), rows, rope->cos(), rope->sin(), b.rows, d.kv_heads, d.head_dim,
                     rope->rotary_dim(), ctx.config.rope_pairs);
   }
 }

@@ -44,7 +44,8 @@ std::vector<float> yarn_inv_freq(std::vector<float> inv, std::int64_t rotary_dim
 
 }  // namespace
 
-std::vector<float> rope_inv_freq(std::int64_t rotary_dim, float theta, const std::optional<RopeScaling>& scaling) {
+std::vector<float> rope_inv_freq(std::int64_t rotary_dim, float theta, const std::optional<RopeScaling>& scaling,
+                                 bool long_factors) {
   const std::int64_t half = rotary_dim / 2;
   std::vector<float> inv(static_cast<std::size_t>(half));
   for (std::int64_t i = 0; i < half; ++i) {
@@ -57,10 +58,11 @@ std::vector<float> rope_inv_freq(std::int64_t rotary_dim, float theta, const std
     for (float& f : inv) f /= s.factor;
     return inv;
   }
-  if (s.type == RopeScaling::Type::LongRope) {  // 1 / (short_factor_i theta^(2i / d)), in float32
+  if (s.type == RopeScaling::Type::LongRope) {  // 1 / (factor_i theta^(2i / d)), in float32
+    const std::vector<float>& factor = long_factors ? s.long_factor : s.short_factor;
     for (std::int64_t i = 0; i < half; ++i) {
       const float exponent = static_cast<float>(2 * i) / static_cast<float>(rotary_dim);
-      inv[static_cast<std::size_t>(i)] = 1.0f / (s.short_factor.at(static_cast<std::size_t>(i)) * std::pow(theta, exponent));
+      inv[static_cast<std::size_t>(i)] = 1.0f / (factor.at(static_cast<std::size_t>(i)) * std::pow(theta, exponent));
     }
     return inv;
   }
@@ -89,7 +91,12 @@ RopeTable::RopeTable(std::int64_t rotary_dim, std::int64_t limit, float theta, D
                      const std::optional<RopeScaling>& scaling)
     : rotary_dim_(rotary_dim), limit_(limit), theta_(theta), device_(device), scaling_(scaling) {
   require(limit >= 1, "RoPE tables for ", limit, " positions");
-  compute(rows_for(0, limit));
+  if (scaling && scaling->type == RopeScaling::Type::LongRope) {
+    long_from_ = std::min(scaling->original_max_position_embeddings, limit);
+    compute(long_from_, 0);
+  } else {
+    compute(rows_for(0, limit), 0);
+  }
 }
 
 std::int64_t RopeTable::rows_for(std::int64_t n, std::int64_t limit) {
@@ -98,32 +105,50 @@ std::int64_t RopeTable::rows_for(std::int64_t n, std::int64_t limit) {
   return std::min(rows, limit);
 }
 
-void RopeTable::cover(std::int64_t n) {
-  require(n <= limit_, "position ", n - 1, " is beyond the RoPE tables' ", limit_, " positions");
-  if (n > positions()) compute(rows_for(n, limit_));
+std::int64_t RopeTable::rows_held(std::int64_t n, std::int64_t limit, const std::optional<RopeScaling>& scaling) {
+  if (!scaling || scaling->type != RopeScaling::Type::LongRope) return rows_for(n, limit);
+  const std::int64_t long_from = std::min(scaling->original_max_position_embeddings, limit);
+  return long_from + (n > long_from ? rows_for(n, limit) : 0);
 }
 
-void RopeTable::compute(std::int64_t rows) {
+void RopeTable::cover(std::int64_t n, std::int64_t long_n) {
+  require(n <= limit_ && long_n <= limit_, "position ", std::max(n, long_n) - 1, " is beyond the RoPE tables' ",
+          limit_, " positions");
+  require(long_n == 0 || long_from_ > 0, "long RoPE factors asked of a table without them");
+  require(long_from_ == 0 || n <= long_from_, "position ", n - 1, " is beyond LongRoPE's short factors' ", long_from_,
+          " positions");
+  const std::int64_t rows = long_from_ > 0 ? long_from_ : std::max(short_rows_, rows_for(n, limit_));
+  const std::int64_t long_rows = long_n > long_rows_ ? rows_for(long_n, limit_) : long_rows_;
+  if (rows > short_rows_ || long_rows > long_rows_) compute(rows, long_rows);
+}
+
+void RopeTable::compute(std::int64_t rows, std::int64_t long_rows) {
   const std::int64_t half = rotary_dim_ / 2;
-  Tensor cos = Tensor::zeros({rows, half});
-  Tensor sin = Tensor::zeros({rows, half});
-  float* c = cos.f32();
-  float* s = sin.f32();
-  const std::vector<float> inv = rope_inv_freq(rotary_dim_, theta_, scaling_);
+  Tensor cos = Tensor::zeros({rows + long_rows, half});
+  Tensor sin = Tensor::zeros({rows + long_rows, half});
   // YaRN and LongRoPE scale cos and sin (in float32, after their rounding), as transformers'
   // rotary embeddings do (attention_scaling).
   const bool scaled = scaling_ && (scaling_->type == RopeScaling::Type::Yarn || scaling_->type == RopeScaling::Type::LongRope);
   const float attention = scaled ? scaling_->attention_factor : 1.0f;
-  for (std::int64_t i = 0; i < half; ++i) {
-    const float inv_freq = inv[static_cast<std::size_t>(i)];
-    for (std::int64_t p = 0; p < rows; ++p) {
-      const float angle = static_cast<float>(p) * inv_freq;
-      c[p * half + i] = static_cast<float>(std::cos(static_cast<double>(angle))) * attention;
-      s[p * half + i] = static_cast<float>(std::sin(static_cast<double>(angle))) * attention;
+  // Positions [0, n) from table row `first` on, of the inverse frequencies `inv`.
+  const auto fill = [&](const std::vector<float>& inv, std::int64_t first, std::int64_t n) {
+    float* c = cos.f32() + first * half;
+    float* s = sin.f32() + first * half;
+    for (std::int64_t i = 0; i < half; ++i) {
+      const float inv_freq = inv[static_cast<std::size_t>(i)];
+      for (std::int64_t p = 0; p < n; ++p) {
+        const float angle = static_cast<float>(p) * inv_freq;
+        c[p * half + i] = static_cast<float>(std::cos(static_cast<double>(angle))) * attention;
+        s[p * half + i] = static_cast<float>(std::sin(static_cast<double>(angle))) * attention;
+      }
     }
-  }
+  };
+  fill(rope_inv_freq(rotary_dim_, theta_, scaling_), 0, rows);
+  if (long_rows > 0) fill(rope_inv_freq(rotary_dim_, theta_, scaling_, true), rows, long_rows);
   cos_ = cos.to(device_);
   sin_ = sin.to(device_);
+  short_rows_ = rows;
+  long_rows_ = long_rows;
 }
 
 }  // namespace spin::model

@@ -38,16 +38,16 @@ std::int64_t Transformer::validate(const TokenBatch& batch) const {
   require(batch.num_seqs() >= 1, "empty batch");
   std::int64_t longest = 0;
   for (std::int64_t s = 0; s < batch.num_seqs(); ++s) {
-    // The sequence's last position + 1: its length, counting a cached prefix.
-    const auto end = static_cast<std::int64_t>(
-                         batch.positions[static_cast<std::size_t>(batch.cu_seqlens[static_cast<std::size_t>(s + 1)] - 1)]) + 1;
-    require(end <= config_.max_sequence_length(), "sequence ", s, " has ", end,
+    // The whole sequence's length, counting a cached prefix and, for a prompt prefilled in chunks,
+    // the chunks to come.
+    const std::int64_t extent = batch.extents.at(static_cast<std::size_t>(s));
+    require(extent <= config_.max_sequence_length(), "sequence ", s, " has ", extent,
             " tokens; the model allows at most ", config_.max_sequence_length(),
             config_.max_sequence_length() < config_.max_position_embeddings
-                ? " (rope_scaling's original_max_position_embeddings: past it LongRoPE would take its long "
-                  "factors, dynamic NTK a larger base, which spin does not implement)"
+                ? " (rope_scaling's original_max_position_embeddings: past it dynamic NTK would take a larger "
+                  "base, which spin does not implement)"
                 : " (max_position_embeddings)");
-    longest = std::max(longest, end);
+    longest = std::max(longest, extent);
   }
   for (std::int64_t i = 0; i < batch.rows(); ++i) {
     const std::int32_t t = batch.tokens[static_cast<std::size_t>(i)];
@@ -63,6 +63,7 @@ BatchGeometry Transformer::geometry(const Activations& a) const {
                        a.batch.num_seqs(),
                        a.batch.cu_seqlens.data(),
                        a.arrays.positions.data<std::int32_t>(),
+                       a.arrays.rope_rows.data<std::int32_t>(),
                        a.sequence_parallel ? &a.split : nullptr,
                        a.dropout.row_keys != nullptr ? &a.dropout : nullptr};
 }
@@ -73,10 +74,24 @@ std::int64_t Transformer::boundary_rows(const TokenBatch& batch) const {
 
 void Transformer::start(const TokenBatch& batch, Activations& a) const {
   const std::int64_t positions = validate(batch);
-  rope_.cover(positions);
   if (local_rope_) local_rope_->cover(positions);
+  // LongRoPE: the rows of a sequence longer than its switch read the long table.
+  const std::int64_t switch_at = config_.long_rope_context();
+  if (switch_at == 0 || positions <= switch_at) {
+    rope_.cover(positions);
+    a.batch = batch;
+    a.arrays.upload(batch, device());
+    return;
+  }
+  rope_.cover(std::min(positions, switch_at), positions);
+  std::vector<std::int32_t> rows(batch.positions);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (batch.extents[static_cast<std::size_t>(batch.sequence_of[i])] > switch_at) {
+      rows[i] = static_cast<std::int32_t>(rope_.long_row(rows[i]));
+    }
+  }
   a.batch = batch;
-  a.arrays.upload(batch, device());
+  a.arrays.upload(batch, device(), rows);
 }
 
 ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batch) const {

@@ -273,9 +273,12 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     s.masters = s.trained * p.master;
     s.optimizer = owned * p.moments;
     // The Transformer's cos and sin tables, [positions, rotary_dim / 2] each, float32 on every path,
-    // grown to cover the longest sequence; Gemma 3 has a second pair for its windowed layers.
-    s.rope = (c.rope_local_theta ? 2 : 1) * 2 * model::RopeTable::rows_for(r.seq, c.max_sequence_length()) *
-             (c.rotary_dim / 2) * 4;
+    // grown to cover the longest sequence (LongRoPE: its short table, and past its switch the long
+    // one); Gemma 3 has a second pair for its windowed layers.
+    const std::int64_t rope_rows =
+        model::RopeTable::rows_held(r.seq, c.max_sequence_length(), c.rope_scaling) +
+        (c.rope_local_theta ? model::RopeTable::rows_for(r.seq, c.max_sequence_length()) : 0);
+    s.rope = 2 * rope_rows * (c.rotary_dim / 2) * 4;
     const bool offload = r.ref_offload && p.master > 0;  // the CPU path has no host/device split
     // The reference is a model like the policy: its values (the masters' precision) and, with
     // bf16 products, the bf16 copy they read; offloaded, its float32 values alone (the policy's

@@ -63,10 +63,11 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
   t.set_recompute_activations(recompute);
   Run r;
 
-  // Scoring and backward: three sequences of different lengths, packed.
-  // Three sequences of different lengths, packed, keyed for LoRA's dropout.
+  // Scoring and backward: three sequences of different lengths, packed, keyed for LoRA's dropout;
+  // with LongRoPE the second longer than its switch (its rows read the long factors' table rows).
+  const std::int64_t second_length = config.long_rope_context() > 0 ? config.long_rope_context() + 8 : 9;
   model::TokenBatch batch = model::TokenBatch::pack({{random_ids(5, config.vocab_size, 11), 2, 0, 0},
-                                                     {random_ids(9, config.vocab_size, 12), 4, 0, 1},
+                                                     {random_ids(static_cast<std::size_t>(second_length), config.vocab_size, 12), 4, 0, 1},
                                                      {random_ids(3, config.vocab_size, 13), 1, 0, 2}});
   batch.dropout_seed = 5;
   model::Activations acts;

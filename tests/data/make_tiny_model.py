@@ -201,7 +201,7 @@ def main():
     p.add_argument("--dynamic", type=float, metavar="FACTOR",
                    help="rope_scaling of type dynamic (dynamic NTK) with this factor")
     p.add_argument("--original-max-positions", type=int, default=64,
-                   help="--phi3's and --yarn's original_max_position_embeddings (LongRoPE's sequences stop there)")
+                   help="--phi3's and --yarn's original_max_position_embeddings (LongRoPE's long factors past it)")
     p.add_argument("--sliding-window", type=int, default=8,
                    help="the window of --mistral and --gemma2 (keys; shorter than the test sequences)")
     p.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")

@@ -166,21 +166,30 @@ def moe_reference(model_dir, tmp):
 def phi3_reference(model_dir, tmp):
     """Phi3ForCausalLM where transformers has it (4.41 on); on the oracle's 4.40, LlamaForCausalLM
     on the checkpoint split as Phi3Attention and Phi3MLP slice their fused tensors (qkv_proj's rows
-    q, k, v; gate_up_proj's gate, up), its rotary inverse frequencies replaced by LongRoPE's short
-    ones, 1 / (short_factor_i base^(2i / d)) in float32, and cos and sin multiplied by the attention
-    factor sqrt(1 + ln(max / original) / ln original) (Phi3LongRoPEScaledRotaryEmbedding, for
-    sequences up to original_max_position_embeddings). Checked once against transformers 4.44.2's
-    Phi3ForCausalLM on tiny-phi3 (2026-12-02): the same log-probabilities to 1.0e-6, and spin within
-    1.2e-6 of Phi3ForCausalLM; on 4.40, within 2.4e-5 of this LlamaForCausalLM."""
+    q, k, v; gate_up_proj's gate, up), its rotary inverse frequencies replaced by LongRoPE's,
+    1 / (factor_i base^(2i / d)) in float32, and cos and sin multiplied by the attention factor
+    sqrt(1 + ln(max / original) / ln original) -- two of them, the short factors' for a sequence of
+    up to original_max_position_embeddings tokens and the long factors' for a longer one, as
+    Phi3LongRoPEScaledRotaryEmbedding switches on the length of the sequence it is given. Checked
+    once against transformers 4.44.2's Phi3ForCausalLM on tiny-phi3 (2026-12-02, sequences on the
+    short factors): the same log-probabilities to 1.0e-6, and spin within 1.2e-6 of
+    Phi3ForCausalLM; on 4.40, within 2.4e-5 of this LlamaForCausalLM."""
     import transformers
-    partial = json.load(open(os.path.join(model_dir, "config.json"))).get("partial_rotary_factor", 1.0) != 1.0
-    if hasattr(transformers, "Phi3ForCausalLM") and not partial:
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    if hasattr(transformers, "Phi3ForCausalLM") and config.get("partial_rotary_factor", 1.0) == 1.0:
         return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
-    return phi3_as_llama(model_dir, tmp)
+    short, long = (phi3_as_llama(model_dir, tmp, factors) for factors in ("short_factor", "long_factor"))
+    original = config["original_max_position_embeddings"]
+
+    def by_length(ids):
+        return (long if ids.shape[1] > original else short)(ids)
+
+    by_length.__name__ = "LlamaForCausalLM as Phi3ForCausalLM (LongRoPE: long factors past %d tokens)" % original
+    return by_length
 
 
-def phi3_as_llama(model_dir, tmp):
-    """phi3_reference's LlamaForCausalLM."""
+def phi3_as_llama(model_dir, tmp, factors):
+    """phi3_reference's LlamaForCausalLM on LongRoPE's `factors` (short_factor or long_factor)."""
     config = json.load(open(os.path.join(model_dir, "config.json")))
     hd = config["hidden_size"] // config["num_attention_heads"]
     rotary = int(hd * config.pop("partial_rotary_factor", 1.0))
@@ -198,7 +207,7 @@ def phi3_as_llama(model_dir, tmp):
             weights[base + "gate_proj.weight"], weights[base + "up_proj.weight"] = gate.clone(), up.clone()
         else:
             weights[name] = value
-    llama_dir = os.path.join(tmp, "as-llama")
+    llama_dir = os.path.join(tmp, "as-llama-" + factors)
     os.makedirs(llama_dir)
     save_file(weights, os.path.join(llama_dir, "model.safetensors"), metadata={"format": "pt"})
     scaling = config.pop("rope_scaling")
@@ -206,8 +215,8 @@ def phi3_as_llama(model_dir, tmp):
     config.update({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})
     json.dump(config, open(os.path.join(llama_dir, "config.json"), "w"))
     model = LlamaForCausalLM.from_pretrained(llama_dir, torch_dtype=torch.float32).eval()
-    short = torch.tensor(scaling["short_factor"], dtype=torch.float32)
-    inv_freq = 1.0 / (short * config["rope_theta"] ** (torch.arange(0, rotary, 2, dtype=torch.int64).float() / rotary))
+    factor = torch.tensor(scaling[factors], dtype=torch.float32)
+    inv_freq = 1.0 / (factor * config["rope_theta"] ** (torch.arange(0, rotary, 2, dtype=torch.int64).float() / rotary))
     scale = config["max_position_embeddings"] / original
     rescale_rope(model, inv_freq, math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1.0 else 1.0)
     model.__name__ = "LlamaForCausalLM as Phi3ForCausalLM (LongRoPE)"

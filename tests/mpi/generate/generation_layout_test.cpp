@@ -1,7 +1,8 @@
 // Run with 4 ranks. The same seed gives the same responses (tokens, log-probabilities, stops)
 // for (TP, PP) = (1, 1), (2, 1), (1, 2), (2, 2), whatever prompts share a replica's batch, in
 // what order, how many sequences are in flight at once (continuous batching) and how many
-// tokens a model call takes (chunked prefill).
+// tokens a model call takes (chunked prefill) -- also for a Phi-3 whose sequences outgrow
+// LongRoPE's short context and are fed again on the long factors.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -40,11 +41,16 @@ std::vector<std::vector<std::int32_t>> all_prompts() {
   return p;
 }
 
-std::vector<Generation> run(parallel::Communicator& world, parallel::Layout layout,
-                            const GenerationParams& params, bool reversed, std::int64_t max_batch = 0,
-                            std::int64_t max_tokens = 0) {
+testing::TinyShape four_layers(testing::TinyFamily family) {
   testing::TinyShape shape;
   shape.layers = 4;
+  shape.family = family;
+  return shape;
+}
+
+std::vector<Generation> run(parallel::Communicator& world, parallel::Layout layout, const testing::TinyShape& shape,
+                            const GenerationParams& params, bool reversed, std::int64_t max_batch = 0,
+                            std::int64_t max_tokens = 0) {
   const parallel::ProcessGrid grid(world, layout);
   Model m(grid, testing::tiny_config(shape));
   Generator generator(grid, m.transformer, m.weights);
@@ -77,9 +83,12 @@ TEST(GenerationLayouts, SameTokensForEveryTpAndPpLayoutAndBatch) {
   stopping.sampling.top_k = 4;
   stopping.eos_ids = {5, 9};
   stopping.min_new_tokens = 2;
-  for (const GenerationParams& params : {sampled, stopping}) {
+  GenerationParams crossing = sampled;  // the tiny Phi-3's L = 32: every prompt of 4 tokens or more crosses it
+  crossing.max_new_tokens = 30;
+  const testing::TinyShape llama = four_layers(testing::TinyFamily::Llama), phi3 = four_layers(testing::TinyFamily::Phi3);
+  for (const auto& [shape, params] : {std::pair{llama, sampled}, std::pair{llama, stopping}, std::pair{phi3, crossing}}) {
     parallel::SelfCommunicator self;
-    const auto reference = run(self, {1, 1, 1}, params, false);
+    const auto reference = run(self, {1, 1, 1}, shape, params, false);
     if (!params.eos_ids.empty()) {  // the stopping case must actually stop some sequences early
       EXPECT_TRUE(std::any_of(reference.begin(), reference.end(),
                               [](const Generation& g) { return g.finish == FinishReason::Eos; }));
@@ -94,7 +103,7 @@ TEST(GenerationLayouts, SameTokensForEveryTpAndPpLayoutAndBatch) {
       };
       for (const Batch& b : {Batch{false, 0, 0}, Batch{true, 0, 0}, Batch{false, 3, 0}, Batch{false, 3, 4},
                              Batch{true, 2, 2}}) {
-        const auto got = run(spin::testing::mpi_world(), layout, params, b.reversed, b.max_batch, b.max_tokens);
+        const auto got = run(spin::testing::mpi_world(), layout, shape, params, b.reversed, b.max_batch, b.max_tokens);
         for (std::size_t i = 0; i < got.size(); ++i) {
           if (got[i].tokens.empty()) continue;  // another replica's prompt
           EXPECT_EQ(got[i].tokens, reference[i].tokens) << "prompt " << i << " at tp " << layout.tp << ", pp "

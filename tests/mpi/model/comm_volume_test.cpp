@@ -86,7 +86,7 @@ TEST(TensorParallelCommunication, OneBlockAndTheWholeModelSendExactlyTheDesigned
   // One decoder layer: o_proj and down_proj outputs forward, their inputs' gradients backward.
   const RopeTable rope(config.head_dim, 64, config.rope_theta);
   const ModelContext ctx{config, dims, grid.tp(), cpu, rope};
-  const BatchGeometry geometry{batch.rows(), batch.num_seqs(), batch.cu_seqlens.data(),
+  const BatchGeometry geometry{batch.rows(), batch.num_seqs(), batch.cu_seqlens.data(), batch.positions.data(),
                                batch.positions.data()};
   LayerActivations acts;
   acts.allocate(dims, geometry, kernels::attention_probs_size(batch.cu_seqlens.data(), 2, dims.heads), Device::Cpu,

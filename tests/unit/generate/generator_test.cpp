@@ -285,6 +285,70 @@ TEST(Generator, ChunkedPrefillGivesTheSameResponsesUnderATokenBudget) {
   }
 }
 
+// LongRoPE (the tiny Phi-3 and Phi-4-mini: L = 32 of 64 positions), as transformers' Phi-3
+// generation: a prompt longer than L runs on the long factors from its prefill on; a shorter one
+// on the short factors until its sequence outgrows L, when the whole of it is fed again on the
+// long factors. So each token at position t is drawn from the full forward of the t tokens
+// before it on the short factors while t <= L, on the long ones after -- twins that never switch
+// give those --; under a token budget the refeed is prefilled in chunks, to the same responses;
+// and every sequence that crosses L is fed again once.
+TEST(Generator, LongRopeSequencesPastTheShortContextAreFedAgainOnTheLongFactors) {
+  for (const testing::TinyFamily family : {testing::TinyFamily::Phi3, testing::TinyFamily::Phi4Mini}) {
+    SCOPED_TRACE(testing::tiny_family_name(family));
+    TinyGenerator t(family_shape(family));
+    const std::int64_t switch_at = t.config.long_rope_context();
+    ASSERT_EQ(switch_at, 32);
+    const auto twin = [&](bool long_factors) {
+      model::ModelConfig c = t.config;
+      if (long_factors) c.rope_scaling->short_factor = c.rope_scaling->long_factor;
+      c.rope_scaling->original_max_position_embeddings = c.max_position_embeddings;
+      return c;
+    };
+    const model::ModelConfig short_config = twin(false), long_config = twin(true);
+    const model::Transformer short_twin(short_config, t.dims, t.grid.tp(), t.cpu);
+    const model::Transformer long_twin(long_config, t.dims, t.grid.tp(), t.cpu);
+    // Crossing at its 3rd, 13th and 1st new token; long from the start; never reaching L.
+    const std::vector<std::vector<std::int32_t>> ps = {testing::random_ids(30, 37, 1), testing::random_ids(20, 37, 2),
+                                                       testing::random_ids(40, 37, 3), testing::random_ids(5, 37, 4),
+                                                       testing::random_ids(32, 37, 5)};
+    GenerationParams p;
+    p.max_new_tokens = 20;
+    const auto out = t.generator.generate(ps, ids(ps.size()), p);
+    std::int64_t crossing = 0, fed = 0;
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      ASSERT_EQ(out[i].tokens.size(), 20u);
+      std::vector<std::int32_t> seq = ps[i];
+      seq.insert(seq.end(), out[i].tokens.begin(), out[i].tokens.end());
+      const auto prompt = static_cast<std::int64_t>(ps[i].size());
+      crossing += prompt <= switch_at && prompt + 19 > switch_at;
+      fed += static_cast<std::int64_t>(seq.size()) - 1;
+      for (std::int64_t j = 0; j < 20; ++j) {
+        const std::int64_t position = prompt + j;  // the token's; the t before it are its context
+        const model::Transformer& same = position <= switch_at ? short_twin : long_twin;
+        const std::vector<std::int32_t> upto(seq.begin(), seq.begin() + position + 1);
+        const model::ForwardResult r = same.forward(t.weights, model::TokenBatch::pack({{upto, 1}}));
+        EXPECT_NEAR(out[i].logprobs[static_cast<std::size_t>(j)], r.token_logprobs[static_cast<std::size_t>(position - 1)],
+                    2e-5)
+            << "prompt " << i << ", token " << j;
+      }
+    }
+    ASSERT_EQ(crossing, 3);
+    EXPECT_EQ(std::accumulate(t.generator.stats().tokens_per_step.begin(), t.generator.stats().tokens_per_step.end(),
+                              std::int64_t{0}),
+              fed + crossing * switch_at)
+        << "every crossing sequence's first L tokens fed again, once";
+    for (const auto& [slots, budget] : {std::pair<std::int64_t, std::int64_t>{2, 5}, {3, 3}, {5, 9}}) {
+      const auto got = t.generator.generate(ps, ids(ps.size()), p, {slots, budget, {}});
+      for (std::size_t i = 0; i < ps.size(); ++i) {
+        EXPECT_EQ(got[i].tokens, out[i].tokens) << "prompt " << i << ", " << slots << " slots, " << budget << " tokens";
+        testing::expect_close(got[i].logprobs, out[i].logprobs, 1e-5, 1e-5, "logprobs");
+      }
+      EXPECT_LE(*std::max_element(t.generator.stats().tokens_per_step.begin(), t.generator.stats().tokens_per_step.end()),
+                budget);
+    }
+  }
+}
+
 TEST(Generator, BadPromptsAndParametersAreErrorsBeforeAnyWork) {
   TinyGenerator t;
   GenerationParams p;

@@ -206,8 +206,8 @@ std::string longrope_factors(int n) {
 
 // Phi-3-mini-128k's shape (its factors here made up; the published lists have 48 entries too):
 // Llama with q/k/v and gate/up fused in its files, LongRoPE ("su", as the first release wrote
-// it) with an attention factor of sqrt(1 + ln 32 / ln 4096), sequences up to the original 4096
-// positions, and a window in every layer.
+// it) with an attention factor of sqrt(1 + ln 32 / ln 4096), every one of its 131072 positions --
+// sequences past the original 4096 on the long factors --, and a window in every layer.
 TEST(ModelConfig, ReadsPhi3WithLongRope) {
   const std::string factors = longrope_factors(48);
   const std::string phi3 = R"({
@@ -226,7 +226,8 @@ TEST(ModelConfig, ReadsPhi3WithLongRope) {
   EXPECT_FLOAT_EQ(c.rope_scaling->short_factor[2], 1.1f);
   EXPECT_EQ(c.rope_scaling->original_max_position_embeddings, 4096);
   EXPECT_FLOAT_EQ(c.rope_scaling->attention_factor, 1.1902381f);  // sqrt(1 + ln 32 / ln 4096)
-  EXPECT_EQ(c.max_sequence_length(), 4096);  // the long factors are not implemented
+  EXPECT_EQ(c.max_sequence_length(), 131072);
+  EXPECT_EQ(c.long_rope_context(), 4096);
   EXPECT_EQ(c.sliding_window, 262144);
   EXPECT_EQ(std::count(c.windowed_layers.begin(), c.windowed_layers.end(), true), 32);
   EXPECT_EQ(c.num_parameters(), 3821079552);  // Phi-3-mini's 3.8B
@@ -234,6 +235,7 @@ TEST(ModelConfig, ReadsPhi3WithLongRope) {
   std::string four_k = phi3.substr(0, phi3.rfind(',', phi3.find("\"rope_scaling\""))) + "}";
   four_k.replace(four_k.find("131072"), 6, "4096");
   EXPECT_EQ(ModelConfig::from_json(four_k, "c").max_sequence_length(), 4096);
+  EXPECT_EQ(ModelConfig::from_json(four_k, "c").long_rope_context(), 0);
   // A given attention_factor wins; the lists must cover head_dim / 2; original_max_position_embeddings is needed.
   std::string given = phi3;
   given.replace(given.find("\"type\": \"su\""), 12, "\"type\": \"longrope\", \"attention_factor\": 1.5");

@@ -35,7 +35,7 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
   }
   // Mistral's sliding window, Qwen3's head norms, Gemma's GeGLU, 1 + w norms and scaled embeddings
   // and Gemma 2's sandwich norms, caps and windows, Gemma 3's local and global RoPE tables,
-  // Phi-4-mini's partial rotation, SmolLM3's NoPE layer, Granite's multipliers, OLMo 2's norms
+  // Phi-4-mini's partial rotation and LongRoPE's long factors, SmolLM3's NoPE layer, Granite's multipliers, OLMo 2's norms
   // (the model above has Qwen2's biases), in bf16 with recomputation.
   for (const TinyFamily family :
        {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2, TinyFamily::Gemma3,

@@ -174,5 +174,50 @@ TEST(RopeTable, GrowsToTheSequencesItServesWithTheSameValues) {
             std::string::npos);
 }
 
+// LongRoPE: the short factors' table for positions [0, L) (L = 100 here), computed at once, then
+// the long factors' for positions [0, limit) from row L on, grown only once a long sequence asks
+// (rows_held counts both as spin plan does); every value is 1 / (factor_i theta^(2i / d)) times
+// the position, its cos and sin times the attention factor.
+TEST(RopeTable, LongRopeHoldsTheShortTableThenTheLongOneFromRowL) {
+  RopeScaling s;
+  s.type = RopeScaling::Type::LongRope;
+  s.original_max_position_embeddings = 100;
+  s.short_factor = {1.0f, 1.5f, 2.0f, 4.0f};
+  s.long_factor = {3.0f, 9.0f, 27.0f, 81.0f};
+  s.attention_factor = 1.25f;
+  RopeTable table(8, 10'000, 1e4f, Device::Cpu, s);
+  EXPECT_EQ(table.positions(), 100);
+  EXPECT_EQ(table.long_positions(), 0);
+  EXPECT_EQ(table.long_row(7), 107);
+  EXPECT_EQ(RopeTable::rows_held(100, 10'000, s), 100);
+  EXPECT_EQ(RopeTable::rows_held(101, 10'000, s), 100 + 4096);
+  EXPECT_EQ(RopeTable::rows_held(9000, 10'000, s), 100 + 10'000);
+  table.cover(60);
+  EXPECT_EQ(table.bytes(), 2u * 100 * 4 * 4);
+  table.cover(100, 5000);
+  EXPECT_EQ(table.long_positions(), 8192);
+  EXPECT_EQ(table.bytes(), 2u * (100 + 8192) * 4 * 4);
+  for (const bool long_factors : {false, true}) {
+    const std::vector<float> inv = rope_inv_freq(8, 1e4f, s, long_factors);
+    const std::vector<float>& factor = long_factors ? s.long_factor : s.short_factor;
+    for (std::int64_t p : {0, 1, 99, 4000, 8191}) {
+      if (!long_factors && p >= 100) continue;
+      const std::int64_t row = long_factors ? table.long_row(p) : p;
+      for (std::int64_t i = 0; i < 4; ++i) {
+        const auto k = static_cast<std::size_t>(i);
+        EXPECT_EQ(inv[k], 1.0f / (factor[k] * std::pow(1e4f, static_cast<float>(2 * i) / 8.0f)));
+        const float angle = static_cast<float>(p) * inv[k];
+        EXPECT_EQ(table.cos()[row * 4 + i], static_cast<float>(std::cos(double{angle})) * 1.25f) << p;
+        EXPECT_EQ(table.sin()[row * 4 + i], static_cast<float>(std::sin(double{angle})) * 1.25f) << p;
+      }
+    }
+  }
+  EXPECT_NE(testing::error_of([&] { table.cover(101); }).find("beyond LongRoPE's short factors' 100 positions"),
+            std::string::npos);
+  RopeTable plain(8, 10'000, 1e4f);
+  EXPECT_NE(testing::error_of([&] { plain.cover(10, 10); }).find("long RoPE factors asked of a table without them"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace spin::model

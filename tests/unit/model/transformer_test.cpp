@@ -25,8 +25,9 @@ struct TinyModel {
   ModelWeights weights;
   Transformer transformer;
 
-  explicit TinyModel(const testing::TinyShape& shape = {})
-      : config(testing::tiny_config(shape)),
+  explicit TinyModel(const testing::TinyShape& shape = {}) : TinyModel(testing::tiny_config(shape)) {}
+  explicit TinyModel(const ModelConfig& c)
+      : config(c),
         dims(tp_dims(config, 0, 1)),
         weights(config, dims),
         transformer(config, dims, tp, cpu) {
@@ -287,6 +288,55 @@ TEST(Transformer, ReusedBuffersGiveFreshResultsAndGradientsAccumulate) {
   Activations scoring;
   m.transformer.forward(m.weights, big, scoring, false);
   EXPECT_THROW(m.transformer.backward(m.weights, scoring, c, once), Error);
+}
+
+// LongRoPE (the tiny Phi-3: L = 32 of 64 positions): a sequence longer than L runs on the long
+// factors at every position, a shorter one on the short factors, each whatever it is packed with
+// -- the log-probabilities and the gradients bitwise those of twins that never switch, one with
+// the long factors as its short ones, one with the short factors, both with the same attention
+// factor.
+TEST(Transformer, LongRopeRunsSequencesPastItsContextOnTheLongFactors) {
+  testing::TinyShape shape;
+  shape.family = testing::TinyFamily::Phi3;
+  TinyModel m(shape);
+  ASSERT_EQ(m.config.long_rope_context(), 32);
+  const auto twin = [&](bool long_factors) {
+    ModelConfig c = m.config;
+    if (long_factors) c.rope_scaling->short_factor = c.rope_scaling->long_factor;
+    c.rope_scaling->original_max_position_embeddings = c.max_position_embeddings;
+    return c;
+  };
+  TinyModel long_twin(twin(true)), short_twin(twin(false));
+  const Sequence long_seq{testing::random_ids(40, 37, 8), 5}, short_seq{testing::random_ids(32, 37, 9), 3};
+  for (const Sequence& seq : {long_seq, short_seq}) {
+    const bool is_long = seq.tokens.size() > 32;
+    SCOPED_TRACE(is_long ? "40 tokens" : "32 tokens");
+    TinyModel& same = is_long ? long_twin : short_twin;
+    const TokenBatch batch = TokenBatch::pack({seq});
+    Activations acts, twin_acts;
+    const ForwardResult got = m.transformer.forward(m.weights, batch, acts, true);
+    EXPECT_EQ(got.token_logprobs, same.transformer.forward(same.weights, batch, twin_acts, true).token_logprobs);
+    TinyModel& other = is_long ? short_twin : long_twin;
+    EXPECT_GT(testing::max_abs_diff(got.token_logprobs, other.transformer.forward(other.weights, batch).token_logprobs),
+              1e-3)
+        << "the factors make a difference";
+    ModelWeights grads(m.config, m.dims), twin_grads(m.config, m.dims);
+    m.transformer.backward(m.weights, acts, std::vector<float>{1.0f}, grads);
+    same.transformer.backward(same.weights, twin_acts, std::vector<float>{1.0f}, twin_grads);
+    for (std::int64_t i = 0; i < grads.flat().numel(); ++i) {
+      ASSERT_EQ(grads.flat().f32()[i], twin_grads.flat().f32()[i]) << "element " << i;
+    }
+  }
+  // Packed together, each as alone.
+  const std::vector<Sequence> seqs = {short_seq, long_seq, three_sequences()[1]};
+  const TokenBatch packed = TokenBatch::pack(seqs);
+  const ForwardResult together = m.transformer.forward(m.weights, packed);
+  for (std::size_t s = 0; s < seqs.size(); ++s) {
+    const ForwardResult alone = m.transformer.forward(m.weights, TokenBatch::pack({seqs[s]}));
+    const auto first = together.token_logprobs.begin() + static_cast<std::ptrdiff_t>(packed.cu_seqlens[s]);
+    testing::expect_close(std::vector<float>(first, first + static_cast<std::ptrdiff_t>(seqs[s].tokens.size())),
+                          alone.token_logprobs, 1e-5, 1e-6, "token logprobs");
+  }
 }
 
 TEST(Transformer, RefusesTokensOutsideTheVocabularyAndOverlongSequences) {
