@@ -1,5 +1,6 @@
 #include "checkpoint/hf_reader.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -59,6 +60,32 @@ Shape HfReader::shape_of(const std::string& name) { return file_for(name).entry(
 
 std::vector<float> HfReader::read_all(const std::string& name) { return file_for(name).read_all(name); }
 
+namespace {
+// `place`'s file shape where it has one more dimension than `global` (rows as [blocks, rows / blocks]).
+Shape file_shape_of(const HfLayout::Place& place, Shape global) {
+  if (place.blocks <= 1) return {};
+  global[0] = place.rows / place.blocks;
+  global.insert(global.begin(), place.blocks);
+  return global;
+}
+}  // namespace
+
+void HfReader::read_columns_of_rows(const ShardedTensor& t, const HfLayout::Place& place) {
+  // The part's whole rows of the fused file tensor (a row-parallel expert's down projection of
+  // GraniteMoE's output_linear), then this shard's columns of them.
+  const std::int64_t rows = t.global_shape[0], cols = t.global_shape[1];
+  Tensor whole = Tensor::zeros({rows, cols});
+  const Shape global = {place.rows, cols};
+  file_for(place.name).read_shard(ShardedTensor{place.name, whole, global, 0, place.row, rows, true},
+                                  file_shape_of(place, global));
+  const std::int64_t local_cols = t.local.shape()[1];
+  Tensor mine = Tensor::zeros({rows, local_cols});
+  for (std::int64_t r = 0; r < rows; ++r) {
+    std::copy_n(whole.f32() + r * cols + t.offset, t.length, mine.f32() + r * local_cols);
+  }
+  t.local.copy_from(mine);
+}
+
 void HfReader::load(const std::vector<ShardedTensor>& tensors) {
   for (const ShardedTensor& t : tensors) {
     // A tensor the files hold a row each: this shard's rows one by one, each a whole file tensor.
@@ -77,6 +104,10 @@ void HfReader::load(const std::vector<ShardedTensor>& tensors) {
     // The same shard (Tensor shares its storage) as the files hold it: under their name, and
     // for a fused tensor as rows [row + offset, + length) of it.
     const HfLayout::Place place = layout_.place(t.name);
+    if (place.rows > 0 && t.split_dim == 1 && place.groups == 1) {
+      read_columns_of_rows(t, place);
+      continue;
+    }
     ShardedTensor in_file = t;
     in_file.name = place.name;
     if (place.rows > 0) {
@@ -87,6 +118,7 @@ void HfReader::load(const std::vector<ShardedTensor>& tensors) {
       in_file.offset = place.row + (t.replicated() ? 0 : t.offset);
       in_file.length = t.replicated() ? t.global_shape[0] : t.length;
     }
+    const Shape file_shape = file_shape_of(place, in_file.global_shape);
     if (place.groups > 1) {  // fused per group (head): one block of group_rows rows from each of its groups
       const std::int64_t first = t.replicated() ? 0 : t.offset, n = in_file.length, block = place.group_rows;
       require(first % block == 0 && n % block == 0, "tensor \"", t.name, "\": rows [", first, ", ", first + n,
@@ -99,11 +131,11 @@ void HfReader::load(const std::vector<ShardedTensor>& tensors) {
         part.local = t.local.view(g * block * cols, shape);
         part.offset = (first / block + g) * (place.rows / place.groups) + place.row;
         part.length = block;
-        file_for(part.name).read_shard(part);
+        file_for(part.name).read_shard(part, file_shape);
       }
       continue;
     }
-    file_for(in_file.name).read_shard(in_file);
+    file_for(in_file.name).read_shard(in_file, file_shape);
   }
 }
 

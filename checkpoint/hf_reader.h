@@ -34,6 +34,8 @@ class HfReader {
  private:
   SafetensorsFile& file_for(const std::string& tensor_name);
   SafetensorsFile& open(const std::string& path);  // opened once, on first use
+  // A shard of `t` split along its columns where the files fuse its rows into another tensor.
+  void read_columns_of_rows(const ShardedTensor& t, const HfLayout::Place& place);
 
   std::string dir_;
   HfLayout layout_;

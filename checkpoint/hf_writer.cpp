@@ -196,6 +196,7 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
   std::vector<std::vector<std::size_t>> parts;
   std::map<std::string, std::size_t> fused_at;  // a fused tensor's index in `out`
   std::vector<std::int64_t> groups;             // by file tensor: its groups (1: unfused, or consecutive parts)
+  std::vector<std::int64_t> blocks;             // by file tensor: its first dimension's (1: its rows')
   std::vector<std::int64_t> row_of;             // by file tensor: the row of its tensor it is (-1: not a row)
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     if (!layout.row_name(tensors[i].name, 0).empty()) {  // a file tensor a row
@@ -204,6 +205,7 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
         out.push_back({layout.row_name(tensors[i].name, r), row_shape});
         parts.push_back({i});
         groups.push_back(1);
+        blocks.push_back(1);
         row_of.push_back(r);
       }
       continue;
@@ -213,6 +215,7 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
       out.push_back({place.name, tensors[i].shape});
       parts.push_back({i});
       groups.push_back(1);
+      blocks.push_back(1);
       row_of.push_back(-1);
       continue;
     }
@@ -223,6 +226,7 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
       out.push_back({place.name, shape});
       parts.emplace_back();
       groups.push_back(place.groups);
+      blocks.push_back(place.blocks);
       row_of.push_back(-1);
     }
     std::vector<std::size_t>& mine = parts[it->second];
@@ -242,6 +246,10 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
     for (std::size_t p : parts[k]) rows += tensors[p].shape[0];
     require(rows == out[k].shape[0], "\"", out[k].name, "\": its parts hold ", rows, " of its ", out[k].shape[0],
             " rows");
+    if (blocks[k] > 1) {  // written as [blocks, rows / blocks, ...]
+      out[k].shape[0] /= blocks[k];
+      out[k].shape.insert(out[k].shape.begin(), blocks[k]);
+    }
   }
   auto buffer = std::make_shared<std::vector<float>>();
   const auto fused_values = [=](std::size_t k) -> const float* {

@@ -145,10 +145,11 @@ std::vector<float> SafetensorsFile::read_all(const std::string& name) const {
   return out;
 }
 
-void SafetensorsFile::read_shard(const ShardedTensor& t) const {
+void SafetensorsFile::read_shard(const ShardedTensor& t, const Shape& file_shape) const {
   const SafetensorsEntry& e = entry(t.name);
-  require(e.shape == t.global_shape, path_, ": tensor \"", t.name, "\" has shape ",
-          shape_str(e.shape), " but the model expects ", shape_str(t.global_shape));
+  const Shape& expected = file_shape.empty() ? t.global_shape : file_shape;
+  require(e.shape == expected && shape_numel(expected) == shape_numel(t.global_shape), path_, ": tensor \"", t.name,
+          "\" has shape ", shape_str(e.shape), " but the model expects ", shape_str(expected));
   const DType dtype = float_dtype(t.name, e);
   const std::size_t elem = dtype_size(dtype);
   const unsigned char* src = data_ + e.begin;
@@ -164,15 +165,16 @@ void SafetensorsFile::read_shard(const ShardedTensor& t) const {
   // Shard along split_dim: `outer` blocks, each copying `length * inner` contiguous elements.
   const auto dim = static_cast<std::size_t>(t.split_dim);
   std::int64_t inner = 1;
-  for (std::size_t k = dim + 1; k < e.shape.size(); ++k) inner *= e.shape[k];
+  const Shape& g = t.global_shape;  // the index arithmetic's (the file's row-major order)
+  for (std::size_t k = dim + 1; k < g.size(); ++k) inner *= g[k];
   const std::int64_t outer = t.local.numel() / (t.local.shape()[dim] * inner);
   const std::int64_t local_len = t.local.shape()[dim];
   require(t.offset >= 0 && t.length >= 0 && t.length <= local_len &&
-              t.offset + t.length <= e.shape[dim],
+              t.offset + t.length <= g[dim],
           path_, ": tensor \"", t.name, "\": shard [", t.offset, ", ", t.offset + t.length,
-          ") along dimension ", t.split_dim, " is outside shape ", shape_str(e.shape));
+          ") along dimension ", t.split_dim, " is outside shape ", shape_str(g));
   for (std::int64_t o = 0; o < outer; ++o) {
-    const std::int64_t from = (o * e.shape[dim] + t.offset) * inner;
+    const std::int64_t from = (o * g[dim] + t.offset) * inner;
     float* to = dst + o * local_len * inner;
     convert_to_f32(src + static_cast<std::size_t>(from) * elem, dtype,
                    static_cast<std::size_t>(t.length * inner), to);

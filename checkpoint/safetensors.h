@@ -39,8 +39,10 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
   // Reads this rank's shard of tensor `target.name` into target.local as float32. The file's
-  // tensor must have target.global_shape; padding beyond target.length stays zero.
-  void read_shard(const ShardedTensor& target) const;
+  // tensor must have target.global_shape -- or `file_shape`, where given: the same values in a shape
+  // of its own (GraniteMoE's [experts, rows, cols] read as [experts x rows, cols]); padding beyond
+  // target.length stays zero.
+  void read_shard(const ShardedTensor& target, const Shape& file_shape = {}) const;
   // The whole tensor `name` as float32 (its shape: entry(name).shape).
   std::vector<float> read_all(const std::string& name) const;
 

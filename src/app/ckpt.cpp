@@ -363,6 +363,14 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   require(!names.empty() && reader.has_attribute("lora_config"), reader.dir(),
           ": no LoRA adapters (a run without lora.rank / --lora-rank saved it)");
   const nlohmann::json lora = nlohmann::json::parse(reader.attribute("lora_config"));
+  // GraniteMoeParallelExperts holds every expert in one 3-D parameter, which PEFT's LoRA (of Linear
+  // modules) cannot wrap: adapters of those experts have no PEFT form.
+  require(config.hf_names != model::ModelConfig::HfNames::GraniteMoe ||
+              std::none_of(names.begin(), names.end(),
+                           [](const std::string& n) { return n.find(".mlp.experts.") != std::string::npos; }),
+          reader.dir(), ": the LoRA adapters include GraniteMoE's experts, which PEFT cannot adapt (each layer's "
+          "experts are one 3-D parameter, not Linear modules): export the merged model (--which policy) instead, or "
+          "train adapters of the attention alone (lora.targets q_proj,k_proj,v_proj,o_proj)");
   const nlohmann::json targets = peft_targets(lora.at("targets"), config);
   const DType dtype = parse_save_dtype(o.dtype, "spin ckpt: --dtype");
   const bool rslora = lora.value("rslora", false);

@@ -14,9 +14,11 @@ namespace spin {
 // "language_model."), module names of another family (GPT-NeoX's "attention.dense" for
 // "self_attn.o_proj"), and tensors the files hold as row blocks of one -- consecutive (Phi-3's
 // qkv_proj = [q_proj; k_proj; v_proj], gate_up_proj = [gate_proj; up_proj]) or per head
-// (GPT-NeoX's query_key_value = [q_0; k_0; v_0; q_1; k_1; v_1; ...], `groups` the heads); and
-// tensors the files hold a row each (StableLM 2 12B's per-head norms: q_norm [heads, head_dim] as
-// self_attn.q_layernorm.norms.<h>.weight).
+// (GPT-NeoX's query_key_value = [q_0; k_0; v_0; q_1; k_1; v_1; ...], `groups` the heads), the
+// file tensor maybe of one more dimension (GraniteMoE's experts: input_linear [experts, 2 x
+// intermediate, hidden] = [gate_0; up_0; gate_1; up_1; ...] read as [experts x 2 x intermediate,
+// hidden], `blocks` the experts); and tensors the files hold a row each (StableLM 2 12B's per-head
+// norms: q_norm [heads, head_dim] as self_attn.q_layernorm.norms.<h>.weight).
 struct HfLayout {
   std::string prefix;
   // The files are a multimodal model's (ModelConfig::multimodal): an export writes its other
@@ -28,6 +30,9 @@ struct HfLayout {
     std::vector<std::pair<std::string, std::int64_t>> parts;
     // The parts' row blocks repeat this many times (a part's tensor has `groups` x its rows).
     std::int64_t groups = 1;
+    // The file tensor's shape is [blocks, rows / blocks, ...] (1: [rows, ...]); its rows are read
+    // and written as one dimension.
+    std::int64_t blocks = 1;
   };
   std::vector<Fusion> fusions;
   // Name pieces the files spell otherwise, (spin's, the files'): each replaced where it starts a
@@ -50,6 +55,7 @@ struct HfLayout {
     std::int64_t rows = 0;
     std::int64_t groups = 1;
     std::int64_t group_rows = 0;  // name's rows in each group (groups > 1)
+    std::int64_t blocks = 1;      // the Fusion's
   };
   Place place(const std::string& name) const {
     for (const Fusion& f : fusions) {
@@ -58,7 +64,7 @@ struct HfLayout {
       for (const auto& [suffix, n] : f.parts) {
         if (name.size() > suffix.size() && name.ends_with(suffix) && name[name.size() - suffix.size() - 1] == '.') {
           return {renamed(prefix + name.substr(0, name.size() - suffix.size()) + f.fused), row, rows * f.groups,
-                  f.groups, f.groups > 1 ? n : 0};
+                  f.groups, f.groups > 1 ? n : 0, f.blocks};
         }
         row += n;
       }

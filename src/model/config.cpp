@@ -25,7 +25,7 @@ using nlohmann::json;
 constexpr const char* kModelTypes[] = {"llama",       "mistral",   "qwen2",   "qwen3",    "gemma",    "gemma2",
                                        "gemma3_text", "phi3",      "smollm3", "granite",  "olmo",     "olmo2",
                                        "olmo3",       "stablelm",  "cohere",  "cohere2",  "gpt_neox", "phi",
-                                       "mixtral",     "qwen3_moe", "olmoe",   "qwen2_moe"};
+                                       "mixtral",     "qwen3_moe", "olmoe",   "qwen2_moe", "granitemoe"};
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
@@ -290,6 +290,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "gpt_neox") parse_gpt_neox(j, c, source);
   if (type == "phi") parse_phi(j, c, source);
   if (type == "mixtral") parse_mixtral(j, c, source);
+  if (type == "granitemoe") parse_granitemoe(j, c, source);
   // Qwen3MoeConfig's and Qwen2MoeConfig's defaults (Qwen3-30B-A3B's, Qwen1.5-MoE-A2.7B's shapes).
   if (type == "qwen3_moe") parse_qwen_moe(j, c, source, 128, 8, 768, 0);
   if (type == "qwen2_moe") parse_qwen_moe(j, c, source, 60, 4, 1408, 5632);
@@ -347,7 +348,8 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
             "\": true is not supported (of biases spin runs Qwen2's on q, k and v, and attention_bias's on q, k, v and "
             "o_proj)");
   }
-  if (type == "granite") parse_granite_multipliers(j, c, source);
+  const bool granite = type == "granite" || type == "granitemoe";
+  if (granite) parse_granite_multipliers(j, c, source);
   c.qkv_bias = qwen2 || c.qkv_bias;
   c.qk_norm = qwen3 || gemma3;
   // Phi-3 is Llama with fused projections in its files (and, in the 128k models, LongRoPE).
@@ -376,8 +378,8 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (j.contains("head_dim") && !j.at("head_dim").is_null()) {
     c.head_dim = positive_int(j, "head_dim", source);
     // GraniteAttention takes hidden_size / num_attention_heads whatever head_dim says.
-    require(type != "granite" || c.head_dim * c.num_heads == c.hidden_size, source, ": head_dim ", c.head_dim,
-            " is not supported for model_type granite (its attention uses hidden_size / num_attention_heads = ",
+    require(!granite || c.head_dim * c.num_heads == c.hidden_size, source, ": head_dim ", c.head_dim,
+            " is not supported for model_type ", type, " (its attention uses hidden_size / num_attention_heads = ",
             c.hidden_size / c.num_heads, ")");
   } else {
     require(c.hidden_size % c.num_heads == 0, source, ": hidden_size (", c.hidden_size,

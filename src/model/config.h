@@ -120,14 +120,16 @@ struct ModelConfig {
   bool mlp_bias = false;
   bool parallel_mlp_norm = false;
   bool lm_head_bias = false;
-  enum class HfNames { Llama, GptNeox, Phi, Mixtral, StableLm };
+  enum class HfNames { Llama, GptNeox, Phi, Mixtral, StableLm, GraniteMoe };
   HfNames hf_names = HfNames::Llama;
-  // Mixtral (model_type mixtral), Qwen3-MoE (qwen3_moe: its moe_intermediate_size here), OLMoE (olmoe): the MLP a
-  // sparse mixture of num_experts SwiGLU experts, each of intermediate_size, behind a router (Hugging Face's
-  // block_sparse_moe.gate: [num_experts, hidden], replicated) whose softmax picks each token's experts_per_token most
-  // probable experts and weights their outputs by those probabilities -- renormalised over the chosen ones where
-  // norm_topk_prob (Mixtral's always; the others' as configured). Each expert is split over TP as a
-  // dense MLP is (model/moe.h).
+  // Mixtral (model_type mixtral), Qwen3-MoE (qwen3_moe: its moe_intermediate_size here), OLMoE (olmoe), GraniteMoE
+  // (granitemoe: Granite's multipliers too): the MLP a sparse mixture of num_experts SwiGLU experts, each of
+  // intermediate_size, behind a router (Hugging Face's block_sparse_moe.gate: [num_experts, hidden], replicated) whose
+  // softmax picks each token's experts_per_token most probable experts and weights their outputs by those
+  // probabilities -- renormalised over the chosen ones where norm_topk_prob (Mixtral's and GraniteMoE's always: its
+  // softmax of the chosen logits is the same; the others' as configured). Each expert is split over TP as a dense
+  // MLP is (model/moe.h). GraniteMoE's files hold each layer's experts in two tensors (hf_names GraniteMoe:
+  // model::hf_layout).
   // 0 experts: a dense MLP.
   std::int64_t num_experts = 0;
   std::int64_t experts_per_token = 0;

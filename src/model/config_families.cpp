@@ -99,6 +99,15 @@ void parse_mixtral(json& j, ModelConfig& c, const std::string& source) {
   if (!j.contains("rope_theta")) j["rope_theta"] = 1e6;  // MixtralConfig's default
 }
 
+void parse_granitemoe(const json& j, ModelConfig& c, const std::string& source) {
+  parse_experts(j, c, "num_local_experts", 8, 2, 0.001f, source);  // GraniteMoeConfig's defaults
+  c.norm_topk_prob = true;  // GraniteMoeTopKGating: the softmax of the chosen experts' logits
+  c.hf_names = ModelConfig::HfNames::GraniteMoe;
+  const std::string position = j.value("position_embedding_type", std::string("rope"));
+  require(position == "rope", source, ": position_embedding_type \"", position,
+          "\" is not supported for model_type granitemoe (\"rope\" is)");
+}
+
 void parse_qwen_moe(json& j, ModelConfig& c, const std::string& source, std::int64_t experts, std::int64_t per_token,
                     std::int64_t width, std::int64_t shared) {
   parse_experts(j, c, "num_experts", experts, per_token, 0.001f, source);

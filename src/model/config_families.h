@@ -48,6 +48,16 @@ void parse_phi(nlohmann::json& j, ModelConfig& c, const std::string& source);
 // (router_jitter_noise).
 void parse_mixtral(nlohmann::json& j, ModelConfig& c, const std::string& source);
 
+// GraniteMoE (model_type granitemoe, GraniteMoeForCausalLM: granite-3.0 / 3.1 1B-A400M and 3B-A800M;
+// GraniteMoeConfig's defaults where a key is absent): Granite's layers and multipliers (the caller's
+// parse_granite_multipliers) with Mixtral's mixture -- num_local_experts SwiGLU experts, each token through
+// its num_experts_per_tok largest router logits weighted by their softmax (Mixtral's renormalised
+// probabilities, the same numbers) -- whose files hold each layer's experts as two 3-D tensors,
+// block_sparse_moe.input_linear [experts, 2 x intermediate, hidden] (each expert's gate then up rows) and
+// output_linear [experts, hidden, intermediate], the router as block_sparse_moe.router.layer.
+// position_embedding_type other than "rope" is refused.
+void parse_granitemoe(const nlohmann::json& j, ModelConfig& c, const std::string& source);
+
 // Qwen's mixtures (model_type qwen2_moe and qwen3_moe; their configs' defaults where a key is absent):
 // every layer's MLP a sparse mixture of num_experts SwiGLU experts of moe_intermediate_size (the dense
 // intermediate_size unused), each token through its num_experts_per_tok most probable, weighted by

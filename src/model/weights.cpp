@@ -496,6 +496,19 @@ HfLayout hf_layout(const ModelConfig& c) {
                       {"down_proj.", "w2."}};
     return layout;
   }
+  if (c.hf_names == ModelConfig::HfNames::GraniteMoe) {  // GraniteMoeParallelExperts: every expert in one tensor
+    HfLayout::Fusion in{"block_sparse_moe.input_linear.weight", {}, 1, c.num_experts};
+    HfLayout::Fusion out{"block_sparse_moe.output_linear.weight", {}, 1, c.num_experts};
+    for (std::int64_t e = 0; e < c.num_experts; ++e) {
+      const std::string expert = cat("mlp.experts.", e, ".");
+      in.parts.push_back({expert + "gate_proj.weight", c.intermediate_size});
+      in.parts.push_back({expert + "up_proj.weight", c.intermediate_size});
+      out.parts.push_back({expert + "down_proj.weight", c.hidden_size});
+    }
+    layout.fusions = {in, out};
+    layout.renames = {{"mlp.gate.", "block_sparse_moe.router.layer."}};
+    return layout;
+  }
   if (c.hf_names == ModelConfig::HfNames::Phi) {  // PhiForCausalLM's names
     layout.renames = {{"self_attn.o_proj.", "self_attn.dense."},
                       {"mlp.up_proj.", "mlp.fc1."},

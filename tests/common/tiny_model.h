@@ -40,11 +40,12 @@ namespace spin::testing {
 // rotating, a bias on the LM head. Mixtral's, Qwen3-MoE's and OLMoE's: a mixture of 4 experts, 2 a
 // token; Qwen2-MoE's besides a shared expert of intermediate + 8 behind its gate. CohereQkNorm:
 // Cohere's with a LayerNorm of each q and k head (use_qk_norm); StableLmQkNorm: StableLmParallel's
-// with them (qk_layernorm). LlamaAttentionBias: Llama's with biases on q, k, v and o_proj.
+// with them (qk_layernorm). LlamaAttentionBias: Llama's with biases on q, k, v and o_proj. GraniteMoe:
+// Granite's scalars with Mixtral's mixture.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
   StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe,
-  CohereQkNorm, StableLmQkNorm, LlamaAttentionBias
+  CohereQkNorm, StableLmQkNorm, LlamaAttentionBias, GraniteMoe
 };
 
 // Its model_type, for the tests' traces.
@@ -77,6 +78,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::CohereQkNorm: return "cohere (qk norms)";
     case TinyFamily::StableLmQkNorm: return "stablelm (qk norms)";
     case TinyFamily::LlamaAttentionBias: return "llama (attention_bias)";
+    case TinyFamily::GraniteMoe: return "granitemoe";
   }
   return "?";
 }
@@ -110,6 +112,10 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
       : s.family == TinyFamily::Granite          ? "\"model_type\": \"granite\", \"embedding_multiplier\": 3.0, "
                                                    "\"attention_multiplier\": 0.3, \"residual_multiplier\": 0.7, "
                                                    "\"logits_scaling\": 4.0, "
+      : s.family == TinyFamily::GraniteMoe       ? "\"model_type\": \"granitemoe\", \"embedding_multiplier\": 3.0, "
+                                                   "\"attention_multiplier\": 0.3, \"residual_multiplier\": 0.7, "
+                                                   "\"logits_scaling\": 4.0, \"num_local_experts\": 4, "
+                                                   "\"num_experts_per_tok\": 2, "
       : s.family == TinyFamily::Olmo             ? "\"model_type\": \"olmo\", \"clip_qkv\": 2.0, "
       : s.family == TinyFamily::Olmo2            ? "\"model_type\": \"olmo2\", "
       : s.family == TinyFamily::StableLm         ? "\"model_type\": \"stablelm\", \"use_qkv_bias\": true, "

@@ -163,6 +163,11 @@ def main():
     p.add_argument("--mixtral", action="store_true",
                    help="a MixtralForCausalLM: the MLP a sparse mixture of --experts SwiGLU experts, "
                         "--experts-per-token a token")
+    p.add_argument("--granitemoe", action="store_true",
+                   help="a GraniteMoeForCausalLM: --granite's multipliers with --mixtral's mixture, each layer's "
+                        "experts in two 3-D tensors (block_sparse_moe.input_linear [experts, 2 x intermediate, "
+                        "hidden]: each expert's gate then up rows; output_linear [experts, hidden, intermediate]) "
+                        "and the router as block_sparse_moe.router.layer")
     p.add_argument("--qwen3-moe", action="store_true",
                    help="a Qwen3MoeForCausalLM: Qwen3's attention, the MLP a sparse mixture of --experts SwiGLU "
                         "experts of --intermediate, their weights not renormalised (norm_topk_prob false)")
@@ -212,6 +217,8 @@ def main():
     a = p.parse_args()
 
     rng = random.Random(a.seed)
+    a.mixtral = a.mixtral or a.granitemoe
+    a.granite = a.granite or a.granitemoe
     a.olmo2 = a.olmo2 or a.olmo3
     a.cohere = a.cohere or a.cohere2
     a.parallel_residual = a.parallel_residual or a.cohere
@@ -321,6 +328,22 @@ def main():
                 fused.append((name, shape, values))
         tensors = fused
 
+    if a.granitemoe:  # GraniteMoeParallelExperts: each layer's experts stacked in one tensor
+        by_name = {name: (shape, values) for name, shape, values in tensors}
+        fused = []
+        for name, shape, values in tensors:
+            moe = name[:name.find("block_sparse_moe.") + len("block_sparse_moe.")] if "block_sparse_moe." in name else ""
+            if name == moe + "gate.weight":
+                fused.append((moe + "router.layer.weight", shape, values))
+                experts = [moe + "experts.%d." % e for e in range(a.experts)]
+                fused.append((moe + "input_linear.weight", [a.experts, 2 * a.intermediate, a.hidden],
+                              [x for e in experts for w in ("w1", "w3") for x in by_name[e + w + ".weight"][1]]))
+                fused.append((moe + "output_linear.weight", [a.experts, a.hidden, a.intermediate],
+                              [x for e in experts for x in by_name[e + "w2.weight"][1]]))
+            elif not moe:
+                fused.append((name, shape, values))
+        tensors = fused
+
     os.makedirs(a.out_dir, exist_ok=True)
     config = {
         "architectures": ["LlamaForCausalLM"],
@@ -425,7 +448,11 @@ def main():
                   "layer_norm_eps": 1e-5, "qk_layernorm": False, "max_position_embeddings": a.max_positions,
                   "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2, "resid_pdrop": 0.0,
                   "embd_pdrop": 0.0, "attention_dropout": 0.0, "torch_dtype": config["torch_dtype"]}
-    if a.mixtral:  # Mixtral's own keys, as Mixtral-8x7B-v0.1's config.json has them
+    if a.granitemoe:  # GraniteMoE's own keys, as granite-3.0-1b-a400m-instruct's config.json has them
+        config.update({"architectures": ["GraniteMoeForCausalLM"], "model_type": "granitemoe",
+                       "num_local_experts": a.experts, "num_experts_per_tok": a.experts_per_token,
+                       "output_router_logits": False, "router_aux_loss_coef": 0.001})
+    elif a.mixtral:  # Mixtral's own keys, as Mixtral-8x7B-v0.1's config.json has them
         config.update({"architectures": ["MixtralForCausalLM"], "model_type": "mixtral",
                        "num_local_experts": a.experts, "num_experts_per_tok": a.experts_per_token,
                        "output_router_logits": False, "router_aux_loss_coef": 0.02, "sliding_window": None,

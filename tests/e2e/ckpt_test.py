@@ -226,7 +226,9 @@ def case_convert(args, tmp):
     # fused in its files: each TP rank reads its heads' rows of qkv_proj, the export fuses again),
     # and Granite (its multipliers in config.json alone), and OLMo (no norm weights at all), and OLMo 2
     # (no input norms; q_norm and k_norm split over TP 2 with the heads), and StableLM (its LayerNorms'
-    # biases replicated beside their weights), and back.
+    # biases replicated beside their weights), and GraniteMoE (its experts' 3-D tensors: each TP rank
+    # reads its rows of every expert's gate and up, its columns of every down; the export stacks them
+    # again), and back.
     for name, extra in [("tiny-qwen2", "model.layers.1.self_attn.v_proj.bias"),
                         ("tiny-qwen3", "model.layers.1.self_attn.k_norm.weight"),
                         ("tiny-gemma", "model.layers.1.post_attention_layernorm.weight"),
@@ -248,13 +250,17 @@ def case_convert(args, tmp):
                         ("tiny-qwen2-moe", "model.layers.1.mlp.shared_expert_gate.weight"),
                         ("tiny-cohere-qk-norm", "model.layers.1.self_attn.k_norm.weight"),
                         ("tiny-stablelm-qk-norm", "model.layers.1.self_attn.k_layernorm.norms.1.weight"),
-                        ("tiny-llama-bias", "model.layers.1.self_attn.o_proj.bias")]:
+                        ("tiny-llama-bias", "model.layers.1.self_attn.o_proj.bias"),
+                        ("tiny-granitemoe", "model.layers.1.block_sparse_moe.input_linear.weight")]:
         qwen = os.path.join(args.models, name)
         ckpt(args, 2, "import-hf", qwen, os.path.join(tmp, name), "--tp", "2")
         ckpt(args, 1, "export-hf", os.path.join(tmp, name), os.path.join(tmp, name + "-hf"))
         x = read_safetensors(os.path.join(qwen, "model.safetensors"))
         y = read_safetensors(os.path.join(tmp, name + "-hf", "model.safetensors"))
         assert x == y and extra in y, sorted(y)
+        shapes = [{k: v.shape for k, v in read_safetensors_numpy(os.path.join(d, "model.safetensors")).items()}
+                  for d in (qwen, os.path.join(tmp, name + "-hf"))]
+        assert shapes[0] == shapes[1], [(k, shapes[0][k], shapes[1].get(k)) for k in shapes[0]]
         assert open(os.path.join(qwen, "config.json")).read() == open(os.path.join(tmp, name + "-hf", "config.json")).read()
         print("%s through TP 2: %d tensors back unchanged" % (name, len(y)))
     # Multimodal checkpoints (Gemma 3's, Mistral Small 3.1's, LLaVA's, Qwen2.5-VL's): spin runs their

@@ -53,7 +53,9 @@ sigmoid gate): Qwen2MoeForCausalLM itself. Command R+'s norms (tiny-cohere-qk-no
 LayerNorm of each q and k head, a weight of its own each): CohereForCausalLM itself (use_qk_norm). StableLM 2
 12B's (tiny-stablelm-qk-norm: the parallel residual with those norms, a module a head in the files):
 StableLmForCausalLM itself (qk_layernorm). Llama's attention_bias (tiny-llama-bias: biases on q, k, v and
-o_proj): LlamaForCausalLM itself.
+o_proj): LlamaForCausalLM itself. GraniteMoE (tiny-granitemoe: Granite's multipliers, Mixtral's mixture, each
+layer's experts in two 3-D tensors): GraniteMoeForCausalLM where transformers has it, else MixtralForCausalLM on
+the experts split out with Granite's hooks (granitemoe_reference).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -316,6 +318,55 @@ def granite_reference(model_dir, tmp):
     return model
 
 
+def granitemoe_reference(model_dir, tmp):
+    """GraniteMoeForCausalLM where transformers has it (4.45 on); on the oracle's 4.40 MixtralForCausalLM
+    on the experts split out of GraniteMoeParallelExperts' tensors (input_linear's expert e: rows [gate; up]
+    as w1, w3; output_linear's as w2; the router's layer as the gate) with granite_reference's hooks --
+    the residual multiplier on the sparse block's output instead of down_proj's. GraniteMoeTopKGating's
+    softmax over the chosen logits is Mixtral's softmax renormalised over them."""
+    import transformers
+    if hasattr(transformers, "GraniteMoeForCausalLM"):
+        return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    weights = {}
+    for name, value in load_file(os.path.join(model_dir, "model.safetensors")).items():
+        if name.endswith("block_sparse_moe.input_linear.weight"):
+            pre = name[:-len("input_linear.weight")]
+            for e, expert in enumerate(value):
+                gate, up = expert.chunk(2, dim=0)
+                weights[pre + "experts.%d.w1.weight" % e], weights[pre + "experts.%d.w3.weight" % e] = gate.clone(), up.clone()
+        elif name.endswith("block_sparse_moe.output_linear.weight"):
+            pre = name[:-len("output_linear.weight")]
+            for e, expert in enumerate(value):
+                weights[pre + "experts.%d.w2.weight" % e] = expert.clone()
+        elif name.endswith("block_sparse_moe.router.layer.weight"):
+            weights[name.replace("router.layer.", "gate.")] = value
+        else:
+            weights[name] = value
+    as_mixtral = os.path.join(tmp, "as-mixtral")
+    os.makedirs(as_mixtral)
+    save_file(weights, os.path.join(as_mixtral, "model.safetensors"), metadata={"format": "pt"})
+    m = {k: config.pop(k) for k in ("embedding_multiplier", "attention_multiplier", "residual_multiplier",
+                                    "logits_scaling")}
+    config.update({"architectures": ["MixtralForCausalLM"], "model_type": "mixtral"})
+    json.dump(config, open(os.path.join(as_mixtral, "config.json"), "w"))
+    model = AutoModelForCausalLM.from_pretrained(as_mixtral, torch_dtype=torch.float32).eval()
+
+    def times(factor):
+        return lambda module, inputs, output: output * factor
+
+    head_dim = config["hidden_size"] // config["num_attention_heads"]
+    model.model.embed_tokens.register_forward_hook(times(m["embedding_multiplier"]))
+    for layer in model.model.layers:
+        layer.self_attn.q_proj.register_forward_hook(times(m["attention_multiplier"] * math.sqrt(head_dim)))
+        layer.self_attn.o_proj.register_forward_hook(times(m["residual_multiplier"]))
+        layer.block_sparse_moe.register_forward_hook(
+            lambda module, inputs, output: (output[0] * m["residual_multiplier"],) + tuple(output[1:]))
+    model.lm_head.register_forward_hook(lambda module, inputs, output: output / m["logits_scaling"])
+    model.__name__ = "MixtralForCausalLM with GraniteMoE's experts and Granite's multipliers"
+    return model
+
+
 def windowed(forward, window):
     """An eager attention's forward with keys j <= i - window masked besides (masking_utils' sliding
     window, as spin's)."""
@@ -524,7 +575,7 @@ def main():
                  "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
                  "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
                  "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe", "tiny-cohere-qk-norm", "tiny-stablelm-qk-norm",
-                 "tiny-llama-bias",
+                 "tiny-llama-bias", "tiny-granitemoe",
                  "tiny-phi2"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
@@ -550,6 +601,8 @@ def main():
             model = smollm3_reference(model_dir, tempfile.mkdtemp(prefix="spin_smollm3_"))
         elif name == "tiny-granite":
             model = granite_reference(model_dir, tempfile.mkdtemp(prefix="spin_granite_"))
+        elif name == "tiny-granitemoe":
+            model = granitemoe_reference(model_dir, tempfile.mkdtemp(prefix="spin_granitemoe_"))
         elif name == "tiny-cohere2":
             model = cohere2_reference(model_dir, tempfile.mkdtemp(prefix="spin_cohere2_"))
         elif name in ("tiny-olmo2", "tiny-olmo3"):

@@ -87,6 +87,7 @@ def main():
         moe = os.path.join(args.models, name)
         check(args, moe, json.load(open(os.path.join(moe, "config.json")))["vocab_size"], False)
         check_import(args, moe, False, targets=targets)
+    check_granitemoe_experts_refused(args, os.path.join(args.models, "tiny-granitemoe"))
 
 
 def lora_sft_command(args, model, tmp, seed):
@@ -112,6 +113,39 @@ def check_gpt_neox_gate_refused(args, model):
                 "--lora-targets")
         assert not os.path.exists(out)
     print("GPT-NeoX: gate_proj in --lora-targets refused by name, nothing written")
+
+
+def check_granitemoe_experts_refused(args, model):
+    """GraniteMoE: spin trains adapters of its experts, but PEFT cannot wrap them (each layer's experts are
+    one 3-D parameter): their PEFT export is refused by name, nothing written, while the merged model
+    exports (the experts stacked back into input_linear / output_linear, moved by the training) and so do
+    adapters of the attention alone, as PEFT's q_proj and v_proj."""
+    with tempfile.TemporaryDirectory(prefix="spin_peft_granitemoe_") as tmp:
+        for targets in ("all-linear", "q_proj,v_proj"):
+            save = os.path.join(tmp, "save-" + targets)
+            run(lora_sft_command(args, model, tmp, 9) + ["--output", os.path.join(tmp, "out-" + targets),
+                                                         "--lora-targets", targets, "--lr", "3e-2",
+                                                         "--save-dir", save, "--save-interval", "1"])
+            step = os.path.join(save, "step_00000001")  # after one step of two (the last is the output)
+            lora, policy = os.path.join(tmp, "lora-" + targets), os.path.join(tmp, "policy-" + targets)
+            run([args.spin, "ckpt", "export-hf", step, policy, "--which", "policy"])
+            base = load_file(os.path.join(model, "model.safetensors"))
+            merged = load_file(os.path.join(policy, "model.safetensors"))
+            experts = "model.layers.1.block_sparse_moe.input_linear.weight"
+            assert merged[experts].shape == base[experts].shape, (merged[experts].shape, base[experts].shape)
+            moved = (merged[experts] - base[experts]).abs().max().item()
+            if targets == "all-linear":
+                assert moved > 0, "the experts' adapters trained and merged"
+                refused([args.spin, "ckpt", "export-hf", step, lora, "--which", "lora"],
+                        "include GraniteMoE's experts, which PEFT cannot adapt")
+                assert not os.path.exists(lora)
+            else:
+                assert moved == 0, moved
+                run([args.spin, "ckpt", "export-hf", step, lora, "--which", "lora"])
+                config = json.load(open(os.path.join(lora, "adapter_config.json")))
+                assert sorted(config["target_modules"]) == ["q_proj", "v_proj"], config
+    print("GraniteMoE: adapters of its experts trained and merged into its 3-D expert tensors, their PEFT export "
+          "refused by name (nothing written); the attention's adapters exported for PEFT")
 
 
 def check_import_fused(args, model):

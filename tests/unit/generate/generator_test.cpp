@@ -35,14 +35,15 @@ struct TinyGenerator {
 // (LayerNorms with biases, half of each head rotating; again with attention and MLP side by side), and a
 // Cohere (keys cached rotated in interleaved pairs; Cohere 2's global layer's unrotated, its windowed one's within
 // 3 keys), a Mixtral and a Qwen2-MoE (routed per row, a shared expert beside), and Command R+'s and StableLM 2
-// 12B's per-head LayerNorms of q and k before their keys are cached.
+// 12B's per-head LayerNorms of q and k before their keys are cached, and a GraniteMoE (Granite's
+// multipliers over Mixtral's mixture).
 constexpr testing::TinyFamily kFamilies[] = {
     testing::TinyFamily::Llama,        testing::TinyFamily::Mistral,       testing::TinyFamily::Gemma3,
     testing::TinyFamily::SmolLM3,      testing::TinyFamily::Phi4Mini,      testing::TinyFamily::Olmo,
     testing::TinyFamily::Olmo2,        testing::TinyFamily::StableLm,      testing::TinyFamily::StableLmParallel,
     testing::TinyFamily::Cohere,       testing::TinyFamily::Cohere2,       testing::TinyFamily::GptNeox,
     testing::TinyFamily::Phi,          testing::TinyFamily::Mixtral,       testing::TinyFamily::Qwen2Moe,
-    testing::TinyFamily::CohereQkNorm, testing::TinyFamily::StableLmQkNorm};
+    testing::TinyFamily::CohereQkNorm, testing::TinyFamily::StableLmQkNorm, testing::TinyFamily::GraniteMoe};
 testing::TinyShape family_shape(testing::TinyFamily family) {
   testing::TinyShape shape;
   shape.family = family;

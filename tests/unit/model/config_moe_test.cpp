@@ -1,8 +1,9 @@
 // ModelConfig of the mixture-of-experts families: Mistral AI's Mixtral (model_type mixtral,
 // MixtralForCausalLM: Mistral's layers with a sparse mixture of SwiGLU experts for the MLP, its
 // tensor names in the files), Qwen3-MoE (qwen3_moe: Qwen3's attention, the experts under spin's own
-// names), Qwen2-MoE (qwen2_moe: Qwen2's attention, and a shared expert beside the routed ones) and
-// OLMoE; what spin does not run of them refused by name.
+// names), Qwen2-MoE (qwen2_moe: Qwen2's attention, and a shared expert beside the routed ones), OLMoE
+// and GraniteMoE (granitemoe: Granite's multipliers, every layer's experts in two tensors of the
+// files); what spin does not run of them refused by name.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -79,6 +80,51 @@ TEST(ModelConfig, ReadsMixtral) {
     EXPECT_EQ(t.name.find("mlp.up_proj"), std::string::npos) << t.name;
   }
   EXPECT_EQ(experts, 8 * 3);
+}
+
+// A config of granite-3.0-1b-a400m-instruct's shape: Granite's multipliers, 32 experts of 512, 8 a token,
+// tied embeddings. 1,334,628,352 parameters: per layer attention 1024 x (1024 + 512 + 512 + 1024), a router
+// of 32 x 1024, 32 experts of three 512 x 1024 matrices, two norms; one embedding of 49155 x 1024. The
+// files hold each layer's experts as block_sparse_moe.input_linear [32, 2 x 512, 1024] -- expert e's
+// gate rows then its up rows -- and output_linear [32, 1024, 512]: each spin tensor a row block of
+// those read as [32 x 1024, 1024] and [32 x 1024, 512].
+TEST(ModelConfig, ReadsGraniteMoeWithItsExpertsInThreeDimensionalTensors) {
+  const std::string granite_moe = R"({
+    "architectures": ["GraniteMoeForCausalLM"], "attention_bias": false, "attention_dropout": 0.1,
+    "attention_multiplier": 0.015625, "bos_token_id": 0, "embedding_multiplier": 12.0, "eos_token_id": 0,
+    "hidden_act": "silu", "hidden_size": 1024, "initializer_range": 0.02, "intermediate_size": 512,
+    "logits_scaling": 6.0, "max_position_embeddings": 4096, "model_type": "granitemoe", "num_attention_heads": 16,
+    "num_experts_per_tok": 8, "num_hidden_layers": 24, "num_key_value_heads": 8, "num_local_experts": 32,
+    "output_router_logits": false, "pad_token_id": 0, "residual_multiplier": 0.22, "rms_norm_eps": 1e-06,
+    "rope_scaling": null, "rope_theta": 10000, "router_aux_loss_coef": 0.001, "tie_word_embeddings": true,
+    "torch_dtype": "bfloat16", "vocab_size": 49155})";
+  const ModelConfig c = ModelConfig::from_json(granite_moe, "config.json");
+  EXPECT_TRUE(c.moe() && c.norm_topk_prob && c.tie_word_embeddings);
+  EXPECT_EQ(c.num_experts, 32);
+  EXPECT_EQ(c.experts_per_token, 8);
+  EXPECT_EQ(c.embedding_multiplier, 12.0f);
+  EXPECT_EQ(c.attention_multiplier, 0.015625f);
+  EXPECT_EQ(c.residual_multiplier, 0.22f);
+  EXPECT_EQ(c.logits_scaling, 6.0f);
+  EXPECT_EQ(c.num_parameters(), 1334628352);
+  const HfLayout layout = hf_layout(c);
+  const HfLayout::Place up = layout.place("model.layers.3.mlp.experts.5.up_proj.weight");
+  EXPECT_EQ(up.name, "model.layers.3.block_sparse_moe.input_linear.weight");
+  EXPECT_EQ(up.row, (5 * 2 + 1) * 512);
+  EXPECT_EQ(up.rows, 32 * 1024);
+  EXPECT_EQ(up.blocks, 32);
+  const HfLayout::Place gate = layout.place("model.layers.3.mlp.experts.11.gate_proj.weight");
+  EXPECT_EQ(gate.row, 11 * 2 * 512) << "expert 11, not expert 1";
+  const HfLayout::Place down = layout.place("model.layers.23.mlp.experts.31.down_proj.weight");
+  EXPECT_EQ(down.name, "model.layers.23.block_sparse_moe.output_linear.weight");
+  EXPECT_EQ(down.row, 31 * 1024);
+  EXPECT_EQ(down.rows, 32 * 1024);
+  EXPECT_EQ(layout.place("model.layers.0.mlp.gate.weight").name, "model.layers.0.block_sparse_moe.router.layer.weight");
+  EXPECT_EQ(layout.place("model.layers.0.self_attn.q_proj.weight").name, "model.layers.0.self_attn.q_proj.weight");
+  EXPECT_NE(error_of(replaced(granite_moe, {{"\"rope_theta\": 10000,", "\"rope_theta\": 10000, "
+                                                                          "\"position_embedding_type\": \"nope\","}}))
+                .find("position_embedding_type \"nope\" is not supported"),
+            std::string::npos);
 }
 
 TEST(ModelConfig, RefusesWhatMixtralRunsWithoutSpin) {
