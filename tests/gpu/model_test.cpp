@@ -75,7 +75,8 @@ TEST(CudaModel, RecomputedActivationsMatchTheCpuPath) {
 // kernels over rows of head_dim), Gemma's GeGLU, 1 + w norms and
 // scaled tied embeddings with activations recomputed, and Gemma 2's sandwich norms and capped
 // scores (on tensor cores in bf16 at this head size) and logits, Gemma 3's two RoPE tables and
-// Phi-4-mini's partial rotation, SmolLM3's NoPE layer, Granite's multipliers (Kernels::scale) and
+// Phi-4-mini's partial rotation and LongRoPE's long rows, SmolLM3's NoPE layer, Granite's multipliers
+// (Kernels::scale; GraniteMoE's over Mixtral's mixture) and
 // OLMo 2's norms (q and k normed across their heads: row_dot and the *_from_sums pair), in
 // float32 and in bf16 on the
 // tensor-core attention's head size: the bounds above.
@@ -87,7 +88,7 @@ TEST(CudaModel, Qwen3AndGemmaMatchTheCpuPath) {
         TinyFamily::StableLm, TinyFamily::StableLmParallel, TinyFamily::Cohere, TinyFamily::Cohere2,
         TinyFamily::GptNeox, TinyFamily::GptNeoxSequential, TinyFamily::Phi, TinyFamily::Mixtral,
         TinyFamily::Qwen3Moe, TinyFamily::Olmoe, TinyFamily::Qwen2Moe,
-        TinyFamily::CohereQkNorm, TinyFamily::StableLmQkNorm, TinyFamily::LlamaAttentionBias}) {
+        TinyFamily::CohereQkNorm, TinyFamily::StableLmQkNorm, TinyFamily::LlamaAttentionBias, TinyFamily::GraniteMoe}) {
     for (const bool mixed : {false, true}) {
       SCOPED_TRACE(cat(tiny_family_name(family), mixed ? ", bf16" : ", float32"));
       const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, family != TinyFamily::Qwen3, 64, family);
