@@ -297,25 +297,34 @@ def granite_reference(model_dir, tmp):
     config = json.load(open(os.path.join(model_dir, "config.json")))
     as_llama = os.path.join(tmp, "as-llama")
     os.makedirs(as_llama)
-    m = {k: config.pop(k) for k in ("embedding_multiplier", "attention_multiplier", "residual_multiplier",
-                                    "logits_scaling")}
+    m = {k: config.pop(k) for k in GRANITE_MULTIPLIERS}
     config.update({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})
     json.dump(config, open(os.path.join(as_llama, "config.json"), "w"))
     os.symlink(os.path.abspath(os.path.join(model_dir, "model.safetensors")), os.path.join(as_llama, "model.safetensors"))
     model = LlamaForCausalLM.from_pretrained(as_llama, torch_dtype=torch.float32).eval()
+    hook_granite_multipliers(model, m, config, lambda layer: layer.mlp.down_proj)
+    model.__name__ = "LlamaForCausalLM with Granite's multipliers"
+    return model
 
+
+GRANITE_MULTIPLIERS = ("embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling")
+
+
+def hook_granite_multipliers(model, m, config, mlp_output):
+    """granite_reference's hooks on a Llama-shaped `model` for the multipliers `m`; `mlp_output(layer)`
+    is the module whose output (or its first element) the residual multiplier scales."""
     def times(factor):
-        return lambda module, inputs, output: output * factor
+        def scale(module, inputs, output):
+            return (output[0] * factor,) + tuple(output[1:]) if isinstance(output, tuple) else output * factor
+        return scale
 
     head_dim = config["hidden_size"] // config["num_attention_heads"]
     model.model.embed_tokens.register_forward_hook(times(m["embedding_multiplier"]))
     for layer in model.model.layers:
         layer.self_attn.q_proj.register_forward_hook(times(m["attention_multiplier"] * math.sqrt(head_dim)))
         layer.self_attn.o_proj.register_forward_hook(times(m["residual_multiplier"]))
-        layer.mlp.down_proj.register_forward_hook(times(m["residual_multiplier"]))
-    model.lm_head.register_forward_hook(lambda module, inputs, output: output / m["logits_scaling"])
-    model.__name__ = "LlamaForCausalLM with Granite's multipliers"
-    return model
+        mlp_output(layer).register_forward_hook(times(m["residual_multiplier"]))
+    model.lm_head.register_forward_hook(times(1.0 / m["logits_scaling"]))
 
 
 def granitemoe_reference(model_dir, tmp):
@@ -346,23 +355,11 @@ def granitemoe_reference(model_dir, tmp):
     as_mixtral = os.path.join(tmp, "as-mixtral")
     os.makedirs(as_mixtral)
     save_file(weights, os.path.join(as_mixtral, "model.safetensors"), metadata={"format": "pt"})
-    m = {k: config.pop(k) for k in ("embedding_multiplier", "attention_multiplier", "residual_multiplier",
-                                    "logits_scaling")}
+    m = {k: config.pop(k) for k in GRANITE_MULTIPLIERS}
     config.update({"architectures": ["MixtralForCausalLM"], "model_type": "mixtral"})
     json.dump(config, open(os.path.join(as_mixtral, "config.json"), "w"))
     model = AutoModelForCausalLM.from_pretrained(as_mixtral, torch_dtype=torch.float32).eval()
-
-    def times(factor):
-        return lambda module, inputs, output: output * factor
-
-    head_dim = config["hidden_size"] // config["num_attention_heads"]
-    model.model.embed_tokens.register_forward_hook(times(m["embedding_multiplier"]))
-    for layer in model.model.layers:
-        layer.self_attn.q_proj.register_forward_hook(times(m["attention_multiplier"] * math.sqrt(head_dim)))
-        layer.self_attn.o_proj.register_forward_hook(times(m["residual_multiplier"]))
-        layer.block_sparse_moe.register_forward_hook(
-            lambda module, inputs, output: (output[0] * m["residual_multiplier"],) + tuple(output[1:]))
-    model.lm_head.register_forward_hook(lambda module, inputs, output: output / m["logits_scaling"])
+    hook_granite_multipliers(model, m, config, lambda layer: layer.block_sparse_moe)
     model.__name__ = "MixtralForCausalLM with GraniteMoE's experts and Granite's multipliers"
     return model
 
