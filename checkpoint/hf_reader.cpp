@@ -76,8 +76,8 @@ void HfReader::read_columns_of_rows(const ShardedTensor& t, const HfLayout::Plac
   const std::int64_t rows = t.global_shape[0], cols = t.global_shape[1];
   Tensor whole = Tensor::zeros({rows, cols});
   const Shape global = {place.rows, cols};
-  file_for(place.name).read_shard(ShardedTensor{place.name, whole, global, 0, place.row, rows, true},
-                                  file_shape_of(place, global));
+  file_for(place.name)
+      .read_shard(ShardedTensor{place.name, whole, global, 0, place.row, rows, true}, file_shape_of(place, global));
   const std::int64_t local_cols = t.local.shape()[1];
   Tensor mine = Tensor::zeros({rows, local_cols});
   for (std::int64_t r = 0; r < rows; ++r) {

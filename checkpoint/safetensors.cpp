@@ -169,10 +169,9 @@ void SafetensorsFile::read_shard(const ShardedTensor& t, const Shape& file_shape
   for (std::size_t k = dim + 1; k < g.size(); ++k) inner *= g[k];
   const std::int64_t outer = t.local.numel() / (t.local.shape()[dim] * inner);
   const std::int64_t local_len = t.local.shape()[dim];
-  require(t.offset >= 0 && t.length >= 0 && t.length <= local_len &&
-              t.offset + t.length <= g[dim],
-          path_, ": tensor \"", t.name, "\": shard [", t.offset, ", ", t.offset + t.length,
-          ") along dimension ", t.split_dim, " is outside shape ", shape_str(g));
+  require(t.offset >= 0 && t.length >= 0 && t.length <= local_len && t.offset + t.length <= g[dim], path_,
+          ": tensor \"", t.name, "\": shard [", t.offset, ", ", t.offset + t.length, ") along dimension ", t.split_dim,
+          " is outside shape ", shape_str(g));
   for (std::int64_t o = 0; o < outer; ++o) {
     const std::int64_t from = (o * g[dim] + t.offset) * inner;
     float* to = dst + o * local_len * inner;

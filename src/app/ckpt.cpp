@@ -368,7 +368,8 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   require(config.hf_names != model::ModelConfig::HfNames::GraniteMoe ||
               std::none_of(names.begin(), names.end(),
                            [](const std::string& n) { return n.find(".mlp.experts.") != std::string::npos; }),
-          reader.dir(), ": the LoRA adapters include GraniteMoE's experts, which PEFT cannot adapt (each layer's "
+          reader.dir(),
+          ": the LoRA adapters include GraniteMoE's experts, which PEFT cannot adapt (each layer's "
           "experts are one 3-D parameter, not Linear modules): export the merged model (--which policy) instead, or "
           "train adapters of the attention alone (lora.targets q_proj,k_proj,v_proj,o_proj)");
   const nlohmann::json targets = peft_targets(lora.at("targets"), config);

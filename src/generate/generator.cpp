@@ -37,7 +37,8 @@ struct Step {
   std::vector<std::int64_t> encode() const {
     std::vector<std::int64_t> out = {static_cast<std::int64_t>(slots.size())};
     for (std::size_t i = 0; i < slots.size(); ++i) {
-      out.insert(out.end(), {samples[i], slots[i], positions[i], extents[i], static_cast<std::int64_t>(tokens[i].size())});
+      out.insert(out.end(),
+                 {samples[i], slots[i], positions[i], extents[i], static_cast<std::int64_t>(tokens[i].size())});
       out.insert(out.end(), tokens[i].begin(), tokens[i].end());
     }
     return out;
@@ -66,8 +67,12 @@ class Admission {
  public:
   Admission(const std::vector<std::vector<std::int32_t>>& prompts, std::int64_t slots, std::int64_t groups,
             std::int64_t max_tokens, std::int64_t long_context)
-      : known_(prompts), max_tokens_(max_tokens), long_context_(long_context), fed_(prompts.size(), 0),
-        capacity_(static_cast<std::size_t>(groups)), sent_(static_cast<std::size_t>(groups)) {
+      : known_(prompts),
+        max_tokens_(max_tokens),
+        long_context_(long_context),
+        fed_(prompts.size(), 0),
+        capacity_(static_cast<std::size_t>(groups)),
+        sent_(static_cast<std::size_t>(groups)) {
     for (std::int64_t g = 0; g < groups; ++g) {
       capacity_[static_cast<std::size_t>(g)] = slots / groups + (g < slots % groups ? 1 : 0);
     }

@@ -22,9 +22,9 @@ using config_json::positive_int;
 using nlohmann::json;
 
 // The model_types spin runs (besides the multimodal checkpoints', config_multimodal.h).
-constexpr const char* kModelTypes[] = {"llama",       "mistral",   "qwen2",   "qwen3",    "gemma",    "gemma2",
-                                       "gemma3_text", "phi3",      "smollm3", "granite",  "olmo",     "olmo2",
-                                       "olmo3",       "stablelm",  "cohere",  "cohere2",  "gpt_neox", "phi",
+constexpr const char* kModelTypes[] = {"llama",       "mistral",   "qwen2",   "qwen3",     "gemma",     "gemma2",
+                                       "gemma3_text", "phi3",      "smollm3", "granite",   "olmo",      "olmo2",
+                                       "olmo3",       "stablelm",  "cohere",  "cohere2",   "gpt_neox",  "phi",
                                        "mixtral",     "qwen3_moe", "olmoe",   "qwen2_moe", "granitemoe"};
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
@@ -379,8 +379,8 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     c.head_dim = positive_int(j, "head_dim", source);
     // GraniteAttention takes hidden_size / num_attention_heads whatever head_dim says.
     require(!granite || c.head_dim * c.num_heads == c.hidden_size, source, ": head_dim ", c.head_dim,
-            " is not supported for model_type ", type, " (its attention uses hidden_size / num_attention_heads = ",
-            c.hidden_size / c.num_heads, ")");
+            " is not supported for model_type ", type,
+            " (its attention uses hidden_size / num_attention_heads = ", c.hidden_size / c.num_heads, ")");
   } else {
     require(c.hidden_size % c.num_heads == 0, source, ": hidden_size (", c.hidden_size,
             ") is not divisible by num_attention_heads (", c.num_heads, ")");

@@ -169,8 +169,8 @@ void self_attention_backward(const ModelContext& ctx, const BatchGeometry& b, co
   if (rope) {
     k.rope_backward(s.dq.f32(), rows, rope->cos(), rope->sin(), b.rows, d.heads, d.head_dim, rope->rotary_dim(),
                     ctx.config.rope_pairs);
-    k.rope_backward(s.dk.f32(), rows, rope->cos(), rope->sin(), b.rows, d.kv_heads, d.head_dim,
-                    rope->rotary_dim(), ctx.config.rope_pairs);
+    k.rope_backward(s.dk.f32(), rows, rope->cos(), rope->sin(), b.rows, d.kv_heads, d.head_dim, rope->rotary_dim(),
+                    ctx.config.rope_pairs);
   }
 }
 

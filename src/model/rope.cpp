@@ -112,8 +112,8 @@ std::int64_t RopeTable::rows_held(std::int64_t n, std::int64_t limit, const std:
 }
 
 void RopeTable::cover(std::int64_t n, std::int64_t long_n) {
-  require(n <= limit_ && long_n <= limit_, "position ", std::max(n, long_n) - 1, " is beyond the RoPE tables' ",
-          limit_, " positions");
+  require(n <= limit_ && long_n <= limit_, "position ", std::max(n, long_n) - 1, " is beyond the RoPE tables' ", limit_,
+          " positions");
   require(long_n == 0 || long_from_ > 0, "long RoPE factors asked of a table without them");
   require(long_from_ == 0 || n <= long_from_, "position ", n - 1, " is beyond LongRoPE's short factors' ", long_from_,
           " positions");

@@ -46,7 +46,7 @@ class RopeTable {
 
   const float* cos() const { return cos_.f32(); }
   const float* sin() const { return sin_.f32(); }
-  std::int64_t positions() const { return short_rows_; }     // held of the short (or only) table
+  std::int64_t positions() const { return short_rows_; }      // held of the short (or only) table
   std::int64_t long_positions() const { return long_rows_; }  // held of LongRoPE's long one
   // LongRoPE: the row of position p in the long table (L + p); 0 for other tables.
   std::int64_t long_row(std::int64_t p) const { return long_from_ > 0 ? long_from_ + p : 0; }
