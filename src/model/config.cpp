@@ -25,7 +25,8 @@ using nlohmann::json;
 constexpr const char* kModelTypes[] = {"llama",       "mistral",   "qwen2",   "qwen3",     "gemma",     "gemma2",
                                        "gemma3_text", "phi3",      "smollm3", "granite",   "olmo",      "olmo2",
                                        "olmo3",       "stablelm",  "cohere",  "cohere2",   "gpt_neox",  "phi",
-                                       "mixtral",     "qwen3_moe", "olmoe",   "qwen2_moe", "granitemoe"};
+                                       "mixtral",     "qwen3_moe", "olmoe",   "qwen2_moe", "granitemoe",
+                                       "granitemoehybrid"};
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
@@ -291,6 +292,8 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "phi") parse_phi(j, c, source);
   if (type == "mixtral") parse_mixtral(j, c, source);
   if (type == "granitemoe") parse_granitemoe(j, c, source);
+  bool nope = false;  // granitemoehybrid's position_embedding_type "nope": no layer rotates
+  if (type == "granitemoehybrid") parse_granite_hybrid(j, c, source, nope);
   // Qwen3MoeConfig's and Qwen2MoeConfig's defaults (Qwen3-30B-A3B's, Qwen1.5-MoE-A2.7B's shapes).
   if (type == "qwen3_moe") parse_qwen_moe(j, c, source, 128, 8, 768, 0);
   if (type == "qwen2_moe") parse_qwen_moe(j, c, source, 60, 4, 1408, 5632);
@@ -348,7 +351,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
             "\": true is not supported (of biases spin runs Qwen2's on q, k and v, and attention_bias's on q, k, v and "
             "o_proj)");
   }
-  const bool granite = type == "granite" || type == "granitemoe";
+  const bool granite = type == "granite" || type == "granitemoe" || type == "granitemoehybrid";
   if (granite) parse_granite_multipliers(j, c, source);
   c.qkv_bias = qwen2 || c.qkv_bias;
   c.qk_norm = qwen3 || gemma3;
@@ -418,6 +421,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   // run them.
   if (type == "olmo3" && c.rope_scaling) c.rope_local_theta = c.rope_theta;
   if (type == "smollm3") parse_rope_layers(j, c, source);
+  if (nope) c.rope_layers.assign(static_cast<std::size_t>(c.num_layers), false);
   // Cohere 2 (Command R7B): RoPE in the windowed layers alone, the global ones attend by content
   // (Cohere2Attention rotates only where it has a sliding window).
   if (type == "cohere2") c.rope_layers = c.windowed_layers;

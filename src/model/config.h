@@ -120,7 +120,7 @@ struct ModelConfig {
   bool mlp_bias = false;
   bool parallel_mlp_norm = false;
   bool lm_head_bias = false;
-  enum class HfNames { Llama, GptNeox, Phi, Mixtral, StableLm, GraniteMoe };
+  enum class HfNames { Llama, GptNeox, Phi, Mixtral, StableLm, GraniteMoe, GraniteHybrid };
   HfNames hf_names = HfNames::Llama;
   // Mixtral (model_type mixtral), Qwen3-MoE (qwen3_moe: its moe_intermediate_size here), OLMoE (olmoe), GraniteMoE
   // (granitemoe: Granite's multipliers too): the MLP a sparse mixture of num_experts SwiGLU experts, each of

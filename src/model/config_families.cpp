@@ -108,6 +108,29 @@ void parse_granitemoe(const json& j, ModelConfig& c, const std::string& source) 
           "\" is not supported for model_type granitemoe (\"rope\" is)");
 }
 
+void parse_granite_hybrid(json& j, ModelConfig& c, const std::string& source, bool& nope) {
+  require(j.contains("layer_types") && j.at("layer_types").is_array(), source,
+          ": model_type granitemoehybrid needs its \"layer_types\" list (\"attention\" or \"mamba\" a layer)");
+  for (const json& t : j.at("layer_types")) {
+    require(t == "attention", source, ": layer_types holds ", t.dump(),
+            ": Granite 4.0's Mamba-2 layers (the H models) are not supported; spin runs the granitemoehybrid models "
+            "whose every layer is \"attention\" (Granite 4.0 Micro)");
+  }
+  require(j.value("num_local_experts", json(0)) == 0, source, ": num_local_experts ",
+          j.value("num_local_experts", json()).dump(),
+          " is not supported for model_type granitemoehybrid (experts beside the shared MLP); 0 is");
+  require(j.value("normalization_function", std::string("rmsnorm")) == "rmsnorm", source,
+          ": normalization_function ", j.value("normalization_function", json()).dump(),
+          " is not supported (\"rmsnorm\" is)");
+  const std::string position = j.value("position_embedding_type", std::string("rope"));
+  require(position == "rope" || position == "nope", source, ": position_embedding_type \"", position,
+          "\" is not supported for model_type granitemoehybrid (\"rope\" and \"nope\" are)");
+  nope = position == "nope";
+  require(j.contains("shared_intermediate_size"), source, ": missing required key \"shared_intermediate_size\"");
+  j["intermediate_size"] = positive_int(j, "shared_intermediate_size", source);  // the shared MLP's: the MLP
+  c.hf_names = ModelConfig::HfNames::GraniteHybrid;
+}
+
 void parse_qwen_moe(json& j, ModelConfig& c, const std::string& source, std::int64_t experts, std::int64_t per_token,
                     std::int64_t width, std::int64_t shared) {
   parse_experts(j, c, "num_experts", experts, per_token, 0.001f, source);

@@ -58,6 +58,14 @@ void parse_mixtral(nlohmann::json& j, ModelConfig& c, const std::string& source)
 // position_embedding_type other than "rope" is refused.
 void parse_granitemoe(const nlohmann::json& j, ModelConfig& c, const std::string& source);
 
+// Granite 4.0's attention-only models (model_type granitemoehybrid with every layer_types entry
+// "attention": Granite 4.0 Micro): Granite's layers and multipliers (the caller's) with the MLP as
+// GraniteMoeHybridMLP's shared_mlp -- input_linear = [gate; up] rows of shared_intermediate_size each,
+// output_linear the down projection (hf_names GraniteHybrid) --, RoPE where position_embedding_type is
+// "rope" and none in any layer where it is "nope" (`nope` set; the caller fills rope_layers). Mamba-2
+// layers (the H models) and experts beside the shared MLP are refused by name.
+void parse_granite_hybrid(nlohmann::json& j, ModelConfig& c, const std::string& source, bool& nope);
+
 // Qwen's mixtures (model_type qwen2_moe and qwen3_moe; their configs' defaults where a key is absent):
 // every layer's MLP a sparse mixture of num_experts SwiGLU experts of moe_intermediate_size (the dense
 // intermediate_size unused), each token through its num_experts_per_tok most probable, weighted by

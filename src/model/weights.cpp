@@ -509,6 +509,12 @@ HfLayout hf_layout(const ModelConfig& c) {
     layout.renames = {{"mlp.gate.", "block_sparse_moe.router.layer."}};
     return layout;
   }
+  if (c.hf_names == ModelConfig::HfNames::GraniteHybrid) {  // GraniteMoeHybridMLP: shared_mlp, gate and up fused
+    layout.fusions = {{"shared_mlp.input_linear.weight",
+                       {{"mlp.gate_proj.weight", c.intermediate_size}, {"mlp.up_proj.weight", c.intermediate_size}}}};
+    layout.renames = {{"mlp.down_proj.", "shared_mlp.output_linear."}};
+    return layout;
+  }
   if (c.hf_names == ModelConfig::HfNames::Phi) {  // PhiForCausalLM's names
     layout.renames = {{"self_attn.o_proj.", "self_attn.dense."},
                       {"mlp.up_proj.", "mlp.fc1."},

@@ -168,6 +168,10 @@ def main():
                         "experts in two 3-D tensors (block_sparse_moe.input_linear [experts, 2 x intermediate, "
                         "hidden]: each expert's gate then up rows; output_linear [experts, hidden, intermediate]) "
                         "and the router as block_sparse_moe.router.layer")
+    p.add_argument("--granite-hybrid", choices=["rope", "nope"],
+                   help="a GraniteMoeHybridForCausalLM of attention layers alone (Granite 4.0 Micro's layout): "
+                        "--granite's multipliers, the MLP as shared_mlp (input_linear = [gate; up], output_linear), "
+                        "this position_embedding_type")
     p.add_argument("--qwen3-moe", action="store_true",
                    help="a Qwen3MoeForCausalLM: Qwen3's attention, the MLP a sparse mixture of --experts SwiGLU "
                         "experts of --intermediate, their weights not renormalised (norm_topk_prob false)")
@@ -218,7 +222,7 @@ def main():
 
     rng = random.Random(a.seed)
     a.mixtral = a.mixtral or a.granitemoe
-    a.granite = a.granite or a.granitemoe
+    a.granite = a.granite or a.granitemoe or bool(a.granite_hybrid)
     a.olmo2 = a.olmo2 or a.olmo3
     a.cohere = a.cohere or a.cohere2
     a.parallel_residual = a.parallel_residual or a.cohere
@@ -328,6 +332,19 @@ def main():
                 fused.append((name, shape, values))
         tensors = fused
 
+    if a.granite_hybrid:  # GraniteMoeHybridMLP: gate and up fused as shared_mlp.input_linear
+        by_name = {name: (shape, values) for name, shape, values in tensors}
+        fused = []
+        for name, shape, values in tensors:
+            if name.endswith(".mlp.gate_proj.weight"):
+                pre = name[:-len("mlp.gate_proj.weight")]
+                up = by_name[pre + "mlp.up_proj.weight"][1]
+                fused.append((pre + "shared_mlp.input_linear.weight", [2 * shape[0], shape[1]], values + up))
+            elif name.endswith(".mlp.down_proj.weight"):
+                fused.append((name.replace(".mlp.down_proj.", ".shared_mlp.output_linear."), shape, values))
+            elif not name.endswith(".mlp.up_proj.weight"):
+                fused.append((name, shape, values))
+        tensors = fused
     if a.granitemoe:  # GraniteMoeParallelExperts: each layer's experts stacked in one tensor
         by_name = {name: (shape, values) for name, shape, values in tensors}
         fused = []
@@ -448,6 +465,16 @@ def main():
                   "layer_norm_eps": 1e-5, "qk_layernorm": False, "max_position_embeddings": a.max_positions,
                   "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2, "resid_pdrop": 0.0,
                   "embd_pdrop": 0.0, "attention_dropout": 0.0, "torch_dtype": config["torch_dtype"]}
+    if a.granite_hybrid:  # GraniteMoeHybrid's own keys, as granite-4.0-micro's config.json has them (the
+        # Mamba-2 keys unused by attention layers; intermediate_size too: the shared MLP's width is its own)
+        config.update({"architectures": ["GraniteMoeHybridForCausalLM"], "model_type": "granitemoehybrid",
+                       "layer_types": ["attention"] * a.layers, "shared_intermediate_size": a.intermediate,
+                       "intermediate_size": 3 * a.intermediate, "num_local_experts": 0, "num_experts_per_tok": 0,
+                       "position_embedding_type": a.granite_hybrid, "normalization_function": "rmsnorm",
+                       "mamba_chunk_size": 256, "mamba_conv_bias": True, "mamba_d_conv": 4, "mamba_d_head": 8,
+                       "mamba_d_state": 16, "mamba_expand": 2, "mamba_n_groups": 1, "mamba_n_heads": 8,
+                       "mamba_proj_bias": False, "output_router_logits": False, "router_aux_loss_coef": 0.01})
+        del config["mlp_bias"]
     if a.granitemoe:  # GraniteMoE's own keys, as granite-3.0-1b-a400m-instruct's config.json has them
         config.update({"architectures": ["GraniteMoeForCausalLM"], "model_type": "granitemoe",
                        "num_local_experts": a.experts, "num_experts_per_tok": a.experts_per_token,

@@ -251,7 +251,8 @@ def case_convert(args, tmp):
                         ("tiny-cohere-qk-norm", "model.layers.1.self_attn.k_norm.weight"),
                         ("tiny-stablelm-qk-norm", "model.layers.1.self_attn.k_layernorm.norms.1.weight"),
                         ("tiny-llama-bias", "model.layers.1.self_attn.o_proj.bias"),
-                        ("tiny-granitemoe", "model.layers.1.block_sparse_moe.input_linear.weight")]:
+                        ("tiny-granitemoe", "model.layers.1.block_sparse_moe.input_linear.weight"),
+                        ("tiny-granite4", "model.layers.1.shared_mlp.input_linear.weight")]:
         qwen = os.path.join(args.models, name)
         ckpt(args, 2, "import-hf", qwen, os.path.join(tmp, name), "--tp", "2")
         ckpt(args, 1, "export-hf", os.path.join(tmp, name), os.path.join(tmp, name + "-hf"))

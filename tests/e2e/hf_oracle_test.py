@@ -55,7 +55,10 @@ LayerNorm of each q and k head, a weight of its own each): CohereForCausalLM its
 StableLmForCausalLM itself (qk_layernorm). Llama's attention_bias (tiny-llama-bias: biases on q, k, v and
 o_proj): LlamaForCausalLM itself. GraniteMoE (tiny-granitemoe: Granite's multipliers, Mixtral's mixture, each
 layer's experts in two 3-D tensors): GraniteMoeForCausalLM where transformers has it, else MixtralForCausalLM on
-the experts split out with Granite's hooks (granitemoe_reference).
+the experts split out with Granite's hooks (granitemoe_reference). Granite 4.0's attention-only layout
+(tiny-granite4, and tiny-granite4-nope without RoPE: granitemoehybrid, the MLP as shared_mlp with gate and up
+fused): GraniteMoeHybridForCausalLM where transformers has it, else Llama with the MLP split out and Granite's
+hooks (granite4_reference).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -304,6 +307,42 @@ def granite_reference(model_dir, tmp):
     model = LlamaForCausalLM.from_pretrained(as_llama, torch_dtype=torch.float32).eval()
     hook_granite_multipliers(model, m, config, lambda layer: layer.mlp.down_proj)
     model.__name__ = "LlamaForCausalLM with Granite's multipliers"
+    return model
+
+
+def granite4_reference(model_dir, tmp):
+    """GraniteMoeHybridForCausalLM where transformers has it; on the oracle's 4.40 granite_reference's
+    LlamaForCausalLM with hooks on the checkpoint's shared_mlp split as GraniteMoeHybridMLP chunks it
+    (input_linear's rows [gate; up], output_linear the down projection), and with
+    position_embedding_type "nope" every rotation the identity (inverse frequencies 0: cos 1, sin 0)."""
+    import transformers
+    if hasattr(transformers, "GraniteMoeHybridForCausalLM"):
+        return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    weights = {}
+    for name, value in load_file(os.path.join(model_dir, "model.safetensors")).items():
+        if name.endswith("shared_mlp.input_linear.weight"):
+            pre = name[:-len("shared_mlp.input_linear.weight")]
+            gate, up = value.chunk(2, dim=0)
+            weights[pre + "mlp.gate_proj.weight"], weights[pre + "mlp.up_proj.weight"] = gate.clone(), up.clone()
+        else:
+            weights[name.replace("shared_mlp.output_linear.", "mlp.down_proj.")] = value
+    as_llama = os.path.join(tmp, "as-llama")
+    os.makedirs(as_llama)
+    save_file(weights, os.path.join(as_llama, "model.safetensors"), metadata={"format": "pt"})
+    m = {k: config.pop(k) for k in GRANITE_MULTIPLIERS}
+    nope = config["position_embedding_type"] == "nope"
+    config.update({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+                   "intermediate_size": config["shared_intermediate_size"]})
+    json.dump(config, open(os.path.join(as_llama, "config.json"), "w"))
+    model = LlamaForCausalLM.from_pretrained(as_llama, torch_dtype=torch.float32).eval()
+    hook_granite_multipliers(model, m, config, lambda layer: layer.mlp.down_proj)
+    if nope:
+        embeddings = ([model.model.rotary_emb] if hasattr(model.model, "rotary_emb")
+                      else [layer.self_attn.rotary_emb for layer in model.model.layers])
+        for emb in embeddings:
+            emb.inv_freq = torch.zeros_like(emb.inv_freq)
+    model.__name__ = "LlamaForCausalLM with Granite 4.0's shared MLP and multipliers%s" % (", no RoPE" if nope else "")
     return model
 
 
@@ -572,7 +611,7 @@ def main():
                  "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
                  "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
                  "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe", "tiny-cohere-qk-norm", "tiny-stablelm-qk-norm",
-                 "tiny-llama-bias", "tiny-granitemoe",
+                 "tiny-llama-bias", "tiny-granitemoe", "tiny-granite4", "tiny-granite4-nope",
                  "tiny-phi2"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
@@ -600,6 +639,8 @@ def main():
             model = granite_reference(model_dir, tempfile.mkdtemp(prefix="spin_granite_"))
         elif name == "tiny-granitemoe":
             model = granitemoe_reference(model_dir, tempfile.mkdtemp(prefix="spin_granitemoe_"))
+        elif name in ("tiny-granite4", "tiny-granite4-nope"):
+            model = granite4_reference(model_dir, tempfile.mkdtemp(prefix="spin_granite4_"))
         elif name == "tiny-cohere2":
             model = cohere2_reference(model_dir, tempfile.mkdtemp(prefix="spin_cohere2_"))
         elif name in ("tiny-olmo2", "tiny-olmo3"):

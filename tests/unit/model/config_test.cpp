@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "model/rope.h"
+#include "model/weights.h"
 #include "unit/model/config_test_util.h"
 
 namespace spin::model {
@@ -330,6 +331,56 @@ TEST(ModelConfig, ReadsGraniteWithItsMultipliers) {
   std::string zero = granite;
   zero.replace(zero.find("\"logits_scaling\": 16.0"), 22, "\"logits_scaling\": 0.0");
   EXPECT_NE(error_of(zero).find("\"logits_scaling\" must be a positive number"), std::string::npos) << error_of(zero);
+}
+
+// A config of Granite 4.0 Micro's layout (granitemoehybrid, every layer "attention"): Granite's
+// multipliers, the MLP of shared_intermediate_size (intermediate_size there the unused experts'),
+// in the files as shared_mlp.input_linear = [gate; up] and shared_mlp.output_linear. 3,402,836,480
+// parameters: per layer 2560 x (2560 + 512 + 512 + 2560) + 3 x 8192 x 2560 + two norms, one embedding
+// of 100352 x 2560, the final norm. Mamba-2 layers and experts refused by name; "nope" leaves every
+// layer unrotated.
+TEST(ModelConfig, ReadsGranite4AttentionOnlyModels) {
+  std::string layers = "[";
+  for (int i = 0; i < 40; ++i) layers += i ? ", \"attention\"" : "\"attention\"";
+  layers += "]";
+  const std::string micro = R"({
+    "architectures": ["GraniteMoeHybridForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+    "attention_multiplier": 0.015625, "bos_token_id": 100257, "embedding_multiplier": 12, "eos_token_id": 100257,
+    "hidden_act": "silu", "hidden_size": 2560, "intermediate_size": 8192, "logits_scaling": 10,
+    "mamba_chunk_size": 256, "mamba_d_conv": 4, "mamba_d_head": 64, "mamba_d_state": 256, "mamba_expand": 2,
+    "mamba_n_groups": 1, "mamba_n_heads": 128, "max_position_embeddings": 131072, "model_type": "granitemoehybrid",
+    "normalization_function": "rmsnorm", "num_attention_heads": 40, "num_experts_per_tok": 0,
+    "num_hidden_layers": 40, "num_key_value_heads": 8, "num_local_experts": 0, "position_embedding_type": "rope",
+    "residual_multiplier": 0.22, "rms_norm_eps": 1e-05, "rope_scaling": null, "rope_theta": 10000000,
+    "shared_intermediate_size": 8192, "tie_word_embeddings": true, "vocab_size": 100352, "layer_types": )" +
+                            layers + "}";
+  const ModelConfig c = ModelConfig::from_json(micro, "config.json");
+  EXPECT_FALSE(c.moe());
+  EXPECT_EQ(c.intermediate_size, 8192);
+  EXPECT_EQ(c.num_parameters(), 3402836480);
+  EXPECT_EQ(c.attention_scores(0).scale, 0.015625f);
+  EXPECT_EQ(c.residual_multiplier, 0.22f);
+  EXPECT_TRUE(c.rotates(39));
+  const HfLayout layout = hf_layout(c);
+  const HfLayout::Place up = layout.place("model.layers.7.mlp.up_proj.weight");
+  EXPECT_EQ(up.name, "model.layers.7.shared_mlp.input_linear.weight");
+  EXPECT_EQ(up.row, 8192);
+  EXPECT_EQ(up.rows, 2 * 8192);
+  EXPECT_EQ(layout.place("model.layers.7.mlp.down_proj.weight").name, "model.layers.7.shared_mlp.output_linear.weight");
+  // The shared MLP's width, not intermediate_size's.
+  EXPECT_EQ(ModelConfig::from_json(replaced(micro, {{"\"shared_intermediate_size\": 8192", "\"shared_intermediate_size\": 1024"}}),
+                                   "c")
+                .intermediate_size,
+            1024);
+  const ModelConfig nope = ModelConfig::from_json(
+      replaced(micro, {{"\"position_embedding_type\": \"rope\"", "\"position_embedding_type\": \"nope\""}}), "c");
+  for (std::int64_t l = 0; l < 40; ++l) EXPECT_FALSE(nope.rotates(l)) << l;
+  EXPECT_NE(error_of(replaced(micro, {{"[\"attention\", \"attention\"", "[\"mamba\", \"attention\""}}))
+                .find("Mamba-2 layers (the H models) are not supported"),
+            std::string::npos);
+  EXPECT_NE(error_of(replaced(micro, {{"\"num_local_experts\": 0", "\"num_local_experts\": 64"}}))
+                .find("num_local_experts 64 is not supported for model_type granitemoehybrid"),
+            std::string::npos);
 }
 
 // Phi-4-mini-instruct's shape: Phi-3's layout with a partial rotary factor of 0.75 -- 96 of each
