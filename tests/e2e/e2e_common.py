@@ -147,7 +147,8 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     experts, two a token) with llama3's; qwen3_moe: a tiny Qwen3-MoE (Qwen3's head norms, four experts, two a
     token, not renormalised) with qwen3's; olmoe: a tiny OLMoE (q and k normed across their heads, four experts)
     with llama3's; qwen2_moe: a tiny Qwen2-MoE (q, k, v biases, four experts beside a shared expert) with
-    qwen2's."""
+    qwen2's; granitemoe: a tiny GraniteMoE (Granite's multipliers, four experts in 3-D tensors) with llama3's;
+    granite4: a tiny Granite 4.0 of attention layers (the MLP as shared_mlp) with llama3's."""
     qwen = kind in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe", "phi4")  # their token ids: BOS 0, EOS 2
     o200k = kind == "o200k"
     gemma = kind in ("gemma", "gemma2", "gemma3")
@@ -160,7 +161,8 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
                        "--original-max-positions", "96"], "granite": ["--granite", "--tie"],
              "olmo": ["--olmo"], "olmo2": ["--olmo2"], "stablelm": ["--stablelm"], "cohere": ["--cohere"],
              "gpt_neox": ["--gpt-neox"], "phi": ["--phi2"], "mixtral": ["--mixtral"],
-             "qwen3_moe": ["--qwen3-moe"], "olmoe": ["--olmoe"], "qwen2_moe": ["--qwen2-moe"]}[kind]
+             "qwen3_moe": ["--qwen3-moe"], "olmoe": ["--olmoe"], "qwen2_moe": ["--qwen2-moe"],
+             "granitemoe": ["--granitemoe", "--tie"], "granite4": ["--granite-hybrid", "rope", "--tie"]}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
                     "400" if spm else "5000" if tekken else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)
@@ -171,7 +173,8 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
                        [os.path.join(os.path.dirname(HF_BPE), {"granite": "llama3", "olmo": "llama3", "olmo2": "llama3", "stablelm": "llama3",
                                                                    "gpt_neox": "llama3", "phi": "llama3",
                                                                    "mixtral": "llama3", "qwen3_moe": "qwen3",
-                                                                   "olmoe": "llama3", "qwen2_moe": "qwen2"}.get(kind, kind), f)
+                                                                   "olmoe": "llama3", "qwen2_moe": "qwen2",
+                                                                   "granitemoe": "llama3", "granite4": "llama3"}.get(kind, kind), f)
                         for f in ("tokenizer.json", "tokenizer_config.json")])
     for f in tokenizer_files:
         shutil.copy(f, path)

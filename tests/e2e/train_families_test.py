@@ -264,6 +264,28 @@ def case_hf_tokenizer(args, tmp):
                                                   "model.layers.0.mlp.shared_expert_gate.weight"], "chatml")
     print("Qwen2-MoE + chatml at TP 2 in bf16: 6 steps, first loss log 2, shared expert and gate trained, "
           "exported")
+    # GraniteMoE (Granite's multipliers over a mixture whose files stack every expert of a layer in two 3-D
+    # tensors: each TP rank reads its rows of every gate and up, its columns of every down) with llama3's
+    # tokenizer: the experts and the router train, the export stacks them back in the files' shapes.
+    after, out = train_family(args, config, tmp, "granitemoe", ["model.layers.0.block_sparse_moe.output_linear.weight",
+                                                                "model.layers.1.block_sparse_moe.router.layer.weight"],
+                              "llama3")
+    assert shapes(os.path.join(out, "iteration_1")) == shapes(os.path.join(tmp, "model"))
+    print("GraniteMoE + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, experts and router trained, "
+          "exported in the files' 3-D shapes")
+    # Granite 4.0 Micro's layout (granitemoehybrid of attention layers: the MLP as shared_mlp, gate and up fused in
+    # input_linear, split over TP 2 as they are read) with llama3's tokenizer: the fused MLP trains, exported fused.
+    train_family(args, config, tmp, "granite4", "model.layers.1.shared_mlp.input_linear.weight", "llama3")
+    assert shapes(os.path.join(tmp, "granite4", "iteration_1")) == shapes(os.path.join(tmp, "model"))
+    print("Granite 4.0 (attention layers) + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, shared_mlp "
+          "trained, exported fused")
+
+
+def shapes(model_dir):
+    """{tensor name: shape} of model_dir/model.safetensors, from its header."""
+    blob = open(os.path.join(model_dir, "model.safetensors"), "rb").read(1 << 20)
+    header = json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")])
+    return {name: e["shape"] for name, e in header.items() if name != "__metadata__"}
 
 
 def main():
