@@ -83,7 +83,7 @@ void Transformer::start(const TokenBatch& batch, Activations& a) const {
     a.arrays.upload(batch, device());
     return;
   }
-  rope_.cover(std::min(positions, switch_at), positions);
+  rope_.cover(switch_at, positions);
   std::vector<std::int32_t> rows(batch.positions);
   for (std::size_t i = 0; i < rows.size(); ++i) {
     if (batch.extents[static_cast<std::size_t>(batch.sequence_of[i])] > switch_at) {
