@@ -43,8 +43,9 @@ void LoraConfig::validate(const char* setting_prefix) const {
 std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const char* setting) {
   using T = LoraTarget;
   // NeMo's names of the fused projections it adapts (its LoRA target_modules), Phi-3's fused
-  // modules as PEFT names them, Phi-2's modules (dense, fc1, fc2), Mixtral's experts' (w1, w3, w2)
-  // and GPT-NeoX's (query_key_value, dense, dense_h_to_4h, dense_4h_to_h).
+  // modules as PEFT names them, Phi-2's modules (dense, fc1, fc2), Mixtral's experts' (w1, w3, w2),
+  // GPT-NeoX's (query_key_value, dense, dense_h_to_4h, dense_4h_to_h) and Granite 4.0's shared MLP's
+  // (input_linear = gate and up, output_linear).
   const std::pair<const char*, std::vector<T>> fused[] = {
       {"attention_qkv", {T::Q, T::K, T::V}}, {"attention_dense", {T::O}},
       {"mlp_fc1", {T::Gate, T::Up}},         {"mlp_fc2", {T::Down}},
@@ -53,7 +54,8 @@ std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const
       {"fc2", {T::Down}},                    {"w1", {T::Gate}},
       {"w3", {T::Up}},                       {"w2", {T::Down}},
       {"query_key_value", {T::Q, T::K, T::V}}, {"dense_h_to_4h", {T::Up}},
-      {"dense_4h_to_h", {T::Down}}};
+      {"dense_4h_to_h", {T::Down}},           {"input_linear", {T::Gate, T::Up}},
+      {"output_linear", {T::Down}}};
   std::array<bool, kLoraTargets> out{};
   if (text == "all-linear" || text == "all") {
     out.fill(true);
@@ -75,8 +77,8 @@ std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const
     require(found, setting, " = \"", text, "\": \"", word,
             "\" is not a projection (all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
             "down_proj -- or NeMo's attention_qkv, attention_dense, mlp_fc1, mlp_fc2, Phi-3's qkv_proj, "
-            "gate_up_proj, Phi-2's dense, fc1, fc2, Mixtral's w1, w3, w2, or GPT-NeoX's query_key_value, dense_h_to_4h, "
-            "dense_4h_to_h)");
+            "gate_up_proj, Phi-2's dense, fc1, fc2, Mixtral's w1, w3, w2, GPT-NeoX's query_key_value, dense_h_to_4h, "
+            "dense_4h_to_h, or Granite 4.0's input_linear, output_linear)");
     at = comma + 1;
   }
   return out;

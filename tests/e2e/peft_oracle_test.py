@@ -88,6 +88,7 @@ def main():
         check(args, moe, json.load(open(os.path.join(moe, "config.json")))["vocab_size"], False)
         check_import(args, moe, False, targets=targets)
     check_granitemoe_experts_refused(args, os.path.join(args.models, "tiny-granitemoe"))
+    check_granite4_round_trip(args, os.path.join(args.models, "tiny-granite4"))
 
 
 def lora_sft_command(args, model, tmp, seed):
@@ -146,6 +147,36 @@ def check_granitemoe_experts_refused(args, model):
                 assert sorted(config["target_modules"]) == ["q_proj", "v_proj"], config
     print("GraniteMoE: adapters of its experts trained and merged into its 3-D expert tensors, their PEFT export "
           "refused by name (nothing written); the attention's adapters exported for PEFT")
+
+
+def check_granite4_round_trip(args, model):
+    """Granite 4.0's shared MLP (gate and up fused in input_linear): spin's PEFT export of all-linear adapters
+    adapts input_linear with one pair of rank 2 x 4 (rank_pattern, as Phi-3's gate_up_proj) and output_linear;
+    importing it over the base (spin ckpt import-hf --adapter) gives the merged model spin exports."""
+    with tempfile.TemporaryDirectory(prefix="spin_peft_granite4_") as tmp:
+        save = os.path.join(tmp, "save")
+        run(lora_sft_command(args, model, tmp, 11) + ["--output", os.path.join(tmp, "out"), "--lr", "3e-2",
+                                                      "--save-dir", save, "--save-interval", "1"])
+        step = os.path.join(save, "step_00000001")
+        lora, policy = os.path.join(tmp, "lora"), os.path.join(tmp, "policy")
+        for which, where in (("lora", lora), ("policy", policy)):
+            run([args.spin, "ckpt", "export-hf", step, where, "--which", which])
+        config = json.load(open(os.path.join(lora, "adapter_config.json")))
+        assert sorted(config["target_modules"]) == ["input_linear", "k_proj", "o_proj", "output_linear", "q_proj",
+                                                    "v_proj"], config
+        assert config["rank_pattern"] == {"input_linear": 8}, config
+        imported, hf = os.path.join(tmp, "imported"), os.path.join(tmp, "imported-hf")
+        run([args.spin, "ckpt", "import-hf", model, imported, "--adapter", lora])
+        run([args.spin, "ckpt", "export-hf", imported, hf])
+        base = load_file(os.path.join(model, "model.safetensors"))
+        want = load_file(os.path.join(policy, "model.safetensors"))
+        got = load_file(os.path.join(hf, "model.safetensors"))
+        worst = max((got[n] - want[n]).abs().max().item() for n in want)
+        moved = (want["model.layers.1.shared_mlp.input_linear.weight"] -
+                 base["model.layers.1.shared_mlp.input_linear.weight"]).abs().max().item()
+        assert worst < 1e-6 and moved > 1e-3, (worst, moved)
+    print("Granite 4.0: spin's PEFT export (input_linear fused, rank_pattern 8) imported over the base equals the "
+          "merged model to %.1e (the adapters move input_linear by %.3f)" % (worst, moved))
 
 
 def check_import_fused(args, model):

@@ -74,6 +74,10 @@ TEST(Lora, TargetsParseAndValidate) {
   mixtral.targets = parse_lora_targets("w3", "lora.targets");
   EXPECT_EQ(mixtral.targets_text(), "up_proj");
   EXPECT_THROW(parse_lora_targets("gate", "lora.targets"), Error);  // the router is not adapted
+  // Granite 4.0's shared MLP's modules as PEFT names them.
+  LoraConfig granite4;
+  granite4.targets = parse_lora_targets("output_linear,input_linear", "lora.targets");
+  EXPECT_EQ(granite4.targets_text(), "gate_proj,up_proj,down_proj");
   // NeMo's names of its fused modules.
   LoraConfig nemo;
   nemo.targets = parse_lora_targets("attention_qkv,mlp_fc2", "lora.targets");
