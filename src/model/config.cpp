@@ -492,9 +492,7 @@ std::int64_t ModelConfig::max_sequence_length() const {
 }
 
 std::int64_t ModelConfig::long_rope_context() const {
-  return rope_scaling && rope_scaling->type == RopeScaling::Type::LongRope
-             ? std::min(max_position_embeddings, rope_scaling->original_max_position_embeddings)
-             : 0;
+  return rope_scaling ? rope_scaling->long_switch(max_position_embeddings) : 0;
 }
 
 std::int64_t ModelConfig::num_parameters() const {

@@ -9,6 +9,7 @@
 // refused by name rather than ignored.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -41,6 +42,12 @@ struct RopeScaling {
   bool truncate = true;                                   // yarn: the ramp's ends rounded outwards to whole dims
   std::vector<float> short_factor, long_factor;           // longrope: rotary_dim / 2 each
   float attention_factor = 1.0f;                          // yarn, longrope: cos and sin's scale
+
+  // LongRoPE's switch for a model of `positions` positions: a longer sequence takes the long
+  // factors (original_max_position_embeddings, at most `positions`); 0 for the other types.
+  std::int64_t long_switch(std::int64_t positions) const {
+    return type == Type::LongRope ? std::min(original_max_position_embeddings, positions) : 0;
+  }
 };
 
 struct ModelConfig {

@@ -91,12 +91,8 @@ RopeTable::RopeTable(std::int64_t rotary_dim, std::int64_t limit, float theta, D
                      const std::optional<RopeScaling>& scaling)
     : rotary_dim_(rotary_dim), limit_(limit), theta_(theta), device_(device), scaling_(scaling) {
   require(limit >= 1, "RoPE tables for ", limit, " positions");
-  if (scaling && scaling->type == RopeScaling::Type::LongRope) {
-    long_from_ = std::min(scaling->original_max_position_embeddings, limit);
-    compute(long_from_, 0);
-  } else {
-    compute(rows_for(0, limit), 0);
-  }
+  long_from_ = scaling ? scaling->long_switch(limit) : 0;
+  compute(long_from_ > 0 ? long_from_ : rows_for(0, limit), 0);
 }
 
 std::int64_t RopeTable::rows_for(std::int64_t n, std::int64_t limit) {
@@ -106,8 +102,8 @@ std::int64_t RopeTable::rows_for(std::int64_t n, std::int64_t limit) {
 }
 
 std::int64_t RopeTable::rows_held(std::int64_t n, std::int64_t limit, const std::optional<RopeScaling>& scaling) {
-  if (!scaling || scaling->type != RopeScaling::Type::LongRope) return rows_for(n, limit);
-  const std::int64_t long_from = std::min(scaling->original_max_position_embeddings, limit);
+  const std::int64_t long_from = scaling ? scaling->long_switch(limit) : 0;
+  if (long_from == 0) return rows_for(n, limit);
   return long_from + (n > long_from ? rows_for(n, limit) : 0);
 }
 
