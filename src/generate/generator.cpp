@@ -57,20 +57,20 @@ struct Step {
 };
 
 // The first stage's side of continuous batching: which prompts wait, which cache slots are
-// free, what of each sequence is known and how much of it has been fed, and what each group last
-// sent down the pipeline (whatever of it does not come back has finished, and its slots are free
-// again). With LongRoPE (`long_context`: ModelConfig::long_rope_context) a sequence that outgrows
+// free, how much of each sequence (`known`: the generator's history -- each sampled token joins it
+// here as it is fed) has been fed, and what each group last sent down the pipeline (whatever of it
+// does not come back has finished, and its slots are free again). With LongRoPE (`long_context`: ModelConfig::long_rope_context) a sequence that outgrows
 // the short factors' context is fed again from its start, the whole of it on the long factors --
 // as transformers' Phi-3 generation recomputes its cache there --, prefilled in chunks like a
 // prompt.
 class Admission {
  public:
-  Admission(const std::vector<std::vector<std::int32_t>>& prompts, std::int64_t slots, std::int64_t groups,
+  Admission(std::vector<std::vector<std::int32_t>>& known, std::int64_t slots, std::int64_t groups,
             std::int64_t max_tokens, std::int64_t long_context)
-      : known_(prompts),
+      : known_(known),
         max_tokens_(max_tokens),
         long_context_(long_context),
-        fed_(prompts.size(), 0),
+        fed_(known.size(), 0),
         capacity_(static_cast<std::size_t>(groups)),
         sent_(static_cast<std::size_t>(groups)) {
     for (std::int64_t g = 0; g < groups; ++g) {
@@ -133,7 +133,7 @@ class Admission {
     free_.insert(std::upper_bound(free_.begin(), free_.end(), slot, std::greater<>()), slot);
   }
 
-  std::vector<std::vector<std::int32_t>> known_;  // per prompt: it and the tokens sampled so far
+  std::vector<std::vector<std::int32_t>>& known_;  // per prompt: it and the tokens sampled so far
   std::int64_t max_tokens_;             // per model call (0: no limit)
   std::int64_t long_context_;           // LongRoPE's switch (0: none)
   std::vector<std::int64_t> fed_;       // per prompt: its tokens in the cache once the step has run
@@ -380,7 +380,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   // Groups take turns so that the stages of a pipeline have work in flight; each holds its
   // share of the slots.
   const std::int64_t groups = stages == 1 ? 1 : std::min<std::int64_t>(stages, slots);
-  Admission admission(prompts, slots, groups, batching.max_tokens, config.long_rope_context());  // first stage
+  Admission admission(history, slots, groups, batching.max_tokens, config.long_rope_context());  // first stage
   std::vector<Step> next(static_cast<std::size_t>(groups));  // first stage without feedback: the groups' next steps
   std::vector<bool> started(static_cast<std::size_t>(groups), false);
   std::vector<bool> done(static_cast<std::size_t>(groups), false);
@@ -413,7 +413,8 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
         std::vector<std::int32_t>& known = history[static_cast<std::size_t>(step.samples[i])];
         const std::vector<std::int32_t>& feed = step.tokens[i];
         const std::int64_t position = step.positions[i], end = position + static_cast<std::int64_t>(feed.size());
-        // A sampled token (fed past what is known) is now part of the sequence on every stage.
+        // A sampled token (fed past what is known) is now part of the sequence on every stage (the
+        // first stage's Admission has added it already).
         const auto known_length = static_cast<std::int64_t>(known.size());
         if (end > known_length) known.insert(known.end(), feed.end() - (end - known_length), feed.end());
         // What this call feeds completes a prompt (or a sequence fed again) or is a sampled token.
