@@ -35,7 +35,7 @@ constexpr const char* kUsage =
 struct PlanOptions {
   std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda", attention_backend = "auto", optimizer = "adamw";
   int tp = 1, pp = 1, dp = 1, gpus = 0, gpus_per_node = 8;
-  std::int64_t micro_batch = 1, seq = 0, global_batch = 0, rollout_batch = 0, rollout_step_tokens = 0;
+  std::int64_t micro_batch = 1, seq = 0, prompt = 0, global_batch = 0, rollout_batch = 0, rollout_step_tokens = 0;
   std::int64_t logits_chunk_rows = 0, lora_rank = 0;
   double lora_dropout = 0.0;
   std::string lora_targets = "all-linear";
@@ -56,6 +56,9 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
       ("micro-batch", po::value(&o.micro_batch)->default_value(o.micro_batch),
        "prompts per micro-batch (spin.micro_batch_size; each is 2 sequences: real and generated)")
       ("seq", po::value(&o.seq)->required(), "tokens per sequence, prompt + response (worst case)")
+      ("prompt", po::value(&o.prompt)->default_value(o.prompt),
+       "tokens of the longest prompt (data.max_prompt_tokens; 0: seq - 1): sliding-window layers' KV caches "
+       "keep their window and a call's prompt tokens")
       ("global-batch", po::value(&o.global_batch)->default_value(o.global_batch),
        "prompts per step (spin.global_batch_size; 0: enough micro-batches to fill the pipeline)")
       ("rollout-batch", po::value(&o.rollout_batch)->default_value(o.rollout_batch),
@@ -126,6 +129,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.pp_layers = o.pp_layers.empty() ? std::vector<std::int64_t>{} : parse_int_list(o.pp_layers, "--pp-layers");
     request.micro_batch = o.micro_batch;
     request.seq = o.seq;
+    request.prompt = o.prompt;
     request.global_batch = o.global_batch;
     request.rollout_batch = o.rollout_batch;
     request.rollout_step_tokens = o.rollout_step_tokens;

@@ -364,9 +364,14 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   const int stages = grid_.pp_size();
   check_step_tokens(batching.max_tokens, slots, stages, "generation: the tokens per model call");
   const int last_rank = stages - 1;
-  // Mixed precision keeps the cache in bf16 too (half the memory of the longest phase).
-  model::KvCache cache(transformer_.dims(), stage.count(), slots, longest + params.max_new_tokens,
-                       transformer_.device(), weights_.has_bf16() ? DType::BF16 : DType::F32);
+  // Mixed precision keeps the cache in bf16 too (half the memory of the longest phase). Windowed
+  // layers keep a ring of their window and the most tokens a call feeds a sequence: a whole
+  // prompt, or with LongRoPE a sequence fed again at the switch (L + 1 tokens), within the budget.
+  const std::int64_t positions = longest + params.max_new_tokens, switch_at = config.long_rope_context();
+  std::int64_t rows_per_call = positions > switch_at && switch_at > 0 ? std::max(longest, switch_at + 1) : longest;
+  if (batching.max_tokens > 0) rows_per_call = std::min(rows_per_call, batching.max_tokens);
+  model::KvCache cache(transformer_.dims(), positions, model::kv_capacities(config, stage, positions, rows_per_call),
+                       slots, transformer_.device(), weights_.has_bf16() ? DType::BF16 : DType::F32);
   const VocabParallelSampler sampler(transformer_.dims(), grid_.tp(), transformer_.kernels(), params.sampling, params.seed,
                                      params.eos_ids);
   model::Activations acts;

@@ -57,6 +57,15 @@ struct AttentionScores {
   }
 };
 
+// The cached positions a run of `rows` query rows from position `first` reads,
+// [first_key, first_key + keys), in a KV cache slot of `capacity` rows holding position p at row
+// p mod capacity (Kernels::cached_attention_forward): `head` rows from row `start`, then the
+// `tail` that wrapped around from row 0. Throws spin::Error where they number more than capacity.
+struct CachedSpan {
+  std::int64_t first_key, keys, start, head, tail;
+};
+CachedSpan cached_span(const AttentionScores& scores, std::int64_t first, std::int64_t rows, std::int64_t capacity);
+
 class Kernels {
  public:
   virtual ~Kernels() = default;
@@ -246,9 +255,11 @@ class Kernels {
   // Causal attention of new query rows against a KV cache (generation). Run r covers query
   // rows [row_begin[r], row_begin[r+1]) of cache slot slots[r]; its first row sits at position
   // first_position[r] and row i of the run attends to the slot's positions [0, first + i] (from
-  // scores.first_key(first + i) under a sliding window: the cache keeps every position). The
-  // cache holds, per slot, `capacity` positions of [kv_heads, head_dim] keys (and values), the
-  // new rows' included. q/out: [rows, heads, head_dim]. No probabilities are kept.
+  // scores.first_key(first + i) under a sliding window). The cache holds, per slot, `capacity`
+  // rows of [kv_heads, head_dim] keys (and values), the new rows' included: position p at row
+  // p mod capacity -- row p where the cache keeps every position, a ring under a sliding window
+  // (model/kv_cache.h), where a run's positions [first_key(first), first + rows) must number at
+  // most `capacity`. q/out: [rows, heads, head_dim]. No probabilities are kept.
   virtual void cached_attention_forward(float* out, const float* q, const float* k_cache,
                                         const float* v_cache, const Index* row_begin,
                                         const Index* slots, const Index* first_position,

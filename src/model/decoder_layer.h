@@ -80,8 +80,8 @@ struct KvCacheView {
   void* keys = nullptr;    // [slots, capacity, kv_heads, head_dim], float or (bf16) uint16
   void* values = nullptr;
   bool bf16 = false;
-  std::int64_t capacity = 0;
-  // Per batch row: slot * capacity + position (on the kernels' device).
+  std::int64_t capacity = 0;  // the layer's rows a slot (KvCache::capacity)
+  // Per batch row: slot * capacity + position mod capacity (on the kernels' device).
   const std::int64_t* cache_rows = nullptr;
   // Per sequence of the batch, host memory: its slot and the position of its first row.
   const std::int64_t* slots = nullptr;

@@ -1,17 +1,50 @@
 #include "model/kv_cache.h"
 
+#include <algorithm>
+#include <utility>
+
 #include "core/error.h"
 
 namespace spin::model {
 
-KvCache::KvCache(const TpDims& dims, std::int64_t layers, std::int64_t slots,
-                 std::int64_t capacity, Device device, DType dtype)
-    : slots_(slots), capacity_(capacity), width_(dims.kv_width()) {
-  require(layers >= 1 && slots >= 1 && capacity >= 1, "KV cache of ", layers, " layers, ", slots,
-          " sequences and ", capacity, " positions");
-  require(dtype == DType::F32 || dtype == DType::BF16, "KV cache of ", dtype_name(dtype), " values");
-  keys_ = Tensor::zeros({layers, slots, capacity, width_}, dtype, device);
-  values_ = Tensor::zeros({layers, slots, capacity, width_}, dtype, device);
+std::vector<std::int64_t> kv_capacities(const ModelConfig& c, const StageLayers& stage, std::int64_t positions,
+                                        std::int64_t rows_per_call) {
+  require(positions >= 1 && rows_per_call >= 1, "KV cache of ", positions, " positions fed ", rows_per_call,
+          " rows a call");
+  std::vector<std::int64_t> capacities;
+  for (std::int64_t l = stage.begin; l < stage.end; ++l) {
+    capacities.push_back(c.windowed(l) ? std::min(positions, *c.sliding_window + rows_per_call - 1) : positions);
+  }
+  return capacities;
 }
+
+KvCache::KvCache(const TpDims& dims, std::int64_t positions, std::vector<std::int64_t> capacities, std::int64_t slots,
+                 Device device, DType dtype)
+    : slots_(slots), width_(dims.kv_width()), positions_(positions), capacities_(std::move(capacities)) {
+  require(!capacities_.empty() && slots >= 1, "KV cache of ", capacities_.size(), " layers and ", slots, " sequences");
+  require(dtype == DType::F32 || dtype == DType::BF16, "KV cache of ", dtype_name(dtype), " values");
+  std::int64_t total = 0;
+  for (const std::int64_t capacity : capacities_) {
+    require(capacity >= 1 && capacity <= positions, "KV cache layer of ", capacity, " rows for ", positions,
+            " positions");
+    offsets_.push_back(total);
+    total += slots * capacity * width_;
+  }
+  distinct_ = capacities_;
+  std::sort(distinct_.begin(), distinct_.end());
+  distinct_.erase(std::unique(distinct_.begin(), distinct_.end()), distinct_.end());
+  for (const std::int64_t capacity : capacities_) {
+    index_.push_back(static_cast<std::size_t>(std::lower_bound(distinct_.begin(), distinct_.end(), capacity) -
+                                              distinct_.begin()));
+  }
+  keys_ = Tensor::zeros({total}, dtype, device);
+  values_ = Tensor::zeros({total}, dtype, device);
+}
+
+KvCache::KvCache(const TpDims& dims, std::int64_t layers, std::int64_t slots, std::int64_t capacity, Device device,
+                 DType dtype)
+    : KvCache(dims, capacity,
+              std::vector<std::int64_t>(static_cast<std::size_t>(std::max<std::int64_t>(layers, 0)), capacity), slots,
+              device, dtype) {}
 
 }  // namespace spin::model

@@ -149,6 +149,8 @@ void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Acti
       view.keys = cache->keys(l);
       view.values = cache->values(l);
       view.bf16 = cache->bf16();
+      view.capacity = cache->capacity(l);
+      view.cache_rows = where.cache_rows + cache->capacity_index(l) * static_cast<std::size_t>(b.rows);
     }
     decoder_layer_forward(ctx_, w.layers[static_cast<std::size_t>(l)], stage_.begin + l, b, la, x_out,
                           cache ? &view : nullptr, adapters_of(a, l));
@@ -246,9 +248,11 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   const std::int64_t num_seqs = batch.num_seqs();
   require(static_cast<std::int64_t>(slots.size()) == num_seqs, "forward_cached: ",
           slots.size(), " cache slots for ", num_seqs, " sequences");
-  // Where every row goes in the cache, where each sequence's rows start, and the last rows of
-  // the sequences sampled from.
-  std::vector<std::int64_t> cache_rows(static_cast<std::size_t>(n)), first(slots.size()), last;
+  // Where every row goes in the cache (for each of its distinct capacities in turn: position p
+  // at row slot x capacity + p mod capacity), where each sequence's rows start, and the last
+  // rows of the sequences sampled from.
+  const std::vector<std::int64_t>& capacities = cache.distinct_capacities();
+  std::vector<std::int64_t> cache_rows(static_cast<std::size_t>(n) * capacities.size()), first(slots.size()), last;
   for (std::size_t i = 0; i < sampled.size(); ++i) {
     require(sampled[i] >= 0 && sampled[i] < num_seqs && (i == 0 || sampled[i] > sampled[i - 1]),
             "forward_cached: the sequences sampled from must be increasing indices below ", num_seqs);
@@ -262,9 +266,19 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
     const auto end = static_cast<std::size_t>(batch.cu_seqlens[si + 1]);
     first[si] = batch.positions[begin];
     for (std::size_t i = begin; i < end; ++i) {
-      require(batch.positions[i] < cache.capacity(), "position ", batch.positions[i],
-              " beyond the KV cache's ", cache.capacity(), " positions");
-      cache_rows[i] = slots[si] * cache.capacity() + batch.positions[i];
+      require(batch.positions[i] < cache.positions(), "position ", batch.positions[i], " beyond the KV cache's ",
+              cache.positions(), " positions");
+    }
+    // A windowed layer's ring holds the window and a call's rows: the keys this call reads.
+    const auto rows = static_cast<std::int64_t>(end - begin);
+    const std::int64_t reads = rows + std::min(first[si], config_.sliding_window.value_or(first[si] + 1) - 1);
+    require(reads <= capacities.front(), "a model call feeds sequence ", s, " ", rows, " tokens from position ",
+            first[si], ", which read ", reads, " cached positions of a windowed layer keeping ", capacities.front(),
+            " (the KV cache was sized for fewer tokens a call)");
+    for (std::size_t c = 0; c < capacities.size(); ++c) {
+      for (std::size_t i = begin; i < end; ++i) {
+        cache_rows[c * static_cast<std::size_t>(n) + i] = slots[si] * capacities[c] + batch.positions[i] % capacities[c];
+      }
     }
   }
   start(batch, a);
@@ -279,8 +293,8 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   a.layers[0].allocate(dims_, b, 0, device(), w.has_bf16(), config_, true, adapters ? adapters->lora() : LoraConfig{});
   a.stage_output = a.output_storage.carve(device(), {{n, h}})[0];
   stage_input(w, a, input, a.layers[0].x_in.f32());
-  const KvCacheView where{nullptr, nullptr, cache.bf16(), cache.capacity(),
-                          a.arrays.cache_rows.data<std::int64_t>(), slots.data(), first.data()};
+  const KvCacheView where{nullptr, nullptr, cache.bf16(), 0, a.arrays.cache_rows.data<std::int64_t>(), slots.data(),
+                          first.data()};
   run_layers(w, b, a, a.stage_output.f32(), &cache, where);
   if (!stage_.last || last.empty()) return;
 

@@ -9,6 +9,7 @@
 #include "generate/generator.h"
 #include "kernels/kernels.h"
 #include "model/decoder_layer.h"
+#include "model/kv_cache.h"
 #include "model/rope.h"
 #include "model/stage.h"
 #include "model/tp_dims.h"
@@ -309,9 +310,14 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     s.activations = s.activations_per_micro_batch * s.micro_batches_in_flight;
     // Reference scoring: one set of layer buffers reused layer after layer.
     s.scoring = layer_activations(d, split, seqs, r.seq, keep_probs, true, true, c, mixed).bytes(p) + end.bytes(p);
-    // Generation: keys and values of every layer of the stage for the rollout, and one set of
-    // buffers for the largest call (a whole rollout's prefill at most, or the step's tokens).
-    s.kv_cache = 2 * s.layers * rollout * r.seq * d.kv_width() * p.activation;
+    // Generation: keys and values of every layer of the stage for the rollout -- a windowed
+    // layer's ring of its window and a call's tokens a sequence (model::kv_capacities) --, and one
+    // set of buffers for the largest call (a whole rollout's prefill at most, or the step's tokens).
+    const std::int64_t prompt = r.prompt > 0 ? std::min(r.prompt, r.seq) : std::max<std::int64_t>(1, r.seq - 1);
+    const std::int64_t call_rows = r.rollout_step_tokens > 0 ? std::min(prompt, r.rollout_step_tokens) : prompt;
+    std::int64_t cached_rows = 0;
+    for (const std::int64_t rows_a_slot : model::kv_capacities(c, layers, r.seq, call_rows)) cached_rows += rows_a_slot;
+    s.kv_cache = 2 * cached_rows * rollout * d.kv_width() * p.activation;
     const std::int64_t prefill =
         r.rollout_step_tokens > 0 ? std::min(rollout * r.seq, r.rollout_step_tokens) : rollout * r.seq;
     s.generation =

@@ -54,6 +54,8 @@ struct PlanRequest {
   std::vector<std::int64_t> pp_layers;  // layers per stage (empty: even split)
   std::int64_t micro_batch = 1;         // prompts per micro-batch (2 sequences each: real, generated)
   std::int64_t seq = 0;                 // tokens per sequence (prompt + response)
+  std::int64_t prompt = 0;              // tokens of the longest prompt (0: seq - 1): a windowed layer's
+                                        // KV ring holds a prompt chunk beside its window (model/kv_cache.h)
   std::int64_t global_batch = 0;        // prompts per step (0: enough micro-batches to fill the pipeline)
   std::int64_t rollout_batch = 0;       // sequences generated at once per replica (0: micro_batch)
   std::int64_t rollout_step_tokens = 0; // tokens per generation model call (0: no limit)

@@ -2,7 +2,8 @@
 // run of one row are the same computation, S = c(scale Q K[k0 : first + L]^T) with row i masked
 // beyond position first + i and, under a sliding window, before first_key(first + i) (scale,
 // cap c and window as kernels::AttentionScores; k0 = the first row's first key), softmax,
-// O = P V. One sgemm pair per (run, head).
+// O = P V. One sgemm pair per (run, head) -- two where the run's positions wrap around a ring
+// cache's end (position p at row p mod capacity): the scores' columns and P V in two parts.
 #include <cstring>
 #include <vector>
 
@@ -26,22 +27,31 @@ void CpuKernels::cached_attention_forward(float* out, const float* q, const floa
   for (Index r = 0; r < runs; ++r) {
     const Index rows = row_begin[r + 1] - row_begin[r];
     const Index first = first_position[r];
-    const Index k0 = scores.first_key(first);  // the first position any row sees
-    const Index keys = first + rows - k0;      // positions [k0, first + rows)
+    // The positions [k0, first + rows) any row sees, in the slot's rows.
+    const auto [k0, keys, start, head, tail] = cached_span(scores, first, rows, capacity);
     s.resize(static_cast<std::size_t>(rows * keys));
-    const float* slot_k = k_cache + (slots[r] * capacity + k0) * kv_ld;
-    const float* slot_v = v_cache + (slots[r] * capacity + k0) * kv_ld;
+    const float* slot_k = k_cache + slots[r] * capacity * kv_ld;
+    const float* slot_v = v_cache + slots[r] * capacity * kv_ld;
     for (Index h = 0; h < heads; ++h) {
       const float* qh = q + row_begin[r] * q_ld + h * head_dim;
       const Index g = h / group;
-      gemm(false, true, rows, keys, head_dim, scale, qh, q_ld, slot_k + g * head_dim, kv_ld, 0.0f,
+      float* o = out + row_begin[r] * q_ld + h * head_dim;
+      gemm(false, true, rows, head, head_dim, scale, qh, q_ld, slot_k + start * kv_ld + g * head_dim, kv_ld, 0.0f,
            s.data(), keys);
+      if (tail > 0) {
+        gemm(false, true, rows, tail, head_dim, scale, qh, q_ld, slot_k + g * head_dim, kv_ld, 0.0f, s.data() + head,
+             keys);
+      }
       for (Index i = 0; i < rows; ++i) {
         cpu::softmax_row(s.data() + i * keys, scores.first_key(first + i) - k0, first + i + 1 - k0, keys,
                          scores.softcap);
       }
-      gemm(false, false, rows, head_dim, keys, 1.0f, s.data(), keys, slot_v + g * head_dim,
-           kv_ld, 0.0f, out + row_begin[r] * q_ld + h * head_dim, q_ld);
+      gemm(false, false, rows, head_dim, head, 1.0f, s.data(), keys, slot_v + start * kv_ld + g * head_dim, kv_ld,
+           0.0f, o, q_ld);
+      if (tail > 0) {
+        gemm(false, false, rows, head_dim, tail, 1.0f, s.data() + head, keys, slot_v + g * head_dim, kv_ld, 1.0f, o,
+             q_ld);
+      }
     }
   }
 }
@@ -54,8 +64,8 @@ void CpuKernels::scatter_rows(float* dst, const float* src, const Index* rows, I
 }
 
 // Mixed precision on the CPU: q and each run's cached positions widened (exactly) into
-// float32, the float32 computation, the output rounded -- the reference for the GPU's kernel,
-// which widens as it reads.
+// float32 -- a ring of the positions the run reads --, the float32 computation, the output
+// rounded: the reference for the GPU's kernel, which widens as it reads.
 void CpuKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::uint16_t* q,
                                                const std::uint16_t* k_cache,
                                                const std::uint16_t* v_cache,
@@ -66,15 +76,24 @@ void CpuKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::ui
   const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim;
   const std::vector<float> q32 = cpu::widen(q, row_begin[runs] * q_ld);
   std::vector<float> o(q32.size());
+  std::vector<float> k, v;
   for (Index r = 0; r < runs; ++r) {
-    const Index keys = first_position[r] + row_begin[r + 1] - row_begin[r];
-    const std::vector<float> k = cpu::widen(k_cache + slots[r] * capacity * kv_ld, keys * kv_ld);
-    const std::vector<float> v = cpu::widen(v_cache + slots[r] * capacity * kv_ld, keys * kv_ld);
-    const Index run_rows[2] = {0, row_begin[r + 1] - row_begin[r]};
-    const Index slot0 = 0;
-    cached_attention_forward(o.data() + row_begin[r] * q_ld, q32.data() + row_begin[r] * q_ld,
-                             k.data(), v.data(), run_rows, &slot0, first_position + r, 1, keys,
-                             heads, kv_heads, head_dim, scores);
+    const Index rows = row_begin[r + 1] - row_begin[r];
+    const CachedSpan span = cached_span(scores, first_position[r], rows, capacity);
+    const auto widen_span = [&](const std::uint16_t* cache) {
+      const std::uint16_t* slot = cache + slots[r] * capacity * kv_ld;
+      std::vector<float> in_order = cpu::widen(slot + span.start * kv_ld, span.head * kv_ld);
+      const std::vector<float> wrapped = cpu::widen(slot, span.tail * kv_ld);
+      in_order.insert(in_order.end(), wrapped.begin(), wrapped.end());
+      return in_order;
+    };
+    // The positions read, in order from row 0: the same scores shifted by first_key (a window's
+    // first key and its rows' move alike).
+    k = widen_span(k_cache);
+    v = widen_span(v_cache);
+    const Index run_rows[2] = {0, rows}, slot0 = 0, shifted = first_position[r] - span.first_key;
+    cached_attention_forward(o.data() + row_begin[r] * q_ld, q32.data() + row_begin[r] * q_ld, k.data(), v.data(),
+                             run_rows, &slot0, &shifted, 1, span.keys, heads, kv_heads, head_dim, scores);
   }
   cpu::round_into(out, o);
 }

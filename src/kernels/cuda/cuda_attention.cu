@@ -4,6 +4,7 @@
 // KV cache (prefill runs, decode runs, and both in one call under continuous batching).
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include <cuda_bf16.h>
@@ -252,7 +253,7 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
                                                 Index kv_heads, Index head_dim, AttentionScores scores) const {
   if (runs == 0) return;
   // Prefills -- runs at position 0: causal attention over their own rows, whose keys and values
-  // sit at the start of their slots -- go to the tensor-core forward (reading K/V there, a
+  // sit at the start of their slots (a ring's too: a run's rows fit in its slot) -- go to the tensor-core forward (reading K/V there, a
   // log-sum-exp scratch). A continuous batch puts the prompts it starts after the sequences it
   // decodes: those go to the fused kernel, in the same call.
   Index decoding = runs;
@@ -280,21 +281,29 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
                    head_dim, scores)) {
     return;
   }
+  // Each run's positions widened in order into float32 scratch -- from row 0, the scores shifted
+  // by the first key (a window's first key and its rows' move alike) --, the float32 path on them.
   const Index kv_ld = kv_heads * head_dim, q_ld = heads * head_dim, rows = row_begin[runs];
   Index most_keys = 1;
-  for (Index r = 0; r < runs; ++r) most_keys = std::max(most_keys, first_position[r] + row_begin[r + 1] - row_begin[r]);
+  for (Index r = 0; r < runs; ++r) {
+    most_keys = std::max(most_keys, cached_span(scores, first_position[r], row_begin[r + 1] - row_begin[r], capacity).keys);
+  }
   PooledBuffer k(allocator_, static_cast<std::size_t>(most_keys * kv_ld) * sizeof(float));
   PooledBuffer v(allocator_, static_cast<std::size_t>(most_keys * kv_ld) * sizeof(float));
   const PooledBuffer q32 = widened(q, rows * q_ld);
   PooledBuffer o(allocator_, static_cast<std::size_t>(std::max<Index>(1, rows * q_ld)) * sizeof(float));
   for (Index r = 0; r < runs; ++r) {
-    const Index run = row_begin[r + 1] - row_begin[r], keys = first_position[r] + run;
-    to_f32(k.as<float>(), k_cache + slots[r] * capacity * kv_ld, keys * kv_ld);
-    to_f32(v.as<float>(), v_cache + slots[r] * capacity * kv_ld, keys * kv_ld);
-    const Index run_rows[2] = {0, run}, slot0 = 0;
+    const Index run = row_begin[r + 1] - row_begin[r];
+    const CachedSpan span = cached_span(scores, first_position[r], run, capacity);
+    for (const auto& [dst, cache] : {std::pair{k.as<float>(), k_cache}, std::pair{v.as<float>(), v_cache}}) {
+      const std::uint16_t* slot = cache + slots[r] * capacity * kv_ld;
+      to_f32(dst, slot + span.start * kv_ld, span.head * kv_ld);
+      if (span.tail > 0) to_f32(dst + span.head * kv_ld, slot, span.tail * kv_ld);
+    }
+    const Index run_rows[2] = {0, run}, slot0 = 0, shifted = first_position[r] - span.first_key;
     cached_attention_forward(o.as<float>() + row_begin[r] * q_ld, q32.as<float>() + row_begin[r] * q_ld,
-                             k.as<float>(), v.as<float>(), run_rows, &slot0, first_position + r, 1, keys, heads,
-                             kv_heads, head_dim, scores);
+                             k.as<float>(), v.as<float>(), run_rows, &slot0, &shifted, 1, span.keys, heads, kv_heads,
+                             head_dim, scores);
   }
   to_bf16(out, o.as<float>(), rows * q_ld);
 }
@@ -310,19 +319,40 @@ void CudaKernels::cached_attention_forward(float* out, const float* q, const flo
   }
   const Index q_ld = heads * head_dim, kv_ld = kv_heads * head_dim, group = heads / kv_heads;
   const float scale = scores.scale;
-  Index largest = 1;
+  // Each run reads its positions [first_key, first + rows) in order -- in place, or copied from a
+  // ring's two parts where they wrap --, the scores shifted by first_key (a window's first key and
+  // its rows' move alike).
+  Index largest = 1, most_wrapped = 0;
   for (Index r = 0; r < runs; ++r) {
     const Index rows = row_begin[r + 1] - row_begin[r];
-    largest = std::max(largest, heads * rows * (first_position[r] + rows));
+    const CachedSpan span = cached_span(scores, first_position[r], rows, capacity);
+    largest = std::max(largest, heads * rows * span.keys);
+    if (span.tail > 0) most_wrapped = std::max(most_wrapped, span.keys);
   }
   PooledBuffer scratch(allocator_, static_cast<std::size_t>(largest) * sizeof(float));
+  PooledBuffer in_order(allocator_, static_cast<std::size_t>(std::max<Index>(1, 2 * most_wrapped * kv_ld)) * sizeof(float));
   float* s = scratch.as<float>();
   for (Index r = 0; r < runs; ++r) {
     const Index rows = row_begin[r + 1] - row_begin[r];
     if (rows == 0) continue;
-    const Index first = first_position[r], keys = first + rows, block = rows * keys;
-    const float* slot_k = k_cache + slots[r] * capacity * kv_ld;
-    const float* slot_v = v_cache + slots[r] * capacity * kv_ld;
+    const CachedSpan span = cached_span(scores, first_position[r], rows, capacity);
+    const Index first = first_position[r] - span.first_key, keys = span.keys, block = rows * keys;
+    const float* slot_k = k_cache + (slots[r] * capacity + span.start) * kv_ld;
+    const float* slot_v = v_cache + (slots[r] * capacity + span.start) * kv_ld;
+    if (span.tail > 0) {
+      float* const ordered = in_order.as<float>();
+      const auto copy = [&](float* dst, const float* src, Index n) {
+        SPIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice,
+                                        stream_));
+      };
+      for (const auto& [dst, cache] : {std::pair{ordered, k_cache}, std::pair{ordered + keys * kv_ld, v_cache}}) {
+        const float* slot = cache + slots[r] * capacity * kv_ld;
+        copy(dst, slot + span.start * kv_ld, span.head * kv_ld);
+        copy(dst + span.head * kv_ld, slot, span.tail * kv_ld);
+      }
+      slot_k = ordered;
+      slot_v = ordered + keys * kv_ld;
+    }
     for (Index g = 0; g < kv_heads; ++g) {
       gemm_batched(false, true, rows, keys, head_dim, scale, q + row_begin[r] * q_ld + g * group * head_dim, q_ld,
                    head_dim, slot_k + g * head_dim, kv_ld, 0, 0.0f, s + g * group * block, keys, block, group);

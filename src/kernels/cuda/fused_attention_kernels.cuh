@@ -55,12 +55,17 @@ __device__ void store(float* out, float x) { *out = x; }
 __device__ void store(__nv_bfloat16* out, float x) { *out = __float2bfloat16_rn(x); }
 
 // Copies rows [first, first + kTile<HD>) (those < len) of `src` (row stride ld, head offset
-// applied) into tile[kTile<HD>][HD], as float32; the block's threads share the work.
+// applied) into tile[kTile<HD>][HD], as float32; the block's threads share the work. With `ring`
+// (a KV cache's rows a slot: model/kv_cache.h) row i is read from src's row i mod ring, the rows
+// read [first, len) being at most `ring` (one division a tile, a subtraction past the wrap).
 template <int HD, class T>
-__device__ void load_tile(float (*tile)[HD], const T* src, long long ld, long long first, long long len) {
+__device__ void load_tile(float (*tile)[HD], const T* src, long long ld, long long first, long long len,
+                          long long ring = 0) {
+  const long long base = ring > 0 ? first % ring : first;
   for (int e = threadIdx.x + threadIdx.y * 32; e < kTile<HD> * HD; e += 32 * kWarps) {
     const int r = e / HD, d = e % HD;
-    tile[r][d] = first + r < len ? widen(src[(first + r) * ld + d]) : 0.0f;
+    const long long row = ring > 0 && base + r >= ring ? base + r - ring : base + r;
+    tile[r][d] = first + r < len ? widen(src[row * ld + d]) : 0.0f;
   }
 }
 
@@ -87,7 +92,7 @@ __device__ void attend_tile(const float (*ks)[HD], const float (*vs)[HD], long l
 // lanes' elements), running max m and sum l. attend() walks the keys [first_key, last_key] that
 // the block needs, each tile staged by the whole block, and folds in this row's keys
 // [window_start(position), position]; every warp of the block calls it, active or not (it holds
-// the block's barriers).
+// the block's barriers). `ring`: key and value rows read modulo it (a KV cache slot's rows), or 0.
 template <int HD>
 struct SoftmaxRow {
   static constexpr int kPer = HD / 32;
@@ -105,12 +110,13 @@ struct SoftmaxRow {
   }
   template <class T>
   __device__ void attend(float (*ks)[HD], float (*vs)[HD], const T* keys, const T* values, long long ld,
-                         long long first_key, long long last_key, long long position, long long window) {
+                         long long first_key, long long last_key, long long position, long long window,
+                         long long ring = 0) {
     const long long row_first = window_start(position, window);
     for (long long t = first_key; t <= last_key; t += kTile<HD>) {
       __syncthreads();  // the previous tiles are no longer read
-      load_tile<HD>(ks, keys, ld, t, last_key + 1);
-      load_tile<HD>(vs, values, ld, t, last_key + 1);
+      load_tile<HD>(ks, keys, ld, t, last_key + 1, ring);
+      load_tile<HD>(vs, values, ld, t, last_key + 1, ring);
       __syncthreads();
       if (active) {
         attend_tile<HD>(ks, vs, max(0LL, row_first - t), min(static_cast<long long>(kTile<HD>), position - t + 1), q,
@@ -273,7 +279,8 @@ __global__ void dkv_kernel(float* dk, float* dv, const float* dout, const T* q, 
 
 // Generation: run z's query rows [row_begin, row_end) sit at positions first, first + 1, ...
 // of cache slot `slot` and attend to its positions [window_start(position), position]. Same warp-per-row scheme; the
-// tiles come from the slot's cached keys and values.
+// tiles come from the slot's cached keys and values, position p at the slot's row p mod capacity (a ring under a
+// sliding window; row p where the cache keeps every position).
 template <int HD, class T>
 __global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_cache,
                               const long long* runs, long long num_runs, long long capacity, int heads, int kv_heads,
@@ -291,7 +298,7 @@ __global__ void cached_kernel(T* out, const T* q, const T* k_cache, const T* v_c
   SoftmaxRow<HD> r(q + row * q_ld + h * HD, scale, softcap, row < end);
   const long long last_key = first_position + min(end - begin, first_row + kWarps) - 1;
   r.attend(ks, vs, k_cache + slot * capacity * kv_ld + g * HD, v_cache + slot * capacity * kv_ld + g * HD, kv_ld,
-           window_start(first_position + first_row, window), last_key, first_position + local, window);
+           window_start(first_position + first_row, window), last_key, first_position + local, window, capacity);
   if (r.active) r.write(out + row * q_ld + h * HD);
 }
 
@@ -315,7 +322,7 @@ __global__ void decode_kernel(T* out, const T* q, const T* k_cache, const T* v_c
     const long long at = row * q_ld + (g * group + first_head + warp) * static_cast<long long>(HD);
     SoftmaxRow<HD> r(q + at, scale, softcap, first_head + warp < group);
     r.attend(ks, vs, k_cache + slot * capacity * kv_ld + g * HD, v_cache + slot * capacity * kv_ld + g * HD, kv_ld,
-             window_start(position, window), position, position, window);
+             window_start(position, window), position, position, window, capacity);
     if (r.active) r.write(out + at);
   }
 }

@@ -86,6 +86,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   request.dp = s.grid.dp_size();
   request.micro_batch = spin.micro_batch;
   request.seq = kPrompt + kNew;
+  request.prompt = kPrompt;
   request.global_batch = spin.global_batch;
   request.rollout_batch = spin.rollout_batch;
   request.rollout_step_tokens = step_tokens;

@@ -87,6 +87,44 @@ TEST(Generator, KvCacheLogprobsEqualAFullForward) {
   }
 }
 
+// A windowed layer's KV cache is a ring of its window and the most tokens one call feeds a
+// sequence (model/kv_cache.h): Mistral (3-key windows in every layer) and Gemma 3 (in one layer
+// of two) generating 40 tokens past prompts of up to 9, with whole prompts a call and under
+// budgets of 2 and 5 tokens: the cache holds exactly those rows -- a fraction of the 49 positions
+// in the windowed layers -- and every token's log-probability is still the full forward's.
+TEST(Generator, WindowedLayersKeepARingOfTheWindowAndACallsTokens) {
+  for (const testing::TinyFamily family : {testing::TinyFamily::Mistral, testing::TinyFamily::Gemma3}) {
+    SCOPED_TRACE(testing::tiny_family_name(family));
+    TinyGenerator t(family_shape(family));
+    ASSERT_TRUE(t.config.sliding_window.has_value());
+    GenerationParams p;
+    p.max_new_tokens = 40;
+    const auto ps = prompts();
+    const std::int64_t longest = 9, positions = longest + p.max_new_tokens, window = *t.config.sliding_window;
+    for (const std::int64_t budget : {0, 2, 5}) {
+      const auto out = t.generator.generate(ps, ids(ps.size()), p, {2, budget, {}});
+      const std::int64_t per_call = budget > 0 ? std::min(budget, longest) : longest;
+      std::int64_t rows = 0, windowed = 0;
+      for (std::int64_t l = 0; l < t.config.num_layers; ++l) {
+        rows += t.config.windowed(l) ? window + per_call - 1 : positions;
+        windowed += t.config.windowed(l) ? 1 : 0;
+      }
+      ASSERT_GT(windowed, 0);
+      EXPECT_EQ(t.generator.stats().kv_cache_bytes,
+                static_cast<std::size_t>(2 * 2 * rows * t.dims.kv_width()) * sizeof(float))
+          << "budget " << budget;
+      for (std::size_t i = 0; i < ps.size(); ++i) {
+        std::vector<std::int32_t> full = ps[i];
+        full.insert(full.end(), out[i].tokens.begin(), out[i].tokens.end());
+        const model::ForwardResult r = t.transformer.forward(t.weights, model::TokenBatch::pack({{full, 1}}));
+        const std::vector<float> want(r.token_logprobs.begin() + static_cast<std::ptrdiff_t>(ps[i].size() - 1),
+                                      r.token_logprobs.end() - 1);
+        testing::expect_close(out[i].logprobs, want, 1e-5, 1e-5, "logprobs");
+      }
+    }
+  }
+}
+
 TEST(Generator, GreedyDecodingIsTheArgmaxOfTheFullForward) {
   TinyGenerator t;
   GenerationParams p;

@@ -2,6 +2,7 @@
 
 #include "common/test_util.h"
 #include "core/dtype.h"
+#include "core/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "unit/kernels/reference.h"
 
@@ -124,6 +125,65 @@ TEST(CachedAttention, Bf16IsTheFloat32ComputationOnTheWidenedValuesRounded) {
   k.cached_attention_forward(want.data(), widen(q16).data(), widen(k16).data(), widen(v16).data(), row_begin.data(),
                              slot.data(), first.data(), 2, capacity, heads, kvh, hd, AttentionScores::standard(hd));
   for (std::size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], f32_to_bf16(want[i])) << i;
+}
+
+// A ring (model/kv_cache.h): a slot of window + chunk - 1 rows holding position p at row p mod
+// capacity, fed a 13-token sequence chunk by chunk as generation feeds it (a chunk's rows
+// scattered, then attended), the chunks wrapping around the ring's end: every row's output is
+// full windowed attention's, with and without a cap; in bf16 exactly the float32 computation's
+// rounded; a chunk that would read more positions than the ring holds is refused.
+TEST(CachedAttention, RingCachesOfAWindowAndAChunkMatchFullWindowedAttention) {
+  const CpuKernels k;
+  const Index heads = 4, kvh = 2, hd = 8, len = 13, width = kvh * hd, slot = 1;
+  // bf16-exact inputs, so that the float32 computation reads what the bf16 one widens.
+  const auto exact = [&](std::size_t n, std::uint32_t seed) {
+    auto x = testing::random_vector(n, seed);
+    for (float& v : x) v = bf16_to_f32(f32_to_bf16(v));
+    return x;
+  };
+  const auto to16 = [&](const std::vector<float>& x) {
+    std::vector<std::uint16_t> out(x.size());
+    k.to_bf16(out.data(), x.data(), static_cast<Index>(x.size()));
+    return out;
+  };
+  const auto q = exact(len * heads * hd, 41), kk = exact(len * width, 42), vv = exact(len * width, 43);
+  const auto q16 = to16(q), kk16 = to16(kk), vv16 = to16(vv);
+  const std::vector<Index> cu = {0, len};
+  for (const AttentionScores scores : {AttentionScores{0.35f, 0.0f, 3}, AttentionScores{0.8f, 0.6f, 4}}) {
+    const auto full = testing::ref::attention(testing::to_double(q), testing::to_double(kk), testing::to_double(vv),
+                                              cu, heads, kvh, hd, nullptr, scores.scale, scores.softcap,
+                                              static_cast<int>(scores.window));
+    for (const Index chunk : {1, 2, 3, 5}) {
+      SCOPED_TRACE(cat("window ", scores.window, ", chunks of ", chunk));
+      const Index capacity = scores.window + chunk - 1, cells = 2 * capacity * width;
+      std::vector<float> k_cache(static_cast<std::size_t>(cells), 99.0f), v_cache = k_cache;
+      std::vector<std::uint16_t> k16(k_cache.size()), v16(k_cache.size());
+      std::vector<float> out(q.size());
+      std::vector<std::uint16_t> out16(q.size());
+      for (Index first = 0; first < len; first += chunk) {
+        const Index rows = std::min(chunk, len - first);
+        std::vector<Index> cache_rows;
+        for (Index p = first; p < first + rows; ++p) cache_rows.push_back(slot * capacity + p % capacity);
+        k.scatter_rows(k_cache.data(), kk.data() + first * width, cache_rows.data(), rows, width);
+        k.scatter_rows(v_cache.data(), vv.data() + first * width, cache_rows.data(), rows, width);
+        k.scatter_rows_bf16(k16.data(), kk16.data() + first * width, cache_rows.data(), rows, width);
+        k.scatter_rows_bf16(v16.data(), vv16.data() + first * width, cache_rows.data(), rows, width);
+        const std::vector<Index> row_begin = {0, rows}, slots = {slot}, firsts = {first};
+        const Index at = first * heads * hd;
+        k.cached_attention_forward(out.data() + at, q.data() + at, k_cache.data(), v_cache.data(), row_begin.data(),
+                                   slots.data(), firsts.data(), 1, capacity, heads, kvh, hd, scores);
+        k.cached_attention_forward_bf16(out16.data() + at, q16.data() + at, k16.data(), v16.data(), row_begin.data(),
+                                        slots.data(), firsts.data(), 1, capacity, heads, kvh, hd, scores);
+      }
+      // A chunk one row longer than the ring was sized for.
+      const std::vector<Index> longer = {0, chunk + 1}, slots = {slot}, earlier = {len - chunk - 1};
+      EXPECT_THROW(k.cached_attention_forward(out.data(), q.data(), k_cache.data(), v_cache.data(), longer.data(),
+                                              slots.data(), earlier.data(), 1, capacity, heads, kvh, hd, scores),
+                   Error);
+      testing::expect_close(out, full, 1e-5, 1e-6, "ring");
+      for (std::size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out16[i], f32_to_bf16(out[i])) << i;
+    }
+  }
 }
 
 }  // namespace

@@ -125,11 +125,12 @@ void training_attention(const std::vector<long long>& cu, int heads, int kv_head
 
 // Generation: runs of rows in cache slots (cached_kernel), or every run one row (decode_kernel,
 // grouped-query attention), against CpuKernels::cached_attention_forward on the same values.
+// `capacity`: a slot's rows, position p at row p mod capacity (a ring where the runs reach past it).
 template <int HD, class T>
 void cached_attention(const std::vector<Index>& row_begin, const std::vector<Index>& slot,
                       const std::vector<Index>& first, int heads, int kv_heads, bool decode,
-                      AttentionScores scores = AttentionScores::standard(HD)) {
-  const long long runs = static_cast<long long>(slot.size()), rows = row_begin.back(), slots = 4, capacity = 48;
+                      AttentionScores scores = AttentionScores::standard(HD), long long capacity = 48) {
+  const long long runs = static_cast<long long>(slot.size()), rows = row_begin.back(), slots = 4;
   const long long q_w = heads * HD, kv_w = kv_heads * HD;
   const float scale = scores.scale, cap = scores.softcap;
   const long long window = scores.window;
@@ -160,8 +161,9 @@ void cached_attention(const std::vector<Index>& row_begin, const std::vector<Ind
                                first.data(), runs, capacity, heads, kv_heads, HD, scores);
   const double error = testing::relative_error(as_f32(out), want);
   EXPECT_LT(error, output_tolerance<T>());
-  std::printf("  %s head_dim %d, heads %d/%d, %s, cap %g, window %lld: out %.1e\n", decode ? "decode" : "cached", HD,
-              heads, kv_heads, std::is_same_v<T, float> ? "float32" : "bf16", cap, window, error);
+  std::printf("  %s head_dim %d, heads %d/%d, %s, cap %g, window %lld, %lld rows a slot: out %.1e\n",
+              decode ? "decode" : "cached", HD, heads, kv_heads, std::is_same_v<T, float> ? "float32" : "bf16", cap,
+              window, capacity, error);
 }
 
 // Sequences of 1, 13 and 35 tokens (32-row tiles and 8-row blocks partly filled). Small: every
@@ -220,6 +222,20 @@ TEST(FusedAttentionEmulated, DecodeStepsMatchTheCpu) {
   cached_attention<64, bf16>(row_begin, slot, first, 16, 2, true);
   cached_attention<32, float>(row_begin, slot, first, 16, 1, true);
   cached_attention<256, float>(row_begin, slot, first, 8, 1, true);  // Gemma-2B: 8 heads on one kv head
+}
+
+// Ring caches (model/kv_cache.h: a windowed layer's slot of window + chunk - 1 rows, position p
+// at row p mod capacity): runs whose keys wrap around their slot's end within a tile (a window
+// of 6 in 17 rows) and across tiles (40 in 51 rows: head size 64's 32-row tiles, 256's 16-row
+// ones), prefills, continuing chunks and decode steps.
+TEST(FusedAttentionEmulated, RingCachesMatchTheCpu) {
+  const std::vector<Index> row_begin = {0, 12, 13, 16, 17}, slot = {2, 0, 1, 3}, late = {0, 85, 60, 99};
+  cached_attention<64, float>(row_begin, slot, {0, 25, 7, 47}, 4, 2, false, {0.125f, 0.0f, 6}, 17);
+  cached_attention<64, bf16>(row_begin, slot, late, 4, 2, false, {0.125f, 0.0f, 40}, 51);
+  cached_attention<256, bf16>(row_begin, slot, late, 2, 1, false, {0.0625f, 0.5f, 40}, 51);
+  const std::vector<Index> decode_rows = {0, 1, 2, 3, 4};
+  cached_attention<64, float>(decode_rows, slot, {47, 0, 33, 5}, 16, 2, true, {0.125f, 0.0f, 10}, 10);
+  cached_attention<256, bf16>(decode_rows, slot, {99, 0, 70, 45}, 8, 1, true, {0.0625f, 0.5f, 40}, 40);
 }
 
 }  // namespace
