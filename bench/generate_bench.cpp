@@ -121,6 +121,7 @@ void compare_refill(const Options& o, parallel::Communicator& world, generate::G
     double seconds = 0.0;
     std::int64_t steps = 0, tokens = 0;
     std::size_t buffers = 0;  // the activation buffers of the largest model call
+    std::size_t cache = 0;    // the KV cache (a ring in windowed layers: model/kv_cache.h)
   };
   const auto time_run = [&](bool continuous, std::int64_t step_tokens = 0) {
     Run r;
@@ -138,6 +139,7 @@ void compare_refill(const Options& o, parallel::Communicator& world, generate::G
       }
       r.steps += static_cast<std::int64_t>(generator.stats().rows_per_step.size());
       r.buffers = std::max(r.buffers, generator.stats().buffer_bytes);
+      r.cache = std::max(r.cache, generator.stats().kv_cache_bytes);
     }
     r.seconds = seconds_since(t0);
     world.all_reduce(&r.seconds, 1, parallel::ReduceOp::Max);
@@ -155,9 +157,12 @@ void compare_refill(const Options& o, parallel::Communicator& world, generate::G
                 o.refill_prompts, o.prompt, o.refill_slots, o.new_tokens,
                 static_cast<double>(runs[1].second.tokens) / o.refill_prompts, eos_count);
     for (const auto& [name, r] : runs) {
-      std::printf("  %-14s %7.2f s %8.0f tok/s %6lld model calls %6.1f sequences per call %8.1f MB buffers\n",
-                  name.c_str(), r.seconds, static_cast<double>(r.tokens) / r.seconds, static_cast<long long>(r.steps),
-                  static_cast<double>(r.tokens) / static_cast<double>(r.steps), static_cast<double>(r.buffers) / 1e6);
+      std::printf(
+          "  %-14s %7.2f s %8.0f tok/s %6lld model calls %6.1f sequences per call %8.1f MB buffers %8.1f MB KV "
+          "cache\n",
+          name.c_str(), r.seconds, static_cast<double>(r.tokens) / r.seconds, static_cast<long long>(r.steps),
+          static_cast<double>(r.tokens) / static_cast<double>(r.steps), static_cast<double>(r.buffers) / 1e6,
+          static_cast<double>(r.cache) / 1e6);
     }
   }
 }

@@ -82,8 +82,11 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
 
   // Generation: two prompts into slots 1 and 0 -- the first prefilled at once, the second in
   // two chunks of 3 (sampled after the second, which continues at position 3 beside the first
-  // prompt's first decoded token) --, then two single-token steps.
-  model::KvCache cache(dims, config.num_layers, 2, 16, k.device(), mixed ? DType::BF16 : DType::F32);
+  // prompt's first decoded token) --, then two single-token steps. Windowed layers keep a ring
+  // of their window and the 4 tokens a call feeds a sequence at most (model/kv_cache.h), which
+  // the sequences outgrow under a small window (Mistral's 3 keys: 6 rows).
+  model::KvCache cache(dims, 16, model::kv_capacities(config, whole, 16, 4), 2, k.device(),
+                       mixed ? DType::BF16 : DType::F32);
   model::Activations gen;
   std::vector<std::int64_t> slots = {1, 0};
   const std::vector<std::int32_t> second = random_ids(6, config.vocab_size, 22);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
@@ -139,16 +140,18 @@ TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
 }
 
 // Fused (one launch for all runs) and cuBLAS paths, head sizes the fused kernel takes and one
-// it does not; without and with a sliding window of 9 keys.
+// it does not; without and with a sliding window of 9 keys -- the cache holding every position,
+// or a ring of the window and 12 rows a call (20 rows a slot, position p at row p mod 20:
+// model/kv_cache.h), around whose end the later runs' keys wrap.
 TEST_F(Fixture, CachedAttentionPrefillAndDecodeRuns) {
   const CudaKernels unfused(CudaKernels::Attention::Cublas);
   for (const Index head_dim : {16, 32, 64, 128, 256}) {
     for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &unfused}) {
-      for (const Index window : {0, 9}) {
+      for (const auto& [window, capacity] : {std::pair<Index, Index>{0, 40}, {9, 40}, {9, 20}}) {
         SCOPED_TRACE(testing::Message() << (k == &gpu ? "fused" : "cuBLAS") << ", head_dim " << head_dim << ", window "
-                                        << window);
+                                        << window << ", " << capacity << " rows a slot");
         const AttentionScores scores{AttentionScores::standard(head_dim).scale, 0.0f, window};
-        const Index heads = 8, kv_heads = 4, slots = 3, capacity = 40;
+        const Index heads = 8, kv_heads = 4, slots = 3;
         const Index kv_w = kv_heads * head_dim, q_w = heads * head_dim;
         // Run 0: a prefill of 12 rows at slot 2; run 1: one decode row at position 25 of slot 0;
         // run 2: 3 rows continuing slot 1 from position 7; run 3: a decode row at position 39.
