@@ -34,8 +34,8 @@ KvCache::KvCache(const TpDims& dims, std::int64_t positions, std::vector<std::in
   std::sort(distinct_.begin(), distinct_.end());
   distinct_.erase(std::unique(distinct_.begin(), distinct_.end()), distinct_.end());
   for (const std::int64_t capacity : capacities_) {
-    index_.push_back(static_cast<std::size_t>(std::lower_bound(distinct_.begin(), distinct_.end(), capacity) -
-                                              distinct_.begin()));
+    index_.push_back(
+        static_cast<std::size_t>(std::lower_bound(distinct_.begin(), distinct_.end(), capacity) - distinct_.begin()));
   }
   keys_ = Tensor::zeros({total}, dtype, device);
   values_ = Tensor::zeros({total}, dtype, device);

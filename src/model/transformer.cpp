@@ -277,7 +277,8 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
             " (the KV cache was sized for fewer tokens a call)");
     for (std::size_t c = 0; c < capacities.size(); ++c) {
       for (std::size_t i = begin; i < end; ++i) {
-        cache_rows[c * static_cast<std::size_t>(n) + i] = slots[si] * capacities[c] + batch.positions[i] % capacities[c];
+        cache_rows[c * static_cast<std::size_t>(n) + i] =
+            slots[si] * capacities[c] + batch.positions[i] % capacities[c];
       }
     }
   }
@@ -293,6 +294,7 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   a.layers[0].allocate(dims_, b, 0, device(), w.has_bf16(), config_, true, adapters ? adapters->lora() : LoraConfig{});
   a.stage_output = a.output_storage.carve(device(), {{n, h}})[0];
   stage_input(w, a, input, a.layers[0].x_in.f32());
+  // The layer's keys, values, capacity and rows of the cache come in run_layers.
   const KvCacheView where{nullptr, nullptr, cache.bf16(), 0, a.arrays.cache_rows.data<std::int64_t>(), slots.data(),
                           first.data()};
   run_layers(w, b, a, a.stage_output.f32(), &cache, where);

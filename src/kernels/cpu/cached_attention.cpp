@@ -46,8 +46,8 @@ void CpuKernels::cached_attention_forward(float* out, const float* q, const floa
         cpu::softmax_row(s.data() + i * keys, scores.first_key(first + i) - k0, first + i + 1 - k0, keys,
                          scores.softcap);
       }
-      gemm(false, false, rows, head_dim, head, 1.0f, s.data(), keys, slot_v + start * kv_ld + g * head_dim, kv_ld,
-           0.0f, o, q_ld);
+      gemm(false, false, rows, head_dim, head, 1.0f, s.data(), keys, slot_v + start * kv_ld + g * head_dim, kv_ld, 0.0f,
+           o, q_ld);
       if (tail > 0) {
         gemm(false, false, rows, head_dim, tail, 1.0f, s.data() + head, keys, slot_v + g * head_dim, kv_ld, 1.0f, o,
              q_ld);

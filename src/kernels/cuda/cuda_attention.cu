@@ -253,8 +253,8 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
                                                 Index kv_heads, Index head_dim, AttentionScores scores) const {
   if (runs == 0) return;
   // Prefills -- runs at position 0: causal attention over their own rows, whose keys and values
-  // sit at the start of their slots (a ring's too: a run's rows fit in its slot) -- go to the tensor-core forward (reading K/V there, a
-  // log-sum-exp scratch). A continuous batch puts the prompts it starts after the sequences it
+  // sit at the start of their slots (a ring's too: a run's rows fit in its slot) -- go to the tensor-core forward
+  // (reading K/V there, a log-sum-exp scratch). A continuous batch puts the prompts it starts after the sequences it
   // decodes: those go to the fused kernel, in the same call.
   Index decoding = runs;
   while (decoding > 0 && first_position[decoding - 1] == 0) --decoding;
@@ -286,7 +286,8 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
   const Index kv_ld = kv_heads * head_dim, q_ld = heads * head_dim, rows = row_begin[runs];
   Index most_keys = 1;
   for (Index r = 0; r < runs; ++r) {
-    most_keys = std::max(most_keys, cached_span(scores, first_position[r], row_begin[r + 1] - row_begin[r], capacity).keys);
+    most_keys =
+        std::max(most_keys, cached_span(scores, first_position[r], row_begin[r + 1] - row_begin[r], capacity).keys);
   }
   PooledBuffer k(allocator_, static_cast<std::size_t>(most_keys * kv_ld) * sizeof(float));
   PooledBuffer v(allocator_, static_cast<std::size_t>(most_keys * kv_ld) * sizeof(float));
@@ -301,9 +302,9 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
       if (span.tail > 0) to_f32(dst + span.head * kv_ld, slot, span.tail * kv_ld);
     }
     const Index run_rows[2] = {0, run}, slot0 = 0, shifted = first_position[r] - span.first_key;
-    cached_attention_forward(o.as<float>() + row_begin[r] * q_ld, q32.as<float>() + row_begin[r] * q_ld,
-                             k.as<float>(), v.as<float>(), run_rows, &slot0, &shifted, 1, span.keys, heads, kv_heads,
-                             head_dim, scores);
+    cached_attention_forward(o.as<float>() + row_begin[r] * q_ld, q32.as<float>() + row_begin[r] * q_ld, k.as<float>(),
+                             v.as<float>(), run_rows, &slot0, &shifted, 1, span.keys, heads, kv_heads, head_dim,
+                             scores);
   }
   to_bf16(out, o.as<float>(), rows * q_ld);
 }
@@ -330,7 +331,8 @@ void CudaKernels::cached_attention_forward(float* out, const float* q, const flo
     if (span.tail > 0) most_wrapped = std::max(most_wrapped, span.keys);
   }
   PooledBuffer scratch(allocator_, static_cast<std::size_t>(largest) * sizeof(float));
-  PooledBuffer in_order(allocator_, static_cast<std::size_t>(std::max<Index>(1, 2 * most_wrapped * kv_ld)) * sizeof(float));
+  PooledBuffer in_order(allocator_,
+                        static_cast<std::size_t>(std::max<Index>(1, 2 * most_wrapped * kv_ld)) * sizeof(float));
   float* s = scratch.as<float>();
   for (Index r = 0; r < runs; ++r) {
     const Index rows = row_begin[r + 1] - row_begin[r];
@@ -342,8 +344,8 @@ void CudaKernels::cached_attention_forward(float* out, const float* q, const flo
     if (span.tail > 0) {
       float* const ordered = in_order.as<float>();
       const auto copy = [&](float* dst, const float* src, Index n) {
-        SPIN_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice,
-                                        stream_));
+        SPIN_CUDA_CHECK(
+            cudaMemcpyAsync(dst, src, static_cast<std::size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
       };
       for (const auto& [dst, cache] : {std::pair{ordered, k_cache}, std::pair{ordered + keys * kv_ld, v_cache}}) {
         const float* slot = cache + slots[r] * capacity * kv_ld;
