@@ -62,6 +62,20 @@ std::vector<std::uint64_t> ids(std::size_t n, std::uint64_t first = 0) {
   return out;
 }
 
+// Each response's recorded log-probabilities are those of one full forward over prompt + response.
+void expect_full_forward_logprobs(const TinyGenerator& t, const std::vector<std::vector<std::int32_t>>& ps,
+                                  const std::vector<Generation>& out) {
+  for (std::size_t i = 0; i < ps.size(); ++i) {
+    std::vector<std::int32_t> full = ps[i];
+    full.insert(full.end(), out[i].tokens.begin(), out[i].tokens.end());
+    const model::ForwardResult r = t.transformer.forward(t.weights, model::TokenBatch::pack({{full, 1}}));
+    // token_logprobs[j] is log p(full[j + 1]); the response starts at j = prompt length - 1.
+    const std::vector<float> want(r.token_logprobs.begin() + static_cast<std::ptrdiff_t>(ps[i].size() - 1),
+                                  r.token_logprobs.end() - 1);
+    testing::expect_close(out[i].logprobs, want, 1e-5, 1e-5, "logprobs");
+  }
+}
+
 // The log-probabilities recorded while decoding with the KV cache equal those of one full
 // forward over prompt + response -- also under sliding windows (Mistral's 3 keys in every layer,
 // Gemma 3's in one layer of two with its own RoPE table), which the sequences outgrow while
@@ -74,16 +88,8 @@ TEST(Generator, KvCacheLogprobsEqualAFullForward) {
     p.max_new_tokens = 12;
     const auto ps = prompts();
     const auto out = t.generator.generate(ps, ids(ps.size()), p);
-    for (std::size_t i = 0; i < ps.size(); ++i) {
-      ASSERT_EQ(out[i].tokens.size(), 12u);
-      std::vector<std::int32_t> full = ps[i];
-      full.insert(full.end(), out[i].tokens.begin(), out[i].tokens.end());
-      const model::ForwardResult r = t.transformer.forward(t.weights, model::TokenBatch::pack({{full, 1}}));
-      // token_logprobs[j] is log p(full[j + 1]); the response starts at j = prompt length - 1.
-      const std::vector<float> want(r.token_logprobs.begin() + static_cast<std::ptrdiff_t>(ps[i].size() - 1),
-                                    r.token_logprobs.end() - 1);
-      testing::expect_close(out[i].logprobs, want, 1e-5, 1e-5, "logprobs");
-    }
+    for (const Generation& g : out) ASSERT_EQ(g.tokens.size(), 12u);
+    expect_full_forward_logprobs(t, ps, out);
   }
 }
 
@@ -113,14 +119,7 @@ TEST(Generator, WindowedLayersKeepARingOfTheWindowAndACallsTokens) {
       EXPECT_EQ(t.generator.stats().kv_cache_bytes,
                 static_cast<std::size_t>(2 * 2 * rows * t.dims.kv_width()) * sizeof(float))
           << "budget " << budget;
-      for (std::size_t i = 0; i < ps.size(); ++i) {
-        std::vector<std::int32_t> full = ps[i];
-        full.insert(full.end(), out[i].tokens.begin(), out[i].tokens.end());
-        const model::ForwardResult r = t.transformer.forward(t.weights, model::TokenBatch::pack({{full, 1}}));
-        const std::vector<float> want(r.token_logprobs.begin() + static_cast<std::ptrdiff_t>(ps[i].size() - 1),
-                                      r.token_logprobs.end() - 1);
-        testing::expect_close(out[i].logprobs, want, 1e-5, 1e-5, "logprobs");
-      }
+      expect_full_forward_logprobs(t, ps, out);
     }
   }
 }
