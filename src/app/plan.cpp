@@ -57,8 +57,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
        "prompts per micro-batch (spin.micro_batch_size; each is 2 sequences: real and generated)")
       ("seq", po::value(&o.seq)->required(), "tokens per sequence, prompt + response (worst case)")
       ("prompt", po::value(&o.prompt)->default_value(o.prompt),
-       "tokens of the longest prompt (data.max_prompt_tokens; 0: seq - 1): sliding-window layers' KV caches "
-       "keep their window and a call's prompt tokens")
+       "tokens of the longest prompt (data.max_prompt_tokens; 0: seq, the worst case): the most a generation call "
+       "feeds a sequence, which sliding-window layers' KV caches keep beside their window")
       ("global-batch", po::value(&o.global_batch)->default_value(o.global_batch),
        "prompts per step (spin.global_batch_size; 0: enough micro-batches to fill the pipeline)")
       ("rollout-batch", po::value(&o.rollout_batch)->default_value(o.rollout_batch),

@@ -66,9 +66,10 @@ struct Step {
 class Admission {
  public:
   Admission(std::vector<std::vector<std::int32_t>>& known, std::int64_t slots, std::int64_t groups,
-            std::int64_t max_tokens, std::int64_t long_context)
+            std::int64_t max_tokens, std::int64_t max_chunk, std::int64_t long_context)
       : known_(known),
         max_tokens_(max_tokens),
+        max_chunk_(max_chunk),
         long_context_(long_context),
         fed_(known.size(), 0),
         capacity_(static_cast<std::size_t>(groups)),
@@ -104,7 +105,8 @@ class Admission {
   std::int64_t finished() const { return finished_; }
 
  private:
-  // Every sequence feeds one token at least; the budget's rest goes to the prefills in order.
+  // Every sequence feeds one token at least; the budget's rest goes to the prefills in order, a
+  // sequence at most max_chunk_ tokens a call.
   void feed(Step& step) {
     std::int64_t spare = max_tokens_ - static_cast<std::int64_t>(step.slots.size());
     for (std::size_t i = 0; i < step.slots.size(); ++i) {
@@ -121,7 +123,8 @@ class Admission {
         step.positions[i] = fed_[s] = 0;
       }
       const std::int64_t left = static_cast<std::int64_t>(known.size()) - fed_[s];
-      const std::int64_t n = max_tokens_ == 0 ? left : std::min(left, 1 + spare);
+      std::int64_t n = max_tokens_ == 0 ? left : std::min(left, 1 + spare);
+      if (max_chunk_ > 0) n = std::min(n, max_chunk_);
       spare -= n - 1;
       const auto from = known.begin() + static_cast<std::ptrdiff_t>(fed_[s]);
       step.tokens[i].assign(from, from + static_cast<std::ptrdiff_t>(n));
@@ -135,6 +138,7 @@ class Admission {
 
   std::vector<std::vector<std::int32_t>>& known_;  // per prompt: it and the tokens sampled so far
   std::int64_t max_tokens_;             // per model call (0: no limit)
+  std::int64_t max_chunk_;              // per sequence and model call (0: no limit)
   std::int64_t long_context_;           // LongRoPE's switch (0: none)
   std::vector<std::int64_t> fed_;       // per prompt: its tokens in the cache once the step has run
   std::vector<std::int64_t> capacity_;  // per group
@@ -366,10 +370,11 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   const int last_rank = stages - 1;
   // Mixed precision keeps the cache in bf16 too (half the memory of the longest phase). Windowed
   // layers keep a ring of their window and the most tokens a call feeds a sequence: a whole
-  // prompt, or with LongRoPE a sequence fed again at the switch (L + 1 tokens), within the budget.
+  // prompt, or with LongRoPE a sequence fed again at the switch (L + 1 tokens), within the budget
+  // and the windowed prefill chunk (model/kv_cache.h).
   const std::int64_t positions = longest + params.max_new_tokens, switch_at = config.long_rope_context();
-  std::int64_t rows_per_call = positions > switch_at && switch_at > 0 ? std::max(longest, switch_at + 1) : longest;
-  if (batching.max_tokens > 0) rows_per_call = std::min(rows_per_call, batching.max_tokens);
+  const std::int64_t rows_per_call = model::rows_per_call(
+      config, positions > switch_at && switch_at > 0 ? std::max(longest, switch_at + 1) : longest, batching.max_tokens);
   model::KvCache cache(transformer_.dims(), positions, model::kv_capacities(config, stage, positions, rows_per_call),
                        slots, transformer_.device(), weights_.has_bf16() ? DType::BF16 : DType::F32);
   const VocabParallelSampler sampler(transformer_.dims(), grid_.tp(), transformer_.kernels(), params.sampling, params.seed,
@@ -385,7 +390,8 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   // Groups take turns so that the stages of a pipeline have work in flight; each holds its
   // share of the slots.
   const std::int64_t groups = stages == 1 ? 1 : std::min<std::int64_t>(stages, slots);
-  Admission admission(history, slots, groups, batching.max_tokens, config.long_rope_context());  // first stage
+  Admission admission(history, slots, groups, batching.max_tokens, model::windowed_prefill_chunk(config),
+                      config.long_rope_context());  // first stage
   std::vector<Step> next(static_cast<std::size_t>(groups));  // first stage without feedback: the groups' next steps
   std::vector<bool> started(static_cast<std::size_t>(groups), false);
   std::vector<bool> done(static_cast<std::size_t>(groups), false);

@@ -7,6 +7,19 @@
 
 namespace spin::model {
 
+std::int64_t windowed_prefill_chunk(const ModelConfig& c) {
+  for (std::int64_t l = 0; l < c.num_layers; ++l) {
+    if (c.windowed(l)) return *c.sliding_window;
+  }
+  return 0;
+}
+
+std::int64_t rows_per_call(const ModelConfig& c, std::int64_t longest, std::int64_t budget) {
+  std::int64_t rows = budget > 0 ? std::min(longest, budget) : longest;
+  const std::int64_t chunk = windowed_prefill_chunk(c);
+  return chunk > 0 ? std::min(rows, chunk) : rows;
+}
+
 std::vector<std::int64_t> kv_capacities(const ModelConfig& c, const StageLayers& stage, std::int64_t positions,
                                         std::int64_t rows_per_call) {
   require(positions >= 1 && rows_per_call >= 1, "KV cache of ", positions, " positions fed ", rows_per_call,

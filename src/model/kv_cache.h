@@ -19,10 +19,18 @@
 
 namespace spin::model {
 
+// The most tokens a generation call feeds one sequence in a model with sliding windows: the
+// window (0 without windowed layers). Prompts longer than that are prefilled in chunks of it,
+// so that a windowed layer's ring holds at most 2 x window - 1 rows a sequence.
+std::int64_t windowed_prefill_chunk(const ModelConfig& c);
+
+// The most tokens a generation call feeds one sequence: `longest` (a whole prompt, or what is
+// fed again at once), at most `budget` (tokens a call, 0: no limit) and the windowed prefill chunk.
+std::int64_t rows_per_call(const ModelConfig& c, std::int64_t longest, std::int64_t budget);
+
 // The rows each layer of `stage` keeps a sequence: `positions` (the most any sequence reaches),
 // or in a windowed layer (ModelConfig::windowed) at most sliding_window + rows_per_call - 1,
-// rows_per_call being the most rows a model call feeds one sequence (a whole prompt, or a chunk
-// of one under a token budget).
+// rows_per_call being the most rows a model call feeds one sequence (rows_per_call()).
 std::vector<std::int64_t> kv_capacities(const ModelConfig& c, const StageLayers& stage, std::int64_t positions,
                                         std::int64_t rows_per_call);
 

@@ -312,14 +312,16 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     s.scoring = layer_activations(d, split, seqs, r.seq, keep_probs, true, true, c, mixed).bytes(p) + end.bytes(p);
     // Generation: keys and values of every layer of the stage for the rollout -- a windowed
     // layer's ring of its window and a call's tokens a sequence (model::kv_capacities) --, and one
-    // set of buffers for the largest call (a whole rollout's prefill at most, or the step's tokens).
-    const std::int64_t prompt = r.prompt > 0 ? std::min(r.prompt, r.seq) : std::max<std::int64_t>(1, r.seq - 1);
-    const std::int64_t call_rows = r.rollout_step_tokens > 0 ? std::min(prompt, r.rollout_step_tokens) : prompt;
+    // set of buffers for the largest call (every sequence's prompt, or chunk of one, at most, or
+    // the step's tokens).
+    const std::int64_t prompt = r.prompt > 0 ? std::min(r.prompt, r.seq) : r.seq;
+    const std::int64_t call_rows = model::rows_per_call(c, prompt, r.rollout_step_tokens);
     std::int64_t cached_rows = 0;
     for (const std::int64_t rows_a_slot : model::kv_capacities(c, layers, r.seq, call_rows)) cached_rows += rows_a_slot;
     s.kv_cache = 2 * cached_rows * rollout * d.kv_width() * p.activation;
+    // A call feeds each sequence in flight at most call_rows tokens (a prompt, or a chunk of one).
     const std::int64_t prefill =
-        r.rollout_step_tokens > 0 ? std::min(rollout * r.seq, r.rollout_step_tokens) : rollout * r.seq;
+        r.rollout_step_tokens > 0 ? std::min(rollout * call_rows, r.rollout_step_tokens) : rollout * call_rows;
     s.generation =
         layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false, true, c, mixed).bytes(p) +
         Elements{0, aligned(prefill * d.hidden)}.bytes(p) +

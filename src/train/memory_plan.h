@@ -54,7 +54,7 @@ struct PlanRequest {
   std::vector<std::int64_t> pp_layers;  // layers per stage (empty: even split)
   std::int64_t micro_batch = 1;         // prompts per micro-batch (2 sequences each: real, generated)
   std::int64_t seq = 0;                 // tokens per sequence (prompt + response)
-  std::int64_t prompt = 0;              // tokens of the longest prompt (0: seq - 1): a windowed layer's
+  std::int64_t prompt = 0;              // tokens of the longest prompt (0: seq, the worst case): a windowed layer's
                                         // KV ring holds a prompt chunk beside its window (model/kv_cache.h)
   std::int64_t global_batch = 0;        // prompts per step (0: enough micro-batches to fill the pipeline)
   std::int64_t rollout_batch = 0;       // sequences generated at once per replica (0: micro_batch)
@@ -84,7 +84,8 @@ struct StagePlan {
   std::int64_t activations = 0;     // the ring: per micro-batch x in flight
   std::int64_t scoring = 0;         // reference log-probabilities (forward only, transient)
   std::int64_t kv_cache = 0;        // generation (transient)
-  std::int64_t generation = 0;      // generation buffers, an upper bound: a whole rollout's prefill,
+  std::int64_t generation = 0;      // generation buffers, an upper bound: a whole rollout's prefill
+                                    // (each sequence's prompt, or windowed prefill chunk),
                                     // or rollout_step_tokens rows
   // Peak: the persistent state plus the largest transient phase (generation or scoring).
   std::int64_t peak() const;
