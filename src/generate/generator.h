@@ -59,7 +59,9 @@ struct Batching {
   // the activation buffers hold this many rows however long the prompts are. A chunk's keys
   // and values join the cache like a decoded token's; a prompt is sampled from once its last
   // chunk has run. Every sequence in flight feeds at least one token per call: the budget must
-  // be at least min_step_tokens(max_batch, pipeline stages).
+  // be at least min_step_tokens(max_batch, pipeline stages). Budget or not, a model with sliding
+  // windows feeds a sequence at most its window a call (model::windowed_prefill_chunk), which
+  // bounds its windowed layers' KV rings (model/kv_cache.h).
   std::int64_t max_tokens = 0;
   // Called on the first pipeline stage whenever sequences finish, with how many have so far
   // (the stage that runs spin generate's progress line).
