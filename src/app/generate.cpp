@@ -35,6 +35,7 @@
 #include "data/jsonl.h"
 #include "generate/generator.h"
 #include "parallel/job_errors.h"
+#include "train/memory_plan.h"  // format_bytes
 
 namespace spin::app {
 
@@ -366,6 +367,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   profile_window.before_step(1);
   std::optional<profile::Range> range(std::in_place, "generate", "prompts", (total - done) / samples);
   std::int64_t total_new = 0, rounds = 0;
+  std::size_t cache_bytes = 0, buffer_bytes = 0;  // this rank's largest over the rounds
   bool stopped = false;
   while (done < total) {
     // This replica's lines of the round (every dp-th), --batch-size sequences in flight, a
@@ -380,6 +382,8 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     }
     round_start = done;
     std::vector<generate::Generation> results = generator.generate(batch, ids, o.params, batching);
+    cache_bytes = std::max(cache_bytes, generator.stats().kv_cache_bytes);
+    buffer_bytes = std::max(buffer_bytes, generator.stats().buffer_bytes);
     // Gathered on world rank 0 over the data-parallel group of (TP 0, PP 0), written in input order.
     if (grid.tp_rank() == 0 && grid.pp_rank() == 0) {
       const std::vector<std::vector<generate::Generation>> by_replica = gather_replicas(grid, std::move(results));
@@ -433,6 +437,10 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
               resumed > 0 ? cat(" (after ", resumed / samples, " written before)").c_str() : "", static_cast<long long>(total_new),
               seconds, static_cast<double>(total_new) / std::max(seconds, 1e-9), grid.tp_size(), grid.pp_size(),
               grid.dp_size(), o.output.c_str());
+  // Rank 0's (the first pipeline stage's): what spin plan's generation lines count.
+  std::printf("spin generate: rank 0 held a KV cache of %s and activation buffers of %s\n",
+              train::format_bytes(static_cast<std::int64_t>(cache_bytes)).c_str(),
+              train::format_bytes(static_cast<std::int64_t>(buffer_bytes)).c_str());
   return 0;
 }
 

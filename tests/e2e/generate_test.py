@@ -76,6 +76,21 @@ def case_layouts(args, tmp):
         assert 0 < f["model_share"] + f["sampling_share"] <= 1.001, (rank, f)
     print("--profile at PP 2: the model calls' sequences add up to the %d tokens generated" % tokens)
 
+    # A sliding-window model (tiny-mistral: 2 layers of 8-key windows, kv width 32): its KV cache
+    # a ring of the window and the tokens a call feeds a sequence (at most the window, or the
+    # budget), not every one of the 20 + 10 positions -- the figure spin generate prints.
+    windowed = os.path.join(tmp, "windowed.jsonl")
+    with open(windowed, "w") as f:
+        for n in (5, 20, 12, 3):
+            f.write(json.dumps({"prompt": list(range(10, 10 + n))}) + "\n")
+    for extra, rows in (([], 8 + 8 - 1), (["--max-step-tokens", "4"], 8 + 4 - 1)):
+        r = run_ok(args.mpiexec, [args.spin, "generate", "--model", os.path.join(args.models, "tiny-mistral"), "--input",
+                                  windowed, "--output", os.path.join(tmp, "w.jsonl"), "--max-new-tokens", "10",
+                                  "--batch-size", "2"] + extra, 1)
+        want = "KV cache of %.1f KiB" % (2 * 2 * 2 * rows * 32 * 4 / 1024)  # keys and values, layers, slots
+        assert want in r.stdout, (extra, want, r.stdout)
+        print("tiny-mistral %s: %s (%d rows a slot of 30 positions)" % (" ".join(extra) or "no budget", want, rows))
+
 
 def case_scores(args, tmp):
     gen = generate(args, os.path.join(tmp, "gen.jsonl"), 2, "--tp", "2")
