@@ -269,12 +269,14 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
       require(batch.positions[i] < cache.positions(), "position ", batch.positions[i], " beyond the KV cache's ",
               cache.positions(), " positions");
     }
-    // A windowed layer's ring holds the window and a call's rows: the keys this call reads.
+    // A windowed layer's ring holds the window and a call's rows: the keys this call reads there.
     const auto rows = static_cast<std::int64_t>(end - begin);
-    const std::int64_t reads = rows + std::min(first[si], config_.sliding_window.value_or(first[si] + 1) - 1);
-    require(reads <= capacities.front(), "a model call feeds sequence ", s, " ", rows, " tokens from position ",
-            first[si], ", which read ", reads, " cached positions of a windowed layer keeping ", capacities.front(),
-            " (the KV cache was sized for fewer tokens a call)");
+    for (std::int64_t l = 0; l < stage_.count(); ++l) {
+      const std::int64_t reads = first[si] + rows - config_.attention_scores(stage_.begin + l).first_key(first[si]);
+      require(reads <= cache.capacity(l), "a model call feeds sequence ", s, " ", rows, " tokens from position ",
+              first[si], ", which read ", reads, " cached positions of layer ", stage_.begin + l, ", which keeps ",
+              cache.capacity(l), " (the KV cache was sized for fewer tokens a call)");
+    }
     for (std::size_t c = 0; c < capacities.size(); ++c) {
       for (std::size_t i = begin; i < end; ++i) {
         cache_rows[c * static_cast<std::size_t>(n) + i] =

@@ -125,6 +125,29 @@ TEST(Generator, WindowedLayersKeepARingOfTheWindowAndACallsTokens) {
   }
 }
 
+// A call that feeds a sequence more tokens than a windowed layer's ring was sized for would
+// overwrite keys before its first rows read them: refused, naming the sequence and the layer.
+TEST(Generator, ACallTooLongForARingIsRefused) {
+  TinyGenerator t(family_shape(testing::TinyFamily::Mistral));  // 3-key windows in every layer
+  const model::StageLayers whole = model::StageLayers::whole(t.config.num_layers);
+  model::KvCache cache(t.dims, 16, model::kv_capacities(t.config, whole, 16, 2), 1);  // rings of 3 + 2 - 1 rows
+  ASSERT_EQ(cache.capacity(0), 4);
+  model::Activations acts;
+  const std::vector<std::int64_t> slot = {0};
+  t.transformer.forward_cached(t.weights, model::TokenBatch::pack({{testing::random_ids(2, 37, 1), 1}}), slot, cache,
+                               acts, {}, std::vector<std::int64_t>{0});
+  try {
+    t.transformer.forward_cached(t.weights, model::TokenBatch::pack({{testing::random_ids(3, 37, 2), 1, 2}}), slot,
+                                 cache, acts, {}, std::vector<std::int64_t>{0});
+    FAIL() << "3 tokens from position 2 read 5 positions of a 4-row ring";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sequence 0 3 tokens from position 2, which read 5 cached positions of "
+                                         "layer 0, which keeps 4"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Generator, GreedyDecodingIsTheArgmaxOfTheFullForward) {
   TinyGenerator t;
   GenerationParams p;
