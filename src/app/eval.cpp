@@ -120,6 +120,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     exact += answers[i].tokens == data.examples[mine[i]].response ? 1.0 : 0.0;
     count += 1.0;
   }
+  std::vector<model::TokenBatch> truth_batches;  // pipelined through the stages together
   for (std::size_t b = 0; b < mine.size(); b += static_cast<std::size_t>(o.batch_size)) {
     const std::size_t e = std::min(mine.size(), b + static_cast<std::size_t>(o.batch_size));
     std::vector<model::Sequence> truth;
@@ -130,10 +131,10 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
       truth.push_back({seq, static_cast<std::int64_t>(ex.prompt.size())});
       tokens += static_cast<double>(ex.response.size());
     }
-    const auto sums = train::score_pipelined(grid, transformer, weights, {model::TokenBatch::pack(truth)});
-    if (transformer.stage().last) {
-      for (float s : sums[0]) nll -= s;
-    }
+    truth_batches.push_back(model::TokenBatch::pack(truth));
+  }
+  for (const std::vector<float>& sums : train::score_pipelined(grid, transformer, weights, truth_batches)) {
+    for (float s : sums) nll -= s;  // empty but on the last stage
   }
   // Generation results are on every rank of a replica, scores on its last stage.
   std::vector<double> totals = {exact, count, nll, tokens};

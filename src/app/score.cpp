@@ -1,10 +1,12 @@
 // spin score: per-token log-probabilities and masked sums of token sequences under a model.
-//   mpirun -np N spin score --model HF_DIR --tp T --input seqs.jsonl --output out.jsonl
+//   mpirun -np N spin score --model HF_DIR --tp T --pp P --input seqs.jsonl --output out.jsonl
 // Text records (a prompt and its response, chat messages, NeMo conversations) are tokenized as
 // training tokenizes them (--template) and their response tokens summed.
-// Sequences are dealt round-robin to the data-parallel replicas (world / tp of them), scored
-// in micro-batches, and gathered on rank 0, which writes the output in input order (into a
-// temporary file renamed at the end, so a failed run leaves no partial output).
+// Sequences are dealt round-robin to the data-parallel replicas (world / (tp x pp) of them),
+// scored in micro-batches that flow through the pipeline stages one behind the other (the
+// reference's forward-only schedule), and gathered on rank 0 -- each replica's last stage hands
+// its results to its first, whose TP rank 0 sends them on -- which writes the output in input
+// order (into a temporary file renamed at the end, so a failed run leaves no partial output).
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
@@ -25,6 +27,7 @@
 #include "model/transformer.h"
 #include "parallel/job_errors.h"
 #include "parallel/process_grid.h"
+#include "train/pipeline_scorer.h"
 
 namespace spin::app {
 
@@ -37,8 +40,8 @@ struct ScoreOptions {
   std::string input;
   std::string output;
   std::string prompt_template = "auto";
-  int tp = 1;
-  static constexpr int pp = 1;  // scoring runs TP x DP
+  int tp = 1, pp = 1;
+  std::string pp_layers;
   std::int64_t batch_size = 8;
   std::int64_t logits_chunk_rows = 0;
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
@@ -61,7 +64,10 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
        spin::cat("prompt template for text records: ", data::kPromptTemplateChoices).c_str())
       ("output", po::value(&o.output)->required(),
        "JSONL written by rank 0: {\"logprob_sum\": s, \"token_logprobs\": [...]} per input line")
-      ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (data-parallel = world / tp)")
+      ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (data-parallel = world / (tp x pp))")
+      ("pp", po::value(&o.pp)->default_value(1), "pipeline-parallel size")
+      ("pp-layers", po::value(&o.pp_layers)->default_value(""),
+       "layers per pipeline stage, comma-separated (default: an even split)")
       ("batch-size", po::value(&o.batch_size)->default_value(8),
        "sequences per micro-batch on each data-parallel replica")
       ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(0),
@@ -101,22 +107,28 @@ std::vector<std::size_t> assigned(std::size_t count, int dp_rank, int dp) {
   return out;
 }
 
-// Scores `mine` in micro-batches; returns, per record, its token log-probabilities followed by
-// its sum, concatenated.
-std::vector<float> score_records(const model::Transformer& transformer,
+// Scores `mine` in micro-batches of `batch_size` sequences, pipelined over the stages; returns on
+// the last stage, per record, its token log-probabilities followed by its sum, concatenated
+// (nothing on the other stages).
+std::vector<float> score_records(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
                                  const model::ModelWeights& weights,
                                  const std::vector<data::TokenRecord>& records,
                                  const std::vector<std::size_t>& mine, std::int64_t batch_size) {
-  std::vector<float> out;
-  model::Activations buffers;  // reused by every micro-batch
+  std::vector<model::TokenBatch> batches;
   for (std::size_t begin = 0; begin < mine.size(); begin += static_cast<std::size_t>(batch_size)) {
     const std::size_t end = std::min(mine.size(), begin + static_cast<std::size_t>(batch_size));
     std::vector<model::Sequence> seqs;
     for (std::size_t i = begin; i < end; ++i) {
       seqs.push_back({records[mine[i]].tokens, records[mine[i]].mask_from});
     }
-    const model::TokenBatch batch = model::TokenBatch::pack(seqs);
-    const model::ForwardResult r = transformer.forward(weights, batch, buffers, false);
+    batches.push_back(model::TokenBatch::pack(seqs));
+  }
+  const std::vector<model::ForwardResult> results = train::forward_pipelined(grid, transformer, weights, batches);
+  std::vector<float> out;
+  if (!transformer.stage().last) return out;
+  for (std::size_t b = 0; b < batches.size(); ++b) {
+    const model::TokenBatch& batch = batches[b];
+    const model::ForwardResult& r = results[b];
     for (std::int64_t s = 0; s < batch.num_seqs(); ++s) {
       const auto first = static_cast<std::size_t>(batch.cu_seqlens[static_cast<std::size_t>(s)]);
       const auto last = static_cast<std::size_t>(batch.cu_seqlens[static_cast<std::size_t>(s + 1)]);
@@ -148,19 +160,18 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   const auto start = std::chrono::steady_clock::now();
   const Runtime runtime(o.runtime, world);
   parallel::ProcessGrid grid(runtime.world(), layout);
-  std::optional<model::ModelConfig> config;
-  std::optional<model::TpDims> dims;
+  std::optional<ModelShard> shard;
   std::vector<data::TokenRecord> records;
   parallel::run_collectively(world, [&] {
-    config = model::ModelConfig::load(o.model);
-    dims = model::tp_dims(*config, grid.tp_rank(), grid.tp_size());
+    shard = plan_model_shard(o.model, grid, o.pp_layers);
+    const model::ModelConfig& config = shard->config;
     if (data::holds_text(o.input)) {
       // Tokenized as training does; every line scored (no length limit here: validated below).
-      const auto tokenizer = load_tokenizer(o.model, *config);
+      const auto tokenizer = load_tokenizer(o.model, config);
       require(tokenizer != nullptr, o.input, ": text records need the model's tokenizer, and ", o.model, " has none");
       const data::LoadedExamples loaded = data::load_examples(
           o.input, tokenizer.get(), data::choose_prompt_template(o.prompt_template, tokenizer.get()), {},
-          config->vocab_size);
+          config.vocab_size);
       for (const data::Example& e : loaded.examples) {
         data::TokenRecord r;
         r.tokens = e.prompt;
@@ -172,8 +183,8 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
     } else {
       records = data::read_token_jsonl(o.input);
     }
-    data::validate_token_records(records, o.input, config->vocab_size,
-                                 config->max_sequence_length());
+    data::validate_token_records(records, o.input, config.vocab_size,
+                                 config.max_sequence_length());
     if (world.rank() == 0) {
       // Fail now, not after the scoring, if the output cannot be written.
       const std::string probe = o.output + ".tmp";
@@ -183,23 +194,32 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
       std::remove(probe.c_str());
     }
   });
-  model::ModelWeights weights(*config, *dims, model::StageLayers::whole(config->num_layers), 1,
-                              runtime.device());
+  model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());
   parallel::run_collectively(world, [&] {
-    load_hf_weights(o.model, o.adapter, *config, *dims, model::StageLayers::whole(config->num_layers), weights,
-                    runtime.kernels());
+    load_hf_weights(o.model, o.adapter, shard->config, shard->dims, shard->stage, weights, runtime.kernels());
   });
   runtime.prepare(weights);
   const auto loaded = std::chrono::steady_clock::now();
 
-  model::Transformer transformer(*config, *dims, grid.tp(), runtime.kernels());
+  model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(), runtime.kernels());
   transformer.set_logits_chunk_rows(o.logits_chunk_rows);
   const auto mine = assigned(records.size(), grid.dp_rank(), grid.dp_size());
-  const std::vector<float> results = score_records(transformer, weights, records, mine, o.batch_size);
+  std::vector<float> results = score_records(grid, transformer, weights, records, mine, o.batch_size);
   const auto scored = std::chrono::steady_clock::now();
 
-  // Gather on world rank 0 (dp rank 0 of tp rank 0) over the data-parallel group of TP rank 0.
+  // Gather on world rank 0 (tp rank 0, dp rank 0, pp rank 0): each replica's last stage sends its
+  // results to its first stage over the pipeline group of TP rank 0, and the first stages send
+  // theirs to rank 0 over their data-parallel group.
   if (grid.tp_rank() != 0) return 0;
+  if (grid.pp_size() > 1) {
+    if (grid.is_last_stage()) {
+      grid.pp().send(results.data(), results.size(), 0);
+      return 0;
+    }
+    if (!grid.is_first_stage()) return 0;
+    results.resize(result_floats(records, mine));
+    grid.pp().recv(results.data(), results.size(), grid.pp_size() - 1);
+  }
   if (grid.dp_rank() != 0) {
     grid.dp().send(results.data(), results.size(), 0);
     return 0;
@@ -230,9 +250,9 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
 
   const double load_s = std::chrono::duration<double>(loaded - start).count();
   const double score_s = std::chrono::duration<double>(scored - loaded).count();
-  std::printf("spin score: %zu sequences, %lld tokens, layout tp %d x dp %d on %s: load %.2f s, "
+  std::printf("spin score: %zu sequences, %lld tokens, layout tp %d x pp %d x dp %d on %s: load %.2f s, "
               "score %.2f s (%.0f tokens/s), wrote %s\n",
-              records.size(), static_cast<long long>(tokens), grid.tp_size(), grid.dp_size(),
+              records.size(), static_cast<long long>(tokens), grid.tp_size(), grid.pp_size(), grid.dp_size(),
               runtime.describe().c_str(),
               load_s, score_s, static_cast<double>(tokens) / std::max(score_s, 1e-9),
               o.output.c_str());

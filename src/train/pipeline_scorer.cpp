@@ -1,5 +1,7 @@
 #include "train/pipeline_scorer.h"
 
+#include <utility>
+
 #include "parallel/pipeline_schedule.h"
 
 namespace spin::train {
@@ -9,24 +11,23 @@ class ScoringStage final : public parallel::PipelineStage {
  public:
   ScoringStage(const model::Transformer& t, const model::ModelWeights& w, const model::ModelWeights* adapters,
                const std::vector<model::TokenBatch>& batches)
-      : t_(t), w_(w), adapters_(adapters), batches_(batches), sums_(batches.size()) {}
+      : t_(t), w_(w), adapters_(adapters), batches_(batches), results_(batches.size()) {}
 
   Device device() const override { return t_.device(); }
   std::size_t boundary_size(int mb) const override {
     return static_cast<std::size_t>(t_.boundary_rows(batches_[static_cast<std::size_t>(mb)]) * t_.dims().hidden);
   }
   std::span<const float> forward(int mb, std::span<const float> input) override {
-    const model::ForwardResult r =
-        t_.forward(w_, batches_[static_cast<std::size_t>(mb)], acts_, false, input, adapters_);
+    model::ForwardResult r = t_.forward(w_, batches_[static_cast<std::size_t>(mb)], acts_, false, input, adapters_);
     if (t_.stage().last) {
-      sums_[static_cast<std::size_t>(mb)] = r.sequence_logprobs;
+      results_[static_cast<std::size_t>(mb)] = std::move(r);
       return {};
     }
     return {acts_.stage_output.f32(), boundary_size(mb)};
   }
   std::span<const float> backward(int, std::span<const float>) override { return {}; }
 
-  std::vector<std::vector<float>> take() { return std::move(sums_); }
+  std::vector<model::ForwardResult> take() { return std::move(results_); }
 
  private:
   const model::Transformer& t_;
@@ -34,11 +35,10 @@ class ScoringStage final : public parallel::PipelineStage {
   const model::ModelWeights* adapters_;
   const std::vector<model::TokenBatch>& batches_;
   model::Activations acts_;  // one set: each micro-batch is sent on before the next starts
-  std::vector<std::vector<float>> sums_;
+  std::vector<model::ForwardResult> results_;
 };
-}  // namespace
 
-std::vector<std::vector<float>> score_pipelined(const parallel::ProcessGrid& grid,
+std::vector<model::ForwardResult> run_pipelined(const parallel::ProcessGrid& grid,
                                                 const model::Transformer& transformer,
                                                 const model::ModelWeights& weights,
                                                 const std::vector<model::TokenBatch>& micro_batches,
@@ -46,6 +46,26 @@ std::vector<std::vector<float>> score_pipelined(const parallel::ProcessGrid& gri
   ScoringStage stage(transformer, weights, adapters, micro_batches);
   parallel::forward_pipelining(grid.pp(), static_cast<int>(micro_batches.size()), stage);
   return stage.take();
+}
+}  // namespace
+
+std::vector<std::vector<float>> score_pipelined(const parallel::ProcessGrid& grid,
+                                                const model::Transformer& transformer,
+                                                const model::ModelWeights& weights,
+                                                const std::vector<model::TokenBatch>& micro_batches,
+                                                const model::ModelWeights* adapters) {
+  std::vector<std::vector<float>> sums;
+  for (model::ForwardResult& r : run_pipelined(grid, transformer, weights, micro_batches, adapters)) {
+    sums.push_back(std::move(r.sequence_logprobs));
+  }
+  return sums;
+}
+
+std::vector<model::ForwardResult> forward_pipelined(const parallel::ProcessGrid& grid,
+                                                    const model::Transformer& transformer,
+                                                    const model::ModelWeights& weights,
+                                                    const std::vector<model::TokenBatch>& micro_batches) {
+  return run_pipelined(grid, transformer, weights, micro_batches, nullptr);
 }
 
 }  // namespace spin::train

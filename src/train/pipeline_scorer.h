@@ -1,6 +1,7 @@
 // Forward-only scoring across the pipeline: per-sequence log-probability sums of micro-batches
-// (the reference model's in SPIN, or the policy's for validation), without keeping
-// activations. The schedule is parallel::forward_pipelining.
+// (the reference model's in SPIN, or the policy's for validation), or every token's
+// log-probability too (spin score), without keeping activations. The schedule is
+// parallel::forward_pipelining.
 #pragma once
 
 #include <vector>
@@ -18,5 +19,13 @@ std::vector<std::vector<float>> score_pipelined(const parallel::ProcessGrid& gri
                                                 const model::ModelWeights& weights,
                                                 const std::vector<model::TokenBatch>& micro_batches,
                                                 const model::ModelWeights* adapters = nullptr);
+
+// The same pass, returning on the last pipeline stage each micro-batch's whole ForwardResult:
+// every row's token log-probability beside the sums (default-constructed results on the other
+// stages).
+std::vector<model::ForwardResult> forward_pipelined(const parallel::ProcessGrid& grid,
+                                                    const model::Transformer& transformer,
+                                                    const model::ModelWeights& weights,
+                                                    const std::vector<model::TokenBatch>& micro_batches);
 
 }  // namespace spin::train

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """End-to-end checks of `spin score`, run by CTest (one case per test):
 
-  layouts       the same output for TP/DP layouts (1 rank, TP=2, DP=2, TP=2 x DP=2) and with the
-                logits in chunks, to 1e-5
+  layouts       the same output for TP/PP/DP layouts (1 rank, TP=2, DP=2, TP=2 x DP=2, TP=2 x PP=2,
+                PP=2 x DP=2) and with the logits in chunks, to 1e-5; two pipeline stages give bitwise
+                the single rank's output (one OpenBLAS thread a rank: the same products, split by
+                layer), tied embeddings and experts included
   dtypes        BF16 weights in a sharded checkpoint score like the F32 single file
   bad-input     each bad input gives one clear error line, non-zero exit, no output, no hang
   text          text records through the model's tokenizer.json and the llama3 template score as
@@ -19,9 +21,9 @@ import sys
 import e2e_common
 
 
-def score(args, model, inp, out, ranks=1, tp=1, extra=()):
-    e2e_common.run_ok(args.mpiexec, [args.spin, "score", "--model", model, "--input", inp,
-                                     "--output", out, "--tp", str(tp), "--batch-size", "3"] + list(extra), ranks)
+def score(args, model, inp, out, ranks=1, tp=1, extra=(), pp=1):
+    e2e_common.run_ok(args.mpiexec, [args.spin, "score", "--model", model, "--input", inp, "--output", out,
+                                     "--tp", str(tp), "--pp", str(pp), "--batch-size", "3"] + list(extra), ranks)
     return [json.loads(line) for line in open(out)]
 
 
@@ -40,9 +42,17 @@ def compare(got, want, rtol, atol, what):
 def case_layouts(args, tmp):
     model = os.path.join(args.models, "tiny-llama")
     base = score(args, model, args.input, os.path.join(tmp, "np1.jsonl"))
-    for ranks, tp in [(2, 2), (2, 1), (4, 2)]:
-        got = score(args, model, args.input, os.path.join(tmp, "np%d_tp%d.jsonl" % (ranks, tp)), ranks, tp)
-        compare(got, base, 1e-5, 1e-6, "np %d tp %d vs 1 rank" % (ranks, tp))
+    for ranks, tp, pp in [(2, 2, 1), (2, 1, 1), (4, 2, 1), (4, 2, 2), (4, 1, 2)]:
+        got = score(args, model, args.input, os.path.join(tmp, "np%d_tp%d_pp%d.jsonl" % (ranks, tp, pp)), ranks, tp,
+                    pp=pp)
+        compare(got, base, 1e-5, 1e-6, "np %d tp %d pp %d vs 1 rank" % (ranks, tp, pp))
+    # Two stages run the single rank's micro-batches layer by layer: bitwise its output. A tied
+    # LM head on the last stage (tiny-llama-tied), experts (tiny-mixtral), windows (tiny-gemma3).
+    for name in ["tiny-llama", "tiny-llama-tied", "tiny-mixtral", "tiny-gemma3"]:
+        one = score(args, os.path.join(args.models, name), args.input, os.path.join(tmp, name + "_np1.jsonl"))
+        two = score(args, os.path.join(args.models, name), args.input, os.path.join(tmp, name + "_pp2.jsonl"), 2,
+                    extra=["--pp-layers", "1,1"], pp=2)
+        compare(two, one, 0.0, 0.0, "%s: pp 2 vs 1 rank" % name)
     chunked = score(args, model, args.input, os.path.join(tmp, "chunked.jsonl"), 2, 2, ["--logits-chunk-rows", "3"])
     compare(chunked, base, 1e-5, 1e-6, "logits 3 rows at a time at tp 2 vs all at once on 1 rank")
     # Sanity of the numbers themselves: the sum covers exactly the tokens at positions >= k.
@@ -122,6 +132,10 @@ def case_bad_input(args, tmp):
                  r"num_attention_heads \(4\) is not divisible by tensor-parallel size 3", ranks=3)
     expect_error(args, tmp, "world-vs-tp", cmd(model, args.input, "--tp", "2"),
                  r"world size 3 is not divisible by tp \(2\)", ranks=3)
+    expect_error(args, tmp, "pp-vs-layers", cmd(model, args.input, "--pp", "3"),
+                 r"pipeline-parallel size 3 exceeds the model's 2 layers", ranks=3)
+    expect_error(args, tmp, "pp-layers-sum", cmd(model, args.input, "--pp", "2", "--pp-layers", "2,1"),
+                 r"--pp-layers sums to 3 layers but the model has 2")
     expect_error(args, tmp, "truncated-weights", cmd(truncated, args.input),
                  r"model\.safetensors: tensor \".*\": .*truncated")
     expect_error(args, tmp, "token-out-of-range", cmd(model, out_of_range),
