@@ -95,8 +95,9 @@ struct HfBpeTokenizer::Loader {
     }
   }
 
-  // ByteLevel (its own GPT-2 expression with use_regex), or a Split by GPT-2's or Llama-3's
-  // expression followed by ByteLevel without one.
+  // ByteLevel (its own GPT-2 expression with use_regex), a Split by GPT-2's or Llama-3's
+  // expression followed by ByteLevel without one, or Digits followed by ByteLevel with its
+  // expression (StarCoder's, Granite 3's).
   static void pre_tokenizer(HfBpeTokenizer& t, const json& pre) {
     const std::string& path = t.path_;
     const auto byte_level = [&](const json& p) {
@@ -110,8 +111,16 @@ struct HfBpeTokenizer::Loader {
       return;
     }
     const json& steps = pre.at("pretokenizers");
+    if (steps.size() == 2 && steps[0].value("type", "") == "Digits") {
+      t.digits_ = steps[0].value("individual_digits", false) ? Digits::Individual : Digits::Runs;
+      require(byte_level(steps[1]), path, ": ByteLevel after Digits must split by its expression (use_regex true)");
+      // `tokenizers` would put the space in front of every digit's piece, not only the text's.
+      require(!t.add_prefix_space_, path, ": ByteLevel with add_prefix_space after Digits is not supported");
+      t.split_ = PreTokenizer::Gpt2;
+      return;
+    }
     require(steps.size() == 2 && steps[0].value("type", "") == "Split", path,
-            ": pre-tokenizer sequences other than [Split, ByteLevel] are not supported");
+            ": pre-tokenizer sequences other than [Split, ByteLevel] and [Digits, ByteLevel] are not supported");
     const json& split = steps[0];
     const std::string pattern = split.at("pattern").value("Regex", "");
     require(split.value("behavior", "") == "Isolated" && !split.value("invert", false), path,
@@ -320,7 +329,25 @@ std::optional<std::int32_t> HfBpeTokenizer::token_id(const std::string& token) c
 }
 
 std::vector<std::string_view> HfBpeTokenizer::pre_tokenize(std::string_view text) const {
-  return data::pre_tokenize(split_, text);
+  if (digits_ == Digits::None) return data::pre_tokenize(split_, text);
+  // Each number (or run of numbers) a stretch of its own, as are the texts between them; then the
+  // expression within each stretch.
+  std::vector<std::string_view> pieces;
+  std::size_t start = 0;
+  const auto cut = [&](std::size_t end) {
+    if (end == start) return;
+    for (std::string_view p : data::pre_tokenize(split_, text.substr(start, end - start))) pieces.push_back(p);
+    start = end;
+  };
+  const unicode::CodePoints cps = unicode::decode_utf8(text);
+  for (std::size_t k = 0; k < cps.size(); ++k) {
+    if (!unicode::is_number(cps.cp[k])) continue;
+    const bool individual = digits_ == Digits::Individual;
+    if (individual || k == 0 || !unicode::is_number(cps.cp[k - 1])) cut(cps.at[k]);  // a number starts
+    if (individual || k + 1 == cps.size() || !unicode::is_number(cps.cp[k + 1])) cut(cps.at[k + 1]);  // one ends
+  }
+  cut(text.size());
+  return pieces;
 }
 
 void HfBpeTokenizer::encode_piece(std::string_view piece, std::vector<std::int32_t>& ids) const {

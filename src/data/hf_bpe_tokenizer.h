@@ -56,7 +56,12 @@ class HfBpeTokenizer final : public Tokenizer {
   struct Loader;  // reads tokenizer.json's or tekken.json's parts (hf_bpe_tokenizer.cpp)
   void encode_piece(std::string_view piece, std::vector<std::int32_t>& ids) const;
 
+  // tokenizer.json's Digits pre-tokenizer before ByteLevel (StarCoder's, Granite 3's): every number
+  // (\p{N}) a piece of its own (individual_digits) or every run of them, before the expression.
+  enum class Digits { None, Individual, Runs };
+
   std::string path_;
+  Digits digits_ = Digits::None;
   PreTokenizer split_ = PreTokenizer::None;
   bool nfc_ = false;  // the NFC normalizer
   bool add_prefix_space_ = false;

@@ -27,6 +27,31 @@ std::int32_t special(const Tokenizer& t, PromptTemplate p, const std::string& to
 // Qwen2.5-Instruct's default system message.
 constexpr const char* kQwen25System = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
+// Granite 4.0's default system message, and Granite 3.1-3.3's around the day their template runs
+// (strftime_now('%B %d, %Y')) -- spin writes one fixed day, Granite 3.3's release, so that a data
+// set tokenizes the same any day (and a resumed run reads what the first run read).
+constexpr const char* kGranite4System =
+    "You are a helpful assistant. Please ensure responses are professional, accurate, and safe.";
+constexpr const char* kGranite31SystemBefore = "Knowledge Cutoff Date: April 2024.\nToday's Date: ";
+constexpr const char* kGranite31Date = "April 16, 2025";
+constexpr const char* kGranite31SystemAfter = ".\nYou are Granite, developed by IBM. You are a helpful AI assistant.";
+
+bool is_granite(PromptTemplate p) {
+  return p == PromptTemplate::Granite30 || p == PromptTemplate::Granite31 || p == PromptTemplate::Granite4;
+}
+
+// Which Granite template a chat template writing <|start_of_role|> turns is, by its default system
+// message (4.0's, or 3.1-3.3's dated one) or, without one, 3.0's user turn; nullopt for another.
+std::optional<PromptTemplate> granite_of(const std::string& chat_template) {
+  if (chat_template.find(kGranite4System) != std::string::npos) return PromptTemplate::Granite4;
+  if (chat_template.find("Knowledge Cutoff Date: April 2024.") != std::string::npos) return PromptTemplate::Granite31;
+  if (chat_template.find("'<|start_of_role|>user<|end_of_role|>' + message['content'] + '<|end_of_text|>") !=
+      std::string::npos) {
+    return PromptTemplate::Granite30;
+  }
+  return std::nullopt;
+}
+
 // The Tulu format's user turn as its chat templates write it, the template's "\\n" escapes read
 // as newlines: OLMo 2 Instruct's, Tulu 3's (open-instruct's), or the first OLMo Instruct's, whose
 // newline after the turn is the template's own text after the expression (Jinja's trim_blocks
@@ -165,7 +190,7 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
       PromptTemplate::ChatMl,    PromptTemplate::Qwen25, PromptTemplate::Qwen3,    PromptTemplate::Gemma,
       PromptTemplate::Gemma3,    PromptTemplate::Llama2, PromptTemplate::Mistral,  PromptTemplate::MistralV3,
       PromptTemplate::MistralV7, PromptTemplate::Phi4,   PromptTemplate::Phi4Mini, PromptTemplate::Tulu,
-      PromptTemplate::Cohere};
+      PromptTemplate::Cohere,    PromptTemplate::Granite30, PromptTemplate::Granite31, PromptTemplate::Granite4};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
@@ -186,15 +211,18 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
           "the tokenizer has Phi-3's chat tokens (<|user|>, <|assistant|>, <|end|>) over a SentencePiece model, "
           "whose chat format spin does not implement: choose --template plain (data.template) or give token ids "
           "(jobs/chat_to_ids.py renders conversations with the model's own template)");
-  // Granite 3.x: <|start_of_role|>role<|end_of_role|>content<|end_of_text|>, and without a system
-  // message a default one carrying the day the template runs (strftime_now) -- a format spin does
-  // not write (the same conversation would tokenize differently from day to day): refused rather than
-  // taken for another.
-  require(!has_tokens(tokenizer, {"<|start_of_role|>", "<|end_of_role|>"}) &&
-              (tokenizer == nullptr || tokenizer->chat_template().find("<|start_of_role|>") == std::string::npos),
-          "the tokenizer's chat format is Granite's (<|start_of_role|> ... <|end_of_role|>, a dated default system "
-          "message), which spin does not implement: choose --template plain (data.template) or give token ids "
-          "(jobs/chat_to_ids.py renders conversations with the model's own template)");
+  // Granite's <|start_of_role|>role<|end_of_role|>content<|end_of_text|> turns: 3.0's, 3.1-3.3's or
+  // 4.0's template by its default system message; another Granite template refused rather than
+  // taken for one of these.
+  if (has_tokens(tokenizer, {"<|start_of_role|>", "<|end_of_role|>"}) ||
+      (tokenizer != nullptr && tokenizer->chat_template().find("<|start_of_role|>") != std::string::npos)) {
+    const std::optional<PromptTemplate> granite = granite_of(tokenizer->chat_template());
+    require(granite.has_value(), "the tokenizer's chat format is Granite's (<|start_of_role|> ... <|end_of_role|>) "
+            "but its chat template is none spin knows (Granite 3.0's, 3.1-3.3's or 4.0's): choose --template "
+            "granite3.0, granite3.1 or granite4 (data.template) knowingly, or give token ids (jobs/chat_to_ids.py "
+            "renders conversations with the model's own template)");
+    return *granite;
+  }
   // OLMo 3's templates (Instruct, Think): ChatML's markers, the assistant's turn ended by
   // <|endoftext|> rather than <|im_end|>, and where a conversation has no system message a
   // default one naming Ai2, different between releases -- refused rather than taken for chatml.
@@ -263,6 +291,9 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::Phi4Mini: return "phi4-mini";
     case PromptTemplate::Tulu: return "tulu";
     case PromptTemplate::Cohere: return "cohere";
+    case PromptTemplate::Granite30: return "granite3.0";
+    case PromptTemplate::Granite31: return "granite3.1";
+    case PromptTemplate::Granite4: return "granite4";
   }
   return "?";
 }
@@ -319,6 +350,30 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
       ids.push_back(end);
     }
     ids.push_back(special(t, prompt_template, "<|assistant|>"));
+    return ids;
+  }
+  if (is_granite(prompt_template)) {  // no BOS; a first system message or the default one (3.1, 4.0)
+    const std::int32_t start = special(t, prompt_template, "<|start_of_role|>");
+    const std::int32_t role_end = special(t, prompt_template, "<|end_of_role|>");
+    const std::int32_t end = special(t, prompt_template, "<|end_of_text|>");
+    const auto header = [&](const std::string& role) {
+      ids.push_back(start);
+      append(ids, encode_between(t, start, role, role_end));
+      ids.push_back(role_end);
+    };
+    const auto turn = [&](const std::string& role, const std::string& content) {
+      header(role);
+      append(ids, encode_between(t, role_end, content, end));
+      ids.push_back(end);
+      append(ids, encode_between(t, end, "\n", start));
+    };
+    const bool system = !messages.empty() && messages.front().role == "system";
+    if (!system && prompt_template == PromptTemplate::Granite31) {
+      turn("system", std::string(kGranite31SystemBefore) + kGranite31Date + kGranite31SystemAfter);
+    }
+    if (!system && prompt_template == PromptTemplate::Granite4) turn("system", kGranite4System);
+    for (const Message& m : messages) turn(m.role, m.content);
+    header("assistant");
     return ids;
   }
   if (prompt_template == PromptTemplate::Tulu) {  // text markers; an EOS id after each assistant turn
@@ -416,6 +471,12 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
     ids.push_back(end);
     return ids;
   }
+  if (is_granite(prompt_template)) {  // after <|end_of_role|>, before <|end_of_text|>
+    const std::int32_t end = special(t, prompt_template, "<|end_of_text|>");
+    std::vector<std::int32_t> ids = encode_between(t, special(t, prompt_template, "<|end_of_role|>"), text, end);
+    ids.push_back(end);
+    return ids;
+  }
   // llama3 and gemma trim; Llama 2's assistant turn is " {content, trimmed} " before EOS (its
   // space before the text is the SentencePiece dummy prefix the text's own encoding adds);
   // Mistral v3's and v7's drop trailing spaces.
@@ -439,6 +500,7 @@ std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const T
   if (is_gemma(prompt_template)) return special(t, prompt_template, "<end_of_turn>");
   if (prompt_template == PromptTemplate::Phi4Mini) return special(t, prompt_template, "<|end|>");
   if (prompt_template == PromptTemplate::Cohere) return special(t, prompt_template, "<|END_OF_TURN_TOKEN|>");
+  if (is_granite(prompt_template)) return special(t, prompt_template, "<|end_of_text|>");
   if (prompt_template == PromptTemplate::Tulu) return t.template_eos_id();  // its template's eos_token
   return t.eos_id();
 }

@@ -8,8 +8,10 @@
 //         <end_of_turn> and <start_of_image> (Gemma 3's), gemma when it has the first two,
 //         mistral-v7 when it has [INST], [/INST], [SYSTEM_PROMPT] and [/SYSTEM_PROMPT] and is a
 //         tekken.json of version v7 or later or has a chat template that writes [SYSTEM_PROMPT],
-//         mistral-v3 when it has [INST] and [/INST], chat otherwise; chat templates spin does not
-//         write (Granite's, SmolLM3's, OLMo 3's, Phi-3's SentencePiece one) are refused
+//         mistral-v3 when it has [INST] and [/INST], granite4, granite3.1 or granite3.0 when its chat
+//         template writes Granite's <|start_of_role|> turns (below), chat otherwise; chat templates
+//         spin does not write (SmolLM3's, OLMo 3's, Phi-3's SentencePiece one, other Granite ones) are
+//         refused
 //   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"
@@ -75,12 +77,22 @@
 //         <|END_OF_TURN_TOKEN|>, the roles alternating from the user's, then <|START_OF_TURN_TOKEN|>
 //         <|CHATBOT_TOKEN|>; auto picks it for a tokenizer with those tokens (refusing a chat template
 //         with a system preamble or <|START_RESPONSE|>: Command R7B's and later ones)
+//   granite3.0 (Granite 3.0 Instruct's) per message <|start_of_role|> "{role}" <|end_of_role|> "{content}"
+//         <|end_of_text|> "\n", then <|start_of_role|> "assistant" <|end_of_role|>; no BOS, nothing trimmed
+//   granite3.1 (Granite 3.1 / 3.2 / 3.3 Instruct's, without tools, documents or thinking) granite3.0 after a
+//         system turn that is the conversation's first system message or, without one, the template's
+//         default: "Knowledge Cutoff Date: April 2024.\nToday's Date: April 16, 2025.\nYou are Granite,
+//         developed by IBM. You are a helpful AI assistant." -- its template writes the day it runs
+//         (strftime_now), spin a fixed one, so that a data set tokenizes the same any day
+//   granite4 (Granite 4.0's) granite3.1 with 4.0's undated default: "You are a helpful assistant. Please
+//         ensure responses are professional, accurate, and safe."; auto picks each Granite template by its
+//         chat template's default system message (3.0's: its user turn), refusing another
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
 // which generation stops too; phi4: <|im_end|>; phi4-mini: <|end|>; gemma, gemma3: its trimmed text's, then
 // <end_of_turn>; llama2: the ids of its trimmed text and a space; cohere: its stripped text's, then
-// <|END_OF_TURN_TOKEN|>).
+// <|END_OF_TURN_TOKEN|>; granite*: its text's, then <|end_of_text|>).
 #pragma once
 
 #include <cstdint>
@@ -100,22 +112,23 @@ struct Message {
 
 enum class PromptTemplate {
   Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Gemma3, Llama2, Mistral, MistralV3, MistralV7, Phi4,
-  Phi4Mini, Tulu, Cohere
+  Phi4Mini, Tulu, Cohere, Granite30, Granite31, Granite4
 };
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
-// gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu or cohere; throws naming the choices), "auto"
-// resolved
-// for `tokenizer` (null: chat).
+// gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, granite3.1 or
+// granite4; throws naming the choices), "auto" resolved for `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
 inline constexpr const char* kPromptTemplateChoices =
     "auto (tulu for a chat template writing Tulu's turns, llama3.1, llama3, phi4, phi4-mini, qwen3, chatml, gemma3, "
-    "gemma, mistral-v7, mistral-v3 or cohere for a tokenizer with their chat tokens, else chat), chat, "
+    "gemma, mistral-v7, mistral-v3, cohere or granite* for a tokenizer with their chat tokens, else chat), chat, "
     "plain, llama3, llama3.1 (with Llama 3.1's system block), chatml, qwen2.5 (chatml with Qwen2.5's default "
     "system message), qwen3 (chatml, thinking off), gemma, gemma3 (gemma with a system message), llama2 (Llama 2 "
     "chat), mistral (Mistral 7B Instruct v0.1 / v0.2), mistral-v3 (v0.3, Mistral NeMo), mistral-v7 (Mistral Small 3 "
-    "and later), phi4 (Phi-4), phi4-mini (Phi-4-mini), tulu (OLMo 2 Instruct, Tulu 3) or cohere (Command-R, Aya)";
+    "and later), phi4 (Phi-4), phi4-mini (Phi-4-mini), tulu (OLMo 2 Instruct, Tulu 3), cohere (Command-R, Aya), "
+    "granite3.0 (Granite 3.0), granite3.1 (Granite 3.1-3.3, their dated default system message on a fixed day) or "
+    "granite4 (Granite 4.0)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);

@@ -7,10 +7,14 @@ expression, then ByteLevel) and one as Phi-4-mini's (o200k's expression, chat to
 rstrip / lstrip), each written as tokenizer.json + tokenizer_config.json, and cases.json: texts
 with the ids, pre-tokenizer pieces and decoded text `tokenizers` gives; for llama3, qwen2 and
 o200k also chat_cases.json, from transformers' apply_chat_template; llama31, qwen3, phi4 (Phi-4's
-specials on llama3's tokenization) and cohere (Aya 23's / Command-R's) only that.
+specials on llama3's tokenization) and cohere (Aya 23's / Command-R's) only that. granite: as
+Granite 3's (StarCoder's) tokenizer -- Digits with individual_digits, then ByteLevel with GPT-2's
+expression -- with its role tokens: cases.json and the chat cases of Granite 3.0's, 3.1-3.3's and
+4.0's templates.
 
     build/oracle-venv/bin/python tests/data/make_hf_bpe_fixtures.py tests/data/hf_bpe [KIND...]   # (needs jinja2 too)
 """
+import datetime
 import json
 import os
 import random
@@ -27,6 +31,7 @@ LLAMA31_SPECIALS = SPECIALS + ["<|eom_id|>", "<|python_tag|>"]
 QWEN2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 QWEN3_SPECIALS = QWEN2_SPECIALS + ["<think>", "</think>"]
 PHI4_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|im_sep|>"]
+GRANITE_SPECIALS = ["<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>", "<|tool_call|>"]
 COHERE_SPECIALS = ["<BOS_TOKEN>", "<EOS_TOKEN>", "<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>",
                    "<|CHATBOT_TOKEN|>", "<|SYSTEM_TOKEN|>"]
 # Phi-4-mini's chat tokens; the markers take the whitespace after them (rstrip, as Phi-3's
@@ -123,6 +128,12 @@ def build(kind, out, rng):
             pre_tokenizers.Split(Regex(QWEN2), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
         specials, pool = (QWEN2_SPECIALS if kind == "qwen2" else QWEN3_SPECIALS), NFC_POOL
+    elif kind == "granite":  # StarCoder's, Granite 3's: every digit a piece, then GPT-2's expression
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+        specials = GRANITE_SPECIALS
     else:  # gpt2
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
@@ -147,6 +158,9 @@ def build(kind, out, rng):
         elif kind == "cohere":  # as Aya 23's and Command-R's
             json.dump({"bos_token": "<BOS_TOKEN>", "eos_token": "<|END_OF_TURN_TOKEN|>", "pad_token": "<PAD>",
                        "chat_template": COHERE_CHAT}, f)
+        elif kind == "granite":  # as Granite 3.3's (its template writes no BOS)
+            json.dump({"bos_token": "<|end_of_text|>", "eos_token": "<|end_of_text|>", "pad_token": "<|end_of_text|>",
+                       "chat_template": GRANITE31_CHAT}, f)
         elif kind == "phi4":  # as Phi-4's (its template writes no BOS)
             json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
                        "chat_template": PHI4_CHAT}, f)
@@ -156,6 +170,11 @@ def build(kind, out, rng):
         chat_cases(tok, out, LLAMA3_CHAT, "<|begin_of_text|>", "<|eot_id|>")
     if kind == "o200k":
         chat_cases(tok, out, PHI4_MINI_CHAT, "<|endoftext|>", "<|endoftext|>")
+    if kind == "granite":  # 3.1-3.3's dated default system message on the day spin writes
+        chat_cases(tok, out, GRANITE30_CHAT, "<|end_of_text|>", "<|end_of_text|>")
+        chat_cases(tok, out, GRANITE31_CHAT, "<|end_of_text|>", "<|end_of_text|>", "chat_cases_granite3.1.json",
+                   {"strftime_now": lambda fmt: datetime.date(2025, 4, 16).strftime(fmt)})
+        chat_cases(tok, out, GRANITE4_CHAT, "<|end_of_text|>", "<|end_of_text|>", "chat_cases_granite4.json")
     if kind == "qwen2":
         chat_cases(tok, out, CHATML, None, "<|im_end|>")
         chat_cases(tok, out, QWEN25_CHAT, None, "<|im_end|>", "chat_cases_qwen2.5.json")
@@ -308,9 +327,60 @@ def chat_cases(tok, out, template, bos, eos, name="chat_cases.json", template_kw
         json.dump(cases, f, ensure_ascii=False, indent=0)
 
 
+# Granite 3.0 Instruct's chat template (tokenizer_config.json): every role's turn, no default system message.
+GRANITE30_CHAT = (
+    "{%- if tools %}\n    {{- '<|start_of_role|>available_tools<|end_of_role|>\n' }}\n    {%- for tool in tools %}\n"
+    "    {{- tool | tojson(indent=4) }}\n    {%- if not loop.last %}\n        {{- '\n\n' }}\n    {%- endif %}\n"
+    "    {%- endfor %}\n    {{- '<|end_of_text|>\n' }}\n{%- endif %}\n{%- for message in messages %}\n"
+    "    {%- if message['role'] == 'system' %}\n"
+    "    {{- '<|start_of_role|>system<|end_of_role|>' + message['content'] + '<|end_of_text|>\n' }}\n"
+    "    {%- elif message['role'] == 'user' %}\n"
+    "    {{- '<|start_of_role|>user<|end_of_role|>' + message['content'] + '<|end_of_text|>\n' }}\n"
+    "    {%- elif message['role'] == 'assistant' %}\n"
+    "    {{- '<|start_of_role|>assistant<|end_of_role|>'  + message['content'] + '<|end_of_text|>\n' }}\n"
+    "    {%- elif message['role'] == 'assistant_tool_call' %}\n"
+    "    {{- '<|start_of_role|>assistant<|end_of_role|><|tool_call|>' + message['content'] + '<|end_of_text|>\n' }}\n"
+    "    {%- elif message['role'] == 'tool_response' %}\n"
+    "    {{- '<|start_of_role|>tool_response<|end_of_role|>' + message['content'] + '<|end_of_text|>\n' }}\n"
+    "    {%- endif %}\n    {%- if loop.last and add_generation_prompt %}\n"
+    "    {{- '<|start_of_role|>assistant<|end_of_role|>' }}\n    {%- endif %}\n{%- endfor %}")
+
+
+# Granite 3.1 / 3.2 / 3.3 Instruct's chat template without its tools, documents, thinking and controls
+# branches: a first system message, or the default one dated the day it runs (strftime_now).
+GRANITE31_CHAT = (
+    "{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] %}"
+    "{%- set loop_messages = messages[1:] %}{%- else %}"
+    "{%- set system_message = \"Knowledge Cutoff Date: April 2024.\\nToday's Date: \" + strftime_now('%B %d, %Y') + "
+    "\".\\nYou are Granite, developed by IBM.\" %}"
+    "{%- set system_message = system_message + \" You are a helpful AI assistant.\" %}"
+    "{%- set loop_messages = messages %}{%- endif %}"
+    "{{- '<|start_of_role|>system<|end_of_role|>' + system_message + '<|end_of_text|>\\n' }}"
+    "{%- for message in loop_messages %}"
+    "{{- '<|start_of_role|>' + message['role'] + '<|end_of_role|>' + message['content'] + '<|end_of_text|>\\n' }}"
+    "{%- if loop.last and add_generation_prompt %}{{- '<|start_of_role|>assistant' }}{{- '<|end_of_role|>' }}"
+    "{%- endif %}{%- endfor %}")
+
+
+# Granite 4.0's chat template without its tools and documents branches: a first system message or
+# the undated default; later system messages as turns.
+GRANITE4_CHAT = (
+    "{%- set g4_default_system_message = 'You are a helpful assistant. Please ensure responses are professional, "
+    "accurate, and safe.' %}{%- set ns = namespace(default_system_message=g4_default_system_message, "
+    "system_message='') %}{%- if messages[0].role == 'system' %}{%- set ns.system_message = messages[0].content %}"
+    "{%- endif %}{%- if ns.system_message %}"
+    "{{- '<|start_of_role|>system<|end_of_role|>' + ns.system_message + '<|end_of_text|>\\n' }}{%- else %}"
+    "{{- '<|start_of_role|>system<|end_of_role|>' + ns.default_system_message + '<|end_of_text|>\\n' }}{%- endif %}"
+    "{%- for message in messages %}{%- if (message.role == 'user') or (message.role == 'system' and not loop.first) %}"
+    "{{- '<|start_of_role|>' + message.role + '<|end_of_role|>' + message.content + '<|end_of_text|>\\n' }}"
+    "{%- elif message.role == 'assistant' %}{{- '<|start_of_role|>' + message.role + '<|end_of_role|>' + "
+    "message.content }}{{- '<|end_of_text|>\\n' }}{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_of_role|>assistant<|end_of_role|>' }}{%- endif %}")
+
+
 def main():
     root = sys.argv[1]
-    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4", "o200k", "cohere"):
+    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4", "o200k", "cohere", "granite"):
         build(kind, os.path.join(root, kind), random.Random(7))
 
 

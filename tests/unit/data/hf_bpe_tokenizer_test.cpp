@@ -63,6 +63,34 @@ TEST(HfBpeTokenizer, Gpt2StyleWithPrefixSpaceMatchesHuggingFaceTokenizers) { exp
 
 TEST(HfBpeTokenizer, Qwen2StyleWithNfcMatchesHuggingFaceTokenizers) { expect_oracle_agrees("qwen2", false, 348); }
 
+// StarCoder's pre-tokenizer (Granite 3's): Digits with individual_digits before ByteLevel's GPT-2
+// expression -- every number, of any script (\p{N}: Roman numerals, fractions, superscripts), a piece
+// of its own, the spaces before digits pieces apart.
+TEST(HfBpeTokenizer, DigitsThenByteLevelMatchesHuggingFaceTokenizers) {
+  expect_oracle_agrees("granite", false);
+  const HfBpeTokenizer t(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/granite/tokenizer.json");
+  std::vector<std::string> pieces;
+  for (std::string_view p : t.pre_tokenize("x 12\u00bd, ab3")) pieces.emplace_back(p);
+  EXPECT_EQ(pieces, (std::vector<std::string>{"x", " ", "1", "2", "\u00bd", ",", " ab", "3"}));
+  // Runs of digits (individual_digits false) stay whole; a space put in front of each digit's piece
+  // (add_prefix_space after Digits) is refused by name.
+  const fs::path dir = fs::temp_directory_path() / ("spin_digits_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/granite/tokenizer.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  j["pre_tokenizer"]["pretokenizers"][0]["individual_digits"] = false;
+  std::ofstream((dir / "tokenizer.json").string()) << j.dump();
+  const HfBpeTokenizer runs((dir / "tokenizer.json").string());
+  pieces.clear();
+  for (std::string_view p : runs.pre_tokenize("x 12\u00bd, ab3")) pieces.emplace_back(p);
+  EXPECT_EQ(pieces, (std::vector<std::string>{"x", " ", "12\u00bd", ",", " ab", "3"}));
+  j["pre_tokenizer"]["pretokenizers"][1]["add_prefix_space"] = true;
+  std::ofstream((dir / "tokenizer.json").string(), std::ios::trunc) << j.dump();
+  const std::string e = testing::error_of([&] { HfBpeTokenizer bad((dir / "tokenizer.json").string()); });
+  EXPECT_NE(e.find("ByteLevel with add_prefix_space after Digits is not supported"), std::string::npos) << e;
+  fs::remove_all(dir);
+}
+
 // o200k's expression (Phi-4-mini's, Llama 4's: words cut by case, contractions after them in any
 // case, numbers of up to three digits) and added tokens that take the whitespace beside them
 // (Phi-4-mini's chat tokens with rstrip, <|end|> with lstrip too): 351 texts -- the other
@@ -190,15 +218,19 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
       testing::error_of([&] { choose_prompt_template("auto", smol_tokenizer.get()); });
   EXPECT_NE(refused.find("the tokenizer's chat template is SmolLM3's"), std::string::npos) << refused;
   EXPECT_EQ(choose_prompt_template("chatml", smol_tokenizer.get()), PromptTemplate::ChatMl);
-  // Granite's chat format (its role tokens, a default system message dated the day it runs) is not
-  // spin's either: auto refuses it rather than falling back to Zephyr's.
+  // A Granite chat template none of spin's granite templates writes (no default system message spin
+  // knows, not 3.0's user turn): auto refuses it rather than falling back to Zephyr's.
   std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
       << R"({"eos_token": "<|im_end|>", "chat_template": "{{- '<|start_of_role|>system<|end_of_role|>' + )"
          R"(system_message + '<|end_of_text|>\n' }}"})";
   const auto granite = Tokenizer::load(smol.string());
   const std::string not_granite = testing::error_of([&] { choose_prompt_template("auto", granite.get()); });
-  EXPECT_NE(not_granite.find("the tokenizer's chat format is Granite's"), std::string::npos) << not_granite;
+  EXPECT_NE(not_granite.find("the tokenizer's chat format is Granite's (<|start_of_role|> ... <|end_of_role|>) but "
+                             "its chat template is none spin knows"),
+            std::string::npos)
+      << not_granite;
   EXPECT_EQ(choose_prompt_template("plain", granite.get()), PromptTemplate::Plain);
+  EXPECT_EQ(choose_prompt_template("granite4", granite.get()), PromptTemplate::Granite4);  // named: taken
   // OLMo 3's (open-instruct's "olmo" template: ChatML, <|endoftext|> ending the assistant's turn, a
   // default system message) neither: auto refuses it rather than taking it for chatml.
   std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
@@ -224,6 +256,47 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   const ByteTokenizer bytes;
   const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::ChatMl, bytes); });
   EXPECT_NE(e.find("the chatml prompt template needs the token <|im_start|>"), std::string::npos) << e;
+}
+
+// Granite's templates against apply_chat_template with its published chat templates (Granite 3.0's;
+// 3.1-3.3's and 4.0's without their tools and documents branches) on a StarCoder-style tokenizer
+// with Granite's role tokens: no BOS, <|start_of_role|> role <|end_of_role|> content <|end_of_text|>
+// "\n" per turn, the response ending with <|end_of_text|> (the "\n" after it separates turns).
+// granite3.1: a conversation's own system message, or the dated default on the day spin writes
+// (the oracle's strftime_now gives that day); granite4: its undated default. auto picks each by
+// the tokenizer's chat template.
+TEST(HfBpeTokenizer, GraniteTemplatesMatchApplyChatTemplate) {
+  expect_chat_cases("hf_bpe/granite", PromptTemplate::Granite30, "\n");
+  expect_chat_cases("hf_bpe/granite", PromptTemplate::Granite31, "\n", "chat_cases_granite3.1.json");
+  expect_chat_cases("hf_bpe/granite", PromptTemplate::Granite4, "\n", "chat_cases_granite4.json");
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/granite");
+  EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Granite31);  // its tokenizer_config's
+  EXPECT_EQ(response_end(PromptTemplate::Granite4, *t), t->token_id("<|end_of_text|>"));
+  EXPECT_FALSE(t->bos_id() == std::nullopt);  // named by the files, written by none of the templates
+  const std::vector<std::int32_t> prompt = render_prompt({{"user", "hi"}}, PromptTemplate::Granite31, *t);
+  EXPECT_NE(t->decode(prompt).find("Today's Date: April 16, 2025.\nYou are Granite"), std::string::npos);
+  EXPECT_NE(prompt.front(), *t->bos_id());
+  // auto tells the three apart by the chat template alone.
+  const fs::path dir = fs::temp_directory_path() / ("spin_granite_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/granite/tokenizer.json", dir / "tokenizer.json");
+  const std::vector<std::pair<std::string, PromptTemplate>> templates = {
+      {"{%- elif message['role'] == 'user' %}\n    {{- '<|start_of_role|>user<|end_of_role|>' + message['content'] + "
+       "'<|end_of_text|>\n' }}",
+       PromptTemplate::Granite30},
+      {"{%- set g4_default_system_message = 'You are a helpful assistant. Please ensure responses are professional, "
+       "accurate, and safe.' %}{%- set system_message = \"Knowledge Cutoff Date: April 2024.\" %}",
+       PromptTemplate::Granite4}};
+  for (const auto& [chat_template, want] : templates) {
+    std::ofstream(dir / "tokenizer_config.json", std::ios::trunc)
+        << nlohmann::json{{"eos_token", "<|end_of_text|>"}, {"chat_template", chat_template}}.dump();
+    const auto granite = Tokenizer::load(dir.string());
+    EXPECT_EQ(choose_prompt_template("auto", granite.get()), want) << chat_template;
+  }
+  fs::remove_all(dir);
+  const ByteTokenizer bytes;
+  const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::Granite4, bytes); });
+  EXPECT_NE(e.find("the granite4 prompt template needs the token <|start_of_role|>"), std::string::npos) << e;
 }
 
 // The tulu template (OLMo 2 Instruct's and Tulu 3's format; e2e_chat_to_ids checks its ids against
@@ -421,7 +494,8 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   EXPECT_EQ(choose_prompt_template("auto", phi4.get()), PromptTemplate::Phi4);
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
   EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
-                   "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu or cohere)"),
+                   "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, "
+                   "granite3.1 or granite4)"),
             std::string::npos)
       << e;
 }
