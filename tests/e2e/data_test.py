@@ -8,9 +8,10 @@
               llama2 and mistral templates named on a SentencePiece model in Llama 2's layout, and
               mistral-v3 chosen by auto on one in Mistral v0.3's, gemma3 by auto on one in Gemma
               3's, mistral-v7 by auto on one in Mistral Large 2411's (tokenizer.model.v7),
-              mistral-v3 by auto and mistral-v7 named on Mistral's Tekken (tekken.json): the ids
-              of their references (tests/data/llama_spm, mistral_v3_spm, mistral_v7_spm,
-              gemma3_spm, tekken)
+              mistral-v3 by auto and mistral-v7 named on Mistral's Tekken (tekken.json), phi4-mini
+              by auto on an o200k tokenizer.json and granite3.1 on a Granite 3 one: the ids of
+              their references (tests/data/llama_spm, mistral_v3_spm, mistral_v7_spm, gemma3_spm,
+              tekken, hf_bpe/o200k, hf_bpe/granite)
   bad-input   a missing data file and a record of another shape in a list: one error line
 """
 import json
@@ -55,15 +56,17 @@ def case_show(args, tmp):
                                  ("gemma3", "auto", "chat_cases.json"),
                                  ("tekken", "auto", "chat_cases.json"),
                                  ("tekken", "mistral-v7", "chat_cases_v7.json"),
-                                 ("o200k", "auto", "chat_cases.json")]:
+                                 ("o200k", "auto", "chat_cases.json"),
+                                 ("granite", "auto", "chat_cases_granite3.1.json")]:
         model = hf_tokenizer_model(os.path.join(tmp, kind + "-" + template), kind=kind)
-        folder = {"gemma3": "gemma3_spm", "o200k": os.path.join("hf_bpe", "o200k")}.get(kind, kind)
+        folder = {"gemma3": "gemma3_spm", "o200k": os.path.join("hf_bpe", "o200k"),
+                  "granite": os.path.join("hf_bpe", "granite")}.get(kind, kind)
         cases = json.load(open(os.path.join(ROOT, "tests", "data", folder, name)))
         chat_file(data, cases)
         r = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--template", template,
                                   "--show", str(len(cases))], 1)
         chosen = {"mistral_v3_spm": "mistral-v3", "mistral_v7_spm": "mistral-v7", "gemma3": "gemma3",
-                  "tekken": "mistral-v3", "o200k": "phi4-mini"}[kind] \
+                  "tekken": "mistral-v3", "o200k": "phi4-mini", "granite": "granite3.1"}[kind] \
             if template == "auto" else template
         assert "template %s (--template %s)" % (chosen, template) in r.stdout, r.stdout
         shown = re.findall(r"  prompt    (\d+) tokens \[([0-9 .]+)\]\n      (.*)\n  response  (\d+) tokens \[([0-9 .]+)\]",
@@ -71,9 +74,9 @@ def case_show(args, tmp):
         assert len(shown) == len(cases), r.stdout
         for (n, ids, text, rn, rids), c in zip(shown, cases):
             assert int(n) == len(c["prompt_ids"]) and ids.split()[:48] == [str(i) for i in c["prompt_ids"]][:48], (ids, c)
-            # Gemma's reference response ends with the "\n" after <end_of_turn>, Phi-4-mini's with EOS
-            # after <|end|>, where spin's stops.
-            want = c["response_ids"][:-1] if kind in ("gemma3", "o200k") else c["response_ids"]
+            # Gemma's and Granite's reference responses end with the "\n" after <end_of_turn> /
+            # <|end_of_text|>, Phi-4-mini's with EOS after <|end|>, where spin's stops.
+            want = c["response_ids"][:-1] if kind in ("gemma3", "o200k", "granite") else c["response_ids"]
             assert [int(i) for i in rids.split() if i != "..."] == want[:48], (rids, c)
         print("spin data --template %s: %d chat examples rendered as its reference renders them" % (template, len(cases)))
 

@@ -134,8 +134,9 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     Tekken cut to 5000 ids: <s> 1, </s> 2, [INST] 3, [/INST] 4); o200k: a tiny Phi-4-mini (Phi-3's
     parts, half of each head rotating, tied embeddings) with hf_bpe/o200k's tokenizer
     (<|endoftext|> 0 as BOS and EOS, as Phi-4-mini's; <|end|> 4 ends a response); granite: a tiny
-    Granite (its four multipliers, tied embeddings) with llama3's tokenizer (Granite's own chat format
-    is not spin's); olmo2: a tiny OLMo 2 (output norms alone, q and k normed across their heads) with
+    Granite (its four multipliers, tied embeddings) with hf_bpe/granite's tokenizer (StarCoder's digit
+    splitting, Granite's role tokens, Granite 3.1-3.3's chat template; <|end_of_text|> 0 as BOS and
+    EOS, as Granite's); olmo2: a tiny OLMo 2 (output norms alone, q and k normed across their heads) with
     llama3's tokenizer under OLMo 2 Instruct's chat template (the Tulu format, BOS first); olmo: a tiny
     OLMo (LayerNorms without parameters) with llama3's tokenizer and template; stablelm: a tiny StableLM
     (LayerNorms with weights and biases, q/k/v biases, a quarter of each head rotating) with llama3's;
@@ -150,7 +151,7 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     qwen2's; granitemoe: a tiny GraniteMoE (Granite's multipliers, four experts in 3-D tensors) with llama3's;
     granite4: a tiny Granite 4.0 of attention layers (the MLP as shared_mlp) with llama3's."""
     qwen = kind in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe", "phi4")  # their token ids: BOS 0, EOS 2
-    o200k = kind == "o200k"
+    bos_is_eos = kind in ("o200k", "granite")  # BOS and EOS the one id 0
     gemma = kind in ("gemma", "gemma2", "gemma3")
     spm = gemma or kind in ("llama_spm", "mistral_v3_spm", "mistral_v7_spm")
     tekken = kind == "tekken"
@@ -158,7 +159,7 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
              "gemma2": ["--gemma2"], "gemma3": ["--gemma3"], "llama_spm": [], "mistral_v3_spm": [], "mistral_v7_spm": [],
              "phi4": ["--phi3", "--max-positions", "192", "--original-max-positions", "96"], "tekken": ["--mistral"],
              "o200k": ["--phi3", "--partial-rotary", "0.5", "--tie", "--max-positions", "192",
-                       "--original-max-positions", "96"], "granite": ["--granite", "--tie"],
+                       "--original-max-positions", "96"], "granite": ["--granite", "--tie", "--max-positions", "256"],
              "olmo": ["--olmo"], "olmo2": ["--olmo2"], "stablelm": ["--stablelm"], "cohere": ["--cohere"],
              "gpt_neox": ["--gpt-neox"], "phi": ["--phi2"], "mixtral": ["--mixtral"],
              "qwen3_moe": ["--qwen3-moe"], "olmoe": ["--olmoe"], "qwen2_moe": ["--qwen2-moe"],
@@ -170,7 +171,7 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     spm_file = "tokenizer.model.v7" if kind == "mistral_v7_spm" else "tokenizer.model"
     tokenizer_files = ([os.path.join(ROOT, "tests", "data", spm_dir, spm_file)] if spm else
                        [os.path.join(ROOT, "tests", "data", "tekken", "tekken.json")] if tekken else
-                       [os.path.join(os.path.dirname(HF_BPE), {"granite": "llama3", "olmo": "llama3", "olmo2": "llama3", "stablelm": "llama3",
+                       [os.path.join(os.path.dirname(HF_BPE), {"olmo": "llama3", "olmo2": "llama3", "stablelm": "llama3",
                                                                    "gpt_neox": "llama3", "phi": "llama3",
                                                                    "mixtral": "llama3", "qwen3_moe": "qwen3",
                                                                    "olmoe": "llama3", "qwen2_moe": "qwen2",
@@ -185,7 +186,7 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
     config["bos_token_id"], config["eos_token_id"] = ((2, 1) if gemma else (1, 2) if spm or tekken else
-                                                      (0, 0) if o200k else (0, 3) if kind == "cohere" else
+                                                      (0, 0) if bos_is_eos else (0, 3) if kind == "cohere" else
                                                       (0, 2 if qwen else list(eos)))
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(config, f)

@@ -155,13 +155,14 @@ def case_hf_tokenizer(args, tmp):
     _, out = train_family(args, config, tmp, "tekken", "model.layers.0.self_attn.q_proj.weight", "mistral-v3")
     assert os.path.exists(os.path.join(out, "iteration_1", "tekken.json"))
     print("Mistral + Tekken + mistral-v3 template at TP 2 in bf16: 6 steps, first loss log 2, exported with tekken.json")
-    # Granite (its multipliers in generation, scoring and training; tied embeddings) with llama3's
-    # tokenizer: exported tied, as a granite whose multipliers are the original's.
-    after, out = train_family(args, config, tmp, "granite", "model.layers.1.mlp.down_proj.weight", "llama3")
+    # Granite (its multipliers in generation, scoring and training; tied embeddings) with a Granite 3
+    # tokenizer (StarCoder's digit splitting) and Granite 3.1-3.3's chat template: auto picks
+    # granite3.1; exported tied, as a granite whose multipliers are the original's.
+    after, out = train_family(args, config, tmp, "granite", "model.layers.1.mlp.down_proj.weight", "granite3.1")
     exported = json.load(open(os.path.join(out, "iteration_1", "config.json")))
     assert exported["model_type"] == "granite" and exported["residual_multiplier"] == 0.3, exported
     assert "lm_head.weight" not in after, sorted(after)
-    print("Granite + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, exported tied as a granite")
+    print("Granite + granite3.1 template at TP 2 in bf16: 6 steps, first loss log 2, exported tied as a granite")
     # OLMo 2 (no input norms; q and k normed across the heads of both TP ranks) with OLMo 2
     # Instruct's chat template over llama3's tokens: auto picks tulu; q_norm trained, exported as an
     # olmo2 without input norms.
