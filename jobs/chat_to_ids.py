@@ -2,7 +2,7 @@
 """Conversations rendered by a model's own chat template into spin's token-id records.
 
 spin renders prompts with its own implementations of the common chat formats (docs/spin.md) and
-refuses the formats it does not implement -- SmolLM3's, OLMo 3's, Phi-3's -- rather than
+refuses the formats it does not implement -- OLMo 3's, Phi-3's -- rather than
 approximate them. For those (or to train on exactly what a tokenizer's template writes), this
 tool runs the template once, at data-preparation time, with Hugging Face transformers (a tool's
 dependency; spin itself never runs Python), and writes the token-id shape spin reads as it is:
@@ -23,7 +23,7 @@ Input shapes (as spin reads them): {"messages": [...]}, SPIN data sets' {"real":
 preference set's "rejected") becomes "generated" ids, rendered and cut alike, for
 spin.generations = data; its messages before the last must be the real conversation's. --system TEXT gives conversations without a
 system message that one -- for templates that otherwise write a default dated the day they run
-(SmolLM3's), so that every run of the tool writes the same tokens.
+(Granite 3.1's, SmolLM3's), so that every run of the tool writes the same tokens.
 
     python3 jobs/chat_to_ids.py --model MODEL_DIR --input chat.jsonl --output ids.jsonl \\
         [--system "You are a helpful assistant."] [--chat-template FILE]

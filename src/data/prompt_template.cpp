@@ -36,6 +36,48 @@ constexpr const char* kGranite31SystemBefore = "Knowledge Cutoff Date: April 202
 constexpr const char* kGranite31Date = "April 16, 2025";
 constexpr const char* kGranite31SystemAfter = ".\nYou are Granite, developed by IBM. You are a helpful AI assistant.";
 
+// SmolLM3's system block in its non-thinking mode, around the day its template runs (strftime_now('%d %B %Y'))
+// -- one fixed day here, SmolLM3's release, as for granite3.1 -- and its custom instructions (the system
+// message's, or the default).
+constexpr const char* kSmolLm3Date = "08 July 2025";
+constexpr const char* kSmolLm3Default = "You are a helpful AI assistant named SmolLM, trained by Hugging Face.";
+// What SmolLM3's assistant turns and generation prompt open with in the non-thinking mode.
+constexpr const char* kSmolLm3Reply = "assistant\n<think>\n\n</think>\n";
+
+// `text` with every `what` removed.
+std::string without(std::string text, std::string_view what) {
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at)) text.erase(at, what.size());
+  return text;
+}
+
+// `text` without its trailing whitespace (Python's rstrip()).
+std::string rstripped(const std::string& text) {
+  return text.substr(0, unicode::whitespace_before(text, 0, text.size()));
+}
+
+// SmolLM3's system turn's text: the metadata, then the system message's custom instructions (its
+// /no_think and /think flags taken out) or the default one, then its empty tool sections -- or, with
+// /system_override, the instructions alone.
+std::string smollm3_system(const std::vector<Message>& messages) {
+  const bool system = !messages.empty() && messages.front().role == "system";
+  const std::string message = system ? messages.front().content : std::string();
+  require(message.find("/no_think") != std::string::npos || message.find("/think") == std::string::npos,
+          "the smollm3 prompt template writes SmolLM3's non-thinking mode, and the system message's /think turns "
+          "thinking on: drop /think (or give token ids rendered with thinking on: jobs/chat_to_ids.py)");
+  const std::string instructions = rstripped(without(without(message, "/no_think"), "/think"));
+  if (message.find("/system_override") != std::string::npos) return rstripped(without(instructions, "/system_override"));
+  return std::string("## Metadata\n\nKnowledge Cutoff Date: June 2025\nToday Date: ") + kSmolLm3Date +
+         "\nReasoning Mode: /no_think\n\n## Custom Instructions\n\n" +
+         (instructions.empty() ? std::string(kSmolLm3Default) : instructions) +
+         "\n\n## Tools\n\n### XML Tools\n\nNone\n\n### Python Tools\n\nNone\n\n";
+}
+
+// Leading newlines removed (SmolLM3's content.lstrip("\n") of an assistant turn).
+std::string without_leading_newlines(const std::string& text) {
+  const std::size_t first = text.find_first_not_of('\n');
+  return first == std::string::npos ? std::string() : text.substr(first);
+}
+
 bool is_granite(PromptTemplate p) {
   return p == PromptTemplate::Granite30 || p == PromptTemplate::Granite31 || p == PromptTemplate::Granite4;
 }
@@ -190,7 +232,8 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
       PromptTemplate::ChatMl,    PromptTemplate::Qwen25, PromptTemplate::Qwen3,    PromptTemplate::Gemma,
       PromptTemplate::Gemma3,    PromptTemplate::Llama2, PromptTemplate::Mistral,  PromptTemplate::MistralV3,
       PromptTemplate::MistralV7, PromptTemplate::Phi4,   PromptTemplate::Phi4Mini, PromptTemplate::Tulu,
-      PromptTemplate::Cohere,    PromptTemplate::Granite30, PromptTemplate::Granite31, PromptTemplate::Granite4};
+      PromptTemplate::Cohere,    PromptTemplate::Granite30, PromptTemplate::Granite31, PromptTemplate::Granite4,
+      PromptTemplate::SmolLm3};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
@@ -247,12 +290,10 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   }
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>", "<|im_sep|>"})) return PromptTemplate::Phi4;
   // SmolLM3: ChatML's and the think tokens, under a template that opens with a metadata system
-  // block (today's date, the reasoning mode) spin does not write -- refused rather than taken
-  // for Qwen3's.
-  require(tokenizer == nullptr || tokenizer->chat_template().find("Reasoning Mode") == std::string::npos,
-          "the tokenizer's chat template is SmolLM3's (a metadata system block with the date and the reasoning "
-          "mode), which spin does not implement: choose --template chatml or qwen3 (data.template), or give token "
-          "ids (jobs/chat_to_ids.py renders conversations with the model's own template)");
+  // block (the date, the reasoning mode): decided by the template, before Qwen3's tokens.
+  if (tokenizer != nullptr && tokenizer->chat_template().find("Reasoning Mode") != std::string::npos) {
+    return PromptTemplate::SmolLm3;
+  }
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>", "<think>", "</think>"})) return PromptTemplate::Qwen3;
   if (has_tokens(tokenizer, {"<|im_start|>", "<|im_end|>"})) {
     const bool qwen25 = tokenizer->chat_template().find(kQwen25System) != std::string::npos;
@@ -294,6 +335,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::Granite30: return "granite3.0";
     case PromptTemplate::Granite31: return "granite3.1";
     case PromptTemplate::Granite4: return "granite4";
+    case PromptTemplate::SmolLm3: return "smollm3";
   }
   return "?";
 }
@@ -318,6 +360,24 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     // Qwen3's non-thinking mode: an empty think block opens the response.
     const bool no_thinking = prompt_template == PromptTemplate::Qwen3;
     append(ids, t.encode(no_thinking ? "assistant\n<think>\n\n</think>\n\n" : "assistant\n"));
+    return ids;
+  }
+  if (prompt_template == PromptTemplate::SmolLm3) {  // ChatML; the system block always; later system messages dropped
+    const std::int32_t start = special(t, prompt_template, "<|im_start|>");
+    const std::int32_t end = special(t, prompt_template, "<|im_end|>");
+    const auto turn = [&](const std::string& text) {
+      ids.push_back(start);
+      append(ids, t.encode(text));
+      ids.push_back(end);
+      append(ids, t.encode("\n"));
+    };
+    turn("system\n" + smollm3_system(messages));
+    for (const Message& m : messages) {
+      if (m.role == "user") turn("user\n" + m.content);
+      if (m.role == "assistant") turn(kSmolLm3Reply + without_leading_newlines(m.content));
+    }
+    ids.push_back(start);
+    append(ids, t.encode(kSmolLm3Reply));
     return ids;
   }
   if (prompt_template == PromptTemplate::Llama2 || prompt_template == PromptTemplate::Mistral ||
@@ -483,7 +543,8 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
   const bool trim = is_llama3(prompt_template) || is_gemma(prompt_template) || prompt_template == PromptTemplate::Cohere;
   const bool rstrip = prompt_template == PromptTemplate::MistralV3 || prompt_template == PromptTemplate::MistralV7;
   const std::size_t kept = text.find_last_not_of(' ') + 1;  // up to the trailing spaces
-  const std::string written = prompt_template == PromptTemplate::Llama2 ? trimmed(text) + " "
+  const std::string written = prompt_template == PromptTemplate::SmolLm3 ? without_leading_newlines(text)
+                              : prompt_template == PromptTemplate::Llama2 ? trimmed(text) + " "
                               : rstrip                                  ? text.substr(0, kept)
                               : trim                                    ? trimmed(text)
                                                                         : text;
@@ -494,7 +555,7 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
 
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& t) {
   if (is_llama3(prompt_template)) return special(t, prompt_template, "<|eot_id|>");
-  if (is_chatml(prompt_template) || prompt_template == PromptTemplate::Phi4) {
+  if (is_chatml(prompt_template) || prompt_template == PromptTemplate::Phi4 || prompt_template == PromptTemplate::SmolLm3) {
     return special(t, prompt_template, "<|im_end|>");
   }
   if (is_gemma(prompt_template)) return special(t, prompt_template, "<end_of_turn>");

@@ -9,9 +9,9 @@
 //         mistral-v7 when it has [INST], [/INST], [SYSTEM_PROMPT] and [/SYSTEM_PROMPT] and is a
 //         tekken.json of version v7 or later or has a chat template that writes [SYSTEM_PROMPT],
 //         mistral-v3 when it has [INST] and [/INST], granite4, granite3.1 or granite3.0 when its chat
-//         template writes Granite's <|start_of_role|> turns (below), chat otherwise; chat templates
-//         spin does not write (SmolLM3's, OLMo 3's, Phi-3's SentencePiece one, other Granite ones) are
-//         refused
+//         template writes Granite's <|start_of_role|> turns (below), smollm3 when its chat template
+//         writes SmolLM3's "Reasoning Mode" (before qwen3), chat otherwise; chat templates spin does
+//         not write (OLMo 3's, Phi-3's SentencePiece one, other Granite ones) are refused
 //   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"
@@ -87,12 +87,22 @@
 //   granite4 (Granite 4.0's) granite3.1 with 4.0's undated default: "You are a helpful assistant. Please
 //         ensure responses are professional, accurate, and safe."; auto picks each Granite template by its
 //         chat template's default system message (3.0's: its user turn), refusing another
+//   smollm3 (SmolLM3's template with enable_thinking=False) ChatML without BOS: first a system turn
+//         "## Metadata\n\nKnowledge Cutoff Date: June 2025\nToday Date: 08 July 2025\nReasoning Mode:
+//         /no_think\n\n## Custom Instructions\n\n{instructions}\n\n## Tools\n\n### XML Tools\n\nNone\n\n
+//         ### Python Tools\n\nNone\n\n" (the day fixed, as for granite3.1; the instructions the system
+//         message's without its /no_think and trailing whitespace, or "You are a helpful AI assistant
+//         named SmolLM, trained by Hugging Face."; with /system_override the instructions alone; a
+//         system message with /think refused), then user turns as chatml's, assistant turns
+//         "assistant\n<think>\n\n</think>\n{content without leading newlines}", later system
+//         messages dropped, then <|im_start|> "assistant\n<think>\n\n</think>\n"
 // Special tokens are inserted as ids, never as text, so a tokenizer cannot split them.
 // The response is its text's ids followed by EOS (llama3: its trimmed text's, then <|eot_id|>,
 // which ends an assistant turn; chatml: <|im_end|>, without the "\n" that separates turns, at
 // which generation stops too; phi4: <|im_end|>; phi4-mini: <|end|>; gemma, gemma3: its trimmed text's, then
 // <end_of_turn>; llama2: the ids of its trimmed text and a space; cohere: its stripped text's, then
-// <|END_OF_TURN_TOKEN|>; granite*: its text's, then <|end_of_text|>).
+// <|END_OF_TURN_TOKEN|>; granite*: its text's, then <|end_of_text|>; smollm3: its text's without leading
+// newlines, then <|im_end|>).
 #pragma once
 
 #include <cstdint>
@@ -112,11 +122,11 @@ struct Message {
 
 enum class PromptTemplate {
   Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Gemma3, Llama2, Mistral, MistralV3, MistralV7, Phi4,
-  Phi4Mini, Tulu, Cohere, Granite30, Granite31, Granite4
+  Phi4Mini, Tulu, Cohere, Granite30, Granite31, Granite4, SmolLm3
 };
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
-// gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, granite3.1 or
-// granite4; throws naming the choices), "auto" resolved for `tokenizer` (null: chat).
+// gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, granite3.1,
+// granite4 or smollm3; throws naming the choices), "auto" resolved for `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
@@ -128,7 +138,7 @@ inline constexpr const char* kPromptTemplateChoices =
     "chat), mistral (Mistral 7B Instruct v0.1 / v0.2), mistral-v3 (v0.3, Mistral NeMo), mistral-v7 (Mistral Small 3 "
     "and later), phi4 (Phi-4), phi4-mini (Phi-4-mini), tulu (OLMo 2 Instruct, Tulu 3), cohere (Command-R, Aya), "
     "granite3.0 (Granite 3.0), granite3.1 (Granite 3.1-3.3, their dated default system message on a fixed day) or "
-    "granite4 (Granite 4.0)";
+    "granite4 (Granite 4.0) or smollm3 (SmolLM3, thinking off)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);

@@ -7,7 +7,8 @@ expression, then ByteLevel) and one as Phi-4-mini's (o200k's expression, chat to
 rstrip / lstrip), each written as tokenizer.json + tokenizer_config.json, and cases.json: texts
 with the ids, pre-tokenizer pieces and decoded text `tokenizers` gives; for llama3, qwen2 and
 o200k also chat_cases.json, from transformers' apply_chat_template; llama31, qwen3, phi4 (Phi-4's
-specials on llama3's tokenization) and cohere (Aya 23's / Command-R's) only that. granite: as
+specials on llama3's tokenization), cohere (Aya 23's / Command-R's) and smollm3 (ChatML's and the
+think tokens on llama3's tokenization, SmolLM3's template) only that. granite: as
 Granite 3's (StarCoder's) tokenizer -- Digits with individual_digits, then ByteLevel with GPT-2's
 expression -- with its role tokens: cases.json and the chat cases of Granite 3.0's, 3.1-3.3's and
 4.0's templates.
@@ -31,6 +32,7 @@ LLAMA31_SPECIALS = SPECIALS + ["<|eom_id|>", "<|python_tag|>"]
 QWEN2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 QWEN3_SPECIALS = QWEN2_SPECIALS + ["<think>", "</think>"]
 PHI4_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|im_sep|>"]
+SMOLLM3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 GRANITE_SPECIALS = ["<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>", "<|tool_call|>"]
 COHERE_SPECIALS = ["<BOS_TOKEN>", "<EOS_TOKEN>", "<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>",
                    "<|CHATBOT_TOKEN|>", "<|SYSTEM_TOKEN|>"]
@@ -108,7 +110,7 @@ def texts(rng, pool=POOL):
 
 def build(kind, out, rng):
     specials, pool = SPECIALS, POOL
-    if kind in ("llama3", "llama31", "phi4", "cohere"):  # Phi-4's: cl100k's expression, as Llama 3's
+    if kind in ("llama3", "llama31", "phi4", "cohere", "smollm3"):  # Phi-4's: cl100k's expression, as Llama 3's
         tok = Tokenizer(models.BPE(ignore_merges=True))
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated", invert=False),
@@ -143,6 +145,8 @@ def build(kind, out, rng):
         specials = PHI4_SPECIALS
     elif kind == "cohere":
         specials = COHERE_SPECIALS
+    elif kind == "smollm3":
+        specials = SMOLLM3_SPECIALS
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -158,6 +162,9 @@ def build(kind, out, rng):
         elif kind == "cohere":  # as Aya 23's and Command-R's
             json.dump({"bos_token": "<BOS_TOKEN>", "eos_token": "<|END_OF_TURN_TOKEN|>", "pad_token": "<PAD>",
                        "chat_template": COHERE_CHAT}, f)
+        elif kind == "smollm3":  # as SmolLM3's (its template writes no BOS)
+            json.dump({"bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|im_end|>",
+                       "chat_template": SMOLLM3_CHAT}, f)
         elif kind == "granite":  # as Granite 3.3's (its template writes no BOS)
             json.dump({"bos_token": "<|end_of_text|>", "eos_token": "<|end_of_text|>", "pad_token": "<|end_of_text|>",
                        "chat_template": GRANITE31_CHAT}, f)
@@ -181,6 +188,13 @@ def build(kind, out, rng):
     if kind == "llama31":  # its tokenization is llama3's: only the chat format is tested
         chat_cases(tok, out, LLAMA31_CHAT, "<|begin_of_text|>", "<|eot_id|>")
         print("llama31: vocabulary %d, chat cases" % tok.get_vocab_size())
+        return
+    if kind == "smollm3":  # its tokenization is llama3's: only the chat format is tested (thinking off)
+        chat_cases(tok, out, SMOLLM3_CHAT, None, "<|im_end|>",
+                   template_kwargs={"enable_thinking": False,
+                                    "strftime_now": lambda fmt: datetime.date(2025, 7, 8).strftime(fmt)},
+                   more=SMOLLM3_CONVERSATIONS)
+        print("smollm3: vocabulary %d, chat cases" % tok.get_vocab_size())
         return
     if kind == "cohere":  # its tokenization is llama3's: only the chat format is tested
         chat_cases(tok, out, COHERE_CHAT, "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>")
@@ -303,9 +317,10 @@ COHERE_CHAT = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' }}{% endif %}")
 
 
-def chat_cases(tok, out, template, bos, eos, name="chat_cases.json", template_kwargs=None):
-    """chat_cases.json: conversations with the ids transformers' apply_chat_template gives for the
-    prompt (with the generation prompt) and, for the whole conversation, the response's ids."""
+def chat_cases(tok, out, template, bos, eos, name="chat_cases.json", template_kwargs=None, more=()):
+    """chat_cases.json: conversations (three, and `more`) with the ids transformers'
+    apply_chat_template gives for the prompt (with the generation prompt) and, for the whole
+    conversation, the response's ids."""
     from transformers import PreTrainedTokenizerFast
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos)
     fast.chat_template = template
@@ -315,7 +330,7 @@ def chat_cases(tok, out, template, bos, eos, name="chat_cases.json", template_kw
          {"role": "assistant", "content": " Hi.\n\n"}],
         [{"role": "user", "content": "first"}, {"role": "assistant", "content": "one"},
          {"role": "user", "content": "naïve 日本 🙂 12345"}, {"role": "assistant", "content": "two\nlines"}],
-    ]
+    ] + list(more)
     cases = []
     for conv in conversations:
         kwargs = template_kwargs or {}
@@ -378,9 +393,55 @@ GRANITE4_CHAT = (
     "{%- if add_generation_prompt %}{{- '<|start_of_role|>assistant<|end_of_role|>' }}{%- endif %}")
 
 
+# SmolLM3's chat template (tokenizer_config.json), its thinking-mode default instructions elided (never rendered
+# here), without its {% generation %} markers (which only mark
+# the assistant's tokens for training masks; transformers 4.40 has no such tag): a metadata system block
+# with the day it runs and the reasoning mode, ChatML turns, thinking off by enable_thinking=False or
+# /no_think in the system message.
+SMOLLM3_CHAT = (
+    "{%- if enable_thinking is not defined -%}{%- set enable_thinking = true -%}{%- endif -%}"
+    "{%- if enable_thinking -%}{%- set reasoning_mode = \"/think\" -%}{%- else -%}"
+    "{%- set reasoning_mode = \"/no_think\" -%}{%- endif -%}{{- \"<|im_start|>system\\n\" -}}"
+    "{%- if messages[0].role == \"system\" -%}{%- set system_message = messages[0].content -%}"
+    "{%- if \"/no_think\" in system_message -%}{%- set reasoning_mode = \"/no_think\" -%}"
+    "{%- elif \"/think\" in system_message -%}{%- set reasoning_mode = \"/think\" -%}{%- endif -%}"
+    "{%- set custom_instructions = system_message.replace(\"/no_think\", \"\").replace(\"/think\", \"\").rstrip() -%}"
+    "{%- endif -%}{%- if \"/system_override\" in system_message -%}"
+    "{{- custom_instructions.replace(\"/system_override\", \"\").rstrip() -}}{{- \"<|im_end|>\\n\" -}}{%- else -%}"
+    "{{- \"## Metadata\\n\\n\" -}}{{- \"Knowledge Cutoff Date: June 2025\\n\" -}}"
+    "{%- set today = strftime_now(\"%d %B %Y\") -%}{{- \"Today Date: \" ~ today ~ \"\\n\" -}}"
+    "{{- \"Reasoning Mode: \" + reasoning_mode + \"\\n\\n\" -}}{{- \"## Custom Instructions\\n\\n\" -}}"
+    "{%- if custom_instructions -%}{{- custom_instructions + \"\\n\\n\" -}}"
+    "{%- elif reasoning_mode == \"/think\" -%}{{- \"(thinking instructions)\\n\\n\" -}}"
+    "{%- else -%}{{- \"You are a helpful AI assistant named SmolLM, trained by Hugging Face.\\n\\n\" -}}{%- endif -%}"
+    "{{- \"## Tools\\n\\n\" -}}{{- \"### XML Tools\\n\\n\" -}}{%- if xml_tools -%}{{- xml_tools -}}{%- else -%}"
+    "{{- \"None\" -}}{%- endif -%}{{- \"\\n\\n\" -}}{{- \"### Python Tools\\n\\n\" -}}{%- if python_tools -%}"
+    "{{- python_tools -}}{%- else -%}{{- \"None\" -}}{%- endif -%}{{- \"\\n\\n\" -}}{{- \"<|im_end|>\\n\" -}}"
+    "{%- endif -%}{%- for message in messages -%}"
+    "{%- set content = message.content if message.content is string else \"\" -%}"
+    "{%- if message.role == \"user\" -%}{{ \"<|im_start|>\" + message.role + \"\\n\"  + content + \"<|im_end|>\\n\" }}"
+    "{%- elif message.role == \"assistant\" -%}{%- if reasoning_mode == \"/think\" -%}"
+    "{{ \"<|im_start|>assistant\\n\" + content.lstrip(\"\\n\") + \"<|im_end|>\\n\" }}{%- else -%}"
+    "{{ \"<|im_start|>assistant\\n\" + \"<think>\\n\\n</think>\\n\" + content.lstrip(\"\\n\") + \"<|im_end|>\\n\" }}"
+    "{%- endif -%}{%- elif message.role == \"tool\" -%}{{ \"<|im_start|>\" + \"user\\n\"  + content + \"<|im_end|>\\n\" }}"
+    "{%- endif -%}{%- endfor -%}{%- if add_generation_prompt -%}{%- if reasoning_mode == \"/think\" -%}"
+    "{{ \"<|im_start|>assistant\\n\" }}{%- else -%}{{ \"<|im_start|>assistant\\n\" + \"<think>\\n\\n</think>\\n\"  }}"
+    "{%- endif -%}{%- endif -%}")
+# SmolLM3's own cases: /no_think and whitespace in the system message, a response opening with
+# newlines, a later system message (dropped), /system_override.
+SMOLLM3_CONVERSATIONS = [
+    [{"role": "system", "content": "Answer briefly. /no_think  \n"}, {"role": "user", "content": "Why?"},
+     {"role": "assistant", "content": "\n\nBecause."}],
+    [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "system", "content": "late"},
+     {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}],
+    [{"role": "system", "content": "Raw system text. /system_override"}, {"role": "user", "content": "x"},
+     {"role": "assistant", "content": "y"}],
+]
+
+
 def main():
     root = sys.argv[1]
-    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4", "o200k", "cohere", "granite"):
+    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4", "o200k", "cohere", "granite", "smollm3"):
         build(kind, os.path.join(root, kind), random.Random(7))
 
 

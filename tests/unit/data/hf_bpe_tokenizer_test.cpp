@@ -205,7 +205,7 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   EXPECT_EQ(choose_prompt_template("cohere", r7b_tokenizer.get()), PromptTemplate::Cohere);  // named: taken
   fs::remove_all(r7b);
   // SmolLM3's tokenizer has ChatML's and the think tokens, as Qwen3's does, but its template opens
-  // with a metadata block spin does not write: auto refuses it, a named template is taken.
+  // with a metadata block: auto picks smollm3 by the template, a named template is taken.
   const fs::path smol = fs::temp_directory_path() / ("spin_smollm3_" + std::to_string(::getpid()));
   fs::create_directories(smol);
   fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen3/tokenizer.json", smol / "tokenizer.json",
@@ -214,9 +214,7 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
       << R"({"eos_token": "<|im_end|>", "chat_template": "<|im_start|>system\n## Metadata\n\nKnowledge Cutoff Date: )"
          R"(June 2025\nToday Date: {{ today }}\nReasoning Mode: /think\n\n"})";
   const auto smol_tokenizer = Tokenizer::load(smol.string());
-  const std::string refused =
-      testing::error_of([&] { choose_prompt_template("auto", smol_tokenizer.get()); });
-  EXPECT_NE(refused.find("the tokenizer's chat template is SmolLM3's"), std::string::npos) << refused;
+  EXPECT_EQ(choose_prompt_template("auto", smol_tokenizer.get()), PromptTemplate::SmolLm3);
   EXPECT_EQ(choose_prompt_template("chatml", smol_tokenizer.get()), PromptTemplate::ChatMl);
   // A Granite chat template none of spin's granite templates writes (no default system message spin
   // knows, not 3.0's user turn): auto refuses it rather than falling back to Zephyr's.
@@ -297,6 +295,25 @@ TEST(HfBpeTokenizer, GraniteTemplatesMatchApplyChatTemplate) {
   const ByteTokenizer bytes;
   const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::Granite4, bytes); });
   EXPECT_NE(e.find("the granite4 prompt template needs the token <|start_of_role|>"), std::string::npos) << e;
+}
+
+// smollm3 against apply_chat_template with SmolLM3's template (enable_thinking=False; its strftime_now
+// giving the day spin writes) on ChatML's and the think tokens over Llama 3's tokenization: the
+// metadata system block with the system message's instructions (its /no_think and trailing
+// whitespace taken out) or the default, /system_override's instructions alone, a later system
+// message dropped, the assistant's turns after an empty think block without their leading newlines;
+// the response ends with <|im_end|>. A system message turning thinking on is refused.
+TEST(HfBpeTokenizer, SmolLm3TemplateMatchesApplyChatTemplate) {
+  expect_chat_cases("hf_bpe/smollm3", PromptTemplate::SmolLm3, "\n");
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/smollm3");
+  EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::SmolLm3);
+  EXPECT_EQ(response_end(PromptTemplate::SmolLm3, *t), t->token_id("<|im_end|>"));
+  const std::string e = testing::error_of([&] {
+    render_prompt({{"system", "Think first. /think"}, {"user", "hi"}}, PromptTemplate::SmolLm3, *t);
+  });
+  EXPECT_NE(e.find("the system message's /think turns thinking on"), std::string::npos) << e;
+  // /no_think beside /think keeps thinking off, as the template decides.
+  EXPECT_NO_THROW(render_prompt({{"system", "/think /no_think"}, {"user", "hi"}}, PromptTemplate::SmolLm3, *t));
 }
 
 // The tulu template (OLMo 2 Instruct's and Tulu 3's format; e2e_chat_to_ids checks its ids against
@@ -495,7 +512,7 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
   EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
                    "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, "
-                   "granite3.1 or granite4)"),
+                   "granite3.1, granite4 or smollm3)"),
             std::string::npos)
       << e;
 }
