@@ -343,13 +343,17 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   }
   // attention_bias: biases on q, k, v and o_proj, as LlamaAttention and the families built on it
   // add them (GPT-NeoX's o_bias: replicated, added once after the reduction); Qwen2's own q, k, v
-  // biases take no key. mlp_bias (a bias on gate_proj too) is not implemented.
+  // biases take no key. mlp_bias: biases on gate_proj, up_proj and down_proj, as LlamaMLP adds them --
+  // the key of Llama's, Granite's and SmolLM3's configs (the other families' MLPs have no biases).
   if (!qwen2 && flag(j, "attention_bias", false, source)) c.qkv_bias = c.o_bias = true;
+  const bool mlp_bias_key = type == "llama" || type == "granite" || type == "smollm3";
+  if (mlp_bias_key) c.mlp_bias = flag(j, "mlp_bias", false, source);
   for (const std::string key : {"attention_bias", "mlp_bias"}) {
     if (key == "attention_bias" && !qwen2) continue;  // read above
+    if (key == "mlp_bias" && mlp_bias_key) continue;
     require(!j.contains(key) || j.at(key) == false, source, ": \"", key,
-            "\": true is not supported (of biases spin runs Qwen2's on q, k and v, and attention_bias's on q, k, v and "
-            "o_proj)");
+            "\": true is not supported for model_type ", type, " (of biases spin runs Qwen2's on q, k and v, "
+            "attention_bias's on q, k, v and o_proj, and Llama's, Granite's and SmolLM3's mlp_bias)");
   }
   const bool granite = type == "granite" || type == "granitemoe" || type == "granitemoehybrid";
   if (granite) parse_granite_multipliers(j, c, source);

@@ -254,7 +254,7 @@ void mlp_activation_forward(const ModelContext& ctx, const BatchGeometry& b, std
   const bool gated = w.gate_proj.defined();
   if (gated) {
     adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in, w.gate_proj, w.bf16.gate_proj,
-                         Tensor(), n, inter);
+                         w.gate_bias, n, inter);
   }
   adapted_forward_into(ctx, b, layer, ad, LoraTarget::Up, a, a.up, a.up_bf16, in, w.up_proj, w.bf16.up_proj, w.up_bias,
                        n, inter);
@@ -293,6 +293,7 @@ void mlp_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t 
                    gated ? a.up.f32() : nullptr, m, ctx.config.activation);
   }
   if (gated) {
+    bias_backward(ctx, g.gate_bias, s.d_gate.f32(), n, d.intermediate);
     linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.gate_proj), s.d_gate.f32(), s.dy_bf16, in.x, in.x16, w.gate_proj,
                     w.bf16.gate_proj, n, h, d.intermediate, false);
     adapter_backward(ctx, b, layer, ad, LoraTarget::Gate, g, a, s, s.d_gate.f32(), in.x, in.x16, s.d_norm.f32(), n, h,

@@ -103,6 +103,7 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
       }
     } else {
       if (c.gated_mlp) column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
+      if (c.gated_mlp && c.mlp_bias) column_vector(layer_name(l, "mlp.gate_proj.bias"), d.intermediate);
       column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);
       if (c.mlp_bias) column_vector(layer_name(l, "mlp.up_proj.bias"), d.intermediate);
       row(layer_name(l, "mlp.down_proj.weight"), h, d.intermediate);
@@ -280,6 +281,7 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
                        get_if(layer_name(l, "mlp.shared_expert.down_proj.weight"))};
     w.shared_expert_gate = get_if(layer_name(l, "mlp.shared_expert_gate.weight"));
     w.o_bias = get_if(layer_name(l, "self_attn.o_proj.bias"));
+    w.gate_bias = get_if(layer_name(l, "mlp.gate_proj.bias"));
     w.up_bias = get_if(layer_name(l, "mlp.up_proj.bias"));
     w.down_bias = get_if(layer_name(l, "mlp.down_proj.bias"));
     w.q_bias = get_if(layer_name(l, "self_attn.q_proj.bias"));
@@ -385,7 +387,7 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
   for (const Tensor* t :
        {&l.input_layernorm, &l.input_layernorm_bias, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.pre_mlp_layernorm,
         &l.pre_mlp_layernorm_bias, &l.gate_proj, &l.up_proj, &l.down_proj, &l.q_bias, &l.k_bias, &l.v_bias, &l.q_norm,
-        &l.k_norm, &l.attn_output_norm, &l.mlp_output_norm, &l.o_bias, &l.up_bias, &l.down_bias}) {
+        &l.k_norm, &l.attn_output_norm, &l.mlp_output_norm, &l.o_bias, &l.gate_bias, &l.up_bias, &l.down_bias}) {
     cover(*t);
   }
   for (const LoraFactors& f : l.lora) cover(f.a), cover(f.b);

@@ -32,10 +32,10 @@ struct LayerWeights {
   Tensor input_layernorm_bias, pre_mlp_layernorm_bias;
   Tensor gate_proj, up_proj;        // [intermediate, hidden], column-parallel (no gate: GPT-NeoX's plain MLP)
   Tensor down_proj;                 // [hidden, intermediate], row-parallel
-  // GPT-NeoX's biases (ModelConfig::o_bias, mlp_bias), undefined otherwise, float32 only: o_proj's
-  // and down_proj's [hidden] replicated (added once, after their reduction), up_proj's
-  // [intermediate] column-parallel.
-  Tensor o_bias, up_bias, down_bias;
+  // GPT-NeoX's and Llama's mlp_bias biases (ModelConfig::o_bias, mlp_bias), undefined otherwise,
+  // float32 only: o_proj's and down_proj's [hidden] replicated (added once, after their reduction),
+  // gate_proj's (a gated MLP's) and up_proj's [intermediate] column-parallel.
+  Tensor o_bias, gate_bias, up_bias, down_bias;
   // [heads * head_dim], column-parallel (split as the rows of their matrices): Qwen2's biases
   // (ModelConfig::qkv_bias), undefined otherwise. Float32 only: the products' epilogue reads them.
   Tensor q_bias, k_bias, v_bias;

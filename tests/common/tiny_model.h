@@ -40,12 +40,13 @@ namespace spin::testing {
 // rotating, a bias on the LM head. Mixtral's, Qwen3-MoE's and OLMoE's: a mixture of 4 experts, 2 a
 // token; Qwen2-MoE's besides a shared expert of intermediate + 8 behind its gate. CohereQkNorm:
 // Cohere's with a LayerNorm of each q and k head (use_qk_norm); StableLmQkNorm: StableLmParallel's
-// with them (qk_layernorm). LlamaAttentionBias: Llama's with biases on q, k, v and o_proj. GraniteMoe:
+// with them (qk_layernorm). LlamaBiases: Llama's with biases on q, k, v and o_proj (attention_bias) and
+// on gate_proj, up_proj and down_proj (mlp_bias). GraniteMoe:
 // Granite's scalars with Mixtral's mixture.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
   StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe,
-  CohereQkNorm, StableLmQkNorm, LlamaAttentionBias, GraniteMoe
+  CohereQkNorm, StableLmQkNorm, LlamaBiases, GraniteMoe
 };
 
 // Its model_type, for the tests' traces.
@@ -77,7 +78,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Qwen2Moe: return "qwen2_moe";
     case TinyFamily::CohereQkNorm: return "cohere (qk norms)";
     case TinyFamily::StableLmQkNorm: return "stablelm (qk norms)";
-    case TinyFamily::LlamaAttentionBias: return "llama (attention_bias)";
+    case TinyFamily::LlamaBiases: return "llama (attention_bias, mlp_bias)";
     case TinyFamily::GraniteMoe: return "granitemoe";
   }
   return "?";
@@ -147,7 +148,7 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
             "\"shared_expert_intermediate_size\": " + std::to_string(s.intermediate + 8) + ", "
       : s.family == TinyFamily::Mistral          ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
       : s.family == TinyFamily::Qwen2            ? "\"model_type\": \"qwen2\", "
-      : s.family == TinyFamily::LlamaAttentionBias ? "\"attention_bias\": true, "
+      : s.family == TinyFamily::LlamaBiases ? "\"attention_bias\": true, \"mlp_bias\": true, "
       : s.family == TinyFamily::Qwen3            ? "\"model_type\": \"qwen3\", "
       : s.family == TinyFamily::Gemma            ? "\"model_type\": \"gemma\", "
       : s.family == TinyFamily::Gemma2

@@ -185,6 +185,8 @@ def main():
     p.add_argument("--shared-intermediate", type=int, default=0, help="--qwen2-moe's shared expert (0: 2 x intermediate)")
     p.add_argument("--attention-bias", action="store_true",
                    help="LlamaForCausalLM's attention_bias: biases on q, k, v and o_proj")
+    p.add_argument("--mlp-bias", action="store_true",
+                   help="LlamaForCausalLM's mlp_bias: biases on gate_proj, up_proj and down_proj")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--experts-per-token", type=int, default=2)
     p.add_argument("--cohere", action="store_true",
@@ -307,7 +309,10 @@ def main():
             *(moe_experts(pre) if a.mixtral or a.qwen3_moe or a.olmoe or a.qwen2_moe else [
                 (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
                 (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
-                (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate))]),
+                (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
+                *([(pre + "mlp.%s_proj.bias" % p, [n], vector(n))
+                   for p, n in (("gate", a.intermediate), ("up", a.intermediate), ("down", a.hidden))]
+                  if a.mlp_bias else [])]),
             *([(pre + "post_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 or a.olmo2 else []),
         ]
     if not a.olmo and not a.gpt_neox and not a.phi2:
@@ -382,6 +387,8 @@ def main():
     }
     if a.attention_bias:
         config["attention_bias"] = True
+    if a.mlp_bias:
+        config["mlp_bias"] = True
     if a.qwen3:  # Qwen3's own keys, as the published models have them
         config.update({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "head_dim": head_dim,
                        "attention_bias": False, "use_sliding_window": False, "sliding_window": None,

@@ -250,7 +250,7 @@ def case_convert(args, tmp):
                         ("tiny-qwen2-moe", "model.layers.1.mlp.shared_expert_gate.weight"),
                         ("tiny-cohere-qk-norm", "model.layers.1.self_attn.k_norm.weight"),
                         ("tiny-stablelm-qk-norm", "model.layers.1.self_attn.k_layernorm.norms.1.weight"),
-                        ("tiny-llama-bias", "model.layers.1.self_attn.o_proj.bias"),
+                        ("tiny-llama-bias", "model.layers.1.mlp.gate_proj.bias"),
                         ("tiny-granitemoe", "model.layers.1.block_sparse_moe.input_linear.weight"),
                         ("tiny-granite4", "model.layers.1.shared_mlp.input_linear.weight")]:
         qwen = os.path.join(args.models, name)

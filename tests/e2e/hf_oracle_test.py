@@ -53,7 +53,8 @@ sigmoid gate): Qwen2MoeForCausalLM itself. Command R+'s norms (tiny-cohere-qk-no
 LayerNorm of each q and k head, a weight of its own each): CohereForCausalLM itself (use_qk_norm). StableLM 2
 12B's (tiny-stablelm-qk-norm: the parallel residual with those norms, a module a head in the files):
 StableLmForCausalLM itself (qk_layernorm). Llama's attention_bias (tiny-llama-bias: biases on q, k, v and
-o_proj): LlamaForCausalLM itself. GraniteMoE (tiny-granitemoe: Granite's multipliers, Mixtral's mixture, each
+o_proj; mlp_bias: on gate_proj, up_proj and down_proj): LlamaForCausalLM itself, its MLP's biases
+put on the modules where its transformers has no mlp_bias (llama_with_mlp_bias). GraniteMoE (tiny-granitemoe: Granite's multipliers, Mixtral's mixture, each
 layer's experts in two 3-D tensors): GraniteMoeForCausalLM where transformers has it, else MixtralForCausalLM on
 the experts split out with Granite's hooks (granitemoe_reference). Granite 4.0's attention-only layout
 (tiny-granite4, and tiny-granite4-nope without RoPE: granitemoehybrid, the MLP as shared_mlp with gate and up
@@ -129,6 +130,21 @@ def stablelm_reference(model_dir):
 
     modeling_stablelm.StableLmLayerNormPerHead.__init__ = per_head_init
     return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+
+
+def llama_with_mlp_bias(model_dir):
+    """LlamaForCausalLM with mlp_bias (transformers 4.41 on): where the oracle's transformers builds
+    LlamaMLP without biases, the files' gate_proj, up_proj and down_proj biases are set on its Linear
+    modules, which then add them as LlamaMLP's own would."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    from safetensors.torch import load_file
+    tensors = load_file(os.path.join(model_dir, "model.safetensors"))
+    for l, layer in enumerate(model.model.layers):
+        for part in ("gate_proj", "up_proj", "down_proj"):
+            module = getattr(layer.mlp, part)
+            if module.bias is None:
+                module.bias = torch.nn.Parameter(tensors["model.layers.%d.mlp.%s.bias" % (l, part)].float())
+    return model
 
 
 def moe_reference(model_dir, tmp):
@@ -647,6 +663,8 @@ def main():
             model = olmo_reference(model_dir, tempfile.mkdtemp(prefix="spin_olmo_"))
         elif name == "tiny-llama-yarn":
             model = yarn_as_llama(model_dir, tempfile.mkdtemp(prefix="spin_yarn_"))
+        elif name == "tiny-llama-bias":
+            model = llama_with_mlp_bias(model_dir)
         else:
             model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
         print("%s: %s" % (name, getattr(model, "__name__", type(model).__name__)))

@@ -135,7 +135,15 @@ TEST(ModelConfig, RefusesWhatItDoesNotImplement) {
   EXPECT_NE(error_of(with("partial_rotary_factor", "0.75")).find("partial_rotary_factor 0.75 is not supported for model_type llama"),
             std::string::npos);
   EXPECT_EQ(ModelConfig::from_json(with("partial_rotary_factor", "1.0"), "c").rotary_dim, 128);
-  EXPECT_NE(error_of(with("mlp_bias", "true")).find("\"mlp_bias\": true is not supported"), std::string::npos);
+  // mlp_bias: biases on gate_proj, up_proj and down_proj (LlamaMLP's), 2 x intermediate + hidden more a
+  // layer; the families whose MLPs have none (Mistral's) refuse it.
+  const ModelConfig mlp_biased = ModelConfig::from_json(with("mlp_bias", "true"), "c");
+  EXPECT_TRUE(mlp_biased.mlp_bias && mlp_biased.gated_mlp);
+  EXPECT_EQ(mlp_biased.num_parameters() - ModelConfig::from_json(config_testing::kLlama, "c").num_parameters(),
+            mlp_biased.num_layers * (2 * mlp_biased.intermediate_size + mlp_biased.hidden_size));
+  EXPECT_NE(error_of(replaced(with("mlp_bias", "true"), {{"\"llama\"", "\"mistral\""}}))
+                .find("\"mlp_bias\": true is not supported for model_type mistral"),
+            std::string::npos);
   // attention_bias: biases on q, k, v and o_proj (LlamaAttention's), [heads x head_dim] and [hidden]
   // more a layer; Qwen2's key-less q, k, v biases refuse it.
   const ModelConfig plain = ModelConfig::from_json(config_testing::kLlama, "c");
