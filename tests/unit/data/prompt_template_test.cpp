@@ -1,0 +1,452 @@
+// Prompt templates against their references: every template's prompt and response ids against
+// transformers' apply_chat_template with the model family's published chat template (or
+// mistral-common's instruct tokenizers for Mistral's), on the tokenizer fixtures of tests/data
+// (hf_bpe: byte-level BPE tokenizer.json files, *_spm: SentencePiece models, tekken); auto's choice
+// from a tokenizer's chat tokens and chat template, and what it refuses.
+#include "data/prompt_template.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/test_util.h"
+#include "data/hf_bpe_tokenizer.h"
+
+namespace spin::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A template against transformers' apply_chat_template (tests/data/<dir>/chat_cases.json): the
+// prompt (with the generation prompt) and the response's ids; `separator` is what the oracle's
+// whole conversation has after the response's end token (chatml's "\n" between turns).
+void expect_chat_cases(const std::string& dir, PromptTemplate p, const std::string& separator,
+                       const std::string& file = "chat_cases.json") {
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/" + dir);
+  std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/" + dir + "/" + file);
+  ASSERT_TRUE(in.good()) << dir << "/" << file;
+  int checked = 0;
+  for (const nlohmann::json& c : nlohmann::json::parse(in)) {
+    std::vector<Message> messages;
+    for (const nlohmann::json& m : c.at("messages")) messages.push_back({m.at("role"), m.at("content")});
+    const Message response = messages.back();
+    messages.pop_back();
+    EXPECT_EQ(render_prompt(messages, p, *t), c.at("prompt_ids").get<std::vector<std::int32_t>>());
+    std::vector<std::int32_t> ids = render_response(response.content, p, *t);
+    const std::vector<std::int32_t> after = t->encode(separator);
+    ids.insert(ids.end(), after.begin(), after.end());
+    EXPECT_EQ(ids, c.at("response_ids").get<std::vector<std::int32_t>>());
+    ++checked;
+  }
+  EXPECT_GE(checked, 3);
+}
+
+// The llama3 template with Llama-3-Instruct's Jinja template: contents trimmed, the response
+// ending with <|eot_id|>.
+TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
+  expect_chat_cases("hf_bpe/llama3", PromptTemplate::Llama3, "");
+  // llama3.1: Llama 3.1 / 3.2 Instruct's template, its system block (knowledge cutoff, date) always.
+  expect_chat_cases("hf_bpe/llama31", PromptTemplate::Llama31, "");
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
+  EXPECT_EQ(response_end(PromptTemplate::Llama3, *t), t->token_id("<|eot_id|>"));
+  // A tokenizer without Llama-3's special tokens cannot use the template.
+  const ByteTokenizer bytes;
+  const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::Llama3, bytes); });
+  EXPECT_NE(e.find("the llama3 prompt template needs the token <|start_header_id|>"), std::string::npos) << e;
+}
+
+// The chatml template with ChatML's Jinja template (Qwen2.5-Instruct's for conversations with a
+// system message): no BOS, the response ending with <|im_end|>.
+TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
+  expect_chat_cases("hf_bpe/qwen2", PromptTemplate::ChatMl, "\n");
+  // qwen2.5: Qwen2.5-Instruct's template, its default system message where a conversation has none.
+  expect_chat_cases("hf_bpe/qwen2", PromptTemplate::Qwen25, "\n", "chat_cases_qwen2.5.json");
+  // qwen3: Qwen3's template with enable_thinking=False, the empty think block after the
+  // generation prompt (<think> and </think> added tokens of its tokenizer).
+  expect_chat_cases("hf_bpe/qwen3", PromptTemplate::Qwen3, "\n");
+  // phi4: Phi-4's template (its tokenizer's <|im_sep|> between role and content, the assistant's
+  // header after every user turn, no newlines, no BOS though its tokenizer names one), the
+  // response ending with <|im_end|>.
+  expect_chat_cases("hf_bpe/phi4", PromptTemplate::Phi4, "");
+  // phi4-mini: Phi-4-mini's template (<|role|> content <|end|>, no newlines, no BOS) on an o200k
+  // tokenizer whose markers take the whitespace beside them, as its rendered text tokenizes;
+  // the conversation's end is <|end|> and the template's EOS (<|endoftext|>). auto picks it.
+  expect_chat_cases("hf_bpe/o200k", PromptTemplate::Phi4Mini, "<|endoftext|>");
+  // cohere: Aya 23's / Command-R's template (BOS, the system turn untrimmed, the others stripped, the
+  // roles alternating), the response ending with <|END_OF_TURN_TOKEN|>; auto picks it by its tokens.
+  expect_chat_cases("hf_bpe/cohere", PromptTemplate::Cohere, "");
+  const auto cohere = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/cohere");
+  EXPECT_EQ(choose_prompt_template("auto", cohere.get()), PromptTemplate::Cohere);
+  EXPECT_EQ(response_end(PromptTemplate::Cohere, *cohere), cohere->token_id("<|END_OF_TURN_TOKEN|>"));
+  const std::string order = testing::error_of([&] {
+    render_prompt({{"user", "a"}, {"user", "b"}}, PromptTemplate::Cohere, *cohere);
+  });
+  EXPECT_NE(order.find("the cohere prompt template needs the roles to alternate"), std::string::npos) << order;
+  // Command R7B's template (a system preamble, <|START_RESPONSE|>) over the same tokens: auto refuses it.
+  const fs::path r7b = fs::temp_directory_path() / ("spin_r7b_" + std::to_string(::getpid()));
+  fs::create_directories(r7b);
+  fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/cohere/tokenizer.json", r7b / "tokenizer.json",
+                fs::copy_options::overwrite_existing);
+  std::ofstream(r7b / "tokenizer_config.json")
+      << R"({"bos_token": "<BOS_TOKEN>", "eos_token": "<|END_OF_TURN_TOKEN|>", "chat_template": )"
+      << R"("{{ bos_token }}<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|># System Preamble ... )"
+      << R"(<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|><|START_RESPONSE|>"})";
+  const auto r7b_tokenizer = Tokenizer::load(r7b.string());
+  const std::string later = testing::error_of([&] { choose_prompt_template("auto", r7b_tokenizer.get()); });
+  EXPECT_NE(later.find("a later Command model's"), std::string::npos) << later;
+  EXPECT_EQ(choose_prompt_template("cohere", r7b_tokenizer.get()), PromptTemplate::Cohere);  // named: taken
+  fs::remove_all(r7b);
+  // SmolLM3's tokenizer has ChatML's and the think tokens, as Qwen3's does, but its template opens
+  // with a metadata block: auto picks smollm3 by the template, a named template is taken.
+  const fs::path smol = fs::temp_directory_path() / ("spin_smollm3_" + std::to_string(::getpid()));
+  fs::create_directories(smol);
+  fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen3/tokenizer.json", smol / "tokenizer.json",
+                fs::copy_options::overwrite_existing);
+  std::ofstream(smol / "tokenizer_config.json")
+      << R"({"eos_token": "<|im_end|>", "chat_template": "<|im_start|>system\n## Metadata\n\nKnowledge Cutoff Date: )"
+         R"(June 2025\nToday Date: {{ today }}\nReasoning Mode: /think\n\n"})";
+  const auto smol_tokenizer = Tokenizer::load(smol.string());
+  EXPECT_EQ(choose_prompt_template("auto", smol_tokenizer.get()), PromptTemplate::SmolLm3);
+  EXPECT_EQ(choose_prompt_template("chatml", smol_tokenizer.get()), PromptTemplate::ChatMl);
+  // A Granite chat template none of spin's granite templates writes (no default system message spin
+  // knows, not 3.0's user turn): auto refuses it rather than falling back to Zephyr's.
+  std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
+      << R"({"eos_token": "<|im_end|>", "chat_template": "{{- '<|start_of_role|>system<|end_of_role|>' + )"
+         R"(system_message + '<|end_of_text|>\n' }}"})";
+  const auto granite = Tokenizer::load(smol.string());
+  const std::string not_granite = testing::error_of([&] { choose_prompt_template("auto", granite.get()); });
+  EXPECT_NE(not_granite.find("the tokenizer's chat format is Granite's (<|start_of_role|> ... <|end_of_role|>) but "
+                             "its chat template is none spin knows"),
+            std::string::npos)
+      << not_granite;
+  EXPECT_EQ(choose_prompt_template("plain", granite.get()), PromptTemplate::Plain);
+  EXPECT_EQ(choose_prompt_template("granite4", granite.get()), PromptTemplate::Granite4);  // named: taken
+  // OLMo 3's (open-instruct's "olmo" template: ChatML, <|endoftext|> ending the assistant's turn, a
+  // default system message) neither: auto refuses it rather than taking it for chatml.
+  std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
+      << R"({"eos_token": "<|im_end|>", "chat_template": "{% if not has_system %}{{ '<|im_start|>system\nYou are )"
+         R"(OLMo, a helpful function-calling AI assistant built by Ai2.<|im_end|>\n' }}{% endif %}"})";
+  const auto olmo3 = Tokenizer::load(smol.string());
+  const std::string not_olmo3 = testing::error_of([&] { choose_prompt_template("auto", olmo3.get()); });
+  EXPECT_NE(not_olmo3.find("the tokenizer's chat template is OLMo 3's"), std::string::npos) << not_olmo3;
+  EXPECT_EQ(choose_prompt_template("chatml", olmo3.get()), PromptTemplate::ChatMl);
+  fs::remove_all(smol);
+  const auto mini = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/o200k");
+  EXPECT_EQ(choose_prompt_template("auto", mini.get()), PromptTemplate::Phi4Mini);
+  EXPECT_EQ(response_end(PromptTemplate::Phi4Mini, *mini), mini->token_id("<|end|>"));
+  EXPECT_EQ(choose_prompt_template("phi4-mini", mini.get()), PromptTemplate::Phi4Mini);
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen2");
+  EXPECT_FALSE(t->bos_id().has_value());
+  EXPECT_EQ(t->eos_id(), t->token_id("<|im_end|>"));
+  // config.json's ids (Qwen2.5's names <|endoftext|> as BOS): EOS taken, no BOS added.
+  t->set_special_ids(*t->token_id("<|endoftext|>"), *t->token_id("<|im_start|>"));
+  EXPECT_FALSE(t->bos_id().has_value());
+  EXPECT_EQ(t->eos_id(), t->token_id("<|im_start|>"));
+  EXPECT_EQ(response_end(PromptTemplate::ChatMl, *t), t->token_id("<|im_end|>"));
+  const ByteTokenizer bytes;
+  const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::ChatMl, bytes); });
+  EXPECT_NE(e.find("the chatml prompt template needs the token <|im_start|>"), std::string::npos) << e;
+}
+
+// Granite's templates against apply_chat_template with its published chat templates (Granite 3.0's;
+// 3.1-3.3's and 4.0's without their tools and documents branches) on a StarCoder-style tokenizer
+// with Granite's role tokens: no BOS, <|start_of_role|> role <|end_of_role|> content <|end_of_text|>
+// "\n" per turn, the response ending with <|end_of_text|> (the "\n" after it separates turns).
+// granite3.1: a conversation's own system message, or the dated default on the day spin writes
+// (the oracle's strftime_now gives that day); granite4: its undated default. auto picks each by
+// the tokenizer's chat template.
+TEST(HfBpeTokenizer, GraniteTemplatesMatchApplyChatTemplate) {
+  expect_chat_cases("hf_bpe/granite", PromptTemplate::Granite30, "\n");
+  expect_chat_cases("hf_bpe/granite", PromptTemplate::Granite31, "\n", "chat_cases_granite3.1.json");
+  expect_chat_cases("hf_bpe/granite", PromptTemplate::Granite4, "\n", "chat_cases_granite4.json");
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/granite");
+  EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Granite31);  // its tokenizer_config's
+  EXPECT_EQ(response_end(PromptTemplate::Granite4, *t), t->token_id("<|end_of_text|>"));
+  EXPECT_FALSE(t->bos_id() == std::nullopt);  // named by the files, written by none of the templates
+  const std::vector<std::int32_t> prompt = render_prompt({{"user", "hi"}}, PromptTemplate::Granite31, *t);
+  EXPECT_NE(t->decode(prompt).find("Today's Date: April 16, 2025.\nYou are Granite"), std::string::npos);
+  EXPECT_NE(prompt.front(), *t->bos_id());
+  // auto tells the three apart by the chat template alone.
+  const fs::path dir = fs::temp_directory_path() / ("spin_granite_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/granite/tokenizer.json", dir / "tokenizer.json");
+  const std::vector<std::pair<std::string, PromptTemplate>> templates = {
+      {"{%- elif message['role'] == 'user' %}\n    {{- '<|start_of_role|>user<|end_of_role|>' + message['content'] + "
+       "'<|end_of_text|>\n' }}",
+       PromptTemplate::Granite30},
+      {"{%- set g4_default_system_message = 'You are a helpful assistant. Please ensure responses are professional, "
+       "accurate, and safe.' %}{%- set system_message = \"Knowledge Cutoff Date: April 2024.\" %}",
+       PromptTemplate::Granite4}};
+  for (const auto& [chat_template, want] : templates) {
+    std::ofstream(dir / "tokenizer_config.json", std::ios::trunc)
+        << nlohmann::json{{"eos_token", "<|end_of_text|>"}, {"chat_template", chat_template}}.dump();
+    const auto granite = Tokenizer::load(dir.string());
+    EXPECT_EQ(choose_prompt_template("auto", granite.get()), want) << chat_template;
+  }
+  fs::remove_all(dir);
+  const ByteTokenizer bytes;
+  const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::Granite4, bytes); });
+  EXPECT_NE(e.find("the granite4 prompt template needs the token <|start_of_role|>"), std::string::npos) << e;
+}
+
+// smollm3 against apply_chat_template with SmolLM3's template (enable_thinking=False; its strftime_now
+// giving the day spin writes) on ChatML's and the think tokens over Llama 3's tokenization: the
+// metadata system block with the system message's instructions (its /no_think and trailing
+// whitespace taken out) or the default, /system_override's instructions alone, a later system
+// message dropped, the assistant's turns after an empty think block without their leading newlines;
+// the response ends with <|im_end|>. A system message turning thinking on is refused.
+TEST(HfBpeTokenizer, SmolLm3TemplateMatchesApplyChatTemplate) {
+  expect_chat_cases("hf_bpe/smollm3", PromptTemplate::SmolLm3, "\n");
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/smollm3");
+  EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::SmolLm3);
+  EXPECT_EQ(response_end(PromptTemplate::SmolLm3, *t), t->token_id("<|im_end|>"));
+  const std::string e = testing::error_of([&] {
+    render_prompt({{"system", "Think first. /think"}, {"user", "hi"}}, PromptTemplate::SmolLm3, *t);
+  });
+  EXPECT_NE(e.find("the system message's /think turns thinking on"), std::string::npos) << e;
+  // /no_think beside /think keeps thinking off, as the template decides.
+  EXPECT_NO_THROW(render_prompt({{"system", "/think /no_think"}, {"user", "hi"}}, PromptTemplate::SmolLm3, *t));
+}
+
+// The tulu template (OLMo 2 Instruct's and Tulu 3's format; e2e_chat_to_ids checks its ids against
+// apply_chat_template): auto picks it by the chat template's user turn -- over Llama 3's tokens, as
+// Tulu 3's tokenizer has them --, not for Zephyr's template (EOS after a user turn); BOS first only
+// where the template writes bos_token (OLMo 2's; Tulu 3's does not), EOS first where it writes
+// eos_token before its turns (the first OLMo's); the markers as text, an EOS id
+// after each assistant turn, the response ending with EOS.
+TEST(PromptTemplate, TuluFormatFromItsChatTemplate) {
+  const fs::path dir = fs::temp_directory_path() / ("spin_tulu_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3/tokenizer.json", dir / "tokenizer.json",
+                fs::copy_options::overwrite_existing);
+  const std::string turns =
+      R"({% for message in messages %}{% if message['role'] == 'system' %}{{ '<|system|>\n' + message['content'] + )"
+      R"('\n' }}{% elif message['role'] == 'user' %}{{ '<|user|>\n' + message['content'] + '\n' }}{% elif )"
+      R"(message['role'] == 'assistant' %}{{ '<|assistant|>\n'  + message['content'] + eos_token + '\n' }}{% endif )"
+      R"(%}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %})";
+  const auto load = [&](const std::string& chat_template) {
+    std::ofstream(dir / "tokenizer_config.json", std::ios::trunc) << nlohmann::json{
+        {"bos_token", "<|begin_of_text|>"},
+        {"eos_token", "<|end_of_text|>"},
+        {"chat_template", chat_template}}.dump();
+    return Tokenizer::load(dir.string());
+  };
+  const std::vector<Message> chat = {
+      {"system", "Be brief."}, {"user", " Hi there "}, {"assistant", "Hello."}, {"user", "Bye"}};
+  for (const bool olmo : {true, false}) {
+    SCOPED_TRACE(olmo ? "OLMo 2 (bos_token)" : "Tulu 3");
+    const auto t = load((olmo ? "{{ bos_token }}" : "") + turns);
+    EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Tulu);
+    std::vector<std::int32_t> want;
+    if (olmo) want.push_back(*t->token_id("<|begin_of_text|>"));
+    const auto add = [&](const std::vector<std::int32_t>& ids) { want.insert(want.end(), ids.begin(), ids.end()); };
+    add(t->encode("<|system|>\nBe brief.\n<|user|>\n Hi there \n<|assistant|>\nHello."));
+    want.push_back(*t->token_id("<|end_of_text|>"));
+    add(t->encode("\n<|user|>\nBye\n<|assistant|>\n"));
+    EXPECT_EQ(render_prompt(chat, PromptTemplate::Tulu, *t), want);
+    std::vector<std::int32_t> response = t->encode(" Bye. ");
+    response.push_back(*t->token_id("<|end_of_text|>"));
+    EXPECT_EQ(render_response(" Bye. ", PromptTemplate::Tulu, *t), response);
+    // config.json's EOS (here <|eot_id|>) ends generation, not the template's turns: they keep the
+    // tokenizer files' eos_token, as apply_chat_template writes it.
+    t->set_special_ids(std::nullopt, *t->token_id("<|eot_id|>"));
+    EXPECT_EQ(render_prompt(chat, PromptTemplate::Tulu, *t), want);
+    EXPECT_EQ(response_end(PromptTemplate::Tulu, *t), t->token_id("<|end_of_text|>"));
+  }
+  // The first OLMo Instruct's template: EOS first, each turn's newline the template's own text after
+  // the expression (Jinja keeps it), no system turn -- a system message is dropped, as it drops it.
+  const std::string olmo1 =
+      "{{ eos_token }}{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + "
+      "message['content'] }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\\n'  + "
+      "message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ "
+      "'<|assistant|>' }}\n{% endif %}\n{% endfor %}";
+  {
+    const auto t = load(olmo1);
+    EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Tulu);
+    std::vector<std::int32_t> want = {*t->token_id("<|end_of_text|>")};
+    const auto add = [&](const std::vector<std::int32_t>& ids) { want.insert(want.end(), ids.begin(), ids.end()); };
+    add(t->encode("<|user|>\n Hi there \n<|assistant|>\nHello."));
+    want.push_back(*t->token_id("<|end_of_text|>"));
+    add(t->encode("\n<|user|>\nBye\n<|assistant|>\n"));
+    EXPECT_EQ(render_prompt(chat, PromptTemplate::Tulu, *t), want);
+  }
+  // Zephyr's template ends a user turn with EOS: not Tulu's; Llama 3's tokens decide.
+  std::string zephyr = turns;
+  const std::string tulu_user = R"('<|user|>\n' + message['content'] + '\n')";
+  zephyr.replace(zephyr.find(tulu_user), tulu_user.size(), R"('<|user|>\n' + message['content'] + eos_token)");
+  EXPECT_EQ(choose_prompt_template("auto", load(zephyr).get()), PromptTemplate::Llama3);
+  fs::remove_all(dir);
+}
+
+// The gemma template with Gemma Instruct's Jinja template, on a SentencePiece model in Gemma's
+// layout (tests/data/gemma_spm: <start_of_turn> and <end_of_turn> user-defined pieces, no dummy
+// prefix, newlines kept): BOS, the assistant's turns as "model", contents trimmed, the response
+// ending with <end_of_turn>; auto picks it by those tokens. A system message, or roles that do not
+// alternate, are refused as Gemma's template refuses them.
+// What the gemma and gemma3 templates share: the fixture `dir`'s cases against apply_chat_template,
+// auto's choice for its tokenizer, the template's name and <end_of_turn> ending a response.
+// Returns the tokenizer.
+auto expect_gemma_template(const std::string& dir, PromptTemplate p, const char* name) {
+  expect_chat_cases(dir, p, "\n");
+  auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/" + dir);
+  EXPECT_EQ(choose_prompt_template("auto", t.get()), p);
+  EXPECT_EQ(choose_prompt_template(name, nullptr), p);
+  EXPECT_EQ(response_end(p, *t), t->token_id("<end_of_turn>"));
+  return t;
+}
+
+TEST(PromptTemplates, GemmaTemplateMatchesApplyChatTemplate) {
+  const auto t = expect_gemma_template("gemma_spm", PromptTemplate::Gemma, "gemma");
+  const std::string system = testing::error_of(
+      [&] { render_prompt({{"system", "be brief"}, {"user", "hi"}}, PromptTemplate::Gemma, *t); });
+  EXPECT_NE(system.find("the gemma prompt template has no system role"), std::string::npos) << system;
+  const std::string order = testing::error_of(
+      [&] { render_prompt({{"user", "hi"}, {"user", "again"}}, PromptTemplate::Gemma, *t); });
+  EXPECT_NE(order.find("message 2 is user"), std::string::npos) << order;
+  const ByteTokenizer bytes;
+  const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::Gemma, bytes); });
+  EXPECT_NE(e.find("the gemma prompt template needs the token <start_of_turn>"), std::string::npos) << e;
+}
+
+// gemma3 with google/gemma-3-1b-it's Jinja template (tests/data/gemma3_spm: the same layout with
+// Gemma 3's <start_of_image> piece): gemma's turns, and a system message written as given, then
+// a blank line, before the first user message's trimmed text (a conversation of two turns with
+// one); auto picks it by <start_of_image>.
+TEST(PromptTemplates, Gemma3TemplateMatchesApplyChatTemplate) {
+  const auto t = expect_gemma_template("gemma3_spm", PromptTemplate::Gemma3, "gemma3");
+  const std::string order = testing::error_of(
+      [&] { render_prompt({{"system", "s"}, {"assistant", "hi"}}, PromptTemplate::Gemma3, *t); });
+  EXPECT_NE(order.find("message 2 is assistant"), std::string::npos) << order;
+}
+
+// Llama 2 chat and Mistral 7B Instruct v0.1 / v0.2 on a SentencePiece model in their layout
+// (tests/data/llama_spm: a dummy prefix, byte fallback; make_llama_spm_fixture.py): llama2 against
+// transformers' Llama-2-chat template (BOS per user turn, "[INST] ... [/INST]", " answer " EOS,
+// the system message in <<SYS>>), mistral against mistral-common's v1 instruct tokenizer (one
+// BOS, each turn encoded on its own, the system message before the first user's text). Neither
+// is chosen by auto; roles must alternate after an optional system message. Mistral v0.3's
+// format (tests/data/mistral_v3_spm: [INST] and [/INST] control tokens) against mistral-common's
+// v3 tokenizer (the markers as tokens, the system message before the LAST user's text, the
+// answer's trailing spaces removed); auto picks it by those tokens. Mistral Large 2411's v7 on a
+// tokenizer.model.v7 (tests/data/mistral_v7_spm) against mistral-common's v7.
+TEST(PromptTemplates, Llama2AndMistralTemplatesMatchTheirReferences) {
+  expect_chat_cases("llama_spm", PromptTemplate::Llama2, "", "chat_cases_llama2.json");
+  expect_chat_cases("llama_spm", PromptTemplate::Mistral, "", "chat_cases_mistral.json");
+  expect_chat_cases("mistral_v3_spm", PromptTemplate::MistralV3, "");
+  const auto v3 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/mistral_v3_spm");
+  EXPECT_EQ(choose_prompt_template("auto", v3.get()), PromptTemplate::MistralV3);
+  // Mistral Large 2411's layout: the SentencePiece model as tokenizer.model.v7, read for the
+  // model and the version; auto picks v7.
+  expect_chat_cases("mistral_v7_spm", PromptTemplate::MistralV7, "");
+  const auto v7 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/mistral_v7_spm");
+  EXPECT_EQ(v7->mistral_version(), "v7");
+  EXPECT_EQ(v7->token_id("[SYSTEM_PROMPT]"), 16);
+  EXPECT_EQ(choose_prompt_template("auto", v7.get()), PromptTemplate::MistralV7);
+  EXPECT_EQ(mistral_spm_file(std::string(SPIN_TEST_DATA_DIR) + "/mistral_v7_spm"), "tokenizer.model.v7");
+  EXPECT_EQ(mistral_spm_file(std::string(SPIN_TEST_DATA_DIR) + "/mistral_v3_spm"), "");  // tokenizer.model only
+  EXPECT_EQ(mistral_version_number("v7"), 7);
+  EXPECT_EQ(mistral_version_number("v11"), 11);
+  for (const char* other : {"", "v", "7", "vx", "v7a", "v123456"}) EXPECT_EQ(mistral_version_number(other), 0) << other;
+  EXPECT_EQ(choose_prompt_template("mistral-v3", nullptr), PromptTemplate::MistralV3);
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/llama_spm");
+  EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Chat);
+  EXPECT_EQ(choose_prompt_template("llama2", nullptr), PromptTemplate::Llama2);
+  EXPECT_EQ(choose_prompt_template("mistral", nullptr), PromptTemplate::Mistral);
+  EXPECT_EQ(response_end(PromptTemplate::Mistral, *t), t->eos_id());
+  for (const PromptTemplate p : {PromptTemplate::Llama2, PromptTemplate::Mistral, PromptTemplate::MistralV3}) {
+    const std::string e = testing::error_of(
+        [&] { render_prompt({{"user", "a"}, {"user", "b"}}, p, *t); });
+    EXPECT_NE(e.find(cat("the ", prompt_template_name(p), " prompt template needs the roles to alternate")),
+              std::string::npos)
+        << e;
+    const std::string late_system = testing::error_of(
+        [&] { render_prompt({{"user", "a"}, {"system", "b"}}, p, *t); });
+    EXPECT_NE(late_system.find("message 2 is system"), std::string::npos) << late_system;
+  }
+}
+
+// The default template, auto: by the tokenizer's chat tokens (and for Qwen2.5, its chat template's
+// default system message), chat otherwise.
+TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
+  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
+  const ByteTokenizer bytes;
+  EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::Llama3);
+  EXPECT_EQ(choose_prompt_template("auto", &bytes), PromptTemplate::Chat);
+  EXPECT_EQ(choose_prompt_template("auto", nullptr), PromptTemplate::Chat);
+  EXPECT_EQ(choose_prompt_template("chat", t.get()), PromptTemplate::Chat);  // as asked
+  const auto qwen = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen2");
+  EXPECT_EQ(choose_prompt_template("auto", qwen.get()), PromptTemplate::ChatMl);
+  EXPECT_EQ(choose_prompt_template("chatml", nullptr), PromptTemplate::ChatMl);
+  EXPECT_EQ(choose_prompt_template("qwen2.5", nullptr), PromptTemplate::Qwen25);
+  // Qwen2.5-Instruct: its chat template (tokenizer_config.json) writes its default system message.
+  const fs::path dir = fs::temp_directory_path() / "spin_qwen25_template_test";
+  fs::create_directories(dir);
+  fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen2/tokenizer.json", dir / "tokenizer.json",
+                fs::copy_options::overwrite_existing);
+  for (const nlohmann::json& chat_template :
+       {nlohmann::json("{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+                       "assistant.<|im_end|>\\n' }}"),
+        nlohmann::json::array({{{"name", "tool_use"}, {"template", "..."}},
+                               {{"name", "default"}, {"template", "You are Qwen, created by Alibaba Cloud. You are a "
+                                                                 "helpful assistant."}}})}) {
+    std::ofstream(dir / "tokenizer_config.json")
+        << nlohmann::json{{"eos_token", "<|im_end|>"}, {"chat_template", chat_template}}.dump();
+    const auto qwen25 = Tokenizer::load(dir.string());
+    EXPECT_EQ(choose_prompt_template("auto", qwen25.get()), PromptTemplate::Qwen25) << chat_template.dump();
+  }
+  fs::remove_all(dir);
+  const auto llama31 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama31");
+  EXPECT_EQ(choose_prompt_template("auto", llama31.get()), PromptTemplate::Llama31);
+  const auto qwen3 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen3");
+  EXPECT_EQ(choose_prompt_template("auto", qwen3.get()), PromptTemplate::Qwen3);
+  const auto phi4 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/phi4");  // ChatML's and <|im_sep|>
+  EXPECT_EQ(choose_prompt_template("auto", phi4.get()), PromptTemplate::Phi4);
+  const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
+  EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
+                   "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, "
+                   "granite3.1, granite4 or smollm3)"),
+            std::string::npos)
+      << e;
+}
+
+// Mistral NeMo's v3 format and Mistral Small 3's v7 (the same in v11, v13 and v15 without tools,
+// checked by the fixture script) against mistral-common's instruct tokenizers on the Tekken
+// fixture; auto picks v7 for a tekken.json of version v7 or later, or a tokenizer.json whose chat
+// template writes [SYSTEM_PROMPT].
+TEST(TekkenTokenizer, MistralV3AndV7TemplatesMatchMistralCommon) {
+  expect_chat_cases("tekken", PromptTemplate::MistralV3, "");
+  expect_chat_cases("tekken", PromptTemplate::MistralV7, "", "chat_cases_v7.json");
+  const std::string data = std::string(SPIN_TEST_DATA_DIR) + "/tekken";
+  EXPECT_EQ(choose_prompt_template("auto", Tokenizer::load(data).get()), PromptTemplate::MistralV3);
+  EXPECT_EQ(choose_prompt_template("mistral-v7", nullptr), PromptTemplate::MistralV7);
+  const fs::path dir = fs::temp_directory_path() / "spin_tekken_template_test";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ifstream in(data + "/tekken.json");
+  nlohmann::json tekken = nlohmann::json::parse(in);
+  for (const char* version : {"v7", "v11", "v13"}) {
+    tekken["config"]["version"] = version;
+    std::ofstream(dir / "tekken.json") << tekken.dump();
+    EXPECT_EQ(choose_prompt_template("auto", Tokenizer::load(dir.string()).get()), PromptTemplate::MistralV7) << version;
+  }
+  tekken["config"]["version"] = "v3";
+  std::ofstream(dir / "tekken.json") << tekken.dump();
+  EXPECT_EQ(choose_prompt_template("auto", Tokenizer::load(dir.string()).get()), PromptTemplate::MistralV3);
+  fs::remove(dir / "tekken.json");
+  fs::copy_file(data + "/tokenizer.json", dir / "tokenizer.json");
+  for (const bool system_prompt : {false, true}) {
+    std::ofstream(dir / "tokenizer_config.json")
+        << nlohmann::json{{"bos_token", "<s>"}, {"eos_token", "</s>"},
+                          {"chat_template", system_prompt ? "{{ '[SYSTEM_PROMPT]' + system_message }}" : "[INST]"}}
+               .dump();
+    EXPECT_EQ(choose_prompt_template("auto", Tokenizer::load(dir.string()).get()),
+              system_prompt ? PromptTemplate::MistralV7 : PromptTemplate::MistralV3);
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace spin::data
