@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds the byte-level BPE fixtures of tests/unit/data/hf_bpe_tokenizer_test.cpp (and of the
-templates in prompt_template_test.cpp) with Hugging Face `tokenizers` as the oracle: a small BPE trained with Llama-3's pre-tokenizer (Split by its
-expression, then ByteLevel; ignore_merges), one with GPT-2's (ByteLevel with its own
+templates in prompt_template_test.cpp) with Hugging Face `tokenizers` as the oracle: a small BPE
+trained with Llama-3's pre-tokenizer (Split by its expression, then ByteLevel; ignore_merges), one with GPT-2's (ByteLevel with its own
 expression, add_prefix_space) and one as Qwen2's (the NFC normalizer, Split by Qwen2's
 expression, then ByteLevel) and one as Phi-4-mini's (o200k's expression, chat tokens with
 rstrip / lstrip), each written as tokenizer.json + tokenizer_config.json, and cases.json: texts
