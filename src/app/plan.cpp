@@ -36,7 +36,7 @@ struct PlanOptions {
   std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda", attention_backend = "auto", optimizer = "adamw";
   int tp = 1, pp = 1, dp = 1, gpus = 0, gpus_per_node = 8;
   std::int64_t micro_batch = 1, seq = 0, prompt = 0, global_batch = 0, rollout_batch = 0, rollout_step_tokens = 0;
-  std::int64_t logits_chunk_rows = 0, lora_rank = 0;
+  std::int64_t logits_chunk_rows = 0, lora_rank = 0, recompute_num_layers = 0;
   double lora_dropout = 0.0;
   std::string lora_targets = "all-linear";
   bool distributed = false, ref_offload = false, recompute = false, sequence_parallel = false;
@@ -71,6 +71,9 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
       ("ref-offload", po::bool_switch(&o.ref_offload), "keep the reference weights in host memory")
       ("recompute-activations", po::bool_switch(&o.recompute),
        "keep only each layer's input under 1F1B (model.recompute_activations)")
+      ("recompute-num-layers", po::value(&o.recompute_num_layers)->default_value(o.recompute_num_layers),
+       "with --recompute-activations: only each stage's first this many layers (model.recompute_num_layers; 0: "
+       "every layer)")
       ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(o.logits_chunk_rows),
        "the LM head's logits this many rows at a time (model.logits_chunk_rows; 0: all)")
       ("sequence-parallel", po::bool_switch(&o.sequence_parallel),
@@ -94,6 +97,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
   o.rmsprop = train::parse_optimizer_algorithm(o.optimizer, "spin plan: --optimizer") == train::OptimizerAlgorithm::RmsProp;
   require(o.gpus >= 0 && o.gpus_per_node >= 1, "spin plan: --gpus and --gpus-per-node must be positive");
   require(o.logits_chunk_rows >= 0, "spin plan: --logits-chunk-rows must be 0 (off) or positive");
+  require(o.recompute_num_layers >= 0 && (o.recompute_num_layers == 0 || o.recompute),
+          "spin plan: --recompute-num-layers must be 0 (every layer) or positive, with --recompute-activations");
   require(o.lora_rank == 0 || !o.ref_offload, "spin plan: --ref-offload with --lora-rank: a LoRA run holds one model, "
           "the reference, and nothing to offload");
   return o;
@@ -138,6 +143,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.distributed_optimizer = o.distributed;
     request.ref_offload = o.ref_offload;
     request.recompute_activations = o.recompute;
+    request.recompute_num_layers = o.recompute_num_layers;
     request.sequence_parallel = o.sequence_parallel;
     request.logits_chunk_rows = o.logits_chunk_rows;
     request.lora = lora_settings(o.lora_rank, model::LoraConfig{}.alpha, false, o.lora_dropout, o.lora_targets,

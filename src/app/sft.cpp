@@ -64,6 +64,7 @@ struct SftOptions {
   bool distributed_optimizer = false;
   bool overlap_grad_reduce = false;
   bool recompute_activations = false;
+  std::int64_t recompute_num_layers = 0;
   bool sequence_parallel = false;
   std::int64_t logits_chunk_rows = 0;
   std::int64_t lora_rank = 0;
@@ -137,6 +138,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("clip-grad", po::value(&o.clip_grad)->default_value(o.clip_grad), "max global gradient L2 norm (0: off)")
       ("recompute-activations", po::bool_switch(&o.recompute_activations),
        "keep only each layer's input for the backward and recompute the rest (one more forward)")
+      ("recompute-num-layers", po::value(&o.recompute_num_layers)->default_value(o.recompute_num_layers),
+       "with --recompute-activations: only each pipeline stage's first this many layers (0: every layer)")
       ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(o.logits_chunk_rows),
        "the LM head's logits this many rows at a time, again in the backward (0: all at once)")
       ("sequence-parallel", po::bool_switch(&o.sequence_parallel),
@@ -182,6 +185,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   }
   require(o.epochs >= 1, "spin sft: --epochs must be at least 1");
   require(o.logits_chunk_rows >= 0, "spin sft: --logits-chunk-rows must be 0 (off) or positive");
+  require(o.recompute_num_layers >= 0 && (o.recompute_num_layers == 0 || o.recompute_activations),
+          "spin sft: --recompute-num-layers must be 0 (every layer) or positive, with --recompute-activations");
   require(o.max_steps >= 0, "spin sft: --max-steps must not be negative");
   require(o.log_interval >= 1, "spin sft: --log-interval must be at least 1");
   require(o.max_nonfinite >= 1, "spin sft: --max-nonfinite-steps must be at least 1");
@@ -266,7 +271,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   model::ModelWeights& trained = adapters ? *adapters : weights;
   const kernels::Kernels& k = runtime.kernels();
   model::Transformer transformer(config, shard->dims, shard->stage, grid.tp(), k);
-  transformer.set_recompute_activations(o.recompute_activations);
+  transformer.set_recompute_activations(o.recompute_activations, o.recompute_num_layers);
   transformer.set_sequence_parallel(o.sequence_parallel);
   transformer.set_logits_chunk_rows(o.logits_chunk_rows);
   train::OptimizerConfig oc;

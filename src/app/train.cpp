@@ -216,7 +216,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
 
   const kernels::Kernels& k = runtime.kernels();
   model::Transformer transformer(mc, shard->dims, shard->stage, grid.tp(), k);
-  transformer.set_recompute_activations(c.recompute_activations);
+  transformer.set_recompute_activations(c.recompute_activations, c.recompute_num_layers);
   transformer.set_sequence_parallel(c.sequence_parallel);
   transformer.set_logits_chunk_rows(c.logits_chunk_rows);
   train::OptimizerConfig oc;

@@ -86,6 +86,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("model.attention_backend", &c.attention_backend, kAttentionBackendHelp);
   t.add("model.recompute_activations", &c.recompute_activations,
         "keep only each layer's input for the backward and recompute the rest (one more forward)");
+  t.add("model.recompute_num_layers", &c.recompute_num_layers,
+        "with model.recompute_activations: only each pipeline stage's first this many layers (Megatron's "
+        "--recompute-method block --recompute-num-layers; 0: every layer)");
   t.add("model.logits_chunk_rows", &c.logits_chunk_rows,
         "the LM head's logits this many rows at a time, again in the backward (0: all at once; for large vocabularies)");
   t.add("model.router_aux_loss_coef", &c.router_aux_loss_coef,
@@ -314,6 +317,9 @@ std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print)
           "spin train: model.attention_backend must be auto, simt or unfused, got '", c.attention_backend, "'");
   require(c.logits_chunk_rows >= 0, "spin train: model.logits_chunk_rows must be 0 (off) or positive, got ",
           c.logits_chunk_rows);
+  require(c.recompute_num_layers >= 0 && (c.recompute_num_layers == 0 || c.recompute_activations),
+          "spin train: model.recompute_num_layers must be 0 (every layer) or positive, with "
+          "model.recompute_activations = true, got ", c.recompute_num_layers);
   return c;
 }
 

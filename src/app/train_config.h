@@ -64,6 +64,7 @@ struct TrainConfig {
   std::string precision = "fp32";  // fp32 | bf16
   std::string attention_backend = "auto";  // auto | simt | unfused (GPUs)
   bool recompute_activations = false;
+  std::int64_t recompute_num_layers = 0;  // with it: each stage's first this many layers (0: every one)
   bool sequence_parallel = false;
   std::int64_t logits_chunk_rows = 0;
   double router_aux_loss_coef = -1.0;  // a mixture of experts'; < 0: the model's config.json's

@@ -132,18 +132,26 @@ void Transformer::stage_input(const ModelWeights& w, const Activations& a,
   }
 }
 
+namespace {
+// The set of buffers a training forward gives layer l of a stage whose first `recomputed` layers
+// share one set: the others each have their own, after it.
+std::size_t activation_slot(std::int64_t l, std::int64_t recomputed) {
+  return static_cast<std::size_t>(recomputed > 0 ? std::max<std::int64_t>(l - recomputed + 1, 0) : l);
+}
+}  // namespace
+
 void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Activations& a,
                              float* out, KvCache* cache, const KvCacheView& where) const {
-  const std::int64_t layers = stage_.count();
-  const bool keep = a.for_backward && !a.recompute;  // every layer's activations
+  const std::int64_t layers = stage_.count(), recomputed = a.recomputed;
   for (std::int64_t l = 0; l < layers; ++l) {
     const auto li = static_cast<std::size_t>(l);
-    LayerActivations& la = a.layers[keep ? li : 0];
-    if (a.recompute) la.x_in = a.layer_inputs[li];  // kept for the backward's recomputation
-    float* x_out = l + 1 == layers ? out
-                   : keep          ? a.layers[li + 1].x_in.f32()
-                   : a.recompute   ? a.layer_inputs[li + 1].f32()
-                                   : la.x_in.f32();
+    // Without a backward one set serves every layer, each writing its output over its input.
+    LayerActivations& la = a.layers[a.for_backward ? activation_slot(l, recomputed) : 0];
+    if (l < recomputed) la.x_in = a.layer_inputs[li];  // kept for the backward's recomputation
+    float* x_out = l + 1 == layers       ? out
+                   : !a.for_backward     ? la.x_in.f32()
+                   : l + 1 < recomputed  ? a.layer_inputs[li + 1].f32()
+                                         : a.layers[activation_slot(l + 1, recomputed)].x_in.f32();
     KvCacheView view = where;
     if (cache) {
       view.keys = cache->keys(l);
@@ -205,13 +213,14 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   const std::int64_t probs_size =
       ctx_.k.attention_saved_size(b.cu_seqlens, b.num_seqs, dims_.heads, dims_.head_dim);
   a.for_backward = for_backward;
-  a.recompute = for_backward && recompute_;
-  a.layers.resize(static_cast<std::size_t>(for_backward && !a.recompute ? stage_.count() : 1));
+  a.recomputed = for_backward ? recomputed_layers() : 0;
+  a.recompute = a.recomputed > 0;
+  a.layers.resize(static_cast<std::size_t>(for_backward ? stage_.count() - a.recomputed + (a.recompute ? 1 : 0) : 1));
   // Without a backward one set of activations serves every layer, each writing its output over its input.
   const bool in_place = !for_backward;
   for (LayerActivations& la : a.layers) la.allocate(dims_, b, probs_size, device(), mixed, config_, in_place, lora);
   if (a.recompute) {
-    std::vector<Shape> shapes(static_cast<std::size_t>(stage_.count() + 1), Shape{b.residual_rows(), h});
+    std::vector<Shape> shapes(static_cast<std::size_t>(a.recomputed + 1), Shape{b.residual_rows(), h});
     a.layer_inputs = a.recompute_storage.carve(device(), shapes);
     a.recompute_output = a.layer_inputs.back();
     a.layer_inputs.pop_back();
@@ -292,6 +301,7 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   const BatchGeometry b = geometry(a);
   a.for_backward = false;
   a.recompute = false;
+  a.recomputed = 0;
   a.layers.resize(1);
   a.layers[0].allocate(dims_, b, 0, device(), w.has_bf16(), config_, true, adapters ? adapters->lora() : LoraConfig{});
   a.stage_output = a.output_storage.carve(device(), {{n, h}})[0];
@@ -349,10 +359,10 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
   }
   for (std::int64_t l = stage_.count() - 1; l >= 0; --l) {
     const auto li = static_cast<std::size_t>(l);
-    LayerActivations& la = a.layers[a.recompute ? 0 : li];
+    LayerActivations& la = a.layers[activation_slot(l, a.recomputed)];
     // Recomputation: this layer's activations again, from its kept input -- but for the last
-    // layer, whose are still in the shared set from the forward.
-    if (a.recompute && l + 1 < stage_.count()) {
+    // recomputed layer, whose are still in the shared set from the forward.
+    if (l + 1 < a.recomputed) {
       la.x_in = a.layer_inputs[li];
       decoder_layer_forward(ctx_, w.layers[li], stage_.begin + l, b, la, a.recompute_output.f32(), nullptr,
                             adapters_of(a, l));

@@ -43,8 +43,9 @@ struct Activations {
   const ModelWeights* adapters = nullptr;
   bool for_backward = false;
   bool recompute = false;                // layer_inputs kept, the rest recomputed in backward
-  std::vector<LayerActivations> layers;  // every layer's, or one shared set
-  // Activation recomputation: the input of every layer ([rows, hidden] each) and the
+  std::int64_t recomputed = 0;           // how many layers, the stage's first: they share layers[0]
+  std::vector<LayerActivations> layers;  // every kept layer's (after the recomputed layers' one shared set)
+  // Activation recomputation: the input of every recomputed layer ([rows, hidden] each) and the
   // recomputed forward's throwaway output.
   std::vector<Tensor> layer_inputs;
   Tensor recompute_output;
@@ -99,9 +100,18 @@ class Transformer {
   // whose activations that set still holds from the forward). The same gradients
   // bitwise (the forward is deterministic), for one more forward's compute and its TP
   // all-reduces; per micro-batch a layer keeps [rows, hidden] floats instead of all its
-  // activations.
-  void set_recompute_activations(bool on) { recompute_ = on; }
+  // activations. With `layers` > 0 only the stage's first `layers` layers are recomputed
+  // (Megatron's --recompute-method block --recompute-num-layers); the others keep all their
+  // activations: memory and compute between none and all.
+  void set_recompute_activations(bool on, std::int64_t layers = 0) {
+    recompute_ = on;
+    recompute_layers_ = layers;
+  }
   bool recompute_activations() const { return recompute_; }
+  // How many of the stage's layers a training forward recomputes (0 without recomputation).
+  std::int64_t recomputed_layers() const {
+    return !recompute_ ? 0 : recompute_layers_ > 0 ? std::min(recompute_layers_, stage_.count()) : stage_.count();
+  }
 
   // Sequence parallelism (Megatron's --sequence-parallel) for forward() and backward(): outside
   // the tensor-parallel regions each TP rank holds 1/tp of the batch's rows (SequenceSplit), so
@@ -203,6 +213,7 @@ class Transformer {
   mutable std::vector<std::int64_t> expert_counts_;  // take_expert_counts()'s
   mutable RouterLosses router_losses_;               // take_router_losses()'s
   bool recompute_ = false;
+  std::int64_t recompute_layers_ = 0;  // 0: every layer of the stage
   bool sequence_parallel_ = false;
   std::int64_t logits_chunk_rows_ = 0;
 };

@@ -298,13 +298,16 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const Elements layer = layer_activations(d, split, seqs, r.seq, keep_probs, true, false, c, mixed);
     const Elements end = stage_end(d, split, layers.last, mixed, r.logits_chunk_rows);
     const Elements scratch = grad_scratch(d, split, mixed, c) + lora_grad_scratch(c, r.lora, d, split, mixed);
-    // With recomputation a micro-batch keeps each layer's input and one set of layer buffers
-    // (plus the recomputed forward's output) instead of every layer's.
+    // With recomputation a micro-batch keeps each recomputed layer's input and one set of layer
+    // buffers for them all (plus the recomputed forward's output), and every other layer's set
+    // (model::Transformer::recomputed_layers).
     const Elements trained_layer = layer + lora_layer(c, r.lora, split, mixed);
-    const Elements kept =
-        r.recompute_activations
-            ? Elements{0, (s.layers + 1) * aligned(split.residual * d.hidden)} + trained_layer
-            : Elements{trained_layer.act * s.layers, trained_layer.f32 * s.layers};
+    const std::int64_t recomputed =
+        !r.recompute_activations ? 0
+        : r.recompute_num_layers > 0 ? std::min(r.recompute_num_layers, s.layers) : s.layers;
+    const std::int64_t sets = s.layers - recomputed + (recomputed > 0 ? 1 : 0);
+    const Elements kept = Elements{0, recomputed > 0 ? (recomputed + 1) * aligned(split.residual * d.hidden) : 0} +
+                          Elements{trained_layer.act * sets, trained_layer.f32 * sets};
     s.activations_per_micro_batch = kept.bytes(p) + end.bytes(p) + scratch.bytes(p);
     s.micro_batches_in_flight = static_cast<int>(std::min<std::int64_t>(r.pp - stage, plan.micro_batches));
     s.activations = s.activations_per_micro_batch * s.micro_batches_in_flight;

@@ -62,6 +62,7 @@ struct PlanRequest {
   bool distributed_optimizer = false;
   bool ref_offload = false;             // reference kept in host memory (cuda only)
   bool recompute_activations = false;   // layers keep their input only (model::Transformer)
+  std::int64_t recompute_num_layers = 0;  // with it: only each stage's first this many (0: every layer)
   bool sequence_parallel = false;       // rows split between the TP regions (model::Transformer)
   std::int64_t logits_chunk_rows = 0;   // the LM head's logits that many rows at a time (0: all)
   model::LoraConfig lora{};             // rank > 0: LoRA adapters trained on the frozen reference

@@ -109,6 +109,17 @@ def case_cli(args, tmp):
     print("--rollout-step-tokens 2048: generation buffers %.2f -> %.2f GiB" %
           (whole["generation buffers (transient)"][0] / 2 ** 30, rows(chunked)["generation buffers (transient)"][0] / 2 ** 30))
 
+    # --recompute-num-layers 8: each stage's first 8 of its 16 layers recomputed, the other 8 keeping
+    # their activations -- between none and all: all less 7 of the 15 sets all save, plus 8 inputs.
+    full = rows(run(args.mpiexec, base + ["--recompute-activations"], 1).stdout)
+    half = rows(run(args.mpiexec, base + ["--recompute-activations", "--recompute-num-layers", "8"], 1).stdout)
+    for stage in range(2):
+        none_, all_, some = t["= activations"][stage], full["= activations"][stage], half["= activations"][stage]
+        assert all_ < some < none_, (stage, none_, some, all_)
+        assert abs((none_ - some) / (none_ - all_) - 7 / 15) < 0.05, (stage, none_, some, all_)
+    print("--recompute-num-layers 8 of 16: stage-0 activations %.2f GiB (none %.2f, all %.2f)" %
+          (half["= activations"][0] / 2 ** 30, t["= activations"][0] / 2 ** 30, full["= activations"][0] / 2 ** 30))
+
     small = run(args.mpiexec, base + ["--gpu-mem", "4GiB"], 2)
     assert small.returncode == 3 and "DOES NOT FIT" in small.stdout, (small.returncode, small.stdout, small.stderr)
     print("4 GiB GPUs: exit 3, DOES NOT FIT")
@@ -121,6 +132,8 @@ def case_cli(args, tmp):
     e("bad-size", ["--gpu-mem", "lots"], r"\"lots\" is not a size")
     e("bad-attention-backend", ["--attention-backend", "flash"], r"unknown attention backend 'flash'")
     e("bad-optimizer", ["--optimizer", "sgd"], r"spin plan: --optimizer \"sgd\" is not adamw or rmsprop")
+    e("recompute-layers-alone", ["--recompute-num-layers", "4"],
+      r"--recompute-num-layers must be 0 \(every layer\) or positive, with --recompute-activations")
     e("seq-too-long", ["--seq", "5000"], r"beyond the model's 4096", short)
     e("batch-split", ["--global-batch", "6", "--seq", "100"], r"global batch 6 is not a multiple", short)
     e("step-tokens", ["--rollout-batch", "32", "--rollout-step-tokens", "8"],

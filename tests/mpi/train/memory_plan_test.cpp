@@ -42,11 +42,12 @@ using Family = testing::TinyFamily;
 template <class Setup = testing::SpinSetup>
 void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied,
            bool mixed = false, bool recompute = false, bool sequence_parallel = false, std::int64_t logits_chunk = 0,
-           Family family = Family::Llama, std::int64_t step_tokens = 0, const model::LoraConfig& lora = {}) {
+           Family family = Family::Llama, std::int64_t step_tokens = 0, const model::LoraConfig& lora = {},
+           std::int64_t recompute_layers = 0) {
   SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, distributed ? " distributed" : "", tied ? " tied" : "",
                    mixed ? " bf16" : "", recompute ? " recompute" : "", sequence_parallel ? " sequence parallel" : "",
                    " logits chunk ", logits_chunk, " ", testing::tiny_family_name(family), " step tokens ",
-                   step_tokens, lora.enabled() ? " LoRA" : ""));
+                   step_tokens, lora.enabled() ? " LoRA" : "", " recomputed layers ", recompute_layers));
   SpinConfig spin;
   spin.kl_penalty = {0.5};
   spin.global_batch = 8;
@@ -69,7 +70,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
       return Setup(world, layout, spin, shape, distributed, fixed_length_examples(16));
     }
   }();
-  s.transformer.set_recompute_activations(recompute);
+  s.transformer.set_recompute_activations(recompute, recompute_layers);
   s.transformer.set_sequence_parallel(sequence_parallel);
   s.transformer.set_logits_chunk_rows(logits_chunk);
   if (mixed) {
@@ -93,6 +94,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   request.distributed_optimizer = distributed;
   request.precision = mixed ? cpu_bf16() : Precision::cpu();
   request.recompute_activations = recompute;
+  request.recompute_num_layers = recompute_layers;
   request.sequence_parallel = sequence_parallel;
   request.logits_chunk_rows = logits_chunk;
   request.lora = lora;
@@ -141,11 +143,15 @@ TEST(MemoryPlan, ChunkedPrefillFiguresBoundTheAllocations) {
 }
 
 // With activation recomputation the 1F1B ring keeps each layer's input and one set of layer
-// buffers per micro-batch in flight: the plan counts exactly that.
+// buffers per micro-batch in flight: the plan counts exactly that -- and with only each stage's
+// first 1, 2 or 3 layers recomputed, their inputs, their one set and the other layers' own sets.
 TEST(MemoryPlan, RecomputationFiguresEqualTheAllocations) {
   auto& world = testing::mpi_world();
   check(world, {2, 2, 1}, false, false, false, true);
   check(world, {1, 4, 1}, false, true, true, true);
+  check(world, {2, 2, 1}, false, false, false, true, false, 0, Family::Llama, 0, {}, 1);
+  check(world, {1, 1, 4}, false, false, true, true, false, 0, Family::Llama, 0, {}, 3);
+  check(world, {1, 2, 2}, true, true, false, true, true, 0, Family::Llama, 0, {}, 2);
 }
 
 // spin plan's cuda figures, but for attention's probabilities, against what the same code

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -231,14 +232,19 @@ TEST(Transformer, KeepingActivationsDoesNotChangeResults) {
 
 // Activation recomputation: keeping only each layer's input and running its forward again in
 // the backward gives the same log-probabilities and gradients, bitwise, in float32 and with
-// bf16 products -- for a fraction of the memory.
+// bf16 products -- for a fraction of the memory; recomputing only the first 1 or 2 of 3 layers
+// (the others keeping everything) the same, for memory in between: the recomputed layers share
+// one set of buffers, so 2 save a set (and 1, whose set is its own, nothing).
 TEST(Transformer, RecomputedActivationsGiveTheSameGradientsBitwise) {
-  for (const bool mixed : {false, true}) {
-    SCOPED_TRACE(mixed ? "bf16 products" : "float32");
+  std::map<std::pair<bool, std::int64_t>, std::size_t> bytes;  // (bf16, layers recomputed) -> activations
+  for (const auto& [mixed, layers] : {std::pair{false, 0}, std::pair{true, 0}, std::pair{false, 1},
+                                      std::pair{false, 2}, std::pair{true, 2}, std::pair{false, 5}}) {
+    SCOPED_TRACE(cat(mixed ? "bf16 products" : "float32", ", recomputed layers ", layers));
     testing::TinyShape shape;
     shape.layers = 3;
     TinyModel kept(shape), again(shape);
-    again.transformer.set_recompute_activations(true);
+    again.transformer.set_recompute_activations(true, layers);
+    EXPECT_EQ(again.transformer.recomputed_layers(), layers == 0 || layers > 3 ? 3 : layers);
     if (mixed) {
       kept.weights.enable_bf16(kept.cpu);
       again.weights.enable_bf16(again.cpu);
@@ -256,8 +262,17 @@ TEST(Transformer, RecomputedActivationsGiveTheSameGradientsBitwise) {
     for (std::int64_t i = 0; i < g_kept.flat().numel(); ++i) {
       ASSERT_EQ(g_kept.flat().f32()[i], g_again.flat().f32()[i]) << "element " << i;
     }
-    EXPECT_LT(a_again.bytes(), a_kept.bytes() * 3 / 4) << a_again.bytes() << " vs " << a_kept.bytes();
+    EXPECT_EQ(a_again.layers.size(), static_cast<std::size_t>(4 - again.transformer.recomputed_layers()));
+    bytes[std::pair{mixed, std::int64_t{0}}] = a_kept.bytes();
+    bytes[std::pair{mixed, again.transformer.recomputed_layers()}] = a_again.bytes();
   }
+  const auto at = [&](bool mixed, std::int64_t layers) { return bytes.at(std::pair{mixed, layers}); };
+  for (const bool mixed : {false, true}) {
+    EXPECT_LT(at(mixed, 3), at(mixed, 0) * 3 / 4) << mixed;
+    EXPECT_LT(at(mixed, 3), at(mixed, 2)) << mixed;
+    EXPECT_LT(at(mixed, 2), at(mixed, 0)) << mixed;
+  }
+  EXPECT_GE(at(false, 1), at(false, 0));  // one layer's own set, and its input besides
 }
 
 // Buffers are reused across calls (and grown when a batch is larger): results must not depend
