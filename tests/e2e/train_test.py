@@ -204,6 +204,9 @@ def case_config(args, tmp):
     e("z-loss-negative", ["--model.router_z_loss_coef", "-1"], r"model\.router_z_loss_coef must be >= 0, got -1")
     e("negative-logits-chunk", ["--model.logits_chunk_rows", "-1"],
       r"model\.logits_chunk_rows must be 0 \(off\) or positive, got -1")
+    e("recompute-layers-alone", ["--model.recompute_num_layers", "1"],
+      r"model\.recompute_num_layers must be 0 \(every layer\) or positive, with model\.recompute_activations = true, "
+      r"got 1")
     e("bad-loss", ["--spin.loss", "kto"], r"spin\.loss \"kto\" is not sigmoid, hinge or ipo")
     e("negative-sft-weight", ["--spin.sft_loss_weight", "-1"], r"spin\.sft_loss_weight must be >= 0, got -1")
     e("warmup-twice", ["--optim.warmup_steps", "3", "--optim.warmup_ratio", "0.1"],
