@@ -341,6 +341,22 @@ std::int64_t chunked_prefill_tokens(const PlanRequest& request) {
   return std::max(wanted, generate::min_step_tokens(rollout, request.pp));
 }
 
+namespace {
+// The fewest of each stage's first layers whose recomputation makes `request` (which fits
+// recomputing every layer, and not without recomputation) fit `capacity`, 0 when it takes them
+// all: the peak falls as more are recomputed (each one past the first saves a layer's buffers
+// for its input; one saves nothing), so by bisection.
+std::int64_t fewest_recomputed_layers(PlanRequest request, std::int64_t capacity) {
+  const std::int64_t most = (request.config.num_layers + request.pp - 1) / request.pp;  // the largest stage's
+  std::int64_t fits = most, short_of = 1;  // one recomputed layer saves nothing
+  while (fits - short_of > 1) {
+    request.recompute_num_layers = (fits + short_of) / 2;
+    (plan_memory(request).peak() <= capacity ? fits : short_of) = request.recompute_num_layers;
+  }
+  return fits == most ? 0 : fits;
+}
+}  // namespace
+
 std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_per_node, std::int64_t capacity) {
   std::vector<LayoutFit> out;
   for (int tp = 1; tp <= std::min(gpus, gpus_per_node); ++tp) {
@@ -381,9 +397,19 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
         request.rollout_step_tokens = o.chunk;
         request.recompute_activations = o.recompute;
         try {
-          const std::int64_t peak = plan_memory(request).peak();
+          std::int64_t peak = plan_memory(request).peak();
           if (peak <= capacity) {
-            out.push_back({tp, pp, request.dp, o.distributed, o.split && tp > 1, o.chunk, o.recompute, peak});
+            // Recomputation added here (nothing cheaper fits, so neither does one layer's):
+            // only as many layers as it takes.
+            const std::int64_t layers = o.recompute && !asked_recompute ? fewest_recomputed_layers(request, capacity)
+                                                                        : request.recompute_num_layers;
+            if (layers != request.recompute_num_layers) {
+              PlanRequest fewer = request;
+              fewer.recompute_num_layers = layers;
+              peak = plan_memory(fewer).peak();
+            }
+            out.push_back({tp, pp, request.dp, o.distributed, o.split && tp > 1, o.chunk, o.recompute,
+                           o.recompute ? layers : 0, peak});
             break;  // fits: nothing more is needed
           }
         } catch (const Error&) {

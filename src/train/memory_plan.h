@@ -107,13 +107,15 @@ MemoryPlan plan_memory(const PlanRequest& request);
 // asked, else with the cheapest additions that make it fit: the distributed optimizer, then
 // sequence parallelism (tp > 1), then chunked prefill (generation calls of at most
 // chunked_prefill_tokens(request): a few more of them while prompts are prefilled), then
-// activation recomputation (a third more compute).
+// activation recomputation (a third more compute) of as few of each stage's first layers as fit
+// (recompute_num_layers; 0: every layer) where the request did not ask for recomputation.
 struct LayoutFit {
   int tp = 1, pp = 1, dp = 1;
   bool distributed_optimizer = false;
   bool sequence_parallel = false;
   std::int64_t rollout_step_tokens = 0;
   bool recompute_activations = false;
+  std::int64_t recompute_num_layers = 0;
   std::int64_t peak = 0;
 };
 // The budget fitting_layouts offers for chunked prefill: a training micro-batch's rows (2 x

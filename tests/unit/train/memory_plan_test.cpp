@@ -123,6 +123,7 @@ TEST(MemoryPlan, SuggestedLayoutsFitAndPreferFewModelParallelRanks) {
     PlanRequest r = request(f.tp, f.pp, f.dp, f.distributed_optimizer);
     r.sequence_parallel = f.sequence_parallel;
     r.recompute_activations = f.recompute_activations;
+    r.recompute_num_layers = f.recompute_num_layers;
     EXPECT_EQ(plan_memory(r).peak(), f.peak);
     if (f.tp == 1) {
       EXPECT_FALSE(f.sequence_parallel);
@@ -150,6 +151,7 @@ TEST(MemoryPlan, SuggestedLayoutsFitAndPreferFewModelParallelRanks) {
       }
       r.sequence_parallel = false;
       r.recompute_activations = f.recompute_activations;
+      r.recompute_num_layers = f.recompute_num_layers;
       if (f.sequence_parallel) {
         EXPECT_GT(plan_memory(r).peak(), capacity) << f.tp << " x " << f.pp;
       }
@@ -161,6 +163,26 @@ TEST(MemoryPlan, SuggestedLayoutsFitAndPreferFewModelParallelRanks) {
   const std::vector<LayoutFit> tighter = fitting_layouts(request(1, 1, 1, false), 16, 8, 20 * gib);
   ASSERT_FALSE(tighter.empty());
   EXPECT_TRUE(std::any_of(tighter.begin(), tighter.end(), [](const LayoutFit& f) { return f.recompute_activations; }));
+  // Recomputation added: of as few of each stage's first layers as fit (0: all of them) -- one
+  // fewer does not fit -- and the peak is that plan's.
+  bool partial = false;
+  for (const std::int64_t capacity : {22 * gib, 21 * gib, 20 * gib, 19 * gib, 18 * gib}) {
+    for (const LayoutFit& f : fitting_layouts(request(1, 1, 1, false), 16, 8, capacity)) {
+      if (!f.recompute_activations) continue;
+      PlanRequest r = request(f.tp, f.pp, f.dp, f.distributed_optimizer);
+      r.sequence_parallel = f.sequence_parallel;
+      r.recompute_activations = true;
+      r.recompute_num_layers = f.recompute_num_layers;
+      EXPECT_EQ(plan_memory(r).peak(), f.peak) << f.tp << " x " << f.pp;
+      const std::int64_t stage_layers = (r.config.num_layers + f.pp - 1) / f.pp;
+      r.recompute_num_layers = (f.recompute_num_layers > 0 ? f.recompute_num_layers : stage_layers) - 1;
+      if (r.recompute_num_layers > 1) {
+        EXPECT_GT(plan_memory(r).peak(), capacity) << f.tp << " x " << f.pp << ": fewer layers fit";
+      }
+      partial = partial || f.recompute_num_layers > 0;
+    }
+  }
+  EXPECT_TRUE(partial) << "no capacity let recomputation stop short of every layer";
 }
 
 // A rollout of 64 sequences prefilled at once: 64 x 2048 rows of generation buffers set the
@@ -182,6 +204,7 @@ TEST(MemoryPlan, SuggestedLayoutsOfferChunkedPrefillBeforeRecomputation) {
       r.sequence_parallel = f.sequence_parallel;
       r.rollout_step_tokens = f.rollout_step_tokens;
       r.recompute_activations = f.recompute_activations;
+      r.recompute_num_layers = f.recompute_num_layers;
       EXPECT_EQ(plan_memory(r).peak(), f.peak) << f.tp << " x " << f.pp;
       if (f.rollout_step_tokens > 0) {
         offered = true;
