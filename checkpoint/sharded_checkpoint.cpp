@@ -96,6 +96,10 @@ std::string latest_checkpoint(const std::string& save_dir) {
   return (fs::path(save_dir) / name).string();
 }
 
+bool is_checkpoint(const std::string& path) {
+  return fs::exists(fs::path(path) / kIndex) || (fs::is_regular_file(path) && fs::path(path).extension() == ".h5");
+}
+
 CheckpointWriter::CheckpointWriter(parallel::Communicator& world, std::string dir)
     : world_(world), dir_(std::move(dir)), tmp_(dir_ + ".tmp"), pieces_json_("[]") {
   std::int32_t ok = 1;

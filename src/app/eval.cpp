@@ -37,7 +37,9 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
   po::options_description desc("spin eval options");
   desc.add_options()
       ("help,h", "print this help")
-      ("model", po::value(&o.model)->required(), "Hugging Face model directory (with its tokenizer for text data)")
+      ("model", po::value(&o.model)->required(),
+       "Hugging Face model directory (with its tokenizer for text data), or a spin checkpoint (a step directory, "
+       "or a run's save directory: its latest) whose policy it evaluates")
       ("adapter", po::value(&o.adapter)->default_value(""),
        "a PEFT LoRA adapter directory trained on --model's model, merged into it")
       ("data", po::value(&o.data)->required(), "JSONL with prompts and ground-truth responses (any spin data shape)")
@@ -74,13 +76,15 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
   const Runtime runtime(o.runtime, world);
   const parallel::ProcessGrid grid(runtime.world(), layout);
 
+  std::optional<ModelSource> source;
   std::optional<ModelShard> shard;
   data::LoadedExamples data;
   generate::GenerationParams greedy;
   parallel::run_collectively(world, [&] {
-    shard = plan_model_shard(o.model, grid, o.pp_layers);
+    source = model_source(o.model, o.adapter);
+    shard = plan_model_shard(source->config, grid, o.pp_layers);
     const model::ModelConfig& mc = shard->config;
-    const auto tokenizer = load_tokenizer(o.model, mc);
+    const auto tokenizer = load_tokenizer(source->dir, mc);
     const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());
     data = data::load_examples(o.data, tokenizer.get(), tmpl, {0, 0, mc.max_sequence_length(), data::Overlong::Drop},
                                mc.vocab_size);
@@ -88,7 +92,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     for (const auto& e : data.examples) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(e.response.size()));
     greedy.sampling.greedy = true;
     greedy.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : longest;
-    greedy.eos_ids = stop_ids(o.model, mc, tokenizer.get(), tmpl);
+    greedy.eos_ids = stop_ids(source->dir, mc, tokenizer.get(), tmpl);
     greedy.validate(mc.vocab_size);
     for (const auto& e : data.examples) {
       if (static_cast<std::int64_t>(e.prompt.size()) + greedy.max_new_tokens > mc.max_sequence_length()) {
@@ -98,7 +102,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
   });
   model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());
   parallel::run_collectively(world, [&] {
-    load_hf_weights(o.model, o.adapter, shard->config, shard->dims, shard->stage, weights, runtime.kernels());
+    load_model_weights(*source, o.adapter, *shard, weights, runtime.kernels());
   });
   runtime.prepare(weights);
   model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(), runtime.kernels());

@@ -62,7 +62,9 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
   po::options_description desc("spin generate options");
   desc.add_options()
       ("help,h", "print this help")
-      ("model", po::value(&o.model)->required(), "Hugging Face model directory")
+      ("model", po::value(&o.model)->required(),
+       "Hugging Face model directory, or a spin checkpoint (a step directory, or a run's save directory: its "
+       "latest) whose policy generates")
       ("adapter", po::value(&o.adapter)->default_value(""),
        "a PEFT LoRA adapter directory trained on --model's model, merged into it")
       ("input", po::value(&o.input)->required(),
@@ -236,13 +238,15 @@ std::vector<std::vector<generate::Generation>> gather_replicas(const parallel::P
 }
 
 // What the output's lines depend on, for resuming only the run that wrote a partial output: the
-// model's directory (its path: the weights are not read for this), the token ids of every
-// prompt (after the template) and ground truth, and every generation setting.
-std::uint64_t fingerprint(const GenerateOptions& o, const std::vector<std::vector<std::int32_t>>& prompts,
+// model's directory (its path -- a save directory's latest checkpoint, resolved --: the weights are
+// not read for this), the token ids of every prompt (after the template) and ground truth, and
+// every generation setting.
+std::uint64_t fingerprint(const GenerateOptions& o, const std::string& model_dir,
+                          const std::vector<std::vector<std::int32_t>>& prompts,
                           const std::vector<std::vector<std::int32_t>>& truths) {
   const generate::GenerationParams& g = o.params;
   const generate::SamplingParams& s = g.sampling;
-  std::uint64_t h = fnv1a(cat("spin generate v1|model ", std::filesystem::absolute(o.model).string(), "|spin-data ",
+  std::uint64_t h = fnv1a(cat("spin generate v1|model ", std::filesystem::absolute(model_dir).string(), "|spin-data ",
                               o.spin_data, "|seed ", g.seed, "|new tokens ", g.min_new_tokens, "..", g.max_new_tokens,
                               "|greedy ", s.greedy, "|temperature ", std::bit_cast<std::uint32_t>(s.temperature),
                               "|top-k ", s.top_k, "|top-p ", std::bit_cast<std::uint32_t>(s.top_p), "|min-p ",
@@ -272,13 +276,15 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   const Runtime runtime(o.runtime, world);
   const parallel::ProcessGrid grid(runtime.world(), layout);
 
+  std::optional<ModelSource> source;
   std::optional<ModelShard> shard;
   std::vector<std::vector<std::int32_t>> prompts, truths;  // truths: --spin-data's ground truths
   std::vector<std::string> where;                          // each prompt's file:line
   std::unique_ptr<data::Tokenizer> tokenizer;
   parallel::run_collectively(world, [&] {
-    shard = plan_model_shard(o.model, grid, o.pp_layers);
-    tokenizer = load_tokenizer(o.model, shard->config);
+    source = model_source(o.model, o.adapter);
+    shard = plan_model_shard(source->config, grid, o.pp_layers);
+    tokenizer = load_tokenizer(source->dir, shard->config);
     require(o.params.end_strings.empty() || tokenizer, "spin generate: --end-string needs the model's tokenizer (",
             o.model, " has none)");
     if (tokenizer) {
@@ -286,7 +292,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     }
     const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());
     if (!o.eos_given) {
-      o.params.eos_ids = stop_ids(o.model, shard->config, tokenizer.get(), tmpl);
+      o.params.eos_ids = stop_ids(source->dir, shard->config, tokenizer.get(), tmpl);
     }
     o.params.validate(shard->config.vocab_size);
     if (o.spin_data) {
@@ -320,7 +326,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   });
   model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());
   parallel::run_collectively(world, [&] {
-    load_hf_weights(o.model, o.adapter, shard->config, shard->dims, shard->stage, weights, runtime.kernels());
+    load_model_weights(*source, o.adapter, *shard, weights, runtime.kernels());
   });
   runtime.prepare(weights);
   const model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(),
@@ -338,7 +344,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   std::int64_t done = 0;
   parallel::run_collectively(world, [&] {
     if (!root) return;
-    out.emplace(o.output, fingerprint(o, prompts, truths), total);
+    out.emplace(o.output, fingerprint(o, source->dir, prompts, truths), total);
     done = out->lines_done();
   });
   world.broadcast(&done, 1, 0);

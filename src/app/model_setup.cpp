@@ -10,8 +10,10 @@
 #include <tuple>
 
 #include "checkpoint/hf_reader.h"
+#include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
 #include "core/json_file.h"
+#include "train/checkpointing.h"
 
 namespace spin::app {
 
@@ -256,6 +258,31 @@ std::vector<std::int64_t> parse_int_list(const std::string& text, const char* op
   return out;
 }
 
+ModelSource model_source(const std::string& path, const std::string& adapter_dir) {
+  namespace fs = std::filesystem;
+  ModelSource source{path, false, {}};
+  if (!ckpt::is_checkpoint(path) && fs::exists(fs::path(path) / "latest")) source.dir = ckpt::latest_checkpoint(path);
+  if (!ckpt::is_checkpoint(source.dir)) {
+    source.config = model::ModelConfig::load(path);  // a Hugging Face directory (or an error naming it)
+    return source;
+  }
+  require(adapter_dir.empty(), "--adapter merges a PEFT LoRA adapter into a Hugging Face model, and ", path,
+          " is a spin checkpoint (a LoRA run's holds its merged model)");
+  source.checkpoint = true;
+  const ckpt::CheckpointReader reader(source.dir);
+  source.config = model::ModelConfig::from_json(reader.attribute("model_config"), reader.dir() + " (model_config)");
+  return source;
+}
+
+void load_model_weights(const ModelSource& source, const std::string& adapter_dir, const ModelShard& shard,
+                        model::ModelWeights& weights, const kernels::Kernels& kernels) {
+  if (!source.checkpoint) {
+    load_hf_weights(source.dir, adapter_dir, source.config, shard.dims, shard.stage, weights, kernels);
+    return;
+  }
+  train::load_weights(ckpt::CheckpointReader(source.dir), "policy", weights);
+}
+
 std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
                                                 const model::ModelConfig& config) {
   auto tokenizer = data::Tokenizer::load_if_present(model_dir);
@@ -309,10 +336,14 @@ ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int t
   return {config, model::stage_layers(counts, pp_rank), model::tp_dims(config, tp_rank, tp)};
 }
 
+ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
+                            const std::string& pp_layers) {
+  return plan_model_shard(config, grid.tp_rank(), grid.tp_size(), grid.pp_rank(), grid.pp_size(), pp_layers);
+}
+
 ModelShard plan_model_shard(const std::string& model_dir, const parallel::ProcessGrid& grid,
                             const std::string& pp_layers) {
-  return plan_model_shard(model::ModelConfig::load(model_dir), grid.tp_rank(), grid.tp_size(),
-                          grid.pp_rank(), grid.pp_size(), pp_layers);
+  return plan_model_shard(model::ModelConfig::load(model_dir), grid, pp_layers);
 }
 
 }  // namespace spin::app

@@ -30,9 +30,29 @@ struct ModelShard {
 // `pp_layers`: the --pp-layers text ("3,5"; empty for an even split).
 ModelShard plan_model_shard(const std::string& model_dir, const parallel::ProcessGrid& grid,
                             const std::string& pp_layers = "");
+// This rank's shard of `config` in `grid`'s layout.
+ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
+                            const std::string& pp_layers = "");
 // The shard of position (tp_rank, pp_rank) in a TP x PP layout of `config`.
 ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank,
                             int pp, const std::string& pp_layers = "");
+
+// The model an inference command (spin score, generate, eval) runs: a Hugging Face model
+// directory, or a spin checkpoint -- a step directory, a merged checkpoint file, or a training
+// run's save directory (its `latest`) -- read as its policy (a LoRA run's checkpoint holds the
+// merged model there) and resharded to the command's layout, its tokenizer and generation config
+// the copies the checkpoint keeps.
+struct ModelSource {
+  std::string dir;  // the Hugging Face directory or the checkpoint (a save directory resolved)
+  bool checkpoint = false;
+  model::ModelConfig config;  // config.json's, or the checkpoint's model_config
+};
+// Throws naming `path` when it is neither; a PEFT `adapter_dir` (merged into a Hugging Face
+// model) is refused for a checkpoint.
+ModelSource model_source(const std::string& path, const std::string& adapter_dir);
+// This rank's shard of the source's weights (load_hf_weights for a Hugging Face directory).
+void load_model_weights(const ModelSource& source, const std::string& adapter_dir, const ModelShard& shard,
+                        model::ModelWeights& weights, const kernels::Kernels& kernels);
 
 // The model directory's tokenizer with BOS/EOS from config.json, or null when the directory
 // has none (token-id data needs none; text data then fails with a message saying so).

@@ -54,7 +54,8 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
   desc.add_options()
       ("help,h", "print this help")
       ("model", po::value(&o.model)->required(),
-       "Hugging Face model directory (config.json + model.safetensors[.index.json])")
+       "Hugging Face model directory (config.json + model.safetensors[.index.json]), or a spin checkpoint (a "
+       "step directory, or a run's save directory: its latest) whose policy it scores")
       ("adapter", po::value(&o.adapter)->default_value(""),
        "a PEFT LoRA adapter directory trained on --model's model, merged into it")
       ("input", po::value(&o.input)->required(),
@@ -160,14 +161,16 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   const auto start = std::chrono::steady_clock::now();
   const Runtime runtime(o.runtime, world);
   parallel::ProcessGrid grid(runtime.world(), layout);
+  std::optional<ModelSource> source;
   std::optional<ModelShard> shard;
   std::vector<data::TokenRecord> records;
   parallel::run_collectively(world, [&] {
-    shard = plan_model_shard(o.model, grid, o.pp_layers);
+    source = model_source(o.model, o.adapter);
+    shard = plan_model_shard(source->config, grid, o.pp_layers);
     const model::ModelConfig& config = shard->config;
     if (data::holds_text(o.input)) {
       // Tokenized as training does; every line scored (no length limit here: validated below).
-      const auto tokenizer = load_tokenizer(o.model, config);
+      const auto tokenizer = load_tokenizer(source->dir, config);
       require(tokenizer != nullptr, o.input, ": text records need the model's tokenizer, and ", o.model, " has none");
       const data::LoadedExamples loaded = data::load_examples(
           o.input, tokenizer.get(), data::choose_prompt_template(o.prompt_template, tokenizer.get()), {},
@@ -196,7 +199,7 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   });
   model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());
   parallel::run_collectively(world, [&] {
-    load_hf_weights(o.model, o.adapter, shard->config, shard->dims, shard->stage, weights, runtime.kernels());
+    load_model_weights(*source, o.adapter, *shard, weights, runtime.kernels());
   });
   runtime.prepare(weights);
   const auto loaded = std::chrono::steady_clock::now();

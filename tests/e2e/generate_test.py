@@ -3,7 +3,8 @@
 
   layouts     1 rank, TP 2, TP 2 x PP 2, PP 2 x DP 2 and different batch sizes (sequences in
               flight, refilled as they finish, or every prompt at once) write the same
-              responses (log-probabilities to 1e-5)
+              responses (log-probabilities to 1e-5); the model read from a spin checkpoint of
+              another layout writes them bitwise
   scores      `spin score` of prompt + response gives the log-probabilities generation reported
   bad-input   over-long and empty prompts, invalid sampling values: one error line, no output
   text        text prompts ({"prompt": "..."} and {"messages": [...]}) through a model's
@@ -33,8 +34,8 @@ def prompts_file(path, n=10, seed=3):
             f.write(json.dumps({"prompt": [rng.randrange(256) for _ in range(rng.randint(1, 12))]}) + "\n")
 
 
-def generate(args, out, ranks=1, *extra):
-    cmd = [args.spin, "generate", "--model", os.path.join(args.models, "tiny-llama"),
+def generate(args, out, ranks=1, *extra, model=None):
+    cmd = [args.spin, "generate", "--model", model or os.path.join(args.models, "tiny-llama"),
            "--input", args.prompts, "--output", out, "--max-new-tokens", "16", "--top-p", "0.9",
            "--temperature", "1.1", "--eos-ids", "7", "--seed", "11"] + list(extra)
     run_ok(args.mpiexec, cmd, ranks)
@@ -54,6 +55,13 @@ def case_layouts(args, tmp):
             assert g["finish_reason"] == b["finish_reason"], (i, extra)
             assert all(abs(x - y) <= 1e-5 for x, y in zip(g["logprobs"], b["logprobs"])), (i, extra)
         print("%d ranks %s: %d responses identical" % (ranks, " ".join(extra), len(got)))
+    # The model as a spin checkpoint (imported at TP 2 x PP 2, read whole on one rank): the same
+    # responses and log-probabilities, bitwise.
+    checkpoint = os.path.join(tmp, "checkpoint")
+    run_ok(args.mpiexec, [args.spin, "ckpt", "import-hf", os.path.join(args.models, "tiny-llama"), checkpoint, "--tp", "2",
+                          "--pp", "2"], 4)
+    assert generate(args, os.path.join(tmp, "c.jsonl"), 1, "--batch-size", "3", model=checkpoint) == base
+    print("from a spin checkpoint of TP 2 x PP 2: the same responses and log-probabilities, bitwise")
     # --profile at PP 2: on both stages one "generate" range holding every model call; each call
     # advances each of its sequences by one token, so the calls' sequences add up to the tokens
     # generated, and the last stage samples them.

@@ -132,6 +132,10 @@ def case_bad_input(args, tmp):
                  r"num_attention_heads \(4\) is not divisible by tensor-parallel size 3", ranks=3)
     expect_error(args, tmp, "world-vs-tp", cmd(model, args.input, "--tp", "2"),
                  r"world size 3 is not divisible by tp \(2\)", ranks=3)
+    checkpoint = os.path.join(tmp, "checkpoint")
+    e2e_common.run_ok(args.mpiexec, [args.spin, "ckpt", "import-hf", model, checkpoint], 1)
+    expect_error(args, tmp, "adapter-with-checkpoint", cmd(checkpoint, args.input, "--adapter", tmp),
+                 r"--adapter merges a PEFT LoRA adapter into a Hugging Face model, and .*checkpoint is a spin checkpoint")
     expect_error(args, tmp, "pp-vs-layers", cmd(model, args.input, "--pp", "3"),
                  r"pipeline-parallel size 3 exceeds the model's 2 layers", ranks=3)
     expect_error(args, tmp, "pp-layers-sum", cmd(model, args.input, "--pp", "2", "--pp-layers", "2,1"),

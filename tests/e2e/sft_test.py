@@ -10,8 +10,10 @@
               without): 1 rank and TP 2 x PP 2 with ZeRO-1 agree (losses, weights); the written model is the input plus a change of rank 4 in those
               projections alone; stopped and resumed, bitwise; the checkpoint's adapter exported
               in PEFT's format and given as --adapter over its base (spin score at TP 2, spin sft)
-              equals its merged model, bitwise; a checkpoint of other LoRA settings refused
-  resume      --save-dir: SIGUSR1 after step 3 of 8 saves a checkpoint and exits 75; --resume
+              equals its merged model, bitwise, as does the checkpoint given to spin score itself; a
+              checkpoint of other LoRA settings refused
+  resume      --save-dir: SIGUSR1 after step 3 of 8 saves a checkpoint and exits 75 (spin score of the
+              save directory, its latest, = of the checkpoint's Hugging Face export); --resume
               ends as the uninterrupted run (losses and weights bitwise); checkpoints every 3
               steps keep the last 2; a run of another batch size is refused the checkpoint
 """
@@ -160,6 +162,16 @@ def case_resume(args, tmp):
     assert r.returncode == REQUEUE, (r.returncode, r.stdout, r.stderr)
     assert "stopped by a signal on another rank after step 3" in r.stdout, r.stdout
     assert open(os.path.join(save, "latest")).read().strip() == "step_00000003" and not os.path.exists(out)
+    # The stopped run's save directory as spin score's model -- its latest checkpoint, step 3, saved
+    # at PP 2 and read at TP 2 -- scores as the checkpoint's Hugging Face export, bitwise.
+    exported = os.path.join(tmp, "step3-hf")
+    run_ok(args.mpiexec, [args.spin, "ckpt", "export-hf", os.path.join(save, "step_00000003"), exported], 1)
+    scored = []
+    for m in (save, exported):
+        scores = os.path.join(tmp, "scores-%d.jsonl" % len(scored))
+        run_ok(args.mpiexec, [args.spin, "score", "--model", m, "--input", data, "--output", scores, "--tp", "2"], 2)
+        scored.append(open(scores).read())
+    assert scored[0] == scored[1] and scored[0], scored[0][:200]
     resumed = run_ok(args.mpiexec, cmd + ["--resume"], 2)
     assert "step_00000003 (step 3)" in resumed.stdout, resumed.stdout
     step_lines = lambda s: [l.split(" | ")[:5] for l in s.splitlines() if l.startswith("step ")]
@@ -260,6 +272,11 @@ def case_lora(args, tmp):
         sft(args, exported["base"] if name == "adapter" else exported["policy"], data, os.path.join(tmp, "sft-" + name),
             1, *(["--adapter", exported["lora"]] if name == "adapter" else []))
     assert scored["adapter"] == scored["merged"], (scored["adapter"][:3], scored["merged"][:3])
+    # The checkpoint itself as spin score's model: its policy is the merged model (PP 2 -> TP 2).
+    from_checkpoint = os.path.join(tmp, "scores-checkpoint.jsonl")
+    run_ok(args.mpiexec, [args.spin, "score", "--model", step3, "--input", data, "--output", from_checkpoint, "--tp", "2"],
+           2)
+    assert [json.loads(l)["logprob_sum"] for l in open(from_checkpoint)] == scored["merged"]
     assert (open(os.path.join(tmp, "sft-adapter", "model.safetensors"), "rb").read() ==
             open(os.path.join(tmp, "sft-merged", "model.safetensors"), "rb").read())
     expect_error(args.mpiexec, "no-adapter", sft_command(args, model, data, os.path.join(tmp, "none"), "--adapter",
