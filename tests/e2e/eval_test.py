@@ -5,7 +5,8 @@
               answers from `spin generate`, half of them kept as the ground truth and half
               altered in their last token (exact match 0.5), the NLL from `spin score`'s
               log-probabilities -- on 1 rank (continuous batching: 3 of 10 in flight), at
-              TP 2 x PP 2 and at DP 2
+              TP 2 x PP 2 and at DP 2; the model read from a spin checkpoint of another layout
+              gives the same figures
   bad-input   a missing data file and a prompt leaving no room for the answer: one error line,
               no output
 """
@@ -28,11 +29,11 @@ def write_jsonl(path, records):
             f.write(json.dumps(r) + "\n")
 
 
-def eval_run(args, tmp, data, ranks, *extra):
+def eval_run(args, tmp, data, ranks, *extra, model_dir=None):
     out = os.path.join(tmp, "eval.json")
     if os.path.exists(out):
         os.remove(out)
-    run_ok(args.mpiexec, [args.spin, "eval", "--model", model(args), "--data", data, "--output", out,
+    run_ok(args.mpiexec, [args.spin, "eval", "--model", model_dir or model(args), "--data", data, "--output", out,
                           "--max-new-tokens", str(NEW_TOKENS)] + list(extra), ranks)
     return json.load(open(out))
 
@@ -65,6 +66,13 @@ def case_layouts(args, tmp):
         assert abs(got["nll"] - nll) < 2e-6 * max(1.0, abs(nll)), (extra, got, nll)
         print("%d ranks %s: exact match %.2f, nll %.6f (spin score: %.6f)" %
               (ranks, " ".join(extra), got["exact_match"], got["nll"], nll))
+    # The model as a spin checkpoint of TP 2 (read at PP 2): the same figures as the Hugging Face
+    # model's at that layout.
+    checkpoint = os.path.join(tmp, "checkpoint")
+    run_ok(args.mpiexec, [args.spin, "ckpt", "import-hf", model(args), checkpoint, "--tp", "2"], 2)
+    from_hf = eval_run(args, tmp, data, 2, "--pp", "2", "--batch-size", "3")
+    assert eval_run(args, tmp, data, 2, "--pp", "2", "--batch-size", "3", model_dir=checkpoint) == from_hf
+    print("from a spin checkpoint of TP 2, at PP 2: the Hugging Face model's figures")
 
 
 def case_bad_input(args, tmp):
