@@ -48,7 +48,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
   po::options_description desc("spin plan options");
   desc.add_options()
       ("help,h", "print this help")
-      ("model", po::value(&o.model)->required(), "Hugging Face model directory or its config.json")
+      ("model", po::value(&o.model)->required(),
+       "Hugging Face model directory or its config.json, or a spin checkpoint (its model_config)")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("dp", po::value(&o.dp)->default_value(o.dp), "data-parallel size")
@@ -104,9 +105,10 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
   return o;
 }
 
+// A Hugging Face directory's or a spin checkpoint's model (model_source), or a config.json file's.
 model::ModelConfig load_config(const std::string& path) {
-  return fs::is_directory(path) ? model::ModelConfig::load(path)
-                                : model::ModelConfig::from_file(path, " (the model's config.json)");
+  const bool directory = fs::is_directory(path) || fs::path(path).extension() == ".h5";  // or a merged checkpoint
+  return directory ? model_source(path, "").config : model::ModelConfig::from_file(path, " (the model's config.json)");
 }
 
 // One table row: a label and a figure per stage.

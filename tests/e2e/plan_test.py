@@ -120,6 +120,15 @@ def case_cli(args, tmp):
     print("--recompute-num-layers 8 of 16: stage-0 activations %.2f GiB (none %.2f, all %.2f)" %
           (half["= activations"][0] / 2 ** 30, t["= activations"][0] / 2 ** 30, full["= activations"][0] / 2 ** 30))
 
+    # A spin checkpoint as the model (its model_config): the Hugging Face directory's plan.
+    tiny = os.path.join(args.models, "tiny-llama")
+    checkpoint = os.path.join(tmp, "checkpoint")
+    run(args.mpiexec, [args.spin, "ckpt", "import-hf", tiny, checkpoint], 1)
+    tiny_plan = [args.spin, "plan", "--seq", "64", "--micro-batch", "2", "--model"]
+    from_hf, from_checkpoint = (run(args.mpiexec, tiny_plan + [m], 1).stdout for m in (tiny, checkpoint))
+    assert rows(from_hf) == rows(from_checkpoint) and "peak" in rows(from_hf), (from_hf, from_checkpoint)
+    print("a spin checkpoint as --model: the Hugging Face model's plan")
+
     small = run(args.mpiexec, base + ["--gpu-mem", "4GiB"], 2)
     assert small.returncode == 3 and "DOES NOT FIT" in small.stdout, (small.returncode, small.stdout, small.stderr)
     print("4 GiB GPUs: exit 3, DOES NOT FIT")
