@@ -343,7 +343,7 @@ std::vector<std::string_view> HfBpeTokenizer::pre_tokenize(std::string_view text
   for (std::size_t k = 0; k < cps.size(); ++k) {
     if (!unicode::is_number(cps.cp[k])) continue;
     const bool individual = digits_ == Digits::Individual;
-    if (individual || k == 0 || !unicode::is_number(cps.cp[k - 1])) cut(cps.at[k]);  // a number starts
+    if (individual || k == 0 || !unicode::is_number(cps.cp[k - 1])) cut(cps.at[k]);                   // a number starts
     if (individual || k + 1 == cps.size() || !unicode::is_number(cps.cp[k + 1])) cut(cps.at[k + 1]);  // one ends
   }
   cut(text.size());

@@ -65,7 +65,9 @@ std::string smollm3_system(const std::vector<Message>& messages) {
           "the smollm3 prompt template writes SmolLM3's non-thinking mode, and the system message's /think turns "
           "thinking on: drop /think (or give token ids rendered with thinking on: jobs/chat_to_ids.py)");
   const std::string instructions = rstripped(without(without(message, "/no_think"), "/think"));
-  if (message.find("/system_override") != std::string::npos) return rstripped(without(instructions, "/system_override"));
+  if (message.find("/system_override") != std::string::npos) {
+    return rstripped(without(instructions, "/system_override"));
+  }
   return std::string("## Metadata\n\nKnowledge Cutoff Date: June 2025\nToday Date: ") + kSmolLm3Date +
          "\nReasoning Mode: /no_think\n\n## Custom Instructions\n\n" +
          (instructions.empty() ? std::string(kSmolLm3Default) : instructions) +
@@ -228,10 +230,10 @@ void llama3_header(std::vector<std::int32_t>& ids, const std::string& role, cons
 
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer) {
   constexpr PromptTemplate kAll[] = {
-      PromptTemplate::Chat,      PromptTemplate::Plain,  PromptTemplate::Llama3,   PromptTemplate::Llama31,
-      PromptTemplate::ChatMl,    PromptTemplate::Qwen25, PromptTemplate::Qwen3,    PromptTemplate::Gemma,
-      PromptTemplate::Gemma3,    PromptTemplate::Llama2, PromptTemplate::Mistral,  PromptTemplate::MistralV3,
-      PromptTemplate::MistralV7, PromptTemplate::Phi4,   PromptTemplate::Phi4Mini, PromptTemplate::Tulu,
+      PromptTemplate::Chat,      PromptTemplate::Plain,     PromptTemplate::Llama3,    PromptTemplate::Llama31,
+      PromptTemplate::ChatMl,    PromptTemplate::Qwen25,    PromptTemplate::Qwen3,     PromptTemplate::Gemma,
+      PromptTemplate::Gemma3,    PromptTemplate::Llama2,    PromptTemplate::Mistral,   PromptTemplate::MistralV3,
+      PromptTemplate::MistralV7, PromptTemplate::Phi4,      PromptTemplate::Phi4Mini,  PromptTemplate::Tulu,
       PromptTemplate::Cohere,    PromptTemplate::Granite30, PromptTemplate::Granite31, PromptTemplate::Granite4,
       PromptTemplate::SmolLm3};
   std::string choices = "auto";
@@ -543,11 +545,11 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
   const bool trim = is_llama3(prompt_template) || is_gemma(prompt_template) || prompt_template == PromptTemplate::Cohere;
   const bool rstrip = prompt_template == PromptTemplate::MistralV3 || prompt_template == PromptTemplate::MistralV7;
   const std::size_t kept = text.find_last_not_of(' ') + 1;  // up to the trailing spaces
-  const std::string written = prompt_template == PromptTemplate::SmolLm3 ? without_leading_newlines(text)
+  const std::string written = prompt_template == PromptTemplate::SmolLm3  ? without_leading_newlines(text)
                               : prompt_template == PromptTemplate::Llama2 ? trimmed(text) + " "
-                              : rstrip                                  ? text.substr(0, kept)
-                              : trim                                    ? trimmed(text)
-                                                                        : text;
+                              : rstrip                                    ? text.substr(0, kept)
+                              : trim                                      ? trimmed(text)
+                                                                          : text;
   std::vector<std::int32_t> ids = t.encode(written);
   if (const auto end = response_end(prompt_template, t)) ids.push_back(*end);
   return ids;
@@ -555,7 +557,8 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
 
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& t) {
   if (is_llama3(prompt_template)) return special(t, prompt_template, "<|eot_id|>");
-  if (is_chatml(prompt_template) || prompt_template == PromptTemplate::Phi4 || prompt_template == PromptTemplate::SmolLm3) {
+  if (is_chatml(prompt_template) || prompt_template == PromptTemplate::Phi4 ||
+      prompt_template == PromptTemplate::SmolLm3) {
     return special(t, prompt_template, "<|im_end|>");
   }
   if (is_gemma(prompt_template)) return special(t, prompt_template, "<end_of_turn>");

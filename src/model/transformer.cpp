@@ -148,10 +148,10 @@ void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Acti
     // Without a backward one set serves every layer, each writing its output over its input.
     LayerActivations& la = a.layers[a.for_backward ? activation_slot(l, recomputed) : 0];
     if (l < recomputed) la.x_in = a.layer_inputs[li];  // kept for the backward's recomputation
-    float* x_out = l + 1 == layers       ? out
-                   : !a.for_backward     ? la.x_in.f32()
-                   : l + 1 < recomputed  ? a.layer_inputs[li + 1].f32()
-                                         : a.layers[activation_slot(l + 1, recomputed)].x_in.f32();
+    float* x_out = l + 1 == layers      ? out
+                   : !a.for_backward    ? la.x_in.f32()
+                   : l + 1 < recomputed ? a.layer_inputs[li + 1].f32()
+                                        : a.layers[activation_slot(l + 1, recomputed)].x_in.f32();
     KvCacheView view = where;
     if (cache) {
       view.keys = cache->keys(l);

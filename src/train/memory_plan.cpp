@@ -29,7 +29,8 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   std::int64_t n = 0;
   if (s.first) n += aligned(d.vocab_rows * h);
   const std::int64_t biases = (c.qkv_bias ? aligned(d.q_width()) + 2 * aligned(d.kv_width()) : 0) +
-                              (c.o_bias ? aligned(h) : 0) + (c.mlp_bias ? (c.gated_mlp ? 2 : 1) * aligned(d.intermediate) + aligned(h) : 0);
+                              (c.o_bias ? aligned(h) : 0) +
+                              (c.mlp_bias ? (c.gated_mlp ? 2 : 1) * aligned(d.intermediate) + aligned(h) : 0);
   const std::int64_t qk_norms = c.qk_norm ? 2 * aligned(d.head_dim)
                                 : c.qk_norm_all_heads || c.qk_head_layernorm
                                     ? aligned(d.q_width()) + aligned(d.kv_width())

@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "common/test_util.h"
@@ -44,6 +45,22 @@ void expect_chat_cases(const std::string& dir, PromptTemplate p, const std::stri
   EXPECT_GE(checked, 3);
 }
 
+// A tokenizer without template `p`'s special tokens (spin's byte-level one) cannot use it: one
+// error naming the template (`name`) and the first token it lacks.
+void expect_needs_token(PromptTemplate p, const std::string& name, const std::string& token) {
+  const ByteTokenizer bytes;
+  const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, p, bytes); });
+  EXPECT_NE(e.find("the " + name + " prompt template needs the token " + token), std::string::npos) << e;
+}
+
+// The tokenizer of fixture `dir`, for which auto chooses `p`, whose responses end with `end`.
+std::unique_ptr<Tokenizer> expect_chosen(const std::string& dir, PromptTemplate p, const std::string& end) {
+  auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/" + dir);
+  EXPECT_EQ(choose_prompt_template("auto", t.get()), p) << dir;
+  EXPECT_EQ(response_end(p, *t), t->token_id(end)) << dir;
+  return t;
+}
+
 // The llama3 template with Llama-3-Instruct's Jinja template: contents trimmed, the response
 // ending with <|eot_id|>.
 TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
@@ -52,10 +69,7 @@ TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
   expect_chat_cases("hf_bpe/llama31", PromptTemplate::Llama31, "");
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3");
   EXPECT_EQ(response_end(PromptTemplate::Llama3, *t), t->token_id("<|eot_id|>"));
-  // A tokenizer without Llama-3's special tokens cannot use the template.
-  const ByteTokenizer bytes;
-  const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::Llama3, bytes); });
-  EXPECT_NE(e.find("the llama3 prompt template needs the token <|start_header_id|>"), std::string::npos) << e;
+  expect_needs_token(PromptTemplate::Llama3, "llama3", "<|start_header_id|>");
 }
 
 // The chatml template with ChatML's Jinja template (Qwen2.5-Instruct's for conversations with a
@@ -78,9 +92,7 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   // cohere: Aya 23's / Command-R's template (BOS, the system turn untrimmed, the others stripped, the
   // roles alternating), the response ending with <|END_OF_TURN_TOKEN|>; auto picks it by its tokens.
   expect_chat_cases("hf_bpe/cohere", PromptTemplate::Cohere, "");
-  const auto cohere = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/cohere");
-  EXPECT_EQ(choose_prompt_template("auto", cohere.get()), PromptTemplate::Cohere);
-  EXPECT_EQ(response_end(PromptTemplate::Cohere, *cohere), cohere->token_id("<|END_OF_TURN_TOKEN|>"));
+  const auto cohere = expect_chosen("hf_bpe/cohere", PromptTemplate::Cohere, "<|END_OF_TURN_TOKEN|>");
   const std::string order = testing::error_of([&] {
     render_prompt({{"user", "a"}, {"user", "b"}}, PromptTemplate::Cohere, *cohere);
   });
@@ -146,9 +158,7 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   EXPECT_FALSE(t->bos_id().has_value());
   EXPECT_EQ(t->eos_id(), t->token_id("<|im_start|>"));
   EXPECT_EQ(response_end(PromptTemplate::ChatMl, *t), t->token_id("<|im_end|>"));
-  const ByteTokenizer bytes;
-  const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::ChatMl, bytes); });
-  EXPECT_NE(e.find("the chatml prompt template needs the token <|im_start|>"), std::string::npos) << e;
+  expect_needs_token(PromptTemplate::ChatMl, "chatml", "<|im_start|>");
 }
 
 // Granite's templates against apply_chat_template with its published chat templates (Granite 3.0's;
@@ -187,9 +197,7 @@ TEST(HfBpeTokenizer, GraniteTemplatesMatchApplyChatTemplate) {
     EXPECT_EQ(choose_prompt_template("auto", granite.get()), want) << chat_template;
   }
   fs::remove_all(dir);
-  const ByteTokenizer bytes;
-  const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::Granite4, bytes); });
-  EXPECT_NE(e.find("the granite4 prompt template needs the token <|start_of_role|>"), std::string::npos) << e;
+  expect_needs_token(PromptTemplate::Granite4, "granite4", "<|start_of_role|>");
 }
 
 // smollm3 against apply_chat_template with SmolLM3's template (enable_thinking=False; its strftime_now
@@ -200,9 +208,7 @@ TEST(HfBpeTokenizer, GraniteTemplatesMatchApplyChatTemplate) {
 // the response ends with <|im_end|>. A system message turning thinking on is refused.
 TEST(HfBpeTokenizer, SmolLm3TemplateMatchesApplyChatTemplate) {
   expect_chat_cases("hf_bpe/smollm3", PromptTemplate::SmolLm3, "\n");
-  const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/smollm3");
-  EXPECT_EQ(choose_prompt_template("auto", t.get()), PromptTemplate::SmolLm3);
-  EXPECT_EQ(response_end(PromptTemplate::SmolLm3, *t), t->token_id("<|im_end|>"));
+  const auto t = expect_chosen("hf_bpe/smollm3", PromptTemplate::SmolLm3, "<|im_end|>");
   const std::string e = testing::error_of([&] {
     render_prompt({{"system", "Think first. /think"}, {"user", "hi"}}, PromptTemplate::SmolLm3, *t);
   });
@@ -306,9 +312,7 @@ TEST(PromptTemplates, GemmaTemplateMatchesApplyChatTemplate) {
   const std::string order = testing::error_of(
       [&] { render_prompt({{"user", "hi"}, {"user", "again"}}, PromptTemplate::Gemma, *t); });
   EXPECT_NE(order.find("message 2 is user"), std::string::npos) << order;
-  const ByteTokenizer bytes;
-  const std::string e = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::Gemma, bytes); });
-  EXPECT_NE(e.find("the gemma prompt template needs the token <start_of_turn>"), std::string::npos) << e;
+  expect_needs_token(PromptTemplate::Gemma, "gemma", "<start_of_turn>");
 }
 
 // gemma3 with google/gemma-3-1b-it's Jinja template (tests/data/gemma3_spm: the same layout with
