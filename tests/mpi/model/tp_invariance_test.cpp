@@ -58,6 +58,7 @@ std::vector<float> gather(const ShardedTensor& t, parallel::Communicator& tp) {
 struct Options {
   bool sequence_parallel = false;
   bool recompute = false;
+  std::int64_t recompute_layers = 0;  // with recompute: each stage's first this many (0: all)
   bool mixed = false;  // bf16 products
   std::vector<Sequence> sequences = batch_sequences();
   std::int64_t logits_chunk_rows = 0;
@@ -73,7 +74,7 @@ Run run(const ModelConfig& config, parallel::Communicator& tp, const Options& o 
   if (o.mixed) weights.enable_bf16(cpu);
   Transformer transformer(config, dims, tp, cpu);
   transformer.set_sequence_parallel(o.sequence_parallel);
-  transformer.set_recompute_activations(o.recompute);
+  transformer.set_recompute_activations(o.recompute, o.recompute_layers);
   transformer.set_logits_chunk_rows(o.logits_chunk_rows);
   EXPECT_EQ(transformer.sequence_parallel(), o.sequence_parallel && tp.size() > 1);
   Activations acts;
@@ -106,8 +107,8 @@ Run run(const ModelConfig& config, parallel::Communicator& tp, const Options& o 
 }
 
 void expect_same_as_tp1(const testing::TinyShape& shape, int tp, const Options& o = {}) {
-  SCOPED_TRACE(cat("TP ", tp, o.sequence_parallel ? ", sequence parallel" : "",
-                            o.recompute ? ", recompute" : "", o.mixed ? ", bf16" : ""));
+  SCOPED_TRACE(cat("TP ", tp, o.sequence_parallel ? ", sequence parallel" : "", o.recompute ? ", recompute " : "",
+                   o.recompute ? cat(o.recompute_layers, " layers (0: all)") : "", o.mixed ? ", bf16" : ""));
   const ModelConfig config = testing::tiny_config(shape);
   parallel::SelfCommunicator self;
   Options one_rank;
@@ -302,6 +303,16 @@ TEST(SequenceParallel, MatchesOneRankWithTiedEmbeddingsRecomputationAndBf16Produ
   shape.tie = true;  // 2 kv heads: TP 2
   expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .recompute = true});
   expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true});
+}
+
+// Recomputing only the first 2 of 3 layers (the third keeping its activations) at TP 2 and 4,
+// with sequence parallelism and bf16 products: the one-rank model's results without recomputation.
+TEST(TensorParallel, PartialRecomputationMatchesOneRank) {
+  testing::TinyShape shape;
+  shape.layers = 3;
+  shape.kv_heads = 4;
+  for (int tp : {2, 4}) expect_same_as_tp1(shape, tp, {.recompute = true, .recompute_layers = 2});
+  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .recompute = true, .recompute_layers = 2, .mixed = true});
 }
 
 TEST(TensorParallel, GroupedQueryAttentionSplitsKvHeadsAtTp2AndRefusesFewerKvHeadsThanRanks) {
