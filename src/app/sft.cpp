@@ -91,7 +91,9 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   po::options_description desc("spin sft options");
   desc.add_options()
       ("help,h", "print this help")
-      ("model", po::value(&o.model)->required(), "Hugging Face model directory to start from")
+      ("model", po::value(&o.model)->required(),
+       "Hugging Face model directory to start from, or a spin checkpoint (a step directory, or a run's save "
+       "directory: its latest) whose policy it starts from")
       ("adapter", po::value(&o.adapter)->default_value(""),
        "a PEFT LoRA adapter directory trained on --model's model, merged into it at the start")
       ("train", po::value(&o.train)->required(),
@@ -216,6 +218,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const parallel::ProcessGrid grid(runtime.world(), layout);
 
   // ---- everything that can be wrong with the input, before any work -------------------------
+  std::optional<ModelSource> source;
   std::optional<ModelShard> shard;
   std::optional<data::BatchPlan> plan;
   data::LoadedExamples data;
@@ -227,12 +230,13 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     profile_window.emplace(o.profile_step_start, o.profile_step_end, o.output + ".profile", world.rank(),
                            "--profile-step-start", "--profile-step-end");
-    shard = plan_model_shard(o.model, grid, o.pp_layers);
+    source = model_source(o.model, o.adapter);
+    shard = plan_model_shard(source->config, grid, o.pp_layers);
     lora = lora_settings(o.lora_rank, o.lora_alpha, o.lora_rslora, o.lora_dropout, o.lora_targets, "spin sft: --lora-",
                          shard->config);
     if (!o.adapter.empty()) lora_from_peft_config(o.adapter);  // refused before any work
     save_dtype = parse_save_dtype(o.save_dtype, "spin sft: --save-dtype");
-    const auto tokenizer = load_tokenizer(o.model, shard->config);
+    const auto tokenizer = load_tokenizer(source->dir, shard->config);
     require(o.overlong == "drop" || o.overlong == "truncate", "spin sft: --overlong \"", o.overlong,
             "\" is not drop or truncate");
     const data::LengthLimits limits{o.max_prompt_tokens, o.max_response_tokens,
@@ -296,7 +300,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     loaded = o.resume ? ckpt::latest_checkpoint(o.save_dir) : "";
     if (loaded.empty()) {
-      load_hf_weights(o.model, o.adapter, config, shard->dims, shard->stage, weights, runtime.kernels());
+      load_model_weights(*source, o.adapter, *shard, weights, runtime.kernels());
       if (adapters) adapters->init_random(o.seed, 0.0f);
       return;
     }
@@ -349,7 +353,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
       attributes["lora_config"] = lora_config_json(lora);
     }
     train::save_checkpoint(o.save_dir, step, grid, lora_part ? lora_part->policy_or(weights) : weights, nullptr,
-                           &optimizer, o.distributed_optimizer, attributes, o.keep_last, tokenizer_files(o.model),
+                           &optimizer, o.distributed_optimizer, attributes, o.keep_last, tokenizer_files(source->dir),
                            extra);
     if (root) {
       std::printf("spin sft: saved checkpoint %s\n", ckpt::checkpoint_dir(o.save_dir, step).c_str());
@@ -437,9 +441,9 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   if (adapters) adapters->merge_into(weights, k);
   if (grid.dp_rank() == 0) {
     ckpt::save_hf_model(o.output, config.json_text, weights.sharded_state_dict(), grid.mp(), save_dtype,
-                        model::hf_layout(config), o.model);
+                        model::hf_layout(config), source->dir);
   }
-  if (root) copy_tokenizer_files(o.model, o.output);
+  if (root) copy_tokenizer_files(source->dir, o.output);
   world.barrier();
   if (root) std::printf("spin sft: wrote %s\n", o.output.c_str());
   return 0;

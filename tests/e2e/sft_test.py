@@ -13,7 +13,8 @@
               equals its merged model, bitwise, as does the checkpoint given to spin score itself; a
               checkpoint of other LoRA settings refused
   resume      --save-dir: SIGUSR1 after step 3 of 8 saves a checkpoint and exits 75 (spin score of the
-              save directory, its latest, = of the checkpoint's Hugging Face export); --resume
+              save directory, its latest, = of the checkpoint's Hugging Face export, and spin sft
+              starting from it = from that export, bitwise); --resume
               ends as the uninterrupted run (losses and weights bitwise); checkpoints every 3
               steps keep the last 2; a run of another batch size is refused the checkpoint
 """
@@ -172,6 +173,11 @@ def case_resume(args, tmp):
         run_ok(args.mpiexec, [args.spin, "score", "--model", m, "--input", data, "--output", scores, "--tp", "2"], 2)
         scored.append(open(scores).read())
     assert scored[0] == scored[1] and scored[0], scored[0][:200]
+    # ... and a new spin sft starts from it as from that export: the same weights, bitwise.
+    for name, m in (("from-checkpoint", save), ("from-export", exported)):
+        sft(args, m, data, os.path.join(tmp, name), 1, "--max-steps", "3")
+    assert (open(os.path.join(tmp, "from-checkpoint", "model.safetensors"), "rb").read() ==
+            open(os.path.join(tmp, "from-export", "model.safetensors"), "rb").read())
     resumed = run_ok(args.mpiexec, cmd + ["--resume"], 2)
     assert "step_00000003 (step 3)" in resumed.stdout, resumed.stdout
     step_lines = lambda s: [l.split(" | ")[:5] for l in s.splitlines() if l.startswith("step ")]
