@@ -58,6 +58,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   const auto start = std::chrono::steady_clock::now();
 
   // ---- everything that can be wrong, before any work --------------------------------------
+  std::optional<ModelSource> source;  // model.path: a Hugging Face directory or a spin checkpoint
   std::optional<ModelShard> shard;
   std::unique_ptr<data::Tokenizer> tokenizer;
   data::LoadedExamples train_data, validation_data;
@@ -74,7 +75,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     set_time_limit(c.exit_duration_mins, "checkpoint.exit_duration_mins");
     profile_window.emplace(c.profile_step_start, c.profile_step_end, fs::path(c.save_dir) / "profile", world.rank(),
                            "logging.profile_step_start", "logging.profile_step_end");
-    shard = plan_model_shard(c.model_path, grid, c.pp_layers);
+    source = model_source(c.model_path, c.model_adapter);
+    shard = plan_model_shard(source->config, grid, c.pp_layers);
     if (c.router_aux_loss_coef >= 0.0) {
       require(shard->config.moe(), "model.router_aux_loss_coef = ", c.router_aux_loss_coef, ": ", c.model_path,
               " is not a mixture of experts");
@@ -94,7 +96,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     if (!c.model_adapter.empty()) lora_from_peft_config(c.model_adapter);  // refused before any work
     require(!lora.enabled() || !c.ref_offload, "spin.ref_offload with lora.rank ", lora.rank,
             ": a LoRA run holds one model, the reference, and the policy is it + the adapters: nothing to offload");
-    tokenizer = load_tokenizer(c.model_path, mc);
+    tokenizer = load_tokenizer(source->dir, mc);
     // Every sample must leave room for a generated response of max_new_tokens.
     data::LengthLimits limits;
     limits.max_prompt = c.max_prompt_tokens > 0 ? c.max_prompt_tokens : mc.max_sequence_length() - c.max_new_tokens;
@@ -144,7 +146,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     g.max_new_tokens = c.max_new_tokens;
     g.min_new_tokens = c.min_new_tokens;
     g.seed = c.sampling_seed;
-    g.eos_ids = stop_ids(c.model_path, mc, tokenizer.get(), tmpl);  // as the real responses end
+    g.eos_ids = stop_ids(source->dir, mc, tokenizer.get(), tmpl);  // as the real responses end
     if (!c.end_strings.empty()) {
       const nlohmann::json list = nlohmann::json::parse(c.end_strings, nullptr, false);
       require(list.is_array() && std::all_of(list.begin(), list.end(), [](const auto& s) { return s.is_string(); }),
@@ -243,7 +245,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   parallel::run_collectively(world, [&] {
     loaded = checkpoint_to_load(c);
     if (loaded.empty()) {
-      load_hf_weights(c.model_path, c.model_adapter, mc, shard->dims, shard->stage, policy, k);
+      load_model_weights(*source, c.model_adapter, *shard, policy, k);
       if (adapters) adapters->init_random(train::SpinTrainer::adapter_seed(spin.seed, 0), 0.0f);
       if (&reference != &policy) reference.copy_from(policy);
       return;
@@ -397,7 +399,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         {"lora", lora.summary()}};
     const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
                                         {"distributed_optimizer", c.distributed_optimizer}};
-    const std::vector<std::string> extra = tokenizer_files(c.model_path);
+    const std::vector<std::string> extra = tokenizer_files(source->dir);
     // The trainer's caches of the iteration (the same on every rank: world rank 0 writes them):
     // spin.reuse_generations' responses so far, so that a resumed run need not generate them
     // again, and spin.cache_ref_logprobs' reference sums, so that it need not score them again.
@@ -544,7 +546,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       }
     }
     trainer.sync_reference();
-    save_policy(dir, c, mc, policy, grid, save_dtype);  // = the reference now (LoRA: the adapters merged)
+    save_policy(dir, source->dir, mc, policy, grid, save_dtype);  // = the reference now (LoRA: the adapters merged)
     // The next iteration a run of its own; LoRA's fresh adapters have no history either.
     if (c.reset_each_iteration || lora.enabled()) optimizer.reset_state();
     if (root) std::printf("spin train: iteration %lld done, wrote %s\n", static_cast<long long>(iteration + 1), dir.c_str());

@@ -78,7 +78,9 @@ class OptionTable {
 };
 
 void declare(OptionTable& t, TrainConfig& c) {
-  t.required("model.path", &c.model_path, "Hugging Face model directory to start from (with its tokenizer)");
+  t.required("model.path", &c.model_path,
+             "Hugging Face model directory to start from (with its tokenizer), or a spin checkpoint (a spin sft run's: "
+             "a step directory, or its save directory's latest) whose policy starts the run");
   t.add("model.adapter", &c.model_adapter,
         "a PEFT LoRA adapter directory trained on model.path's model, merged into it at the start (an SFT model "
         "trained with PEFT); not read when the weights come from a checkpoint");

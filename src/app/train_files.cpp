@@ -33,14 +33,14 @@ std::vector<double> parse_lambdas(const std::string& text) {
   return out;
 }
 
-void save_policy(const std::string& dir, const TrainConfig& c, const model::ModelConfig& config,
+void save_policy(const std::string& dir, const std::string& model_dir, const model::ModelConfig& config,
                  const model::ModelWeights& policy, const parallel::ProcessGrid& grid, DType dtype) {
   // A multimodal model.path (Gemma 3, Mistral Small 3.1, Qwen2.5-VL) is written back whole, its language model trained.
   if (grid.dp_rank() == 0) {
     ckpt::save_hf_model(dir, config.json_text, policy.sharded_state_dict(), grid.mp(), dtype, model::hf_layout(config),
-                        c.model_path);
+                        model_dir);
   }
-  if (grid.world_rank() == 0) copy_tokenizer_files(c.model_path, dir);
+  if (grid.world_rank() == 0) copy_tokenizer_files(model_dir, dir);
   grid.world().barrier();
 }
 

@@ -20,8 +20,9 @@ namespace spin::app {
 std::vector<double> parse_lambdas(const std::string& text);
 
 // Writes the policy as a Hugging Face directory (replica 0 gathers; rank 0 writes) and copies
-// the tokenizer beside it. Collective over the grid's world.
-void save_policy(const std::string& dir, const TrainConfig& c, const model::ModelConfig& config,
+// the tokenizer of `model_dir` (model.path, or the checkpoint it names) beside it. Collective
+// over the grid's world.
+void save_policy(const std::string& dir, const std::string& model_dir, const model::ModelConfig& config,
                  const model::ModelWeights& policy, const parallel::ProcessGrid& grid, DType dtype);
 
 // spin.save_generations: an iteration's synthetic data set -- every example's ground truth and

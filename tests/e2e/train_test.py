@@ -75,6 +75,17 @@ def case_layouts(args, tmp):
     assert os.path.exists(os.path.join(out4, "iteration_2", "byte_tokenizer.json"))
     assert "[spin]" in open(os.path.join(out4, "config.ini")).read()
     print("1 rank and TP 2 x PP 2: %d metric lines and %d tensors agree" % (len(a), len(wa)))
+    # model.path as a spin checkpoint of the model (imported at TP 2, with its byte tokenizer): the
+    # 1-rank run's metrics and weights, bitwise -- an SFT run's checkpoint starts SPIN as its export would.
+    checkpoint, out_ck = os.path.join(tmp, "model-checkpoint"), os.path.join(tmp, "from-checkpoint")
+    run_ok(args.mpiexec, [args.spin, "ckpt", "import-hf", os.path.join(tmp, "model"), checkpoint, "--tp", "2"], 2)
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out_ck, "--model.path",
+                          checkpoint], 1)
+    c = metrics(os.path.join(out_ck, "metrics.jsonl"))
+    keys = ["loss", "rewards_actual", "rewards_generated", "accuracy", "generated_length_mean"]
+    assert [[m[k] for k in keys] for m in c] == [[m[k] for k in keys] for m in a], (c[:2], a[:2])
+    assert read_safetensors(os.path.join(out_ck, "iteration_2", "model.safetensors")) == wa
+    print("model.path a spin checkpoint: the same run, bitwise")
     # model.sequence_parallel: the rows split between the TP regions -- the same run up to the
     # rounding of the norms' weight gradients (summed per rank, then over ranks).
     sp = os.path.join(tmp, "sequence_parallel")
