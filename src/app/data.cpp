@@ -35,7 +35,8 @@ std::optional<DataOptions> parse_options(int argc, char** argv, bool print) {
   po::options_description desc("spin data options");
   desc.add_options()
       ("help,h", "print this help")
-      ("model", po::value(&o.model)->required(), "Hugging Face model directory (its config.json and tokenizer)")
+      ("model", po::value(&o.model)->required(),
+       "Hugging Face model directory (its config.json and tokenizer), or a spin checkpoint (its copies)")
       ("data", po::value(&o.data)->required(), "JSONL in any spin train data shape, or a comma-separated list")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
        spin::cat("prompt template: ", data::kPromptTemplateChoices).c_str())
@@ -92,8 +93,9 @@ int run_data(int argc, char** argv, parallel::Communicator& world) {
   const DataOptions& o = *parsed;
   parallel::run_collectively(world, [&] {
     if (world.rank() != 0) return;  // one process reads and prints
-    const model::ModelConfig config = model::ModelConfig::load(o.model);
-    const auto tokenizer = load_tokenizer(o.model, config);
+    const ModelSource source = model_source(o.model, "");
+    const model::ModelConfig& config = source.config;
+    const auto tokenizer = load_tokenizer(source.dir, config);
     const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());
     data::LengthLimits limits;
     limits.max_prompt = o.max_prompt_tokens;
