@@ -17,7 +17,7 @@ constexpr const char* kUsage =
     "commands:\n"
     "  train     SPIN self-play fine-tuning (--config FILE.ini)\n"
     "  eval      exact-match accuracy of greedy answers and NLL of the ground truth\n"
-    "  score     log-probabilities of token sequences under a Hugging Face model\n"
+    "  score     log-probabilities of token sequences under a model (TP x PP x DP)\n"
     "  sft       supervised fine-tuning (TP x PP x DP, 1F1B, AdamW)\n"
     "  generate  responses to prompts (KV cache, vocab-parallel sampling, TP x PP x DP)\n"
     "  ckpt      inspect, verify, reshard, merge, export-hf, import-hf of HDF5 checkpoints\n"
