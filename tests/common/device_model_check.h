@@ -45,7 +45,7 @@ struct Run {
 // `host_adapters`: LoRA adapters the model runs with (their gradients are then the gradients).
 inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
                const model::ModelWeights& host_weights, bool mixed, bool recompute = false,
-               const model::ModelWeights* host_adapters = nullptr) {
+               const model::ModelWeights* host_adapters = nullptr, std::int64_t recompute_layers = 0) {
   parallel::SelfCommunicator tp;
   const model::TpDims dims = model::tp_dims(config, 0, 1);
   const model::StageLayers whole = model::StageLayers::whole(config.num_layers);
@@ -60,7 +60,7 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
   }
   const model::ModelWeights* lora = adapters ? &*adapters : nullptr;
   model::Transformer t(config, dims, tp, k);
-  t.set_recompute_activations(recompute);
+  t.set_recompute_activations(recompute, recompute_layers);
   Run r;
 
   // Scoring and backward: three sequences of different lengths, packed, keyed for LoRA's dropout;
@@ -116,16 +116,20 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
 // the relative L2 error of every output. Hidden size 128 in heads of `head_dim` (32: the fused
 // CUDA attention's smallest; 64: the tensor-core kernels'), two query heads per kv head. With
 // `lora`, LoRA adapters of that configuration (random, B too) on every run, the gradients theirs.
+// With `recompute_layers` > 0 the model has one layer more than that, and the recomputation
+// (got_recompute) takes only those first layers.
 inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool got_mixed,
                                        const kernels::Kernels& want_kernels, bool want_mixed,
                                        bool got_recompute = false, int head_dim = 32,
-                                       TinyFamily family = TinyFamily::Qwen2, const model::LoraConfig& lora = {}) {
+                                       TinyFamily family = TinyFamily::Qwen2, const model::LoraConfig& lora = {},
+                                       std::int64_t recompute_layers = 0) {
   TinyShape shape;
   shape.vocab = 61;  // not a multiple of anything the kernels block by
   shape.hidden = 128;
   shape.intermediate = 96;
   shape.heads = shape.hidden / head_dim;
   shape.kv_heads = shape.heads / 2;
+  if (recompute_layers > 0) shape.layers = recompute_layers + 1;
   // Qwen2's biases (gate/up keep the bias-free bf16 output), Qwen3's head norms or Gemma's parts.
   shape.family = family;
   const model::ModelConfig config = tiny_config(shape);
@@ -141,7 +145,7 @@ inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool
   const device_model_check::Run want =
       device_model_check::run(want_kernels, config, weights, want_mixed, false, host_adapters);
   const device_model_check::Run got =
-      device_model_check::run(got_kernels, config, weights, got_mixed, got_recompute, host_adapters);
+      device_model_check::run(got_kernels, config, weights, got_mixed, got_recompute, host_adapters, recompute_layers);
 
   DeviceModelErrors e;
   const auto add = [&](std::string name, const std::vector<float>& a, const std::vector<float>& b) {
@@ -166,9 +170,9 @@ inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool
 inline DeviceModelErrors compare_model_on_device(const kernels::Kernels& device_kernels, bool mixed = false,
                                                  bool recompute = false, int head_dim = 32,
                                                  TinyFamily family = TinyFamily::Qwen2,
-                                                 const model::LoraConfig& lora = {}) {
+                                                 const model::LoraConfig& lora = {}, std::int64_t recompute_layers = 0) {
   const kernels::CpuKernels cpu;
-  return compare_model(device_kernels, mixed, cpu, mixed, recompute, head_dim, family, lora);
+  return compare_model(device_kernels, mixed, cpu, mixed, recompute, head_dim, family, lora, recompute_layers);
 }
 
 }  // namespace spin::testing

@@ -33,6 +33,17 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
     for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << name;
     EXPECT_EQ(memory.live_bytes(), 0u) << "device memory still allocated after the run";
   }
+  // Recomputing only the first 2 of 3 layers (model.recompute_num_layers): the recomputed layers'
+  // kept inputs and shared buffers beside the third layer's own, in device memory.
+  for (const bool mixed : {false, true}) {
+    SCOPED_TRACE(cat(mixed ? "bf16 products" : "float32", ", 2 of 3 layers recomputed"));
+    EmulatedDeviceMemory memory;
+    const EmulatedKernels kernels(memory);
+    const DeviceModelErrors errors = compare_model_on_device(kernels, mixed, true, 32, TinyFamily::Qwen2, {}, 2);
+    ASSERT_GT(errors.relative.size(), 20u);
+    for (const auto& [name, error] : errors.relative) EXPECT_EQ(error, 0.0) << name;
+    EXPECT_EQ(memory.live_bytes(), 0u) << "device memory still allocated after the run";
+  }
   // Mistral's sliding window, Qwen3's head norms, Gemma's GeGLU, 1 + w norms and scaled embeddings
   // and Gemma 2's sandwich norms, caps and windows, Gemma 3's local and global RoPE tables,
   // Phi-4-mini's partial rotation and LongRoPE's long factors, SmolLM3's NoPE layer, Granite's multipliers, OLMo 2's norms
