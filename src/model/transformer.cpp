@@ -214,12 +214,12 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
       ctx_.k.attention_saved_size(b.cu_seqlens, b.num_seqs, dims_.heads, dims_.head_dim);
   a.for_backward = for_backward;
   a.recomputed = for_backward ? recomputed_layers() : 0;
-  a.recompute = a.recomputed > 0;
-  a.layers.resize(static_cast<std::size_t>(for_backward ? stage_.count() - a.recomputed + (a.recompute ? 1 : 0) : 1));
+  a.layers.resize(static_cast<std::size_t>(for_backward ? stage_.count() - a.recomputed + (a.recomputed > 0 ? 1 : 0)
+                                                        : 1));
   // Without a backward one set of activations serves every layer, each writing its output over its input.
   const bool in_place = !for_backward;
   for (LayerActivations& la : a.layers) la.allocate(dims_, b, probs_size, device(), mixed, config_, in_place, lora);
-  if (a.recompute) {
+  if (a.recomputed > 0) {
     std::vector<Shape> shapes(static_cast<std::size_t>(a.recomputed + 1), Shape{b.residual_rows(), h});
     a.layer_inputs = a.recompute_storage.carve(device(), shapes);
     a.recompute_output = a.layer_inputs.back();
@@ -230,7 +230,7 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
   } else {
     a.stage_output = a.output_storage.carve(device(), {{b.residual_rows(), h}})[0];
   }
-  stage_input(w, a, input, (a.recompute ? a.layer_inputs[0] : a.layers[0].x_in).f32());
+  stage_input(w, a, input, (a.recomputed > 0 ? a.layer_inputs[0] : a.layers[0].x_in).f32());
   run_layers(w, b, a, stage_.last ? a.head.x.f32() : a.stage_output.f32(), nullptr, {});
 
   ForwardResult r;
@@ -300,7 +300,6 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   a.adapters = adapters;
   const BatchGeometry b = geometry(a);
   a.for_backward = false;
-  a.recompute = false;
   a.recomputed = 0;
   a.layers.resize(1);
   a.layers[0].allocate(dims_, b, 0, device(), w.has_bf16(), config_, true, adapters ? adapters->lora() : LoraConfig{});

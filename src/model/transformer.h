@@ -8,8 +8,10 @@
 // TP group and, up to float rounding, equal for every TP and PP layout.
 #pragma once
 
-#include <optional>
+#include <algorithm>
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -42,8 +44,9 @@ struct Activations {
   // The LoRA adapters the forward ran with (null: none); the backward differentiates the same.
   const ModelWeights* adapters = nullptr;
   bool for_backward = false;
-  bool recompute = false;                // layer_inputs kept, the rest recomputed in backward
-  std::int64_t recomputed = 0;           // how many layers, the stage's first: they share layers[0]
+  // How many layers, the stage's first, keep only their input (layer_inputs) and share layers[0],
+  // their other activations recomputed in the backward.
+  std::int64_t recomputed = 0;
   std::vector<LayerActivations> layers;  // every kept layer's (after the recomputed layers' one shared set)
   // Activation recomputation: the input of every recomputed layer ([rows, hidden] each) and the
   // recomputed forward's throwaway output.
@@ -73,6 +76,13 @@ struct Activations {
     return total;
   }
 };
+
+// How many of a stage's `stage_layers` a training forward recomputes: none without
+// recomputation (`on` false), else the first `layers` (0: every one) -- the rule Transformer and
+// spin plan (train/memory_plan.h) share.
+inline std::int64_t recomputed_layers(bool on, std::int64_t layers, std::int64_t stage_layers) {
+  return !on ? 0 : layers > 0 ? std::min(layers, stage_layers) : stage_layers;
+}
 
 class Transformer {
  public:
@@ -110,7 +120,7 @@ class Transformer {
   bool recompute_activations() const { return recompute_; }
   // How many of the stage's layers a training forward recomputes (0 without recomputation).
   std::int64_t recomputed_layers() const {
-    return !recompute_ ? 0 : recompute_layers_ > 0 ? std::min(recompute_layers_, stage_.count()) : stage_.count();
+    return model::recomputed_layers(recompute_, recompute_layers_, stage_.count());
   }
 
   // Sequence parallelism (Megatron's --sequence-parallel) for forward() and backward(): outside

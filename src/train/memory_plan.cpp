@@ -13,6 +13,7 @@
 #include "model/rope.h"
 #include "model/stage.h"
 #include "model/tp_dims.h"
+#include "model/transformer.h"
 #include "model/weights.h"
 
 namespace spin::train {
@@ -303,9 +304,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // buffers for them all (plus the recomputed forward's output), and every other layer's set
     // (model::Transformer::recomputed_layers).
     const Elements trained_layer = layer + lora_layer(c, r.lora, split, mixed);
-    const std::int64_t recomputed =
-        !r.recompute_activations ? 0
-        : r.recompute_num_layers > 0 ? std::min(r.recompute_num_layers, s.layers) : s.layers;
+    const std::int64_t recomputed = model::recomputed_layers(r.recompute_activations, r.recompute_num_layers, s.layers);
     const std::int64_t sets = s.layers - recomputed + (recomputed > 0 ? 1 : 0);
     const Elements kept = Elements{0, recomputed > 0 ? (recomputed + 1) * aligned(split.residual * d.hidden) : 0} +
                           Elements{trained_layer.act * sets, trained_layer.f32 * sets};
