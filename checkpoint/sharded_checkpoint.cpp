@@ -96,6 +96,10 @@ std::string latest_checkpoint(const std::string& save_dir) {
   return (fs::path(save_dir) / name).string();
 }
 
+std::string checkpoint_of(const std::string& path) {
+  return fs::exists(fs::path(path) / kLatest) ? latest_checkpoint(path) : path;
+}
+
 bool is_checkpoint(const std::string& path) {
   return fs::exists(fs::path(path) / kIndex) || (fs::is_regular_file(path) && fs::path(path).extension() == ".h5");
 }

@@ -128,6 +128,8 @@ void merge_checkpoint(const CheckpointReader& reader, const std::string& out);
 
 // The checkpoint `latest` in `save_dir` points to, or "" when there is none.
 std::string latest_checkpoint(const std::string& save_dir);
+// The checkpoint `path` names: a save directory's `latest`, else `path` itself.
+std::string checkpoint_of(const std::string& path);
 // Whether `path` is a checkpoint: a step directory with its index, or a merged checkpoint file.
 bool is_checkpoint(const std::string& path);
 // "<save_dir>/step_<N>" with N zero-padded to 8 digits.

@@ -466,9 +466,7 @@ int run_ckpt(int argc, char** argv, parallel::Communicator& world) {
   }
   std::optional<ckpt::CheckpointReader> reader;
   parallel::run_collectively(world, [&] {
-    const std::string latest = fs::is_directory(o.path) && fs::exists(fs::path(o.path) / "latest")
-                                   ? ckpt::latest_checkpoint(o.path) : o.path;
-    reader.emplace(latest);
+    reader.emplace(ckpt::checkpoint_of(o.path));
   });
   if (o.action == "verify") return verify(world, *reader);
   if (o.action == "reshard") {

@@ -259,9 +259,7 @@ std::vector<std::int64_t> parse_int_list(const std::string& text, const char* op
 }
 
 ModelSource model_source(const std::string& path, const std::string& adapter_dir) {
-  namespace fs = std::filesystem;
-  ModelSource source{path, false, {}};
-  if (!ckpt::is_checkpoint(path) && fs::exists(fs::path(path) / "latest")) source.dir = ckpt::latest_checkpoint(path);
+  ModelSource source{ckpt::checkpoint_of(path), false, {}};
   if (!ckpt::is_checkpoint(source.dir)) {
     source.config = model::ModelConfig::load(path);  // a Hugging Face directory (or an error naming it)
     return source;
@@ -339,11 +337,6 @@ ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int t
 ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
                             const std::string& pp_layers) {
   return plan_model_shard(config, grid.tp_rank(), grid.tp_size(), grid.pp_rank(), grid.pp_size(), pp_layers);
-}
-
-ModelShard plan_model_shard(const std::string& model_dir, const parallel::ProcessGrid& grid,
-                            const std::string& pp_layers) {
-  return plan_model_shard(model::ModelConfig::load(model_dir), grid, pp_layers);
 }
 
 }  // namespace spin::app

@@ -27,10 +27,8 @@ struct ModelShard {
   model::TpDims dims;
 };
 
-// `pp_layers`: the --pp-layers text ("3,5"; empty for an even split).
-ModelShard plan_model_shard(const std::string& model_dir, const parallel::ProcessGrid& grid,
-                            const std::string& pp_layers = "");
-// This rank's shard of `config` in `grid`'s layout.
+// This rank's shard of `config` in `grid`'s layout; `pp_layers`: the --pp-layers text ("3,5"; empty
+// for an even split).
 ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
                             const std::string& pp_layers = "");
 // The shard of position (tp_rank, pp_rank) in a TP x PP layout of `config`.

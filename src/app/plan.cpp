@@ -11,6 +11,7 @@
 #include "app/model_setup.h"
 #include "app/options.h"
 #include "app/runtime.h"
+#include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
 #include "generate/generator.h"
 #include "model/flops.h"
@@ -107,8 +108,9 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
 
 // A Hugging Face directory's or a spin checkpoint's model (model_source), or a config.json file's.
 model::ModelConfig load_config(const std::string& path) {
-  const bool directory = fs::is_directory(path) || fs::path(path).extension() == ".h5";  // or a merged checkpoint
-  return directory ? model_source(path, "").config : model::ModelConfig::from_file(path, " (the model's config.json)");
+  return fs::is_directory(path) || ckpt::is_checkpoint(path)
+             ? model_source(path, "").config
+             : model::ModelConfig::from_file(path, " (the model's config.json)");
 }
 
 // One table row: a label and a figure per stage.

@@ -72,7 +72,7 @@ void write_generations(const fs::path& path, const std::vector<data::Example>& e
 std::string checkpoint_to_load(const TrainConfig& c) {
   if (!c.load.empty()) {
     require(fs::is_directory(c.load), "checkpoint.load ", c.load, ": no such directory");
-    return fs::exists(fs::path(c.load) / "latest") ? ckpt::latest_checkpoint(c.load) : c.load;
+    return ckpt::checkpoint_of(c.load);
   }
   return c.resume ? ckpt::latest_checkpoint(c.save_dir) : "";
 }
