@@ -44,6 +44,11 @@ constexpr const char* kSmolLm3Default = "You are a helpful AI assistant named Sm
 // What SmolLM3's assistant turns and generation prompt open with in the non-thinking mode.
 constexpr const char* kSmolLm3Reply = "assistant\n<think>\n\n</think>\n";
 
+// Whether a conversation opens with a system message.
+bool starts_with_system(const std::vector<Message>& messages) {
+  return !messages.empty() && messages.front().role == "system";
+}
+
 // `text` with every `what` removed.
 std::string without(std::string text, std::string_view what) {
   for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at)) text.erase(at, what.size());
@@ -59,7 +64,7 @@ std::string rstripped(const std::string& text) {
 // /no_think and /think flags taken out) or the default one, then its empty tool sections -- or, with
 // /system_override, the instructions alone.
 std::string smollm3_system(const std::vector<Message>& messages) {
-  const bool system = !messages.empty() && messages.front().role == "system";
+  const bool system = starts_with_system(messages);
   const std::string message = system ? messages.front().content : std::string();
   require(message.find("/no_think") != std::string::npos || message.find("/think") == std::string::npos,
           "the smollm3 prompt template writes SmolLM3's non-thinking mode, and the system message's /think turns "
@@ -139,7 +144,7 @@ bool is_chatml(PromptTemplate p) {
 // Returns the system message's content ("" without one).
 std::string check_alternating_roles(const std::vector<Message>& messages, PromptTemplate p) {
   const char* name = prompt_template_name(p);
-  const bool system = !messages.empty() && messages.front().role == "system";
+  const bool system = starts_with_system(messages);
   require(!system || p != PromptTemplate::Gemma, "the gemma prompt template has no system role (Gemma's chat "
           "template refuses one): drop the system message or choose another template");
   for (std::size_t i = system ? 1 : 0; i < messages.size(); ++i) {
@@ -187,7 +192,7 @@ std::vector<std::int32_t> render_inst_prompt(const std::vector<Message>& message
   const bool llama2 = p == PromptTemplate::Llama2, v7 = p == PromptTemplate::MistralV7;
   const bool v3 = p == PromptTemplate::MistralV3 || v7;  // markers as tokens
   const std::string system = check_alternating_roles(messages, p);
-  const std::size_t first = !messages.empty() && messages.front().role == "system" ? 1 : 0;
+  const std::size_t first = starts_with_system(messages) ? 1 : 0;
   std::size_t system_turn = first;  // the user turn that carries the system message
   for (std::size_t i = first; v3 && i < messages.size(); ++i) {
     if (messages[i].role == "user") system_turn = i;
@@ -429,7 +434,7 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
       ids.push_back(end);
       append(ids, encode_between(t, end, "\n", start));
     };
-    const bool system = !messages.empty() && messages.front().role == "system";
+    const bool system = starts_with_system(messages);
     if (!system && prompt_template == PromptTemplate::Granite31) {
       turn("system", std::string(kGranite31SystemBefore) + kGranite31Date + kGranite31SystemAfter);
     }
@@ -469,7 +474,7 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
   }
   if (is_gemma(prompt_template)) {
     const std::string system = check_alternating_roles(messages, prompt_template);
-    const bool has_system = !messages.empty() && messages.front().role == "system";
+    const bool has_system = starts_with_system(messages);
     const std::int32_t start = special(t, prompt_template, "<start_of_turn>");
     const std::int32_t end = special(t, prompt_template, "<end_of_turn>");
     for (std::size_t i = has_system ? 1 : 0; i < messages.size(); ++i) {
@@ -487,7 +492,7 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
   }
   if (prompt_template == PromptTemplate::Cohere) {  // after BOS: a system turn untrimmed, the others stripped
     const std::string system = check_alternating_roles(messages, prompt_template);
-    const bool has_system = !messages.empty() && messages.front().role == "system";
+    const bool has_system = starts_with_system(messages);
     if (has_system) cohere_turn(ids, "<|SYSTEM_TOKEN|>", system, t);
     for (std::size_t i = has_system ? 1 : 0; i < messages.size(); ++i) {
       const bool user = messages[i].role == "user";
@@ -500,7 +505,7 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
   if (is_llama3(prompt_template)) {
     std::size_t first = 0;
     if (prompt_template == PromptTemplate::Llama31) {  // its system block, always
-      const bool system = !messages.empty() && messages.front().role == "system";
+      const bool system = starts_with_system(messages);
       llama3_header(ids, "system", t);
       append(ids, t.encode("\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n" +
                            (system ? trimmed(messages.front().content) : std::string())));
