@@ -280,6 +280,13 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
           "the tokenizer's chat template is OLMo 3's (ChatML with <|endoftext|> ending the assistant's turn and "
           "a default system message), which spin does not implement: give token ids (jobs/chat_to_ids.py renders "
           "conversations with the model's own template) or choose --template (data.template) knowingly");
+  // GLM-4's templates ([gMASK]<sop>, then <|system|> / <|user|> / <|assistant|> turns, each role's token
+  // followed by a newline): not a format spin writes -- refused rather than taken for Zephyr's.
+  require(!has_tokens(tokenizer, {"[gMASK]", "<sop>"}) &&
+              (tokenizer == nullptr || tokenizer->chat_template().find("[gMASK]<sop>") == std::string::npos),
+          "the tokenizer's chat format is GLM's ([gMASK]<sop>, <|user|> and <|assistant|> turns), which spin does "
+          "not implement: give token ids (jobs/chat_to_ids.py renders conversations with the model's own template) "
+          "or choose --template (data.template) knowingly");
   if (has_tokens(tokenizer, {"<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>"})) {
     // Command R7B's and later Command models' templates wrap the turns in a default system preamble
     // and <|START_RESPONSE|> / <|END_RESPONSE|> markers: not the format spin writes -- refused rather

@@ -26,7 +26,7 @@ constexpr const char* kModelTypes[] = {"llama",       "mistral",   "qwen2",   "q
                                        "gemma3_text", "phi3",      "smollm3", "granite",   "olmo",      "olmo2",
                                        "olmo3",       "stablelm",  "cohere",  "cohere2",   "gpt_neox",  "phi",
                                        "mixtral",     "qwen3_moe", "olmoe",   "qwen2_moe", "granitemoe",
-                                       "granitemoehybrid"};
+                                       "granitemoehybrid", "glm",   "glm4"};
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
@@ -290,6 +290,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "cohere" || type == "cohere2") parse_cohere(j, c, source);
   if (type == "gpt_neox") parse_gpt_neox(j, c, source);
   if (type == "phi") parse_phi(j, c, source);
+  if (type == "glm" || type == "glm4") parse_glm(j, c, source, type == "glm4");
   if (type == "mixtral") parse_mixtral(j, c, source);
   if (type == "granitemoe") parse_granitemoe(j, c, source);
   bool nope = false;  // granitemoehybrid's position_embedding_type "nope": no layer rotates
@@ -401,9 +402,11 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     const json& f = j.at("partial_rotary_factor");
     require(f.is_number() && f.get<double>() > 0 && f.get<double>() <= 1, source,
             ": partial_rotary_factor must be a number in (0, 1], got ", f.dump());
-    require(type == "phi3" || type == "stablelm" || type == "gpt_neox" || type == "phi" || f.get<double>() == 1.0,
-            source, ": partial_rotary_factor ", f.dump(), " is not supported for model_type ", type,
-            " (spin rotates part of a head for phi3, stablelm, gpt_neox and phi only, as transformers does)");
+    const bool partial = type == "phi3" || type == "stablelm" || type == "gpt_neox" || type == "phi" ||
+                         type == "glm" || type == "glm4";
+    require(partial || f.get<double>() == 1.0, source, ": partial_rotary_factor ", f.dump(),
+            " is not supported for model_type ", type,
+            " (spin rotates part of a head for phi3, stablelm, gpt_neox, phi, glm and glm4 only, as transformers does)");
     c.rotary_dim = static_cast<std::int64_t>(static_cast<double>(c.head_dim) * f.get<double>());
     require(c.rotary_dim >= 2 && c.rotary_dim % 2 == 0, source, ": partial_rotary_factor ", f.dump(), " of head_dim ",
             c.head_dim, " rotates ", c.rotary_dim, " dimensions; RoPE needs an even number of them");

@@ -127,7 +127,10 @@ struct ModelConfig {
   bool mlp_bias = false;
   bool parallel_mlp_norm = false;
   bool lm_head_bias = false;
-  enum class HfNames { Llama, GptNeox, Phi, Mixtral, StableLm, GraniteMoe, GraniteHybrid };
+  // GLM (model_type glm): gate and up fused as gate_up_proj in the files; GLM-4 (glm4) besides its
+  // sandwich norms' names (post_self_attn_layernorm, post_mlp_layernorm, and post_attention_layernorm
+  // the MLP's input norm, Llama's name for it).
+  enum class HfNames { Llama, GptNeox, Phi, Mixtral, StableLm, GraniteMoe, GraniteHybrid, Glm, Glm4 };
   HfNames hf_names = HfNames::Llama;
   // Mixtral (model_type mixtral), Qwen3-MoE (qwen3_moe: its moe_intermediate_size here), OLMoE (olmoe), GraniteMoE
   // (granitemoe: Granite's multipliers too): the MLP a sparse mixture of num_experts SwiGLU experts, each of

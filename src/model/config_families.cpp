@@ -88,6 +88,17 @@ void parse_phi(json& j, ModelConfig& c, const std::string& source) {
   if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
 }
 
+void parse_glm(json& j, ModelConfig& c, const std::string& source, bool glm4) {
+  c.qkv_bias = flag(j, "attention_bias", true, source);  // q, k and v alone: GlmAttention's o_proj has none
+  j.erase("attention_bias");
+  c.rope_pairs = kernels::RopePairs::Interleaved;
+  c.hf_names = glm4 ? ModelConfig::HfNames::Glm4 : ModelConfig::HfNames::Glm;
+  c.sandwich_norms = glm4;
+  if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.5;
+  if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
+  if (!j.contains("eos_token_id")) j["eos_token_id"] = json::array({151329, 151336, 151338});
+}
+
 void parse_mixtral(json& j, ModelConfig& c, const std::string& source) {
   parse_experts(j, c, "num_local_experts", 8, 2, 0.001f, source);  // MixtralConfig's defaults
   c.norm_topk_prob = true;

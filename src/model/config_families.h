@@ -40,6 +40,15 @@ void parse_gpt_neox(nlohmann::json& j, ModelConfig& c, const std::string& source
 // GELU (gelu_new), a bias on the LM head, untied; qk_layernorm is not implemented.
 void parse_phi(nlohmann::json& j, ModelConfig& c, const std::string& source);
 
+// GLM (model_type glm: GLM-4-9B-Chat's -hf checkpoints, GLM-Edge) and GLM-4 (glm4: GLM-4-9B-0414,
+// GLM-4-32B-0414, GLM-Z1; `glm4`), GlmConfig's / Glm4Config's defaults where a key is absent:
+// Llama's layers with biases on q, k and v (attention_bias, true by default; none on o_proj), RoPE
+// in interleaved pairs (2i, 2i + 1) over the first partial_rotary_factor of each head (0.5), gate and
+// up fused as Phi-3's gate_up_proj in the files; GLM-4 besides an RMSNorm of each half's output
+// before its residual add (post_self_attn_layernorm, post_mlp_layernorm: Gemma 2's sandwich
+// norms, plain weights), the MLP's input norm keeping Llama's name post_attention_layernorm.
+void parse_glm(nlohmann::json& j, ModelConfig& c, const std::string& source, bool glm4);
+
 // Mixtral (model_type mixtral, MixtralForCausalLM: Mixtral 8x7B, 8x22B; MixtralConfig's defaults where a
 // key is absent): Mistral's layers with the MLP a sparse mixture of experts -- num_local_experts SwiGLU
 // experts (w1, w3, w2: gate, up, down), each token through its num_experts_per_tok most probable ones

@@ -540,6 +540,16 @@ HfLayout hf_layout(const ModelConfig& c) {
                       {"mlp.down_proj.", "mlp.dense_4h_to_h."}};
     return layout;
   }
+  if (c.hf_names == ModelConfig::HfNames::Glm || c.hf_names == ModelConfig::HfNames::Glm4) {  // GlmMLP's gate_up_proj
+    layout.fusions = {{"mlp.gate_up_proj.weight",
+                       {{"mlp.gate_proj.weight", c.intermediate_size}, {"mlp.up_proj.weight", c.intermediate_size}}}};
+    if (c.hf_names == ModelConfig::HfNames::Glm4) {  // Glm4DecoderLayer's norms, in this order (each renames once)
+      layout.renames = {{"post_attention_layernorm.", "post_self_attn_layernorm."},
+                        {"pre_feedforward_layernorm.", "post_attention_layernorm."},
+                        {"post_feedforward_layernorm.", "post_mlp_layernorm."}};
+    }
+    return layout;
+  }
   if (c.fused_projections) {
     const std::int64_t q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
     layout.fusions = {

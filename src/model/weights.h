@@ -172,7 +172,7 @@ std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraC
 
 // Where these parameters sit in the model's Hugging Face files: under hf_weight_prefix, and for
 // Phi-3 (ModelConfig::fused_projections) q/k/v as the row blocks of qkv_proj, gate/up of
-// gate_up_proj.
+// gate_up_proj (GLM's gate/up alike), and other families' module names (ModelConfig::hf_names).
 HfLayout hf_layout(const ModelConfig& config);
 // Projection t's module within a layer as spin's tensors name it ("self_attn.q_proj").
 const char* lora_module(LoraTarget t);

@@ -187,6 +187,12 @@ def main():
                    help="LlamaForCausalLM's attention_bias: biases on q, k, v and o_proj")
     p.add_argument("--mlp-bias", action="store_true",
                    help="LlamaForCausalLM's mlp_bias: biases on gate_proj, up_proj and down_proj")
+    p.add_argument("--glm", action="store_true",
+                   help="a GlmForCausalLM (GLM-4-9B-Chat-hf): biases on q, k and v, RoPE in interleaved pairs over "
+                        "--partial-rotary of each head (0.5), gate and up fused as gate_up_proj")
+    p.add_argument("--glm4", action="store_true",
+                   help="a Glm4ForCausalLM (GLM-4-0414): --glm's parts and a norm of each half's output "
+                        "(post_self_attn_layernorm, post_mlp_layernorm)")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--experts-per-token", type=int, default=2)
     p.add_argument("--cohere", action="store_true",
@@ -227,6 +233,7 @@ def main():
     a.granite = a.granite or a.granitemoe or bool(a.granite_hybrid)
     a.olmo2 = a.olmo2 or a.olmo3
     a.cohere = a.cohere or a.cohere2
+    a.glm = a.glm or a.glm4
     a.parallel_residual = a.parallel_residual or a.cohere
     if a.cohere:
         a.tie = True
@@ -247,7 +254,7 @@ def main():
 
     def biases(name, n):  # large enough to move the scores visibly
         return ([(name, [n], [bf16_round(rng.gauss(0.0, 0.3)) for _ in range(n)])]
-                if a.qwen2 or a.stablelm or a.attention_bias else [])
+                if a.qwen2 or a.stablelm or a.attention_bias or a.glm else [])
 
     def norm_bias(name, n):  # StableLM's LayerNorms: a shift of every normed value
         return [(name, [n], [bf16_round(rng.gauss(0.0, 0.2)) for _ in range(n)])] if a.stablelm else []
@@ -291,6 +298,7 @@ def main():
             *biases(pre + "self_attn.v_proj.bias", a.kv_heads * head_dim),
             (pre + "self_attn.o_proj.weight", [a.hidden, a.heads * head_dim], matrix(a.hidden, a.heads * head_dim)),
             *([(pre + "self_attn.o_proj.bias", [a.hidden], vector(a.hidden))] if a.attention_bias else []),
+            *([(pre + "post_self_attn_layernorm.weight", [a.hidden], norm(a.hidden))] if a.glm4 else []),
             *([(pre + "self_attn.q_norm.weight", [head_dim], norm(head_dim)),
                (pre + "self_attn.k_norm.weight", [head_dim], norm(head_dim))] if a.qwen3 or a.gemma3 else []),
             *([(pre + "self_attn.q_norm.weight", [a.heads * head_dim], norm(a.heads * head_dim)),
@@ -314,6 +322,7 @@ def main():
                    for p, n in (("gate", a.intermediate), ("up", a.intermediate), ("down", a.hidden))]
                   if a.mlp_bias else [])]),
             *([(pre + "post_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 or a.olmo2 else []),
+            *([(pre + "post_mlp_layernorm.weight", [a.hidden], norm(a.hidden))] if a.glm4 else []),
         ]
     if not a.olmo and not a.gpt_neox and not a.phi2:
         tensors.append(("model.norm.weight", [a.hidden], norm(a.hidden)))
@@ -337,15 +346,16 @@ def main():
                 fused.append((name, shape, values))
         tensors = fused
 
-    if a.granite_hybrid:  # GraniteMoeHybridMLP: gate and up fused as shared_mlp.input_linear
+    if a.granite_hybrid or a.glm:  # GraniteMoeHybridMLP's shared_mlp.input_linear, GlmMLP's gate_up_proj: [gate; up]
+        fused_mlp = "shared_mlp.input_linear" if a.granite_hybrid else "mlp.gate_up_proj"
         by_name = {name: (shape, values) for name, shape, values in tensors}
         fused = []
         for name, shape, values in tensors:
             if name.endswith(".mlp.gate_proj.weight"):
                 pre = name[:-len("mlp.gate_proj.weight")]
                 up = by_name[pre + "mlp.up_proj.weight"][1]
-                fused.append((pre + "shared_mlp.input_linear.weight", [2 * shape[0], shape[1]], values + up))
-            elif name.endswith(".mlp.down_proj.weight"):
+                fused.append((pre + fused_mlp + ".weight", [2 * shape[0], shape[1]], values + up))
+            elif name.endswith(".mlp.down_proj.weight") and a.granite_hybrid:
                 fused.append((name.replace(".mlp.down_proj.", ".shared_mlp.output_linear."), shape, values))
             elif not name.endswith(".mlp.up_proj.weight"):
                 fused.append((name, shape, values))
@@ -501,6 +511,11 @@ def main():
                        "num_experts_per_tok": a.experts_per_token, "norm_topk_prob": False, "clip_qkv": None,
                        "output_router_logits": False, "router_aux_loss_coef": 0.01, "attention_bias": False,
                        "attention_dropout": 0.0, "pad_token_id": 1})
+    if a.glm:  # GLM's own keys, as GLM-4-9B-0414's config.json has them (but the shapes and token ids)
+        config.update({"architectures": ["Glm4ForCausalLM" if a.glm4 else "GlmForCausalLM"],
+                       "model_type": "glm4" if a.glm4 else "glm", "head_dim": head_dim,
+                       "partial_rotary_factor": a.partial_rotary or 0.5, "attention_bias": True,
+                       "attention_dropout": 0.0, "pad_token_id": 0, "initializer_range": 0.02, "use_cache": True})
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

@@ -228,7 +228,7 @@ def case_convert(args, tmp):
     # (no input norms; q_norm and k_norm split over TP 2 with the heads), and StableLM (its LayerNorms'
     # biases replicated beside their weights), and GraniteMoE (its experts' 3-D tensors: each TP rank
     # reads its rows of every expert's gate and up, its columns of every down; the export stacks them
-    # again), and back.
+    # again), and GLM / GLM-4 (gate_up_proj fused; GLM-4's norms under their own names), and back.
     for name, extra in [("tiny-qwen2", "model.layers.1.self_attn.v_proj.bias"),
                         ("tiny-qwen3", "model.layers.1.self_attn.k_norm.weight"),
                         ("tiny-gemma", "model.layers.1.post_attention_layernorm.weight"),
@@ -252,7 +252,9 @@ def case_convert(args, tmp):
                         ("tiny-stablelm-qk-norm", "model.layers.1.self_attn.k_layernorm.norms.1.weight"),
                         ("tiny-llama-bias", "model.layers.1.mlp.gate_proj.bias"),
                         ("tiny-granitemoe", "model.layers.1.block_sparse_moe.input_linear.weight"),
-                        ("tiny-granite4", "model.layers.1.shared_mlp.input_linear.weight")]:
+                        ("tiny-granite4", "model.layers.1.shared_mlp.input_linear.weight"),
+                        ("tiny-glm", "model.layers.1.mlp.gate_up_proj.weight"),
+                        ("tiny-glm4", "model.layers.1.post_self_attn_layernorm.weight")]:
         qwen = os.path.join(args.models, name)
         ckpt(args, 2, "import-hf", qwen, os.path.join(tmp, name), "--tp", "2")
         ckpt(args, 1, "export-hf", os.path.join(tmp, name), os.path.join(tmp, name + "-hf"))

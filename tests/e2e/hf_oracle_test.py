@@ -59,7 +59,9 @@ layer's experts in two 3-D tensors): GraniteMoeForCausalLM where transformers ha
 the experts split out with Granite's hooks (granitemoe_reference). Granite 4.0's attention-only layout
 (tiny-granite4, and tiny-granite4-nope without RoPE: granitemoehybrid, the MLP as shared_mlp with gate and up
 fused): GraniteMoeHybridForCausalLM where transformers has it, else Llama with the MLP split out and Granite's
-hooks (granite4_reference).
+hooks (granite4_reference). GLM (tiny-glm: q, k, v biases, half of each head rotating in interleaved pairs,
+gate_up_proj) and GLM-4 (tiny-glm4: besides the norms of each half's output): GlmForCausalLM's and
+Glm4ForCausalLM's forwards written out in float64 (glm_reference; transformers 4.40 has neither).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -600,6 +602,64 @@ def gemma2_reference(model_dir):
     return forward
 
 
+def glm_reference(model_dir):
+    """GlmForCausalLM / Glm4ForCausalLM (transformers 4.46 / 4.51 on, eager attention) written out in
+    float64 torch from modeling_glm and modular_glm4: Llama's layers with q, k, v biases, RoPE of the
+    first partial_rotary_factor of each head in interleaved pairs -- cos / sin of the rotated width's
+    frequencies repeat_interleave'd by 2, rotate_half over x[..., 0::2] and x[..., 1::2] --, the MLP's
+    gate and up the two halves of gate_up_proj's output; GLM-4 besides norms of each half's output
+    (post_self_attn_layernorm, post_mlp_layernorm), its post_attention_layernorm the MLP's input norm."""
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    glm4 = cfg["model_type"] == "glm4"
+    w = {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
+    heads, kv_heads, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    eps, theta = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
+    rotary = int(hd * cfg.get("partial_rotary_factor", 0.5))
+    inter = cfg["intermediate_size"]
+
+    def norm(x, weight):  # GlmRMSNorm
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+    def rope(x, pos):  # apply_rotary_pos_emb on [heads, T, hd]
+        inv_freq = 1.0 / (theta ** (torch.arange(0, rotary, 2, dtype=torch.float64) / rotary))
+        freqs = pos[:, None].double() * inv_freq[None, :]
+        emb = torch.cat([freqs, freqs], -1)
+        cos = emb.cos()[..., :emb.shape[-1] // 2].repeat_interleave(2, dim=-1)
+        sin = emb.sin()[..., :emb.shape[-1] // 2].repeat_interleave(2, dim=-1)
+        x_rot, x_pass = x[..., :rotary], x[..., rotary:]
+        rotated = torch.stack((-x_rot[..., 1::2], x_rot[..., 0::2]), dim=-1).flatten(-2)
+        return torch.cat([x_rot * cos + rotated * sin, x_pass], -1)
+
+    def forward(ids):
+        t = ids.shape[1]
+        x = w["model.embed_tokens.weight"][ids[0]]
+        pos = torch.arange(t)
+        causal = torch.ones(t, t, dtype=torch.bool).tril()
+        for layer in range(cfg["num_hidden_layers"]):
+            pre = "model.layers.%d." % layer
+
+            def proj(h, name, n):
+                return (h @ w[pre + name + ".weight"].T + w[pre + name + ".bias"]).view(t, n, hd).transpose(0, 1)
+
+            h = norm(x, w[pre + "input_layernorm.weight"])
+            q, k, v = proj(h, "self_attn.q_proj", heads), proj(h, "self_attn.k_proj", kv_heads), \
+                proj(h, "self_attn.v_proj", kv_heads)
+            q, k = rope(q, pos), rope(k, pos)
+            k, v = k.repeat_interleave(heads // kv_heads, 0), v.repeat_interleave(heads // kv_heads, 0)
+            s = (q @ k.transpose(-1, -2) * hd ** -0.5).masked_fill(~causal, float("-inf"))
+            o = (s.softmax(-1) @ v).transpose(0, 1).reshape(t, heads * hd) @ w[pre + "self_attn.o_proj.weight"].T
+            x = x + (norm(o, w[pre + "post_self_attn_layernorm.weight"]) if glm4 else o)
+            h = norm(x, w[pre + "post_attention_layernorm.weight"])
+            gate, up = (h @ w[pre + "mlp.gate_up_proj.weight"].T).split(inter, -1)
+            m = (up * torch.nn.functional.silu(gate)) @ w[pre + "mlp.down_proj.weight"].T
+            x = x + (norm(m, w[pre + "post_mlp_layernorm.weight"]) if glm4 else m)
+        logits = norm(x, w["model.norm.weight"]) @ w["lm_head.weight"].T
+        return types.SimpleNamespace(logits=logits[None])
+
+    forward.__name__ = "%s (written out)" % ("Glm4ForCausalLM" if glm4 else "GlmForCausalLM")
+    return forward
+
+
 def mistral_reference(model_dir, tmp):
     """MistralForCausalLM with eager attention. transformers 4.40's sliding-window mask lets query i
     see keys i - W <= j <= i (W + 1 of them; the masking was later made i - W < j, as current
@@ -628,7 +688,7 @@ def main():
                  "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
                  "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe", "tiny-cohere-qk-norm", "tiny-stablelm-qk-norm",
                  "tiny-llama-bias", "tiny-granitemoe", "tiny-granite4", "tiny-granite4-nope",
-                 "tiny-phi2"]:
+                 "tiny-phi2", "tiny-glm", "tiny-glm4"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -645,6 +705,8 @@ def main():
             model = stablelm_reference(model_dir)
         elif name in ("tiny-gemma2", "tiny-gemma3"):
             model = gemma2_reference(model_dir)
+        elif name in ("tiny-glm", "tiny-glm4"):
+            model = glm_reference(model_dir)
         elif name == "tiny-mistral":
             model = mistral_reference(model_dir, tempfile.mkdtemp(prefix="spin_mistral_"))
         elif name in ("tiny-phi3", "tiny-phi4-mini"):

@@ -8,9 +8,11 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 
 from e2e_common import hf_tokenizer_model, matrix_rank, multimodal_checkpoint, read_safetensors, run_case, run_ok
-from train_common import metrics, setup
+from train_common import ROOT, metrics, setup
 
 
 def train_family(args, config, tmp, kind, trained, template=None):
@@ -280,6 +282,28 @@ def case_hf_tokenizer(args, tmp):
     assert shapes(os.path.join(tmp, "granite4", "iteration_1")) == shapes(os.path.join(tmp, "model"))
     print("Granite 4.0 (attention layers) + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, shared_mlp "
           "trained, exported fused")
+
+    # GLM-4 (q, k, v biases, interleaved RoPE over half of each head, gate_up_proj, the norms of each
+    # half's output) with the byte tokenizer and the plain template -- its own chat format is not
+    # spin's, and its tokenizer not in reach here -- at TP 2 in bf16: the biases and the output
+    # norms train, the export has GLM-4's tensors (gate_up_proj fused again) and model_type.
+    shutil.rmtree(os.path.join(tmp, "model"))
+    subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), os.path.join(tmp, "model"),
+                    "--glm4", "--vocab", "259", "--hidden", "32", "--intermediate", "64", "--layers", "2", "--heads",
+                    "4", "--kv-heads", "2", "--max-positions", "48", "--byte-tokenizer"], check=True, capture_output=True)
+    out = os.path.join(tmp, "glm4")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
+                          "plain", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16"], 2)
+    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+    assert len(m) == 6 and abs(m[0]["loss"] - math.log(2)) < 1e-6 and all(math.isfinite(x["loss"]) for x in m), m
+    before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
+    after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
+    assert sorted(before) == sorted(after) and "model.layers.1.mlp.gate_up_proj.weight" in after, sorted(after)
+    for name in ("model.layers.0.self_attn.q_proj.bias", "model.layers.1.post_mlp_layernorm.weight",
+                 "model.layers.1.post_self_attn_layernorm.weight"):
+        assert before[name] != after[name], name
+    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "glm4"
+    print("GLM-4 + plain template at TP 2 in bf16: 6 steps, first loss log 2, biases and output norms trained")
 
 
 def shapes(model_dir):

@@ -90,7 +90,8 @@ TEST(CudaModel, Qwen3AndGemmaMatchTheCpuPath) {
         TinyFamily::StableLm, TinyFamily::StableLmParallel, TinyFamily::Cohere, TinyFamily::Cohere2,
         TinyFamily::GptNeox, TinyFamily::GptNeoxSequential, TinyFamily::Phi, TinyFamily::Mixtral,
         TinyFamily::Qwen3Moe, TinyFamily::Olmoe, TinyFamily::Qwen2Moe,
-        TinyFamily::CohereQkNorm, TinyFamily::StableLmQkNorm, TinyFamily::LlamaBiases, TinyFamily::GraniteMoe}) {
+        TinyFamily::CohereQkNorm, TinyFamily::StableLmQkNorm, TinyFamily::LlamaBiases, TinyFamily::GraniteMoe,
+        TinyFamily::Glm4}) {
     for (const bool mixed : {false, true}) {
       SCOPED_TRACE(cat(tiny_family_name(family), mixed ? ", bf16" : ", float32"));
       const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, family != TinyFamily::Qwen3, 64, family);

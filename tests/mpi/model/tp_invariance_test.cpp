@@ -182,7 +182,8 @@ TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
         TinyFamily::Olmo2, TinyFamily::StableLm, TinyFamily::StableLmParallel, TinyFamily::Cohere, TinyFamily::Cohere2,
         TinyFamily::GptNeox, TinyFamily::GptNeoxSequential, TinyFamily::Phi, TinyFamily::Mixtral,
         TinyFamily::Qwen3Moe, TinyFamily::Olmoe, TinyFamily::Qwen2Moe,
-        TinyFamily::CohereQkNorm, TinyFamily::StableLmQkNorm, TinyFamily::LlamaBiases, TinyFamily::GraniteMoe}) {
+        TinyFamily::CohereQkNorm, TinyFamily::StableLmQkNorm, TinyFamily::LlamaBiases, TinyFamily::GraniteMoe,
+        TinyFamily::Glm4}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;

@@ -145,6 +145,14 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   const std::string not_olmo3 = testing::error_of([&] { choose_prompt_template("auto", olmo3.get()); });
   EXPECT_NE(not_olmo3.find("the tokenizer's chat template is OLMo 3's"), std::string::npos) << not_olmo3;
   EXPECT_EQ(choose_prompt_template("chatml", olmo3.get()), PromptTemplate::ChatMl);
+  // GLM-4's ([gMASK]<sop>, <|user|> / <|assistant|> turns) neither: refused rather than taken for chat.
+  std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
+      << R"({"eos_token": "<|im_end|>", "chat_template": "[gMASK]<sop>{%- for msg in messages %}{%- if )"
+         R"(msg.role == 'system' %}<|system|>\n{{ msg.content }}{%- endif %}{%- endfor %}"})";
+  const auto glm = Tokenizer::load(smol.string());
+  const std::string not_glm = testing::error_of([&] { choose_prompt_template("auto", glm.get()); });
+  EXPECT_NE(not_glm.find("the tokenizer's chat format is GLM's"), std::string::npos) << not_glm;
+  EXPECT_EQ(choose_prompt_template("plain", glm.get()), PromptTemplate::Plain);
   fs::remove_all(smol);
   const auto mini = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/o200k");
   EXPECT_EQ(choose_prompt_template("auto", mini.get()), PromptTemplate::Phi4Mini);
