@@ -28,7 +28,7 @@ namespace po = boost::program_options;
 struct EvalOptions {
   std::string model, adapter, data, output, prompt_template = "auto", pp_layers;
   int tp = 1, pp = 1;
-  std::int64_t batch_size = 32, max_step_tokens = 0, max_new_tokens = 0, logits_chunk_rows = 0;
+  std::int64_t batch_size = 32, max_step_tokens = 0, max_new_tokens = 0, logits_chunk_rows = kScoringLogitsChunkRows;
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
@@ -52,8 +52,8 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("max-step-tokens", po::value(&o.max_step_tokens)->default_value(o.max_step_tokens), kMaxStepTokensHelp)
       ("max-new-tokens", po::value(&o.max_new_tokens)->default_value(0),
        "longest greedy response (0: the longest ground-truth response)")
-      ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(0),
-       "score the ground truth with the LM head's logits this many rows at a time (0: all)");
+      ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(o.logits_chunk_rows),
+       "score the ground truth with the LM head's logits this many rows at a time (0: all at once)");
   o.runtime.add_to(desc);
   if (!parse_options_or_help(desc, argc, argv, "spin eval", "spin eval --model DIR --data DATA [options]", print)) {
     return std::nullopt;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <cstdint>
 #include <optional>
 #include <utility>
 
@@ -16,6 +17,12 @@ namespace spin::app {
 inline constexpr const char* kMaxStepTokensHelp =
     "tokens one model call processes at most (0: no limit): prompts are prefilled in chunks of what the decoding "
     "sequences leave, which bounds the activation buffers; at least ceil(batch-size / pp)";
+
+// --logits-chunk-rows's default in the commands that score without a backward (spin score, spin eval):
+// there a chunk recomputes nothing, and 4096 rows bound the logits of Llama 3's 128256-entry
+// vocabulary to 2 GiB at TP 1 (a micro-batch of 8 x 4096 tokens would hold 16 GiB); on the CPU the
+// bounded buffer is also faster for large micro-batches (docs/performance.md).
+inline constexpr std::int64_t kScoringLogitsChunkRows = 4096;
 
 // Returns false when --help was given (after printing it if `print`), true when the options
 // were parsed and stored. `desc` must include a "help" option.

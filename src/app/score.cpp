@@ -43,7 +43,9 @@ struct ScoreOptions {
   int tp = 1, pp = 1;
   std::string pp_layers;
   std::int64_t batch_size = 8;
-  std::int64_t logits_chunk_rows = 0;
+  // Without a backward a chunk costs nothing (no logits are recomputed): bounded by default, so that
+  // a large vocabulary's logits never take [rows, vocab / tp] floats at once.
+  std::int64_t logits_chunk_rows = kScoringLogitsChunkRows;
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
@@ -71,8 +73,8 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
        "layers per pipeline stage, comma-separated (default: an even split)")
       ("batch-size", po::value(&o.batch_size)->default_value(8),
        "sequences per micro-batch on each data-parallel replica")
-      ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(0),
-       "the LM head's logits this many rows at a time (0: all; for large vocabularies)");
+      ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(o.logits_chunk_rows),
+       "the LM head's logits this many rows at a time (0: all at once)");
   o.runtime.add_to(desc);
   if (!parse_options_or_help(desc, argc, argv, "spin score",
                              "spin score --model DIR --input IN --output OUT [options]", print)) {
