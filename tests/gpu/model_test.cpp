@@ -84,14 +84,7 @@ TEST(CudaModel, RecomputedActivationsMatchTheCpuPath) {
 // tensor-core attention's head size: the bounds above.
 TEST(CudaModel, Qwen3AndGemmaMatchTheCpuPath) {
   const kernels::CudaKernels gpu;
-  for (const TinyFamily family :
-       {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2, TinyFamily::Gemma3,
-        TinyFamily::Phi4Mini, TinyFamily::SmolLM3, TinyFamily::Granite, TinyFamily::Olmo, TinyFamily::Olmo2,
-        TinyFamily::StableLm, TinyFamily::StableLmParallel, TinyFamily::Cohere, TinyFamily::Cohere2,
-        TinyFamily::GptNeox, TinyFamily::GptNeoxSequential, TinyFamily::Phi, TinyFamily::Mixtral,
-        TinyFamily::Qwen3Moe, TinyFamily::Olmoe, TinyFamily::Qwen2Moe,
-        TinyFamily::CohereQkNorm, TinyFamily::StableLmQkNorm, TinyFamily::LlamaBiases, TinyFamily::GraniteMoe,
-        TinyFamily::Glm4}) {
+  for (const TinyFamily family : kDeviceCheckFamilies) {
     for (const bool mixed : {false, true}) {
       SCOPED_TRACE(cat(tiny_family_name(family), mixed ? ", bf16" : ", float32"));
       const DeviceModelErrors errors = compare_model_on_device(gpu, mixed, family != TinyFamily::Qwen3, 64, family);

@@ -48,14 +48,7 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
   // and Gemma 2's sandwich norms, caps and windows, Gemma 3's local and global RoPE tables,
   // Phi-4-mini's partial rotation and LongRoPE's long factors, SmolLM3's NoPE layer, Granite's multipliers, OLMo 2's norms
   // (the model above has Qwen2's biases), in bf16 with recomputation.
-  for (const TinyFamily family :
-       {TinyFamily::Mistral, TinyFamily::Qwen3, TinyFamily::Gemma, TinyFamily::Gemma2, TinyFamily::Gemma3,
-        TinyFamily::Phi4Mini, TinyFamily::SmolLM3, TinyFamily::Granite, TinyFamily::Olmo, TinyFamily::Olmo2,
-        TinyFamily::StableLm, TinyFamily::StableLmParallel, TinyFamily::Cohere, TinyFamily::Cohere2,
-        TinyFamily::GptNeox, TinyFamily::GptNeoxSequential, TinyFamily::Phi, TinyFamily::Mixtral,
-        TinyFamily::Qwen3Moe, TinyFamily::Olmoe, TinyFamily::Qwen2Moe,
-        TinyFamily::CohereQkNorm, TinyFamily::StableLmQkNorm, TinyFamily::LlamaBiases, TinyFamily::GraniteMoe,
-        TinyFamily::Glm4}) {
+  for (const TinyFamily family : kDeviceCheckFamilies) {
     SCOPED_TRACE(tiny_family_name(family));
     EmulatedDeviceMemory memory;
     const EmulatedKernels kernels(memory);
