@@ -273,20 +273,26 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
             "renders conversations with the model's own template)");
     return *granite;
   }
+  // Formats spin does not write, refused rather than taken for another (`what` names the format).
+  const auto refuse = [](bool seen, const char* what) {
+    require(!seen, "the tokenizer's ", what, ", which spin does not implement: give token ids (jobs/chat_to_ids.py "
+            "renders conversations with the model's own template) or choose --template (data.template) knowingly");
+  };
+  const auto template_has = [&](const char* text) {
+    return tokenizer != nullptr && tokenizer->chat_template().find(text) != std::string::npos;
+  };
   // OLMo 3's templates (Instruct, Think): ChatML's markers, the assistant's turn ended by
   // <|endoftext|> rather than <|im_end|>, and where a conversation has no system message a
-  // default one naming Ai2, different between releases -- refused rather than taken for chatml.
-  require(tokenizer == nullptr || tokenizer->chat_template().find("built by Ai2") == std::string::npos,
-          "the tokenizer's chat template is OLMo 3's (ChatML with <|endoftext|> ending the assistant's turn and "
-          "a default system message), which spin does not implement: give token ids (jobs/chat_to_ids.py renders "
-          "conversations with the model's own template) or choose --template (data.template) knowingly");
+  // default one naming Ai2, different between releases -- not chatml.
+  refuse(template_has("built by Ai2"), "chat template is OLMo 3's (ChatML with <|endoftext|> ending the assistant's "
+         "turn and a default system message)");
   // GLM-4's templates ([gMASK]<sop>, then <|system|> / <|user|> / <|assistant|> turns, each role's token
-  // followed by a newline): not a format spin writes -- refused rather than taken for Zephyr's.
-  require(!has_tokens(tokenizer, {"[gMASK]", "<sop>"}) &&
-              (tokenizer == nullptr || tokenizer->chat_template().find("[gMASK]<sop>") == std::string::npos),
-          "the tokenizer's chat format is GLM's ([gMASK]<sop>, <|user|> and <|assistant|> turns), which spin does "
-          "not implement: give token ids (jobs/chat_to_ids.py renders conversations with the model's own template) "
-          "or choose --template (data.template) knowingly");
+  // followed by a newline) and EXAONE 4.0's ([|user|] ... [|endofturn|] turns, an empty think block
+  // before a non-thinking answer): not Zephyr's, which auto would otherwise fall back to.
+  refuse(has_tokens(tokenizer, {"[gMASK]", "<sop>"}) || template_has("[gMASK]<sop>"),
+         "chat format is GLM's ([gMASK]<sop>, <|user|> and <|assistant|> turns)");
+  refuse(has_tokens(tokenizer, {"[|user|]", "[|assistant|]", "[|endofturn|]"}) || template_has("[|endofturn|]"),
+         "chat format is EXAONE's ([|user|] and [|assistant|] turns ended by [|endofturn|])");
   if (has_tokens(tokenizer, {"<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>"})) {
     // Command R7B's and later Command models' templates wrap the turns in a default system preamble
     // and <|START_RESPONSE|> / <|END_RESPONSE|> markers: not the format spin writes -- refused rather

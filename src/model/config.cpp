@@ -26,7 +26,7 @@ constexpr const char* kModelTypes[] = {"llama",       "mistral",   "qwen2",   "q
                                        "gemma3_text", "phi3",      "smollm3", "granite",   "olmo",      "olmo2",
                                        "olmo3",       "stablelm",  "cohere",  "cohere2",   "gpt_neox",  "phi",
                                        "mixtral",     "qwen3_moe", "olmoe",   "qwen2_moe", "granitemoe",
-                                       "granitemoehybrid", "glm",   "glm4"};
+                                       "granitemoehybrid", "glm",   "glm4",      "exaone4"};
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
@@ -194,7 +194,7 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
   }
   const bool qwen = type == "qwen2" || type == "qwen3" || type == "qwen3_moe" || type == "qwen2_moe",
              gemma2 = type == "gemma2", gemma3 = type == "gemma3_text";
-  const bool olmo3 = type == "olmo3", cohere2 = type == "cohere2";
+  const bool olmo3 = type == "olmo3", cohere2 = type == "cohere2", exaone4 = type == "exaone4";
   // Qwen2 and Qwen3 keep a sliding_window that applies only with use_sliding_window; Gemma2Config's,
   // Gemma3TextConfig's, Olmo3Config's and Cohere2Config's default is 4096.
   const bool applies = !qwen || (j.contains("use_sliding_window") && j.at("use_sliding_window") == true);
@@ -208,6 +208,13 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
           ": model_type cohere2 needs a sliding_window (its global layers are the unwindowed ones)");
   if (!c.sliding_window) return;
   const auto layers = static_cast<std::size_t>(c.num_layers);
+  // EXAONE 4's sliding_window_pattern may be a string of L and G whose reading differs between
+  // transformers versions: only its layer_types, or an integer pattern, are read.
+  require(!exaone4 || j.contains("layer_types") || !j.contains("sliding_window_pattern") ||
+              j.at("sliding_window_pattern").is_number_integer(),
+          source, ": sliding_window_pattern ", j.value("sliding_window_pattern", json()).dump(),
+          " without \"layer_types\" is not supported for model_type exaone4 (give layer_types, as the published "
+          "configs do, or an integer pattern)");
   if (j.contains("layer_types") && !j.at("layer_types").is_null()) {  // newer transformers write it out
     const json& types = j.at("layer_types");
     require(types.is_array() && types.size() == layers, source, ": \"layer_types\" must list the ", layers,
@@ -224,9 +231,10 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
   // global), OLMo 3's all but every fourth (3, 7, ...), Qwen's layers from max_window_layers on
   // (Qwen2Config's default 28), Mistral's every layer.
   // Gemma 3's all but every sliding_window_pattern-th (6), Cohere 2's likewise (4: layers 3, 7, ...).
-  const std::int64_t pattern = (gemma3 || cohere2) && j.contains("sliding_window_pattern")
+  // EXAONE 4's likewise (Exaone4Config's 4).
+  const std::int64_t pattern = (gemma3 || cohere2 || exaone4) && j.contains("sliding_window_pattern")
                                    ? positive_int(j, "sliding_window_pattern", source)
-                                   : cohere2 ? 4 : 6;
+                                   : cohere2 || exaone4 ? 4 : 6;
   std::int64_t first_qwen = 28;
   if (qwen && j.contains("max_window_layers")) {
     const json& v = j.at("max_window_layers");
@@ -237,7 +245,7 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
   for (std::size_t l = 0; l < layers; ++l) {
     const auto i = static_cast<std::int64_t>(l);
     c.windowed_layers.push_back(gemma2              ? i % 2 == 0
-                                : gemma3 || cohere2 ? (i + 1) % pattern != 0
+                                : gemma3 || cohere2 || exaone4 ? (i + 1) % pattern != 0
                                 : olmo3             ? (i + 1) % 4 != 0
                                 : qwen              ? i >= first_qwen
                                                     : true);
@@ -291,6 +299,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "gpt_neox") parse_gpt_neox(j, c, source);
   if (type == "phi") parse_phi(j, c, source);
   if (type == "glm" || type == "glm4") parse_glm(j, c, source, type == "glm4");
+  if (type == "exaone4") parse_exaone4(j, c, source);
   if (type == "mixtral") parse_mixtral(j, c, source);
   if (type == "granitemoe") parse_granitemoe(j, c, source);
   bool nope = false;  // granitemoehybrid's position_embedding_type "nope": no layer rotates
@@ -359,7 +368,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   const bool granite = type == "granite" || type == "granitemoe" || type == "granitemoehybrid";
   if (granite) parse_granite_multipliers(j, c, source);
   c.qkv_bias = qwen2 || c.qkv_bias;
-  c.qk_norm = qwen3 || gemma3;
+  c.qk_norm = qwen3 || gemma3 || c.qk_norm;  // (EXAONE 4 sets it in its parser)
   // Phi-3 is Llama with fused projections in its files (and, in the 128k models, LongRoPE).
   c.fused_projections = type == "phi3";
   if (j.contains("rope_scaling") && !j.at("rope_scaling").is_null()) {
@@ -432,6 +441,8 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   // Cohere 2 (Command R7B): RoPE in the windowed layers alone, the global ones attend by content
   // (Cohere2Attention rotates only where it has a sliding window).
   if (type == "cohere2") c.rope_layers = c.windowed_layers;
+  // EXAONE 4 likewise where it has windows ("global NoPE"); without, every layer rotates.
+  if (type == "exaone4" && c.sliding_window) c.rope_layers = c.windowed_layers;
   if (j.contains("tie_word_embeddings")) {
     require(j.at("tie_word_embeddings").is_boolean(), source,
             ": \"tie_word_embeddings\" must be true or false");

@@ -99,6 +99,14 @@ void parse_glm(json& j, ModelConfig& c, const std::string& source, bool glm4) {
   if (!j.contains("eos_token_id")) j["eos_token_id"] = json::array({151329, 151336, 151338});
 }
 
+void parse_exaone4(const json& j, ModelConfig& c, const std::string& source) {
+  c.sandwich_norms = true;
+  c.pre_norms = false;
+  c.qk_norm = true;
+  // Exaone4Config's default window differs between transformers versions (4096, none).
+  require(j.contains("sliding_window"), source, ": missing required key \"sliding_window\" (model_type exaone4)");
+}
+
 void parse_mixtral(json& j, ModelConfig& c, const std::string& source) {
   parse_experts(j, c, "num_local_experts", 8, 2, 0.001f, source);  // MixtralConfig's defaults
   c.norm_topk_prob = true;

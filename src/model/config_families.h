@@ -49,6 +49,14 @@ void parse_phi(nlohmann::json& j, ModelConfig& c, const std::string& source);
 // norms, plain weights), the MLP's input norm keeping Llama's name post_attention_layernorm.
 void parse_glm(nlohmann::json& j, ModelConfig& c, const std::string& source, bool glm4);
 
+// EXAONE 4.0 (model_type exaone4: EXAONE-4.0-1.2B, EXAONE-4.0-32B; Exaone4ForCausalLM): OLMo 2's layers
+// -- no norm before either half, an RMSNorm of each half's output (post_attention_layernorm,
+// post_feedforward_layernorm) -- with Qwen3's RMSNorm of each query and key head before RoPE; where
+// sliding_window is set, the windowed layers (layer_types, or all but every sliding_window_pattern-th)
+// rotate and the others attend without RoPE (Exaone4Attention's "global NoPE"), else every layer
+// rotates. sliding_window is required: the versions of Exaone4Config disagree on its default.
+void parse_exaone4(const nlohmann::json& j, ModelConfig& c, const std::string& source);
+
 // Mixtral (model_type mixtral, MixtralForCausalLM: Mixtral 8x7B, 8x22B; MixtralConfig's defaults where a
 // key is absent): Mistral's layers with the MLP a sparse mixture of experts -- num_local_experts SwiGLU
 // experts (w1, w3, w2: gate, up, down), each token through its num_experts_per_tok most probable ones

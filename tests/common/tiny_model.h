@@ -44,10 +44,12 @@ namespace spin::testing {
 // on gate_proj, up_proj and down_proj (mlp_bias). GraniteMoe:
 // Granite's scalars with Mixtral's mixture. Glm4: biases on q, k and v, half of each head rotating in
 // interleaved pairs, a norm of each half's output (Gemma 2's sandwich norms with plain weights).
+// Exaone4: OLMo 2's output norms alone with Qwen3's head norms, a 3-key window and RoPE in layer 0,
+// layer 1 global without RoPE.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
   StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe,
-  CohereQkNorm, StableLmQkNorm, LlamaBiases, GraniteMoe, Glm4
+  CohereQkNorm, StableLmQkNorm, LlamaBiases, GraniteMoe, Glm4, Exaone4
 };
 
 // Its model_type, for the tests' traces.
@@ -82,6 +84,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::LlamaBiases: return "llama (attention_bias, mlp_bias)";
     case TinyFamily::GraniteMoe: return "granitemoe";
     case TinyFamily::Glm4: return "glm4";
+    case TinyFamily::Exaone4: return "exaone4";
   }
   return "?";
 }
@@ -150,6 +153,8 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
             "\"shared_expert_intermediate_size\": " + std::to_string(s.intermediate + 8) + ", "
       : s.family == TinyFamily::Mistral          ? "\"model_type\": \"mistral\", \"sliding_window\": 3, "
       : s.family == TinyFamily::Glm4             ? "\"model_type\": \"glm4\", \"eos_token_id\": 2, "
+      : s.family == TinyFamily::Exaone4          ? "\"model_type\": \"exaone4\", \"sliding_window\": 3, "
+                                                   "\"layer_types\": [\"sliding_attention\", \"full_attention\"], "
       : s.family == TinyFamily::Qwen2            ? "\"model_type\": \"qwen2\", "
       : s.family == TinyFamily::LlamaBiases ? "\"attention_bias\": true, \"mlp_bias\": true, "
       : s.family == TinyFamily::Qwen3            ? "\"model_type\": \"qwen3\", "

@@ -193,6 +193,9 @@ def main():
     p.add_argument("--glm4", action="store_true",
                    help="a Glm4ForCausalLM (GLM-4-0414): --glm's parts and a norm of each half's output "
                         "(post_self_attn_layernorm, post_mlp_layernorm)")
+    p.add_argument("--exaone4", action="store_true",
+                   help="an Exaone4ForCausalLM (EXAONE 4.0): OLMo 2's output norms alone, an RMSNorm of each q and k "
+                        "head, --sliding-window in layer 0 of every 2 (layer_types) and RoPE in those layers alone")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--experts-per-token", type=int, default=2)
     p.add_argument("--cohere", action="store_true",
@@ -288,7 +291,7 @@ def main():
     for l in range(0 if a.gpt_neox or a.phi2 else a.layers):
         pre = "model.layers.%d." % l
         tensors += [
-            *([] if a.olmo2 or a.olmo else [(pre + "input_layernorm.weight", [a.hidden], norm(a.hidden))]),
+            *([] if a.olmo2 or a.olmo or a.exaone4 else [(pre + "input_layernorm.weight", [a.hidden], norm(a.hidden))]),
             *norm_bias(pre + "input_layernorm.bias", a.hidden),
             (pre + "self_attn.q_proj.weight", [a.heads * head_dim, a.hidden], matrix(a.heads * head_dim, a.hidden)),
             *biases(pre + "self_attn.q_proj.bias", a.heads * head_dim),
@@ -300,7 +303,7 @@ def main():
             *([(pre + "self_attn.o_proj.bias", [a.hidden], vector(a.hidden))] if a.attention_bias else []),
             *([(pre + "post_self_attn_layernorm.weight", [a.hidden], norm(a.hidden))] if a.glm4 else []),
             *([(pre + "self_attn.q_norm.weight", [head_dim], norm(head_dim)),
-               (pre + "self_attn.k_norm.weight", [head_dim], norm(head_dim))] if a.qwen3 or a.gemma3 else []),
+               (pre + "self_attn.k_norm.weight", [head_dim], norm(head_dim))] if a.qwen3 or a.gemma3 or a.exaone4 else []),
             *([(pre + "self_attn.q_norm.weight", [a.heads * head_dim], norm(a.heads * head_dim)),
                (pre + "self_attn.k_norm.weight", [a.kv_heads * head_dim], norm(a.kv_heads * head_dim))]
               if a.olmo2 or a.olmoe else []),
@@ -321,7 +324,8 @@ def main():
                 *([(pre + "mlp.%s_proj.bias" % p, [n], vector(n))
                    for p, n in (("gate", a.intermediate), ("up", a.intermediate), ("down", a.hidden))]
                   if a.mlp_bias else [])]),
-            *([(pre + "post_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 or a.olmo2 else []),
+            *([(pre + "post_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))]
+              if a.gemma2 or a.olmo2 or a.exaone4 else []),
             *([(pre + "post_mlp_layernorm.weight", [a.hidden], norm(a.hidden))] if a.glm4 else []),
         ]
     if not a.olmo and not a.gpt_neox and not a.phi2:
@@ -511,6 +515,11 @@ def main():
                        "num_experts_per_tok": a.experts_per_token, "norm_topk_prob": False, "clip_qkv": None,
                        "output_router_logits": False, "router_aux_loss_coef": 0.01, "attention_bias": False,
                        "attention_dropout": 0.0, "pad_token_id": 1})
+    if a.exaone4:  # EXAONE 4.0's own keys, as EXAONE-4.0-32B's config.json has them (a window in layer 0 of 2 here)
+        config.update({"architectures": ["Exaone4ForCausalLM"], "model_type": "exaone4", "head_dim": head_dim,
+                       "sliding_window": a.sliding_window, "sliding_window_pattern": "LG",
+                       "layer_types": ["sliding_attention" if l % 2 == 0 else "full_attention" for l in range(a.layers)],
+                       "attention_dropout": 0.0, "pad_token_id": 0, "initializer_range": 0.02, "use_cache": True})
     if a.glm:  # GLM's own keys, as GLM-4-9B-0414's config.json has them (but the shapes and token ids)
         config.update({"architectures": ["Glm4ForCausalLM" if a.glm4 else "GlmForCausalLM"],
                        "model_type": "glm4" if a.glm4 else "glm", "head_dim": head_dim,

@@ -61,7 +61,9 @@ the experts split out with Granite's hooks (granitemoe_reference). Granite 4.0's
 fused): GraniteMoeHybridForCausalLM where transformers has it, else Llama with the MLP split out and Granite's
 hooks (granite4_reference). GLM (tiny-glm: q, k, v biases, half of each head rotating in interleaved pairs,
 gate_up_proj) and GLM-4 (tiny-glm4: besides the norms of each half's output): GlmForCausalLM's and
-Glm4ForCausalLM's forwards written out in float64 (glm_reference; transformers 4.40 has neither).
+Glm4ForCausalLM's forwards written out in float64 (glm_reference; transformers 4.40 has neither). EXAONE 4.0
+(tiny-exaone4: OLMo 2's output norms, q and k head norms, an 8-key window and RoPE in layer 0 of 2, the
+global layer 1 without RoPE): Exaone4ForCausalLM's forward written out likewise (exaone4_reference).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -660,6 +662,55 @@ def glm_reference(model_dir):
     return forward
 
 
+def exaone4_reference(model_dir):
+    """Exaone4ForCausalLM (transformers 4.54 on, eager attention) written out in float64 torch from
+    modular_exaone4: Olmo2DecoderLayer's norms of each half's output alone, an RMSNorm of each q and
+    k head (Exaone4RMSNorm over head_dim) before RoPE, RoPE ("rotate half") in the sliding layers
+    alone where the config has a window -- the global layers attend without it -- and in every
+    layer where it has none; the sliding layers' keys i - window < j <= i."""
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    w = {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
+    heads, kv_heads, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    eps, theta, window = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0), cfg["sliding_window"]
+
+    def norm(x, weight):  # Exaone4RMSNorm (LlamaRMSNorm)
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+    def rope(x, pos):  # "rotate half" on [heads, T, hd]
+        inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+        angles = pos[:, None].double() * inv_freq[None, :]
+        cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
+        return x * cos + torch.cat([-x[..., hd // 2:], x[..., :hd // 2]], -1) * sin
+
+    def forward(ids):
+        t = ids.shape[1]
+        x = w["model.embed_tokens.weight"][ids[0]]
+        pos = torch.arange(t)
+        causal = torch.ones(t, t, dtype=torch.bool).tril()
+        for layer in range(cfg["num_hidden_layers"]):
+            pre = "model.layers.%d." % layer
+            sliding = window is not None and cfg["layer_types"][layer] == "sliding_attention"
+            q = (x @ w[pre + "self_attn.q_proj.weight"].T).view(t, heads, hd).transpose(0, 1)
+            k = (x @ w[pre + "self_attn.k_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
+            v = (x @ w[pre + "self_attn.v_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
+            q, k = norm(q, w[pre + "self_attn.q_norm.weight"]), norm(k, w[pre + "self_attn.k_norm.weight"])
+            if window is None or sliding:
+                q, k = rope(q, pos), rope(k, pos)
+            k, v = k.repeat_interleave(heads // kv_heads, 0), v.repeat_interleave(heads // kv_heads, 0)
+            mask = causal & ~torch.ones(t, t, dtype=torch.bool).tril(-window) if sliding else causal
+            s = (q @ k.transpose(-1, -2) * hd ** -0.5).masked_fill(~mask, float("-inf"))
+            o = (s.softmax(-1) @ v).transpose(0, 1).reshape(t, heads * hd) @ w[pre + "self_attn.o_proj.weight"].T
+            x = x + norm(o, w[pre + "post_attention_layernorm.weight"])
+            g = torch.nn.functional.silu(x @ w[pre + "mlp.gate_proj.weight"].T)
+            m = (g * (x @ w[pre + "mlp.up_proj.weight"].T)) @ w[pre + "mlp.down_proj.weight"].T
+            x = x + norm(m, w[pre + "post_feedforward_layernorm.weight"])
+        head = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
+        return types.SimpleNamespace(logits=(norm(x, w["model.norm.weight"]) @ head.T)[None])
+
+    forward.__name__ = "Exaone4ForCausalLM (written out)"
+    return forward
+
+
 def mistral_reference(model_dir, tmp):
     """MistralForCausalLM with eager attention. transformers 4.40's sliding-window mask lets query i
     see keys i - W <= j <= i (W + 1 of them; the masking was later made i - W < j, as current
@@ -688,7 +739,7 @@ def main():
                  "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
                  "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe", "tiny-cohere-qk-norm", "tiny-stablelm-qk-norm",
                  "tiny-llama-bias", "tiny-granitemoe", "tiny-granite4", "tiny-granite4-nope",
-                 "tiny-phi2", "tiny-glm", "tiny-glm4"]:
+                 "tiny-phi2", "tiny-glm", "tiny-glm4", "tiny-exaone4"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -707,6 +758,8 @@ def main():
             model = gemma2_reference(model_dir)
         elif name in ("tiny-glm", "tiny-glm4"):
             model = glm_reference(model_dir)
+        elif name == "tiny-exaone4":
+            model = exaone4_reference(model_dir)
         elif name == "tiny-mistral":
             model = mistral_reference(model_dir, tempfile.mkdtemp(prefix="spin_mistral_"))
         elif name in ("tiny-phi3", "tiny-phi4-mini"):

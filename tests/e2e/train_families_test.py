@@ -283,27 +283,35 @@ def case_hf_tokenizer(args, tmp):
     print("Granite 4.0 (attention layers) + llama3 template at TP 2 in bf16: 6 steps, first loss log 2, shared_mlp "
           "trained, exported fused")
 
-    # GLM-4 (q, k, v biases, interleaved RoPE over half of each head, gate_up_proj, the norms of each
-    # half's output) with the byte tokenizer and the plain template -- its own chat format is not
-    # spin's, and its tokenizer not in reach here -- at TP 2 in bf16: the biases and the output
-    # norms train, the export has GLM-4's tensors (gate_up_proj fused again) and model_type.
-    shutil.rmtree(os.path.join(tmp, "model"))
-    subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), os.path.join(tmp, "model"),
-                    "--glm4", "--vocab", "259", "--hidden", "32", "--intermediate", "64", "--layers", "2", "--heads",
-                    "4", "--kv-heads", "2", "--max-positions", "48", "--byte-tokenizer"], check=True, capture_output=True)
-    out = os.path.join(tmp, "glm4")
-    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
-                          "plain", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision", "bf16"], 2)
-    m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
-    assert len(m) == 6 and abs(m[0]["loss"] - math.log(2)) < 1e-6 and all(math.isfinite(x["loss"]) for x in m), m
-    before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
-    after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
-    assert sorted(before) == sorted(after) and "model.layers.1.mlp.gate_up_proj.weight" in after, sorted(after)
-    for name in ("model.layers.0.self_attn.q_proj.bias", "model.layers.1.post_mlp_layernorm.weight",
-                 "model.layers.1.post_self_attn_layernorm.weight"):
-        assert before[name] != after[name], name
-    assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == "glm4"
-    print("GLM-4 + plain template at TP 2 in bf16: 6 steps, first loss log 2, biases and output norms trained")
+    # Families whose chat formats are not spin's and whose tokenizers are not in reach here, with the
+    # byte tokenizer and the plain template at TP 2 in bf16: their own tensors train and export as
+    # they were read. GLM-4: q, k, v biases, interleaved RoPE over half of each head, gate_up_proj
+    # (fused again on export), the norms of each half's output. EXAONE 4.0: OLMo 2's output norms,
+    # the q and k head norms, a window and RoPE in layer 0, layer 1 global without RoPE.
+    for flag, model_type, trained in [
+            ("--glm4", "glm4", ["model.layers.0.self_attn.q_proj.bias", "model.layers.1.post_mlp_layernorm.weight",
+                                "model.layers.1.post_self_attn_layernorm.weight"]),
+            ("--exaone4", "exaone4", ["model.layers.0.self_attn.k_norm.weight",
+                                      "model.layers.1.post_feedforward_layernorm.weight"])]:
+        shutil.rmtree(os.path.join(tmp, "model"))
+        subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"),
+                        os.path.join(tmp, "model"), flag, "--vocab", "259", "--hidden", "32", "--intermediate", "64",
+                        "--layers", "2", "--heads", "4", "--kv-heads", "2", "--max-positions", "48",
+                        "--byte-tokenizer"], check=True, capture_output=True)
+        out = os.path.join(tmp, model_type)
+        run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
+                              "plain", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision",
+                              "bf16"], 2)
+        m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
+        assert len(m) == 6 and abs(m[0]["loss"] - math.log(2)) < 1e-6 and all(math.isfinite(x["loss"]) for x in m), m
+        before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
+        after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
+        assert sorted(before) == sorted(after), sorted(after)
+        for name in trained:
+            assert before[name] != after[name], name
+        assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == model_type
+        print("%s + plain template at TP 2 in bf16: 6 steps, first loss log 2, its own tensors trained and exported"
+              % model_type)
 
 
 def shapes(model_dir):

@@ -153,6 +153,13 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   const std::string not_glm = testing::error_of([&] { choose_prompt_template("auto", glm.get()); });
   EXPECT_NE(not_glm.find("the tokenizer's chat format is GLM's"), std::string::npos) << not_glm;
   EXPECT_EQ(choose_prompt_template("plain", glm.get()), PromptTemplate::Plain);
+  // EXAONE 4.0's ([|user|] ... [|endofturn|] turns) neither.
+  std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
+      << R"({"eos_token": "<|im_end|>", "chat_template": "{%- for message in messages %}{{ '[|' + message.role + )"
+         R"('|]\n' + message.content + '[|endofturn|]\n' }}{%- endfor %}"})";
+  const auto exaone = Tokenizer::load(smol.string());
+  const std::string not_exaone = testing::error_of([&] { choose_prompt_template("auto", exaone.get()); });
+  EXPECT_NE(not_exaone.find("the tokenizer's chat format is EXAONE's"), std::string::npos) << not_exaone;
   fs::remove_all(smol);
   const auto mini = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/o200k");
   EXPECT_EQ(choose_prompt_template("auto", mini.get()), PromptTemplate::Phi4Mini);
