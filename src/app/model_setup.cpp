@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <tuple>
 
@@ -258,6 +259,41 @@ std::vector<std::int64_t> parse_int_list(const std::string& text, const char* op
   return out;
 }
 
+void check_every_tensor_read(const std::string& model_dir, const model::ModelConfig& config) {
+  const HfLayout layout = model::hf_layout(config);
+  std::set<std::string> read;
+  const model::StageLayers whole = model::StageLayers::whole(config.num_layers);
+  for (const ShardedTensor& t : model::parameter_layout(config, model::tp_dims(config, 0, 1), whole)) {
+    if (layout.row_name(t.name, 0).empty()) {
+      read.insert(layout.place(t.name).name);
+    } else {
+      for (std::int64_t row = 0; row < t.global_shape[0]; ++row) read.insert(layout.row_name(t.name, row));
+    }
+  }
+  // Not parameters: the rotary tables and causal masks older transformers saved as buffers
+  // (Llama 2's inv_freq, GPT-NeoX's attention.bias / masked_bias), a tied head's copy of the
+  // embeddings (transformers ignores it too) and, in a multimodal checkpoint, all but its language
+  // model (under the prefix: model.* and lm_head.*).
+  const auto not_a_parameter = [&](const std::string& name) {
+    return name.ends_with(".rotary_emb.inv_freq") || name.ends_with(".attention.bias") ||
+           name.ends_with(".attention.masked_bias") ||
+           (config.tie_word_embeddings && name.ends_with("lm_head.weight")) ||
+           (layout.multimodal && !name.starts_with(layout.prefix + "model.") &&
+            !name.starts_with(layout.prefix + "lm_head."));
+  };
+  std::vector<std::string> unread;
+  for (const std::string& name : ckpt::HfReader(model_dir, layout).names()) {
+    if (!read.contains(name) && !not_a_parameter(name)) unread.push_back(name);
+  }
+  if (unread.empty()) return;
+  std::string list;
+  for (std::size_t i = 0; i < std::min<std::size_t>(unread.size(), 4); ++i) list += (i ? ", " : "") + unread[i];
+  if (unread.size() > 4) list += cat(" and ", unread.size() - 4, " more");
+  fail(model_dir, ": the weights hold ", unread.size(),
+       " tensor(s) that the model config.json describes does not have (", list,
+       "): a part spin does not compute, or a config.json that does not match the weights");
+}
+
 ModelSource model_source(const std::string& path, const std::string& adapter_dir) {
   ModelSource source{ckpt::checkpoint_of(path), false, {}};
   if (!ckpt::is_checkpoint(source.dir)) {
@@ -275,6 +311,7 @@ ModelSource model_source(const std::string& path, const std::string& adapter_dir
 void load_model_weights(const ModelSource& source, const std::string& adapter_dir, const ModelShard& shard,
                         model::ModelWeights& weights, const kernels::Kernels& kernels) {
   if (!source.checkpoint) {
+    check_every_tensor_read(source.dir, source.config);
     load_hf_weights(source.dir, adapter_dir, source.config, shard.dims, shard.stage, weights, kernels);
     return;
   }

@@ -46,9 +46,15 @@ struct ModelSource {
   model::ModelConfig config;  // config.json's, or the checkpoint's model_config
 };
 // Throws naming `path` when it is neither; a PEFT `adapter_dir` (merged into a Hugging Face
-// model) is refused for a checkpoint.
+// model) is refused for a checkpoint. Reads no weights (spin plan and spin data need none).
 ModelSource model_source(const std::string& path, const std::string& adapter_dir);
-// This rank's shard of the source's weights (load_hf_weights for a Hugging Face directory).
+// Throws naming `model_dir` and the tensors when its weights hold a tensor the model `config`
+// describes does not read -- a part spin would silently leave out (a family's parameter spin does not
+// know, or a config.json that does not match the weights) -- other than buffers older transformers
+// saved, a tied head's copy and a multimodal checkpoint's other towers.
+void check_every_tensor_read(const std::string& model_dir, const model::ModelConfig& config);
+// This rank's shard of the source's weights (load_hf_weights for a Hugging Face directory, after
+// check_every_tensor_read).
 void load_model_weights(const ModelSource& source, const std::string& adapter_dir, const ModelShard& shard,
                         model::ModelWeights& weights, const kernels::Kernels& kernels);
 

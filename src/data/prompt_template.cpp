@@ -275,7 +275,8 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   }
   // Formats spin does not write, refused rather than taken for another (`what` names the format).
   const auto refuse = [](bool seen, const char* what) {
-    require(!seen, "the tokenizer's ", what, ", which spin does not implement: give token ids (jobs/chat_to_ids.py "
+    require(!seen, "the tokenizer's ", what,
+            ", which spin does not implement: give token ids (jobs/chat_to_ids.py "
             "renders conversations with the model's own template) or choose --template (data.template) knowingly");
   };
   const auto template_has = [&](const char* text) {
@@ -284,7 +285,8 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   // OLMo 3's templates (Instruct, Think): ChatML's markers, the assistant's turn ended by
   // <|endoftext|> rather than <|im_end|>, and where a conversation has no system message a
   // default one naming Ai2, different between releases -- not chatml.
-  refuse(template_has("built by Ai2"), "chat template is OLMo 3's (ChatML with <|endoftext|> ending the assistant's "
+  refuse(template_has("built by Ai2"),
+         "chat template is OLMo 3's (ChatML with <|endoftext|> ending the assistant's "
          "turn and a default system message)");
   // GLM-4's templates ([gMASK]<sop>, then <|system|> / <|user|> / <|assistant|> turns, each role's token
   // followed by a newline) and EXAONE 4.0's ([|user|] ... [|endofturn|] turns, an empty think block

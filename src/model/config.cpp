@@ -22,11 +22,11 @@ using config_json::positive_int;
 using nlohmann::json;
 
 // The model_types spin runs (besides the multimodal checkpoints', config_multimodal.h).
-constexpr const char* kModelTypes[] = {"llama",       "mistral",   "qwen2",   "qwen3",     "gemma",     "gemma2",
-                                       "gemma3_text", "phi3",      "smollm3", "granite",   "olmo",      "olmo2",
-                                       "olmo3",       "stablelm",  "cohere",  "cohere2",   "gpt_neox",  "phi",
-                                       "mixtral",     "qwen3_moe", "olmoe",   "qwen2_moe", "granitemoe",
-                                       "granitemoehybrid", "glm",   "glm4",      "exaone4"};
+constexpr const char* kModelTypes[] = {
+    "llama",    "mistral", "qwen2",   "qwen3",     "gemma", "gemma2",    "gemma3_text", "phi3",
+    "smollm3",  "granite", "olmo",    "olmo2",     "olmo3", "stablelm",  "cohere",      "cohere2",
+    "gpt_neox", "phi",     "mixtral", "qwen3_moe", "olmoe", "qwen2_moe", "granitemoe",  "granitemoehybrid",
+    "glm",      "glm4",    "exaone4"};
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
@@ -234,7 +234,8 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
   // EXAONE 4's likewise (Exaone4Config's 4).
   const std::int64_t pattern = (gemma3 || cohere2 || exaone4) && j.contains("sliding_window_pattern")
                                    ? positive_int(j, "sliding_window_pattern", source)
-                                   : cohere2 || exaone4 ? 4 : 6;
+                               : cohere2 || exaone4 ? 4
+                                                    : 6;
   std::int64_t first_qwen = 28;
   if (qwen && j.contains("max_window_layers")) {
     const json& v = j.at("max_window_layers");
@@ -244,11 +245,11 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
   }
   for (std::size_t l = 0; l < layers; ++l) {
     const auto i = static_cast<std::int64_t>(l);
-    c.windowed_layers.push_back(gemma2              ? i % 2 == 0
+    c.windowed_layers.push_back(gemma2                         ? i % 2 == 0
                                 : gemma3 || cohere2 || exaone4 ? (i + 1) % pattern != 0
-                                : olmo3             ? (i + 1) % 4 != 0
-                                : qwen              ? i >= first_qwen
-                                                    : true);
+                                : olmo3                        ? (i + 1) % 4 != 0
+                                : qwen                         ? i >= first_qwen
+                                                               : true);
   }
 }
 
@@ -411,11 +412,12 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     const json& f = j.at("partial_rotary_factor");
     require(f.is_number() && f.get<double>() > 0 && f.get<double>() <= 1, source,
             ": partial_rotary_factor must be a number in (0, 1], got ", f.dump());
-    const bool partial = type == "phi3" || type == "stablelm" || type == "gpt_neox" || type == "phi" ||
-                         type == "glm" || type == "glm4";
-    require(partial || f.get<double>() == 1.0, source, ": partial_rotary_factor ", f.dump(),
-            " is not supported for model_type ", type,
-            " (spin rotates part of a head for phi3, stablelm, gpt_neox, phi, glm and glm4 only, as transformers does)");
+    const bool partial =
+        type == "phi3" || type == "stablelm" || type == "gpt_neox" || type == "phi" || type == "glm" || type == "glm4";
+    require(
+        partial || f.get<double>() == 1.0, source, ": partial_rotary_factor ", f.dump(),
+        " is not supported for model_type ", type,
+        " (spin rotates part of a head for phi3, stablelm, gpt_neox, phi, glm and glm4 only, as transformers does)");
     c.rotary_dim = static_cast<std::int64_t>(static_cast<double>(c.head_dim) * f.get<double>());
     require(c.rotary_dim >= 2 && c.rotary_dim % 2 == 0, source, ": partial_rotary_factor ", f.dump(), " of head_dim ",
             c.head_dim, " rotates ", c.rotary_dim, " dimensions; RoPE needs an even number of them");

@@ -28,13 +28,13 @@ namespace spin::testing {
 // The families the device checks run beside their first model (Qwen2's biases; gpu_test's Llama):
 // each family's own parts, on the emulated device and on a GPU alike.
 inline constexpr TinyFamily kDeviceCheckFamilies[] = {
-    TinyFamily::Mistral,     TinyFamily::Qwen3,        TinyFamily::Gemma,        TinyFamily::Gemma2,
-    TinyFamily::Gemma3,      TinyFamily::Phi4Mini,     TinyFamily::SmolLM3,      TinyFamily::Granite,
-    TinyFamily::Olmo,        TinyFamily::Olmo2,        TinyFamily::StableLm,     TinyFamily::StableLmParallel,
-    TinyFamily::Cohere,      TinyFamily::Cohere2,      TinyFamily::GptNeox,      TinyFamily::GptNeoxSequential,
-    TinyFamily::Phi,         TinyFamily::Mixtral,      TinyFamily::Qwen3Moe,     TinyFamily::Olmoe,
-    TinyFamily::Qwen2Moe,    TinyFamily::CohereQkNorm, TinyFamily::StableLmQkNorm, TinyFamily::LlamaBiases,
-    TinyFamily::GraniteMoe,  TinyFamily::Glm4,         TinyFamily::Exaone4};
+    TinyFamily::Mistral,    TinyFamily::Qwen3,        TinyFamily::Gemma,          TinyFamily::Gemma2,
+    TinyFamily::Gemma3,     TinyFamily::Phi4Mini,     TinyFamily::SmolLM3,        TinyFamily::Granite,
+    TinyFamily::Olmo,       TinyFamily::Olmo2,        TinyFamily::StableLm,       TinyFamily::StableLmParallel,
+    TinyFamily::Cohere,     TinyFamily::Cohere2,      TinyFamily::GptNeox,        TinyFamily::GptNeoxSequential,
+    TinyFamily::Phi,        TinyFamily::Mixtral,      TinyFamily::Qwen3Moe,       TinyFamily::Olmoe,
+    TinyFamily::Qwen2Moe,   TinyFamily::CohereQkNorm, TinyFamily::StableLmQkNorm, TinyFamily::LlamaBiases,
+    TinyFamily::GraniteMoe, TinyFamily::Glm4,         TinyFamily::Exaone4};
 
 struct DeviceModelErrors {
   std::vector<std::pair<std::string, double>> relative;  // output name -> relative L2 error

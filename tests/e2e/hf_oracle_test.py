@@ -538,6 +538,26 @@ def yarn_as_llama(model_dir, tmp):
     return model
 
 
+def rms_norm(x, scale, eps):
+    """x / rms(x) * scale over the last dimension (LlamaRMSNorm's; Gemma's scale is 1 + w)."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * scale
+
+
+def attend(q, k, v, scale, window=None, cap=None):
+    """Eager causal attention of q [heads, T, hd] over k, v [kv_heads, T, hd] (query head h reads kv head
+    h // (heads / kv_heads)), scores times `scale`, capped as cap tanh(s / cap) where `cap`, each query i
+    seeing keys i - window < j <= i where `window`: the output [T, heads x hd]."""
+    heads, t = q.shape[0], q.shape[1]
+    k, v = k.repeat_interleave(heads // k.shape[0], 0), v.repeat_interleave(heads // v.shape[0], 0)
+    s = q @ k.transpose(-1, -2) * scale
+    if cap is not None:
+        s = torch.tanh(s / cap) * cap
+    mask = torch.ones(t, t, dtype=torch.bool).tril()
+    if window is not None:  # keys at least `window` back are masked
+        mask = mask & ~torch.ones(t, t, dtype=torch.bool).tril(-window)
+    return (s.masked_fill(~mask, float("-inf")).softmax(-1) @ v).transpose(0, 1).reshape(t, -1)
+
+
 def gemma2_reference(model_dir):
     """Gemma2ForCausalLM (transformers 4.42, eager attention) or Gemma3ForCausalLM (4.50, eager) in
     float64 torch, from the checkpoint: a callable from ids [1, T] to an object with .logits
@@ -557,7 +577,7 @@ def gemma2_reference(model_dir):
         return (layer + 1) % cfg["sliding_window_pattern"] != 0 if gemma3 else layer % 2 == 0
 
     def norm(x, weight):  # Gemma2RMSNorm / Gemma3RMSNorm: x / rms(x) * (1 + w)
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * (1.0 + weight)
+        return rms_norm(x, 1.0 + weight, eps)
 
     def rope(x, pos, base):  # "rotate half" on [heads, T, hd]
         inv_freq = 1.0 / (base ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
@@ -570,7 +590,6 @@ def gemma2_reference(model_dir):
         t = ids.shape[1]
         x = w["model.embed_tokens.weight"][ids[0]] * hidden ** 0.5
         pos = torch.arange(t)
-        causal = torch.ones(t, t, dtype=torch.bool).tril()
         for layer in range(cfg["num_hidden_layers"]):
             pre = "model.layers.%d." % layer
             h = norm(x, w[pre + "input_layernorm.weight"])
@@ -581,15 +600,8 @@ def gemma2_reference(model_dir):
                 q, k = norm(q, w[pre + "self_attn.q_norm.weight"]), norm(k, w[pre + "self_attn.k_norm.weight"])
             base = cfg["rope_local_base_freq"] if gemma3 and sliding(layer) else theta
             q, k = rope(q, pos, base), rope(k, pos, base)
-            k, v = k.repeat_interleave(heads // kv_heads, 0), v.repeat_interleave(heads // kv_heads, 0)
-            s = q @ k.transpose(-1, -2) * scaling
-            if attn_cap is not None:
-                s = torch.tanh(s / attn_cap) * attn_cap
-            mask = causal
-            if sliding(layer):  # keys at least `window` back are masked
-                mask = mask & ~torch.ones(t, t, dtype=torch.bool).tril(-window)
-            p = s.masked_fill(~mask, float("-inf")).softmax(-1)
-            o = (p @ v).transpose(0, 1).reshape(t, heads * hd) @ w[pre + "self_attn.o_proj.weight"].T
+            o = attend(q, k, v, scaling, window if sliding(layer) else None, attn_cap)
+            o = o @ w[pre + "self_attn.o_proj.weight"].T
             x = x + norm(o, w[pre + "post_attention_layernorm.weight"])
             h = norm(x, w[pre + "pre_feedforward_layernorm.weight"])
             g = torch.nn.functional.gelu(h @ w[pre + "mlp.gate_proj.weight"].T, approximate="tanh")
@@ -620,7 +632,7 @@ def glm_reference(model_dir):
     inter = cfg["intermediate_size"]
 
     def norm(x, weight):  # GlmRMSNorm
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+        return rms_norm(x, weight, eps)
 
     def rope(x, pos):  # apply_rotary_pos_emb on [heads, T, hd]
         inv_freq = 1.0 / (theta ** (torch.arange(0, rotary, 2, dtype=torch.float64) / rotary))
@@ -636,7 +648,6 @@ def glm_reference(model_dir):
         t = ids.shape[1]
         x = w["model.embed_tokens.weight"][ids[0]]
         pos = torch.arange(t)
-        causal = torch.ones(t, t, dtype=torch.bool).tril()
         for layer in range(cfg["num_hidden_layers"]):
             pre = "model.layers.%d." % layer
 
@@ -647,9 +658,7 @@ def glm_reference(model_dir):
             q, k, v = proj(h, "self_attn.q_proj", heads), proj(h, "self_attn.k_proj", kv_heads), \
                 proj(h, "self_attn.v_proj", kv_heads)
             q, k = rope(q, pos), rope(k, pos)
-            k, v = k.repeat_interleave(heads // kv_heads, 0), v.repeat_interleave(heads // kv_heads, 0)
-            s = (q @ k.transpose(-1, -2) * hd ** -0.5).masked_fill(~causal, float("-inf"))
-            o = (s.softmax(-1) @ v).transpose(0, 1).reshape(t, heads * hd) @ w[pre + "self_attn.o_proj.weight"].T
+            o = attend(q, k, v, hd ** -0.5) @ w[pre + "self_attn.o_proj.weight"].T
             x = x + (norm(o, w[pre + "post_self_attn_layernorm.weight"]) if glm4 else o)
             h = norm(x, w[pre + "post_attention_layernorm.weight"])
             gate, up = (h @ w[pre + "mlp.gate_up_proj.weight"].T).split(inter, -1)
@@ -674,7 +683,7 @@ def exaone4_reference(model_dir):
     eps, theta, window = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0), cfg["sliding_window"]
 
     def norm(x, weight):  # Exaone4RMSNorm (LlamaRMSNorm)
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+        return rms_norm(x, weight, eps)
 
     def rope(x, pos):  # "rotate half" on [heads, T, hd]
         inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
@@ -686,7 +695,6 @@ def exaone4_reference(model_dir):
         t = ids.shape[1]
         x = w["model.embed_tokens.weight"][ids[0]]
         pos = torch.arange(t)
-        causal = torch.ones(t, t, dtype=torch.bool).tril()
         for layer in range(cfg["num_hidden_layers"]):
             pre = "model.layers.%d." % layer
             sliding = window is not None and cfg["layer_types"][layer] == "sliding_attention"
@@ -696,10 +704,7 @@ def exaone4_reference(model_dir):
             q, k = norm(q, w[pre + "self_attn.q_norm.weight"]), norm(k, w[pre + "self_attn.k_norm.weight"])
             if window is None or sliding:
                 q, k = rope(q, pos), rope(k, pos)
-            k, v = k.repeat_interleave(heads // kv_heads, 0), v.repeat_interleave(heads // kv_heads, 0)
-            mask = causal & ~torch.ones(t, t, dtype=torch.bool).tril(-window) if sliding else causal
-            s = (q @ k.transpose(-1, -2) * hd ** -0.5).masked_fill(~mask, float("-inf"))
-            o = (s.softmax(-1) @ v).transpose(0, 1).reshape(t, heads * hd) @ w[pre + "self_attn.o_proj.weight"].T
+            o = attend(q, k, v, hd ** -0.5, window if sliding else None) @ w[pre + "self_attn.o_proj.weight"].T
             x = x + norm(o, w[pre + "post_attention_layernorm.weight"])
             g = torch.nn.functional.silu(x @ w[pre + "mlp.gate_proj.weight"].T)
             m = (g * (x @ w[pre + "mlp.up_proj.weight"].T)) @ w[pre + "mlp.down_proj.weight"].T

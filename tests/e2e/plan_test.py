@@ -13,6 +13,7 @@ tests/mpi/train/memory_plan_test.cpp; this checks the command):
 import json
 import os
 import re
+import shutil
 
 from e2e_common import expect_error, run, run_case
 
@@ -125,9 +126,15 @@ def case_cli(args, tmp):
     checkpoint = os.path.join(tmp, "checkpoint")
     run(args.mpiexec, [args.spin, "ckpt", "import-hf", tiny, checkpoint], 1)
     tiny_plan = [args.spin, "plan", "--seq", "64", "--micro-batch", "2", "--model"]
-    from_hf, from_checkpoint = (run(args.mpiexec, tiny_plan + [m], 1).stdout for m in (tiny, checkpoint))
-    assert rows(from_hf) == rows(from_checkpoint) and "peak" in rows(from_hf), (from_hf, from_checkpoint)
-    print("a spin checkpoint as --model: the Hugging Face model's plan")
+    # And a directory holding config.json alone (no weights: a plan reads none).
+    config_only = os.path.join(tmp, "config-only")
+    os.makedirs(config_only)
+    shutil.copy(os.path.join(tiny, "config.json"), config_only)
+    from_hf, from_checkpoint, from_config = (run(args.mpiexec, tiny_plan + [m], 1).stdout
+                                             for m in (tiny, checkpoint, config_only))
+    assert rows(from_hf) == rows(from_checkpoint) == rows(from_config) and "peak" in rows(from_hf), \
+        (from_hf, from_checkpoint, from_config)
+    print("a spin checkpoint, or a directory with config.json alone, as --model: the Hugging Face model's plan")
 
     small = run(args.mpiexec, base + ["--gpu-mem", "4GiB"], 2)
     assert small.returncode == 3 and "DOES NOT FIT" in small.stdout, (small.returncode, small.stdout, small.stderr)

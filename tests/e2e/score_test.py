@@ -14,8 +14,10 @@
 Standard library only. Every command runs under a timeout so that a hang fails the test.
 """
 import json
+import math
 import os
 import shutil
+import struct
 import sys
 
 import e2e_common
@@ -114,6 +116,19 @@ def case_bad_input(args, tmp):
         open(p, "w").write(text)
         return p
 
+    def add_tensors(extra):  # the model's tensors and `extra`'s (name, shape), zeros
+        def edit(d):
+            path = os.path.join(d, "model.safetensors")
+            blob = open(path, "rb").read()
+            header = json.loads(blob[8:8 + struct.unpack("<Q", blob[:8])[0]])
+            values = e2e_common.read_safetensors(path)
+            tensors = [(k, header[k]["shape"], list(v)) for k, v in values.items()]
+            tensors += [(k, shape, [0.0] * math.prod(shape)) for k, shape in extra]
+            sys.path.insert(0, os.path.join(e2e_common.ROOT, "tests", "data"))
+            import make_tiny_model
+            make_tiny_model.write_safetensors(path, tensors, "F32")
+        return edit
+
     no_key = copy_model("no-key", drop_key)
     truncated = copy_model("truncated", truncate)
     out_of_range = write("range.jsonl", '{"tokens": [1, 2]}\n{"tokens": [3, 300]}\n')
@@ -124,6 +139,21 @@ def case_bad_input(args, tmp):
     def cmd(m, inp, *extra):
         return lambda out: ["score", "--model", m, "--input", inp, "--output", out] + list(extra)
 
+    # A tensor the model config.json describes does not read (a q norm in a Llama): refused naming it,
+    # rather than the model computed without it; the rotary buffers older transformers saved are not
+    # parameters, and the model with them scores as without.
+    unread = copy_model("unread", add_tensors([("model.layers.1.self_attn.q_norm.weight", [16])]))
+    expect_error(args, tmp, "unread-tensor", cmd(unread, args.input),
+                 r"unread: the weights hold 1 tensor\(s\) that the model config\.json describes does not have "
+                 r"\(model\.layers\.1\.self_attn\.q_norm\.weight\)")
+    buffers = copy_model("buffers", add_tensors([("model.layers.%d.self_attn.rotary_emb.inv_freq" % l, [8])
+                                                 for l in range(2)]))
+    scored = []
+    for m in (model, buffers):
+        out = os.path.join(tmp, "scored-%d.jsonl" % len(scored))
+        e2e_common.run_ok(args.mpiexec, [args.spin, "score", "--model", m, "--input", args.input, "--output", out], 1)
+        scored.append(open(out).read())
+    assert scored[0] == scored[1], "the rotary buffers changed the scores"
     expect_error(args, tmp, "missing-config-key", cmd(no_key, args.input),
                  r"rank 0: .*config\.json: missing required key \"hidden_size\"")
     expect_error(args, tmp, "kv-heads-vs-tp", cmd(model, args.input, "--tp", "4"),

@@ -47,18 +47,17 @@ TEST(ModelConfig, ReadsGlm4) {
   EXPECT_EQ(glm.num_parameters(), 9400279040 - 40 * 2 * 4096);
   // Glm4Config's / GlmConfig's defaults where a key is absent: half of each head rotating, biases on
   // q, k and v, untied, its three stop tokens.
-  const ModelConfig defaults = ModelConfig::from_json(
-      replaced(kGlm4, {{"\"partial_rotary_factor\": 0.5,", ""},
-                       {"\"attention_bias\": true, ", ""},
-                       {"\"tie_word_embeddings\": false, ", ""},
-                       {"\"eos_token_id\": [151329, 151336, 151338], ", ""}}),
-      "c");
+  const ModelConfig defaults =
+      ModelConfig::from_json(replaced(kGlm4, {{"\"partial_rotary_factor\": 0.5,", ""},
+                                              {"\"attention_bias\": true, ", ""},
+                                              {"\"tie_word_embeddings\": false, ", ""},
+                                              {"\"eos_token_id\": [151329, 151336, 151338], ", ""}}),
+                             "c");
   EXPECT_EQ(defaults.rotary_dim, 64);
   EXPECT_TRUE(defaults.qkv_bias);
   EXPECT_FALSE(defaults.tie_word_embeddings);
   EXPECT_EQ(defaults.eos_token_ids, c.eos_token_ids);
-  EXPECT_FALSE(ModelConfig::from_json(replaced(kGlm4, {{"\"attention_bias\": true", "\"attention_bias\": false"}}),
-                                      "c")
+  EXPECT_FALSE(ModelConfig::from_json(replaced(kGlm4, {{"\"attention_bias\": true", "\"attention_bias\": false"}}), "c")
                    .qkv_bias);
   const std::string gelu = error_of(replaced(kGlm4, {{"\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\""}}));
   EXPECT_NE(gelu.find("hidden_act \"gelu\" is not supported"), std::string::npos) << gelu;
@@ -72,11 +71,11 @@ TEST(ModelConfig, ReadsGlm4) {
   EXPECT_EQ(up.name, "model.layers.3.mlp.gate_up_proj.weight");
   EXPECT_EQ(up.row, 13696);
   EXPECT_EQ(up.rows, 2 * 13696);
-  for (const auto& [spin_name, file_name] : std::vector<std::pair<std::string, std::string>>{
-           {"input_layernorm", "input_layernorm"},
-           {"post_attention_layernorm", "post_self_attn_layernorm"},
-           {"pre_feedforward_layernorm", "post_attention_layernorm"},
-           {"post_feedforward_layernorm", "post_mlp_layernorm"}}) {
+  for (const auto& [spin_name, file_name] :
+       std::vector<std::pair<std::string, std::string>>{{"input_layernorm", "input_layernorm"},
+                                                        {"post_attention_layernorm", "post_self_attn_layernorm"},
+                                                        {"pre_feedforward_layernorm", "post_attention_layernorm"},
+                                                        {"post_feedforward_layernorm", "post_mlp_layernorm"}}) {
     EXPECT_EQ(layout.place("model.layers.3." + spin_name + ".weight").name, "model.layers.3." + file_name + ".weight");
   }
   EXPECT_EQ(hf_layout(glm).place("model.layers.3.post_attention_layernorm.weight").name,

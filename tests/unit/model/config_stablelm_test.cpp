@@ -94,7 +94,8 @@ TEST(ModelConfig, ReadsStableLm) {
   }
   // Only Phi-3's and StableLM's families rotate part of a head.
   const std::string llama = config_testing::with("partial_rotary_factor", "0.5");
-  EXPECT_NE(error_of(llama).find("phi3, stablelm, gpt_neox, phi, glm and glm4 only"), std::string::npos) << error_of(llama);
+  EXPECT_NE(error_of(llama).find("phi3, stablelm, gpt_neox, phi, glm and glm4 only"), std::string::npos)
+      << error_of(llama);
 }
 
 // stablelm-2-12b's shape (hidden 5120, 40 layers, 32 heads of 160, 8 kv heads, MLP 13824, no q/k/v
