@@ -289,12 +289,14 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
          "chat template is OLMo 3's (ChatML with <|endoftext|> ending the assistant's "
          "turn and a default system message)");
   // GLM-4's templates ([gMASK]<sop>, then <|system|> / <|user|> / <|assistant|> turns, each role's token
-  // followed by a newline) and EXAONE 4.0's ([|user|] ... [|endofturn|] turns, an empty think block
-  // before a non-thinking answer): not Zephyr's, which auto would otherwise fall back to.
+  // followed by a newline), EXAONE 4.0's ([|user|] ... [|endofturn|] turns, an empty think block
+  // before a non-thinking answer) and Seed-OSS's: not Zephyr's, which auto would otherwise fall back to.
   refuse(has_tokens(tokenizer, {"[gMASK]", "<sop>"}) || template_has("[gMASK]<sop>"),
          "chat format is GLM's ([gMASK]<sop>, <|user|> and <|assistant|> turns)");
   refuse(has_tokens(tokenizer, {"[|user|]", "[|assistant|]", "[|endofturn|]"}) || template_has("[|endofturn|]"),
          "chat format is EXAONE's ([|user|] and [|assistant|] turns ended by [|endofturn|])");
+  refuse(has_tokens(tokenizer, {"<seed:bos>", "<seed:eos>"}) || template_has("<seed:bos>"),
+         "chat format is Seed-OSS's (<seed:bos>role ... <seed:eos> turns, a thinking budget)");
   if (has_tokens(tokenizer, {"<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>"})) {
     // Command R7B's and later Command models' templates wrap the turns in a default system preamble
     // and <|START_RESPONSE|> / <|END_RESPONSE|> markers: not the format spin writes -- refused rather

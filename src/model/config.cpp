@@ -26,7 +26,7 @@ constexpr const char* kModelTypes[] = {
     "llama",    "mistral", "qwen2",   "qwen3",     "gemma", "gemma2",    "gemma3_text", "phi3",
     "smollm3",  "granite", "olmo",    "olmo2",     "olmo3", "stablelm",  "cohere",      "cohere2",
     "gpt_neox", "phi",     "mixtral", "qwen3_moe", "olmoe", "qwen2_moe", "granitemoe",  "granitemoehybrid",
-    "glm",      "glm4",    "exaone4"};
+    "glm",      "glm4",    "exaone4", "seed_oss"};
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
@@ -301,6 +301,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "phi") parse_phi(j, c, source);
   if (type == "glm" || type == "glm4") parse_glm(j, c, source, type == "glm4");
   if (type == "exaone4") parse_exaone4(j, c, source);
+  if (type == "seed_oss") parse_seed_oss(j, c, source);
   if (type == "mixtral") parse_mixtral(j, c, source);
   if (type == "granitemoe") parse_granitemoe(j, c, source);
   bool nope = false;  // granitemoehybrid's position_embedding_type "nope": no layer rotates

@@ -99,6 +99,16 @@ void parse_glm(json& j, ModelConfig& c, const std::string& source, bool glm4) {
   if (!j.contains("eos_token_id")) j["eos_token_id"] = json::array({151329, 151336, 151338});
 }
 
+void parse_seed_oss(json& j, ModelConfig& c, const std::string& source) {
+  // SeedOssConfig's defaults: biases on q, k and v, none on o_proj or the MLP.
+  c.qkv_bias = flag(j, "attention_bias", true, source);
+  c.o_bias = flag(j, "attention_out_bias", false, source);
+  c.mlp_bias = flag(j, "mlp_bias", false, source);
+  for (const char* key : {"attention_bias", "mlp_bias"}) j.erase(key);  // read here, not by the Llama families' rule
+  if (!j.contains("head_dim") || j.at("head_dim").is_null()) j["head_dim"] = 128;
+  if (!j.contains("rms_norm_eps")) j["rms_norm_eps"] = 1e-6;
+}
+
 void parse_exaone4(const json& j, ModelConfig& c, const std::string& source) {
   c.sandwich_norms = true;
   c.pre_norms = false;

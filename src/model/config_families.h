@@ -49,6 +49,12 @@ void parse_phi(nlohmann::json& j, ModelConfig& c, const std::string& source);
 // norms, plain weights), the MLP's input norm keeping Llama's name post_attention_layernorm.
 void parse_glm(nlohmann::json& j, ModelConfig& c, const std::string& source, bool glm4);
 
+// Seed-OSS (model_type seed_oss: Seed-OSS-36B-Base / -Instruct; SeedOssForCausalLM; SeedOssConfig's defaults
+// where a key is absent): Llama's layers with biases on q, k and v (attention_bias, true), on o_proj where
+// attention_out_bias (false) and on the MLP where mlp_bias (false), head_dim 128 apart from hidden / heads;
+// its attention_dropout and residual_dropout (0.1) not applied, as TRL's trainers switch dropout off.
+void parse_seed_oss(nlohmann::json& j, ModelConfig& c, const std::string& source);
+
 // EXAONE 4.0 (model_type exaone4: EXAONE-4.0-1.2B, EXAONE-4.0-32B; Exaone4ForCausalLM): OLMo 2's layers
 // -- no norm before either half, an RMSNorm of each half's output (post_attention_layernorm,
 // post_feedforward_layernorm) -- with Qwen3's RMSNorm of each query and key head before RoPE; where

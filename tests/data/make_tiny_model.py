@@ -196,6 +196,8 @@ def main():
     p.add_argument("--exaone4", action="store_true",
                    help="an Exaone4ForCausalLM (EXAONE 4.0): OLMo 2's output norms alone, an RMSNorm of each q and k "
                         "head, --sliding-window in layer 0 of every 2 (layer_types) and RoPE in those layers alone")
+    p.add_argument("--seed-oss", action="store_true",
+                   help="a SeedOssForCausalLM (Seed-OSS-36B): biases on q, k and v, head_dim twice hidden / heads")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--experts-per-token", type=int, default=2)
     p.add_argument("--cohere", action="store_true",
@@ -245,7 +247,7 @@ def main():
     shared = a.shared_intermediate or 2 * a.intermediate
     a.gemma2 = a.gemma2 or a.gemma3
     a.gemma = a.gemma or a.gemma2
-    head_dim = a.hidden // a.heads * (2 if a.gemma else 1)
+    head_dim = a.hidden // a.heads * (2 if a.gemma or a.seed_oss else 1)
     if a.gemma:
         a.tie = True
 
@@ -257,7 +259,7 @@ def main():
 
     def biases(name, n):  # large enough to move the scores visibly
         return ([(name, [n], [bf16_round(rng.gauss(0.0, 0.3)) for _ in range(n)])]
-                if a.qwen2 or a.stablelm or a.attention_bias or a.glm else [])
+                if a.qwen2 or a.stablelm or a.attention_bias or a.glm or a.seed_oss else [])
 
     def norm_bias(name, n):  # StableLM's LayerNorms: a shift of every normed value
         return [(name, [n], [bf16_round(rng.gauss(0.0, 0.2)) for _ in range(n)])] if a.stablelm else []
@@ -515,6 +517,10 @@ def main():
                        "num_experts_per_tok": a.experts_per_token, "norm_topk_prob": False, "clip_qkv": None,
                        "output_router_logits": False, "router_aux_loss_coef": 0.01, "attention_bias": False,
                        "attention_dropout": 0.0, "pad_token_id": 1})
+    if a.seed_oss:  # Seed-OSS's own keys, as Seed-OSS-36B-Instruct's config.json has them
+        config.update({"architectures": ["SeedOssForCausalLM"], "model_type": "seed_oss", "head_dim": head_dim,
+                       "attention_bias": True, "attention_out_bias": False, "mlp_bias": False,
+                       "attention_dropout": 0.1, "residual_dropout": 0.1, "pretraining_tp": 1, "pad_token_id": 1})
     if a.exaone4:  # EXAONE 4.0's own keys, as EXAONE-4.0-32B's config.json has them (a window in layer 0 of 2 here)
         config.update({"architectures": ["Exaone4ForCausalLM"], "model_type": "exaone4", "head_dim": head_dim,
                        "sliding_window": a.sliding_window, "sliding_window_pattern": "LG",

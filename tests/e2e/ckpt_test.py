@@ -255,7 +255,8 @@ def case_convert(args, tmp):
                         ("tiny-granite4", "model.layers.1.shared_mlp.input_linear.weight"),
                         ("tiny-glm", "model.layers.1.mlp.gate_up_proj.weight"),
                         ("tiny-glm4", "model.layers.1.post_self_attn_layernorm.weight"),
-                        ("tiny-exaone4", "model.layers.1.self_attn.q_norm.weight")]:
+                        ("tiny-exaone4", "model.layers.1.self_attn.q_norm.weight"),
+                        ("tiny-seed-oss", "model.layers.1.self_attn.v_proj.bias")]:
         qwen = os.path.join(args.models, name)
         ckpt(args, 2, "import-hf", qwen, os.path.join(tmp, name), "--tp", "2")
         ckpt(args, 1, "export-hf", os.path.join(tmp, name), os.path.join(tmp, name + "-hf"))

@@ -63,7 +63,9 @@ hooks (granite4_reference). GLM (tiny-glm: q, k, v biases, half of each head rot
 gate_up_proj) and GLM-4 (tiny-glm4: besides the norms of each half's output): GlmForCausalLM's and
 Glm4ForCausalLM's forwards written out in float64 (glm_reference; transformers 4.40 has neither). EXAONE 4.0
 (tiny-exaone4: OLMo 2's output norms, q and k head norms, an 8-key window and RoPE in layer 0 of 2, the
-global layer 1 without RoPE): Exaone4ForCausalLM's forward written out likewise (exaone4_reference).
+global layer 1 without RoPE): Exaone4ForCausalLM's forward written out likewise (exaone4_reference). Seed-OSS
+(tiny-seed-oss: q, k, v biases, head_dim twice hidden / heads): SeedOssForCausalLM's likewise (seed_oss_reference;
+transformers 4.40's Llama has no head_dim of its own).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -716,6 +718,45 @@ def exaone4_reference(model_dir):
     return forward
 
 
+def seed_oss_reference(model_dir):
+    """SeedOssForCausalLM (transformers 4.56 on, eager attention, dropout off) written out in float64 torch
+    from modular_seed_oss: LlamaDecoderLayer's pre-norm layers, q, k and v with biases (o_proj with one
+    where attention_out_bias, the MLP where mlp_bias), head_dim apart from hidden / heads."""
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    w = {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
+    heads, kv_heads, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    eps, theta = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
+
+    def linear(x, name):
+        return x @ w[name + ".weight"].T + (w[name + ".bias"] if name + ".bias" in w else 0.0)
+
+    def rope(x, pos):  # "rotate half" on [heads, T, hd]
+        inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+        angles = pos[:, None].double() * inv_freq[None, :]
+        cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
+        return x * cos + torch.cat([-x[..., hd // 2:], x[..., :hd // 2]], -1) * sin
+
+    def forward(ids):
+        t = ids.shape[1]
+        x = w["model.embed_tokens.weight"][ids[0]]
+        pos = torch.arange(t)
+        for layer in range(cfg["num_hidden_layers"]):
+            pre = "model.layers.%d." % layer
+            h = rms_norm(x, w[pre + "input_layernorm.weight"], eps)
+            q = linear(h, pre + "self_attn.q_proj").view(t, heads, hd).transpose(0, 1)
+            k = linear(h, pre + "self_attn.k_proj").view(t, kv_heads, hd).transpose(0, 1)
+            v = linear(h, pre + "self_attn.v_proj").view(t, kv_heads, hd).transpose(0, 1)
+            x = x + linear(attend(rope(q, pos), rope(k, pos), v, hd ** -0.5), pre + "self_attn.o_proj")
+            h = rms_norm(x, w[pre + "post_attention_layernorm.weight"], eps)
+            g = torch.nn.functional.silu(linear(h, pre + "mlp.gate_proj"))
+            x = x + linear(g * linear(h, pre + "mlp.up_proj"), pre + "mlp.down_proj")
+        head = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
+        return types.SimpleNamespace(logits=(rms_norm(x, w["model.norm.weight"], eps) @ head.T)[None])
+
+    forward.__name__ = "SeedOssForCausalLM (written out)"
+    return forward
+
+
 def mistral_reference(model_dir, tmp):
     """MistralForCausalLM with eager attention. transformers 4.40's sliding-window mask lets query i
     see keys i - W <= j <= i (W + 1 of them; the masking was later made i - W < j, as current
@@ -744,7 +785,7 @@ def main():
                  "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
                  "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe", "tiny-cohere-qk-norm", "tiny-stablelm-qk-norm",
                  "tiny-llama-bias", "tiny-granitemoe", "tiny-granite4", "tiny-granite4-nope",
-                 "tiny-phi2", "tiny-glm", "tiny-glm4", "tiny-exaone4"]:
+                 "tiny-phi2", "tiny-glm", "tiny-glm4", "tiny-exaone4", "tiny-seed-oss"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -765,6 +806,8 @@ def main():
             model = glm_reference(model_dir)
         elif name == "tiny-exaone4":
             model = exaone4_reference(model_dir)
+        elif name == "tiny-seed-oss":
+            model = seed_oss_reference(model_dir)
         elif name == "tiny-mistral":
             model = mistral_reference(model_dir, tempfile.mkdtemp(prefix="spin_mistral_"))
         elif name in ("tiny-phi3", "tiny-phi4-mini"):

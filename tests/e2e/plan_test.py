@@ -181,7 +181,8 @@ CONFIGS = [("tinyllama-1.1b.ini", "tinyllama-1.1b.json", 8), ("llama-2-7b.ini", 
            ("qwen1.5-moe-a2.7b-chat.ini", "qwen1.5-moe-a2.7b-chat.json", 8),
            ("c4ai-command-r-plus.ini", "c4ai-command-r-plus.json", 64),
            ("stablelm-2-12b-chat.ini", "stablelm-2-12b.json", 8),
-           ("glm-4-9b-0414.ini", "glm-4-9b-0414.json", 8), ("exaone-4.0-32b.ini", "exaone-4.0-32b.json", 16)]
+           ("glm-4-9b-0414.ini", "glm-4-9b-0414.json", 8), ("exaone-4.0-32b.ini", "exaone-4.0-32b.json", 16),
+           ("seed-oss-36b-instruct.ini", "seed-oss-36b-instruct.json", 16)]
 
 
 def case_configs(args, tmp):

@@ -287,12 +287,14 @@ def case_hf_tokenizer(args, tmp):
     # byte tokenizer and the plain template at TP 2 in bf16: their own tensors train and export as
     # they were read. GLM-4: q, k, v biases, interleaved RoPE over half of each head, gate_up_proj
     # (fused again on export), the norms of each half's output. EXAONE 4.0: OLMo 2's output norms,
-    # the q and k head norms, a window and RoPE in layer 0, layer 1 global without RoPE.
+    # the q and k head norms, a window and RoPE in layer 0, layer 1 global without RoPE. Seed-OSS: q, k, v
+    # biases, head_dim twice hidden / heads.
     for flag, model_type, trained in [
             ("--glm4", "glm4", ["model.layers.0.self_attn.q_proj.bias", "model.layers.1.post_mlp_layernorm.weight",
                                 "model.layers.1.post_self_attn_layernorm.weight"]),
             ("--exaone4", "exaone4", ["model.layers.0.self_attn.k_norm.weight",
-                                      "model.layers.1.post_feedforward_layernorm.weight"])]:
+                                      "model.layers.1.post_feedforward_layernorm.weight"]),
+            ("--seed-oss", "seed_oss", ["model.layers.1.self_attn.v_proj.bias"])]:
         shutil.rmtree(os.path.join(tmp, "model"))
         subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"),
                         os.path.join(tmp, "model"), flag, "--vocab", "259", "--hidden", "32", "--intermediate", "64",

@@ -160,6 +160,13 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   const auto exaone = Tokenizer::load(smol.string());
   const std::string not_exaone = testing::error_of([&] { choose_prompt_template("auto", exaone.get()); });
   EXPECT_NE(not_exaone.find("the tokenizer's chat format is EXAONE's"), std::string::npos) << not_exaone;
+  // Seed-OSS's (<seed:bos>role ... <seed:eos>) neither.
+  std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
+      << R"({"eos_token": "<|im_end|>", "chat_template": "{{ '<seed:bos>' + message.role + '\\n' + )"
+         R"(message.content + '<seed:eos>' }}"})";
+  const auto seed = Tokenizer::load(smol.string());
+  const std::string not_seed = testing::error_of([&] { choose_prompt_template("auto", seed.get()); });
+  EXPECT_NE(not_seed.find("the tokenizer's chat format is Seed-OSS's"), std::string::npos) << not_seed;
   fs::remove_all(smol);
   const auto mini = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/o200k");
   EXPECT_EQ(choose_prompt_template("auto", mini.get()), PromptTemplate::Phi4Mini);
