@@ -560,6 +560,15 @@ def attend(q, k, v, scale, window=None, cap=None):
     return (s.masked_fill(~mask, float("-inf")).softmax(-1) @ v).transpose(0, 1).reshape(t, -1)
 
 
+def rotate_halves(x, pos, base):
+    """RoPE ("rotate half") over every dimension of x [heads, T, hd] at positions `pos`, base `base`."""
+    hd = x.shape[-1]
+    inv_freq = 1.0 / (base ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+    angles = pos[:, None].double() * inv_freq[None, :]
+    cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
+    return x * cos + torch.cat([-x[..., hd // 2:], x[..., :hd // 2]], -1) * sin
+
+
 def gemma2_reference(model_dir):
     """Gemma2ForCausalLM (transformers 4.42, eager attention) or Gemma3ForCausalLM (4.50, eager) in
     float64 torch, from the checkpoint: a callable from ids [1, T] to an object with .logits
@@ -581,13 +590,6 @@ def gemma2_reference(model_dir):
     def norm(x, weight):  # Gemma2RMSNorm / Gemma3RMSNorm: x / rms(x) * (1 + w)
         return rms_norm(x, 1.0 + weight, eps)
 
-    def rope(x, pos, base):  # "rotate half" on [heads, T, hd]
-        inv_freq = 1.0 / (base ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
-        angles = pos[:, None].double() * inv_freq[None, :]
-        cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
-        rotated = torch.cat([-x[..., hd // 2:], x[..., :hd // 2]], -1)
-        return x * cos + rotated * sin
-
     def forward(ids):
         t = ids.shape[1]
         x = w["model.embed_tokens.weight"][ids[0]] * hidden ** 0.5
@@ -601,7 +603,7 @@ def gemma2_reference(model_dir):
             if gemma3:
                 q, k = norm(q, w[pre + "self_attn.q_norm.weight"]), norm(k, w[pre + "self_attn.k_norm.weight"])
             base = cfg["rope_local_base_freq"] if gemma3 and sliding(layer) else theta
-            q, k = rope(q, pos, base), rope(k, pos, base)
+            q, k = rotate_halves(q, pos, base), rotate_halves(k, pos, base)
             o = attend(q, k, v, scaling, window if sliding(layer) else None, attn_cap)
             o = o @ w[pre + "self_attn.o_proj.weight"].T
             x = x + norm(o, w[pre + "post_attention_layernorm.weight"])
@@ -687,12 +689,6 @@ def exaone4_reference(model_dir):
     def norm(x, weight):  # Exaone4RMSNorm (LlamaRMSNorm)
         return rms_norm(x, weight, eps)
 
-    def rope(x, pos):  # "rotate half" on [heads, T, hd]
-        inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
-        angles = pos[:, None].double() * inv_freq[None, :]
-        cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
-        return x * cos + torch.cat([-x[..., hd // 2:], x[..., :hd // 2]], -1) * sin
-
     def forward(ids):
         t = ids.shape[1]
         x = w["model.embed_tokens.weight"][ids[0]]
@@ -705,7 +701,7 @@ def exaone4_reference(model_dir):
             v = (x @ w[pre + "self_attn.v_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
             q, k = norm(q, w[pre + "self_attn.q_norm.weight"]), norm(k, w[pre + "self_attn.k_norm.weight"])
             if window is None or sliding:
-                q, k = rope(q, pos), rope(k, pos)
+                q, k = rotate_halves(q, pos, theta), rotate_halves(k, pos, theta)
             o = attend(q, k, v, hd ** -0.5, window if sliding else None) @ w[pre + "self_attn.o_proj.weight"].T
             x = x + norm(o, w[pre + "post_attention_layernorm.weight"])
             g = torch.nn.functional.silu(x @ w[pre + "mlp.gate_proj.weight"].T)
@@ -730,12 +726,6 @@ def seed_oss_reference(model_dir):
     def linear(x, name):
         return x @ w[name + ".weight"].T + (w[name + ".bias"] if name + ".bias" in w else 0.0)
 
-    def rope(x, pos):  # "rotate half" on [heads, T, hd]
-        inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
-        angles = pos[:, None].double() * inv_freq[None, :]
-        cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
-        return x * cos + torch.cat([-x[..., hd // 2:], x[..., :hd // 2]], -1) * sin
-
     def forward(ids):
         t = ids.shape[1]
         x = w["model.embed_tokens.weight"][ids[0]]
@@ -746,7 +736,8 @@ def seed_oss_reference(model_dir):
             q = linear(h, pre + "self_attn.q_proj").view(t, heads, hd).transpose(0, 1)
             k = linear(h, pre + "self_attn.k_proj").view(t, kv_heads, hd).transpose(0, 1)
             v = linear(h, pre + "self_attn.v_proj").view(t, kv_heads, hd).transpose(0, 1)
-            x = x + linear(attend(rope(q, pos), rope(k, pos), v, hd ** -0.5), pre + "self_attn.o_proj")
+            q, k = rotate_halves(q, pos, theta), rotate_halves(k, pos, theta)
+            x = x + linear(attend(q, k, v, hd ** -0.5), pre + "self_attn.o_proj")
             h = rms_norm(x, w[pre + "post_attention_layernorm.weight"], eps)
             g = torch.nn.functional.silu(linear(h, pre + "mlp.gate_proj"))
             x = x + linear(g * linear(h, pre + "mlp.up_proj"), pre + "mlp.down_proj")
