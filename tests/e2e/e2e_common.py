@@ -87,6 +87,20 @@ def read_safetensors(path):
     return out
 
 
+def safetensors_tensors(path):
+    """[(name, shape, list of floats)] of an F32 safetensors file, in its header's order."""
+    blob = open(path, "rb").read()
+    header = json.loads(blob[8:8 + struct.unpack("<Q", blob[:8])[0]])
+    return [(name, header[name]["shape"], list(v)) for name, v in read_safetensors(path).items()]
+
+
+def write_safetensors(path, tensors):
+    """An F32 safetensors file of [(name, shape, list of floats)] (make_tiny_model's writer)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "data"))
+    import make_tiny_model
+    make_tiny_model.write_safetensors(path, tensors, "F32")
+
+
 def matrix_rank(rows, tolerance):
     """The numerical rank of a matrix (a list of rows), by Gaussian elimination with pivoting."""
     m = [list(r) for r in rows]
@@ -219,8 +233,6 @@ def multimodal_checkpoint(text_dir, out, kind="gemma3"):
     rope_scaling, its tensors under their own names, as Qwen2.5-VL-7B-Instruct's); two stand-ins
     for the vision tower's and projector's tensors, which spin does not read, and the text model's
     tokenizer files."""
-    sys.path.insert(0, os.path.join(ROOT, "tests", "data"))
-    from make_tiny_model import write_safetensors
     architecture, vision, stand_ins = MULTIMODAL[kind]
     config = json.load(open(os.path.join(text_dir, "config.json")))
     config.pop("architectures")
@@ -237,13 +249,10 @@ def multimodal_checkpoint(text_dir, out, kind="gemma3"):
         json.dump(dict({"architectures": [architecture], "model_type": kind, "text_config": config,
                         "vision_config": {"model_type": vision}}, **top),
                   open(os.path.join(out, "config.json"), "w"))
-    path = os.path.join(text_dir, "model.safetensors")
-    blob = open(path, "rb").read()
-    header = json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")])
-    values = read_safetensors(path)
-    tensors = [(prefix + name, header[name]["shape"], list(v)) for name, v in values.items()]
+    text_tensors = safetensors_tensors(os.path.join(text_dir, "model.safetensors"))
+    tensors = [(prefix + name, shape, v) for name, shape, v in text_tensors]
     tensors += [(stand_ins[0], [4, 3], [0.5] * 12), (stand_ins[1], [3, 4], [0.25] * 12)]
-    write_safetensors(os.path.join(out, "model.safetensors"), tensors, "F32")
+    write_safetensors(os.path.join(out, "model.safetensors"), tensors)
     for f in ("tokenizer.model", "tekken.json", "tokenizer.json", "tokenizer_config.json"):
         if os.path.exists(os.path.join(text_dir, f)):
             shutil.copy(os.path.join(text_dir, f), out)

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import shutil
-import struct
 import sys
 
 import e2e_common
@@ -119,14 +118,8 @@ def case_bad_input(args, tmp):
     def add_tensors(extra):  # the model's tensors and `extra`'s (name, shape), zeros
         def edit(d):
             path = os.path.join(d, "model.safetensors")
-            blob = open(path, "rb").read()
-            header = json.loads(blob[8:8 + struct.unpack("<Q", blob[:8])[0]])
-            values = e2e_common.read_safetensors(path)
-            tensors = [(k, header[k]["shape"], list(v)) for k, v in values.items()]
-            tensors += [(k, shape, [0.0] * math.prod(shape)) for k, shape in extra]
-            sys.path.insert(0, os.path.join(e2e_common.ROOT, "tests", "data"))
-            import make_tiny_model
-            make_tiny_model.write_safetensors(path, tensors, "F32")
+            e2e_common.write_safetensors(path, e2e_common.safetensors_tensors(path) +
+                                         [(k, shape, [0.0] * math.prod(shape)) for k, shape in extra])
         return edit
 
     no_key = copy_model("no-key", drop_key)
