@@ -301,12 +301,8 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
     // Command R7B's and later Command models' templates wrap the turns in a default system preamble
     // and <|START_RESPONSE|> / <|END_RESPONSE|> markers: not the format spin writes -- refused rather
     // than taken for Command-R's and Aya's.
-    const std::string& chat_template = tokenizer->chat_template();
-    require(chat_template.find("<|START_RESPONSE|>") == std::string::npos &&
-                chat_template.find("Preamble") == std::string::npos,
-            "the tokenizer's chat template is a later Command model's (a default system preamble, "
-            "<|START_RESPONSE|> markers), which spin does not implement: give token ids (jobs/chat_to_ids.py renders "
-            "conversations with the model's own template) or choose --template (data.template) knowingly");
+    refuse(template_has("<|START_RESPONSE|>") || template_has("Preamble"),
+           "chat template is a later Command model's (a default system preamble, <|START_RESPONSE|> markers)");
     return PromptTemplate::Cohere;
   }
   if (has_tokens(tokenizer, {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"})) {
