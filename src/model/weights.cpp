@@ -485,6 +485,12 @@ void ModelWeights::init_random(std::uint64_t seed, float std) {
 
 HfLayout hf_layout(const ModelConfig& c) {
   HfLayout layout{c.hf_weight_prefix, c.multimodal, {}, {}, {}};
+  // The MLP's gate and up projections as the two row blocks of file tensor `fused` (Phi-3's, GLM's and
+  // Granite 4.0's).
+  const auto gate_up = [&](const char* fused) {
+    return HfLayout::Fusion{
+        fused, {{"mlp.gate_proj.weight", c.intermediate_size}, {"mlp.up_proj.weight", c.intermediate_size}}};
+  };
   if (c.hf_names == ModelConfig::HfNames::StableLm) {  // StableLmLayerNormPerHead: a LayerNorm module a head
     layout.row_splits = {{"self_attn.q_norm.weight", "self_attn.q_layernorm.norms.", ".weight"},
                          {"self_attn.k_norm.weight", "self_attn.k_layernorm.norms.", ".weight"}};
@@ -512,8 +518,7 @@ HfLayout hf_layout(const ModelConfig& c) {
     return layout;
   }
   if (c.hf_names == ModelConfig::HfNames::GraniteHybrid) {  // GraniteMoeHybridMLP: shared_mlp, gate and up fused
-    layout.fusions = {{"shared_mlp.input_linear.weight",
-                       {{"mlp.gate_proj.weight", c.intermediate_size}, {"mlp.up_proj.weight", c.intermediate_size}}}};
+    layout.fusions = {gate_up("shared_mlp.input_linear.weight")};
     layout.renames = {{"mlp.down_proj.", "shared_mlp.output_linear."}};
     return layout;
   }
@@ -541,8 +546,7 @@ HfLayout hf_layout(const ModelConfig& c) {
     return layout;
   }
   if (c.hf_names == ModelConfig::HfNames::Glm || c.hf_names == ModelConfig::HfNames::Glm4) {  // GlmMLP's gate_up_proj
-    layout.fusions = {{"mlp.gate_up_proj.weight",
-                       {{"mlp.gate_proj.weight", c.intermediate_size}, {"mlp.up_proj.weight", c.intermediate_size}}}};
+    layout.fusions = {gate_up("mlp.gate_up_proj.weight")};
     if (c.hf_names == ModelConfig::HfNames::Glm4) {  // Glm4DecoderLayer's norms, in this order (each renames once)
       layout.renames = {{"post_attention_layernorm.", "post_self_attn_layernorm."},
                         {"pre_feedforward_layernorm.", "post_attention_layernorm."},
@@ -555,7 +559,7 @@ HfLayout hf_layout(const ModelConfig& c) {
     layout.fusions = {
         {"self_attn.qkv_proj.weight",
          {{"self_attn.q_proj.weight", q}, {"self_attn.k_proj.weight", kv}, {"self_attn.v_proj.weight", kv}}},
-        {"mlp.gate_up_proj.weight", {{"mlp.gate_proj.weight", c.intermediate_size}, {"mlp.up_proj.weight", c.intermediate_size}}}};
+        gate_up("mlp.gate_up_proj.weight")};
   }
   return layout;
 }
