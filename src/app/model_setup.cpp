@@ -104,7 +104,7 @@ void merge_adapter(const std::string& adapter_dir, const PeftAdapter& adapter, c
     for (int t = 0; t < model::kLoraTargets; ++t) {
       const auto target = static_cast<model::LoraTarget>(t);
       if (!adapter.lora.targets_(target)) continue;
-      for (const model::LoraModule& m : model::lora_modules(config, target)) {
+      for (const model::LoraModule& m : model::lora_modules(config, target, l)) {
         const std::string module = files.renamed(config.hf_weight_prefix + layer + m.peft);
         groups[adapter.module_rank_alpha(module)].push_back(layer + m.spin + ".");
       }

@@ -189,8 +189,12 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
   if (c.moe()) {  // the parameters a token meets, as model/flops.h counts them (the embedding's lookup besides)
     const std::string shared =
         c.shared_expert() ? cat(", a shared expert of ", c.shared_expert_intermediate_size) : std::string();
-    std::printf("mixture of experts: %lld experts, %lld a token%s; %.3f B parameters a token\n",
+    const std::string dense = c.first_dense_layers > 0 ? cat(", the first ", c.first_dense_layers,
+                                                             " layer(s) dense of ", c.dense_intermediate_size)
+                                                       : std::string();
+    std::printf("mixture of experts: %lld experts, %lld a token%s%s; %.3f B parameters a token\n",
                 static_cast<long long>(c.num_experts), static_cast<long long>(c.experts_per_token), shared.c_str(),
+                dense.c_str(),
                 (model::matmul_parameters(c) + static_cast<double>(c.vocab_size * c.hidden_size)) / 1e9);
   }
   std::printf("layout tp %d x pp %d x dp %d (%d ranks)%s%s; micro-batch %lld prompts (%lld sequences) x %lld tokens, "

@@ -80,6 +80,10 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     if (c.router_aux_loss_coef >= 0.0) {
       require(shard->config.moe(), "model.router_aux_loss_coef = ", c.router_aux_loss_coef, ": ", c.model_path,
               " is not a mixture of experts");
+      require(!shard->config.router_sigmoid || c.router_aux_loss_coef == 0.0, "model.router_aux_loss_coef = ",
+              c.router_aux_loss_coef, ": ", c.model_path,
+              " routes by sigmoid scores with a correction bias (GLM-4.5's), which the load-balancing loss over the "
+              "softmax does not describe; 0 or unset");
       shard->config.router_aux_loss_coef = static_cast<float>(c.router_aux_loss_coef);
     }
     if (c.router_z_loss_coef != 0.0) {

@@ -26,7 +26,7 @@ constexpr const char* kModelTypes[] = {
     "llama",    "mistral", "qwen2",   "qwen3",     "gemma", "gemma2",    "gemma3_text", "phi3",
     "smollm3",  "granite", "olmo",    "olmo2",     "olmo3", "stablelm",  "cohere",      "cohere2",
     "gpt_neox", "phi",     "mixtral", "qwen3_moe", "olmoe", "qwen2_moe", "granitemoe",  "granitemoehybrid",
-    "glm",      "glm4",    "exaone4", "seed_oss"};
+    "glm",      "glm4",    "exaone4", "seed_oss", "glm4_moe"};
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
@@ -310,6 +310,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "qwen3_moe") parse_qwen_moe(j, c, source, 128, 8, 768, 0);
   if (type == "qwen2_moe") parse_qwen_moe(j, c, source, 60, 4, 1408, 5632);
   if (type == "olmoe") parse_olmoe(j, c, source);
+  if (type == "glm4_moe") parse_glm4_moe(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;
     if (j.contains("clip_qkv") && !j.at("clip_qkv").is_null()) c.clip_qkv = positive_float(j, "clip_qkv", source);
@@ -414,11 +415,13 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     require(f.is_number() && f.get<double>() > 0 && f.get<double>() <= 1, source,
             ": partial_rotary_factor must be a number in (0, 1], got ", f.dump());
     const bool partial =
-        type == "phi3" || type == "stablelm" || type == "gpt_neox" || type == "phi" || type == "glm" || type == "glm4";
+        type == "phi3" || type == "stablelm" || type == "gpt_neox" || type == "phi" || type == "glm" || type == "glm4" ||
+        type == "glm4_moe";
     require(
         partial || f.get<double>() == 1.0, source, ": partial_rotary_factor ", f.dump(),
         " is not supported for model_type ", type,
-        " (spin rotates part of a head for phi3, stablelm, gpt_neox, phi, glm and glm4 only, as transformers does)");
+        " (spin rotates part of a head for phi3, stablelm, gpt_neox, phi, glm, glm4 and glm4_moe only, as transformers "
+        "does)");
     c.rotary_dim = static_cast<std::int64_t>(static_cast<double>(c.head_dim) * f.get<double>());
     require(c.rotary_dim >= 2 && c.rotary_dim % 2 == 0, source, ": partial_rotary_factor ", f.dump(), " of head_dim ",
             c.head_dim, " rotates ", c.rotary_dim, " dimensions; RoPE needs an even number of them");
@@ -459,6 +462,8 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   c.check_in_vocabulary(c.eos_token_ids, source);
   // (decoder_layer.cpp runs a mixture of experts in the sequential layout only.)
   require(!c.moe() || !c.parallel_residual, source, ": a mixture of experts with a parallel residual is not supported");
+  require(c.first_dense_layers < c.num_layers, source, ": first_k_dense_replace ", c.first_dense_layers,
+          " leaves no layer of experts among num_hidden_layers ", c.num_layers);
   c.json_text = text;
   return c;
 }
@@ -519,19 +524,22 @@ std::int64_t ModelConfig::long_rope_context() const {
 std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t h = hidden_size;
   const std::int64_t attn = h * head_dim * (2 * num_heads + 2 * num_kv_heads);
-  // A mixture of experts: every expert's projections and the router's [experts, hidden]; a shared
-  // expert's projections and its gate's [1, hidden].
-  const std::int64_t mlp = mlp_projections() * h * intermediate_size * (moe() ? num_experts : 1) + num_experts * h +
-                           (shared_expert() ? mlp_projections() * h * shared_expert_intermediate_size + h : 0);
+  // A layer of experts: every expert's projections, the router's [experts, hidden] (and GLM-4.5's
+  // correction bias); a shared expert's projections and its gate's [1, hidden]. A dense layer: its MLP.
+  const std::int64_t experts =
+      mlp_projections() * h * intermediate_size * num_experts + num_experts * h + (router_sigmoid ? num_experts : 0) +
+      (shared_expert() ? mlp_projections() * h * shared_expert_intermediate_size + (shared_expert_gated ? h : 0) : 0);
+  const std::int64_t dense = mlp_projections() * h * dense_mlp_width();
   const std::int64_t biases = (qkv_bias ? head_dim * (num_heads + 2 * num_kv_heads) : 0) + (o_bias ? h : 0) +
-                              (mlp_bias ? (gated_mlp ? 2 : 1) * intermediate_size + h : 0);
+                              (mlp_bias ? (gated_mlp ? 2 : 1) * dense_mlp_width() + h : 0);
   const std::int64_t qk_norms = qk_norm                                  ? 2 * head_dim
                                 : qk_norm_all_heads || qk_head_layernorm ? head_dim * (num_heads + num_kv_heads)
                                                                          : 0;
   const std::int64_t norm = (norm_biases() ? 2 : 1) * h;  // a norm's weight, and its bias where it has one
-  const std::int64_t per_layer = attn + biases + qk_norms + mlp + layer_norm_weights() * norm;
+  const std::int64_t per_layer = attn + biases + qk_norms + layer_norm_weights() * norm;
   const std::int64_t embeddings = vocab_size * h * (tie_word_embeddings ? 1 : 2) + (lm_head_bias ? vocab_size : 0);
-  return num_layers * per_layer + embeddings + (final_norm_weight() ? norm : 0);
+  return num_layers * per_layer + moe_layers() * experts + (num_layers - moe_layers()) * dense + embeddings +
+         (final_norm_weight() ? norm : 0);
 }
 
 }  // namespace spin::model

@@ -130,7 +130,8 @@ struct ModelConfig {
   // GLM (model_type glm): gate and up fused as gate_up_proj in the files; GLM-4 (glm4) besides its
   // sandwich norms' names (post_self_attn_layernorm, post_mlp_layernorm, and post_attention_layernorm
   // the MLP's input norm, Llama's name for it).
-  enum class HfNames { Llama, GptNeox, Phi, Mixtral, StableLm, GraniteMoe, GraniteHybrid, Glm, Glm4 };
+  // GLM-4.5 (glm4_moe): the shared expert as mlp.shared_experts.
+  enum class HfNames { Llama, GptNeox, Phi, Mixtral, StableLm, GraniteMoe, GraniteHybrid, Glm, Glm4, Glm4Moe };
   HfNames hf_names = HfNames::Llama;
   // Mixtral (model_type mixtral), Qwen3-MoE (qwen3_moe: its moe_intermediate_size here), OLMoE (olmoe), GraniteMoE
   // (granitemoe: Granite's multipliers too): the MLP a sparse mixture of num_experts SwiGLU experts, each of
@@ -148,11 +149,31 @@ struct ModelConfig {
   // every token goes through, its output weighted by sigmoid(x . shared_expert_gate) ([1, hidden],
   // replicated) and added to theirs; split over TP as a dense MLP. 0: none.
   std::int64_t shared_expert_intermediate_size = 0;
-  // The router's load-balancing loss (MoeRouting::balance_loss, averaged over the layers) times this
+  // Whether the shared expert's output is weighted by its gate (Qwen2-MoE's) or added as it is (GLM-4.5's
+  // shared_experts: no mlp.shared_expert_gate).
+  bool shared_expert_gated = true;
+  // GLM-4.5's router (glm4_moe; DeepSeek-V3's noaux_tc): each expert's score sigmoid(logit) in place of the
+  // softmax; the experts chosen by score + a correction bias ([experts], replicated: the files'
+  // mlp.gate.e_score_correction_bias, a buffer their trainer balanced the load with -- read, kept and written,
+  // never trained), and only among the expert_groups_chosen of expert_groups equal groups whose two best biased
+  // scores sum highest; the weights the chosen experts' scores, renormalised where norm_topk_prob, times
+  // routed_scaling_factor (model/moe.h).
+  bool router_sigmoid = false;
+  float routed_scaling_factor = 1.0f;
+  std::int64_t expert_groups = 1;
+  std::int64_t expert_groups_chosen = 1;
+  // GLM-4.5's first_k_dense_replace: a mixture whose first this many layers have a dense MLP of
+  // dense_intermediate_size (the experts' width is intermediate_size) in place of the experts.
+  std::int64_t first_dense_layers = 0;
+  std::int64_t dense_intermediate_size = 0;
+  // GLM-4.5's multi-token-prediction layers (num_nextn_predict_layers), which its files hold after the
+  // decoder's as model.layers.{num_layers + i}: not part of the causal LM, so neither read nor written.
+  std::int64_t mtp_layers = 0;
+  // The router's load-balancing loss (MoeRouting::balance_loss, averaged over the layers of experts) times this
   // is added to the training loss: router_aux_loss_coef where output_router_logits is true, as
   // transformers' trainers add it; 0 (not trained) otherwise.
   float router_aux_loss_coef = 0.0f;
-  // And ST-MoE's router z-loss (MoeRouting::z_loss, averaged over the layers) times this: no
+  // And ST-MoE's router z-loss (MoeRouting::z_loss, averaged over the layers of experts) times this: no
   // config.json key of these families (spin train's model.router_z_loss_coef); 0: not trained.
   float router_z_loss_coef = 0.0f;
   bool trains_router_losses() const { return router_aux_loss_coef > 0.0f || router_z_loss_coef > 0.0f; }
@@ -260,8 +281,15 @@ struct ModelConfig {
   // The MLP's projections: gate, up and down; a plain MLP's up and down (each expert's, in a
   // mixture of experts).
   std::int64_t mlp_projections() const { return gated_mlp ? 3 : 2; }
-  // Whether the MLP is a mixture of experts (Mixtral's).
+  // Whether the MLP is a mixture of experts (Mixtral's) -- in every layer, or all but the first
+  // first_dense_layers (moe_layer).
   bool moe() const { return num_experts > 0; }
+  bool moe_layer(std::int64_t layer) const { return moe() && layer >= first_dense_layers; }
+  std::int64_t moe_layers() const { return moe() ? num_layers - first_dense_layers : 0; }
+  // The width of a dense MLP: a dense model's, or a mixture's dense layers' (0 without any).
+  std::int64_t dense_mlp_width() const {
+    return moe() ? (first_dense_layers > 0 ? dense_intermediate_size : 0) : intermediate_size;
+  }
   // The rows of the MLP's buffers for `rows` tokens: those, or a mixture's grouped rows (each token
   // once per chosen expert).
   std::int64_t mlp_rows(std::int64_t rows) const { return moe() ? rows * experts_per_token : rows; }
@@ -269,6 +297,8 @@ struct ModelConfig {
   bool shared_expert() const { return shared_expert_intermediate_size > 0; }
   // The outputs joined a row: the chosen experts' and the shared expert's (model/moe.h); 1 for a dense MLP.
   std::int64_t mlp_outputs() const { return moe() ? experts_per_token + (shared_expert() ? 1 : 0) : 1; }
+  // The router's logits a row: the experts', then a gated shared expert's gate's.
+  std::int64_t router_logits() const { return num_experts + (shared_expert() && shared_expert_gated ? 1 : 0); }
   // Whether every norm with a weight has a [hidden] bias beside it (StableLM's LayerNorms).
   bool norm_biases() const { return layer_norm && layer_norm_affine && layer_norm_bias; }
   // What the logits are multiplied by: Granite's 1 / logits_scaling, Cohere's logit_scale, else 1.

@@ -179,6 +179,50 @@ void parse_qwen_moe(json& j, ModelConfig& c, const std::string& source, std::int
   }
 }
 
+void parse_glm4_moe(json& j, ModelConfig& c, const std::string& source) {
+  c.qkv_bias = flag(j, "attention_bias", false, source);  // q, k and v alone, as GLM's
+  j.erase("attention_bias");
+  c.qk_norm = flag(j, "use_qk_norm", false, source);
+  c.hf_names = ModelConfig::HfNames::Glm4Moe;
+  // Glm4MoeConfig's defaults where absent (GLM-4.5-Air's shapes).
+  parse_experts(j, c, "n_routed_experts", 128, 8, 0.0f, source);
+  require(!flag(j, "output_router_logits", false, source), source,
+          ": output_router_logits true is not supported for model_type glm4_moe (a load-balancing loss over its "
+          "sigmoid router; the published models balance with the correction bias instead)");
+  c.norm_topk_prob = flag(j, "norm_topk_prob", true, source);
+  c.router_sigmoid = true;
+  c.routed_scaling_factor =
+      j.contains("routed_scaling_factor") ? positive_float(j, "routed_scaling_factor", source) : 1.0f;
+  c.expert_groups = j.contains("n_group") ? positive_int(j, "n_group", source) : 1;
+  c.expert_groups_chosen = j.contains("topk_group") ? positive_int(j, "topk_group", source) : 1;
+  const std::int64_t group = c.num_experts / c.expert_groups;
+  require(c.num_experts % c.expert_groups == 0 && group >= 2, source, ": n_group ", c.expert_groups,
+          " does not divide n_routed_experts ", c.num_experts, " into groups of two experts or more");
+  require(c.expert_groups_chosen <= c.expert_groups && c.experts_per_token <= c.expert_groups_chosen * group,
+          source, ": topk_group ", c.expert_groups_chosen, " of n_group ", c.expert_groups, " groups of ", group,
+          " experts cannot hold num_experts_per_tok ", c.experts_per_token);
+  const std::int64_t width = j.contains("moe_intermediate_size") ? positive_int(j, "moe_intermediate_size", source)
+                                                                 : 1408;
+  const std::int64_t shared = j.contains("n_shared_experts") ? positive_int(j, "n_shared_experts", source) : 1;
+  c.shared_expert_intermediate_size = shared * width;  // n_shared_experts experts as one MLP
+  c.shared_expert_gated = false;
+  c.dense_intermediate_size = j.contains("intermediate_size") ? positive_int(j, "intermediate_size", source) : 10944;
+  j["intermediate_size"] = width;  // ModelConfig's: the experts'
+  const auto count = [&](const char* key, std::int64_t fallback) {
+    const json v = j.contains(key) && !j.at(key).is_null() ? j.at(key) : json(fallback);
+    require(v.is_number_integer() && v.get<std::int64_t>() >= 0, source, ": \"", key,
+            "\" must be an integer >= 0, got ", v.dump());
+    return v.get<std::int64_t>();
+  };
+  c.first_dense_layers = count("first_k_dense_replace", 1);
+  c.mtp_layers = count("num_nextn_predict_layers", 0);
+  if (!j.contains("head_dim") || j.at("head_dim").is_null()) j["head_dim"] = 128;
+  if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.5;
+  if (!j.contains("rms_norm_eps")) j["rms_norm_eps"] = 1e-5;
+  if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
+  if (!j.contains("eos_token_id")) j["eos_token_id"] = json::array({151329, 151336, 151338});
+}
+
 void parse_olmoe(json& j, ModelConfig& c, const std::string& source) {
   c.qk_norm_all_heads = true;
   parse_experts(j, c, "num_experts", 64, 8, 0.01f, source);  // OlmoeConfig's defaults

@@ -101,6 +101,17 @@ void parse_granite_hybrid(nlohmann::json& j, ModelConfig& c, const std::string& 
 void parse_qwen_moe(nlohmann::json& j, ModelConfig& c, const std::string& source, std::int64_t experts,
                     std::int64_t per_token, std::int64_t width, std::int64_t shared);
 
+// GLM-4.5 / 4.6 (model_type glm4_moe, Glm4MoeForCausalLM: GLM-4.5, GLM-4.5-Air, GLM-4.6; Glm4MoeConfig's
+// defaults where a key is absent): GLM-4's attention without its sandwich norms -- q, k and v biases where
+// attention_bias, RoPE over the first partial_rotary_factor (0.5) of each head in rotate_half's pairs (not
+// GLM-4's interleaved ones), Qwen3's head norms where use_qk_norm -- and, after first_k_dense_replace dense
+// layers (intermediate_size), a mixture of n_routed_experts SwiGLU experts of moe_intermediate_size behind
+// DeepSeek-V3's sigmoid router (ModelConfig::router_sigmoid: e_score_correction_bias, n_group, topk_group,
+// norm_topk_prob, routed_scaling_factor) and n_shared_experts shared experts as one ungated MLP
+// (mlp.shared_experts). Its multi-token-prediction layers (num_nextn_predict_layers, after the decoder's in
+// the files) are not read. A load-balancing loss (output_router_logits) is refused.
+void parse_glm4_moe(nlohmann::json& j, ModelConfig& c, const std::string& source);
+
 // OLMoE (model_type olmoe, OlmoeForCausalLM: OLMoE-1B-7B; OlmoeConfig's defaults where a key is absent):
 // Llama's pre-norm layers with OLMo 2's q and k norms across all their heads, and the MLP a sparse
 // mixture of num_experts (64) SwiGLU experts of intermediate_size, each token through its

@@ -250,7 +250,7 @@ void reduce_adapter_gradients(const ModelContext& ctx, LayerWeights& g, LayerGra
 void mlp_activation_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights& w,
                             const LayerWeights* ad, LayerActivations& a, const ColumnInput& in) {
   const auto& k = ctx.k;
-  const std::int64_t n = b.rows, inter = ctx.dims.intermediate;
+  const std::int64_t n = b.rows, inter = ctx.dims.dense_intermediate;
   const bool gated = w.gate_proj.defined();
   if (gated) {
     adapted_forward_into(ctx, b, layer, ad, LoraTarget::Gate, a, a.gate, a.gate_bf16, in, w.gate_proj, w.bf16.gate_proj,
@@ -275,14 +275,14 @@ void mlp_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t 
                   const float* d_down, const ColumnInput& in) {
   const auto& k = ctx.k;
   const TpDims& d = ctx.dims;
-  const std::int64_t n = b.rows, h = d.hidden;
+  const std::int64_t n = b.rows, h = d.hidden, inter = d.dense_intermediate;
   linear_backward(ctx, s.d_act.f32(), f32_or_null(g.down_proj), d_down, s.dy_bf16, a.act, a.act_bf16, w.down_proj,
-                  w.bf16.down_proj, n, d.intermediate, h, false);
+                  w.bf16.down_proj, n, inter, h, false);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Down, g, a, s, d_down, a.act, a.act_bf16, s.d_act.f32(), n,
-                   d.intermediate, h);
+                   inter, h);
   // d gate and d up (a plain MLP: d up alone, through act).
   const bool gated = w.gate_proj.defined();
-  const std::int64_t m = n * d.intermediate;
+  const std::int64_t m = n * inter;
   if (a.act_bf16.defined()) {
     const Tensor& g16 = gated ? a.gate_bf16 : a.up_bf16;
     k.glu_backward_bf16(gated ? s.d_gate.f32() : s.d_up.f32(), gated ? s.d_up.f32() : nullptr, s.d_act.f32(),
@@ -293,17 +293,17 @@ void mlp_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t 
                    gated ? a.up.f32() : nullptr, m, ctx.config.activation);
   }
   if (gated) {
-    bias_backward(ctx, g.gate_bias, s.d_gate.f32(), n, d.intermediate);
+    bias_backward(ctx, g.gate_bias, s.d_gate.f32(), n, inter);
     linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.gate_proj), s.d_gate.f32(), s.dy_bf16, in.x, in.x16, w.gate_proj,
-                    w.bf16.gate_proj, n, h, d.intermediate, false);
+                    w.bf16.gate_proj, n, h, inter, false);
     adapter_backward(ctx, b, layer, ad, LoraTarget::Gate, g, a, s, s.d_gate.f32(), in.x, in.x16, s.d_norm.f32(), n, h,
-                     d.intermediate);
+                     inter);
   }
-  bias_backward(ctx, g.up_bias, s.d_up.f32(), n, d.intermediate);
+  bias_backward(ctx, g.up_bias, s.d_up.f32(), n, inter);
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.up_proj), s.d_up.f32(), s.dy_bf16, in.x, in.x16, w.up_proj,
-                  w.bf16.up_proj, n, h, d.intermediate, gated);
+                  w.bf16.up_proj, n, h, inter, gated);
   adapter_backward(ctx, b, layer, ad, LoraTarget::Up, g, a, s, s.d_up.f32(), in.x, in.x16, s.d_norm.f32(), n, h,
-                   d.intermediate);
+                   inter);
 }
 
 }  // namespace
@@ -367,9 +367,9 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   if (!moe) mlp_activation_forward(ctx, b, layer, w, ad, a, in2);
   if (parallel) {  // (no output norms or multiplier in those families: ModelConfig::from_json)
     linear_forward_accumulate(ctx, row_parallel_partial(b, branches), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj,
-                              n, d.intermediate, h);
+                              n, d.dense_intermediate, h);
     adapter_forward(ctx, b, layer, ad, LoraTarget::Down, a, a.act, a.act_bf16, row_parallel_partial(b, branches),
-                    Tensor(), n, d.intermediate, h);
+                    Tensor(), n, d.dense_intermediate, h);
     reduce_row_parallel(ctx, b, branches);
     add_row_parallel_bias(ctx, b, branches, w.o_bias);
     add_row_parallel_bias(ctx, b, branches, w.down_bias);
@@ -381,9 +381,9 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
     moe_forward(ctx, b, layer, w, ad, in2, a, row_parallel_partial(b, mlp_out));
   } else {
     linear_forward(ctx, row_parallel_partial(b, mlp_out), a.act, a.act_bf16, w.down_proj, w.bf16.down_proj, n,
-                   d.intermediate, h, true);
+                   d.dense_intermediate, h, true);
     adapter_forward(ctx, b, layer, ad, LoraTarget::Down, a, a.act, a.act_bf16, row_parallel_partial(b, mlp_out),
-                    Tensor(), n, d.intermediate, h);
+                    Tensor(), n, d.dense_intermediate, h);
   }
   reduce_row_parallel(ctx, b, mlp_out);
   add_row_parallel_bias(ctx, b, mlp_out, w.down_bias);

@@ -7,13 +7,17 @@ namespace spin::model {
 double matmul_parameters(const ModelConfig& c) {
   const auto h = static_cast<double>(c.hidden_size);
   const double attention = h * static_cast<double>(c.head_dim) * 2.0 * static_cast<double>(c.num_heads + c.num_kv_heads);
-  // A mixture of experts: the experts a token goes through, and the router; a shared expert and its gate.
-  const double experts = c.moe() ? static_cast<double>(c.experts_per_token) : 1.0;
+  // A layer of experts: the experts a token goes through, and the router; a shared expert and its
+  // gate. A dense layer (a dense model's, a mixture's first_dense_layers): its MLP.
   const double shared = c.shared_expert() ? static_cast<double>(c.shared_expert_intermediate_size) : 0.0;
-  const double mlp =
-      static_cast<double>(c.mlp_projections()) * h * (static_cast<double>(c.intermediate_size) * experts + shared) +
-      static_cast<double>(c.num_experts) * h + (c.shared_expert() ? h : 0.0);
-  return static_cast<double>(c.num_layers) * (attention + mlp) + static_cast<double>(c.vocab_size) * h;
+  const double projections = static_cast<double>(c.mlp_projections()) * h;
+  const double experts =
+      projections * (static_cast<double>(c.intermediate_size * c.experts_per_token) + shared) +
+      static_cast<double>(c.num_experts) * h + (c.shared_expert() && c.shared_expert_gated ? h : 0.0);
+  const double dense = projections * static_cast<double>(c.dense_mlp_width());
+  const auto moe_layers = static_cast<double>(c.moe_layers());
+  return static_cast<double>(c.num_layers) * attention + moe_layers * experts +
+         (static_cast<double>(c.num_layers) - moe_layers) * dense + static_cast<double>(c.vocab_size) * h;
 }
 
 double training_flops(const ModelConfig& c, std::span<const std::int64_t> sequence_lengths) {

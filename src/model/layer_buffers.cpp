@@ -13,7 +13,7 @@ Shape mlp_shape(const TpDims& d, const ModelConfig& c, std::int64_t rows) {
 }
 
 std::int64_t moe_logits(const ModelConfig& c, std::int64_t rows) {
-  return rows * (c.num_experts + (c.shared_expert() ? 1 : 0));
+  return rows * c.router_logits();
 }
 
 std::int64_t lora_u_rows(const ModelConfig& c, LoraTarget t, std::int64_t rows) {
@@ -30,7 +30,7 @@ std::int64_t moe_dropout_keys(const ModelConfig& c, const LoraConfig& lora, std:
 }
 
 std::int64_t product_grad_values(const TpDims& d, const ModelConfig& c, std::int64_t rows) {
-  const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate, d.shared_intermediate});
+  const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate, d.shared_intermediate, d.dense_intermediate});
   return c.moe() ? std::max(c.mlp_rows(rows) * widest, moe_logits(c, rows)) : rows * widest;
 }
 

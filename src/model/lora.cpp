@@ -88,7 +88,7 @@ std::int64_t lora_widest_input(const LoraConfig& lora, const TpDims& dims) {
   std::int64_t widest = 0;
   for (int t = 0; t < kLoraTargets; ++t) {
     if (!lora.targets_(static_cast<LoraTarget>(t))) continue;
-    const std::int64_t down = std::max(dims.intermediate, dims.shared_intermediate);
+    const std::int64_t down = std::max({dims.intermediate, dims.shared_intermediate, dims.dense_intermediate});
     const std::int64_t in = t == static_cast<int>(LoraTarget::O)      ? dims.q_width()
                             : t == static_cast<int>(LoraTarget::Down) ? down
                                                                       : dims.hidden;

@@ -11,43 +11,103 @@
 
 namespace spin::model {
 
-MoeRouting MoeRouting::route(const std::vector<float>& logits, std::int64_t n, std::int64_t experts, std::int64_t k,
-                             bool normalize, bool shared) {
+RouterRule RouterRule::of(const ModelConfig& c) {
+  return {c.num_experts,           c.experts_per_token, c.norm_topk_prob, c.shared_expert(), c.shared_expert_gated,
+          c.router_sigmoid,        c.routed_scaling_factor, c.expert_groups, c.expert_groups_chosen};
+}
+
+namespace {
+
+// The k largest of values[0, count) by index, largest first, ties to the smaller index.
+void top_k(std::vector<std::int64_t>& order, const float* values, std::int64_t k) {
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](std::int64_t a, std::int64_t b) {
+    return values[a] > values[b] || (values[a] == values[b] && a < b);
+  });
+}
+
+// GLM-4.5's choice among a row's sigmoid scores s (Glm4MoeMoE.route_tokens_to_experts): by
+// s + bias, within the rule's chosen groups -- those whose two largest biased scores sum highest --
+// the others' experts counted as 0 (masked_fill's 0.0, not -inf), into `choice`.
+void grouped_choice(std::vector<float>& choice, const float* s, const std::vector<float>& bias,
+                    const RouterRule& rule) {
+  const auto E = static_cast<std::size_t>(rule.experts), G = static_cast<std::size_t>(rule.groups);
+  const std::size_t size = E / G;
+  for (std::size_t e = 0; e < E; ++e) choice[e] = s[e] + bias[e];
+  if (rule.groups_chosen == rule.groups) return;
+  std::vector<float> group_scores(G);
+  for (std::size_t g = 0; g < G; ++g) {
+    const float* c = choice.data() + g * size;
+    const auto first = std::max_element(c, c + size);
+    float second = -INFINITY;
+    for (std::size_t e = 0; e < size; ++e) {
+      if (c + e != first) second = std::max(second, c[e]);
+    }
+    group_scores[g] = *first + second;
+  }
+  std::vector<std::int64_t> groups(G);
+  top_k(groups, group_scores.data(), rule.groups_chosen);
+  std::vector<bool> kept(G, false);
+  for (std::int64_t g = 0; g < rule.groups_chosen; ++g) kept[static_cast<std::size_t>(groups[g])] = true;
+  for (std::size_t e = 0; e < E; ++e) {
+    if (!kept[e / size]) choice[e] = 0.0f;
+  }
+}
+
+}  // namespace
+
+MoeRouting MoeRouting::route(const std::vector<float>& logits, std::int64_t n, const RouterRule& rule,
+                             const std::vector<float>& bias) {
   MoeRouting r;
+  r.rule = rule;
+  const std::int64_t k = rule.k;
   r.k = k;
-  r.outputs = k + (shared ? 1 : 0);
-  const auto E = static_cast<std::size_t>(experts), K = static_cast<std::size_t>(k);
+  r.outputs = k + (rule.shared ? 1 : 0);
+  const auto E = static_cast<std::size_t>(rule.experts), K = static_cast<std::size_t>(k);
   const auto J = static_cast<std::size_t>(r.outputs), N = static_cast<std::size_t>(n);
+  require(!rule.sigmoid || bias.size() == E, "mixture of experts: a sigmoid router needs its correction bias");
   r.probs.resize(N * E);
+  if (rule.sigmoid) r.scores.resize(N * E);
   r.experts.resize(N * K);
   r.weights.resize(N * J);
   r.counts.assign(E, 0);
   r.lse.resize(N);
   std::vector<std::int64_t> order(E);
+  std::vector<float> choice(rule.sigmoid ? E : 0);
   for (std::int64_t i = 0; i < n; ++i) {
-    const float* l = logits.data() + static_cast<std::size_t>(i) * E;
-    float* p = r.probs.data() + static_cast<std::size_t>(i) * E;
+    const auto row = static_cast<std::size_t>(i);
+    const float* l = logits.data() + row * E;
+    float* p = r.probs.data() + row * E;
     // torch.softmax in float32: exp(l - max) / sum.
     const float top = *std::max_element(l, l + E);
     float sum = 0.0f;
     for (std::size_t e = 0; e < E; ++e) sum += p[e] = std::exp(l[e] - top);
     require(std::isfinite(sum), "mixture of experts: the router's logits of row ", i,
             " are not finite (diverged activations or weights)");
-    r.lse[static_cast<std::size_t>(i)] = top + std::log(sum);
+    r.lse[row] = top + std::log(sum);
     for (std::size_t e = 0; e < E; ++e) p[e] /= sum;
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                      [&](std::int64_t a, std::int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    // The scores the weights are: the softmax, or torch.sigmoid in float32.
+    const float* score = p;
+    if (rule.sigmoid) {
+      float* s = r.scores.data() + row * E;
+      for (std::size_t e = 0; e < E; ++e) s[e] = 1.0f / (1.0f + std::exp(-l[e]));
+      grouped_choice(choice, s, bias, rule);
+      top_k(order, choice.data(), k);
+      score = s;
+    } else {
+      top_k(order, p, k);
+    }
     float chosen = 0.0f;
-    for (std::size_t j = 0; j < K; ++j) chosen += p[order[j]];
-    const auto row = static_cast<std::size_t>(i);
+    for (std::size_t j = 0; j < K; ++j) chosen += score[order[j]];
+    // Glm4MoeMoE's renormalisation adds 1e-20 to the sum (nothing, in float32, to a sum of sigmoids).
+    const float denominator = rule.normalize ? chosen + (rule.sigmoid ? 1e-20f : 0.0f) : 1.0f;
     for (std::size_t j = 0; j < K; ++j) {
       r.experts[row * K + j] = order[j];
-      r.weights[row * J + j] = normalize ? p[order[j]] / chosen : p[order[j]];
+      r.weights[row * J + j] = score[order[j]] / denominator * rule.scale;
       ++r.counts[static_cast<std::size_t>(order[j])];
     }
-    // The shared expert's gate: torch.sigmoid in float32.
-    if (shared) r.weights[row * J + K] = 1.0f / (1.0f + std::exp(-logits[N * E + row]));
+    // The shared expert's gate: torch.sigmoid in float32; an ungated shared expert's output as it is.
+    if (rule.shared) r.weights[row * J + K] = rule.shared_gated ? 1.0f / (1.0f + std::exp(-logits[N * E + row])) : 1.0f;
   }
   // Grouped by expert, rows ascending within each; the shared expert's rows after them, in order.
   std::vector<std::int64_t> next(E, 0);
@@ -60,33 +120,48 @@ MoeRouting MoeRouting::route(const std::vector<float>& logits, std::int64_t n, s
       r.slots[i * J + j] = slot;
       r.sources[static_cast<std::size_t>(slot)] = static_cast<std::int64_t>(i);
     }
-    if (shared) r.slots[i * J + K] = static_cast<std::int64_t>(N * K + i);
+    if (rule.shared) r.slots[i * J + K] = static_cast<std::int64_t>(N * K + i);
   }
   return r;
 }
 
-std::vector<float> MoeRouting::logits_grad(const std::vector<float>& dweights, bool normalize) const {
-  // w_j = q_{e_j} with q the softmax over every expert (p) or, renormalised, over the chosen ones;
-  // either way d logit_m = q_m (D_m - sum_j dw_j w_j), D_m = dw_j where m = e_j, else 0 -- and
-  // renormalised q_m = 0 off the chosen experts, whose logits get no gradient. The shared
-  // expert's gate g = sigmoid(s): d s = dw g (1 - g).
+std::vector<float> MoeRouting::logits_grad(const std::vector<float>& dweights) const {
+  // Softmax scores: w_j = q_{e_j} with q the softmax over every expert (p) or, renormalised, over
+  // the chosen ones; either way d logit_m = q_m (D_m - sum_j dw_j w_j), D_m = dw_j where m = e_j,
+  // else 0 -- and renormalised q_m = 0 off the chosen experts, whose logits get no gradient.
+  // Sigmoid scores s (the choice, piecewise constant, has no gradient; nor has the bias): w_j =
+  // scale s_j / S, S = sum over the chosen (1 unrenormalised), so d s_m = scale (dw_m - sum_j dw_j
+  // s_j / S) / S for a chosen m, and d logit_m = d s_m s_m (1 - s_m). A gated shared expert's gate
+  // g = sigmoid(t): d t = dw g (1 - g).
   const std::size_t E = counts.size(), K = static_cast<std::size_t>(k), J = static_cast<std::size_t>(outputs);
   const std::size_t n = probs.size() / E;
-  const bool shared = J > K;
-  std::vector<float> d(probs.size() + (shared ? n : 0), 0.0f);
+  const bool gate = rule.shared && rule.shared_gated, normalize = rule.normalize;
+  std::vector<float> d(probs.size() + (gate ? n : 0), 0.0f);
   for (std::size_t i = 0; i < n; ++i) {
-    float mean = 0.0f;
-    for (std::size_t j = 0; j < K; ++j) mean += dweights[i * J + j] * weights[i * J + j];
     float* di = d.data() + i * E;
-    if (!normalize) {
-      for (std::size_t m = 0; m < E; ++m) di[m] = -probs[i * E + m] * mean;
+    if (rule.sigmoid) {
+      const float* s = scores.data() + i * E;
+      float sum = 0.0f, mean = 0.0f;
+      for (std::size_t j = 0; j < K; ++j) sum += s[experts[i * K + j]];
+      for (std::size_t j = 0; j < K; ++j) mean += dweights[i * J + j] * s[experts[i * K + j]] / sum;
+      for (std::size_t j = 0; j < K; ++j) {
+        const auto m = static_cast<std::size_t>(experts[i * K + j]);
+        const float ds = normalize ? rule.scale * (dweights[i * J + j] - mean) / sum : rule.scale * dweights[i * J + j];
+        di[m] = ds * s[m] * (1.0f - s[m]);
+      }
+    } else {
+      float mean = 0.0f;
+      for (std::size_t j = 0; j < K; ++j) mean += dweights[i * J + j] * weights[i * J + j];
+      if (!normalize) {
+        for (std::size_t m = 0; m < E; ++m) di[m] = -probs[i * E + m] * mean;
+      }
+      for (std::size_t j = 0; j < K; ++j) {
+        const auto m = static_cast<std::size_t>(experts[i * K + j]);
+        const float q = normalize ? weights[i * J + j] : probs[i * E + m];
+        di[m] = q * (dweights[i * J + j] - mean);
+      }
     }
-    for (std::size_t j = 0; j < K; ++j) {
-      const auto m = static_cast<std::size_t>(experts[i * K + j]);
-      const float q = normalize ? weights[i * J + j] : probs[i * E + m];
-      di[m] = q * (dweights[i * J + j] - mean);
-    }
-    if (shared) {
+    if (gate) {
       const float g = weights[i * J + K];
       d[n * E + i] = dweights[i * J + K] * g * (1.0f - g);
     }
@@ -237,14 +312,15 @@ void moe_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t l
   const std::int64_t K = c.experts_per_token, J = c.mlp_outputs(), grouped = n * K;
   const bool shared = c.shared_expert();
   const ExpertAdapters ad(ctx, b, layer, adapters, la);
-  // The router's logits, then the shared expert's gate's: one copy to the host.
+  // The router's logits, then a gated shared expert's gate's: one copy to the host (GLM-4.5's
+  // correction bias besides).
   linear_forward(ctx, a.logits.f32(), in.x, in.x16, w.router, w.bf16.router, n, h, E, true);
-  if (shared) {
+  if (w.shared_expert_gate.defined()) {
     linear_forward(ctx, a.logits.f32() + n * E, in.x, in.x16, w.shared_expert_gate, w.bf16.shared_expert_gate, n, h, 1,
                    true);
   }
-  a.routing =
-      MoeRouting::route(to_host<float>(a.logits.view(0, {moe_logits(c, n)})), n, E, K, c.norm_topk_prob, shared);
+  a.routing = MoeRouting::route(to_host<float>(a.logits.view(0, {moe_logits(c, n)})), n, RouterRule::of(c),
+                                w.router_bias.defined() ? to_host<float>(w.router_bias) : std::vector<float>());
   upload(a.slots, a.routing.slots);
   upload(a.sources, a.routing.sources);
   upload(a.weights, a.routing.weights);
@@ -334,7 +410,7 @@ void moe_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t 
   // d/d each output and d/d the weights, these summed over TP (each rank's y is partial).
   k.moe_combine_backward(s.dy.f32(), s.dweights.f32(), dout, a.y.f32(), slots, a.weights.f32(), n, J, h);
   if (ctx.tp.size() > 1) ctx.tp.all_reduce(s.dweights.f32(), static_cast<std::size_t>(n * J));
-  std::vector<float> dlogits = a.routing.logits_grad(to_host<float>(s.dweights.view(0, {n * J})), c.norm_topk_prob);
+  std::vector<float> dlogits = a.routing.logits_grad(to_host<float>(s.dweights.view(0, {n * J})));
   if (b.router_balance_weight != 0.0f) a.routing.add_balance_grad(dlogits, b.router_balance_weight);
   if (b.router_z_weight != 0.0f) a.routing.add_z_grad(dlogits, b.router_z_weight);
   upload(s.dlogits, dlogits);
@@ -396,7 +472,7 @@ void moe_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t 
   float* const d_in0 = ctx.tp.rank() == 0 ? d_in : nullptr;
   linear_backward(ctx, d_in0, f32_or_null(g.router), s.dlogits.f32(), dy16, in.x, in.x16, w.router, w.bf16.router, n, h,
                   E, true);
-  if (shared) {
+  if (w.shared_expert_gate.defined()) {
     linear_backward(ctx, d_in0, f32_or_null(g.shared_expert_gate), s.dlogits.f32() + n * E, dy16, in.x, in.x16,
                     w.shared_expert_gate, w.bf16.shared_expert_gate, n, h, 1, true);
   }

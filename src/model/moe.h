@@ -6,7 +6,11 @@
 //   w_j = p_{e_j} -- divided by their sum where norm_topk_prob --;
 //   out = sum_j w_j expert_{e_j}(x),  expert(x) = down(act(gate(x)) * up(x)),
 //   + sigmoid(x . shared_gate) shared(x) where the mixture has a shared expert (Qwen2-MoE's:
-//   ModelConfig::shared_expert), an MLP of its own width every row goes through.
+//   ModelConfig::shared_expert), an MLP of its own width every row goes through -- GLM-4.5's
+//   ungated: + shared(x).
+// GLM-4.5's sigmoid router (ModelConfig::router_sigmoid) scores s = sigmoid(logits) instead, picks
+// the k largest s + bias (the files' e_score_correction_bias) within the chosen groups of experts,
+// and weighs w_j = scale s_{e_j} (/ their sum where norm_topk_prob); RouterRule below.
 // Under TP every expert is split as a dense MLP is (gate and up by rows, down by columns) and the
 // router is replicated: each rank routes every row, runs its share of the chosen experts and
 // writes partial sums, which the layer reduces as it does a dense MLP's (one all-reduce, or under
@@ -38,10 +42,26 @@
 
 namespace spin::model {
 
+// How a layer's router scores, picks and weighs its experts (ModelConfig's, RouterRule::of).
+struct RouterRule {
+  std::int64_t experts = 0;
+  std::int64_t k = 0;          // experts a row
+  bool normalize = false;      // norm_topk_prob: the weights renormalised over the chosen
+  bool shared = false;         // a shared expert's output after the chosen ones
+  bool shared_gated = true;    // ... weighted by sigmoid of its gate's logit (after the experts'); else 1
+  bool sigmoid = false;        // GLM-4.5's scores, choice by score + bias, within groups
+  float scale = 1.0f;          // routed_scaling_factor
+  std::int64_t groups = 1;          // n_group: equal groups of experts
+  std::int64_t groups_chosen = 1;   // topk_group: those a row's experts come from
+
+  static RouterRule of(const ModelConfig& c);
+};
+
 // One forward's routing, on the host. Each row's outputs are its k experts' and, with a shared
 // expert, that one's last: `outputs` (k or k + 1) a row.
 struct MoeRouting {
-  std::vector<float> probs;           // [n, experts]: softmax of the router's logits
+  std::vector<float> probs;           // [n, experts]: softmax of the router's logits (the router losses')
+  std::vector<float> scores;          // [n, experts]: a sigmoid router's scores, empty otherwise
   std::vector<std::int64_t> experts;  // [n, k]: each row's experts, most probable first
   std::vector<float> weights;         // [n, outputs]: their weights, then the shared expert's gate
   std::vector<std::int64_t> counts;   // [experts]: rows each expert takes
@@ -50,13 +70,14 @@ struct MoeRouting {
   std::vector<float> lse;             // [n]: log-sum-exp of each row's router logits (the z-loss's)
   std::int64_t k = 0;
   std::int64_t outputs = 0;
+  RouterRule rule;
 
-  // Routes n rows of `logits` ([n, experts], then with a shared expert its gate's [n]) to their k
-  // experts.
-  static MoeRouting route(const std::vector<float>& logits, std::int64_t n, std::int64_t experts, std::int64_t k,
-                          bool normalize, bool shared = false);
+  // Routes n rows of `logits` ([n, experts], then with a gated shared expert its gate's [n]) to
+  // their k experts by `rule`; `bias` ([experts]): a sigmoid router's correction bias.
+  static MoeRouting route(const std::vector<float>& logits, std::int64_t n, const RouterRule& rule,
+                          const std::vector<float>& bias = {});
   // d loss / d logits (route's layout) from d loss / d weights ([n, outputs]).
-  std::vector<float> logits_grad(const std::vector<float>& dweights, bool normalize) const;
+  std::vector<float> logits_grad(const std::vector<float>& dweights) const;
 
   // The router's load-balancing loss over these n rows (Switch Transformer's, as transformers'
   // load_balancing_loss_func and Megatron's switch_load_balancing_loss_func form it): experts x

@@ -4,6 +4,7 @@
 // them cannot happen and the log-softmax skips them, so padding never changes a result.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "model/config.h"
@@ -18,6 +19,9 @@ struct TpDims {
   std::int64_t heads = 0;         // query heads on this rank
   std::int64_t kv_heads = 0;      // key/value heads on this rank
   std::int64_t intermediate = 0;  // MLP columns on this rank (each expert's, in a mixture)
+  // A dense MLP's columns on this rank: intermediate in a dense model, a mixture's dense layers'
+  // (ModelConfig::first_dense_layers; 0 without any).
+  std::int64_t dense_intermediate = 0;
   std::int64_t shared_intermediate = 0;  // a mixture's shared expert's (Qwen2-MoE's), 0 without one
   std::int64_t vocab_rows = 0;    // embedding / lm_head rows on this rank, padding included
   std::int64_t vocab_start = 0;   // first vocabulary id held here
@@ -25,9 +29,10 @@ struct TpDims {
 
   std::int64_t q_width() const { return heads * head_dim; }
   // The elements of each MLP buffer (gate, up, act, their gradients) for `rows` tokens: rows x
-  // intermediate, or a mixture's grouped rows' and then a shared expert's rows' (model/moe.h).
+  // intermediate, or a mixture's grouped rows' and then a shared expert's rows' (model/moe.h) -- or its
+  // dense layers' where more.
   std::int64_t mlp_values(const ModelConfig& c, std::int64_t rows) const {
-    return c.mlp_rows(rows) * intermediate + rows * shared_intermediate;
+    return std::max(c.mlp_rows(rows) * intermediate + rows * shared_intermediate, rows * dense_intermediate);
   }
   std::int64_t kv_width() const { return kv_heads * head_dim; }
 };

@@ -162,7 +162,7 @@ void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Acti
     }
     decoder_layer_forward(ctx_, w.layers[static_cast<std::size_t>(l)], stage_.begin + l, b, la, x_out,
                           cache ? &view : nullptr, adapters_of(a, l));
-    if (a.for_backward && config_.moe()) {  // the mixture's load (take_expert_counts)
+    if (a.for_backward && config_.moe_layer(stage_.begin + l)) {  // the mixture's load (take_expert_counts)
       const std::vector<std::int64_t>& counts = la.moe.routing.counts;
       const auto first = static_cast<std::size_t>((stage_.begin + l) * config_.num_experts);
       for (std::size_t e = 0; e < counts.size(); ++e) expert_counts_[first + e] += counts[e];
@@ -325,7 +325,7 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
   const TokenBatch& batch = a.batch;
   require(a.for_backward, "backward needs the activations of a forward with for_backward");
   BatchGeometry b = geometry(a);
-  const float per_layer = router_loss_weight / static_cast<float>(config_.num_layers);
+  const float per_layer = router_loss_weight / static_cast<float>(std::max<std::int64_t>(config_.moe_layers(), 1));
   b.router_balance_weight = config_.router_aux_loss_coef * per_layer;
   b.router_z_weight = config_.router_z_loss_coef * per_layer;
   const std::int64_t n = b.rows;

@@ -87,8 +87,9 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     // Gemma 2's: the attention output's norm.
     if (norm_weights && c.mlp_input_norm()) norm(layer_name(l, "post_attention_layernorm"));
     if (c.sandwich_norms && c.pre_norms) replicated(layer_name(l, "pre_feedforward_layernorm.weight"), {h});
-    if (c.moe()) {  // the router, then each expert as a dense MLP
+    if (c.moe_layer(l)) {  // the router (and GLM-4.5's correction bias), then each expert as a dense MLP
       replicated(layer_name(l, "mlp.gate.weight"), {c.num_experts, h});
+      if (c.router_sigmoid) replicated(layer_name(l, "mlp.gate.e_score_correction_bias"), {c.num_experts});
       for (std::int64_t e = 0; e < c.num_experts; ++e) {
         const std::string expert = cat("mlp.experts.", e, ".");
         column(layer_name(l, (expert + "gate_proj.weight").c_str()), d.intermediate, h);
@@ -99,14 +100,15 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
         column(layer_name(l, "mlp.shared_expert.gate_proj.weight"), d.shared_intermediate, h);
         column(layer_name(l, "mlp.shared_expert.up_proj.weight"), d.shared_intermediate, h);
         row(layer_name(l, "mlp.shared_expert.down_proj.weight"), h, d.shared_intermediate);
-        replicated(layer_name(l, "mlp.shared_expert_gate.weight"), {1, h});
+        if (c.shared_expert_gated) replicated(layer_name(l, "mlp.shared_expert_gate.weight"), {1, h});
       }
     } else {
-      if (c.gated_mlp) column(layer_name(l, "mlp.gate_proj.weight"), d.intermediate, h);
-      if (c.gated_mlp && c.mlp_bias) column_vector(layer_name(l, "mlp.gate_proj.bias"), d.intermediate);
-      column(layer_name(l, "mlp.up_proj.weight"), d.intermediate, h);
-      if (c.mlp_bias) column_vector(layer_name(l, "mlp.up_proj.bias"), d.intermediate);
-      row(layer_name(l, "mlp.down_proj.weight"), h, d.intermediate);
+      const std::int64_t inter = d.dense_intermediate;
+      if (c.gated_mlp) column(layer_name(l, "mlp.gate_proj.weight"), inter, h);
+      if (c.gated_mlp && c.mlp_bias) column_vector(layer_name(l, "mlp.gate_proj.bias"), inter);
+      column(layer_name(l, "mlp.up_proj.weight"), inter, h);
+      if (c.mlp_bias) column_vector(layer_name(l, "mlp.up_proj.bias"), inter);
+      row(layer_name(l, "mlp.down_proj.weight"), h, inter);
       if (c.mlp_bias) replicated(layer_name(l, "mlp.down_proj.bias"), {h});
     }
     if (c.sandwich_norms) replicated(layer_name(l, "post_feedforward_layernorm.weight"), {h});
@@ -130,7 +132,7 @@ constexpr const char* kProjections[kLoraTargets] = {"self_attn.q_proj", "self_at
                                                     "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
                                                     "mlp.down_proj"};
 
-// A projection's local extents (in, out) on this rank.
+// A projection's local extents (in, out) on this rank (a dense MLP's: an expert's take their widths).
 std::pair<std::int64_t, std::int64_t> projection_extents(const TpDims& d, LoraTarget t) {
   switch (t) {
     case LoraTarget::Q: return {d.hidden, d.q_width()};
@@ -138,8 +140,8 @@ std::pair<std::int64_t, std::int64_t> projection_extents(const TpDims& d, LoraTa
     case LoraTarget::V: return {d.hidden, d.kv_width()};
     case LoraTarget::O: return {d.q_width(), d.hidden};
     case LoraTarget::Gate:
-    case LoraTarget::Up: return {d.hidden, d.intermediate};
-    case LoraTarget::Down: return {d.intermediate, d.hidden};
+    case LoraTarget::Up: return {d.hidden, d.dense_intermediate};
+    case LoraTarget::Down: return {d.dense_intermediate, d.hidden};
   }
   return {0, 0};
 }
@@ -156,9 +158,9 @@ void for_each_adapter(const ModelConfig& c, const LoraConfig& lora, const StageL
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
     for (int ti = 0; ti < kLoraTargets; ++ti) {
       const auto t = static_cast<LoraTarget>(ti);
-      if (lora.targets_(t) && !(c.moe() && lora_mlp_target(t))) f(l, kDenseProjection, t);
+      if (lora.targets_(t) && !(c.moe_layer(l) && lora_mlp_target(t))) f(l, kDenseProjection, t);
     }
-    if (!c.moe()) continue;
+    if (!c.moe_layer(l)) continue;
     const std::int64_t experts = c.num_experts + (c.shared_expert() ? 1 : 0);
     for (std::int64_t e = 0; e < experts; ++e) {
       for (const LoraTarget t : kLoraMlpTargets) {
@@ -271,7 +273,8 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
     w.up_proj = get_if(layer_name(l, "mlp.up_proj.weight"));      // none in a mixture of experts
     w.down_proj = get_if(layer_name(l, "mlp.down_proj.weight"));
     w.router = get_if(layer_name(l, "mlp.gate.weight"));
-    for (std::int64_t e = 0; e < config.num_experts; ++e) {
+    w.router_bias = get_if(layer_name(l, "mlp.gate.e_score_correction_bias"));
+    for (std::int64_t e = 0; e < (config.moe_layer(l) ? config.num_experts : 0); ++e) {
       const std::string expert = cat("mlp.experts.", e, ".");
       w.experts.push_back({get((expert + "gate_proj.weight").c_str()), get((expert + "up_proj.weight").c_str()),
                            get((expert + "down_proj.weight").c_str())});
@@ -316,7 +319,7 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
     LayerWeights& lw = w.layers.emplace_back();
     lw.lora_scale = lora.scale();
-    if (config.moe() && lora.targets_mlp()) {
+    if (config.moe_layer(l) && lora.targets_mlp()) {
       lw.experts.resize(static_cast<std::size_t>(config.num_experts));
     }
   }
@@ -392,6 +395,7 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
   }
   for (const LoraFactors& f : l.lora) cover(f.a), cover(f.b);
   cover(l.router);
+  cover(l.router_bias);
   const auto cover_expert = [&](const LayerWeights::Expert& e) {
     cover(e.gate_proj), cover(e.up_proj), cover(e.down_proj);
     for (const LoraFactors& f : e.lora) cover(f.a), cover(f.b);
@@ -489,7 +493,7 @@ HfLayout hf_layout(const ModelConfig& c) {
   // Granite 4.0's).
   const auto gate_up = [&](const char* fused) {
     return HfLayout::Fusion{
-        fused, {{"mlp.gate_proj.weight", c.intermediate_size}, {"mlp.up_proj.weight", c.intermediate_size}}};
+        fused, {{"mlp.gate_proj.weight", c.dense_mlp_width()}, {"mlp.up_proj.weight", c.dense_mlp_width()}}};
   };
   if (c.hf_names == ModelConfig::HfNames::StableLm) {  // StableLmLayerNormPerHead: a LayerNorm module a head
     layout.row_splits = {{"self_attn.q_norm.weight", "self_attn.q_layernorm.norms.", ".weight"},
@@ -515,6 +519,10 @@ HfLayout hf_layout(const ModelConfig& c) {
     }
     layout.fusions = {in, out};
     layout.renames = {{"mlp.gate.", "block_sparse_moe.router.layer."}};
+    return layout;
+  }
+  if (c.hf_names == ModelConfig::HfNames::Glm4Moe) {  // Glm4MoeMoE's shared_experts
+    layout.renames = {{"mlp.shared_expert.", "mlp.shared_experts."}};
     return layout;
   }
   if (c.hf_names == ModelConfig::HfNames::GraniteHybrid) {  // GraniteMoeHybridMLP: shared_mlp, gate and up fused
@@ -578,8 +586,8 @@ std::string peft_module(const ModelConfig& c, LoraTarget t) {
   return module.substr(0, module.size() - 1);
 }
 
-std::vector<LoraModule> lora_modules(const ModelConfig& c, LoraTarget t) {
-  if (!(c.moe() && lora_mlp_target(t))) return {{lora_module(t), peft_module(c, t)}};
+std::vector<LoraModule> lora_modules(const ModelConfig& c, LoraTarget t, std::int64_t layer) {
+  if (!(c.moe_layer(layer) && lora_mlp_target(t))) return {{lora_module(t), peft_module(c, t)}};
   std::vector<LoraModule> out;
   const std::string projection = std::string(lora_module(t)).substr(std::string("mlp.").size()) + ".";
   const HfLayout layout = hf_layout(c);

@@ -56,6 +56,10 @@ struct LayerWeights {
     std::array<LoraFactors, 3> lora{};
   };
   Tensor router;
+  // GLM-4.5's: [experts], replicated (ModelConfig::router_sigmoid), undefined otherwise. A buffer
+  // of the files kept among the parameters, which nothing trains: no product reads it, so its
+  // gradient stays zero and AdamW (no decay on 1-D tensors) leaves it as read.
+  Tensor router_bias;
   std::vector<Expert> experts;
   // Qwen2-MoE's shared expert (ModelConfig::shared_expert), split as the experts, and its gate
   // [1, hidden], replicated; undefined otherwise.
@@ -177,13 +181,13 @@ HfLayout hf_layout(const ModelConfig& config);
 // Projection t's module within a layer as spin's tensors name it ("self_attn.q_proj").
 const char* lora_module(LoraTarget t);
 // The modules target t adapts within a layer, as spin's tensors and PEFT name them: the
-// projection's (lora_module, peft_module), or in a mixture of experts an MLP target's of every
+// projection's (lora_module, peft_module), or in a layer of experts an MLP target's of every
 // expert and the shared expert ("mlp.experts.3.gate_proj"; Mixtral's files
 // "block_sparse_moe.experts.3.w1").
 struct LoraModule {
   std::string spin, peft;
 };
-std::vector<LoraModule> lora_modules(const ModelConfig& config, LoraTarget t);
+std::vector<LoraModule> lora_modules(const ModelConfig& config, LoraTarget t, std::int64_t layer);
 // The module PEFT adapts for projection t: the same, or in Phi-3's files (hf_layout's fusions) the
 // fused module that holds it ("self_attn.qkv_proj").
 std::string peft_module(const ModelConfig& config, LoraTarget t);

@@ -152,7 +152,7 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
     const model::RouterLosses mine = transformer_.take_router_losses();
     if (grid_.tp_rank() == 0) router[0] = mine.balance, router[1] = mine.z;
     grid_.world().all_reduce(router, 2);
-    for (double& v : router) v /= micro_batches_all * static_cast<double>(config.num_layers);
+    for (double& v : router) v /= micro_batches_all * static_cast<double>(config.moe_layers());
   }
 
   const OptimizerStep o = optimizer_.step(lr, std::isfinite(total));

@@ -45,11 +45,14 @@ namespace spin::testing {
 // Granite's scalars with Mixtral's mixture. Glm4: biases on q, k and v, half of each head rotating in
 // interleaved pairs, a norm of each half's output (Gemma 2's sandwich norms with plain weights).
 // Exaone4: OLMo 2's output norms alone with Qwen3's head norms, a 3-key window and RoPE in layer 0,
-// layer 1 global without RoPE.
+// layer 1 global without RoPE. Glm4Moe: biases on q, k and v, Qwen3's head norms, half of each head
+// rotating (rotate_half's pairs), layer 0 a dense MLP (intermediate), the others GLM-4.5's mixture --
+// 4 experts of intermediate / 2 in 2 groups, 2 a token from the best group by sigmoid score + the
+// correction bias, renormalised and scaled by 2.5, and two shared experts as one ungated MLP.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
   StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe,
-  CohereQkNorm, StableLmQkNorm, LlamaBiases, GraniteMoe, Glm4, Exaone4
+  CohereQkNorm, StableLmQkNorm, LlamaBiases, GraniteMoe, Glm4, Exaone4, Glm4Moe
 };
 
 // Its model_type, for the tests' traces.
@@ -85,6 +88,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::GraniteMoe: return "granitemoe";
     case TinyFamily::Glm4: return "glm4";
     case TinyFamily::Exaone4: return "exaone4";
+    case TinyFamily::Glm4Moe: return "glm4_moe";
   }
   return "?";
 }
@@ -155,6 +159,12 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
       : s.family == TinyFamily::Glm4             ? "\"model_type\": \"glm4\", \"eos_token_id\": 2, "
       : s.family == TinyFamily::Exaone4          ? "\"model_type\": \"exaone4\", \"sliding_window\": 3, "
                                                    "\"layer_types\": [\"sliding_attention\", \"full_attention\"], "
+      : s.family == TinyFamily::Glm4Moe
+          ? "\"model_type\": \"glm4_moe\", \"eos_token_id\": 2, \"attention_bias\": true, \"use_qk_norm\": true, "
+            "\"head_dim\": " + std::to_string(s.hidden / s.heads) + ", \"n_routed_experts\": 4, "
+            "\"num_experts_per_tok\": 2, \"moe_intermediate_size\": " + std::to_string(s.intermediate / 2) + ", "
+            "\"n_shared_experts\": 2, \"n_group\": 2, \"topk_group\": 1, \"routed_scaling_factor\": 2.5, "
+            "\"first_k_dense_replace\": 1, "
       : s.family == TinyFamily::Qwen2            ? "\"model_type\": \"qwen2\", "
       : s.family == TinyFamily::LlamaBiases ? "\"attention_bias\": true, \"mlp_bias\": true, "
       : s.family == TinyFamily::Qwen3            ? "\"model_type\": \"qwen3\", "
@@ -185,7 +195,9 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
 // Keyed by the tensor's name, like init_random, so that every layout builds the same model. The
 // norm weights (replicated, or OLMo 2's and Command R+'s q and k norms split over TP with the heads:
 // keyed by global index) are scales around 1, stored as such or, for Gemma's norms
-// (`norm_weight_offset` 1), as the scale minus one; the other replicated vectors likewise.
+// (`norm_weight_offset` 1), as the scale minus one; the other replicated vectors likewise -- but
+// GLM-4.5's router correction bias, small around 0 (normal(0, 0.05)) so that it moves the choice of
+// experts without deciding it alone.
 inline void init_tiny_weights(model::ModelWeights& w, std::uint64_t seed, float std = 0.3f,
                               float norm_weight_offset = 0.0f) {
   w.init_random(seed, std);
@@ -198,10 +210,12 @@ inline void init_tiny_weights(model::ModelWeights& w, std::uint64_t seed, float 
     const std::int64_t first = p.replicated() ? 0 : p.offset * inner;
     std::uint64_t stream = 0xcbf29ce484222325ull;
     for (unsigned char ch : p.name) stream = (stream ^ ch) * 0x100000001b3ull;
+    const bool router_bias = p.name.ends_with("e_score_correction_bias");
+    const float center = router_bias ? 0.0f : 1.0f - norm_weight_offset, spread = router_bias ? 0.05f : 0.2f;
     std::vector<float> d(static_cast<std::size_t>(p.local.numel()));
     for (std::size_t i = 0; i < d.size(); ++i) {
-      d[i] = 1.0f - norm_weight_offset +
-             0.2f * philox_normal(seed + 1, stream, static_cast<std::uint64_t>(first + static_cast<std::int64_t>(i)));
+      d[i] = center +
+             spread * philox_normal(seed + 1, stream, static_cast<std::uint64_t>(first + static_cast<std::int64_t>(i)));
     }
     copy_bytes(p.local.raw(), p.local.device(), d.data(), Device::Cpu, p.local.nbytes());
   }

@@ -133,7 +133,13 @@ void expect_same_as_tp1(const testing::TinyShape& shape, int tp, const Options& 
       diff = std::max(diff, std::fabs(static_cast<double>(parallel_run.grads[p][i]) - reference.grads[p][i]));
     }
     EXPECT_LE(diff, o.tolerance * scale) << names[p].name << " at TP " << tp;
-    EXPECT_GT(scale, 0.0) << names[p].name << " has no gradient";
+    // GLM-4.5's router correction bias is a buffer of the files: nothing trains it.
+    const bool buffer = names[p].name.ends_with("e_score_correction_bias");
+    if (buffer) {
+      EXPECT_EQ(scale, 0.0) << names[p].name << " has a gradient";
+    } else {
+      EXPECT_GT(scale, 0.0) << names[p].name << " has no gradient";
+    }
   }
 }
 
@@ -183,7 +189,7 @@ TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
         TinyFamily::GptNeox, TinyFamily::GptNeoxSequential, TinyFamily::Phi, TinyFamily::Mixtral,
         TinyFamily::Qwen3Moe, TinyFamily::Olmoe, TinyFamily::Qwen2Moe,
         TinyFamily::CohereQkNorm, TinyFamily::StableLmQkNorm, TinyFamily::LlamaBiases, TinyFamily::GraniteMoe,
-        TinyFamily::Glm4, TinyFamily::Exaone4}) {
+        TinyFamily::Glm4, TinyFamily::Exaone4, TinyFamily::Glm4Moe}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;

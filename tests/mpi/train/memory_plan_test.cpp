@@ -223,6 +223,10 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Olmoe);  // its norms across heads, 2 of 4
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Qwen2Moe);  // a shared expert and its gate
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Qwen2Moe);
+  // GLM-4.5's: a dense layer (its own width) on stage 0, experts with the correction bias and an ungated
+  // shared expert on stage 1; both in one stage.
+  check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Glm4Moe);
+  check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Glm4Moe);
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::CohereQkNorm);  // float32 q, k before the norms
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::CohereQkNorm);
   check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::StableLmQkNorm);  // with norm biases
@@ -251,6 +255,7 @@ TEST(MemoryPlan, LoraFiguresEqualTheAllocations) {
   check<testing::LoraSpinSetup>(world, {2, 2, 1}, false, false, true, false, true, 0, Family::Qwen2Moe, 0, experts);
   experts.dropout = 0.1;
   check<testing::LoraSpinSetup>(world, {2, 1, 2}, true, false, false, true, false, 0, Family::Mixtral, 0, experts);
+  check<testing::LoraSpinSetup>(world, {2, 2, 1}, false, true, true, false, true, 0, Family::Glm4Moe, 0, experts);
 }
 
 }  // namespace

@@ -94,7 +94,7 @@ TEST(ModelConfig, ReadsStableLm) {
   }
   // Only Phi-3's and StableLM's families rotate part of a head.
   const std::string llama = config_testing::with("partial_rotary_factor", "0.5");
-  EXPECT_NE(error_of(llama).find("phi3, stablelm, gpt_neox, phi, glm and glm4 only"), std::string::npos)
+  EXPECT_NE(error_of(llama).find("phi3, stablelm, gpt_neox, phi, glm, glm4 and glm4_moe only"), std::string::npos)
       << error_of(llama);
 }
 

@@ -145,11 +145,13 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
 // adapted over its frozen mixture (the router's input gradient flows, no expert's or router's
 // weight gradient; the router itself is not adapted), and its attention alone; Qwen2-MoE's experts'
 // and shared expert's adapters; GLM-4's through its q, k, v biases, interleaved partial RoPE and the
-// norms of each half's output; EXAONE 4's through its head norms, output norms and NoPE layer.
+// norms of each half's output; EXAONE 4's through its head norms, output norms and NoPE layer;
+// GLM-4.5's through its dense first layer's MLP and the next one's experts and ungated shared
+// experts behind the sigmoid router.
 TEST(Lora, GradientsMatchFiniteDifferences) {
   for (const char* variant : {"llama", "qwen3", "gemma2", "olmo", "olmo2", "stablelm", "parallel residual", "cohere",
                               "gpt_neox", "phi", "mixtral", "mixtral attention", "mixtral q and down", "qwen2_moe",
-                              "q and v", "glm4", "exaone4"}) {
+                              "q and v", "glm4", "exaone4", "glm4_moe"}) {
     SCOPED_TRACE(variant);
     testing::TinyShape shape;
     shape.family = variant == std::string("qwen3")               ? testing::TinyFamily::Qwen3
@@ -165,6 +167,7 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
                    : variant == std::string("qwen2_moe")         ? testing::TinyFamily::Qwen2Moe
                    : variant == std::string("glm4")              ? testing::TinyFamily::Glm4
                    : variant == std::string("exaone4")           ? testing::TinyFamily::Exaone4
+                   : variant == std::string("glm4_moe")          ? testing::TinyFamily::Glm4Moe
                                                                  : testing::TinyFamily::Llama;
     LoraConfig lora = testing::tiny_lora();
     if (variant == std::string("mixtral attention")) {

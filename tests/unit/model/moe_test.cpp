@@ -17,6 +17,9 @@ const std::vector<float> kLogits = {0.5f,  2.0f,  -1.0f, 1.0f,   // row 0: exper
                                     3.0f,  -2.0f, 0.0f,  2.5f,   // row 1: experts 0, 3
                                     -1.0f, 1.5f,  0.2f,  1.5f};  // row 2: experts 1, 3 (tie with 3)
 
+// Four experts, two a row: softmax scores, renormalised or not, with a gated shared expert or not.
+RouterRule rule(bool normalize, bool shared = false) { return {4, 2, normalize, shared}; }
+
 std::vector<double> softmax(const float* l, int e) {
   double top = l[0], sum = 0.0;
   for (int i = 1; i < e; ++i) top = std::max(top, static_cast<double>(l[i]));
@@ -28,7 +31,7 @@ std::vector<double> softmax(const float* l, int e) {
 
 TEST(MoeRouting, ChoosesTheMostProbableExpertsAndGroupsTheRowsByExpert) {
   for (const bool normalize : {false, true}) {
-    const MoeRouting r = MoeRouting::route(kLogits, 3, 4, 2, normalize);
+    const MoeRouting r = MoeRouting::route(kLogits, 3, rule(normalize));
     EXPECT_EQ(r.experts, (std::vector<std::int64_t>{1, 3, 0, 3, 1, 3}));
     EXPECT_EQ(r.counts, (std::vector<std::int64_t>{1, 2, 0, 3}));
     // Expert 0's row 1, expert 1's rows 0 and 2, expert 3's rows 0, 1, 2.
@@ -51,8 +54,8 @@ TEST(MoeRouting, ChoosesTheMostProbableExpertsAndGroupsTheRowsByExpert) {
 TEST(MoeRouting, PutsTheSharedExpertLastInEveryRow) {
   std::vector<float> logits = kLogits;
   logits.insert(logits.end(), {0.0f, 2.0f, -1.0f});
-  const MoeRouting plain = MoeRouting::route(kLogits, 3, 4, 2, false);
-  const MoeRouting r = MoeRouting::route(logits, 3, 4, 2, false, true);
+  const MoeRouting plain = MoeRouting::route(kLogits, 3, rule(false));
+  const MoeRouting r = MoeRouting::route(logits, 3, rule(false, true));
   EXPECT_EQ(r.outputs, 3);
   EXPECT_EQ(r.experts, plain.experts);
   EXPECT_EQ(r.sources, plain.sources);
@@ -73,14 +76,14 @@ std::vector<float> router_logits(bool shared) {
   return logits;
 }
 
-// `grad` (d loss / d logits) against central differences of loss(route(logits)), two experts a row,
-// with steps that keep each row's choice (the routing is constant where they are taken).
-void expect_finite_differences(const std::vector<float>& logits, const std::vector<float>& grad, bool normalize,
-                               bool shared, const std::function<double(const MoeRouting&)>& loss) {
+// `grad` (d loss / d logits) against central differences of loss(route(logits)), three rows, with
+// steps that keep each row's choice (the routing is constant where they are taken).
+void expect_finite_differences(const std::vector<float>& logits, const std::vector<float>& grad, const RouterRule& r,
+                               const std::vector<float>& bias, const std::function<double(const MoeRouting&)>& loss) {
   ASSERT_EQ(grad.size(), logits.size());
-  const std::vector<std::int64_t> chosen = MoeRouting::route(logits, 3, 4, 2, normalize, shared).experts;
+  const std::vector<std::int64_t> chosen = MoeRouting::route(logits, 3, r, bias).experts;
   const auto at = [&](const std::vector<float>& l) {
-    const MoeRouting moved = MoeRouting::route(l, 3, 4, 2, normalize, shared);
+    const MoeRouting moved = MoeRouting::route(l, 3, r, bias);
     EXPECT_EQ(moved.experts, chosen);
     return loss(moved);
   };
@@ -89,8 +92,15 @@ void expect_finite_differences(const std::vector<float>& logits, const std::vect
     const float step = 1e-2f;
     up[m] += step, down[m] -= step;
     EXPECT_NEAR(grad[m], (at(up) - at(down)) / (2.0 * step), 2e-4)
-        << (normalize ? "normalized " : "") << (shared ? "shared " : "") << m;
+        << (r.normalize ? "normalized " : "") << (r.shared ? "shared " : "") << (r.sigmoid ? "sigmoid " : "") << m;
   }
+}
+
+// loss = sum dw . weights.
+double weighted_sum(const MoeRouting& r, const std::vector<float>& dweights) {
+  double sum = 0.0;
+  for (std::size_t j = 0; j < dweights.size(); ++j) sum += static_cast<double>(dweights[j]) * r.weights[j];
+  return sum;
 }
 
 // d loss / d logits, loss = sum dw . weights(logits), against central differences; with a shared
@@ -101,12 +111,9 @@ TEST(MoeRouting, LogitsGradientMatchesFiniteDifferences) {
       const std::vector<float> logits = router_logits(shared);
       const std::vector<float> dweights = shared ? std::vector<float>{0.7f, -1.2f, 1.1f, 0.3f, 2.0f, -0.8f, -0.5f, 0.9f, 0.6f}
                                                  : std::vector<float>{0.7f, -1.2f, 0.3f, 2.0f, -0.5f, 0.9f};
-      const MoeRouting r = MoeRouting::route(logits, 3, 4, 2, normalize, shared);
-      expect_finite_differences(logits, r.logits_grad(dweights, normalize), normalize, shared, [&](const MoeRouting& at) {
-        double sum = 0.0;
-        for (std::size_t j = 0; j < dweights.size(); ++j) sum += static_cast<double>(dweights[j]) * at.weights[j];
-        return sum;
-      });
+      const MoeRouting r = MoeRouting::route(logits, 3, rule(normalize, shared));
+      expect_finite_differences(logits, r.logits_grad(dweights), rule(normalize, shared), {},
+                                [&](const MoeRouting& at) { return weighted_sum(at, dweights); });
     }
   }
 }
@@ -118,7 +125,7 @@ TEST(MoeRouting, LogitsGradientMatchesFiniteDifferences) {
 TEST(MoeRouting, BalanceLossAndItsGradientMatchTheDefinition) {
   for (const bool shared : {false, true}) {
     const std::vector<float> logits = router_logits(shared);
-    const MoeRouting r = MoeRouting::route(logits, 3, 4, 2, false, shared);
+    const MoeRouting r = MoeRouting::route(logits, 3, rule(false, shared));
     double want = 0.0;
     for (int e = 0; e < 4; ++e) {
       double p = 0.0;
@@ -129,7 +136,8 @@ TEST(MoeRouting, BalanceLossAndItsGradientMatchTheDefinition) {
     const float weight = 0.8f;
     std::vector<float> grad(logits.size(), 0.0f);
     r.add_balance_grad(grad, weight);
-    expect_finite_differences(logits, grad, false, shared, [&](const MoeRouting& at) { return weight * at.balance_loss(); });
+    expect_finite_differences(logits, grad, rule(false, shared), {},
+                              [&](const MoeRouting& at) { return weight * at.balance_loss(); });
   }
 }
 
@@ -139,7 +147,7 @@ TEST(MoeRouting, BalanceLossAndItsGradientMatchTheDefinition) {
 TEST(MoeRouting, ZLossAndItsGradientMatchTheDefinition) {
   for (const bool shared : {false, true}) {
     const std::vector<float> logits = router_logits(shared);
-    const MoeRouting r = MoeRouting::route(logits, 3, 4, 2, true, shared);
+    const MoeRouting r = MoeRouting::route(logits, 3, rule(true, shared));
     double want = 0.0;
     for (int i = 0; i < 3; ++i) {
       double sum = 0.0;
@@ -150,7 +158,62 @@ TEST(MoeRouting, ZLossAndItsGradientMatchTheDefinition) {
     const float weight = 0.6f;
     std::vector<float> grad(logits.size(), 0.0f);
     r.add_z_grad(grad, weight);
-    expect_finite_differences(logits, grad, true, shared, [&](const MoeRouting& at) { return weight * at.z_loss(); });
+    expect_finite_differences(logits, grad, rule(true, shared), {},
+                              [&](const MoeRouting& at) { return weight * at.z_loss(); });
+  }
+}
+
+double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+// GLM-4.5's router (Glm4MoeMoE.route_tokens_to_experts), worked by hand: eight experts in four
+// groups of two, two groups and two experts a row, routed_scaling_factor 2.5.
+//   logits  2.0  -1.0 | 0.0  0.5 | 3.0  2.5 | -2.0  1.0
+//   s      .881  .269 | .500 .622| .953 .924| .119 .731
+//   bias    0     0   | 0.6  0   | -0.5 0   | 0    0.3
+//   s+bias .881  .269 | 1.10 .622| .453 .924| .119 1.031
+//   groups (two best summed): 1.150, 1.722, 1.377, 1.150 -> groups 1 and 2
+// so experts 2 (1.10) and 5 (.924): not 4 (the best score, biased down), not 7 (biased up, in a group
+// left out), weighted 2.5 s / (s_2 + s_5). With one group, experts 2 and 7.
+TEST(MoeRouting, SigmoidRouterChoosesByBiasedScoreWithinTheBestGroups) {
+  const std::vector<float> logits = {2.0f, -1.0f, 0.0f, 0.5f, 3.0f, 2.5f, -2.0f, 1.0f};
+  const std::vector<float> bias = {0.0f, 0.0f, 0.6f, 0.0f, -0.5f, 0.0f, 0.0f, 0.3f};
+  for (const bool normalize : {true, false}) {
+    RouterRule r{8, 2, normalize, false, true, true, 2.5f, 4, 2};
+    const MoeRouting grouped = MoeRouting::route(logits, 1, r, bias);
+    EXPECT_EQ(grouped.experts, (std::vector<std::int64_t>{2, 5}));
+    const double s2 = sigmoid(0.0), s5 = sigmoid(2.5), sum = normalize ? s2 + s5 : 1.0;
+    EXPECT_NEAR(grouped.weights[0], 2.5 * s2 / sum, 1e-6);
+    EXPECT_NEAR(grouped.weights[1], 2.5 * s5 / sum, 1e-6);
+    EXPECT_EQ(grouped.counts, (std::vector<std::int64_t>{0, 0, 1, 0, 0, 1, 0, 0}));
+    r.groups = r.groups_chosen = 1;
+    EXPECT_EQ(MoeRouting::route(logits, 1, r, bias).experts, (std::vector<std::int64_t>{2, 7}));
+  }
+  // The softmax stays the router losses' (the z-loss's log-sum-exp of the logits).
+  const MoeRouting r = MoeRouting::route(logits, 1, RouterRule{8, 2, true, false, true, true, 1.0f, 1, 1}, bias);
+  double sum = 0.0;
+  for (const float l : logits) sum += std::exp(static_cast<double>(l));
+  EXPECT_NEAR(r.lse[0], std::log(sum), 1e-5);
+}
+
+// d loss / d logits of the sigmoid router, loss = sum dw . weights, against central differences:
+// renormalised or not, scaled, within groups or not, with GLM-4.5's ungated shared expert (weight 1,
+// no logit of its own) or none.
+TEST(MoeRouting, SigmoidRouterLogitsGradientMatchesFiniteDifferences) {
+  const std::vector<float> logits = router_logits(false), bias = {0.1f, -0.2f, 0.0f, 0.3f};
+  for (const bool shared : {false, true}) {
+    for (const bool normalize : {false, true}) {
+      for (const std::int64_t groups : {1, 2}) {
+        const RouterRule r{4, 2, normalize, shared, false, true, 2.5f, groups, 1};
+        const MoeRouting routed = MoeRouting::route(logits, 3, r, bias);
+        if (shared) {
+          for (int i = 0; i < 3; ++i) EXPECT_EQ(routed.weights[static_cast<std::size_t>(3 * i + 2)], 1.0f);
+        }
+        const std::vector<float> dweights = shared ? std::vector<float>{0.7f, -1.2f, 1.1f, 0.3f, 2.0f, -0.8f, -0.5f, 0.9f, 0.6f}
+                                                   : std::vector<float>{0.7f, -1.2f, 0.3f, 2.0f, -0.5f, 0.9f};
+        expect_finite_differences(logits, routed.logits_grad(dweights), r, bias,
+                                  [&](const MoeRouting& at) { return weighted_sum(at, dweights); });
+      }
+    }
   }
 }
 

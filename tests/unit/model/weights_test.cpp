@@ -52,16 +52,16 @@ TEST(ModelWeights, PeftModulesFollowTheFilesFusions) {
   EXPECT_EQ(peft_module(neox, LoraTarget::O), "attention.dense");
   EXPECT_EQ(peft_module(neox, LoraTarget::Up), "mlp.dense_h_to_4h");
   // A mixture of experts: every expert's modules (Mixtral's names in its files), the shared expert's.
-  const std::vector<LoraModule> mixtral = lora_modules(config_of(testing::TinyFamily::Mixtral), LoraTarget::Down);
+  const std::vector<LoraModule> mixtral = lora_modules(config_of(testing::TinyFamily::Mixtral), LoraTarget::Down, 0);
   ASSERT_EQ(mixtral.size(), 4u);
   EXPECT_EQ(mixtral[3].spin, "mlp.experts.3.down_proj");
   EXPECT_EQ(mixtral[3].peft, "block_sparse_moe.experts.3.w2");
   const ModelConfig qwen2_moe = config_of(testing::TinyFamily::Qwen2Moe);
-  const std::vector<LoraModule> qwen = lora_modules(qwen2_moe, LoraTarget::Gate);
+  const std::vector<LoraModule> qwen = lora_modules(qwen2_moe, LoraTarget::Gate, 0);
   ASSERT_EQ(qwen.size(), 5u);
   EXPECT_EQ(qwen[4].spin, "mlp.shared_expert.gate_proj");
   EXPECT_EQ(qwen[4].peft, "mlp.shared_expert.gate_proj");
-  EXPECT_EQ(lora_modules(qwen2_moe, LoraTarget::Q)[0].peft, "self_attn.q_proj");
+  EXPECT_EQ(lora_modules(qwen2_moe, LoraTarget::Q, 0)[0].peft, "self_attn.q_proj");
 }
 
 TEST(ModelWeights, CopyFromCopiesEveryParameterAndZeroClears) {
