@@ -273,9 +273,17 @@ void check_every_tensor_read(const std::string& model_dir, const model::ModelCon
   // Not parameters: the rotary tables and causal masks older transformers saved as buffers
   // (Llama 2's inv_freq, GPT-NeoX's attention.bias / masked_bias), a tied head's copy of the
   // embeddings (transformers ignores it too) and, in a multimodal checkpoint, all but its language
-  // model (under the prefix: model.* and lm_head.*).
+  // model (under the prefix: model.* and lm_head.*). Nor part of the causal LM: GLM-4.5's
+  // multi-token-prediction layers after the decoder's (ModelConfig::mtp_layers), as transformers
+  // leaves them unread.
+  const auto mtp_layer = [&](const std::string& name) {
+    for (std::int64_t i = 0; i < config.mtp_layers; ++i) {
+      if (name.starts_with(cat(layout.prefix, "model.layers.", config.num_layers + i, "."))) return true;
+    }
+    return false;
+  };
   const auto not_a_parameter = [&](const std::string& name) {
-    return name.ends_with(".rotary_emb.inv_freq") || name.ends_with(".attention.bias") ||
+    return mtp_layer(name) || name.ends_with(".rotary_emb.inv_freq") || name.ends_with(".attention.bias") ||
            name.ends_with(".attention.masked_bias") ||
            (config.tie_word_embeddings && name.ends_with("lm_head.weight")) ||
            (layout.multimodal && !name.starts_with(layout.prefix + "model.") &&

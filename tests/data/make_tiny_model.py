@@ -198,6 +198,12 @@ def main():
                         "head, --sliding-window in layer 0 of every 2 (layer_types) and RoPE in those layers alone")
     p.add_argument("--seed-oss", action="store_true",
                    help="a SeedOssForCausalLM (Seed-OSS-36B): biases on q, k and v, head_dim twice hidden / heads")
+    p.add_argument("--glm4-moe", action="store_true",
+                   help="a Glm4MoeForCausalLM (GLM-4.5-Air): biases on q, k and v, an RMSNorm of each q and k head "
+                        "(use_qk_norm), RoPE over half of each head (rotate_half), layer 0 a dense MLP of --intermediate, "
+                        "the others --experts experts of --intermediate / 2 in 2 groups behind the sigmoid router "
+                        "(e_score_correction_bias, topk_group 1, routed_scaling_factor 2.5) with 2 shared experts as "
+                        "one ungated MLP (mlp.shared_experts), and a multi-token-prediction layer after the decoder's")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--experts-per-token", type=int, default=2)
     p.add_argument("--cohere", action="store_true",
@@ -259,7 +265,7 @@ def main():
 
     def biases(name, n):  # large enough to move the scores visibly
         return ([(name, [n], [bf16_round(rng.gauss(0.0, 0.3)) for _ in range(n)])]
-                if a.qwen2 or a.stablelm or a.attention_bias or a.glm or a.seed_oss else [])
+                if a.qwen2 or a.stablelm or a.attention_bias or a.glm or a.seed_oss or a.glm4_moe else [])
 
     def norm_bias(name, n):  # StableLM's LayerNorms: a shift of every normed value
         return [(name, [n], [bf16_round(rng.gauss(0.0, 0.2)) for _ in range(n)])] if a.stablelm else []
@@ -271,11 +277,19 @@ def main():
         moe = pre + ("block_sparse_moe." if a.mixtral else "mlp.")
         gate, up, down = ("w1", "w3", "w2") if a.mixtral else ("gate_proj", "up_proj", "down_proj")
         out = [(moe + "gate.weight", [a.experts, a.hidden], matrix(a.experts, a.hidden))]
+        if a.glm4_moe:  # Glm4MoeTopkRouter's buffer: small, to move the choice without deciding it alone
+            out.append((moe + "gate.e_score_correction_bias", [a.experts], vector(a.experts, 0.05)))
+        inter = a.intermediate // 2 if a.glm4_moe else a.intermediate
         for e in range(a.experts):
             x = moe + "experts.%d." % e
-            out += [(x + gate + ".weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
-                    (x + down + ".weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
-                    (x + up + ".weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden))]
+            out += [(x + gate + ".weight", [inter, a.hidden], matrix(inter, a.hidden)),
+                    (x + down + ".weight", [a.hidden, inter], matrix(a.hidden, inter)),
+                    (x + up + ".weight", [inter, a.hidden], matrix(inter, a.hidden))]
+        if a.glm4_moe:  # Glm4MoeMoE's shared_experts: n_shared_experts (2) experts' width, no gate
+            x, width = moe + "shared_experts.", 2 * inter
+            out += [(x + "gate_proj.weight", [width, a.hidden], matrix(width, a.hidden)),
+                    (x + "up_proj.weight", [width, a.hidden], matrix(width, a.hidden)),
+                    (x + "down_proj.weight", [a.hidden, width], matrix(a.hidden, width))]
         if a.qwen2_moe:  # Qwen2MoeSparseMoeBlock's shared expert and its gate
             x = moe + "shared_expert."
             out += [(x + "gate_proj.weight", [shared, a.hidden], matrix(shared, a.hidden)),
@@ -305,7 +319,8 @@ def main():
             *([(pre + "self_attn.o_proj.bias", [a.hidden], vector(a.hidden))] if a.attention_bias else []),
             *([(pre + "post_self_attn_layernorm.weight", [a.hidden], norm(a.hidden))] if a.glm4 else []),
             *([(pre + "self_attn.q_norm.weight", [head_dim], norm(head_dim)),
-               (pre + "self_attn.k_norm.weight", [head_dim], norm(head_dim))] if a.qwen3 or a.gemma3 or a.exaone4 else []),
+               (pre + "self_attn.k_norm.weight", [head_dim], norm(head_dim))]
+              if a.qwen3 or a.gemma3 or a.exaone4 or a.glm4_moe else []),
             *([(pre + "self_attn.q_norm.weight", [a.heads * head_dim], norm(a.heads * head_dim)),
                (pre + "self_attn.k_norm.weight", [a.kv_heads * head_dim], norm(a.kv_heads * head_dim))]
               if a.olmo2 or a.olmoe else []),
@@ -319,7 +334,7 @@ def main():
               [(pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
                *norm_bias(pre + "post_attention_layernorm.bias", a.hidden)]),
             *([(pre + "pre_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 else []),
-            *(moe_experts(pre) if a.mixtral or a.qwen3_moe or a.olmoe or a.qwen2_moe else [
+            *(moe_experts(pre) if a.mixtral or a.qwen3_moe or a.olmoe or a.qwen2_moe or (a.glm4_moe and l > 0) else [
                 (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
                 (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
                 (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
@@ -330,6 +345,11 @@ def main():
               if a.gemma2 or a.olmo2 or a.exaone4 else []),
             *([(pre + "post_mlp_layernorm.weight", [a.hidden], norm(a.hidden))] if a.glm4 else []),
         ]
+    if a.glm4_moe:  # GLM-4.5's multi-token-prediction layer (a part of it), which transformers does not read
+        mtp = "model.layers.%d." % a.layers
+        tensors += [(mtp + "eh_proj.weight", [a.hidden, 2 * a.hidden], matrix(a.hidden, 2 * a.hidden)),
+                    (mtp + "enorm.weight", [a.hidden], norm(a.hidden)), (mtp + "hnorm.weight", [a.hidden], norm(a.hidden)),
+                    (mtp + "shared_head.norm.weight", [a.hidden], norm(a.hidden))]
     if not a.olmo and not a.gpt_neox and not a.phi2:
         tensors.append(("model.norm.weight", [a.hidden], norm(a.hidden)))
         tensors += norm_bias("model.norm.bias", a.hidden)
@@ -531,6 +551,14 @@ def main():
                        "model_type": "glm4" if a.glm4 else "glm", "head_dim": head_dim,
                        "partial_rotary_factor": a.partial_rotary or 0.5, "attention_bias": True,
                        "attention_dropout": 0.0, "pad_token_id": 0, "initializer_range": 0.02, "use_cache": True})
+    if a.glm4_moe:  # GLM-4.5's own keys, as GLM-4.5-Air's config.json has them (but the shapes and token ids)
+        config.update({"architectures": ["Glm4MoeForCausalLM"], "model_type": "glm4_moe", "head_dim": head_dim,
+                       "partial_rotary_factor": 0.5, "attention_bias": True, "attention_dropout": 0.0,
+                       "use_qk_norm": True, "n_routed_experts": a.experts, "num_experts_per_tok": a.experts_per_token,
+                       "moe_intermediate_size": a.intermediate // 2, "n_shared_experts": 2, "n_group": 2,
+                       "topk_group": 1, "norm_topk_prob": True, "routed_scaling_factor": 2.5,
+                       "first_k_dense_replace": 1, "num_nextn_predict_layers": 1, "pad_token_id": 0,
+                       "initializer_range": 0.02, "use_cache": True})
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

@@ -65,7 +65,10 @@ Glm4ForCausalLM's forwards written out in float64 (glm_reference; transformers 4
 (tiny-exaone4: OLMo 2's output norms, q and k head norms, an 8-key window and RoPE in layer 0 of 2, the
 global layer 1 without RoPE): Exaone4ForCausalLM's forward written out likewise (exaone4_reference). Seed-OSS
 (tiny-seed-oss: q, k, v biases, head_dim twice hidden / heads): SeedOssForCausalLM's likewise (seed_oss_reference;
-transformers 4.40's Llama has no head_dim of its own).
+transformers 4.40's Llama has no head_dim of its own). GLM-4.5 (tiny-glm4-moe: q, k, v biases and head norms,
+half of each head rotating, a dense layer 0, then 4 experts in 2 groups behind the sigmoid router with its
+correction bias, scaled by 2.5, and ungated shared experts; an MTP layer in the files): Glm4MoeForCausalLM's
+likewise (glm4_moe_reference).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -748,6 +751,71 @@ def seed_oss_reference(model_dir):
     return forward
 
 
+def glm4_moe_reference(model_dir):
+    """Glm4MoeForCausalLM (transformers 4.54 on, eager attention) written out in float64 torch from
+    modeling_glm4_moe: Llama's pre-norm layers with q, k, v biases, an RMSNorm of each q and k head where
+    use_qk_norm, RoPE ("rotate half") over the first partial_rotary_factor of each head; the first
+    first_k_dense_replace layers' MLPs dense, the others Glm4MoeMoE -- route_tokens_to_experts' sigmoid
+    scores, chosen by score + e_score_correction_bias within the topk_group groups whose two best biased
+    scores sum highest (the others' scores masked to 0.0), weighted by the chosen scores over their sum
+    (+1e-20) times routed_scaling_factor -- plus shared_experts, ungated. The multi-token-prediction
+    layer after the decoder's is not read."""
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    w = {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
+    heads, kv_heads, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    eps, theta = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
+    rotary = int(hd * cfg["partial_rotary_factor"])
+    experts, k, groups = cfg["n_routed_experts"], cfg["num_experts_per_tok"], cfg["n_group"]
+
+    def linear(x, name):
+        return x @ w[name + ".weight"].T + (w[name + ".bias"] if name + ".bias" in w else 0.0)
+
+    def mlp(x, pre):
+        return linear(torch.nn.functional.silu(linear(x, pre + "gate_proj")) * linear(x, pre + "up_proj"),
+                      pre + "down_proj")
+
+    def moe(x, pre):
+        scores = linear(x, pre + "gate").sigmoid()
+        choice = scores + w[pre + "gate.e_score_correction_bias"]
+        group_scores = choice.view(-1, groups, experts // groups).topk(2, dim=-1)[0].sum(-1)
+        group_mask = torch.zeros_like(group_scores).scatter_(1, group_scores.topk(cfg["topk_group"], dim=-1)[1], 1)
+        mask = group_mask.unsqueeze(-1).expand(-1, groups, experts // groups).reshape(-1, experts)
+        chosen = choice.masked_fill(~mask.bool(), 0.0).topk(k, dim=-1)[1]
+        weights = scores.gather(1, chosen)
+        if cfg["norm_topk_prob"]:
+            weights = weights / (weights.sum(-1, keepdim=True) + 1e-20)
+        weights = weights * cfg["routed_scaling_factor"]
+        out = mlp(x, pre + "shared_experts.")
+        for row in range(x.shape[0]):
+            for j in range(k):
+                e = int(chosen[row, j])
+                out[row] += weights[row, j] * mlp(x[row:row + 1], pre + "experts.%d." % e)[0]
+        return out
+
+    def forward(ids):
+        t = ids.shape[1]
+        x = w["model.embed_tokens.weight"][ids[0]]
+        pos = torch.arange(t)
+        for layer in range(cfg["num_hidden_layers"]):
+            pre = "model.layers.%d." % layer
+            h = rms_norm(x, w[pre + "input_layernorm.weight"], eps)
+            q = linear(h, pre + "self_attn.q_proj").view(t, heads, hd).transpose(0, 1)
+            kk = linear(h, pre + "self_attn.k_proj").view(t, kv_heads, hd).transpose(0, 1)
+            v = linear(h, pre + "self_attn.v_proj").view(t, kv_heads, hd).transpose(0, 1)
+            if cfg["use_qk_norm"]:
+                q = rms_norm(q, w[pre + "self_attn.q_norm.weight"], eps)
+                kk = rms_norm(kk, w[pre + "self_attn.k_norm.weight"], eps)
+            q = torch.cat([rotate_halves(q[..., :rotary], pos, theta), q[..., rotary:]], -1)
+            kk = torch.cat([rotate_halves(kk[..., :rotary], pos, theta), kk[..., rotary:]], -1)
+            x = x + linear(attend(q, kk, v, hd ** -0.5), pre + "self_attn.o_proj")
+            h = rms_norm(x, w[pre + "post_attention_layernorm.weight"], eps)
+            x = x + (mlp(h, pre + "mlp.") if layer < cfg["first_k_dense_replace"] else moe(h, pre + "mlp."))
+        return types.SimpleNamespace(logits=(rms_norm(x, w["model.norm.weight"], eps) @ w["lm_head.weight"].T)[None])
+
+    forward.__name__ = "Glm4MoeForCausalLM (written out)"
+    return forward
+
+
 def mistral_reference(model_dir, tmp):
     """MistralForCausalLM with eager attention. transformers 4.40's sliding-window mask lets query i
     see keys i - W <= j <= i (W + 1 of them; the masking was later made i - W < j, as current
@@ -776,7 +844,7 @@ def main():
                  "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
                  "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe", "tiny-cohere-qk-norm", "tiny-stablelm-qk-norm",
                  "tiny-llama-bias", "tiny-granitemoe", "tiny-granite4", "tiny-granite4-nope",
-                 "tiny-phi2", "tiny-glm", "tiny-glm4", "tiny-exaone4", "tiny-seed-oss"]:
+                 "tiny-phi2", "tiny-glm", "tiny-glm4", "tiny-exaone4", "tiny-seed-oss", "tiny-glm4-moe"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -799,6 +867,8 @@ def main():
             model = exaone4_reference(model_dir)
         elif name == "tiny-seed-oss":
             model = seed_oss_reference(model_dir)
+        elif name == "tiny-glm4-moe":
+            model = glm4_moe_reference(model_dir)
         elif name == "tiny-mistral":
             model = mistral_reference(model_dir, tempfile.mkdtemp(prefix="spin_mistral_"))
         elif name in ("tiny-phi3", "tiny-phi4-mini"):
