@@ -288,13 +288,18 @@ def case_hf_tokenizer(args, tmp):
     # they were read. GLM-4: q, k, v biases, interleaved RoPE over half of each head, gate_up_proj
     # (fused again on export), the norms of each half's output. EXAONE 4.0: OLMo 2's output norms,
     # the q and k head norms, a window and RoPE in layer 0, layer 1 global without RoPE. Seed-OSS: q, k, v
-    # biases, head_dim twice hidden / heads.
+    # biases, head_dim twice hidden / heads. GLM-4.5: layer 0's dense MLP, layer 1's experts behind the sigmoid
+    # router, whose correction bias stays as read (a buffer), and its ungated shared experts; its MTP layer
+    # (model.layers.2) is not part of the export.
     for flag, model_type, trained in [
             ("--glm4", "glm4", ["model.layers.0.self_attn.q_proj.bias", "model.layers.1.post_mlp_layernorm.weight",
                                 "model.layers.1.post_self_attn_layernorm.weight"]),
             ("--exaone4", "exaone4", ["model.layers.0.self_attn.k_norm.weight",
                                       "model.layers.1.post_feedforward_layernorm.weight"]),
-            ("--seed-oss", "seed_oss", ["model.layers.1.self_attn.v_proj.bias"])]:
+            ("--seed-oss", "seed_oss", ["model.layers.1.self_attn.v_proj.bias"]),
+            ("--glm4-moe", "glm4_moe", ["model.layers.0.mlp.gate_proj.weight", "model.layers.1.mlp.gate.weight",
+                                        "model.layers.1.mlp.shared_experts.down_proj.weight",
+                                        "model.layers.1.self_attn.q_norm.weight"])]:
         shutil.rmtree(os.path.join(tmp, "model"))
         subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"),
                         os.path.join(tmp, "model"), flag, "--vocab", "259", "--hidden", "32", "--intermediate", "64",
@@ -306,11 +311,15 @@ def case_hf_tokenizer(args, tmp):
                               "bf16"], 2)
         m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
         assert len(m) == 6 and abs(m[0]["loss"] - math.log(2)) < 1e-6 and all(math.isfinite(x["loss"]) for x in m), m
-        before = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
+        before = {k: v for k, v in read_safetensors(os.path.join(tmp, "model", "model.safetensors")).items()
+                  if not (model_type == "glm4_moe" and k.startswith("model.layers.2."))}
         after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
         assert sorted(before) == sorted(after), sorted(after)
         for name in trained:
             assert before[name] != after[name], name
+        if model_type == "glm4_moe":
+            assert before["model.layers.1.mlp.gate.e_score_correction_bias"] == \
+                after["model.layers.1.mlp.gate.e_score_correction_bias"]
         assert json.load(open(os.path.join(out, "iteration_1", "config.json")))["model_type"] == model_type
         print("%s + plain template at TP 2 in bf16: 6 steps, first loss log 2, its own tensors trained and exported"
               % model_type)
