@@ -26,7 +26,8 @@ as tiny-llama's: Mixtral (tiny-mixtral, its experts' w1 / w3 / w2) and Qwen2-MoE
 experts' and shared expert's gate_proj / up_proj / down_proj) -- spin sft's all-linear adapters (every
 expert's projections, the router not adapted: seven target modules) exported for PEFT over the frozen
 model, and PEFT's adapters of the experts and of the gates (the router, the shared expert's gate: what
-PEFT's all-linear wraps besides) merged by spin.
+PEFT's all-linear wraps besides) merged by spin. GLM-4.5 (tiny-glm4-moe: transformers 4.40 lacks it) both
+ways by hand: PEFT's names of its dense layer's MLP, its experts and shared experts (check_glm4_moe).
 Needs torch, transformers and peft (a test oracle only).
 """
 import argparse
@@ -89,6 +90,7 @@ def main():
         check_import(args, moe, False, targets=targets)
     check_granitemoe_experts_refused(args, os.path.join(args.models, "tiny-granitemoe"))
     check_granite4_round_trip(args, os.path.join(args.models, "tiny-granite4"))
+    check_glm4_moe(args, os.path.join(args.models, "tiny-glm4-moe"))
 
 
 def lora_sft_command(args, model, tmp, seed):
@@ -179,25 +181,27 @@ def check_granite4_round_trip(args, model):
           "merged model to %.1e (the adapters move input_linear by %.3f)" % (worst, moved))
 
 
-def check_import_fused(args, model):
-    with tempfile.TemporaryDirectory(prefix="spin_peft_phi3_") as tmp:
+def check_import_written(args, model, targets, skip=lambda name: False):
+    """A PEFT adapter written here under PEFT's names (for models transformers 4.40 lacks): random A and B
+    on every module whose last name is in `targets` (but the tensors `skip` names), merged by import-hf
+    at TP 2 and exported: W + (alpha / r) B A, every other tensor as read. Returns the worst difference
+    and the smallest move."""
+    with tempfile.TemporaryDirectory(prefix="spin_peft_written_") as tmp:
         torch.manual_seed(7)
-        base = load_file(os.path.join(model, "model.safetensors"))
+        base = {n: t for n, t in load_file(os.path.join(model, "model.safetensors")).items() if not skip(n)}
         r, alpha = 4, 8
         adapter = os.path.join(tmp, "adapter")
         os.makedirs(adapter)
         tensors, want = {}, dict(base)
-        modules = ("self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj")
-        for name, w in base.items():
-            if not any(name.endswith(m + ".weight") for m in modules):
-                continue
+        adapted = [n for n, w in base.items() if w.dim() == 2 and n.endswith(".weight") and n.split(".")[-2] in targets]
+        for name in adapted:
+            w = base[name]
             a, b = torch.randn(r, w.shape[1]) * 0.3, torch.randn(w.shape[0], r) * 0.3
             stem = "base_model.model." + name[:-len("weight")]
             tensors[stem + "lora_A.weight"], tensors[stem + "lora_B.weight"] = a, b
             want[name] = w + (b @ a) * (alpha / r)  # PEFT's merge: W + B A scaling
-        assert len(tensors) == 2 * 4 * 2, sorted(tensors)
         save_file(tensors, os.path.join(adapter, "adapter_model.safetensors"), metadata={"format": "pt"})
-        json.dump({"peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": [m.split(".")[1] for m in modules],
+        json.dump({"peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": list(targets),
                    "bias": "none", "fan_in_fan_out": False, "modules_to_save": None, "use_rslora": False},
                   open(os.path.join(adapter, "adapter_config.json"), "w"))
         out, hf = os.path.join(tmp, "ckpt"), os.path.join(tmp, "hf")
@@ -206,11 +210,62 @@ def check_import_fused(args, model):
         got = load_file(os.path.join(hf, "model.safetensors"))
         assert sorted(got) == sorted(want), (sorted(got), sorted(want))
         worst = max((got[n] - want[n]).abs().max().item() for n in got)
-        moved = min((want[n] - base[n]).abs().max().item() for n in want if any(m in n for m in modules))
+        moved = min((want[n] - base[n]).abs().max().item() for n in adapted)
         assert worst < 1e-5 and moved > 1e-2, (worst, moved)
-        assert all(torch.equal(got[n], base[n]) for n in got if not any(m in n for m in modules))
-        print("Phi-3: a PEFT adapter of the fused qkv_proj and gate_up_proj (and o_proj, down_proj) merged by "
-              "import-hf at TP 2: W + (alpha / r) B A to %.1e (the adapter moves each by > %.2f)" % (worst, moved))
+        assert all(torch.equal(got[n], base[n]) for n in got if n not in adapted)
+        return adapted, worst, moved
+
+
+def check_import_fused(args, model):
+    adapted, worst, moved = check_import_written(args, model, ("qkv_proj", "o_proj", "gate_up_proj", "down_proj"))
+    assert len(adapted) == 2 * 4, adapted
+    print("Phi-3: a PEFT adapter of the fused qkv_proj and gate_up_proj (and o_proj, down_proj) merged by "
+          "import-hf at TP 2: W + (alpha / r) B A to %.1e (the adapter moves each by > %.2f)" % (worst, moved))
+
+
+def check_glm4_moe(args, model):
+    """GLM-4.5 (transformers 4.40 has no Glm4MoeForCausalLM: both ways by hand). A PEFT adapter of q_proj,
+    gate_proj, up_proj and down_proj -- in layer 0 the dense MLP's, in layer 1 every expert's and the
+    shared experts' (mlp.shared_experts) -- merged by import-hf at TP 2 as W + (alpha / r) B A, the MTP
+    layer's tensors (model.layers.2) neither adapted nor exported. And spin sft's all-linear adapters,
+    exported under PEFT's names, are what spin's merged model adds to its base: (alpha / r) B A for each,
+    the router and its correction bias untouched."""
+    mtp = lambda name: name.startswith("model.layers.2.")
+    adapted, worst, moved = check_import_written(args, model, ("q_proj", "gate_proj", "up_proj", "down_proj"), mtp)
+    experts = json.load(open(os.path.join(model, "config.json")))["n_routed_experts"]
+    assert len(adapted) == 2 + 3 + 3 * (experts + 1), adapted  # q_proj twice, the dense MLP, experts and shared
+    assert "model.layers.1.mlp.shared_experts.down_proj.weight" in adapted, adapted
+    with tempfile.TemporaryDirectory(prefix="spin_peft_glm4_moe_") as tmp:
+        save = os.path.join(tmp, "save")
+        run(lora_sft_command(args, model, tmp, 11) + ["--output", os.path.join(tmp, "out"), "--lora-alpha", "8",
+                                                      "--lr", "3e-2", "--save-dir", save, "--save-interval", "1"])
+        step = os.path.join(save, "step_00000001")
+        for which in ("lora", "base", "policy"):
+            run([args.spin, "ckpt", "export-hf", step, os.path.join(tmp, which), "--which", which])
+        config = json.load(open(os.path.join(tmp, "lora", "adapter_config.json")))
+        lora = load_file(os.path.join(tmp, "lora", "adapter_model.safetensors"))
+        base = load_file(os.path.join(tmp, "base", "model.safetensors"))
+        policy = load_file(os.path.join(tmp, "policy", "model.safetensors"))
+        scale = config["lora_alpha"] / config["r"]
+        want = dict(base)
+        for name in lora:
+            if name.endswith("lora_A.weight"):
+                module = name[len("base_model.model."):-len("lora_A.weight")]
+                want[module + "weight"] = base[module + "weight"] + (
+                    lora[name[:-len("lora_A.weight")] + "lora_B.weight"] @ lora[name]) * scale
+        assert "base_model.model.model.layers.0.mlp.gate_proj.lora_A.weight" in lora, sorted(lora)
+        assert "base_model.model.model.layers.1.mlp.experts.3.down_proj.lora_B.weight" in lora, sorted(lora)
+        assert "base_model.model.model.layers.1.mlp.shared_experts.up_proj.lora_A.weight" in lora, sorted(lora)
+        assert not any(".mlp.gate." in name for name in lora), sorted(lora)
+        assert sorted(want) == sorted(policy), (sorted(want), sorted(policy))
+        trained = max((policy[n] - base[n]).abs().max().item() for n in policy)
+        diff = max((policy[n] - want[n]).abs().max().item() for n in policy)
+        assert trained > 1e-3 and diff < 1e-5, (trained, diff)
+        assert torch.equal(policy["model.layers.1.mlp.gate.e_score_correction_bias"],
+                           base["model.layers.1.mlp.gate.e_score_correction_bias"])
+    print("GLM-4.5: a PEFT adapter of the dense MLP, the experts and the shared experts merged by import-hf at TP 2 "
+          "to %.1e (moving each by > %.2f); spin's adapters exported under PEFT's names merge to its policy to %.1e"
+          % (worst, moved, diff))
 
 
 def check_import(args, model, rslora, rank_pattern=None, alpha_pattern=None, targets=("q_proj", "v_proj", "down_proj")):
