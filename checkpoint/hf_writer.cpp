@@ -119,7 +119,7 @@ void write_hf_model(const std::string& dir, const std::string& config_json,
   std::vector<std::vector<SafetensorsWrite>> files(1);
   std::uint64_t in_file = 0, total = 0;
   for (const HfTensor& t : tensors) {
-    const SafetensorsWrite w{t.name, dtype, t.shape, nullptr};
+    const SafetensorsWrite w{t.name, t.float32 ? DType::F32 : dtype, t.shape, nullptr};
     const std::uint64_t bytes = SafetensorsWriter::data_bytes(w);
     if (in_file > 0 && in_file + bytes > max_shard_bytes) {
       files.emplace_back();
@@ -164,7 +164,7 @@ void write_multimodal_model(const std::string& dir, const MultimodalSource& sour
   std::vector<HfTensor> all;
   std::set<std::string> language_model;
   for (const HfTensor& t : tensors) {
-    all.push_back({source.prefix + t.name, t.shape});
+    all.push_back({source.prefix + t.name, t.shape, t.float32});
     language_model.insert(all.back().name);
   }
   std::vector<std::string> others;
@@ -189,8 +189,12 @@ void write_multimodal_model(const std::string& dir, const MultimodalSource& sour
 
 FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& tensors,
                          const std::function<const float*(std::size_t)>& values) {
-  if (files.fusions.empty() && files.renames.empty() && files.row_splits.empty()) return {tensors, values};
-  const HfLayout layout{"", false, files.fusions, files.renames, files.row_splits};  // the prefix is the caller's
+  if (files.fusions.empty() && files.renames.empty() && files.row_splits.empty()) {
+    std::vector<HfTensor> same = tensors;
+    for (HfTensor& t : same) t.float32 = files.keeps_float32(t.name);
+    return {same, values};
+  }
+  const HfLayout layout{"", false, files.fusions, files.renames, files.row_splits, files.float32};  // the prefix is the caller's
   // File tensor k: the indices of its parts in `tensors` (one, unfused).
   std::vector<HfTensor> out;
   std::vector<std::vector<std::size_t>> parts;
@@ -242,6 +246,7 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
   }
   for (std::size_t k = 0; k < out.size(); ++k) {
     if (row_of[k] >= 0) continue;
+    out[k].float32 = parts[k].size() == 1 && files.keeps_float32(tensors[parts[k][0]].name);
     std::int64_t rows = 0;
     for (std::size_t p : parts[k]) rows += tensors[p].shape[0];
     require(rows == out[k].shape[0], "\"", out[k].name, "\": its parts hold ", rows, " of its ", out[k].shape[0],

@@ -31,6 +31,7 @@ std::vector<FullTensor> gather_model(const std::vector<ShardedTensor>& local,
 struct HfTensor {
   std::string name;
   Shape shape;
+  bool float32 = false;  // written in float32 whatever the dtype (HfLayout::float32)
 };
 
 // Hugging Face's default shard size (save_pretrained's max_shard_size="5GB").
@@ -49,8 +50,8 @@ void write_hf_model(const std::string& dir, const std::string& config_json,
 // `tensors` and their `values` (as write_hf_model takes them) as files laid out as `files` hold
 // them (its prefix aside): the parts of each fusion (HfLayout) as one tensor of their rows in
 // order -- group by group where it has groups --, where its first part was; a row split's tensor
-// as one tensor a row, in order; the rest as they are, renamed by its renames. The values of a
-// fused tensor or a row are valid until the next call.
+// as one tensor a row, in order; the rest as they are, renamed by its renames; those it keeps in
+// float32 marked so. The values of a fused tensor or a row are valid until the next call.
 struct FileTensors {
   std::vector<HfTensor> tensors;
   std::function<const float*(std::size_t)> values;

@@ -44,6 +44,17 @@ struct HfLayout {
     std::string after;   // and after it, e.g. ".weight"
   };
   std::vector<RowSplit> row_splits;
+  // Name suffixes of tensors the files keep in float32 whatever dtype an export writes the rest in
+  // (transformers' _keep_in_fp32_modules_strict: GLM-4.5's router correction bias, which picks the
+  // experts by differences bf16 would round away).
+  std::vector<std::string> float32;
+
+  bool keeps_float32(const std::string& name) const {
+    for (const std::string& suffix : float32) {
+      if (name.ends_with(suffix)) return true;
+    }
+    return false;
+  }
 
   // Where tensor `name` (a ShardedTensor's) sits in the files: the file tensor (prefix and
   // renames applied), the first of its rows in each group that belongs to `name`, the file

@@ -488,7 +488,7 @@ void ModelWeights::init_random(std::uint64_t seed, float std) {
 }
 
 HfLayout hf_layout(const ModelConfig& c) {
-  HfLayout layout{c.hf_weight_prefix, c.multimodal, {}, {}, {}};
+  HfLayout layout{c.hf_weight_prefix, c.multimodal, {}, {}, {}, {}};
   // The MLP's gate and up projections as the two row blocks of file tensor `fused` (Phi-3's, GLM's and
   // Granite 4.0's).
   const auto gate_up = [&](const char* fused) {
@@ -523,6 +523,7 @@ HfLayout hf_layout(const ModelConfig& c) {
   }
   if (c.hf_names == ModelConfig::HfNames::Glm4Moe) {  // Glm4MoeMoE's shared_experts
     layout.renames = {{"mlp.shared_expert.", "mlp.shared_experts."}};
+    layout.float32 = {"mlp.gate.e_score_correction_bias"};
     return layout;
   }
   if (c.hf_names == ModelConfig::HfNames::GraniteHybrid) {  // GraniteMoeHybridMLP: shared_mlp, gate and up fused

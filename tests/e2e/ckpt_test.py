@@ -272,6 +272,18 @@ def case_convert(args, tmp):
         assert shapes[0] == shapes[1], [(k, shapes[0][k], shapes[1].get(k)) for k in shapes[0]]
         assert open(os.path.join(qwen, "config.json")).read() == open(os.path.join(tmp, name + "-hf", "config.json")).read()
         print("%s through TP 2: %d tensors back unchanged" % (name, len(y)))
+    # GLM-4.5's router correction bias stays float32 in a bf16 export (transformers keeps it so: it picks the
+    # experts by differences bf16 would round away); the rest is bf16.
+    glm = os.path.join(tmp, "tiny-glm4-moe")
+    ckpt(args, 1, "export-hf", glm, glm + "-bf16", "--dtype", "bf16")
+    blob = open(os.path.join(glm + "-bf16", "model.safetensors"), "rb").read()
+    header = json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")])
+    bias = "model.layers.1.mlp.gate.e_score_correction_bias"
+    assert header[bias]["dtype"] == "F32", header[bias]
+    assert all(e["dtype"] == "BF16" for k, e in header.items() if k not in (bias, "__metadata__")), header
+    original = read_safetensors_numpy(os.path.join(args.models, "tiny-glm4-moe", "model.safetensors"))[bias]
+    assert np.array_equal(read_safetensors_numpy(os.path.join(glm + "-bf16", "model.safetensors"))[bias], original)
+    print("tiny-glm4-moe in bf16: its correction bias written in float32, unchanged")
     # Multimodal checkpoints (Gemma 3's, Mistral Small 3.1's, LLaVA's, Qwen2.5-VL's): spin runs their
     # language model -- it scores as the text model does, bitwise (Qwen2.5-VL's M-RoPE being RoPE
     # over text) -- and exports it as that model (gemma3_text, mistral, llama or qwen2, the

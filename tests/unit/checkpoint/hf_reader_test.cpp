@@ -75,7 +75,7 @@ TEST_F(HfReaderTest, WrittenModelsShardAboveTheLimitAndReadBack) {
 // read back, each tensor gets its rows -- a TP shard its share of them, a replicated tensor
 // all -- under a prefix too.
 TEST_F(HfReaderTest, FusedTensorsAreWrittenAsRowBlocksAndReadBackAsParts) {
-  const HfLayout layout{"", false, {{"qkv", {{"q", 2}, {"k", 1}, {"v", 1}}, 1}}, {}, {}};
+  const HfLayout layout{"", false, {{"qkv", {{"q", 2}, {"k", 1}, {"v", 1}}, 1}}, {}, {}, {}};
   const std::vector<float> q = {1, 2, 3, 4}, k = {5, 6}, v = {7, 8}, other = {9};
   const std::vector<HfTensor> tensors = {{"x.q", {2, 2}}, {"x.k", {1, 2}}, {"x.v", {1, 2}}, {"x.norm", {1}}};
   const std::vector<const float*> values = {q.data(), k.data(), v.data(), other.data()};
@@ -99,7 +99,7 @@ TEST_F(HfReaderTest, FusedTensorsAreWrittenAsRowBlocksAndReadBackAsParts) {
   write_safetensors((dir_ / "p" / "model.safetensors").string(),
                     {{"lm.x.qkv", DType::F32, {4, 2}, files.values(0)}});
   Tensor v2 = Tensor::zeros({1, 2});
-  HfReader((dir_ / "p").string(), {"lm.", true, layout.fusions, {}, {}}).load({{"x.v", v2, {1, 2}, -1, 0, 0}});
+  HfReader((dir_ / "p").string(), {"lm.", true, layout.fusions, {}, {}, {}}).load({{"x.v", v2, {1, 2}, -1, 0, 0}});
   EXPECT_EQ(std::vector<float>(v2.f32(), v2.f32() + 2), v);
   Tensor wide = Tensor::zeros({1, 3});
   try {
@@ -125,6 +125,7 @@ TEST_F(HfReaderTest, TensorsFusedPerHeadAndRenamedAreWrittenAndReadBack) {
         {{"self_attn.q_proj.weight", 2}, {"self_attn.k_proj.weight", 2}, {"self_attn.v_proj.weight", 2}},
         2}},
       {{"model.layers.", "gpt_neox.layers."}, {"self_attn.o_proj.", "attention.dense."}},
+      {},
       {}};
   std::vector<float> q(4 * 3), k(4 * 3), v(4 * 3), o = {7, 8, 9};
   for (std::size_t i = 0; i < q.size(); ++i) {
@@ -163,7 +164,7 @@ TEST_F(HfReaderTest, TensorsFusedPerHeadAndRenamedAreWrittenAndReadBack) {
 // values (the tensor's values asked once); read back, a TP shard of rows [1, 3) gets those rows and
 // a replicated copy all of them; the tensors beside stay as they are.
 TEST_F(HfReaderTest, RowSplitTensorsAreWrittenARowEachAndReadBackByShard) {
-  const HfLayout layout{"", false, {}, {}, {{"self_attn.q_norm.weight", "self_attn.q_layernorm.norms.", ".weight"}}};
+  const HfLayout layout{"", false, {}, {}, {{"self_attn.q_norm.weight", "self_attn.q_layernorm.norms.", ".weight"}}, {}};
   const std::vector<float> norm = {1, 2, 3, 4, 5, 6}, o = {7, 8};
   const std::vector<HfTensor> tensors = {{"model.layers.0.self_attn.q_norm.weight", {3, 2}},
                                          {"model.layers.0.self_attn.o_proj.weight", {1, 2}}};
