@@ -717,17 +717,35 @@ def exaone4_reference(model_dir):
     return forward
 
 
+def linear(w, x, name):
+    """nn.Linear `name` of the weights `w` over x: its weight, and its bias where the files hold one."""
+    return x @ w[name + ".weight"].T + (w[name + ".bias"] if name + ".bias" in w else 0.0)
+
+
+def llama_attention(w, cfg, pre, h, pos, rotary=None, qk_norm=False):
+    """LlamaAttention (eager) of layer `pre` over the normed input h [T, hidden] at positions `pos`: q, k, v
+    with their biases where the files hold them, an RMSNorm of each q and k head where `qk_norm` (Qwen3's),
+    RoPE ("rotate half") over the first `rotary` dimensions of each head (None: all), o_proj."""
+    t, hd, eps, theta = h.shape[0], cfg["head_dim"], cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
+    q = linear(w, h, pre + "self_attn.q_proj").view(t, cfg["num_attention_heads"], hd).transpose(0, 1)
+    k = linear(w, h, pre + "self_attn.k_proj").view(t, cfg["num_key_value_heads"], hd).transpose(0, 1)
+    v = linear(w, h, pre + "self_attn.v_proj").view(t, cfg["num_key_value_heads"], hd).transpose(0, 1)
+    if qk_norm:
+        q = rms_norm(q, w[pre + "self_attn.q_norm.weight"], eps)
+        k = rms_norm(k, w[pre + "self_attn.k_norm.weight"], eps)
+    r = rotary or hd
+    q = torch.cat([rotate_halves(q[..., :r], pos, theta), q[..., r:]], -1)
+    k = torch.cat([rotate_halves(k[..., :r], pos, theta), k[..., r:]], -1)
+    return linear(w, attend(q, k, v, hd ** -0.5), pre + "self_attn.o_proj")
+
+
 def seed_oss_reference(model_dir):
     """SeedOssForCausalLM (transformers 4.56 on, eager attention, dropout off) written out in float64 torch
     from modular_seed_oss: LlamaDecoderLayer's pre-norm layers, q, k and v with biases (o_proj with one
     where attention_out_bias, the MLP where mlp_bias), head_dim apart from hidden / heads."""
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
     w = {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
-    heads, kv_heads, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
-    eps, theta = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
-
-    def linear(x, name):
-        return x @ w[name + ".weight"].T + (w[name + ".bias"] if name + ".bias" in w else 0.0)
+    eps = cfg["rms_norm_eps"]
 
     def forward(ids):
         t = ids.shape[1]
@@ -735,15 +753,10 @@ def seed_oss_reference(model_dir):
         pos = torch.arange(t)
         for layer in range(cfg["num_hidden_layers"]):
             pre = "model.layers.%d." % layer
-            h = rms_norm(x, w[pre + "input_layernorm.weight"], eps)
-            q = linear(h, pre + "self_attn.q_proj").view(t, heads, hd).transpose(0, 1)
-            k = linear(h, pre + "self_attn.k_proj").view(t, kv_heads, hd).transpose(0, 1)
-            v = linear(h, pre + "self_attn.v_proj").view(t, kv_heads, hd).transpose(0, 1)
-            q, k = rotate_halves(q, pos, theta), rotate_halves(k, pos, theta)
-            x = x + linear(attend(q, k, v, hd ** -0.5), pre + "self_attn.o_proj")
+            x = x + llama_attention(w, cfg, pre, rms_norm(x, w[pre + "input_layernorm.weight"], eps), pos)
             h = rms_norm(x, w[pre + "post_attention_layernorm.weight"], eps)
-            g = torch.nn.functional.silu(linear(h, pre + "mlp.gate_proj"))
-            x = x + linear(g * linear(h, pre + "mlp.up_proj"), pre + "mlp.down_proj")
+            g = torch.nn.functional.silu(linear(w, h, pre + "mlp.gate_proj"))
+            x = x + linear(w, g * linear(w, h, pre + "mlp.up_proj"), pre + "mlp.down_proj")
         head = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
         return types.SimpleNamespace(logits=(rms_norm(x, w["model.norm.weight"], eps) @ head.T)[None])
 
@@ -762,20 +775,16 @@ def glm4_moe_reference(model_dir):
     layer after the decoder's is not read."""
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
     w = {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
-    heads, kv_heads, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
-    eps, theta = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
-    rotary = int(hd * cfg["partial_rotary_factor"])
+    eps = cfg["rms_norm_eps"]
+    rotary = int(cfg["head_dim"] * cfg["partial_rotary_factor"])
     experts, k, groups = cfg["n_routed_experts"], cfg["num_experts_per_tok"], cfg["n_group"]
 
-    def linear(x, name):
-        return x @ w[name + ".weight"].T + (w[name + ".bias"] if name + ".bias" in w else 0.0)
-
     def mlp(x, pre):
-        return linear(torch.nn.functional.silu(linear(x, pre + "gate_proj")) * linear(x, pre + "up_proj"),
+        return linear(w, torch.nn.functional.silu(linear(w, x, pre + "gate_proj")) * linear(w, x, pre + "up_proj"),
                       pre + "down_proj")
 
     def moe(x, pre):
-        scores = linear(x, pre + "gate").sigmoid()
+        scores = linear(w, x, pre + "gate").sigmoid()
         choice = scores + w[pre + "gate.e_score_correction_bias"]
         group_scores = choice.view(-1, groups, experts // groups).topk(2, dim=-1)[0].sum(-1)
         group_mask = torch.zeros_like(group_scores).scatter_(1, group_scores.topk(cfg["topk_group"], dim=-1)[1], 1)
@@ -799,15 +808,7 @@ def glm4_moe_reference(model_dir):
         for layer in range(cfg["num_hidden_layers"]):
             pre = "model.layers.%d." % layer
             h = rms_norm(x, w[pre + "input_layernorm.weight"], eps)
-            q = linear(h, pre + "self_attn.q_proj").view(t, heads, hd).transpose(0, 1)
-            kk = linear(h, pre + "self_attn.k_proj").view(t, kv_heads, hd).transpose(0, 1)
-            v = linear(h, pre + "self_attn.v_proj").view(t, kv_heads, hd).transpose(0, 1)
-            if cfg["use_qk_norm"]:
-                q = rms_norm(q, w[pre + "self_attn.q_norm.weight"], eps)
-                kk = rms_norm(kk, w[pre + "self_attn.k_norm.weight"], eps)
-            q = torch.cat([rotate_halves(q[..., :rotary], pos, theta), q[..., rotary:]], -1)
-            kk = torch.cat([rotate_halves(kk[..., :rotary], pos, theta), kk[..., rotary:]], -1)
-            x = x + linear(attend(q, kk, v, hd ** -0.5), pre + "self_attn.o_proj")
+            x = x + llama_attention(w, cfg, pre, h, pos, rotary, cfg["use_qk_norm"])
             h = rms_norm(x, w[pre + "post_attention_layernorm.weight"], eps)
             x = x + (mlp(h, pre + "mlp.") if layer < cfg["first_k_dense_replace"] else moe(h, pre + "mlp."))
         return types.SimpleNamespace(logits=(rms_norm(x, w["model.norm.weight"], eps) @ w["lm_head.weight"].T)[None])
