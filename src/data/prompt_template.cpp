@@ -297,6 +297,10 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
          "chat format is EXAONE's ([|user|] and [|assistant|] turns ended by [|endofturn|])");
   refuse(has_tokens(tokenizer, {"<seed:bos>", "<seed:eos>"}) || template_has("<seed:bos>"),
          "chat format is Seed-OSS's (<seed:bos>role ... <seed:eos> turns, a thinking budget)");
+  // dots.llm1's (<|userprompt|> ... <|endofuserprompt|><|response|> ... <|endofresponse|>) over a Qwen2
+  // vocabulary whose ChatML tokens auto would otherwise take.
+  refuse(has_tokens(tokenizer, {"<|userprompt|>", "<|endofuserprompt|>"}) || template_has("<|endofuserprompt|>"),
+         "chat format is dots.llm1's (<|userprompt|> ... <|endofuserprompt|><|response|> turns)");
   if (has_tokens(tokenizer, {"<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>"})) {
     // Command R7B's and later Command models' templates wrap the turns in a default system preamble
     // and <|START_RESPONSE|> / <|END_RESPONSE|> markers: not the format spin writes -- refused rather

@@ -26,7 +26,7 @@ constexpr const char* kModelTypes[] = {
     "llama",    "mistral", "qwen2",   "qwen3",     "gemma", "gemma2",    "gemma3_text", "phi3",
     "smollm3",  "granite", "olmo",    "olmo2",     "olmo3", "stablelm",  "cohere",      "cohere2",
     "gpt_neox", "phi",     "mixtral", "qwen3_moe", "olmoe", "qwen2_moe", "granitemoe",  "granitemoehybrid",
-    "glm",      "glm4",    "exaone4", "seed_oss", "glm4_moe"};
+    "glm",      "glm4",    "exaone4", "seed_oss", "glm4_moe", "dots1"};
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
@@ -186,7 +186,8 @@ void parse_rope_layers(const json& j, ModelConfig& c, const std::string& source)
 // ModelConfig::sliding_window and windowed_layers (called once num_layers is known); `type` is
 // the model_type.
 void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type, const std::string& source) {
-  if (type == "olmo2" || type == "olmoe") return;  // no window in their configs (transformers ignores the key)
+  // No window in these families' attention (transformers ignores the key).
+  if (type == "olmo2" || type == "olmoe" || type == "glm4_moe") return;
   if (type == "smollm3") {  // a window only in NoPE layers, with use_sliding_window (off in the published models)
     require(!(j.contains("use_sliding_window") && j.at("use_sliding_window") == true), source,
             ": SmolLM3's use_sliding_window is not supported (spin runs the published models, which switch it off)");
@@ -194,14 +195,14 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
   }
   const bool qwen = type == "qwen2" || type == "qwen3" || type == "qwen3_moe" || type == "qwen2_moe",
              gemma2 = type == "gemma2", gemma3 = type == "gemma3_text";
-  const bool olmo3 = type == "olmo3", cohere2 = type == "cohere2", exaone4 = type == "exaone4";
+  const bool olmo3 = type == "olmo3", cohere2 = type == "cohere2", exaone4 = type == "exaone4", dots1 = type == "dots1";
   // Qwen2 and Qwen3 keep a sliding_window that applies only with use_sliding_window; Gemma2Config's,
-  // Gemma3TextConfig's, Olmo3Config's and Cohere2Config's default is 4096.
+  // Gemma3TextConfig's, Olmo3Config's, Cohere2Config's and Dots1Config's default is 4096.
   const bool applies = !qwen || (j.contains("use_sliding_window") && j.at("use_sliding_window") == true);
   if (!applies) return;
   if (j.contains("sliding_window") && !j.at("sliding_window").is_null()) {
     c.sliding_window = positive_int(j, "sliding_window", source);
-  } else if ((gemma2 || gemma3 || olmo3 || cohere2) && !j.contains("sliding_window")) {
+  } else if ((gemma2 || gemma3 || olmo3 || cohere2 || dots1) && !j.contains("sliding_window")) {
     c.sliding_window = 4096;
   }
   require(!cohere2 || c.sliding_window, source,
@@ -229,15 +230,15 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
   // Otherwise each family's rule, as transformers applies it: Gemma 2's even layers, Gemma 3's all
   // but every sliding_window_pattern-th (Gemma3TextConfig's default 6: layers 5, 11, ... are
   // global), OLMo 3's all but every fourth (3, 7, ...), Qwen's layers from max_window_layers on
-  // (Qwen2Config's default 28), Mistral's every layer.
+  // (Qwen2Config's default 28; dots.llm1's likewise, without use_sliding_window), Mistral's every layer.
   // Gemma 3's all but every sliding_window_pattern-th (6), Cohere 2's likewise (4: layers 3, 7, ...).
   // EXAONE 4's likewise (Exaone4Config's 4).
   const std::int64_t pattern = (gemma3 || cohere2 || exaone4) && j.contains("sliding_window_pattern")
                                    ? positive_int(j, "sliding_window_pattern", source)
                                : cohere2 || exaone4 ? 4
                                                     : 6;
-  std::int64_t first_qwen = 28;
-  if (qwen && j.contains("max_window_layers")) {
+  std::int64_t first_qwen = dots1 ? 62 : 28;  // Dots1Config's default, Qwen2Config's
+  if ((qwen || dots1) && j.contains("max_window_layers")) {
     const json& v = j.at("max_window_layers");
     require(v.is_number_integer() && v.get<std::int64_t>() >= 0, source,
             ": \"max_window_layers\" must be a non-negative integer, got ", v.dump());
@@ -248,7 +249,7 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
     c.windowed_layers.push_back(gemma2                         ? i % 2 == 0
                                 : gemma3 || cohere2 || exaone4 ? (i + 1) % pattern != 0
                                 : olmo3                        ? (i + 1) % 4 != 0
-                                : qwen                         ? i >= first_qwen
+                                : qwen || dots1                ? i >= first_qwen
                                                                : true);
   }
 }
@@ -311,6 +312,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "qwen2_moe") parse_qwen_moe(j, c, source, 60, 4, 1408, 5632);
   if (type == "olmoe") parse_olmoe(j, c, source);
   if (type == "glm4_moe") parse_glm4_moe(j, c, source);
+  if (type == "dots1") parse_dots1(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;
     if (j.contains("clip_qkv") && !j.at("clip_qkv").is_null()) c.clip_qkv = positive_float(j, "clip_qkv", source);

@@ -130,8 +130,9 @@ struct ModelConfig {
   // GLM (model_type glm): gate and up fused as gate_up_proj in the files; GLM-4 (glm4) besides its
   // sandwich norms' names (post_self_attn_layernorm, post_mlp_layernorm, and post_attention_layernorm
   // the MLP's input norm, Llama's name for it).
-  // GLM-4.5 (glm4_moe): the shared expert as mlp.shared_experts.
-  enum class HfNames { Llama, GptNeox, Phi, Mixtral, StableLm, GraniteMoe, GraniteHybrid, Glm, Glm4, Glm4Moe };
+  // DeepSeek-V3's (GLM-4.5's, dots.llm1's): the shared expert as mlp.shared_experts, the router's correction
+  // bias kept in float32.
+  enum class HfNames { Llama, GptNeox, Phi, Mixtral, StableLm, GraniteMoe, GraniteHybrid, Glm, Glm4, DeepseekV3 };
   HfNames hf_names = HfNames::Llama;
   // Mixtral (model_type mixtral), Qwen3-MoE (qwen3_moe: its moe_intermediate_size here), OLMoE (olmoe), GraniteMoE
   // (granitemoe: Granite's multipliers too): the MLP a sparse mixture of num_experts SwiGLU experts, each of

@@ -41,6 +41,14 @@ void parse_experts(const json& j, ModelConfig& c, const char* experts_key, std::
   c.router_aux_loss_coef = coef.get<float>();
 }
 
+// A non-negative integer key (`fallback` where absent or null).
+std::int64_t count(const json& j, const char* key, std::int64_t fallback, const std::string& source) {
+  const json v = j.contains(key) && !j.at(key).is_null() ? j.at(key) : json(fallback);
+  require(v.is_number_integer() && v.get<std::int64_t>() >= 0, source, ": \"", key, "\" must be an integer >= 0, got ",
+          v.dump());
+  return v.get<std::int64_t>();
+}
+
 }  // namespace
 
 void parse_stablelm(json& j, ModelConfig& c, const std::string& source) {
@@ -179,17 +187,24 @@ void parse_qwen_moe(json& j, ModelConfig& c, const std::string& source, std::int
   }
 }
 
-void parse_glm4_moe(json& j, ModelConfig& c, const std::string& source) {
-  c.qkv_bias = flag(j, "attention_bias", false, source);  // q, k and v alone, as GLM's
-  j.erase("attention_bias");
-  c.qk_norm = flag(j, "use_qk_norm", false, source);
-  c.hf_names = ModelConfig::HfNames::Glm4Moe;
-  // Glm4MoeConfig's defaults where absent (GLM-4.5-Air's shapes).
-  parse_experts(j, c, "n_routed_experts", 128, 8, 0.0f, source);
-  require(!flag(j, "output_router_logits", false, source), source,
-          ": output_router_logits true is not supported for model_type glm4_moe (a load-balancing loss over its "
-          "sigmoid router; the published models balance with the correction bias instead)");
-  c.norm_topk_prob = flag(j, "norm_topk_prob", true, source);
+void parse_deepseek_moe(json& j, ModelConfig& c, const std::string& type, const std::string& source,
+                        const DeepseekMoeDefaults& d) {
+  const std::pair<const char*, std::int64_t> sizes[] = {
+      {"n_routed_experts", d.experts}, {"num_experts_per_tok", d.per_token}, {"n_shared_experts", d.shared}};
+  for (const auto& [key, fallback] : sizes) {  // 0: no default
+    require(fallback > 0 || (j.contains(key) && !j.at(key).is_null()), source, ": missing required key \"", key,
+            "\" (model_type ", type, ")");
+  }
+  parse_experts(j, c, "n_routed_experts", d.experts, d.per_token, 0.0f, source);
+  require(!flag(j, "output_router_logits", false, source), source, ": output_router_logits true is not supported for "
+          "model_type ", type, " (a load-balancing loss over its sigmoid router; the published models balance with "
+          "the correction bias instead)");
+  // DeepseekV3Config's keys, where a config carries them: the router spin runs.
+  require(j.value("scoring_func", std::string("sigmoid")) == "sigmoid", source, ": scoring_func ",
+          j.value("scoring_func", json()).dump(), " is not supported for model_type ", type, " (\"sigmoid\" is)");
+  require(j.value("topk_method", std::string("noaux_tc")) == "noaux_tc", source, ": topk_method ",
+          j.value("topk_method", json()).dump(), " is not supported for model_type ", type, " (\"noaux_tc\" is)");
+  c.norm_topk_prob = flag(j, "norm_topk_prob", d.norm_topk_prob, source);
   c.router_sigmoid = true;
   c.routed_scaling_factor =
       j.contains("routed_scaling_factor") ? positive_float(j, "routed_scaling_factor", source) : 1.0f;
@@ -203,24 +218,33 @@ void parse_glm4_moe(json& j, ModelConfig& c, const std::string& source) {
           " experts cannot hold num_experts_per_tok ", c.experts_per_token);
   const std::int64_t width = j.contains("moe_intermediate_size") ? positive_int(j, "moe_intermediate_size", source)
                                                                  : 1408;
-  const std::int64_t shared = j.contains("n_shared_experts") ? positive_int(j, "n_shared_experts", source) : 1;
+  const std::int64_t shared = j.contains("n_shared_experts") ? positive_int(j, "n_shared_experts", source) : d.shared;
   c.shared_expert_intermediate_size = shared * width;  // n_shared_experts experts as one MLP
   c.shared_expert_gated = false;
   c.dense_intermediate_size = j.contains("intermediate_size") ? positive_int(j, "intermediate_size", source) : 10944;
   j["intermediate_size"] = width;  // ModelConfig's: the experts'
-  const auto count = [&](const char* key, std::int64_t fallback) {
-    const json v = j.contains(key) && !j.at(key).is_null() ? j.at(key) : json(fallback);
-    require(v.is_number_integer() && v.get<std::int64_t>() >= 0, source, ": \"", key,
-            "\" must be an integer >= 0, got ", v.dump());
-    return v.get<std::int64_t>();
-  };
-  c.first_dense_layers = count("first_k_dense_replace", 1);
-  c.mtp_layers = count("num_nextn_predict_layers", 0);
+  c.first_dense_layers = count(j, "first_k_dense_replace", d.first_dense, source);
+  c.hf_names = ModelConfig::HfNames::DeepseekV3;
+}
+
+void parse_glm4_moe(json& j, ModelConfig& c, const std::string& source) {
+  c.qkv_bias = flag(j, "attention_bias", false, source);  // q, k and v alone, as GLM's
+  j.erase("attention_bias");
+  c.qk_norm = flag(j, "use_qk_norm", false, source);
+  parse_deepseek_moe(j, c, "glm4_moe", source, {128, 8, 1, 1, true});  // Glm4MoeConfig's (GLM-4.5-Air's shapes)
+  c.mtp_layers = count(j, "num_nextn_predict_layers", 0, source);
   if (!j.contains("head_dim") || j.at("head_dim").is_null()) j["head_dim"] = 128;
   if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.5;
   if (!j.contains("rms_norm_eps")) j["rms_norm_eps"] = 1e-5;
   if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
   if (!j.contains("eos_token_id")) j["eos_token_id"] = json::array({151329, 151336, 151338});
+}
+
+void parse_dots1(json& j, ModelConfig& c, const std::string& source) {
+  c.qk_norm = true;  // Qwen3Attention's (its biases: attention_bias, Llama's rule)
+  parse_deepseek_moe(j, c, "dots1", source, {0, 0, 0, 0, false});  // Dots1Config's: the sizes required
+  if (!j.contains("rms_norm_eps")) j["rms_norm_eps"] = 1e-6;
+  if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
 }
 
 void parse_olmoe(json& j, ModelConfig& c, const std::string& source) {

@@ -108,9 +108,32 @@ void parse_qwen_moe(nlohmann::json& j, ModelConfig& c, const std::string& source
 // layers (intermediate_size), a mixture of n_routed_experts SwiGLU experts of moe_intermediate_size behind
 // DeepSeek-V3's sigmoid router (ModelConfig::router_sigmoid: e_score_correction_bias, n_group, topk_group,
 // norm_topk_prob, routed_scaling_factor) and n_shared_experts shared experts as one ungated MLP
-// (mlp.shared_experts). Its multi-token-prediction layers (num_nextn_predict_layers, after the decoder's in
-// the files) are not read. A load-balancing loss (output_router_logits) is refused.
+// (mlp.shared_experts): parse_deepseek_moe below. Its multi-token-prediction layers
+// (num_nextn_predict_layers, after the decoder's in the files) are not read. A load-balancing loss
+// (output_router_logits) is refused.
 void parse_glm4_moe(nlohmann::json& j, ModelConfig& c, const std::string& source);
+
+// DeepSeek-V3's mixture as GLM-4.5 and dots.llm1 configure it (DeepseekV3MoE): after
+// first_k_dense_replace dense layers (intermediate_size), n_routed_experts SwiGLU experts of
+// moe_intermediate_size behind the sigmoid router (ModelConfig::router_sigmoid: its
+// e_score_correction_bias, n_group, topk_group, norm_topk_prob, routed_scaling_factor; scoring_func
+// other than "sigmoid" and topk_method other than "noaux_tc" refused) and n_shared_experts shared
+// experts as one ungated MLP (mlp.shared_experts: hf_names DeepseekV3). `d`: the config class's
+// defaults (a size of 0: the key is required).
+struct DeepseekMoeDefaults {
+  std::int64_t experts = 0, per_token = 0, shared = 0;
+  std::int64_t first_dense = 0;
+  bool norm_topk_prob = false;
+};
+void parse_deepseek_moe(nlohmann::json& j, ModelConfig& c, const std::string& type, const std::string& source,
+                        const DeepseekMoeDefaults& d);
+
+// dots.llm1 (model_type dots1, Dots1ForCausalLM: dots.llm1.base, dots.llm1.inst; Dots1Config's defaults
+// where a key is absent): Qwen3's attention (an RMSNorm of each q and k head, full RoPE; attention_bias's
+// biases on q, k, v and o_proj as Llama's) with DeepSeek-V3's mixture (parse_deepseek_moe; its sizes
+// required, first_k_dense_replace 0 and norm_topk_prob false by default); a window in the layers from
+// max_window_layers on where sliding_window is set (Dots1Config's 4096 and 62).
+void parse_dots1(nlohmann::json& j, ModelConfig& c, const std::string& source);
 
 // OLMoE (model_type olmoe, OlmoeForCausalLM: OLMoE-1B-7B; OlmoeConfig's defaults where a key is absent):
 // Llama's pre-norm layers with OLMo 2's q and k norms across all their heads, and the MLP a sparse

@@ -521,7 +521,7 @@ HfLayout hf_layout(const ModelConfig& c) {
     layout.renames = {{"mlp.gate.", "block_sparse_moe.router.layer."}};
     return layout;
   }
-  if (c.hf_names == ModelConfig::HfNames::Glm4Moe) {  // Glm4MoeMoE's shared_experts
+  if (c.hf_names == ModelConfig::HfNames::DeepseekV3) {  // DeepseekV3MoE's shared_experts
     layout.renames = {{"mlp.shared_expert.", "mlp.shared_experts."}};
     layout.float32 = {"mlp.gate.e_score_correction_bias"};
     return layout;

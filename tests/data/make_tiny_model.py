@@ -204,6 +204,10 @@ def main():
                         "the others --experts experts of --intermediate / 2 in 2 groups behind the sigmoid router "
                         "(e_score_correction_bias, topk_group 1, routed_scaling_factor 2.5) with 2 shared experts as "
                         "one ungated MLP (mlp.shared_experts), and a multi-token-prediction layer after the decoder's")
+    p.add_argument("--dots1", action="store_true",
+                   help="a Dots1ForCausalLM (dots.llm1): Qwen3's attention (head norms, no biases), layer 0 a dense MLP "
+                        "of --intermediate, the others --glm4-moe's experts behind the sigmoid router in one group "
+                        "(routed_scaling_factor 2.5) with 2 shared experts; no MTP layer")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--experts-per-token", type=int, default=2)
     p.add_argument("--cohere", action="store_true",
@@ -249,6 +253,7 @@ def main():
     if a.cohere:
         a.tie = True
     a.qwen3 = a.qwen3 or a.qwen3_moe
+    a.deepseek_moe = a.glm4_moe or a.dots1  # DeepSeek-V3's mixture after a dense layer 0
     a.qwen2 = a.qwen2 or a.qwen2_moe
     shared = a.shared_intermediate or 2 * a.intermediate
     a.gemma2 = a.gemma2 or a.gemma3
@@ -277,15 +282,15 @@ def main():
         moe = pre + ("block_sparse_moe." if a.mixtral else "mlp.")
         gate, up, down = ("w1", "w3", "w2") if a.mixtral else ("gate_proj", "up_proj", "down_proj")
         out = [(moe + "gate.weight", [a.experts, a.hidden], matrix(a.experts, a.hidden))]
-        if a.glm4_moe:  # Glm4MoeTopkRouter's buffer: small, to move the choice without deciding it alone
+        if a.deepseek_moe:  # DeepseekV3TopkRouter's buffer: small, to move the choice without deciding it alone
             out.append((moe + "gate.e_score_correction_bias", [a.experts], vector(a.experts, 0.05)))
-        inter = a.intermediate // 2 if a.glm4_moe else a.intermediate
+        inter = a.intermediate // 2 if a.deepseek_moe else a.intermediate
         for e in range(a.experts):
             x = moe + "experts.%d." % e
             out += [(x + gate + ".weight", [inter, a.hidden], matrix(inter, a.hidden)),
                     (x + down + ".weight", [a.hidden, inter], matrix(a.hidden, inter)),
                     (x + up + ".weight", [inter, a.hidden], matrix(inter, a.hidden))]
-        if a.glm4_moe:  # Glm4MoeMoE's shared_experts: n_shared_experts (2) experts' width, no gate
+        if a.deepseek_moe:  # DeepseekV3MoE's shared_experts: n_shared_experts (2) experts' width, no gate
             x, width = moe + "shared_experts.", 2 * inter
             out += [(x + "gate_proj.weight", [width, a.hidden], matrix(width, a.hidden)),
                     (x + "up_proj.weight", [width, a.hidden], matrix(width, a.hidden)),
@@ -320,7 +325,7 @@ def main():
             *([(pre + "post_self_attn_layernorm.weight", [a.hidden], norm(a.hidden))] if a.glm4 else []),
             *([(pre + "self_attn.q_norm.weight", [head_dim], norm(head_dim)),
                (pre + "self_attn.k_norm.weight", [head_dim], norm(head_dim))]
-              if a.qwen3 or a.gemma3 or a.exaone4 or a.glm4_moe else []),
+              if a.qwen3 or a.gemma3 or a.exaone4 or a.deepseek_moe else []),
             *([(pre + "self_attn.q_norm.weight", [a.heads * head_dim], norm(a.heads * head_dim)),
                (pre + "self_attn.k_norm.weight", [a.kv_heads * head_dim], norm(a.kv_heads * head_dim))]
               if a.olmo2 or a.olmoe else []),
@@ -334,7 +339,7 @@ def main():
               [(pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
                *norm_bias(pre + "post_attention_layernorm.bias", a.hidden)]),
             *([(pre + "pre_feedforward_layernorm.weight", [a.hidden], norm(a.hidden))] if a.gemma2 else []),
-            *(moe_experts(pre) if a.mixtral or a.qwen3_moe or a.olmoe or a.qwen2_moe or (a.glm4_moe and l > 0) else [
+            *(moe_experts(pre) if a.mixtral or a.qwen3_moe or a.olmoe or a.qwen2_moe or (a.deepseek_moe and l > 0) else [
                 (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
                 (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
                 (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate], matrix(a.hidden, a.intermediate)),
@@ -559,6 +564,12 @@ def main():
                        "topk_group": 1, "norm_topk_prob": True, "routed_scaling_factor": 2.5,
                        "first_k_dense_replace": 1, "num_nextn_predict_layers": 1, "pad_token_id": 0,
                        "initializer_range": 0.02, "use_cache": True})
+    if a.dots1:  # dots.llm1's own keys, as dots.llm1.inst's config.json has them (but the shapes and token ids)
+        config.update({"architectures": ["Dots1ForCausalLM"], "model_type": "dots1", "attention_bias": False,
+                       "attention_dropout": 0.0, "n_routed_experts": a.experts, "num_experts_per_tok": a.experts_per_token,
+                       "moe_intermediate_size": a.intermediate // 2, "n_shared_experts": 2, "norm_topk_prob": True,
+                       "routed_scaling_factor": 2.5, "first_k_dense_replace": 1, "max_window_layers": a.layers,
+                       "sliding_window": None, "use_cache": True})
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

@@ -67,8 +67,9 @@ global layer 1 without RoPE): Exaone4ForCausalLM's forward written out likewise 
 (tiny-seed-oss: q, k, v biases, head_dim twice hidden / heads): SeedOssForCausalLM's likewise (seed_oss_reference;
 transformers 4.40's Llama has no head_dim of its own). GLM-4.5 (tiny-glm4-moe: q, k, v biases and head norms,
 half of each head rotating, a dense layer 0, then 4 experts in 2 groups behind the sigmoid router with its
-correction bias, scaled by 2.5, and ungated shared experts; an MTP layer in the files): Glm4MoeForCausalLM's
-likewise (glm4_moe_reference).
+correction bias, scaled by 2.5, and ungated shared experts; an MTP layer in the files) and dots.llm1
+(tiny-dots1: Qwen3's attention, the same mixture in one group): Glm4MoeForCausalLM's and Dots1ForCausalLM's
+likewise (deepseek_moe_reference).
 Needs torch and transformers (a test oracle only).
 """
 import argparse
@@ -726,7 +727,8 @@ def llama_attention(w, cfg, pre, h, pos, rotary=None, qk_norm=False):
     """LlamaAttention (eager) of layer `pre` over the normed input h [T, hidden] at positions `pos`: q, k, v
     with their biases where the files hold them, an RMSNorm of each q and k head where `qk_norm` (Qwen3's),
     RoPE ("rotate half") over the first `rotary` dimensions of each head (None: all), o_proj."""
-    t, hd, eps, theta = h.shape[0], cfg["head_dim"], cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
+    hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    t, eps, theta = h.shape[0], cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
     q = linear(w, h, pre + "self_attn.q_proj").view(t, cfg["num_attention_heads"], hd).transpose(0, 1)
     k = linear(w, h, pre + "self_attn.k_proj").view(t, cfg["num_key_value_heads"], hd).transpose(0, 1)
     v = linear(w, h, pre + "self_attn.v_proj").view(t, cfg["num_key_value_heads"], hd).transpose(0, 1)
@@ -764,20 +766,23 @@ def seed_oss_reference(model_dir):
     return forward
 
 
-def glm4_moe_reference(model_dir):
-    """Glm4MoeForCausalLM (transformers 4.54 on, eager attention) written out in float64 torch from
-    modeling_glm4_moe: Llama's pre-norm layers with q, k, v biases, an RMSNorm of each q and k head where
-    use_qk_norm, RoPE ("rotate half") over the first partial_rotary_factor of each head; the first
-    first_k_dense_replace layers' MLPs dense, the others Glm4MoeMoE -- route_tokens_to_experts' sigmoid
-    scores, chosen by score + e_score_correction_bias within the topk_group groups whose two best biased
-    scores sum highest (the others' scores masked to 0.0), weighted by the chosen scores over their sum
-    (+1e-20) times routed_scaling_factor -- plus shared_experts, ungated. The multi-token-prediction
-    layer after the decoder's is not read."""
+def deepseek_moe_reference(model_dir):
+    """Glm4MoeForCausalLM (transformers 4.54 on) or Dots1ForCausalLM (4.53 on), eager attention, written
+    out in float64 torch from modeling_glm4_moe / modular_dots1 (DeepseekV3MoE): Llama's pre-norm layers
+    with q, k, v biases where the files hold them, an RMSNorm of each q and k head (GLM-4.5's where
+    use_qk_norm, dots.llm1's always), RoPE ("rotate half") over the first partial_rotary_factor of each
+    head (dots.llm1: all of it); the first first_k_dense_replace layers' MLPs dense, the others
+    route_tokens_to_experts' -- sigmoid scores, chosen by score + e_score_correction_bias within the
+    topk_group groups whose two best biased scores sum highest (the others' scores masked to 0.0),
+    weighted by the chosen scores over their sum (+1e-20) times routed_scaling_factor -- plus
+    shared_experts, ungated. GLM-4.5's multi-token-prediction layer after the decoder's is not read."""
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    dots1 = cfg["model_type"] == "dots1"
     w = {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
     eps = cfg["rms_norm_eps"]
-    rotary = int(cfg["head_dim"] * cfg["partial_rotary_factor"])
-    experts, k, groups = cfg["n_routed_experts"], cfg["num_experts_per_tok"], cfg["n_group"]
+    hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    rotary = int(hd * cfg.get("partial_rotary_factor", 1.0))
+    experts, k, groups = cfg["n_routed_experts"], cfg["num_experts_per_tok"], cfg.get("n_group", 1)
 
     def mlp(x, pre):
         return linear(w, torch.nn.functional.silu(linear(w, x, pre + "gate_proj")) * linear(w, x, pre + "up_proj"),
@@ -787,7 +792,7 @@ def glm4_moe_reference(model_dir):
         scores = linear(w, x, pre + "gate").sigmoid()
         choice = scores + w[pre + "gate.e_score_correction_bias"]
         group_scores = choice.view(-1, groups, experts // groups).topk(2, dim=-1)[0].sum(-1)
-        group_mask = torch.zeros_like(group_scores).scatter_(1, group_scores.topk(cfg["topk_group"], dim=-1)[1], 1)
+        group_mask = torch.zeros_like(group_scores).scatter_(1, group_scores.topk(cfg.get("topk_group", 1), dim=-1)[1], 1)
         mask = group_mask.unsqueeze(-1).expand(-1, groups, experts // groups).reshape(-1, experts)
         chosen = choice.masked_fill(~mask.bool(), 0.0).topk(k, dim=-1)[1]
         weights = scores.gather(1, chosen)
@@ -808,12 +813,12 @@ def glm4_moe_reference(model_dir):
         for layer in range(cfg["num_hidden_layers"]):
             pre = "model.layers.%d." % layer
             h = rms_norm(x, w[pre + "input_layernorm.weight"], eps)
-            x = x + llama_attention(w, cfg, pre, h, pos, rotary, cfg["use_qk_norm"])
+            x = x + llama_attention(w, cfg, pre, h, pos, rotary, dots1 or cfg["use_qk_norm"])
             h = rms_norm(x, w[pre + "post_attention_layernorm.weight"], eps)
             x = x + (mlp(h, pre + "mlp.") if layer < cfg["first_k_dense_replace"] else moe(h, pre + "mlp."))
         return types.SimpleNamespace(logits=(rms_norm(x, w["model.norm.weight"], eps) @ w["lm_head.weight"].T)[None])
 
-    forward.__name__ = "Glm4MoeForCausalLM (written out)"
+    forward.__name__ = "%s (written out)" % ("Dots1ForCausalLM" if dots1 else "Glm4MoeForCausalLM")
     return forward
 
 
@@ -845,7 +850,8 @@ def main():
                  "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
                  "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe", "tiny-cohere-qk-norm", "tiny-stablelm-qk-norm",
                  "tiny-llama-bias", "tiny-granitemoe", "tiny-granite4", "tiny-granite4-nope",
-                 "tiny-phi2", "tiny-glm", "tiny-glm4", "tiny-exaone4", "tiny-seed-oss", "tiny-glm4-moe"]:
+                 "tiny-phi2", "tiny-glm", "tiny-glm4", "tiny-exaone4", "tiny-seed-oss", "tiny-glm4-moe",
+                 "tiny-dots1"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -868,8 +874,8 @@ def main():
             model = exaone4_reference(model_dir)
         elif name == "tiny-seed-oss":
             model = seed_oss_reference(model_dir)
-        elif name == "tiny-glm4-moe":
-            model = glm4_moe_reference(model_dir)
+        elif name in ("tiny-glm4-moe", "tiny-dots1"):
+            model = deepseek_moe_reference(model_dir)
         elif name == "tiny-mistral":
             model = mistral_reference(model_dir, tempfile.mkdtemp(prefix="spin_mistral_"))
         elif name in ("tiny-phi3", "tiny-phi4-mini"):

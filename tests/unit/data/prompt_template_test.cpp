@@ -167,6 +167,15 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   const auto seed = Tokenizer::load(smol.string());
   const std::string not_seed = testing::error_of([&] { choose_prompt_template("auto", seed.get()); });
   EXPECT_NE(not_seed.find("the tokenizer's chat format is Seed-OSS's"), std::string::npos) << not_seed;
+  // dots.llm1's (<|userprompt|> ... <|endofuserprompt|><|response|>) neither, though the tokenizer has
+  // ChatML's tokens.
+  std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
+      << R"({"eos_token": "<|im_end|>", "chat_template": "{{ '<|system|>' + system + '<|endofsystem|>' }}{{ )"
+         R"('<|userprompt|>' + message.content + '<|endofuserprompt|><|response|>' }}"})";
+  const auto dots = Tokenizer::load(smol.string());
+  const std::string not_dots = testing::error_of([&] { choose_prompt_template("auto", dots.get()); });
+  EXPECT_NE(not_dots.find("the tokenizer's chat format is dots.llm1's"), std::string::npos) << not_dots;
+  EXPECT_EQ(choose_prompt_template("chatml", dots.get()), PromptTemplate::ChatMl);  // named: taken
   fs::remove_all(smol);
   const auto mini = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/o200k");
   EXPECT_EQ(choose_prompt_template("auto", mini.get()), PromptTemplate::Phi4Mini);

@@ -60,7 +60,7 @@ TEST(ModelConfig, ReadsGlm45Air) {
   EXPECT_EQ(c.rotary_dim, 64);
   EXPECT_EQ(c.rope_pairs, kernels::RopePairs::Halves);  // not GLM-4's interleaved pairs
   EXPECT_EQ(c.mtp_layers, 1);
-  EXPECT_EQ(c.hf_names, ModelConfig::HfNames::Glm4Moe);
+  EXPECT_EQ(c.hf_names, ModelConfig::HfNames::DeepseekV3);
   EXPECT_EQ(c.eos_token_ids, (std::vector<std::int64_t>{151329, 151336, 151338}));
 }
 
