@@ -100,6 +100,10 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("model.router_z_loss_coef", &c.router_z_loss_coef,
         "a mixture of experts: the router's z-loss coefficient (ST-MoE's; Megatron's --moe-z-loss-coeff; 0: not "
         "trained)");
+  t.add("model.router_bias_update_rate", &c.router_bias_update_rate,
+        "a sigmoid router (GLM-4.5, dots.llm1): each step its correction bias moves this much toward the step's "
+        "load balance (DeepSeek-V3's auxiliary-loss-free balancing; Megatron's --moe-router-bias-update-rate, 1e-3 "
+        "there; 0: kept as read)");
   t.add("model.sequence_parallel", &c.sequence_parallel,
         "split the residual stream's rows over the tensor-parallel ranks (Megatron's sequence parallelism)");
   t.required("data.train", &c.train,

@@ -69,6 +69,7 @@ struct TrainConfig {
   std::int64_t logits_chunk_rows = 0;
   double router_aux_loss_coef = -1.0;  // a mixture of experts'; < 0: the model's config.json's
   double router_z_loss_coef = 0.0;     // a mixture of experts' router z-loss
+  double router_bias_update_rate = 0.0;  // a sigmoid router's correction-bias balancing
   // [lora]
   std::int64_t lora_rank = 0;  // 0: full fine-tuning
   double lora_alpha = 16.0;

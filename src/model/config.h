@@ -178,6 +178,11 @@ struct ModelConfig {
   // config.json key of these families (spin train's model.router_z_loss_coef); 0: not trained.
   float router_z_loss_coef = 0.0f;
   bool trains_router_losses() const { return router_aux_loss_coef > 0.0f || router_z_loss_coef > 0.0f; }
+  // A sigmoid router's auxiliary-loss-free balancing (DeepSeek-V3's; Megatron's
+  // --moe-router-bias-update-rate): after each training step every layer's correction bias moves by
+  // this toward the balance of the step's load (train::update_router_biases); 0: kept as read. No
+  // config.json key (spin train's model.router_bias_update_rate).
+  float router_bias_update_rate = 0.0f;
   // Which dimensions of a head RoPE turns together: rotate_half's (i, i + rotary_dim / 2), or
   // Cohere's interleaved (2i, 2i + 1) (its rotate_half over x[..., ::2] and x[..., 1::2]).
   kernels::RopePairs rope_pairs = kernels::RopePairs::Halves;

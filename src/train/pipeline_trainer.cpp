@@ -1,7 +1,11 @@
 #include "train/pipeline_trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
+#include <numeric>
+#include <span>
 
 #include "core/error.h"
 #include "core/profile.h"
@@ -99,7 +103,49 @@ class ModelStage final : public parallel::PipelineStage {
   int peak_live_ = 0;
 };
 
+// Each layer of experts' rows an expert took over the step (Transformer::take_expert_counts, [layers,
+// experts], this stage's layers), summed over the pipeline's stages and the replicas (a TP group's
+// ranks route the same rows): the same on every rank; empty for a dense model.
+std::vector<double> global_expert_load(const parallel::ProcessGrid& grid, const model::Transformer& transformer) {
+  const std::vector<std::int64_t> counts = transformer.take_expert_counts();
+  std::vector<double> sums(counts.begin(), counts.end());
+  if (sums.empty()) return sums;
+  grid.pp().all_reduce(sums.data(), sums.size());
+  grid.dp().all_reduce(sums.data(), sums.size());
+  return sums;
+}
+
+// StepMetrics::expert_load_max and _min from the layers' loads.
+std::pair<double, double> load_spread(const std::vector<double>& load, std::int64_t experts) {
+  double most = 0.0, least = std::numeric_limits<double>::infinity();
+  for (std::size_t first = 0; first < load.size(); first += static_cast<std::size_t>(experts)) {
+    const auto layer = std::span<const double>(load).subspan(first, static_cast<std::size_t>(experts));
+    const double mean = std::accumulate(layer.begin(), layer.end(), 0.0) / static_cast<double>(experts);
+    if (mean <= 0.0) continue;  // a dense layer, or none of its rows trained
+    most = std::max(most, *std::max_element(layer.begin(), layer.end()) / mean);
+    least = std::min(least, *std::min_element(layer.begin(), layer.end()) / mean);
+  }
+  return {most, std::isfinite(least) ? least : 0.0};
+}
+
 }  // namespace
+
+void update_router_biases(model::ModelWeights& weights, const model::StageLayers& stage,
+                          const model::ModelConfig& config, const std::vector<double>& load) {
+  const auto experts = static_cast<std::size_t>(config.num_experts);
+  for (std::int64_t l = stage.begin; l < stage.end; ++l) {
+    const Tensor& bias = weights.layers[static_cast<std::size_t>(l - stage.begin)].router_bias;
+    if (!bias.defined()) continue;
+    const auto layer = std::span<const double>(load).subspan(static_cast<std::size_t>(l) * experts, experts);
+    const double mean = std::accumulate(layer.begin(), layer.end(), 0.0) / static_cast<double>(experts);
+    std::vector<float> b = to_host<float>(bias);
+    for (std::size_t e = 0; e < experts; ++e) {
+      const double offset = mean - layer[e];
+      b[e] += config.router_bias_update_rate * static_cast<float>((offset > 0.0) - (offset < 0.0));
+    }
+    copy_bytes(bias.raw(), bias.device(), b.data(), Device::Cpu, bias.nbytes());
+  }
+}
 
 PipelineTrainer::PipelineTrainer(const parallel::ProcessGrid& grid,
                                  const model::Transformer& transformer,
@@ -167,6 +213,13 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
   r.compute_seconds = stage.compute_seconds();
   r.balance_loss = router[0];
   r.z_loss = router[1];
+  const std::vector<double> load = global_expert_load(grid_, transformer_);
+  if (!load.empty()) {
+    std::tie(r.expert_load_max, r.expert_load_min) = load_spread(load, config.num_experts);
+    // After the optimizer (which never moves the biases: no gradient reaches them), on every rank
+    // alike from the same sums.
+    if (config.router_bias_update_rate > 0.0f && o.applied) update_router_biases(weights_, s, config, load);
+  }
   return r;
 }
 

@@ -2,7 +2,11 @@
 // the gradients, runs the 1F1B schedule over this DP rank's micro-batches (forward and
 // backward of its pipeline stage, the loss on the last stage), all-reduces the gradients of tied
 // embeddings between the first and last stage, and hands over to the Optimizer. The loss is
-// reduced so that every rank reports the same number.
+// reduced so that every rank reports the same number. A mixture of experts' load (the rows each
+// expert took, all replicas) is counted, and with ModelConfig::router_bias_update_rate its
+// routers' correction biases move toward balance after the step (DeepSeek-V3's auxiliary-loss-free
+// balancing): bias_e += rate x sign(mean load - load_e), per layer -- Megatron's
+// --moe-router-enable-expert-bias with --moe-router-bias-update-rate.
 #pragma once
 
 #include <cstdint>
@@ -33,7 +37,20 @@ struct StepMetrics {
   // And its router z-loss (model::MoeRouting::z_loss) likewise, trained where
   // ModelConfig::router_z_loss_coef is not 0.
   double z_loss = 0.0;
+  // Over the step's training rows (all replicas), each layer of experts' busiest expert's rows over
+  // its experts' mean, the largest over the layers (1: balanced), and its least busy expert's
+  // likewise, the smallest (0: an expert no row reached); both 0 for a dense model.
+  double expert_load_max = 0.0;
+  double expert_load_min = 0.0;
 };
+
+// The correction bias of each layer of experts in `stage` (LayerWeights::router_bias: GLM-4.5's,
+// dots.llm1's) moved by ModelConfig::router_bias_update_rate toward balance: + rate where the
+// layer's expert took fewer rows than its experts' mean in `load` ([layers, experts], all layers,
+// global_expert_load's), - rate where more, unchanged where as many (Megatron's
+// get_updated_expert_bias).
+void update_router_biases(model::ModelWeights& weights, const model::StageLayers& stage,
+                          const model::ModelConfig& config, const std::vector<double>& load);
 
 class PipelineTrainer {
  public:

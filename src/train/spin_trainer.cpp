@@ -26,26 +26,6 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 // Noise streams for evaluation rollouts: far from the training ones (iteration x epoch).
 constexpr std::uint64_t kEvaluationStream = std::uint64_t{1} << 40;
 
-// SpinStepMetrics::expert_load_max and _min from this rank's counts (Transformer::take_expert_counts:
-// [layers, experts]), summed over the pipeline's stages and the data-parallel replicas (a TP
-// group's ranks route the same rows); (0, 0) for a dense model.
-std::pair<double, double> expert_load(const parallel::ProcessGrid& grid, const std::vector<std::int64_t>& counts,
-                                      std::int64_t experts) {
-  if (counts.empty()) return {0.0, 0.0};
-  std::vector<double> sums(counts.begin(), counts.end());
-  grid.pp().all_reduce(sums.data(), sums.size());
-  grid.dp().all_reduce(sums.data(), sums.size());
-  double most = 0.0, least = std::numeric_limits<double>::infinity();
-  for (std::size_t first = 0; first < sums.size(); first += static_cast<std::size_t>(experts)) {
-    const auto layer = std::span<const double>(sums).subspan(first, static_cast<std::size_t>(experts));
-    const double mean = std::accumulate(layer.begin(), layer.end(), 0.0) / static_cast<double>(experts);
-    if (mean <= 0.0) continue;
-    most = std::max(most, *std::max_element(layer.begin(), layer.end()) / mean);
-    least = std::min(least, *std::min_element(layer.begin(), layer.end()) / mean);
-  }
-  return {most, std::isfinite(least) ? least : 0.0};
-}
-
 }  // namespace
 
 double SpinConfig::lambda(std::int64_t iteration) const {
@@ -424,8 +404,8 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   const StepMetrics m = trainer_.step(r.micro_batches, loss, lr);
   range.reset();
   out.seconds_training = since(t);
-  std::tie(out.expert_load_max, out.expert_load_min) =
-      expert_load(grid_, transformer_.take_expert_counts(), transformer_.config().num_experts);
+  out.expert_load_max = m.expert_load_max;
+  out.expert_load_min = m.expert_load_min;
   out.balance_loss = m.balance_loss;
   out.z_loss = m.z_loss;
 

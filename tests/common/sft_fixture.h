@@ -34,6 +34,7 @@ struct SftSetup {
   double peak_lr = 3e-2;     // cosine to a tenth of it over the 5 steps
   float router_aux_loss_coef = 0.0f;  // a mixture of experts: its load-balancing loss trained
   float router_z_loss_coef = 0.0f;    // and its router z-loss
+  float router_bias_update_rate = 0.0f;  // a sigmoid router's correction biases balanced after each step
 };
 
 struct Result {
@@ -41,6 +42,7 @@ struct Result {
   std::vector<double> grad_norms;
   std::vector<double> balance_losses;     // StepMetrics::balance_loss (a mixture of experts)
   std::vector<double> z_losses;           // StepMetrics::z_loss
+  std::vector<double> expert_loads;       // StepMetrics::expert_load_max, expert_load_min a step
   std::vector<ckpt::FullTensor> weights;  // on each replica's model-parallel rank 0
   std::uint64_t dp_all_reduces = 0;       // calls on this rank's DP group
   std::uint64_t dp_reduces = 0;
@@ -73,6 +75,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   shape.router_aux_loss_coef = s.router_aux_loss_coef;
   model::ModelConfig config = testing::tiny_config(shape);
   config.router_z_loss_coef = s.router_z_loss_coef;
+  config.router_bias_update_rate = s.router_bias_update_rate;
   const model::StageLayers stage = model::stage_layers(
       model::split_layers(config.num_layers, grid.pp_size(), s.pp_layers), grid.pp_rank());
   const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
@@ -144,6 +147,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
     r.grad_norms.push_back(m.grad_norm);
     r.balance_losses.push_back(m.balance_loss);
     r.z_losses.push_back(m.z_loss);
+    r.expert_loads.insert(r.expert_loads.end(), {m.expert_load_max, m.expert_load_min});
     if (step + 1 == ck.save_after) {
       train::save_checkpoint(ck.save_dir, step + 1, grid, weights, nullptr, &optimizer, s.distributed,
                              {{"step", std::to_string(step + 1)}}, 0);

@@ -213,6 +213,10 @@ def case_config(args, tmp):
     e("z-loss-dense", ["--model.router_z_loss_coef", "0.001"],
       r"model\.router_z_loss_coef = 0\.001: .* is not a mixture of experts")
     e("z-loss-negative", ["--model.router_z_loss_coef", "-1"], r"model\.router_z_loss_coef must be >= 0, got -1")
+    e("bias-rate-dense", ["--model.router_bias_update_rate", "0.001"],
+      r"model\.router_bias_update_rate = 0\.001: .* has no router correction bias")
+    e("bias-rate-negative", ["--model.router_bias_update_rate", "-1"],
+      r"model\.router_bias_update_rate must be >= 0, got -1")
     e("negative-logits-chunk", ["--model.logits_chunk_rows", "-1"],
       r"model\.logits_chunk_rows must be 0 \(off\) or positive, got -1")
     e("recompute-layers-alone", ["--model.recompute_num_layers", "1"],

@@ -20,6 +20,8 @@ void expect_same(const Result& got, const Result& want, const std::string& what,
   testing::expect_close(got.grad_norms, want.grad_norms, tolerance, 1e-7, (what + " grad norms").c_str());
   testing::expect_close(got.balance_losses, want.balance_losses, tolerance, 1e-7, (what + " balance losses").c_str());
   testing::expect_close(got.z_losses, want.z_losses, tolerance, 1e-7, (what + " z-losses").c_str());
+  // Loads are row counts summed over stages and replicas: exact.
+  EXPECT_EQ(got.expert_loads, want.expert_loads) << what << " expert loads";
   if (got.weights.empty()) return;  // not a replica's model-parallel rank 0
   ASSERT_EQ(got.weights.size(), want.weights.size()) << what;
   for (std::size_t t = 0; t < want.weights.size(); ++t) {
@@ -198,6 +200,38 @@ TEST(LayoutInvariance, RouterLossesUnderPipelineTensorAndDataParallelism) {
     s.distributed = true;
     check_layout(s);
   }
+}
+
+// GLM-4.5's auxiliary-loss-free balancing (ModelConfig::router_bias_update_rate): the step's expert
+// loads summed over the stages and the replicas, every rank moving its layers' correction biases by
+// the same signs -- the same losses, loads and weights (the biases among them) on TP 2 x PP 2 x DP 2
+// with ZeRO-1 and on PP 2 as on one rank; and the biases do move (a run without the update ends
+// elsewhere). Counting one replica's rows alone, or one stage's, fails it.
+TEST(LayoutInvariance, RouterBiasBalancingUnderPipelineTensorAndDataParallelism) {
+  SftSetup s{{1, 2, 1}, false, true};
+  s.family = testing::TinyFamily::Glm4Moe;
+  s.router_bias_update_rate = 0.01f;
+  check_layout(s, 5e-5);
+  s.layout = {2, 2, 2};
+  s.distributed = true;
+  check_layout(s, 5e-5);
+  parallel::SelfCommunicator self;
+  SftSetup one = s, still = s;
+  one.layout = still.layout = {1, 1, 1};
+  still.router_bias_update_rate = 0.0f;
+  const Result moved = train(self, one), kept = train(self, still);
+  std::size_t biases = 0;
+  for (std::size_t t = 0; t < moved.weights.size(); ++t) {
+    if (!moved.weights[t].name.ends_with("e_score_correction_bias")) continue;
+    ++biases;
+    float most = 0.0f;  // each element moved by a whole number of steps' 0.01 (5 steps)
+    for (std::size_t i = 0; i < moved.weights[t].data.size(); ++i) {
+      most = std::max(most, std::fabs(moved.weights[t].data[i] - kept.weights[t].data[i]));
+    }
+    EXPECT_GT(most, 0.005f) << moved.weights[t].name;
+    EXPECT_LE(most, 0.0501f) << moved.weights[t].name;
+  }
+  EXPECT_EQ(biases, 3u);  // layers 1-3 of 4 (layer 0 dense)
 }
 
 // LoRA adapters of a mixture's experts (and Qwen2-MoE's shared expert) over its frozen router and
