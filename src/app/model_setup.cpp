@@ -259,6 +259,17 @@ std::vector<std::int64_t> parse_int_list(const std::string& text, const char* op
   return out;
 }
 
+void set_router_bias_update_rate(model::ModelConfig& model, double rate, std::int64_t lora_rank,
+                                 const std::string& option, const std::string& model_path) {
+  if (rate == 0.0) return;
+  require(rate > 0.0, option, " must be >= 0, got ", rate);
+  require(model.router_sigmoid, option, " = ", rate, ": ", model_path,
+          " has no router correction bias (a sigmoid router's: GLM-4.5, dots.llm1)");
+  require(lora_rank == 0, option, " = ", rate, " with LoRA (rank ", lora_rank,
+          "): the correction biases sit in the frozen model the reference shares; 0, or full fine-tuning");
+  model.router_bias_update_rate = static_cast<float>(rate);
+}
+
 void check_every_tensor_read(const std::string& model_dir, const model::ModelConfig& config) {
   const HfLayout layout = model::hf_layout(config);
   std::set<std::string> read;

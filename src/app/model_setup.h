@@ -86,6 +86,13 @@ std::vector<std::int64_t> parse_int_list(const std::string& text, const char* op
 model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, double dropout,
                                 const std::string& targets, const std::string& prefix, const model::ModelConfig& model);
 
+// ModelConfig::router_bias_update_rate of `model` (its path `model_path`) from a command's `option`
+// ("model.router_bias_update_rate", "spin sft: --router-bias-update-rate"): >= 0, and other than 0
+// only for a sigmoid router's model (GLM-4.5, dots.llm1) trained in full (`lora_rank` 0: with LoRA
+// the biases sit in the frozen model the reference shares).
+void set_router_bias_update_rate(model::ModelConfig& model, double rate, std::int64_t lora_rank,
+                                 const std::string& option, const std::string& model_path);
+
 // Fills `weights` (this rank's shard: `dims`, `stage`) from the Hugging Face model in `model_dir`
 // and, when `adapter_dir` is not empty, merges into them the PEFT LoRA adapter there (W + s B A with
 // `kernels`, as PEFT's merge_and_unload, each module at the rank and alpha PeftAdapter gives it;

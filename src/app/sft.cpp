@@ -68,6 +68,7 @@ struct SftOptions {
   bool sequence_parallel = false;
   std::int64_t logits_chunk_rows = 0;
   std::int64_t lora_rank = 0;
+  double router_bias_update_rate = 0.0;
   double lora_alpha = 16.0;
   bool lora_rslora = false;
   double lora_dropout = 0.0;
@@ -152,6 +153,9 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "shard AdamW state over data-parallel ranks (ZeRO-1)")
       ("max-nonfinite-steps", po::value(&o.max_nonfinite)->default_value(o.max_nonfinite),
        "stop after this many consecutive steps with a non-finite loss or gradient")
+      ("router-bias-update-rate", po::value(&o.router_bias_update_rate)->default_value(o.router_bias_update_rate),
+       "a sigmoid router (GLM-4.5, dots.llm1): each step its correction bias moves this much toward the step's load "
+       "balance (DeepSeek-V3's auxiliary-loss-free balancing; Megatron's --moe-router-bias-update-rate; 0: kept)")
       ("lora-rank", po::value(&o.lora_rank)->default_value(o.lora_rank),
        "train LoRA adapters of this rank on the frozen model, merged into it in the output (0: full fine-tuning)")
       ("lora-alpha", po::value(&o.lora_alpha)->default_value(o.lora_alpha), "LoRA's alpha (scale alpha / rank)")
@@ -235,6 +239,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     lora = lora_settings(o.lora_rank, o.lora_alpha, o.lora_rslora, o.lora_dropout, o.lora_targets, "spin sft: --lora-",
                          shard->config);
     if (!o.adapter.empty()) lora_from_peft_config(o.adapter);  // refused before any work
+    set_router_bias_update_rate(shard->config, o.router_bias_update_rate, o.lora_rank,
+                                "spin sft: --router-bias-update-rate", o.model);
     save_dtype = parse_save_dtype(o.save_dtype, "spin sft: --save-dtype");
     const auto tokenizer = load_tokenizer(source->dir, shard->config);
     require(o.overlong == "drop" || o.overlong == "truncate", "spin sft: --overlong \"", o.overlong,

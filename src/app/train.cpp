@@ -92,16 +92,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
               " is not a mixture of experts");
       shard->config.router_z_loss_coef = static_cast<float>(c.router_z_loss_coef);
     }
-    if (c.router_bias_update_rate != 0.0) {
-      require(c.router_bias_update_rate > 0.0, "model.router_bias_update_rate must be >= 0, got ",
-              c.router_bias_update_rate);
-      require(shard->config.router_sigmoid, "model.router_bias_update_rate = ", c.router_bias_update_rate, ": ",
-              c.model_path, " has no router correction bias (a sigmoid router's: GLM-4.5, dots.llm1)");
-      require(c.lora_rank == 0, "model.router_bias_update_rate = ", c.router_bias_update_rate,
-              " with LoRA (lora.rank ", c.lora_rank,
-              "): the correction biases sit in the frozen model the reference shares; 0, or full fine-tuning");
-      shard->config.router_bias_update_rate = static_cast<float>(c.router_bias_update_rate);
-    }
+    set_router_bias_update_rate(shard->config, c.router_bias_update_rate, c.lora_rank,
+                                "model.router_bias_update_rate", c.model_path);
     const model::ModelConfig& mc = shard->config;
     save_dtype = parse_save_dtype(c.save_dtype, "checkpoint.save_dtype");
     optimizer_algorithm = train::parse_optimizer_algorithm(c.optimizer, "optim.name");

@@ -145,6 +145,8 @@ def case_bad_input(args, tmp):
       r"global batch size 128 exceeds the 64 samples")
     e("unknown-schedule", cmd("--lr-schedule", "cosin"), r"unknown learning-rate schedule \"cosin\"")
     e("negative-logits-chunk", cmd("--logits-chunk-rows", "-5"), r"--logits-chunk-rows must be 0 \(off\) or positive")
+    e("router-bias-dense", cmd("--router-bias-update-rate", "0.001"),
+      r"spin sft: --router-bias-update-rate = 0\.001: .* has no router correction bias")
     e("profile-window", cmd("--profile-step-start", "4", "--profile-step-end", "1"),
       r"--profile-step-start \(4\) \.\. --profile-step-end \(1\) is no window of steps")
     e("diverging-run", cmd("--lr", "1e12", "--lr-schedule", "constant", "--clip-grad", "0",

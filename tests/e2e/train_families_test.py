@@ -315,7 +315,7 @@ def case_hf_tokenizer(args, tmp):
             expect_error(args.mpiexec, "glm4_moe bias + LoRA",
                          [args.spin, "train", "--config", config, "--checkpoint.save_dir", out + "-lora",
                           "--data.template", "plain", "--lora.rank", "4"] + balance,
-                         r"model\.router_bias_update_rate = 0\.01 with LoRA \(lora\.rank 4\): the correction biases "
+                         r"model\.router_bias_update_rate = 0\.01 with LoRA \(rank 4\): the correction biases "
                          r"sit in the frozen model", 1, out + "-lora")
         run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--data.template",
                               "plain", "--spin.max_iterations", "1", "--parallel.tp", "2", "--model.precision",
