@@ -194,7 +194,8 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
     for (HfTensor& t : same) t.float32 = files.keeps_float32(t.name);
     return {same, values};
   }
-  const HfLayout layout{"", false, files.fusions, files.renames, files.row_splits, files.float32};  // the prefix is the caller's
+  // The prefix is the caller's.
+  const HfLayout layout{"", false, files.fusions, files.renames, files.row_splits, files.float32};
   // File tensor k: the indices of its parts in `tensors` (one, unfused).
   std::vector<HfTensor> out;
   std::vector<std::vector<std::size_t>> parts;

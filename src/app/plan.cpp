@@ -194,8 +194,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
                                                        : std::string();
     std::printf("mixture of experts: %lld experts, %lld a token%s%s; %.3f B parameters a token\n",
                 static_cast<long long>(c.num_experts), static_cast<long long>(c.experts_per_token), shared.c_str(),
-                dense.c_str(),
-                (model::matmul_parameters(c) + static_cast<double>(c.vocab_size * c.hidden_size)) / 1e9);
+                dense.c_str(), (model::matmul_parameters(c) + static_cast<double>(c.vocab_size * c.hidden_size)) / 1e9);
   }
   std::printf("layout tp %d x pp %d x dp %d (%d ranks)%s%s; micro-batch %lld prompts (%lld sequences) x %lld tokens, "
               "%lld micro-batches per step, rollout %lld%s; %s\n\n",

@@ -80,8 +80,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     if (c.router_aux_loss_coef >= 0.0) {
       require(shard->config.moe(), "model.router_aux_loss_coef = ", c.router_aux_loss_coef, ": ", c.model_path,
               " is not a mixture of experts");
-      require(!shard->config.router_sigmoid || c.router_aux_loss_coef == 0.0, "model.router_aux_loss_coef = ",
-              c.router_aux_loss_coef, ": ", c.model_path,
+      require(!shard->config.router_sigmoid || c.router_aux_loss_coef == 0.0,
+              "model.router_aux_loss_coef = ", c.router_aux_loss_coef, ": ", c.model_path,
               " routes by sigmoid scores with a correction bias (GLM-4.5's), which the load-balancing loss over the "
               "softmax does not describe; 0 or unset");
       shard->config.router_aux_loss_coef = static_cast<float>(c.router_aux_loss_coef);
@@ -92,8 +92,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
               " is not a mixture of experts");
       shard->config.router_z_loss_coef = static_cast<float>(c.router_z_loss_coef);
     }
-    set_router_bias_update_rate(shard->config, c.router_bias_update_rate, c.lora_rank,
-                                "model.router_bias_update_rate", c.model_path);
+    set_router_bias_update_rate(shard->config, c.router_bias_update_rate, c.lora_rank, "model.router_bias_update_rate",
+                                c.model_path);
     const model::ModelConfig& mc = shard->config;
     save_dtype = parse_save_dtype(c.save_dtype, "checkpoint.save_dtype");
     optimizer_algorithm = train::parse_optimizer_algorithm(c.optimizer, "optim.name");

@@ -23,10 +23,10 @@ using nlohmann::json;
 
 // The model_types spin runs (besides the multimodal checkpoints', config_multimodal.h).
 constexpr const char* kModelTypes[] = {
-    "llama",    "mistral", "qwen2",   "qwen3",     "gemma", "gemma2",    "gemma3_text", "phi3",
-    "smollm3",  "granite", "olmo",    "olmo2",     "olmo3", "stablelm",  "cohere",      "cohere2",
-    "gpt_neox", "phi",     "mixtral", "qwen3_moe", "olmoe", "qwen2_moe", "granitemoe",  "granitemoehybrid",
-    "glm",      "glm4",    "exaone4", "seed_oss", "glm4_moe", "dots1"};
+    "llama",    "mistral", "qwen2",   "qwen3",     "gemma",    "gemma2",    "gemma3_text", "phi3",
+    "smollm3",  "granite", "olmo",    "olmo2",     "olmo3",    "stablelm",  "cohere",      "cohere2",
+    "gpt_neox", "phi",     "mixtral", "qwen3_moe", "olmoe",    "qwen2_moe", "granitemoe",  "granitemoehybrid",
+    "glm",      "glm4",    "exaone4", "seed_oss",  "glm4_moe", "dots1"};
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
@@ -416,9 +416,8 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     const json& f = j.at("partial_rotary_factor");
     require(f.is_number() && f.get<double>() > 0 && f.get<double>() <= 1, source,
             ": partial_rotary_factor must be a number in (0, 1], got ", f.dump());
-    const bool partial =
-        type == "phi3" || type == "stablelm" || type == "gpt_neox" || type == "phi" || type == "glm" || type == "glm4" ||
-        type == "glm4_moe";
+    const bool partial = type == "phi3" || type == "stablelm" || type == "gpt_neox" || type == "phi" || type == "glm" ||
+                         type == "glm4" || type == "glm4_moe";
     require(
         partial || f.get<double>() == 1.0, source, ": partial_rotary_factor ", f.dump(),
         " is not supported for model_type ", type,

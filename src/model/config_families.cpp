@@ -196,9 +196,10 @@ void parse_deepseek_moe(json& j, ModelConfig& c, const std::string& type, const 
             "\" (model_type ", type, ")");
   }
   parse_experts(j, c, "n_routed_experts", d.experts, d.per_token, 0.0f, source);
-  require(!flag(j, "output_router_logits", false, source), source, ": output_router_logits true is not supported for "
-          "model_type ", type, " (a load-balancing loss over its sigmoid router; the published models balance with "
-          "the correction bias instead)");
+  require(!flag(j, "output_router_logits", false, source), source,
+          ": output_router_logits true is not supported for model_type ", type,
+          " (a load-balancing loss over its sigmoid router; the published models balance with the correction bias "
+          "instead)");
   // DeepseekV3Config's keys, where a config carries them: the router spin runs.
   require(j.value("scoring_func", std::string("sigmoid")) == "sigmoid", source, ": scoring_func ",
           j.value("scoring_func", json()).dump(), " is not supported for model_type ", type, " (\"sigmoid\" is)");
@@ -213,11 +214,11 @@ void parse_deepseek_moe(json& j, ModelConfig& c, const std::string& type, const 
   const std::int64_t group = c.num_experts / c.expert_groups;
   require(c.num_experts % c.expert_groups == 0 && group >= 2, source, ": n_group ", c.expert_groups,
           " does not divide n_routed_experts ", c.num_experts, " into groups of two experts or more");
-  require(c.expert_groups_chosen <= c.expert_groups && c.experts_per_token <= c.expert_groups_chosen * group,
-          source, ": topk_group ", c.expert_groups_chosen, " of n_group ", c.expert_groups, " groups of ", group,
+  require(c.expert_groups_chosen <= c.expert_groups && c.experts_per_token <= c.expert_groups_chosen * group, source,
+          ": topk_group ", c.expert_groups_chosen, " of n_group ", c.expert_groups, " groups of ", group,
           " experts cannot hold num_experts_per_tok ", c.experts_per_token);
-  const std::int64_t width = j.contains("moe_intermediate_size") ? positive_int(j, "moe_intermediate_size", source)
-                                                                 : 1408;
+  const std::int64_t width =
+      j.contains("moe_intermediate_size") ? positive_int(j, "moe_intermediate_size", source) : 1408;
   const std::int64_t shared = j.contains("n_shared_experts") ? positive_int(j, "n_shared_experts", source) : d.shared;
   c.shared_expert_intermediate_size = shared * width;  // n_shared_experts experts as one MLP
   c.shared_expert_gated = false;

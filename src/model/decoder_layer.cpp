@@ -278,8 +278,7 @@ void mlp_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t 
   const std::int64_t n = b.rows, h = d.hidden, inter = d.dense_intermediate;
   linear_backward(ctx, s.d_act.f32(), f32_or_null(g.down_proj), d_down, s.dy_bf16, a.act, a.act_bf16, w.down_proj,
                   w.bf16.down_proj, n, inter, h, false);
-  adapter_backward(ctx, b, layer, ad, LoraTarget::Down, g, a, s, d_down, a.act, a.act_bf16, s.d_act.f32(), n,
-                   inter, h);
+  adapter_backward(ctx, b, layer, ad, LoraTarget::Down, g, a, s, d_down, a.act, a.act_bf16, s.d_act.f32(), n, inter, h);
   // d gate and d up (a plain MLP: d up alone, through act).
   const bool gated = w.gate_proj.defined();
   const std::int64_t m = n * inter;
@@ -302,8 +301,7 @@ void mlp_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t 
   bias_backward(ctx, g.up_bias, s.d_up.f32(), n, inter);
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.up_proj), s.d_up.f32(), s.dy_bf16, in.x, in.x16, w.up_proj,
                   w.bf16.up_proj, n, h, inter, gated);
-  adapter_backward(ctx, b, layer, ad, LoraTarget::Up, g, a, s, s.d_up.f32(), in.x, in.x16, s.d_norm.f32(), n, h,
-                   inter);
+  adapter_backward(ctx, b, layer, ad, LoraTarget::Up, g, a, s, s.d_up.f32(), in.x, in.x16, s.d_norm.f32(), n, h, inter);
 }
 
 }  // namespace

@@ -11,9 +11,9 @@ double matmul_parameters(const ModelConfig& c) {
   // gate. A dense layer (a dense model's, a mixture's first_dense_layers): its MLP.
   const double shared = c.shared_expert() ? static_cast<double>(c.shared_expert_intermediate_size) : 0.0;
   const double projections = static_cast<double>(c.mlp_projections()) * h;
-  const double experts =
-      projections * (static_cast<double>(c.intermediate_size * c.experts_per_token) + shared) +
-      static_cast<double>(c.num_experts) * h + (c.shared_expert() && c.shared_expert_gated ? h : 0.0);
+  const double experts = projections * (static_cast<double>(c.intermediate_size * c.experts_per_token) + shared) +
+                         static_cast<double>(c.num_experts) * h +
+                         (c.shared_expert() && c.shared_expert_gated ? h : 0.0);
   const double dense = projections * static_cast<double>(c.dense_mlp_width());
   const auto moe_layers = static_cast<double>(c.moe_layers());
   return static_cast<double>(c.num_layers) * attention + moe_layers * experts +

@@ -12,9 +12,7 @@ Shape mlp_shape(const TpDims& d, const ModelConfig& c, std::int64_t rows) {
   return c.moe() ? Shape{d.mlp_values(c, rows)} : Shape{rows, d.intermediate};
 }
 
-std::int64_t moe_logits(const ModelConfig& c, std::int64_t rows) {
-  return rows * c.router_logits();
-}
+std::int64_t moe_logits(const ModelConfig& c, std::int64_t rows) { return rows * c.router_logits(); }
 
 std::int64_t lora_u_rows(const ModelConfig& c, LoraTarget t, std::int64_t rows) {
   return c.moe() && lora_mlp_target(t) ? c.mlp_rows(rows) + (c.shared_expert() ? rows : 0) : rows;
@@ -30,7 +28,8 @@ std::int64_t moe_dropout_keys(const ModelConfig& c, const LoraConfig& lora, std:
 }
 
 std::int64_t product_grad_values(const TpDims& d, const ModelConfig& c, std::int64_t rows) {
-  const std::int64_t widest = std::max({d.hidden, d.q_width(), d.intermediate, d.shared_intermediate, d.dense_intermediate});
+  const std::int64_t widest =
+      std::max({d.hidden, d.q_width(), d.intermediate, d.shared_intermediate, d.dense_intermediate});
   return c.moe() ? std::max(c.mlp_rows(rows) * widest, moe_logits(c, rows)) : rows * widest;
 }
 

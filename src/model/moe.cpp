@@ -12,8 +12,8 @@
 namespace spin::model {
 
 RouterRule RouterRule::of(const ModelConfig& c) {
-  return {c.num_experts,           c.experts_per_token, c.norm_topk_prob, c.shared_expert(), c.shared_expert_gated,
-          c.router_sigmoid,        c.routed_scaling_factor, c.expert_groups, c.expert_groups_chosen};
+  return {c.num_experts,    c.experts_per_token,     c.norm_topk_prob, c.shared_expert(),     c.shared_expert_gated,
+          c.router_sigmoid, c.routed_scaling_factor, c.expert_groups,  c.expert_groups_chosen};
 }
 
 namespace {

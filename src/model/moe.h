@@ -45,14 +45,14 @@ namespace spin::model {
 // How a layer's router scores, picks and weighs its experts (ModelConfig's, RouterRule::of).
 struct RouterRule {
   std::int64_t experts = 0;
-  std::int64_t k = 0;          // experts a row
-  bool normalize = false;      // norm_topk_prob: the weights renormalised over the chosen
-  bool shared = false;         // a shared expert's output after the chosen ones
-  bool shared_gated = true;    // ... weighted by sigmoid of its gate's logit (after the experts'); else 1
-  bool sigmoid = false;        // GLM-4.5's scores, choice by score + bias, within groups
-  float scale = 1.0f;          // routed_scaling_factor
-  std::int64_t groups = 1;          // n_group: equal groups of experts
-  std::int64_t groups_chosen = 1;   // topk_group: those a row's experts come from
+  std::int64_t k = 0;              // experts a row
+  bool normalize = false;          // norm_topk_prob: the weights renormalised over the chosen
+  bool shared = false;             // a shared expert's output after the chosen ones
+  bool shared_gated = true;        // ... weighted by sigmoid of its gate's logit (after the experts'); else 1
+  bool sigmoid = false;            // GLM-4.5's scores, choice by score + bias, within groups
+  float scale = 1.0f;              // routed_scaling_factor
+  std::int64_t groups = 1;         // n_group: equal groups of experts
+  std::int64_t groups_chosen = 1;  // topk_group: those a row's experts come from
 
   static RouterRule of(const ModelConfig& c);
 };

@@ -20,8 +20,7 @@ TpDims tp_dims(const ModelConfig& c, int tp_rank, int tp_size) {
   d.heads = divides(c.num_heads, "num_attention_heads");
   d.kv_heads = divides(c.num_kv_heads, "num_key_value_heads");
   d.intermediate = divides(c.intermediate_size, c.moe() ? "each expert's intermediate_size" : "intermediate_size");
-  d.dense_intermediate = c.moe() ? divides(c.dense_mlp_width(), "the dense layers' intermediate_size")
-                                 : d.intermediate;
+  d.dense_intermediate = c.moe() ? divides(c.dense_mlp_width(), "the dense layers' intermediate_size") : d.intermediate;
   if (c.shared_expert()) {
     d.shared_intermediate = divides(c.shared_expert_intermediate_size, "shared_expert_intermediate_size");
   }

@@ -39,15 +39,14 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   const std::int64_t norm = (c.norm_biases() ? 2 : 1) * aligned(h);  // a weight, and its bias where it has one
   // A layer of experts: the router (and GLM-4.5's correction bias) and every expert's projections; a
   // shared expert's and its gate. A dense layer: its MLP.
-  const std::int64_t shared =
-      c.shared_expert()
-          ? c.mlp_projections() * aligned(d.shared_intermediate * h) + (c.shared_expert_gated ? aligned(h) : 0)
-          : 0;
+  const std::int64_t shared = c.shared_expert() ? c.mlp_projections() * aligned(d.shared_intermediate * h) +
+                                                      (c.shared_expert_gated ? aligned(h) : 0)
+                                                : 0;
   const std::int64_t experts = aligned(c.num_experts * h) + (c.router_sigmoid ? aligned(c.num_experts) : 0) +
                                c.num_experts * c.mlp_projections() * aligned(d.intermediate * h) + shared;
   const std::int64_t dense = c.mlp_projections() * aligned(d.dense_intermediate * h);
-  const std::int64_t layer = c.layer_norm_weights() * norm + 2 * aligned(d.q_width() * h) +
-                             2 * aligned(d.kv_width() * h) + biases + qk_norms;
+  const std::int64_t layer =
+      c.layer_norm_weights() * norm + 2 * aligned(d.q_width() * h) + 2 * aligned(d.kv_width() * h) + biases + qk_norms;
   for (std::int64_t l = s.begin; l < s.end; ++l) n += layer + (c.moe_layer(l) ? experts : dense);
   if (s.last) {
     if (c.final_norm_weight()) n += norm;

@@ -164,7 +164,8 @@ TEST_F(HfReaderTest, TensorsFusedPerHeadAndRenamedAreWrittenAndReadBack) {
 // values (the tensor's values asked once); read back, a TP shard of rows [1, 3) gets those rows and
 // a replicated copy all of them; the tensors beside stay as they are.
 TEST_F(HfReaderTest, RowSplitTensorsAreWrittenARowEachAndReadBackByShard) {
-  const HfLayout layout{"", false, {}, {}, {{"self_attn.q_norm.weight", "self_attn.q_layernorm.norms.", ".weight"}}, {}};
+  const HfLayout layout{"", false, {}, {}, {{"self_attn.q_norm.weight", "self_attn.q_layernorm.norms.", ".weight"}},
+                        {}};
   const std::vector<float> norm = {1, 2, 3, 4, 5, 6}, o = {7, 8};
   const std::vector<HfTensor> tensors = {{"model.layers.0.self_attn.q_norm.weight", {3, 2}},
                                          {"model.layers.0.self_attn.o_proj.weight", {1, 2}}};

@@ -45,7 +45,8 @@ TEST(ModelConfig, ReadsDots1) {
   EXPECT_EQ(c.mtp_layers, 0);
   // Dots1Config's window: from max_window_layers on, 4096 keys where sliding_window is absent.
   const ModelConfig windows = ModelConfig::from_json(
-      replaced(kDots1, {{"\"max_window_layers\": 62", "\"max_window_layers\": 60"}, {"\"sliding_window\": null, ", ""}}),
+      replaced(kDots1,
+               {{"\"max_window_layers\": 62", "\"max_window_layers\": 60"}, {"\"sliding_window\": null, ", ""}}),
       "c");
   ASSERT_TRUE(windows.sliding_window.has_value());
   EXPECT_EQ(*windows.sliding_window, 4096);
@@ -58,10 +59,12 @@ TEST(ModelConfig, ReadsDots1) {
   // Its sizes have no defaults; DeepSeek's other routers are refused by name.
   const std::string missing = error_of(replaced(kDots1, {{"\"n_shared_experts\": 2, ", ""}}));
   EXPECT_NE(missing.find("missing required key \"n_shared_experts\" (model_type dots1)"), std::string::npos) << missing;
-  const std::string softmax = error_of(replaced(kDots1, {{"\"norm_topk_prob\"", "\"scoring_func\": \"softmax\", \"norm_topk_prob\""}}));
+  const std::string softmax =
+      error_of(replaced(kDots1, {{"\"norm_topk_prob\"", "\"scoring_func\": \"softmax\", \"norm_topk_prob\""}}));
   EXPECT_NE(softmax.find("scoring_func \"softmax\" is not supported for model_type dots1"), std::string::npos)
       << softmax;
-  const std::string greedy = error_of(replaced(kDots1, {{"\"norm_topk_prob\"", "\"topk_method\": \"greedy\", \"norm_topk_prob\""}}));
+  const std::string greedy =
+      error_of(replaced(kDots1, {{"\"norm_topk_prob\"", "\"topk_method\": \"greedy\", \"norm_topk_prob\""}}));
   EXPECT_NE(greedy.find("topk_method \"greedy\" is not supported"), std::string::npos) << greedy;
 }
 

@@ -208,8 +208,9 @@ TEST(MoeRouting, SigmoidRouterLogitsGradientMatchesFiniteDifferences) {
         if (shared) {
           for (int i = 0; i < 3; ++i) EXPECT_EQ(routed.weights[static_cast<std::size_t>(3 * i + 2)], 1.0f);
         }
-        const std::vector<float> dweights = shared ? std::vector<float>{0.7f, -1.2f, 1.1f, 0.3f, 2.0f, -0.8f, -0.5f, 0.9f, 0.6f}
-                                                   : std::vector<float>{0.7f, -1.2f, 0.3f, 2.0f, -0.5f, 0.9f};
+        const std::vector<float> dweights =
+            shared ? std::vector<float>{0.7f, -1.2f, 1.1f, 0.3f, 2.0f, -0.8f, -0.5f, 0.9f, 0.6f}
+                   : std::vector<float>{0.7f, -1.2f, 0.3f, 2.0f, -0.5f, 0.9f};
         expect_finite_differences(logits, routed.logits_grad(dweights), r, bias,
                                   [&](const MoeRouting& at) { return weighted_sum(at, dweights); });
       }
