@@ -101,7 +101,7 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
 
 // Sizes of the layer buffers for `rows` tokens, which spin plan counts too (train/memory_plan.cpp):
 // an MLP buffer's shape (gate, up, act and their gradients: TpDims::mlp_values in a mixture), a
-// mixture's logits (the router's, then a shared expert's gate's), and the widest product's output
+// mixture's logits (the router's, then a gated shared expert's gate's), and the widest product's output
 // gradient (LayerGradScratch::dy_bf16: a mixture's experts' over its grouped rows, or its router's).
 Shape mlp_shape(const TpDims& d, const ModelConfig& c, std::int64_t rows);
 std::int64_t moe_logits(const ModelConfig& c, std::int64_t rows);

@@ -110,7 +110,7 @@ struct RouterLossWeights {
 // act of the experts are LayerActivations' own: [n k, intermediate], then a shared expert's
 // [n, shared intermediate] (TpDims::mlp_values). j: the outputs a row (ModelConfig::mlp_outputs).
 struct MoeActivations {
-  Tensor logits;     // [n, experts] float32, then a shared expert's gate's [n]
+  Tensor logits;     // [n, experts] float32, then a gated shared expert's gate's [n]
   Tensor x, x_bf16;  // [n k, hidden]: the grouped rows, float32 or in mixed precision bf16 alone
   Tensor y;          // [n j, hidden], float32: each output (down_proj's partial sums), the shared expert's last
   Tensor weights;    // [n j], float32

@@ -46,9 +46,10 @@ struct LayerWeights {
   // residual adds (ModelConfig::sandwich_norms; Hugging Face's post_attention_layernorm and
   // post_feedforward_layernorm), undefined otherwise.
   Tensor attn_output_norm, mlp_output_norm;
-  // A mixture of experts (ModelConfig::moe: Mixtral's): the router [experts, hidden], replicated,
-  // and each expert's projections, split over TP as the dense MLP's are; gate_proj, up_proj and
-  // down_proj are then undefined. In the adapters' weights (ModelWeights::adapters) an expert holds
+  // A layer of experts (ModelConfig::moe_layer: Mixtral's every layer, GLM-4.5's after its dense
+  // ones): the router [experts, hidden], replicated, and each expert's projections, split over TP as
+  // the dense MLP's are; gate_proj, up_proj and down_proj are then undefined (and in a dense layer
+  // these). In the adapters' weights (ModelWeights::adapters) an expert holds
   // the LoRA adapters of its projections instead (`lora`, indexed by expert_lora), where the adapters
   // target the MLP's projections, and its matrices are undefined.
   struct Expert {
@@ -56,13 +57,14 @@ struct LayerWeights {
     std::array<LoraFactors, 3> lora{};
   };
   Tensor router;
-  // GLM-4.5's: [experts], replicated (ModelConfig::router_sigmoid), undefined otherwise. A buffer
-  // of the files kept among the parameters, which nothing trains: no product reads it, so its
-  // gradient stays zero and AdamW (no decay on 1-D tensors) leaves it as read.
+  // GLM-4.5's correction bias: [experts], replicated (ModelConfig::router_sigmoid), undefined
+  // otherwise. A buffer of the files kept among the parameters, which no gradient reaches: no
+  // product reads it, so its gradient stays zero and AdamW (no decay on 1-D tensors) leaves it as
+  // read -- train::update_router_biases alone moves it (ModelConfig::router_bias_update_rate).
   Tensor router_bias;
   std::vector<Expert> experts;
   // Qwen2-MoE's shared expert (ModelConfig::shared_expert), split as the experts, and its gate
-  // [1, hidden], replicated; undefined otherwise.
+  // [1, hidden], replicated (GLM-4.5's has none: ModelConfig::shared_expert_gated); undefined otherwise.
   Expert shared_expert;
   Tensor shared_expert_gate;
   // LoRA adapters of the projections, by LoraTarget (model/lora.h): defined in the adapters'
