@@ -6,6 +6,7 @@
 namespace spin::model {
 
 using config_json::flag;
+using config_json::non_negative_int;
 using config_json::positive_float;
 using config_json::positive_int;
 using nlohmann::json;
@@ -39,14 +40,6 @@ void parse_experts(const json& j, ModelConfig& c, const char* experts_key, std::
   require(coef.is_number() && coef.get<double>() >= 0.0, source,
           ": \"router_aux_loss_coef\" must be a number >= 0, got ", coef.dump());
   c.router_aux_loss_coef = coef.get<float>();
-}
-
-// A non-negative integer key (`fallback` where absent or null).
-std::int64_t count(const json& j, const char* key, std::int64_t fallback, const std::string& source) {
-  const json v = j.contains(key) && !j.at(key).is_null() ? j.at(key) : json(fallback);
-  require(v.is_number_integer() && v.get<std::int64_t>() >= 0, source, ": \"", key, "\" must be an integer >= 0, got ",
-          v.dump());
-  return v.get<std::int64_t>();
 }
 
 }  // namespace
@@ -224,7 +217,7 @@ void parse_deepseek_moe(json& j, ModelConfig& c, const std::string& type, const 
   c.shared_expert_gated = false;
   c.dense_intermediate_size = j.contains("intermediate_size") ? positive_int(j, "intermediate_size", source) : 10944;
   j["intermediate_size"] = width;  // ModelConfig's: the experts'
-  c.first_dense_layers = count(j, "first_k_dense_replace", d.first_dense, source);
+  c.first_dense_layers = non_negative_int(j, "first_k_dense_replace", d.first_dense, source);
   c.hf_names = ModelConfig::HfNames::DeepseekV3;
 }
 
@@ -233,7 +226,7 @@ void parse_glm4_moe(json& j, ModelConfig& c, const std::string& source) {
   j.erase("attention_bias");
   c.qk_norm = flag(j, "use_qk_norm", false, source);
   parse_deepseek_moe(j, c, "glm4_moe", source, {128, 8, 1, 1, true});  // Glm4MoeConfig's (GLM-4.5-Air's shapes)
-  c.mtp_layers = count(j, "num_nextn_predict_layers", 0, source);
+  c.mtp_layers = non_negative_int(j, "num_nextn_predict_layers", 0, source);
   if (!j.contains("head_dim") || j.at("head_dim").is_null()) j["head_dim"] = 128;
   if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.5;
   if (!j.contains("rms_norm_eps")) j["rms_norm_eps"] = 1e-5;

@@ -18,6 +18,15 @@ inline std::int64_t positive_int(const nlohmann::json& j, const char* key, const
   return v.get<std::int64_t>();
 }
 
+// A non-negative integer key, `fallback` where it is absent or null.
+inline std::int64_t non_negative_int(const nlohmann::json& j, const char* key, std::int64_t fallback,
+                                     const std::string& source) {
+  const nlohmann::json v = j.contains(key) && !j.at(key).is_null() ? j.at(key) : nlohmann::json(fallback);
+  require(v.is_number_integer() && v.get<std::int64_t>() >= 0, source, ": \"", key, "\" must be an integer >= 0, got ",
+          v.dump());
+  return v.get<std::int64_t>();
+}
+
 inline float positive_float(const nlohmann::json& j, const char* key, const std::string& source) {
   const nlohmann::json& v = j.at(key);
   require(v.is_number() && v.get<double>() > 0, source, ": \"", key, "\" must be a positive number, got ", v.dump());
