@@ -573,15 +573,39 @@ def rotate_halves(x, pos, base):
     return x * cos + torch.cat([-x[..., hd // 2:], x[..., :hd // 2]], -1) * sin
 
 
+def written_out(model_dir):
+    """A checkpoint read for a forward written out: its config.json and its tensors in float64."""
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    return cfg, {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
+
+
+def causal_lm(name, cfg, w, layer, norm, embed_scale=1.0, cap=None):
+    """A causal LM's forward written out, named `name`: the embeddings (times `embed_scale`), x = layer(x,
+    pre, index, pos) for each decoder layer (pre "model.layers.<index>.", pos the positions), the final
+    norm, the LM head (the embeddings where the files hold no lm_head), the logits capped as
+    cap tanh(l / cap) where `cap`: a callable from ids [1, T] to an object with .logits [1, T, vocab]."""
+    def forward(ids):
+        x = w["model.embed_tokens.weight"][ids[0]] * embed_scale
+        pos = torch.arange(ids.shape[1])
+        for index in range(cfg["num_hidden_layers"]):
+            x = layer(x, "model.layers.%d." % index, index, pos)
+        logits = norm(x, w["model.norm.weight"]) @ w.get("lm_head.weight", w["model.embed_tokens.weight"]).T
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return types.SimpleNamespace(logits=logits[None])
+
+    forward.__name__ = "%s (written out)" % name
+    return forward
+
+
 def gemma2_reference(model_dir):
     """Gemma2ForCausalLM (transformers 4.42, eager attention) or Gemma3ForCausalLM (4.50, eager) in
     float64 torch, from the checkpoint: a callable from ids [1, T] to an object with .logits
     [1, T, vocab]. Gemma 3 differs by its head norms (Gemma3RMSNorm over head_dim, before RoPE),
     no caps (null), the window in layers i with (i + 1) % sliding_window_pattern != 0, whose RoPE
     base is rope_local_base_freq."""
-    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    cfg, w = written_out(model_dir)
     gemma3 = cfg["model_type"] == "gemma3_text"
-    w = {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
     hidden, heads, kv_heads, hd = (cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
                                    cfg["head_dim"])
     eps, theta, window = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0), cfg["sliding_window"]
@@ -594,34 +618,26 @@ def gemma2_reference(model_dir):
     def norm(x, weight):  # Gemma2RMSNorm / Gemma3RMSNorm: x / rms(x) * (1 + w)
         return rms_norm(x, 1.0 + weight, eps)
 
-    def forward(ids):
-        t = ids.shape[1]
-        x = w["model.embed_tokens.weight"][ids[0]] * hidden ** 0.5
-        pos = torch.arange(t)
-        for layer in range(cfg["num_hidden_layers"]):
-            pre = "model.layers.%d." % layer
-            h = norm(x, w[pre + "input_layernorm.weight"])
-            q = (h @ w[pre + "self_attn.q_proj.weight"].T).view(t, heads, hd).transpose(0, 1)
-            k = (h @ w[pre + "self_attn.k_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
-            v = (h @ w[pre + "self_attn.v_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
-            if gemma3:
-                q, k = norm(q, w[pre + "self_attn.q_norm.weight"]), norm(k, w[pre + "self_attn.k_norm.weight"])
-            base = cfg["rope_local_base_freq"] if gemma3 and sliding(layer) else theta
-            q, k = rotate_halves(q, pos, base), rotate_halves(k, pos, base)
-            o = attend(q, k, v, scaling, window if sliding(layer) else None, attn_cap)
-            o = o @ w[pre + "self_attn.o_proj.weight"].T
-            x = x + norm(o, w[pre + "post_attention_layernorm.weight"])
-            h = norm(x, w[pre + "pre_feedforward_layernorm.weight"])
-            g = torch.nn.functional.gelu(h @ w[pre + "mlp.gate_proj.weight"].T, approximate="tanh")
-            m = (g * (h @ w[pre + "mlp.up_proj.weight"].T)) @ w[pre + "mlp.down_proj.weight"].T
-            x = x + norm(m, w[pre + "post_feedforward_layernorm.weight"])
-        logits = norm(x, w["model.norm.weight"]) @ w["model.embed_tokens.weight"].T
-        if final_cap is not None:
-            logits = torch.tanh(logits / final_cap) * final_cap
-        return types.SimpleNamespace(logits=logits[None])
+    def layer(x, pre, index, pos):
+        t = x.shape[0]
+        h = norm(x, w[pre + "input_layernorm.weight"])
+        q = (h @ w[pre + "self_attn.q_proj.weight"].T).view(t, heads, hd).transpose(0, 1)
+        k = (h @ w[pre + "self_attn.k_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
+        v = (h @ w[pre + "self_attn.v_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
+        if gemma3:
+            q, k = norm(q, w[pre + "self_attn.q_norm.weight"]), norm(k, w[pre + "self_attn.k_norm.weight"])
+        base = cfg["rope_local_base_freq"] if gemma3 and sliding(index) else theta
+        q, k = rotate_halves(q, pos, base), rotate_halves(k, pos, base)
+        o = attend(q, k, v, scaling, window if sliding(index) else None, attn_cap)
+        o = o @ w[pre + "self_attn.o_proj.weight"].T
+        x = x + norm(o, w[pre + "post_attention_layernorm.weight"])
+        h = norm(x, w[pre + "pre_feedforward_layernorm.weight"])
+        g = torch.nn.functional.gelu(h @ w[pre + "mlp.gate_proj.weight"].T, approximate="tanh")
+        m = (g * (h @ w[pre + "mlp.up_proj.weight"].T)) @ w[pre + "mlp.down_proj.weight"].T
+        return x + norm(m, w[pre + "post_feedforward_layernorm.weight"])
 
-    forward.__name__ = "%s (written out)" % ("Gemma3ForCausalLM" if gemma3 else "Gemma2ForCausalLM")
-    return forward
+    return causal_lm("Gemma3ForCausalLM" if gemma3 else "Gemma2ForCausalLM", cfg, w, layer, norm, hidden ** 0.5,
+                     final_cap)
 
 
 def glm_reference(model_dir):
@@ -631,9 +647,8 @@ def glm_reference(model_dir):
     frequencies repeat_interleave'd by 2, rotate_half over x[..., 0::2] and x[..., 1::2] --, the MLP's
     gate and up the two halves of gate_up_proj's output; GLM-4 besides norms of each half's output
     (post_self_attn_layernorm, post_mlp_layernorm), its post_attention_layernorm the MLP's input norm."""
-    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    cfg, w = written_out(model_dir)
     glm4 = cfg["model_type"] == "glm4"
-    w = {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
     heads, kv_heads, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
     eps, theta = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
     rotary = int(hd * cfg.get("partial_rotary_factor", 0.5))
@@ -652,31 +667,24 @@ def glm_reference(model_dir):
         rotated = torch.stack((-x_rot[..., 1::2], x_rot[..., 0::2]), dim=-1).flatten(-2)
         return torch.cat([x_rot * cos + rotated * sin, x_pass], -1)
 
-    def forward(ids):
-        t = ids.shape[1]
-        x = w["model.embed_tokens.weight"][ids[0]]
-        pos = torch.arange(t)
-        for layer in range(cfg["num_hidden_layers"]):
-            pre = "model.layers.%d." % layer
+    def layer(x, pre, index, pos):
+        t = x.shape[0]
 
-            def proj(h, name, n):
-                return (h @ w[pre + name + ".weight"].T + w[pre + name + ".bias"]).view(t, n, hd).transpose(0, 1)
+        def proj(h, name, n):
+            return (h @ w[pre + name + ".weight"].T + w[pre + name + ".bias"]).view(t, n, hd).transpose(0, 1)
 
-            h = norm(x, w[pre + "input_layernorm.weight"])
-            q, k, v = proj(h, "self_attn.q_proj", heads), proj(h, "self_attn.k_proj", kv_heads), \
-                proj(h, "self_attn.v_proj", kv_heads)
-            q, k = rope(q, pos), rope(k, pos)
-            o = attend(q, k, v, hd ** -0.5) @ w[pre + "self_attn.o_proj.weight"].T
-            x = x + (norm(o, w[pre + "post_self_attn_layernorm.weight"]) if glm4 else o)
-            h = norm(x, w[pre + "post_attention_layernorm.weight"])
-            gate, up = (h @ w[pre + "mlp.gate_up_proj.weight"].T).split(inter, -1)
-            m = (up * torch.nn.functional.silu(gate)) @ w[pre + "mlp.down_proj.weight"].T
-            x = x + (norm(m, w[pre + "post_mlp_layernorm.weight"]) if glm4 else m)
-        logits = norm(x, w["model.norm.weight"]) @ w["lm_head.weight"].T
-        return types.SimpleNamespace(logits=logits[None])
+        h = norm(x, w[pre + "input_layernorm.weight"])
+        q, k, v = proj(h, "self_attn.q_proj", heads), proj(h, "self_attn.k_proj", kv_heads), \
+            proj(h, "self_attn.v_proj", kv_heads)
+        q, k = rope(q, pos), rope(k, pos)
+        o = attend(q, k, v, hd ** -0.5) @ w[pre + "self_attn.o_proj.weight"].T
+        x = x + (norm(o, w[pre + "post_self_attn_layernorm.weight"]) if glm4 else o)
+        h = norm(x, w[pre + "post_attention_layernorm.weight"])
+        gate, up = (h @ w[pre + "mlp.gate_up_proj.weight"].T).split(inter, -1)
+        m = (up * torch.nn.functional.silu(gate)) @ w[pre + "mlp.down_proj.weight"].T
+        return x + (norm(m, w[pre + "post_mlp_layernorm.weight"]) if glm4 else m)
 
-    forward.__name__ = "%s (written out)" % ("Glm4ForCausalLM" if glm4 else "GlmForCausalLM")
-    return forward
+    return causal_lm("Glm4ForCausalLM" if glm4 else "GlmForCausalLM", cfg, w, layer, norm)
 
 
 def exaone4_reference(model_dir):
@@ -685,37 +693,29 @@ def exaone4_reference(model_dir):
     k head (Exaone4RMSNorm over head_dim) before RoPE, RoPE ("rotate half") in the sliding layers
     alone where the config has a window -- the global layers attend without it -- and in every
     layer where it has none; the sliding layers' keys i - window < j <= i."""
-    cfg = json.load(open(os.path.join(model_dir, "config.json")))
-    w = {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
+    cfg, w = written_out(model_dir)
     heads, kv_heads, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
     eps, theta, window = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0), cfg["sliding_window"]
 
     def norm(x, weight):  # Exaone4RMSNorm (LlamaRMSNorm)
         return rms_norm(x, weight, eps)
 
-    def forward(ids):
-        t = ids.shape[1]
-        x = w["model.embed_tokens.weight"][ids[0]]
-        pos = torch.arange(t)
-        for layer in range(cfg["num_hidden_layers"]):
-            pre = "model.layers.%d." % layer
-            sliding = window is not None and cfg["layer_types"][layer] == "sliding_attention"
-            q = (x @ w[pre + "self_attn.q_proj.weight"].T).view(t, heads, hd).transpose(0, 1)
-            k = (x @ w[pre + "self_attn.k_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
-            v = (x @ w[pre + "self_attn.v_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
-            q, k = norm(q, w[pre + "self_attn.q_norm.weight"]), norm(k, w[pre + "self_attn.k_norm.weight"])
-            if window is None or sliding:
-                q, k = rotate_halves(q, pos, theta), rotate_halves(k, pos, theta)
-            o = attend(q, k, v, hd ** -0.5, window if sliding else None) @ w[pre + "self_attn.o_proj.weight"].T
-            x = x + norm(o, w[pre + "post_attention_layernorm.weight"])
-            g = torch.nn.functional.silu(x @ w[pre + "mlp.gate_proj.weight"].T)
-            m = (g * (x @ w[pre + "mlp.up_proj.weight"].T)) @ w[pre + "mlp.down_proj.weight"].T
-            x = x + norm(m, w[pre + "post_feedforward_layernorm.weight"])
-        head = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
-        return types.SimpleNamespace(logits=(norm(x, w["model.norm.weight"]) @ head.T)[None])
+    def layer(x, pre, index, pos):
+        t = x.shape[0]
+        sliding = window is not None and cfg["layer_types"][index] == "sliding_attention"
+        q = (x @ w[pre + "self_attn.q_proj.weight"].T).view(t, heads, hd).transpose(0, 1)
+        k = (x @ w[pre + "self_attn.k_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
+        v = (x @ w[pre + "self_attn.v_proj.weight"].T).view(t, kv_heads, hd).transpose(0, 1)
+        q, k = norm(q, w[pre + "self_attn.q_norm.weight"]), norm(k, w[pre + "self_attn.k_norm.weight"])
+        if window is None or sliding:
+            q, k = rotate_halves(q, pos, theta), rotate_halves(k, pos, theta)
+        o = attend(q, k, v, hd ** -0.5, window if sliding else None) @ w[pre + "self_attn.o_proj.weight"].T
+        x = x + norm(o, w[pre + "post_attention_layernorm.weight"])
+        g = torch.nn.functional.silu(x @ w[pre + "mlp.gate_proj.weight"].T)
+        m = (g * (x @ w[pre + "mlp.up_proj.weight"].T)) @ w[pre + "mlp.down_proj.weight"].T
+        return x + norm(m, w[pre + "post_feedforward_layernorm.weight"])
 
-    forward.__name__ = "Exaone4ForCausalLM (written out)"
-    return forward
+    return causal_lm("Exaone4ForCausalLM", cfg, w, layer, norm)
 
 
 def linear(w, x, name):
@@ -745,25 +745,19 @@ def seed_oss_reference(model_dir):
     """SeedOssForCausalLM (transformers 4.56 on, eager attention, dropout off) written out in float64 torch
     from modular_seed_oss: LlamaDecoderLayer's pre-norm layers, q, k and v with biases (o_proj with one
     where attention_out_bias, the MLP where mlp_bias), head_dim apart from hidden / heads."""
-    cfg = json.load(open(os.path.join(model_dir, "config.json")))
-    w = {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
+    cfg, w = written_out(model_dir)
     eps = cfg["rms_norm_eps"]
 
-    def forward(ids):
-        t = ids.shape[1]
-        x = w["model.embed_tokens.weight"][ids[0]]
-        pos = torch.arange(t)
-        for layer in range(cfg["num_hidden_layers"]):
-            pre = "model.layers.%d." % layer
-            x = x + llama_attention(w, cfg, pre, rms_norm(x, w[pre + "input_layernorm.weight"], eps), pos)
-            h = rms_norm(x, w[pre + "post_attention_layernorm.weight"], eps)
-            g = torch.nn.functional.silu(linear(w, h, pre + "mlp.gate_proj"))
-            x = x + linear(w, g * linear(w, h, pre + "mlp.up_proj"), pre + "mlp.down_proj")
-        head = w["lm_head.weight"] if "lm_head.weight" in w else w["model.embed_tokens.weight"]
-        return types.SimpleNamespace(logits=(rms_norm(x, w["model.norm.weight"], eps) @ head.T)[None])
+    def norm(x, weight):  # LlamaRMSNorm
+        return rms_norm(x, weight, eps)
 
-    forward.__name__ = "SeedOssForCausalLM (written out)"
-    return forward
+    def layer(x, pre, index, pos):
+        x = x + llama_attention(w, cfg, pre, norm(x, w[pre + "input_layernorm.weight"]), pos)
+        h = norm(x, w[pre + "post_attention_layernorm.weight"])
+        g = torch.nn.functional.silu(linear(w, h, pre + "mlp.gate_proj"))
+        return x + linear(w, g * linear(w, h, pre + "mlp.up_proj"), pre + "mlp.down_proj")
+
+    return causal_lm("SeedOssForCausalLM", cfg, w, layer, norm)
 
 
 def deepseek_moe_reference(model_dir):
@@ -776,13 +770,15 @@ def deepseek_moe_reference(model_dir):
     topk_group groups whose two best biased scores sum highest (the others' scores masked to 0.0),
     weighted by the chosen scores over their sum (+1e-20) times routed_scaling_factor -- plus
     shared_experts, ungated. GLM-4.5's multi-token-prediction layer after the decoder's is not read."""
-    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    cfg, w = written_out(model_dir)
     dots1 = cfg["model_type"] == "dots1"
-    w = {k: v.double() for k, v in load_file(os.path.join(model_dir, "model.safetensors")).items()}
     eps = cfg["rms_norm_eps"]
     hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
     rotary = int(hd * cfg.get("partial_rotary_factor", 1.0))
     experts, k, groups = cfg["n_routed_experts"], cfg["num_experts_per_tok"], cfg.get("n_group", 1)
+
+    def norm(x, weight):  # Glm4MoeRMSNorm / Dots1RMSNorm
+        return rms_norm(x, weight, eps)
 
     def mlp(x, pre):
         return linear(w, torch.nn.functional.silu(linear(w, x, pre + "gate_proj")) * linear(w, x, pre + "up_proj"),
@@ -806,20 +802,13 @@ def deepseek_moe_reference(model_dir):
                 out[row] += weights[row, j] * mlp(x[row:row + 1], pre + "experts.%d." % e)[0]
         return out
 
-    def forward(ids):
-        t = ids.shape[1]
-        x = w["model.embed_tokens.weight"][ids[0]]
-        pos = torch.arange(t)
-        for layer in range(cfg["num_hidden_layers"]):
-            pre = "model.layers.%d." % layer
-            h = rms_norm(x, w[pre + "input_layernorm.weight"], eps)
-            x = x + llama_attention(w, cfg, pre, h, pos, rotary, dots1 or cfg["use_qk_norm"])
-            h = rms_norm(x, w[pre + "post_attention_layernorm.weight"], eps)
-            x = x + (mlp(h, pre + "mlp.") if layer < cfg["first_k_dense_replace"] else moe(h, pre + "mlp."))
-        return types.SimpleNamespace(logits=(rms_norm(x, w["model.norm.weight"], eps) @ w["lm_head.weight"].T)[None])
+    def layer(x, pre, index, pos):
+        h = norm(x, w[pre + "input_layernorm.weight"])
+        x = x + llama_attention(w, cfg, pre, h, pos, rotary, dots1 or cfg["use_qk_norm"])
+        h = norm(x, w[pre + "post_attention_layernorm.weight"])
+        return x + (mlp(h, pre + "mlp.") if index < cfg["first_k_dense_replace"] else moe(h, pre + "mlp."))
 
-    forward.__name__ = "%s (written out)" % ("Dots1ForCausalLM" if dots1 else "Glm4MoeForCausalLM")
-    return forward
+    return causal_lm("Dots1ForCausalLM" if dots1 else "Glm4MoeForCausalLM", cfg, w, layer, norm)
 
 
 def mistral_reference(model_dir, tmp):
