@@ -249,6 +249,12 @@ class TimedKernels final : public kernels::Kernels {
   void add_inplace(float* y, const float* x, Index n) const override {
     time("residual add", [&] { inner_.add_inplace(y, x, n); });
   }
+  void copy_2d(void* dst, Index dst_pitch, const void* src, Index src_pitch, Index width, Index rows) const override {
+    time("strided copy", [&] { inner_.copy_2d(dst, dst_pitch, src, src_pitch, width, rows); });
+  }
+  void add_2d(float* dst, Index dst_ld, const float* src, Index src_ld, Index rows, Index cols) const override {
+    time("strided add", [&] { inner_.add_2d(dst, dst_ld, src, src_ld, rows, cols); });
+  }
   void scale(float* y, const float* x, float alpha, Index n) const override {
     time("scale", [&] { inner_.scale(y, x, alpha, n); });
   }

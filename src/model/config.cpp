@@ -26,7 +26,8 @@ constexpr const char* kModelTypes[] = {
     "llama",    "mistral", "qwen2",   "qwen3",     "gemma",    "gemma2",    "gemma3_text", "phi3",
     "smollm3",  "granite", "olmo",    "olmo2",     "olmo3",    "stablelm",  "cohere",      "cohere2",
     "gpt_neox", "phi",     "mixtral", "qwen3_moe", "olmoe",    "qwen2_moe", "granitemoe",  "granitemoehybrid",
-    "glm",      "glm4",    "exaone4", "seed_oss",  "glm4_moe", "dots1"};
+    "glm",      "glm4",    "exaone4", "seed_oss",  "glm4_moe", "dots1",
+    "deepseek_v3"};
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
@@ -313,6 +314,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "olmoe") parse_olmoe(j, c, source);
   if (type == "glm4_moe") parse_glm4_moe(j, c, source);
   if (type == "dots1") parse_dots1(j, c, source);
+  if (type == "deepseek_v3") parse_deepseek_v3(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;
     if (j.contains("clip_qkv") && !j.at("clip_qkv").is_null()) c.clip_qkv = positive_float(j, "clip_qkv", source);
@@ -427,6 +429,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
     require(c.rotary_dim >= 2 && c.rotary_dim % 2 == 0, source, ": partial_rotary_factor ", f.dump(), " of head_dim ",
             c.head_dim, " rotates ", c.rotary_dim, " dimensions; RoPE needs an even number of them");
   }
+  if (c.latent_attention()) c.rotary_dim = c.head_dim - c.qk_nope_head_dim;  // each head's last dimensions
   if (c.rope_scaling && c.rope_scaling->type == RopeScaling::Type::LongRope) {
     for (const auto* f : {&c.rope_scaling->short_factor, &c.rope_scaling->long_factor}) {
       require(static_cast<std::int64_t>(f->size()) == c.rotary_dim / 2, source, ": rope_scaling's ",
@@ -497,6 +500,9 @@ ModelConfig ModelConfig::from_file(const std::string& path, const std::string& h
 kernels::AttentionScores ModelConfig::attention_scores(std::int64_t layer) const {
   kernels::AttentionScores s = kernels::AttentionScores::standard(head_dim);
   if (query_pre_attn_scalar) s.scale = static_cast<float>(std::pow(static_cast<double>(*query_pre_attn_scalar), -0.5));
+  if (attention_mscale != 1.0) {  // DeepSeek-V3's: Python's head_dim ** -0.5 * mscale * mscale
+    s.scale = static_cast<float>(std::pow(static_cast<double>(head_dim), -0.5) * attention_mscale * attention_mscale);
+  }
   if (attention_multiplier) s.scale = *attention_multiplier;
   s.softcap = attn_logit_softcapping;
   if (windowed(layer)) s.window = *sliding_window;
@@ -524,7 +530,15 @@ std::int64_t ModelConfig::long_rope_context() const {
 
 std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t h = hidden_size;
-  const std::int64_t attn = h * head_dim * (2 * num_heads + 2 * num_kv_heads);
+  // Latent attention: q_a_proj (or q_proj), its norm and q_b_proj; kv_a_proj_with_mqa, its norm and kv_b_proj;
+  // o_proj from the heads' values.
+  const std::int64_t q_width = num_heads * head_dim, rope = head_dim - qk_nope_head_dim;
+  const std::int64_t attn =
+      latent_attention()
+          ? (q_lora_rank > 0 ? h * q_lora_rank + q_lora_rank + q_lora_rank * q_width : h * q_width) +
+                h * (kv_lora_rank + rope) + kv_lora_rank + kv_lora_rank * num_heads * (qk_nope_head_dim + v_head_dim) +
+                num_heads * v_head_dim * h
+          : h * head_dim * (2 * num_heads + 2 * num_kv_heads);
   // A layer of experts: every expert's projections, the router's [experts, hidden] (and GLM-4.5's
   // correction bias); a shared expert's projections and its gate's [1, hidden]. A dense layer: its MLP.
   const std::int64_t experts =

@@ -183,6 +183,22 @@ struct ModelConfig {
   // this toward the balance of the step's load (train::update_router_biases); 0: kept as read. No
   // config.json key (spin train's model.router_bias_update_rate).
   float router_bias_update_rate = 0.0f;
+  // DeepSeek-V3's multi-head latent attention (model_type deepseek_v3: DeepSeek-V3 / R1, Kimi K2, Moonlight;
+  // kv_lora_rank > 0; model/latent_attention.h): the queries from q_b_proj(rmsnorm(q_a_proj(x))) (q_proj(x) where
+  // q_lora_rank is 0), each head's qk_nope_head_dim dimensions by content and its last rotary_dim dimensions
+  // rotated; the keys' and values' latent c = rmsnorm(the first kv_lora_rank of kv_a_proj_with_mqa(x)), each
+  // head's key [kv_b_proj's content part of c, the one rotated key of kv_a_proj's last rotary_dim outputs shared
+  // by every head] and value (v_head_dim) from kv_b_proj(c). head_dim is the query's and key's
+  // (qk_nope_head_dim + qk_rope_head_dim), num_kv_heads num_heads; scores scaled by head_dim^-1/2 times
+  // attention_mscale squared (YaRN's get_mscale(factor, mscale_all_dim); 1 otherwise).
+  std::int64_t q_lora_rank = 0;
+  std::int64_t kv_lora_rank = 0;
+  std::int64_t qk_nope_head_dim = 0;
+  std::int64_t v_head_dim = 0;
+  double attention_mscale = 1.0;
+  bool latent_attention() const { return kv_lora_rank > 0; }
+  // The width of a value head: v_head_dim in latent attention, head_dim otherwise.
+  std::int64_t value_head_dim() const { return latent_attention() ? v_head_dim : head_dim; }
   // Which dimensions of a head RoPE turns together: rotate_half's (i, i + rotary_dim / 2), or
   // Cohere's interleaved (2i, 2i + 1) (its rotate_half over x[..., ::2] and x[..., 1::2]).
   kernels::RopePairs rope_pairs = kernels::RopePairs::Halves;

@@ -1,5 +1,7 @@
 #include "model/config_families.h"
 
+#include <cmath>
+
 #include "core/error.h"
 #include "model/config_json.h"
 
@@ -211,11 +213,12 @@ void parse_deepseek_moe(json& j, ModelConfig& c, const std::string& type, const 
           ": topk_group ", c.expert_groups_chosen, " of n_group ", c.expert_groups, " groups of ", group,
           " experts cannot hold num_experts_per_tok ", c.experts_per_token);
   const std::int64_t width =
-      j.contains("moe_intermediate_size") ? positive_int(j, "moe_intermediate_size", source) : 1408;
+      j.contains("moe_intermediate_size") ? positive_int(j, "moe_intermediate_size", source) : d.width;
   const std::int64_t shared = j.contains("n_shared_experts") ? positive_int(j, "n_shared_experts", source) : d.shared;
   c.shared_expert_intermediate_size = shared * width;  // n_shared_experts experts as one MLP
   c.shared_expert_gated = false;
-  c.dense_intermediate_size = j.contains("intermediate_size") ? positive_int(j, "intermediate_size", source) : 10944;
+  c.dense_intermediate_size =
+      j.contains("intermediate_size") ? positive_int(j, "intermediate_size", source) : d.dense_width;
   j["intermediate_size"] = width;  // ModelConfig's: the experts'
   c.first_dense_layers = non_negative_int(j, "first_k_dense_replace", d.first_dense, source);
   c.hf_names = ModelConfig::HfNames::DeepseekV3;
@@ -225,7 +228,7 @@ void parse_glm4_moe(json& j, ModelConfig& c, const std::string& source) {
   c.qkv_bias = flag(j, "attention_bias", false, source);  // q, k and v alone, as GLM's
   j.erase("attention_bias");
   c.qk_norm = flag(j, "use_qk_norm", false, source);
-  parse_deepseek_moe(j, c, "glm4_moe", source, {128, 8, 1, 1, true});  // Glm4MoeConfig's (GLM-4.5-Air's shapes)
+  parse_deepseek_moe(j, c, "glm4_moe", source, {128, 8, 1, 1, true, 1408, 10944});  // Glm4MoeConfig's (GLM-4.5-Air's)
   c.mtp_layers = non_negative_int(j, "num_nextn_predict_layers", 0, source);
   if (!j.contains("head_dim") || j.at("head_dim").is_null()) j["head_dim"] = 128;
   if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.5;
@@ -236,9 +239,55 @@ void parse_glm4_moe(json& j, ModelConfig& c, const std::string& source) {
 
 void parse_dots1(json& j, ModelConfig& c, const std::string& source) {
   c.qk_norm = true;  // Qwen3Attention's (its biases: attention_bias, Llama's rule)
-  parse_deepseek_moe(j, c, "dots1", source, {0, 0, 0, 0, false});  // Dots1Config's: the sizes required
+  parse_deepseek_moe(j, c, "dots1", source, {0, 0, 0, 0, false, 1408, 10944});  // Dots1Config's: sizes required
   if (!j.contains("rms_norm_eps")) j["rms_norm_eps"] = 1e-6;
   if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
+}
+
+void parse_deepseek_v3(json& j, ModelConfig& c, const std::string& source) {
+  const std::string type = "deepseek_v3";
+  const std::pair<const char*, json> defaults[] = {
+      {"vocab_size", 129280}, {"hidden_size", 7168}, {"num_attention_heads", 128}, {"num_hidden_layers", 61},   {"max_position_embeddings", 4096},
+      {"rms_norm_eps", 1e-6}, {"eos_token_id", 1},   {"bos_token_id", 0},         {"tie_word_embeddings", false}};
+  for (const auto& [key, value] : defaults) {
+    if (!j.contains(key)) j[key] = value;
+  }
+  require(!flag(j, "attention_bias", false, source), source,
+          ": attention_bias true is not supported for model_type deepseek_v3 (biases on q_a_proj, kv_a_proj_with_mqa "
+          "and o_proj)");
+  j.erase("attention_bias");
+  parse_deepseek_moe(j, c, type, source, {256, 8, 1, 3, true, 2048, 18432});  // DeepseekV3Config's
+  c.mtp_layers = non_negative_int(j, "num_nextn_predict_layers", 0, source);
+  const auto size = [&](const char* key, std::int64_t fallback) {
+    return j.contains(key) ? positive_int(j, key, source) : fallback;
+  };
+  c.q_lora_rank = j.contains("q_lora_rank") && j.at("q_lora_rank").is_null() ? 0 : size("q_lora_rank", 1536);
+  c.kv_lora_rank = size("kv_lora_rank", 512);
+  c.qk_nope_head_dim = size("qk_nope_head_dim", 128);
+  c.v_head_dim = size("v_head_dim", 128);
+  const std::int64_t rope = size("qk_rope_head_dim", 64);
+  // (DeepseekV3Config writes head_dim = qk_rope_head_dim, its rotary embedding's width: spin's head_dim is the
+  // query's and key's, from_json's rotary_dim the rotated part.)
+  j["head_dim"] = c.qk_nope_head_dim + rope;
+  j.erase("partial_rotary_factor");
+  require(c.v_head_dim <= c.qk_nope_head_dim + rope, source, ": v_head_dim ", c.v_head_dim,
+          " wider than qk_nope_head_dim + qk_rope_head_dim ", c.qk_nope_head_dim + rope,
+          " is not supported (the values are padded to the keys' width)");
+  const std::int64_t heads = positive_int(j, "num_attention_heads", source);
+  require(!j.contains("num_key_value_heads") || j.at("num_key_value_heads").is_null() ||
+              positive_int(j, "num_key_value_heads", source) == heads,
+          source, ": num_key_value_heads other than num_attention_heads is not supported for model_type deepseek_v3");
+  j["num_key_value_heads"] = heads;
+  if (flag(j, "rope_interleave", true, source)) c.rope_pairs = kernels::RopePairs::Interleaved;
+  // DeepseekV3Attention's scale: head_dim^-1/2 times get_mscale(factor, mscale_all_dim)^2 under any rope scaling
+  // that gives a non-zero mscale_all_dim.
+  if (j.contains("rope_scaling") && j.at("rope_scaling").is_object()) {
+    const json& r = j.at("rope_scaling");
+    const double all = r.contains("mscale_all_dim") && r.at("mscale_all_dim").is_number()
+                           ? r.at("mscale_all_dim").get<double>() : 0.0;
+    const double factor = r.contains("factor") && r.at("factor").is_number() ? r.at("factor").get<double>() : 1.0;
+    if (all != 0.0 && factor > 1.0) c.attention_mscale = 0.1 * all * std::log(factor) + 1.0;
+  }
 }
 
 void parse_olmoe(json& j, ModelConfig& c, const std::string& source) {

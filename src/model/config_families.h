@@ -124,6 +124,7 @@ struct DeepseekMoeDefaults {
   std::int64_t experts = 0, per_token = 0, shared = 0;
   std::int64_t first_dense = 0;
   bool norm_topk_prob = false;
+  std::int64_t width = 0, dense_width = 0;  // moe_intermediate_size, intermediate_size
 };
 void parse_deepseek_moe(nlohmann::json& j, ModelConfig& c, const std::string& type, const std::string& source,
                         const DeepseekMoeDefaults& d);
@@ -134,6 +135,14 @@ void parse_deepseek_moe(nlohmann::json& j, ModelConfig& c, const std::string& ty
 // required, first_k_dense_replace 0 and norm_topk_prob false by default); a window in the layers from
 // max_window_layers on where sliding_window is set (Dots1Config's 4096 and 62).
 void parse_dots1(nlohmann::json& j, ModelConfig& c, const std::string& source);
+
+// DeepSeek-V3 (model_type deepseek_v3, DeepseekV3ForCausalLM: DeepSeek-V3 / V3.1 / R1, Kimi K2, Moonlight;
+// DeepseekV3Config's defaults where a key is absent): multi-head latent attention (ModelConfig::latent_attention:
+// q_lora_rank -- null: q_proj --, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim; RoPE in
+// interleaved pairs where rope_interleave; the scores' YaRN mscale_all_dim) and DeepSeek-V3's mixture
+// (parse_deepseek_moe). Its multi-token-prediction layers (num_nextn_predict_layers) are not read; attention_bias
+// is refused.
+void parse_deepseek_v3(nlohmann::json& j, ModelConfig& c, const std::string& source);
 
 // OLMoE (model_type olmoe, OlmoeForCausalLM: OLMoE-1B-7B; OlmoeConfig's defaults where a key is absent):
 // Llama's pre-norm layers with OLMo 2's q and k norms across all their heads, and the MLP a sparse

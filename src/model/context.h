@@ -105,4 +105,10 @@ struct BatchGeometry {
   std::int64_t gathered_rows() const { return split ? split->padded : rows; }
 };
 
+// The table rows `rope` reads for b's rows: the global table's (LongRoPE's long rows for long
+// sequences), or a windowed layer's local table's, the positions.
+inline const std::int32_t* rope_rows(const ModelContext& ctx, const BatchGeometry& b, const RopeTable* rope) {
+  return rope == &ctx.rope ? b.rope_rows : b.positions;
+}
+
 }  // namespace spin::model

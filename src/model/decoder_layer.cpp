@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "model/adapter_site.h"
+#include "model/latent_attention.h"
 #include "model/linear.h"
 #include "model/qkv_transforms.h"
 #include "model/tp_regions.h"
@@ -17,12 +18,6 @@ namespace {
 // their bf16), or without an input norm (OLMo 2) in float32 the stream itself, x_in / x_mid.
 const Tensor& norm_output(const Tensor& normed, const Tensor& normed16, const Tensor& stream) {
   return normed.defined() || normed16.defined() ? normed : stream;
-}
-
-// The table rows `rope` reads for b's rows: the global table's (LongRoPE's long rows for long
-// sequences), or a windowed layer's local table's, the positions.
-const std::int32_t* rope_rows(const ModelContext& ctx, const BatchGeometry& b, const RopeTable* rope) {
-  return rope == &ctx.rope ? b.rope_rows : b.positions;
 }
 
 // RoPE on q and k in place (none in a NoPE layer: `rope` null), then causal attention into
@@ -321,15 +316,26 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
                                 {w.input_layernorm, w.input_layernorm_bias});
   // The q, k and v products -- into q_raw, k_raw (v_raw) where a family transforms them before
   // attention (qkv_transforms.h: Qwen3's and OLMo 2's norms, OLMo 1.7's clamp) -- then q, k, v.
-  const bool raw = transforms_qk(ctx, w), raw_v = transforms_v(ctx);
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::Q, a, raw ? a.q_raw : a.q, raw ? a.q_raw_bf16 : a.q_bf16, in1,
-                       w.q_proj, w.bf16.q_proj, w.q_bias, n, d.q_width());
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::K, a, raw ? a.k_raw : a.k, raw ? a.k_raw_bf16 : a.k_bf16, in1,
-                       w.k_proj, w.bf16.k_proj, w.k_bias, n, d.kv_width());
-  adapted_forward_into(ctx, b, layer, ad, LoraTarget::V, a, raw_v ? a.v_raw : a.v, raw_v ? a.v_raw_bf16 : a.v_bf16,
-                       in1, w.v_proj, w.bf16.v_proj, w.v_bias, n, d.kv_width());
-  qkv_transforms_forward(ctx, w, a, n);
-  self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer), ctx.rope_for(layer));
+  // Latent attention (DeepSeek-V3's) forms q, k and v its own way, RoPE included.
+  const bool latent = ctx.config.latent_attention();
+  if (latent) {
+    latent_attention_forward(ctx, b, w, a.latent, in1, a.q, a.q_bf16, a.k, a.k_bf16, a.v, a.v_bf16,
+                             ctx.rope_for(layer));
+  } else {
+    const bool raw = transforms_qk(ctx, w), raw_v = transforms_v(ctx);
+    adapted_forward_into(ctx, b, layer, ad, LoraTarget::Q, a, raw ? a.q_raw : a.q, raw ? a.q_raw_bf16 : a.q_bf16, in1,
+                         w.q_proj, w.bf16.q_proj, w.q_bias, n, d.q_width());
+    adapted_forward_into(ctx, b, layer, ad, LoraTarget::K, a, raw ? a.k_raw : a.k, raw ? a.k_raw_bf16 : a.k_bf16, in1,
+                         w.k_proj, w.bf16.k_proj, w.k_bias, n, d.kv_width());
+    adapted_forward_into(ctx, b, layer, ad, LoraTarget::V, a, raw_v ? a.v_raw : a.v, raw_v ? a.v_raw_bf16 : a.v_bf16,
+                         in1, w.v_proj, w.bf16.v_proj, w.v_bias, n, d.kv_width());
+    qkv_transforms_forward(ctx, w, a, n);
+  }
+  self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer), latent ? nullptr : ctx.rope_for(layer));
+  // o_proj's input: the attention's output, or latent attention's values without their padding.
+  if (latent) latent_attention_output(ctx, b, a.latent, a.attn, a.attn_bf16);
+  const Tensor& o_in = latent ? a.latent.out : a.attn;
+  const Tensor& o_in16 = latent ? a.latent.out16 : a.attn_bf16;
   // o_proj's output: x_mid itself, or Gemma 2's before its norm. With a parallel residual both
   // halves' partial sums go to one buffer and are reduced once (GPT-NeoX's gpt_j_residual): x_out,
   // or x_mid where x_out is x_in (inference), which the sum is added to last.
@@ -337,10 +343,10 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   const bool parallel = ctx.config.parallel_residual;
   float* branches = x_out != a.x_in.f32() ? x_out : a.x_mid.f32();
   float* attn_out = parallel ? branches : sandwich ? a.attn_out.f32() : a.x_mid.f32();
-  linear_forward(ctx, row_parallel_partial(b, attn_out), a.attn, a.attn_bf16, w.o_proj, w.bf16.o_proj, n,
-                 d.q_width(), h, true);
-  adapter_forward(ctx, b, layer, ad, LoraTarget::O, a, a.attn, a.attn_bf16, row_parallel_partial(b, attn_out), Tensor(),
-                  n, d.q_width(), h);
+  linear_forward(ctx, row_parallel_partial(b, attn_out), o_in, o_in16, w.o_proj, w.bf16.o_proj, n, d.o_width(), h,
+                 true);
+  adapter_forward(ctx, b, layer, ad, LoraTarget::O, a, o_in, o_in16, row_parallel_partial(b, attn_out), Tensor(), n,
+                  d.o_width(), h);
   if (!parallel) {
     reduce_row_parallel(ctx, b, attn_out);
     add_row_parallel_bias(ctx, b, attn_out, w.o_bias);
@@ -456,12 +462,27 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
                                    sandwich ? output_norm_backward(ctx, b, s, dx, norm_grad(g.attn_output_norm),
                                                                    a.attn_out, w.attn_output_norm, a.rstd_attn_out)
                                             : branch_grad(ctx, b, s, dx));
-  linear_backward(ctx, s.d_attn.f32(), f32_or_null(g.o_proj), d_o, s.dy_bf16, a.attn, a.attn_bf16,
-                  w.o_proj, w.bf16.o_proj, n, d.q_width(), h, false);
-  adapter_backward(ctx, b, layer, ad, LoraTarget::O, g, a, s, d_o, a.attn, a.attn_bf16, s.d_attn.f32(), n, d.q_width(),
-                   h);
+  const bool latent = ctx.config.latent_attention();
+  const Tensor& o_in = latent ? a.latent.out : a.attn;
+  const Tensor& o_in16 = latent ? a.latent.out16 : a.attn_bf16;
+  const Tensor& d_o_in = latent ? s.latent.d_out : s.d_attn;
+  linear_backward(ctx, d_o_in.f32(), f32_or_null(g.o_proj), d_o, s.dy_bf16, o_in, o_in16, w.o_proj, w.bf16.o_proj, n,
+                  d.o_width(), h, false);
+  adapter_backward(ctx, b, layer, ad, LoraTarget::O, g, a, s, d_o, o_in, o_in16, d_o_in.f32(), n, d.o_width(), h);
   if (parallel && own_norm) mlp_norm_backward();  // d_o (dx itself without a split) read: dx may change
-  self_attention_backward(ctx, b, a, s, ctx.config.attention_scores(layer), ctx.rope_for(layer));
+  if (latent) latent_attention_output_backward(ctx, b, s.latent, s.d_attn);
+  self_attention_backward(ctx, b, a, s, ctx.config.attention_scores(layer), latent ? nullptr : ctx.rope_for(layer));
+  // (With a shared norm in2 is in1, still gathered: nothing wrote the buffer since.)
+  const bool shared = !own_norm;
+  if (latent) {
+    const ColumnInput in1 = shared ? in2 : column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
+    latent_attention_backward(ctx, b, w, g, a.latent, s.latent, in1, s.dq, s.dk, s.dv, s.dy_bf16, s.d_norm, shared, ctx.rope_for(layer));
+    column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx,
+                                  input_norm_grads(g.input_layernorm, g.input_layernorm_bias), a.x_in.f32(),
+                                  {w.input_layernorm, w.input_layernorm_bias}, a.rstd1.f32());
+    if (ad != nullptr) reduce_adapter_gradients(ctx, g, s);
+    return;
+  }
   qkv_transforms_backward(ctx, b, w, g, a, s);
   // The q and k products' output gradients: before the q and k norms or the clamp, where the model has them.
   const bool raw = transforms_qk(ctx, w);
@@ -470,8 +491,6 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   bias_backward(ctx, g.q_bias, dq, n, d.q_width());
   bias_backward(ctx, g.k_bias, dk, n, d.kv_width());
   bias_backward(ctx, g.v_bias, s.dv.f32(), n, d.kv_width());
-  // (With a shared norm in2 is in1, still gathered: nothing wrote the buffer since.)
-  const bool shared = !own_norm;
   const ColumnInput in1 = shared ? in2 : column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
   linear_backward(ctx, s.d_norm.f32(), f32_or_null(g.q_proj), dq, s.dy_bf16, in1.x, in1.x16, w.q_proj, w.bf16.q_proj, n,
                   h, d.q_width(), shared);

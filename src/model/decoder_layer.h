@@ -22,6 +22,7 @@
 #include "core/tensor.h"
 #include "core/workspace.h"
 #include "model/context.h"
+#include "model/latent_attention.h"
 #include "model/moe.h"
 #include "model/weights.h"
 
@@ -57,6 +58,9 @@ struct LayerActivations {
   // A mixture of experts (ModelConfig::moe): its routing and grouped rows; gate, up and act (and
   // their bf16) are then the experts' [rows k, intermediate] and a shared expert's rows (mlp_shape).
   MoeActivations moe;
+  // DeepSeek-V3's latent attention (ModelConfig::latent_attention): its own buffers; q, k and v are then
+  // [rows, heads * head_dim] each, v zero-padded (model/latent_attention.h).
+  LatentActivations latent;
 
   // Points the tensors at buffers for batch `b`'s rows (the residual stream, the norms' outputs
   // and statistics for b.residual_rows(), the rest for b.rows) and `probs_size` attention
@@ -67,7 +71,7 @@ struct LayerActivations {
                 const ModelConfig& config, bool output_in_place, const LoraConfig& lora = {});
   std::size_t bytes() const {
     return workspace_.bytes() + workspace_bf16_.bytes() + workspace_lora_.bytes() + workspace_lora32_.bytes() +
-           workspace_moe_.bytes() + workspace_moe_index_.bytes() + workspace_moe_x_.bytes();
+           workspace_moe_.bytes() + workspace_moe_index_.bytes() + workspace_moe_x_.bytes() + latent.bytes();
   }
 
  private:
@@ -137,13 +141,14 @@ struct LayerGradScratch {
   // A mixture of experts: its gradients of the outputs' rows, weights and logits; d_act, d_gate and
   // d_up are then the MLP buffers' size (mlp_shape).
   MoeGradScratch moe;
+  LatentGradScratch latent;  // latent attention's (model/latent_attention.h)
   // Reuses memory like LayerActivations: d_residual and d_output for b.residual_rows(), d_norm for
   // b.gathered_rows(), the rest for b.rows. `lora` as LayerActivations::allocate's.
   void allocate(const TpDims& d, const BatchGeometry& b, Device device, bool mixed, const ModelConfig& config,
                 const LoraConfig& lora = {});
   std::size_t bytes() const {
     return workspace_.bytes() + workspace_bf16_.bytes() + workspace_lora_.bytes() + workspace_lora16_.bytes() +
-           workspace_moe_.bytes();
+           workspace_moe_.bytes() + latent.bytes();
   }
 
  private:

@@ -28,8 +28,14 @@ std::int64_t moe_dropout_keys(const ModelConfig& c, const LoraConfig& lora, std:
 }
 
 std::int64_t product_grad_values(const TpDims& d, const ModelConfig& c, std::int64_t rows) {
+  // (Latent attention's kv_b_proj: heads x (qk_nope_head_dim + v_head_dim) columns, q_a_proj's and
+  // kv_a_proj's whole outputs.)
+  const std::int64_t latent =
+      c.latent_attention()
+          ? std::max({d.heads * (c.qk_nope_head_dim + c.v_head_dim), c.q_lora_rank, c.kv_lora_rank, c.rotary_dim})
+          : 0;
   const std::int64_t widest =
-      std::max({d.hidden, d.q_width(), d.intermediate, d.shared_intermediate, d.dense_intermediate});
+      std::max({d.hidden, d.q_width(), d.intermediate, d.shared_intermediate, d.dense_intermediate, latent});
   return c.moe() ? std::max(c.mlp_rows(rows) * widest, moe_logits(c, rows)) : rows * widest;
 }
 
@@ -99,6 +105,7 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   }
   if (!config.mlp_input_norm()) n2 = n2_bf16 = Tensor();
   if (!config.gated_mlp) gate = gate_bf16 = Tensor();
+  if (config.latent_attention()) latent.allocate(d, config, rows, device, mixed);
   moe = MoeActivations{};
   if (config.moe()) {
     const std::int64_t outputs = rows * config.mlp_outputs();
@@ -165,6 +172,7 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   // The widest product's output gradient: a mixture's experts' over its grouped rows, or its router's.
   dy_bf16 =
       mixed ? workspace_bf16_.carve(device, {{product_grad_values(d, config, rows)}}, 1, DType::BF16)[0] : Tensor();
+  if (config.latent_attention()) latent.allocate(d, config, rows, device);
   moe = MoeGradScratch{};
   if (config.moe()) {
     const Shape outputs{rows * config.mlp_outputs(), d.hidden};

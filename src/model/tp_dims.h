@@ -16,6 +16,7 @@ struct TpDims {
   int size = 1;
   std::int64_t hidden = 0;
   std::int64_t head_dim = 0;
+  std::int64_t v_head_dim = 0;    // a value head's width: head_dim but in latent attention (ModelConfig::v_head_dim)
   std::int64_t heads = 0;         // query heads on this rank
   std::int64_t kv_heads = 0;      // key/value heads on this rank
   std::int64_t intermediate = 0;  // MLP columns on this rank (each expert's, in a mixture)
@@ -28,6 +29,8 @@ struct TpDims {
   std::int64_t vocab_valid = 0;   // real vocabulary ids held here (<= vocab_rows)
 
   std::int64_t q_width() const { return heads * head_dim; }
+  // o_proj's input columns on this rank: the heads' values (q_width but in latent attention).
+  std::int64_t o_width() const { return heads * v_head_dim; }
   // The elements of each MLP buffer (gate, up, act, their gradients) for `rows` tokens: rows x
   // intermediate, or a mixture's grouped rows' and then a shared expert's rows' (model/moe.h) -- or its
   // dense layers' where more.

@@ -64,12 +64,26 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
   };
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
     if (c.pre_norms && norm_weights) norm(layer_name(l, "input_layernorm"));
-    column(layer_name(l, "self_attn.q_proj.weight"), d.q_width(), h);
-    column_bias(layer_name(l, "self_attn.q_proj.bias"), d.q_width());
-    column(layer_name(l, "self_attn.k_proj.weight"), d.kv_width(), h);
-    column_bias(layer_name(l, "self_attn.k_proj.bias"), d.kv_width());
-    column(layer_name(l, "self_attn.v_proj.weight"), d.kv_width(), h);
-    column_bias(layer_name(l, "self_attn.v_proj.bias"), d.kv_width());
+    if (c.latent_attention()) {  // DeepSeek-V3's: the latent projections replicated, the heads' split
+      if (c.q_lora_rank > 0) {
+        replicated(layer_name(l, "self_attn.q_a_proj.weight"), {c.q_lora_rank, h});
+        replicated(layer_name(l, "self_attn.q_a_layernorm.weight"), {c.q_lora_rank});
+        column(layer_name(l, "self_attn.q_b_proj.weight"), d.q_width(), c.q_lora_rank);
+      } else {
+        column(layer_name(l, "self_attn.q_proj.weight"), d.q_width(), h);
+      }
+      replicated(layer_name(l, "self_attn.kv_a_proj_with_mqa.weight"), {c.kv_lora_rank + c.rotary_dim, h});
+      replicated(layer_name(l, "self_attn.kv_a_layernorm.weight"), {c.kv_lora_rank});
+      column(layer_name(l, "self_attn.kv_b_proj.weight"), d.heads * (c.qk_nope_head_dim + c.v_head_dim),
+             c.kv_lora_rank);
+    } else {
+      column(layer_name(l, "self_attn.q_proj.weight"), d.q_width(), h);
+      column_bias(layer_name(l, "self_attn.q_proj.bias"), d.q_width());
+      column(layer_name(l, "self_attn.k_proj.weight"), d.kv_width(), h);
+      column_bias(layer_name(l, "self_attn.k_proj.bias"), d.kv_width());
+      column(layer_name(l, "self_attn.v_proj.weight"), d.kv_width(), h);
+      column_bias(layer_name(l, "self_attn.v_proj.bias"), d.kv_width());
+    }
     if (c.qk_norm) {
       replicated(layer_name(l, "self_attn.q_norm.weight"), {d.head_dim});
       replicated(layer_name(l, "self_attn.k_norm.weight"), {d.head_dim});
@@ -81,7 +95,7 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
       split(layer_name(l, "self_attn.k_norm.weight"), {c.num_kv_heads, d.head_dim}, 0, d.kv_heads, d.kv_heads * d.rank,
             d.kv_heads);
     }
-    row(layer_name(l, "self_attn.o_proj.weight"), h, d.q_width());
+    row(layer_name(l, "self_attn.o_proj.weight"), h, d.o_width());
     // A row-parallel projection's bias is added once, after the reduction: replicated.
     if (c.o_bias) replicated(layer_name(l, "self_attn.o_proj.bias"), {h});
     // Gemma 2's: the attention output's norm.
@@ -138,7 +152,7 @@ std::pair<std::int64_t, std::int64_t> projection_extents(const TpDims& d, LoraTa
     case LoraTarget::Q: return {d.hidden, d.q_width()};
     case LoraTarget::K:
     case LoraTarget::V: return {d.hidden, d.kv_width()};
-    case LoraTarget::O: return {d.q_width(), d.hidden};
+    case LoraTarget::O: return {d.o_width(), d.hidden};
     case LoraTarget::Gate:
     case LoraTarget::Up: return {d.hidden, d.dense_intermediate};
     case LoraTarget::Down: return {d.dense_intermediate, d.hidden};
@@ -256,9 +270,15 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
     const auto get = [&](const char* suffix) { return by_name.at(layer_name(l, suffix)); };
     LayerWeights& w = layers.emplace_back();
     w.input_layernorm = get_if(layer_name(l, "input_layernorm.weight"));  // none in OLMo 2, OLMo
-    w.q_proj = get("self_attn.q_proj.weight");
-    w.k_proj = get("self_attn.k_proj.weight");
-    w.v_proj = get("self_attn.v_proj.weight");
+    // (Latent attention: q_b_proj, or q_proj where there is no q_a_proj; no k_proj or v_proj.)
+    w.q_proj = config.q_lora_rank > 0 ? get("self_attn.q_b_proj.weight") : get("self_attn.q_proj.weight");
+    w.k_proj = get_if(layer_name(l, "self_attn.k_proj.weight"));
+    w.v_proj = get_if(layer_name(l, "self_attn.v_proj.weight"));
+    w.q_a_proj = get_if(layer_name(l, "self_attn.q_a_proj.weight"));
+    w.q_a_norm = get_if(layer_name(l, "self_attn.q_a_layernorm.weight"));
+    w.kv_a_proj = get_if(layer_name(l, "self_attn.kv_a_proj_with_mqa.weight"));
+    w.kv_a_norm = get_if(layer_name(l, "self_attn.kv_a_layernorm.weight"));
+    w.kv_b_proj = get_if(layer_name(l, "self_attn.kv_b_proj.weight"));
     w.o_proj = get("self_attn.o_proj.weight");
     if (config.sandwich_norms) {
       w.attn_output_norm = get("post_attention_layernorm.weight");
@@ -390,7 +410,8 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
   for (const Tensor* t :
        {&l.input_layernorm, &l.input_layernorm_bias, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.pre_mlp_layernorm,
         &l.pre_mlp_layernorm_bias, &l.gate_proj, &l.up_proj, &l.down_proj, &l.q_bias, &l.k_bias, &l.v_bias, &l.q_norm,
-        &l.k_norm, &l.attn_output_norm, &l.mlp_output_norm, &l.o_bias, &l.gate_bias, &l.up_bias, &l.down_bias}) {
+        &l.k_norm, &l.attn_output_norm, &l.mlp_output_norm, &l.o_bias, &l.gate_bias, &l.up_bias, &l.down_bias,
+        &l.q_a_proj, &l.q_a_norm, &l.kv_a_proj, &l.kv_a_norm, &l.kv_b_proj}) {
     cover(*t);
   }
   for (const LoraFactors& f : l.lora) cover(f.a), cover(f.b);
@@ -418,6 +439,7 @@ void ModelWeights::enable_bf16(const kernels::Kernels& k) {
     LayerWeights::Bf16& b = l.bf16;
     b.q_proj = view(l.q_proj), b.k_proj = view(l.k_proj), b.v_proj = view(l.v_proj), b.o_proj = view(l.o_proj);
     b.gate_proj = view(l.gate_proj), b.up_proj = view(l.up_proj), b.down_proj = view(l.down_proj);
+    b.q_a_proj = view(l.q_a_proj), b.kv_a_proj = view(l.kv_a_proj), b.kv_b_proj = view(l.kv_b_proj);
     for (std::size_t t = 0; t < l.lora.size(); ++t) b.lora[t] = {view(l.lora[t].a), view(l.lora[t].b)};
     b.router = view(l.router);
     const auto expert_view = [&](const LayerWeights::Expert& e) {

@@ -39,6 +39,13 @@ struct LayerWeights {
   // [heads * head_dim], column-parallel (split as the rows of their matrices): Qwen2's biases
   // (ModelConfig::qkv_bias), undefined otherwise. Float32 only: the products' epilogue reads them.
   Tensor q_bias, k_bias, v_bias;
+  // DeepSeek-V3's latent attention (ModelConfig::latent_attention; model/latent_attention.h), undefined
+  // otherwise: q_a_proj [q_lora_rank, hidden] and its norm's weight q_a_norm [q_lora_rank], replicated -- q_proj
+  // then being q_b_proj [heads * head_dim, q_lora_rank] (none where q_lora_rank is 0: q_proj reads the layer's
+  // input); kv_a_proj [kv_lora_rank + rotary_dim, hidden] (kv_a_proj_with_mqa) and kv_a_norm [kv_lora_rank],
+  // replicated; kv_b_proj [heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank], column-parallel by heads.
+  // k_proj and v_proj are then undefined, and o_proj is [hidden, heads * v_head_dim].
+  Tensor q_a_proj, q_a_norm, kv_a_proj, kv_a_norm, kv_b_proj;
   // [head_dim], replicated: Qwen3's RMSNorm weights of every query and key head
   // (ModelConfig::qk_norm), undefined otherwise.
   Tensor q_norm, k_norm;
@@ -76,6 +83,7 @@ struct LayerWeights {
   // otherwise.
   struct Bf16 {
     Tensor q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
+    Tensor q_a_proj, kv_a_proj, kv_b_proj;
     std::array<LoraFactors, kLoraTargets> lora;
     Tensor router;
     std::vector<Expert> experts;

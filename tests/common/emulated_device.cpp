@@ -499,6 +499,19 @@ void EmulatedKernels::softcap_forward(float* x, Index n, float cap) const {
 void EmulatedKernels::add_inplace(float* y, const float* x, Index n) const {
   cpu_->add_inplace(dev(y, n, "add y"), dev(x, n, "add x"), n);
 }
+void EmulatedKernels::copy_2d(void* dst, Index dst_pitch, const void* src, Index src_pitch, Index width,
+                              Index rows) const {
+  if (rows == 0) return;
+  cpu_->copy_2d(dev(static_cast<char*>(dst), (rows - 1) * dst_pitch + width, "copy_2d dst"), dst_pitch,
+                dev(static_cast<const char*>(src), (rows - 1) * src_pitch + width, "copy_2d src"), src_pitch, width,
+                rows);
+}
+void EmulatedKernels::add_2d(float* dst, Index dst_ld, const float* src, Index src_ld, Index rows,
+                             Index cols) const {
+  if (rows == 0) return;
+  cpu_->add_2d(dev(dst, (rows - 1) * dst_ld + cols, "add_2d dst"), dst_ld,
+               dev(src, (rows - 1) * src_ld + cols, "add_2d src"), src_ld, rows, cols);
+}
 void EmulatedKernels::scale(float* y, const float* x, float alpha, Index n) const {
   cpu_->scale(dev(y, n, "scale y"), dev(x, n, "scale x"), alpha, n);
 }

@@ -211,6 +211,8 @@ class EmulatedKernels final : public kernels::Kernels {
                         Index valid, Index vocab_start, float softcap) const override;
   void softcap_forward(float* x, Index n, float cap) const override;
   void add_inplace(float* y, const float* x, Index n) const override;
+  void copy_2d(void* dst, Index dst_pitch, const void* src, Index src_pitch, Index width, Index rows) const override;
+  void add_2d(float* dst, Index dst_ld, const float* src, Index src_ld, Index rows, Index cols) const override;
   void scale(float* y, const float* x, float alpha, Index n) const override;
   void clamp(float* out, const float* x, Index n, float limit) const override;
   void clamp_bf16(std::uint16_t* out, const std::uint16_t* x, Index n, float limit) const override;

@@ -3,6 +3,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "core/dtype.h"
@@ -118,6 +119,18 @@ void CpuKernels::linear_backward_bf16(float* dx, float* dw, const float* dy, std
 void CpuKernels::add_inplace(float* y, const float* x, Index n) const {
 #pragma omp simd
   for (Index i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void CpuKernels::copy_2d(void* dst, Index dst_pitch, const void* src, Index src_pitch, Index width,
+                         Index rows) const {
+  for (Index r = 0; r < rows; ++r) {
+    std::memcpy(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch,
+                static_cast<std::size_t>(width));
+  }
+}
+
+void CpuKernels::add_2d(float* dst, Index dst_ld, const float* src, Index src_ld, Index rows, Index cols) const {
+  for (Index r = 0; r < rows; ++r) add_inplace(dst + r * dst_ld, src + r * src_ld, cols);
 }
 
 void CpuKernels::scale(float* y, const float* x, float alpha, Index n) const {

@@ -379,6 +379,20 @@ void CudaKernels::add_inplace(float* y, const float* x, Index n) const {
   SPIN_CUDA_CHECK_LAUNCH("add_inplace");
 }
 
+void CudaKernels::copy_2d(void* dst, Index dst_pitch, const void* src, Index src_pitch, Index width,
+                          Index rows) const {
+  if (rows == 0 || width == 0) return;
+  SPIN_CUDA_CHECK(cudaMemcpy2DAsync(dst, static_cast<std::size_t>(dst_pitch), src, static_cast<std::size_t>(src_pitch),
+                                    static_cast<std::size_t>(width), static_cast<std::size_t>(rows),
+                                    cudaMemcpyDeviceToDevice, stream_));
+}
+
+void CudaKernels::add_2d(float* dst, Index dst_ld, const float* src, Index src_ld, Index rows, Index cols) const {
+  if (rows == 0 || cols == 0) return;
+  add_2d_kernel<<<blocks_for(rows * cols), kThreads, 0, stream_>>>(dst, dst_ld, src, src_ld, rows, cols);
+  SPIN_CUDA_CHECK_LAUNCH("add_2d");
+}
+
 void CudaKernels::scale(float* y, const float* x, float alpha, Index n) const {
   if (n == 0) return;
   scale_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(y, x, alpha, n);

@@ -139,6 +139,11 @@ __global__ void dropout_kernel(T* y, const T* x, const long long* row_keys, long
 __global__ void add_kernel(float* y, const float* x, long long n) {
   SPIN_GRID_STRIDE(i, n) y[i] += x[i];
 }
+// dst[r, c] += src[r, c] over rows x cols, the rows dst_ld and src_ld floats apart (Kernels::add_2d).
+__global__ void add_2d_kernel(float* dst, long long dst_ld, const float* src, long long src_ld, long long rows,
+                              long long cols) {
+  SPIN_GRID_STRIDE(e, rows * cols) dst[e / cols * dst_ld + e % cols] += src[e / cols * src_ld + e % cols];
+}
 __global__ void scale_kernel(float* y, const float* x, float alpha, long long n) {
   SPIN_GRID_STRIDE(i, n) y[i] = alpha * x[i];
 }

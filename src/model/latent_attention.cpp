@@ -1,0 +1,266 @@
+#include "model/latent_attention.h"
+
+#include <algorithm>
+
+#include "model/linear.h"
+
+namespace spin::model {
+
+namespace {
+
+// The widths a rank's latent attention works with.
+struct LatentDims {
+  std::int64_t hidden, heads, head_dim, nope, rope, v, q_rank, kv_rank;
+  std::int64_t kv_width() const { return heads * (nope + v); }  // kv_b_proj's output columns
+  std::int64_t kv_a_rows() const { return kv_rank + rope; }
+};
+
+LatentDims latent_dims(const TpDims& d, const ModelConfig& c) {
+  return {d.hidden, d.heads,        d.head_dim,    c.qk_nope_head_dim, c.rotary_dim,
+          c.v_head_dim, c.q_lora_rank, c.kv_lora_rank};
+}
+
+// Rows [first, first + count) of a [rows, in] weight (kv_a_proj_with_mqa's c rows, its k_rope rows).
+Tensor weight_rows(const Tensor& w, std::int64_t first, std::int64_t count) {
+  return w.defined() ? w.view(first * w.shape()[1], {count, w.shape()[1]}) : Tensor();
+}
+
+// Element size and base address of a buffer in the products' precision.
+struct Bytes {
+  char* p;
+  std::int64_t size;
+};
+Bytes bytes_of(const Tensor& f32, const Tensor& bf16) {
+  return bf16.defined() ? Bytes{static_cast<char*>(bf16.raw()), 2} : Bytes{static_cast<char*>(f32.raw()), 4};
+}
+
+// out = rmsnorm(x) over rows of `dim` (float32, or bf16 from bf16: the product's rounded output, as
+// transformers' bf16 model norms it).
+void latent_norm_forward(const ModelContext& ctx, const Tensor& out, const Tensor& out16, const Tensor& rstd,
+                         const Tensor& x, const Tensor& x16, const Tensor& w, std::int64_t rows, std::int64_t dim) {
+  if (out16.defined()) {
+    ctx.k.rmsnorm_forward_bf16_in(out16.bf16(), rstd.f32(), x16.bf16(), w.f32(), rows, dim, kLatentNormEps, 0.0f);
+  } else {
+    ctx.k.rmsnorm_forward(out.f32(), rstd.f32(), x.f32(), w.f32(), rows, dim, kLatentNormEps, 0.0f);
+  }
+}
+
+// Its backward: dx = (zeroed, then +=) from dout; dw += the weight's gradient (null: frozen).
+void latent_norm_backward(const ModelContext& ctx, const Tensor& dx, float* dw, const Tensor& dout, const Tensor& x,
+                          const Tensor& x16, const Tensor& w, const Tensor& rstd, std::int64_t rows, std::int64_t dim) {
+  dx.zero_();
+  if (x16.defined()) {
+    ctx.k.rmsnorm_backward_bf16_in(dx.f32(), dw, dout.f32(), x16.bf16(), w.f32(), rstd.f32(), rows, dim, 0.0f);
+  } else {
+    ctx.k.rmsnorm_backward(dx.f32(), dw, dout.f32(), x.f32(), w.f32(), rstd.f32(), rows, dim, 0.0f);
+  }
+}
+
+// RoPE over the last `rope` columns of each head of q ([rows, heads, head_dim], element size es) through
+// the contiguous scratch [rows, heads, rope]: copied out, rotated (forward or backward: `undo`), copied back.
+void rope_query_part(const ModelContext& ctx, const BatchGeometry& b, const LatentDims& l, char* q, std::int64_t es,
+                     char* scratch, bool bf16, bool undo, const RopeTable& rope) {
+  const auto& k = ctx.k;
+  const std::int64_t n = b.rows, offset = l.nope * es;
+  k.copy_2d(scratch, l.rope * es, q + offset, l.head_dim * es, l.rope * es, n * l.heads);
+  const std::int32_t* rows = rope_rows(ctx, b, &rope);
+  const auto pairs = ctx.config.rope_pairs;
+  if (bf16) {
+    k.rope_forward_bf16(reinterpret_cast<std::uint16_t*>(scratch), rows, rope.cos(), rope.sin(), n, l.heads, l.rope,
+                        l.rope, pairs);
+  } else if (undo) {
+    k.rope_backward(reinterpret_cast<float*>(scratch), rows, rope.cos(), rope.sin(), n, l.heads, l.rope, l.rope, pairs);
+  } else {
+    k.rope_forward(reinterpret_cast<float*>(scratch), rows, rope.cos(), rope.sin(), n, l.heads, l.rope, l.rope, pairs);
+  }
+  k.copy_2d(q + offset, l.head_dim * es, scratch, l.rope * es, l.rope * es, n * l.heads);
+}
+
+}  // namespace
+
+LatentShapes latent_activation_shapes(const TpDims& d, const ModelConfig& c, std::int64_t rows) {
+  const LatentDims l = latent_dims(d, c);
+  const Shape q_latent{l.q_rank > 0 ? rows : 0, l.q_rank};
+  return {{q_latent,
+           q_latent,
+           {rows, l.kv_rank},
+           {rows, l.kv_rank},
+           {rows, l.rope},
+           {rows, l.kv_width()},
+           {rows, d.o_width()},
+           {rows, l.heads * l.rope}},
+          {{l.q_rank > 0 ? rows : 0}, {rows}}};
+}
+
+std::vector<Shape> latent_grad_shapes(const TpDims& d, const ModelConfig& c, std::int64_t rows) {
+  const LatentDims l = latent_dims(d, c);
+  return {{rows * (l.q_rank + l.kv_rank + l.rope)},
+          {l.q_rank > 0 ? rows : 0, l.q_rank},
+          {rows, l.kv_rank},
+          {rows, l.kv_width()},
+          {rows, d.o_width()},
+          {rows, l.heads * l.rope}};
+}
+
+void LatentActivations::allocate(const TpDims& d, const ModelConfig& c, std::int64_t rows, Device device, bool mixed) {
+  const LatentShapes shapes = latent_activation_shapes(d, c, rows);
+  const auto t = workspace_.carve(device, shapes.act, 1, mixed ? DType::BF16 : DType::F32);
+  const auto f = workspace_f32_.carve(device, shapes.f32);
+  Tensor* f32s[] = {&q_latent, &q_normed, &c_kv, &c_normed, &k_rope, &kv, &out, &q_rope};
+  Tensor* bf16s[] = {&q_latent16, &q_normed16, &c_kv16, &c_normed16, &k_rope16, &kv16, &out16, &q_rope16};
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    *(mixed ? bf16s : f32s)[i] = t[i];
+    *(mixed ? f32s : bf16s)[i] = Tensor();
+  }
+  if (c.q_lora_rank == 0) q_latent = q_normed = q_latent16 = q_normed16 = Tensor();
+  rstd_q = c.q_lora_rank > 0 ? f[0] : Tensor();
+  rstd_c = f[1];
+}
+
+void LatentGradScratch::allocate(const TpDims& d, const ModelConfig& c, std::int64_t rows, Device device) {
+  const auto t = workspace_.carve(device, latent_grad_shapes(d, c, rows));
+  const std::int64_t q = c.q_lora_rank, kv = c.kv_lora_rank;
+  d_latent = t[0];
+  d_q_normed = q > 0 ? d_latent.view(0, {rows, q}) : Tensor();
+  d_c_normed = d_latent.view(rows * q, {rows, kv});
+  d_k_rope = d_latent.view(rows * (q + kv), {rows, c.rotary_dim});
+  d_q_latent = q > 0 ? t[1] : Tensor();
+  d_c_kv = t[2], d_kv = t[3], d_out = t[4], d_q_rope = t[5];
+}
+
+void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w,
+                              LatentActivations& a, const ColumnInput& in, const Tensor& q, const Tensor& q16,
+                              const Tensor& k, const Tensor& k16, const Tensor& v, const Tensor& v16,
+                              const RopeTable* rope) {
+  const auto& kern = ctx.k;
+  const LatentDims l = latent_dims(ctx.dims, ctx.config);
+  const std::int64_t n = b.rows, q_width = ctx.dims.q_width();
+  const Tensor none;
+  // The queries.
+  if (l.q_rank > 0) {
+    linear_forward_into(ctx, a.q_latent, a.q_latent16, in.x, in.x16, w.q_a_proj, w.bf16.q_a_proj, none, n, l.hidden,
+                        l.q_rank);
+    latent_norm_forward(ctx, a.q_normed, a.q_normed16, a.rstd_q, a.q_latent, a.q_latent16, w.q_a_norm, n, l.q_rank);
+    linear_forward_into(ctx, q, q16, a.q_normed, a.q_normed16, w.q_proj, w.bf16.q_proj, none, n, l.q_rank, q_width);
+  } else {
+    linear_forward_into(ctx, q, q16, in.x, in.x16, w.q_proj, w.bf16.q_proj, none, n, l.hidden, q_width);
+  }
+  // The latent c and the rotated key: kv_a_proj_with_mqa's two row blocks, each its own product.
+  linear_forward_into(ctx, a.c_kv, a.c_kv16, in.x, in.x16, weight_rows(w.kv_a_proj, 0, l.kv_rank),
+                      weight_rows(w.bf16.kv_a_proj, 0, l.kv_rank), none, n, l.hidden, l.kv_rank);
+  linear_forward_into(ctx, a.k_rope, a.k_rope16, in.x, in.x16, weight_rows(w.kv_a_proj, l.kv_rank, l.rope),
+                      weight_rows(w.bf16.kv_a_proj, l.kv_rank, l.rope), none, n, l.hidden, l.rope);
+  latent_norm_forward(ctx, a.c_normed, a.c_normed16, a.rstd_c, a.c_kv, a.c_kv16, w.kv_a_norm, n, l.kv_rank);
+  linear_forward_into(ctx, a.kv, a.kv16, a.c_normed, a.c_normed16, w.kv_b_proj, w.bf16.kv_b_proj, none, n, l.kv_rank,
+                      l.kv_width());
+  const bool mixed = q16.defined();
+  const Bytes qb = bytes_of(q, q16), kb = bytes_of(k, k16), vb = bytes_of(v, v16), kvb = bytes_of(a.kv, a.kv16);
+  const Bytes kr = bytes_of(a.k_rope, a.k_rope16), qr = bytes_of(a.q_rope, a.q_rope16);
+  const std::int64_t es = qb.size;
+  if (rope != nullptr) {
+    rope_query_part(ctx, b, l, qb.p, es, qr.p, mixed, false, *rope);
+    const std::int32_t* rows = rope_rows(ctx, b, rope);
+    if (mixed) {
+      kern.rope_forward_bf16(a.k_rope16.bf16(), rows, rope->cos(), rope->sin(), n, 1, l.rope, l.rope,
+                             ctx.config.rope_pairs);
+    } else {
+      kern.rope_forward(a.k_rope.f32(), rows, rope->cos(), rope->sin(), n, 1, l.rope, l.rope, ctx.config.rope_pairs);
+    }
+  }
+  // Each head's key: its content part from kv_b_proj, then the shared rotated key; its value, padded.
+  const std::int64_t kv_pitch = (l.nope + l.v) * es, pitch = l.head_dim * es;
+  kern.copy_2d(kb.p, pitch, kvb.p, kv_pitch, l.nope * es, n * l.heads);
+  for (std::int64_t h = 0; h < l.heads; ++h) {
+    kern.copy_2d(kb.p + (h * l.head_dim + l.nope) * es, l.heads * pitch, kr.p, l.rope * es, l.rope * es, n);
+  }
+  if (l.v < l.head_dim) (mixed ? v16 : v).zero_();
+  kern.copy_2d(vb.p, pitch, kvb.p + l.nope * es, kv_pitch, l.v * es, n * l.heads);
+}
+
+void latent_attention_output(const ModelContext& ctx, const BatchGeometry& b, LatentActivations& a,
+                             const Tensor& attn, const Tensor& attn16) {
+  const TpDims& d = ctx.dims;
+  const Bytes from = bytes_of(attn, attn16), to = bytes_of(a.out, a.out16);
+  ctx.k.copy_2d(to.p, d.v_head_dim * to.size, from.p, d.head_dim * from.size, d.v_head_dim * to.size,
+                b.rows * d.heads);
+}
+
+void latent_attention_output_backward(const ModelContext& ctx, const BatchGeometry& b, const LatentGradScratch& s,
+                                      const Tensor& d_attn) {
+  const TpDims& d = ctx.dims;
+  constexpr std::int64_t es = sizeof(float);
+  if (d.v_head_dim < d.head_dim) d_attn.zero_();
+  ctx.k.copy_2d(d_attn.raw(), d.head_dim * es, s.d_out.raw(), d.v_head_dim * es, d.v_head_dim * es,
+                b.rows * d.heads);
+}
+
+void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w,
+                               LayerWeights& g, const LatentActivations& a, LatentGradScratch& s,
+                               const ColumnInput& in, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                               const Tensor& dy16, const Tensor& d_norm, bool accumulate, const RopeTable* rope) {
+  const auto& kern = ctx.k;
+  float* d_n1 = d_norm.f32();
+  const LatentDims l = latent_dims(ctx.dims, ctx.config);
+  const std::int64_t n = b.rows, q_width = ctx.dims.q_width();
+  constexpr std::int64_t es = sizeof(float);
+
+  // The latents' gradients from this rank's heads: the rotated key's (the sum over the heads, RoPE
+  // undone), c's normed (kv_b_proj's input gradient) and q's normed (q_b_proj's).
+  s.d_k_rope.zero_();
+  for (std::int64_t h = 0; h < l.heads; ++h) {
+    kern.add_2d(s.d_k_rope.f32(), l.rope, dk.f32() + h * l.head_dim + l.nope, l.heads * l.head_dim, n, l.rope);
+  }
+  if (rope != nullptr) {
+    rope_query_part(ctx, b, l, static_cast<char*>(dq.raw()), es, static_cast<char*>(s.d_q_rope.raw()), false, true,
+                    *rope);
+    kern.rope_backward(s.d_k_rope.f32(), rope_rows(ctx, b, rope), rope->cos(), rope->sin(), n, 1, l.rope, l.rope,
+                       ctx.config.rope_pairs);
+  }
+  const std::int64_t kv_pitch = (l.nope + l.v) * es, pitch = l.head_dim * es;
+  char* d_kv = static_cast<char*>(s.d_kv.raw());
+  kern.copy_2d(d_kv, kv_pitch, dk.raw(), pitch, l.nope * es, n * l.heads);
+  kern.copy_2d(d_kv + l.nope * es, kv_pitch, dv.raw(), pitch, l.v * es, n * l.heads);
+  linear_backward(ctx, s.d_c_normed.f32(), f32_or_null(g.kv_b_proj), s.d_kv.f32(), dy16, a.c_normed, a.c_normed16,
+                  w.kv_b_proj, w.bf16.kv_b_proj, n, l.kv_rank, l.kv_width(), false);
+  if (l.q_rank > 0) {
+    linear_backward(ctx, s.d_q_normed.f32(), f32_or_null(g.q_proj), dq.f32(), dy16, a.q_normed, a.q_normed16,
+                    w.q_proj, w.bf16.q_proj, n, l.q_rank, q_width, false);
+  } else {  // q_proj reads n1 itself: its input gradient is column-parallel's, this rank's heads' part
+    linear_backward(ctx, d_n1, f32_or_null(g.q_proj), dq.f32(), dy16, in.x, in.x16, w.q_proj, w.bf16.q_proj, n,
+                    l.hidden, q_width, accumulate);
+    accumulate = true;
+  }
+  // Summed over TP (one all-reduce of the three, float32), they are the whole gradients on every rank: the
+  // replicated part's backward runs as with one rank -- its weights' gradients whole on each, the same.
+  ctx.tp.all_reduce(s.d_latent.f32(), static_cast<std::size_t>(s.d_latent.numel()));
+  latent_norm_backward(ctx, s.d_c_kv, f32_or_null(g.kv_a_norm), s.d_c_normed, a.c_kv, a.c_kv16, w.kv_a_norm, a.rstd_c,
+                       n, l.kv_rank);
+  if (l.q_rank > 0) {
+    latent_norm_backward(ctx, s.d_q_latent, f32_or_null(g.q_a_norm), s.d_q_normed, a.q_latent, a.q_latent16,
+                         w.q_a_norm, a.rstd_q, n, l.q_rank);
+  }
+  // Each replicated projection: its weight's gradient over every row, and its input gradient over this
+  // rank's share of the rows alone (the others' rows are theirs), which the TP reduction of d n1 sums.
+  const std::int64_t share = (n + ctx.tp.size() - 1) / ctx.tp.size();
+  const std::int64_t first = std::min(n, share * ctx.tp.rank()), mine = std::min(n, first + share) - first;
+  if (!accumulate) d_norm.zero_();
+  const auto replicated_backward = [&](const Tensor& dy, float* dw, const Tensor& weight, const Tensor& weight16,
+                                       std::int64_t out) {
+    if (dw != nullptr) {
+      linear_backward(ctx, nullptr, dw, dy.f32(), dy16, in.x, in.x16, weight, weight16, n, l.hidden, out, true);
+    }
+    if (mine > 0) {
+      linear_backward(ctx, d_n1 + first * l.hidden, nullptr, dy.f32() + first * out, dy16, in.x, in.x16, weight,
+                      weight16, mine, l.hidden, out, true);
+    }
+  };
+  float* dw_kv_a = f32_or_null(g.kv_a_proj);
+  replicated_backward(s.d_c_kv, dw_kv_a, weight_rows(w.kv_a_proj, 0, l.kv_rank),
+                      weight_rows(w.bf16.kv_a_proj, 0, l.kv_rank), l.kv_rank);
+  replicated_backward(s.d_k_rope, dw_kv_a != nullptr ? dw_kv_a + l.kv_rank * l.hidden : nullptr,
+                      weight_rows(w.kv_a_proj, l.kv_rank, l.rope), weight_rows(w.bf16.kv_a_proj, l.kv_rank, l.rope),
+                      l.rope);
+  if (l.q_rank > 0) replicated_backward(s.d_q_latent, f32_or_null(g.q_a_proj), w.q_a_proj, w.bf16.q_a_proj, l.q_rank);
+}
+
+}  // namespace spin::model

@@ -1,0 +1,105 @@
+// DeepSeek-V3's multi-head latent attention (ModelConfig::latent_attention) under tensor parallelism:
+// the part of a decoder layer from its input norm's output n1 to the q, k and v the attention reads, and
+// from the attention's output to o_proj's input.
+//
+//   q          = q_b_proj(rmsnorm(q_a_proj(n1)))      (q_proj(n1) where q_lora_rank is 0)
+//   c, k_rope  = kv_a_proj_with_mqa(n1)               (its first kv_lora_rank outputs, its last rotary_dim)
+//   k_c, v     = kv_b_proj(rmsnorm(c))                (per head: qk_nope_head_dim, then v_head_dim)
+//   k          = [k_c, rope(k_rope)]  per head -- one rotated key shared by every head
+//   q          = [q_c, rope(q_r)]     per head
+//
+// Each head's query and key are head_dim = qk_nope_head_dim + rotary_dim wide; its value v_head_dim,
+// held in the attention's v buffer padded with zeros to head_dim, so that every attention kernel (and
+// KV cache) runs unchanged -- the padding's output columns are zero and are dropped before o_proj
+// (transformers pads the values so for flash attention too). The cost: the values' padding in the
+// products and the cache (a third of v at DeepSeek-V3's 192 / 128); caching the latent c instead
+// (absorbing kv_b_proj into q and o_proj, as DeepSeek's inference does) is not done.
+//
+// Under TP the heads split as Megatron splits them: q_b_proj (q_proj) and kv_b_proj column-parallel by
+// heads, o_proj row-parallel; q_a_proj, kv_a_proj and their norms are replicated and computed whole on
+// every rank. In the backward each rank's heads give it a part of the latents' gradients (q's and c's
+// normed, the rotated key's), which one all-reduce a layer sums ([rows, q_lora_rank + kv_lora_rank +
+// rotary_dim] floats); from there every rank runs the replicated part's backward as one rank would --
+// the weights' gradients whole and the same on each, no reduction of their own -- but its input
+// gradient only over its share of the rows, which joins the column-parallel ones in the layer's TP
+// reduction of d n1. (Each rank carrying its partial sums through the replicated part instead -- the
+// backward is linear in them -- would need no reduction of the latents, but rounds each partial sum
+// to bf16 on its own: TP would change bf16 results by its roundings.) Sequence parallelism changes
+// nothing here: n1 arrives gathered.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+#include "core/workspace.h"
+#include "model/context.h"
+#include "model/tp_regions.h"
+#include "model/weights.h"
+
+namespace spin::model {
+
+// RMSNorm's epsilon of q_a_layernorm and kv_a_layernorm: DeepseekV3RMSNorm's default, which
+// DeepseekV3Attention does not set from rms_norm_eps.
+inline constexpr float kLatentNormEps = 1e-6f;
+
+// The buffers of one layer's latent attention for `rows` tokens: the ones at the activation size
+// (float32, or bf16 in mixed precision) -- q_a_proj's output and its norm's, c and its norm's, the
+// rotated key, kv_b_proj's output, the values without padding (o_proj's input), the queries' rotated
+// part --, then the float32 ones (the two norms' 1/rms). Shapes of 0 for what a model has not.
+struct LatentShapes {
+  std::vector<Shape> act, f32;
+};
+LatentShapes latent_activation_shapes(const TpDims& d, const ModelConfig& c, std::int64_t rows);
+// The backward's float32 scratch: the latents' gradients the TP group sums (q's normed, c's normed,
+// the rotated key's: one buffer), q's and c's before their norms, kv_b_proj's output's, the values',
+// the queries' rotated part's.
+std::vector<Shape> latent_grad_shapes(const TpDims& d, const ModelConfig& c, std::int64_t rows);
+
+struct LatentActivations {
+  // Each in the products' precision: float32, or bf16 alone in mixed precision (the other undefined).
+  Tensor q_latent, q_normed, c_kv, c_normed, k_rope, kv, out, q_rope;
+  Tensor q_latent16, q_normed16, c_kv16, c_normed16, k_rope16, kv16, out16, q_rope16;
+  Tensor rstd_q, rstd_c;
+  void allocate(const TpDims& d, const ModelConfig& c, std::int64_t rows, Device device, bool mixed);
+  std::size_t bytes() const { return workspace_.bytes() + workspace_f32_.bytes(); }
+
+ private:
+  Workspace workspace_, workspace_f32_;
+};
+
+struct LatentGradScratch {
+  Tensor d_latent;  // [rows, q_lora_rank + kv_lora_rank + rotary_dim]: the next three, in turn
+  Tensor d_q_normed, d_c_normed, d_k_rope;
+  Tensor d_q_latent, d_c_kv, d_kv, d_out, d_q_rope;
+  void allocate(const TpDims& d, const ModelConfig& c, std::int64_t rows, Device device);
+  std::size_t bytes() const { return workspace_.bytes(); }
+
+ private:
+  Workspace workspace_;
+};
+
+// From n1 (`in`) the attention's q, k and v (f32 or, mixed, the bf16 q16, k16, v16: [rows, heads *
+// head_dim] each, v zero-padded), RoPE applied with `rope` (null: none).
+void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w,
+                              LatentActivations& a, const ColumnInput& in, const Tensor& q, const Tensor& q16,
+                              const Tensor& k, const Tensor& k16, const Tensor& v, const Tensor& v16,
+                              const RopeTable* rope);
+
+// The attention's output [rows, heads * head_dim] (float32 attn or bf16 attn16) into o_proj's input
+// a.out / a.out16 [rows, heads * v_head_dim].
+void latent_attention_output(const ModelContext& ctx, const BatchGeometry& b, LatentActivations& a,
+                             const Tensor& attn, const Tensor& attn16);
+// Its backward: o_proj's input gradient s.d_out into the attention's output gradient d_attn, padded.
+void latent_attention_output_backward(const ModelContext& ctx, const BatchGeometry& b, const LatentGradScratch& s,
+                                      const Tensor& d_attn);
+
+// From the attention's dq, dk, dv (float32, RoPE not undone; dq is overwritten): d_norm (= or, where
+// `accumulate`, +=) this rank's part of the input gradient of n1 (b.rows rows), and g's weight gradients
+// (undefined ones skipped: frozen). dy16: mixed precision's scratch for a product's bf16 output gradient.
+void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w,
+                               LayerWeights& g, const LatentActivations& a, LatentGradScratch& s,
+                               const ColumnInput& in, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                               const Tensor& dy16, const Tensor& d_norm, bool accumulate, const RopeTable* rope);
+
+}  // namespace spin::model
