@@ -45,7 +45,7 @@ void latent_norm_forward(const ModelContext& ctx, const Tensor& out, const Tenso
   }
 }
 
-// Its backward: dx = (zeroed, then +=) from dout; dw += the weight's gradient (null: frozen).
+// Its backward: dx = (zeroed, then +=) from dout; dw += the weight's gradient.
 void latent_norm_backward(const ModelContext& ctx, const Tensor& dx, float* dw, const Tensor& dout, const Tensor& x,
                           const Tensor& x16, const Tensor& w, const Tensor& rstd, std::int64_t rows, std::int64_t dim) {
   dx.zero_();
@@ -99,7 +99,8 @@ std::vector<Shape> latent_grad_shapes(const TpDims& d, const ModelConfig& c, std
           {rows, l.kv_rank},
           {rows, l.kv_width()},
           {rows, d.o_width()},
-          {rows, l.heads * l.rope}};
+          {rows, l.heads * l.rope},
+          {std::max(l.q_rank, l.kv_rank)}};
 }
 
 void LatentActivations::allocate(const TpDims& d, const ModelConfig& c, std::int64_t rows, Device device, bool mixed) {
@@ -125,7 +126,7 @@ void LatentGradScratch::allocate(const TpDims& d, const ModelConfig& c, std::int
   d_c_normed = d_latent.view(rows * q, {rows, kv});
   d_k_rope = d_latent.view(rows * (q + kv), {rows, c.rotary_dim});
   d_q_latent = q > 0 ? t[1] : Tensor();
-  d_c_kv = t[2], d_kv = t[3], d_out = t[4], d_q_rope = t[5];
+  d_c_kv = t[2], d_kv = t[3], d_out = t[4], d_q_rope = t[5], frozen_norm = t[6];
 }
 
 void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w,
@@ -233,10 +234,12 @@ void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, 
   // Summed over TP (one all-reduce of the three, float32), they are the whole gradients on every rank: the
   // replicated part's backward runs as with one rank -- its weights' gradients whole on each, the same.
   ctx.tp.all_reduce(s.d_latent.f32(), static_cast<std::size_t>(s.d_latent.numel()));
-  latent_norm_backward(ctx, s.d_c_kv, f32_or_null(g.kv_a_norm), s.d_c_normed, a.c_kv, a.c_kv16, w.kv_a_norm, a.rstd_c,
+  // (A frozen norm's weight gradient, LoRA's base, goes to a scratch nothing reads.)
+  const auto norm_grad = [&](const Tensor& grad) { return grad.defined() ? grad.f32() : s.frozen_norm.f32(); };
+  latent_norm_backward(ctx, s.d_c_kv, norm_grad(g.kv_a_norm), s.d_c_normed, a.c_kv, a.c_kv16, w.kv_a_norm, a.rstd_c,
                        n, l.kv_rank);
   if (l.q_rank > 0) {
-    latent_norm_backward(ctx, s.d_q_latent, f32_or_null(g.q_a_norm), s.d_q_normed, a.q_latent, a.q_latent16,
+    latent_norm_backward(ctx, s.d_q_latent, norm_grad(g.q_a_norm), s.d_q_normed, a.q_latent, a.q_latent16,
                          w.q_a_norm, a.rstd_q, n, l.q_rank);
   }
   // Each replicated projection: its weight's gradient over every row, and its input gradient over this

@@ -53,7 +53,7 @@ struct LatentShapes {
 LatentShapes latent_activation_shapes(const TpDims& d, const ModelConfig& c, std::int64_t rows);
 // The backward's float32 scratch: the latents' gradients the TP group sums (q's normed, c's normed,
 // the rotated key's: one buffer), q's and c's before their norms, kv_b_proj's output's, the values',
-// the queries' rotated part's.
+// the queries' rotated part's, a frozen norm's weight gradient (unread).
 std::vector<Shape> latent_grad_shapes(const TpDims& d, const ModelConfig& c, std::int64_t rows);
 
 struct LatentActivations {
@@ -72,6 +72,7 @@ struct LatentGradScratch {
   Tensor d_latent;  // [rows, q_lora_rank + kv_lora_rank + rotary_dim]: the next three, in turn
   Tensor d_q_normed, d_c_normed, d_k_rope;
   Tensor d_q_latent, d_c_kv, d_kv, d_out, d_q_rope;
+  Tensor frozen_norm;  // [max(q_lora_rank, kv_lora_rank)]: a frozen latent norm's weight gradient, unread
   void allocate(const TpDims& d, const ModelConfig& c, std::int64_t rows, Device device);
   std::size_t bytes() const { return workspace_.bytes(); }
 

@@ -327,6 +327,11 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
   require(config.gated_mlp || !lora.targets_(LoraTarget::Gate),
           "LoRA targets gate_proj, but the model's MLP has no gate (a plain MLP: up_proj, its activation, "
           "down_proj); name the targets, e.g. q_proj,k_proj,v_proj,o_proj,up_proj,down_proj");
+  require(!config.latent_attention() ||
+              !(lora.targets_(LoraTarget::Q) || lora.targets_(LoraTarget::K) || lora.targets_(LoraTarget::V)),
+          "LoRA targets q_proj, k_proj or v_proj, but DeepSeek-V3's latent attention has none of them (adapters of "
+          "its q_a_proj, q_b_proj, kv_a_proj_with_mqa and kv_b_proj are not implemented); name the targets among "
+          "o_proj and the MLP's, e.g. o_proj,gate_proj,up_proj,down_proj");
   require(stage.begin >= 0 && stage.begin < stage.end && stage.end <= config.num_layers,
           "stage layers [", stage.begin, ", ", stage.end, ") outside a model of ",
           config.num_layers, " layers");
@@ -395,6 +400,12 @@ std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpD
                                             const StageLayers& stage) {
   std::vector<ShardedTensor> out;
   for (auto& spec : parameter_specs(config, dims, stage)) out.push_back(std::move(spec.first));
+  return out;
+}
+
+std::vector<Shape> parameter_local_shapes(const ModelConfig& config, const TpDims& dims, const StageLayers& stage) {
+  std::vector<Shape> out;
+  for (auto& spec : parameter_specs(config, dims, stage)) out.push_back(std::move(spec.second));
   return out;
 }
 

@@ -177,6 +177,9 @@ class ModelWeights {
 // tensors without allocating it (checkpoint conversion).
 std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpDims& dims,
                                             const StageLayers& stage);
+// Their local shapes on this rank, in the same order (a vocabulary shard's padding rows included): what
+// ModelWeights carves.
+std::vector<Shape> parameter_local_shapes(const ModelConfig& config, const TpDims& dims, const StageLayers& stage);
 // The same for the LoRA adapters of that shard ("model.layers.<l>.self_attn.q_proj.lora_A.weight",
 // PEFT's names without its "base_model.model." prefix).
 // In a mixture of experts an MLP target adapts every expert's projection (and the shared expert's):

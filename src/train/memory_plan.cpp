@@ -12,6 +12,7 @@
 #include "model/kv_cache.h"
 #include "model/rope.h"
 #include "model/stage.h"
+#include "model/latent_attention.h"
 #include "model/tp_dims.h"
 #include "model/transformer.h"
 #include "model/weights.h"
@@ -23,37 +24,18 @@ namespace {
 // Buffers are carved in 64-byte-aligned views of 16 elements (core/workspace.cpp).
 std::int64_t aligned(std::int64_t n) { return (n + 15) / 16 * 16; }
 
+// The elements of tensors of these local shapes, each carved in an aligned view, the whole padded to
+// a multiple of pad_multiple -- as ModelWeights carves a model's parameters or its adapters.
+std::int64_t carved_elements(const std::vector<Shape>& shapes, std::int64_t pad_multiple) {
+  std::int64_t n = 0;
+  for (const Shape& s : shapes) n += aligned(shape_numel(s));
+  return (n + pad_multiple - 1) / pad_multiple * pad_multiple;
+}
+
 // This rank's parameter elements on a stage, as ModelWeights lays them out.
 std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, const model::StageLayers& s,
                           std::int64_t pad_multiple) {
-  const std::int64_t h = d.hidden;
-  std::int64_t n = 0;
-  if (s.first) n += aligned(d.vocab_rows * h);
-  const std::int64_t biases = (c.qkv_bias ? aligned(d.q_width()) + 2 * aligned(d.kv_width()) : 0) +
-                              (c.o_bias ? aligned(h) : 0) +
-                              (c.mlp_bias ? (c.gated_mlp ? 2 : 1) * aligned(d.dense_intermediate) + aligned(h) : 0);
-  const std::int64_t qk_norms = c.qk_norm ? 2 * aligned(d.head_dim)
-                                : c.qk_norm_all_heads || c.qk_head_layernorm
-                                    ? aligned(d.q_width()) + aligned(d.kv_width())
-                                    : 0;
-  const std::int64_t norm = (c.norm_biases() ? 2 : 1) * aligned(h);  // a weight, and its bias where it has one
-  // A layer of experts: the router (and GLM-4.5's correction bias) and every expert's projections; a
-  // shared expert's and its gate. A dense layer: its MLP.
-  const std::int64_t shared = c.shared_expert() ? c.mlp_projections() * aligned(d.shared_intermediate * h) +
-                                                      (c.shared_expert_gated ? aligned(h) : 0)
-                                                : 0;
-  const std::int64_t experts = aligned(c.num_experts * h) + (c.router_sigmoid ? aligned(c.num_experts) : 0) +
-                               c.num_experts * c.mlp_projections() * aligned(d.intermediate * h) + shared;
-  const std::int64_t dense = c.mlp_projections() * aligned(d.dense_intermediate * h);
-  const std::int64_t layer =
-      c.layer_norm_weights() * norm + 2 * aligned(d.q_width() * h) + 2 * aligned(d.kv_width() * h) + biases + qk_norms;
-  for (std::int64_t l = s.begin; l < s.end; ++l) n += layer + (c.moe_layer(l) ? experts : dense);
-  if (s.last) {
-    if (c.final_norm_weight()) n += norm;
-    if (!c.tie_word_embeddings || !s.first) n += aligned(d.vocab_rows * h);  // lm_head, or the tied copy
-    if (c.lm_head_bias) n += aligned(d.vocab_rows);                          // Phi's, tied or not
-  }
-  return (n + pad_multiple - 1) / pad_multiple * pad_multiple;
+  return carved_elements(model::parameter_local_shapes(c, d, s), pad_multiple);
 }
 
 // This rank's LoRA adapter elements on a stage, as ModelWeights::adapters lays them out (none
@@ -61,12 +43,13 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
 std::int64_t stage_adapter_params(const model::ModelConfig& c, const model::LoraConfig& lora, const model::TpDims& d,
                                   const model::StageLayers& s, std::int64_t pad_multiple) {
   if (!lora.enabled()) return 0;
-  std::int64_t n = 0;
-  for (const ShardedTensor& t : model::adapter_layout(c, lora, d, s)) {
-    const std::int64_t whole = shape_numel(t.global_shape);
-    n += aligned(t.replicated() ? whole : whole / t.global_shape[static_cast<std::size_t>(t.split_dim)] * t.length);
+  std::vector<Shape> shapes;
+  for (const ShardedTensor& t : model::adapter_layout(c, lora, d, s)) {  // (adapters have no padding rows)
+    Shape local = t.global_shape;
+    if (!t.replicated()) local[static_cast<std::size_t>(t.split_dim)] = t.length;
+    shapes.push_back(local);
   }
-  return (n + pad_multiple - 1) / pad_multiple * pad_multiple;
+  return carved_elements(shapes, pad_multiple);
 }
 
 // Element counts of a buffer set, split by element size: `act` elements at the precision's
@@ -140,6 +123,11 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   if (c.clip_qkv > 0) {  // OLMo 1.7: q, k and v before the clamp (at the activation size)
     e.act += aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width());
   }
+  if (c.latent_attention()) {  // DeepSeek-V3's latents, kv_b_proj's output, the values (model/latent_attention.h)
+    const model::LatentShapes latent = model::latent_activation_shapes(d, c, rows);
+    for (const Shape& s : latent.act) e.act += aligned(shape_numel(s));
+    for (const Shape& s : latent.f32) e.f32 += aligned(shape_numel(s));
+  }
   if (!attention_state) return e;
   e.f32 += keep_probs ? aligned(seqs * seq * seq * d.heads) : aligned(rows * d.heads);
   return e;
@@ -174,10 +162,14 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products,
       (c.qk_norm_all_heads ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) + aligned(2 * rows) : 0) +
       (c.clip_qkv > 0 || c.qk_head_layernorm ? aligned(rows * d.q_width()) + aligned(rows * d.kv_width()) : 0) +
       (c.transforms_branch_outputs() ? aligned(r.residual * d.hidden) : 0);
+  std::int64_t latent = 0;  // DeepSeek-V3's latent attention's gradients
+  if (c.latent_attention()) {
+    for (const Shape& s : model::latent_grad_shapes(d, c, rows)) latent += aligned(shape_numel(s));
+  }
   return {bf16_products ? aligned(dy) : 0, aligned(r.residual * d.hidden) + aligned(r.gathered * d.hidden) +
                                                2 * aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width()) +
                                                c.mlp_projections() * aligned(d.mlp_values(c, rows)) +
-                                               (r.split ? aligned(2 * d.hidden) : 0) + head_norms + moe};
+                                               (r.split ? aligned(2 * d.hidden) : 0) + head_norms + moe + latent};
 }
 
 // LoRA's buffers of one layer (LayerActivations::lora_u: each adapted projection's u at the

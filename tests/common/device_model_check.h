@@ -34,7 +34,8 @@ inline constexpr TinyFamily kDeviceCheckFamilies[] = {
     TinyFamily::Cohere,     TinyFamily::Cohere2,      TinyFamily::GptNeox,        TinyFamily::GptNeoxSequential,
     TinyFamily::Phi,        TinyFamily::Mixtral,      TinyFamily::Qwen3Moe,       TinyFamily::Olmoe,
     TinyFamily::Qwen2Moe,   TinyFamily::CohereQkNorm, TinyFamily::StableLmQkNorm, TinyFamily::LlamaBiases,
-    TinyFamily::GraniteMoe, TinyFamily::Glm4,         TinyFamily::Exaone4,      TinyFamily::Glm4Moe};
+    TinyFamily::GraniteMoe, TinyFamily::Glm4,         TinyFamily::Exaone4,      TinyFamily::Glm4Moe,
+    TinyFamily::DeepseekV3};
 
 struct DeviceModelErrors {
   std::vector<std::pair<std::string, double>> relative;  // output name -> relative L2 error

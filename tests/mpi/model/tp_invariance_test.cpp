@@ -276,6 +276,14 @@ TEST(TensorParallel, LoraAdaptersMatchOneRankAtTp2AndTp4) {
     for (int tp : {2, 4}) expect_same_as_tp1(shape, tp, {.lora = all});
     expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .recompute = true, .lora = dropped});
   }
+  // DeepSeek-V3's o_proj and experts adapted over its frozen latent attention (whose replicated part's
+  // input gradient each rank forms over its share of the rows).
+  shape.family = testing::TinyFamily::DeepseekV3;
+  LoraConfig deepseek = all;
+  deepseek.targets = parse_lora_targets("o_proj,gate_proj,up_proj,down_proj", "test");
+  for (int tp : {2, 4}) expect_same_as_tp1(shape, tp, {.lora = deepseek});
+  deepseek.dropout = 0.3;
+  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .recompute = true, .lora = deepseek});
 }
 
 // The batch's 27 rows split 14 + 13 (one pad row) at TP 2 and 7 + 7 + 7 + 6 at TP 4.

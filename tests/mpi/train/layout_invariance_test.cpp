@@ -143,7 +143,9 @@ TEST(LayoutInvariance, UnevenStagesAndFourStagePipelines) {
 // gradient norms of 4-8, its steps turn chaotic -- one rank's run with micro-batches of 2 against
 // one of 8 (a summation order, no parallelism) measured 5e-7, 7e-6, 2e-5, 3.5e-4 and 0.11
 // relative apart in the gradient norms of steps 1-5 -- while at 3e-3 the same two runs stay
-// within 3.1e-6, and the layouts are compared at 5e-5 like Gemma 2's.
+// within 3.1e-6, and the layouts are compared at 5e-5 like Gemma 2's. DeepSeek-V3's latent attention
+// normalises latents of 6 and 8 (its heads' values from them): measured, the gradient norms agree to
+// 1e-5 relative in steps 1-4 and drift to 2e-5 in step 5 at TP 2 x PP 2 x DP 2 with ZeRO-1: 5e-5.
 // Gemma 2's tiny caps (1 and 2) saturate many scores, whose gradients through the cap are then
 // near 0; AdamW scales such an element up to ~lr whatever its rounding (the eps note in
 // sft_fixture.h), so the layouts' summation-order differences grow ~3x a step here (measured:
@@ -160,7 +162,7 @@ TEST(LayoutInvariance, GemmaUnderPipelineTensorAndDataParallelism) {
         testing::TinyFamily::StableLm, testing::TinyFamily::StableLmParallel, testing::TinyFamily::Cohere,
         testing::TinyFamily::Cohere2, testing::TinyFamily::GptNeox, testing::TinyFamily::Phi,
         testing::TinyFamily::Mixtral, testing::TinyFamily::Qwen2Moe, testing::TinyFamily::CohereQkNorm,
-        testing::TinyFamily::Glm4Moe}) {
+        testing::TinyFamily::Glm4Moe, testing::TinyFamily::DeepseekV3}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     const double tolerance = family == testing::TinyFamily::Gemma || family == testing::TinyFamily::Granite ||
                                      family == testing::TinyFamily::Olmo || family == testing::TinyFamily::StableLm ||

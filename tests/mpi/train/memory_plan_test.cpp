@@ -227,6 +227,9 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   // shared expert on stage 1; both in one stage.
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::Glm4Moe);
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::Glm4Moe);
+  // DeepSeek-V3's: its latent attention's buffers besides (model/latent_attention.h).
+  check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::DeepseekV3);
+  check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::DeepseekV3);
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::CohereQkNorm);  // float32 q, k before the norms
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::CohereQkNorm);
   check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::StableLmQkNorm);  // with norm biases
@@ -256,6 +259,9 @@ TEST(MemoryPlan, LoraFiguresEqualTheAllocations) {
   experts.dropout = 0.1;
   check<testing::LoraSpinSetup>(world, {2, 1, 2}, true, false, false, true, false, 0, Family::Mixtral, 0, experts);
   check<testing::LoraSpinSetup>(world, {2, 2, 1}, false, true, true, false, true, 0, Family::Glm4Moe, 0, experts);
+  // DeepSeek-V3's o_proj and experts over its frozen latent attention (its scratch for the frozen norms).
+  experts.targets = model::parse_lora_targets("o_proj,gate_proj,up_proj,down_proj", "test");
+  check<testing::LoraSpinSetup>(world, {2, 1, 2}, true, true, true, true, false, 0, Family::DeepseekV3, 0, experts);
 }
 
 }  // namespace

@@ -44,7 +44,8 @@ constexpr testing::TinyFamily kFamilies[] = {
     testing::TinyFamily::Cohere,       testing::TinyFamily::Cohere2,       testing::TinyFamily::GptNeox,
     testing::TinyFamily::Phi,          testing::TinyFamily::Mixtral,       testing::TinyFamily::Qwen2Moe,
     testing::TinyFamily::CohereQkNorm, testing::TinyFamily::StableLmQkNorm, testing::TinyFamily::GraniteMoe,
-    testing::TinyFamily::Glm4,         testing::TinyFamily::Exaone4,      testing::TinyFamily::Glm4Moe};
+    testing::TinyFamily::Glm4,         testing::TinyFamily::Exaone4,      testing::TinyFamily::Glm4Moe,
+    testing::TinyFamily::DeepseekV3};
 testing::TinyShape family_shape(testing::TinyFamily family) {
   testing::TinyShape shape;
   shape.family = family;

@@ -147,11 +147,12 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
 // and shared expert's adapters; GLM-4's through its q, k, v biases, interleaved partial RoPE and the
 // norms of each half's output; EXAONE 4's through its head norms, output norms and NoPE layer;
 // GLM-4.5's through its dense first layer's MLP and the next one's experts and ungated shared
-// experts behind the sigmoid router.
+// experts behind the sigmoid router; DeepSeek-V3's o_proj's and MLP's through its latent attention
+// (adapters of q, k or v refused: it has no such projections).
 TEST(Lora, GradientsMatchFiniteDifferences) {
   for (const char* variant : {"llama", "qwen3", "gemma2", "olmo", "olmo2", "stablelm", "parallel residual", "cohere",
                               "gpt_neox", "phi", "mixtral", "mixtral attention", "mixtral q and down", "qwen2_moe",
-                              "q and v", "glm4", "exaone4", "glm4_moe"}) {
+                              "q and v", "glm4", "exaone4", "glm4_moe", "deepseek_v3"}) {
     SCOPED_TRACE(variant);
     testing::TinyShape shape;
     shape.family = variant == std::string("qwen3")               ? testing::TinyFamily::Qwen3
@@ -168,6 +169,7 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
                    : variant == std::string("glm4")              ? testing::TinyFamily::Glm4
                    : variant == std::string("exaone4")           ? testing::TinyFamily::Exaone4
                    : variant == std::string("glm4_moe")          ? testing::TinyFamily::Glm4Moe
+                   : variant == std::string("deepseek_v3")       ? testing::TinyFamily::DeepseekV3
                                                                  : testing::TinyFamily::Llama;
     LoraConfig lora = testing::tiny_lora();
     if (variant == std::string("mixtral attention")) {
@@ -178,6 +180,10 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
       lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj,up_proj,down_proj", "test");
     }
     if (variant == std::string("q and v")) lora.targets = parse_lora_targets("q_proj,v_proj", "test");
+    if (shape.family == testing::TinyFamily::DeepseekV3) {  // its latent attention: o_proj's adapter alone
+      EXPECT_THROW(Adapted(shape, lora), Error);
+      lora.targets = parse_lora_targets("o_proj,gate_proj,up_proj,down_proj", "test");
+    }
     const TokenBatch batch = TokenBatch::pack(sequences());
     if (shape.family == testing::TinyFamily::Olmo) {
       shape.clip_qkv = 1e9f;  // the adapted products' values kept, nothing clamped
