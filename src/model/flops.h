@@ -4,7 +4,8 @@
 //   6 N T + 12 L d sum_i s_i * min(s_i, window)
 // FLOPs: N the matrix parameters a token meets (the layers' projections -- in a mixture of
 // experts the router's and its experts_per_token experts' -- and the LM head, not the embedding's
-// lookup), T = sum_i s_i tokens, L layers, d = heads x head_dim, the window
+// lookup), T = sum_i s_i tokens, L layers, d = heads x head_dim (latent attention: heads x the mean of
+// head_dim and v_head_dim -- the scores' width and the values'), the window
 // where a layer has one. Norms, RoPE, activations and the loss are left out (a few per cent).
 #pragma once
 
