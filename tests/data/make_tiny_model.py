@@ -208,6 +208,13 @@ def main():
                    help="a Dots1ForCausalLM (dots.llm1): Qwen3's attention (head norms, no biases), layer 0 a dense MLP "
                         "of --intermediate, the others --glm4-moe's experts behind the sigmoid router in one group "
                         "(routed_scaling_factor 2.5) with 2 shared experts; no MTP layer")
+    p.add_argument("--deepseek-v3", action="store_true",
+                   help="a DeepseekV3ForCausalLM: multi-head latent attention -- q through a rank-24 latent "
+                        "(q_a_proj, q_a_layernorm, q_b_proj), keys and values through a rank-16 one "
+                        "(kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj), each head 12 content and 8 rotated "
+                        "dimensions (interleaved pairs) of query and key and a value of 10 --, YaRN (factor 4 over "
+                        "--original-max-positions, mscale 1, mscale_all_dim 0.8: cos / sin and the scores scaled), "
+                        "and --glm4-moe's mixture with its multi-token-prediction layer")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--experts-per-token", type=int, default=2)
     p.add_argument("--cohere", action="store_true",
@@ -253,7 +260,8 @@ def main():
     if a.cohere:
         a.tie = True
     a.qwen3 = a.qwen3 or a.qwen3_moe
-    a.deepseek_moe = a.glm4_moe or a.dots1  # DeepSeek-V3's mixture after a dense layer 0
+    a.deepseek_moe = a.glm4_moe or a.dots1 or a.deepseek_v3  # DeepSeek-V3's mixture after a dense layer 0
+    q_rank, kv_rank, nope, rope, v_dim = 24, 16, 12, 8, 10  # --deepseek-v3's latent attention
     a.qwen2 = a.qwen2 or a.qwen2_moe
     shared = a.shared_intermediate or 2 * a.intermediate
     a.gemma2 = a.gemma2 or a.gemma3
@@ -309,8 +317,27 @@ def main():
         tensors = phi_tensors(a, matrix, norm, vector)
     else:
         tensors = [("model.embed_tokens.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden))]
+    def latent_attention(pre):  # DeepseekV3Attention's projections
+        s = pre + "self_attn."
+        return [(s + "q_a_proj.weight", [q_rank, a.hidden], matrix(q_rank, a.hidden)),
+                (s + "q_a_layernorm.weight", [q_rank], norm(q_rank)),
+                (s + "q_b_proj.weight", [a.heads * (nope + rope), q_rank], matrix(a.heads * (nope + rope), q_rank)),
+                (s + "kv_a_proj_with_mqa.weight", [kv_rank + rope, a.hidden], matrix(kv_rank + rope, a.hidden)),
+                (s + "kv_a_layernorm.weight", [kv_rank], norm(kv_rank)),
+                (s + "kv_b_proj.weight", [a.heads * (nope + v_dim), kv_rank], matrix(a.heads * (nope + v_dim), kv_rank)),
+                (s + "o_proj.weight", [a.hidden, a.heads * v_dim], matrix(a.hidden, a.heads * v_dim))]
+
     for l in range(0 if a.gpt_neox or a.phi2 else a.layers):
         pre = "model.layers.%d." % l
+        if a.deepseek_v3:
+            tensors += [(pre + "input_layernorm.weight", [a.hidden], norm(a.hidden)), *latent_attention(pre),
+                        (pre + "post_attention_layernorm.weight", [a.hidden], norm(a.hidden)),
+                        *(moe_experts(pre) if l > 0 else [
+                            (pre + "mlp.gate_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
+                            (pre + "mlp.up_proj.weight", [a.intermediate, a.hidden], matrix(a.intermediate, a.hidden)),
+                            (pre + "mlp.down_proj.weight", [a.hidden, a.intermediate],
+                             matrix(a.hidden, a.intermediate))])]
+            continue
         tensors += [
             *([] if a.olmo2 or a.olmo or a.exaone4 else [(pre + "input_layernorm.weight", [a.hidden], norm(a.hidden))]),
             *norm_bias(pre + "input_layernorm.bias", a.hidden),
@@ -350,7 +377,7 @@ def main():
               if a.gemma2 or a.olmo2 or a.exaone4 else []),
             *([(pre + "post_mlp_layernorm.weight", [a.hidden], norm(a.hidden))] if a.glm4 else []),
         ]
-    if a.glm4_moe:  # GLM-4.5's multi-token-prediction layer (a part of it), which transformers does not read
+    if a.glm4_moe or a.deepseek_v3:  # a multi-token-prediction layer (a part of it), which transformers does not read
         mtp = "model.layers.%d." % a.layers
         tensors += [(mtp + "eh_proj.weight", [a.hidden, 2 * a.hidden], matrix(a.hidden, 2 * a.hidden)),
                     (mtp + "enorm.weight", [a.hidden], norm(a.hidden)), (mtp + "hnorm.weight", [a.hidden], norm(a.hidden)),
@@ -570,6 +597,19 @@ def main():
                        "moe_intermediate_size": a.intermediate // 2, "n_shared_experts": 2, "norm_topk_prob": True,
                        "routed_scaling_factor": 2.5, "first_k_dense_replace": 1, "max_window_layers": a.layers,
                        "sliding_window": None, "use_cache": True})
+    if a.deepseek_v3:  # DeepSeek-V3's own keys, as its config.json has them (but the shapes and token ids)
+        config.update({"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
+                       "num_key_value_heads": a.heads, "q_lora_rank": q_rank, "kv_lora_rank": kv_rank,
+                       "qk_nope_head_dim": nope, "qk_rope_head_dim": rope, "v_head_dim": v_dim,
+                       "attention_bias": False, "attention_dropout": 0.0, "n_routed_experts": a.experts,
+                       "num_experts_per_tok": a.experts_per_token, "moe_intermediate_size": a.intermediate // 2,
+                       "n_shared_experts": 2, "n_group": 2, "topk_group": 1, "norm_topk_prob": True,
+                       "routed_scaling_factor": 2.5, "scoring_func": "sigmoid", "topk_method": "noaux_tc",
+                       "first_k_dense_replace": 1, "num_nextn_predict_layers": 1, "moe_layer_freq": 1,
+                       "ep_size": 1, "rope_scaling": {"type": "yarn", "factor": 4.0, "beta_fast": 32, "beta_slow": 1,
+                                                      "mscale": 1.0, "mscale_all_dim": 0.8,
+                                                      "original_max_position_embeddings": a.original_max_positions},
+                       "initializer_range": 0.02, "use_cache": True})
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

@@ -769,9 +769,12 @@ def deepseek_moe_reference(model_dir):
     route_tokens_to_experts' -- sigmoid scores, chosen by score + e_score_correction_bias within the
     topk_group groups whose two best biased scores sum highest (the others' scores masked to 0.0),
     weighted by the chosen scores over their sum (+1e-20) times routed_scaling_factor -- plus
-    shared_experts, ungated. GLM-4.5's multi-token-prediction layer after the decoder's is not read."""
+    shared_experts, ungated. GLM-4.5's multi-token-prediction layer after the decoder's is not read.
+    DeepseekV3ForCausalLM (transformers 4.51 on) likewise from modular_deepseek_v3, its attention
+    latent_attention's."""
     cfg, w = written_out(model_dir)
     dots1 = cfg["model_type"] == "dots1"
+    deepseek = cfg["model_type"] == "deepseek_v3"
     eps = cfg["rms_norm_eps"]
     hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
     rotary = int(hd * cfg.get("partial_rotary_factor", 1.0))
@@ -804,11 +807,62 @@ def deepseek_moe_reference(model_dir):
 
     def layer(x, pre, index, pos):
         h = norm(x, w[pre + "input_layernorm.weight"])
-        x = x + llama_attention(w, cfg, pre, h, pos, rotary, dots1 or cfg["use_qk_norm"])
+        x = x + (latent_attention(w, cfg, pre, h, pos) if deepseek else
+                 llama_attention(w, cfg, pre, h, pos, rotary, dots1 or cfg["use_qk_norm"]))
         h = norm(x, w[pre + "post_attention_layernorm.weight"])
         return x + (mlp(h, pre + "mlp.") if index < cfg["first_k_dense_replace"] else moe(h, pre + "mlp."))
 
-    return causal_lm("Dots1ForCausalLM" if dots1 else "Glm4MoeForCausalLM", cfg, w, layer, norm)
+    return causal_lm("DeepseekV3ForCausalLM" if deepseek else "Dots1ForCausalLM" if dots1 else "Glm4MoeForCausalLM",
+                     cfg, w, layer, norm)
+
+
+def latent_attention(w, cfg, pre, h, pos):
+    """DeepseekV3Attention (eager) of layer `pre` over the normed input h [T, hidden] at positions `pos`:
+    q = q_b_proj(q_a_layernorm(q_a_proj(h))) (q_proj(h) where q_lora_rank is null), split per head into
+    qk_nope_head_dim by content and qk_rope_head_dim rotated; kv_a_proj_with_mqa(h) split into the latent
+    (kv_a_layernorm, then kv_b_proj: each head's key content and value) and one rotated key expanded to every
+    head; RoPE over the rotated parts through apply_rotary_pos_emb_interleave (x viewed [d / 2, 2],
+    transposed, then rotate_half) where rope_interleave, with YaRN's frequencies and cos / sin factor
+    (the rotary embedding's dim qk_rope_head_dim) where rope_scaling says yarn; the scores scaled by
+    qk_head_dim^-1/2 times yarn_get_mscale(factor, mscale_all_dim)^2; o_proj over the heads' values. The
+    latent norms are DeepseekV3RMSNorm's with its default eps 1e-6."""
+    t, heads = h.shape[0], cfg["num_attention_heads"]
+    nope, rope, v_dim, kv_rank = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"], cfg["kv_lora_rank"]
+    theta, s = cfg.get("rope_theta", 10000.0), pre + "self_attn."
+    scaling, inv_freq, attention_factor = (nope + rope) ** -0.5, None, 1.0
+    rs = cfg.get("rope_scaling")
+    if rs:
+        from yarn_oracle import yarn
+        assert rs.get("type", rs.get("rope_type")) == "yarn"
+        inv_freq, attention_factor, _ = yarn(rope, theta, rs["factor"], rs["original_max_position_embeddings"],
+                                             rs.get("beta_fast", 32), rs.get("beta_slow", 1),
+                                             mscale=rs.get("mscale"), mscale_all_dim=rs.get("mscale_all_dim"))
+        if rs.get("mscale_all_dim"):
+            m = 0.1 * rs["mscale_all_dim"] * math.log(rs["factor"]) + 1.0
+            scaling = scaling * m * m
+    else:
+        inv_freq = 1.0 / (theta ** (torch.arange(0, rope, 2, dtype=torch.int64).float() / rope))
+
+    def rotate(x):  # x [n, T, rope]
+        angles = pos[:, None].float() * inv_freq[None, :].float()  # the rotary embedding's float32 angles
+        emb = torch.cat([angles, angles], -1).double()
+        cos, sin = emb.cos() * attention_factor, emb.sin() * attention_factor
+        if cfg.get("rope_interleave", True):
+            x = x.reshape(*x.shape[:-1], rope // 2, 2).transpose(-1, -2).reshape(x.shape)
+        return x * cos + torch.cat([-x[..., rope // 2:], x[..., :rope // 2]], -1) * sin
+
+    if cfg.get("q_lora_rank"):
+        q = linear(w, rms_norm(linear(w, h, s + "q_a_proj"), w[s + "q_a_layernorm.weight"], 1e-6), s + "q_b_proj")
+    else:
+        q = linear(w, h, s + "q_proj")
+    q = q.view(t, heads, nope + rope).transpose(0, 1)
+    compressed = linear(w, h, s + "kv_a_proj_with_mqa")
+    kv = linear(w, rms_norm(compressed[:, :kv_rank], w[s + "kv_a_layernorm.weight"], 1e-6), s + "kv_b_proj")
+    kv = kv.view(t, heads, nope + v_dim).transpose(0, 1)
+    k_rot = rotate(compressed[:, kv_rank:].view(1, t, rope)).expand(heads, t, rope)
+    q = torch.cat([q[..., :nope], rotate(q[..., nope:])], -1)
+    k = torch.cat([kv[..., :nope], k_rot], -1)
+    return linear(w, attend(q, k, kv[..., nope:], scaling), s + "o_proj")
 
 
 def mistral_reference(model_dir, tmp):
@@ -840,7 +894,7 @@ def main():
                  "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe", "tiny-cohere-qk-norm", "tiny-stablelm-qk-norm",
                  "tiny-llama-bias", "tiny-granitemoe", "tiny-granite4", "tiny-granite4-nope",
                  "tiny-phi2", "tiny-glm", "tiny-glm4", "tiny-exaone4", "tiny-seed-oss", "tiny-glm4-moe",
-                 "tiny-dots1"]:
+                 "tiny-dots1", "tiny-deepseek-v3"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -863,7 +917,7 @@ def main():
             model = exaone4_reference(model_dir)
         elif name == "tiny-seed-oss":
             model = seed_oss_reference(model_dir)
-        elif name in ("tiny-glm4-moe", "tiny-dots1"):
+        elif name in ("tiny-glm4-moe", "tiny-dots1", "tiny-deepseek-v3"):
             model = deepseek_moe_reference(model_dir)
         elif name == "tiny-mistral":
             model = mistral_reference(model_dir, tempfile.mkdtemp(prefix="spin_mistral_"))
