@@ -28,7 +28,13 @@ model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, do
   lora.dropout = dropout;
   lora.targets = model::parse_lora_targets(targets, (prefix + "targets").c_str());
   auto& gate = lora.targets[static_cast<std::size_t>(model::LoraTarget::Gate)];
-  if (!model.gated_mlp && (targets == "all-linear" || targets == "all")) gate = false;
+  const bool all = targets == "all-linear" || targets == "all";
+  if (!model.gated_mlp && all) gate = false;
+  if (model.latent_attention() && all) {  // DeepSeek-V3's: o_proj and the MLP's (model::ModelWeights::adapters)
+    for (const model::LoraTarget t : {model::LoraTarget::Q, model::LoraTarget::K, model::LoraTarget::V}) {
+      lora.targets[static_cast<std::size_t>(t)] = false;
+    }
+  }
   require(model.gated_mlp || !gate || rank == 0, prefix, "targets = \"", targets,
           "\": the model's MLP has no gate_proj (a plain MLP: up_proj, its activation, down_proj)");
   lora.validate(prefix.c_str());

@@ -258,14 +258,15 @@ def case_convert(args, tmp):
                         ("tiny-exaone4", "model.layers.1.self_attn.q_norm.weight"),
                         ("tiny-seed-oss", "model.layers.1.self_attn.v_proj.bias"),
                         ("tiny-glm4-moe", "model.layers.1.mlp.gate.e_score_correction_bias"),
-                        ("tiny-dots1", "model.layers.1.mlp.shared_experts.up_proj.weight")]:
+                        ("tiny-dots1", "model.layers.1.mlp.shared_experts.up_proj.weight"),
+                        ("tiny-deepseek-v3", "model.layers.1.self_attn.kv_b_proj.weight")]:
         qwen = os.path.join(args.models, name)
         ckpt(args, 2, "import-hf", qwen, os.path.join(tmp, name), "--tp", "2")
         ckpt(args, 1, "export-hf", os.path.join(tmp, name), os.path.join(tmp, name + "-hf"))
-        # GLM-4.5's multi-token-prediction layer (model.layers.2 after the decoder's two) is not the causal
-        # LM's: neither read nor written.
+        # GLM-4.5's and DeepSeek-V3's multi-token-prediction layer (model.layers.2 after the decoder's two) is
+        # not the causal LM's: neither read nor written.
         x = {k: v for k, v in read_safetensors(os.path.join(qwen, "model.safetensors")).items()
-             if not (name == "tiny-glm4-moe" and k.startswith("model.layers.2."))}
+             if not (name in ("tiny-glm4-moe", "tiny-deepseek-v3") and k.startswith("model.layers.2."))}
         y = read_safetensors(os.path.join(tmp, name + "-hf", "model.safetensors"))
         assert x == y and extra in y, sorted(y)
         shapes = [{k: v.shape for k, v in read_safetensors_numpy(os.path.join(d, "model.safetensors")).items() if k in x}

@@ -291,7 +291,8 @@ def case_hf_tokenizer(args, tmp):
     # the q and k head norms, a window and RoPE in layer 0, layer 1 global without RoPE. Seed-OSS: q, k, v
     # biases, head_dim twice hidden / heads. GLM-4.5: layer 0's dense MLP, layer 1's experts behind the sigmoid
     # router, whose correction bias stays as read (a buffer), and its ungated shared experts; its MTP layer
-    # (model.layers.2) is not part of the export.
+    # (model.layers.2) is not part of the export. DeepSeek-V3: its latent attention's projections and norms
+    # (q's and the keys' and values' latents split from the heads' products over TP) with GLM-4.5's mixture.
     for flag, model_type, trained in [
             ("--glm4", "glm4", ["model.layers.0.self_attn.q_proj.bias", "model.layers.1.post_mlp_layernorm.weight",
                                 "model.layers.1.post_self_attn_layernorm.weight"]),
@@ -300,7 +301,15 @@ def case_hf_tokenizer(args, tmp):
             ("--seed-oss", "seed_oss", ["model.layers.1.self_attn.v_proj.bias"]),
             ("--glm4-moe", "glm4_moe", ["model.layers.0.mlp.gate_proj.weight", "model.layers.1.mlp.gate.weight",
                                         "model.layers.1.mlp.shared_experts.down_proj.weight",
-                                        "model.layers.1.self_attn.q_norm.weight"])]:
+                                        "model.layers.1.self_attn.q_norm.weight"]),
+            ("--deepseek-v3", "deepseek_v3", ["model.layers.0.self_attn.q_a_proj.weight",
+                                              "model.layers.0.self_attn.q_a_layernorm.weight",
+                                              "model.layers.1.self_attn.q_b_proj.weight",
+                                              "model.layers.1.self_attn.kv_a_proj_with_mqa.weight",
+                                              "model.layers.1.self_attn.kv_a_layernorm.weight",
+                                              "model.layers.1.self_attn.kv_b_proj.weight",
+                                              "model.layers.1.self_attn.o_proj.weight",
+                                              "model.layers.1.mlp.experts.0.down_proj.weight"])]:
         shutil.rmtree(os.path.join(tmp, "model"))
         subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"),
                         os.path.join(tmp, "model"), flag, "--vocab", "259", "--hidden", "32", "--intermediate", "64",
@@ -323,7 +332,7 @@ def case_hf_tokenizer(args, tmp):
         m = [x for x in metrics(os.path.join(out, "metrics.jsonl")) if x["kind"] == "train"]
         assert len(m) == 6 and abs(m[0]["loss"] - math.log(2)) < 1e-6 and all(math.isfinite(x["loss"]) for x in m), m
         before = {k: v for k, v in read_safetensors(os.path.join(tmp, "model", "model.safetensors")).items()
-                  if not (model_type == "glm4_moe" and k.startswith("model.layers.2."))}
+                  if not (model_type in ("glm4_moe", "deepseek_v3") and k.startswith("model.layers.2."))}
         after = read_safetensors(os.path.join(out, "iteration_1", "model.safetensors"))
         assert sorted(before) == sorted(after), sorted(after)
         for name in trained:
