@@ -28,7 +28,7 @@ Index attention_probs_size(const Index* cu_seqlens, Index num_seqs, Index heads)
 // The head sizes the CUDA path's fused attention kernels take (any other runs the cuBLAS path,
 // which keeps the probabilities); spin plan counts by it.
 constexpr bool fused_attention_head_dim(Index head_dim) {
-  return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 256;
+  return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 192 || head_dim == 256;
 }
 
 // Which of a head's rotated dimensions turn together in rotary embeddings, pair i by inv_freq[i]:

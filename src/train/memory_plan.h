@@ -44,7 +44,7 @@ struct Precision {
 };
 
 // Whether attention keeps heads x len^2 probabilities for the backward: always on the CPU; on a
-// GPU where the fused kernels do not take the head size (32, 64, 96, 128 or 256:
+// GPU where the fused kernels do not take the head size (32, 64, 96, 128, 192 or 256:
 // kernels::fused_attention_head_dim) and the cuBLAS path runs instead.
 bool attention_keeps_probs(const Precision& p, std::int64_t head_dim);
 

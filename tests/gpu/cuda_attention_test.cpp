@@ -34,6 +34,7 @@ struct AttentionShape {
 };
 const std::vector<AttentionShape> kPackedAttentionShapes = {
     {8, 2, 32}, {4, 4, 64}, {6, 3, 96}, {4, 1, 128}, {4, 2, 256}, {4, 2, 48},  // head sizes
+    {4, 4, 192},                                                                // DeepSeek-V3's (SIMT, not tensor cores)
     {4, 4, 64, 0.5f}, {4, 2, 256, 0.5f},                                       // capped
     {8, 2, 32, 0.0f, 7}, {4, 2, 64, 0.0f, 40}, {4, 1, 128, 0.5f, 70},          // windowed
     {4, 2, 256, 0.5f, 20}, {4, 2, 48, 0.0f, 9}};
@@ -145,7 +146,7 @@ TEST_F(Fixture, PackedCausalGqaAttentionWithBf16Activations) {
 // model/kv_cache.h), around whose end the later runs' keys wrap.
 TEST_F(Fixture, CachedAttentionPrefillAndDecodeRuns) {
   const CudaKernels unfused(CudaKernels::Attention::Cublas);
-  for (const Index head_dim : {16, 32, 64, 128, 256}) {
+  for (const Index head_dim : {16, 32, 64, 128, 192, 256}) {
     for (const CudaKernels* k : {static_cast<const CudaKernels*>(&gpu), &unfused}) {
       for (const auto& [window, capacity] : {std::pair<Index, Index>{0, 40}, {9, 40}, {9, 20}}) {
         SCOPED_TRACE(testing::Message() << (k == &gpu ? "fused" : "cuBLAS") << ", head_dim " << head_dim << ", window "

@@ -24,7 +24,7 @@ class CudaKernels final : public Kernels {
   // The attention kernels, fastest first; each takes what it can and leaves the rest to the next:
   //   TensorCores  bf16 q, k, v at head_dim 64, 128 or 256: FlashAttention-2 on WMMA tiles
   //                (tensor_core_attention.cu);
-  //   Fused        head_dim 32, 64, 96, 128 or 256: FlashAttention's algorithm in float32 SIMT
+  //   Fused        head_dim 32, 64, 96, 128, 192 or 256: FlashAttention's algorithm in float32 SIMT
   //                arithmetic (fused_attention.cu);
   //   Cublas       any shape: cuBLAS products around a softmax kernel, keeping the
   //                probabilities.

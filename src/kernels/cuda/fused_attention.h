@@ -1,7 +1,7 @@
 // Fused causal attention for CudaKernels (fused_attention.cu): FlashAttention's algorithm in
 // float32 arithmetic -- no score matrix in global memory; the forward saves a log-sum-exp per
 // query row and head ([rows, heads]) and the backward recomputes the probabilities from it. head_dim 32, 64,
-// 96, 128 or 256 (kernels.h's fused_attention_head_dim, which spin plan reads too); CudaKernels
+// 96, 128, 192 or 256 (kernels.h's fused_attention_head_dim, which spin plan reads too); CudaKernels
 // uses the cuBLAS path otherwise.
 #pragma once
 

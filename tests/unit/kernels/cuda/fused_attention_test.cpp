@@ -177,6 +177,7 @@ TEST(FusedAttentionEmulated, TrainingForwardAndBackwardMatchTheCpu) {
   training_attention<128, bf16>({0, 35}, 2, 1);
   training_attention<256, float>({0, 3, 21}, 2, 1);
   training_attention<256, bf16>({0, 19}, 2, 2);
+  training_attention<192, bf16>({0, 19}, 2, 2);  // DeepSeek-V3's latent attention: 16-row tiles, 6 a lane
 }
 
 // Gemma 2's scores: another scale and a cap (0.5 here, so that tanh bends the scores of these
@@ -213,6 +214,7 @@ TEST(FusedAttentionEmulated, CachedRunsMatchTheCpu) {
   cached_attention<64, bf16>(row_begin, slot, first, 4, 2, false);
   cached_attention<32, float>(row_begin, slot, first, 2, 2, false);
   cached_attention<256, bf16>(row_begin, slot, first, 2, 1, false);
+  cached_attention<192, bf16>(row_begin, slot, first, 2, 2, false);
 }
 
 // Decode steps: groups of 2, 8 (the block's 8 warps once) and 16 (twice).
@@ -222,6 +224,7 @@ TEST(FusedAttentionEmulated, DecodeStepsMatchTheCpu) {
   cached_attention<64, bf16>(row_begin, slot, first, 16, 2, true);
   cached_attention<32, float>(row_begin, slot, first, 16, 1, true);
   cached_attention<256, float>(row_begin, slot, first, 8, 1, true);  // Gemma-2B: 8 heads on one kv head
+  cached_attention<192, bf16>(row_begin, slot, first, 4, 4, true);   // DeepSeek-V3: every head its own
 }
 
 // Ring caches (model/kv_cache.h: a windowed layer's slot of window + chunk - 1 rows, position p
