@@ -184,7 +184,8 @@ CONFIGS = [("tinyllama-1.1b.ini", "tinyllama-1.1b.json", 8), ("llama-2-7b.ini", 
            ("glm-4-9b-0414.ini", "glm-4-9b-0414.json", 8), ("exaone-4.0-32b.ini", "exaone-4.0-32b.json", 16),
            ("seed-oss-36b-instruct.ini", "seed-oss-36b-instruct.json", 16),
            ("glm-4.5-air-lora.ini", "glm-4.5-air.json", 16),
-           ("dots.llm1.inst-lora.ini", "dots.llm1.inst.json", 16)]
+           ("dots.llm1.inst-lora.ini", "dots.llm1.inst.json", 16),
+           ("moonlight-16b-a3b-instruct.ini", "moonlight-16b-a3b-instruct.json", 8)]
 
 
 def case_configs(args, tmp):
@@ -234,7 +235,9 @@ def case_configs(args, tmp):
                   "glm-4.5-air-lora.ini": "128 experts, 8 a token, a shared expert of 1408, the first 1 layer(s) dense "
                                           "of 10944; 13.423 B parameters a token",
                   "dots.llm1.inst-lora.ini": "128 experts, 6 a token, a shared expert of 2816, the first 1 layer(s) "
-                                             "dense of 10944; 14.016 B parameters a token"}.get(name)
+                                             "dense of 10944; 14.016 B parameters a token",
+                  "moonlight-16b-a3b-instruct.ini": "64 experts, 6 a token, a shared expert of 2816, the first 1 "
+                                                    "layer(s) dense of 11264; 2.915 B parameters a token"}.get(name)
         assert active is None or active in p.stdout, (name, p.stdout[:500])
         print("%-20s keys valid; tp %d x pp %d on %d GPUs: %s" % (name, tp, pp, gpus,
               re.search(r"peak \S+ GiB of \S+ GiB per GPU: fits", p.stdout).group(0)))

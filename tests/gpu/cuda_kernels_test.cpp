@@ -231,6 +231,25 @@ TEST_F(Fixture, GatherRowsOutOfABuffer) {
   EXPECT_CLOSE(gdst.get(gpu), dst);
 }
 
+// Latent attention's strided copies and sums (model/latent_attention.h): a block of columns of every
+// row into another matrix's columns (cudaMemcpy2DAsync; 2-byte elements too), and the sum of a block of
+// columns into a [rows, cols] gradient -- the CPU's bits (an addition a value).
+TEST_F(Fixture, StridedCopyAndAdd) {
+  const Index rows = 37, src_ld = 40, dst_ld = 24, cols = 9;
+  const auto src = random(rows * src_ld);
+  auto dst = random(rows * dst_ld);
+  Dev gsrc(src), gdst(dst);
+  cpu.copy_2d(dst.data() + 5, dst_ld * 4, src.data() + 30, src_ld * 4, cols * 4, rows);
+  gpu.copy_2d(gdst.f() + 5, dst_ld * 4, gsrc.f() + 30, src_ld * 4, cols * 4, rows);
+  EXPECT_EQ(gdst.get(gpu), dst);
+  cpu.copy_2d(dst.data(), dst_ld * 4, src.data(), src_ld * 4, 6, rows);  // 3 bf16-sized halves of floats
+  gpu.copy_2d(gdst.f(), dst_ld * 4, gsrc.f(), src_ld * 4, 6, rows);
+  EXPECT_EQ(gdst.get(gpu), dst);
+  cpu.add_2d(dst.data() + 3, dst_ld, src.data() + 11, src_ld, rows, cols);
+  gpu.add_2d(gdst.f() + 3, dst_ld, gsrc.f() + 11, src_ld, rows, cols);
+  EXPECT_EQ(gdst.get(gpu), dst);
+}
+
 // A mixture of experts' kernels: rows gathered in bf16, the weighted join and its backward (the
 // join sums each row's slots in order on both: the same bits; the weights' dot products within
 // float32 rounding), a slot permutation as the routing makes them.

@@ -165,6 +165,18 @@ TEST(CudaKernelsEmulated, RopeGluAndEmbedding) {
   }
 }
 
+// Latent attention's strided sum of a block of columns (Kernels::add_2d): the CPU's bits.
+TEST(CudaKernelsEmulated, StridedAdd) {
+  const CpuKernels cpu;
+  const long long rows = 13, src_ld = 40, dst_ld = 24, cols = 9;
+  const auto src = testing::random_uniform(rows * src_ld, 1);
+  auto dst = testing::random_uniform(rows * dst_ld, 2);
+  auto want = dst;
+  run(blocks_for(rows * cols), [&] { dev::add_2d_kernel(dst.data() + 3, dst_ld, src.data() + 11, src_ld, rows, cols); });
+  cpu.add_2d(want.data() + 3, dst_ld, src.data() + 11, src_ld, rows, cols);
+  EXPECT_EQ(dst, want);
+}
+
 // Three tensors of a flat buffer with gaps between them, one without weight decay; the launch's
 // table and factors as CudaKernels::adamw_update builds them (flat_ranges, AdamW's factors).
 // The bias kernels (Qwen2's q/k/v): the addition in place in float32 and into a bf16 output
