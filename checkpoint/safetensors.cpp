@@ -131,9 +131,14 @@ std::vector<std::string> SafetensorsFile::names() const {
 }
 
 DType SafetensorsFile::float_dtype(const std::string& name, const SafetensorsEntry& e) const {
+  // (FP8 files -- DeepSeek-V3's, R1's, Kimi K2's: F8_E4M3 weights with block scales -- are quantized
+  // checkpoints, named as such.)
   require(e.dtype && (*e.dtype == DType::F32 || *e.dtype == DType::BF16 || *e.dtype == DType::F16 ||
                       *e.dtype == DType::F64),
-          path_, ": tensor \"", name, "\" has dtype ", e.dtype_name, "; spin reads F32, BF16, F16 and F64");
+          path_, ": tensor \"", name, "\" has dtype ", e.dtype_name, "; spin reads F32, BF16, F16 and F64",
+          e.dtype_name.starts_with("F8_") ? " -- an FP8 checkpoint: dequantize it to bf16 first (DeepSeek's "
+                                            "fp8_cast_bf16.py for its block-scaled files)"
+                                          : "");
   return *e.dtype;
 }
 

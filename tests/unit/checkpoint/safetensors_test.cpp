@@ -118,6 +118,17 @@ TEST_F(Safetensors, ShapeMismatchMissingTensorAndUnreadableDtypeAreErrors) {
   EXPECT_NE(error_of([&] { ints.read_shard({"i", two, {2}, -1, 0, 0}); }).find("dtype I8"),
             std::string::npos);
   EXPECT_NE(error_of([&] { ints.read_all("i"); }).find("tensor \"i\" has dtype I8"), std::string::npos);
+  // An FP8 checkpoint's weight (DeepSeek-V3's F8_E4M3): named as quantized, with the way out.
+  const std::string fp8 = R"({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}})";
+  {
+    std::ofstream out(path("fp8.safetensors"), std::ios::binary);
+    for (int i = 0; i < 8; ++i) out.put(static_cast<char>(fp8.size() >> (8 * i)));
+    out << fp8 << "ab";
+  }
+  const std::string quantized = error_of([&] { SafetensorsFile(path("fp8.safetensors")).read_shard({"w", two, {2}, -1, 0, 0}); });
+  EXPECT_NE(quantized.find("has dtype F8_E4M3; spin reads F32, BF16, F16 and F64 -- an FP8 checkpoint: dequantize it"),
+            std::string::npos)
+      << quantized;
 }
 
 }  // namespace

@@ -176,6 +176,13 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   const std::string not_dots = testing::error_of([&] { choose_prompt_template("auto", dots.get()); });
   EXPECT_NE(not_dots.find("the tokenizer's chat format is dots.llm1's"), std::string::npos) << not_dots;
   EXPECT_EQ(choose_prompt_template("chatml", dots.get()), PromptTemplate::ChatMl);  // named: taken
+  // DeepSeek-V3's (<｜User｜> ... <｜Assistant｜>) neither.
+  std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
+      << R"({"eos_token": "<|im_end|>", "chat_template": "{{ bos_token }}{{ '<｜User｜>' + message['content'] }})"
+         R"({{ '<｜Assistant｜>' }}"})";
+  const auto deepseek = Tokenizer::load(smol.string());
+  const std::string not_deepseek = testing::error_of([&] { choose_prompt_template("auto", deepseek.get()); });
+  EXPECT_NE(not_deepseek.find("the tokenizer's chat format is DeepSeek-V3's"), std::string::npos) << not_deepseek;
   fs::remove_all(smol);
   const auto mini = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/o200k");
   EXPECT_EQ(choose_prompt_template("auto", mini.get()), PromptTemplate::Phi4Mini);
