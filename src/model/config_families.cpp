@@ -1,6 +1,8 @@
 #include "model/config_families.h"
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "model/config_json.h"
@@ -193,19 +195,33 @@ void parse_deepseek_moe(json& j, ModelConfig& c, const std::string& type, const 
   parse_experts(j, c, "n_routed_experts", d.experts, d.per_token, 0.0f, source);
   require(!flag(j, "output_router_logits", false, source), source,
           ": output_router_logits true is not supported for model_type ", type,
-          " (a load-balancing loss over its sigmoid router; the published models balance with the correction bias "
-          "instead)");
-  // DeepseekV3Config's keys, where a config carries them: the router spin runs.
-  require(j.value("scoring_func", std::string("sigmoid")) == "sigmoid", source, ": scoring_func ",
-          j.value("scoring_func", json()).dump(), " is not supported for model_type ", type, " (\"sigmoid\" is)");
-  require(j.value("topk_method", std::string("noaux_tc")) == "noaux_tc", source, ": topk_method ",
-          j.value("topk_method", json()).dump(), " is not supported for model_type ", type, " (\"noaux_tc\" is)");
+          d.softmax ? " (DeepSeek-V2's sequence-wise auxiliary loss is not spin's)"
+                    : " (a load-balancing loss over its sigmoid router; the published models balance with the "
+                      "correction bias instead)");
+  // The config's router (DeepseekV3Config's keys, where a config carries them): DeepSeek-V3's sigmoid one
+  // (noaux_tc), or DeepSeek-V2's softmax one (greedy, or group_limited_greedy: within groups by their best).
+  const std::string scoring = d.softmax ? "softmax" : "sigmoid";
+  require(j.value("scoring_func", scoring) == scoring, source, ": scoring_func ", j.value("scoring_func", json()).dump(),
+          " is not supported for model_type ", type, " (\"", scoring, "\" is)");
+  const std::string method = j.value("topk_method", std::string(d.softmax ? "greedy" : "noaux_tc"));
+  const bool grouped = d.softmax ? method == "group_limited_greedy" : method == "noaux_tc";
+  require(grouped || (d.softmax && method == "greedy"), source, ": topk_method ",
+          j.value("topk_method", json()).dump(), " is not supported for model_type ", type,
+          d.softmax ? " (\"greedy\" and \"group_limited_greedy\" are)" : " (\"noaux_tc\" is)");
   c.norm_topk_prob = flag(j, "norm_topk_prob", d.norm_topk_prob, source);
-  c.router_sigmoid = true;
+  // (DeepSeek-V2's own code renormalises the chosen weights where norm_topk_prob, transformers' does not:
+  // no published model sets it.)
+  require(!d.softmax || !c.norm_topk_prob, source, ": norm_topk_prob true is not supported for model_type ", type);
+  c.router_sigmoid = !d.softmax;
   c.routed_scaling_factor =
       j.contains("routed_scaling_factor") ? positive_float(j, "routed_scaling_factor", source) : 1.0f;
-  c.expert_groups = j.contains("n_group") ? positive_int(j, "n_group", source) : 1;
-  c.expert_groups_chosen = j.contains("topk_group") ? positive_int(j, "topk_group", source) : 1;
+  const auto groups = [&](const char* key) {
+    return grouped && j.contains(key) && !j.at(key).is_null() ? positive_int(j, key, source) : 1;
+  };
+  c.expert_groups = groups("n_group");
+  c.expert_groups_chosen = groups("topk_group");
+  require(j.value("moe_layer_freq", json(1)) == json(1), source, ": moe_layer_freq ",
+          j.value("moe_layer_freq", json()).dump(), " is not supported (every layer after the dense ones sparse: 1)");
   const std::int64_t group = c.num_experts / c.expert_groups;
   require(c.num_experts % c.expert_groups == 0 && group >= 2, source, ": n_group ", c.expert_groups,
           " does not divide n_routed_experts ", c.num_experts, " into groups of two experts or more");
@@ -228,7 +244,7 @@ void parse_glm4_moe(json& j, ModelConfig& c, const std::string& source) {
   c.qkv_bias = flag(j, "attention_bias", false, source);  // q, k and v alone, as GLM's
   j.erase("attention_bias");
   c.qk_norm = flag(j, "use_qk_norm", false, source);
-  parse_deepseek_moe(j, c, "glm4_moe", source, {128, 8, 1, 1, true, 1408, 10944});  // Glm4MoeConfig's (GLM-4.5-Air's)
+  parse_deepseek_moe(j, c, "glm4_moe", source, {128, 8, 1, 1, true, 1408, 10944, false});  // Glm4MoeConfig's (GLM-4.5-Air's)
   c.mtp_layers = non_negative_int(j, "num_nextn_predict_layers", 0, source);
   if (!j.contains("head_dim") || j.at("head_dim").is_null()) j["head_dim"] = 128;
   if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.5;
@@ -239,24 +255,27 @@ void parse_glm4_moe(json& j, ModelConfig& c, const std::string& source) {
 
 void parse_dots1(json& j, ModelConfig& c, const std::string& source) {
   c.qk_norm = true;  // Qwen3Attention's (its biases: attention_bias, Llama's rule)
-  parse_deepseek_moe(j, c, "dots1", source, {0, 0, 0, 0, false, 1408, 10944});  // Dots1Config's: sizes required
+  parse_deepseek_moe(j, c, "dots1", source, {0, 0, 0, 0, false, 1408, 10944, false});  // Dots1Config's: sizes required
   if (!j.contains("rms_norm_eps")) j["rms_norm_eps"] = 1e-6;
   if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = false;
 }
 
-void parse_deepseek_v3(json& j, ModelConfig& c, const std::string& source) {
-  const std::string type = "deepseek_v3";
-  const std::pair<const char*, json> defaults[] = {
-      {"vocab_size", 129280}, {"hidden_size", 7168}, {"num_attention_heads", 128}, {"num_hidden_layers", 61},   {"max_position_embeddings", 4096},
-      {"rms_norm_eps", 1e-6}, {"eos_token_id", 1},   {"bos_token_id", 0},         {"tie_word_embeddings", false}};
+namespace {
+
+// DeepSeek-V2's and V3's: their config class's defaults where keys are absent, the latent attention's keys,
+// the mixture (parse_deepseek_moe with `moe`), the multi-token-prediction layers.
+void parse_deepseek(json& j, ModelConfig& c, const std::string& type, const std::string& source,
+                    const std::vector<std::pair<const char*, json>>& defaults, const DeepseekMoeDefaults& moe,
+                    bool interleave_default) {
   for (const auto& [key, value] : defaults) {
     if (!j.contains(key)) j[key] = value;
   }
-  require(!flag(j, "attention_bias", false, source), source,
-          ": attention_bias true is not supported for model_type deepseek_v3 (biases on q_a_proj, kv_a_proj_with_mqa "
-          "and o_proj)");
+  require(!flag(j, "attention_bias", false, source), source, ": attention_bias true is not supported for model_type ",
+          type, " (biases on q_a_proj, kv_a_proj_with_mqa and o_proj)");
   j.erase("attention_bias");
-  parse_deepseek_moe(j, c, type, source, {256, 8, 1, 3, true, 2048, 18432});  // DeepseekV3Config's
+  require(!flag(j, "mlp_bias", false, source), source, ": mlp_bias true is not supported for model_type ", type);
+  j.erase("mlp_bias");
+  parse_deepseek_moe(j, c, type, source, moe);
   c.mtp_layers = non_negative_int(j, "num_nextn_predict_layers", 0, source);
   const auto size = [&](const char* key, std::int64_t fallback) {
     return j.contains(key) ? positive_int(j, key, source) : fallback;
@@ -266,8 +285,8 @@ void parse_deepseek_v3(json& j, ModelConfig& c, const std::string& source) {
   c.qk_nope_head_dim = size("qk_nope_head_dim", 128);
   c.v_head_dim = size("v_head_dim", 128);
   const std::int64_t rope = size("qk_rope_head_dim", 64);
-  // (DeepseekV3Config writes head_dim = qk_rope_head_dim, its rotary embedding's width: spin's head_dim is the
-  // query's and key's, from_json's rotary_dim the rotated part.)
+  // (Their config classes write head_dim = qk_rope_head_dim, the rotary embedding's width: spin's head_dim is
+  // the query's and key's, from_json's rotary_dim the rotated part.)
   j["head_dim"] = c.qk_nope_head_dim + rope;
   j.erase("partial_rotary_factor");
   require(c.v_head_dim <= c.qk_nope_head_dim + rope, source, ": v_head_dim ", c.v_head_dim,
@@ -276,10 +295,10 @@ void parse_deepseek_v3(json& j, ModelConfig& c, const std::string& source) {
   const std::int64_t heads = positive_int(j, "num_attention_heads", source);
   require(!j.contains("num_key_value_heads") || j.at("num_key_value_heads").is_null() ||
               positive_int(j, "num_key_value_heads", source) == heads,
-          source, ": num_key_value_heads other than num_attention_heads is not supported for model_type deepseek_v3");
+          source, ": num_key_value_heads other than num_attention_heads is not supported for model_type ", type);
   j["num_key_value_heads"] = heads;
-  if (flag(j, "rope_interleave", true, source)) c.rope_pairs = kernels::RopePairs::Interleaved;
-  // DeepseekV3Attention's scale: head_dim^-1/2 times get_mscale(factor, mscale_all_dim)^2 under any rope scaling
+  if (flag(j, "rope_interleave", interleave_default, source)) c.rope_pairs = kernels::RopePairs::Interleaved;
+  // Their attention's scale: head_dim^-1/2 times get_mscale(factor, mscale_all_dim)^2 under any rope scaling
   // that gives a non-zero mscale_all_dim.
   if (j.contains("rope_scaling") && j.at("rope_scaling").is_object()) {
     const json& r = j.at("rope_scaling");
@@ -288,6 +307,39 @@ void parse_deepseek_v3(json& j, ModelConfig& c, const std::string& source) {
     const double factor = r.contains("factor") && r.at("factor").is_number() ? r.at("factor").get<double>() : 1.0;
     if (all != 0.0 && factor > 1.0) c.attention_mscale = 0.1 * all * std::log(factor) + 1.0;
   }
+}
+
+}  // namespace
+
+void parse_deepseek_v3(json& j, ModelConfig& c, const std::string& source) {
+  parse_deepseek(j, c, "deepseek_v3", source,
+                 {{"vocab_size", 129280},
+                  {"hidden_size", 7168},
+                  {"num_attention_heads", 128},
+                  {"num_hidden_layers", 61},
+                  {"max_position_embeddings", 4096},
+                  {"rms_norm_eps", 1e-6},
+                  {"eos_token_id", 1},
+                  {"bos_token_id", 0},
+                  {"tie_word_embeddings", false}},
+                 {256, 8, 1, 3, true, 2048, 18432, false}, true);  // DeepseekV3Config's
+}
+
+void parse_deepseek_v2(json& j, ModelConfig& c, const std::string& source) {
+  // DeepseekV2Config's (LlamaConfig's sizes; num_experts_per_tok none, which spin requires); its RoPE the
+  // complex product of neighbouring pairs, interleaved always.
+  j.erase("rope_interleave");
+  parse_deepseek(j, c, "deepseek_v2", source,
+                 {{"vocab_size", 32000},
+                  {"hidden_size", 4096},
+                  {"num_attention_heads", 32},
+                  {"num_hidden_layers", 32},
+                  {"max_position_embeddings", 2048},
+                  {"rms_norm_eps", 1e-6},
+                  {"eos_token_id", 2},
+                  {"bos_token_id", 1},
+                  {"tie_word_embeddings", false}},
+                 {64, 0, 2, 0, false, 1407, 11008, true}, true);
 }
 
 void parse_olmoe(json& j, ModelConfig& c, const std::string& source) {

@@ -125,6 +125,7 @@ struct DeepseekMoeDefaults {
   std::int64_t first_dense = 0;
   bool norm_topk_prob = false;
   std::int64_t width = 0, dense_width = 0;  // moe_intermediate_size, intermediate_size
+  bool softmax = false;                     // DeepSeek-V2's softmax router instead of the sigmoid one
 };
 void parse_deepseek_moe(nlohmann::json& j, ModelConfig& c, const std::string& type, const std::string& source,
                         const DeepseekMoeDefaults& d);
@@ -143,6 +144,14 @@ void parse_dots1(nlohmann::json& j, ModelConfig& c, const std::string& source);
 // (parse_deepseek_moe). Its multi-token-prediction layers (num_nextn_predict_layers) are not read; attention_bias
 // is refused.
 void parse_deepseek_v3(nlohmann::json& j, ModelConfig& c, const std::string& source);
+
+// DeepSeek-V2 (model_type deepseek_v2, DeepseekV2ForCausalLM: DeepSeek-V2, V2-Lite, V2.5, Coder-V2; DeepseekV2Config's
+// defaults where a key is absent): DeepSeek-V3's latent attention (RoPE in interleaved pairs always) with its own
+// router -- softmax probabilities, the num_experts_per_tok (required) most probable (topk_method greedy) or those
+// within the topk_group of n_group groups with the largest best probabilities (group_limited_greedy), weighted by
+// their probabilities times routed_scaling_factor, not renormalised (norm_topk_prob true refused) -- beside
+// n_shared_experts ungated shared experts, after first_k_dense_replace (0) dense layers.
+void parse_deepseek_v2(nlohmann::json& j, ModelConfig& c, const std::string& source);
 
 // OLMoE (model_type olmoe, OlmoeForCausalLM: OLMoE-1B-7B; OlmoeConfig's defaults where a key is absent):
 // Llama's pre-norm layers with OLMo 2's q and k norms across all their heads, and the MLP a sparse

@@ -26,14 +26,15 @@ void top_k(std::vector<std::int64_t>& order, const float* values, std::int64_t k
   });
 }
 
-// GLM-4.5's choice among a row's sigmoid scores s (Glm4MoeMoE.route_tokens_to_experts): by
-// s + bias, within the rule's chosen groups -- those whose two largest biased scores sum highest --
-// the others' experts counted as 0 (masked_fill's 0.0, not -inf), into `choice`.
+// The choice among a row's scores s within the rule's chosen groups, the others' experts counted as 0
+// (masked_fill's 0.0, not -inf), into `choice`: GLM-4.5's (Glm4MoeMoE.route_tokens_to_experts) by sigmoid
+// s + bias, its groups ranked by their two largest biased scores summed; DeepSeek-V2's
+// (group_limited_greedy: no bias) by softmax s, its groups ranked by their largest.
 void grouped_choice(std::vector<float>& choice, const float* s, const std::vector<float>& bias,
                     const RouterRule& rule) {
   const auto E = static_cast<std::size_t>(rule.experts), G = static_cast<std::size_t>(rule.groups);
   const std::size_t size = E / G;
-  for (std::size_t e = 0; e < E; ++e) choice[e] = s[e] + bias[e];
+  for (std::size_t e = 0; e < E; ++e) choice[e] = s[e] + (bias.empty() ? 0.0f : bias[e]);
   if (rule.groups_chosen == rule.groups) return;
   std::vector<float> group_scores(G);
   for (std::size_t g = 0; g < G; ++g) {
@@ -43,7 +44,7 @@ void grouped_choice(std::vector<float>& choice, const float* s, const std::vecto
     for (std::size_t e = 0; e < size; ++e) {
       if (c + e != first) second = std::max(second, c[e]);
     }
-    group_scores[g] = *first + second;
+    group_scores[g] = rule.sigmoid ? *first + second : *first;
   }
   std::vector<std::int64_t> groups(G);
   top_k(groups, group_scores.data(), rule.groups_chosen);
@@ -73,7 +74,7 @@ MoeRouting MoeRouting::route(const std::vector<float>& logits, std::int64_t n, c
   r.counts.assign(E, 0);
   r.lse.resize(N);
   std::vector<std::int64_t> order(E);
-  std::vector<float> choice(rule.sigmoid ? E : 0);
+  std::vector<float> choice(rule.sigmoid || rule.groups_chosen < rule.groups ? E : 0);
   for (std::int64_t i = 0; i < n; ++i) {
     const auto row = static_cast<std::size_t>(i);
     const float* l = logits.data() + row * E;
@@ -94,6 +95,9 @@ MoeRouting MoeRouting::route(const std::vector<float>& logits, std::int64_t n, c
       grouped_choice(choice, s, bias, rule);
       top_k(order, choice.data(), k);
       score = s;
+    } else if (rule.groups_chosen < rule.groups) {  // DeepSeek-V2's group_limited_greedy
+      grouped_choice(choice, p, {}, rule);
+      top_k(order, choice.data(), k);
     } else {
       top_k(order, p, k);
     }
@@ -126,8 +130,8 @@ MoeRouting MoeRouting::route(const std::vector<float>& logits, std::int64_t n, c
 }
 
 std::vector<float> MoeRouting::logits_grad(const std::vector<float>& dweights) const {
-  // Softmax scores: w_j = q_{e_j} with q the softmax over every expert (p) or, renormalised, over
-  // the chosen ones; either way d logit_m = q_m (D_m - sum_j dw_j w_j), D_m = dw_j where m = e_j,
+  // Softmax scores: w_j = scale q_{e_j} with q the softmax over every expert (p) or, renormalised, over
+  // the chosen ones; either way d logit_m = q_m (scale D_m - sum_j dw_j w_j), D_m = dw_j where m = e_j,
   // else 0 -- and renormalised q_m = 0 off the chosen experts, whose logits get no gradient.
   // Sigmoid scores s (the choice, piecewise constant, has no gradient; nor has the bias): w_j =
   // scale s_j / S, S = sum over the chosen (1 unrenormalised), so d s_m = scale (dw_m - sum_j dw_j
@@ -157,8 +161,8 @@ std::vector<float> MoeRouting::logits_grad(const std::vector<float>& dweights) c
       }
       for (std::size_t j = 0; j < K; ++j) {
         const auto m = static_cast<std::size_t>(experts[i * K + j]);
-        const float q = normalize ? weights[i * J + j] : probs[i * E + m];
-        di[m] = q * (dweights[i * J + j] - mean);
+        const float q = normalize ? weights[i * J + j] / rule.scale : probs[i * E + m];
+        di[m] = q * (rule.scale * dweights[i * J + j] - mean);
       }
     }
     if (gate) {

@@ -10,7 +10,9 @@
 //   ungated: + shared(x).
 // GLM-4.5's sigmoid router (ModelConfig::router_sigmoid) scores s = sigmoid(logits) instead, picks
 // the k largest s + bias (the files' e_score_correction_bias) within the chosen groups of experts,
-// and weighs w_j = scale s_{e_j} (/ their sum where norm_topk_prob); RouterRule below.
+// and weighs w_j = scale s_{e_j} (/ their sum where norm_topk_prob); RouterRule below. DeepSeek-V2's
+// softmax router weighs w_j = scale p_{e_j}, its choice (group_limited_greedy) within the groups with the
+// largest best probabilities.
 // Under TP every expert is split as a dense MLP is (gate and up by rows, down by columns) and the
 // router is replicated: each rank routes every row, runs its share of the chosen experts and
 // writes partial sums, which the layer reduces as it does a dense MLP's (one all-reduce, or under
@@ -49,7 +51,7 @@ struct RouterRule {
   bool normalize = false;          // norm_topk_prob: the weights renormalised over the chosen
   bool shared = false;             // a shared expert's output after the chosen ones
   bool shared_gated = true;        // ... weighted by sigmoid of its gate's logit (after the experts'); else 1
-  bool sigmoid = false;            // GLM-4.5's scores, choice by score + bias, within groups
+  bool sigmoid = false;            // GLM-4.5's scores, choice by score + bias, within groups (else softmax's)
   float scale = 1.0f;              // routed_scaling_factor
   std::int64_t groups = 1;         // n_group: equal groups of experts
   std::int64_t groups_chosen = 1;  // topk_group: those a row's experts come from

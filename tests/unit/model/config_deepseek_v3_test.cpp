@@ -125,5 +125,83 @@ TEST(ModelConfig, DeepseekV3DefaultsAndRefusals) {
       << greedy;
 }
 
+// DeepSeek-V2-Lite's config.json (model_type deepseek_v2): DeepSeek-V3's latent attention without a q latent,
+// softmax routing (greedy: 6 of 64 experts, not renormalised, scaled by 1), 2 shared experts, a dense first
+// layer. By hand: 15,706,484,224 parameters (the card's 15.7 B), 2.45 B in a token's products (2.4 B).
+const std::string kDeepseekV2Lite = R"({
+  "architectures": ["DeepseekV2ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "aux_loss_alpha": 0.001, "bos_token_id": 100000, "eos_token_id": 100001, "first_k_dense_replace": 1,
+  "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02, "intermediate_size": 10944,
+  "kv_lora_rank": 512, "max_position_embeddings": 163840, "model_type": "deepseek_v2", "moe_intermediate_size": 1408,
+  "moe_layer_freq": 1, "n_group": 1, "n_routed_experts": 64, "n_shared_experts": 2, "norm_topk_prob": false,
+  "num_attention_heads": 16, "num_experts_per_tok": 6, "num_hidden_layers": 27, "num_key_value_heads": 16,
+  "pretraining_tp": 1, "q_lora_rank": null, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "rms_norm_eps": 1e-06,
+  "rope_scaling": {"beta_fast": 32, "beta_slow": 1, "factor": 40, "mscale": 0.707, "mscale_all_dim": 0.707,
+                   "original_max_position_embeddings": 4096, "type": "yarn"},
+  "rope_theta": 10000, "routed_scaling_factor": 1.0, "scoring_func": "softmax", "seq_aux": true,
+  "tie_word_embeddings": false, "topk_group": 1, "topk_method": "greedy", "torch_dtype": "bfloat16",
+  "use_cache": true, "v_head_dim": 128, "vocab_size": 102400})";
+
+TEST(ModelConfig, ReadsDeepseekV2Lite) {
+  const ModelConfig c = ModelConfig::from_json(kDeepseekV2Lite, "config.json");
+  EXPECT_EQ(c.num_parameters(), 15706484224);
+  EXPECT_EQ(matmul_parameters(c), 2451308544.0);
+  EXPECT_TRUE(c.latent_attention());
+  EXPECT_EQ(c.q_lora_rank, 0);
+  EXPECT_FALSE(c.router_sigmoid || c.norm_topk_prob || c.shared_expert_gated);
+  EXPECT_EQ(c.expert_groups, 1);
+  EXPECT_EQ(c.rope_pairs, kernels::RopePairs::Interleaved);
+  EXPECT_EQ(c.hf_names, ModelConfig::HfNames::DeepseekV3);  // mlp.shared_experts
+  // YaRN: cos and sin unscaled (get_mscale(40, 0.707) / itself), the scores by (1 + 0.0707 ln 40)^2.
+  EXPECT_EQ(c.rope_scaling->attention_factor, 1.0f);
+  const double m = 0.1 * 0.707 * std::log(40.0) + 1.0;
+  EXPECT_EQ(c.attention_scores(0).scale, static_cast<float>(std::pow(192.0, -0.5) * m * m));
+}
+
+// DeepSeek-V2's (236 B): q through a rank-1536 latent, 6 of 160 experts within the 3 of 8 groups with the
+// best probabilities (group_limited_greedy), scaled by 16. By hand 235,741,434,880 parameters, 20.85 B a
+// token (the card's 236 B / 21 B). And what spin refuses.
+TEST(ModelConfig, ReadsDeepseekV2AndRefusals) {
+  const ModelConfig c = ModelConfig::from_json(
+      replaced(kDeepseekV2Lite, {{"\"hidden_size\": 2048", "\"hidden_size\": 5120"},
+                                 {"\"intermediate_size\": 10944", "\"intermediate_size\": 12288"},
+                                 {"\"moe_intermediate_size\": 1408", "\"moe_intermediate_size\": 1536"},
+                                 {"\"n_group\": 1", "\"n_group\": 8"},
+                                 {"\"n_routed_experts\": 64", "\"n_routed_experts\": 160"},
+                                 {"\"num_attention_heads\": 16", "\"num_attention_heads\": 128"},
+                                 {"\"num_hidden_layers\": 27", "\"num_hidden_layers\": 60"},
+                                 {"\"num_key_value_heads\": 16", "\"num_key_value_heads\": 128"},
+                                 {"\"q_lora_rank\": null", "\"q_lora_rank\": 1536"},
+                                 {"\"routed_scaling_factor\": 1.0", "\"routed_scaling_factor\": 16.0"},
+                                 {"\"topk_group\": 1", "\"topk_group\": 3"},
+                                 {"\"greedy\"", "\"group_limited_greedy\""}}),
+      "config.json");
+  EXPECT_EQ(c.num_parameters(), 235741434880);
+  EXPECT_EQ(matmul_parameters(c), 20850769920.0);
+  EXPECT_EQ(c.expert_groups, 8);
+  EXPECT_EQ(c.expert_groups_chosen, 3);
+  EXPECT_EQ(c.routed_scaling_factor, 16.0f);
+  // greedy ignores the groups.
+  EXPECT_EQ(ModelConfig::from_json(replaced(kDeepseekV2Lite, {{"\"n_group\": 1", "\"n_group\": 8"}}), "c").expert_groups,
+            1);
+  const std::string normalized =
+      error_of(replaced(kDeepseekV2Lite, {{"\"norm_topk_prob\": false", "\"norm_topk_prob\": true"}}));
+  EXPECT_NE(normalized.find("norm_topk_prob true is not supported for model_type deepseek_v2"), std::string::npos)
+      << normalized;
+  const std::string sigmoid = error_of(replaced(kDeepseekV2Lite, {{"\"softmax\"", "\"sigmoid\""}}));
+  EXPECT_NE(sigmoid.find("scoring_func \"sigmoid\" is not supported for model_type deepseek_v2 (\"softmax\" is)"),
+            std::string::npos)
+      << sigmoid;
+  const std::string noaux = error_of(replaced(kDeepseekV2Lite, {{"\"greedy\"", "\"noaux_tc\""}}));
+  EXPECT_NE(noaux.find("topk_method \"noaux_tc\" is not supported for model_type deepseek_v2"), std::string::npos)
+      << noaux;
+  const std::string freq = error_of(replaced(kDeepseekV2Lite, {{"\"moe_layer_freq\": 1", "\"moe_layer_freq\": 2"}}));
+  EXPECT_NE(freq.find("moe_layer_freq 2 is not supported"), std::string::npos) << freq;
+  const std::string per_token = error_of(replaced(kDeepseekV2Lite, {{"\"num_experts_per_tok\": 6, ", ""}}));
+  EXPECT_NE(per_token.find("missing required key \"num_experts_per_tok\" (model_type deepseek_v2)"),
+            std::string::npos)
+      << per_token;
+}
+
 }  // namespace
 }  // namespace spin::model

@@ -218,5 +218,45 @@ TEST(MoeRouting, SigmoidRouterLogitsGradientMatchesFiniteDifferences) {
   }
 }
 
+// DeepSeek-V2's router (DeepseekV2Moe.route_tokens_to_experts, group_limited_greedy), worked by hand:
+// softmax probabilities of eight experts in four groups of two, the two groups with the largest best
+// probability, three experts a row weighted by their probabilities times routed_scaling_factor 16.
+//   logits  2.0  -1.0 | 0.0  0.5 | 3.0  -3.0 | -2.0  2.5
+//   groups' best: 2.0, 0.5, 3.0, 2.5 -> groups 2 and 3
+// so experts 4, 7 and 6 (3.0, 2.5, then -2.0 over -3.0): not 0 (2.0, the third best, in a group left
+// out), which greedy (topk_method greedy: one group) takes third.
+TEST(MoeRouting, SoftmaxRouterChoosesWithinTheGroupsOfTheBestProbabilities) {
+  const std::vector<float> logits = {2.0f, -1.0f, 0.0f, 0.5f, 3.0f, -3.0f, -2.0f, 2.5f};
+  double sum = 0.0;
+  for (const float l : logits) sum += std::exp(static_cast<double>(l));
+  const auto p = [&](std::size_t e) { return std::exp(static_cast<double>(logits[e])) / sum; };
+  RouterRule rule{8, 3, false, false, true, false, 16.0f, 4, 2};
+  const MoeRouting grouped = MoeRouting::route(logits, 1, rule);
+  EXPECT_EQ(grouped.experts, (std::vector<std::int64_t>{4, 7, 6}));
+  for (std::size_t j = 0; j < 3; ++j) {
+    EXPECT_NEAR(grouped.weights[j], 16.0 * p(static_cast<std::size_t>(grouped.experts[j])), 1e-5) << j;
+  }
+  EXPECT_EQ(grouped.counts, (std::vector<std::int64_t>{0, 0, 0, 0, 1, 0, 1, 1}));
+  rule.groups = rule.groups_chosen = 1;
+  EXPECT_EQ(MoeRouting::route(logits, 1, rule).experts, (std::vector<std::int64_t>{4, 7, 0}));
+}
+
+// d loss / d logits of DeepSeek-V2's router, loss = sum dw . weights: the softmax's probabilities
+// scaled by 16, not renormalised, within groups or not, with its ungated shared experts or none.
+TEST(MoeRouting, ScaledSoftmaxRouterLogitsGradientMatchesFiniteDifferences) {
+  const std::vector<float> logits = router_logits(false);
+  for (const bool shared : {false, true}) {
+    for (const std::int64_t groups : {1, 2}) {
+      const RouterRule r{4, 2, false, shared, false, false, 16.0f, groups, 1};
+      const MoeRouting routed = MoeRouting::route(logits, 3, r);
+      const std::vector<float> dweights =
+          shared ? std::vector<float>{0.7f, -1.2f, 1.1f, 0.3f, 2.0f, -0.8f, -0.5f, 0.9f, 0.6f}
+                 : std::vector<float>{0.7f, -1.2f, 0.3f, 2.0f, -0.5f, 0.9f};
+      expect_finite_differences(logits, routed.logits_grad(dweights), r, {},
+                                [&](const MoeRouting& at) { return weighted_sum(at, dweights); });
+    }
+  }
+}
+
 }  // namespace
 }  // namespace spin::model
