@@ -35,7 +35,7 @@ inline constexpr TinyFamily kDeviceCheckFamilies[] = {
     TinyFamily::Phi,        TinyFamily::Mixtral,      TinyFamily::Qwen3Moe,       TinyFamily::Olmoe,
     TinyFamily::Qwen2Moe,   TinyFamily::CohereQkNorm, TinyFamily::StableLmQkNorm, TinyFamily::LlamaBiases,
     TinyFamily::GraniteMoe, TinyFamily::Glm4,         TinyFamily::Exaone4,      TinyFamily::Glm4Moe,
-    TinyFamily::DeepseekV3};
+    TinyFamily::DeepseekV3, TinyFamily::DeepseekV2};
 
 struct DeviceModelErrors {
   std::vector<std::pair<std::string, double>> relative;  // output name -> relative L2 error

@@ -52,11 +52,14 @@ namespace spin::testing {
 // GLM-4.5's mixture behind DeepSeek-V3's latent attention -- q through a rank-6 latent and its norm, keys
 // and values through a rank-8 one, each head 4 content and 4 rotated dimensions (interleaved pairs) of query
 // and key, a value of 3 (padded to 8 for the attention), YaRN's factor 4 with mscale_all_dim 1 scaling the
-// scores by (1 + 0.1 ln 4)^2; every head its own kv head (the shape's kv_heads is ignored).
+// scores by (1 + 0.1 ln 4)^2; every head its own kv head (the shape's kv_heads is ignored). DeepseekV2: its
+// latent attention with q straight from the input (q_proj), no rope_scaling, and DeepSeek-V2's softmax router
+// -- 6 experts of intermediate / 2 in 3 groups, a token's 2 the group with the best probability (not
+// always greedy's best two), scaled by 2 -- beside two shared experts, after a dense layer 0.
 enum class TinyFamily {
   Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma2, Gemma3, Phi3, Phi4Mini, SmolLM3, Granite, Olmo, Olmo2, StableLm,
   StableLmParallel, Cohere, Cohere2, GptNeox, GptNeoxSequential, Phi, Mixtral, Qwen3Moe, Olmoe, Qwen2Moe,
-  CohereQkNorm, StableLmQkNorm, LlamaBiases, GraniteMoe, Glm4, Exaone4, Glm4Moe, DeepseekV3
+  CohereQkNorm, StableLmQkNorm, LlamaBiases, GraniteMoe, Glm4, Exaone4, Glm4Moe, DeepseekV3, DeepseekV2
 };
 
 // Its model_type, for the tests' traces.
@@ -94,6 +97,7 @@ inline const char* tiny_family_name(TinyFamily f) {
     case TinyFamily::Exaone4: return "exaone4";
     case TinyFamily::Glm4Moe: return "glm4_moe";
     case TinyFamily::DeepseekV3: return "deepseek_v3";
+    case TinyFamily::DeepseekV2: return "deepseek_v2";
   }
   return "?";
 }
@@ -177,6 +181,12 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
             "\"n_shared_experts\": 2, \"n_group\": 2, \"topk_group\": 1, \"routed_scaling_factor\": 2.5, "
             "\"first_k_dense_replace\": 1, \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0, "
             "\"original_max_position_embeddings\": 16, \"mscale\": 1.0, \"mscale_all_dim\": 1.0}, "
+      : s.family == TinyFamily::DeepseekV2
+          ? "\"model_type\": \"deepseek_v2\", \"eos_token_id\": 2, \"q_lora_rank\": null, \"kv_lora_rank\": 8, "
+            "\"qk_nope_head_dim\": 4, \"qk_rope_head_dim\": 4, \"v_head_dim\": 3, \"n_routed_experts\": 6, "
+            "\"num_experts_per_tok\": 2, \"moe_intermediate_size\": " + std::to_string(s.intermediate / 2) + ", "
+            "\"n_shared_experts\": 2, \"n_group\": 3, \"topk_group\": 1, \"topk_method\": \"group_limited_greedy\", "
+            "\"routed_scaling_factor\": 2.0, \"first_k_dense_replace\": 1, "
       : s.family == TinyFamily::Qwen2            ? "\"model_type\": \"qwen2\", "
       : s.family == TinyFamily::LlamaBiases ? "\"attention_bias\": true, \"mlp_bias\": true, "
       : s.family == TinyFamily::Qwen3            ? "\"model_type\": \"qwen3\", "
@@ -194,7 +204,8 @@ inline model::ModelConfig tiny_config(const TinyShape& s = {}) {
       ", \"intermediate_size\": " + std::to_string(s.intermediate) +
       ", \"num_hidden_layers\": " + std::to_string(s.layers) +
       ", \"num_attention_heads\": " + std::to_string(s.heads) +
-      ", \"num_key_value_heads\": " + std::to_string(s.family == TinyFamily::DeepseekV3 ? s.heads : s.kv_heads) +
+      ", \"num_key_value_heads\": " + std::to_string(s.family == TinyFamily::DeepseekV3 || s.family == TinyFamily::DeepseekV2 ? s.heads
+                                                                                                      : s.kv_heads) +
       ", \"max_position_embeddings\": " + std::to_string(s.max_positions) +
       ", \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0" +
       ", \"tie_word_embeddings\": " + (s.tie ? "true" : "false") + "}";

@@ -215,6 +215,11 @@ def main():
                         "dimensions (interleaved pairs) of query and key and a value of 10 --, YaRN (factor 4 over "
                         "--original-max-positions, mscale 1, mscale_all_dim 0.8: cos / sin and the scores scaled), "
                         "and --glm4-moe's mixture with its multi-token-prediction layer")
+    p.add_argument("--deepseek-v2", action="store_true",
+                   help="a DeepseekV2ForCausalLM: --deepseek-v3's latent attention with q straight from the input "
+                        "(q_lora_rank null) and YaRN's mscale 0.707 (DeepSeek-V2-Lite's), the router DeepSeek-V2's "
+                        "softmax (group_limited_greedy: 3 experts from 2 of 4 groups, scaled by 2, not renormalised) "
+                        "over 8 experts")
     p.add_argument("--experts", type=int, default=4)
     p.add_argument("--experts-per-token", type=int, default=2)
     p.add_argument("--cohere", action="store_true",
@@ -260,6 +265,8 @@ def main():
     if a.cohere:
         a.tie = True
     a.qwen3 = a.qwen3 or a.qwen3_moe
+    if a.deepseek_v2:
+        a.deepseek_v3, a.experts, a.experts_per_token = True, 8, 3  # its attention (but q_proj), layout, router
     a.deepseek_moe = a.glm4_moe or a.dots1 or a.deepseek_v3  # DeepSeek-V3's mixture after a dense layer 0
     q_rank, kv_rank, nope, rope, v_dim = 24, 16, 12, 8, 10  # --deepseek-v3's latent attention
     a.qwen2 = a.qwen2 or a.qwen2_moe
@@ -290,7 +297,7 @@ def main():
         moe = pre + ("block_sparse_moe." if a.mixtral else "mlp.")
         gate, up, down = ("w1", "w3", "w2") if a.mixtral else ("gate_proj", "up_proj", "down_proj")
         out = [(moe + "gate.weight", [a.experts, a.hidden], matrix(a.experts, a.hidden))]
-        if a.deepseek_moe:  # DeepseekV3TopkRouter's buffer: small, to move the choice without deciding it alone
+        if a.deepseek_moe and not a.deepseek_v2:  # DeepseekV3TopkRouter's buffer: small, to move the choice
             out.append((moe + "gate.e_score_correction_bias", [a.experts], vector(a.experts, 0.05)))
         inter = a.intermediate // 2 if a.deepseek_moe else a.intermediate
         for e in range(a.experts):
@@ -319,9 +326,12 @@ def main():
         tensors = [("model.embed_tokens.weight", [a.vocab, a.hidden], matrix(a.vocab, a.hidden))]
     def latent_attention(pre):  # DeepseekV3Attention's projections
         s = pre + "self_attn."
-        return [(s + "q_a_proj.weight", [q_rank, a.hidden], matrix(q_rank, a.hidden)),
-                (s + "q_a_layernorm.weight", [q_rank], norm(q_rank)),
-                (s + "q_b_proj.weight", [a.heads * (nope + rope), q_rank], matrix(a.heads * (nope + rope), q_rank)),
+        q = ([(s + "q_proj.weight", [a.heads * (nope + rope), a.hidden], matrix(a.heads * (nope + rope), a.hidden))]
+             if a.deepseek_v2 else
+             [(s + "q_a_proj.weight", [q_rank, a.hidden], matrix(q_rank, a.hidden)),
+              (s + "q_a_layernorm.weight", [q_rank], norm(q_rank)),
+              (s + "q_b_proj.weight", [a.heads * (nope + rope), q_rank], matrix(a.heads * (nope + rope), q_rank))])
+        return q + [
                 (s + "kv_a_proj_with_mqa.weight", [kv_rank + rope, a.hidden], matrix(kv_rank + rope, a.hidden)),
                 (s + "kv_a_layernorm.weight", [kv_rank], norm(kv_rank)),
                 (s + "kv_b_proj.weight", [a.heads * (nope + v_dim), kv_rank], matrix(a.heads * (nope + v_dim), kv_rank)),
@@ -377,7 +387,7 @@ def main():
               if a.gemma2 or a.olmo2 or a.exaone4 else []),
             *([(pre + "post_mlp_layernorm.weight", [a.hidden], norm(a.hidden))] if a.glm4 else []),
         ]
-    if a.glm4_moe or a.deepseek_v3:  # a multi-token-prediction layer (a part of it), which transformers does not read
+    if a.glm4_moe or (a.deepseek_v3 and not a.deepseek_v2):  # an MTP layer (a part of it), which transformers does not read
         mtp = "model.layers.%d." % a.layers
         tensors += [(mtp + "eh_proj.weight", [a.hidden, 2 * a.hidden], matrix(a.hidden, 2 * a.hidden)),
                     (mtp + "enorm.weight", [a.hidden], norm(a.hidden)), (mtp + "hnorm.weight", [a.hidden], norm(a.hidden)),
@@ -610,6 +620,15 @@ def main():
                                                       "mscale": 1.0, "mscale_all_dim": 0.8,
                                                       "original_max_position_embeddings": a.original_max_positions},
                        "initializer_range": 0.02, "use_cache": True})
+    if a.deepseek_v2:  # DeepSeek-V2-Lite's own keys (but the shapes and token ids)
+        config.update({"architectures": ["DeepseekV2ForCausalLM"], "model_type": "deepseek_v2", "q_lora_rank": None,
+                       "scoring_func": "softmax", "topk_method": "group_limited_greedy", "n_group": 4,
+                       "topk_group": 2, "norm_topk_prob": False, "routed_scaling_factor": 2.0, "aux_loss_alpha": 0.001,
+                       "seq_aux": True, "rope_scaling": {"type": "yarn", "factor": 4.0, "beta_fast": 32,
+                                                         "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707,
+                                                         "original_max_position_embeddings": a.original_max_positions}})
+        for key in ("num_nextn_predict_layers", "ep_size"):
+            config.pop(key, None)
     if a.yarn:
         config["rope_scaling"] = {"rope_type": "yarn", "factor": a.yarn,
                                   "original_max_position_embeddings": a.original_max_positions}

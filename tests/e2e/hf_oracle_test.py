@@ -771,10 +771,14 @@ def deepseek_moe_reference(model_dir):
     weighted by the chosen scores over their sum (+1e-20) times routed_scaling_factor -- plus
     shared_experts, ungated. GLM-4.5's multi-token-prediction layer after the decoder's is not read.
     DeepseekV3ForCausalLM (transformers 4.51 on) likewise from modular_deepseek_v3, its attention
-    latent_attention's."""
+    latent_attention's; DeepseekV2ForCausalLM from modular_deepseek_v2 (with the mscale_all_dim fix of
+    transformers #47435) likewise but its router: softmax probabilities, the top-k (greedy) or the top-k
+    within the topk_group groups of the largest best probabilities (group_limited_greedy: the others'
+    masked to 0.0), weighted by their probabilities times routed_scaling_factor."""
     cfg, w = written_out(model_dir)
     dots1 = cfg["model_type"] == "dots1"
-    deepseek = cfg["model_type"] == "deepseek_v3"
+    v2 = cfg["model_type"] == "deepseek_v2"
+    deepseek = v2 or cfg["model_type"] == "deepseek_v3"
     eps = cfg["rms_norm_eps"]
     hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
     rotary = int(hd * cfg.get("partial_rotary_factor", 1.0))
@@ -787,7 +791,25 @@ def deepseek_moe_reference(model_dir):
         return linear(w, torch.nn.functional.silu(linear(w, x, pre + "gate_proj")) * linear(w, x, pre + "up_proj"),
                       pre + "down_proj")
 
+    def moe_v2(x, pre):
+        probs = linear(w, x, pre + "gate").softmax(-1)
+        choice = probs
+        if cfg["topk_method"] == "group_limited_greedy":
+            group_scores = probs.view(-1, groups, experts // groups).max(dim=-1).values
+            group_mask = torch.zeros_like(group_scores).scatter_(1, group_scores.topk(cfg["topk_group"], dim=-1)[1], 1)
+            mask = group_mask.unsqueeze(-1).expand(-1, groups, experts // groups).reshape(-1, experts)
+            choice = probs.masked_fill(~mask.bool(), 0.0)
+        weights, chosen = choice.topk(k, dim=-1)
+        weights = weights * cfg["routed_scaling_factor"]
+        out = mlp(x, pre + "shared_experts.")
+        for row in range(x.shape[0]):
+            for j in range(k):
+                out[row] += weights[row, j] * mlp(x[row:row + 1], pre + "experts.%d." % int(chosen[row, j]))[0]
+        return out
+
     def moe(x, pre):
+        if v2:
+            return moe_v2(x, pre)
         scores = linear(w, x, pre + "gate").sigmoid()
         choice = scores + w[pre + "gate.e_score_correction_bias"]
         group_scores = choice.view(-1, groups, experts // groups).topk(2, dim=-1)[0].sum(-1)
@@ -812,8 +834,9 @@ def deepseek_moe_reference(model_dir):
         h = norm(x, w[pre + "post_attention_layernorm.weight"])
         return x + (mlp(h, pre + "mlp.") if index < cfg["first_k_dense_replace"] else moe(h, pre + "mlp."))
 
-    return causal_lm("DeepseekV3ForCausalLM" if deepseek else "Dots1ForCausalLM" if dots1 else "Glm4MoeForCausalLM",
-                     cfg, w, layer, norm)
+    name = ("DeepseekV2ForCausalLM" if v2 else "DeepseekV3ForCausalLM" if deepseek else
+            "Dots1ForCausalLM" if dots1 else "Glm4MoeForCausalLM")
+    return causal_lm(name, cfg, w, layer, norm)
 
 
 def latent_attention(w, cfg, pre, h, pos):
@@ -894,7 +917,7 @@ def main():
                  "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe", "tiny-cohere-qk-norm", "tiny-stablelm-qk-norm",
                  "tiny-llama-bias", "tiny-granitemoe", "tiny-granite4", "tiny-granite4-nope",
                  "tiny-phi2", "tiny-glm", "tiny-glm4", "tiny-exaone4", "tiny-seed-oss", "tiny-glm4-moe",
-                 "tiny-dots1", "tiny-deepseek-v3"]:
+                 "tiny-dots1", "tiny-deepseek-v3", "tiny-deepseek-v2"]:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -917,7 +940,7 @@ def main():
             model = exaone4_reference(model_dir)
         elif name == "tiny-seed-oss":
             model = seed_oss_reference(model_dir)
-        elif name in ("tiny-glm4-moe", "tiny-dots1", "tiny-deepseek-v3"):
+        elif name in ("tiny-glm4-moe", "tiny-dots1", "tiny-deepseek-v3", "tiny-deepseek-v2"):
             model = deepseek_moe_reference(model_dir)
         elif name == "tiny-mistral":
             model = mistral_reference(model_dir, tempfile.mkdtemp(prefix="spin_mistral_"))

@@ -189,7 +189,8 @@ TEST(TensorParallel, MatchesOneRankWithQkNormsAndForGemmaAtTp2AndTp4) {
         TinyFamily::GptNeox, TinyFamily::GptNeoxSequential, TinyFamily::Phi, TinyFamily::Mixtral,
         TinyFamily::Qwen3Moe, TinyFamily::Olmoe, TinyFamily::Qwen2Moe,
         TinyFamily::CohereQkNorm, TinyFamily::StableLmQkNorm, TinyFamily::LlamaBiases, TinyFamily::GraniteMoe,
-        TinyFamily::Glm4, TinyFamily::Exaone4, TinyFamily::Glm4Moe, TinyFamily::DeepseekV3}) {
+        TinyFamily::Glm4, TinyFamily::Exaone4, TinyFamily::Glm4Moe, TinyFamily::DeepseekV3,
+        TinyFamily::DeepseekV2}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     testing::TinyShape shape;
     shape.kv_heads = 4;

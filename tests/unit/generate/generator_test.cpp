@@ -45,7 +45,7 @@ constexpr testing::TinyFamily kFamilies[] = {
     testing::TinyFamily::Phi,          testing::TinyFamily::Mixtral,       testing::TinyFamily::Qwen2Moe,
     testing::TinyFamily::CohereQkNorm, testing::TinyFamily::StableLmQkNorm, testing::TinyFamily::GraniteMoe,
     testing::TinyFamily::Glm4,         testing::TinyFamily::Exaone4,      testing::TinyFamily::Glm4Moe,
-    testing::TinyFamily::DeepseekV3};
+    testing::TinyFamily::DeepseekV3,   testing::TinyFamily::DeepseekV2};
 testing::TinyShape family_shape(testing::TinyFamily family) {
   testing::TinyShape shape;
   shape.family = family;

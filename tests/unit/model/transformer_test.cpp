@@ -60,7 +60,7 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
        {"untied", "tied", "window", "qkv bias", "qk norm", "gemma", "gemma2", "gemma3", "phi3", "partial rotary",
         "nope", "granite", "olmo", "olmo2", "stablelm", "parallel residual", "cohere", "cohere2", "gpt_neox",
         "gpt_neox sequential", "phi", "mixtral", "qwen3_moe", "olmoe", "qwen2_moe", "cohere qk norms",
-        "stablelm qk norms", "biases", "granitemoe", "glm4", "exaone4", "glm4_moe", "deepseek_v3"}) {
+        "stablelm qk norms", "biases", "granitemoe", "glm4", "exaone4", "glm4_moe", "deepseek_v3", "deepseek_v2"}) {
     testing::TinyShape shape;
     const bool gemma = std::string(variant).starts_with("gemma");
     shape.tie = variant == std::string("tied") || gemma || variant == std::string("granite");  // as published
@@ -95,6 +95,7 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
                    : variant == std::string("exaone4")           ? testing::TinyFamily::Exaone4
                    : variant == std::string("glm4_moe")          ? testing::TinyFamily::Glm4Moe
                    : variant == std::string("deepseek_v3")       ? testing::TinyFamily::DeepseekV3
+                   : variant == std::string("deepseek_v2")       ? testing::TinyFamily::DeepseekV2
                                                                  : testing::TinyFamily::Llama;
     if (shape.family == testing::TinyFamily::Olmo) shape.clip_qkv = clip_in_a_gap(shape);
     TinyModel m(shape);
