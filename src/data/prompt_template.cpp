@@ -301,9 +301,13 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   // vocabulary whose ChatML tokens auto would otherwise take.
   refuse(has_tokens(tokenizer, {"<|userprompt|>", "<|endofuserprompt|>"}) || template_has("<|endofuserprompt|>"),
          "chat format is dots.llm1's (<|userprompt|> ... <|endofuserprompt|><|response|> turns)");
-  // DeepSeek-V3's / R1's (<｜User｜> ... <｜Assistant｜> ... <｜end▁of▁sentence｜>, fullwidth bars; R1's think block).
-  refuse(has_tokens(tokenizer, {"<｜User｜>", "<｜Assistant｜>"}) || template_has("<｜Assistant｜>"),
-         "chat format is DeepSeek-V3's (<｜User｜> and <｜Assistant｜> turns)");
+  // DeepSeek's: V3's / R1's / V2.5's (<｜User｜> ... <｜Assistant｜> ... <｜end▁of▁sentence｜>, fullwidth bars;
+  // R1's think block), V2-Chat's ("User: " ... "Assistant:" in plain text) -- every one after the
+  // <｜begin▁of▁sentence｜> its tokenizers have.
+  refuse(has_tokens(tokenizer, {"<｜begin▁of▁sentence｜>"}) || has_tokens(tokenizer, {"<｜User｜>", "<｜Assistant｜>"}) ||
+             template_has("<｜Assistant｜>"),
+         "chat format is DeepSeek's (V3's, R1's and V2.5's <｜User｜> and <｜Assistant｜> turns, V2's \"User: \" "
+         "and \"Assistant:\")");
   if (has_tokens(tokenizer, {"<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>"})) {
     // Command R7B's and later Command models' templates wrap the turns in a default system preamble
     // and <|START_RESPONSE|> / <|END_RESPONSE|> markers: not the format spin writes -- refused rather

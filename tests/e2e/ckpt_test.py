@@ -259,7 +259,8 @@ def case_convert(args, tmp):
                         ("tiny-seed-oss", "model.layers.1.self_attn.v_proj.bias"),
                         ("tiny-glm4-moe", "model.layers.1.mlp.gate.e_score_correction_bias"),
                         ("tiny-dots1", "model.layers.1.mlp.shared_experts.up_proj.weight"),
-                        ("tiny-deepseek-v3", "model.layers.1.self_attn.kv_b_proj.weight")]:
+                        ("tiny-deepseek-v3", "model.layers.1.self_attn.kv_b_proj.weight"),
+                        ("tiny-deepseek-v2", "model.layers.1.self_attn.q_proj.weight")]:
         qwen = os.path.join(args.models, name)
         ckpt(args, 2, "import-hf", qwen, os.path.join(tmp, name), "--tp", "2")
         ckpt(args, 1, "export-hf", os.path.join(tmp, name), os.path.join(tmp, name + "-hf"))
