@@ -119,6 +119,14 @@ void HfReader::load(const std::vector<ShardedTensor>& tensors) {
       in_file.length = t.replicated() ? t.global_shape[0] : t.length;
     }
     const Shape file_shape = file_shape_of(place, in_file.global_shape);
+    SafetensorsFile& file = file_for(in_file.name);
+    if (file.entry(in_file.name).fp8()) {  // a block-scaled FP8 weight: read with its scales
+      require(place.rows == 0 && file_shape.empty(), file.path(), ": tensor \"", in_file.name,
+              "\" is FP8 inside a fused tensor, which spin does not read");
+      const BlockScales scales = block_scales(in_file.name, file.entry(in_file.name).shape);
+      file.read_shard(in_file, file_shape, &scales);
+      continue;
+    }
     if (place.groups > 1) {  // fused per group (head): one block of group_rows rows from each of its groups
       const std::int64_t first = t.replicated() ? 0 : t.offset, n = in_file.length, block = place.group_rows;
       require(first % block == 0 && n % block == 0, "tensor \"", t.name, "\": rows [", first, ", ", first + n,
@@ -135,8 +143,21 @@ void HfReader::load(const std::vector<ShardedTensor>& tensors) {
       }
       continue;
     }
-    file_for(in_file.name).read_shard(in_file, file_shape);
+    file.read_shard(in_file, file_shape);
   }
+}
+
+BlockScales HfReader::block_scales(const std::string& name, const Shape& shape) {
+  const auto [block_rows, block_cols] = layout_.fp8_block;
+  require(block_rows > 0 && block_cols > 0, dir_, ": tensor \"", name,
+          "\" is FP8 (F8_E4M3), but config.json gives no quantization_config with its weight_block_size");
+  const std::string scale_name = name + "_scale_inv";
+  const Shape want = {(shape[0] + block_rows - 1) / block_rows, (shape[1] + block_cols - 1) / block_cols};
+  SafetensorsFile& file = file_for(scale_name);
+  require(file.entry(scale_name).shape == want, file.path(), ": tensor \"", scale_name, "\" has shape ",
+          shape_str(file.entry(scale_name).shape), " but ", name, " ", shape_str(shape), " in blocks of [",
+          block_rows, ", ", block_cols, "] needs ", shape_str(want));
+  return {file.read_all(scale_name), block_rows, block_cols, want[1]};
 }
 
 }  // namespace spin::ckpt

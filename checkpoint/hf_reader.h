@@ -1,7 +1,8 @@
 // Reads a Hugging Face model directory's weights: model.safetensors, or the shards listed by
 // model.safetensors.index.json (another stem: a PEFT adapter's adapter_model.safetensors). Each
 // rank reads only the slices of its own ShardedTensors; files are opened on first use. Every
-// missing tensor, shape mismatch or malformed file is an error naming the file and the tensor.
+// missing tensor, shape mismatch or malformed file is an error naming the file and the tensor. A
+// block-scaled FP8 checkpoint's weights (HfLayout::fp8_block) are read dequantized to float32.
 #pragma once
 
 #include <map>
@@ -34,6 +35,9 @@ class HfReader {
  private:
   SafetensorsFile& file_for(const std::string& tensor_name);
   SafetensorsFile& open(const std::string& path);  // opened once, on first use
+  // The block scales of FP8 weight `name` ([rows, cols] in the files): its `name`_scale_inv, in
+  // HfLayout::fp8_block's blocks.
+  BlockScales block_scales(const std::string& name, const Shape& shape);
   // A shard of `t` split along its columns where the files fuse its rows into another tensor.
   void read_columns_of_rows(const ShardedTensor& t, const HfLayout::Place& place);
 

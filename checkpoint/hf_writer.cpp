@@ -195,7 +195,7 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
     return {same, values};
   }
   // The prefix is the caller's.
-  const HfLayout layout{"", false, files.fusions, files.renames, files.row_splits, files.float32};
+  const HfLayout layout{"", false, files.fusions, files.renames, files.row_splits, files.float32, {}};
   // File tensor k: the indices of its parts in `tensors` (one, unfused).
   std::vector<HfTensor> out;
   std::vector<std::vector<std::size_t>> parts;

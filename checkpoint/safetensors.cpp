@@ -58,10 +58,10 @@ SafetensorsEntry parse_entry(const std::string& path, const std::string& name, c
     bad(cat("data_offsets end ", out.end, " is past the end of the data (", data_size,
             " bytes): the file is truncated"));
   }
-  if (out.dtype && out.end - out.begin != numel * dtype_size(*out.dtype)) {
-    bad(cat("data_offsets span ", out.end - out.begin, " bytes but shape ",
-            shape_str(out.shape), " of ", out.dtype_name, " needs ",
-            numel * dtype_size(*out.dtype)));
+  const std::uint64_t element = out.dtype ? dtype_size(*out.dtype) : out.fp8() ? 1 : 0;
+  if (element > 0 && out.end - out.begin != numel * element) {
+    bad(cat("data_offsets span ", out.end - out.begin, " bytes but shape ", shape_str(out.shape), " of ",
+            out.dtype_name, " needs ", numel * element));
   }
   return out;
 }
@@ -131,14 +131,13 @@ std::vector<std::string> SafetensorsFile::names() const {
 }
 
 DType SafetensorsFile::float_dtype(const std::string& name, const SafetensorsEntry& e) const {
-  // (FP8 files -- DeepSeek-V3's, R1's, Kimi K2's: F8_E4M3 weights with block scales -- are quantized
-  // checkpoints, named as such.)
+  // (An FP8 weight -- DeepSeek-V3's F8_E4M3 -- is read only with its block scales: read_shard's.)
   require(e.dtype && (*e.dtype == DType::F32 || *e.dtype == DType::BF16 || *e.dtype == DType::F16 ||
                       *e.dtype == DType::F64),
           path_, ": tensor \"", name, "\" has dtype ", e.dtype_name, "; spin reads F32, BF16, F16 and F64",
-          e.dtype_name.starts_with("F8_") ? " -- an FP8 checkpoint: dequantize it to bf16 first (DeepSeek's "
-                                            "fp8_cast_bf16.py for its block-scaled files)"
-                                          : "");
+          e.fp8() ? " -- an FP8 weight, read only with its block scales (config.json's quantization_config)"
+          : e.dtype_name.starts_with("F8_") ? " (of FP8, spin reads block-scaled F8_E4M3 weights)"
+                                            : "");
   return *e.dtype;
 }
 
@@ -150,20 +149,34 @@ std::vector<float> SafetensorsFile::read_all(const std::string& name) const {
   return out;
 }
 
-void SafetensorsFile::read_shard(const ShardedTensor& t, const Shape& file_shape) const {
+void SafetensorsFile::read_shard(const ShardedTensor& t, const Shape& file_shape, const BlockScales* scales) const {
   const SafetensorsEntry& e = entry(t.name);
   const Shape& expected = file_shape.empty() ? t.global_shape : file_shape;
   require(e.shape == expected && shape_numel(expected) == shape_numel(t.global_shape), path_, ": tensor \"", t.name,
           "\" has shape ", shape_str(e.shape), " but the model expects ", shape_str(expected));
-  const DType dtype = float_dtype(t.name, e);
+  const bool fp8 = e.fp8() && scales != nullptr;
+  require(!fp8 || e.shape.size() == 2, path_, ": tensor \"", t.name, "\": an FP8 tensor of shape ", shape_str(e.shape),
+          " (block scales are a matrix's)");
+  const DType dtype = fp8 ? DType::U8 : float_dtype(t.name, e);
   const std::size_t elem = dtype_size(dtype);
   const unsigned char* src = data_ + e.begin;
+  // n elements from the file tensor's flat index `from`, as float32 (an FP8 one times its block's scale).
+  const auto to_f32 = [&](const unsigned char* at, DType type, std::size_t n, float* out) {
+    if (!fp8) return convert_to_f32(at, type, n, out);
+    const auto from = static_cast<std::int64_t>(at - src), cols = e.shape[1];
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::int64_t g = from + static_cast<std::int64_t>(i), r = g / cols, c = g % cols;
+      const float scale = scales->scales[static_cast<std::size_t>((r / scales->block_rows) * scales->scale_cols +
+                                                                  c / scales->block_cols)];
+      out[i] = f8e4m3_to_f32(at[i]) * scale;
+    }
+  };
   const Tensor host = host_readable(t.local);  // converted on the host, then copied to a GPU
   float* dst = host.f32();
   if (t.replicated()) {
     require(t.local.shape() == e.shape, path_, ": tensor \"", t.name, "\": local shape ",
             shape_str(t.local.shape()), " differs from the file's ", shape_str(e.shape));
-    convert_to_f32(src, dtype, static_cast<std::size_t>(t.local.numel()), dst);
+    to_f32(src, dtype, static_cast<std::size_t>(t.local.numel()), dst);
     t.local.copy_from(host);
     return;
   }
@@ -180,7 +193,7 @@ void SafetensorsFile::read_shard(const ShardedTensor& t, const Shape& file_shape
   for (std::int64_t o = 0; o < outer; ++o) {
     const std::int64_t from = (o * g[dim] + t.offset) * inner;
     float* to = dst + o * local_len * inner;
-    convert_to_f32(src + static_cast<std::size_t>(from) * elem, dtype,
+    to_f32(src + static_cast<std::size_t>(from) * elem, dtype,
                    static_cast<std::size_t>(t.length * inner), to);
     std::fill(to + t.length * inner, to + local_len * inner, 0.0f);
   }

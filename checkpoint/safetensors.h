@@ -23,6 +23,15 @@ struct SafetensorsEntry {
   Shape shape;
   std::uint64_t begin = 0;  // byte range within the data section
   std::uint64_t end = 0;
+  // An FP8 (E4M3) weight of a block-scaled checkpoint: read only with its BlockScales.
+  bool fp8() const { return dtype_name == "F8_E4M3"; }
+};
+
+// The scales of a block-scaled FP8 weight [rows, cols] (its W_scale_inv: DeepSeek's weight_dequant multiplies
+// by it): element (r, c) is its E4M3 value times scales[(r / block_rows) * scale_cols + c / block_cols].
+struct BlockScales {
+  std::vector<float> scales;
+  std::int64_t block_rows = 0, block_cols = 0, scale_cols = 0;
 };
 
 class SafetensorsFile {
@@ -42,7 +51,8 @@ class SafetensorsFile {
   // tensor must have target.global_shape -- or `file_shape`, where given: the same values in a shape
   // of its own (GraniteMoE's [experts, rows, cols] read as [experts x rows, cols]); padding beyond
   // target.length stays zero.
-  void read_shard(const ShardedTensor& target, const Shape& file_shape = {}) const;
+  // An FP8 tensor (SafetensorsEntry::fp8) is read dequantized by `scales`, which it needs.
+  void read_shard(const ShardedTensor& target, const Shape& file_shape = {}, const BlockScales* scales = nullptr) const;
   // The whole tensor `name` as float32 (its shape: entry(name).shape).
   std::vector<float> read_all(const std::string& name) const;
 

@@ -18,6 +18,10 @@ bool parse_dtype(std::string_view name, DType* out);
 float bf16_to_f32(std::uint16_t bits);
 std::uint16_t f32_to_bf16(float value);
 float f16_to_f32(std::uint16_t bits);
+// OCP FP8 E4M3 ("e4m3fn": bias 7, no infinities, S.1111.111 NaN; up to 448), as FP8 checkpoints
+// (DeepSeek-V3's F8_E4M3) store their weights: a file format spin reads (checkpoint/safetensors.h), not
+// a tensor type. Exact.
+float f8e4m3_to_f32(std::uint8_t bits);
 std::uint16_t f32_to_f16(float value);
 
 // Converts `n` elements of `src` (of type `t`, little-endian, any alignment) to float.

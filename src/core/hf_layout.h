@@ -2,6 +2,7 @@
 // layers (model::hf_layout builds it; checkpoint/ reads and writes through it).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -48,6 +49,11 @@ struct HfLayout {
   // (transformers' _keep_in_fp32_modules_strict: GLM-4.5's router correction bias, which picks the
   // experts by differences bf16 would round away).
   std::vector<std::string> float32;
+  // Block-scaled FP8 files (config.json's quantization_config, quant_method "fp8": DeepSeek-V3's, Kimi K2's,
+  // Qwen3's FP8 releases): each F8_E4M3 weight W [rows, cols] beside W_scale_inv [ceil(rows / block[0]),
+  // ceil(cols / block[1])] float32, W = its values times its block's scale -- read dequantized to float32.
+  // {0, 0}: not quantized.
+  std::array<std::int64_t, 2> fp8_block{};
 
   bool keeps_float32(const std::string& name) const {
     for (const std::string& suffix : float32) {

@@ -255,6 +255,24 @@ void parse_sliding_window(const json& j, ModelConfig& c, const std::string& type
   }
 }
 
+// quantization_config: block-scaled FP8 (quant_method "fp8", fmt "e4m3", weight_block_size [rows, cols]:
+// DeepSeek-V3's, Kimi K2's, Qwen3's FP8 releases), read dequantized; any other quantization refused by name.
+std::array<std::int64_t, 2> fp8_block_of(const json& q, const std::string& source) {
+  require(q.is_object(), source, ": quantization_config must be an object, got ", q.dump());
+  require(q.value("quant_method", json()) == json("fp8"), source, ": quantization_config's quant_method ",
+          q.value("quant_method", json()).dump(),
+          " is not supported (spin reads bf16, f16 and f32 weights, and block-scaled FP8 -- quant_method \"fp8\" "
+          "with a weight_block_size -- dequantized to float32)");
+  require(q.value("fmt", json("e4m3")) == json("e4m3"), source, ": quantization_config's fmt ",
+          q.value("fmt", json()).dump(), " is not supported (\"e4m3\" is)");
+  const json block = q.value("weight_block_size", json());
+  require(block.is_array() && block.size() == 2 && block[0].is_number_unsigned() && block[1].is_number_unsigned() &&
+              block[0].get<std::int64_t>() > 0 && block[1].get<std::int64_t>() > 0,
+          source, ": quantization_config's weight_block_size ", block.dump(),
+          " is not [rows, cols] (FP8 with a scale per tensor or per channel is not supported)");
+  return {block[0].get<std::int64_t>(), block[1].get<std::int64_t>()};
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_json(const std::string& text, const std::string& source) {
@@ -469,7 +487,14 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   require(!c.moe() || !c.parallel_residual, source, ": a mixture of experts with a parallel residual is not supported");
   require(c.first_dense_layers < c.num_layers, source, ": first_k_dense_replace ", c.first_dense_layers,
           " leaves no layer of experts among num_hidden_layers ", c.num_layers);
-  c.json_text = text;
+  if (j.contains("quantization_config") && !j.at("quantization_config").is_null()) {
+    c.fp8_block = fp8_block_of(j.at("quantization_config"), source);
+    nlohmann::ordered_json kept = nlohmann::ordered_json::parse(text);  // (what spin holds is dequantized)
+    kept.erase("quantization_config");
+    c.json_text = kept.dump(2) + "\n";
+  } else {
+    c.json_text = text;
+  }
   return c;
 }
 

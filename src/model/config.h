@@ -10,6 +10,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -232,6 +233,10 @@ struct ModelConfig {
   std::vector<std::int64_t> eos_token_ids;
   std::optional<std::int64_t> bos_token_id;
   std::string json_text;  // the config.json text, kept to write into checkpoints and exports
+  // Block-scaled FP8 weights (quantization_config: quant_method "fp8", fmt "e4m3", weight_block_size): read
+  // dequantized (HfLayout::fp8_block); {0, 0}: none. json_text then leaves quantization_config out: what spin
+  // holds and writes is dequantized.
+  std::array<std::int64_t, 2> fp8_block{};
   // The prefix of the model's tensor names in its Hugging Face files: "language_model." for a
   // multimodal checkpoint -- Gemma 3's (model_type gemma3, Gemma3ForConditionalGeneration),
   // Mistral Small 3.1's (mistral3, Mistral3ForConditionalGeneration) or LLaVA's (llava:

@@ -521,7 +521,7 @@ void ModelWeights::init_random(std::uint64_t seed, float std) {
 }
 
 HfLayout hf_layout(const ModelConfig& c) {
-  HfLayout layout{c.hf_weight_prefix, c.multimodal, {}, {}, {}, {}};
+  HfLayout layout{c.hf_weight_prefix, c.multimodal, {}, {}, {}, {}, c.fp8_block};
   // The MLP's gate and up projections as the two row blocks of file tensor `fused` (Phi-3's, GLM's and
   // Granite 4.0's).
   const auto gate_up = [&](const char* fused) {

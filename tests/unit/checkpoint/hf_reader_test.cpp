@@ -5,14 +5,18 @@
 
 #include <filesystem>
 #include <fstream>
+#include <tuple>
+#include <utility>
 
 #include "checkpoint/hf_writer.h"
+#include "common/test_util.h"
 #include "core/error.h"
 
 namespace spin::ckpt {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::error_of;
 
 class HfReaderTest : public ::testing::Test {
  protected:
@@ -75,7 +79,7 @@ TEST_F(HfReaderTest, WrittenModelsShardAboveTheLimitAndReadBack) {
 // read back, each tensor gets its rows -- a TP shard its share of them, a replicated tensor
 // all -- under a prefix too.
 TEST_F(HfReaderTest, FusedTensorsAreWrittenAsRowBlocksAndReadBackAsParts) {
-  const HfLayout layout{"", false, {{"qkv", {{"q", 2}, {"k", 1}, {"v", 1}}, 1}}, {}, {}, {}};
+  const HfLayout layout{"", false, {{"qkv", {{"q", 2}, {"k", 1}, {"v", 1}}, 1}}, {}, {}, {}, {}};
   const std::vector<float> q = {1, 2, 3, 4}, k = {5, 6}, v = {7, 8}, other = {9};
   const std::vector<HfTensor> tensors = {{"x.q", {2, 2}}, {"x.k", {1, 2}}, {"x.v", {1, 2}}, {"x.norm", {1}}};
   const std::vector<const float*> values = {q.data(), k.data(), v.data(), other.data()};
@@ -126,6 +130,7 @@ TEST_F(HfReaderTest, TensorsFusedPerHeadAndRenamedAreWrittenAndReadBack) {
         2}},
       {{"model.layers.", "gpt_neox.layers."}, {"self_attn.o_proj.", "attention.dense."}},
       {},
+      {},
       {}};
   std::vector<float> q(4 * 3), k(4 * 3), v(4 * 3), o = {7, 8, 9};
   for (std::size_t i = 0; i < q.size(); ++i) {
@@ -165,7 +170,7 @@ TEST_F(HfReaderTest, TensorsFusedPerHeadAndRenamedAreWrittenAndReadBack) {
 // a replicated copy all of them; the tensors beside stay as they are.
 TEST_F(HfReaderTest, RowSplitTensorsAreWrittenARowEachAndReadBackByShard) {
   const HfLayout layout{"", false, {}, {}, {{"self_attn.q_norm.weight", "self_attn.q_layernorm.norms.", ".weight"}},
-                        {}};
+                        {}, {}};
   const std::vector<float> norm = {1, 2, 3, 4, 5, 6}, o = {7, 8};
   const std::vector<HfTensor> tensors = {{"model.layers.0.self_attn.q_norm.weight", {3, 2}},
                                          {"model.layers.0.self_attn.o_proj.weight", {1, 2}}};
@@ -195,6 +200,62 @@ TEST_F(HfReaderTest, RowSplitTensorsAreWrittenARowEachAndReadBackByShard) {
   EXPECT_EQ(std::vector<float>(shard.f32(), shard.f32() + 4), std::vector<float>(norm.begin() + 2, norm.end()));
   EXPECT_EQ(std::vector<float>(whole.f32(), whole.f32() + 6), norm);
   EXPECT_EQ(std::vector<float>(o_all.f32(), o_all.f32() + 2), o);
+}
+
+// A block-scaled FP8 checkpoint (DeepSeek-V3's layout): "w" [5, 6] in F8_E4M3 beside "w_scale_inv" [3, 2]
+// float32 (blocks of [2, 4]: the last block row and column partial), and a plain "n". Read dequantized --
+// whole, split by rows across a block boundary and by columns -- as value x its block's scale; without
+// the layout's block size, or with a scale grid of another shape, an error naming the tensor.
+TEST_F(HfReaderTest, Fp8WeightsAreReadTimesTheirBlockScales) {
+  // E4M3 bytes and their values: 1, 2, -1, 0.5, 448 (the largest), 2^-9 (the smallest subnormal), 1.125.
+  const std::vector<std::pair<std::uint8_t, float>> codes = {{0x38, 1.0f},  {0x40, 2.0f},   {0xB8, -1.0f},
+                                                             {0x30, 0.5f},  {0x7E, 448.0f}, {0x01, 0.001953125f},
+                                                             {0x39, 1.125f}};
+  std::vector<std::uint8_t> bytes(30);
+  std::vector<float> values(30);
+  for (std::size_t i = 0; i < 30; ++i) std::tie(bytes[i], values[i]) = codes[(i * 3) % codes.size()];
+  const std::vector<float> scales = {0.5f, 2.0f, 0.25f, 4.0f, 3.0f, 1.5f}, n = {7, 8};
+  const auto want = [&](std::int64_t r, std::int64_t c) {
+    return values[static_cast<std::size_t>(r * 6 + c)] * scales[static_cast<std::size_t>((r / 2) * 2 + c / 4)];
+  };
+  // The file by hand: its header, w's bytes, the scales and n as float32.
+  const std::string header = R"({"w": {"dtype": "F8_E4M3", "shape": [5, 6], "data_offsets": [0, 30]}, )"
+                             R"("w_scale_inv": {"dtype": "F32", "shape": [3, 2], "data_offsets": [30, 54]}, )"
+                             R"("n": {"dtype": "F32", "shape": [2], "data_offsets": [54, 62]}})";
+  {
+    std::ofstream out(dir_ / "model.safetensors", std::ios::binary);
+    for (int i = 0; i < 8; ++i) out.put(static_cast<char>(header.size() >> (8 * i)));
+    out << header;
+    out.write(reinterpret_cast<const char*>(bytes.data()), 30);
+    out.write(reinterpret_cast<const char*>(scales.data()), 24);
+    out.write(reinterpret_cast<const char*>(n.data()), 8);
+  }
+  HfLayout layout;
+  layout.fp8_block = {2, 4};
+  HfReader reader(dir_.string(), layout);
+  Tensor whole = Tensor::zeros({5, 6}), rows = Tensor::zeros({3, 6}), cols = Tensor::zeros({5, 3}),
+         plain = Tensor::zeros({2});
+  reader.load({{"w", whole, {5, 6}, -1, 0, 0}, {"w", rows, {5, 6}, 0, 1, 3}, {"w", cols, {5, 6}, 1, 3, 3},
+               {"n", plain, {2}, -1, 0, 0}});
+  for (std::int64_t r = 0; r < 5; ++r) {
+    for (std::int64_t c = 0; c < 6; ++c) EXPECT_EQ(whole.f32()[r * 6 + c], want(r, c)) << r << ", " << c;
+  }
+  for (std::int64_t r = 0; r < 3; ++r) {
+    for (std::int64_t c = 0; c < 6; ++c) EXPECT_EQ(rows.f32()[r * 6 + c], want(1 + r, c)) << r << ", " << c;
+  }
+  for (std::int64_t r = 0; r < 5; ++r) {
+    for (std::int64_t c = 0; c < 3; ++c) EXPECT_EQ(cols.f32()[r * 3 + c], want(r, 3 + c)) << r << ", " << c;
+  }
+  EXPECT_EQ(plain.f32()[1], 8.0f);
+  const std::string unscaled = error_of([&] { HfReader(dir_.string()).load({{"w", whole, {5, 6}, -1, 0, 0}}); });
+  EXPECT_NE(unscaled.find("tensor \"w\" is FP8 (F8_E4M3), but config.json gives no quantization_config"),
+            std::string::npos)
+      << unscaled;
+  layout.fp8_block = {4, 4};
+  const std::string grid = error_of([&] { HfReader(dir_.string(), layout).load({{"w", whole, {5, 6}, -1, 0, 0}}); });
+  EXPECT_NE(grid.find("\"w_scale_inv\" has shape [3, 2] but w [5, 6] in blocks of [4, 4] needs [2, 2]"),
+            std::string::npos)
+      << grid;
 }
 
 TEST_F(HfReaderTest, MissingWeightsAndBadIndexAreErrors) {

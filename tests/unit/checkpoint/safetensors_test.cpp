@@ -118,7 +118,7 @@ TEST_F(Safetensors, ShapeMismatchMissingTensorAndUnreadableDtypeAreErrors) {
   EXPECT_NE(error_of([&] { ints.read_shard({"i", two, {2}, -1, 0, 0}); }).find("dtype I8"),
             std::string::npos);
   EXPECT_NE(error_of([&] { ints.read_all("i"); }).find("tensor \"i\" has dtype I8"), std::string::npos);
-  // An FP8 checkpoint's weight (DeepSeek-V3's F8_E4M3): named as quantized, with the way out.
+  // An FP8 checkpoint's weight (DeepSeek-V3's F8_E4M3) without its block scales (HfReader passes them).
   const std::string fp8 = R"({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}})";
   {
     std::ofstream out(path("fp8.safetensors"), std::ios::binary);
@@ -126,7 +126,8 @@ TEST_F(Safetensors, ShapeMismatchMissingTensorAndUnreadableDtypeAreErrors) {
     out << fp8 << "ab";
   }
   const std::string quantized = error_of([&] { SafetensorsFile(path("fp8.safetensors")).read_shard({"w", two, {2}, -1, 0, 0}); });
-  EXPECT_NE(quantized.find("has dtype F8_E4M3; spin reads F32, BF16, F16 and F64 -- an FP8 checkpoint: dequantize it"),
+  EXPECT_NE(quantized.find("has dtype F8_E4M3; spin reads F32, BF16, F16 and F64 -- an FP8 weight, read only with its "
+                           "block scales"),
             std::string::npos)
       << quantized;
 }

@@ -41,6 +41,25 @@ TEST(DType, F16RoundTripsEveryFiniteValue) {
   }
 }
 
+// OCP FP8 E4M3 (e4m3fn), every one of its 256 codes against the format's definition in double: sign,
+// 4 exponent bits biased by 7, 3 mantissa bits, subnormals below exponent 1, S.1111.111 NaN and no
+// infinities (0x7E is the largest, 448).
+TEST(DType, F8E4M3EveryCode) {
+  for (int code = 0; code < 256; ++code) {
+    const int exponent = (code >> 3) & 15, mantissa = code & 7;
+    const double magnitude = exponent == 0 ? mantissa / 8.0 * std::pow(2.0, -6)
+                                           : (1.0 + mantissa / 8.0) * std::pow(2.0, exponent - 7);
+    const float got = f8e4m3_to_f32(static_cast<std::uint8_t>(code));
+    if ((code & 0x7F) == 0x7F) {
+      EXPECT_TRUE(std::isnan(got)) << code;
+      continue;
+    }
+    EXPECT_EQ(got, static_cast<float>(code & 0x80 ? -magnitude : magnitude)) << code;
+  }
+  EXPECT_EQ(f8e4m3_to_f32(0x7E), 448.0f);
+  EXPECT_TRUE(std::signbit(f8e4m3_to_f32(0x80)));
+}
+
 TEST(DType, ConvertToF32RefusesIntegers) {
   const std::int32_t v = 3;
   float out;

@@ -2,12 +2,14 @@
 // multi-head latent attention (model/latent_attention.h) with DeepSeek-V3's mixture.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <string>
 
 #include "model/config.h"
 #include "model/flops.h"
 #include "model/tp_dims.h"
+#include "model/weights.h"
 #include "unit/model/config_test_util.h"
 
 namespace spin::model {
@@ -97,6 +99,28 @@ TEST(ModelConfig, ReadsMoonlight) {
   EXPECT_EQ(c.attention_scores(0).scale, static_cast<float>(std::pow(192.0, -0.5)));
   EXPECT_EQ(c.mtp_layers, 0);
   EXPECT_EQ(c.expert_groups, 1);
+}
+
+// The published DeepSeek-V3 files are block-scaled FP8 (quantization_config): read dequantized in
+// blocks of weight_block_size, and the config spin keeps and exports leaves quantization_config out (what
+// it holds is dequantized). Other quantizations are refused by name.
+TEST(ModelConfig, DeepseekV3Fp8QuantizationConfig) {
+  const std::string fp8 = replaced(kDeepseekV3, {{"\"q_lora_rank\"", R"("quantization_config": {"activation_scheme": )"
+                                                                  R"("dynamic", "fmt": "e4m3", "quant_method": "fp8", )"
+                                                                  R"("weight_block_size": [128, 64]}, "q_lora_rank")"}});
+  const ModelConfig c = ModelConfig::from_json(fp8, "config.json");
+  EXPECT_EQ(c.fp8_block, (std::array<std::int64_t, 2>{128, 64}));
+  EXPECT_EQ(hf_layout(c).fp8_block, c.fp8_block);
+  EXPECT_EQ(c.json_text.find("quantization_config"), std::string::npos);
+  EXPECT_EQ(ModelConfig::from_json(c.json_text, "kept").num_parameters(), c.num_parameters());
+  EXPECT_EQ(ModelConfig::from_json(kDeepseekV3, "c").fp8_block, (std::array<std::int64_t, 2>{0, 0}));
+  EXPECT_EQ(ModelConfig::from_json(kDeepseekV3, "c").json_text, kDeepseekV3);  // unquantized: kept as read
+  const std::string gptq = error_of(replaced(fp8, {{"\"quant_method\": \"fp8\"", "\"quant_method\": \"gptq\""}}));
+  EXPECT_NE(gptq.find("quantization_config's quant_method \"gptq\" is not supported"), std::string::npos) << gptq;
+  const std::string per_tensor = error_of(replaced(fp8, {{", \"weight_block_size\": [128, 64]", ""}}));
+  EXPECT_NE(per_tensor.find("weight_block_size null is not [rows, cols]"), std::string::npos) << per_tensor;
+  const std::string e5m2 = error_of(replaced(fp8, {{"\"e4m3\"", "\"e5m2\""}}));
+  EXPECT_NE(e5m2.find("quantization_config's fmt \"e5m2\" is not supported"), std::string::npos) << e5m2;
 }
 
 // DeepseekV3Config's defaults where keys are absent (DeepSeek-V3's shapes), and what spin refuses.
