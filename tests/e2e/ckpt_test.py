@@ -27,7 +27,8 @@ import os
 import shutil
 import sys
 
-from e2e_common import ROOT, expect_error, multimodal_checkpoint, read_safetensors, run, run_case, run_ok
+from e2e_common import (ROOT, expect_error, multimodal_checkpoint, read_safetensors, run, run_case, run_ok,
+                        write_safetensors)
 from train_test import setup
 
 try:
@@ -185,6 +186,59 @@ def read_safetensors_numpy(path):
     return out
 
 
+def e4m3_values():
+    """The 256 OCP FP8 E4M3 (e4m3fn) codes' values by the format's definition (NaN for S.1111.111)."""
+    codes = np.arange(256)
+    exponent, mantissa = (codes >> 3) & 15, codes & 7
+    magnitude = np.where(exponent == 0, mantissa / 8.0 * 2.0 ** -6, (1 + mantissa / 8.0) * 2.0 ** (exponent - 7))
+    values = np.where(codes & 0x80, -magnitude, magnitude).astype(np.float32)
+    values[(codes & 0x7F) == 0x7F] = np.nan
+    return values
+
+
+def fp8_checkpoint(src, dst, block=16):
+    """src (a one-file model) as a block-scaled FP8 checkpoint in dst, as DeepSeek-V3's files are: every
+    projection's weight F8_E4M3 -- each block of block x block its values over s = amax / 448, to the nearest
+    code -- beside its weight_scale_inv s [float32]; the rest as read; quantization_config in config.json.
+    Returns {name: the values spin should read} (code value x s in float32)."""
+    values = e4m3_values()
+    positive = values[:0x7F]
+    tensors, want = {}, {}
+    for name, w in read_safetensors_numpy(os.path.join(src, "model.safetensors")).items():
+        if w.ndim != 2 or "proj" not in name:
+            tensors[name] = ("F32", list(w.shape), w.astype("<f4").tobytes())
+            want[name] = w
+            continue
+        rows, cols = w.shape
+        grid = ((rows + block - 1) // block, (cols + block - 1) // block)
+        scales = np.zeros(grid, dtype=np.float32)
+        codes = np.zeros(w.shape, dtype=np.uint8)
+        for i in range(grid[0]):
+            for j in range(grid[1]):
+                b = w[i * block:(i + 1) * block, j * block:(j + 1) * block]
+                s = np.float32(np.abs(b).max() / np.float32(448.0))
+                scales[i, j] = s
+                q = np.abs(b / s)
+                code = np.abs(positive[None, :] - q.reshape(-1, 1)).argmin(axis=1).reshape(b.shape)
+                codes[i * block:(i + 1) * block, j * block:(j + 1) * block] = code | np.where(b < 0, 0x80, 0)
+        tensors[name] = ("F8_E4M3", [rows, cols], codes.tobytes())
+        tensors[name + "_scale_inv"] = ("F32", list(grid), scales.astype("<f4").tobytes())
+        want[name] = values[codes] * np.repeat(np.repeat(scales, block, 0), block, 1)[:rows, :cols]
+    os.makedirs(dst, exist_ok=True)
+    header, offset = {}, 0
+    for name, (dtype, shape, raw) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(raw)]}
+        offset += len(raw)
+    head = json.dumps(header).encode()
+    with open(os.path.join(dst, "model.safetensors"), "wb") as f:
+        f.write(len(head).to_bytes(8, "little") + head + b"".join(raw for _, _, raw in tensors.values()))
+    config = json.load(open(os.path.join(src, "config.json")))
+    config["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                                     "weight_block_size": [block, block]}
+    json.dump(config, open(os.path.join(dst, "config.json"), "w"), indent=2)
+    return want
+
+
 def to_bf16(a):
     """float32 -> bfloat16 (round to nearest even), widened back to float32."""
     bits = a.astype(np.float32).view(np.uint32)
@@ -287,6 +341,33 @@ def case_convert(args, tmp):
     original = read_safetensors_numpy(os.path.join(args.models, "tiny-glm4-moe", "model.safetensors"))[bias]
     assert np.array_equal(read_safetensors_numpy(os.path.join(glm + "-bf16", "model.safetensors"))[bias], original)
     print("tiny-glm4-moe in bf16: its correction bias written in float32, unchanged")
+    # A block-scaled FP8 checkpoint (DeepSeek-V3's published form): imported at TP 2 dequantized -- each
+    # weight its codes' values times its blocks' scales, bitwise as numpy computes them --, exported without
+    # its quantization_config; it scores as the dequantized model written out in float32 does, exactly.
+    fp8 = os.path.join(tmp, "tiny-deepseek-v3-fp8")
+    want = fp8_checkpoint(os.path.join(args.models, "tiny-deepseek-v3"), fp8)
+    ckpt(args, 2, "import-hf", fp8, fp8 + "-ckpt", "--tp", "2")
+    ckpt(args, 1, "export-hf", fp8 + "-ckpt", fp8 + "-hf")
+    got = read_safetensors_numpy(os.path.join(fp8 + "-hf", "model.safetensors"))
+    assert sorted(got) == sorted(k for k in want if not k.startswith("model.layers.2.")), sorted(got)
+    assert all(np.array_equal(got[k], want[k]) for k in got), [k for k in got if not np.array_equal(got[k], want[k])]
+    assert "quantization_config" not in json.load(open(os.path.join(fp8 + "-hf", "config.json")))
+    dequantized = os.path.join(tmp, "tiny-deepseek-v3-dequantized")
+    os.makedirs(dequantized)
+    shutil.copy(os.path.join(fp8 + "-hf", "config.json"), dequantized)
+    write_safetensors(os.path.join(dequantized, "model.safetensors"),
+                      [(k, list(v.shape), v.reshape(-1).tolist()) for k, v in got.items()])
+    scores = []
+    for model in (fp8, dequantized):
+        out_file = os.path.join(tmp, "fp8-scores-%d.jsonl" % len(scores))
+        run_ok(args.mpiexec, [args.spin, "score", "--model", model, "--input",
+                              os.path.join(ROOT, "tests", "data", "tiny_score.jsonl"), "--output", out_file], 1)
+        scores.append(open(out_file).read())
+    assert scores[0] == scores[1], scores
+    moved = max(float(np.abs(want[k] - v).max()) for k, v in read_safetensors_numpy(
+        os.path.join(args.models, "tiny-deepseek-v3", "model.safetensors")).items() if k in want and "proj" in k)
+    print("tiny-deepseek-v3 as block-scaled FP8: imported at TP 2 as its codes x scales bitwise (%.1e from the "
+          "float32 weights), exported unquantized, scoring as the dequantized model exactly" % moved)
     # Multimodal checkpoints (Gemma 3's, Mistral Small 3.1's, LLaVA's, Qwen2.5-VL's): spin runs their
     # language model -- it scores as the text model does, bitwise (Qwen2.5-VL's M-RoPE being RoPE
     # over text) -- and exports it as that model (gemma3_text, mistral, llama or qwen2, the
