@@ -27,7 +27,7 @@ constexpr const char* kModelTypes[] = {
     "smollm3",  "granite", "olmo",    "olmo2",     "olmo3",    "stablelm",  "cohere",      "cohere2",
     "gpt_neox", "phi",     "mixtral", "qwen3_moe", "olmoe",    "qwen2_moe", "granitemoe",  "granitemoehybrid",
     "glm",      "glm4",    "exaone4", "seed_oss",  "glm4_moe", "dots1",
-    "deepseek_v2", "deepseek_v3"};
+    "deepseek_v2", "deepseek_v3", "kimi_k2"};
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
@@ -332,7 +332,7 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& s
   if (type == "olmoe") parse_olmoe(j, c, source);
   if (type == "glm4_moe") parse_glm4_moe(j, c, source);
   if (type == "dots1") parse_dots1(j, c, source);
-  if (type == "deepseek_v3") parse_deepseek_v3(j, c, source);
+  if (type == "deepseek_v3" || type == "kimi_k2") parse_deepseek_v3(j, c, source, type);
   if (type == "deepseek_v2") parse_deepseek_v2(j, c, source);
   if (type == "olmo") {  // Llama's parts but the norms: LayerNorm without parameters, eps fixed
     c.layer_norm = true;

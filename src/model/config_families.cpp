@@ -311,8 +311,8 @@ void parse_deepseek(json& j, ModelConfig& c, const std::string& type, const std:
 
 }  // namespace
 
-void parse_deepseek_v3(json& j, ModelConfig& c, const std::string& source) {
-  parse_deepseek(j, c, "deepseek_v3", source,
+void parse_deepseek_v3(json& j, ModelConfig& c, const std::string& source, const std::string& type) {
+  parse_deepseek(j, c, type, source,
                  {{"vocab_size", 129280},
                   {"hidden_size", 7168},
                   {"num_attention_heads", 128},

@@ -142,8 +142,10 @@ void parse_dots1(nlohmann::json& j, ModelConfig& c, const std::string& source);
 // q_lora_rank -- null: q_proj --, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim; RoPE in
 // interleaved pairs where rope_interleave; the scores' YaRN mscale_all_dim) and DeepSeek-V3's mixture
 // (parse_deepseek_moe). Its multi-token-prediction layers (num_nextn_predict_layers) are not read; attention_bias
-// is refused.
-void parse_deepseek_v3(nlohmann::json& j, ModelConfig& c, const std::string& source);
+// is refused. Kimi K2 (model_type kimi_k2: Kimi-K2-Base, -Instruct, -Thinking) is DeepSeek-V3's architecture under a
+// model_type of its own (`type`, for the errors), read the same way.
+void parse_deepseek_v3(nlohmann::json& j, ModelConfig& c, const std::string& source,
+                       const std::string& type = "deepseek_v3");
 
 // DeepSeek-V2 (model_type deepseek_v2, DeepseekV2ForCausalLM: DeepSeek-V2, V2-Lite, V2.5, Coder-V2; DeepseekV2Config's
 // defaults where a key is absent): DeepSeek-V3's latent attention (RoPE in interleaved pairs always) with its own

@@ -149,6 +149,39 @@ TEST(ModelConfig, DeepseekV3DefaultsAndRefusals) {
       << greedy;
 }
 
+// Kimi K2 (model_type kimi_k2: DeepSeek-V3's architecture, so named for inference engines' sake): Kimi-K2-Instruct's
+// config.json -- 384 experts in one group, 64 heads, one dense layer, YaRN factor 32, block-scaled FP8. By hand
+// 1,026,408,232,448 parameters (the card's 1 T) and 31.69 B in a token's products (32 B activated with the
+// embedding's lookup).
+TEST(ModelConfig, ReadsKimiK2) {
+  const ModelConfig c = ModelConfig::from_json(R"({
+    "architectures": ["DeepseekV3ForCausalLM"], "model_type": "kimi_k2", "attention_bias": false,
+    "attention_dropout": 0.0, "bos_token_id": 163584, "eos_token_id": 163585, "first_k_dense_replace": 1,
+    "hidden_act": "silu", "hidden_size": 7168, "initializer_range": 0.02, "intermediate_size": 18432,
+    "kv_lora_rank": 512, "max_position_embeddings": 131072, "moe_intermediate_size": 2048, "moe_layer_freq": 1,
+    "n_group": 1, "n_routed_experts": 384, "n_shared_experts": 1, "norm_topk_prob": true, "num_attention_heads": 64,
+    "num_experts_per_tok": 8, "num_hidden_layers": 61, "num_key_value_heads": 64, "num_nextn_predict_layers": 0,
+    "q_lora_rank": 1536, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64,
+    "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                            "weight_block_size": [128, 128]},
+    "rms_norm_eps": 1e-06, "rope_scaling": {"beta_fast": 1.0, "beta_slow": 1.0, "factor": 32.0, "mscale": 1.0,
+                                            "mscale_all_dim": 1.0, "original_max_position_embeddings": 4096,
+                                            "type": "yarn"},
+    "rope_theta": 50000.0, "routed_scaling_factor": 2.827, "scoring_func": "sigmoid", "tie_word_embeddings": false,
+    "topk_group": 1, "topk_method": "noaux_tc", "torch_dtype": "bfloat16", "use_cache": true, "v_head_dim": 128,
+    "vocab_size": 163840})",
+                                               "config.json");
+  EXPECT_EQ(c.num_parameters(), 1026408232448);
+  EXPECT_EQ(matmul_parameters(c), 31686066176.0);
+  EXPECT_TRUE(c.latent_attention() && c.router_sigmoid);
+  EXPECT_EQ(c.fp8_block, (std::array<std::int64_t, 2>{128, 128}));
+  EXPECT_EQ(c.routed_scaling_factor, 2.827f);
+  const double m = 0.1 * std::log(32.0) + 1.0;
+  EXPECT_EQ(c.attention_scores(0).scale, static_cast<float>(std::pow(192.0, -0.5) * m * m));
+  const std::string bias = error_of(R"({"model_type": "kimi_k2", "attention_bias": true})");
+  EXPECT_NE(bias.find("attention_bias true is not supported for model_type kimi_k2"), std::string::npos) << bias;
+}
+
 // DeepSeek-V2-Lite's config.json (model_type deepseek_v2): DeepSeek-V3's latent attention without a q latent,
 // softmax routing (greedy: 6 of 64 experts, not renormalised, scaled by 1), 2 shared experts, a dense first
 // layer. By hand: 15,706,484,224 parameters (the card's 15.7 B), 2.45 B in a token's products (2.4 B).
