@@ -318,7 +318,10 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   // attention (qkv_transforms.h: Qwen3's and OLMo 2's norms, OLMo 1.7's clamp) -- then q, k, v.
   // Latent attention (DeepSeek-V3's) forms q, k and v its own way, RoPE included.
   const bool latent = ctx.config.latent_attention();
-  if (latent) {
+  if (latent && cache != nullptr) {  // generation: attention over the cached latent
+    latent_attention_cached(ctx, b, w, a.latent, in1, a.q, a.q_bf16, *cache, ctx.config.attention_scores(layer),
+                            ctx.rope_for(layer));
+  } else if (latent) {
     latent_attention_forward(ctx, b, w, a.latent, in1, a.q, a.q_bf16, a.k, a.k_bf16, a.v, a.v_bf16,
                              ctx.rope_for(layer));
   } else {
@@ -331,9 +334,11 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
                          in1, w.v_proj, w.bf16.v_proj, w.v_bias, n, d.kv_width());
     qkv_transforms_forward(ctx, w, a, n);
   }
-  self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer), latent ? nullptr : ctx.rope_for(layer));
+  if (!latent || cache == nullptr) {
+    self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer), latent ? nullptr : ctx.rope_for(layer));
+  }
   // o_proj's input: the attention's output, or latent attention's values without their padding.
-  if (latent) latent_attention_output(ctx, b, a.latent, a.attn, a.attn_bf16);
+  if (latent && cache == nullptr) latent_attention_output(ctx, b, a.latent, a.attn, a.attn_bf16);
   const Tensor& o_in = latent ? a.latent.out : a.attn;
   const Tensor& o_in16 = latent ? a.latent.out16 : a.attn_bf16;
   // o_proj's output: x_mid itself, or Gemma 2's before its norm. With a parallel residual both

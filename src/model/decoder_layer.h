@@ -66,9 +66,10 @@ struct LayerActivations {
   // and statistics for b.residual_rows(), the rest for b.rows) and `probs_size` attention
   // probabilities, reusing the previous allocation when it is large enough. `output_in_place`: the
   // forward will write the layer's output over x_in (decoder_layer_forward). `lora`: the adapters'
-  // configuration when the forward runs with adapters (rank 0: none).
+  // configuration when the forward runs with adapters (rank 0: none). `cached`: a generation's forward, over a
+  // KV cache (latent attention's buffers for it).
   void allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size, Device device, bool mixed,
-                const ModelConfig& config, bool output_in_place, const LoraConfig& lora = {});
+                const ModelConfig& config, bool output_in_place, const LoraConfig& lora = {}, bool cached = false);
   std::size_t bytes() const {
     return workspace_.bytes() + workspace_bf16_.bytes() + workspace_lora_.bytes() + workspace_lora32_.bytes() +
            workspace_moe_.bytes() + workspace_moe_index_.bytes() + workspace_moe_x_.bytes() + latent.bytes();

@@ -33,7 +33,10 @@ std::vector<std::int64_t> kv_capacities(const ModelConfig& c, const StageLayers&
 
 KvCache::KvCache(const TpDims& dims, std::int64_t positions, std::vector<std::int64_t> capacities, std::int64_t slots,
                  Device device, DType dtype)
-    : slots_(slots), width_(dims.kv_width()), positions_(positions), capacities_(std::move(capacities)) {
+    : slots_(slots),
+      width_(dims.latent_cache > 0 ? dims.latent_cache : dims.kv_width()),
+      positions_(positions),
+      capacities_(std::move(capacities)) {
   require(!capacities_.empty() && slots >= 1, "KV cache of ", capacities_.size(), " layers and ", slots, " sequences");
   require(dtype == DType::F32 || dtype == DType::BF16, "KV cache of ", dtype_name(dtype), " values");
   std::int64_t total = 0;
@@ -51,7 +54,7 @@ KvCache::KvCache(const TpDims& dims, std::int64_t positions, std::vector<std::in
         static_cast<std::size_t>(std::lower_bound(distinct_.begin(), distinct_.end(), capacity) - distinct_.begin()));
   }
   keys_ = Tensor::zeros({total}, dtype, device);
-  values_ = Tensor::zeros({total}, dtype, device);
+  if (dims.latent_cache == 0) values_ = Tensor::zeros({total}, dtype, device);  // (latent: the keys' rows)
 }
 
 KvCache::KvCache(const TpDims& dims, std::int64_t layers, std::int64_t slots, std::int64_t capacity, Device device,

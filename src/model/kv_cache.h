@@ -6,7 +6,9 @@
 // call's rows: W + rows_per_call - 1 rows, which a call of at most rows_per_call rows a
 // sequence never overwrites before it reads them (kv_capacities). Allocated once per generation
 // (prompt length + new tokens), written as tokens are processed. float32, or bf16 with mixed
-// precision (half the memory: the layer's bf16 keys and values as computed, widened as read).
+// precision (half the memory: the layer's bf16 keys and values as computed, widened as read). Latent attention
+// (DeepSeek-V3's) caches its latent instead: [slots, capacity, kv_lora_rank + rotary_dim] a layer, the keys'
+// and the values' one buffer (model/latent_attention.h).
 #pragma once
 
 #include <cstdint>
@@ -43,9 +45,10 @@ class KvCache {
   KvCache(const TpDims& dims, std::int64_t layers, std::int64_t slots, std::int64_t capacity,
           Device device = Device::Cpu, DType dtype = DType::F32);
 
-  // The layer's keys or values: float* or (bf16) std::uint16_t* behind the void*.
+  // The layer's keys or values: float* or (bf16) std::uint16_t* behind the void*. Latent attention's
+  // cache (TpDims::latent_cache) holds one row a token, its keys and its values both.
   void* keys(std::int64_t layer) const { return layer_view(keys_, layer); }
-  void* values(std::int64_t layer) const { return layer_view(values_, layer); }
+  void* values(std::int64_t layer) const { return layer_view(values_.defined() ? values_ : keys_, layer); }
   bool bf16() const { return keys_.dtype() == DType::BF16; }
   std::int64_t slots() const { return slots_; }
   // The layer's rows a slot.
@@ -56,7 +59,7 @@ class KvCache {
   // the cache rows of a batch are computed once for each.
   const std::vector<std::int64_t>& distinct_capacities() const { return distinct_; }
   std::size_t capacity_index(std::int64_t layer) const { return index_.at(static_cast<std::size_t>(layer)); }
-  std::size_t bytes() const { return keys_.nbytes() + values_.nbytes(); }
+  std::size_t bytes() const { return keys_.nbytes() + (values_.defined() ? values_.nbytes() : 0); }
 
  private:
   void* layer_view(const Tensor& t, std::int64_t layer) const {

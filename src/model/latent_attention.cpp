@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/error.h"
+#include "model/decoder_layer.h"  // KvCacheView
 #include "model/linear.h"
 
 namespace spin::model {
@@ -78,9 +80,10 @@ void rope_query_part(const ModelContext& ctx, const BatchGeometry& b, const Late
 
 }  // namespace
 
-LatentShapes latent_activation_shapes(const TpDims& d, const ModelConfig& c, std::int64_t rows) {
+LatentShapes latent_activation_shapes(const TpDims& d, const ModelConfig& c, std::int64_t rows, bool cached) {
   const LatentDims l = latent_dims(d, c);
   const Shape q_latent{l.q_rank > 0 ? rows : 0, l.q_rank};
+  const std::int64_t row = cached ? l.kv_rank + l.rope : 0;
   return {{q_latent,
            q_latent,
            {rows, l.kv_rank},
@@ -88,7 +91,10 @@ LatentShapes latent_activation_shapes(const TpDims& d, const ModelConfig& c, std
            {rows, l.rope},
            {rows, l.kv_width()},
            {rows, d.o_width()},
-           {rows, l.heads * l.rope}},
+           {rows, l.heads * l.rope},
+           {rows, row},
+           {rows, l.heads * row},
+           {rows, l.heads * row}},
           {{l.q_rank > 0 ? rows : 0}, {rows}}};
 }
 
@@ -103,12 +109,15 @@ std::vector<Shape> latent_grad_shapes(const TpDims& d, const ModelConfig& c, std
           {std::max(l.q_rank, l.kv_rank)}};
 }
 
-void LatentActivations::allocate(const TpDims& d, const ModelConfig& c, std::int64_t rows, Device device, bool mixed) {
-  const LatentShapes shapes = latent_activation_shapes(d, c, rows);
+void LatentActivations::allocate(const TpDims& d, const ModelConfig& c, std::int64_t rows, Device device, bool mixed,
+                                 bool cached) {
+  const LatentShapes shapes = latent_activation_shapes(d, c, rows, cached);
   const auto t = workspace_.carve(device, shapes.act, 1, mixed ? DType::BF16 : DType::F32);
   const auto f = workspace_f32_.carve(device, shapes.f32);
-  Tensor* f32s[] = {&q_latent, &q_normed, &c_kv, &c_normed, &k_rope, &kv, &out, &q_rope};
-  Tensor* bf16s[] = {&q_latent16, &q_normed16, &c_kv16, &c_normed16, &k_rope16, &kv16, &out16, &q_rope16};
+  Tensor* f32s[] = {&q_latent, &q_normed, &c_kv, &c_normed, &k_rope, &kv, &out, &q_rope, &cached_row, &q_absorbed,
+                    &out_latent};
+  Tensor* bf16s[] = {&q_latent16, &q_normed16, &c_kv16, &c_normed16,    &k_rope16,    &kv16,
+                     &out16,      &q_rope16,   &cached_row16, &q_absorbed16, &out_latent16};
   for (std::size_t i = 0; i < t.size(); ++i) {
     *(mixed ? bf16s : f32s)[i] = t[i];
     *(mixed ? f32s : bf16s)[i] = Tensor();
@@ -176,6 +185,91 @@ void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, c
   }
   if (l.v < l.head_dim) (mixed ? v16 : v).zero_();
   kern.copy_2d(vb.p, pitch, kvb.p + l.nope * es, kv_pitch, l.v * es, n * l.heads);
+}
+
+void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w,
+                             LatentActivations& a, const ColumnInput& in, const Tensor& q, const Tensor& q16,
+                             const KvCacheView& cache, const kernels::AttentionScores& scores, const RopeTable* rope) {
+  const auto& kern = ctx.k;
+  const LatentDims l = latent_dims(ctx.dims, ctx.config);
+  const std::int64_t n = b.rows, q_width = ctx.dims.q_width(), row = l.kv_rank + l.rope;
+  const bool mixed = q16.defined();
+  require(cache.bf16 == mixed, "KV cache in ", cache.bf16 ? "bf16" : "float32", " for a layer computing in ",
+          mixed ? "bf16" : "float32");
+  const Tensor none;
+  // The queries, c and the rotated key as latent_attention_forward forms them (no kv_b_proj product).
+  if (l.q_rank > 0) {
+    linear_forward_into(ctx, a.q_latent, a.q_latent16, in.x, in.x16, w.q_a_proj, w.bf16.q_a_proj, none, n, l.hidden,
+                        l.q_rank);
+    latent_norm_forward(ctx, a.q_normed, a.q_normed16, a.rstd_q, a.q_latent, a.q_latent16, w.q_a_norm, n, l.q_rank);
+    linear_forward_into(ctx, q, q16, a.q_normed, a.q_normed16, w.q_proj, w.bf16.q_proj, none, n, l.q_rank, q_width);
+  } else {
+    linear_forward_into(ctx, q, q16, in.x, in.x16, w.q_proj, w.bf16.q_proj, none, n, l.hidden, q_width);
+  }
+  linear_forward_into(ctx, a.c_kv, a.c_kv16, in.x, in.x16, weight_rows(w.kv_a_proj, 0, l.kv_rank),
+                      weight_rows(w.bf16.kv_a_proj, 0, l.kv_rank), none, n, l.hidden, l.kv_rank);
+  linear_forward_into(ctx, a.k_rope, a.k_rope16, in.x, in.x16, weight_rows(w.kv_a_proj, l.kv_rank, l.rope),
+                      weight_rows(w.bf16.kv_a_proj, l.kv_rank, l.rope), none, n, l.hidden, l.rope);
+  latent_norm_forward(ctx, a.c_normed, a.c_normed16, a.rstd_c, a.c_kv, a.c_kv16, w.kv_a_norm, n, l.kv_rank);
+  const Bytes qb = bytes_of(q, q16), qr = bytes_of(a.q_rope, a.q_rope16), kr = bytes_of(a.k_rope, a.k_rope16);
+  const Bytes cn = bytes_of(a.c_normed, a.c_normed16), cached = bytes_of(a.cached_row, a.cached_row16);
+  const Bytes qa = bytes_of(a.q_absorbed, a.q_absorbed16);
+  const std::int64_t es = qb.size;
+  if (rope != nullptr) {
+    rope_query_part(ctx, b, l, qb.p, es, qr.p, mixed, false, *rope);
+    const std::int32_t* rows = rope_rows(ctx, b, rope);
+    if (mixed) {
+      kern.rope_forward_bf16(a.k_rope16.bf16(), rows, rope->cos(), rope->sin(), n, 1, l.rope, l.rope,
+                             ctx.config.rope_pairs);
+    } else {
+      kern.rope_forward(a.k_rope.f32(), rows, rope->cos(), rope->sin(), n, 1, l.rope, l.rope, ctx.config.rope_pairs);
+    }
+  }
+  // The rows' [c, rotated key] into the cache.
+  kern.copy_2d(cached.p, row * es, cn.p, l.kv_rank * es, l.kv_rank * es, n);
+  kern.copy_2d(cached.p + l.kv_rank * es, row * es, kr.p, l.rope * es, l.rope * es, n);
+  if (mixed) {
+    kern.scatter_rows_bf16(static_cast<std::uint16_t*>(cache.keys), a.cached_row16.bf16(), cache.cache_rows, n, row);
+  } else {
+    kern.scatter_rows(static_cast<float*>(cache.keys), a.cached_row.f32(), cache.cache_rows, n, row);
+  }
+  // Each head's absorbed query: its content part through its key-content rows of kv_b_proj (W_kc
+  // [qk_nope_head_dim, kv_lora_rank]), then its rotated part.
+  const std::int64_t kv_stride = (l.nope + l.v) * l.kv_rank;  // a head's rows of kv_b_proj
+  for (std::int64_t h = 0; h < l.heads; ++h) {
+    if (mixed) {
+      kern.gemm_bf16(false, false, n, l.kv_rank, l.nope, 1.0f, q16.bf16() + h * l.head_dim, l.heads * l.head_dim,
+                     w.bf16.kv_b_proj.bf16() + h * kv_stride, l.kv_rank, 0.0f, a.q_absorbed16.bf16() + h * row,
+                     l.heads * row);
+    } else {
+      kern.gemm(false, false, n, l.kv_rank, l.nope, 1.0f, q.f32() + h * l.head_dim, l.heads * l.head_dim,
+                w.kv_b_proj.f32() + h * kv_stride, l.kv_rank, 0.0f, a.q_absorbed.f32() + h * row, l.heads * row);
+    }
+  }
+  kern.copy_2d(qa.p + l.kv_rank * es, row * es, qb.p + l.nope * es, l.head_dim * es, l.rope * es, n * l.heads);
+  // Attention over the cached rows: one kv head of `row` dimensions whose values are the keys' row.
+  if (mixed) {
+    const auto* keys = static_cast<const std::uint16_t*>(cache.keys);
+    kern.cached_attention_forward_bf16(a.out_latent16.bf16(), a.q_absorbed16.bf16(), keys, keys, b.cu_seqlens,
+                                       cache.slots, cache.first_positions, b.num_seqs, cache.capacity, l.heads, 1, row,
+                                       scores);
+  } else {
+    const auto* keys = static_cast<const float*>(cache.keys);
+    kern.cached_attention_forward(a.out_latent.f32(), a.q_absorbed.f32(), keys, keys, b.cu_seqlens, cache.slots,
+                                  cache.first_positions, b.num_seqs, cache.capacity, l.heads, 1, row, scores);
+  }
+  // Each head's values: its output over c through its value rows of kv_b_proj (W_vc [v_head_dim,
+  // kv_lora_rank]), into o_proj's input.
+  for (std::int64_t h = 0; h < l.heads; ++h) {
+    const std::int64_t values = h * kv_stride + l.nope * l.kv_rank;
+    if (mixed) {
+      kern.gemm_bf16(false, true, n, l.v, l.kv_rank, 1.0f, a.out_latent16.bf16() + h * row, l.heads * row,
+                     w.bf16.kv_b_proj.bf16() + values, l.kv_rank, 0.0f, a.out16.bf16() + h * l.v, l.heads * l.v);
+    } else {
+      kern.gemm(false, true, n, l.v, l.kv_rank, 1.0f, a.out_latent.f32() + h * row, l.heads * row,
+                w.kv_b_proj.f32() + values, l.kv_rank, 0.0f, a.out.f32() + h * l.v, l.heads * l.v);
+    }
+  }
 }
 
 void latent_attention_output(const ModelContext& ctx, const BatchGeometry& b, LatentActivations& a,

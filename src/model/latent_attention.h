@@ -9,11 +9,13 @@
 //   q          = [q_c, rope(q_r)]     per head
 //
 // Each head's query and key are head_dim = qk_nope_head_dim + rotary_dim wide; its value v_head_dim,
-// held in the attention's v buffer padded with zeros to head_dim, so that every attention kernel (and
-// KV cache) runs unchanged -- the padding's output columns are zero and are dropped before o_proj
-// (transformers pads the values so for flash attention too). The cost: the values' padding in the
-// products and the cache (a third of v at DeepSeek-V3's 192 / 128); caching the latent c instead
-// (absorbing kv_b_proj into q and o_proj, as DeepSeek's inference does) is not done.
+// held in the attention's v buffer padded with zeros to head_dim, so that every attention kernel runs
+// unchanged -- the padding's output columns are zero and are dropped before o_proj (transformers pads
+// the values so for flash attention too). The cost: the values' padding in the products (a third of v
+// at DeepSeek-V3's 192 / 128). Generation caches the latent instead (latent_attention_cached: kv_b_proj
+// absorbed into the queries and the outputs, as DeepSeek's inference runs it): one row of
+// kv_lora_rank + rotary_dim values a token and layer, 576 at DeepSeek-V3's shapes, against 2 x 128 x 192
+// for its heads' keys and values.
 //
 // Under TP the heads split as Megatron splits them: q_b_proj (q_proj) and kv_b_proj column-parallel by
 // heads, o_proj row-parallel; q_a_proj, kv_a_proj and their norms are replicated and computed whole on
@@ -46,11 +48,13 @@ inline constexpr float kLatentNormEps = 1e-6f;
 // The buffers of one layer's latent attention for `rows` tokens: the ones at the activation size
 // (float32, or bf16 in mixed precision) -- q_a_proj's output and its norm's, c and its norm's, the
 // rotated key, kv_b_proj's output, the values without padding (o_proj's input), the queries' rotated
-// part --, then the float32 ones (the two norms' 1/rms). Shapes of 0 for what a model has not.
+// part; for generation (`cached`) besides, the cached row [c, rotated key], the absorbed queries and the
+// attention's output over the latent (latent_attention_cached) --, then the float32 ones (the two norms'
+// 1/rms). Shapes of 0 for what a model has not.
 struct LatentShapes {
   std::vector<Shape> act, f32;
 };
-LatentShapes latent_activation_shapes(const TpDims& d, const ModelConfig& c, std::int64_t rows);
+LatentShapes latent_activation_shapes(const TpDims& d, const ModelConfig& c, std::int64_t rows, bool cached = false);
 // The backward's float32 scratch: the latents' gradients the TP group sums (q's normed, c's normed,
 // the rotated key's: one buffer), q's and c's before their norms, kv_b_proj's output's, the values',
 // the queries' rotated part's, a frozen norm's weight gradient (unread).
@@ -58,10 +62,11 @@ std::vector<Shape> latent_grad_shapes(const TpDims& d, const ModelConfig& c, std
 
 struct LatentActivations {
   // Each in the products' precision: float32, or bf16 alone in mixed precision (the other undefined).
-  Tensor q_latent, q_normed, c_kv, c_normed, k_rope, kv, out, q_rope;
-  Tensor q_latent16, q_normed16, c_kv16, c_normed16, k_rope16, kv16, out16, q_rope16;
+  Tensor q_latent, q_normed, c_kv, c_normed, k_rope, kv, out, q_rope, cached_row, q_absorbed, out_latent;
+  Tensor q_latent16, q_normed16, c_kv16, c_normed16, k_rope16, kv16, out16, q_rope16, cached_row16, q_absorbed16,
+      out_latent16;
   Tensor rstd_q, rstd_c;
-  void allocate(const TpDims& d, const ModelConfig& c, std::int64_t rows, Device device, bool mixed);
+  void allocate(const TpDims& d, const ModelConfig& c, std::int64_t rows, Device device, bool mixed, bool cached);
   std::size_t bytes() const { return workspace_.bytes() + workspace_f32_.bytes(); }
 
  private:
@@ -86,6 +91,18 @@ void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, c
                               LatentActivations& a, const ColumnInput& in, const Tensor& q, const Tensor& q16,
                               const Tensor& k, const Tensor& k16, const Tensor& v, const Tensor& v16,
                               const RopeTable* rope);
+
+// Generation (a KV cache: `cache`'s keys, capacity and rows; model/decoder_layer.h), attention absorbed into
+// the latent, as DeepSeek's inference runs it: the cache holds each token's [c, rotated key] row
+// (TpDims::latent_cache), every head's query becomes [q_c W_kc, q_r] -- W_kc its key-content rows of
+// kv_b_proj -- over that row (one kv head, head_dim kv_lora_rank + rotary_dim, the scores' scale the
+// model's), the values are the rows' c (the cache itself; the rotated key's columns of the output
+// dropped) and each head's output is o_latent W_vc^T -- W_vc its value rows. The same scores and
+// values as latent_attention_forward's, summed in another order. From n1 (`in`) into a.out / a.out16.
+struct KvCacheView;
+void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w,
+                             LatentActivations& a, const ColumnInput& in, const Tensor& q, const Tensor& q16,
+                             const KvCacheView& cache, const kernels::AttentionScores& scores, const RopeTable* rope);
 
 // The attention's output [rows, heads * head_dim] (float32 attn or bf16 attn16) into o_proj's input
 // a.out / a.out16 [rows, heads * v_head_dim].

@@ -40,7 +40,8 @@ std::int64_t product_grad_values(const TpDims& d, const ModelConfig& c, std::int
 }
 
 void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size, Device device,
-                                bool mixed, const ModelConfig& config, bool output_in_place, const LoraConfig& lora) {
+                                bool mixed, const ModelConfig& config, bool output_in_place, const LoraConfig& lora,
+                                bool cached) {
   // Qwen3's head norms keep their inputs in the products' precision, OLMo 2's norms across the
   // heads in float32 (the products' float32 output, which row_dot and the norm read).
   const bool qk_norm = config.qk_norm, all_heads = config.qk_norm_all_heads, clip = config.clip_qkv > 0;
@@ -105,7 +106,7 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   }
   if (!config.mlp_input_norm()) n2 = n2_bf16 = Tensor();
   if (!config.gated_mlp) gate = gate_bf16 = Tensor();
-  if (config.latent_attention()) latent.allocate(d, config, rows, device, mixed);
+  if (config.latent_attention()) latent.allocate(d, config, rows, device, mixed, cached);
   moe = MoeActivations{};
   if (config.moe()) {
     const std::int64_t outputs = rows * config.mlp_outputs();

@@ -18,6 +18,7 @@ TpDims tp_dims(const ModelConfig& c, int tp_rank, int tp_size) {
   d.hidden = c.hidden_size;
   d.head_dim = c.head_dim;
   d.v_head_dim = c.value_head_dim();
+  d.latent_cache = c.latent_attention() ? c.kv_lora_rank + c.rotary_dim : 0;
   d.heads = divides(c.num_heads, "num_attention_heads");
   d.kv_heads = divides(c.num_kv_heads, "num_key_value_heads");
   d.intermediate = divides(c.intermediate_size, c.moe() ? "each expert's intermediate_size" : "intermediate_size");

@@ -38,6 +38,12 @@ struct TpDims {
     return std::max(c.mlp_rows(rows) * intermediate + rows * shared_intermediate, rows * dense_intermediate);
   }
   std::int64_t kv_width() const { return kv_heads * head_dim; }
+  // Latent attention's cached row (DeepSeek-V3's c and rotated key: kv_lora_rank + rotary_dim, whole on every
+  // TP rank), 0 otherwise: a generation's KV cache holds that row a token -- its keys, and its values too
+  // (model/latent_attention.h) -- in place of kv_width keys and as many values.
+  std::int64_t latent_cache = 0;
+  // The values a KV cache keeps a token and layer: keys and values, or latent attention's one row.
+  std::int64_t cache_values() const { return latent_cache > 0 ? latent_cache : 2 * kv_width(); }
 };
 
 // Throws spin::Error naming what is not divisible by tp. GQA with fewer kv heads than TP ranks

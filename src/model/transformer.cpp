@@ -302,7 +302,8 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   a.for_backward = false;
   a.recomputed = 0;
   a.layers.resize(1);
-  a.layers[0].allocate(dims_, b, 0, device(), w.has_bf16(), config_, true, adapters ? adapters->lora() : LoraConfig{});
+  a.layers[0].allocate(dims_, b, 0, device(), w.has_bf16(), config_, true, adapters ? adapters->lora() : LoraConfig{},
+                       true);
   a.stage_output = a.output_storage.carve(device(), {{n, h}})[0];
   stage_input(w, a, input, a.layers[0].x_in.f32());
   // The layer's keys, values, capacity and rows of the cache come in run_layers.

@@ -124,7 +124,7 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
     e.act += aligned(rows * d.q_width()) + 2 * aligned(rows * d.kv_width());
   }
   if (c.latent_attention()) {  // DeepSeek-V3's latents, kv_b_proj's output, the values (model/latent_attention.h)
-    const model::LatentShapes latent = model::latent_activation_shapes(d, c, rows);
+    const model::LatentShapes latent = model::latent_activation_shapes(d, c, rows, !attention_state);
     for (const Shape& s : latent.act) e.act += aligned(shape_numel(s));
     for (const Shape& s : latent.f32) e.f32 += aligned(shape_numel(s));
   }
@@ -315,7 +315,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const std::int64_t call_rows = model::rows_per_call(c, prompt, r.rollout_step_tokens);
     std::int64_t cached_rows = 0;
     for (const std::int64_t rows_a_slot : model::kv_capacities(c, layers, r.seq, call_rows)) cached_rows += rows_a_slot;
-    s.kv_cache = 2 * cached_rows * rollout * d.kv_width() * p.activation;
+    s.kv_cache = cached_rows * rollout * d.cache_values() * p.activation;
     // A call feeds each sequence in flight at most call_rows tokens (a prompt, or a chunk of one).
     const std::int64_t prefill =
         r.rollout_step_tokens > 0 ? std::min(rollout * call_rows, r.rollout_step_tokens) : rollout * call_rows;
