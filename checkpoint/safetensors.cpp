@@ -132,8 +132,8 @@ std::vector<std::string> SafetensorsFile::names() const {
 
 DType SafetensorsFile::float_dtype(const std::string& name, const SafetensorsEntry& e) const {
   // (An FP8 weight -- DeepSeek-V3's F8_E4M3 -- is read only with its block scales: read_shard's.)
-  require(e.dtype && (*e.dtype == DType::F32 || *e.dtype == DType::BF16 || *e.dtype == DType::F16 ||
-                      *e.dtype == DType::F64),
+  require(e.dtype &&
+              (*e.dtype == DType::F32 || *e.dtype == DType::BF16 || *e.dtype == DType::F16 || *e.dtype == DType::F64),
           path_, ": tensor \"", name, "\" has dtype ", e.dtype_name, "; spin reads F32, BF16, F16 and F64",
           e.fp8() ? " -- an FP8 weight, read only with its block scales (config.json's quantization_config)"
           : e.dtype_name.starts_with("F8_") ? " (of FP8, spin reads block-scaled F8_E4M3 weights)"
@@ -193,8 +193,7 @@ void SafetensorsFile::read_shard(const ShardedTensor& t, const Shape& file_shape
   for (std::int64_t o = 0; o < outer; ++o) {
     const std::int64_t from = (o * g[dim] + t.offset) * inner;
     float* to = dst + o * local_len * inner;
-    to_f32(src + static_cast<std::size_t>(from) * elem, dtype,
-                   static_cast<std::size_t>(t.length * inner), to);
+    to_f32(src + static_cast<std::size_t>(from) * elem, dtype, static_cast<std::size_t>(t.length * inner), to);
     std::fill(to + t.length * inner, to + local_len * inner, 0.0f);
   }
   t.local.copy_from(host);

@@ -309,7 +309,8 @@ void check_every_tensor_read(const std::string& model_dir, const model::ModelCon
   // A block-scaled FP8 checkpoint's scales, read with their weights.
   const auto scales_read = [&](const std::string& name) {
     const std::string suffix = "_scale_inv";
-    return layout.fp8_block[0] > 0 && name.ends_with(suffix) && read.contains(name.substr(0, name.size() - suffix.size()));
+    return layout.fp8_block[0] > 0 && name.ends_with(suffix) &&
+           read.contains(name.substr(0, name.size() - suffix.size()));
   };
   std::vector<std::string> unread;
   for (const std::string& name : ckpt::HfReader(model_dir, layout).names()) {

@@ -304,8 +304,8 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   // DeepSeek's: V3's / R1's / V2.5's (<｜User｜> ... <｜Assistant｜> ... <｜end▁of▁sentence｜>, fullwidth bars;
   // R1's think block), V2-Chat's ("User: " ... "Assistant:" in plain text) -- every one after the
   // <｜begin▁of▁sentence｜> its tokenizers have.
-  refuse(has_tokens(tokenizer, {"<｜begin▁of▁sentence｜>"}) || has_tokens(tokenizer, {"<｜User｜>", "<｜Assistant｜>"}) ||
-             template_has("<｜Assistant｜>"),
+  refuse(has_tokens(tokenizer, {"<｜begin▁of▁sentence｜>"}) ||
+             has_tokens(tokenizer, {"<｜User｜>", "<｜Assistant｜>"}) || template_has("<｜Assistant｜>"),
          "chat format is DeepSeek's (V3's, R1's and V2.5's <｜User｜> and <｜Assistant｜> turns, V2's \"User: \" "
          "and \"Assistant:\")");
   if (has_tokens(tokenizer, {"<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>"})) {

@@ -341,8 +341,7 @@ class Kernels {
   // A strided copy (cudaMemcpy2D's): `rows` rows of `width` bytes from src, its rows `src_pitch`
   // bytes apart, to dst, `dst_pitch` apart -- a block of columns of one row-major matrix into
   // another's (latent attention's heads: model/latent_attention.h). Any element type.
-  virtual void copy_2d(void* dst, Index dst_pitch, const void* src, Index src_pitch, Index width,
-                       Index rows) const = 0;
+  virtual void copy_2d(void* dst, Index dst_pitch, const void* src, Index src_pitch, Index width, Index rows) const = 0;
   // dst[r, c] += src[r, c] for r < rows, c < cols, dst's rows dst_ld floats apart and src's src_ld.
   virtual void add_2d(float* dst, Index dst_ld, const float* src, Index src_ld, Index rows, Index cols) const = 0;
   // y = alpha x over n values; y may alias x (Granite's residual multiplier and logit scaling).

@@ -26,8 +26,8 @@ constexpr const char* kModelTypes[] = {
     "llama",    "mistral", "qwen2",   "qwen3",     "gemma",    "gemma2",    "gemma3_text", "phi3",
     "smollm3",  "granite", "olmo",    "olmo2",     "olmo3",    "stablelm",  "cohere",      "cohere2",
     "gpt_neox", "phi",     "mixtral", "qwen3_moe", "olmoe",    "qwen2_moe", "granitemoe",  "granitemoehybrid",
-    "glm",      "glm4",    "exaone4", "seed_oss",  "glm4_moe", "dots1",
-    "deepseek_v2", "deepseek_v3", "kimi_k2"};
+    "glm",      "glm4",    "exaone4", "seed_oss",  "glm4_moe", "dots1",     "deepseek_v2", "deepseek_v3",
+    "kimi_k2"};
 
 std::vector<std::int64_t> token_ids(const json& v, const char* key, const std::string& source) {
   std::vector<std::int64_t> ids;
@@ -560,11 +560,10 @@ std::int64_t ModelConfig::num_parameters() const {
   // o_proj from the heads' values.
   const std::int64_t q_width = num_heads * head_dim, rope = head_dim - qk_nope_head_dim;
   const std::int64_t attn =
-      latent_attention()
-          ? (q_lora_rank > 0 ? h * q_lora_rank + q_lora_rank + q_lora_rank * q_width : h * q_width) +
-                h * (kv_lora_rank + rope) + kv_lora_rank + kv_lora_rank * num_heads * (qk_nope_head_dim + v_head_dim) +
-                num_heads * v_head_dim * h
-          : h * head_dim * (2 * num_heads + 2 * num_kv_heads);
+      latent_attention() ? (q_lora_rank > 0 ? h * q_lora_rank + q_lora_rank + q_lora_rank * q_width : h * q_width) +
+                               h * (kv_lora_rank + rope) + kv_lora_rank +
+                               kv_lora_rank * num_heads * (qk_nope_head_dim + v_head_dim) + num_heads * v_head_dim * h
+                         : h * head_dim * (2 * num_heads + 2 * num_kv_heads);
   // A layer of experts: every expert's projections, the router's [experts, hidden] (and GLM-4.5's
   // correction bias); a shared expert's projections and its gate's [1, hidden]. A dense layer: its MLP.
   const std::int64_t experts =

@@ -201,12 +201,12 @@ void parse_deepseek_moe(json& j, ModelConfig& c, const std::string& type, const 
   // The config's router (DeepseekV3Config's keys, where a config carries them): DeepSeek-V3's sigmoid one
   // (noaux_tc), or DeepSeek-V2's softmax one (greedy, or group_limited_greedy: within groups by their best).
   const std::string scoring = d.softmax ? "softmax" : "sigmoid";
-  require(j.value("scoring_func", scoring) == scoring, source, ": scoring_func ", j.value("scoring_func", json()).dump(),
-          " is not supported for model_type ", type, " (\"", scoring, "\" is)");
+  require(j.value("scoring_func", scoring) == scoring, source, ": scoring_func ",
+          j.value("scoring_func", json()).dump(), " is not supported for model_type ", type, " (\"", scoring, "\" is)");
   const std::string method = j.value("topk_method", std::string(d.softmax ? "greedy" : "noaux_tc"));
   const bool grouped = d.softmax ? method == "group_limited_greedy" : method == "noaux_tc";
-  require(grouped || (d.softmax && method == "greedy"), source, ": topk_method ",
-          j.value("topk_method", json()).dump(), " is not supported for model_type ", type,
+  require(grouped || (d.softmax && method == "greedy"), source, ": topk_method ", j.value("topk_method", json()).dump(),
+          " is not supported for model_type ", type,
           d.softmax ? " (\"greedy\" and \"group_limited_greedy\" are)" : " (\"noaux_tc\" is)");
   c.norm_topk_prob = flag(j, "norm_topk_prob", d.norm_topk_prob, source);
   // (DeepSeek-V2's own code renormalises the chosen weights where norm_topk_prob, transformers' does not:
@@ -244,7 +244,8 @@ void parse_glm4_moe(json& j, ModelConfig& c, const std::string& source) {
   c.qkv_bias = flag(j, "attention_bias", false, source);  // q, k and v alone, as GLM's
   j.erase("attention_bias");
   c.qk_norm = flag(j, "use_qk_norm", false, source);
-  parse_deepseek_moe(j, c, "glm4_moe", source, {128, 8, 1, 1, true, 1408, 10944, false});  // Glm4MoeConfig's (GLM-4.5-Air's)
+  // Glm4MoeConfig's defaults (GLM-4.5-Air's shapes).
+  parse_deepseek_moe(j, c, "glm4_moe", source, {128, 8, 1, 1, true, 1408, 10944, false});
   c.mtp_layers = non_negative_int(j, "num_nextn_predict_layers", 0, source);
   if (!j.contains("head_dim") || j.at("head_dim").is_null()) j["head_dim"] = 128;
   if (!j.contains("partial_rotary_factor")) j["partial_rotary_factor"] = 0.5;
@@ -302,8 +303,8 @@ void parse_deepseek(json& j, ModelConfig& c, const std::string& type, const std:
   // that gives a non-zero mscale_all_dim.
   if (j.contains("rope_scaling") && j.at("rope_scaling").is_object()) {
     const json& r = j.at("rope_scaling");
-    const double all = r.contains("mscale_all_dim") && r.at("mscale_all_dim").is_number()
-                           ? r.at("mscale_all_dim").get<double>() : 0.0;
+    const double all =
+        r.contains("mscale_all_dim") && r.at("mscale_all_dim").is_number() ? r.at("mscale_all_dim").get<double>() : 0.0;
     const double factor = r.contains("factor") && r.at("factor").is_number() ? r.at("factor").get<double>() : 1.0;
     if (all != 0.0 && factor > 1.0) c.attention_mscale = 0.1 * all * std::log(factor) + 1.0;
   }

@@ -335,7 +335,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
     qkv_transforms_forward(ctx, w, a, n);
   }
   if (!latent || cache == nullptr) {
-    self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer), latent ? nullptr : ctx.rope_for(layer));
+    self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer),
+                           latent ? nullptr : ctx.rope_for(layer));
   }
   // o_proj's input: the attention's output, or latent attention's values without their padding.
   if (latent && cache == nullptr) latent_attention_output(ctx, b, a.latent, a.attn, a.attn_bf16);
@@ -481,7 +482,8 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   const bool shared = !own_norm;
   if (latent) {
     const ColumnInput in1 = shared ? in2 : column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
-    latent_attention_backward(ctx, b, w, g, a.latent, s.latent, in1, s.dq, s.dk, s.dv, s.dy_bf16, s.d_norm, shared, ctx.rope_for(layer));
+    latent_attention_backward(ctx, b, w, g, a.latent, s.latent, in1, s.dq, s.dk, s.dv, s.dy_bf16, s.d_norm, shared,
+                              ctx.rope_for(layer));
     column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx,
                                   input_norm_grads(g.input_layernorm, g.input_layernorm_bias), a.x_in.f32(),
                                   {w.input_layernorm, w.input_layernorm_bias}, a.rstd1.f32());

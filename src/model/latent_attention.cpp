@@ -18,8 +18,7 @@ struct LatentDims {
 };
 
 LatentDims latent_dims(const TpDims& d, const ModelConfig& c) {
-  return {d.hidden, d.heads,        d.head_dim,    c.qk_nope_head_dim, c.rotary_dim,
-          c.v_head_dim, c.q_lora_rank, c.kv_lora_rank};
+  return {d.hidden, d.heads, d.head_dim, c.qk_nope_head_dim, c.rotary_dim, c.v_head_dim, c.q_lora_rank, c.kv_lora_rank};
 }
 
 // Rows [first, first + count) of a [rows, in] weight (kv_a_proj_with_mqa's c rows, its k_rope rows).
@@ -78,6 +77,42 @@ void rope_query_part(const ModelContext& ctx, const BatchGeometry& b, const Late
   k.copy_2d(q + offset, l.head_dim * es, scratch, l.rope * es, l.rope * es, n * l.heads);
 }
 
+// The queries (q_a_proj, its norm, q_b_proj -- or q_proj), c normed and the rotated key from n1 (`in`),
+// RoPE applied to the queries' rotated parts and the key (`rope` null: none): what the training forward
+// and generation's absorbed attention both start from.
+void latent_inputs(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w, LatentActivations& a,
+                   const ColumnInput& in, const Tensor& q, const Tensor& q16, const RopeTable* rope) {
+  const auto& kern = ctx.k;
+  const LatentDims l = latent_dims(ctx.dims, ctx.config);
+  const std::int64_t n = b.rows, q_width = ctx.dims.q_width();
+  const Tensor none;
+  if (l.q_rank > 0) {
+    linear_forward_into(ctx, a.q_latent, a.q_latent16, in.x, in.x16, w.q_a_proj, w.bf16.q_a_proj, none, n, l.hidden,
+                        l.q_rank);
+    latent_norm_forward(ctx, a.q_normed, a.q_normed16, a.rstd_q, a.q_latent, a.q_latent16, w.q_a_norm, n, l.q_rank);
+    linear_forward_into(ctx, q, q16, a.q_normed, a.q_normed16, w.q_proj, w.bf16.q_proj, none, n, l.q_rank, q_width);
+  } else {
+    linear_forward_into(ctx, q, q16, in.x, in.x16, w.q_proj, w.bf16.q_proj, none, n, l.hidden, q_width);
+  }
+  // The latent c and the rotated key: kv_a_proj_with_mqa's two row blocks, each its own product.
+  linear_forward_into(ctx, a.c_kv, a.c_kv16, in.x, in.x16, weight_rows(w.kv_a_proj, 0, l.kv_rank),
+                      weight_rows(w.bf16.kv_a_proj, 0, l.kv_rank), none, n, l.hidden, l.kv_rank);
+  linear_forward_into(ctx, a.k_rope, a.k_rope16, in.x, in.x16, weight_rows(w.kv_a_proj, l.kv_rank, l.rope),
+                      weight_rows(w.bf16.kv_a_proj, l.kv_rank, l.rope), none, n, l.hidden, l.rope);
+  latent_norm_forward(ctx, a.c_normed, a.c_normed16, a.rstd_c, a.c_kv, a.c_kv16, w.kv_a_norm, n, l.kv_rank);
+  if (rope == nullptr) return;
+  const bool mixed = q16.defined();
+  const Bytes qb = bytes_of(q, q16), qr = bytes_of(a.q_rope, a.q_rope16);
+  rope_query_part(ctx, b, l, qb.p, qb.size, qr.p, mixed, false, *rope);
+  const std::int32_t* rows = rope_rows(ctx, b, rope);
+  if (mixed) {
+    kern.rope_forward_bf16(a.k_rope16.bf16(), rows, rope->cos(), rope->sin(), n, 1, l.rope, l.rope,
+                           ctx.config.rope_pairs);
+  } else {
+    kern.rope_forward(a.k_rope.f32(), rows, rope->cos(), rope->sin(), n, 1, l.rope, l.rope, ctx.config.rope_pairs);
+  }
+}
+
 }  // namespace
 
 LatentShapes latent_activation_shapes(const TpDims& d, const ModelConfig& c, std::int64_t rows, bool cached) {
@@ -114,9 +149,9 @@ void LatentActivations::allocate(const TpDims& d, const ModelConfig& c, std::int
   const LatentShapes shapes = latent_activation_shapes(d, c, rows, cached);
   const auto t = workspace_.carve(device, shapes.act, 1, mixed ? DType::BF16 : DType::F32);
   const auto f = workspace_f32_.carve(device, shapes.f32);
-  Tensor* f32s[] = {&q_latent, &q_normed, &c_kv, &c_normed, &k_rope, &kv, &out, &q_rope, &cached_row, &q_absorbed,
-                    &out_latent};
-  Tensor* bf16s[] = {&q_latent16, &q_normed16, &c_kv16, &c_normed16,    &k_rope16,    &kv16,
+  Tensor* f32s[] = {&q_latent, &q_normed, &c_kv,       &c_normed,   &k_rope,    &kv,
+                    &out,      &q_rope,   &cached_row, &q_absorbed, &out_latent};
+  Tensor* bf16s[] = {&q_latent16, &q_normed16, &c_kv16,       &c_normed16,   &k_rope16,    &kv16,
                      &out16,      &q_rope16,   &cached_row16, &q_absorbed16, &out_latent16};
   for (std::size_t i = 0; i < t.size(); ++i) {
     *(mixed ? bf16s : f32s)[i] = t[i];
@@ -144,39 +179,13 @@ void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, c
                               const RopeTable* rope) {
   const auto& kern = ctx.k;
   const LatentDims l = latent_dims(ctx.dims, ctx.config);
-  const std::int64_t n = b.rows, q_width = ctx.dims.q_width();
-  const Tensor none;
-  // The queries.
-  if (l.q_rank > 0) {
-    linear_forward_into(ctx, a.q_latent, a.q_latent16, in.x, in.x16, w.q_a_proj, w.bf16.q_a_proj, none, n, l.hidden,
-                        l.q_rank);
-    latent_norm_forward(ctx, a.q_normed, a.q_normed16, a.rstd_q, a.q_latent, a.q_latent16, w.q_a_norm, n, l.q_rank);
-    linear_forward_into(ctx, q, q16, a.q_normed, a.q_normed16, w.q_proj, w.bf16.q_proj, none, n, l.q_rank, q_width);
-  } else {
-    linear_forward_into(ctx, q, q16, in.x, in.x16, w.q_proj, w.bf16.q_proj, none, n, l.hidden, q_width);
-  }
-  // The latent c and the rotated key: kv_a_proj_with_mqa's two row blocks, each its own product.
-  linear_forward_into(ctx, a.c_kv, a.c_kv16, in.x, in.x16, weight_rows(w.kv_a_proj, 0, l.kv_rank),
-                      weight_rows(w.bf16.kv_a_proj, 0, l.kv_rank), none, n, l.hidden, l.kv_rank);
-  linear_forward_into(ctx, a.k_rope, a.k_rope16, in.x, in.x16, weight_rows(w.kv_a_proj, l.kv_rank, l.rope),
-                      weight_rows(w.bf16.kv_a_proj, l.kv_rank, l.rope), none, n, l.hidden, l.rope);
-  latent_norm_forward(ctx, a.c_normed, a.c_normed16, a.rstd_c, a.c_kv, a.c_kv16, w.kv_a_norm, n, l.kv_rank);
-  linear_forward_into(ctx, a.kv, a.kv16, a.c_normed, a.c_normed16, w.kv_b_proj, w.bf16.kv_b_proj, none, n, l.kv_rank,
-                      l.kv_width());
+  const std::int64_t n = b.rows;
+  latent_inputs(ctx, b, w, a, in, q, q16, rope);
+  linear_forward_into(ctx, a.kv, a.kv16, a.c_normed, a.c_normed16, w.kv_b_proj, w.bf16.kv_b_proj, Tensor(), n,
+                      l.kv_rank, l.kv_width());
   const bool mixed = q16.defined();
-  const Bytes qb = bytes_of(q, q16), kb = bytes_of(k, k16), vb = bytes_of(v, v16), kvb = bytes_of(a.kv, a.kv16);
-  const Bytes kr = bytes_of(a.k_rope, a.k_rope16), qr = bytes_of(a.q_rope, a.q_rope16);
-  const std::int64_t es = qb.size;
-  if (rope != nullptr) {
-    rope_query_part(ctx, b, l, qb.p, es, qr.p, mixed, false, *rope);
-    const std::int32_t* rows = rope_rows(ctx, b, rope);
-    if (mixed) {
-      kern.rope_forward_bf16(a.k_rope16.bf16(), rows, rope->cos(), rope->sin(), n, 1, l.rope, l.rope,
-                             ctx.config.rope_pairs);
-    } else {
-      kern.rope_forward(a.k_rope.f32(), rows, rope->cos(), rope->sin(), n, 1, l.rope, l.rope, ctx.config.rope_pairs);
-    }
-  }
+  const Bytes kb = bytes_of(k, k16), vb = bytes_of(v, v16), kvb = bytes_of(a.kv, a.kv16), kr = bytes_of(a.k_rope, a.k_rope16);
+  const std::int64_t es = kb.size;
   // Each head's key: its content part from kv_b_proj, then the shared rotated key; its value, padded.
   const std::int64_t kv_pitch = (l.nope + l.v) * es, pitch = l.head_dim * es;
   kern.copy_2d(kb.p, pitch, kvb.p, kv_pitch, l.nope * es, n * l.heads);
@@ -192,39 +201,14 @@ void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, co
                              const KvCacheView& cache, const kernels::AttentionScores& scores, const RopeTable* rope) {
   const auto& kern = ctx.k;
   const LatentDims l = latent_dims(ctx.dims, ctx.config);
-  const std::int64_t n = b.rows, q_width = ctx.dims.q_width(), row = l.kv_rank + l.rope;
+  const std::int64_t n = b.rows, row = l.kv_rank + l.rope;
   const bool mixed = q16.defined();
   require(cache.bf16 == mixed, "KV cache in ", cache.bf16 ? "bf16" : "float32", " for a layer computing in ",
           mixed ? "bf16" : "float32");
-  const Tensor none;
-  // The queries, c and the rotated key as latent_attention_forward forms them (no kv_b_proj product).
-  if (l.q_rank > 0) {
-    linear_forward_into(ctx, a.q_latent, a.q_latent16, in.x, in.x16, w.q_a_proj, w.bf16.q_a_proj, none, n, l.hidden,
-                        l.q_rank);
-    latent_norm_forward(ctx, a.q_normed, a.q_normed16, a.rstd_q, a.q_latent, a.q_latent16, w.q_a_norm, n, l.q_rank);
-    linear_forward_into(ctx, q, q16, a.q_normed, a.q_normed16, w.q_proj, w.bf16.q_proj, none, n, l.q_rank, q_width);
-  } else {
-    linear_forward_into(ctx, q, q16, in.x, in.x16, w.q_proj, w.bf16.q_proj, none, n, l.hidden, q_width);
-  }
-  linear_forward_into(ctx, a.c_kv, a.c_kv16, in.x, in.x16, weight_rows(w.kv_a_proj, 0, l.kv_rank),
-                      weight_rows(w.bf16.kv_a_proj, 0, l.kv_rank), none, n, l.hidden, l.kv_rank);
-  linear_forward_into(ctx, a.k_rope, a.k_rope16, in.x, in.x16, weight_rows(w.kv_a_proj, l.kv_rank, l.rope),
-                      weight_rows(w.bf16.kv_a_proj, l.kv_rank, l.rope), none, n, l.hidden, l.rope);
-  latent_norm_forward(ctx, a.c_normed, a.c_normed16, a.rstd_c, a.c_kv, a.c_kv16, w.kv_a_norm, n, l.kv_rank);
-  const Bytes qb = bytes_of(q, q16), qr = bytes_of(a.q_rope, a.q_rope16), kr = bytes_of(a.k_rope, a.k_rope16);
-  const Bytes cn = bytes_of(a.c_normed, a.c_normed16), cached = bytes_of(a.cached_row, a.cached_row16);
-  const Bytes qa = bytes_of(a.q_absorbed, a.q_absorbed16);
+  latent_inputs(ctx, b, w, a, in, q, q16, rope);
+  const Bytes qb = bytes_of(q, q16), kr = bytes_of(a.k_rope, a.k_rope16), cn = bytes_of(a.c_normed, a.c_normed16);
+  const Bytes cached = bytes_of(a.cached_row, a.cached_row16), qa = bytes_of(a.q_absorbed, a.q_absorbed16);
   const std::int64_t es = qb.size;
-  if (rope != nullptr) {
-    rope_query_part(ctx, b, l, qb.p, es, qr.p, mixed, false, *rope);
-    const std::int32_t* rows = rope_rows(ctx, b, rope);
-    if (mixed) {
-      kern.rope_forward_bf16(a.k_rope16.bf16(), rows, rope->cos(), rope->sin(), n, 1, l.rope, l.rope,
-                             ctx.config.rope_pairs);
-    } else {
-      kern.rope_forward(a.k_rope.f32(), rows, rope->cos(), rope->sin(), n, 1, l.rope, l.rope, ctx.config.rope_pairs);
-    }
-  }
   // The rows' [c, rotated key] into the cache.
   kern.copy_2d(cached.p, row * es, cn.p, l.kv_rank * es, l.kv_rank * es, n);
   kern.copy_2d(cached.p + l.kv_rank * es, row * es, kr.p, l.rope * es, l.rope * es, n);
@@ -272,12 +256,11 @@ void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, co
   }
 }
 
-void latent_attention_output(const ModelContext& ctx, const BatchGeometry& b, LatentActivations& a,
-                             const Tensor& attn, const Tensor& attn16) {
+void latent_attention_output(const ModelContext& ctx, const BatchGeometry& b, LatentActivations& a, const Tensor& attn,
+                             const Tensor& attn16) {
   const TpDims& d = ctx.dims;
   const Bytes from = bytes_of(attn, attn16), to = bytes_of(a.out, a.out16);
-  ctx.k.copy_2d(to.p, d.v_head_dim * to.size, from.p, d.head_dim * from.size, d.v_head_dim * to.size,
-                b.rows * d.heads);
+  ctx.k.copy_2d(to.p, d.v_head_dim * to.size, from.p, d.head_dim * from.size, d.v_head_dim * to.size, b.rows * d.heads);
 }
 
 void latent_attention_output_backward(const ModelContext& ctx, const BatchGeometry& b, const LatentGradScratch& s,
@@ -285,14 +268,13 @@ void latent_attention_output_backward(const ModelContext& ctx, const BatchGeomet
   const TpDims& d = ctx.dims;
   constexpr std::int64_t es = sizeof(float);
   if (d.v_head_dim < d.head_dim) d_attn.zero_();
-  ctx.k.copy_2d(d_attn.raw(), d.head_dim * es, s.d_out.raw(), d.v_head_dim * es, d.v_head_dim * es,
-                b.rows * d.heads);
+  ctx.k.copy_2d(d_attn.raw(), d.head_dim * es, s.d_out.raw(), d.v_head_dim * es, d.v_head_dim * es, b.rows * d.heads);
 }
 
-void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w,
-                               LayerWeights& g, const LatentActivations& a, LatentGradScratch& s,
-                               const ColumnInput& in, const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                               const Tensor& dy16, const Tensor& d_norm, bool accumulate, const RopeTable* rope) {
+void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w, LayerWeights& g,
+                               const LatentActivations& a, LatentGradScratch& s, const ColumnInput& in,
+                               const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dy16,
+                               const Tensor& d_norm, bool accumulate, const RopeTable* rope) {
   const auto& kern = ctx.k;
   float* d_n1 = d_norm.f32();
   const LatentDims l = latent_dims(ctx.dims, ctx.config);
@@ -318,8 +300,8 @@ void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, 
   linear_backward(ctx, s.d_c_normed.f32(), f32_or_null(g.kv_b_proj), s.d_kv.f32(), dy16, a.c_normed, a.c_normed16,
                   w.kv_b_proj, w.bf16.kv_b_proj, n, l.kv_rank, l.kv_width(), false);
   if (l.q_rank > 0) {
-    linear_backward(ctx, s.d_q_normed.f32(), f32_or_null(g.q_proj), dq.f32(), dy16, a.q_normed, a.q_normed16,
-                    w.q_proj, w.bf16.q_proj, n, l.q_rank, q_width, false);
+    linear_backward(ctx, s.d_q_normed.f32(), f32_or_null(g.q_proj), dq.f32(), dy16, a.q_normed, a.q_normed16, w.q_proj,
+                    w.bf16.q_proj, n, l.q_rank, q_width, false);
   } else {  // q_proj reads n1 itself: its input gradient is column-parallel's, this rank's heads' part
     linear_backward(ctx, d_n1, f32_or_null(g.q_proj), dq.f32(), dy16, in.x, in.x16, w.q_proj, w.bf16.q_proj, n,
                     l.hidden, q_width, accumulate);
@@ -330,11 +312,11 @@ void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, 
   ctx.tp.all_reduce(s.d_latent.f32(), static_cast<std::size_t>(s.d_latent.numel()));
   // (A frozen norm's weight gradient, LoRA's base, goes to a scratch nothing reads.)
   const auto norm_grad = [&](const Tensor& grad) { return grad.defined() ? grad.f32() : s.frozen_norm.f32(); };
-  latent_norm_backward(ctx, s.d_c_kv, norm_grad(g.kv_a_norm), s.d_c_normed, a.c_kv, a.c_kv16, w.kv_a_norm, a.rstd_c,
-                       n, l.kv_rank);
+  latent_norm_backward(ctx, s.d_c_kv, norm_grad(g.kv_a_norm), s.d_c_normed, a.c_kv, a.c_kv16, w.kv_a_norm, a.rstd_c, n,
+                       l.kv_rank);
   if (l.q_rank > 0) {
-    latent_norm_backward(ctx, s.d_q_latent, norm_grad(g.q_a_norm), s.d_q_normed, a.q_latent, a.q_latent16,
-                         w.q_a_norm, a.rstd_q, n, l.q_rank);
+    latent_norm_backward(ctx, s.d_q_latent, norm_grad(g.q_a_norm), s.d_q_normed, a.q_latent, a.q_latent16, w.q_a_norm,
+                         a.rstd_q, n, l.q_rank);
   }
   // Each replicated projection: its weight's gradient over every row, and its input gradient over this
   // rank's share of the rows alone (the others' rows are theirs), which the TP reduction of d n1 sums.

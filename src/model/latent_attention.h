@@ -106,8 +106,8 @@ void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, co
 
 // The attention's output [rows, heads * head_dim] (float32 attn or bf16 attn16) into o_proj's input
 // a.out / a.out16 [rows, heads * v_head_dim].
-void latent_attention_output(const ModelContext& ctx, const BatchGeometry& b, LatentActivations& a,
-                             const Tensor& attn, const Tensor& attn16);
+void latent_attention_output(const ModelContext& ctx, const BatchGeometry& b, LatentActivations& a, const Tensor& attn,
+                             const Tensor& attn16);
 // Its backward: o_proj's input gradient s.d_out into the attention's output gradient d_attn, padded.
 void latent_attention_output_backward(const ModelContext& ctx, const BatchGeometry& b, const LatentGradScratch& s,
                                       const Tensor& d_attn);
@@ -115,9 +115,9 @@ void latent_attention_output_backward(const ModelContext& ctx, const BatchGeomet
 // From the attention's dq, dk, dv (float32, RoPE not undone; dq is overwritten): d_norm (= or, where
 // `accumulate`, +=) this rank's part of the input gradient of n1 (b.rows rows), and g's weight gradients
 // (undefined ones skipped: frozen). dy16: mixed precision's scratch for a product's bf16 output gradient.
-void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w,
-                               LayerWeights& g, const LatentActivations& a, LatentGradScratch& s,
-                               const ColumnInput& in, const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                               const Tensor& dy16, const Tensor& d_norm, bool accumulate, const RopeTable* rope);
+void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w, LayerWeights& g,
+                               const LatentActivations& a, LatentGradScratch& s, const ColumnInput& in,
+                               const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dy16,
+                               const Tensor& d_norm, bool accumulate, const RopeTable* rope);
 
 }  // namespace spin::model

@@ -506,8 +506,7 @@ void EmulatedKernels::copy_2d(void* dst, Index dst_pitch, const void* src, Index
                 dev(static_cast<const char*>(src), (rows - 1) * src_pitch + width, "copy_2d src"), src_pitch, width,
                 rows);
 }
-void EmulatedKernels::add_2d(float* dst, Index dst_ld, const float* src, Index src_ld, Index rows,
-                             Index cols) const {
+void EmulatedKernels::add_2d(float* dst, Index dst_ld, const float* src, Index src_ld, Index rows, Index cols) const {
   if (rows == 0) return;
   cpu_->add_2d(dev(dst, (rows - 1) * dst_ld + cols, "add_2d dst"), dst_ld,
                dev(src, (rows - 1) * src_ld + cols, "add_2d src"), src_ld, rows, cols);

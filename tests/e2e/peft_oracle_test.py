@@ -224,6 +224,33 @@ def check_import_fused(args, model):
           "import-hf at TP 2: W + (alpha / r) B A to %.1e (the adapter moves each by > %.2f)" % (worst, moved))
 
 
+def sft_adapters_merge(args, model, seed, tmp):
+    """spin sft's all-linear LoRA adapters on `model` (one step, --lora-alpha 8), exported under PEFT's names:
+    (the adapter's tensors and config, the base's and the merged policy's, the largest difference between the
+    policy and base + (alpha / r) B A, the largest move of the policy from the base)."""
+    save = os.path.join(tmp, "save")
+    run(lora_sft_command(args, model, tmp, seed) + ["--output", os.path.join(tmp, "out"), "--lora-alpha", "8",
+                                                      "--lr", "3e-2", "--save-dir", save, "--save-interval", "1"])
+    step = os.path.join(save, "step_00000001")
+    for which in ("lora", "base", "policy"):
+        run([args.spin, "ckpt", "export-hf", step, os.path.join(tmp, which), "--which", which])
+    config = json.load(open(os.path.join(tmp, "lora", "adapter_config.json")))
+    lora = load_file(os.path.join(tmp, "lora", "adapter_model.safetensors"))
+    base = load_file(os.path.join(tmp, "base", "model.safetensors"))
+    policy = load_file(os.path.join(tmp, "policy", "model.safetensors"))
+    scale = config["lora_alpha"] / config["r"]
+    want = dict(base)
+    for name in lora:
+        if name.endswith("lora_A.weight"):
+            module = name[len("base_model.model."):-len("lora_A.weight")]
+            want[module + "weight"] = base[module + "weight"] + (
+                lora[name[:-len("lora_A.weight")] + "lora_B.weight"] @ lora[name]) * scale
+    assert sorted(want) == sorted(policy), (sorted(want), sorted(policy))
+    diff = max((policy[n] - want[n]).abs().max().item() for n in policy)
+    trained = max((policy[n] - base[n]).abs().max().item() for n in policy)
+    return lora, config, base, policy, diff, trained
+
+
 def check_glm4_moe(args, model):
     """GLM-4.5 (transformers 4.40 has no Glm4MoeForCausalLM: both ways by hand). A PEFT adapter of q_proj,
     gate_proj, up_proj and down_proj -- in layer 0 the dense MLP's, in layer 1 every expert's and the
@@ -237,30 +264,11 @@ def check_glm4_moe(args, model):
     assert len(adapted) == 2 + 3 + 3 * (experts + 1), adapted  # q_proj twice, the dense MLP, experts and shared
     assert "model.layers.1.mlp.shared_experts.down_proj.weight" in adapted, adapted
     with tempfile.TemporaryDirectory(prefix="spin_peft_glm4_moe_") as tmp:
-        save = os.path.join(tmp, "save")
-        run(lora_sft_command(args, model, tmp, 11) + ["--output", os.path.join(tmp, "out"), "--lora-alpha", "8",
-                                                      "--lr", "3e-2", "--save-dir", save, "--save-interval", "1"])
-        step = os.path.join(save, "step_00000001")
-        for which in ("lora", "base", "policy"):
-            run([args.spin, "ckpt", "export-hf", step, os.path.join(tmp, which), "--which", which])
-        config = json.load(open(os.path.join(tmp, "lora", "adapter_config.json")))
-        lora = load_file(os.path.join(tmp, "lora", "adapter_model.safetensors"))
-        base = load_file(os.path.join(tmp, "base", "model.safetensors"))
-        policy = load_file(os.path.join(tmp, "policy", "model.safetensors"))
-        scale = config["lora_alpha"] / config["r"]
-        want = dict(base)
-        for name in lora:
-            if name.endswith("lora_A.weight"):
-                module = name[len("base_model.model."):-len("lora_A.weight")]
-                want[module + "weight"] = base[module + "weight"] + (
-                    lora[name[:-len("lora_A.weight")] + "lora_B.weight"] @ lora[name]) * scale
+        lora, _, base, policy, diff, trained = sft_adapters_merge(args, model, 11, tmp)
         assert "base_model.model.model.layers.0.mlp.gate_proj.lora_A.weight" in lora, sorted(lora)
         assert "base_model.model.model.layers.1.mlp.experts.3.down_proj.lora_B.weight" in lora, sorted(lora)
         assert "base_model.model.model.layers.1.mlp.shared_experts.up_proj.lora_A.weight" in lora, sorted(lora)
         assert not any(".mlp.gate." in name for name in lora), sorted(lora)
-        assert sorted(want) == sorted(policy), (sorted(want), sorted(policy))
-        trained = max((policy[n] - base[n]).abs().max().item() for n in policy)
-        diff = max((policy[n] - want[n]).abs().max().item() for n in policy)
         assert trained > 1e-3 and diff < 1e-5, (trained, diff)
         assert torch.equal(policy["model.layers.1.mlp.gate.e_score_correction_bias"],
                            base["model.layers.1.mlp.gate.e_score_correction_bias"])
@@ -280,29 +288,11 @@ def check_deepseek_v3(args, model):
     experts = json.load(open(os.path.join(model, "config.json")))["n_routed_experts"]
     assert len(adapted) == 2 + 3 + 3 * (experts + 1), adapted
     with tempfile.TemporaryDirectory(prefix="spin_peft_deepseek_v3_") as tmp:
-        save = os.path.join(tmp, "save")
-        run(lora_sft_command(args, model, tmp, 12) + ["--output", os.path.join(tmp, "out"), "--lora-alpha", "8",
-                                                      "--lr", "3e-2", "--save-dir", save, "--save-interval", "1"])
-        step = os.path.join(save, "step_00000001")
-        for which in ("lora", "base", "policy"):
-            run([args.spin, "ckpt", "export-hf", step, os.path.join(tmp, which), "--which", which])
-        config = json.load(open(os.path.join(tmp, "lora", "adapter_config.json")))
-        lora = load_file(os.path.join(tmp, "lora", "adapter_model.safetensors"))
-        base = load_file(os.path.join(tmp, "base", "model.safetensors"))
-        policy = load_file(os.path.join(tmp, "policy", "model.safetensors"))
-        scale = config["lora_alpha"] / config["r"]
-        want = dict(base)
-        for name in lora:
-            if name.endswith("lora_A.weight"):
-                module = name[len("base_model.model."):-len("lora_A.weight")]
-                want[module + "weight"] = base[module + "weight"] + (
-                    lora[name[:-len("lora_A.weight")] + "lora_B.weight"] @ lora[name]) * scale
+        lora, config, _, _, diff, trained = sft_adapters_merge(args, model, 12, tmp)
         assert "base_model.model.model.layers.0.self_attn.o_proj.lora_A.weight" in lora, sorted(lora)
         assert "base_model.model.model.layers.1.mlp.experts.3.down_proj.lora_B.weight" in lora, sorted(lora)
         assert not any("_a_proj" in name or "_b_proj" in name for name in lora), sorted(lora)
         assert sorted(config["target_modules"]) == ["down_proj", "gate_proj", "o_proj", "up_proj"], config
-        diff = max((policy[n] - want[n]).abs().max().item() for n in policy)
-        trained = max((policy[n] - base[n]).abs().max().item() for n in policy)
         assert trained > 1e-3 and diff < 1e-5, (trained, diff)
         # PEFT's adapters of the latent attention's projections: not spin's.
         adapter = os.path.join(tmp, "latent")

@@ -121,8 +121,7 @@ void CpuKernels::add_inplace(float* y, const float* x, Index n) const {
   for (Index i = 0; i < n; ++i) y[i] += x[i];
 }
 
-void CpuKernels::copy_2d(void* dst, Index dst_pitch, const void* src, Index src_pitch, Index width,
-                         Index rows) const {
+void CpuKernels::copy_2d(void* dst, Index dst_pitch, const void* src, Index src_pitch, Index width, Index rows) const {
   for (Index r = 0; r < rows; ++r) {
     std::memcpy(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch,
                 static_cast<std::size_t>(width));

@@ -379,8 +379,7 @@ void CudaKernels::add_inplace(float* y, const float* x, Index n) const {
   SPIN_CUDA_CHECK_LAUNCH("add_inplace");
 }
 
-void CudaKernels::copy_2d(void* dst, Index dst_pitch, const void* src, Index src_pitch, Index width,
-                          Index rows) const {
+void CudaKernels::copy_2d(void* dst, Index dst_pitch, const void* src, Index src_pitch, Index width, Index rows) const {
   if (rows == 0 || width == 0) return;
   SPIN_CUDA_CHECK(cudaMemcpy2DAsync(dst, static_cast<std::size_t>(dst_pitch), src, static_cast<std::size_t>(src_pitch),
                                     static_cast<std::size_t>(width), static_cast<std::size_t>(rows),

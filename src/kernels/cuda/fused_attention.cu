@@ -82,7 +82,7 @@ void dispatch(long long head_dim, bool bf16, Launch&& launch) {
     case 64: return with(std::integral_constant<int, 64>());
     case 96: return with(std::integral_constant<int, 96>());
     case 128: return with(std::integral_constant<int, 128>());
-    case 192: return with(std::integral_constant<int, 192>());  // DeepSeek-V3's latent attention
+    case 192: return with(std::integral_constant<int, 192>());  // DeepSeek-V3
     case 256: return with(std::integral_constant<int, 256>());
     default: fail("fused attention: head_dim ", head_dim, " is not 32, 64, 96, 128, 192 or 256");
   }

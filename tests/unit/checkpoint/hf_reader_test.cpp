@@ -208,9 +208,8 @@ TEST_F(HfReaderTest, RowSplitTensorsAreWrittenARowEachAndReadBackByShard) {
 // the layout's block size, or with a scale grid of another shape, an error naming the tensor.
 TEST_F(HfReaderTest, Fp8WeightsAreReadTimesTheirBlockScales) {
   // E4M3 bytes and their values: 1, 2, -1, 0.5, 448 (the largest), 2^-9 (the smallest subnormal), 1.125.
-  const std::vector<std::pair<std::uint8_t, float>> codes = {{0x38, 1.0f},  {0x40, 2.0f},   {0xB8, -1.0f},
-                                                             {0x30, 0.5f},  {0x7E, 448.0f}, {0x01, 0.001953125f},
-                                                             {0x39, 1.125f}};
+  const std::vector<std::pair<std::uint8_t, float>> codes = {
+      {0x38, 1.0f}, {0x40, 2.0f}, {0xB8, -1.0f}, {0x30, 0.5f}, {0x7E, 448.0f}, {0x01, 0.001953125f}, {0x39, 1.125f}};
   std::vector<std::uint8_t> bytes(30);
   std::vector<float> values(30);
   for (std::size_t i = 0; i < 30; ++i) std::tie(bytes[i], values[i]) = codes[(i * 3) % codes.size()];
@@ -235,7 +234,9 @@ TEST_F(HfReaderTest, Fp8WeightsAreReadTimesTheirBlockScales) {
   HfReader reader(dir_.string(), layout);
   Tensor whole = Tensor::zeros({5, 6}), rows = Tensor::zeros({3, 6}), cols = Tensor::zeros({5, 3}),
          plain = Tensor::zeros({2});
-  reader.load({{"w", whole, {5, 6}, -1, 0, 0}, {"w", rows, {5, 6}, 0, 1, 3}, {"w", cols, {5, 6}, 1, 3, 3},
+  reader.load({{"w", whole, {5, 6}, -1, 0, 0},
+               {"w", rows, {5, 6}, 0, 1, 3},
+               {"w", cols, {5, 6}, 1, 3, 3},
                {"n", plain, {2}, -1, 0, 0}});
   for (std::int64_t r = 0; r < 5; ++r) {
     for (std::int64_t c = 0; c < 6; ++c) EXPECT_EQ(whole.f32()[r * 6 + c], want(r, c)) << r << ", " << c;

@@ -125,7 +125,9 @@ TEST_F(Safetensors, ShapeMismatchMissingTensorAndUnreadableDtypeAreErrors) {
     for (int i = 0; i < 8; ++i) out.put(static_cast<char>(fp8.size() >> (8 * i)));
     out << fp8 << "ab";
   }
-  const std::string quantized = error_of([&] { SafetensorsFile(path("fp8.safetensors")).read_shard({"w", two, {2}, -1, 0, 0}); });
+  const std::string quantized = error_of([&] {
+    SafetensorsFile(path("fp8.safetensors")).read_shard({"w", two, {2}, -1, 0, 0});
+  });
   EXPECT_NE(quantized.find("has dtype F8_E4M3; spin reads F32, BF16, F16 and F64 -- an FP8 weight, read only with its "
                            "block scales"),
             std::string::npos)
