@@ -186,6 +186,14 @@ def read_safetensors_numpy(path):
     return out
 
 
+def score_text(args, model, tmp):
+    """spin score's output for tests/data/tiny_score.jsonl on `model`, as text."""
+    out_file = os.path.join(tmp, "scores.jsonl")
+    run_ok(args.mpiexec, [args.spin, "score", "--model", model, "--input",
+                          os.path.join(ROOT, "tests", "data", "tiny_score.jsonl"), "--output", out_file], 1)
+    return open(out_file).read()
+
+
 def e4m3_values():
     """The 256 OCP FP8 E4M3 (e4m3fn) codes' values by the format's definition (NaN for S.1111.111)."""
     codes = np.arange(256)
@@ -357,13 +365,7 @@ def case_convert(args, tmp):
     shutil.copy(os.path.join(fp8 + "-hf", "config.json"), dequantized)
     write_safetensors(os.path.join(dequantized, "model.safetensors"),
                       [(k, list(v.shape), v.reshape(-1).tolist()) for k, v in got.items()])
-    scores = []
-    for model in (fp8, dequantized):
-        out_file = os.path.join(tmp, "fp8-scores-%d.jsonl" % len(scores))
-        run_ok(args.mpiexec, [args.spin, "score", "--model", model, "--input",
-                              os.path.join(ROOT, "tests", "data", "tiny_score.jsonl"), "--output", out_file], 1)
-        scores.append(open(out_file).read())
-    assert scores[0] == scores[1], scores
+    assert score_text(args, fp8, tmp) == score_text(args, dequantized, tmp)
     moved = max(float(np.abs(want[k] - v).max()) for k, v in read_safetensors_numpy(
         os.path.join(args.models, "tiny-deepseek-v3", "model.safetensors")).items() if k in want and "proj" in k)
     print("tiny-deepseek-v3 as block-scaled FP8: imported at TP 2 as its codes x scales bitwise (%.1e from the "
@@ -378,13 +380,7 @@ def case_convert(args, tmp):
                                                      ("qwen2_5_vl", "tiny-qwen2", "qwen2", "Qwen2ForCausalLM")]:
         text = os.path.join(args.models, name)
         multimodal = multimodal_checkpoint(text, os.path.join(tmp, kind + "-multimodal"), kind)
-        scores = []
-        for model in (text, multimodal):
-            out_file = os.path.join(tmp, "scores-%d.jsonl" % len(scores))
-            run_ok(args.mpiexec, [args.spin, "score", "--model", model, "--input",
-                                  os.path.join(ROOT, "tests", "data", "tiny_score.jsonl"), "--output", out_file], 1)
-            scores.append(open(out_file).read())
-        assert scores[0] == scores[1], scores
+        assert score_text(args, text, tmp) == score_text(args, multimodal, tmp)
         imported = os.path.join(tmp, kind + "-imported")
         ckpt(args, 2, "import-hf", multimodal, imported, "--tp", "2")
         ckpt(args, 1, "export-hf", imported, os.path.join(tmp, kind + "-text"))
