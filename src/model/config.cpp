@@ -554,16 +554,19 @@ std::int64_t ModelConfig::long_rope_context() const {
   return rope_scaling ? rope_scaling->long_switch(max_position_embeddings) : 0;
 }
 
+std::int64_t ModelConfig::attention_matrix_parameters() const {
+  const std::int64_t h = hidden_size;
+  if (!latent_attention()) return h * head_dim * (2 * num_heads + 2 * num_kv_heads);  // q, k, v, o
+  // q_a_proj and q_b_proj (or q_proj), kv_a_proj_with_mqa, kv_b_proj, o_proj from the heads' values.
+  const std::int64_t q_width = num_heads * head_dim;
+  return (q_lora_rank > 0 ? h * q_lora_rank + q_lora_rank * q_width : h * q_width) + h * (kv_lora_rank + rotary_dim) +
+         kv_lora_rank * num_heads * (qk_nope_head_dim + v_head_dim) + num_heads * v_head_dim * h;
+}
+
 std::int64_t ModelConfig::num_parameters() const {
   const std::int64_t h = hidden_size;
-  // Latent attention: q_a_proj (or q_proj), its norm and q_b_proj; kv_a_proj_with_mqa, its norm and kv_b_proj;
-  // o_proj from the heads' values.
-  const std::int64_t q_width = num_heads * head_dim, rope = head_dim - qk_nope_head_dim;
-  const std::int64_t attn =
-      latent_attention() ? (q_lora_rank > 0 ? h * q_lora_rank + q_lora_rank + q_lora_rank * q_width : h * q_width) +
-                               h * (kv_lora_rank + rope) + kv_lora_rank +
-                               kv_lora_rank * num_heads * (qk_nope_head_dim + v_head_dim) + num_heads * v_head_dim * h
-                         : h * head_dim * (2 * num_heads + 2 * num_kv_heads);
+  // (Latent attention's matrices and its two latent norms.)
+  const std::int64_t attn = attention_matrix_parameters() + (latent_attention() ? q_lora_rank + kv_lora_rank : 0);
   // A layer of experts: every expert's projections, the router's [experts, hidden] (and GLM-4.5's
   // correction bias); a shared expert's projections and its gate's [1, hidden]. A dense layer: its MLP.
   const std::int64_t experts =

@@ -293,6 +293,8 @@ struct ModelConfig {
   std::int64_t long_rope_context() const;
   // Parameters of the full (unsharded) model.
   std::int64_t num_parameters() const;
+  // The weights of one layer's attention matrices: q, k, v and o_proj, or latent attention's.
+  std::int64_t attention_matrix_parameters() const;
   // The [hidden] norm weights a decoder layer holds (Llama's two; Gemma 2's four; OLMo 2's two
   // output norms; a parallel residual's one, GPT-NeoX's two; none for OLMo's LayerNorms), and
   // whether the final norm has one.

@@ -316,14 +316,17 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
                                 {w.input_layernorm, w.input_layernorm_bias});
   // The q, k and v products -- into q_raw, k_raw (v_raw) where a family transforms them before
   // attention (qkv_transforms.h: Qwen3's and OLMo 2's norms, OLMo 1.7's clamp) -- then q, k, v.
-  // Latent attention (DeepSeek-V3's) forms q, k and v its own way, RoPE included.
+  // Latent attention (DeepSeek-V3's) forms q, k and v its own way, RoPE included, and its values
+  // without their padding are o_proj's input; in generation it attends over the cached latent.
   const bool latent = ctx.config.latent_attention();
-  if (latent && cache != nullptr) {  // generation: attention over the cached latent
-    latent_attention_cached(ctx, b, w, a.latent, in1, a.q, a.q_bf16, *cache, ctx.config.attention_scores(layer),
-                            ctx.rope_for(layer));
+  const kernels::AttentionScores scores = ctx.config.attention_scores(layer);
+  if (latent && cache != nullptr) {
+    latent_attention_cached(ctx, b, w, a.latent, in1, a.q, a.q_bf16, *cache, scores, ctx.rope_for(layer));
   } else if (latent) {
     latent_attention_forward(ctx, b, w, a.latent, in1, a.q, a.q_bf16, a.k, a.k_bf16, a.v, a.v_bf16,
                              ctx.rope_for(layer));
+    self_attention_forward(ctx, b, a, nullptr, scores, nullptr);
+    latent_attention_output(ctx, b, a.latent, a.attn, a.attn_bf16);
   } else {
     const bool raw = transforms_qk(ctx, w), raw_v = transforms_v(ctx);
     adapted_forward_into(ctx, b, layer, ad, LoraTarget::Q, a, raw ? a.q_raw : a.q, raw ? a.q_raw_bf16 : a.q_bf16, in1,
@@ -333,13 +336,8 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
     adapted_forward_into(ctx, b, layer, ad, LoraTarget::V, a, raw_v ? a.v_raw : a.v, raw_v ? a.v_raw_bf16 : a.v_bf16,
                          in1, w.v_proj, w.bf16.v_proj, w.v_bias, n, d.kv_width());
     qkv_transforms_forward(ctx, w, a, n);
+    self_attention_forward(ctx, b, a, cache, scores, ctx.rope_for(layer));
   }
-  if (!latent || cache == nullptr) {
-    self_attention_forward(ctx, b, a, cache, ctx.config.attention_scores(layer),
-                           latent ? nullptr : ctx.rope_for(layer));
-  }
-  // o_proj's input: the attention's output, or latent attention's values without their padding.
-  if (latent && cache == nullptr) latent_attention_output(ctx, b, a.latent, a.attn, a.attn_bf16);
   const Tensor& o_in = latent ? a.latent.out : a.attn;
   const Tensor& o_in16 = latent ? a.latent.out16 : a.attn_bf16;
   // o_proj's output: x_mid itself, or Gemma 2's before its norm. With a parallel residual both

@@ -6,16 +6,7 @@ namespace spin::model {
 
 double matmul_parameters(const ModelConfig& c) {
   const auto h = static_cast<double>(c.hidden_size);
-  // Latent attention's: q_a_proj and q_b_proj (or q_proj), kv_a_proj_with_mqa, kv_b_proj, o_proj.
-  const auto heads = static_cast<double>(c.num_heads), q_width = heads * static_cast<double>(c.head_dim);
-  const auto q_rank = static_cast<double>(c.q_lora_rank), kv_rank = static_cast<double>(c.kv_lora_rank);
-  const double attention =
-      c.latent_attention()
-          ? (c.q_lora_rank > 0 ? h * q_rank + q_rank * q_width : h * q_width) +
-                h * (kv_rank + static_cast<double>(c.rotary_dim)) +
-                kv_rank * heads * static_cast<double>(c.qk_nope_head_dim + c.v_head_dim) +
-                heads * static_cast<double>(c.v_head_dim) * h
-          : h * static_cast<double>(c.head_dim) * 2.0 * static_cast<double>(c.num_heads + c.num_kv_heads);
+  const auto attention = static_cast<double>(c.attention_matrix_parameters());
   // A layer of experts: the experts a token goes through, and the router; a shared expert and its
   // gate. A dense layer (a dense model's, a mixture's first_dense_layers): its MLP.
   const double shared = c.shared_expert() ? static_cast<double>(c.shared_expert_intermediate_size) : 0.0;

@@ -33,10 +33,7 @@ std::vector<std::int64_t> kv_capacities(const ModelConfig& c, const StageLayers&
 
 KvCache::KvCache(const TpDims& dims, std::int64_t positions, std::vector<std::int64_t> capacities, std::int64_t slots,
                  Device device, DType dtype)
-    : slots_(slots),
-      width_(dims.latent_cache > 0 ? dims.latent_cache : dims.kv_width()),
-      positions_(positions),
-      capacities_(std::move(capacities)) {
+    : slots_(slots), width_(dims.cache_width()), positions_(positions), capacities_(std::move(capacities)) {
   require(!capacities_.empty() && slots >= 1, "KV cache of ", capacities_.size(), " layers and ", slots, " sequences");
   require(dtype == DType::F32 || dtype == DType::BF16, "KV cache of ", dtype_name(dtype), " values");
   std::int64_t total = 0;

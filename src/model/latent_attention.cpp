@@ -14,7 +14,6 @@ namespace {
 struct LatentDims {
   std::int64_t hidden, heads, head_dim, nope, rope, v, q_rank, kv_rank;
   std::int64_t kv_width() const { return heads * (nope + v); }  // kv_b_proj's output columns
-  std::int64_t kv_a_rows() const { return kv_rank + rope; }
 };
 
 LatentDims latent_dims(const TpDims& d, const ModelConfig& c) {
@@ -124,7 +123,7 @@ LatentShapes latent_activation_shapes(const TpDims& d, const ModelConfig& c, std
            {rows, l.kv_rank},
            {rows, l.kv_rank},
            {rows, l.rope},
-           {rows, l.kv_width()},
+           {cached ? 0 : rows, l.kv_width()},  // (generation's absorbed attention forms no kv_b_proj output)
            {rows, d.o_width()},
            {rows, l.heads * l.rope},
            {rows, row},

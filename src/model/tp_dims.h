@@ -42,8 +42,10 @@ struct TpDims {
   // TP rank), 0 otherwise: a generation's KV cache holds that row a token -- its keys, and its values too
   // (model/latent_attention.h) -- in place of kv_width keys and as many values.
   std::int64_t latent_cache = 0;
+  // A KV cache's row a token and layer: its keys' (and as wide its values'), or latent attention's one row.
+  std::int64_t cache_width() const { return latent_cache > 0 ? latent_cache : kv_width(); }
   // The values a KV cache keeps a token and layer: keys and values, or latent attention's one row.
-  std::int64_t cache_values() const { return latent_cache > 0 ? latent_cache : 2 * kv_width(); }
+  std::int64_t cache_values() const { return (latent_cache > 0 ? 1 : 2) * cache_width(); }
 };
 
 // Throws spin::Error naming what is not divisible by tp. GQA with fewer kv heads than TP ranks
