@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes unicode_classes_table.inc: the code-point ranges of the character classes Hugging Face
 tokenizers' pre-tokenizer regular expressions use -- \\p{L} (Lu Ll Lt Lm Lo), \\p{N} (Nd Nl No),
-and for Mistral's Tekken expression the cased letters (Lu Lt, and Ll) and \\p{M} (Mn Mc Me) --
+for Mistral's Tekken expression the cased letters (Lu Lt, and Ll) and \\p{M} (Mn Mc Me), and for
+DeepSeek-V3's \\p{P} (Pc Pd Ps Pe Pi Pf Po) and \\p{S} (Sm Sc Sk So) --
 from this Python's Unicode database (unicodedata.unidata_version); with --nfc,
 unicode_nfc_table.inc: what Normalization Form C needs (the canonical combining classes as runs,
 the canonical decompositions, one or two code points each, and the primary composites: the pairs
@@ -79,6 +80,8 @@ def main():
         print(table("kUppercase", ranges({"Lu", "Lt"})))
         print(table("kLowercase", ranges({"Ll"})))
         print(table("kMarks", ranges({"Mn", "Mc", "Me"})))
+        print(table("kPunctuation", ranges({"Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po"})))
+        print(table("kSymbols", ranges({"Sm", "Sc", "Sk", "So"})))
     print("// clang-format on")
 
 

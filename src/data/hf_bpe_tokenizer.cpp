@@ -84,8 +84,12 @@ struct HfBpeTokenizer::Loader {
       require(!model.contains(key) || model[key].is_null() || model[key] == "", path, ": BPE with ", key,
               " is not supported");
     }
-    if (j.contains("normalizer") && !j["normalizer"].is_null()) {
-      require(j["normalizer"].value("type", "") == "NFC", path, ": normalizer ", json_type(j["normalizer"]),
+    // DeepSeek-V3's is an empty Sequence: none.
+    const json& normalizer = j.contains("normalizer") ? j["normalizer"] : json();
+    const bool none = normalizer.is_null() || (normalizer.value("type", "") == "Sequence" &&
+                                               normalizer.value("normalizers", json::array()).empty());
+    if (!none) {
+      require(normalizer.value("type", "") == "NFC", path, ": normalizer ", json_type(normalizer),
               " is not supported (NFC is)");
       t.nfc_ = true;
     }
@@ -96,8 +100,8 @@ struct HfBpeTokenizer::Loader {
   }
 
   // ByteLevel (its own GPT-2 expression with use_regex), a Split by GPT-2's or Llama-3's
-  // expression followed by ByteLevel without one, or Digits followed by ByteLevel with its
-  // expression (StarCoder's, Granite 3's).
+  // expression followed by ByteLevel without one, Digits followed by ByteLevel with its
+  // expression (StarCoder's, Granite 3's), or DeepSeek-V3's three Splits followed by ByteLevel without one.
   static void pre_tokenizer(HfBpeTokenizer& t, const json& pre) {
     const std::string& path = t.path_;
     const auto byte_level = [&](const json& p) {
@@ -119,16 +123,27 @@ struct HfBpeTokenizer::Loader {
       t.split_ = PreTokenizer::Gpt2;
       return;
     }
-    require(steps.size() == 2 && steps[0].value("type", "") == "Split", path,
-            ": pre-tokenizer sequences other than [Split, ByteLevel] and [Digits, ByteLevel] are not supported");
-    const json& split = steps[0];
-    const std::string pattern = split.at("pattern").value("Regex", "");
-    require(split.value("behavior", "") == "Isolated" && !split.value("invert", false), path,
-            ": Split pre-tokenizers other than behavior Isolated, invert false are not supported");
-    t.split_ = pre_tokenizer_of(pattern);
-    require(t.split_ != PreTokenizer::None, path, ": the pre-tokenizer's expression ", pattern,
-            " is not one spin knows (GPT-2's, Llama-3's, Qwen2's, Tekken's or o200k's)");
-    require(!byte_level(steps[1]), path, ": ByteLevel after a Split must not split again (use_regex false)");
+    require((steps.size() == 2 || steps.size() == 4) && steps[0].value("type", "") == "Split", path,
+            ": pre-tokenizer sequences other than [Split, ByteLevel], [Split, Split, Split, ByteLevel] (DeepSeek-V3's) "
+            "and [Digits, ByteLevel] are not supported");
+    std::vector<std::string> patterns;
+    for (std::size_t k = 0; k + 1 < steps.size(); ++k) {
+      const json& split = steps[k];
+      require(split.value("type", "") == "Split" && split.value("behavior", "") == "Isolated" &&
+                  !split.value("invert", false),
+              path, ": Split pre-tokenizers other than behavior Isolated, invert false are not supported");
+      patterns.push_back(split.at("pattern").value("Regex", ""));
+    }
+    if (patterns.size() == 3) {
+      require(is_deepseek_v3_sequence(patterns), path, ": the pre-tokenizer's three expressions ", patterns[0], ", ",
+              patterns[1], ", ", patterns[2], " are not DeepSeek-V3's, the one sequence of Splits spin knows");
+      t.split_ = PreTokenizer::DeepSeekV3;
+    } else {
+      t.split_ = pre_tokenizer_of(patterns[0]);
+      require(t.split_ != PreTokenizer::None, path, ": the pre-tokenizer's expression ", patterns[0],
+              " is not one spin knows (GPT-2's, Llama-3's, Qwen2's, Tekken's or o200k's)");
+    }
+    require(!byte_level(steps.back()), path, ": ByteLevel after a Split must not split again (use_regex false)");
   }
 
   // The vocabulary and the added tokens; every id's text and kind; each byte's token.

@@ -30,6 +30,13 @@ constexpr std::string_view kTekkenPattern =
 constexpr std::string_view kO200kPattern =
     R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
+// DeepSeek-V3's three, in the order its Sequence runs them; their line breaks in brackets written \r \n
+// (the files have the characters themselves: is_deepseek_v3_sequence reads either).
+constexpr std::string_view kDeepSeekNumbers = R"(\p{N}{1,3})";
+constexpr std::string_view kDeepSeekCjk = "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+";
+constexpr std::string_view kDeepSeekWords =
+    R"([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
 bool letter(char32_t c) { return unicode::is_letter(c); }
 bool number(char32_t c) { return unicode::is_number(c); }
 bool space(char32_t c) { return unicode::is_whitespace(c); }
@@ -141,7 +148,74 @@ std::size_t match_tekken(const CodePoints& s, std::size_t i, bool o200k) {
   return line_breaks_or_spaces(s, i);
 }
 
+// DeepSeek-V3's CJK class: the ideographs U+4E00-U+9FA5, hiragana and katakana (U+3040-U+30FF).
+bool cjk(char32_t c) { return (c >= 0x4E00 && c <= 0x9FA5) || (c >= 0x3040 && c <= 0x30FF); }
+// [!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]: every ASCII punctuation mark and symbol.
+bool ascii_punctuation(char32_t c) {
+  return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) || (c >= 0x5B && c <= 0x60) || (c >= 0x7B && c <= 0x7E);
+}
+bool ascii_letter(char32_t c) { return c < 0x80 && letter(c); }
+bool letter_or_mark(char32_t c) { return letter(c) || unicode::is_mark(c); }                            // [\p{L}\p{M}]
+bool punctuation_or_symbol(char32_t c) { return unicode::is_punctuation(c) || unicode::is_symbol(c); }  // [\p{P}\p{S}]
+
+// DeepSeek-V3's expressions at i: the match's end, or i where none starts there.
+std::size_t match_deepseek_numbers(const CodePoints& s, std::size_t i) {  // \p{N}{1,3}
+  return number(s.cp[i]) ? std::min(run(s, i, number), i + 3) : i;
+}
+std::size_t match_deepseek_cjk(const CodePoints& s, std::size_t i) { return run(s, i, cjk); }
+std::size_t match_deepseek_words(const CodePoints& s, std::size_t i) {
+  const char32_t c = s.cp[i];
+  const bool more = i + 1 < s.size();
+  // [!"#...~][A-Za-z]+
+  if (ascii_punctuation(c) && more && ascii_letter(s.cp[i + 1])) return run(s, i + 1, ascii_letter);
+  // [^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+, the optional code point tried first
+  if (!crlf(c) && !letter(c) && !punctuation_or_symbol(c) && more && letter_or_mark(s.cp[i + 1])) {
+    return run(s, i + 1, letter_or_mark);
+  }
+  if (letter_or_mark(c)) return run(s, i, letter_or_mark);
+  // ' ?[\p{P}\p{S}]+[\r\n]*'
+  if (c == U' ' && more && punctuation_or_symbol(s.cp[i + 1])) {
+    return run(s, run(s, i + 1, punctuation_or_symbol), crlf);
+  }
+  if (punctuation_or_symbol(c)) return run(s, run(s, i, punctuation_or_symbol), crlf);
+  if (space(c)) return line_breaks_or_spaces(s, i);  // \s*[\r\n]+|\s+(?!\S)|\s+
+  return i;                                          // a number (the first Split's), a control character, ...
+}
+
+// `tokenizers`' Split with behavior Isolated: every match of `match` in `text` a piece, and every stretch
+// between matches (code points where none starts) one piece -- appended to `pieces`.
+template <class Match>
+void split_isolated(std::string_view text, Match match, std::vector<std::string_view>& pieces) {
+  const CodePoints s = unicode::decode_utf8(text);
+  const auto piece = [&](std::size_t from, std::size_t to) { return text.substr(s.at[from], s.at[to] - s.at[from]); };
+  std::size_t unmatched = 0;  // where the current stretch without a match began
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t j = match(s, i);
+    if (j == i) {
+      ++i;
+      continue;
+    }
+    if (unmatched < i) pieces.push_back(piece(unmatched, i));
+    pieces.push_back(piece(i, j));
+    unmatched = i = j;
+  }
+  if (unmatched < s.size()) pieces.push_back(piece(unmatched, s.size()));
+}
+
+// `pattern` with its line-break characters written as the escapes \r and \n.
+std::string escaped_line_breaks(std::string_view pattern) {
+  std::string out;
+  for (const char c : pattern)
+    out += c == '\r' ? std::string("\\r") : c == '\n' ? std::string("\\n") : std::string(1, c);
+  return out;
+}
+
 }  // namespace
+
+bool is_deepseek_v3_sequence(const std::vector<std::string>& patterns) {
+  return patterns.size() == 3 && patterns[0] == kDeepSeekNumbers && patterns[1] == kDeepSeekCjk &&
+         escaped_line_breaks(patterns[2]) == kDeepSeekWords;
+}
 
 PreTokenizer pre_tokenizer_of(std::string_view pattern) {
   return pattern == kLlama3Pattern   ? PreTokenizer::Llama3
@@ -154,6 +228,13 @@ PreTokenizer pre_tokenizer_of(std::string_view pattern) {
 
 std::vector<std::string_view> pre_tokenize(PreTokenizer p, std::string_view text) {
   if (p == PreTokenizer::None) return {text};
+  if (p == PreTokenizer::DeepSeekV3) {  // three Splits, each over the pieces of the one before
+    std::vector<std::string_view> numbers, cjk_runs, pieces;
+    split_isolated(text, match_deepseek_numbers, numbers);
+    for (const std::string_view piece : numbers) split_isolated(piece, match_deepseek_cjk, cjk_runs);
+    for (const std::string_view piece : cjk_runs) split_isolated(piece, match_deepseek_words, pieces);
+    return pieces;
+  }
   const CodePoints s = unicode::decode_utf8(text);
   const std::size_t max_digits = p == PreTokenizer::Qwen2 ? 1 : 3;  // numbers' pieces (GPT-2: not used)
   std::vector<std::string_view> pieces;

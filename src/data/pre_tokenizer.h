@@ -1,20 +1,27 @@
 // The pre-tokenizers of byte-level BPE tokenizers: the regular expressions of GPT-2, Llama-3,
-// Qwen2, Mistral's Tekken and OpenAI's o200k (Phi-4-mini, Llama 4), written out as code over Unicode classes (unicode_classes.h). Each
+// Qwen2, Mistral's Tekken and OpenAI's o200k (Phi-4-mini, Llama 4), and DeepSeek-V3's three in sequence,
+// written out as code over Unicode classes (unicode_classes.h). Each
 // matches as the engine that runs it does -- Oniguruma in Hugging Face `tokenizers`, fancy-regex
 // in tiktoken: leftmost-first alternation, greedy with backtracking -- so the pieces are theirs
 // (tested through HfBpeTokenizer against both libraries).
 #pragma once
 
+#include <string>
 #include <string_view>
 #include <vector>
 
 namespace spin::data {
 
-enum class PreTokenizer { None, Gpt2, Llama3, Qwen2, Tekken, O200k };
+enum class PreTokenizer { None, Gpt2, Llama3, Qwen2, Tekken, O200k, DeepSeekV3 };
 
 // The expression `pattern`, spelled as tokenizer.json's Split or tekken.json's config.pattern
 // spell it, as one of these; None for any other.
 PreTokenizer pre_tokenizer_of(std::string_view pattern);
+// DeepSeek-V3's (V3, R1, V3.1): not one expression but three Isolated Splits in sequence, each over the
+// pieces of the one before -- numbers of up to three digits, runs of CJK ideographs and kana, then words,
+// punctuation and whitespace (a stretch none of these matches stays one piece). Whether `patterns`, as
+// tokenizer.json spells them (its line breaks in brackets as the characters or as \r \n), are those.
+bool is_deepseek_v3_sequence(const std::vector<std::string>& patterns);
 
 // The pieces `text` splits into (the whole text for None), in order, covering it.
 std::vector<std::string_view> pre_tokenize(PreTokenizer p, std::string_view text);

@@ -34,6 +34,16 @@ QWEN3_SPECIALS = QWEN2_SPECIALS + ["<think>", "</think>"]
 PHI4_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|im_sep|>"]
 SMOLLM3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 GRANITE_SPECIALS = ["<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>", "<|tool_call|>"]
+# DeepSeek-R1-Distill-Qwen's: Qwen2's tokenization with DeepSeek's BOS and EOS (special) and its chat markers
+# and think tokens as added tokens that are not special (as its tokenizer.json has them).
+DEEPSEEK_SPECIALS = ["<｜end▁of▁sentence｜>", "<｜begin▁of▁sentence｜>"]
+# DeepSeek-V3's pre-tokenizer (its tokenizer.json): three Isolated Splits, then ByteLevel; the third
+# expression's line breaks in brackets are the characters themselves, as in the published file.
+DEEPSEEK_V3_SPLITS = [
+    r"\p{N}{1,3}", "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
+    r"""[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^""" + "\r\n" + r"""\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[""" +
+    "\r\n" + r"]*|\s*[" + "\r\n" + r"]+|\s+(?!\S)|\s+"]
+DEEPSEEK_ADDED = ["<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"]
 COHERE_SPECIALS = ["<BOS_TOKEN>", "<EOS_TOKEN>", "<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>",
                    "<|CHATBOT_TOKEN|>", "<|SYSTEM_TOKEN|>"]
 # Phi-4-mini's chat tokens; the markers take the whitespace after them (rstrip, as Phi-3's
@@ -90,6 +100,12 @@ NFC_POOL = POOL + ["e\u0301", "A\u030a", "a\u0323\u0307", "a\u0307\u0323", "\u11
 O200K_POOL = POOL + ["CamelCase", "XMLHttp", "'S", "'Ll", "ÉTÉ", "<|end|>", "<|user|>", " <|end|> "] * 2
 
 
+# DeepSeek-V3's: POOL with kana, CJK next to Latin, Unicode punctuation and symbols (its \\p{P} and \\p{S}), marks
+# that open a word, digits in long runs, a control character (no alternative of its matches it).
+DEEPSEEK_POOL = POOL + ["ひらがな", "カタカナー", "中文abc", "々", "«»", "—", "…", "！", "¿", "§", "°", "±", "\u0301", " \u0301",
+                        "\u0007", "1234567", "::", ".com", "_x", "(", ")"] * 2
+
+
 def texts(rng, pool=POOL):
     fixed = ["", " ", "  ", "hello", " hello", "  hello", "hello world", "Hello, World!", "don't I'm we'll THEY'RE",
              "'s 'S 'Re 'LL x's", "12345678 9 10 3.14159", "a\nb", "a\n\nb", "a \n b", "a  \n\n  b", "line\r\nbreak",
@@ -101,6 +117,10 @@ def texts(rng, pool=POOL):
         fixed += ["HelloWorld's DON'T CamelCase'S XMLHttpRequest", "ÉCOLE's naïveTé'LL", "a'sb 'dX x'Re'm",
                   "1234567 12 3", "<|user|>  hi<|end|>\n", "x \t<|end|> y", "<|assistant|>\n\n", " \u3000<|end|>",
                   "<|system|>\u00a0a <|end|><|user|>", "a<|end|><|end|>  b", "path/to/file\n/x"]
+    if pool is DEEPSEEK_POOL:  # DeepSeek-V3's own cases: each Split's pieces and the stretches none matches
+        fixed += ["中文abc日本語", "ひらがなカタカナ漢字", "ー々〆", "«quote» ¿qué? — 1,234,567.89", ".Hello,world",
+                  "_private __init__", "a\u0301b \u0301c", "x\u0007y\u0007", " \u200b\u200bz", "$100 €20 ±3°",
+                  "line.\r\n\r\nnext", "!!\n\nx", "  \u0301", "<｜User｜>hi<｜Assistant｜>", "1日2本"]
     if pool is NFC_POOL:
         fixed += ["cafe\u0301 vs caf\u00e9", "\u212bngstr\u00f6m \u2126", "a\u0307\u0323b", "\u1100\u1161\u11a8\uac00",
                   "<|im_start|>e\u0301<|im_end|>", "<|im_end|>\u0338", "1234 5678", "x\u0344y"]
@@ -123,13 +143,21 @@ def build(kind, out, rng):
         specials = [AddedToken(s, lstrip=left, rstrip=right, normalized=False, special=True)
                     for s, left, right in O200K_SPECIALS]
         pool = O200K_POOL
-    elif kind in ("qwen2", "qwen3"):
+    elif kind == "deepseek_v3":
+        tok = Tokenizer(models.BPE())
+        tok.normalizer = normalizers.Sequence([])
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(r), behavior="isolated", invert=False) for r in DEEPSEEK_V3_SPLITS] +
+            [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        specials, pool = DEEPSEEK_SPECIALS, DEEPSEEK_POOL
+    elif kind in ("qwen2", "qwen3", "deepseek_r1"):
         tok = Tokenizer(models.BPE())
         tok.normalizer = normalizers.NFC()
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(QWEN2), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-        specials, pool = (QWEN2_SPECIALS if kind == "qwen2" else QWEN3_SPECIALS), NFC_POOL
+        specials = {"qwen2": QWEN2_SPECIALS, "qwen3": QWEN3_SPECIALS, "deepseek_r1": DEEPSEEK_SPECIALS}[kind]
+        pool = NFC_POOL
     elif kind == "granite":  # StarCoder's, Granite 3's: every digit a piece, then GPT-2's expression
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -151,6 +179,8 @@ def build(kind, out, rng):
     trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(corpus(rng, 3000), trainer)
+    if kind in ("deepseek_v3", "deepseek_r1"):
+        tok.add_tokens([AddedToken(a, normalized=False, special=False) for a in DEEPSEEK_ADDED])
     os.makedirs(out, exist_ok=True)
     tok.save(os.path.join(out, "tokenizer.json"))
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
@@ -168,6 +198,11 @@ def build(kind, out, rng):
         elif kind == "granite":  # as Granite 3.3's (its template writes no BOS)
             json.dump({"bos_token": "<|end_of_text|>", "eos_token": "<|end_of_text|>", "pad_token": "<|end_of_text|>",
                        "chat_template": GRANITE31_CHAT}, f)
+        elif kind in ("deepseek_v3", "deepseek_r1"):  # as DeepSeek-V3's, DeepSeek-R1-Distill-Qwen's
+            json.dump({"bos_token": DEEPSEEK_SPECIALS[1], "eos_token": DEEPSEEK_SPECIALS[0],
+                       "pad_token": DEEPSEEK_SPECIALS[0],
+                       "chat_template": DEEPSEEK_V3_CHAT if kind == "deepseek_v3" else DEEPSEEK_R1_CHAT},
+                      f, ensure_ascii=False)
         elif kind == "phi4":  # as Phi-4's (its template writes no BOS)
             json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
                        "chat_template": PHI4_CHAT}, f)
@@ -203,6 +238,12 @@ def build(kind, out, rng):
     if kind == "phi4":  # its tokenization is llama3's: only the chat format is tested
         chat_cases(tok, out, PHI4_CHAT, "<|endoftext|>", "<|endoftext|>")
         print("phi4: vocabulary %d, chat cases" % tok.get_vocab_size())
+        return
+    if kind == "deepseek_v3":
+        chat_cases(tok, out, DEEPSEEK_V3_CHAT, DEEPSEEK_SPECIALS[1], DEEPSEEK_SPECIALS[0], more=DEEPSEEK_CONVERSATIONS)
+    if kind == "deepseek_r1":  # its tokenization is qwen2's: only R1's chat format is tested
+        r1_chat_cases(tok, out, DEEPSEEK_SPECIALS[1], DEEPSEEK_SPECIALS[0])
+        print("deepseek_r1: vocabulary %d, chat cases" % tok.get_vocab_size())
         return
     if kind == "qwen3":  # its tokenization is qwen2's: only the chat format is tested
         chat_cases(tok, out, QWEN3_CHAT, None, "<|im_end|>", template_kwargs={"enable_thinking": False})
@@ -439,9 +480,76 @@ SMOLLM3_CONVERSATIONS = [
 ]
 
 
+# DeepSeek-V3's chat template (tokenizer_config.json, V3-0324's): BOS, every system message joined by a blank
+# line, <｜User｜> and <｜Assistant｜> turns; its tool branches never taken here.
+DEEPSEEK_V3_CHAT = (
+    "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}"
+    "{% set ns = namespace(is_first=false, is_tool=false, is_output_first=true, system_prompt='', is_first_sp=true) %}"
+    "{%- for message in messages %}{%- if message['role'] == 'system' %}{%- if ns.is_first_sp %}"
+    "{% set ns.system_prompt = ns.system_prompt + message['content'] %}{% set ns.is_first_sp = false %}{%- else %}"
+    "{% set ns.system_prompt = ns.system_prompt + '\\n\\n' + message['content'] %}{%- endif %}{%- endif %}{%- endfor %}"
+    "{{bos_token}}{{ns.system_prompt}}{%- for message in messages %}{%- if message['role'] == 'user' %}"
+    "{%- set ns.is_tool = false -%}{{'<｜User｜>' + message['content']}}{%- endif %}"
+    "{%- if message['role'] == 'assistant' and message['content'] is not none %}{%- if ns.is_tool %}"
+    "{{'<｜tool▁outputs▁end｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}{%- set ns.is_tool = false -%}"
+    "{%- else %}{{'<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}{%- endif %}{%- endif %}"
+    "{%- endfor -%}{% if ns.is_tool %}{{'<｜tool▁outputs▁end｜>'}}{% endif %}"
+    "{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜>'}}{% endif %}")
+
+# DeepSeek-R1's chat template (R1-0528's, and its distilled Qwen and Llama models'), its tool branches left
+# out: the last system message, earlier answers after their </think>, the generation prompt opening the
+# think block.
+DEEPSEEK_R1_CHAT = (
+    "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}"
+    "{% set ns = namespace(is_first=false, is_tool=false, is_output_first=true, system_prompt='') %}"
+    "{%- for message in messages %}{%- if message['role'] == 'system' %}{% set ns.system_prompt = message['content'] %}"
+    "{%- endif %}{%- endfor %}{{bos_token}}{{ns.system_prompt}}{%- for message in messages %}"
+    "{%- if message['role'] == 'user' %}{%- set ns.is_tool = false -%}{{'<｜User｜>' + message['content']}}{%- endif %}"
+    "{%- if message['role'] == 'assistant' and message['content'] is not none %}{%- if ns.is_tool %}"
+    "{{'<｜tool▁outputs▁end｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}{%- set ns.is_tool = false -%}"
+    "{%- else %}{% set content = message['content'] %}{% if '</think>' in content %}"
+    "{% set content = content.split('</think>')[-1] %}{% endif %}"
+    "{{'<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>'}}{%- endif %}{%- endif %}{%- endfor -%}"
+    "{% if ns.is_tool %}{{'<｜tool▁outputs▁end｜>'}}{% endif %}"
+    "{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜><think>\\n'}}{% endif %}")
+
+# DeepSeek's own cases: system messages after the first (V3 joins them all, R1 keeps the last), an earlier
+# answer with its reasoning (R1 keeps what follows </think>), a response that reasons.
+DEEPSEEK_CONVERSATIONS = [
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "a"}, {"role": "system", "content": "Be kind.\n"},
+     {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}],
+    [{"role": "user", "content": "2+3?"}, {"role": "assistant", "content": "<think>\nadd them</think>\n\n5"},
+     {"role": "user", "content": "and 2+4?"}, {"role": "assistant", "content": "Adding.\n</think>\n\n6"}],
+]
+
+
+def r1_chat_cases(tok, out, bos, eos):
+    """chat_cases_deepseek_r1.json: R1's prompt ids from transformers' apply_chat_template with the
+    generation prompt (its think block opened); the response is what the model writes after it -- the
+    reasoning, </think> and the answer as `tokenizers` encodes the text (</think> the added token), then
+    EOS. (The template's whole conversation is no oracle for it: R1's template writes an answer without its
+    reasoning and without the generation prompt's <think>.)"""
+    from transformers import PreTrainedTokenizerFast
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos)
+    fast.chat_template = DEEPSEEK_R1_CHAT
+    conversations = [
+        [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "Two and two.\n</think>\n\n4"}],
+        [{"role": "system", "content": "  You are terse.\n"}, {"role": "user", "content": "Hello there!  "},
+         {"role": "assistant", "content": " Hi.\n\n"}],
+    ] + DEEPSEEK_CONVERSATIONS
+    cases = []
+    for conv in conversations:
+        prompt = fast.apply_chat_template(conv[:-1], add_generation_prompt=True, tokenize=True)
+        response = tok.encode(conv[-1]["content"], add_special_tokens=False).ids + [tok.token_to_id(eos)]
+        cases.append({"messages": conv, "prompt_ids": prompt, "response_ids": response})
+    with open(os.path.join(out, "chat_cases_deepseek_r1.json"), "w") as f:
+        json.dump(cases, f, ensure_ascii=False, indent=0)
+
+
 def main():
     root = sys.argv[1]
-    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4", "o200k", "cohere", "granite", "smollm3"):
+    for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4", "o200k", "cohere", "granite", "smollm3",
+                                      "deepseek_v3", "deepseek_r1"):
         build(kind, os.path.join(root, kind), random.Random(7))
 
 

@@ -163,7 +163,12 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     token, not renormalised) with qwen3's; olmoe: a tiny OLMoE (q and k normed across their heads, four experts)
     with llama3's; qwen2_moe: a tiny Qwen2-MoE (q, k, v biases, four experts beside a shared expert) with
     qwen2's; granitemoe: a tiny GraniteMoE (Granite's multipliers, four experts in 3-D tensors) with llama3's;
-    granite4: a tiny Granite 4.0 of attention layers (the MLP as shared_mlp) with llama3's."""
+    granite4: a tiny Granite 4.0 of attention layers (the MLP as shared_mlp) with llama3's; deepseek_v3: a tiny
+    DeepSeek-V3 (latent attention, its mixture after a dense layer) with hf_bpe/deepseek_v3's tokenizer (DeepSeek-V3's
+    three Splits; <｜end▁of▁sentence｜> 0, <｜begin▁of▁sentence｜> 1, its markers and think tokens 1200-1203; V3's chat
+    template); deepseek_r1: a tiny Qwen2 with hf_bpe/deepseek_r1's (DeepSeek-R1-Distill-Qwen's: Qwen2's tokenization,
+    the same ids, R1's chat template)."""
+    deepseek = kind in ("deepseek_v3", "deepseek_r1")  # vocabulary 1204: EOS 0, BOS 1
     qwen = kind in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe", "phi4")  # their token ids: BOS 0, EOS 2
     bos_is_eos = kind in ("o200k", "granite")  # BOS and EOS the one id 0
     gemma = kind in ("gemma", "gemma2", "gemma3")
@@ -177,9 +182,10 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
              "olmo": ["--olmo"], "olmo2": ["--olmo2"], "stablelm": ["--stablelm"], "cohere": ["--cohere"],
              "gpt_neox": ["--gpt-neox"], "phi": ["--phi2"], "mixtral": ["--mixtral"],
              "qwen3_moe": ["--qwen3-moe"], "olmoe": ["--olmoe"], "qwen2_moe": ["--qwen2-moe"],
-             "granitemoe": ["--granitemoe", "--tie"], "granite4": ["--granite-hybrid", "rope", "--tie"]}[kind]
+             "granitemoe": ["--granitemoe", "--tie"], "granite4": ["--granite-hybrid", "rope", "--tie"],
+             "deepseek_v3": ["--deepseek-v3"], "deepseek_r1": ["--qwen2", "--tie"]}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
-                    "400" if spm else "5000" if tekken else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
+                    "400" if spm else "5000" if tekken else "1204" if deepseek else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)
     spm_dir = {"gemma": "gemma_spm", "gemma2": "gemma_spm", "gemma3": "gemma3_spm"}.get(kind, kind)
     spm_file = "tokenizer.model.v7" if kind == "mistral_v7_spm" else "tokenizer.model"
@@ -200,6 +206,7 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
     config["bos_token_id"], config["eos_token_id"] = ((2, 1) if gemma else (1, 2) if spm or tekken else
+                                                      (1, 0) if deepseek else
                                                       (0, 0) if bos_is_eos else (0, 3) if kind == "cohere" else
                                                       (0, 2 if qwen else list(eos)))
     with open(os.path.join(path, "config.json"), "w") as f:

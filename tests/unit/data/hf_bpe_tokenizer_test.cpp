@@ -1,13 +1,12 @@
 // Byte-level BPE tokenizer.json files against Hugging Face `tokenizers` (the oracle that made
 // tests/data/hf_bpe: make_hf_bpe_fixtures.py): for a Llama-3-style, a GPT-2-style, a
 // Qwen2-style tokenizer (NFC normalizer; its texts add what NFC changes), an o200k-style one
-// (added tokens that strip the whitespace beside them) and a StarCoder-style one (Granite 3's:
-// digits split before the expression), 340-351 texts each (edge cases of the expressions and
-// random strings of letters, digits, scripts, whitespace kinds, punctuation, emoji, special
-// tokens) give the same pre-tokenizer pieces, the same ids and the same decoded text; specials
-// come from tokenizer_config.json; unsupported files are refused by name. Mistral's Tekken
-// against mistral-common; the Unicode classes and NFC against Python's unicodedata. (The chat
-// templates over these fixtures: prompt_template_test.cpp.)
+// (added tokens that strip the whitespace beside them), a StarCoder-style one (Granite 3's:
+// digits split before the expression) and a DeepSeek-V3-style one (three Splits in sequence), 340-355 texts each (edge
+// cases of the expressions and random strings of letters, digits, scripts, whitespace kinds, punctuation, emoji,
+// special tokens) give the same pre-tokenizer pieces, the same ids and the same decoded text; specials come from
+// tokenizer_config.json; unsupported files are refused by name. Mistral's Tekken against mistral-common; the Unicode
+// classes and NFC against Python's unicodedata. (The chat templates over these fixtures: prompt_template_test.cpp.)
 #include "data/hf_bpe_tokenizer.h"
 
 #include <gtest/gtest.h>
@@ -90,6 +89,37 @@ TEST(HfBpeTokenizer, DigitsThenByteLevelMatchesHuggingFaceTokenizers) {
   std::ofstream((dir / "tokenizer.json").string(), std::ios::trunc) << j.dump();
   const std::string e = testing::error_of([&] { HfBpeTokenizer bad((dir / "tokenizer.json").string()); });
   EXPECT_NE(e.find("ByteLevel with add_prefix_space after Digits is not supported"), std::string::npos) << e;
+  fs::remove_all(dir);
+}
+
+// DeepSeek-V3's pre-tokenizer (V3's, R1's, V3.1's): three Isolated Splits, each over the pieces of the one
+// before -- numbers of up to three digits (any script's), runs of CJK ideographs and kana, then ASCII
+// punctuation before ASCII letters, words with marks, punctuation and symbols (\p{P}, \p{S}), whitespace --
+// under an empty normalizer Sequence: 355 texts give `tokenizers`' ids, pieces and text; a stretch that no
+// alternative of the third matches (a zero-width space before a space) stays a piece of its own. The file's
+// line breaks read as characters or as escapes; three other expressions are refused by name.
+TEST(HfBpeTokenizer, DeepSeekV3SplitsMatchHuggingFaceTokenizers) {
+  expect_oracle_agrees("deepseek_v3", false, 355);
+  const std::string path = std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/deepseek_v3/tokenizer.json";
+  const HfBpeTokenizer t(path);
+  std::vector<std::string> pieces;
+  for (std::string_view p : t.pre_tokenize(" \u200b\u200bz 12345\u4e2d\u6587abc")) pieces.emplace_back(p);
+  EXPECT_EQ(pieces, (std::vector<std::string>{" ", "\u200b", "\u200bz", " ", "123", "45", "\u4e2d\u6587", "abc"}));
+  const fs::path dir = fs::temp_directory_path() / ("spin_deepseek_splits_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ifstream in(path);
+  nlohmann::json j = nlohmann::json::parse(in);
+  std::string words = j["pre_tokenizer"]["pretokenizers"][2]["pattern"]["Regex"];
+  ASSERT_NE(words.find("\r\n"), std::string::npos);  // the characters, as published
+  for (std::size_t at; (at = words.find("\r\n")) != std::string::npos;) words.replace(at, 2, "\\r\\n");
+  j["pre_tokenizer"]["pretokenizers"][2]["pattern"]["Regex"] = words;
+  std::ofstream((dir / "tokenizer.json").string()) << j.dump();
+  EXPECT_EQ(HfBpeTokenizer((dir / "tokenizer.json").string()).encode("a\r\n\r\nb 12345"), t.encode("a\r\n\r\nb 12345"));
+  words.replace(words.find("\\p{M}"), 6, "");
+  j["pre_tokenizer"]["pretokenizers"][2]["pattern"]["Regex"] = words;
+  std::ofstream((dir / "tokenizer.json").string(), std::ios::trunc) << j.dump();
+  const std::string e = testing::error_of([&] { HfBpeTokenizer bad((dir / "tokenizer.json").string()); });
+  EXPECT_NE(e.find("are not DeepSeek-V3's, the one sequence of Splits spin knows"), std::string::npos) << e;
   fs::remove_all(dir);
 }
 
@@ -272,6 +302,16 @@ TEST(UnicodeClasses, LettersNumbersAndWhitespaceAsTheRegularExpressionsClassThem
   for (char32_t c : {U'ʰ', U'日', U'ー', U'1'}) EXPECT_FALSE(unicode::is_uppercase(c) || unicode::is_lowercase(c));
   for (char32_t c : {U'\u0301', U'\u093f', U'\u20dd'}) EXPECT_TRUE(unicode::is_mark(c));
   for (char32_t c : {U'a', U'_', U'ʰ'}) EXPECT_FALSE(unicode::is_mark(c));
+  // DeepSeek-V3's: \p{P} (Pc Pd Ps Pe Pi Pf Po) and \p{S} (Sm Sc Sk So), apart from each other and the rest.
+  for (char32_t c : {U'_', U'-', U'(', U')', U'«', U'»', U'!', U'¿', U'—', U'…', U'\u3001', U'\uff01'}) {
+    EXPECT_TRUE(unicode::is_punctuation(c) && !unicode::is_symbol(c)) << static_cast<std::uint32_t>(c);
+  }
+  for (char32_t c : {U'$', U'+', U'^', U'`', U'|', U'€', U'°', U'±', U'™', U'🙂'}) {
+    EXPECT_TRUE(unicode::is_symbol(c) && !unicode::is_punctuation(c)) << static_cast<std::uint32_t>(c);
+  }
+  for (char32_t c : {U'a', U'1', U' ', U'\u0301', U'\u200b', U'\u0007', U'日'}) {
+    EXPECT_FALSE(unicode::is_punctuation(c) || unicode::is_symbol(c)) << static_cast<std::uint32_t>(c);
+  }
   const unicode::CodePoints s = unicode::decode_utf8("a\xc3\xa9\xff🙂");
   EXPECT_EQ(s.cp, (std::vector<char32_t>{U'a', U'é', 0xFFFFFFFF, U'🙂'}));
   EXPECT_EQ(s.at, (std::vector<std::size_t>{0, 1, 3, 4, 8}));

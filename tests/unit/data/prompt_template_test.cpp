@@ -61,6 +61,44 @@ std::unique_ptr<Tokenizer> expect_chosen(const std::string& dir, PromptTemplate 
   return t;
 }
 
+// DeepSeek's formats: deepseek-v3 against V3's template's prompts and responses on a tokenizer built as
+// DeepSeek-V3's (its three Splits, its markers added); deepseek-r1 on DeepSeek-R1-Distill-Qwen's tokens
+// (Qwen2's tokenization, its markers and think tokens added) against R1's template's prompts -- the think
+// block opened, earlier answers cut at </think> -- with the response the text the model writes after <think>
+// (</think> its added token), then EOS. auto picks each by its chat template and refuses other DeepSeek ones.
+TEST(HfBpeTokenizer, DeepSeekTemplatesMatchApplyChatTemplate) {
+  expect_chat_cases("hf_bpe/deepseek_v3", PromptTemplate::DeepSeekV3, "");
+  expect_chat_cases("hf_bpe/deepseek_r1", PromptTemplate::DeepSeekR1, "", "chat_cases_deepseek_r1.json");
+  expect_chosen("hf_bpe/deepseek_v3", PromptTemplate::DeepSeekV3, "<｜end▁of▁sentence｜>");
+  const auto r1 = expect_chosen("hf_bpe/deepseek_r1", PromptTemplate::DeepSeekR1, "<｜end▁of▁sentence｜>");
+  EXPECT_EQ(choose_prompt_template("deepseek-v3", r1.get()), PromptTemplate::DeepSeekV3);  // named: taken
+  expect_needs_token(PromptTemplate::DeepSeekR1, "deepseek-r1", "<｜User｜>");
+
+  // R1's first release (no think block in its generation prompt) and a V3-like template that keeps only the
+  // last system message: neither is a template spin writes -- refused.
+  const fs::path dir = fs::temp_directory_path() / ("spin_deepseek_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const auto refused = [&](const std::string& fixture, const std::string& from, const std::string& to) {
+    const std::string files = std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + fixture;
+    fs::copy_file(files + "/tokenizer.json", dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+    std::ifstream in(files + "/tokenizer_config.json");
+    nlohmann::json config = nlohmann::json::parse(in);
+    std::string chat_template = config.at("chat_template");
+    const std::size_t at = chat_template.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    config["chat_template"] = chat_template.replace(at, from.size(), to);
+    std::ofstream(dir / "tokenizer_config.json", std::ios::trunc) << config.dump();
+    const auto t = Tokenizer::load(dir.string());
+    const std::string e = testing::error_of([&] { choose_prompt_template("auto", t.get()); });
+    EXPECT_NE(e.find("a DeepSeek one (<｜User｜> and <｜Assistant｜> turns) other than R1's and V3's"),
+              std::string::npos)
+        << e;
+  };
+  refused("deepseek_r1", "<｜Assistant｜><think>\\n'}}", "<｜Assistant｜>'}}");
+  refused("deepseek_v3", "ns.system_prompt + '\\n\\n' + message['content']", "message['content']");
+  fs::remove_all(dir);
+}
+
 // The llama3 template with Llama-3-Instruct's Jinja template: contents trimmed, the response
 // ending with <|eot_id|>.
 TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
@@ -176,13 +214,16 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   const std::string not_dots = testing::error_of([&] { choose_prompt_template("auto", dots.get()); });
   EXPECT_NE(not_dots.find("the tokenizer's chat format is dots.llm1's"), std::string::npos) << not_dots;
   EXPECT_EQ(choose_prompt_template("chatml", dots.get()), PromptTemplate::ChatMl);  // named: taken
-  // DeepSeek-V3's (<｜User｜> ... <｜Assistant｜>) neither.
+  // A DeepSeek template (<｜User｜> ... <｜Assistant｜>) neither R1's nor V3's: refused.
   std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
       << R"({"eos_token": "<|im_end|>", "chat_template": "{{ bos_token }}{{ '<｜User｜>' + message['content'] }})"
          R"({{ '<｜Assistant｜>' }}"})";
   const auto deepseek = Tokenizer::load(smol.string());
   const std::string not_deepseek = testing::error_of([&] { choose_prompt_template("auto", deepseek.get()); });
-  EXPECT_NE(not_deepseek.find("the tokenizer's chat format is DeepSeek's"), std::string::npos) << not_deepseek;
+  EXPECT_NE(not_deepseek.find("the tokenizer's chat template is a DeepSeek one (<｜User｜> and <｜Assistant｜> "
+                              "turns) other than R1's and V3's"),
+            std::string::npos)
+      << not_deepseek;
   fs::remove_all(smol);
   const auto mini = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/o200k");
   EXPECT_EQ(choose_prompt_template("auto", mini.get()), PromptTemplate::Phi4Mini);
@@ -449,7 +490,7 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
   EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
                    "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, "
-                   "granite3.1, granite4 or smollm3)"),
+                   "granite3.1, granite4, smollm3, deepseek-v3 or deepseek-r1)"),
             std::string::npos)
       << e;
 }
