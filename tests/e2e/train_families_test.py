@@ -110,6 +110,12 @@ def case_hf_tokenizer(args, tmp):
     # norms train and stay equal on both TP ranks (one exported copy).
     train_family(args, config, tmp, "qwen3", "model.layers.1.self_attn.q_norm.weight")
     print("Qwen3 + qwen3 template at TP 2 in bf16: 6 steps, first loss log 2, head norms trained, exported")
+    # DeepSeek-R1-Distill-Qwen's tokenizer (Qwen2's tokenization, DeepSeek's BOS / EOS and markers) on a Qwen2:
+    # auto picks deepseek-r1 by its chat template; the prompts end with R1's open think block, generation stops
+    # at <｜end▁of▁sentence｜>.
+    train_family(args, config, tmp, "deepseek_r1", "model.layers.0.self_attn.k_proj.bias", "deepseek-r1")
+    print("DeepSeek-R1-Distill-Qwen's tokenizer + deepseek-r1 template at TP 2 in bf16: 6 steps, first loss log 2, "
+          "exported")
     # Gemma (GeGLU, 1 + w norms, scaled tied embeddings) with a SentencePiece model in Gemma's
     # layout: auto picks gemma; generation stops at <end_of_turn> (5), which ends the ground truth
     # too; the norms train; exported tied, as a gemma.
