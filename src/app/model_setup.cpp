@@ -26,17 +26,9 @@ model::LoraConfig lora_settings(std::int64_t rank, double alpha, bool rslora, do
   lora.alpha = alpha;
   lora.rslora = rslora;
   lora.dropout = dropout;
-  lora.targets = model::parse_lora_targets(targets, (prefix + "targets").c_str());
-  auto& gate = lora.targets[static_cast<std::size_t>(model::LoraTarget::Gate)];
-  const bool all = targets == "all-linear" || targets == "all";
-  if (!model.gated_mlp && all) gate = false;
-  if (model.latent_attention() && all) {  // DeepSeek-V3's: o_proj and the MLP's (model::ModelWeights::adapters)
-    for (const model::LoraTarget t : {model::LoraTarget::Q, model::LoraTarget::K, model::LoraTarget::V}) {
-      lora.targets[static_cast<std::size_t>(t)] = false;
-    }
-  }
-  require(model.gated_mlp || !gate || rank == 0, prefix, "targets = \"", targets,
-          "\": the model's MLP has no gate_proj (a plain MLP: up_proj, its activation, down_proj)");
+  const std::string setting = prefix + "targets";
+  lora.targets = model::parse_lora_targets(targets, setting.c_str());
+  if (rank > 0) lora.targets = model::lora_targets_of_model(model, lora.targets, targets, setting.c_str());
   lora.validate(prefix.c_str());
   return lora;
 }
@@ -105,11 +97,13 @@ void merge_adapter(const std::string& adapter_dir, const PeftAdapter& adapter, c
                      const kernels::Kernels& kernels) {
   std::map<std::pair<std::int64_t, double>, std::vector<std::string>> groups;  // -> spin's module names
   const HfLayout files = model::hf_layout(config);
+  // PEFT adapts the modules of target_modules that the model has ("all-linear": every projection).
+  const auto targets = model::lora_targets_of_model(config, adapter.lora.targets, "all-linear", "target_modules");
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
     const std::string layer = "model.layers." + std::to_string(l) + ".";
     for (int t = 0; t < model::kLoraTargets; ++t) {
       const auto target = static_cast<model::LoraTarget>(t);
-      if (!adapter.lora.targets_(target)) continue;
+      if (!targets[static_cast<std::size_t>(t)]) continue;
       for (const model::LoraModule& m : model::lora_modules(config, target, l)) {
         const std::string module = files.renamed(config.hf_weight_prefix + layer + m.peft);
         groups[adapter.module_rank_alpha(module)].push_back(layer + m.spin + ".");
@@ -118,6 +112,7 @@ void merge_adapter(const std::string& adapter_dir, const PeftAdapter& adapter, c
   }
   for (const auto& [rank_alpha, modules] : groups) {
     model::LoraConfig lora = adapter.lora;
+    lora.targets = targets;
     std::tie(lora.rank, lora.alpha) = rank_alpha;
     const model::ModelWeights adapters = model::ModelWeights::adapters(config, lora, dims, stage, 1, weights.device());
     std::vector<ShardedTensor> mine;

@@ -193,8 +193,9 @@ void declare(OptionTable& t, TrainConfig& c) {
         "dropout of each adapter's input in training (PEFT's lora_dropout), its masks keyed by sample, position and "
         "feature: the same under any layout");
   t.add("lora.targets", &c.lora_targets,
-        "the adapted projections: all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-        "down_proj (or NeMo's attention_qkv, attention_dense, mlp_fc1, mlp_fc2)");
+        "the adapted projections: all-linear (every one the model has), or a list of q_proj, k_proj, v_proj, "
+        "o_proj, gate_proj, up_proj, down_proj, DeepSeek's q_a_proj, q_b_proj, kv_a_proj_with_mqa, kv_b_proj (or "
+        "NeMo's attention_qkv, attention_dense, mlp_fc1, mlp_fc2)");
   t.add("parallel.tp", &c.tp, "tensor-parallel size");
   t.add("parallel.pp", &c.pp, "pipeline-parallel size (data-parallel = world / (tp x pp))");
   t.add("parallel.pp_layers", &c.pp_layers, "layers per pipeline stage, e.g. 3,5 (empty: even)");

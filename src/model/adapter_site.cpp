@@ -34,6 +34,28 @@ void adapter_site_backward(const ModelContext& ctx, const AdapterSite& site, flo
   if (masked) ctx.k.dropout(dx, site.dropout->x.f32(), n, in, site.mask, true);
 }
 
+void adapter_site_input_backward(const ModelContext& ctx, const AdapterSite& site, const float* dy, const Tensor& dy16,
+                                 const Tensor& du, const Tensor& du16, float* dx, std::int64_t first,
+                                 std::int64_t count, std::int64_t in, std::int64_t out) {
+  const auto& k = ctx.k;
+  const std::int64_t r = site.w.a.shape()[0];
+  const bool masked = site.dropout != nullptr;
+  float* into = masked ? site.dropout->x.f32() : dx;  // under dropout, the unmasked gradient first
+  const float beta = masked ? 0.0f : 1.0f;
+  if (site.w16.a.defined()) {  // mixed precision: the projection's products' precision
+    k.gemm_bf16(false, false, count, r, out, site.scale, dy16.bf16(), out, site.w16.b.bf16(), r, 0.0f, du.f32(), r);
+    k.to_bf16(du16.bf16(), du.f32(), count * r);
+    k.gemm_bf16(false, false, count, in, r, 1.0f, du16.bf16(), r, site.w16.a.bf16(), in, beta, into, in);
+  } else {
+    k.gemm(false, false, count, r, out, site.scale, dy, out, site.w.b.f32(), r, 0.0f, du.f32(), r);
+    k.gemm(false, false, count, in, r, 1.0f, du.f32(), r, site.w.a.f32(), in, beta, into, in);
+  }
+  if (!masked) return;
+  kernels::Kernels::DropoutMask rows = site.mask;
+  rows.row_keys += first;
+  k.dropout(dx, into, count, in, rows, true);
+}
+
 std::pair<float*, float*> adapter_grads(const ModelContext& ctx, const LoraFactors& grad, LoraTarget t,
                                         const Tensor& replicated, std::int64_t slot) {
   float* whole = ctx.tp.size() > 1 ? replicated.f32() + slot * replicated.shape()[1] : nullptr;

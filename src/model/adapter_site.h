@@ -44,6 +44,14 @@ void adapter_site_backward(const ModelContext& ctx, const AdapterSite& site, flo
                            const Tensor& dy16, const Tensor& x, const Tensor& x16, const Tensor& du, const Tensor& du16,
                            float* dx, std::int64_t n, std::int64_t in, std::int64_t out);
 
+// A replicated projection's adapter's part of its input gradient over rows [first, first + count) of the
+// site's alone (model/latent_attention.h: each TP rank forms its share of the rows'): dx += (scale dy B) A
+// through the dropout's mask of those rows. dy, dx: those rows'; dy16 their bf16 as the projection's
+// backward left it (mixed precision). du, du16: [count, rank] scratch.
+void adapter_site_input_backward(const ModelContext& ctx, const AdapterSite& site, const float* dy, const Tensor& dy16,
+                                 const Tensor& du, const Tensor& du16, float* dx, std::int64_t first,
+                                 std::int64_t count, std::int64_t in, std::int64_t out);
+
 // Where an adapter's factors' gradients go (da, db): the split factor's into its gradient `grad`;
 // the replicated one's (a column-parallel adapter's A, a row-parallel one's B) -- each rank's
 // partial sum under TP -- into slot `slot` of `replicated` ([slots, rank x hidden], all-reduced once

@@ -68,9 +68,14 @@ struct AdapterDropout {
   // input).
   Tensor x, x16;
 
-  // The mask of adapter `target` of layer `layer` (global indices) over columns from `col_offset`.
+  // The mask of adapter `target` of layer `layer` (global indices) over columns from `col_offset`: the
+  // dense projections' streams layer * 8 + target, latent attention's (LoraTarget::QA and after: 7, 8, 9)
+  // streams of their own, so that adding them moved no earlier target's mask.
   kernels::Kernels::DropoutMask mask(std::int64_t layer, int target, std::int64_t col_offset) const {
-    return {row_keys, seed, static_cast<std::uint32_t>(layer * 8 + target), p, col_offset};
+    constexpr int kDenseTargets = 7;
+    const std::int64_t stream = target < kDenseTargets ? layer * 8 + target
+                                                       : 0x40000000 + layer * 4 + (target - kDenseTargets);
+    return {row_keys, seed, static_cast<std::uint32_t>(stream), p, col_offset};
   }
   // The mask of expert `expert`'s adapter `target` in a mixture of experts (the shared expert's:
   // expert = num_experts) over the grouped rows whose keys `keys` holds -- a stream of its own, apart

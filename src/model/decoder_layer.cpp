@@ -221,15 +221,16 @@ void adapter_backward(const ModelContext& ctx, const BatchGeometry& b, std::int6
 }
 
 // The replicated factors' gradients (adapter_grads' partial sums) summed over TP and added: the
-// layer's targets', then a mixture's experts'.
+// layer's targets', then a mixture's experts'. (A replicated projection's adapter -- latent attention's
+// q_a_proj's, kv_a_proj_with_mqa's -- has its gradients whole on every rank already.)
 void reduce_adapter_gradients(const ModelContext& ctx, LayerWeights& g, LayerGradScratch& s) {
   if (ctx.tp.size() == 1) return;
   const std::int64_t slot = s.lora_replicated.shape()[1];
   ctx.tp.all_reduce(s.lora_replicated.f32(), static_cast<std::size_t>(s.lora_replicated.numel()));
   const auto add = [&](const LoraFactors& grad, LoraTarget t, std::int64_t at) {
-    if (!grad.a.defined()) return;
+    if (!grad.a.defined() || lora_replicated(t)) return;
     const Tensor& whole = lora_row_parallel(t) ? grad.b : grad.a;
-    ctx.k.add_inplace(whole.f32(), s.lora_replicated.f32() + at * slot, slot);
+    ctx.k.add_inplace(whole.f32(), s.lora_replicated.f32() + at * slot, whole.numel());
   };
   for (int t = 0; t < kLoraTargets; ++t) add(g.lora[static_cast<std::size_t>(t)], static_cast<LoraTarget>(t), t);
   const std::size_t experts = g.experts.size();
@@ -321,10 +322,9 @@ void decoder_layer_forward(const ModelContext& ctx, const LayerWeights& w, std::
   const bool latent = ctx.config.latent_attention();
   const kernels::AttentionScores scores = ctx.config.attention_scores(layer);
   if (latent && cache != nullptr) {
-    latent_attention_cached(ctx, b, w, a.latent, in1, a.q, a.q_bf16, *cache, scores, ctx.rope_for(layer));
+    latent_attention_cached(ctx, b, layer, w, ad, a, in1, *cache, scores, ctx.rope_for(layer));
   } else if (latent) {
-    latent_attention_forward(ctx, b, w, a.latent, in1, a.q, a.q_bf16, a.k, a.k_bf16, a.v, a.v_bf16,
-                             ctx.rope_for(layer));
+    latent_attention_forward(ctx, b, layer, w, ad, a, in1, ctx.rope_for(layer));
     self_attention_forward(ctx, b, a, nullptr, scores, nullptr);
     latent_attention_output(ctx, b, a.latent, a.attn, a.attn_bf16);
   } else {
@@ -480,8 +480,7 @@ void decoder_layer_backward(const ModelContext& ctx, const LayerWeights& w, Laye
   const bool shared = !own_norm;
   if (latent) {
     const ColumnInput in1 = shared ? in2 : column_input(ctx, b, norm_output(a.n1, a.n1_bf16, a.x_in), a.n1_bf16);
-    latent_attention_backward(ctx, b, w, g, a.latent, s.latent, in1, s.dq, s.dk, s.dv, s.dy_bf16, s.d_norm, shared,
-                              ctx.rope_for(layer));
+    latent_attention_backward(ctx, b, layer, w, g, ad, a, s, in1, shared, ctx.rope_for(layer));
     column_parallel_norm_backward(ctx, b, s.d_norm, s.d_norm_weight, dx,
                                   input_norm_grads(g.input_layernorm, g.input_layernorm_bias), a.x_in.f32(),
                                   {w.input_layernorm, w.input_layernorm_bias}, a.rstd1.f32());

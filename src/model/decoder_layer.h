@@ -114,10 +114,12 @@ std::int64_t product_grad_values(const TpDims& d, const ModelConfig& c, std::int
 // LoRA's: the rows of target t's saved u (LayerActivations::lora_u) -- a mixture's MLP targets'
 // over its grouped rows and its shared expert's rows --, the slots of the replicated factors'
 // gradients (LayerGradScratch::lora_replicated: the layer's targets, then a mixture's experts' and
-// shared expert's three each), and the keys of a mixture's grouped rows under LoRA's dropout of its
-// experts' adapters (MoeActivations::row_keys; 0 without).
+// shared expert's three each) and each slot's floats (rank x the widest whole factor's input or output:
+// hidden, or latent attention's q_lora_rank or kv_lora_rank), and the keys of a mixture's grouped rows
+// under LoRA's dropout of its experts' adapters (MoeActivations::row_keys; 0 without).
 std::int64_t lora_u_rows(const ModelConfig& c, LoraTarget t, std::int64_t rows);
 std::int64_t lora_replicated_slots(const ModelConfig& c, const LoraConfig& lora);
+std::int64_t lora_replicated_slot(const ModelConfig& c, const LoraConfig& lora, const TpDims& d);
 std::int64_t moe_dropout_keys(const ModelConfig& c, const LoraConfig& lora, std::int64_t rows);
 
 // Scratch buffers of the backward, shared by all layers; d_residual carries d loss / d x
@@ -135,7 +137,7 @@ struct LayerGradScratch {
   // Gemma 2: the gradient of o_proj's or down_proj's output, before its norm (the residual rows).
   Tensor d_output;
   // LoRA: d/d u of one adapter [rows, rank] (float32, and its bf16 in mixed precision); the
-  // layer's replicated factors' gradients from this rank ([lora_replicated_slots, rank x hidden]: a
+  // layer's replicated factors' gradients from this rank ([lora_replicated_slots, lora_replicated_slot]: a
   // column-parallel target's A, a row-parallel one's B), all-reduced over TP before they are
   // added; and where the frozen norms' weight gradients go, unused ([hidden]).
   Tensor lora_du, lora_du16, lora_replicated, frozen_norm;

@@ -1,9 +1,11 @@
 #include "model/latent_attention.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "core/error.h"
-#include "model/decoder_layer.h"  // KvCacheView
+#include "model/adapter_site.h"
+#include "model/decoder_layer.h"  // KvCacheView, LayerActivations, LayerGradScratch
 #include "model/linear.h"
 
 namespace spin::model {
@@ -76,28 +78,79 @@ void rope_query_part(const ModelContext& ctx, const BatchGeometry& b, const Late
   k.copy_2d(q + offset, l.head_dim * es, scratch, l.rope * es, l.rope * es, n * l.heads);
 }
 
+// A latent projection's LoRA adapter over the layer's rows, or its B's rows [first, first + count) alone
+// (kv_a_proj_with_mqa's two blocks, each its own product): the factors an AdapterSite reads by reference,
+// held here so that they outlive it.
+struct LatentAdapter {
+  LoraFactors w, w16;
+  float scale = 0.0f;
+  Tensor u;
+  const AdapterDropout* dropout = nullptr;
+  kernels::Kernels::DropoutMask mask;
+  AdapterSite site() const { return {w, w16, scale, u, dropout, mask}; }
+};
+
+// Adapter t of layer `layer` (its B's rows [first, first + count); count < 0: all), or none where `ad`
+// does not adapt t. Its input is whole on every rank (column-parallel or replicated): the mask's columns
+// from 0.
+std::optional<LatentAdapter> latent_adapter(const BatchGeometry& b, std::int64_t layer, const LayerWeights* ad,
+                                            const LayerActivations& a, LoraTarget t, std::int64_t first = 0,
+                                            std::int64_t count = -1) {
+  const auto ti = static_cast<std::size_t>(t);
+  if (ad == nullptr || !ad->lora[ti].a.defined()) return std::nullopt;
+  const auto rows = [&](const Tensor& m) {
+    return count < 0 || !m.defined() ? m : m.view(first * m.shape()[1], {count, m.shape()[1]});
+  };
+  const LoraFactors& f = ad->lora[ti];
+  const LoraFactors& f16 = ad->bf16.lora[ti];
+  LatentAdapter out{{f.a, rows(f.b)}, {f16.a, rows(f16.b)}, ad->lora_scale, a.lora_u[ti], b.dropout, {}};
+  if (b.dropout != nullptr) out.mask = b.dropout->mask(layer, static_cast<int>(t), 0);
+  return out;
+}
+
+// y (float32, or in mixed precision bf16 y16 in place) += the adapter's term for x (x16), keeping its u.
+void add_adapter(const ModelContext& ctx, const std::optional<LatentAdapter>& adapter, const LayerActivations& a,
+                 const Tensor& x, const Tensor& x16, const Tensor& y, const Tensor& y16, std::int64_t n,
+                 std::int64_t in, std::int64_t out) {
+  if (!adapter) return;
+  adapter_site_forward(ctx, adapter->site(), a.lora_u32, x, x16, y16.defined() ? nullptr : y.f32(),
+                       y16.defined() ? y16.bf16() : nullptr, n, in, out);
+}
+
 // The queries (q_a_proj, its norm, q_b_proj -- or q_proj), c normed and the rotated key from n1 (`in`),
-// RoPE applied to the queries' rotated parts and the key (`rope` null: none): what the training forward
-// and generation's absorbed attention both start from.
-void latent_inputs(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w, LatentActivations& a,
-                   const ColumnInput& in, const Tensor& q, const Tensor& q16, const RopeTable* rope) {
+// RoPE applied to the queries' rotated parts and the key (`rope` null: none), each projection with its
+// adapter where `ad` has one: what the training forward and generation's absorbed attention both start from.
+void latent_inputs(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights& w,
+                   const LayerWeights* ad, LayerActivations& la, const ColumnInput& in, const RopeTable* rope) {
   const auto& kern = ctx.k;
+  LatentActivations& a = la.latent;
+  const Tensor &q = la.q, &q16 = la.q_bf16;
   const LatentDims l = latent_dims(ctx.dims, ctx.config);
   const std::int64_t n = b.rows, q_width = ctx.dims.q_width();
   const Tensor none;
+  const auto adapter = [&](LoraTarget t, std::int64_t first = 0, std::int64_t count = -1) {
+    return latent_adapter(b, layer, ad, la, t, first, count);
+  };
   if (l.q_rank > 0) {
     linear_forward_into(ctx, a.q_latent, a.q_latent16, in.x, in.x16, w.q_a_proj, w.bf16.q_a_proj, none, n, l.hidden,
                         l.q_rank);
+    add_adapter(ctx, adapter(LoraTarget::QA), la, in.x, in.x16, a.q_latent, a.q_latent16, n, l.hidden, l.q_rank);
     latent_norm_forward(ctx, a.q_normed, a.q_normed16, a.rstd_q, a.q_latent, a.q_latent16, w.q_a_norm, n, l.q_rank);
     linear_forward_into(ctx, q, q16, a.q_normed, a.q_normed16, w.q_proj, w.bf16.q_proj, none, n, l.q_rank, q_width);
+    add_adapter(ctx, adapter(LoraTarget::Q), la, a.q_normed, a.q_normed16, q, q16, n, l.q_rank, q_width);
   } else {
     linear_forward_into(ctx, q, q16, in.x, in.x16, w.q_proj, w.bf16.q_proj, none, n, l.hidden, q_width);
+    add_adapter(ctx, adapter(LoraTarget::Q), la, in.x, in.x16, q, q16, n, l.hidden, q_width);
   }
-  // The latent c and the rotated key: kv_a_proj_with_mqa's two row blocks, each its own product.
+  // The latent c and the rotated key: kv_a_proj_with_mqa's two row blocks, each its own product (its
+  // adapter's u formed for each, the same).
   linear_forward_into(ctx, a.c_kv, a.c_kv16, in.x, in.x16, weight_rows(w.kv_a_proj, 0, l.kv_rank),
                       weight_rows(w.bf16.kv_a_proj, 0, l.kv_rank), none, n, l.hidden, l.kv_rank);
+  add_adapter(ctx, adapter(LoraTarget::KvA, 0, l.kv_rank), la, in.x, in.x16, a.c_kv, a.c_kv16, n, l.hidden, l.kv_rank);
   linear_forward_into(ctx, a.k_rope, a.k_rope16, in.x, in.x16, weight_rows(w.kv_a_proj, l.kv_rank, l.rope),
                       weight_rows(w.bf16.kv_a_proj, l.kv_rank, l.rope), none, n, l.hidden, l.rope);
+  add_adapter(ctx, adapter(LoraTarget::KvA, l.kv_rank, l.rope), la, in.x, in.x16, a.k_rope, a.k_rope16, n, l.hidden,
+              l.rope);
   latent_norm_forward(ctx, a.c_normed, a.c_normed16, a.rstd_c, a.c_kv, a.c_kv16, w.kv_a_norm, n, l.kv_rank);
   if (rope == nullptr) return;
   const bool mixed = q16.defined();
@@ -172,16 +225,19 @@ void LatentGradScratch::allocate(const TpDims& d, const ModelConfig& c, std::int
   d_c_kv = t[2], d_kv = t[3], d_out = t[4], d_q_rope = t[5], frozen_norm = t[6];
 }
 
-void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w,
-                              LatentActivations& a, const ColumnInput& in, const Tensor& q, const Tensor& q16,
-                              const Tensor& k, const Tensor& k16, const Tensor& v, const Tensor& v16,
-                              const RopeTable* rope) {
+void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
+                              const LayerWeights& w, const LayerWeights* ad, LayerActivations& la,
+                              const ColumnInput& in, const RopeTable* rope) {
   const auto& kern = ctx.k;
+  LatentActivations& a = la.latent;
+  const Tensor &q16 = la.q_bf16, &k = la.k, &k16 = la.k_bf16, &v = la.v, &v16 = la.v_bf16;
   const LatentDims l = latent_dims(ctx.dims, ctx.config);
   const std::int64_t n = b.rows;
-  latent_inputs(ctx, b, w, a, in, q, q16, rope);
+  latent_inputs(ctx, b, layer, w, ad, la, in, rope);
   linear_forward_into(ctx, a.kv, a.kv16, a.c_normed, a.c_normed16, w.kv_b_proj, w.bf16.kv_b_proj, Tensor(), n,
                       l.kv_rank, l.kv_width());
+  add_adapter(ctx, latent_adapter(b, layer, ad, la, LoraTarget::KvB), la, a.c_normed, a.c_normed16, a.kv, a.kv16, n,
+              l.kv_rank, l.kv_width());
   const bool mixed = q16.defined();
   const Bytes kb = bytes_of(k, k16), vb = bytes_of(v, v16), kvb = bytes_of(a.kv, a.kv16), kr = bytes_of(a.k_rope, a.k_rope16);
   const std::int64_t es = kb.size;
@@ -195,16 +251,64 @@ void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, c
   kern.copy_2d(vb.p, pitch, kvb.p + l.nope * es, kv_pitch, l.v * es, n * l.heads);
 }
 
-void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w,
-                             LatentActivations& a, const ColumnInput& in, const Tensor& q, const Tensor& q16,
-                             const KvCacheView& cache, const kernels::AttentionScores& scores, const RopeTable* rope) {
+// Generation's kv_b_proj adapter (`f`, `f16`: its factors; absorbed attention): every head's absorbed query
+// += scale (q_c B_kc) A (`queries`) or its output += scale (o_latent A^T) B_vc^T (not `queries`), B_kc and
+// B_vc the head's key-content and value rows of B; the [rows, rank] products through the adapter's u
+// buffers (their values unused: no backward).
+void absorbed_adapter(const ModelContext& ctx, const LatentDims& l, const LayerActivations& la, const LoraFactors& f,
+                      const LoraFactors& f16, float scale, std::int64_t n, bool queries) {
   const auto& kern = ctx.k;
+  const LatentActivations& a = la.latent;
+  const std::int64_t r = f.a.shape()[0], row = l.kv_rank + l.rope, b_rows = l.nope + l.v;
+  const bool mixed = la.q_bf16.defined();
+  const Tensor& t = la.lora_u[static_cast<std::size_t>(LoraTarget::KvB)];  // [rows, rank]: bf16 in mixed precision
+  for (std::int64_t h = 0; h < l.heads; ++h) {
+    const std::int64_t b_first = (h * b_rows + (queries ? 0 : l.nope)) * r;
+    if (mixed) {
+      if (queries) {
+        kern.gemm_bf16(false, false, n, r, l.nope, 1.0f, la.q_bf16.bf16() + h * l.head_dim, l.heads * l.head_dim,
+                       f16.b.bf16() + b_first, r, 0.0f, la.lora_u32.f32(), r);
+      } else {
+        kern.gemm_bf16(false, true, n, r, l.kv_rank, 1.0f, a.out_latent16.bf16() + h * row, l.heads * row,
+                       f16.a.bf16(), l.kv_rank, 0.0f, la.lora_u32.f32(), r);
+      }
+      kern.to_bf16(t.bf16(), la.lora_u32.f32(), n * r);
+      if (queries) {
+        kern.gemm_bf16(false, false, n, l.kv_rank, r, scale, t.bf16(), r, f16.a.bf16(), l.kv_rank, 1.0f,
+                       a.q_absorbed16.bf16() + h * row, l.heads * row);
+      } else {
+        kern.gemm_bf16(false, true, n, l.v, r, scale, t.bf16(), r, f16.b.bf16() + b_first, r, 1.0f,
+                       a.out16.bf16() + h * l.v, l.heads * l.v);
+      }
+    } else if (queries) {
+      kern.gemm(false, false, n, r, l.nope, 1.0f, la.q.f32() + h * l.head_dim, l.heads * l.head_dim,
+                f.b.f32() + b_first, r, 0.0f, t.f32(), r);
+      kern.gemm(false, false, n, l.kv_rank, r, scale, t.f32(), r, f.a.f32(), l.kv_rank, 1.0f,
+                a.q_absorbed.f32() + h * row, l.heads * row);
+    } else {
+      kern.gemm(false, true, n, r, l.kv_rank, 1.0f, a.out_latent.f32() + h * row, l.heads * row, f.a.f32(), l.kv_rank,
+                0.0f, t.f32(), r);
+      kern.gemm(false, true, n, l.v, r, scale, t.f32(), r, f.b.f32() + b_first, r, 1.0f, a.out.f32() + h * l.v,
+                l.heads * l.v);
+    }
+  }
+}
+
+void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
+                             const LayerWeights& w, const LayerWeights* ad, LayerActivations& la,
+                             const ColumnInput& in, const KvCacheView& cache, const kernels::AttentionScores& scores,
+                             const RopeTable* rope) {
+  const auto& kern = ctx.k;
+  LatentActivations& a = la.latent;
+  const Tensor &q = la.q, &q16 = la.q_bf16;
   const LatentDims l = latent_dims(ctx.dims, ctx.config);
   const std::int64_t n = b.rows, row = l.kv_rank + l.rope;
   const bool mixed = q16.defined();
   require(cache.bf16 == mixed, "KV cache in ", cache.bf16 ? "bf16" : "float32", " for a layer computing in ",
           mixed ? "bf16" : "float32");
-  latent_inputs(ctx, b, w, a, in, q, q16, rope);
+  latent_inputs(ctx, b, layer, w, ad, la, in, rope);
+  const auto kv_b = static_cast<std::size_t>(LoraTarget::KvB);
+  const bool kv_b_adapter = ad != nullptr && ad->lora[kv_b].a.defined();
   const Bytes qb = bytes_of(q, q16), kr = bytes_of(a.k_rope, a.k_rope16), cn = bytes_of(a.c_normed, a.c_normed16);
   const Bytes cached = bytes_of(a.cached_row, a.cached_row16), qa = bytes_of(a.q_absorbed, a.q_absorbed16);
   const std::int64_t es = qb.size;
@@ -229,6 +333,7 @@ void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, co
                 w.kv_b_proj.f32() + h * kv_stride, l.kv_rank, 0.0f, a.q_absorbed.f32() + h * row, l.heads * row);
     }
   }
+  if (kv_b_adapter) absorbed_adapter(ctx, l, la, ad->lora[kv_b], ad->bf16.lora[kv_b], ad->lora_scale, n, true);
   kern.copy_2d(qa.p + l.kv_rank * es, row * es, qb.p + l.nope * es, l.head_dim * es, l.rope * es, n * l.heads);
   // Attention over the cached rows: one kv head of `row` dimensions whose values are the keys' row.
   if (mixed) {
@@ -253,6 +358,7 @@ void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, co
                 w.kv_b_proj.f32() + values, l.kv_rank, 0.0f, a.out.f32() + h * l.v, l.heads * l.v);
     }
   }
+  if (kv_b_adapter) absorbed_adapter(ctx, l, la, ad->lora[kv_b], ad->bf16.lora[kv_b], ad->lora_scale, n, false);
 }
 
 void latent_attention_output(const ModelContext& ctx, const BatchGeometry& b, LatentActivations& a, const Tensor& attn,
@@ -270,15 +376,33 @@ void latent_attention_output_backward(const ModelContext& ctx, const BatchGeomet
   ctx.k.copy_2d(d_attn.raw(), d.head_dim * es, s.d_out.raw(), d.v_head_dim * es, d.v_head_dim * es, b.rows * d.heads);
 }
 
-void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w, LayerWeights& g,
-                               const LatentActivations& a, LatentGradScratch& s, const ColumnInput& in,
-                               const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dy16,
-                               const Tensor& d_norm, bool accumulate, const RopeTable* rope) {
+void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
+                               const LayerWeights& w, LayerWeights& g, const LayerWeights* ad,
+                               const LayerActivations& la, LayerGradScratch& gs, const ColumnInput& in,
+                               bool accumulate, const RopeTable* rope) {
   const auto& kern = ctx.k;
+  const LatentActivations& a = la.latent;
+  LatentGradScratch& s = gs.latent;
+  const Tensor &dq = gs.dq, &dk = gs.dk, &dv = gs.dv, &dy16 = gs.dy_bf16, &d_norm = gs.d_norm;
   float* d_n1 = d_norm.f32();
   const LatentDims l = latent_dims(ctx.dims, ctx.config);
   const std::int64_t n = b.rows, q_width = ctx.dims.q_width();
   constexpr std::int64_t es = sizeof(float);
+  const auto adapter = [&](LoraTarget t, std::int64_t first = 0, std::int64_t count = -1) {
+    return latent_adapter(b, layer, ad, la, t, first, count);
+  };
+  // A column-parallel projection's adapter (q_b_proj's, kv_b_proj's), right after its projection's backward
+  // (whose bf16 dy it reads): its whole factor's gradient a partial sum for the layer's reduction, its input
+  // gradient (+=) this rank's part, as its projection's.
+  const auto column_adapter_backward = [&](LoraTarget t, const float* dy, const Tensor& x, const Tensor& x16, float* dx,
+                                           std::int64_t in_width, std::int64_t out_width) {
+    const std::optional<LatentAdapter> site = adapter(t);
+    if (!site) return;
+    const auto ti = static_cast<std::size_t>(t);
+    const auto [da, db] = adapter_grads(ctx, g.lora[ti], t, gs.lora_replicated, static_cast<std::int64_t>(ti));
+    adapter_site_backward(ctx, site->site(), da, db, dy, dy16, x, x16, gs.lora_du, gs.lora_du16, dx, n, in_width,
+                          out_width);
+  };
 
   // The latents' gradients from this rank's heads: the rotated key's (the sum over the heads, RoPE
   // undone), c's normed (kv_b_proj's input gradient) and q's normed (q_b_proj's).
@@ -298,13 +422,17 @@ void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, 
   kern.copy_2d(d_kv + l.nope * es, kv_pitch, dv.raw(), pitch, l.v * es, n * l.heads);
   linear_backward(ctx, s.d_c_normed.f32(), f32_or_null(g.kv_b_proj), s.d_kv.f32(), dy16, a.c_normed, a.c_normed16,
                   w.kv_b_proj, w.bf16.kv_b_proj, n, l.kv_rank, l.kv_width(), false);
+  column_adapter_backward(LoraTarget::KvB, s.d_kv.f32(), a.c_normed, a.c_normed16, s.d_c_normed.f32(), l.kv_rank,
+                          l.kv_width());
   if (l.q_rank > 0) {
     linear_backward(ctx, s.d_q_normed.f32(), f32_or_null(g.q_proj), dq.f32(), dy16, a.q_normed, a.q_normed16, w.q_proj,
                     w.bf16.q_proj, n, l.q_rank, q_width, false);
+    column_adapter_backward(LoraTarget::Q, dq.f32(), a.q_normed, a.q_normed16, s.d_q_normed.f32(), l.q_rank, q_width);
   } else {  // q_proj reads n1 itself: its input gradient is column-parallel's, this rank's heads' part
     linear_backward(ctx, d_n1, f32_or_null(g.q_proj), dq.f32(), dy16, in.x, in.x16, w.q_proj, w.bf16.q_proj, n,
                     l.hidden, q_width, accumulate);
     accumulate = true;
+    column_adapter_backward(LoraTarget::Q, dq.f32(), in.x, in.x16, d_n1, l.hidden, q_width);
   }
   // Summed over TP (one all-reduce of the three, float32), they are the whole gradients on every rank: the
   // replicated part's backward runs as with one rank -- its weights' gradients whole on each, the same.
@@ -317,28 +445,44 @@ void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, 
     latent_norm_backward(ctx, s.d_q_latent, norm_grad(g.q_a_norm), s.d_q_normed, a.q_latent, a.q_latent16, w.q_a_norm,
                          a.rstd_q, n, l.q_rank);
   }
-  // Each replicated projection: its weight's gradient over every row, and its input gradient over this
-  // rank's share of the rows alone (the others' rows are theirs), which the TP reduction of d n1 sums.
+  // Each replicated projection (and its adapter): its weight's gradient over every row, and its input gradient
+  // over this rank's share of the rows alone (the others' rows are theirs), which the TP reduction of d n1 sums.
   const std::int64_t share = (n + ctx.tp.size() - 1) / ctx.tp.size();
   const std::int64_t first = std::min(n, share * ctx.tp.rank()), mine = std::min(n, first + share) - first;
   if (!accumulate) d_norm.zero_();
+  const bool mixed = in.x16.defined();
   const auto replicated_backward = [&](const Tensor& dy, float* dw, const Tensor& weight, const Tensor& weight16,
-                                       std::int64_t out) {
+                                       std::int64_t out, LoraTarget t, std::int64_t b_first) {
+    const std::optional<LatentAdapter> site = adapter(t, b_first, out);
     if (dw != nullptr) {
       linear_backward(ctx, nullptr, dw, dy.f32(), dy16, in.x, in.x16, weight, weight16, n, l.hidden, out, true);
+    }
+    if (site) {  // (dy16: bf16(dy) of every row, as the weight's backward rounds it -- or here, the weight frozen)
+      if (dw == nullptr && mixed) kern.to_bf16(dy16.bf16(), dy.f32(), n * out);
+      const LoraFactors& grad = g.lora[static_cast<std::size_t>(t)];
+      const std::int64_t r = grad.a.shape()[0];
+      adapter_site_backward(ctx, site->site(), grad.a.f32(), grad.b.f32() + b_first * r, dy.f32(), dy16, in.x, in.x16,
+                            gs.lora_du, gs.lora_du16, nullptr, n, l.hidden, out);
     }
     if (mine > 0) {
       linear_backward(ctx, d_n1 + first * l.hidden, nullptr, dy.f32() + first * out, dy16, in.x, in.x16, weight,
                       weight16, mine, l.hidden, out, true);
+      if (site) {  // dy16 now holds those rows' bf16, from the product above
+        adapter_site_input_backward(ctx, site->site(), dy.f32() + first * out, dy16, gs.lora_du, gs.lora_du16,
+                                    d_n1 + first * l.hidden, first, mine, l.hidden, out);
+      }
     }
   };
   float* dw_kv_a = f32_or_null(g.kv_a_proj);
   replicated_backward(s.d_c_kv, dw_kv_a, weight_rows(w.kv_a_proj, 0, l.kv_rank),
-                      weight_rows(w.bf16.kv_a_proj, 0, l.kv_rank), l.kv_rank);
+                      weight_rows(w.bf16.kv_a_proj, 0, l.kv_rank), l.kv_rank, LoraTarget::KvA, 0);
   replicated_backward(s.d_k_rope, dw_kv_a != nullptr ? dw_kv_a + l.kv_rank * l.hidden : nullptr,
                       weight_rows(w.kv_a_proj, l.kv_rank, l.rope), weight_rows(w.bf16.kv_a_proj, l.kv_rank, l.rope),
-                      l.rope);
-  if (l.q_rank > 0) replicated_backward(s.d_q_latent, f32_or_null(g.q_a_proj), w.q_a_proj, w.bf16.q_a_proj, l.q_rank);
+                      l.rope, LoraTarget::KvA, l.kv_rank);
+  if (l.q_rank > 0) {
+    replicated_backward(s.d_q_latent, f32_or_null(g.q_a_proj), w.q_a_proj, w.bf16.q_a_proj, l.q_rank, LoraTarget::QA,
+                        0);
+  }
 }
 
 }  // namespace spin::model

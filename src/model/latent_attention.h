@@ -28,6 +28,15 @@
 // backward is linear in them -- would need no reduction of the latents, but rounds each partial sum
 // to bf16 on its own: TP would change bf16 results by its roundings.) Sequence parallelism changes
 // nothing here: n1 arrives gathered.
+//
+// LoRA (model/lora.h) adapts any of the four projections as PEFT does: q_b_proj (LoraTarget::Q) and
+// kv_b_proj (KvB) as column-parallel projections -- B's rows split with the heads, A whole, its
+// gradient a partial sum reduced with the layer's others, their input gradients part of the latents'
+// -- and q_a_proj (QA) and kv_a_proj_with_mqa (KvA) as replicated ones: both factors whole, their
+// gradients from every row on every rank alike, their input gradients over the rank's share of the rows
+// as their projections'. kv_a_proj_with_mqa's adapter serves its two products, one u, B's two row
+// blocks. In generation's absorbed attention kv_b_proj's adapter adds its terms to the absorbed queries
+// (q_c B_kc A) and the outputs (o_latent A^T B_vc^T) per head.
 #pragma once
 
 #include <cstdint>
@@ -85,12 +94,15 @@ struct LatentGradScratch {
   Workspace workspace_;
 };
 
-// From n1 (`in`) the attention's q, k and v (f32 or, mixed, the bf16 q16, k16, v16: [rows, heads *
-// head_dim] each, v zero-padded), RoPE applied with `rope` (null: none).
-void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w,
-                              LatentActivations& a, const ColumnInput& in, const Tensor& q, const Tensor& q16,
-                              const Tensor& k, const Tensor& k16, const Tensor& v, const Tensor& v16,
-                              const RopeTable* rope);
+struct LayerActivations;
+struct LayerGradScratch;
+
+// From n1 (`in`) the attention's q, k and v (a.q, a.k, a.v, or in mixed precision their bf16: [rows,
+// heads * head_dim] each, v zero-padded), RoPE applied with `rope` (null: none); `ad`: layer `layer`'s
+// LoRA adapters (null: none).
+void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
+                              const LayerWeights& w, const LayerWeights* ad, LayerActivations& a,
+                              const ColumnInput& in, const RopeTable* rope);
 
 // Generation (a KV cache: `cache`'s keys, capacity and rows; model/decoder_layer.h), attention absorbed into
 // the latent, as DeepSeek's inference runs it: the cache holds each token's [c, rotated key] row
@@ -98,11 +110,12 @@ void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, c
 // kv_b_proj -- over that row (one kv head, head_dim kv_lora_rank + rotary_dim, the scores' scale the
 // model's), the values are the rows' c (the cache itself; the rotated key's columns of the output
 // dropped) and each head's output is o_latent W_vc^T -- W_vc its value rows. The same scores and
-// values as latent_attention_forward's, summed in another order. From n1 (`in`) into a.out / a.out16.
+// values as latent_attention_forward's, summed in another order. From n1 (`in`) into a.latent.out (out16).
 struct KvCacheView;
-void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w,
-                             LatentActivations& a, const ColumnInput& in, const Tensor& q, const Tensor& q16,
-                             const KvCacheView& cache, const kernels::AttentionScores& scores, const RopeTable* rope);
+void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
+                             const LayerWeights& w, const LayerWeights* ad, LayerActivations& a,
+                             const ColumnInput& in, const KvCacheView& cache, const kernels::AttentionScores& scores,
+                             const RopeTable* rope);
 
 // The attention's output [rows, heads * head_dim] (float32 attn or bf16 attn16) into o_proj's input
 // a.out / a.out16 [rows, heads * v_head_dim].
@@ -112,12 +125,13 @@ void latent_attention_output(const ModelContext& ctx, const BatchGeometry& b, La
 void latent_attention_output_backward(const ModelContext& ctx, const BatchGeometry& b, const LatentGradScratch& s,
                                       const Tensor& d_attn);
 
-// From the attention's dq, dk, dv (float32, RoPE not undone; dq is overwritten): d_norm (= or, where
-// `accumulate`, +=) this rank's part of the input gradient of n1 (b.rows rows), and g's weight gradients
-// (undefined ones skipped: frozen). dy16: mixed precision's scratch for a product's bf16 output gradient.
-void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, const LayerWeights& w, LayerWeights& g,
-                               const LatentActivations& a, LatentGradScratch& s, const ColumnInput& in,
-                               const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dy16,
-                               const Tensor& d_norm, bool accumulate, const RopeTable* rope);
+// From the attention's s.dq, s.dk, s.dv (float32, RoPE not undone; dq is overwritten): s.d_norm (= or,
+// where `accumulate`, +=) this rank's part of the input gradient of n1 (b.rows rows), and g's gradients --
+// the weights' (undefined ones skipped: frozen), or with `ad` its adapters' (a column-parallel one's whole
+// factor into s.lora_replicated, as the decoder layer's).
+void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
+                               const LayerWeights& w, LayerWeights& g, const LayerWeights* ad,
+                               const LayerActivations& a, LayerGradScratch& s, const ColumnInput& in, bool accumulate,
+                               const RopeTable* rope);
 
 }  // namespace spin::model

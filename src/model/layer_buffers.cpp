@@ -23,6 +23,10 @@ std::int64_t lora_replicated_slots(const ModelConfig& c, const LoraConfig& lora)
   return kLoraTargets + 3 * experts;
 }
 
+std::int64_t lora_replicated_slot(const ModelConfig& c, const LoraConfig& lora, const TpDims& d) {
+  return lora.rank * std::max({d.hidden, c.latent_attention() ? std::max(c.q_lora_rank, c.kv_lora_rank) : 0});
+}
+
 std::int64_t moe_dropout_keys(const ModelConfig& c, const LoraConfig& lora, std::int64_t rows) {
   return c.moe() && lora.targets_mlp() && lora.dropout > 0.0 ? c.mlp_rows(rows) : 0;
 }
@@ -183,7 +187,8 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   lora_du = lora_du16 = lora_replicated = frozen_norm = Tensor();
   if (!lora.enabled()) return;
   const auto l = workspace_lora_.carve(
-      device, {{rows, lora.rank}, {lora_replicated_slots(config, lora), lora.rank * d.hidden}, {d.hidden}});
+      device, {{rows, lora.rank}, {lora_replicated_slots(config, lora), lora_replicated_slot(config, lora, d)},
+               {d.hidden}});
   lora_du = l[0], lora_replicated = l[1], frozen_norm = l[2];
   if (mixed) lora_du16 = workspace_lora16_.carve(device, {{rows, lora.rank}}, 1, DType::BF16)[0];
 }

@@ -9,11 +9,44 @@
 namespace spin::model {
 
 namespace {
-constexpr const char* kNames[kLoraTargets] = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                              "gate_proj", "up_proj", "down_proj"};
+constexpr const char* kNames[kLoraTargets] = {"q_proj",   "k_proj",  "v_proj",   "o_proj",
+                                              "gate_proj", "up_proj", "down_proj", "q_a_proj",
+                                              "kv_a_proj_with_mqa", "kv_b_proj"};
 }  // namespace
 
 const char* lora_target_name(LoraTarget t) { return kNames[static_cast<int>(t)]; }
+
+bool lora_target_in_model(const ModelConfig& c, LoraTarget t) {
+  switch (t) {
+    case LoraTarget::K:
+    case LoraTarget::V: return !c.latent_attention();
+    case LoraTarget::Gate: return c.gated_mlp;
+    case LoraTarget::QA: return c.latent_attention() && c.q_lora_rank > 0;
+    case LoraTarget::KvA:
+    case LoraTarget::KvB: return c.latent_attention();
+    case LoraTarget::Q:
+    case LoraTarget::O:
+    case LoraTarget::Up:
+    case LoraTarget::Down: return true;
+  }
+  return false;
+}
+
+std::array<bool, kLoraTargets> lora_targets_of_model(const ModelConfig& c, std::array<bool, kLoraTargets> targets,
+                                                     const std::string& text, const char* setting) {
+  const bool all = text == "all-linear" || text == "all";
+  std::string present;
+  for (int t = 0; t < kLoraTargets; ++t) {
+    if (lora_target_in_model(c, static_cast<LoraTarget>(t))) present += cat(present.empty() ? "" : ", ", kNames[t]);
+  }
+  for (int t = 0; t < kLoraTargets; ++t) {
+    auto& target = targets[static_cast<std::size_t>(t)];
+    if (!target || lora_target_in_model(c, static_cast<LoraTarget>(t))) continue;
+    require(all, setting, " = \"", text, "\": the model has no ", kNames[t], " (its projections: ", present, ")");
+    target = false;
+  }
+  return targets;
+}
 
 std::string LoraConfig::targets_text() const {
   std::string out;
@@ -55,7 +88,7 @@ std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const
       {"w3", {T::Up}},                       {"w2", {T::Down}},
       {"query_key_value", {T::Q, T::K, T::V}}, {"dense_h_to_4h", {T::Up}},
       {"dense_4h_to_h", {T::Down}},           {"input_linear", {T::Gate, T::Up}},
-      {"output_linear", {T::Down}}};
+      {"output_linear", {T::Down}},           {"q_b_proj", {T::Q}}};
   std::array<bool, kLoraTargets> out{};
   if (text == "all-linear" || text == "all") {
     out.fill(true);
@@ -76,23 +109,38 @@ std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const
     }
     require(found, setting, " = \"", text, "\": \"", word,
             "\" is not a projection (all-linear, or a list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-            "down_proj -- or NeMo's attention_qkv, attention_dense, mlp_fc1, mlp_fc2, Phi-3's qkv_proj, "
-            "gate_up_proj, Phi-2's dense, fc1, fc2, Mixtral's w1, w3, w2, GPT-NeoX's query_key_value, dense_h_to_4h, "
-            "dense_4h_to_h, or Granite 4.0's input_linear, output_linear)");
+            "down_proj, DeepSeek's q_a_proj, q_b_proj, kv_a_proj_with_mqa, kv_b_proj -- or NeMo's attention_qkv, "
+            "attention_dense, mlp_fc1, mlp_fc2, Phi-3's qkv_proj, gate_up_proj, Phi-2's dense, fc1, fc2, Mixtral's "
+            "w1, w3, w2, GPT-NeoX's query_key_value, dense_h_to_4h, dense_4h_to_h, or Granite 4.0's input_linear, "
+            "output_linear)");
     at = comma + 1;
   }
   return out;
 }
 
-std::int64_t lora_widest_input(const LoraConfig& lora, const TpDims& dims) {
+std::pair<std::int64_t, std::int64_t> lora_projection_extents(const ModelConfig& c, const TpDims& d, LoraTarget t) {
+  switch (t) {
+    case LoraTarget::Q: return {c.latent_attention() && c.q_lora_rank > 0 ? c.q_lora_rank : d.hidden, d.q_width()};
+    case LoraTarget::K:
+    case LoraTarget::V: return {d.hidden, d.kv_width()};
+    case LoraTarget::O: return {d.o_width(), d.hidden};
+    case LoraTarget::Gate:
+    case LoraTarget::Up: return {d.hidden, d.dense_intermediate};
+    case LoraTarget::Down: return {d.dense_intermediate, d.hidden};
+    case LoraTarget::QA: return {d.hidden, c.q_lora_rank};
+    case LoraTarget::KvA: return {d.hidden, c.kv_lora_rank + c.rotary_dim};
+    case LoraTarget::KvB: return {c.kv_lora_rank, d.heads * (c.qk_nope_head_dim + c.v_head_dim)};
+  }
+  return {0, 0};
+}
+
+std::int64_t lora_widest_input(const ModelConfig& c, const LoraConfig& lora, const TpDims& dims) {
   std::int64_t widest = 0;
   for (int t = 0; t < kLoraTargets; ++t) {
-    if (!lora.targets_(static_cast<LoraTarget>(t))) continue;
+    const auto target = static_cast<LoraTarget>(t);
+    if (!lora.targets_(target)) continue;
     const std::int64_t down = std::max({dims.intermediate, dims.shared_intermediate, dims.dense_intermediate});
-    const std::int64_t in = t == static_cast<int>(LoraTarget::O)      ? dims.q_width()
-                            : t == static_cast<int>(LoraTarget::Down) ? down
-                                                                      : dims.hidden;
-    widest = std::max(widest, in);
+    widest = std::max(widest, target == LoraTarget::Down ? down : lora_projection_extents(c, dims, target).first);
   }
   return widest;
 }

@@ -11,7 +11,9 @@
 // Either way x A^T B^T needs no communication of its own: a column-parallel region's input is
 // every rank's, and a row-parallel product's partial sums join the projection's own all-reduce.
 // The whole (replicated) factor's gradient is each rank's partial sum -- from its rows of B, or its
-// columns of A -- and is all-reduced over TP (LayerGradScratch::lora_replicated).
+// columns of A -- and is all-reduced over TP (LayerGradScratch::lora_replicated). A replicated
+// projection (latent attention's q_a_proj and kv_a_proj_with_mqa, computed whole on every rank) keeps
+// both factors whole, their gradients whole and the same on every rank (model/latent_attention.h).
 //
 // The products run as the projection's do: float32, or with bf16 operands and float32
 // accumulation (mixed precision; the scaled u = s x A^T is rounded to bf16 as the second product's
@@ -23,20 +25,30 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "core/tensor.h"
 #include "kernels/kernels.h"
+#include "model/config.h"
 #include "model/tp_dims.h"
 
 namespace spin::model {
 
-// The projections an adapter may target, in the layer's order.
-enum class LoraTarget { Q, K, V, O, Gate, Up, Down };
-inline constexpr int kLoraTargets = 7;
-// PEFT's target_modules name: "q_proj", ..., "down_proj".
+// The projections an adapter may target: the attention's and the MLP's in the layer's order, then
+// latent attention's own (ModelConfig::latent_attention: q_a_proj, kv_a_proj_with_mqa, kv_b_proj; its
+// q_b_proj is Q's projection, as spin holds it in q_proj).
+enum class LoraTarget { Q, K, V, O, Gate, Up, Down, QA, KvA, KvB };
+inline constexpr int kLoraTargets = 10;
+// PEFT's target_modules name: "q_proj", ..., "down_proj", "q_a_proj", "kv_a_proj_with_mqa", "kv_b_proj".
 const char* lora_target_name(LoraTarget t);
 // Whether the target's projection is row-parallel (o_proj, down_proj).
 inline bool lora_row_parallel(LoraTarget t) { return t == LoraTarget::O || t == LoraTarget::Down; }
+// Whether it is replicated over TP, computed whole on every rank (latent attention's q_a_proj and
+// kv_a_proj_with_mqa): its adapter's factors whole on every rank too.
+inline bool lora_replicated(LoraTarget t) { return t == LoraTarget::QA || t == LoraTarget::KvA; }
+// Whether the model has target t's projection: no gate in a plain MLP; latent attention has no k_proj
+// or v_proj, q_a_proj only with a q_lora_rank, and only it has the latent projections.
+bool lora_target_in_model(const ModelConfig& c, LoraTarget t);
 // The MLP's targets (gate_proj, up_proj, down_proj): in a mixture of experts, every expert's.
 inline bool lora_mlp_target(LoraTarget t) {
   return t == LoraTarget::Gate || t == LoraTarget::Up || t == LoraTarget::Down;
@@ -75,18 +87,28 @@ struct LoraConfig {
   void validate(const char* setting_prefix) const;
 };
 
-// "all-linear" (PEFT's name for every projection; NeMo's "all") or a comma-separated list of
-// target names -- PEFT's (q_proj, ..., down_proj; Phi-3's qkv_proj: q, k and v, gate_up_proj:
+// "all-linear" (PEFT's name for every projection; NeMo's "all": every target, which
+// lora_targets_of_model narrows to a model's) or a comma-separated list of
+// target names -- PEFT's (q_proj, ..., down_proj; DeepSeek's q_b_proj: q; Phi-3's qkv_proj: q, k and v, gate_up_proj:
 // gate and up; Phi-2's dense, fc1, fc2; Mixtral's experts' w1: gate, w3: up, w2: down; GPT-NeoX's
 // query_key_value: q, k and v, dense_h_to_4h: up, dense_4h_to_h: down) or NeMo's
 // (attention_qkv: q, k and v; attention_dense: o; mlp_fc1: gate and up; mlp_fc2: down); throws
 // naming `setting` for another word or an empty list.
 std::array<bool, kLoraTargets> parse_lora_targets(const std::string& text, const char* setting);
+// `targets` as parsed from `text` (parse_lora_targets) for model `c`: "all-linear" (or "all") keeps the
+// projections the model has (lora_target_in_model); a list naming one it lacks is refused by name
+// (`setting`), with the model's projections.
+std::array<bool, kLoraTargets> lora_targets_of_model(const ModelConfig& c, std::array<bool, kLoraTargets> targets,
+                                                     const std::string& text, const char* setting);
 
 // The widest input of an adapted projection on this rank ([rows, it] is LoRA dropout's scratch):
-// the hidden size for q/k/v and gate/up, this rank's attention columns for o_proj, its MLP columns
+// the hidden size for q/k/v, gate/up and the latent projections, q_lora_rank for latent attention's
+// q_b_proj, kv_lora_rank for its kv_b_proj, this rank's attention columns for o_proj, its MLP columns
 // for down_proj (the widest of a mixture's experts' and its shared expert's).
-std::int64_t lora_widest_input(const LoraConfig& lora, const TpDims& dims);
+std::int64_t lora_widest_input(const ModelConfig& c, const LoraConfig& lora, const TpDims& dims);
+// Target t's projection's input and output widths on this rank (a dense MLP's: an expert's take their
+// widths; a replicated projection's whole).
+std::pair<std::int64_t, std::int64_t> lora_projection_extents(const ModelConfig& c, const TpDims& d, LoraTarget t);
 
 // One adapter's factors (float32, or their bf16 copies).
 struct LoraFactors {

@@ -205,7 +205,7 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
     a.dropout.seed = batch.dropout_seed;
     a.dropout.row_keys = a.arrays.row_keys.data<std::int64_t>();
     a.dropout.host_row_keys = batch.row_keys;
-    const Shape scratch{n, lora_widest_input(lora, dims_)};
+    const Shape scratch{n, lora_widest_input(config_, lora, dims_)};
     a.dropout.x = a.dropout_storage.carve(device(), {scratch})[0];
     if (mixed) a.dropout.x16 = a.dropout_storage16.carve(device(), {scratch}, 1, DType::BF16)[0];
   }

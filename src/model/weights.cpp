@@ -141,24 +141,11 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
   return specs;
 }
 
-// The projections' Hugging Face names by LoraTarget.
-constexpr const char* kProjections[kLoraTargets] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                                    "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
-                                                    "mlp.down_proj"};
-
-// A projection's local extents (in, out) on this rank (a dense MLP's: an expert's take their widths).
-std::pair<std::int64_t, std::int64_t> projection_extents(const TpDims& d, LoraTarget t) {
-  switch (t) {
-    case LoraTarget::Q: return {d.hidden, d.q_width()};
-    case LoraTarget::K:
-    case LoraTarget::V: return {d.hidden, d.kv_width()};
-    case LoraTarget::O: return {d.o_width(), d.hidden};
-    case LoraTarget::Gate:
-    case LoraTarget::Up: return {d.hidden, d.dense_intermediate};
-    case LoraTarget::Down: return {d.dense_intermediate, d.hidden};
-  }
-  return {0, 0};
-}
+// The projections' Hugging Face names by LoraTarget (latent attention's q_b_proj: lora_module's).
+constexpr const char* kProjections[kLoraTargets] = {
+    "self_attn.q_proj",   "self_attn.k_proj", "self_attn.v_proj",   "self_attn.o_proj",
+    "mlp.gate_proj",      "mlp.up_proj",      "mlp.down_proj",      "self_attn.q_a_proj",
+    "self_attn.kv_a_proj_with_mqa", "self_attn.kv_b_proj"};
 
 // Where an adapter sits in a layer: the projection's own (kDenseProjection), or in a mixture of
 // experts expert e's (e < num_experts) or the shared expert's (e = num_experts).
@@ -186,7 +173,8 @@ void for_each_adapter(const ModelConfig& c, const LoraConfig& lora, const StageL
 
 // The adapters of one stage, as parameter_specs: per adapter (for_each_adapter) A then B, split as
 // the projection (lora.h): a column-parallel one's B by rows, a row-parallel one's A by columns, the
-// other factor whole on every rank (TP rank 0's copy primary). An expert's adapters are named after
+// other factor whole on every rank (TP rank 0's copy primary); a replicated projection's both whole. An
+// expert's adapters are named after
 // its projections ("mlp.experts.3.gate_proj.lora_A.weight"), the shared expert's
 // "mlp.shared_expert.gate_proj....", and take their widths.
 std::vector<std::pair<ShardedTensor, Shape>> adapter_specs(const ModelConfig& c, const LoraConfig& lora,
@@ -194,8 +182,8 @@ std::vector<std::pair<ShardedTensor, Shape>> adapter_specs(const ModelConfig& c,
   std::vector<std::pair<ShardedTensor, Shape>> specs;
   const std::int64_t r = lora.rank;
   for_each_adapter(c, lora, stage, [&](std::int64_t l, std::int64_t where, LoraTarget t) {
-    auto [in, out] = projection_extents(d, t);
-    std::string module = kProjections[static_cast<int>(t)];
+    auto [in, out] = lora_projection_extents(c, d, t);
+    std::string module = lora_module(c, t);
     if (where != kDenseProjection) {
       const bool shared = where == c.num_experts;
       (t == LoraTarget::Down ? in : out) = shared ? d.shared_intermediate : d.intermediate;
@@ -204,7 +192,10 @@ std::vector<std::pair<ShardedTensor, Shape>> adapter_specs(const ModelConfig& c,
     }
     const std::string base = layer_name(l, module.c_str());
     const std::string a = base + ".lora_A.weight", b = base + ".lora_B.weight";
-    if (lora_row_parallel(t)) {
+    if (lora_replicated(t)) {
+      specs.push_back({ShardedTensor{a, Tensor(), {r, in}, -1, 0, 0, d.rank == 0}, Shape{r, in}});
+      specs.push_back({ShardedTensor{b, Tensor(), {out, r}, -1, 0, 0, d.rank == 0}, Shape{out, r}});
+    } else if (lora_row_parallel(t)) {
       specs.push_back({ShardedTensor{a, Tensor(), {r, in * d.size}, 1, in * d.rank, in, true}, Shape{r, in}});
       specs.push_back({ShardedTensor{b, Tensor(), {out, r}, -1, 0, 0, d.rank == 0}, Shape{out, r}});
     } else {
@@ -324,14 +315,11 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
 ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
                                     const StageLayers& stage, std::int64_t pad_multiple, Device device) {
   require(lora.enabled(), "LoRA adapters of rank ", lora.rank);
-  require(config.gated_mlp || !lora.targets_(LoraTarget::Gate),
-          "LoRA targets gate_proj, but the model's MLP has no gate (a plain MLP: up_proj, its activation, "
-          "down_proj); name the targets, e.g. q_proj,k_proj,v_proj,o_proj,up_proj,down_proj");
-  require(!config.latent_attention() ||
-              !(lora.targets_(LoraTarget::Q) || lora.targets_(LoraTarget::K) || lora.targets_(LoraTarget::V)),
-          "LoRA targets q_proj, k_proj or v_proj, but DeepSeek-V3's latent attention has none of them (adapters of "
-          "its q_a_proj, q_b_proj, kv_a_proj_with_mqa and kv_b_proj are not implemented); name the targets among "
-          "o_proj and the MLP's, e.g. o_proj,gate_proj,up_proj,down_proj");
+  for (int t = 0; t < kLoraTargets; ++t) {
+    const auto target = static_cast<LoraTarget>(t);
+    require(!lora.targets_(target) || lora_target_in_model(config, target), "LoRA targets ", lora_target_name(target),
+            ", but the model has no such projection (", lora.targets_text(), "; lora_targets_of_model keeps a model's)");
+  }
   require(stage.begin >= 0 && stage.begin < stage.end && stage.end <= config.num_layers,
           "stage layers [", stage.begin, ", ", stage.end, ") outside a model of ",
           config.num_layers, " layers");
@@ -379,8 +367,9 @@ void ModelWeights::merge_into(ModelWeights& base, const kernels::Kernels& k) con
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const LayerWeights& a = layers[l];
     const LayerWeights& w = base.layers[l];
-    const Tensor* projections[kLoraTargets] = {&w.q_proj, &w.k_proj, &w.v_proj, &w.o_proj,
-                                               &w.gate_proj, &w.up_proj, &w.down_proj};
+    const Tensor* projections[kLoraTargets] = {&w.q_proj,    &w.k_proj,   &w.v_proj,    &w.o_proj,
+                                               &w.gate_proj, &w.up_proj,  &w.down_proj, &w.q_a_proj,
+                                               &w.kv_a_proj, &w.kv_b_proj};
     const auto merge = [&](const Tensor& p, const LoraFactors& f) {
       if (f.a.defined()) lora_merge(k, p, f, a.lora_scale, p.shape()[1], p.shape()[0]);
     };
@@ -606,24 +595,27 @@ HfLayout hf_layout(const ModelConfig& c) {
   return layout;
 }
 
-const char* lora_module(LoraTarget t) { return kProjections[static_cast<int>(t)]; }
+std::string lora_module(const ModelConfig& c, LoraTarget t) {
+  if (t == LoraTarget::Q && c.latent_attention() && c.q_lora_rank > 0) return "self_attn.q_b_proj";
+  return kProjections[static_cast<int>(t)];
+}
 
 std::string peft_module(const ModelConfig& c, LoraTarget t) {
   const HfLayout layout = hf_layout(c);
-  const std::string part = std::string(lora_module(t)) + ".weight";
+  const std::string part = lora_module(c, t) + ".weight";
   for (const HfLayout::Fusion& f : layout.fusions) {
     for (const auto& [name, rows] : f.parts) {
       if (name == part) return f.fused.substr(0, f.fused.size() - std::string(".weight").size());
     }
   }
-  const std::string module = layout.renamed(std::string(lora_module(t)) + ".");  // Phi's dense, fc1, fc2
+  const std::string module = layout.renamed(lora_module(c, t) + ".");  // Phi's dense, fc1, fc2
   return module.substr(0, module.size() - 1);
 }
 
 std::vector<LoraModule> lora_modules(const ModelConfig& c, LoraTarget t, std::int64_t layer) {
-  if (!(c.moe_layer(layer) && lora_mlp_target(t))) return {{lora_module(t), peft_module(c, t)}};
+  if (!(c.moe_layer(layer) && lora_mlp_target(t))) return {{lora_module(c, t), peft_module(c, t)}};
   std::vector<LoraModule> out;
-  const std::string projection = std::string(lora_module(t)).substr(std::string("mlp.").size()) + ".";
+  const std::string projection = lora_module(c, t).substr(std::string("mlp.").size()) + ".";
   const HfLayout layout = hf_layout(c);
   const auto add = [&](const std::string& expert) {
     const std::string spin = expert + projection, peft = layout.renamed(spin);

@@ -191,8 +191,9 @@ std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraC
 // Phi-3 (ModelConfig::fused_projections) q/k/v as the row blocks of qkv_proj, gate/up of
 // gate_up_proj (GLM's gate/up alike), and other families' module names (ModelConfig::hf_names).
 HfLayout hf_layout(const ModelConfig& config);
-// Projection t's module within a layer as spin's tensors name it ("self_attn.q_proj").
-const char* lora_module(LoraTarget t);
+// Projection t's module within a layer as spin's tensors name it ("self_attn.q_proj"; latent attention's
+// "self_attn.q_b_proj").
+std::string lora_module(const ModelConfig& config, LoraTarget t);
 // The modules target t adapts within a layer, as spin's tensors and PEFT name them: the
 // projection's (lora_module, peft_module), or in a layer of experts an MLP target's of every
 // expert and the shared expert ("mlp.experts.3.gate_proj"; Mixtral's files

@@ -266,12 +266,23 @@ inline void randomize_matrices(model::ModelWeights& w, std::uint64_t seed, float
   }
 }
 
-// Every projection adapted at rank `rank`, alpha 2 x rank (scale 2).
+// Every projection of a model without latent attention (q, k, v, o, gate, up, down) adapted at rank
+// `rank`, alpha 2 x rank (scale 2).
 inline model::LoraConfig tiny_lora(std::int64_t rank = 3) {
   model::LoraConfig lora;
   lora.rank = rank;
   lora.alpha = 2.0 * static_cast<double>(rank);
+  for (const auto t : {model::LoraTarget::Q, model::LoraTarget::K, model::LoraTarget::V, model::LoraTarget::O,
+                       model::LoraTarget::Gate, model::LoraTarget::Up, model::LoraTarget::Down}) {
+    lora.targets[static_cast<std::size_t>(t)] = true;
+  }
+  return lora;
+}
+// Every projection `config` has adapted (all-linear: latent attention's four too, no gate in a plain MLP).
+inline model::LoraConfig tiny_lora(const model::ModelConfig& config, std::int64_t rank = 3) {
+  model::LoraConfig lora = tiny_lora(rank);
   lora.targets.fill(true);
+  lora.targets = model::lora_targets_of_model(config, lora.targets, "all-linear", "test");
   return lora;
 }
 

@@ -278,38 +278,28 @@ def check_glm4_moe(args, model):
 
 
 def check_deepseek_v3(args, model):
-    """DeepSeek-V3 (transformers 4.40 has no DeepseekV3ForCausalLM: both ways by hand). A PEFT adapter of
-    o_proj and the MLP's projections -- layer 0's dense MLP, layer 1's every expert and shared experts --
-    merged by import-hf at TP 2 (the MTP layer not read); spin sft's all-linear adapters (o_proj and the
-    MLP's over its latent attention) exported under PEFT's names merge to spin's policy; a PEFT adapter of
-    the latent attention's projections is refused by name."""
+    """DeepSeek-V3 (transformers 4.40 has no DeepseekV3ForCausalLM: both ways by hand). A PEFT adapter of every
+    projection -- the latent attention's q_a_proj, q_b_proj, kv_a_proj_with_mqa and kv_b_proj, o_proj, layer 0's
+    dense MLP, layer 1's every expert and shared experts -- merged by import-hf at TP 2 (the MTP layer not read);
+    spin sft's all-linear adapters (the same projections) exported under PEFT's names, target_modules naming
+    q_b_proj and the latent projections, merge to spin's policy."""
     mtp = lambda name: name.startswith("model.layers.2.")
-    adapted, worst, moved = check_import_written(args, model, ("o_proj", "gate_proj", "up_proj", "down_proj"), mtp)
+    latent = ("q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj")
+    adapted, worst, moved = check_import_written(args, model, latent + ("o_proj", "gate_proj", "up_proj", "down_proj"),
+                                                 mtp)
     experts = json.load(open(os.path.join(model, "config.json")))["n_routed_experts"]
-    assert len(adapted) == 2 + 3 + 3 * (experts + 1), adapted
+    assert len(adapted) == 2 * 5 + 3 + 3 * (experts + 1), adapted
     with tempfile.TemporaryDirectory(prefix="spin_peft_deepseek_v3_") as tmp:
         lora, config, _, _, diff, trained = sft_adapters_merge(args, model, 12, tmp)
-        assert "base_model.model.model.layers.0.self_attn.o_proj.lora_A.weight" in lora, sorted(lora)
-        assert "base_model.model.model.layers.1.mlp.experts.3.down_proj.lora_B.weight" in lora, sorted(lora)
-        assert not any("_a_proj" in name or "_b_proj" in name for name in lora), sorted(lora)
-        assert sorted(config["target_modules"]) == ["down_proj", "gate_proj", "o_proj", "up_proj"], config
+        for module in ("self_attn.q_a_proj", "self_attn.q_b_proj", "self_attn.kv_a_proj_with_mqa",
+                       "self_attn.kv_b_proj", "self_attn.o_proj", "mlp.experts.3.down_proj"):
+            assert "base_model.model.model.layers.1.%s.lora_A.weight" % module in lora, (module, sorted(lora))
+        assert sorted(config["target_modules"]) == sorted(latent + ("o_proj", "gate_proj", "up_proj", "down_proj")), \
+            config
         assert trained > 1e-3 and diff < 1e-5, (trained, diff)
-        # PEFT's adapters of the latent attention's projections: not spin's.
-        adapter = os.path.join(tmp, "latent")
-        os.makedirs(adapter)
-        w = load_file(os.path.join(model, "model.safetensors"))["model.layers.0.self_attn.q_a_proj.weight"]
-        stem = "base_model.model.model.layers.0.self_attn.q_a_proj."
-        save_file({stem + "lora_A.weight": torch.zeros(4, w.shape[1]), stem + "lora_B.weight": torch.zeros(w.shape[0], 4)},
-                  os.path.join(adapter, "adapter_model.safetensors"), metadata={"format": "pt"})
-        json.dump({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_a_proj"], "bias": "none",
-                   "fan_in_fan_out": False, "modules_to_save": None, "use_rslora": False},
-                  open(os.path.join(adapter, "adapter_config.json"), "w"))
-        r = subprocess.run([args.spin, "ckpt", "import-hf", model, os.path.join(tmp, "refused"), "--adapter", adapter],
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode != 0 and "q_a_proj" in r.stderr, (r.returncode, r.stderr)
-    print("DeepSeek-V3: a PEFT adapter of o_proj, the dense MLP, the experts and the shared experts merged by "
-          "import-hf at TP 2 to %.1e (moving each by > %.2f); spin's all-linear adapters (o_proj and the MLP's) "
-          "exported under PEFT's names merge to its policy to %.1e; q_a_proj's adapter refused" % (worst, moved, diff))
+    print("DeepSeek-V3: a PEFT adapter of every projection -- the latent attention's four, o_proj, the dense MLP, the "
+          "experts and the shared experts -- merged by import-hf at TP 2 to %.1e (moving each by > %.2f); spin's "
+          "all-linear adapters exported under PEFT's names merge to its policy to %.1e" % (worst, moved, diff))
 
 
 def check_import(args, model, rslora, rank_pattern=None, alpha_pattern=None, targets=("q_proj", "v_proj", "down_proj")):

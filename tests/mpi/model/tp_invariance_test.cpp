@@ -277,14 +277,20 @@ TEST(TensorParallel, LoraAdaptersMatchOneRankAtTp2AndTp4) {
     for (int tp : {2, 4}) expect_same_as_tp1(shape, tp, {.lora = all});
     expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .recompute = true, .lora = dropped});
   }
-  // DeepSeek-V3's o_proj and experts adapted over its frozen latent attention (whose replicated part's
-  // input gradient each rank forms over its share of the rows).
-  shape.family = testing::TinyFamily::DeepseekV3;
-  LoraConfig deepseek = all;
-  deepseek.targets = parse_lora_targets("o_proj,gate_proj,up_proj,down_proj", "test");
-  for (int tp : {2, 4}) expect_same_as_tp1(shape, tp, {.lora = deepseek});
-  deepseek.dropout = 0.3;
-  expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .recompute = true, .lora = deepseek});
+  // DeepSeek-V3's every projection adapted over its frozen latent attention: q_b_proj's and kv_b_proj's
+  // adapters split with the heads (their A's gradients in the layer's reduction), q_a_proj's and
+  // kv_a_proj_with_mqa's whole on every rank, their gradients from every row and their input gradients
+  // over the rank's share of the rows, masked there by those rows' keys under dropout; in bf16 too.
+  // DeepSeek-V2's q_proj reading the layer's input.
+  for (const testing::TinyFamily family : {testing::TinyFamily::DeepseekV3, testing::TinyFamily::DeepseekV2}) {
+    SCOPED_TRACE(testing::tiny_family_name(family));
+    shape.family = family;
+    LoraConfig deepseek = testing::tiny_lora(testing::tiny_config(shape));
+    for (int tp : {2, 4}) expect_same_as_tp1(shape, tp, {.lora = deepseek});
+    expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true, .tolerance = 5e-2, .lora = deepseek});
+    deepseek.dropout = 0.3;
+    expect_same_as_tp1(shape, 4, {.sequence_parallel = true, .recompute = true, .lora = deepseek});
+  }
 }
 
 // The batch's 27 rows split 14 + 13 (one pad row) at TP 2 and 7 + 7 + 7 + 6 at TP 4.

@@ -259,9 +259,13 @@ TEST(MemoryPlan, LoraFiguresEqualTheAllocations) {
   experts.dropout = 0.1;
   check<testing::LoraSpinSetup>(world, {2, 1, 2}, true, false, false, true, false, 0, Family::Mixtral, 0, experts);
   check<testing::LoraSpinSetup>(world, {2, 2, 1}, false, true, true, false, true, 0, Family::Glm4Moe, 0, experts);
-  // DeepSeek-V3's o_proj and experts over its frozen latent attention (its scratch for the frozen norms).
-  experts.targets = model::parse_lora_targets("o_proj,gate_proj,up_proj,down_proj", "test");
-  check<testing::LoraSpinSetup>(world, {2, 1, 2}, true, true, true, true, false, 0, Family::DeepseekV3, 0, experts);
+  // DeepSeek-V3's every projection over its frozen latent attention (its scratch for the frozen norms; the
+  // replicated factors' slots as wide as its latents where wider than hidden).
+  testing::TinyShape deepseek;
+  deepseek.family = Family::DeepseekV3;
+  model::LoraConfig latent = testing::tiny_lora(testing::tiny_config(deepseek), 4);
+  latent.dropout = 0.1;
+  check<testing::LoraSpinSetup>(world, {2, 1, 2}, true, true, true, true, false, 0, Family::DeepseekV3, 0, latent);
 }
 
 }  // namespace

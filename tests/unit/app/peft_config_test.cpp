@@ -61,7 +61,9 @@ TEST_F(PeftConfigTest, ReadsRankAlphaRsloraAndTargets) {
   lora = read({{"use_rslora", true}, {"target_modules", "all-linear"}, {"lora_alpha", 4.5}});
   EXPECT_TRUE(lora.rslora);
   EXPECT_EQ(lora.alpha, 4.5);
-  EXPECT_EQ(lora.targets_text(), "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
+  // every target (a merge keeps the model's: lora_targets_of_model)
+  EXPECT_EQ(lora.targets_text(),
+            "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,q_a_proj,kv_a_proj_with_mqa,kv_b_proj");
   lora = read({{"target_modules", {"qkv_proj", "gate_up_proj"}}});  // Phi-3's fused modules
   EXPECT_EQ(lora.targets_text(), "q_proj,k_proj,v_proj,gate_proj,up_proj");
   // Absent optional fields and empty lists are PEFT's defaults.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "common/test_util.h"
@@ -92,6 +93,43 @@ TEST(Generator, KvCacheLogprobsEqualAFullForward) {
     const auto out = t.generator.generate(ps, ids(ps.size()), p);
     for (const Generation& g : out) ASSERT_EQ(g.tokens.size(), 12u);
     expect_full_forward_logprobs(t, ps, out);
+  }
+}
+
+// A LoRA policy's generation (the adapters over the frozen model, every projection adapted): the log-probabilities
+// recorded while decoding with the KV cache equal those of one full forward with the adapters -- over latent
+// attention's absorbed cache too, where kv_b_proj's adapter adds its terms to the absorbed queries and the
+// outputs (DeepSeek-V3's; V2's q_proj without a latent), and a Llama's.
+TEST(Generator, LoraAdaptersKvCacheLogprobsEqualAFullForward) {
+  for (const testing::TinyFamily family :
+       {testing::TinyFamily::DeepseekV3, testing::TinyFamily::DeepseekV2, testing::TinyFamily::Llama}) {
+    SCOPED_TRACE(testing::tiny_family_name(family));
+    TinyGenerator t(family_shape(family));
+    const model::LoraConfig lora = testing::tiny_lora(t.config, 4);
+    model::ModelWeights adapters =
+        model::ModelWeights::adapters(t.config, lora, t.dims, model::StageLayers::whole(t.config.num_layers));
+    testing::randomize_matrices(adapters, 5, 0.3f);
+    Generator generator(t.grid, t.transformer, t.weights, &adapters);
+    GenerationParams p;
+    p.max_new_tokens = 10;
+    const auto ps = prompts();
+    const auto out = generator.generate(ps, ids(ps.size()), p);
+    double moved = 0.0;
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      std::vector<std::int32_t> full = ps[i];
+      full.insert(full.end(), out[i].tokens.begin(), out[i].tokens.end());
+      model::Activations acts;
+      const auto with = t.transformer.forward(t.weights, model::TokenBatch::pack({{full, 1}}), acts, false, {},
+                                              &adapters);
+      const auto without = t.transformer.forward(t.weights, model::TokenBatch::pack({{full, 1}}));
+      const std::vector<float> want(with.token_logprobs.begin() + static_cast<std::ptrdiff_t>(ps[i].size() - 1),
+                                    with.token_logprobs.end() - 1);
+      testing::expect_close(out[i].logprobs, want, 1e-5, 1e-5, "logprobs");
+      for (std::size_t j = 0; j < want.size(); ++j) {
+        moved = std::max(moved, std::fabs(double{want[j]} - without.token_logprobs[ps[i].size() - 1 + j]));
+      }
+    }
+    EXPECT_GT(moved, 1e-2);  // the adapters change the model
   }
 }
 

@@ -127,7 +127,7 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
       EXPECT_GT(largest, 0.5 * bound) << p.name;
     }
   }
-  EXPECT_EQ(m.adapters.sharded_state_dict().size(), 2u * kLoraTargets * 2);  // A and B, 7 targets, 2 layers
+  EXPECT_EQ(m.adapters.sharded_state_dict().size(), 2u * 7 * 2);  // A and B, a Llama's 7 targets, 2 layers
   const TokenBatch batch = TokenBatch::pack(sequences());
   EXPECT_EQ(m.logprobs(batch, &m.adapters), m.logprobs(batch, nullptr));
   m.weights.enable_bf16(m.cpu);
@@ -147,12 +147,13 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchanged) {
 // and shared expert's adapters; GLM-4's through its q, k, v biases, interleaved partial RoPE and the
 // norms of each half's output; EXAONE 4's through its head norms, output norms and NoPE layer;
 // GLM-4.5's through its dense first layer's MLP and the next one's experts and ungated shared
-// experts behind the sigmoid router; DeepSeek-V3's o_proj's and MLP's through its latent attention
-// (adapters of q, k or v refused: it has no such projections).
+// experts behind the sigmoid router; DeepSeek-V3's every projection's -- its latent attention's
+// q_a_proj, q_b_proj, kv_a_proj_with_mqa (one adapter over its two products) and kv_b_proj, o_proj and
+// the MLP's -- and DeepSeek-V2's (q_proj without a q latent; k_proj refused: latent attention has none).
 TEST(Lora, GradientsMatchFiniteDifferences) {
   for (const char* variant : {"llama", "qwen3", "gemma2", "olmo", "olmo2", "stablelm", "parallel residual", "cohere",
                               "gpt_neox", "phi", "mixtral", "mixtral attention", "mixtral q and down", "qwen2_moe",
-                              "q and v", "glm4", "exaone4", "glm4_moe", "deepseek_v3"}) {
+                              "q and v", "glm4", "exaone4", "glm4_moe", "deepseek_v3", "deepseek_v2"}) {
     SCOPED_TRACE(variant);
     testing::TinyShape shape;
     shape.family = variant == std::string("qwen3")               ? testing::TinyFamily::Qwen3
@@ -170,8 +171,9 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
                    : variant == std::string("exaone4")           ? testing::TinyFamily::Exaone4
                    : variant == std::string("glm4_moe")          ? testing::TinyFamily::Glm4Moe
                    : variant == std::string("deepseek_v3")       ? testing::TinyFamily::DeepseekV3
+                   : variant == std::string("deepseek_v2")       ? testing::TinyFamily::DeepseekV2
                                                                  : testing::TinyFamily::Llama;
-    LoraConfig lora = testing::tiny_lora();
+    LoraConfig lora = testing::tiny_lora(testing::tiny_config(shape));
     if (variant == std::string("mixtral attention")) {
       lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj", "test");
     }
@@ -180,9 +182,17 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
       lora.targets = parse_lora_targets("q_proj,k_proj,v_proj,o_proj,up_proj,down_proj", "test");
     }
     if (variant == std::string("q and v")) lora.targets = parse_lora_targets("q_proj,v_proj", "test");
-    if (shape.family == testing::TinyFamily::DeepseekV3) {  // its latent attention: o_proj's adapter alone
-      EXPECT_THROW(Adapted(shape, lora), Error);
-      lora.targets = parse_lora_targets("o_proj,gate_proj,up_proj,down_proj", "test");
+    // DeepSeek-V2: q_proj (without a q latent) and kv_b_proj. More adapters of this size move its softmax
+    // router's group-limited choice within the differences' steps (measured: down_proj's alone, or q_proj,
+    // kv_a_proj_with_mqa, kv_b_proj and o_proj together, break them; DeepSeek-V3 checks those adapters).
+    if (variant == std::string("deepseek_v2")) {
+      lora.targets = parse_lora_targets("q_proj,kv_b_proj", "test");
+    }
+    if (shape.family == testing::TinyFamily::DeepseekV3) {  // latent attention has no k_proj: refused by name
+      LoraConfig k = lora;
+      k.targets = parse_lora_targets("k_proj,o_proj", "test");
+      const std::string e = testing::error_of([&] { Adapted refused(shape, k); });
+      EXPECT_NE(e.find("LoRA targets k_proj, but the model has no such projection"), std::string::npos) << e;
     }
     const TokenBatch batch = TokenBatch::pack(sequences());
     if (shape.family == testing::TinyFamily::Olmo) {
@@ -223,16 +233,18 @@ TEST(Lora, GradientsMatchFiniteDifferences) {
 // draws the masks; a scoring forward draws none). The masks act, follow the step's seed and each
 // sequence's key: a sequence packed with others or alone, first or last, is masked the same. Also
 // a mixture of experts' adapters (Qwen2-MoE's: every expert's and the shared expert's), whose
-// grouped rows take their source rows' keys.
+// grouped rows take their source rows' keys; DeepSeek-V3's latent projections' adapters (streams of
+// their own) with recomputation.
 TEST(Lora, DropoutGradientsMatchFiniteDifferences) {
   for (const auto& [family, recompute] :
        {std::pair{testing::TinyFamily::Llama, false}, std::pair{testing::TinyFamily::Llama, true},
-        std::pair{testing::TinyFamily::Qwen2Moe, false}, std::pair{testing::TinyFamily::Qwen2Moe, true}}) {
+        std::pair{testing::TinyFamily::Qwen2Moe, false}, std::pair{testing::TinyFamily::Qwen2Moe, true},
+        std::pair{testing::TinyFamily::DeepseekV3, true}}) {
     SCOPED_TRACE(recompute);
     SCOPED_TRACE(static_cast<int>(family));
     testing::TinyShape shape;
     shape.family = family;
-    LoraConfig lora = testing::tiny_lora();
+    LoraConfig lora = testing::tiny_lora(testing::tiny_config(shape));
     lora.dropout = 0.3;
     Adapted m(shape, lora);
     m.transformer.set_recompute_activations(recompute);

@@ -45,7 +45,15 @@ TEST(ModelWeights, PeftModulesFollowTheFilesFusions) {
   EXPECT_EQ(peft_module(phi3, LoraTarget::Up), "mlp.gate_up_proj");
   EXPECT_EQ(peft_module(phi3, LoraTarget::O), "self_attn.o_proj");
   EXPECT_EQ(peft_module(phi3, LoraTarget::Down), "mlp.down_proj");
-  EXPECT_STREQ(lora_module(LoraTarget::Gate), "mlp.gate_proj");
+  EXPECT_EQ(lora_module(llama, LoraTarget::Gate), "mlp.gate_proj");
+  // DeepSeek-V3's latent projections under their own names, q_b_proj's as Q's (V2-Lite's q_proj without a q
+  // latent).
+  const ModelConfig v3 = config_of(testing::TinyFamily::DeepseekV3);
+  EXPECT_EQ(peft_module(v3, LoraTarget::Q), "self_attn.q_b_proj");
+  EXPECT_EQ(peft_module(v3, LoraTarget::QA), "self_attn.q_a_proj");
+  EXPECT_EQ(peft_module(v3, LoraTarget::KvA), "self_attn.kv_a_proj_with_mqa");
+  EXPECT_EQ(peft_module(v3, LoraTarget::KvB), "self_attn.kv_b_proj");
+  EXPECT_EQ(peft_module(config_of(testing::TinyFamily::DeepseekV2), LoraTarget::Q), "self_attn.q_proj");
   // GPT-NeoX: q, k and v in query_key_value (fused per head), its other modules renamed.
   const ModelConfig neox = config_of(testing::TinyFamily::GptNeox);
   EXPECT_EQ(peft_module(neox, LoraTarget::V), "attention.query_key_value");
