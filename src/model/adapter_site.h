@@ -58,10 +58,13 @@ void adapter_site_input_backward(const ModelContext& ctx, const AdapterSite& sit
 // a layer before it is added), or with one rank into its gradient too.
 std::pair<float*, float*> adapter_grads(const ModelContext& ctx, const LoraFactors& grad, LoraTarget t,
                                         const Tensor& replicated, std::int64_t slot);
-// The slot of a mixture's expert's adapter of target t (the shared expert: expert = num_experts),
-// after the layer's own targets'.
-inline std::int64_t expert_adapter_slot(std::int64_t expert, LoraTarget t) {
-  return kLoraTargets + 3 * expert + static_cast<std::int64_t>(expert_lora(t));
+// The slots of LayerGradScratch::lora_replicated: a layer's own targets' first -- the dense projections' 0 to 6
+// by LoraTarget, latent attention's kv_b_proj's 7 (its q_b_proj is Q's; its replicated projections' adapters
+// need none) --, then a mixture's experts' three each (the shared expert's: expert = num_experts).
+inline std::int64_t lora_layer_slots(const ModelConfig& c) { return c.latent_attention() ? 8 : 7; }
+inline std::int64_t adapter_slot(LoraTarget t) { return t == LoraTarget::KvB ? 7 : static_cast<std::int64_t>(t); }
+inline std::int64_t expert_adapter_slot(const ModelConfig& c, std::int64_t expert, LoraTarget t) {
+  return lora_layer_slots(c) + 3 * expert + static_cast<std::int64_t>(expert_lora(t));
 }
 
 }  // namespace spin::model

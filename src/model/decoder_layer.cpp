@@ -215,7 +215,7 @@ void adapter_backward(const ModelContext& ctx, const BatchGeometry& b, std::int6
                       std::int64_t out) {
   if (!adapts(adapters, t)) return;
   const auto ti = static_cast<std::size_t>(t);
-  const auto [da, db] = adapter_grads(ctx, g.lora[ti], t, s.lora_replicated, static_cast<std::int64_t>(ti));
+  const auto [da, db] = adapter_grads(ctx, g.lora[ti], t, s.lora_replicated, adapter_slot(t));
   adapter_site_backward(ctx, adapter_site(ctx, b, layer, *adapters, t, a, in), da, db, dy, s.dy_bf16, x_in, x16_in,
                         s.lora_du, s.lora_du16, dx, n, in, out);
 }
@@ -232,12 +232,14 @@ void reduce_adapter_gradients(const ModelContext& ctx, LayerWeights& g, LayerGra
     const Tensor& whole = lora_row_parallel(t) ? grad.b : grad.a;
     ctx.k.add_inplace(whole.f32(), s.lora_replicated.f32() + at * slot, whole.numel());
   };
-  for (int t = 0; t < kLoraTargets; ++t) add(g.lora[static_cast<std::size_t>(t)], static_cast<LoraTarget>(t), t);
+  for (int t = 0; t < kLoraTargets; ++t) {
+    add(g.lora[static_cast<std::size_t>(t)], static_cast<LoraTarget>(t), adapter_slot(static_cast<LoraTarget>(t)));
+  }
   const std::size_t experts = g.experts.size();
   for (std::size_t e = 0; e <= experts; ++e) {
     const LayerWeights::Expert& grads = e < experts ? g.experts[e] : g.shared_expert;
     for (const LoraTarget t : kLoraMlpTargets) {
-      add(grads.lora[expert_lora(t)], t, expert_adapter_slot(static_cast<std::int64_t>(e), t));
+      add(grads.lora[expert_lora(t)], t, expert_adapter_slot(ctx.config, static_cast<std::int64_t>(e), t));
     }
   }
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "model/adapter_site.h"  // lora_layer_slots
 #include "model/decoder_layer.h"  // LayerActivations, LayerGradScratch
 
 namespace spin::model {
@@ -20,7 +21,7 @@ std::int64_t lora_u_rows(const ModelConfig& c, LoraTarget t, std::int64_t rows) 
 
 std::int64_t lora_replicated_slots(const ModelConfig& c, const LoraConfig& lora) {
   const std::int64_t experts = c.moe() && lora.targets_mlp() ? c.num_experts + (c.shared_expert() ? 1 : 0) : 0;
-  return kLoraTargets + 3 * experts;
+  return lora_layer_slots(c) + 3 * experts;
 }
 
 std::int64_t lora_replicated_slot(const ModelConfig& c, const LoraConfig& lora, const TpDims& d) {

@@ -112,6 +112,13 @@ TEST(CudaModel, LoraAdaptersMatchTheCpuPath) {
     // A mixture's experts' adapters (Qwen2-MoE's, the shared expert's too), with dropout.
     const DeviceModelErrors moe = compare_model_on_device(gpu, mixed, mixed, 64, TinyFamily::Qwen2Moe, lora);
     for (const auto& [name, error] : moe.relative) EXPECT_LT(error, mixed ? 2e-2 : 1e-4) << "mixture " << name;
+    // DeepSeek-V3's latent attention's adapters, every projection's, with dropout.
+    TinyShape latent;
+    latent.family = TinyFamily::DeepseekV3;
+    model::LoraConfig every = tiny_lora(tiny_config(latent), 4);
+    every.dropout = 0.2;
+    const DeviceModelErrors mla = compare_model_on_device(gpu, mixed, mixed, 64, TinyFamily::DeepseekV3, every);
+    for (const auto& [name, error] : mla.relative) EXPECT_LT(error, mixed ? 2e-2 : 1e-4) << "latent " << name;
   }
 }
 

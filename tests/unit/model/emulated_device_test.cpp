@@ -58,7 +58,7 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
   }
   // LoRA adapters on every projection (the gradients theirs; generation through them too), in
   // float32 and in bf16 with recomputation; with dropout (the rows' keys uploaded, the masks drawn
-  // on the device); Qwen2-MoE's experts' adapters likewise.
+  // on the device); Qwen2-MoE's experts' adapters and DeepSeek-V3's latent projections' likewise.
   for (const bool mixed : {false, true}) {
     for (const double dropout : {0.0, 0.2}) {
       SCOPED_TRACE(cat(mixed ? "LoRA, bf16" : "LoRA, float32", ", dropout ", dropout));
@@ -77,6 +77,18 @@ TEST(EmulatedDevice, TheModelOnDeviceMemoryEqualsTheCpuPathBitwise) {
       // sums, 2 layers x (4 attention targets + 5 experts x 3) x 2 factors' gradients, 4 steps' logits
       ASSERT_EQ(moe.relative.size(), 2u + 2 * (4 + 5 * 3) * 2 + 4);
       for (const auto& [name, error] : moe.relative) EXPECT_EQ(error, 0.0) << "mixture: " << name;
+      // DeepSeek-V3's latent attention's adapters (every projection: the replicated ones' gradients from every
+      // row, generation's absorbed kv_b_proj terms).
+      TinyShape latent;
+      latent.family = TinyFamily::DeepseekV3;
+      model::LoraConfig every = tiny_lora(tiny_config(latent), 4);
+      every.dropout = dropout;
+      EmulatedDeviceMemory latent_memory;
+      const EmulatedKernels latent_kernels(latent_memory);
+      const DeviceModelErrors mla =
+          compare_model_on_device(latent_kernels, mixed, mixed, 32, TinyFamily::DeepseekV3, every);
+      ASSERT_GT(mla.relative.size(), 20u);
+      for (const auto& [name, error] : mla.relative) EXPECT_EQ(error, 0.0) << "latent attention: " << name;
     }
   }
 }
