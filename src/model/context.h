@@ -73,8 +73,8 @@ struct AdapterDropout {
   // streams of their own, so that adding them moved no earlier target's mask.
   kernels::Kernels::DropoutMask mask(std::int64_t layer, int target, std::int64_t col_offset) const {
     constexpr int kDenseTargets = 7;
-    const std::int64_t stream = target < kDenseTargets ? layer * 8 + target
-                                                       : 0x40000000 + layer * 4 + (target - kDenseTargets);
+    const std::int64_t stream =
+        target < kDenseTargets ? layer * 8 + target : 0x40000000 + layer * 4 + (target - kDenseTargets);
     return {row_keys, seed, static_cast<std::uint32_t>(stream), p, col_offset};
   }
   // The mask of expert `expert`'s adapter `target` in a mixture of experts (the shared expert's:

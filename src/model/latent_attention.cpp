@@ -269,8 +269,8 @@ void absorbed_adapter(const ModelContext& ctx, const LatentDims& l, const LayerA
         kern.gemm_bf16(false, false, n, r, l.nope, 1.0f, la.q_bf16.bf16() + h * l.head_dim, l.heads * l.head_dim,
                        f16.b.bf16() + b_first, r, 0.0f, la.lora_u32.f32(), r);
       } else {
-        kern.gemm_bf16(false, true, n, r, l.kv_rank, 1.0f, a.out_latent16.bf16() + h * row, l.heads * row,
-                       f16.a.bf16(), l.kv_rank, 0.0f, la.lora_u32.f32(), r);
+        kern.gemm_bf16(false, true, n, r, l.kv_rank, 1.0f, a.out_latent16.bf16() + h * row, l.heads * row, f16.a.bf16(),
+                       l.kv_rank, 0.0f, la.lora_u32.f32(), r);
       }
       kern.to_bf16(t.bf16(), la.lora_u32.f32(), n * r);
       if (queries) {
@@ -294,10 +294,9 @@ void absorbed_adapter(const ModelContext& ctx, const LatentDims& l, const LayerA
   }
 }
 
-void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
-                             const LayerWeights& w, const LayerWeights* ad, LayerActivations& la,
-                             const ColumnInput& in, const KvCacheView& cache, const kernels::AttentionScores& scores,
-                             const RopeTable* rope) {
+void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights& w,
+                             const LayerWeights* ad, LayerActivations& la, const ColumnInput& in,
+                             const KvCacheView& cache, const kernels::AttentionScores& scores, const RopeTable* rope) {
   const auto& kern = ctx.k;
   LatentActivations& a = la.latent;
   const Tensor &q = la.q, &q16 = la.q_bf16;
@@ -378,8 +377,8 @@ void latent_attention_output_backward(const ModelContext& ctx, const BatchGeomet
 
 void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
                                const LayerWeights& w, LayerWeights& g, const LayerWeights* ad,
-                               const LayerActivations& la, LayerGradScratch& gs, const ColumnInput& in,
-                               bool accumulate, const RopeTable* rope) {
+                               const LayerActivations& la, LayerGradScratch& gs, const ColumnInput& in, bool accumulate,
+                               const RopeTable* rope) {
   const auto& kern = ctx.k;
   const LatentActivations& a = la.latent;
   LatentGradScratch& s = gs.latent;

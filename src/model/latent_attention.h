@@ -101,8 +101,8 @@ struct LayerGradScratch;
 // heads * head_dim] each, v zero-padded), RoPE applied with `rope` (null: none); `ad`: layer `layer`'s
 // LoRA adapters (null: none).
 void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
-                              const LayerWeights& w, const LayerWeights* ad, LayerActivations& a,
-                              const ColumnInput& in, const RopeTable* rope);
+                              const LayerWeights& w, const LayerWeights* ad, LayerActivations& a, const ColumnInput& in,
+                              const RopeTable* rope);
 
 // Generation (a KV cache: `cache`'s keys, capacity and rows; model/decoder_layer.h), attention absorbed into
 // the latent, as DeepSeek's inference runs it: the cache holds each token's [c, rotated key] row
@@ -112,10 +112,9 @@ void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, s
 // dropped) and each head's output is o_latent W_vc^T -- W_vc its value rows. The same scores and
 // values as latent_attention_forward's, summed in another order. From n1 (`in`) into a.latent.out (out16).
 struct KvCacheView;
-void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer,
-                             const LayerWeights& w, const LayerWeights* ad, LayerActivations& a,
-                             const ColumnInput& in, const KvCacheView& cache, const kernels::AttentionScores& scores,
-                             const RopeTable* rope);
+void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, std::int64_t layer, const LayerWeights& w,
+                             const LayerWeights* ad, LayerActivations& a, const ColumnInput& in,
+                             const KvCacheView& cache, const kernels::AttentionScores& scores, const RopeTable* rope);
 
 // The attention's output [rows, heads * head_dim] (float32 attn or bf16 attn16) into o_proj's input
 // a.out / a.out16 [rows, heads * v_head_dim].

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "model/adapter_site.h"  // lora_layer_slots
+#include "model/adapter_site.h"   // lora_layer_slots
 #include "model/decoder_layer.h"  // LayerActivations, LayerGradScratch
 
 namespace spin::model {
@@ -188,8 +188,8 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   lora_du = lora_du16 = lora_replicated = frozen_norm = Tensor();
   if (!lora.enabled()) return;
   const auto l = workspace_lora_.carve(
-      device, {{rows, lora.rank}, {lora_replicated_slots(config, lora), lora_replicated_slot(config, lora, d)},
-               {d.hidden}});
+      device,
+      {{rows, lora.rank}, {lora_replicated_slots(config, lora), lora_replicated_slot(config, lora, d)}, {d.hidden}});
   lora_du = l[0], lora_replicated = l[1], frozen_norm = l[2];
   if (mixed) lora_du16 = workspace_lora16_.carve(device, {{rows, lora.rank}}, 1, DType::BF16)[0];
 }

@@ -9,9 +9,9 @@
 namespace spin::model {
 
 namespace {
-constexpr const char* kNames[kLoraTargets] = {"q_proj",   "k_proj",  "v_proj",   "o_proj",
-                                              "gate_proj", "up_proj", "down_proj", "q_a_proj",
-                                              "kv_a_proj_with_mqa", "kv_b_proj"};
+constexpr const char* kNames[kLoraTargets] = {"q_proj",    "k_proj",   "v_proj",             "o_proj",
+                                              "gate_proj", "up_proj",  "down_proj",          "q_a_proj",
+                                              "kv_a_proj_with_mqa",    "kv_b_proj"};
 }  // namespace
 
 const char* lora_target_name(LoraTarget t) { return kNames[static_cast<int>(t)]; }

@@ -273,7 +273,8 @@ class ExpertAdapters {
   }
   // Where expert e's adapter of t puts its gradients (g: the adapters' gradients).
   std::pair<float*, float*> grads(const LayerWeights& g, std::size_t e, LoraTarget t, const Tensor& replicated) const {
-    return adapter_grads(ctx_, factors(g, e, t), t, replicated, expert_adapter_slot(ctx_.config, static_cast<std::int64_t>(e), t));
+    return adapter_grads(ctx_, factors(g, e, t), t, replicated,
+                         expert_adapter_slot(ctx_.config, static_cast<std::int64_t>(e), t));
   }
 
  private:

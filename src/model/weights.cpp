@@ -143,9 +143,9 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
 
 // The projections' Hugging Face names by LoraTarget (latent attention's q_b_proj: lora_module's).
 constexpr const char* kProjections[kLoraTargets] = {
-    "self_attn.q_proj",   "self_attn.k_proj", "self_attn.v_proj",   "self_attn.o_proj",
-    "mlp.gate_proj",      "mlp.up_proj",      "mlp.down_proj",      "self_attn.q_a_proj",
-    "self_attn.kv_a_proj_with_mqa", "self_attn.kv_b_proj"};
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+    "mlp.up_proj",      "mlp.down_proj",    "self_attn.q_a_proj", "self_attn.kv_a_proj_with_mqa",
+    "self_attn.kv_b_proj"};
 
 // Where an adapter sits in a layer: the projection's own (kDenseProjection), or in a mixture of
 // experts expert e's (e < num_experts) or the shared expert's (e = num_experts).

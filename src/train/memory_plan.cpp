@@ -196,7 +196,8 @@ Elements lora_grad_scratch(const model::ModelConfig& c, const model::LoraConfig&
   const std::int64_t u = aligned(r.all * lora.rank);
   const std::int64_t dropped = lora.dropout > 0.0 ? aligned(r.all * model::lora_widest_input(c, lora, d)) : 0;
   return {bf16_products ? u + dropped : 0,
-          u + aligned(model::lora_replicated_slots(c, lora) * model::lora_replicated_slot(c, lora, d)) + aligned(d.hidden) + dropped};
+          u + aligned(model::lora_replicated_slots(c, lora) * model::lora_replicated_slot(c, lora, d)) +
+              aligned(d.hidden) + dropped};
 }
 
 // What a stage's forward keeps besides its layers: the head (last stage) or the output sent on,

@@ -119,8 +119,8 @@ TEST(Generator, LoraAdaptersKvCacheLogprobsEqualAFullForward) {
       std::vector<std::int32_t> full = ps[i];
       full.insert(full.end(), out[i].tokens.begin(), out[i].tokens.end());
       model::Activations acts;
-      const auto with = t.transformer.forward(t.weights, model::TokenBatch::pack({{full, 1}}), acts, false, {},
-                                              &adapters);
+      const auto with =
+          t.transformer.forward(t.weights, model::TokenBatch::pack({{full, 1}}), acts, false, {}, &adapters);
       const auto without = t.transformer.forward(t.weights, model::TokenBatch::pack({{full, 1}}));
       const std::vector<float> want(with.token_logprobs.begin() + static_cast<std::ptrdiff_t>(ps[i].size() - 1),
                                     with.token_logprobs.end() - 1);
