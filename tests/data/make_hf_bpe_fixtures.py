@@ -358,24 +358,30 @@ COHERE_CHAT = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' }}{% endif %}")
 
 
-def chat_cases(tok, out, template, bos, eos, name="chat_cases.json", template_kwargs=None, more=()):
-    """chat_cases.json: conversations (three, and `more`) with the ids transformers'
+CONVERSATIONS = [
+    [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}],
+    [{"role": "system", "content": "  You are terse.\n"}, {"role": "user", "content": "Hello there!  "},
+     {"role": "assistant", "content": " Hi.\n\n"}],
+    [{"role": "user", "content": "first"}, {"role": "assistant", "content": "one"},
+     {"role": "user", "content": "naïve 日本 🙂 12345"}, {"role": "assistant", "content": "two\nlines"}],
+]
+
+
+def chat_cases(tok, out, template, bos, eos, name="chat_cases.json", template_kwargs=None, more=(), conversations=None,
+               response=None):
+    """chat_cases.json: conversations (CONVERSATIONS' three, and `more`) with the ids transformers'
     apply_chat_template gives for the prompt (with the generation prompt) and, for the whole
-    conversation, the response's ids."""
+    conversation, the response's ids -- or with `response` what it gives for the last message."""
     from transformers import PreTrainedTokenizerFast
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos)
     fast.chat_template = template
-    conversations = [
-        [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}],
-        [{"role": "system", "content": "  You are terse.\n"}, {"role": "user", "content": "Hello there!  "},
-         {"role": "assistant", "content": " Hi.\n\n"}],
-        [{"role": "user", "content": "first"}, {"role": "assistant", "content": "one"},
-         {"role": "user", "content": "naïve 日本 🙂 12345"}, {"role": "assistant", "content": "two\nlines"}],
-    ] + list(more)
     cases = []
-    for conv in conversations:
+    for conv in (conversations or CONVERSATIONS) + list(more):
         kwargs = template_kwargs or {}
         prompt = fast.apply_chat_template(conv[:-1], add_generation_prompt=True, tokenize=True, **kwargs)
+        if response is not None:
+            cases.append({"messages": conv, "prompt_ids": prompt, "response_ids": response(conv[-1])})
+            continue
         whole = fast.apply_chat_template(conv, add_generation_prompt=False, tokenize=True, **kwargs)
         assert whole[:len(prompt)] == prompt
         cases.append({"messages": conv, "prompt_ids": prompt, "response_ids": whole[len(prompt):]})
@@ -529,21 +535,11 @@ def r1_chat_cases(tok, out, bos, eos):
     reasoning, </think> and the answer as `tokenizers` encodes the text (</think> the added token), then
     EOS. (The template's whole conversation is no oracle for it: R1's template writes an answer without its
     reasoning and without the generation prompt's <think>.)"""
-    from transformers import PreTrainedTokenizerFast
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos)
-    fast.chat_template = DEEPSEEK_R1_CHAT
-    conversations = [
-        [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "Two and two.\n</think>\n\n4"}],
-        [{"role": "system", "content": "  You are terse.\n"}, {"role": "user", "content": "Hello there!  "},
-         {"role": "assistant", "content": " Hi.\n\n"}],
-    ] + DEEPSEEK_CONVERSATIONS
-    cases = []
-    for conv in conversations:
-        prompt = fast.apply_chat_template(conv[:-1], add_generation_prompt=True, tokenize=True)
-        response = tok.encode(conv[-1]["content"], add_special_tokens=False).ids + [tok.token_to_id(eos)]
-        cases.append({"messages": conv, "prompt_ids": prompt, "response_ids": response})
-    with open(os.path.join(out, "chat_cases_deepseek_r1.json"), "w") as f:
-        json.dump(cases, f, ensure_ascii=False, indent=0)
+    reasoning = [{"role": "user", "content": "What is 2+2?"},
+                 {"role": "assistant", "content": "Two and two.\n</think>\n\n4"}]
+    chat_cases(tok, out, DEEPSEEK_R1_CHAT, bos, eos, "chat_cases_deepseek_r1.json", more=DEEPSEEK_CONVERSATIONS,
+               conversations=[reasoning, CONVERSATIONS[1]],
+               response=lambda m: tok.encode(m["content"], add_special_tokens=False).ids + [tok.token_to_id(eos)])
 
 
 def main():
