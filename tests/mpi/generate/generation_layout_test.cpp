@@ -2,10 +2,12 @@
 // for (TP, PP) = (1, 1), (2, 1), (1, 2), (2, 2), whatever prompts share a replica's batch, in
 // what order, how many sequences are in flight at once (continuous batching) and how many
 // tokens a model call takes (chunked prefill) -- also for a Phi-3 whose sequences outgrow
-// LongRoPE's short context and are fed again on the long factors.
+// LongRoPE's short context and are fed again on the long factors, and for a DeepSeek-V3 generating
+// through LoRA adapters of its latent attention.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "common/test_util.h"
 #include "common/tiny_model.h"
@@ -48,12 +50,19 @@ testing::TinyShape four_layers(testing::TinyFamily family) {
   return shape;
 }
 
+// With `lora`, a LoRA policy's generation: adapters of every projection the model has, random (the same
+// global values under any layout), over the frozen model.
 std::vector<Generation> run(parallel::Communicator& world, parallel::Layout layout, const testing::TinyShape& shape,
                             const GenerationParams& params, bool reversed, std::int64_t max_batch = 0,
-                            std::int64_t max_tokens = 0) {
+                            std::int64_t max_tokens = 0, bool lora = false) {
   const parallel::ProcessGrid grid(world, layout);
   Model m(grid, testing::tiny_config(shape));
-  Generator generator(grid, m.transformer, m.weights);
+  std::optional<model::ModelWeights> adapters;
+  if (lora) {
+    adapters.emplace(model::ModelWeights::adapters(m.config, testing::tiny_lora(m.config, 4), m.dims, m.stage));
+    testing::randomize_matrices(*adapters, 9, 0.3f);
+  }
+  Generator generator(grid, m.transformer, m.weights, adapters ? &*adapters : nullptr);
   // This replica's prompts: every dp-th, in forward or reverse order.
   const auto prompts = all_prompts();
   std::vector<std::vector<std::int32_t>> mine;
@@ -113,6 +122,35 @@ TEST(GenerationLayouts, SameTokensForEveryTpAndPpLayoutAndBatch) {
           testing::expect_close(got[i].logprobs, reference[i].logprobs, 1e-5, 1e-5, "logprobs");
         }
       }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace spin::generate
+
+namespace spin::generate {
+namespace {
+
+// DeepSeek-V3's latent attention with LoRA adapters of every projection (generation's absorbed cache, kv_b_proj's
+// adapter's terms on each rank's heads): the same tokens at TP 2 and under TP 2 x PP 2 as on one rank.
+TEST(GenerationLayouts, LatentAttentionLoraAdaptersSameTokensAtEveryLayout) {
+  GenerationParams sampled;
+  sampled.max_new_tokens = 8;
+  sampled.sampling.temperature = 1.1f;
+  const testing::TinyShape deepseek = four_layers(testing::TinyFamily::DeepseekV3);
+  parallel::SelfCommunicator self;
+  const auto reference = run(self, {1, 1, 1}, deepseek, sampled, false, 0, 0, true);
+  const auto plain = run(self, {1, 1, 1}, deepseek, sampled, false);
+  bool differs = false;
+  for (std::size_t i = 0; i < plain.size(); ++i) differs = differs || plain[i].logprobs != reference[i].logprobs;
+  EXPECT_TRUE(differs) << "the adapters change nothing";
+  for (parallel::Layout layout : {parallel::Layout{2, 1, 0}, parallel::Layout{2, 2, 0}}) {
+    const auto got = run(spin::testing::mpi_world(), layout, deepseek, sampled, false, 3, 4, true);
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      if (got[i].tokens.empty()) continue;  // another replica's prompt
+      EXPECT_EQ(got[i].tokens, reference[i].tokens) << "prompt " << i << " at tp " << layout.tp << ", pp " << layout.pp;
+      testing::expect_close(got[i].logprobs, reference[i].logprobs, 1e-5, 1e-5, "logprobs");
     }
   }
 }
