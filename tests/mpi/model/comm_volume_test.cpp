@@ -136,6 +136,43 @@ TEST(TensorParallelCommunication, LoraAdaptersAddOneAllReducePerLayerBackward) {
                           "model backward with adapters");
 }
 
+// DeepSeek-V3's latent attention (model/latent_attention.h): the forward sends what a Llama's does (the latent
+// projections computed whole on each rank from the gathered input); the backward one all-reduce a layer more, of
+// the latents' gradients ([rows, q_lora_rank + kv_lora_rank + rotary_dim]) -- besides its mixture's layers' one
+// each, of the routing weights' gradients ([rows, experts a token + the shared one]: model/moe.h). With LoRA
+// adapters of every projection
+// one more a layer, of the replicated factors' gradients ([8 + 3 x (experts + 1) slots, rank x the widest of
+// hidden and the latents]: kv_b_proj's A has a slot, q_a_proj's and kv_a_proj_with_mqa's adapters -- whole on
+// every rank -- none).
+TEST(TensorParallelCommunication, LatentAttentionAddsOneAllReduceOfTheLatentsPerLayerBackward) {
+  Tp2Model m(testing::TinyFamily::DeepseekV3);
+  const ModelConfig& c = m.config;
+  const std::uint64_t n = 16, h = 16, f = sizeof(float), r = 3, layers = 3;
+  ASSERT_EQ(static_cast<std::uint64_t>(c.hidden_size), h);
+  const std::uint64_t activation = n * h * f;
+  const auto latents = static_cast<std::uint64_t>(c.q_lora_rank + c.kv_lora_rank + c.rotary_dim) * n * f;
+  const std::uint64_t moe_layers = 2, routing = n * static_cast<std::uint64_t>(c.mlp_outputs()) * f;
+  const StepStats s = step_stats(m);
+  expect_only_all_reduces(s.forward, 1 + 2 * layers + 2, activation * (1 + 2 * layers) + n * f + 2 * n * f,
+                          "latent attention forward");
+  const std::uint64_t calls = 1 + 3 * layers + moe_layers;
+  const std::uint64_t bytes = activation * (1 + 2 * layers) + layers * latents + moe_layers * routing;
+  expect_only_all_reduces(s.backward, calls, bytes, "latent attention backward");
+  const LoraConfig lora = testing::tiny_lora(c, static_cast<std::int64_t>(r));
+  ModelWeights adapters = ModelWeights::adapters(c, lora, m.dims, StageLayers::whole(3));
+  testing::randomize_matrices(adapters, 7, 0.3f);
+  Activations saved;
+  m.transformer.forward(m.weights, m.batch, saved, true, {}, &adapters);
+  ModelWeights grads = ModelWeights::adapters(c, lora, m.dims, StageLayers::whole(3));
+  m.grid.tp().reset_stats();
+  m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
+  const std::uint64_t widest = std::max<std::uint64_t>({h, static_cast<std::uint64_t>(c.q_lora_rank),
+                                                        static_cast<std::uint64_t>(c.kv_lora_rank)});
+  const std::uint64_t slots = 8 + 3 * static_cast<std::uint64_t>(c.num_experts + (c.shared_expert() ? 1 : 0));
+  expect_only_all_reduces(m.grid.tp().stats(), calls + layers, bytes + layers * slots * r * widest * f,
+                          "latent attention backward with adapters");
+}
+
 // OLMo 2's q and k norms span both ranks' heads: one all-reduce more per layer each way, of a
 // float per row for q and one for k together ([2, rows]: the sums of squares forward, of dy w x
 // backward) -- a sixteenth of an activation's bytes here, an eighth of hidden's at any size.
