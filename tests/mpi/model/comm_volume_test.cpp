@@ -166,8 +166,8 @@ TEST(TensorParallelCommunication, LatentAttentionAddsOneAllReduceOfTheLatentsPer
   ModelWeights grads = ModelWeights::adapters(c, lora, m.dims, StageLayers::whole(3));
   m.grid.tp().reset_stats();
   m.transformer.backward(m.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
-  const std::uint64_t widest = std::max<std::uint64_t>({h, static_cast<std::uint64_t>(c.q_lora_rank),
-                                                        static_cast<std::uint64_t>(c.kv_lora_rank)});
+  const std::uint64_t widest = std::max<std::uint64_t>(
+      {h, static_cast<std::uint64_t>(c.q_lora_rank), static_cast<std::uint64_t>(c.kv_lora_rank)});
   const std::uint64_t slots = 8 + 3 * static_cast<std::uint64_t>(c.num_experts + (c.shared_expert() ? 1 : 0));
   expect_only_all_reduces(m.grid.tp().stats(), calls + layers, bytes + layers * slots * r * widest * f,
                           "latent attention backward with adapters");
