@@ -239,7 +239,8 @@ void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, s
   add_adapter(ctx, latent_adapter(b, layer, ad, la, LoraTarget::KvB), la, a.c_normed, a.c_normed16, a.kv, a.kv16, n,
               l.kv_rank, l.kv_width());
   const bool mixed = q16.defined();
-  const Bytes kb = bytes_of(k, k16), vb = bytes_of(v, v16), kvb = bytes_of(a.kv, a.kv16), kr = bytes_of(a.k_rope, a.k_rope16);
+  const Bytes kb = bytes_of(k, k16), vb = bytes_of(v, v16), kvb = bytes_of(a.kv, a.kv16);
+  const Bytes kr = bytes_of(a.k_rope, a.k_rope16);
   const std::int64_t es = kb.size;
   // Each head's key: its content part from kv_b_proj, then the shared rotated key; its value, padded.
   const std::int64_t kv_pitch = (l.nope + l.v) * es, pitch = l.head_dim * es;

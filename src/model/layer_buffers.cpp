@@ -55,8 +55,12 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const std::int64_t rows = b.rows;
   // The residual stream and the norms' outputs: this rank's rows (all of them but under a split).
   // The MLP's buffers: a mixture of experts' for each row's experts_per_token experts (and its shared expert).
+  // Generation's absorbed latent attention (latent_attention_cached) forms q alone: no k, v or attention output
+  // of the heads (its own buffers hold the latent's).
+  const bool absorbed = cached && config.latent_attention();
   const Shape hidden{b.residual_rows(), d.hidden}, per_row{b.residual_rows()}, q_shape{rows, d.q_width()},
-      kv_shape{rows, d.kv_width()}, mlp = mlp_shape(d, config, rows);
+      kv_shape{absorbed ? 0 : rows, d.kv_width()}, attn_shape{absorbed ? 0 : rows, d.q_width()},
+      mlp = mlp_shape(d, config, rows);
   // Mixed precision: everything but the residual stream, the norms' statistics and the
   // attention's saved values only in bf16 -- only products and bf16-reading kernels read them.
   const Shape none{0};
@@ -81,7 +85,7 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   const bool mid = !config.parallel_residual || output_in_place;
   const auto t = workspace_.carve(
       device, {hidden,           normed(hidden),         per_row,           f32(q_shape),      f32(kv_shape),
-               f32(kv_shape),    {probs_size},           f32(q_shape),      mid ? hidden : none, second(normed(hidden)),
+               f32(kv_shape),    {probs_size},           f32(attn_shape),   mid ? hidden : none, second(normed(hidden)),
                second(per_row),  f32(gated(mlp)),        f32(mlp),          f32(mlp),          raw(q_shape),
                raw(kv_shape),    rstd_q_shape,           rstd_k_shape,      sandwich(hidden),  sandwich(per_row),
                sandwich(hidden), sandwich(per_row),      kept_v(f32(kv_shape))});
@@ -96,8 +100,8 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   if (clip && !mixed) v_raw = t[22];
   if (mixed) {
     const auto h = workspace_bf16_.carve(device,
-                                         {hidden, q_shape, kv_shape, kv_shape, q_shape, second(hidden), gated(mlp), mlp,
-                                          mlp, kept_qk(q_shape), kept_qk(kv_shape), kept_v(kv_shape)},
+                                         {hidden, q_shape, kv_shape, kv_shape, attn_shape, second(hidden), gated(mlp),
+                                          mlp, mlp, kept_qk(q_shape), kept_qk(kv_shape), kept_v(kv_shape)},
                                          1, DType::BF16);
     n1_bf16 = h[0], q_bf16 = h[1], k_bf16 = h[2], v_bf16 = h[3], attn_bf16 = h[4];
     n2_bf16 = h[5], gate_bf16 = h[6], up_bf16 = h[7], act_bf16 = h[8];
@@ -111,6 +115,7 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   }
   if (!config.mlp_input_norm()) n2 = n2_bf16 = Tensor();
   if (!config.gated_mlp) gate = gate_bf16 = Tensor();
+  if (absorbed) k = v = attn = k_bf16 = v_bf16 = attn_bf16 = Tensor();
   if (config.latent_attention()) latent.allocate(d, config, rows, device, mixed, cached);
   moe = MoeActivations{};
   if (config.moe()) {

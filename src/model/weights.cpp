@@ -317,8 +317,9 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
   require(lora.enabled(), "LoRA adapters of rank ", lora.rank);
   for (int t = 0; t < kLoraTargets; ++t) {
     const auto target = static_cast<LoraTarget>(t);
-    require(!lora.targets_(target) || lora_target_in_model(config, target), "LoRA targets ", lora_target_name(target),
-            ", but the model has no such projection (", lora.targets_text(), "; lora_targets_of_model keeps a model's)");
+    require(!lora.targets_(target) || lora_target_in_model(config, target), "LoRA targets ",
+            lora_target_name(target), ", but the model has no such projection (", lora.targets_text(),
+            "; lora_targets_of_model keeps a model's)");
   }
   require(stage.begin >= 0 && stage.begin < stage.end && stage.end <= config.num_layers,
           "stage layers [", stage.begin, ", ", stage.end, ") outside a model of ",

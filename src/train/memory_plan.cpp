@@ -97,9 +97,13 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   const std::int64_t input_norms = c.mlp_input_norm() ? 2 : 1;  // Cohere's parallel residual: the MLP reads the first
   const std::int64_t mlp_buffers = c.mlp_projections();         // one a projection: gate, up, act (down's input)
   const std::int64_t grouped = c.mlp_rows(rows), outputs = rows * c.mlp_outputs();
+  // q, k, v and the attention's output -- but generation's absorbed latent attention forms q alone (the latent's
+  // own buffers below).
+  const bool absorbed = !attention_state && c.latent_attention();
   Elements e;
-  e.act = (norm_outputs ? input_norms * aligned(r.residual * d.hidden) : 0) + 2 * aligned(rows * d.q_width()) +
-          2 * aligned(rows * d.kv_width()) + mlp_buffers * aligned(d.mlp_values(c, rows));
+  e.act = (norm_outputs ? input_norms * aligned(r.residual * d.hidden) : 0) +
+          (absorbed ? 1 : 2) * aligned(rows * d.q_width()) + (absorbed ? 0 : 2) * aligned(rows * d.kv_width()) +
+          mlp_buffers * aligned(d.mlp_values(c, rows));
   if (c.moe()) {
     e.act += aligned(grouped * d.hidden);
     e.f32 += aligned(outputs * d.hidden) + aligned(model::moe_logits(c, rows)) + aligned(outputs) +
