@@ -29,8 +29,18 @@ bool is_number(char32_t c) { return c < 0x80 ? c >= U'0' && c <= U'9' : in(kNumb
 bool is_uppercase(char32_t c) { return c < 0x80 ? c >= U'A' && c <= U'Z' : in(kUppercase, c); }
 bool is_lowercase(char32_t c) { return c < 0x80 ? c >= U'a' && c <= U'z' : in(kLowercase, c); }
 bool is_mark(char32_t c) { return c >= 0x300 && in(kMarks, c); }
-bool is_punctuation(char32_t c) { return in(kPunctuation, c); }
-bool is_symbol(char32_t c) { return in(kSymbols, c); }
+// ASCII's punctuation and symbols (Unicode's categories: $ + < = > ^ ` | ~ are symbols), without the tables.
+bool is_punctuation(char32_t c) {
+  return c < 0x80 ? c != U'$' && c != U'+' && c != U'<' && c != U'=' && c != U'>' && c != U'^' && c != U'`' &&
+                        c != U'|' && c != U'~' && ((c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) ||
+                                                   (c >= 0x5B && c <= 0x60) || (c >= 0x7B && c <= 0x7E))
+                  : in(kPunctuation, c);
+}
+bool is_symbol(char32_t c) {
+  return c < 0x80 ? c == U'$' || c == U'+' || c == U'<' || c == U'=' || c == U'>' || c == U'^' || c == U'`' ||
+                        c == U'|' || c == U'~'
+                  : in(kSymbols, c);
+}
 
 bool is_whitespace(char32_t c) {  // White_Space, as Rust's and Oniguruma's \s
   return (c >= 0x9 && c <= 0xD) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||

@@ -312,6 +312,12 @@ TEST(UnicodeClasses, LettersNumbersAndWhitespaceAsTheRegularExpressionsClassThem
   for (char32_t c : {U'a', U'1', U' ', U'\u0301', U'\u200b', U'\u0007', U'日'}) {
     EXPECT_FALSE(unicode::is_punctuation(c) || unicode::is_symbol(c)) << static_cast<std::uint32_t>(c);
   }
+  // ASCII (answered without the tables): Python's unicodedata's P* and S* code points of it, exactly.
+  const std::u32string punctuation = U"!\"#%&'()*,-./:;?@[\\]_{}", symbols = U"$+<=>^`|~";
+  for (char32_t c = 0; c < 0x80; ++c) {
+    EXPECT_EQ(unicode::is_punctuation(c), punctuation.find(c) != std::u32string::npos) << static_cast<std::uint32_t>(c);
+    EXPECT_EQ(unicode::is_symbol(c), symbols.find(c) != std::u32string::npos) << static_cast<std::uint32_t>(c);
+  }
   const unicode::CodePoints s = unicode::decode_utf8("a\xc3\xa9\xff🙂");
   EXPECT_EQ(s.cp, (std::vector<char32_t>{U'a', U'é', 0xFFFFFFFF, U'🙂'}));
   EXPECT_EQ(s.at, (std::vector<std::size_t>{0, 1, 3, 4, 8}));
