@@ -182,11 +182,11 @@ std::size_t match_deepseek_words(const CodePoints& s, std::size_t i) {
   return i;                                          // a number (the first Split's), a control character, ...
 }
 
-// `tokenizers`' Split with behavior Isolated: every match of `match` in `text` a piece, and every stretch
-// between matches (code points where none starts) one piece -- appended to `pieces`.
+// `tokenizers`' Split with behavior Isolated over the code points `s` of `text` (s.at: offsets in `text`): every
+// match of `match` a piece, and every stretch between matches (code points where none starts) one piece --
+// appended to `pieces`.
 template <class Match>
-void split_isolated(std::string_view text, Match match, std::vector<std::string_view>& pieces) {
-  const CodePoints s = unicode::decode_utf8(text);
+void split_isolated(std::string_view text, const CodePoints& s, Match match, std::vector<std::string_view>& pieces) {
   const auto piece = [&](std::size_t from, std::size_t to) { return text.substr(s.at[from], s.at[to] - s.at[from]); };
   std::size_t unmatched = 0;  // where the current stretch without a match began
   for (std::size_t i = 0; i < s.size();) {
@@ -200,6 +200,34 @@ void split_isolated(std::string_view text, Match match, std::vector<std::string_
     unmatched = i = j;
   }
   if (unmatched < s.size()) pieces.push_back(piece(unmatched, s.size()));
+}
+
+// DeepSeek-V3's Splits over `text`. The first two fused in one pass -- \p{N}{1,3} chunks, then CJK runs within
+// the stretches between them, as the two Isolated Splits in sequence cut the text -- and the third over each
+// stretch left (a chunk of digits or a run of CJK, which are letters, is one piece of the third's too).
+std::vector<std::string_view> deepseek_v3_pieces(std::string_view text) {
+  const CodePoints s = unicode::decode_utf8(text);
+  std::vector<std::string_view> pieces;
+  CodePoints stretch;
+  const auto words = [&](std::size_t from, std::size_t to) {  // the third Split over code points [from, to)
+    stretch.cp.assign(s.cp.begin() + static_cast<std::ptrdiff_t>(from), s.cp.begin() + static_cast<std::ptrdiff_t>(to));
+    stretch.at.assign(s.at.begin() + static_cast<std::ptrdiff_t>(from),
+                      s.at.begin() + static_cast<std::ptrdiff_t>(to) + 1);
+    split_isolated(text, stretch, match_deepseek_words, pieces);
+  };
+  std::size_t unmatched = 0;
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t j = number(s.cp[i]) ? match_deepseek_numbers(s, i) : match_deepseek_cjk(s, i);
+    if (j == i) {
+      ++i;
+      continue;
+    }
+    if (unmatched < i) words(unmatched, i);
+    pieces.push_back(text.substr(s.at[i], s.at[j] - s.at[i]));
+    unmatched = i = j;
+  }
+  if (unmatched < s.size()) words(unmatched, s.size());
+  return pieces;
 }
 
 // `pattern` with its line-break characters written as the escapes \r and \n.
@@ -228,13 +256,7 @@ PreTokenizer pre_tokenizer_of(std::string_view pattern) {
 
 std::vector<std::string_view> pre_tokenize(PreTokenizer p, std::string_view text) {
   if (p == PreTokenizer::None) return {text};
-  if (p == PreTokenizer::DeepSeekV3) {  // three Splits, each over the pieces of the one before
-    std::vector<std::string_view> numbers, cjk_runs, pieces;
-    split_isolated(text, match_deepseek_numbers, numbers);
-    for (const std::string_view piece : numbers) split_isolated(piece, match_deepseek_cjk, cjk_runs);
-    for (const std::string_view piece : cjk_runs) split_isolated(piece, match_deepseek_words, pieces);
-    return pieces;
-  }
+  if (p == PreTokenizer::DeepSeekV3) return deepseek_v3_pieces(text);
   const CodePoints s = unicode::decode_utf8(text);
   const std::size_t max_digits = p == PreTokenizer::Qwen2 ? 1 : 3;  // numbers' pieces (GPT-2: not used)
   std::vector<std::string_view> pieces;
