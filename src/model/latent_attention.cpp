@@ -252,17 +252,19 @@ void latent_attention_forward(const ModelContext& ctx, const BatchGeometry& b, s
   kern.copy_2d(vb.p, pitch, kvb.p + l.nope * es, kv_pitch, l.v * es, n * l.heads);
 }
 
-// Generation's kv_b_proj adapter (`f`, `f16`: its factors; absorbed attention): every head's absorbed query
-// += scale (q_c B_kc) A (`queries`) or its output += scale (o_latent A^T) B_vc^T (not `queries`), B_kc and
-// B_vc the head's key-content and value rows of B; the [rows, rank] products through the adapter's u
-// buffers (their values unused: no backward).
-void absorbed_adapter(const ModelContext& ctx, const LatentDims& l, const LayerActivations& la, const LoraFactors& f,
-                      const LoraFactors& f16, float scale, std::int64_t n, bool queries) {
+// Generation's kv_b_proj adapter (absorbed attention): every head's absorbed query += scale (q_c B_kc) A
+// (`queries`) or its output += scale (o_latent A^T) B_vc^T (not `queries`), B_kc and B_vc the head's
+// key-content and value rows of B; the [rows, rank] products through the adapter's u buffers (their values
+// unused: no backward).
+void absorbed_adapter(const ModelContext& ctx, const LatentDims& l, const LayerActivations& la,
+                      const LatentAdapter& adapter, std::int64_t n, bool queries) {
   const auto& kern = ctx.k;
   const LatentActivations& a = la.latent;
+  const LoraFactors &f = adapter.w, &f16 = adapter.w16;
+  const float scale = adapter.scale;
   const std::int64_t r = f.a.shape()[0], row = l.kv_rank + l.rope, b_rows = l.nope + l.v;
   const bool mixed = la.q_bf16.defined();
-  const Tensor& t = la.lora_u[static_cast<std::size_t>(LoraTarget::KvB)];  // [rows, rank]: bf16 in mixed precision
+  const Tensor& t = adapter.u;  // [rows, rank]: bf16 in mixed precision
   for (std::int64_t h = 0; h < l.heads; ++h) {
     const std::int64_t b_first = (h * b_rows + (queries ? 0 : l.nope)) * r;
     if (mixed) {
@@ -307,8 +309,7 @@ void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, st
   require(cache.bf16 == mixed, "KV cache in ", cache.bf16 ? "bf16" : "float32", " for a layer computing in ",
           mixed ? "bf16" : "float32");
   latent_inputs(ctx, b, layer, w, ad, la, in, rope);
-  const auto kv_b = static_cast<std::size_t>(LoraTarget::KvB);
-  const bool kv_b_adapter = ad != nullptr && ad->lora[kv_b].a.defined();
+  const std::optional<LatentAdapter> kv_b = latent_adapter(b, layer, ad, la, LoraTarget::KvB);
   const Bytes qb = bytes_of(q, q16), kr = bytes_of(a.k_rope, a.k_rope16), cn = bytes_of(a.c_normed, a.c_normed16);
   const Bytes cached = bytes_of(a.cached_row, a.cached_row16), qa = bytes_of(a.q_absorbed, a.q_absorbed16);
   const std::int64_t es = qb.size;
@@ -333,7 +334,7 @@ void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, st
                 w.kv_b_proj.f32() + h * kv_stride, l.kv_rank, 0.0f, a.q_absorbed.f32() + h * row, l.heads * row);
     }
   }
-  if (kv_b_adapter) absorbed_adapter(ctx, l, la, ad->lora[kv_b], ad->bf16.lora[kv_b], ad->lora_scale, n, true);
+  if (kv_b) absorbed_adapter(ctx, l, la, *kv_b, n, true);
   kern.copy_2d(qa.p + l.kv_rank * es, row * es, qb.p + l.nope * es, l.head_dim * es, l.rope * es, n * l.heads);
   // Attention over the cached rows: one kv head of `row` dimensions whose values are the keys' row.
   if (mixed) {
@@ -358,7 +359,7 @@ void latent_attention_cached(const ModelContext& ctx, const BatchGeometry& b, st
                 w.kv_b_proj.f32() + values, l.kv_rank, 0.0f, a.out.f32() + h * l.v, l.heads * l.v);
     }
   }
-  if (kv_b_adapter) absorbed_adapter(ctx, l, la, ad->lora[kv_b], ad->bf16.lora[kv_b], ad->lora_scale, n, false);
+  if (kv_b) absorbed_adapter(ctx, l, la, *kv_b, n, false);
 }
 
 void latent_attention_output(const ModelContext& ctx, const BatchGeometry& b, LatentActivations& a, const Tensor& attn,

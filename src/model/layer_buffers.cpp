@@ -25,7 +25,7 @@ std::int64_t lora_replicated_slots(const ModelConfig& c, const LoraConfig& lora)
 }
 
 std::int64_t lora_replicated_slot(const ModelConfig& c, const LoraConfig& lora, const TpDims& d) {
-  return lora.rank * std::max({d.hidden, c.latent_attention() ? std::max(c.q_lora_rank, c.kv_lora_rank) : 0});
+  return lora.rank * std::max(d.hidden, c.latent_attention() ? std::max(c.q_lora_rank, c.kv_lora_rank) : 0);
 }
 
 std::int64_t moe_dropout_keys(const ModelConfig& c, const LoraConfig& lora, std::int64_t rows) {
