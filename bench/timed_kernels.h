@@ -229,6 +229,9 @@ class TimedKernels final : public kernels::Kernels {
   void to_bf16(std::uint16_t* out, const float* in, Index n) const override {
     time("bf16 conversion", [&] { inner_.to_bf16(out, in, n); });
   }
+  void from_bf16(float* out, const std::uint16_t* in, Index n) const override {
+    time("bf16 conversion", [&] { inner_.from_bf16(out, in, n); });
+  }
   void linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w, Index n,
                            Index in, Index out) const override {
     time("linear forward", [&] { inner_.linear_forward_bf16(y, x, w, n, in, out); });

@@ -100,7 +100,8 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
       }
     }
   });
-  model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device());
+  model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device(),
+                              runtime.inference_storage());
   parallel::run_collectively(world, [&] {
     load_model_weights(*source, o.adapter, *shard, weights, runtime.kernels());
   });

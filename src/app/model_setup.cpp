@@ -14,6 +14,7 @@
 #include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
 #include "core/json_file.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "train/checkpointing.h"
 
 namespace spin::app {
@@ -336,6 +337,12 @@ ModelSource model_source(const std::string& path, const std::string& adapter_dir
 
 void load_model_weights(const ModelSource& source, const std::string& adapter_dir, const ModelShard& shard,
                         model::ModelWeights& weights, const kernels::Kernels& kernels) {
+  if (weights.frozen()) {  // read in float32 on the host (a PEFT adapter merged there), then held rounded
+    model::ModelWeights host(shard.config, shard.dims, shard.stage);
+    load_model_weights(source, adapter_dir, shard, host, spin::kernels::CpuKernels());
+    weights.copy_from(host);
+    return;
+  }
   if (!source.checkpoint) {
     check_every_tensor_read(source.dir, source.config);
     load_hf_weights(source.dir, adapter_dir, source.config, shard.dims, shard.stage, weights, kernels);

@@ -40,6 +40,7 @@ struct PlanOptions {
   std::int64_t logits_chunk_rows = 0, lora_rank = 0, recompute_num_layers = 0;
   double lora_dropout = 0.0;
   std::string lora_targets = "all-linear";
+  std::string frozen_dtype = "auto";
   bool distributed = false, ref_offload = false, recompute = false, sequence_parallel = false;
   bool rmsprop = false;  // --optimizer rmsprop: one state buffer instead of AdamW's two
 };
@@ -71,6 +72,9 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
       ("optimizer", po::value(&o.optimizer)->default_value(o.optimizer),
        "optim.name: adamw (m and v, 8 bytes a parameter) or rmsprop (v, 4 bytes)")
       ("ref-offload", po::bool_switch(&o.ref_offload), "keep the reference weights in host memory")
+      ("frozen-dtype", po::value(&o.frozen_dtype)->default_value(o.frozen_dtype),
+       "how the reference (LoRA: the base) is held with --device cuda (model.frozen_dtype): bf16 (2 bytes a "
+       "parameter, the embedding and vectors 4 more), fp32 (6 bytes) or auto (bf16 without --lora-rank)")
       ("recompute-activations", po::bool_switch(&o.recompute),
        "keep only each layer's input under 1F1B (model.recompute_activations)")
       ("recompute-num-layers", po::value(&o.recompute_num_layers)->default_value(o.recompute_num_layers),
@@ -153,6 +157,8 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.lora = lora_settings(o.lora_rank, model::LoraConfig{}.alpha, false, o.lora_dropout, o.lora_targets,
                                  "spin plan: --lora-", request.config);
     request.precision = o.device == "cpu" ? train::Precision::cpu() : train::Precision::cuda();
+    request.frozen_bf16 = frozen_storage(o.frozen_dtype, request.precision.bf16_products, request.lora.enabled()) ==
+                          model::WeightStorage::FrozenBf16;
     if (o.rmsprop) request.precision.moments = 4;  // v alone
     if (parse_attention_backend(o.attention_backend) == AttentionBackend::Unfused) {
       request.precision.attention_probs = true;

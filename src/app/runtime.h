@@ -31,6 +31,12 @@ MatmulPrecision parse_precision(std::string_view name);  // "fp32" | "bf16"; spi
 enum class AttentionBackend { Auto, Simt, Unfused };
 AttentionBackend parse_attention_backend(std::string_view name);  // spin::Error for others
 
+// How a frozen model -- SPIN's reference (with LoRA the base), the inference commands' model -- is held,
+// by spin train's model.frozen_dtype: bf16 (model::WeightStorage::FrozenBf16), fp32, or auto -- bf16
+// unless the model takes LoRA merges (each iteration's adapters, rounded into bf16 values). bf16 only
+// under bf16 products: with fp32 products every model is float32. spin::Error for another name.
+model::WeightStorage frozen_storage(std::string_view frozen_dtype, bool bf16_products, bool takes_merges);
+
 // What every command that runs a model takes, as typed: --device, --precision and
 // --attention-backend (spin train: parallel.device, model.precision, model.attention_backend).
 struct RuntimeOptions {
@@ -56,6 +62,11 @@ class Runtime {
   // Gives weights that the model runs with (policy, reference; not gradients) the precision's
   // form: a bf16 copy for mixed precision, made from their values -- so after loading them.
   void prepare(model::ModelWeights& weights) const;
+  // How an inference command (generate, score, eval) holds its model: as its forward reads it --
+  // FrozenBf16 under bf16 products, 2 bytes a parameter where a trained model takes 6.
+  model::WeightStorage inference_storage() const {
+    return precision_ == MatmulPrecision::Bf16 ? model::WeightStorage::FrozenBf16 : model::WeightStorage::Float32;
+  }
   // "cpu" or "cuda:<ordinal>", and " bf16" with mixed precision.
   std::string describe() const;
   // On a device with an allocator of its own (a GPU): one line from rank 0, "device memory

@@ -352,7 +352,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     if (adapters) {
       lora_part.emplace(grid, config, shard->dims, shard->stage, pad, weights, *adapters);
       if (grid.dp_rank() == 0) {
-        weights_host = host_readable(weights.flat());
+        weights_host = weights.values_on_host();
         extra = train::weight_pieces("base", weights, weights_host);
       }
       extra.insert(extra.end(), lora_part->pieces.begin(), lora_part->pieces.end());

@@ -205,8 +205,10 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   const model::ModelConfig& mc = shard->config;
   const std::int64_t pad = c.distributed_optimizer ? grid.dp_size() : 1;
   // spin.ref_offload: the reference's values in host memory (no bf16 copy: the policy's
-  // buffers hold it while it works, train/spin_trainer.h).
-  model::ModelWeights reference(mc, shard->dims, shard->stage, pad, c.ref_offload ? Device::Cpu : runtime.device());
+  // buffers hold it while it works, train/spin_trainer.h). model.frozen_bf16: in bf16 alone.
+  const model::WeightStorage frozen = frozen_storage(c.frozen_dtype, c.precision == "bf16", lora.enabled());
+  model::ModelWeights reference(mc, shard->dims, shard->stage, pad, c.ref_offload ? Device::Cpu : runtime.device(),
+                                frozen);
   // lora.rank: one model in memory, the reference, frozen; the policy is it + the adapters, the
   // only trained parameters (the gradients and the optimizer's state are theirs).
   std::optional<model::ModelWeights> own_policy, adapters;

@@ -85,6 +85,11 @@ void declare(OptionTable& t, TrainConfig& c) {
         "a PEFT LoRA adapter directory trained on model.path's model, merged into it at the start (an SFT model "
         "trained with PEFT); not read when the weights come from a checkpoint");
   t.add("model.precision", &c.precision, "fp32, or bf16 (matrix products in bf16 with fp32 accumulation; fp32 master weights)");
+  t.add("model.frozen_dtype", &c.frozen_dtype,
+        "with model.precision = bf16, how the frozen model -- the reference; with LoRA the base, which is the "
+        "reference -- is held: bf16 (as its forward reads it: the matrices in bf16 alone, 2 bytes a parameter "
+        "instead of 6; LoRA's merge at an iteration's end rounded to bf16), fp32 (float32 values with a bf16 copy), "
+        "or auto (bf16 for full fine-tuning's reference, where it changes no result; fp32 for LoRA's base)");
   t.add("model.attention_backend", &c.attention_backend, kAttentionBackendHelp);
   t.add("model.recompute_activations", &c.recompute_activations,
         "keep only each layer's input for the backward and recompute the rest (one more forward)");
@@ -320,6 +325,7 @@ std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print)
           c.device, "'");
   require(c.precision == "fp32" || c.precision == "bf16", "spin train: model.precision must be fp32 or bf16, got '",
           c.precision, "'");
+  frozen_storage(c.frozen_dtype, false, false);  // the name checked
   require(c.attention_backend == "auto" || c.attention_backend == "simt" || c.attention_backend == "unfused",
           "spin train: model.attention_backend must be auto, simt or unfused, got '", c.attention_backend, "'");
   require(c.logits_chunk_rows >= 0, "spin train: model.logits_chunk_rows must be 0 (off) or positive, got ",

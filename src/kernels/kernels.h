@@ -93,6 +93,8 @@ class Kernels {
   // (torch.autocast(dtype=torch.bfloat16) for linear layers.) bf16 values travel as their 16
   // bits, rounded to nearest, ties to even, exactly as core/dtype.h's f32_to_bf16.
   virtual void to_bf16(std::uint16_t* out, const float* in, Index n) const = 0;
+  // The bf16 values widened to float32 (exact).
+  virtual void from_bf16(float* out, const std::uint16_t* in, Index n) const = 0;
   // y[n, out] = x W^T with x [n, in] and W [out, in] in bf16, y float32.
   virtual void linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w,
                                    Index n, Index in, Index out) const = 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <span>
 
 #include "core/error.h"
 #include "core/philox.h"
@@ -19,6 +20,7 @@ std::uint64_t name_hash(const std::string& name) {
 }
 
 bool is_norm_weight(const std::string& name) { return name.ends_with("norm.weight"); }
+
 
 std::string layer_name(std::int64_t layer, const char* suffix) {
   return cat("model.layers.", layer, ".", suffix);
@@ -235,15 +237,40 @@ struct ShardIndexer {
 };
 }  // namespace
 
-ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
-                           const StageLayers& stage, std::int64_t pad_multiple, Device device) {
+bool read_in_float32(const ShardedTensor& p) {
+  return p.global_shape.size() == 1 || p.name == "model.embed_tokens.weight";
+}
+
+ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims, const StageLayers& stage,
+                           std::int64_t pad_multiple, Device device, WeightStorage storage) {
   require(stage.begin >= 0 && stage.begin < stage.end && stage.end <= config.num_layers,
           "stage layers [", stage.begin, ", ", stage.end, ") outside a model of ",
           config.num_layers, " layers");
   auto specs = parameter_specs(config, dims, stage);
   std::vector<Shape> shapes;
   for (const auto& spec : specs) shapes.push_back(spec.second);
-  const std::vector<Tensor> locals = storage_.carve(device, shapes, pad_multiple);
+  frozen_ = storage == WeightStorage::FrozenBf16;
+  std::vector<Tensor> locals;
+  if (!frozen_) {
+    locals = storage_.carve(device, shapes, pad_multiple);
+    for (const Tensor& t : locals) layout_offsets_.push_back(offset_of(t));
+  } else {
+    // The layout in bf16 (the same offsets as a Float32 model's flat buffer), then the float32-read
+    // tensors again, compactly, in float32.
+    Workspace halves;
+    locals = halves.carve(device, shapes, pad_multiple, DType::BF16);
+    bf16_ = halves.buffer();
+    std::vector<Shape> kept;
+    for (const auto& spec : specs) {
+      if (read_in_float32(spec.first)) kept.push_back(spec.second);
+    }
+    const std::vector<Tensor> kept_locals = storage_.carve(device, kept);
+    std::size_t j = 0;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      layout_offsets_.push_back(static_cast<const std::uint16_t*>(locals[i].raw()) - bf16_.bf16());
+      if (read_in_float32(specs[i].first)) locals[i] = kept_locals[j++];
+    }
+  }
 
   std::map<std::string, Tensor> by_name;
   for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -310,6 +337,7 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims,
     lm_head = by_name.at(config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
     lm_head_bias = get_if("lm_head.bias");
   }
+  if (frozen_) wire_bf16_views();
 }
 
 ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
@@ -352,6 +380,7 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
   for (std::size_t j = 0; j < specs.size(); ++j) {
     specs[j].first.local = locals[j];
     w.params_.push_back(std::move(specs[j].first));
+    w.layout_offsets_.push_back(w.offset_of(locals[j]));
   }
   return w;
 }
@@ -372,7 +401,16 @@ void ModelWeights::merge_into(ModelWeights& base, const kernels::Kernels& k) con
                                                &w.gate_proj, &w.up_proj,  &w.down_proj, &w.q_a_proj,
                                                &w.kv_a_proj, &w.kv_b_proj};
     const auto merge = [&](const Tensor& p, const LoraFactors& f) {
-      if (f.a.defined()) lora_merge(k, p, f, a.lora_scale, p.shape()[1], p.shape()[0]);
+      if (!f.a.defined()) return;
+      if (p.dtype() != DType::BF16) {
+        lora_merge(k, p, f, a.lora_scale, p.shape()[1], p.shape()[0]);
+        return;
+      }
+      // FrozenBf16: the sum in float32, rounded once.
+      const Tensor sum = Tensor::zeros(p.shape(), DType::F32, p.device());
+      k.from_bf16(sum.f32(), p.bf16(), p.numel());
+      lora_merge(k, sum, f, a.lora_scale, p.shape()[1], p.shape()[0]);
+      k.to_bf16(p.bf16(), sum.f32(), p.numel());
     };
     for (int t = 0; t < kLoraTargets; ++t) merge(*projections[t], a.lora[static_cast<std::size_t>(t)]);
     // A mixture's experts' (the shared expert's too): each projection its own adapter.
@@ -428,61 +466,12 @@ std::pair<std::int64_t, std::int64_t> ModelWeights::layer_span(std::int64_t laye
   return {begin, end};
 }
 
-Tensor ModelWeights::bf16_view(const Tensor& param) const {
-  return bf16_.view(offset_of(param), param.shape());  // same offset, other buffer
-}
-
-void ModelWeights::enable_bf16(const kernels::Kernels& k) {
-  if (has_bf16()) return;
-  bf16_ = Tensor::zeros(flat().shape(), DType::BF16, device());
-  const auto view = [&](const Tensor& t) { return t.defined() ? bf16_view(t) : Tensor(); };
-  for (LayerWeights& l : layers) {
-    LayerWeights::Bf16& b = l.bf16;
-    b.q_proj = view(l.q_proj), b.k_proj = view(l.k_proj), b.v_proj = view(l.v_proj), b.o_proj = view(l.o_proj);
-    b.gate_proj = view(l.gate_proj), b.up_proj = view(l.up_proj), b.down_proj = view(l.down_proj);
-    b.q_a_proj = view(l.q_a_proj), b.kv_a_proj = view(l.kv_a_proj), b.kv_b_proj = view(l.kv_b_proj);
-    for (std::size_t t = 0; t < l.lora.size(); ++t) b.lora[t] = {view(l.lora[t].a), view(l.lora[t].b)};
-    b.router = view(l.router);
-    const auto expert_view = [&](const LayerWeights::Expert& e) {
-      LayerWeights::Expert v{view(e.gate_proj), view(e.up_proj), view(e.down_proj)};
-      for (std::size_t t = 0; t < e.lora.size(); ++t) v.lora[t] = {view(e.lora[t].a), view(e.lora[t].b)};
-      return v;
-    };
-    b.experts.clear();
-    for (const LayerWeights::Expert& e : l.experts) b.experts.push_back(expert_view(e));
-    b.shared_expert = expert_view(l.shared_expert);
-    b.shared_expert_gate = view(l.shared_expert_gate);
-  }
-  if (lm_head.defined()) lm_head_bf16 = bf16_view(lm_head);
-  refresh_bf16(k);
-}
-
-void ModelWeights::refresh_bf16_on_host() {
-  if (!has_bf16()) return;
-  const std::vector<float> values = to_host<float>(flat());
-  std::vector<std::uint16_t> rounded(values.size());
-  for (std::size_t i = 0; i < values.size(); ++i) rounded[i] = f32_to_bf16(values[i]);
-  copy_bytes(bf16_.raw(), device(), rounded.data(), Device::Cpu, bf16_.nbytes());
-}
-
-void ModelWeights::refresh_bf16(const kernels::Kernels& k) {
-  if (has_bf16()) k.to_bf16(bf16_.bf16(), flat().f32(), flat().numel());
-}
-
-void ModelWeights::copy_from(const ModelWeights& other) {
-  flat().copy_from(other.flat());
-  if (has_bf16() && other.has_bf16()) {
-    bf16_.copy_from(other.bf16_);
-  } else {
-    refresh_bf16_on_host();  // no kernels at hand: a one-off cost (loading), not a step's
-  }
-}
-
 void ModelWeights::init_random(std::uint64_t seed, float std) {
-  zero();
-  for (const ShardedTensor& p : params_) {
-    // Drawn on the host, one parameter at a time, then copied to the parameter's device.
-    std::vector<float> values(static_cast<std::size_t>(p.local.numel()), 0.0f);
+  // Drawn on the host, one parameter at a time, then copied to the device at once.
+  const Tensor host = Tensor::zeros({layout_numel()});
+  for (std::size_t at = 0; at < params_.size(); ++at) {
+    const ShardedTensor& p = params_[at];
+    const std::span<float> values(host.f32() + layout_offsets_[at], static_cast<std::size_t>(p.local.numel()));
     if (is_norm_weight(p.name)) {
       std::fill(values.begin(), values.end(), 1.0f);
     } else if (p.name.ends_with("lora_B.weight")) {
@@ -505,9 +494,8 @@ void ModelWeights::init_random(std::uint64_t seed, float std) {
             std * philox_normal(seed, stream, static_cast<std::uint64_t>(index_of.global(i)));
       }
     }
-    copy_bytes(p.local.raw(), p.local.device(), values.data(), Device::Cpu, p.local.nbytes());
   }
-  refresh_bf16_on_host();
+  assign_values(host);
 }
 
 HfLayout hf_layout(const ModelConfig& c) {

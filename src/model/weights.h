@@ -92,6 +92,15 @@ struct LayerWeights {
   } bf16;
 };
 
+// How a model's values are held. Float32: every parameter in float32 (the master weights an optimizer
+// updates), with a bf16 copy beside them under mixed precision (ModelWeights::enable_bf16).
+// FrozenBf16: a model no optimizer updates -- SPIN's reference, LoRA's base, generation's model --
+// under mixed precision, held as its forward reads it: the matrices in bf16 alone (2 bytes a value
+// instead of 4 + 2), the float32-read tensors (the embedding, which the lookup reads, and every
+// vector: norms, biases, the router's correction bias) in float32 with their bf16 rounding beside
+// them. Its forward computes exactly what a Float32 model's bf16 products compute.
+enum class WeightStorage { Float32, FrozenBf16 };
+
 class ModelWeights {
  public:
   // All zeros: this rank's TP shard of the whole model (one pipeline stage).
@@ -101,7 +110,8 @@ class ModelWeights {
   // buffer's length is a multiple of `pad_multiple` (the distributed optimizer splits it evenly
   // over DP).
   ModelWeights(const ModelConfig& config, const TpDims& dims, const StageLayers& stage,
-               std::int64_t pad_multiple = 1, Device device = Device::Cpu);
+               std::int64_t pad_multiple = 1, Device device = Device::Cpu,
+               WeightStorage storage = WeightStorage::Float32);
   // All zeros: LoRA adapters (model/lora.h) of the same shard of the model -- LayerWeights::lora
   // of the targeted projections, nothing else (no embedding, norms or head). The optimizer, the
   // gradient reductions and checkpoints take them as they take a model: one flat buffer.
@@ -122,9 +132,22 @@ class ModelWeights {
   Tensor lm_head_bias;  // [vocab_rows], vocab-parallel: Phi's (ModelConfig::lm_head_bias); last stage only
 
   // Every local parameter once (a tied lm_head held with embed_tokens is not listed twice), in
-  // the model's order.
+  // the model's order. FrozenBf16: the matrices' `local` are bf16 tensors.
   const std::vector<ShardedTensor>& sharded_state_dict() const { return params_; }
+  // The float32 values: every parameter's (Float32), or the float32-read tensors' alone (FrozenBf16).
   const Tensor& flat() const { return storage_.buffer(); }
+  bool frozen() const { return frozen_; }
+  // The layout every representation shares (the Float32 flat buffer's, the bf16 buffer's): parameter
+  // i of sharded_state_dict() at layout_offsets()[i], layout_numel() elements in all.
+  const std::vector<std::int64_t>& layout_offsets() const { return layout_offsets_; }
+  std::int64_t layout_numel() const { return frozen_ ? bf16_.numel() : flat().numel(); }
+  // Every parameter's values in float32 in host memory, in the layout: as held, or (FrozenBf16) the
+  // bf16 matrices widened. On the CPU path of a Float32 model, the live buffer itself.
+  Tensor values_on_host() const;
+  // Every parameter's values from `host` (float32, host memory, the layout -- of any padding), the
+  // bf16 copy rounded from them (FrozenBf16: the matrices held as that rounding). `host` may be
+  // values_on_host().
+  void assign_values(const Tensor& host);
 
   void zero() { flat().zero_(); }
   Device device() const { return flat().device(); }
@@ -133,10 +156,17 @@ class ModelWeights {
   // [begin, end) in the flat buffer covering every parameter of local layer `layer` (they are
   // laid out together, in the model's order).
   std::pair<std::int64_t, std::int64_t> layer_span(std::int64_t layer) const;
-  // A copy of `other`, which has the same layout; the devices may differ (the SPIN reference
-  // sync; weights read on the host and moved to the GPU). The bf16 copies too, when both have
-  // them.
+  // A copy of `other`, which has the same layout; the devices and the representations may differ
+  // (the SPIN reference sync; weights read on the host and moved to the GPU). The bf16 copies too,
+  // when both have them. Into FrozenBf16: the values rounded -- from a Float32 model with a bf16
+  // copy, that copy (device to device); from a FrozenBf16 model as held. From FrozenBf16 into
+  // Float32: the bf16 values widened (through the host).
   void copy_from(const ModelWeights& other);
+  // What the forward reads, from a FrozenBf16 model of the same layout into this Float32 model with
+  // a bf16 copy: the bf16 buffer and the float32-read tensors. The float32 matrices are left as they
+  // were -- stale until the caller restores them and refreshes the copy (SpinTrainer's offloaded
+  // reference: the policy's parked, the reference's bf16 values moved in, 2 bytes a value).
+  void borrow_forward_values(const ModelWeights& frozen);
 
   // Mixed precision: a bf16 copy of every parameter (one more flat buffer, 2 bytes a value),
   // which the matrix products read (LayerWeights::bf16, lm_head_bf16) while these float32
@@ -159,18 +189,30 @@ class ModelWeights {
   bool is_adapters() const { return lora_.enabled(); }
   const LoraConfig& lora() const { return lora_; }
   // Adapters merged into `base` (this shard of the same model): W += scale B A for every adapted
-  // projection, then base's bf16 copy refreshed. Local: no communication.
+  // projection, then base's bf16 copy refreshed (FrozenBf16: W = bf16(W + scale B A), the sum in
+  // float32). Local: no communication.
   void merge_into(ModelWeights& base, const kernels::Kernels& k) const;
 
  private:
   Tensor bf16_view(const Tensor& param) const;  // param's place in bf16_
+  // LayerWeights::bf16 and lm_head_bf16: the matrices' places in bf16_.
+  void wire_bf16_views();
+  // Where the last parameter ends in the layout (the padding after it excluded).
+  std::int64_t values_end() const;
   ModelWeights() = default;
 
   LoraConfig lora_;    // adapters: their configuration; rank 0 in a model's weights
-  Workspace storage_;  // one allocation for every parameter
-  Tensor bf16_;        // the bf16 copy of storage_'s buffer (enable_bf16)
+  Workspace storage_;  // one allocation for every float32 value
+  Tensor bf16_;        // bf16 values in the layout: the copy (enable_bf16), or FrozenBf16's own
+  bool frozen_ = false;
   std::vector<ShardedTensor> params_;
+  std::vector<std::int64_t> layout_offsets_;  // params_[i]'s offset in the layout
 };
+
+// What a mixed-precision forward reads in float32 rather than through a bf16 copy -- the embedding
+// (the lookup) and every vector (norms, biases, the router's correction bias) -- and FrozenBf16
+// therefore keeps in float32.
+bool read_in_float32(const ShardedTensor& p);
 
 // The parameters ModelWeights(config, dims, stage) holds, described without storage (`local`
 // is empty): names, global shapes, splits and primary flags, for tools that place a model's

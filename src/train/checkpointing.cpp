@@ -22,10 +22,10 @@ std::vector<ckpt::PieceWrite> checkpoint_pieces(const parallel::ProcessGrid& gri
                                                 const std::vector<ckpt::PieceWrite>& extra) {
   std::vector<ckpt::PieceWrite> pieces = extra;
   if (grid.dp_rank() == 0) {
-    hosts.push_back(host_readable(policy.flat()));
+    hosts.push_back(policy.values_on_host());
     for (ckpt::PieceWrite& p : weight_pieces("policy", policy, hosts.back())) pieces.push_back(std::move(p));
     if (reference) {
-      hosts.push_back(host_readable(reference->flat()));
+      hosts.push_back(reference->values_on_host());
       for (ckpt::PieceWrite& p : weight_pieces("reference", *reference, hosts.back())) pieces.push_back(std::move(p));
     }
   }
@@ -58,11 +58,12 @@ model::ModelWeights merged_on_host(const model::ModelConfig& config, const model
 std::vector<ckpt::PieceWrite> weight_pieces(const std::string& group, const model::ModelWeights& w,
                                             const Tensor& host) {
   std::vector<ckpt::PieceWrite> pieces;
-  for (const ShardedTensor& t : w.sharded_state_dict()) {
+  for (std::size_t i = 0; i < w.sharded_state_dict().size(); ++i) {
+    const ShardedTensor& t = w.sharded_state_dict()[i];
     if (!t.primary) continue;
     const ckpt::ShardRectangle r = ckpt::shard_rectangle(t);
     pieces.push_back({group, t.name, t.global_shape, r.start, r.count,
-                      host.f32() + w.offset_of(t.local) + r.local_offset});
+                      host.f32() + w.layout_offsets()[i] + r.local_offset});
   }
   return pieces;
 }
@@ -73,7 +74,7 @@ AdapterCheckpoint::AdapterCheckpoint(const parallel::ProcessGrid& grid, const mo
                                      const model::ModelWeights& adapters) {
   if (grid.dp_rank() != 0) return;
   merged.emplace(merged_on_host(config, dims, stage, pad_multiple, base, adapters));
-  host = host_readable(adapters.flat());
+  host = adapters.values_on_host();
   pieces = weight_pieces("lora", adapters, host);
 }
 
@@ -159,18 +160,18 @@ std::optional<std::string> CheckpointSaver::finish() {
 
 void load_weights(const ckpt::CheckpointReader& reader, const std::string& group,
                   model::ModelWeights& weights) {
-  const Tensor host = host_readable(weights.flat());
-  for (const ShardedTensor& t : weights.sharded_state_dict()) {
+  const Tensor host = weights.values_on_host();
+  for (std::size_t i = 0; i < weights.sharded_state_dict().size(); ++i) {
+    const ShardedTensor& t = weights.sharded_state_dict()[i];
     require(reader.has(group, t.name), reader.dir(), ": no ", group, " tensor ", t.name,
             " (a checkpoint of another model?)");
     require(reader.shape(group, t.name) == t.global_shape, reader.dir(), ": ", group, "/", t.name,
             " has shape ", shape_str(reader.shape(group, t.name)), "; the model expects ",
             shape_str(t.global_shape));
     const ckpt::ShardRectangle r = ckpt::shard_rectangle(t);
-    reader.read(group, t.name, r.start, r.count, host.f32() + weights.offset_of(t.local) + r.local_offset);
+    reader.read(group, t.name, r.start, r.count, host.f32() + weights.layout_offsets()[i] + r.local_offset);
   }
-  weights.flat().copy_from(host);
-  weights.refresh_bf16_on_host();
+  weights.assign_values(host);
 }
 
 }  // namespace spin::train

@@ -74,8 +74,8 @@ class CheckpointSaver {
   std::exception_ptr error_;
 };
 
-// Pieces of w's primary shards as group `group`, pointing into `host`: a host copy of w's flat
-// buffer (host_readable), alive until they are written.
+// Pieces of w's primary shards as group `group`, pointing into `host`: w's values on the host
+// (ModelWeights::values_on_host), alive until they are written.
 std::vector<ckpt::PieceWrite> weight_pieces(const std::string& group, const model::ModelWeights& w,
                                             const Tensor& host);
 

@@ -38,6 +38,18 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
   return carved_elements(model::parameter_local_shapes(c, d, s), pad_multiple);
 }
 
+// The elements a FrozenBf16 model of the stage keeps in float32 (model::read_in_float32), carved alone.
+std::int64_t stage_float32_read_params(const model::ModelConfig& c, const model::TpDims& d,
+                                       const model::StageLayers& s) {
+  const std::vector<ShardedTensor> layout = model::parameter_layout(c, d, s);
+  const std::vector<Shape> locals = model::parameter_local_shapes(c, d, s);
+  std::vector<Shape> kept;
+  for (std::size_t i = 0; i < layout.size(); ++i) {
+    if (model::read_in_float32(layout[i])) kept.push_back(locals[i]);
+  }
+  return carved_elements(kept, 1);
+}
+
 // This rank's LoRA adapter elements on a stage, as ModelWeights::adapters lays them out (none
 // without adapters).
 std::int64_t stage_adapter_params(const model::ModelConfig& c, const model::LoraConfig& lora, const model::TpDims& d,
@@ -284,12 +296,12 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const bool offload = r.ref_offload && p.master > 0;  // the CPU path has no host/device split
     // The reference is a model like the policy: its values (the masters' precision) and, with
     // bf16 products, the bf16 copy they read; offloaded, its float32 values alone (the policy's
-    // buffers hold it while it works: train/spin_trainer.h).
-    if (offload) {
-      s.reference_host = s.params * 4;
-    } else {
-      s.reference = s.params * (p.weight + p.master);
-    }
+    // buffers hold it while it works: train/spin_trainer.h). FrozenBf16: the bf16 values and the
+    // float32-read tensors, wherever it is.
+    const bool frozen = r.frozen_bf16 && p.bf16_products;
+    const std::int64_t held = frozen ? s.params * 2 + stage_float32_read_params(c, d, layers) * 4
+                                     : s.params * (offload ? 4 : p.weight + p.master);
+    (offload ? s.reference_host : s.reference) = held;
 
     // Training: every layer's activations, the head (last stage) or the output sent on, and the
     // backward's scratch, for each micro-batch in flight.

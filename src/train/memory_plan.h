@@ -66,6 +66,9 @@ struct PlanRequest {
   bool sequence_parallel = false;       // rows split between the TP regions (model::Transformer)
   std::int64_t logits_chunk_rows = 0;   // the LM head's logits that many rows at a time (0: all)
   model::LoraConfig lora{};             // rank > 0: LoRA adapters trained on the frozen reference
+  // With bf16 products: the reference held in bf16 alone, its float32-read tensors in float32
+  // (model::WeightStorage::FrozenBf16; spin train's model.frozen_dtype).
+  bool frozen_bf16 = false;
   Precision precision = Precision::cuda();
 };
 

@@ -97,7 +97,7 @@ SpinTrainer::SpinTrainer(const parallel::ProcessGrid& grid, const model::Transfo
                         config.shuffle);
   }
   const model::ModelWeights& trained = adapters ? *adapters : policy;
-  require(grads.flat().numel() == trained.flat().numel() && reference.flat().numel() == policy.flat().numel(),
+  require(grads.flat().numel() == trained.flat().numel() && reference.layout_numel() == policy.layout_numel(),
           "SPIN: the policy, its gradients and the reference differ in layout");
   require(!adapters || (&policy == &reference && !config.ref_offload),
           "SPIN with LoRA adapters: the policy is the reference's weights + the adapters (no second copy, nothing "
@@ -123,9 +123,13 @@ std::size_t SpinTrainer::ref_slot(std::int64_t sample, int half) const {
 
 void SpinTrainer::use_reference() {
   if (!config_.ref_offload || reference_swapped_in_) return;
-  grads_.flat().copy_from(policy_.flat());      // park the policy (device to device)
-  policy_.flat().copy_from(reference_.flat());  // the reference, from host memory
-  policy_.refresh_bf16(transformer_.kernels());
+  grads_.flat().copy_from(policy_.flat());  // park the policy (device to device)
+  if (reference_.frozen()) {
+    policy_.borrow_forward_values(reference_);  // the reference's bf16 values, from host memory
+  } else {
+    policy_.flat().copy_from(reference_.flat());  // the reference, from host memory
+    policy_.refresh_bf16(transformer_.kernels());
+  }
   reference_swapped_in_ = true;
   ++reference_uploads_;
 }

@@ -205,6 +205,10 @@ void EmulatedKernels::linear_backward(float* dx, float* dw, const float* dy, con
 void EmulatedKernels::to_bf16(std::uint16_t* out, const float* in, Index n) const {
   cpu_->to_bf16(dev(out, n, "to_bf16 out"), dev(in, n, "to_bf16 in"), n);
 }
+
+void EmulatedKernels::from_bf16(float* out, const std::uint16_t* in, Index n) const {
+  cpu_->from_bf16(dev(out, n, "from_bf16 out"), dev(in, n, "from_bf16 in"), n);
+}
 void EmulatedKernels::linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w,
                                           Index n, Index in, Index out) const {
   cpu_->linear_forward_bf16(dev(y, n * out, "linear_forward_bf16 y"), dev(x, n * in, "linear_forward_bf16 x"),

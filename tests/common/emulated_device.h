@@ -103,6 +103,7 @@ class EmulatedKernels final : public kernels::Kernels {
   void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
                        Index n, Index in, Index out, bool accumulate_dx) const override;
   void to_bf16(std::uint16_t* out, const float* in, Index n) const override;
+  void from_bf16(float* out, const std::uint16_t* in, Index n) const override;
   void linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w, Index n,
                            Index in, Index out) const override;
   void linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16,

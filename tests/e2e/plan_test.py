@@ -4,7 +4,8 @@ tests/mpi/train/memory_plan_test.cpp; this checks the command):
 
   cli   a 7B-shaped config.json at TP 8: the per-rank rows add up to the printed peak; the
         distributed optimizer shrinks the AdamW row by dp; the exit status says whether it fits
-        (0) or not (3); RMSprop's state is half AdamW's; the suggested layouts use the GPUs given and fit; under mpirun one rank
+        (0) or not (3); RMSprop's state is half AdamW's; the reference in bf16 alone (2 bytes a parameter, the
+        embedding 4 more) but with --frozen-dtype fp32 (6) or LoRA's base (fp32 unless asked); the suggested layouts use the GPUs given and fit; under mpirun one rank
         prints; bad input (missing model, tp not dividing the heads, a bad size, seq beyond the
         model) is one error line.
   configs  jobs/configs/*.ini hold only keys spin train knows, and the layout each is written
@@ -55,6 +56,17 @@ def case_cli(args, tmp):
         assert abs(persistent + transient - t["peak"][stage]) <= 0.02 * 2 ** 30, (stage, persistent, transient, t)
     # bf16 weights, fp32 grads, masters and 2 moments: 2 : 4 : 4 : 8
     assert abs(t["AdamW moments"][0] / t["policy weights"][0] - 4) < 0.01, t
+    # The reference in bf16 alone (model.frozen_dtype auto): 2 bytes a parameter as the policy's weights, and 4 more
+    # for what the forward reads in float32 -- stage 0's embedding shard (32000 / 8 x 4096), the norms (a few KiB);
+    # --frozen-dtype fp32: float32 values and their bf16 copy, 6 bytes a parameter.
+    embedding = 4 * 32000 // 8 * 4096
+    assert abs(t["reference weights"][0] - t["policy weights"][0] - embedding) < 0.01 * embedding, t
+    assert 0 < t["reference weights"][1] - t["policy weights"][1] < 0.002 * t["policy weights"][1], t
+    t32 = rows(run(args.mpiexec, base + ["--frozen-dtype", "fp32"], 1).stdout)
+    for stage in range(2):
+        assert abs(t32["reference weights"][stage] / t["policy weights"][stage] - 3) < 0.005, (t32, t)
+        assert abs(t32["peak"][stage] - t["peak"][stage] - (t32["reference weights"][stage] -
+                                                            t["reference weights"][stage])) < 0.02 * 2 ** 30, (t32, t)
     m = re.search(r"with the distributed optimizer: peak (\d+\.\d+ GiB)", r.stdout)
     assert m, r.stdout
     d = run(args.mpiexec, base + ["--distributed-optimizer"], 1)
@@ -75,14 +87,17 @@ def case_cli(args, tmp):
     assert re.search(r"of which trained \(LoRA adapters\)\s+%.2fM" % (trained / 1e6), lora_out), lora_out
     assert abs(tl["adapter weights"][0] / (2 * trained) - 1) < 0.005, tl  # three digits printed
     assert abs(tl["AdamW moments"][0] / (8 * trained) - 1) < 0.005, tl
-    assert tl["reference weights"] == t["reference weights"], (tl, t)
+    assert tl["reference weights"] == t32["reference weights"], (tl, t32)  # LoRA's base: fp32 unless asked
+    tl16 = rows(run(args.mpiexec, base + ["--lora-rank", "16", "--frozen-dtype", "bf16"], 1).stdout)
+    assert tl16["reference weights"] == t["reference weights"], (tl16, t)
     # The peak drops by the model's policy copy, gradients, masters and moments, less the
     # adapters' and their activations (the kept u's and the backward's LoRA scratch).
     four = ["gradients", "master weights (fp32)", "AdamW moments"]
-    saved = (t["policy weights"][0] + sum(t[k][0] for k in four)) - (tl["adapter weights"][0] + sum(tl[k][0] for k in four))
+    saved = (t32["policy weights"][0] + sum(t32[k][0] for k in four)) - (tl["adapter weights"][0] +
+                                                                        sum(tl[k][0] for k in four))
     grown = tl["= activations"][0] - t["= activations"][0]
     assert 0 < grown < 0.01 * t["= activations"][0] and saved > 6 * 2 ** 30, (saved, grown)
-    assert abs(t["peak"][0] - tl["peak"][0] - (saved - grown)) < 0.05 * 2 ** 30, (tl, t)
+    assert abs(t32["peak"][0] - tl["peak"][0] - (saved - grown)) < 0.05 * 2 ** 30, (tl, t32)
     layouts = re.findall(r"--tp (\d+) --pp (\d+) \(dp (\d+)\).*peak (\d+\.\d+ GiB)", r.stdout)
     assert layouts, r.stdout
     for tp, pp, dp, peak in layouts:

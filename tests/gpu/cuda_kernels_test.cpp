@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <optional>
@@ -150,6 +151,34 @@ TEST_F(Fixture, LinearLayersWithBf16OperandsMatchTheCpuReference) {
   gpu.linear_backward_bf16(gdx_only.f(), nullptr, gdy.f(), gdy16.as<std::uint16_t>(), gx16.as<std::uint16_t>(),
                            gw16.as<std::uint16_t>(), n, in, out, false);
   EXPECT_CLOSE(gdx_only.get(gpu), dx);
+}
+
+// Rounding to bf16 and widening back: bitwise as the host's f32_to_bf16 / bf16_to_f32 (ties to
+// even, NaN kept a NaN, infinities and signed zeros kept) -- the frozen bf16 weights' round trip.
+TEST_F(Fixture, RoundingToBf16AndWideningAreBitwiseTheHosts) {
+  auto x = random(1000, -3.0f, 3.0f);
+  x[0] = 1.0f + 1.0f / 256.0f;  // a tie: rounds to even (1.0)
+  x[1] = -0.0f, x[2] = INFINITY, x[3] = NAN, x[4] = 1e-40f;  // a subnormal
+  Dev gx(x);
+  PooledBuffer g16 = poisoned_bf16(x.size());
+  gpu.to_bf16(g16.as<std::uint16_t>(), gx.f(), static_cast<Index>(x.size()));
+  gpu.synchronize();
+  const std::vector<std::uint16_t> rounded = cuda::download<std::uint16_t>(g16, x.size());
+  const std::vector<std::uint16_t> want = to_bf16_host(x);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i])) {
+      EXPECT_TRUE(std::isnan(bf16_to_f32(rounded[i]))) << i;
+    } else {
+      EXPECT_EQ(rounded[i], want[i]) << i << ": " << x[i];
+    }
+  }
+  Dev back = poisoned(x.size());
+  gpu.from_bf16(back.f(), g16.as<std::uint16_t>(), static_cast<Index>(x.size()));
+  const std::vector<float> wide = back.get(gpu);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i])) continue;
+    EXPECT_EQ(std::bit_cast<std::uint32_t>(wide[i]), std::bit_cast<std::uint32_t>(bf16_to_f32(want[i]))) << i;
+  }
 }
 
 // LoRA's products (Kernels::gemm_bf16): scaled, transposed either way, accumulated into a float32
@@ -436,7 +465,7 @@ TEST_F(Fixture, Bf16ConversionsRoundLikeTheHost) {
   const auto bits = cuda::download<std::uint16_t>(half, n);
   EXPECT_EQ(bits, to_bf16_host(x));
   Dev back = poisoned(n);
-  gpu.to_f32(back.f(), half.as<std::uint16_t>(), n);
+  gpu.from_bf16(back.f(), half.as<std::uint16_t>(), n);
   EXPECT_EQ(back.get(gpu), widen(bits));
 }
 

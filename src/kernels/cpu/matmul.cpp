@@ -71,6 +71,10 @@ void CpuKernels::to_bf16(std::uint16_t* out, const float* in, Index n) const {
   for (Index i = 0; i < n; ++i) out[i] = f32_to_bf16(in[i]);
 }
 
+void CpuKernels::from_bf16(float* out, const std::uint16_t* in, Index n) const {
+  for (Index i = 0; i < n; ++i) out[i] = bf16_to_f32(in[i]);
+}
+
 void CpuKernels::linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w,
                                      Index n, Index in, Index out) const {
   linear_forward(y, widen(x, n * in).data(), widen(w, out * in).data(), n, in, out);

@@ -173,7 +173,7 @@ void CudaKernels::fused_backward(float* dq, float* dk, float* dv, const float* d
 
 PooledBuffer CudaKernels::widened(const std::uint16_t* x, Index n) const {
   PooledBuffer out(allocator_, static_cast<std::size_t>(std::max<Index>(1, n)) * sizeof(float));
-  to_f32(out.as<float>(), x, n);
+  from_bf16(out.as<float>(), x, n);
   return out;
 }
 
@@ -298,8 +298,8 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
     const CachedSpan span = cached_span(scores, first_position[r], run, capacity);
     for (const auto& [dst, cache] : {std::pair{k.as<float>(), k_cache}, std::pair{v.as<float>(), v_cache}}) {
       const std::uint16_t* slot = cache + slots[r] * capacity * kv_ld;
-      to_f32(dst, slot + span.start * kv_ld, span.head * kv_ld);
-      if (span.tail > 0) to_f32(dst + span.head * kv_ld, slot, span.tail * kv_ld);
+      from_bf16(dst, slot + span.start * kv_ld, span.head * kv_ld);
+      if (span.tail > 0) from_bf16(dst + span.head * kv_ld, slot, span.tail * kv_ld);
     }
     const Index run_rows[2] = {0, run}, slot0 = 0, shifted = first_position[r] - span.first_key;
     cached_attention_forward(o.as<float>() + row_begin[r] * q_ld, q32.as<float>() + row_begin[r] * q_ld, k.as<float>(),

@@ -529,9 +529,9 @@ void CudaKernels::linear_backward_bf16(float* dx, float* dw, const float* dy, st
   if (dw != nullptr) gemm_bf16(true, false, out, in, n, 1.0f, dy16, out, x, in, 1.0f, dw, in);
 }
 
-void CudaKernels::to_f32(float* out, const std::uint16_t* in, Index n) const {
+void CudaKernels::from_bf16(float* out, const std::uint16_t* in, Index n) const {
   to_f32_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(out, reinterpret_cast<const __nv_bfloat16*>(in), n);
-  SPIN_CUDA_CHECK_LAUNCH("to_f32");
+  SPIN_CUDA_CHECK_LAUNCH("from_bf16");
 }
 
 void CudaKernels::gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const std::uint16_t* a,

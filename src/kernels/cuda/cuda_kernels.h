@@ -166,6 +166,7 @@ class CudaKernels final : public Kernels {
   // bf16 values travel as their 16 bits (std::uint16_t), rounded to nearest, ties to even,
   // exactly as core/dtype.h's f32_to_bf16.
   void to_bf16(std::uint16_t* out, const float* in, Index n) const override;
+  void from_bf16(float* out, const std::uint16_t* in, Index n) const override;
   void linear_forward_bf16(float* y, const std::uint16_t* x, const std::uint16_t* w, Index n, Index in,
                            Index out) const override;
   void linear_backward_bf16(float* dx, float* dw, const float* dy, std::uint16_t* dy16, const std::uint16_t* x,
@@ -180,7 +181,6 @@ class CudaKernels final : public Kernels {
   // With a bias: the product in float32 (pooled scratch), then one kernel adds the bias and rounds.
   void linear_forward_bf16_out(std::uint16_t* y16, const std::uint16_t* x, const std::uint16_t* w, const float* bias,
                                Index n, Index in, Index out) const override;
-  void to_f32(float* out, const std::uint16_t* in, Index n) const;
   // Row-major C[m, n] (float32) = alpha op(A) op(B) + beta C with bf16 A and B and float32
   // accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F).
   void gemm_bf16(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const std::uint16_t* a,
