@@ -238,7 +238,10 @@ struct ShardIndexer {
 }  // namespace
 
 bool read_in_float32(const ShardedTensor& p) {
-  return p.global_shape.size() == 1 || p.name == "model.embed_tokens.weight";
+  // The products' matrices (LayerWeights::Bf16's and the LM head) are the rest.
+  const std::string& n = p.name;
+  return !(n.ends_with("_proj.weight") || n.ends_with("kv_a_proj_with_mqa.weight") || n.ends_with("mlp.gate.weight") ||
+           n.ends_with("shared_expert_gate.weight") || n == "lm_head.weight");
 }
 
 ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims, const StageLayers& stage,

@@ -95,10 +95,9 @@ struct LayerWeights {
 // How a model's values are held. Float32: every parameter in float32 (the master weights an optimizer
 // updates), with a bf16 copy beside them under mixed precision (ModelWeights::enable_bf16).
 // FrozenBf16: a model no optimizer updates -- SPIN's reference, LoRA's base, generation's model --
-// under mixed precision, held as its forward reads it: the matrices in bf16 alone (2 bytes a value
-// instead of 4 + 2), the float32-read tensors (the embedding, which the lookup reads, and every
-// vector: norms, biases, the router's correction bias) in float32 with their bf16 rounding beside
-// them. Its forward computes exactly what a Float32 model's bf16 products compute.
+// under mixed precision, held as its forward reads it: the products' matrices in bf16 alone (2 bytes
+// a value instead of 4 + 2), the float32-read tensors (read_in_float32: the embedding, which the lookup
+// reads, the norms, biases) in float32 with their bf16 rounding beside them. Its forward computes exactly what a Float32 model's bf16 products compute.
 enum class WeightStorage { Float32, FrozenBf16 };
 
 class ModelWeights {
@@ -210,8 +209,9 @@ class ModelWeights {
 };
 
 // What a mixed-precision forward reads in float32 rather than through a bf16 copy -- the embedding
-// (the lookup) and every vector (norms, biases, the router's correction bias) -- and FrozenBf16
-// therefore keeps in float32.
+// (the lookup), the norms' weights (Cohere's and StableLM's per-head ones [heads, head_dim] too) and
+// biases, the router's correction bias: all but the products' matrices -- and FrozenBf16 therefore
+// keeps in float32.
 bool read_in_float32(const ShardedTensor& p);
 
 // The parameters ModelWeights(config, dims, stage) holds, described without storage (`local`

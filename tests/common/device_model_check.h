@@ -55,13 +55,15 @@ struct Run {
 };
 
 // `host_adapters`: LoRA adapters the model runs with (their gradients are then the gradients).
+// `storage`: how the device holds the model (FrozenBf16: in bf16 alone, mixed only).
 inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
                const model::ModelWeights& host_weights, bool mixed, bool recompute = false,
-               const model::ModelWeights* host_adapters = nullptr, std::int64_t recompute_layers = 0) {
+               const model::ModelWeights* host_adapters = nullptr, std::int64_t recompute_layers = 0,
+               model::WeightStorage storage = model::WeightStorage::Float32) {
   parallel::SelfCommunicator tp;
   const model::TpDims dims = model::tp_dims(config, 0, 1);
   const model::StageLayers whole = model::StageLayers::whole(config.num_layers);
-  model::ModelWeights weights(config, dims, whole, 1, k.device());
+  model::ModelWeights weights(config, dims, whole, 1, k.device(), storage);
   weights.copy_from(host_weights);
   if (mixed) weights.enable_bf16(k);
   std::optional<model::ModelWeights> adapters;
@@ -129,12 +131,13 @@ inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
 // CUDA attention's smallest; 64: the tensor-core kernels'), two query heads per kv head. With
 // `lora`, LoRA adapters of that configuration (random, B too) on every run, the gradients theirs.
 // With `recompute_layers` > 0 the model has one layer more than that, and the recomputation
-// (got_recompute) takes only those first layers.
+// (got_recompute) takes only those first layers. `got_storage`: how the got run holds the model.
 inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool got_mixed,
                                        const kernels::Kernels& want_kernels, bool want_mixed,
                                        bool got_recompute = false, int head_dim = 32,
                                        TinyFamily family = TinyFamily::Qwen2, const model::LoraConfig& lora = {},
-                                       std::int64_t recompute_layers = 0) {
+                                       std::int64_t recompute_layers = 0,
+                                       model::WeightStorage got_storage = model::WeightStorage::Float32) {
   TinyShape shape;
   shape.vocab = 61;  // not a multiple of anything the kernels block by
   shape.hidden = 128;
@@ -157,7 +160,8 @@ inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool
   const device_model_check::Run want =
       device_model_check::run(want_kernels, config, weights, want_mixed, false, host_adapters);
   const device_model_check::Run got =
-      device_model_check::run(got_kernels, config, weights, got_mixed, got_recompute, host_adapters, recompute_layers);
+      device_model_check::run(got_kernels, config, weights, got_mixed, got_recompute, host_adapters, recompute_layers,
+                              got_storage);
 
   DeviceModelErrors e;
   const auto add = [&](std::string name, const std::vector<float>& a, const std::vector<float>& b) {

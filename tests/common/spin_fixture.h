@@ -70,11 +70,13 @@ struct SpinSetup {
       : SpinSetup(world, layout, spin, shape_with_layers(layers), distributed, spin_examples(examples_count)) {}
 
   // With `device_kernels`, the model, its gradients, the reference and the optimizer state live on
-  // their device -- the reference in host memory with spin.ref_offload, as spin train places it.
+  // their device -- the reference in host memory with spin.ref_offload, as spin train places it --,
+  // the reference held as `reference_storage` says.
   SpinSetup(parallel::Communicator& world, parallel::Layout layout, const train::SpinConfig& spin,
             const TinyShape& shape, bool distributed, std::vector<data::Example> data,
             const kernels::Kernels* device_kernels = nullptr,
-            train::OptimizerAlgorithm algorithm = train::OptimizerAlgorithm::AdamW)
+            train::OptimizerAlgorithm algorithm = train::OptimizerAlgorithm::AdamW,
+            model::WeightStorage reference_storage = model::WeightStorage::Float32)
       : grid(world, layout),
         config(tiny_config(shape)),
         stage(model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank())),
@@ -82,7 +84,8 @@ struct SpinSetup {
         k(device_kernels ? *device_kernels : cpu),
         policy(config, dims, stage, distributed ? grid.dp_size() : 1, k.device()),
         grads(config, dims, stage, distributed ? grid.dp_size() : 1, k.device()),
-        reference(config, dims, stage, distributed ? grid.dp_size() : 1, spin.ref_offload ? Device::Cpu : k.device()),
+        reference(config, dims, stage, distributed ? grid.dp_size() : 1, spin.ref_offload ? Device::Cpu : k.device(),
+                  reference_storage),
         transformer(config, dims, stage, grid.tp(), k),
         optimizer(optimizer_config(distributed, algorithm), grid, policy, grads, k),
         examples(std::move(data)),
