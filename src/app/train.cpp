@@ -357,6 +357,10 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                 static_cast<long long>(shape.steps_per_epoch(0)), later.c_str(), static_cast<long long>(total_steps),
                 static_cast<long long>(c.global_batch_size), grid.tp_size(), grid.pp_size(),
                 grid.dp_size(), c.distributed_optimizer ? ", distributed optimizer" : "", split, c.to_ini().c_str());
+    if (reference.frozen()) {
+      std::printf("spin train: the %s held in bf16 alone (model.frozen_dtype = %s)\n",
+                  lora.enabled() ? "reference, LoRA's base," : "reference", c.frozen_dtype.c_str());
+    }
     std::fflush(stdout);
     if (!loaded.empty()) {
       std::printf("spin train: loaded %s (step %lld: iteration %lld, epoch %lld, step %lld of the epoch)\n",

@@ -128,13 +128,14 @@ struct LoraSpinSetup {
   train::SpinTrainer trainer;
 
   LoraSpinSetup(parallel::Communicator& world, parallel::Layout layout, const train::SpinConfig& spin,
-                const TinyShape& shape, bool distributed, std::vector<data::Example> data, const model::LoraConfig& lora)
+                const TinyShape& shape, bool distributed, std::vector<data::Example> data, const model::LoraConfig& lora,
+                model::WeightStorage reference_storage = model::WeightStorage::Float32)
       : grid(world, layout),
         config(tiny_config(shape)),
         stage(model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank())),
         dims(model::tp_dims(config, grid.tp_rank(), grid.tp_size())),
         k(cpu),
-        reference(config, dims, stage, distributed ? grid.dp_size() : 1),
+        reference(config, dims, stage, distributed ? grid.dp_size() : 1, Device::Cpu, reference_storage),
         adapters(model::ModelWeights::adapters(config, lora, dims, stage, distributed ? grid.dp_size() : 1)),
         grads(model::ModelWeights::adapters(config, lora, dims, stage, distributed ? grid.dp_size() : 1)),
         transformer(config, dims, stage, grid.tp(), k),

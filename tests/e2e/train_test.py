@@ -5,6 +5,8 @@ train_iterations_test.py; LoRA: train_lora_test.py; the model families: train_fa
   layouts     the same SPIN run (text data, byte tokenizer) on 1 rank and on TP 2 x PP 2 writes
               the same metrics and the same final weights; the first step of each iteration has
               loss log 2 and zero rewards; --spin.ref_logprobs sampler runs
+  frozen      model.frozen_dtype: the reference in bf16 alone changes no metric of a bf16 run (resident,
+              offloaded, resumed), bitwise; LoRA over a bf16 base trains and exports
   config      unknown keys, values of the wrong type, a lambda list shorter than the iterations,
               a missing required key, bad data: one error line naming the key or file:line
   signal      SIGUSR1 on one rank mid-run: every rank stops at the next step, a checkpoint is
@@ -176,6 +178,51 @@ def case_layouts(args, tmp):
           % (len(m16), m16[1]["rewards_actual"], a[1]["rewards_actual"]))
 
 
+def case_frozen(args, tmp):
+    """model.frozen_dtype under bf16 products (TP 2, two iterations): the reference in bf16 alone (auto) against
+    float32 values with a bf16 copy (fp32), resident and offloaded -- the same metrics, bitwise, and each
+    iteration from loss log 2; stopped in the second iteration and resumed (its checkpoint's reference the bf16
+    values), bitwise; LoRA's base in bf16 (frozen_dtype bf16): each iteration from log 2, the exported model's
+    norms the base's exactly, its adapted matrices moved."""
+    config = setup(tmp)
+    common = [args.spin, "train", "--config", config, "--data.validation", "", "--model.precision", "bf16",
+              "--spin.max_iterations", "2", "--parallel.tp", "2"]
+    runs = {}
+    for name, extra in [("auto", []), ("fp32", ["--model.frozen_dtype", "fp32"]),
+                        ("offload", ["--spin.ref_offload", "true"]),
+                        ("offload-fp32", ["--spin.ref_offload", "true", "--model.frozen_dtype", "fp32"])]:
+        r = run_ok(args.mpiexec, common + extra + ["--checkpoint.save_dir", os.path.join(tmp, name)], 2)
+        held = "the reference held in bf16 alone (model.frozen_dtype = auto)" in r.stdout
+        assert held == (not name.endswith("fp32")), (name, r.stdout[-3000:])
+        runs[name] = untimed(os.path.join(tmp, name, "metrics.jsonl"))
+    auto = runs["auto"]
+    assert len(auto) == 12, len(auto)
+    for name, m in runs.items():
+        assert m == auto, (name, m, auto)
+    starts = [m for m in auto if m["step"] in (1, 7)]
+    assert len(starts) == 2 and all(abs(m["loss"] - math.log(2)) < 1e-12 for m in starts), starts
+    part = os.path.join(tmp, "part")
+    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", part, "--spin.max_steps", "9"], 2)
+    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
+    assert untimed(os.path.join(part, "metrics.jsonl")) == auto
+    print("model.frozen_dtype bf16 (auto) = fp32, resident and offloaded: %d steps bitwise; resumed at step 9: bitwise"
+          % len(auto))
+    lora = os.path.join(tmp, "lora")
+    r = run_ok(args.mpiexec, common + ["--checkpoint.save_dir", lora, "--model.frozen_dtype", "bf16", "--lora.rank", "4",
+                                       "--lora.alpha", "8", "--optim.lr", "1e-2"], 2)
+    assert "the reference, LoRA's base, held in bf16 alone (model.frozen_dtype = bf16)" in r.stdout, r.stdout[-3000:]
+    m = untimed(os.path.join(lora, "metrics.jsonl"))
+    starts = [x for x in m if x["step"] in (1, 7)]
+    assert len(m) == 12 and all(abs(x["loss"] - math.log(2)) < 1e-12 for x in starts), starts
+    base = read_safetensors(os.path.join(tmp, "model", "model.safetensors"))
+    merged = read_safetensors(os.path.join(lora, "iteration_2", "model.safetensors"))
+    assert sorted(base) == sorted(merged), sorted(merged)
+    norms = [n for n in base if n.endswith("norm.weight")]
+    assert norms and all(merged[n] == base[n] for n in norms), norms
+    assert merged["model.layers.0.self_attn.q_proj.weight"] != base["model.layers.0.self_attn.q_proj.weight"]
+    print("LoRA over a bf16 base: both iterations from log 2; exported with the norms unchanged")
+
+
 def case_config(args, tmp):
     config = setup(tmp)
     out = os.path.join(tmp, "out")
@@ -202,6 +249,7 @@ def case_config(args, tmp):
     e("prompt-room", ["--sampling.max_new_tokens", "48"], r"leaves no room for a prompt")
     e("bad-device", ["--parallel.device", "tpu"], r"parallel\.device must be cpu or cuda, got 'tpu'")
     e("bad-precision", ["--model.precision", "fp16"], r"model\.precision must be fp32 or bf16, got 'fp16'")
+    e("bad-frozen-dtype", ["--model.frozen_dtype", "fp16"], r"model\.frozen_dtype must be auto, bf16 or fp32, got 'fp16'")
     e("bad-attention-backend", ["--model.attention_backend", "flash"],
       r"model\.attention_backend must be auto, simt or unfused, got 'flash'")
     e("end-strings-not-a-list", ["--sampling.end_strings", "###"],
@@ -480,7 +528,8 @@ def case_profile(args, tmp):
 
 
 def main():
-    run_case(__doc__, {"layouts": case_layouts, "config": case_config, "signal": case_signal, "time_limit": case_time_limit, "rmsprop": case_rmsprop, "profile": case_profile},
+    run_case(__doc__, {"layouts": case_layouts, "config": case_config, "frozen": case_frozen, "signal": case_signal,
+                       "time_limit": case_time_limit, "rmsprop": case_rmsprop, "profile": case_profile},
              "spin_train_")
 
 

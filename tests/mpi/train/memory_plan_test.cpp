@@ -43,11 +43,13 @@ template <class Setup = testing::SpinSetup>
 void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied,
            bool mixed = false, bool recompute = false, bool sequence_parallel = false, std::int64_t logits_chunk = 0,
            Family family = Family::Llama, std::int64_t step_tokens = 0, const model::LoraConfig& lora = {},
-           std::int64_t recompute_layers = 0) {
+           std::int64_t recompute_layers = 0, model::WeightStorage reference_storage = model::WeightStorage::Float32) {
+  const bool frozen = reference_storage == model::WeightStorage::FrozenBf16;
   SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, distributed ? " distributed" : "", tied ? " tied" : "",
                    mixed ? " bf16" : "", recompute ? " recompute" : "", sequence_parallel ? " sequence parallel" : "",
                    " logits chunk ", logits_chunk, " ", testing::tiny_family_name(family), " step tokens ",
-                   step_tokens, lora.enabled() ? " LoRA" : "", " recomputed layers ", recompute_layers));
+                   step_tokens, lora.enabled() ? " LoRA" : "", " recomputed layers ", recompute_layers,
+                   frozen ? " frozen bf16 reference" : ""));
   SpinConfig spin;
   spin.kl_penalty = {0.5};
   spin.global_batch = 8;
@@ -65,9 +67,10 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   shape.family = family;
   Setup s = [&] {
     if constexpr (std::is_same_v<Setup, testing::LoraSpinSetup>) {
-      return Setup(world, layout, spin, shape, distributed, fixed_length_examples(16), lora);
+      return Setup(world, layout, spin, shape, distributed, fixed_length_examples(16), lora, reference_storage);
     } else {
-      return Setup(world, layout, spin, shape, distributed, fixed_length_examples(16));
+      return Setup(world, layout, spin, shape, distributed, fixed_length_examples(16), nullptr,
+                   OptimizerAlgorithm::AdamW, reference_storage);
     }
   }();
   s.transformer.set_recompute_activations(recompute, recompute_layers);
@@ -98,6 +101,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   request.sequence_parallel = sequence_parallel;
   request.logits_chunk_rows = logits_chunk;
   request.lora = lora;
+  request.frozen_bf16 = frozen;
   const MemoryPlan plan = plan_memory(request);
   ASSERT_EQ(plan.stages.size(), static_cast<std::size_t>(request.pp));
   const StagePlan& p = plan.stages[static_cast<std::size_t>(s.grid.pp_rank())];
@@ -111,6 +115,10 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   EXPECT_EQ(p.masters, mixed ? bytes(s.trained()) : 0);
   EXPECT_EQ(p.grads, bytes(s.grads));
   EXPECT_EQ(p.reference, bytes(s.reference) + bytes16(s.reference));
+  if (frozen) {  // the float32 buffer: the embedding and the vectors alone
+    EXPECT_TRUE(s.reference.frozen());
+    EXPECT_LT(bytes(s.reference), bytes16(s.reference));
+  }
   EXPECT_EQ(p.optimizer, static_cast<std::int64_t>(s.optimizer.state_bytes()));
   EXPECT_EQ(p.rope, static_cast<std::int64_t>(s.transformer.rope_bytes()));
   EXPECT_EQ(p.micro_batches_in_flight, s.trainer.pipeline().peak_live_micro_batches());
@@ -162,6 +170,19 @@ TEST(MemoryPlan, MixedPrecisionFiguresEqualTheAllocations) {
   check(world, {2, 2, 1}, false, false, true);
   check(world, {1, 2, 2}, true, true, true);
   check(world, {1, 1, 4}, false, false, true);
+}
+
+// The reference in bf16 alone (model::WeightStorage::FrozenBf16): its bf16 values in the layout (DP
+// padding included) and its float32-read tensors -- stage 0's embedding shard, the norms, Qwen2's
+// biases, Mixtral's router and experts in bf16 --; LoRA's base likewise.
+TEST(MemoryPlan, FrozenReferenceFiguresEqualTheAllocations) {
+  auto& world = testing::mpi_world();
+  const auto frozen = model::WeightStorage::FrozenBf16;
+  check(world, {2, 2, 1}, false, false, true, false, false, 0, Family::Llama, 0, {}, 0, frozen);
+  check(world, {1, 2, 2}, true, true, true, false, false, 0, Family::Qwen2, 0, {}, 0, frozen);
+  check(world, {2, 1, 2}, true, false, true, false, true, 0, Family::Mixtral, 0, {}, 0, frozen);
+  check<testing::LoraSpinSetup>(world, {2, 2, 1}, false, true, true, false, false, 0, Family::Llama, 0,
+                                testing::tiny_lora(4), 0, frozen);
 }
 
 // Sequence parallelism: the residual stream, the norms' statistics, the stage outputs and the
