@@ -68,6 +68,7 @@ struct SftOptions {
   bool sequence_parallel = false;
   std::int64_t logits_chunk_rows = 0;
   std::int64_t lora_rank = 0;
+  std::string frozen_dtype = "auto";
   double router_bias_update_rate = 0.0;
   double lora_alpha = 16.0;
   bool lora_rslora = false;
@@ -158,6 +159,10 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "balance (DeepSeek-V3's auxiliary-loss-free balancing; Megatron's --moe-router-bias-update-rate; 0: kept)")
       ("lora-rank", po::value(&o.lora_rank)->default_value(o.lora_rank),
        "train LoRA adapters of this rank on the frozen model, merged into it in the output (0: full fine-tuning)")
+      ("frozen-dtype", po::value(&o.frozen_dtype)->default_value(o.frozen_dtype),
+       "with --lora-rank and --precision bf16, how the frozen model is held (spin train's model.frozen_dtype): bf16 "
+       "(its matrices in bf16 alone, 2 bytes a parameter instead of 6; the output's merge rounded to bf16) or "
+       "fp32 / auto (float32 values with a bf16 copy)")
       ("lora-alpha", po::value(&o.lora_alpha)->default_value(o.lora_alpha), "LoRA's alpha (scale alpha / rank)")
       ("lora-rslora", po::bool_switch(&o.lora_rslora), "rank-stabilised LoRA: the scale alpha / sqrt(rank)")
       ("lora-dropout", po::value(&o.lora_dropout)->default_value(o.lora_dropout),
@@ -205,6 +210,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
           "spin sft: --save-interval, --exit-duration-mins and --resume need --save-dir");
   set_time_limit(o.exit_duration_mins, "spin sft: --exit-duration-mins");
   o.runtime.check();
+  frozen_storage(o.frozen_dtype, false, false);  // the name checked
   return o;
 }
 
@@ -268,9 +274,12 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
 
   const model::ModelConfig& config = shard->config;
   const std::int64_t pad = o.distributed_optimizer ? grid.dp_size() : 1;
-  model::ModelWeights weights(config, shard->dims, shard->stage, pad, runtime.device());
-  // --lora-rank: the model frozen, LoRA adapters trained (their gradients and optimizer state);
-  // the output is the model with them merged.
+  // --lora-rank: the model frozen (--frozen-dtype bf16: in bf16 alone), LoRA adapters trained (their
+  // gradients and optimizer state); the output is the model with them merged.
+  model::ModelWeights weights(config, shard->dims, shard->stage, pad, runtime.device(),
+                              lora.enabled() ? frozen_storage(o.frozen_dtype, runtime.precision() == MatmulPrecision::Bf16,
+                                                              true)
+                                             : model::WeightStorage::Float32);
   std::optional<model::ModelWeights> adapters;
   if (lora.enabled()) {
     adapters.emplace(model::ModelWeights::adapters(config, lora, shard->dims, shard->stage, pad, runtime.device()));

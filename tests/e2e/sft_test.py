@@ -11,7 +11,7 @@
               projections alone; stopped and resumed, bitwise; the checkpoint's adapter exported
               in PEFT's format and given as --adapter over its base (spin score at TP 2, spin sft)
               equals its merged model, bitwise, as does the checkpoint given to spin score itself; a
-              checkpoint of other LoRA settings refused
+              checkpoint of other LoRA settings refused; --frozen-dtype bf16 in bf16: the same losses
   resume      --save-dir: SIGUSR1 after step 3 of 8 saves a checkpoint and exits 75 (spin score of the
               save directory, its latest, = of the checkpoint's Hugging Face export, and spin sft
               starting from it = from that export, bitwise); --resume
@@ -243,6 +243,17 @@ def case_lora(args, tmp):
     got, want = losses(many.stdout), losses(one.stdout)
     assert len(got) == len(want) == 8 and all(abs(g - w) <= 1e-5 * abs(w) for g, w in zip(got, want)), (got, want)
     same_weights(os.path.join(tmp, "many"), os.path.join(tmp, "one"), "LoRA at TP 2 x PP 2 x DP 2 vs 1 rank")
+    # --frozen-dtype bf16 under --precision bf16: the frozen model in bf16 alone gives the losses of its float32
+    # values' bf16 copy; the written model is the merge rounded to bf16, its norms the input's.
+    bf16 = lora + ["--precision", "bf16", "--tp", "2"]
+    kept = losses(sft(args, model, data, os.path.join(tmp, "bf16-fp32"), 2, *bf16).stdout)
+    frozen = sft(args, model, data, os.path.join(tmp, "bf16-frozen"), 2, *(bf16 + ["--frozen-dtype", "bf16"]))
+    assert len(kept) == 8 and losses(frozen.stdout) == kept, (frozen.stdout, kept)
+    written = read_safetensors(os.path.join(tmp, "bf16-frozen", "model.safetensors"))
+    source = read_safetensors(os.path.join(model, "model.safetensors"))
+    norms = [n for n in source if n.endswith("norm.weight")]
+    assert norms and all(written[n] == source[n] for n in norms), norms
+    assert written["model.layers.0.self_attn.q_proj.weight"] != source["model.layers.0.self_attn.q_proj.weight"]
     # The written model: the input with the adapters merged -- rank-4 changes of q and v alone.
     before = read_safetensors(os.path.join(model, "model.safetensors"))
     after = read_safetensors(os.path.join(tmp, "one", "model.safetensors"))

@@ -122,5 +122,25 @@ TEST(CudaModel, LoraAdaptersMatchTheCpuPath) {
   }
 }
 
+// Frozen weights in bf16 alone (model::WeightStorage::FrozenBf16: SPIN's reference, LoRA's base, the
+// inference commands' models) on the GPU against the Float32 model's bf16 copy on the GPU: the same
+// kernels over the same bf16 values, so equal up to the run-to-run order of the GPU's reductions
+// (1e-6; a matrix read from a wrong place or a stale float32-read tensor is O(1)) -- Qwen2's biases,
+// Gemma's tied embedding on the tensor cores, Mixtral's router and experts, DeepSeek-V3's latent
+// attention, and LoRA over a frozen base.
+TEST(CudaModel, FrozenBf16WeightsComputeWhatTheBf16CopyComputes) {
+  const kernels::CudaKernels gpu;
+  for (const TinyFamily family : {TinyFamily::Qwen2, TinyFamily::Gemma, TinyFamily::Mixtral, TinyFamily::DeepseekV3}) {
+    SCOPED_TRACE(tiny_family_name(family));
+    const DeviceModelErrors errors =
+        compare_model(gpu, true, gpu, true, false, 64, family, {}, 0, model::WeightStorage::FrozenBf16);
+    ASSERT_GT(errors.relative.size(), 20u);
+    for (const auto& [name, error] : errors.relative) EXPECT_LT(error, 1e-6) << name;
+  }
+  const DeviceModelErrors lora =
+      compare_model(gpu, true, gpu, true, true, 64, TinyFamily::Qwen2, tiny_lora(4), 0, model::WeightStorage::FrozenBf16);
+  for (const auto& [name, error] : lora.relative) EXPECT_LT(error, 1e-6) << "LoRA " << name;
+}
+
 }  // namespace
 }  // namespace spin::testing
