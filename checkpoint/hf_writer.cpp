@@ -32,7 +32,8 @@ Shards pack(const std::vector<ShardedTensor>& local) {
     s.meta.push_back({{"name", t.name}, {"global", t.global_shape}, {"local", t.local.shape()},
                       {"dim", t.split_dim}, {"offset", t.offset}, {"length", t.length}});
     const Tensor host = host_readable(t.local);  // a copy when the model is on a GPU
-    if (host.dtype() == DType::BF16) {  // a frozen model's matrix (model::WeightStorage::FrozenBf16): widened
+    // A frozen model's matrix (model::WeightStorage::FrozenBf16) widened.
+    if (host.dtype() == DType::BF16) {
       for (std::int64_t i = 0; i < host.numel(); ++i) s.values.push_back(bf16_to_f32(host.bf16()[i]));
     } else {
       s.values.insert(s.values.end(), host.f32(), host.f32() + host.numel());

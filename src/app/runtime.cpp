@@ -32,8 +32,8 @@ AttentionBackend parse_attention_backend(std::string_view name) {
 }
 
 model::WeightStorage frozen_storage(std::string_view frozen_dtype, bool bf16_products, bool takes_merges) {
-  require(frozen_dtype == "auto" || frozen_dtype == "bf16" || frozen_dtype == "fp32", "model.frozen_dtype must be "
-          "auto, bf16 or fp32, got '", frozen_dtype, "'");
+  require(frozen_dtype == "auto" || frozen_dtype == "bf16" || frozen_dtype == "fp32",
+          "model.frozen_dtype must be auto, bf16 or fp32, got '", frozen_dtype, "'");
   const bool bf16 = frozen_dtype == "bf16" || (frozen_dtype == "auto" && !takes_merges);
   return bf16_products && bf16 ? model::WeightStorage::FrozenBf16 : model::WeightStorage::Float32;
 }

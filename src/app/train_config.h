@@ -62,7 +62,7 @@ struct TrainConfig {
   std::string pp_layers;
   std::string device = "cpu";  // cpu | cuda
   std::string precision = "fp32";  // fp32 | bf16
-  std::string frozen_dtype = "auto";  // auto | bf16 | fp32: how the reference is held (model::WeightStorage)
+  std::string frozen_dtype = "auto";       // auto | bf16 | fp32: how the reference is held (model::WeightStorage)
   std::string attention_backend = "auto";  // auto | simt | unfused (GPUs)
   bool recompute_activations = false;
   std::int64_t recompute_num_layers = 0;  // with it: each stage's first this many layers (0: every one)

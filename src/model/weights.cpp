@@ -21,7 +21,6 @@ std::uint64_t name_hash(const std::string& name) {
 
 bool is_norm_weight(const std::string& name) { return name.ends_with("norm.weight"); }
 
-
 std::string layer_name(std::int64_t layer, const char* suffix) {
   return cat("model.layers.", layer, ".", suffix);
 }

@@ -97,7 +97,8 @@ struct LayerWeights {
 // FrozenBf16: a model no optimizer updates -- SPIN's reference, LoRA's base, generation's model --
 // under mixed precision, held as its forward reads it: the products' matrices in bf16 alone (2 bytes
 // a value instead of 4 + 2), the float32-read tensors (read_in_float32: the embedding, which the lookup
-// reads, the norms, biases) in float32 with their bf16 rounding beside them. Its forward computes exactly what a Float32 model's bf16 products compute.
+// reads, the norms, biases) in float32 with their bf16 rounding beside them. Its forward computes
+// exactly what a Float32 model's bf16 products compute.
 enum class WeightStorage { Float32, FrozenBf16 };
 
 class ModelWeights {
@@ -108,9 +109,8 @@ class ModelWeights {
   // All zeros: this rank's TP shard of the pipeline stage `stage`, on `device`. The flat
   // buffer's length is a multiple of `pad_multiple` (the distributed optimizer splits it evenly
   // over DP).
-  ModelWeights(const ModelConfig& config, const TpDims& dims, const StageLayers& stage,
-               std::int64_t pad_multiple = 1, Device device = Device::Cpu,
-               WeightStorage storage = WeightStorage::Float32);
+  ModelWeights(const ModelConfig& config, const TpDims& dims, const StageLayers& stage, std::int64_t pad_multiple = 1,
+               Device device = Device::Cpu, WeightStorage storage = WeightStorage::Float32);
   // All zeros: LoRA adapters (model/lora.h) of the same shard of the model -- LayerWeights::lora
   // of the targeted projections, nothing else (no embedding, norms or head). The optimizer, the
   // gradient reductions and checkpoints take them as they take a model: one flat buffer.

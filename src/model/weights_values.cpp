@@ -18,9 +18,9 @@ std::int64_t ModelWeights::values_end() const {
 }
 
 Tensor ModelWeights::bf16_view(const Tensor& param) const {
-  if (param.dtype() == DType::BF16) return param;  // FrozenBf16's matrices live there
+  if (param.dtype() == DType::BF16) return param;                    // FrozenBf16's matrices live there
   if (!frozen_) return bf16_.view(offset_of(param), param.shape());  // same offset, other buffer
-  for (std::size_t i = 0; i < params_.size(); ++i) {  // a float32-read tensor (a tied LM head's)
+  for (std::size_t i = 0; i < params_.size(); ++i) {                 // a float32-read tensor (a tied LM head's)
     if (params_[i].local.raw() == param.raw()) return bf16_.view(layout_offsets_[i], param.shape());
   }
   fail("ModelWeights::bf16_view: a tensor of another model");
@@ -98,7 +98,8 @@ void ModelWeights::assign_values(const Tensor& host) {
   copy_bytes(bf16_.raw(), device(), rounded.data(), Device::Cpu, rounded.size() * sizeof(std::uint16_t));
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const Tensor& t = params_[i].local;
-    if (t.dtype() == DType::F32) copy_bytes(t.raw(), device(), host.f32() + layout_offsets_[i], Device::Cpu, t.nbytes());
+    if (t.dtype() == DType::F32)
+      copy_bytes(t.raw(), device(), host.f32() + layout_offsets_[i], Device::Cpu, t.nbytes());
   }
 }
 

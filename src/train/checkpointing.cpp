@@ -62,8 +62,8 @@ std::vector<ckpt::PieceWrite> weight_pieces(const std::string& group, const mode
     const ShardedTensor& t = w.sharded_state_dict()[i];
     if (!t.primary) continue;
     const ckpt::ShardRectangle r = ckpt::shard_rectangle(t);
-    pieces.push_back({group, t.name, t.global_shape, r.start, r.count,
-                      host.f32() + w.layout_offsets()[i] + r.local_offset});
+    pieces.push_back(
+        {group, t.name, t.global_shape, r.start, r.count, host.f32() + w.layout_offsets()[i] + r.local_offset});
   }
   return pieces;
 }

@@ -56,10 +56,9 @@ struct Run {
 
 // `host_adapters`: LoRA adapters the model runs with (their gradients are then the gradients).
 // `storage`: how the device holds the model (FrozenBf16: in bf16 alone, mixed only).
-inline Run run(const kernels::Kernels& k, const model::ModelConfig& config,
-               const model::ModelWeights& host_weights, bool mixed, bool recompute = false,
-               const model::ModelWeights* host_adapters = nullptr, std::int64_t recompute_layers = 0,
-               model::WeightStorage storage = model::WeightStorage::Float32) {
+inline Run run(const kernels::Kernels& k, const model::ModelConfig& config, const model::ModelWeights& host_weights,
+               bool mixed, bool recompute = false, const model::ModelWeights* host_adapters = nullptr,
+               std::int64_t recompute_layers = 0, model::WeightStorage storage = model::WeightStorage::Float32) {
   parallel::SelfCommunicator tp;
   const model::TpDims dims = model::tp_dims(config, 0, 1);
   const model::StageLayers whole = model::StageLayers::whole(config.num_layers);
@@ -159,9 +158,8 @@ inline DeviceModelErrors compare_model(const kernels::Kernels& got_kernels, bool
   const model::ModelWeights* host_adapters = adapters ? &*adapters : nullptr;
   const device_model_check::Run want =
       device_model_check::run(want_kernels, config, weights, want_mixed, false, host_adapters);
-  const device_model_check::Run got =
-      device_model_check::run(got_kernels, config, weights, got_mixed, got_recompute, host_adapters, recompute_layers,
-                              got_storage);
+  const device_model_check::Run got = device_model_check::run(got_kernels, config, weights, got_mixed, got_recompute,
+                                                              host_adapters, recompute_layers, got_storage);
 
   DeviceModelErrors e;
   const auto add = [&](std::string name, const std::vector<float>& a, const std::vector<float>& b) {

@@ -128,8 +128,8 @@ struct LoraSpinSetup {
   train::SpinTrainer trainer;
 
   LoraSpinSetup(parallel::Communicator& world, parallel::Layout layout, const train::SpinConfig& spin,
-                const TinyShape& shape, bool distributed, std::vector<data::Example> data, const model::LoraConfig& lora,
-                model::WeightStorage reference_storage = model::WeightStorage::Float32)
+                const TinyShape& shape, bool distributed, std::vector<data::Example> data,
+                const model::LoraConfig& lora, model::WeightStorage reference_storage = model::WeightStorage::Float32)
       : grid(world, layout),
         config(tiny_config(shape)),
         stage(model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank())),

@@ -137,8 +137,8 @@ TEST(CudaModel, FrozenBf16WeightsComputeWhatTheBf16CopyComputes) {
     ASSERT_GT(errors.relative.size(), 20u);
     for (const auto& [name, error] : errors.relative) EXPECT_LT(error, 1e-6) << name;
   }
-  const DeviceModelErrors lora =
-      compare_model(gpu, true, gpu, true, true, 64, TinyFamily::Qwen2, tiny_lora(4), 0, model::WeightStorage::FrozenBf16);
+  const DeviceModelErrors lora = compare_model(gpu, true, gpu, true, true, 64, TinyFamily::Qwen2, tiny_lora(4), 0,
+                                               model::WeightStorage::FrozenBf16);
   for (const auto& [name, error] : lora.relative) EXPECT_LT(error, 1e-6) << "LoRA " << name;
 }
 

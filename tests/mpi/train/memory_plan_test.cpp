@@ -40,15 +40,15 @@ Precision cpu_bf16() {
 using Family = testing::TinyFamily;
 
 template <class Setup = testing::SpinSetup>
-void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied,
-           bool mixed = false, bool recompute = false, bool sequence_parallel = false, std::int64_t logits_chunk = 0,
+void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied, bool mixed = false,
+           bool recompute = false, bool sequence_parallel = false, std::int64_t logits_chunk = 0,
            Family family = Family::Llama, std::int64_t step_tokens = 0, const model::LoraConfig& lora = {},
            std::int64_t recompute_layers = 0, model::WeightStorage reference_storage = model::WeightStorage::Float32) {
   const bool frozen = reference_storage == model::WeightStorage::FrozenBf16;
   SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, distributed ? " distributed" : "", tied ? " tied" : "",
                    mixed ? " bf16" : "", recompute ? " recompute" : "", sequence_parallel ? " sequence parallel" : "",
-                   " logits chunk ", logits_chunk, " ", testing::tiny_family_name(family), " step tokens ",
-                   step_tokens, lora.enabled() ? " LoRA" : "", " recomputed layers ", recompute_layers,
+                   " logits chunk ", logits_chunk, " ", testing::tiny_family_name(family), " step tokens ", step_tokens,
+                   lora.enabled() ? " LoRA" : "", " recomputed layers ", recompute_layers,
                    frozen ? " frozen bf16 reference" : ""));
   SpinConfig spin;
   spin.kl_penalty = {0.5};

@@ -27,6 +27,12 @@ std::vector<std::uint16_t> bf16_values(const ModelWeights& w) {
   return out;
 }
 
+model::ModelConfig family_config(TinyFamily family) {
+  TinyShape shape;
+  shape.family = family;
+  return tiny_config(shape);
+}
+
 std::vector<float> host_values(const ModelWeights& w) {
   const Tensor t = w.values_on_host();
   return {t.f32(), t.f32() + t.numel()};
@@ -47,9 +53,7 @@ TEST(FrozenWeights, HoldTheMatricesInBf16AloneAndCopyBothWays) {
   const kernels::CpuKernels cpu;
   for (const TinyFamily family : kLayoutFamilies) {
     SCOPED_TRACE(tiny_family_name(family));
-    TinyShape shape;
-    shape.family = family;
-    const model::ModelConfig c = tiny_config(shape);
+    const model::ModelConfig c = family_config(family);
     const model::TpDims dims = model::tp_dims(c, 1, 2);
     const model::StageLayers whole = model::StageLayers::whole(c.num_layers);
     ModelWeights master(c, dims, whole, 4);
@@ -118,9 +122,7 @@ TEST(FrozenWeights, EveryFamilyComputesWhatTheBf16CopyComputes) {
   }
   for (const TinyFamily family : {TinyFamily::Qwen2, TinyFamily::Qwen2Moe, TinyFamily::DeepseekV3}) {
     SCOPED_TRACE(cat("LoRA over a frozen ", tiny_family_name(family)));
-    TinyShape shape;
-    shape.family = family;
-    model::LoraConfig lora = tiny_lora(tiny_config(shape), 4);
+    model::LoraConfig lora = tiny_lora(family_config(family), 4);
     lora.dropout = 0.2;
     EmulatedDeviceMemory memory;
     const EmulatedKernels kernels(memory);
@@ -138,9 +140,7 @@ TEST(FrozenWeights, LoraMergeRoundsTheFloat32SumOnce) {
   const kernels::CpuKernels cpu;
   for (const TinyFamily family : {TinyFamily::Llama, TinyFamily::Mixtral, TinyFamily::DeepseekV3}) {
     SCOPED_TRACE(tiny_family_name(family));
-    TinyShape shape;
-    shape.family = family;
-    const model::ModelConfig c = tiny_config(shape);
+    const model::ModelConfig c = family_config(family);
     const model::TpDims dims = model::tp_dims(c, 0, 1);
     const model::StageLayers whole = model::StageLayers::whole(c.num_layers);
     ModelWeights master(c, dims, whole);
@@ -179,9 +179,7 @@ TEST(FrozenWeights, LoraMergeRoundsTheFloat32SumOnce) {
 TEST(FrozenWeights, CheckpointsHoldTheValuesTheForwardReads) {
   parallel::SelfCommunicator world;
   const parallel::ProcessGrid grid(world, {1, 1, 1});
-  TinyShape shape;
-  shape.family = TinyFamily::Gemma;  // tied: the float32 embedding is the head
-  const model::ModelConfig c = tiny_config(shape);
+  const model::ModelConfig c = family_config(TinyFamily::Gemma);  // tied: the float32 embedding is the head
   const model::TpDims dims = model::tp_dims(c, 0, 1);
   const model::StageLayers whole = model::StageLayers::whole(c.num_layers);
   ModelWeights policy(c, dims, whole);

@@ -221,10 +221,9 @@ TEST(SpinTrainer, FrozenBf16ReferenceChangesNoResult) {
     config.ref_offload = offload;
     parallel::SelfCommunicator world_plain, world_frozen;
     const auto setup = [&](parallel::Communicator& world, model::WeightStorage storage) {
-      return std::make_unique<testing::SpinSetup>(world, parallel::Layout{1, 1, 1}, config,
-                                                  testing::SpinSetup::shape_with_layers(2), false,
-                                                  testing::spin_examples(16), nullptr, OptimizerAlgorithm::AdamW,
-                                                  storage);
+      return std::make_unique<testing::SpinSetup>(
+          world, parallel::Layout{1, 1, 1}, config, testing::SpinSetup::shape_with_layers(2), false,
+          testing::spin_examples(16), nullptr, OptimizerAlgorithm::AdamW, storage);
     };
     const auto plain = setup(world_plain, model::WeightStorage::Float32);
     const auto frozen = setup(world_frozen, model::WeightStorage::FrozenBf16);
