@@ -7,7 +7,8 @@
 // included) against the 1F1B model (p - 1) / (m + p - 1), and the optimizer state per rank.
 // --lora-rank R trains LoRA adapters of rank R on every projection of the frozen model instead,
 // their inputs masked with --lora-dropout P (the model FLOP rate then still counts 6 N a token:
-// the rate of useful work is lower).
+// the rate of useful work is lower), the frozen model held as --frozen-dtype says (bf16: in bf16
+// alone with --precision bf16).
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <optional>
@@ -32,6 +33,7 @@ struct Options {
   int seq = 128, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1;
   std::int64_t logits_chunk_rows = 0, lora_rank = 0;
   double lora_dropout = 0.0;
+  std::string frozen_dtype = "fp32";
   bool distributed = false, overlap = false, recompute = false, sequence_parallel = false;
   app::RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
@@ -58,7 +60,9 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("lora-rank", po::value(&o.lora_rank)->default_value(o.lora_rank),
        "train LoRA adapters of this rank on every projection, the model frozen (0: full training)")
       ("lora-dropout", po::value(&o.lora_dropout)->default_value(o.lora_dropout),
-       "the adapters' input dropout (lora.dropout)");
+       "the adapters' input dropout (lora.dropout)")
+      ("frozen-dtype", po::value(&o.frozen_dtype)->default_value(o.frozen_dtype),
+       "with --lora-rank: the frozen model in bf16 alone (bf16, with --precision bf16) or as float32 values (fp32)");
   o.runtime.add_to(desc);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
 
@@ -71,17 +75,27 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank());
   const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
   const std::int64_t pad = o.distributed ? grid.dp_size() : 1;
-  model::ModelWeights weights(config, dims, stage, pad, runtime.device());
+  const bool mixed = runtime.precision() == app::MatmulPrecision::Bf16;
+  const model::WeightStorage storage =
+      o.lora_rank > 0 ? app::frozen_storage(o.frozen_dtype, mixed, true) : model::WeightStorage::Float32;
+  model::ModelWeights weights(config, dims, stage, pad, runtime.device(), storage);
   model::LoraConfig lora;
   lora.rank = o.lora_rank;
   lora.dropout = o.lora_dropout;
   lora.targets.fill(true);
+  lora.targets = model::lora_targets_of_model(config, lora.targets, "all-linear", "--lora-targets");  // the model's
   lora.validate("--lora-");
   std::optional<model::ModelWeights> adapters;
   if (lora.enabled()) adapters.emplace(model::ModelWeights::adapters(config, lora, dims, stage, pad, runtime.device()));
   model::ModelWeights grads = adapters ? model::ModelWeights::adapters(config, lora, dims, stage, pad, runtime.device())
                                        : model::ModelWeights(config, dims, stage, pad, runtime.device());
-  fill_bench_weights(weights, 0.02f);
+  if (weights.frozen()) {  // filled on the host, held rounded
+    model::ModelWeights host(config, dims, stage, pad, Device::Cpu);
+    fill_bench_weights(host, 0.02f);
+    weights.copy_from(host);
+  } else {
+    fill_bench_weights(weights, 0.02f);
+  }
   runtime.prepare(weights);
   if (adapters) {
     adapters->init_random(1, 0.0f);
@@ -129,7 +143,6 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     bubble.push_back(1.0 - m.compute_seconds / m.pipeline_seconds);
   }
   const int peak_size = runtime.device() == Device::Cpu ? 1024 : 4096;  // a GPU needs large ones
-  const bool mixed = runtime.precision() == app::MatmulPrecision::Bf16;
   const double peak = mixed ? measure_bf16_peak(k, peak_size) : measure_sgemm_peak(k, peak_size);
   // Per stage: the median bubble of this rank; then the mean over stages (rank 0 gathers).
   double my_bubble = median(bubble), sum_bubble = my_bubble;
@@ -167,8 +180,10 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       std::printf("pipeline bubble: measured %.1f%% (mean over ranks), 1F1B model (p-1)/(m+p-1) = %.1f%%\n",
                   100.0 * sum_bubble / world.size(), 100.0 * (p - 1) / (m + p - 1));
     }
-    std::printf("optimizer state per rank: %.1f MB (largest rank); parameters per rank: %.1f MB, gradients %.1f MB\n",
-                max_state_mb, static_cast<double>(weights.flat().nbytes()) / 1e6,
+    const std::size_t held = weights.flat().nbytes() + (weights.has_bf16() ? weights.flat_bf16().nbytes() : 0);
+    std::printf("optimizer state per rank: %.1f MB (largest rank); the model per rank: %.1f MB%s, gradients %.1f MB\n",
+                max_state_mb, static_cast<double>(held) / 1e6,
+                weights.frozen() ? " (bf16 alone)" : weights.has_bf16() ? " (float32 and its bf16 copy)" : "",
                 static_cast<double>(grads.flat().nbytes()) / 1e6);
     std::printf("activations (1F1B ring, rank 0): %.1f MB%s%s\n", activation_mb,
                 o.recompute ? " (recomputing every layer)" : "",

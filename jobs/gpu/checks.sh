@@ -121,9 +121,9 @@ for precision in bf16 fp32; do
     --precision "$precision" "${llama_1b[@]}" --prompt 128 --new-tokens 64 --batches 1,8,64
 done
 # LoRA rank 16 on every projection of the same model, bf16: the step without the frozen weights'
-# gradients, and the optimizer state of 0.9% of the parameters.
+# gradients, and the optimizer state of 0.9% of the parameters; the frozen model in bf16 alone.
 step train_bench_bf16_lora 300 "${launch[@]}" "$bundle/bin/train_bench" --device cuda --precision bf16 \
-  "${llama_1b[@]}" --seq 1024 --global-batch 8 --micro-batch 2 --steps 3 --warmup 1 --lora-rank 16
+  "${llama_1b[@]}" --seq 1024 --global-batch 8 --micro-batch 2 --steps 3 --warmup 1 --lora-rank 16 --frozen-dtype bf16
 # A mixture of experts (Mixtral's layout, 8 experts of 5632, 2 a token, 6 layers: 1.9B parameters, 0.5B a
 # token): the step against a dense model's MFU, with the routing's host round trips and per-expert GEMMs.
 step train_bench_bf16_mixtral 300 "${launch[@]}" "$bundle/bin/train_bench" --device cuda --precision bf16 \
