@@ -268,10 +268,11 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
                 train::format_bytes(capacity).c_str());
     for (std::size_t i = 0; i < fits.size() && i < 8; ++i) {
       const train::LayoutFit& f = fits[i];
-      std::printf("  --tp %d --pp %d (dp %d)%s%s%s%s%s  peak %s\n", f.tp, f.pp, f.dp,
+      std::printf("  --tp %d --pp %d (dp %d)%s%s%s%s%s%s  peak %s\n", f.tp, f.pp, f.dp,
                   f.distributed_optimizer ? " --distributed-optimizer" : "",
                   f.sequence_parallel ? " --sequence-parallel" : "",
                   f.rollout_step_tokens > 0 ? cat(" --rollout-step-tokens ", f.rollout_step_tokens).c_str() : "",
+                  f.frozen_bf16 ? " --frozen-dtype bf16" : "",
                   f.recompute_activations ? " --recompute-activations" : "",
                   f.recompute_num_layers > 0 ? cat(" --recompute-num-layers ", f.recompute_num_layers).c_str() : "",
                   train::format_bytes(f.peak).c_str());

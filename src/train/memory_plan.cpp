@@ -383,21 +383,27 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
       // all-gathers of the norms' outputs); chunked prefill (more generation calls while
       // prompts are prefilled); activation recomputation (a third more compute).
       const bool asked_split = request.sequence_parallel, asked_recompute = request.recompute_activations;
+      const bool asked_frozen = request.frozen_bf16;
       const std::int64_t asked_chunk = request.rollout_step_tokens;
+      // LoRA's base in bf16 alone changes its merges (rounded to bf16): offered after what changes no
+      // result, before recomputation's compute.
+      const bool can_freeze = request.lora.enabled() && request.precision.bf16_products;
       struct Option {
         bool distributed, split;
         std::int64_t chunk;
-        bool recompute;
+        bool frozen, recompute;
         bool operator==(const Option&) const = default;
       };
       std::vector<Option> options;
       for (bool recompute : {asked_recompute, true}) {
-        const std::int64_t budget = chunked_prefill_tokens(request);  // at least what this pp needs
-        for (std::int64_t chunk : {asked_chunk > 0 ? budget : 0, budget}) {
-          for (bool split : {asked_split, tp > 1}) {
-            for (bool distributed : {false, request.dp > 1}) {
-              const Option o{distributed, split, chunk, recompute};
-              if (std::find(options.begin(), options.end(), o) == options.end()) options.push_back(o);
+        for (bool frozen : {asked_frozen, asked_frozen || can_freeze}) {
+          const std::int64_t budget = chunked_prefill_tokens(request);  // at least what this pp needs
+          for (std::int64_t chunk : {asked_chunk > 0 ? budget : 0, budget}) {
+            for (bool split : {asked_split, tp > 1}) {
+              for (bool distributed : {false, request.dp > 1}) {
+                const Option o{distributed, split, chunk, frozen, recompute};
+                if (std::find(options.begin(), options.end(), o) == options.end()) options.push_back(o);
+              }
             }
           }
         }
@@ -406,6 +412,7 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
         request.distributed_optimizer = o.distributed;
         request.sequence_parallel = o.split;
         request.rollout_step_tokens = o.chunk;
+        request.frozen_bf16 = o.frozen;
         request.recompute_activations = o.recompute;
         try {
           std::int64_t peak = plan_memory(request).peak();
@@ -419,8 +426,8 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
               fewer.recompute_num_layers = layers;
               peak = plan_memory(fewer).peak();
             }
-            out.push_back({tp, pp, request.dp, o.distributed, o.split && tp > 1, o.chunk, o.recompute,
-                           o.recompute ? layers : 0, peak});
+            out.push_back({tp, pp, request.dp, o.distributed, o.split && tp > 1, o.chunk, o.frozen && !asked_frozen,
+                           o.recompute, o.recompute ? layers : 0, peak});
             break;  // fits: nothing more is needed
           }
         } catch (const Error&) {
@@ -429,6 +436,7 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
       }
       request.sequence_parallel = asked_split;
       request.rollout_step_tokens = asked_chunk;
+      request.frozen_bf16 = asked_frozen;
       request.recompute_activations = asked_recompute;
     }
   }

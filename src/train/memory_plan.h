@@ -109,7 +109,8 @@ MemoryPlan plan_memory(const PlanRequest& request);
 // node (<= gpus_per_node), fewest model-parallel ranks, then the smallest peak. Each layout as
 // asked, else with the cheapest additions that make it fit: the distributed optimizer, then
 // sequence parallelism (tp > 1), then chunked prefill (generation calls of at most
-// chunked_prefill_tokens(request): a few more of them while prompts are prefilled), then
+// chunked_prefill_tokens(request): a few more of them while prompts are prefilled), then -- LoRA
+// with bf16 products -- the base in bf16 alone (frozen_bf16: its merges rounded to bf16), then
 // activation recomputation (a third more compute) of as few of each stage's first layers as fit
 // (recompute_num_layers; 0: every layer) where the request did not ask for recomputation.
 struct LayoutFit {
@@ -117,6 +118,7 @@ struct LayoutFit {
   bool distributed_optimizer = false;
   bool sequence_parallel = false;
   std::int64_t rollout_step_tokens = 0;
+  bool frozen_bf16 = false;
   bool recompute_activations = false;
   std::int64_t recompute_num_layers = 0;
   std::int64_t peak = 0;

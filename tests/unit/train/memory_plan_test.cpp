@@ -226,6 +226,36 @@ TEST(MemoryPlan, SuggestedLayoutsOfferChunkedPrefillBeforeRecomputation) {
   EXPECT_EQ(chunked_prefill_tokens(big), 8);
 }
 
+// LoRA in bf16 on one GPU: the base held in bf16 alone (--frozen-dtype bf16) is offered where nothing
+// that changes no result fits, before recomputation -- Llama 2 7B at rank 16 fits 32 GiB so (4 bytes a
+// parameter fewer: 25 GiB less) and not without. A full fine-tuning request is never offered it (its
+// reference is the request's), nor a float32 one.
+TEST(MemoryPlan, SuggestedLayoutsOfferLorasBaseInBf16BeforeRecomputation) {
+  const std::int64_t gib = std::int64_t{1} << 30;
+  PlanRequest lora = request(1, 1, 1, false);
+  lora.seq = 1024;
+  lora.lora.rank = 16;
+  lora.lora.targets = model::lora_targets_of_model(lora.config, model::parse_lora_targets("all-linear", "test"),
+                                                   "all-linear", "test");
+  const std::vector<LayoutFit> fits = fitting_layouts(lora, 1, 8, 32 * gib);
+  ASSERT_EQ(fits.size(), 1u);
+  EXPECT_TRUE(fits[0].frozen_bf16);
+  EXPECT_FALSE(fits[0].recompute_activations);
+  PlanRequest frozen = lora;
+  frozen.frozen_bf16 = true;
+  EXPECT_EQ(plan_memory(frozen).peak(), fits[0].peak);
+  EXPECT_GT(plan_memory(lora).peak(), 32 * gib);
+  EXPECT_NEAR(static_cast<double>(plan_memory(lora).peak() - fits[0].peak), 4.0 * 6738415616, 0.02 * 4 * 6738415616);
+  // Asked for already, it is no addition; a float32 run (cpu) or full fine-tuning is never offered it.
+  EXPECT_FALSE(fitting_layouts(frozen, 1, 8, 32 * gib).at(0).frozen_bf16);
+  PlanRequest cpu = lora;
+  cpu.precision = Precision::cpu();
+  for (const LayoutFit& f : fitting_layouts(cpu, 1, 8, 64 * gib)) EXPECT_FALSE(f.frozen_bf16);
+  for (const std::int64_t capacity : {80 * gib, 40 * gib, 24 * gib}) {
+    for (const LayoutFit& f : fitting_layouts(request(1, 1, 1, false), 16, 8, capacity)) EXPECT_FALSE(f.frozen_bf16);
+  }
+}
+
 TEST(MemoryPlan, ImpossibleRequestsAreRefusedByName) {
   PlanRequest r = request(3, 1, 1, false);
   EXPECT_NE(testing::error_of([&] { plan_memory(r); }).find("3"), std::string::npos);
