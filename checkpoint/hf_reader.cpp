@@ -88,63 +88,76 @@ void HfReader::read_columns_of_rows(const ShardedTensor& t, const HfLayout::Plac
 
 void HfReader::load(const std::vector<ShardedTensor>& tensors) {
   for (const ShardedTensor& t : tensors) {
-    // A tensor the files hold a row each: this shard's rows one by one, each a whole file tensor.
-    if (!layout_.row_name(t.name, 0).empty()) {
-      const std::int64_t first = t.replicated() ? 0 : t.offset, rows = t.local.shape()[0];
-      require(t.replicated() || t.split_dim == 0, "tensor \"", t.name, "\" is split along dimension ", t.split_dim,
-              "; the files hold it a row each");
-      const Shape row_shape(t.local.shape().begin() + 1, t.local.shape().end());
-      const std::int64_t cols = shape_numel(row_shape);
-      for (std::int64_t r = 0; r < rows; ++r) {
-        const std::string name = layout_.row_name(t.name, first + r);
-        file_for(name).read_shard(ShardedTensor{name, t.local.view(r * cols, row_shape), row_shape, -1, 0, 0, true});
-      }
+    if (t.local.dtype() != DType::BF16) {
+      load_float32(t);
       continue;
     }
-    // The same shard (Tensor shares its storage) as the files hold it: under their name, and
-    // for a fused tensor as rows [row + offset, + length) of it.
-    const HfLayout::Place place = layout_.place(t.name);
-    if (place.rows > 0 && t.split_dim == 1 && place.groups == 1) {
-      read_columns_of_rows(t, place);
-      continue;
-    }
-    ShardedTensor in_file = t;
-    in_file.name = place.name;
-    if (place.rows > 0) {
-      require(t.replicated() || t.split_dim == 0, "tensor \"", t.name, "\" is split along dimension ", t.split_dim,
-              "; a fused file tensor (", place.name, ") holds it as rows");
-      in_file.global_shape[0] = place.rows;
-      in_file.split_dim = 0;
-      in_file.offset = place.row + (t.replicated() ? 0 : t.offset);
-      in_file.length = t.replicated() ? t.global_shape[0] : t.length;
-    }
-    const Shape file_shape = file_shape_of(place, in_file.global_shape);
-    SafetensorsFile& file = file_for(in_file.name);
-    if (file.entry(in_file.name).fp8()) {  // a block-scaled FP8 weight: read with its scales
-      require(place.rows == 0 && file_shape.empty(), file.path(), ": tensor \"", in_file.name,
-              "\" is FP8 inside a fused tensor, which spin does not read");
-      const BlockScales scales = block_scales(in_file.name, file.entry(in_file.name).shape);
-      file.read_shard(in_file, file_shape, &scales);
-      continue;
-    }
-    if (place.groups > 1) {  // fused per group (head): one block of group_rows rows from each of its groups
-      const std::int64_t first = t.replicated() ? 0 : t.offset, n = in_file.length, block = place.group_rows;
-      require(first % block == 0 && n % block == 0, "tensor \"", t.name, "\": rows [", first, ", ", first + n,
-              ") do not cover whole groups of ", block, " rows of ", place.name);
-      const std::int64_t cols = t.local.numel() / t.local.shape()[0];
-      Shape shape = t.local.shape();
-      shape[0] = block;
-      for (std::int64_t g = 0; g < n / block; ++g) {
-        ShardedTensor part = in_file;
-        part.local = t.local.view(g * block * cols, shape);
-        part.offset = (first / block + g) * (place.rows / place.groups) + place.row;
-        part.length = block;
-        file_for(part.name).read_shard(part, file_shape);
-      }
-      continue;
-    }
-    file.read_shard(in_file, file_shape);
+    ShardedTensor wide = t;
+    wide.local = Tensor::zeros(t.local.shape());  // in host memory
+    load_float32(wide);
+    std::vector<std::uint16_t> rounded(static_cast<std::size_t>(t.local.numel()));
+    for (std::size_t i = 0; i < rounded.size(); ++i) rounded[i] = f32_to_bf16(wide.local.f32()[i]);
+    copy_bytes(t.local.raw(), t.local.device(), rounded.data(), Device::Cpu, t.local.nbytes());
   }
+}
+
+void HfReader::load_float32(const ShardedTensor& t) {
+  // A tensor the files hold a row each: this shard's rows one by one, each a whole file tensor.
+  if (!layout_.row_name(t.name, 0).empty()) {
+    const std::int64_t first = t.replicated() ? 0 : t.offset, rows = t.local.shape()[0];
+    require(t.replicated() || t.split_dim == 0, "tensor \"", t.name, "\" is split along dimension ", t.split_dim,
+            "; the files hold it a row each");
+    const Shape row_shape(t.local.shape().begin() + 1, t.local.shape().end());
+    const std::int64_t cols = shape_numel(row_shape);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const std::string name = layout_.row_name(t.name, first + r);
+      file_for(name).read_shard(ShardedTensor{name, t.local.view(r * cols, row_shape), row_shape, -1, 0, 0, true});
+    }
+    return;
+  }
+  // The same shard (Tensor shares its storage) as the files hold it: under their name, and
+  // for a fused tensor as rows [row + offset, + length) of it.
+  const HfLayout::Place place = layout_.place(t.name);
+  if (place.rows > 0 && t.split_dim == 1 && place.groups == 1) {
+    read_columns_of_rows(t, place);
+    return;
+  }
+  ShardedTensor in_file = t;
+  in_file.name = place.name;
+  if (place.rows > 0) {
+    require(t.replicated() || t.split_dim == 0, "tensor \"", t.name, "\" is split along dimension ", t.split_dim,
+            "; a fused file tensor (", place.name, ") holds it as rows");
+    in_file.global_shape[0] = place.rows;
+    in_file.split_dim = 0;
+    in_file.offset = place.row + (t.replicated() ? 0 : t.offset);
+    in_file.length = t.replicated() ? t.global_shape[0] : t.length;
+  }
+  const Shape file_shape = file_shape_of(place, in_file.global_shape);
+  SafetensorsFile& file = file_for(in_file.name);
+  if (file.entry(in_file.name).fp8()) {  // a block-scaled FP8 weight: read with its scales
+    require(place.rows == 0 && file_shape.empty(), file.path(), ": tensor \"", in_file.name,
+            "\" is FP8 inside a fused tensor, which spin does not read");
+    const BlockScales scales = block_scales(in_file.name, file.entry(in_file.name).shape);
+    file.read_shard(in_file, file_shape, &scales);
+    return;
+  }
+  if (place.groups > 1) {  // fused per group (head): one block of group_rows rows from each of its groups
+    const std::int64_t first = t.replicated() ? 0 : t.offset, n = in_file.length, block = place.group_rows;
+    require(first % block == 0 && n % block == 0, "tensor \"", t.name, "\": rows [", first, ", ", first + n,
+            ") do not cover whole groups of ", block, " rows of ", place.name);
+    const std::int64_t cols = t.local.numel() / t.local.shape()[0];
+    Shape shape = t.local.shape();
+    shape[0] = block;
+    for (std::int64_t g = 0; g < n / block; ++g) {
+      ShardedTensor part = in_file;
+      part.local = t.local.view(g * block * cols, shape);
+      part.offset = (first / block + g) * (place.rows / place.groups) + place.row;
+      part.length = block;
+      file_for(part.name).read_shard(part, file_shape);
+    }
+    return;
+  }
+  file.read_shard(in_file, file_shape);
 }
 
 BlockScales HfReader::block_scales(const std::string& name, const Shape& shape) {

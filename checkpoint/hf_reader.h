@@ -23,7 +23,8 @@ class HfReader {
   explicit HfReader(const std::string& model_dir, HfLayout layout = {}, const std::string& stem = "model");
 
   // Fills every tensor's local shard (from its rows of a fused file tensor where the layout
-  // fuses it).
+  // fuses it); a bf16 shard (a frozen model's matrix, model::WeightStorage::FrozenBf16) with the
+  // rounding of the float32 values, read a tensor at a time on the host.
   void load(const std::vector<ShardedTensor>& tensors);
   // Every tensor name in the files (the prefix included), sorted.
   std::vector<std::string> names();
@@ -40,6 +41,7 @@ class HfReader {
   BlockScales block_scales(const std::string& name, const Shape& shape);
   // A shard of `t` split along its columns where the files fuse its rows into another tensor.
   void read_columns_of_rows(const ShardedTensor& t, const HfLayout::Place& place);
+  void load_float32(const ShardedTensor& t);  // one float32 shard
 
   std::string dir_;
   HfLayout layout_;

@@ -337,7 +337,10 @@ ModelSource model_source(const std::string& path, const std::string& adapter_dir
 
 void load_model_weights(const ModelSource& source, const std::string& adapter_dir, const ModelShard& shard,
                         model::ModelWeights& weights, const kernels::Kernels& kernels) {
-  if (weights.frozen()) {  // read in float32 on the host (a PEFT adapter merged there), then held rounded
+  // A frozen model (FrozenBf16) reads its values rounded, a tensor at a time (HfReader) or through the
+  // checkpoint's host buffer (train::load_weights) -- but with a PEFT adapter, whose merge reads float32
+  // matrices, the whole shard in float32 on the host first.
+  if (weights.frozen() && !adapter_dir.empty()) {
     model::ModelWeights host(shard.config, shard.dims, shard.stage);
     load_model_weights(source, adapter_dir, shard, host, spin::kernels::CpuKernels());
     weights.copy_from(host);

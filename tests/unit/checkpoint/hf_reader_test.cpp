@@ -48,6 +48,31 @@ TEST_F(HfReaderTest, FollowsTheShardIndex) {
   EXPECT_THROW(reader.load({{"c", c, {2}, -1, 0, 0}}), Error);
 }
 
+// A bf16 shard (a frozen model's matrix): the rounding of the float32 values the same read gives a
+// float32 shard -- of a TP shard, of a fused tensor's part, and from bf16 files exactly their values.
+TEST_F(HfReaderTest, Bf16ShardsHoldTheRoundingOfTheFloat32Read) {
+  const std::vector<float> values = {1.0f + 1.0f / 256, -2.7182818f, 3.1415927f, 1e-3f, 65504.5f, -0.0f};
+  write_safetensors((dir_ / "model.safetensors").string(),
+                    {{"w", DType::F32, {3, 2}, values.data()}, {"h", DType::BF16, {3, 2}, values.data()},
+                     {"x.qk", DType::F32, {3, 2}, values.data()}});
+  Tensor wide = Tensor::zeros({2, 2}), half = Tensor::zeros({2, 2}, DType::BF16);
+  HfReader reader(dir_.string());
+  reader.load({{"w", wide, {3, 2}, 0, 1, 2}, {"w", half, {3, 2}, 0, 1, 2}});
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(wide.f32()[i], values[static_cast<std::size_t>(2 + i)]) << i;
+    EXPECT_EQ(half.bf16()[i], f32_to_bf16(wide.f32()[i])) << i;
+  }
+  Tensor from_bf16 = Tensor::zeros({3, 2}, DType::BF16), from_bf16_wide = Tensor::zeros({3, 2});
+  reader.load({{"h", from_bf16, {3, 2}, -1, 0, 0}, {"h", from_bf16_wide, {3, 2}, -1, 0, 0}});
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(bf16_to_f32(from_bf16.bf16()[i]), from_bf16_wide.f32()[i]) << i;
+  // A part of a fused tensor (Phi-3's qkv) into a bf16 shard.
+  const HfLayout layout{"", false, {{"qk", {{"q", 2}, {"k", 1}}, 1}}, {}, {}, {}, {}};
+  Tensor k = Tensor::zeros({1, 2}, DType::BF16);
+  HfReader(dir_.string(), layout).load({{"x.k", k, {1, 2}, -1, 0, 0}});
+  EXPECT_EQ(k.bf16()[0], f32_to_bf16(values[4]));
+  EXPECT_EQ(k.bf16()[1], f32_to_bf16(values[5]));
+}
+
 TEST_F(HfReaderTest, WrittenModelsShardAboveTheLimitAndReadBack) {
   const std::vector<HfTensor> tensors = {{"a", {2, 2}}, {"b", {2}}, {"c", {2}}};
   const std::vector<const float*> values = {a_.data(), b_.data(), b_.data()};
