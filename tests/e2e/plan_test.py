@@ -201,7 +201,8 @@ CONFIGS = [("tinyllama-1.1b.ini", "tinyllama-1.1b.json", 8), ("llama-2-7b.ini", 
            ("seed-oss-36b-instruct.ini", "seed-oss-36b-instruct.json", 16),
            ("glm-4.5-air-lora.ini", "glm-4.5-air.json", 16),
            ("dots.llm1.inst-lora.ini", "dots.llm1.inst.json", 16),
-           ("moonlight-16b-a3b-instruct.ini", "moonlight-16b-a3b-instruct.json", 8)]
+           ("moonlight-16b-a3b-instruct.ini", "moonlight-16b-a3b-instruct.json", 8),
+           ("deepseek-v3-lora.ini", "deepseek-v3.json", 64)]
 
 
 def case_configs(args, tmp):
@@ -237,6 +238,8 @@ def case_configs(args, tmp):
             cmd += ["--logits-chunk-rows", c["model"]["logits_chunk_rows"]]
         if c["optim"].get("name"):
             cmd += ["--optimizer", c["optim"]["name"]]
+        if c["model"].get("frozen_dtype"):
+            cmd += ["--frozen-dtype", c["model"]["frozen_dtype"]]
         if c.has_section("lora"):
             cmd += ["--lora-rank", c["lora"]["rank"], "--lora-targets", c["lora"].get("targets", "all-linear"),
                     "--lora-dropout", c["lora"].get("dropout", "0")]
@@ -253,7 +256,9 @@ def case_configs(args, tmp):
                   "dots.llm1.inst-lora.ini": "128 experts, 6 a token, a shared expert of 2816, the first 1 layer(s) "
                                              "dense of 10944; 14.016 B parameters a token",
                   "moonlight-16b-a3b-instruct.ini": "64 experts, 6 a token, a shared expert of 2816, the first 1 "
-                                                    "layer(s) dense of 11264; 2.915 B parameters a token"}.get(name)
+                                                    "layer(s) dense of 11264; 2.915 B parameters a token",
+                  "deepseek-v3-lora.ini": "256 experts, 8 a token, a shared expert of 2048, the first 3 layer(s) "
+                                          "dense of 18432; 37.551 B parameters a token"}.get(name)
         assert active is None or active in p.stdout, (name, p.stdout[:500])
         print("%-20s keys valid; tp %d x pp %d on %d GPUs: %s" % (name, tp, pp, gpus,
               re.search(r"peak \S+ GiB of \S+ GiB per GPU: fits", p.stdout).group(0)))
