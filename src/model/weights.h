@@ -172,10 +172,11 @@ class ModelWeights {
   // values stay the master weights the optimizer updates. The copy is derived state: after
   // anything writes the float32 values (loading, an optimizer step), refresh_bf16 rounds them
   // again -- Optimizer::step, copy_from and init_random do it themselves. enable_bf16 makes the
-  // copy from the current values, with `k`.
+  // copy from the current values, with `k`. FrozenBf16: the float32-read tensors' rounding alone
+  // (their float32 values are the ones written; the matrices' bf16 values are the values).
   void enable_bf16(const kernels::Kernels& k);
   bool has_bf16() const { return bf16_.defined(); }
-  const Tensor& flat_bf16() const { return bf16_; }  // same layout as flat()
+  const Tensor& flat_bf16() const { return bf16_; }  // the layout (Float32: flat()'s)
   void refresh_bf16(const kernels::Kernels& k);
   // The same through the host, for loaders that have no kernels at hand (one-off, at load).
   void refresh_bf16_on_host();

@@ -56,7 +56,19 @@ void ModelWeights::enable_bf16(const kernels::Kernels& k) {
 }
 
 void ModelWeights::refresh_bf16_on_host() {
-  if (!has_bf16() || frozen_) return;  // FrozenBf16: the bf16 values are the values
+  if (!has_bf16()) return;
+  if (frozen_) {  // the float32-read tensors' rounding (a tied LM head reads the embedding's)
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      const Tensor& t = params_[i].local;
+      if (t.dtype() != DType::F32) continue;
+      const std::vector<float> values = to_host<float>(t);
+      std::vector<std::uint16_t> rounded(values.size());
+      for (std::size_t e = 0; e < values.size(); ++e) rounded[e] = f32_to_bf16(values[e]);
+      copy_bytes(bf16_.bf16() + layout_offsets_[i], device(), rounded.data(), Device::Cpu,
+                 rounded.size() * sizeof(std::uint16_t));
+    }
+    return;
+  }
   const std::vector<float> values = to_host<float>(flat());
   std::vector<std::uint16_t> rounded(values.size());
   for (std::size_t i = 0; i < values.size(); ++i) rounded[i] = f32_to_bf16(values[i]);
@@ -64,7 +76,15 @@ void ModelWeights::refresh_bf16_on_host() {
 }
 
 void ModelWeights::refresh_bf16(const kernels::Kernels& k) {
-  if (has_bf16() && !frozen_) k.to_bf16(bf16_.bf16(), flat().f32(), flat().numel());
+  if (!has_bf16()) return;
+  if (!frozen_) {
+    k.to_bf16(bf16_.bf16(), flat().f32(), flat().numel());
+    return;
+  }
+  for (std::size_t i = 0; i < params_.size(); ++i) {  // FrozenBf16: the float32-read tensors' rounding
+    const Tensor& t = params_[i].local;
+    if (t.dtype() == DType::F32) k.to_bf16(bf16_.bf16() + layout_offsets_[i], t.f32(), t.numel());
+  }
 }
 
 Tensor ModelWeights::values_on_host() const {

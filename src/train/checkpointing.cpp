@@ -160,18 +160,29 @@ std::optional<std::string> CheckpointSaver::finish() {
 
 void load_weights(const ckpt::CheckpointReader& reader, const std::string& group,
                   model::ModelWeights& weights) {
-  const Tensor host = weights.values_on_host();
-  for (std::size_t i = 0; i < weights.sharded_state_dict().size(); ++i) {
-    const ShardedTensor& t = weights.sharded_state_dict()[i];
+  // A tensor at a time: read into its host memory (the CPU path's float32 values in place), or into
+  // a host buffer of its size and moved to the device -- rounded where the model holds it in bf16
+  // (FrozenBf16) -- so that no more than one tensor is staged.
+  for (const ShardedTensor& t : weights.sharded_state_dict()) {
     require(reader.has(group, t.name), reader.dir(), ": no ", group, " tensor ", t.name,
             " (a checkpoint of another model?)");
     require(reader.shape(group, t.name) == t.global_shape, reader.dir(), ": ", group, "/", t.name,
             " has shape ", shape_str(reader.shape(group, t.name)), "; the model expects ",
             shape_str(t.global_shape));
     const ckpt::ShardRectangle r = ckpt::shard_rectangle(t);
-    reader.read(group, t.name, r.start, r.count, host.f32() + weights.layout_offsets()[i] + r.local_offset);
+    const bool in_place = t.local.device() == Device::Cpu && t.local.dtype() == DType::F32;
+    const Tensor host = in_place ? t.local : Tensor::zeros(t.local.shape());
+    reader.read(group, t.name, r.start, r.count, host.f32() + r.local_offset);
+    if (in_place) continue;
+    if (t.local.dtype() == DType::F32) {
+      t.local.copy_from(host);
+      continue;
+    }
+    std::vector<std::uint16_t> rounded(static_cast<std::size_t>(host.numel()));
+    for (std::size_t e = 0; e < rounded.size(); ++e) rounded[e] = f32_to_bf16(host.f32()[e]);
+    copy_bytes(t.local.raw(), t.local.device(), rounded.data(), Device::Cpu, t.local.nbytes());
   }
-  weights.assign_values(host);
+  weights.refresh_bf16_on_host();  // a Float32 model's copy (none yet where a run loads: Runtime::prepare follows)
 }
 
 }  // namespace spin::train
