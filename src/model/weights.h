@@ -98,7 +98,8 @@ struct LayerWeights {
 // under mixed precision, held as its forward reads it: the products' matrices in bf16 alone (2 bytes
 // a value instead of 4 + 2), the float32-read tensors (read_in_float32: the embedding, which the lookup
 // reads, the norms, biases) in float32 with their bf16 rounding beside them. Its forward computes
-// exactly what a Float32 model's bf16 products compute.
+// exactly what a Float32 model's bf16 products compute. A matrix's LayerWeights field is then its
+// bf16 tensor itself (the same as LayerWeights::bf16's), so that code reading it as float32 throws.
 enum class WeightStorage { Float32, FrozenBf16 };
 
 class ModelWeights {
