@@ -95,9 +95,7 @@ void HfReader::load(const std::vector<ShardedTensor>& tensors) {
     ShardedTensor wide = t;
     wide.local = Tensor::zeros(t.local.shape());  // in host memory
     load_float32(wide);
-    std::vector<std::uint16_t> rounded(static_cast<std::size_t>(t.local.numel()));
-    for (std::size_t i = 0; i < rounded.size(); ++i) rounded[i] = f32_to_bf16(wide.local.f32()[i]);
-    copy_bytes(t.local.raw(), t.local.device(), rounded.data(), Device::Cpu, t.local.nbytes());
+    assign_from_float32(t.local, wide.local);
   }
 }
 

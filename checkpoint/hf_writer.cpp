@@ -31,13 +31,9 @@ Shards pack(const std::vector<ShardedTensor>& local) {
     if (!t.primary) continue;
     s.meta.push_back({{"name", t.name}, {"global", t.global_shape}, {"local", t.local.shape()},
                       {"dim", t.split_dim}, {"offset", t.offset}, {"length", t.length}});
-    const Tensor host = host_readable(t.local);  // a copy when the model is on a GPU
-    // A frozen model's matrix (model::WeightStorage::FrozenBf16) widened.
-    if (host.dtype() == DType::BF16) {
-      for (std::int64_t i = 0; i < host.numel(); ++i) s.values.push_back(bf16_to_f32(host.bf16()[i]));
-    } else {
-      s.values.insert(s.values.end(), host.f32(), host.f32() + host.numel());
-    }
+    // A copy when the model is on a GPU; a frozen model's bf16 matrix (model::WeightStorage::FrozenBf16) widened.
+    const Tensor host = float32_on_host(t.local);
+    s.values.insert(s.values.end(), host.f32(), host.f32() + host.numel());
   }
   return s;
 }

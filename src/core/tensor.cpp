@@ -1,6 +1,7 @@
 #include "core/tensor.h"
 
 #include <sstream>
+#include <vector>
 
 #include "core/error.h"
 
@@ -71,6 +72,28 @@ Tensor Tensor::to(Device device) const {
 }
 
 Tensor host_readable(const Tensor& t) { return t.device() == Device::Cpu ? t : t.to(Device::Cpu); }
+
+Tensor float32_on_host(const Tensor& t) {
+  const Tensor host = host_readable(t);
+  if (host.dtype() == DType::F32) return host;
+  const Tensor out = Tensor::zeros(t.shape());
+  convert_to_f32(host.raw(), host.dtype(), static_cast<std::size_t>(host.numel()), out.f32());
+  return out;
+}
+
+void assign_from_float32(const Tensor& t, const Tensor& host) {
+  require(host.device() == Device::Cpu && host.dtype() == DType::F32 && host.shape() == t.shape(),
+          "assign_from_float32: float32 host values of shape ", shape_str(t.shape()), " expected, got ",
+          dtype_name(host.dtype()), " ", shape_str(host.shape()));
+  if (t.dtype() == DType::F32) {
+    t.copy_from(host);
+    return;
+  }
+  require(t.dtype() == DType::BF16, "assign_from_float32: a ", dtype_name(t.dtype()), " tensor");
+  std::vector<std::uint16_t> rounded(static_cast<std::size_t>(t.numel()));
+  for (std::size_t i = 0; i < rounded.size(); ++i) rounded[i] = f32_to_bf16(host.f32()[i]);
+  copy_bytes(t.raw(), t.device(), rounded.data(), Device::Cpu, t.nbytes());
+}
 
 void Tensor::zero_() const { memory_ops(device()).fill_zero(raw(), nbytes()); }
 

@@ -102,5 +102,11 @@ class Tensor {
 // touch elements on the host (checkpoint readers and writers). After filling a copy, write it
 // back with t.copy_from(copy) -- a no-op when the copy is t.
 Tensor host_readable(const Tensor& t);
+// `t`'s values as float32 in host memory: host_readable(t) when it holds float32, else a host copy
+// widened exactly (bf16: a frozen model's matrices, model::WeightStorage::FrozenBf16).
+Tensor float32_on_host(const Tensor& t);
+// `t` (float32 or bf16, any device) set from `host`, float32 values of t's shape in host memory:
+// copied, or rounded to bf16 (f32_to_bf16) on the way.
+void assign_from_float32(const Tensor& t, const Tensor& host);
 
 }  // namespace spin

@@ -20,6 +20,16 @@ bool in(const CodePointRange (&table)[N], char32_t c) {
   return it != std::begin(table) && c <= std::prev(it)->last;
 }
 
+// ASCII's punctuation and symbols, answered without the tables: its printable characters that are
+// neither letters nor digits, of which Unicode's categories make $ + < = > ^ ` | ~ symbols and the
+// rest punctuation.
+bool is_ascii_punctuation_or_symbol(char32_t c) {
+  return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) || (c >= 0x5B && c <= 0x60) || (c >= 0x7B && c <= 0x7E);
+}
+bool is_ascii_symbol(char32_t c) {
+  return c == U'$' || c == U'+' || c == U'<' || c == U'=' || c == U'>' || c == U'^' || c == U'`' || c == U'|' ||
+         c == U'~';
+}
 }  // namespace
 
 // ASCII answered without the tables (most of most texts): its letters are A-Z and a-z, its
@@ -29,18 +39,10 @@ bool is_number(char32_t c) { return c < 0x80 ? c >= U'0' && c <= U'9' : in(kNumb
 bool is_uppercase(char32_t c) { return c < 0x80 ? c >= U'A' && c <= U'Z' : in(kUppercase, c); }
 bool is_lowercase(char32_t c) { return c < 0x80 ? c >= U'a' && c <= U'z' : in(kLowercase, c); }
 bool is_mark(char32_t c) { return c >= 0x300 && in(kMarks, c); }
-// ASCII's punctuation and symbols (Unicode's categories: $ + < = > ^ ` | ~ are symbols), without the tables.
 bool is_punctuation(char32_t c) {
-  return c < 0x80 ? c != U'$' && c != U'+' && c != U'<' && c != U'=' && c != U'>' && c != U'^' && c != U'`' &&
-                        c != U'|' && c != U'~' && ((c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) ||
-                                                   (c >= 0x5B && c <= 0x60) || (c >= 0x7B && c <= 0x7E))
-                  : in(kPunctuation, c);
+  return c < 0x80 ? is_ascii_punctuation_or_symbol(c) && !is_ascii_symbol(c) : in(kPunctuation, c);
 }
-bool is_symbol(char32_t c) {
-  return c < 0x80 ? c == U'$' || c == U'+' || c == U'<' || c == U'=' || c == U'>' || c == U'^' || c == U'`' ||
-                        c == U'|' || c == U'~'
-                  : in(kSymbols, c);
-}
+bool is_symbol(char32_t c) { return c < 0x80 ? is_ascii_symbol(c) : in(kSymbols, c); }
 
 bool is_whitespace(char32_t c) {  // White_Space, as Rust's and Oniguruma's \s
   return (c >= 0x9 && c <= 0xD) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||

@@ -200,6 +200,9 @@ class ModelWeights {
   void wire_bf16_views();
   // Where the last parameter ends in the layout (the padding after it excluded).
   std::int64_t values_end() const;
+  // What a forward reads, from `from` (of this layout; one of the two FrozenBf16, the other with a bf16
+  // copy): the bf16 buffer, and the float32-read tensors of the frozen one.
+  void copy_forward_values(const ModelWeights& from);
   ModelWeights() = default;
 
   LoraConfig lora_;    // adapters: their configuration; rank 0 in a model's weights

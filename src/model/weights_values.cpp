@@ -57,22 +57,14 @@ void ModelWeights::enable_bf16(const kernels::Kernels& k) {
 
 void ModelWeights::refresh_bf16_on_host() {
   if (!has_bf16()) return;
-  if (frozen_) {  // the float32-read tensors' rounding (a tied LM head reads the embedding's)
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-      const Tensor& t = params_[i].local;
-      if (t.dtype() != DType::F32) continue;
-      const std::vector<float> values = to_host<float>(t);
-      std::vector<std::uint16_t> rounded(values.size());
-      for (std::size_t e = 0; e < values.size(); ++e) rounded[e] = f32_to_bf16(values[e]);
-      copy_bytes(bf16_.bf16() + layout_offsets_[i], device(), rounded.data(), Device::Cpu,
-                 rounded.size() * sizeof(std::uint16_t));
-    }
+  if (!frozen_) {
+    assign_from_float32(bf16_, float32_on_host(flat()));
     return;
   }
-  const std::vector<float> values = to_host<float>(flat());
-  std::vector<std::uint16_t> rounded(values.size());
-  for (std::size_t i = 0; i < values.size(); ++i) rounded[i] = f32_to_bf16(values[i]);
-  copy_bytes(bf16_.raw(), device(), rounded.data(), Device::Cpu, bf16_.nbytes());
+  for (std::size_t i = 0; i < params_.size(); ++i) {  // the float32-read tensors' rounding (a tied head's)
+    const Tensor& t = params_[i].local;
+    if (t.dtype() == DType::F32) assign_from_float32(bf16_.view(layout_offsets_[i], t.shape()), float32_on_host(t));
+  }
 }
 
 void ModelWeights::refresh_bf16(const kernels::Kernels& k) {
@@ -89,17 +81,10 @@ void ModelWeights::refresh_bf16(const kernels::Kernels& k) {
 
 Tensor ModelWeights::values_on_host() const {
   if (!frozen_) return host_readable(flat());
-  std::vector<std::uint16_t> halves(static_cast<std::size_t>(bf16_.numel()));
-  copy_bytes(halves.data(), Device::Cpu, bf16_.raw(), device(), bf16_.nbytes());
-  const Tensor host = Tensor::zeros({bf16_.numel()});
-  float* values = host.f32();
-  for (std::size_t i = 0; i < halves.size(); ++i) values[i] = bf16_to_f32(halves[i]);
-  const Tensor kept = host_readable(flat());
+  const Tensor host = float32_on_host(bf16_);  // the matrices widened; then the float32-read tensors as held
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const Tensor& t = params_[i].local;
-    if (t.dtype() != DType::F32) continue;
-    const float* from = kept.f32() + offset_of(t);
-    std::copy(from, from + t.numel(), values + layout_offsets_[i]);
+    if (t.dtype() == DType::F32) host.view(layout_offsets_[i], t.shape()).copy_from(t);
   }
   return host;
 }
@@ -113,13 +98,10 @@ void ModelWeights::assign_values(const Tensor& host) {
     refresh_bf16_on_host();
     return;
   }
-  std::vector<std::uint16_t> rounded(static_cast<std::size_t>(n));
-  for (std::size_t i = 0; i < rounded.size(); ++i) rounded[i] = f32_to_bf16(host.f32()[i]);
-  copy_bytes(bf16_.raw(), device(), rounded.data(), Device::Cpu, rounded.size() * sizeof(std::uint16_t));
+  assign_from_float32(prefix(bf16_, n), prefix(host, n));
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const Tensor& t = params_[i].local;
-    if (t.dtype() == DType::F32)
-      copy_bytes(t.raw(), device(), host.f32() + layout_offsets_[i], Device::Cpu, t.nbytes());
+    if (t.dtype() == DType::F32) t.copy_from(host.view(layout_offsets_[i], t.shape()));
   }
 }
 
@@ -141,23 +123,25 @@ void ModelWeights::copy_from(const ModelWeights& other) {
     return;
   }
   if (frozen_ && other.has_bf16()) {  // the SPIN reference sync: the policy's bf16 copy is the rounding
-    prefix(bf16_, n).copy_from(prefix(other.bf16_, n));
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-      if (params_[i].local.dtype() == DType::F32) params_[i].local.copy_from(other.params_[i].local);
-    }
+    copy_forward_values(other);
     return;
   }
   assign_values(other.values_on_host());
+}
+
+void ModelWeights::copy_forward_values(const ModelWeights& from) {
+  prefix(bf16_, values_end()).copy_from(prefix(from.bf16_, values_end()));
+  const ModelWeights& frozen = frozen_ ? *this : from;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (frozen.params_[i].local.dtype() == DType::F32) params_[i].local.copy_from(from.params_[i].local);
+  }
 }
 
 void ModelWeights::borrow_forward_values(const ModelWeights& frozen) {
   require(!frozen_ && has_bf16() && frozen.frozen_ && layout_offsets_ == frozen.layout_offsets_ &&
               values_end() == frozen.values_end(),
           "borrow_forward_values: a FrozenBf16 model's values into a Float32 one with a bf16 copy, of one layout");
-  prefix(bf16_, values_end()).copy_from(prefix(frozen.bf16_, values_end()));
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    if (frozen.params_[i].local.dtype() == DType::F32) params_[i].local.copy_from(frozen.params_[i].local);
-  }
+  copy_forward_values(frozen);
 }
 
 }  // namespace spin::model

@@ -173,14 +173,7 @@ void load_weights(const ckpt::CheckpointReader& reader, const std::string& group
     const bool in_place = t.local.device() == Device::Cpu && t.local.dtype() == DType::F32;
     const Tensor host = in_place ? t.local : Tensor::zeros(t.local.shape());
     reader.read(group, t.name, r.start, r.count, host.f32() + r.local_offset);
-    if (in_place) continue;
-    if (t.local.dtype() == DType::F32) {
-      t.local.copy_from(host);
-      continue;
-    }
-    std::vector<std::uint16_t> rounded(static_cast<std::size_t>(host.numel()));
-    for (std::size_t e = 0; e < rounded.size(); ++e) rounded[e] = f32_to_bf16(host.f32()[e]);
-    copy_bytes(t.local.raw(), t.local.device(), rounded.data(), Device::Cpu, t.local.nbytes());
+    if (!in_place) assign_from_float32(t.local, host);
   }
   weights.refresh_bf16_on_host();  // a Float32 model's copy (none yet where a run loads: Runtime::prepare follows)
 }
