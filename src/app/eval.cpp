@@ -27,7 +27,7 @@ namespace po = boost::program_options;
 
 struct EvalOptions {
   std::string model, adapter, data, output, prompt_template = "auto", pp_layers;
-  int tp = 1, pp = 1;
+  int tp = 1, pp = 1, ep = 1;
   std::int64_t batch_size = 32, max_step_tokens = 0, max_new_tokens = 0, logits_chunk_rows = kScoringLogitsChunkRows;
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
@@ -47,6 +47,8 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), spin::cat("prompt template: ", data::kPromptTemplateChoices).c_str())
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
+      ("ep", po::value(&o.ep)->default_value(o.ep),
+       "a mixture's expert-parallel size within the TP group: each rank holds num_experts / ep experts (divides tp)")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage")
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "sequences generated at once and examples scored together on each replica")
       ("max-step-tokens", po::value(&o.max_step_tokens)->default_value(o.max_step_tokens), kMaxStepTokensHelp)
@@ -82,7 +84,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
   generate::GenerationParams greedy;
   parallel::run_collectively(world, [&] {
     source = model_source(o.model, o.adapter);
-    shard = plan_model_shard(source->config, grid, o.pp_layers);
+    shard = plan_model_shard(source->config, grid, o.pp_layers, o.ep);
     const model::ModelConfig& mc = shard->config;
     const auto tokenizer = load_tokenizer(source->dir, mc);
     const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());

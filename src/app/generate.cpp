@@ -46,7 +46,7 @@ namespace po = boost::program_options;
 struct GenerateOptions {
   std::string model, adapter, input, output, pp_layers, eos_ids, prompt_template = "auto";
   std::vector<std::string> end_sequences;
-  int tp = 1, pp = 1;
+  int tp = 1, pp = 1, ep = 1;
   std::int64_t batch_size = 32, max_step_tokens = 0, save_every = 0, num_samples = 1;
   double exit_duration_mins = 0.0;
   generate::GenerationParams params;
@@ -84,6 +84,8 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
        "tokenizer), logprobs, finish_reason")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
+      ("ep", po::value(&o.ep)->default_value(o.ep),
+       "a mixture's expert-parallel size within the TP group: each rank holds num_experts / ep experts (divides tp)")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage, e.g. 3,5")
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
        "sequences generated at once on each data-parallel replica (KV cache slots; a finished one's slot takes "
@@ -283,7 +285,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   std::unique_ptr<data::Tokenizer> tokenizer;
   parallel::run_collectively(world, [&] {
     source = model_source(o.model, o.adapter);
-    shard = plan_model_shard(source->config, grid, o.pp_layers);
+    shard = plan_model_shard(source->config, grid, o.pp_layers, o.ep);
     tokenizer = load_tokenizer(source->dir, shard->config);
     require(o.params.end_strings.empty() || tokenizer, "spin generate: --end-string needs the model's tokenizer (",
             o.model, " has none)");

@@ -402,14 +402,14 @@ void copy_tokenizer_files(const std::string& from, const std::string& to) {
 }
 
 ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank,
-                            int pp, const std::string& pp_layers) {
+                            int pp, const std::string& pp_layers, int ep) {
   const auto counts = model::split_layers(config.num_layers, pp, parse_int_list(pp_layers, "--pp-layers"));
-  return {config, model::stage_layers(counts, pp_rank), model::tp_dims(config, tp_rank, tp)};
+  return {config, model::stage_layers(counts, pp_rank), model::tp_dims(config, tp_rank, tp, ep)};
 }
 
 ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
-                            const std::string& pp_layers) {
-  return plan_model_shard(config, grid.tp_rank(), grid.tp_size(), grid.pp_rank(), grid.pp_size(), pp_layers);
+                            const std::string& pp_layers, int ep) {
+  return plan_model_shard(config, grid.tp_rank(), grid.tp_size(), grid.pp_rank(), grid.pp_size(), pp_layers, ep);
 }
 
 }  // namespace spin::app

@@ -28,12 +28,12 @@ struct ModelShard {
 };
 
 // This rank's shard of `config` in `grid`'s layout; `pp_layers`: the --pp-layers text ("3,5"; empty
-// for an even split).
+// for an even split); `ep`: a mixture's expert-parallel size within the TP group (--ep, model::TpDims).
 ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
-                            const std::string& pp_layers = "");
+                            const std::string& pp_layers = "", int ep = 1);
 // The shard of position (tp_rank, pp_rank) in a TP x PP layout of `config`.
 ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank,
-                            int pp, const std::string& pp_layers = "");
+                            int pp, const std::string& pp_layers = "", int ep = 1);
 
 // The model an inference command (spin score, generate, eval) runs: a Hugging Face model
 // directory, or a spin checkpoint -- a step directory, a merged checkpoint file, or a training

@@ -35,7 +35,7 @@ constexpr const char* kUsage =
 
 struct PlanOptions {
   std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda", attention_backend = "auto", optimizer = "adamw";
-  int tp = 1, pp = 1, dp = 1, gpus = 0, gpus_per_node = 8;
+  int tp = 1, pp = 1, dp = 1, ep = 1, gpus = 0, gpus_per_node = 8;
   std::int64_t micro_batch = 1, seq = 0, prompt = 0, global_batch = 0, rollout_batch = 0, rollout_step_tokens = 0;
   std::int64_t logits_chunk_rows = 0, lora_rank = 0, recompute_num_layers = 0;
   double lora_dropout = 0.0;
@@ -55,6 +55,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("dp", po::value(&o.dp)->default_value(o.dp), "data-parallel size")
+      ("ep", po::value(&o.ep)->default_value(o.ep),
+       "a mixture's expert-parallel size, within the TP group (parallel.ep): must divide --tp and num_experts")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage, e.g. 15,17")
       ("micro-batch", po::value(&o.micro_batch)->default_value(o.micro_batch),
        "prompts per micro-batch (spin.micro_batch_size; each is 2 sequences: real and generated)")
@@ -138,7 +140,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     const PlanOptions& o = *options;
     capacity = train::parse_bytes(o.gpu_mem);
     request.config = load_config(o.model);
-    request.tp = o.tp, request.pp = o.pp, request.dp = o.dp;
+    request.tp = o.tp, request.pp = o.pp, request.dp = o.dp, request.ep = o.ep;
     request.pp_layers = o.pp_layers.empty() ? std::vector<std::int64_t>{} : parse_int_list(o.pp_layers, "--pp-layers");
     request.micro_batch = o.micro_batch;
     request.seq = o.seq;
@@ -202,9 +204,11 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
                 static_cast<long long>(c.num_experts), static_cast<long long>(c.experts_per_token), shared.c_str(),
                 dense.c_str(), (model::matmul_parameters(c) + static_cast<double>(c.vocab_size * c.hidden_size)) / 1e9);
   }
-  std::printf("layout tp %d x pp %d x dp %d (%d ranks)%s%s; micro-batch %lld prompts (%lld sequences) x %lld tokens, "
+  std::printf("layout tp %d x pp %d x dp %d (%d ranks)%s%s%s; micro-batch %lld prompts (%lld sequences) x %lld tokens, "
               "%lld micro-batches per step, rollout %lld%s; %s\n\n",
-              o.tp, o.pp, o.dp, o.tp * o.pp * o.dp, o.distributed ? ", distributed optimizer" : "",
+              o.tp, o.pp, o.dp, o.tp * o.pp * o.dp,
+              o.ep > 1 ? cat(", experts over ep ", o.ep, " (", c.num_experts / o.ep, " a rank)").c_str() : "",
+              o.distributed ? ", distributed optimizer" : "",
               o.sequence_parallel && o.tp > 1 ? ", sequence parallel" : "",
               static_cast<long long>(o.micro_batch), static_cast<long long>(2 * o.micro_batch),
               static_cast<long long>(o.seq), static_cast<long long>(plan.micro_batches),
@@ -268,7 +272,8 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
                 train::format_bytes(capacity).c_str());
     for (std::size_t i = 0; i < fits.size() && i < 8; ++i) {
       const train::LayoutFit& f = fits[i];
-      std::printf("  --tp %d --pp %d (dp %d)%s%s%s%s%s%s  peak %s\n", f.tp, f.pp, f.dp,
+      std::printf("  --tp %d --pp %d (dp %d)%s%s%s%s%s%s%s  peak %s\n", f.tp, f.pp, f.dp,
+                  o.ep > 1 ? cat(" --ep ", o.ep).c_str() : "",
                   f.distributed_optimizer ? " --distributed-optimizer" : "",
                   f.sequence_parallel ? " --sequence-parallel" : "",
                   f.rollout_step_tokens > 0 ? cat(" --rollout-step-tokens ", f.rollout_step_tokens).c_str() : "",

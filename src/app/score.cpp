@@ -40,7 +40,7 @@ struct ScoreOptions {
   std::string input;
   std::string output;
   std::string prompt_template = "auto";
-  int tp = 1, pp = 1;
+  int tp = 1, pp = 1, ep = 1;
   std::string pp_layers;
   std::int64_t batch_size = 8;
   // Without a backward a chunk costs nothing (no logits are recomputed): bounded by default, so that
@@ -69,6 +69,8 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
        "JSONL written by rank 0: {\"logprob_sum\": s, \"token_logprobs\": [...]} per input line")
       ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (data-parallel = world / (tp x pp))")
       ("pp", po::value(&o.pp)->default_value(1), "pipeline-parallel size")
+      ("ep", po::value(&o.ep)->default_value(o.ep),
+       "a mixture's expert-parallel size within the TP group: each rank holds num_experts / ep experts (divides tp)")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
        "layers per pipeline stage, comma-separated (default: an even split)")
       ("batch-size", po::value(&o.batch_size)->default_value(8),
@@ -168,7 +170,7 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   std::vector<data::TokenRecord> records;
   parallel::run_collectively(world, [&] {
     source = model_source(o.model, o.adapter);
-    shard = plan_model_shard(source->config, grid, o.pp_layers);
+    shard = plan_model_shard(source->config, grid, o.pp_layers, o.ep);
     const model::ModelConfig& config = shard->config;
     if (data::holds_text(o.input)) {
       // Tokenized as training does; every line scored (no length limit here: validated below).

@@ -50,7 +50,7 @@ struct SftOptions {
   std::string prompt_template = "auto", overlong = "drop";
   std::int64_t max_prompt_tokens = 0, max_response_tokens = 0;
   bool skip_bad_lines = false;
-  int tp = 1, pp = 1;
+  int tp = 1, pp = 1, ep = 1;
   std::string pp_layers;
   std::int64_t global_batch = 8, micro_batch = 1, epochs = 1, max_steps = 0;
   double lr = 1e-5, min_lr = 0.0;
@@ -109,6 +109,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "directory for the trained weights (config.json + model.safetensors)")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
+      ("ep", po::value(&o.ep)->default_value(o.ep),
+       "a mixture's expert-parallel size within the TP group: each rank holds num_experts / ep experts (divides tp)")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
        "layers per pipeline stage, e.g. 3,5 (default: even split)")
       ("global-batch-size", po::value(&o.global_batch)->default_value(o.global_batch),
@@ -241,7 +243,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     profile_window.emplace(o.profile_step_start, o.profile_step_end, o.output + ".profile", world.rank(),
                            "--profile-step-start", "--profile-step-end");
     source = model_source(o.model, o.adapter);
-    shard = plan_model_shard(source->config, grid, o.pp_layers);
+    shard = plan_model_shard(source->config, grid, o.pp_layers, o.ep);
     lora = lora_settings(o.lora_rank, o.lora_alpha, o.lora_rslora, o.lora_dropout, o.lora_targets, "spin sft: --lora-",
                          shard->config);
     if (!o.adapter.empty()) lora_from_peft_config(o.adapter);  // refused before any work
@@ -350,7 +352,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                                       {"optimizer_skipped", optimizer.steps_skipped()}, {"seed", o.seed},
                                       {"shuffle", !o.no_shuffle}, {"lora", lora.summary()}};
     const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
-                                        {"distributed_optimizer", o.distributed_optimizer}};
+                                        {"ep", o.ep}, {"distributed_optimizer", o.distributed_optimizer}};
     // LoRA: "policy" the merged model (what spin train --checkpoint.load and export-hf read),
     // "base" the frozen one and "lora" the adapters (what --resume reads).
     std::optional<train::AdapterCheckpoint> lora_part;

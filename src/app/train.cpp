@@ -76,7 +76,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     profile_window.emplace(c.profile_step_start, c.profile_step_end, fs::path(c.save_dir) / "profile", world.rank(),
                            "logging.profile_step_start", "logging.profile_step_end");
     source = model_source(c.model_path, c.model_adapter);
-    shard = plan_model_shard(source->config, grid, c.pp_layers);
+    shard = plan_model_shard(source->config, grid, c.pp_layers, c.ep);
     if (c.router_aux_loss_coef >= 0.0) {
       require(shard->config.moe(), "model.router_aux_loss_coef = ", c.router_aux_loss_coef, ": ", c.model_path,
               " is not a mixture of experts");
@@ -410,7 +410,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         {"sft_loss_weight", c.sft_loss_weight}, {"average_log_probs", c.average_log_probs},
         {"lora", lora.summary()}};
     const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
-                                        {"distributed_optimizer", c.distributed_optimizer}};
+                                        {"ep", c.ep}, {"distributed_optimizer", c.distributed_optimizer}};
     const std::vector<std::string> extra = tokenizer_files(source->dir);
     // The trainer's caches of the iteration (the same on every rank: world rank 0 writes them):
     // spin.reuse_generations' responses so far, so that a resumed run need not generate them

@@ -296,11 +296,13 @@ class Kernels {
 
   // A mixture of experts' outputs joined (model/moe.h), over n rows of `width`: out[i, :] = the
   // sum over j < k, in that order, of weights[i * k + j] y[slots[i * k + j], :] (weights null: 1
-  // each), overwriting out. y holds each row's k expert outputs, grouped by expert.
+  // each), overwriting out. y holds each row's k expert outputs, grouped by expert; a slot of -1 is
+  // an output another rank computes (expert parallelism), left out of the sum.
   virtual void moe_combine(float* out, const float* y, const Index* slots, const float* weights, Index n, Index k,
                            Index width) const = 0;
   // Its backward: dy[slots[i * k + j], :] = weights[i * k + j] dout[i, :] (each of the n k slots
-  // written once) and dweights[i * k + j] = dout[i, :] . y[slots[i * k + j], :], a float32 sum.
+  // written once) and dweights[i * k + j] = dout[i, :] . y[slots[i * k + j], :], a float32 sum (0
+  // where the slot is -1, dy not written for it).
   virtual void moe_combine_backward(float* dy, float* dweights, const float* dout, const float* y, const Index* slots,
                                     const float* weights, Index n, Index k, Index width) const = 0;
 

@@ -15,8 +15,8 @@ Shape mlp_shape(const TpDims& d, const ModelConfig& c, std::int64_t rows) {
 
 std::int64_t moe_logits(const ModelConfig& c, std::int64_t rows) { return rows * c.router_logits(); }
 
-std::int64_t lora_u_rows(const ModelConfig& c, LoraTarget t, std::int64_t rows) {
-  return c.moe() && lora_mlp_target(t) ? c.mlp_rows(rows) + (c.shared_expert() ? rows : 0) : rows;
+std::int64_t lora_u_rows(const TpDims& d, const ModelConfig& c, LoraTarget t, std::int64_t rows) {
+  return c.moe() && lora_mlp_target(t) ? d.grouped_rows(c, rows) + (c.shared_expert() ? rows : 0) : rows;
 }
 
 std::int64_t lora_replicated_slots(const ModelConfig& c, const LoraConfig& lora) {
@@ -28,8 +28,8 @@ std::int64_t lora_replicated_slot(const ModelConfig& c, const LoraConfig& lora, 
   return lora.rank * std::max(d.hidden, c.latent_attention() ? std::max(c.q_lora_rank, c.kv_lora_rank) : 0);
 }
 
-std::int64_t moe_dropout_keys(const ModelConfig& c, const LoraConfig& lora, std::int64_t rows) {
-  return c.moe() && lora.targets_mlp() && lora.dropout > 0.0 ? c.mlp_rows(rows) : 0;
+std::int64_t moe_dropout_keys(const TpDims& d, const ModelConfig& c, const LoraConfig& lora, std::int64_t rows) {
+  return c.moe() && lora.targets_mlp() && lora.dropout > 0.0 ? d.grouped_rows(c, rows) : 0;
 }
 
 std::int64_t product_grad_values(const TpDims& d, const ModelConfig& c, std::int64_t rows) {
@@ -41,7 +41,7 @@ std::int64_t product_grad_values(const TpDims& d, const ModelConfig& c, std::int
           : 0;
   const std::int64_t widest =
       std::max({d.hidden, d.q_width(), d.intermediate, d.shared_intermediate, d.dense_intermediate, latent});
-  return c.moe() ? std::max(c.mlp_rows(rows) * widest, moe_logits(c, rows)) : rows * widest;
+  return c.moe() ? std::max(d.grouped_rows(c, rows) * widest, moe_logits(c, rows)) : rows * widest;
 }
 
 void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::int64_t probs_size, Device device,
@@ -122,13 +122,13 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
     const std::int64_t outputs = rows * config.mlp_outputs();
     const auto m = workspace_moe_.carve(device, {{moe_logits(config, rows)}, {outputs, d.hidden}, {outputs}});
     moe.logits = m[0], moe.y = m[1], moe.weights = m[2];
-    const std::int64_t keys = moe_dropout_keys(config, lora, rows);
-    const auto ix = workspace_moe_index_.carve(device, {{outputs}, {config.mlp_rows(rows)}, {keys}}, 1, DType::I64);
+    const std::int64_t keys = moe_dropout_keys(d, config, lora, rows), grouped = d.grouped_rows(config, rows);
+    const auto ix = workspace_moe_index_.carve(device, {{outputs}, {grouped}, {keys}}, 1, DType::I64);
     moe.slots = ix[0], moe.sources = ix[1];
     if (keys > 0) moe.row_keys = ix[2];
     // The grouped rows in the products' precision: float32, or bf16 alone.
     const Tensor x =
-        workspace_moe_x_.carve(device, {{config.mlp_rows(rows), d.hidden}}, 1, mixed ? DType::BF16 : DType::F32)[0];
+        workspace_moe_x_.carve(device, {{grouped, d.hidden}}, 1, mixed ? DType::BF16 : DType::F32)[0];
     (mixed ? moe.x_bf16 : moe.x) = x;
   }
   lora_u = {};
@@ -138,7 +138,7 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
   std::vector<Shape> shapes;
   for (int target = 0; target < kLoraTargets; ++target) {
     const auto it = static_cast<LoraTarget>(target);
-    shapes.push_back(lora.targets_(it) ? Shape{lora_u_rows(config, it, rows), lora.rank} : Shape{0});
+    shapes.push_back(lora.targets_(it) ? Shape{lora_u_rows(d, config, it, rows), lora.rank} : Shape{0});
   }
   const auto u = workspace_lora_.carve(device, shapes, 1, mixed ? DType::BF16 : DType::F32);
   for (std::size_t target = 0; target < lora_u.size(); ++target) {

@@ -126,7 +126,29 @@ MoeRouting MoeRouting::route(const std::vector<float>& logits, std::int64_t n, c
     }
     if (rule.shared) r.slots[i * J + K] = static_cast<std::int64_t>(N * K + i);
   }
+  r.held = rule.experts;
+  r.rows = static_cast<std::int64_t>(N * K);
   return r;
+}
+
+void MoeRouting::keep_experts(std::int64_t first, std::int64_t count) {
+  require(first >= 0 && count >= 0 && first + count <= rule.experts, "mixture of experts: experts [", first, ", ",
+          first + count, ") outside ", rule.experts);
+  if (first == first_expert && count == held) return;
+  const auto begin = std::accumulate(counts.begin(), counts.begin() + first, std::int64_t{0});
+  const auto end = std::accumulate(counts.begin() + first, counts.begin() + first + count, begin);
+  const std::size_t J = static_cast<std::size_t>(outputs), K = static_cast<std::size_t>(k), n = slots.size() / J;
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = 0; j < K; ++j) {
+      std::int64_t& slot = slots[i * J + j];
+      slot = slot >= begin && slot < end ? slot - begin : -1;
+    }
+    if (rule.shared) slots[i * J + K] = end - begin + static_cast<std::int64_t>(i);
+  }
+  sources = std::vector<std::int64_t>(sources.begin() + begin, sources.begin() + end);
+  first_expert = first;
+  held = count;
+  rows = end - begin;
 }
 
 std::vector<float> MoeRouting::logits_grad(const std::vector<float>& dweights) const {
@@ -266,8 +288,10 @@ class ExpertAdapters {
                   {}};
     if (b_.dropout != nullptr) {
       const std::int64_t* keys = shared(e) ? b_.dropout->row_keys : a_.moe.row_keys.data<std::int64_t>() + first;
+      // A row-parallel adapter's columns from this rank's place among those its projection is split over.
+      const int rank = shared(e) ? ctx_.tp.rank() : ctx_.dims.expert_rank;
       s.mask = b_.dropout->expert_mask(layer_, static_cast<std::int64_t>(e), static_cast<int>(t),
-                                       lora_row_parallel(t) ? ctx_.tp.rank() * in : 0, keys);
+                                       lora_row_parallel(t) ? rank * in : 0, keys);
     }
     return s;
   }
@@ -294,11 +318,12 @@ class ExpertAdapters {
   const LayerWeights* ad_;
 };
 
-// Calls f(expert, first grouped row, rows) for every expert that takes rows.
+// Calls f(expert, first grouped row, rows) for every expert of the layout (MoeRouting::keep_experts) that
+// takes rows.
 template <class F>
 void for_each_expert(const MoeRouting& r, F&& f) {
   std::int64_t first = 0;
-  for (std::size_t e = 0; e < r.counts.size(); ++e) {
+  for (auto e = static_cast<std::size_t>(r.first_expert); e < static_cast<std::size_t>(r.first_expert + r.held); ++e) {
     if (r.counts[e] > 0) f(e, first, r.counts[e]);
     first += r.counts[e];
   }
@@ -314,7 +339,7 @@ void moe_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t l
   const Tensor &gate = la.gate, &gate16 = la.gate_bf16, &up = la.up, &up16 = la.up_bf16;
   const Tensor &act = la.act, &act16 = la.act_bf16;
   const std::int64_t n = b.rows, h = ctx.dims.hidden, inter = ctx.dims.intermediate, E = c.num_experts;
-  const std::int64_t K = c.experts_per_token, J = c.mlp_outputs(), grouped = n * K;
+  const std::int64_t J = c.mlp_outputs();
   const bool shared = c.shared_expert();
   const ExpertAdapters ad(ctx, b, layer, adapters, la);
   // The router's logits, then a gated shared expert's gate's: one copy to the host (GLM-4.5's
@@ -326,6 +351,8 @@ void moe_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t l
   }
   a.routing = MoeRouting::route(to_host<float>(a.logits.view(0, {moe_logits(c, n)})), n, RouterRule::of(c),
                                 w.router_bias.defined() ? to_host<float>(w.router_bias) : std::vector<float>());
+  a.routing.keep_experts(ctx.dims.first_expert, ctx.dims.experts);
+  const std::int64_t grouped = a.routing.rows;  // this rank's
   upload(a.slots, a.routing.slots);
   upload(a.sources, a.routing.sources);
   upload(a.weights, a.routing.weights);
@@ -370,7 +397,7 @@ void moe_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t l
     column_product(E_shared, LoraTarget::Up, rows_at(up, at, n, si), rows_at(up16, at, n, si), grouped, n, in.x, in.x16,
                    s.up_proj, s16.up_proj, si);
   }
-  const std::int64_t values = ctx.dims.mlp_values(c, n);
+  const std::int64_t values = grouped * inter + (shared ? n * si : 0);
   if (act16.defined()) {
     k.glu_forward_bf16(act16.bf16(), gate16.bf16(), up16.bf16(), values, c.activation);
   } else {
@@ -408,7 +435,7 @@ void moe_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t 
   const Tensor &act = la.act, &act16 = la.act_bf16;
   const Tensor &d_act = ls.d_act, &d_gate = ls.d_gate, &d_up = ls.d_up, &dy16 = ls.dy_bf16;
   const std::int64_t n = b.rows, h = ctx.dims.hidden, inter = ctx.dims.intermediate, E = c.num_experts;
-  const std::int64_t K = c.experts_per_token, J = c.mlp_outputs(), grouped = n * K;
+  const std::int64_t J = c.mlp_outputs(), grouped = a.routing.rows;
   const bool shared = c.shared_expert();
   const ExpertAdapters ad(ctx, b, layer, adapters, la);
   const auto* slots = a.slots.data<std::int64_t>();
@@ -449,7 +476,7 @@ void moe_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t 
                      rows_at(act, at, n, si), rows_at(act16, at, n, si), sw.down_proj, sw16.down_proj, grouped, n, si,
                      h, false);
   }
-  const std::int64_t values = ctx.dims.mlp_values(c, n);
+  const std::int64_t values = grouped * inter + (shared ? n * si : 0);
   if (act16.defined()) {
     k.glu_backward_bf16(d_gate.f32(), d_up.f32(), d_act.f32(), gate16.bf16(), up16.bf16(), values, c.activation);
   } else {

@@ -17,7 +17,10 @@
 // router is replicated: each rank routes every row, runs its share of the chosen experts and
 // writes partial sums, which the layer reduces as it does a dense MLP's (one all-reduce, or under
 // sequence parallelism one reduce-scatter). Dropless, as transformers' Mixtral: every row goes to
-// its k experts whatever their load.
+// its k experts whatever their load. Under expert parallelism (TpDims::expert_parallel) a rank holds
+// a 1/expert_parallel of the experts, each split over expert_tp ranks: it runs only the rows chosen
+// for its experts (every rank has every row: no dispatch), and its partial sums leave out the rest --
+// which the same reduction adds. The join skips the outputs another rank computes (slot -1).
 //
 // The routing is decided on the host: the experts' products need each expert's row count there to
 // size their GEMMs, so the [n, experts] logits come back once a layer forward (a device sync on a
@@ -73,11 +76,20 @@ struct MoeRouting {
   std::int64_t k = 0;
   std::int64_t outputs = 0;
   RouterRule rule;
+  // The experts whose rows `slots` and `sources` lay out (keep_experts): all of them, or under expert
+  // parallelism this rank's [first_expert, first_expert + held), whose grouped rows are `rows` in all.
+  std::int64_t first_expert = 0;
+  std::int64_t held = 0;
+  std::int64_t rows = 0;
 
   // Routes n rows of `logits` ([n, experts], then with a gated shared expert its gate's [n]) to
   // their k experts by `rule`; `bias` ([experts]): a sigmoid router's correction bias.
   static MoeRouting route(const std::vector<float>& logits, std::int64_t n, const RouterRule& rule,
                           const std::vector<float>& bias = {});
+  // Lays out the grouped rows of experts [first, first + count) alone (expert parallelism: this rank's,
+  // TpDims): `sources` becomes theirs, `slots` their outputs' places among them, -1 for an output another
+  // rank computes, and the shared expert's rows follow them. Routing, weights and counts stay whole.
+  void keep_experts(std::int64_t first, std::int64_t count);
   // d loss / d logits (route's layout) from d loss / d weights ([n, outputs]).
   std::vector<float> logits_grad(const std::vector<float>& dweights) const;
 

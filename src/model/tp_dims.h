@@ -28,6 +28,25 @@ struct TpDims {
   std::int64_t vocab_start = 0;   // first vocabulary id held here
   std::int64_t vocab_valid = 0;   // real vocabulary ids held here (<= vocab_rows)
 
+  // Expert parallelism folded onto the TP group (Megatron's MoE parallel folding with the expert-parallel
+  // group inside the tensor-parallel one; tp_dims' expert_parallel): the group's ranks form
+  // expert_parallel groups of expert_tp = size / expert_parallel consecutive ranks; group g holds experts
+  // [first_expert, first_expert + experts) -- num_experts / expert_parallel of them -- each split over its
+  // expert_tp ranks as a dense MLP (expert_rank: this rank's place there), and no other expert at all.
+  // expert_parallel 1: every rank its share of every expert (expert_tp = size).
+  int expert_parallel = 1;
+  int expert_tp = 1;
+  int expert_rank = 0;
+  std::int64_t first_expert = 0;
+  std::int64_t experts = 0;  // experts on this rank (0 in a dense model)
+
+  bool holds_expert(std::int64_t e) const { return e >= first_expert && e < first_expert + experts; }
+  // A mixture's grouped rows on this rank for `rows` tokens at most: each token once per chosen expert
+  // this rank holds, k of them at most (model/moe.h) -- rows x k but under expert parallelism, where the
+  // count depends on the routing and the buffers hold the most it can be.
+  std::int64_t grouped_rows(const ModelConfig& c, std::int64_t rows) const {
+    return c.moe() ? rows * std::min(c.experts_per_token, experts) : rows;
+  }
   std::int64_t q_width() const { return heads * head_dim; }
   // o_proj's input columns on this rank: the heads' values (q_width but in latent attention).
   std::int64_t o_width() const { return heads * v_head_dim; }
@@ -35,7 +54,7 @@ struct TpDims {
   // intermediate, or a mixture's grouped rows' and then a shared expert's rows' (model/moe.h) -- or its
   // dense layers' where more.
   std::int64_t mlp_values(const ModelConfig& c, std::int64_t rows) const {
-    return std::max(c.mlp_rows(rows) * intermediate + rows * shared_intermediate, rows * dense_intermediate);
+    return std::max(grouped_rows(c, rows) * intermediate + rows * shared_intermediate, rows * dense_intermediate);
   }
   std::int64_t kv_width() const { return kv_heads * head_dim; }
   // Latent attention's cached row (DeepSeek-V3's c and rotated key: kv_lora_rank + rotary_dim, whole on every
@@ -50,6 +69,8 @@ struct TpDims {
 
 // Throws spin::Error naming what is not divisible by tp. GQA with fewer kv heads than TP ranks
 // is refused (as in Megatron): replicating kv heads would need extra gradient reductions.
-TpDims tp_dims(const ModelConfig& config, int tp_rank, int tp_size);
+// `expert_parallel`: a mixture's experts spread over that many groups of the TP ranks (above); it
+// must divide tp_size and num_experts (1 in a dense model).
+TpDims tp_dims(const ModelConfig& config, int tp_rank, int tp_size, int expert_parallel = 1);
 
 }  // namespace spin::model

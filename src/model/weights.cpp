@@ -105,11 +105,13 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     if (c.moe_layer(l)) {  // the router (and GLM-4.5's correction bias), then each expert as a dense MLP
       replicated(layer_name(l, "mlp.gate.weight"), {c.num_experts, h});
       if (c.router_sigmoid) replicated(layer_name(l, "mlp.gate.e_score_correction_bias"), {c.num_experts});
-      for (std::int64_t e = 0; e < c.num_experts; ++e) {
+      // This rank's experts alone, each split over its expert-parallel group's ranks (TpDims).
+      const std::int64_t inter = d.intermediate, whole = inter * d.expert_tp, at = inter * d.expert_rank;
+      for (std::int64_t e = d.first_expert; e < d.first_expert + d.experts; ++e) {
         const std::string expert = cat("mlp.experts.", e, ".");
-        column(layer_name(l, (expert + "gate_proj.weight").c_str()), d.intermediate, h);
-        column(layer_name(l, (expert + "up_proj.weight").c_str()), d.intermediate, h);
-        row(layer_name(l, (expert + "down_proj.weight").c_str()), h, d.intermediate);
+        split(layer_name(l, (expert + "gate_proj.weight").c_str()), {whole, h}, 0, inter, at, inter);
+        split(layer_name(l, (expert + "up_proj.weight").c_str()), {whole, h}, 0, inter, at, inter);
+        split(layer_name(l, (expert + "down_proj.weight").c_str()), {h, whole}, 1, inter, at, inter);
       }
       if (c.shared_expert()) {
         column(layer_name(l, "mlp.shared_expert.gate_proj.weight"), d.shared_intermediate, h);
@@ -152,19 +154,19 @@ constexpr const char* kProjections[kLoraTargets] = {
 // experts expert e's (e < num_experts) or the shared expert's (e = num_experts).
 constexpr std::int64_t kDenseProjection = -1;
 
-// Calls f(layer, where, target) for every adapter of a stage, in the order of their parameters: per
-// layer the attention's targets, then the MLP's -- in a mixture of experts every expert's in turn
-// (its targets in order), then the shared expert's.
+// Calls f(layer, where, target) for every adapter of a stage on this rank, in the order of their
+// parameters: per layer the attention's targets, then the MLP's -- in a mixture of experts every
+// expert's this rank holds in turn (its targets in order), then the shared expert's.
 template <class F>
-void for_each_adapter(const ModelConfig& c, const LoraConfig& lora, const StageLayers& stage, F&& f) {
+void for_each_adapter(const ModelConfig& c, const LoraConfig& lora, const TpDims& d, const StageLayers& stage, F&& f) {
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
     for (int ti = 0; ti < kLoraTargets; ++ti) {
       const auto t = static_cast<LoraTarget>(ti);
       if (lora.targets_(t) && !(c.moe_layer(l) && lora_mlp_target(t))) f(l, kDenseProjection, t);
     }
     if (!c.moe_layer(l)) continue;
-    const std::int64_t experts = c.num_experts + (c.shared_expert() ? 1 : 0);
-    for (std::int64_t e = 0; e < experts; ++e) {
+    for (std::int64_t e = 0; e <= c.num_experts; ++e) {
+      if (!(e < c.num_experts ? d.holds_expert(e) : c.shared_expert())) continue;
       for (const LoraTarget t : kLoraMlpTargets) {
         if (lora.targets_(t)) f(l, e, t);
       }
@@ -175,33 +177,35 @@ void for_each_adapter(const ModelConfig& c, const LoraConfig& lora, const StageL
 // The adapters of one stage, as parameter_specs: per adapter (for_each_adapter) A then B, split as
 // the projection (lora.h): a column-parallel one's B by rows, a row-parallel one's A by columns, the
 // other factor whole on every rank (TP rank 0's copy primary); a replicated projection's both whole. An
-// expert's adapters are named after
-// its projections ("mlp.experts.3.gate_proj.lora_A.weight"), the shared expert's
-// "mlp.shared_expert.gate_proj....", and take their widths.
+// expert's adapters are named after its projections ("mlp.experts.3.gate_proj.lora_A.weight"), the
+// shared expert's "mlp.shared_expert.gate_proj....", and take their widths and splits -- an expert's over
+// its expert-parallel group's ranks alone (TpDims), the shared expert's over the whole TP group.
 std::vector<std::pair<ShardedTensor, Shape>> adapter_specs(const ModelConfig& c, const LoraConfig& lora,
                                                            const TpDims& d, const StageLayers& stage) {
   std::vector<std::pair<ShardedTensor, Shape>> specs;
   const std::int64_t r = lora.rank;
-  for_each_adapter(c, lora, stage, [&](std::int64_t l, std::int64_t where, LoraTarget t) {
+  for_each_adapter(c, lora, d, stage, [&](std::int64_t l, std::int64_t where, LoraTarget t) {
     auto [in, out] = lora_projection_extents(c, d, t);
     std::string module = lora_module(c, t);
+    // The ranks the projection is split over, and this rank's place among them.
+    const bool expert = where != kDenseProjection && where < c.num_experts;
+    const std::int64_t ranks = expert ? d.expert_tp : d.size, rank = expert ? d.expert_rank : d.rank;
     if (where != kDenseProjection) {
-      const bool shared = where == c.num_experts;
-      (t == LoraTarget::Down ? in : out) = shared ? d.shared_intermediate : d.intermediate;
-      module = (shared ? std::string("mlp.shared_expert.") : cat("mlp.experts.", where, ".")) +
+      (t == LoraTarget::Down ? in : out) = expert ? d.intermediate : d.shared_intermediate;
+      module = (expert ? cat("mlp.experts.", where, ".") : std::string("mlp.shared_expert.")) +
                module.substr(std::string("mlp.").size());
     }
     const std::string base = layer_name(l, module.c_str());
     const std::string a = base + ".lora_A.weight", b = base + ".lora_B.weight";
     if (lora_replicated(t)) {
-      specs.push_back({ShardedTensor{a, Tensor(), {r, in}, -1, 0, 0, d.rank == 0}, Shape{r, in}});
-      specs.push_back({ShardedTensor{b, Tensor(), {out, r}, -1, 0, 0, d.rank == 0}, Shape{out, r}});
+      specs.push_back({ShardedTensor{a, Tensor(), {r, in}, -1, 0, 0, rank == 0}, Shape{r, in}});
+      specs.push_back({ShardedTensor{b, Tensor(), {out, r}, -1, 0, 0, rank == 0}, Shape{out, r}});
     } else if (lora_row_parallel(t)) {
-      specs.push_back({ShardedTensor{a, Tensor(), {r, in * d.size}, 1, in * d.rank, in, true}, Shape{r, in}});
-      specs.push_back({ShardedTensor{b, Tensor(), {out, r}, -1, 0, 0, d.rank == 0}, Shape{out, r}});
+      specs.push_back({ShardedTensor{a, Tensor(), {r, in * ranks}, 1, in * rank, in, true}, Shape{r, in}});
+      specs.push_back({ShardedTensor{b, Tensor(), {out, r}, -1, 0, 0, rank == 0}, Shape{out, r}});
     } else {
-      specs.push_back({ShardedTensor{a, Tensor(), {r, in}, -1, 0, 0, d.rank == 0}, Shape{r, in}});
-      specs.push_back({ShardedTensor{b, Tensor(), {out * d.size, r}, 0, out * d.rank, out, true}, Shape{out, r}});
+      specs.push_back({ShardedTensor{a, Tensor(), {r, in}, -1, 0, 0, rank == 0}, Shape{r, in}});
+      specs.push_back({ShardedTensor{b, Tensor(), {out * ranks, r}, 0, out * rank, out, true}, Shape{out, r}});
     }
   });
   return specs;
@@ -314,10 +318,13 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims, const 
     w.down_proj = get_if(layer_name(l, "mlp.down_proj.weight"));
     w.router = get_if(layer_name(l, "mlp.gate.weight"));
     w.router_bias = get_if(layer_name(l, "mlp.gate.e_score_correction_bias"));
-    for (std::int64_t e = 0; e < (config.moe_layer(l) ? config.num_experts : 0); ++e) {
+    // Indexed by expert; those of other expert-parallel groups undefined (TpDims::holds_expert).
+    w.experts.resize(config.moe_layer(l) ? static_cast<std::size_t>(config.num_experts) : 0);
+    for (std::int64_t e = dims.first_expert; e < dims.first_expert + dims.experts && config.moe_layer(l); ++e) {
       const std::string expert = cat("mlp.experts.", e, ".");
-      w.experts.push_back({get((expert + "gate_proj.weight").c_str()), get((expert + "up_proj.weight").c_str()),
-                           get((expert + "down_proj.weight").c_str())});
+      w.experts[static_cast<std::size_t>(e)] = {get((expert + "gate_proj.weight").c_str()),
+                                                get((expert + "up_proj.weight").c_str()),
+                                                get((expert + "down_proj.weight").c_str())};
     }
     w.shared_expert = {get_if(layer_name(l, "mlp.shared_expert.gate_proj.weight")),
                        get_if(layer_name(l, "mlp.shared_expert.up_proj.weight")),
@@ -368,7 +375,7 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
     }
   }
   std::size_t i = 0;
-  for_each_adapter(config, lora, stage, [&](std::int64_t l, std::int64_t where, LoraTarget t) {
+  for_each_adapter(config, lora, dims, stage, [&](std::int64_t l, std::int64_t where, LoraTarget t) {
     LayerWeights& lw = w.layers[static_cast<std::size_t>(l - stage.begin)];
     const LoraFactors f{locals[i], locals[i + 1]};
     i += 2;

@@ -108,7 +108,7 @@ Elements layer_activations(const model::TpDims& d, const Rows& r, std::int64_t s
   const bool norm_outputs = c.pre_norms || mixed;
   const std::int64_t input_norms = c.mlp_input_norm() ? 2 : 1;  // Cohere's parallel residual: the MLP reads the first
   const std::int64_t mlp_buffers = c.mlp_projections();         // one a projection: gate, up, act (down's input)
-  const std::int64_t grouped = c.mlp_rows(rows), outputs = rows * c.mlp_outputs();
+  const std::int64_t grouped = d.grouped_rows(c, rows), outputs = rows * c.mlp_outputs();
   // q, k, v and the attention's output -- but generation's absorbed latent attention forms q alone (the latent's
   // own buffers below).
   const bool absorbed = !attention_state && c.latent_attention();
@@ -196,15 +196,16 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products,
 // -- the layer's 7, then a mixture's experts' 3 each --, the frozen norms' unused gradient [hidden];
 // with dropout the micro-batch's AdapterDropout scratch, [rows, widest adapted input] in float32 and
 // with bf16 products in bf16).
-Elements lora_layer(const model::ModelConfig& c, const model::LoraConfig& lora, const Rows& r, bool bf16_products) {
+Elements lora_layer(const model::ModelConfig& c, const model::LoraConfig& lora, const model::TpDims& d, const Rows& r,
+                    bool bf16_products) {
   if (!lora.enabled()) return {};
   const std::int64_t u = aligned(r.all * lora.rank);
   std::int64_t saved = 0;
   for (int t = 0; t < model::kLoraTargets; ++t) {
     const auto target = static_cast<model::LoraTarget>(t);
-    if (lora.targets_(target)) saved += aligned(model::lora_u_rows(c, target, r.all) * lora.rank);
+    if (lora.targets_(target)) saved += aligned(model::lora_u_rows(d, c, target, r.all) * lora.rank);
   }
-  return {saved, (bf16_products ? u : 0) + 2 * aligned(model::moe_dropout_keys(c, lora, r.all))};
+  return {saved, (bf16_products ? u : 0) + 2 * aligned(model::moe_dropout_keys(d, c, lora, r.all))};
 }
 Elements lora_grad_scratch(const model::ModelConfig& c, const model::LoraConfig& lora, const model::TpDims& d,
                            const Rows& r, bool bf16_products) {
@@ -252,7 +253,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
   require(r.seq >= 2, "sequence length ", r.seq, " must be at least 2");
   require(r.seq <= c.max_sequence_length(), "sequence length ", r.seq, " is beyond the model's ",
           c.max_sequence_length(), " positions");
-  const model::TpDims d = model::tp_dims(c, 0, r.tp);  // throws naming what tp does not divide
+  const model::TpDims d = model::tp_dims(c, 0, r.tp, r.ep);  // throws naming what tp (or ep) does not divide
   const std::vector<std::int64_t> counts = model::split_layers(c.num_layers, r.pp, r.pp_layers);
 
   MemoryPlan plan;
@@ -314,7 +315,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // With recomputation a micro-batch keeps each recomputed layer's input and one set of layer
     // buffers for them all (plus the recomputed forward's output), and every other layer's set
     // (model::Transformer::recomputed_layers).
-    const Elements trained_layer = layer + lora_layer(c, r.lora, split, mixed);
+    const Elements trained_layer = layer + lora_layer(c, r.lora, d, split, mixed);
     const std::int64_t recomputed = model::recomputed_layers(r.recompute_activations, r.recompute_num_layers, s.layers);
     const std::int64_t sets = s.layers - recomputed + (recomputed > 0 ? 1 : 0);
     const Elements kept = Elements{0, recomputed > 0 ? (recomputed + 1) * aligned(split.residual * d.hidden) : 0} +
@@ -371,7 +372,7 @@ std::int64_t fewest_recomputed_layers(PlanRequest request, std::int64_t capacity
 std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_per_node, std::int64_t capacity) {
   std::vector<LayoutFit> out;
   for (int tp = 1; tp <= std::min(gpus, gpus_per_node); ++tp) {
-    if (gpus % tp != 0) continue;
+    if (gpus % tp != 0 || tp % request.ep != 0) continue;  // the expert-parallel groups within TP
     for (int pp = 1; pp <= gpus / tp; ++pp) {
       if ((gpus / tp) % pp != 0 || pp > request.config.num_layers) continue;
       request.tp = tp;

@@ -51,6 +51,9 @@ bool attention_keeps_probs(const Precision& p, std::int64_t head_dim);
 struct PlanRequest {
   model::ModelConfig config;
   int tp = 1, pp = 1, dp = 1;
+  // A mixture's expert-parallel size, folded onto the TP group (model::TpDims): each rank holds
+  // num_experts / ep experts, and buffers for every row's chosen experts among them at most.
+  int ep = 1;
   std::vector<std::int64_t> pp_layers;  // layers per stage (empty: even split)
   std::int64_t micro_batch = 1;         // prompts per micro-batch (2 sequences each: real, generated)
   std::int64_t seq = 0;                 // tokens per sequence (prompt + response)
@@ -106,7 +109,8 @@ struct MemoryPlan {
 MemoryPlan plan_memory(const PlanRequest& request);
 
 // Layouts (tp, pp, dp) of `gpus` ranks that fit in `capacity` bytes, best first: tp within a
-// node (<= gpus_per_node), fewest model-parallel ranks, then the smallest peak. Each layout as
+// node (<= gpus_per_node) and a multiple of the request's ep, fewest model-parallel ranks, then the
+// smallest peak. Each layout as
 // asked, else with the cheapest additions that make it fit: the distributed optimizer, then
 // sequence parallelism (tp > 1), then chunked prefill (generation calls of at most
 // chunked_prefill_tokens(request): a few more of them while prompts are prefilled), then -- LoRA

@@ -171,13 +171,15 @@ __global__ void gather_rows_kernel(T* dst, const T* src, const long long* rows, 
   SPIN_GRID_STRIDE(e, n * width) dst[e] = src[rows[e / width] * width + e % width];
 }
 // ---- a mixture of experts' outputs joined, and the backward ------------------------------
-// Each output element sums its row's k slots in order (the CPU's order: the same bits).
+// Each output element sums its row's k slots in order (the CPU's order: the same bits); slot -1: an
+// output another rank computes (expert parallelism), left out, its weight's gradient 0 here.
 __global__ void moe_combine_kernel(float* out, const float* y, const long long* slots, const float* weights,
                                    long long n, long long k, long long width) {
   SPIN_GRID_STRIDE(e, n * width) {
     const long long i = e / width, c = e % width;
     float sum = 0.0f;
     for (long long j = 0; j < k; ++j) {
+      if (slots[i * k + j] < 0) continue;
       const float w = weights != nullptr ? weights[i * k + j] : 1.0f;
       sum += w * y[slots[i * k + j] * width + c];
     }
@@ -188,7 +190,7 @@ __global__ void moe_combine_dy_kernel(float* dy, const float* dout, const long l
                                       long long n, long long k, long long width) {
   SPIN_GRID_STRIDE(e, n * k * width) {
     const long long slot = e / width, c = e % width;
-    dy[slots[slot] * width + c] = weights[slot] * dout[(slot / k) * width + c];
+    if (slots[slot] >= 0) dy[slots[slot] * width + c] = weights[slot] * dout[(slot / k) * width + c];
   }
 }
 // One block per (row, slot): the dot product of the row's output gradient and that expert's output.
@@ -197,9 +199,10 @@ __global__ void moe_combine_dweights_kernel(float* dweights, const float* dout, 
   __shared__ float shared[32];
   const long long slot = blockIdx.x;
   const float* g = dout + (slot / k) * width;
-  const float* v = y + slots[slot] * width;
+  const bool held = slots[slot] >= 0;  // the same for the whole block
+  const float* v = y + (held ? slots[slot] : 0) * width;
   float dot = 0.0f;
-  for (long long c = threadIdx.x; c < width; c += blockDim.x) dot += g[c] * v[c];
+  for (long long c = threadIdx.x; held && c < width; c += blockDim.x) dot += g[c] * v[c];
   dot = block_sum(dot, shared);
   if (threadIdx.x == 0) dweights[slot] = dot;
 }

@@ -4,6 +4,7 @@
 // with bf16 products.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <optional>
 
 #include "common/test_util.h"
@@ -31,13 +32,19 @@ std::vector<Sequence> batch_sequences() {  // different lengths, packed without 
           {testing::random_ids(1, 37, 14), 1, 0, 3}};
 }
 
-// The full tensor from every TP rank's shard: each rank writes the part it holds (replicated
-// tensors: TP rank 0 only) into a zero buffer, then a sum over the TP group.
-std::vector<float> gather(const ShardedTensor& t, parallel::Communicator& tp) {
-  std::vector<float> full(static_cast<std::size_t>(shape_numel(t.global_shape)), 0.0f);
+// The full tensor of `global_shape` from every TP rank's shard: each rank writes the part it holds
+// (`t`; null where it holds none: another expert-parallel group's expert; of a replicated tensor the
+// primary copy alone) into a zero buffer, then a sum over the TP group.
+std::vector<float> gather(const ShardedTensor* held, const Shape& global_shape, parallel::Communicator& tp) {
+  std::vector<float> full(static_cast<std::size_t>(shape_numel(global_shape)), 0.0f);
+  if (held == nullptr) {
+    tp.all_reduce(full.data(), full.size());
+    return full;
+  }
+  const ShardedTensor& t = *held;
   const float* l = t.local.f32();
   if (t.replicated()) {
-    if (tp.rank() == 0) std::copy(l, l + t.local.numel(), full.begin());
+    if (t.primary) std::copy(l, l + t.local.numel(), full.begin());
   } else {
     // Matrices, and biases as one column.
     const std::int64_t cols = t.global_shape.size() > 1 ? t.global_shape[1] : 1;
@@ -64,10 +71,17 @@ struct Options {
   std::int64_t logits_chunk_rows = 0;
   double tolerance = 1e-5;  // of the log-probabilities (absolute) and of each gradient's largest element
   LoraConfig lora{};  // rank > 0: the model with LoRA adapters, whose gradients are compared
+  int ep = 1;         // a mixture's expert-parallel size within the TP group
 };
 
+// The tensors of the model (or of its adapters) at TP 1: every parameter, in order.
+std::vector<ShardedTensor> whole_layout(const ModelConfig& config, const LoraConfig& lora) {
+  return lora.enabled() ? adapter_layout(config, lora, tp_dims(config, 0, 1), StageLayers::whole(config.num_layers))
+                        : ModelWeights(config, tp_dims(config, 0, 1)).sharded_state_dict();
+}
+
 Run run(const ModelConfig& config, parallel::Communicator& tp, const Options& o = {}) {
-  const TpDims dims = tp_dims(config, tp.rank(), tp.size());
+  const TpDims dims = tp_dims(config, tp.rank(), tp.size(), tp.size() > 1 ? o.ep : 1);
   const kernels::CpuKernels cpu;
   ModelWeights weights(config, dims);
   testing::init_tiny_weights(weights, 21, 0.3f, config.norm_weight_offset);
@@ -94,20 +108,25 @@ Run run(const ModelConfig& config, parallel::Communicator& tp, const Options& o 
                            : ModelWeights(config, dims);
   const std::vector<float> dsums = {1.0f, -0.5f, 2.0f, 0.3f};
   transformer.backward(weights, acts, std::span(dsums).first(o.sequences.size()), grads);
-  for (const ShardedTensor& g : grads.sharded_state_dict()) out.grads.push_back(gather(g, tp));
-  // Replicated (norm) gradients must be the same on every TP rank, or replicas would drift.
-  for (const ShardedTensor& g : grads.sharded_state_dict()) {
-    if (!g.replicated()) continue;
-    std::vector<float> mine(g.local.f32(), g.local.f32() + g.local.numel());
-    std::vector<float> rank0 = mine;
-    tp.broadcast(rank0.data(), rank0.size(), 0);
-    EXPECT_EQ(mine, rank0) << g.name << " differs between TP ranks";
+  // By name, in the whole model's order: under expert parallelism each rank holds its experts alone.
+  std::map<std::string, const ShardedTensor*> held;
+  for (const ShardedTensor& g : grads.sharded_state_dict()) held[g.name] = &g;
+  for (const ShardedTensor& whole : whole_layout(config, o.lora)) {
+    const auto it = held.find(whole.name);
+    const ShardedTensor* g = it == held.end() ? nullptr : it->second;
+    out.grads.push_back(gather(g, whole.global_shape, tp));
+    // Replicated (norm) gradients must be the same on every TP rank that holds them, or replicas would drift.
+    if (g != nullptr && g->replicated()) {
+      const std::vector<float> mine(g->local.f32(), g->local.f32() + g->local.numel());
+      EXPECT_EQ(mine, out.grads.back()) << g->name << " differs between TP ranks";
+    }
   }
   return out;
 }
 
 void expect_same_as_tp1(const testing::TinyShape& shape, int tp, const Options& o = {}) {
-  SCOPED_TRACE(cat("TP ", tp, o.sequence_parallel ? ", sequence parallel" : "", o.recompute ? ", recompute " : "",
+  SCOPED_TRACE(cat("TP ", tp, o.ep > 1 ? cat(", EP ", o.ep) : "", o.sequence_parallel ? ", sequence parallel" : "",
+                   o.recompute ? ", recompute " : "",
                    o.recompute ? cat(o.recompute_layers, " layers (0: all)") : "", o.mixed ? ", bf16" : ""));
   const ModelConfig config = testing::tiny_config(shape);
   parallel::SelfCommunicator self;
@@ -121,9 +140,7 @@ void expect_same_as_tp1(const testing::TinyShape& shape, int tp, const Options& 
 
   testing::expect_close(parallel_run.token_logprobs, reference.token_logprobs, o.tolerance, 1e-6,
                         "token logprobs");
-  const auto names = o.lora.enabled()
-                         ? adapter_layout(config, o.lora, tp_dims(config, 0, 1), StageLayers::whole(config.num_layers))
-                         : ModelWeights(config, tp_dims(config, 0, 1)).sharded_state_dict();
+  const auto names = whole_layout(config, o.lora);
   for (std::size_t p = 0; p < reference.grads.size(); ++p) {
     // Per tensor: max |diff| <= 1e-5 max |reference| (elements near 0 carry rounding of the
     // tensor's scale, not their own).
@@ -291,6 +308,65 @@ TEST(TensorParallel, LoraAdaptersMatchOneRankAtTp2AndTp4) {
     deepseek.dropout = 0.3;
     expect_same_as_tp1(shape, 4, {.sequence_parallel = true, .recompute = true, .lora = deepseek});
   }
+}
+
+// Expert parallelism within the TP group (model::TpDims): each rank holds num_experts / ep experts --
+// whole at ep = tp, else split over tp / ep ranks --, runs only the rows routed to them, and leaves the
+// others' outputs to the layer's one reduction: the log-probabilities and gradients of one rank. Every
+// router: Mixtral's softmax, Qwen2-MoE's with its gated shared expert (split over the whole group),
+// GLM-4.5's sigmoid router with groups and a dense first layer, DeepSeek-V3's with latent attention
+// around it, GraniteMoE's; with sequence parallelism, recomputation and bf16 products; LoRA adapters of
+// the experts split with them (dropout masks by each expert's own columns).
+TEST(ExpertParallel, MatchesOneRankWithTheExpertsSpreadOverTheTpGroup) {
+  using testing::TinyFamily;
+  testing::TinyShape shape;
+  shape.kv_heads = 4;
+  for (const TinyFamily family :
+       {TinyFamily::Mixtral, TinyFamily::Qwen2Moe, TinyFamily::Glm4Moe, TinyFamily::DeepseekV3, TinyFamily::GraniteMoe}) {
+    SCOPED_TRACE(testing::tiny_family_name(family));
+    shape.family = family;
+    expect_same_as_tp1(shape, 2, {.ep = 2});
+    expect_same_as_tp1(shape, 4, {.ep = 2});
+    expect_same_as_tp1(shape, 4, {.ep = 4});
+    expect_same_as_tp1(shape, 4, {.sequence_parallel = true, .recompute = true, .ep = 4});
+    // bf16: as TensorParallel's above, partial sums added in another order flip bf16 roundings downstream.
+    expect_same_as_tp1(shape, 2, {.sequence_parallel = true, .mixed = true, .tolerance = 1e-4, .ep = 2});
+  }
+  const LoraConfig all = testing::tiny_lora();
+  LoraConfig dropped = all;
+  dropped.dropout = 0.3;
+  for (const TinyFamily family : {TinyFamily::Mixtral, TinyFamily::Qwen2Moe}) {
+    SCOPED_TRACE(testing::tiny_family_name(family));
+    shape.family = family;
+    expect_same_as_tp1(shape, 2, {.lora = all, .ep = 2});
+    expect_same_as_tp1(shape, 4, {.lora = all, .ep = 2});
+    expect_same_as_tp1(shape, 4, {.sequence_parallel = true, .recompute = true, .lora = dropped, .ep = 2});
+    expect_same_as_tp1(shape, 4, {.lora = dropped, .ep = 4});
+  }
+}
+
+TEST(ExpertParallel, RefusesSizesThatDoNotDivideTheTpGroupOrTheExperts) {
+  testing::TinyShape shape;
+  shape.kv_heads = 4;
+  shape.family = testing::TinyFamily::Mixtral;
+  const ModelConfig mixtral = testing::tiny_config(shape);
+  EXPECT_NE(testing::error_of([&] { tp_dims(mixtral, 0, 4, 3); }).find("expert-parallel size 3 does not divide tensor-parallel size 4"), std::string::npos);
+  testing::TinyShape v2 = shape;
+  v2.family = testing::TinyFamily::DeepseekV2;  // 6 experts
+  EXPECT_NE(testing::error_of([&] { tp_dims(testing::tiny_config(v2), 0, 4, 4); })
+                .find("num_experts (6) is not divisible by expert-parallel size 4"),
+            std::string::npos);
+  shape.family = testing::TinyFamily::Llama;
+  EXPECT_NE(testing::error_of([&] { tp_dims(testing::tiny_config(shape), 0, 2, 2); }).find("the model has no experts"), std::string::npos);
+  // The rank's experts and their split: rank 3 of TP 4 at EP 2 holds experts 2 and 3, their second half.
+  const TpDims d = tp_dims(mixtral, 3, 4, 2);
+  EXPECT_EQ(d.first_expert, 2);
+  EXPECT_EQ(d.experts, 2);
+  EXPECT_EQ(d.expert_tp, 2);
+  EXPECT_EQ(d.expert_rank, 1);
+  EXPECT_EQ(d.intermediate, mixtral.intermediate_size / 2);
+  EXPECT_FALSE(d.holds_expert(1));
+  EXPECT_TRUE(d.holds_expert(3));
 }
 
 // The batch's 27 rows split 14 + 13 (one pad row) at TP 2 and 7 + 7 + 7 + 6 at TP 4.
