@@ -55,7 +55,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   const model::ModelConfig config = make_config(o.size);
   const model::StageLayers stage =
       model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank());
-  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
+  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size(), grid.ep_size());
   model::ModelWeights weights(config, dims, stage);
   weights.init_random(1, 0.02f);
   model::ModelWeights loaded(config, dims, stage);

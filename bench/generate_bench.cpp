@@ -32,7 +32,7 @@ namespace po = boost::program_options;
 
 struct Options {
   ModelSize size;
-  int prompt = 128, new_tokens = 64, tp = 1;
+  int prompt = 128, new_tokens = 64, tp = 1, ep = 1;
   int refill_prompts = 64, refill_slots = 8;
   double eos_fraction = 1.0 / 32;
   std::string batches = "1,8,32", step_tokens = "256,64";
@@ -177,6 +177,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("new-tokens", po::value(&o.new_tokens)->default_value(o.new_tokens), "tokens generated per prompt")
       ("batches", po::value(&o.batches)->default_value(o.batches), "comma-separated batch sizes")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
+      ("ep", po::value(&o.ep)->default_value(o.ep), "a mixture's expert-parallel size within the TP group")
       ("refill-prompts", po::value(&o.refill_prompts)->default_value(o.refill_prompts),
        "prompts of the continuous-batching comparison (0: skip it)")
       ("refill-slots", po::value(&o.refill_slots)->default_value(o.refill_slots),
@@ -190,10 +191,10 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
 
   const app::Runtime runtime(o.runtime, world);
-  const parallel::ProcessGrid grid(runtime.world(), {o.tp, 1, 0});
+  const parallel::ProcessGrid grid(runtime.world(), {o.tp, 1, 0, o.ep});
   o.size.max_positions = o.prompt + o.new_tokens;
   const model::ModelConfig config = make_config(o.size);
-  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
+  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size(), grid.ep_size());
   model::ModelWeights weights(config, dims, model::StageLayers::whole(config.num_layers), 1,
                               runtime.device());
   fill_bench_weights(weights, 0.02f);

@@ -27,7 +27,7 @@ namespace po = boost::program_options;
 
 struct Options {
   ModelSize size;
-  int seq = 256, batch = 4, steps = 9, warmup = 1, tp = 1;
+  int seq = 256, batch = 4, steps = 9, warmup = 1, tp = 1, ep = 1;
   bool profile = false;
 };
 
@@ -46,14 +46,15 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("steps", po::value(&o.steps)->default_value(o.steps), "timed steps")
       ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed steps first")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
+      ("ep", po::value(&o.ep)->default_value(o.ep), "a mixture's expert-parallel size within the TP group")
       ("profile", po::bool_switch(&o.profile), "print time per kernel (rank 0)");
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
   const bool root = world.rank() == 0;
 
-  parallel::ProcessGrid grid(world, {o.tp, 1, 0});
+  parallel::ProcessGrid grid(world, {o.tp, 1, 0, o.ep});
   o.size.max_positions = o.seq;
   const model::ModelConfig config = make_config(o.size);
-  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
+  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size(), grid.ep_size());
   const kernels::CpuKernels cpu;
   bench::TimedKernels timed(cpu);
   const kernels::Kernels& k = o.profile ? static_cast<const kernels::Kernels&>(timed) : cpu;

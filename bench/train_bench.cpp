@@ -30,7 +30,7 @@ namespace po = boost::program_options;
 
 struct Options {
   ModelSize size;
-  int seq = 128, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1;
+  int seq = 128, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1, ep = 1;
   std::int64_t logits_chunk_rows = 0, lora_rank = 0;
   double lora_dropout = 0.0;
   std::string frozen_dtype = "fp32";
@@ -50,6 +50,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("steps", po::value(&o.steps)->default_value(o.steps), "timed steps")
       ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed steps first")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
+      ("ep", po::value(&o.ep)->default_value(o.ep), "a mixture's expert-parallel size within the TP group")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("distributed-optimizer", po::bool_switch(&o.distributed), "ZeRO-1 optimizer")
       ("overlap-grad-reduce", po::bool_switch(&o.overlap), "each layer's DP all-reduce as soon as it is final")
@@ -68,12 +69,12 @@ int run(int argc, char** argv, parallel::Communicator& world) {
 
   const app::Runtime runtime(o.runtime, world);
   const kernels::Kernels& k = runtime.kernels();
-  const parallel::ProcessGrid grid(runtime.world(), {o.tp, o.pp, 0});
+  const parallel::ProcessGrid grid(runtime.world(), {o.tp, o.pp, 0, o.ep});
   o.size.max_positions = o.seq;
   const model::ModelConfig config = make_config(o.size);
   const model::StageLayers stage =
       model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank());
-  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
+  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size(), grid.ep_size());
   const std::int64_t pad = o.distributed ? grid.dp_size() : 1;
   const bool mixed = runtime.precision() == app::MatmulPrecision::Bf16;
   const model::WeightStorage storage =

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <list>
 #include <map>
 #include <memory>
 #include <set>
@@ -19,17 +20,21 @@ namespace spin::ckpt {
 namespace {
 using nlohmann::json;
 
-// One rank's primary shards: their descriptions as JSON and their values back to back.
+// One rank's primary shards: their descriptions as JSON ("shards"), the names of the tensors it holds in
+// order ("names": the primary ones', and a replicated tensor's copies on the other TP ranks -- not a split
+// tensor's second copy, the last stage's tied embedding, which sits out of the model's order), and the
+// shards' values back to back.
 struct Shards {
-  json meta = json::array();
+  json meta = {{"shards", json::array()}, {"names", json::array()}};
   std::vector<float> values;
 };
 
 Shards pack(const std::vector<ShardedTensor>& local) {
   Shards s;
   for (const ShardedTensor& t : local) {
+    if (t.primary || t.replicated()) s.meta["names"].push_back(t.name);
     if (!t.primary) continue;
-    s.meta.push_back({{"name", t.name}, {"global", t.global_shape}, {"local", t.local.shape()},
+    s.meta["shards"].push_back({{"name", t.name}, {"global", t.global_shape}, {"local", t.local.shape()},
                       {"dim", t.split_dim}, {"offset", t.offset}, {"length", t.length}});
     // A copy when the model is on a GPU; a frozen model's bf16 matrix (model::WeightStorage::FrozenBf16) widened.
     const Tensor host = float32_on_host(t.local);
@@ -72,33 +77,55 @@ std::vector<FullTensor> gather_model(const std::vector<ShardedTensor>& local,
     mp.send(mine.values.data(), mine.values.size(), 0);
     return {};
   }
-  std::vector<FullTensor> model;
-  std::map<std::string, std::size_t> index;
-  const auto add = [&](const Shards& shards) {
-    std::size_t at = 0;
-    for (const json& m : shards.meta) {
-      const std::string name = m.at("name").get<std::string>();
-      auto [it, fresh] = index.try_emplace(name, model.size());
-      if (fresh) {
-        const Shape shape = m.at("global").get<Shape>();
-        model.push_back({name, shape, std::vector<float>(static_cast<std::size_t>(shape_numel(shape)))});
-      }
-      place(m, shards.values.data() + at, model[it->second]);
-      at += static_cast<std::size_t>(shape_numel(m.at("local").get<Shape>()));
-    }
-  };
-  add(mine);
+  // Every rank's descriptions first, then (the model laid out) its values one rank at a time.
+  std::vector<json> metas(static_cast<std::size_t>(mp.size()));
+  std::vector<std::int64_t> value_counts(metas.size(), 0);
+  metas[0] = mine.meta;
   for (int r = 1; r < mp.size(); ++r) {
     std::int64_t sizes[2];
     mp.recv(sizes, 2, r);
     std::string text(static_cast<std::size_t>(sizes[0]), '\0');
     mp.recv(reinterpret_cast<std::uint8_t*>(text.data()), text.size(), r);
-    Shards theirs;
-    theirs.meta = json::parse(text);
-    theirs.values.resize(static_cast<std::size_t>(sizes[1]));
-    mp.recv(theirs.values.data(), theirs.values.size(), r);
-    add(theirs);
+    metas[static_cast<std::size_t>(r)] = json::parse(text);
+    value_counts[static_cast<std::size_t>(r)] = sizes[1];
   }
+  // The model's order, merged from every rank's: a name first seen on rank r goes right before the next
+  // name of r's list already placed (at the end if none) -- the stages follow each other, and under expert
+  // parallelism a TP rank's experts fall between the router and what follows the experts.
+  std::list<std::string> order;
+  std::map<std::string, std::list<std::string>::iterator> placed;
+  for (const json& meta : metas) {
+    auto next = order.end();
+    const json& names = meta.at("names");
+    for (auto m = names.rbegin(); m != names.rend(); ++m) {
+      const std::string name = m->get<std::string>();
+      const auto it = placed.find(name);
+      next = it != placed.end() ? it->second : placed.emplace(name, order.insert(next, name)).first->second;
+    }
+  }
+  // (A tensor with no primary copy anywhere -- none in a model -- would stay empty: left out below.)
+  std::vector<FullTensor> model;
+  std::map<std::string, std::size_t> index;
+  for (const std::string& name : order) index.emplace(name, model.size()), model.push_back({name, {}, {}});
+  const auto add = [&](const json& meta, const std::vector<float>& values) {
+    std::size_t at = 0;
+    for (const json& m : meta.at("shards")) {
+      FullTensor& full = model[index.at(m.at("name").get<std::string>())];
+      if (full.data.empty()) {
+        full.shape = m.at("global").get<Shape>();
+        full.data.resize(static_cast<std::size_t>(shape_numel(full.shape)));
+      }
+      place(m, values.data() + at, full);
+      at += static_cast<std::size_t>(shape_numel(m.at("local").get<Shape>()));
+    }
+  };
+  add(metas[0], mine.values);
+  for (int r = 1; r < mp.size(); ++r) {
+    std::vector<float> values(static_cast<std::size_t>(value_counts[static_cast<std::size_t>(r)]));
+    mp.recv(values.data(), values.size(), r);
+    add(metas[static_cast<std::size_t>(r)], values);
+  }
+  std::erase_if(model, [](const FullTensor& t) { return t.shape.empty(); });
   return model;
 }
 

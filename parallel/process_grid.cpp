@@ -7,6 +7,8 @@ namespace spin::parallel {
 Layout resolve_layout(int world_size, Layout layout) {
   require(layout.tp >= 1 && layout.pp >= 1 && layout.dp >= 0, "invalid parallel layout: tp ",
           layout.tp, ", pp ", layout.pp, ", dp ", layout.dp, " (each must be at least 1)");
+  require(layout.ep >= 1 && layout.tp % layout.ep == 0, "invalid parallel layout: expert-parallel size ", layout.ep,
+          " does not divide tp ", layout.tp, " (the expert-parallel groups are carved from the TP group)");
   const int model_parallel = layout.tp * layout.pp;
   if (layout.dp == 0) {
     require(world_size % model_parallel == 0, "world size ", world_size,
@@ -38,8 +40,8 @@ ProcessGrid::ProcessGrid(Communicator& world, Layout layout)
 }
 
 std::string ProcessGrid::describe() const {
-  return cat("tp ", tp_rank_, "/", layout_.tp, ", pp ", pp_rank_, "/", layout_.pp, ", dp ",
-             dp_rank_, "/", layout_.dp);
+  return cat("tp ", tp_rank_, "/", layout_.tp, ", pp ", pp_rank_, "/", layout_.pp, ", dp ", dp_rank_, "/", layout_.dp,
+             layout_.ep > 1 ? cat(", ep ", layout_.ep) : std::string());
 }
 
 }  // namespace spin::parallel

@@ -16,6 +16,10 @@ struct Layout {
   int tp = 1;
   int pp = 1;
   int dp = 0;  // 0: world_size / (tp * pp)
+  // A mixture's expert-parallel size, folded onto the TP group (MoE parallel folding: the expert-parallel
+  // groups are tp / ep consecutive TP ranks each, model::TpDims): no communicator of its own -- every TP
+  // rank sees every row, so no dispatch -- but part of the layout the model is sharded by.
+  int ep = 1;
 };
 
 // Returns `layout` with dp filled in, or throws spin::Error saying what does not divide what.
@@ -44,6 +48,7 @@ class ProcessGrid {
   int pp_size() const { return layout_.pp; }
   int dp_rank() const { return dp_rank_; }
   int dp_size() const { return layout_.dp; }
+  int ep_size() const { return layout_.ep; }
   const Layout& layout() const { return layout_; }
 
   bool is_first_stage() const { return pp_rank_ == 0; }

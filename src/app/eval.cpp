@@ -84,7 +84,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
   generate::GenerationParams greedy;
   parallel::run_collectively(world, [&] {
     source = model_source(o.model, o.adapter);
-    shard = plan_model_shard(source->config, grid, o.pp_layers, o.ep);
+    shard = plan_model_shard(source->config, grid, o.pp_layers);
     const model::ModelConfig& mc = shard->config;
     const auto tokenizer = load_tokenizer(source->dir, mc);
     const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());

@@ -285,7 +285,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   std::unique_ptr<data::Tokenizer> tokenizer;
   parallel::run_collectively(world, [&] {
     source = model_source(o.model, o.adapter);
-    shard = plan_model_shard(source->config, grid, o.pp_layers, o.ep);
+    shard = plan_model_shard(source->config, grid, o.pp_layers);
     tokenizer = load_tokenizer(source->dir, shard->config);
     require(o.params.end_strings.empty() || tokenizer, "spin generate: --end-string needs the model's tokenizer (",
             o.model, " has none)");

@@ -408,8 +408,9 @@ ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int t
 }
 
 ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
-                            const std::string& pp_layers, int ep) {
-  return plan_model_shard(config, grid.tp_rank(), grid.tp_size(), grid.pp_rank(), grid.pp_size(), pp_layers, ep);
+                            const std::string& pp_layers) {
+  return plan_model_shard(config, grid.tp_rank(), grid.tp_size(), grid.pp_rank(), grid.pp_size(), pp_layers,
+                          grid.ep_size());
 }
 
 }  // namespace spin::app

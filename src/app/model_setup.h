@@ -27,11 +27,12 @@ struct ModelShard {
   model::TpDims dims;
 };
 
-// This rank's shard of `config` in `grid`'s layout; `pp_layers`: the --pp-layers text ("3,5"; empty
-// for an even split); `ep`: a mixture's expert-parallel size within the TP group (--ep, model::TpDims).
+// This rank's shard of `config` in `grid`'s layout (its expert parallelism too); `pp_layers`: the
+// --pp-layers text ("3,5"; empty for an even split).
 ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
-                            const std::string& pp_layers = "", int ep = 1);
-// The shard of position (tp_rank, pp_rank) in a TP x PP layout of `config`.
+                            const std::string& pp_layers = "");
+// The shard of position (tp_rank, pp_rank) in a TP x PP layout of `config`, its experts over `ep`
+// groups of the TP ranks (model::TpDims).
 ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank,
                             int pp, const std::string& pp_layers = "", int ep = 1);
 

@@ -32,7 +32,7 @@ bool parse_options_or_help(const boost::program_options::options_description& de
                            const boost::program_options::positional_options_description* positional = nullptr);
 
 // Runs a command's option parser, parse(print_help) -> optional<Options>, on every rank with
-// errors agreed on (one line), and resolves the layout from the options' tp and pp members.
+// errors agreed on (one line), and resolves the layout from the options' tp, pp and ep members.
 // nullopt after --help.
 template <class Options, class Parse>
 std::optional<std::pair<Options, parallel::Layout>> parse_command(parallel::Communicator& world,
@@ -41,7 +41,7 @@ std::optional<std::pair<Options, parallel::Layout>> parse_command(parallel::Comm
   parallel::Layout layout;
   parallel::run_collectively(world, [&] {
     options = parse(world.rank() == 0);
-    if (options) layout = parallel::resolve_layout(world.size(), {options->tp, options->pp, 0});
+    if (options) layout = parallel::resolve_layout(world.size(), {options->tp, options->pp, 0, options->ep});
   });
   if (!options) return std::nullopt;
   return std::pair<Options, parallel::Layout>{std::move(*options), layout};

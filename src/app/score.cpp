@@ -170,7 +170,7 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   std::vector<data::TokenRecord> records;
   parallel::run_collectively(world, [&] {
     source = model_source(o.model, o.adapter);
-    shard = plan_model_shard(source->config, grid, o.pp_layers, o.ep);
+    shard = plan_model_shard(source->config, grid, o.pp_layers);
     const model::ModelConfig& config = shard->config;
     if (data::holds_text(o.input)) {
       // Tokenized as training does; every line scored (no length limit here: validated below).

@@ -243,7 +243,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     profile_window.emplace(o.profile_step_start, o.profile_step_end, o.output + ".profile", world.rank(),
                            "--profile-step-start", "--profile-step-end");
     source = model_source(o.model, o.adapter);
-    shard = plan_model_shard(source->config, grid, o.pp_layers, o.ep);
+    shard = plan_model_shard(source->config, grid, o.pp_layers);
     lora = lora_settings(o.lora_rank, o.lora_alpha, o.lora_rslora, o.lora_dropout, o.lora_targets, "spin sft: --lora-",
                          shard->config);
     if (!o.adapter.empty()) lora_from_peft_config(o.adapter);  // refused before any work

@@ -76,7 +76,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     profile_window.emplace(c.profile_step_start, c.profile_step_end, fs::path(c.save_dir) / "profile", world.rank(),
                            "logging.profile_step_start", "logging.profile_step_end");
     source = model_source(c.model_path, c.model_adapter);
-    shard = plan_model_shard(source->config, grid, c.pp_layers, c.ep);
+    shard = plan_model_shard(source->config, grid, c.pp_layers);
     if (c.router_aux_loss_coef >= 0.0) {
       require(shard->config.moe(), "model.router_aux_loss_coef = ", c.router_aux_loss_coef, ": ", c.model_path,
               " is not a mixture of experts");

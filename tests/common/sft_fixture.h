@@ -78,7 +78,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   config.router_bias_update_rate = s.router_bias_update_rate;
   const model::StageLayers stage = model::stage_layers(
       model::split_layers(config.num_layers, grid.pp_size(), s.pp_layers), grid.pp_rank());
-  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size());
+  const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size(), grid.ep_size());
   const std::int64_t pad = s.distributed ? grid.dp_size() : 1;
   model::ModelWeights weights(config, dims, stage, pad);
   model::ModelWeights grads(config, dims, stage, pad);

@@ -33,7 +33,7 @@ struct Tp2Model {
   }
   parallel::ProcessGrid grid{spin::testing::mpi_world(), {2, 1, 0}};
   ModelConfig config;
-  TpDims dims = tp_dims(config, grid.tp_rank(), grid.tp_size());
+  TpDims dims = tp_dims(config, grid.tp_rank(), grid.tp_size(), grid.ep_size());
   kernels::CpuKernels cpu;
   ModelWeights weights{config, dims};
   Transformer transformer{config, dims, grid.tp(), cpu};

@@ -52,7 +52,7 @@ void check_layout(const SftSetup& s, double tolerance = 1e-5) {
   const Result reference = train(self, single);
   auto group = world.split(world.rank() < size ? 0 : 1, world.rank());
   if (world.rank() >= size) return;
-  const std::string what = spin::cat("(tp ", s.layout.tp, ", pp ", s.layout.pp, ", dp ", s.layout.dp,
+  const std::string what = spin::cat("(tp ", s.layout.tp, ", pp ", s.layout.pp, ", dp ", s.layout.dp, ", ep ", s.layout.ep,
                                s.distributed ? ", distributed" : "", s.tie ? ", tied" : ", untied", ", ",
                                testing::tiny_family_name(s.family), ")");
   expect_same(train(*group, s), reference, what, tolerance);
@@ -252,6 +252,30 @@ TEST(LayoutInvariance, ExpertAdaptersUnderPipelineTensorAndDataParallelism) {
     s.lora = testing::tiny_lora();
     const double tolerance = family == testing::TinyFamily::Glm4Moe ? 5e-5 : 1e-5;
     check_layout(s, tolerance);
+    s.lora.dropout = 0.3;
+    check_layout(s, tolerance);
+  }
+}
+
+// Expert parallelism within the TP group (TP 2 x PP 2 x DP 2 with ZeRO-1, ep 2: each TP rank holds half
+// the experts whole): each rank trains its experts alone -- their gradients reduced over DP, their
+// optimizer shards and their part of the gradient norm with the rest -- and the losses, router losses,
+// loads and weights are one rank's. Mixtral's router losses trained; Qwen2-MoE's shared expert split over
+// TP as ever; GLM-4.5's dense first layer and bias balancing; DeepSeek-V3's latent attention; LoRA adapters
+// of the experts, under dropout too, over their frozen experts.
+TEST(LayoutInvariance, ExpertParallelismUnderPipelineTensorAndDataParallelism) {
+  for (const testing::TinyFamily family : {testing::TinyFamily::Mixtral, testing::TinyFamily::Qwen2Moe,
+                                           testing::TinyFamily::Glm4Moe, testing::TinyFamily::DeepseekV3}) {
+    SCOPED_TRACE(testing::tiny_family_name(family));
+    SftSetup s{{2, 2, 2, 2}, true, true};
+    s.family = family;
+    if (family == testing::TinyFamily::Mixtral) s.router_aux_loss_coef = 0.1f, s.router_z_loss_coef = 0.01f;
+    if (family == testing::TinyFamily::Glm4Moe) s.router_bias_update_rate = 0.01f;
+    // (GLM-4.5's head norms and DeepSeek-V3's latents grow the layouts' rounding, as above.)
+    const double tolerance = family == testing::TinyFamily::Mixtral || family == testing::TinyFamily::Qwen2Moe ? 1e-5 : 5e-5;
+    check_layout(s, tolerance);
+    if (family == testing::TinyFamily::Glm4Moe || family == testing::TinyFamily::DeepseekV3) continue;
+    s.lora = testing::tiny_lora();
     s.lora.dropout = 0.3;
     check_layout(s, tolerance);
   }

@@ -45,7 +45,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
            Family family = Family::Llama, std::int64_t step_tokens = 0, const model::LoraConfig& lora = {},
            std::int64_t recompute_layers = 0, model::WeightStorage reference_storage = model::WeightStorage::Float32) {
   const bool frozen = reference_storage == model::WeightStorage::FrozenBf16;
-  SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, distributed ? " distributed" : "", tied ? " tied" : "",
+  SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, " ep ", layout.ep, distributed ? " distributed" : "", tied ? " tied" : "",
                    mixed ? " bf16" : "", recompute ? " recompute" : "", sequence_parallel ? " sequence parallel" : "",
                    " logits chunk ", logits_chunk, " ", testing::tiny_family_name(family), " step tokens ", step_tokens,
                    lora.enabled() ? " LoRA" : "", " recomputed layers ", recompute_layers,
@@ -88,6 +88,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   request.tp = s.grid.tp_size();
   request.pp = s.grid.pp_size();
   request.dp = s.grid.dp_size();
+  request.ep = s.grid.ep_size();
   request.micro_batch = spin.micro_batch;
   request.seq = kPrompt + kNew;
   request.prompt = kPrompt;
@@ -251,6 +252,11 @@ TEST(MemoryPlan, Qwen2AndQwen3FiguresEqualTheAllocations) {
   // DeepSeek-V3's: its latent attention's buffers besides (model/latent_attention.h).
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::DeepseekV3);
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::DeepseekV3);
+  // Expert parallelism: each rank's experts alone, and its grouped rows' buffers for every row's chosen
+  // experts among them (2 of 4 at ep 2: each row's k = 2 at most).
+  check(world, {2, 2, 1, 2}, true, true, true, false, false, 0, Family::Mixtral);
+  check(world, {2, 1, 2, 2}, false, false, false, true, true, 0, Family::DeepseekV3);
+  check(world, {2, 2, 1, 2}, true, false, true, false, true, 0, Family::Qwen2Moe);
   check(world, {2, 2, 1}, true, true, true, false, false, 0, Family::CohereQkNorm);  // float32 q, k before the norms
   check(world, {2, 1, 2}, false, false, true, true, true, 0, Family::CohereQkNorm);
   check(world, {2, 2, 1}, true, false, true, false, false, 0, Family::StableLmQkNorm);  // with norm biases
@@ -280,6 +286,7 @@ TEST(MemoryPlan, LoraFiguresEqualTheAllocations) {
   experts.dropout = 0.1;
   check<testing::LoraSpinSetup>(world, {2, 1, 2}, true, false, false, true, false, 0, Family::Mixtral, 0, experts);
   check<testing::LoraSpinSetup>(world, {2, 2, 1}, false, true, true, false, true, 0, Family::Glm4Moe, 0, experts);
+  check<testing::LoraSpinSetup>(world, {2, 1, 2, 2}, true, false, true, true, false, 0, Family::Mixtral, 0, experts);
   // DeepSeek-V3's every projection over its frozen latent attention (its scratch for the frozen norms; the
   // replicated factors' slots as wide as its latents where wider than hidden).
   testing::TinyShape deepseek;
