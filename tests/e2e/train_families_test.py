@@ -3,6 +3,8 @@
 
   tokenizers  a model with a byte-level BPE tokenizer.json and the llama3 template trains, and
               its exported iteration carries the tokenizer files
+  expert_parallel  a mixture's experts over the TP ranks (parallel.ep): ep 1's run, resumable across ep,
+              spin score alike, bad sizes refused
 """
 import json
 import math
@@ -12,8 +14,8 @@ import subprocess
 import sys
 
 from e2e_common import (expect_error, hf_tokenizer_model, matrix_rank, multimodal_checkpoint, read_safetensors, run_case,
-                        run_ok)
-from train_common import ROOT, metrics, setup
+                        run_ok, safetensors_tensors)
+from train_common import ROOT, metrics, setup, untimed
 
 
 def train_family(args, config, tmp, kind, trained, template=None):
@@ -357,6 +359,82 @@ def case_hf_tokenizer(args, tmp):
               % model_type)
 
 
+def close_metrics(got, want, rtol, what):
+    """Two runs' metrics (untimed) agree: the same records and keys, numbers to rtol (relative, 1e-6 absolute)."""
+    assert len(got) == len(want), (what, len(got), len(want))
+    for g, w in zip(got, want):
+        assert sorted(g) == sorted(w), (what, sorted(g), sorted(w))
+        for k, v in w.items():
+            if isinstance(v, float):
+                assert abs(g[k] - v) <= 1e-6 + rtol * abs(v), (what, w["step"], k, g[k], v)
+            else:
+                assert g[k] == v, (what, w.get("step"), k, g[k], v)
+
+
+def case_expert_parallel(args, tmp):
+    """Expert parallelism within the TP group (parallel.ep 2 at TP 2: each rank holds two of the tiny
+    Mixtral's four experts, whole): spin train's metrics and export agree with the same run at ep 1 (float32,
+    summation order apart), the export holds the original's tensors as ep 1's does; a checkpoint saved at ep 2
+    resumes at ep 1 to the uninterrupted run's end; spin score reads the exported model at ep 2 to ep 1's
+    scores; an ep that does not divide tp, or a dense model at ep 2, is refused by name on every rank."""
+    config = setup(tmp)
+    shutil.rmtree(os.path.join(tmp, "model"))
+    hf_tokenizer_model(os.path.join(tmp, "model"), kind="mixtral")
+    common = [args.spin, "train", "--config", config, "--data.template", "auto", "--spin.max_iterations", "1",
+              "--parallel.tp", "2"]
+    runs = {}
+    for ep in (1, 2):
+        out = os.path.join(tmp, "ep%d" % ep)
+        r = run_ok(args.mpiexec, common + ["--checkpoint.save_dir", out, "--parallel.ep", str(ep)], 2)
+        runs[ep] = untimed(os.path.join(out, "metrics.jsonl"))
+    assert "ep 2" in r.stdout, r.stdout[:3000]
+    close_metrics(runs[2], runs[1], 1e-4, "ep 2 vs ep 1")
+    train = [m for m in runs[2] if m["kind"] == "train"]
+    assert len(train) == 6 and abs(train[0]["loss"] - math.log(2)) < 1e-12, train[0]
+    one = read_safetensors(os.path.join(tmp, "ep1", "iteration_1", "model.safetensors"))
+    two = read_safetensors(os.path.join(tmp, "ep2", "iteration_1", "model.safetensors"))
+    def listed(path):  # names and shapes, in the header's order
+        return [(name, shape) for name, shape, _ in safetensors_tensors(path)]
+    original = listed(os.path.join(tmp, "model", "model.safetensors"))
+    exported = listed(os.path.join(tmp, "ep2", "iteration_1", "model.safetensors"))
+    assert exported == listed(os.path.join(tmp, "ep1", "iteration_1", "model.safetensors"))
+    assert sorted(exported) == sorted(original), (exported, original)
+    worst = 0.0
+    for name, values in one.items():
+        scale = max(abs(v) for v in values)
+        diff = max(abs(a - b) for a, b in zip(two[name], values))
+        assert diff <= 1e-4 * scale, (name, diff, scale)
+        worst = max(worst, diff / scale)
+    print("ep 2 at TP 2: %d steps, metrics and export as ep 1's (export to %.1e of each tensor's largest)"
+          % (len(train), worst))
+    # Saved at ep 2 (each expert by name, from whichever rank held it), resumed at ep 1.
+    part = os.path.join(tmp, "part")
+    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", part, "--parallel.ep", "2", "--spin.max_steps", "3"], 2)
+    run_ok(args.mpiexec, common + ["--checkpoint.save_dir", part, "--checkpoint.resume", "true"], 2)
+    close_metrics(untimed(os.path.join(part, "metrics.jsonl")), runs[2], 1e-4, "resumed at ep 1")
+    print("saved at step 3 under ep 2, resumed under ep 1: the uninterrupted run's metrics")
+    # spin score of the exported model, its experts read by the ranks that hold them.
+    scores = {}
+    for ep in (1, 2):
+        out = os.path.join(tmp, "scores%d.jsonl" % ep)
+        run_ok(args.mpiexec, [args.spin, "score", "--model", os.path.join(tmp, "ep2", "iteration_1"), "--input",
+                              os.path.join(tmp, "data", "validation.jsonl"), "--output", out, "--tp", "2", "--ep",
+                              str(ep)], 2)
+        scores[ep] = [json.loads(line) for line in open(out)]
+    assert len(scores[2]) == len(scores[1]) > 0
+    for a, b in zip(scores[2], scores[1]):
+        assert abs(a["logprob_sum"] - b["logprob_sum"]) <= 1e-4 * abs(b["logprob_sum"]) + 1e-5, (a, b)
+    print("spin score at ep 2: ep 1's scores (%d examples)" % len(scores[1]))
+    expect_error(args.mpiexec, "ep-not-dividing-tp", common + ["--checkpoint.save_dir", os.path.join(tmp, "bad"),
+                                                               "--parallel.ep", "3"],
+                 r"expert-parallel size 3 does not divide tp 2", 2, os.path.join(tmp, "bad"))
+    shutil.rmtree(os.path.join(tmp, "model"))
+    hf_tokenizer_model(os.path.join(tmp, "model"), kind="llama3")
+    expect_error(args.mpiexec, "ep-dense-model", common + ["--checkpoint.save_dir", os.path.join(tmp, "bad"),
+                                                           "--parallel.ep", "2"],
+                 r"expert-parallel size 2: the model has no experts", 2, os.path.join(tmp, "bad"))
+
+
 def shapes(model_dir):
     """{tensor name: shape} of model_dir/model.safetensors, from its header."""
     blob = open(os.path.join(model_dir, "model.safetensors"), "rb").read(1 << 20)
@@ -365,7 +443,7 @@ def shapes(model_dir):
 
 
 def main():
-    run_case(__doc__, {"tokenizers": case_hf_tokenizer},
+    run_case(__doc__, {"tokenizers": case_hf_tokenizer, "expert_parallel": case_expert_parallel},
              "spin_train_families_")
 
 

@@ -2,8 +2,8 @@
 // for (TP, PP) = (1, 1), (2, 1), (1, 2), (2, 2), whatever prompts share a replica's batch, in
 // what order, how many sequences are in flight at once (continuous batching) and how many
 // tokens a model call takes (chunked prefill) -- also for a Phi-3 whose sequences outgrow
-// LongRoPE's short context and are fed again on the long factors, and for a DeepSeek-V3 generating
-// through LoRA adapters of its latent attention.
+// LongRoPE's short context and are fed again on the long factors, for a DeepSeek-V3 generating
+// through LoRA adapters of its latent attention, and for mixtures of experts spread over the TP ranks.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -30,7 +30,7 @@ struct Model {
   Model(const parallel::ProcessGrid& grid, const model::ModelConfig& c)
       : config(c),
         stage(model::stage_layers(model::split_layers(c.num_layers, grid.pp_size()), grid.pp_rank())),
-        dims(model::tp_dims(c, grid.tp_rank(), grid.tp_size())),
+        dims(model::tp_dims(c, grid.tp_rank(), grid.tp_size(), grid.ep_size())),
         weights(config, dims, stage),
         transformer(config, dims, stage, grid.tp(), cpu) {
     testing::init_tiny_weights(weights, 5, 0.5f);
@@ -119,6 +119,35 @@ TEST(GenerationLayouts, SameTokensForEveryTpAndPpLayoutAndBatch) {
                                                         << layout.pp << ", max batch " << b.max_batch
                                                         << ", max tokens " << b.max_tokens;
           EXPECT_EQ(got[i].finish, reference[i].finish);
+          testing::expect_close(got[i].logprobs, reference[i].logprobs, 1e-5, 1e-5, "logprobs");
+        }
+      }
+    }
+  }
+}
+
+// Expert parallelism within the TP group (each TP rank half the experts): the same tokens -- every row routed
+// on every rank, each rank's experts' outputs alone in its partial sums -- for Mixtral, Qwen2-MoE's shared
+// expert and DeepSeek-V3 through LoRA adapters of its experts, with continuous batching and chunked prefill.
+TEST(GenerationLayouts, ExpertParallelismSameTokensAtEveryLayout) {
+  GenerationParams sampled;
+  sampled.max_new_tokens = 9;
+  sampled.sampling.top_p = 0.9f;
+  sampled.sampling.temperature = 1.2f;
+  for (const testing::TinyFamily family :
+       {testing::TinyFamily::Mixtral, testing::TinyFamily::Qwen2Moe, testing::TinyFamily::DeepseekV3}) {
+    SCOPED_TRACE(testing::tiny_family_name(family));
+    const testing::TinyShape shape = four_layers(family);
+    const bool lora = family == testing::TinyFamily::DeepseekV3;
+    parallel::SelfCommunicator self;
+    const auto reference = run(self, {1, 1, 1}, shape, sampled, false, 0, 0, lora);
+    for (parallel::Layout layout : {parallel::Layout{2, 1, 0, 2}, parallel::Layout{2, 2, 0, 2}}) {
+      for (const std::int64_t max_tokens : {0, 4}) {
+        const auto got = run(spin::testing::mpi_world(), layout, shape, sampled, false, 3, max_tokens, lora);
+        for (std::size_t i = 0; i < got.size(); ++i) {
+          if (got[i].tokens.empty()) continue;  // another replica's prompt
+          EXPECT_EQ(got[i].tokens, reference[i].tokens)
+              << "prompt " << i << " at tp " << layout.tp << ", pp " << layout.pp << ", ep " << layout.ep;
           testing::expect_close(got[i].logprobs, reference[i].logprobs, 1e-5, 1e-5, "logprobs");
         }
       }
