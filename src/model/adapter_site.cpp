@@ -56,9 +56,9 @@ void adapter_site_input_backward(const ModelContext& ctx, const AdapterSite& sit
   k.dropout(dx, into, count, in, rows, true);
 }
 
-std::pair<float*, float*> adapter_grads(const ModelContext& ctx, const LoraFactors& grad, LoraTarget t,
-                                        const Tensor& replicated, std::int64_t slot) {
-  float* whole = ctx.tp.size() > 1 ? replicated.f32() + slot * replicated.shape()[1] : nullptr;
+std::pair<float*, float*> adapter_grads(const LoraFactors& grad, LoraTarget t, const Tensor& replicated,
+                                        std::int64_t slot, bool partial) {
+  float* whole = partial ? replicated.f32() + slot * replicated.shape()[1] : nullptr;
   const bool row = lora_row_parallel(t);
   return {row || whole == nullptr ? grad.a.f32() : whole, !row || whole == nullptr ? grad.b.f32() : whole};
 }

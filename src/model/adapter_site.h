@@ -53,18 +53,21 @@ void adapter_site_input_backward(const ModelContext& ctx, const AdapterSite& sit
                                  std::int64_t count, std::int64_t in, std::int64_t out);
 
 // Where an adapter's factors' gradients go (da, db): the split factor's into its gradient `grad`;
-// the replicated one's (a column-parallel adapter's A, a row-parallel one's B) -- each rank's
-// partial sum under TP -- into slot `slot` of `replicated` ([slots, rank x hidden], all-reduced once
-// a layer before it is added), or with one rank into its gradient too.
-std::pair<float*, float*> adapter_grads(const ModelContext& ctx, const LoraFactors& grad, LoraTarget t,
-                                        const Tensor& replicated, std::int64_t slot);
+// the replicated one's (a column-parallel adapter's A, a row-parallel one's B) -- where its projection is
+// split over several ranks (`partial`: each rank's partial sum) -- into slot `slot` of `replicated`
+// ([slots, rank x hidden], all-reduced once a layer before it is added), else into its gradient too.
+std::pair<float*, float*> adapter_grads(const LoraFactors& grad, LoraTarget t, const Tensor& replicated,
+                                        std::int64_t slot, bool partial);
 // The slots of LayerGradScratch::lora_replicated: a layer's own targets' first -- the dense projections' 0 to 6
 // by LoraTarget, latent attention's kv_b_proj's 7 (its q_b_proj is Q's; its replicated projections' adapters
-// need none) --, then a mixture's experts' three each (the shared expert's: expert = num_experts).
+// need none) --, then a mixture's shared expert's three (expert = num_experts), then its experts' three each
+// where an expert is split over several ranks (TpDims::expert_tp > 1; whole on its rank under expert
+// parallelism at ep = tp, its factors' gradients are whole there: no slot, no reduction).
 inline std::int64_t lora_layer_slots(const ModelConfig& c) { return c.latent_attention() ? 8 : 7; }
 inline std::int64_t adapter_slot(LoraTarget t) { return t == LoraTarget::KvB ? 7 : static_cast<std::int64_t>(t); }
 inline std::int64_t expert_adapter_slot(const ModelConfig& c, std::int64_t expert, LoraTarget t) {
-  return lora_layer_slots(c) + 3 * expert + static_cast<std::int64_t>(expert_lora(t));
+  const std::int64_t block = expert == c.num_experts ? 0 : expert + (c.shared_expert() ? 1 : 0);
+  return lora_layer_slots(c) + 3 * block + static_cast<std::int64_t>(expert_lora(t));
 }
 
 }  // namespace spin::model

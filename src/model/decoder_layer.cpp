@@ -215,13 +215,13 @@ void adapter_backward(const ModelContext& ctx, const BatchGeometry& b, std::int6
                       std::int64_t out) {
   if (!adapts(adapters, t)) return;
   const auto ti = static_cast<std::size_t>(t);
-  const auto [da, db] = adapter_grads(ctx, g.lora[ti], t, s.lora_replicated, adapter_slot(t));
+  const auto [da, db] = adapter_grads(g.lora[ti], t, s.lora_replicated, adapter_slot(t), ctx.tp.size() > 1);
   adapter_site_backward(ctx, adapter_site(ctx, b, layer, *adapters, t, a, in), da, db, dy, s.dy_bf16, x_in, x16_in,
                         s.lora_du, s.lora_du16, dx, n, in, out);
 }
 
 // The replicated factors' gradients (adapter_grads' partial sums) summed over TP and added: the
-// layer's targets', then a mixture's experts'. (A replicated projection's adapter -- latent attention's
+// layer's targets', then a mixture's experts' (those of experts split over several ranks). (A replicated projection's adapter -- latent attention's
 // q_a_proj's, kv_a_proj_with_mqa's -- has its gradients whole on every rank already.)
 void reduce_adapter_gradients(const ModelContext& ctx, LayerWeights& g, LayerGradScratch& s) {
   if (ctx.tp.size() == 1) return;
@@ -235,8 +235,10 @@ void reduce_adapter_gradients(const ModelContext& ctx, LayerWeights& g, LayerGra
   for (int t = 0; t < kLoraTargets; ++t) {
     add(g.lora[static_cast<std::size_t>(t)], static_cast<LoraTarget>(t), adapter_slot(static_cast<LoraTarget>(t)));
   }
+  // The experts' where they are split over several ranks (else whole on their rank: adapter_grads).
   const std::size_t experts = g.experts.size();
   for (std::size_t e = 0; e <= experts; ++e) {
+    if (e < experts && ctx.dims.expert_tp == 1) continue;
     const LayerWeights::Expert& grads = e < experts ? g.experts[e] : g.shared_expert;
     for (const LoraTarget t : kLoraMlpTargets) {
       add(grads.lora[expert_lora(t)], t, expert_adapter_slot(ctx.config, static_cast<std::int64_t>(e), t));

@@ -400,7 +400,7 @@ void latent_attention_backward(const ModelContext& ctx, const BatchGeometry& b, 
     const std::optional<LatentAdapter> site = adapter(t);
     if (!site) return;
     const auto ti = static_cast<std::size_t>(t);
-    const auto [da, db] = adapter_grads(ctx, g.lora[ti], t, gs.lora_replicated, adapter_slot(t));
+    const auto [da, db] = adapter_grads(g.lora[ti], t, gs.lora_replicated, adapter_slot(t), ctx.tp.size() > 1);
     adapter_site_backward(ctx, site->site(), da, db, dy, dy16, x, x16, gs.lora_du, gs.lora_du16, dx, n, in_width,
                           out_width);
   };

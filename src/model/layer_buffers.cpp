@@ -19,8 +19,9 @@ std::int64_t lora_u_rows(const TpDims& d, const ModelConfig& c, LoraTarget t, st
   return c.moe() && lora_mlp_target(t) ? d.grouped_rows(c, rows) + (c.shared_expert() ? rows : 0) : rows;
 }
 
-std::int64_t lora_replicated_slots(const ModelConfig& c, const LoraConfig& lora) {
-  const std::int64_t experts = c.moe() && lora.targets_mlp() ? c.num_experts + (c.shared_expert() ? 1 : 0) : 0;
+std::int64_t lora_replicated_slots(const TpDims& d, const ModelConfig& c, const LoraConfig& lora) {
+  const std::int64_t experts =
+      c.moe() && lora.targets_mlp() ? (d.expert_tp > 1 ? c.num_experts : 0) + (c.shared_expert() ? 1 : 0) : 0;
   return lora_layer_slots(c) + 3 * experts;
 }
 
@@ -194,7 +195,7 @@ void LayerGradScratch::allocate(const TpDims& d, const BatchGeometry& b, Device 
   if (!lora.enabled()) return;
   const auto l = workspace_lora_.carve(
       device,
-      {{rows, lora.rank}, {lora_replicated_slots(config, lora), lora_replicated_slot(config, lora, d)}, {d.hidden}});
+      {{rows, lora.rank}, {lora_replicated_slots(d, config, lora), lora_replicated_slot(config, lora, d)}, {d.hidden}});
   lora_du = l[0], lora_replicated = l[1], frozen_norm = l[2];
   if (mixed) lora_du16 = workspace_lora16_.carve(device, {{rows, lora.rank}}, 1, DType::BF16)[0];
 }

@@ -297,8 +297,10 @@ class ExpertAdapters {
   }
   // Where expert e's adapter of t puts its gradients (g: the adapters' gradients).
   std::pair<float*, float*> grads(const LayerWeights& g, std::size_t e, LoraTarget t, const Tensor& replicated) const {
-    return adapter_grads(ctx_, factors(g, e, t), t, replicated,
-                         expert_adapter_slot(ctx_.config, static_cast<std::int64_t>(e), t));
+    // The shared expert split over the TP group, an expert over its expert-parallel group's ranks.
+    const bool partial = shared(e) ? ctx_.tp.size() > 1 : ctx_.dims.expert_tp > 1;
+    return adapter_grads(factors(g, e, t), t, replicated, expert_adapter_slot(ctx_.config, static_cast<std::int64_t>(e), t),
+                         partial);
   }
 
  private:

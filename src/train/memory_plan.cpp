@@ -193,7 +193,8 @@ Elements grad_scratch(const model::TpDims& d, const Rows& r, bool bf16_products,
 // bf16 products the float32 scratch it is computed in, and under dropout of a mixture's experts'
 // adapters the grouped rows' int64 keys) and of the backward's scratch (LayerGradScratch: d/d u in
 // float32 and with bf16 products in bf16, the replicated factors' gradients [slots, rank x hidden]
-// -- the layer's 7, then a mixture's experts' 3 each --, the frozen norms' unused gradient [hidden];
+// -- the layer's 7 (8), then a mixture's split experts' 3 each: model::lora_replicated_slots --, the
+// frozen norms' unused gradient [hidden];
 // with dropout the micro-batch's AdapterDropout scratch, [rows, widest adapted input] in float32 and
 // with bf16 products in bf16).
 Elements lora_layer(const model::ModelConfig& c, const model::LoraConfig& lora, const model::TpDims& d, const Rows& r,
@@ -213,7 +214,7 @@ Elements lora_grad_scratch(const model::ModelConfig& c, const model::LoraConfig&
   const std::int64_t u = aligned(r.all * lora.rank);
   const std::int64_t dropped = lora.dropout > 0.0 ? aligned(r.all * model::lora_widest_input(c, lora, d)) : 0;
   return {bf16_products ? u + dropped : 0,
-          u + aligned(model::lora_replicated_slots(c, lora) * model::lora_replicated_slot(c, lora, d)) +
+          u + aligned(model::lora_replicated_slots(d, c, lora) * model::lora_replicated_slot(c, lora, d)) +
               aligned(d.hidden) + dropped};
 }
 

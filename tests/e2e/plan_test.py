@@ -229,6 +229,8 @@ def case_configs(args, tmp):
                "--gpu-mem", "80GiB"]
         if c["optim"].getboolean("distributed_optimizer"):
             cmd.append("--distributed-optimizer")
+        if c["parallel"].get("ep"):
+            cmd += ["--ep", c["parallel"]["ep"]]
         for key, flag in [("sequence_parallel", "--sequence-parallel"), ("recompute_activations", "--recompute-activations")]:
             if c["model"].getboolean(key, fallback=False):
                 cmd.append(flag)

@@ -26,12 +26,13 @@ void expect_only_all_reduces(const parallel::CommStats& s, std::uint64_t calls,
 }
 
 // A 3-layer tiny model at TP 2 and a batch of 16 rows (hidden 16).
+// `ep`: a mixture's experts over that many groups of the two ranks.
 struct Tp2Model {
-  explicit Tp2Model(testing::TinyFamily family = testing::TinyFamily::Llama)
-      : config(testing::tiny_config(three_layers(family))) {
+  explicit Tp2Model(testing::TinyFamily family = testing::TinyFamily::Llama, int ep = 1)
+      : grid(spin::testing::mpi_world(), {2, 1, 0, ep}), config(testing::tiny_config(three_layers(family))) {
     testing::init_tiny_weights(weights, 5);
   }
-  parallel::ProcessGrid grid{spin::testing::mpi_world(), {2, 1, 0}};
+  parallel::ProcessGrid grid;
   ModelConfig config;
   TpDims dims = tp_dims(config, grid.tp_rank(), grid.tp_size(), grid.ep_size());
   kernels::CpuKernels cpu;
@@ -271,6 +272,36 @@ TEST(TensorParallelCommunication, MixtureOfExpertsAddsOneAllReduceOfItsWeightGra
   // weight gradients.
   expect_split_collectives(s.backward, 1 + 4 * 3 + 1, 1 + 2 * 3, 1 + 3 * 3, (1 + 2 * 3) * h * f + 3 * n * k * f,
                            "backward, SP");
+}
+
+// Expert parallelism within the TP group (ep 2: each rank two of the four experts, whole): the same
+// collectives as every rank its share of every expert -- no dispatch: every rank routes every row, and
+// its partial sums leave the other rank's experts out --; with LoRA adapters of every projection, the
+// experts' adapters need no reduction (each whole on its rank): the backward's adapter all-reduce is the
+// layer's 7 slots, not 7 + 3 a expert.
+TEST(TensorParallelCommunication, ExpertParallelismSendsWhatTheTpSplitSendsLessTheExpertAdapters) {
+  const std::uint64_t n = 16, h = 16, f = sizeof(float), k = 2, r = 3;
+  const std::uint64_t activation = n * h * f;
+  Tp2Model m(testing::TinyFamily::Mixtral, 2);
+  ASSERT_EQ(m.dims.experts, 2);
+  const StepStats s = step_stats(m);
+  expect_only_all_reduces(s.forward, 1 + 2 * 3 + 2, activation * (1 + 2 * 3) + n * f + 2 * n * f, "forward");
+  expect_only_all_reduces(s.backward, 1 + 3 * 3, activation * (1 + 2 * 3) + 3 * n * k * f, "backward");
+  for (const int ep : {1, 2}) {
+    Tp2Model a(testing::TinyFamily::Mixtral, ep);
+    const LoraConfig lora = testing::tiny_lora(static_cast<std::int64_t>(r));
+    ModelWeights adapters = ModelWeights::adapters(a.config, lora, a.dims, StageLayers::whole(3));
+    testing::randomize_matrices(adapters, 7, 0.3f);
+    Activations saved;
+    a.transformer.forward(a.weights, a.batch, saved, true, {}, &adapters);
+    ModelWeights grads = ModelWeights::adapters(a.config, lora, a.dims, StageLayers::whole(3));
+    a.grid.tp().reset_stats();
+    a.transformer.backward(a.weights, saved, std::vector<float>{1.0f, 1.0f}, grads);
+    const std::uint64_t slots = ep == 1 ? 7 + 3 * 4 : 7;
+    expect_only_all_reduces(a.grid.tp().stats(), 1 + 4 * 3,
+                            activation * (1 + 2 * 3) + 3 * n * k * f + 3 * slots * r * h * f,
+                            ep == 1 ? "backward with adapters, ep 1" : "backward with adapters, ep 2");
+  }
 }
 
 // Sequence parallelism: every activation all-reduce becomes a reduce-scatter of the
