@@ -281,7 +281,7 @@ TEST_F(Fixture, StridedCopyAndAdd) {
 
 // A mixture of experts' kernels: rows gathered in bf16, the weighted join and its backward (the
 // join sums each row's slots in order on both: the same bits; the weights' dot products within
-// float32 rounding), a slot permutation as the routing makes them.
+// float32 rounding), a slot permutation as the routing makes them -- and with other ranks' slots (-1).
 TEST_F(Fixture, MixtureOfExpertsGatherAndJoin) {
   const Index n = 37, k = 2, width = 300;
   std::vector<Index> slots(n * k), sources(n * k);
@@ -302,6 +302,21 @@ TEST_F(Fixture, MixtureOfExpertsGatherAndJoin) {
   Dev gdy = poisoned(n * k * width), gdw = poisoned(n * k);
   gpu.moe_combine_backward(gdy.f(), gdw.f(), gdout.f(), gy.f(), gslots.buffer.as<Index>(), gweights.f(), n, k, width);
   EXPECT_EQ(gdy.get(gpu), dy);
+  EXPECT_CLOSE(gdw.get(gpu), dweights);
+  // Expert parallelism: every third slot another rank's (-1): left out of the join, its weight's gradient 0,
+  // the rows of y no slot names left as they were.
+  std::vector<Index> held = slots;
+  for (Index s = 0; s < n * k; s += 3) held[s] = -1;
+  Dev gheld(held), gdy_held(std::vector<float>(n * k * width, 0.0f));
+  cpu.moe_combine(out.data(), y.data(), held.data(), weights.data(), n, k, width);
+  gpu.moe_combine(gout.f(), gy.f(), gheld.buffer.as<Index>(), gweights.f(), n, k, width);
+  EXPECT_EQ(gout.get(gpu), out);
+  std::fill(dy.begin(), dy.end(), 0.0f);
+  cpu.moe_combine_backward(dy.data(), dweights.data(), dout.data(), y.data(), held.data(), weights.data(), n, k,
+                           width);
+  gpu.moe_combine_backward(gdy_held.f(), gdw.f(), gdout.f(), gy.f(), gheld.buffer.as<Index>(), gweights.f(), n, k,
+                           width);
+  EXPECT_EQ(gdy_held.get(gpu), dy);
   EXPECT_CLOSE(gdw.get(gpu), dweights);
   const auto x16 = to_bf16_host(random(n * width));
   std::vector<std::uint16_t> grouped(n * k * width);

@@ -1,6 +1,7 @@
 // Run with 4 ranks. Checkpoints load under any layout: a run saved after 2 of 5 steps at one
 // (TP, PP, DP) layout and optimizer mode, resumed at another, ends where an uninterrupted
-// single-rank run ends (losses and weights to 1e-5); resumed at the same layout, bitwise.
+// single-rank run ends (losses and weights to 1e-5) -- across expert parallelism too; resumed at the same
+// layout, bitwise.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -76,6 +77,31 @@ TEST(CheckpointLayouts, SavedAtOneLayoutResumedAtAnotherMatchesAnUninterruptedRu
     EXPECT_EQ(ckpt::latest_checkpoint(dir), saved);
     const auto resumed = run_on(cases[c].load, {"", -1, saved});
     if (resumed) expect_close_runs(*resumed, cases[c].load.kv_heads == 4 ? uninterrupted_mha : uninterrupted, 2, what);
+    mpi_world().barrier();
+    if (mpi_world().rank() == 0) fs::remove_all(dir);
+  }
+}
+
+// Expert parallelism: a Mixtral saved with each TP rank holding half its experts whole (TP 2 x PP 2, ep 2) --
+// each expert's weights and AdamW state by name, from whichever rank held it -- resumes with every rank its
+// share of every expert (PP 2 x DP 2, ZeRO-1), and the other way, where the uninterrupted run ends.
+TEST(CheckpointLayouts, ExpertParallelCheckpointsResumeAtAnotherLayout) {
+  parallel::SelfCommunicator self;
+  SftSetup one{{1, 1, 1}};
+  one.family = testing::TinyFamily::Mixtral;
+  const Result uninterrupted = testing::train(self, one);
+  const auto mixtral = [](SftSetup s) {
+    s.family = testing::TinyFamily::Mixtral;
+    return s;
+  };
+  const SftSetup ep{{2, 2, 1, 2}, false}, zero{{1, 2, 2}, true};
+  for (const auto& [save, load] : {std::pair{ep, zero}, std::pair{zero, ep}}) {
+    const std::string dir = shared_dir("ep");
+    const std::string what = cat("saved at ep ", save.layout.ep, ", resumed at ep ", load.layout.ep);
+    SCOPED_TRACE(what);
+    run_on(mixtral(save), {dir, 2, ""});
+    const auto resumed = run_on(mixtral(load), {"", -1, ckpt::checkpoint_dir(dir, 2)});
+    if (resumed) expect_close_runs(*resumed, uninterrupted, 2, what);
     mpi_world().barrier();
     if (mpi_world().rank() == 0) fs::remove_all(dir);
   }

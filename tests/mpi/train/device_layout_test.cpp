@@ -6,8 +6,9 @@
 // reference sync) on TP 2 x PP 2, PP 2 x DP 2 (ZeRO-1, tied embeddings), TP 2 x DP 2 (bf16
 // products) and TP 2 x PP 2 (bf16, sequence parallelism: bf16 rows all-gathered; logits in
 // chunks of 5 rows), and with RMSprop (TP 2 x DP 2 in bf16: its pass writes the bf16 copy; PP 2 x
-// DP 2 with ZeRO-1) must equal the same run with host memory and the CPU kernels bitwise: the same
-// arithmetic, the same reductions, in the same order.
+// DP 2 with ZeRO-1), and a Mixtral with its experts spread over TP 2 x PP 2 (ep 2, bf16, sequence
+// parallelism: the join skipping the other rank's outputs) must equal the same run with host memory and the
+// CPU kernels bitwise: the same arithmetic, the same reductions, in the same order.
 #include <gtest/gtest.h>
 
 #include "checkpoint/hf_writer.h"
@@ -25,13 +26,15 @@ struct DeviceRun {
 };
 
 DeviceRun run(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tie, bool mixed,
-              bool sequence_parallel, OptimizerAlgorithm algorithm, const kernels::Kernels* device_kernels) {
+              bool sequence_parallel, OptimizerAlgorithm algorithm, testing::TinyFamily family,
+              const kernels::Kernels* device_kernels) {
   const std::int64_t logits_chunk = sequence_parallel ? 5 : 0;
   SpinConfig config = testing::short_spin_config();
   config.generation.sampling.top_p = 0.9f;
   testing::TinyShape shape;
   shape.layers = 4;
   shape.tie = tie;
+  shape.family = family;
   testing::SpinSetup s(world, layout, config, shape, distributed, testing::spin_examples(16), device_kernels,
                        algorithm);
   s.transformer.set_sequence_parallel(sequence_parallel);
@@ -59,23 +62,28 @@ TEST(DeviceLayouts, EmulatedGpusEqualTheCpuRunBitwise) {
     parallel::Layout layout;
     bool distributed, tie, mixed, sequence_parallel;
     OptimizerAlgorithm algorithm = OptimizerAlgorithm::AdamW;
+    testing::TinyFamily family = testing::TinyFamily::Llama;
   };
-  const auto rmsprop = OptimizerAlgorithm::RmsProp;
+  const auto rmsprop = OptimizerAlgorithm::RmsProp, adamw = OptimizerAlgorithm::AdamW;
+  const auto mixtral = testing::TinyFamily::Mixtral;
   for (const Case& c : {Case{{2, 2, 1}, false, false, false, false}, Case{{1, 2, 2}, true, true, false, false},
                         Case{{2, 1, 2}, false, false, true, false}, Case{{2, 2, 1}, false, false, true, true},
-                        Case{{2, 1, 2}, false, false, true, false, rmsprop}, Case{{1, 2, 2}, true, false, false, false, rmsprop}}) {
-    const std::string what = cat("tp ", c.layout.tp, ", pp ", c.layout.pp, ", dp ", c.layout.dp,
+                        Case{{2, 1, 2}, false, false, true, false, rmsprop}, Case{{1, 2, 2}, true, false, false, false, rmsprop},
+                        Case{{2, 2, 1, 2}, false, false, true, true, adamw, mixtral}}) {
+    const std::string what = cat(testing::tiny_family_name(c.family), ", tp ", c.layout.tp, ", pp ", c.layout.pp,
+                                 ", dp ", c.layout.dp, c.layout.ep > 1 ? cat(", ep ", c.layout.ep) : "",
                                  c.distributed ? ", ZeRO-1" : "", c.tie ? ", tied" : "", c.mixed ? ", bf16" : "",
                                  c.sequence_parallel ? ", sequence parallel, logits in chunks" : "",
                                  c.algorithm == rmsprop ? ", RMSprop" : "");
     SCOPED_TRACE(what);
     const DeviceRun want =
-        run(testing::mpi_world(), c.layout, c.distributed, c.tie, c.mixed, c.sequence_parallel, c.algorithm, nullptr);
+        run(testing::mpi_world(), c.layout, c.distributed, c.tie, c.mixed, c.sequence_parallel, c.algorithm, c.family,
+            nullptr);
     testing::EmulatedDeviceMemory memory;
     const testing::EmulatedKernels kernels(memory);
     testing::DeviceAwareCommunicator world(memory, testing::mpi_world());
     const DeviceRun got =
-        run(world, c.layout, c.distributed, c.tie, c.mixed, c.sequence_parallel, c.algorithm, &kernels);
+        run(world, c.layout, c.distributed, c.tie, c.mixed, c.sequence_parallel, c.algorithm, c.family, &kernels);
     EXPECT_EQ(got.metrics, want.metrics);
     ASSERT_EQ(got.weights.size(), want.weights.size());
     for (std::size_t t = 0; t < got.weights.size(); ++t) {

@@ -45,5 +45,25 @@ TEST(MoeCombine, JoinAndBackwardMatchTheDefinitions) {
   testing::expect_close(dw, want_dw, 1e-6, 1e-6, "dweights");
 }
 
+// Expert parallelism: a slot of -1 is an output another rank computes -- left out of the join, its
+// weight's gradient 0, and the rows of y no slot names neither read nor written (dy keeps them).
+TEST(MoeCombine, SlotsOfOtherRanksAreLeftOut) {
+  const CpuKernels k;
+  const Index n = 4, top = 2, width = 3;
+  // Rows 0 and 2 each have one output here (y rows 0 and 1), row 1 both (rows 2, 3), row 3 none.
+  const std::vector<Index> slots = {0, -1, 2, 3, -1, 1, -1, -1};
+  std::vector<float> y(4 * width), weights = {0.5f, 9.0f, 0.25f, 2.0f, 9.0f, 4.0f, 9.0f, 9.0f};
+  for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<float>(i) + 1.0f;
+  std::vector<float> dout(n * width, 1.0f), out(n * width, -7.0f), dy(4 * width + width, -7.0f), dw(n * top, -7.0f);
+  k.moe_combine(out.data(), y.data(), slots.data(), weights.data(), n, top, width);
+  const std::vector<float> want = {0.5f * 1, 0.5f * 2, 0.5f * 3,   0.25f * 7 + 2.0f * 10, 0.25f * 8 + 2.0f * 11,
+                                   0.25f * 9 + 2.0f * 12, 4.0f * 4, 4.0f * 5, 4.0f * 6, 0, 0, 0};
+  EXPECT_EQ(out, want);
+  k.moe_combine_backward(dy.data(), dw.data(), dout.data(), y.data(), slots.data(), weights.data(), n, top, width);
+  EXPECT_EQ(dw, (std::vector<float>{6.0f, 0.0f, 24.0f, 33.0f, 0.0f, 15.0f, 0.0f, 0.0f}));
+  EXPECT_EQ(dy, (std::vector<float>{0.5f, 0.5f, 0.5f, 4.0f, 4.0f, 4.0f, 0.25f, 0.25f, 0.25f, 2.0f, 2.0f, 2.0f, -7.0f,
+                                    -7.0f, -7.0f}));
+}
+
 }  // namespace
 }  // namespace spin::kernels

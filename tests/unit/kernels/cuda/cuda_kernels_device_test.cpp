@@ -205,13 +205,18 @@ TEST(CudaKernelsEmulated, BiasAddAndBackward) {
 
 // A mixture of experts' kernels with CudaKernels' launch shapes: the grouped rows gathered (bf16),
 // the weighted join (each row's slots summed in order: bitwise the CPU's), its backward's d/d y
-// (bitwise) and d/d weights (a block reduction per slot: 1e-5).
-TEST(CudaKernelsEmulated, MixtureOfExpertsGatherAndJoin) {
+// (bitwise) and d/d weights (a block reduction per slot: 1e-5) -- also with every third slot -1, an
+// output of another rank's experts (expert parallelism).
+class CudaKernelsEmulatedMoe : public ::testing::TestWithParam<bool> {};
+TEST_P(CudaKernelsEmulatedMoe, GatherAndJoin) {
   const CpuKernels cpu;
   const long long n = 9, k = 2, width = 300;
   std::vector<long long> slots(n * k), sources(n * k);
   for (long long s = 0; s < n * k; ++s) slots[s] = (s * 7) % (n * k);  // 7 coprime with 18
   for (long long s = 0; s < n * k; ++s) sources[slots[s]] = s / k;
+  if (GetParam()) {
+    for (long long s = 0; s < n * k; s += 3) slots[s] = -1;
+  }
   const auto y = testing::random_uniform(n * k * width, 1), dout = testing::random_uniform(n * width, 2);
   const auto weights = testing::random_uniform(n * k, 3);
   std::vector<Index> cpu_slots(slots.begin(), slots.end()), cpu_sources(sources.begin(), sources.end());
@@ -220,7 +225,8 @@ TEST(CudaKernelsEmulated, MixtureOfExpertsGatherAndJoin) {
       [&] { dev::moe_combine_kernel(out.data(), y.data(), slots.data(), weights.data(), n, k, width); });
   cpu.moe_combine(want.data(), y.data(), cpu_slots.data(), weights.data(), n, k, width);
   EXPECT_EQ(out, want);
-  std::vector<float> dy(n * k * width, NAN), dw(n * k, NAN), want_dy(n * k * width), want_dw(n * k);
+  // (The rows of y no slot names keep what they held.)
+  std::vector<float> dy(n * k * width, -7.0f), dw(n * k, NAN), want_dy(n * k * width, -7.0f), want_dw(n * k);
   run(blocks_for(n * k * width),
       [&] { dev::moe_combine_dy_kernel(dy.data(), dout.data(), slots.data(), weights.data(), n, k, width); });
   run(static_cast<unsigned>(n * k),
@@ -238,6 +244,8 @@ TEST(CudaKernelsEmulated, MixtureOfExpertsGatherAndJoin) {
   cpu.gather_rows_bf16(want_grouped.data(), x_bits.data(), cpu_sources.data(), n * k, width);
   for (std::size_t i = 0; i < want_grouped.size(); ++i) ASSERT_EQ(grouped[i].bits, want_grouped[i]) << i;
 }
+INSTANTIATE_TEST_SUITE_P(CudaKernelsEmulated, CudaKernelsEmulatedMoe, ::testing::Values(false, true),
+                         [](const auto& p) { return p.param ? std::string("OtherRanksSlots") : std::string("All"); });
 
 // LoRA's dropout: a thread per row and group of four global columns, the shard starting inside a
 // group (col_offset 6) and ending inside one; float32 (written and accumulated) and bf16, bitwise.
