@@ -97,6 +97,19 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   const double step_s = fwd_s + bwd_s;
   const double tokens = static_cast<double>(o.batch) * o.seq;
   const double gflops = flop_per_token(config, o.seq) * tokens / step_s / 1e9;  // all ranks
+  // A mixture's grouped rows each rank ran in each layer of the last forward: under expert parallelism the
+  // routing decides each rank's share, and at every layer the TP group waits for its busiest rank -- the
+  // mean over the layers of the busiest rank's rows over the group's mean.
+  std::vector<double> busiest, total;
+  for (const model::LayerActivations& l : acts.layers) busiest.push_back(static_cast<double>(l.moe.routing.rows));
+  total = busiest;
+  grid.tp().all_reduce(busiest.data(), busiest.size(), parallel::ReduceOp::Max);
+  grid.tp().all_reduce(total.data(), total.size());
+  double excess = 0.0;
+  for (std::size_t l = 0; l < busiest.size(); ++l) {
+    excess += total[l] > 0 ? busiest[l] / (total[l] / grid.tp_size()) - 1.0 : 0.0;
+  }
+  excess /= std::max<std::size_t>(busiest.size(), 1);
   struct rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   if (root) {
@@ -118,6 +131,11 @@ int run(int argc, char** argv, parallel::Communicator& world) {
                 static_cast<double>(weights.flat().nbytes()) / 1e6,
                 static_cast<double>(grads.flat().nbytes()) / 1e6, activation_bytes(acts) / 1e6,
                 static_cast<double>(usage.ru_maxrss) / 1e3);
+    if (config.moe()) {
+      std::printf("experts' grouped rows: the busiest rank of a layer %.1f%% over the mean, on average over the "
+                  "layers (%d experts a rank, each split over %d)\n",
+                  100.0 * excess, static_cast<int>(dims.experts), dims.expert_tp);
+    }
     if (o.profile) {
       std::printf("time per step by kernel (rank 0):\n");
       for (const auto& [name, s] : timed.seconds()) {

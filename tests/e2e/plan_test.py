@@ -7,7 +7,8 @@ tests/mpi/train/memory_plan_test.cpp; this checks the command):
         (0) or not (3); RMSprop's state is half AdamW's; the reference in bf16 alone (2 bytes a parameter, the
         embedding 4 more) but with --frozen-dtype fp32 (6) or LoRA's base (fp32 unless asked); the suggested layouts use the GPUs given and fit; under mpirun one rank
         prints; bad input (missing model, tp not dividing the heads, a bad size, seq beyond the
-        model) is one error line.
+        model) is one error line; --ep on Mixtral 8x7B: the same parameters a rank, larger expert
+        buffers, fewer LoRA parameters.
   configs  jobs/configs/*.ini hold only keys spin train knows, and the layout each is written
         for fits an 80 GiB GPU by spin plan.
 """
@@ -150,6 +151,31 @@ def case_cli(args, tmp):
     assert rows(from_hf) == rows(from_checkpoint) == rows(from_config) and "peak" in rows(from_hf), \
         (from_hf, from_checkpoint, from_config)
     print("a spin checkpoint, or a directory with config.json alone, as --model: the Hugging Face model's plan")
+
+    # --ep 8: Mixtral 8x7B's experts spread over the TP ranks -- the same parameters a rank (one expert
+    # whole instead of 1/8 of each), the experts' buffers for the busiest case (each row's one expert
+    # there at full width: 4 x k = 2's at 1/8), one expert a rank in the header, the suggestions at TP 8;
+    # with LoRA, the experts' replicated factors gone from 7 of 8 ranks. --ep 3 does not divide --tp 8.
+    mixtral = [args.spin, "plan", "--model", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "jobs",
+                                                          "configs", "models", "mixtral-8x7b-instruct-v0.1.json"),
+               "--tp", "8", "--pp", "2", "--dp", "1", "--micro-batch", "1", "--seq", "1024", "--gpus", "16"]
+    split, spread = (run(args.mpiexec, mixtral + ["--ep", ep], 1) for ep in ("1", "8"))
+    assert split.returncode == 0 and spread.returncode == 0, (split.stderr, spread.stderr)
+    assert "experts over ep 8 (1 a rank)" in spread.stdout, spread.stdout
+    params = lambda out: re.search(r"parameters on the rank\s+(.*)", out).group(1)
+    assert params(split.stdout) == params(spread.stdout), (split.stdout, spread.stdout)
+    assert rows(spread.stdout)["= activations"][0] > rows(split.stdout)["= activations"][0]
+    suggested = re.findall(r"--tp (\d+) --pp \d+ \(dp \d+\) --ep 8", spread.stdout)
+    assert suggested and all(tp == "8" for tp in suggested), spread.stdout
+    lora = ["--lora-rank", "16"]
+    trained = lambda out: float(re.search(r"of which trained \(LoRA adapters\)\s+(\d+\.\d+)M", out).group(1))
+    t1, t8 = (trained(run(args.mpiexec, mixtral + lora + ["--ep", ep], 1).stdout) for ep in ("1", "8"))
+    assert t8 < 0.5 * t1, (t1, t8)
+    print("--ep 8 on Mixtral 8x7B at TP 8: the same parameters a rank, activations %.2f -> %.2f GiB; LoRA's trained "
+          "%.1fM -> %.1fM a rank" % (rows(split.stdout)["= activations"][0] / 2 ** 30,
+                                     rows(spread.stdout)["= activations"][0] / 2 ** 30, t1, t8))
+    expect_error(args.mpiexec, "ep-not-dividing-tp", mixtral + ["--ep", "3"],
+                 r"expert-parallel size 3 does not divide tensor-parallel size 8", 2, None)
 
     small = run(args.mpiexec, base + ["--gpu-mem", "4GiB"], 2)
     assert small.returncode == 3 and "DOES NOT FIT" in small.stdout, (small.returncode, small.stdout, small.stderr)
