@@ -351,12 +351,15 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         shape.iterations() > 1 && shape.steps_per_epoch(1) != shape.steps_per_epoch(0)
             ? " (" + std::to_string(shape.steps_per_epoch(1)) + " from iteration 2 on, with the previous iteration's responses)"
             : "";
+    const std::string experts =
+        grid.ep_size() > 1 ? cat(", experts over ep ", grid.ep_size(), " (", shard->dims.experts, " a rank)") : "";
     std::printf("spin train: %lld iterations x %lld epochs x %lld steps%s (%lld in all) of %lld prompts; "
-                "layout tp %d x pp %d x dp %d%s%s\n--- effective configuration ---\n%s---\n",
+                "layout tp %d x pp %d x dp %d%s%s%s\n--- effective configuration ---\n%s---\n",
                 static_cast<long long>(c.iterations), static_cast<long long>(c.epochs),
                 static_cast<long long>(shape.steps_per_epoch(0)), later.c_str(), static_cast<long long>(total_steps),
                 static_cast<long long>(c.global_batch_size), grid.tp_size(), grid.pp_size(),
-                grid.dp_size(), c.distributed_optimizer ? ", distributed optimizer" : "", split, c.to_ini().c_str());
+                grid.dp_size(), experts.c_str(), c.distributed_optimizer ? ", distributed optimizer" : "", split,
+                c.to_ini().c_str());
     if (reference.frozen()) {
       std::printf("spin train: the %s held in bf16 alone (model.frozen_dtype = %s)\n",
                   lora.enabled() ? "reference, LoRA's base," : "reference", c.frozen_dtype.c_str());

@@ -4,7 +4,8 @@
   layouts       the same output for TP/PP/DP layouts (1 rank, TP=2, DP=2, TP=2 x DP=2, TP=2 x PP=2,
                 PP=2 x DP=2) and with the logits in chunks, to 1e-5; two pipeline stages give bitwise
                 the single rank's output (one OpenBLAS thread a rank: the same products, split by
-                layer), tied embeddings and experts included
+                layer), tied embeddings and experts included; nine mixtures' files read and scored with
+                their experts spread over TP 2 (--ep 2) as on one rank
   dtypes        BF16 weights in a sharded checkpoint score like the F32 single file
   bad-input     each bad input gives one clear error line, non-zero exit, no output, no hang
   text          text records through the model's tokenizer.json and the llama3 template score as
@@ -54,6 +55,14 @@ def case_layouts(args, tmp):
         two = score(args, os.path.join(args.models, name), args.input, os.path.join(tmp, name + "_pp2.jsonl"), 2,
                     extra=["--pp-layers", "1,1"], pp=2)
         compare(two, one, 0.0, 0.0, "%s: pp 2 vs 1 rank" % name)
+    # Expert parallelism (--ep 2 at TP 2): each rank reads and runs its half of the experts -- GraniteMoE's
+    # from the files' 3-D stacks, the others' tensor by tensor --, every router's rows as one rank's.
+    for name in ["tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen3-moe", "tiny-olmoe", "tiny-granitemoe", "tiny-glm4-moe",
+                 "tiny-deepseek-v2", "tiny-deepseek-v3", "tiny-dots1"]:
+        m = os.path.join(args.models, name)
+        one = score(args, m, args.input, os.path.join(tmp, name + "_ep_np1.jsonl"))
+        spread = score(args, m, args.input, os.path.join(tmp, name + "_ep2.jsonl"), 2, 2, ["--ep", "2"])
+        compare(spread, one, 1e-5, 1e-6, "%s: tp 2, ep 2 vs 1 rank" % name)
     chunked = score(args, model, args.input, os.path.join(tmp, "chunked.jsonl"), 2, 2, ["--logits-chunk-rows", "3"])
     compare(chunked, base, 1e-5, 1e-6, "logits 3 rows at a time at tp 2 vs all at once on 1 rank")
     # Sanity of the numbers themselves: the sum covers exactly the tokens at positions >= k.

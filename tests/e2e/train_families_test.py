@@ -387,7 +387,7 @@ def case_expert_parallel(args, tmp):
         out = os.path.join(tmp, "ep%d" % ep)
         r = run_ok(args.mpiexec, common + ["--checkpoint.save_dir", out, "--parallel.ep", str(ep)], 2)
         runs[ep] = untimed(os.path.join(out, "metrics.jsonl"))
-    assert "ep 2" in r.stdout, r.stdout[:3000]
+    assert "layout tp 2 x pp 1 x dp 1, experts over ep 2 (2 a rank)" in r.stdout, r.stdout[:3000]
     close_metrics(runs[2], runs[1], 1e-4, "ep 2 vs ep 1")
     train = [m for m in runs[2] if m["kind"] == "train"]
     assert len(train) == 6 and abs(train[0]["loss"] - math.log(2)) < 1e-12, train[0]
