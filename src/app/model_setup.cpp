@@ -401,8 +401,8 @@ void copy_tokenizer_files(const std::string& from, const std::string& to) {
   }
 }
 
-ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank,
-                            int pp, const std::string& pp_layers, int ep) {
+ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank, int pp,
+                            const std::string& pp_layers, int ep) {
   const auto counts = model::split_layers(config.num_layers, pp, parse_int_list(pp_layers, "--pp-layers"));
   return {config, model::stage_layers(counts, pp_rank), model::tp_dims(config, tp_rank, tp, ep)};
 }

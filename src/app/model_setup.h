@@ -33,8 +33,8 @@ ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::Pr
                             const std::string& pp_layers = "");
 // The shard of position (tp_rank, pp_rank) in a TP x PP layout of `config`, its experts over `ep`
 // groups of the TP ranks (model::TpDims).
-ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank,
-                            int pp, const std::string& pp_layers = "", int ep = 1);
+ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank, int pp,
+                            const std::string& pp_layers = "", int ep = 1);
 
 // The model an inference command (spin score, generate, eval) runs: a Hugging Face model
 // directory, or a spin checkpoint -- a step directory, a merged checkpoint file, or a training

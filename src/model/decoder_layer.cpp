@@ -221,8 +221,8 @@ void adapter_backward(const ModelContext& ctx, const BatchGeometry& b, std::int6
 }
 
 // The replicated factors' gradients (adapter_grads' partial sums) summed over TP and added: the
-// layer's targets', then a mixture's experts' (those of experts split over several ranks). (A replicated projection's adapter -- latent attention's
-// q_a_proj's, kv_a_proj_with_mqa's -- has its gradients whole on every rank already.)
+// layer's targets', then a mixture's experts' (those of experts split over several ranks). (A replicated projection's
+// adapter -- latent attention's q_a_proj's, kv_a_proj_with_mqa's -- has its gradients whole on every rank already.)
 void reduce_adapter_gradients(const ModelContext& ctx, LayerWeights& g, LayerGradScratch& s) {
   if (ctx.tp.size() == 1) return;
   const std::int64_t slot = s.lora_replicated.shape()[1];

@@ -114,9 +114,10 @@ std::int64_t product_grad_values(const TpDims& d, const ModelConfig& c, std::int
 // LoRA's: the rows of target t's saved u (LayerActivations::lora_u) -- a mixture's MLP targets'
 // over this rank's grouped rows (TpDims::grouped_rows) and its shared expert's rows --, the slots of the
 // replicated factors' gradients (LayerGradScratch::lora_replicated: the layer's targets, then a mixture's
-// shared expert's three and its experts' three each where they are split: expert_adapter_slot) and each slot's floats (rank x the widest whole factor's input or output:
-// hidden, or latent attention's q_lora_rank or kv_lora_rank), and the keys of a mixture's grouped rows
-// under LoRA's dropout of its experts' adapters (MoeActivations::row_keys; 0 without).
+// shared expert's three and its experts' three each where they are split: expert_adapter_slot) and each slot's floats
+// (rank x the widest whole factor's input or output: hidden, or latent attention's q_lora_rank or kv_lora_rank), and
+// the keys of a mixture's grouped rows under LoRA's dropout of its experts' adapters (MoeActivations::row_keys; 0
+// without).
 std::int64_t lora_u_rows(const TpDims& d, const ModelConfig& c, LoraTarget t, std::int64_t rows);
 std::int64_t lora_replicated_slots(const TpDims& d, const ModelConfig& c, const LoraConfig& lora);
 std::int64_t lora_replicated_slot(const ModelConfig& c, const LoraConfig& lora, const TpDims& d);

@@ -128,8 +128,7 @@ void LayerActivations::allocate(const TpDims& d, const BatchGeometry& b, std::in
     moe.slots = ix[0], moe.sources = ix[1];
     if (keys > 0) moe.row_keys = ix[2];
     // The grouped rows in the products' precision: float32, or bf16 alone.
-    const Tensor x =
-        workspace_moe_x_.carve(device, {{grouped, d.hidden}}, 1, mixed ? DType::BF16 : DType::F32)[0];
+    const Tensor x = workspace_moe_x_.carve(device, {{grouped, d.hidden}}, 1, mixed ? DType::BF16 : DType::F32)[0];
     (mixed ? moe.x_bf16 : moe.x) = x;
   }
   lora_u = {};

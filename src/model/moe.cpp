@@ -299,8 +299,8 @@ class ExpertAdapters {
   std::pair<float*, float*> grads(const LayerWeights& g, std::size_t e, LoraTarget t, const Tensor& replicated) const {
     // The shared expert split over the TP group, an expert over its expert-parallel group's ranks.
     const bool partial = shared(e) ? ctx_.tp.size() > 1 : ctx_.dims.expert_tp > 1;
-    return adapter_grads(factors(g, e, t), t, replicated, expert_adapter_slot(ctx_.config, static_cast<std::int64_t>(e), t),
-                         partial);
+    return adapter_grads(factors(g, e, t), t, replicated,
+                         expert_adapter_slot(ctx_.config, static_cast<std::int64_t>(e), t), partial);
   }
 
  private:

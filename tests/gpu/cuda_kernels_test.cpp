@@ -312,8 +312,7 @@ TEST_F(Fixture, MixtureOfExpertsGatherAndJoin) {
   gpu.moe_combine(gout.f(), gy.f(), gheld.buffer.as<Index>(), gweights.f(), n, k, width);
   EXPECT_EQ(gout.get(gpu), out);
   std::fill(dy.begin(), dy.end(), 0.0f);
-  cpu.moe_combine_backward(dy.data(), dweights.data(), dout.data(), y.data(), held.data(), weights.data(), n, k,
-                           width);
+  cpu.moe_combine_backward(dy.data(), dweights.data(), dout.data(), y.data(), held.data(), weights.data(), n, k, width);
   gpu.moe_combine_backward(gdy_held.f(), gdw.f(), gdout.f(), gy.f(), gheld.buffer.as<Index>(), gweights.f(), n, k,
                            width);
   EXPECT_EQ(gdy_held.get(gpu), dy);

@@ -126,8 +126,8 @@ Run run(const ModelConfig& config, parallel::Communicator& tp, const Options& o 
 
 void expect_same_as_tp1(const testing::TinyShape& shape, int tp, const Options& o = {}) {
   SCOPED_TRACE(cat("TP ", tp, o.ep > 1 ? cat(", EP ", o.ep) : "", o.sequence_parallel ? ", sequence parallel" : "",
-                   o.recompute ? ", recompute " : "",
-                   o.recompute ? cat(o.recompute_layers, " layers (0: all)") : "", o.mixed ? ", bf16" : ""));
+                   o.recompute ? ", recompute " : "", o.recompute ? cat(o.recompute_layers, " layers (0: all)") : "",
+                   o.mixed ? ", bf16" : ""));
   const ModelConfig config = testing::tiny_config(shape);
   parallel::SelfCommunicator self;
   Options one_rank;
@@ -321,8 +321,8 @@ TEST(ExpertParallel, MatchesOneRankWithTheExpertsSpreadOverTheTpGroup) {
   using testing::TinyFamily;
   testing::TinyShape shape;
   shape.kv_heads = 4;
-  for (const TinyFamily family :
-       {TinyFamily::Mixtral, TinyFamily::Qwen2Moe, TinyFamily::Glm4Moe, TinyFamily::DeepseekV3, TinyFamily::GraniteMoe}) {
+  for (const TinyFamily family : {TinyFamily::Mixtral, TinyFamily::Qwen2Moe, TinyFamily::Glm4Moe,
+                                  TinyFamily::DeepseekV3, TinyFamily::GraniteMoe}) {
     SCOPED_TRACE(testing::tiny_family_name(family));
     shape.family = family;
     expect_same_as_tp1(shape, 2, {.ep = 2});
@@ -350,14 +350,17 @@ TEST(ExpertParallel, RefusesSizesThatDoNotDivideTheTpGroupOrTheExperts) {
   shape.kv_heads = 4;
   shape.family = testing::TinyFamily::Mixtral;
   const ModelConfig mixtral = testing::tiny_config(shape);
-  EXPECT_NE(testing::error_of([&] { tp_dims(mixtral, 0, 4, 3); }).find("expert-parallel size 3 does not divide tensor-parallel size 4"), std::string::npos);
+  const auto refusal = [](const ModelConfig& c, int tp, int ep) {
+    return testing::error_of([&] { tp_dims(c, 0, tp, ep); });
+  };
+  EXPECT_NE(refusal(mixtral, 4, 3).find("expert-parallel size 3 does not divide tensor-parallel size 4"),
+            std::string::npos);
   testing::TinyShape v2 = shape;
   v2.family = testing::TinyFamily::DeepseekV2;  // 6 experts
-  EXPECT_NE(testing::error_of([&] { tp_dims(testing::tiny_config(v2), 0, 4, 4); })
-                .find("num_experts (6) is not divisible by expert-parallel size 4"),
+  EXPECT_NE(refusal(testing::tiny_config(v2), 4, 4).find("num_experts (6) is not divisible by expert-parallel size 4"),
             std::string::npos);
   shape.family = testing::TinyFamily::Llama;
-  EXPECT_NE(testing::error_of([&] { tp_dims(testing::tiny_config(shape), 0, 2, 2); }).find("the model has no experts"), std::string::npos);
+  EXPECT_NE(refusal(testing::tiny_config(shape), 2, 2).find("the model has no experts"), std::string::npos);
   // The rank's experts and their split: rank 3 of TP 4 at EP 2 holds experts 2 and 3, their second half.
   const TpDims d = tp_dims(mixtral, 3, 4, 2);
   EXPECT_EQ(d.first_expert, 2);

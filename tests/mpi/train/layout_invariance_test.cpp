@@ -52,9 +52,9 @@ void check_layout(const SftSetup& s, double tolerance = 1e-5) {
   const Result reference = train(self, single);
   auto group = world.split(world.rank() < size ? 0 : 1, world.rank());
   if (world.rank() >= size) return;
-  const std::string what = spin::cat("(tp ", s.layout.tp, ", pp ", s.layout.pp, ", dp ", s.layout.dp, ", ep ", s.layout.ep,
-                               s.distributed ? ", distributed" : "", s.tie ? ", tied" : ", untied", ", ",
-                               testing::tiny_family_name(s.family), ")");
+  const std::string what = spin::cat("(tp ", s.layout.tp, ", pp ", s.layout.pp, ", dp ", s.layout.dp, ", ep ",
+                                     s.layout.ep, s.distributed ? ", distributed" : "", s.tie ? ", tied" : ", untied",
+                                     ", ", testing::tiny_family_name(s.family), ")");
   expect_same(train(*group, s), reference, what, tolerance);
 }
 
@@ -272,7 +272,8 @@ TEST(LayoutInvariance, ExpertParallelismUnderPipelineTensorAndDataParallelism) {
     if (family == testing::TinyFamily::Mixtral) s.router_aux_loss_coef = 0.1f, s.router_z_loss_coef = 0.01f;
     if (family == testing::TinyFamily::Glm4Moe) s.router_bias_update_rate = 0.01f;
     // (GLM-4.5's head norms and DeepSeek-V3's latents grow the layouts' rounding, as above.)
-    const double tolerance = family == testing::TinyFamily::Mixtral || family == testing::TinyFamily::Qwen2Moe ? 1e-5 : 5e-5;
+    const double tolerance =
+        family == testing::TinyFamily::Mixtral || family == testing::TinyFamily::Qwen2Moe ? 1e-5 : 5e-5;
     check_layout(s, tolerance);
     if (family == testing::TinyFamily::Glm4Moe || family == testing::TinyFamily::DeepseekV3) continue;
     s.lora = testing::tiny_lora();

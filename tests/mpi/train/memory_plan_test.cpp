@@ -45,11 +45,11 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
            Family family = Family::Llama, std::int64_t step_tokens = 0, const model::LoraConfig& lora = {},
            std::int64_t recompute_layers = 0, model::WeightStorage reference_storage = model::WeightStorage::Float32) {
   const bool frozen = reference_storage == model::WeightStorage::FrozenBf16;
-  SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, " ep ", layout.ep, distributed ? " distributed" : "", tied ? " tied" : "",
-                   mixed ? " bf16" : "", recompute ? " recompute" : "", sequence_parallel ? " sequence parallel" : "",
-                   " logits chunk ", logits_chunk, " ", testing::tiny_family_name(family), " step tokens ", step_tokens,
-                   lora.enabled() ? " LoRA" : "", " recomputed layers ", recompute_layers,
-                   frozen ? " frozen bf16 reference" : ""));
+  SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, " ep ", layout.ep, distributed ? " distributed" : "",
+                   tied ? " tied" : "", mixed ? " bf16" : "", recompute ? " recompute" : "",
+                   sequence_parallel ? " sequence parallel" : "", " logits chunk ", logits_chunk, " ",
+                   testing::tiny_family_name(family), " step tokens ", step_tokens, lora.enabled() ? " LoRA" : "",
+                   " recomputed layers ", recompute_layers, frozen ? " frozen bf16 reference" : ""));
   SpinConfig spin;
   spin.kl_penalty = {0.5};
   spin.global_batch = 8;

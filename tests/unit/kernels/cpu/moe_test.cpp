@@ -56,8 +56,8 @@ TEST(MoeCombine, SlotsOfOtherRanksAreLeftOut) {
   for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<float>(i) + 1.0f;
   std::vector<float> dout(n * width, 1.0f), out(n * width, -7.0f), dy(4 * width + width, -7.0f), dw(n * top, -7.0f);
   k.moe_combine(out.data(), y.data(), slots.data(), weights.data(), n, top, width);
-  const std::vector<float> want = {0.5f * 1, 0.5f * 2, 0.5f * 3,   0.25f * 7 + 2.0f * 10, 0.25f * 8 + 2.0f * 11,
-                                   0.25f * 9 + 2.0f * 12, 4.0f * 4, 4.0f * 5, 4.0f * 6, 0, 0, 0};
+  // Row 0: 0.5 y[0]; row 1: 0.25 y[2] + 2 y[3]; row 2: 4 y[1]; row 3: nothing here.
+  const std::vector<float> want = {0.5f, 1.0f, 1.5f, 21.75f, 24.0f, 26.25f, 16.0f, 20.0f, 24.0f, 0.0f, 0.0f, 0.0f};
   EXPECT_EQ(out, want);
   k.moe_combine_backward(dy.data(), dw.data(), dout.data(), y.data(), slots.data(), weights.data(), n, top, width);
   EXPECT_EQ(dw, (std::vector<float>{6.0f, 0.0f, 24.0f, 33.0f, 0.0f, 15.0f, 0.0f, 0.0f}));
