@@ -273,7 +273,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     for (std::size_t i = 0; i < fits.size() && i < 8; ++i) {
       const train::LayoutFit& f = fits[i];
       std::printf("  --tp %d --pp %d (dp %d)%s%s%s%s%s%s%s  peak %s\n", f.tp, f.pp, f.dp,
-                  o.ep > 1 ? cat(" --ep ", o.ep).c_str() : "",
+                  f.ep > 1 ? cat(" --ep ", f.ep).c_str() : "",
                   f.distributed_optimizer ? " --distributed-optimizer" : "",
                   f.sequence_parallel ? " --sequence-parallel" : "",
                   f.rollout_step_tokens > 0 ? cat(" --rollout-step-tokens ", f.rollout_step_tokens).c_str() : "",

@@ -372,8 +372,9 @@ std::int64_t fewest_recomputed_layers(PlanRequest request, std::int64_t capacity
 
 std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_per_node, std::int64_t capacity) {
   std::vector<LayoutFit> out;
+  const int asked_ep = request.ep;
   for (int tp = 1; tp <= std::min(gpus, gpus_per_node); ++tp) {
-    if (gpus % tp != 0 || tp % request.ep != 0) continue;  // the expert-parallel groups within TP
+    if (gpus % tp != 0 || tp % asked_ep != 0) continue;  // the expert-parallel groups within TP
     for (int pp = 1; pp <= gpus / tp; ++pp) {
       if ((gpus / tp) % pp != 0 || pp > request.config.num_layers) continue;
       request.tp = tp;
@@ -390,21 +391,29 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
       // LoRA's base in bf16 alone changes its merges (rounded to bf16): offered after what changes no
       // result, before recomputation's compute.
       const bool can_freeze = request.lora.enabled() && request.precision.bf16_products;
+      // LoRA of a mixture's experts: the experts spread over the TP ranks (ep = tp) keep each expert's
+      // adapters on one rank (no copies of their replicated factors): the same results to rounding, the
+      // step at the mercy of the routing's balance -- offered after chunked prefill.
+      const bool can_spread = asked_ep == 1 && tp > 1 && request.config.moe() && request.lora.targets_mlp() &&
+                              request.config.num_experts % tp == 0;
       struct Option {
         bool distributed, split;
         std::int64_t chunk;
+        int ep;
         bool frozen, recompute;
         bool operator==(const Option&) const = default;
       };
       std::vector<Option> options;
       for (bool recompute : {asked_recompute, true}) {
         for (bool frozen : {asked_frozen, asked_frozen || can_freeze}) {
-          const std::int64_t budget = chunked_prefill_tokens(request);  // at least what this pp needs
-          for (std::int64_t chunk : {asked_chunk > 0 ? budget : 0, budget}) {
-            for (bool split : {asked_split, tp > 1}) {
-              for (bool distributed : {false, request.dp > 1}) {
-                const Option o{distributed, split, chunk, frozen, recompute};
-                if (std::find(options.begin(), options.end(), o) == options.end()) options.push_back(o);
+          for (int ep : {asked_ep, can_spread ? tp : asked_ep}) {
+            const std::int64_t budget = chunked_prefill_tokens(request);  // at least what this pp needs
+            for (std::int64_t chunk : {asked_chunk > 0 ? budget : 0, budget}) {
+              for (bool split : {asked_split, tp > 1}) {
+                for (bool distributed : {false, request.dp > 1}) {
+                  const Option o{distributed, split, chunk, ep, frozen, recompute};
+                  if (std::find(options.begin(), options.end(), o) == options.end()) options.push_back(o);
+                }
               }
             }
           }
@@ -414,6 +423,7 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
         request.distributed_optimizer = o.distributed;
         request.sequence_parallel = o.split;
         request.rollout_step_tokens = o.chunk;
+        request.ep = o.ep;
         request.frozen_bf16 = o.frozen;
         request.recompute_activations = o.recompute;
         try {
@@ -428,7 +438,7 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
               fewer.recompute_num_layers = layers;
               peak = plan_memory(fewer).peak();
             }
-            out.push_back({tp, pp, request.dp, o.distributed, o.split && tp > 1, o.chunk, o.frozen && !asked_frozen,
+            out.push_back({tp, pp, request.dp, o.distributed, o.split && tp > 1, o.chunk, o.ep, o.frozen && !asked_frozen,
                            o.recompute, o.recompute ? layers : 0, peak});
             break;  // fits: nothing more is needed
           }
@@ -438,6 +448,7 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
       }
       request.sequence_parallel = asked_split;
       request.rollout_step_tokens = asked_chunk;
+      request.ep = asked_ep;
       request.frozen_bf16 = asked_frozen;
       request.recompute_activations = asked_recompute;
     }

@@ -113,8 +113,10 @@ MemoryPlan plan_memory(const PlanRequest& request);
 // smallest peak. Each layout as
 // asked, else with the cheapest additions that make it fit: the distributed optimizer, then
 // sequence parallelism (tp > 1), then chunked prefill (generation calls of at most
-// chunked_prefill_tokens(request): a few more of them while prompts are prefilled), then -- LoRA
-// with bf16 products -- the base in bf16 alone (frozen_bf16: its merges rounded to bf16), then
+// chunked_prefill_tokens(request): a few more of them while prompts are prefilled), then -- LoRA of
+// a mixture's experts, where the request has ep 1 -- the experts spread over the TP ranks (ep = tp:
+// each expert's adapters on one rank), then -- LoRA with bf16 products -- the base in bf16 alone
+// (frozen_bf16: its merges rounded to bf16), then
 // activation recomputation (a third more compute) of as few of each stage's first layers as fit
 // (recompute_num_layers; 0: every layer) where the request did not ask for recomputation.
 struct LayoutFit {
@@ -122,6 +124,7 @@ struct LayoutFit {
   bool distributed_optimizer = false;
   bool sequence_parallel = false;
   std::int64_t rollout_step_tokens = 0;
+  int ep = 1;  // the request's, or ep = tp offered
   bool frozen_bf16 = false;
   bool recompute_activations = false;
   std::int64_t recompute_num_layers = 0;

@@ -256,6 +256,57 @@ TEST(MemoryPlan, SuggestedLayoutsOfferLorasBaseInBf16BeforeRecomputation) {
   }
 }
 
+// GLM-4.5-Air's shapes (jobs/configs/models/glm-4.5-air.json): 128 experts of 1408, 8 a token, a shared
+// expert, a dense first layer of 10944.
+model::ModelConfig glm45_air() {
+  return model::ModelConfig::from_json(
+      R"({"model_type": "glm4_moe", "attention_bias": true, "head_dim": 128, "hidden_size": 4096,
+          "partial_rotary_factor": 0.5, "intermediate_size": 10944, "max_position_embeddings": 131072,
+          "moe_intermediate_size": 1408, "norm_topk_prob": true, "num_attention_heads": 96, "n_group": 1,
+          "topk_group": 1, "n_routed_experts": 128, "n_shared_experts": 1, "routed_scaling_factor": 1.0,
+          "num_experts_per_tok": 8, "first_k_dense_replace": 1, "num_hidden_layers": 46, "num_key_value_heads": 8,
+          "rms_norm_eps": 1e-05, "rope_theta": 1000000, "tie_word_embeddings": false, "vocab_size": 151552,
+          "eos_token_id": 151329})",
+      "GLM-4.5-Air config");
+}
+
+// LoRA of a mixture's experts (GLM-4.5-Air, jobs/configs/glm-4.5-air-lora.ini's run on 16 GPUs of 50 GiB):
+// at TP 8 x PP 2 the experts spread over the TP ranks (ep 8) fit where every rank's share of every
+// expert does not -- offered before the base in bf16 and recomputation, and its peak is spin plan's at
+// ep 8; never offered to full fine-tuning, nor where the request names an ep.
+TEST(MemoryPlan, SuggestedLayoutsOfferTheExpertsSpreadForLoraOfAMixture) {
+  const std::int64_t gib = std::int64_t{1} << 30;
+  PlanRequest r;
+  r.config = glm45_air();
+  r.micro_batch = 2, r.seq = 1024, r.global_batch = 64, r.rollout_batch = 8;
+  r.sequence_parallel = r.recompute_activations = true;
+  r.logits_chunk_rows = 1024;
+  r.lora.rank = 16;
+  r.lora.dropout = 0.05;
+  r.lora.targets =
+      model::lora_targets_of_model(r.config, model::parse_lora_targets("all-linear", "test"), "all-linear", "test");
+  const std::vector<LayoutFit> fits = fitting_layouts(r, 16, 8, 50 * gib);
+  const auto at = std::find_if(fits.begin(), fits.end(), [](const LayoutFit& f) { return f.tp == 8 && f.pp == 2; });
+  ASSERT_NE(at, fits.end());
+  EXPECT_EQ(at->ep, 8);
+  EXPECT_FALSE(at->frozen_bf16);
+  EXPECT_EQ(at->recompute_num_layers, 0);
+  PlanRequest spread = r;
+  spread.tp = 8, spread.pp = 2, spread.ep = 8;
+  spread.rollout_step_tokens = at->rollout_step_tokens;
+  EXPECT_EQ(plan_memory(spread).peak(), at->peak);
+  PlanRequest split = spread;
+  split.ep = 1;
+  EXPECT_GT(plan_memory(split).peak(), 50 * gib);
+  for (const LayoutFit& f : fits) EXPECT_TRUE(f.ep == 1 || f.ep == f.tp) << f.tp;
+  PlanRequest full = r;
+  full.lora = {};
+  for (const LayoutFit& f : fitting_layouts(full, 16, 8, 80 * gib)) EXPECT_EQ(f.ep, 1) << f.tp << " x " << f.pp;
+  PlanRequest asked = r;
+  asked.ep = 4;
+  for (const LayoutFit& f : fitting_layouts(asked, 16, 8, 80 * gib)) EXPECT_EQ(f.ep, 4) << f.tp << " x " << f.pp;
+}
+
 TEST(MemoryPlan, ImpossibleRequestsAreRefusedByName) {
   PlanRequest r = request(3, 1, 1, false);
   EXPECT_NE(testing::error_of([&] { plan_memory(r); }).find("3"), std::string::npos);
