@@ -517,10 +517,13 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
           const std::string gen_rate =
               m.generated_tokens > 0 ? cat(" (", std::llround(m.generation_tokens_per_second), " tok/s)") : "";
           const std::string mfu = c.peak_tflops > 0.0 ? cat(" (MFU ", std::llround(100.0 * m.tflops_per_rank / c.peak_tflops), "%)") : "";
-          char load[96] = "";  // a mixture of experts' busiest and idlest expert against the mean, its balance loss
+          // A mixture of experts' busiest and idlest expert against the mean, its balance loss; under expert
+          // parallelism the busiest rank's experts against the ranks' mean.
+          char load[128] = "", ranks[32] = "";
+          if (m.expert_rank_load_max > 0.0) std::snprintf(ranks, sizeof ranks, " (ranks %.2fx)", m.expert_rank_load_max);
           if (m.expert_load_max > 0.0) {
-            std::snprintf(load, sizeof load, " | experts %.2f-%.2fx balance %.4f", m.expert_load_min, m.expert_load_max,
-                          m.balance_loss);
+            std::snprintf(load, sizeof load, " | experts %.2f-%.2fx%s balance %.4f", m.expert_load_min,
+                          m.expert_load_max, ranks, m.balance_loss);
           }
           std::printf(
               "iter %lld epoch %lld step %lld/%lld | loss %.4f | rewards real %.4f gen %.4f margin %.4f "

@@ -80,6 +80,10 @@ std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t 
                         m->expert_load_max, m->expert_load_min, m->balance_loss, m->z_loss);
       out.append(buf, static_cast<std::size_t>(n));
     }
+    if (m->expert_rank_load_max > 0.0) {  // experts spread over the TP ranks
+      n = std::snprintf(buf, sizeof buf, ", \"expert_rank_load_max\": %.17g", m->expert_rank_load_max);
+      out.append(buf, static_cast<std::size_t>(n));
+    }
     if (peak_tflops > 0.0) {
       n = std::snprintf(buf, sizeof buf, ", \"mfu\": %.17g", m->tflops_per_rank / peak_tflops);
       out.append(buf, static_cast<std::size_t>(n));
@@ -134,6 +138,7 @@ void MetricsLog::record(const char* kind, std::int64_t iteration, std::int64_t e
     put("router_balance_loss", m->balance_loss);
     put("router_z_loss", m->z_loss);
   }
+  if (m->expert_rank_load_max > 0.0) put("expert_rank_load_max", m->expert_rank_load_max);
     put("consumed_samples", static_cast<double>(consumed));
   } else {
     put("sft_nll", s.sft_nll);

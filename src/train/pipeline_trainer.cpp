@@ -130,6 +130,21 @@ std::pair<double, double> load_spread(const std::vector<double>& load, std::int6
 
 }  // namespace
 
+double expert_group_load_max(const std::vector<double>& load, std::int64_t experts, int groups) {
+  const auto size = static_cast<std::size_t>(experts / groups);
+  std::vector<double> sums(static_cast<std::size_t>(groups));
+  double most = 0.0;
+  for (std::size_t first = 0; first < load.size(); first += static_cast<std::size_t>(experts)) {
+    for (std::size_t g = 0; g < sums.size(); ++g) {
+      const auto block = load.begin() + static_cast<std::ptrdiff_t>(first + g * size);
+      sums[g] = std::accumulate(block, block + static_cast<std::ptrdiff_t>(size), 0.0);
+    }
+    const double mean = std::accumulate(sums.begin(), sums.end(), 0.0) / static_cast<double>(groups);
+    if (mean > 0.0) most = std::max(most, *std::max_element(sums.begin(), sums.end()) / mean);
+  }
+  return most;
+}
+
 void update_router_biases(model::ModelWeights& weights, const model::StageLayers& stage,
                           const model::ModelConfig& config, const std::vector<double>& load) {
   const auto experts = static_cast<std::size_t>(config.num_experts);
@@ -216,6 +231,7 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
   const std::vector<double> load = global_expert_load(grid_, transformer_);
   if (!load.empty()) {
     std::tie(r.expert_load_max, r.expert_load_min) = load_spread(load, config.num_experts);
+    if (grid_.ep_size() > 1) r.expert_rank_load_max = expert_group_load_max(load, config.num_experts, grid_.ep_size());
     // After the optimizer (which never moves the biases: no gradient reaches them), on every rank
     // alike from the same sums.
     if (config.router_bias_update_rate > 0.0f && o.applied) update_router_biases(weights_, s, config, load);

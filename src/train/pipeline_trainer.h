@@ -42,7 +42,17 @@ struct StepMetrics {
   // likewise, the smallest (0: an expert no row reached); both 0 for a dense model.
   double expert_load_max = 0.0;
   double expert_load_min = 0.0;
+  // Under expert parallelism (ProcessGrid::ep_size > 1): each layer's busiest expert-parallel group's
+  // rows -- its experts' sum -- over the groups' mean, the largest over the layers (1: balanced). The
+  // ranks of a layer wait for that group, so it bounds the experts' share of the step from below (a
+  // step's sums smooth what each micro-batch's routing does); 0 at ep 1.
+  double expert_rank_load_max = 0.0;
 };
+
+// StepMetrics::expert_rank_load_max from `load` ([layers, experts], global_expert_load's): each layer's
+// loads summed over `groups` consecutive blocks of experts (model::TpDims' expert-parallel groups), the
+// busiest block over the blocks' mean, the largest over the layers (layers without rows skipped; 0 if none).
+double expert_group_load_max(const std::vector<double>& load, std::int64_t experts, int groups);
 
 // The correction bias of each layer of experts in `stage` (LayerWeights::router_bias: GLM-4.5's,
 // dots.llm1's) moved by ModelConfig::router_bias_update_rate toward balance: + rate where the

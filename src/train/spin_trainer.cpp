@@ -409,6 +409,7 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   out.seconds_training = since(t);
   out.expert_load_max = m.expert_load_max;
   out.expert_load_min = m.expert_load_min;
+  out.expert_rank_load_max = m.expert_rank_load_max;
   out.balance_loss = m.balance_loss;
   out.z_loss = m.z_loss;
 

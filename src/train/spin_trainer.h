@@ -130,6 +130,9 @@ struct SpinStepMetrics {
   // train for (docs/spin.md), is doing.
   double expert_load_max = 0.0;
   double expert_load_min = 0.0;
+  // Under expert parallelism, the busiest expert-parallel group's rows over the groups' mean
+  // (StepMetrics::expert_rank_load_max); 0 at ep 1.
+  double expert_rank_load_max = 0.0;
   // Its router's load-balancing loss over the step (StepMetrics::balance_loss: experts_per_token
   // where every expert takes its share), trained where ModelConfig::router_aux_loss_coef is not 0.
   double balance_loss = 0.0;

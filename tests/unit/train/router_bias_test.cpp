@@ -39,5 +39,16 @@ TEST(RouterBias, MovesEachExpertTowardTheLayersMeanLoad) {
   }
 }
 
+// StepMetrics::expert_rank_load_max: 4 experts over 2 expert-parallel groups. A dense layer (all 0)
+// is skipped; layer 1's [3, 1, 2, 2]: groups 4 and 4, balanced; layer 2's [0, 8, 0, 0]: 8 and 0, the busiest
+// twice the mean -- the largest over the layers. Over 4 groups (one expert each) layer 2's busiest is 4x.
+TEST(RouterBias, ExpertGroupLoadIsTheBusiestGroupOverTheMean) {
+  const std::vector<double> load = {0, 0, 0, 0, 3, 1, 2, 2, 0, 8, 0, 0};
+  EXPECT_EQ(expert_group_load_max(load, 4, 2), 2.0);
+  EXPECT_EQ(expert_group_load_max(load, 4, 4), 4.0);
+  EXPECT_EQ(expert_group_load_max({3, 1, 2, 2}, 4, 2), 1.0);
+  EXPECT_EQ(expert_group_load_max({0, 0, 0, 0}, 4, 2), 0.0);
+}
+
 }  // namespace
 }  // namespace spin::train
