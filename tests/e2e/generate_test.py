@@ -3,7 +3,8 @@
 
   layouts     1 rank, TP 2, TP 2 x PP 2, PP 2 x DP 2 and different batch sizes (sequences in
               flight, refilled as they finish, or every prompt at once) write the same
-              responses (log-probabilities to 1e-5); the model read from a spin checkpoint of
+              responses (log-probabilities to 1e-5), and a Mixtral with its experts spread over
+              the TP ranks (--ep 2) its one rank's; the model read from a spin checkpoint of
               another layout writes them bitwise
   scores      `spin score` of prompt + response gives the log-probabilities generation reported
   bad-input   over-long and empty prompts, invalid sampling values: one error line, no output
@@ -55,6 +56,16 @@ def case_layouts(args, tmp):
             assert g["finish_reason"] == b["finish_reason"], (i, extra)
             assert all(abs(x - y) <= 1e-5 for x, y in zip(g["logprobs"], b["logprobs"])), (i, extra)
         print("%d ranks %s: %d responses identical" % (ranks, " ".join(extra), len(got)))
+    # A mixture's experts spread over the TP ranks (--ep 2: each rank two of tiny-mixtral's four): one rank's
+    # responses, with continuous batching and chunked prefill.
+    mixtral = os.path.join(args.models, "tiny-mixtral")
+    one = generate(args, os.path.join(tmp, "mixtral-one.jsonl"), 1, "--batch-size", "3", model=mixtral)
+    got = generate(args, os.path.join(tmp, "mixtral-ep.jsonl"), 4, "--tp", "2", "--ep", "2", "--pp", "2", "--batch-size",
+                   "3", "--max-step-tokens", "4", model=mixtral)
+    for i, (g, b) in enumerate(zip(got, one)):
+        assert g["response"] == b["response"] and g["finish_reason"] == b["finish_reason"], (i, g, b)
+        assert all(abs(x - y) <= 1e-5 for x, y in zip(g["logprobs"], b["logprobs"])), i
+    print("tiny-mixtral at TP 2 x PP 2 with ep 2: %d responses as one rank's" % len(got))
     # The model as a spin checkpoint (imported at TP 2 x PP 2, read whole on one rank): the same
     # responses and log-probabilities, bitwise.
     checkpoint = os.path.join(tmp, "checkpoint")
