@@ -520,7 +520,9 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
           // A mixture of experts' busiest and idlest expert against the mean, its balance loss; under expert
           // parallelism the busiest rank's experts against the ranks' mean.
           char load[128] = "", ranks[32] = "";
-          if (m.expert_rank_load_max > 0.0) std::snprintf(ranks, sizeof ranks, " (ranks %.2fx)", m.expert_rank_load_max);
+          if (m.expert_rank_load_max > 0.0) {
+            std::snprintf(ranks, sizeof ranks, " (ranks %.2fx)", m.expert_rank_load_max);
+          }
           if (m.expert_load_max > 0.0) {
             std::snprintf(load, sizeof load, " | experts %.2f-%.2fx%s balance %.4f", m.expert_load_min,
                           m.expert_load_max, ranks, m.balance_loss);

@@ -129,16 +129,16 @@ void MetricsLog::record(const char* kind, std::int64_t iteration, std::int64_t e
     put("lr", m->lr);
     put("grad_norm", m->grad_norm);
     put("tokens_per_second", m->tokens_per_second);
-  put("tflops_per_rank", m->tflops_per_rank);
-  put("generation_tokens_per_second", m->generation_tokens_per_second);
-  if (peak_tflops_ > 0.0) put("mfu", m->tflops_per_rank / peak_tflops_);
-  if (m->expert_load_max > 0.0) {
-    put("expert_load_max", m->expert_load_max);
-    put("expert_load_min", m->expert_load_min);
-    put("router_balance_loss", m->balance_loss);
-    put("router_z_loss", m->z_loss);
-  }
-  if (m->expert_rank_load_max > 0.0) put("expert_rank_load_max", m->expert_rank_load_max);
+    put("tflops_per_rank", m->tflops_per_rank);
+    put("generation_tokens_per_second", m->generation_tokens_per_second);
+    if (peak_tflops_ > 0.0) put("mfu", m->tflops_per_rank / peak_tflops_);
+    if (m->expert_load_max > 0.0) {
+      put("expert_load_max", m->expert_load_max);
+      put("expert_load_min", m->expert_load_min);
+      put("router_balance_loss", m->balance_loss);
+      put("router_z_loss", m->z_loss);
+    }
+    if (m->expert_rank_load_max > 0.0) put("expert_rank_load_max", m->expert_rank_load_max);
     put("consumed_samples", static_cast<double>(consumed));
   } else {
     put("sft_nll", s.sft_nll);

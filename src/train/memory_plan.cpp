@@ -438,8 +438,8 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
               fewer.recompute_num_layers = layers;
               peak = plan_memory(fewer).peak();
             }
-            out.push_back({tp, pp, request.dp, o.distributed, o.split && tp > 1, o.chunk, o.ep, o.frozen && !asked_frozen,
-                           o.recompute, o.recompute ? layers : 0, peak});
+            out.push_back({tp, pp, request.dp, o.distributed, o.split && tp > 1, o.chunk, o.ep,
+                           o.frozen && !asked_frozen, o.recompute, o.recompute ? layers : 0, peak});
             break;  // fits: nothing more is needed
           }
         } catch (const Error&) {
