@@ -41,6 +41,9 @@ struct ModelSize {
   int sliding_window = 0;        // keys; 0: config.json without the key (the family's default)
 };
 
+// The benches' --ep (spin's parallel.ep: model::TpDims).
+inline constexpr const char* kExpertParallelHelp = "a mixture's expert-parallel size within the TP group";
+
 inline void add_model_options(boost::program_options::options_description& desc, ModelSize& s) {
   namespace po = boost::program_options;
   desc.add_options()

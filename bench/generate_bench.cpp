@@ -177,7 +177,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("new-tokens", po::value(&o.new_tokens)->default_value(o.new_tokens), "tokens generated per prompt")
       ("batches", po::value(&o.batches)->default_value(o.batches), "comma-separated batch sizes")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
-      ("ep", po::value(&o.ep)->default_value(o.ep), "a mixture's expert-parallel size within the TP group")
+      ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
       ("refill-prompts", po::value(&o.refill_prompts)->default_value(o.refill_prompts),
        "prompts of the continuous-batching comparison (0: skip it)")
       ("refill-slots", po::value(&o.refill_slots)->default_value(o.refill_slots),

@@ -46,7 +46,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("steps", po::value(&o.steps)->default_value(o.steps), "timed steps")
       ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed steps first")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
-      ("ep", po::value(&o.ep)->default_value(o.ep), "a mixture's expert-parallel size within the TP group")
+      ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
       ("profile", po::bool_switch(&o.profile), "print time per kernel (rank 0)");
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
   const bool root = world.rank() == 0;

@@ -50,7 +50,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("steps", po::value(&o.steps)->default_value(o.steps), "timed steps")
       ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed steps first")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
-      ("ep", po::value(&o.ep)->default_value(o.ep), "a mixture's expert-parallel size within the TP group")
+      ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("distributed-optimizer", po::bool_switch(&o.distributed), "ZeRO-1 optimizer")
       ("overlap-grad-reduce", po::bool_switch(&o.overlap), "each layer's DP all-reduce as soon as it is final")

@@ -103,7 +103,6 @@ std::vector<FullTensor> gather_model(const std::vector<ShardedTensor>& local,
       next = it != placed.end() ? it->second : placed.emplace(name, order.insert(next, name)).first->second;
     }
   }
-  // (A tensor with no primary copy anywhere -- none in a model -- would stay empty: left out below.)
   std::vector<FullTensor> model;
   std::map<std::string, std::size_t> index;
   for (const std::string& name : order) index.emplace(name, model.size()), model.push_back({name, {}, {}});
@@ -125,7 +124,9 @@ std::vector<FullTensor> gather_model(const std::vector<ShardedTensor>& local,
     mp.recv(values.data(), values.size(), r);
     add(metas[static_cast<std::size_t>(r)], values);
   }
-  std::erase_if(model, [](const FullTensor& t) { return t.shape.empty(); });
+  for (const FullTensor& t : model) {
+    require(!t.shape.empty(), "gather_model: tensor \"", t.name, "\" has no primary copy on any rank");
+  }
   return model;
 }
 

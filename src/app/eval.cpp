@@ -47,8 +47,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), spin::cat("prompt template: ", data::kPromptTemplateChoices).c_str())
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
-      ("ep", po::value(&o.ep)->default_value(o.ep),
-       "a mixture's expert-parallel size within the TP group: each rank holds num_experts / ep experts (divides tp)")
+      ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage")
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "sequences generated at once and examples scored together on each replica")
       ("max-step-tokens", po::value(&o.max_step_tokens)->default_value(o.max_step_tokens), kMaxStepTokensHelp)

@@ -84,8 +84,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
        "tokenizer), logprobs, finish_reason")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
-      ("ep", po::value(&o.ep)->default_value(o.ep),
-       "a mixture's expert-parallel size within the TP group: each rank holds num_experts / ep experts (divides tp)")
+      ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage, e.g. 3,5")
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
        "sequences generated at once on each data-parallel replica (KV cache slots; a finished one's slot takes "

@@ -18,6 +18,11 @@ inline constexpr const char* kMaxStepTokensHelp =
     "tokens one model call processes at most (0: no limit): prompts are prefilled in chunks of what the decoding "
     "sequences leave, which bounds the activation buffers; at least ceil(batch-size / pp)";
 
+// --ep's help in the commands that take it (spin train's parallel.ep; model::TpDims).
+inline constexpr const char* kExpertParallelHelp =
+    "a mixture's expert-parallel size within the TP group: each rank holds num_experts / ep experts, each split "
+    "over tp / ep ranks (divides tp and num_experts)";
+
 // --logits-chunk-rows's default in the commands that score without a backward (spin score, spin eval):
 // there a chunk recomputes nothing, and 4096 rows bound the logits of Llama 3's 128256-entry
 // vocabulary to 2 GiB at TP 1 (a micro-batch of 8 x 4096 tokens would hold 16 GiB); on the CPU the

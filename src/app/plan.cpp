@@ -55,8 +55,7 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("dp", po::value(&o.dp)->default_value(o.dp), "data-parallel size")
-      ("ep", po::value(&o.ep)->default_value(o.ep),
-       "a mixture's expert-parallel size, within the TP group (parallel.ep): must divide --tp and num_experts")
+      ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage, e.g. 15,17")
       ("micro-batch", po::value(&o.micro_batch)->default_value(o.micro_batch),
        "prompts per micro-batch (spin.micro_batch_size; each is 2 sequences: real and generated)")

@@ -69,8 +69,7 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
        "JSONL written by rank 0: {\"logprob_sum\": s, \"token_logprobs\": [...]} per input line")
       ("tp", po::value(&o.tp)->default_value(1), "tensor-parallel size (data-parallel = world / (tp x pp))")
       ("pp", po::value(&o.pp)->default_value(1), "pipeline-parallel size")
-      ("ep", po::value(&o.ep)->default_value(o.ep),
-       "a mixture's expert-parallel size within the TP group: each rank holds num_experts / ep experts (divides tp)")
+      ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
        "layers per pipeline stage, comma-separated (default: an even split)")
       ("batch-size", po::value(&o.batch_size)->default_value(8),

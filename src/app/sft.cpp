@@ -109,8 +109,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "directory for the trained weights (config.json + model.safetensors)")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
-      ("ep", po::value(&o.ep)->default_value(o.ep),
-       "a mixture's expert-parallel size within the TP group: each rank holds num_experts / ep experts (divides tp)")
+      ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
        "layers per pipeline stage, e.g. 3,5 (default: even split)")
       ("global-batch-size", po::value(&o.global_batch)->default_value(o.global_batch),

@@ -204,9 +204,7 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("parallel.tp", &c.tp, "tensor-parallel size");
   t.add("parallel.pp", &c.pp, "pipeline-parallel size (data-parallel = world / (tp x pp))");
   t.add("parallel.pp_layers", &c.pp_layers, "layers per pipeline stage, e.g. 3,5 (empty: even)");
-  t.add("parallel.ep", &c.ep,
-        "a mixture's expert-parallel size within the TP group: each rank holds num_experts / ep experts, each split "
-        "over tp / ep ranks (divides tp and num_experts)");
+  t.add("parallel.ep", &c.ep, kExpertParallelHelp);
   t.add("parallel.device", &c.device, "cpu, or cuda (one GPU per rank, by the rank's order on its node)");
   t.add("sampling.greedy", &c.greedy, "argmax decoding for the reference's responses");
   t.add("sampling.temperature", &c.temperature, "sampling temperature (> 0)");

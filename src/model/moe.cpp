@@ -399,7 +399,7 @@ void moe_forward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t l
     column_product(E_shared, LoraTarget::Up, rows_at(up, at, n, si), rows_at(up16, at, n, si), grouped, n, in.x, in.x16,
                    s.up_proj, s16.up_proj, si);
   }
-  const std::int64_t values = grouped * inter + (shared ? n * si : 0);
+  const std::int64_t values = grouped * inter + n * si;  // (si: 0 without a shared expert)
   if (act16.defined()) {
     k.glu_forward_bf16(act16.bf16(), gate16.bf16(), up16.bf16(), values, c.activation);
   } else {
@@ -478,7 +478,7 @@ void moe_backward(const ModelContext& ctx, const BatchGeometry& b, std::int64_t 
                      rows_at(act, at, n, si), rows_at(act16, at, n, si), sw.down_proj, sw16.down_proj, grouped, n, si,
                      h, false);
   }
-  const std::int64_t values = grouped * inter + (shared ? n * si : 0);
+  const std::int64_t values = grouped * inter + n * si;  // (si: 0 without a shared expert)
   if (act16.defined()) {
     k.glu_backward_bf16(d_gate.f32(), d_up.f32(), d_act.f32(), gate16.bf16(), up16.bf16(), values, c.activation);
   } else {

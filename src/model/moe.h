@@ -17,8 +17,8 @@
 // router is replicated: each rank routes every row, runs its share of the chosen experts and
 // writes partial sums, which the layer reduces as it does a dense MLP's (one all-reduce, or under
 // sequence parallelism one reduce-scatter). Dropless, as transformers' Mixtral: every row goes to
-// its k experts whatever their load. Under expert parallelism (TpDims::expert_parallel) a rank holds
-// a 1/expert_parallel of the experts, each split over expert_tp ranks: it runs only the rows chosen
+// its k experts whatever their load. Under expert parallelism (tp_dims' expert_parallel: TpDims) a rank
+// holds 1/expert_parallel of the experts, each split over expert_tp ranks: it runs only the rows chosen
 // for its experts (every rank has every row: no dispatch), and its partial sums leave out the rest --
 // which the same reduction adds. The join skips the outputs another rank computes (slot -1).
 //

@@ -29,7 +29,6 @@ TpDims tp_dims(const ModelConfig& c, int tp_rank, int tp_size, int expert_parall
           " (the expert-parallel groups are carved from the TP group: docs/parallelism.md)");
   require(!c.moe() || c.num_experts % expert_parallel == 0, "num_experts (", c.num_experts,
           ") is not divisible by expert-parallel size ", expert_parallel);
-  d.expert_parallel = expert_parallel;
   d.expert_tp = tp_size / expert_parallel;
   d.expert_rank = tp_rank % d.expert_tp;
   d.experts = c.num_experts / expert_parallel;

@@ -34,7 +34,6 @@ struct TpDims {
   // [first_expert, first_expert + experts) -- num_experts / expert_parallel of them -- each split over its
   // expert_tp ranks as a dense MLP (expert_rank: this rank's place there), and no other expert at all.
   // expert_parallel 1: every rank its share of every expert (expert_tp = size).
-  int expert_parallel = 1;
   int expert_tp = 1;
   int expert_rank = 0;
   std::int64_t first_expert = 0;

@@ -165,12 +165,13 @@ void for_each_adapter(const ModelConfig& c, const LoraConfig& lora, const TpDims
       if (lora.targets_(t) && !(c.moe_layer(l) && lora_mlp_target(t))) f(l, kDenseProjection, t);
     }
     if (!c.moe_layer(l)) continue;
-    for (std::int64_t e = 0; e <= c.num_experts; ++e) {
-      if (!(e < c.num_experts ? d.holds_expert(e) : c.shared_expert())) continue;
+    const auto expert = [&](std::int64_t e) {
       for (const LoraTarget t : kLoraMlpTargets) {
         if (lora.targets_(t)) f(l, e, t);
       }
-    }
+    };
+    for (std::int64_t e = d.first_expert; e < d.first_expert + d.experts; ++e) expert(e);
+    if (c.shared_expert()) expert(c.num_experts);
   }
 }
 
@@ -320,7 +321,8 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims, const 
     w.router_bias = get_if(layer_name(l, "mlp.gate.e_score_correction_bias"));
     // Indexed by expert; those of other expert-parallel groups undefined (TpDims::holds_expert).
     w.experts.resize(config.moe_layer(l) ? static_cast<std::size_t>(config.num_experts) : 0);
-    for (std::int64_t e = dims.first_expert; e < dims.first_expert + dims.experts && config.moe_layer(l); ++e) {
+    const std::int64_t held = config.moe_layer(l) ? dims.experts : 0;
+    for (std::int64_t e = dims.first_expert; e < dims.first_expert + held; ++e) {
       const std::string expert = cat("mlp.experts.", e, ".");
       w.experts[static_cast<std::size_t>(e)] = {get((expert + "gate_proj.weight").c_str()),
                                                 get((expert + "up_proj.weight").c_str()),
