@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <array>
 #include <filesystem>
+#include <fstream>
 #include <limits>
+#include <map>
+#include <queue>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -64,6 +67,14 @@ std::string base64_decode(const std::string& text, const std::string& file) {
 }
 
 std::string json_type(const nlohmann::json& j) { return j.is_object() ? j.value("type", "?") : j.dump(); }
+
+// The special ids Moonshot's tiktoken wrappers reserve after the ranks (num_reserved_special_tokens;
+// Moonlight's reserves two more, past its embedding table, which no file names).
+constexpr std::int64_t kTiktokenReservedSpecials = 256;
+
+// Python's str.isspace, by which Moonshot's wrappers cut whitespace runs: White_Space and the
+// information separators U+001C-U+001F.
+bool python_isspace(char32_t c) { return unicode::is_whitespace(c) || (c >= 0x1C && c <= 0x1F); }
 
 }  // namespace
 
@@ -141,7 +152,7 @@ struct HfBpeTokenizer::Loader {
     } else {
       t.split_ = pre_tokenizer_of(patterns[0]);
       require(t.split_ != PreTokenizer::None, path, ": the pre-tokenizer's expression ", patterns[0],
-              " is not one spin knows (GPT-2's, Llama-3's, Qwen2's, Tekken's or o200k's)");
+              " is not one spin knows (GPT-2's, Llama-3's, Qwen2's, Tekken's, o200k's or Kimi's)");
     }
     require(!byte_level(steps.back()), path, ": ByteLevel after a Split must not split again (use_regex false)");
   }
@@ -220,7 +231,6 @@ struct HfBpeTokenizer::Loader {
     require(pre_tokenizer_of(pattern) == PreTokenizer::Tekken, path, ": the pre-tokenizer's expression ", pattern,
             " is not Tekken's, the one spin knows for tekken.json");
     t.split_ = PreTokenizer::Tekken;
-    t.ignore_merges_ = true;
     t.mistral_version_ = config.value("version", "");
     const auto size = config.at("default_vocab_size").get<std::int64_t>();
     const auto num_special = config.at("default_num_special_tokens").get<std::int64_t>();
@@ -256,6 +266,16 @@ struct HfBpeTokenizer::Loader {
               ": the token of rank ", rank, " is empty or repeats an earlier one");
     }
     index(t, static_cast<std::int32_t>(size - 1));
+    rank_merges(t);
+    t.bos_ = t.token_id("<s>");
+    t.eos_ = t.token_id("</s>");
+    require(t.bos_ && t.eos_, path, ": the special tokens lack <s> or </s>");
+  }
+
+  // tiktoken's BPE as merges: every split of a token into two tokens merges at the token's rank, its
+  // id (a piece in the vocabulary is one token besides: ignore_merges).
+  static void rank_merges(HfBpeTokenizer& t) {
+    t.ignore_merges_ = true;
     for (const auto& [token, id] : t.vocab_) {
       const std::vector<std::size_t> cuts = unicode::decode_utf8(token).at;  // between byte characters
       for (std::size_t k = 1; k + 1 < cuts.size(); ++k) {
@@ -264,9 +284,65 @@ struct HfBpeTokenizer::Loader {
         t.merges_.emplace(merge_key(l->second, r->second), Merge{id, id});  // ranks order as ids
       }
     }
-    t.bos_ = t.token_id("<s>");
-    t.eos_ = t.token_id("</s>");
-    require(t.bos_ && t.eos_, path, ": the special tokens lack <s> or </s>");
+  }
+
+  // tiktoken.model (Moonlight's and Kimi K2's, which their tokenization_moonshot.py /
+  // tokenization_kimi.py hand to tiktoken): a line "base64(token) rank" a token; rank r is id r.
+  // The special tokens follow the n ranks: ids n .. n + 255, named by tokenizer_config.json's
+  // added_tokens_decoder (with any further ids it names), the others "<|reserved_token_{id}|>",
+  // every one read in a text (the wrappers encode with allowed_special "all"). Kimi's expression;
+  // texts cut as the wrappers cut them before tiktoken (HfBpeTokenizer::long_runs).
+  static void tiktoken(HfBpeTokenizer& t) {
+    const std::string& path = t.path_;
+    std::ifstream in(path, std::ios::binary);
+    require(in.good(), path, ": cannot be read");
+    std::vector<std::pair<std::string, std::int64_t>> ranks;
+    std::string line;
+    for (std::int64_t number = 1; std::getline(in, line); ++number) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.empty()) continue;
+      const std::size_t cut = line.find(' ');
+      std::int64_t rank = -1;
+      if (cut != std::string::npos && cut + 1 < line.size() &&
+          line.find_first_not_of("0123456789", cut + 1) == std::string::npos && line.size() - cut <= 10) {
+        rank = std::stoll(line.substr(cut + 1));
+      }
+      require(rank >= 0, path, ": line ", number, " is not \"base64 rank\"");
+      ranks.emplace_back(base64_decode(line.substr(0, cut), path), rank);
+    }
+    const auto n = static_cast<std::int64_t>(ranks.size());
+    const std::vector<char32_t> chars = byte_chars();
+    for (const auto& [bytes, rank] : ranks) {
+      require(rank < n, path, ": rank ", rank, " is outside [0, ", n, "), the file's ", n, " ranks");
+      std::string token;
+      for (char b : bytes) unicode::append_utf8(token, chars[static_cast<unsigned char>(b)]);
+      require(!token.empty() && t.vocab_.emplace(token, static_cast<std::int32_t>(rank)).second, path,
+              ": the token of rank ", rank, " is empty or repeats an earlier one (or its rank does)");
+    }
+    require(static_cast<std::int64_t>(t.vocab_.size()) == n, path, ": two tokens share a rank");
+    std::map<std::int64_t, AddedToken> specials;
+    for (std::int64_t id = n; id < n + kTiktokenReservedSpecials; ++id) {
+      specials[id] = {"<|reserved_token_" + std::to_string(id) + "|>", static_cast<std::int32_t>(id), true, {}};
+    }
+    const fs::path config = fs::path(path).parent_path() / "tokenizer_config.json";
+    if (fs::exists(config)) {
+      const json c = read_json_file(config.string());
+      const json added = c.value("added_tokens_decoder", json::object());
+      for (const auto& [key, token] : added.items()) {
+        const std::int64_t id = key.find_first_not_of("0123456789") == std::string::npos && key.size() < 10
+                                    ? std::stoll(key) : -1;
+        require(id >= n && token.is_object() && token.value("content", json()).is_string(), config.string(),
+                ": added_tokens_decoder \"", key, "\" must be an id from ", n, " (after ", path,
+                "'s ranks) with a \"content\"");
+        specials[id] = {token["content"].get<std::string>(), static_cast<std::int32_t>(id), true,
+                        {token.value("lstrip", false), token.value("rstrip", false)}};
+      }
+    }
+    for (const auto& [id, a] : specials) t.added_.push_back(a);
+    t.split_ = PreTokenizer::Kimi;
+    t.long_runs_ = true;
+    index(t, static_cast<std::int32_t>(specials.rbegin()->first));
+    rank_merges(t);
   }
 
   // The merges in rank order, "left right" or ["left", "right"], keyed by their tokens' ids.
@@ -316,6 +392,11 @@ struct HfBpeTokenizer::Loader {
 };
 
 HfBpeTokenizer::HfBpeTokenizer(const std::string& path) : path_(path) {
+  if (fs::path(path).filename() == "tiktoken.model") {
+    Loader::tiktoken(*this);
+    Loader::special_tokens(*this, fs::path(path).parent_path() / "tokenizer_config.json");
+    return;
+  }
   const nlohmann::json j = read_json_file(path);
   try {
     if (j.contains("config") && j.contains("vocab") && !j.contains("model")) {  // Mistral's tekken.json
@@ -376,20 +457,41 @@ void HfBpeTokenizer::encode_piece(std::string_view piece, std::vector<std::int32
       return;
     }
   }
-  // Merge the adjacent pair of lowest rank (leftmost among equals) until none merges.
-  while (symbols.size() > 1) {
-    std::int32_t best = std::numeric_limits<std::int32_t>::max();
-    std::size_t at = 0;
-    std::int32_t merged = 0;
-    for (std::size_t k = 0; k + 1 < symbols.size(); ++k) {
-      const auto it = merges_.find(merge_key(symbols[k], symbols[k + 1]));
-      if (it != merges_.end() && it->second.rank < best) best = it->second.rank, at = k, merged = it->second.id;
-    }
-    if (best == std::numeric_limits<std::int32_t>::max()) break;
-    symbols[at] = merged;
-    symbols.erase(symbols.begin() + static_cast<std::ptrdiff_t>(at) + 1);
+  // Merge the adjacent pair of lowest rank (leftmost among equals) until none merges: the symbols a
+  // linked list, the pairs a heap by (rank, position of the left symbol) -- positions keep their order,
+  // so the smallest is the leftmost -- whose entries a merge made stale are skipped when they surface.
+  // O(n log n) in the piece's length (a long piece -- a URL, a run of digits or of one letter -- would
+  // cost a scan of every pair a merge, O(n^2)).
+  const auto n = static_cast<std::int32_t>(symbols.size());
+  std::vector<std::int32_t> next(static_cast<std::size_t>(n)), prev(static_cast<std::size_t>(n));
+  for (std::int32_t k = 0; k < n; ++k) next[static_cast<std::size_t>(k)] = k + 1, prev[static_cast<std::size_t>(k)] = k - 1;
+  const auto merge_at = [&](std::int32_t k) -> const Merge* {  // the pair at k and its successor
+    const std::int32_t right = next[static_cast<std::size_t>(k)];
+    if (right >= n) return nullptr;
+    const auto it = merges_.find(merge_key(symbols[static_cast<std::size_t>(k)], symbols[static_cast<std::size_t>(right)]));
+    return it == merges_.end() ? nullptr : &it->second;
+  };
+  using Pair = std::pair<std::int32_t, std::int32_t>;  // (rank, left position)
+  std::priority_queue<Pair, std::vector<Pair>, std::greater<>> pairs;
+  const auto offer = [&](std::int32_t k) {
+    if (const Merge* m = merge_at(k)) pairs.emplace(m->rank, k);
+  };
+  for (std::int32_t k = 0; k + 1 < n; ++k) offer(k);
+  std::vector<bool> merged_away(static_cast<std::size_t>(n), false);
+  while (!pairs.empty()) {
+    const auto [rank, k] = pairs.top();
+    pairs.pop();
+    const Merge* m = merged_away[static_cast<std::size_t>(k)] ? nullptr : merge_at(k);
+    if (m == nullptr || m->rank != rank) continue;  // stale
+    const std::int32_t right = next[static_cast<std::size_t>(k)];
+    symbols[static_cast<std::size_t>(k)] = m->id;
+    merged_away[static_cast<std::size_t>(right)] = true;
+    next[static_cast<std::size_t>(k)] = next[static_cast<std::size_t>(right)];
+    if (next[static_cast<std::size_t>(k)] < n) prev[static_cast<std::size_t>(next[static_cast<std::size_t>(k)])] = k;
+    if (prev[static_cast<std::size_t>(k)] >= 0) offer(prev[static_cast<std::size_t>(k)]);
+    offer(k);
   }
-  ids.insert(ids.end(), symbols.begin(), symbols.end());
+  for (std::int32_t k = 0; k < n; k = next[static_cast<std::size_t>(k)]) ids.push_back(symbols[static_cast<std::size_t>(k)]);
 }
 
 std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
@@ -408,7 +510,13 @@ std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
       prefixed.append(stretch);
       stretch = prefixed;
     }
-    for (std::string_view piece : pre_tokenize(stretch)) encode_piece(piece, ids);
+    if (!long_runs_) {
+      for (std::string_view piece : pre_tokenize(stretch)) encode_piece(piece, ids);
+      return;
+    }
+    for (std::string_view part : long_runs(stretch)) {
+      for (std::string_view piece : pre_tokenize(part)) encode_piece(piece, ids);
+    }
   };
   for (std::size_t i = 0; i < text.size();) {
     const std::vector<std::uint16_t>& candidates = added_by_byte_[static_cast<unsigned char>(text[i])];
@@ -430,6 +538,28 @@ std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
   }
   plain(text.size());
   return ids;
+}
+
+std::vector<std::string_view> HfBpeTokenizer::long_runs(std::string_view text) {
+  const unicode::CodePoints s = unicode::decode_utf8(text);
+  std::vector<std::string_view> parts;
+  const auto part = [&](std::size_t from, std::size_t to) { parts.push_back(text.substr(s.at[from], s.at[to] - s.at[from])); };
+  for (std::size_t chunk = 0; chunk < s.size(); chunk += kTiktokenMaxEncodeChars) {
+    const std::size_t end = std::min(s.size(), chunk + kTiktokenMaxEncodeChars);
+    std::size_t start = chunk, length = 0;
+    bool space = python_isspace(s.cp[chunk]);
+    for (std::size_t i = chunk; i < end; ++i) {
+      const bool now = python_isspace(s.cp[i]);
+      if (now != space) {
+        length = 1, space = now;
+      } else if (++length > kTiktokenMaxRun) {
+        part(start, i);
+        start = i, length = 1;
+      }
+    }
+    part(start, end);
+  }
+  return parts;
 }
 
 Tokenizer::Strip HfBpeTokenizer::added_token_strip(std::int32_t id) const {

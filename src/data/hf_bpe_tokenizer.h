@@ -12,6 +12,10 @@
 // first -- the same BPE with every split of a token into two tokens as a merge of the token's
 // rank; the vocabulary's ranks after the file's special tokens (ids 0 .. 999: <s>, [INST], ...),
 // which, as in mistral-common, are inserted by id and never matched in the text.
+//
+// Also tiktoken's own `tiktoken.model` (Moonlight, Kimi K2), as Moonshot AI's wrappers run it:
+// the same BPE by ranks, Kimi's expression, the special tokens after the ranks (named by
+// tokenizer_config.json's added_tokens_decoder) matched in the text.
 #pragma once
 
 #include <cstdint>
@@ -28,9 +32,16 @@ namespace spin::data {
 
 class HfBpeTokenizer final : public Tokenizer {
  public:
-  // `path`: a tokenizer.json (BOS and EOS from tokenizer_config.json beside it, when present) or
-  // a tekken.json (told apart by its contents; BOS <s>, EOS </s>).
+  // `path`: a tokenizer.json (BOS and EOS from tokenizer_config.json beside it, when present),
+  // a tekken.json (told apart by its contents; BOS <s>, EOS </s>) or a tiktoken.model (by its name;
+  // tokenizer_config.json beside it names the special tokens, BOS and EOS).
   explicit HfBpeTokenizer(const std::string& path);
+
+  // How Moonshot's wrappers cut a text before tiktoken encodes it (tiktoken.model only): chunks of
+  // 400,000 code points, each cut where a run of whitespace (Python's isspace) or of anything else
+  // would pass 25,000 code points. Each part is pre-tokenized on its own.
+  static constexpr std::size_t kTiktokenMaxEncodeChars = 400'000, kTiktokenMaxRun = 25'000;
+  static std::vector<std::string_view> long_runs(std::string_view text);
 
   std::vector<std::int32_t> encode(std::string_view text) const override;
   std::string decode(std::span<const std::int32_t> ids) const override;
@@ -66,6 +77,7 @@ class HfBpeTokenizer final : public Tokenizer {
   bool nfc_ = false;  // the NFC normalizer
   bool add_prefix_space_ = false;
   bool ignore_merges_ = false;
+  bool long_runs_ = false;  // a tiktoken.model's: texts cut by long_runs() first
   std::unordered_map<std::string, std::int32_t> vocab_;
   std::vector<std::string> tokens_;               // id -> token text (vocabulary and added)
   std::unordered_map<std::uint64_t, Merge> merges_;  // (left id, right id) -> rank, merged id

@@ -29,6 +29,11 @@ constexpr std::string_view kTekkenPattern =
 // contractions after them (any case), and numbers of up to three digits.
 constexpr std::string_view kO200kPattern =
     R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Moonshot AI's (Moonlight, Kimi K2: tokenization_moonshot.py's / tokenization_kimi.py's pat_str, run by
+// tiktoken): o200k's with runs of Han characters first and apart -- Han taken out of both word classes --
+// and no "/" after punctuation.
+constexpr std::string_view kKimiPattern =
+    R"([\p{Han}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]*[\p{Ll}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]+[\p{Ll}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 // DeepSeek-V3's three, in the order its Sequence runs them; their line breaks in brackets written \r \n
 // (the files have the characters themselves: is_deepseek_v3_sequence reads either).
@@ -45,9 +50,11 @@ bool other(char32_t c) { return !space(c) && !letter(c) && !number(c); }  // [^\
 bool crlf_or_slash(char32_t c) { return crlf(c) || c == U'/'; }
 bool word_prefix(char32_t c) { return !crlf(c) && !letter(c) && !number(c); }  // [^\r\n\p{L}\p{N}]
 // Tekken's [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}] and [\p{Ll}\p{Lm}\p{Lo}\p{M}]: letters without case and
-// marks are in both.
+// marks are in both; Kimi's the same less the Han script.
 bool upper_like(char32_t c) { return unicode::is_mark(c) || (letter(c) && !unicode::is_lowercase(c)); }
 bool lower_like(char32_t c) { return unicode::is_mark(c) || (letter(c) && !unicode::is_uppercase(c)); }
+bool upper_like_not_han(char32_t c) { return upper_like(c) && !unicode::is_han(c); }
+bool lower_like_not_han(char32_t c) { return lower_like(c) && !unicode::is_han(c); }
 
 // The end of the run of code points from `i` that satisfy `in`.
 template <class Pred>
@@ -115,37 +122,57 @@ std::size_t match_llama3(const CodePoints& s, std::size_t i, std::size_t max_dig
   return line_breaks_or_spaces(s, i);
 }
 
-// [\p{Lu}...]*[\p{Ll}...]+ at p, as a backtracking engine matches it: the upper-like run as long as
+// The expressions that cut words where lower case turns to upper -- Tekken's, o200k's, Kimi's --
+// differ in these.
+struct CasedWords {
+  bool contractions;       // (?i:'s|'t|'re|'ve|'m|'ll|'d)? after either word alternative
+  std::size_t max_digits;  // \p{N} or \p{N}{1,3}
+  bool slash;              // ' ?[^\s\p{L}\p{N}]+[\r\n/]*' rather than [\r\n]*
+  bool han;                // [\p{Han}]+ first, and Han out of the word classes
+};
+constexpr CasedWords kTekkenWords{false, 1, true, false};
+constexpr CasedWords kO200kWords{true, 3, true, false};
+constexpr CasedWords kKimiWords{true, 3, false, true};
+
+// [upper-like]*[lower-like]+ at p, as a backtracking engine matches it: the upper-like run as long as
 // possible, then shorter, until a lower-like code point follows; that run of lower-like ones is
 // the rest. The match's end, or npos.
-std::size_t cased_word(const CodePoints& s, std::size_t p) {
-  for (std::size_t k = run(s, p, upper_like) + 1; k-- > p;) {
-    if (k < s.size() && lower_like(s.cp[k])) return run(s, k, lower_like);
+template <class Upper, class Lower>
+std::size_t cased_word(const CodePoints& s, std::size_t p, Upper upper, Lower lower) {
+  for (std::size_t k = run(s, p, upper) + 1; k-- > p;) {
+    if (k < s.size() && lower(s.cp[k])) return run(s, k, lower);
   }
   return std::string_view::npos;
 }
 
-// One match of Tekken's expression at i (leftmost-first alternation, the optional prefix tried
-// first, as tiktoken's fancy-regex and Oniguruma run it), or with `o200k` o200k's: a
-// contraction may follow either word alternative ((?i:'s|...)?, greedy, after the word's
-// greedy runs), and numbers go up to three digits a piece.
-std::size_t match_tekken(const CodePoints& s, std::size_t i, bool o200k) {
+// One match at i of Tekken's expression, o200k's or Kimi's (`w`), leftmost-first alternation with the
+// optional prefix tried first, as tiktoken's fancy-regex and Oniguruma run it: a contraction may
+// follow either word alternative (greedy, after the word's greedy runs).
+template <class Upper, class Lower>
+std::size_t match_cased_words(const CodePoints& s, std::size_t i, const CasedWords& w, Upper upper, Lower lower) {
   const char32_t c = s.cp[i];
+  if (w.han && unicode::is_han(c)) return run(s, i, unicode::is_han);  // [\p{Han}]+
   const bool prefix = word_prefix(c) && i + 1 < s.size();
-  const auto word_end = [&](std::size_t j) { return o200k && j < s.size() ? contraction(s, j, true) : j; };
+  const auto word_end = [&](std::size_t j) { return w.contractions && j < s.size() ? contraction(s, j, true) : j; };
   // [^\r\n\p{L}\p{N}]?[upper-like]*[lower-like]+
   if (prefix) {
-    if (const std::size_t j = cased_word(s, i + 1); j != std::string_view::npos) return word_end(j);
+    if (const std::size_t j = cased_word(s, i + 1, upper, lower); j != std::string_view::npos) return word_end(j);
   }
-  if (const std::size_t j = cased_word(s, i); j != std::string_view::npos) return word_end(j);
+  if (const std::size_t j = cased_word(s, i, upper, lower); j != std::string_view::npos) return word_end(j);
   // [^\r\n\p{L}\p{N}]?[upper-like]+[lower-like]*
-  if (prefix && upper_like(s.cp[i + 1])) return word_end(run(s, run(s, i + 1, upper_like), lower_like));
-  if (upper_like(c)) return word_end(run(s, run(s, i, upper_like), lower_like));
-  if (number(c)) return o200k ? std::min(run(s, i, number), i + 3) : i + 1;  // \p{N}{1,3} or \p{N}
-  // ' ?[^\s\p{L}\p{N}]+[\r\n/]*'
-  if (other(c)) return run(s, run(s, i, other), crlf_or_slash);
-  if (c == U' ' && i + 1 < s.size() && other(s.cp[i + 1])) return run(s, run(s, i + 1, other), crlf_or_slash);
+  if (prefix && upper(s.cp[i + 1])) return word_end(run(s, run(s, i + 1, upper), lower));
+  if (upper(c)) return word_end(run(s, run(s, i, upper), lower));
+  if (number(c)) return std::min(run(s, i, number), i + w.max_digits);
+  // ' ?[^\s\p{L}\p{N}]+[\r\n/]*' (Kimi: [\r\n]*)
+  const auto tail = [&](std::size_t j) { return w.slash ? run(s, j, crlf_or_slash) : run(s, j, crlf); };
+  if (other(c)) return tail(run(s, i, other));
+  if (c == U' ' && i + 1 < s.size() && other(s.cp[i + 1])) return tail(run(s, i + 1, other));
   return line_breaks_or_spaces(s, i);
+}
+
+std::size_t match_cased_words(const CodePoints& s, std::size_t i, const CasedWords& w) {
+  return w.han ? match_cased_words(s, i, w, upper_like_not_han, lower_like_not_han)
+               : match_cased_words(s, i, w, upper_like, lower_like);
 }
 
 // DeepSeek-V3's CJK class: the ideographs U+4E00-U+9FA5, hiragana and katakana (U+3040-U+30FF).
@@ -251,6 +278,7 @@ PreTokenizer pre_tokenizer_of(std::string_view pattern) {
          : pattern == kGpt2Pattern   ? PreTokenizer::Gpt2
          : pattern == kTekkenPattern ? PreTokenizer::Tekken
          : pattern == kO200kPattern  ? PreTokenizer::O200k
+         : pattern == kKimiPattern   ? PreTokenizer::Kimi
                                      : PreTokenizer::None;
 }
 
@@ -262,8 +290,9 @@ std::vector<std::string_view> pre_tokenize(PreTokenizer p, std::string_view text
   std::vector<std::string_view> pieces;
   for (std::size_t i = 0; i < s.size();) {
     const std::size_t j = p == PreTokenizer::Gpt2     ? match_gpt2(s, i)
-                          : p == PreTokenizer::Tekken ? match_tekken(s, i, false)
-                          : p == PreTokenizer::O200k  ? match_tekken(s, i, true)
+                          : p == PreTokenizer::Tekken ? match_cased_words(s, i, kTekkenWords)
+                          : p == PreTokenizer::O200k  ? match_cased_words(s, i, kO200kWords)
+                          : p == PreTokenizer::Kimi   ? match_cased_words(s, i, kKimiWords)
                                                       : match_llama3(s, i, max_digits);
     pieces.push_back(text.substr(s.at[i], s.at[j] - s.at[i]));
     i = j;

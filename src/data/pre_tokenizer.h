@@ -1,5 +1,6 @@
 // The pre-tokenizers of byte-level BPE tokenizers: the regular expressions of GPT-2, Llama-3,
-// Qwen2, Mistral's Tekken and OpenAI's o200k (Phi-4-mini, Llama 4), and DeepSeek-V3's three in sequence,
+// Qwen2, Mistral's Tekken, OpenAI's o200k (Phi-4-mini, Llama 4) and Moonshot AI's (Moonlight, Kimi K2:
+// o200k's with Han runs apart), and DeepSeek-V3's three in sequence,
 // written out as code over Unicode classes (unicode_classes.h). Each
 // matches as the engine that runs it does -- Oniguruma in Hugging Face `tokenizers`, fancy-regex
 // in tiktoken: leftmost-first alternation, greedy with backtracking -- so the pieces are theirs
@@ -12,10 +13,10 @@
 
 namespace spin::data {
 
-enum class PreTokenizer { None, Gpt2, Llama3, Qwen2, Tekken, O200k, DeepSeekV3 };
+enum class PreTokenizer { None, Gpt2, Llama3, Qwen2, Tekken, O200k, Kimi, DeepSeekV3 };
 
-// The expression `pattern`, spelled as tokenizer.json's Split or tekken.json's config.pattern
-// spell it, as one of these; None for any other.
+// The expression `pattern`, spelled as tokenizer.json's Split, tekken.json's config.pattern or
+// tiktoken's pat_str spell it, as one of these; None for any other.
 PreTokenizer pre_tokenizer_of(std::string_view pattern);
 // DeepSeek-V3's (V3, R1, V3.1): not one expression but three Isolated Splits in sequence, each over the
 // pieces of the one before -- numbers of up to three digits, runs of CJK ideographs and kana, then words,

@@ -115,6 +115,16 @@ std::string deepseek_system(const std::vector<Message>& messages, bool r1) {
   return system;
 }
 
+// Kimi's default system message, from the tokenizer's chat template.
+std::string kimi_system(const Tokenizer& t) {
+  const std::optional<std::string> system = detail::kimi_default_system(t.chat_template());
+  require(system.has_value(), "the kimi prompt template writes the default system message of the tokenizer's chat "
+          "template before a conversation without one, and the tokenizer has no chat template with a literal ",
+          detail::kKimiSystemTurn, "...<|im_end|> turn: give the conversations a system message of their own, or "
+          "token ids (jobs/chat_to_ids.py)");
+  return *system;
+}
+
 bool is_chatml(PromptTemplate p) {
   return p == PromptTemplate::ChatMl || p == PromptTemplate::Qwen25 || p == PromptTemplate::Qwen3;
 }
@@ -352,6 +362,23 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     if (r1) append(ids, t.encode("<think>\n"));  // R1 reasons first: its think token, as an added token
     return ids;
   }
+  if (prompt_template == PromptTemplate::Kimi) {  // no BOS: <|im_{role}|> "{role}" <|im_middle|> "{content}" <|im_end|>
+    const std::int32_t middle = special(t, prompt_template, "<|im_middle|>");
+    const std::int32_t end = special(t, prompt_template, "<|im_end|>");
+    const auto turn = [&](const std::string& role, const std::string& content) {
+      ids.push_back(special(t, prompt_template, "<|im_" + role + "|>"));
+      append(ids, t.encode(role));
+      ids.push_back(middle);
+      append(ids, t.encode(content));
+      ids.push_back(end);
+    };
+    if (!starts_with_system(messages)) turn("system", kimi_system(t));
+    for (const Message& m : messages) turn(m.role, m.content);
+    ids.push_back(special(t, prompt_template, "<|im_assistant|>"));
+    append(ids, t.encode("assistant"));
+    ids.push_back(middle);
+    return ids;
+  }
   if (t.bos_id()) ids.push_back(*t.bos_id());
   if (prompt_template == PromptTemplate::Plain) {
     std::string text;
@@ -455,6 +482,7 @@ std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const T
   }
   if (is_gemma(prompt_template)) return special(t, prompt_template, "<end_of_turn>");
   if (prompt_template == PromptTemplate::Phi4Mini) return special(t, prompt_template, "<|end|>");
+  if (prompt_template == PromptTemplate::Kimi) return special(t, prompt_template, "<|im_end|>");
   if (prompt_template == PromptTemplate::Cohere) return special(t, prompt_template, "<|END_OF_TURN_TOKEN|>");
   if (is_granite(prompt_template)) return special(t, prompt_template, "<|end_of_text|>");
   if (prompt_template == PromptTemplate::Tulu) return t.template_eos_id();  // its template's eos_token

@@ -53,7 +53,7 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
       PromptTemplate::Gemma3,    PromptTemplate::Llama2,     PromptTemplate::Mistral,   PromptTemplate::MistralV3,
       PromptTemplate::MistralV7, PromptTemplate::Phi4,       PromptTemplate::Phi4Mini,  PromptTemplate::Tulu,
       PromptTemplate::Cohere,    PromptTemplate::Granite30,  PromptTemplate::Granite31, PromptTemplate::Granite4,
-      PromptTemplate::SmolLm3,   PromptTemplate::DeepSeekV3, PromptTemplate::DeepSeekR1};
+      PromptTemplate::SmolLm3,   PromptTemplate::DeepSeekV3, PromptTemplate::DeepSeekR1, PromptTemplate::Kimi};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
@@ -131,6 +131,16 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   }
   refuse(has_tokens(tokenizer, {"<｜begin▁of▁sentence｜>"}),
          "chat format is DeepSeek's (V2's \"User: \" and \"Assistant:\" turns after <｜begin▁of▁sentence｜>)");
+  // Moonshot AI's turns (Moonlight, Kimi K2): <|im_user|>user<|im_middle|> ... <|im_end|>, a default system
+  // turn the chat template writes -- taken from it; a thinking model's template (<think>) refused.
+  if (has_tokens(tokenizer, {"<|im_user|>", "<|im_assistant|>", "<|im_system|>", "<|im_middle|>", "<|im_end|>"})) {
+    refuse(!template_has("<|im_assistant|>assistant<|im_middle|>") || template_has("<think>") ||
+               !detail::kimi_default_system(tokenizer->chat_template()),
+           "chat template is a Moonshot one (<|im_user|>, <|im_assistant|> and <|im_middle|> turns) other than "
+           "Moonlight's and Kimi K2's (its generation prompt <|im_assistant|>assistant<|im_middle|>, a literal "
+           "default system message, no <think>)");
+    return PromptTemplate::Kimi;
+  }
   if (has_tokens(tokenizer, {"<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>"})) {
     // Command R7B's and later Command models' templates wrap the turns in a default system preamble
     // and <|START_RESPONSE|> / <|END_RESPONSE|> markers: not the format spin writes -- refused rather
@@ -192,6 +202,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::SmolLm3: return "smollm3";
     case PromptTemplate::DeepSeekV3: return "deepseek-v3";
     case PromptTemplate::DeepSeekR1: return "deepseek-r1";
+    case PromptTemplate::Kimi: return "kimi";
   }
   return "?";
 }

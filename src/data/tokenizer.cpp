@@ -202,7 +202,7 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_dir) {
   auto tokenizer = load_if_present(model_dir);
   require(tokenizer != nullptr, model_dir,
           ": no tokenizer.model or tokenizer.model.vN (SentencePiece), tekken.json (Mistral's), tokenizer.json "
-          "(byte-level BPE) or byte_tokenizer.json; spin cannot tokenize text for this model (pre-tokenized data "
+          "(byte-level BPE), tiktoken.model (Moonshot AI's) or byte_tokenizer.json; spin cannot tokenize text for this model (pre-tokenized data "
           "works without one)");
   return tokenizer;
 }
@@ -220,6 +220,8 @@ std::unique_ptr<Tokenizer> Tokenizer::load_if_present(const std::string& model_d
   // (and Mistral's) reference, which never reads [INST] or <s> in a text as the control token.
   if (fs::exists(dir / "tekken.json")) return std::make_unique<HfBpeTokenizer>((dir / "tekken.json").string());
   if (fs::exists(dir / "tokenizer.json")) return std::make_unique<HfBpeTokenizer>((dir / "tokenizer.json").string());
+  // Moonlight's and Kimi K2's (no tokenizer.json: their tokenization_*.py hands it to tiktoken).
+  if (fs::exists(dir / "tiktoken.model")) return std::make_unique<HfBpeTokenizer>((dir / "tiktoken.model").string());
   const fs::path byte_file = dir / "byte_tokenizer.json";
   if (!fs::exists(byte_file)) return nullptr;
   const nlohmann::json j = read_json_file(byte_file.string());

@@ -2,7 +2,8 @@
 // Llama-2 / Mistral 7B family, through libsentencepiece; or Mistral's `tokenizer.model.vN`, e.g.
 // Mistral Large 2411's tokenizer.model.v7), Mistral's Tekken (`tekken.json`: Mistral
 // NeMo, Mistral Small 3 and later), Hugging Face byte-level BPE (`tokenizer.json`: GPT-2, Llama-3
-// and kin; both hf_bpe_tokenizer.h) or spin's byte-level tokenizer
+// and kin), tiktoken's `tiktoken.model` (Moonlight, Kimi K2; all three hf_bpe_tokenizer.h) or spin's
+// byte-level tokenizer
 // (`byte_tokenizer.json`: one id per byte plus a few specials; for tests and the demo).
 // encode() adds no BOS/EOS; templates decide where those go (prompt_template.h).
 #pragma once

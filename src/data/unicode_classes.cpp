@@ -43,6 +43,7 @@ bool is_punctuation(char32_t c) {
   return c < 0x80 ? is_ascii_punctuation_or_symbol(c) && !is_ascii_symbol(c) : in(kPunctuation, c);
 }
 bool is_symbol(char32_t c) { return c < 0x80 ? is_ascii_symbol(c) : in(kSymbols, c); }
+bool is_han(char32_t c) { return c >= 0x2E80 && in(kHan, c); }
 
 bool is_whitespace(char32_t c) {  // White_Space, as Rust's and Oniguruma's \s
   return (c >= 0x9 && c <= 0xD) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||

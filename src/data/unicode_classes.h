@@ -1,7 +1,7 @@
 // The character classes of the regular expressions Hugging Face tokenizers pre-tokenize with:
 // \p{L} (letters), \p{N} (numbers), Tekken's cased letters (\p{Lu}\p{Lt}, \p{Ll}), \p{M} (marks),
-// DeepSeek-V3's \p{P} (punctuation) and \p{S} (symbols) -- tables generated from the Unicode database
-// by gen_unicode_classes.py -- and \s (the
+// DeepSeek-V3's \p{P} (punctuation) and \p{S} (symbols), Kimi's \p{Han} (a script, not a category) --
+// tables generated from the Unicode database by gen_unicode_classes.py -- and \s (the
 // White_Space property); and UTF-8 text as code points
 // with the byte offset of each, invalid bytes one code point each (classed as none of these); and
 // Normalization Form C (the NFC normalizer of tokenizer.json files such as Qwen2's).
@@ -21,6 +21,7 @@ bool is_lowercase(char32_t c);  // Ll
 bool is_mark(char32_t c);       // Mn, Mc or Me
 bool is_punctuation(char32_t c);  // Pc, Pd, Ps, Pe, Pi, Pf or Po
 bool is_symbol(char32_t c);       // Sm, Sc, Sk or So
+bool is_han(char32_t c);          // the Han script (Scripts.txt): the Kimi expression's \p{Han}
 bool is_whitespace(char32_t c);
 
 struct CodePoints {

@@ -99,6 +99,69 @@ TEST(HfBpeTokenizer, DeepSeekTemplatesMatchApplyChatTemplate) {
   fs::remove_all(dir);
 }
 
+// Moonshot AI's format on the tiktoken.model fixture (tests/data/kimi, make_kimi_fixture.py): kimi against
+// Moonlight-16B-A3B-Instruct's chat template and one written after Kimi K2's, rendered by Jinja and
+// encoded by tiktoken -- the default system turn each template writes (its own text) before a
+// conversation without one, later system messages in place, <|im_end|> in a message's text read as the
+// token, as the template's encoding reads it. auto picks it by the tokens and the template, refusing a
+// thinking one or one without a literal default.
+TEST(TiktokenTokenizer, KimiTemplateMatchesMoonlightsAndK2sChatTemplates) {
+  const std::string dir = std::string(SPIN_TEST_DATA_DIR) + "/kimi";
+  expect_chat_cases("kimi", PromptTemplate::Kimi, "");
+  const auto moonlight = expect_chosen("kimi", PromptTemplate::Kimi, "<|im_end|>");
+  expect_needs_token(PromptTemplate::Kimi, "kimi", "<|im_middle|>");
+  EXPECT_EQ(choose_prompt_template("kimi", moonlight.get()), PromptTemplate::Kimi);
+
+  const fs::path copy = fs::temp_directory_path() / ("spin_kimi_" + std::to_string(::getpid()));
+  fs::create_directories(copy);
+  fs::copy_file(dir + "/tiktoken.model", copy / "tiktoken.model", fs::copy_options::overwrite_existing);
+  for (const std::string file : {"chat_cases.json", "chat_cases_k2.json"}) {
+    fs::copy_file(dir + "/" + file, copy / file, fs::copy_options::overwrite_existing);
+  }
+  std::ifstream in(dir + "/tokenizer_config.json");
+  const nlohmann::json config = nlohmann::json::parse(in);
+  const std::string moonlight_template = config.at("chat_template");
+  const auto with_template = [&](const std::string& chat_template) {
+    nlohmann::json changed = config;
+    changed["chat_template"] = chat_template;
+    std::ofstream(copy / "tokenizer_config.json", std::ios::trunc) << changed.dump();
+    return Tokenizer::load(copy.string());
+  };
+  const auto replaced = [&](std::string text, const std::string& from, const std::string& to) {
+    const std::size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return at == std::string::npos ? text : text.replace(at, from.size(), to);
+  };
+  // Kimi K2's: its own default system message, the role from message.name or message.role.
+  const std::string k2 = replaced(moonlight_template, "You are a helpful assistant",
+                                  "You are Kimi, an AI assistant created by Moonshot AI.");
+  const auto k2_tokenizer = with_template(k2);
+  EXPECT_EQ(choose_prompt_template("auto", k2_tokenizer.get()), PromptTemplate::Kimi);
+  expect_chat_cases(copy.lexically_relative(SPIN_TEST_DATA_DIR).string(), PromptTemplate::Kimi, "",
+                    "chat_cases_k2.json");
+  // A thinking template, one without a default system turn, one whose default is an expression: refused.
+  for (const std::string& other :
+       {replaced(moonlight_template, "<|im_middle|>{%- endif -%}", "<|im_middle|><think>{%- endif -%}"),
+        replaced(moonlight_template, "<|im_system|>system<|im_middle|>You are a helpful assistant<|im_end|>", ""),
+        replaced(moonlight_template, "You are a helpful assistant", "{{ default_system }}")}) {
+    const auto t = with_template(other);
+    const std::string e = testing::error_of([&] { choose_prompt_template("auto", t.get()); });
+    EXPECT_NE(e.find("a Moonshot one (<|im_user|>, <|im_assistant|> and <|im_middle|> turns) other than Moonlight's "
+                     "and Kimi K2's"),
+              std::string::npos)
+        << e;
+    if (other.find("<think>") == std::string::npos) {  // named, kimi still needs the default
+      const std::string named = testing::error_of([&] { render_prompt({{"user", "hi"}}, PromptTemplate::Kimi, *t); });
+      EXPECT_NE(named.find("the kimi prompt template writes the default system message of the tokenizer's chat "
+                           "template"),
+                std::string::npos)
+          << named;
+      EXPECT_FALSE(render_prompt({{"system", "s"}, {"user", "hi"}}, PromptTemplate::Kimi, *t).empty());
+    }
+  }
+  fs::remove_all(copy);
+}
+
 // The llama3 template with Llama-3-Instruct's Jinja template: contents trimmed, the response
 // ending with <|eot_id|>.
 TEST(HfBpeTokenizer, Llama3TemplateMatchesApplyChatTemplate) {
@@ -490,7 +553,7 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
   EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
                    "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, "
-                   "granite3.1, granite4, smollm3, deepseek-v3 or deepseek-r1)"),
+                   "granite3.1, granite4, smollm3, deepseek-v3, deepseek-r1 or kimi)"),
             std::string::npos)
       << e;
 }
