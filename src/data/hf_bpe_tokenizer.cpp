@@ -72,6 +72,9 @@ std::string json_type(const nlohmann::json& j) { return j.is_object() ? j.value(
 // Moonlight's reserves two more, past its embedding table, which no file names).
 constexpr std::int64_t kTiktokenReservedSpecials = 256;
 
+// The longest piece whose merges are found by scanning its pairs (HfBpeTokenizer::encode_piece).
+constexpr std::size_t kScannedPiece = 32;
+
 // Python's str.isspace, by which Moonshot's wrappers cut whitespace runs: White_Space and the
 // information separators U+001C-U+001F.
 bool python_isspace(char32_t c) { return unicode::is_whitespace(c) || (c >= 0x1C && c <= 0x1F); }
@@ -457,11 +460,28 @@ void HfBpeTokenizer::encode_piece(std::string_view piece, std::vector<std::int32
       return;
     }
   }
-  // Merge the adjacent pair of lowest rank (leftmost among equals) until none merges: the symbols a
-  // linked list, the pairs a heap by (rank, position of the left symbol) -- positions keep their order,
-  // so the smallest is the leftmost -- whose entries a merge made stale are skipped when they surface.
-  // O(n log n) in the piece's length (a long piece -- a URL, a run of digits or of one letter -- would
-  // cost a scan of every pair a merge, O(n^2)).
+  // Merge the adjacent pair of lowest rank (leftmost among equals) until none merges. A short piece (a
+  // word: most of them) scans its pairs for each merge, in place.
+  if (symbols.size() <= kScannedPiece) {
+    while (symbols.size() > 1) {
+      std::int32_t best = std::numeric_limits<std::int32_t>::max();
+      std::size_t at = 0;
+      std::int32_t merged = 0;
+      for (std::size_t k = 0; k + 1 < symbols.size(); ++k) {
+        const auto it = merges_.find(merge_key(symbols[k], symbols[k + 1]));
+        if (it != merges_.end() && it->second.rank < best) best = it->second.rank, at = k, merged = it->second.id;
+      }
+      if (best == std::numeric_limits<std::int32_t>::max()) break;
+      symbols[at] = merged;
+      symbols.erase(symbols.begin() + static_cast<std::ptrdiff_t>(at) + 1);
+    }
+    ids.insert(ids.end(), symbols.begin(), symbols.end());
+    return;
+  }
+  // A longer one -- a URL, a run of digits or of one letter: that scan would be O(n^2) -- keeps the
+  // symbols in a linked list and the pairs in a heap by (rank, position of the left symbol): positions
+  // keep their order, so the smallest is the leftmost; entries a merge made stale are skipped when they
+  // surface. O(n log n).
   const auto n = static_cast<std::int32_t>(symbols.size());
   std::vector<std::int32_t> next(static_cast<std::size_t>(n)), prev(static_cast<std::size_t>(n));
   for (std::int32_t k = 0; k < n; ++k) next[static_cast<std::size_t>(k)] = k + 1, prev[static_cast<std::size_t>(k)] = k - 1;

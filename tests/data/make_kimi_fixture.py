@@ -161,7 +161,12 @@ def main(out):
     pattern = regex.compile(KIMI_PAT, flags=regex.V1)
     cases = []
     fixed = [t.replace("%d", str(n + 200)) for t in KIMI_TEXTS]
-    for text in texts(rng, KIMI_POOL) + fixed:
+    # Pieces longer than 32 bytes, which spin merges through a heap rather than by scanning (words of
+    # letters and syllables the ranks know, Han runs, a long number's chunks are short: not here).
+    syllables = ["he", "llo", "the", "ing", "an", "er", "a", "b", "x", "q", "中", "文", "字"]
+    long_pieces = ["".join(rng.choice(syllables[:10]) for _ in range(rng.randint(17, 90))) for _ in range(20)]
+    long_pieces += ["".join(rng.choice(syllables[10:]) for _ in range(rng.randint(12, 60))) for _ in range(6)]
+    for text in texts(rng, KIMI_POOL) + fixed + long_pieces:
         ids = encode(text)
         decoded = enc.decode([i for i in ids if i < n])  # spin's decode leaves the special tokens out
         cases.append({"text": text, "ids": ids, "decoded": decoded, "pieces": pattern.findall(text)})
