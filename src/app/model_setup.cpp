@@ -384,13 +384,25 @@ std::vector<std::string> tokenizer_files(const std::string& dir) {
   namespace fs = std::filesystem;
   std::vector<std::string> out;
   for (const char* f : {"tokenizer.model", "added_tokens.json", "tekken.json", "byte_tokenizer.json", "tokenizer.json",
-                        "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
+                        "tiktoken.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
     const fs::path path = fs::path(dir) / f;
     if (fs::exists(path)) out.push_back(path.string());
   }
   if (const std::string versioned = data::mistral_spm_file(dir); !versioned.empty()) {
     out.push_back((fs::path(dir) / versioned).string());
   }
+  // The remote code config.json's and tokenizer_config.json's auto_map name (Moonlight's
+  // tokenization_moonshot.py, configuration_deepseek.py, modeling_deepseek.py): an export loads as the
+  // original does, with trust_remote_code.
+  std::vector<std::string> code;
+  for (const fs::directory_entry& e : fs::is_directory(dir) ? fs::directory_iterator(dir) : fs::directory_iterator()) {
+    const std::string name = e.path().filename().string();
+    const bool remote_code = name.starts_with("tokenization_") || name.starts_with("configuration_") ||
+                             name.starts_with("modeling_");
+    if (e.is_regular_file() && remote_code && e.path().extension() == ".py") code.push_back(e.path().string());
+  }
+  std::sort(code.begin(), code.end());
+  out.insert(out.end(), code.begin(), code.end());
   return out;
 }
 

@@ -72,8 +72,9 @@ std::unique_ptr<data::Tokenizer> load_tokenizer(const std::string& model_dir,
 std::vector<std::int32_t> stop_ids(const std::string& model_dir, const model::ModelConfig& config,
                                    const data::Tokenizer* tokenizer, data::PromptTemplate prompt_template);
 
-// The tokenizer files (SentencePiece or byte-level model, tokenizer and generation configs)
-// present in `dir`, as paths.
+// The tokenizer files (SentencePiece, byte-level or tiktoken model, tokenizer and generation configs)
+// present in `dir`, and the Hugging Face remote code beside them (tokenization_*.py, configuration_*.py,
+// modeling_*.py), as paths.
 std::vector<std::string> tokenizer_files(const std::string& dir);
 // Copies the tokenizer files of `from` (if any) into the model directory `to`.
 void copy_tokenizer_files(const std::string& from, const std::string& to);

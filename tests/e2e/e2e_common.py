@@ -167,13 +167,16 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     DeepSeek-V3 (latent attention, its mixture after a dense layer) with hf_bpe/deepseek_v3's tokenizer (DeepSeek-V3's
     three Splits; <｜end▁of▁sentence｜> 0, <｜begin▁of▁sentence｜> 1, its markers and think tokens 1200-1203; V3's chat
     template); deepseek_r1: a tiny Qwen2 with hf_bpe/deepseek_r1's (DeepSeek-R1-Distill-Qwen's: Qwen2's tokenization,
-    the same ids, R1's chat template)."""
+    the same ids, R1's chat template); kimi: a tiny DeepSeek-V3 with tests/data/kimi's tiktoken.model in Moonlight's
+    layout (1457 ranks, then [BOS] 1457, [EOS] 1458, <|im_end|> 1459, ...; Moonlight's chat template) and a
+    stand-in tokenization_moonshot.py (remote code an export carries)."""
     deepseek = kind in ("deepseek_v3", "deepseek_r1")  # vocabulary 1204: EOS 0, BOS 1
     qwen = kind in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe", "phi4")  # their token ids: BOS 0, EOS 2
     bos_is_eos = kind in ("o200k", "granite")  # BOS and EOS the one id 0
     gemma = kind in ("gemma", "gemma2", "gemma3")
     spm = gemma or kind in ("llama_spm", "mistral_v3_spm", "mistral_v7_spm")
     tekken = kind == "tekken"
+    kimi = kind == "kimi"  # vocabulary 1713: 1457 ranks, 256 special ids
     extra = {"llama3": [], "qwen2": ["--qwen2", "--tie"], "qwen3": ["--qwen3"], "gemma": ["--gemma"],
              "gemma2": ["--gemma2"], "gemma3": ["--gemma3"], "llama_spm": [], "mistral_v3_spm": [], "mistral_v7_spm": [],
              "phi4": ["--phi3", "--max-positions", "192", "--original-max-positions", "96"], "tekken": ["--mistral"],
@@ -183,14 +186,16 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
              "gpt_neox": ["--gpt-neox"], "phi": ["--phi2"], "mixtral": ["--mixtral"],
              "qwen3_moe": ["--qwen3-moe"], "olmoe": ["--olmoe"], "qwen2_moe": ["--qwen2-moe"],
              "granitemoe": ["--granitemoe", "--tie"], "granite4": ["--granite-hybrid", "rope", "--tie"],
-             "deepseek_v3": ["--deepseek-v3"], "deepseek_r1": ["--qwen2", "--tie"]}[kind]
+             "deepseek_v3": ["--deepseek-v3"], "deepseek_r1": ["--qwen2", "--tie"], "kimi": ["--deepseek-v3"]}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
-                    "400" if spm else "5000" if tekken else "1204" if deepseek else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
+                    "400" if spm else "5000" if tekken else "1204" if deepseek else "1713" if kimi else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)
     spm_dir = {"gemma": "gemma_spm", "gemma2": "gemma_spm", "gemma3": "gemma3_spm"}.get(kind, kind)
     spm_file = "tokenizer.model.v7" if kind == "mistral_v7_spm" else "tokenizer.model"
     tokenizer_files = ([os.path.join(ROOT, "tests", "data", spm_dir, spm_file)] if spm else
                        [os.path.join(ROOT, "tests", "data", "tekken", "tekken.json")] if tekken else
+                       [os.path.join(ROOT, "tests", "data", "kimi", f) for f in ("tiktoken.model", "tokenizer_config.json")]
+                       if kimi else
                        [os.path.join(os.path.dirname(HF_BPE), {"olmo": "llama3", "olmo2": "llama3", "stablelm": "llama3",
                                                                    "gpt_neox": "llama3", "phi": "llama3",
                                                                    "mixtral": "llama3", "qwen3_moe": "qwen3",
@@ -199,6 +204,9 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
                         for f in ("tokenizer.json", "tokenizer_config.json")])
     for f in tokenizer_files:
         shutil.copy(f, path)
+    if kimi:
+        with open(os.path.join(path, "tokenization_moonshot.py"), "w") as f:
+            f.write("# stand-in for Moonlight's remote tokenizer code\n")
     if kind == "olmo2":
         tokenizer_config = json.load(open(os.path.join(path, "tokenizer_config.json")))
         tokenizer_config["chat_template"] = "{{ bos_token }}" + TULU
@@ -206,7 +214,7 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
     config["bos_token_id"], config["eos_token_id"] = ((2, 1) if gemma else (1, 2) if spm or tekken else
-                                                      (1, 0) if deepseek else
+                                                      (1, 0) if deepseek else (1457, 1458) if kimi else
                                                       (0, 0) if bos_is_eos else (0, 3) if kind == "cohere" else
                                                       (0, 2 if qwen else list(eos)))
     with open(os.path.join(path, "config.json"), "w") as f:
