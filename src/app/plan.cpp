@@ -104,6 +104,7 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
   o.rmsprop = train::parse_optimizer_algorithm(o.optimizer, "spin plan: --optimizer") == train::OptimizerAlgorithm::RmsProp;
   require(o.gpus >= 0 && o.gpus_per_node >= 1, "spin plan: --gpus and --gpus-per-node must be positive");
   require(o.logits_chunk_rows >= 0, "spin plan: --logits-chunk-rows must be 0 (off) or positive");
+  check_frozen_dtype(o.frozen_dtype, "spin plan: --frozen-dtype");
   require(o.recompute_num_layers >= 0 && (o.recompute_num_layers == 0 || o.recompute),
           "spin plan: --recompute-num-layers must be 0 (every layer) or positive, with --recompute-activations");
   require(o.lora_rank == 0 || !o.ref_offload, "spin plan: --ref-offload with --lora-rank: a LoRA run holds one model, "

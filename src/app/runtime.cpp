@@ -31,9 +31,13 @@ AttentionBackend parse_attention_backend(std::string_view name) {
   fail("unknown attention backend '", name, "' (expected auto, simt or unfused)");
 }
 
+void check_frozen_dtype(std::string_view frozen_dtype, std::string_view option) {
+  require(frozen_dtype == "auto" || frozen_dtype == "bf16" || frozen_dtype == "fp32", option,
+          " must be auto, bf16 or fp32, got '", frozen_dtype, "'");
+}
+
 model::WeightStorage frozen_storage(std::string_view frozen_dtype, bool bf16_products, bool takes_merges) {
-  require(frozen_dtype == "auto" || frozen_dtype == "bf16" || frozen_dtype == "fp32",
-          "model.frozen_dtype must be auto, bf16 or fp32, got '", frozen_dtype, "'");
+  check_frozen_dtype(frozen_dtype, "model.frozen_dtype");
   const bool bf16 = frozen_dtype == "bf16" || (frozen_dtype == "auto" && !takes_merges);
   return bf16_products && bf16 ? model::WeightStorage::FrozenBf16 : model::WeightStorage::Float32;
 }

@@ -34,8 +34,11 @@ AttentionBackend parse_attention_backend(std::string_view name);  // spin::Error
 // How a frozen model -- SPIN's reference (with LoRA the base), the inference commands' model -- is held,
 // by spin train's model.frozen_dtype: bf16 (model::WeightStorage::FrozenBf16), fp32, or auto -- bf16
 // unless the model takes LoRA merges (each iteration's adapters, rounded into bf16 values). bf16 only
-// under bf16 products: with fp32 products every model is float32. spin::Error for another name.
+// under bf16 products: with fp32 products every model is float32. `frozen_dtype` as check_frozen_dtype
+// accepts it.
 model::WeightStorage frozen_storage(std::string_view frozen_dtype, bool bf16_products, bool takes_merges);
+// spin::Error naming `option` (e.g. "spin sft: --frozen-dtype") unless `frozen_dtype` is auto, bf16 or fp32.
+void check_frozen_dtype(std::string_view frozen_dtype, std::string_view option);
 
 // What every command that runs a model takes, as typed: --device, --precision and
 // --attention-backend (spin train: parallel.device, model.precision, model.attention_backend).

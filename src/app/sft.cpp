@@ -211,7 +211,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
           "spin sft: --save-interval, --exit-duration-mins and --resume need --save-dir");
   set_time_limit(o.exit_duration_mins, "spin sft: --exit-duration-mins");
   o.runtime.check();
-  frozen_storage(o.frozen_dtype, false, false);  // the name checked
+  check_frozen_dtype(o.frozen_dtype, "spin sft: --frozen-dtype");
   return o;
 }
 

@@ -326,7 +326,7 @@ std::optional<TrainConfig> parse_train_config(int argc, char** argv, bool print)
           c.device, "'");
   require(c.precision == "fp32" || c.precision == "bf16", "spin train: model.precision must be fp32 or bf16, got '",
           c.precision, "'");
-  frozen_storage(c.frozen_dtype, false, false);  // the name checked
+  check_frozen_dtype(c.frozen_dtype, "spin train: model.frozen_dtype");
   require(c.attention_backend == "auto" || c.attention_backend == "simt" || c.attention_backend == "unfused",
           "spin train: model.attention_backend must be auto, simt or unfused, got '", c.attention_backend, "'");
   require(c.logits_chunk_rows >= 0, "spin train: model.logits_chunk_rows must be 0 (off) or positive, got ",

@@ -25,7 +25,8 @@ std::string layer_name(std::int64_t layer, const char* suffix) {
   return cat("model.layers.", layer, ".", suffix);
 }
 
-// The parameters of one stage as (description, local shape), in the model's order.
+}  // namespace
+
 std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& c,
                                                              const TpDims& d,
                                                              const StageLayers& stage) {
@@ -143,6 +144,8 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
   }
   return specs;
 }
+
+namespace {
 
 // The projections' Hugging Face names by LoraTarget (latent attention's q_b_proj: lora_module's).
 constexpr const char* kProjections[kLoraTargets] = {

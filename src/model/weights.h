@@ -227,6 +227,9 @@ std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpD
 // Their local shapes on this rank, in the same order (a vocabulary shard's padding rows included): what
 // ModelWeights carves.
 std::vector<Shape> parameter_local_shapes(const ModelConfig& config, const TpDims& dims, const StageLayers& stage);
+// Both, each parameter's description beside its local shape, from one walk of the model.
+std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& config, const TpDims& dims,
+                                                             const StageLayers& stage);
 // The same for the LoRA adapters of that shard ("model.layers.<l>.self_attn.q_proj.lora_A.weight",
 // PEFT's names without its "base_model.model." prefix).
 // In a mixture of experts an MLP target adapts every expert's projection (and the shared expert's):

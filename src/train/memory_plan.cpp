@@ -41,11 +41,9 @@ std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, c
 // The elements a FrozenBf16 model of the stage keeps in float32 (model::read_in_float32), carved alone.
 std::int64_t stage_float32_read_params(const model::ModelConfig& c, const model::TpDims& d,
                                        const model::StageLayers& s) {
-  const std::vector<ShardedTensor> layout = model::parameter_layout(c, d, s);
-  const std::vector<Shape> locals = model::parameter_local_shapes(c, d, s);
   std::vector<Shape> kept;
-  for (std::size_t i = 0; i < layout.size(); ++i) {
-    if (model::read_in_float32(layout[i])) kept.push_back(locals[i]);
+  for (const auto& [tensor, local] : model::parameter_specs(c, d, s)) {
+    if (model::read_in_float32(tensor)) kept.push_back(local);
   }
   return carved_elements(kept, 1);
 }

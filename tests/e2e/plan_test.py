@@ -188,6 +188,7 @@ def case_cli(args, tmp):
     e("tp-heads", ["--tp", "3", "--seq", "100"], r"num_attention_heads \(32\) is not divisible by tensor-parallel size 3", short)
     e("bad-size", ["--gpu-mem", "lots"], r"\"lots\" is not a size")
     e("bad-attention-backend", ["--attention-backend", "flash"], r"unknown attention backend 'flash'")
+    e("bad-frozen-dtype", ["--frozen-dtype", "fp16"], r"spin plan: --frozen-dtype must be auto, bf16 or fp32, got 'fp16'")
     e("bad-optimizer", ["--optimizer", "sgd"], r"spin plan: --optimizer \"sgd\" is not adamw or rmsprop")
     e("recompute-layers-alone", ["--recompute-num-layers", "4"],
       r"--recompute-num-layers must be 0 \(every layer\) or positive, with --recompute-activations")

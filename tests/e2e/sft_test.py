@@ -147,6 +147,7 @@ def case_bad_input(args, tmp):
     e("batch-larger-than-data", cmd("--global-batch-size", "128"),
       r"global batch size 128 exceeds the 64 samples")
     e("unknown-schedule", cmd("--lr-schedule", "cosin"), r"unknown learning-rate schedule \"cosin\"")
+    e("bad-frozen-dtype", cmd("--frozen-dtype", "fp16"), r"spin sft: --frozen-dtype must be auto, bf16 or fp32, got 'fp16'")
     e("negative-logits-chunk", cmd("--logits-chunk-rows", "-5"), r"--logits-chunk-rows must be 0 \(off\) or positive")
     e("router-bias-dense", cmd("--router-bias-update-rate", "0.001"),
       r"spin sft: --router-bias-update-rate = 0\.001: .* has no router correction bias")
