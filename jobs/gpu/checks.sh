@@ -18,16 +18,28 @@
 #      and with LoRA adapters of rank 16;
 #   5. compute-sanitizer memcheck and racecheck over the hand-written kernels' tests.
 # Usage: checks.sh BUNDLE_DIR LOG_DIR. Every step has a time limit; a failing step is reported
-# and the next one still runs. Exit status: the number of failed steps.
+# and the next one still runs. The whole run keeps within SPIN_GPU_BUDGET_S seconds (default 500:
+# a device call's 600 less the machine's start and the archive): each step's limit is cut to what
+# is left, and a step that would start with under 20 seconds left is skipped, so that a hung step
+# costs its own result, not the logs of the others. Exit status: the number of failed or skipped
+# steps.
 set -uo pipefail
 bundle=$1
 logs=$2
 work=$bundle/work
 mkdir -p "$logs"
 failed=0
+deadline=$((SECONDS + ${SPIN_GPU_BUDGET_S:-500}))
 step() {  # step NAME LIMIT_S COMMAND...: runs it with its output in $logs/NAME.log
   local name=$1 limit=$2
   shift 2
+  local left=$((deadline - SECONDS))
+  if ((left < 20)); then
+    echo "== $name: skipped (${left} s of the budget left)"
+    failed=$((failed + 1))
+    return 1
+  fi
+  ((limit <= left)) || limit=$left
   echo "== $name"
   timeout "$limit" "$@" >"$logs/$name.log" 2>&1
   local status=$?

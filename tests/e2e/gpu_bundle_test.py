@@ -5,7 +5,8 @@ jobs/gpu/checks.sh from there -- as a lent GPU machine (no Debian packages) will
 CPU step of the checks must pass from the bundle (its Open MPI, its libraries, its model and
 data), and every CUDA step must get as far as choosing the device and stop there with
 "no CUDA device" -- not at a missing library or file -- so that a session lent a GPU spends
-its minutes on the GPU, not on the bundle. Skipped (77) where a GPU is visible (the device run
+its minutes on the GPU, not on the bundle; none is skipped for the run's time budget, and with
+no budget left every step is skipped at once and the logs still come back. Skipped (77) where a GPU is visible (the device run
 is the check there) or the CUDA path is not built.
 """
 import argparse
@@ -75,6 +76,19 @@ def main():
             text = open(os.path.join(tmp, "outputs", step + ".log"), errors="replace").read()
             if status.get(step) == "0" or "no CUDA device is visible" not in text:
                 problems.append("%s: exit %s, not at the device choice:\n%s" % (step, status.get(step), text[-1500:]))
+        over = re.findall(r"^== (\S+): skipped \(", log, re.M)
+        if over:
+            problems.append("steps skipped for the time budget: %s" % over)
+        # With no time left every step is skipped at once, and the logs still come back.
+        brief = os.path.join(tmp, "brief")
+        r = subprocess.run([os.path.join(bundle, "run.sh"), brief], env=dict(env, SPIN_GPU_BUDGET_S="5"),
+                           capture_output=True, text=True, timeout=120)
+        brief_log = open(os.path.join(brief, "checks.log")).read()
+        skipped = re.findall(r"^== (\S+): skipped \(", brief_log, re.M)
+        if r.returncode != len(skipped) or "gpu_test" not in skipped or "train_cpu" not in skipped or \
+                not os.path.exists(os.path.join(brief, "outputs.tgz")):
+            problems.append("a 5 s budget: exit %d, skipped %s, outputs.tgz %s" % (
+                r.returncode, skipped, os.path.exists(os.path.join(brief, "outputs.tgz"))))
         if problems:
             sys.exit("FAIL:\n" + "\n".join(problems) + "\n--- checks.log\n" + log[-4000:])
     print("GPU bundle dry run: %d CPU steps pass from the bundle, %d CUDA steps stop at 'no CUDA device'" %
