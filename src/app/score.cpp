@@ -1,6 +1,6 @@
 // spin score: per-token log-probabilities and masked sums of token sequences under a model.
 //   mpirun -np N spin score --model HF_DIR --tp T --pp P --input seqs.jsonl --output out.jsonl
-// Text records (a prompt and its response, chat messages, NeMo conversations) are tokenized as
+// Text records (a prompt and its response, chat messages, NeMo or ShareGPT conversations) are tokenized as
 // training tokenizes them (--template) and their response tokens summed.
 // Sequences are dealt round-robin to the data-parallel replicas (world / (tp x pp) of them),
 // scored in micro-batches that flow through the pipeline stages one behind the other (the
@@ -62,7 +62,7 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
        "a PEFT LoRA adapter directory trained on --model's model, merged into it")
       ("input", po::value(&o.input)->required(),
        "JSONL: {\"tokens\":[...], \"mask_from\":k} or {\"prompt\":[...], \"response\":[...]} of ids, or text as "
-       "training reads it (prompt/response, messages, NeMo conversations)")
+       "training reads it (prompt/response, messages, NeMo or ShareGPT conversations)")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
        spin::cat("prompt template for text records: ", data::kPromptTemplateChoices).c_str())
       ("output", po::value(&o.output)->required(),

@@ -112,7 +112,7 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("model.sequence_parallel", &c.sequence_parallel,
         "split the residual stream's rows over the tensor-parallel ranks (Megatron's sequence parallelism)");
   t.required("data.train", &c.train,
-             "training JSONL (text pairs, chat messages, NeMo conversations, SPIN records or token ids), or a "
+             "training JSONL (text pairs, chat messages, NeMo or ShareGPT conversations, SPIN records or token ids), or a "
              "comma-separated list of such files, read one after another");
   t.add("data.validation", &c.validation, "validation JSONL (same shapes; empty: none)");
   t.add("data.template", &c.prompt_template, spin::cat("prompt template: ", data::kPromptTemplateChoices).c_str());

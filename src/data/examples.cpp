@@ -73,6 +73,15 @@ Conversation read_chat(const json& j, const std::string& where, const char* key 
   return c;
 }
 
+// A conversation turn's speaker as a message role: NeMo's User and Assistant, ShareGPT's (FastChat's,
+// LLaMA-Factory's, Axolotl's) human, gpt and system -- "" for another.
+std::string speaker_role(const std::string& from) {
+  if (from == "User" || from == "human") return "user";
+  if (from == "Assistant" || from == "gpt") return "assistant";
+  if (from == "system") return "system";
+  return "";
+}
+
 Conversation read_nemo_chat(const json& j, const std::string& where) {
   Conversation c;
   if (j.contains("system")) {
@@ -84,12 +93,13 @@ Conversation read_nemo_chat(const json& j, const std::string& where) {
   for (const json& t : turns) {
     require(t.is_object(), where, ": every turn must be an object with from and value");
     const std::string from = jsonl::string_field(t, "from", where);
-    require(from == "User" || from == "Assistant", where, ": unknown speaker \"", from,
-            "\" (User or Assistant)");
-    c.prompt.push_back({from == "User" ? "user" : "assistant", jsonl::string_field(t, "value", where)});
+    const std::string role = speaker_role(from);
+    require(!role.empty(), where, ": unknown speaker \"", from,
+            "\" (NeMo's User or Assistant, ShareGPT's human, gpt or system)");
+    c.prompt.push_back({role, jsonl::string_field(t, "value", where)});
   }
   require(c.prompt.back().role == "assistant", where,
-          ": the last turn must be the Assistant's (the ground-truth response)");
+          ": the last turn must be the assistant's (Assistant, gpt: the ground-truth response)");
   c.response = c.prompt.back().content;
   c.prompt.pop_back();
   return c;
@@ -215,7 +225,7 @@ const char* data_shape_name(DataShape s) {
   switch (s) {
     case DataShape::TextPair: return "prompt/response text";
     case DataShape::Chat: return "chat messages";
-    case DataShape::NemoChat: return "NeMo conversations";
+    case DataShape::NemoChat: return "conversations (NeMo, ShareGPT)";
     case DataShape::SpinPairs: return "SPIN real/generated messages";
     case DataShape::ChosenRejected: return "chosen/rejected messages";
     case DataShape::TokenIds: return "pre-tokenized ids";

@@ -4,7 +4,8 @@
 //   {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}   chat; the
 //       last assistant turn is the response, everything before it the prompt
 //   {"system": "...", "conversations": [{"from": "User"|"Assistant", "value": "..."}, ...]}
-//       NeMo's chat format, read the same way
+//       NeMo's chat format, read the same way; ShareGPT's (FastChat, LLaMA-Factory, Axolotl) too:
+//       {"conversations": [{"from": "system"|"human"|"gpt", "value": "..."}, ...]}
 //   {"real": [messages], "generated": [messages]}                      the SPIN data sets'
 //       (UCLA-AGI/SPIN_iter*): "real" read as chat, "generated" ignored (the reference answers)
 //   {"chosen": [messages], "rejected": [messages]}                    the SPIN code's

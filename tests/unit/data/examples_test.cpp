@@ -61,6 +61,14 @@ TEST_F(Examples, ChatAndNemoShapesGiveTheSameIdsUnderTheChatTemplate) {
   EXPECT_EQ(nemo.report.shape, DataShape::NemoChat);
   ASSERT_EQ(chat.examples.size(), 1u);
   EXPECT_EQ(chat.examples[0].prompt, nemo.examples[0].prompt);
+  // ShareGPT's speakers in the same shape: human, gpt, a system turn.
+  const auto sharegpt = load(R"({"conversations": [{"from": "system", "value": "Be brief."}, )"
+                             R"({"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]})",
+                             PromptTemplate::Chat);
+  EXPECT_EQ(sharegpt.report.shape, DataShape::NemoChat);
+  ASSERT_EQ(sharegpt.examples.size(), 1u);
+  EXPECT_EQ(sharegpt.examples[0].prompt, chat.examples[0].prompt);
+  EXPECT_EQ(sharegpt.examples[0].response, chat.examples[0].response);
   std::vector<std::int32_t> want = {1};
   for (const auto& part : {ids("<|system|>\nBe brief."), std::vector<std::int32_t>{2}, ids("\n"),
                            ids("<|user|>\nHi"), std::vector<std::int32_t>{2}, ids("\n"), ids("<|assistant|>\n")})
@@ -218,6 +226,11 @@ TEST_F(Examples, BadLinesNameFileAndLineOrAreCountedWhenSkipped) {
   EXPECT_NE(error_of("{\"prompt\": \"a\", \"response\": \"\xff\xfe\"}\n").find(":1: not valid JSON"),
             std::string::npos) << "invalid UTF-8";
   EXPECT_NE(error_of("{\"question\": \"a\"}\n").find("unknown record shape"), std::string::npos);
+  const std::string bot = error_of(R"({"conversations": [{"from": "human", "value": "a"}, {"from": "bot", "value": "b"}]})" "\n");
+  EXPECT_NE(bot.find(":1: unknown speaker \"bot\" (NeMo's User or Assistant, ShareGPT's human, gpt or system)"),
+            std::string::npos) << bot;
+  const std::string last = error_of(R"({"conversations": [{"from": "gpt", "value": "a"}, {"from": "human", "value": "b"}]})" "\n");
+  EXPECT_NE(last.find("the last turn must be the assistant's"), std::string::npos) << last;
   EXPECT_NE(error_of("{\"real\": []}\n").find("\"real\" must be a non-empty list"), std::string::npos);
   EXPECT_NE(error_of("").find("no records"), std::string::npos);
   // What a template refuses names the record: a system message under the gemma template.
