@@ -4,7 +4,8 @@
 # then runs either the main job or the whole test suite. Run as root or with sudo available.
 #
 #   jobs/local/setup.sh run     # the main job: the SPIN demo (jobs/demo/run_demo.sh, ~2 minutes)
-#   jobs/local/setup.sh test    # the whole test suite (unit, MPI, end-to-end)
+#   jobs/local/setup.sh test    # the whole test suite (unit, MPI, end-to-end), then the CUDA kernels' race
+#                               # check (jobs/local/race_check.sh)
 #
 # Environment: SPIN_WERROR=ON turns warnings into errors (CI does this); BUILD_DIR (build).
 set -euo pipefail
@@ -76,4 +77,6 @@ if [[ "$mode" == run ]]; then
   jobs/demo/run_demo.sh "$build"
 else
   ctest --test-dir "$build" --output-on-failure --parallel 2
+  # The CUDA kernels' source under ThreadSanitizer (docs/gpu.md), in a build of its own.
+  jobs/local/race_check.sh "$build-tsan"
 fi

@@ -14,9 +14,18 @@ namespace spin::kernels {
 
 namespace {
 
+// Versions for AVX-512, AVX2 and the baseline, chosen at load time by an ifunc resolver -- except
+// under ThreadSanitizer, whose runtime is not up yet when the loader runs resolvers (the
+// instrumented resolver crashes: the emulated CUDA kernels' race check builds with it).
+#if defined(__SANITIZE_THREAD__)
+#define SPIN_CPU_CLONES
+#else
+#define SPIN_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+
 // Bit j of bits[g]: whether global column 4 (first + g) + j survives, for `groups` groups (one
 // contiguous store a group: the loop vectorises).
-__attribute__((target_clones("avx512f", "avx2", "default")))
+SPIN_CPU_CLONES
 void group_keeps(std::uint64_t seed, std::uint64_t row_key, std::uint32_t site, Index first, Index groups, float p,
                  std::uint8_t* bits) {
 #pragma omp simd
