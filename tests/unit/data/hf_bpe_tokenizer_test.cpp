@@ -21,6 +21,7 @@
 
 #include "common/test_util.h"
 #include "data/unicode_classes.h"
+#include "unit/data/tokenizer_cases.h"
 
 namespace spin::data {
 namespace {
@@ -208,15 +209,7 @@ TEST(TekkenTokenizer, MatchesMistralCommon) {
   std::ifstream in(dir + "/cases.json");
   int checked = 0;
   for (const nlohmann::json& c : nlohmann::json::parse(in)) {
-    const std::string text = c.at("text");
-    SCOPED_TRACE(printable(text));
-    EXPECT_EQ(t.encode(text), c.at("ids").get<std::vector<std::int32_t>>());
-    EXPECT_EQ(t.decode(c.at("ids").get<std::vector<std::int32_t>>()), c.at("decoded").get<std::string>());
-    std::vector<std::string> pieces;
-    for (std::string_view p : t.pre_tokenize(text)) pieces.emplace_back(p);
-    if (!text.empty()) {
-      EXPECT_EQ(pieces, c.at("pieces").get<std::vector<std::string>>());
-    }
+    expect_reference_case(t, c);
     ++checked;
   }
   EXPECT_EQ(checked, 564);

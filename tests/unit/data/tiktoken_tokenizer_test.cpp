@@ -15,6 +15,7 @@
 
 #include "common/test_util.h"
 #include "data/hf_bpe_tokenizer.h"
+#include "unit/data/tokenizer_cases.h"
 
 namespace spin::data {
 namespace {
@@ -40,15 +41,7 @@ TEST(TiktokenTokenizer, MatchesTiktokenUnderKimisExpression) {
       ++long_runs;
       continue;
     }
-    const std::string text = c.at("text");
-    SCOPED_TRACE(printable(text));
-    EXPECT_EQ(t.encode(text), c.at("ids").get<std::vector<std::int32_t>>());
-    EXPECT_EQ(t.decode(c.at("ids").get<std::vector<std::int32_t>>()), c.at("decoded").get<std::string>());
-    std::vector<std::string> pieces;
-    for (std::string_view p : t.pre_tokenize(text)) pieces.emplace_back(p);
-    if (!text.empty()) {
-      EXPECT_EQ(pieces, c.at("pieces").get<std::vector<std::string>>());
-    }
+    expect_reference_case(t, c);
     ++checked;
   }
   EXPECT_EQ(checked, 382);
