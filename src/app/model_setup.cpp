@@ -383,8 +383,9 @@ std::vector<std::int32_t> stop_ids(const std::string& model_dir, const model::Mo
 std::vector<std::string> tokenizer_files(const std::string& dir) {
   namespace fs = std::filesystem;
   std::vector<std::string> out;
-  for (const char* f : {"tokenizer.model", "added_tokens.json", "tekken.json", "byte_tokenizer.json", "tokenizer.json",
-                        "tiktoken.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
+  for (const char* f :
+       {"tokenizer.model", "added_tokens.json", "tekken.json", "byte_tokenizer.json", "tokenizer.json",
+        "tiktoken.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
     const fs::path path = fs::path(dir) / f;
     if (fs::exists(path)) out.push_back(path.string());
   }
@@ -397,8 +398,8 @@ std::vector<std::string> tokenizer_files(const std::string& dir) {
   std::vector<std::string> code;
   for (const fs::directory_entry& e : fs::is_directory(dir) ? fs::directory_iterator(dir) : fs::directory_iterator()) {
     const std::string name = e.path().filename().string();
-    const bool remote_code = name.starts_with("tokenization_") || name.starts_with("configuration_") ||
-                             name.starts_with("modeling_");
+    const bool remote_code =
+        name.starts_with("tokenization_") || name.starts_with("configuration_") || name.starts_with("modeling_");
     if (e.is_regular_file() && remote_code && e.path().extension() == ".py") code.push_back(e.path().string());
   }
   std::sort(code.begin(), code.end());

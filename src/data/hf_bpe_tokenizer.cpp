@@ -6,8 +6,8 @@
 #include <fstream>
 #include <limits>
 #include <map>
-#include <queue>
 #include <nlohmann/json.hpp>
+#include <queue>
 
 #include "core/error.h"
 #include "core/json_file.h"
@@ -315,14 +315,16 @@ struct HfBpeTokenizer::Loader {
     }
     const auto n = static_cast<std::int64_t>(ranks.size());
     const std::vector<char32_t> chars = byte_chars();
+    std::vector<bool> seen(static_cast<std::size_t>(n), false);
     for (const auto& [bytes, rank] : ranks) {
       require(rank < n, path, ": rank ", rank, " is outside [0, ", n, "), the file's ", n, " ranks");
+      require(!seen[static_cast<std::size_t>(rank)], path, ": rank ", rank, " is given twice");
+      seen[static_cast<std::size_t>(rank)] = true;
       std::string token;
       for (char b : bytes) unicode::append_utf8(token, chars[static_cast<unsigned char>(b)]);
       require(!token.empty() && t.vocab_.emplace(token, static_cast<std::int32_t>(rank)).second, path,
-              ": the token of rank ", rank, " is empty or repeats an earlier one (or its rank does)");
+              ": the token of rank ", rank, " is empty or repeats an earlier one");
     }
-    require(static_cast<std::int64_t>(t.vocab_.size()) == n, path, ": two tokens share a rank");
     std::map<std::int64_t, AddedToken> specials;
     for (std::int64_t id = n; id < n + kTiktokenReservedSpecials; ++id) {
       specials[id] = {"<|reserved_token_" + std::to_string(id) + "|>", static_cast<std::int32_t>(id), true, {}};
@@ -332,12 +334,14 @@ struct HfBpeTokenizer::Loader {
       const json c = read_json_file(config.string());
       const json added = c.value("added_tokens_decoder", json::object());
       for (const auto& [key, token] : added.items()) {
-        const std::int64_t id = key.find_first_not_of("0123456789") == std::string::npos && key.size() < 10
-                                    ? std::stoll(key) : -1;
+        const std::int64_t id =
+            key.find_first_not_of("0123456789") == std::string::npos && key.size() < 10 ? std::stoll(key) : -1;
         require(id >= n && token.is_object() && token.value("content", json()).is_string(), config.string(),
                 ": added_tokens_decoder \"", key, "\" must be an id from ", n, " (after ", path,
                 "'s ranks) with a \"content\"");
-        specials[id] = {token["content"].get<std::string>(), static_cast<std::int32_t>(id), true,
+        specials[id] = {token["content"].get<std::string>(),
+                        static_cast<std::int32_t>(id),
+                        true,
                         {token.value("lstrip", false), token.value("rstrip", false)}};
       }
     }
@@ -482,36 +486,35 @@ void HfBpeTokenizer::encode_piece(std::string_view piece, std::vector<std::int32
   // symbols in a linked list and the pairs in a heap by (rank, position of the left symbol): positions
   // keep their order, so the smallest is the leftmost; entries a merge made stale are skipped when they
   // surface. O(n log n).
-  const auto n = static_cast<std::int32_t>(symbols.size());
-  std::vector<std::int32_t> next(static_cast<std::size_t>(n)), prev(static_cast<std::size_t>(n));
-  for (std::int32_t k = 0; k < n; ++k) next[static_cast<std::size_t>(k)] = k + 1, prev[static_cast<std::size_t>(k)] = k - 1;
-  const auto merge_at = [&](std::int32_t k) -> const Merge* {  // the pair at k and its successor
-    const std::int32_t right = next[static_cast<std::size_t>(k)];
-    if (right >= n) return nullptr;
-    const auto it = merges_.find(merge_key(symbols[static_cast<std::size_t>(k)], symbols[static_cast<std::size_t>(right)]));
+  const std::size_t n = symbols.size(), none = n;  // `none`: no neighbour
+  std::vector<std::size_t> next(n), prev(n);
+  for (std::size_t k = 0; k < n; ++k) next[k] = k + 1, prev[k] = k == 0 ? none : k - 1;
+  const auto merge_at = [&](std::size_t k) -> const Merge* {  // the pair of symbol k and its successor
+    if (next[k] == none) return nullptr;
+    const auto it = merges_.find(merge_key(symbols[k], symbols[next[k]]));
     return it == merges_.end() ? nullptr : &it->second;
   };
-  using Pair = std::pair<std::int32_t, std::int32_t>;  // (rank, left position)
+  using Pair = std::pair<std::int32_t, std::size_t>;  // (rank, left symbol)
   std::priority_queue<Pair, std::vector<Pair>, std::greater<>> pairs;
-  const auto offer = [&](std::int32_t k) {
+  const auto offer = [&](std::size_t k) {
     if (const Merge* m = merge_at(k)) pairs.emplace(m->rank, k);
   };
-  for (std::int32_t k = 0; k + 1 < n; ++k) offer(k);
-  std::vector<bool> merged_away(static_cast<std::size_t>(n), false);
+  for (std::size_t k = 0; k + 1 < n; ++k) offer(k);
+  std::vector<bool> merged_away(n, false);
   while (!pairs.empty()) {
     const auto [rank, k] = pairs.top();
     pairs.pop();
-    const Merge* m = merged_away[static_cast<std::size_t>(k)] ? nullptr : merge_at(k);
+    const Merge* m = merged_away[k] ? nullptr : merge_at(k);
     if (m == nullptr || m->rank != rank) continue;  // stale
-    const std::int32_t right = next[static_cast<std::size_t>(k)];
-    symbols[static_cast<std::size_t>(k)] = m->id;
-    merged_away[static_cast<std::size_t>(right)] = true;
-    next[static_cast<std::size_t>(k)] = next[static_cast<std::size_t>(right)];
-    if (next[static_cast<std::size_t>(k)] < n) prev[static_cast<std::size_t>(next[static_cast<std::size_t>(k)])] = k;
-    if (prev[static_cast<std::size_t>(k)] >= 0) offer(prev[static_cast<std::size_t>(k)]);
+    const std::size_t right = next[k];
+    symbols[k] = m->id;
+    merged_away[right] = true;
+    next[k] = next[right];
+    if (next[k] != none) prev[next[k]] = k;
+    if (prev[k] != none) offer(prev[k]);
     offer(k);
   }
-  for (std::int32_t k = 0; k < n; k = next[static_cast<std::size_t>(k)]) ids.push_back(symbols[static_cast<std::size_t>(k)]);
+  for (std::size_t k = 0; k != none; k = next[k]) ids.push_back(symbols[k]);
 }
 
 std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
@@ -563,7 +566,9 @@ std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
 std::vector<std::string_view> HfBpeTokenizer::long_runs(std::string_view text) {
   const unicode::CodePoints s = unicode::decode_utf8(text);
   std::vector<std::string_view> parts;
-  const auto part = [&](std::size_t from, std::size_t to) { parts.push_back(text.substr(s.at[from], s.at[to] - s.at[from])); };
+  const auto part = [&](std::size_t from, std::size_t to) {
+    parts.push_back(text.substr(s.at[from], s.at[to] - s.at[from]));
+  };
   for (std::size_t chunk = 0; chunk < s.size(); chunk += kTiktokenMaxEncodeChars) {
     const std::size_t end = std::min(s.size(), chunk + kTiktokenMaxEncodeChars);
     std::size_t start = chunk, length = 0;

@@ -118,9 +118,11 @@ std::string deepseek_system(const std::vector<Message>& messages, bool r1) {
 // Kimi's default system message, from the tokenizer's chat template.
 std::string kimi_system(const Tokenizer& t) {
   const std::optional<std::string> system = detail::kimi_default_system(t.chat_template());
-  require(system.has_value(), "the kimi prompt template writes the default system message of the tokenizer's chat "
+  require(system.has_value(),
+          "the kimi prompt template writes the default system message of the tokenizer's chat "
           "template before a conversation without one, and the tokenizer has no chat template with a literal ",
-          detail::kKimiSystemTurn, "...<|im_end|> turn: give the conversations a system message of their own, or "
+          detail::kKimiSystemTurn,
+          "...<|im_end|> turn: give the conversations a system message of their own, or "
           "token ids (jobs/chat_to_ids.py)");
   return *system;
 }

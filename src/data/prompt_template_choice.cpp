@@ -48,11 +48,11 @@ bool has_tokens(const Tokenizer* t, std::initializer_list<const char*> tokens) {
 
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer) {
   constexpr PromptTemplate kAll[] = {
-      PromptTemplate::Chat,      PromptTemplate::Plain,      PromptTemplate::Llama3,    PromptTemplate::Llama31,
-      PromptTemplate::ChatMl,    PromptTemplate::Qwen25,     PromptTemplate::Qwen3,     PromptTemplate::Gemma,
-      PromptTemplate::Gemma3,    PromptTemplate::Llama2,     PromptTemplate::Mistral,   PromptTemplate::MistralV3,
-      PromptTemplate::MistralV7, PromptTemplate::Phi4,       PromptTemplate::Phi4Mini,  PromptTemplate::Tulu,
-      PromptTemplate::Cohere,    PromptTemplate::Granite30,  PromptTemplate::Granite31, PromptTemplate::Granite4,
+      PromptTemplate::Chat,      PromptTemplate::Plain,      PromptTemplate::Llama3,     PromptTemplate::Llama31,
+      PromptTemplate::ChatMl,    PromptTemplate::Qwen25,     PromptTemplate::Qwen3,      PromptTemplate::Gemma,
+      PromptTemplate::Gemma3,    PromptTemplate::Llama2,     PromptTemplate::Mistral,    PromptTemplate::MistralV3,
+      PromptTemplate::MistralV7, PromptTemplate::Phi4,       PromptTemplate::Phi4Mini,   PromptTemplate::Tulu,
+      PromptTemplate::Cohere,    PromptTemplate::Granite30,  PromptTemplate::Granite31,  PromptTemplate::Granite4,
       PromptTemplate::SmolLm3,   PromptTemplate::DeepSeekV3, PromptTemplate::DeepSeekR1, PromptTemplate::Kimi};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {

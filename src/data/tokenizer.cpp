@@ -202,8 +202,8 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& model_dir) {
   auto tokenizer = load_if_present(model_dir);
   require(tokenizer != nullptr, model_dir,
           ": no tokenizer.model or tokenizer.model.vN (SentencePiece), tekken.json (Mistral's), tokenizer.json "
-          "(byte-level BPE), tiktoken.model (Moonshot AI's) or byte_tokenizer.json; spin cannot tokenize text for this model (pre-tokenized data "
-          "works without one)");
+          "(byte-level BPE), tiktoken.model (Moonshot AI's) or byte_tokenizer.json; spin cannot tokenize text for this "
+          "model (pre-tokenized data works without one)");
   return tokenizer;
 }
 

@@ -226,10 +226,15 @@ TEST_F(Examples, BadLinesNameFileAndLineOrAreCountedWhenSkipped) {
   EXPECT_NE(error_of("{\"prompt\": \"a\", \"response\": \"\xff\xfe\"}\n").find(":1: not valid JSON"),
             std::string::npos) << "invalid UTF-8";
   EXPECT_NE(error_of("{\"question\": \"a\"}\n").find("unknown record shape"), std::string::npos);
-  const std::string bot = error_of(R"({"conversations": [{"from": "human", "value": "a"}, {"from": "bot", "value": "b"}]})" "\n");
+  const std::string bot =
+      error_of(R"({"conversations": [{"from": "human", "value": "a"}, {"from": "bot", "value": "b"}]})"
+               "\n");
   EXPECT_NE(bot.find(":1: unknown speaker \"bot\" (NeMo's User or Assistant, ShareGPT's human, gpt or system)"),
-            std::string::npos) << bot;
-  const std::string last = error_of(R"({"conversations": [{"from": "gpt", "value": "a"}, {"from": "human", "value": "b"}]})" "\n");
+            std::string::npos)
+      << bot;
+  const std::string last =
+      error_of(R"({"conversations": [{"from": "gpt", "value": "a"}, {"from": "human", "value": "b"}]})"
+               "\n");
   EXPECT_NE(last.find("the last turn must be the assistant's"), std::string::npos) << last;
   EXPECT_NE(error_of("{\"real\": []}\n").find("\"real\" must be a non-empty list"), std::string::npos);
   EXPECT_NE(error_of("").find("no records"), std::string::npos);

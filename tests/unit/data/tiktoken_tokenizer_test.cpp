@@ -116,6 +116,9 @@ TEST(TiktokenTokenizer, MalformedFilesAreRefusedByName) {
   changed[300] = changed[299].substr(0, changed[299].find(' ')) + " 300";
   refused(changed, "the token of rank 300 is empty or repeats an earlier one");
   changed = lines;
+  changed[300] = changed[300].substr(0, changed[300].find(' ')) + " 299";
+  refused(changed, "rank 299 is given twice");
+  changed = lines;
   changed[300] = changed[300].substr(0, changed[300].find(' ')) + " 5000";
   refused(changed, "rank 5000 is outside [0, 1457)");
   changed = lines;
