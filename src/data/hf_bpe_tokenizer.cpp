@@ -564,6 +564,7 @@ std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
 }
 
 std::vector<std::string_view> HfBpeTokenizer::long_runs(std::string_view text) {
+  if (text.size() <= kTiktokenMaxRun) return {text};  // fewer code points than bytes: nothing to cut
   const unicode::CodePoints s = unicode::decode_utf8(text);
   std::vector<std::string_view> parts;
   const auto part = [&](std::size_t from, std::size_t to) {
