@@ -225,8 +225,7 @@ const char* data_shape_name(DataShape s) {
   switch (s) {
     case DataShape::TextPair: return "prompt/response text";
     case DataShape::Chat: return "chat messages";
-    case DataShape::NemoChat:
-      return "conversations (NeMo, ShareGPT)";
+    case DataShape::NemoChat: return "conversations (NeMo, ShareGPT)";
     case DataShape::SpinPairs: return "SPIN real/generated messages";
     case DataShape::ChosenRejected: return "chosen/rejected messages";
     case DataShape::TokenIds: return "pre-tokenized ids";

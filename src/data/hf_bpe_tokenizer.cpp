@@ -294,8 +294,9 @@ struct HfBpeTokenizer::Loader {
   // The special tokens follow the n ranks: ids n .. n + 255, named by tokenizer_config.json's
   // added_tokens_decoder (with any further ids it names), the others "<|reserved_token_{id}|>",
   // every one read in a text (the wrappers encode with allowed_special "all"). Kimi's expression;
-  // texts cut as the wrappers cut them before tiktoken (HfBpeTokenizer::long_runs).
-  static void tiktoken(HfBpeTokenizer& t) {
+  // texts cut as the wrappers cut them before tiktoken (HfBpeTokenizer::long_runs). `config`: the
+  // parsed tokenizer_config.json at `config_path` (null without one).
+  static void tiktoken(HfBpeTokenizer& t, const fs::path& config_path, const json& config) {
     const std::string& path = t.path_;
     std::ifstream in(path, std::ios::binary);
     require(in.good(), path, ": cannot be read");
@@ -329,14 +330,12 @@ struct HfBpeTokenizer::Loader {
     for (std::int64_t id = n; id < n + kTiktokenReservedSpecials; ++id) {
       specials[id] = {"<|reserved_token_" + std::to_string(id) + "|>", static_cast<std::int32_t>(id), true, {}};
     }
-    const fs::path config = fs::path(path).parent_path() / "tokenizer_config.json";
-    if (fs::exists(config)) {
-      const json c = read_json_file(config.string());
-      const json added = c.value("added_tokens_decoder", json::object());
+    if (config.is_object()) {
+      const json added = config.value("added_tokens_decoder", json::object());
       for (const auto& [key, token] : added.items()) {
         const std::int64_t id =
             key.find_first_not_of("0123456789") == std::string::npos && key.size() < 10 ? std::stoll(key) : -1;
-        require(id >= n && token.is_object() && token.value("content", json()).is_string(), config.string(),
+        require(id >= n && token.is_object() && token.value("content", json()).is_string(), config_path.string(),
                 ": added_tokens_decoder \"", key, "\" must be an id from ", n, " (after ", path,
                 "'s ranks) with a \"content\"");
         specials[id] = {token["content"].get<std::string>(),
@@ -372,10 +371,10 @@ struct HfBpeTokenizer::Loader {
     }
   }
 
-  // BOS and EOS as tokenizer_config.json names them (the model's config.json overrides them).
-  static void special_tokens(HfBpeTokenizer& t, const fs::path& config) {
-    if (!fs::exists(config)) return;
-    const json c = read_json_file(config.string());
+  // BOS and EOS as tokenizer_config.json (`c`, read from `config`; null without one) names them (the
+  // model's config.json overrides them), and its chat template.
+  static void special_tokens(HfBpeTokenizer& t, const fs::path& config, const json& c) {
+    if (c.is_null()) return;
     const auto special = [&](const char* key) -> std::optional<std::int32_t> {
       if (!c.contains(key) || c[key].is_null()) return std::nullopt;
       const json& v = c[key];
@@ -399,9 +398,14 @@ struct HfBpeTokenizer::Loader {
 };
 
 HfBpeTokenizer::HfBpeTokenizer(const std::string& path) : path_(path) {
+  const fs::path config_path = fs::path(path).parent_path() / "tokenizer_config.json";
+  const auto read_config = [&] {  // tokenizer_config.json, read once (tekken.json's loader reads none)
+    return fs::exists(config_path) ? read_json_file(config_path.string()) : nlohmann::json();
+  };
   if (fs::path(path).filename() == "tiktoken.model") {
-    Loader::tiktoken(*this);
-    Loader::special_tokens(*this, fs::path(path).parent_path() / "tokenizer_config.json");
+    const nlohmann::json config = read_config();
+    Loader::tiktoken(*this, config_path, config);
+    Loader::special_tokens(*this, config_path, config);
     return;
   }
   const nlohmann::json j = read_json_file(path);
@@ -417,7 +421,7 @@ HfBpeTokenizer::HfBpeTokenizer(const std::string& path) : path_(path) {
   } catch (const nlohmann::json::exception& e) {
     fail(path, ": not a tokenizer.json or tekken.json spin can read: ", e.what());
   }
-  Loader::special_tokens(*this, fs::path(path).parent_path() / "tokenizer_config.json");
+  Loader::special_tokens(*this, config_path, read_config());
 }
 
 std::optional<std::int32_t> HfBpeTokenizer::token_id(const std::string& token) const {

@@ -402,10 +402,10 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
         bool operator==(const Option&) const = default;
       };
       std::vector<Option> options;
+      const std::int64_t budget = chunked_prefill_tokens(request);  // at least what this pp needs
       for (bool recompute : {asked_recompute, true}) {
         for (bool frozen : {asked_frozen, asked_frozen || can_freeze}) {
           for (int ep : {asked_ep, can_spread ? tp : asked_ep}) {
-            const std::int64_t budget = chunked_prefill_tokens(request);  // at least what this pp needs
             for (std::int64_t chunk : {asked_chunk > 0 ? budget : 0, budget}) {
               for (bool split : {asked_split, tp > 1}) {
                 for (bool distributed : {false, request.dp > 1}) {
