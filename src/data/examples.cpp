@@ -5,12 +5,18 @@
 
 #include "core/error.h"
 #include "data/jsonl.h"
+#include "data/records.h"
 
 namespace spin::data {
 
 namespace {
 
 using nlohmann::json;
+
+// The keys the shapes below read: a Parquet file's other columns are not decoded.
+const std::vector<std::string> kExampleKeys = {"prompt", "response", "messages", "system", "conversations",
+                                               "real", "generated", "chosen", "rejected"};
+const std::vector<std::string> kPromptKeys = {"prompt", "tokens", "messages"};
 
 // render_prompt, its errors (a role the template refuses, a token the tokenizer lacks) naming the record.
 std::vector<std::int32_t> render_prompt_at(const std::vector<Message>& messages, PromptTemplate prompt_template,
@@ -244,9 +250,10 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
   LoadedExamples out;
   bool shape_known = false;
   std::int32_t file_index = 0;
-  const auto read_line = [&](const std::string& text, const std::string& where, std::int64_t line) {
+  const auto read_record = [&](const Record& record) {
+    const std::string& where = record.where();
     try {
-      const json j = jsonl::parse_object(text, where);
+      const json j = record.object();
       const DataShape shape = detect_shape(j, where);
       if (!shape_known) {
         out.report.shape = shape;
@@ -255,7 +262,7 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
       require(shape == out.report.shape, where, ": a ", data_shape_name(shape), " record among ",
               data_shape_name(out.report.shape), " records");
       Example e = read_example(j, shape, where, tokenizer, prompt_template, vocab_size, read_generated);
-      e.line = line;
+      e.line = record.line();
       e.file = file_index;
       ++out.report.records;
       if (fit(e, limits, out.report)) out.examples.push_back(std::move(e));
@@ -266,7 +273,7 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
   };
   out.files = data_files(path);
   for (const std::string& file : out.files) {
-    jsonl::for_each_line(file, read_line);
+    for_each_record(file, kExampleKeys, read_record);
     ++file_index;
   }
   require(!out.examples.empty(), path, ": no usable examples (", out.report.records, " read, ",
@@ -275,21 +282,15 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
 }
 
 bool holds_text(const std::string& path) {
-  bool text = false, first = true;
-  jsonl::for_each_line(data_files(path).front(), [&](const std::string& line, const std::string& where, std::int64_t) {
-    if (!first) return;
-    first = false;
-    const json j = jsonl::parse_object(line, where);
-    text = text_shape(j).has_value();
-  });
-  return text;
+  return text_shape(first_record(data_files(path).front(), kExampleKeys)).has_value();
 }
 
 LoadedPrompts load_prompts(const std::string& path, const Tokenizer* tokenizer, PromptTemplate prompt_template) {
   LoadedPrompts out;
   std::vector<std::vector<std::int32_t>>& prompts = out.prompts;
-  const auto read_line = [&](const std::string& text, const std::string& where, std::int64_t) {
-    const json j = jsonl::parse_object(text, where);
+  const auto read_record = [&](const Record& record) {
+    const std::string& where = record.where();
+    const json j = record.object();
     out.where.push_back(where);
     for (const char* key : {"prompt", "tokens"}) {
       if (j.contains(key) && j.at(key).is_array()) {
@@ -311,7 +312,7 @@ LoadedPrompts load_prompts(const std::string& path, const Tokenizer* tokenizer, 
     require(tokenizer != nullptr, where, ": a text prompt needs the model's tokenizer");
     prompts.push_back(render_prompt_at(messages, prompt_template, *tokenizer, where));
   };
-  for (const std::string& file : data_files(path)) jsonl::for_each_line(file, read_line);
+  for (const std::string& file : data_files(path)) for_each_record(file, kPromptKeys, read_record);
   return out;
 }
 

@@ -4,17 +4,15 @@
 
 #include "core/error.h"
 #include "data/jsonl.h"
+#include "data/records.h"
 
 namespace spin::data {
 
 namespace {
 using nlohmann::json;
-using jsonl::for_each_line;
 using jsonl::id_list;
-using jsonl::parse_object;
 
-TokenRecord parse_record(const std::string& text, const std::string& where) {
-  const json j = parse_object(text, where);
+TokenRecord parse_record(const json& j, const std::string& where) {
   TokenRecord r;
   if (j.contains("tokens")) {
     r.tokens = id_list(j, "tokens", where);
@@ -42,9 +40,9 @@ TokenRecord parse_record(const std::string& text, const std::string& where) {
 
 std::vector<TokenRecord> read_token_jsonl(const std::string& path) {
   std::vector<TokenRecord> records;
-  for_each_line(path, [&](const std::string& text, const std::string& where, std::int64_t line) {
-    TokenRecord r = parse_record(text, where);
-    r.line = line;
+  for_each_record(path, {"tokens", "mask_from", "prompt", "response"}, [&](const Record& record) {
+    TokenRecord r = parse_record(record.object(), record.where());
+    r.line = record.line();
     records.push_back(std::move(r));
   });
   return records;

@@ -1,0 +1,48 @@
+#include "data/records.h"
+
+#include "core/error.h"
+#include "data/jsonl.h"
+#include "data/parquet.h"
+
+namespace spin::data {
+
+nlohmann::json Record::object() const {
+  return text_ != nullptr ? jsonl::parse_object(*text_, where_) : *row_;
+}
+
+void for_each_record(const std::string& path, const std::vector<std::string>& columns,
+                     const std::function<void(const Record&)>& fn) {
+  if (!parquet::is_parquet(path)) {
+    jsonl::for_each_line(path, [&](const std::string& text, const std::string& where, std::int64_t line) {
+      fn(Record(where, line, &text, nullptr));
+    });
+    return;
+  }
+  bool any = false;
+  parquet::for_each_row(path, columns, [&](nlohmann::json&& row, std::int64_t n) {
+    fn(Record(cat(path, ":", n), n, nullptr, &row));
+    any = true;
+    return true;
+  });
+  require(any, path, ": no records (the file has no rows)");
+}
+
+nlohmann::json first_record(const std::string& path, const std::vector<std::string>& columns) {
+  nlohmann::json first;
+  if (parquet::is_parquet(path)) {
+    parquet::for_each_row(path, columns, [&](nlohmann::json&& row, std::int64_t) {
+      first = std::move(row);
+      return false;
+    });
+    require(!first.is_null(), path, ": no records (the file has no rows)");
+    return first;
+  }
+  // The whole file is read (for_each_line has no early stop), the first line parsed.
+  std::int64_t seen = 0;
+  jsonl::for_each_line(path, [&](const std::string& text, const std::string& where, std::int64_t) {
+    if (seen++ == 0) first = jsonl::parse_object(text, where);
+  });
+  return first;
+}
+
+}  // namespace spin::data

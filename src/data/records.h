@@ -1,0 +1,41 @@
+// The records of a data file, whatever its format: JSON Lines (an object a line) or Apache Parquet
+// (an object a row; told by the file's "PAR1" magic, not its name). The readers of examples,
+// prompts and token records see one JSON object a record and a "file:N" to name it by -- N the
+// line of a JSONL file, the row (from 1) of a Parquet file.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace spin::data {
+
+class Record {
+ public:
+  Record(std::string where, std::int64_t line, const std::string* text, nlohmann::json* row)
+      : where_(std::move(where)), line_(line), text_(text), row_(row) {}
+
+  const std::string& where() const { return where_; }  // "file:N"
+  std::int64_t line() const { return line_; }           // N
+  // The record as an object: a JSONL line parsed here (invalid JSON an error at where()), so a
+  // reader that skips bad records catches it as any other.
+  nlohmann::json object() const;
+
+ private:
+  std::string where_;
+  std::int64_t line_;
+  const std::string* text_;  // a JSONL line, or
+  nlohmann::json* row_;      // a Parquet row
+};
+
+// Calls fn for every record of `path` (one file). `columns`: the top-level keys the reader uses --
+// a Parquet file's other columns are not decoded. A file without records is an error.
+void for_each_record(const std::string& path, const std::vector<std::string>& columns,
+                     const std::function<void(const Record&)>& fn);
+
+// The first record of `path` as an object.
+nlohmann::json first_record(const std::string& path, const std::vector<std::string>& columns);
+
+}  // namespace spin::data
