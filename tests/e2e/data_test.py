@@ -13,13 +13,19 @@
               built as DeepSeek-V3's (three Splits) and deepseek-r1 on DeepSeek-R1-Distill-Qwen's: the
               ids of their references (tests/data/llama_spm, mistral_v3_spm, mistral_v7_spm,
               gemma3_spm, tekken, hf_bpe/o200k, hf_bpe/granite, hf_bpe/deepseek_v3, hf_bpe/deepseek_r1)
-  bad-input   a missing data file and a record of another shape in a list: one error line
+  parquet     a Parquet file in ultrachat_200k's layout (tests/data/parquet) shows what its records as JSONL
+              show: the same shape, counts, length distributions and examples
+  bad-input   a missing data file and a record of another shape in a list: one error line; a
+              ZSTD-compressed Parquet file and a truncated one: one error naming the file
 """
 import json
 import os
 import re
+import shutil
 
 from e2e_common import HF_BPE, ROOT, expect_error, hf_tokenizer_model, run_case, run_ok
+
+PARQUET = os.path.join(ROOT, "tests", "data", "parquet")
 
 
 def chat_file(path, cases):
@@ -85,6 +91,19 @@ def case_show(args, tmp):
         print("spin data --template %s: %d chat examples rendered as its reference renders them" % (template, len(cases)))
 
 
+def case_parquet(args, tmp):
+    model = hf_tokenizer_model(os.path.join(tmp, "model"))
+    shown = {}
+    for ext in ("parquet", "jsonl"):
+        data = os.path.join(tmp, "ultrachat")  # one name, so the outputs compare whole: the format is told by the bytes
+        shutil.copy(os.path.join(PARQUET, "ultrachat." + ext), data)
+        shown[ext] = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--show", "3"], 1).stdout
+        os.remove(data)
+    assert "40 records (chat messages)" in shown["parquet"], shown["parquet"]
+    assert shown["parquet"] == shown["jsonl"], (shown["parquet"], shown["jsonl"])
+    print("spin data: a Parquet file in ultrachat_200k's layout shows as its records in JSONL (40 chat records)")
+
+
 def case_bad_input(args, tmp):
     model = hf_tokenizer_model(os.path.join(tmp, "model"))
     cases = json.load(open(os.path.join(HF_BPE, "chat_cases.json")))
@@ -98,10 +117,20 @@ def case_bad_input(args, tmp):
                  None)
     expect_error(args.mpiexec, "mixed-shapes", cmd(chat + "," + pairs),
                  r"pairs\.jsonl:1: a prompt/response text record among chat messages records", 2, None)
+    expect_error(args.mpiexec, "zstd-parquet", cmd(os.path.join(PARQUET, "zstd.parquet")),
+                 r"zstd\.parquet: column prompt, row group 1: ZSTD-compressed pages; spin reads uncompressed and SNAPPY",
+                 2, None)
+    truncated = os.path.join(tmp, "truncated.parquet")
+    with open(os.path.join(PARQUET, "ultrachat.parquet"), "rb") as f:
+        data = f.read()
+    with open(truncated, "wb") as f:
+        f.write(data[: len(data) // 2])
+    expect_error(args.mpiexec, "truncated-parquet", cmd(truncated),
+                 r"truncated\.parquet: not a Parquet file \(no \"PAR1\" at its end: truncated\?\)", 2, None)
 
 
 def main():
-    run_case(__doc__, {"show": case_show, "bad-input": case_bad_input}, "spin_data_")
+    run_case(__doc__, {"show": case_show, "parquet": case_parquet, "bad-input": case_bad_input}, "spin_data_")
 
 
 if __name__ == "__main__":
