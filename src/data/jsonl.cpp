@@ -11,14 +11,22 @@ using nlohmann::json;
 
 void for_each_line(const std::string& path,
                    const std::function<void(const std::string&, const std::string&, std::int64_t)>& fn) {
+  for_each_line_until(path, [&](const std::string& text, const std::string& where, std::int64_t line) {
+    fn(text, where, line);
+    return true;
+  });
+}
+
+void for_each_line_until(const std::string& path,
+                         const std::function<bool(const std::string&, const std::string&, std::int64_t)>& fn) {
   std::ifstream in(path);
   require(in.good(), path, ": cannot open");
   std::string text;
   bool any = false;
   for (std::int64_t line = 1; std::getline(in, text); ++line) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    fn(text, cat(path, ":", line), line);
     any = true;
+    if (!fn(text, cat(path, ":", line), line)) return;
   }
   require(in.eof(), path, ": read error");
   require(any, path, ": no records (the file is empty)");

@@ -13,6 +13,10 @@ namespace spin::data::jsonl {
 void for_each_line(const std::string& path,
                    const std::function<void(const std::string&, const std::string&, std::int64_t)>& fn);
 
+// The same until fn returns false.
+void for_each_line_until(const std::string& path,
+                         const std::function<bool(const std::string&, const std::string&, std::int64_t)>& fn);
+
 // The line as a JSON object (invalid JSON, including invalid UTF-8, is an error at `where`).
 nlohmann::json parse_object(const std::string& text, const std::string& where);
 

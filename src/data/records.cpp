@@ -37,10 +37,9 @@ nlohmann::json first_record(const std::string& path, const std::vector<std::stri
     require(!first.is_null(), path, ": no records (the file has no rows)");
     return first;
   }
-  // The whole file is read (for_each_line has no early stop), the first line parsed.
-  std::int64_t seen = 0;
-  jsonl::for_each_line(path, [&](const std::string& text, const std::string& where, std::int64_t) {
-    if (seen++ == 0) first = jsonl::parse_object(text, where);
+  jsonl::for_each_line_until(path, [&](const std::string& text, const std::string& where, std::int64_t) {
+    first = jsonl::parse_object(text, where);
+    return false;
   });
   return first;
 }
