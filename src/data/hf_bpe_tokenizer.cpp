@@ -173,11 +173,14 @@ struct HfBpeTokenizer::Loader {
     for (const json& a : added) {
       require(!a.value("single_word", false), path, ": added token ", a.at("content").get<std::string>(),
               " sets single_word, which spin does not support");
-      // Matched in the text as it is, before the normalizer (`tokenizers` matches normalized ones after it).
-      require(!t.nfc_ || !a.value("normalized", false), path, ": added token ", a.at("content").get<std::string>(),
-              " is normalized, which spin does not support with a normalizer");
-      t.added_.push_back({a.at("content").get<std::string>(), a.at("id").get<std::int32_t>(), a.value("special", false),
-                          {a.value("lstrip", false), a.value("rstrip", false)}});
+      // `tokenizers` matches a normalized added token in the normalizer's output (GPT-NeoX's runs of
+      // spaces under NFC), the others in the text as given; without a normalizer the two are one.
+      const std::string content = a.at("content").get<std::string>();
+      const bool normalized = t.nfc_ && a.value("normalized", false);
+      require(!normalized || unicode::nfc(content) == content, path, ": added token ", content,
+              " is normalized and NFC changes it, which spin does not support");
+      t.added_.push_back({content, a.at("id").get<std::int32_t>(), a.value("special", false),
+                          {a.value("lstrip", false), a.value("rstrip", false)}, normalized});
       require(t.added_.back().id >= 0, path, ": added token ", t.added_.back().content, " has a negative id");
       largest = std::max(largest, t.added_.back().id);
     }
@@ -521,34 +524,16 @@ void HfBpeTokenizer::encode_piece(std::string_view piece, std::vector<std::int32
   for (std::size_t k = 0; k != none; k = next[k]) ids.push_back(symbols[k]);
 }
 
-std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
-  std::vector<std::int32_t> ids;
-  // Added tokens first: each stretch of text between them goes through the normalizer, the
-  // pre-tokenizer (with add_prefix_space, after a space is put in front) and BPE.
+void HfBpeTokenizer::split_added(std::string_view text, bool normalized, std::vector<std::int32_t>& ids,
+                                 const std::function<void(std::string_view)>& gap) const {
   std::size_t from = 0;
   const auto plain = [&](std::size_t to) {
-    std::string_view stretch = text.substr(from, to - from);
-    if (stretch.empty()) return;
-    const std::string normalized = nfc_ ? unicode::nfc(stretch) : std::string();
-    if (nfc_) stretch = normalized;
-    std::string prefixed;
-    if (add_prefix_space_ && stretch.front() != ' ') {
-      prefixed.assign(1, ' ');
-      prefixed.append(stretch);
-      stretch = prefixed;
-    }
-    if (!long_runs_) {
-      for (std::string_view piece : pre_tokenize(stretch)) encode_piece(piece, ids);
-      return;
-    }
-    for (std::string_view part : long_runs(stretch)) {
-      for (std::string_view piece : pre_tokenize(part)) encode_piece(piece, ids);
-    }
+    if (to > from) gap(text.substr(from, to - from));
   };
   for (std::size_t i = 0; i < text.size();) {
     const std::vector<std::uint16_t>& candidates = added_by_byte_[static_cast<unsigned char>(text[i])];
     const auto hit = std::find_if(candidates.begin(), candidates.end(), [&](std::uint16_t k) {
-      return text.compare(i, added_[k].content.size(), added_[k].content) == 0;
+      return added_[k].normalized == normalized && text.compare(i, added_[k].content.size(), added_[k].content) == 0;
     });
     if (hit == candidates.end()) {
       ++i;
@@ -564,6 +549,33 @@ std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
     from = i;
   }
   plain(text.size());
+}
+
+std::vector<std::int32_t> HfBpeTokenizer::encode(std::string_view text) const {
+  std::vector<std::int32_t> ids;
+  // As `tokenizers` runs it: the added tokens matched in the text; each stretch between them through
+  // the normalizer, then the normalized added tokens matched in that; each piece left through the
+  // pre-tokenizer (with add_prefix_space, after a space is put in front) and BPE.
+  const auto plain = [&](std::string_view stretch) {
+    std::string prefixed;
+    if (add_prefix_space_ && stretch.front() != ' ') {
+      prefixed.assign(1, ' ');
+      prefixed.append(stretch);
+      stretch = prefixed;
+    }
+    if (!long_runs_) {
+      for (std::string_view piece : pre_tokenize(stretch)) encode_piece(piece, ids);
+      return;
+    }
+    for (std::string_view part : long_runs(stretch)) {
+      for (std::string_view piece : pre_tokenize(part)) encode_piece(piece, ids);
+    }
+  };
+  split_added(text, false, ids, [&](std::string_view stretch) {
+    if (!nfc_) return plain(stretch);
+    const std::string normalized = unicode::nfc(stretch);
+    split_added(normalized, true, ids, plain);
+  });
   return ids;
 }
 

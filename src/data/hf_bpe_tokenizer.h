@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -60,12 +61,17 @@ class HfBpeTokenizer final : public Tokenizer {
     std::int32_t id;
     bool special;
     Strip strip;  // tokenizer.json's lstrip / rstrip
+    bool normalized = false;  // matched in the normalizer's output (a normalized token under NFC)
   };
   struct Merge {
     std::int32_t rank, id;
   };
   struct Loader;  // reads tokenizer.json's or tekken.json's parts (hf_bpe_tokenizer.cpp)
   void encode_piece(std::string_view piece, std::vector<std::int32_t>& ids) const;
+  // Splits `text` at the added tokens matched in it (those matched after the normalizer, or the
+  // others), leftmost and longest first: their ids into `ids`, each stretch between them to gap().
+  void split_added(std::string_view text, bool normalized, std::vector<std::int32_t>& ids,
+                   const std::function<void(std::string_view)>& gap) const;
 
   // tokenizer.json's Digits pre-tokenizer before ByteLevel (StarCoder's, Granite 3's): every number
   // (\p{N}) a piece of its own (individual_digits) or every run of them, before the expression.

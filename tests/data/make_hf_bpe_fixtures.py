@@ -11,7 +11,8 @@ specials on llama3's tokenization), cohere (Aya 23's / Command-R's) and smollm3 
 think tokens on llama3's tokenization, SmolLM3's template) only that. granite: as
 Granite 3's (StarCoder's) tokenizer -- Digits with individual_digits, then ByteLevel with GPT-2's
 expression -- with its role tokens: cases.json and the chat cases of Granite 3.0's, 3.1-3.3's and
-4.0's templates.
+4.0's templates. gpt_neox: as GPT-NeoX-20B's and Pythia's -- NFC, ByteLevel with GPT-2's expression,
+runs of 2-24 spaces as normalized added tokens (matched after the normalizer) --: cases.json.
 
     build/oracle-venv/bin/python tests/data/make_hf_bpe_fixtures.py tests/data/hf_bpe [KIND...]   # (needs jinja2 too)
 """
@@ -30,6 +31,10 @@ QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{
 SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
 LLAMA31_SPECIALS = SPECIALS + ["<|eom_id|>", "<|python_tag|>"]
 QWEN2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# GPT-NeoX-20B's / Pythia's: two specials, then runs of 2-24 spaces as normalized added tokens that
+# are not special (its tokenizer.json: ids 50254-50276, "normalized": true, under NFC).
+NEOX_SPECIALS = ["<|endoftext|>", "<|padding|>"]
+NEOX_SPACES = [" " * n for n in range(24, 1, -1)]
 QWEN3_SPECIALS = QWEN2_SPECIALS + ["<think>", "</think>"]
 PHI4_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|im_sep|>"]
 SMOLLM3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
@@ -106,6 +111,9 @@ DEEPSEEK_POOL = POOL + ["ひらがな", "カタカナー", "中文abc", "々", "
                         "\u0007", "1234567", "::", ".com", "_x", "(", ")"] * 2
 
 
+NEOX_POOL = NFC_POOL + ["  ", "   ", "    ", "        ", "\n    ", "\t", " \u0301"] * 3
+
+
 def texts(rng, pool=POOL):
     fixed = ["", " ", "  ", "hello", " hello", "  hello", "hello world", "Hello, World!", "don't I'm we'll THEY'RE",
              "'s 'S 'Re 'LL x's", "12345678 9 10 3.14159", "a\nb", "a\n\nb", "a \n b", "a  \n\n  b", "line\r\nbreak",
@@ -121,6 +129,9 @@ def texts(rng, pool=POOL):
         fixed += ["中文abc日本語", "ひらがなカタカナ漢字", "ー々〆", "«quote» ¿qué? — 1,234,567.89", ".Hello,world",
                   "_private __init__", "a\u0301b \u0301c", "x\u0007y\u0007", " \u200b\u200bz", "$100 €20 ±3°",
                   "line.\r\n\r\nnext", "!!\n\nx", "  \u0301", "<｜User｜>hi<｜Assistant｜>", "1日2本"]
+    if pool is NEOX_POOL:  # GPT-NeoX's own cases: runs of spaces cut by its added tokens, after NFC
+        fixed += ["def f(x):\n    return x\n", "a" + " " * 30 + "b", "  e\u0301  cafe\u0301", " " * 25, "x \t  y",
+                  "\n\n   \n", "e\u0301" + " " * 3 + "\u0301", "<|endoftext|>  <|padding|>", "if a:\n\tb   # c  "]
     if pool is NFC_POOL:
         fixed += ["cafe\u0301 vs caf\u00e9", "\u212bngstr\u00f6m \u2126", "a\u0307\u0323b", "\u1100\u1161\u11a8\uac00",
                   "<|im_start|>e\u0301<|im_end|>", "<|im_end|>\u0338", "1234 5678", "x\u0344y"]
@@ -164,6 +175,11 @@ def build(kind, out, rng):
             pre_tokenizers.Digits(individual_digits=True),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
         specials = GRANITE_SPECIALS
+    elif kind == "gpt_neox":  # GPT-NeoX-20B's, Pythia's: NFC, then ByteLevel with GPT-2's expression
+        tok = Tokenizer(models.BPE())
+        tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        specials, pool = NEOX_SPECIALS, NEOX_POOL
     else:  # gpt2
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
@@ -181,6 +197,8 @@ def build(kind, out, rng):
     tok.train_from_iterator(corpus(rng, 3000), trainer)
     if kind in ("deepseek_v3", "deepseek_r1"):
         tok.add_tokens([AddedToken(a, normalized=False, special=False) for a in DEEPSEEK_ADDED])
+    if kind == "gpt_neox":
+        tok.add_tokens([AddedToken(a, normalized=True, special=False) for a in NEOX_SPACES])
     os.makedirs(out, exist_ok=True)
     tok.save(os.path.join(out, "tokenizer.json"))
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
@@ -203,6 +221,8 @@ def build(kind, out, rng):
                        "pad_token": DEEPSEEK_SPECIALS[0],
                        "chat_template": DEEPSEEK_V3_CHAT if kind == "deepseek_v3" else DEEPSEEK_R1_CHAT},
                       f, ensure_ascii=False)
+        elif kind == "gpt_neox":  # as Pythia's
+            json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}, f)
         elif kind == "phi4":  # as Phi-4's (its template writes no BOS)
             json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
                        "chat_template": PHI4_CHAT}, f)
@@ -545,7 +565,7 @@ def r1_chat_cases(tok, out, bos, eos):
 def main():
     root = sys.argv[1]
     for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4", "o200k", "cohere", "granite", "smollm3",
-                                      "deepseek_v3", "deepseek_r1"):
+                                      "deepseek_v3", "deepseek_r1", "gpt_neox"):
         build(kind, os.path.join(root, kind), random.Random(7))
 
 

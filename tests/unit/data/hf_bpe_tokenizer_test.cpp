@@ -45,7 +45,7 @@ void expect_oracle_agrees(const std::string& kind, bool prefix_space, int cases_
     EXPECT_EQ(t.decode(c.at("ids").get<std::vector<std::int32_t>>()), c.at("decoded").get<std::string>());
     if (!c.at("pieces").is_null()) {
       std::string input = prefix_space && !text.empty() && text.front() != ' ' ? " " + text : text;
-      if (kind == "qwen2") input = unicode::nfc(input);  // the pieces are those of the normalized text
+      if (kind == "qwen2" || kind == "gpt_neox") input = unicode::nfc(input);  // the normalized text's pieces
       std::vector<std::string> got;
       for (std::string_view p : t.pre_tokenize(input)) got.emplace_back(p);
       if (!text.empty()) {  // (tokenizers gives no piece for an empty text, spin none to encode)
@@ -64,6 +64,18 @@ TEST(HfBpeTokenizer, Llama3StyleMatchesHuggingFaceTokenizers) { expect_oracle_ag
 TEST(HfBpeTokenizer, Gpt2StyleWithPrefixSpaceMatchesHuggingFaceTokenizers) { expect_oracle_agrees("gpt2", true); }
 
 TEST(HfBpeTokenizer, Qwen2StyleWithNfcMatchesHuggingFaceTokenizers) { expect_oracle_agrees("qwen2", false, 348); }
+
+// GPT-NeoX-20B's and Pythia's layout: NFC, ByteLevel with GPT-2's expression, and runs of 2-24
+// spaces as normalized added tokens -- matched, as `tokenizers` does, in each stretch's NFC output
+// after the special tokens (an indented line is one space-run token, then its word).
+TEST(HfBpeTokenizer, GptNeoxSpaceRunsAfterNfcMatchHuggingFaceTokenizers) {
+  expect_oracle_agrees("gpt_neox", false, 349);
+  const HfBpeTokenizer t(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/gpt_neox/tokenizer.json");
+  const std::vector<std::int32_t> ids = t.encode("a" + std::string(30, ' ') + "b");
+  ASSERT_EQ(ids.size(), 4u);
+  EXPECT_EQ(*t.token_id(std::string(24, ' ')), ids[1]);  // the longest run first
+  EXPECT_EQ(*t.token_id(std::string(6, ' ')), ids[2]);
+}
 
 // StarCoder's pre-tokenizer (Granite 3's): Digits with individual_digits before ByteLevel's GPT-2
 // expression -- every number, of any script (\p{N}: Roman numerals, fractions, superscripts), a piece
@@ -183,8 +195,9 @@ TEST(HfBpeTokenizer, UnsupportedFilesAreRefusedByName) {
       [](nlohmann::json& j) {
         j["normalizer"] = {{"type", "NFC"}};
         j["added_tokens"][0]["normalized"] = true;
+        j["added_tokens"][0]["content"] = "e\u0301";  // NFC makes it U+00E9
       },
-      "is normalized, which spin does not support with a normalizer");
+      "is normalized and NFC changes it, which spin does not support");
   refused([](nlohmann::json& j) { j["model"]["type"] = "WordPiece"; }, "model type WordPiece");
   refused([](nlohmann::json& j) { j["model"]["byte_fallback"] = true; }, "byte_fallback");
   refused([](nlohmann::json& j) { j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\p{N}"; },
