@@ -1,5 +1,7 @@
 #include "data/examples.h"
 
+#include <glob.h>
+
 #include <algorithm>
 #include <optional>
 
@@ -216,8 +218,17 @@ std::vector<std::string> data_files(const std::string& path) {
   std::vector<std::string> files;
   for (std::size_t at = 0; at <= path.size();) {
     const std::size_t comma = std::min(path.find(',', at), path.size());
-    files.push_back(path.substr(at, comma - at));
-    require(!files.back().empty(), "\"", path, "\": an empty file name in the list");
+    const std::string entry = path.substr(at, comma - at);
+    require(!entry.empty(), "\"", path, "\": an empty file name in the list");
+    if (entry.find_first_of("*?[") == std::string::npos) {
+      files.push_back(entry);
+    } else {  // a pattern, as the Hub's shards are named (train_sft-*.parquet): its files in name order
+      glob_t matches{};
+      const int status = ::glob(entry.c_str(), GLOB_ERR, nullptr, &matches);
+      for (std::size_t i = 0; status == 0 && i < matches.gl_pathc; ++i) files.emplace_back(matches.gl_pathv[i]);
+      ::globfree(&matches);
+      require(status == 0, entry, ": ", status == GLOB_NOMATCH ? "no file matches the pattern" : "cannot be searched");
+    }
     at = comma + 1;
   }
   return files;

@@ -49,7 +49,9 @@ struct Example {
   std::int32_t file = 0;  // which file of the data path's list (data_files)
 };
 
-// The files of a data path: one, or a comma-separated list of them.
+// The files of a data path: one, or a comma-separated list of them; an entry with a wildcard
+// (*, ?, [...]: train_sft-*.parquet) stands for the files it matches, sorted by name (glob(3)),
+// one at least.
 std::vector<std::string> data_files(const std::string& path);
 
 

@@ -176,6 +176,34 @@ TEST_F(Examples, SeveralFilesAreReadOneAfterAnother) {
   fs::remove(second);
 }
 
+// A wildcard stands for its files in name order (the Hub's shards: train_sft-00000-of-00003.parquet, ...),
+// beside named ones; a pattern nothing matches is an error naming it.
+TEST_F(Examples, PatternsStandForTheFilesTheyMatchInNameOrder) {
+  const fs::path dir = fs::temp_directory_path() / ("spin_shards_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  for (const char* shard : {"train-00002-of-00003.jsonl", "train-00000-of-00003.jsonl", "train-00001-of-00003.jsonl"}) {
+    std::ofstream(dir / shard) << R"({"prompt": ")" << shard[10] << R"(", "response": "x"})" "\n";
+  }
+  std::ofstream(dir / "test-00000-of-00001.jsonl") << R"({"prompt": "t", "response": "x"})" "\n";
+  write(R"({"prompt": "a", "response": "x"})" "\n");
+  const std::string shards = (dir / "train-*-of-0000[0-9].jsonl").string();
+  EXPECT_EQ(data_files(path_ + "," + shards),
+            (std::vector<std::string>{path_, (dir / "train-00000-of-00003.jsonl").string(),
+                                      (dir / "train-00001-of-00003.jsonl").string(),
+                                      (dir / "train-00002-of-00003.jsonl").string()}));
+  const auto d = load_examples(shards, &tok_, PromptTemplate::Plain, {}, tok_.vocab_size());
+  ASSERT_EQ(d.examples.size(), 3u);
+  EXPECT_EQ(d.location(d.examples[2]), (dir / "train-00002-of-00003.jsonl").string() + ":1");
+  const std::string missing = (dir / "validation-*.parquet").string();
+  try {
+    data_files(path_ + "," + missing);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(missing + ": no file matches the pattern"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
 TEST_F(Examples, PreTokenizedRecordsAreTakenAsTheyAre) {
   const auto d = load_examples(write(R"({"prompt": [1, 5, 6], "response": [7, 2]})" "\n"), nullptr,
                                PromptTemplate::Chat, {}, 259);
