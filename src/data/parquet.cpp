@@ -155,24 +155,24 @@ void read_data_page(const PageHeader& h, std::string_view payload, const ColumnC
   if (h.type == PageType::kData) {
     page = decompress(payload, chunk.codec, h.uncompressed_size, where);
     values = ByteCursor(page, where);
-    // Each level run is prefixed with its length in bytes.
-    for (const auto& [max, encoding, out] : {std::tuple{leaf.max_repetition, h.repetition_encoding, &d.repetition},
-                                             std::tuple{leaf.max_definition, h.definition_encoding, &d.definition}}) {
-      if (max == 0) {
-        out->insert(out->end(), n, 0);
-        continue;
-      }
-      require(encoding == Encoding::kRle, where, ": levels in ", encoding_name(encoding), ", which spin does not read");
-      read_levels(ByteCursor(values.take(values.le(4)), where), max, n, *out);
-    }
+    // v1: the levels inside the compressed page, each run prefixed with its length in bytes (absent
+    // where the level's maximum is 0).
+    const auto levels = [&](int max, Encoding encoding, std::vector<std::int32_t>& out) {
+      require(max == 0 || encoding == Encoding::kRle, where, ": levels in ", encoding_name(encoding),
+              ", which spin does not read");
+      read_levels(max == 0 ? ByteCursor({}, where) : ByteCursor(values.take(values.le(4)), where), max, n, out);
+    };
+    levels(leaf.max_repetition, h.repetition_encoding, d.repetition);
+    levels(leaf.max_definition, h.definition_encoding, d.definition);
   } else {  // v2: the levels first, never compressed, their lengths in the header
     read_levels(ByteCursor(values.take(static_cast<std::size_t>(h.repetition_bytes)), where), leaf.max_repetition, n,
                 d.repetition);
     read_levels(ByteCursor(values.take(static_cast<std::size_t>(h.definition_bytes)), where), leaf.max_definition, n,
                 d.definition);
     if (h.values_compressed && chunk.codec != Codec::kUncompressed) {
-      page = decompress(values.take(values.left()), chunk.codec,
-                        std::int64_t{h.uncompressed_size} - h.repetition_bytes - h.definition_bytes, where);
+      const std::int64_t size = std::int64_t{h.uncompressed_size} - h.repetition_bytes - h.definition_bytes;
+      require(size >= 0, where, ": a page header whose levels outsize the page (corrupt file)");
+      page = decompress(values.take(values.left()), chunk.codec, size, where);
       values = ByteCursor(page, where);
     }
   }
@@ -235,7 +235,10 @@ void assemble(const Leaf& leaf, ColumnData&& d, std::vector<json>& rows, const s
       const std::int32_t r = d.repetition[i], def = d.definition[i];
       require(r <= leaf.max_repetition && def <= leaf.max_definition, where, ": levels (", r, ", ", def,
               ") past the schema's (", leaf.max_repetition, ", ", leaf.max_definition, ") (corrupt file)");
-      if (r == 0) row += started ? 1 : 0, started = true;
+      if (r == 0) {  // a new row
+        if (started) ++row;
+        started = true;
+      }
       require(started && row < rows.size(), where, ": more rows than the row group's ", rows.size(), " (corrupt file)");
       json* at = &rows[row];
       bool present = true;
