@@ -28,7 +28,9 @@ system message that one -- for templates that otherwise write a default dated th
     python3 jobs/chat_to_ids.py --model MODEL_DIR --input chat.jsonl --output ids.jsonl \\
         [--system "You are a helpful assistant."] [--chat-template FILE]
 
-Errors name the input file and line and exit 1.
+--input may be Parquet as the Hugging Face Hub serves data sets (told by its "PAR1" magic, as spin
+tells it; read with pyarrow, then a dependency of the tool too), each row a record, a null column
+left out. Errors name the input file and line (a Parquet file's row, from 1) and exit 1.
 """
 import argparse
 import json
@@ -114,10 +116,36 @@ def stop_ids(model_dir, tokenizer):
     return ids
 
 
+def records(path):
+    """(where, record) for each record of a JSONL or Parquet file."""
+    with open(path, "rb") as f:
+        parquet = f.read(4) == b"PAR1"
+    if not parquet:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                where = "%s:%d" % (path, number)
+                try:
+                    yield where, json.loads(line)
+                except json.JSONDecodeError as e:
+                    fail("%s: not valid JSON: %s" % (where, e))
+        return
+    try:
+        import pyarrow.parquet as pq  # a dependency of the tool for Parquet input only
+    except ImportError:
+        fail("%s: reading Parquet needs pyarrow (pip install pyarrow)" % path)
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches():
+        for row in batch.to_pylist():
+            number += 1
+            yield "%s:%d" % (path, number), {k: v for k, v in row.items() if v is not None}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="Hugging Face model directory (its tokenizer and chat template)")
-    p.add_argument("--input", required=True, help="JSONL of conversations")
+    p.add_argument("--input", required=True, help="JSONL or Parquet of conversations")
     p.add_argument("--output", required=True, help="JSONL of {\"prompt\": [ids], \"response\": [ids]}")
     p.add_argument("--system", help="system message for conversations without one")
     p.add_argument("--chat-template", help="a Jinja chat template file instead of the tokenizer's")
@@ -133,30 +161,23 @@ def main():
     if not tokenizer.chat_template:
         fail("%s: the tokenizer has no chat template (give --chat-template FILE)" % args.model)
     stops = stop_ids(args.model, tokenizer)
-    records, cut = [], 0
-    with open(args.input) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = "%s:%d" % (args.input, number)
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                fail("%s: not valid JSON: %s" % (where, e))
-            messages = conversation(record, where, args.system)
-            prompt = list(tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True))
-            out = {"prompt": prompt}
-            generated = generated_conversation(record, messages, where, args.system)
-            for key, conv in (("response", messages), ("generated", generated)):
-                if conv is not None:
-                    out[key], dropped = response_ids(tokenizer, conv, prompt, stops, where)
-                    cut += dropped
-            records.append(out)
+    cut = 0
+    rendered = []
+    for where, record in records(args.input):
+        messages = conversation(record, where, args.system)
+        prompt = list(tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True))
+        out = {"prompt": prompt}
+        generated = generated_conversation(record, messages, where, args.system)
+        for key, conv in (("response", messages), ("generated", generated)):
+            if conv is not None:
+                out[key], dropped = response_ids(tokenizer, conv, prompt, stops, where)
+                cut += dropped
+        rendered.append(out)
     with open(args.output, "w") as out:
-        for r in records:
+        for r in rendered:
             out.write(json.dumps(r) + "\n")
     print("chat_to_ids: %d records -> %s (%d responses cut after their stop token; stop ids %s)"
-          % (len(records), args.output, cut, sorted(stops)))
+          % (len(rendered), args.output, cut, sorted(stops)))
 
 
 if __name__ == "__main__":

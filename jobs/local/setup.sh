@@ -43,10 +43,11 @@ fi
 cmake_args=()
 if [[ "$mode" == test ]]; then
   venv=$(realpath -m "$build/oracle-venv")
-  if ! "$venv/bin/python" -c "import torch, transformers, peft" 2>/dev/null; then
-    echo "spin setup: creating the test-oracle environment in $venv (transformers and peft from PyPI)"
+  if ! "$venv/bin/python" -c "import torch, transformers, peft, pyarrow" 2>/dev/null; then
+    echo "spin setup: creating the test-oracle environment in $venv (transformers, peft and pyarrow from PyPI)"
     [[ -x "$venv/bin/pip" ]] || /usr/bin/python3 -m venv --system-site-packages "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "transformers==4.40.2"
+    # pyarrow: jobs/chat_to_ids.py's Parquet input (17.0.0 runs on Debian's NumPy 1.24; 26.0 needs NumPy 2).
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "transformers==4.40.2" "pyarrow==17.0.0"
     # Without their dependencies: Debian's torch calls itself 1.13.0a0, below peft's torch>=1.13.0, and
     # pip would fetch a torch of its own (5 GB); the rest (psutil, pyyaml) are Debian's or
     # transformers'.
