@@ -105,7 +105,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("max-prompt-tokens", po::value(&o.max_prompt_tokens)->default_value(0), "longest prompt (0: no limit)")
       ("max-response-tokens", po::value(&o.max_response_tokens)->default_value(0), "longest response (0: no limit)")
       ("overlong", po::value(&o.overlong)->default_value(o.overlong), "longer samples: drop or truncate")
-      ("skip-bad-lines", po::bool_switch(&o.skip_bad_lines), "count and skip malformed lines")
+      ("skip-bad-lines", po::bool_switch(&o.skip_bad_lines), "count and skip malformed records (JSONL lines, Parquet rows)")
       ("output", po::value(&o.output)->required(),
        "directory for the trained weights (config.json + model.safetensors)")
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")

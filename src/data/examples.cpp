@@ -252,7 +252,7 @@ const char* data_shape_name(DataShape s) {
 
 std::string DataReport::summary(const std::string& path) const {
   return cat(path, ": ", records, " records (", data_shape_name(shape), "); ", truncated,
-             " truncated, ", dropped, " dropped as too long, ", skipped, " malformed lines skipped");
+             " truncated, ", dropped, " dropped as too long, ", skipped, " malformed records skipped");
 }
 
 LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer,
