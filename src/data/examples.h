@@ -14,8 +14,8 @@
 //       "generated": [ids] where the generated responses come with the data)
 // A template turns the prompt messages into ids (prompt_template.h); the response is encoded
 // and ends with EOS. The same ids serve generation and training. Over-long examples are
-// truncated or dropped as asked and counted; malformed records are errors naming file and line (a Parquet file's row),
-// or, with skip_bad_lines, counted.
+// truncated or dropped as asked and counted; malformed records are errors naming file and line
+// (a Parquet file's row), or, with skip_bad_lines, counted. Files are JSONL or Parquet (records.h).
 #pragma once
 
 #include <cstdint>
