@@ -264,7 +264,7 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
   const auto read_record = [&](const Record& record) {
     const std::string& where = record.where();
     try {
-      const json j = record.object();
+      const json& j = record.object();
       const DataShape shape = detect_shape(j, where);
       if (!shape_known) {
         out.report.shape = shape;
@@ -301,7 +301,7 @@ LoadedPrompts load_prompts(const std::string& path, const Tokenizer* tokenizer, 
   std::vector<std::vector<std::int32_t>>& prompts = out.prompts;
   const auto read_record = [&](const Record& record) {
     const std::string& where = record.where();
-    const json j = record.object();
+    const json& j = record.object();
     out.where.push_back(where);
     for (const char* key : {"prompt", "tokens"}) {
       if (j.contains(key) && j.at(key).is_array()) {

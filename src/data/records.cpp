@@ -6,8 +6,10 @@
 
 namespace spin::data {
 
-nlohmann::json Record::object() const {
-  return text_ != nullptr ? jsonl::parse_object(*text_, where_) : *row_;
+const nlohmann::json& Record::object() const {
+  if (text_ == nullptr) return *row_;
+  if (!parsed_) parsed_ = jsonl::parse_object(*text_, where_);
+  return *parsed_;
 }
 
 void for_each_record(const std::string& path, const std::vector<std::string>& columns,

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,20 +15,21 @@ namespace spin::data {
 
 class Record {
  public:
-  Record(std::string where, std::int64_t line, const std::string* text, nlohmann::json* row)
+  Record(std::string where, std::int64_t line, const std::string* text, const nlohmann::json* row)
       : where_(std::move(where)), line_(line), text_(text), row_(row) {}
 
   const std::string& where() const { return where_; }  // "file:N"
   std::int64_t line() const { return line_; }           // N
-  // The record as an object: a JSONL line parsed here (invalid JSON an error at where()), so a
-  // reader that skips bad records catches it as any other.
-  nlohmann::json object() const;
+  // The record as an object, valid while fn runs: a JSONL line parsed at the first call (invalid
+  // JSON an error at where()), so a reader that skips bad records catches it as any other.
+  const nlohmann::json& object() const;
 
  private:
   std::string where_;
   std::int64_t line_;
-  const std::string* text_;  // a JSONL line, or
-  nlohmann::json* row_;      // a Parquet row
+  const std::string* text_;                    // a JSONL line, or
+  const nlohmann::json* row_;                  // a Parquet row
+  mutable std::optional<nlohmann::json> parsed_;  // the line, once parsed
 };
 
 // Calls fn for every record of `path` (one file). `columns`: the top-level keys the reader uses --
