@@ -66,7 +66,7 @@ class HfBpeTokenizer final : public Tokenizer {
   struct Merge {
     std::int32_t rank, id;
   };
-  struct Loader;  // reads tokenizer.json's or tekken.json's parts (hf_bpe_tokenizer.cpp)
+  struct Loader;  // reads tokenizer.json's, tekken.json's or tiktoken.model's parts (hf_bpe_loader.cpp)
   void encode_piece(std::string_view piece, std::vector<std::int32_t>& ids) const;
   // Splits `text` at the added tokens matched in it (those matched after the normalizer, or the
   // others), leftmost and longest first: their ids into `ids`, each stretch between them to gap().
