@@ -28,9 +28,10 @@ system message that one -- for templates that otherwise write a default dated th
     python3 jobs/chat_to_ids.py --model MODEL_DIR --input chat.jsonl --output ids.jsonl \\
         [--system "You are a helpful assistant."] [--chat-template FILE]
 
---input may be Parquet as the Hugging Face Hub serves data sets (told by its "PAR1" magic, as spin
-tells it; read with pyarrow, then a dependency of the tool too), each row a record, a null column
-left out. Errors name the input file and line (a Parquet file's row, from 1) and exit 1.
+--input may also be one JSON array of records (its first character "["), or Parquet as the Hugging
+Face Hub serves data sets (told by its "PAR1" magic, as spin tells it; read with pyarrow, then a
+dependency of the tool too), each row a record, a null column left out. Errors name the input file
+and line (an array's element, a Parquet file's row, from 1) and exit 1.
 """
 import argparse
 import json
@@ -119,7 +120,18 @@ def stop_ids(model_dir, tokenizer):
 def records(path):
     """(where, record) for each record of a JSONL or Parquet file."""
     with open(path, "rb") as f:
-        parquet = f.read(4) == b"PAR1"
+        head = f.read(4096)
+    if head.lstrip()[:1] == b"[":  # one JSON array of records (ShareGPT's dumps), as spin reads it
+        try:
+            array = json.load(open(path, encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            fail("%s: not valid JSON: %s" % (path, e))
+        for number, record in enumerate(array, 1):
+            if not isinstance(record, dict):
+                fail("%s:%d: expected a JSON object" % (path, number))
+            yield "%s:%d" % (path, number), record
+        return
+    parquet = head[:4] == b"PAR1"
     if not parquet:
         with open(path, encoding="utf-8") as f:
             for number, line in enumerate(f, 1):
@@ -145,7 +157,7 @@ def records(path):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="Hugging Face model directory (its tokenizer and chat template)")
-    p.add_argument("--input", required=True, help="JSONL or Parquet of conversations")
+    p.add_argument("--input", required=True, help="JSONL, a JSON array or Parquet of conversations")
     p.add_argument("--output", required=True, help="JSONL of {\"prompt\": [ids], \"response\": [ids]}")
     p.add_argument("--system", help="system message for conversations without one")
     p.add_argument("--chat-template", help="a Jinja chat template file instead of the tokenizer's")

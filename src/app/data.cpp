@@ -37,7 +37,7 @@ std::optional<DataOptions> parse_options(int argc, char** argv, bool print) {
       ("help,h", "print this help")
       ("model", po::value(&o.model)->required(),
        "Hugging Face model directory (its config.json and tokenizer), or a spin checkpoint (its copies)")
-      ("data", po::value(&o.data)->required(), "JSONL or Parquet in any spin train data shape, or a comma-separated list")
+      ("data", po::value(&o.data)->required(), "JSONL, JSON array or Parquet in any spin train data shape, or a comma-separated list")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
        spin::cat("prompt template: ", data::kPromptTemplateChoices).c_str())
       ("show", po::value(&o.show)->default_value(o.show), "examples to print rendered")

@@ -42,7 +42,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
        "or a run's save directory: its latest) whose policy it evaluates")
       ("adapter", po::value(&o.adapter)->default_value(""),
        "a PEFT LoRA adapter directory trained on --model's model, merged into it")
-      ("data", po::value(&o.data)->required(), "JSONL or Parquet with prompts and ground-truth responses (any spin data shape)")
+      ("data", po::value(&o.data)->required(), "JSONL, JSON array or Parquet with prompts and ground-truth responses (any spin data shape)")
       ("output", po::value(&o.output)->default_value(""), "also write the figures as one JSON line to this file")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), spin::cat("prompt template: ", data::kPromptTemplateChoices).c_str())
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")

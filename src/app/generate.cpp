@@ -68,7 +68,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
       ("adapter", po::value(&o.adapter)->default_value(""),
        "a PEFT LoRA adapter directory trained on --model's model, merged into it")
       ("input", po::value(&o.input)->required(),
-       "JSONL or Parquet of {\"prompt\": [token ids...]}, {\"prompt\": \"text\"} or {\"messages\": [...]}, or a "
+       "JSONL, JSON array or Parquet of {\"prompt\": [token ids...]}, {\"prompt\": \"text\"} or {\"messages\": [...]}, or a "
        "comma-separated list of such files")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
        spin::cat("prompt template for text prompts: ", data::kPromptTemplateChoices).c_str())

@@ -61,7 +61,7 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
       ("adapter", po::value(&o.adapter)->default_value(""),
        "a PEFT LoRA adapter directory trained on --model's model, merged into it")
       ("input", po::value(&o.input)->required(),
-       "JSONL or Parquet: {\"tokens\":[...], \"mask_from\":k} or {\"prompt\":[...], \"response\":[...]} of ids, or text as "
+       "JSONL, JSON array or Parquet: {\"tokens\":[...], \"mask_from\":k} or {\"prompt\":[...], \"response\":[...]} of ids, or text as "
        "training reads it (prompt/response, messages, NeMo or ShareGPT conversations)")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
        spin::cat("prompt template for text records: ", data::kPromptTemplateChoices).c_str())

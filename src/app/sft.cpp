@@ -99,7 +99,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("adapter", po::value(&o.adapter)->default_value(""),
        "a PEFT LoRA adapter directory trained on --model's model, merged into it at the start")
       ("train", po::value(&o.train)->required(),
-       "JSONL or Parquet: {\"prompt\", \"response\"} text or token ids, chat messages or NeMo or ShareGPT "
+       "JSONL, JSON array or Parquet: {\"prompt\", \"response\"} text or token ids, chat messages or NeMo or ShareGPT "
        "conversations")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), spin::cat("prompt template for text: ", data::kPromptTemplateChoices).c_str())
       ("max-prompt-tokens", po::value(&o.max_prompt_tokens)->default_value(0), "longest prompt (0: no limit)")

@@ -112,10 +112,10 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("model.sequence_parallel", &c.sequence_parallel,
         "split the residual stream's rows over the tensor-parallel ranks (Megatron's sequence parallelism)");
   t.required("data.train", &c.train,
-             "training JSONL or Parquet (text pairs, chat messages, NeMo or ShareGPT conversations, SPIN records or "
+             "training JSONL, JSON array or Parquet (text pairs, chat messages, NeMo or ShareGPT conversations, SPIN records or "
              "token ids), or a comma-separated list of such files (or patterns: train_sft-*.parquet), read one after "
              "another");
-  t.add("data.validation", &c.validation, "validation JSONL or Parquet (same shapes; empty: none)");
+  t.add("data.validation", &c.validation, "validation JSONL, JSON array or Parquet (same shapes; empty: none)");
   t.add("data.template", &c.prompt_template, spin::cat("prompt template: ", data::kPromptTemplateChoices).c_str());
   t.add("data.max_prompt_tokens", &c.max_prompt_tokens, "longest prompt (0: the model's context)");
   t.add("data.max_response_tokens", &c.max_response_tokens, "longest ground-truth response (0: no limit)");

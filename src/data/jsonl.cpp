@@ -32,6 +32,40 @@ void for_each_line_until(const std::string& path,
   require(any, path, ": no records (the file is empty)");
 }
 
+bool is_json_array(const std::string& path) {
+  std::ifstream in(path);
+  char c = 0;
+  while (in.get(c) && (c == ' ' || c == '\t' || c == '\r' || c == '\n')) {
+  }
+  return in && c == '[';
+}
+
+void for_each_array_element(const std::string& path,
+                            const std::function<void(const json&, const std::string&, std::int64_t)>& fn) {
+  std::ifstream in(path);
+  require(in.good(), path, ": cannot open");
+  std::int64_t n = 0;
+  // The parser's callback sees each top-level element once it is complete (depth 1: inside the
+  // array), hands it to fn and drops it (returns false), so the array stays empty.
+  const json::parser_callback_t element = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth != 1) return true;
+    const bool object = event == json::parse_event_t::object_end;
+    if (!object && event != json::parse_event_t::value && event != json::parse_event_t::array_end) return true;
+    ++n;
+    const std::string where = cat(path, ":", n);
+    require(object, where, ": expected a JSON object");
+    fn(parsed, where, n);
+    return false;
+  };
+  try {
+    const json empty = json::parse(in, element);  // the array, every element dropped
+    require(empty.is_array(), path, ": not a JSON array");
+  } catch (const json::parse_error& e) {
+    fail(path, ": not valid JSON (", e.what(), ")");
+  }
+  require(n > 0, path, ": no records (the array is empty)");
+}
+
 json parse_object(const std::string& text, const std::string& where) {
   json j;
   try {

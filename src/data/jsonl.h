@@ -1,4 +1,6 @@
-// Reading JSON-lines files: one object per line, every problem an error naming file and line.
+// Reading JSON-lines files -- one object per line, every problem an error naming file and line --
+// and JSON files holding one array of objects (ShareGPT's and Alpaca's dumps), streamed an element
+// at a time.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +18,16 @@ void for_each_line(const std::string& path,
 // The same until fn returns false.
 void for_each_line_until(const std::string& path,
                          const std::function<bool(const std::string&, const std::string&, std::int64_t)>& fn);
+
+// Whether the file's first byte other than whitespace is "[": a JSON array, not JSON lines.
+bool is_json_array(const std::string& path);
+
+// Calls fn(element, "path:n", n) for the n-th element of the file's top-level JSON array (from 1),
+// each parsed and then dropped before the next is read (a file of any size in the memory of one
+// element); an element that is not an object, or invalid JSON, is an error naming the file (and
+// the element, or the byte offset).
+void for_each_array_element(const std::string& path,
+                            const std::function<void(const nlohmann::json&, const std::string&, std::int64_t)>& fn);
 
 // The line as a JSON object (invalid JSON, including invalid UTF-8, is an error at `where`).
 nlohmann::json parse_object(const std::string& text, const std::string& where);

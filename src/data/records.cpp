@@ -14,6 +14,12 @@ const nlohmann::json& Record::object() const {
 
 void for_each_record(const std::string& path, const std::vector<std::string>& columns,
                      const std::function<void(const Record&)>& fn) {
+  if (jsonl::is_json_array(path)) {
+    jsonl::for_each_array_element(path, [&](const nlohmann::json& element, const std::string& where, std::int64_t n) {
+      fn(Record(where, n, nullptr, &element));
+    });
+    return;
+  }
   if (!parquet::is_parquet(path)) {
     jsonl::for_each_line(path, [&](const std::string& text, const std::string& where, std::int64_t line) {
       fn(Record(where, line, &text, nullptr));
@@ -31,6 +37,12 @@ void for_each_record(const std::string& path, const std::vector<std::string>& co
 
 nlohmann::json first_record(const std::string& path, const std::vector<std::string>& columns) {
   nlohmann::json first;
+  if (jsonl::is_json_array(path)) {  // read whole: the parser has no early stop (spin data, holds_text)
+    for_each_record(path, columns, [&](const Record& r) {
+      if (first.is_null()) first = r.object();
+    });
+    return first;
+  }
   if (parquet::is_parquet(path)) {
     parquet::for_each_row(path, columns, [&](nlohmann::json&& row, std::int64_t) {
       first = std::move(row);

@@ -1,7 +1,8 @@
-// The records of a data file, whatever its format: JSON Lines (an object a line) or Apache Parquet
-// (an object a row; told by the file's "PAR1" magic, not its name). The readers of examples,
-// prompts and token records see one JSON object a record and a "file:N" to name it by -- N the
-// line of a JSONL file, the row (from 1) of a Parquet file.
+// The records of a data file, whatever its format: JSON Lines (an object a line), a JSON array of
+// objects (ShareGPT's dumps; its first byte other than whitespace "["), or Apache Parquet (an
+// object a row; told by the file's "PAR1" magic) -- by the bytes, not the name. The readers of
+// examples, prompts and token records see one JSON object a record and a "file:N" to name it by --
+// N the line of a JSONL file, the element or row (from 1) of an array or a Parquet file.
 #pragma once
 
 #include <cstdint>

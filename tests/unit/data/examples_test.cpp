@@ -204,6 +204,31 @@ TEST_F(Examples, PatternsStandForTheFilesTheyMatchInNameOrder) {
   fs::remove_all(dir);
 }
 
+// A JSON file holding one array of records (ShareGPT's dumps: ShareGPT_V3_unfiltered_cleaned_split.json),
+// pretty-printed or not, reads as the same records a line each; its errors name the element.
+TEST_F(Examples, JsonArraysReadAsTheirElementsOneAfterAnother) {
+  const std::string a = R"({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]})";
+  const std::string b = R"({"conversations": [{"from": "system", "value": "Be brief."}, )"
+                        R"({"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]})";
+  const std::string bad = R"({"conversations": [{"from": "bard", "value": "x"}, {"from": "gpt", "value": "y"}]})";
+  const auto lines = load(a + "\n" + b + "\n", PromptTemplate::Chat);
+  const auto array = load("\n  [\n  " + a + ",\n  " + b + "\n]\n", PromptTemplate::Chat);
+  ASSERT_EQ(array.examples.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(array.examples[i].prompt, lines.examples[i].prompt);
+    EXPECT_EQ(array.examples[i].response, lines.examples[i].response);
+  }
+  EXPECT_EQ(array.location(array.examples[1]), path_ + ":2");
+  EXPECT_TRUE(holds_text(path_));
+  const auto skipped = load("[" + a + ", " + bad + ", " + b + "]", PromptTemplate::Chat, {}, true);
+  EXPECT_EQ(skipped.examples.size(), 2u);
+  EXPECT_EQ(skipped.report.skipped, 1);
+  EXPECT_NE(error_of("[" + a + ", " + bad + "]").find(path_ + ":2: unknown speaker \"bard\""), std::string::npos);
+  EXPECT_NE(error_of("[" + a + ", 7]").find(path_ + ":2: expected a JSON object"), std::string::npos);
+  EXPECT_NE(error_of("[" + a + ", {\"prompt\": ]").find(path_ + ": not valid JSON"), std::string::npos);
+  EXPECT_NE(error_of(" [ ] ").find(path_ + ": no records"), std::string::npos);
+}
+
 TEST_F(Examples, PreTokenizedRecordsAreTakenAsTheyAre) {
   const auto d = load_examples(write(R"({"prompt": [1, 5, 6], "response": [7, 2]})" "\n"), nullptr,
                                PromptTemplate::Chat, {}, 259);
