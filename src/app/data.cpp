@@ -28,6 +28,7 @@ struct DataOptions {
   std::string model, data, prompt_template = "auto";
   std::int64_t show = 2, max_prompt_tokens = 0, max_response_tokens = 0;
   bool generations = false;
+  int workers = 0;
 };
 
 std::optional<DataOptions> parse_options(int argc, char** argv, bool print) {
@@ -46,7 +47,9 @@ std::optional<DataOptions> parse_options(int argc, char** argv, bool print) {
       ("max-response-tokens", po::value(&o.max_response_tokens)->default_value(0),
        "longest response kept, as data.max_response_tokens (0: no limit)")
       ("generations", po::bool_switch(&o.generations),
-       "read the records' generated responses too, as spin.generations = data does");
+       "read the records' generated responses too, as spin.generations = data does")
+      ("workers", po::value(&o.workers)->default_value(o.workers),
+       "threads tokenizing, as data.workers (0: one a CPU this process may run on, at most 16)");
   if (!parse_options_or_help(desc, argc, argv, "spin data", "spin data --model DIR --data DATA [options]", print)) {
     return std::nullopt;
   }
@@ -102,7 +105,7 @@ int run_data(int argc, char** argv, parallel::Communicator& world) {
     limits.max_response = o.max_response_tokens;
     limits.max_sequence = config.max_sequence_length();
     const data::LoadedExamples loaded =
-        data::load_examples(o.data, tokenizer.get(), tmpl, limits, config.vocab_size, false, o.generations);
+        data::load_examples(o.data, tokenizer.get(), tmpl, limits, config.vocab_size, false, o.generations, o.workers);
     std::vector<std::int64_t> prompts, responses, generated, sequences;
     for (const data::Example& e : loaded.examples) {
       prompts.push_back(static_cast<std::int64_t>(e.prompt.size()));

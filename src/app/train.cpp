@@ -164,10 +164,12 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     g.validate(mc.vocab_size);
     spin.validate();
     // The data last: every setting above is checked before the expensive part.
-    train_data = data::load_examples(c.train, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines, given);
+    train_data = data::load_examples(c.train, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines, given,
+                                     c.data_workers);
     if (!c.validation.empty()) {
       validation_data =
-          data::load_examples(c.validation, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines, given);
+          data::load_examples(c.validation, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines, given,
+                              c.data_workers);
     }
     shape = train::spin_run_shape(spin, static_cast<std::int64_t>(train_data.examples.size()), grid.dp_size());
     // The schedule spans the whole run (or, with optim.reset_each_iteration, each iteration),

@@ -120,6 +120,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("data.max_prompt_tokens", &c.max_prompt_tokens, "longest prompt (0: the model's context)");
   t.add("data.max_response_tokens", &c.max_response_tokens, "longest ground-truth response (0: no limit)");
   t.add("data.overlong", &c.overlong, "what to do with longer samples: drop or truncate");
+  t.add("data.workers", &c.data_workers,
+        "threads tokenizing the data at start-up (0: one a CPU this rank may run on -- sched_getaffinity, a Slurm "
+        "task's --cpus-per-task --, at most 16); the examples are the same for any number");
   t.add("data.skip_bad_lines", &c.skip_bad_lines, "count and skip malformed records (JSONL lines, Parquet rows) instead of stopping");
   t.add("data.seed", &c.data_seed, "data order seed");
   t.add("data.shuffle", &c.shuffle, "shuffle every epoch");

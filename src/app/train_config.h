@@ -22,6 +22,7 @@ struct TrainConfig {
   std::int64_t max_prompt_tokens = 0, max_response_tokens = 0;
   std::string overlong = "drop";
   bool skip_bad_lines = false;
+  int data_workers = 0;  // threads tokenizing the data (0: one a CPU this rank may run on, at most 16)
   std::uint64_t data_seed = 1234;
   bool shuffle = true;
   // [spin]

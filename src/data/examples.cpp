@@ -1,9 +1,14 @@
 #include "data/examples.h"
 
 #include <glob.h>
+#include <sched.h>
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <functional>
 #include <optional>
+#include <thread>
 
 #include "core/error.h"
 #include "data/jsonl.h"
@@ -19,6 +24,26 @@ using nlohmann::json;
 const std::vector<std::string> kExampleKeys = {"prompt", "response", "messages", "system", "conversations",
                                                "real", "generated", "chosen", "rejected"};
 const std::vector<std::string> kPromptKeys = {"prompt", "tokens", "messages"};
+
+// Records tokenized a batch at a time (their objects held meanwhile: ~10 MB of chat text), by at
+// most this many workers by default.
+constexpr std::size_t kExampleBatch = 2048;
+constexpr int kMaxWorkers = 16;
+
+// fn(i) for i in [0, n), over `workers` threads (this one alone for 1).
+void for_each_index(std::size_t n, int workers, const std::function<void(std::size_t)>& fn) {
+  if (workers <= 1 || n < 2) {
+    for (std::size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::atomic<std::size_t> next{0};
+  std::vector<std::jthread> pool;
+  for (int t = 0; t < workers && static_cast<std::size_t>(t) < n; ++t) {
+    pool.emplace_back([&] {
+      for (std::size_t i = next++; i < n; i = next++) fn(i);
+    });
+  }
+}
 
 // render_prompt, its errors (a role the template refuses, a token the tokenizer lacks) naming the record.
 std::vector<std::int32_t> render_prompt_at(const std::vector<Message>& messages, PromptTemplate prompt_template,
@@ -255,38 +280,89 @@ std::string DataReport::summary(const std::string& path) const {
              " truncated, ", dropped, " dropped as too long, ", skipped, " malformed records skipped");
 }
 
+int default_workers() {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  const int allowed = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+  return std::clamp(allowed, 1, kMaxWorkers);
+}
+
 LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer,
                              PromptTemplate prompt_template, const LengthLimits& limits,
-                             std::int64_t vocab_size, bool skip_bad_lines, bool read_generated) {
+                             std::int64_t vocab_size, bool skip_bad_lines, bool read_generated, int workers) {
+  require(workers >= 0, "data workers must be >= 0 (0: one a CPU this process may run on), got ", workers);
+  if (workers == 0) workers = default_workers();
   LoadedExamples out;
   bool shape_known = false;
   std::int32_t file_index = 0;
+  // Records are read and their shapes checked in order; a batch of them is then tokenized by the
+  // workers, and the results taken in order -- the same examples, counts and first error as one
+  // record at a time, whatever the number of workers.
+  struct Pending {
+    json record;
+    DataShape shape = DataShape::TextPair;
+    std::string where;
+    std::int64_t line = 0;
+    std::int32_t file = 0;
+    Example example;
+    std::exception_ptr failure;  // reading or tokenizing it failed
+  };
+  std::vector<Pending> batch;
+  bool stop = false;  // an error not skipped: nothing after it is read
+  const auto take_batch = [&] {
+    for_each_index(batch.size(), workers, [&](std::size_t i) {
+      Pending& p = batch[i];
+      if (p.failure) return;
+      try {
+        p.example = read_example(p.record, p.shape, p.where, tokenizer, prompt_template, vocab_size, read_generated);
+      } catch (...) {
+        p.failure = std::current_exception();
+      }
+    });
+    for (Pending& p : batch) {
+      if (p.failure) {
+        try {
+          std::rethrow_exception(p.failure);
+        } catch (const Error&) {
+          if (!skip_bad_lines) throw;
+          ++out.report.skipped;
+        }
+        continue;
+      }
+      p.example.line = p.line;
+      p.example.file = p.file;
+      ++out.report.records;
+      if (fit(p.example, limits, out.report)) out.examples.push_back(std::move(p.example));
+    }
+    batch.clear();
+  };
   const auto read_record = [&](const Record& record) {
-    const std::string& where = record.where();
+    if (stop) return;
+    Pending& p = batch.emplace_back();
+    p.where = record.where();
+    p.line = record.line();
+    p.file = file_index;
     try {
-      const json& j = record.object();
-      const DataShape shape = detect_shape(j, where);
+      p.record = record.object();
+      p.shape = detect_shape(p.record, p.where);
       if (!shape_known) {
-        out.report.shape = shape;
+        out.report.shape = p.shape;
         shape_known = true;
       }
-      require(shape == out.report.shape, where, ": a ", data_shape_name(shape), " record among ",
+      require(p.shape == out.report.shape, p.where, ": a ", data_shape_name(p.shape), " record among ",
               data_shape_name(out.report.shape), " records");
-      Example e = read_example(j, shape, where, tokenizer, prompt_template, vocab_size, read_generated);
-      e.line = record.line();
-      e.file = file_index;
-      ++out.report.records;
-      if (fit(e, limits, out.report)) out.examples.push_back(std::move(e));
     } catch (const Error&) {
-      if (!skip_bad_lines) throw;
-      ++out.report.skipped;
+      p.failure = std::current_exception();
+      stop = !skip_bad_lines;
     }
+    if (batch.size() == kExampleBatch || stop) take_batch();
   };
   out.files = data_files(path);
   for (const std::string& file : out.files) {
     for_each_record(file, kExampleKeys, read_record);
     ++file_index;
   }
+  take_batch();
   require(!out.examples.empty(), path, ": no usable examples (", out.report.records, " read, ",
           out.report.dropped, " dropped, ", out.report.skipped, " skipped)");
   return out;

@@ -78,9 +78,15 @@ struct LoadedExamples {
 // its file. `tokenizer` may be null for pre-tokenized files. `vocab_size` bounds pre-tokenized ids.
 // `read_generated`: every record must give a generated response (Example::generated), whose
 // prompt must be the ground truth's; it is held to the response's length limits.
+// `workers`: threads tokenizing (0: one a CPU this process may run on -- sched_getaffinity, so a
+// Slurm task's --cpus-per-task -- at most 16); the result is the same for any number.
 LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer,
                              PromptTemplate prompt_template, const LengthLimits& limits,
-                             std::int64_t vocab_size, bool skip_bad_lines = false, bool read_generated = false);
+                             std::int64_t vocab_size, bool skip_bad_lines = false, bool read_generated = false,
+                             int workers = 0);
+
+// The workers load_examples uses by default.
+int default_workers();
 
 // Whether the JSONL file's (a list's first file's) first record is text (a text pair, chat messages, NeMo
 // conversations or a SPIN data set's record) rather than token ids.

@@ -229,6 +229,45 @@ TEST_F(Examples, JsonArraysReadAsTheirElementsOneAfterAnother) {
   EXPECT_NE(error_of(" [ ] ").find(path_ + ": no records"), std::string::npos);
 }
 
+// Tokenizing on several workers gives what one record at a time gives: the examples in order, the
+// counts, and the first error by record -- a bad response before a line that is not JSON in one
+// batch, a bad record past the first batch of 2048.
+TEST_F(Examples, WorkersGiveWhatOneRecordAtATimeGives) {
+  std::string text;
+  for (int i = 1; i <= 5000; ++i) {
+    if (i == 3000) {
+      text += R"({"prompt": "x", "response": ""})" "\n";  // empty response: skipped or the error
+    } else if (i == 4000) {
+      text += "{not json\n";
+    } else if (i % 700 == 0) {
+      text += R"({"prompt": ")" + std::string(static_cast<std::size_t>(i % 97), 'p') + R"(", "response": "long"})" "\n";
+    } else {
+      text += R"({"prompt": "q)" + std::to_string(i) + R"(", "response": "a)" + std::to_string(i * 7) + R"("})" "\n";
+    }
+  }
+  write(text);
+  const LengthLimits limits{0, 0, 20, Overlong::Drop};
+  const auto one = load_examples(path_, &tok_, PromptTemplate::Plain, limits, tok_.vocab_size(), true, false, 1);
+  const auto four = load_examples(path_, &tok_, PromptTemplate::Plain, limits, tok_.vocab_size(), true, false, 4);
+  EXPECT_EQ(one.report.skipped, 2);
+  EXPECT_GT(one.report.dropped, 0);
+  EXPECT_EQ(four.report.summary("x"), one.report.summary("x"));
+  ASSERT_EQ(four.examples.size(), one.examples.size());
+  for (std::size_t i = 0; i < one.examples.size(); ++i) {
+    ASSERT_EQ(four.examples[i].prompt, one.examples[i].prompt) << i;
+    ASSERT_EQ(four.examples[i].response, one.examples[i].response) << i;
+    ASSERT_EQ(four.examples[i].line, one.examples[i].line) << i;
+  }
+  for (const int workers : {1, 4}) {
+    try {
+      load_examples(path_, &tok_, PromptTemplate::Plain, limits, tok_.vocab_size(), false, false, workers);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path_ + ":3000: the response is empty"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST_F(Examples, PreTokenizedRecordsAreTakenAsTheyAre) {
   const auto d = load_examples(write(R"({"prompt": [1, 5, 6], "response": [7, 2]})" "\n"), nullptr,
                                PromptTemplate::Chat, {}, 259);
