@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "data/examples.h"
 #include "data/prompt_template.h"
 
 namespace spin::data {
@@ -108,6 +109,34 @@ TEST(SentencePieceTokenizer, KnowsTokensAddedPastItsPieces) {
     EXPECT_NE(std::string(e.what()).find("tokenizer_config.json"), std::string::npos) << e.what();
   }
   fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace spin::data
+
+namespace spin::data {
+namespace {
+
+// Every kind of tokenizer is safe to share between data loading's workers: the examples of a
+// chat data set tokenized on 4 threads are those of one (jobs/local/race_check.sh runs this under
+// ThreadSanitizer, which reports any unsynchronised state a tokenizer keeps, cache or otherwise).
+TEST(Tokenizers, WorkersTokenizeAsOneThreadDoes) {
+  const std::string data = SPIN_TEST_DATA_DIR "/parquet/ultrachat.parquet";
+  for (const char* dir : {"hf_bpe/llama3", "hf_bpe/qwen2", "hf_bpe/gpt_neox", "hf_bpe/deepseek_v3", "hf_bpe/granite",
+                          "tekken", "kimi", "tiny_spm", "llama_spm"}) {
+    SCOPED_TRACE(dir);
+    const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/" + dir);
+    const auto load = [&](int workers) {
+      return load_examples(data, t.get(), PromptTemplate::Chat, {}, t->vocab_size(), false, false, workers);
+    };
+    const LoadedExamples one = load(1), four = load(4);
+    ASSERT_EQ(four.examples.size(), one.examples.size());
+    ASSERT_EQ(one.examples.size(), 40u);
+    for (std::size_t i = 0; i < one.examples.size(); ++i) {
+      EXPECT_EQ(four.examples[i].prompt, one.examples[i].prompt);
+      EXPECT_EQ(four.examples[i].response, one.examples[i].response);
+    }
+  }
 }
 
 }  // namespace
