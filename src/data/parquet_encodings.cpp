@@ -89,40 +89,6 @@ std::vector<std::string_view> delta_length_byte_arrays(ByteCursor& in) {
 
 }  // namespace
 
-std::uint8_t ByteCursor::byte() {
-  require(at_ < bytes_.size(), *where_, ": the page's data ends early (corrupt page)");
-  return static_cast<std::uint8_t>(bytes_[at_++]);
-}
-
-std::uint64_t ByteCursor::le(int bytes) {
-  const std::string_view b = take(static_cast<std::size_t>(bytes));
-  std::uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v |= static_cast<std::uint64_t>(static_cast<std::uint8_t>(b[i])) << (8 * i);
-  return v;
-}
-
-std::uint64_t ByteCursor::varint() {
-  std::uint64_t v = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    const std::uint8_t b = byte();
-    v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
-    if ((b & 0x80) == 0) return v;
-  }
-  fail(*where_, ": a varint longer than 10 bytes (corrupt page)");
-}
-
-std::int64_t ByteCursor::zigzag() {
-  const std::uint64_t v = varint();
-  return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1);
-}
-
-std::string_view ByteCursor::take(std::size_t n) {
-  require(n <= left(), *where_, ": ", n, " bytes wanted where the page has ", left(), " left (corrupt page)");
-  const std::string_view s = bytes_.substr(at_, n);
-  at_ += n;
-  return s;
-}
-
 int bit_width(std::int64_t max) {
   int width = 0;
   while (max >> width) ++width;

@@ -12,27 +12,10 @@
 #include <string_view>
 #include <vector>
 
+#include "data/byte_cursor.h"
 #include "data/parquet_metadata.h"
 
 namespace spin::data::parquet {
-
-// Checked reads over a page's bytes.
-class ByteCursor {
- public:
-  ByteCursor(std::string_view bytes, const std::string& where) : bytes_(bytes), where_(&where) {}
-  std::uint8_t byte();
-  std::uint64_t le(int bytes);  // a little-endian unsigned integer of 1-8 bytes
-  std::uint64_t varint();       // ULEB128
-  std::int64_t zigzag();
-  std::string_view take(std::size_t n);
-  std::size_t left() const { return bytes_.size() - at_; }
-  const std::string& where() const { return *where_; }
-
- private:
-  std::string_view bytes_;
-  const std::string* where_;
-  std::size_t at_ = 0;
-};
 
 // Bits needed for values up to `max` (a level's bit width).
 int bit_width(std::int64_t max);

@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "data/byte_cursor.h"
+
 namespace spin::data::thrift {
 
 // Compact protocol type codes (a field header's low nibble, a list header's element type).
@@ -20,7 +22,7 @@ enum Type : std::uint8_t {
 
 class CompactReader {
  public:
-  CompactReader(std::string_view bytes, std::string where) : bytes_(bytes), where_(std::move(where)) {}
+  CompactReader(std::string_view bytes, std::string where) : where_(std::move(where)), in_(bytes, where_) {}
 
   // Calls fn(field id, type) for each field of the struct at the cursor, up to its stop byte; fn
   // reads the value (read_* below) or skip(type)s it.
@@ -35,17 +37,17 @@ class CompactReader {
   void skip(std::uint8_t type);  // a field's value
   void skip_element(std::uint8_t type);  // a list's or map's element
 
-  std::size_t consumed() const { return at_; }
+  std::size_t consumed() const { return in_.consumed(); }
   const std::string& where() const { return where_; }
 
+  CompactReader(const CompactReader&) = delete;  // in_ points at where_
+  CompactReader& operator=(const CompactReader&) = delete;
+
  private:
-  std::uint8_t byte();
-  std::uint64_t varint();
   void enter();
 
-  std::string_view bytes_;
   std::string where_;
-  std::size_t at_ = 0;
+  ByteCursor in_;
   int depth_ = 0;
 };
 
