@@ -41,10 +41,11 @@ bool is_json_array(const std::string& path) {
 }
 
 void for_each_array_element(const std::string& path,
-                            const std::function<void(const json&, const std::string&, std::int64_t)>& fn) {
+                            const std::function<bool(const json&, const std::string&, std::int64_t)>& fn) {
   std::ifstream in(path);
   require(in.good(), path, ": cannot open");
   std::int64_t n = 0;
+  struct Stop {};  // fn asked for no more: leaves the parser
   // The parser's callback sees each top-level element once it is complete (depth 1: inside the
   // array), hands it to fn and drops it (returns false), so the array stays empty.
   const json::parser_callback_t element = [&](int depth, json::parse_event_t event, json& parsed) {
@@ -54,7 +55,7 @@ void for_each_array_element(const std::string& path,
     ++n;
     const std::string where = cat(path, ":", n);
     require(object, where, ": expected a JSON object");
-    fn(parsed, where, n);
+    if (!fn(parsed, where, n)) throw Stop{};
     return false;
   };
   try {
@@ -62,6 +63,8 @@ void for_each_array_element(const std::string& path,
     require(empty.is_array(), path, ": not a JSON array");
   } catch (const json::parse_error& e) {
     fail(path, ": not valid JSON (", e.what(), ")");
+  } catch (const Stop&) {
+    return;
   }
   require(n > 0, path, ": no records (the array is empty)");
 }

@@ -17,6 +17,7 @@ void for_each_record(const std::string& path, const std::vector<std::string>& co
   if (jsonl::is_json_array(path)) {
     jsonl::for_each_array_element(path, [&](const nlohmann::json& element, const std::string& where, std::int64_t n) {
       fn(Record(where, n, nullptr, &element));
+      return true;
     });
     return;
   }
@@ -37,9 +38,10 @@ void for_each_record(const std::string& path, const std::vector<std::string>& co
 
 nlohmann::json first_record(const std::string& path, const std::vector<std::string>& columns) {
   nlohmann::json first;
-  if (jsonl::is_json_array(path)) {  // read whole: the parser has no early stop (spin data, holds_text)
-    for_each_record(path, columns, [&](const Record& r) {
-      if (first.is_null()) first = r.object();
+  if (jsonl::is_json_array(path)) {
+    jsonl::for_each_array_element(path, [&](const nlohmann::json& element, const std::string&, std::int64_t) {
+      first = element;
+      return false;
     });
     return first;
   }

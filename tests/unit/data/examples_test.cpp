@@ -227,6 +227,9 @@ TEST_F(Examples, JsonArraysReadAsTheirElementsOneAfterAnother) {
   EXPECT_NE(error_of("[" + a + ", 7]").find(path_ + ":2: expected a JSON object"), std::string::npos);
   EXPECT_NE(error_of("[" + a + ", {\"prompt\": ]").find(path_ + ": not valid JSON"), std::string::npos);
   EXPECT_NE(error_of(" [ ] ").find(path_ + ": no records"), std::string::npos);
+  // Whether a file holds text is told by its first record alone: what follows is not read.
+  write("[" + a + ", {\"prompt\": ]");
+  EXPECT_TRUE(holds_text(path_));
 }
 
 // Tokenizing on several workers gives what one record at a time gives: the examples in order, the
