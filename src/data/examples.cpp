@@ -336,14 +336,14 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
     }
     batch.clear();
   };
-  const auto read_record = [&](const Record& record) {
+  const auto read_record = [&](Record& record) {
     if (stop) return;
     Pending& p = batch.emplace_back();
     p.where = record.where();
     p.line = record.line();
     p.file = file_index;
     try {
-      p.record = record.object();
+      p.record = record.take();
       p.shape = detect_shape(p.record, p.where);
       if (!shape_known) {
         out.report.shape = p.shape;

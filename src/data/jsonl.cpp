@@ -41,7 +41,7 @@ bool is_json_array(const std::string& path) {
 }
 
 void for_each_array_element(const std::string& path,
-                            const std::function<bool(const json&, const std::string&, std::int64_t)>& fn) {
+                            const std::function<bool(json&, const std::string&, std::int64_t)>& fn) {
   std::ifstream in(path);
   require(in.good(), path, ": cannot open");
   std::int64_t n = 0;

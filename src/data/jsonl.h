@@ -24,10 +24,10 @@ bool is_json_array(const std::string& path);
 
 // Calls fn(element, "path:n", n) for the n-th element of the file's top-level JSON array (from 1),
 // each parsed and then dropped before the next is read (a file of any size in the memory of one
-// element), until fn returns false (the rest not read); an element that is not an object, or
+// element; fn may move it out), until fn returns false (the rest not read); an element that is not an object, or
 // invalid JSON, is an error naming the file (and the element, or the byte offset).
 void for_each_array_element(const std::string& path,
-                            const std::function<bool(const nlohmann::json&, const std::string&, std::int64_t)>& fn);
+                            const std::function<bool(nlohmann::json&, const std::string&, std::int64_t)>& fn);
 
 // The line as a JSON object (invalid JSON, including invalid UTF-8, is an error at `where`).
 nlohmann::json parse_object(const std::string& text, const std::string& where);

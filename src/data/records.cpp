@@ -12,49 +12,47 @@ const nlohmann::json& Record::object() const {
   return *parsed_;
 }
 
-void for_each_record(const std::string& path, const std::vector<std::string>& columns,
-                     const std::function<void(const Record&)>& fn) {
+nlohmann::json Record::take() {
+  if (text_ == nullptr) return std::move(*row_);
+  object();
+  return std::move(*parsed_);
+}
+
+void for_each_record_until(const std::string& path, const std::vector<std::string>& columns,
+                           const std::function<bool(Record&)>& fn) {
   if (jsonl::is_json_array(path)) {
-    jsonl::for_each_array_element(path, [&](const nlohmann::json& element, const std::string& where, std::int64_t n) {
-      fn(Record(where, n, nullptr, &element));
-      return true;
+    jsonl::for_each_array_element(path, [&](nlohmann::json& element, const std::string& where, std::int64_t n) {
+      Record record(where, n, nullptr, &element);
+      return fn(record);
     });
-    return;
-  }
-  if (!parquet::is_parquet(path)) {
-    jsonl::for_each_line(path, [&](const std::string& text, const std::string& where, std::int64_t line) {
-      fn(Record(where, line, &text, nullptr));
+  } else if (parquet::is_parquet(path)) {
+    bool any = false;
+    parquet::for_each_row(path, columns, [&](nlohmann::json&& row, std::int64_t n) {
+      any = true;
+      Record record(cat(path, ":", n), n, nullptr, &row);
+      return fn(record);
     });
-    return;
+    require(any, path, ": no records (the file has no rows)");
+  } else {
+    jsonl::for_each_line_until(path, [&](const std::string& text, const std::string& where, std::int64_t line) {
+      Record record(where, line, &text, nullptr);
+      return fn(record);
+    });
   }
-  bool any = false;
-  parquet::for_each_row(path, columns, [&](nlohmann::json&& row, std::int64_t n) {
-    fn(Record(cat(path, ":", n), n, nullptr, &row));
-    any = true;
+}
+
+void for_each_record(const std::string& path, const std::vector<std::string>& columns,
+                     const std::function<void(Record&)>& fn) {
+  for_each_record_until(path, columns, [&](Record& record) {
+    fn(record);
     return true;
   });
-  require(any, path, ": no records (the file has no rows)");
 }
 
 nlohmann::json first_record(const std::string& path, const std::vector<std::string>& columns) {
   nlohmann::json first;
-  if (jsonl::is_json_array(path)) {
-    jsonl::for_each_array_element(path, [&](const nlohmann::json& element, const std::string&, std::int64_t) {
-      first = element;
-      return false;
-    });
-    return first;
-  }
-  if (parquet::is_parquet(path)) {
-    parquet::for_each_row(path, columns, [&](nlohmann::json&& row, std::int64_t) {
-      first = std::move(row);
-      return false;
-    });
-    require(!first.is_null(), path, ": no records (the file has no rows)");
-    return first;
-  }
-  jsonl::for_each_line_until(path, [&](const std::string& text, const std::string& where, std::int64_t) {
-    first = jsonl::parse_object(text, where);
+  for_each_record_until(path, columns, [&](Record& record) {
+    first = record.take();
     return false;
   });
   return first;

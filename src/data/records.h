@@ -16,7 +16,7 @@ namespace spin::data {
 
 class Record {
  public:
-  Record(std::string where, std::int64_t line, const std::string* text, const nlohmann::json* row)
+  Record(std::string where, std::int64_t line, const std::string* text, nlohmann::json* row)
       : where_(std::move(where)), line_(line), text_(text), row_(row) {}
 
   const std::string& where() const { return where_; }  // "file:N"
@@ -24,21 +24,28 @@ class Record {
   // The record as an object, valid while fn runs: a JSONL line parsed at the first call (invalid
   // JSON an error at where()), so a reader that skips bad records catches it as any other.
   const nlohmann::json& object() const;
+  // The same, moved out for a reader that keeps it past fn (object() is then unspecified).
+  nlohmann::json take();
 
  private:
   std::string where_;
   std::int64_t line_;
-  const std::string* text_;                    // a JSONL line, or
-  const nlohmann::json* row_;                  // a Parquet row
+  const std::string* text_;                       // a JSONL line, or
+  nlohmann::json* row_;                           // an array's element or a Parquet row
   mutable std::optional<nlohmann::json> parsed_;  // the line, once parsed
 };
 
-// Calls fn for every record of `path` (one file). `columns`: the top-level keys the reader uses --
-// a Parquet file's other columns are not decoded. A file without records is an error.
-void for_each_record(const std::string& path, const std::vector<std::string>& columns,
-                     const std::function<void(const Record&)>& fn);
+// Calls fn for the records of `path` (one file) in order, until fn returns false. `columns`: the
+// top-level keys the reader uses -- a Parquet file's other columns are not decoded. A file without
+// records is an error.
+void for_each_record_until(const std::string& path, const std::vector<std::string>& columns,
+                           const std::function<bool(Record&)>& fn);
 
-// The first record of `path` as an object.
+// Every record of `path`.
+void for_each_record(const std::string& path, const std::vector<std::string>& columns,
+                     const std::function<void(Record&)>& fn);
+
+// The first record of `path` as an object (the rest not read).
 nlohmann::json first_record(const std::string& path, const std::vector<std::string>& columns);
 
 }  // namespace spin::data
