@@ -308,7 +308,6 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
     std::exception_ptr failure;  // reading or tokenizing it failed
   };
   std::vector<Pending> batch;
-  bool stop = false;  // an error not skipped: nothing after it is read
   const auto take_batch = [&] {
     for_each_index(batch.size(), workers, [&](std::size_t i) {
       Pending& p = batch[i];
@@ -337,7 +336,6 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
     batch.clear();
   };
   const auto read_record = [&](Record& record) {
-    if (stop) return;
     Pending& p = batch.emplace_back();
     p.where = record.where();
     p.line = record.line();
@@ -353,9 +351,9 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
               data_shape_name(out.report.shape), " records");
     } catch (const Error&) {
       p.failure = std::current_exception();
-      stop = !skip_bad_lines;
     }
-    if (batch.size() == kExampleBatch || stop) take_batch();
+    // An error not skipped ends the reading: the batch so far throws it, or an earlier record's.
+    if (batch.size() == kExampleBatch || (p.failure && !skip_bad_lines)) take_batch();
   };
   out.files = data_files(path);
   for (const std::string& file : out.files) {
