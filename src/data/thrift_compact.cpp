@@ -9,7 +9,6 @@ namespace spin::data::thrift {
 namespace {
 // Nesting deeper than this is corruption (a Parquet footer nests four or five structs).
 constexpr int kMaxDepth = 64;
-
 }  // namespace
 
 void CompactReader::enter() {

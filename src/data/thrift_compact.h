@@ -30,7 +30,7 @@ class CompactReader {
   // fn(type) for each element of the list (or set) at the cursor.
   void read_list(const std::function<void(std::uint8_t)>& fn);
 
-  std::int64_t read_int();  // i8, i16, i32 or i64 (zigzag varints; i8 a byte)
+  std::int64_t read_int();  // i16, i32 or i64 (zigzag varints; an i8 is a byte: skip reads it)
   std::int32_t read_i32();  // read_int, refused outside int32
   std::string read_binary();
   static bool field_bool(std::uint8_t type) { return type == kTrue; }  // a bool field's value is its type
