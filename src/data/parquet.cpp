@@ -4,9 +4,11 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "data/lz4.h"
 #include "data/parquet_encodings.h"
 #include "data/parquet_metadata.h"
 #include "data/snappy.h"
+#include "data/zstd.h"
 
 namespace spin::data::parquet {
 
@@ -124,9 +126,12 @@ std::string decompress(std::string_view data, Codec codec, std::int64_t size, co
               " bytes whose header says ", size, " (corrupt file)");
       return std::string(data);
     case Codec::kSnappy: return snappy_decompress(data, static_cast<std::size_t>(size), where);
+    case Codec::kZstd: return zstd_decompress(data, static_cast<std::size_t>(size), where);
+    case Codec::kLz4Raw: return lz4_raw_decompress(data, static_cast<std::size_t>(size), where);
     default:
       fail(where, ": ", codec_name(codec),
-           "-compressed pages; spin reads uncompressed and SNAPPY Parquet (pyarrow's default, the Hugging Face Hub's). "
+           "-compressed pages; spin reads uncompressed, SNAPPY (pyarrow's default, the Hugging Face Hub's), ZSTD "
+           "(polars') and LZ4_RAW Parquet. "
            "Rewrite it: pyarrow.parquet.write_table(pyarrow.parquet.read_table(IN), OUT, compression=\"snappy\")");
   }
 }

@@ -3,8 +3,9 @@
 // A row is an object whose members are its columns: lists (LIST-annotated groups, repeated fields)
 // are arrays, structs objects, strings strings, integers and floats numbers; a null top-level
 // column is left out, as a key a JSONL record does not have. Read: PLAIN, dictionary and DELTA_*
-// encoded values in v1 and v2 data pages, uncompressed or Snappy-compressed (pyarrow's and so
-// the Hub's default); anything else -- ZSTD, GZIP, INT96 -- is refused naming file and column.
+// encoded values in v1 and v2 data pages, uncompressed, Snappy (pyarrow's and so the Hub's
+// default), ZSTD (polars') or LZ4_RAW; anything else -- GZIP, BROTLI, INT96 -- is refused naming
+// file and column.
 #pragma once
 
 #include <cstdint>

@@ -13,10 +13,10 @@
               built as DeepSeek-V3's (three Splits) and deepseek-r1 on DeepSeek-R1-Distill-Qwen's: the
               ids of their references (tests/data/llama_spm, mistral_v3_spm, mistral_v7_spm,
               gemma3_spm, tekken, hf_bpe/o200k, hf_bpe/granite, hf_bpe/deepseek_v3, hf_bpe/deepseek_r1)
-  parquet     a Parquet file in ultrachat_200k's layout (tests/data/parquet) shows what its records as JSONL
-              show: the same shape, counts, length distributions and examples
+  parquet     Parquet files in ultrachat_200k's layout (tests/data/parquet), Snappy- and ZSTD-compressed, show
+              what their records as JSONL show: the same shape, counts, length distributions and examples
   bad-input   a missing data file and a record of another shape in a list: one error line; a
-              ZSTD-compressed Parquet file and a truncated one: one error naming the file
+              GZIP-compressed Parquet file and a truncated one: one error naming the file
 """
 import json
 import os
@@ -93,15 +93,17 @@ def case_show(args, tmp):
 
 def case_parquet(args, tmp):
     model = hf_tokenizer_model(os.path.join(tmp, "model"))
-    shown = {}
-    for ext in ("parquet", "jsonl"):
-        data = os.path.join(tmp, "ultrachat")  # one name, so the outputs compare whole: the format is told by the bytes
-        shutil.copy(os.path.join(PARQUET, "ultrachat." + ext), data)
-        shown[ext] = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--show", "3"], 1).stdout
-        os.remove(data)
-    assert "40 records (chat messages)" in shown["parquet"], shown["parquet"]
-    assert shown["parquet"] == shown["jsonl"], (shown["parquet"], shown["jsonl"])
-    print("spin data: a Parquet file in ultrachat_200k's layout shows as its records in JSONL (40 chat records)")
+    for name, records in (("ultrachat", 40), ("zstd", 40)):
+        shown = {}
+        for ext in ("parquet", "jsonl"):
+            data = os.path.join(tmp, name)  # one name, so the outputs compare whole: the format is told by the bytes
+            shutil.copy(os.path.join(PARQUET, name + "." + ext), data)
+            shown[ext] = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--show", "3"],
+                                1).stdout
+            os.remove(data)
+        assert "%d records (chat messages)" % records in shown["parquet"], shown["parquet"]
+        assert shown["parquet"] == shown["jsonl"], (shown["parquet"], shown["jsonl"])
+    print("spin data: Parquet files in ultrachat_200k's layout, Snappy and ZSTD, show as their records in JSONL")
 
 
 def case_bad_input(args, tmp):
@@ -117,9 +119,9 @@ def case_bad_input(args, tmp):
                  None)
     expect_error(args.mpiexec, "mixed-shapes", cmd(chat + "," + pairs),
                  r"pairs\.jsonl:1: a prompt/response text record among chat messages records", 2, None)
-    expect_error(args.mpiexec, "zstd-parquet", cmd(os.path.join(PARQUET, "zstd.parquet")),
-                 r"zstd\.parquet: column prompt, row group 1: ZSTD-compressed pages; spin reads uncompressed and SNAPPY",
-                 2, None)
+    expect_error(args.mpiexec, "gzip-parquet", cmd(os.path.join(PARQUET, "gzip.parquet")),
+                 r"gzip\.parquet: column prompt, row group 1: GZIP-compressed pages; spin reads uncompressed, SNAPPY .*, "
+                 r"ZSTD \(polars'\) and LZ4_RAW Parquet", 2, None)
     truncated = os.path.join(tmp, "truncated.parquet")
     with open(os.path.join(PARQUET, "ultrachat.parquet"), "rb") as f:
         data = f.read()
