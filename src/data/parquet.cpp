@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "data/gzip.h"
 #include "data/lz4.h"
 #include "data/parquet_encodings.h"
 #include "data/parquet_metadata.h"
@@ -127,11 +128,12 @@ std::string decompress(std::string_view data, Codec codec, std::int64_t size, co
       return std::string(data);
     case Codec::kSnappy: return snappy_decompress(data, static_cast<std::size_t>(size), where);
     case Codec::kZstd: return zstd_decompress(data, static_cast<std::size_t>(size), where);
+    case Codec::kGzip: return gzip_decompress(data, static_cast<std::size_t>(size), where);
     case Codec::kLz4Raw: return lz4_raw_decompress(data, static_cast<std::size_t>(size), where);
     default:
       fail(where, ": ", codec_name(codec),
            "-compressed pages; spin reads uncompressed, SNAPPY (pyarrow's default, the Hugging Face Hub's), ZSTD "
-           "(polars') and LZ4_RAW Parquet. "
+           "(polars'), GZIP and LZ4_RAW Parquet. "
            "Rewrite it: pyarrow.parquet.write_table(pyarrow.parquet.read_table(IN), OUT, compression=\"snappy\")");
   }
 }

@@ -181,7 +181,7 @@ void read_tables(ByteCursor& in, FrameState& frame) {
       }
       case 2: {
         const std::string_view rest = in.take(in.left());
-        zstd::ForwardBits bits(rest, where);
+        ForwardBits bits(rest, where);
         frame.tables[field] = zstd::fse_read_table(bits, kMaxLog[field], kMaxSymbol[field], where);
         in = ByteCursor(rest.substr(bits.bytes_used()), where);
         break;

@@ -14,21 +14,6 @@ constexpr int kMaxHuffmanBits = 11;  // Max_Number_of_Bits (section 4.2.1)
 
 }  // namespace
 
-std::uint32_t ForwardBits::peek(int n) const {
-  std::uint32_t v = 0;
-  const std::size_t first = pos_ / 8;
-  for (std::size_t i = 0; i < 4 && first + i < bytes_.size(); ++i) {
-    v |= static_cast<std::uint32_t>(static_cast<std::uint8_t>(bytes_[first + i])) << (8 * i);
-  }
-  return (v >> (pos_ % 8)) & ((std::uint32_t{1} << n) - 1);
-}
-
-void ForwardBits::skip(int n) {
-  require(pos_ + static_cast<std::size_t>(n) <= 8 * bytes_.size(), *where_,
-          ": a Zstandard table description past its data (corrupt page)");
-  pos_ += static_cast<std::size_t>(n);
-}
-
 BackwardBits::BackwardBits(std::string_view bytes, const std::string& where) : bytes_(bytes) {
   require(!bytes.empty() && bytes.back() != 0, where, ": a Zstandard bit stream without its end mark (corrupt page)");
   pos_ = 8 * static_cast<std::int64_t>(bytes.size() - 1) + highest_bit(static_cast<std::uint8_t>(bytes.back()));

@@ -1,4 +1,4 @@
-// Zstandard's entropy stages (RFC 8878 section 4): the bit streams, FSE tables -- read from their
+// Zstandard's entropy stages (RFC 8878 section 4): the backward bit streams, FSE tables -- read from their
 // compact description or built from a distribution -- and Huffman tables for literals. Every
 // read is bounded: a corrupt stream or table is a spin::Error naming `where`, never a read out of
 // bounds. Used by data/zstd.cpp only.
@@ -12,26 +12,9 @@
 #include <string_view>
 #include <vector>
 
+#include "data/forward_bits.h"
+
 namespace spin::data::zstd {
-
-// Little-endian bits from the start of `bytes` (an FSE table's description).
-class ForwardBits {
- public:
-  ForwardBits(std::string_view bytes, const std::string& where) : bytes_(bytes), where_(&where) {}
-  std::uint32_t peek(int n) const;  // n <= 24; bits past the end read as zeros
-  void skip(int n);                 // refuses to pass the end
-  std::uint32_t read(int n) {
-    const std::uint32_t v = peek(n);
-    skip(n);
-    return v;
-  }
-  std::size_t bytes_used() const { return (pos_ + 7) / 8; }
-
- private:
-  std::string_view bytes_;
-  const std::string* where_;
-  std::size_t pos_ = 0;
-};
 
 // A stream read from its end to its start, as Zstandard writes the sequences and Huffman streams:
 // the last byte's highest set bit marks where the data begins. Bits before the stream's start

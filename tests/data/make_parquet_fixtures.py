@@ -2,8 +2,8 @@
 each with <name>.jsonl -- its rows as pyarrow reads them (to_pylist), a null top-level column left
 out as spin leaves it out -- under the writer settings the Hugging Face Hub's files and other
 writers use: Snappy or none, dictionary or PLAIN or DELTA_* values, v1 or v2 data pages, several
-row groups and pages, nulls and empty lists at every level; ZSTD and LZ4_RAW pages (zstd, zstd_v2, lz4).
-Also gzip.parquet, which spin refuses.
+row groups and pages, nulls and empty lists at every level; ZSTD, LZ4_RAW and GZIP pages (zstd, zstd_v2,
+lz4, gzip). Also brotli.parquet, which spin refuses.
 
 Run with pyarrow (a data tool, not a dependency of spin):
   python3 tests/data/make_parquet_fixtures.py   # pyarrow 26.0.1 wrote the committed files
@@ -146,15 +146,16 @@ def zstd():
     table = pa.Table.from_pylist(rows, schema=pa.schema([("prompt", pa.string()), ("response", pa.string()),
                                                          ("messages", pa.list_(message))]))
     write("zstd", table, compression="zstd", row_group_size=24, data_page_size=2048)
-    # The same rows (zstd.jsonl) at level 19 in v2 pages, and in LZ4_RAW (pyarrow's compression="lz4").
+    # The same rows (zstd.jsonl) at level 19 in v2 pages, in LZ4_RAW (pyarrow's compression="lz4") and GZIP.
     pq.write_table(table, os.path.join(OUT, "zstd_v2.parquet"), compression="zstd", compression_level=19,
                    data_page_version="2.0")
     pq.write_table(table, os.path.join(OUT, "lz4.parquet"), compression="lz4", data_page_size=2048)
+    pq.write_table(table, os.path.join(OUT, "gzip.parquet"), compression="gzip", data_page_size=2048)
 
 
-def gzip():
+def brotli():
     table = pa.Table.from_pylist([{"prompt": "Hi", "response": "Hello"}])
-    pq.write_table(table, os.path.join(OUT, "gzip.parquet"), compression="gzip")
+    pq.write_table(table, os.path.join(OUT, "brotli.parquet"), compression="brotli")
 
 
 if __name__ == "__main__":
@@ -165,4 +166,4 @@ if __name__ == "__main__":
     delta()
     token_ids()
     zstd()
-    gzip()
+    brotli()

@@ -16,7 +16,7 @@
   parquet     Parquet files in ultrachat_200k's layout (tests/data/parquet), Snappy- and ZSTD-compressed, show
               what their records as JSONL show: the same shape, counts, length distributions and examples
   bad-input   a missing data file and a record of another shape in a list: one error line; a
-              GZIP-compressed Parquet file and a truncated one: one error naming the file
+              BROTLI-compressed Parquet file and a truncated one: one error naming the file
 """
 import json
 import os
@@ -119,9 +119,9 @@ def case_bad_input(args, tmp):
                  None)
     expect_error(args.mpiexec, "mixed-shapes", cmd(chat + "," + pairs),
                  r"pairs\.jsonl:1: a prompt/response text record among chat messages records", 2, None)
-    expect_error(args.mpiexec, "gzip-parquet", cmd(os.path.join(PARQUET, "gzip.parquet")),
-                 r"gzip\.parquet: column prompt, row group 1: GZIP-compressed pages; spin reads uncompressed, SNAPPY .*, "
-                 r"ZSTD \(polars'\) and LZ4_RAW Parquet", 2, None)
+    expect_error(args.mpiexec, "brotli-parquet", cmd(os.path.join(PARQUET, "brotli.parquet")),
+                 r"brotli\.parquet: column prompt, row group 1: BROTLI-compressed pages; spin reads uncompressed, "
+                 r"SNAPPY .*, ZSTD \(polars'\), GZIP and LZ4_RAW Parquet", 2, None)
     truncated = os.path.join(tmp, "truncated.parquet")
     with open(os.path.join(PARQUET, "ultrachat.parquet"), "rb") as f:
         data = f.read()

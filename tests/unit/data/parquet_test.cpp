@@ -1,8 +1,8 @@
 // Parquet files against the rows pyarrow reads from them (tests/data/make_parquet_fixtures.py
-// wrote both): the Hub's writer settings and others -- Snappy, ZSTD, LZ4_RAW or none, dictionary, PLAIN, RLE and
-// DELTA_* values, v1 and v2 pages, several row groups and pages, nulls and empty lists at every
-// level -- and the readers of examples and token records over a Parquet file against the same
-// records as JSONL. Corrupt files (truncated, any byte changed) end in a spin::Error or rows,
+// wrote both): the Hub's writer settings and others -- Snappy, ZSTD, LZ4_RAW, GZIP or none,
+// dictionary, PLAIN, RLE and DELTA_* values, v1 and v2 pages, several row groups and pages, nulls
+// and empty lists at every level -- and the readers of examples and token records over a Parquet
+// file against the same records as JSONL. Corrupt files (truncated, any byte changed) end in a spin::Error or rows,
 // never a crash or another exception.
 #include "data/parquet.h"
 
@@ -69,6 +69,7 @@ TEST(Parquet, RowsMatchPyarrows) {
       {"zstd", "zstd", {"prompt", "response", "messages"}},
       {"zstd_v2", "zstd", {"prompt", "response", "messages"}},
       {"lz4", "zstd", {"prompt", "response", "messages"}},
+      {"gzip", "zstd", {"prompt", "response", "messages"}},
   };
   for (const auto& [name, rows, columns] : files) {
     SCOPED_TRACE(name);
@@ -100,11 +101,11 @@ TEST(Parquet, StopsWhenAsked) {
 }
 
 TEST(Parquet, RefusesOtherCodecsByName) {
-  const std::string e = error_of([] { read_rows(fixture("gzip.parquet"), {"prompt", "response"}); });
-  EXPECT_NE(
-      e.find("gzip.parquet: column prompt, row group 1: GZIP-compressed pages; spin reads uncompressed, "
-             "SNAPPY (pyarrow's default, the Hugging Face Hub's), ZSTD (polars') and LZ4_RAW Parquet. Rewrite it"),
-      std::string::npos)
+  const std::string e = error_of([] { read_rows(fixture("brotli.parquet"), {"prompt", "response"}); });
+  EXPECT_NE(e.find("brotli.parquet: column prompt, row group 1: BROTLI-compressed pages; spin reads uncompressed, "
+                   "SNAPPY (pyarrow's default, the Hugging Face Hub's), ZSTD (polars'), GZIP and LZ4_RAW Parquet. "
+                   "Rewrite it"),
+            std::string::npos)
       << e;
 }
 

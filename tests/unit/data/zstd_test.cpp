@@ -1,4 +1,4 @@
-// Zstandard frames written by libzstd (tests/data/make_zstd_fixtures.py) decompress to the bytes
+// Zstandard frames written by libzstd (tests/data/make_codec_fixtures.py) decompress to the bytes
 // whose size and XXH64 the manifest gives: levels 1-22, streamed frames without a content size,
 // 1 KiB windows, checksums, several frames and a skippable one, raw and RLE blocks, blocks past
 // 128 KiB (treeless literals, repeated FSE tables). Dictionaries and wrong sizes are refused;
@@ -23,7 +23,7 @@ using nlohmann::json;
 
 std::string fixture(const std::string& name) {
   std::ostringstream bytes;
-  bytes << std::ifstream(std::string(SPIN_TEST_DATA_DIR) + "/zstd/" + name, std::ios::binary).rdbuf();
+  bytes << std::ifstream(std::string(SPIN_TEST_DATA_DIR) + "/codecs/" + name, std::ios::binary).rdbuf();
   return bytes.str();
 }
 
@@ -46,9 +46,9 @@ TEST(Zstd, LibzstdFramesDecompressToTheirBytes) {
   const json manifest = json::parse(fixture("manifest.json"));
   int checked = 0;
   for (const auto& [name, want] : manifest.items()) {
-    if (want.contains("error")) continue;
+    if (!name.ends_with(".zst") || want.contains("error")) continue;
     SCOPED_TRACE(name);
-    const std::string out = zstd_decompress(fixture(name + ".zst"), want["size"].get<std::size_t>(), name);
+    const std::string out = zstd_decompress(fixture(name), want["size"].get<std::size_t>(), name);
     EXPECT_EQ(out.size(), want["size"].get<std::size_t>());
     EXPECT_EQ(xxh64_hex(out), want["xxh64"].get<std::string>());
     ++checked;
@@ -87,10 +87,10 @@ TEST(Zstd, TruncatedFramesAreRefused) {
 // read out of bounds (run under sanitizers to see it), a crash or another exception.
 TEST(Zstd, AnyChangedByteEndsInBytesOrAnError) {
   const json manifest = json::parse(fixture("manifest.json"));
-  for (const char* name : {"frames", "runs", "jsonl_level22_checksum"}) {
+  for (const char* name : {"frames.zst", "runs.zst", "jsonl_level22_checksum.zst"}) {
     SCOPED_TRACE(name);
-    const std::string good = fixture(std::string(name) + ".zst");
-    const bool checksummed = std::string(name) == "jsonl_level22_checksum";
+    const std::string good = fixture(name);
+    const bool checksummed = std::string(name) == "jsonl_level22_checksum.zst";
     int errors = 0, changes = 0;
     for (std::size_t at = 0; at < good.size(); at += (good.size() > 8000 ? 3 : 1)) {
       for (const unsigned char mask : {0x01, 0x80, 0xff}) {

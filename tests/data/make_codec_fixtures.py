@@ -1,23 +1,30 @@
-"""Writes the Zstandard fixtures of tests/unit/data/zstd_test.cpp: tests/data/zstd/<name>.zst and
-manifest.json, which gives each file's decompressed size and XXH64 (seed 0) -- or the error spin must
-give. libzstd compresses (python-zstandard) at the levels and settings writers use: Parquet writers'
-single frame with the content size (pyarrow's level 1 and 3, polars' 3, higher levels by request),
-streamed frames without it, checksums, small windows, several frames and a skippable one, raw and
-RLE blocks, blocks past 128 KiB (treeless literals, repeated tables), and a dictionary (refused).
+"""Writes the compressed fixtures of tests/unit/data/zstd_test.cpp and gzip_test.cpp:
+tests/data/codecs/<name>.zst and <name>.gz, and manifest.json, which gives each file's decompressed
+size and XXH64 (seed 0) -- or the error spin must give.
+
+Zstandard: libzstd compresses (python-zstandard) at the levels and settings writers use: Parquet
+writers' single frame with the content size (pyarrow's level 1 and 3, polars' 3, higher levels by
+request), streamed frames without it, checksums, small windows, several frames and a skippable one,
+raw and RLE blocks, blocks past 128 KiB (treeless literals, repeated tables), and a dictionary (refused).
+GZIP: zlib compresses (Python's zlib and gzip) at levels 0 (stored blocks), 1, 6 and 9, fixed and
+dynamic Huffman blocks, gzip members with every optional header field, several members, a zlib
+stream, and a zlib stream with a preset dictionary (refused).
 
 Run with python-zstandard and xxhash (test tools, not dependencies of spin):
-  python3 tests/data/make_zstd_fixtures.py   # zstandard 0.25.0 (libzstd 1.5.7) wrote the committed files
+  python3 tests/data/make_codec_fixtures.py   # zstandard 0.25.0 (libzstd 1.5.7), Python 3.11's zlib 1.2.13 wrote the committed files
 """
+import gzip
 import io
 import json
 import os
 import random
 import struct
+import zlib
 
 import xxhash
 import zstandard as zstd
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zstd")
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "codecs")
 rng = random.Random(20261206)
 
 WORDS = ("the of and to a in is that for it as was with be by on not he this are or his from at which but have an "
@@ -55,13 +62,46 @@ def token_ids(count):
 manifest = {}
 
 
-def write(name, data, compressed, error=None):
-    with open(os.path.join(OUT, name + ".zst"), "wb") as f:
+def write(name, data, compressed, error=None, ext=".zst"):
+    with open(os.path.join(OUT, name + ext), "wb") as f:
         f.write(compressed)
-    manifest[name] = ({"error": error, "size": len(data)} if error else
-                      {"size": len(data), "xxh64": xxhash.xxh64_hexdigest(data)})
-    if not error:
+    manifest[name + ext] = ({"error": error, "size": len(data)} if error else
+                            {"size": len(data), "xxh64": xxhash.xxh64_hexdigest(data)})
+    if not error and ext == ".zst":
         assert zstd.ZstdDecompressor().stream_reader(io.BytesIO(compressed), read_across_frames=True).read() == data
+
+
+def gzip_member(data, level=6, name=None, comment=None, extra=None, header_crc=False):
+    # A gzip member written field by field (RFC 1952), so every optional field can be set.
+    flags = (2 if header_crc else 0) | (4 if extra else 0) | (8 if name else 0) | (16 if comment else 0)
+    header = struct.pack("<BBBBIBB", 0x1F, 0x8B, 8, flags, 1733443200, 0, 3)
+    if extra:
+        header += struct.pack("<H", len(extra)) + extra
+    if name:
+        header += name + b"\0"
+    if comment:
+        header += comment + b"\0"
+    if header_crc:
+        header += struct.pack("<H", zlib.crc32(header) & 0xFFFF)
+    c = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return header + c.compress(data) + c.flush() + struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
+
+
+def gzip_fixtures(prose, records):
+    for level, size in ((0, 70_000), (1, 100_000), (6, 100_000), (9, 100_000)):  # level 0: stored blocks of <= 64 KiB
+        write("text_level%d" % level, prose[:size], gzip.compress(prose[:size], level, mtime=0), ext=".gz")
+    write("jsonl_level6", records[:80_000], gzip.compress(records[:80_000], 6, mtime=0), ext=".gz")
+    write("tiny", b"Hello, gzip!", gzip.compress(b"Hello, gzip!", 6, mtime=0), ext=".gz")  # a fixed-code block
+    runs = b"".join(bytes([rng.randrange(256)]) * rng.randint(1, 300) for _ in range(500))  # overlapping matches
+    write("runs", runs, gzip.compress(runs, 9, mtime=0), ext=".gz")
+    write("empty", b"", gzip.compress(b"", 6, mtime=0), ext=".gz")
+    first, second = prose[:3000], records[:5000]
+    write("members", first + second,
+          gzip_member(first, 6, name=b"part1.txt", comment=b"spin", extra=b"AB\x02\x00hi", header_crc=True) +
+          gzip_member(second, 9, name=b"part2.txt"), ext=".gz")
+    write("zlib_level6", records[:30_000], zlib.compress(records[:30_000], 6), ext=".gz")
+    c = zlib.compressobj(6, zlib.DEFLATED, 15, zdict=prose[:1000])
+    write("zlib_dictionary", prose[:2000], c.compress(prose[:2000]) + c.flush(), error="preset dictionary", ext=".gz")
 
 
 def one_shot(name, data, **params):
@@ -104,6 +144,7 @@ if __name__ == "__main__":
     dictionary = zstd.train_dictionary(4096, samples)
     data = text(2000)
     write("dictionary", data, zstd.ZstdCompressor(dict_data=dictionary).compress(data), error="dictionary")
+    gzip_fixtures(prose, records)
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
         f.write("\n")

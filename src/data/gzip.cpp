@@ -1,0 +1,114 @@
+#include "data/gzip.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "core/error.h"
+#include "data/byte_cursor.h"
+#include "data/deflate.h"
+#include "data/forward_bits.h"
+
+namespace spin::data {
+namespace {
+
+std::uint32_t adler32(std::string_view bytes) {
+  std::uint32_t a = 1, b = 0;
+  for (std::size_t i = 0; i < bytes.size();) {
+    // 5552 bytes keep b below 2^32 before the modulus (zlib's NMAX).
+    for (const std::size_t end = std::min(bytes.size(), i + 5552); i < end; ++i) {
+      a += static_cast<std::uint8_t>(bytes[i]);
+      b += a;
+    }
+    a %= 65521;
+    b %= 65521;
+  }
+  return (b << 16) | a;
+}
+
+// Inflates the DEFLATE stream at `in`'s position into `out`, moving `in` past it.
+void inflate_at(ByteCursor& in, std::string& out, std::size_t limit) {
+  const std::string_view rest = in.take(in.left());
+  ForwardBits bits(rest, in.where());
+  inflate(bits, out, out.size(), limit);
+  in = ByteCursor(rest.substr(bits.bytes_used()), in.where());
+}
+
+void skip_zero_terminated(ByteCursor& in) {
+  while (in.byte() != 0) {
+  }
+}
+
+}  // namespace
+
+std::uint32_t crc32(std::string_view bytes) {
+  // Slicing by 8 (Intel's, 2008): table k gives a byte's CRC shifted through k more zero bytes, so
+  // eight bytes take eight independent lookups instead of a chain of eight.
+  static const std::array<std::array<std::uint32_t, 256>, 8> table = [] {
+    std::array<std::array<std::uint32_t, 256>, 8> t{};
+    for (std::uint32_t n = 0; n < 256; ++n) {
+      std::uint32_t c = n;
+      for (int k = 0; k < 8; ++k) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[0][n] = c;
+    }
+    for (int k = 1; k < 8; ++k) {
+      for (std::uint32_t n = 0; n < 256; ++n) t[k][n] = (t[k - 1][n] >> 8) ^ t[0][t[k - 1][n] & 0xff];
+    }
+    return t;
+  }();
+  std::uint32_t c = 0xFFFFFFFFu;
+  std::size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    std::uint32_t lo, hi;  // little-endian hosts (x86-64, aarch64)
+    std::memcpy(&lo, bytes.data() + i, 4);
+    std::memcpy(&hi, bytes.data() + i + 4, 4);
+    lo ^= c;
+    c = table[7][lo & 0xff] ^ table[6][(lo >> 8) & 0xff] ^ table[5][(lo >> 16) & 0xff] ^ table[4][lo >> 24] ^
+        table[3][hi & 0xff] ^ table[2][(hi >> 8) & 0xff] ^ table[1][(hi >> 16) & 0xff] ^ table[0][hi >> 24];
+  }
+  for (; i < bytes.size(); ++i) c = table[0][(c ^ static_cast<std::uint8_t>(bytes[i])) & 0xff] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+std::string gzip_decompress(std::string_view compressed, std::size_t expected_size, const std::string& where) {
+  // DEFLATE's largest expansion: a 258-byte match from one or two bits, about 1032 to 1.
+  require(expected_size <= 1032 * (compressed.size() + 1), where, ": ", compressed.size(),
+          " bytes of GZIP data cannot hold the ", expected_size, " bytes the page header says (corrupt page)");
+  std::string out;
+  out.reserve(expected_size);
+  ByteCursor in(compressed, where);
+  require(compressed.size() >= 2, where, ": not gzip or zlib data (corrupt page)");
+  const auto b0 = static_cast<std::uint8_t>(compressed[0]), b1 = static_cast<std::uint8_t>(compressed[1]);
+  if (b0 == 0x1f && b1 == 0x8b) {
+    while (in.left() > 0) {  // gzip members, one after another
+      require(in.le(2) == 0x8b1f && in.byte() == 8, where, ": a gzip member that is not DEFLATE data (corrupt page)");
+      const std::uint8_t flags = in.byte();
+      require((flags & 0xe0) == 0, where, ": a gzip header with its reserved flags set (corrupt page)");
+      in.take(6);                                // modification time, extra flags, operating system
+      if (flags & 4) in.take(in.le(2));          // FEXTRA
+      if (flags & 8) skip_zero_terminated(in);   // FNAME
+      if (flags & 16) skip_zero_terminated(in);  // FCOMMENT
+      if (flags & 2) in.take(2);                 // FHCRC
+      const std::size_t start = out.size();
+      inflate_at(in, out, expected_size);
+      const std::string_view member = std::string_view(out).substr(start);
+      require(in.le(4) == crc32(member), where, ": a gzip member whose CRC-32 does not match (corrupt page)");
+      require(in.le(4) == (member.size() & 0xffffffffu), where,
+              ": a gzip member whose length does not match its trailer (corrupt page)");
+    }
+  } else {
+    const std::uint8_t method = in.byte(), flags = in.byte();
+    require((method & 15) == 8 && (method >> 4) <= 7 && (method * 256 + flags) % 31 == 0, where,
+            ": not gzip or zlib data (corrupt page)");
+    require((flags & 0x20) == 0, where, ": zlib data compressed with a preset dictionary; spin reads it without one");
+    inflate_at(in, out, expected_size);
+    require(in.le(4) == __builtin_bswap32(adler32(out)), where,
+            ": a zlib stream whose Adler-32 does not match (corrupt page)");
+    require(in.left() == 0, where, ": bytes after a zlib stream (corrupt page)");
+  }
+  require(out.size() == expected_size, where, ": GZIP data decompresses to ", out.size(), " of its ", expected_size,
+          " bytes (corrupt page)");
+  return out;
+}
+
+}  // namespace spin::data
