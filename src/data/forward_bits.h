@@ -13,22 +13,26 @@
 
 namespace spin::data {
 
+// The 8 bytes of `bytes` from `first` on as a little-endian integer, zeros past the end.
+inline std::uint64_t load_le64(std::string_view bytes, std::size_t first) {
+  std::uint64_t v = 0;
+  if (first + 8 <= bytes.size()) {
+    std::memcpy(&v, bytes.data() + first, 8);  // little-endian hosts (x86-64, aarch64)
+  } else {
+    for (std::size_t i = 0; first + i < bytes.size(); ++i) {
+      v |= static_cast<std::uint64_t>(static_cast<std::uint8_t>(bytes[first + i])) << (8 * i);
+    }
+  }
+  return v;
+}
+
 class ForwardBits {
  public:
   ForwardBits(std::string_view bytes, const std::string& where) : bytes_(bytes), where_(&where) {}
 
   // The next n <= 32 bits, the first as the lowest.
   std::uint32_t peek(int n) const {
-    const std::size_t first = pos_ / 8;
-    std::uint64_t v = 0;
-    if (first + 8 <= bytes_.size()) {
-      std::memcpy(&v, bytes_.data() + first, 8);  // little-endian hosts (x86-64, aarch64)
-    } else {
-      for (std::size_t i = 0; first + i < bytes_.size(); ++i) {
-        v |= static_cast<std::uint64_t>(static_cast<std::uint8_t>(bytes_[first + i])) << (8 * i);
-      }
-    }
-    return static_cast<std::uint32_t>((v >> (pos_ % 8)) & ((std::uint64_t{1} << n) - 1));
+    return static_cast<std::uint32_t>((load_le64(bytes_, pos_ / 8) >> (pos_ % 8)) & ((std::uint64_t{1} << n) - 1));
   }
   void skip(int n) {
     require(pos_ + static_cast<std::size_t>(n) <= 8 * bytes_.size(), *where_,

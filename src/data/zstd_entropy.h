@@ -6,7 +6,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -41,18 +40,7 @@ class BackwardBits {
 
  private:
   // 57 or more bits from bit `at` >= 0, zeros past the end.
-  std::uint64_t load(std::int64_t at) const {
-    const auto first = static_cast<std::size_t>(at / 8);
-    std::uint64_t v = 0;
-    if (first + 8 <= bytes_.size()) {
-      std::memcpy(&v, bytes_.data() + first, 8);  // little-endian hosts (x86-64, aarch64)
-    } else {
-      for (std::size_t i = 0; first + i < bytes_.size(); ++i) {
-        v |= static_cast<std::uint64_t>(static_cast<std::uint8_t>(bytes_[first + i])) << (8 * i);
-      }
-    }
-    return v >> (at % 8);
-  }
+  std::uint64_t load(std::int64_t at) const { return load_le64(bytes_, static_cast<std::size_t>(at / 8)) >> (at % 8); }
   std::string_view bytes_;
   std::int64_t pos_ = 0;
 };
