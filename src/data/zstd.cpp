@@ -81,7 +81,9 @@ class Output {
  public:
   Output(std::string& bytes, const std::string& where) : bytes_(bytes), where_(where) {}
 
-  void append(const void* data, std::size_t n) { std::memcpy(reserve(n), data, n); }
+  void append(const void* data, std::size_t n) {
+    if (n > 0) std::memcpy(reserve(n), data, n);  // an empty literals buffer's data() may be null
+  }
   void fill(std::uint8_t byte, std::size_t n) { std::memset(reserve(n), byte, n); }
   // `length` bytes from `offset` back; a copy may overlap what it writes (a repeated pattern).
   void copy(std::size_t offset, std::size_t length) {
