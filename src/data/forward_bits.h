@@ -13,8 +13,9 @@
 
 namespace spin::data {
 
-// The 8 bytes of `bytes` from `first` on as a little-endian integer, zeros past the end.
-inline std::uint64_t load_le64(std::string_view bytes, std::size_t first) {
+// The 8 bytes of `bytes` from `first` on as a little-endian integer, zeros past the end. Always
+// inlined: the bit readers' inner loops (left to GCC, the Zstandard decoder ran 15-20% slower).
+[[gnu::always_inline]] inline std::uint64_t load_le64(std::string_view bytes, std::size_t first) {
   std::uint64_t v = 0;
   if (first + 8 <= bytes.size()) {
     std::memcpy(&v, bytes.data() + first, 8);  // little-endian hosts (x86-64, aarch64)
