@@ -28,12 +28,14 @@ system message that one -- for templates that otherwise write a default dated th
     python3 jobs/chat_to_ids.py --model MODEL_DIR --input chat.jsonl --output ids.jsonl \\
         [--system "You are a helpful assistant."] [--chat-template FILE]
 
---input may also be one JSON array of records (its first character "["), or Parquet as the Hugging
-Face Hub serves data sets (told by its "PAR1" magic, as spin tells it; read with pyarrow, then a
-dependency of the tool too), each row a record, a null column left out. Errors name the input file
+--input may also be one JSON array of records (its first character "["), JSONL or an array
+gzip-compressed (told by its magic bytes, as spin tells it), or Parquet as the Hugging Face Hub
+serves data sets (told by its "PAR1" magic; read with pyarrow, then a dependency of the tool too),
+each row a record, a null column left out. Errors name the input file
 and line (an array's element, a Parquet file's row, from 1) and exit 1.
 """
 import argparse
+import gzip
 import json
 import os
 import sys
@@ -117,13 +119,23 @@ def stop_ids(model_dir, tokenizer):
     return ids
 
 
+def open_text(path):
+    """The file's text, decompressed where it is gzip-compressed (its first bytes 1f 8b), as spin reads it."""
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    return gzip.open(path, "rt", encoding="utf-8") if magic == b"\x1f\x8b" else open(path, encoding="utf-8")
+
+
 def records(path):
-    """(where, record) for each record of a JSONL or Parquet file."""
+    """(where, record) for each record of a JSONL (or gzip-compressed JSONL), JSON array or Parquet file."""
     with open(path, "rb") as f:
         head = f.read(4096)
+    if head[:2] == b"\x1f\x8b":
+        with gzip.open(path, "rb") as f:
+            head = f.read(4096)
     if head.lstrip()[:1] == b"[":  # one JSON array of records (ShareGPT's dumps), as spin reads it
         try:
-            array = json.load(open(path, encoding="utf-8"))
+            array = json.load(open_text(path))
         except json.JSONDecodeError as e:
             fail("%s: not valid JSON: %s" % (path, e))
         for number, record in enumerate(array, 1):
@@ -133,7 +145,7 @@ def records(path):
         return
     parquet = head[:4] == b"PAR1"
     if not parquet:
-        with open(path, encoding="utf-8") as f:
+        with open_text(path) as f:
             for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue

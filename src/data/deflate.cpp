@@ -29,7 +29,7 @@ Huffman huffman(std::span<const std::uint8_t> lengths, const std::string& where)
   int left = 1;  // codes of the current length still free
   for (int l = 1; l <= kMaxCodeLength; ++l) {
     left = 2 * left - count[l];
-    require(left >= 0, where, ": a DEFLATE Huffman code with more codes than its lengths allow (corrupt page)");
+    require(left >= 0, where, ": a DEFLATE Huffman code with more codes than its lengths allow (corrupt data)");
     if (count[l] > 0) h.bits = l;
   }
   std::array<std::uint32_t, kMaxCodeLength + 1> next{};
@@ -54,7 +54,7 @@ Huffman huffman(std::span<const std::uint8_t> lengths, const std::string& where)
 
 int decode(const Huffman& h, ForwardBits& in) {
   const std::uint32_t entry = in.peek(h.bits);
-  require(h.lengths[entry] > 0, in.where(), ": a DEFLATE code its block's table does not have (corrupt page)");
+  require(h.lengths[entry] > 0, in.where(), ": a DEFLATE code its block's table does not have (corrupt data)");
   in.skip(h.lengths[entry]);
   return h.symbols[entry];
 }
@@ -77,7 +77,7 @@ std::array<Huffman, 2> dynamic_codes(ForwardBits& in) {
   const std::string& where = in.where();
   const std::size_t literals = in.read(5) + 257, distances = in.read(5) + 1, code_lengths = in.read(4) + 4;
   require(literals <= 286 && distances <= 30, where, ": a DEFLATE block of ", literals, " literal/length and ",
-          distances, " distance codes (corrupt page)");
+          distances, " distance codes (corrupt data)");
   static constexpr std::array<int, 19> kOrder = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15};
   std::array<std::uint8_t, 19> lengths_of_lengths{};
   for (std::size_t i = 0; i < code_lengths; ++i) lengths_of_lengths[kOrder[i]] = static_cast<std::uint8_t>(in.read(3));
@@ -92,16 +92,16 @@ std::array<Huffman, 2> dynamic_codes(ForwardBits& in) {
     std::uint8_t value = 0;
     std::size_t repeat = 0;
     if (symbol == 16) {  // the previous length, 3-6 times
-      require(i > 0, where, ": a DEFLATE length repeat before any length (corrupt page)");
+      require(i > 0, where, ": a DEFLATE length repeat before any length (corrupt data)");
       value = lengths[i - 1];
       repeat = 3 + in.read(2);
     } else {
       repeat = symbol == 17 ? 3 + in.read(3) : 11 + in.read(7);  // zeros
     }
-    require(repeat <= lengths.size() - i, where, ": DEFLATE code lengths past their count (corrupt page)");
+    require(repeat <= lengths.size() - i, where, ": DEFLATE code lengths past their count (corrupt data)");
     for (std::size_t k = 0; k < repeat; ++k) lengths[i++] = value;
   }
-  require(lengths[256] > 0, where, ": a DEFLATE block without an end-of-block code (corrupt page)");
+  require(lengths[256] > 0, where, ": a DEFLATE block without an end-of-block code (corrupt data)");
   const std::span<const std::uint8_t> all(lengths);
   return {huffman(all.first(literals), where), huffman(all.subspan(literals), where)};
 }
@@ -118,47 +118,50 @@ constexpr std::array<std::uint8_t, 30> kDistanceExtra = {0, 0, 0, 0, 1, 1, 2, 2,
 
 }  // namespace
 
-void inflate(ForwardBits& in, std::string& out, std::size_t start, std::size_t limit) {
+bool inflate_block(ForwardBits& in, std::string& out, std::size_t start, std::size_t limit) {
   const std::string& where = in.where();
   const auto room = [&](std::size_t n) {
     require(n <= limit - out.size(), where, ": DEFLATE data longer than the page header's ", limit,
-            " bytes (corrupt page)");
+            " bytes (corrupt data)");
   };
-  for (bool last = false; !last;) {
-    last = in.read(1);
-    const std::uint32_t type = in.read(2);
-    if (type == 0) {  // stored: a length, its complement, the bytes
-      in.align();
-      const std::uint32_t length = in.read(16), complement = in.read(16);
-      require(length == (~complement & 0xffff), where, ": a DEFLATE stored block whose length ", length,
-              " and its complement disagree (corrupt page)");
-      room(length);
-      out.append(in.take(length));
+  const bool last = in.read(1);
+  const std::uint32_t type = in.read(2);
+  if (type == 0) {  // stored: a length, its complement, the bytes
+    in.align();
+    const std::uint32_t length = in.read(16), complement = in.read(16);
+    require(length == (~complement & 0xffff), where, ": a DEFLATE stored block whose length ", length,
+            " and its complement disagree (corrupt data)");
+    room(length);
+    out.append(in.take(length));
+    return last;
+  }
+  require(type != 3, where, ": a DEFLATE block of the reserved type (corrupt data)");
+  const std::array<Huffman, 2> dynamic = type == 2 ? dynamic_codes(in) : std::array<Huffman, 2>{};
+  const std::array<Huffman, 2>& codes = type == 2 ? dynamic : fixed_codes();
+  for (;;) {
+    const int symbol = decode(codes[0], in);
+    if (symbol < 256) {
+      room(1);
+      out.push_back(static_cast<char>(symbol));
       continue;
     }
-    require(type != 3, where, ": a DEFLATE block of the reserved type (corrupt page)");
-    const std::array<Huffman, 2> dynamic = type == 2 ? dynamic_codes(in) : std::array<Huffman, 2>{};
-    const std::array<Huffman, 2>& codes = type == 2 ? dynamic : fixed_codes();
-    for (;;) {
-      const int symbol = decode(codes[0], in);
-      if (symbol < 256) {
-        room(1);
-        out.push_back(static_cast<char>(symbol));
-        continue;
-      }
-      if (symbol == 256) break;  // end of block
-      require(symbol <= 285, where, ": a DEFLATE length code of ", symbol, " (corrupt page)");
-      const std::size_t length = kLengthBase[symbol - 257] + in.read(kLengthExtra[symbol - 257]);
-      const int d = decode(codes[1], in);
-      require(d < 30, where, ": a DEFLATE distance code of ", d, " (corrupt page)");
-      const std::size_t distance = kDistanceBase[d] + in.read(kDistanceExtra[d]);
-      require(distance <= out.size() - start, where, ": a DEFLATE match ", distance, " bytes back at byte ",
-              out.size() - start, " (corrupt page)");
-      room(length);
-      // Byte by byte: a match may overlap what it writes (distance < length repeats a pattern).
-      const std::size_t from = out.size() - distance;
-      for (std::size_t i = 0; i < length; ++i) out.push_back(out[from + i]);
-    }
+    if (symbol == 256) return last;  // end of block
+    require(symbol <= 285, where, ": a DEFLATE length code of ", symbol, " (corrupt data)");
+    const std::size_t length = kLengthBase[symbol - 257] + in.read(kLengthExtra[symbol - 257]);
+    const int d = decode(codes[1], in);
+    require(d < 30, where, ": a DEFLATE distance code of ", d, " (corrupt data)");
+    const std::size_t distance = kDistanceBase[d] + in.read(kDistanceExtra[d]);
+    require(distance <= out.size() - start, where, ": a DEFLATE match ", distance, " bytes back where ",
+            out.size() - start, " are decompressed (corrupt data)");
+    room(length);
+    // Byte by byte: a match may overlap what it writes (distance < length repeats a pattern).
+    const std::size_t from = out.size() - distance;
+    for (std::size_t i = 0; i < length; ++i) out.push_back(out[from + i]);
+  }
+}
+
+void inflate(ForwardBits& in, std::string& out, std::size_t start, std::size_t limit) {
+  while (!inflate_block(in, out, start, limit)) {
   }
 }
 

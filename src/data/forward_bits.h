@@ -37,7 +37,7 @@ class ForwardBits {
   }
   void skip(int n) {
     require(pos_ + static_cast<std::size_t>(n) <= 8 * bytes_.size(), *where_,
-            ": a bit stream read past its data's end (corrupt or truncated page)");
+            ": a bit stream read past its data's end (corrupt or truncated data)");
     pos_ += static_cast<std::size_t>(n);
   }
   std::uint32_t read(int n) {
@@ -49,7 +49,7 @@ class ForwardBits {
   // n whole bytes from a byte boundary (DEFLATE's stored blocks).
   std::string_view take(std::size_t n) {
     require(pos_ % 8 == 0 && n <= bytes_.size() - pos_ / 8, *where_,
-            ": a stored block past its data's end (corrupt or truncated page)");
+            ": a stored block past its data's end (corrupt or truncated data)");
     const std::string_view s = bytes_.substr(pos_ / 8, n);
     pos_ += 8 * n;
     return s;

@@ -41,7 +41,7 @@ void skip_zero_terminated(ByteCursor& in) {
 
 }  // namespace
 
-std::uint32_t crc32(std::string_view bytes) {
+std::uint32_t crc32(std::string_view bytes, std::uint32_t crc) {
   // Slicing by 8 (Intel's, 2008): table k gives a byte's CRC shifted through k more zero bytes, so
   // eight bytes take eight independent lookups instead of a chain of eight.
   static const std::array<std::array<std::uint32_t, 256>, 8> table = [] {
@@ -56,7 +56,7 @@ std::uint32_t crc32(std::string_view bytes) {
     }
     return t;
   }();
-  std::uint32_t c = 0xFFFFFFFFu;
+  std::uint32_t c = crc ^ 0xFFFFFFFFu;
   std::size_t i = 0;
   for (; i + 8 <= bytes.size(); i += 8) {
     std::uint32_t lo, hi;  // little-endian hosts (x86-64, aarch64)
@@ -70,44 +70,53 @@ std::uint32_t crc32(std::string_view bytes) {
   return c ^ 0xFFFFFFFFu;
 }
 
+void skip_gzip_header(ByteCursor& in) {
+  const std::string& where = in.where();
+  require(in.le(2) == 0x8b1f && in.byte() == 8, where, ": a gzip member that is not DEFLATE data (corrupt data)");
+  const std::uint8_t flags = in.byte();
+  require((flags & 0xe0) == 0, where, ": a gzip header with its reserved flags set (corrupt data)");
+  in.take(6);                                // modification time, extra flags, operating system
+  if (flags & 4) in.take(in.le(2));          // FEXTRA
+  if (flags & 8) skip_zero_terminated(in);   // FNAME
+  if (flags & 16) skip_zero_terminated(in);  // FCOMMENT
+  if (flags & 2) in.take(2);                 // FHCRC
+}
+
+void check_gzip_trailer(ByteCursor& in, std::uint32_t crc, std::uint64_t size) {
+  require(in.le(4) == crc, in.where(), ": a gzip member whose CRC-32 does not match (corrupt data)");
+  require(in.le(4) == (size & 0xffffffffu), in.where(),
+          ": a gzip member whose length does not match its trailer (corrupt data)");
+}
+
 std::string gzip_decompress(std::string_view compressed, std::size_t expected_size, const std::string& where) {
   // DEFLATE's largest expansion: a 258-byte match from one or two bits, about 1032 to 1.
   require(expected_size <= 1032 * (compressed.size() + 1), where, ": ", compressed.size(),
-          " bytes of GZIP data cannot hold the ", expected_size, " bytes the page header says (corrupt page)");
+          " bytes of GZIP data cannot hold the ", expected_size, " bytes the page header says (corrupt data)");
   std::string out;
   out.reserve(expected_size);
   ByteCursor in(compressed, where);
-  require(compressed.size() >= 2, where, ": not gzip or zlib data (corrupt page)");
+  require(compressed.size() >= 2, where, ": not gzip or zlib data (corrupt data)");
   const auto b0 = static_cast<std::uint8_t>(compressed[0]), b1 = static_cast<std::uint8_t>(compressed[1]);
   if (b0 == 0x1f && b1 == 0x8b) {
     while (in.left() > 0) {  // gzip members, one after another
-      require(in.le(2) == 0x8b1f && in.byte() == 8, where, ": a gzip member that is not DEFLATE data (corrupt page)");
-      const std::uint8_t flags = in.byte();
-      require((flags & 0xe0) == 0, where, ": a gzip header with its reserved flags set (corrupt page)");
-      in.take(6);                                // modification time, extra flags, operating system
-      if (flags & 4) in.take(in.le(2));          // FEXTRA
-      if (flags & 8) skip_zero_terminated(in);   // FNAME
-      if (flags & 16) skip_zero_terminated(in);  // FCOMMENT
-      if (flags & 2) in.take(2);                 // FHCRC
+      skip_gzip_header(in);
       const std::size_t start = out.size();
       inflate_at(in, out, expected_size);
       const std::string_view member = std::string_view(out).substr(start);
-      require(in.le(4) == crc32(member), where, ": a gzip member whose CRC-32 does not match (corrupt page)");
-      require(in.le(4) == (member.size() & 0xffffffffu), where,
-              ": a gzip member whose length does not match its trailer (corrupt page)");
+      check_gzip_trailer(in, crc32(member), member.size());
     }
   } else {
     const std::uint8_t method = in.byte(), flags = in.byte();
     require((method & 15) == 8 && (method >> 4) <= 7 && (method * 256 + flags) % 31 == 0, where,
-            ": not gzip or zlib data (corrupt page)");
+            ": not gzip or zlib data (corrupt data)");
     require((flags & 0x20) == 0, where, ": zlib data compressed with a preset dictionary; spin reads it without one");
     inflate_at(in, out, expected_size);
     require(in.le(4) == __builtin_bswap32(adler32(out)), where,
-            ": a zlib stream whose Adler-32 does not match (corrupt page)");
-    require(in.left() == 0, where, ": bytes after a zlib stream (corrupt page)");
+            ": a zlib stream whose Adler-32 does not match (corrupt data)");
+    require(in.left() == 0, where, ": bytes after a zlib stream (corrupt data)");
   }
   require(out.size() == expected_size, where, ": GZIP data decompresses to ", out.size(), " of its ", expected_size,
-          " bytes (corrupt page)");
+          " bytes (corrupt data)");
   return out;
 }
 

@@ -2,12 +2,34 @@
 
 #include <fstream>
 #include <limits>
+#include <memory>
 
 #include "core/error.h"
+#include "data/gzip_stream.h"
 
 namespace spin::data::jsonl {
 
 using nlohmann::json;
+
+namespace {
+
+// A data file's bytes: as they are, or decompressed as they are read where the file is
+// gzip-compressed -- told by its first bytes, not its name.
+std::unique_ptr<std::istream> open_data_file(const std::string& path) {
+  auto in = std::make_unique<std::ifstream>(path, std::ios::binary);
+  require(in->good(), path, ": cannot open");
+  unsigned char magic[4] = {};
+  in->read(reinterpret_cast<char*>(magic), 4);
+  if (magic[0] == 0x1f && magic[1] == 0x8b) return std::make_unique<GzipFileStream>(path);
+  require(!(magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd), path,
+          ": a Zstandard-compressed file; spin reads data files as they are or gzip-compressed -- decompress it "
+          "first (zstd -d)");
+  in->clear();
+  in->seekg(0);
+  return in;
+}
+
+}  // namespace
 
 void for_each_line(const std::string& path,
                    const std::function<void(const std::string&, const std::string&, std::int64_t)>& fn) {
@@ -19,31 +41,29 @@ void for_each_line(const std::string& path,
 
 void for_each_line_until(const std::string& path,
                          const std::function<bool(const std::string&, const std::string&, std::int64_t)>& fn) {
-  std::ifstream in(path);
-  require(in.good(), path, ": cannot open");
+  const std::unique_ptr<std::istream> in = open_data_file(path);
   std::string text;
   bool any = false;
-  for (std::int64_t line = 1; std::getline(in, text); ++line) {
+  for (std::int64_t line = 1; std::getline(*in, text); ++line) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     any = true;
     if (!fn(text, cat(path, ":", line), line)) return;
   }
-  require(in.eof(), path, ": read error");
+  require(in->eof(), path, ": read error");
   require(any, path, ": no records (the file is empty)");
 }
 
 bool is_json_array(const std::string& path) {
-  std::ifstream in(path);
+  const std::unique_ptr<std::istream> in = open_data_file(path);
   char c = 0;
-  while (in.get(c) && (c == ' ' || c == '\t' || c == '\r' || c == '\n')) {
+  while (in->get(c) && (c == ' ' || c == '\t' || c == '\r' || c == '\n')) {
   }
-  return in && c == '[';
+  return *in && c == '[';
 }
 
 void for_each_array_element(const std::string& path,
                             const std::function<bool(json&, const std::string&, std::int64_t)>& fn) {
-  std::ifstream in(path);
-  require(in.good(), path, ": cannot open");
+  const std::unique_ptr<std::istream> in = open_data_file(path);
   std::int64_t n = 0;
   struct Stop {};  // fn asked for no more: leaves the parser
   // The parser's callback sees each top-level element once it is complete (depth 1: inside the
@@ -59,7 +79,7 @@ void for_each_array_element(const std::string& path,
     return false;
   };
   try {
-    const json empty = json::parse(in, element);  // the array, every element dropped
+    const json empty = json::parse(*in, element);  // the array, every element dropped
     require(empty.is_array(), path, ": not a JSON array");
   } catch (const json::parse_error& e) {
     fail(path, ": not valid JSON (", e.what(), ")");

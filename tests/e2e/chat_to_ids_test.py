@@ -9,8 +9,8 @@ data set's generated response's, as `spin data` shows them; ChatML's responses c
 <|im_end|> (its newline dropped), as spin's end. A --system message is given to conversations
 without one. A conversation ending with a user turn, a malformed line, a generated response to
 another prompt and a template whose conversation does not begin with its prompt are refused
-naming the file and line. Parquet and JSON-array input give the ids of the same records as JSONL. Needs transformers
-and pyarrow (the tool's dependencies)."""
+naming the file and line. Parquet and JSON-array input (plain or gzip-compressed) give the ids of
+the same records as JSONL. Needs transformers and pyarrow (the tool's dependencies)."""
 import argparse
 import json
 import os
@@ -128,14 +128,17 @@ def main():
         with open(array, "w") as f:
             json.dump([json.loads(l) for l in open(os.path.join(parquet, "spin_iter.jsonl"), encoding="utf-8")], f)
         outputs = []
-        for name in (os.path.join(parquet, "spin_iter.parquet"), array, os.path.join(parquet, "spin_iter.jsonl")):
+        gz_array = os.path.join(ROOT, "tests", "data", "codecs", "spin_iter.json.gz")  # the array gzip-compressed
+        for name in (os.path.join(parquet, "spin_iter.parquet"), array, gz_array,
+                     os.path.join(parquet, "spin_iter.jsonl")):
             outputs.append(os.path.join(tmp, "spin_iter_ids_%d.jsonl" % len(outputs)))
             tool("--model", model, "--input", name, "--output", outputs[-1])
         texts = [open(o).read() for o in outputs]
-        assert texts[0] == texts[2] and texts[1] == texts[2] and texts[2].count("\n") == 12
+        assert all(t == texts[-1] for t in texts) and texts[-1].count("\n") == 12
         refused(["--model", model, "--input", os.path.join(parquet, "nested_types.parquet"), "--output",
                  os.path.join(tmp, "x")], r"nested_types\.parquet:1: ")
-        print("Parquet and a JSON array: SPIN_iter0-shaped records give the ids of the same records as JSONL; "
+        print("Parquet and a JSON array, plain or gzip-compressed: SPIN_iter0-shaped records give the ids of the same "
+              "records as JSONL; "
               "an error names the row")
         bad = os.path.join(tmp, "bad.jsonl")
         with open(bad, "w") as f:

@@ -13,10 +13,12 @@
               built as DeepSeek-V3's (three Splits) and deepseek-r1 on DeepSeek-R1-Distill-Qwen's: the
               ids of their references (tests/data/llama_spm, mistral_v3_spm, mistral_v7_spm,
               gemma3_spm, tekken, hf_bpe/o200k, hf_bpe/granite, hf_bpe/deepseek_v3, hf_bpe/deepseek_r1)
-  parquet     Parquet files in ultrachat_200k's layout (tests/data/parquet), Snappy- and ZSTD-compressed, show
-              what their records as JSONL show: the same shape, counts, length distributions and examples
+  parquet     Parquet files in ultrachat_200k's layout (tests/data/parquet), Snappy- and ZSTD-compressed, and
+              the JSONL gzip-compressed (tests/data/codecs/ultrachat.jsonl.gz) show what their records as
+              JSONL show: the same shape, counts, length distributions and examples
   bad-input   a missing data file and a record of another shape in a list: one error line; a
-              BROTLI-compressed Parquet file and a truncated one: one error naming the file
+              BROTLI-compressed Parquet file, a truncated one and a truncated .jsonl.gz: one error naming
+              the file
 """
 import json
 import os
@@ -93,6 +95,7 @@ def case_show(args, tmp):
 
 def case_parquet(args, tmp):
     model = hf_tokenizer_model(os.path.join(tmp, "model"))
+    jsonl = {}
     for name, records in (("ultrachat", 40), ("zstd", 40)):
         shown = {}
         for ext in ("parquet", "jsonl"):
@@ -103,7 +106,14 @@ def case_parquet(args, tmp):
             os.remove(data)
         assert "%d records (chat messages)" % records in shown["parquet"], shown["parquet"]
         assert shown["parquet"] == shown["jsonl"], (shown["parquet"], shown["jsonl"])
-    print("spin data: Parquet files in ultrachat_200k's layout, Snappy and ZSTD, show as their records in JSONL")
+        jsonl[name] = shown["jsonl"]
+    # The same records as a gzip-compressed JSONL file (train.jsonl.gz, told by its bytes).
+    data = os.path.join(tmp, "ultrachat")
+    shutil.copy(os.path.join(ROOT, "tests", "data", "codecs", "ultrachat.jsonl.gz"), data)
+    gz = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--show", "3"], 1).stdout
+    assert gz == jsonl["ultrachat"], (gz, jsonl["ultrachat"])
+    print("spin data: Parquet files in ultrachat_200k's layout, Snappy and ZSTD, and the JSONL gzip-compressed show "
+          "as their records in JSONL")
 
 
 def case_bad_input(args, tmp):
@@ -129,6 +139,13 @@ def case_bad_input(args, tmp):
         f.write(data[: len(data) // 2])
     expect_error(args.mpiexec, "truncated-parquet", cmd(truncated),
                  r"truncated\.parquet: not a Parquet file \(no \"PAR1\" at its end: truncated\?\)", 2, None)
+    truncated_gz = os.path.join(tmp, "truncated.jsonl.gz")
+    with open(os.path.join(ROOT, "tests", "data", "codecs", "ultrachat.jsonl.gz"), "rb") as f:
+        data = f.read()
+    with open(truncated_gz, "wb") as f:
+        f.write(data[: len(data) * 2 // 3])
+    expect_error(args.mpiexec, "truncated-gzip", cmd(truncated_gz),
+                 r"truncated\.jsonl\.gz: .*\(corrupt or truncated (data|file)\)", 2, None)
 
 
 def main():
