@@ -29,13 +29,14 @@ system message that one -- for templates that otherwise write a default dated th
         [--system "You are a helpful assistant."] [--chat-template FILE]
 
 --input may also be one JSON array of records (its first character "["), JSONL or an array
-gzip-compressed (told by its magic bytes, as spin tells it), or Parquet as the Hugging Face Hub
-serves data sets (told by its "PAR1" magic; read with pyarrow, then a dependency of the tool too),
-each row a record, a null column left out. Errors name the input file
+gzip- or Zstandard-compressed (told by its magic bytes, as spin tells it; Zstandard read with the
+zstandard package), or Parquet as the Hugging Face Hub serves data sets (told by its "PAR1" magic;
+read with pyarrow, then a dependency of the tool too), each row a record, a null column left out. Errors name the input file
 and line (an array's element, a Parquet file's row, from 1) and exit 1.
 """
 import argparse
 import gzip
+import io
 import json
 import os
 import sys
@@ -119,20 +120,30 @@ def stop_ids(model_dir, tokenizer):
     return ids
 
 
-def open_text(path):
-    """The file's text, decompressed where it is gzip-compressed (its first bytes 1f 8b), as spin reads it."""
+def open_binary(path):
+    """The file's bytes, decompressed where it is gzip- or Zstandard-compressed (told by its magic bytes,
+    as spin tells it)."""
     with open(path, "rb") as f:
-        magic = f.read(2)
-    return gzip.open(path, "rt", encoding="utf-8") if magic == b"\x1f\x8b" else open(path, encoding="utf-8")
+        magic = f.read(4)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.open(path, "rb")
+    if magic == b"\x28\xb5\x2f\xfd":
+        try:
+            import zstandard  # a dependency of the tool for Zstandard input only
+        except ImportError:
+            fail("%s: reading Zstandard-compressed input needs zstandard (pip install zstandard)" % path)
+        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True)
+    return open(path, "rb")
+
+
+def open_text(path):
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8")
 
 
 def records(path):
-    """(where, record) for each record of a JSONL (or gzip-compressed JSONL), JSON array or Parquet file."""
-    with open(path, "rb") as f:
+    """(where, record) for each record of a JSONL file or JSON array (either compressed or not) or a Parquet file."""
+    with open_binary(path) as f:
         head = f.read(4096)
-    if head[:2] == b"\x1f\x8b":
-        with gzip.open(path, "rb") as f:
-            head = f.read(4096)
     if head.lstrip()[:1] == b"[":  # one JSON array of records (ShareGPT's dumps), as spin reads it
         try:
             array = json.load(open_text(path))

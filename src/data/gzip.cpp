@@ -26,17 +26,29 @@ std::uint32_t adler32(std::string_view bytes) {
   return (b << 16) | a;
 }
 
-// Inflates the DEFLATE stream at `in`'s position into `out`, moving `in` past it.
-void inflate_at(ByteCursor& in, std::string& out, std::size_t limit) {
-  const std::string_view rest = in.take(in.left());
-  ForwardBits bits(rest, in.where());
-  inflate(bits, out, out.size(), limit);
-  in = ByteCursor(rest.substr(bits.bytes_used()), in.where());
-}
-
 void skip_zero_terminated(ByteCursor& in) {
   while (in.byte() != 0) {
   }
+}
+
+// A gzip member's header (RFC 1952 section 2.3), every optional field skipped.
+void skip_gzip_header(ByteCursor& in) {
+  const std::string& where = in.where();
+  require(in.le(2) == 0x8b1f && in.byte() == 8, where, ": a gzip member that is not DEFLATE data (corrupt data)");
+  const std::uint8_t flags = in.byte();
+  require((flags & 0xe0) == 0, where, ": a gzip header with its reserved flags set (corrupt data)");
+  in.take(6);                                // modification time, extra flags, operating system
+  if (flags & 4) in.take(in.le(2));          // FEXTRA
+  if (flags & 8) skip_zero_terminated(in);   // FNAME
+  if (flags & 16) skip_zero_terminated(in);  // FCOMMENT
+  if (flags & 2) in.take(2);                 // FHCRC
+}
+
+// A member's trailer: the CRC-32 and the length (mod 2^32) of what it decompressed to.
+void check_gzip_trailer(ByteCursor& in, std::uint32_t crc, std::uint64_t size) {
+  require(in.le(4) == crc, in.where(), ": a gzip member whose CRC-32 does not match (corrupt data)");
+  require(in.le(4) == (size & 0xffffffffu), in.where(),
+          ": a gzip member whose length does not match its trailer (corrupt data)");
 }
 
 }  // namespace
@@ -70,22 +82,37 @@ std::uint32_t crc32(std::string_view bytes, std::uint32_t crc) {
   return c ^ 0xFFFFFFFFu;
 }
 
-void skip_gzip_header(ByteCursor& in) {
-  const std::string& where = in.where();
-  require(in.le(2) == 0x8b1f && in.byte() == 8, where, ": a gzip member that is not DEFLATE data (corrupt data)");
-  const std::uint8_t flags = in.byte();
-  require((flags & 0xe0) == 0, where, ": a gzip header with its reserved flags set (corrupt data)");
-  in.take(6);                                // modification time, extra flags, operating system
-  if (flags & 4) in.take(in.le(2));          // FEXTRA
-  if (flags & 8) skip_zero_terminated(in);   // FNAME
-  if (flags & 16) skip_zero_terminated(in);  // FCOMMENT
-  if (flags & 2) in.take(2);                 // FHCRC
+GzipDecoder::GzipDecoder(std::string_view compressed, const std::string& where) : data_(compressed), where_(where) {}
+
+bool GzipDecoder::next(std::string& out, std::size_t limit) {
+  if (!bits_) {  // between members
+    if (at_ == data_.size()) return false;
+    ByteCursor header(data_.substr(at_), where_);
+    skip_gzip_header(header);
+    at_ += header.consumed();
+    bits_.emplace(data_.substr(at_), where_);
+    member_start_ = checked_ = out.size();
+    crc_ = 0;
+    member_size_ = 0;
+    return true;
+  }
+  const bool last = inflate_block(*bits_, out, member_start_, limit);
+  crc_ = crc32(std::string_view(out).substr(checked_), crc_);
+  member_size_ += out.size() - checked_;
+  checked_ = out.size();
+  if (last) {
+    at_ += bits_->bytes_used();
+    ByteCursor trailer(data_.substr(at_), where_);
+    check_gzip_trailer(trailer, crc_, member_size_);
+    at_ += trailer.consumed();
+    bits_.reset();
+  }
+  return true;
 }
 
-void check_gzip_trailer(ByteCursor& in, std::uint32_t crc, std::uint64_t size) {
-  require(in.le(4) == crc, in.where(), ": a gzip member whose CRC-32 does not match (corrupt data)");
-  require(in.le(4) == (size & 0xffffffffu), in.where(),
-          ": a gzip member whose length does not match its trailer (corrupt data)");
+void GzipDecoder::forget(std::size_t n) {
+  member_start_ = member_start_ > n ? member_start_ - n : 0;
+  checked_ -= n;
 }
 
 std::string gzip_decompress(std::string_view compressed, std::size_t expected_size, const std::string& where) {
@@ -98,19 +125,18 @@ std::string gzip_decompress(std::string_view compressed, std::size_t expected_si
   require(compressed.size() >= 2, where, ": not gzip or zlib data (corrupt data)");
   const auto b0 = static_cast<std::uint8_t>(compressed[0]), b1 = static_cast<std::uint8_t>(compressed[1]);
   if (b0 == 0x1f && b1 == 0x8b) {
-    while (in.left() > 0) {  // gzip members, one after another
-      skip_gzip_header(in);
-      const std::size_t start = out.size();
-      inflate_at(in, out, expected_size);
-      const std::string_view member = std::string_view(out).substr(start);
-      check_gzip_trailer(in, crc32(member), member.size());
+    GzipDecoder decoder(compressed, where);
+    while (decoder.next(out, expected_size)) {
     }
   } else {
     const std::uint8_t method = in.byte(), flags = in.byte();
     require((method & 15) == 8 && (method >> 4) <= 7 && (method * 256 + flags) % 31 == 0, where,
             ": not gzip or zlib data (corrupt data)");
     require((flags & 0x20) == 0, where, ": zlib data compressed with a preset dictionary; spin reads it without one");
-    inflate_at(in, out, expected_size);
+    const std::string_view rest = in.take(in.left());
+    ForwardBits bits(rest, where);
+    inflate(bits, out, 0, expected_size);
+    in = ByteCursor(rest.substr(bits.bytes_used()), where);
     require(in.le(4) == __builtin_bswap32(adler32(out)), where,
             ": a zlib stream whose Adler-32 does not match (corrupt data)");
     require(in.left() == 0, where, ": bytes after a zlib stream (corrupt data)");

@@ -5,31 +5,11 @@
 #include <memory>
 
 #include "core/error.h"
-#include "data/gzip_stream.h"
+#include "data/decompress_stream.h"
 
 namespace spin::data::jsonl {
 
 using nlohmann::json;
-
-namespace {
-
-// A data file's bytes: as they are, or decompressed as they are read where the file is
-// gzip-compressed -- told by its first bytes, not its name.
-std::unique_ptr<std::istream> open_data_file(const std::string& path) {
-  auto in = std::make_unique<std::ifstream>(path, std::ios::binary);
-  require(in->good(), path, ": cannot open");
-  unsigned char magic[4] = {};
-  in->read(reinterpret_cast<char*>(magic), 4);
-  if (magic[0] == 0x1f && magic[1] == 0x8b) return std::make_unique<GzipFileStream>(path);
-  require(!(magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd), path,
-          ": a Zstandard-compressed file; spin reads data files as they are or gzip-compressed -- decompress it "
-          "first (zstd -d)");
-  in->clear();
-  in->seekg(0);
-  return in;
-}
-
-}  // namespace
 
 void for_each_line(const std::string& path,
                    const std::function<void(const std::string&, const std::string&, std::int64_t)>& fn) {

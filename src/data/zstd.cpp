@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -76,19 +77,22 @@ struct FrameState {
   std::array<std::uint32_t, 3> repeats = {1, 4, 8};  // the repeated offsets, most recent first
 };
 
-// The page's bytes, written front to back; nothing is written past the declared size.
+// One block's bytes appended to `out`: at most 128 KiB, never past `limit`; a match reaches back at
+// most to `frame_start` (the frame's first byte, or the oldest one kept).
 class Output {
  public:
-  Output(std::string& bytes, const std::string& where) : bytes_(bytes), where_(where) {}
-
+  Output(std::string& out, std::size_t limit, std::size_t frame_start, const std::string& where)
+      : out_(out), limit_(limit), frame_start_(frame_start), size_(out.size()), where_(where) {
+    out_.resize(std::min(limit_, size_ + kMaxBlock));  // written in place, trimmed by finish()
+  }
   void append(const void* data, std::size_t n) {
     if (n > 0) std::memcpy(reserve(n), data, n);  // an empty literals buffer's data() may be null
   }
   void fill(std::uint8_t byte, std::size_t n) { std::memset(reserve(n), byte, n); }
   // `length` bytes from `offset` back; a copy may overlap what it writes (a repeated pattern).
   void copy(std::size_t offset, std::size_t length) {
-    require(offset <= size_ - frame_start_, where_, ": a Zstandard match ", offset, " bytes back at byte ",
-            size_ - frame_start_, " of its frame (corrupt page)");
+    require(offset <= size_ - frame_start_, where_, ": a Zstandard match ", offset, " bytes back where ",
+            size_ - frame_start_, " are decompressed (corrupt data)");
     char* to = reserve(length);
     const char* from = to - offset;
     if (offset >= length) {
@@ -97,21 +101,21 @@ class Output {
       for (std::size_t i = 0; i < length; ++i) to[i] = from[i];
     }
   }
-  void start_frame() { frame_start_ = size_; }
-  std::string_view frame() const { return std::string_view(bytes_).substr(frame_start_, size_ - frame_start_); }
-  std::size_t size() const { return size_; }
+  void finish() { out_.resize(size_); }
 
  private:
   char* reserve(std::size_t n) {
-    require(n <= bytes_.size() - size_, where_, ": Zstandard data longer than the page header's ", bytes_.size(),
-            " bytes (corrupt page)");
-    char* at = bytes_.data() + size_;
+    require(n <= limit_ - size_, where_, ": Zstandard data longer than the page header's ", limit_,
+            " bytes (corrupt data)");
+    require(n <= out_.size() - size_, where_, ": a Zstandard block decompressing to more than 128 KiB (corrupt data)");
+    char* at = out_.data() + size_;
     size_ += n;
     return at;
   }
-  std::string& bytes_;
+  std::string& out_;
+  const std::size_t limit_, frame_start_;
+  std::size_t size_;
   const std::string& where_;
-  std::size_t size_ = 0, frame_start_ = 0;
 };
 
 // The literals section (section 3.1.1.3.1): raw, one byte repeated, or Huffman-coded in one or
@@ -124,7 +128,7 @@ std::span<const std::uint8_t> read_literals(ByteCursor& in, FrameState& frame, s
     std::size_t size = b0 >> 3;
     if (format == 1) size = (b0 >> 4) + (std::size_t{in.byte()} << 4);
     if (format == 3) size = (b0 >> 4) + (in.le(2) << 4);
-    require(size <= kMaxBlock, where, ": Zstandard literals of ", size, " bytes in one block (corrupt page)");
+    require(size <= kMaxBlock, where, ": Zstandard literals of ", size, " bytes in one block (corrupt data)");
     if (type == 0) {
       const std::string_view raw = in.take(size);
       literals.assign(raw.begin(), raw.end());
@@ -137,14 +141,14 @@ std::span<const std::uint8_t> read_literals(ByteCursor& in, FrameState& frame, s
   const std::uint64_t header = b0 | (in.le(format <= 1 ? 2 : format == 2 ? 3 : 4) << 8);
   const std::size_t mask = (std::size_t{1} << bits) - 1;
   const std::size_t size = (header >> 4) & mask, compressed = (header >> (4 + bits)) & mask;
-  require(size <= kMaxBlock, where, ": Zstandard literals of ", size, " bytes in one block (corrupt page)");
+  require(size <= kMaxBlock, where, ": Zstandard literals of ", size, " bytes in one block (corrupt data)");
   std::string_view data = in.take(compressed);
   if (type == 2) {
     data.remove_prefix(zstd::huffman_read_table(data, frame.huffman, where));
     frame.has_huffman = true;
   }
   require(frame.has_huffman, where,
-          ": Zstandard literals coded with a previous Huffman table, where there is none (corrupt page)");
+          ": Zstandard literals coded with a previous Huffman table, where there is none (corrupt data)");
   literals.resize(size);
   if (format == 0) {
     zstd::huffman_decode(frame.huffman, data, literals, where);
@@ -156,7 +160,7 @@ std::span<const std::uint8_t> read_literals(ByteCursor& in, FrameState& frame, s
   const std::size_t listed = sizes[0] + sizes[1] + sizes[2];
   const std::size_t quarter = (size + 3) / 4;
   require(listed <= jump.left() && 3 * quarter <= size, where,
-          ": Zstandard literal streams that do not fit their section (corrupt page)");
+          ": Zstandard literal streams that do not fit their section (corrupt data)");
   sizes[3] = jump.left() - listed;
   std::span<std::uint8_t> out(literals);
   for (int s = 0; s < 4; ++s) {
@@ -170,14 +174,14 @@ std::span<const std::uint8_t> read_literals(ByteCursor& in, FrameState& frame, s
 void read_tables(ByteCursor& in, FrameState& frame) {
   const std::string& where = in.where();
   const std::uint8_t modes = in.byte();
-  require((modes & 3) == 0, where, ": a Zstandard sequences header with its reserved bits set (corrupt page)");
+  require((modes & 3) == 0, where, ": a Zstandard sequences header with its reserved bits set (corrupt data)");
   for (Field field : {kLiteralLength, kOffset, kMatchLength}) {
     switch ((modes >> (6 - 2 * field)) & 3) {
       case 0: frame.tables[field] = predefined(field); break;
       case 1: {
         const std::uint8_t symbol = in.byte();
         require(symbol <= kMaxSymbol[field], where, ": a Zstandard ", kFieldName[field], " code of ", int{symbol},
-                " (corrupt page)");
+                " (corrupt data)");
         frame.tables[field] = zstd::fse_rle_table(symbol);
         break;
       }
@@ -190,7 +194,7 @@ void read_tables(ByteCursor& in, FrameState& frame) {
       }
       default:
         require(frame.has_table[field], where, ": Zstandard ", kFieldName[field],
-                "s coded with a previous table, where there is none (corrupt page)");
+                "s coded with a previous table, where there is none (corrupt data)");
     }
     frame.has_table[field] = true;
   }
@@ -211,7 +215,7 @@ std::size_t resolve_offset(std::uint32_t value, std::uint32_t literal_length, Fr
   } else if (index == 2) {
     r = {r[2], r[0], r[1]};
   } else {
-    require(r[0] > 1, where, ": a Zstandard repeated offset of 0 (corrupt page)");
+    require(r[0] > 1, where, ": a Zstandard repeated offset of 0 (corrupt data)");
     r = {r[0] - 1, r[0], r[1]};
   }
   return r[0];
@@ -242,90 +246,139 @@ void decode_sequences(ByteCursor& in, FrameState& frame, std::span<const std::ui
         for (Field field : {kLiteralLength, kMatchLength, kOffset}) states[field].update(bits);
       }
       require(literal_length <= literals.size() - used, where, ": a Zstandard sequence of ", literal_length,
-              " literals where ", literals.size() - used, " are left (corrupt page)");
+              " literals where ", literals.size() - used, " are left (corrupt data)");
       out.append(literals.data() + used, literal_length);
       used += literal_length;
       out.copy(resolve_offset(offset_value, literal_length, frame, where), match_length);
     }
     require(bits.left() == 0, where, ": a Zstandard sequences stream that does not hold its ", count,
-            " sequences exactly (corrupt page)");
+            " sequences exactly (corrupt data)");
     literals = literals.subspan(used);
   }
-  require(in.left() == 0, where, ": a Zstandard block longer than its sequences (corrupt page)");
+  require(in.left() == 0, where, ": a Zstandard block longer than its sequences (corrupt data)");
   out.append(literals.data(), literals.size());
-}
-
-void decode_frame(ByteCursor& in, Output& out) {
-  const std::string& where = in.where();
-  const std::uint8_t descriptor = in.byte();
-  const int size_flag = descriptor >> 6, dictionary_flag = descriptor & 3;
-  const bool single_segment = (descriptor >> 5) & 1, checksum = (descriptor >> 2) & 1;
-  require((descriptor & 8) == 0, where, ": a Zstandard frame header with its reserved bit set (corrupt page)");
-  if (!single_segment) in.byte();  // the window size: the whole frame is kept, so any window fits
-  const std::uint64_t dictionary = in.le(std::array{0, 1, 2, 4}[dictionary_flag]);
-  require(dictionary == 0, where, ": Zstandard data compressed with dictionary ", dictionary,
-          "; spin reads frames without a dictionary (as Parquet writers make them)");
-  const int size_bytes = std::array{single_segment ? 1 : 0, 2, 4, 8}[size_flag];
-  const std::uint64_t content_size = in.le(size_bytes) + (size_bytes == 2 ? 256 : 0);
-
-  out.start_frame();
-  FrameState frame;
-  std::vector<std::uint8_t> literals;
-  for (bool last = false; !last;) {
-    const std::uint64_t header = in.le(3);
-    last = header & 1;
-    const std::size_t size = header >> 3;
-    require(size <= kMaxBlock, where, ": a Zstandard block of ", size, " bytes (corrupt page)");
-    switch ((header >> 1) & 3) {
-      case 0: {
-        const std::string_view raw = in.take(size);
-        out.append(raw.data(), raw.size());
-        break;
-      }
-      case 1: out.fill(in.byte(), size); break;
-      case 2: {
-        ByteCursor block(in.take(size), where);
-        const std::size_t before = out.size();
-        decode_sequences(block, frame, read_literals(block, frame, literals), out);
-        require(out.size() - before <= kMaxBlock, where,
-                ": a Zstandard block decompressing to more than 128 KiB (corrupt page)");
-        break;
-      }
-      default: fail(where, ": a Zstandard block of the reserved type (corrupt page)");
-    }
-  }
-  require(size_bytes == 0 || out.frame().size() == content_size, where, ": a Zstandard frame of ", out.frame().size(),
-          " bytes whose header says ", content_size, " (corrupt page)");
-  if (checksum) {
-    const std::uint32_t stored = static_cast<std::uint32_t>(in.le(4));
-    const std::string_view content = out.frame();
-    require(static_cast<std::uint32_t>(XXH64(content.data(), content.size(), 0)) == stored, where,
-            ": a Zstandard frame whose content checksum does not match (corrupt page)");
-  }
 }
 
 }  // namespace
 
+struct ZstdDecoder::State {
+  State(std::string_view compressed, const std::string& where_) : in(compressed, where_), where(where_) {}
+
+  ByteCursor in;
+  const std::string& where;
+  bool in_frame = false, checksum = false;
+  std::uint64_t window = 0, content_size = 0, frame_size = 0;
+  int size_bytes = 0;
+  std::size_t frame_start = 0;  // where the frame's bytes start in the caller's output (0 once dropped)
+  FrameState frame;
+  std::vector<std::uint8_t> literals;
+  std::unique_ptr<XXH64_state_t, decltype(&XXH64_freeState)> hash{XXH64_createState(), &XXH64_freeState};
+
+  void start_frame(std::size_t at);
+  void decode_block(std::string& out, std::size_t limit);
+  void end_frame();
+};
+
+// A frame's header (section 3.1.1.1).
+void ZstdDecoder::State::start_frame(std::size_t at) {
+  const std::uint8_t descriptor = in.byte();
+  const int size_flag = descriptor >> 6, dictionary_flag = descriptor & 3;
+  const bool single_segment = (descriptor >> 5) & 1;
+  checksum = (descriptor >> 2) & 1;
+  require((descriptor & 8) == 0, where, ": a Zstandard frame header with its reserved bit set (corrupt data)");
+  if (!single_segment) {  // Window_Descriptor: 2^(10 + exponent) plus eighths of it
+    const std::uint8_t w = in.byte();
+    const std::uint64_t base = std::uint64_t{1} << (10 + (w >> 3));
+    window = base + base / 8 * (w & 7);
+  }
+  const std::uint64_t dictionary = in.le(std::array{0, 1, 2, 4}[dictionary_flag]);
+  require(dictionary == 0, where, ": Zstandard data compressed with dictionary ", dictionary,
+          "; spin reads frames without a dictionary (as Parquet writers make them)");
+  size_bytes = std::array{single_segment ? 1 : 0, 2, 4, 8}[size_flag];
+  content_size = in.le(size_bytes) + (size_bytes == 2 ? 256 : 0);
+  if (single_segment) window = content_size;  // the whole frame is the window
+  frame = FrameState{};
+  frame_start = at;
+  frame_size = 0;
+  XXH64_reset(hash.get(), 0);
+  in_frame = true;
+}
+
+// One block (section 3.1.1.2): raw, one byte repeated, or compressed.
+void ZstdDecoder::State::decode_block(std::string& out, std::size_t limit) {
+  const std::uint64_t header = in.le(3);
+  const std::size_t size = header >> 3, before = out.size();
+  require(size <= kMaxBlock, where, ": a Zstandard block of ", size, " bytes (corrupt data)");
+  Output block_out(out, limit, frame_start, where);
+  switch ((header >> 1) & 3) {
+    case 0: {
+      const std::string_view raw = in.take(size);
+      block_out.append(raw.data(), raw.size());
+      break;
+    }
+    case 1: block_out.fill(in.byte(), size); break;
+    case 2: {
+      ByteCursor block(in.take(size), where);
+      decode_sequences(block, frame, read_literals(block, frame, literals), block_out);
+      break;
+    }
+    default: fail(where, ": a Zstandard block of the reserved type (corrupt data)");
+  }
+  block_out.finish();
+  frame_size += out.size() - before;
+  if (checksum) XXH64_update(hash.get(), out.data() + before, out.size() - before);
+  if (header & 1) end_frame();
+}
+
+void ZstdDecoder::State::end_frame() {
+  require(size_bytes == 0 || frame_size == content_size, where, ": a Zstandard frame of ", frame_size,
+          " bytes whose header says ", content_size, " (corrupt data)");
+  if (checksum) {
+    require(static_cast<std::uint32_t>(in.le(4)) == static_cast<std::uint32_t>(XXH64_digest(hash.get())), where,
+            ": a Zstandard frame whose content checksum does not match (corrupt data)");
+  }
+  in_frame = false;
+}
+
+ZstdDecoder::ZstdDecoder(std::string_view compressed, const std::string& where)
+    : state_(std::make_unique<State>(compressed, where)) {}
+
+ZstdDecoder::~ZstdDecoder() = default;
+
+bool ZstdDecoder::next(std::string& out, std::size_t limit) {
+  State& s = *state_;
+  if (s.in_frame) {
+    s.decode_block(out, limit);
+    return true;
+  }
+  if (s.in.left() == 0) return false;
+  const std::uint32_t magic = static_cast<std::uint32_t>(s.in.le(4));
+  if ((magic & ~std::uint32_t{15}) == kSkippableMagic) {
+    s.in.take(s.in.le(4));
+    return true;
+  }
+  require(magic == kFrameMagic, s.where, ": not Zstandard data (a frame starting 0x", std::hex, magic,
+          ") (corrupt data)");
+  s.start_frame(out.size());
+  return true;
+}
+
+std::uint64_t ZstdDecoder::window() const { return state_->in_frame ? state_->window : 0; }
+
+void ZstdDecoder::forget(std::size_t n) { state_->frame_start = state_->frame_start > n ? state_->frame_start - n : 0; }
+
 std::string zstd_decompress(std::string_view compressed, std::size_t expected_size, const std::string& where) {
   // Every block takes at least a 3-byte header and gives at most 128 KiB.
   require(expected_size <= (compressed.size() / 3 + 1) * kMaxBlock, where, ": ", compressed.size(),
-          " bytes of Zstandard data cannot hold the ", expected_size, " bytes the page header says (corrupt page)");
-  std::string bytes(expected_size, '\0');
-  Output out(bytes, where);
-  ByteCursor in(compressed, where);
-  while (in.left() > 0) {
-    const std::uint32_t magic = static_cast<std::uint32_t>(in.le(4));
-    if ((magic & ~std::uint32_t{15}) == kSkippableMagic) {
-      in.take(in.le(4));
-      continue;
-    }
-    require(magic == kFrameMagic, where, ": not Zstandard data (a frame starting 0x", std::hex, magic,
-            ") (corrupt page)");
-    decode_frame(in, out);
+          " bytes of Zstandard data cannot hold the ", expected_size, " bytes the page header says (corrupt data)");
+  std::string out;
+  out.reserve(expected_size);
+  ZstdDecoder decoder(compressed, where);
+  while (decoder.next(out, expected_size)) {
   }
   require(out.size() == expected_size, where, ": Zstandard data decompresses to ", out.size(), " of its ",
-          expected_size, " bytes (corrupt page)");
-  return bytes;
+          expected_size, " bytes (corrupt data)");
+  return out;
 }
 
 }  // namespace spin::data

@@ -15,7 +15,7 @@ constexpr int kMaxHuffmanBits = 11;  // Max_Number_of_Bits (section 4.2.1)
 }  // namespace
 
 BackwardBits::BackwardBits(std::string_view bytes, const std::string& where) : bytes_(bytes) {
-  require(!bytes.empty() && bytes.back() != 0, where, ": a Zstandard bit stream without its end mark (corrupt page)");
+  require(!bytes.empty() && bytes.back() != 0, where, ": a Zstandard bit stream without its end mark (corrupt data)");
   pos_ = 8 * static_cast<std::int64_t>(bytes.size() - 1) + highest_bit(static_cast<std::uint8_t>(bytes.back()));
 }
 
@@ -42,7 +42,7 @@ FseTable fse_table(std::span<const std::int16_t> counts, int log, const std::str
       while (at > high);
     }
   }
-  require(at == 0, where, ": a Zstandard FSE distribution that does not fill its table (corrupt page)");
+  require(at == 0, where, ": a Zstandard FSE distribution that does not fill its table (corrupt data)");
   for (FseEntry& e : t.entries) {
     const std::uint32_t state = next[e.symbol]++;
     e.bits = static_cast<std::uint8_t>(log - highest_bit(state));
@@ -53,13 +53,13 @@ FseTable fse_table(std::span<const std::int16_t> counts, int log, const std::str
 
 FseTable fse_read_table(ForwardBits& in, int max_log, int max_symbol, const std::string& where) {
   const int log = static_cast<int>(in.read(4)) + 5;
-  require(log <= max_log, where, ": a Zstandard FSE table of accuracy ", log, " above ", max_log, " (corrupt page)");
+  require(log <= max_log, where, ": a Zstandard FSE table of accuracy ", log, " above ", max_log, " (corrupt data)");
   std::vector<std::int16_t> counts;
   // Each count is read in as few bits as the probability points still to share allow (4.1.1).
   std::int32_t remaining = std::int32_t{1} << log;
   while (remaining > 0) {
     require(static_cast<int>(counts.size()) <= max_symbol, where, ": a Zstandard FSE table with symbols past ",
-            max_symbol, " (corrupt page)");
+            max_symbol, " (corrupt data)");
     const int bits = highest_bit(static_cast<std::uint32_t>(remaining + 1)) + 1;
     const std::uint32_t low_mask = (std::uint32_t{1} << (bits - 1)) - 1;
     const std::uint32_t threshold = (std::uint32_t{1} << bits) - 1 - static_cast<std::uint32_t>(remaining + 1);
@@ -77,13 +77,13 @@ FseTable fse_read_table(ForwardBits& in, int max_log, int max_symbol, const std:
     if (count == 0) {  // runs of zero counts: 2-bit repeat flags, 3 meaning "and more"
       for (std::uint32_t repeat = in.read(2);; repeat = in.read(2)) {
         require(static_cast<int>(counts.size() + repeat) <= max_symbol + 1, where,
-                ": a Zstandard FSE table with symbols past ", max_symbol, " (corrupt page)");
+                ": a Zstandard FSE table with symbols past ", max_symbol, " (corrupt data)");
         counts.insert(counts.end(), repeat, 0);
         if (repeat != 3) break;
       }
     }
   }
-  require(remaining == 0, where, ": a Zstandard FSE table whose counts overshoot its size (corrupt page)");
+  require(remaining == 0, where, ": a Zstandard FSE table whose counts overshoot its size (corrupt data)");
   return fse_table(counts, log, where);
 }
 
@@ -103,7 +103,7 @@ std::vector<std::uint8_t> fse_weights(std::string_view in, const std::string& wh
   std::vector<std::uint8_t> weights;
   // A table whose states read no bits never overruns the stream: the count bounds the loop.
   const auto push = [&](const FseState& s) {
-    require(weights.size() < 255, where, ": a Zstandard Huffman description of more than 255 weights (corrupt page)");
+    require(weights.size() < 255, where, ": a Zstandard Huffman description of more than 255 weights (corrupt data)");
     weights.push_back(s.symbol());
   };
   for (;;) {
@@ -126,18 +126,18 @@ std::vector<std::uint8_t> fse_weights(std::string_view in, const std::string& wh
 }  // namespace
 
 std::size_t huffman_read_table(std::string_view in, HuffmanTable& table, const std::string& where) {
-  require(!in.empty(), where, ": a Zstandard literals section ends before its Huffman table (corrupt page)");
+  require(!in.empty(), where, ": a Zstandard literals section ends before its Huffman table (corrupt data)");
   const std::size_t header = static_cast<std::uint8_t>(in[0]);
   std::vector<std::uint8_t> weights;
   std::size_t used = 0;
   if (header < 128) {
-    require(header > 0 && header < in.size(), where, ": a Zstandard Huffman description past its data (corrupt page)");
+    require(header > 0 && header < in.size(), where, ": a Zstandard Huffman description past its data (corrupt data)");
     weights = fse_weights(in.substr(1, header), where);
     used = 1 + header;
   } else {  // 4-bit weights, two a byte
     const std::size_t n = header - 127;
     used = 1 + (n + 1) / 2;
-    require(used <= in.size(), where, ": a Zstandard Huffman description past its data (corrupt page)");
+    require(used <= in.size(), where, ": a Zstandard Huffman description past its data (corrupt data)");
     for (std::size_t i = 0; i < n; ++i) {
       const auto byte = static_cast<std::uint8_t>(in[1 + i / 2]);
       weights.push_back(i % 2 == 0 ? byte >> 4 : byte & 15);
@@ -146,14 +146,14 @@ std::size_t huffman_read_table(std::string_view in, HuffmanTable& table, const s
   // The last symbol's weight is implied: it completes the sum of 2^(w-1) to a power of two.
   std::uint32_t total = 0;
   for (std::uint8_t w : weights) {
-    require(w <= kMaxHuffmanBits, where, ": a Zstandard Huffman weight of ", int{w}, " (corrupt page)");
+    require(w <= kMaxHuffmanBits, where, ": a Zstandard Huffman weight of ", int{w}, " (corrupt data)");
     if (w > 0) total += std::uint32_t{1} << (w - 1);
   }
-  require(total > 0, where, ": a Zstandard Huffman description without weights (corrupt page)");
+  require(total > 0, where, ": a Zstandard Huffman description without weights (corrupt data)");
   const int max_bits = highest_bit(total) + 1;
   const std::uint32_t rest = (std::uint32_t{1} << max_bits) - total;
   require(max_bits <= kMaxHuffmanBits && std::has_single_bit(rest), where,
-          ": Zstandard Huffman weights that make no prefix code (corrupt page)");
+          ": Zstandard Huffman weights that make no prefix code (corrupt data)");
   weights.push_back(static_cast<std::uint8_t>(highest_bit(rest) + 1));
 
   // Canonical codes: the longest codes first, symbols in order within a length.
@@ -187,7 +187,7 @@ void huffman_decode(const HuffmanTable& table, std::string_view stream, std::spa
     bits.skip(table.lengths[code]);
   }
   require(bits.left() == 0, where, ": a Zstandard Huffman stream of ", stream.size(),
-          " bytes that does not hold its literals exactly (corrupt page)");
+          " bytes that does not hold its literals exactly (corrupt data)");
 }
 
 }  // namespace spin::data::zstd

@@ -9,7 +9,7 @@ raw and RLE blocks, blocks past 128 KiB (treeless literals, repeated tables), an
 GZIP: zlib compresses (Python's zlib and gzip) at levels 0 (stored blocks), 1, 6 and 9, fixed and
 dynamic Huffman blocks, gzip members with every optional header field, several members, a zlib
 stream, and a zlib stream with a preset dictionary (refused); and data files compressed whole
-(ultrachat.jsonl.gz, spin_iter.json.gz: tests/data/parquet's rows as JSONL and a JSON array).
+(ultrachat.jsonl.gz and .zst, spin_iter.json.gz: tests/data/parquet's rows as JSONL and a JSON array).
 
 Run with python-zstandard and xxhash (test tools, not dependencies of spin):
   python3 tests/data/make_codec_fixtures.py   # zstandard 0.25.0 (libzstd 1.5.7), Python 3.11's zlib 1.2.13 wrote the committed files
@@ -120,12 +120,15 @@ def streamed(name, data, chunk=8192, **params):
 
 def data_files():
     # Data files compressed whole, as data sets publish them (train.jsonl.gz): tests/data/parquet's
-    # ultrachat rows as JSONL in two gzip members, spin_iter's as one JSON array at level 9.
+    # ultrachat rows as JSONL in two gzip members and in two Zstandard frames, spin_iter's as one
+    # JSON array at level 9.
     parquet = os.path.join(os.path.dirname(OUT), "parquet")
     lines = open(os.path.join(parquet, "ultrachat.jsonl"), "rb").read()
     half = lines.index(b"\n", len(lines) // 2) + 1
     write("ultrachat.jsonl", lines, gzip_member(lines[:half], 9, name=b"ultrachat.jsonl") + gzip_member(lines[half:], 1),
           ext=".gz")
+    write("ultrachat.jsonl", lines, zstd.ZstdCompressor(level=19, write_checksum=True).compress(lines[:half]) +
+          zstd.ZstdCompressor(level=3).compress(lines[half:]))  # .zst: two frames, one checksummed
     rows = [json.loads(line) for line in open(os.path.join(parquet, "spin_iter.jsonl"), encoding="utf-8")]
     array = json.dumps(rows, ensure_ascii=False, indent=1).encode()
     write("spin_iter.json", array, gzip.compress(array, 9, mtime=0), ext=".gz")

@@ -14,8 +14,8 @@
               ids of their references (tests/data/llama_spm, mistral_v3_spm, mistral_v7_spm,
               gemma3_spm, tekken, hf_bpe/o200k, hf_bpe/granite, hf_bpe/deepseek_v3, hf_bpe/deepseek_r1)
   parquet     Parquet files in ultrachat_200k's layout (tests/data/parquet), Snappy- and ZSTD-compressed, and
-              the JSONL gzip-compressed (tests/data/codecs/ultrachat.jsonl.gz) show what their records as
-              JSONL show: the same shape, counts, length distributions and examples
+              the JSONL gzip- and Zstandard-compressed (tests/data/codecs/ultrachat.jsonl.gz, .zst) show
+              what their records as JSONL show: the same shape, counts, length distributions and examples
   bad-input   a missing data file and a record of another shape in a list: one error line; a
               BROTLI-compressed Parquet file, a truncated one and a truncated .jsonl.gz: one error naming
               the file
@@ -107,13 +107,15 @@ def case_parquet(args, tmp):
         assert "%d records (chat messages)" % records in shown["parquet"], shown["parquet"]
         assert shown["parquet"] == shown["jsonl"], (shown["parquet"], shown["jsonl"])
         jsonl[name] = shown["jsonl"]
-    # The same records as a gzip-compressed JSONL file (train.jsonl.gz, told by its bytes).
-    data = os.path.join(tmp, "ultrachat")
-    shutil.copy(os.path.join(ROOT, "tests", "data", "codecs", "ultrachat.jsonl.gz"), data)
-    gz = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--show", "3"], 1).stdout
-    assert gz == jsonl["ultrachat"], (gz, jsonl["ultrachat"])
-    print("spin data: Parquet files in ultrachat_200k's layout, Snappy and ZSTD, and the JSONL gzip-compressed show "
-          "as their records in JSONL")
+    # The same records as a gzip- and a Zstandard-compressed JSONL file (told by their bytes).
+    for ext in ("gz", "zst"):
+        data = os.path.join(tmp, "ultrachat")
+        shutil.copy(os.path.join(ROOT, "tests", "data", "codecs", "ultrachat.jsonl." + ext), data)
+        shown = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--show", "3"], 1).stdout
+        assert shown == jsonl["ultrachat"], (ext, shown, jsonl["ultrachat"])
+        os.remove(data)
+    print("spin data: Parquet files in ultrachat_200k's layout, Snappy and ZSTD, and the JSONL gzip- and "
+          "Zstandard-compressed show as their records in JSONL")
 
 
 def case_bad_input(args, tmp):
