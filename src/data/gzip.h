@@ -1,7 +1,8 @@
-// Parquet's GZIP pages (pyarrow's compression="gzip", older Spark and Hive files): gzip members
-// (RFC 1952) -- one or more, each's CRC-32 and length checked -- or a zlib stream (RFC 1950, its
-// Adler-32 checked), which some writers put in GZIP pages; DEFLATE inside (data/deflate.h). A
-// corrupt page is a spin::Error naming `where`.
+// gzip data: Parquet's GZIP pages (pyarrow's compression="gzip", older Spark and Hive files) and
+// data files compressed whole (train.jsonl.gz) -- gzip members (RFC 1952), one or more, each's
+// CRC-32 and length checked -- or, in a page, a zlib stream (RFC 1950, its Adler-32 checked), which
+// some writers put in GZIP pages; DEFLATE inside (data/deflate.h). Corrupt data is a spin::Error
+// naming `where`.
 #pragma once
 
 #include <cstdint>

@@ -1,8 +1,9 @@
-// Zstandard decompression (RFC 8878), as Parquet's ZSTD pages hold it (polars' default codec,
-// pyarrow's and DuckDB's on request): one or more frames, skippable frames skipped, raw, RLE and
-// compressed blocks, Huffman literals, FSE sequences, the content checksum checked where a frame
-// has one. Dictionaries are refused by name. Every size, offset and table is checked against the
-// input and the declared size, so a corrupt page is a spin::Error naming `where`.
+// Zstandard decompression (RFC 8878), of Parquet's ZSTD pages (polars' default codec, pyarrow's
+// and DuckDB's on request) and of data files compressed whole (.jsonl.zst): one or more frames,
+// skippable frames skipped, raw, RLE and compressed blocks, Huffman literals, FSE sequences, the
+// content checksum checked where a frame has one. Dictionaries are refused by name. Every size,
+// offset and table is checked against the input and the declared size, so corrupt data is a
+// spin::Error naming `where`.
 #pragma once
 
 #include <cstdint>
