@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_options.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "kernels/kernels.h"
@@ -66,20 +67,6 @@ inline void add_model_options(boost::program_options::options_description& desc,
        "Qwen1.5-MoE-A2.7B's proportions)")
       ("sliding-window", po::value(&s.sliding_window)->default_value(s.sliding_window),
        "config.json's sliding_window (keys; every layer's for llama, the even layers' for gemma2); 0: none given");
-}
-
-// Parses the options; false after printing --help (on rank 0).
-inline bool parse_or_help(const boost::program_options::options_description& desc, int argc,
-                          char** argv, bool print) {
-  namespace po = boost::program_options;
-  po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    if (print) std::printf("%s\n", cat(desc).c_str());
-    return false;
-  }
-  return true;
 }
 
 // main() of an MPI benchmark: any error stops every rank with one line.

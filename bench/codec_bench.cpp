@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 
+#include "bench/bench_options.h"
 #include "core/error.h"
 #include "data/gzip.h"
 #include "data/zstd.h"
@@ -25,13 +26,7 @@ int main(int argc, char** argv) {
       "size", po::value(&size)->required(), "its decompressed size in bytes")(
       "repeat", po::value(&repeat)->default_value(repeat), "timed runs (the best is printed)");
   try {
-    po::variables_map vm;
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    if (vm.count("help")) {
-      std::printf("%s", (std::stringstream() << desc).str().c_str());
-      return 0;
-    }
-    po::notify(vm);
+    if (!spin::bench::parse_or_help(desc, argc, argv)) return 0;
     std::ifstream file(input, std::ios::binary);
     spin::require(file.good(), input, ": cannot open");
     const std::string compressed = (std::ostringstream() << file.rdbuf()).str();

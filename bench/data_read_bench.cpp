@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 
+#include "bench/bench_options.h"
 #include "core/error.h"
 #include "data/records.h"
 
@@ -35,13 +36,7 @@ int main(int argc, char** argv) {
       "columns", po::value(&columns)->default_value(columns), "top-level keys read (a Parquet file's others are not)")(
       "repeat", po::value(&repeat)->default_value(repeat), "timed runs (the best is printed)");
   try {
-    po::variables_map vm;
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    if (vm.count("help")) {
-      std::printf("%s", (std::stringstream() << desc).str().c_str());
-      return 0;
-    }
-    po::notify(vm);
+    if (!spin::bench::parse_or_help(desc, argc, argv)) return 0;
     std::vector<std::string> keys;
     for (std::stringstream in(columns); in.good();) {
       std::string key;

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 
+#include "bench/bench_options.h"
 #include "core/error.h"
 #include "data/tokenizer.h"
 
@@ -23,13 +24,7 @@ int main(int argc, char** argv) {
       "input", po::value(&input), "text file to encode (default: a built-in mix, 2.4 MB)")(
       "repeat", po::value(&repeat)->default_value(repeat), "timed runs (the best is printed)");
   try {
-    po::variables_map vm;
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    if (vm.count("help")) {
-      std::printf("%s", (std::stringstream() << desc).str().c_str());
-      return 0;
-    }
-    po::notify(vm);
+    if (!spin::bench::parse_or_help(desc, argc, argv)) return 0;
     const auto tokenizer = spin::data::Tokenizer::load(model);
     std::string text;
     if (!input.empty()) {
