@@ -1,7 +1,7 @@
 // Data files compressed whole -- gzip (train.jsonl.gz, a .json.gz array) or Zstandard
 // (.jsonl.zst) -- read as the stream of their bytes, a block at a time: the file is mapped, not
-// read, and a reader holds the format's window (DEFLATE's 32 KiB; a Zstandard frame's, 2-8 MiB as
-// zstd writes files) and one block's output, whatever the file's size. Checksums are checked as
+// read, and a reader holds the format's window (DEFLATE's 32 KiB; a Zstandard frame's, 0.5-8 MiB
+// as zstd writes files) and one block's output, whatever the file's size. Checksums are checked as
 // each member or frame ends; a corrupt or truncated file is a spin::Error naming it, thrown from the
 // stream's reads.
 #pragma once
