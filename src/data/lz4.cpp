@@ -48,4 +48,27 @@ std::string lz4_raw_decompress(std::string_view compressed, std::size_t expected
   return out;
 }
 
+std::string lz4_hadoop_decompress(std::string_view compressed, std::size_t expected_size, const std::string& where) {
+  const auto be32 = [](std::string_view b) {
+    std::uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<std::uint8_t>(b[i]);
+    return v;
+  };
+  // Hadoop's framing: every block behind its sizes, the blocks filling the page exactly.
+  std::string out;
+  std::string_view rest = compressed;
+  while (rest.size() >= 8) {
+    const std::size_t size = be32(rest), block = be32(rest.substr(4));
+    if (block > rest.size() - 8 || size > expected_size - out.size()) break;
+    try {
+      out += lz4_raw_decompress(rest.substr(8, block), size, where);
+    } catch (const Error&) {
+      break;
+    }
+    rest.remove_prefix(8 + block);
+  }
+  if (rest.empty() && out.size() == expected_size) return out;
+  return lz4_raw_decompress(compressed, expected_size, where);  // one raw block (Arrow before 9.0)
+}
+
 }  // namespace spin::data

@@ -130,10 +130,11 @@ std::string decompress(std::string_view data, Codec codec, std::int64_t size, co
     case Codec::kZstd: return zstd_decompress(data, static_cast<std::size_t>(size), where);
     case Codec::kGzip: return gzip_decompress(data, static_cast<std::size_t>(size), where);
     case Codec::kLz4Raw: return lz4_raw_decompress(data, static_cast<std::size_t>(size), where);
+    case Codec::kLz4: return lz4_hadoop_decompress(data, static_cast<std::size_t>(size), where);
     default:
       fail(where, ": ", codec_name(codec),
            "-compressed pages; spin reads uncompressed, SNAPPY (pyarrow's default, the Hugging Face Hub's), ZSTD "
-           "(polars'), GZIP and LZ4_RAW Parquet. "
+           "(polars'), GZIP, LZ4_RAW and LZ4 Parquet. "
            "Rewrite it: pyarrow.parquet.write_table(pyarrow.parquet.read_table(IN), OUT, compression=\"snappy\")");
   }
 }

@@ -4,8 +4,8 @@
 // are arrays, structs objects, strings strings, integers and floats numbers; a null top-level
 // column is left out, as a key a JSONL record does not have. Read: PLAIN, dictionary and DELTA_*
 // encoded values in v1 and v2 data pages, uncompressed, Snappy (pyarrow's and so the Hub's
-// default), ZSTD (polars'), GZIP or LZ4_RAW; anything else -- BROTLI, LZO, Hadoop's LZ4, INT96 --
-// is refused naming file and column.
+// default), ZSTD (polars'), GZIP, LZ4_RAW or LZ4 (Hadoop-framed or raw); anything else -- BROTLI,
+// LZO, INT96 -- is refused naming file and column.
 #pragma once
 
 #include <cstdint>

@@ -2,8 +2,8 @@
 each with <name>.jsonl -- its rows as pyarrow reads them (to_pylist), a null top-level column left
 out as spin leaves it out -- under the writer settings the Hugging Face Hub's files and other
 writers use: Snappy or none, dictionary or PLAIN or DELTA_* values, v1 or v2 data pages, several
-row groups and pages, nulls and empty lists at every level; ZSTD, LZ4_RAW and GZIP pages (zstd, zstd_v2,
-lz4, gzip). Also brotli.parquet, which spin refuses.
+row groups and pages, nulls and empty lists at every level; ZSTD, LZ4_RAW, LZ4 and GZIP pages (zstd,
+zstd_v2, lz4, lz4_legacy, gzip). Also brotli.parquet, which spin refuses.
 
 Run with pyarrow (a data tool, not a dependency of spin):
   python3 tests/data/make_parquet_fixtures.py   # pyarrow 26.0.1 wrote the committed files
@@ -11,6 +11,7 @@ Run with pyarrow (a data tool, not a dependency of spin):
 import json
 import os
 import random
+import struct
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -153,6 +154,26 @@ def zstd():
     pq.write_table(table, os.path.join(OUT, "gzip.parquet"), compression="gzip", data_page_size=2048)
 
 
+def lz4_legacy():
+    # Parquet's older LZ4 codec (5) over raw blocks, as Arrow before 9.0 wrote it: lz4.parquet with its
+    # column chunks' codec rewritten in the footer (Thrift's compact field 4 of ColumnMetaData: header
+    # 0x15, zigzag 7 -> zigzag 5), checked by pyarrow reading the rows back under codec LZ4.
+    data = open(os.path.join(OUT, "lz4.parquet"), "rb").read()
+    length = struct.unpack("<I", data[-8:-4])[0]
+    start = len(data) - 8 - length
+    footer = data[start:-8]
+    chunks = pq.ParquetFile(os.path.join(OUT, "lz4.parquet")).metadata
+    assert footer.count(b"\x15\x0e") == chunks.num_row_groups * chunks.num_columns
+    path = os.path.join(OUT, "lz4_legacy.parquet")
+    with open(path, "wb") as f:
+        f.write(data[:start] + footer.replace(b"\x15\x0e", b"\x15\x0a") + data[-8:])
+    meta = pq.ParquetFile(path).metadata
+    # pyarrow 26 names codec 5 (its LZ4_HADOOP) "UNKNOWN" and LZ4_RAW "LZ4".
+    assert {meta.row_group(g).column(c).compression for g in range(meta.num_row_groups)
+            for c in range(meta.num_columns)} == {"UNKNOWN"}
+    assert pq.read_table(path).to_pylist() == pq.read_table(os.path.join(OUT, "lz4.parquet")).to_pylist()
+
+
 def brotli():
     table = pa.Table.from_pylist([{"prompt": "Hi", "response": "Hello"}])
     pq.write_table(table, os.path.join(OUT, "brotli.parquet"), compression="brotli")
@@ -166,4 +187,5 @@ if __name__ == "__main__":
     delta()
     token_ids()
     zstd()
+    lz4_legacy()
     brotli()

@@ -133,7 +133,7 @@ def case_bad_input(args, tmp):
                  r"pairs\.jsonl:1: a prompt/response text record among chat messages records", 2, None)
     expect_error(args.mpiexec, "brotli-parquet", cmd(os.path.join(PARQUET, "brotli.parquet")),
                  r"brotli\.parquet: column prompt, row group 1: BROTLI-compressed pages; spin reads uncompressed, "
-                 r"SNAPPY .*, ZSTD \(polars'\), GZIP and LZ4_RAW Parquet", 2, None)
+                 r"SNAPPY .*, ZSTD \(polars'\), GZIP, LZ4_RAW and LZ4 Parquet", 2, None)
     truncated = os.path.join(tmp, "truncated.parquet")
     with open(os.path.join(PARQUET, "ultrachat.parquet"), "rb") as f:
         data = f.read()

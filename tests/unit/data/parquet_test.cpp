@@ -69,6 +69,7 @@ TEST(Parquet, RowsMatchPyarrows) {
       {"zstd", "zstd", {"prompt", "response", "messages"}},
       {"zstd_v2", "zstd", {"prompt", "response", "messages"}},
       {"lz4", "zstd", {"prompt", "response", "messages"}},
+      {"lz4_legacy", "zstd", {"prompt", "response", "messages"}},  // codec LZ4 over raw blocks
       {"gzip", "zstd", {"prompt", "response", "messages"}},
   };
   for (const auto& [name, rows, columns] : files) {
@@ -103,7 +104,7 @@ TEST(Parquet, StopsWhenAsked) {
 TEST(Parquet, RefusesOtherCodecsByName) {
   const std::string e = error_of([] { read_rows(fixture("brotli.parquet"), {"prompt", "response"}); });
   EXPECT_NE(e.find("brotli.parquet: column prompt, row group 1: BROTLI-compressed pages; spin reads uncompressed, "
-                   "SNAPPY (pyarrow's default, the Hugging Face Hub's), ZSTD (polars'), GZIP and LZ4_RAW Parquet. "
+                   "SNAPPY (pyarrow's default, the Hugging Face Hub's), ZSTD (polars'), GZIP, LZ4_RAW and LZ4 Parquet. "
                    "Rewrite it"),
             std::string::npos)
       << e;
@@ -236,6 +237,15 @@ TEST(Lz4, LiteralsAndOverlappingCopies) {
       8);  // 4 back from 3 written
   EXPECT_NE(error_of([&] { lz4_raw_decompress(far_back, 13, "t"); }).find("an LZ4 copy of 9 bytes from 4 back"),
             std::string::npos);
+  // Parquet's older LZ4 codec: Hadoop's framing (each block behind its big-endian decompressed and
+  // compressed sizes), or one raw block where the page is not so framed.
+  const std::string block = compressed;
+  // The second block: a token of 2 literals and no match (0x20), "ok".
+  const std::string hadoop =
+      std::string("\0\0\0\x0d\0\0\0\x08", 8) + block + std::string("\0\0\0\x02\0\0\0\x03", 8) + " ok";
+  EXPECT_EQ(lz4_hadoop_decompress(hadoop, 15, "t"), "abcabcabcabc!ok");
+  EXPECT_EQ(lz4_hadoop_decompress(block, 13, "t"), "abcabcabcabc!");
+  EXPECT_NE(error_of([&] { lz4_hadoop_decompress(hadoop.substr(0, 20), 15, "t"); }).find("t: "), std::string::npos);
   // A length continued in bytes: 15 + 255 + 10 literals.
   const std::string long_literals = "\xf0\xff\x0a" + std::string(280, 'x');
   EXPECT_EQ(lz4_raw_decompress(long_literals, 280, "t"), std::string(280, 'x'));
