@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <streambuf>
+#include <string_view>
 
 #include "core/error.h"
 #include "data/gzip.h"
@@ -20,80 +22,86 @@ namespace {
 // What is dropped from the front at a time at least: a small window's data is not moved block by block.
 constexpr std::size_t kMinDrop = std::size_t{16} << 10;
 
-template <class Decoder>
-class DecoderSource : public DecompressStreamBuf::Source {
+// A file mapped read-only for as long as the object lives.
+class MappedFile {
  public:
-  DecoderSource(std::string_view data, const std::string& where) : decoder_(data, where) {}
-  bool next(std::string& out) override { return decoder_.next(out, std::string::npos); }
-  std::uint64_t window() const override { return decoder_.window(); }
-  void forget(std::size_t n) override { decoder_.forget(n); }
+  explicit MappedFile(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    require(fd >= 0, path, ": cannot open (", std::strerror(errno), ")");
+    struct stat st {};
+    const bool stat_ok = ::fstat(fd, &st) == 0 && st.st_size > 0;
+    void* map = stat_ok ? ::mmap(nullptr, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    const int map_errno = errno;
+    ::close(fd);
+    require(map != MAP_FAILED, path, ": cannot map the file (", std::strerror(map_errno), ")");
+    bytes_ = std::string_view(static_cast<const char*>(map), static_cast<std::size_t>(st.st_size));
+    ::madvise(map, bytes_.size(), MADV_SEQUENTIAL);
+  }
+  ~MappedFile() { ::munmap(const_cast<char*>(bytes_.data()), bytes_.size()); }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  std::string_view bytes() const { return bytes_; }
 
  private:
-  Decoder decoder_;
+  std::string_view bytes_;
 };
 
+// The decompressed bytes of a mapped file, a block of `Decoder` (GzipDecoder, ZstdDecoder) at a
+// time: what was read is kept only as far back as the decoder's window.
+template <class Decoder>
+class DecompressStreamBuf : public std::streambuf {
+ public:
+  explicit DecompressStreamBuf(const std::string& path) : path_(path), file_(path_), decoder_(file_.bytes(), path_) {}
+
+ protected:
+  int_type underflow() override {
+    if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
+    while (served_ == out_.size()) {
+      const std::uint64_t keep = decoder_.window();
+      if (out_.size() > keep && out_.size() - keep > std::max<std::uint64_t>(keep, kMinDrop)) {
+        const std::size_t drop = out_.size() - static_cast<std::size_t>(keep);
+        out_.erase(0, drop);
+        served_ -= drop;
+        decoder_.forget(drop);
+      }
+      if (!decoder_.next(out_, std::string::npos)) return traits_type::eof();
+    }
+    setg(out_.data(), out_.data() + served_, out_.data() + out_.size());
+    served_ = out_.size();
+    return traits_type::to_int_type(*gptr());
+  }
+
+ private:
+  std::string path_;  // errors name it; the decoder holds a reference
+  MappedFile file_;
+  Decoder decoder_;
+  std::string out_;         // decompressed: the window, then what is not yet read
+  std::size_t served_ = 0;  // bytes of out_ handed to the reader
+};
+
+template <class Decoder>
 class DecompressedFileStream : public std::istream {
  public:
-  DecompressedFileStream(const std::string& path, bool zstd) : std::istream(nullptr), buf_(path, zstd) {
+  explicit DecompressedFileStream(const std::string& path) : std::istream(nullptr), buf_(path) {
     rdbuf(&buf_);
     exceptions(std::ios::badbit);  // a corrupt file's spin::Error reaches the reader
   }
 
  private:
-  DecompressStreamBuf buf_;
+  DecompressStreamBuf<Decoder> buf_;
 };
 
 }  // namespace
-
-DecompressStreamBuf::DecompressStreamBuf(const std::string& path, bool zstd) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  require(fd >= 0, path, ": cannot open (", std::strerror(errno), ")");
-  struct stat st {};
-  const bool stat_ok = ::fstat(fd, &st) == 0 && st.st_size > 0;
-  void* map = stat_ok ? ::mmap(nullptr, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
-  const int map_errno = errno;
-  ::close(fd);
-  require(map != MAP_FAILED, path, ": cannot map the file (", std::strerror(map_errno), ")");
-  file_ = std::string_view(static_cast<const char*>(map), static_cast<std::size_t>(st.st_size));
-  ::madvise(map, file_.size(), MADV_SEQUENTIAL);
-  if (zstd) {
-    source_ = std::make_unique<DecoderSource<ZstdDecoder>>(file_, path_);
-  } else {
-    source_ = std::make_unique<DecoderSource<GzipDecoder>>(file_, path_);
-  }
-}
-
-DecompressStreamBuf::~DecompressStreamBuf() {
-  source_.reset();
-  ::munmap(const_cast<char*>(file_.data()), file_.size());
-}
-
-DecompressStreamBuf::int_type DecompressStreamBuf::underflow() {
-  if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
-  while (served_ == out_.size()) {
-    // What was read needs keeping only as far back as a match may reach.
-    const std::uint64_t keep = source_->window();
-    if (out_.size() > keep && out_.size() - keep > std::max<std::uint64_t>(keep, kMinDrop)) {
-      const std::size_t drop = out_.size() - static_cast<std::size_t>(keep);
-      out_.erase(0, drop);
-      served_ -= drop;
-      source_->forget(drop);
-    }
-    if (!source_->next(out_)) return traits_type::eof();
-  }
-  setg(out_.data(), out_.data() + served_, out_.data() + out_.size());
-  served_ = out_.size();
-  return traits_type::to_int_type(*gptr());
-}
 
 std::unique_ptr<std::istream> open_data_file(const std::string& path) {
   auto in = std::make_unique<std::ifstream>(path, std::ios::binary);
   require(in->good(), path, ": cannot open");
   unsigned char magic[4] = {};
   in->read(reinterpret_cast<char*>(magic), 4);
-  if (magic[0] == 0x1f && magic[1] == 0x8b) return std::make_unique<DecompressedFileStream>(path, false);
+  if (magic[0] == 0x1f && magic[1] == 0x8b) return std::make_unique<DecompressedFileStream<GzipDecoder>>(path);
   if (magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd) {
-    return std::make_unique<DecompressedFileStream>(path, true);
+    return std::make_unique<DecompressedFileStream<ZstdDecoder>>(path);
   }
   in->clear();
   in->seekg(0);

@@ -8,9 +8,7 @@
 
 #include <istream>
 #include <memory>
-#include <streambuf>
 #include <string>
-#include <string_view>
 
 namespace spin::data {
 
@@ -18,33 +16,5 @@ namespace spin::data {
 // is gzip- or Zstandard-compressed -- told by its first bytes, not its name. The stream's badbit
 // exception is on, so a corrupt file's spin::Error reaches the reader.
 std::unique_ptr<std::istream> open_data_file(const std::string& path);
-
-class DecompressStreamBuf : public std::streambuf {
- public:
-  // A source of decompressed blocks: next() appends one (false once done), window() says how much
-  // of what it appended must stay, forget(n) that n bytes were dropped from the front.
-  class Source {
-   public:
-    virtual ~Source() = default;
-    virtual bool next(std::string& out) = 0;
-    virtual std::uint64_t window() const = 0;
-    virtual void forget(std::size_t n) = 0;
-  };
-
-  DecompressStreamBuf(const std::string& path, bool zstd);
-  ~DecompressStreamBuf() override;
-  DecompressStreamBuf(const DecompressStreamBuf&) = delete;
-  DecompressStreamBuf& operator=(const DecompressStreamBuf&) = delete;
-
- protected:
-  int_type underflow() override;
-
- private:
-  std::string path_;
-  std::string_view file_;  // the mapped file
-  std::unique_ptr<Source> source_;
-  std::string out_;         // decompressed: the window, then what is not yet read
-  std::size_t served_ = 0;  // bytes of out_ handed to the reader
-};
 
 }  // namespace spin::data
