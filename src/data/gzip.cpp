@@ -121,14 +121,14 @@ std::string gzip_decompress(std::string_view compressed, std::size_t expected_si
           " bytes of GZIP data cannot hold the ", expected_size, " bytes the page header says (corrupt data)");
   std::string out;
   out.reserve(expected_size);
-  ByteCursor in(compressed, where);
   require(compressed.size() >= 2, where, ": not gzip or zlib data (corrupt data)");
   const auto b0 = static_cast<std::uint8_t>(compressed[0]), b1 = static_cast<std::uint8_t>(compressed[1]);
   if (b0 == 0x1f && b1 == 0x8b) {
     GzipDecoder decoder(compressed, where);
     while (decoder.next(out, expected_size)) {
     }
-  } else {
+  } else {  // a zlib stream
+    ByteCursor in(compressed, where);
     const std::uint8_t method = in.byte(), flags = in.byte();
     require((method & 15) == 8 && (method >> 4) <= 7 && (method * 256 + flags) % 31 == 0, where,
             ": not gzip or zlib data (corrupt data)");

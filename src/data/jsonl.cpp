@@ -1,6 +1,5 @@
 #include "data/jsonl.h"
 
-#include <fstream>
 #include <limits>
 #include <memory>
 
