@@ -20,6 +20,7 @@ class ByteCursor {
   std::uint64_t varint();       // ULEB128
   std::int64_t zigzag();        // a zigzag-encoded ULEB128
   std::string_view take(std::size_t n);
+  std::string_view rest() const { return bytes_.substr(at_); }  // what is left, not consumed
 
   std::size_t consumed() const { return at_; }
   std::size_t left() const { return bytes_.size() - at_; }

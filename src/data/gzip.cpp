@@ -82,15 +82,13 @@ std::uint32_t crc32(std::string_view bytes, std::uint32_t crc) {
   return c ^ 0xFFFFFFFFu;
 }
 
-GzipDecoder::GzipDecoder(std::string_view compressed, const std::string& where) : data_(compressed), where_(where) {}
+GzipDecoder::GzipDecoder(std::string_view compressed, const std::string& where) : in_(compressed, where) {}
 
 bool GzipDecoder::next(std::string& out, std::size_t limit) {
   if (!bits_) {  // between members
-    if (at_ == data_.size()) return false;
-    ByteCursor header(data_.substr(at_), where_);
-    skip_gzip_header(header);
-    at_ += header.consumed();
-    bits_.emplace(data_.substr(at_), where_);
+    if (in_.left() == 0) return false;
+    skip_gzip_header(in_);
+    bits_.emplace(in_.rest(), in_.where());
     member_start_ = checked_ = out.size();
     crc_ = 0;
     member_size_ = 0;
@@ -101,10 +99,8 @@ bool GzipDecoder::next(std::string& out, std::size_t limit) {
   member_size_ += out.size() - checked_;
   checked_ = out.size();
   if (last) {
-    at_ += bits_->bytes_used();
-    ByteCursor trailer(data_.substr(at_), where_);
-    check_gzip_trailer(trailer, crc_, member_size_);
-    at_ += trailer.consumed();
+    in_.take(bits_->bytes_used());
+    check_gzip_trailer(in_, crc_, member_size_);
     bits_.reset();
   }
   return true;
@@ -133,10 +129,9 @@ std::string gzip_decompress(std::string_view compressed, std::size_t expected_si
     require((method & 15) == 8 && (method >> 4) <= 7 && (method * 256 + flags) % 31 == 0, where,
             ": not gzip or zlib data (corrupt data)");
     require((flags & 0x20) == 0, where, ": zlib data compressed with a preset dictionary; spin reads it without one");
-    const std::string_view rest = in.take(in.left());
-    ForwardBits bits(rest, where);
+    ForwardBits bits(in.rest(), where);
     inflate(bits, out, 0, expected_size);
-    in = ByteCursor(rest.substr(bits.bytes_used()), where);
+    in.take(bits.bytes_used());
     require(in.le(4) == __builtin_bswap32(adler32(out)), where,
             ": a zlib stream whose Adler-32 does not match (corrupt data)");
     require(in.left() == 0, where, ": bytes after a zlib stream (corrupt data)");

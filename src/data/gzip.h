@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "data/byte_cursor.h"
 #include "data/forward_bits.h"
 
 namespace spin::data {
@@ -33,9 +34,7 @@ class GzipDecoder {
   void forget(std::size_t n);
 
  private:
-  std::string_view data_;
-  const std::string& where_;
-  std::size_t at_ = 0;               // where the next member starts, between members
+  ByteCursor in_;                    // at the next member's header, between members
   std::optional<ForwardBits> bits_;  // the current member's DEFLATE data
   std::size_t member_start_ = 0;     // where the member's bytes start in `out` (0 once dropped)
   std::size_t checked_ = 0;          // bytes of `out` in crc_

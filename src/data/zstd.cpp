@@ -186,10 +186,9 @@ void read_tables(ByteCursor& in, FrameState& frame) {
         break;
       }
       case 2: {
-        const std::string_view rest = in.take(in.left());
-        ForwardBits bits(rest, where);
+        ForwardBits bits(in.rest(), where);
         frame.tables[field] = zstd::fse_read_table(bits, kMaxLog[field], kMaxSymbol[field], where);
-        in = ByteCursor(rest.substr(bits.bytes_used()), where);
+        in.take(bits.bytes_used());
         break;
       }
       default:
