@@ -16,7 +16,7 @@ namespace spin::data {
 // may not grow past `limit` bytes.
 void inflate(ForwardBits& in, std::string& out, std::size_t start, std::size_t limit);
 
-// The same one block at a time (a stream read in pieces: data/gzip_stream.h); true after the
+// The same one block at a time (a stream read in pieces: data/gzip.h's GzipDecoder); true after the
 // final block. Between blocks, the caller may drop all but the last 32 KiB of `out` (DEFLATE's
 // window) and move `start` with it.
 bool inflate_block(ForwardBits& in, std::string& out, std::size_t start, std::size_t limit);
