@@ -21,9 +21,11 @@ namespace {
 using nlohmann::json;
 
 // The keys the shapes below read: a Parquet file's other columns are not decoded.
-const std::vector<std::string> kExampleKeys = {"prompt", "response", "messages", "system", "conversations",
-                                               "real", "generated", "chosen", "rejected"};
-const std::vector<std::string> kPromptKeys = {"prompt", "tokens", "messages"};
+const std::vector<std::string> kExampleKeys = {"prompt",   "response",  "completion", "messages", "system",
+                                               "conversations", "real", "generated", "chosen", "rejected",
+                                               "instruction", "input", "context", "output", "history"};
+const std::vector<std::string> kPromptKeys = {"prompt", "tokens", "messages", "instruction", "input",
+                                              "context", "system", "history"};
 
 // Records tokenized a batch at a time (their objects held meanwhile: ~10 MB of chat text), by at
 // most this many workers by default.
@@ -61,6 +63,8 @@ std::optional<DataShape> text_shape(const json& j) {
   if (j.contains("real")) return DataShape::SpinPairs;
   if (j.contains("chosen")) return DataShape::ChosenRejected;
   if (j.contains("conversations")) return DataShape::NemoChat;
+  if (j.contains("completion")) return DataShape::PromptCompletion;
+  if (j.contains("instruction")) return DataShape::Alpaca;
   if (j.contains("prompt") && j.at("prompt").is_string()) return DataShape::TextPair;
   return std::nullopt;
 }
@@ -68,8 +72,9 @@ std::optional<DataShape> text_shape(const json& j) {
 DataShape detect_shape(const json& j, const std::string& where) {
   if (const auto text = text_shape(j)) return *text;
   if (j.contains("prompt")) return DataShape::TokenIds;
-  fail(where, ": unknown record shape; expected {\"prompt\", \"response\"}, {\"messages\": [...]}, "
-       "{\"conversations\": [...]}, {\"real\": [...]} or {\"chosen\": [...]}");
+  fail(where, ": unknown record shape; expected {\"prompt\", \"response\"}, {\"prompt\", \"completion\"}, "
+       "{\"messages\": [...]}, {\"conversations\": [...]}, {\"real\": [...]}, {\"chosen\": [...]} or "
+       "{\"instruction\", \"output\"}");
 }
 
 bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
@@ -81,7 +86,7 @@ struct Conversation {
   std::string response;
 };
 
-// The chat messages under `key` ("messages"; "real" or "chosen" in the SPIN data sets).
+// The chat messages under `key` ("messages"; "real" or "chosen" in the SPIN data sets; "prompt", "completion").
 std::vector<Message> read_messages(const json& j, const std::string& where, const char* key = "messages") {
   const json& list = j.at(key);
   require(list.is_array() && !list.empty(), where, ": \"", key, "\" must be a non-empty list");
@@ -96,14 +101,85 @@ std::vector<Message> read_messages(const json& j, const std::string& where, cons
   return messages;
 }
 
-Conversation read_chat(const json& j, const std::string& where, const char* key = "messages") {
-  Conversation c;
-  c.prompt = read_messages(j, where, key);
-  require(c.prompt.back().role == "assistant", where,
+// A conversation whose last message, the assistant's, is the response.
+Conversation split_response(std::vector<Message> messages, const std::string& where) {
+  require(messages.back().role == "assistant", where,
           ": the last message must be the assistant's (the ground-truth response)");
-  c.response = c.prompt.back().content;
-  c.prompt.pop_back();
+  Conversation c;
+  c.response = std::move(messages.back().content);
+  messages.pop_back();
+  c.prompt = std::move(messages);
   return c;
+}
+
+Conversation read_chat(const json& j, const std::string& where, const char* key = "messages") {
+  return split_response(read_messages(j, where, key), where);
+}
+
+// A prompt given apart from its response (TRL's prompt-completion and explicit-prompt preference
+// records): text -- one user message -- or messages.
+std::vector<Message> read_prompt(const json& j, const std::string& where) {
+  const json& prompt = j.at("prompt");
+  if (prompt.is_string()) return {{"user", prompt.get<std::string>()}};
+  require(prompt.is_array(), where, ": \"prompt\" must be text or a list of messages");
+  return read_messages(j, where, "prompt");
+}
+
+// `prompt` continued by the completion under `key` (TRL's "completion"; an explicit prompt's "chosen"
+// and "rejected"): text -- the assistant's answer -- or messages, the last the assistant's, any before
+// it joining the prompt (the conversation is prompt + completion, as TRL concatenates them).
+Conversation read_completion(const json& j, std::vector<Message> prompt, const char* key, const std::string& where) {
+  const json& completion = j.at(key);
+  if (completion.is_string()) return {std::move(prompt), completion.get<std::string>()};
+  require(completion.is_array(), where, ": \"", key, "\" must be text or a list of messages");
+  for (Message& m : read_messages(j, where, key)) prompt.push_back(std::move(m));
+  return split_response(std::move(prompt), where);
+}
+
+// Whether a chosen/rejected record gives its prompt apart -- TRL's explicit prompt, {"prompt", "chosen",
+// "rejected"} with "chosen" text or starting with the assistant's message -- rather than inside each
+// conversation (HuggingFaceH4/ultrafeedback_binarized's "prompt" beside whole conversations).
+bool explicit_prompt(const json& j) {
+  if (!j.contains("prompt")) return false;
+  const json& chosen = j.at("chosen");
+  return chosen.is_string() || (chosen.is_array() && !chosen.empty() && chosen.front().is_object() &&
+                                chosen.front().contains("role") && chosen.front().at("role") == "assistant");
+}
+
+// j[key] as text where the record has it, else "".
+std::string optional_string(const json& j, const char* key, const std::string& where) {
+  return j.contains(key) ? jsonl::string_field(j, key, where) : std::string();
+}
+
+// The prompt of an Alpaca record -- {"instruction", "input", "output"}, Dolly's "context" for "input",
+// LLaMA-Factory's "system" and "history" ([[instruction, response], ...], earlier turns) --: the
+// system message, the history's turns, then a user message of the instruction followed, where the
+// input is not blank, by a newline and the input (LLaMA-Factory's join).
+std::vector<Message> alpaca_prompt(const json& j, const std::string& where) {
+  std::vector<Message> prompt;
+  if (const std::string system = optional_string(j, "system", where); !blank(system)) prompt.push_back({"system", system});
+  if (j.contains("history")) {
+    const json& history = j.at("history");
+    require(history.is_array(), where, ": \"history\" must be a list of [instruction, response] pairs");
+    for (const json& turn : history) {
+      require(turn.is_array() && turn.size() == 2 && turn[0].is_string() && turn[1].is_string(), where,
+              ": every \"history\" entry must be an [instruction, response] pair of strings");
+      prompt.push_back({"user", turn[0].get<std::string>()});
+      prompt.push_back({"assistant", turn[1].get<std::string>()});
+    }
+  }
+  std::string user = jsonl::string_field(j, "instruction", where);
+  const char* input_key = j.contains("input") ? "input" : "context";
+  if (const std::string input = optional_string(j, input_key, where); !blank(input)) user += "\n" + input;
+  prompt.push_back({"user", std::move(user)});
+  return prompt;
+}
+
+Conversation read_alpaca(const json& j, const std::string& where) {
+  const char* output_key = j.contains("output") ? "output" : "response";
+  require(j.contains(output_key), where, ": an instruction record needs its answer, \"output\" (Alpaca) or "
+          "\"response\" (Dolly)");
+  return {alpaca_prompt(j, where), jsonl::string_field(j, output_key, where)};
 }
 
 // A conversation turn's speaker as a message role: NeMo's User and Assistant, ShareGPT's (FastChat's,
@@ -186,8 +262,13 @@ Example read_example(const json& j, DataShape shape, const std::string& where,
     case DataShape::SpinPairs: c = read_chat(j, where, "real"); break;
     // The SPIN code's generations and preference data sets: the ground truth (or preferred
     // answer) under "chosen", "rejected" not read.
-    case DataShape::ChosenRejected: c = read_chat(j, where, "chosen"); break;
+    // An explicit prompt's preference records: the prompt apart, "chosen" and "rejected" its completions.
+    case DataShape::ChosenRejected:
+      c = explicit_prompt(j) ? read_completion(j, read_prompt(j, where), "chosen", where) : read_chat(j, where, "chosen");
+      break;
     case DataShape::NemoChat: c = read_nemo_chat(j, where); break;
+    case DataShape::PromptCompletion: c = read_completion(j, read_prompt(j, where), "completion", where); break;
+    case DataShape::Alpaca: c = read_alpaca(j, where); break;
     case DataShape::TokenIds: break;
   }
   require(!c.prompt.empty() && std::any_of(c.prompt.begin(), c.prompt.end(),
@@ -197,7 +278,9 @@ Example read_example(const json& j, DataShape shape, const std::string& where,
   e.prompt = render_prompt_at(c.prompt, prompt_template, *tokenizer, where);
   e.response = render_response(c.response, prompt_template, *tokenizer);
   if (gen_key) {
-    const Conversation g = read_chat(j, where, gen_key);
+    const Conversation g = shape == DataShape::ChosenRejected && explicit_prompt(j)
+                               ? read_completion(j, read_prompt(j, where), gen_key, where)
+                               : read_chat(j, where, gen_key);
     require(g.prompt == c.prompt, where, ": the \"", gen_key, "\" conversation's prompt differs from the ground truth's");
     require(!blank(g.response), where, ": the generated response is empty");
     e.generated = render_response(g.response, prompt_template, *tokenizer);
@@ -269,7 +352,9 @@ const char* data_shape_name(DataShape s) {
     case DataShape::Chat: return "chat messages";
     case DataShape::NemoChat: return "conversations (NeMo, ShareGPT)";
     case DataShape::SpinPairs: return "SPIN real/generated messages";
-    case DataShape::ChosenRejected: return "chosen/rejected messages";
+    case DataShape::ChosenRejected: return "chosen/rejected";
+    case DataShape::PromptCompletion: return "prompt/completion (TRL)";
+    case DataShape::Alpaca: return "instruction/input/output (Alpaca, Dolly)";
     case DataShape::TokenIds: return "pre-tokenized ids";
   }
   return "?";
@@ -378,7 +463,8 @@ LoadedPrompts load_prompts(const std::string& path, const Tokenizer* tokenizer, 
     const json& j = record.object();
     out.where.push_back(where);
     for (const char* key : {"prompt", "tokens"}) {
-      if (j.contains(key) && j.at(key).is_array()) {
+      // Token ids, not TRL's conversational prompt (a list of messages).
+      if (j.contains(key) && j.at(key).is_array() && (j.at(key).empty() || !j.at(key).front().is_object())) {
         prompts.push_back(jsonl::id_list(j, key, where));
         require(!prompts.back().empty(), where, ": the prompt is empty");
         return;
@@ -387,10 +473,12 @@ LoadedPrompts load_prompts(const std::string& path, const Tokenizer* tokenizer, 
     std::vector<Message> messages;
     if (j.contains("messages")) {
       messages = read_messages(j, where);
+    } else if (j.contains("instruction")) {
+      messages = alpaca_prompt(j, where);
     } else {
-      require(j.contains("prompt"), where, ": expected {\"prompt\": [token ids]}, {\"prompt\": \"text\"} or "
-              "{\"messages\": [...]}");
-      messages = {{"user", jsonl::string_field(j, "prompt", where)}};
+      require(j.contains("prompt"), where, ": expected {\"prompt\": [token ids]}, {\"prompt\": \"text\"}, "
+              "{\"prompt\": [messages]}, {\"messages\": [...]} or {\"instruction\", \"input\"}");
+      messages = read_prompt(j, where);
     }
     require(std::any_of(messages.begin(), messages.end(), [](const Message& m) { return !blank(m.content); }),
             where, ": the prompt is empty");

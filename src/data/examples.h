@@ -9,7 +9,14 @@
 //   {"real": [messages], "generated": [messages]}                      the SPIN data sets'
 //       (UCLA-AGI/SPIN_iter*): "real" read as chat, "generated" ignored (the reference answers)
 //   {"chosen": [messages], "rejected": [messages]}                    the SPIN code's
-//       generations and preference data sets: "chosen" read as chat, "rejected" ignored
+//       generations and preference data sets: "chosen" read as chat, "rejected" ignored; with an
+//       explicit "prompt" (TRL's: text or messages) "chosen" and "rejected" are its completions
+//       (text, or messages starting with the assistant's)
+//   {"prompt": "..." | [messages], "completion": "..." | [messages]}  TRL's prompt-completion: the
+//       conversation is prompt + completion, its last (assistant) message the response
+//   {"instruction": "...", "input": "...", "output": "..."}          Alpaca's (Dolly's "context",
+//       "response"; LLaMA-Factory's "system", "history"): one user message, the instruction and,
+//       where the input is not blank, a newline and the input
 //   {"prompt": [ids], "response": [ids]}                              pre-tokenized (with
 //       "generated": [ids] where the generated responses come with the data)
 // A template turns the prompt messages into ids (prompt_template.h); the response is encoded
@@ -27,7 +34,7 @@
 
 namespace spin::data {
 
-enum class DataShape { TextPair, Chat, NemoChat, SpinPairs, ChosenRejected, TokenIds };
+enum class DataShape { TextPair, Chat, NemoChat, SpinPairs, ChosenRejected, PromptCompletion, Alpaca, TokenIds };
 const char* data_shape_name(DataShape s);
 
 enum class Overlong { Drop, Truncate };
@@ -95,7 +102,8 @@ bool holds_text(const std::string& path);
 // Prompts to generate from (spin generate), one per line, each {"prompt": [ids]} (or
 // {"tokens": [ids]}) as it is, or
 // text rendered by the template as the prompt of a conversation: {"prompt": "..."} (one user
-// message) or {"messages": [...]} (every message). `path`: a file or a comma-separated list.
+// message), {"messages": [...]} or {"prompt": [messages]} (TRL's; every message), or an Alpaca
+// record's instruction and input. `path`: a file or a comma-separated list.
 // Text needs `tokenizer`; errors name file:line, and so does each prompt's `where`.
 struct LoadedPrompts {
   std::vector<std::vector<std::int32_t>> prompts;

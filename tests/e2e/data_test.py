@@ -56,6 +56,22 @@ def case_show(args, tmp):
     m = re.search(r"prompt tokens     min (\d+) \| mean \d+ \| p50 \d+ \| p90 \d+ \| p99 \d+ \| max (\d+)", out)
     assert m and (int(m.group(1)), int(m.group(2))) == (prompt_lengths[0], prompt_lengths[-1]), (m, prompt_lengths)
     print("spin data: %d chat examples rendered as apply_chat_template renders them, e.g. %s" % (len(cases), shown[0][2][:60]))
+    # The same conversations as TRL's prompt-completion records and as preference records with an explicit
+    # prompt (the completion its last message): what spin data shows is the chat records', shape aside.
+    def shown_as(records):
+        with open(data, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+        return run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--show", str(len(cases))],
+                      1).stdout
+    for records, shape in (([{"prompt": c["messages"][:-1], "completion": c["messages"][-1:]} for c in cases],
+                            "prompt/completion (TRL)"),
+                           ([{"prompt": c["messages"][:-1], "chosen": c["messages"][-1:],
+                              "rejected": [{"role": "assistant", "content": "No."}]} for c in cases], "chosen/rejected")):
+        got = shown_as(records)
+        assert "(%s)" % shape in got, got
+        assert got.replace("(%s)" % shape, "(chat messages)") == out, (got, out)
+    print("spin data: the same conversations as TRL's prompt-completion and explicit-prompt preference records show "
+          "the same ids")
     # Named templates (auto cannot tell them): the ids of their references, system messages included.
     # mistral-v3 by auto, from its [INST] and [/INST] tokens; gemma3 by auto, from <start_of_image>.
     for kind, template, name in [("llama_spm", "llama2", "chat_cases_llama2.json"),

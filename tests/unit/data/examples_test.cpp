@@ -7,6 +7,8 @@
 #include <fstream>
 #include <tuple>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
 
 namespace spin::data {
@@ -90,6 +92,128 @@ TEST_F(Examples, ChatAndNemoShapesGiveTheSameIdsUnderTheChatTemplate) {
     EXPECT_EQ(pair.examples[0].prompt, want) << truth;
     EXPECT_EQ(pair.examples[0].response, response) << truth;
   }
+}
+
+// A record of chat messages [[role, content], ...] as JSON.
+nlohmann::json messages(std::initializer_list<std::pair<const char*, const char*>> turns) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& [role, content] : turns) list.push_back({{"role", role}, {"content", content}});
+  return list;
+}
+
+// What two data files give as examples, prompt and response each, are the same.
+void expect_same_examples(const LoadedExamples& got, const LoadedExamples& want, const std::string& what) {
+  ASSERT_EQ(got.examples.size(), want.examples.size()) << what;
+  for (std::size_t i = 0; i < got.examples.size(); ++i) {
+    EXPECT_EQ(got.examples[i].prompt, want.examples[i].prompt) << what << ", example " << i;
+    EXPECT_EQ(got.examples[i].response, want.examples[i].response) << what << ", example " << i;
+    EXPECT_EQ(got.examples[i].generated, want.examples[i].generated) << what << ", example " << i;
+  }
+}
+
+// TRL's prompt-completion records, text or conversational: the conversation is prompt + completion,
+// its last (assistant) message the response -- the ids of the chat record of that conversation.
+TEST_F(Examples, TrlPromptCompletionRecordsReadAsTheConversationTheyJoin) {
+  const auto as_chat = [&](const nlohmann::json& conversation) {
+    return load(nlohmann::json{{"messages", conversation}}.dump() + "\n", PromptTemplate::Chat);
+  };
+  const auto record = [&](const nlohmann::json& j) { return load(j.dump() + "\n", PromptTemplate::Chat); };
+  const auto text = record({{"prompt", "Hi"}, {"completion", "Hello"}});
+  EXPECT_EQ(text.report.shape, DataShape::PromptCompletion);
+  expect_same_examples(text, as_chat(messages({{"user", "Hi"}, {"assistant", "Hello"}})), "text");
+  expect_same_examples(record({{"prompt", messages({{"system", "Be brief."}, {"user", "Hi"}})},
+                               {"completion", messages({{"assistant", "Hello"}})}}),
+                       as_chat(messages({{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello"}})),
+                       "conversational");
+  // A completion of several messages: those before its last join the prompt.
+  const auto turns = messages({{"user", "Hi"}, {"assistant", "Hello"}, {"user", "More"}, {"assistant", "Sure"}});
+  expect_same_examples(record({{"prompt", messages({{"user", "Hi"}})},
+                               {"completion", messages({{"assistant", "Hello"}, {"user", "More"}, {"assistant", "Sure"}})}}),
+                       as_chat(turns), "several completion messages");
+  EXPECT_NE(error_of(R"({"prompt": "Hi", "completion": 5})" "\n").find(":1: \"completion\" must be text or a list of messages"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"prompt": 3, "completion": "x"})" "\n").find(":1: \"prompt\" must be text or a list of messages"),
+            std::string::npos);
+  EXPECT_NE(error_of(nlohmann::json{{"prompt", "Hi"}, {"completion", messages({{"user", "x"}})}}.dump() + "\n")
+                .find("the last message must be the assistant's"),
+            std::string::npos);
+}
+
+// Preference records with the prompt apart (TRL's explicit prompt: "chosen" and "rejected" its
+// completions, text or messages) give what the same records with the prompt inside each
+// conversation give; a "prompt" beside whole conversations (HuggingFaceH4/ultrafeedback_binarized)
+// is not read twice.
+TEST_F(Examples, PreferenceRecordsWithAnExplicitPromptReadTheirCompletions) {
+  const auto given = [&](const nlohmann::json& j) {
+    return load_examples(write(j.dump() + "\n"), &tok_, PromptTemplate::Chat, {}, tok_.vocab_size(), false, true);
+  };
+  const auto implicit = given({{"chosen", messages({{"user", "Hi"}, {"assistant", "Hello"}})},
+                               {"rejected", messages({{"user", "Hi"}, {"assistant", "Hey there"}})}});
+  auto generated = ids("Hey there");
+  generated.push_back(2);
+  ASSERT_EQ(implicit.examples.size(), 1u);
+  EXPECT_EQ(implicit.examples[0].generated, generated);
+  const auto text = given({{"prompt", "Hi"}, {"chosen", "Hello"}, {"rejected", "Hey there"}});
+  EXPECT_EQ(text.report.shape, DataShape::ChosenRejected);
+  expect_same_examples(text, implicit, "text");
+  expect_same_examples(given({{"prompt", messages({{"user", "Hi"}})},
+                              {"chosen", messages({{"assistant", "Hello"}})},
+                              {"rejected", messages({{"assistant", "Hey there"}})}}),
+                       implicit, "conversational");
+  expect_same_examples(given({{"prompt", "Hi"},
+                              {"chosen", messages({{"user", "Hi"}, {"assistant", "Hello"}})},
+                              {"rejected", messages({{"user", "Hi"}, {"assistant", "Hey there"}})}}),
+                       implicit, "a prompt beside whole conversations");
+}
+
+// Alpaca's instruction / input / output (Dolly's context / response; LLaMA-Factory's system and
+// history): one user message, the instruction then, where the input is not blank, a newline and the
+// input -- the ids of the chat record of that conversation.
+TEST_F(Examples, AlpacaAndDollyRecordsAskTheInstructionThenTheInput) {
+  const auto as_chat = [&](const nlohmann::json& conversation) {
+    return load(nlohmann::json{{"messages", conversation}}.dump() + "\n", PromptTemplate::Chat);
+  };
+  const auto record = [&](const nlohmann::json& j) { return load(j.dump() + "\n", PromptTemplate::Chat); };
+  const auto with_input = as_chat(messages({{"user", "Add.\n2+2"}, {"assistant", "4"}}));
+  const auto alpaca = record({{"instruction", "Add."}, {"input", "2+2"}, {"output", "4"}});
+  EXPECT_EQ(alpaca.report.shape, DataShape::Alpaca);
+  expect_same_examples(alpaca, with_input, "alpaca");
+  expect_same_examples(record({{"instruction", "Add."}, {"context", "2+2"}, {"response", "4"}, {"category", "qa"}}),
+                       with_input, "dolly");
+  expect_same_examples(record({{"instruction", "Add."}, {"input", " "}, {"output", "4"}}),
+                       as_chat(messages({{"user", "Add."}, {"assistant", "4"}})), "a blank input");
+  expect_same_examples(record({{"system", "Be brief."},
+                               {"history", nlohmann::json::array({nlohmann::json::array({"Hi", "Hello"})})},
+                               {"instruction", "Add."},
+                               {"input", "2+2"},
+                               {"output", "4"}}),
+                       as_chat(messages({{"system", "Be brief."},
+                                         {"user", "Hi"},
+                                         {"assistant", "Hello"},
+                                         {"user", "Add.\n2+2"},
+                                         {"assistant", "4"}})),
+                       "system and history");
+  EXPECT_NE(error_of(R"({"instruction": "Add.", "input": "2+2"})" "\n").find(":1: an instruction record needs its answer"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"instruction": "Add.", "history": [["Hi"]], "output": "4"})" "\n")
+                .find(":1: every \"history\" entry must be an [instruction, response] pair"),
+            std::string::npos);
+}
+
+// Prompts to generate from in the same shapes: TRL's conversational prompt and an Alpaca record's
+// instruction and input render as the chat record of those messages; token ids stay ids.
+TEST_F(Examples, GenerationPromptsTakeTrlAndAlpacaRecords) {
+  write(nlohmann::json{{"prompt", messages({{"system", "Be brief."}, {"user", "Hi"}})}}.dump() + "\n" +
+        nlohmann::json{{"messages", messages({{"system", "Be brief."}, {"user", "Hi"}})}}.dump() + "\n" +
+        R"({"instruction": "Add.", "input": "2+2"})" "\n" +
+        nlohmann::json{{"messages", messages({{"user", "Add.\n2+2"}})}}.dump() + "\n" +
+        R"({"prompt": [5, 6]})" "\n");
+  const auto got = load_prompts(path_, &tok_, PromptTemplate::Chat);
+  ASSERT_EQ(got.prompts.size(), 5u);
+  EXPECT_EQ(got.prompts[0], got.prompts[1]);
+  EXPECT_EQ(got.prompts[2], got.prompts[3]);
+  EXPECT_NE(got.prompts[0], got.prompts[2]);
+  EXPECT_EQ(got.prompts[4], (std::vector<std::int32_t>{5, 6}));
 }
 
 // Generated responses given with the data (spin.generations = data): "generated" of the SPIN
