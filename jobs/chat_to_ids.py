@@ -17,10 +17,14 @@ generation stops at -- so that the real responses end as the generated ones do (
 writes after the turn's end, a newline say, is dropped). A template whose rendering of the
 conversation does not begin with its rendering of the prompt is refused for that record.
 
-Input shapes (as spin reads them): {"messages": [...]}, SPIN data sets' {"real": [...]},
-{"chosen": [...]}, NeMo's {"system", "conversations": [{"from", "value"}]}, and text pairs
-{"prompt": str, "response": str} (one user turn). A SPIN data set's "generated" conversation (a
-preference set's "rejected") becomes "generated" ids, rendered and cut alike, for
+Input shapes (as spin reads them, docs/spin.md "Data"): {"messages": [...]}, SPIN data sets'
+{"real": [...]}, {"chosen": [...]} (with an explicit "prompt", TRL's: "chosen" and "rejected" its
+completions), NeMo's {"system", "conversations": [{"from", "value"}]} with NeMo's or ShareGPT's
+speakers, TRL's {"prompt", "completion"} (text or messages: the conversation is prompt + completion),
+Alpaca's {"instruction", "input", "output"} (Dolly's "context" and "response", LLaMA-Factory's
+"system" and "history"; one user message, the instruction and, after a newline, a non-blank input),
+and text pairs {"prompt": str, "response": str} (one user turn). A SPIN data set's "generated"
+conversation (a preference set's "rejected") becomes "generated" ids, rendered and cut alike, for
 spin.generations = data; its messages before the last must be the real conversation's. --system TEXT gives conversations without a
 system message that one -- for templates that otherwise write a default dated the day they run
 (Granite 3.1's, SmolLM3's), so that every run of the tool writes the same tokens.
@@ -59,23 +63,66 @@ def checked(messages, where, system):
     return messages
 
 
+def as_messages(value, role):
+    """Text as one message of `role`, or a list of messages as it is."""
+    return [{"role": role, "content": value}] if isinstance(value, str) else value
+
+
+def explicit_prompt(record):
+    """Whether a chosen/rejected record gives its prompt apart (TRL's explicit prompt): its "chosen"
+    text or starting with the assistant's message, not a whole conversation."""
+    chosen = record.get("chosen")
+    return "prompt" in record and (isinstance(chosen, str) or (
+        isinstance(chosen, list) and chosen and isinstance(chosen[0], dict) and chosen[0].get("role") == "assistant"))
+
+
+def alpaca_messages(record, where):
+    """An Alpaca (Dolly, LLaMA-Factory) record's conversation: system, history, then the instruction and
+    its non-blank input joined by a newline as one user message, the output the assistant's."""
+    messages = [{"role": "system", "content": record["system"]}] if (record.get("system") or "").strip() else []
+    for turn in record.get("history") or []:
+        if not (isinstance(turn, list) and len(turn) == 2):
+            fail("%s: every \"history\" entry must be an [instruction, response] pair" % where)
+        messages += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
+    user = record["instruction"]
+    extra = record.get("input", record.get("context")) or ""
+    if extra.strip():
+        user += "\n" + extra
+    answer = record.get("output", record.get("response"))
+    if answer is None:
+        fail("%s: an instruction record needs its answer, \"output\" (Alpaca) or \"response\" (Dolly)" % where)
+    return messages + [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+
+
+# NeMo's and ShareGPT's speakers as message roles.
+SPEAKERS = {"User": "user", "human": "user", "Assistant": "assistant", "gpt": "assistant", "system": "system"}
+
+
 def conversation(record, where, system):
     """The record's messages, [{"role", "content"}, ...], with `system` first where it has none."""
     if not isinstance(record, dict):
         fail("%s: expected a JSON object" % where)
-    if "messages" in record or "real" in record or "chosen" in record:
-        messages = record.get("messages", record.get("real", record.get("chosen")))
-    elif "conversations" in record:  # NeMo's chat shape
-        roles = {"User": "user", "Assistant": "assistant"}
+    if "messages" in record or "real" in record:
+        messages = record.get("messages", record.get("real"))
+    elif "chosen" in record:
+        messages = as_messages(record["prompt"], "user") + as_messages(record["chosen"], "assistant") \
+            if explicit_prompt(record) else record["chosen"]
+    elif "conversations" in record:  # NeMo's chat shape, ShareGPT's speakers too
         messages = [{"role": "system", "content": record["system"]}] if record.get("system") else []
         for turn in record["conversations"]:
-            if turn.get("from") not in roles:
-                fail("%s: a NeMo turn's \"from\" must be User or Assistant, got %r" % (where, turn.get("from")))
-            messages.append({"role": roles[turn["from"]], "content": turn.get("value", "")})
+            if turn.get("from") not in SPEAKERS:
+                fail("%s: unknown speaker %r (NeMo's User or Assistant, ShareGPT's human, gpt or system)"
+                     % (where, turn.get("from")))
+            messages.append({"role": SPEAKERS[turn["from"]], "content": turn.get("value", "")})
+    elif "completion" in record and "prompt" in record:  # TRL's prompt-completion
+        messages = as_messages(record["prompt"], "user") + as_messages(record["completion"], "assistant")
+    elif "instruction" in record:
+        messages = alpaca_messages(record, where)
     elif isinstance(record.get("prompt"), str) and isinstance(record.get("response"), str):
         messages = [{"role": "user", "content": record["prompt"]}, {"role": "assistant", "content": record["response"]}]
     else:
-        fail("%s: no conversation (messages, real, chosen, conversations, or a text prompt and response)" % where)
+        fail("%s: no conversation (messages, real, chosen, conversations, a prompt and completion, an instruction "
+             "and output, or a text prompt and response)" % where)
     return checked(messages, where, system)
 
 
@@ -85,7 +132,10 @@ def generated_conversation(record, real, where, system):
     key = "generated" if "generated" in record else "rejected" if "rejected" in record else None
     if key is None:
         return None
-    messages = checked(record[key], where, system)
+    given = record[key]
+    if key == "rejected" and explicit_prompt(record):
+        given = as_messages(record["prompt"], "user") + as_messages(given, "assistant")
+    messages = checked(given, where, system)
     if messages[:-1] != real[:-1]:
         fail("%s: the %s conversation's messages before its last are not the real one's" % (where, key))
     return messages

@@ -10,7 +10,8 @@ data set's generated response's, as `spin data` shows them; ChatML's responses c
 without one. A conversation ending with a user turn, a malformed line, a generated response to
 another prompt and a template whose conversation does not begin with its prompt are refused
 naming the file and line. Parquet and JSON-array input (plain or gzip-compressed) give the ids of
-the same records as JSONL. Needs transformers and pyarrow (the tool's dependencies)."""
+the same records as JSONL; ShareGPT's, TRL's prompt-completion, explicit-prompt preference and
+Alpaca records of the same conversations give the chat records' ids, from the tool and from spin. Needs transformers and pyarrow (the tool's dependencies)."""
 import argparse
 import json
 import os
@@ -100,6 +101,35 @@ def check(args, tmp, kind, template, chat_template, name=None):
     return model, chat
 
 
+def shapes(args, tmp, model, chat):
+    """The same conversations as ShareGPT's, TRL's prompt-completion, explicit-prompt preference and
+    Alpaca (history, instruction, output) records: the ids the chat records give, byte for byte."""
+    want_ids = os.path.join(tmp, "shapes-want.jsonl")
+    tool("--model", model, "--input", chat, "--output", want_ids)
+    speaker = {"user": "human", "assistant": "gpt", "system": "system"}
+    def alpaca(c):
+        system = [m["content"] for m in c if m["role"] == "system"]
+        c = [m for m in c if m["role"] != "system"]
+        assert all(m["role"] == ("user", "assistant")[i % 2] for i, m in enumerate(c))
+        return dict({"system": system[0]} if system else {},
+                    history=[[c[i]["content"], c[i + 1]["content"]] for i in range(0, len(c) - 2, 2)],
+                    instruction=c[-2]["content"], input="", output=c[-1]["content"])
+    for name, shape in (("sharegpt", lambda c: {"conversations": [{"from": speaker[m["role"]], "value": m["content"]}
+                                                                  for m in c]}),
+                        ("trl", lambda c: {"prompt": c[:-1], "completion": c[-1:]}),
+                        ("preference", lambda c: {"prompt": c[:-1], "chosen": c[-1:]}),
+                        ("alpaca", alpaca)):
+        data, ids = os.path.join(tmp, name + ".jsonl"), os.path.join(tmp, name + "-ids.jsonl")
+        with open(data, "w") as f:
+            f.writelines(json.dumps(shape(c), ensure_ascii=False) + "\n" for c in CONVERSATIONS)
+        tool("--model", model, "--input", data, "--output", ids)
+        assert open(ids).read() == open(want_ids).read(), name
+        # spin reads the shape as the tool does: the ids it renders itself are the chat records' too.
+        assert shown_ids(args.spin, model, data, "llama3") == shown_ids(args.spin, model, chat, "llama3"), name
+    print("ShareGPT, TRL prompt-completion, explicit-prompt preference and Alpaca records: the chat records' ids, "
+          "from the tool and from spin")
+
+
 def refused(args, pattern):
     r = tool(*args, ok=False)
     errors = [l for l in r.stderr.splitlines() if l.startswith("chat_to_ids: error:")]
@@ -112,6 +142,7 @@ def main():
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="spin_chat_to_ids_") as tmp:
         model, chat = check(args, tmp, "llama3", "llama3", LLAMA3_CHAT)
+        shapes(args, tmp, model, chat)
         check(args, tmp, "qwen2", "chatml", CHATML)
         # The Tulu format (open-instruct's template): Tulu 3's over Llama 3's tokens, named; OLMo 2
         # Instruct's (BOS first), which auto picks by its user turn.
