@@ -25,7 +25,7 @@ namespace {
 namespace po = boost::program_options;
 
 struct DataOptions {
-  std::string model, data, prompt_template = "auto";
+  std::string model, data, prompt_template = "auto", columns;
   std::int64_t show = 2, max_prompt_tokens = 0, max_response_tokens = 0;
   bool generations = false;
   int workers = 0;
@@ -41,6 +41,7 @@ std::optional<DataOptions> parse_options(int argc, char** argv, bool print) {
       ("data", po::value(&o.data)->required(), "JSONL, JSON array or Parquet in any spin train data shape, or a comma-separated list")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
        spin::cat("prompt template: ", data::kPromptTemplateChoices).c_str())
+      ("columns", po::value(&o.columns), data::kColumnsHelp)
       ("show", po::value(&o.show)->default_value(o.show), "examples to print rendered")
       ("max-prompt-tokens", po::value(&o.max_prompt_tokens)->default_value(0),
        "longest prompt kept, as data.max_prompt_tokens (0: the model's context)")
@@ -53,6 +54,7 @@ std::optional<DataOptions> parse_options(int argc, char** argv, bool print) {
   if (!parse_options_or_help(desc, argc, argv, "spin data", "spin data --model DIR --data DATA [options]", print)) {
     return std::nullopt;
   }
+  data::RecordColumns::parse(o.columns, "--columns");  // well-formed
   require(o.show >= 0, "spin data: --show must not be negative");
   require(o.max_prompt_tokens >= 0 && o.max_response_tokens >= 0, "spin data: token limits must not be negative");
   return o;
@@ -100,12 +102,14 @@ int run_data(int argc, char** argv, parallel::Communicator& world) {
     const model::ModelConfig& config = source.config;
     const auto tokenizer = load_tokenizer(source.dir, config);
     const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());
+    const data::RecordColumns columns = data::RecordColumns::parse(o.columns, "--columns");
     data::LengthLimits limits;
     limits.max_prompt = o.max_prompt_tokens;
     limits.max_response = o.max_response_tokens;
     limits.max_sequence = config.max_sequence_length();
     const data::LoadedExamples loaded =
-        data::load_examples(o.data, tokenizer.get(), tmpl, limits, config.vocab_size, false, o.generations, o.workers);
+        data::load_examples(o.data, tokenizer.get(), tmpl, limits, config.vocab_size,
+                            {.read_generated = o.generations, .workers = o.workers, .columns = columns});
     std::vector<std::int64_t> prompts, responses, generated, sequences;
     for (const data::Example& e : loaded.examples) {
       prompts.push_back(static_cast<std::int64_t>(e.prompt.size()));

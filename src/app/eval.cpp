@@ -26,7 +26,7 @@ namespace {
 namespace po = boost::program_options;
 
 struct EvalOptions {
-  std::string model, adapter, data, output, prompt_template = "auto", pp_layers;
+  std::string model, adapter, data, output, prompt_template = "auto", pp_layers, columns;
   int tp = 1, pp = 1, ep = 1;
   std::int64_t batch_size = 32, max_step_tokens = 0, max_new_tokens = 0, logits_chunk_rows = kScoringLogitsChunkRows;
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
@@ -43,6 +43,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("adapter", po::value(&o.adapter)->default_value(""),
        "a PEFT LoRA adapter directory trained on --model's model, merged into it")
       ("data", po::value(&o.data)->required(), "JSONL, JSON array or Parquet with prompts and ground-truth responses (any spin data shape)")
+("columns", po::value(&o.columns), data::kColumnsHelp)
       ("output", po::value(&o.output)->default_value(""), "also write the figures as one JSON line to this file")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), spin::cat("prompt template: ", data::kPromptTemplateChoices).c_str())
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
@@ -59,6 +60,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
   if (!parse_options_or_help(desc, argc, argv, "spin eval", "spin eval --model DIR --data DATA [options]", print)) {
     return std::nullopt;
   }
+  data::RecordColumns::parse(o.columns, "--columns");  // well-formed
   require(o.batch_size >= 1, "spin eval: --batch-size must be at least 1");
   generate::check_step_tokens(o.max_step_tokens, o.batch_size, o.pp, "spin eval: --max-step-tokens");
   require(o.logits_chunk_rows >= 0, "spin eval: --logits-chunk-rows must be 0 (off) or positive");
@@ -88,7 +90,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     const auto tokenizer = load_tokenizer(source->dir, mc);
     const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());
     data = data::load_examples(o.data, tokenizer.get(), tmpl, {0, 0, mc.max_sequence_length(), data::Overlong::Drop},
-                               mc.vocab_size);
+                               mc.vocab_size, {.columns = data::RecordColumns::parse(o.columns, "--columns")});
     std::int64_t longest = 0;
     for (const auto& e : data.examples) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(e.response.size()));
     greedy.sampling.greedy = true;

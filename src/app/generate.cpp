@@ -44,7 +44,7 @@ namespace {
 namespace po = boost::program_options;
 
 struct GenerateOptions {
-  std::string model, adapter, input, output, pp_layers, eos_ids, prompt_template = "auto";
+  std::string model, adapter, input, output, pp_layers, eos_ids, prompt_template = "auto", columns;
   std::vector<std::string> end_sequences;
   int tp = 1, pp = 1, ep = 1;
   std::int64_t batch_size = 32, max_step_tokens = 0, save_every = 0, num_samples = 1;
@@ -72,6 +72,9 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
        "comma-separated list of such files")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
        spin::cat("prompt template for text prompts: ", data::kPromptTemplateChoices).c_str())
+      ("columns", po::value(&o.columns),
+       "PROMPT[,RESPONSE[,GENERATED]]: the records' keys (Parquet's columns) for a layout of no known shape -- the "
+       "prompt's alone, or with --spin-data as data.columns --, each text or messages")
       ("profile", po::bool_switch(&o.profile),
        "profile the generation: every rank's ranges (each model call with its sequences, sampling) to "
        "<output>.profile/rank<r>.json, a Chrome trace (NVTX ranges on GPUs)")
@@ -133,6 +136,7 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
   require(o.num_samples >= 1, "spin generate: --num-samples must be at least 1, got ", o.num_samples);
   generate::check_step_tokens(o.max_step_tokens, o.batch_size, o.pp, "spin generate: --max-step-tokens");
   data::choose_prompt_template(o.prompt_template, nullptr);  // a known name
+  data::RecordColumns::parse(o.columns, "--columns", o.spin_data);  // well-formed
   o.eos_given = !o.eos_ids.empty();
   for (std::int64_t id : parse_int_list(o.eos_ids, "--eos-ids")) {
     o.params.eos_ids.push_back(static_cast<std::int32_t>(id));
@@ -297,14 +301,17 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     }
     o.params.validate(shard->config.vocab_size);
     if (o.spin_data) {
-      data::LoadedExamples loaded = data::load_examples(o.input, tokenizer.get(), tmpl, {}, shard->config.vocab_size);
+      data::LoadedExamples loaded = data::load_examples(
+          o.input, tokenizer.get(), tmpl, {}, shard->config.vocab_size,
+          {.columns = data::RecordColumns::parse(o.columns, "--columns", true)});
       for (data::Example& e : loaded.examples) {
         where.push_back(loaded.location(e));
         prompts.push_back(std::move(e.prompt));
         truths.push_back(std::move(e.response));
       }
     } else {
-      data::LoadedPrompts loaded = data::load_prompts(o.input, tokenizer.get(), tmpl);
+      data::LoadedPrompts loaded =
+          data::load_prompts(o.input, tokenizer.get(), tmpl, data::RecordColumns::parse(o.columns, "--columns", false));
       prompts = std::move(loaded.prompts);
       where = std::move(loaded.where);
     }

@@ -39,7 +39,7 @@ struct ScoreOptions {
   std::string model, adapter;
   std::string input;
   std::string output;
-  std::string prompt_template = "auto";
+  std::string prompt_template = "auto", columns;
   int tp = 1, pp = 1, ep = 1;
   std::string pp_layers;
   std::int64_t batch_size = 8;
@@ -62,7 +62,8 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
        "a PEFT LoRA adapter directory trained on --model's model, merged into it")
       ("input", po::value(&o.input)->required(),
        "JSONL, JSON array or Parquet: {\"tokens\":[...], \"mask_from\":k} or {\"prompt\":[...], \"response\":[...]} of ids, or text as "
-       "training reads it (prompt/response, messages, NeMo or ShareGPT conversations)")
+       "training reads it (prompt/response, messages, NeMo or ShareGPT conversations, ...)")
+      ("columns", po::value(&o.columns), data::kColumnsHelp)
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template),
        spin::cat("prompt template for text records: ", data::kPromptTemplateChoices).c_str())
       ("output", po::value(&o.output)->required(),
@@ -84,6 +85,7 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
   require(o.batch_size >= 1, "spin score: --batch-size must be at least 1");
   require(o.logits_chunk_rows >= 0, "spin score: --logits-chunk-rows must be 0 (off) or positive");
   data::choose_prompt_template(o.prompt_template, nullptr);  // a known name
+  data::RecordColumns::parse(o.columns, "--columns");        // well-formed
   o.runtime.check();
   return o;
 }
@@ -171,13 +173,14 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
     source = model_source(o.model, o.adapter);
     shard = plan_model_shard(source->config, grid, o.pp_layers);
     const model::ModelConfig& config = shard->config;
-    if (data::holds_text(o.input)) {
+    const data::RecordColumns columns = data::RecordColumns::parse(o.columns, "--columns");
+    if (data::holds_text(o.input, columns)) {
       // Tokenized as training does; every line scored (no length limit here: validated below).
       const auto tokenizer = load_tokenizer(source->dir, config);
       require(tokenizer != nullptr, o.input, ": text records need the model's tokenizer, and ", o.model, " has none");
       const data::LoadedExamples loaded = data::load_examples(
           o.input, tokenizer.get(), data::choose_prompt_template(o.prompt_template, tokenizer.get()), {},
-          config.vocab_size);
+          config.vocab_size, {.columns = columns});
       for (const data::Example& e : loaded.examples) {
         data::TokenRecord r;
         r.tokens = e.prompt;

@@ -47,7 +47,7 @@ namespace po = boost::program_options;
 
 struct SftOptions {
   std::string model, adapter, train, output;
-  std::string prompt_template = "auto", overlong = "drop";
+  std::string prompt_template = "auto", overlong = "drop", columns;
   std::int64_t max_prompt_tokens = 0, max_response_tokens = 0;
   bool skip_bad_lines = false;
   int tp = 1, pp = 1, ep = 1;
@@ -102,6 +102,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "JSONL, JSON array or Parquet: {\"prompt\", \"response\"} text or token ids, chat messages or NeMo or ShareGPT "
        "conversations")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), spin::cat("prompt template for text: ", data::kPromptTemplateChoices).c_str())
+      ("columns", po::value(&o.columns), data::kColumnsHelp)
       ("max-prompt-tokens", po::value(&o.max_prompt_tokens)->default_value(0), "longest prompt (0: no limit)")
       ("max-response-tokens", po::value(&o.max_response_tokens)->default_value(0), "longest response (0: no limit)")
       ("overlong", po::value(&o.overlong)->default_value(o.overlong), "longer samples: drop or truncate")
@@ -196,6 +197,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
                              "spin sft --model DIR --train DATA --output DIR [options]", print)) {
     return std::nullopt;
   }
+  data::RecordColumns::parse(o.columns, "--columns");  // well-formed
   require(o.epochs >= 1, "spin sft: --epochs must be at least 1");
   require(o.logits_chunk_rows >= 0, "spin sft: --logits-chunk-rows must be 0 (off) or positive");
   require(o.recompute_num_layers >= 0 && (o.recompute_num_layers == 0 || o.recompute_activations),
@@ -257,7 +259,9 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                                     shard->config.max_sequence_length(),
                                     o.overlong == "drop" ? data::Overlong::Drop : data::Overlong::Truncate};
     data = data::load_examples(o.train, tokenizer.get(), data::choose_prompt_template(o.prompt_template, tokenizer.get()),
-                               limits, shard->config.vocab_size, o.skip_bad_lines);
+                               limits, shard->config.vocab_size,
+                               {.skip_bad_lines = o.skip_bad_lines,
+                                .columns = data::RecordColumns::parse(o.columns, "--columns")});
     plan.emplace(static_cast<std::int64_t>(data.examples.size()), o.global_batch, o.micro_batch,
                  grid.dp_size(), o.seed, !o.no_shuffle);
     total_steps = o.epochs * plan->batches_per_epoch();

@@ -121,6 +121,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     require(c.generations == "reference" || c.generations == "data", "spin.generations \"", c.generations,
             "\" is not reference or data");
     const bool given = c.generations == "data";
+    const data::RecordColumns columns = data::RecordColumns::parse(c.columns, "data.columns");
 
     spin.kl_penalty = parse_lambdas(c.kl_penalty);
     spin.objective = {train::SpinObjective::parse(c.loss), c.label_smoothing, c.sft_loss_weight,
@@ -164,12 +165,13 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     g.validate(mc.vocab_size);
     spin.validate();
     // The data last: every setting above is checked before the expensive part.
-    train_data = data::load_examples(c.train, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines, given,
-                                     c.data_workers);
+    const data::ExampleOptions reading{.skip_bad_lines = c.skip_bad_lines, .read_generated = given,
+                                       .workers = c.data_workers,
+                                       .columns = columns};
+    train_data = data::load_examples(c.train, tokenizer.get(), tmpl, limits, mc.vocab_size, reading);
     if (!c.validation.empty()) {
       validation_data =
-          data::load_examples(c.validation, tokenizer.get(), tmpl, limits, mc.vocab_size, c.skip_bad_lines, given,
-                              c.data_workers);
+          data::load_examples(c.validation, tokenizer.get(), tmpl, limits, mc.vocab_size, reading);
     }
     shape = train::spin_run_shape(spin, static_cast<std::int64_t>(train_data.examples.size()), grid.dp_size());
     // The schedule spans the whole run (or, with optim.reset_each_iteration, each iteration),

@@ -12,6 +12,7 @@
 #include "app/options.h"
 #include "app/runtime.h"
 #include "core/error.h"
+#include "data/examples.h"
 #include "data/prompt_template.h"
 
 namespace spin::app {
@@ -112,11 +113,12 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("model.sequence_parallel", &c.sequence_parallel,
         "split the residual stream's rows over the tensor-parallel ranks (Megatron's sequence parallelism)");
   t.required("data.train", &c.train,
-             "training JSONL, JSON array or Parquet (text pairs, chat messages, NeMo or ShareGPT conversations, SPIN records or "
-             "token ids), or a comma-separated list of such files (or patterns: train_sft-*.parquet), read one after "
+             "training JSONL, JSON array or Parquet (text pairs, chat messages, NeMo or ShareGPT conversations, SPIN records, "
+             "chosen/rejected, TRL's prompt/completion, Alpaca's instruction/input/output, token ids), or a comma-separated list of such files (or patterns: train_sft-*.parquet), read one after "
              "another");
   t.add("data.validation", &c.validation, "validation JSONL, JSON array or Parquet (same shapes; empty: none)");
   t.add("data.template", &c.prompt_template, spin::cat("prompt template: ", data::kPromptTemplateChoices).c_str());
+  t.add("data.columns", &c.columns, data::kColumnsHelp);
   t.add("data.max_prompt_tokens", &c.max_prompt_tokens, "longest prompt (0: the model's context)");
   t.add("data.max_response_tokens", &c.max_response_tokens, "longest ground-truth response (0: no limit)");
   t.add("data.overlong", &c.overlong, "what to do with longer samples: drop or truncate");

@@ -19,6 +19,7 @@ struct TrainConfig {
   // [data]
   std::string train, validation;
   std::string prompt_template = "auto";
+  std::string columns;  // PROMPT,RESPONSE[,GENERATED]: the records' keys (data::RecordColumns); "": by shape
   std::int64_t max_prompt_tokens = 0, max_response_tokens = 0;
   std::string overlong = "drop";
   bool skip_bad_lines = false;

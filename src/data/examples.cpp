@@ -116,19 +116,21 @@ Conversation read_chat(const json& j, const std::string& where, const char* key 
   return split_response(read_messages(j, where, key), where);
 }
 
-// A prompt given apart from its response (TRL's prompt-completion and explicit-prompt preference
-// records): text -- one user message -- or messages.
-std::vector<Message> read_prompt(const json& j, const std::string& where) {
-  const json& prompt = j.at("prompt");
+// A prompt given apart from its response under `key` (TRL's prompt-completion and explicit-prompt
+// preference records' "prompt", data.columns' first): text -- one user message -- or messages.
+std::vector<Message> read_prompt(const json& j, const std::string& where, const char* key = "prompt") {
+  require(j.contains(key), where, ": no \"", key, "\"");
+  const json& prompt = j.at(key);
   if (prompt.is_string()) return {{"user", prompt.get<std::string>()}};
-  require(prompt.is_array(), where, ": \"prompt\" must be text or a list of messages");
-  return read_messages(j, where, "prompt");
+  require(prompt.is_array(), where, ": \"", key, "\" must be text or a list of messages");
+  return read_messages(j, where, key);
 }
 
 // `prompt` continued by the completion under `key` (TRL's "completion"; an explicit prompt's "chosen"
 // and "rejected"): text -- the assistant's answer -- or messages, the last the assistant's, any before
 // it joining the prompt (the conversation is prompt + completion, as TRL concatenates them).
 Conversation read_completion(const json& j, std::vector<Message> prompt, const char* key, const std::string& where) {
+  require(j.contains(key), where, ": no \"", key, "\"");
   const json& completion = j.at(key);
   if (completion.is_string()) return {std::move(prompt), completion.get<std::string>()};
   require(completion.is_array(), where, ": \"", key, "\" must be text or a list of messages");
@@ -215,23 +217,24 @@ Conversation read_nemo_chat(const json& j, const std::string& where) {
 }
 
 // The key holding a record's given generated response, if its shape has one.
-const char* generated_key(DataShape shape) {
+const char* generated_key(DataShape shape, const RecordColumns& columns) {
   switch (shape) {
     case DataShape::SpinPairs:
     case DataShape::TokenIds: return "generated";
     case DataShape::ChosenRejected: return "rejected";
+    case DataShape::Columns: return columns.generated.empty() ? nullptr : columns.generated.c_str();
     default: return nullptr;
   }
 }
 
 Example read_example(const json& j, DataShape shape, const std::string& where,
                      const Tokenizer* tokenizer, PromptTemplate prompt_template,
-                     std::int64_t vocab_size, bool read_generated) {
+                     std::int64_t vocab_size, bool read_generated, const RecordColumns& columns) {
   Example e;
-  const char* gen_key = read_generated ? generated_key(shape) : nullptr;
+  const char* gen_key = read_generated ? generated_key(shape, columns) : nullptr;
   require(!read_generated || gen_key != nullptr, where, ": ", data_shape_name(shape),
           " records carry no generated response (spin.generations = data reads \"generated\" of SPIN data sets "
-          "and token-id records, \"rejected\" of chosen/rejected records)");
+          "and token-id records, \"rejected\" of chosen/rejected records, data.columns' third)");
   require(!gen_key || j.contains(gen_key), where, ": no \"", gen_key,
           "\" response (spin.generations = data takes one from every record)");
   if (shape == DataShape::TokenIds) {
@@ -269,6 +272,9 @@ Example read_example(const json& j, DataShape shape, const std::string& where,
     case DataShape::NemoChat: c = read_nemo_chat(j, where); break;
     case DataShape::PromptCompletion: c = read_completion(j, read_prompt(j, where), "completion", where); break;
     case DataShape::Alpaca: c = read_alpaca(j, where); break;
+    case DataShape::Columns:
+      c = read_completion(j, read_prompt(j, where, columns.prompt.c_str()), columns.response.c_str(), where);
+      break;
     case DataShape::TokenIds: break;
   }
   require(!c.prompt.empty() && std::any_of(c.prompt.begin(), c.prompt.end(),
@@ -278,7 +284,9 @@ Example read_example(const json& j, DataShape shape, const std::string& where,
   e.prompt = render_prompt_at(c.prompt, prompt_template, *tokenizer, where);
   e.response = render_response(c.response, prompt_template, *tokenizer);
   if (gen_key) {
-    const Conversation g = shape == DataShape::ChosenRejected && explicit_prompt(j)
+    const Conversation g = shape == DataShape::Columns ? read_completion(j, read_prompt(j, where, columns.prompt.c_str()),
+                                                                        gen_key, where)
+                           : shape == DataShape::ChosenRejected && explicit_prompt(j)
                                ? read_completion(j, read_prompt(j, where), gen_key, where)
                                : read_chat(j, where, gen_key);
     require(g.prompt == c.prompt, where, ": the \"", gen_key, "\" conversation's prompt differs from the ground truth's");
@@ -355,6 +363,7 @@ const char* data_shape_name(DataShape s) {
     case DataShape::ChosenRejected: return "chosen/rejected";
     case DataShape::PromptCompletion: return "prompt/completion (TRL)";
     case DataShape::Alpaca: return "instruction/input/output (Alpaca, Dolly)";
+    case DataShape::Columns: return "the columns given";
     case DataShape::TokenIds: return "pre-tokenized ids";
   }
   return "?";
@@ -372,9 +381,31 @@ int default_workers() {
   return std::clamp(allowed, 1, kMaxWorkers);
 }
 
+RecordColumns RecordColumns::parse(const std::string& text, const std::string& option, bool with_response) {
+  RecordColumns c;
+  if (text.empty()) return c;
+  std::vector<std::string> keys;
+  for (std::size_t at = 0; at <= text.size();) {
+    const std::size_t comma = std::min(text.find(',', at), text.size());
+    keys.push_back(text.substr(at, comma - at));
+    at = comma + 1;
+  }
+  require(keys.size() >= (with_response ? 2u : 1u) && keys.size() <= 3 &&
+              std::none_of(keys.begin(), keys.end(), [](const std::string& k) { return k.empty(); }),
+          option, " must be ", with_response ? "" : "PROMPT, ",
+          "PROMPT,RESPONSE or PROMPT,RESPONSE,GENERATED (the records' keys, e.g. question,answer), got \"", text, "\"");
+  c.prompt = keys[0];
+  if (keys.size() >= 2) c.response = keys[1];
+  if (keys.size() == 3) c.generated = keys[2];
+  return c;
+}
+
 LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer,
                              PromptTemplate prompt_template, const LengthLimits& limits,
-                             std::int64_t vocab_size, bool skip_bad_lines, bool read_generated, int workers) {
+                             std::int64_t vocab_size, const ExampleOptions& options) {
+  const RecordColumns& columns = options.columns;
+  const bool skip_bad_lines = options.skip_bad_lines, read_generated = options.read_generated;
+  int workers = options.workers;
   require(workers >= 0, "data workers must be >= 0 (0: one a CPU this process may run on), got ", workers);
   if (workers == 0) workers = default_workers();
   LoadedExamples out;
@@ -398,7 +429,8 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
       Pending& p = batch[i];
       if (p.failure) return;
       try {
-        p.example = read_example(p.record, p.shape, p.where, tokenizer, prompt_template, vocab_size, read_generated);
+        p.example =
+            read_example(p.record, p.shape, p.where, tokenizer, prompt_template, vocab_size, read_generated, columns);
       } catch (...) {
         p.failure = std::current_exception();
       }
@@ -427,7 +459,7 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
     p.file = file_index;
     try {
       p.record = record.take();
-      p.shape = detect_shape(p.record, p.where);
+      p.shape = columns.given() ? DataShape::Columns : detect_shape(p.record, p.where);
       if (!shape_known) {
         out.report.shape = p.shape;
         shape_known = true;
@@ -441,8 +473,11 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
     if (batch.size() == kExampleBatch || (p.failure && !skip_bad_lines)) take_batch();
   };
   out.files = data_files(path);
+  std::vector<std::string> keys = kExampleKeys;
+  if (columns.given()) keys = {columns.prompt, columns.response};
+  if (!columns.generated.empty()) keys.push_back(columns.generated);
   for (const std::string& file : out.files) {
-    for_each_record(file, kExampleKeys, read_record);
+    for_each_record(file, keys, read_record);
     ++file_index;
   }
   take_batch();
@@ -451,11 +486,12 @@ LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer
   return out;
 }
 
-bool holds_text(const std::string& path) {
-  return text_shape(first_record(data_files(path).front(), kExampleKeys)).has_value();
+bool holds_text(const std::string& path, const RecordColumns& columns) {
+  return columns.given() || text_shape(first_record(data_files(path).front(), kExampleKeys)).has_value();
 }
 
-LoadedPrompts load_prompts(const std::string& path, const Tokenizer* tokenizer, PromptTemplate prompt_template) {
+LoadedPrompts load_prompts(const std::string& path, const Tokenizer* tokenizer, PromptTemplate prompt_template,
+                           const RecordColumns& columns) {
   LoadedPrompts out;
   std::vector<std::vector<std::int32_t>>& prompts = out.prompts;
   const auto read_record = [&](const Record& record) {
@@ -463,6 +499,7 @@ LoadedPrompts load_prompts(const std::string& path, const Tokenizer* tokenizer, 
     const json& j = record.object();
     out.where.push_back(where);
     for (const char* key : {"prompt", "tokens"}) {
+      if (columns.given()) break;
       // Token ids, not TRL's conversational prompt (a list of messages).
       if (j.contains(key) && j.at(key).is_array() && (j.at(key).empty() || !j.at(key).front().is_object())) {
         prompts.push_back(jsonl::id_list(j, key, where));
@@ -471,7 +508,9 @@ LoadedPrompts load_prompts(const std::string& path, const Tokenizer* tokenizer, 
       }
     }
     std::vector<Message> messages;
-    if (j.contains("messages")) {
+    if (columns.given()) {
+      messages = read_prompt(j, where, columns.prompt.c_str());
+    } else if (j.contains("messages")) {
       messages = read_messages(j, where);
     } else if (j.contains("instruction")) {
       messages = alpaca_prompt(j, where);
@@ -485,7 +524,8 @@ LoadedPrompts load_prompts(const std::string& path, const Tokenizer* tokenizer, 
     require(tokenizer != nullptr, where, ": a text prompt needs the model's tokenizer");
     prompts.push_back(render_prompt_at(messages, prompt_template, *tokenizer, where));
   };
-  for (const std::string& file : data_files(path)) for_each_record(file, kPromptKeys, read_record);
+  const std::vector<std::string> keys = columns.given() ? std::vector<std::string>{columns.prompt} : kPromptKeys;
+  for (const std::string& file : data_files(path)) for_each_record(file, keys, read_record);
   return out;
 }
 

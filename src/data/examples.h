@@ -34,7 +34,7 @@
 
 namespace spin::data {
 
-enum class DataShape { TextPair, Chat, NemoChat, SpinPairs, ChosenRejected, PromptCompletion, Alpaca, TokenIds };
+enum class DataShape { TextPair, Chat, NemoChat, SpinPairs, ChosenRejected, PromptCompletion, Alpaca, Columns, TokenIds };
 const char* data_shape_name(DataShape s);
 
 enum class Overlong { Drop, Truncate };
@@ -80,35 +80,62 @@ struct LoadedExamples {
   std::string location(const Example& e) const;
 };
 
+// The keys (Parquet's columns) of the prompt, the ground-truth response and, optionally, a generated
+// response in records of a layout none of the shapes above has -- GSM8K's question,answer, MetaMathQA's
+// query,response, MATH's problem,solution (data.columns, --columns). Each value text or a list of
+// messages, read as TRL's prompt and completion (DataShape::Columns): the prompt text one user message,
+// the response text the assistant's.
+struct RecordColumns {
+  std::string prompt, response, generated;  // generated: "" for none
+  bool given() const { return !prompt.empty(); }
+  // "PROMPT,RESPONSE" or "PROMPT,RESPONSE,GENERATED" -- without `with_response` (prompts alone) "PROMPT"
+  // too --; "" for none. Throws naming `option` otherwise.
+  static RecordColumns parse(const std::string& text, const std::string& option, bool with_response = true);
+};
+
+// The help of the option that sets RecordColumns (data.columns, --columns).
+inline constexpr const char* kColumnsHelp =
+    "PROMPT,RESPONSE[,GENERATED]: the records' keys (Parquet's columns) for a layout of no known shape -- "
+    "question,answer (GSM8K), query,response (MetaMathQA), problem,solution (MATH) --, each text or messages "
+    "(empty: the shape told by the records' keys)";
+
+struct ExampleOptions {
+  bool skip_bad_lines = false;  // count and skip malformed records instead of stopping
+  // Every record must give a generated response (Example::generated), whose prompt must be the ground
+  // truth's; it is held to the response's length limits.
+  bool read_generated = false;
+  // Threads tokenizing (0: one a CPU this process may run on -- sched_getaffinity, so a Slurm task's
+  // --cpus-per-task -- at most 16); the result is the same for any number.
+  int workers = 0;
+  RecordColumns columns;  // not given: the shape detected from each file's first record
+};
+
 // `path`: a file, or a comma-separated list of files read one after another (the SPIN code
 // trains iteration k on two data sets together), all of one shape; Example::line counts within
 // its file. `tokenizer` may be null for pre-tokenized files. `vocab_size` bounds pre-tokenized ids.
-// `read_generated`: every record must give a generated response (Example::generated), whose
-// prompt must be the ground truth's; it is held to the response's length limits.
-// `workers`: threads tokenizing (0: one a CPU this process may run on -- sched_getaffinity, so a
-// Slurm task's --cpus-per-task -- at most 16); the result is the same for any number.
 LoadedExamples load_examples(const std::string& path, const Tokenizer* tokenizer,
                              PromptTemplate prompt_template, const LengthLimits& limits,
-                             std::int64_t vocab_size, bool skip_bad_lines = false, bool read_generated = false,
-                             int workers = 0);
+                             std::int64_t vocab_size, const ExampleOptions& options = {});
 
 // The workers load_examples uses by default.
 int default_workers();
 
 // Whether the JSONL file's (a list's first file's) first record is text (a text pair, chat messages, NeMo
-// conversations or a SPIN data set's record) rather than token ids.
-bool holds_text(const std::string& path);
+// conversations or a SPIN data set's record) rather than token ids; true where `columns` are given.
+bool holds_text(const std::string& path, const RecordColumns& columns = {});
 
 // Prompts to generate from (spin generate), one per line, each {"prompt": [ids]} (or
 // {"tokens": [ids]}) as it is, or
 // text rendered by the template as the prompt of a conversation: {"prompt": "..."} (one user
 // message), {"messages": [...]} or {"prompt": [messages]} (TRL's; every message), or an Alpaca
-// record's instruction and input. `path`: a file or a comma-separated list.
+// record's instruction and input; with `columns` given, the prompt column's text or messages.
+// `path`: a file or a comma-separated list.
 // Text needs `tokenizer`; errors name file:line, and so does each prompt's `where`.
 struct LoadedPrompts {
   std::vector<std::vector<std::int32_t>> prompts;
   std::vector<std::string> where;  // "file:line" of each
 };
-LoadedPrompts load_prompts(const std::string& path, const Tokenizer* tokenizer, PromptTemplate prompt_template);
+LoadedPrompts load_prompts(const std::string& path, const Tokenizer* tokenizer, PromptTemplate prompt_template,
+                           const RecordColumns& columns = {});
 
 }  // namespace spin::data

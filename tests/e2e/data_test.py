@@ -16,7 +16,8 @@
   parquet     Parquet files in ultrachat_200k's layout (tests/data/parquet), Snappy- and ZSTD-compressed, and
               the JSONL gzip- and Zstandard-compressed (tests/data/codecs/ultrachat.jsonl.gz, .zst) show
               what their records as JSONL show: the same shape, counts, length distributions and examples
-  bad-input   a missing data file and a record of another shape in a list: one error line; a
+  bad-input   a missing data file, a record of another shape in a list, a malformed --columns and a column
+              the records lack: one error line; a
               BROTLI-compressed Parquet file, a truncated one and a truncated .jsonl.gz: one error naming
               the file
 """
@@ -72,6 +73,14 @@ def case_show(args, tmp):
         assert got.replace("(%s)" % shape, "(chat messages)") == out, (got, out)
     print("spin data: the same conversations as TRL's prompt-completion and explicit-prompt preference records show "
           "the same ids")
+    # Records of another layout by --columns (GSM8K's question / answer): the chat records' ids.
+    with open(data, "w") as f:
+        f.writelines(json.dumps({"question": c["messages"][:-1], "answer": c["messages"][-1]["content"], "id": i}) + "\n"
+                     for i, c in enumerate(cases))
+    got = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--columns", "question,answer",
+                                "--show", str(len(cases))], 1).stdout
+    assert got.replace("(the columns given)", "(chat messages)") == out, (got, out)
+    print("spin data --columns question,answer: the chat records' ids")
     # Named templates (auto cannot tell them): the ids of their references, system messages included.
     # mistral-v3 by auto, from its [INST] and [/INST] tokens; gemma3 by auto, from <start_of_image>.
     for kind, template, name in [("llama_spm", "llama2", "chat_cases_llama2.json"),
@@ -147,6 +156,10 @@ def case_bad_input(args, tmp):
                  None)
     expect_error(args.mpiexec, "mixed-shapes", cmd(chat + "," + pairs),
                  r"pairs\.jsonl:1: a prompt/response text record among chat messages records", 2, None)
+    expect_error(args.mpiexec, "bad-columns", cmd(chat) + ["--columns", "question"],
+                 r"--columns must be PROMPT,RESPONSE or PROMPT,RESPONSE,GENERATED", 2, None)
+    expect_error(args.mpiexec, "missing-column", cmd(chat) + ["--columns", "question,answer"],
+                 r"chat\.jsonl:1: no \"question\"", 2, None)
     expect_error(args.mpiexec, "brotli-parquet", cmd(os.path.join(PARQUET, "brotli.parquet")),
                  r"brotli\.parquet: column prompt, row group 1: BROTLI-compressed pages; spin reads uncompressed, "
                  r"SNAPPY .*, ZSTD \(polars'\), GZIP, LZ4_RAW and LZ4 Parquet", 2, None)

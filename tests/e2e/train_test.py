@@ -8,7 +8,9 @@ train_iterations_test.py; LoRA: train_lora_test.py; the model families: train_fa
   frozen      model.frozen_dtype: the reference in bf16 alone changes no metric of a bf16 run (resident,
               offloaded, resumed), bitwise; LoRA over a bf16 base trains and exports
   config      unknown keys, values of the wrong type, a lambda list shorter than the iterations,
-              a missing required key, bad data: one error line naming the key or file:line
+              a missing required key, bad data: one error line naming the key or file:line;
+              spin.generations = data on a SPIN data set's records, and on the same records in
+              another layout read by data.columns (the same run, metric for metric)
   signal      SIGUSR1 on one rank mid-run: every rank stops at the next step, a checkpoint is
               saved, the job exits 75 (requeue); resumed, the run ends bitwise where an
               uninterrupted one ends. SIGUSR1 to mpirun (forwarded) and SIGTERM to one rank of a
@@ -297,6 +299,18 @@ def case_config(args, tmp):
     assert len(m) == 3 and abs(m[0]["loss"] - math.log(2)) < 1e-6, m[0]
     assert all(s["generated_length_mean"] == 2.0 and s["generated_length_max"] == 2.0 for s in m), m
     print("spin.generations = data: 3 steps on the given answers ('0' + EOS: 2 tokens each)")
+    # The same records in a layout of no known shape, read by data.columns: the same run, metric for metric.
+    columns_data, columns_out = os.path.join(tmp, "columns.jsonl"), os.path.join(tmp, "columns")
+    with open(columns_data, "w") as f:
+        for line in open(os.path.join(tmp, "data", "train.jsonl")):
+            r = json.loads(line)
+            f.write(json.dumps({"q": r["prompt"], "a": r["response"], "g": "0", "id": 1}) + "\n")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--data.train", columns_data, "--data.validation", "",
+                          "--data.columns", "q,a,g", "--spin.generations", "data", "--spin.max_iterations", "1",
+                          "--spin.max_steps", "3", "--checkpoint.save_dir", columns_out], 2)
+    assert untimed(os.path.join(columns_out, "metrics.jsonl")) == untimed(os.path.join(given_out, "metrics.jsonl"))
+    print("data.columns = q,a,g: the same 3 steps as the SPIN data set's records")
+    e("bad-columns", ["--data.columns", "q"], r"data\.columns must be PROMPT,RESPONSE or PROMPT,RESPONSE,GENERATED")
     with open(spin_data, "a") as f:
         f.write(json.dumps({"real": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}) + "\n")
     e("generations-missing", ["--spin.generations", "data", "--data.train", spin_data],

@@ -102,7 +102,7 @@ TEST(DecompressStream, CompressedDataFilesGiveTheExamplesOfTheirRecords) {
     SCOPED_TRACE(compressed);
     const bool generated = std::string(plain) == "spin_iter.jsonl";
     const auto from = [&](const std::string& path) {
-      return load_examples(path, &tok, PromptTemplate::Chat, {}, tok.vocab_size(), false, generated);
+      return load_examples(path, &tok, PromptTemplate::Chat, {}, tok.vocab_size(), {.read_generated = generated, .columns = {}});
     };
     const LoadedExamples got = from(codec_path(compressed)), want = from(parquet_dir + plain);
     EXPECT_EQ(got.report.shape, want.report.shape);

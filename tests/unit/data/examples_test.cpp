@@ -25,7 +25,7 @@ class Examples : public ::testing::Test {
   }
   LoadedExamples load(const std::string& text, PromptTemplate t = PromptTemplate::Plain,
                       LengthLimits limits = {}, bool skip = false) {
-    return load_examples(write(text), &tok_, t, limits, tok_.vocab_size(), skip);
+    return load_examples(write(text), &tok_, t, limits, tok_.vocab_size(), {.skip_bad_lines = skip, .columns = {}});
   }
   std::string error_of(const std::string& text, bool skip = false) {
     try {
@@ -145,7 +145,7 @@ TEST_F(Examples, TrlPromptCompletionRecordsReadAsTheConversationTheyJoin) {
 // is not read twice.
 TEST_F(Examples, PreferenceRecordsWithAnExplicitPromptReadTheirCompletions) {
   const auto given = [&](const nlohmann::json& j) {
-    return load_examples(write(j.dump() + "\n"), &tok_, PromptTemplate::Chat, {}, tok_.vocab_size(), false, true);
+    return load_examples(write(j.dump() + "\n"), &tok_, PromptTemplate::Chat, {}, tok_.vocab_size(), {.read_generated = true, .columns = {}});
   };
   const auto implicit = given({{"chosen", messages({{"user", "Hi"}, {"assistant", "Hello"}})},
                                {"rejected", messages({{"user", "Hi"}, {"assistant", "Hey there"}})}});
@@ -200,6 +200,59 @@ TEST_F(Examples, AlpacaAndDollyRecordsAskTheInstructionThenTheInput) {
             std::string::npos);
 }
 
+// data.columns: the prompt's and the response's keys (and a generated response's) in records of any
+// layout, each text or messages, read as TRL's prompt and completion; malformed lists refused.
+TEST_F(Examples, GivenColumnsReadRecordsOfAnyLayout) {
+  const auto by = [&](const nlohmann::json& j, const std::string& columns, bool generated = false) {
+    return load_examples(write(j.dump() + "\n"), &tok_, PromptTemplate::Chat, {}, tok_.vocab_size(),
+                         {.read_generated = generated, .columns = RecordColumns::parse(columns, "--columns")});
+  };
+  const auto as_chat = [&](const nlohmann::json& conversation) {
+    return load(nlohmann::json{{"messages", conversation}}.dump() + "\n", PromptTemplate::Chat);
+  };
+  const auto gsm8k = by({{"question", "2+2?"}, {"answer", "4"}, {"id", 7}}, "question,answer");
+  EXPECT_EQ(gsm8k.report.shape, DataShape::Columns);
+  expect_same_examples(gsm8k, as_chat(messages({{"user", "2+2?"}, {"assistant", "4"}})), "text");
+  expect_same_examples(by({{"q", messages({{"system", "Be brief."}, {"user", "2+2?"}})}, {"a", messages({{"assistant", "4"}})}},
+                          "q,a"),
+                       as_chat(messages({{"system", "Be brief."}, {"user", "2+2?"}, {"assistant", "4"}})), "messages");
+  // Keys a detected shape would read mean nothing else under the columns: "prompt" here is the answer.
+  expect_same_examples(by({{"messages", "2+2?"}, {"prompt", "4"}}, "messages,prompt"), gsm8k, "shape keys");
+  auto five = ids("5");
+  five.push_back(2);
+  EXPECT_EQ(by({{"question", "2+2?"}, {"answer", "4"}, {"wrong", "5"}}, "question,answer,wrong", true).examples.at(0).generated,
+            five);
+  const auto error = [&](const auto& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error([&] { by({{"question", "2+2?"}}, "question,answer"); }).find(":1: no \"answer\""), std::string::npos);
+  EXPECT_NE(error([&] { by({{"question", "2+2?"}, {"answer", "4"}}, "question,answer", true); })
+                .find("carry no generated response"),
+            std::string::npos);
+  for (const char* bad : {"question", "question,,answer", "a,b,c,d", ",a"}) {
+    EXPECT_NE(error([&] { RecordColumns::parse(bad, "data.columns"); }).find("data.columns must be PROMPT,RESPONSE"),
+              std::string::npos)
+        << bad;
+  }
+  EXPECT_EQ(RecordColumns::parse("question", "--columns", false).prompt, "question");
+  EXPECT_FALSE(RecordColumns::parse("", "--columns").given());
+  // Prompts to generate from, by the prompt's column.
+  write(R"({"question": "2+2?"})" "\n" R"({"question": [{"role": "user", "content": "2+2?"}], "answer": "4"})" "\n");
+  const RecordColumns question = RecordColumns::parse("question", "--columns", false);
+  const auto prompts = load_prompts(path_, &tok_, PromptTemplate::Chat, question);
+  ASSERT_EQ(prompts.prompts.size(), 2u);
+  EXPECT_EQ(prompts.prompts[0], gsm8k.examples[0].prompt);
+  EXPECT_EQ(prompts.prompts[1], gsm8k.examples[0].prompt);
+  write(R"({"prompt": "2+2?"})" "\n");
+  EXPECT_NE(error([&] { load_prompts(path_, &tok_, PromptTemplate::Chat, question); }).find(":1: no \"question\""),
+            std::string::npos);
+}
+
 // Prompts to generate from in the same shapes: TRL's conversational prompt and an Alpaca record's
 // instruction and input render as the chat record of those messages; token ids stay ids.
 TEST_F(Examples, GenerationPromptsTakeTrlAndAlpacaRecords) {
@@ -224,7 +277,7 @@ TEST_F(Examples, GivenGeneratedResponsesAreReadWhenAsked) {
       R"({"real": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}], )"
       R"("generated": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hey there"}]})" "\n";
   auto given = [&](const std::string& text, LengthLimits limits = {}) {
-    return load_examples(write(text), &tok_, PromptTemplate::Chat, limits, tok_.vocab_size(), false, true);
+    return load_examples(write(text), &tok_, PromptTemplate::Chat, limits, tok_.vocab_size(), {.read_generated = true, .columns = {}});
   };
   auto want = ids("Hey there");
   want.push_back(2);  // EOS, as every response
@@ -234,7 +287,7 @@ TEST_F(Examples, GivenGeneratedResponsesAreReadWhenAsked) {
                             R"("rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hey there"}]})" "\n");
   EXPECT_EQ(chosen.examples[0].generated, want);
   const auto token_ids = load_examples(write(R"({"prompt": [1, 5], "response": [7, 2], "generated": [8, 9, 2]})" "\n"),
-                                       nullptr, PromptTemplate::Chat, {}, 259, false, true);
+                                       nullptr, PromptTemplate::Chat, {}, 259, {.read_generated = true, .columns = {}});
   EXPECT_EQ(token_ids.examples[0].generated, (std::vector<std::int32_t>{8, 9, 2}));
   // Truncated to the response's limit like the response.
   EXPECT_EQ(given(spin_record, {0, 4, 0, Overlong::Truncate}).examples[0].generated, (std::vector<std::int32_t>(want.begin(), want.begin() + 4)));
@@ -259,7 +312,7 @@ TEST_F(Examples, GivenGeneratedResponsesAreReadWhenAsked) {
   const std::string token_error = [&] {
     try {
       load_examples(write(R"({"prompt": [1, 5], "response": [7, 2], "generated": [8, 300]})" "\n"), nullptr,
-                    PromptTemplate::Chat, {}, 259, false, true);
+                    PromptTemplate::Chat, {}, 259, {.read_generated = true, .columns = {}});
     } catch (const Error& e) {
       return std::string(e.what());
     }
@@ -374,8 +427,8 @@ TEST_F(Examples, WorkersGiveWhatOneRecordAtATimeGives) {
   }
   write(text);
   const LengthLimits limits{0, 0, 20, Overlong::Drop};
-  const auto one = load_examples(path_, &tok_, PromptTemplate::Plain, limits, tok_.vocab_size(), true, false, 1);
-  const auto four = load_examples(path_, &tok_, PromptTemplate::Plain, limits, tok_.vocab_size(), true, false, 4);
+  const auto one = load_examples(path_, &tok_, PromptTemplate::Plain, limits, tok_.vocab_size(), {.skip_bad_lines = true, .workers = 1, .columns = {}});
+  const auto four = load_examples(path_, &tok_, PromptTemplate::Plain, limits, tok_.vocab_size(), {.skip_bad_lines = true, .workers = 4, .columns = {}});
   EXPECT_EQ(one.report.skipped, 2);
   EXPECT_GT(one.report.dropped, 0);
   EXPECT_EQ(four.report.summary("x"), one.report.summary("x"));
@@ -387,7 +440,7 @@ TEST_F(Examples, WorkersGiveWhatOneRecordAtATimeGives) {
   }
   for (const int workers : {1, 4}) {
     try {
-      load_examples(path_, &tok_, PromptTemplate::Plain, limits, tok_.vocab_size(), false, false, workers);
+      load_examples(path_, &tok_, PromptTemplate::Plain, limits, tok_.vocab_size(), {.workers = workers, .columns = {}});
       ADD_FAILURE() << "no error";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(path_ + ":3000: the response is empty"), std::string::npos) << e.what();
@@ -465,7 +518,7 @@ TEST_F(Examples, BadLinesNameFileAndLineOrAreCountedWhenSkipped) {
       R"({"role": "assistant", "content": "y"}]})" "\n";
   const std::string e = [&] {
     try {
-      load_examples(write(chat + with_system), gemma.get(), PromptTemplate::Gemma, {}, gemma->vocab_size(), false);
+      load_examples(write(chat + with_system), gemma.get(), PromptTemplate::Gemma, {}, gemma->vocab_size());
     } catch (const Error& error) {
       return std::string(error.what());
     }

@@ -118,7 +118,7 @@ TEST(Parquet, ExamplesAndTokenRecordsAsFromJsonl) {
     SCOPED_TRACE(name);
     const bool generated = name == "spin_iter";
     const auto from = [&](const std::string& ext) {
-      return load_examples(fixture(name + ext), &tok, PromptTemplate::Chat, {}, tok.vocab_size(), false, generated);
+      return load_examples(fixture(name + ext), &tok, PromptTemplate::Chat, {}, tok.vocab_size(), {.read_generated = generated, .columns = {}});
     };
     const LoadedExamples parquet = from(".parquet"), jsonl = from(".jsonl");
     EXPECT_EQ(parquet.report.shape, jsonl.report.shape);
@@ -140,6 +140,20 @@ TEST(Parquet, ExamplesAndTokenRecordsAsFromJsonl) {
     EXPECT_EQ(records[i].tokens, want[i].tokens);
     EXPECT_EQ(records[i].mask_from, want[i].mask_from);
     EXPECT_EQ(records[i].line, want[i].line);
+  }
+  // Columns named by data.columns are decoded though no shape reads them (prompt_id): the rows give what
+  // the JSONL records give.
+  const auto by_columns = [&](const std::string& ext) {
+    return load_examples(fixture("ultrachat" + ext), &tok, PromptTemplate::Chat, {}, tok.vocab_size(),
+                         {.skip_bad_lines = true, .columns = RecordColumns::parse("prompt_id,prompt", "--columns")});
+  };
+  const LoadedExamples parquet = by_columns(".parquet"), jsonl = by_columns(".jsonl");
+  EXPECT_EQ(parquet.report.shape, DataShape::Columns);
+  EXPECT_EQ(parquet.report.skipped, jsonl.report.skipped);  // the rows with an empty prompt
+  ASSERT_EQ(parquet.examples.size(), jsonl.examples.size());
+  for (std::size_t i = 0; i < parquet.examples.size(); ++i) {
+    EXPECT_EQ(parquet.examples[i].prompt, jsonl.examples[i].prompt);
+    EXPECT_EQ(parquet.examples[i].response, jsonl.examples[i].response);
   }
   // A record's error names the file and its row.
   const std::string e = error_of([&] {

@@ -127,7 +127,7 @@ TEST(Tokenizers, WorkersTokenizeAsOneThreadDoes) {
     SCOPED_TRACE(dir);
     const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/" + dir);
     const auto load = [&](int workers) {
-      return load_examples(data, t.get(), PromptTemplate::Chat, {}, t->vocab_size(), false, false, workers);
+      return load_examples(data, t.get(), PromptTemplate::Chat, {}, t->vocab_size(), {.workers = workers, .columns = {}});
     };
     const LoadedExamples one = load(1), four = load(4);
     ASSERT_EQ(four.examples.size(), one.examples.size());
