@@ -926,61 +926,63 @@ def main():
             if r.returncode != 0:
                 sys.exit("FAIL: spin score: %s%s" % (r.stdout, r.stderr))
             got = [json.loads(l) for l in open(out)]
-        if name == "tiny-qwen3":
-            model = qwen3_as_llama(model_dir, tempfile.mkdtemp(prefix="spin_qwen3_"))
-        elif name in ("tiny-qwen3-moe", "tiny-olmoe"):
-            model = moe_reference(model_dir, tempfile.mkdtemp(prefix="spin_moe_"))
-        elif name == "tiny-stablelm-qk-norm":
-            model = stablelm_reference(model_dir)
-        elif name in ("tiny-gemma2", "tiny-gemma3"):
-            model = gemma2_reference(model_dir)
-        elif name in ("tiny-glm", "tiny-glm4"):
-            model = glm_reference(model_dir)
-        elif name == "tiny-exaone4":
-            model = exaone4_reference(model_dir)
-        elif name == "tiny-seed-oss":
-            model = seed_oss_reference(model_dir)
-        elif name in ("tiny-glm4-moe", "tiny-dots1", "tiny-deepseek-v3", "tiny-deepseek-v2"):
-            model = deepseek_moe_reference(model_dir)
-        elif name == "tiny-mistral":
-            model = mistral_reference(model_dir, tempfile.mkdtemp(prefix="spin_mistral_"))
-        elif name in ("tiny-phi3", "tiny-phi4-mini"):
-            model = phi3_reference(model_dir, tempfile.mkdtemp(prefix="spin_phi3_"))
-        elif name == "tiny-smollm3":
-            model = smollm3_reference(model_dir, tempfile.mkdtemp(prefix="spin_smollm3_"))
-        elif name == "tiny-granite":
-            model = granite_reference(model_dir, tempfile.mkdtemp(prefix="spin_granite_"))
-        elif name == "tiny-granitemoe":
-            model = granitemoe_reference(model_dir, tempfile.mkdtemp(prefix="spin_granitemoe_"))
-        elif name in ("tiny-granite4", "tiny-granite4-nope"):
-            model = granite4_reference(model_dir, tempfile.mkdtemp(prefix="spin_granite4_"))
-        elif name == "tiny-cohere2":
-            model = cohere2_reference(model_dir, tempfile.mkdtemp(prefix="spin_cohere2_"))
-        elif name in ("tiny-olmo2", "tiny-olmo3"):
-            model = olmo_reference(model_dir, tempfile.mkdtemp(prefix="spin_olmo_"))
-        elif name == "tiny-llama-yarn":
-            model = yarn_as_llama(model_dir, tempfile.mkdtemp(prefix="spin_yarn_"))
-        elif name == "tiny-llama-bias":
-            model = llama_with_mlp_bias(model_dir)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
-        print("%s: %s" % (name, getattr(model, "__name__", type(model).__name__)))
-        worst = 0.0
-        for i, (rec, g) in enumerate(zip(records, got)):
-            if "tokens" in rec:
-                tokens, k = rec["tokens"], rec.get("mask_from", 1)
+        # Converted references are written under `ref`, removed once the model is checked.
+        with tempfile.TemporaryDirectory(prefix="spin_ref_") as ref:
+            if name == "tiny-qwen3":
+                model = qwen3_as_llama(model_dir, ref)
+            elif name in ("tiny-qwen3-moe", "tiny-olmoe"):
+                model = moe_reference(model_dir, ref)
+            elif name == "tiny-stablelm-qk-norm":
+                model = stablelm_reference(model_dir)
+            elif name in ("tiny-gemma2", "tiny-gemma3"):
+                model = gemma2_reference(model_dir)
+            elif name in ("tiny-glm", "tiny-glm4"):
+                model = glm_reference(model_dir)
+            elif name == "tiny-exaone4":
+                model = exaone4_reference(model_dir)
+            elif name == "tiny-seed-oss":
+                model = seed_oss_reference(model_dir)
+            elif name in ("tiny-glm4-moe", "tiny-dots1", "tiny-deepseek-v3", "tiny-deepseek-v2"):
+                model = deepseek_moe_reference(model_dir)
+            elif name == "tiny-mistral":
+                model = mistral_reference(model_dir, ref)
+            elif name in ("tiny-phi3", "tiny-phi4-mini"):
+                model = phi3_reference(model_dir, ref)
+            elif name == "tiny-smollm3":
+                model = smollm3_reference(model_dir, ref)
+            elif name == "tiny-granite":
+                model = granite_reference(model_dir, ref)
+            elif name == "tiny-granitemoe":
+                model = granitemoe_reference(model_dir, ref)
+            elif name in ("tiny-granite4", "tiny-granite4-nope"):
+                model = granite4_reference(model_dir, ref)
+            elif name == "tiny-cohere2":
+                model = cohere2_reference(model_dir, ref)
+            elif name in ("tiny-olmo2", "tiny-olmo3"):
+                model = olmo_reference(model_dir, ref)
+            elif name == "tiny-llama-yarn":
+                model = yarn_as_llama(model_dir, ref)
+            elif name == "tiny-llama-bias":
+                model = llama_with_mlp_bias(model_dir)
             else:
-                tokens, k = rec["prompt"] + rec["response"], len(rec["prompt"])
-            ids = torch.tensor([tokens])
-            with torch.no_grad():
-                logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)
-            want = logp[torch.arange(len(tokens) - 1), ids[0, 1:]].tolist()
-            want_sum = sum(want[k - 1:])
-            for a, b in zip(g["token_logprobs"] + [g["logprob_sum"]], want + [want_sum]):
-                worst = max(worst, abs(a - b))
-                if abs(a - b) > 2e-5 + 1e-5 * abs(b):
-                    sys.exit("FAIL: %s line %d: spin %r, transformers %r" % (name, i + 1, a, b))
-        print("%s: %d sequences agree with transformers (max |diff| %.3g)" % (name, len(records), worst))
+                model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+            print("%s: %s" % (name, getattr(model, "__name__", type(model).__name__)))
+            worst = 0.0
+            for i, (rec, g) in enumerate(zip(records, got)):
+                if "tokens" in rec:
+                    tokens, k = rec["tokens"], rec.get("mask_from", 1)
+                else:
+                    tokens, k = rec["prompt"] + rec["response"], len(rec["prompt"])
+                ids = torch.tensor([tokens])
+                with torch.no_grad():
+                    logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)
+                want = logp[torch.arange(len(tokens) - 1), ids[0, 1:]].tolist()
+                want_sum = sum(want[k - 1:])
+                for a, b in zip(g["token_logprobs"] + [g["logprob_sum"]], want + [want_sum]):
+                    worst = max(worst, abs(a - b))
+                    if abs(a - b) > 2e-5 + 1e-5 * abs(b):
+                        sys.exit("FAIL: %s line %d: spin %r, transformers %r" % (name, i + 1, a, b))
+            print("%s: %d sequences agree with transformers (max |diff| %.3g)" % (name, len(records), worst))
     print("PASS")
 
 

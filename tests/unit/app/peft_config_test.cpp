@@ -9,6 +9,7 @@
 #include <string>
 
 #include "app/model_setup.h"
+#include "common/scratch_dir.h"
 #include "core/error.h"
 
 namespace spin::app {
@@ -17,13 +18,6 @@ namespace {
 namespace fs = std::filesystem;
 
 struct PeftConfigTest : ::testing::Test {
-  void SetUp() override {
-    dir = fs::temp_directory_path() /
-          (std::string("spin_peft_config_") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  void TearDown() override { fs::remove_all(dir); }
   // PEFT 0.10's adapter_config.json of a LoRA on q_proj and v_proj, with `changes` applied.
   model::LoraConfig read(const nlohmann::json& changes = nlohmann::json::object()) const {
     nlohmann::json config = {{"peft_type", "LORA"},       {"task_type", "CAUSAL_LM"}, {"r", 8},
@@ -48,7 +42,8 @@ struct PeftConfigTest : ::testing::Test {
       EXPECT_NE(what.find(field), std::string::npos) << what;
     }
   }
-  fs::path dir;
+  testing::ScratchDir scratch{"spin_peft_config"};
+  fs::path dir = scratch.path();
 };
 
 TEST_F(PeftConfigTest, ReadsRankAlphaRsloraAndTargets) {

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "common/scratch_dir.h"
 #include "common/test_util.h"
 
 namespace spin::app {
@@ -21,16 +22,9 @@ std::string contents(const fs::path& path) {
 }
 
 struct ResumableOutputTest : ::testing::Test {
-  void SetUp() override {
-    dir = fs::temp_directory_path() /
-          (std::string("spin_resumable_") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    out = (dir / "out.jsonl").string();
-  }
-  void TearDown() override { fs::remove_all(dir); }
-  fs::path dir;
-  std::string out;
+  testing::ScratchDir scratch{"spin_resumable"};
+  fs::path dir = scratch.path();
+  std::string out = (dir / "out.jsonl").string();
 };
 
 TEST(Fnv1a, KnownVectors) {

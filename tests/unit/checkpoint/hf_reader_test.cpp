@@ -1,7 +1,6 @@
 #include "checkpoint/hf_reader.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -9,6 +8,7 @@
 #include <utility>
 
 #include "checkpoint/hf_writer.h"
+#include "common/scratch_dir.h"
 #include "common/test_util.h"
 #include "core/error.h"
 
@@ -20,13 +20,8 @@ using testing::error_of;
 
 class HfReaderTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("spin_hf_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
+  testing::ScratchDir scratch_{"spin_hf"};
+  fs::path dir_ = scratch_.path();
   std::vector<float> a_ = {1, 2, 3, 4};
   std::vector<float> b_ = {5, 6};
 };

@@ -1,11 +1,11 @@
 #include "checkpoint/safetensors.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 
+#include "common/scratch_dir.h"
 #include "common/test_util.h"
 #include "core/error.h"
 
@@ -17,13 +17,6 @@ using spin::testing::error_of;
 
 class Safetensors : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("spin_safetensors_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   // A 5x4 matrix "w" (values 0..19) and a vector "b", written as `dtype`.
@@ -35,8 +28,8 @@ class Safetensors : public ::testing::Test {
     return p;
   }
 
-
-  fs::path dir_;
+  testing::ScratchDir scratch_{"spin_safetensors"};
+  fs::path dir_ = scratch_.path();
   std::vector<float> w_ = std::vector<float>(20);
   std::vector<float> b_ = {1.5f, -2.0f, 0.125f};
 };

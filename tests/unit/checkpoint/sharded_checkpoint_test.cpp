@@ -1,13 +1,13 @@
 #include "checkpoint/sharded_checkpoint.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <numeric>
 
 #include "checkpoint/h5.h"
+#include "common/scratch_dir.h"
 #include "common/test_util.h"
 #include "core/error.h"
 
@@ -20,14 +20,9 @@ using spin::testing::error_of;
 class Checkpoint : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("spin_ckpt_unit_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     std::iota(a_.begin(), a_.end(), 0.0f);
     std::iota(b_.begin(), b_.end(), 100.0f);
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   // A 4x3 tensor "w" saved as two row pieces of one file, and a vector "n".
   std::string save(std::int64_t step, int keep_last = 0) {
@@ -40,7 +35,8 @@ class Checkpoint : public ::testing::Test {
     return checkpoint_dir(dir_.string(), step);
   }
 
-  fs::path dir_;
+  testing::ScratchDir scratch_{"spin_ckpt_unit"};
+  fs::path dir_ = scratch_.path();
   std::vector<float> a_ = std::vector<float>(12), b_ = std::vector<float>(5);
 };
 

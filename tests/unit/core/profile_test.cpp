@@ -1,14 +1,15 @@
 #include "core/profile.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "common/scratch_dir.h"
 #include "core/error.h"
 
 namespace spin::profile {
@@ -41,7 +42,8 @@ std::vector<nlohmann::json> ranges(const nlohmann::json& trace) {
 // nested as they ran, with their arguments, as a Chrome trace; the backend sees every range
 // and the window, balanced.
 TEST(Profile, TheWindowsRangesAreWrittenAsAChromeTrace) {
-  const std::string path = (std::filesystem::temp_directory_path() / "spin_profile_test.json").string();
+  const testing::ScratchDir scratch("spin_profile");
+  const std::string path = scratch.file("trace.json");
   RecordingHooks hooks;
   register_device_hooks(&hooks);
   { const Range before("before"); }
@@ -76,9 +78,8 @@ TEST(Profile, TheWindowsRangesAreWrittenAsAChromeTrace) {
               got[0].at("ts").get<double>() + got[0].at("dur").get<double>() + 1e-3);
   }
   EXPECT_LE(got[1].at("ts").get<double>() + got[1].at("dur").get<double>(), got[2].at("ts").get<double>() + 1e-3);
-  EXPECT_EQ(hooks.calls, (std::vector<std::string>{"start", "push open across the end", "push step", "push forward", "pop",
-                                                   "push forward", "pop", "pop", "stop", "pop"}));
-  std::remove(path.c_str());
+  EXPECT_EQ(hooks.calls, (std::vector<std::string>{"start", "push open across the end", "push step", "push forward",
+                                                   "pop", "push forward", "pop", "pop", "stop", "pop"}));
 }
 
 TEST(Profile, AnUnwritableFileIsAnErrorNamingIt) {

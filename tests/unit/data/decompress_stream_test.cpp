@@ -7,10 +7,10 @@
 #include "data/decompress_stream.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 
+#include "common/scratch_dir.h"
 #include "common/test_util.h"
 #include "data/examples.h"
 #include "unit/data/codec_fixtures.h"
@@ -55,10 +55,9 @@ TEST(DecompressStream, FilesReadAsTheirBytesInAnyPieces) {
 
 class CorruptFile : public ::testing::Test {
  protected:
-  void TearDown() override { fs::remove(path_); }
   void write(const std::string& bytes) { std::ofstream(path_, std::ios::binary) << bytes; }
-  std::string path_ =
-      (fs::temp_directory_path() / ("spin_stream_" + std::to_string(::getpid()) + ".jsonl.gz")).string();
+  testing::ScratchDir scratch_{"spin_stream"};
+  std::string path_ = scratch_.file("corrupt.jsonl.gz");
 };
 
 TEST_F(CorruptFile, TruncatedOrChangedFilesEndInAnErrorNamingThem) {

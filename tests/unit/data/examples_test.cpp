@@ -1,14 +1,13 @@
 #include "data/examples.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <tuple>
 
-#include <nlohmann/json.hpp>
-
+#include "common/scratch_dir.h"
 #include "core/error.h"
 
 namespace spin::data {
@@ -18,7 +17,6 @@ namespace fs = std::filesystem;
 
 class Examples : public ::testing::Test {
  protected:
-  void TearDown() override { fs::remove(path_); }
   const std::string& write(const std::string& text) {
     std::ofstream(path_, std::ios::binary) << text;
     return path_;
@@ -38,7 +36,8 @@ class Examples : public ::testing::Test {
   std::vector<std::int32_t> ids(const std::string& s) const { return tok_.encode(s); }
 
   ByteTokenizer tok_;  // BOS 1, EOS 2
-  std::string path_ = (fs::temp_directory_path() / ("spin_examples_" + std::to_string(::getpid()) + ".jsonl")).string();
+  testing::ScratchDir scratch_{"spin_examples"};
+  std::string path_ = scratch_.file("data.jsonl");
 };
 
 TEST_F(Examples, TextPairsWithThePlainTemplate) {
@@ -350,14 +349,13 @@ TEST_F(Examples, SeveralFilesAreReadOneAfterAnother) {
   EXPECT_NE(error(path_ + "," + second).find(second + ":1: a chat messages record among prompt/response text records"),
             std::string::npos);
   EXPECT_NE(error(path_ + ",").find("an empty file name in the list"), std::string::npos);
-  fs::remove(second);
 }
 
 // A wildcard stands for its files in name order (the Hub's shards: train_sft-00000-of-00003.parquet, ...),
 // beside named ones; a pattern nothing matches is an error naming it.
 TEST_F(Examples, PatternsStandForTheFilesTheyMatchInNameOrder) {
-  const fs::path dir = fs::temp_directory_path() / ("spin_shards_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const testing::ScratchDir shards_dir("spin_shards");
+  const fs::path& dir = shards_dir.path();
   for (const char* shard : {"train-00002-of-00003.jsonl", "train-00000-of-00003.jsonl", "train-00001-of-00003.jsonl"}) {
     std::ofstream(dir / shard) << R"({"prompt": ")" << shard[10] << R"(", "response": "x"})" "\n";
   }
@@ -378,7 +376,6 @@ TEST_F(Examples, PatternsStandForTheFilesTheyMatchInNameOrder) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(missing + ": no file matches the pattern"), std::string::npos) << e.what();
   }
-  fs::remove_all(dir);
 }
 
 // A JSON file holding one array of records (ShareGPT's dumps: ShareGPT_V3_unfiltered_cleaned_split.json),

@@ -10,7 +10,6 @@
 #include "data/hf_bpe_tokenizer.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -19,6 +18,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "common/scratch_dir.h"
 #include "common/test_util.h"
 #include "data/unicode_classes.h"
 #include "unit/data/tokenizer_cases.h"
@@ -88,8 +88,8 @@ TEST(HfBpeTokenizer, DigitsThenByteLevelMatchesHuggingFaceTokenizers) {
   EXPECT_EQ(pieces, (std::vector<std::string>{"x", " ", "1", "2", "\u00bd", ",", " ab", "3"}));
   // Runs of digits (individual_digits false) stay whole; a space put in front of each digit's piece
   // (add_prefix_space after Digits) is refused by name.
-  const fs::path dir = fs::temp_directory_path() / ("spin_digits_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const testing::ScratchDir scratch("spin_digits");
+  const fs::path& dir = scratch.path();
   std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/granite/tokenizer.json");
   nlohmann::json j = nlohmann::json::parse(in);
   j["pre_tokenizer"]["pretokenizers"][0]["individual_digits"] = false;
@@ -102,7 +102,6 @@ TEST(HfBpeTokenizer, DigitsThenByteLevelMatchesHuggingFaceTokenizers) {
   std::ofstream((dir / "tokenizer.json").string(), std::ios::trunc) << j.dump();
   const std::string e = testing::error_of([&] { HfBpeTokenizer bad((dir / "tokenizer.json").string()); });
   EXPECT_NE(e.find("ByteLevel with add_prefix_space after Digits is not supported"), std::string::npos) << e;
-  fs::remove_all(dir);
 }
 
 // DeepSeek-V3's pre-tokenizer (V3's, R1's, V3.1's): three Isolated Splits, each over the pieces of the one
@@ -118,8 +117,8 @@ TEST(HfBpeTokenizer, DeepSeekV3SplitsMatchHuggingFaceTokenizers) {
   std::vector<std::string> pieces;
   for (std::string_view p : t.pre_tokenize(" \u200b\u200bz 12345\u4e2d\u6587abc")) pieces.emplace_back(p);
   EXPECT_EQ(pieces, (std::vector<std::string>{" ", "\u200b", "\u200bz", " ", "123", "45", "\u4e2d\u6587", "abc"}));
-  const fs::path dir = fs::temp_directory_path() / ("spin_deepseek_splits_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const testing::ScratchDir scratch("spin_deepseek_splits");
+  const fs::path& dir = scratch.path();
   std::ifstream in(path);
   nlohmann::json j = nlohmann::json::parse(in);
   std::string words = j["pre_tokenizer"]["pretokenizers"][2]["pattern"]["Regex"];
@@ -133,7 +132,6 @@ TEST(HfBpeTokenizer, DeepSeekV3SplitsMatchHuggingFaceTokenizers) {
   std::ofstream((dir / "tokenizer.json").string(), std::ios::trunc) << j.dump();
   const std::string e = testing::error_of([&] { HfBpeTokenizer bad((dir / "tokenizer.json").string()); });
   EXPECT_NE(e.find("are not DeepSeek-V3's, the one sequence of Splits spin knows"), std::string::npos) << e;
-  fs::remove_all(dir);
 }
 
 // o200k's expression (Phi-4-mini's, Llama 4's: words cut by case, contractions after them in any
@@ -183,8 +181,8 @@ void expect_refused(const fs::path& path, const nlohmann::json& good, const Json
 }
 
 TEST(HfBpeTokenizer, UnsupportedFilesAreRefusedByName) {
-  const fs::path dir = fs::temp_directory_path() / "spin_hf_bpe_test";
-  fs::create_directories(dir);
+  const testing::ScratchDir scratch("spin_hf_bpe_test");
+  const fs::path& dir = scratch.path();
   std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3/tokenizer.json");
   const nlohmann::json good = nlohmann::json::parse(in);
   const auto refused = [&](const JsonChange& change, const std::string& what) {
@@ -205,7 +203,6 @@ TEST(HfBpeTokenizer, UnsupportedFilesAreRefusedByName) {
   refused([](nlohmann::json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; }, "pre-tokenizer Metaspace");
   refused([](nlohmann::json& j) { j["added_tokens"][0]["single_word"] = true; }, "sets single_word");
   refused([](nlohmann::json& j) { j["model"]["merges"][0] = "nosuchtoken x"; }, "outside the vocabulary");
-  fs::remove_all(dir);
 }
 
 // Mistral's Tekken (tests/data/tekken, make_tekken_fixture.py: Mistral NeMo's tekken_240718.json
@@ -272,8 +269,8 @@ TEST(TekkenTokenizer, ConvertedTokenizerJsonAgreesAndSpecialTokensAreNotReadInTe
 }
 
 TEST(TekkenTokenizer, MalformedFilesAreRefusedByName) {
-  const fs::path dir = fs::temp_directory_path() / "spin_tekken_refused_test";
-  fs::create_directories(dir);
+  const testing::ScratchDir scratch("spin_tekken_refused_test");
+  const fs::path& dir = scratch.path();
   std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/tekken/tekken.json");
   const nlohmann::json good = nlohmann::json::parse(in);
   const auto refused = [&](const JsonChange& change, const std::string& what) {
@@ -289,8 +286,8 @@ TEST(TekkenTokenizer, MalformedFilesAreRefusedByName) {
           "has a rank outside [0, 1000)");
   refused([](nlohmann::json& j) { j["special_tokens"] = {{{"rank", 5}, {"token_str", "[INST]"}}}; },
           "lack <s> or </s>");
-  refused([](nlohmann::json& j) { j["config"].erase("default_num_special_tokens"); }, "not a tokenizer.json or tekken.json");
-  fs::remove_all(dir);
+  refused([](nlohmann::json& j) { j["config"].erase("default_num_special_tokens"); },
+          "not a tokenizer.json or tekken.json");
 }
 
 TEST(UnicodeClasses, LettersNumbersAndWhitespaceAsTheRegularExpressionsClassThem) {

@@ -7,12 +7,12 @@
 #include "data/parquet.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "common/scratch_dir.h"
 #include "core/error.h"
 #include "data/examples.h"
 #include "data/jsonl.h"
@@ -164,10 +164,9 @@ TEST(Parquet, ExamplesAndTokenRecordsAsFromJsonl) {
 
 class CorruptParquet : public ::testing::Test {
  protected:
-  void TearDown() override { fs::remove(path_); }
   void write(const std::string& bytes) { std::ofstream(path_, std::ios::binary) << bytes; }
-  std::string path_ =
-      (fs::temp_directory_path() / ("spin_parquet_" + std::to_string(::getpid()) + ".parquet")).string();
+  testing::ScratchDir scratch_{"spin_parquet"};
+  std::string path_ = scratch_.file("corrupt.parquet");
 };
 
 TEST_F(CorruptParquet, TruncatedFilesAreRefused) {

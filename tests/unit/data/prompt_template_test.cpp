@@ -6,13 +6,13 @@
 #include "data/prompt_template.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "common/scratch_dir.h"
 #include "common/test_util.h"
 #include "data/hf_bpe_tokenizer.h"
 
@@ -76,8 +76,8 @@ TEST(HfBpeTokenizer, DeepSeekTemplatesMatchApplyChatTemplate) {
 
   // R1's first release (no think block in its generation prompt) and a V3-like template that keeps only the
   // last system message: neither is a template spin writes -- refused.
-  const fs::path dir = fs::temp_directory_path() / ("spin_deepseek_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const testing::ScratchDir scratch("spin_deepseek");
+  const fs::path& dir = scratch.path();
   const auto refused = [&](const std::string& fixture, const std::string& from, const std::string& to) {
     const std::string files = std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + fixture;
     fs::copy_file(files + "/tokenizer.json", dir / "tokenizer.json", fs::copy_options::overwrite_existing);
@@ -96,7 +96,6 @@ TEST(HfBpeTokenizer, DeepSeekTemplatesMatchApplyChatTemplate) {
   };
   refused("deepseek_r1", "<｜Assistant｜><think>\\n'}}", "<｜Assistant｜>'}}");
   refused("deepseek_v3", "ns.system_prompt + '\\n\\n' + message['content']", "message['content']");
-  fs::remove_all(dir);
 }
 
 // Moonshot AI's format on the tiktoken.model fixture (tests/data/kimi, make_kimi_fixture.py): kimi against
@@ -112,8 +111,8 @@ TEST(TiktokenTokenizer, KimiTemplateMatchesMoonlightsAndK2sChatTemplates) {
   expect_needs_token(PromptTemplate::Kimi, "kimi", "<|im_middle|>");
   EXPECT_EQ(choose_prompt_template("kimi", moonlight.get()), PromptTemplate::Kimi);
 
-  const fs::path copy = fs::temp_directory_path() / ("spin_kimi_" + std::to_string(::getpid()));
-  fs::create_directories(copy);
+  const testing::ScratchDir copy_scratch("spin_kimi");
+  const fs::path& copy = copy_scratch.path();
   fs::copy_file(dir + "/tiktoken.model", copy / "tiktoken.model", fs::copy_options::overwrite_existing);
   for (const std::string file : {"chat_cases.json", "chat_cases_k2.json"}) {
     fs::copy_file(dir + "/" + file, copy / file, fs::copy_options::overwrite_existing);
@@ -159,7 +158,6 @@ TEST(TiktokenTokenizer, KimiTemplateMatchesMoonlightsAndK2sChatTemplates) {
       EXPECT_FALSE(render_prompt({{"system", "s"}, {"user", "hi"}}, PromptTemplate::Kimi, *t).empty());
     }
   }
-  fs::remove_all(copy);
 }
 
 // The llama3 template with Llama-3-Instruct's Jinja template: contents trimmed, the response
@@ -199,8 +197,8 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   });
   EXPECT_NE(order.find("the cohere prompt template needs the roles to alternate"), std::string::npos) << order;
   // Command R7B's template (a system preamble, <|START_RESPONSE|>) over the same tokens: auto refuses it.
-  const fs::path r7b = fs::temp_directory_path() / ("spin_r7b_" + std::to_string(::getpid()));
-  fs::create_directories(r7b);
+  const testing::ScratchDir r7b_scratch("spin_r7b");
+  const fs::path& r7b = r7b_scratch.path();
   fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/cohere/tokenizer.json", r7b / "tokenizer.json",
                 fs::copy_options::overwrite_existing);
   std::ofstream(r7b / "tokenizer_config.json")
@@ -211,11 +209,10 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   const std::string later = testing::error_of([&] { choose_prompt_template("auto", r7b_tokenizer.get()); });
   EXPECT_NE(later.find("a later Command model's"), std::string::npos) << later;
   EXPECT_EQ(choose_prompt_template("cohere", r7b_tokenizer.get()), PromptTemplate::Cohere);  // named: taken
-  fs::remove_all(r7b);
   // SmolLM3's tokenizer has ChatML's and the think tokens, as Qwen3's does, but its template opens
   // with a metadata block: auto picks smollm3 by the template, a named template is taken.
-  const fs::path smol = fs::temp_directory_path() / ("spin_smollm3_" + std::to_string(::getpid()));
-  fs::create_directories(smol);
+  const testing::ScratchDir smol_scratch("spin_smollm3");
+  const fs::path& smol = smol_scratch.path();
   fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen3/tokenizer.json", smol / "tokenizer.json",
                 fs::copy_options::overwrite_existing);
   std::ofstream(smol / "tokenizer_config.json")
@@ -287,7 +284,6 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
                               "turns) other than R1's and V3's"),
             std::string::npos)
       << not_deepseek;
-  fs::remove_all(smol);
   const auto mini = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/o200k");
   EXPECT_EQ(choose_prompt_template("auto", mini.get()), PromptTemplate::Phi4Mini);
   EXPECT_EQ(response_end(PromptTemplate::Phi4Mini, *mini), mini->token_id("<|end|>"));
@@ -322,8 +318,8 @@ TEST(HfBpeTokenizer, GraniteTemplatesMatchApplyChatTemplate) {
   EXPECT_NE(t->decode(prompt).find("Today's Date: April 16, 2025.\nYou are Granite"), std::string::npos);
   EXPECT_NE(prompt.front(), *t->bos_id());
   // auto tells the three apart by the chat template alone.
-  const fs::path dir = fs::temp_directory_path() / ("spin_granite_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const testing::ScratchDir scratch("spin_granite");
+  const fs::path& dir = scratch.path();
   fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/granite/tokenizer.json", dir / "tokenizer.json");
   const std::vector<std::pair<std::string, PromptTemplate>> templates = {
       {"{%- elif message['role'] == 'user' %}\n    {{- '<|start_of_role|>user<|end_of_role|>' + message['content'] + "
@@ -338,7 +334,6 @@ TEST(HfBpeTokenizer, GraniteTemplatesMatchApplyChatTemplate) {
     const auto granite = Tokenizer::load(dir.string());
     EXPECT_EQ(choose_prompt_template("auto", granite.get()), want) << chat_template;
   }
-  fs::remove_all(dir);
   expect_needs_token(PromptTemplate::Granite4, "granite4", "<|start_of_role|>");
 }
 
@@ -366,8 +361,8 @@ TEST(HfBpeTokenizer, SmolLm3TemplateMatchesApplyChatTemplate) {
 // eos_token before its turns (the first OLMo's); the markers as text, an EOS id
 // after each assistant turn, the response ending with EOS.
 TEST(PromptTemplate, TuluFormatFromItsChatTemplate) {
-  const fs::path dir = fs::temp_directory_path() / ("spin_tulu_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const testing::ScratchDir scratch("spin_tulu");
+  const fs::path& dir = scratch.path();
   fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama3/tokenizer.json", dir / "tokenizer.json",
                 fs::copy_options::overwrite_existing);
   const std::string turns =
@@ -426,7 +421,6 @@ TEST(PromptTemplate, TuluFormatFromItsChatTemplate) {
   const std::string tulu_user = R"('<|user|>\n' + message['content'] + '\n')";
   zephyr.replace(zephyr.find(tulu_user), tulu_user.size(), R"('<|user|>\n' + message['content'] + eos_token)");
   EXPECT_EQ(choose_prompt_template("auto", load(zephyr).get()), PromptTemplate::Llama3);
-  fs::remove_all(dir);
 }
 
 // The gemma template with Gemma Instruct's Jinja template, on a SentencePiece model in Gemma's
@@ -528,8 +522,8 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   EXPECT_EQ(choose_prompt_template("chatml", nullptr), PromptTemplate::ChatMl);
   EXPECT_EQ(choose_prompt_template("qwen2.5", nullptr), PromptTemplate::Qwen25);
   // Qwen2.5-Instruct: its chat template (tokenizer_config.json) writes its default system message.
-  const fs::path dir = fs::temp_directory_path() / "spin_qwen25_template_test";
-  fs::create_directories(dir);
+  const testing::ScratchDir scratch("spin_qwen25_template_test");
+  const fs::path& dir = scratch.path();
   fs::copy_file(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen2/tokenizer.json", dir / "tokenizer.json",
                 fs::copy_options::overwrite_existing);
   for (const nlohmann::json& chat_template :
@@ -543,7 +537,6 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
     const auto qwen25 = Tokenizer::load(dir.string());
     EXPECT_EQ(choose_prompt_template("auto", qwen25.get()), PromptTemplate::Qwen25) << chat_template.dump();
   }
-  fs::remove_all(dir);
   const auto llama31 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/llama31");
   EXPECT_EQ(choose_prompt_template("auto", llama31.get()), PromptTemplate::Llama31);
   const auto qwen3 = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/qwen3");
@@ -568,9 +561,8 @@ TEST(TekkenTokenizer, MistralV3AndV7TemplatesMatchMistralCommon) {
   const std::string data = std::string(SPIN_TEST_DATA_DIR) + "/tekken";
   EXPECT_EQ(choose_prompt_template("auto", Tokenizer::load(data).get()), PromptTemplate::MistralV3);
   EXPECT_EQ(choose_prompt_template("mistral-v7", nullptr), PromptTemplate::MistralV7);
-  const fs::path dir = fs::temp_directory_path() / "spin_tekken_template_test";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const testing::ScratchDir scratch("spin_tekken_template");
+  const fs::path& dir = scratch.path();
   std::ifstream in(data + "/tekken.json");
   nlohmann::json tekken = nlohmann::json::parse(in);
   for (const char* version : {"v7", "v11", "v13"}) {
@@ -591,7 +583,6 @@ TEST(TekkenTokenizer, MistralV3AndV7TemplatesMatchMistralCommon) {
     EXPECT_EQ(choose_prompt_template("auto", Tokenizer::load(dir.string()).get()),
               system_prompt ? PromptTemplate::MistralV7 : PromptTemplate::MistralV3);
   }
-  fs::remove_all(dir);
 }
 
 }  // namespace

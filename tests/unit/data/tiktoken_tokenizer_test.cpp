@@ -7,12 +7,12 @@
 // cut as Moonshot's wrappers cut them. (The kimi chat
 // template over this tokenizer: prompt_template_test.cpp.)
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "common/scratch_dir.h"
 #include "common/test_util.h"
 #include "data/hf_bpe_tokenizer.h"
 #include "unit/data/tokenizer_cases.h"
@@ -93,8 +93,8 @@ TEST(TiktokenTokenizer, SpecialTokensAfterTheRanksFromAModelDirectory) {
 }
 
 TEST(TiktokenTokenizer, MalformedFilesAreRefusedByName) {
-  const fs::path dir = fs::temp_directory_path() / ("spin_tiktoken_refused_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const testing::ScratchDir scratch("spin_tiktoken_refused");
+  const fs::path& dir = scratch.path();
   std::ifstream in(kDir + "/tiktoken.model");
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(line);
@@ -130,7 +130,6 @@ TEST(TiktokenTokenizer, MalformedFilesAreRefusedByName) {
   // An added token among the ranks.
   std::ofstream(dir / "tokenizer_config.json") << R"({"added_tokens_decoder": {"7": {"content": "<x>"}}})";
   refused(lines, "added_tokens_decoder \"7\" must be an id from 1457");
-  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -1,22 +1,20 @@
 #include "data/token_jsonl.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <filesystem>
 #include <fstream>
 
+#include "common/scratch_dir.h"
 #include "core/error.h"
 
 namespace spin::data {
 namespace {
 
-namespace fs = std::filesystem;
-
+// `text` as the file `name` of the test process's scratch directory (removed at exit).
 std::string write(const std::string& name, const std::string& text) {
-  const fs::path p = fs::temp_directory_path() / ("spin_" + std::to_string(::getpid()) + "_" + name);
-  std::ofstream(p) << text;
-  return p.string();
+  static const testing::ScratchDir dir("spin_token_jsonl");
+  std::ofstream(dir / name) << text;
+  return dir.file(name);
 }
 
 std::string error_of(const std::string& text) {
@@ -24,10 +22,8 @@ std::string error_of(const std::string& text) {
   try {
     read_token_jsonl(p);
   } catch (const Error& e) {
-    fs::remove(p);
     return e.what();
   }
-  fs::remove(p);
   return "";
 }
 
@@ -36,7 +32,6 @@ TEST(TokenJsonl, ReadsBothFormsAndSkipsBlankLines) {
                               "{\"tokens\": [1, 2, 3], \"mask_from\": 2}\n\n"
                               "{\"prompt\": [4, 5], \"response\": [6]}\n{\"tokens\": [7, 8]}\n");
   const auto r = read_token_jsonl(p);
-  fs::remove(p);
   ASSERT_EQ(r.size(), 3u);
   EXPECT_EQ(r[0].mask_from, 2);
   EXPECT_EQ(r[1].tokens, (std::vector<std::int32_t>{4, 5, 6}));

@@ -1,11 +1,11 @@
 #include "data/tokenizer.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 
+#include "common/scratch_dir.h"
 #include "core/error.h"
 #include "data/examples.h"
 #include "data/prompt_template.h"
@@ -30,7 +30,8 @@ TEST(ByteTokenizer, IdsAreBytesPlusTheOffsetAndRoundTrip) {
 }
 
 TEST(ByteTokenizer, LoadsFromAModelDirectory) {
-  const fs::path dir = fs::temp_directory_path() / ("spin_tok_" + std::to_string(::getpid()));
+  const testing::ScratchDir scratch("spin_tok");
+  const fs::path dir = scratch / "model";
   fs::create_directories(dir);
   ByteTokenizer(4, 0, 3).save(dir.string());
   const auto t = Tokenizer::load(dir.string());
@@ -70,10 +71,9 @@ TEST(SentencePieceTokenizer, MatchesThePythonPackagesIds) {
 // out by decode() -- and `auto` refuses Phi-3's chat format by name instead of writing its
 // markers as text (chat, Zephyr's, would).
 TEST(SentencePieceTokenizer, KnowsTokensAddedPastItsPieces) {
-  const fs::path dir = fs::temp_directory_path() / ("spin_spm_added_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  fs::copy_file(SPIN_TEST_DATA_DIR "/tiny_spm/tokenizer.model", dir / "tokenizer.model",
-                fs::copy_options::overwrite_existing);
+  const testing::ScratchDir scratch("spin_spm_added");
+  const fs::path& dir = scratch.path();
+  fs::copy_file(SPIN_TEST_DATA_DIR "/tiny_spm/tokenizer.model", dir / "tokenizer.model");
   std::ofstream(dir / "added_tokens.json") << R"({"<unk>": 0, "<|end|>": 407, "<|user|>": 410, "<|assistant|>": 401})";
   const auto t = Tokenizer::load(dir.string());
   EXPECT_EQ(t->vocab_size(), 411);
@@ -108,7 +108,6 @@ TEST(SentencePieceTokenizer, KnowsTokensAddedPastItsPieces) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("tokenizer_config.json"), std::string::npos) << e.what();
   }
-  fs::remove_all(dir);
 }
 
 }  // namespace

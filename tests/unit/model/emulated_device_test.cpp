@@ -1,13 +1,15 @@
 // The model on an emulated GPU (tests/common/emulated_device.h): every buffer a kernel touches
 // must be device memory, and host code may read device memory only through a copy. The CPU
 // kernels run behind the device pointers, so the results must equal the CPU path's bitwise.
+#include "common/emulated_device.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
 
 #include "common/device_model_check.h"
-#include "common/emulated_device.h"
+#include "common/scratch_dir.h"
 #include "common/spin_fixture.h"
 #include "common/test_util.h"
 #include "core/tensor.h"
@@ -213,7 +215,8 @@ TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
 
     // A checkpoint of the device run (written through host copies), loaded into a fresh device
     // setup, continues exactly as the CPU run does.
-    const std::string dir = ::testing::TempDir() + "spin_emulated_ckpt";
+    const ScratchDir scratch("spin_emulated_ckpt");
+    const std::string dir = scratch.str();
     train::save_checkpoint(dir, 4, dev.grid, dev.policy, &dev.reference, &dev.optimizer, false, {}, 1, {});
     parallel::SelfCommunicator world_resumed;
     SpinSetup resumed(world_resumed, {1, 1, 1}, dev_config, shape_with(2), false, spin_examples(16), &device_kernels);
@@ -227,7 +230,6 @@ TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
     resumed.optimizer.load_state(reader, dev.optimizer.steps_taken(), dev.optimizer.steps_skipped());
     same(resumed.trainer.step(1, 0, 2, 1e-2), cpu.trainer.step(1, 0, 2, 1e-2));
     EXPECT_EQ(to_host<float>(resumed.policy.flat()), to_host<float>(cpu.policy.flat()));
-    std::filesystem::remove_all(dir);
   }
 }
 

@@ -9,6 +9,7 @@
 #include "checkpoint/sharded_checkpoint.h"
 #include "common/device_model_check.h"
 #include "common/emulated_device.h"
+#include "common/scratch_dir.h"
 #include "common/tiny_model.h"
 #include "core/dtype.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -186,8 +187,8 @@ TEST(FrozenWeights, CheckpointsHoldTheValuesTheForwardReads) {
   init_tiny_weights(policy, 5, 0.3f, c.norm_weight_offset);
   ModelWeights frozen(c, dims, whole, 1, Device::Cpu, WeightStorage::FrozenBf16);
   frozen.copy_from(policy);
-  const std::string dir = ::testing::TempDir() + "spin_frozen_ckpt";
-  std::filesystem::remove_all(dir);
+  const ScratchDir scratch("spin_frozen_ckpt");
+  const std::string dir = scratch.str();
   train::save_checkpoint(dir, 1, grid, policy, &frozen, nullptr, false, {}, 1, {});
   const ckpt::CheckpointReader reader(ckpt::checkpoint_dir(dir, 1));
   ModelWeights back(c, dims, whole, 1, Device::Cpu, WeightStorage::FrozenBf16);
@@ -198,7 +199,6 @@ TEST(FrozenWeights, CheckpointsHoldTheValuesTheForwardReads) {
   train::load_weights(reader, "reference", wide);
   EXPECT_EQ(host_values(wide), host_values(frozen));
   EXPECT_NE(host_values(wide), host_values(policy)) << "the policy's float32 values saved, not the reference's";
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

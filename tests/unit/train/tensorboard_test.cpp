@@ -1,12 +1,13 @@
 #include "train/tensorboard.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
+
+#include "common/scratch_dir.h"
 
 namespace spin::train {
 namespace {
@@ -23,7 +24,8 @@ TEST(Crc32c, KnownVectors) {
 }
 
 TEST(TensorBoard, RecordsAreFramedAndChecksummed) {
-  const auto dir = std::filesystem::temp_directory_path() / ("spin_tb_" + std::to_string(::getpid()));
+  const testing::ScratchDir scratch("spin_tb");
+  const auto dir = scratch / "events";
   std::string path;
   {
     TensorBoardWriter w(dir.string());
