@@ -36,7 +36,8 @@ constexpr const char* kUsage =
 struct PlanOptions {
   std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda", attention_backend = "auto", optimizer = "adamw";
   int tp = 1, pp = 1, dp = 1, ep = 1, gpus = 0, gpus_per_node = 8;
-  std::int64_t micro_batch = 1, seq = 0, prompt = 0, global_batch = 0, rollout_batch = 0, rollout_step_tokens = 0;
+  std::int64_t micro_batch = 1, micro_batch_tokens = 0, seq = 0, prompt = 0, global_batch = 0, rollout_batch = 0,
+               rollout_step_tokens = 0;
   std::int64_t logits_chunk_rows = 0, lora_rank = 0, recompute_num_layers = 0;
   double lora_dropout = 0.0;
   std::string lora_targets = "all-linear";
@@ -59,6 +60,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage, e.g. 15,17")
       ("micro-batch", po::value(&o.micro_batch)->default_value(o.micro_batch),
        "prompts per micro-batch (spin.micro_batch_size; each is 2 sequences: real and generated)")
+      ("micro-batch-tokens", po::value(&o.micro_batch_tokens)->default_value(o.micro_batch_tokens),
+       "tokens per micro-batch at most (spin.micro_batch_tokens; a longer pair alone; 0: --micro-batch pairs alone)")
       ("seq", po::value(&o.seq)->required(), "tokens per sequence, prompt + response (worst case)")
       ("prompt", po::value(&o.prompt)->default_value(o.prompt),
        "tokens of the longest prompt (data.max_prompt_tokens; 0: seq, the worst case): the most a generation call "
@@ -143,6 +146,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     request.tp = o.tp, request.pp = o.pp, request.dp = o.dp, request.ep = o.ep;
     request.pp_layers = o.pp_layers.empty() ? std::vector<std::int64_t>{} : parse_int_list(o.pp_layers, "--pp-layers");
     request.micro_batch = o.micro_batch;
+    request.micro_batch_tokens = o.micro_batch_tokens;
     request.seq = o.seq;
     request.prompt = o.prompt;
     request.global_batch = o.global_batch;
@@ -204,14 +208,16 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
                 static_cast<long long>(c.num_experts), static_cast<long long>(c.experts_per_token), shared.c_str(),
                 dense.c_str(), (model::matmul_parameters(c) + static_cast<double>(c.vocab_size * c.hidden_size)) / 1e9);
   }
-  std::printf("layout tp %d x pp %d x dp %d (%d ranks)%s%s%s; micro-batch %lld prompts (%lld sequences) x %lld tokens, "
-              "%lld micro-batches per step, rollout %lld%s; %s\n\n",
+  std::printf("layout tp %d x pp %d x dp %d (%d ranks)%s%s%s; micro-batch %lld prompts (%lld sequences) x %lld "
+              "tokens%s, %s%lld micro-batches per step, rollout %lld%s; %s\n\n",
               o.tp, o.pp, o.dp, o.tp * o.pp * o.dp,
               o.ep > 1 ? cat(", experts over ep ", o.ep, " (", c.num_experts / o.ep, " a rank)").c_str() : "",
               o.distributed ? ", distributed optimizer" : "",
               o.sequence_parallel && o.tp > 1 ? ", sequence parallel" : "",
               static_cast<long long>(o.micro_batch), static_cast<long long>(2 * o.micro_batch),
-              static_cast<long long>(o.seq), static_cast<long long>(plan.micro_batches),
+              static_cast<long long>(o.seq),
+              o.micro_batch_tokens > 0 ? cat(", ", o.micro_batch_tokens, " tokens at most").c_str() : "",
+              o.micro_batch_tokens > 0 ? "at least " : "", static_cast<long long>(plan.micro_batches),
               static_cast<long long>(o.rollout_batch > 0 ? o.rollout_batch : o.micro_batch),
               o.rollout_step_tokens > 0 ? cat(" (", o.rollout_step_tokens, " tokens per call)").c_str() : "",
               request.precision.name.c_str());

@@ -52,7 +52,7 @@ struct SftOptions {
   bool skip_bad_lines = false;
   int tp = 1, pp = 1, ep = 1;
   std::string pp_layers;
-  std::int64_t global_batch = 8, micro_batch = 1, epochs = 1, max_steps = 0;
+  std::int64_t global_batch = 8, micro_batch = 1, micro_batch_tokens = 0, epochs = 1, max_steps = 0;
   double lr = 1e-5, min_lr = 0.0;
   std::string schedule = "constant";
   std::int64_t warmup_steps = 0, decay_steps = 0, constant_steps = 0, wsd_decay_steps = 0;
@@ -118,6 +118,9 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "sequences per optimizer step, over all data-parallel ranks")
       ("micro-batch-size", po::value(&o.micro_batch)->default_value(o.micro_batch),
        "sequences per micro-batch (global = micro x micro-batches x data-parallel)")
+      ("micro-batch-tokens", po::value(&o.micro_batch_tokens)->default_value(o.micro_batch_tokens),
+       "micro-batches of at most this many tokens as well, a longer sequence alone (NeMo-RL's dynamic batching); "
+       "--micro-batch-size then caps the sequences (0: --micro-batch-size sequences alone)")
       ("epochs", po::value(&o.epochs)->default_value(o.epochs), "passes over the data")
       ("max-steps", po::value(&o.max_steps)->default_value(o.max_steps), "stop after this many steps (0: no cap)")
       ("lr", po::value(&o.lr)->default_value(o.lr), "peak learning rate")
@@ -199,6 +202,7 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   }
   data::RecordColumns::parse(o.columns, "--columns");  // well-formed
   require(o.epochs >= 1, "spin sft: --epochs must be at least 1");
+  require(o.micro_batch_tokens >= 0, "spin sft: --micro-batch-tokens must not be negative");
   require(o.logits_chunk_rows >= 0, "spin sft: --logits-chunk-rows must be 0 (off) or positive");
   require(o.recompute_num_layers >= 0 && (o.recompute_num_layers == 0 || o.recompute_activations),
           "spin sft: --recompute-num-layers must be 0 (every layer) or positive, with --recompute-activations");
@@ -386,12 +390,14 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   if (root) {
     std::printf("spin sft: %s\n", data.report.summary(o.train).c_str());
     std::printf("spin sft: %zu samples (%lld left out of each epoch's batches), %lld steps of %lld sequences "
-                "(%lld micro-batches of %lld per data-parallel rank); layout tp %d x pp %d x dp %d%s\n",
+                "(%s%lld micro-batches of %lld%s per data-parallel rank); layout tp %d x pp %d x dp %d%s\n",
                 data.examples.size(), static_cast<long long>(plan->dropped_per_epoch()),
                 static_cast<long long>(total_steps), static_cast<long long>(o.global_batch),
-                static_cast<long long>(plan->micro_batches_per_step()),
-                static_cast<long long>(o.micro_batch), grid.tp_size(), grid.pp_size(),
-                grid.dp_size(), o.distributed_optimizer ? ", distributed optimizer" : "");
+                o.micro_batch_tokens > 0 ? "at least " : "", static_cast<long long>(plan->micro_batches_per_step()),
+                static_cast<long long>(o.micro_batch),
+                o.micro_batch_tokens > 0 ? cat(" and ", o.micro_batch_tokens, " tokens at most").c_str() : "",
+                grid.tp_size(), grid.pp_size(), grid.dp_size(),
+                o.distributed_optimizer ? ", distributed optimizer" : "");
     if (!loaded.empty()) {
       std::printf("spin sft: loaded %s (step %lld)\n", loaded.c_str(), static_cast<long long>(first_step));
     }
@@ -421,7 +427,15 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
       tokens += lengths.back();
     }
     std::vector<model::TokenBatch> micro_batches;
-    for (const auto& ids : plan->micro_batches(epoch, index, grid.dp_rank())) {
+    const auto groups = plan->micro_batches(epoch, index, grid.dp_rank());
+    std::vector<std::int64_t> sequence_tokens;  // for micro-batches by tokens
+    for (const auto& ids : groups) {
+      for (std::int64_t i : ids) {
+        const data::Example& e = data.examples[static_cast<std::size_t>(i)];
+        sequence_tokens.push_back(static_cast<std::int64_t>(e.prompt.size() + e.response.size()));
+      }
+    }
+    for (const auto& ids : data::cut_by_tokens(groups, sequence_tokens, o.micro_batch, o.micro_batch_tokens)) {
       std::vector<model::Sequence> seqs;
       for (std::int64_t i : ids) {
         const data::Example& e = data.examples[static_cast<std::size_t>(i)];

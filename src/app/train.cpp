@@ -131,6 +131,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     spin.max_steps = c.max_steps;
     spin.global_batch = c.global_batch_size;
     spin.micro_batch = c.micro_batch_size;
+    spin.micro_batch_tokens = c.micro_batch_tokens;
     spin.rollout_batch = c.rollout_batch_size;
     spin.rollout_step_tokens = c.rollout_step_tokens;
     generate::check_step_tokens(c.rollout_step_tokens, c.rollout_batch_size, grid.pp_size(), "spin.rollout_step_tokens");

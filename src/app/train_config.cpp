@@ -138,6 +138,10 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("spin.max_steps", &c.max_steps, "stop once this many steps are done in all (0: run to the end); the LR schedule still spans the whole run (or iteration)");
   t.add("spin.global_batch_size", &c.global_batch_size, "prompts per optimizer step, over all data-parallel ranks");
   t.add("spin.micro_batch_size", &c.micro_batch_size, "prompts (real + generated pairs) per micro-batch");
+  t.add("spin.micro_batch_tokens", &c.micro_batch_tokens,
+        "micro-batches of at most this many tokens as well (a pair's real and generated sequences; a longer pair "
+        "alone), cut once the responses are known -- NeMo-RL's dynamic batching; micro_batch_size then caps the "
+        "pairs (0: micro_batch_size pairs alone)");
   t.add("spin.rollout_batch_size", &c.rollout_batch_size, "sequences generated at once on each data-parallel replica (KV cache slots; a finished one's slot takes the next prompt)");
   t.add("spin.rollout_step_tokens", &c.rollout_step_tokens,
         "tokens one generation model call processes at most (0: no limit): prompts are prefilled in chunks of what "

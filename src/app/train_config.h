@@ -34,6 +34,7 @@ struct TrainConfig {
   bool average_log_probs = false;
   std::int64_t iterations = 3, epochs = 1, max_steps = 0;
   std::int64_t global_batch_size = 8, micro_batch_size = 1, rollout_batch_size = 8, rollout_step_tokens = 0;
+  std::int64_t micro_batch_tokens = 0;  // a micro-batch's tokens at most (0: micro_batch_size pairs alone)
   std::string ref_logprobs = "forward";
   std::string generations = "reference";
   bool ref_offload = false;

@@ -80,6 +80,10 @@ std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t 
                         m->expert_load_max, m->expert_load_min, m->balance_loss, m->z_loss);
       out.append(buf, static_cast<std::size_t>(n));
     }
+    if (m->micro_batches > 0) {  // micro-batches by tokens
+      n = std::snprintf(buf, sizeof buf, ", \"micro_batches\": %lld", static_cast<long long>(m->micro_batches));
+      out.append(buf, static_cast<std::size_t>(n));
+    }
     if (m->expert_rank_load_max > 0.0) {  // experts spread over the TP ranks
       n = std::snprintf(buf, sizeof buf, ", \"expert_rank_load_max\": %.17g", m->expert_rank_load_max);
       out.append(buf, static_cast<std::size_t>(n));

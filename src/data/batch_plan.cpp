@@ -61,4 +61,29 @@ std::vector<std::vector<std::int64_t>> BatchPlan::micro_batches(std::int64_t epo
   return out;
 }
 
+std::vector<std::vector<std::int64_t>> cut_by_tokens(const std::vector<std::vector<std::int64_t>>& groups,
+                                                     std::span<const std::int64_t> tokens, std::int64_t max_items,
+                                                     std::int64_t max_tokens) {
+  require(max_items >= 1 && max_tokens >= 0, "micro-batches need at least one sample (", max_items,
+          ") and a token limit >= 0 (", max_tokens, ")");
+  if (max_tokens == 0) return groups;
+  std::vector<std::vector<std::int64_t>> out;
+  std::int64_t held = 0;  // tokens in out.back()
+  std::size_t at = 0;
+  for (const auto& group : groups) {
+    for (std::int64_t sample : group) {
+      require(at < tokens.size(), "micro-batches by tokens: ", tokens.size(), " token counts for more samples");
+      const std::int64_t n = tokens[at++];
+      if (out.empty() || static_cast<std::int64_t>(out.back().size()) == max_items || held + n > max_tokens) {
+        out.emplace_back();
+        held = 0;
+      }
+      out.back().push_back(sample);
+      held += n;
+    }
+  }
+  require(at == tokens.size(), "micro-batches by tokens: ", tokens.size(), " token counts for ", at, " samples");
+  return out;
+}
+
 }  // namespace spin::data

@@ -249,6 +249,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
   const model::ModelConfig& c = r.config;
   require(r.tp >= 1 && r.pp >= 1 && r.dp >= 1, "tp, pp and dp must be at least 1");
   require(r.micro_batch >= 1, "micro-batch ", r.micro_batch, " must be at least 1");
+  require(r.micro_batch_tokens >= 0, "micro-batch tokens ", r.micro_batch_tokens, " must not be negative");
   require(r.seq >= 2, "sequence length ", r.seq, " must be at least 2");
   require(r.seq <= c.max_sequence_length(), "sequence length ", r.seq, " is beyond the model's ",
           c.max_sequence_length(), " positions");
@@ -266,7 +267,15 @@ MemoryPlan plan_memory(const PlanRequest& r) {
   const std::int64_t prompts_per_rank = r.global_batch > 0 ? r.global_batch / r.dp : r.micro_batch * plan.micro_batches;
   const std::int64_t rollout = std::min(r.rollout_batch > 0 ? r.rollout_batch : r.micro_batch, prompts_per_rank);
   const Precision& p = r.precision;
-  const std::int64_t seqs = 2 * r.micro_batch, rows = seqs * r.seq;
+  // A training micro-batch's rows at most: micro_batch pairs of seq tokens a sequence or, with micro_batch_tokens,
+  // that many tokens (a longer pair alone: 2 seq) -- in as many sequences of seq tokens as fill them, the most
+  // attention probabilities those rows can hold (each sequence's len^2, len <= seq).
+  const std::int64_t all_rows = 2 * r.micro_batch * r.seq;
+  const std::int64_t rows =
+      r.micro_batch_tokens > 0 ? std::min(all_rows, std::max(r.micro_batch_tokens, 2 * r.seq)) : all_rows;
+  const std::int64_t seqs = std::min(2 * r.micro_batch, (rows + r.seq - 1) / r.seq);
+  // By tokens a step may hold up to a micro-batch a pair: the most in flight.
+  const std::int64_t most_micro_batches = r.micro_batch_tokens > 0 ? prompts_per_rank : plan.micro_batches;
 
   for (int stage = 0; stage < r.pp; ++stage) {
     const model::StageLayers layers = model::stage_layers(counts, stage);
@@ -320,7 +329,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const Elements kept = Elements{0, recomputed > 0 ? (recomputed + 1) * aligned(split.residual * d.hidden) : 0} +
                           Elements{trained_layer.act * sets, trained_layer.f32 * sets};
     s.activations_per_micro_batch = kept.bytes(p) + end.bytes(p) + scratch.bytes(p);
-    s.micro_batches_in_flight = static_cast<int>(std::min<std::int64_t>(r.pp - stage, plan.micro_batches));
+    s.micro_batches_in_flight = static_cast<int>(std::min<std::int64_t>(r.pp - stage, most_micro_batches));
     s.activations = s.activations_per_micro_batch * s.micro_batches_in_flight;
     // Reference scoring: one set of layer buffers reused layer after layer.
     s.scoring = layer_activations(d, split, seqs, r.seq, keep_probs, true, true, c, mixed).bytes(p) + end.bytes(p);

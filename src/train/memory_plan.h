@@ -56,6 +56,7 @@ struct PlanRequest {
   int ep = 1;
   std::vector<std::int64_t> pp_layers;  // layers per stage (empty: even split)
   std::int64_t micro_batch = 1;         // prompts per micro-batch (2 sequences each: real, generated)
+  std::int64_t micro_batch_tokens = 0;  // and tokens at most, a longer pair alone (0: micro_batch pairs alone)
   std::int64_t seq = 0;                 // tokens per sequence (prompt + response)
   std::int64_t prompt = 0;              // tokens of the longest prompt (0: seq, the worst case): a windowed layer's
                                         // KV ring holds a prompt chunk beside its window (model/kv_cache.h)
@@ -100,7 +101,7 @@ struct StagePlan {
 
 struct MemoryPlan {
   std::vector<StagePlan> stages;
-  std::int64_t micro_batches = 0;  // per step per DP rank
+  std::int64_t micro_batches = 0;  // per step per DP rank (with micro_batch_tokens, at least)
   std::int64_t peak() const;       // the largest stage's
 };
 

@@ -41,6 +41,8 @@ void SpinConfig::validate() const {
   for (double l : kl_penalty) require(l > 0.0, "SPIN: kl_penalty values must be > 0, got ", l);
   objective.validate();
   require(rollout_batch >= 1, "SPIN: rollout batch size must be at least 1");
+  require(micro_batch_tokens >= 0, "SPIN: spin.micro_batch_tokens must be >= 0 (0: micro-batches of micro_batch_size "
+          "pairs), got ", micro_batch_tokens);
   require(!pregenerate || reuse_generations,
           "SPIN: spin.pregenerate generates an iteration's responses once, ahead of its steps: it needs "
           "spin.reuse_generations = true");
@@ -194,8 +196,20 @@ SpinTrainer::Rollout SpinTrainer::pairs(const std::vector<std::vector<std::int64
                                         const std::vector<data::Example>& examples,
                                         const std::vector<const Response*>& responses) const {
   Rollout r;
+  // Each pair's tokens (its real and generated sequences), for micro-batches by tokens.
+  std::vector<std::int64_t> tokens;
+  if (config_.micro_batch_tokens > 0) {
+    std::size_t at = 0;
+    for (const auto& g : groups) {
+      for (std::int64_t idx : g) {
+        const data::Example& ex = examples[static_cast<std::size_t>(idx) % examples.size()];
+        tokens.push_back(static_cast<std::int64_t>(2 * ex.prompt.size() + ex.response.size() +
+                                                   responses[at++]->tokens.size()));
+      }
+    }
+  }
   std::size_t at = 0;
-  for (const auto& g : groups) {
+  for (const auto& g : data::cut_by_tokens(groups, tokens, config_.micro_batch, config_.micro_batch_tokens)) {
     std::vector<model::Sequence> seqs;
     std::vector<float> sampler;
     r.samples.emplace_back();
@@ -422,10 +436,12 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   for (const auto& seqs : r.sequences) {
     for (const model::Sequence& s : seqs) lengths.push_back(static_cast<std::int64_t>(s.tokens.size()));
   }
-  double totals[3] = {0.0, model::training_flops(transformer_.config(), lengths),
-                      static_cast<double>(tokens_generated_ - tokens_before)};
+  double totals[4] = {0.0, model::training_flops(transformer_.config(), lengths),
+                      static_cast<double>(tokens_generated_ - tokens_before),
+                      static_cast<double>(r.micro_batches.size())};
   for (const auto& b : r.micro_batches) totals[0] += static_cast<double>(b.rows());
-  grid_.dp().all_reduce(totals, 3);
+  grid_.dp().all_reduce(totals, 4);
+  if (config_.micro_batch_tokens > 0) out.micro_batches = static_cast<std::int64_t>(totals[3]);
   out.tokens_per_second = totals[0] / std::max(out.seconds_training, 1e-9);
   out.generated_tokens = static_cast<std::int64_t>(totals[2]);
   out.generation_tokens_per_second = totals[2] > 0.0 ? totals[2] / std::max(out.seconds_generation, 1e-9) : 0.0;

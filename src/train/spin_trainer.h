@@ -14,7 +14,8 @@
 //      t-1), an iteration after the first visits 2 x examples samples an epoch: sample s < n is
 //      example s with this iteration's response, sample n + s example s with the previous
 //      iteration's -- which sync_reference() kept, generating first any the iteration left out.
-//   3. Pairs [real_i, generated_i] form micro-batches of micro_batch pairs; both sequences are
+//   3. Pairs [real_i, generated_i] form micro-batches of micro_batch pairs (with
+//      micro_batch_tokens, of at most that many tokens too); both sequences are
 //      prompt + response with mask_from = prompt length, so f sums exactly the response tokens
 //      (the last one and EOS included, no prompt token).
 //   4. Reference sums: a forward-only pipeline pass with the reference weights (default), or
@@ -65,6 +66,10 @@ struct SpinConfig {
   std::int64_t max_steps = 0;    // caps the run's total (0: no cap)
   std::int64_t global_batch = 8; // prompts (pairs) per optimizer step
   std::int64_t micro_batch = 1;  // pairs per micro-batch
+  // With micro_batch_tokens > 0 a micro-batch also holds at most that many tokens (its pairs' real and
+  // generated sequences), a longer pair alone (data::cut_by_tokens: NeMo-RL's dynamic batching), cut
+  // once the responses are known; micro_batch then caps its pairs.
+  std::int64_t micro_batch_tokens = 0;
   std::int64_t rollout_batch = 8;  // sequences generated at once on each DP replica (KV cache slots)
   std::int64_t rollout_step_tokens = 0;  // tokens per generation model call (0: no limit; chunked prefill)
   bool ref_logprobs_from_sampler = false;
@@ -123,6 +128,8 @@ struct SpinStepMetrics {
   bool applied = false;
   std::int64_t skipped_total = 0;
   double tokens_per_second = 0.0;   // policy training tokens (real + generated) per second
+  // With SpinConfig::micro_batch_tokens, the micro-batches the step's pairs made, all replicas (0 without).
+  std::int64_t micro_batches = 0;
   // A mixture of experts (0 for a dense model): over the step's training rows, each layer's busiest
   // expert's rows over its experts' mean, the largest over the layers (1: balanced; experts /
   // experts_per_token: every row to the same experts), and its least busy expert's likewise, the

@@ -2,7 +2,8 @@
 """End-to-end checks of `spin sft`, one case per CTest test:
 
   layouts     the same run on 1 rank and on (TP, PP, DP) = (2, 2, 2) with the distributed
-              optimizer, (1, 2, 2) with tied embeddings, writes the same weights (1e-5); a Mixtral at
+              optimizer, (1, 2, 2) with tied embeddings and micro-batches cut by tokens
+              (--micro-batch-tokens), writes the same weights (1e-5); a Mixtral at
               TP 2 x PP 2 with its experts spread over the TP ranks (--ep 2) likewise (1e-4)
   learns      on a copy task the loss falls, and `spin score` rates the training responses
               higher under the written model than under the initial one
@@ -81,7 +82,9 @@ def case_layouts(args, tmp):
     for model, ranks, extra, tolerance in [
             ("tiny-llama", 8, ["--tp", "2", "--pp", "2", "--distributed-optimizer", "--sequence-parallel",
                                "--overlap-grad-reduce"], 1e-5),
-            ("tiny-llama-tied", 4, ["--pp", "2", "--recompute-activations", "--logits-chunk-rows", "5"], 1e-5),
+            # Micro-batches cut by tokens (a replica's 8 sequences, ~2 a micro-batch): other sums' order only.
+            ("tiny-llama-tied", 4, ["--micro-batch-size", "8", "--micro-batch-tokens", "30", "--pp", "2",
+                                    "--logits-chunk-rows", "5", "--recompute-activations"], 1e-5),
             ("tiny-phi3", 2, ["--tp", "2", "--sequence-parallel"], 1e-3),
             # A mixture's experts spread over the TP ranks (each rank two of four, whole), as one rank.
             ("tiny-mixtral", 4, ["--tp", "2", "--ep", "2", "--pp", "2", "--distributed-optimizer"], 1e-4)]:

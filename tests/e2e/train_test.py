@@ -4,7 +4,8 @@ train_iterations_test.py; LoRA: train_lora_test.py; the model families: train_fa
 
   layouts     the same SPIN run (text data, byte tokenizer) on 1 rank and on TP 2 x PP 2 writes
               the same metrics and the same final weights; the first step of each iteration has
-              loss log 2 and zero rewards; --spin.ref_logprobs sampler runs
+              loss log 2 and zero rewards; --spin.ref_logprobs sampler runs; spin.micro_batch_tokens
+              at PP 2 x DP 2 (micro-batches cut by tokens) agrees with the 1-rank run
   frozen      model.frozen_dtype: the reference in bf16 alone changes no metric of a bf16 run (resident,
               offloaded, resumed), bitwise; LoRA over a bf16 base trains and exports
   config      unknown keys, values of the wrong type, a lambda list shorter than the iterations,
@@ -107,6 +108,24 @@ def case_layouts(args, tmp):
         assert math.sqrt(num / den) < 1e-5, name
     assert "sequence_parallel = true" in open(os.path.join(sp, "config.ini")).read()
     print("model.sequence_parallel at TP 2 x PP 2: metrics and weights agree with the run without")
+    # spin.micro_batch_tokens at PP 2 x DP 2: each replica's share of a step cut by tokens, not by
+    # pairs -- the 1-rank run's metrics and weights up to the order of float sums.
+    by_tokens = os.path.join(tmp, "by_tokens")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", by_tokens,
+                          "--parallel.pp", "2", "--spin.micro_batch_size", "4", "--spin.micro_batch_tokens", "80"], 4)
+    c = metrics(os.path.join(by_tokens, "metrics.jsonl"))
+    assert len(c) == len(a), (len(c), len(a))
+    for x, y in zip(a, c):
+        for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "generated_length_mean"]:
+            assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
+    cuts = [m["micro_batches"] for m in c if m["kind"] == "train"]
+    assert all(n >= 2 for n in cuts) and max(cuts) > 2, cuts  # 2 replicas; the fixed count would be 1 each
+    wc = read_safetensors(os.path.join(by_tokens, "iteration_2", "model.safetensors"))
+    for name in wa:
+        num = sum((p - q) ** 2 for p, q in zip(wa[name], wc[name]))
+        den = sum(q * q for q in wa[name])
+        assert math.sqrt(num / den) < 1e-5, name
+    print("spin.micro_batch_tokens at PP 2 x DP 2: %s micro-batches a step; metrics and weights agree" % cuts)
     # spin.ref_offload: the reference kept apart and swapped into the policy's buffers for its
     # work -- the same run, bitwise.
     off = os.path.join(tmp, "offload")

@@ -51,5 +51,24 @@ TEST(BatchPlan, ImpossibleBatchesAreErrors) {
   EXPECT_EQ(BatchPlan(11, 5, 1, 1, 1).dropped_per_epoch(), 1);
 }
 
+// Micro-batches by tokens: the same samples in the same order, each micro-batch closed before the
+// next sample passes the token or the sample cap, a sample over the token cap alone; the plan's
+// micro-batches as they are without a token cap.
+TEST(BatchPlan, MicroBatchesByTokensKeepTheSamplesAndTheirOrder) {
+  const std::vector<std::vector<std::int64_t>> groups = {{7, 3, 9}, {1, 4, 2}};
+  const std::vector<std::int64_t> tokens = {5, 4, 2, 12, 3, 3};
+  EXPECT_EQ(cut_by_tokens(groups, tokens, 3, 0), groups);
+  EXPECT_EQ(cut_by_tokens(groups, {}, 3, 0), groups) << "no counts needed without a token cap";
+  using Groups = std::vector<std::vector<std::int64_t>>;
+  EXPECT_EQ(cut_by_tokens(groups, tokens, 6, 10), (Groups{{7, 3}, {9}, {1}, {4, 2}}));
+  EXPECT_EQ(cut_by_tokens(groups, tokens, 6, 11), (Groups{{7, 3, 9}, {1}, {4, 2}}));
+  EXPECT_EQ(cut_by_tokens(groups, tokens, 2, 100), (Groups{{7, 3}, {9, 1}, {4, 2}})) << "the sample cap";
+  EXPECT_EQ(cut_by_tokens(groups, tokens, 6, 1), (Groups{{7}, {3}, {9}, {1}, {4}, {2}})) << "each over the cap, alone";
+  const std::vector<std::int64_t> too_few = {5, 4};
+  EXPECT_THROW(cut_by_tokens(groups, too_few, 3, 10), Error);
+  EXPECT_THROW(cut_by_tokens(groups, tokens, 0, 10), Error);
+  EXPECT_THROW(cut_by_tokens(groups, tokens, 3, -1), Error);
+}
+
 }  // namespace
 }  // namespace spin::data

@@ -94,6 +94,33 @@ TEST(MemoryPlan, OneFOneBKeepsPpMinusStageMicroBatchesAndKvCacheFollowsTheShape)
   EXPECT_GT(plan_memory(r).stages[1].activations_per_micro_batch, 2 * cpu_half);
 }
 
+// Micro-batches by tokens: a micro-batch holds at most the cap's rows, or one pair (2 x seq) where the
+// cap is less -- a micro-batch of B pairs' buffers shrink to those of fewer -- and every micro-batch
+// of the step, one a pair at most, may be in flight.
+TEST(MemoryPlan, MicroBatchesByTokensHoldTheCapsRows) {
+  for (const Precision& precision : {Precision::cuda(), Precision::cpu()}) {  // probabilities not kept, kept
+    PlanRequest r = request(2, 4, 1, false);
+    r.precision = precision;
+    r.global_batch = 16;
+    r.micro_batch = 4;  // 4 micro-batches of 4 pairs: 8 x 2048 rows each
+    const auto per_micro_batch = [&](std::int64_t micro_batch, std::int64_t tokens) {
+      PlanRequest q = r;
+      q.micro_batch = micro_batch;
+      q.micro_batch_tokens = tokens;
+      return plan_memory(q).stages[1].activations_per_micro_batch;
+    };
+    EXPECT_EQ(per_micro_batch(4, 4 * 2048), per_micro_batch(2, 0)) << "8192 tokens: 2 pairs' rows";
+    EXPECT_EQ(per_micro_batch(4, 1000), per_micro_batch(1, 0)) << "below one pair: a pair alone";
+    EXPECT_EQ(per_micro_batch(4, 100 * 2048), per_micro_batch(4, 0)) << "above the pairs' rows: those";
+    r.micro_batch_tokens = 4096;
+    r.pp = 8, r.global_batch = 4, r.micro_batch = 4;  // one micro-batch of 4 pairs, or up to 4 by tokens
+    const MemoryPlan plan = plan_memory(r);
+    EXPECT_EQ(plan.micro_batches, 1);
+    EXPECT_EQ(plan.stages[0].micro_batches_in_flight, 4);
+    EXPECT_EQ(plan.stages[6].micro_batches_in_flight, 2);
+  }
+}
+
 // A head size the fused CUDA kernels do not take (here 80) runs the cuBLAS path on a GPU, which
 // keeps heads x len^2 probabilities for the backward: the plan counts them as it does where it
 // is told attention keeps them; at head_dim 128 the fused kernels keep a log-sum-exp per head

@@ -209,6 +209,40 @@ TEST(SpinTrainer, ReferenceOffloadChangesNothing) {
   EXPECT_EQ(to_host<float>(plain.reference.flat()), to_host<float>(swap.reference.flat()));
 }
 
+// Micro-batches by tokens (spin.micro_batch_tokens) cut the step's pairs elsewhere, not into other
+// pairs: the same responses, losses and rewards up to the order of float sums, through two iterations;
+// the cuts make more micro-batches than the fixed count (where they fall: BatchPlan's
+// MicroBatchesByTokensKeepTheSamplesAndTheirOrder).
+TEST(SpinTrainer, MicroBatchesByTokensChangeOnlyTheSumsOrder) {
+  parallel::SelfCommunicator world_fixed, world_tokens;
+  SpinConfig by_tokens = testing::small_spin_config();
+  by_tokens.micro_batch = 4;  // the whole step's share: the token cap alone cuts
+  by_tokens.micro_batch_tokens = 24;
+  testing::SpinSetup fixed(world_fixed, {1, 1, 1}, testing::small_spin_config());
+  testing::SpinSetup tokens(world_tokens, {1, 1, 1}, by_tokens);
+  std::int64_t micro_batches = 0;
+  for (std::int64_t iteration = 0; iteration < 2; ++iteration) {
+    for (std::int64_t index = 0; index < 3; ++index) {
+      const SpinStepMetrics a = fixed.trainer.step(iteration, 0, index, 1e-2);
+      const SpinStepMetrics b = tokens.trainer.step(iteration, 0, index, 1e-2);
+      EXPECT_EQ(a.micro_batches, 0) << "counted only by tokens";
+      EXPECT_GE(b.micro_batches, 1);
+      micro_batches += b.micro_batches;
+      EXPECT_NEAR(a.spin.loss, b.spin.loss, 1e-6);
+      EXPECT_NEAR(a.spin.rewards_actual, b.spin.rewards_actual, 1e-5);
+      EXPECT_NEAR(a.spin.rewards_generated, b.spin.rewards_generated, 1e-5);
+      EXPECT_EQ(a.spin.generated_length_mean, b.spin.generated_length_mean) << "the same responses";
+      EXPECT_NEAR(a.grad_norm, b.grad_norm, 1e-5 * a.grad_norm);
+    }
+    fixed.trainer.sync_reference();
+    tokens.trainer.sync_reference();
+  }
+  EXPECT_GT(micro_batches, 6 * 2) << "the fixed count is 2 a step";
+  const auto p = to_host<float>(fixed.policy.flat()), q = to_host<float>(tokens.policy.flat());
+  EXPECT_LT(testing::relative_error(q, p), 1e-5);
+  EXPECT_NE(p, q) << "other sums' order: an exact match would mean no other cut";
+}
+
 // The reference in bf16 alone (model.frozen_dtype bf16, model::WeightStorage::FrozenBf16) changes no
 // result of a run in bf16 products: the same metrics, bitwise, through two iterations and their
 // reference syncs (the policy's bf16 copy copied), resident and offloaded (its bf16 values swapped in,
