@@ -8,7 +8,9 @@
 // --lora-rank R trains LoRA adapters of rank R on every projection of the frozen model instead,
 // their inputs masked with --lora-dropout P (the model FLOP rate then still counts 6 N a token:
 // the rate of useful work is lower), the frozen model held as --frozen-dtype says (bf16: in bf16
-// alone with --precision bf16).
+// alone with --precision bf16). --min-seq L draws each sequence's length in [L, seq] (keyed by the
+// sample) instead of seq for all, and --micro-batch-tokens T cuts each rank's micro-batches by tokens
+// (data::cut_by_tokens, spin.micro_batch_tokens): fixed micro-batches against cuts by tokens.
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <optional>
@@ -30,8 +32,8 @@ namespace po = boost::program_options;
 
 struct Options {
   ModelSize size;
-  int seq = 128, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1, ep = 1;
-  std::int64_t logits_chunk_rows = 0, lora_rank = 0;
+  int seq = 128, min_seq = 0, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1, ep = 1;
+  std::int64_t logits_chunk_rows = 0, lora_rank = 0, micro_batch_tokens = 0;
   double lora_dropout = 0.0;
   std::string frozen_dtype = "fp32";
   bool distributed = false, overlap = false, recompute = false, sequence_parallel = false;
@@ -44,7 +46,11 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   desc.add_options()("help", "print this help");
   add_model_options(desc, o.size);
   desc.add_options()
-      ("seq", po::value(&o.seq)->default_value(o.seq), "tokens per sequence")
+      ("seq", po::value(&o.seq)->default_value(o.seq), "tokens per sequence (the most, with --min-seq)")
+      ("min-seq", po::value(&o.min_seq)->default_value(o.min_seq),
+       "each sequence's length drawn in [min-seq, seq] (0: seq for every sequence)")
+      ("micro-batch-tokens", po::value(&o.micro_batch_tokens)->default_value(o.micro_batch_tokens),
+       "micro-batches of at most this many tokens too, a longer sequence alone (0: --micro-batch sequences)")
       ("global-batch", po::value(&o.global_batch)->default_value(o.global_batch), "sequences per step")
       ("micro-batch", po::value(&o.micro_batch)->default_value(o.micro_batch), "sequences per micro-batch")
       ("steps", po::value(&o.steps)->default_value(o.steps), "timed steps")
@@ -114,12 +120,30 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer, adapters ? &*adapters : nullptr);
 
   const data::BatchPlan plan(o.global_batch, o.global_batch, o.micro_batch, grid.dp_size(), 1);
+  // Sample id's length: seq, or drawn in [min_seq, seq] keyed by the sample.
+  const auto length_of = [&](std::int64_t id) -> int {
+    if (o.min_seq <= 0 || o.min_seq >= o.seq) return o.seq;
+    return o.min_seq + static_cast<int>(philox_bits(4, static_cast<std::uint64_t>(id), 0)[0] %
+                                        static_cast<std::uint32_t>(o.seq - o.min_seq + 1));
+  };
+  double all_tokens = 0.0;  // the global batch's
+  std::vector<std::int64_t> all_lengths;
+  for (std::int64_t id = 0; id < o.global_batch; ++id) {
+    all_lengths.push_back(length_of(id));
+    all_tokens += static_cast<double>(all_lengths.back());
+  }
+  const auto groups = plan.micro_batches(0, 0, grid.dp_rank());
+  std::vector<std::int64_t> lengths;
+  for (const auto& ids : groups) {
+    for (std::int64_t id : ids) lengths.push_back(length_of(id));
+  }
   std::vector<model::TokenBatch> micro_batches;
-  for (const auto& ids : plan.micro_batches(0, 0, grid.dp_rank())) {
+  for (const auto& ids : data::cut_by_tokens(groups, lengths, o.micro_batch, o.micro_batch_tokens)) {
     std::vector<model::Sequence> seqs;
     for (std::int64_t id : ids) {
-      std::vector<std::int32_t> tokens(static_cast<std::size_t>(o.seq));
-      for (int t = 0; t < o.seq; ++t) {
+      const int len = length_of(id);
+      std::vector<std::int32_t> tokens(static_cast<std::size_t>(len));
+      for (int t = 0; t < len; ++t) {
         tokens[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(
             philox_bits(3, static_cast<std::uint64_t>(id), static_cast<std::uint64_t>(t))[0] %
             static_cast<std::uint32_t>(o.size.vocab));
@@ -129,7 +153,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     micro_batches.push_back(model::TokenBatch::pack(seqs));
     micro_batches.back().dropout_seed = 1;
   }
-  train::SftLoss loss(static_cast<std::int64_t>(o.global_batch) * (o.seq - 1));
+  train::SftLoss loss(static_cast<std::int64_t>(all_tokens) - o.global_batch);
 
   std::vector<double> step_s, bubble;
   for (int step = 0; step < o.warmup + o.steps; ++step) {
@@ -156,14 +180,17 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   world.all_reduce(&slowest, 1, parallel::ReduceOp::Max);
 
   if (world.rank() == 0) {
-    const int m = static_cast<int>(plan.micro_batches_per_step());
+    const int m = static_cast<int>(micro_batches.size());  // rank 0's
     const double p = grid.pp_size();
-    const double tokens = static_cast<double>(o.global_batch) * o.seq;
-    std::printf("model: hidden %d, %d layers, vocab %d (%.1f M parameters); global batch %d x %d "
-                "tokens, micro-batch %d\n",
+    const double tokens = all_tokens;
+    std::printf("model: hidden %d, %d layers, vocab %d (%.1f M parameters); global batch %d x %s "
+                "tokens (%.0f in all), micro-batch %d%s\n",
                 o.size.hidden, o.size.layers, o.size.vocab,
-                static_cast<double>(config.num_parameters()) / 1e6, o.global_batch, o.seq,
-                o.micro_batch);
+                static_cast<double>(config.num_parameters()) / 1e6, o.global_batch,
+                o.min_seq > 0 && o.min_seq < o.seq ? spin::cat(o.min_seq, "-", o.seq).c_str()
+                                                   : std::to_string(o.seq).c_str(),
+                all_tokens, o.micro_batch,
+                o.micro_batch_tokens > 0 ? spin::cat(" and ", o.micro_batch_tokens, " tokens at most").c_str() : "");
     std::printf("layout: tp %d x pp %d x dp %d on %d ranks, %d micro-batches per step%s%s\n",
                 grid.tp_size(), grid.pp_size(), grid.dp_size(), world.size(), m,
                 o.distributed ? ", distributed optimizer" : "",
@@ -172,7 +199,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
                                            lora.dropout > 0.0 ? spin::cat(", dropout ", lora.dropout) : "")
                                      .c_str()
                                : "");
-    const double rate = flop_per_token(config, o.seq) * tokens / slowest / 1e9 / world.size();
+    const double rate = model::training_flops(config, all_lengths) / slowest / 1e9 / world.size();
     std::printf("step: %.1f ms median (slowest rank) on %s, %.0f tokens/s, %.1f model GFLOP/s per rank "
                 "= %.1f%% of the measured %s matrix-product peak (%.0f GFLOP/s at %d^3)\n",
                 slowest * 1e3, runtime.describe().c_str(), tokens / slowest, rate, 100.0 * rate / peak,
