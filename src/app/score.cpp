@@ -21,6 +21,7 @@
 #include "app/options.h"
 #include "app/runtime.h"
 #include "core/error.h"
+#include "data/batch_plan.h"
 #include "data/examples.h"
 #include "data/prompt_template.h"
 #include "data/token_jsonl.h"
@@ -43,6 +44,7 @@ struct ScoreOptions {
   int tp = 1, pp = 1, ep = 1;
   std::string pp_layers;
   std::int64_t batch_size = 8;
+  std::int64_t batch_tokens = 0;  // a micro-batch's tokens at most (0: batch_size sequences alone)
   // Without a backward a chunk costs nothing (no logits are recomputed): bounded by default, so that
   // a large vocabulary's logits never take [rows, vocab / tp] floats at once.
   std::int64_t logits_chunk_rows = kScoringLogitsChunkRows;
@@ -75,6 +77,9 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
        "layers per pipeline stage, comma-separated (default: an even split)")
       ("batch-size", po::value(&o.batch_size)->default_value(8),
        "sequences per micro-batch on each data-parallel replica")
+      ("batch-tokens", po::value(&o.batch_tokens)->default_value(o.batch_tokens),
+       "tokens per micro-batch at most as well, a longer sequence alone (data::cut_by_tokens; 0: --batch-size "
+       "sequences alone)")
       ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(o.logits_chunk_rows),
        "the LM head's logits this many rows at a time (0: all at once)");
   o.runtime.add_to(desc);
@@ -83,6 +88,7 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
     return std::nullopt;
   }
   require(o.batch_size >= 1, "spin score: --batch-size must be at least 1");
+  require(o.batch_tokens >= 0, "spin score: --batch-tokens must not be negative");
   require(o.logits_chunk_rows >= 0, "spin score: --logits-chunk-rows must be 0 (off) or positive");
   data::choose_prompt_template(o.prompt_template, nullptr);  // a known name
   data::RecordColumns::parse(o.columns, "--columns");        // well-formed
@@ -119,13 +125,22 @@ std::vector<std::size_t> assigned(std::size_t count, int dp_rank, int dp) {
 std::vector<float> score_records(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
                                  const model::ModelWeights& weights,
                                  const std::vector<data::TokenRecord>& records,
-                                 const std::vector<std::size_t>& mine, std::int64_t batch_size) {
+                                 const std::vector<std::size_t>& mine, std::int64_t batch_size,
+                                 std::int64_t batch_tokens) {
+  // This replica's records (positions in `mine`) batch_size at a time, then by tokens.
+  std::vector<std::vector<std::int64_t>> groups;
+  std::vector<std::int64_t> tokens;
+  for (std::size_t i = 0; i < mine.size(); ++i) {
+    if (groups.empty() || static_cast<std::int64_t>(groups.back().size()) == batch_size) groups.emplace_back();
+    groups.back().push_back(static_cast<std::int64_t>(i));
+    tokens.push_back(static_cast<std::int64_t>(records[mine[i]].tokens.size()));
+  }
   std::vector<model::TokenBatch> batches;
-  for (std::size_t begin = 0; begin < mine.size(); begin += static_cast<std::size_t>(batch_size)) {
-    const std::size_t end = std::min(mine.size(), begin + static_cast<std::size_t>(batch_size));
+  for (const auto& group : data::cut_by_tokens(groups, tokens, batch_size, batch_tokens)) {
     std::vector<model::Sequence> seqs;
-    for (std::size_t i = begin; i < end; ++i) {
-      seqs.push_back({records[mine[i]].tokens, records[mine[i]].mask_from});
+    for (std::int64_t i : group) {
+      const data::TokenRecord& r = records[mine[static_cast<std::size_t>(i)]];
+      seqs.push_back({r.tokens, r.mask_from});
     }
     batches.push_back(model::TokenBatch::pack(seqs));
   }
@@ -214,7 +229,7 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(), runtime.kernels());
   transformer.set_logits_chunk_rows(o.logits_chunk_rows);
   const auto mine = assigned(records.size(), grid.dp_rank(), grid.dp_size());
-  std::vector<float> results = score_records(grid, transformer, weights, records, mine, o.batch_size);
+  std::vector<float> results = score_records(grid, transformer, weights, records, mine, o.batch_size, o.batch_tokens);
   const auto scored = std::chrono::steady_clock::now();
 
   // Gather on world rank 0 (tp rank 0, dp rank 0, pp rank 0): each replica's last stage sends its

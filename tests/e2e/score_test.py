@@ -2,7 +2,8 @@
 """End-to-end checks of `spin score`, run by CTest (one case per test):
 
   layouts       the same output for TP/PP/DP layouts (1 rank, TP=2, DP=2, TP=2 x DP=2, TP=2 x PP=2,
-                PP=2 x DP=2) and with the logits in chunks, to 1e-5; two pipeline stages give bitwise
+                PP=2 x DP=2), with the logits in chunks and with micro-batches cut by tokens
+                (--batch-tokens), to 1e-5; two pipeline stages give bitwise
                 the single rank's output (one OpenBLAS thread a rank: the same products, split by
                 layer), tied embeddings and experts included; nine mixtures' files read and scored with
                 their experts spread over TP 2 (--ep 2) as on one rank
@@ -63,6 +64,10 @@ def case_layouts(args, tmp):
         one = score(args, m, args.input, os.path.join(tmp, name + "_ep_np1.jsonl"))
         spread = score(args, m, args.input, os.path.join(tmp, name + "_ep2.jsonl"), 2, 2, ["--ep", "2"])
         compare(spread, one, 1e-5, 1e-6, "%s: tp 2, ep 2 vs 1 rank" % name)
+    # Micro-batches by tokens (--batch-tokens): other packings of the same sequences, at PP 2 x DP 2.
+    by_tokens = score(args, model, args.input, os.path.join(tmp, "by_tokens.jsonl"), 4, 1,
+                      ["--batch-tokens", "50"], pp=2)
+    compare(by_tokens, base, 1e-5, 1e-6, "--batch-tokens 50 at pp 2 x dp 2 vs 1 rank")
     chunked = score(args, model, args.input, os.path.join(tmp, "chunked.jsonl"), 2, 2, ["--logits-chunk-rows", "3"])
     compare(chunked, base, 1e-5, 1e-6, "logits 3 rows at a time at tp 2 vs all at once on 1 rank")
     # Sanity of the numbers themselves: the sum covers exactly the tokens at positions >= k.
