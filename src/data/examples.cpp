@@ -21,7 +21,7 @@ namespace {
 using nlohmann::json;
 
 // The keys the shapes below read: a Parquet file's other columns are not decoded.
-const std::vector<std::string> kExampleKeys = {"prompt",   "response",  "completion", "messages", "system",
+const std::vector<std::string> kExampleKeys = {"prompt", "response", "completion", "messages", "system",
                                                "conversations", "real", "generated", "chosen", "rejected",
                                                "instruction", "input", "context", "output", "history"};
 const std::vector<std::string> kPromptKeys = {"prompt", "tokens", "messages", "instruction", "input",
@@ -148,6 +148,17 @@ bool explicit_prompt(const json& j) {
                                 chosen.front().contains("role") && chosen.front().at("role") == "assistant");
 }
 
+// The conversation under `key` of a record of `shape` that pairs its ground truth with another answer
+// (SPIN data sets' "real" / "generated", "chosen" / "rejected", data.columns' response / generated): the
+// whole conversation, or where the prompt stands apart (TRL's explicit prompt, the columns) the prompt
+// continued by that completion.
+Conversation read_answer(const json& j, DataShape shape, const char* key, const RecordColumns& columns,
+                         const std::string& where) {
+  if (shape == DataShape::Columns) return read_completion(j, read_prompt(j, where, columns.prompt.c_str()), key, where);
+  if (shape == DataShape::ChosenRejected && explicit_prompt(j)) return read_completion(j, read_prompt(j, where), key, where);
+  return read_chat(j, where, key);
+}
+
 // j[key] as text where the record has it, else "".
 std::string optional_string(const json& j, const char* key, const std::string& where) {
   return j.contains(key) ? jsonl::string_field(j, key, where) : std::string();
@@ -262,19 +273,14 @@ Example read_example(const json& j, DataShape shape, const std::string& where,
     case DataShape::Chat: c = read_chat(j, where); break;
     // The SPIN data sets' records (UCLA-AGI/SPIN_iter*): the ground truth under "real"; their
     // "generated" responses, another model's, are not read -- the reference generates its own.
-    case DataShape::SpinPairs: c = read_chat(j, where, "real"); break;
+    case DataShape::SpinPairs: c = read_answer(j, shape, "real", columns, where); break;
     // The SPIN code's generations and preference data sets: the ground truth (or preferred
-    // answer) under "chosen", "rejected" not read.
-    // An explicit prompt's preference records: the prompt apart, "chosen" and "rejected" its completions.
-    case DataShape::ChosenRejected:
-      c = explicit_prompt(j) ? read_completion(j, read_prompt(j, where), "chosen", where) : read_chat(j, where, "chosen");
-      break;
+    // answer) under "chosen" (with an explicit prompt, its completion), "rejected" not read.
+    case DataShape::ChosenRejected: c = read_answer(j, shape, "chosen", columns, where); break;
     case DataShape::NemoChat: c = read_nemo_chat(j, where); break;
     case DataShape::PromptCompletion: c = read_completion(j, read_prompt(j, where), "completion", where); break;
     case DataShape::Alpaca: c = read_alpaca(j, where); break;
-    case DataShape::Columns:
-      c = read_completion(j, read_prompt(j, where, columns.prompt.c_str()), columns.response.c_str(), where);
-      break;
+    case DataShape::Columns: c = read_answer(j, shape, columns.response.c_str(), columns, where); break;
     case DataShape::TokenIds: break;
   }
   require(!c.prompt.empty() && std::any_of(c.prompt.begin(), c.prompt.end(),
@@ -284,11 +290,7 @@ Example read_example(const json& j, DataShape shape, const std::string& where,
   e.prompt = render_prompt_at(c.prompt, prompt_template, *tokenizer, where);
   e.response = render_response(c.response, prompt_template, *tokenizer);
   if (gen_key) {
-    const Conversation g = shape == DataShape::Columns ? read_completion(j, read_prompt(j, where, columns.prompt.c_str()),
-                                                                        gen_key, where)
-                           : shape == DataShape::ChosenRejected && explicit_prompt(j)
-                               ? read_completion(j, read_prompt(j, where), gen_key, where)
-                               : read_chat(j, where, gen_key);
+    const Conversation g = read_answer(j, shape, gen_key, columns, where);
     require(g.prompt == c.prompt, where, ": the \"", gen_key, "\" conversation's prompt differs from the ground truth's");
     require(!blank(g.response), where, ": the generated response is empty");
     e.generated = render_response(g.response, prompt_template, *tokenizer);
