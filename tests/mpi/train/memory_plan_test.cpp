@@ -43,17 +43,20 @@ template <class Setup = testing::SpinSetup>
 void check(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tied, bool mixed = false,
            bool recompute = false, bool sequence_parallel = false, std::int64_t logits_chunk = 0,
            Family family = Family::Llama, std::int64_t step_tokens = 0, const model::LoraConfig& lora = {},
-           std::int64_t recompute_layers = 0, model::WeightStorage reference_storage = model::WeightStorage::Float32) {
+           std::int64_t recompute_layers = 0, model::WeightStorage reference_storage = model::WeightStorage::Float32,
+           std::int64_t micro_batch_tokens = 0) {
   const bool frozen = reference_storage == model::WeightStorage::FrozenBf16;
   SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, " ep ", layout.ep, distributed ? " distributed" : "",
                    tied ? " tied" : "", mixed ? " bf16" : "", recompute ? " recompute" : "",
                    sequence_parallel ? " sequence parallel" : "", " logits chunk ", logits_chunk, " ",
                    testing::tiny_family_name(family), " step tokens ", step_tokens, lora.enabled() ? " LoRA" : "",
-                   " recomputed layers ", recompute_layers, frozen ? " frozen bf16 reference" : ""));
+                   " recomputed layers ", recompute_layers, frozen ? " frozen bf16 reference" : "",
+                   " micro-batch tokens ", micro_batch_tokens));
   SpinConfig spin;
   spin.kl_penalty = {0.5};
   spin.global_batch = 8;
-  spin.micro_batch = 2;
+  spin.micro_batch = micro_batch_tokens > 0 ? 4 : 2;  // by tokens: the cap cuts
+  spin.micro_batch_tokens = micro_batch_tokens;
   spin.rollout_batch = 2;
   spin.rollout_step_tokens = step_tokens;
   spin.generation.max_new_tokens = kNew;
@@ -90,6 +93,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   request.dp = s.grid.dp_size();
   request.ep = s.grid.ep_size();
   request.micro_batch = spin.micro_batch;
+  request.micro_batch_tokens = micro_batch_tokens;
   request.seq = kPrompt + kNew;
   request.prompt = kPrompt;
   request.global_batch = spin.global_batch;
@@ -149,6 +153,15 @@ TEST(MemoryPlan, ChunkedPrefillFiguresBoundTheAllocations) {
   auto& world = testing::mpi_world();
   check(world, {2, 2, 1}, false, false, false, false, false, 0, Family::Llama, 3);
   check(world, {1, 1, 4}, false, false, true, false, false, 0, Family::Llama, 3);
+}
+
+// Micro-batches by tokens: 36 tokens, two pairs of 2 x 9 tokens, where the fixed count would hold 4 --
+// the ring's buffers those of two pairs, as many in flight as the plan counts.
+TEST(MemoryPlan, MicroBatchesByTokensFiguresEqualTheAllocations) {
+  auto& world = testing::mpi_world();
+  const auto f32 = model::WeightStorage::Float32;
+  check(world, {2, 2, 1}, false, false, false, false, false, 0, Family::Llama, 0, {}, 0, f32, 36);
+  check(world, {1, 2, 2}, true, true, true, false, false, 0, Family::Llama, 0, {}, 0, f32, 36);
 }
 
 // With activation recomputation the 1F1B ring keeps each layer's input and one set of layer
