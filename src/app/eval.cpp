@@ -115,7 +115,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
 
   // This replica's examples: greedy answers (--batch-size in flight, refilled as they finish)
   // and ground-truth scores (--batch-size per forward).
-  double exact = 0.0, nll = 0.0, tokens = 0.0, count = 0.0;
+  double exact = 0.0, count = 0.0;
   std::vector<std::size_t> mine;
   for (std::size_t i = static_cast<std::size_t>(grid.dp_rank()); i < data.examples.size(); i += static_cast<std::size_t>(grid.dp_size())) {
     mine.push_back(i);
@@ -128,30 +128,13 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     exact += answers[i].tokens == data.examples[mine[i]].response ? 1.0 : 0.0;
     count += 1.0;
   }
-  std::vector<model::TokenBatch> truth_batches;  // pipelined through the stages together
-  for (std::size_t b = 0; b < mine.size(); b += static_cast<std::size_t>(o.batch_size)) {
-    const std::size_t e = std::min(mine.size(), b + static_cast<std::size_t>(o.batch_size));
-    std::vector<model::Sequence> truth;
-    for (std::size_t i = b; i < e; ++i) {
-      const data::Example& ex = data.examples[mine[i]];
-      std::vector<std::int32_t> seq = ex.prompt;
-      seq.insert(seq.end(), ex.response.begin(), ex.response.end());
-      truth.push_back({seq, static_cast<std::int64_t>(ex.prompt.size())});
-      tokens += static_cast<double>(ex.response.size());
-    }
-    truth_batches.push_back(model::TokenBatch::pack(truth));
-  }
-  for (const std::vector<float>& sums : train::score_pipelined(grid, transformer, weights, truth_batches)) {
-    for (float s : sums) nll -= s;  // empty but on the last stage
-  }
-  // Generation results are on every rank of a replica, scores on its last stage.
-  std::vector<double> totals = {exact, count, nll, tokens};
-  if (!transformer.stage().last) std::fill(totals.begin(), totals.end(), 0.0);
-  grid.pp().all_reduce(totals.data(), totals.size());
+  const train::ResponseNll truth = train::response_nll(grid, transformer, weights, data.examples, o.batch_size);
+  // Generation results are on every rank of a replica: summed over the replicas.
+  std::vector<double> totals = {exact, count};
   grid.dp().all_reduce(totals.data(), totals.size());
   if (world.rank() == 0) {
     const double em = totals[0] / std::max(totals[1], 1.0);
-    const double mean_nll = totals[2] / std::max(totals[3], 1.0);
+    const double mean_nll = truth.mean();
     std::printf("spin eval: %s: %.0f examples | exact match %.4f | nll per response token %.4f\n",
                 o.data.c_str(), totals[1], em, mean_nll);
     if (!o.output.empty()) {

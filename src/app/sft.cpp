@@ -37,6 +37,7 @@
 #include "parallel/process_grid.h"
 #include "train/checkpointing.h"
 #include "train/lr_schedule.h"
+#include "train/pipeline_scorer.h"
 #include "train/pipeline_trainer.h"
 
 namespace spin::app {
@@ -78,6 +79,8 @@ struct SftOptions {
   std::uint64_t seed = 1234;
   bool no_shuffle = false;
   std::int64_t log_interval = 1;
+  std::string validation;          // validation data (empty: none)
+  std::int64_t eval_interval = 0;  // steps between validations (0: after the last step alone)
   std::int64_t profile_step_start = 0, profile_step_end = 0;
   std::string save_dtype = "f32";
   std::string save_dir;
@@ -179,6 +182,11 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("seed", po::value(&o.seed)->default_value(o.seed), "data order seed")
       ("no-shuffle", po::bool_switch(&o.no_shuffle), "visit the data in file order every epoch")
       ("log-interval", po::value(&o.log_interval)->default_value(o.log_interval), "steps between log lines")
+      ("validation", po::value(&o.validation)->default_value(""),
+       "validation data, in any --train shape (read as --train is): its loss -- the mean NLL per response token, "
+       "the training loss's measure -- after the last step and every --eval-interval steps")
+      ("eval-interval", po::value(&o.eval_interval)->default_value(o.eval_interval),
+       "steps between validations (Megatron's --eval-interval; 0: after the last step alone)")
       ("profile-step-start", po::value(&o.profile_step_start)->default_value(0),
        "profile steps start..end (0: none): every rank's ranges to <output>.profile/rank<r>.json, a Chrome trace (NVTX "
        "and cudaProfilerStart/Stop on GPUs)")
@@ -208,6 +216,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
           "spin sft: --recompute-num-layers must be 0 (every layer) or positive, with --recompute-activations");
   require(o.max_steps >= 0, "spin sft: --max-steps must not be negative");
   require(o.log_interval >= 1, "spin sft: --log-interval must be at least 1");
+  require(o.eval_interval >= 0, "spin sft: --eval-interval must not be negative");
+  require(o.eval_interval == 0 || !o.validation.empty(), "spin sft: --eval-interval needs --validation");
   require(o.max_nonfinite >= 1, "spin sft: --max-nonfinite-steps must be at least 1");
   require(o.clip_grad >= 0, "spin sft: --clip-grad must not be negative");
   require(o.save_interval >= 0, "spin sft: --save-interval must not be negative");
@@ -239,7 +249,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   std::optional<ModelSource> source;
   std::optional<ModelShard> shard;
   std::optional<data::BatchPlan> plan;
-  data::LoadedExamples data;
+  data::LoadedExamples data, validation;
   train::LrSchedule schedule;
   std::int64_t total_steps = 0;
   DType save_dtype = DType::F32;
@@ -262,10 +272,13 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     const data::LengthLimits limits{o.max_prompt_tokens, o.max_response_tokens,
                                     shard->config.max_sequence_length(),
                                     o.overlong == "drop" ? data::Overlong::Drop : data::Overlong::Truncate};
-    data = data::load_examples(o.train, tokenizer.get(), data::choose_prompt_template(o.prompt_template, tokenizer.get()),
-                               limits, shard->config.vocab_size,
-                               {.skip_bad_lines = o.skip_bad_lines,
-                                .columns = data::RecordColumns::parse(o.columns, "--columns")});
+    const data::ExampleOptions reading{.skip_bad_lines = o.skip_bad_lines,
+                                       .columns = data::RecordColumns::parse(o.columns, "--columns")};
+    const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());
+    data = data::load_examples(o.train, tokenizer.get(), tmpl, limits, shard->config.vocab_size, reading);
+    if (!o.validation.empty()) {
+      validation = data::load_examples(o.validation, tokenizer.get(), tmpl, limits, shard->config.vocab_size, reading);
+    }
     plan.emplace(static_cast<std::int64_t>(data.examples.size()), o.global_batch, o.micro_batch,
                  grid.dp_size(), o.seed, !o.no_shuffle);
     total_steps = o.epochs * plan->batches_per_epoch();
@@ -401,6 +414,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     if (!loaded.empty()) {
       std::printf("spin sft: loaded %s (step %lld)\n", loaded.c_str(), static_cast<long long>(first_step));
     }
+    if (!o.validation.empty()) std::printf("spin sft: validation %s\n", validation.report.summary(o.validation).c_str());
     std::fflush(stdout);
   }
 
@@ -460,6 +474,17 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                   static_cast<double>(tokens) / m.seconds, tflops, elapsed,
                   m.applied ? "" : cat(" | skipped (non-finite; ", m.skipped_total, " in all)").c_str());
       std::fflush(stdout);
+    }
+    if (!o.validation.empty() &&
+        ((o.eval_interval > 0 && (step + 1) % o.eval_interval == 0) || step + 1 == total_steps)) {
+      const train::ResponseNll v = train::response_nll(grid, transformer, weights, validation.examples, o.micro_batch,
+                                                       o.micro_batch_tokens, adapters ? &*adapters : nullptr);
+      if (root) {
+        std::printf("validation | step %lld/%lld | loss %.6f | %zu sequences, %.0f response tokens\n",
+                    static_cast<long long>(step + 1), static_cast<long long>(total_steps), v.mean(),
+                    validation.examples.size(), v.tokens);
+        std::fflush(stdout);
+      }
     }
     raise_test_stop(world, "signal-after-step", step + 1);
     if (o.save_interval > 0 && (step + 1) % o.save_interval == 0 && step + 1 < total_steps) save(step + 1);

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "data/batch_plan.h"
 #include "parallel/pipeline_schedule.h"
 
 namespace spin::train {
@@ -66,6 +67,43 @@ std::vector<model::ForwardResult> forward_pipelined(const parallel::ProcessGrid&
                                                     const model::ModelWeights& weights,
                                                     const std::vector<model::TokenBatch>& micro_batches) {
   return run_pipelined(grid, transformer, weights, micro_batches, nullptr);
+}
+
+ResponseNll response_nll(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
+                         const model::ModelWeights& weights, const std::vector<data::Example>& examples,
+                         std::int64_t batch_size, std::int64_t batch_tokens, const model::ModelWeights* adapters) {
+  // This replica's examples, batch_size at a time, then by tokens.
+  std::vector<std::vector<std::int64_t>> groups;
+  std::vector<std::int64_t> lengths;
+  double tokens = 0.0;
+  for (std::size_t i = static_cast<std::size_t>(grid.dp_rank()); i < examples.size();
+       i += static_cast<std::size_t>(grid.dp_size())) {
+    if (groups.empty() || static_cast<std::int64_t>(groups.back().size()) == batch_size) groups.emplace_back();
+    groups.back().push_back(static_cast<std::int64_t>(i));
+    lengths.push_back(static_cast<std::int64_t>(examples[i].prompt.size() + examples[i].response.size()));
+    tokens += static_cast<double>(examples[i].response.size());
+  }
+  std::vector<model::TokenBatch> batches;
+  for (const auto& group : data::cut_by_tokens(groups, lengths, batch_size, batch_tokens)) {
+    std::vector<model::Sequence> seqs;
+    for (std::int64_t i : group) {
+      const data::Example& e = examples[static_cast<std::size_t>(i)];
+      std::vector<std::int32_t> seq = e.prompt;
+      seq.insert(seq.end(), e.response.begin(), e.response.end());
+      seqs.push_back({std::move(seq), static_cast<std::int64_t>(e.prompt.size())});
+    }
+    batches.push_back(model::TokenBatch::pack(seqs));
+  }
+  double nll = 0.0;
+  for (const std::vector<float>& sums : score_pipelined(grid, transformer, weights, batches, adapters)) {
+    for (float s : sums) nll -= s;  // empty but on the last stage
+  }
+  // The sums are on each replica's last stage: summed over the pipeline (the other stages give 0)
+  // and the replicas.
+  double totals[2] = {transformer.stage().last ? nll : 0.0, transformer.stage().last ? tokens : 0.0};
+  grid.pp().all_reduce(totals, 2);
+  grid.dp().all_reduce(totals, 2);
+  return {totals[0], totals[1]};
 }
 
 }  // namespace spin::train

@@ -4,8 +4,10 @@
 // parallel::forward_pipelining.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
+#include "data/examples.h"
 #include "model/transformer.h"
 #include "parallel/process_grid.h"
 
@@ -27,5 +29,20 @@ std::vector<model::ForwardResult> forward_pipelined(const parallel::ProcessGrid&
                                                     const model::Transformer& transformer,
                                                     const model::ModelWeights& weights,
                                                     const std::vector<model::TokenBatch>& micro_batches);
+
+// The ground truth's negative log-likelihood under a model: summed over the response tokens of
+// `examples`, and those tokens' count, over the whole grid -- each data-parallel replica scores every
+// dp-th example, in micro-batches of `batch_size` examples (and at most `batch_tokens` tokens, a longer
+// example alone; 0: no cap: data::cut_by_tokens) --, the same on every rank. spin eval's NLL and
+// spin sft's validation loss (SftLoss's: the mean over response tokens). Collective over the grid.
+struct ResponseNll {
+  double nll = 0.0;
+  double tokens = 0.0;
+  double mean() const { return tokens > 0.0 ? nll / tokens : 0.0; }
+};
+ResponseNll response_nll(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
+                         const model::ModelWeights& weights, const std::vector<data::Example>& examples,
+                         std::int64_t batch_size, std::int64_t batch_tokens = 0,
+                         const model::ModelWeights* adapters = nullptr);
 
 }  // namespace spin::train

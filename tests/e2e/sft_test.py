@@ -6,7 +6,9 @@
               (--micro-batch-tokens), writes the same weights (1e-5); a Mixtral at
               TP 2 x PP 2 with its experts spread over the TP ranks (--ep 2) likewise (1e-4)
   learns      on a copy task the loss falls, and `spin score` rates the training responses
-              higher under the written model than under the initial one
+              higher under the written model than under the initial one; --validation every
+              --eval-interval steps: its loss falls, its last equals spin score's mean NLL of the
+              written model, and PP 2 x DP 2 gives the same losses
   bad-input   impossible layouts and batches, and a diverging run, stop with one error line
   lora        --lora-rank 4 on q_proj and v_proj with --lora-dropout 0.1 (other losses than
               without): 1 rank and TP 2 x PP 2 with ZeRO-1 agree (losses, weights); the written model is the input plus a change of rank 4 in those
@@ -55,6 +57,12 @@ def sft(args, model, data, out, ranks=1, *extra):
 
 def losses(stdout):
     return [float(l.split("| loss ")[1].split()[0]) for l in stdout.splitlines() if l.startswith("step ")]
+
+
+def validation_losses(stdout):
+    """(step, loss) of each --validation line."""
+    return [(int(l.split("| step ")[1].split("/")[0]), float(l.split("| loss ")[1].split()[0]))
+            for l in stdout.splitlines() if l.startswith("validation | ")]
 
 
 def same_weights(a_dir, b_dir, what, tolerance=1e-5):
@@ -110,7 +118,7 @@ def case_learns(args, tmp):
     model = os.path.join(args.models, "tiny-llama")
     trained = os.path.join(tmp, "trained")
     r = sft(args, model, data, trained, 2, "--tp", "2", "--epochs", "4", "--profile-step-start", "2",
-            "--profile-step-end", "3")
+            "--profile-step-end", "3", "--validation", data, "--eval-interval", "8")
     l = losses(r.stdout)
     # The profile: steps 2 and 3 on both TP ranks, each one forward then backward per micro-batch
     # (one stage: 1F1B without warm-up), 16 / 2 = 8 of them.
@@ -127,6 +135,21 @@ def case_learns(args, tmp):
     before, after = mean_score(args, model, data, tmp), mean_score(args, trained, data, tmp)
     assert after > before + 10.0, (before, after)
     print("loss %.3f -> %.3f; mean response log-probability %.2f -> %.2f" % (l[0], l[-1], before, after))
+    # --validation (here the training data) every 8 steps and after the last: the mean NLL per response
+    # token, which falls; the last equals spin score's of the written model over the same records, and
+    # PP 2 x DP 2 gives the same losses.
+    v = validation_losses(r.stdout)
+    assert [s for s, _ in v] == [8, 16] and v[1][1] < v[0][1], v
+    out = os.path.join(tmp, "validation_scores.jsonl")
+    run_ok(args.mpiexec, [args.spin, "score", "--model", trained, "--input", data, "--output", out], 1)
+    nll = -sum(json.loads(line)["logprob_sum"] for line in open(out))
+    tokens = sum(len(json.loads(line)["response"]) for line in open(data))
+    assert abs(v[1][1] - nll / tokens) <= 1e-5 * nll / tokens, (v, nll / tokens)
+    other = sft(args, model, data, os.path.join(tmp, "trained-pp2"), 4, "--pp", "2", "--epochs", "4",
+                "--validation", data, "--eval-interval", "8")
+    w = validation_losses(other.stdout)
+    assert [s for s, _ in w] == [8, 16] and all(abs(a[1] - b[1]) <= 1e-5 * b[1] for a, b in zip(w, v)), (w, v)
+    print("validation loss %.4f -> %.4f: spin score's %.4f; PP 2 x DP 2 the same" % (v[0][1], v[1][1], nll / tokens))
 
 
 def case_bad_input(args, tmp):
