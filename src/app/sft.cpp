@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <tuple>
@@ -24,6 +25,7 @@
 #include "app/profile_window.h"
 #include "app/runtime.h"
 #include "app/stop_signals.h"
+#include "app/train_metrics.h"
 #include "checkpoint/hf_writer.h"
 #include "checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
@@ -80,6 +82,7 @@ struct SftOptions {
   bool no_shuffle = false;
   std::int64_t log_interval = 1;
   std::string validation;          // validation data (empty: none)
+  std::string metrics;             // metrics.jsonl to write (empty: none)
   std::int64_t eval_interval = 0;  // steps between validations (0: after the last step alone)
   std::int64_t profile_step_start = 0, profile_step_end = 0;
   std::string save_dtype = "f32";
@@ -187,6 +190,9 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "the training loss's measure -- after the last step and every --eval-interval steps")
       ("eval-interval", po::value(&o.eval_interval)->default_value(o.eval_interval),
        "steps between validations (Megatron's --eval-interval; 0: after the last step alone)")
+      ("metrics", po::value(&o.metrics)->default_value(""),
+       "write every step's and validation's figures to this JSONL file, a line each (rank 0; a --resume run keeps "
+       "the lines up to its step)")
       ("profile-step-start", po::value(&o.profile_step_start)->default_value(0),
        "profile steps start..end (0: none): every rank's ranges to <output>.profile/rank<r>.json, a Chrome trace (NVTX "
        "and cudaProfilerStart/Stop on GPUs)")
@@ -230,6 +236,14 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   o.runtime.check();
   check_frozen_dtype(o.frozen_dtype, "spin sft: --frozen-dtype");
   return o;
+}
+
+// `x` as a JSON number, every digit a double holds; null where it is not finite (a skipped step's loss).
+std::string json_number(double x) {
+  if (!std::isfinite(x)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", x);
+  return buf;
 }
 
 }  // namespace
@@ -399,6 +413,13 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     }
   };
   if (!o.save_dir.empty()) install_stop_handlers();
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> metrics(
+      root && !o.metrics.empty() ? open_metrics_file(o.metrics, first_step) : nullptr, &std::fclose);
+  const auto record = [&](const std::string& line) {
+    if (!metrics) return;
+    std::fputs(line.c_str(), metrics.get());
+    std::fflush(metrics.get());
+  };
 
   if (root) {
     std::printf("spin sft: %s\n", data.report.summary(o.train).c_str());
@@ -464,14 +485,19 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     train::SftLoss loss(std::max<std::int64_t>(response_tokens, 1));
     const train::StepMetrics m = trainer.step(micro_batches, loss, schedule.at(step));
     if (step == 0) runtime.report_memory("after the first step");
+    const double step_tflops = model::training_flops(config, lengths) / m.seconds / world.size() / 1e12;
+    record(cat("{\"kind\": \"train\", \"epoch\": ", epoch + 1, ", \"step\": ", step + 1, ", \"loss\": ",
+               json_number(m.loss), ", \"lr\": ", json_number(m.lr), ", \"grad_norm\": ", json_number(m.grad_norm),
+               ", \"applied\": ", m.applied ? "true" : "false", ", \"tokens_per_second\": ",
+               json_number(static_cast<double>(tokens) / m.seconds), ", \"tflops_per_rank\": ",
+               json_number(step_tflops), "}\n"));
     if (root && ((step + 1) % o.log_interval == 0 || step + 1 == total_steps || !m.applied)) {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      const double tflops = model::training_flops(config, lengths) / m.seconds / world.size() / 1e12;
       std::printf("step %lld/%lld | epoch %lld | loss %.4f | lr %.3e | grad norm %.4f | "
                   "%.0f tokens/s, %.3g TFLOP/s a rank | %.1f s%s\n",
                   static_cast<long long>(step + 1), static_cast<long long>(total_steps),
                   static_cast<long long>(epoch + 1), m.loss, m.lr, m.grad_norm,
-                  static_cast<double>(tokens) / m.seconds, tflops, elapsed,
+                  static_cast<double>(tokens) / m.seconds, step_tflops, elapsed,
                   m.applied ? "" : cat(" | skipped (non-finite; ", m.skipped_total, " in all)").c_str());
       std::fflush(stdout);
     }
@@ -479,6 +505,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
         ((o.eval_interval > 0 && (step + 1) % o.eval_interval == 0) || step + 1 == total_steps)) {
       const train::ResponseNll v = train::response_nll(grid, transformer, weights, validation.examples, o.micro_batch,
                                                        o.micro_batch_tokens, adapters ? &*adapters : nullptr);
+      record(cat("{\"kind\": \"validation\", \"epoch\": ", epoch + 1, ", \"step\": ", step + 1, ", \"loss\": ",
+                 json_number(v.mean()), ", \"tokens\": ", json_number(v.tokens), "}\n"));
       if (root) {
         std::printf("validation | step %lld/%lld | loss %.6f | %zu sequences, %.0f response tokens\n",
                     static_cast<long long>(step + 1), static_cast<long long>(total_steps), v.mean(),

@@ -12,27 +12,21 @@ namespace spin::app {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-// Keeps the lines of <save_dir>/metrics.jsonl up to `step` (a resumed run redoes the later
-// ones) and opens it for appending.
-std::FILE* reopen_metrics(const fs::path& path, std::int64_t step) {
+std::FILE* open_metrics_file(const std::string& path, std::int64_t resumed_step) {
   std::vector<std::string> kept;
-  {
+  if (resumed_step > 0) {
     std::ifstream in(path);
     std::string line;
     while (std::getline(in, line)) {
       const auto at = line.find("\"step\": ");
-      if (at != std::string::npos && std::stoll(line.substr(at + 8)) <= step) kept.push_back(line);
+      if (at != std::string::npos && std::stoll(line.substr(at + 8)) <= resumed_step) kept.push_back(line);
     }
   }
   std::FILE* f = std::fopen(path.c_str(), "w");
-  require(f != nullptr, path.string(), ": cannot write");
+  require(f != nullptr, path, ": cannot write");
   for (const std::string& line : kept) std::fprintf(f, "%s\n", line.c_str());
   return f;
 }
-
-}  // namespace
 
 std::string duration_text(double seconds) {
   const auto s = static_cast<long long>(std::llround(std::max(seconds, 0.0)));
@@ -102,8 +96,7 @@ std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t 
 MetricsLog::MetricsLog(const std::string& save_dir, bool tensorboard, std::int64_t resumed_step, double peak_tflops)
     : peak_tflops_(peak_tflops) {
   const fs::path path = fs::path(save_dir) / "metrics.jsonl";
-  jsonl_ = resumed_step > 0 ? reopen_metrics(path, resumed_step) : std::fopen(path.c_str(), "w");
-  require(jsonl_ != nullptr, path.string(), ": cannot create");
+  jsonl_ = open_metrics_file(path.string(), resumed_step);
   if (tensorboard) {
     tensorboard_.emplace((fs::path(save_dir) / "tensorboard").string());
     tensorboard_->session_start(resumed_step + 1);

@@ -16,6 +16,11 @@ namespace spin::app {
 // 45s, 12m30s, 3h05m.
 std::string duration_text(double seconds);
 
+// A metrics.jsonl file (one JSON object a line, each with its "step") opened for writing: a resumed
+// run's (resumed_step > 0) keeps the lines up to that step and appends after them, redoing the later
+// ones; a fresh run's starts empty. Throws naming the file.
+std::FILE* open_metrics_file(const std::string& path, std::int64_t resumed_step);
+
 // One metrics.jsonl line: a training step's (with `m`; its MFU when peak_tflops, a rank's peak,
 // is known) or a validation's (without: its sft_nll).
 std::string metrics_json(const char* kind, std::int64_t iteration, std::int64_t epoch, std::int64_t step,

@@ -118,7 +118,8 @@ def case_learns(args, tmp):
     model = os.path.join(args.models, "tiny-llama")
     trained = os.path.join(tmp, "trained")
     r = sft(args, model, data, trained, 2, "--tp", "2", "--epochs", "4", "--profile-step-start", "2",
-            "--profile-step-end", "3", "--validation", data, "--eval-interval", "8")
+            "--profile-step-end", "3", "--validation", data, "--eval-interval", "8", "--metrics",
+            os.path.join(tmp, "learns.jsonl"))
     l = losses(r.stdout)
     # The profile: steps 2 and 3 on both TP ranks, each one forward then backward per micro-batch
     # (one stage: 1F1B without warm-up), 16 / 2 = 8 of them.
@@ -140,6 +141,12 @@ def case_learns(args, tmp):
     # PP 2 x DP 2 gives the same losses.
     v = validation_losses(r.stdout)
     assert [s for s, _ in v] == [8, 16] and v[1][1] < v[0][1], v
+    # --metrics holds the same figures, a line a step and a validation, every digit.
+    lines = [json.loads(l) for l in open(os.path.join(tmp, "learns.jsonl"))]
+    train_lines = [m for m in lines if m["kind"] == "train"]
+    assert [m["step"] for m in train_lines] == list(range(1, 17)), lines
+    assert all(abs(m["loss"] - x) <= 5e-5 for m, x in zip(train_lines, l)) and len(l) == 16, (train_lines, l)
+    assert [(m["step"], round(m["loss"], 6)) for m in lines if m["kind"] == "validation"] == v, (lines, v)
     out = os.path.join(tmp, "validation_scores.jsonl")
     run_ok(args.mpiexec, [args.spin, "score", "--model", trained, "--input", data, "--output", out], 1)
     nll = -sum(json.loads(line)["logprob_sum"] for line in open(out))
@@ -188,9 +195,10 @@ def case_resume(args, tmp):
     data = os.path.join(tmp, "copy.jsonl")
     copy_task(data)
     model = os.path.join(args.models, "tiny-llama")
-    whole = sft(args, model, data, os.path.join(tmp, "whole"), 2, "--pp", "2")
+    whole_metrics, metrics_path = os.path.join(tmp, "whole.jsonl"), os.path.join(tmp, "metrics.jsonl")
+    whole = sft(args, model, data, os.path.join(tmp, "whole"), 2, "--pp", "2", "--metrics", whole_metrics)
     out, save = os.path.join(tmp, "out"), os.path.join(tmp, "save")
-    cmd = sft_command(args, model, data, out, "--pp", "2", "--save-dir", save)
+    cmd = sft_command(args, model, data, out, "--pp", "2", "--save-dir", save, "--metrics", metrics_path)
     r = run(args.mpiexec, cmd, 2, fault="signal-after-step@3")  # SIGUSR1 in the last rank after step 3
     assert r.returncode == REQUEUE, (r.returncode, r.stdout, r.stderr)
     assert "stopped by a signal on another rank after step 3" in r.stdout, r.stdout
@@ -216,7 +224,14 @@ def case_resume(args, tmp):
     assert step_lines(resumed.stdout) == step_lines(whole.stdout)[3:], (resumed.stdout, whole.stdout)
     assert (open(os.path.join(out, "model.safetensors"), "rb").read() ==
             open(os.path.join(tmp, "whole", "model.safetensors"), "rb").read())
-    print("SIGUSR1 after step 3: exit 75, checkpoint step 3; --resume: the uninterrupted losses and weights, bitwise")
+    # --metrics: the stopped run's lines up to step 3 and the resumed run's after it are the uninterrupted
+    # run's, but for the timings.
+    untimed = lambda path: [{k: v for k, v in json.loads(l).items() if k not in ("tokens_per_second", "tflops_per_rank")}
+                            for l in open(path)]
+    assert untimed(metrics_path) == untimed(whole_metrics) and len(untimed(whole_metrics)) == 8, (
+        open(metrics_path).read(), open(whole_metrics).read())
+    print("SIGUSR1 after step 3: exit 75, checkpoint step 3; --resume: the uninterrupted losses, weights and "
+          "--metrics lines, bitwise")
     # A time limit (of ~0 here): every run saves and exits 75 after one step of its own, and the
     # requeued runs together end with the uninterrupted weights.
     timed_out, timed_save = os.path.join(tmp, "timed"), os.path.join(tmp, "timed_save")
