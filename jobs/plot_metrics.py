@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Plots a `spin train` run from its metrics.jsonl (Debian's python3-matplotlib):
+"""Plots a `spin train` run from its metrics.jsonl (Debian's python3-matplotlib; a `spin sft --metrics`
+file too: its loss and throughput panels):
 
   jobs/plot_metrics.py OUT/metrics.jsonl -o run.png [--smooth 5] [--title "..."]
 
@@ -70,13 +71,13 @@ def iteration_ends(train):
     """Steps after which an iteration ended (the last step of each iteration but the final one)."""
     ends = []
     for a, b in zip(train, train[1:]):
-        if b["iteration"] != a["iteration"]:
+        if b.get("iteration", 1) != a.get("iteration", 1):  # spin sft's records have none
             ends.append(a["step"])
     return ends
 
 
 PANELS = [  # (title, [(key, label, style)], y label)
-    ("SPIN loss", [("loss", "loss", "-")], "l(lambda margin): spin.loss"),
+    ("loss", [("loss", "loss", "-")], "SPIN: l(lambda margin); SFT: NLL a response token"),
     ("rewards", [("rewards_actual", "ground truth", "-"), ("rewards_generated", "generated", "--")],
      "lambda * sum(log pi - log pi_ref)"),
     ("reward margin", [("margin", "margin", "-")], "real - generated"),
