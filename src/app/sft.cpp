@@ -83,6 +83,7 @@ struct SftOptions {
   std::int64_t log_interval = 1;
   std::string validation;          // validation data (empty: none)
   std::string metrics;             // metrics.jsonl to write (empty: none)
+  std::string tensorboard;         // TensorBoard event directory (empty: none)
   std::int64_t eval_interval = 0;  // steps between validations (0: after the last step alone)
   std::int64_t profile_step_start = 0, profile_step_end = 0;
   std::string save_dtype = "f32";
@@ -193,6 +194,9 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("metrics", po::value(&o.metrics)->default_value(""),
        "write every step's and validation's figures to this JSONL file, a line each (rank 0; a --resume run keeps "
        "the lines up to its step)")
+      ("tensorboard", po::value(&o.tensorboard)->default_value(""),
+       "write the same figures as TensorBoard scalars (train/loss, train/lr, ..., validation/loss) to an event file "
+       "in this directory (rank 0)")
       ("profile-step-start", po::value(&o.profile_step_start)->default_value(0),
        "profile steps start..end (0: none): every rank's ranges to <output>.profile/rank<r>.json, a Chrome trace (NVTX "
        "and cudaProfilerStart/Stop on GPUs)")
@@ -236,14 +240,6 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   o.runtime.check();
   check_frozen_dtype(o.frozen_dtype, "spin sft: --frozen-dtype");
   return o;
-}
-
-// `x` as a JSON number, every digit a double holds; null where it is not finite (a skipped step's loss).
-std::string json_number(double x) {
-  if (!std::isfinite(x)) return "null";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", x);
-  return buf;
 }
 
 }  // namespace
@@ -413,13 +409,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     }
   };
   if (!o.save_dir.empty()) install_stop_handlers();
-  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> metrics(
-      root && !o.metrics.empty() ? open_metrics_file(o.metrics, first_step) : nullptr, &std::fclose);
-  const auto record = [&](const std::string& line) {
-    if (!metrics) return;
-    std::fputs(line.c_str(), metrics.get());
-    std::fflush(metrics.get());
-  };
+  std::optional<SftMetricsLog> metrics;
+  if (root) metrics.emplace(o.metrics, o.tensorboard, first_step);
 
   if (root) {
     std::printf("spin sft: %s\n", data.report.summary(o.train).c_str());
@@ -486,11 +477,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     const train::StepMetrics m = trainer.step(micro_batches, loss, schedule.at(step));
     if (step == 0) runtime.report_memory("after the first step");
     const double step_tflops = model::training_flops(config, lengths) / m.seconds / world.size() / 1e12;
-    record(cat("{\"kind\": \"train\", \"epoch\": ", epoch + 1, ", \"step\": ", step + 1, ", \"loss\": ",
-               json_number(m.loss), ", \"lr\": ", json_number(m.lr), ", \"grad_norm\": ", json_number(m.grad_norm),
-               ", \"applied\": ", m.applied ? "true" : "false", ", \"tokens_per_second\": ",
-               json_number(static_cast<double>(tokens) / m.seconds), ", \"tflops_per_rank\": ",
-               json_number(step_tflops), "}\n"));
+    if (metrics) metrics->step(epoch + 1, step + 1, m, static_cast<double>(tokens) / m.seconds, step_tflops);
     if (root && ((step + 1) % o.log_interval == 0 || step + 1 == total_steps || !m.applied)) {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::printf("step %lld/%lld | epoch %lld | loss %.4f | lr %.3e | grad norm %.4f | "
@@ -505,8 +492,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
         ((o.eval_interval > 0 && (step + 1) % o.eval_interval == 0) || step + 1 == total_steps)) {
       const train::ResponseNll v = train::response_nll(grid, transformer, weights, validation.examples, o.micro_batch,
                                                        o.micro_batch_tokens, adapters ? &*adapters : nullptr);
-      record(cat("{\"kind\": \"validation\", \"epoch\": ", epoch + 1, ", \"step\": ", step + 1, ", \"loss\": ",
-                 json_number(v.mean()), ", \"tokens\": ", json_number(v.tokens), "}\n"));
+      if (metrics) metrics->validation(epoch + 1, step + 1, v.mean(), v.tokens);
       if (root) {
         std::printf("validation | step %lld/%lld | loss %.6f | %zu sequences, %.0f response tokens\n",
                     static_cast<long long>(step + 1), static_cast<long long>(total_steps), v.mean(),

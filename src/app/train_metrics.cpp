@@ -12,6 +12,18 @@ namespace spin::app {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// `x` as a JSON number, every digit a double holds; null where it is not finite (a skipped step's loss).
+std::string json_number(double x) {
+  if (!std::isfinite(x)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", x);
+  return buf;
+}
+
+}  // namespace
+
 std::FILE* open_metrics_file(const std::string& path, std::int64_t resumed_step) {
   std::vector<std::string> kept;
   if (resumed_step > 0) {
@@ -140,6 +152,46 @@ void MetricsLog::record(const char* kind, std::int64_t iteration, std::int64_t e
   } else {
     put("sft_nll", s.sft_nll);
   }
+  tensorboard_->flush();
+}
+
+SftMetricsLog::SftMetricsLog(const std::string& metrics_path, const std::string& tensorboard_dir,
+                             std::int64_t resumed_step) {
+  if (!metrics_path.empty()) jsonl_.reset(open_metrics_file(metrics_path, resumed_step));
+  if (!tensorboard_dir.empty()) {
+    tensorboard_.emplace(tensorboard_dir);
+    tensorboard_->session_start(resumed_step + 1);
+    tensorboard_->flush();
+  }
+}
+
+void SftMetricsLog::write(const std::string& line) {
+  if (!jsonl_) return;
+  std::fputs(line.c_str(), jsonl_.get());
+  std::fflush(jsonl_.get());
+}
+
+void SftMetricsLog::step(std::int64_t epoch, std::int64_t step, const train::StepMetrics& m,
+                         double tokens_per_second, double tflops_per_rank) {
+  write(cat("{\"kind\": \"train\", \"epoch\": ", epoch, ", \"step\": ", step, ", \"loss\": ", json_number(m.loss),
+            ", \"lr\": ", json_number(m.lr), ", \"grad_norm\": ", json_number(m.grad_norm),
+            ", \"applied\": ", m.applied ? "true" : "false", ", \"tokens_per_second\": ", json_number(tokens_per_second),
+            ", \"tflops_per_rank\": ", json_number(tflops_per_rank), "}\n"));
+  if (!tensorboard_) return;
+  for (const auto& [name, value] : {std::pair{"train/loss", m.loss}, std::pair{"train/lr", m.lr},
+                                    std::pair{"train/grad_norm", m.grad_norm},
+                                    std::pair{"train/tokens_per_second", tokens_per_second},
+                                    std::pair{"train/tflops_per_rank", tflops_per_rank}}) {
+    tensorboard_->scalar(name, value, step);
+  }
+  tensorboard_->flush();
+}
+
+void SftMetricsLog::validation(std::int64_t epoch, std::int64_t step, double loss, double tokens) {
+  write(cat("{\"kind\": \"validation\", \"epoch\": ", epoch, ", \"step\": ", step, ", \"loss\": ",
+            json_number(loss), ", \"tokens\": ", json_number(tokens), "}\n"));
+  if (!tensorboard_) return;
+  tensorboard_->scalar("validation/loss", loss, step);
   tensorboard_->flush();
 }
 

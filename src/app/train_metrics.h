@@ -1,10 +1,12 @@
 // spin train's metric files and log helpers: rank 0 writes <save_dir>/metrics.jsonl (one JSON
 // object a step or validation, full double precision) and, under logging.tensorboard, TensorBoard
-// events in <save_dir>/tensorboard (tags train/<name> and validation/<name>).
+// events in <save_dir>/tensorboard (tags train/<name> and validation/<name>); spin sft's, where its
+// --metrics and --tensorboard ask (SftMetricsLog).
 #pragma once
 
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -42,6 +44,25 @@ class MetricsLog {
  private:
   double peak_tflops_ = 0.0;
   std::FILE* jsonl_ = nullptr;
+  std::optional<train::TensorBoardWriter> tensorboard_;
+};
+
+// spin sft's figures on rank 0: a JSON line a step -- {"kind": "train", "epoch", "step", "loss", "lr",
+// "grad_norm", "applied", "tokens_per_second", "tflops_per_rank"}, a non-finite loss as null -- and a
+// validation -- {"kind": "validation", "epoch", "step", "loss", "tokens"} -- in `metrics_path`, and the
+// same as TensorBoard scalars train/<name>, validation/<name> in `tensorboard_dir` (either "": none).
+// A resumed run (resumed_step > 0) keeps the file's lines up to its step; its event file starts a
+// session there.
+class SftMetricsLog {
+ public:
+  SftMetricsLog(const std::string& metrics_path, const std::string& tensorboard_dir, std::int64_t resumed_step);
+  void step(std::int64_t epoch, std::int64_t step, const train::StepMetrics& m, double tokens_per_second,
+            double tflops_per_rank);
+  void validation(std::int64_t epoch, std::int64_t step, double loss, double tokens);
+
+ private:
+  void write(const std::string& line);
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> jsonl_{nullptr, &std::fclose};
   std::optional<train::TensorBoardWriter> tensorboard_;
 };
 

@@ -8,7 +8,8 @@
   learns      on a copy task the loss falls, and `spin score` rates the training responses
               higher under the written model than under the initial one; --validation every
               --eval-interval steps: its loss falls, its last equals spin score's mean NLL of the
-              written model, and PP 2 x DP 2 gives the same losses
+              written model, and PP 2 x DP 2 gives the same losses; --metrics and --tensorboard
+              hold the printed figures
   bad-input   impossible layouts and batches, and a diverging run, stop with one error line
   lora        --lora-rank 4 on q_proj and v_proj with --lora-dropout 0.1 (other losses than
               without): 1 rank and TP 2 x PP 2 with ZeRO-1 agree (losses, weights); the written model is the input plus a change of rank 4 in those
@@ -26,7 +27,10 @@ import json
 import math
 import os
 import random
+import struct
 import sys
+
+import tensorboard_events
 
 from e2e_common import REQUEUE, expect_error, matrix_rank, read_safetensors, run, run_case, run_ok, run_requeued
 
@@ -119,7 +123,7 @@ def case_learns(args, tmp):
     trained = os.path.join(tmp, "trained")
     r = sft(args, model, data, trained, 2, "--tp", "2", "--epochs", "4", "--profile-step-start", "2",
             "--profile-step-end", "3", "--validation", data, "--eval-interval", "8", "--metrics",
-            os.path.join(tmp, "learns.jsonl"))
+            os.path.join(tmp, "learns.jsonl"), "--tensorboard", os.path.join(tmp, "learns-tb"))
     l = losses(r.stdout)
     # The profile: steps 2 and 3 on both TP ranks, each one forward then backward per micro-batch
     # (one stage: 1F1B without warm-up), 16 / 2 = 8 of them.
@@ -147,6 +151,13 @@ def case_learns(args, tmp):
     assert [m["step"] for m in train_lines] == list(range(1, 17)), lines
     assert all(abs(m["loss"] - x) <= 5e-5 for m, x in zip(train_lines, l)) and len(l) == 16, (train_lines, l)
     assert [(m["step"], round(m["loss"], 6)) for m in lines if m["kind"] == "validation"] == v, (lines, v)
+    # --tensorboard: the same figures as scalars (float32), read by an independent parser.
+    f32 = lambda x: struct.unpack("<f", struct.pack("<f", x))[0]
+    want = {}
+    for m in lines:
+        names = ["loss", "lr", "grad_norm", "tokens_per_second", "tflops_per_rank"] if m["kind"] == "train" else ["loss"]
+        want.update({("%s/%s" % (m["kind"], n), m["step"]): f32(m[n]) for n in names})
+    assert tensorboard_events.scalars(os.path.join(tmp, "learns-tb")) == want
     out = os.path.join(tmp, "validation_scores.jsonl")
     run_ok(args.mpiexec, [args.spin, "score", "--model", trained, "--input", data, "--output", out], 1)
     nll = -sum(json.loads(line)["logprob_sum"] for line in open(out))
