@@ -41,6 +41,25 @@ from e2e_common import REQUEUE, expect_error, read_safetensors, run, run_case, r
 from train_common import ROOT, metrics, setup, untimed
 
 
+RUN_KEYS = ["loss", "rewards_actual", "rewards_generated", "accuracy", "generated_length_mean"]
+
+
+def assert_close_runs(x_lines, y_lines):
+    """Two runs' metrics lines agree to 1e-5 in the run's figures."""
+    assert len(x_lines) == len(y_lines), (len(x_lines), len(y_lines))
+    for x, y in zip(x_lines, y_lines):
+        for key in RUN_KEYS:
+            assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
+
+
+def assert_close_weights(wa, wb):
+    """Every tensor of two weight sets within 1e-5 relative L2."""
+    for name in wa:
+        num = sum((p - q) ** 2 for p, q in zip(wa[name], wb[name]))
+        den = sum(q * q for q in wa[name])
+        assert math.sqrt(num / den) < 1e-5, name
+
+
 def case_layouts(args, tmp):
     config = setup(tmp)
     out1, out4 = os.path.join(tmp, "one"), os.path.join(tmp, "four")
@@ -49,9 +68,8 @@ def case_layouts(args, tmp):
                                "--parallel.tp", "2", "--parallel.pp", "2", "--logging.peak_tflops", "0.5"], 4)
     a, b = metrics(os.path.join(out1, "metrics.jsonl")), metrics(os.path.join(out4, "metrics.jsonl"))
     assert len(a) == len(b) == 14, (len(a), len(b))  # 2 x 6 steps + 2 validations
+    assert_close_runs(a, b)
     for x, y in zip(a, b):
-        for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "generated_length_mean"]:
-            assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
         # Model FLOPs: the same sequences on every layout; their rate per rank over the training
         # phase, and with logging.peak_tflops its share of that peak.
         if x["kind"] == "train":
@@ -73,10 +91,7 @@ def case_layouts(args, tmp):
         assert abs(m["loss"] - math.log(2)) < 1e-12, m
     wa = read_safetensors(os.path.join(out1, "iteration_2", "model.safetensors"))
     wb = read_safetensors(os.path.join(out4, "iteration_2", "model.safetensors"))
-    for name in wa:
-        num = sum((p - q) ** 2 for p, q in zip(wa[name], wb[name]))
-        den = sum(q * q for q in wa[name])
-        assert math.sqrt(num / den) < 1e-5, name
+    assert_close_weights(wa, wb)
     assert os.path.exists(os.path.join(out4, "iteration_2", "byte_tokenizer.json"))
     assert "[spin]" in open(os.path.join(out4, "config.ini")).read()
     print("1 rank and TP 2 x PP 2: %d metric lines and %d tensors agree" % (len(a), len(wa)))
@@ -96,16 +111,8 @@ def case_layouts(args, tmp):
     sp = os.path.join(tmp, "sequence_parallel")
     run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", sp,
                           "--parallel.tp", "2", "--parallel.pp", "2", "--model.sequence_parallel", "true"], 4)
-    c = metrics(os.path.join(sp, "metrics.jsonl"))
-    assert len(c) == len(b), (len(c), len(b))
-    for x, y in zip(b, c):
-        for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "generated_length_mean"]:
-            assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
-    wc = read_safetensors(os.path.join(sp, "iteration_2", "model.safetensors"))
-    for name in wb:
-        num = sum((p - q) ** 2 for p, q in zip(wb[name], wc[name]))
-        den = sum(q * q for q in wb[name])
-        assert math.sqrt(num / den) < 1e-5, name
+    assert_close_runs(b, metrics(os.path.join(sp, "metrics.jsonl")))
+    assert_close_weights(wb, read_safetensors(os.path.join(sp, "iteration_2", "model.safetensors")))
     assert "sequence_parallel = true" in open(os.path.join(sp, "config.ini")).read()
     print("model.sequence_parallel at TP 2 x PP 2: metrics and weights agree with the run without")
     # spin.micro_batch_tokens at PP 2 x DP 2: each replica's share of a step cut by tokens, not by
@@ -114,17 +121,10 @@ def case_layouts(args, tmp):
     run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", by_tokens,
                           "--parallel.pp", "2", "--spin.micro_batch_size", "4", "--spin.micro_batch_tokens", "80"], 4)
     c = metrics(os.path.join(by_tokens, "metrics.jsonl"))
-    assert len(c) == len(a), (len(c), len(a))
-    for x, y in zip(a, c):
-        for key in ["loss", "rewards_actual", "rewards_generated", "accuracy", "generated_length_mean"]:
-            assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
+    assert_close_runs(a, c)
     cuts = [m["micro_batches"] for m in c if m["kind"] == "train"]
     assert all(n >= 2 for n in cuts) and max(cuts) > 2, cuts  # 2 replicas; the fixed count would be 1 each
-    wc = read_safetensors(os.path.join(by_tokens, "iteration_2", "model.safetensors"))
-    for name in wa:
-        num = sum((p - q) ** 2 for p, q in zip(wa[name], wc[name]))
-        den = sum(q * q for q in wa[name])
-        assert math.sqrt(num / den) < 1e-5, name
+    assert_close_weights(wa, read_safetensors(os.path.join(by_tokens, "iteration_2", "model.safetensors")))
     print("spin.micro_batch_tokens at PP 2 x DP 2: %s micro-batches a step; metrics and weights agree" % cuts)
     # spin.ref_offload: the reference kept apart and swapped into the policy's buffers for its
     # work -- the same run, bitwise.
