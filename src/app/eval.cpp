@@ -28,7 +28,7 @@ namespace po = boost::program_options;
 struct EvalOptions {
   std::string model, adapter, data, output, prompt_template = "auto", pp_layers, columns;
   int tp = 1, pp = 1, ep = 1;
-  std::int64_t batch_size = 32, max_step_tokens = 0, max_new_tokens = 0, logits_chunk_rows = kScoringLogitsChunkRows;
+  std::int64_t batch_size = 32, batch_tokens = 0, max_step_tokens = 0, max_new_tokens = 0, logits_chunk_rows = kScoringLogitsChunkRows;
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
@@ -51,6 +51,9 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
       ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage")
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "sequences generated at once and examples scored together on each replica")
+      ("batch-tokens", po::value(&o.batch_tokens)->default_value(o.batch_tokens),
+       "the ground truth scored in micro-batches of at most this many tokens as well, a longer example alone "
+       "(0: --batch-size examples alone)")
       ("max-step-tokens", po::value(&o.max_step_tokens)->default_value(o.max_step_tokens), kMaxStepTokensHelp)
       ("max-new-tokens", po::value(&o.max_new_tokens)->default_value(0),
        "longest greedy response (0: the longest ground-truth response)")
@@ -62,6 +65,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
   }
   data::RecordColumns::parse(o.columns, "--columns");  // well-formed
   require(o.batch_size >= 1, "spin eval: --batch-size must be at least 1");
+  require(o.batch_tokens >= 0, "spin eval: --batch-tokens must not be negative");
   generate::check_step_tokens(o.max_step_tokens, o.batch_size, o.pp, "spin eval: --max-step-tokens");
   require(o.logits_chunk_rows >= 0, "spin eval: --logits-chunk-rows must be 0 (off) or positive");
   o.runtime.check();
@@ -128,7 +132,7 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
     exact += answers[i].tokens == data.examples[mine[i]].response ? 1.0 : 0.0;
     count += 1.0;
   }
-  const train::ResponseNll truth = train::response_nll(grid, transformer, weights, data.examples, o.batch_size);
+  const train::ResponseNll truth = train::response_nll(grid, transformer, weights, data.examples, o.batch_size, o.batch_tokens);
   // Generation results are on every rank of a replica: summed over the replicas.
   std::vector<double> totals = {exact, count};
   grid.dp().all_reduce(totals.data(), totals.size());

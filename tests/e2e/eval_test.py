@@ -5,7 +5,8 @@
               answers from `spin generate`, half of them kept as the ground truth and half
               altered in their last token (exact match 0.5), the NLL from `spin score`'s
               log-probabilities -- on 1 rank (continuous batching: 3 of 10 in flight), at
-              TP 2 x PP 2 and at DP 2; the model read from a spin checkpoint of another layout
+              TP 2 x PP 2, at DP 2 and at PP 2 with the ground truth scored in micro-batches cut
+              by tokens (--batch-tokens); the model read from a spin checkpoint of another layout
               gives the same figures
   bad-input   a missing data file and a prompt leaving no room for the answer: one error line,
               no output
@@ -59,7 +60,7 @@ def case_layouts(args, tmp):
     nll = -sum(json.loads(l)["logprob_sum"] for l in open(scores)) / sum(len(r["response"]) for r in records)
 
     for ranks, extra in [(1, ["--batch-size", "3"]), (4, ["--tp", "2", "--pp", "2", "--batch-size", "2"]),
-                         (2, ["--batch-size", "4"])]:
+                         (2, ["--batch-size", "4"]), (2, ["--pp", "2", "--batch-size", "10", "--batch-tokens", "24"])]:
         got = eval_run(args, tmp, data, ranks, *extra)
         assert got["examples"] == 10, got
         assert got["exact_match"] == 0.5, (extra, got)
