@@ -10,7 +10,7 @@
 // the rate of useful work is lower), the frozen model held as --frozen-dtype says (bf16: in bf16
 // alone with --precision bf16). --min-seq L draws each sequence's length in [L, seq] (keyed by the
 // sample) instead of seq for all, and --micro-batch-tokens T cuts each rank's micro-batches by tokens
-// (data::cut_by_tokens, spin.micro_batch_tokens): fixed micro-batches against cuts by tokens.
+// (data::cut_micro_batches, spin.micro_batch_tokens): fixed micro-batches against cuts by tokens.
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <optional>
@@ -132,13 +132,15 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     all_lengths.push_back(length_of(id));
     all_tokens += static_cast<double>(all_lengths.back());
   }
-  const auto groups = plan.micro_batches(0, 0, grid.dp_rank());
-  std::vector<std::int64_t> lengths;
-  for (const auto& ids : groups) {
-    for (std::int64_t id : ids) lengths.push_back(length_of(id));
+  std::vector<std::int64_t> share, lengths;  // this rank's sequences
+  for (const auto& ids : plan.micro_batches(0, 0, grid.dp_rank())) {
+    for (std::int64_t id : ids) {
+      share.push_back(id);
+      lengths.push_back(length_of(id));
+    }
   }
   std::vector<model::TokenBatch> micro_batches;
-  for (const auto& ids : data::cut_by_tokens(groups, lengths, o.micro_batch, o.micro_batch_tokens)) {
+  for (const auto& ids : data::cut_micro_batches(share, lengths, o.micro_batch, o.micro_batch_tokens)) {
     std::vector<model::Sequence> seqs;
     for (std::int64_t id : ids) {
       const int len = length_of(id);

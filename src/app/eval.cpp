@@ -13,6 +13,7 @@
 #include "app/options.h"
 #include "app/runtime.h"
 #include "core/error.h"
+#include "data/batch_plan.h"
 #include "data/examples.h"
 #include "data/prompt_template.h"
 #include "generate/generator.h"
@@ -28,7 +29,8 @@ namespace po = boost::program_options;
 struct EvalOptions {
   std::string model, adapter, data, output, prompt_template = "auto", pp_layers, columns;
   int tp = 1, pp = 1, ep = 1;
-  std::int64_t batch_size = 32, batch_tokens = 0, max_step_tokens = 0, max_new_tokens = 0, logits_chunk_rows = kScoringLogitsChunkRows;
+  std::int64_t batch_size = 32, batch_tokens = 0, max_step_tokens = 0, max_new_tokens = 0;
+  std::int64_t logits_chunk_rows = kScoringLogitsChunkRows;
   RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
@@ -43,7 +45,7 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("adapter", po::value(&o.adapter)->default_value(""),
        "a PEFT LoRA adapter directory trained on --model's model, merged into it")
       ("data", po::value(&o.data)->required(), "JSONL, JSON array or Parquet with prompts and ground-truth responses (any spin data shape)")
-("columns", po::value(&o.columns), data::kColumnsHelp)
+      ("columns", po::value(&o.columns), data::kColumnsHelp)
       ("output", po::value(&o.output)->default_value(""), "also write the figures as one JSON line to this file")
       ("template", po::value(&o.prompt_template)->default_value(o.prompt_template), spin::cat("prompt template: ", data::kPromptTemplateChoices).c_str())
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
@@ -120,16 +122,14 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
   // This replica's examples: greedy answers (--batch-size in flight, refilled as they finish)
   // and ground-truth scores (--batch-size per forward).
   double exact = 0.0, count = 0.0;
-  std::vector<std::size_t> mine;
-  for (std::size_t i = static_cast<std::size_t>(grid.dp_rank()); i < data.examples.size(); i += static_cast<std::size_t>(grid.dp_size())) {
-    mine.push_back(i);
-  }
+  const std::vector<std::int64_t> mine =
+      data::replica_share(static_cast<std::int64_t>(data.examples.size()), grid.dp_rank(), grid.dp_size());
   std::vector<std::vector<std::int32_t>> prompts;
-  for (std::size_t i : mine) prompts.push_back(data.examples[i].prompt);
+  for (std::int64_t i : mine) prompts.push_back(data.examples[static_cast<std::size_t>(i)].prompt);
   const auto answers =
       generator.generate(prompts, std::vector<std::uint64_t>(prompts.size(), 0), greedy, {o.batch_size, o.max_step_tokens, {}});
   for (std::size_t i = 0; i < answers.size(); ++i) {
-    exact += answers[i].tokens == data.examples[mine[i]].response ? 1.0 : 0.0;
+    exact += answers[i].tokens == data.examples[static_cast<std::size_t>(mine[i])].response ? 1.0 : 0.0;
     count += 1.0;
   }
   const train::ResponseNll truth = train::response_nll(grid, transformer, weights, data.examples, o.batch_size, o.batch_tokens);

@@ -78,7 +78,7 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
       ("batch-size", po::value(&o.batch_size)->default_value(8),
        "sequences per micro-batch on each data-parallel replica")
       ("batch-tokens", po::value(&o.batch_tokens)->default_value(o.batch_tokens),
-       "tokens per micro-batch at most as well, a longer sequence alone (data::cut_by_tokens; 0: --batch-size "
+       "tokens per micro-batch at most as well, a longer sequence alone (data::cut_micro_batches; 0: --batch-size "
        "sequences alone)")
       ("logits-chunk-rows", po::value(&o.logits_chunk_rows)->default_value(o.logits_chunk_rows),
        "the LM head's logits this many rows at a time (0: all at once)");
@@ -110,36 +110,23 @@ std::string format_line(const std::vector<float>& token_logprobs, float sum) {
   return s;
 }
 
-// The records data-parallel replica `dp_rank` of `dp` scores: every dp-th, starting at dp_rank.
-std::vector<std::size_t> assigned(std::size_t count, int dp_rank, int dp) {
-  std::vector<std::size_t> out;
-  for (std::size_t i = static_cast<std::size_t>(dp_rank); i < count; i += static_cast<std::size_t>(dp)) {
-    out.push_back(i);
-  }
-  return out;
-}
-
 // Scores `mine` in micro-batches of `batch_size` sequences, pipelined over the stages; returns on
 // the last stage, per record, its token log-probabilities followed by its sum, concatenated
 // (nothing on the other stages).
 std::vector<float> score_records(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
                                  const model::ModelWeights& weights,
                                  const std::vector<data::TokenRecord>& records,
-                                 const std::vector<std::size_t>& mine, std::int64_t batch_size,
+                                 const std::vector<std::int64_t>& mine, std::int64_t batch_size,
                                  std::int64_t batch_tokens) {
-  // This replica's records (positions in `mine`) batch_size at a time, then by tokens.
-  std::vector<std::vector<std::int64_t>> groups;
   std::vector<std::int64_t> tokens;
-  for (std::size_t i = 0; i < mine.size(); ++i) {
-    if (groups.empty() || static_cast<std::int64_t>(groups.back().size()) == batch_size) groups.emplace_back();
-    groups.back().push_back(static_cast<std::int64_t>(i));
-    tokens.push_back(static_cast<std::int64_t>(records[mine[i]].tokens.size()));
+  for (std::int64_t i : mine) {
+    tokens.push_back(static_cast<std::int64_t>(records[static_cast<std::size_t>(i)].tokens.size()));
   }
   std::vector<model::TokenBatch> batches;
-  for (const auto& group : data::cut_by_tokens(groups, tokens, batch_size, batch_tokens)) {
+  for (const auto& group : data::cut_micro_batches(mine, tokens, batch_size, batch_tokens)) {
     std::vector<model::Sequence> seqs;
     for (std::int64_t i : group) {
-      const data::TokenRecord& r = records[mine[static_cast<std::size_t>(i)]];
+      const data::TokenRecord& r = records[static_cast<std::size_t>(i)];
       seqs.push_back({r.tokens, r.mask_from});
     }
     batches.push_back(model::TokenBatch::pack(seqs));
@@ -163,9 +150,9 @@ std::vector<float> score_records(const parallel::ProcessGrid& grid, const model:
 }
 
 std::size_t result_floats(const std::vector<data::TokenRecord>& records,
-                          const std::vector<std::size_t>& indices) {
+                          const std::vector<std::int64_t>& indices) {
   std::size_t n = 0;
-  for (std::size_t i : indices) n += records[i].tokens.size();  // (len - 1) + 1 sum
+  for (std::int64_t i : indices) n += records[static_cast<std::size_t>(i)].tokens.size();  // (len - 1) + 1 sum
   return n;
 }
 
@@ -228,7 +215,8 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
 
   model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(), runtime.kernels());
   transformer.set_logits_chunk_rows(o.logits_chunk_rows);
-  const auto mine = assigned(records.size(), grid.dp_rank(), grid.dp_size());
+  const auto count = static_cast<std::int64_t>(records.size());
+  const auto mine = data::replica_share(count, grid.dp_rank(), grid.dp_size());
   std::vector<float> results = score_records(grid, transformer, weights, records, mine, o.batch_size, o.batch_tokens);
   const auto scored = std::chrono::steady_clock::now();
 
@@ -253,7 +241,7 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   by_replica[0] = results;
   for (int r = 1; r < grid.dp_size(); ++r) {
     auto& buf = by_replica[static_cast<std::size_t>(r)];
-    buf.resize(result_floats(records, assigned(records.size(), r, grid.dp_size())));
+    buf.resize(result_floats(records, data::replica_share(count, r, grid.dp_size())));
     grid.dp().recv(buf.data(), buf.size(), r);
   }
   const std::string tmp = o.output + ".tmp";

@@ -14,7 +14,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <tuple>
@@ -453,15 +452,16 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
       tokens += lengths.back();
     }
     std::vector<model::TokenBatch> micro_batches;
-    const auto groups = plan->micro_batches(epoch, index, grid.dp_rank());
-    std::vector<std::int64_t> sequence_tokens;  // for micro-batches by tokens
-    for (const auto& ids : groups) {
+    // This replica's sequences, in the plan's micro-batches or, by tokens, cut again.
+    std::vector<std::int64_t> share, sequence_tokens;
+    for (const auto& ids : plan->micro_batches(epoch, index, grid.dp_rank())) {
       for (std::int64_t i : ids) {
         const data::Example& e = data.examples[static_cast<std::size_t>(i)];
+        share.push_back(i);
         sequence_tokens.push_back(static_cast<std::int64_t>(e.prompt.size() + e.response.size()));
       }
     }
-    for (const auto& ids : data::cut_by_tokens(groups, sequence_tokens, o.micro_batch, o.micro_batch_tokens)) {
+    for (const auto& ids : data::cut_micro_batches(share, sequence_tokens, o.micro_batch, o.micro_batch_tokens)) {
       std::vector<model::Sequence> seqs;
       for (std::int64_t i : ids) {
         const data::Example& e = data.examples[static_cast<std::size_t>(i)];

@@ -61,28 +61,31 @@ std::vector<std::vector<std::int64_t>> BatchPlan::micro_batches(std::int64_t epo
   return out;
 }
 
-std::vector<std::vector<std::int64_t>> cut_by_tokens(const std::vector<std::vector<std::int64_t>>& groups,
-                                                     std::span<const std::int64_t> tokens, std::int64_t max_items,
-                                                     std::int64_t max_tokens) {
+std::vector<std::vector<std::int64_t>> cut_micro_batches(std::span<const std::int64_t> samples,
+                                                         std::span<const std::int64_t> tokens, std::int64_t max_items,
+                                                         std::int64_t max_tokens) {
   require(max_items >= 1 && max_tokens >= 0, "micro-batches need at least one sample (", max_items,
           ") and a token limit >= 0 (", max_tokens, ")");
-  if (max_tokens == 0) return groups;
+  require(max_tokens == 0 || tokens.size() == samples.size(), "micro-batches by tokens: ", tokens.size(),
+          " token counts for ", samples.size(), " samples");
   std::vector<std::vector<std::int64_t>> out;
   std::int64_t held = 0;  // tokens in out.back()
-  std::size_t at = 0;
-  for (const auto& group : groups) {
-    for (std::int64_t sample : group) {
-      require(at < tokens.size(), "micro-batches by tokens: ", tokens.size(), " token counts for more samples");
-      const std::int64_t n = tokens[at++];
-      if (out.empty() || static_cast<std::int64_t>(out.back().size()) == max_items || held + n > max_tokens) {
-        out.emplace_back();
-        held = 0;
-      }
-      out.back().push_back(sample);
-      held += n;
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    const std::int64_t n = max_tokens > 0 ? tokens[i] : 0;
+    if (out.empty() || static_cast<std::int64_t>(out.back().size()) == max_items ||
+        (max_tokens > 0 && held + n > max_tokens)) {
+      out.emplace_back();
+      held = 0;
     }
+    out.back().push_back(samples[i]);
+    held += n;
   }
-  require(at == tokens.size(), "micro-batches by tokens: ", tokens.size(), " token counts for ", at, " samples");
+  return out;
+}
+
+std::vector<std::int64_t> replica_share(std::int64_t count, int dp_rank, int dp) {
+  std::vector<std::int64_t> out;
+  for (std::int64_t i = dp_rank; i < count; i += dp) out.push_back(i);
   return out;
 }
 

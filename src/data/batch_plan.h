@@ -40,15 +40,19 @@ class BatchPlan {
   mutable std::vector<std::int64_t> cached_order_;
 };
 
-// Micro-batches by tokens (NeMo-RL's dynamic batching, its train_mb_tokens): the samples of `groups`
-// (a rank's micro-batches, BatchPlan::micro_batches), in order, cut again into micro-batches of at most
-// `max_items` samples and `max_tokens` tokens -- tokens[i] the i-th sample's -- each closed before the
-// next sample would pass either, a sample longer than max_tokens alone. `groups` as they are for
-// max_tokens 0. The step's samples and their order stay the plan's; only where micro-batches end moves,
-// so a step's loss and gradients are the same up to the order of their float sums, while every
-// micro-batch holds about max_tokens tokens: bounded activations, fewer and fuller products.
-std::vector<std::vector<std::int64_t>> cut_by_tokens(const std::vector<std::vector<std::int64_t>>& groups,
-                                                     std::span<const std::int64_t> tokens, std::int64_t max_items,
-                                                     std::int64_t max_tokens);
+// `samples`, in order, cut into micro-batches of consecutive samples: at most `max_items` each and,
+// with max_tokens > 0, at most `max_tokens` tokens -- tokens[i] the i-th sample's, needed only then --,
+// each closed before the next sample would pass either, a sample longer than max_tokens alone. By tokens
+// this is NeMo-RL's dynamic batching (its train_mb_tokens): the step's samples and their order stay the
+// plan's, only where micro-batches end moves, so a step's loss and gradients are the same up to the order
+// of their float sums, while every micro-batch holds about max_tokens tokens: bounded activations, fewer
+// and fuller products.
+std::vector<std::vector<std::int64_t>> cut_micro_batches(std::span<const std::int64_t> samples,
+                                                         std::span<const std::int64_t> tokens, std::int64_t max_items,
+                                                         std::int64_t max_tokens = 0);
+
+// Data-parallel replica `dp_rank`'s share of `count` items dealt round-robin: every dp-th, from
+// dp_rank (spin score's records, spin eval's, validation examples).
+std::vector<std::int64_t> replica_share(std::int64_t count, int dp_rank, int dp);
 
 }  // namespace spin::data

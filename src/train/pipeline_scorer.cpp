@@ -72,19 +72,17 @@ std::vector<model::ForwardResult> forward_pipelined(const parallel::ProcessGrid&
 ResponseNll response_nll(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
                          const model::ModelWeights& weights, const std::vector<data::Example>& examples,
                          std::int64_t batch_size, std::int64_t batch_tokens, const model::ModelWeights* adapters) {
-  // This replica's examples, batch_size at a time, then by tokens.
-  std::vector<std::vector<std::int64_t>> groups;
+  const std::vector<std::int64_t> mine =
+      data::replica_share(static_cast<std::int64_t>(examples.size()), grid.dp_rank(), grid.dp_size());
   std::vector<std::int64_t> lengths;
   double tokens = 0.0;
-  for (std::size_t i = static_cast<std::size_t>(grid.dp_rank()); i < examples.size();
-       i += static_cast<std::size_t>(grid.dp_size())) {
-    if (groups.empty() || static_cast<std::int64_t>(groups.back().size()) == batch_size) groups.emplace_back();
-    groups.back().push_back(static_cast<std::int64_t>(i));
-    lengths.push_back(static_cast<std::int64_t>(examples[i].prompt.size() + examples[i].response.size()));
-    tokens += static_cast<double>(examples[i].response.size());
+  for (std::int64_t i : mine) {
+    const data::Example& e = examples[static_cast<std::size_t>(i)];
+    lengths.push_back(static_cast<std::int64_t>(e.prompt.size() + e.response.size()));
+    tokens += static_cast<double>(e.response.size());
   }
   std::vector<model::TokenBatch> batches;
-  for (const auto& group : data::cut_by_tokens(groups, lengths, batch_size, batch_tokens)) {
+  for (const auto& group : data::cut_micro_batches(mine, lengths, batch_size, batch_tokens)) {
     std::vector<model::Sequence> seqs;
     for (std::int64_t i : group) {
       const data::Example& e = examples[static_cast<std::size_t>(i)];

@@ -33,7 +33,7 @@ std::vector<model::ForwardResult> forward_pipelined(const parallel::ProcessGrid&
 // The ground truth's negative log-likelihood under a model: summed over the response tokens of
 // `examples`, and those tokens' count, over the whole grid -- each data-parallel replica scores every
 // dp-th example, in micro-batches of `batch_size` examples (and at most `batch_tokens` tokens, a longer
-// example alone; 0: no cap: data::cut_by_tokens) --, the same on every rank. spin eval's NLL and
+// example alone; 0: no cap: data::cut_micro_batches) --, the same on every rank. spin eval's NLL and
 // spin sft's validation loss (SftLoss's: the mean over response tokens). Collective over the grid.
 struct ResponseNll {
   double nll = 0.0;

@@ -196,20 +196,19 @@ SpinTrainer::Rollout SpinTrainer::pairs(const std::vector<std::vector<std::int64
                                         const std::vector<data::Example>& examples,
                                         const std::vector<const Response*>& responses) const {
   Rollout r;
-  // Each pair's tokens (its real and generated sequences), for micro-batches by tokens.
-  std::vector<std::int64_t> tokens;
-  if (config_.micro_batch_tokens > 0) {
-    std::size_t at = 0;
-    for (const auto& g : groups) {
-      for (std::int64_t idx : g) {
-        const data::Example& ex = examples[static_cast<std::size_t>(idx) % examples.size()];
-        tokens.push_back(static_cast<std::int64_t>(2 * ex.prompt.size() + ex.response.size() +
-                                                   responses[at++]->tokens.size()));
-      }
+  // The groups' pairs in order -- groups of micro_batch, the plan's or evaluate()'s -- each with its
+  // tokens (its real and generated sequences), cut again: the same groups, or by tokens as well.
+  std::vector<std::int64_t> samples, tokens;
+  for (const auto& g : groups) {
+    for (std::int64_t idx : g) {
+      const data::Example& ex = examples[static_cast<std::size_t>(idx) % examples.size()];
+      tokens.push_back(static_cast<std::int64_t>(2 * ex.prompt.size() + ex.response.size() +
+                                                 responses[samples.size()]->tokens.size()));
+      samples.push_back(idx);
     }
   }
   std::size_t at = 0;
-  for (const auto& g : data::cut_by_tokens(groups, tokens, config_.micro_batch, config_.micro_batch_tokens)) {
+  for (const auto& g : data::cut_micro_batches(samples, tokens, config_.micro_batch, config_.micro_batch_tokens)) {
     std::vector<model::Sequence> seqs;
     std::vector<float> sampler;
     r.samples.emplace_back();
@@ -452,12 +451,9 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
 
 SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
                                   std::int64_t iteration) {
-  std::vector<std::vector<std::int64_t>> groups;
-  for (std::size_t i = static_cast<std::size_t>(grid_.dp_rank()); i < examples.size();
-       i += static_cast<std::size_t>(grid_.dp_size())) {
-    if (groups.empty() || static_cast<std::int64_t>(groups.back().size()) == config_.micro_batch) groups.emplace_back();
-    groups.back().push_back(static_cast<std::int64_t>(i));
-  }
+  const std::vector<std::vector<std::int64_t>> groups = data::cut_micro_batches(
+      data::replica_share(static_cast<std::int64_t>(examples.size()), grid_.dp_rank(), grid_.dp_size()), {},
+      config_.micro_batch);
   if (evaluated_.iteration != iteration || evaluated_.examples != &examples || evaluated_.count != examples.size()) {
     ReleaseReference release(*this);
     evaluated_.rollout = rollout(groups, examples, kEvaluationStream + static_cast<std::uint64_t>(iteration));

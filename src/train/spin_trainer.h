@@ -67,7 +67,7 @@ struct SpinConfig {
   std::int64_t global_batch = 8; // prompts (pairs) per optimizer step
   std::int64_t micro_batch = 1;  // pairs per micro-batch
   // With micro_batch_tokens > 0 a micro-batch also holds at most that many tokens (its pairs' real and
-  // generated sequences), a longer pair alone (data::cut_by_tokens: NeMo-RL's dynamic batching), cut
+  // generated sequences), a longer pair alone (data::cut_micro_batches: NeMo-RL's dynamic batching), cut
   // once the responses are known; micro_batch then caps its pairs.
   std::int64_t micro_batch_tokens = 0;
   std::int64_t rollout_batch = 8;  // sequences generated at once on each DP replica (KV cache slots)

@@ -52,22 +52,28 @@ TEST(BatchPlan, ImpossibleBatchesAreErrors) {
 }
 
 // Micro-batches by tokens: the same samples in the same order, each micro-batch closed before the
-// next sample passes the token or the sample cap, a sample over the token cap alone; the plan's
-// micro-batches as they are without a token cap.
+// next sample passes the token or the sample cap, a sample over the token cap alone; without a token
+// cap, consecutive micro-batches of the sample cap (the plan's). A replica's share: every dp-th.
 TEST(BatchPlan, MicroBatchesByTokensKeepTheSamplesAndTheirOrder) {
-  const std::vector<std::vector<std::int64_t>> groups = {{7, 3, 9}, {1, 4, 2}};
+  const std::vector<std::int64_t> samples = {7, 3, 9, 1, 4, 2};
   const std::vector<std::int64_t> tokens = {5, 4, 2, 12, 3, 3};
-  EXPECT_EQ(cut_by_tokens(groups, tokens, 3, 0), groups);
-  EXPECT_EQ(cut_by_tokens(groups, {}, 3, 0), groups) << "no counts needed without a token cap";
   using Groups = std::vector<std::vector<std::int64_t>>;
-  EXPECT_EQ(cut_by_tokens(groups, tokens, 6, 10), (Groups{{7, 3}, {9}, {1}, {4, 2}}));
-  EXPECT_EQ(cut_by_tokens(groups, tokens, 6, 11), (Groups{{7, 3, 9}, {1}, {4, 2}}));
-  EXPECT_EQ(cut_by_tokens(groups, tokens, 2, 100), (Groups{{7, 3}, {9, 1}, {4, 2}})) << "the sample cap";
-  EXPECT_EQ(cut_by_tokens(groups, tokens, 6, 1), (Groups{{7}, {3}, {9}, {1}, {4}, {2}})) << "each over the cap, alone";
+  const Groups groups = {{7, 3, 9}, {1, 4, 2}};
+  EXPECT_EQ(cut_micro_batches(samples, tokens, 3, 0), groups);
+  EXPECT_EQ(cut_micro_batches(samples, {}, 3, 0), groups) << "no counts needed without a token cap";
+  EXPECT_EQ(cut_micro_batches(samples, {}, 4), (Groups{{7, 3, 9, 1}, {4, 2}})) << "the last the rest";
+  EXPECT_EQ(cut_micro_batches(samples, tokens, 6, 10), (Groups{{7, 3}, {9}, {1}, {4, 2}}));
+  EXPECT_EQ(cut_micro_batches(samples, tokens, 6, 11), (Groups{{7, 3, 9}, {1}, {4, 2}}));
+  EXPECT_EQ(cut_micro_batches(samples, tokens, 2, 100), (Groups{{7, 3}, {9, 1}, {4, 2}})) << "the sample cap";
+  EXPECT_EQ(cut_micro_batches(samples, tokens, 6, 1), (Groups{{7}, {3}, {9}, {1}, {4}, {2}}))
+      << "each over the cap, alone";
   const std::vector<std::int64_t> too_few = {5, 4};
-  EXPECT_THROW(cut_by_tokens(groups, too_few, 3, 10), Error);
-  EXPECT_THROW(cut_by_tokens(groups, tokens, 0, 10), Error);
-  EXPECT_THROW(cut_by_tokens(groups, tokens, 3, -1), Error);
+  EXPECT_THROW(cut_micro_batches(samples, too_few, 3, 10), Error);
+  EXPECT_THROW(cut_micro_batches(samples, tokens, 0, 10), Error);
+  EXPECT_THROW(cut_micro_batches(samples, tokens, 3, -1), Error);
+  EXPECT_EQ(replica_share(7, 1, 3), (std::vector<std::int64_t>{1, 4}));
+  EXPECT_EQ(replica_share(7, 0, 3), (std::vector<std::int64_t>{0, 3, 6}));
+  EXPECT_TRUE(replica_share(1, 1, 2).empty());
 }
 
 }  // namespace
