@@ -197,6 +197,9 @@ def case_bad_input(args, tmp):
       r"spin sft: --router-bias-update-rate = 0\.001: .* has no router correction bias")
     e("profile-window", cmd("--profile-step-start", "4", "--profile-step-end", "1"),
       r"--profile-step-start \(4\) \.\. --profile-step-end \(1\) is no window of steps")
+    e("eval-interval-without-validation", cmd("--eval-interval", "4"), r"spin sft: --eval-interval needs --validation")
+    e("negative-micro-batch-tokens", cmd("--micro-batch-tokens", "-1"),
+      r"spin sft: --micro-batch-tokens must not be negative")
     e("diverging-run", cmd("--lr", "1e12", "--lr-schedule", "constant", "--clip-grad", "0",
                            "--max-nonfinite-steps", "2", "--epochs", "20"),
       r"non-finite (loss|gradient norm) in 2 consecutive steps")
