@@ -97,11 +97,11 @@ class StageLinks {
 // The stage's work, each a profiling range named after it.
 std::span<const float> forward(PipelineStage& stage, int mb, std::span<const float> input) {
   const profile::Range range("forward", "mb", mb);
-  return stage.forward(mb, input);
+  return stage.forward(0, mb, input);
 }
 std::span<const float> backward(PipelineStage& stage, int mb, std::span<const float> grad_output) {
   const profile::Range range("backward", "mb", mb);
-  return stage.backward(mb, grad_output);
+  return stage.backward(0, mb, grad_output);
 }
 }  // namespace
 

@@ -18,7 +18,7 @@ class ScoringStage final : public parallel::PipelineStage {
   std::size_t boundary_size(int mb) const override {
     return static_cast<std::size_t>(t_.boundary_rows(batches_[static_cast<std::size_t>(mb)]) * t_.dims().hidden);
   }
-  std::span<const float> forward(int mb, std::span<const float> input) override {
+  std::span<const float> forward(int, int mb, std::span<const float> input) override {
     model::ForwardResult r = t_.forward(w_, batches_[static_cast<std::size_t>(mb)], acts_, false, input, adapters_);
     if (t_.stage().last) {
       results_[static_cast<std::size_t>(mb)] = std::move(r);
@@ -26,7 +26,7 @@ class ScoringStage final : public parallel::PipelineStage {
     }
     return {acts_.stage_output.f32(), boundary_size(mb)};
   }
-  std::span<const float> backward(int, std::span<const float>) override { return {}; }
+  std::span<const float> backward(int, int, std::span<const float>) override { return {}; }
 
   std::vector<model::ForwardResult> take() { return std::move(results_); }
 

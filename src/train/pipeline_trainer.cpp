@@ -53,7 +53,7 @@ class ModelStage final : public parallel::PipelineStage {
     return static_cast<std::size_t>(t_.boundary_rows(batch(mb)) * t_.dims().hidden);
   }
 
-  std::span<const float> forward(int mb, std::span<const float> input) override {
+  std::span<const float> forward(int, int mb, std::span<const float> input) override {
     const Timer timer(compute_seconds_);
     model::Activations& acts = slot(mb);
     const model::ForwardResult r = t_.forward(w_, batch(mb), acts, true, input, adapters_);
@@ -65,7 +65,7 @@ class ModelStage final : public parallel::PipelineStage {
     return {};
   }
 
-  std::span<const float> backward(int mb, std::span<const float> grad_output) override {
+  std::span<const float> backward(int, int mb, std::span<const float> grad_output) override {
     const Timer timer(compute_seconds_);
     model::Activations& acts = slot(mb);
     const std::span<const float> grad =

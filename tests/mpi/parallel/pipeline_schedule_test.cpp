@@ -1,9 +1,13 @@
-// Run with 4 ranks. The 1F1B schedule on real pipelines of 2 and 4 stages: the order of
-// forwards and backwards per stage, the bound on live activations, and the data that crosses
-// stage boundaries (micro-batches of different sizes).
+// Run with 4 ranks. The 1F1B and interleaved 1F1B schedules on real pipelines of 2 and 4 stages:
+// the order of forwards and backwards per stage, the bound on live activations, and the data
+// that crosses stage boundaries (micro-batches of different sizes, through every model chunk).
 #include "parallel/pipeline_schedule.h"
 
 #include <gtest/gtest.h>
+
+#include <string>
+
+#include "core/error.h"
 
 #include "mpi/mpi_test.h"
 #include "parallel/process_grid.h"
@@ -13,38 +17,41 @@ namespace {
 
 using spin::testing::mpi_world;
 
-// A stage whose output for micro-batch mb is (mb, stage, element) encoded as numbers, so every
-// neighbour can check it received the right buffer; the gradient is the negated encoding.
+// A stage whose output for micro-batch mb is (mb, virtual stage, element) encoded as numbers, so
+// every neighbour can check it received the right buffer; the gradient is the negated encoding.
+// Chunk c of stage s is virtual stage c * stages + s.
 class RecordingStage : public PipelineStage {
  public:
-  RecordingStage(int stage, int stages) : stage_(stage), stages_(stages) {}
+  RecordingStage(int stage, int stages, int chunks = 1) : stage_(stage), stages_(stages), chunks_(chunks) {}
 
+  int chunks() const override { return chunks_; }
   std::size_t boundary_size(int mb) const override { return static_cast<std::size_t>(3 + mb); }
-  std::span<const float> forward(int mb, std::span<const float> input) override {
-    trace.push_back({PipelineAction::Forward, mb});
+  std::span<const float> forward(int chunk, int mb, std::span<const float> input) override {
+    trace.push_back({PipelineAction::Forward, mb, chunk});
     peak_live = std::max(peak_live, ++live_);
-    if (stage_ == 0) {
+    const int v = virtual_stage(chunk);
+    if (v == 0) {
       EXPECT_TRUE(input.empty());
     } else {
       EXPECT_EQ(input.size(), boundary_size(mb));
-      for (std::size_t j = 0; j < input.size(); ++j) EXPECT_EQ(input[j], code(mb, stage_ - 1, j));
+      for (std::size_t j = 0; j < input.size(); ++j) EXPECT_EQ(input[j], code(mb, v - 1, j)) << "mb " << mb;
     }
     out_.resize(boundary_size(mb));
-    for (std::size_t j = 0; j < out_.size(); ++j) out_[j] = code(mb, stage_, j);
+    for (std::size_t j = 0; j < out_.size(); ++j) out_[j] = code(mb, v, j);
     return out_;
   }
-  std::span<const float> backward(int mb, std::span<const float> grad_output) override {
-    trace.push_back({PipelineAction::Backward, mb});
+  std::span<const float> backward(int chunk, int mb, std::span<const float> grad_output) override {
+    trace.push_back({PipelineAction::Backward, mb, chunk});
     --live_;
-    if (stage_ == stages_ - 1) {
+    const int v = virtual_stage(chunk);
+    if (v == stages_ * chunks_ - 1) {
       EXPECT_TRUE(grad_output.empty());
     } else {
       EXPECT_EQ(grad_output.size(), boundary_size(mb));
-      for (std::size_t j = 0; j < grad_output.size(); ++j)
-        EXPECT_EQ(grad_output[j], -code(mb, stage_ + 1, j));
+      for (std::size_t j = 0; j < grad_output.size(); ++j) EXPECT_EQ(grad_output[j], -code(mb, v + 1, j)) << "mb " << mb;
     }
     grad_.resize(boundary_size(mb));
-    for (std::size_t j = 0; j < grad_.size(); ++j) grad_[j] = -code(mb, stage_, j);
+    for (std::size_t j = 0; j < grad_.size(); ++j) grad_[j] = -code(mb, v, j);
     return grad_;
   }
 
@@ -52,10 +59,11 @@ class RecordingStage : public PipelineStage {
   int peak_live = 0;
 
  private:
+  int virtual_stage(int chunk) const { return chunk * stages_ + stage_; }
   static float code(int mb, int stage, std::size_t j) {
     return static_cast<float>(1000 * mb + 10 * stage + static_cast<int>(j) + 1);
   }
-  int stage_, stages_;
+  int stage_, stages_, chunks_;
   int live_ = 0;
   std::vector<float> out_, grad_;
 };
@@ -98,6 +106,65 @@ TEST(ForwardPipelining, DeliversEveryMicroBatchInOrderWithoutBackwards) {
     for (int mb = 0; mb < 5; ++mb) want.push_back({PipelineAction::Forward, mb});
     EXPECT_EQ(stage.trace, want);
   }
+}
+
+TEST(Interleaved, TablesRunGroupsOfStagesThroughTheChunks) {
+  using A = PipelineAction;
+  // 2 stages, 2 chunks, 4 micro-batches: groups {0, 1} and {2, 3}.
+  EXPECT_EQ(interleaved_table(2, 2, 4, A::Forward),
+            (std::vector<A>{{A::Forward, 0, 0}, {A::Forward, 1, 0}, {A::Forward, 0, 1}, {A::Forward, 1, 1},
+                            {A::Forward, 2, 0}, {A::Forward, 3, 0}, {A::Forward, 2, 1}, {A::Forward, 3, 1}}));
+  EXPECT_EQ(interleaved_table(2, 2, 4, A::Backward),
+            (std::vector<A>{{A::Backward, 0, 1}, {A::Backward, 1, 1}, {A::Backward, 0, 0}, {A::Backward, 1, 0},
+                            {A::Backward, 2, 1}, {A::Backward, 3, 1}, {A::Backward, 2, 0}, {A::Backward, 3, 0}}));
+  // Megatron's warm-up: 2 (p - s - 1) + (v - 1) p; everything when m = p.
+  EXPECT_EQ(interleaved_warmup(0, 4, 2, 8), 10);
+  EXPECT_EQ(interleaved_warmup(3, 4, 2, 8), 4);
+  EXPECT_EQ(interleaved_warmup(3, 4, 3, 4), 12);
+  EXPECT_EQ(interleaved_order(1, 2, 2, 4),
+            (std::vector<A>{{A::Forward, 0, 0}, {A::Forward, 1, 0}, {A::Forward, 0, 1}, {A::Backward, 0, 1},
+                            {A::Forward, 1, 1}, {A::Backward, 1, 1}, {A::Forward, 2, 0}, {A::Backward, 0, 0},
+                            {A::Forward, 3, 0}, {A::Backward, 1, 0}, {A::Forward, 2, 1}, {A::Backward, 2, 1},
+                            {A::Forward, 3, 1}, {A::Backward, 3, 1}, {A::Backward, 2, 0}, {A::Backward, 3, 0}}));
+}
+
+TEST(Interleaved, RealRingsFollowTheOrderBoundLiveActivationsAndDeliverTheRightBuffers) {
+  for (int stages : {2, 4}) {
+    ProcessGrid grid(mpi_world(), {1, stages, 0});
+    const int s = grid.pp_rank();
+    for (int chunks : {1, 2, 3}) {
+      for (int m = stages; m <= 3 * stages; m += stages) {
+        RecordingStage stage(s, stages, chunks);
+        forward_backward_pipelining_with_interleaving(grid.pp(), m, stage);
+        const std::string where = "pp " + std::to_string(stages) + ", v " + std::to_string(chunks) + ", m " +
+                                  std::to_string(m) + ", stage " + std::to_string(s);
+        EXPECT_EQ(stage.trace, interleaved_order(s, stages, chunks, m)) << where;
+        const int warmup = interleaved_warmup(s, stages, chunks, m);
+        EXPECT_EQ(stage.peak_live, std::min(warmup + 1, m * chunks)) << where;
+      }
+    }
+  }
+}
+
+TEST(Interleaved, ForwardsOnlyDeliverEveryMicroBatchThroughEveryChunk) {
+  for (int stages : {2, 4}) {
+    ProcessGrid grid(mpi_world(), {1, stages, 0});
+    RecordingStage stage(grid.pp_rank(), stages, 2);
+    forward_pipelining_with_interleaving(grid.pp(), 2 * stages, stage);
+    EXPECT_EQ(stage.trace, interleaved_table(stages, 2, 2 * stages, PipelineAction::Forward));
+  }
+}
+
+TEST(Interleaved, MicroBatchesNotInWholeGroupsAreRefusedOnEveryRank) {
+  ProcessGrid grid(mpi_world(), {1, 4, 0});
+  RecordingStage stage(grid.pp_rank(), 4, 2);
+  try {
+    forward_backward_pipelining_with_interleaving(grid.pp(), 6, stage);
+    ADD_FAILURE() << "6 micro-batches over 4 stages ran";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("6 micro-batches are not a multiple of 4"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(stage.trace.empty());
 }
 
 }  // namespace
