@@ -132,7 +132,8 @@ class InterleavedRun {
     std::span<const float> output;
     {
       const profile::Range range("forward", "mb", a.micro_batch);
-      output = stage_.forward(a.chunk, a.micro_batch, model_first ? std::span<const float>() : links_.view(input, a.micro_batch));
+      const std::span<const float> in = model_first ? std::span<const float>() : links_.view(input, a.micro_batch);
+      output = stage_.forward(a.chunk, a.micro_batch, in);
     }
     links_.recycle(std::move(input));
     return last_ && a.chunk == chunks_ - 1 ? std::span<const float>() : output;
@@ -146,7 +147,8 @@ class InterleavedRun {
     std::span<const float> grad_input;
     {
       const profile::Range range("backward", "mb", a.micro_batch);
-      grad_input = stage_.backward(a.chunk, a.micro_batch, model_last ? std::span<const float>() : links_.view(grad, a.micro_batch));
+      const std::span<const float> in = model_last ? std::span<const float>() : links_.view(grad, a.micro_batch);
+      grad_input = stage_.backward(a.chunk, a.micro_batch, in);
     }
     links_.recycle(std::move(grad));
     return first_ && a.chunk == 0 ? std::span<const float>() : grad_input;
@@ -196,11 +198,12 @@ int interleaved_warmup(int stage, int stages, int chunks, int micro_batches) {
 }
 
 std::vector<PipelineAction> interleaved_order(int stage, int stages, int chunks, int micro_batches) {
-  const std::vector<PipelineAction> forwards = interleaved_table(stages, chunks, micro_batches, PipelineAction::Forward);
-  const std::vector<PipelineAction> backwards = interleaved_table(stages, chunks, micro_batches, PipelineAction::Backward);
+  using A = PipelineAction;
+  const std::vector<A> forwards = interleaved_table(stages, chunks, micro_batches, A::Forward);
+  const std::vector<A> backwards = interleaved_table(stages, chunks, micro_batches, A::Backward);
   const int total = static_cast<int>(forwards.size());
   const int warmup = interleaved_warmup(stage, stages, chunks, micro_batches);
-  std::vector<PipelineAction> order(forwards.begin(), forwards.begin() + warmup);
+  std::vector<A> order(forwards.begin(), forwards.begin() + warmup);
   for (int k = warmup; k < total; ++k) {
     order.push_back(forwards[static_cast<std::size_t>(k)]);
     order.push_back(backwards[static_cast<std::size_t>(k - warmup)]);

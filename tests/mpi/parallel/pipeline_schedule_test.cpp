@@ -48,7 +48,9 @@ class RecordingStage : public PipelineStage {
       EXPECT_TRUE(grad_output.empty());
     } else {
       EXPECT_EQ(grad_output.size(), boundary_size(mb));
-      for (std::size_t j = 0; j < grad_output.size(); ++j) EXPECT_EQ(grad_output[j], -code(mb, v + 1, j)) << "mb " << mb;
+      for (std::size_t j = 0; j < grad_output.size(); ++j) {
+        EXPECT_EQ(grad_output[j], -code(mb, v + 1, j)) << "mb " << mb;
+      }
     }
     grad_.resize(boundary_size(mb));
     for (std::size_t j = 0; j < grad_.size(); ++j) grad_[j] = -code(mb, v, j);
