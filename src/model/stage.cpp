@@ -38,4 +38,23 @@ StageLayers stage_layers(const std::vector<std::int64_t>& counts, int stage) {
   return s;
 }
 
+std::vector<StageLayers> stage_chunks(const std::vector<std::int64_t>& counts, int stage, int stages) {
+  require(stages >= 1 && !counts.empty() && counts.size() % static_cast<std::size_t>(stages) == 0, "a split into ",
+          counts.size(), " virtual stages is not whole chunks of ", stages, " stages");
+  std::vector<StageLayers> chunks;
+  std::int64_t local = 0;
+  for (int v = stage; v < static_cast<int>(counts.size()); v += stages) {
+    StageLayers& c = chunks.emplace_back(stage_layers(counts, v));
+    c.local = local;
+    local += c.count();
+  }
+  return chunks;
+}
+
+std::int64_t layer_count(std::span<const StageLayers> chunks) {
+  std::int64_t n = 0;
+  for (const StageLayers& c : chunks) n += c.count();
+  return n;
+}
+
 }  // namespace spin::model

@@ -1,8 +1,10 @@
-// Pipeline stages: which decoder layers a stage runs (a contiguous range), and whether it holds
-// the embedding (first stage) and the final norm and LM head (last stage).
+// Pipeline stages: which decoder layers a stage runs (a contiguous range; under interleaving one
+// such range a model chunk), and whether it holds the embedding (first stage) and the final norm
+// and LM head (last stage).
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace spin::model {
@@ -12,9 +14,12 @@ struct StageLayers {
   std::int64_t end = 0;    // one past the last
   bool first = true;       // holds the embedding
   bool last = true;        // holds the final norm and the LM head
+  // Where layer `begin` sits among the rank's layers (ModelWeights::layers): 0, unless the rank
+  // holds several chunks (interleaving) and earlier ones come first.
+  std::int64_t local = 0;
 
   std::int64_t count() const { return end - begin; }
-  static StageLayers whole(std::int64_t num_layers) { return {0, num_layers, true, true}; }
+  static StageLayers whole(std::int64_t num_layers) { return {0, num_layers, true, true, 0}; }
 };
 
 // Layers per stage: `requested` (as given by --pp-layers 3,5) or, when empty, an even split in
@@ -24,5 +29,15 @@ std::vector<std::int64_t> split_layers(std::int64_t num_layers, int pp,
                                        const std::vector<std::int64_t>& requested = {});
 
 StageLayers stage_layers(const std::vector<std::int64_t>& counts, int stage);
+
+// Interleaving (virtual pipeline stages, parallel::forward_backward_pipelining_with_interleaving):
+// the model chunks stage `stage` of `stages` holds, in model order, when `counts` gives the layers
+// of each of the stages x v virtual stages (split_layers over stages x v): chunk c is virtual stage
+// c x stages + stage, the first virtual stage's chunk holds the embedding, the last's the head, and
+// each chunk's `local` counts the layers of the chunks before it. One chunk: stage_layers'.
+std::vector<StageLayers> stage_chunks(const std::vector<std::int64_t>& counts, int stage, int stages);
+
+// Layers of all the chunks.
+std::int64_t layer_count(std::span<const StageLayers> chunks);
 
 }  // namespace spin::model

@@ -100,8 +100,9 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
 }
 
 void Transformer::check_stage_weights(const ModelWeights& w) const {
-  require(static_cast<std::int64_t>(w.layers.size()) == stage_.count(), "weights of ",
-          w.layers.size(), " layers for a pipeline stage of ", stage_.count());
+  require(static_cast<std::int64_t>(w.layers.size()) >= stage_.local + stage_.count(), "weights of ",
+          w.layers.size(), " layers for a pipeline stage (chunk) of ", stage_.count(), " from local layer ",
+          stage_.local);
   require(w.device() == device(), "weights on ", device_name(w.device()), " for kernels on ",
           device_name(device()));
 }
@@ -160,7 +161,7 @@ void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Acti
       view.capacity = cache->capacity(l);
       view.cache_rows = where.cache_rows + cache->capacity_index(l) * static_cast<std::size_t>(b.rows);
     }
-    decoder_layer_forward(ctx_, w.layers[static_cast<std::size_t>(l)], stage_.begin + l, b, la, x_out,
+    decoder_layer_forward(ctx_, w.layers[weights_index(l)], stage_.begin + l, b, la, x_out,
                           cache ? &view : nullptr, adapters_of(a, l));
     if (a.for_backward && config_.moe_layer(stage_.begin + l)) {  // the mixture's load (take_expert_counts)
       const std::vector<std::int64_t>& counts = la.moe.routing.counts;
@@ -359,17 +360,18 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
   }
   for (std::int64_t l = stage_.count() - 1; l >= 0; --l) {
     const auto li = static_cast<std::size_t>(l);
+    const std::size_t wi = weights_index(l);
     LayerActivations& la = a.layers[activation_slot(l, a.recomputed)];
     // Recomputation: this layer's activations again, from its kept input -- but for the last
     // recomputed layer, whose are still in the shared set from the forward.
     if (l + 1 < a.recomputed) {
       la.x_in = a.layer_inputs[li];
-      decoder_layer_forward(ctx_, w.layers[li], stage_.begin + l, b, la, a.recompute_output.f32(), nullptr,
+      decoder_layer_forward(ctx_, w.layers[wi], stage_.begin + l, b, la, a.recompute_output.f32(), nullptr,
                             adapters_of(a, l));
     }
-    decoder_layer_backward(ctx_, w.layers[li], grads.layers[li], stage_.begin + l, b, la, a.grad, dx,
+    decoder_layer_backward(ctx_, w.layers[wi], grads.layers[wi], stage_.begin + l, b, la, a.grad, dx,
                            adapters_of(a, l));
-    if (layer_done) layer_done(l);
+    if (layer_done) layer_done(static_cast<std::int64_t>(wi));
   }
   if (!stage_.first || !grads.embed_tokens.defined()) return;  // dx is input_grad() for the previous stage
   // The embedding's rows come out of a row-parallel region: each rank scatters the gradient

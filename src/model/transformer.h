@@ -174,7 +174,7 @@ class Transformer {
   // floats). Consumes `saved` (the logits buffer is reused for their gradient). Afterwards, on
   // every stage but the first, input_grad(saved) holds d loss / d input for the previous stage.
   // `layer_done(l)`, when given, is called as soon as this call has finished accumulating into
-  // the gradients of local layer l (last layer first): the hook that lets the data-parallel
+  // the gradients of local layer l (the index in grads.layers; last layer first): the hook that lets the data-parallel
   // reduction of a finished layer overlap the backward of the layers below.
   // A mixture of experts training its router losses (ModelConfig::router_aux_loss_coef,
   // router_z_loss_coef): `router_loss_weight` is d loss / d this micro-batch's router losses --
@@ -206,9 +206,11 @@ class Transformer {
   // Runs this stage's layers from a.layers[0].x_in to `out`, through `cache` when given.
   void run_layers(const ModelWeights& weights, const BatchGeometry& b, Activations& a,
                   float* out, KvCache* cache, const KvCacheView& where) const;
-  // Local layer l's adapters in a's forward (null: none).
-  static const LayerWeights* adapters_of(const Activations& a, std::int64_t l) {
-    return a.adapters ? &a.adapters->layers[static_cast<std::size_t>(l)] : nullptr;
+  // Where this stage's (chunk's) layer l sits in its ModelWeights::layers (after an earlier chunk's).
+  std::size_t weights_index(std::int64_t l) const { return static_cast<std::size_t>(stage_.local + l); }
+  // The adapters of this stage's layer l in a's forward (null: none).
+  const LayerWeights* adapters_of(const Activations& a, std::int64_t l) const {
+    return a.adapters ? &a.adapters->layers[weights_index(l)] : nullptr;
   }
   BatchGeometry geometry(const Activations& acts) const;
 

@@ -25,11 +25,34 @@ std::string layer_name(std::int64_t layer, const char* suffix) {
   return cat("model.layers.", layer, ".", suffix);
 }
 
+// f(l) for every global layer of the chunks, in order.
+template <class F>
+void for_each_layer(std::span<const StageLayers> chunks, F&& f) {
+  for (const StageLayers& chunk : chunks) {
+    for (std::int64_t l = chunk.begin; l < chunk.end; ++l) f(l);
+  }
+}
+
+// A rank's chunks: inside the model, in model order, each one's `local` where the layers before it end.
+void check_chunks(const ModelConfig& config, std::span<const StageLayers> chunks) {
+  require(!chunks.empty(), "a pipeline stage without layers");
+  std::int64_t end = 0, local = 0;
+  for (const StageLayers& c : chunks) {
+    require(c.begin >= end && c.begin < c.end && c.end <= config.num_layers && c.local == local, "stage layers [",
+            c.begin, ", ", c.end, ") (local ", c.local, ") outside a model of ", config.num_layers,
+            " layers or not after the rank's other chunks");
+    end = c.end;
+    local += c.count();
+  }
+}
+
 }  // namespace
 
-std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& c,
-                                                             const TpDims& d,
-                                                             const StageLayers& stage) {
+std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& c, const TpDims& d,
+                                                             std::span<const StageLayers> chunks) {
+  require(!chunks.empty(), "a pipeline stage without layers");
+  // In model order: only the first chunk may hold the embedding, only the last the head.
+  const bool first = chunks.front().first, last = chunks.back().last;
   std::vector<std::pair<ShardedTensor, Shape>> specs;
   const auto replicated = [&](const std::string& name, Shape shape) {
     // Identical on every TP rank; TP rank 0's copy counts.
@@ -57,14 +80,14 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
   const auto vocab_parallel = [&](const char* name, bool primary) {
     split(name, {c.vocab_size, h}, 0, d.vocab_rows, d.vocab_start, d.vocab_valid, primary);
   };
-  if (stage.first) vocab_parallel("model.embed_tokens.weight", true);
+  if (first) vocab_parallel("model.embed_tokens.weight", true);
   const bool norm_weights = c.layer_norm_weights() > 0;  // OLMo's LayerNorms have none
   // A norm module's weight, and its bias where the norms have one (StableLM's LayerNorms).
   const auto norm = [&](const std::string& module) {
     replicated(module + ".weight", {h});
     if (c.norm_biases()) replicated(module + ".bias", {h});
   };
-  for (std::int64_t l = stage.begin; l < stage.end; ++l) {
+  for_each_layer(chunks, [&](std::int64_t l) {
     if (c.pre_norms && norm_weights) norm(layer_name(l, "input_layernorm"));
     if (c.latent_attention()) {  // DeepSeek-V3's: the latent projections replicated, the heads' split
       if (c.q_lora_rank > 0) {
@@ -130,12 +153,12 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
       if (c.mlp_bias) replicated(layer_name(l, "mlp.down_proj.bias"), {h});
     }
     if (c.sandwich_norms) replicated(layer_name(l, "post_feedforward_layernorm.weight"), {h});
-  }
-  if (stage.last) {
+  });
+  if (last) {
     if (c.final_norm_weight()) norm("model.norm");
     if (!c.tie_word_embeddings) {
       vocab_parallel("lm_head.weight", true);
-    } else if (!stage.first) {
+    } else if (!first) {
       vocab_parallel("model.embed_tokens.weight", false);  // the last stage's tied copy
     }
     // Phi's: split with the head's rows (its padding rows' entries zero, as theirs); its own
@@ -161,13 +184,14 @@ constexpr std::int64_t kDenseProjection = -1;
 // parameters: per layer the attention's targets, then the MLP's -- in a mixture of experts every
 // expert's this rank holds in turn (its targets in order), then the shared expert's.
 template <class F>
-void for_each_adapter(const ModelConfig& c, const LoraConfig& lora, const TpDims& d, const StageLayers& stage, F&& f) {
-  for (std::int64_t l = stage.begin; l < stage.end; ++l) {
+void for_each_adapter(const ModelConfig& c, const LoraConfig& lora, const TpDims& d,
+                      std::span<const StageLayers> chunks, F&& f) {
+  for_each_layer(chunks, [&](std::int64_t l) {
     for (int ti = 0; ti < kLoraTargets; ++ti) {
       const auto t = static_cast<LoraTarget>(ti);
       if (lora.targets_(t) && !(c.moe_layer(l) && lora_mlp_target(t))) f(l, kDenseProjection, t);
     }
-    if (!c.moe_layer(l)) continue;
+    if (!c.moe_layer(l)) return;
     const auto expert = [&](std::int64_t e) {
       for (const LoraTarget t : kLoraMlpTargets) {
         if (lora.targets_(t)) f(l, e, t);
@@ -175,7 +199,7 @@ void for_each_adapter(const ModelConfig& c, const LoraConfig& lora, const TpDims
     };
     for (std::int64_t e = d.first_expert; e < d.first_expert + d.experts; ++e) expert(e);
     if (c.shared_expert()) expert(c.num_experts);
-  }
+  });
 }
 
 // The adapters of one stage, as parameter_specs: per adapter (for_each_adapter) A then B, split as
@@ -185,10 +209,10 @@ void for_each_adapter(const ModelConfig& c, const LoraConfig& lora, const TpDims
 // shared expert's "mlp.shared_expert.gate_proj....", and take their widths and splits -- an expert's over
 // its expert-parallel group's ranks alone (TpDims), the shared expert's over the whole TP group.
 std::vector<std::pair<ShardedTensor, Shape>> adapter_specs(const ModelConfig& c, const LoraConfig& lora,
-                                                           const TpDims& d, const StageLayers& stage) {
+                                                           const TpDims& d, std::span<const StageLayers> chunks) {
   std::vector<std::pair<ShardedTensor, Shape>> specs;
   const std::int64_t r = lora.rank;
-  for_each_adapter(c, lora, d, stage, [&](std::int64_t l, std::int64_t where, LoraTarget t) {
+  for_each_adapter(c, lora, d, chunks, [&](std::int64_t l, std::int64_t where, LoraTarget t) {
     auto [in, out] = lora_projection_extents(c, d, t);
     std::string module = lora_module(c, t);
     // The ranks the projection is split over, and this rank's place among them.
@@ -251,12 +275,10 @@ bool read_in_float32(const ShardedTensor& p) {
            n.ends_with("shared_expert_gate.weight") || n == "lm_head.weight");
 }
 
-ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims, const StageLayers& stage,
+ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims, std::span<const StageLayers> chunks,
                            std::int64_t pad_multiple, Device device, WeightStorage storage) {
-  require(stage.begin >= 0 && stage.begin < stage.end && stage.end <= config.num_layers,
-          "stage layers [", stage.begin, ", ", stage.end, ") outside a model of ",
-          config.num_layers, " layers");
-  auto specs = parameter_specs(config, dims, stage);
+  check_chunks(config, chunks);
+  auto specs = parameter_specs(config, dims, chunks);
   std::vector<Shape> shapes;
   for (const auto& spec : specs) shapes.push_back(spec.second);
   frozen_ = storage == WeightStorage::FrozenBf16;
@@ -293,8 +315,8 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims, const 
     const auto it = by_name.find(name);
     return it == by_name.end() ? Tensor() : it->second;
   };
-  embed_tokens = stage.first ? by_name.at("model.embed_tokens.weight") : Tensor();
-  for (std::int64_t l = stage.begin; l < stage.end; ++l) {
+  embed_tokens = chunks.front().first ? by_name.at("model.embed_tokens.weight") : Tensor();
+  for_each_layer(chunks, [&](std::int64_t l) {
     const auto get = [&](const char* suffix) { return by_name.at(layer_name(l, suffix)); };
     LayerWeights& w = layers.emplace_back();
     w.input_layernorm = get_if(layer_name(l, "input_layernorm.weight"));  // none in OLMo 2, OLMo
@@ -344,10 +366,10 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims, const 
     w.v_bias = get_if(layer_name(l, "self_attn.v_proj.bias"));
     w.q_norm = get_if(layer_name(l, "self_attn.q_norm.weight"));
     w.k_norm = get_if(layer_name(l, "self_attn.k_norm.weight"));
-  }
+  });
   norm = get_if("model.norm.weight");
   norm_bias = get_if("model.norm.bias");
-  if (stage.last) {
+  if (chunks.back().last) {
     lm_head = by_name.at(config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
     lm_head_bias = get_if("lm_head.bias");
   }
@@ -355,7 +377,7 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims, const 
 }
 
 ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
-                                    const StageLayers& stage, std::int64_t pad_multiple, Device device) {
+                                    std::span<const StageLayers> chunks, std::int64_t pad_multiple, Device device) {
   require(lora.enabled(), "LoRA adapters of rank ", lora.rank);
   for (int t = 0; t < kLoraTargets; ++t) {
     const auto target = static_cast<LoraTarget>(t);
@@ -363,25 +385,25 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
             lora_target_name(target), ", but the model has no such projection (", lora.targets_text(),
             "; lora_targets_of_model keeps a model's)");
   }
-  require(stage.begin >= 0 && stage.begin < stage.end && stage.end <= config.num_layers,
-          "stage layers [", stage.begin, ", ", stage.end, ") outside a model of ",
-          config.num_layers, " layers");
+  check_chunks(config, chunks);
   ModelWeights w;
   w.lora_ = lora;
-  auto specs = adapter_specs(config, lora, dims, stage);
+  auto specs = adapter_specs(config, lora, dims, chunks);
   std::vector<Shape> shapes;
   for (const auto& spec : specs) shapes.push_back(spec.second);
   const std::vector<Tensor> locals = w.storage_.carve(device, shapes, pad_multiple);
-  for (std::int64_t l = stage.begin; l < stage.end; ++l) {
+  std::map<std::int64_t, std::size_t> local;  // global layer -> index in w.layers
+  for_each_layer(chunks, [&](std::int64_t l) {
+    local[l] = w.layers.size();
     LayerWeights& lw = w.layers.emplace_back();
     lw.lora_scale = lora.scale();
     if (config.moe_layer(l) && lora.targets_mlp()) {
       lw.experts.resize(static_cast<std::size_t>(config.num_experts));
     }
-  }
+  });
   std::size_t i = 0;
-  for_each_adapter(config, lora, dims, stage, [&](std::int64_t l, std::int64_t where, LoraTarget t) {
-    LayerWeights& lw = w.layers[static_cast<std::size_t>(l - stage.begin)];
+  for_each_adapter(config, lora, dims, chunks, [&](std::int64_t l, std::int64_t where, LoraTarget t) {
+    LayerWeights& lw = w.layers[local.at(l)];
     const LoraFactors f{locals[i], locals[i + 1]};
     i += 2;
     if (where == kDenseProjection) {
@@ -402,7 +424,7 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
 std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
                                           const StageLayers& stage) {
   std::vector<ShardedTensor> out;
-  for (auto& spec : adapter_specs(config, lora, dims, stage)) out.push_back(std::move(spec.first));
+  for (auto& spec : adapter_specs(config, lora, dims, std::span(&stage, 1))) out.push_back(std::move(spec.first));
   return out;
 }
 
@@ -441,13 +463,13 @@ void ModelWeights::merge_into(ModelWeights& base, const kernels::Kernels& k) con
 std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpDims& dims,
                                             const StageLayers& stage) {
   std::vector<ShardedTensor> out;
-  for (auto& spec : parameter_specs(config, dims, stage)) out.push_back(std::move(spec.first));
+  for (auto& spec : parameter_specs(config, dims, std::span(&stage, 1))) out.push_back(std::move(spec.first));
   return out;
 }
 
 std::vector<Shape> parameter_local_shapes(const ModelConfig& config, const TpDims& dims, const StageLayers& stage) {
   std::vector<Shape> out;
-  for (auto& spec : parameter_specs(config, dims, stage)) out.push_back(std::move(spec.second));
+  for (auto& spec : parameter_specs(config, dims, std::span(&stage, 1))) out.push_back(std::move(spec.second));
   return out;
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -111,18 +112,29 @@ class ModelWeights {
   // buffer's length is a multiple of `pad_multiple` (the distributed optimizer splits it evenly
   // over DP).
   ModelWeights(const ModelConfig& config, const TpDims& dims, const StageLayers& stage, std::int64_t pad_multiple = 1,
-               Device device = Device::Cpu, WeightStorage storage = WeightStorage::Float32);
+               Device device = Device::Cpu, WeightStorage storage = WeightStorage::Float32)
+      : ModelWeights(config, dims, std::span(&stage, 1), pad_multiple, device, storage) {}
+  // The same for a stage of several model chunks (interleaving: model::stage_chunks): their layers
+  // one after another in `layers`, chunk c's from chunks[c].local, in one flat buffer.
+  ModelWeights(const ModelConfig& config, const TpDims& dims, std::span<const StageLayers> chunks,
+               std::int64_t pad_multiple = 1, Device device = Device::Cpu,
+               WeightStorage storage = WeightStorage::Float32);
   // All zeros: LoRA adapters (model/lora.h) of the same shard of the model -- LayerWeights::lora
   // of the targeted projections, nothing else (no embedding, norms or head). The optimizer, the
   // gradient reductions and checkpoints take them as they take a model: one flat buffer.
   static ModelWeights adapters(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
                                const StageLayers& stage, std::int64_t pad_multiple = 1,
+                               Device device = Device::Cpu) {
+    return adapters(config, lora, dims, std::span(&stage, 1), pad_multiple, device);
+  }
+  static ModelWeights adapters(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
+                               std::span<const StageLayers> chunks, std::int64_t pad_multiple = 1,
                                Device device = Device::Cpu);
   ModelWeights(ModelWeights&&) = default;
   ModelWeights& operator=(ModelWeights&&) = default;
 
   Tensor embed_tokens;              // [vocab_rows, hidden], vocab-parallel; first stage only
-  std::vector<LayerWeights> layers;  // this stage's layers, layers[0] = global layer stage.begin
+  std::vector<LayerWeights> layers;  // this stage's layers, layers[0] = global layer stage.begin (chunk by chunk)
   Tensor norm;                      // [hidden], replicated; last stage only
   Tensor norm_bias;                 // [hidden], replicated: StableLM's; last stage only
   // [vocab_rows, hidden], vocab-parallel; last stage only. With tied embeddings it is the
@@ -229,7 +241,11 @@ std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpD
 std::vector<Shape> parameter_local_shapes(const ModelConfig& config, const TpDims& dims, const StageLayers& stage);
 // Both, each parameter's description beside its local shape, from one walk of the model.
 std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& config, const TpDims& dims,
-                                                             const StageLayers& stage);
+                                                             std::span<const StageLayers> chunks);
+inline std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& config, const TpDims& dims,
+                                                                    const StageLayers& stage) {
+  return parameter_specs(config, dims, std::span(&stage, 1));
+}
 // The same for the LoRA adapters of that shard ("model.layers.<l>.self_attn.q_proj.lora_A.weight",
 // PEFT's names without its "base_model.model." prefix).
 // In a mixture of experts an MLP target adapts every expert's projection (and the shared expert's):

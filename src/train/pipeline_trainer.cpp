@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <span>
 
@@ -34,49 +35,56 @@ class Timer {
   Clock::time_point start_;
 };
 
-// The model as a pipeline stage: micro-batch mb's activations live in pool[mb % pool.size()],
-// which is safe because 1F1B keeps at most pool.size() consecutive micro-batches in flight.
-// 1F1B runs the backwards in micro-batch order, so during the last one each layer's gradients
+// The model as a pipeline stage of one Transformer a model chunk: a micro-batch takes a set of
+// activation buffers from the pool at its forward through a chunk and gives it back at that
+// chunk's backward; the schedules bound how many are taken at once (pool.size()). Each chunk
+// runs its backwards in micro-batch order, so during its last one each of its layers' gradients
 // become final one after another: the optimizer starts their DP reduction right then.
 class ModelStage final : public parallel::PipelineStage {
  public:
-  ModelStage(const model::Transformer& transformer, const model::ModelWeights& weights,
+  ModelStage(const std::vector<const model::Transformer*>& chunks, const model::ModelWeights& weights,
              const model::ModelWeights* adapters, model::ModelWeights& grads,
              const std::vector<model::TokenBatch>& micro_batches, SequenceLoss& loss,
              std::vector<model::Activations>& pool, Optimizer& optimizer, float router_loss_weight)
-      : t_(transformer), w_(weights), adapters_(adapters), g_(grads), batches_(micro_batches), loss_(loss),
-        pool_(pool), optimizer_(optimizer), dsums_(micro_batches.size()),
-        router_loss_weight_(router_loss_weight) {}
-
-  Device device() const override { return t_.device(); }
-  std::size_t boundary_size(int mb) const override {
-    return static_cast<std::size_t>(t_.boundary_rows(batch(mb)) * t_.dims().hidden);
+      : chunks_(chunks), w_(weights), adapters_(adapters), g_(grads), batches_(micro_batches), loss_(loss),
+        pool_(pool), optimizer_(optimizer), dsums_(micro_batches.size()), router_loss_weight_(router_loss_weight) {
+    for (std::size_t i = pool.size(); i-- > 0;) free_.push_back(i);
   }
 
-  std::span<const float> forward(int, int mb, std::span<const float> input) override {
+  Device device() const override { return chunks_.front()->device(); }
+  int chunks() const override { return static_cast<int>(chunks_.size()); }
+  std::size_t boundary_size(int mb) const override {
+    const model::Transformer& t = *chunks_.front();
+    return static_cast<std::size_t>(t.boundary_rows(batch(mb)) * t.dims().hidden);
+  }
+
+  std::span<const float> forward(int chunk, int mb, std::span<const float> input) override {
     const Timer timer(compute_seconds_);
-    model::Activations& acts = slot(mb);
-    const model::ForwardResult r = t_.forward(w_, batch(mb), acts, true, input, adapters_);
+    const model::Transformer& t = *chunks_[static_cast<std::size_t>(chunk)];
+    model::Activations& acts = take_slot(chunk, mb);
+    const model::ForwardResult r = t.forward(w_, batch(mb), acts, true, input, adapters_);
     peak_live_ = std::max(peak_live_, ++live_);
-    if (!t_.stage().last) return {acts.stage_output.f32(), boundary_size(mb)};
+    if (!t.stage().last) return {acts.stage_output.f32(), boundary_size(mb)};
     auto& dsums = dsums_[static_cast<std::size_t>(mb)];
     dsums.assign(r.sequence_logprobs.size(), 0.0f);
     loss_sum_ += loss_.micro_batch_loss(mb, r.sequence_logprobs, dsums);
     return {};
   }
 
-  std::span<const float> backward(int, int mb, std::span<const float> grad_output) override {
+  std::span<const float> backward(int chunk, int mb, std::span<const float> grad_output) override {
     const Timer timer(compute_seconds_);
-    model::Activations& acts = slot(mb);
+    const model::Transformer& t = *chunks_[static_cast<std::size_t>(chunk)];
+    model::Activations& acts = give_back_slot(chunk, mb);
     const std::span<const float> grad =
-        t_.stage().last ? std::span<const float>(dsums_[static_cast<std::size_t>(mb)]) : grad_output;
+        t.stage().last ? std::span<const float>(dsums_[static_cast<std::size_t>(mb)]) : grad_output;
     const bool last = mb + 1 == static_cast<int>(batches_.size());
-    t_.backward(
+    t.backward(
         w_, acts, grad, g_,
         last ? [this](std::int64_t l) { optimizer_.reduce_layer_async(l); } : std::function<void(std::int64_t)>(),
         router_loss_weight_);
     --live_;
-    return t_.stage().first ? std::span<const float>() : t_.input_grad(acts);
+    // The span lives in acts, whose buffers the next forward may take: valid until then.
+    return t.stage().first ? std::span<const float>() : t.input_grad(acts);
   }
 
   double loss_sum() const { return loss_sum_; }
@@ -85,15 +93,33 @@ class ModelStage final : public parallel::PipelineStage {
 
  private:
   const model::TokenBatch& batch(int mb) const { return batches_[static_cast<std::size_t>(mb)]; }
-  model::Activations& slot(int mb) { return pool_[static_cast<std::size_t>(mb) % pool_.size()]; }
+  model::Activations& take_slot(int chunk, int mb) {
+    require(!free_.empty(), "pipeline stage: more micro-batches in flight than the ", pool_.size(), " planned");
+    const std::size_t i = free_.back();
+    free_.pop_back();
+    taken_[{chunk, mb}] = i;
+    return pool_[i];
+  }
+  // The slot goes back to the pool now; the backward still reads it, before any forward runs.
+  model::Activations& give_back_slot(int chunk, int mb) {
+    const auto it = taken_.find({chunk, mb});
+    require(it != taken_.end(), "pipeline stage: a backward of chunk ", chunk, ", micro-batch ", mb,
+            " without its forward");
+    free_.push_back(it->second);
+    model::Activations& acts = pool_[it->second];
+    taken_.erase(it);
+    return acts;
+  }
 
-  const model::Transformer& t_;
+  const std::vector<const model::Transformer*>& chunks_;
   const model::ModelWeights& w_;
   const model::ModelWeights* adapters_;
   model::ModelWeights& g_;
   const std::vector<model::TokenBatch>& batches_;
   SequenceLoss& loss_;
   std::vector<model::Activations>& pool_;
+  std::vector<std::size_t> free_;                       // slots of pool_ no micro-batch holds
+  std::map<std::pair<int, int>, std::size_t> taken_;    // (chunk, micro-batch) -> its slot
   Optimizer& optimizer_;
   std::vector<std::vector<float>> dsums_;
   float router_loss_weight_;  // d loss / d a micro-batch's router losses (Transformer::backward)
@@ -106,9 +132,14 @@ class ModelStage final : public parallel::PipelineStage {
 // Each layer of experts' rows an expert took over the step (Transformer::take_expert_counts, [layers,
 // experts], this stage's layers), summed over the pipeline's stages and the replicas (a TP group's
 // ranks route the same rows): the same on every rank; empty for a dense model.
-std::vector<double> global_expert_load(const parallel::ProcessGrid& grid, const model::Transformer& transformer) {
-  const std::vector<std::int64_t> counts = transformer.take_expert_counts();
-  std::vector<double> sums(counts.begin(), counts.end());
+std::vector<double> global_expert_load(const parallel::ProcessGrid& grid,
+                                       const std::vector<const model::Transformer*>& chunks) {
+  std::vector<double> sums;
+  for (const model::Transformer* t : chunks) {
+    const std::vector<std::int64_t> counts = t->take_expert_counts();
+    sums.resize(counts.size());
+    for (std::size_t i = 0; i < counts.size(); ++i) sums[i] += static_cast<double>(counts[i]);
+  }
   if (sums.empty()) return sums;
   grid.pp().all_reduce(sums.data(), sums.size());
   grid.dp().all_reduce(sums.data(), sums.size());
@@ -149,7 +180,7 @@ void update_router_biases(model::ModelWeights& weights, const model::StageLayers
                           const model::ModelConfig& config, const std::vector<double>& load) {
   const auto experts = static_cast<std::size_t>(config.num_experts);
   for (std::int64_t l = stage.begin; l < stage.end; ++l) {
-    const Tensor& bias = weights.layers[static_cast<std::size_t>(l - stage.begin)].router_bias;
+    const Tensor& bias = weights.layers[static_cast<std::size_t>(stage.local + l - stage.begin)].router_bias;
     if (!bias.defined()) continue;
     const auto layer = std::span<const double>(load).subspan(static_cast<std::size_t>(l) * experts, experts);
     const double mean = std::accumulate(layer.begin(), layer.end(), 0.0) / static_cast<double>(experts);
@@ -162,58 +193,68 @@ void update_router_biases(model::ModelWeights& weights, const model::StageLayers
   }
 }
 
-PipelineTrainer::PipelineTrainer(const parallel::ProcessGrid& grid,
-                                 const model::Transformer& transformer,
-                                 model::ModelWeights& weights, model::ModelWeights& grads,
-                                 Optimizer& optimizer, const model::ModelWeights* adapters)
-    : grid_(grid), transformer_(transformer), weights_(weights), adapters_(adapters), grads_(grads),
-      optimizer_(optimizer) {}
+PipelineTrainer::PipelineTrainer(const parallel::ProcessGrid& grid, std::vector<const model::Transformer*> chunks,
+                                 model::ModelWeights& weights, model::ModelWeights& grads, Optimizer& optimizer,
+                                 const model::ModelWeights* adapters)
+    : grid_(grid), chunks_(std::move(chunks)), weights_(weights), adapters_(adapters), grads_(grads),
+      optimizer_(optimizer) {
+  require(!chunks_.empty(), "a pipeline stage without a model chunk");
+  require(chunks_.size() == 1 || grid.pp_size() > 1, "model chunks (interleaving) need a pipeline of 2 stages or more");
+}
 
 StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_batches,
                                   SequenceLoss& loss, double lr) {
   const auto start = Clock::now();
   const int m = static_cast<int>(micro_batches.size());
+  const int v = static_cast<int>(chunks_.size());
   require(m >= 1, "a training step needs at least one micro-batch");
-  // 1F1B holds at most min(pp - stage, m) micro-batches on this stage.
-  pool_.resize(static_cast<std::size_t>(std::min(grid_.pp_size() - grid_.pp_rank(), m)));
+  // 1F1B holds at most min(pp - stage, m) micro-batches on this stage; the interleaved schedule
+  // its warm-up's micro-batch-chunks and one more.
+  const int in_flight = v == 1 ? std::min(grid_.pp_size() - grid_.pp_rank(), m)
+                               : std::min(parallel::interleaved_warmup(grid_.pp_rank(), grid_.pp_size(), v, m) + 1, m * v);
+  pool_.resize(static_cast<std::size_t>(in_flight));
 
   grads_.zero();
   // A mixture's router losses are means over the step's micro-batches, all replicas (whose
   // gradients the data-parallel reduction sums).
-  const model::ModelConfig& config = transformer_.config();
+  const model::ModelConfig& config = chunks_.front()->config();
   const double micro_batches_all = static_cast<double>(m) * grid_.dp_size();
   const float router_loss_weight = config.trains_router_losses() ? static_cast<float>(1.0 / micro_batches_all) : 0.0f;
-  ModelStage stage(transformer_, weights_, adapters_, grads_, micro_batches, loss, pool_, optimizer_,
-                   router_loss_weight);
+  ModelStage stage(chunks_, weights_, adapters_, grads_, micro_batches, loss, pool_, optimizer_, router_loss_weight);
   const auto pipeline_start = Clock::now();
   {
     const profile::Range range("1F1B", "micro_batches", m);
-    parallel::forward_backward_pipelining_without_interleaving(grid_.pp(), m, stage);
+    if (v == 1) {
+      parallel::forward_backward_pipelining_without_interleaving(grid_.pp(), m, stage);
+    } else {
+      parallel::forward_backward_pipelining_with_interleaving(grid_.pp(), m, stage);
+    }
   }
   const auto pipeline_end = Clock::now();
   peak_live_ = stage.peak_live();
 
   // Tied embeddings: the first stage's lookup table and the last stage's LM head are one
   // parameter; each holds part of its gradient (none when it is frozen: LoRA's base).
-  const model::StageLayers& s = transformer_.stage();
-  if (transformer_.config().tie_word_embeddings && grid_.pp_size() > 1 && (s.first || s.last) &&
-      !grads_.is_adapters()) {
-    const Tensor& g = s.first ? grads_.embed_tokens : grads_.lm_head;
+  const bool first = chunks_.front()->stage().first, last = chunks_.back()->stage().last;
+  if (config.tie_word_embeddings && grid_.pp_size() > 1 && (first || last) && !grads_.is_adapters()) {
+    const Tensor& g = first ? grads_.embed_tokens : grads_.lm_head;
     grid_.embedding().all_reduce(g.f32(), static_cast<std::size_t>(g.numel()));
   }
 
   // The loss lives on the last stage of each replica: sum over DP, then share along the pipe.
-  double total = s.last ? stage.loss_sum() : 0.0;
+  double total = last ? stage.loss_sum() : 0.0;
   grid_.dp().all_reduce(&total, 1);
   grid_.pp().all_reduce(&total, 1);
   // Each stage's layers' router losses: summed over the pipeline and the replicas (a TP group's
   // ranks route the same rows: one counts).
   double router[2] = {0.0, 0.0};
   if (config.moe()) {
-    const model::RouterLosses mine = transformer_.take_router_losses();
-    if (grid_.tp_rank() == 0) router[0] = mine.balance, router[1] = mine.z;
+    for (const model::Transformer* t : chunks_) {
+      const model::RouterLosses mine = t->take_router_losses();
+      if (grid_.tp_rank() == 0) router[0] += mine.balance, router[1] += mine.z;
+    }
     grid_.world().all_reduce(router, 2);
-    for (double& v : router) v /= micro_batches_all * static_cast<double>(config.moe_layers());
+    for (double& value : router) value /= micro_batches_all * static_cast<double>(config.moe_layers());
   }
 
   const OptimizerStep o = optimizer_.step(lr, std::isfinite(total));
@@ -228,13 +269,15 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
   r.compute_seconds = stage.compute_seconds();
   r.balance_loss = router[0];
   r.z_loss = router[1];
-  const std::vector<double> load = global_expert_load(grid_, transformer_);
+  const std::vector<double> load = global_expert_load(grid_, chunks_);
   if (!load.empty()) {
     std::tie(r.expert_load_max, r.expert_load_min) = load_spread(load, config.num_experts);
     if (grid_.ep_size() > 1) r.expert_rank_load_max = expert_group_load_max(load, config.num_experts, grid_.ep_size());
     // After the optimizer (which never moves the biases: no gradient reaches them), on every rank
     // alike from the same sums.
-    if (config.router_bias_update_rate > 0.0f && o.applied) update_router_biases(weights_, s, config, load);
+    if (config.router_bias_update_rate > 0.0f && o.applied) {
+      for (const model::Transformer* t : chunks_) update_router_biases(weights_, t->stage(), config, load);
+    }
   }
   return r;
 }

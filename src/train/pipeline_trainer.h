@@ -68,14 +68,24 @@ class PipelineTrainer {
   // optimizer are the adapters': the weights stay frozen.
   PipelineTrainer(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
                   model::ModelWeights& weights, model::ModelWeights& grads,
-                  Optimizer& optimizer, const model::ModelWeights* adapters = nullptr);
+                  Optimizer& optimizer, const model::ModelWeights* adapters = nullptr)
+      : PipelineTrainer(grid, std::vector<const model::Transformer*>{&transformer}, weights, grads, optimizer,
+                        adapters) {}
+  // Interleaving (virtual pipeline stages): one Transformer a model chunk of this stage, in model
+  // order (model::stage_chunks), over weights and gradients holding every chunk's layers; the
+  // step runs the interleaved 1F1B schedule, whose micro-batches must be a multiple of the
+  // pipeline's stages. One chunk: the 1F1B schedule.
+  PipelineTrainer(const parallel::ProcessGrid& grid, std::vector<const model::Transformer*> chunks,
+                  model::ModelWeights& weights, model::ModelWeights& grads, Optimizer& optimizer,
+                  const model::ModelWeights* adapters = nullptr);
 
   // `micro_batches`: this DP rank's share of the global batch, in order. Every rank of the
   // pipeline passes the same micro-batches (each stage needs their shapes).
   StepMetrics step(const std::vector<model::TokenBatch>& micro_batches, SequenceLoss& loss,
                    double lr);
 
-  // Peak number of micro-batches whose activations this stage held in the last step.
+  // Peak number of micro-batches (interleaved: micro-batch-chunks) whose activations this stage held
+  // in the last step.
   int peak_live_micro_batches() const { return peak_live_; }
   // Bytes of the activation buffers this stage keeps between steps (the 1F1B ring).
   std::size_t activation_bytes() const {
@@ -86,7 +96,7 @@ class PipelineTrainer {
 
  private:
   const parallel::ProcessGrid& grid_;
-  const model::Transformer& transformer_;
+  std::vector<const model::Transformer*> chunks_;
   model::ModelWeights& weights_;
   const model::ModelWeights* adapters_;
   model::ModelWeights& grads_;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -16,6 +17,7 @@
 #include "parallel/process_grid.h"
 #include "train/checkpointing.h"
 #include "train/lr_schedule.h"
+#include "parallel/pipeline_schedule.h"
 #include "train/pipeline_trainer.h"
 
 namespace spin::testing {
@@ -35,6 +37,7 @@ struct SftSetup {
   float router_aux_loss_coef = 0.0f;  // a mixture of experts: its load-balancing loss trained
   float router_z_loss_coef = 0.0f;    // and its router z-loss
   float router_bias_update_rate = 0.0f;  // a sigmoid router's correction biases balanced after each step
+  int chunks = 1;  // model chunks a pipeline stage (> 1: interleaved 1F1B over pp x chunks virtual stages)
 };
 
 struct Result {
@@ -76,15 +79,21 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   model::ModelConfig config = testing::tiny_config(shape);
   config.router_z_loss_coef = s.router_z_loss_coef;
   config.router_bias_update_rate = s.router_bias_update_rate;
-  const model::StageLayers stage = model::stage_layers(
-      model::split_layers(config.num_layers, grid.pp_size(), s.pp_layers), grid.pp_rank());
+  // The stage's model chunks (one without interleaving).
+  const std::vector<model::StageLayers> chunks = model::stage_chunks(
+      model::split_layers(config.num_layers, grid.pp_size() * s.chunks, s.pp_layers), grid.pp_rank(), grid.pp_size());
   const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size(), grid.ep_size());
   const std::int64_t pad = s.distributed ? grid.dp_size() : 1;
-  model::ModelWeights weights(config, dims, stage, pad);
-  model::ModelWeights grads(config, dims, stage, pad);
+  model::ModelWeights weights(config, dims, chunks, pad);
+  model::ModelWeights grads(config, dims, chunks, pad);
   testing::init_tiny_weights(weights, 3, 0.1f, config.norm_weight_offset);
   const kernels::CpuKernels cpu;
-  const model::Transformer transformer(config, dims, stage, grid.tp(), cpu);
+  std::vector<std::unique_ptr<model::Transformer>> transformers;
+  std::vector<const model::Transformer*> chunk_transformers;
+  for (const model::StageLayers& chunk : chunks) {
+    transformers.push_back(std::make_unique<model::Transformer>(config, dims, chunk, grid.tp(), cpu));
+    chunk_transformers.push_back(transformers.back().get());
+  }
   train::OptimizerConfig oc;
   oc.algorithm = s.optimizer;
   oc.beta2 = 0.95f;
@@ -103,13 +112,14 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   // LoRA: the adapters (fresh, as PEFT starts them) are the trained parameters.
   std::optional<model::ModelWeights> adapters;
   if (s.lora.enabled()) {
-    adapters.emplace(model::ModelWeights::adapters(config, s.lora, dims, stage, pad));
+    adapters.emplace(model::ModelWeights::adapters(config, s.lora, dims, chunks, pad));
     adapters->init_random(5, 0.0f);
-    grads = model::ModelWeights::adapters(config, s.lora, dims, stage, pad);
+    grads = model::ModelWeights::adapters(config, s.lora, dims, chunks, pad);
   }
   model::ModelWeights& trained = adapters ? *adapters : weights;
   train::Optimizer optimizer(oc, grid, trained, grads, cpu);
-  train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer, adapters ? &*adapters : nullptr);
+  train::PipelineTrainer trainer(grid, chunk_transformers, weights, grads, optimizer,
+                                 adapters ? &*adapters : nullptr);
   train::LrSchedule lr{train::LrDecay::Cosine, s.peak_lr, s.peak_lr / 10, 2, 5};
   int first = 0;
   if (!ck.load.empty()) {
@@ -140,9 +150,13 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
     train::SftLoss loss(response_tokens);
     const train::StepMetrics m = trainer.step(micro, loss, lr.at(step));
     EXPECT_TRUE(m.applied);
-    // 1F1B's bound on live activations, in the real model: min(pp - stage, micro-batches).
+    // 1F1B's bound on live activations, in the real model: min(pp - stage, micro-batches); the
+    // interleaved schedule's, its warm-up + 1 micro-batch-chunks.
+    const int n = static_cast<int>(micro.size());
     EXPECT_EQ(trainer.peak_live_micro_batches(),
-              std::min(grid.pp_size() - grid.pp_rank(), static_cast<int>(micro.size())));
+              s.chunks == 1 ? std::min(grid.pp_size() - grid.pp_rank(), n)
+                            : std::min(parallel::interleaved_warmup(grid.pp_rank(), grid.pp_size(), s.chunks, n) + 1,
+                                       n * s.chunks));
     r.losses.push_back(m.loss);
     r.grad_norms.push_back(m.grad_norm);
     r.balance_losses.push_back(m.balance_loss);
@@ -156,6 +170,8 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   r.dp_all_reduces = grid.dp().stats().calls_of(parallel::CommOp::AllReduce);
   r.dp_reduces = grid.dp().stats().calls_of(parallel::CommOp::Reduce);
   r.weights = ckpt::gather_model(trained.sharded_state_dict(), grid.mp());
+  // By name: under interleaving a stage's chunks are not consecutive, nor are its tensors in the gathered order.
+  std::sort(r.weights.begin(), r.weights.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return r;
 }
 

@@ -49,10 +49,12 @@ void check_layout(const SftSetup& s, double tolerance = 1e-5) {
   SftSetup single = s;
   single.layout = {1, 1, 1};
   single.pp_layers.clear();
+  single.chunks = 1;
   const Result reference = train(self, single);
   auto group = world.split(world.rank() < size ? 0 : 1, world.rank());
   if (world.rank() >= size) return;
-  const std::string what = spin::cat("(tp ", s.layout.tp, ", pp ", s.layout.pp, ", dp ", s.layout.dp, ", ep ",
+  const std::string what = spin::cat("(tp ", s.layout.tp, ", pp ", s.layout.pp, " x ", s.chunks, " chunks, dp ",
+                                     s.layout.dp, ", ep ",
                                      s.layout.ep, s.distributed ? ", distributed" : "", s.tie ? ", tied" : ", untied",
                                      ", ", testing::tiny_family_name(s.family), ")");
   expect_same(train(*group, s), reference, what, tolerance);
@@ -122,6 +124,25 @@ TEST(LayoutInvariance, LoraDropoutUnderEveryLayout) {
   SftSetup packed = dropped;
   packed.micro_batch = 8;
   expect_same(train(self, packed), b, "dropout, micro-batches of 8 vs 2", 5e-5);
+}
+
+// Interleaved 1F1B: each stage holds two chunks of the 4-layer model (stage 0 layers 0 and 2,
+// stage 1 layers 1 and 3), the embedding on stage 0's first chunk and the head on stage 1's last;
+// 4 micro-batches a replica (2 at DP 2: the all-warm-up case), with TP, ZeRO-1, tied embeddings
+// and LoRA.
+TEST(LayoutInvariance, InterleavedStagesMatchOneRank) {
+  for (const parallel::Layout layout : {parallel::Layout{1, 2, 1}, {2, 2, 1}, {1, 2, 2}, {2, 2, 2}}) {
+    for (bool tie : {false, true}) {
+      SftSetup s{layout, layout.dp > 1, tie};
+      s.chunks = 2;
+      check_layout(s);
+    }
+  }
+  SftSetup lora{{1, 2, 2}, true, true};
+  lora.chunks = 2;
+  lora.lora = testing::tiny_lora();
+  lora.overlap_grad_reduce = true;
+  check_layout(lora);
 }
 
 TEST(LayoutInvariance, UnevenStagesAndFourStagePipelines) {
@@ -201,6 +222,8 @@ TEST(LayoutInvariance, RouterLossesUnderPipelineTensorAndDataParallelism) {
     s.layout = {2, 2, 2};
     s.distributed = true;
     check_layout(s);
+    s.chunks = 2;  // interleaved: each stage's two chunks' losses and loads summed
+    check_layout(s);
   }
 }
 
@@ -217,6 +240,9 @@ TEST(LayoutInvariance, RouterBiasBalancingUnderPipelineTensorAndDataParallelism)
   s.layout = {2, 2, 2};
   s.distributed = true;
   check_layout(s, 5e-5);
+  SftSetup interleaved = s;  // each stage's two chunks' biases moved by the same loads
+  interleaved.chunks = 2;
+  check_layout(interleaved, 5e-5);
   parallel::SelfCommunicator self;
   SftSetup one = s, still = s;
   one.layout = still.layout = {1, 1, 1};
