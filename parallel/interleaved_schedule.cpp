@@ -109,12 +109,14 @@ class RingLinks {
 // One stage's run of the tables: the forwards and backwards with the buffers they take.
 class InterleavedRun {
  public:
-  InterleavedRun(Communicator& pp, int micro_batches, PipelineStage& stage)
+  // `whole_groups`: the micro-batches must fill groups of p (the forward-backward pass).
+  InterleavedRun(Communicator& pp, int micro_batches, PipelineStage& stage, bool whole_groups)
       : stage_(stage), links_(pp, stage), stages_(pp.size()), chunks_(stage.chunks()), first_(pp.rank() == 0),
         last_(pp.rank() == pp.size() - 1) {
     require(stages_ >= 2, "the interleaved schedule needs a pipeline of at least 2 stages, not ", stages_);
     require(chunks_ >= 1, "a pipeline stage holds at least one model chunk, not ", chunks_);
-    require(micro_batches >= 1 && micro_batches % stages_ == 0, "the interleaved schedule runs the micro-batches in ",
+    require(micro_batches >= 0, "a negative number of micro-batches");
+    require(!whole_groups || micro_batches % stages_ == 0, "the interleaved schedule runs the micro-batches in ",
             "groups of the pipeline's ", stages_, " stages: ", micro_batches, " micro-batches are not a multiple of ",
             stages_);
     forwards_ = interleaved_table(stages_, chunks_, micro_batches, PipelineAction::Forward);
@@ -213,7 +215,8 @@ std::vector<PipelineAction> interleaved_order(int stage, int stages, int chunks,
 }
 
 void forward_backward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage) {
-  InterleavedRun run(pp, micro_batches, stage);
+  require(micro_batches >= 1, "the pipeline needs at least one micro-batch");
+  InterleavedRun run(pp, micro_batches, stage, true);
   RingLinks& links = run.links();
   const int total = run.total();
   const int warmup = interleaved_warmup(pp.rank(), pp.size(), stage.chunks(), micro_batches);
@@ -242,7 +245,7 @@ void forward_backward_pipelining_with_interleaving(Communicator& pp, int micro_b
 }
 
 void forward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage) {
-  InterleavedRun run(pp, micro_batches, stage);
+  InterleavedRun run(pp, micro_batches, stage, false);
   const std::span<const float> none;
   run.links().exchange(none, 0, none, 0, run.input_chunk_after(-1), kNothing);
   for (int k = 0; k < run.total(); ++k) {

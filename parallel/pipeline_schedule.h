@@ -83,11 +83,13 @@ std::vector<PipelineAction> interleaved_order(int stage, int stages, int chunks,
 // Runs one interleaved 1F1B pass over `micro_batches` micro-batches through stage.chunks()
 // chunks a stage. Collective over `pp` (rank = stage), which needs at least 2 stages; every
 // exchange posts its sends and receives together, as in the 1F1B pass. Throws spin::Error on
-// every rank alike when m is not a multiple of p.
+// every rank alike when m is not a multiple of p (a smaller last group would need a chunk's
+// output back at the first stage while the backwards hold the ring: it deadlocks).
 void forward_backward_pipelining_with_interleaving(Communicator& pp, int micro_batches,
                                                    PipelineStage& stage);
 
-// Forwards only through the chunks (Megatron's forward_only: every forward a warm-up one).
+// Forwards only through the chunks (Megatron's forward_only: every forward a warm-up one), of any
+// number of micro-batches: without the backwards' exchanges a group smaller than p goes through.
 void forward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage);
 
 // Forwards only (scoring, reference log-probabilities): each stage receives, computes and sends

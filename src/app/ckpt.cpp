@@ -198,7 +198,7 @@ void reshard(parallel::Communicator& world, const ckpt::CheckpointReader& reader
       writer.begin_file(shard_file(t, p));
       std::vector<float> buffer;
       for (const std::string& group : reader.groups()) {
-        for (const ShardedTensor& s : model::parameter_layout(config, shard.dims, shard.stage)) {
+        for (const ShardedTensor& s : model::parameter_layout(config, shard.dims, shard.stage())) {
           if (!s.primary || !reader.has(group, s.name)) continue;
           const ckpt::ShardRectangle r = ckpt::shard_rectangle(s);
           buffer.resize(static_cast<std::size_t>(shape_numel(r.count)));
@@ -241,8 +241,8 @@ void import_hf(parallel::Communicator& world, const CkptOptions& o) {
     const kernels::CpuKernels cpu;
     for (const auto& [t, p] : my_positions(world, o.tp, o.pp)) {
       const ModelShard shard = plan_model_shard(config, t, o.tp, p, o.pp, o.pp_layers);
-      model::ModelWeights weights(config, shard.dims, shard.stage);
-      load_hf_weights(o.path, o.adapter, config, shard.dims, shard.stage, weights, cpu);
+      model::ModelWeights weights(config, shard.dims, shard.chunks);
+      load_hf_weights(o.path, o.adapter, config, shard.dims, shard.chunks, weights, cpu);
       writer.begin_file(shard_file(t, p));
       for (const ShardedTensor& s : weights.sharded_state_dict()) {
         if (!s.primary) continue;

@@ -109,13 +109,13 @@ int run_eval(int argc, char** argv, parallel::Communicator& world) {
       }
     }
   });
-  model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device(),
+  model::ModelWeights weights(shard->config, shard->dims, shard->chunks, 1, runtime.device(),
                               runtime.inference_storage());
   parallel::run_collectively(world, [&] {
     load_model_weights(*source, o.adapter, *shard, weights, runtime.kernels());
   });
   runtime.prepare(weights);
-  model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(), runtime.kernels());
+  model::Transformer transformer(shard->config, shard->dims, shard->stage(), grid.tp(), runtime.kernels());
   transformer.set_logits_chunk_rows(o.logits_chunk_rows);
   generate::Generator generator(grid, transformer, weights);
 

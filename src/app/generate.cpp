@@ -332,13 +332,13 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
               parent.string(), " does not exist");
     }
   });
-  model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device(),
+  model::ModelWeights weights(shard->config, shard->dims, shard->chunks, 1, runtime.device(),
                               runtime.inference_storage());
   parallel::run_collectively(world, [&] {
     load_model_weights(*source, o.adapter, *shard, weights, runtime.kernels());
   });
   runtime.prepare(weights);
-  const model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(),
+  const model::Transformer transformer(shard->config, shard->dims, shard->stage(), grid.tp(),
                                       runtime.kernels());
   generate::Generator generator(grid, transformer, weights);
 

@@ -59,7 +59,7 @@ namespace {
 // hidden] and the shared expert's gate [1, hidden], replicated over TP, each W += s B A on every
 // rank with the rank and alpha PEFT gives its module.
 void merge_gate_adapters(const std::string& adapter_dir, const PeftAdapter& adapter, const model::ModelConfig& config,
-                         const model::StageLayers& stage, model::ModelWeights& weights,
+                         std::span<const model::StageLayers> chunks, model::ModelWeights& weights,
                          const kernels::Kernels& kernels) {
   if (adapter.gates.empty()) return;
   const std::string path = (std::filesystem::path(adapter_dir) / "adapter_config.json").string();
@@ -72,7 +72,8 @@ void merge_gate_adapters(const std::string& adapter_dir, const PeftAdapter& adap
             ", but the model's mixture has no shared expert");
     const std::string spin = gate == "gate" ? "mlp.gate" : "mlp.shared_expert_gate";
     const std::int64_t out = gate == "gate" ? config.num_experts : 1;
-    for (std::int64_t l = stage.begin; l < stage.end; ++l) {
+    for (const model::StageLayers& chunk : chunks) {
+    for (std::int64_t l = chunk.begin; l < chunk.end; ++l) {
       const std::string module = "model.layers." + std::to_string(l) + "." + spin;
       const auto [rank, alpha] = adapter.module_rank_alpha(files.renamed(config.hf_weight_prefix + module));
       model::LoraConfig lora = adapter.lora;
@@ -83,8 +84,9 @@ void merge_gate_adapters(const std::string& adapter_dir, const PeftAdapter& adap
       std::vector<ShardedTensor> pair = {{module + ".lora_A.weight", f.a, {rank, h}, -1, 0, 0, true},
                                          {module + ".lora_B.weight", f.b, {out, rank}, -1, 0, 0, true}};
       ckpt::HfReader(adapter_dir, model::peft_layout(config, lora), "adapter_model").load(pair);
-      const model::LayerWeights& w = weights.layers[static_cast<std::size_t>(l - stage.begin)];
+      const model::LayerWeights& w = weights.layers[static_cast<std::size_t>(chunk.local + l - chunk.begin)];
       model::lora_merge(kernels, gate == "gate" ? w.router : w.shared_expert_gate, f, lora.scale(), h, out);
+    }
     }
   }
   weights.refresh_bf16(kernels);
@@ -94,13 +96,14 @@ void merge_gate_adapters(const std::string& adapter_dir, const PeftAdapter& adap
 // one group without rank_pattern / alpha_pattern --, each group's adapters read and merged as an
 // adapter of their own (another group's modules, left unread, have B = 0 there and add nothing).
 void merge_adapter(const std::string& adapter_dir, const PeftAdapter& adapter, const model::ModelConfig& config,
-                     const model::TpDims& dims, const model::StageLayers& stage, model::ModelWeights& weights,
-                     const kernels::Kernels& kernels) {
+                   const model::TpDims& dims, std::span<const model::StageLayers> chunks, model::ModelWeights& weights,
+                   const kernels::Kernels& kernels) {
   std::map<std::pair<std::int64_t, double>, std::vector<std::string>> groups;  // -> spin's module names
   const HfLayout files = model::hf_layout(config);
   // PEFT adapts the modules of target_modules that the model has ("all-linear": every projection).
   const auto targets = model::lora_targets_of_model(config, adapter.lora.targets, "all-linear", "target_modules");
-  for (std::int64_t l = stage.begin; l < stage.end; ++l) {
+  for (const model::StageLayers& chunk : chunks) {
+  for (std::int64_t l = chunk.begin; l < chunk.end; ++l) {
     const std::string layer = "model.layers." + std::to_string(l) + ".";
     for (int t = 0; t < model::kLoraTargets; ++t) {
       const auto target = static_cast<model::LoraTarget>(t);
@@ -111,11 +114,12 @@ void merge_adapter(const std::string& adapter_dir, const PeftAdapter& adapter, c
       }
     }
   }
+  }
   for (const auto& [rank_alpha, modules] : groups) {
     model::LoraConfig lora = adapter.lora;
     lora.targets = targets;
     std::tie(lora.rank, lora.alpha) = rank_alpha;
-    const model::ModelWeights adapters = model::ModelWeights::adapters(config, lora, dims, stage, 1, weights.device());
+    const model::ModelWeights adapters = model::ModelWeights::adapters(config, lora, dims, chunks, 1, weights.device());
     std::vector<ShardedTensor> mine;
     for (const ShardedTensor& s : adapters.sharded_state_dict()) {
       const auto in_group = [&](const std::string& m) { return s.name.starts_with(m); };
@@ -124,17 +128,17 @@ void merge_adapter(const std::string& adapter_dir, const PeftAdapter& adapter, c
     ckpt::HfReader(adapter_dir, model::peft_layout(config, lora), "adapter_model").load(mine);
     adapters.merge_into(weights, kernels);
   }
-  merge_gate_adapters(adapter_dir, adapter, config, stage, weights, kernels);
+  merge_gate_adapters(adapter_dir, adapter, config, chunks, weights, kernels);
 }
 
 }  // namespace
 
 void load_hf_weights(const std::string& model_dir, const std::string& adapter_dir, const model::ModelConfig& config,
-                     const model::TpDims& dims, const model::StageLayers& stage, model::ModelWeights& weights,
-                     const kernels::Kernels& kernels) {
+                     const model::TpDims& dims, std::span<const model::StageLayers> chunks,
+                     model::ModelWeights& weights, const kernels::Kernels& kernels) {
   const PeftAdapter adapter = adapter_dir.empty() ? PeftAdapter{} : peft_adapter(adapter_dir);
   ckpt::HfReader(model_dir, model::hf_layout(config)).load(weights.sharded_state_dict());
-  if (adapter.lora.enabled()) merge_adapter(adapter_dir, adapter, config, dims, stage, weights, kernels);
+  if (adapter.lora.enabled()) merge_adapter(adapter_dir, adapter, config, dims, chunks, weights, kernels);
 }
 
 PeftAdapter peft_adapter(const std::string& adapter_dir) {
@@ -341,14 +345,14 @@ void load_model_weights(const ModelSource& source, const std::string& adapter_di
   // checkpoint's host buffer (train::load_weights) -- but with a PEFT adapter, whose merge reads float32
   // matrices, the whole shard in float32 on the host first.
   if (weights.frozen() && !adapter_dir.empty()) {
-    model::ModelWeights host(shard.config, shard.dims, shard.stage);
+    model::ModelWeights host(shard.config, shard.dims, shard.chunks);
     load_model_weights(source, adapter_dir, shard, host, spin::kernels::CpuKernels());
     weights.copy_from(host);
     return;
   }
   if (!source.checkpoint) {
     check_every_tensor_read(source.dir, source.config);
-    load_hf_weights(source.dir, adapter_dir, source.config, shard.dims, shard.stage, weights, kernels);
+    load_hf_weights(source.dir, adapter_dir, source.config, shard.dims, shard.chunks, weights, kernels);
     return;
   }
   train::load_weights(ckpt::CheckpointReader(source.dir), "policy", weights);
@@ -415,15 +419,20 @@ void copy_tokenizer_files(const std::string& from, const std::string& to) {
 }
 
 ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank, int pp,
-                            const std::string& pp_layers, int ep) {
-  const auto counts = model::split_layers(config.num_layers, pp, parse_int_list(pp_layers, "--pp-layers"));
-  return {config, model::stage_layers(counts, pp_rank), model::tp_dims(config, tp_rank, tp, ep)};
+                            const std::string& pp_layers, int ep, int chunks) {
+  require(chunks >= 1, "--vpp ", chunks, ": a pipeline stage holds at least one model chunk");
+  require(chunks == 1 || pp >= 2, "--vpp ", chunks, " (interleaved pipeline stages) needs a pipeline of 2 stages or more, ",
+          "not ", pp);
+  require(chunks == 1 || pp * chunks <= config.num_layers, "--vpp ", chunks, " at pp ", pp, ": ", pp * chunks,
+          " model chunks, but the model has ", config.num_layers, " layers: every chunk needs at least one");
+  const auto counts = model::split_layers(config.num_layers, pp * chunks, parse_int_list(pp_layers, "--pp-layers"));
+  return {config, model::stage_chunks(counts, pp_rank, pp), model::tp_dims(config, tp_rank, tp, ep)};
 }
 
 ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
-                            const std::string& pp_layers) {
+                            const std::string& pp_layers, int chunks) {
   return plan_model_shard(config, grid.tp_rank(), grid.tp_size(), grid.pp_rank(), grid.pp_size(), pp_layers,
-                          grid.ep_size());
+                          grid.ep_size(), chunks);
 }
 
 }  // namespace spin::app

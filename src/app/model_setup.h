@@ -6,10 +6,12 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "data/prompt_template.h"
 #include "data/tokenizer.h"
 #include "model/config.h"
@@ -23,18 +25,26 @@ namespace spin::app {
 
 struct ModelShard {
   model::ModelConfig config;
-  model::StageLayers stage;
+  // The stage's layers: one range, or under interleaving one a model chunk (model::stage_chunks).
+  std::vector<model::StageLayers> chunks;
   model::TpDims dims;
+
+  // The one range of a stage without interleaving (every command but spin sft, the one that offers it).
+  const model::StageLayers& stage() const {
+    require(chunks.size() == 1, "this command runs pipeline stages of one model chunk, not ", chunks.size());
+    return chunks.front();
+  }
 };
 
 // This rank's shard of `config` in `grid`'s layout (its expert parallelism too); `pp_layers`: the
-// --pp-layers text ("3,5"; empty for an even split).
+// --pp-layers text ("3,5"; empty for an even split) -- under interleaving (`chunks` model chunks a
+// stage, --vpp) the layers of each of the pp x chunks virtual stages, in model order.
 ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
-                            const std::string& pp_layers = "");
+                            const std::string& pp_layers = "", int chunks = 1);
 // The shard of position (tp_rank, pp_rank) in a TP x PP layout of `config`, its experts over `ep`
 // groups of the TP ranks (model::TpDims).
 ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank, int pp,
-                            const std::string& pp_layers = "", int ep = 1);
+                            const std::string& pp_layers = "", int ep = 1, int chunks = 1);
 
 // The model an inference command (spin score, generate, eval) runs: a Hugging Face model
 // directory, or a spin checkpoint -- a step directory, a merged checkpoint file, or a training
@@ -101,8 +111,8 @@ void set_router_bias_update_rate(model::ModelConfig& model, double rate, std::in
 // peft_adapter's refusals): each command that starts
 // from a Hugging Face model takes an SFT model trained with PEFT as its base and adapter.
 void load_hf_weights(const std::string& model_dir, const std::string& adapter_dir, const model::ModelConfig& config,
-                     const model::TpDims& dims, const model::StageLayers& stage, model::ModelWeights& weights,
-                     const kernels::Kernels& kernels);
+                     const model::TpDims& dims, std::span<const model::StageLayers> chunks,
+                     model::ModelWeights& weights, const kernels::Kernels& kernels);
 
 // A PEFT LoRA adapter's settings (its adapter_config.json): r, lora_alpha, use_rslora and
 // target_modules as spin's LoRA settings, and PEFT's per-module ranks and alphas.

@@ -205,7 +205,7 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
       std::remove(probe.c_str());
     }
   });
-  model::ModelWeights weights(shard->config, shard->dims, shard->stage, 1, runtime.device(),
+  model::ModelWeights weights(shard->config, shard->dims, shard->chunks, 1, runtime.device(),
                               runtime.inference_storage());
   parallel::run_collectively(world, [&] {
     load_model_weights(*source, o.adapter, *shard, weights, runtime.kernels());
@@ -213,7 +213,7 @@ int run_score(int argc, char** argv, parallel::Communicator& world) {
   runtime.prepare(weights);
   const auto loaded = std::chrono::steady_clock::now();
 
-  model::Transformer transformer(shard->config, shard->dims, shard->stage, grid.tp(), runtime.kernels());
+  model::Transformer transformer(shard->config, shard->dims, shard->stage(), grid.tp(), runtime.kernels());
   transformer.set_logits_chunk_rows(o.logits_chunk_rows);
   const auto count = static_cast<std::int64_t>(records.size());
   const auto mine = data::replica_share(count, grid.dp_rank(), grid.dp_size());

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <tuple>
@@ -52,7 +53,7 @@ struct SftOptions {
   std::string prompt_template = "auto", overlong = "drop", columns;
   std::int64_t max_prompt_tokens = 0, max_response_tokens = 0;
   bool skip_bad_lines = false;
-  int tp = 1, pp = 1, ep = 1;
+  int tp = 1, pp = 1, ep = 1, vpp = 1;
   std::string pp_layers;
   std::int64_t global_batch = 8, micro_batch = 1, micro_batch_tokens = 0, epochs = 1, max_steps = 0;
   double lr = 1e-5, min_lr = 0.0;
@@ -118,8 +119,12 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
       ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
+      ("vpp", po::value(&o.vpp)->default_value(o.vpp),
+       "model chunks a pipeline stage holds: the interleaved 1F1B schedule over pp x vpp virtual stages, stage s "
+       "running chunks s, s + pp, ... (Megatron's --num-virtual-stages-per-pipeline-rank; 1: 1F1B). The "
+       "micro-batches a step must be a multiple of pp")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
-       "layers per pipeline stage, e.g. 3,5 (default: even split)")
+       "layers per pipeline stage, e.g. 3,5 (default: even split); with --vpp, per virtual stage in model order")
       ("global-batch-size", po::value(&o.global_batch)->default_value(o.global_batch),
        "sequences per optimizer step, over all data-parallel ranks")
       ("micro-batch-size", po::value(&o.micro_batch)->default_value(o.micro_batch),
@@ -220,6 +225,9 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   data::RecordColumns::parse(o.columns, "--columns");  // well-formed
   require(o.epochs >= 1, "spin sft: --epochs must be at least 1");
   require(o.micro_batch_tokens >= 0, "spin sft: --micro-batch-tokens must not be negative");
+  require(o.vpp == 1 || o.micro_batch_tokens == 0, "spin sft: --micro-batch-tokens with --vpp ", o.vpp,
+          ": the interleaved schedule needs a step's micro-batches in whole groups of pp, which a cut by tokens ",
+          "does not keep");
   require(o.logits_chunk_rows >= 0, "spin sft: --logits-chunk-rows must be 0 (off) or positive");
   require(o.recompute_num_layers >= 0 && (o.recompute_num_layers == 0 || o.recompute_activations),
           "spin sft: --recompute-num-layers must be 0 (every layer) or positive, with --recompute-activations");
@@ -268,7 +276,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     profile_window.emplace(o.profile_step_start, o.profile_step_end, o.output + ".profile", world.rank(),
                            "--profile-step-start", "--profile-step-end");
     source = model_source(o.model, o.adapter);
-    shard = plan_model_shard(source->config, grid, o.pp_layers);
+    shard = plan_model_shard(source->config, grid, o.pp_layers, o.vpp);
     lora = lora_settings(o.lora_rank, o.lora_alpha, o.lora_rslora, o.lora_dropout, o.lora_targets, "spin sft: --lora-",
                          shard->config);
     if (!o.adapter.empty()) lora_from_peft_config(o.adapter);  // refused before any work
@@ -290,6 +298,10 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     }
     plan.emplace(static_cast<std::int64_t>(data.examples.size()), o.global_batch, o.micro_batch,
                  grid.dp_size(), o.seed, !o.no_shuffle);
+    require(o.vpp == 1 || plan->micro_batches_per_step() % grid.pp_size() == 0, "spin sft: --vpp ", o.vpp,
+            ": the interleaved schedule runs a step's micro-batches in groups of the ", grid.pp_size(),
+            " pipeline stages, but each data-parallel rank has ", plan->micro_batches_per_step(),
+            " (--global-batch-size / (--micro-batch-size x data-parallel size))");
     total_steps = o.epochs * plan->batches_per_epoch();
     if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
     schedule = {train::parse_lr_decay(o.schedule), o.lr, o.min_lr, o.warmup_steps,
@@ -308,23 +320,30 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   const std::int64_t pad = o.distributed_optimizer ? grid.dp_size() : 1;
   // --lora-rank: the model frozen (--frozen-dtype bf16: in bf16 alone), LoRA adapters trained (their
   // gradients and optimizer state); the output is the model with them merged.
-  model::ModelWeights weights(config, shard->dims, shard->stage, pad, runtime.device(),
+  model::ModelWeights weights(config, shard->dims, shard->chunks, pad, runtime.device(),
                               lora.enabled() ? frozen_storage(o.frozen_dtype, runtime.precision() == MatmulPrecision::Bf16,
                                                               true)
                                              : model::WeightStorage::Float32);
   std::optional<model::ModelWeights> adapters;
   if (lora.enabled()) {
-    adapters.emplace(model::ModelWeights::adapters(config, lora, shard->dims, shard->stage, pad, runtime.device()));
+    adapters.emplace(model::ModelWeights::adapters(config, lora, shard->dims, shard->chunks, pad, runtime.device()));
   }
   model::ModelWeights grads =
-      adapters ? model::ModelWeights::adapters(config, lora, shard->dims, shard->stage, pad, runtime.device())
-               : model::ModelWeights(config, shard->dims, shard->stage, pad, runtime.device());
+      adapters ? model::ModelWeights::adapters(config, lora, shard->dims, shard->chunks, pad, runtime.device())
+               : model::ModelWeights(config, shard->dims, shard->chunks, pad, runtime.device());
   model::ModelWeights& trained = adapters ? *adapters : weights;
   const kernels::Kernels& k = runtime.kernels();
-  model::Transformer transformer(config, shard->dims, shard->stage, grid.tp(), k);
-  transformer.set_recompute_activations(o.recompute_activations, o.recompute_num_layers);
-  transformer.set_sequence_parallel(o.sequence_parallel);
-  transformer.set_logits_chunk_rows(o.logits_chunk_rows);
+  // One Transformer a model chunk of the stage (one without --vpp).
+  std::vector<std::unique_ptr<model::Transformer>> transformers;
+  model::TransformerChunks chunks;
+  for (const model::StageLayers& chunk : shard->chunks) {
+    model::Transformer& t = *transformers.emplace_back(
+        std::make_unique<model::Transformer>(config, shard->dims, chunk, grid.tp(), k));
+    t.set_recompute_activations(o.recompute_activations, o.recompute_num_layers);
+    t.set_sequence_parallel(o.sequence_parallel);
+    t.set_logits_chunk_rows(o.logits_chunk_rows);
+    chunks.push_back(&t);
+  }
   train::OptimizerConfig oc;
   oc.algorithm = train::parse_optimizer_algorithm(o.optimizer, "spin sft: --optimizer");
   oc.alpha = o.alpha;
@@ -338,7 +357,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   oc.overlap_grad_reduce = o.overlap_grad_reduce;
   oc.max_nonfinite_in_a_row = o.max_nonfinite;
   train::Optimizer optimizer(oc, grid, trained, grads, k);
-  train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer, adapters ? &*adapters : nullptr);
+  train::PipelineTrainer trainer(grid, chunks, weights, grads, optimizer, adapters ? &*adapters : nullptr);
 
   // The weights and AdamW state: the newest checkpoint of --save-dir under --resume, else
   // --model's weights.
@@ -381,7 +400,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                                       {"optimizer_steps", optimizer.steps_taken()},
                                       {"optimizer_skipped", optimizer.steps_skipped()}, {"seed", o.seed},
                                       {"shuffle", !o.no_shuffle}, {"lora", lora.summary()}};
-    const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
+    const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"vpp", o.vpp}, {"dp", grid.dp_size()},
                                         {"ep", o.ep}, {"distributed_optimizer", o.distributed_optimizer}};
     // LoRA: "policy" the merged model (what spin train --checkpoint.load and export-hf read),
     // "base" the frozen one and "lora" the adapters (what --resume reads).
@@ -391,7 +410,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     std::map<std::string, std::string> attributes = {
         {"sft_state", sft_state.dump()}, {"model_config", config.json_text}, {"layout", layout_json.dump()}};
     if (adapters) {
-      lora_part.emplace(grid, config, shard->dims, shard->stage, pad, weights, *adapters);
+      lora_part.emplace(grid, config, shard->dims, shard->chunks, pad, weights, *adapters);
       if (grid.dp_rank() == 0) {
         weights_host = weights.values_on_host();
         extra = train::weight_pieces("base", weights, weights_host);
@@ -414,14 +433,14 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   if (root) {
     std::printf("spin sft: %s\n", data.report.summary(o.train).c_str());
     std::printf("spin sft: %zu samples (%lld left out of each epoch's batches), %lld steps of %lld sequences "
-                "(%s%lld micro-batches of %lld%s per data-parallel rank); layout tp %d x pp %d x dp %d%s\n",
+                "(%s%lld micro-batches of %lld%s per data-parallel rank); layout tp %d x pp %d%s x dp %d%s\n",
                 data.examples.size(), static_cast<long long>(plan->dropped_per_epoch()),
                 static_cast<long long>(total_steps), static_cast<long long>(o.global_batch),
                 o.micro_batch_tokens > 0 ? "at least " : "", static_cast<long long>(plan->micro_batches_per_step()),
                 static_cast<long long>(o.micro_batch),
                 o.micro_batch_tokens > 0 ? cat(" and ", o.micro_batch_tokens, " tokens at most").c_str() : "",
-                grid.tp_size(), grid.pp_size(), grid.dp_size(),
-                o.distributed_optimizer ? ", distributed optimizer" : "");
+                grid.tp_size(), grid.pp_size(), o.vpp > 1 ? cat(" (", o.vpp, " chunks a stage)").c_str() : "",
+                grid.dp_size(), o.distributed_optimizer ? ", distributed optimizer" : "");
     if (!loaded.empty()) {
       std::printf("spin sft: loaded %s (step %lld)\n", loaded.c_str(), static_cast<long long>(first_step));
     }
@@ -490,7 +509,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     }
     if (!o.validation.empty() &&
         ((o.eval_interval > 0 && (step + 1) % o.eval_interval == 0) || step + 1 == total_steps)) {
-      const train::ResponseNll v = train::response_nll(grid, transformer, weights, validation.examples, o.micro_batch,
+      const train::ResponseNll v = train::response_nll(grid, chunks, weights, validation.examples, o.micro_batch,
                                                        o.micro_batch_tokens, adapters ? &*adapters : nullptr);
       if (metrics) metrics->validation(epoch + 1, step + 1, v.mean(), v.tokens);
       if (root) {

@@ -212,25 +212,25 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   // spin.ref_offload: the reference's values in host memory (no bf16 copy: the policy's
   // buffers hold it while it works, train/spin_trainer.h). model.frozen_bf16: in bf16 alone.
   const model::WeightStorage frozen = frozen_storage(c.frozen_dtype, c.precision == "bf16", lora.enabled());
-  model::ModelWeights reference(mc, shard->dims, shard->stage, pad, c.ref_offload ? Device::Cpu : runtime.device(),
+  model::ModelWeights reference(mc, shard->dims, shard->chunks, pad, c.ref_offload ? Device::Cpu : runtime.device(),
                                 frozen);
   // lora.rank: one model in memory, the reference, frozen; the policy is it + the adapters, the
   // only trained parameters (the gradients and the optimizer's state are theirs).
   std::optional<model::ModelWeights> own_policy, adapters;
   if (lora.enabled()) {
-    adapters.emplace(model::ModelWeights::adapters(mc, lora, shard->dims, shard->stage, pad, runtime.device()));
+    adapters.emplace(model::ModelWeights::adapters(mc, lora, shard->dims, shard->chunks, pad, runtime.device()));
   } else {
-    own_policy.emplace(mc, shard->dims, shard->stage, pad, runtime.device());
+    own_policy.emplace(mc, shard->dims, shard->chunks, pad, runtime.device());
   }
   model::ModelWeights& policy = lora.enabled() ? reference : *own_policy;
   model::ModelWeights& trained = lora.enabled() ? *adapters : policy;
   model::ModelWeights grads =
-      lora.enabled() ? model::ModelWeights::adapters(mc, lora, shard->dims, shard->stage, pad, runtime.device())
-                     : model::ModelWeights(mc, shard->dims, shard->stage, pad, runtime.device());
+      lora.enabled() ? model::ModelWeights::adapters(mc, lora, shard->dims, shard->chunks, pad, runtime.device())
+                     : model::ModelWeights(mc, shard->dims, shard->chunks, pad, runtime.device());
   model::ModelWeights* const adapters_or_null = adapters ? &*adapters : nullptr;
 
   const kernels::Kernels& k = runtime.kernels();
-  model::Transformer transformer(mc, shard->dims, shard->stage, grid.tp(), k);
+  model::Transformer transformer(mc, shard->dims, shard->stage(), grid.tp(), k);
   transformer.set_recompute_activations(c.recompute_activations, c.recompute_num_layers);
   transformer.set_sequence_parallel(c.sequence_parallel);
   transformer.set_logits_chunk_rows(c.logits_chunk_rows);
@@ -440,7 +440,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                                                      {"layout", layout_json.dump()},
                                                      {"config", c.to_ini()}};
     if (adapters) {
-      lora_part.emplace(grid, mc, shard->dims, shard->stage, pad, reference, *adapters);
+      lora_part.emplace(grid, mc, shard->dims, shard->chunks, pad, reference, *adapters);
       trainer_caches.insert(trainer_caches.end(), lora_part->pieces.begin(), lora_part->pieces.end());
       attributes["lora_config"] = lora_config_json(lora);
     }

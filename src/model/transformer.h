@@ -230,4 +230,8 @@ class Transformer {
   std::int64_t logits_chunk_rows_ = 0;
 };
 
+// A pipeline stage's Transformers, one a model chunk, in model order (one without interleaving:
+// model::stage_chunks); each runs its chunk's layers of the stage's one ModelWeights.
+using TransformerChunks = std::vector<const Transformer*>;
+
 }  // namespace spin::model

@@ -42,12 +42,12 @@ std::string shard_file(const parallel::ProcessGrid& grid) {
 // LoRA: `base` with `adapters` merged (W + scale B A) in host memory, of base's layout (the
 // arguments it was made with).
 model::ModelWeights merged_on_host(const model::ModelConfig& config, const model::TpDims& dims,
-                                   const model::StageLayers& stage, std::int64_t pad_multiple,
+                                   std::span<const model::StageLayers> chunks, std::int64_t pad_multiple,
                                    const model::ModelWeights& base, const model::ModelWeights& adapters) {
-  model::ModelWeights merged(config, dims, stage, pad_multiple, Device::Cpu);
+  model::ModelWeights merged(config, dims, chunks, pad_multiple, Device::Cpu);
   merged.copy_from(base);
   model::ModelWeights host_adapters =
-      model::ModelWeights::adapters(config, adapters.lora(), dims, stage, pad_multiple, Device::Cpu);
+      model::ModelWeights::adapters(config, adapters.lora(), dims, chunks, pad_multiple, Device::Cpu);
   host_adapters.copy_from(adapters);
   host_adapters.merge_into(merged, kernels::CpuKernels());
   return merged;
@@ -69,11 +69,11 @@ std::vector<ckpt::PieceWrite> weight_pieces(const std::string& group, const mode
 }
 
 AdapterCheckpoint::AdapterCheckpoint(const parallel::ProcessGrid& grid, const model::ModelConfig& config,
-                                     const model::TpDims& dims, const model::StageLayers& stage,
+                                     const model::TpDims& dims, std::span<const model::StageLayers> chunks,
                                      std::int64_t pad_multiple, const model::ModelWeights& base,
                                      const model::ModelWeights& adapters) {
   if (grid.dp_rank() != 0) return;
-  merged.emplace(merged_on_host(config, dims, stage, pad_multiple, base, adapters));
+  merged.emplace(merged_on_host(config, dims, chunks, pad_multiple, base, adapters));
   host = adapters.values_on_host();
   pieces = weight_pieces("lora", adapters, host);
 }

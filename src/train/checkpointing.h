@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -85,7 +86,8 @@ std::vector<ckpt::PieceWrite> weight_pieces(const std::string& group, const mode
 // resumed run trains on), pointing into a host copy this object keeps.
 struct AdapterCheckpoint {
   AdapterCheckpoint(const parallel::ProcessGrid& grid, const model::ModelConfig& config, const model::TpDims& dims,
-                    const model::StageLayers& stage, std::int64_t pad_multiple, const model::ModelWeights& base,
+                    std::span<const model::StageLayers> chunks, std::int64_t pad_multiple,
+                    const model::ModelWeights& base,
                     const model::ModelWeights& adapters);
   // The policy to save: the merged model on DP rank 0, else `policy` (which that rank does not write).
   const model::ModelWeights& policy_or(const model::ModelWeights& policy) const { return merged ? *merged : policy; }

@@ -42,7 +42,7 @@ class Timer {
 // become final one after another: the optimizer starts their DP reduction right then.
 class ModelStage final : public parallel::PipelineStage {
  public:
-  ModelStage(const std::vector<const model::Transformer*>& chunks, const model::ModelWeights& weights,
+  ModelStage(const model::TransformerChunks& chunks, const model::ModelWeights& weights,
              const model::ModelWeights* adapters, model::ModelWeights& grads,
              const std::vector<model::TokenBatch>& micro_batches, SequenceLoss& loss,
              std::vector<model::Activations>& pool, Optimizer& optimizer, float router_loss_weight)
@@ -111,7 +111,7 @@ class ModelStage final : public parallel::PipelineStage {
     return acts;
   }
 
-  const std::vector<const model::Transformer*>& chunks_;
+  const model::TransformerChunks& chunks_;
   const model::ModelWeights& w_;
   const model::ModelWeights* adapters_;
   model::ModelWeights& g_;
@@ -133,7 +133,7 @@ class ModelStage final : public parallel::PipelineStage {
 // experts], this stage's layers), summed over the pipeline's stages and the replicas (a TP group's
 // ranks route the same rows): the same on every rank; empty for a dense model.
 std::vector<double> global_expert_load(const parallel::ProcessGrid& grid,
-                                       const std::vector<const model::Transformer*>& chunks) {
+                                       const model::TransformerChunks& chunks) {
   std::vector<double> sums;
   for (const model::Transformer* t : chunks) {
     const std::vector<std::int64_t> counts = t->take_expert_counts();
@@ -193,7 +193,7 @@ void update_router_biases(model::ModelWeights& weights, const model::StageLayers
   }
 }
 
-PipelineTrainer::PipelineTrainer(const parallel::ProcessGrid& grid, std::vector<const model::Transformer*> chunks,
+PipelineTrainer::PipelineTrainer(const parallel::ProcessGrid& grid, model::TransformerChunks chunks,
                                  model::ModelWeights& weights, model::ModelWeights& grads, Optimizer& optimizer,
                                  const model::ModelWeights* adapters)
     : grid_(grid), chunks_(std::move(chunks)), weights_(weights), adapters_(adapters), grads_(grads),

@@ -69,13 +69,13 @@ class PipelineTrainer {
   PipelineTrainer(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
                   model::ModelWeights& weights, model::ModelWeights& grads,
                   Optimizer& optimizer, const model::ModelWeights* adapters = nullptr)
-      : PipelineTrainer(grid, std::vector<const model::Transformer*>{&transformer}, weights, grads, optimizer,
+      : PipelineTrainer(grid, model::TransformerChunks{&transformer}, weights, grads, optimizer,
                         adapters) {}
   // Interleaving (virtual pipeline stages): one Transformer a model chunk of this stage, in model
   // order (model::stage_chunks), over weights and gradients holding every chunk's layers; the
   // step runs the interleaved 1F1B schedule, whose micro-batches must be a multiple of the
   // pipeline's stages. One chunk: the 1F1B schedule.
-  PipelineTrainer(const parallel::ProcessGrid& grid, std::vector<const model::Transformer*> chunks,
+  PipelineTrainer(const parallel::ProcessGrid& grid, model::TransformerChunks chunks,
                   model::ModelWeights& weights, model::ModelWeights& grads, Optimizer& optimizer,
                   const model::ModelWeights* adapters = nullptr);
 
@@ -96,7 +96,7 @@ class PipelineTrainer {
 
  private:
   const parallel::ProcessGrid& grid_;
-  std::vector<const model::Transformer*> chunks_;
+  model::TransformerChunks chunks_;
   model::ModelWeights& weights_;
   const model::ModelWeights* adapters_;
   model::ModelWeights& grads_;

@@ -89,7 +89,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   testing::init_tiny_weights(weights, 3, 0.1f, config.norm_weight_offset);
   const kernels::CpuKernels cpu;
   std::vector<std::unique_ptr<model::Transformer>> transformers;
-  std::vector<const model::Transformer*> chunk_transformers;
+  model::TransformerChunks chunk_transformers;
   for (const model::StageLayers& chunk : chunks) {
     transformers.push_back(std::make_unique<model::Transformer>(config, dims, chunk, grid.tp(), cpu));
     chunk_transformers.push_back(transformers.back().get());

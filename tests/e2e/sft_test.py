@@ -4,13 +4,15 @@
   layouts     the same run on 1 rank and on (TP, PP, DP) = (2, 2, 2) with the distributed
               optimizer, (1, 2, 2) with tied embeddings and micro-batches cut by tokens
               (--micro-batch-tokens), writes the same weights (1e-5); a Mixtral at
-              TP 2 x PP 2 with its experts spread over the TP ranks (--ep 2) likewise (1e-4)
+              TP 2 x PP 2 with its experts spread over the TP ranks (--ep 2) likewise (1e-4); a
+              4-layer model at PP 2 x DP 2 with two chunks a stage (--vpp 2, interleaved 1F1B)
+              likewise, its validation losses too
   learns      on a copy task the loss falls, and `spin score` rates the training responses
               higher under the written model than under the initial one; --validation every
               --eval-interval steps: its loss falls, its last equals spin score's mean NLL of the
               written model, and PP 2 x DP 2 gives the same losses; --metrics and --tensorboard
               hold the printed figures
-  bad-input   impossible layouts and batches, and a diverging run, stop with one error line
+  bad-input   impossible layouts and batches (--vpp among them), and a diverging run, stop with one error line
   lora        --lora-rank 4 on q_proj and v_proj with --lora-dropout 0.1 (other losses than
               without): 1 rank and TP 2 x PP 2 with ZeRO-1 agree (losses, weights); the written model is the input plus a change of rank 4 in those
               projections alone; stopped and resumed, bitwise; the checkpoint's adapter exported
@@ -107,6 +109,20 @@ def case_layouts(args, tmp):
         assert len(got) == len(want) == 8 and all(abs(g - w) <= 1e-5 * abs(w) for g, w in zip(got, want)), (got, want)
         same_weights(os.path.join(tmp, model + "-n"), os.path.join(tmp, model + "-1"),
                      "%s on %d ranks (%s) vs 1 rank" % (model, ranks, " ".join(extra)), tolerance)
+    # Interleaved stages (--vpp 2): a 4-layer tied model, stage 0 running layers 0 and 2, stage 1
+    # layers 1 and 3, at PP 2 x DP 2 with ZeRO-1: the losses, the validation losses (forward-only
+    # through the chunks, 64 records in micro-batches of 2: 16 a replica) and the weights of one rank.
+    path = os.path.join(args.models, "tiny-llama-4l")
+    valid = ["--validation", data, "--eval-interval", "4"]
+    one = sft(args, path, data, os.path.join(tmp, "vpp-1"), 1, *valid)
+    many = sft(args, path, data, os.path.join(tmp, "vpp-n"), 4, "--pp", "2", "--vpp", "2", "--distributed-optimizer",
+               *valid)
+    assert "layout tp 1 x pp 2 (2 chunks a stage) x dp 2" in many.stdout, many.stdout
+    for got, want in [(losses(many.stdout), losses(one.stdout)),
+                      ([l for _, l in validation_losses(many.stdout)], [l for _, l in validation_losses(one.stdout)])]:
+        assert len(got) == len(want) > 1 and all(abs(g - w) <= 1e-5 * abs(w) for g, w in zip(got, want)), (got, want)
+    same_weights(os.path.join(tmp, "vpp-n"), os.path.join(tmp, "vpp-1"), "tiny-llama-4l at PP 2 x 2 chunks x DP 2",
+                 1e-5)
 
 
 def mean_score(args, model, data, tmp):
@@ -200,6 +216,18 @@ def case_bad_input(args, tmp):
     e("eval-interval-without-validation", cmd("--eval-interval", "4"), r"spin sft: --eval-interval needs --validation")
     e("negative-micro-batch-tokens", cmd("--micro-batch-tokens", "-1"),
       r"spin sft: --micro-batch-tokens must not be negative")
+    # Interleaving: chunks the model's layers cannot fill, a cut by tokens (micro-batches of no fixed
+    # count), micro-batches not in whole groups of the stages, and a pipeline of one stage.
+    e("vpp-more-chunks-than-layers", cmd("--pp", "2", "--vpp", "2"),
+      r"--vpp 2 at pp 2: 4 model chunks, but the model has 2 layers")
+    e("vpp-by-tokens", cmd("--pp", "2", "--vpp", "2", "--micro-batch-tokens", "30"),
+      r"spin sft: --micro-batch-tokens with --vpp 2: the interleaved schedule needs")
+    four = os.path.join(args.models, "tiny-llama-4l")
+    e("vpp-micro-batches", sft_command(args, four, data, out, "--pp", "2", "--vpp", "2", "--micro-batch-size", "16"),
+      r"spin sft: --vpp 2: the interleaved schedule runs a step's micro-batches in groups of the 2 pipeline "
+      r"stages, but each data-parallel rank has 1")
+    e("vpp-one-stage", sft_command(args, four, data, out, "--vpp", "2"),
+      r"--vpp 2 \(interleaved pipeline stages\) needs a pipeline of 2 stages or more, not 1")
     e("diverging-run", cmd("--lr", "1e12", "--lr-schedule", "constant", "--clip-grad", "0",
                            "--max-nonfinite-steps", "2", "--epochs", "20"),
       r"non-finite (loss|gradient norm) in 2 consecutive steps")

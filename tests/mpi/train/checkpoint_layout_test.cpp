@@ -1,7 +1,7 @@
 // Run with 4 ranks. Checkpoints load under any layout: a run saved after 2 of 5 steps at one
 // (TP, PP, DP) layout and optimizer mode, resumed at another, ends where an uninterrupted
-// single-rank run ends (losses and weights to 1e-5) -- across expert parallelism too; resumed at the same
-// layout, bitwise.
+// single-rank run ends (losses and weights to 1e-5) -- across expert parallelism and interleaved
+// stages (a stage's layers not contiguous) too; resumed at the same layout, bitwise.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -61,12 +61,18 @@ TEST(CheckpointLayouts, SavedAtOneLayoutResumedAtAnotherMatchesAnUninterruptedRu
     s.kv_heads = 4;
     return s;
   };
+  const auto interleaved = [](SftSetup s) {  // two model chunks a stage
+    s.chunks = 2;
+    return s;
+  };
   const std::vector<Case> cases = {
       {{{2, 2, 1}, false}, {{1, 2, 2}, true}},   // TP 2 x PP 2 -> PP 2 x DP 2, distributed
       {{{2, 2, 1}, false}, {{2, 1, 2}, false}},  // -> TP 2 x DP 2
       {{{1, 2, 2}, true}, {{2, 2, 1}, false}},   // distributed at DP 2 -> DP 1, plain
       {{{1, 1, 4}, true}, {{1, 1, 1}, false}},   // distributed at DP 4 -> one rank
       {mha({{2, 2, 1}, false}), mha({{4, 1, 1}, false})},  // TP 2 x PP 2 -> TP 4
+      {interleaved({{1, 2, 2}, true}), {{2, 2, 1}, false}},  // PP 2 x 2 chunks, distributed -> TP 2 x PP 2
+      {{{1, 2, 2}, true}, interleaved({{2, 2, 1}, false})},  // -> TP 2 x PP 2 x 2 chunks
   };
   for (std::size_t c = 0; c < cases.size(); ++c) {
     const std::string dir = shared_dir(std::to_string(c));
