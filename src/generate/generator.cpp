@@ -159,7 +159,8 @@ bool ends_with(const std::vector<std::int32_t>& seq, const std::vector<std::int3
 
 // Point-to-point moves of a generating stage. Feedback to the first stage is sent without
 // blocking: the first stage may itself be blocked sending down the pipe, and a blocking send
-// back would close a cycle.
+// back would close a cycle. So is, under interleaving, what the last stage's chunks pass round
+// to the first stage's next chunks.
 class Links {
  public:
   explicit Links(parallel::Communicator& pp) : pp_(pp) {}
@@ -171,12 +172,21 @@ class Links {
     pp_.send(&size, 1, dest, size_tag);
     pp_.send(payload.data(), payload.size(), dest, tag);
   }
-  void post_feedback(const Step& step) {
-    Pending& p = pending_.emplace_back();
-    p.payload = step.encode();
-    p.size = static_cast<std::int64_t>(p.payload.size());
-    p.size_send = pp_.isend(&p.size, 1, 0, kFeedbackSizeTag);
-    p.payload_send = pp_.isend(p.payload.data(), p.payload.size(), 0, kFeedbackTag);
+  void post_feedback(const Step& step) { post(pending_, step, kFeedbackSizeTag, kFeedbackTag); }
+  // A step and its hidden states (`hidden`, copied: n floats) round to the first stage. The first
+  // stage has taken a step of group g and chunk c once this stage runs g's chunk c + 1, which
+  // comes from there: retire_oldest_round() then waits for nothing more than the transfer.
+  void post_round(const Step& step, const Tensor& hidden, std::size_t n) {
+    Pending& p = post(rounds_, step, kHeaderSizeTag, kHeaderTag);
+    if (n == 0) return;  // a group's end: no hidden states
+    p.hidden = Tensor::zeros({static_cast<std::int64_t>(n)}, DType::F32, hidden.device());
+    copy_bytes(p.hidden.raw(), hidden.device(), hidden.raw(), hidden.device(), n * sizeof(float));
+    p.hidden_send = pp_.isend(p.hidden.f32(), n, 0, kHiddenTag);
+  }
+  void retire_oldest_round() {
+    if (rounds_.empty()) return;
+    wait(rounds_.front());
+    rounds_.pop_front();
   }
   Step recv_step(int source, int size_tag, int tag) {
     std::int64_t size = 0;
@@ -186,21 +196,35 @@ class Links {
     return Step::decode(payload);
   }
   void finish() {
-    for (Pending& p : pending_) {
-      p.size_send->wait();
-      p.payload_send->wait();
+    for (std::list<Pending>* list : {&rounds_, &pending_}) {
+      for (Pending& p : *list) wait(p);
+      list->clear();
     }
-    pending_.clear();
   }
 
  private:
   struct Pending {
     std::int64_t size = 0;
     std::vector<std::int64_t> payload;
-    std::unique_ptr<parallel::PendingSend> size_send, payload_send;
+    Tensor hidden;
+    std::unique_ptr<parallel::PendingSend> size_send, payload_send, hidden_send;
   };
+  Pending& post(std::list<Pending>& list, const Step& step, int size_tag, int tag) {
+    Pending& p = list.emplace_back();
+    p.payload = step.encode();
+    p.size = static_cast<std::int64_t>(p.payload.size());
+    p.size_send = pp_.isend(&p.size, 1, 0, size_tag);
+    p.payload_send = pp_.isend(p.payload.data(), p.payload.size(), 0, tag);
+    return p;
+  }
+  static void wait(Pending& p) {
+    for (auto* op : {&p.size_send, &p.payload_send, &p.hidden_send}) {
+      if (*op) (*op)->wait();
+    }
+  }
   parallel::Communicator& pp_;
-  std::list<Pending> pending_;  // stable addresses while the sends are in flight
+  std::list<Pending> pending_;  // feedback; stable addresses while the sends are in flight
+  std::list<Pending> rounds_;   // steps gone round to the first stage, oldest first
 };
 
 // Throws for an empty prompt, one with a token outside the vocabulary or one that leaves no room
@@ -347,12 +371,19 @@ void check_step_tokens(std::int64_t max_tokens, std::int64_t in_flight, int stag
 
 Generator::Generator(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
                      const model::ModelWeights& weights, const model::ModelWeights* adapters)
-    : grid_(grid), transformer_(transformer), weights_(weights), adapters_(adapters) {}
+    : Generator(grid, model::TransformerChunks{&transformer}, weights, adapters) {}
+
+Generator::Generator(const parallel::ProcessGrid& grid, model::TransformerChunks chunks,
+                     const model::ModelWeights& weights, const model::ModelWeights* adapters)
+    : grid_(grid), chunks_(std::move(chunks)), weights_(weights), adapters_(adapters) {
+  require(!chunks_.empty(), "generation: a pipeline stage without a model chunk");
+}
 
 std::vector<Generation> Generator::generate(const std::vector<std::vector<std::int32_t>>& prompts,
                                             const std::vector<std::uint64_t>& sample_ids,
                                             const GenerationParams& params, const Batching& batching) {
-  const model::ModelConfig& config = transformer_.config();
+  const model::Transformer& first_chunk = *chunks_.front();
+  const model::ModelConfig& config = first_chunk.config();
   params.validate(config.vocab_size);
   require(sample_ids.size() == prompts.size(), "generation: ", sample_ids.size(), " ids for ",
           prompts.size(), " prompts");
@@ -363,9 +394,10 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   if (batch == 0) return {};
   const std::int64_t slots = batching.max_batch == 0 ? batch : std::min(batching.max_batch, batch);
 
-  const model::StageLayers& stage = transformer_.stage();
   parallel::Communicator& pp = grid_.pp();
   const int stages = grid_.pp_size();
+  const auto chunks = static_cast<std::int64_t>(chunks_.size());
+  const int next_rank = (pp.rank() + 1) % stages, previous_rank = (pp.rank() + stages - 1) % stages;
   check_step_tokens(batching.max_tokens, slots, stages, "generation: the tokens per model call");
   const int last_rank = stages - 1;
   // Mixed precision keeps the cache in bf16 too (half the memory of the longest phase). Windowed
@@ -375,10 +407,14 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   const std::int64_t positions = longest + params.max_new_tokens, switch_at = config.long_rope_context();
   const std::int64_t rows_per_call = model::rows_per_call(
       config, positions > switch_at && switch_at > 0 ? std::max(longest, switch_at + 1) : longest, batching.max_tokens);
-  model::KvCache cache(transformer_.dims(), positions, model::kv_capacities(config, stage, positions, rows_per_call),
-                       slots, transformer_.device(), weights_.has_bf16() ? DType::BF16 : DType::F32);
-  const VocabParallelSampler sampler(transformer_.dims(), grid_.tp(), transformer_.kernels(), params.sampling, params.seed,
-                                     params.eos_ids);
+  std::vector<std::unique_ptr<model::KvCache>> caches;  // a chunk's layers each
+  for (const model::Transformer* t : chunks_) {
+    caches.push_back(std::make_unique<model::KvCache>(
+        t->dims(), positions, model::kv_capacities(config, t->stage(), positions, rows_per_call), slots, t->device(),
+        weights_.has_bf16() ? DType::BF16 : DType::F32));
+  }
+  const VocabParallelSampler sampler(first_chunk.dims(), grid_.tp(), first_chunk.kernels(), params.sampling,
+                                     params.seed, params.eos_ids);
   model::Activations acts;
   Tensor input_buffer;  // hidden states from the previous stage, on the device
   Links links(pp);
@@ -394,15 +430,23 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
                       config.long_rope_context());  // first stage
   std::vector<Step> next(static_cast<std::size_t>(groups));  // first stage without feedback: the groups' next steps
   std::vector<bool> started(static_cast<std::size_t>(groups), false);
-  std::vector<bool> done(static_cast<std::size_t>(groups), false);
+  // By chunk and group. Under interleaving a group's step goes round the ring once a chunk (stage
+  // 0, 1, ..., p - 1, then stage 0's next chunk), so each stage runs, a chunk after the other, every
+  // group's step through it -- the order in which they reach it.
+  std::vector<std::vector<bool>> done(chunks_.size(), std::vector<bool>(static_cast<std::size_t>(groups), false));
 
-  for (std::int64_t open = groups; open > 0;) {
-    for (std::int64_t g = 0; g < groups; ++g) {
+  for (std::int64_t open = groups * chunks; open > 0;) {
+    for (std::int64_t g = 0, c = 0; c < chunks; g = (g + 1) % groups, c += g == 0 ? 1 : 0) {
       const auto gi = static_cast<std::size_t>(g);
-      if (done[gi]) continue;
+      const model::Transformer& transformer = *chunks_[static_cast<std::size_t>(c)];
+      const model::StageLayers& stage = transformer.stage();
+      if (done[static_cast<std::size_t>(c)][gi]) continue;
+      // The last stage's step of this group through the previous chunk has reached the first
+      // stage (it is what this step comes from).
+      if (c > 0 && pp.rank() == last_rank) links.retire_oldest_round();
       Step step;
       if (!stage.first) {
-        step = links.recv_step(pp.rank() - 1, kHeaderSizeTag, kHeaderTag);
+        step = links.recv_step(previous_rank, kHeaderSizeTag, kHeaderTag);
       } else {
         const std::int64_t finished = admission.finished();
         step = admission.next(g, !started[gi] || stages == 1 ? std::move(next[gi])
@@ -410,9 +454,14 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
         started[gi] = true;
         if (batching.on_finished && admission.finished() > finished) batching.on_finished(admission.finished());
       }
+      const bool round = !stage.last && next_rank == 0;  // to the first stage's next chunk
       if (step.slots.empty()) {  // the group has finished: pass the word on
-        if (!stage.last) links.send_step(step, pp.rank() + 1, kHeaderSizeTag, kHeaderTag);
-        done[gi] = true;
+        if (round) {
+          links.post_round(step, Tensor(), 0);
+        } else if (!stage.last) {
+          links.send_step(step, next_rank, kHeaderSizeTag, kHeaderTag);
+        }
+        done[static_cast<std::size_t>(c)][gi] = true;
         --open;
         continue;
       }
@@ -435,24 +484,27 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
       }
       std::span<float> input;
       if (!stage.first) {
-        const std::int64_t floats = rows * transformer_.dims().hidden;
+        const std::int64_t floats = rows * transformer.dims().hidden;
         if (!input_buffer.defined() || input_buffer.numel() < floats) {
-          input_buffer = Tensor::zeros({floats}, DType::F32, transformer_.device());
+          input_buffer = Tensor::zeros({floats}, DType::F32, transformer.device());
         }
         input = {input_buffer.f32(), static_cast<std::size_t>(floats)};
-        pp.recv(input.data(), input.size(), pp.rank() - 1, kHiddenTag);
+        pp.recv(input.data(), input.size(), previous_rank, kHiddenTag);
       }
       const auto model_start = std::chrono::steady_clock::now();
       {
         const profile::Range range("model call", "sequences", static_cast<std::int64_t>(seqs.size()));
-        transformer_.forward_cached(weights_, model::TokenBatch::pack(seqs), step.slots, cache, acts, input, sampled,
-                                    adapters_);
+        transformer.forward_cached(weights_, model::TokenBatch::pack(seqs), step.slots,
+                                   *caches[static_cast<std::size_t>(c)], acts, input, sampled, adapters_);
       }
       stats_.model_seconds += seconds_since(model_start);
+      if (round) {
+        links.post_round(step, acts.stage_output, static_cast<std::size_t>(acts.stage_output.numel()));
+        continue;
+      }
       if (!stage.last) {
-        links.send_step(step, pp.rank() + 1, kHeaderSizeTag, kHeaderTag);
-        pp.send(acts.stage_output.f32(), static_cast<std::size_t>(acts.stage_output.numel()),
-                pp.rank() + 1, kHiddenTag);
+        links.send_step(step, next_rank, kHeaderSizeTag, kHeaderTag);
+        pp.send(acts.stage_output.f32(), static_cast<std::size_t>(acts.stage_output.numel()), next_rank, kHiddenTag);
         continue;
       }
 
@@ -482,7 +534,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
   }
   links.finish();
 
-  stats_.kv_cache_bytes = cache.bytes();
+  for (const auto& cache : caches) stats_.kv_cache_bytes += cache->bytes();
   stats_.slots = slots;
   stats_.buffer_bytes = acts.bytes();  // buffers only grow: the largest call's
   // The last stage knows the responses; every rank of the replica returns them.

@@ -92,6 +92,11 @@ class Generator {
   // `adapters`: LoRA adapters the model runs with (model/lora.h; the policy of a LoRA run).
   Generator(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
             const model::ModelWeights& weights, const model::ModelWeights* adapters = nullptr);
+  // Interleaved pipeline stages: one Transformer a model chunk of this stage (model::stage_chunks), in
+  // model order. A group's step goes round the stages once a chunk, its keys and values in each
+  // chunk's own cache, and is sampled at the last stage's last chunk; the same tokens as without.
+  Generator(const parallel::ProcessGrid& grid, model::TransformerChunks chunks, const model::ModelWeights& weights,
+            const model::ModelWeights* adapters = nullptr);
 
   // Responses to `prompts`; sample_ids[i] keys prompt i's sampling noise (use its index in the
   // data set). Collective over this data-parallel replica (its TP x PP ranks); every rank
@@ -105,7 +110,7 @@ class Generator {
 
  private:
   const parallel::ProcessGrid& grid_;
-  const model::Transformer& transformer_;
+  model::TransformerChunks chunks_;
   const model::ModelWeights& weights_;
   const model::ModelWeights* adapters_;
   GenerationStats stats_;

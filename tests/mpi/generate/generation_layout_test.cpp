@@ -1,12 +1,14 @@
 // Run with 4 ranks. The same seed gives the same responses (tokens, log-probabilities, stops)
 // for (TP, PP) = (1, 1), (2, 1), (1, 2), (2, 2), whatever prompts share a replica's batch, in
 // what order, how many sequences are in flight at once (continuous batching) and how many
-// tokens a model call takes (chunked prefill) -- also for a Phi-3 whose sequences outgrow
+// tokens a model call takes (chunked prefill), and with interleaved stages (two model chunks a stage, a
+// step going round the ring twice) -- also for a Phi-3 whose sequences outgrow
 // LongRoPE's short context and are fed again on the long factors, for a DeepSeek-V3 generating
 // through LoRA adapters of its latent attention, and for mixtures of experts spread over the TP ranks.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <memory>
 #include <optional>
 
 #include "common/test_util.h"
@@ -19,20 +21,26 @@
 namespace spin::generate {
 namespace {
 
+// This rank's stage of the model: its layers in `chunks` model chunks (interleaving) or one range.
 struct Model {
   model::ModelConfig config;
-  model::StageLayers stage;
+  std::vector<model::StageLayers> stage;
   model::TpDims dims;
   kernels::CpuKernels cpu;
   model::ModelWeights weights;
-  model::Transformer transformer;
+  std::vector<std::unique_ptr<model::Transformer>> transformers;
+  model::TransformerChunks chunks;
 
-  Model(const parallel::ProcessGrid& grid, const model::ModelConfig& c)
+  Model(const parallel::ProcessGrid& grid, const model::ModelConfig& c, int chunk_count = 1)
       : config(c),
-        stage(model::stage_layers(model::split_layers(c.num_layers, grid.pp_size()), grid.pp_rank())),
+        stage(model::stage_chunks(model::split_layers(c.num_layers, grid.pp_size() * chunk_count), grid.pp_rank(),
+                                  grid.pp_size())),
         dims(model::tp_dims(c, grid.tp_rank(), grid.tp_size(), grid.ep_size())),
-        weights(config, dims, stage),
-        transformer(config, dims, stage, grid.tp(), cpu) {
+        weights(config, dims, stage) {
+    for (const model::StageLayers& chunk : stage) {
+      transformers.push_back(std::make_unique<model::Transformer>(config, dims, chunk, grid.tp(), cpu));
+      chunks.push_back(transformers.back().get());
+    }
     testing::init_tiny_weights(weights, 5, 0.5f);
   }
 };
@@ -54,15 +62,15 @@ testing::TinyShape four_layers(testing::TinyFamily family) {
 // global values under any layout), over the frozen model.
 std::vector<Generation> run(parallel::Communicator& world, parallel::Layout layout, const testing::TinyShape& shape,
                             const GenerationParams& params, bool reversed, std::int64_t max_batch = 0,
-                            std::int64_t max_tokens = 0, bool lora = false) {
+                            std::int64_t max_tokens = 0, bool lora = false, int chunks = 1) {
   const parallel::ProcessGrid grid(world, layout);
-  Model m(grid, testing::tiny_config(shape));
+  Model m(grid, testing::tiny_config(shape), chunks);
   std::optional<model::ModelWeights> adapters;
   if (lora) {
     adapters.emplace(model::ModelWeights::adapters(m.config, testing::tiny_lora(m.config, 4), m.dims, m.stage));
     testing::randomize_matrices(*adapters, 9, 0.3f);
   }
-  Generator generator(grid, m.transformer, m.weights, adapters ? &*adapters : nullptr);
+  Generator generator(grid, m.chunks, m.weights, adapters ? &*adapters : nullptr);
   // This replica's prompts: every dp-th, in forward or reverse order.
   const auto prompts = all_prompts();
   std::vector<std::vector<std::int32_t>> mine;
@@ -102,8 +110,10 @@ TEST(GenerationLayouts, SameTokensForEveryTpAndPpLayoutAndBatch) {
       EXPECT_TRUE(std::any_of(reference.begin(), reference.end(),
                               [](const Generation& g) { return g.finish == FinishReason::Eos; }));
     }
-    for (parallel::Layout layout : {parallel::Layout{2, 1, 0}, parallel::Layout{1, 2, 0},
-                                    parallel::Layout{2, 2, 0}}) {
+    // The last two: interleaved stages, each rank two one-layer chunks, each step going round twice.
+    for (const auto& [layout, chunks] : {std::pair{parallel::Layout{2, 1, 0}, 1}, std::pair{parallel::Layout{1, 2, 0}, 1},
+                                         std::pair{parallel::Layout{2, 2, 0}, 1}, std::pair{parallel::Layout{1, 2, 0}, 2},
+                                         std::pair{parallel::Layout{2, 2, 0}, 2}}) {
       // All at once, in reverse, 3 in flight; and prefilled in chunks: 3 in flight under 4 tokens
       // per call, 2 under 2 (one token each at pp 1).
       struct Batch {
@@ -112,12 +122,13 @@ TEST(GenerationLayouts, SameTokensForEveryTpAndPpLayoutAndBatch) {
       };
       for (const Batch& b : {Batch{false, 0, 0}, Batch{true, 0, 0}, Batch{false, 3, 0}, Batch{false, 3, 4},
                              Batch{true, 2, 2}}) {
-        const auto got = run(spin::testing::mpi_world(), layout, shape, params, b.reversed, b.max_batch, b.max_tokens);
+        const auto got = run(spin::testing::mpi_world(), layout, shape, params, b.reversed, b.max_batch, b.max_tokens,
+                             false, chunks);
         for (std::size_t i = 0; i < got.size(); ++i) {
           if (got[i].tokens.empty()) continue;  // another replica's prompt
           EXPECT_EQ(got[i].tokens, reference[i].tokens) << "prompt " << i << " at tp " << layout.tp << ", pp "
-                                                        << layout.pp << ", max batch " << b.max_batch
-                                                        << ", max tokens " << b.max_tokens;
+                                                        << layout.pp << " x " << chunks << " chunks, max batch "
+                                                        << b.max_batch << ", max tokens " << b.max_tokens;
           EXPECT_EQ(got[i].finish, reference[i].finish);
           testing::expect_close(got[i].logprobs, reference[i].logprobs, 1e-5, 1e-5, "logprobs");
         }
@@ -174,8 +185,9 @@ TEST(GenerationLayouts, LatentAttentionLoraAdaptersSameTokensAtEveryLayout) {
   bool differs = false;
   for (std::size_t i = 0; i < plain.size(); ++i) differs = differs || plain[i].logprobs != reference[i].logprobs;
   EXPECT_TRUE(differs) << "the adapters change nothing";
-  for (parallel::Layout layout : {parallel::Layout{2, 1, 0}, parallel::Layout{2, 2, 0}}) {
-    const auto got = run(spin::testing::mpi_world(), layout, deepseek, sampled, false, 3, 4, true);
+  for (const auto& [layout, chunks] : {std::pair{parallel::Layout{2, 1, 0}, 1}, std::pair{parallel::Layout{2, 2, 0}, 1},
+                                       std::pair{parallel::Layout{1, 2, 0}, 2}}) {
+    const auto got = run(spin::testing::mpi_world(), layout, deepseek, sampled, false, 3, 4, true, chunks);
     for (std::size_t i = 0; i < got.size(); ++i) {
       if (got[i].tokens.empty()) continue;  // another replica's prompt
       EXPECT_EQ(got[i].tokens, reference[i].tokens) << "prompt " << i << " at tp " << layout.tp << ", pp " << layout.pp;
