@@ -400,8 +400,9 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                                       {"optimizer_steps", optimizer.steps_taken()},
                                       {"optimizer_skipped", optimizer.steps_skipped()}, {"seed", o.seed},
                                       {"shuffle", !o.no_shuffle}, {"lora", lora.summary()}};
-    const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"vpp", o.vpp}, {"dp", grid.dp_size()},
-                                        {"ep", o.ep}, {"distributed_optimizer", o.distributed_optimizer}};
+    const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()},
+                                        {"vpp", o.vpp},         {"dp", grid.dp_size()},
+                                        {"ep", o.ep},           {"distributed_optimizer", o.distributed_optimizer}};
     // LoRA: "policy" the merged model (what spin train --checkpoint.load and export-hf read),
     // "base" the frozen one and "lora" the adapters (what --resume reads).
     std::optional<train::AdapterCheckpoint> lora_part;

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -76,7 +77,18 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     profile_window.emplace(c.profile_step_start, c.profile_step_end, fs::path(c.save_dir) / "profile", world.rank(),
                            "logging.profile_step_start", "logging.profile_step_end");
     source = model_source(c.model_path, c.model_adapter);
-    shard = plan_model_shard(source->config, grid, c.pp_layers);
+    shard = plan_model_shard(source->config, grid, c.pp_layers, c.vpp);
+    require(c.vpp == 1 || c.micro_batch_tokens == 0, "spin.micro_batch_tokens with parallel.vpp = ", c.vpp,
+            ": the interleaved schedule needs a step's micro-batches in whole groups of pp, which a cut by tokens does ",
+            "not keep");
+    const std::int64_t per_replica = c.global_batch_size / std::max<std::int64_t>(1, c.micro_batch_size * grid.dp_size());
+    // (A batch that does not split into micro-batches at all is the batch plan's error.)
+    require(c.vpp == 1 || c.global_batch_size % std::max<std::int64_t>(1, c.micro_batch_size * grid.dp_size()) != 0 ||
+                per_replica % grid.pp_size() == 0,
+            "parallel.vpp = ", c.vpp,
+            ": the interleaved schedule runs a step's micro-batches in groups of the ", grid.pp_size(),
+            " pipeline stages, but each data-parallel rank has ", per_replica,
+            " (spin.global_batch_size / (spin.micro_batch_size x data-parallel size))");
     if (c.router_aux_loss_coef >= 0.0) {
       require(shard->config.moe(), "model.router_aux_loss_coef = ", c.router_aux_loss_coef, ": ", c.model_path,
               " is not a mixture of experts");
@@ -230,10 +242,17 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   model::ModelWeights* const adapters_or_null = adapters ? &*adapters : nullptr;
 
   const kernels::Kernels& k = runtime.kernels();
-  model::Transformer transformer(mc, shard->dims, shard->stage(), grid.tp(), k);
-  transformer.set_recompute_activations(c.recompute_activations, c.recompute_num_layers);
-  transformer.set_sequence_parallel(c.sequence_parallel);
-  transformer.set_logits_chunk_rows(c.logits_chunk_rows);
+  // One Transformer a model chunk of the stage (one without parallel.vpp).
+  std::vector<std::unique_ptr<model::Transformer>> transformers;
+  model::TransformerChunks chunks;
+  for (const model::StageLayers& chunk : shard->chunks) {
+    model::Transformer& t =
+        *transformers.emplace_back(std::make_unique<model::Transformer>(mc, shard->dims, chunk, grid.tp(), k));
+    t.set_recompute_activations(c.recompute_activations, c.recompute_num_layers);
+    t.set_sequence_parallel(c.sequence_parallel);
+    t.set_logits_chunk_rows(c.logits_chunk_rows);
+    chunks.push_back(&t);
+  }
   train::OptimizerConfig oc;
   oc.algorithm = optimizer_algorithm;
   oc.alpha = c.rmsprop_alpha;
@@ -313,7 +332,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   runtime.prepare(policy);  // after loading: their bf16 copies are made from the loaded values
   if (!c.ref_offload) runtime.prepare(reference);
   if (adapters) runtime.prepare(*adapters);
-  train::SpinTrainer trainer(grid, transformer, policy, grads, reference, optimizer, train_data.examples, spin,
+  train::SpinTrainer trainer(grid, chunks, policy, grads, reference, optimizer, train_data.examples, spin,
                              adapters_or_null);
   const bool cache_restored = !saved_cache.empty() && trainer.restore_reuse_cache(saved_cache, at.iteration);
   const bool ref_sums_restored = !saved_ref_sums.empty() && trainer.restore_ref_logprobs_cache(saved_ref_sums, at.iteration);
@@ -324,7 +343,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
           loaded, " does not hold iteration ", at.iteration, "'s generated responses, which iteration ", at.iteration + 1,
           " trains on with spin.mix_previous_iteration (spin/previous_responses; saved by every checkpoint of a mixing "
           "run past its first iteration)");
-  generate::Generator policy_generator(grid, transformer, policy, adapters_or_null);
+  generate::Generator policy_generator(grid, chunks, policy, adapters_or_null);
   if (root && c.pregenerate) {
     // spin.pregenerate's long call: a line at every tenth of this replica's share, once it has
     // run for 5 s (short calls, as the left-out samples' of a later epoch, say nothing).
@@ -346,7 +365,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
 
   std::optional<MetricsLog> metrics;
   if (root) {
-    const char* split = transformer.sequence_parallel() ? ", sequence parallel"
+    const char* split = chunks.front()->sequence_parallel() ? ", sequence parallel"
                         : c.sequence_parallel          ? " (model.sequence_parallel has no effect at tp 1)"
                                                        : "";
     std::printf("spin train: %s\n", train_data.report.summary(c.train).c_str());
@@ -359,11 +378,11 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     const std::string experts =
         grid.ep_size() > 1 ? cat(", experts over ep ", grid.ep_size(), " (", shard->dims.experts, " a rank)") : "";
     std::printf("spin train: %lld iterations x %lld epochs x %lld steps%s (%lld in all) of %lld prompts; "
-                "layout tp %d x pp %d x dp %d%s%s%s\n--- effective configuration ---\n%s---\n",
+                "layout tp %d x pp %d%s x dp %d%s%s%s\n--- effective configuration ---\n%s---\n",
                 static_cast<long long>(c.iterations), static_cast<long long>(c.epochs),
                 static_cast<long long>(shape.steps_per_epoch(0)), later.c_str(), static_cast<long long>(total_steps),
                 static_cast<long long>(c.global_batch_size), grid.tp_size(), grid.pp_size(),
-                grid.dp_size(), experts.c_str(), c.distributed_optimizer ? ", distributed optimizer" : "", split,
+                c.vpp > 1 ? cat(" (", c.vpp, " chunks a stage)").c_str() : "", grid.dp_size(), experts.c_str(), c.distributed_optimizer ? ", distributed optimizer" : "", split,
                 c.to_ini().c_str());
     if (reference.frozen()) {
       std::printf("spin train: the %s held in bf16 alone (model.frozen_dtype = %s)\n",
@@ -417,8 +436,9 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         {"kl_penalty", spin.kl_penalty}, {"loss", c.loss}, {"label_smoothing", c.label_smoothing},
         {"sft_loss_weight", c.sft_loss_weight}, {"average_log_probs", c.average_log_probs},
         {"lora", lora.summary()}};
-    const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()}, {"dp", grid.dp_size()},
-                                        {"ep", c.ep}, {"distributed_optimizer", c.distributed_optimizer}};
+    const nlohmann::json layout_json = {{"tp", grid.tp_size()}, {"pp", grid.pp_size()},
+                                        {"vpp", c.vpp},         {"dp", grid.dp_size()},
+                                        {"ep", c.ep},           {"distributed_optimizer", c.distributed_optimizer}};
     const std::vector<std::string> extra = tokenizer_files(source->dir);
     // The trainer's caches of the iteration (the same on every rank: world rank 0 writes them):
     // spin.reuse_generations' responses so far, so that a resumed run need not generate them

@@ -213,7 +213,12 @@ void declare(OptionTable& t, TrainConfig& c) {
         "NeMo's attention_qkv, attention_dense, mlp_fc1, mlp_fc2)");
   t.add("parallel.tp", &c.tp, "tensor-parallel size");
   t.add("parallel.pp", &c.pp, "pipeline-parallel size (data-parallel = world / (tp x pp))");
-  t.add("parallel.pp_layers", &c.pp_layers, "layers per pipeline stage, e.g. 3,5 (empty: even)");
+  t.add("parallel.vpp", &c.vpp,
+        "model chunks a pipeline stage holds: the interleaved 1F1B schedule over pp x vpp virtual stages, stage s "
+        "running chunks s, s + pp, ...; scoring and generation go round the stages once a chunk (Megatron's "
+        "--num-virtual-stages-per-pipeline-rank; 1: 1F1B). A step's micro-batches must be a multiple of pp");
+  t.add("parallel.pp_layers", &c.pp_layers,
+        "layers per pipeline stage, e.g. 3,5 (empty: even); with parallel.vpp, per virtual stage in model order");
   t.add("parallel.ep", &c.ep, kExpertParallelHelp);
   t.add("parallel.device", &c.device, "cpu, or cuda (one GPU per rank, by the rank's order on its node)");
   t.add("sampling.greedy", &c.greedy, "argmax decoding for the reference's responses");

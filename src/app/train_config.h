@@ -62,6 +62,7 @@ struct TrainConfig {
   int max_nonfinite_steps = 10;
   // [parallel]
   int tp = 1, pp = 1;
+  int vpp = 1;  // model chunks a pipeline stage holds (interleaved 1F1B)
   int ep = 1;  // a mixture's expert-parallel size, within the TP group (model::TpDims)
   std::string pp_layers;
   std::string device = "cpu";  // cpu | cuda

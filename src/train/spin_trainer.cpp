@@ -75,13 +75,13 @@ RunShape spin_run_shape(const SpinConfig& config, std::int64_t examples, int dp)
   return RunShape(config.epochs, std::move(per_epoch));
 }
 
-SpinTrainer::SpinTrainer(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
+SpinTrainer::SpinTrainer(const parallel::ProcessGrid& grid, model::TransformerChunks chunks,
                          model::ModelWeights& policy, model::ModelWeights& grads,
                          model::ModelWeights& reference, Optimizer& optimizer,
                          const std::vector<data::Example>& examples, const SpinConfig& config,
                          model::ModelWeights* adapters)
     : grid_(grid),
-      transformer_(transformer),
+      chunks_(std::move(chunks)),
       policy_(policy),
       grads_(grads),
       reference_(reference),
@@ -91,8 +91,8 @@ SpinTrainer::SpinTrainer(const parallel::ProcessGrid& grid, const model::Transfo
       config_(config),
       plan_(static_cast<std::int64_t>(examples.size()), config.global_batch, config.micro_batch,
             grid.dp_size(), config.seed, config.shuffle),
-      trainer_(grid, transformer, policy, grads, optimizer, adapters),
-      reference_generator_(grid, transformer, reference_at_work_) {
+      trainer_(grid, chunks_, policy, grads, optimizer, adapters),
+      reference_generator_(grid, chunks_, reference_at_work_) {
   config_.validate();
   if (config_.mix_previous_iteration && config_.iterations > 1) {
     mixed_plan_.emplace(samples(1), config.global_batch, config.micro_batch, grid.dp_size(), config.seed,
@@ -130,7 +130,7 @@ void SpinTrainer::use_reference() {
     policy_.borrow_forward_values(reference_);  // the reference's bf16 values, from host memory
   } else {
     policy_.flat().copy_from(reference_.flat());  // the reference, from host memory
-    policy_.refresh_bf16(transformer_.kernels());
+    policy_.refresh_bf16(chunks_.front()->kernels());
   }
   reference_swapped_in_ = true;
   ++reference_uploads_;
@@ -140,7 +140,7 @@ void SpinTrainer::release_reference() {
   if (!reference_swapped_in_) return;
   // The gradient buffer holds nothing else between steps (PipelineTrainer::step zeroes it).
   policy_.flat().copy_from(grads_.flat());
-  policy_.refresh_bf16(transformer_.kernels());
+  policy_.refresh_bf16(chunks_.front()->kernels());
   reference_swapped_in_ = false;
 }
 
@@ -283,13 +283,13 @@ std::vector<std::vector<float>> SpinTrainer::reference_sums(const Rollout& r, st
   std::vector<std::vector<float>> scored;
   if (!batches.empty()) {
     use_reference();
-    scored = score_pipelined(grid_, transformer_, reference_at_work_, batches);
+    scored = score_pipelined(grid_, chunks_, reference_at_work_, batches);
     if (iteration >= 0) {
       for (const model::TokenBatch& b : batches) reference_scored_ += b.num_seqs();
     }
   }
   std::vector<std::vector<float>> sums(r.micro_batches.size());
-  if (transformer_.stage().last) {
+  if (last_stage()) {
     std::size_t next = 0;
     for (std::size_t mb = 0; mb < sums.size(); ++mb) {
       const std::vector<float>* forward = forwarded[mb].empty() ? nullptr : &scored[next++];
@@ -324,7 +324,7 @@ void SpinTrainer::share_ref_sums(const Rollout& r, const std::vector<std::vector
     for (std::size_t i = 0; i < r.samples[mb].size(); ++i) {
       mine.push_back(static_cast<double>(r.samples[mb][i]));
       for (std::size_t half = 0; half < 2; ++half) {
-        const bool kept = keeps_ref_sum(static_cast<int>(half)) && transformer_.stage().last;
+        const bool kept = keeps_ref_sum(static_cast<int>(half)) && last_stage();
         mine.push_back(kept ? static_cast<double>(sums[mb][2 * i + half]) : none);
       }
     }
@@ -352,7 +352,7 @@ std::vector<std::vector<std::int64_t>> SpinTrainer::response_tokens(const Rollou
 
 SpinMetrics SpinTrainer::reduce(const SpinTotals& t, const Rollout& r, double sft_nll_sum,
                                 double sft_tokens) const {
-  const bool last = transformer_.stage().last;
+  const bool last = last_stage();
   // Loss terms live on the last stage; generation statistics on every stage of a replica,
   // counted there once.
   const double length_sum = std::accumulate(r.lengths.begin(), r.lengths.end(), 0.0);
@@ -435,7 +435,7 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
   for (const auto& seqs : r.sequences) {
     for (const model::Sequence& s : seqs) lengths.push_back(static_cast<std::int64_t>(s.tokens.size()));
   }
-  double totals[4] = {0.0, model::training_flops(transformer_.config(), lengths),
+  double totals[4] = {0.0, model::training_flops(chunks_.front()->config(), lengths),
                       static_cast<double>(tokens_generated_ - tokens_before),
                       static_cast<double>(r.micro_batches.size())};
   for (const auto& b : r.micro_batches) totals[0] += static_cast<double>(b.rows());
@@ -465,11 +465,11 @@ SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
   }
   const Rollout& r = evaluated_.rollout;
   const std::vector<std::vector<float>>& ref = evaluated_.reference;
-  const auto policy = score_pipelined(grid_, transformer_, policy_, r.micro_batches, adapters_);
+  const auto policy = score_pipelined(grid_, chunks_, policy_, r.micro_batches, adapters_);
   SpinLoss loss(config_.objective, config_.lambda(iteration), std::max<std::int64_t>(1, static_cast<std::int64_t>(examples.size())),
                 ref, response_tokens(r));
   double nll = 0.0, tokens = 0.0;
-  if (transformer_.stage().last) {
+  if (last_stage()) {
     for (std::size_t mb = 0; mb < policy.size(); ++mb) {
       std::vector<float> unused(policy[mb].size());
       loss.micro_batch_loss(static_cast<int>(mb), policy[mb], unused);
@@ -479,7 +479,7 @@ SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
   for (const auto& g : groups) {
     for (std::int64_t idx : g) tokens += static_cast<double>(examples[static_cast<std::size_t>(idx)].response.size());
   }
-  if (!transformer_.stage().last) tokens = 0.0;
+  if (!last_stage()) tokens = 0.0;
   return reduce(loss.totals(), r, nll, tokens);
 }
 
@@ -510,7 +510,7 @@ void SpinTrainer::sync_reference() {
     previous_iteration_ = cache_iteration_;
   }
   if (adapters_) {
-    adapters_->merge_into(reference_, transformer_.kernels());
+    adapters_->merge_into(reference_, chunks_.front()->kernels());
     adapters_->init_random(adapter_seed(config_.seed, last_iteration_ + 1), 0.0f);
   } else {
     reference_.copy_from(policy_);

@@ -168,6 +168,14 @@ class SpinTrainer {
               model::ModelWeights& policy, model::ModelWeights& grads,
               model::ModelWeights& reference, Optimizer& optimizer,
               const std::vector<data::Example>& examples, const SpinConfig& config,
+              model::ModelWeights* adapters = nullptr)
+      : SpinTrainer(grid, model::TransformerChunks{&transformer}, policy, grads, reference, optimizer, examples, config,
+                    adapters) {}
+  // Interleaved pipeline stages: one Transformer a model chunk of this stage (model::stage_chunks), in
+  // model order -- training, scoring and generation go through them all.
+  SpinTrainer(const parallel::ProcessGrid& grid, model::TransformerChunks chunks, model::ModelWeights& policy,
+              model::ModelWeights& grads, model::ModelWeights& reference, Optimizer& optimizer,
+              const std::vector<data::Example>& examples, const SpinConfig& config,
               model::ModelWeights* adapters = nullptr);
   // LoRA: the seed of iteration `iteration`'s fresh adapters (ModelWeights::init_random) in a run
   // of data seed `seed`.
@@ -315,7 +323,9 @@ class SpinTrainer {
                      double sft_tokens) const;
 
   const parallel::ProcessGrid& grid_;
-  const model::Transformer& transformer_;
+  model::TransformerChunks chunks_;  // before trainer_ and reference_generator_, which take them
+  // Whether this rank holds the model's last layers (the head: the sequences' sums).
+  bool last_stage() const { return chunks_.back()->stage().last; }
   model::ModelWeights& policy_;
   model::ModelWeights& grads_;
   model::ModelWeights& reference_;

@@ -6,6 +6,11 @@ train_iterations_test.py; LoRA: train_lora_test.py; the model families: train_fa
               the same metrics and the same final weights; the first step of each iteration has
               loss log 2 and zero rewards; --spin.ref_logprobs sampler runs; spin.micro_batch_tokens
               at PP 2 x DP 2 (micro-batches cut by tokens) agrees with the 1-rank run
+  interleaved parallel.vpp = 2 (two model chunks a stage: the interleaved 1F1B schedule, scoring
+              and generation going round the stages once a chunk) at PP 2 x DP 2 on a 4-layer model:
+              the 1-rank run's metrics, generated responses and weights; stopped after step 3 and
+              resumed on one rank without chunks, it ends where the uninterrupted run ends; micro-
+              batches not in whole groups of the stages and a cut by tokens refused
   frozen      model.frozen_dtype: the reference in bf16 alone changes no metric of a bf16 run (resident,
               offloaded, resumed), bitwise; LoRA over a bf16 base trains and exports
   config      unknown keys, values of the wrong type, a lambda list shorter than the iterations,
@@ -560,8 +565,46 @@ def case_profile(args, tmp):
           "reference forwards in order and the policy's forwards and backwards in 1F1B order; an empty window refused")
 
 
+def case_interleaved(args, tmp):
+    config = setup(tmp, layers=4)
+    one, vpp = os.path.join(tmp, "one"), os.path.join(tmp, "vpp")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", one], 1)
+    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", vpp, "--parallel.pp", "2",
+                              "--parallel.vpp", "2", "--optim.distributed_optimizer", "true"], 4)
+    assert "layout tp 1 x pp 2 (2 chunks a stage) x dp 2" in r.stdout, r.stdout[-2000:]
+    a, b = metrics(os.path.join(one, "metrics.jsonl")), metrics(os.path.join(vpp, "metrics.jsonl"))
+    assert_close_runs(a, b)
+    assert all(x["generated_length_mean"] == y["generated_length_mean"] for x, y in zip(a, b)), "other responses"
+    wa = read_safetensors(os.path.join(one, "iteration_2", "model.safetensors"))
+    assert_close_weights(wa, read_safetensors(os.path.join(vpp, "iteration_2", "model.safetensors")))
+    print("PP 2 x 2 chunks x DP 2: %d metric lines, the responses and the weights of 1 rank" % len(a))
+    # Stopped by SIGUSR1 after step 3 (a checkpoint of interleaved stages, ZeRO-1's moments among it),
+    # resumed on one rank: the uninterrupted run's metrics and weights.
+    stopped = os.path.join(tmp, "stopped")
+    base = [args.spin, "train", "--config", config, "--checkpoint.save_dir", stopped]
+    s = run(args.mpiexec, base + ["--parallel.pp", "2", "--parallel.vpp", "2", "--optim.distributed_optimizer", "true"],
+            4, fault="signal-after-step@3")
+    assert s.returncode == REQUEUE and open(os.path.join(stopped, "latest")).read().strip() == "step_00000003", (
+        s.returncode, s.stdout[-2000:], s.stderr[-2000:])
+    run_ok(args.mpiexec, base + ["--checkpoint.resume", "true"], 1)
+    assert_close_runs(a, metrics(os.path.join(stopped, "metrics.jsonl")))
+    assert_close_weights(wa, read_safetensors(os.path.join(stopped, "iteration_2", "model.safetensors")))
+    print("stopped after step 3 at PP 2 x 2 chunks x DP 2, resumed on 1 rank: the uninterrupted run")
+    # Refused: micro-batches not in whole groups of the 2 stages, micro-batches cut by tokens.
+    out = os.path.join(tmp, "refused")
+    expect_error(args.mpiexec, "vpp-micro-batches",
+                 [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--parallel.pp", "2",
+                  "--parallel.vpp", "2", "--spin.micro_batch_size", "4"],
+                 r"parallel.vpp = 2: the interleaved schedule runs a step's micro-batches in groups of the 2 pipeline "
+                 r"stages, but each data-parallel rank has 1", 4, out)
+    expect_error(args.mpiexec, "vpp-by-tokens",
+                 [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--parallel.pp", "2",
+                  "--parallel.vpp", "2", "--spin.micro_batch_tokens", "80"],
+                 r"spin.micro_batch_tokens with parallel.vpp = 2: the interleaved schedule needs", 4, out)
+
+
 def main():
-    run_case(__doc__, {"layouts": case_layouts, "config": case_config, "frozen": case_frozen, "signal": case_signal,
+    run_case(__doc__, {"layouts": case_layouts, "interleaved": case_interleaved, "config": case_config, "frozen": case_frozen, "signal": case_signal,
                        "time_limit": case_time_limit, "rmsprop": case_rmsprop, "profile": case_profile},
              "spin_train_")
 
