@@ -35,7 +35,7 @@ constexpr const char* kUsage =
 
 struct PlanOptions {
   std::string model, pp_layers, gpu_mem = "80GiB", device = "cuda", attention_backend = "auto", optimizer = "adamw";
-  int tp = 1, pp = 1, dp = 1, ep = 1, gpus = 0, gpus_per_node = 8;
+  int tp = 1, pp = 1, dp = 1, ep = 1, vpp = 1, gpus = 0, gpus_per_node = 8;
   std::int64_t micro_batch = 1, micro_batch_tokens = 0, seq = 0, prompt = 0, global_batch = 0, rollout_batch = 0,
                rollout_step_tokens = 0;
   std::int64_t logits_chunk_rows = 0, lora_rank = 0, recompute_num_layers = 0;
@@ -57,7 +57,11 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("dp", po::value(&o.dp)->default_value(o.dp), "data-parallel size")
       ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
-      ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage, e.g. 15,17")
+      ("vpp", po::value(&o.vpp)->default_value(o.vpp),
+       "model chunks a pipeline stage holds (parallel.vpp: interleaved 1F1B; the step's micro-batches in whole "
+       "groups of pp)")
+      ("pp-layers", po::value(&o.pp_layers)->default_value(""),
+       "layers per pipeline stage, e.g. 15,17 (with --vpp, per virtual stage)")
       ("micro-batch", po::value(&o.micro_batch)->default_value(o.micro_batch),
        "prompts per micro-batch (spin.micro_batch_size; each is 2 sequences: real and generated)")
       ("micro-batch-tokens", po::value(&o.micro_batch_tokens)->default_value(o.micro_batch_tokens),
@@ -143,7 +147,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     const PlanOptions& o = *options;
     capacity = train::parse_bytes(o.gpu_mem);
     request.config = load_config(o.model);
-    request.tp = o.tp, request.pp = o.pp, request.dp = o.dp, request.ep = o.ep;
+    request.tp = o.tp, request.pp = o.pp, request.dp = o.dp, request.ep = o.ep, request.vpp = o.vpp;
     request.pp_layers = o.pp_layers.empty() ? std::vector<std::int64_t>{} : parse_int_list(o.pp_layers, "--pp-layers");
     request.micro_batch = o.micro_batch;
     request.micro_batch_tokens = o.micro_batch_tokens;
@@ -208,9 +212,9 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
                 static_cast<long long>(c.num_experts), static_cast<long long>(c.experts_per_token), shared.c_str(),
                 dense.c_str(), (model::matmul_parameters(c) + static_cast<double>(c.vocab_size * c.hidden_size)) / 1e9);
   }
-  std::printf("layout tp %d x pp %d x dp %d (%d ranks)%s%s%s; micro-batch %lld prompts (%lld sequences) x %lld "
+  std::printf("layout tp %d x pp %d%s x dp %d (%d ranks)%s%s%s; micro-batch %lld prompts (%lld sequences) x %lld "
               "tokens%s, %s%lld micro-batches per step, rollout %lld%s; %s\n\n",
-              o.tp, o.pp, o.dp, o.tp * o.pp * o.dp,
+              o.tp, o.pp, o.vpp > 1 ? cat(" (", o.vpp, " chunks a stage)").c_str() : "", o.dp, o.tp * o.pp * o.dp,
               o.ep > 1 ? cat(", experts over ep ", o.ep, " (", c.num_experts / o.ep, " a rank)").c_str() : "",
               o.distributed ? ", distributed optimizer" : "",
               o.sequence_parallel && o.tp > 1 ? ", sequence parallel" : "",
@@ -242,7 +246,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
   row(state.c_str(), plan.stages, &S::optimizer);
   row("reference weights", plan.stages, &S::reference);
   row("RoPE tables", plan.stages, &S::rope);
-  std::printf("  %-34s", "activations (1F1B in flight)");
+  std::printf("  %-34s", o.vpp > 1 ? "activations (interleaved, in flight)" : "activations (1F1B in flight)");
   for (const auto& s : plan.stages) std::printf(" %12s", cat(s.micro_batches_in_flight, " x ", train::format_bytes(s.activations_per_micro_batch)).c_str());
   std::printf("\n");
   row("  = activations", plan.stages, &S::activations);

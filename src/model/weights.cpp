@@ -422,9 +422,9 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
 }
 
 std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
-                                          const StageLayers& stage) {
+                                          std::span<const StageLayers> chunks) {
   std::vector<ShardedTensor> out;
-  for (auto& spec : adapter_specs(config, lora, dims, std::span(&stage, 1))) out.push_back(std::move(spec.first));
+  for (auto& spec : adapter_specs(config, lora, dims, chunks)) out.push_back(std::move(spec.first));
   return out;
 }
 
@@ -467,9 +467,10 @@ std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpD
   return out;
 }
 
-std::vector<Shape> parameter_local_shapes(const ModelConfig& config, const TpDims& dims, const StageLayers& stage) {
+std::vector<Shape> parameter_local_shapes(const ModelConfig& config, const TpDims& dims,
+                                          std::span<const StageLayers> chunks) {
   std::vector<Shape> out;
-  for (auto& spec : parameter_specs(config, dims, std::span(&stage, 1))) out.push_back(std::move(spec.second));
+  for (auto& spec : parameter_specs(config, dims, chunks)) out.push_back(std::move(spec.second));
   return out;
 }
 

@@ -238,7 +238,12 @@ std::vector<ShardedTensor> parameter_layout(const ModelConfig& config, const TpD
                                             const StageLayers& stage);
 // Their local shapes on this rank, in the same order (a vocabulary shard's padding rows included): what
 // ModelWeights carves.
-std::vector<Shape> parameter_local_shapes(const ModelConfig& config, const TpDims& dims, const StageLayers& stage);
+std::vector<Shape> parameter_local_shapes(const ModelConfig& config, const TpDims& dims,
+                                          std::span<const StageLayers> chunks);
+inline std::vector<Shape> parameter_local_shapes(const ModelConfig& config, const TpDims& dims,
+                                                 const StageLayers& stage) {
+  return parameter_local_shapes(config, dims, std::span(&stage, 1));
+}
 // Both, each parameter's description beside its local shape, from one walk of the model.
 std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& config, const TpDims& dims,
                                                              std::span<const StageLayers> chunks);
@@ -251,7 +256,11 @@ inline std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelC
 // In a mixture of experts an MLP target adapts every expert's projection (and the shared expert's):
 // "model.layers.<l>.mlp.experts.<e>.gate_proj.lora_A.weight".
 std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
-                                          const StageLayers& stage);
+                                          std::span<const StageLayers> chunks);
+inline std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraConfig& lora,
+                                                 const TpDims& dims, const StageLayers& stage) {
+  return adapter_layout(config, lora, dims, std::span(&stage, 1));
+}
 
 // Where these parameters sit in the model's Hugging Face files: under hf_weight_prefix, and for
 // Phi-3 (ModelConfig::fused_projections) q/k/v as the row blocks of qkv_proj, gate/up of

@@ -16,6 +16,7 @@
 #include "model/tp_dims.h"
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "parallel/pipeline_schedule.h"
 
 namespace spin::train {
 
@@ -33,14 +34,14 @@ std::int64_t carved_elements(const std::vector<Shape>& shapes, std::int64_t pad_
 }
 
 // This rank's parameter elements on a stage, as ModelWeights lays them out.
-std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, const model::StageLayers& s,
+std::int64_t stage_params(const model::ModelConfig& c, const model::TpDims& d, std::span<const model::StageLayers> s,
                           std::int64_t pad_multiple) {
   return carved_elements(model::parameter_local_shapes(c, d, s), pad_multiple);
 }
 
 // The elements a FrozenBf16 model of the stage keeps in float32 (model::read_in_float32), carved alone.
 std::int64_t stage_float32_read_params(const model::ModelConfig& c, const model::TpDims& d,
-                                       const model::StageLayers& s) {
+                                       std::span<const model::StageLayers> s) {
   std::vector<Shape> kept;
   for (const auto& [tensor, local] : model::parameter_specs(c, d, s)) {
     if (model::read_in_float32(tensor)) kept.push_back(local);
@@ -51,7 +52,7 @@ std::int64_t stage_float32_read_params(const model::ModelConfig& c, const model:
 // This rank's LoRA adapter elements on a stage, as ModelWeights::adapters lays them out (none
 // without adapters).
 std::int64_t stage_adapter_params(const model::ModelConfig& c, const model::LoraConfig& lora, const model::TpDims& d,
-                                  const model::StageLayers& s, std::int64_t pad_multiple) {
+                                  std::span<const model::StageLayers> s, std::int64_t pad_multiple) {
   if (!lora.enabled()) return 0;
   std::vector<Shape> shapes;
   for (const ShardedTensor& t : model::adapter_layout(c, lora, d, s)) {  // (adapters have no padding rows)
@@ -245,6 +246,21 @@ std::int64_t MemoryPlan::peak() const {
   return p;
 }
 
+namespace {
+// The most micro-batches each model chunk of `stage` holds at once over a step of m: 1F1B's
+// min(pp - stage, m), or under interleaving (vpp chunks) its order's live counts by chunk.
+std::vector<int> chunk_micro_batches_in_flight(int stage, int pp, int vpp, int m) {
+  if (vpp == 1) return {std::min(pp - stage, m)};
+  std::vector<int> live(static_cast<std::size_t>(vpp), 0), most(live);
+  for (const parallel::PipelineAction& a : parallel::interleaved_order(stage, pp, vpp, m)) {
+    int& n = live[static_cast<std::size_t>(a.chunk)];
+    n += a.kind == parallel::PipelineAction::Forward ? 1 : -1;
+    most[static_cast<std::size_t>(a.chunk)] = std::max(most[static_cast<std::size_t>(a.chunk)], n);
+  }
+  return most;
+}
+}  // namespace
+
 MemoryPlan plan_memory(const PlanRequest& r) {
   const model::ModelConfig& c = r.config;
   require(r.tp >= 1 && r.pp >= 1 && r.dp >= 1, "tp, pp and dp must be at least 1");
@@ -254,13 +270,20 @@ MemoryPlan plan_memory(const PlanRequest& r) {
   require(r.seq <= c.max_sequence_length(), "sequence length ", r.seq, " is beyond the model's ",
           c.max_sequence_length(), " positions");
   const model::TpDims d = model::tp_dims(c, 0, r.tp, r.ep);  // throws naming what tp (or ep) does not divide
-  const std::vector<std::int64_t> counts = model::split_layers(c.num_layers, r.pp, r.pp_layers);
+  require(r.vpp >= 1 && (r.vpp == 1 || r.pp >= 2), "vpp ", r.vpp, ": model chunks a stage of a pipeline of 2 stages or more");
+  require(r.vpp == 1 || r.micro_batch_tokens == 0, "vpp ", r.vpp,
+          ": the interleaved schedule needs a step's micro-batches in whole groups of pp, not cut by tokens");
+  require(r.vpp == 1 || r.pp * r.vpp <= c.num_layers, "vpp ", r.vpp, " at pp ", r.pp, ": ", r.pp * r.vpp,
+          " model chunks, but the model has ", c.num_layers, " layers");
+  const std::vector<std::int64_t> counts = model::split_layers(c.num_layers, r.pp * r.vpp, r.pp_layers);
 
   MemoryPlan plan;
   if (r.global_batch > 0) {
     require(r.global_batch % (r.micro_batch * r.dp) == 0, "global batch ", r.global_batch,
             " is not a multiple of micro-batch ", r.micro_batch, " x dp ", r.dp);
     plan.micro_batches = r.global_batch / (r.micro_batch * r.dp);
+    require(r.vpp == 1 || plan.micro_batches % r.pp == 0, "vpp ", r.vpp, ": ", plan.micro_batches,
+            " micro-batches a step are not in whole groups of the ", r.pp, " stages");
   } else {
     plan.micro_batches = r.pp;
   }
@@ -278,10 +301,11 @@ MemoryPlan plan_memory(const PlanRequest& r) {
   const std::int64_t most_micro_batches = r.micro_batch_tokens > 0 ? prompts_per_rank : plan.micro_batches;
 
   for (int stage = 0; stage < r.pp; ++stage) {
-    const model::StageLayers layers = model::stage_layers(counts, stage);
+    const std::vector<model::StageLayers> layers = model::stage_chunks(counts, stage, r.pp);  // one range a chunk
+    const bool last = layers.back().last;
     StagePlan s;
     s.stage = stage;
-    s.layers = layers.count();
+    s.layers = model::layer_count(layers);
     s.params = stage_params(c, d, layers, r.distributed_optimizer ? r.dp : 1);
     // The trained parameters: the model's, or with LoRA the adapters' (the policy is then the
     // reference + the adapters: no second copy of the model).
@@ -318,19 +342,31 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const Rows split(rows, r.tp, r.sequence_parallel);
     const bool keep_probs = attention_keeps_probs(p, d.head_dim);
     const Elements layer = layer_activations(d, split, seqs, r.seq, keep_probs, true, false, c, mixed);
-    const Elements end = stage_end(d, split, layers.last, mixed, r.logits_chunk_rows);
+    const Elements end = stage_end(d, split, last, mixed, r.logits_chunk_rows);  // the stage's last chunk's
     const Elements scratch = grad_scratch(d, split, mixed, c) + lora_grad_scratch(c, r.lora, d, split, mixed);
     // With recomputation a micro-batch keeps each recomputed layer's input and one set of layer
     // buffers for them all (plus the recomputed forward's output), and every other layer's set
     // (model::Transformer::recomputed_layers).
+    // Each chunk (one without interleaving) keeps a set of buffers for each of its micro-batches in
+    // flight at once (the trainer's pools), its layers' -- recomputation counted per chunk, as each
+    // chunk's Transformer does it -- and the head's or the output sent on.
     const Elements trained_layer = layer + lora_layer(c, r.lora, d, split, mixed);
-    const std::int64_t recomputed = model::recomputed_layers(r.recompute_activations, r.recompute_num_layers, s.layers);
-    const std::int64_t sets = s.layers - recomputed + (recomputed > 0 ? 1 : 0);
-    const Elements kept = Elements{0, recomputed > 0 ? (recomputed + 1) * aligned(split.residual * d.hidden) : 0} +
-                          Elements{trained_layer.act * sets, trained_layer.f32 * sets};
-    s.activations_per_micro_batch = kept.bytes(p) + end.bytes(p) + scratch.bytes(p);
-    s.micro_batches_in_flight = static_cast<int>(std::min<std::int64_t>(r.pp - stage, most_micro_batches));
-    s.activations = s.activations_per_micro_batch * s.micro_batches_in_flight;
+    const auto m = static_cast<int>(most_micro_batches);
+    const std::vector<int> in_flight = chunk_micro_batches_in_flight(stage, r.pp, r.vpp, m);
+    s.micro_batches_in_flight = 0;
+    for (std::size_t ci = 0; ci < layers.size(); ++ci) {
+      const model::StageLayers& chunk = layers[ci];
+      const std::int64_t recomputed =
+          model::recomputed_layers(r.recompute_activations, r.recompute_num_layers, chunk.count());
+      const std::int64_t sets = chunk.count() - recomputed + (recomputed > 0 ? 1 : 0);
+      const Elements kept = Elements{0, recomputed > 0 ? (recomputed + 1) * aligned(split.residual * d.hidden) : 0} +
+                            Elements{trained_layer.act * sets, trained_layer.f32 * sets};
+      const std::int64_t set = kept.bytes(p) + stage_end(d, split, chunk.last, mixed, r.logits_chunk_rows).bytes(p) +
+                               scratch.bytes(p);
+      s.activations_per_micro_batch = std::max(s.activations_per_micro_batch, set);
+      s.activations += set * in_flight[ci];
+      s.micro_batches_in_flight += in_flight[ci];
+    }
     // Reference scoring: one set of layer buffers reused layer after layer.
     s.scoring = layer_activations(d, split, seqs, r.seq, keep_probs, true, true, c, mixed).bytes(p) + end.bytes(p);
     // Generation: keys and values of every layer of the stage for the rollout -- a windowed
@@ -340,7 +376,9 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const std::int64_t prompt = r.prompt > 0 ? std::min(r.prompt, r.seq) : r.seq;
     const std::int64_t call_rows = model::rows_per_call(c, prompt, r.rollout_step_tokens);
     std::int64_t cached_rows = 0;
-    for (const std::int64_t rows_a_slot : model::kv_capacities(c, layers, r.seq, call_rows)) cached_rows += rows_a_slot;
+    for (const model::StageLayers& chunk : layers) {  // each chunk's cache
+      for (const std::int64_t rows_a_slot : model::kv_capacities(c, chunk, r.seq, call_rows)) cached_rows += rows_a_slot;
+    }
     s.kv_cache = cached_rows * rollout * d.cache_values() * p.activation;
     // A call feeds each sequence in flight at most call_rows tokens (a prompt, or a chunk of one).
     const std::int64_t prefill =
@@ -348,7 +386,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     s.generation =
         layer_activations(d, Rows(prefill, r.tp, false), rollout, r.seq, false, false, true, c, mixed).bytes(p) +
         Elements{0, aligned(prefill * d.hidden)}.bytes(p) +
-        (layers.last ? head_activations(d, Rows(rollout, r.tp, false), mixed).bytes(p) : 0);
+        (last ? head_activations(d, Rows(rollout, r.tp, false), mixed).bytes(p) : 0);
     plan.stages.push_back(s);
   }
   return plan;

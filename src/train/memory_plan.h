@@ -54,7 +54,8 @@ struct PlanRequest {
   // A mixture's expert-parallel size, folded onto the TP group (model::TpDims): each rank holds
   // num_experts / ep experts, and buffers for every row's chosen experts among them at most.
   int ep = 1;
-  std::vector<std::int64_t> pp_layers;  // layers per stage (empty: even split)
+  int vpp = 1;  // model chunks a stage (interleaved 1F1B); the micro-batches a step then in whole groups of pp
+  std::vector<std::int64_t> pp_layers;  // layers per stage, or with vpp per virtual stage (empty: even split)
   std::int64_t micro_batch = 1;         // prompts per micro-batch (2 sequences each: real, generated)
   std::int64_t micro_batch_tokens = 0;  // and tokens at most, a longer pair alone (0: micro_batch pairs alone)
   std::int64_t seq = 0;                 // tokens per sequence (prompt + response)
@@ -87,9 +88,12 @@ struct StagePlan {
   std::int64_t reference = 0;       // on the device
   std::int64_t reference_host = 0;  // offloaded
   std::int64_t rope = 0;            // the RoPE tables, float32 cos and sin (Gemma 3: local and global)
-  std::int64_t activations_per_micro_batch = 0;
-  int micro_batches_in_flight = 0;  // 1F1B: min(pp - stage, micro-batches per step)
-  std::int64_t activations = 0;     // the ring: per micro-batch x in flight
+  // Sets of activation buffers the stage keeps, one a micro-batch in flight: 1F1B's min(pp - stage,
+  // micro-batches per step) of the stage's; interleaved, each chunk's most in flight at once, summed
+  // (a chunk's sets its own: only the last chunk's hold the head).
+  int micro_batches_in_flight = 0;
+  std::int64_t activations_per_micro_batch = 0;  // a set (interleaved: the largest chunk's)
+  std::int64_t activations = 0;                  // every set
   std::int64_t scoring = 0;         // reference log-probabilities (forward only, transient)
   std::int64_t kv_cache = 0;        // generation (transient)
   std::int64_t generation = 0;      // generation buffers, an upper bound: a whole rollout's prefill

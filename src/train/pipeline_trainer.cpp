@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -36,19 +37,24 @@ class Timer {
 };
 
 // The model as a pipeline stage of one Transformer a model chunk: a micro-batch takes a set of
-// activation buffers from the pool at its forward through a chunk and gives it back at that
-// chunk's backward; the schedules bound how many are taken at once (pool.size()). Each chunk
-// runs its backwards in micro-batch order, so during its last one each of its layers' gradients
-// become final one after another: the optimizer starts their DP reduction right then.
+// activation buffers from its chunk's pool at its forward through the chunk and gives it back at
+// the chunk's backward; a pool grows to the most micro-batches its chunk holds at once (1F1B:
+// min(pp - stage, m)), and its sets keep their buffers from step to step -- a chunk's own, so that
+// only the last chunk's sets hold the head's. Each chunk runs its backwards in micro-batch order,
+// so during its last one each of its layers' gradients become final one after another: the
+// optimizer starts their DP reduction right then.
 class ModelStage final : public parallel::PipelineStage {
  public:
   ModelStage(const model::TransformerChunks& chunks, const model::ModelWeights& weights,
              const model::ModelWeights* adapters, model::ModelWeights& grads,
              const std::vector<model::TokenBatch>& micro_batches, SequenceLoss& loss,
-             std::vector<model::Activations>& pool, Optimizer& optimizer, float router_loss_weight)
+             std::vector<std::deque<model::Activations>>& pools, Optimizer& optimizer, float router_loss_weight)
       : chunks_(chunks), w_(weights), adapters_(adapters), g_(grads), batches_(micro_batches), loss_(loss),
-        pool_(pool), optimizer_(optimizer), dsums_(micro_batches.size()), router_loss_weight_(router_loss_weight) {
-    for (std::size_t i = pool.size(); i-- > 0;) free_.push_back(i);
+        pools_(pools), free_(pools.size()), optimizer_(optimizer), dsums_(micro_batches.size()),
+        router_loss_weight_(router_loss_weight) {
+    for (std::size_t c = 0; c < pools.size(); ++c) {
+      for (std::size_t i = pools[c].size(); i-- > 0;) free_[c].push_back(i);
+    }
   }
 
   Device device() const override { return chunks_.front()->device(); }
@@ -94,19 +100,25 @@ class ModelStage final : public parallel::PipelineStage {
  private:
   const model::TokenBatch& batch(int mb) const { return batches_[static_cast<std::size_t>(mb)]; }
   model::Activations& take_slot(int chunk, int mb) {
-    require(!free_.empty(), "pipeline stage: more micro-batches in flight than the ", pool_.size(), " planned");
-    const std::size_t i = free_.back();
-    free_.pop_back();
+    const auto c = static_cast<std::size_t>(chunk);
+    std::deque<model::Activations>& pool = pools_[c];
+    if (free_[c].empty()) {  // more of this chunk's micro-batches in flight than ever before
+      pool.emplace_back();
+      free_[c].push_back(pool.size() - 1);
+    }
+    const std::size_t i = free_[c].back();
+    free_[c].pop_back();
     taken_[{chunk, mb}] = i;
-    return pool_[i];
+    return pool[i];
   }
-  // The slot goes back to the pool now; the backward still reads it, before any forward runs.
+  // The set goes back to its pool now; the backward still reads it, before the chunk's next forward.
   model::Activations& give_back_slot(int chunk, int mb) {
     const auto it = taken_.find({chunk, mb});
     require(it != taken_.end(), "pipeline stage: a backward of chunk ", chunk, ", micro-batch ", mb,
             " without its forward");
-    free_.push_back(it->second);
-    model::Activations& acts = pool_[it->second];
+    const auto c = static_cast<std::size_t>(chunk);
+    free_[c].push_back(it->second);
+    model::Activations& acts = pools_[c][it->second];
     taken_.erase(it);
     return acts;
   }
@@ -117,9 +129,9 @@ class ModelStage final : public parallel::PipelineStage {
   model::ModelWeights& g_;
   const std::vector<model::TokenBatch>& batches_;
   SequenceLoss& loss_;
-  std::vector<model::Activations>& pool_;
-  std::vector<std::size_t> free_;                       // slots of pool_ no micro-batch holds
-  std::map<std::pair<int, int>, std::size_t> taken_;    // (chunk, micro-batch) -> its slot
+  std::vector<std::deque<model::Activations>>& pools_;  // by chunk (a deque: sets stay where they are)
+  std::vector<std::vector<std::size_t>> free_;         // by chunk: the sets no micro-batch holds
+  std::map<std::pair<int, int>, std::size_t> taken_;   // (chunk, micro-batch) -> its set
   Optimizer& optimizer_;
   std::vector<std::vector<float>> dsums_;
   float router_loss_weight_;  // d loss / d a micro-batch's router losses (Transformer::backward)
@@ -208,11 +220,7 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
   const int m = static_cast<int>(micro_batches.size());
   const int v = static_cast<int>(chunks_.size());
   require(m >= 1, "a training step needs at least one micro-batch");
-  // 1F1B holds at most min(pp - stage, m) micro-batches on this stage; the interleaved schedule
-  // its warm-up's micro-batch-chunks and one more.
-  const int in_flight = v == 1 ? std::min(grid_.pp_size() - grid_.pp_rank(), m)
-                               : std::min(parallel::interleaved_warmup(grid_.pp_rank(), grid_.pp_size(), v, m) + 1, m * v);
-  pool_.resize(static_cast<std::size_t>(in_flight));
+  pools_.resize(static_cast<std::size_t>(v));
 
   grads_.zero();
   // A mixture's router losses are means over the step's micro-batches, all replicas (whose
@@ -220,7 +228,7 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
   const model::ModelConfig& config = chunks_.front()->config();
   const double micro_batches_all = static_cast<double>(m) * grid_.dp_size();
   const float router_loss_weight = config.trains_router_losses() ? static_cast<float>(1.0 / micro_batches_all) : 0.0f;
-  ModelStage stage(chunks_, weights_, adapters_, grads_, micro_batches, loss, pool_, optimizer_, router_loss_weight);
+  ModelStage stage(chunks_, weights_, adapters_, grads_, micro_batches, loss, pools_, optimizer_, router_loss_weight);
   const auto pipeline_start = Clock::now();
   {
     const profile::Range range("1F1B", "micro_batches", m);

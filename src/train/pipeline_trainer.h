@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <vector>
 
 #include "model/transformer.h"
@@ -87,10 +88,18 @@ class PipelineTrainer {
   // Peak number of micro-batches (interleaved: micro-batch-chunks) whose activations this stage held
   // in the last step.
   int peak_live_micro_batches() const { return peak_live_; }
-  // Bytes of the activation buffers this stage keeps between steps (the 1F1B ring).
+  // Sets of activation buffers this stage keeps between steps (the 1F1B ring; interleaved, each
+  // chunk's pool of the most of its micro-batches in flight at once), and their bytes.
+  int activation_sets() const {
+    std::size_t n = 0;
+    for (const auto& pool : pools_) n += pool.size();
+    return static_cast<int>(n);
+  }
   std::size_t activation_bytes() const {
     std::size_t total = 0;
-    for (const model::Activations& a : pool_) total += a.bytes();
+    for (const auto& pool : pools_) {
+      for (const model::Activations& a : pool) total += a.bytes();
+    }
     return total;
   }
 
@@ -101,7 +110,7 @@ class PipelineTrainer {
   const model::ModelWeights* adapters_;
   model::ModelWeights& grads_;
   Optimizer& optimizer_;
-  std::vector<model::Activations> pool_;  // reused across steps
+  std::vector<std::deque<model::Activations>> pools_;  // by chunk, reused across steps
   int peak_live_ = 0;
 };
 

@@ -55,12 +55,13 @@ inline train::SpinConfig short_spin_config() {
 struct SpinSetup {
   parallel::ProcessGrid grid;
   model::ModelConfig config;
-  model::StageLayers stage;
+  std::vector<model::StageLayers> stage;  // one range, or with `chunks` > 1 a model chunk each (interleaving)
   model::TpDims dims;
   kernels::CpuKernels cpu;
   const kernels::Kernels& k;  // cpu, or the kernels of another device
   model::ModelWeights policy, grads, reference;
-  model::Transformer transformer;
+  std::vector<std::unique_ptr<model::Transformer>> transformers;  // a chunk each
+  model::Transformer& transformer;                                // the first chunk's
   train::Optimizer optimizer;
   std::vector<data::Example> examples;
   train::SpinTrainer trainer;
@@ -76,20 +77,35 @@ struct SpinSetup {
             const TinyShape& shape, bool distributed, std::vector<data::Example> data,
             const kernels::Kernels* device_kernels = nullptr,
             train::OptimizerAlgorithm algorithm = train::OptimizerAlgorithm::AdamW,
-            model::WeightStorage reference_storage = model::WeightStorage::Float32)
+            model::WeightStorage reference_storage = model::WeightStorage::Float32, int chunks = 1)
       : grid(world, layout),
         config(tiny_config(shape)),
-        stage(model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank())),
+        stage(model::stage_chunks(model::split_layers(config.num_layers, grid.pp_size() * chunks), grid.pp_rank(),
+                                  grid.pp_size())),
         dims(model::tp_dims(config, grid.tp_rank(), grid.tp_size(), grid.ep_size())),
         k(device_kernels ? *device_kernels : cpu),
         policy(config, dims, stage, distributed ? grid.dp_size() : 1, k.device()),
         grads(config, dims, stage, distributed ? grid.dp_size() : 1, k.device()),
         reference(config, dims, stage, distributed ? grid.dp_size() : 1, spin.ref_offload ? Device::Cpu : k.device(),
                   reference_storage),
-        transformer(config, dims, stage, grid.tp(), k),
+        transformers(make_transformers(config, dims, stage, grid.tp(), k)),
+        transformer(*transformers.front()),
         optimizer(optimizer_config(distributed, algorithm), grid, policy, grads, k),
         examples(std::move(data)),
-        trainer((init(), grid), transformer, policy, grads, reference, optimizer, examples, spin) {}
+        trainer((init(), grid), chunk_list(), policy, grads, reference, optimizer, examples, spin) {}
+
+  static std::vector<std::unique_ptr<model::Transformer>> make_transformers(
+      const model::ModelConfig& config, const model::TpDims& dims, const std::vector<model::StageLayers>& chunks,
+      parallel::Communicator& tp, const kernels::Kernels& k) {
+    std::vector<std::unique_ptr<model::Transformer>> out;
+    for (const model::StageLayers& c : chunks) out.push_back(std::make_unique<model::Transformer>(config, dims, c, tp, k));
+    return out;
+  }
+  model::TransformerChunks chunk_list() const {
+    model::TransformerChunks out;
+    for (const auto& t : transformers) out.push_back(t.get());
+    return out;
+  }
 
   static TinyShape shape_with_layers(int layers) {
     TinyShape s;

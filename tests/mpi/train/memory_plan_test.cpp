@@ -44,14 +44,14 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
            bool recompute = false, bool sequence_parallel = false, std::int64_t logits_chunk = 0,
            Family family = Family::Llama, std::int64_t step_tokens = 0, const model::LoraConfig& lora = {},
            std::int64_t recompute_layers = 0, model::WeightStorage reference_storage = model::WeightStorage::Float32,
-           std::int64_t micro_batch_tokens = 0) {
+           std::int64_t micro_batch_tokens = 0, int chunks = 1) {
   const bool frozen = reference_storage == model::WeightStorage::FrozenBf16;
   SCOPED_TRACE(cat("tp ", layout.tp, " pp ", layout.pp, " ep ", layout.ep, distributed ? " distributed" : "",
                    tied ? " tied" : "", mixed ? " bf16" : "", recompute ? " recompute" : "",
                    sequence_parallel ? " sequence parallel" : "", " logits chunk ", logits_chunk, " ",
                    testing::tiny_family_name(family), " step tokens ", step_tokens, lora.enabled() ? " LoRA" : "",
                    " recomputed layers ", recompute_layers, frozen ? " frozen bf16 reference" : "",
-                   " micro-batch tokens ", micro_batch_tokens));
+                   " micro-batch tokens ", micro_batch_tokens, " chunks ", chunks));
   SpinConfig spin;
   spin.kl_penalty = {0.5};
   spin.global_batch = 8;
@@ -73,7 +73,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
       return Setup(world, layout, spin, shape, distributed, fixed_length_examples(16), lora, reference_storage);
     } else {
       return Setup(world, layout, spin, shape, distributed, fixed_length_examples(16), nullptr,
-                   OptimizerAlgorithm::AdamW, reference_storage);
+                   OptimizerAlgorithm::AdamW, reference_storage, chunks);
     }
   }();
   s.transformer.set_recompute_activations(recompute, recompute_layers);
@@ -92,6 +92,7 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   request.pp = s.grid.pp_size();
   request.dp = s.grid.dp_size();
   request.ep = s.grid.ep_size();
+  request.vpp = chunks;
   request.micro_batch = spin.micro_batch;
   request.micro_batch_tokens = micro_batch_tokens;
   request.seq = kPrompt + kNew;
@@ -125,8 +126,15 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
     EXPECT_LT(bytes(s.reference), bytes16(s.reference));
   }
   EXPECT_EQ(p.optimizer, static_cast<std::int64_t>(s.optimizer.state_bytes()));
-  EXPECT_EQ(p.rope, static_cast<std::int64_t>(s.transformer.rope_bytes()));
-  EXPECT_EQ(p.micro_batches_in_flight, s.trainer.pipeline().peak_live_micro_batches());
+  if constexpr (requires { s.transformers; }) {  // each chunk's Transformer its own tables
+    for (const auto& t : s.transformers) EXPECT_EQ(p.rope, static_cast<std::int64_t>(t->rope_bytes()));
+  } else {
+    EXPECT_EQ(p.rope, static_cast<std::int64_t>(s.transformer.rope_bytes()));
+  }
+  EXPECT_EQ(p.micro_batches_in_flight, s.trainer.pipeline().activation_sets());
+  if (chunks == 1) {
+    EXPECT_EQ(p.micro_batches_in_flight, s.trainer.pipeline().peak_live_micro_batches());
+  }
   EXPECT_EQ(p.activations, static_cast<std::int64_t>(s.trainer.pipeline().activation_bytes()));
   const generate::GenerationStats& g = s.trainer.generator().stats();
   EXPECT_EQ(p.kv_cache, static_cast<std::int64_t>(g.kv_cache_bytes));
@@ -153,6 +161,17 @@ TEST(MemoryPlan, ChunkedPrefillFiguresBoundTheAllocations) {
   auto& world = testing::mpi_world();
   check(world, {2, 2, 1}, false, false, false, false, false, 0, Family::Llama, 3);
   check(world, {1, 1, 4}, false, false, true, false, false, 0, Family::Llama, 3);
+}
+
+// Interleaved stages (two model chunks a stage): the stage's parameters over its chunks, the warm-up + 1
+// micro-batch-chunks in flight, each set of buffers the largest chunk's and the head on the last stage
+// (every set takes the last chunk's micro-batches in turn), a KV cache a chunk.
+TEST(MemoryPlan, InterleavedStagesFiguresEqualTheAllocations) {
+  auto& world = testing::mpi_world();
+  const auto f32 = model::WeightStorage::Float32;
+  check(world, {2, 2, 1}, false, true, false, false, false, 0, Family::Llama, 0, {}, 0, f32, 0, 2);
+  check(world, {1, 2, 2}, false, false, false, false, false, 0, Family::Llama, 0, {}, 0, f32, 0, 2);
+  check(world, {1, 2, 2}, true, false, true, false, false, 0, Family::Llama, 0, {}, 0, f32, 0, 2);
 }
 
 // Micro-batches by tokens: 36 tokens, two pairs of 2 x 9 tokens, where the fixed count would hold 4 --
