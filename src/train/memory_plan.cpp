@@ -247,15 +247,16 @@ std::int64_t MemoryPlan::peak() const {
 }
 
 namespace {
-// The most micro-batches each model chunk of `stage` holds at once over a step of m: 1F1B's
-// min(pp - stage, m), or under interleaving (vpp chunks) its order's live counts by chunk.
-std::vector<int> chunk_micro_batches_in_flight(int stage, int pp, int vpp, int m) {
+// The most micro-batches in flight at once on `stage` over a step of m that take their buffers from
+// each pool of the trainer (PipelineTrainer::activation_pool): 1F1B's min(pp - stage, m) in one; under
+// interleaving (vpp chunks) its order's live counts, the model's last chunk's apart.
+std::vector<int> pool_micro_batches_in_flight(int stage, int pp, int vpp, int m) {
   if (vpp == 1) return {std::min(pp - stage, m)};
-  std::vector<int> live(static_cast<std::size_t>(vpp), 0), most(live);
+  std::vector<int> live(2, 0), most(live);
   for (const parallel::PipelineAction& a : parallel::interleaved_order(stage, pp, vpp, m)) {
-    int& n = live[static_cast<std::size_t>(a.chunk)];
-    n += a.kind == parallel::PipelineAction::Forward ? 1 : -1;
-    most[static_cast<std::size_t>(a.chunk)] = std::max(most[static_cast<std::size_t>(a.chunk)], n);
+    const std::size_t pool = stage == pp - 1 && a.chunk == vpp - 1 ? 1 : 0;
+    live[pool] += a.kind == parallel::PipelineAction::Forward ? 1 : -1;
+    most[pool] = std::max(most[pool], live[pool]);
   }
   return most;
 }
@@ -347,25 +348,30 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // With recomputation a micro-batch keeps each recomputed layer's input and one set of layer
     // buffers for them all (plus the recomputed forward's output), and every other layer's set
     // (model::Transformer::recomputed_layers).
-    // Each chunk (one without interleaving) keeps a set of buffers for each of its micro-batches in
-    // flight at once (the trainer's pools), its layers' -- recomputation counted per chunk, as each
-    // chunk's Transformer does it -- and the head's or the output sent on.
+    // A set of buffers for each micro-batch in flight that takes one from a pool of the trainer's
+    // (PipelineTrainer::activation_pool): its chunk's layers -- recomputation counted per chunk, as
+    // each chunk's Transformer does it -- and the head's or the output sent on. A set of the shared
+    // pool serves every chunk but the model's last in turn: the largest of them (exact for chunks
+    // of as many layers, as an even split makes them; an upper bound otherwise).
     const Elements trained_layer = layer + lora_layer(c, r.lora, d, split, mixed);
     const auto m = static_cast<int>(most_micro_batches);
-    const std::vector<int> in_flight = chunk_micro_batches_in_flight(stage, r.pp, r.vpp, m);
-    s.micro_batches_in_flight = 0;
-    for (std::size_t ci = 0; ci < layers.size(); ++ci) {
-      const model::StageLayers& chunk = layers[ci];
+    const std::vector<int> in_flight = pool_micro_batches_in_flight(stage, r.pp, r.vpp, m);
+    std::vector<std::int64_t> set(in_flight.size(), 0);
+    for (const model::StageLayers& chunk : layers) {
       const std::int64_t recomputed =
           model::recomputed_layers(r.recompute_activations, r.recompute_num_layers, chunk.count());
       const std::int64_t sets = chunk.count() - recomputed + (recomputed > 0 ? 1 : 0);
       const Elements kept = Elements{0, recomputed > 0 ? (recomputed + 1) * aligned(split.residual * d.hidden) : 0} +
                             Elements{trained_layer.act * sets, trained_layer.f32 * sets};
-      const std::int64_t set = kept.bytes(p) + stage_end(d, split, chunk.last, mixed, r.logits_chunk_rows).bytes(p) +
-                               scratch.bytes(p);
-      s.activations_per_micro_batch = std::max(s.activations_per_micro_batch, set);
-      s.activations += set * in_flight[ci];
-      s.micro_batches_in_flight += in_flight[ci];
+      const std::size_t pool = r.vpp > 1 && chunk.last ? 1 : 0;
+      set[pool] = std::max(set[pool], kept.bytes(p) + stage_end(d, split, chunk.last, mixed, r.logits_chunk_rows).bytes(p) +
+                                          scratch.bytes(p));
+    }
+    s.micro_batches_in_flight = 0;
+    for (std::size_t pool = 0; pool < set.size(); ++pool) {
+      s.activations_per_micro_batch = std::max(s.activations_per_micro_batch, set[pool]);
+      s.activations += set[pool] * in_flight[pool];
+      s.micro_batches_in_flight += in_flight[pool];
     }
     // Reference scoring: one set of layer buffers reused layer after layer.
     s.scoring = layer_activations(d, split, seqs, r.seq, keep_probs, true, true, c, mixed).bytes(p) + end.bytes(p);

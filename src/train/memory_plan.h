@@ -89,10 +89,10 @@ struct StagePlan {
   std::int64_t reference_host = 0;  // offloaded
   std::int64_t rope = 0;            // the RoPE tables, float32 cos and sin (Gemma 3: local and global)
   // Sets of activation buffers the stage keeps, one a micro-batch in flight: 1F1B's min(pp - stage,
-  // micro-batches per step) of the stage's; interleaved, each chunk's most in flight at once, summed
-  // (a chunk's sets its own: only the last chunk's hold the head).
+  // micro-batches per step) of the stage's; interleaved, the most micro-batch-chunks in flight at
+  // once, the model's last chunk's (the head's) counted apart (PipelineTrainer::activation_pool).
   int micro_batches_in_flight = 0;
-  std::int64_t activations_per_micro_batch = 0;  // a set (interleaved: the largest chunk's)
+  std::int64_t activations_per_micro_batch = 0;  // a set (interleaved: the largest)
   std::int64_t activations = 0;                  // every set
   std::int64_t scoring = 0;         // reference log-probabilities (forward only, transient)
   std::int64_t kv_cache = 0;        // generation (transient)

@@ -37,12 +37,14 @@ class Timer {
 };
 
 // The model as a pipeline stage of one Transformer a model chunk: a micro-batch takes a set of
-// activation buffers from its chunk's pool at its forward through the chunk and gives it back at
-// the chunk's backward; a pool grows to the most micro-batches its chunk holds at once (1F1B:
-// min(pp - stage, m)), and its sets keep their buffers from step to step -- a chunk's own, so that
-// only the last chunk's sets hold the head's. Each chunk runs its backwards in micro-batch order,
-// so during its last one each of its layers' gradients become final one after another: the
-// optimizer starts their DP reduction right then.
+// activation buffers from a pool at its forward through a chunk and gives it back at the chunk's
+// backward; a pool grows to the most micro-batches in flight at once that take from it (1F1B:
+// min(pp - stage, m)), and its sets keep their buffers from step to step. Under interleaving the
+// model's last chunk (the head's logits) has a pool of its own, the other chunks share one --
+// the interleaved schedule's warm-up + 1 sets at most, each a chunk's layers, where a pool a
+// chunk would hold more. Each chunk runs its backwards in micro-batch order, so during its last
+// one each of its layers' gradients become final one after another: the optimizer starts their
+// DP reduction right then.
 class ModelStage final : public parallel::PipelineStage {
  public:
   ModelStage(const model::TransformerChunks& chunks, const model::ModelWeights& weights,
@@ -99,8 +101,14 @@ class ModelStage final : public parallel::PipelineStage {
 
  private:
   const model::TokenBatch& batch(int mb) const { return batches_[static_cast<std::size_t>(mb)]; }
+  // The pool chunk c's micro-batches take their sets from: 1 for the model's last chunk under
+  // interleaving, else 0 (PipelineTrainer::activation_pool).
+  std::size_t pool_of(int chunk) const {
+    return static_cast<std::size_t>(
+        PipelineTrainer::activation_pool(*chunks_[static_cast<std::size_t>(chunk)], static_cast<int>(chunks_.size())));
+  }
   model::Activations& take_slot(int chunk, int mb) {
-    const auto c = static_cast<std::size_t>(chunk);
+    const std::size_t c = pool_of(chunk);
     std::deque<model::Activations>& pool = pools_[c];
     if (free_[c].empty()) {  // more of this chunk's micro-batches in flight than ever before
       pool.emplace_back();
@@ -116,7 +124,7 @@ class ModelStage final : public parallel::PipelineStage {
     const auto it = taken_.find({chunk, mb});
     require(it != taken_.end(), "pipeline stage: a backward of chunk ", chunk, ", micro-batch ", mb,
             " without its forward");
-    const auto c = static_cast<std::size_t>(chunk);
+    const std::size_t c = pool_of(chunk);
     free_[c].push_back(it->second);
     model::Activations& acts = pools_[c][it->second];
     taken_.erase(it);
@@ -129,8 +137,8 @@ class ModelStage final : public parallel::PipelineStage {
   model::ModelWeights& g_;
   const std::vector<model::TokenBatch>& batches_;
   SequenceLoss& loss_;
-  std::vector<std::deque<model::Activations>>& pools_;  // by chunk (a deque: sets stay where they are)
-  std::vector<std::vector<std::size_t>> free_;         // by chunk: the sets no micro-batch holds
+  std::vector<std::deque<model::Activations>>& pools_;  // a deque: sets stay where they are
+  std::vector<std::vector<std::size_t>> free_;         // by pool: the sets no micro-batch holds
   std::map<std::pair<int, int>, std::size_t> taken_;   // (chunk, micro-batch) -> its set
   Optimizer& optimizer_;
   std::vector<std::vector<float>> dsums_;
@@ -220,7 +228,7 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
   const int m = static_cast<int>(micro_batches.size());
   const int v = static_cast<int>(chunks_.size());
   require(m >= 1, "a training step needs at least one micro-batch");
-  pools_.resize(static_cast<std::size_t>(v));
+  pools_.resize(v == 1 ? 1 : 2);
 
   grads_.zero();
   // A mixture's router losses are means over the step's micro-batches, all replicas (whose

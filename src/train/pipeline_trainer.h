@@ -88,8 +88,14 @@ class PipelineTrainer {
   // Peak number of micro-batches (interleaved: micro-batch-chunks) whose activations this stage held
   // in the last step.
   int peak_live_micro_batches() const { return peak_live_; }
-  // Sets of activation buffers this stage keeps between steps (the 1F1B ring; interleaved, each
-  // chunk's pool of the most of its micro-batches in flight at once), and their bytes.
+  // Under interleaving (`chunks` > 1) the micro-batches of the model's last chunk take their
+  // activation buffers from a pool of their own (1), those of the other chunks from one they share
+  // (0); one pool without interleaving. spin plan counts the same (train/memory_plan.h).
+  static int activation_pool(const model::Transformer& chunk, int chunks) {
+    return chunks > 1 && chunk.stage().last ? 1 : 0;
+  }
+  // Sets of activation buffers this stage keeps between steps (the 1F1B ring; interleaved, its pools
+  // of the most micro-batches in flight at once that take from each), and their bytes.
   int activation_sets() const {
     std::size_t n = 0;
     for (const auto& pool : pools_) n += pool.size();
@@ -110,7 +116,7 @@ class PipelineTrainer {
   const model::ModelWeights* adapters_;
   model::ModelWeights& grads_;
   Optimizer& optimizer_;
-  std::vector<std::deque<model::Activations>> pools_;  // by chunk, reused across steps
+  std::vector<std::deque<model::Activations>> pools_;  // activation_pool's, reused across steps
   int peak_live_ = 0;
 };
 
