@@ -1,11 +1,12 @@
 // Run with 4 ranks. A short SPIN run (2 iterations x 2 steps, reference sync in between) gives
 // the same losses, rewards and final weights for (TP, PP, DP) = (1,1,1), (2,2,1), (1,2,2),
-// (2,1,2); at the first step of each iteration the rewards are exactly 0 on every layout; with
+// (2,1,2), and (2,2,1), (1,2,2) with two model chunks a stage (interleaved); at the first step of each iteration the rewards are exactly 0 on every layout; with
 // activation recomputation on (2,2,1), bitwise the same run; with reused generations over
 // two epochs, the same run on every layout and after a restart; and with the previous
 // iteration's responses mixed in, the same run on every layout.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <tuple>
@@ -23,10 +24,14 @@ struct SpinRun {
   std::vector<ckpt::FullTensor> weights;
 };
 
-SpinRun run(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool recompute = false) {
+// `chunks` model chunks a pipeline stage (interleaving; 4 micro-batches a step at DP 1, 2 at DP 2).
+SpinRun run(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool recompute = false,
+            int chunks = 1) {
   SpinConfig config = testing::short_spin_config();
   config.generation.sampling.top_k = 8;
-  testing::SpinSetup s(world, layout, config, 4, distributed);
+  testing::SpinSetup s(world, layout, config, testing::SpinSetup::shape_with_layers(4), distributed,
+                       testing::spin_examples(16), nullptr, OptimizerAlgorithm::AdamW, model::WeightStorage::Float32,
+                       chunks);
   s.transformer.set_recompute_activations(recompute);
   SpinRun r;
   for (std::int64_t iteration = 0; iteration < 2; ++iteration) {
@@ -44,17 +49,23 @@ SpinRun run(parallel::Communicator& world, parallel::Layout layout, bool distrib
     s.trainer.sync_reference();
   }
   r.weights = ckpt::gather_model(s.policy.sharded_state_dict(), s.grid.mp());
+  // By name: under interleaving a stage's tensors come in another order.
+  std::sort(r.weights.begin(), r.weights.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return r;
 }
 
 TEST(SpinLayouts, ShortRunsAgreeAcrossLayouts) {
   parallel::SelfCommunicator self;
   const SpinRun reference = run(self, {1, 1, 1}, false);
-  for (auto [layout, distributed] : {std::pair{parallel::Layout{2, 2, 1}, false},
-                                     std::pair{parallel::Layout{1, 2, 2}, true},
-                                     std::pair{parallel::Layout{2, 1, 2}, false}}) {
-    const SpinRun got = run(spin::testing::mpi_world(), layout, distributed);
-    const std::string what = spin::cat("tp ", layout.tp, ", pp ", layout.pp, ", dp ", layout.dp);
+  // The last two with two model chunks a stage: the interleaved schedule, the reference's and the
+  // policy's scoring and the generation going round the stages twice.
+  for (auto [layout, distributed, chunks] : {std::tuple{parallel::Layout{2, 2, 1}, false, 1},
+                                             std::tuple{parallel::Layout{1, 2, 2}, true, 1},
+                                             std::tuple{parallel::Layout{2, 1, 2}, false, 1},
+                                             std::tuple{parallel::Layout{2, 2, 1}, false, 2},
+                                             std::tuple{parallel::Layout{1, 2, 2}, true, 2}}) {
+    const SpinRun got = run(spin::testing::mpi_world(), layout, distributed, false, chunks);
+    const std::string what = spin::cat("tp ", layout.tp, ", pp ", layout.pp, " x ", chunks, " chunks, dp ", layout.dp);
     testing::expect_close(got.lengths, reference.lengths, 0, 0, (what + " generated lengths").c_str());
     testing::expect_close(got.losses, reference.losses, 1e-5, 1e-7, (what + " losses").c_str());
     testing::expect_close(got.rewards_actual, reference.rewards_actual, 1e-4, 1e-6, (what + " rewards").c_str());
