@@ -1,10 +1,11 @@
 // Training-step throughput under pipeline and data parallelism, and optimizer memory:
-//   OPENBLAS_NUM_THREADS=1 mpirun -np 4 train_bench --pp 4 [--tp T] [--distributed-optimizer]
+//   OPENBLAS_NUM_THREADS=1 mpirun -np 4 train_bench --pp 4 [--vpp V] [--tp T] [--distributed-optimizer]
 //   mpirun -np 1 train_bench --device cuda --hidden 2048 --layers 22 ...   (one GPU per rank)
 // Prints the step time and tokens/s at a fixed global batch, the model FLOP rate (6 N per token
 // plus attention) against the measured float32 matrix-product peak of the device, the measured
 // pipeline bubble (CPU: the share of the 1F1B schedule a stage spends waiting, communication
-// included) against the 1F1B model (p - 1) / (m + p - 1), and the optimizer state per rank.
+// included) against the 1F1B model (p - 1) / (m + p - 1) -- with --vpp V chunks a stage, the
+// interleaved schedule against (p - 1) / (V m + p - 1) --, and the optimizer state per rank.
 // --lora-rank R trains LoRA adapters of rank R on every projection of the frozen model instead,
 // their inputs masked with --lora-dropout P (the model FLOP rate then still counts 6 N a token:
 // the rate of useful work is lower), the frozen model held as --frozen-dtype says (bf16: in bf16
@@ -12,6 +13,7 @@
 // sample) instead of seq for all, and --micro-batch-tokens T cuts each rank's micro-batches by tokens
 // (data::cut_micro_batches, spin.micro_batch_tokens): fixed micro-batches against cuts by tokens.
 #include <boost/program_options.hpp>
+#include <memory>
 #include <cstdio>
 #include <optional>
 #include <vector>
@@ -32,7 +34,7 @@ namespace po = boost::program_options;
 
 struct Options {
   ModelSize size;
-  int seq = 128, min_seq = 0, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1, ep = 1;
+  int seq = 128, min_seq = 0, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1, ep = 1, vpp = 1;
   std::int64_t logits_chunk_rows = 0, lora_rank = 0, micro_batch_tokens = 0;
   double lora_dropout = 0.0;
   std::string frozen_dtype = "fp32";
@@ -58,6 +60,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
+      ("vpp", po::value(&o.vpp)->default_value(o.vpp), "model chunks a stage: interleaved 1F1B (1: 1F1B)")
       ("distributed-optimizer", po::bool_switch(&o.distributed), "ZeRO-1 optimizer")
       ("overlap-grad-reduce", po::bool_switch(&o.overlap), "each layer's DP all-reduce as soon as it is final")
       ("recompute-activations", po::bool_switch(&o.recompute), "keep each layer's input only, recompute in the backward")
@@ -78,8 +81,9 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   const parallel::ProcessGrid grid(runtime.world(), {o.tp, o.pp, 0, o.ep});
   o.size.max_positions = o.seq;
   const model::ModelConfig config = make_config(o.size);
-  const model::StageLayers stage =
-      model::stage_layers(model::split_layers(config.num_layers, grid.pp_size()), grid.pp_rank());
+  // The stage's model chunks (one without --vpp).
+  const std::vector<model::StageLayers> stage =
+      model::stage_chunks(model::split_layers(config.num_layers, grid.pp_size() * o.vpp), grid.pp_rank(), grid.pp_size());
   const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size(), grid.ep_size());
   const std::int64_t pad = o.distributed ? grid.dp_size() : 1;
   const bool mixed = runtime.precision() == app::MatmulPrecision::Bf16;
@@ -109,15 +113,20 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     runtime.prepare(*adapters);
   }
   model::ModelWeights& trained = adapters ? *adapters : weights;
-  model::Transformer transformer(config, dims, stage, grid.tp(), k);
-  transformer.set_recompute_activations(o.recompute);
-  transformer.set_sequence_parallel(o.sequence_parallel);
-  transformer.set_logits_chunk_rows(o.logits_chunk_rows);
+  std::vector<std::unique_ptr<model::Transformer>> transformers;
+  model::TransformerChunks chunks;
+  for (const model::StageLayers& chunk : stage) {
+    model::Transformer& t = *transformers.emplace_back(std::make_unique<model::Transformer>(config, dims, chunk, grid.tp(), k));
+    t.set_recompute_activations(o.recompute);
+    t.set_sequence_parallel(o.sequence_parallel);
+    t.set_logits_chunk_rows(o.logits_chunk_rows);
+    chunks.push_back(&t);
+  }
   train::OptimizerConfig oc;
   oc.distributed = o.distributed;
   oc.overlap_grad_reduce = o.overlap;
   train::Optimizer optimizer(oc, grid, trained, grads, k);
-  train::PipelineTrainer trainer(grid, transformer, weights, grads, optimizer, adapters ? &*adapters : nullptr);
+  train::PipelineTrainer trainer(grid, chunks, weights, grads, optimizer, adapters ? &*adapters : nullptr);
 
   const data::BatchPlan plan(o.global_batch, o.global_batch, o.micro_batch, grid.dp_size(), 1);
   // Sample id's length: seq, or drawn in [min_seq, seq] keyed by the sample.
@@ -193,8 +202,9 @@ int run(int argc, char** argv, parallel::Communicator& world) {
                                                    : std::to_string(o.seq).c_str(),
                 all_tokens, o.micro_batch,
                 o.micro_batch_tokens > 0 ? spin::cat(" and ", o.micro_batch_tokens, " tokens at most").c_str() : "");
-    std::printf("layout: tp %d x pp %d x dp %d on %d ranks, %d micro-batches per step%s%s\n",
-                grid.tp_size(), grid.pp_size(), grid.dp_size(), world.size(), m,
+    std::printf("layout: tp %d x pp %d%s x dp %d on %d ranks, %d micro-batches per step%s%s\n",
+                grid.tp_size(), grid.pp_size(), o.vpp > 1 ? spin::cat(" (", o.vpp, " chunks a stage)").c_str() : "",
+                grid.dp_size(), world.size(), m,
                 o.distributed ? ", distributed optimizer" : "",
                 lora.enabled() ? spin::cat(", LoRA rank ", lora.rank, " on every projection (",
                                            static_cast<double>(trained.flat().numel()) / 1e6, " M trained)",
@@ -207,17 +217,18 @@ int run(int argc, char** argv, parallel::Communicator& world) {
                 slowest * 1e3, runtime.describe().c_str(), tokens / slowest, rate, 100.0 * rate / peak,
                 mixed ? "bf16" : "float32", peak, peak_size);
     if (runtime.device() == Device::Cpu) {  // on a GPU the host timers see launches, not kernels
-      std::printf("pipeline bubble: measured %.1f%% (mean over ranks), 1F1B model (p-1)/(m+p-1) = %.1f%%\n",
-                  100.0 * sum_bubble / world.size(), 100.0 * (p - 1) / (m + p - 1));
+      std::printf("pipeline bubble: measured %.1f%% (mean over ranks), %s model (p-1)/(%sm+p-1) = %.1f%%\n",
+                  100.0 * sum_bubble / world.size(), o.vpp > 1 ? "interleaved" : "1F1B", o.vpp > 1 ? "v" : "",
+                  100.0 * (p - 1) / (o.vpp * m + p - 1));
     }
     const std::size_t held = weights.flat().nbytes() + (weights.has_bf16() ? weights.flat_bf16().nbytes() : 0);
     std::printf("optimizer state per rank: %.1f MB (largest rank); the model per rank: %.1f MB%s, gradients %.1f MB\n",
                 max_state_mb, static_cast<double>(held) / 1e6,
                 weights.frozen() ? " (bf16 alone)" : weights.has_bf16() ? " (float32 and its bf16 copy)" : "",
                 static_cast<double>(grads.flat().nbytes()) / 1e6);
-    std::printf("activations (1F1B ring, rank 0): %.1f MB%s%s\n", activation_mb,
+    std::printf("activations (%s, rank 0): %.1f MB%s%s\n", o.vpp > 1 ? "interleaved pools" : "1F1B ring", activation_mb,
                 o.recompute ? " (recomputing every layer)" : "",
-                transformer.sequence_parallel() ? " (sequence parallel)" : "");
+                chunks.front()->sequence_parallel() ? " (sequence parallel)" : "");
   }
   return 0;
 }
