@@ -8,7 +8,8 @@ tests/mpi/train/memory_plan_test.cpp; this checks the command):
         embedding 4 more) but with --frozen-dtype fp32 (6) or LoRA's base (fp32 unless asked); the suggested layouts use the GPUs given and fit; under mpirun one rank
         prints; bad input (missing model, tp not dividing the heads, a bad size, seq beyond the
         model) is one error line; --ep on Mixtral 8x7B: the same parameters a rank, larger expert
-        buffers, fewer LoRA parameters.
+        buffers, fewer LoRA parameters; --vpp 2: the same parameters a stage, the interleaved
+        order's activation sets (an independent walk of Megatron's order), impossible chunks refused.
   configs  jobs/configs/*.ini hold only keys spin train knows, and the layout each is written
         for fits an 80 GiB GPU by spin plan.
 """
@@ -35,6 +36,27 @@ def rows(stdout):
         if m:
             out[m.group(1).strip()] = [size(v) for v in re.findall(r"\d+\.\d+ [KMG]iB", m.group(2))]
     return out
+
+
+def interleaved_sets(stage, p, v, m):
+    """Activation sets stage `stage` of p holds under interleaved 1F1B with v chunks and m micro-batches:
+    Megatron's order walked -- groups of p micro-batches through the chunks, warm-up 2 (p - stage - 1) +
+    (v - 1) p forwards (all when m = p), then 1F1B -- counting the most micro-batch-chunks alive at once,
+    the model's last chunk's (the head's, on the last stage) apart."""
+    forward = [(c, g + i) for g in range(0, m, p) for c in range(v) for i in range(p)]
+    backward = [(v - 1 - c, g + i) for g in range(0, m, p) for c in range(v) for i in range(p)]
+    total = m * v
+    warmup = total if m == p else min(2 * (p - stage - 1) + (v - 1) * p, total)
+    order = [("F", x) for x in forward[:warmup]]
+    for k in range(warmup, total):
+        order += [("F", forward[k]), ("B", backward[k - warmup])]
+    order += [("B", x) for x in backward[total - warmup:]]
+    live, most = [0, 0], [0, 0]
+    for kind, (chunk, _) in order:
+        pool = 1 if stage == p - 1 and chunk == v - 1 else 0
+        live[pool] += 1 if kind == "F" else -1
+        most[pool] = max(most[pool], live[pool])
+    return sum(most)
 
 
 def case_cli(args, tmp):
@@ -137,6 +159,23 @@ def case_cli(args, tmp):
     print("--recompute-num-layers 8 of 16: stage-0 activations %.2f GiB (none %.2f, all %.2f)" %
           (half["= activations"][0] / 2 ** 30, t["= activations"][0] / 2 ** 30, full["= activations"][0] / 2 ** 30))
 
+    # --vpp 2: the 32 layers in 4 chunks of 8, stage 0 holding chunks 0 and 2 -- the same parameters a
+    # stage (the embedding and the head where they were) -- and the activation sets in flight of the
+    # interleaved order (16 micro-batches: groups of 2), the model's last chunk's apart, as an
+    # independent walk of Megatron's order counts them: stage 0 5 sets of 8 layers, 1.25x 1F1B's 2 of 16
+    # in layers.
+    inter = run(args.mpiexec, base + ["--vpp", "2"], 1)
+    assert inter.returncode == 0 and "tp 8 x pp 2 (2 chunks a stage) x dp 4" in inter.stdout, inter.stdout
+    ti = rows(inter.stdout)
+    for key in ["policy weights", "gradients", "AdamW moments", "reference weights"]:
+        assert ti[key] == t[key], (key, ti, t)
+    sets = [int(n) for n in re.findall(r"(\d+) x \d+\.\d+ [KMG]iB",
+                                        re.search(r"activations \(interleaved, in flight\)(.*)", inter.stdout).group(1))]
+    assert sets == [interleaved_sets(s, 2, 2, 16) for s in range(2)] == [5, 4], sets
+    assert 1.25 < ti["= activations"][0] / t["= activations"][0] < 1.45, (ti, t)  # + a set of scratch each
+    print("--vpp 2: the same parameters a stage, %s activation sets, stage 0 %.2f -> %.2f GiB" %
+          (sets, t["= activations"][0] / 2 ** 30, ti["= activations"][0] / 2 ** 30))
+
     # A spin checkpoint as the model (its model_config): the Hugging Face directory's plan.
     tiny = os.path.join(args.models, "tiny-llama")
     checkpoint = os.path.join(tmp, "checkpoint")
@@ -193,6 +232,10 @@ def case_cli(args, tmp):
     e("recompute-layers-alone", ["--recompute-num-layers", "4"],
       r"--recompute-num-layers must be 0 \(every layer\) or positive, with --recompute-activations")
     e("seq-too-long", ["--seq", "5000"], r"beyond the model's 4096", short)
+    e("vpp-one-stage", ["--vpp", "2", "--seq", "100"], r"vpp 2: model chunks a stage of a pipeline of 2 stages or more",
+      short)
+    e("vpp-groups", ["--pp", "2", "--vpp", "2", "--global-batch", "12", "--seq", "100"],
+      r"vpp 2: 3 micro-batches a step are not in whole groups of the 2", short)
     e("batch-split", ["--global-batch", "6", "--seq", "100"], r"global batch 6 is not a multiple", short)
     e("step-tokens", ["--rollout-batch", "32", "--rollout-step-tokens", "8"],
       r"--rollout-step-tokens = 8 cannot feed the 16 sequences one model call holds \(32 in flight over 2 pipeline")
