@@ -72,8 +72,7 @@ void merge_gate_adapters(const std::string& adapter_dir, const PeftAdapter& adap
             ", but the model's mixture has no shared expert");
     const std::string spin = gate == "gate" ? "mlp.gate" : "mlp.shared_expert_gate";
     const std::int64_t out = gate == "gate" ? config.num_experts : 1;
-    for (const model::StageLayers& chunk : chunks) {
-    for (std::int64_t l = chunk.begin; l < chunk.end; ++l) {
+    model::for_each_layer(chunks, [&](std::int64_t l, std::int64_t local) {
       const std::string module = "model.layers." + std::to_string(l) + "." + spin;
       const auto [rank, alpha] = adapter.module_rank_alpha(files.renamed(config.hf_weight_prefix + module));
       model::LoraConfig lora = adapter.lora;
@@ -84,10 +83,9 @@ void merge_gate_adapters(const std::string& adapter_dir, const PeftAdapter& adap
       std::vector<ShardedTensor> pair = {{module + ".lora_A.weight", f.a, {rank, h}, -1, 0, 0, true},
                                          {module + ".lora_B.weight", f.b, {out, rank}, -1, 0, 0, true}};
       ckpt::HfReader(adapter_dir, model::peft_layout(config, lora), "adapter_model").load(pair);
-      const model::LayerWeights& w = weights.layers[static_cast<std::size_t>(chunk.local + l - chunk.begin)];
+      const model::LayerWeights& w = weights.layers[static_cast<std::size_t>(local)];
       model::lora_merge(kernels, gate == "gate" ? w.router : w.shared_expert_gate, f, lora.scale(), h, out);
-    }
-    }
+    });
   }
   weights.refresh_bf16(kernels);
 }
@@ -102,8 +100,7 @@ void merge_adapter(const std::string& adapter_dir, const PeftAdapter& adapter, c
   const HfLayout files = model::hf_layout(config);
   // PEFT adapts the modules of target_modules that the model has ("all-linear": every projection).
   const auto targets = model::lora_targets_of_model(config, adapter.lora.targets, "all-linear", "target_modules");
-  for (const model::StageLayers& chunk : chunks) {
-  for (std::int64_t l = chunk.begin; l < chunk.end; ++l) {
+  model::for_each_layer(chunks, [&](std::int64_t l, std::int64_t) {
     const std::string layer = "model.layers." + std::to_string(l) + ".";
     for (int t = 0; t < model::kLoraTargets; ++t) {
       const auto target = static_cast<model::LoraTarget>(t);
@@ -113,8 +110,7 @@ void merge_adapter(const std::string& adapter_dir, const PeftAdapter& adapter, c
         groups[adapter.module_rank_alpha(module)].push_back(layer + m.spin + ".");
       }
     }
-  }
-  }
+  });
   for (const auto& [rank_alpha, modules] : groups) {
     model::LoraConfig lora = adapter.lora;
     lora.targets = targets;

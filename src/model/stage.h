@@ -40,4 +40,13 @@ std::vector<StageLayers> stage_chunks(const std::vector<std::int64_t>& counts, i
 // Layers of all the chunks.
 std::int64_t layer_count(std::span<const StageLayers> chunks);
 
+// f(l, i) for every layer of the chunks in model order: l its global index, i where it sits in the
+// rank's ModelWeights::layers.
+template <class F>
+void for_each_layer(std::span<const StageLayers> chunks, F&& f) {
+  for (const StageLayers& c : chunks) {
+    for (std::int64_t l = c.begin; l < c.end; ++l) f(l, c.local + l - c.begin);
+  }
+}
+
 }  // namespace spin::model

@@ -25,14 +25,6 @@ std::string layer_name(std::int64_t layer, const char* suffix) {
   return cat("model.layers.", layer, ".", suffix);
 }
 
-// f(l) for every global layer of the chunks, in order.
-template <class F>
-void for_each_layer(std::span<const StageLayers> chunks, F&& f) {
-  for (const StageLayers& chunk : chunks) {
-    for (std::int64_t l = chunk.begin; l < chunk.end; ++l) f(l);
-  }
-}
-
 // A rank's chunks: inside the model, in model order, each one's `local` where the layers before it end.
 void check_chunks(const ModelConfig& config, std::span<const StageLayers> chunks) {
   require(!chunks.empty(), "a pipeline stage without layers");
@@ -87,7 +79,7 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
     replicated(module + ".weight", {h});
     if (c.norm_biases()) replicated(module + ".bias", {h});
   };
-  for_each_layer(chunks, [&](std::int64_t l) {
+  for_each_layer(chunks, [&](std::int64_t l, std::int64_t) {
     if (c.pre_norms && norm_weights) norm(layer_name(l, "input_layernorm"));
     if (c.latent_attention()) {  // DeepSeek-V3's: the latent projections replicated, the heads' split
       if (c.q_lora_rank > 0) {
@@ -186,7 +178,7 @@ constexpr std::int64_t kDenseProjection = -1;
 template <class F>
 void for_each_adapter(const ModelConfig& c, const LoraConfig& lora, const TpDims& d,
                       std::span<const StageLayers> chunks, F&& f) {
-  for_each_layer(chunks, [&](std::int64_t l) {
+  for_each_layer(chunks, [&](std::int64_t l, std::int64_t) {
     for (int ti = 0; ti < kLoraTargets; ++ti) {
       const auto t = static_cast<LoraTarget>(ti);
       if (lora.targets_(t) && !(c.moe_layer(l) && lora_mlp_target(t))) f(l, kDenseProjection, t);
@@ -316,7 +308,7 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims, std::s
     return it == by_name.end() ? Tensor() : it->second;
   };
   embed_tokens = chunks.front().first ? by_name.at("model.embed_tokens.weight") : Tensor();
-  for_each_layer(chunks, [&](std::int64_t l) {
+  for_each_layer(chunks, [&](std::int64_t l, std::int64_t) {
     const auto get = [&](const char* suffix) { return by_name.at(layer_name(l, suffix)); };
     LayerWeights& w = layers.emplace_back();
     w.input_layernorm = get_if(layer_name(l, "input_layernorm.weight"));  // none in OLMo 2, OLMo
@@ -393,7 +385,7 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
   for (const auto& spec : specs) shapes.push_back(spec.second);
   const std::vector<Tensor> locals = w.storage_.carve(device, shapes, pad_multiple);
   std::map<std::int64_t, std::size_t> local;  // global layer -> index in w.layers
-  for_each_layer(chunks, [&](std::int64_t l) {
+  for_each_layer(chunks, [&](std::int64_t l, std::int64_t) {
     local[l] = w.layers.size();
     LayerWeights& lw = w.layers.emplace_back();
     lw.lora_scale = lora.scale();
