@@ -149,7 +149,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     }
   }
   std::vector<model::TokenBatch> micro_batches;
-  for (const auto& ids : data::cut_micro_batches(share, lengths, o.micro_batch, o.micro_batch_tokens)) {
+  for (const auto& ids : data::cut_micro_batches(share, lengths, o.micro_batch, o.micro_batch_tokens,
+                                                 o.vpp > 1 ? grid.pp_size() : 1)) {
     std::vector<model::Sequence> seqs;
     for (std::int64_t id : ids) {
       const int len = length_of(id);

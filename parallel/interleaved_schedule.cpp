@@ -14,7 +14,7 @@
 #include "core/error.h"
 #include "core/profile.h"
 #include "core/tensor.h"
-#include "parallel/pipeline_schedule.h"
+#include "parallel/pipeline_schedule.h"  // declares what this file defines
 
 namespace spin::parallel {
 
@@ -38,11 +38,11 @@ class RingLinks {
                 int input_chunk, int grad_chunk) {
     std::vector<P2POp> ops;
     if (!output.empty()) {
-      check(output, output_mb, "output");
+      check_boundary(stage_, pp_.rank(), output, output_mb, "output");
       ops.push_back(P2POp::send(output.data(), output.size(), next_, kActivationTag));
     }
     if (!grad_input.empty()) {
-      check(grad_input, grad_mb, "input gradient");
+      check_boundary(stage_, pp_.rank(), grad_input, grad_mb, "input gradient");
       ops.push_back(P2POp::send(grad_input.data(), grad_input.size(), prev_, kGradientTag));
     }
     if (input_chunk != kNothing) ops.push_back(receive(inputs_, input_chunk, prev_, kActivationTag));
@@ -92,11 +92,6 @@ class RingLinks {
     Tensor buffer = std::move(q.buffers.front());
     q.buffers.pop_front();
     return buffer;
-  }
-  void check(std::span<const float> buffer, int mb, const char* what) const {
-    require(buffer.size() == stage_.boundary_size(mb), "pipeline stage ", pp_.rank(), ": ", what,
-            " of micro-batch ", mb, " has ", buffer.size(), " floats, the boundary size is ",
-            stage_.boundary_size(mb));
   }
 
   Communicator& pp_;

@@ -83,9 +83,7 @@ class StageLinks {
     return {buffer.f32(), n};
   }
   void check(std::span<const float> buffer, int mb, const char* what) const {
-    require(buffer.size() == stage_.boundary_size(mb), "pipeline stage ", pp_.rank(), ": ", what,
-            " of micro-batch ", mb, " has ", buffer.size(), " floats, the boundary size is ",
-            stage_.boundary_size(mb));
+    check_boundary(stage_, pp_.rank(), buffer, mb, what);
   }
 
   Communicator& pp_;
@@ -104,6 +102,11 @@ std::span<const float> backward(PipelineStage& stage, int mb, std::span<const fl
   return stage.backward(0, mb, grad_output);
 }
 }  // namespace
+
+void check_boundary(const PipelineStage& stage, int rank, std::span<const float> buffer, int mb, const char* what) {
+  require(buffer.size() == stage.boundary_size(mb), "pipeline stage ", rank, ": ", what, " of micro-batch ", mb,
+          " has ", buffer.size(), " floats, the boundary size is ", stage.boundary_size(mb));
+}
 
 std::vector<PipelineAction> one_f_one_b_order(int stage, int stages, int micro_batches) {
   const int warmup = std::min(stages - stage - 1, micro_batches);

@@ -53,6 +53,10 @@ class PipelineStage {
   virtual std::span<const float> backward(int chunk, int mb, std::span<const float> grad_output) = 0;
 };
 
+// Throws spin::Error naming stage `rank` unless `buffer` (`what`: "output", "input gradient") holds
+// stage.boundary_size(mb) floats: what each schedule checks before sending it.
+void check_boundary(const PipelineStage& stage, int rank, std::span<const float> buffer, int mb, const char* what);
+
 // Runs one 1F1B pass over `micro_batches` micro-batches. Collective over `pp` (the pipeline
 // group: rank = stage).
 void forward_backward_pipelining_without_interleaving(Communicator& pp, int micro_batches,

@@ -225,9 +225,6 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
   data::RecordColumns::parse(o.columns, "--columns");  // well-formed
   require(o.epochs >= 1, "spin sft: --epochs must be at least 1");
   require(o.micro_batch_tokens >= 0, "spin sft: --micro-batch-tokens must not be negative");
-  require(o.vpp == 1 || o.micro_batch_tokens == 0, "spin sft: --micro-batch-tokens with --vpp ", o.vpp,
-          ": the interleaved schedule needs a step's micro-batches in whole groups of pp, which a cut by tokens ",
-          "does not keep");
   require(o.logits_chunk_rows >= 0, "spin sft: --logits-chunk-rows must be 0 (off) or positive");
   require(o.recompute_num_layers >= 0 && (o.recompute_num_layers == 0 || o.recompute_activations),
           "spin sft: --recompute-num-layers must be 0 (every layer) or positive, with --recompute-activations");
@@ -298,10 +295,15 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     }
     plan.emplace(static_cast<std::int64_t>(data.examples.size()), o.global_batch, o.micro_batch,
                  grid.dp_size(), o.seed, !o.no_shuffle);
-    require(o.vpp == 1 || plan->micro_batches_per_step() % grid.pp_size() == 0, "spin sft: --vpp ", o.vpp,
+    // Cut by tokens, a replica's micro-batches are split into whole groups (data::cut_micro_batches),
+    // which its sequences must allow.
+    const std::int64_t per_replica = o.micro_batch_tokens > 0 ? o.global_batch / grid.dp_size() : plan->micro_batches_per_step();
+    require(o.vpp == 1 || per_replica % grid.pp_size() == 0, "spin sft: --vpp ", o.vpp,
             ": the interleaved schedule runs a step's micro-batches in groups of the ", grid.pp_size(),
-            " pipeline stages, but each data-parallel rank has ", plan->micro_batches_per_step(),
-            " (--global-batch-size / (--micro-batch-size x data-parallel size))");
+            " pipeline stages, but each data-parallel rank has ", per_replica,
+            o.micro_batch_tokens > 0 ? " sequences a step (--global-batch-size / data-parallel size), which micro-batches "
+                                       "cut by tokens cannot make whole groups of"
+                                     : " (--global-batch-size / (--micro-batch-size x data-parallel size))");
     total_steps = o.epochs * plan->batches_per_epoch();
     if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
     schedule = {train::parse_lr_decay(o.schedule), o.lr, o.min_lr, o.warmup_steps,
@@ -481,7 +483,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
         sequence_tokens.push_back(static_cast<std::int64_t>(e.prompt.size() + e.response.size()));
       }
     }
-    for (const auto& ids : data::cut_micro_batches(share, sequence_tokens, o.micro_batch, o.micro_batch_tokens)) {
+    for (const auto& ids : data::cut_micro_batches(share, sequence_tokens, o.micro_batch, o.micro_batch_tokens,
+                                                   o.vpp > 1 ? grid.pp_size() : 1)) {
       std::vector<model::Sequence> seqs;
       for (std::int64_t i : ids) {
         const data::Example& e = data.examples[static_cast<std::size_t>(i)];

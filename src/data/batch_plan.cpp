@@ -1,5 +1,6 @@
 #include "data/batch_plan.h"
 
+#include <cstdlib>
 #include <numeric>
 #include <utility>
 
@@ -61,13 +62,52 @@ std::vector<std::vector<std::int64_t>> BatchPlan::micro_batches(std::int64_t epo
   return out;
 }
 
+namespace {
+// Micro-batches `cut` (of consecutive samples, their weights `weight`) split until their count is a
+// multiple of `groups_of`: the fullest of two samples or more where its halves weigh closest. The
+// samples being a multiple of groups_of, there is always one to split (cut_micro_batches).
+void make_whole_groups(std::vector<std::vector<std::int64_t>>& cut, std::span<const std::int64_t> weight,
+                       std::int64_t groups_of) {
+  std::vector<std::vector<std::int64_t>> w;  // each micro-batch's weights
+  std::size_t at = 0;
+  for (const auto& mb : cut) {
+    w.emplace_back(weight.begin() + static_cast<std::ptrdiff_t>(at),
+                   weight.begin() + static_cast<std::ptrdiff_t>(at + mb.size()));
+    at += mb.size();
+  }
+  const auto sum = [](const std::vector<std::int64_t>& v) { return std::accumulate(v.begin(), v.end(), std::int64_t{0}); };
+  while (static_cast<std::int64_t>(cut.size()) % groups_of != 0) {
+    std::size_t best = cut.size();
+    for (std::size_t i = 0; i < cut.size(); ++i) {
+      if (cut[i].size() >= 2 && (best == cut.size() || sum(w[i]) > sum(w[best]))) best = i;
+    }
+    const std::int64_t total = sum(w[best]);
+    std::size_t k = 1;  // the first sample of the second half
+    std::int64_t prefix = 0, gap = -1;
+    for (std::size_t j = 1; j < w[best].size(); ++j) {
+      prefix += w[best][j - 1];
+      const std::int64_t g = std::abs(2 * prefix - total);
+      if (gap < 0 || g < gap) gap = g, k = j;
+    }
+    const auto split = static_cast<std::ptrdiff_t>(k);
+    const auto after = static_cast<std::ptrdiff_t>(best) + 1;
+    cut.insert(cut.begin() + after, std::vector<std::int64_t>(cut[best].begin() + split, cut[best].end()));
+    w.insert(w.begin() + after, std::vector<std::int64_t>(w[best].begin() + split, w[best].end()));
+    cut[best].resize(k);
+    w[best].resize(k);
+  }
+}
+}  // namespace
+
 std::vector<std::vector<std::int64_t>> cut_micro_batches(std::span<const std::int64_t> samples,
                                                          std::span<const std::int64_t> tokens, std::int64_t max_items,
-                                                         std::int64_t max_tokens) {
+                                                         std::int64_t max_tokens, std::int64_t groups_of) {
   require(max_items >= 1 && max_tokens >= 0, "micro-batches need at least one sample (", max_items,
           ") and a token limit >= 0 (", max_tokens, ")");
   require(max_tokens == 0 || tokens.size() == samples.size(), "micro-batches by tokens: ", tokens.size(),
           " token counts for ", samples.size(), " samples");
+  require(groups_of >= 1 && static_cast<std::int64_t>(samples.size()) % groups_of == 0, "micro-batches in whole groups of ",
+          groups_of, " (interleaved pipeline stages) from ", samples.size(), " samples: not a multiple");
   std::vector<std::vector<std::int64_t>> out;
   std::int64_t held = 0;  // tokens in out.back()
   for (std::size_t i = 0; i < samples.size(); ++i) {
@@ -79,6 +119,10 @@ std::vector<std::vector<std::int64_t>> cut_micro_batches(std::span<const std::in
     }
     out.back().push_back(samples[i]);
     held += n;
+  }
+  if (groups_of > 1) {
+    const std::vector<std::int64_t> ones(samples.size(), 1);  // without tokens: samples weigh alike
+    make_whole_groups(out, max_tokens > 0 ? tokens : std::span<const std::int64_t>(ones), groups_of);
   }
   return out;
 }

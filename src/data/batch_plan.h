@@ -46,10 +46,14 @@ class BatchPlan {
 // this is NeMo-RL's dynamic batching (its train_mb_tokens): the step's samples and their order stay the
 // plan's, only where micro-batches end moves, so a step's loss and gradients are the same up to the order
 // of their float sums, while every micro-batch holds about max_tokens tokens: bounded activations, fewer
-// and fuller products.
+// and fuller products. With `groups_of` > 1 (interleaved pipeline stages: micro-batches in whole groups
+// of the stages) the count is then made a multiple of it by splitting the fullest micro-batch of two
+// samples or more where its halves' tokens (without tokens, samples) are closest, again while needed --
+// the samples, their order and the limits kept. Throws unless the samples are a multiple of groups_of
+// (which makes a split always possible).
 std::vector<std::vector<std::int64_t>> cut_micro_batches(std::span<const std::int64_t> samples,
                                                          std::span<const std::int64_t> tokens, std::int64_t max_items,
-                                                         std::int64_t max_tokens = 0);
+                                                         std::int64_t max_tokens = 0, std::int64_t groups_of = 1);
 
 // Data-parallel replica `dp_rank`'s share of `count` items dealt round-robin: every dp-th, from
 // dp_rank (spin score's records, spin eval's, validation examples).

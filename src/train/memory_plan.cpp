@@ -272,8 +272,6 @@ MemoryPlan plan_memory(const PlanRequest& r) {
           c.max_sequence_length(), " positions");
   const model::TpDims d = model::tp_dims(c, 0, r.tp, r.ep);  // throws naming what tp (or ep) does not divide
   require(r.vpp >= 1 && (r.vpp == 1 || r.pp >= 2), "vpp ", r.vpp, ": model chunks a stage of a pipeline of 2 stages or more");
-  require(r.vpp == 1 || r.micro_batch_tokens == 0, "vpp ", r.vpp,
-          ": the interleaved schedule needs a step's micro-batches in whole groups of pp, not cut by tokens");
   require(r.vpp == 1 || r.pp * r.vpp <= c.num_layers, "vpp ", r.vpp, " at pp ", r.pp, ": ", r.pp * r.vpp,
           " model chunks, but the model has ", c.num_layers, " layers");
   const std::vector<std::int64_t> counts = model::split_layers(c.num_layers, r.pp * r.vpp, r.pp_layers);
@@ -283,8 +281,10 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     require(r.global_batch % (r.micro_batch * r.dp) == 0, "global batch ", r.global_batch,
             " is not a multiple of micro-batch ", r.micro_batch, " x dp ", r.dp);
     plan.micro_batches = r.global_batch / (r.micro_batch * r.dp);
-    require(r.vpp == 1 || plan.micro_batches % r.pp == 0, "vpp ", r.vpp, ": ", plan.micro_batches,
-            " micro-batches a step are not in whole groups of the ", r.pp, " stages");
+    const std::int64_t grouped = r.micro_batch_tokens > 0 ? r.global_batch / r.dp : plan.micro_batches;
+    require(r.vpp == 1 || grouped % r.pp == 0, "vpp ", r.vpp, ": ", grouped,
+            r.micro_batch_tokens > 0 ? " prompts a step and rank" : " micro-batches a step",
+            " are not in whole groups of the ", r.pp, " stages");
   } else {
     plan.micro_batches = r.pp;
   }

@@ -194,7 +194,7 @@ std::vector<SpinTrainer::Response> SpinTrainer::generate(const std::vector<std::
 
 SpinTrainer::Rollout SpinTrainer::pairs(const std::vector<std::vector<std::int64_t>>& groups,
                                         const std::vector<data::Example>& examples,
-                                        const std::vector<const Response*>& responses) const {
+                                        const std::vector<const Response*>& responses, std::int64_t groups_of) const {
   Rollout r;
   // The groups' pairs in order -- groups of micro_batch, the plan's or evaluate()'s -- each with its
   // tokens (its real and generated sequences), cut again: the same groups, or by tokens as well.
@@ -208,7 +208,8 @@ SpinTrainer::Rollout SpinTrainer::pairs(const std::vector<std::vector<std::int64
     }
   }
   std::size_t at = 0;
-  for (const auto& g : data::cut_micro_batches(samples, tokens, config_.micro_batch, config_.micro_batch_tokens)) {
+  for (const auto& g :
+       data::cut_micro_batches(samples, tokens, config_.micro_batch, config_.micro_batch_tokens, groups_of)) {
     std::vector<model::Sequence> seqs;
     std::vector<float> sampler;
     r.samples.emplace_back();
@@ -236,13 +237,14 @@ SpinTrainer::Rollout SpinTrainer::pairs(const std::vector<std::vector<std::int64
 }
 
 SpinTrainer::Rollout SpinTrainer::rollout(const std::vector<std::vector<std::int64_t>>& groups,
-                                          const std::vector<data::Example>& examples, std::uint64_t stream) {
+                                          const std::vector<data::Example>& examples, std::uint64_t stream,
+                                          std::int64_t groups_of) {
   std::vector<std::int64_t> indices;
   for (const auto& g : groups) indices.insert(indices.end(), g.begin(), g.end());
   const std::vector<Response> generated = generate(indices, examples, stream);
   std::vector<const Response*> responses;
   for (const Response& r : generated) responses.push_back(&r);
-  return pairs(groups, examples, responses);
+  return pairs(groups, examples, responses, groups_of);
 }
 
 bool SpinTrainer::keeps_ref_sum(int half) const {
@@ -400,7 +402,7 @@ SpinStepMetrics SpinTrainer::step(std::int64_t iteration, std::int64_t epoch, st
     fill_cache(iteration, epoch, index);
     r = cached_pairs(groups);
   } else {
-    r = rollout(groups, examples_, static_cast<std::uint64_t>(global_epoch));
+    r = rollout(groups, examples_, static_cast<std::uint64_t>(global_epoch), training_groups());
     if (!config_.generations_from_data) responses_generated_ += static_cast<std::int64_t>(r.lengths.size());
   }
   out.seconds_generation = since(t);
@@ -456,7 +458,7 @@ SpinMetrics SpinTrainer::evaluate(const std::vector<data::Example>& examples,
       config_.micro_batch);
   if (evaluated_.iteration != iteration || evaluated_.examples != &examples || evaluated_.count != examples.size()) {
     ReleaseReference release(*this);
-    evaluated_.rollout = rollout(groups, examples, kEvaluationStream + static_cast<std::uint64_t>(iteration));
+    evaluated_.rollout = rollout(groups, examples, kEvaluationStream + static_cast<std::uint64_t>(iteration), 1);
     evaluated_.reference = reference_sums(evaluated_.rollout, -1);
     evaluated_.iteration = iteration;
     evaluated_.examples = &examples;

@@ -285,13 +285,16 @@ class SpinTrainer {
   // Generates responses for `indices` (rollout_batch at a time, refilled as they finish), keyed by `stream`.
   std::vector<Response> generate(const std::vector<std::int64_t>& indices, const std::vector<data::Example>& examples,
                                  std::uint64_t stream);
-  // Forms the pairs of `groups` from their responses, in the groups' order.
+  // Forms the pairs of `groups` from their responses, in the groups' order, micro-batches in whole
+  // groups of `groups_of` (data::cut_micro_batches: training_groups() for a training step).
   Rollout pairs(const std::vector<std::vector<std::int64_t>>& groups, const std::vector<data::Example>& examples,
-                const std::vector<const Response*>& responses) const;
+                const std::vector<const Response*>& responses, std::int64_t groups_of) const;
+  // Interleaved stages: a training step's micro-batches in whole groups of the pipeline's stages; else 1.
+  std::int64_t training_groups() const { return chunks_.size() > 1 ? grid_.pp_size() : 1; }
   // reuse_generations: the pairs of `groups` with the cached responses.
   Rollout cached_pairs(const std::vector<std::vector<std::int64_t>>& groups) const;
   Rollout rollout(const std::vector<std::vector<std::int64_t>>& groups,
-                  const std::vector<data::Example>& examples, std::uint64_t stream);
+                  const std::vector<data::Example>& examples, std::uint64_t stream, std::int64_t groups_of);
   // reuse_generations: every response of `iteration` that `step(iteration, epoch, index)` may
   // need, in the cache -- the first epoch's step `index`, or (a later epoch) all of them.
   void fill_cache(std::int64_t iteration, std::int64_t epoch, std::int64_t index);

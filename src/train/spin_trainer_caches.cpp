@@ -86,7 +86,7 @@ SpinTrainer::Rollout SpinTrainer::cached_pairs(const std::vector<std::vector<std
   for (const auto& g : groups) {
     for (std::int64_t idx : g) responses.push_back(&cached_response(idx));
   }
-  return pairs(groups, examples_, responses);
+  return pairs(groups, examples_, responses, training_groups());
 }
 
 void SpinTrainer::generate_into_cache(const std::vector<std::int64_t>& indices, std::uint64_t stream) {

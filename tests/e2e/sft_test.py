@@ -6,7 +6,7 @@
               (--micro-batch-tokens), writes the same weights (1e-5); a Mixtral at
               TP 2 x PP 2 with its experts spread over the TP ranks (--ep 2) likewise (1e-4); a
               4-layer model at PP 2 x DP 2 with two chunks a stage (--vpp 2, interleaved 1F1B)
-              likewise, its validation losses too
+              likewise, its validation losses too, and with micro-batches cut by tokens
   learns      on a copy task the loss falls, and `spin score` rates the training responses
               higher under the written model than under the initial one; --validation every
               --eval-interval steps: its loss falls, its last equals spin score's mean NLL of the
@@ -123,6 +123,14 @@ def case_layouts(args, tmp):
         assert len(got) == len(want) > 1 and all(abs(g - w) <= 1e-5 * abs(w) for g, w in zip(got, want)), (got, want)
     same_weights(os.path.join(tmp, "vpp-n"), os.path.join(tmp, "vpp-1"), "tiny-llama-4l at PP 2 x 2 chunks x DP 2",
                  1e-5)
+    # Micro-batches cut by tokens under interleaving: each replica's cut split into whole groups of the
+    # 2 stages (data::cut_micro_batches) -- the same run to the order of float sums.
+    tokens = sft(args, path, data, os.path.join(tmp, "vpp-tokens"), 4, "--pp", "2", "--vpp", "2", "--micro-batch-size",
+                 "8", "--micro-batch-tokens", "30")
+    got, want = losses(tokens.stdout), losses(one.stdout)
+    assert len(got) == len(want) and all(abs(g - w) <= 1e-5 * abs(w) for g, w in zip(got, want)), (got, want)
+    same_weights(os.path.join(tmp, "vpp-tokens"), os.path.join(tmp, "vpp-1"),
+                 "tiny-llama-4l at PP 2 x 2 chunks x DP 2, micro-batches by tokens", 1e-5)
 
 
 def mean_score(args, model, data, tmp):
@@ -216,13 +224,15 @@ def case_bad_input(args, tmp):
     e("eval-interval-without-validation", cmd("--eval-interval", "4"), r"spin sft: --eval-interval needs --validation")
     e("negative-micro-batch-tokens", cmd("--micro-batch-tokens", "-1"),
       r"spin sft: --micro-batch-tokens must not be negative")
-    # Interleaving: chunks the model's layers cannot fill, a cut by tokens (micro-batches of no fixed
-    # count), micro-batches not in whole groups of the stages, and a pipeline of one stage.
+    # Interleaving: chunks the model's layers cannot fill, sequences a cut by tokens cannot make whole
+    # groups of the stages of, micro-batches not in whole groups, and a pipeline of one stage.
     e("vpp-more-chunks-than-layers", cmd("--pp", "2", "--vpp", "2"),
       r"--vpp 2 at pp 2: 4 model chunks, but the model has 2 layers")
-    e("vpp-by-tokens", cmd("--pp", "2", "--vpp", "2", "--micro-batch-tokens", "30"),
-      r"spin sft: --micro-batch-tokens with --vpp 2: the interleaved schedule needs")
     four = os.path.join(args.models, "tiny-llama-4l")
+    e("vpp-by-tokens", sft_command(args, four, data, out, "--pp", "2", "--vpp", "2", "--micro-batch-size", "1",
+                                   "--global-batch-size", "15", "--micro-batch-tokens", "30"),
+      r"spin sft: --vpp 2: the interleaved schedule runs a step's micro-batches in groups of the 2 pipeline stages, "
+      r"but each data-parallel rank has 15 sequences a step")
     e("vpp-micro-batches", sft_command(args, four, data, out, "--pp", "2", "--vpp", "2", "--micro-batch-size", "16"),
       r"spin sft: --vpp 2: the interleaved schedule runs a step's micro-batches in groups of the 2 pipeline "
       r"stages, but each data-parallel rank has 1")

@@ -10,7 +10,8 @@ train_iterations_test.py; LoRA: train_lora_test.py; the model families: train_fa
               and generation going round the stages once a chunk) at PP 2 x DP 2 on a 4-layer model:
               the 1-rank run's metrics, generated responses and weights; stopped after step 3 and
               resumed on one rank without chunks, it ends where the uninterrupted run ends; micro-
-              batches not in whole groups of the stages and a cut by tokens refused
+              batches cut by tokens split into whole groups of the stages, the same run; micro-
+              batches not in whole groups refused
   frozen      model.frozen_dtype: the reference in bf16 alone changes no metric of a bf16 run (resident,
               offloaded, resumed), bitwise; LoRA over a bf16 base trains and exports
   config      unknown keys, values of the wrong type, a lambda list shorter than the iterations,
@@ -590,17 +591,23 @@ def case_interleaved(args, tmp):
     assert_close_runs(a, metrics(os.path.join(stopped, "metrics.jsonl")))
     assert_close_weights(wa, read_safetensors(os.path.join(stopped, "iteration_2", "model.safetensors")))
     print("stopped after step 3 at PP 2 x 2 chunks x DP 2, resumed on 1 rank: the uninterrupted run")
-    # Refused: micro-batches not in whole groups of the 2 stages, micro-batches cut by tokens.
+    # Micro-batches cut by tokens, split into whole groups of the 2 stages: the 1-rank run's figures.
+    by_tokens = os.path.join(tmp, "by_tokens")
+    run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", by_tokens, "--parallel.pp",
+                          "2", "--parallel.vpp", "2", "--spin.micro_batch_size", "4", "--spin.micro_batch_tokens", "80"], 4)
+    c = metrics(os.path.join(by_tokens, "metrics.jsonl"))
+    assert_close_runs(a, c)
+    assert all(m["micro_batches"] % 2 == 0 for m in c if m["kind"] == "train"), c  # whole groups on each replica
+    assert_close_weights(wa, read_safetensors(os.path.join(by_tokens, "iteration_2", "model.safetensors")))
+    print("by tokens at PP 2 x 2 chunks x DP 2: %s micro-batches a step; the 1-rank run" %
+          [m["micro_batches"] for m in c if m["kind"] == "train"])
+    # Refused: micro-batches not in whole groups of the 2 stages.
     out = os.path.join(tmp, "refused")
     expect_error(args.mpiexec, "vpp-micro-batches",
                  [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--parallel.pp", "2",
                   "--parallel.vpp", "2", "--spin.micro_batch_size", "4"],
                  r"parallel.vpp = 2: the interleaved schedule runs a step's micro-batches in groups of the 2 pipeline "
                  r"stages, but each data-parallel rank has 1", 4, out)
-    expect_error(args.mpiexec, "vpp-by-tokens",
-                 [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--parallel.pp", "2",
-                  "--parallel.vpp", "2", "--spin.micro_batch_tokens", "80"],
-                 r"spin.micro_batch_tokens with parallel.vpp = 2: the interleaved schedule needs", 4, out)
 
 
 def main():

@@ -76,5 +76,51 @@ TEST(BatchPlan, MicroBatchesByTokensKeepTheSamplesAndTheirOrder) {
   EXPECT_TRUE(replica_share(1, 1, 2).empty());
 }
 
+// Interleaved stages need a step's micro-batches in whole groups of the stages: the cut's count made a
+// multiple by splitting the fullest micro-batch of two samples or more where its halves weigh closest --
+// the samples, their order and both caps kept.
+TEST(BatchPlan, MicroBatchesInWholeGroupsSplitTheFullest) {
+  using Groups = std::vector<std::vector<std::int64_t>>;
+  const std::vector<std::int64_t> samples = {7, 3, 9, 1, 4, 2};
+  const std::vector<std::int64_t> tokens = {5, 4, 2, 12, 3, 3};
+  // By tokens, 11 at most: {7, 3, 9} (11), {1} (12), {4, 2} (6); in pairs the first is split 5 | 6.
+  EXPECT_EQ(cut_micro_batches(samples, tokens, 6, 11, 2), (Groups{{7}, {3, 9}, {1}, {4, 2}}));
+  EXPECT_EQ(cut_micro_batches(samples, tokens, 6, 11, 3), (Groups{{7, 3, 9}, {1}, {4, 2}})) << "already whole";
+  // Without tokens the samples weigh alike: {7, 3, 9, 1} {4, 2} -> threes.
+  EXPECT_EQ(cut_micro_batches(samples, {}, 4, 0, 3), (Groups{{7, 3}, {9, 1}, {4, 2}}));
+  EXPECT_EQ(cut_micro_batches(samples, tokens, 6, 100, 6), (Groups{{7}, {3}, {9}, {1}, {4}, {2}}));
+  EXPECT_THROW(cut_micro_batches(samples, tokens, 6, 11, 4), Error) << "6 samples are no whole groups of 4";
+  // Any lengths and caps: the samples in order, each micro-batch within both caps (or one sample),
+  // as many micro-batches as the cut's rounded up to whole groups.
+  std::uint64_t state = 12345;
+  const auto next = [&](std::uint64_t n) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<std::int64_t>((state >> 33) % n);
+  };
+  for (int round = 0; round < 500; ++round) {
+    const std::int64_t groups = 1 + next(4), n = groups * (1 + next(6));
+    std::vector<std::int64_t> ids, lengths;
+    for (std::int64_t i = 0; i < n; ++i) ids.push_back(100 + i), lengths.push_back(1 + next(20));
+    const std::int64_t items = 1 + next(5), cap = next(2) == 0 ? 0 : 5 + next(40);
+    const Groups cut = cut_micro_batches(ids, lengths, items, cap);
+    const Groups grouped = cut_micro_batches(ids, lengths, items, cap, groups);
+    ASSERT_EQ(grouped.size() % static_cast<std::size_t>(groups), 0u) << round;
+    const auto g = static_cast<std::size_t>(groups);
+    EXPECT_EQ(grouped.size(), (cut.size() + g - 1) / g * g) << round;
+    std::vector<std::int64_t> flat;
+    for (const auto& mb : grouped) {
+      ASSERT_FALSE(mb.empty()) << round;
+      ASSERT_LE(static_cast<std::int64_t>(mb.size()), items) << round;
+      std::int64_t held = 0;
+      for (std::int64_t id : mb) held += lengths[static_cast<std::size_t>(id - 100)];
+      if (cap > 0 && mb.size() > 1) {
+        ASSERT_LE(held, cap) << round;
+      }
+      flat.insert(flat.end(), mb.begin(), mb.end());
+    }
+    ASSERT_EQ(flat, ids) << round;
+  }
+}
+
 }  // namespace
 }  // namespace spin::data
