@@ -189,6 +189,8 @@ def case_bad_input(args, tmp):
                  r"nowhere/config\.json: cannot open")
     expect_error(args, tmp, "missing-input", cmd(model, os.path.join(tmp, "nowhere.jsonl")),
                  r"nowhere\.jsonl: cannot open")
+    expect_error(args, tmp, "negative-batch-tokens", cmd(model, args.input, "--batch-tokens", "-1"),
+                 r"spin score: --batch-tokens must not be negative")
     expect_error(args, tmp, "unknown-option", cmd(model, args.input, "--tpp", "2"),
                  r"unrecognised option '--tpp'")
     expect_error(args, tmp, "missing-option", lambda out: ["score", "--model", model, "--output", out],
