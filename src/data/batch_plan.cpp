@@ -53,13 +53,10 @@ std::vector<std::vector<std::int64_t>> BatchPlan::micro_batches(std::int64_t epo
                                                                 std::int64_t index,
                                                                 int dp_rank) const {
   const std::vector<std::int64_t> batch = global_batch(epoch, index);
-  const std::int64_t share = global_batch_ / dp_;
-  std::vector<std::vector<std::int64_t>> out;
-  for (std::int64_t m = 0; m < micro_batches_per_step(); ++m) {
-    const auto begin = batch.begin() + static_cast<std::ptrdiff_t>(dp_rank * share + m * micro_batch_);
-    out.emplace_back(begin, begin + static_cast<std::ptrdiff_t>(micro_batch_));
-  }
-  return out;
+  const std::int64_t share = global_batch_ / dp_;  // this replica's: the dp_rank-th contiguous share
+  return cut_micro_batches(std::span(batch).subspan(static_cast<std::size_t>(dp_rank * share),
+                                                    static_cast<std::size_t>(share)),
+                           {}, micro_batch_);
 }
 
 namespace {
