@@ -175,13 +175,24 @@ class Links {
   void post_feedback(const Step& step) { post(pending_, step, kFeedbackSizeTag, kFeedbackTag); }
   // A step and its hidden states (`hidden`, copied: n floats) round to the first stage. The first
   // stage has taken a step of group g and chunk c once this stage runs g's chunk c + 1, which
-  // comes from there: retire_oldest_round() then waits for nothing more than the transfer.
+  // comes from there: retire_oldest_round() then waits for nothing more than the transfer. The
+  // hidden states go through host memory: a device send (NCCL's) would hold this stage's stream --
+  // and the receives queued behind it -- until the first stage takes it, which it does only after
+  // its own sends down the ring have been taken: a cycle. (recv_round takes them.)
   void post_round(const Step& step, const Tensor& hidden, std::size_t n) {
     Pending& p = post(rounds_, step, kHeaderSizeTag, kHeaderTag);
     if (n == 0) return;  // a group's end: no hidden states
-    p.hidden = Tensor::zeros({static_cast<std::int64_t>(n)}, DType::F32, hidden.device());
-    copy_bytes(p.hidden.raw(), hidden.device(), hidden.raw(), hidden.device(), n * sizeof(float));
+    p.hidden = Tensor::zeros({static_cast<std::int64_t>(n)}, DType::F32, Device::Cpu);
+    copy_bytes(p.hidden.raw(), Device::Cpu, hidden.raw(), hidden.device(), n * sizeof(float));
     p.hidden_send = pp_.isend(p.hidden.f32(), n, 0, kHiddenTag);
+  }
+  // The first stage's side: hidden states come round from the last stage into `into` (device).
+  void recv_round(std::span<float> into, Device device) {
+    if (!staging_.defined() || staging_.numel() < static_cast<std::int64_t>(into.size())) {
+      staging_ = Tensor::zeros({static_cast<std::int64_t>(into.size())}, DType::F32, Device::Cpu);
+    }
+    pp_.recv(staging_.f32(), into.size(), pp_.size() - 1, kHiddenTag);
+    copy_bytes(into.data(), device, staging_.raw(), Device::Cpu, into.size_bytes());
   }
   void retire_oldest_round() {
     if (rounds_.empty()) return;
@@ -225,6 +236,7 @@ class Links {
   parallel::Communicator& pp_;
   std::list<Pending> pending_;  // feedback; stable addresses while the sends are in flight
   std::list<Pending> rounds_;   // steps gone round to the first stage, oldest first
+  Tensor staging_;              // the first stage's host buffer for what comes round
 };
 
 // Throws for an empty prompt, one with a token outside the vocabulary or one that leaves no room
@@ -489,7 +501,11 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<std::i
           input_buffer = Tensor::zeros({floats}, DType::F32, transformer.device());
         }
         input = {input_buffer.f32(), static_cast<std::size_t>(floats)};
-        pp.recv(input.data(), input.size(), previous_rank, kHiddenTag);
+        if (pp.rank() == 0) {  // round from the last stage (a chunk after the first)
+          links.recv_round(input, transformer.device());
+        } else {
+          pp.recv(input.data(), input.size(), previous_rank, kHiddenTag);
+        }
       }
       const auto model_start = std::chrono::steady_clock::now();
       {

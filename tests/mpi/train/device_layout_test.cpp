@@ -7,8 +7,11 @@
 // products) and TP 2 x PP 2 (bf16, sequence parallelism: bf16 rows all-gathered; logits in
 // chunks of 5 rows), and with RMSprop (TP 2 x DP 2 in bf16: its pass writes the bf16 copy; PP 2 x
 // DP 2 with ZeRO-1), and a Mixtral with its experts spread over TP 2 x PP 2 (ep 2, bf16, sequence
-// parallelism: the join skipping the other rank's outputs) must equal the same run with host memory and the
-// CPU kernels bitwise: the same arithmetic, the same reductions, in the same order.
+// parallelism: the join skipping the other rank's outputs), and with two model chunks a stage (the
+// interleaved schedule's exchanges of device buffers; generation's hidden states going round to the
+// first stage through host memory) on TP 2 x PP 2 (bf16, sequence parallelism) and PP 2 x DP 2
+// (ZeRO-1, tied), must equal the same run with host memory and the CPU kernels bitwise: the same
+// arithmetic, the same reductions, in the same order.
 #include <gtest/gtest.h>
 
 #include "checkpoint/hf_writer.h"
@@ -26,7 +29,7 @@ struct DeviceRun {
 };
 
 DeviceRun run(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool tie, bool mixed,
-              bool sequence_parallel, OptimizerAlgorithm algorithm, testing::TinyFamily family,
+              bool sequence_parallel, OptimizerAlgorithm algorithm, testing::TinyFamily family, int chunks,
               const kernels::Kernels* device_kernels) {
   const std::int64_t logits_chunk = sequence_parallel ? 5 : 0;
   SpinConfig config = testing::short_spin_config();
@@ -36,9 +39,11 @@ DeviceRun run(parallel::Communicator& world, parallel::Layout layout, bool distr
   shape.tie = tie;
   shape.family = family;
   testing::SpinSetup s(world, layout, config, shape, distributed, testing::spin_examples(16), device_kernels,
-                       algorithm);
-  s.transformer.set_sequence_parallel(sequence_parallel);
-  s.transformer.set_logits_chunk_rows(logits_chunk);
+                       algorithm, model::WeightStorage::Float32, chunks);
+  for (const auto& t : s.transformers) {
+    t->set_sequence_parallel(sequence_parallel);
+    t->set_logits_chunk_rows(logits_chunk);
+  }
   if (mixed) {
     s.policy.enable_bf16(s.k);
     s.reference.enable_bf16(s.k);
@@ -63,27 +68,31 @@ TEST(DeviceLayouts, EmulatedGpusEqualTheCpuRunBitwise) {
     bool distributed, tie, mixed, sequence_parallel;
     OptimizerAlgorithm algorithm = OptimizerAlgorithm::AdamW;
     testing::TinyFamily family = testing::TinyFamily::Llama;
+    int chunks = 1;  // model chunks a stage (interleaved)
   };
   const auto rmsprop = OptimizerAlgorithm::RmsProp, adamw = OptimizerAlgorithm::AdamW;
-  const auto mixtral = testing::TinyFamily::Mixtral;
+  const auto mixtral = testing::TinyFamily::Mixtral, llama = testing::TinyFamily::Llama;
   for (const Case& c : {Case{{2, 2, 1}, false, false, false, false}, Case{{1, 2, 2}, true, true, false, false},
                         Case{{2, 1, 2}, false, false, true, false}, Case{{2, 2, 1}, false, false, true, true},
                         Case{{2, 1, 2}, false, false, true, false, rmsprop}, Case{{1, 2, 2}, true, false, false, false, rmsprop},
-                        Case{{2, 2, 1, 2}, false, false, true, true, adamw, mixtral}}) {
+                        Case{{2, 2, 1, 2}, false, false, true, true, adamw, mixtral},
+                        Case{{2, 2, 1}, false, false, true, true, adamw, llama, 2},
+                        Case{{1, 2, 2}, true, true, false, false, adamw, llama, 2}}) {
     const std::string what = cat(testing::tiny_family_name(c.family), ", tp ", c.layout.tp, ", pp ", c.layout.pp,
                                  ", dp ", c.layout.dp, c.layout.ep > 1 ? cat(", ep ", c.layout.ep) : "",
                                  c.distributed ? ", ZeRO-1" : "", c.tie ? ", tied" : "", c.mixed ? ", bf16" : "",
                                  c.sequence_parallel ? ", sequence parallel, logits in chunks" : "",
-                                 c.algorithm == rmsprop ? ", RMSprop" : "");
+                                 c.algorithm == rmsprop ? ", RMSprop" : "", c.chunks > 1 ? ", 2 chunks a stage" : "");
     SCOPED_TRACE(what);
     const DeviceRun want =
         run(testing::mpi_world(), c.layout, c.distributed, c.tie, c.mixed, c.sequence_parallel, c.algorithm, c.family,
-            nullptr);
+            c.chunks, nullptr);
     testing::EmulatedDeviceMemory memory;
     const testing::EmulatedKernels kernels(memory);
     testing::DeviceAwareCommunicator world(memory, testing::mpi_world());
     const DeviceRun got =
-        run(world, c.layout, c.distributed, c.tie, c.mixed, c.sequence_parallel, c.algorithm, c.family, &kernels);
+        run(world, c.layout, c.distributed, c.tie, c.mixed, c.sequence_parallel, c.algorithm, c.family, c.chunks,
+            &kernels);
     EXPECT_EQ(got.metrics, want.metrics);
     ASSERT_EQ(got.weights.size(), want.weights.size());
     for (std::size_t t = 0; t < got.weights.size(); ++t) {
