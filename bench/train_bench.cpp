@@ -34,7 +34,8 @@ namespace po = boost::program_options;
 
 struct Options {
   ModelSize size;
-  int seq = 128, min_seq = 0, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1, tp = 1, pp = 1, ep = 1, vpp = 1;
+  int seq = 128, min_seq = 0, global_batch = 16, micro_batch = 2, steps = 5, warmup = 1;
+  int tp = 1, pp = 1, ep = 1, vpp = 1;
   std::int64_t logits_chunk_rows = 0, lora_rank = 0, micro_batch_tokens = 0;
   double lora_dropout = 0.0;
   std::string frozen_dtype = "fp32";
@@ -82,8 +83,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   o.size.max_positions = o.seq;
   const model::ModelConfig config = make_config(o.size);
   // The stage's model chunks (one without --vpp).
-  const std::vector<model::StageLayers> stage =
-      model::stage_chunks(model::split_layers(config.num_layers, grid.pp_size() * o.vpp), grid.pp_rank(), grid.pp_size());
+  const std::vector<model::StageLayers> stage = model::stage_chunks(
+      model::split_layers(config.num_layers, grid.pp_size() * o.vpp), grid.pp_rank(), grid.pp_size());
   const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size(), grid.ep_size());
   const std::int64_t pad = o.distributed ? grid.dp_size() : 1;
   const bool mixed = runtime.precision() == app::MatmulPrecision::Bf16;
@@ -116,7 +117,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   std::vector<std::unique_ptr<model::Transformer>> transformers;
   model::TransformerChunks chunks;
   for (const model::StageLayers& chunk : stage) {
-    model::Transformer& t = *transformers.emplace_back(std::make_unique<model::Transformer>(config, dims, chunk, grid.tp(), k));
+    model::Transformer& t =
+        *transformers.emplace_back(std::make_unique<model::Transformer>(config, dims, chunk, grid.tp(), k));
     t.set_recompute_activations(o.recompute);
     t.set_sequence_parallel(o.sequence_parallel);
     t.set_logits_chunk_rows(o.logits_chunk_rows);

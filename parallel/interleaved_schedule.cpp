@@ -28,8 +28,12 @@ constexpr int kNothing = -1;  // no chunk: nothing to receive
 class RingLinks {
  public:
   RingLinks(Communicator& pp, PipelineStage& stage)
-      : pp_(pp), stage_(stage), next_((pp.rank() + 1) % pp.size()), prev_((pp.rank() + pp.size() - 1) % pp.size()),
-        inputs_(static_cast<std::size_t>(stage.chunks())), grads_(static_cast<std::size_t>(stage.chunks())) {}
+      : pp_(pp),
+        stage_(stage),
+        next_((pp.rank() + 1) % pp.size()),
+        prev_((pp.rank() + pp.size() - 1) % pp.size()),
+        inputs_(static_cast<std::size_t>(stage.chunks())),
+        grads_(static_cast<std::size_t>(stage.chunks())) {}
 
   // One exchange, every part optional: `output` (micro-batch output_mb) to the next rank,
   // `grad_input` (grad_mb) to the previous one, and receives of the activation for chunk
@@ -106,7 +110,11 @@ class InterleavedRun {
  public:
   // `whole_groups`: the micro-batches must fill groups of p (the forward-backward pass).
   InterleavedRun(Communicator& pp, int micro_batches, PipelineStage& stage, bool whole_groups)
-      : stage_(stage), links_(pp, stage), stages_(pp.size()), chunks_(stage.chunks()), first_(pp.rank() == 0),
+      : stage_(stage),
+        links_(pp, stage),
+        stages_(pp.size()),
+        chunks_(stage.chunks()),
+        first_(pp.rank() == 0),
         last_(pp.rank() == pp.size() - 1) {
     require(stages_ >= 2, "the interleaved schedule needs a pipeline of at least 2 stages, not ", stages_);
     require(chunks_ >= 1, "a pipeline stage holds at least one model chunk, not ", chunks_);

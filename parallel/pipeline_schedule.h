@@ -72,8 +72,7 @@ void forward_backward_pipelining_without_interleaving(Communicator& pp, int micr
 //
 // The forwards, and in the same order the backwards, of every stage (the table of
 // Megatron's get_model_chunk_id): entry k is (chunk, micro-batch). Needs m a multiple of p.
-std::vector<PipelineAction> interleaved_table(int stages, int chunks, int micro_batches,
-                                              PipelineAction::Kind kind);
+std::vector<PipelineAction> interleaved_table(int stages, int chunks, int micro_batches, PipelineAction::Kind kind);
 
 // Forwards stage `stage` runs before its first backward: 2 (p - stage - 1) + (v - 1) p, or all
 // of them when m = p (Megatron's all-warmup case), at most v m. The stage then holds at most
@@ -89,8 +88,7 @@ std::vector<PipelineAction> interleaved_order(int stage, int stages, int chunks,
 // exchange posts its sends and receives together, as in the 1F1B pass. Throws spin::Error on
 // every rank alike when m is not a multiple of p (a smaller last group would need a chunk's
 // output back at the first stage while the backwards hold the ring: it deadlocks).
-void forward_backward_pipelining_with_interleaving(Communicator& pp, int micro_batches,
-                                                   PipelineStage& stage);
+void forward_backward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage);
 
 // Forwards only through the chunks (Megatron's forward_only: every forward a warm-up one), of any
 // number of micro-batches: without the backwards' exchanges a group smaller than p goes through.

@@ -338,8 +338,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     load_model_weights(*source, o.adapter, *shard, weights, runtime.kernels());
   });
   runtime.prepare(weights);
-  const model::Transformer transformer(shard->config, shard->dims, shard->stage(), grid.tp(),
-                                      runtime.kernels());
+  const model::Transformer transformer(shard->config, shard->dims, shard->stage(), grid.tp(), runtime.kernels());
   generate::Generator generator(grid, transformer, weights);
 
   // Line j answers prompt j / K with its sample j % K (K = --num-samples), whose noise is keyed

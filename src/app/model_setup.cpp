@@ -417,8 +417,8 @@ void copy_tokenizer_files(const std::string& from, const std::string& to) {
 ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank, int pp,
                             const std::string& pp_layers, int ep, int chunks) {
   require(chunks >= 1, "--vpp ", chunks, ": a pipeline stage holds at least one model chunk");
-  require(chunks == 1 || pp >= 2, "--vpp ", chunks, " (interleaved pipeline stages) needs a pipeline of 2 stages or more, ",
-          "not ", pp);
+  require(chunks == 1 || pp >= 2, "--vpp ", chunks,
+          " (interleaved pipeline stages) needs a pipeline of 2 stages or more, not ", pp);
   require(chunks == 1 || pp * chunks <= config.num_layers, "--vpp ", chunks, " at pp ", pp, ": ", pp * chunks,
           " model chunks, but the model has ", config.num_layers, " layers: every chunk needs at least one");
   const auto counts = model::split_layers(config.num_layers, pp * chunks, parse_int_list(pp_layers, "--pp-layers"));

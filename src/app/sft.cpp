@@ -297,13 +297,15 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                  grid.dp_size(), o.seed, !o.no_shuffle);
     // Cut by tokens, a replica's micro-batches are split into whole groups (data::cut_micro_batches),
     // which its sequences must allow.
-    const std::int64_t per_replica = o.micro_batch_tokens > 0 ? o.global_batch / grid.dp_size() : plan->micro_batches_per_step();
+    const std::int64_t per_replica =
+        o.micro_batch_tokens > 0 ? o.global_batch / grid.dp_size() : plan->micro_batches_per_step();
     require(o.vpp == 1 || per_replica % grid.pp_size() == 0, "spin sft: --vpp ", o.vpp,
             ": the interleaved schedule runs a step's micro-batches in groups of the ", grid.pp_size(),
             " pipeline stages, but each data-parallel rank has ", per_replica,
-            o.micro_batch_tokens > 0 ? " sequences a step (--global-batch-size / data-parallel size), which micro-batches "
-                                       "cut by tokens cannot make whole groups of"
-                                     : " (--global-batch-size / (--micro-batch-size x data-parallel size))");
+            o.micro_batch_tokens > 0
+                ? " sequences a step (--global-batch-size / data-parallel size), which micro-batches cut by tokens "
+                  "cannot make whole groups of"
+                : " (--global-batch-size / (--micro-batch-size x data-parallel size))");
     total_steps = o.epochs * plan->batches_per_epoch();
     if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
     schedule = {train::parse_lr_decay(o.schedule), o.lr, o.min_lr, o.warmup_steps,

@@ -81,14 +81,16 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     // Interleaved stages: a step's micro-batches in whole groups of the stages -- the fixed count, or cut
     // by tokens split into them (data::cut_micro_batches), which a replica's pairs must allow. (A batch
     // that does not split into micro-batches at all is the batch plan's error.)
-    const std::int64_t split = std::max<std::int64_t>(1, (c.micro_batch_tokens > 0 ? 1 : c.micro_batch_size) * grid.dp_size());
+    const std::int64_t split =
+        std::max<std::int64_t>(1, (c.micro_batch_tokens > 0 ? 1 : c.micro_batch_size) * grid.dp_size());
     const std::int64_t per_replica = c.global_batch_size / split;
-    require(c.vpp == 1 || c.global_batch_size % split != 0 || per_replica % grid.pp_size() == 0, "parallel.vpp = ", c.vpp,
-            ": the interleaved schedule runs a step's micro-batches in groups of the ", grid.pp_size(),
-            " pipeline stages, but each data-parallel rank has ", per_replica,
-            c.micro_batch_tokens > 0 ? " pairs a step (spin.global_batch_size / data-parallel size), which micro-batches "
-                                       "cut by tokens cannot make whole groups of"
-                                     : " (spin.global_batch_size / (spin.micro_batch_size x data-parallel size))");
+    require(c.vpp == 1 || c.global_batch_size % split != 0 || per_replica % grid.pp_size() == 0,
+            "parallel.vpp = ", c.vpp, ": the interleaved schedule runs a step's micro-batches in groups of the ",
+            grid.pp_size(), " pipeline stages, but each data-parallel rank has ", per_replica,
+            c.micro_batch_tokens > 0
+                ? " pairs a step (spin.global_batch_size / data-parallel size), which micro-batches "
+                  "cut by tokens cannot make whole groups of"
+                : " (spin.global_batch_size / (spin.micro_batch_size x data-parallel size))");
     if (c.router_aux_loss_coef >= 0.0) {
       require(shard->config.moe(), "model.router_aux_loss_coef = ", c.router_aux_loss_coef, ": ", c.model_path,
               " is not a mixture of experts");
@@ -366,8 +368,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   std::optional<MetricsLog> metrics;
   if (root) {
     const char* split = chunks.front()->sequence_parallel() ? ", sequence parallel"
-                        : c.sequence_parallel          ? " (model.sequence_parallel has no effect at tp 1)"
-                                                       : "";
+                        : c.sequence_parallel               ? " (model.sequence_parallel has no effect at tp 1)"
+                                                            : "";
     std::printf("spin train: %s\n", train_data.report.summary(c.train).c_str());
     if (tokenizer) std::printf("spin train: prompt template %s (data.template = %s)\n", template_name, c.prompt_template.c_str());
     if (!c.validation.empty()) std::printf("spin train: %s\n", validation_data.report.summary(c.validation).c_str());
@@ -377,13 +379,14 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
             : "";
     const std::string experts =
         grid.ep_size() > 1 ? cat(", experts over ep ", grid.ep_size(), " (", shard->dims.experts, " a rank)") : "";
-    std::printf("spin train: %lld iterations x %lld epochs x %lld steps%s (%lld in all) of %lld prompts; "
-                "layout tp %d x pp %d%s x dp %d%s%s%s\n--- effective configuration ---\n%s---\n",
-                static_cast<long long>(c.iterations), static_cast<long long>(c.epochs),
-                static_cast<long long>(shape.steps_per_epoch(0)), later.c_str(), static_cast<long long>(total_steps),
-                static_cast<long long>(c.global_batch_size), grid.tp_size(), grid.pp_size(),
-                c.vpp > 1 ? cat(" (", c.vpp, " chunks a stage)").c_str() : "", grid.dp_size(), experts.c_str(), c.distributed_optimizer ? ", distributed optimizer" : "", split,
-                c.to_ini().c_str());
+    std::printf(
+        "spin train: %lld iterations x %lld epochs x %lld steps%s (%lld in all) of %lld prompts; "
+        "layout tp %d x pp %d%s x dp %d%s%s%s\n--- effective configuration ---\n%s---\n",
+        static_cast<long long>(c.iterations), static_cast<long long>(c.epochs),
+        static_cast<long long>(shape.steps_per_epoch(0)), later.c_str(), static_cast<long long>(total_steps),
+        static_cast<long long>(c.global_batch_size), grid.tp_size(), grid.pp_size(),
+        c.vpp > 1 ? cat(" (", c.vpp, " chunks a stage)").c_str() : "", grid.dp_size(), experts.c_str(),
+        c.distributed_optimizer ? ", distributed optimizer" : "", split, c.to_ini().c_str());
     if (reference.frozen()) {
       std::printf("spin train: the %s held in bf16 alone (model.frozen_dtype = %s)\n",
                   lora.enabled() ? "reference, LoRA's base," : "reference", c.frozen_dtype.c_str());

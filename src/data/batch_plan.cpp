@@ -54,9 +54,9 @@ std::vector<std::vector<std::int64_t>> BatchPlan::micro_batches(std::int64_t epo
                                                                 int dp_rank) const {
   const std::vector<std::int64_t> batch = global_batch(epoch, index);
   const std::int64_t share = global_batch_ / dp_;  // this replica's: the dp_rank-th contiguous share
-  return cut_micro_batches(std::span(batch).subspan(static_cast<std::size_t>(dp_rank * share),
-                                                    static_cast<std::size_t>(share)),
-                           {}, micro_batch_);
+  return cut_micro_batches(
+      std::span(batch).subspan(static_cast<std::size_t>(dp_rank * share), static_cast<std::size_t>(share)), {},
+      micro_batch_);
 }
 
 namespace {
@@ -72,7 +72,9 @@ void make_whole_groups(std::vector<std::vector<std::int64_t>>& cut, std::span<co
                    weight.begin() + static_cast<std::ptrdiff_t>(at + mb.size()));
     at += mb.size();
   }
-  const auto sum = [](const std::vector<std::int64_t>& v) { return std::accumulate(v.begin(), v.end(), std::int64_t{0}); };
+  const auto sum = [](const std::vector<std::int64_t>& v) {
+    return std::accumulate(v.begin(), v.end(), std::int64_t{0});
+  };
   while (static_cast<std::int64_t>(cut.size()) % groups_of != 0) {
     std::size_t best = cut.size();
     for (std::size_t i = 0; i < cut.size(); ++i) {
@@ -103,8 +105,9 @@ std::vector<std::vector<std::int64_t>> cut_micro_batches(std::span<const std::in
           ") and a token limit >= 0 (", max_tokens, ")");
   require(max_tokens == 0 || tokens.size() == samples.size(), "micro-batches by tokens: ", tokens.size(),
           " token counts for ", samples.size(), " samples");
-  require(groups_of >= 1 && static_cast<std::int64_t>(samples.size()) % groups_of == 0, "micro-batches in whole groups of ",
-          groups_of, " (interleaved pipeline stages) from ", samples.size(), " samples: not a multiple");
+  require(groups_of >= 1 && static_cast<std::int64_t>(samples.size()) % groups_of == 0,
+          "micro-batches in whole groups of ", groups_of, " (interleaved pipeline stages) from ", samples.size(),
+          " samples: not a multiple");
   std::vector<std::vector<std::int64_t>> out;
   std::int64_t held = 0;  // tokens in out.back()
   for (std::size_t i = 0; i < samples.size(); ++i) {

@@ -100,9 +100,8 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
 }
 
 void Transformer::check_stage_weights(const ModelWeights& w) const {
-  require(static_cast<std::int64_t>(w.layers.size()) >= stage_.local + stage_.count(), "weights of ",
-          w.layers.size(), " layers for a pipeline stage (chunk) of ", stage_.count(), " from local layer ",
-          stage_.local);
+  require(static_cast<std::int64_t>(w.layers.size()) >= stage_.local + stage_.count(), "weights of ", w.layers.size(),
+          " layers for a pipeline stage (chunk) of ", stage_.count(), " from local layer ", stage_.local);
   require(w.device() == device(), "weights on ", device_name(w.device()), " for kernels on ",
           device_name(device()));
 }
@@ -161,8 +160,8 @@ void Transformer::run_layers(const ModelWeights& w, const BatchGeometry& b, Acti
       view.capacity = cache->capacity(l);
       view.cache_rows = where.cache_rows + cache->capacity_index(l) * static_cast<std::size_t>(b.rows);
     }
-    decoder_layer_forward(ctx_, w.layers[weights_index(l)], stage_.begin + l, b, la, x_out,
-                          cache ? &view : nullptr, adapters_of(a, l));
+    decoder_layer_forward(ctx_, w.layers[weights_index(l)], stage_.begin + l, b, la, x_out, cache ? &view : nullptr,
+                          adapters_of(a, l));
     if (a.for_backward && config_.moe_layer(stage_.begin + l)) {  // the mixture's load (take_expert_counts)
       const std::vector<std::int64_t>& counts = la.moe.routing.counts;
       const auto first = static_cast<std::size_t>((stage_.begin + l) * config_.num_experts);

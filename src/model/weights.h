@@ -123,8 +123,7 @@ class ModelWeights {
   // of the targeted projections, nothing else (no embedding, norms or head). The optimizer, the
   // gradient reductions and checkpoints take them as they take a model: one flat buffer.
   static ModelWeights adapters(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
-                               const StageLayers& stage, std::int64_t pad_multiple = 1,
-                               Device device = Device::Cpu) {
+                               const StageLayers& stage, std::int64_t pad_multiple = 1, Device device = Device::Cpu) {
     return adapters(config, lora, dims, std::span(&stage, 1), pad_multiple, device);
   }
   static ModelWeights adapters(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
@@ -257,8 +256,8 @@ inline std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelC
 // "model.layers.<l>.mlp.experts.<e>.gate_proj.lora_A.weight".
 std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
                                           std::span<const StageLayers> chunks);
-inline std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraConfig& lora,
-                                                 const TpDims& dims, const StageLayers& stage) {
+inline std::vector<ShardedTensor> adapter_layout(const ModelConfig& config, const LoraConfig& lora, const TpDims& dims,
+                                                 const StageLayers& stage) {
   return adapter_layout(config, lora, dims, std::span(&stage, 1));
 }
 

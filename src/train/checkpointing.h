@@ -87,8 +87,7 @@ std::vector<ckpt::PieceWrite> weight_pieces(const std::string& group, const mode
 struct AdapterCheckpoint {
   AdapterCheckpoint(const parallel::ProcessGrid& grid, const model::ModelConfig& config, const model::TpDims& dims,
                     std::span<const model::StageLayers> chunks, std::int64_t pad_multiple,
-                    const model::ModelWeights& base,
-                    const model::ModelWeights& adapters);
+                    const model::ModelWeights& base, const model::ModelWeights& adapters);
   // The policy to save: the merged model on DP rank 0, else `policy` (which that rank does not write).
   const model::ModelWeights& policy_or(const model::ModelWeights& policy) const { return merged ? *merged : policy; }
 

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 
 #include "core/error.h"
 #include "generate/generator.h"
@@ -271,7 +272,8 @@ MemoryPlan plan_memory(const PlanRequest& r) {
   require(r.seq <= c.max_sequence_length(), "sequence length ", r.seq, " is beyond the model's ",
           c.max_sequence_length(), " positions");
   const model::TpDims d = model::tp_dims(c, 0, r.tp, r.ep);  // throws naming what tp (or ep) does not divide
-  require(r.vpp >= 1 && (r.vpp == 1 || r.pp >= 2), "vpp ", r.vpp, ": model chunks a stage of a pipeline of 2 stages or more");
+  require(r.vpp >= 1 && (r.vpp == 1 || r.pp >= 2), "vpp ", r.vpp,
+          ": model chunks a stage of a pipeline of 2 stages or more");
   require(r.vpp == 1 || r.pp * r.vpp <= c.num_layers, "vpp ", r.vpp, " at pp ", r.pp, ": ", r.pp * r.vpp,
           " model chunks, but the model has ", c.num_layers, " layers");
   const std::vector<std::int64_t> counts = model::split_layers(c.num_layers, r.pp * r.vpp, r.pp_layers);
@@ -364,8 +366,8 @@ MemoryPlan plan_memory(const PlanRequest& r) {
       const Elements kept = Elements{0, recomputed > 0 ? (recomputed + 1) * aligned(split.residual * d.hidden) : 0} +
                             Elements{trained_layer.act * sets, trained_layer.f32 * sets};
       const std::size_t pool = r.vpp > 1 && chunk.last ? 1 : 0;
-      set[pool] = std::max(set[pool], kept.bytes(p) + stage_end(d, split, chunk.last, mixed, r.logits_chunk_rows).bytes(p) +
-                                          scratch.bytes(p));
+      const Elements end_of_chunk = stage_end(d, split, chunk.last, mixed, r.logits_chunk_rows);
+      set[pool] = std::max(set[pool], kept.bytes(p) + end_of_chunk.bytes(p) + scratch.bytes(p));
     }
     s.micro_batches_in_flight = 0;
     for (std::size_t pool = 0; pool < set.size(); ++pool) {
@@ -383,7 +385,8 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     const std::int64_t call_rows = model::rows_per_call(c, prompt, r.rollout_step_tokens);
     std::int64_t cached_rows = 0;
     for (const model::StageLayers& chunk : layers) {  // each chunk's cache
-      for (const std::int64_t rows_a_slot : model::kv_capacities(c, chunk, r.seq, call_rows)) cached_rows += rows_a_slot;
+      const std::vector<std::int64_t> capacities = model::kv_capacities(c, chunk, r.seq, call_rows);
+      cached_rows += std::accumulate(capacities.begin(), capacities.end(), std::int64_t{0});
     }
     s.kv_cache = cached_rows * rollout * d.cache_values() * p.activation;
     // A call feeds each sequence in flight at most call_rows tokens (a prompt, or a chunk of one).

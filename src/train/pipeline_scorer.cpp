@@ -11,8 +11,8 @@ namespace {
 // One Transformer a model chunk of the stage (one without interleaving).
 class ScoringStage final : public parallel::PipelineStage {
  public:
-  ScoringStage(const model::TransformerChunks& chunks, const model::ModelWeights& w, const model::ModelWeights* adapters,
-               const std::vector<model::TokenBatch>& batches)
+  ScoringStage(const model::TransformerChunks& chunks, const model::ModelWeights& w,
+               const model::ModelWeights* adapters, const std::vector<model::TokenBatch>& batches)
       : chunks_(chunks), w_(w), adapters_(adapters), batches_(batches), results_(batches.size()) {}
 
   Device device() const override { return chunks_.front()->device(); }
@@ -43,7 +43,8 @@ class ScoringStage final : public parallel::PipelineStage {
   std::vector<model::ForwardResult> results_;
 };
 
-std::vector<model::ForwardResult> run_pipelined(const parallel::ProcessGrid& grid, const model::TransformerChunks& chunks,
+std::vector<model::ForwardResult> run_pipelined(const parallel::ProcessGrid& grid,
+                                                const model::TransformerChunks& chunks,
                                                 const model::ModelWeights& weights,
                                                 const std::vector<model::TokenBatch>& micro_batches,
                                                 const model::ModelWeights* adapters) {
@@ -57,7 +58,8 @@ std::vector<model::ForwardResult> run_pipelined(const parallel::ProcessGrid& gri
 }
 }  // namespace
 
-std::vector<std::vector<float>> score_pipelined(const parallel::ProcessGrid& grid, const model::TransformerChunks& chunks,
+std::vector<std::vector<float>> score_pipelined(const parallel::ProcessGrid& grid,
+                                                const model::TransformerChunks& chunks,
                                                 const model::ModelWeights& weights,
                                                 const std::vector<model::TokenBatch>& micro_batches,
                                                 const model::ModelWeights* adapters) {
@@ -75,9 +77,9 @@ std::vector<model::ForwardResult> forward_pipelined(const parallel::ProcessGrid&
   return run_pipelined(grid, {&transformer}, weights, micro_batches, nullptr);
 }
 
-ResponseNll response_nll(const parallel::ProcessGrid& grid, const model::TransformerChunks& chunks, const model::ModelWeights& weights,
-                         const std::vector<data::Example>& examples, std::int64_t batch_size,
-                         std::int64_t batch_tokens, const model::ModelWeights* adapters) {
+ResponseNll response_nll(const parallel::ProcessGrid& grid, const model::TransformerChunks& chunks,
+                         const model::ModelWeights& weights, const std::vector<data::Example>& examples,
+                         std::int64_t batch_size, std::int64_t batch_tokens, const model::ModelWeights* adapters) {
   const std::vector<std::int64_t> mine =
       data::replica_share(static_cast<std::int64_t>(examples.size()), grid.dp_rank(), grid.dp_size());
   std::vector<std::int64_t> lengths;

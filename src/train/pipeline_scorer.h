@@ -17,7 +17,8 @@ namespace spin::train {
 // Returns, on the last pipeline stage, each micro-batch's sequence_logprobs (empty vectors on
 // the other stages). Collective over the pipeline group. `adapters`: LoRA adapters the model
 // runs with (the policy of a LoRA run).
-std::vector<std::vector<float>> score_pipelined(const parallel::ProcessGrid& grid, const model::TransformerChunks& chunks,
+std::vector<std::vector<float>> score_pipelined(const parallel::ProcessGrid& grid,
+                                                const model::TransformerChunks& chunks,
                                                 const model::ModelWeights& weights,
                                                 const std::vector<model::TokenBatch>& micro_batches,
                                                 const model::ModelWeights* adapters = nullptr);
@@ -47,14 +48,16 @@ struct ResponseNll {
   double tokens = 0.0;
   double mean() const { return tokens > 0.0 ? nll / tokens : 0.0; }
 };
-ResponseNll response_nll(const parallel::ProcessGrid& grid, const model::TransformerChunks& chunks, const model::ModelWeights& weights,
-                         const std::vector<data::Example>& examples, std::int64_t batch_size,
-                         std::int64_t batch_tokens = 0, const model::ModelWeights* adapters = nullptr);
+ResponseNll response_nll(const parallel::ProcessGrid& grid, const model::TransformerChunks& chunks,
+                         const model::ModelWeights& weights, const std::vector<data::Example>& examples,
+                         std::int64_t batch_size, std::int64_t batch_tokens = 0,
+                         const model::ModelWeights* adapters = nullptr);
 inline ResponseNll response_nll(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
                                 const model::ModelWeights& weights, const std::vector<data::Example>& examples,
                                 std::int64_t batch_size, std::int64_t batch_tokens = 0,
                                 const model::ModelWeights* adapters = nullptr) {
-  return response_nll(grid, model::TransformerChunks{&transformer}, weights, examples, batch_size, batch_tokens, adapters);
+  return response_nll(grid, model::TransformerChunks{&transformer}, weights, examples, batch_size, batch_tokens,
+                      adapters);
 }
 
 }  // namespace spin::train

@@ -51,8 +51,16 @@ class ModelStage final : public parallel::PipelineStage {
              const model::ModelWeights* adapters, model::ModelWeights& grads,
              const std::vector<model::TokenBatch>& micro_batches, SequenceLoss& loss,
              std::vector<std::deque<model::Activations>>& pools, Optimizer& optimizer, float router_loss_weight)
-      : chunks_(chunks), w_(weights), adapters_(adapters), g_(grads), batches_(micro_batches), loss_(loss),
-        pools_(pools), free_(pools.size()), optimizer_(optimizer), dsums_(micro_batches.size()),
+      : chunks_(chunks),
+        w_(weights),
+        adapters_(adapters),
+        g_(grads),
+        batches_(micro_batches),
+        loss_(loss),
+        pools_(pools),
+        free_(pools.size()),
+        optimizer_(optimizer),
+        dsums_(micro_batches.size()),
         router_loss_weight_(router_loss_weight) {
     for (std::size_t c = 0; c < pools.size(); ++c) {
       for (std::size_t i = pools[c].size(); i-- > 0;) free_[c].push_back(i);
@@ -138,8 +146,8 @@ class ModelStage final : public parallel::PipelineStage {
   const std::vector<model::TokenBatch>& batches_;
   SequenceLoss& loss_;
   std::vector<std::deque<model::Activations>>& pools_;  // a deque: sets stay where they are
-  std::vector<std::vector<std::size_t>> free_;         // by pool: the sets no micro-batch holds
-  std::map<std::pair<int, int>, std::size_t> taken_;   // (chunk, micro-batch) -> its set
+  std::vector<std::vector<std::size_t>> free_;          // by pool: the sets no micro-batch holds
+  std::map<std::pair<int, int>, std::size_t> taken_;    // (chunk, micro-batch) -> its set
   Optimizer& optimizer_;
   std::vector<std::vector<float>> dsums_;
   float router_loss_weight_;  // d loss / d a micro-batch's router losses (Transformer::backward)
@@ -152,8 +160,7 @@ class ModelStage final : public parallel::PipelineStage {
 // Each layer of experts' rows an expert took over the step (Transformer::take_expert_counts, [layers,
 // experts], this stage's layers), summed over the pipeline's stages and the replicas (a TP group's
 // ranks route the same rows): the same on every rank; empty for a dense model.
-std::vector<double> global_expert_load(const parallel::ProcessGrid& grid,
-                                       const model::TransformerChunks& chunks) {
+std::vector<double> global_expert_load(const parallel::ProcessGrid& grid, const model::TransformerChunks& chunks) {
   std::vector<double> sums;
   for (const model::Transformer* t : chunks) {
     const std::vector<std::int64_t> counts = t->take_expert_counts();
@@ -216,7 +223,11 @@ void update_router_biases(model::ModelWeights& weights, const model::StageLayers
 PipelineTrainer::PipelineTrainer(const parallel::ProcessGrid& grid, model::TransformerChunks chunks,
                                  model::ModelWeights& weights, model::ModelWeights& grads, Optimizer& optimizer,
                                  const model::ModelWeights* adapters)
-    : grid_(grid), chunks_(std::move(chunks)), weights_(weights), adapters_(adapters), grads_(grads),
+    : grid_(grid),
+      chunks_(std::move(chunks)),
+      weights_(weights),
+      adapters_(adapters),
+      grads_(grads),
       optimizer_(optimizer) {
   require(!chunks_.empty(), "a pipeline stage without a model chunk");
   require(chunks_.size() == 1 || grid.pp_size() > 1, "model chunks (interleaving) need a pipeline of 2 stages or more");

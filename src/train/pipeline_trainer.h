@@ -68,17 +68,15 @@ class PipelineTrainer {
   // With `adapters` (LoRA, model/lora.h) the model is weights + adapters, and `grads` and the
   // optimizer are the adapters': the weights stay frozen.
   PipelineTrainer(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
-                  model::ModelWeights& weights, model::ModelWeights& grads,
-                  Optimizer& optimizer, const model::ModelWeights* adapters = nullptr)
-      : PipelineTrainer(grid, model::TransformerChunks{&transformer}, weights, grads, optimizer,
-                        adapters) {}
+                  model::ModelWeights& weights, model::ModelWeights& grads, Optimizer& optimizer,
+                  const model::ModelWeights* adapters = nullptr)
+      : PipelineTrainer(grid, model::TransformerChunks{&transformer}, weights, grads, optimizer, adapters) {}
   // Interleaving (virtual pipeline stages): one Transformer a model chunk of this stage, in model
   // order (model::stage_chunks), over weights and gradients holding every chunk's layers; the
   // step runs the interleaved 1F1B schedule, whose micro-batches must be a multiple of the
   // pipeline's stages. One chunk: the 1F1B schedule.
-  PipelineTrainer(const parallel::ProcessGrid& grid, model::TransformerChunks chunks,
-                  model::ModelWeights& weights, model::ModelWeights& grads, Optimizer& optimizer,
-                  const model::ModelWeights* adapters = nullptr);
+  PipelineTrainer(const parallel::ProcessGrid& grid, model::TransformerChunks chunks, model::ModelWeights& weights,
+                  model::ModelWeights& grads, Optimizer& optimizer, const model::ModelWeights* adapters = nullptr);
 
   // `micro_batches`: this DP rank's share of the global batch, in order. Every rank of the
   // pipeline passes the same micro-batches (each stage needs their shapes).

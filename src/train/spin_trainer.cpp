@@ -76,9 +76,8 @@ RunShape spin_run_shape(const SpinConfig& config, std::int64_t examples, int dp)
 }
 
 SpinTrainer::SpinTrainer(const parallel::ProcessGrid& grid, model::TransformerChunks chunks,
-                         model::ModelWeights& policy, model::ModelWeights& grads,
-                         model::ModelWeights& reference, Optimizer& optimizer,
-                         const std::vector<data::Example>& examples, const SpinConfig& config,
+                         model::ModelWeights& policy, model::ModelWeights& grads, model::ModelWeights& reference,
+                         Optimizer& optimizer, const std::vector<data::Example>& examples, const SpinConfig& config,
                          model::ModelWeights* adapters)
     : grid_(grid),
       chunks_(std::move(chunks)),
@@ -89,8 +88,8 @@ SpinTrainer::SpinTrainer(const parallel::ProcessGrid& grid, model::TransformerCh
       adapters_(adapters),
       examples_(examples),
       config_(config),
-      plan_(static_cast<std::int64_t>(examples.size()), config.global_batch, config.micro_batch,
-            grid.dp_size(), config.seed, config.shuffle),
+      plan_(static_cast<std::int64_t>(examples.size()), config.global_batch, config.micro_batch, grid.dp_size(),
+            config.seed, config.shuffle),
       trainer_(grid, chunks_, policy, grads, optimizer, adapters),
       reference_generator_(grid, chunks_, reference_at_work_) {
   config_.validate();

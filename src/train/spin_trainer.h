@@ -164,9 +164,8 @@ class SpinTrainer {
   // pass the reference as `policy` too (one model in memory), `grads` and the optimizer of the
   // adapters' layout; sync_reference() then merges the adapters into the reference and starts
   // fresh ones.
-  SpinTrainer(const parallel::ProcessGrid& grid, const model::Transformer& transformer,
-              model::ModelWeights& policy, model::ModelWeights& grads,
-              model::ModelWeights& reference, Optimizer& optimizer,
+  SpinTrainer(const parallel::ProcessGrid& grid, const model::Transformer& transformer, model::ModelWeights& policy,
+              model::ModelWeights& grads, model::ModelWeights& reference, Optimizer& optimizer,
               const std::vector<data::Example>& examples, const SpinConfig& config,
               model::ModelWeights* adapters = nullptr)
       : SpinTrainer(grid, model::TransformerChunks{&transformer}, policy, grads, reference, optimizer, examples, config,
@@ -293,8 +292,8 @@ class SpinTrainer {
   std::int64_t training_groups() const { return chunks_.size() > 1 ? grid_.pp_size() : 1; }
   // reuse_generations: the pairs of `groups` with the cached responses.
   Rollout cached_pairs(const std::vector<std::vector<std::int64_t>>& groups) const;
-  Rollout rollout(const std::vector<std::vector<std::int64_t>>& groups,
-                  const std::vector<data::Example>& examples, std::uint64_t stream, std::int64_t groups_of);
+  Rollout rollout(const std::vector<std::vector<std::int64_t>>& groups, const std::vector<data::Example>& examples,
+                  std::uint64_t stream, std::int64_t groups_of);
   // reuse_generations: every response of `iteration` that `step(iteration, epoch, index)` may
   // need, in the cache -- the first epoch's step `index`, or (a later epoch) all of them.
   void fill_cache(std::int64_t iteration, std::int64_t epoch, std::int64_t index);

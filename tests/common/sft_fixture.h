@@ -14,10 +14,10 @@
 #include "core/error.h"
 #include "data/batch_plan.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "parallel/pipeline_schedule.h"
 #include "parallel/process_grid.h"
 #include "train/checkpointing.h"
 #include "train/lr_schedule.h"
-#include "parallel/pipeline_schedule.h"
 #include "train/pipeline_trainer.h"
 
 namespace spin::testing {
@@ -118,8 +118,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   }
   model::ModelWeights& trained = adapters ? *adapters : weights;
   train::Optimizer optimizer(oc, grid, trained, grads, cpu);
-  train::PipelineTrainer trainer(grid, chunk_transformers, weights, grads, optimizer,
-                                 adapters ? &*adapters : nullptr);
+  train::PipelineTrainer trainer(grid, chunk_transformers, weights, grads, optimizer, adapters ? &*adapters : nullptr);
   train::LrSchedule lr{train::LrDecay::Cosine, s.peak_lr, s.peak_lr / 10, 2, 5};
   int first = 0;
   if (!ck.load.empty()) {

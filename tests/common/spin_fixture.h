@@ -98,7 +98,8 @@ struct SpinSetup {
       const model::ModelConfig& config, const model::TpDims& dims, const std::vector<model::StageLayers>& chunks,
       parallel::Communicator& tp, const kernels::Kernels& k) {
     std::vector<std::unique_ptr<model::Transformer>> out;
-    for (const model::StageLayers& c : chunks) out.push_back(std::make_unique<model::Transformer>(config, dims, c, tp, k));
+    for (const model::StageLayers& c : chunks)
+      out.push_back(std::make_unique<model::Transformer>(config, dims, c, tp, k));
     return out;
   }
   model::TransformerChunks chunk_list() const {

@@ -169,8 +169,8 @@ def case_cli(args, tmp):
     ti = rows(inter.stdout)
     for key in ["policy weights", "gradients", "AdamW moments", "reference weights"]:
         assert ti[key] == t[key], (key, ti, t)
-    sets = [int(n) for n in re.findall(r"(\d+) x \d+\.\d+ [KMG]iB",
-                                        re.search(r"activations \(interleaved, in flight\)(.*)", inter.stdout).group(1))]
+    row = re.search(r"activations \(interleaved, in flight\)(.*)", inter.stdout).group(1)
+    sets = [int(n) for n in re.findall(r"(\d+) x \d+\.\d+ [KMG]iB", row)]
     assert sets == [interleaved_sets(s, 2, 2, 16) for s in range(2)] == [5, 4], sets
     assert 1.25 < ti["= activations"][0] / t["= activations"][0] < 1.45, (ti, t)  # + a set of scratch each
     print("--vpp 2: the same parameters a stage, %s activation sets, stage 0 %.2f -> %.2f GiB" %

@@ -570,8 +570,8 @@ def case_interleaved(args, tmp):
     config = setup(tmp, layers=4)
     one, vpp = os.path.join(tmp, "one"), os.path.join(tmp, "vpp")
     run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", one], 1)
-    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", vpp, "--parallel.pp", "2",
-                              "--parallel.vpp", "2", "--optim.distributed_optimizer", "true"], 4)
+    r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", vpp, "--parallel.pp",
+                              "2", "--parallel.vpp", "2", "--optim.distributed_optimizer", "true"], 4)
     assert "layout tp 1 x pp 2 (2 chunks a stage) x dp 2" in r.stdout, r.stdout[-2000:]
     a, b = metrics(os.path.join(one, "metrics.jsonl")), metrics(os.path.join(vpp, "metrics.jsonl"))
     assert_close_runs(a, b)
@@ -594,7 +594,8 @@ def case_interleaved(args, tmp):
     # Micro-batches cut by tokens, split into whole groups of the 2 stages: the 1-rank run's figures.
     by_tokens = os.path.join(tmp, "by_tokens")
     run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", by_tokens, "--parallel.pp",
-                          "2", "--parallel.vpp", "2", "--spin.micro_batch_size", "4", "--spin.micro_batch_tokens", "80"], 4)
+                          "2", "--parallel.vpp", "2", "--spin.micro_batch_size", "4", "--spin.micro_batch_tokens",
+                          "80"], 4)
     c = metrics(os.path.join(by_tokens, "metrics.jsonl"))
     assert_close_runs(a, c)
     assert all(m["micro_batches"] % 2 == 0 for m in c if m["kind"] == "train"), c  # whole groups on each replica
@@ -611,7 +612,8 @@ def case_interleaved(args, tmp):
 
 
 def main():
-    run_case(__doc__, {"layouts": case_layouts, "interleaved": case_interleaved, "config": case_config, "frozen": case_frozen, "signal": case_signal,
+    run_case(__doc__, {"layouts": case_layouts, "interleaved": case_interleaved, "config": case_config,
+                       "frozen": case_frozen, "signal": case_signal,
                        "time_limit": case_time_limit, "rmsprop": case_rmsprop, "profile": case_profile},
              "spin_train_")
 

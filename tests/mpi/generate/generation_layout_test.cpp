@@ -111,9 +111,10 @@ TEST(GenerationLayouts, SameTokensForEveryTpAndPpLayoutAndBatch) {
                               [](const Generation& g) { return g.finish == FinishReason::Eos; }));
     }
     // The last two: interleaved stages, each rank two one-layer chunks, each step going round twice.
-    for (const auto& [layout, chunks] : {std::pair{parallel::Layout{2, 1, 0}, 1}, std::pair{parallel::Layout{1, 2, 0}, 1},
-                                         std::pair{parallel::Layout{2, 2, 0}, 1}, std::pair{parallel::Layout{1, 2, 0}, 2},
-                                         std::pair{parallel::Layout{2, 2, 0}, 2}}) {
+    for (const auto& [layout, chunks] :
+         {std::pair{parallel::Layout{2, 1, 0}, 1}, std::pair{parallel::Layout{1, 2, 0}, 1},
+          std::pair{parallel::Layout{2, 2, 0}, 1}, std::pair{parallel::Layout{1, 2, 0}, 2},
+          std::pair{parallel::Layout{2, 2, 0}, 2}}) {
       // All at once, in reverse, 3 in flight; and prefilled in chunks: 3 in flight under 4 tokens
       // per call, 2 under 2 (one token each at pp 1).
       struct Batch {
@@ -126,9 +127,9 @@ TEST(GenerationLayouts, SameTokensForEveryTpAndPpLayoutAndBatch) {
                              false, chunks);
         for (std::size_t i = 0; i < got.size(); ++i) {
           if (got[i].tokens.empty()) continue;  // another replica's prompt
-          EXPECT_EQ(got[i].tokens, reference[i].tokens) << "prompt " << i << " at tp " << layout.tp << ", pp "
-                                                        << layout.pp << " x " << chunks << " chunks, max batch "
-                                                        << b.max_batch << ", max tokens " << b.max_tokens;
+          EXPECT_EQ(got[i].tokens, reference[i].tokens)
+              << "prompt " << i << " at tp " << layout.tp << ", pp " << layout.pp << " x " << chunks
+              << " chunks, max batch " << b.max_batch << ", max tokens " << b.max_tokens;
           EXPECT_EQ(got[i].finish, reference[i].finish);
           testing::expect_close(got[i].logprobs, reference[i].logprobs, 1e-5, 1e-5, "logprobs");
         }

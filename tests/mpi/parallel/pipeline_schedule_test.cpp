@@ -8,7 +8,6 @@
 #include <string>
 
 #include "core/error.h"
-
 #include "mpi/mpi_test.h"
 #include "parallel/process_grid.h"
 
@@ -113,21 +112,42 @@ TEST(ForwardPipelining, DeliversEveryMicroBatchInOrderWithoutBackwards) {
 TEST(Interleaved, TablesRunGroupsOfStagesThroughTheChunks) {
   using A = PipelineAction;
   // 2 stages, 2 chunks, 4 micro-batches: groups {0, 1} and {2, 3}.
-  EXPECT_EQ(interleaved_table(2, 2, 4, A::Forward),
-            (std::vector<A>{{A::Forward, 0, 0}, {A::Forward, 1, 0}, {A::Forward, 0, 1}, {A::Forward, 1, 1},
-                            {A::Forward, 2, 0}, {A::Forward, 3, 0}, {A::Forward, 2, 1}, {A::Forward, 3, 1}}));
-  EXPECT_EQ(interleaved_table(2, 2, 4, A::Backward),
-            (std::vector<A>{{A::Backward, 0, 1}, {A::Backward, 1, 1}, {A::Backward, 0, 0}, {A::Backward, 1, 0},
-                            {A::Backward, 2, 1}, {A::Backward, 3, 1}, {A::Backward, 2, 0}, {A::Backward, 3, 0}}));
+  EXPECT_EQ(interleaved_table(2, 2, 4, A::Forward), (std::vector<A>{{A::Forward, 0, 0},
+                                                                    {A::Forward, 1, 0},
+                                                                    {A::Forward, 0, 1},
+                                                                    {A::Forward, 1, 1},
+                                                                    {A::Forward, 2, 0},
+                                                                    {A::Forward, 3, 0},
+                                                                    {A::Forward, 2, 1},
+                                                                    {A::Forward, 3, 1}}));
+  EXPECT_EQ(interleaved_table(2, 2, 4, A::Backward), (std::vector<A>{{A::Backward, 0, 1},
+                                                                     {A::Backward, 1, 1},
+                                                                     {A::Backward, 0, 0},
+                                                                     {A::Backward, 1, 0},
+                                                                     {A::Backward, 2, 1},
+                                                                     {A::Backward, 3, 1},
+                                                                     {A::Backward, 2, 0},
+                                                                     {A::Backward, 3, 0}}));
   // Megatron's warm-up: 2 (p - s - 1) + (v - 1) p; everything when m = p.
   EXPECT_EQ(interleaved_warmup(0, 4, 2, 8), 10);
   EXPECT_EQ(interleaved_warmup(3, 4, 2, 8), 4);
   EXPECT_EQ(interleaved_warmup(3, 4, 3, 4), 12);
-  EXPECT_EQ(interleaved_order(1, 2, 2, 4),
-            (std::vector<A>{{A::Forward, 0, 0}, {A::Forward, 1, 0}, {A::Forward, 0, 1}, {A::Backward, 0, 1},
-                            {A::Forward, 1, 1}, {A::Backward, 1, 1}, {A::Forward, 2, 0}, {A::Backward, 0, 0},
-                            {A::Forward, 3, 0}, {A::Backward, 1, 0}, {A::Forward, 2, 1}, {A::Backward, 2, 1},
-                            {A::Forward, 3, 1}, {A::Backward, 3, 1}, {A::Backward, 2, 0}, {A::Backward, 3, 0}}));
+  EXPECT_EQ(interleaved_order(1, 2, 2, 4), (std::vector<A>{{A::Forward, 0, 0},
+                                                           {A::Forward, 1, 0},
+                                                           {A::Forward, 0, 1},
+                                                           {A::Backward, 0, 1},
+                                                           {A::Forward, 1, 1},
+                                                           {A::Backward, 1, 1},
+                                                           {A::Forward, 2, 0},
+                                                           {A::Backward, 0, 0},
+                                                           {A::Forward, 3, 0},
+                                                           {A::Backward, 1, 0},
+                                                           {A::Forward, 2, 1},
+                                                           {A::Backward, 2, 1},
+                                                           {A::Forward, 3, 1},
+                                                           {A::Backward, 3, 1},
+                                                           {A::Backward, 2, 0},
+                                                           {A::Backward, 3, 0}}));
 }
 
 TEST(Interleaved, RealRingsFollowTheOrderBoundLiveActivationsAndDeliverTheRightBuffers) {

@@ -66,11 +66,11 @@ TEST(CheckpointLayouts, SavedAtOneLayoutResumedAtAnotherMatchesAnUninterruptedRu
     return s;
   };
   const std::vector<Case> cases = {
-      {{{2, 2, 1}, false}, {{1, 2, 2}, true}},   // TP 2 x PP 2 -> PP 2 x DP 2, distributed
-      {{{2, 2, 1}, false}, {{2, 1, 2}, false}},  // -> TP 2 x DP 2
-      {{{1, 2, 2}, true}, {{2, 2, 1}, false}},   // distributed at DP 2 -> DP 1, plain
-      {{{1, 1, 4}, true}, {{1, 1, 1}, false}},   // distributed at DP 4 -> one rank
-      {mha({{2, 2, 1}, false}), mha({{4, 1, 1}, false})},  // TP 2 x PP 2 -> TP 4
+      {{{2, 2, 1}, false}, {{1, 2, 2}, true}},               // TP 2 x PP 2 -> PP 2 x DP 2, distributed
+      {{{2, 2, 1}, false}, {{2, 1, 2}, false}},              // -> TP 2 x DP 2
+      {{{1, 2, 2}, true}, {{2, 2, 1}, false}},               // distributed at DP 2 -> DP 1, plain
+      {{{1, 1, 4}, true}, {{1, 1, 1}, false}},               // distributed at DP 4 -> one rank
+      {mha({{2, 2, 1}, false}), mha({{4, 1, 1}, false})},    // TP 2 x PP 2 -> TP 4
       {interleaved({{1, 2, 2}, true}), {{2, 2, 1}, false}},  // PP 2 x 2 chunks, distributed -> TP 2 x PP 2
       {{{1, 2, 2}, true}, interleaved({{2, 2, 1}, false})},  // -> TP 2 x PP 2 x 2 chunks
   };

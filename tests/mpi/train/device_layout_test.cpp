@@ -38,8 +38,8 @@ DeviceRun run(parallel::Communicator& world, parallel::Layout layout, bool distr
   shape.layers = 4;
   shape.tie = tie;
   shape.family = family;
-  testing::SpinSetup s(world, layout, config, shape, distributed, testing::spin_examples(16), device_kernels,
-                       algorithm, model::WeightStorage::Float32, chunks);
+  testing::SpinSetup s(world, layout, config, shape, distributed, testing::spin_examples(16), device_kernels, algorithm,
+                       model::WeightStorage::Float32, chunks);
   for (const auto& t : s.transformers) {
     t->set_sequence_parallel(sequence_parallel);
     t->set_logits_chunk_rows(logits_chunk);
@@ -72,27 +72,26 @@ TEST(DeviceLayouts, EmulatedGpusEqualTheCpuRunBitwise) {
   };
   const auto rmsprop = OptimizerAlgorithm::RmsProp, adamw = OptimizerAlgorithm::AdamW;
   const auto mixtral = testing::TinyFamily::Mixtral, llama = testing::TinyFamily::Llama;
-  for (const Case& c : {Case{{2, 2, 1}, false, false, false, false}, Case{{1, 2, 2}, true, true, false, false},
-                        Case{{2, 1, 2}, false, false, true, false}, Case{{2, 2, 1}, false, false, true, true},
-                        Case{{2, 1, 2}, false, false, true, false, rmsprop}, Case{{1, 2, 2}, true, false, false, false, rmsprop},
-                        Case{{2, 2, 1, 2}, false, false, true, true, adamw, mixtral},
-                        Case{{2, 2, 1}, false, false, true, true, adamw, llama, 2},
-                        Case{{1, 2, 2}, true, true, false, false, adamw, llama, 2}}) {
-    const std::string what = cat(testing::tiny_family_name(c.family), ", tp ", c.layout.tp, ", pp ", c.layout.pp,
-                                 ", dp ", c.layout.dp, c.layout.ep > 1 ? cat(", ep ", c.layout.ep) : "",
-                                 c.distributed ? ", ZeRO-1" : "", c.tie ? ", tied" : "", c.mixed ? ", bf16" : "",
-                                 c.sequence_parallel ? ", sequence parallel, logits in chunks" : "",
-                                 c.algorithm == rmsprop ? ", RMSprop" : "", c.chunks > 1 ? ", 2 chunks a stage" : "");
+  for (const Case& c :
+       {Case{{2, 2, 1}, false, false, false, false}, Case{{1, 2, 2}, true, true, false, false},
+        Case{{2, 1, 2}, false, false, true, false}, Case{{2, 2, 1}, false, false, true, true},
+        Case{{2, 1, 2}, false, false, true, false, rmsprop}, Case{{1, 2, 2}, true, false, false, false, rmsprop},
+        Case{{2, 2, 1, 2}, false, false, true, true, adamw, mixtral},
+        Case{{2, 2, 1}, false, false, true, true, adamw, llama, 2},
+        Case{{1, 2, 2}, true, true, false, false, adamw, llama, 2}}) {
+    const std::string what =
+        cat(testing::tiny_family_name(c.family), ", tp ", c.layout.tp, ", pp ", c.layout.pp, ", dp ", c.layout.dp,
+            c.layout.ep > 1 ? cat(", ep ", c.layout.ep) : "", c.distributed ? ", ZeRO-1" : "", c.tie ? ", tied" : "",
+            c.mixed ? ", bf16" : "", c.sequence_parallel ? ", sequence parallel, logits in chunks" : "",
+            c.algorithm == rmsprop ? ", RMSprop" : "", c.chunks > 1 ? ", 2 chunks a stage" : "");
     SCOPED_TRACE(what);
-    const DeviceRun want =
-        run(testing::mpi_world(), c.layout, c.distributed, c.tie, c.mixed, c.sequence_parallel, c.algorithm, c.family,
-            c.chunks, nullptr);
+    const DeviceRun want = run(testing::mpi_world(), c.layout, c.distributed, c.tie, c.mixed, c.sequence_parallel,
+                               c.algorithm, c.family, c.chunks, nullptr);
     testing::EmulatedDeviceMemory memory;
     const testing::EmulatedKernels kernels(memory);
     testing::DeviceAwareCommunicator world(memory, testing::mpi_world());
-    const DeviceRun got =
-        run(world, c.layout, c.distributed, c.tie, c.mixed, c.sequence_parallel, c.algorithm, c.family, c.chunks,
-            &kernels);
+    const DeviceRun got = run(world, c.layout, c.distributed, c.tie, c.mixed, c.sequence_parallel, c.algorithm,
+                              c.family, c.chunks, &kernels);
     EXPECT_EQ(got.metrics, want.metrics);
     ASSERT_EQ(got.weights.size(), want.weights.size());
     for (std::size_t t = 0; t < got.weights.size(); ++t) {

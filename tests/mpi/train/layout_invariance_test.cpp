@@ -54,9 +54,8 @@ void check_layout(const SftSetup& s, double tolerance = 1e-5) {
   auto group = world.split(world.rank() < size ? 0 : 1, world.rank());
   if (world.rank() >= size) return;
   const std::string what = spin::cat("(tp ", s.layout.tp, ", pp ", s.layout.pp, " x ", s.chunks, " chunks, dp ",
-                                     s.layout.dp, ", ep ",
-                                     s.layout.ep, s.distributed ? ", distributed" : "", s.tie ? ", tied" : ", untied",
-                                     ", ", testing::tiny_family_name(s.family), ")");
+                                     s.layout.dp, ", ep ", s.layout.ep, s.distributed ? ", distributed" : "",
+                                     s.tie ? ", tied" : ", untied", ", ", testing::tiny_family_name(s.family), ")");
   expect_same(train(*group, s), reference, what, tolerance);
 }
 

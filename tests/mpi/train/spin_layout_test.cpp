@@ -1,9 +1,9 @@
 // Run with 4 ranks. A short SPIN run (2 iterations x 2 steps, reference sync in between) gives
 // the same losses, rewards and final weights for (TP, PP, DP) = (1,1,1), (2,2,1), (1,2,2),
-// (2,1,2), and (2,2,1), (1,2,2) with two model chunks a stage (interleaved); at the first step of each iteration the rewards are exactly 0 on every layout; with
-// activation recomputation on (2,2,1), bitwise the same run; with reused generations over
-// two epochs, the same run on every layout and after a restart; and with the previous
-// iteration's responses mixed in, the same run on every layout.
+// (2,1,2), and (2,2,1), (1,2,2) with two model chunks a stage (interleaved); at the first step of each iteration the
+// rewards are exactly 0 on every layout; with activation recomputation on (2,2,1), bitwise the same run; with reused
+// generations over two epochs, the same run on every layout and after a restart; and with the previous iteration's
+// responses mixed in, the same run on every layout.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -59,11 +59,10 @@ TEST(SpinLayouts, ShortRunsAgreeAcrossLayouts) {
   const SpinRun reference = run(self, {1, 1, 1}, false);
   // The last two with two model chunks a stage: the interleaved schedule, the reference's and the
   // policy's scoring and the generation going round the stages twice.
-  for (auto [layout, distributed, chunks] : {std::tuple{parallel::Layout{2, 2, 1}, false, 1},
-                                             std::tuple{parallel::Layout{1, 2, 2}, true, 1},
-                                             std::tuple{parallel::Layout{2, 1, 2}, false, 1},
-                                             std::tuple{parallel::Layout{2, 2, 1}, false, 2},
-                                             std::tuple{parallel::Layout{1, 2, 2}, true, 2}}) {
+  for (auto [layout, distributed, chunks] :
+       {std::tuple{parallel::Layout{2, 2, 1}, false, 1}, std::tuple{parallel::Layout{1, 2, 2}, true, 1},
+        std::tuple{parallel::Layout{2, 1, 2}, false, 1}, std::tuple{parallel::Layout{2, 2, 1}, false, 2},
+        std::tuple{parallel::Layout{1, 2, 2}, true, 2}}) {
     const SpinRun got = run(spin::testing::mpi_world(), layout, distributed, false, chunks);
     const std::string what = spin::cat("tp ", layout.tp, ", pp ", layout.pp, " x ", chunks, " chunks, dp ", layout.dp);
     testing::expect_close(got.lengths, reference.lengths, 0, 0, (what + " generated lengths").c_str());
