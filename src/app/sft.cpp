@@ -122,7 +122,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("vpp", po::value(&o.vpp)->default_value(o.vpp),
        "model chunks a pipeline stage holds: the interleaved 1F1B schedule over pp x vpp virtual stages, stage s "
        "running chunks s, s + pp, ... (Megatron's --num-virtual-stages-per-pipeline-rank; 1: 1F1B). The "
-       "micro-batches a step must be a multiple of pp")
+       "micro-batches a step must be a multiple of pp (cut by tokens, they are split into one: the sequences a step "
+       "then must be)")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
        "layers per pipeline stage, e.g. 3,5 (default: even split); with --vpp, per virtual stage in model order")
       ("global-batch-size", po::value(&o.global_batch)->default_value(o.global_batch),
