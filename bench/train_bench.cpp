@@ -13,7 +13,6 @@
 // sample) instead of seq for all, and --micro-batch-tokens T cuts each rank's micro-batches by tokens
 // (data::cut_micro_batches, spin.micro_batch_tokens): fixed micro-batches against cuts by tokens.
 #include <boost/program_options.hpp>
-#include <memory>
 #include <cstdio>
 #include <optional>
 #include <vector>
@@ -114,16 +113,11 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     runtime.prepare(*adapters);
   }
   model::ModelWeights& trained = adapters ? *adapters : weights;
-  std::vector<std::unique_ptr<model::Transformer>> transformers;
-  model::TransformerChunks chunks;
-  for (const model::StageLayers& chunk : stage) {
-    model::Transformer& t =
-        *transformers.emplace_back(std::make_unique<model::Transformer>(config, dims, chunk, grid.tp(), k));
-    t.set_recompute_activations(o.recompute);
-    t.set_sequence_parallel(o.sequence_parallel);
-    t.set_logits_chunk_rows(o.logits_chunk_rows);
-    chunks.push_back(&t);
-  }
+  model::StageTransformers transformers(config, dims, stage, grid.tp(), k);
+  transformers.set_recompute_activations(o.recompute);
+  transformers.set_sequence_parallel(o.sequence_parallel);
+  transformers.set_logits_chunk_rows(o.logits_chunk_rows);
+  const model::TransformerChunks& chunks = transformers.chunks();
   train::OptimizerConfig oc;
   oc.distributed = o.distributed;
   oc.overlap_grad_reduce = o.overlap;

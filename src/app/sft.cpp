@@ -339,16 +339,11 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   model::ModelWeights& trained = adapters ? *adapters : weights;
   const kernels::Kernels& k = runtime.kernels();
   // One Transformer a model chunk of the stage (one without --vpp).
-  std::vector<std::unique_ptr<model::Transformer>> transformers;
-  model::TransformerChunks chunks;
-  for (const model::StageLayers& chunk : shard->chunks) {
-    model::Transformer& t = *transformers.emplace_back(
-        std::make_unique<model::Transformer>(config, shard->dims, chunk, grid.tp(), k));
-    t.set_recompute_activations(o.recompute_activations, o.recompute_num_layers);
-    t.set_sequence_parallel(o.sequence_parallel);
-    t.set_logits_chunk_rows(o.logits_chunk_rows);
-    chunks.push_back(&t);
-  }
+  model::StageTransformers transformers(config, shard->dims, shard->chunks, grid.tp(), k);
+  transformers.set_recompute_activations(o.recompute_activations, o.recompute_num_layers);
+  transformers.set_sequence_parallel(o.sequence_parallel);
+  transformers.set_logits_chunk_rows(o.logits_chunk_rows);
+  const model::TransformerChunks& chunks = transformers.chunks();
   train::OptimizerConfig oc;
   oc.algorithm = train::parse_optimizer_algorithm(o.optimizer, "spin sft: --optimizer");
   oc.alpha = o.alpha;

@@ -245,16 +245,11 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
 
   const kernels::Kernels& k = runtime.kernels();
   // One Transformer a model chunk of the stage (one without parallel.vpp).
-  std::vector<std::unique_ptr<model::Transformer>> transformers;
-  model::TransformerChunks chunks;
-  for (const model::StageLayers& chunk : shard->chunks) {
-    model::Transformer& t =
-        *transformers.emplace_back(std::make_unique<model::Transformer>(mc, shard->dims, chunk, grid.tp(), k));
-    t.set_recompute_activations(c.recompute_activations, c.recompute_num_layers);
-    t.set_sequence_parallel(c.sequence_parallel);
-    t.set_logits_chunk_rows(c.logits_chunk_rows);
-    chunks.push_back(&t);
-  }
+  model::StageTransformers transformers(mc, shard->dims, shard->chunks, grid.tp(), k);
+  transformers.set_recompute_activations(c.recompute_activations, c.recompute_num_layers);
+  transformers.set_sequence_parallel(c.sequence_parallel);
+  transformers.set_logits_chunk_rows(c.logits_chunk_rows);
+  const model::TransformerChunks& chunks = transformers.chunks();
   train::OptimizerConfig oc;
   oc.algorithm = optimizer_algorithm;
   oc.alpha = c.rmsprop_alpha;

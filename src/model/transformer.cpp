@@ -390,4 +390,22 @@ std::span<const float> Transformer::input_grad(const Activations& saved) const {
   return {d.f32(), static_cast<std::size_t>(d.numel())};
 }
 
+StageTransformers::StageTransformers(const ModelConfig& config, const TpDims& dims, std::span<const StageLayers> chunks,
+                                     parallel::Communicator& tp, const kernels::Kernels& kernels) {
+  for (const StageLayers& chunk : chunks) {
+    owned_.push_back(std::make_unique<Transformer>(config, dims, chunk, tp, kernels));
+    chunks_.push_back(owned_.back().get());
+  }
+}
+
+void StageTransformers::set_recompute_activations(bool on, std::int64_t layers) {
+  for (const auto& t : owned_) t->set_recompute_activations(on, layers);
+}
+void StageTransformers::set_sequence_parallel(bool on) {
+  for (const auto& t : owned_) t->set_sequence_parallel(on);
+}
+void StageTransformers::set_logits_chunk_rows(std::int64_t rows) {
+  for (const auto& t : owned_) t->set_logits_chunk_rows(rows);
+}
+
 }  // namespace spin::model

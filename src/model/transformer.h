@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <vector>
@@ -174,8 +175,8 @@ class Transformer {
   // floats). Consumes `saved` (the logits buffer is reused for their gradient). Afterwards, on
   // every stage but the first, input_grad(saved) holds d loss / d input for the previous stage.
   // `layer_done(l)`, when given, is called as soon as this call has finished accumulating into
-  // the gradients of local layer l (the index in grads.layers; last layer first): the hook that lets the data-parallel
-  // reduction of a finished layer overlap the backward of the layers below.
+  // the gradients of local layer l (the index in grads.layers; last layer first): the hook that lets
+  // the data-parallel reduction of a finished layer overlap the backward of the layers below.
   // A mixture of experts training its router losses (ModelConfig::router_aux_loss_coef,
   // router_z_loss_coef): `router_loss_weight` is d loss / d this micro-batch's router losses --
   // each the mean over the model's layers of each layer's (MoeRouting::balance_loss, z_loss), times
@@ -233,5 +234,21 @@ class Transformer {
 // A pipeline stage's Transformers, one a model chunk, in model order (one without interleaving:
 // model::stage_chunks); each runs its chunk's layers of the stage's one ModelWeights.
 using TransformerChunks = std::vector<const Transformer*>;
+
+// Owns a stage's Transformers, one a chunk of `chunks`, the settings applied to every one.
+class StageTransformers {
+ public:
+  StageTransformers(const ModelConfig& config, const TpDims& dims, std::span<const StageLayers> chunks,
+                    parallel::Communicator& tp, const kernels::Kernels& kernels);
+  const TransformerChunks& chunks() const { return chunks_; }
+  Transformer& front() { return *owned_.front(); }  // the first chunk's (the only one without interleaving)
+  void set_recompute_activations(bool on, std::int64_t layers = 0);
+  void set_sequence_parallel(bool on);
+  void set_logits_chunk_rows(std::int64_t rows);
+
+ private:
+  std::vector<std::unique_ptr<Transformer>> owned_;
+  TransformerChunks chunks_;
+};
 
 }  // namespace spin::model

@@ -172,21 +172,22 @@ constexpr const char* kProjections[kLoraTargets] = {
 // experts expert e's (e < num_experts) or the shared expert's (e = num_experts).
 constexpr std::int64_t kDenseProjection = -1;
 
-// Calls f(layer, where, target) for every adapter of a stage on this rank, in the order of their
+// Calls f(layer, i, where, target) for every adapter of a stage on this rank -- `layer` global, `i` its
+// place in the rank's layers (model::for_each_layer) --, in the order of their
 // parameters: per layer the attention's targets, then the MLP's -- in a mixture of experts every
 // expert's this rank holds in turn (its targets in order), then the shared expert's.
 template <class F>
 void for_each_adapter(const ModelConfig& c, const LoraConfig& lora, const TpDims& d,
                       std::span<const StageLayers> chunks, F&& f) {
-  for_each_layer(chunks, [&](std::int64_t l, std::int64_t) {
+  for_each_layer(chunks, [&](std::int64_t l, std::int64_t i) {
     for (int ti = 0; ti < kLoraTargets; ++ti) {
       const auto t = static_cast<LoraTarget>(ti);
-      if (lora.targets_(t) && !(c.moe_layer(l) && lora_mlp_target(t))) f(l, kDenseProjection, t);
+      if (lora.targets_(t) && !(c.moe_layer(l) && lora_mlp_target(t))) f(l, i, kDenseProjection, t);
     }
     if (!c.moe_layer(l)) return;
     const auto expert = [&](std::int64_t e) {
       for (const LoraTarget t : kLoraMlpTargets) {
-        if (lora.targets_(t)) f(l, e, t);
+        if (lora.targets_(t)) f(l, i, e, t);
       }
     };
     for (std::int64_t e = d.first_expert; e < d.first_expert + d.experts; ++e) expert(e);
@@ -204,7 +205,7 @@ std::vector<std::pair<ShardedTensor, Shape>> adapter_specs(const ModelConfig& c,
                                                            const TpDims& d, std::span<const StageLayers> chunks) {
   std::vector<std::pair<ShardedTensor, Shape>> specs;
   const std::int64_t r = lora.rank;
-  for_each_adapter(c, lora, d, chunks, [&](std::int64_t l, std::int64_t where, LoraTarget t) {
+  for_each_adapter(c, lora, d, chunks, [&](std::int64_t l, std::int64_t, std::int64_t where, LoraTarget t) {
     auto [in, out] = lora_projection_extents(c, d, t);
     std::string module = lora_module(c, t);
     // The ranks the projection is split over, and this rank's place among them.
@@ -384,9 +385,7 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
   std::vector<Shape> shapes;
   for (const auto& spec : specs) shapes.push_back(spec.second);
   const std::vector<Tensor> locals = w.storage_.carve(device, shapes, pad_multiple);
-  std::map<std::int64_t, std::size_t> local;  // global layer -> index in w.layers
   for_each_layer(chunks, [&](std::int64_t l, std::int64_t) {
-    local[l] = w.layers.size();
     LayerWeights& lw = w.layers.emplace_back();
     lw.lora_scale = lora.scale();
     if (config.moe_layer(l) && lora.targets_mlp()) {
@@ -394,8 +393,8 @@ ModelWeights ModelWeights::adapters(const ModelConfig& config, const LoraConfig&
     }
   });
   std::size_t i = 0;
-  for_each_adapter(config, lora, dims, chunks, [&](std::int64_t l, std::int64_t where, LoraTarget t) {
-    LayerWeights& lw = w.layers[local.at(l)];
+  for_each_adapter(config, lora, dims, chunks, [&](std::int64_t, std::int64_t li, std::int64_t where, LoraTarget t) {
+    LayerWeights& lw = w.layers[static_cast<std::size_t>(li)];
     const LoraFactors f{locals[i], locals[i + 1]};
     i += 2;
     if (where == kDenseProjection) {

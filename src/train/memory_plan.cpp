@@ -18,6 +18,7 @@
 #include "model/transformer.h"
 #include "model/weights.h"
 #include "parallel/pipeline_schedule.h"
+#include "train/pipeline_trainer.h"
 
 namespace spin::train {
 
@@ -251,11 +252,14 @@ namespace {
 // The most micro-batches in flight at once on `stage` over a step of m that take their buffers from
 // each pool of the trainer (PipelineTrainer::activation_pool): 1F1B's min(pp - stage, m) in one; under
 // interleaving (vpp chunks) its order's live counts, the model's last chunk's apart.
-std::vector<int> pool_micro_batches_in_flight(int stage, int pp, int vpp, int m) {
+std::vector<int> pool_micro_batches_in_flight(const std::vector<model::StageLayers>& chunks, int stage, int pp,
+                                               int m) {
+  const auto vpp = static_cast<int>(chunks.size());
   if (vpp == 1) return {std::min(pp - stage, m)};
   std::vector<int> live(2, 0), most(live);
   for (const parallel::PipelineAction& a : parallel::interleaved_order(stage, pp, vpp, m)) {
-    const std::size_t pool = stage == pp - 1 && a.chunk == vpp - 1 ? 1 : 0;
+    const auto pool = static_cast<std::size_t>(
+        PipelineTrainer::activation_pool(chunks[static_cast<std::size_t>(a.chunk)], vpp));
     live[pool] += a.kind == parallel::PipelineAction::Forward ? 1 : -1;
     most[pool] = std::max(most[pool], live[pool]);
   }
@@ -357,7 +361,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // of as many layers, as an even split makes them; an upper bound otherwise).
     const Elements trained_layer = layer + lora_layer(c, r.lora, d, split, mixed);
     const auto m = static_cast<int>(most_micro_batches);
-    const std::vector<int> in_flight = pool_micro_batches_in_flight(stage, r.pp, r.vpp, m);
+    const std::vector<int> in_flight = pool_micro_batches_in_flight(layers, stage, r.pp, m);
     std::vector<std::int64_t> set(in_flight.size(), 0);
     for (const model::StageLayers& chunk : layers) {
       const std::int64_t recomputed =
@@ -365,7 +369,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
       const std::int64_t sets = chunk.count() - recomputed + (recomputed > 0 ? 1 : 0);
       const Elements kept = Elements{0, recomputed > 0 ? (recomputed + 1) * aligned(split.residual * d.hidden) : 0} +
                             Elements{trained_layer.act * sets, trained_layer.f32 * sets};
-      const std::size_t pool = r.vpp > 1 && chunk.last ? 1 : 0;
+      const auto pool = static_cast<std::size_t>(PipelineTrainer::activation_pool(chunk, r.vpp));
       const Elements end_of_chunk = stage_end(d, split, chunk.last, mixed, r.logits_chunk_rows);
       set[pool] = std::max(set[pool], kept.bytes(p) + end_of_chunk.bytes(p) + scratch.bytes(p));
     }

@@ -112,8 +112,8 @@ class ModelStage final : public parallel::PipelineStage {
   // The pool chunk c's micro-batches take their sets from: 1 for the model's last chunk under
   // interleaving, else 0 (PipelineTrainer::activation_pool).
   std::size_t pool_of(int chunk) const {
-    return static_cast<std::size_t>(
-        PipelineTrainer::activation_pool(*chunks_[static_cast<std::size_t>(chunk)], static_cast<int>(chunks_.size())));
+    return static_cast<std::size_t>(PipelineTrainer::activation_pool(chunks_[static_cast<std::size_t>(chunk)]->stage(),
+                                                                     static_cast<int>(chunks_.size())));
   }
   model::Activations& take_slot(int chunk, int mb) {
     const std::size_t c = pool_of(chunk);

@@ -89,9 +89,7 @@ class PipelineTrainer {
   // Under interleaving (`chunks` > 1) the micro-batches of the model's last chunk take their
   // activation buffers from a pool of their own (1), those of the other chunks from one they share
   // (0); one pool without interleaving. spin plan counts the same (train/memory_plan.h).
-  static int activation_pool(const model::Transformer& chunk, int chunks) {
-    return chunks > 1 && chunk.stage().last ? 1 : 0;
-  }
+  static int activation_pool(const model::StageLayers& chunk, int chunks) { return chunks > 1 && chunk.last ? 1 : 0; }
   // Sets of activation buffers this stage keeps between steps (the 1F1B ring; interleaved, its pools
   // of the most micro-batches in flight at once that take from each), and their bytes.
   int activation_sets() const {

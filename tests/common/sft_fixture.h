@@ -4,7 +4,6 @@
 #pragma once
 
 #include <algorithm>
-#include <memory>
 #include <optional>
 #include <string>
 
@@ -88,12 +87,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   model::ModelWeights grads(config, dims, chunks, pad);
   testing::init_tiny_weights(weights, 3, 0.1f, config.norm_weight_offset);
   const kernels::CpuKernels cpu;
-  std::vector<std::unique_ptr<model::Transformer>> transformers;
-  model::TransformerChunks chunk_transformers;
-  for (const model::StageLayers& chunk : chunks) {
-    transformers.push_back(std::make_unique<model::Transformer>(config, dims, chunk, grid.tp(), cpu));
-    chunk_transformers.push_back(transformers.back().get());
-  }
+  const model::StageTransformers transformers(config, dims, chunks, grid.tp(), cpu);
   train::OptimizerConfig oc;
   oc.algorithm = s.optimizer;
   oc.beta2 = 0.95f;
@@ -118,7 +112,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   }
   model::ModelWeights& trained = adapters ? *adapters : weights;
   train::Optimizer optimizer(oc, grid, trained, grads, cpu);
-  train::PipelineTrainer trainer(grid, chunk_transformers, weights, grads, optimizer, adapters ? &*adapters : nullptr);
+  train::PipelineTrainer trainer(grid, transformers.chunks(), weights, grads, optimizer, adapters ? &*adapters : nullptr);
   train::LrSchedule lr{train::LrDecay::Cosine, s.peak_lr, s.peak_lr / 10, 2, 5};
   int first = 0;
   if (!ck.load.empty()) {

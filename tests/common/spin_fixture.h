@@ -60,8 +60,8 @@ struct SpinSetup {
   kernels::CpuKernels cpu;
   const kernels::Kernels& k;  // cpu, or the kernels of another device
   model::ModelWeights policy, grads, reference;
-  std::vector<std::unique_ptr<model::Transformer>> transformers;  // a chunk each
-  model::Transformer& transformer;                                // the first chunk's
+  model::StageTransformers transformers;  // a chunk each
+  model::Transformer& transformer;         // the first chunk's
   train::Optimizer optimizer;
   std::vector<data::Example> examples;
   train::SpinTrainer trainer;
@@ -88,25 +88,11 @@ struct SpinSetup {
         grads(config, dims, stage, distributed ? grid.dp_size() : 1, k.device()),
         reference(config, dims, stage, distributed ? grid.dp_size() : 1, spin.ref_offload ? Device::Cpu : k.device(),
                   reference_storage),
-        transformers(make_transformers(config, dims, stage, grid.tp(), k)),
-        transformer(*transformers.front()),
+        transformers(config, dims, stage, grid.tp(), k),
+        transformer(transformers.front()),
         optimizer(optimizer_config(distributed, algorithm), grid, policy, grads, k),
         examples(std::move(data)),
-        trainer((init(), grid), chunk_list(), policy, grads, reference, optimizer, examples, spin) {}
-
-  static std::vector<std::unique_ptr<model::Transformer>> make_transformers(
-      const model::ModelConfig& config, const model::TpDims& dims, const std::vector<model::StageLayers>& chunks,
-      parallel::Communicator& tp, const kernels::Kernels& k) {
-    std::vector<std::unique_ptr<model::Transformer>> out;
-    for (const model::StageLayers& c : chunks)
-      out.push_back(std::make_unique<model::Transformer>(config, dims, c, tp, k));
-    return out;
-  }
-  model::TransformerChunks chunk_list() const {
-    model::TransformerChunks out;
-    for (const auto& t : transformers) out.push_back(t.get());
-    return out;
-  }
+        trainer((init(), grid), transformers.chunks(), policy, grads, reference, optimizer, examples, spin) {}
 
   static TinyShape shape_with_layers(int layers) {
     TinyShape s;

@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <memory>
 #include <optional>
 
 #include "common/test_util.h"
@@ -28,19 +27,15 @@ struct Model {
   model::TpDims dims;
   kernels::CpuKernels cpu;
   model::ModelWeights weights;
-  std::vector<std::unique_ptr<model::Transformer>> transformers;
-  model::TransformerChunks chunks;
+  model::StageTransformers transformers;
 
   Model(const parallel::ProcessGrid& grid, const model::ModelConfig& c, int chunk_count = 1)
       : config(c),
         stage(model::stage_chunks(model::split_layers(c.num_layers, grid.pp_size() * chunk_count), grid.pp_rank(),
                                   grid.pp_size())),
         dims(model::tp_dims(c, grid.tp_rank(), grid.tp_size(), grid.ep_size())),
-        weights(config, dims, stage) {
-    for (const model::StageLayers& chunk : stage) {
-      transformers.push_back(std::make_unique<model::Transformer>(config, dims, chunk, grid.tp(), cpu));
-      chunks.push_back(transformers.back().get());
-    }
+        weights(config, dims, stage),
+        transformers(config, dims, stage, grid.tp(), cpu) {
     testing::init_tiny_weights(weights, 5, 0.5f);
   }
 };
@@ -70,7 +65,7 @@ std::vector<Generation> run(parallel::Communicator& world, parallel::Layout layo
     adapters.emplace(model::ModelWeights::adapters(m.config, testing::tiny_lora(m.config, 4), m.dims, m.stage));
     testing::randomize_matrices(*adapters, 9, 0.3f);
   }
-  Generator generator(grid, m.chunks, m.weights, adapters ? &*adapters : nullptr);
+  Generator generator(grid, m.transformers.chunks(), m.weights, adapters ? &*adapters : nullptr);
   // This replica's prompts: every dp-th, in forward or reverse order.
   const auto prompts = all_prompts();
   std::vector<std::vector<std::int32_t>> mine;

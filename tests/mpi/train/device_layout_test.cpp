@@ -40,10 +40,8 @@ DeviceRun run(parallel::Communicator& world, parallel::Layout layout, bool distr
   shape.family = family;
   testing::SpinSetup s(world, layout, config, shape, distributed, testing::spin_examples(16), device_kernels, algorithm,
                        model::WeightStorage::Float32, chunks);
-  for (const auto& t : s.transformers) {
-    t->set_sequence_parallel(sequence_parallel);
-    t->set_logits_chunk_rows(logits_chunk);
-  }
+  s.transformers.set_sequence_parallel(sequence_parallel);
+  s.transformers.set_logits_chunk_rows(logits_chunk);
   if (mixed) {
     s.policy.enable_bf16(s.k);
     s.reference.enable_bf16(s.k);

@@ -127,7 +127,9 @@ void check(parallel::Communicator& world, parallel::Layout layout, bool distribu
   }
   EXPECT_EQ(p.optimizer, static_cast<std::int64_t>(s.optimizer.state_bytes()));
   if constexpr (requires { s.transformers; }) {  // each chunk's Transformer its own tables
-    for (const auto& t : s.transformers) EXPECT_EQ(p.rope, static_cast<std::int64_t>(t->rope_bytes()));
+    for (const model::Transformer* t : s.transformers.chunks()) {
+      EXPECT_EQ(p.rope, static_cast<std::int64_t>(t->rope_bytes()));
+    }
   } else {
     EXPECT_EQ(p.rope, static_cast<std::int64_t>(s.transformer.rope_bytes()));
   }
