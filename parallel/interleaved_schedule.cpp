@@ -1,12 +1,8 @@
 // Interleaved 1F1B (pipeline_schedule.h). Every stage runs the same table of forwards and of
-// backwards; what differs is how far ahead its forwards run (interleaved_warmup). Each
-// forward, and each forward-backward pair in the steady state, is followed by one exchange that
-// sends what was just computed and receives what the neighbours computed at their exchange of
-// the same count: the previous rank runs one forward ahead of this one, so it sends the input
-// of this rank's next forward; the last rank runs p - 1 forwards behind the first, so what it
-// sends the first rank is the output of forward k + 1 - p, which in whole groups of p is again
-// the input of the first rank's next forward, unless that forward is a chunk 0 (whose input is
-// the data). Gradients mirror this. Received buffers wait in a queue per chunk; a chunk's
+// backwards; what differs is how far ahead its forwards run (interleaved_warmup). A stage's part
+// is a list of steps, each a computation and one exchange (interleaved_steps): a pure function of
+// the layout, which the tests walk under a model of blocking point-to-point messages, and which
+// the pass below only executes. Received buffers wait in a queue per chunk; a chunk's
 // micro-batches arrive in order, which is how a receive knows its size.
 #include <deque>
 #include <utility>
@@ -21,7 +17,6 @@ namespace spin::parallel {
 namespace {
 constexpr int kActivationTag = 13;
 constexpr int kGradientTag = 14;
-constexpr int kNothing = -1;  // no chunk: nothing to receive
 
 // The ring of one stage: activations to the next rank (the last stage's to the first), gradients
 // to the previous one.
@@ -35,22 +30,21 @@ class RingLinks {
         inputs_(static_cast<std::size_t>(stage.chunks())),
         grads_(static_cast<std::size_t>(stage.chunks())) {}
 
-  // One exchange, every part optional: `output` (micro-batch output_mb) to the next rank,
-  // `grad_input` (grad_mb) to the previous one, and receives of the activation for chunk
-  // `input_chunk` from the previous rank and of the gradient for chunk `grad_chunk` from the next.
-  void exchange(std::span<const float> output, int output_mb, std::span<const float> grad_input, int grad_mb,
-                int input_chunk, int grad_chunk) {
+  // One step's exchange: what its forward and backward computed (`output`, `grad_input`) to the
+  // next and the previous rank where the step sends them, and the receives it names. A send and
+  // its receive are posted whatever their size, so both sides always agree on the messages.
+  void exchange(const InterleavedStep& step, std::span<const float> output, std::span<const float> grad_input) {
     std::vector<P2POp> ops;
-    if (!output.empty()) {
-      check_boundary(stage_, pp_.rank(), output, output_mb, "output");
+    if (step.send_output) {
+      check_boundary(stage_, pp_.rank(), output, step.forward->micro_batch, "output");
       ops.push_back(P2POp::send(output.data(), output.size(), next_, kActivationTag));
     }
-    if (!grad_input.empty()) {
-      check_boundary(stage_, pp_.rank(), grad_input, grad_mb, "input gradient");
+    if (step.send_grad) {
+      check_boundary(stage_, pp_.rank(), grad_input, step.backward->micro_batch, "input gradient");
       ops.push_back(P2POp::send(grad_input.data(), grad_input.size(), prev_, kGradientTag));
     }
-    if (input_chunk != kNothing) ops.push_back(receive(inputs_, input_chunk, prev_, kActivationTag));
-    if (grad_chunk != kNothing) ops.push_back(receive(grads_, grad_chunk, next_, kGradientTag));
+    if (step.receive_input) ops.push_back(receive(inputs_, *step.receive_input, prev_, kActivationTag));
+    if (step.receive_grad) ops.push_back(receive(grads_, *step.receive_grad, next_, kGradientTag));
     if (ops.empty()) return;
     const profile::Range range("p2p", "ops", static_cast<std::int64_t>(ops.size()));
     pp_.exchange(ops);
@@ -72,9 +66,11 @@ class RingLinks {
     int taken = 0;
   };
 
-  P2POp receive(std::vector<Queue>& queues, int chunk, int peer, int tag) {
-    Queue& q = queues[static_cast<std::size_t>(chunk)];
-    const std::size_t n = stage_.boundary_size(q.received++);
+  P2POp receive(std::vector<Queue>& queues, const PipelineAction& a, int peer, int tag) {
+    Queue& q = queues[static_cast<std::size_t>(a.chunk)];
+    require(a.micro_batch == q.received++, "interleaved pipeline stage ", pp_.rank(), ": chunk ", a.chunk,
+            " receives micro-batch ", a.micro_batch, " out of order");
+    const std::size_t n = stage_.boundary_size(a.micro_batch);
     Tensor buffer;
     for (auto it = free_.begin(); it != free_.end(); ++it) {
       if (static_cast<std::size_t>(it->numel()) >= n) {
@@ -105,33 +101,23 @@ class RingLinks {
   std::vector<Tensor> free_;           // buffers to receive into again
 };
 
-// One stage's run of the tables: the forwards and backwards with the buffers they take.
+// Executes a stage's steps: the forwards and backwards with the buffers they take.
 class InterleavedRun {
  public:
-  // `whole_groups`: the micro-batches must fill groups of p (the forward-backward pass).
-  InterleavedRun(Communicator& pp, int micro_batches, PipelineStage& stage, bool whole_groups)
-      : stage_(stage),
-        links_(pp, stage),
-        stages_(pp.size()),
-        chunks_(stage.chunks()),
-        first_(pp.rank() == 0),
-        last_(pp.rank() == pp.size() - 1) {
-    require(stages_ >= 2, "the interleaved schedule needs a pipeline of at least 2 stages, not ", stages_);
-    require(chunks_ >= 1, "a pipeline stage holds at least one model chunk, not ", chunks_);
-    require(micro_batches >= 0, "a negative number of micro-batches");
-    require(!whole_groups || micro_batches % stages_ == 0, "the interleaved schedule runs the micro-batches in ",
-            "groups of the pipeline's ", stages_, " stages: ", micro_batches, " micro-batches are not a multiple of ",
-            stages_);
-    forwards_ = interleaved_table(stages_, chunks_, micro_batches, PipelineAction::Forward);
-    backwards_ = interleaved_table(stages_, chunks_, micro_batches, PipelineAction::Backward);
+  InterleavedRun(Communicator& pp, PipelineStage& stage)
+      : stage_(stage), links_(pp, stage), first_(pp.rank() == 0), last_(pp.rank() == pp.size() - 1) {}
+
+  void run(const std::vector<InterleavedStep>& steps) {
+    for (const InterleavedStep& step : steps) {
+      std::span<const float> output, grad_input;
+      if (step.forward) output = forward(*step.forward);
+      if (step.backward) grad_input = backward(*step.backward);
+      links_.exchange(step, output, grad_input);
+    }
   }
 
-  int total() const { return static_cast<int>(forwards_.size()); }
-  RingLinks& links() { return links_; }
-
-  // Runs forward k; returns its output for the next rank (empty for the model's last chunk).
-  std::span<const float> forward(int k) {
-    const PipelineAction& a = forwards_[static_cast<std::size_t>(k)];
+ private:
+  std::span<const float> forward(const PipelineAction& a) {
     const bool model_first = first_ && a.chunk == 0;
     Tensor input = model_first ? Tensor() : links_.take_input(a.chunk, a.micro_batch);
     std::span<const float> output;
@@ -141,13 +127,10 @@ class InterleavedRun {
       output = stage_.forward(a.chunk, a.micro_batch, in);
     }
     links_.recycle(std::move(input));
-    return last_ && a.chunk == chunks_ - 1 ? std::span<const float>() : output;
+    return output;
   }
-  // Runs backward k; returns its input gradient for the previous rank (empty for chunk 0 of
-  // the first stage).
-  std::span<const float> backward(int k) {
-    const PipelineAction& a = backwards_[static_cast<std::size_t>(k)];
-    const bool model_last = last_ && a.chunk == chunks_ - 1;
+  std::span<const float> backward(const PipelineAction& a) {
+    const bool model_last = last_ && a.chunk == stage_.chunks() - 1;
     Tensor grad = model_last ? Tensor() : links_.take_grad(a.chunk, a.micro_batch);
     std::span<const float> grad_input;
     {
@@ -156,105 +139,157 @@ class InterleavedRun {
       grad_input = stage_.backward(a.chunk, a.micro_batch, in);
     }
     links_.recycle(std::move(grad));
-    return first_ && a.chunk == 0 ? std::span<const float>() : grad_input;
-  }
-  int forward_mb(int k) const { return forwards_[static_cast<std::size_t>(k)].micro_batch; }
-  int backward_mb(int k) const { return backwards_[static_cast<std::size_t>(k)].micro_batch; }
-
-  // The chunk whose input arrives at the exchange after forward k (k = -1: before the first):
-  // that of forward k + 1 -- sent by the previous rank -- unless it is the model's first chunk.
-  int input_chunk_after(int k) const {
-    if (k + 1 >= total()) return kNothing;
-    const int chunk = forwards_[static_cast<std::size_t>(k + 1)].chunk;
-    return first_ && chunk == 0 ? kNothing : chunk;
-  }
-  // The chunk whose output gradient arrives at the exchange after backward k: that of backward
-  // k + 1 unless it is the model's last chunk.
-  int grad_chunk_after(int k) const {
-    if (k + 1 >= total()) return kNothing;
-    const int chunk = backwards_[static_cast<std::size_t>(k + 1)].chunk;
-    return last_ && chunk == chunks_ - 1 ? kNothing : chunk;
+    return grad_input;
   }
 
- private:
   PipelineStage& stage_;
   RingLinks links_;
-  const int stages_, chunks_;
   const bool first_, last_;
-  std::vector<PipelineAction> forwards_, backwards_;
 };
+
+// Builds a stage's steps from its tables (interleaved_steps says in what order).
+class StepPlanner {
+ public:
+  StepPlanner(int stage, int stages, int chunks, int micro_batches, int group)
+      : stage_(stage),
+        stages_(stages),
+        chunks_(chunks),
+        forwards_(interleaved_table(group, chunks, micro_batches, PipelineAction::Forward)),
+        backwards_(interleaved_table(group, chunks, micro_batches, PipelineAction::Backward)) {}
+
+  int total() const { return static_cast<int>(forwards_.size()); }
+
+  // Forward k (-1: none), backward b (-1: none); the receives after them (kNone: none).
+  InterleavedStep step(int k, int b, int receive_after_forward, int receive_after_backward) const {
+    InterleavedStep step;
+    if (k >= 0) {
+      step.forward = forwards_[static_cast<std::size_t>(k)];
+      step.send_output = !(stage_ == stages_ - 1 && step.forward->chunk == chunks_ - 1);
+    }
+    if (b >= 0) {
+      step.backward = backwards_[static_cast<std::size_t>(b)];
+      step.send_grad = !(stage_ == 0 && step.backward->chunk == 0);
+    }
+    if (receive_after_forward != kNone) step.receive_input = input_after(receive_after_forward);
+    if (receive_after_backward != kNone) step.receive_grad = grad_after(receive_after_backward);
+    return step;
+  }
+  // The next forward's input (the forward-only pass, on every rank).
+  std::optional<PipelineAction> next_input(int k) const {
+    if (k + 1 >= total()) return std::nullopt;
+    const PipelineAction& a = forwards_[static_cast<std::size_t>(k + 1)];
+    if (stage_ == 0 && a.chunk == 0) return std::nullopt;
+    return a;
+  }
+
+  static constexpr int kNone = -2;
+
+ private:
+  // The input that arrives in the exchange after forward k (k = -1: before the first). From the
+  // previous rank, the next forward's; on the first rank, the last rank's output of forward
+  // k - (p - 1) (p - 1 exchanges behind round the ring), bound for the next chunk.
+  std::optional<PipelineAction> input_after(int k) const {
+    if (stage_ != 0) return next_input(k);
+    const int j = k - (stages_ - 1);
+    if (j < 0 || j >= total()) return std::nullopt;
+    const PipelineAction& a = forwards_[static_cast<std::size_t>(j)];
+    if (a.chunk == chunks_ - 1) return std::nullopt;
+    return PipelineAction{PipelineAction::Forward, a.micro_batch, a.chunk + 1};
+  }
+  // The output gradient that arrives in the exchange after backward b: the mirror image.
+  std::optional<PipelineAction> grad_after(int b) const {
+    if (stage_ != stages_ - 1) {
+      if (b + 1 >= total()) return std::nullopt;
+      return backwards_[static_cast<std::size_t>(b + 1)];
+    }
+    const int j = b - (stages_ - 1);
+    if (j < 0 || j >= total()) return std::nullopt;
+    const PipelineAction& a = backwards_[static_cast<std::size_t>(j)];
+    if (a.chunk == 0) return std::nullopt;
+    return PipelineAction{PipelineAction::Backward, a.micro_batch, a.chunk - 1};
+  }
+
+  const int stage_, stages_, chunks_;
+  const std::vector<PipelineAction> forwards_, backwards_;
+};
+
+void check_layout(int stages, int chunks, int micro_batches) {
+  require(stages >= 2, "the interleaved schedule needs a pipeline of at least 2 stages, not ", stages);
+  require(chunks >= 1, "a pipeline stage holds at least one model chunk, not ", chunks);
+  require(micro_batches >= 0, "a negative number of micro-batches");
+}
 }  // namespace
 
-std::vector<PipelineAction> interleaved_table(int stages, int chunks, int micro_batches, PipelineAction::Kind kind) {
+int interleaved_group(int stages, int micro_batches) {
+  require(micro_batches >= stages, "the interleaved schedule trains at least one micro-batch a stage: ", micro_batches,
+          " micro-batches for ", stages, " pipeline stages");
+  if (micro_batches % stages == 0) return stages;
+  int group = stages + 1;
+  while (micro_batches % group != 0 && micro_batches % group < stages) ++group;
+  return group;
+}
+
+std::vector<PipelineAction> interleaved_table(int group, int chunks, int micro_batches, PipelineAction::Kind kind) {
+  require(group >= 1, "micro-batch groups of ", group);
   std::vector<PipelineAction> table;
-  for (int group = 0; group < micro_batches; group += stages) {
+  for (int first = 0; first < micro_batches; first += group) {
     for (int i = 0; i < chunks; ++i) {
       const int chunk = kind == PipelineAction::Forward ? i : chunks - 1 - i;
-      for (int mb = group; mb < std::min(group + stages, micro_batches); ++mb) table.push_back({kind, mb, chunk});
+      for (int mb = first; mb < std::min(first + group, micro_batches); ++mb) table.push_back({kind, mb, chunk});
     }
   }
   return table;
 }
 
 int interleaved_warmup(int stage, int stages, int chunks, int micro_batches) {
-  const int total = micro_batches * chunks;
-  if (micro_batches == stages) return total;
-  return std::min(2 * (stages - stage - 1) + (chunks - 1) * stages, total);
+  const int group = interleaved_group(stages, micro_batches);
+  return std::min(2 * (stages - stage - 1) + (chunks - 1) * group, micro_batches * chunks);
 }
 
 std::vector<PipelineAction> interleaved_order(int stage, int stages, int chunks, int micro_batches) {
-  using A = PipelineAction;
-  const std::vector<A> forwards = interleaved_table(stages, chunks, micro_batches, A::Forward);
-  const std::vector<A> backwards = interleaved_table(stages, chunks, micro_batches, A::Backward);
-  const int total = static_cast<int>(forwards.size());
-  const int warmup = interleaved_warmup(stage, stages, chunks, micro_batches);
-  std::vector<A> order(forwards.begin(), forwards.begin() + warmup);
-  for (int k = warmup; k < total; ++k) {
-    order.push_back(forwards[static_cast<std::size_t>(k)]);
-    order.push_back(backwards[static_cast<std::size_t>(k - warmup)]);
+  std::vector<PipelineAction> order;
+  for (const InterleavedStep& step : interleaved_steps(stage, stages, chunks, micro_batches, false)) {
+    if (step.forward) order.push_back(*step.forward);
+    if (step.backward) order.push_back(*step.backward);
   }
-  order.insert(order.end(), backwards.begin() + (total - warmup), backwards.end());
   return order;
 }
 
-void forward_backward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage) {
-  require(micro_batches >= 1, "the pipeline needs at least one micro-batch");
-  InterleavedRun run(pp, micro_batches, stage, true);
-  RingLinks& links = run.links();
-  const int total = run.total();
-  const int warmup = interleaved_warmup(pp.rank(), pp.size(), stage.chunks(), micro_batches);
+std::vector<InterleavedStep> interleaved_steps(int stage, int stages, int chunks, int micro_batches,
+                                               bool forward_only) {
+  check_layout(stages, chunks, micro_batches);
+  constexpr int kNone = StepPlanner::kNone;
+  std::vector<InterleavedStep> steps;
+  if (forward_only) {
+    const StepPlanner plan(stage, stages, chunks, micro_batches, stages);
+    for (int k = -1; k < plan.total(); ++k) {
+      InterleavedStep step = plan.step(k, -1, kNone, kNone);
+      step.receive_input = plan.next_input(k);
+      steps.push_back(step);
+    }
+    return steps;
+  }
+  const int warmup = interleaved_warmup(stage, stages, chunks, micro_batches);
+  const StepPlanner plan(stage, stages, chunks, micro_batches, interleaved_group(stages, micro_batches));
+  const int total = plan.total();
   const bool all_warmup = warmup == total;
-  const std::span<const float> none;
+  steps.push_back(plan.step(-1, -1, -1, kNone));
+  // The last warm-up exchange also brings the first backward's output gradient; when every
+  // forward is a warm-up one, an exchange of its own does.
+  for (int k = 0; k < warmup; ++k) steps.push_back(plan.step(k, -1, k, k + 1 == warmup && !all_warmup ? -1 : kNone));
+  for (int b = 0; b + warmup < total; ++b) steps.push_back(plan.step(b + warmup, b, b + warmup, b));
+  if (all_warmup) steps.push_back(plan.step(-1, -1, kNone, -1));
+  for (int b = total - warmup; b < total; ++b) steps.push_back(plan.step(-1, b, kNone, b));
+  return steps;
+}
 
-  links.exchange(none, 0, none, 0, run.input_chunk_after(-1), kNothing);
-  for (int k = 0; k < warmup; ++k) {
-    const std::span<const float> output = run.forward(k);
-    // The last warm-up exchange also brings the first backward's gradient.
-    const int grad_chunk = k + 1 == warmup && !all_warmup ? run.grad_chunk_after(-1) : kNothing;
-    links.exchange(output, run.forward_mb(k), none, 0, run.input_chunk_after(k), grad_chunk);
-  }
-  for (int b = 0; b + warmup < total; ++b) {
-    const int f = b + warmup;
-    const std::span<const float> output = run.forward(f);
-    const std::span<const float> grad_input = run.backward(b);
-    links.exchange(output, run.forward_mb(f), grad_input, run.backward_mb(b), run.input_chunk_after(f),
-                   run.grad_chunk_after(b));
-  }
-  if (all_warmup) links.exchange(none, 0, none, 0, kNothing, run.grad_chunk_after(-1));
-  for (int b = total - warmup; b < total; ++b) {
-    const std::span<const float> grad_input = run.backward(b);
-    links.exchange(none, 0, grad_input, run.backward_mb(b), kNothing, run.grad_chunk_after(b));
-  }
+void forward_backward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage) {
+  check_layout(pp.size(), stage.chunks(), micro_batches);
+  InterleavedRun(pp, stage).run(interleaved_steps(pp.rank(), pp.size(), stage.chunks(), micro_batches, false));
 }
 
 void forward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage) {
-  InterleavedRun run(pp, micro_batches, stage, false);
-  const std::span<const float> none;
-  run.links().exchange(none, 0, none, 0, run.input_chunk_after(-1), kNothing);
-  for (int k = 0; k < run.total(); ++k) {
-    const std::span<const float> output = run.forward(k);
-    run.links().exchange(output, run.forward_mb(k), none, 0, run.input_chunk_after(k), kNothing);
-  }
+  InterleavedRun(pp, stage).run(interleaved_steps(pp.rank(), pp.size(), stage.chunks(), micro_batches, true));
 }
 
 }  // namespace spin::parallel

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -64,34 +65,64 @@ void forward_backward_pipelining_without_interleaving(Communicator& pp, int micr
 
 // Interleaved 1F1B (Narayanan et al. 2021, section 2.2; Megatron's
 // forward_backward_pipelining_with_interleaving): each of the p stages holds v = stage.chunks()
-// model chunks, and the m micro-batches go through them in groups of p: a group's forwards run
+// model chunks, and the m micro-batches go through them in groups: a group's forwards run
 // chunk 0, then chunk 1, ..., its backwards the chunks in reverse. The pipeline fills and drains
 // in units of a chunk, so the bubble shrinks from (p - 1) / m of a step to (p - 1) / (v m), for
 // v times the point-to-point messages. The output of the last stage's chunk c goes to the first
 // stage's chunk c + 1: the stages form a ring.
 //
-// The forwards, and in the same order the backwards, of every stage (the table of
-// Megatron's get_model_chunk_id): entry k is (chunk, micro-batch). Needs m a multiple of p.
-std::vector<PipelineAction> interleaved_table(int stages, int chunks, int micro_batches, PipelineAction::Kind kind);
+// Micro-batches a group takes (Megatron's microbatch_group_size_per_vp_stage) when a pass trains
+// m of them: p when p divides m, else the smallest N > p whose last group (what is left of m in
+// groups of N) holds at least p -- the first stage takes chunk c + 1 of a micro-batch p - 1
+// computations after the last stage's chunk c, so a smaller last group would wait on it (and the
+// backwards mirror this). m = 6 at p = 4: one group of 6; m = 9: groups of 5 and 4. Throws
+// spin::Error unless p <= m.
+int interleaved_group(int stages, int micro_batches);
 
-// Forwards stage `stage` runs before its first backward: 2 (p - stage - 1) + (v - 1) p, or all
-// of them when m = p (Megatron's all-warmup case), at most v m. The stage then holds at most
-// that plus one micro-batch-chunk's activations.
+// The forwards (or, in the same order, the backwards) of every stage in groups of `group`
+// micro-batches, the last group what is left: entry k is (chunk, micro-batch), Megatron's
+// get_schedule_table.
+std::vector<PipelineAction> interleaved_table(int group, int chunks, int micro_batches, PipelineAction::Kind kind);
+
+// Forwards stage `stage` runs before its first backward when a pass trains m micro-batches:
+// 2 (p - stage - 1) + (v - 1) N (N: interleaved_group), or all v m of them when that is as many
+// or more. The stage then holds at most that plus one micro-batch-chunk's activations.
 int interleaved_warmup(int stage, int stages, int chunks, int micro_batches);
 
 // The order in which stage `stage` runs its forwards and backwards: the warm-up forwards, then
 // one forward and one backward alternately, then the remaining backwards.
 std::vector<PipelineAction> interleaved_order(int stage, int stages, int chunks, int micro_batches);
 
+// One step of a stage's part in an interleaved pass: its computation (a forward, a backward, both
+// or neither), then one exchange, which sends what was computed on round the ring (except the
+// model's last output and first input gradient, which go nowhere) while later steps' inputs and
+// output gradients arrive. A stage's received buffers wait in a queue per chunk and direction;
+// each chunk's micro-batches arrive in order.
+struct InterleavedStep {
+  std::optional<PipelineAction> forward, backward;
+  bool send_output = false, send_grad = false;
+  std::optional<PipelineAction> receive_input;  // the forward whose input arrives
+  std::optional<PipelineAction> receive_grad;   // the backward whose output gradient arrives
+  bool operator==(const InterleavedStep&) const = default;
+};
+
+// Stage `stage`'s steps, the first one an exchange alone. Each receive sits at the exchange in
+// which its sender sends it, as in Megatron (recv_tensor_from_previous_stage): from the previous
+// rank, the input of this rank's next forward; on the first rank, round the ring, the output of
+// the last rank's forward k - (p - 1) after forward k (the last rank's gradients likewise). So
+// every message is taken by a receive its sender's progress does not wait on, and no rank waits
+// on another in a cycle, even where a send completes only once its receive is posted (NCCL,
+// large MPI messages). `forward_only`: every forward a warm-up one, any m (the groups p, the
+// last one smaller if need be; every rank's receives then the next forward's input).
+std::vector<InterleavedStep> interleaved_steps(int stage, int stages, int chunks, int micro_batches, bool forward_only);
+
 // Runs one interleaved 1F1B pass over `micro_batches` micro-batches through stage.chunks()
-// chunks a stage. Collective over `pp` (rank = stage), which needs at least 2 stages; every
-// exchange posts its sends and receives together, as in the 1F1B pass. Throws spin::Error on
-// every rank alike when m is not a multiple of p (a smaller last group would need a chunk's
-// output back at the first stage while the backwards hold the ring: it deadlocks).
+// chunks a stage: interleaved_steps. Collective over `pp` (rank = stage), which needs at least 2
+// stages; every exchange posts its sends and receives together, as in the 1F1B pass. Throws
+// spin::Error on every rank alike when m < p.
 void forward_backward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage);
 
-// Forwards only through the chunks (Megatron's forward_only: every forward a warm-up one), of any
-// number of micro-batches: without the backwards' exchanges a group smaller than p goes through.
+// Forwards only through the chunks (Megatron's forward_only), of any number of micro-batches.
 void forward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage);
 
 // Forwards only (scoring, reference log-probabilities): each stage receives, computes and sends

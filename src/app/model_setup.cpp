@@ -425,6 +425,14 @@ ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int t
   return {config, model::stage_chunks(counts, pp_rank, pp), model::tp_dims(config, tp_rank, tp, ep)};
 }
 
+void check_interleaved_step(const std::string& option, int chunks, int pp, std::int64_t per_replica, bool by_tokens,
+                            const std::string& per_replica_is) {
+  require(chunks == 1 || per_replica >= pp, option, " ", chunks, ": the interleaved schedule trains at least one ",
+          "micro-batch a pipeline stage, ", pp, " a step, but each data-parallel rank has ", per_replica,
+          by_tokens ? " sequences a step, which micro-batches cut by tokens cannot make " : " micro-batches a step",
+          by_tokens ? std::to_string(pp) + " of" : "", " (", per_replica_is, ")");
+}
+
 ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
                             const std::string& pp_layers, int chunks) {
   return plan_model_shard(config, grid.tp_rank(), grid.tp_size(), grid.pp_rank(), grid.pp_size(), pp_layers,

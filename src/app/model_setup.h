@@ -46,6 +46,13 @@ ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::Pr
 ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank, int pp,
                             const std::string& pp_layers = "", int ep = 1, int chunks = 1);
 
+// Interleaved stages (`chunks` > 1) train a step's micro-batches in groups of at least the `pp`
+// stages (parallel::interleaved_group): throws, naming `option`, unless a data-parallel replica's
+// `per_replica` -- its micro-batches a step or, cut by tokens (`by_tokens`: a cut is split to reach
+// pp), its sequences -- are at least pp.
+void check_interleaved_step(const std::string& option, int chunks, int pp, std::int64_t per_replica, bool by_tokens,
+                            const std::string& per_replica_is);
+
 // The model an inference command (spin score, generate, eval) runs: a Hugging Face model
 // directory, or a spin checkpoint -- a step directory, a merged checkpoint file, or a training
 // run's save directory (its `latest`) -- read as its policy (a LoRA run's checkpoint holds the

@@ -58,8 +58,7 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
       ("dp", po::value(&o.dp)->default_value(o.dp), "data-parallel size")
       ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
       ("vpp", po::value(&o.vpp)->default_value(o.vpp),
-       "model chunks a pipeline stage holds (parallel.vpp: interleaved 1F1B; the step's micro-batches in whole "
-       "groups of pp)")
+       "model chunks a pipeline stage holds (parallel.vpp: interleaved 1F1B; at least pp micro-batches a step)")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
        "layers per pipeline stage, e.g. 15,17 (with --vpp, per virtual stage)")
       ("micro-batch", po::value(&o.micro_batch)->default_value(o.micro_batch),

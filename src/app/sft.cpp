@@ -121,9 +121,10 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
       ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
       ("vpp", po::value(&o.vpp)->default_value(o.vpp),
        "model chunks a pipeline stage holds: the interleaved 1F1B schedule over pp x vpp virtual stages, stage s "
-       "running chunks s, s + pp, ... (Megatron's --num-virtual-stages-per-pipeline-rank; 1: 1F1B). The "
-       "micro-batches a step must be a multiple of pp (cut by tokens, they are split into one: the sequences a step "
-       "then must be)")
+       "running chunks s, s + pp, ... (Megatron's --num-virtual-stages-per-pipeline-rank; 1: 1F1B). A step "
+       "needs at least pp micro-batches, in groups of pp where they divide, else of the fewest more whose last "
+       "group still holds pp (cut by tokens, they are split to at least pp, whole groups where the sequences a step "
+       "are)")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
        "layers per pipeline stage, e.g. 3,5 (default: even split); with --vpp, per virtual stage in model order")
       ("global-batch-size", po::value(&o.global_batch)->default_value(o.global_batch),
@@ -296,17 +297,13 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     }
     plan.emplace(static_cast<std::int64_t>(data.examples.size()), o.global_batch, o.micro_batch,
                  grid.dp_size(), o.seed, !o.no_shuffle);
-    // Cut by tokens, a replica's micro-batches are split into whole groups (data::cut_micro_batches),
-    // which its sequences must allow.
-    const std::int64_t per_replica =
-        o.micro_batch_tokens > 0 ? o.global_batch / grid.dp_size() : plan->micro_batches_per_step();
-    require(o.vpp == 1 || per_replica % grid.pp_size() == 0, "spin sft: --vpp ", o.vpp,
-            ": the interleaved schedule runs a step's micro-batches in groups of the ", grid.pp_size(),
-            " pipeline stages, but each data-parallel rank has ", per_replica,
-            o.micro_batch_tokens > 0
-                ? " sequences a step (--global-batch-size / data-parallel size), which micro-batches cut by tokens "
-                  "cannot make whole groups of"
-                : " (--global-batch-size / (--micro-batch-size x data-parallel size))");
+    // Cut by tokens, a replica's micro-batches are split to reach pp (data::cut_micro_batches), which its
+    // sequences must allow.
+    check_interleaved_step("spin sft: --vpp", o.vpp, grid.pp_size(),
+                           o.micro_batch_tokens > 0 ? o.global_batch / grid.dp_size() : plan->micro_batches_per_step(),
+                           o.micro_batch_tokens > 0,
+                           o.micro_batch_tokens > 0 ? "--global-batch-size / data-parallel size"
+                                                    : "--global-batch-size / (--micro-batch-size x data-parallel size)");
     total_steps = o.epochs * plan->batches_per_epoch();
     if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
     schedule = {train::parse_lr_decay(o.schedule), o.lr, o.min_lr, o.warmup_steps,

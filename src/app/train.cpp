@@ -78,19 +78,17 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                            "logging.profile_step_start", "logging.profile_step_end");
     source = model_source(c.model_path, c.model_adapter);
     shard = plan_model_shard(source->config, grid, c.pp_layers, c.vpp);
-    // Interleaved stages: a step's micro-batches in whole groups of the stages -- the fixed count, or cut
-    // by tokens split into them (data::cut_micro_batches), which a replica's pairs must allow. (A batch
-    // that does not split into micro-batches at all is the batch plan's error.)
+    // Interleaved stages: at least pp micro-batches a step -- the fixed count, or cut by tokens split to
+    // reach it (data::cut_micro_batches), which a replica's pairs must allow. (A batch that does not split
+    // into micro-batches at all is the batch plan's error.)
     const std::int64_t split =
         std::max<std::int64_t>(1, (c.micro_batch_tokens > 0 ? 1 : c.micro_batch_size) * grid.dp_size());
-    const std::int64_t per_replica = c.global_batch_size / split;
-    require(c.vpp == 1 || c.global_batch_size % split != 0 || per_replica % grid.pp_size() == 0,
-            "parallel.vpp = ", c.vpp, ": the interleaved schedule runs a step's micro-batches in groups of the ",
-            grid.pp_size(), " pipeline stages, but each data-parallel rank has ", per_replica,
-            c.micro_batch_tokens > 0
-                ? " pairs a step (spin.global_batch_size / data-parallel size), which micro-batches "
-                  "cut by tokens cannot make whole groups of"
-                : " (spin.global_batch_size / (spin.micro_batch_size x data-parallel size))");
+    if (c.global_batch_size % split == 0) {
+      check_interleaved_step(
+          "parallel.vpp =", c.vpp, grid.pp_size(), c.global_batch_size / split, c.micro_batch_tokens > 0,
+          c.micro_batch_tokens > 0 ? "spin.global_batch_size / data-parallel size"
+                                   : "spin.global_batch_size / (spin.micro_batch_size x data-parallel size)");
+    }
     if (c.router_aux_loss_coef >= 0.0) {
       require(shard->config.moe(), "model.router_aux_loss_coef = ", c.router_aux_loss_coef, ": ", c.model_path,
               " is not a mixture of experts");

@@ -216,8 +216,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("parallel.vpp", &c.vpp,
         "model chunks a pipeline stage holds: the interleaved 1F1B schedule over pp x vpp virtual stages, stage s "
         "running chunks s, s + pp, ...; scoring and generation go round the stages once a chunk (Megatron's "
-        "--num-virtual-stages-per-pipeline-rank; 1: 1F1B). A step's micro-batches must be a multiple of pp (cut by "
-        "tokens, they are split into one: the pairs a step then must be)");
+        "--num-virtual-stages-per-pipeline-rank; 1: 1F1B). A step needs at least pp micro-batches, in groups of pp "
+        "where they divide, else of the fewest more whose last group still holds pp (cut by tokens, they are "
+        "split to at least pp, whole groups where the pairs a step are)");
   t.add("parallel.pp_layers", &c.pp_layers,
         "layers per pipeline stage, e.g. 3,5 (empty: even); with parallel.vpp, per virtual stage in model order");
   t.add("parallel.ep", &c.ep, kExpertParallelHelp);

@@ -60,11 +60,10 @@ std::vector<std::vector<std::int64_t>> BatchPlan::micro_batches(std::int64_t epo
 }
 
 namespace {
-// Micro-batches `cut` (of consecutive samples, their weights `weight`) split until their count is a
-// multiple of `groups_of`: the fullest of two samples or more where its halves weigh closest. The
-// samples being a multiple of groups_of, there is always one to split (cut_micro_batches).
-void make_whole_groups(std::vector<std::vector<std::int64_t>>& cut, std::span<const std::int64_t> weight,
-                       std::int64_t groups_of) {
+// Micro-batches `cut` (of consecutive samples, their weights `weight`) split until they are `count`:
+// the fullest of two samples or more where its halves weigh closest. With count at most the samples
+// there is always one to split (cut_micro_batches).
+void split_to(std::vector<std::vector<std::int64_t>>& cut, std::span<const std::int64_t> weight, std::size_t count) {
   std::vector<std::vector<std::int64_t>> w;  // each micro-batch's weights
   std::size_t at = 0;
   for (const auto& mb : cut) {
@@ -75,7 +74,7 @@ void make_whole_groups(std::vector<std::vector<std::int64_t>>& cut, std::span<co
   const auto sum = [](const std::vector<std::int64_t>& v) {
     return std::accumulate(v.begin(), v.end(), std::int64_t{0});
   };
-  while (static_cast<std::int64_t>(cut.size()) % groups_of != 0) {
+  while (cut.size() < count) {
     std::size_t best = cut.size();
     for (std::size_t i = 0; i < cut.size(); ++i) {
       if (cut[i].size() >= 2 && (best == cut.size() || sum(w[i]) > sum(w[best]))) best = i;
@@ -105,9 +104,9 @@ std::vector<std::vector<std::int64_t>> cut_micro_batches(std::span<const std::in
           ") and a token limit >= 0 (", max_tokens, ")");
   require(max_tokens == 0 || tokens.size() == samples.size(), "micro-batches by tokens: ", tokens.size(),
           " token counts for ", samples.size(), " samples");
-  require(groups_of >= 1 && static_cast<std::int64_t>(samples.size()) % groups_of == 0,
-          "micro-batches in whole groups of ", groups_of, " (interleaved pipeline stages) from ", samples.size(),
-          " samples: not a multiple");
+  const auto n_samples = static_cast<std::int64_t>(samples.size());
+  require(groups_of >= 1 && (groups_of == 1 || n_samples >= groups_of), "at least ", groups_of,
+          " micro-batches (interleaved pipeline stages) from ", samples.size(), " samples");
   std::vector<std::vector<std::int64_t>> out;
   std::int64_t held = 0;  // tokens in out.back()
   for (std::size_t i = 0; i < samples.size(); ++i) {
@@ -121,8 +120,11 @@ std::vector<std::vector<std::int64_t>> cut_micro_batches(std::span<const std::in
     held += n;
   }
   if (groups_of > 1) {
+    const auto have = static_cast<std::int64_t>(out.size());
+    const std::int64_t want =
+        n_samples % groups_of == 0 ? (have + groups_of - 1) / groups_of * groups_of : std::max(have, groups_of);
     const std::vector<std::int64_t> ones(samples.size(), 1);  // without tokens: samples weigh alike
-    make_whole_groups(out, max_tokens > 0 ? tokens : std::span<const std::int64_t>(ones), groups_of);
+    split_to(out, max_tokens > 0 ? tokens : std::span<const std::int64_t>(ones), static_cast<std::size_t>(want));
   }
   return out;
 }

@@ -46,11 +46,12 @@ class BatchPlan {
 // this is NeMo-RL's dynamic batching (its train_mb_tokens): the step's samples and their order stay the
 // plan's, only where micro-batches end moves, so a step's loss and gradients are the same up to the order
 // of their float sums, while every micro-batch holds about max_tokens tokens: bounded activations, fewer
-// and fuller products. With `groups_of` > 1 (interleaved pipeline stages: micro-batches in whole groups
-// of the stages) the count is then made a multiple of it by splitting the fullest micro-batch of two
-// samples or more where its halves' tokens (without tokens, samples) are closest, again while needed --
-// the samples, their order and the limits kept. Throws unless the samples are a multiple of groups_of
-// (which makes a split always possible).
+// and fuller products. With `groups_of` > 1 (interleaved pipeline stages: at least one micro-batch a
+// stage, best in whole groups of the stages -- parallel::interleaved_group) the count is then made at
+// least groups_of, and a multiple of it where the samples are, by splitting the fullest micro-batch of
+// two samples or more where its halves' tokens (without tokens, samples) are closest, again while
+// needed -- the samples, their order and the limits kept. Throws when the samples are fewer than
+// groups_of.
 std::vector<std::vector<std::int64_t>> cut_micro_batches(std::span<const std::int64_t> samples,
                                                          std::span<const std::int64_t> tokens, std::int64_t max_items,
                                                          std::int64_t max_tokens = 0, std::int64_t groups_of = 1);

@@ -288,9 +288,9 @@ MemoryPlan plan_memory(const PlanRequest& r) {
             " is not a multiple of micro-batch ", r.micro_batch, " x dp ", r.dp);
     plan.micro_batches = r.global_batch / (r.micro_batch * r.dp);
     const std::int64_t grouped = r.micro_batch_tokens > 0 ? r.global_batch / r.dp : plan.micro_batches;
-    require(r.vpp == 1 || grouped % r.pp == 0, "vpp ", r.vpp, ": ", grouped,
-            r.micro_batch_tokens > 0 ? " prompts a step and rank" : " micro-batches a step",
-            " are not in whole groups of the ", r.pp, " stages");
+    require(r.vpp == 1 || grouped >= r.pp, "vpp ", r.vpp, ": ", grouped,
+            r.micro_batch_tokens > 0 ? " prompts a step and rank" : " micro-batches a step", " are fewer than the ",
+            r.pp, " stages, which the interleaved schedule needs at least");
   } else {
     plan.micro_batches = r.pp;
   }

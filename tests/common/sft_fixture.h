@@ -37,6 +37,7 @@ struct SftSetup {
   float router_z_loss_coef = 0.0f;    // and its router z-loss
   float router_bias_update_rate = 0.0f;  // a sigmoid router's correction biases balanced after each step
   int chunks = 1;  // model chunks a pipeline stage (> 1: interleaved 1F1B over pp x chunks virtual stages)
+  std::int64_t global_batch = 8;
 };
 
 struct Result {
@@ -50,7 +51,7 @@ struct Result {
   std::uint64_t dp_reduces = 0;
 };
 
-// 16 sequences of 3..12 tokens with prompts of 1..4 tokens; global batches of 8.
+// 16 sequences of 3..12 tokens with prompts of 1..4 tokens.
 inline std::vector<model::Sequence> dataset() {
   std::vector<model::Sequence> data;
   for (int i = 0; i < 16; ++i) {
@@ -123,7 +124,7 @@ inline Result train(parallel::Communicator& world, const SftSetup& s, int steps 
   }
 
   const auto data = dataset();
-  const data::BatchPlan plan(16, 8, s.micro_batch, grid.dp_size(), 77);
+  const data::BatchPlan plan(16, s.global_batch, s.micro_batch, grid.dp_size(), 77);
   Result r;
   for (int step = first; step < steps; ++step) {
     const std::int64_t epoch = step / plan.batches_per_epoch();

@@ -40,13 +40,17 @@ def rows(stdout):
 
 def interleaved_sets(stage, p, v, m):
     """Activation sets stage `stage` of p holds under interleaved 1F1B with v chunks and m micro-batches:
-    Megatron's order walked -- groups of p micro-batches through the chunks, warm-up 2 (p - stage - 1) +
-    (v - 1) p forwards (all when m = p), then 1F1B -- counting the most micro-batch-chunks alive at once,
-    the model's last chunk's (the head's, on the last stage) apart."""
-    forward = [(c, g + i) for g in range(0, m, p) for c in range(v) for i in range(p)]
-    backward = [(v - 1 - c, g + i) for g in range(0, m, p) for c in range(v) for i in range(p)]
+    Megatron's order walked -- groups of N micro-batches through the chunks (Megatron's
+    microbatch_group_size_per_vp_stage: p, or the smallest N whose last group is p or more), the last
+    group what is left (get_schedule_table), warm-up 2 (p - stage - 1) + (v - 1) N forwards (all when
+    that is as many or more), then 1F1B -- counting the most micro-batch-chunks alive at once, the
+    model's last chunk's (the head's, on the last stage) apart."""
+    n = next(n for n in range(p, m + 1) if m % n == 0 or m % n >= p)
+    starts = list(range(0, m, n))
+    forward = [(c, i) for g in starts for c in range(v) for i in range(g, min(g + n, m))]
+    backward = [(v - 1 - c, i) for g in starts for c in range(v) for i in range(g, min(g + n, m))]
     total = m * v
-    warmup = total if m == p else min(2 * (p - stage - 1) + (v - 1) * p, total)
+    warmup = min(2 * (p - stage - 1) + (v - 1) * n, total)
     order = [("F", x) for x in forward[:warmup]]
     for k in range(warmup, total):
         order += [("F", forward[k]), ("B", backward[k - warmup])]
@@ -173,6 +177,13 @@ def case_cli(args, tmp):
     sets = [int(n) for n in re.findall(r"(\d+) x \d+\.\d+ [KMG]iB", row)]
     assert sets == [interleaved_sets(s, 2, 2, 16) for s in range(2)] == [5, 4], sets
     assert 1.25 < ti["= activations"][0] / t["= activations"][0] < 1.45, (ti, t)  # + a set of scratch each
+    # 5 micro-batches a step, not whole groups of 2: groups of 3 and 2; stage 0 warms up with 2 + 3
+    # forwards (6 sets in flight), stage 1 holds 4 of chunk 0 and 2 of the head's.
+    odd = run(args.mpiexec, base[:-4] + ["--global-batch", "20", "--gpus", "64", "--vpp", "2"], 1)
+    assert odd.returncode == 0, (odd.stdout, odd.stderr)
+    row = re.search(r"activations \(interleaved, in flight\)(.*)", odd.stdout).group(1)
+    odd_sets = [int(n) for n in re.findall(r"(\d+) x \d+\.\d+ [KMG]iB", row)]
+    assert odd_sets == [interleaved_sets(s, 2, 2, 5) for s in range(2)] == [6, 6], odd_sets
     print("--vpp 2: the same parameters a stage, %s activation sets, stage 0 %.2f -> %.2f GiB" %
           (sets, t["= activations"][0] / 2 ** 30, ti["= activations"][0] / 2 ** 30))
 
@@ -234,8 +245,8 @@ def case_cli(args, tmp):
     e("seq-too-long", ["--seq", "5000"], r"beyond the model's 4096", short)
     e("vpp-one-stage", ["--vpp", "2", "--seq", "100"], r"vpp 2: model chunks a stage of a pipeline of 2 stages or more",
       short)
-    e("vpp-groups", ["--pp", "2", "--vpp", "2", "--global-batch", "12", "--seq", "100"],
-      r"vpp 2: 3 micro-batches a step are not in whole groups of the 2", short)
+    e("vpp-groups", ["--pp", "2", "--vpp", "2", "--global-batch", "4", "--seq", "100"],
+      r"vpp 2: 1 micro-batches a step are fewer than the 2 stages, which the interleaved schedule needs", short)
     e("batch-split", ["--global-batch", "6", "--seq", "100"], r"global batch 6 is not a multiple", short)
     e("step-tokens", ["--rollout-batch", "32", "--rollout-step-tokens", "8"],
       r"--rollout-step-tokens = 8 cannot feed the 16 sequences one model call holds \(32 in flight over 2 pipeline")

@@ -224,18 +224,19 @@ def case_bad_input(args, tmp):
     e("eval-interval-without-validation", cmd("--eval-interval", "4"), r"spin sft: --eval-interval needs --validation")
     e("negative-micro-batch-tokens", cmd("--micro-batch-tokens", "-1"),
       r"spin sft: --micro-batch-tokens must not be negative")
-    # Interleaving: chunks the model's layers cannot fill, sequences a cut by tokens cannot make whole
-    # groups of the stages of, micro-batches not in whole groups, and a pipeline of one stage.
+    # Interleaving: chunks the model's layers cannot fill, fewer sequences than the stages (a cut by tokens
+    # cannot make one micro-batch a stage of them), fewer micro-batches than the stages, and a pipeline
+    # of one stage.
     e("vpp-more-chunks-than-layers", cmd("--pp", "2", "--vpp", "2"),
       r"--vpp 2 at pp 2: 4 model chunks, but the model has 2 layers")
     four = os.path.join(args.models, "tiny-llama-4l")
     e("vpp-by-tokens", sft_command(args, four, data, out, "--pp", "2", "--vpp", "2", "--micro-batch-size", "1",
-                                   "--global-batch-size", "15", "--micro-batch-tokens", "30"),
-      r"spin sft: --vpp 2: the interleaved schedule runs a step's micro-batches in groups of the 2 pipeline stages, "
-      r"but each data-parallel rank has 15 sequences a step")
+                                   "--global-batch-size", "1", "--micro-batch-tokens", "30"),
+      r"spin sft: --vpp 2: the interleaved schedule trains at least one micro-batch a pipeline stage, 2 a step, "
+      r"but each data-parallel rank has 1 sequences a step, which micro-batches cut by tokens cannot make 2 of")
     e("vpp-micro-batches", sft_command(args, four, data, out, "--pp", "2", "--vpp", "2", "--micro-batch-size", "16"),
-      r"spin sft: --vpp 2: the interleaved schedule runs a step's micro-batches in groups of the 2 pipeline "
-      r"stages, but each data-parallel rank has 1")
+      r"spin sft: --vpp 2: the interleaved schedule trains at least one micro-batch a pipeline stage, 2 a step, "
+      r"but each data-parallel rank has 1 micro-batches a step")
     e("vpp-one-stage", sft_command(args, four, data, out, "--vpp", "2"),
       r"--vpp 2 \(interleaved pipeline stages\) needs a pipeline of 2 stages or more, not 1")
     e("diverging-run", cmd("--lr", "1e12", "--lr-schedule", "constant", "--clip-grad", "0",

@@ -602,13 +602,13 @@ def case_interleaved(args, tmp):
     assert_close_weights(wa, read_safetensors(os.path.join(by_tokens, "iteration_2", "model.safetensors")))
     print("by tokens at PP 2 x 2 chunks x DP 2: %s micro-batches a step; the 1-rank run" %
           [m["micro_batches"] for m in c if m["kind"] == "train"])
-    # Refused: micro-batches not in whole groups of the 2 stages.
+    # Refused: fewer micro-batches a step than the 2 stages.
     out = os.path.join(tmp, "refused")
     expect_error(args.mpiexec, "vpp-micro-batches",
                  [args.spin, "train", "--config", config, "--checkpoint.save_dir", out, "--parallel.pp", "2",
                   "--parallel.vpp", "2", "--spin.micro_batch_size", "4"],
-                 r"parallel.vpp = 2: the interleaved schedule runs a step's micro-batches in groups of the 2 pipeline "
-                 r"stages, but each data-parallel rank has 1", 4, out)
+                 r"parallel.vpp = 2: the interleaved schedule trains at least one micro-batch a pipeline stage, 2 a "
+                 r"step, but each data-parallel rank has 1 micro-batches a step", 4, out)
 
 
 def main():

@@ -128,10 +128,14 @@ TEST(Interleaved, TablesRunGroupsOfStagesThroughTheChunks) {
                                                                      {A::Backward, 3, 1},
                                                                      {A::Backward, 2, 0},
                                                                      {A::Backward, 3, 0}}));
-  // Megatron's warm-up: 2 (p - s - 1) + (v - 1) p; everything when m = p.
+  // Megatron's warm-up: 2 (p - s - 1) + (v - 1) N, N = p here; everything when that is as many or more.
   EXPECT_EQ(interleaved_warmup(0, 4, 2, 8), 10);
   EXPECT_EQ(interleaved_warmup(3, 4, 2, 8), 4);
-  EXPECT_EQ(interleaved_warmup(3, 4, 3, 4), 12);
+  EXPECT_EQ(interleaved_warmup(3, 4, 3, 4), 8);
+  EXPECT_EQ(interleaved_warmup(0, 4, 3, 4), 12);
+  // 6 micro-batches over 4 stages: one group of 6.
+  EXPECT_EQ(interleaved_warmup(3, 4, 2, 6), 6);
+  EXPECT_EQ(interleaved_warmup(2, 4, 2, 6), 8);
   EXPECT_EQ(interleaved_order(1, 2, 2, 4), (std::vector<A>{{A::Forward, 0, 0},
                                                            {A::Forward, 1, 0},
                                                            {A::Forward, 0, 1},
@@ -155,7 +159,7 @@ TEST(Interleaved, RealRingsFollowTheOrderBoundLiveActivationsAndDeliverTheRightB
     ProcessGrid grid(mpi_world(), {1, stages, 0});
     const int s = grid.pp_rank();
     for (int chunks : {1, 2, 3}) {
-      for (int m = stages; m <= 3 * stages; m += stages) {
+      for (int m = stages; m <= 3 * stages; ++m) {  // whole groups of p, and not
         RecordingStage stage(s, stages, chunks);
         forward_backward_pipelining_with_interleaving(grid.pp(), m, stage);
         const std::string where = "pp " + std::to_string(stages) + ", v " + std::to_string(chunks) + ", m " +
@@ -184,14 +188,16 @@ TEST(Interleaved, ForwardsOnlyDeliverEveryMicroBatchThroughEveryChunk) {
   }
 }
 
-TEST(Interleaved, MicroBatchesNotInWholeGroupsAreRefusedOnEveryRank) {
+TEST(Interleaved, FewerMicroBatchesThanStagesAreRefusedOnEveryRank) {
   ProcessGrid grid(mpi_world(), {1, 4, 0});
   RecordingStage stage(grid.pp_rank(), 4, 2);
   try {
-    forward_backward_pipelining_with_interleaving(grid.pp(), 6, stage);
-    ADD_FAILURE() << "6 micro-batches over 4 stages ran";
+    forward_backward_pipelining_with_interleaving(grid.pp(), 3, stage);
+    ADD_FAILURE() << "3 micro-batches over 4 stages ran";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("6 micro-batches are not a multiple of 4"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("at least one micro-batch a stage: 3 micro-batches for 4 pipeline stages"),
+              std::string::npos)
+        << e.what();
   }
   EXPECT_TRUE(stage.trace.empty());
 }

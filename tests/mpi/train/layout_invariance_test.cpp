@@ -4,6 +4,9 @@
 // the single-rank run; and for every split of a global batch into micro-batches.
 #include <gtest/gtest.h>
 
+#include <utility>
+#include <vector>
+
 #include "common/sft_fixture.h"
 #include "mpi/mpi_test.h"
 
@@ -142,6 +145,18 @@ TEST(LayoutInvariance, InterleavedStagesMatchOneRank) {
   lora.lora = testing::tiny_lora();
   lora.overlap_grad_reduce = true;
   check_layout(lora);
+}
+
+// Micro-batches not in whole groups of the stages (parallel::interleaved_group): 3 a step (one group
+// of 3), 5 (groups of 3 and 2) with TP 2, and 3 a replica at DP 2 with ZeRO-1.
+TEST(LayoutInvariance, InterleavedStagesWithMicroBatchesNotInWholeGroups) {
+  for (const auto& [layout, global_batch] :
+       std::vector<std::pair<parallel::Layout, std::int64_t>>{{{1, 2, 1}, 6}, {{2, 2, 1}, 10}, {{1, 2, 2}, 12}}) {
+    SftSetup s{layout, layout.dp > 1, true};
+    s.chunks = 2;
+    s.global_batch = global_batch;
+    check_layout(s);
+  }
 }
 
 TEST(LayoutInvariance, UnevenStagesAndFourStagePipelines) {

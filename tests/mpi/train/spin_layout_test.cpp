@@ -24,10 +24,12 @@ struct SpinRun {
   std::vector<ckpt::FullTensor> weights;
 };
 
-// `chunks` model chunks a pipeline stage (interleaving; 4 micro-batches a step at DP 1, 2 at DP 2).
+// `chunks` model chunks a pipeline stage (interleaving; `global_batch` micro-batches a step at DP 1,
+// half at DP 2).
 SpinRun run(parallel::Communicator& world, parallel::Layout layout, bool distributed, bool recompute = false,
-            int chunks = 1) {
+            int chunks = 1, std::int64_t global_batch = 4) {
   SpinConfig config = testing::short_spin_config();
+  config.global_batch = global_batch;
   config.generation.sampling.top_k = 8;
   testing::SpinSetup s(world, layout, config, testing::SpinSetup::shape_with_layers(4), distributed,
                        testing::spin_examples(16), nullptr, OptimizerAlgorithm::AdamW, model::WeightStorage::Float32,
@@ -56,15 +58,19 @@ SpinRun run(parallel::Communicator& world, parallel::Layout layout, bool distrib
 
 TEST(SpinLayouts, ShortRunsAgreeAcrossLayouts) {
   parallel::SelfCommunicator self;
-  const SpinRun reference = run(self, {1, 1, 1}, false);
-  // The last two with two model chunks a stage: the interleaved schedule, the reference's and the
+  const SpinRun reference_of_4 = run(self, {1, 1, 1}, false);
+  // The fourth and fifth with two model chunks a stage: the interleaved schedule, the reference's and the
   // policy's scoring and the generation going round the stages twice.
-  for (auto [layout, distributed, chunks] :
-       {std::tuple{parallel::Layout{2, 2, 1}, false, 1}, std::tuple{parallel::Layout{1, 2, 2}, true, 1},
-        std::tuple{parallel::Layout{2, 1, 2}, false, 1}, std::tuple{parallel::Layout{2, 2, 1}, false, 2},
-        std::tuple{parallel::Layout{1, 2, 2}, true, 2}}) {
-    const SpinRun got = run(spin::testing::mpi_world(), layout, distributed, false, chunks);
-    const std::string what = spin::cat("tp ", layout.tp, ", pp ", layout.pp, " x ", chunks, " chunks, dp ", layout.dp);
+  // The last: 3 micro-batches a step, no whole groups of the 2 stages (one group of 3).
+  const SpinRun reference_of_3 = run(self, {1, 1, 1}, false, false, 1, 3);
+  for (auto [layout, distributed, chunks, global_batch] :
+       {std::tuple{parallel::Layout{2, 2, 1}, false, 1, 4}, std::tuple{parallel::Layout{1, 2, 2}, true, 1, 4},
+        std::tuple{parallel::Layout{2, 1, 2}, false, 1, 4}, std::tuple{parallel::Layout{2, 2, 1}, false, 2, 4},
+        std::tuple{parallel::Layout{1, 2, 2}, true, 2, 4}, std::tuple{parallel::Layout{2, 2, 1}, false, 2, 3}}) {
+    const SpinRun got = run(spin::testing::mpi_world(), layout, distributed, false, chunks, global_batch);
+    const SpinRun& reference = global_batch == 3 ? reference_of_3 : reference_of_4;
+    const std::string what = spin::cat("tp ", layout.tp, ", pp ", layout.pp, " x ", chunks, " chunks, dp ", layout.dp,
+                                       ", ", global_batch, " micro-batches");
     testing::expect_close(got.lengths, reference.lengths, 0, 0, (what + " generated lengths").c_str());
     testing::expect_close(got.losses, reference.losses, 1e-5, 1e-7, (what + " losses").c_str());
     testing::expect_close(got.rewards_actual, reference.rewards_actual, 1e-4, 1e-6, (what + " rewards").c_str());
