@@ -21,6 +21,7 @@
 #include "core/philox.h"
 #include "data/batch_plan.h"
 #include "app/runtime.h"
+#include "model/flops.h"
 #include "model/transformer.h"
 #include "parallel/process_grid.h"
 #include "train/pipeline_trainer.h"
@@ -37,7 +38,7 @@ struct Options {
   int tp = 1, pp = 1, ep = 1, vpp = 1;
   std::int64_t logits_chunk_rows = 0, lora_rank = 0, micro_batch_tokens = 0;
   double lora_dropout = 0.0;
-  std::string frozen_dtype = "fp32";
+  std::string frozen_dtype = "fp32", pp_layers;
   bool distributed = false, overlap = false, recompute = false, sequence_parallel = false;
   app::RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
@@ -61,6 +62,8 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("vpp", po::value(&o.vpp)->default_value(o.vpp), "model chunks a stage: interleaved 1F1B (1: 1F1B)")
+      ("pp-layers", po::value(&o.pp_layers)->default_value(""),
+       "balanced: layers per (virtual) stage by FLOPs, the LM head's counted (default: even)")
       ("distributed-optimizer", po::bool_switch(&o.distributed), "ZeRO-1 optimizer")
       ("overlap-grad-reduce", po::bool_switch(&o.overlap), "each layer's DP all-reduce as soon as it is final")
       ("recompute-activations", po::bool_switch(&o.recompute), "keep each layer's input only, recompute in the backward")
@@ -82,8 +85,12 @@ int run(int argc, char** argv, parallel::Communicator& world) {
   o.size.max_positions = o.seq;
   const model::ModelConfig config = make_config(o.size);
   // The stage's model chunks (one without --vpp).
-  const std::vector<model::StageLayers> stage = model::stage_chunks(
-      model::split_layers(config.num_layers, grid.pp_size() * o.vpp), grid.pp_rank(), grid.pp_size());
+  require(o.pp_layers.empty() || o.pp_layers == "balanced", "train_bench: --pp-layers is empty or balanced, not ",
+          o.pp_layers);
+  const std::vector<std::int64_t> counts =
+      o.pp_layers == "balanced" ? model::balanced_layers(config, grid.pp_size() * o.vpp, o.seq)
+                                : model::split_layers(config.num_layers, grid.pp_size() * o.vpp);
+  const std::vector<model::StageLayers> stage = model::stage_chunks(counts, grid.pp_rank(), grid.pp_size());
   const model::TpDims dims = model::tp_dims(config, grid.tp_rank(), grid.tp_size(), grid.ep_size());
   const std::int64_t pad = o.distributed ? grid.dp_size() : 1;
   const bool mixed = runtime.precision() == app::MatmulPrecision::Bf16;
@@ -199,9 +206,11 @@ int run(int argc, char** argv, parallel::Communicator& world) {
                                                    : std::to_string(o.seq).c_str(),
                 all_tokens, o.micro_batch,
                 o.micro_batch_tokens > 0 ? spin::cat(" and ", o.micro_batch_tokens, " tokens at most").c_str() : "");
-    std::printf("layout: tp %d x pp %d%s x dp %d on %d ranks, %d micro-batches per step%s%s\n",
+    std::string split;
+    for (std::int64_t n : counts) split += (split.empty() ? "" : ",") + std::to_string(n);
+    std::printf("layout: tp %d x pp %d%s x dp %d on %d ranks (layers %s), %d micro-batches per step%s%s\n",
                 grid.tp_size(), grid.pp_size(), o.vpp > 1 ? spin::cat(" (", o.vpp, " chunks a stage)").c_str() : "",
-                grid.dp_size(), world.size(), m,
+                grid.dp_size(), world.size(), split.c_str(), m,
                 o.distributed ? ", distributed optimizer" : "",
                 lora.enabled() ? spin::cat(", LoRA rank ", lora.rank, " on every projection (",
                                            static_cast<double>(trained.flat().numel()) / 1e6, " M trained)",

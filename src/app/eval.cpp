@@ -51,7 +51,8 @@ std::optional<EvalOptions> parse_options(int argc, char** argv, bool print) {
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
-      ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage")
+      ("pp-layers", po::value(&o.pp_layers)->default_value(""),
+       "layers per pipeline stage, e.g. 3,5, or balanced (by FLOPs, the LM head's counted)")
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size), "sequences generated at once and examples scored together on each replica")
       ("batch-tokens", po::value(&o.batch_tokens)->default_value(o.batch_tokens),
        "the ground truth scored in micro-batches of at most this many tokens as well, a longer example alone "

@@ -88,7 +88,8 @@ std::optional<GenerateOptions> parse_options(int argc, char** argv, bool print) 
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size (data-parallel = world / (tp x pp))")
       ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
-      ("pp-layers", po::value(&o.pp_layers)->default_value(""), "layers per pipeline stage, e.g. 3,5")
+      ("pp-layers", po::value(&o.pp_layers)->default_value(""),
+       "layers per pipeline stage, e.g. 3,5, or balanced (by FLOPs, the LM head's counted)")
       ("batch-size", po::value(&o.batch_size)->default_value(o.batch_size),
        "sequences generated at once on each data-parallel replica (KV cache slots; a finished one's slot takes "
        "the next prompt)")

@@ -15,6 +15,8 @@
 #include "core/error.h"
 #include "core/json_file.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "model/flops.h"
+#include "model/stage.h"
 #include "train/checkpointing.h"
 
 namespace spin::app {
@@ -421,8 +423,17 @@ ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int t
           " (interleaved pipeline stages) needs a pipeline of 2 stages or more, not ", pp);
   require(chunks == 1 || pp * chunks <= config.num_layers, "--vpp ", chunks, " at pp ", pp, ": ", pp * chunks,
           " model chunks, but the model has ", config.num_layers, " layers: every chunk needs at least one");
-  const auto counts = model::split_layers(config.num_layers, pp * chunks, parse_int_list(pp_layers, "--pp-layers"));
+  const auto counts = layers_per_stage(config, pp, chunks, pp_layers);
   return {config, model::stage_chunks(counts, pp_rank, pp), model::tp_dims(config, tp_rank, tp, ep)};
+}
+
+std::vector<std::int64_t> layers_per_stage(const model::ModelConfig& config, int pp, int chunks,
+                                           const std::string& pp_layers, std::int64_t seq) {
+  if (pp_layers != "balanced") {
+    return model::split_layers(config.num_layers, pp * chunks, parse_int_list(pp_layers, "--pp-layers"));
+  }
+  return model::balanced_layers(config, pp * chunks,
+                                seq > 0 ? seq : std::min<std::int64_t>(config.max_sequence_length(), 4096));
 }
 
 void check_interleaved_step(const std::string& option, int chunks, int pp, std::int64_t per_replica, bool by_tokens,

@@ -36,6 +36,13 @@ struct ModelShard {
   }
 };
 
+// Layers a pipeline stage of `pp` (with `chunks` > 1, of each of the pp x chunks virtual stages, in
+// model order) as --pp-layers gives them: "" an even split, "balanced" the split that evens out the
+// (virtual) stages' training FLOPs, the LM head's on the last (model::balanced_layers, each layer
+// weighed at sequences of `seq` tokens, 0: the model's positions up to 4,096), or a list ("3,5").
+std::vector<std::int64_t> layers_per_stage(const model::ModelConfig& config, int pp, int chunks,
+                                           const std::string& pp_layers, std::int64_t seq = 0);
+
 // This rank's shard of `config` in `grid`'s layout (its expert parallelism too); `pp_layers`: the
 // --pp-layers text ("3,5"; empty for an even split) -- under interleaving (`chunks` model chunks a
 // stage, --vpp) the layers of each of the pp x chunks virtual stages, in model order.

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "generate/generator.h"
 #include "model/flops.h"
+#include "model/stage.h"
 #include "parallel/job_errors.h"
 #include "train/memory_plan.h"
 #include "train/optimizer.h"
@@ -60,7 +61,8 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
       ("vpp", po::value(&o.vpp)->default_value(o.vpp),
        "model chunks a pipeline stage holds (parallel.vpp: interleaved 1F1B; at least pp micro-batches a step)")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
-       "layers per pipeline stage, e.g. 15,17 (with --vpp, per virtual stage)")
+       "layers per pipeline stage, e.g. 15,17 (with --vpp, per virtual stage), or balanced: the stages' training "
+       "FLOPs evened out, the LM head's on the last")
       ("micro-batch", po::value(&o.micro_batch)->default_value(o.micro_batch),
        "prompts per micro-batch (spin.micro_batch_size; each is 2 sequences: real and generated)")
       ("micro-batch-tokens", po::value(&o.micro_batch_tokens)->default_value(o.micro_batch_tokens),
@@ -147,7 +149,8 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     capacity = train::parse_bytes(o.gpu_mem);
     request.config = load_config(o.model);
     request.tp = o.tp, request.pp = o.pp, request.dp = o.dp, request.ep = o.ep, request.vpp = o.vpp;
-    request.pp_layers = o.pp_layers.empty() ? std::vector<std::int64_t>{} : parse_int_list(o.pp_layers, "--pp-layers");
+    request.pp_layers = o.pp_layers.empty() ? std::vector<std::int64_t>{}
+                                            : layers_per_stage(request.config, o.pp, o.vpp, o.pp_layers, o.seq);
     request.micro_batch = o.micro_batch;
     request.micro_batch_tokens = o.micro_batch_tokens;
     request.seq = o.seq;
@@ -229,6 +232,18 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
   for (const auto& s : plan.stages) std::printf(" %12d", s.stage);
   std::printf("\n  %-34s", "layers");
   for (const auto& s : plan.stages) std::printf(" %12lld", static_cast<long long>(s.layers));
+  // Each stage's training work a token (model FLOPs, the head's on the last): what paces the pipeline.
+  const std::vector<std::int64_t> counts =
+      request.pp_layers.empty() ? model::split_layers(c.num_layers, o.pp * o.vpp) : request.pp_layers;
+  std::printf("\n  %-34s", "training GFLOP a token");
+  for (const auto& s : plan.stages) {
+    double work = 0.0;
+    for (const model::StageLayers& chunk : model::stage_chunks(counts, s.stage, o.pp)) {
+      for (std::int64_t l = chunk.begin; l < chunk.end; ++l) work += model::layer_flops_per_token(c, l, o.seq);
+      if (chunk.last) work += model::head_flops_per_token(c);
+    }
+    std::printf(" %12.3f", work / 1e9);
+  }
   std::printf("\n  %-34s", "parameters on the rank");
   for (const auto& s : plan.stages) std::printf(" %11.1fM", static_cast<double>(s.params) / 1e6);
   std::printf("\n");

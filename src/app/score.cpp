@@ -74,7 +74,8 @@ std::optional<ScoreOptions> parse_options(int argc, char** argv, bool print) {
       ("pp", po::value(&o.pp)->default_value(1), "pipeline-parallel size")
       ("ep", po::value(&o.ep)->default_value(o.ep), kExpertParallelHelp)
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
-       "layers per pipeline stage, comma-separated (default: an even split)")
+       "layers per pipeline stage, comma-separated (default: an even split), or balanced (by FLOPs, the LM head's "
+       "counted)")
       ("batch-size", po::value(&o.batch_size)->default_value(8),
        "sequences per micro-batch on each data-parallel replica")
       ("batch-tokens", po::value(&o.batch_tokens)->default_value(o.batch_tokens),

@@ -126,7 +126,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "group still holds pp (cut by tokens, they are split to at least pp, whole groups where the sequences a step "
        "are)")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
-       "layers per pipeline stage, e.g. 3,5 (default: even split); with --vpp, per virtual stage in model order")
+       "layers per pipeline stage, e.g. 3,5 (default: even split); with --vpp, per virtual stage in model order; "
+       "balanced: the stages' training FLOPs evened out, the LM head's on the last")
       ("global-batch-size", po::value(&o.global_batch)->default_value(o.global_batch),
        "sequences per optimizer step, over all data-parallel ranks")
       ("micro-batch-size", po::value(&o.micro_batch)->default_value(o.micro_batch),

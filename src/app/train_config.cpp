@@ -220,7 +220,8 @@ void declare(OptionTable& t, TrainConfig& c) {
         "where they divide, else of the fewest more whose last group still holds pp (cut by tokens, they are "
         "split to at least pp, whole groups where the pairs a step are)");
   t.add("parallel.pp_layers", &c.pp_layers,
-        "layers per pipeline stage, e.g. 3,5 (empty: even); with parallel.vpp, per virtual stage in model order");
+        "layers per pipeline stage, e.g. 3,5 (empty: even); with parallel.vpp, per virtual stage in model order; "
+        "balanced: the stages' training FLOPs evened out, the LM head's on the last");
   t.add("parallel.ep", &c.ep, kExpertParallelHelp);
   t.add("parallel.device", &c.device, "cpu, or cuda (one GPU per rank, by the rank's order on its node)");
   t.add("sampling.greedy", &c.greedy, "argmax decoding for the reference's responses");

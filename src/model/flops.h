@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "model/config.h"
 
@@ -18,6 +19,20 @@ namespace spin::model {
 
 // N: the weights of every matrix product a token goes through, forward.
 double matmul_parameters(const ModelConfig& config);
+
+// Decoder layer `layer`'s part of N: its attention's and its MLP's (or its experts' and router's).
+double layer_matmul_parameters(const ModelConfig& config, std::int64_t layer);
+
+// What a token of a sequence of `seq` tokens costs, forward + backward, in decoder layer `layer`
+// and in the LM head: training_flops' terms per token (6 N_layer + 12 d min(seq, window); 6 N_head).
+// Their sum over the layers and the head is training_flops of one such sequence over seq.
+double layer_flops_per_token(const ModelConfig& config, std::int64_t layer, std::int64_t seq);
+double head_flops_per_token(const ModelConfig& config);
+
+// Layers a pipeline stage (`stages`: under interleaving the virtual ones, in model order) that even
+// out the stages' training work at sequences of `seq` tokens: model::balanced_split of the layers'
+// layer_flops_per_token, the head's on the last stage.
+std::vector<std::int64_t> balanced_layers(const ModelConfig& config, int stages, std::int64_t seq);
 
 // The FLOPs of one forward + backward over sequences of these lengths (above).
 double training_flops(const ModelConfig& config, std::span<const std::int64_t> sequence_lengths);

@@ -1,5 +1,7 @@
 #include "model/stage.h"
 
+#include <algorithm>
+#include <limits>
 #include <numeric>
 
 #include "core/error.h"
@@ -25,6 +27,55 @@ std::vector<std::int64_t> split_layers(std::int64_t num_layers, int pp,
   require(total == num_layers, "--pp-layers sums to ", total, " layers but the model has ",
           num_layers);
   return requested;
+}
+
+std::vector<std::int64_t> balanced_split(std::span<const double> layer_costs, double head_cost, int stages) {
+  const auto layers = static_cast<int>(layer_costs.size());
+  require(stages >= 1, "pipeline-parallel size must be at least 1, got ", stages);
+  require(stages <= layers, "pipeline-parallel size ", stages, " exceeds the model's ", layers,
+          " layers: every stage needs at least one layer");
+  std::vector<double> prefix(static_cast<std::size_t>(layers) + 1, 0.0);
+  for (std::size_t l = 0; l < layer_costs.size(); ++l) prefix[l + 1] = prefix[l] + layer_costs[l];
+  // Stage s taking layers [i, j): its cost, the head on the last.
+  const auto cost = [&](int s, int i, int j) {
+    return prefix[static_cast<std::size_t>(j)] - prefix[static_cast<std::size_t>(i)] +
+           (s == stages - 1 ? head_cost : 0.0);
+  };
+  const auto at = [&](int s, int j) {
+    return static_cast<std::size_t>(s) * static_cast<std::size_t>(layers + 1) + static_cast<std::size_t>(j);
+  };
+  constexpr double kNone = std::numeric_limits<double>::infinity();
+  // best[s, j]: the stages 0..s over layers [0, j) -- first the least largest cost, then (with every
+  // stage within the pace) the least sum of squares. from[s, j]: where stage s begins.
+  std::vector<double> best(static_cast<std::size_t>(stages) * static_cast<std::size_t>(layers + 1), kNone);
+  std::vector<int> from(best.size(), 0);
+  const auto solve = [&](auto&& score, double pace) {
+    std::fill(best.begin(), best.end(), kNone);
+    for (int j = 1; j <= layers; ++j) {
+      if (cost(0, 0, j) <= pace) best[at(0, j)] = score(0.0, cost(0, 0, j));
+    }
+    for (int s = 1; s < stages; ++s) {
+      for (int j = s + 1; j <= layers; ++j) {
+        // The latest begin first: among equal scores the earlier stages keep the more layers.
+        for (int i = j - 1; i >= s; --i) {
+          if (best[at(s - 1, i)] == kNone || cost(s, i, j) > pace) continue;
+          const double v = score(best[at(s - 1, i)], cost(s, i, j));
+          double& b = best[at(s, j)];
+          if (b == kNone || v < b * (1 - 1e-12)) b = v, from[at(s, j)] = i;
+        }
+      }
+    }
+    return best[at(stages - 1, layers)];
+  };
+  const double pace = solve([](double before, double c) { return std::max(before, c); }, kNone);
+  solve([](double before, double c) { return before + c * c; }, pace * (1 + 1e-12));
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(stages));
+  for (int s = stages - 1, j = layers; s >= 0; --s) {
+    const int i = s == 0 ? 0 : from[at(s, j)];
+    counts[static_cast<std::size_t>(s)] = j - i;
+    j = i;
+  }
+  return counts;
 }
 
 StageLayers stage_layers(const std::vector<std::int64_t>& counts, int stage) {

@@ -28,6 +28,18 @@ struct StageLayers {
 std::vector<std::int64_t> split_layers(std::int64_t num_layers, int pp,
                                        const std::vector<std::int64_t>& requested = {});
 
+// Layers a stage that even out the stages' work: `layer_costs` each layer's (flops.h:
+// layer_flops_per_token), `head_cost` what the last stage computes besides (the LM head and the
+// loss), split into `stages` contiguous runs of at least one layer whose largest cost is the least
+// possible -- the pipeline's pace -- and, among those, whose costs' squares sum least; equal costs
+// go to the earlier stages, so equal layers and no head give split_layers' even split. Megatron's
+// --account-for-loss-in-pipeline-split counts the loss as one layer; a head of vocabulary x hidden
+// weights does the matrix work of 2.4 of Llama 3 8B's layers and 9 of Qwen2.5-0.5B's, which this
+// weighs. Under interleaving the runs are the virtual stages: the schedule exchanges after every
+// chunk's forward or forward-backward pair, so a chunk's cost, not its stage's sum, paces each step
+// (docs/performance.md measures both).
+std::vector<std::int64_t> balanced_split(std::span<const double> layer_costs, double head_cost, int stages);
+
 StageLayers stage_layers(const std::vector<std::int64_t>& counts, int stage);
 
 // Interleaving (virtual pipeline stages, parallel::forward_backward_pipelining_with_interleaving):

@@ -187,6 +187,32 @@ def case_cli(args, tmp):
     print("--vpp 2: the same parameters a stage, %s activation sets, stage 0 %.2f -> %.2f GiB" %
           (sets, t["= activations"][0] / 2 ** 30, ti["= activations"][0] / 2 ** 30))
 
+    # --pp-layers balanced on Llama 3 8B's shape (vocabulary 128,256: a head of 2.1 layers' work at 4,096
+    # tokens) at PP 4: 9, 9, 8, 6 layers, every stage's training work a token within a layer's of the
+    # others (the even split leaves the last 10.1 layers' work), the largest a ninth less than the even
+    # split's -- the work figures computed here from the shape as flops.h counts it.
+    llama3 = os.path.join(tmp, "llama3.json")
+    json.dump({"vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+               "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 8192,
+               "hidden_act": "silu", "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "eos_token_id": 2},
+              open(llama3, "w"))
+    work = {}
+    for split in ["", "balanced"]:
+        r = run(args.mpiexec, [args.spin, "plan", "--model", llama3, "--pp", "4", "--seq", "4096", "--global-batch",
+                               "8", "--gpu-mem", "141GiB"] + (["--pp-layers", split] if split else []), 1)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        layers = [int(n) for n in re.search(r"\n\s+layers\s+([\d ]+)\n", r.stdout).group(1).split()]
+        work[split] = [float(x) for x in re.search(r"training GFLOP a token\s+([\d. ]+)\n", r.stdout).group(1).split()]
+        assert layers == ([8, 8, 8, 8] if not split else [9, 9, 8, 6]), (split, layers)
+    layer = 6 * (2 * 4096 * 4096 + 2 * 1024 * 4096 + 3 * 4096 * 14336) / 1e9 + 12 * 4096 * 4096 / 1e9
+    head = 6 * 128256 * 4096 / 1e9
+    for got, want in zip(work[""] + work["balanced"], [8 * layer] * 3 + [8 * layer + head] +
+                         [9 * layer, 9 * layer, 8 * layer, 6 * layer + head]):
+        assert abs(got - want) < 1e-3 * want, (work, want)
+    assert abs(max(work["balanced"]) / max(work[""]) - 9 / (8 + head / layer)) < 1e-3, work
+    print("--pp-layers balanced at PP 4 on Llama 3 8B's shape: layers 9, 9, 8, 6, training GFLOP a token %s "
+          "against the even split's %s" % (work["balanced"], work[""]))
+
     # A spin checkpoint as the model (its model_config): the Hugging Face directory's plan.
     tiny = os.path.join(args.models, "tiny-llama")
     checkpoint = os.path.join(tmp, "checkpoint")
