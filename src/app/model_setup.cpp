@@ -427,6 +427,15 @@ ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int t
   return {config, model::stage_chunks(counts, pp_rank, pp), model::tp_dims(config, tp_rank, tp, ep)};
 }
 
+std::string layers_text(const std::vector<std::int64_t>& counts) {
+  std::string text;
+  for (const std::int64_t n : counts) {
+    if (!text.empty()) text += ',';
+    text += std::to_string(n);
+  }
+  return text;
+}
+
 std::vector<std::int64_t> layers_per_stage(const model::ModelConfig& config, int pp, int chunks,
                                            const std::string& pp_layers, std::int64_t seq) {
   if (pp_layers != "balanced") {

@@ -43,6 +43,9 @@ struct ModelShard {
 std::vector<std::int64_t> layers_per_stage(const model::ModelConfig& config, int pp, int chunks,
                                            const std::string& pp_layers, std::int64_t seq = 0);
 
+// "9,9,8,6": what a command prints of a balanced split.
+std::string layers_text(const std::vector<std::int64_t>& counts);
+
 // This rank's shard of `config` in `grid`'s layout (its expert parallelism too); `pp_layers`: the
 // --pp-layers text ("3,5"; empty for an even split) -- under interleaving (`chunks` model chunks a
 // stage, --vpp) the layers of each of the pp x chunks virtual stages, in model order.

@@ -440,6 +440,11 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                 o.micro_batch_tokens > 0 ? cat(" and ", o.micro_batch_tokens, " tokens at most").c_str() : "",
                 grid.tp_size(), grid.pp_size(), o.vpp > 1 ? cat(" (", o.vpp, " chunks a stage)").c_str() : "",
                 grid.dp_size(), o.distributed_optimizer ? ", distributed optimizer" : "");
+    if (o.pp_layers == "balanced") {
+      std::printf("spin sft: --pp-layers balanced: %s layers a %sstage\n",
+                  layers_text(layers_per_stage(shard->config, grid.pp_size(), o.vpp, o.pp_layers)).c_str(),
+                  o.vpp > 1 ? "virtual " : "");
+    }
     if (!loaded.empty()) {
       std::printf("spin sft: loaded %s (step %lld)\n", loaded.c_str(), static_cast<long long>(first_step));
     }

@@ -380,6 +380,11 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         static_cast<long long>(c.global_batch_size), grid.tp_size(), grid.pp_size(),
         c.vpp > 1 ? cat(" (", c.vpp, " chunks a stage)").c_str() : "", grid.dp_size(), experts.c_str(),
         c.distributed_optimizer ? ", distributed optimizer" : "", split, c.to_ini().c_str());
+    if (c.pp_layers == "balanced") {
+      std::printf("spin train: parallel.pp_layers = balanced: %s layers a %sstage\n",
+                  layers_text(layers_per_stage(shard->config, grid.pp_size(), c.vpp, c.pp_layers)).c_str(),
+                  c.vpp > 1 ? "virtual " : "");
+    }
     if (reference.frozen()) {
       std::printf("spin train: the %s held in bf16 alone (model.frozen_dtype = %s)\n",
                   lora.enabled() ? "reference, LoRA's base," : "reference", c.frozen_dtype.c_str());

@@ -6,7 +6,8 @@
               (--micro-batch-tokens), writes the same weights (1e-5); a Mixtral at
               TP 2 x PP 2 with its experts spread over the TP ranks (--ep 2) likewise (1e-4); a
               4-layer model at PP 2 x DP 2 with two chunks a stage (--vpp 2, interleaved 1F1B)
-              likewise, its validation losses too, and with micro-batches cut by tokens
+              likewise, its validation losses too, and with micro-batches cut by tokens; the
+              same model at PP 2 with --pp-layers balanced (the split printed) likewise
   learns      on a copy task the loss falls, and `spin score` rates the training responses
               higher under the written model than under the initial one; --validation every
               --eval-interval steps: its loss falls, its last equals spin score's mean NLL of the
@@ -29,6 +30,7 @@ import json
 import math
 import os
 import random
+import re
 import struct
 import sys
 
@@ -131,6 +133,15 @@ def case_layouts(args, tmp):
     assert len(got) == len(want) and all(abs(g - w) <= 1e-5 * abs(w) for g, w in zip(got, want)), (got, want)
     same_weights(os.path.join(tmp, "vpp-tokens"), os.path.join(tmp, "vpp-1"),
                  "tiny-llama-4l at PP 2 x 2 chunks x DP 2, micro-batches by tokens", 1e-5)
+    # --pp-layers balanced: the stages' FLOPs evened out, the head's counted (model::balanced_split,
+    # unit-tested), the split printed (2,2 here: the tiny head weighs little) -- the same run as one rank.
+    bal = sft(args, path, data, os.path.join(tmp, "balanced"), 2, "--pp", "2", "--pp-layers", "balanced")
+    split = re.search(r"--pp-layers balanced: (\d+),(\d+) layers a stage", bal.stdout)
+    assert split and int(split.group(1)) + int(split.group(2)) == 4, bal.stdout
+    got, want = losses(bal.stdout), losses(one.stdout)
+    assert len(got) == len(want) and all(abs(g - w) <= 1e-5 * abs(w) for g, w in zip(got, want)), (got, want)
+    same_weights(os.path.join(tmp, "balanced"), os.path.join(tmp, "vpp-1"),
+                 "tiny-llama-4l at PP 2, --pp-layers balanced (%s,%s)" % split.groups(), 1e-5)
 
 
 def mean_score(args, model, data, tmp):

@@ -36,19 +36,24 @@ TEST(Flops, MatrixParametersAndTrainingFlopsByHand) {
   EXPECT_DOUBLE_EQ(training_flops(c, one), megatron);
 }
 
-// DeepSeek-V3's latent attention, by hand: hidden 8, 2 heads of query and key 4 + 2 (content +
-// rotated), values of 3; q through a rank-5 latent, keys and values through a rank-6 one. Per layer
-// q_a_proj 8 x 5 (40), q_b_proj 5 x 12 (60), kv_a_proj_with_mqa 8 x (6 + 2) (64), kv_b_proj 6 x 2 x
-// (4 + 3) (84), o_proj 6 x 8 (48): 296; a dense MLP 384; the LM head 800. The attention's width: 2 x
-// (6 + 3) / 2 = 9 -- scores over 6, sums of values over 3.
-TEST(Flops, LatentAttentionByHand) {
-  const ModelConfig c = ModelConfig::from_json(
+// A 2-layer DeepSeek-V3: its first layer dense, its second of experts (LatentAttentionByHand).
+ModelConfig small_deepseek_v3() {
+  return ModelConfig::from_json(
       R"({"model_type": "deepseek_v3", "vocab_size": 100, "hidden_size": 8, "intermediate_size": 16,
           "moe_intermediate_size": 4, "num_hidden_layers": 2, "first_k_dense_replace": 1, "n_routed_experts": 4,
           "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1, "n_shared_experts": 1,
           "num_attention_heads": 2, "q_lora_rank": 5, "kv_lora_rank": 6, "qk_nope_head_dim": 4,
           "qk_rope_head_dim": 2, "v_head_dim": 3, "max_position_embeddings": 64})",
       "test");
+}
+
+// DeepSeek-V3's latent attention, by hand: hidden 8, 2 heads of query and key 4 + 2 (content +
+// rotated), values of 3; q through a rank-5 latent, keys and values through a rank-6 one. Per layer
+// q_a_proj 8 x 5 (40), q_b_proj 5 x 12 (60), kv_a_proj_with_mqa 8 x (6 + 2) (64), kv_b_proj 6 x 2 x
+// (4 + 3) (84), o_proj 6 x 8 (48): 296; a dense MLP 384; the LM head 800. The attention's width: 2 x
+// (6 + 3) / 2 = 9 -- scores over 6, sums of values over 3.
+TEST(Flops, LatentAttentionByHand) {
+  const ModelConfig c = small_deepseek_v3();
   // Layer 1's experts: 2 of 4 wide and the shared one 4 wide, 3 projections of 8 each (288), the router 4 x 8.
   EXPECT_EQ(matmul_parameters(c), 2 * 296 + 384 + (288 + 32) + 800);
   const std::int64_t lengths[] = {3, 5};
@@ -67,13 +72,7 @@ TEST(Flops, LayerAndHeadTermsAddUpToTrainingFlops) {
                    training_flops(c, one));
   EXPECT_LT(layer_flops_per_token(c, 0, 9), layer_flops_per_token(c, 1, 9));  // the window's 4 against 9
   EXPECT_EQ(head_flops_per_token(c), 6.0 * 800);
-  const ModelConfig v3 = ModelConfig::from_json(
-      R"({"model_type": "deepseek_v3", "vocab_size": 100, "hidden_size": 8, "intermediate_size": 16,
-          "moe_intermediate_size": 4, "num_hidden_layers": 2, "first_k_dense_replace": 1, "n_routed_experts": 4,
-          "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1, "n_shared_experts": 1,
-          "num_attention_heads": 2, "q_lora_rank": 5, "kv_lora_rank": 6, "qk_nope_head_dim": 4,
-          "qk_rope_head_dim": 2, "v_head_dim": 3, "max_position_embeddings": 64})",
-      "test");
+  const ModelConfig v3 = small_deepseek_v3();
   EXPECT_EQ(layer_matmul_parameters(v3, 0), 296 + 384);
   EXPECT_EQ(layer_matmul_parameters(v3, 1), 296 + 288 + 32);
   const std::int64_t five[] = {5};
