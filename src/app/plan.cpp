@@ -4,6 +4,7 @@
 // (plain and distributed), the reference (resident or offloaded), 1F1B activations, reference
 // scoring and generation memory, the peak, and whether it fits; then the layouts of --gpus GPUs
 // that fit. Exit status 0 when the requested layout fits, 3 when it does not.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -17,12 +18,28 @@
 #include "model/flops.h"
 #include "model/stage.h"
 #include "parallel/job_errors.h"
+#include "parallel/pipeline_schedule.h"
 #include "train/memory_plan.h"
 #include "train/optimizer.h"
 
 namespace spin::app {
 
 namespace {
+
+// Training work a token of each (virtual) stage of `counts`, in model order: its layers' and, on
+// the last, the LM head's (model FLOPs at sequences of `seq` tokens).
+std::vector<double> run_work(const model::ModelConfig& c, const std::vector<std::int64_t>& counts,
+                             std::int64_t seq) {
+  std::vector<double> work;
+  std::int64_t layer = 0;
+  for (const std::int64_t n : counts) {
+    double sum = 0.0;
+    for (std::int64_t end = layer + n; layer < end; ++layer) sum += model::layer_flops_per_token(c, layer, seq);
+    work.push_back(sum);
+  }
+  work.back() += model::head_flops_per_token(c);
+  return work;
+}
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -215,7 +232,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
                 dense.c_str(), (model::matmul_parameters(c) + static_cast<double>(c.vocab_size * c.hidden_size)) / 1e9);
   }
   std::printf("layout tp %d x pp %d%s x dp %d (%d ranks)%s%s%s; micro-batch %lld prompts (%lld sequences) x %lld "
-              "tokens%s, %s%lld micro-batches per step, rollout %lld%s; %s\n\n",
+              "tokens%s, %s%lld micro-batches per step%s, rollout %lld%s; %s\n\n",
               o.tp, o.pp, o.vpp > 1 ? cat(" (", o.vpp, " chunks a stage)").c_str() : "", o.dp, o.tp * o.pp * o.dp,
               o.ep > 1 ? cat(", experts over ep ", o.ep, " (", c.num_experts / o.ep, " a rank)").c_str() : "",
               o.distributed ? ", distributed optimizer" : "",
@@ -224,6 +241,10 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
               static_cast<long long>(o.seq),
               o.micro_batch_tokens > 0 ? cat(", ", o.micro_batch_tokens, " tokens at most").c_str() : "",
               o.micro_batch_tokens > 0 ? "at least " : "", static_cast<long long>(plan.micro_batches),
+              o.vpp > 1 && o.micro_batch_tokens == 0
+                  ? cat(" (in groups of ", parallel::interleaved_group(o.pp, static_cast<int>(plan.micro_batches)),
+                        ")").c_str()
+                  : "",
               static_cast<long long>(o.rollout_batch > 0 ? o.rollout_batch : o.micro_batch),
               o.rollout_step_tokens > 0 ? cat(" (", o.rollout_step_tokens, " tokens per call)").c_str() : "",
               request.precision.name.c_str());
@@ -235,14 +256,14 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
   // Each stage's training work a token (model FLOPs, the head's on the last): what paces the pipeline.
   const std::vector<std::int64_t> counts =
       request.pp_layers.empty() ? model::split_layers(c.num_layers, o.pp * o.vpp) : request.pp_layers;
+  const std::vector<double> work = run_work(c, counts, o.seq);
   std::printf("\n  %-34s", "training GFLOP a token");
   for (const auto& s : plan.stages) {
-    double work = 0.0;
-    for (const model::StageLayers& chunk : model::stage_chunks(counts, s.stage, o.pp)) {
-      for (std::int64_t l = chunk.begin; l < chunk.end; ++l) work += model::layer_flops_per_token(c, l, o.seq);
-      if (chunk.last) work += model::head_flops_per_token(c);
+    double sum = 0.0;
+    for (std::size_t v = static_cast<std::size_t>(s.stage); v < work.size(); v += static_cast<std::size_t>(o.pp)) {
+      sum += work[v];
     }
-    std::printf(" %12.3f", work / 1e9);
+    std::printf(" %12.3f", sum / 1e9);
   }
   std::printf("\n  %-34s", "parameters on the rank");
   for (const auto& s : plan.stages) std::printf(" %11.1fM", static_cast<double>(s.params) / 1e6);
@@ -275,6 +296,19 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
               train::format_bytes(capacity).c_str(),
               fits_here ? cat("fits (", train::format_bytes(capacity - plan.peak()), " to spare)").c_str()
                         : cat("DOES NOT FIT (over by ", train::format_bytes(plan.peak() - capacity), ")").c_str());
+  // The even split's pace against the balanced one's, where balancing would help.
+  if (o.pp > 1 && o.pp_layers.empty()) {
+    const std::vector<std::int64_t> balanced = layers_per_stage(c, o.pp, o.vpp, "balanced", o.seq);
+    const double even_pace = *std::max_element(work.begin(), work.end());
+    const std::vector<double> balanced_work = run_work(c, balanced, o.seq);
+    const double balanced_pace = *std::max_element(balanced_work.begin(), balanced_work.end());
+    if (balanced_pace < 0.98 * even_pace) {
+      std::printf("pipeline balance: the slowest %sstage does %.3f GFLOP a token (the LM head's among them); "
+                  "--pp-layers balanced (%s) takes it to %.3f (-%.1f%%)\n",
+                  o.vpp > 1 ? "virtual " : "", even_pace / 1e9, layers_text(balanced).c_str(), balanced_pace / 1e9,
+                  100.0 * (1.0 - balanced_pace / even_pace));
+    }
+  }
   if (!other.stages.empty()) {
     std::printf("with%s the distributed optimizer: peak %s (%s)\n", o.distributed ? "out" : "",
                 train::format_bytes(other.peak()).c_str(), other.peak() <= capacity ? "fits" : "does not fit");

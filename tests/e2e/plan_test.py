@@ -180,7 +180,7 @@ def case_cli(args, tmp):
     # 5 micro-batches a step, not whole groups of 2: groups of 3 and 2; stage 0 warms up with 2 + 3
     # forwards (6 sets in flight), stage 1 holds 4 of chunk 0 and 2 of the head's.
     odd = run(args.mpiexec, base[:-4] + ["--global-batch", "20", "--gpus", "64", "--vpp", "2"], 1)
-    assert odd.returncode == 0, (odd.stdout, odd.stderr)
+    assert odd.returncode == 0 and "5 micro-batches per step (in groups of 3)" in odd.stdout, (odd.stdout, odd.stderr)
     row = re.search(r"activations \(interleaved, in flight\)(.*)", odd.stdout).group(1)
     odd_sets = [int(n) for n in re.findall(r"(\d+) x \d+\.\d+ [KMG]iB", row)]
     assert odd_sets == [interleaved_sets(s, 2, 2, 5) for s in range(2)] == [6, 6], odd_sets
@@ -204,6 +204,10 @@ def case_cli(args, tmp):
         layers = [int(n) for n in re.search(r"\n\s+layers\s+([\d ]+)\n", r.stdout).group(1).split()]
         work[split] = [float(x) for x in re.search(r"training GFLOP a token\s+([\d. ]+)\n", r.stdout).group(1).split()]
         assert layers == ([8, 8, 8, 8] if not split else [9, 9, 8, 6]), (split, layers)
+        # The even split's plan says what balancing would take off; the balanced one's has nothing to say.
+        hint = re.search(r"pipeline balance: the slowest stage does ([\d.]+) GFLOP a token .*--pp-layers balanced "
+                         r"\(9,9,8,6\) takes it to ([\d.]+) \(-10\.8%\)", r.stdout)
+        assert bool(hint) == (not split), (split, r.stdout)
     layer = 6 * (2 * 4096 * 4096 + 2 * 1024 * 4096 + 3 * 4096 * 14336) / 1e9 + 12 * 4096 * 4096 / 1e9
     head = 6 * 128256 * 4096 / 1e9
     for got, want in zip(work[""] + work["balanced"], [8 * layer] * 3 + [8 * layer + head] +
