@@ -59,6 +59,16 @@ class RingLinks {
   }
   std::span<const float> view(const Tensor& buffer, int mb) const { return {buffer.f32(), stage_.boundary_size(mb)}; }
 
+  // Throws unless every received buffer was taken: a pass's steps that receive what no computation
+  // uses are wrong (the next pass would take a stale buffer).
+  void check_drained() const {
+    for (std::size_t c = 0; c < inputs_.size(); ++c) {
+      require(inputs_[c].buffers.empty() && grads_[c].buffers.empty(), "interleaved pipeline stage ", pp_.rank(),
+              ": chunk ", c, " ends the pass holding ", inputs_[c].buffers.size(), " activations and ",
+              grads_[c].buffers.size(), " gradients it never used");
+    }
+  }
+
  private:
   struct Queue {
     std::deque<Tensor> buffers;  // received, not yet taken
@@ -114,6 +124,7 @@ class InterleavedRun {
       if (step.backward) grad_input = backward(*step.backward);
       links_.exchange(step, output, grad_input);
     }
+    links_.check_drained();
   }
 
  private:
