@@ -21,10 +21,12 @@ using spin::testing::mpi_world;
 // Chunk c of stage s is virtual stage c * stages + s.
 class RecordingStage : public PipelineStage {
  public:
-  RecordingStage(int stage, int stages, int chunks = 1) : stage_(stage), stages_(stages), chunks_(chunks) {}
+  // `base`: floats crossing a boundary for micro-batch 0 (base + mb for micro-batch mb).
+  RecordingStage(int stage, int stages, int chunks = 1, std::size_t base = 3)
+      : stage_(stage), stages_(stages), chunks_(chunks), base_(base) {}
 
   int chunks() const override { return chunks_; }
-  std::size_t boundary_size(int mb) const override { return static_cast<std::size_t>(3 + mb); }
+  std::size_t boundary_size(int mb) const override { return base_ + static_cast<std::size_t>(mb); }
   std::span<const float> forward(int chunk, int mb, std::span<const float> input) override {
     trace.push_back({PipelineAction::Forward, mb, chunk});
     peak_live = std::max(peak_live, ++live_);
@@ -65,6 +67,7 @@ class RecordingStage : public PipelineStage {
     return static_cast<float>(1000 * mb + 10 * stage + static_cast<int>(j) + 1);
   }
   int stage_, stages_, chunks_;
+  std::size_t base_;
   int live_ = 0;
   std::vector<float> out_, grad_;
 };
@@ -169,6 +172,20 @@ TEST(Interleaved, RealRingsFollowTheOrderBoundLiveActivationsAndDeliverTheRightB
         EXPECT_EQ(stage.peak_live, std::min(warmup + 1, m * chunks)) << where;
       }
     }
+  }
+}
+
+// Boundaries of 400 KB, past the eager limit of Open MPI's shared-memory transport: each send then
+// completes only once its receive is posted (a rendezvous, as NCCL's do), which is what the steps'
+// receive placement must survive -- in whole groups of p and in larger ones. (Posting a step's sends
+// before its receives, apart, passes the small-boundary rings above and hangs here: tried.)
+TEST(Interleaved, LargeBoundariesGoThroughAsRendezvous) {
+  ProcessGrid grid(mpi_world(), {1, 4, 0});
+  const int s = grid.pp_rank();
+  for (int m : {4, 5, 6, 8, 9}) {
+    RecordingStage stage(s, 4, 2, 100000);
+    forward_backward_pipelining_with_interleaving(grid.pp(), m, stage);
+    EXPECT_EQ(stage.trace, interleaved_order(s, 4, 2, m)) << "m " << m << ", stage " << s;
   }
 }
 
