@@ -170,50 +170,51 @@ class StepPlanner {
 
   int total() const { return static_cast<int>(forwards_.size()); }
 
-  // Forward k (-1: none), backward b (-1: none); the receives after them (kNone: none).
-  InterleavedStep step(int k, int b, int receive_after_forward, int receive_after_backward) const {
+  // Forward k and backward b of the tables (either may be none), then an exchange that receives
+  // what arrives once `forwards_done` forwards and `backwards_done` backwards have run (none: no
+  // receive of that kind).
+  InterleavedStep step(std::optional<int> k, std::optional<int> b, std::optional<int> forwards_done,
+                       std::optional<int> backwards_done) const {
     InterleavedStep step;
-    if (k >= 0) {
-      step.forward = forwards_[static_cast<std::size_t>(k)];
+    if (k) {
+      step.forward = forwards_[static_cast<std::size_t>(*k)];
       step.send_output = !(stage_ == stages_ - 1 && step.forward->chunk == chunks_ - 1);
     }
-    if (b >= 0) {
-      step.backward = backwards_[static_cast<std::size_t>(b)];
+    if (b) {
+      step.backward = backwards_[static_cast<std::size_t>(*b)];
       step.send_grad = !(stage_ == 0 && step.backward->chunk == 0);
     }
-    if (receive_after_forward != kNone) step.receive_input = input_after(receive_after_forward);
-    if (receive_after_backward != kNone) step.receive_grad = grad_after(receive_after_backward);
+    if (forwards_done) step.receive_input = input_after(*forwards_done);
+    if (backwards_done) step.receive_grad = grad_after(*backwards_done);
     return step;
   }
-  // The next forward's input (the forward-only pass, on every rank).
-  std::optional<PipelineAction> next_input(int k) const {
-    if (k + 1 >= total()) return std::nullopt;
-    const PipelineAction& a = forwards_[static_cast<std::size_t>(k + 1)];
+  // The input of the next forward once `done` have run (the forward-only pass, on every rank).
+  std::optional<PipelineAction> next_input(int done) const {
+    if (done >= total()) return std::nullopt;
+    const PipelineAction& a = forwards_[static_cast<std::size_t>(done)];
     if (stage_ == 0 && a.chunk == 0) return std::nullopt;
     return a;
   }
 
-  static constexpr int kNone = -2;
-
  private:
-  // The input that arrives in the exchange after forward k (k = -1: before the first). From the
-  // previous rank, the next forward's; on the first rank, the last rank's output of forward
-  // k - (p - 1) (p - 1 exchanges behind round the ring), bound for the next chunk.
-  std::optional<PipelineAction> input_after(int k) const {
-    if (stage_ != 0) return next_input(k);
-    const int j = k - (stages_ - 1);
+  // The input that arrives once `done` forwards have run. From the previous rank, the next
+  // forward's; on the first rank, the last rank's output of forward done - p (p - 1 exchanges
+  // behind round the ring), bound for the next chunk.
+  std::optional<PipelineAction> input_after(int done) const {
+    if (stage_ != 0) return next_input(done);
+    const int j = done - stages_;
     if (j < 0 || j >= total()) return std::nullopt;
     const PipelineAction& a = forwards_[static_cast<std::size_t>(j)];
     if (a.chunk == chunks_ - 1) return std::nullopt;
     return PipelineAction{PipelineAction::Forward, a.micro_batch, a.chunk + 1};
   }
-  // The output gradient that arrives in the exchange after backward b: the mirror image.
-  std::optional<PipelineAction> grad_after(int b) const {
+  // The output gradient that arrives once `done` backwards have run: the mirror image.
+  std::optional<PipelineAction> grad_after(int done) const {
     if (stage_ != stages_ - 1) {
-      if (b + 1 >= total()) return std::nullopt;
-      return backwards_[static_cast<std::size_t>(b + 1)];
+      if (done >= total()) return std::nullopt;
+      return backwards_[static_cast<std::size_t>(done)];
     }
-    const int j = b - (stages_ - 1);
+    const int j = done - stages_;
     if (j < 0 || j >= total()) return std::nullopt;
     const PipelineAction& a = backwards_[static_cast<std::size_t>(j)];
     if (a.chunk == 0) return std::nullopt;
@@ -269,13 +270,13 @@ std::vector<PipelineAction> interleaved_order(int stage, int stages, int chunks,
 std::vector<InterleavedStep> interleaved_steps(int stage, int stages, int chunks, int micro_batches,
                                                bool forward_only) {
   check_layout(stages, chunks, micro_batches);
-  constexpr int kNone = StepPlanner::kNone;
+  constexpr std::nullopt_t none = std::nullopt;
   std::vector<InterleavedStep> steps;
   if (forward_only) {
     const StepPlanner plan(stage, stages, chunks, micro_batches, stages);
-    for (int k = -1; k < plan.total(); ++k) {
-      InterleavedStep step = plan.step(k, -1, kNone, kNone);
-      step.receive_input = plan.next_input(k);
+    for (int done = 0; done <= plan.total(); ++done) {
+      InterleavedStep step = plan.step(done > 0 ? std::optional(done - 1) : none, none, none, none);
+      step.receive_input = plan.next_input(done);
       steps.push_back(step);
     }
     return steps;
@@ -284,13 +285,15 @@ std::vector<InterleavedStep> interleaved_steps(int stage, int stages, int chunks
   const StepPlanner plan(stage, stages, chunks, micro_batches, interleaved_group(stages, micro_batches));
   const int total = plan.total();
   const bool all_warmup = warmup == total;
-  steps.push_back(plan.step(-1, -1, -1, kNone));
+  steps.push_back(plan.step(none, none, 0, none));
   // The last warm-up exchange also brings the first backward's output gradient; when every
   // forward is a warm-up one, an exchange of its own does.
-  for (int k = 0; k < warmup; ++k) steps.push_back(plan.step(k, -1, k, k + 1 == warmup && !all_warmup ? -1 : kNone));
-  for (int b = 0; b + warmup < total; ++b) steps.push_back(plan.step(b + warmup, b, b + warmup, b));
-  if (all_warmup) steps.push_back(plan.step(-1, -1, kNone, -1));
-  for (int b = total - warmup; b < total; ++b) steps.push_back(plan.step(-1, b, kNone, b));
+  for (int k = 0; k < warmup; ++k) {
+    steps.push_back(plan.step(k, none, k + 1, k + 1 == warmup && !all_warmup ? std::optional(0) : none));
+  }
+  for (int b = 0; b + warmup < total; ++b) steps.push_back(plan.step(b + warmup, b, b + warmup + 1, b + 1));
+  if (all_warmup) steps.push_back(plan.step(none, none, none, 0));
+  for (int b = total - warmup; b < total; ++b) steps.push_back(plan.step(none, b, none, b + 1));
   return steps;
 }
 

@@ -424,7 +424,7 @@ ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int t
   require(chunks == 1 || pp * chunks <= config.num_layers, "--vpp ", chunks, " at pp ", pp, ": ", pp * chunks,
           " model chunks, but the model has ", config.num_layers, " layers: every chunk needs at least one");
   const auto counts = layers_per_stage(config, pp, chunks, pp_layers);
-  return {config, model::stage_chunks(counts, pp_rank, pp), model::tp_dims(config, tp_rank, tp, ep)};
+  return {config, model::stage_chunks(counts, pp_rank, pp), model::tp_dims(config, tp_rank, tp, ep), counts};
 }
 
 std::string layers_text(const std::vector<std::int64_t>& counts) {

@@ -28,6 +28,8 @@ struct ModelShard {
   // The stage's layers: one range, or under interleaving one a model chunk (model::stage_chunks).
   std::vector<model::StageLayers> chunks;
   model::TpDims dims;
+  // Every (virtual) stage's layer count, in model order: the split the whole pipeline runs.
+  std::vector<std::int64_t> layers;
 
   // The one range of a stage without interleaving (every command but spin sft, the one that offers it).
   const model::StageLayers& stage() const {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <numeric>
 
 #include "app/commands.h"
 #include "app/model_setup.h"
@@ -30,12 +31,12 @@ namespace {
 // the last, the LM head's (model FLOPs at sequences of `seq` tokens).
 std::vector<double> run_work(const model::ModelConfig& c, const std::vector<std::int64_t>& counts,
                              std::int64_t seq) {
+  const std::vector<double> costs = model::layer_costs(c, seq);
   std::vector<double> work;
-  std::int64_t layer = 0;
+  auto first = costs.begin();
   for (const std::int64_t n : counts) {
-    double sum = 0.0;
-    for (std::int64_t end = layer + n; layer < end; ++layer) sum += model::layer_flops_per_token(c, layer, seq);
-    work.push_back(sum);
+    work.push_back(std::accumulate(first, first + n, 0.0));
+    first += n;
   }
   work.back() += model::head_flops_per_token(c);
   return work;

@@ -442,7 +442,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                 grid.dp_size(), o.distributed_optimizer ? ", distributed optimizer" : "");
     if (o.pp_layers == "balanced") {
       std::printf("spin sft: --pp-layers balanced: %s layers a %sstage\n",
-                  layers_text(layers_per_stage(shard->config, grid.pp_size(), o.vpp, o.pp_layers)).c_str(),
+                  layers_text(shard->layers).c_str(),
                   o.vpp > 1 ? "virtual " : "");
     }
     if (!loaded.empty()) {

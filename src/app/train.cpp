@@ -382,7 +382,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         c.distributed_optimizer ? ", distributed optimizer" : "", split, c.to_ini().c_str());
     if (c.pp_layers == "balanced") {
       std::printf("spin train: parallel.pp_layers = balanced: %s layers a %sstage\n",
-                  layers_text(layers_per_stage(shard->config, grid.pp_size(), c.vpp, c.pp_layers)).c_str(),
+                  layers_text(shard->layers).c_str(),
                   c.vpp > 1 ? "virtual " : "");
     }
     if (reference.frozen()) {

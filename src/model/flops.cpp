@@ -40,10 +40,14 @@ double head_flops_per_token(const ModelConfig& c) {
   return 6.0 * static_cast<double>(c.vocab_size) * static_cast<double>(c.hidden_size);
 }
 
-std::vector<std::int64_t> balanced_layers(const ModelConfig& c, int stages, std::int64_t seq) {
+std::vector<double> layer_costs(const ModelConfig& c, std::int64_t seq) {
   std::vector<double> costs;
   for (std::int64_t l = 0; l < c.num_layers; ++l) costs.push_back(layer_flops_per_token(c, l, seq));
-  return balanced_split(costs, head_flops_per_token(c), stages);
+  return costs;
+}
+
+std::vector<std::int64_t> balanced_layers(const ModelConfig& c, int stages, std::int64_t seq) {
+  return balanced_split(layer_costs(c, seq), head_flops_per_token(c), stages);
 }
 
 double training_flops(const ModelConfig& c, std::span<const std::int64_t> sequence_lengths) {

@@ -29,6 +29,9 @@ double layer_matmul_parameters(const ModelConfig& config, std::int64_t layer);
 double layer_flops_per_token(const ModelConfig& config, std::int64_t layer, std::int64_t seq);
 double head_flops_per_token(const ModelConfig& config);
 
+// layer_flops_per_token of every decoder layer, in order.
+std::vector<double> layer_costs(const ModelConfig& config, std::int64_t seq);
+
 // Layers a pipeline stage (`stages`: under interleaving the virtual ones, in model order) that even
 // out the stages' training work at sequences of `seq` tokens: model::balanced_split of the layers'
 // layer_flops_per_token, the head's on the last stage.
