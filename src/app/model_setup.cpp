@@ -417,13 +417,13 @@ void copy_tokenizer_files(const std::string& from, const std::string& to) {
 }
 
 ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank, int pp,
-                            const std::string& pp_layers, int ep, int chunks) {
+                            const std::string& pp_layers, int ep, int chunks, std::int64_t seq) {
   require(chunks >= 1, "--vpp ", chunks, ": a pipeline stage holds at least one model chunk");
   require(chunks == 1 || pp >= 2, "--vpp ", chunks,
           " (interleaved pipeline stages) needs a pipeline of 2 stages or more, not ", pp);
   require(chunks == 1 || pp * chunks <= config.num_layers, "--vpp ", chunks, " at pp ", pp, ": ", pp * chunks,
           " model chunks, but the model has ", config.num_layers, " layers: every chunk needs at least one");
-  const auto counts = layers_per_stage(config, pp, chunks, pp_layers);
+  const auto counts = layers_per_stage(config, pp, chunks, pp_layers, seq);
   return {config, model::stage_chunks(counts, pp_rank, pp), model::tp_dims(config, tp_rank, tp, ep), counts};
 }
 
@@ -442,7 +442,11 @@ std::vector<std::int64_t> layers_per_stage(const model::ModelConfig& config, int
     return model::split_layers(config.num_layers, pp * chunks, parse_int_list(pp_layers, "--pp-layers"));
   }
   return model::balanced_layers(config, pp * chunks,
-                                seq > 0 ? seq : std::min<std::int64_t>(config.max_sequence_length(), 4096));
+                                std::min<std::int64_t>(config.max_sequence_length(), seq > 0 ? seq : 4096));
+}
+
+std::int64_t balance_tokens(const model::ModelConfig& config, std::int64_t prompt, std::int64_t response) {
+  return prompt > 0 && response > 0 ? std::min(prompt + response, config.max_sequence_length()) : 0;
 }
 
 void check_interleaved_step(const std::string& option, int chunks, int pp, std::int64_t per_replica, bool by_tokens,
@@ -454,9 +458,9 @@ void check_interleaved_step(const std::string& option, int chunks, int pp, std::
 }
 
 ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
-                            const std::string& pp_layers, int chunks) {
+                            const std::string& pp_layers, int chunks, std::int64_t seq) {
   return plan_model_shard(config, grid.tp_rank(), grid.tp_size(), grid.pp_rank(), grid.pp_size(), pp_layers,
-                          grid.ep_size(), chunks);
+                          grid.ep_size(), chunks, seq);
 }
 
 }  // namespace spin::app

@@ -41,7 +41,8 @@ struct ModelShard {
 // Layers a pipeline stage of `pp` (with `chunks` > 1, of each of the pp x chunks virtual stages, in
 // model order) as --pp-layers gives them: "" an even split, "balanced" the split that evens out the
 // (virtual) stages' training FLOPs, the LM head's on the last (model::balanced_layers, each layer
-// weighed at sequences of `seq` tokens, 0: the model's positions up to 4,096), or a list ("3,5").
+// weighed at sequences of `seq` tokens, 0: the model's positions up to 4,096; the model's positions
+// at most), or a list ("3,5").
 std::vector<std::int64_t> layers_per_stage(const model::ModelConfig& config, int pp, int chunks,
                                            const std::string& pp_layers, std::int64_t seq = 0);
 
@@ -49,14 +50,20 @@ std::vector<std::int64_t> layers_per_stage(const model::ModelConfig& config, int
 std::string layers_text(const std::vector<std::int64_t>& counts);
 
 // This rank's shard of `config` in `grid`'s layout (its expert parallelism too); `pp_layers`: the
-// --pp-layers text ("3,5"; empty for an even split) -- under interleaving (`chunks` model chunks a
-// stage, --vpp) the layers of each of the pp x chunks virtual stages, in model order.
+// --pp-layers text ("3,5"; empty for an even split; "balanced" at sequences of `seq` tokens, as
+// layers_per_stage) -- under interleaving (`chunks` model chunks a stage, --vpp) the layers of each of
+// the pp x chunks virtual stages, in model order.
 ModelShard plan_model_shard(const model::ModelConfig& config, const parallel::ProcessGrid& grid,
-                            const std::string& pp_layers = "", int chunks = 1);
+                            const std::string& pp_layers = "", int chunks = 1, std::int64_t seq = 0);
 // The shard of position (tp_rank, pp_rank) in a TP x PP layout of `config`, its experts over `ep`
 // groups of the TP ranks (model::TpDims).
 ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int tp, int pp_rank, int pp,
-                            const std::string& pp_layers = "", int ep = 1, int chunks = 1);
+                            const std::string& pp_layers = "", int ep = 1, int chunks = 1, std::int64_t seq = 0);
+
+// The sequence length a run's limits allow (`prompt` + `response` tokens, the model's positions at
+// most) that --pp-layers balanced weighs the layers at; 0 (layers_per_stage's default) unless both
+// are limited.
+std::int64_t balance_tokens(const model::ModelConfig& config, std::int64_t prompt, std::int64_t response);
 
 // Interleaved stages (`chunks` > 1) train a step's micro-batches in groups of at least the `pp`
 // stages (parallel::interleaved_group): throws, naming `option`, unless a data-parallel replica's

@@ -167,8 +167,10 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
     capacity = train::parse_bytes(o.gpu_mem);
     request.config = load_config(o.model);
     request.tp = o.tp, request.pp = o.pp, request.dp = o.dp, request.ep = o.ep, request.vpp = o.vpp;
-    request.pp_layers = o.pp_layers.empty() ? std::vector<std::int64_t>{}
-                                            : layers_per_stage(request.config, o.pp, o.vpp, o.pp_layers, o.seq);
+    request.balanced_layers = o.pp_layers == "balanced";
+    if (!o.pp_layers.empty() && !request.balanced_layers) {
+      request.pp_layers = layers_per_stage(request.config, o.pp, o.vpp, o.pp_layers, o.seq);
+    }
     request.micro_batch = o.micro_batch;
     request.micro_batch_tokens = o.micro_batch_tokens;
     request.seq = o.seq;
@@ -255,9 +257,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
   std::printf("\n  %-34s", "layers");
   for (const auto& s : plan.stages) std::printf(" %12lld", static_cast<long long>(s.layers));
   // Each stage's training work a token (model FLOPs, the head's on the last): what paces the pipeline.
-  const std::vector<std::int64_t> counts =
-      request.pp_layers.empty() ? model::split_layers(c.num_layers, o.pp * o.vpp) : request.pp_layers;
-  const std::vector<double> work = run_work(c, counts, o.seq);
+  const std::vector<double> work = run_work(c, train::stage_layers(request), o.seq);
   std::printf("\n  %-34s", "training GFLOP a token");
   for (const auto& s : plan.stages) {
     double sum = 0.0;
@@ -327,8 +327,8 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
   if (fits.empty()) {
     std::printf("no layout of %d GPUs fits %s at this batch and sequence length\n", gpus, train::format_bytes(capacity).c_str());
   } else {
-    std::printf("layouts of %d GPUs that fit %s (fewest model-parallel ranks first):\n", gpus,
-                train::format_bytes(capacity).c_str());
+    std::printf("layouts of %d GPUs that fit %s (fewest model-parallel ranks first%s):\n", gpus,
+                train::format_bytes(capacity).c_str(), request.balanced_layers ? ", layers balanced" : "");
     for (std::size_t i = 0; i < fits.size() && i < 8; ++i) {
       const train::LayoutFit& f = fits[i];
       std::printf("  --tp %d --pp %d (dp %d)%s%s%s%s%s%s%s  peak %s\n", f.tp, f.pp, f.dp,

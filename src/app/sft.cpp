@@ -127,7 +127,8 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "are)")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
        "layers per pipeline stage, e.g. 3,5 (default: even split); with --vpp, per virtual stage in model order; "
-       "balanced: the stages' training FLOPs evened out, the LM head's on the last")
+       "balanced: the stages' training FLOPs at --max-prompt-tokens + --max-response-tokens evened out, the LM "
+       "head's on the last")
       ("global-batch-size", po::value(&o.global_batch)->default_value(o.global_batch),
        "sequences per optimizer step, over all data-parallel ranks")
       ("micro-batch-size", po::value(&o.micro_batch)->default_value(o.micro_batch),
@@ -276,7 +277,8 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     profile_window.emplace(o.profile_step_start, o.profile_step_end, o.output + ".profile", world.rank(),
                            "--profile-step-start", "--profile-step-end");
     source = model_source(o.model, o.adapter);
-    shard = plan_model_shard(source->config, grid, o.pp_layers, o.vpp);
+    shard = plan_model_shard(source->config, grid, o.pp_layers, o.vpp,
+                             balance_tokens(source->config, o.max_prompt_tokens, o.max_response_tokens));
     lora = lora_settings(o.lora_rank, o.lora_alpha, o.lora_rslora, o.lora_dropout, o.lora_targets, "spin sft: --lora-",
                          shard->config);
     if (!o.adapter.empty()) lora_from_peft_config(o.adapter);  // refused before any work

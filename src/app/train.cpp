@@ -77,7 +77,8 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     profile_window.emplace(c.profile_step_start, c.profile_step_end, fs::path(c.save_dir) / "profile", world.rank(),
                            "logging.profile_step_start", "logging.profile_step_end");
     source = model_source(c.model_path, c.model_adapter);
-    shard = plan_model_shard(source->config, grid, c.pp_layers, c.vpp);
+    shard = plan_model_shard(source->config, grid, c.pp_layers, c.vpp,
+                             balance_tokens(source->config, c.max_prompt_tokens, c.max_response_tokens));
     // Interleaved stages: at least pp micro-batches a step -- the fixed count, or cut by tokens split to
     // reach it (data::cut_micro_batches), which a replica's pairs must allow. (A batch that does not split
     // into micro-batches at all is the batch plan's error.)

@@ -10,6 +10,7 @@
 #include "generate/generator.h"
 #include "kernels/kernels.h"
 #include "model/decoder_layer.h"
+#include "model/flops.h"
 #include "model/kv_cache.h"
 #include "model/latent_attention.h"
 #include "model/rope.h"
@@ -280,7 +281,7 @@ MemoryPlan plan_memory(const PlanRequest& r) {
           ": model chunks a stage of a pipeline of 2 stages or more");
   require(r.vpp == 1 || r.pp * r.vpp <= c.num_layers, "vpp ", r.vpp, " at pp ", r.pp, ": ", r.pp * r.vpp,
           " model chunks, but the model has ", c.num_layers, " layers");
-  const std::vector<std::int64_t> counts = model::split_layers(c.num_layers, r.pp * r.vpp, r.pp_layers);
+  const std::vector<std::int64_t> counts = stage_layers(r);
 
   MemoryPlan plan;
   if (r.global_batch > 0) {
@@ -405,6 +406,11 @@ MemoryPlan plan_memory(const PlanRequest& r) {
   return plan;
 }
 
+std::vector<std::int64_t> stage_layers(const PlanRequest& r) {
+  if (r.pp_layers.empty() && r.balanced_layers) return model::balanced_layers(r.config, r.pp * r.vpp, r.seq);
+  return model::split_layers(r.config.num_layers, r.pp * r.vpp, r.pp_layers);
+}
+
 std::int64_t chunked_prefill_tokens(const PlanRequest& request) {
   const std::int64_t rollout = request.rollout_batch > 0 ? request.rollout_batch : request.micro_batch;
   const std::int64_t wanted =
@@ -418,7 +424,16 @@ namespace {
 // all: the peak falls as more are recomputed (each one past the first saves a layer's buffers
 // for its input; one saves nothing), so by bisection.
 std::int64_t fewest_recomputed_layers(PlanRequest request, std::int64_t capacity) {
-  const std::int64_t most = (request.config.num_layers + request.pp - 1) / request.pp;  // the largest stage's
+  const std::vector<std::int64_t> counts = stage_layers(request);
+  std::int64_t most = 0;  // the largest stage's layers (under interleaving, over its chunks)
+  for (int stage = 0; stage < request.pp; ++stage) {
+    std::int64_t layers = 0;
+    for (std::size_t v = static_cast<std::size_t>(stage); v < counts.size();
+         v += static_cast<std::size_t>(request.pp)) {
+      layers += counts[v];
+    }
+    most = std::max(most, layers);
+  }
   std::int64_t fits = most, short_of = 1;  // one recomputed layer saves nothing
   while (fits - short_of > 1) {
     request.recompute_num_layers = (fits + short_of) / 2;

@@ -75,6 +75,10 @@ struct PlanRequest {
   // (model::WeightStorage::FrozenBf16; spin train's model.frozen_dtype).
   bool frozen_bf16 = false;
   Precision precision = Precision::cuda();
+  // Without pp_layers: the (virtual) stages' layers balanced by training FLOPs at seq tokens
+  // (model::balanced_layers, --pp-layers balanced) instead of split evenly; fitting_layouts keeps
+  // it for every pp it tries.
+  bool balanced_layers = false;
 };
 
 struct StagePlan {
@@ -108,6 +112,10 @@ struct MemoryPlan {
   std::int64_t micro_batches = 0;  // per step per DP rank (with micro_batch_tokens, at least)
   std::int64_t peak() const;       // the largest stage's
 };
+
+// Layers each (virtual) stage of `request` holds, in model order: pp_layers, or the balanced or
+// even split of the pp x vpp stages.
+std::vector<std::int64_t> stage_layers(const PlanRequest& request);
 
 // Throws spin::Error for an impossible layout (tp not dividing heads, pp > layers, a batch
 // that does not split over dp x micro_batch, seq beyond the model).

@@ -196,7 +196,7 @@ def case_cli(args, tmp):
                "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 8192,
                "hidden_act": "silu", "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "eos_token_id": 2},
               open(llama3, "w"))
-    work = {}
+    work, peaks = {}, {}
     for split in ["", "balanced"]:
         r = run(args.mpiexec, [args.spin, "plan", "--model", llama3, "--pp", "4", "--seq", "4096", "--global-batch",
                                "8", "--gpu-mem", "141GiB"] + (["--pp-layers", split] if split else []), 1)
@@ -208,6 +208,16 @@ def case_cli(args, tmp):
         hint = re.search(r"pipeline balance: the slowest stage does ([\d.]+) GFLOP a token .*--pp-layers balanced "
                          r"\(9,9,8,6\) takes it to ([\d.]+) \(-10\.8%\)", r.stdout)
         assert bool(hint) == (not split), (split, r.stdout)
+        # The layouts it lists split their layers the same way: the asked layout's line has the plan's
+        # peak, and the balanced search's other pipelines differ from the even one's.
+        peak = re.search(r"\npeak ([\d.]+) GiB of", r.stdout).group(1)
+        listed = re.search(r"layouts of 4 GPUs that fit 141\.00 GiB \(fewest model-parallel ranks first(, layers "
+                           r"balanced)?\):\n((?:  --.*\n)+)", r.stdout)
+        assert listed and bool(listed.group(1)) == bool(split), (split, r.stdout)
+        peaks[split] = dict(re.findall(r"  (--tp \d+ --pp \d+) \(dp \d+\).*peak ([\d.]+) GiB", listed.group(2)))
+        assert peaks[split]["--tp 1 --pp 4"] == peak, (split, peak, listed.group(2))
+    assert peaks[""]["--tp 2 --pp 2"] != peaks["balanced"]["--tp 2 --pp 2"], peaks
+    assert peaks[""]["--tp 4 --pp 1"] == peaks["balanced"]["--tp 4 --pp 1"], peaks
     layer = 6 * (2 * 4096 * 4096 + 2 * 1024 * 4096 + 3 * 4096 * 14336) / 1e9 + 12 * 4096 * 4096 / 1e9
     head = 6 * 128256 * 4096 / 1e9
     for got, want in zip(work[""] + work["balanced"], [8 * layer] * 3 + [8 * layer + head] +
@@ -356,7 +366,11 @@ def case_configs(args, tmp):
         if c.has_section("lora"):
             cmd += ["--lora-rank", c["lora"]["rank"], "--lora-targets", c["lora"].get("targets", "all-linear"),
                     "--lora-dropout", c["lora"].get("dropout", "0")]
+        if c["parallel"].get("pp_layers"):
+            cmd += ["--pp-layers", c["parallel"]["pp_layers"]]
         p = run(args.mpiexec, cmd, 1)
+        # Where an even split leaves a stage 2% or more slower, the config balances the stages.
+        assert "pipeline balance:" not in p.stdout, (name, re.search(r"pipeline balance:.*", p.stdout).group(0))
         assert p.returncode == 0, (name, p.returncode, p.stdout, p.stderr)
         # A mixture of experts: the parameters a token meets (the model cards' "active" counts).
         active = {"mixtral-8x7b-instruct.ini": "8 experts, 2 a token; 12.880 B parameters a token",

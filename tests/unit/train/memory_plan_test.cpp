@@ -8,6 +8,7 @@
 
 #include "common/test_util.h"
 #include "core/error.h"
+#include "model/flops.h"
 
 namespace spin::train {
 namespace {
@@ -332,6 +333,52 @@ TEST(MemoryPlan, SuggestedLayoutsOfferTheExpertsSpreadForLoraOfAMixture) {
   PlanRequest asked = r;
   asked.ep = 4;
   for (const LayoutFit& f : fitting_layouts(asked, 16, 8, 80 * gib)) EXPECT_EQ(f.ep, 4) << f.tp << " x " << f.pp;
+}
+
+// --pp-layers balanced: the plan's stages hold model::balanced_layers' split, and every layout
+// fitting_layouts lists is balanced for its own pp -- its peak that plan's, and where it recomputes
+// some of each stage's first layers, one fewer does not fit (the largest stage counted, which
+// balancing makes larger than an even share).
+TEST(MemoryPlan, BalancedLayersHoldForEveryLayoutListed) {
+  const std::int64_t gib = std::int64_t{1} << 30;
+  auto balanced = [](int tp, int pp, int dp) {
+    PlanRequest r = request(tp, pp, dp, false);
+    r.config.vocab_size = 128256;  // Llama 3's: a head of 2.6 layers' work at 2,048 tokens
+    r.balanced_layers = true;
+    return r;
+  };
+  const PlanRequest r4 = balanced(1, 4, 1);
+  const std::vector<std::int64_t> split = stage_layers(r4);
+  EXPECT_EQ(split, model::balanced_layers(r4.config, 4, 2048));
+  EXPECT_EQ(split, (std::vector<std::int64_t>{9, 9, 8, 6}));
+  const MemoryPlan plan = plan_memory(r4);
+  for (std::size_t s = 0; s < split.size(); ++s) EXPECT_EQ(plan.stages[s].layers, split[s]);
+  PlanRequest listed = r4;
+  listed.pp_layers = {8, 8, 8, 8};  // an explicit list wins
+  EXPECT_EQ(stage_layers(listed), listed.pp_layers);
+  bool recomputed = false, pipelined = false;
+  for (std::int64_t capacity = 48 * gib; capacity >= 16 * gib; capacity -= gib) {
+    for (const LayoutFit& f : fitting_layouts(balanced(1, 1, 1), 16, 8, capacity)) {
+      PlanRequest r = balanced(f.tp, f.pp, f.dp);
+      r.distributed_optimizer = f.distributed_optimizer;
+      r.sequence_parallel = f.sequence_parallel;
+      r.rollout_step_tokens = f.rollout_step_tokens;
+      r.recompute_activations = f.recompute_activations;
+      r.recompute_num_layers = f.recompute_num_layers;
+      EXPECT_EQ(plan_memory(r).peak(), f.peak) << f.tp << " x " << f.pp << " at " << capacity / gib << " GiB";
+      pipelined = pipelined || f.pp > 1;
+      if (f.recompute_activations) {
+        const std::vector<std::int64_t> layers = stage_layers(r);
+        const std::int64_t all = *std::max_element(layers.begin(), layers.end());
+        recomputed = recomputed || (f.pp > 1 && f.recompute_num_layers > 0);
+        r.recompute_num_layers = (f.recompute_num_layers > 0 ? f.recompute_num_layers : all) - 1;
+        if (r.recompute_num_layers > 1) {
+          EXPECT_GT(plan_memory(r).peak(), capacity) << f.tp << " x " << f.pp << ": fewer layers fit";
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(pipelined && recomputed);
 }
 
 TEST(MemoryPlan, ImpossibleRequestsAreRefusedByName) {
