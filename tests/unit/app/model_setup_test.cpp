@@ -1,0 +1,67 @@
+// app::layers_per_stage / plan_model_shard / balance_tokens: --pp-layers balanced weighs the layers
+// at the run's sequence length -- the model's positions up to 4,096 without one -- and the shard
+// carries the split the whole pipeline runs.
+#include "app/model_setup.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+#include "model/flops.h"
+
+namespace spin::app {
+namespace {
+
+// Llama 3 8B's shape: at 4,096 tokens its 128,256-token head is 2.1 layers' work, at 8,192 (its
+// positions) the attention's scores make a layer heavier and the head 1.8 layers' -- 9, 9, 8, 6
+// layers at PP 4 against 9, 8, 8, 7.
+model::ModelConfig llama3_8b() {
+  return model::ModelConfig::from_json(
+      R"({"vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+          "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 8192,
+          "rms_norm_eps": 1e-5, "rope_theta": 500000.0})",
+      "Llama 3 8B config");
+}
+
+using Layers = std::vector<std::int64_t>;
+
+TEST(ModelSetup, BalancedStagesWeighTheRunsSequenceLength) {
+  const model::ModelConfig c = llama3_8b();
+  EXPECT_EQ(layers_per_stage(c, 4, 1, "balanced"), (Layers{9, 9, 8, 6}));  // 4,096 tokens
+  EXPECT_EQ(layers_per_stage(c, 4, 1, "balanced", 4096), (Layers{9, 9, 8, 6}));
+  EXPECT_EQ(layers_per_stage(c, 4, 1, "balanced", 8192), (Layers{9, 8, 8, 7}));
+  EXPECT_EQ(layers_per_stage(c, 4, 1, "balanced", 8192), model::balanced_layers(c, 4, 8192));
+  EXPECT_EQ(layers_per_stage(c, 4, 1, "balanced", 100000), (Layers{9, 8, 8, 7}));  // the positions at most
+  EXPECT_EQ(layers_per_stage(c, 4, 1, "", 8192), (Layers{8, 8, 8, 8}));            // only balanced weighs
+  EXPECT_EQ(layers_per_stage(c, 4, 1, "10,10,6,6", 8192), (Layers{10, 10, 6, 6}));
+
+  // The run's limits: prompt + response tokens, the model's positions at most; 0 (the default
+  // length) unless both are limited.
+  EXPECT_EQ(balance_tokens(c, 4096, 4096), 8192);
+  EXPECT_EQ(balance_tokens(c, 512, 512), 1024);
+  EXPECT_EQ(balance_tokens(c, 8192, 8192), 8192);
+  EXPECT_EQ(balance_tokens(c, 0, 512), 0);
+  EXPECT_EQ(balance_tokens(c, 512, 0), 0);
+
+  // Every stage's shard carries the whole split; its own range is its part of it.
+  std::int64_t begin = 0;
+  const Layers want{9, 8, 8, 7};
+  for (int stage = 0; stage < 4; ++stage) {
+    const ModelShard shard = plan_model_shard(c, 0, 1, stage, 4, "balanced", 1, 1, balance_tokens(c, 4096, 4096));
+    EXPECT_EQ(shard.layers, want);
+    EXPECT_EQ(shard.stage().begin, begin) << stage;
+    begin += want[static_cast<std::size_t>(stage)];
+    EXPECT_EQ(shard.stage().end, begin) << stage;
+  }
+  // Interleaved: the virtual stages' split, stage 0 holding the first and the fifth.
+  const ModelShard chunked = plan_model_shard(c, 0, 1, 0, 4, "balanced", 1, 2, 8192);
+  EXPECT_EQ(chunked.layers, model::balanced_layers(c, 8, 8192));
+  ASSERT_EQ(chunked.chunks.size(), 2u);
+  EXPECT_EQ(chunked.chunks[0].end - chunked.chunks[0].begin, chunked.layers[0]);
+  EXPECT_EQ(chunked.chunks[1].end - chunked.chunks[1].begin, chunked.layers[4]);
+}
+
+}  // namespace
+}  // namespace spin::app
