@@ -445,6 +445,21 @@ std::vector<std::int64_t> layers_per_stage(const model::ModelConfig& config, int
                                 std::min<std::int64_t>(config.max_sequence_length(), seq > 0 ? seq : 4096));
 }
 
+std::optional<BalanceHint> balance_hint(const model::ModelConfig& config, int pp, int chunks, std::int64_t seq) {
+  if (pp < 2) return std::nullopt;
+  const auto pace = [&](const std::vector<std::int64_t>& counts) {
+    const std::vector<double> work = model::stage_flops_per_token(
+        config, counts, std::min<std::int64_t>(config.max_sequence_length(), seq > 0 ? seq : 4096));
+    return *std::max_element(work.begin(), work.end());
+  };
+  BalanceHint hint;
+  hint.balanced = layers_per_stage(config, pp, chunks, "balanced", seq);
+  hint.even_pace = pace(layers_per_stage(config, pp, chunks, "", seq));
+  hint.balanced_pace = pace(hint.balanced);
+  if (hint.saving() < BalanceHint::kWorthIt) return std::nullopt;
+  return hint;
+}
+
 std::int64_t balance_tokens(const model::ModelConfig& config, std::int64_t prompt, std::int64_t response) {
   return prompt > 0 && response > 0 ? std::min(prompt + response, config.max_sequence_length()) : 0;
 }

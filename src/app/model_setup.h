@@ -46,6 +46,17 @@ struct ModelShard {
 std::vector<std::int64_t> layers_per_stage(const model::ModelConfig& config, int pp, int chunks,
                                            const std::string& pp_layers, std::int64_t seq = 0);
 
+// What --pp-layers balanced would take off an even split's slowest (virtual) stage, where it is 2% or
+// more (BalanceHint::kWorthIt): spin plan, spin sft and spin train say so.
+struct BalanceHint {
+  static constexpr double kWorthIt = 0.02;
+  std::vector<std::int64_t> balanced;           // the balanced split
+  double even_pace = 0.0, balanced_pace = 0.0;  // the slowest stage's training FLOPs a token under each
+  double saving() const { return 1.0 - balanced_pace / even_pace; }
+};
+// None for a single stage or where balancing saves less; `seq` as layers_per_stage's.
+std::optional<BalanceHint> balance_hint(const model::ModelConfig& config, int pp, int chunks, std::int64_t seq = 0);
+
 // "9,9,8,6": what a command prints of a balanced split.
 std::string layers_text(const std::vector<std::int64_t>& counts);
 

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <numeric>
 
 #include "app/commands.h"
 #include "app/model_setup.h"
@@ -26,21 +25,6 @@
 namespace spin::app {
 
 namespace {
-
-// Training work a token of each (virtual) stage of `counts`, in model order: its layers' and, on
-// the last, the LM head's (model FLOPs at sequences of `seq` tokens).
-std::vector<double> run_work(const model::ModelConfig& c, const std::vector<std::int64_t>& counts,
-                             std::int64_t seq) {
-  const std::vector<double> costs = model::layer_costs(c, seq);
-  std::vector<double> work;
-  auto first = costs.begin();
-  for (const std::int64_t n : counts) {
-    work.push_back(std::accumulate(first, first + n, 0.0));
-    first += n;
-  }
-  work.back() += model::head_flops_per_token(c);
-  return work;
-}
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -257,7 +241,7 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
   std::printf("\n  %-34s", "layers");
   for (const auto& s : plan.stages) std::printf(" %12lld", static_cast<long long>(s.layers));
   // Each stage's training work a token (model FLOPs, the head's on the last): what paces the pipeline.
-  const std::vector<double> work = run_work(c, train::stage_layers(request), o.seq);
+  const std::vector<double> work = model::stage_flops_per_token(c, train::stage_layers(request), o.seq);
   std::printf("\n  %-34s", "training GFLOP a token");
   for (const auto& s : plan.stages) {
     double sum = 0.0;
@@ -298,17 +282,12 @@ int run_plan(int argc, char** argv, parallel::Communicator& world) {
               fits_here ? cat("fits (", train::format_bytes(capacity - plan.peak()), " to spare)").c_str()
                         : cat("DOES NOT FIT (over by ", train::format_bytes(plan.peak() - capacity), ")").c_str());
   // The even split's pace against the balanced one's, where balancing would help.
-  if (o.pp > 1 && o.pp_layers.empty()) {
-    const std::vector<std::int64_t> balanced = layers_per_stage(c, o.pp, o.vpp, "balanced", o.seq);
-    const double even_pace = *std::max_element(work.begin(), work.end());
-    const std::vector<double> balanced_work = run_work(c, balanced, o.seq);
-    const double balanced_pace = *std::max_element(balanced_work.begin(), balanced_work.end());
-    if (balanced_pace < 0.98 * even_pace) {
-      std::printf("pipeline balance: the slowest %sstage does %.3f GFLOP a token (the LM head's among them); "
-                  "--pp-layers balanced (%s) takes it to %.3f (-%.1f%%)\n",
-                  o.vpp > 1 ? "virtual " : "", even_pace / 1e9, layers_text(balanced).c_str(), balanced_pace / 1e9,
-                  100.0 * (1.0 - balanced_pace / even_pace));
-    }
+  if (const std::optional<BalanceHint> hint = o.pp_layers.empty() ? balance_hint(c, o.pp, o.vpp, o.seq)
+                                                                    : std::nullopt) {
+    std::printf("pipeline balance: the slowest %sstage does %.3f GFLOP a token (the LM head's among them); "
+                "--pp-layers balanced (%s) takes it to %.3f (-%.1f%%)\n",
+                o.vpp > 1 ? "virtual " : "", hint->even_pace / 1e9, layers_text(hint->balanced).c_str(),
+                hint->balanced_pace / 1e9, 100.0 * hint->saving());
   }
   if (!other.stages.empty()) {
     std::printf("with%s the distributed optimizer: peak %s (%s)\n", o.distributed ? "out" : "",

@@ -1,7 +1,9 @@
 #include "model/flops.h"
 
 #include <algorithm>
+#include <numeric>
 
+#include "core/error.h"
 #include "model/stage.h"
 
 namespace spin::model {
@@ -44,6 +46,21 @@ std::vector<double> layer_costs(const ModelConfig& c, std::int64_t seq) {
   std::vector<double> costs;
   for (std::int64_t l = 0; l < c.num_layers; ++l) costs.push_back(layer_flops_per_token(c, l, seq));
   return costs;
+}
+
+std::vector<double> stage_flops_per_token(const ModelConfig& c, const std::vector<std::int64_t>& counts,
+                                          std::int64_t seq) {
+  const std::vector<double> costs = layer_costs(c, seq);
+  require(std::accumulate(counts.begin(), counts.end(), std::int64_t{0}) == c.num_layers, "stages holding ",
+          std::accumulate(counts.begin(), counts.end(), std::int64_t{0}), " layers of ", c.num_layers);
+  std::vector<double> work;
+  auto first = costs.begin();
+  for (const std::int64_t n : counts) {
+    work.push_back(std::accumulate(first, first + n, 0.0));
+    first += n;
+  }
+  work.back() += head_flops_per_token(c);
+  return work;
 }
 
 std::vector<std::int64_t> balanced_layers(const ModelConfig& c, int stages, std::int64_t seq) {

@@ -32,6 +32,11 @@ double head_flops_per_token(const ModelConfig& config);
 // layer_flops_per_token of every decoder layer, in order.
 std::vector<double> layer_costs(const ModelConfig& config, std::int64_t seq);
 
+// Training FLOPs a token of each (virtual) pipeline stage holding `counts` layers, in model order:
+// its layers' and, on the last, the LM head's.
+std::vector<double> stage_flops_per_token(const ModelConfig& config, const std::vector<std::int64_t>& counts,
+                                          std::int64_t seq);
+
 // Layers a pipeline stage (`stages`: under interleaving the virtual ones, in model order) that even
 // out the stages' training work at sequences of `seq` tokens: model::balanced_split of the layers'
 // layer_flops_per_token, the head's on the last stage.
