@@ -7,7 +7,8 @@
               TP 2 x PP 2 with its experts spread over the TP ranks (--ep 2) likewise (1e-4); a
               4-layer model at PP 2 x DP 2 with two chunks a stage (--vpp 2, interleaved 1F1B)
               likewise, its validation losses too, and with micro-batches cut by tokens; the
-              same model at PP 2 with --pp-layers balanced (the split printed) likewise
+              4-layer model with a heavy head at PP 2, split evenly (the balanced split's saving
+              printed) and with --pp-layers balanced (3, 1), likewise
   learns      on a copy task the loss falls, and `spin score` rates the training responses
               higher under the written model than under the initial one; --validation every
               --eval-interval steps: its loss falls, its last equals spin score's mean NLL of the
@@ -134,14 +135,23 @@ def case_layouts(args, tmp):
     same_weights(os.path.join(tmp, "vpp-tokens"), os.path.join(tmp, "vpp-1"),
                  "tiny-llama-4l at PP 2 x 2 chunks x DP 2, micro-batches by tokens", 1e-5)
     # --pp-layers balanced: the stages' FLOPs evened out, the head's counted (model::balanced_split,
-    # unit-tested), the split printed (2,2 here: the tiny head weighs little) -- the same run as one rank.
-    bal = sft(args, path, data, os.path.join(tmp, "balanced"), 2, "--pp", "2", "--pp-layers", "balanced")
-    split = re.search(r"--pp-layers balanced: (\d+),(\d+) layers a stage", bal.stdout)
-    assert split and int(split.group(1)) + int(split.group(2)) == 4, bal.stdout
-    got, want = losses(bal.stdout), losses(one.stdout)
-    assert len(got) == len(want) and all(abs(g - w) <= 1e-5 * abs(w) for g, w in zip(got, want)), (got, want)
-    same_weights(os.path.join(tmp, "balanced"), os.path.join(tmp, "vpp-1"),
-                 "tiny-llama-4l at PP 2, --pp-layers balanced (%s,%s)" % split.groups(), 1e-5)
+    # unit-tested). A 4-layer model whose head (vocabulary 4096 over hidden 64) is 2.6 layers' work at
+    # the 512 tokens its positions allow: the even split's run says what balancing would take off its
+    # last stage (4.56 -> 3.56 layers' work: 21.9%), and balanced runs 3, 1 -- the same run as one rank.
+    heavy = os.path.join(args.models, "tiny-llama-4l-vocab4k")
+    one = sft(args, heavy, data, os.path.join(tmp, "heavy-1"), 1)
+    even = sft(args, heavy, data, os.path.join(tmp, "heavy-even"), 2, "--pp", "2")
+    assert "spin sft: pipeline balance: --pp-layers balanced (3,1) would take 21.9% off the slowest stage's " \
+           "work" in even.stdout, even.stdout
+    bal = sft(args, heavy, data, os.path.join(tmp, "balanced"), 2, "--pp", "2", "--pp-layers", "balanced")
+    assert "spin sft: --pp-layers balanced: 3,1 layers a stage" in bal.stdout, bal.stdout
+    assert "pipeline balance" not in bal.stdout, bal.stdout
+    for run_, name in [(even, "heavy-even"), (bal, "balanced")]:
+        got, want = losses(run_.stdout), losses(one.stdout)
+        assert len(got) == len(want) and all(abs(g - w) <= 1e-5 * abs(w) for g, w in zip(got, want)), (got, want)
+        same_weights(os.path.join(tmp, name), os.path.join(tmp, "heavy-1"),
+                     "tiny-llama-4l-vocab4k at PP 2, %s" % ("--pp-layers balanced (3,1)" if name == "balanced"
+                                                            else "the even split (2,2)"), 1e-5)
 
 
 def mean_score(args, model, data, tmp):
