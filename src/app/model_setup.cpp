@@ -436,20 +436,25 @@ std::string layers_text(const std::vector<std::int64_t>& counts) {
   return text;
 }
 
+namespace {
+// The sequence length balancing weighs layers at: `seq` (0: 4,096), the model's positions at most.
+std::int64_t weighed_tokens(const model::ModelConfig& config, std::int64_t seq) {
+  return std::min<std::int64_t>(config.max_sequence_length(), seq > 0 ? seq : 4096);
+}
+}  // namespace
+
 std::vector<std::int64_t> layers_per_stage(const model::ModelConfig& config, int pp, int chunks,
                                            const std::string& pp_layers, std::int64_t seq) {
   if (pp_layers != "balanced") {
     return model::split_layers(config.num_layers, pp * chunks, parse_int_list(pp_layers, "--pp-layers"));
   }
-  return model::balanced_layers(config, pp * chunks,
-                                std::min<std::int64_t>(config.max_sequence_length(), seq > 0 ? seq : 4096));
+  return model::balanced_layers(config, pp * chunks, weighed_tokens(config, seq));
 }
 
 std::optional<BalanceHint> balance_hint(const model::ModelConfig& config, int pp, int chunks, std::int64_t seq) {
   if (pp < 2) return std::nullopt;
   const auto pace = [&](const std::vector<std::int64_t>& counts) {
-    const std::vector<double> work = model::stage_flops_per_token(
-        config, counts, std::min<std::int64_t>(config.max_sequence_length(), seq > 0 ? seq : 4096));
+    const std::vector<double> work = model::stage_flops_per_token(config, counts, weighed_tokens(config, seq));
     return *std::max_element(work.begin(), work.end());
   };
   BalanceHint hint;

@@ -51,8 +51,8 @@ std::vector<double> layer_costs(const ModelConfig& c, std::int64_t seq) {
 std::vector<double> stage_flops_per_token(const ModelConfig& c, const std::vector<std::int64_t>& counts,
                                           std::int64_t seq) {
   const std::vector<double> costs = layer_costs(c, seq);
-  require(std::accumulate(counts.begin(), counts.end(), std::int64_t{0}) == c.num_layers, "stages holding ",
-          std::accumulate(counts.begin(), counts.end(), std::int64_t{0}), " layers of ", c.num_layers);
+  const std::int64_t held = std::accumulate(counts.begin(), counts.end(), std::int64_t{0});
+  require(held == c.num_layers, "stages holding ", held, " layers of a model of ", c.num_layers);
   std::vector<double> work;
   auto first = costs.begin();
   for (const std::int64_t n : counts) {
