@@ -64,7 +64,7 @@ std::optional<PlanOptions> parse_options(int argc, char** argv, bool print) {
        "model chunks a pipeline stage holds (parallel.vpp: interleaved 1F1B; at least pp micro-batches a step)")
       ("pp-layers", po::value(&o.pp_layers)->default_value(""),
        "layers per pipeline stage, e.g. 15,17 (with --vpp, per virtual stage), or balanced: the stages' training "
-       "FLOPs evened out, the LM head's on the last")
+       "FLOPs at --seq evened out, the LM head's on the last (the layouts listed balanced too)")
       ("micro-batch", po::value(&o.micro_batch)->default_value(o.micro_batch),
        "prompts per micro-batch (spin.micro_batch_size; each is 2 sequences: real and generated)")
       ("micro-batch-tokens", po::value(&o.micro_batch_tokens)->default_value(o.micro_batch_tokens),

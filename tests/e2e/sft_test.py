@@ -7,8 +7,9 @@
               TP 2 x PP 2 with its experts spread over the TP ranks (--ep 2) likewise (1e-4); a
               4-layer model at PP 2 x DP 2 with two chunks a stage (--vpp 2, interleaved 1F1B)
               likewise, its validation losses too, and with micro-batches cut by tokens; the
-              4-layer model with a heavy head at PP 2, split evenly (the balanced split's saving
-              printed) and with --pp-layers balanced (3, 1), likewise
+              4-layer model whose head outweighs 6 layers at 32 tokens at PP 2, split evenly (the
+              balanced split's saving printed) and with --pp-layers balanced (3, 1), likewise; at
+              its 4,096 positions balanced is 2, 2
   learns      on a copy task the loss falls, and `spin score` rates the training responses
               higher under the written model than under the initial one; --validation every
               --eval-interval steps: its loss falls, its last equals spin score's mean NLL of the
@@ -135,15 +136,18 @@ def case_layouts(args, tmp):
     same_weights(os.path.join(tmp, "vpp-tokens"), os.path.join(tmp, "vpp-1"),
                  "tiny-llama-4l at PP 2 x 2 chunks x DP 2, micro-batches by tokens", 1e-5)
     # --pp-layers balanced: the stages' FLOPs evened out, the head's counted (model::balanced_split,
-    # unit-tested). A 4-layer model whose head (vocabulary 4096 over hidden 64) is 2.6 layers' work at
-    # the 512 tokens its positions allow: the even split's run says what balancing would take off its
-    # last stage (4.56 -> 3.56 layers' work: 21.9%), and balanced runs 3, 1 -- the same run as one rank.
+    # unit-tested), each layer weighed at the run's sequence length. A 4-layer model whose head
+    # (vocabulary 4096 over hidden 64) is 6.4 layers' work at the 32 tokens --max-prompt-tokens 16
+    # --max-response-tokens 16 allow and 0.47 at the 4,096 weighed without limits: with the limits the
+    # even split's run says what balancing would take off its last stage (8.4 -> 7.4 layers' work:
+    # 11.9%) and balanced runs 3, 1 -- the same run as one rank; without them balanced is the even 2, 2.
     heavy = os.path.join(args.models, "tiny-llama-4l-vocab4k")
-    one = sft(args, heavy, data, os.path.join(tmp, "heavy-1"), 1)
-    even = sft(args, heavy, data, os.path.join(tmp, "heavy-even"), 2, "--pp", "2")
-    assert "spin sft: pipeline balance: --pp-layers balanced (3,1) would take 21.9% off the slowest stage's " \
+    limits = ["--max-prompt-tokens", "16", "--max-response-tokens", "16"]
+    one = sft(args, heavy, data, os.path.join(tmp, "heavy-1"), 1, *limits)
+    even = sft(args, heavy, data, os.path.join(tmp, "heavy-even"), 2, "--pp", "2", *limits)
+    assert "spin sft: pipeline balance: --pp-layers balanced (3,1) would take 11.9% off the slowest stage's " \
            "work" in even.stdout, even.stdout
-    bal = sft(args, heavy, data, os.path.join(tmp, "balanced"), 2, "--pp", "2", "--pp-layers", "balanced")
+    bal = sft(args, heavy, data, os.path.join(tmp, "balanced"), 2, "--pp", "2", "--pp-layers", "balanced", *limits)
     assert "spin sft: --pp-layers balanced: 3,1 layers a stage" in bal.stdout, bal.stdout
     assert "pipeline balance" not in bal.stdout, bal.stdout
     for run_, name in [(even, "heavy-even"), (bal, "balanced")]:
@@ -152,6 +156,8 @@ def case_layouts(args, tmp):
         same_weights(os.path.join(tmp, name), os.path.join(tmp, "heavy-1"),
                      "tiny-llama-4l-vocab4k at PP 2, %s" % ("--pp-layers balanced (3,1)" if name == "balanced"
                                                             else "the even split (2,2)"), 1e-5)
+    long_ = sft(args, heavy, data, os.path.join(tmp, "balanced-long"), 2, "--pp", "2", "--pp-layers", "balanced")
+    assert "spin sft: --pp-layers balanced: 2,2 layers a stage" in long_.stdout, long_.stdout
 
 
 def mean_score(args, model, data, tmp):
