@@ -424,16 +424,10 @@ namespace {
 // all: the peak falls as more are recomputed (each one past the first saves a layer's buffers
 // for its input; one saves nothing), so by bisection.
 std::int64_t fewest_recomputed_layers(PlanRequest request, std::int64_t capacity) {
+  // The largest (virtual) stage's layers: recomputation counts a chunk's first layers
+  // (model::recomputed_layers), so as many recompute every layer of every chunk.
   const std::vector<std::int64_t> counts = stage_layers(request);
-  std::int64_t most = 0;  // the largest stage's layers (under interleaving, over its chunks)
-  for (int stage = 0; stage < request.pp; ++stage) {
-    std::int64_t layers = 0;
-    for (std::size_t v = static_cast<std::size_t>(stage); v < counts.size();
-         v += static_cast<std::size_t>(request.pp)) {
-      layers += counts[v];
-    }
-    most = std::max(most, layers);
-  }
+  const std::int64_t most = *std::max_element(counts.begin(), counts.end());
   std::int64_t fits = most, short_of = 1;  // one recomputed layer saves nothing
   while (fits - short_of > 1) {
     request.recompute_num_layers = (fits + short_of) / 2;
