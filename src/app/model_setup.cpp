@@ -1,6 +1,7 @@
 #include "app/model_setup.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -424,7 +425,7 @@ ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int t
   require(chunks == 1 || pp * chunks <= config.num_layers, "--vpp ", chunks, " at pp ", pp, ": ", pp * chunks,
           " model chunks, but the model has ", config.num_layers, " layers: every chunk needs at least one");
   const auto counts = layers_per_stage(config, pp, chunks, pp_layers, seq);
-  return {config, model::stage_chunks(counts, pp_rank, pp), model::tp_dims(config, tp_rank, tp, ep), counts};
+  return {config, model::stage_chunks(counts, pp_rank, pp), model::tp_dims(config, tp_rank, tp, ep), counts, seq};
 }
 
 std::string layers_text(const std::vector<std::int64_t>& counts) {
@@ -465,8 +466,26 @@ std::optional<BalanceHint> balance_hint(const model::ModelConfig& config, int pp
   return hint;
 }
 
-std::int64_t balance_tokens(const model::ModelConfig& config, std::int64_t prompt, std::int64_t response) {
-  return prompt > 0 && response > 0 ? std::min(prompt + response, config.max_sequence_length()) : 0;
+std::string balance_report(const std::string& program, const ModelShard& shard, const std::string& pp_layers,
+                           const std::string& option) {
+  const int chunks = static_cast<int>(shard.chunks.size());
+  const char* stage = chunks > 1 ? "virtual stage" : "stage";
+  if (pp_layers == "balanced")
+    return cat(program, ": ", option, " balanced: ", layers_text(shard.layers), " layers a ", stage, "\n");
+  if (!pp_layers.empty()) return "";
+  const std::optional<BalanceHint> hint =
+      balance_hint(shard.config, static_cast<int>(shard.layers.size()) / chunks, chunks, shard.seq);
+  if (!hint) return "";
+  char saving[16];
+  std::snprintf(saving, sizeof saving, "%.1f", 100.0 * hint->saving());
+  return cat(program, ": pipeline balance: ", option, " balanced (", layers_text(hint->balanced), ") would take ",
+             saving, "% off the slowest ", stage, "'s work (the LM head's among it)\n");
+}
+
+std::int64_t balance_tokens(const model::ModelConfig& config, std::int64_t prompt, std::int64_t response,
+                            std::int64_t generated) {
+  if (prompt <= 0 || response <= 0) return 0;
+  return std::min(prompt + std::max(response, generated), config.max_sequence_length());
 }
 
 void check_interleaved_step(const std::string& option, int chunks, int pp, std::int64_t per_replica, bool by_tokens,

@@ -30,6 +30,8 @@ struct ModelShard {
   model::TpDims dims;
   // Every (virtual) stage's layer count, in model order: the split the whole pipeline runs.
   std::vector<std::int64_t> layers;
+  // The sequence length a balanced split weighs the layers at (layers_per_stage's `seq`; 0: its default).
+  std::int64_t seq = 0;
 
   // The one range of a stage without interleaving (every command but spin sft, the one that offers it).
   const model::StageLayers& stage() const {
@@ -60,6 +62,12 @@ std::optional<BalanceHint> balance_hint(const model::ModelConfig& config, int pp
 // "9,9,8,6": what a command prints of a balanced split.
 std::string layers_text(const std::vector<std::int64_t>& counts);
 
+// What spin sft and spin train say at start-up of `shard`'s split, `option` naming their setting
+// ("--pp-layers", "parallel.pp_layers ="): with `pp_layers` balanced the split it chose; unset,
+// balance_hint's saving where there is one (at the shard's `seq`); otherwise "". A line, newline ended.
+std::string balance_report(const std::string& program, const ModelShard& shard, const std::string& pp_layers,
+                           const std::string& option);
+
 // This rank's shard of `config` in `grid`'s layout (its expert parallelism too); `pp_layers`: the
 // --pp-layers text ("3,5"; empty for an even split; "balanced" at sequences of `seq` tokens, as
 // layers_per_stage) -- under interleaving (`chunks` model chunks a stage, --vpp) the layers of each of
@@ -73,8 +81,10 @@ ModelShard plan_model_shard(const model::ModelConfig& config, int tp_rank, int t
 
 // The sequence length a run's limits allow (`prompt` + `response` tokens, the model's positions at
 // most) that --pp-layers balanced weighs the layers at; 0 (layers_per_stage's default) unless both
-// are limited.
-std::int64_t balance_tokens(const model::ModelConfig& config, std::int64_t prompt, std::int64_t response);
+// are limited. SPIN trains the real and a generated response to each prompt: `generated` (its
+// sampling.max_new_tokens) counts where it is the longer.
+std::int64_t balance_tokens(const model::ModelConfig& config, std::int64_t prompt, std::int64_t response,
+                            std::int64_t generated = 0);
 
 // Interleaved stages (`chunks` > 1) train a step's micro-batches in groups of at least the `pp`
 // stages (parallel::interleaved_group): throws, naming `option`, unless a data-parallel replica's

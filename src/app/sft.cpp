@@ -442,17 +442,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
                 o.micro_batch_tokens > 0 ? cat(" and ", o.micro_batch_tokens, " tokens at most").c_str() : "",
                 grid.tp_size(), grid.pp_size(), o.vpp > 1 ? cat(" (", o.vpp, " chunks a stage)").c_str() : "",
                 grid.dp_size(), o.distributed_optimizer ? ", distributed optimizer" : "");
-    const std::int64_t balance_seq = balance_tokens(shard->config, o.max_prompt_tokens, o.max_response_tokens);
-    const std::optional<BalanceHint> hint =
-        o.pp_layers.empty() ? balance_hint(shard->config, grid.pp_size(), o.vpp, balance_seq) : std::nullopt;
-    if (o.pp_layers == "balanced") {
-      std::printf("spin sft: --pp-layers balanced: %s layers a %sstage\n", layers_text(shard->layers).c_str(),
-                  o.vpp > 1 ? "virtual " : "");
-    } else if (hint) {
-      std::printf("spin sft: pipeline balance: --pp-layers balanced (%s) would take %.1f%% off the slowest %sstage's "
-                  "work (the LM head's among it)\n",
-                  layers_text(hint->balanced).c_str(), 100.0 * hint->saving(), o.vpp > 1 ? "virtual " : "");
-    }
+    std::fputs(balance_report("spin sft", *shard, o.pp_layers, "--pp-layers").c_str(), stdout);
     if (!loaded.empty()) {
       std::printf("spin sft: loaded %s (step %lld)\n", loaded.c_str(), static_cast<long long>(first_step));
     }

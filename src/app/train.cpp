@@ -77,8 +77,9 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     profile_window.emplace(c.profile_step_start, c.profile_step_end, fs::path(c.save_dir) / "profile", world.rank(),
                            "logging.profile_step_start", "logging.profile_step_end");
     source = model_source(c.model_path, c.model_adapter);
-    shard = plan_model_shard(source->config, grid, c.pp_layers, c.vpp,
-                             balance_tokens(source->config, c.max_prompt_tokens, c.max_response_tokens));
+    shard =
+        plan_model_shard(source->config, grid, c.pp_layers, c.vpp,
+                         balance_tokens(source->config, c.max_prompt_tokens, c.max_response_tokens, c.max_new_tokens));
     // Interleaved stages: at least pp micro-batches a step -- the fixed count, or cut by tokens split to
     // reach it (data::cut_micro_batches), which a replica's pairs must allow. (A batch that does not split
     // into micro-batches at all is the batch plan's error.)
@@ -381,18 +382,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
         static_cast<long long>(c.global_batch_size), grid.tp_size(), grid.pp_size(),
         c.vpp > 1 ? cat(" (", c.vpp, " chunks a stage)").c_str() : "", grid.dp_size(), experts.c_str(),
         c.distributed_optimizer ? ", distributed optimizer" : "", split, c.to_ini().c_str());
-    const std::int64_t balance_seq = balance_tokens(shard->config, c.max_prompt_tokens, c.max_response_tokens);
-    const std::optional<BalanceHint> hint =
-        c.pp_layers.empty() ? balance_hint(shard->config, grid.pp_size(), c.vpp, balance_seq) : std::nullopt;
-    if (c.pp_layers == "balanced") {
-      std::printf("spin train: parallel.pp_layers = balanced: %s layers a %sstage\n",
-                  layers_text(shard->layers).c_str(), c.vpp > 1 ? "virtual " : "");
-    } else if (hint) {
-      std::printf(
-          "spin train: pipeline balance: parallel.pp_layers = balanced (%s) would take %.1f%% off the "
-          "slowest %sstage's work (the LM head's among it)\n",
-          layers_text(hint->balanced).c_str(), 100.0 * hint->saving(), c.vpp > 1 ? "virtual " : "");
-    }
+    std::fputs(balance_report("spin train", *shard, c.pp_layers, "parallel.pp_layers =").c_str(), stdout);
     if (reference.frozen()) {
       std::printf("spin train: the %s held in bf16 alone (model.frozen_dtype = %s)\n",
                   lora.enabled() ? "reference, LoRA's base," : "reference", c.frozen_dtype.c_str());

@@ -221,8 +221,8 @@ void declare(OptionTable& t, TrainConfig& c) {
         "split to at least pp, whole groups where the pairs a step are)");
   t.add("parallel.pp_layers", &c.pp_layers,
         "layers per pipeline stage, e.g. 3,5 (empty: even); with parallel.vpp, per virtual stage in model order; "
-        "balanced: the stages' training FLOPs at data.max_prompt_tokens + data.max_response_tokens evened out, "
-        "the LM head's on the last");
+        "balanced: the stages' training FLOPs at data.max_prompt_tokens + the longer of data.max_response_tokens "
+        "and sampling.max_new_tokens evened out, the LM head's on the last");
   t.add("parallel.ep", &c.ep, kExpertParallelHelp);
   t.add("parallel.device", &c.device, "cpu, or cuda (one GPU per rank, by the rank's order on its node)");
   t.add("sampling.greedy", &c.greedy, "argmax decoding for the reference's responses");

@@ -9,13 +9,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 
 
-def setup(tmp, layers=2):
-    """A tiny byte-level model (of `layers` layers) and a small text task."""
+def setup(tmp, layers=2, hidden=32, heads=4, kv_heads=2, positions=48):
+    """A tiny byte-level model (of `layers` layers, an MLP twice `hidden` wide) and a small text task."""
     subprocess.run([sys.executable, os.path.join(ROOT, "jobs", "demo", "make_task.py"), os.path.join(tmp, "data"),
                     "--train", "48", "--validation", "8", "--test", "4"], check=True, capture_output=True)
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), os.path.join(tmp, "model"),
-                    "--vocab", "259", "--hidden", "32", "--intermediate", "64", "--layers", str(layers), "--heads", "4",
-                    "--kv-heads", "2", "--max-positions", "48", "--byte-tokenizer"], check=True, capture_output=True)
+                    "--vocab", "259", "--hidden", str(hidden), "--intermediate", str(2 * hidden),
+                    "--layers", str(layers), "--heads", str(heads), "--kv-heads", str(kv_heads), "--max-positions", str(positions),
+                    "--byte-tokenizer"], check=True, capture_output=True)
     config = os.path.join(tmp, "spin.ini")
     with open(config, "w") as f:
         f.write("""[model]

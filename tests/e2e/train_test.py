@@ -29,6 +29,10 @@ train_iterations_test.py; LoRA: train_lora_test.py; the model families: train_fa
               optimizer's checkpoint refused
   time_limit  checkpoint.exit_duration_mins: one step a run, requeued until done: the
               uninterrupted run, bitwise
+  balanced    parallel.pp_layers = balanced on a model whose head is several layers' work at the run's
+              sequence length (data.max_prompt_tokens + data.max_response_tokens): the even split
+              says what balancing would save, balanced runs 3,1 -- both the 1-rank run; without
+              the limits (the model's 4,096 positions) balanced is the even 2,2
   profile     logging.profile_step_start..end at PP 2: each rank's Chrome trace holds exactly the
               window's steps, properly nested ranges, and, per step, the reference's forwards in
               order and the policy's forwards and backwards in 1F1B order for its stage
@@ -611,10 +615,43 @@ def case_interleaved(args, tmp):
                  r"step, but each data-parallel rank has 1 micro-batches a step", 4, out)
 
 
+def case_balanced(args, tmp):
+    # Hidden 8 under the byte vocabulary's 259: the head 3.6 layers' training work at the 32 tokens
+    # the limits allow (a layer's attention grows with the sequence, the head's work does not), a
+    # fraction of one at 4,096. The even split's last stage runs 2 layers and the head (5.6 layers'
+    # work), balanced's 1 and the head beside stage 0's 3: 23.2% off the slowest stage.
+    config = setup(tmp, layers=4, hidden=8, heads=2, kv_heads=1, positions=4096)
+    limits = ["--data.max_prompt_tokens", "16", "--data.max_response_tokens", "16"]
+
+    def train(name, ranks, *extra):
+        out = os.path.join(tmp, name)
+        r = run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", out] + list(extra),
+                   ranks)
+        return r, metrics(os.path.join(out, "metrics.jsonl")), read_safetensors(
+            os.path.join(out, "iteration_2", "model.safetensors"))
+
+    _, a, wa = train("one", 1, *limits)
+    even, b, wb = train("even", 2, "--parallel.pp", "2", *limits)
+    assert "spin train: pipeline balance: parallel.pp_layers = balanced (3,1) would take 23.2% off the slowest " \
+           "stage's work (the LM head's among it)" in even.stdout, even.stdout[-3000:]
+    bal, c, wc = train("balanced", 2, "--parallel.pp", "2", "--parallel.pp_layers", "balanced", *limits)
+    assert "spin train: parallel.pp_layers = balanced: 3,1 layers a stage" in bal.stdout, bal.stdout[-3000:]
+    assert "pipeline balance" not in bal.stdout, bal.stdout[-3000:]
+    for got, weights in ((b, wb), (c, wc)):
+        assert_close_runs(a, got)
+        assert_close_weights(wa, weights)
+    print("PP 2 even (2,2; its hint 23.2%%) and balanced (3,1): %d metric lines and the weights of 1 rank" % len(a))
+    # Without both limits the layers are weighed at the positions, 4,096 tokens: the even split.
+    unlimited, _, _ = train("unlimited", 2, "--parallel.pp", "2", "--parallel.pp_layers", "balanced")
+    assert "spin train: parallel.pp_layers = balanced: 2,2 layers a stage" in unlimited.stdout, \
+        unlimited.stdout[-3000:]
+
+
 def main():
     run_case(__doc__, {"layouts": case_layouts, "interleaved": case_interleaved, "config": case_config,
                        "frozen": case_frozen, "signal": case_signal,
-                       "time_limit": case_time_limit, "rmsprop": case_rmsprop, "profile": case_profile},
+                       "time_limit": case_time_limit, "rmsprop": case_rmsprop, "profile": case_profile,
+                       "balanced": case_balanced},
              "spin_train_")
 
 

@@ -1,4 +1,4 @@
-// app::layers_per_stage / plan_model_shard / balance_tokens: --pp-layers balanced weighs the layers
+// app::layers_per_stage / plan_model_shard / balance_tokens / balance_report: --pp-layers balanced weighs the layers
 // at the run's sequence length -- the model's positions up to 4,096 without one -- and the shard
 // carries the split the whole pipeline runs.
 #include "app/model_setup.h"
@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <optional>
 #include <vector>
 
+#include "core/error.h"
 #include "model/config.h"
 #include "model/flops.h"
 
@@ -45,6 +47,11 @@ TEST(ModelSetup, BalancedStagesWeighTheRunsSequenceLength) {
   EXPECT_EQ(balance_tokens(c, 8192, 8192), 8192);
   EXPECT_EQ(balance_tokens(c, 0, 512), 0);
   EXPECT_EQ(balance_tokens(c, 512, 0), 0);
+  // SPIN's generated responses: the longer of the two response limits.
+  EXPECT_EQ(balance_tokens(c, 512, 256, 1024), 1536);
+  EXPECT_EQ(balance_tokens(c, 512, 1024, 256), 1536);
+  EXPECT_EQ(balance_tokens(c, 512, 0, 1024), 0);  // the real responses unlimited
+  EXPECT_EQ(balance_tokens(c, 4096, 512, 8192), 8192);
 
   // Every stage's shard carries the whole split; its own range is its part of it.
   std::int64_t begin = 0;
@@ -87,6 +94,34 @@ TEST(ModelSetup, BalanceHintsWhereTheHeadPacesThePipeline) {
   llama2.num_kv_heads = 32;
   EXPECT_FALSE(balance_hint(llama2, 2, 1).has_value());
   EXPECT_FALSE(balance_hint(llama2, 4, 1).has_value());
+}
+
+// The start-up line of spin sft / spin train: the split balanced chose, or what it would save, at the
+// sequence length the shard was planned for (8,192 here: 9, 8, 8, 7, not 4,096's 9, 9, 8, 6).
+TEST(ModelSetup, BalanceReportSaysTheSplitOrTheSavingAtTheShardsLength) {
+  const model::ModelConfig c = llama3_8b();
+  const ModelShard even = plan_model_shard(c, 0, 1, 3, 4, "", 1, 1, 8192);
+  const std::optional<BalanceHint> hint = balance_hint(c, 4, 1, 8192);
+  ASSERT_TRUE(hint.has_value());
+  char saving[16];
+  std::snprintf(saving, sizeof saving, "%.1f", 100.0 * hint->saving());
+  EXPECT_EQ(balance_report("spin sft", even, "", "--pp-layers"),
+            cat("spin sft: pipeline balance: --pp-layers balanced (9,8,8,7) would take ", saving,
+                "% off the slowest stage's work (the LM head's among it)\n"));
+  EXPECT_EQ(balance_report("spin train", plan_model_shard(c, 0, 1, 1, 4, "balanced", 1, 1, 8192), "balanced",
+                           "parallel.pp_layers ="),
+            "spin train: parallel.pp_layers = balanced: 9,8,8,7 layers a stage\n");
+  EXPECT_EQ(balance_report("spin sft", plan_model_shard(c, 0, 1, 0, 4, "10,10,6,6"), "10,10,6,6", "--pp-layers"), "");
+  EXPECT_EQ(balance_report("spin sft", plan_model_shard(c, 0, 1, 0, 1), "", "--pp-layers"), "");  // one stage
+  // Interleaved: the virtual stages', named so.
+  const ModelShard chunked = plan_model_shard(c, 0, 1, 0, 2, "balanced", 1, 2, 8192);
+  EXPECT_EQ(balance_report("spin sft", chunked, "balanced", "--pp-layers"),
+            cat("spin sft: --pp-layers balanced: ", layers_text(model::balanced_layers(c, 4, 8192)),
+                " layers a virtual stage\n"));
+  model::ModelConfig llama2 = c;
+  llama2.vocab_size = 32000;
+  llama2.num_kv_heads = 32;
+  EXPECT_EQ(balance_report("spin sft", plan_model_shard(llama2, 0, 1, 0, 4), "", "--pp-layers"), "");
 }
 
 }  // namespace
