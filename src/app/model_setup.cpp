@@ -470,8 +470,9 @@ std::string balance_report(const std::string& program, const ModelShard& shard, 
                            const std::string& option) {
   const int chunks = static_cast<int>(shard.chunks.size());
   const char* stage = chunks > 1 ? "virtual stage" : "stage";
-  if (pp_layers == "balanced")
+  if (pp_layers == "balanced") {
     return cat(program, ": ", option, " balanced: ", layers_text(shard.layers), " layers a ", stage, "\n");
+  }
   if (!pp_layers.empty()) return "";
   const std::optional<BalanceHint> hint =
       balance_hint(shard.config, static_cast<int>(shard.layers.size()) / chunks, chunks, shard.seq);
