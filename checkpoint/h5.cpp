@@ -112,8 +112,8 @@ Shape File::dataset_shape(const std::string& name) const {
 
 void File::read_floats_verified(const std::string& name, const Shape& shape, float* out) const {
   const Shape actual = dataset_shape(name);
-  require(actual == shape, path_, ": dataset ", name, " has shape ", shape_str(actual),
-          ", the index says ", shape_str(shape));
+  require(actual == shape, path_, ": dataset ", name, " has shape ", shape_text(actual), ", the index says ",
+          shape_text(shape));
   const Id dset(H5Dopen2(id(), name.c_str(), H5P_DEFAULT), H5Dclose);
   check(H5Dread(dset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out), path_,
         "read dataset " + name + " (the file may be truncated)");

@@ -166,8 +166,8 @@ BlockScales HfReader::block_scales(const std::string& name, const Shape& shape) 
   const Shape want = {(shape[0] + block_rows - 1) / block_rows, (shape[1] + block_cols - 1) / block_cols};
   SafetensorsFile& file = file_for(scale_name);
   require(file.entry(scale_name).shape == want, file.path(), ": tensor \"", scale_name, "\" has shape ",
-          shape_str(file.entry(scale_name).shape), " but ", name, " ", shape_str(shape), " in blocks of [", block_rows,
-          ", ", block_cols, "] needs ", shape_str(want));
+          shape_text(file.entry(scale_name).shape), " but ", name, " ", shape_text(shape), " in blocks of [",
+          block_rows, ", ", block_cols, "] needs ", shape_text(want));
   return {file.read_all(scale_name), block_rows, block_cols, want[1]};
 }
 

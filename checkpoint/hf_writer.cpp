@@ -266,8 +266,8 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
     std::vector<std::size_t>& mine = parts[it->second];
     require(out[it->second].shape.size() == tensors[i].shape.size() &&
                 std::equal(tensors[i].shape.begin() + 1, tensors[i].shape.end(), out[it->second].shape.begin() + 1),
-            "tensor \"", tensors[i].name, "\" (", shape_str(tensors[i].shape), ") does not fit the rows of \"",
-            place.name, "\" (", shape_str(out[it->second].shape), ")");
+            "tensor \"", tensors[i].name, "\" (", shape_text(tensors[i].shape), ") does not fit the rows of \"",
+            place.name, "\" (", shape_text(out[it->second].shape), ")");
     std::int64_t row = 0;  // its rows follow the parts before it (in each group), as the fusion lists them
     for (std::size_t p : mine) row += tensors[p].shape[0] / place.groups;
     require(row == place.row && tensors[i].shape[0] % place.groups == 0, "tensor \"", tensors[i].name,

@@ -153,9 +153,9 @@ void SafetensorsFile::read_shard(const ShardedTensor& t, const Shape& file_shape
   const SafetensorsEntry& e = entry(t.name);
   const Shape& expected = file_shape.empty() ? t.global_shape : file_shape;
   require(e.shape == expected && shape_numel(expected) == shape_numel(t.global_shape), path_, ": tensor \"", t.name,
-          "\" has shape ", shape_str(e.shape), " but the model expects ", shape_str(expected));
+          "\" has shape ", shape_text(e.shape), " but the model expects ", shape_text(expected));
   const bool fp8 = e.fp8() && scales != nullptr;
-  require(!fp8 || e.shape.size() == 2, path_, ": tensor \"", t.name, "\": an FP8 tensor of shape ", shape_str(e.shape),
+  require(!fp8 || e.shape.size() == 2, path_, ": tensor \"", t.name, "\": an FP8 tensor of shape ", shape_text(e.shape),
           " (block scales are a matrix's)");
   const DType dtype = fp8 ? DType::U8 : float_dtype(t.name, e);
   const std::size_t elem = dtype_size(dtype);
@@ -174,8 +174,8 @@ void SafetensorsFile::read_shard(const ShardedTensor& t, const Shape& file_shape
   const Tensor host = host_readable(t.local);  // converted on the host, then copied to a GPU
   float* dst = host.f32();
   if (t.replicated()) {
-    require(t.local.shape() == e.shape, path_, ": tensor \"", t.name, "\": local shape ",
-            shape_str(t.local.shape()), " differs from the file's ", shape_str(e.shape));
+    require(t.local.shape() == e.shape, path_, ": tensor \"", t.name, "\": local shape ", shape_text(t.local.shape()),
+            " differs from the file's ", shape_text(e.shape));
     to_f32(src, dtype, static_cast<std::size_t>(t.local.numel()), dst);
     t.local.copy_from(host);
     return;

@@ -310,12 +310,12 @@ const h5::File& CheckpointReader::open(const std::string& file) const {
 void CheckpointReader::read(const std::string& group, const std::string& name, const Shape& start,
                             const Shape& count, float* out) const {
   const Entry& e = entry(group, name);
-  require(start.size() == e.shape.size() && count.size() == e.shape.size(), dir_, ": ", group, "/",
-          name, " has shape ", shape_str(e.shape), "; asked for a rectangle of rank ", start.size());
+  require(start.size() == e.shape.size() && count.size() == e.shape.size(), dir_, ": ", group, "/", name, " has shape ",
+          shape_text(e.shape), "; asked for a rectangle of rank ", start.size());
   for (std::size_t d = 0; d < start.size(); ++d) {
-    require(start[d] >= 0 && start[d] + count[d] <= e.shape[d], dir_, ": ", group, "/", name,
-            " of shape ", shape_str(e.shape), " has no rectangle ", shape_str(start), " + ",
-            shape_str(count), " (saved for another model?)");
+    require(start[d] >= 0 && start[d] + count[d] <= e.shape[d], dir_, ": ", group, "/", name, " of shape ",
+            shape_text(e.shape), " has no rectangle ", shape_text(start), " + ", shape_text(count),
+            " (saved for another model?)");
   }
   std::int64_t covered = 0;
   std::vector<float> buffer;

@@ -56,8 +56,11 @@ int main(int argc, char** argv) {
   try {
     return dispatch(argc, argv, mpi.world());
   } catch (const spin::parallel::CollectiveError& e) {
-    // Every rank holds this error: print it once and let every rank exit non-zero.
+    // Every rank holds this error: print it once and let every rank exit non-zero -- once it is
+    // printed: a launcher that kills the job at the first non-zero exit (srun --kill-on-bad-exit,
+    // mpirun) would otherwise cut rank 0 off before its line.
     if (mpi.world().rank() == 0) spin::parallel::print_error(e.origin_rank(), e.what());
+    mpi.world().barrier();
     return 1;
   } catch (const std::exception& e) {
     spin::parallel::abort_job(e.what());

@@ -10,17 +10,21 @@ namespace spin {
 std::int64_t shape_numel(const Shape& shape) {
   std::int64_t n = 1;
   for (std::int64_t d : shape) {
-    require(d >= 0, "negative dimension in shape ", shape_str(shape));
+    require(d >= 0, "negative dimension in shape ", shape_text(shape));
     n *= d;
   }
   return n;
 }
 
+std::ostream& operator<<(std::ostream& out, ShapeText text) {
+  out << '[';
+  for (std::size_t i = 0; i < text.shape.size(); ++i) out << (i ? ", " : "") << text.shape[i];
+  return out << ']';
+}
+
 std::string shape_str(const Shape& shape) {
   std::ostringstream out;
-  out << '[';
-  for (std::size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << ']';
+  out << shape_text(shape);
   return out.str();
 }
 
@@ -39,7 +43,7 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
 
 std::int64_t Tensor::size(int dim) const {
   const int d = dim < 0 ? dim + ndim() : dim;
-  require(d >= 0 && d < ndim(), "dimension ", dim, " out of range for shape ", shape_str(shape_));
+  require(d >= 0 && d < ndim(), "dimension ", dim, " out of range for shape ", shape_text(shape_));
   return shape_[static_cast<std::size_t>(d)];
 }
 
@@ -58,7 +62,7 @@ Tensor Tensor::view(std::int64_t offset, const Shape& shape) const {
   require(defined(), "view of an undefined tensor");
   const std::int64_t n = shape_numel(shape);
   require(offset >= 0 && offset + n <= numel(), "view of ", n, " elements at offset ", offset,
-          " exceeds a tensor of shape ", shape_str(shape_));
+          " exceeds a tensor of shape ", shape_text(shape_));
   Tensor t = *this;
   t.offset_ = offset_ + offset;
   t.shape_ = shape;
@@ -83,8 +87,8 @@ Tensor float32_on_host(const Tensor& t) {
 
 void assign_from_float32(const Tensor& t, const Tensor& host) {
   require(host.device() == Device::Cpu && host.dtype() == DType::F32 && host.shape() == t.shape(),
-          "assign_from_float32: float32 host values of shape ", shape_str(t.shape()), " expected, got ",
-          dtype_name(host.dtype()), " ", shape_str(host.shape()));
+          "assign_from_float32: float32 host values of shape ", shape_text(t.shape()), " expected, got ",
+          dtype_name(host.dtype()), " ", shape_text(host.shape()));
   if (t.dtype() == DType::F32) {
     t.copy_from(host);
     return;
@@ -98,9 +102,8 @@ void assign_from_float32(const Tensor& t, const Tensor& host) {
 void Tensor::zero_() const { memory_ops(device()).fill_zero(raw(), nbytes()); }
 
 void Tensor::copy_from(const Tensor& src) const {
-  require(src.shape_ == shape_ && src.dtype_ == dtype_, "copy from a ", dtype_name(src.dtype_),
-          " tensor of shape ", shape_str(src.shape_), " into a ", dtype_name(dtype_),
-          " tensor of shape ", shape_str(shape_));
+  require(src.shape_ == shape_ && src.dtype_ == dtype_, "copy from a ", dtype_name(src.dtype_), " tensor of shape ",
+          shape_text(src.shape_), " into a ", dtype_name(dtype_), " tensor of shape ", shape_text(shape_));
   if (raw() == src.raw() && device() == src.device()) return;
   copy_bytes(raw(), device(), src.raw(), src.device(), nbytes());
 }

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <iosfwd>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +22,14 @@ using Shape = std::vector<std::int64_t>;
 
 std::int64_t shape_numel(const Shape& shape);
 std::string shape_str(const Shape& shape);  // "[2, 3]"
+
+// A shape as shape_str writes it, formatted only when streamed: as an argument of require() (whose
+// arguments are all evaluated before the check) it costs nothing unless the check fails.
+struct ShapeText {
+  const Shape& shape;
+};
+inline ShapeText shape_text(const Shape& shape) { return {shape}; }
+std::ostream& operator<<(std::ostream& out, ShapeText text);
 
 // An owned, aligned, zero-initialised allocation on a device.
 class Storage {

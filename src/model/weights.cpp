@@ -22,7 +22,11 @@ std::uint64_t name_hash(const std::string& name) {
 bool is_norm_weight(const std::string& name) { return name.ends_with("norm.weight"); }
 
 std::string layer_name(std::int64_t layer, const char* suffix) {
-  return cat("model.layers.", layer, ".", suffix);
+  std::string name = "model.layers.";  // appended, not cat(): a model has tens of thousands of names
+  name += std::to_string(layer);
+  name += '.';
+  name += suffix;
+  return name;
 }
 
 // A rank's chunks: inside the model, in model order, each one's `local` where the layers before it end.
@@ -124,7 +128,7 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
       // This rank's experts alone, each split over its expert-parallel group's ranks (TpDims).
       const std::int64_t inter = d.intermediate, whole = inter * d.expert_tp, at = inter * d.expert_rank;
       for (std::int64_t e = d.first_expert; e < d.first_expert + d.experts; ++e) {
-        const std::string expert = cat("mlp.experts.", e, ".");
+        const std::string expert = "mlp.experts." + std::to_string(e) + '.';
         split(layer_name(l, (expert + "gate_proj.weight").c_str()), {whole, h}, 0, inter, at, inter);
         split(layer_name(l, (expert + "up_proj.weight").c_str()), {whole, h}, 0, inter, at, inter);
         split(layer_name(l, (expert + "down_proj.weight").c_str()), {h, whole}, 1, inter, at, inter);

@@ -166,9 +166,8 @@ void load_weights(const ckpt::CheckpointReader& reader, const std::string& group
   for (const ShardedTensor& t : weights.sharded_state_dict()) {
     require(reader.has(group, t.name), reader.dir(), ": no ", group, " tensor ", t.name,
             " (a checkpoint of another model?)");
-    require(reader.shape(group, t.name) == t.global_shape, reader.dir(), ": ", group, "/", t.name,
-            " has shape ", shape_str(reader.shape(group, t.name)), "; the model expects ",
-            shape_str(t.global_shape));
+    require(reader.shape(group, t.name) == t.global_shape, reader.dir(), ": ", group, "/", t.name, " has shape ",
+            shape_text(reader.shape(group, t.name)), "; the model expects ", shape_text(t.global_shape));
     const ckpt::ShardRectangle r = ckpt::shard_rectangle(t);
     const bool in_place = t.local.device() == Device::Cpu && t.local.dtype() == DType::F32;
     const Tensor host = in_place ? t.local : Tensor::zeros(t.local.shape());

@@ -4,7 +4,9 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <numeric>
+#include <tuple>
 
 #include "core/error.h"
 #include "generate/generator.h"
@@ -266,9 +268,38 @@ std::vector<int> pool_micro_batches_in_flight(const std::vector<model::StageLaye
   }
   return most;
 }
-}  // namespace
 
-MemoryPlan plan_memory(const PlanRequest& r) {
+// A stage's parameter elements on this rank (stage_params, stage_adapter_params,
+// stage_float32_read_params), remembered for one model and LoRA configuration: a layout search plans
+// the same stages under every option and recomputation it tries, and each count lists the stage's
+// tensors by name -- tens of thousands in a large mixture of experts.
+class StageParameters {
+ public:
+  struct Counts {
+    std::int64_t params = 0, trained = 0, float32_read = 0;  // float32_read: with a frozen bf16 reference only
+  };
+  const Counts& of(const PlanRequest& r, const model::TpDims& d, const std::vector<model::StageLayers>& layers) {
+    const bool frozen = r.frozen_bf16 && r.precision.bf16_products;
+    const std::int64_t pad = r.distributed_optimizer ? r.dp : 1;
+    Key key{r.tp, r.ep, pad, frozen, {}};
+    for (const model::StageLayers& chunk : layers) {
+      std::get<4>(key).push_back(chunk.begin);
+      std::get<4>(key).push_back(chunk.end);
+    }
+    if (const auto known = known_.find(key); known != known_.end()) return known->second;
+    Counts n;
+    n.params = stage_params(r.config, d, layers, pad);
+    n.trained = r.lora.enabled() ? stage_adapter_params(r.config, r.lora, d, layers, pad) : n.params;
+    if (frozen) n.float32_read = stage_float32_read_params(r.config, d, layers);
+    return known_.emplace(std::move(key), n).first->second;
+  }
+
+ private:
+  using Key = std::tuple<int, int, std::int64_t, bool, std::vector<std::int64_t>>;  // tp, ep, pad, frozen, chunks
+  std::map<Key, Counts> known_;
+};
+
+MemoryPlan plan_memory(const PlanRequest& r, StageParameters& parameters) {
   const model::ModelConfig& c = r.config;
   require(r.tp >= 1 && r.pp >= 1 && r.dp >= 1, "tp, pp and dp must be at least 1");
   require(r.micro_batch >= 1, "micro-batch ", r.micro_batch, " must be at least 1");
@@ -314,11 +345,11 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     StagePlan s;
     s.stage = stage;
     s.layers = model::layer_count(layers);
-    s.params = stage_params(c, d, layers, r.distributed_optimizer ? r.dp : 1);
+    const StageParameters::Counts& counted = parameters.of(r, d, layers);
+    s.params = counted.params;
     // The trained parameters: the model's, or with LoRA the adapters' (the policy is then the
     // reference + the adapters: no second copy of the model).
-    s.trained =
-        r.lora.enabled() ? stage_adapter_params(c, r.lora, d, layers, r.distributed_optimizer ? r.dp : 1) : s.params;
+    s.trained = counted.trained;
     const std::int64_t owned = r.distributed_optimizer ? s.trained / r.dp : s.trained;
     s.weights = s.trained * p.weight;
     s.grads = s.trained * p.grad;
@@ -340,8 +371,8 @@ MemoryPlan plan_memory(const PlanRequest& r) {
     // buffers hold it while it works: train/spin_trainer.h). FrozenBf16: the bf16 values and the
     // float32-read tensors, wherever it is.
     const bool frozen = r.frozen_bf16 && p.bf16_products;
-    const std::int64_t held = frozen ? s.params * 2 + stage_float32_read_params(c, d, layers) * 4
-                                     : s.params * (offload ? 4 : p.weight + p.master);
+    const std::int64_t held =
+        frozen ? s.params * 2 + counted.float32_read * 4 : s.params * (offload ? 4 : p.weight + p.master);
     (offload ? s.reference_host : s.reference) = held;
 
     // Training: every layer's activations, the head (last stage) or the output sent on, and the
@@ -405,6 +436,12 @@ MemoryPlan plan_memory(const PlanRequest& r) {
   }
   return plan;
 }
+}  // namespace
+
+MemoryPlan plan_memory(const PlanRequest& r) {
+  StageParameters parameters;
+  return plan_memory(r, parameters);
+}
 
 std::vector<std::int64_t> stage_layers(const PlanRequest& r) {
   if (r.pp_layers.empty() && r.balanced_layers) return model::balanced_layers(r.config, r.pp * r.vpp, r.seq);
@@ -423,7 +460,7 @@ namespace {
 // recomputing every layer, and not without recomputation) fit `capacity`, 0 when it takes them
 // all: the peak falls as more are recomputed (each one past the first saves a layer's buffers
 // for its input; one saves nothing), so by bisection.
-std::int64_t fewest_recomputed_layers(PlanRequest request, std::int64_t capacity) {
+std::int64_t fewest_recomputed_layers(PlanRequest request, std::int64_t capacity, StageParameters& parameters) {
   // The largest (virtual) stage's layers: recomputation counts a chunk's first layers
   // (model::recomputed_layers), so as many recompute every layer of every chunk.
   const std::vector<std::int64_t> counts = stage_layers(request);
@@ -431,7 +468,7 @@ std::int64_t fewest_recomputed_layers(PlanRequest request, std::int64_t capacity
   std::int64_t fits = most, short_of = 1;  // one recomputed layer saves nothing
   while (fits - short_of > 1) {
     request.recompute_num_layers = (fits + short_of) / 2;
-    (plan_memory(request).peak() <= capacity ? fits : short_of) = request.recompute_num_layers;
+    (plan_memory(request, parameters).peak() <= capacity ? fits : short_of) = request.recompute_num_layers;
   }
   return fits == most ? 0 : fits;
 }
@@ -439,6 +476,7 @@ std::int64_t fewest_recomputed_layers(PlanRequest request, std::int64_t capacity
 
 std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_per_node, std::int64_t capacity) {
   std::vector<LayoutFit> out;
+  StageParameters parameters;  // the request's model and LoRA throughout
   const int asked_ep = request.ep;
   for (int tp = 1; tp <= std::min(gpus, gpus_per_node); ++tp) {
     if (gpus % tp != 0 || tp % asked_ep != 0) continue;  // the expert-parallel groups within TP
@@ -494,16 +532,17 @@ std::vector<LayoutFit> fitting_layouts(PlanRequest request, int gpus, int gpus_p
         request.frozen_bf16 = o.frozen;
         request.recompute_activations = o.recompute;
         try {
-          std::int64_t peak = plan_memory(request).peak();
+          std::int64_t peak = plan_memory(request, parameters).peak();
           if (peak <= capacity) {
             // Recomputation added here (nothing cheaper fits, so neither does one layer's):
             // only as many layers as it takes.
-            const std::int64_t layers = o.recompute && !asked_recompute ? fewest_recomputed_layers(request, capacity)
-                                                                        : request.recompute_num_layers;
+            const std::int64_t layers = o.recompute && !asked_recompute
+                                            ? fewest_recomputed_layers(request, capacity, parameters)
+                                            : request.recompute_num_layers;
             if (layers != request.recompute_num_layers) {
               PlanRequest fewer = request;
               fewer.recompute_num_layers = layers;
-              peak = plan_memory(fewer).peak();
+              peak = plan_memory(fewer, parameters).peak();
             }
             out.push_back({tp, pp, request.dp, o.distributed, o.split && tp > 1, o.chunk, o.ep,
                            o.frozen && !asked_frozen, o.recompute, o.recompute ? layers : 0, peak});
