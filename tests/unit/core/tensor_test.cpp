@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "common/test_util.h"
 #include "core/error.h"
 
 namespace spin {
@@ -35,6 +36,22 @@ TEST(Tensor, BadViewsAndTypesAreErrors) {
   EXPECT_THROW(Tensor().raw(), Error);
   Tensor other = Tensor::zeros({9});
   EXPECT_THROW(other.copy_from(flat), Error);
+}
+
+// The shapes in these messages are streamed only when a check fails (shape_text), and read as shape_str writes them.
+TEST(Tensor, ErrorsNameTheShapes) {
+  EXPECT_EQ(shape_str({2, 3}), "[2, 3]");
+  EXPECT_EQ(cat(shape_text({4, 5, 6})), "[4, 5, 6]");
+  EXPECT_EQ(cat(shape_text({})), "[]");
+  const Tensor flat = Tensor::zeros({10});
+  EXPECT_EQ(testing::error_of([&] {
+              flat.view(5, {2, 3});
+            }),
+            "view of 6 elements at offset 5 exceeds a tensor of shape [10]");
+  EXPECT_EQ(testing::error_of([&] { Tensor::zeros({9}).copy_from(flat); }),
+            "copy from a F32 tensor of shape [10] into a F32 tensor of shape [9]");
+  EXPECT_EQ(testing::error_of([&] { shape_numel({3, -1}); }), "negative dimension in shape [3, -1]");
+  EXPECT_EQ(testing::error_of([&] { flat.size(1); }), "dimension 1 out of range for shape [10]");
 }
 
 }  // namespace
