@@ -903,6 +903,41 @@ def mistral_reference(model_dir, tmp):
                                                 attn_implementation="eager").eval()
 
 
+def transformers_model(model_dir, ref):
+    """The checkpoint as transformers' own class reads it."""
+    return AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+
+
+def directory_only(make):
+    """A reference maker that needs no scratch folder."""
+    return lambda model_dir, ref: make(model_dir)
+
+
+# Every tiny model (tests/CMakeLists.txt makes them) and its reference, from the model's directory and a
+# scratch folder: transformers' own class, or where that class cannot read the checkpoint as written (the
+# functions above say why) a converted copy or a model built to match.
+REFERENCES = [
+    ("tiny-llama", transformers_model), ("tiny-llama-tied", transformers_model), ("tiny-qwen2", transformers_model),
+    ("tiny-qwen3", qwen3_as_llama), ("tiny-gemma", transformers_model),
+    ("tiny-gemma2", directory_only(gemma2_reference)), ("tiny-gemma3", directory_only(gemma2_reference)),
+    ("tiny-mistral", mistral_reference), ("tiny-phi3", phi3_reference), ("tiny-phi4-mini", phi3_reference),
+    ("tiny-llama-yarn", yarn_as_llama), ("tiny-smollm3", smollm3_reference), ("tiny-granite", granite_reference),
+    ("tiny-llama-dynamic", transformers_model), ("tiny-olmo", transformers_model), ("tiny-olmo2", olmo_reference),
+    ("tiny-olmo3", olmo_reference), ("tiny-stablelm", transformers_model),
+    ("tiny-stablelm-parallel", transformers_model), ("tiny-cohere", transformers_model),
+    ("tiny-cohere2", cohere2_reference), ("tiny-gpt-neox", transformers_model), ("tiny-mixtral", transformers_model),
+    ("tiny-qwen3-moe", moe_reference), ("tiny-olmoe", moe_reference), ("tiny-qwen2-moe", transformers_model),
+    ("tiny-cohere-qk-norm", transformers_model), ("tiny-stablelm-qk-norm", directory_only(stablelm_reference)),
+    ("tiny-llama-bias", directory_only(llama_with_mlp_bias)), ("tiny-granitemoe", granitemoe_reference),
+    ("tiny-granite4", granite4_reference), ("tiny-granite4-nope", granite4_reference),
+    ("tiny-phi2", transformers_model), ("tiny-glm", directory_only(glm_reference)),
+    ("tiny-glm4", directory_only(glm_reference)), ("tiny-exaone4", directory_only(exaone4_reference)),
+    ("tiny-seed-oss", directory_only(seed_oss_reference)),
+    ("tiny-glm4-moe", directory_only(deepseek_moe_reference)), ("tiny-dots1", directory_only(deepseek_moe_reference)),
+    ("tiny-deepseek-v3", directory_only(deepseek_moe_reference)),
+    ("tiny-deepseek-v2", directory_only(deepseek_moe_reference))]
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--spin", required=True)
@@ -910,14 +945,7 @@ def main():
     p.add_argument("--input", required=True)
     args = p.parse_args()
     records = [json.loads(l) for l in open(args.input) if l.strip()]
-    for name in ["tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2",
-                 "tiny-gemma3", "tiny-mistral", "tiny-phi3", "tiny-phi4-mini", "tiny-llama-yarn", "tiny-smollm3",
-                 "tiny-granite", "tiny-llama-dynamic", "tiny-olmo", "tiny-olmo2", "tiny-olmo3", "tiny-stablelm",
-                 "tiny-stablelm-parallel", "tiny-cohere", "tiny-cohere2", "tiny-gpt-neox", "tiny-mixtral",
-                 "tiny-qwen3-moe", "tiny-olmoe", "tiny-qwen2-moe", "tiny-cohere-qk-norm", "tiny-stablelm-qk-norm",
-                 "tiny-llama-bias", "tiny-granitemoe", "tiny-granite4", "tiny-granite4-nope",
-                 "tiny-phi2", "tiny-glm", "tiny-glm4", "tiny-exaone4", "tiny-seed-oss", "tiny-glm4-moe",
-                 "tiny-dots1", "tiny-deepseek-v3", "tiny-deepseek-v2"]:
+    for name, reference in REFERENCES:
         model_dir = os.path.join(args.models, name)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "out.jsonl")
@@ -928,44 +956,7 @@ def main():
             got = [json.loads(l) for l in open(out)]
         # Converted references are written under `ref`, removed once the model is checked.
         with tempfile.TemporaryDirectory(prefix="spin_ref_") as ref:
-            if name == "tiny-qwen3":
-                model = qwen3_as_llama(model_dir, ref)
-            elif name in ("tiny-qwen3-moe", "tiny-olmoe"):
-                model = moe_reference(model_dir, ref)
-            elif name == "tiny-stablelm-qk-norm":
-                model = stablelm_reference(model_dir)
-            elif name in ("tiny-gemma2", "tiny-gemma3"):
-                model = gemma2_reference(model_dir)
-            elif name in ("tiny-glm", "tiny-glm4"):
-                model = glm_reference(model_dir)
-            elif name == "tiny-exaone4":
-                model = exaone4_reference(model_dir)
-            elif name == "tiny-seed-oss":
-                model = seed_oss_reference(model_dir)
-            elif name in ("tiny-glm4-moe", "tiny-dots1", "tiny-deepseek-v3", "tiny-deepseek-v2"):
-                model = deepseek_moe_reference(model_dir)
-            elif name == "tiny-mistral":
-                model = mistral_reference(model_dir, ref)
-            elif name in ("tiny-phi3", "tiny-phi4-mini"):
-                model = phi3_reference(model_dir, ref)
-            elif name == "tiny-smollm3":
-                model = smollm3_reference(model_dir, ref)
-            elif name == "tiny-granite":
-                model = granite_reference(model_dir, ref)
-            elif name == "tiny-granitemoe":
-                model = granitemoe_reference(model_dir, ref)
-            elif name in ("tiny-granite4", "tiny-granite4-nope"):
-                model = granite4_reference(model_dir, ref)
-            elif name == "tiny-cohere2":
-                model = cohere2_reference(model_dir, ref)
-            elif name in ("tiny-olmo2", "tiny-olmo3"):
-                model = olmo_reference(model_dir, ref)
-            elif name == "tiny-llama-yarn":
-                model = yarn_as_llama(model_dir, ref)
-            elif name == "tiny-llama-bias":
-                model = llama_with_mlp_bias(model_dir)
-            else:
-                model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+            model = reference(model_dir, ref)
             print("%s: %s" % (name, getattr(model, "__name__", type(model).__name__)))
             worst = 0.0
             for i, (rec, g) in enumerate(zip(records, got)):
