@@ -32,7 +32,8 @@ train_iterations_test.py; LoRA: train_lora_test.py; the model families: train_fa
   balanced    parallel.pp_layers = balanced on a model whose head is several layers' work at the run's
               sequence length (data.max_prompt_tokens + data.max_response_tokens): the even split
               says what balancing would save, balanced runs 3,1 -- both the 1-rank run; without
-              the limits (the model's 4,096 positions) balanced is the even 2,2
+              the limits (the model's 4,096 positions) balanced is the even 2,2; the generated
+              responses' limit (sampling.max_new_tokens) counts where it is the longer
   profile     logging.profile_step_start..end at PP 2: each rank's Chrome trace holds exactly the
               window's steps, properly nested ranges, and, per step, the reference's forwards in
               order and the policy's forwards and backwards in 1F1B order for its stage
@@ -645,6 +646,15 @@ def case_balanced(args, tmp):
     unlimited, _, _ = train("unlimited", 2, "--parallel.pp", "2", "--parallel.pp_layers", "balanced")
     assert "spin train: parallel.pp_layers = balanced: 2,2 layers a stage" in unlimited.stdout, \
         unlimited.stdout[-3000:]
+    # A pair trains the real response and a generated one: real responses of 8 tokens at most beside
+    # generated ones of 30 weigh the layers at 16 + 30 tokens, as real ones of 30 do -- not at 16 + 8.
+    def hint(name, *response):
+        r, _, _ = train(name, 2, "--parallel.pp", "2", "--data.max_prompt_tokens", "16", *response)
+        return re.search(r"pipeline balance: .*", r.stdout).group(0)
+
+    generated = hint("generated", "--data.max_response_tokens", "8", "--sampling.max_new_tokens", "30")
+    assert generated == hint("real", "--data.max_response_tokens", "30") != hint("short", "--data.max_response_tokens",
+                                                                                  "8"), generated
 
 
 def main():
