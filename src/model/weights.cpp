@@ -29,6 +29,9 @@ std::string layer_name(std::int64_t layer, const char* suffix) {
   return name;
 }
 
+// "mlp.experts.7.": expert e's module prefix within a layer.
+std::string expert_prefix(std::int64_t e) { return "mlp.experts." + std::to_string(e) + '.'; }
+
 // A rank's chunks: inside the model, in model order, each one's `local` where the layers before it end.
 void check_chunks(const ModelConfig& config, std::span<const StageLayers> chunks) {
   require(!chunks.empty(), "a pipeline stage without layers");
@@ -128,7 +131,7 @@ std::vector<std::pair<ShardedTensor, Shape>> parameter_specs(const ModelConfig& 
       // This rank's experts alone, each split over its expert-parallel group's ranks (TpDims).
       const std::int64_t inter = d.intermediate, whole = inter * d.expert_tp, at = inter * d.expert_rank;
       for (std::int64_t e = d.first_expert; e < d.first_expert + d.experts; ++e) {
-        const std::string expert = "mlp.experts." + std::to_string(e) + '.';
+        const std::string expert = expert_prefix(e);
         split(layer_name(l, (expert + "gate_proj.weight").c_str()), {whole, h}, 0, inter, at, inter);
         split(layer_name(l, (expert + "up_proj.weight").c_str()), {whole, h}, 0, inter, at, inter);
         split(layer_name(l, (expert + "down_proj.weight").c_str()), {h, whole}, 1, inter, at, inter);
@@ -217,7 +220,7 @@ std::vector<std::pair<ShardedTensor, Shape>> adapter_specs(const ModelConfig& c,
     const std::int64_t ranks = expert ? d.expert_tp : d.size, rank = expert ? d.expert_rank : d.rank;
     if (where != kDenseProjection) {
       (t == LoraTarget::Down ? in : out) = expert ? d.intermediate : d.shared_intermediate;
-      module = (expert ? cat("mlp.experts.", where, ".") : std::string("mlp.shared_expert.")) +
+      module = (expert ? expert_prefix(where) : std::string("mlp.shared_expert.")) +
                module.substr(std::string("mlp.").size());
     }
     const std::string base = layer_name(l, module.c_str());
@@ -345,7 +348,7 @@ ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims, std::s
     w.experts.resize(config.moe_layer(l) ? static_cast<std::size_t>(config.num_experts) : 0);
     const std::int64_t held = config.moe_layer(l) ? dims.experts : 0;
     for (std::int64_t e = dims.first_expert; e < dims.first_expert + held; ++e) {
-      const std::string expert = cat("mlp.experts.", e, ".");
+      const std::string expert = expert_prefix(e);
       w.experts[static_cast<std::size_t>(e)] = {get((expert + "gate_proj.weight").c_str()),
                                                 get((expert + "up_proj.weight").c_str()),
                                                 get((expert + "down_proj.weight").c_str())};
@@ -555,7 +558,7 @@ HfLayout hf_layout(const ModelConfig& c) {
     HfLayout::Fusion in{"block_sparse_moe.input_linear.weight", {}, 1, c.num_experts};
     HfLayout::Fusion out{"block_sparse_moe.output_linear.weight", {}, 1, c.num_experts};
     for (std::int64_t e = 0; e < c.num_experts; ++e) {
-      const std::string expert = cat("mlp.experts.", e, ".");
+      const std::string expert = expert_prefix(e);
       in.parts.push_back({expert + "gate_proj.weight", c.intermediate_size});
       in.parts.push_back({expert + "up_proj.weight", c.intermediate_size});
       out.parts.push_back({expert + "down_proj.weight", c.hidden_size});
@@ -642,7 +645,7 @@ std::vector<LoraModule> lora_modules(const ModelConfig& c, LoraTarget t, std::in
     const std::string spin = expert + projection, peft = layout.renamed(spin);
     out.push_back({spin.substr(0, spin.size() - 1), peft.substr(0, peft.size() - 1)});
   };
-  for (std::int64_t e = 0; e < c.num_experts; ++e) add(cat("mlp.experts.", e, "."));
+  for (std::int64_t e = 0; e < c.num_experts; ++e) add(expert_prefix(e));
   if (c.shared_expert()) add("mlp.shared_expert.");
   return out;
 }

@@ -15,8 +15,8 @@ def setup(tmp, layers=2, hidden=32, heads=4, kv_heads=2, positions=48):
                     "--train", "48", "--validation", "8", "--test", "4"], check=True, capture_output=True)
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), os.path.join(tmp, "model"),
                     "--vocab", "259", "--hidden", str(hidden), "--intermediate", str(2 * hidden),
-                    "--layers", str(layers), "--heads", str(heads), "--kv-heads", str(kv_heads), "--max-positions", str(positions),
-                    "--byte-tokenizer"], check=True, capture_output=True)
+                    "--layers", str(layers), "--heads", str(heads), "--kv-heads", str(kv_heads),
+                    "--max-positions", str(positions), "--byte-tokenizer"], check=True, capture_output=True)
     config = os.path.join(tmp, "spin.ini")
     with open(config, "w") as f:
         f.write("""[model]
