@@ -37,6 +37,7 @@ struct Options {
   double eos_fraction = 1.0 / 32;
   std::string batches = "1,8,32", step_tokens = "256,64";
   bool profile = false;
+  generate::SamplingParams sampling;  // --temperature, --top-k, --top-p, --min-p
   app::RuntimeOptions runtime;  // --device, --precision, --attention-backend
 };
 
@@ -114,6 +115,7 @@ void compare_refill(const Options& o, parallel::Communicator& world, generate::G
     ids.push_back(static_cast<std::uint64_t>(b));
   }
   generate::GenerationParams params;
+  params.sampling = o.sampling;
   params.max_new_tokens = o.new_tokens;
   const auto eos_count = std::max(1, static_cast<int>(o.eos_fraction * o.size.vocab));
   for (int e = 0; e < eos_count; ++e) params.eos_ids.push_back(e * (o.size.vocab / eos_count));
@@ -186,6 +188,11 @@ int run(int argc, char** argv, parallel::Communicator& world) {
        "share of the vocabulary that ends a response in that comparison")
       ("step-tokens", po::value(&o.step_tokens)->default_value(o.step_tokens),
        "comma-separated tokens per model call for the chunked-prefill runs of that comparison (empty: none)")
+      ("temperature", po::value(&o.sampling.temperature)->default_value(o.sampling.temperature),
+       "sampling temperature")
+      ("top-k", po::value(&o.sampling.top_k)->default_value(o.sampling.top_k), "top-k sampling (0: off)")
+      ("top-p", po::value(&o.sampling.top_p)->default_value(o.sampling.top_p), "nucleus sampling (1: off)")
+      ("min-p", po::value(&o.sampling.min_p)->default_value(o.sampling.min_p), "min-p sampling (0: off)")
       ("profile", po::bool_switch(&o.profile), "print time per kernel over all runs (rank 0)");
   o.runtime.add_to(desc);
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
@@ -245,6 +252,7 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     }
     const auto time_generation = [&](int new_tokens) {
       generate::GenerationParams params;
+      params.sampling = o.sampling;
       params.max_new_tokens = new_tokens;  // no EOS: every sequence runs to the end
       generator.generate(prompts, ids, params);  // warm-up (allocations)
       world.barrier();

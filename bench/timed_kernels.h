@@ -311,12 +311,13 @@ class TimedKernels final : public kernels::Kernels {
   void row_max_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const override {
     time("sampling", [&] { inner_.row_max_f64(out, x, n, ld, valid, finite_only); });
   }
-  void row_min_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const override {
-    time("sampling", [&] { inner_.row_min_f64(out, x, n, ld, valid, finite_only); });
-  }
   void row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid, const double* shift,
-                      const float* above, bool finite_only) const override {
-    time("sampling", [&] { inner_.row_sumexp_f64(out, x, n, ld, valid, shift, above, finite_only); });
+                      bool finite_only) const override {
+    time("sampling", [&] { inner_.row_sumexp_f64(out, x, n, ld, valid, shift, finite_only); });
+  }
+  void row_mass_histogram(std::uint64_t* out, const float* x, Index n, Index ld, Index valid, const double* shift,
+                          const std::uint64_t* prefix, int bits) const override {
+    time("sampling", [&] { inner_.row_mass_histogram(out, x, n, ld, valid, shift, prefix, bits); });
   }
   void gumbel_argmax(double* score, double* id, const float* z, Index n, Index valid, const double* threshold,
                      bool noisy, std::uint64_t seed, const std::uint64_t* sample_ids, const std::int64_t* positions,

@@ -5,11 +5,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define SPIN_HOST_DEVICE __host__ __device__
-#else
-#define SPIN_HOST_DEVICE
-#endif
+#include "core/host_device.h"
 
 namespace spin {
 

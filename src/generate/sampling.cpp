@@ -1,11 +1,11 @@
 #include "generate/sampling.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <limits>
 
 #include "core/error.h"
+#include "core/mass_histogram.h"
 #include "core/philox_rounds.h"
 #include "core/workspace.h"
 
@@ -14,15 +14,6 @@ namespace spin::generate {
 namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
-
-// Floats as unsigned integers in the same order, for bisection over representable values.
-std::uint32_t order_key(float f) {
-  const auto bits = std::bit_cast<std::uint32_t>(f);
-  return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
-}
-float from_order_key(std::uint32_t k) {
-  return std::bit_cast<float>(k & 0x80000000u ? k & 0x7fffffffu : ~k);
-}
 
 struct Candidate {
   double score;  // the value ranked (a processed logit, or processed logit + noise)
@@ -66,6 +57,41 @@ class Staging {
 
 }  // namespace
 
+std::vector<double> top_p_floor(const kernels::Kernels& kernels, parallel::Communicator& tp, const float* z,
+                                std::int64_t n, std::int64_t valid, std::span<const double> zmax, float top_p) {
+  const auto rows = static_cast<std::size_t>(n);
+  require(zmax.size() == rows, "top_p_floor: ", zmax.size(), " row maxima for ", n, " rows");
+  Staging dev(kernels.device());
+  const double* shift = dev.up(zmax);
+  constexpr auto kBuckets = static_cast<std::size_t>(kMassBuckets);
+  std::uint64_t* histogram_d = dev.out<std::uint64_t>(rows * kBuckets);
+  std::vector<std::uint64_t> prefix(rows, 0);  // the key's bytes fixed so far
+  std::vector<std::uint64_t> above(rows, 0);   // the mass of the keys above the prefix's range
+  std::vector<double> limit(rows, 0.0);        // top_p of the row's mass
+  for (int bits = 0; bits < 32; bits += kMassBucketBits) {
+    kernels.row_mass_histogram(histogram_d, z, n, valid, valid, shift, dev.up(prefix), bits);
+    std::vector<std::uint64_t> histogram = dev.down(histogram_d, rows * kBuckets);
+    tp.all_reduce(histogram.data(), histogram.size());
+    for (std::size_t r = 0; r < rows; ++r) {
+      const std::uint64_t* bucket = histogram.data() + r * kBuckets;
+      if (bits == 0) {
+        std::uint64_t total = 0;
+        for (std::size_t b = 0; b < kBuckets; ++b) total += bucket[b];
+        limit[r] = static_cast<double>(top_p) * static_cast<double>(total);
+      }
+      // The lowest bucket b whose mass above (the buckets over it, and `above`) is below the
+      // limit: the floor's key is in it -- b's highest key passes, the bucket below's fails.
+      // above[r] < limit[r] holds from the start (0 < top_p x the row's mass) and stays so.
+      std::size_t b = kBuckets - 1;
+      while (b > 0 && static_cast<double>(above[r] + bucket[b]) < limit[r]) above[r] += bucket[b--];
+      prefix[r] = prefix[r] << kMassBucketBits | b;
+    }
+  }
+  std::vector<double> floor(rows);
+  for (std::size_t r = 0; r < rows; ++r) floor[r] = float_from_order_key(static_cast<std::uint32_t>(prefix[r]));
+  return floor;
+}
+
 void SamplingParams::validate() const {
   require(std::isfinite(temperature) && temperature > 0.0f, "sampling: temperature must be > 0, got ",
           temperature, " (use greedy decoding for a deterministic argmax)");
@@ -104,7 +130,7 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
   std::vector<double> raw_max = dev.down(raw_max_d, rows_sz);
   tp_.all_reduce(raw_max.data(), rows_sz, parallel::ReduceOp::Max);
   double* raw_sum_d = dev.out<double>(rows_sz);
-  kernels_.row_sumexp_f64(raw_sum_d, logits, n, ld, valid, dev.up(raw_max), nullptr, false);
+  kernels_.row_sumexp_f64(raw_sum_d, logits, n, ld, valid, dev.up(raw_max), false);
   std::vector<double> raw_sum = dev.down(raw_sum_d, rows_sz);
   tp_.all_reduce(raw_sum.data(), rows_sz);
   // A NaN or infinite logit anywhere in a row leaves its sum of exponentials non-finite (the
@@ -224,45 +250,7 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
       zmax = dev.down(zmax_d, rows_sz);
       tp_.all_reduce(zmax.data(), rows_sz, parallel::ReduceOp::Max);
     }
-    if (params_.top_p < 1.0f) {
-      // Bisection for the smallest logit l whose strictly-larger mass is below top_p; the
-      // nucleus is then {v : z_v >= l}. Over the 2^32 ordered float values: <= 32 rounds.
-      double* zmin_d = dev.out<double>(rows_sz);
-      double* zsum_d = dev.out<double>(rows_sz);
-      double* mass_d = dev.out<double>(rows_sz);
-      kernels_.row_min_f64(zmin_d, z, n, valid, valid, true);
-      std::vector<double> zmin = dev.down(zmin_d, rows_sz);
-      tp_.all_reduce(zmin.data(), rows_sz, parallel::ReduceOp::Min);
-      const double* zmax_up = dev.up(zmax);
-      kernels_.row_sumexp_f64(zsum_d, z, n, valid, valid, zmax_up, nullptr, true);
-      std::vector<double> zsum = dev.down(zsum_d, rows_sz);
-      tp_.all_reduce(zsum.data(), rows_sz);
-      std::vector<std::uint32_t> lo(rows_sz), hi(rows_sz);
-      for (std::size_t r = 0; r < rows_sz; ++r) {
-        lo[r] = order_key(static_cast<float>(zmin[r]));
-        hi[r] = order_key(static_cast<float>(zmax[r]));
-      }
-      std::vector<double> mass(rows_sz);
-      std::vector<float> midpoint(rows_sz);
-      while (true) {
-        bool open = false;
-        for (std::size_t r = 0; r < rows_sz; ++r) open = open || lo[r] < hi[r];
-        if (!open) break;  // the same on every rank: lo and hi follow all-reduced sums
-        // The mass strictly above each open row's midpoint (+inf: a closed row counts nothing).
-        for (std::size_t r = 0; r < rows_sz; ++r) {
-          midpoint[r] = lo[r] < hi[r] ? from_order_key(lo[r] + (hi[r] - lo[r]) / 2) : std::numeric_limits<float>::infinity();
-        }
-        kernels_.row_sumexp_f64(mass_d, z, n, valid, valid, zmax_up, dev.up(midpoint), true);
-        mass = dev.down(mass_d, rows_sz);
-        tp_.all_reduce(mass.data(), rows_sz);
-        for (std::size_t r = 0; r < rows_sz; ++r) {
-          if (lo[r] >= hi[r]) continue;
-          const std::uint32_t mid = lo[r] + (hi[r] - lo[r]) / 2;
-          if (mass[r] / zsum[r] < params_.top_p) hi[r] = mid; else lo[r] = mid + 1;
-        }
-      }
-      for (std::size_t r = 0; r < rows_sz; ++r) threshold[r] = from_order_key(lo[r]);
-    }
+    if (params_.top_p < 1.0f) threshold = top_p_floor(kernels_, tp_, z, n, valid, zmax, params_.top_p);
     if (params_.min_p > 0.0f) {  // p_v >= min_p p_max, i.e. z_v >= z_max + log(min_p)
       for (std::size_t r = 0; r < rows_sz; ++r) threshold[r] = std::max(threshold[r], zmax[r] + std::log(params_.min_p));
     }

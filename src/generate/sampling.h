@@ -6,10 +6,10 @@
 // TP / PP / DP layout and any batch composition. Processing, in NeMo / Hugging Face order:
 // repetition penalty, EOS ban (min_new_tokens), temperature, top-k (each rank contributes at
 // most k candidates; all ranks then hold the same candidate list), top-p (on the candidates, or
-// without top-k by a bisection on the threshold logit with one all-reduce of per-row sums per
-// step: no logits move), min-p (a threshold below the row's largest logit: it keeps the most
-// probable token, so its place in the order does not matter). Greedy is the argmax of the
-// penalised logits.
+// without top-k by a radix search for the threshold logit -- top_p_floor: four rounds of one
+// all-reduce of a per-row histogram; no logits move), min-p (a threshold below the row's largest
+// logit: it keeps the most probable token, so its place in the order does not matter). Greedy is
+// the argmax of the penalised logits.
 // The log-probability reported for a token is under the model's full softmax (raw logits).
 #pragma once
 
@@ -48,6 +48,17 @@ struct Sampled {
   std::int32_t token = -1;
   float logprob = 0.0f;  // log softmax(raw logits)[token]
 };
+
+// Top-p's floor of each row: the smallest processed logit l whose strictly larger entries hold
+// less than top_p of the row's probability mass; the nucleus is {v : z_v >= l}. z: this rank's
+// shard [n, valid] of the processed logits, on the kernels' device; zmax: each row's largest finite
+// entry over the TP group. A radix search over the floats' ordered 32-bit keys, a byte a round from
+// the top: 4 rounds, each one histogram of the rows' mass by the next byte among the entries whose
+// higher bytes are those fixed so far (Kernels::row_mass_histogram; fixed-point integers, so the
+// sums are exact: the same floor on every device and TP layout) and one all-reduce of 256 integers
+// a row. Collective over TP; every rank returns the same floors.
+std::vector<double> top_p_floor(const kernels::Kernels& kernels, parallel::Communicator& tp, const float* z,
+                                std::int64_t n, std::int64_t valid, std::span<const double> zmax, float top_p);
 
 class VocabParallelSampler {
  public:

@@ -452,15 +452,18 @@ class Kernels {
 
   // Row statistics of the sampler (generate/sampling.h), in double, over the first `valid`
   // columns of each row of x [n, ld]; with finite_only, infinite entries (banned tokens) are
-  // left out. row_max_f64 / row_min_f64: -inf / +inf for a row with nothing to count.
-  virtual void row_max_f64(double* out, const float* x, Index n, Index ld, Index valid,
-                           bool finite_only) const = 0;
-  virtual void row_min_f64(double* out, const float* x, Index n, Index ld, Index valid,
-                           bool finite_only) const = 0;
-  // out[r] = sum of exp(x - shift[r]) over the entries counted, and, when `above` is given, only
-  // those with x > above[r] (the top-p bisection's mass; above[r] = +inf counts nothing).
-  virtual void row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid,
-                              const double* shift, const float* above, bool finite_only) const = 0;
+  // left out. row_max_f64: -inf for a row with nothing to count; row_sumexp_f64: out[r] = sum
+  // of exp(x - shift[r]) over the entries counted.
+  virtual void row_max_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const = 0;
+  virtual void row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid, const double* shift,
+                              bool finite_only) const = 0;
+  // A round of the top-p search (generate/sampling.cpp): out [n, kMassBuckets], for row r of
+  // x [n, ld] (its first `valid` columns, finite entries only), the sum of mass_weight(exp(x -
+  // shift[r])) of the entries whose key = float_order_key(x) (core/mass_histogram.h) has
+  // prefix[r] as its top `bits` bits (every entry when bits is 0), by the key's next byte:
+  // bucket (key >> (24 - bits)) & 255. bits is 0, 8, 16 or 24. Integers: exact, in any order.
+  virtual void row_mass_histogram(std::uint64_t* out, const float* x, Index n, Index ld, Index valid,
+                                  const double* shift, const std::uint64_t* prefix, int bits) const = 0;
 
   // The top-k offer of this rank's vocabulary shard (generate/sampling.h). For row r of z
   // [n, valid]: its k largest finite entries, largest first, ties to the smaller column, as

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/mass_histogram.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace spin::testing {
@@ -592,15 +593,15 @@ void EmulatedKernels::row_max_f64(double* out, const float* x, Index n, Index ld
                                   bool finite_only) const {
   cpu_->row_max_f64(dev(out, n, "row_max out"), dev(x, n * ld, "row_max x"), n, ld, valid, finite_only);
 }
-void EmulatedKernels::row_min_f64(double* out, const float* x, Index n, Index ld, Index valid,
-                                  bool finite_only) const {
-  cpu_->row_min_f64(dev(out, n, "row_min out"), dev(x, n * ld, "row_min x"), n, ld, valid, finite_only);
-}
-void EmulatedKernels::row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid,
-                                     const double* shift, const float* above,
+void EmulatedKernels::row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid, const double* shift,
                                      bool finite_only) const {
   cpu_->row_sumexp_f64(dev(out, n, "row_sumexp out"), dev(x, n * ld, "row_sumexp x"), n, ld, valid,
-                       dev(shift, n, "row_sumexp shift"), dev(above, n, "row_sumexp above"), finite_only);
+                       dev(shift, n, "row_sumexp shift"), finite_only);
+}
+void EmulatedKernels::row_mass_histogram(std::uint64_t* out, const float* x, Index n, Index ld, Index valid,
+                                         const double* shift, const std::uint64_t* prefix, int bits) const {
+  cpu_->row_mass_histogram(dev(out, n * kMassBuckets, "mass histogram out"), dev(x, n * ld, "mass histogram x"), n, ld,
+                           valid, dev(shift, n, "mass histogram shift"), dev(prefix, n, "mass histogram prefix"), bits);
 }
 void EmulatedKernels::row_top_k(double* out, const float* z, Index n, Index valid, Index k,
                                 Index start) const {

@@ -1,6 +1,6 @@
 // The sampler's kernels on the GPU against the CPU's (tests/gpu/cuda_kernels_test.cpp says how):
-// the logits' penalties, EOS ban and temperature, the rows' statistics in double, top-k's
-// candidates and the Gumbel-max choice with the same noise.
+// the logits' penalties, EOS ban and temperature, the rows' statistics in double, top-p's mass
+// histograms, top-k's candidates and the Gumbel-max choice with the same noise.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/mass_histogram.h"
 #include "gpu/cuda_test_util.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cuda/cuda_kernels.h"
@@ -50,10 +51,7 @@ TEST_F(Fixture, SamplerRowStatisticsInDouble) {
   const Index n = 23, ld = 3000, valid = 2900;
   auto x = random(n * ld, -20.0f, 20.0f);
   for (Index i = 0; i < n * ld; i += 11) x[i] = -INFINITY;  // banned tokens
-  std::vector<float> above(n);
-  for (Index r = 0; r < n; ++r) above[r] = r == 0 ? INFINITY : -20.0f + 2.0f * static_cast<float>(r);
   Dev gx(x);
-  PooledBuffer gabove = cuda::upload(above);
   const auto compare = [&](const std::vector<double>& ref, const PooledBuffer& got, const char* what) {
     gpu.synchronize();
     const auto g = cuda::download<double>(got, n);
@@ -66,23 +64,54 @@ TEST_F(Fixture, SamplerRowStatisticsInDouble) {
     }
   };
   for (bool finite_only : {false, true}) {
-    std::vector<double> mx(n), mn(n), sum(n), mass(n);
-    PooledBuffer gmx(device_allocator(), n * 8), gmn(device_allocator(), n * 8), gsum(device_allocator(), n * 8),
-        gmass(device_allocator(), n * 8);
+    std::vector<double> mx(n), sum(n);
+    PooledBuffer gmx(device_allocator(), n * 8), gsum(device_allocator(), n * 8);
     cpu.row_max_f64(mx.data(), x.data(), n, ld, valid, finite_only);
     gpu.row_max_f64(gmx.as<double>(), gx.f(), n, ld, valid, finite_only);
     compare(mx, gmx, "max");
-    cpu.row_min_f64(mn.data(), x.data(), n, ld, valid, finite_only);
-    gpu.row_min_f64(gmn.as<double>(), gx.f(), n, ld, valid, finite_only);
-    compare(mn, gmn, "min");
     if (!finite_only) continue;  // with the -inf entries the shift must be the finite max
-    cpu.row_sumexp_f64(sum.data(), x.data(), n, ld, valid, mx.data(), nullptr, true);
-    gpu.row_sumexp_f64(gsum.as<double>(), gx.f(), n, ld, valid, gmx.as<double>(), nullptr, true);
+    cpu.row_sumexp_f64(sum.data(), x.data(), n, ld, valid, mx.data(), true);
+    gpu.row_sumexp_f64(gsum.as<double>(), gx.f(), n, ld, valid, gmx.as<double>(), true);
     compare(sum, gsum, "sumexp");
-    cpu.row_sumexp_f64(mass.data(), x.data(), n, ld, valid, mx.data(), above.data(), true);
-    gpu.row_sumexp_f64(gmass.as<double>(), gx.f(), n, ld, valid, gmx.as<double>(), gabove.as<float>(), true);
-    compare(mass, gmass, "mass above");
   }
+}
+
+// The top-p search's histograms over a 128 Ki vocabulary (32 blocks a row), each round's prefix
+// that of the row's largest entry or of another of its entries: integers, so the same as the
+// CPU's exactly -- but for a weight whose exp differs in its last bit at a rounding boundary
+// (counted, and at most a unit in a bucket).
+TEST_F(Fixture, MassHistogramsAreTheCpusIntegers) {
+  const Index n = 5, ld = 131072, valid = 131000;
+  auto x = random(n * ld, -25.0f, 5.0f);
+  for (Index i = 0; i < n * ld; i += 13) x[i] = -INFINITY;  // banned tokens
+  std::vector<double> shift(n);
+  cpu.row_max_f64(shift.data(), x.data(), n, ld, valid, true);
+  Dev gx(x);
+  PooledBuffer gshift = cuda::upload(shift);
+  int off_by_one = 0;
+  for (bool follow_max : {true, false}) {
+    for (int bits = 0; bits < 32; bits += kMassBucketBits) {
+      std::vector<std::uint64_t> prefix(n);
+      for (Index r = 0; r < n; ++r) {
+        const float pick = follow_max ? static_cast<float>(shift[r]) : x[r * ld + 1 + r];
+        prefix[r] = bits == 0 ? 0 : float_order_key(pick) >> (32 - bits);
+      }
+      std::vector<std::uint64_t> want(static_cast<std::size_t>(n * kMassBuckets));
+      cpu.row_mass_histogram(want.data(), x.data(), n, ld, valid, shift.data(), prefix.data(), bits);
+      PooledBuffer gprefix = cuda::upload(prefix), gout(device_allocator(), want.size() * 8);
+      cuda::fill_bytes(gout.data(), 0xFF, want.size() * 8);  // the kernels must zero it first
+      gpu.row_mass_histogram(gout.as<std::uint64_t>(), gx.f(), n, ld, valid, gshift.as<double>(),
+                             gprefix.as<std::uint64_t>(), bits);
+      gpu.synchronize();
+      const auto got = cuda::download<std::uint64_t>(gout, want.size());
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        const std::uint64_t apart = got[i] > want[i] ? got[i] - want[i] : want[i] - got[i];
+        off_by_one += apart == 1 ? 1 : 0;
+        ASSERT_LE(apart, 1u) << "bits " << bits << ", row " << i / kMassBuckets << ", bucket " << i % kMassBuckets;
+      }
+    }
+  }
+  EXPECT_LT(off_by_one, 10) << "buckets a unit apart (exp's last bit)";
 }
 
 TEST_F(Fixture, RowTopKOffersTheCpusCandidatesExactly) {

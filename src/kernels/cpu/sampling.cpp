@@ -1,10 +1,12 @@
-// The per-token loops of sampling (generate/sampling.h): row statistics in double, the top-k
-// offer, and Gumbel-max -- noise for every eligible token of the shard, and the best (score, id).
+// The per-token loops of sampling (generate/sampling.h): row statistics in double, the top-p
+// search's mass histograms, the top-k offer, and Gumbel-max -- noise for every eligible token of
+// the shard, and the best (score, id).
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "core/mass_histogram.h"
 #include "core/philox_rounds.h"
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -48,27 +50,32 @@ void CpuKernels::row_max_f64(double* out, const float* x, Index n, Index ld, Ind
   }
 }
 
-void CpuKernels::row_min_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const {
-  for (Index r = 0; r < n; ++r) {
-    double m = std::numeric_limits<double>::infinity();
-    for (Index v = 0; v < valid; ++v) {
-      const float e = x[r * ld + v];
-      if (!finite_only || !std::isinf(e)) m = std::min(m, double(e));
-    }
-    out[r] = m;
-  }
-}
-
 void CpuKernels::row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid, const double* shift,
-                                const float* above, bool finite_only) const {
+                                bool finite_only) const {
   for (Index r = 0; r < n; ++r) {
     double sum = 0.0;
     for (Index v = 0; v < valid; ++v) {
       const float e = x[r * ld + v];
-      if ((finite_only && std::isinf(e)) || (above != nullptr && !(e > above[r]))) continue;
+      if (finite_only && std::isinf(e)) continue;
       sum += std::exp(double(e) - shift[r]);
     }
     out[r] = sum;
+  }
+}
+
+void CpuKernels::row_mass_histogram(std::uint64_t* out, const float* x, Index n, Index ld, Index valid,
+                                    const double* shift, const std::uint64_t* prefix, int bits) const {
+  for (Index r = 0; r < n; ++r) {
+    std::uint64_t* bucket = out + r * kMassBuckets;
+    std::fill(bucket, bucket + kMassBuckets, std::uint64_t{0});
+    for (Index v = 0; v < valid; ++v) {
+      const float e = x[r * ld + v];
+      if (std::isinf(e)) continue;
+      const std::uint32_t key = float_order_key(e);
+      if (bits > 0 && key >> (32 - bits) != prefix[r]) continue;
+      bucket[(key >> (32 - kMassBucketBits - bits)) & (kMassBuckets - 1)] +=
+          mass_weight(std::exp(double(e) - shift[r]));
+    }
   }
 }
 

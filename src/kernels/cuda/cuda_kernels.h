@@ -154,9 +154,10 @@ class CudaKernels final : public Kernels {
                        const std::int32_t* history, const Index* offsets, float penalty, const std::uint8_t* ban_eos,
                        const std::int32_t* eos, Index eos_count, float inv_temperature) const override;
   void row_max_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const override;
-  void row_min_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const override;
   void row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid, const double* shift,
-                      const float* above, bool finite_only) const override;
+                      bool finite_only) const override;
+  void row_mass_histogram(std::uint64_t* out, const float* x, Index n, Index ld, Index valid, const double* shift,
+                          const std::uint64_t* prefix, int bits) const override;
   void row_top_k(double* out, const float* z, Index n, Index valid, Index k, Index vocab_start) const override;
   void gumbel_argmax(double* best_score, double* best_id, const float* z, Index n, Index valid,
                      const double* threshold, bool noisy, std::uint64_t seed, const std::uint64_t* sample_ids,

@@ -1,6 +1,10 @@
 // CudaKernels' sampling work (generate/sampling.h), one block per row of logits: the processed
-// logits, the row statistics in double, the Gumbel-max choice and the top-k offer -- each the
-// arithmetic of its CPU twin (kernels/cpu/sampling.cpp), tested against it (tests/gpu/).
+// logits, the row statistics in double, the top-p search's mass histograms (a block per chunk of
+// a row), the Gumbel-max choice and the top-k offer -- each the arithmetic of its CPU twin
+// (kernels/cpu/sampling.cpp), tested against it (tests/gpu/).
+#include <algorithm>
+
+#include "core/mass_histogram.h"
 #include "core/philox_rounds.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
@@ -25,22 +29,27 @@ void CudaKernels::sampling_logits(float* z, const float* logits, Index n, Index 
 
 void CudaKernels::row_max_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const {
   if (n == 0) return;
-  row_extreme_f64_kernel<true><<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, x, ld, valid, finite_only);
+  row_max_f64_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, x, ld, valid, finite_only);
   SPIN_CUDA_CHECK_LAUNCH("row_max_f64");
 }
 
-void CudaKernels::row_min_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const {
+void CudaKernels::row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid, const double* shift,
+                                 bool finite_only) const {
   if (n == 0) return;
-  row_extreme_f64_kernel<false><<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, x, ld, valid, finite_only);
-  SPIN_CUDA_CHECK_LAUNCH("row_min_f64");
+  row_sumexp_f64_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, x, ld, valid, shift, finite_only);
+  SPIN_CUDA_CHECK_LAUNCH("row_sumexp_f64");
 }
 
-void CudaKernels::row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid, const double* shift,
-                                 const float* above, bool finite_only) const {
+void CudaKernels::row_mass_histogram(std::uint64_t* out, const float* x, Index n, Index ld, Index valid,
+                                     const double* shift, const std::uint64_t* prefix, int bits) const {
   if (n == 0) return;
-  row_sumexp_f64_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, x, ld, valid, shift, above,
-                                                                           finite_only);
-  SPIN_CUDA_CHECK_LAUNCH("row_sumexp_f64");
+  SPIN_CUDA_CHECK(cudaMemsetAsync(out, 0, static_cast<std::size_t>(n) * kMassBuckets * sizeof(std::uint64_t), stream_));
+  const dim3 grid(static_cast<unsigned>(n),
+                  static_cast<unsigned>(std::max<Index>(1, (valid + kMassChunk - 1) / kMassChunk)));
+  row_mass_histogram_kernel<<<grid, kThreads, 0, stream_>>>(reinterpret_cast<unsigned long long*>(out), x, ld, valid,
+                                                            shift, reinterpret_cast<const unsigned long long*>(prefix),
+                                                            bits);
+  SPIN_CUDA_CHECK_LAUNCH("row_mass_histogram");
 }
 
 void CudaKernels::gumbel_argmax(double* best_score, double* best_id, const float* z, Index n, Index valid,

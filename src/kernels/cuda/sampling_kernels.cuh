@@ -1,6 +1,7 @@
 // CudaKernels' sampling work (generate/sampling.h), one block per row of logits: the processed
-// logits, the row statistics in double, the Gumbel-max choice and the top-k offer -- each the
-// arithmetic of its CPU twin (kernels/cpu/sampling.cpp), tested against it (tests/gpu/).
+// logits, the row statistics in double, the top-p search's mass histograms (a block per chunk of
+// a row), the Gumbel-max choice and the top-k offer -- each the arithmetic of its CPU twin
+// (kernels/cpu/sampling.cpp), tested against it (tests/gpu/).
 //
 // The kernels themselves (this header), apart from their launches (sampling.cu), so that
 // tests/unit/kernels/cuda/cuda_kernels_test.cpp can run them on the CPU under
@@ -9,6 +10,7 @@
 
 #include <cmath>
 
+#include "core/mass_histogram.h"
 #include "core/philox_rounds.h"
 #include "kernels/cuda/device_helpers.cuh"
 
@@ -47,7 +49,7 @@ __global__ void sampling_logits_kernel(float* z, const float* logits, long long 
   for (long long v = threadIdx.x; v < valid; v += blockDim.x) zr[v] *= inv_temperature;
 }
 
-// The sampler's row statistics in double: max or min (kMax) / a sum of exponentials.
+// The sampler's row statistics in double: the max / a sum of exponentials.
 template <class Op>
 __device__ double block_reduce_f64(double v, double identity, Op op, double* shared) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
@@ -59,32 +61,60 @@ __device__ double block_reduce_f64(double v, double identity, Op op, double* sha
   for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
   return v;
 }
-template <bool kMax>
-__global__ void row_extreme_f64_kernel(double* out, const float* x, long long ld, long long valid, bool finite_only) {
+__global__ void row_max_f64_kernel(double* out, const float* x, long long ld, long long valid, bool finite_only) {
   __shared__ double shared[32];
   const float* row = x + blockIdx.x * ld;
-  const double identity = kMax ? -INFINITY : INFINITY;
-  double m = identity;
+  double m = -INFINITY;
   for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
     const float e = row[v];
-    if (!finite_only || !isinf(e)) m = kMax ? fmax(m, double(e)) : fmin(m, double(e));
+    if (!finite_only || !isinf(e)) m = fmax(m, double(e));
   }
-  m = block_reduce_f64(m, identity, [](double a, double b) { return kMax ? fmax(a, b) : fmin(a, b); }, shared);
+  const auto larger = [](double a, double b) { return fmax(a, b); };
+  m = block_reduce_f64(m, -INFINITY, larger, shared);
   if (threadIdx.x == 0) out[blockIdx.x] = m;
 }
 __global__ void row_sumexp_f64_kernel(double* out, const float* x, long long ld, long long valid, const double* shift,
-                                      const float* above, bool finite_only) {
+                                      bool finite_only) {
   __shared__ double shared[32];
   const float* row = x + blockIdx.x * ld;
   const double s = shift[blockIdx.x];
   double sum = 0.0;
   for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
     const float e = row[v];
-    if ((finite_only && isinf(e)) || (above != nullptr && !(e > above[blockIdx.x]))) continue;
+    if (finite_only && isinf(e)) continue;
     sum += exp(double(e) - s);
   }
   sum = block_reduce_f64(sum, 0.0, [](double a, double b) { return a + b; }, shared);
   if (threadIdx.x == 0) out[blockIdx.x] = sum;
+}
+
+// Entries of a row one block of row_mass_histogram_kernel takes: 16 a thread.
+constexpr long long kMassChunk = 16LL * kThreads;
+
+// A round of the top-p search, blocks (row, kMassChunk entries of it): the block's histogram in
+// shared memory, then its non-zero buckets added to the row's in `out` (zeroed before the
+// launch). Integer atomics: the sums are exact whatever order the threads and blocks add in.
+__global__ void row_mass_histogram_kernel(unsigned long long* out, const float* x, long long ld, long long valid,
+                                          const double* shift, const unsigned long long* prefix, int bits) {
+  __shared__ unsigned long long bucket[spin::kMassBuckets];
+  for (int b = threadIdx.x; b < spin::kMassBuckets; b += blockDim.x) bucket[b] = 0;
+  __syncthreads();
+  const long long r = blockIdx.x;
+  const float* row = x + r * ld;
+  const double s = shift[r];
+  const long long end = min(valid, (blockIdx.y + 1LL) * kMassChunk);
+  for (long long v = blockIdx.y * kMassChunk + threadIdx.x; v < end; v += blockDim.x) {
+    const float e = row[v];
+    if (isinf(e)) continue;
+    const unsigned key = spin::float_order_key(e);
+    if (bits > 0 && key >> (32 - bits) != prefix[r]) continue;
+    atomicAdd(&bucket[(key >> (32 - spin::kMassBucketBits - bits)) & (spin::kMassBuckets - 1)],
+              static_cast<unsigned long long>(spin::mass_weight(exp(double(e) - s))));
+  }
+  __syncthreads();
+  for (int b = threadIdx.x; b < spin::kMassBuckets; b += blockDim.x) {
+    if (bucket[b] != 0) atomicAdd(&out[r * spin::kMassBuckets + b], bucket[b]);
+  }
 }
 
 // Block per row: each thread keeps its best (score, id) over a strided slice of the shard, then

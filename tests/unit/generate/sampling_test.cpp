@@ -105,6 +105,45 @@ TEST(Sampling, TopPDrawsOnlyTheNucleus) {
   }
 }
 
+// The floor top_p_floor finds is the smallest logit of the nucleus a sort finds: on rows of 3,000
+// logits (ties, banned -inf entries) at several top_p, the tokens sorted by logit, largest first,
+// and kept while the mass of those strictly above is below top_p (in long double).
+TEST(Sampling, TopPFloorIsTheSortedNucleusLowestLogit) {
+  parallel::SelfCommunicator tp;
+  const std::int64_t n = 40, vocab = 3000;
+  auto z = testing::random_vector(static_cast<std::size_t>(n * vocab), 11, 3.0f);
+  for (std::int64_t r = 0; r < n; ++r) {
+    float* row = z.data() + r * vocab;
+    for (std::int64_t v = 0; v < vocab; ++v) row[v] *= static_cast<float>(1 + r % 5);  // peaked to flat
+    row[5] = row[6] = row[7];                                                          // ties
+    row[r % 9] = -std::numeric_limits<float>::infinity();                              // banned
+  }
+  std::vector<double> zmax(static_cast<std::size_t>(n));
+  cpu_kernels().row_max_f64(zmax.data(), z.data(), n, vocab, vocab, true);
+  for (float top_p : {0.05f, 0.5f, 0.9f, 0.95f, 0.999f}) {
+    const std::vector<double> floor = top_p_floor(cpu_kernels(), tp, z.data(), n, vocab, zmax, top_p);
+    for (std::int64_t r = 0; r < n; ++r) {
+      std::vector<float> row(z.begin() + r * vocab, z.begin() + (r + 1) * vocab);
+      row.erase(std::remove_if(row.begin(), row.end(), [](float x) { return std::isinf(x); }), row.end());
+      std::sort(row.begin(), row.end(), std::greater<>());
+      long double total = 0.0L, above = 0.0L;
+      for (float x : row) total += std::exp(static_cast<long double>(x) - row.front());
+      std::size_t i = 0;  // the nucleus: row[0 .. i], the equal values together
+      for (;;) {
+        std::size_t end = i;
+        long double same = 0.0L;
+        while (end < row.size() && row[end] == row[i]) {
+          same += std::exp(static_cast<long double>(row[end++]) - row.front());
+        }
+        if (above + same >= top_p * total || end == row.size()) break;
+        above += same;
+        i = end;
+      }
+      EXPECT_EQ(floor[static_cast<std::size_t>(r)], row[i]) << "top_p " << top_p << ", row " << r;
+    }
+  }
+}
+
 // min_p 0.3 keeps the tokens at least 0.3 times as probable as token 0 after temperature:
 // at T = 1 z >= 2 + log 0.3 = 0.796 (tokens 0, 6, 1), at T = 0.7 z / 0.7 >= 2 / 0.7 + log 0.3,
 // z >= 1.157 (tokens 0, 6); drawn in proportion among them, alone, under top-k (its candidates)

@@ -149,11 +149,11 @@ TEST(EmulatedDevice, SpinStepsOnDeviceMemoryEqualTheCpuRunBitwise) {
     bool offload = false;  // the device run's reference in host memory (spin.ref_offload), and
                            // its activations recomputed in the backward
   };
-  for (const Mode& mode : {Mode{"greedy", true, 0, 1.0f, false, false}, Mode{"top-k + top-p", false, 5, 0.8f, true, false},
-                           Mode{"top-p bisection", false, 0, 0.9f, false, false},
-                           Mode{"bf16 products, top-p", false, 0, 0.9f, true, true},
-                           Mode{"reference offloaded, activations recomputed, bf16 products", false, 0, 0.9f, false,
-                                true, true}}) {
+  for (const Mode& mode :
+       {Mode{"greedy", true, 0, 1.0f, false, false}, Mode{"top-k + top-p", false, 5, 0.8f, true, false},
+        Mode{"top-p radix search", false, 0, 0.9f, false, false},
+        Mode{"bf16 products, top-p", false, 0, 0.9f, true, true},
+        Mode{"reference offloaded, activations recomputed, bf16 products", false, 0, 0.9f, false, true, true}}) {
     SCOPED_TRACE(mode.name);
     train::SpinConfig config = small_spin_config();
     config.ref_logprobs_from_sampler = mode.ref_from_sampler;

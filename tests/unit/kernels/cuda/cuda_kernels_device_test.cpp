@@ -9,12 +9,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <utility>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "common/test_util.h"
+#include "core/mass_histogram.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 // clang-format off
@@ -454,11 +455,11 @@ TEST(CudaKernelsEmulated, SamplerKernels) {
   for (long long i = 0; i < n * valid; ++i) ASSERT_EQ(z[i], want_z[i]) << i;
 
   std::vector<double> mx(n, NAN), want_mx(n), se(n, NAN), want_se(n);
-  run(n, [&] { smp::row_extreme_f64_kernel<true>(mx.data(), z.data(), valid, valid, true); });
+  run(n, [&] { smp::row_max_f64_kernel(mx.data(), z.data(), valid, valid, true); });
   cpu.row_max_f64(want_mx.data(), z.data(), n, valid, valid, true);
   EXPECT_EQ(mx, want_mx);
-  run(n, [&] { smp::row_sumexp_f64_kernel(se.data(), z.data(), valid, valid, mx.data(), nullptr, true); });
-  cpu.row_sumexp_f64(want_se.data(), z.data(), n, valid, valid, want_mx.data(), nullptr, true);
+  run(n, [&] { smp::row_sumexp_f64_kernel(se.data(), z.data(), valid, valid, mx.data(), true); });
+  cpu.row_sumexp_f64(want_se.data(), z.data(), n, valid, valid, want_mx.data(), true);
   EXPECT_LT(testing::relative_error(se, want_se), 1e-12);
 
   const long long k = 5;
@@ -482,6 +483,42 @@ TEST(CudaKernelsEmulated, SamplerKernels) {
                       positions64.data(), start);
     EXPECT_EQ(id, want_id) << (noisy ? "noisy" : "greedy");
     EXPECT_LT(testing::relative_error(score, want_score), 1e-12) << (noisy ? "noisy" : "greedy");
+  }
+}
+
+// The top-p search's histograms over rows longer than a block's chunk (so several blocks add
+// into a row), with banned (-inf) entries, ties, and each round's prefix that of the row's largest
+// entry: the same integers as the CPU's, exactly.
+TEST(CudaKernelsEmulated, MassHistogram) {
+  const CpuKernels cpu;
+  const long long n = 2, ld = 5200, valid = 5100;
+  ASSERT_GT(valid, smp::kMassChunk);
+  auto x = testing::random_uniform(n * ld, 7, -20.0f, 4.0f);
+  x[3] = x[4] = x[5];
+  x[10] = x[ld + 11] = -INFINITY;
+  std::vector<double> shift(n);
+  cpu.row_max_f64(shift.data(), x.data(), n, ld, valid, true);
+  for (int bits = 0; bits < 32; bits += spin::kMassBucketBits) {
+    std::vector<std::uint64_t> prefix(n);
+    for (long long r = 0; r < n; ++r) {
+      const std::uint32_t top = spin::float_order_key(static_cast<float>(shift[static_cast<std::size_t>(r)]));
+      prefix[static_cast<std::size_t>(r)] = bits == 0 ? 0 : top >> (32 - bits);
+    }
+    std::vector<std::uint64_t> want(n * spin::kMassBuckets, 1);
+    cpu.row_mass_histogram(want.data(), x.data(), n, ld, valid, shift.data(), prefix.data(), bits);
+    std::vector<unsigned long long> got(want.size(), 0);  // CudaKernels zeroes it before the launch
+    const std::vector<unsigned long long> prefix_ull(prefix.begin(), prefix.end());
+    const auto chunks = static_cast<unsigned>((valid + smp::kMassChunk - 1) / smp::kMassChunk);
+    const auto kernel = [&] {
+      smp::row_mass_histogram_kernel(got.data(), x.data(), ld, valid, shift.data(), prefix_ull.data(), bits);
+    };
+    run(0, kernel, dim3(static_cast<unsigned>(n), chunks));
+    std::uint64_t counted = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      ASSERT_EQ(got[i], want[i]) << "bits " << bits << ", bucket " << i;
+      counted += want[i];
+    }
+    EXPECT_GT(counted, 0u) << "bits " << bits << ": the prefix of the largest entry matches it at least";
   }
 }
 
