@@ -14,7 +14,7 @@
 #      small Mixtral shape, float32
 #      and bf16 products: training tokens/s and model FLOP rate against the measured matrix
 #      peak of the precision (MFU for bf16), prefill and decode tokens/s at batch 1, 8, 64
-#      against the weight-bandwidth floor; bf16 training again without tensor-core attention
+#      against the weight-bandwidth floor (bf16 again with top-p 0.95 at batch 1 and 64); bf16 training again without tensor-core attention
 #      and with LoRA adapters of rank 16;
 #   5. compute-sanitizer memcheck and racecheck over the hand-written kernels' tests.
 # Usage: checks.sh BUNDLE_DIR LOG_DIR. Every step has a time limit; a failing step is reported
@@ -56,7 +56,7 @@ cat "$logs/device.txt"
 
 # The kernels new since the last GPU run in a process of their own: a crash there (a sticky
 # CUDA error poisons the context) cannot take the other kernels' results with it.
-newest='*Mixture*:*AddSumOfSquares*:*LayerNorm*:*Rope*:*FromSums*:*Olmo*:*Lora*:*Dropout*:*Bf16Gemms*:*Bf16Activations*:*TensorCore*:*Bf16Prefill*:*DecodeSteps*:*Bias*:*Qwen3*:*Bf16Input*:*Gemma*:*Glu*'
+newest='*Mixture*:*AddSumOfSquares*:*LayerNorm*:*Rope*:*FromSums*:*Olmo*:*Lora*:*Dropout*:*Bf16Gemms*:*Bf16Activations*:*TensorCore*:*Bf16Prefill*:*DecodeSteps*:*Bias*:*Qwen3*:*Bf16Input*:*Gemma*:*Glu*:*MassHistogram*'
 step gpu_test 240 "$bundle/bin/gpu_test" --gtest_color=no --gtest_filter="-$newest"
 step gpu_test_newest 120 "$bundle/bin/gpu_test" --gtest_color=no --gtest_filter="$newest"
 
@@ -132,6 +132,9 @@ for precision in bf16 fp32; do
   step "generate_bench_$precision" 240 "${launch[@]}" "$bundle/bin/generate_bench" --device cuda \
     --precision "$precision" "${llama_1b[@]}" --prompt 128 --new-tokens 64 --batches 1,8,64
 done
+# Top-p 0.95 (the radix search's 4 host round trips a step) against the plain sampling above.
+step generate_bench_bf16_top_p 120 "${launch[@]}" "$bundle/bin/generate_bench" --device cuda --precision bf16 \
+  "${llama_1b[@]}" --prompt 128 --new-tokens 64 --batches 1,64 --refill-prompts 0 --top-p 0.95
 # LoRA rank 16 on every projection of the same model, bf16: the step without the frozen weights'
 # gradients, and the optimizer state of 0.9% of the parameters; the frozen model in bf16 alone.
 step train_bench_bf16_lora 300 "${launch[@]}" "$bundle/bin/train_bench" --device cuda --precision bf16 \
@@ -149,7 +152,7 @@ step train_bench_bf16_simt 300 "${launch[@]}" "$bundle/bin/train_bench" --device
 #    the fused attention kernels (tiles staged in shared memory by whole blocks).
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [[ -n $sanitizer ]]; then
-  kernels_filter='*Attention*:*Cache*:*RowTopK*:*Gumbel*:*Sampler*:*Logprob*:*Rows*:*AdamW*'
+  kernels_filter='*Attention*:*Cache*:*RowTopK*:*Gumbel*:*Sampler*:*MassHistogram*:*Logprob*:*Rows*:*AdamW*'
   step memcheck 150 "$sanitizer" --tool memcheck --error-exitcode 1 "$bundle/bin/gpu_test" --gtest_color=no \
     --gtest_filter="$kernels_filter"
   step racecheck 150 "$sanitizer" --tool racecheck --error-exitcode 1 "$bundle/bin/gpu_test" --gtest_color=no \
