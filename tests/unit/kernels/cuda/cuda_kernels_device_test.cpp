@@ -2,13 +2,16 @@
 // attention_softmax_kernels.cuh) and the sampler's (sampling_kernels.cuh) run on the CPU under
 // tests/common/cuda_emulation.h, with the launch shapes CudaKernels uses, against their CpuKernels
 // twins: the block reductions (the log-softmax pieces, the causal softmax and dS of the cuBLAS
-// attention path, the sampler's row statistics in double; the norms' in norm_kernels_device_test.cpp), the element-wise
-// kernels (RoPE and SwiGLU in bf16, the embedding with its atomics), the optimizer's range tables (AdamW with its bf16
-// copy, the sum of squares) and the sampler's choices (Gumbel-max with Philox noise, top-k). Float32 arithmetic in
-// another order on both sides: 1e-5 relative L2; choices and bf16 copies exact.
+// attention path, the sampler's row statistics in double and top-p's mass histograms; the norms'
+// in norm_kernels_device_test.cpp), the element-wise kernels (RoPE and SwiGLU in bf16, the
+// embedding with its atomics, the bf16 conversions, the KV cache's scatter), the optimizer's range
+// tables (AdamW with its bf16 copy, the sum of squares) and the sampler's choices (Gumbel-max with
+// Philox noise, top-k). Float32 arithmetic in another order on both sides: 1e-5 relative L2;
+// choices, integers and bf16 copies exact.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <utility>
@@ -386,6 +389,69 @@ TEST(CudaKernelsEmulated, VocabParallelLogSoftmaxPieces) {
                          [&] { dev::scale_kernel(scaled.data(), scaled.data(), 0.0625f, n * ld); });
   cpu.scale(want_scaled.data(), want_scaled.data(), 0.0625f, n * ld);
   EXPECT_EQ(scaled, want_scaled);
+}
+
+// The last step of the log-probabilities (from the all-reduced row maxima and sums; a row without
+// a target gives 0), y += x, the float32 <-> bf16 conversions (rounding ties, a NaN, an overflow
+// to infinity) and the KV cache's row scatter, float32 and bf16: the CPU's values -- the
+// conversions, the addition and the scatter bit for bit.
+TEST(CudaKernelsEmulated, LogprobFromSumsConversionsAndScatter) {
+  const CpuKernels cpu;
+  const long long n = 300;
+  const std::vector<std::int32_t> targets = [] {
+    std::vector<std::int32_t> t(300, 7);
+    t[3] = t[200] = -1;
+    return t;
+  }();
+  auto sums = testing::random_uniform(2 * n, 3, 0.5f, 40.0f);
+  const auto row_max = testing::random_uniform(n, 4, -3.0f, 3.0f);
+  std::vector<float> logprob(n, NAN), lse = row_max, want_logprob(n), want_lse = row_max;
+  run(blocks_for(n),
+      [&] { dev::logprob_from_sums_kernel(logprob.data(), lse.data(), sums.data(), targets.data(), n); });
+  cpu.logprob_from_sums(want_logprob.data(), want_lse.data(), sums.data(), targets.data(), n);
+  EXPECT_LT(testing::relative_error(lse, want_lse), 1e-6);
+  EXPECT_LT(testing::relative_error(logprob, want_logprob), 1e-6);
+  EXPECT_EQ(logprob[3], 0.0f);
+
+  auto y = testing::random_uniform(n, 5), want_y = y;
+  const auto x = testing::random_uniform(n, 6);
+  run(blocks_for(n), [&] { dev::add_kernel(y.data(), x.data(), n); });
+  cpu.add_inplace(want_y.data(), x.data(), n);
+  EXPECT_EQ(y, want_y);
+
+  auto wide = testing::random_uniform(n, 7, -4.0f, 4.0f);
+  wide[0] = 1.00390625f;  // halfway between two bf16 values: ties to even
+  wide[1] = 1.01171875f;  // halfway, rounding up to the even one
+  wide[2] = NAN;
+  wide[3] = 3.4e38f;  // rounds past bf16's largest finite value: infinity
+  std::vector<std::uint16_t> want16(n);
+  cpu.to_bf16(want16.data(), wide.data(), n);
+  std::vector<__nv_bfloat16> narrow(n);
+  run(blocks_for(n), [&] { dev::to_bf16_kernel(narrow.data(), wide.data(), n); });
+  for (long long i = 0; i < n; ++i) ASSERT_EQ(narrow[i].bits, want16[i]) << i;
+  std::vector<float> back(n, NAN), want_back(n);
+  run(blocks_for(n), [&] { dev::to_f32_kernel(back.data(), narrow.data(), n); });
+  cpu.from_bf16(want_back.data(), want16.data(), n);
+  for (long long i = 0; i < n; ++i) {
+    ASSERT_EQ(std::bit_cast<std::uint32_t>(back[i]), std::bit_cast<std::uint32_t>(want_back[i])) << i;
+  }
+
+  const long long rows = 5, width = 24;
+  const std::vector<long long> slots = {9, 0, 4, 11, 2};
+  const std::vector<Index> slots_index(slots.begin(), slots.end());
+  const auto src = testing::random_uniform(rows * width, 8);
+  std::vector<float> cache(12 * width, 0.5f), want_cache = cache;
+  run(blocks_for(rows * width), [&] { dev::scatter_rows_kernel(cache.data(), src.data(), slots.data(), rows, width); });
+  cpu.scatter_rows(want_cache.data(), src.data(), slots_index.data(), rows, width);
+  EXPECT_EQ(cache, want_cache);
+  std::vector<std::uint16_t> src16(rows * width), want_cache16(12 * width, 0x3f00);
+  cpu.to_bf16(src16.data(), src.data(), rows * width);
+  std::vector<__nv_bfloat16> src_dev(rows * width), cache16(12 * width, __nv_bfloat16{0x3f00});
+  for (long long i = 0; i < rows * width; ++i) src_dev[i].bits = src16[i];
+  run(blocks_for(rows * width),
+      [&] { dev::scatter_rows_kernel(cache16.data(), src_dev.data(), slots.data(), rows, width); });
+  cpu.scatter_rows_bf16(want_cache16.data(), src16.data(), slots_index.data(), rows, width);
+  for (long long i = 0; i < 12 * width; ++i) ASSERT_EQ(cache16[i].bits, want_cache16[i]) << i;
 }
 
 // The cuBLAS attention path's pieces: the causal softmax of two heads' 21 x 21 scores, and
