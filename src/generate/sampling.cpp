@@ -124,15 +124,26 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
   // where the ranks combine them (a few doubles per row).
   Staging dev(kernels_.device());
 
-  // 1. The raw log-sum-exp of every row, for the reported log-probabilities.
-  double* raw_max_d = dev.out<double>(rows_sz);
-  kernels_.row_max_f64(raw_max_d, logits, n, ld, valid, false);
-  std::vector<double> raw_max = dev.down(raw_max_d, rows_sz);
-  tp_.all_reduce(raw_max.data(), rows_sz, parallel::ReduceOp::Max);
-  double* raw_sum_d = dev.out<double>(rows_sz);
-  kernels_.row_sumexp_f64(raw_sum_d, logits, n, ld, valid, dev.up(raw_max), false);
-  std::vector<double> raw_sum = dev.down(raw_sum_d, rows_sz);
-  tp_.all_reduce(raw_sum.data(), rows_sz);
+  // 1. The raw log-sum-exp of every row, for the reported log-probabilities: each shard's maximum
+  //    and its sum of exponentials shifted by it, in one copy back and one all-gather, combined as
+  //    sum = sum over ranks of sum_k exp(max_k - max).
+  double* shard_d = dev.out<double>(2 * rows_sz);  // the maxima, then the sums
+  kernels_.row_max_f64(shard_d, logits, n, ld, valid, false);
+  kernels_.row_sumexp_f64(shard_d + rows_sz, logits, n, ld, valid, shard_d, false);
+  const std::vector<double> shard = dev.down(shard_d, 2 * rows_sz);
+  const auto ranks = static_cast<std::size_t>(tp_.size());
+  std::vector<double> shards(2 * rows_sz * ranks);
+  tp_.all_gather(shard.data(), shards.data(), shard.size());
+  std::vector<double> raw_max(rows_sz, kNegInf), raw_sum(rows_sz, 0.0);
+  for (std::size_t k = 0; k < ranks; ++k) {
+    for (std::size_t r = 0; r < rows_sz; ++r) raw_max[r] = std::max(raw_max[r], shards[k * 2 * rows_sz + r]);
+  }
+  for (std::size_t k = 0; k < ranks; ++k) {
+    for (std::size_t r = 0; r < rows_sz; ++r) {
+      const double m = shards[k * 2 * rows_sz + r], s = shards[k * 2 * rows_sz + rows_sz + r];
+      raw_sum[r] += m == kNegInf ? 0.0 : s * std::exp(m - raw_max[r]);  // NaN and +inf carry through
+    }
+  }
   // A NaN or infinite logit anywhere in a row leaves its sum of exponentials non-finite (the
   // same on every TP rank): a diverged model, stopped here rather than sampled from.
   for (std::size_t r = 0; r < rows_sz; ++r) {
@@ -166,15 +177,13 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
     std::vector<std::uint64_t> ids(rows_sz);
     std::vector<std::int64_t> positions(rows_sz);
     for (std::size_t r = 0; r < rows_sz; ++r) ids[r] = rows[r].sample_id, positions[r] = rows[r].position;
-    double* score_d = dev.out<double>(rows_sz);
-    double* id_d = dev.out<double>(rows_sz);
-    kernels_.gumbel_argmax(score_d, id_d, z, n, valid, dev.up(threshold), noisy, seed_, dev.up(ids),
+    double* winners_d = dev.out<double>(2 * rows_sz);  // the scores, then the ids: one copy back
+    kernels_.gumbel_argmax(winners_d, winners_d + rows_sz, z, n, valid, dev.up(threshold), noisy, seed_, dev.up(ids),
                            dev.up(positions), start);
-    const std::vector<double> score = dev.down(score_d, rows_sz), id = dev.down(id_d, rows_sz);
-    for (std::size_t r = 0; r < rows_sz; ++r) best[r] = {score[r], id[r]};
+    const std::vector<double> winners = dev.down(winners_d, 2 * rows_sz);
+    for (std::size_t r = 0; r < rows_sz; ++r) best[r] = {winners[r], winners[rows_sz + r]};
   };
   const auto reduce_winners = [&] {
-    const auto ranks = static_cast<std::size_t>(tp_.size());
     std::vector<double> mine(2 * rows_sz), all(2 * rows_sz * ranks);
     for (std::size_t r = 0; r < rows_sz; ++r) mine[2 * r] = best[r].score, mine[2 * r + 1] = best[r].id;
     tp_.all_gather(mine.data(), all.data(), mine.size());
@@ -193,7 +202,6 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
     // Each rank offers its k best (on the kernels); every rank then holds the same global
     // candidates.
     const std::int64_t k = params_.top_k;
-    const auto ranks = static_cast<std::size_t>(tp_.size());
     const auto offer_size = rows_sz * static_cast<std::size_t>(2 * k);
     double* offer_d = dev.out<double>(offer_size);
     kernels_.row_top_k(offer_d, z, n, valid, k, start);

@@ -3,10 +3,14 @@
 // padded shards at both sizes).
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <string>
+
 #include "common/test_util.h"
-#include "kernels/cpu/cpu_kernels.h"
 #include "common/tiny_model.h"
+#include "core/error.h"
 #include "generate/sampling.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "mpi/mpi_test.h"
 #include "parallel/process_grid.h"
 
@@ -64,6 +68,25 @@ TEST(VocabParallelSampling, EveryModeChoosesTheSameTokensAtEveryTpSize) {
           EXPECT_NE(got[r].token, 3) << "EOS is banned in this row";
         }
       }
+    }
+  }
+}
+
+// A NaN or +infinite logit in one rank's shard stops every rank of the TP group with the error
+// naming the prompt (each shard's log-sum-exp is combined on every rank: the same verdict).
+TEST(VocabParallelSampling, ANonFiniteLogitInOneShardIsAnErrorOnEveryRank) {
+  const std::int64_t vocab = 37, n = 3;
+  auto full = testing::random_vector(static_cast<std::size_t>(vocab * n), 9, 2.0f);
+  const std::vector<SampleRow> rows = {{7, 2, {}, false}, {8, 2, {}, false}, {9, 2, {}, false}};
+  parallel::ProcessGrid grid(spin::testing::mpi_world(), {4, 1, 0});
+  for (const float bad : {std::nanf(""), INFINITY}) {
+    full[static_cast<std::size_t>(vocab + 33)] = bad;  // row 1, in the last rank's shard
+    try {
+      sample_at(grid.tp(), full, vocab, {}, rows);
+      ADD_FAILURE() << "rank " << grid.tp().rank() << " sampled from logit " << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("the logits of prompt 8 at position 2 are not finite"), std::string::npos)
+          << e.what();
     }
   }
 }
