@@ -114,8 +114,9 @@ TEST_F(Fixture, MassHistogramsAreTheCpusIntegers) {
   EXPECT_LT(off_by_one, 10) << "buckets a unit apart (exp's last bit)";
 }
 
+// Rows of 10,000 entries: three chunks of the first launch (kernels/cuda/sampling_kernels.cuh).
 TEST_F(Fixture, RowTopKOffersTheCpusCandidatesExactly) {
-  const Index n = 9, valid = 3000, start = 500;
+  const Index n = 9, valid = 10000, start = 500;
   auto z = random(n * valid, -4.0f, 4.0f);
   for (Index i = 0; i < n * valid; i += 5) z[i] = -INFINITY;            // banned tokens
   for (Index v = 0; v < valid; ++v) z[1 * valid + v] = v % 3 ? -INFINITY : 0.5f;  // ties everywhere

@@ -9,6 +9,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/device_helpers.cuh"
+#include "kernels/cuda/device_memory.h"
 #include "kernels/cuda/sampling_kernels.cuh"
 
 namespace spin::kernels {
@@ -65,7 +66,14 @@ void CudaKernels::gumbel_argmax(double* best_score, double* best_id, const float
 
 void CudaKernels::row_top_k(double* out, const float* z, Index n, Index valid, Index k, Index vocab_start) const {
   if (n == 0 || k == 0) return;
-  row_top_k_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, z, valid, k, vocab_start);
+  const Index chunks = std::max<Index>(1, (valid + kTopKChunk - 1) / kTopKChunk);
+  const auto candidates = static_cast<std::size_t>(n * chunks * k);
+  PooledBuffer values(allocator_, candidates * sizeof(float)), columns(allocator_, candidates * sizeof(long long));
+  row_top_k_chunks_kernel<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(chunks)), kThreads, 0, stream_>>>(
+      values.as<float>(), columns.as<long long>(), z, valid, k);
+  SPIN_CUDA_CHECK_LAUNCH("row_top_k (chunks)");
+  row_top_k_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, values.as<float>(), columns.as<long long>(),
+                                                                       chunks * k, k, vocab_start);
   SPIN_CUDA_CHECK_LAUNCH("row_top_k");
 }
 

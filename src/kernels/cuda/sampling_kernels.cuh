@@ -144,35 +144,66 @@ __global__ void gumbel_argmax_kernel(double* best_score, double* best_id, const 
     best_id[r] = static_cast<double>(ids[0]);
   }
 }
-// One block per row, k rounds: round i finds the best entry strictly after round i-1's in the
-// order (value descending, column ascending), so no entry is taken twice and no mask is kept.
-// k x valid / blockDim loads per thread: small next to the logits' other passes for the k of
-// sampling (tens).
-__global__ void row_top_k_kernel(double* out, const float* z, long long valid, long long k, long long vocab_start) {
+// k rounds over a block's `count` entries, entry(j, value, column): round i finds the best entry
+// strictly after round i-1's in the order (value descending, column ascending) -- so no entry is
+// taken twice and no mask is kept -- and thread 0 hands it to emit(i, value, column), column -1
+// once nothing is left. Infinite values and negative columns are never taken. k x count /
+// blockDim loads per thread.
+template <class Entry, class Emit>
+__device__ void block_top_k(long long count, long long k, Entry entry, Emit emit) {
   __shared__ float values[kThreads];
   __shared__ long long columns[kThreads];
-  const float* zr = z + blockIdx.x * valid;
-  double* o = out + blockIdx.x * 2 * k;
   float prev_value = INFINITY;
   long long prev_column = -1;
   for (long long i = 0; i < k; ++i) {
     float best = -INFINITY;
     long long column = -1;
-    for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
-      const float x = zr[v];
-      const bool after = x < prev_value || (x == prev_value && v > prev_column);
-      if (after && !isinf(x) && (x > best || (x == best && (column < 0 || v < column)))) best = x, column = v;
+    for (long long j = threadIdx.x; j < count; j += blockDim.x) {
+      float x;
+      long long c;
+      entry(j, x, c);
+      if (c < 0 || isinf(x)) continue;
+      const bool after = x < prev_value || (x == prev_value && c > prev_column);
+      if (after && (x > best || (x == best && (column < 0 || c < column)))) best = x, column = c;
     }
     block_argmax(best, column, values, columns);
     prev_value = values[0];
     prev_column = columns[0];
     __syncthreads();  // every thread has read the winner before the next round overwrites it
-    if (threadIdx.x == 0) {
-      o[2 * i] = prev_column < 0 ? -INFINITY : static_cast<double>(prev_value);
-      o[2 * i + 1] = prev_column < 0 ? -INFINITY : static_cast<double>(vocab_start + prev_column);
-    }
-    if (prev_column < 0) prev_value = -INFINITY, prev_column = valid;  // nothing left: the rest stay empty
+    if (threadIdx.x == 0) emit(i, prev_value, prev_column);
+    if (prev_column < 0) prev_value = -INFINITY;  // nothing left (no finite value is after -inf)
   }
+}
+
+// Top-k in two stages, so that a row is not one block's k passes over the whole shard (at batch
+// 1, one SM reading 128 Ki logits k times): blocks (row, kTopKChunk entries of it) each leave
+// their chunk's k best as (value, column) candidates; then a block per row takes the k best of
+// its chunks' candidates. Exact: a row's k best are among its chunks' k best.
+constexpr long long kTopKChunk = 16LL * kThreads;
+__global__ void row_top_k_chunks_kernel(float* candidate_values, long long* candidate_columns, const float* z,
+                                        long long valid, long long k) {
+  const long long r = blockIdx.x, begin = blockIdx.y * kTopKChunk;
+  const long long count = max(0LL, min(valid, begin + kTopKChunk) - begin);
+  const float* zr = z + r * valid + begin;
+  const long long at = (r * gridDim.y + blockIdx.y) * k;
+  block_top_k(
+      count, k, [&](long long j, float& x, long long& c) { x = zr[j], c = begin + j; },
+      [&](long long i, float x, long long c) { candidate_values[at + i] = x, candidate_columns[at + i] = c; });
+}
+// A block per row over its `count` candidates: out[r, 0 .. 2k) as Kernels::row_top_k gives it.
+__global__ void row_top_k_kernel(double* out, const float* candidate_values, const long long* candidate_columns,
+                                 long long count, long long k, long long vocab_start) {
+  const long long r = blockIdx.x;
+  double* o = out + r * 2 * k;
+  block_top_k(
+      count, k,
+      [&](long long j, float& x, long long& c) {
+        x = candidate_values[r * count + j], c = candidate_columns[r * count + j];
+      },
+      [&](long long i, float x, long long c) {
+        o[2 * i] = c < 0 ? -INFINITY : static_cast<double>(x);
+        o[2 * i + 1] = c < 0 ? -INFINITY : static_cast<double>(vocab_start + c);
+      });
 }
 
 }  // namespace

@@ -498,6 +498,39 @@ TEST(CudaKernelsEmulated, CausalSoftmaxAndAttentionDs) {
   }
 }
 
+// CudaKernels::row_top_k's two launches: each chunk's k best, then each row's k best of those.
+std::vector<double> top_k_emulated(const std::vector<float>& z, long long n, long long valid, long long k,
+                                   long long start) {
+  const long long chunks = std::max(1LL, (valid + smp::kTopKChunk - 1) / smp::kTopKChunk);
+  std::vector<float> values(n * chunks * k, NAN);
+  std::vector<long long> columns(n * chunks * k, -7);
+  const auto candidates = [&] { smp::row_top_k_chunks_kernel(values.data(), columns.data(), z.data(), valid, k); };
+  run(0, candidates, dim3(static_cast<unsigned>(n), static_cast<unsigned>(chunks)));
+  std::vector<double> top(n * 2 * k, NAN);
+  run(n, [&] { smp::row_top_k_kernel(top.data(), values.data(), columns.data(), chunks * k, k, start); });
+  return top;
+}
+
+// Top-k over rows of three chunks: the best entries crowded into one chunk, spread over all,
+// ties across a chunk boundary, banned (-inf) entries, and a row with fewer finite entries than
+// k -- the CPU's candidates exactly.
+TEST(CudaKernelsEmulated, TopKOverSeveralChunks) {
+  const CpuKernels cpu;
+  const long long n = 4, valid = 2 * smp::kTopKChunk + 700, start = 90000;
+  auto z = testing::random_uniform(n * valid, 21, -4.0f, 4.0f);
+  // Row 0: its best 30 in chunk 0; row 1: a tie across the first chunk boundary; row 2: banned
+  // entries; row 3: 8 finite entries.
+  for (long long v = 0; v < 30; ++v) z[v] = 5.0f + 0.01f * static_cast<float>(v);
+  for (long long i = 0; i < 3; ++i) z[valid + smp::kTopKChunk - 1 - i] = z[valid + smp::kTopKChunk + i] = 6.0f;
+  for (long long v = 0; v < valid; v += 3) z[2 * valid + v] = -INFINITY;
+  for (long long v = 0; v < valid; ++v) z[3 * valid + v] = v % 1000 == 999 ? 1.0f : -INFINITY;
+  for (const long long k : {1LL, 5LL, 40LL}) {
+    std::vector<double> want(n * 2 * k);
+    cpu.row_top_k(want.data(), z.data(), n, valid, k, start);
+    EXPECT_EQ(top_k_emulated(z, n, valid, k, start), want) << "k " << k;
+  }
+}
+
 // The sampler on a shard of 500 of a 2000-token vocabulary: processed logits (penalty, EOS ban,
 // temperature), row statistics in double, the top-k offer and the Gumbel-max choice with Philox
 // noise -- the same tokens as the CPU, exactly.
@@ -529,10 +562,9 @@ TEST(CudaKernelsEmulated, SamplerKernels) {
   EXPECT_LT(testing::relative_error(se, want_se), 1e-12);
 
   const long long k = 5;
-  std::vector<double> top(n * 2 * k, NAN), want_top(n * 2 * k);
-  run(n, [&] { smp::row_top_k_kernel(top.data(), z.data(), valid, k, start); });
+  std::vector<double> want_top(n * 2 * k);
   cpu.row_top_k(want_top.data(), z.data(), n, valid, k, start);
-  EXPECT_EQ(top, want_top);
+  EXPECT_EQ(top_k_emulated(z, n, valid, k, start), want_top);
 
   const std::vector<double> threshold = {-INFINITY, 0.5, 2.0};
   const std::vector<unsigned long long> ids = {11, 12, 13};
