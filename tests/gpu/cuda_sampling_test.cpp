@@ -134,6 +134,7 @@ TEST_F(Fixture, RowTopKOffersTheCpusCandidatesExactly) {
   }
 }
 
+// Rows of 5,000 tokens: two chunks of the first launch.
 TEST_F(Fixture, GumbelArgmaxPicksTheCpusTokensWithTheSameNoise) {
   const Index n = 37, valid = 5000, start = 10000;
   auto z = random(n * valid, -4.0f, 4.0f);

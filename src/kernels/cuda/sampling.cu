@@ -58,9 +58,16 @@ void CudaKernels::gumbel_argmax(double* best_score, double* best_id, const float
                                 const std::uint64_t* sample_ids, const std::int64_t* positions,
                                 Index vocab_start) const {
   if (n == 0) return;
-  gumbel_argmax_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(
-      best_score, best_id, z, valid, threshold, noisy, seed, reinterpret_cast<const unsigned long long*>(sample_ids),
-      reinterpret_cast<const long long*>(positions), vocab_start);
+  const Index chunks = std::max<Index>(1, (valid + kArgmaxChunk - 1) / kArgmaxChunk);
+  const auto winners = static_cast<std::size_t>(n * chunks);
+  PooledBuffer scores(allocator_, winners * sizeof(double)), tokens(allocator_, winners * sizeof(long long));
+  gumbel_argmax_chunks_kernel<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(chunks)), kThreads, 0, stream_>>>(
+      scores.as<double>(), tokens.as<long long>(), z, valid, threshold, noisy, seed,
+      reinterpret_cast<const unsigned long long*>(sample_ids), reinterpret_cast<const long long*>(positions),
+      vocab_start);
+  SPIN_CUDA_CHECK_LAUNCH("gumbel_argmax (chunks)");
+  gumbel_argmax_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(best_score, best_id, scores.as<double>(),
+                                                                           tokens.as<long long>(), chunks);
   SPIN_CUDA_CHECK_LAUNCH("gumbel_argmax");
 }
 

@@ -117,26 +117,51 @@ __global__ void row_mass_histogram_kernel(unsigned long long* out, const float* 
   }
 }
 
-// Block per row: each thread keeps its best (score, id) over a strided slice of the shard, then
-// a shared-memory tree picks the block's best with the same order (higher score, smaller id).
-__global__ void gumbel_argmax_kernel(double* best_score, double* best_id, const float* z, long long valid,
-                                     const double* threshold, bool noisy, unsigned long long seed,
-                                     const unsigned long long* sample_ids, const long long* positions,
-                                     long long vocab_start) {
+// Gumbel-max in two stages, so that a row's noise (a Philox block and two double-precision
+// logarithms a token) is not one block's work at batch 1: blocks (row, kArgmaxChunk tokens of
+// it) each leave their chunk's best (score, token), each thread keeping its best over a strided
+// slice and a shared-memory tree picking the block's with the same order (higher score, smaller
+// token); then a block per row picks the best of its chunks'. The order is total, so the winner
+// is the one-pass winner whatever the grouping.
+constexpr long long kArgmaxChunk = 16LL * kThreads;
+__global__ void gumbel_argmax_chunks_kernel(double* chunk_score, long long* chunk_token, const float* z,
+                                            long long valid, const double* threshold, bool noisy,
+                                            unsigned long long seed, const unsigned long long* sample_ids,
+                                            const long long* positions, long long vocab_start) {
   __shared__ double scores[kThreads];
   __shared__ long long ids[kThreads];
-  const long long r = blockIdx.x;
+  const long long r = blockIdx.x, end = min(valid, (blockIdx.y + 1LL) * kArgmaxChunk);
   const float* zr = z + r * valid;
   const double t = threshold[r];
   double score = -INFINITY;
   long long id = -1;
   const auto log = [](double x) { return ::log(x); };
-  for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
+  for (long long v = blockIdx.y * kArgmaxChunk + threadIdx.x; v < end; v += blockDim.x) {
     const float x = zr[v];
     if (!(x >= t) || isinf(x)) continue;
     const long long token = vocab_start + v;
     const double s = x + (noisy ? spin::gumbel_noise(seed, sample_ids[r], positions[r], token, log) : 0.0);
     if (s > score || (s == score && (id < 0 || token < id))) score = s, id = token;
+  }
+  block_argmax(score, id, scores, ids);
+  if (threadIdx.x == 0) {
+    chunk_score[r * gridDim.y + blockIdx.y] = ids[0] < 0 ? -INFINITY : scores[0];
+    chunk_token[r * gridDim.y + blockIdx.y] = ids[0];
+  }
+}
+// A block per row over its `chunks` winners: Kernels::gumbel_argmax's (score, id), (-inf, -1)
+// when no chunk had an eligible token.
+__global__ void gumbel_argmax_kernel(double* best_score, double* best_id, const double* chunk_score,
+                                     const long long* chunk_token, long long chunks) {
+  __shared__ double scores[kThreads];
+  __shared__ long long ids[kThreads];
+  const long long r = blockIdx.x;
+  double score = -INFINITY;
+  long long id = -1;
+  for (long long c = threadIdx.x; c < chunks; c += blockDim.x) {
+    const double s = chunk_score[r * chunks + c];
+    const long long token = chunk_token[r * chunks + c];
+    if (token >= 0 && (id < 0 || s > score || (s == score && token < id))) score = s, id = token;
   }
   block_argmax(score, id, scores, ids);
   if (threadIdx.x == 0) {

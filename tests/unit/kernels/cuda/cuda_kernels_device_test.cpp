@@ -511,6 +511,23 @@ std::vector<double> top_k_emulated(const std::vector<float>& z, long long n, lon
   return top;
 }
 
+// CudaKernels::gumbel_argmax's two launches: each chunk's winner, then each row's of those.
+std::pair<std::vector<double>, std::vector<double>> gumbel_argmax_emulated(
+    const std::vector<float>& z, long long n, long long valid, const std::vector<double>& threshold, bool noisy,
+    const std::vector<unsigned long long>& ids, const std::vector<long long>& positions, long long start) {
+  const long long chunks = std::max(1LL, (valid + smp::kArgmaxChunk - 1) / smp::kArgmaxChunk);
+  std::vector<double> chunk_score(n * chunks, NAN);
+  std::vector<long long> chunk_token(n * chunks, -7);
+  const auto winners = [&] {
+    smp::gumbel_argmax_chunks_kernel(chunk_score.data(), chunk_token.data(), z.data(), valid, threshold.data(), noisy,
+                                     42, ids.data(), positions.data(), start);
+  };
+  run(0, winners, dim3(static_cast<unsigned>(n), static_cast<unsigned>(chunks)));
+  std::vector<double> score(n, NAN), id(n, NAN);
+  run(n, [&] { smp::gumbel_argmax_kernel(score.data(), id.data(), chunk_score.data(), chunk_token.data(), chunks); });
+  return {score, id};
+}
+
 // Top-k over rows of three chunks: the best entries crowded into one chunk, spread over all,
 // ties across a chunk boundary, banned (-inf) entries, and a row with fewer finite entries than
 // k -- the CPU's candidates exactly.
@@ -572,16 +589,42 @@ TEST(CudaKernelsEmulated, SamplerKernels) {
   const std::vector<std::uint64_t> ids64(ids.begin(), ids.end());
   const std::vector<std::int64_t> positions64(positions.begin(), positions.end());
   for (const bool noisy : {false, true}) {
-    std::vector<double> score(n, NAN), id(n, NAN), want_score(n), want_id(n);
-    run(n, [&] {
-      smp::gumbel_argmax_kernel(score.data(), id.data(), z.data(), valid, threshold.data(), noisy, 42, ids.data(),
-                                positions.data(), start);
-    });
+    std::vector<double> want_score(n), want_id(n);
     cpu.gumbel_argmax(want_score.data(), want_id.data(), z.data(), n, valid, threshold.data(), noisy, 42, ids64.data(),
                       positions64.data(), start);
+    const auto [score, id] = gumbel_argmax_emulated(z, n, valid, threshold, noisy, ids, positions, start);
     EXPECT_EQ(id, want_id) << (noisy ? "noisy" : "greedy");
     EXPECT_LT(testing::relative_error(score, want_score), 1e-12) << (noisy ? "noisy" : "greedy");
   }
+}
+
+// Gumbel-max over rows of three chunks: the winner in the first, middle or last chunk, a tie of
+// the best score across a chunk boundary (greedy: the smaller token), a threshold no token passes
+// -- the CPU's tokens, exactly.
+TEST(CudaKernelsEmulated, GumbelArgmaxOverSeveralChunks) {
+  const CpuKernels cpu;
+  const long long n = 5, valid = 2 * smp::kArgmaxChunk + 300, start = 7;
+  auto z = testing::random_uniform(n * valid, 23, -3.0f, 3.0f);
+  z[0 * valid + 10] = 9.0f, z[1 * valid + smp::kArgmaxChunk + 5] = 9.0f, z[2 * valid + valid - 1] = 9.0f;
+  z[3 * valid + smp::kArgmaxChunk - 1] = z[3 * valid + smp::kArgmaxChunk] = 9.0f;
+  const std::vector<double> threshold = {-INFINITY, -INFINITY, 0.0, -INFINITY, 100.0};
+  const std::vector<unsigned long long> ids = {1, 2, 3, 4, 5};
+  const std::vector<long long> positions = {9, 9, 9, 9, 9};
+  const std::vector<std::uint64_t> ids64(ids.begin(), ids.end());
+  const std::vector<std::int64_t> positions64(positions.begin(), positions.end());
+  for (const bool noisy : {false, true}) {
+    std::vector<double> want_score(n), want_id(n);
+    cpu.gumbel_argmax(want_score.data(), want_id.data(), z.data(), n, valid, threshold.data(), noisy, 42, ids64.data(),
+                      positions64.data(), start);
+    const auto [score, id] = gumbel_argmax_emulated(z, n, valid, threshold, noisy, ids, positions, start);
+    EXPECT_EQ(id, want_id) << (noisy ? "noisy" : "greedy");
+    EXPECT_EQ(score, want_score) << (noisy ? "noisy" : "greedy");  // the same operations on the same token
+  }
+  std::vector<double> greedy_score(n), greedy_id(n);
+  cpu.gumbel_argmax(greedy_score.data(), greedy_id.data(), z.data(), n, valid, threshold.data(), false, 42,
+                    ids64.data(), positions64.data(), start);
+  EXPECT_EQ(greedy_id[3], static_cast<double>(start + smp::kArgmaxChunk - 1)) << "the tie to the smaller token";
+  EXPECT_EQ(greedy_id[4], -1.0) << "nothing passes the threshold";
 }
 
 // The top-p search's histograms over rows longer than a block's chunk (so several blocks add
