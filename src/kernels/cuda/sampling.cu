@@ -45,8 +45,7 @@ void CudaKernels::row_mass_histogram(std::uint64_t* out, const float* x, Index n
                                      const double* shift, const std::uint64_t* prefix, int bits) const {
   if (n == 0) return;
   SPIN_CUDA_CHECK(cudaMemsetAsync(out, 0, static_cast<std::size_t>(n) * kMassBuckets * sizeof(std::uint64_t), stream_));
-  const dim3 grid(static_cast<unsigned>(n),
-                  static_cast<unsigned>(std::max<Index>(1, (valid + kMassChunk - 1) / kMassChunk)));
+  const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(row_chunks(valid)));
   row_mass_histogram_kernel<<<grid, kThreads, 0, stream_>>>(reinterpret_cast<unsigned long long*>(out), x, ld, valid,
                                                             shift, reinterpret_cast<const unsigned long long*>(prefix),
                                                             bits);
@@ -58,7 +57,7 @@ void CudaKernels::gumbel_argmax(double* best_score, double* best_id, const float
                                 const std::uint64_t* sample_ids, const std::int64_t* positions,
                                 Index vocab_start) const {
   if (n == 0) return;
-  const Index chunks = std::max<Index>(1, (valid + kArgmaxChunk - 1) / kArgmaxChunk);
+  const Index chunks = row_chunks(valid);
   const auto winners = static_cast<std::size_t>(n * chunks);
   PooledBuffer scores(allocator_, winners * sizeof(double)), tokens(allocator_, winners * sizeof(long long));
   gumbel_argmax_chunks_kernel<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(chunks)), kThreads, 0, stream_>>>(
@@ -73,7 +72,7 @@ void CudaKernels::gumbel_argmax(double* best_score, double* best_id, const float
 
 void CudaKernels::row_top_k(double* out, const float* z, Index n, Index valid, Index k, Index vocab_start) const {
   if (n == 0 || k == 0) return;
-  const Index chunks = std::max<Index>(1, (valid + kTopKChunk - 1) / kTopKChunk);
+  const Index chunks = row_chunks(valid);
   const auto candidates = static_cast<std::size_t>(n * chunks * k);
   PooledBuffer values(allocator_, candidates * sizeof(float)), columns(allocator_, candidates * sizeof(long long));
   row_top_k_chunks_kernel<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(chunks)), kThreads, 0, stream_>>>(

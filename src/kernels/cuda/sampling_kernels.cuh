@@ -18,6 +18,12 @@
 namespace spin::kernels::cuda_detail::sampling {
 namespace {
 
+// The entries of a row one block takes in the kernels that split rows (top-p's histograms, the
+// Gumbel-max and top-k first stages): 16 a thread, so that a 128 Ki-token row is 32 blocks.
+constexpr long long kRowChunk = 16LL * kThreads;
+// Blocks a row of `valid` entries is split into (at least one).
+inline long long row_chunks(long long valid) { return valid > kRowChunk ? (valid + kRowChunk - 1) / kRowChunk : 1; }
+
 // The sampler's processed logits, a block per row: copy, penalty (set from the raw logit, so a
 // token repeated in the history -- several threads writing the same value -- is penalised once),
 // EOS ban, temperature; the block's barriers order the three writes.
@@ -88,10 +94,7 @@ __global__ void row_sumexp_f64_kernel(double* out, const float* x, long long ld,
   if (threadIdx.x == 0) out[blockIdx.x] = sum;
 }
 
-// Entries of a row one block of row_mass_histogram_kernel takes: 16 a thread.
-constexpr long long kMassChunk = 16LL * kThreads;
-
-// A round of the top-p search, blocks (row, kMassChunk entries of it): the block's histogram in
+// A round of the top-p search, blocks (row, kRowChunk entries of it): the block's histogram in
 // shared memory, then its non-zero buckets added to the row's in `out` (zeroed before the
 // launch). Integer atomics: the sums are exact whatever order the threads and blocks add in.
 __global__ void row_mass_histogram_kernel(unsigned long long* out, const float* x, long long ld, long long valid,
@@ -102,8 +105,8 @@ __global__ void row_mass_histogram_kernel(unsigned long long* out, const float* 
   const long long r = blockIdx.x;
   const float* row = x + r * ld;
   const double s = shift[r];
-  const long long end = min(valid, (blockIdx.y + 1LL) * kMassChunk);
-  for (long long v = blockIdx.y * kMassChunk + threadIdx.x; v < end; v += blockDim.x) {
+  const long long end = min(valid, (blockIdx.y + 1LL) * kRowChunk);
+  for (long long v = blockIdx.y * kRowChunk + threadIdx.x; v < end; v += blockDim.x) {
     const float e = row[v];
     if (isinf(e)) continue;
     const unsigned key = spin::float_order_key(e);
@@ -118,25 +121,24 @@ __global__ void row_mass_histogram_kernel(unsigned long long* out, const float* 
 }
 
 // Gumbel-max in two stages, so that a row's noise (a Philox block and two double-precision
-// logarithms a token) is not one block's work at batch 1: blocks (row, kArgmaxChunk tokens of
+// logarithms a token) is not one block's work at batch 1: blocks (row, kRowChunk tokens of
 // it) each leave their chunk's best (score, token), each thread keeping its best over a strided
 // slice and a shared-memory tree picking the block's with the same order (higher score, smaller
 // token); then a block per row picks the best of its chunks'. The order is total, so the winner
 // is the one-pass winner whatever the grouping.
-constexpr long long kArgmaxChunk = 16LL * kThreads;
 __global__ void gumbel_argmax_chunks_kernel(double* chunk_score, long long* chunk_token, const float* z,
                                             long long valid, const double* threshold, bool noisy,
                                             unsigned long long seed, const unsigned long long* sample_ids,
                                             const long long* positions, long long vocab_start) {
   __shared__ double scores[kThreads];
   __shared__ long long ids[kThreads];
-  const long long r = blockIdx.x, end = min(valid, (blockIdx.y + 1LL) * kArgmaxChunk);
+  const long long r = blockIdx.x, end = min(valid, (blockIdx.y + 1LL) * kRowChunk);
   const float* zr = z + r * valid;
   const double t = threshold[r];
   double score = -INFINITY;
   long long id = -1;
   const auto log = [](double x) { return ::log(x); };
-  for (long long v = blockIdx.y * kArgmaxChunk + threadIdx.x; v < end; v += blockDim.x) {
+  for (long long v = blockIdx.y * kRowChunk + threadIdx.x; v < end; v += blockDim.x) {
     const float x = zr[v];
     if (!(x >= t) || isinf(x)) continue;
     const long long token = vocab_start + v;
@@ -201,14 +203,13 @@ __device__ void block_top_k(long long count, long long k, Entry entry, Emit emit
 }
 
 // Top-k in two stages, so that a row is not one block's k passes over the whole shard (at batch
-// 1, one SM reading 128 Ki logits k times): blocks (row, kTopKChunk entries of it) each leave
+// 1, one SM reading 128 Ki logits k times): blocks (row, kRowChunk entries of it) each leave
 // their chunk's k best as (value, column) candidates; then a block per row takes the k best of
 // its chunks' candidates. Exact: a row's k best are among its chunks' k best.
-constexpr long long kTopKChunk = 16LL * kThreads;
 __global__ void row_top_k_chunks_kernel(float* candidate_values, long long* candidate_columns, const float* z,
                                         long long valid, long long k) {
-  const long long r = blockIdx.x, begin = blockIdx.y * kTopKChunk;
-  const long long count = max(0LL, min(valid, begin + kTopKChunk) - begin);
+  const long long r = blockIdx.x, begin = blockIdx.y * kRowChunk;
+  const long long count = max(0LL, min(valid, begin + kRowChunk) - begin);
   const float* zr = z + r * valid + begin;
   const long long at = (r * gridDim.y + blockIdx.y) * k;
   block_top_k(

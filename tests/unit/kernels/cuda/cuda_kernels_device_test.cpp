@@ -501,7 +501,7 @@ TEST(CudaKernelsEmulated, CausalSoftmaxAndAttentionDs) {
 // CudaKernels::row_top_k's two launches: each chunk's k best, then each row's k best of those.
 std::vector<double> top_k_emulated(const std::vector<float>& z, long long n, long long valid, long long k,
                                    long long start) {
-  const long long chunks = std::max(1LL, (valid + smp::kTopKChunk - 1) / smp::kTopKChunk);
+  const long long chunks = smp::row_chunks(valid);
   std::vector<float> values(n * chunks * k, NAN);
   std::vector<long long> columns(n * chunks * k, -7);
   const auto candidates = [&] { smp::row_top_k_chunks_kernel(values.data(), columns.data(), z.data(), valid, k); };
@@ -515,7 +515,7 @@ std::vector<double> top_k_emulated(const std::vector<float>& z, long long n, lon
 std::pair<std::vector<double>, std::vector<double>> gumbel_argmax_emulated(
     const std::vector<float>& z, long long n, long long valid, const std::vector<double>& threshold, bool noisy,
     const std::vector<unsigned long long>& ids, const std::vector<long long>& positions, long long start) {
-  const long long chunks = std::max(1LL, (valid + smp::kArgmaxChunk - 1) / smp::kArgmaxChunk);
+  const long long chunks = smp::row_chunks(valid);
   std::vector<double> chunk_score(n * chunks, NAN);
   std::vector<long long> chunk_token(n * chunks, -7);
   const auto winners = [&] {
@@ -533,12 +533,12 @@ std::pair<std::vector<double>, std::vector<double>> gumbel_argmax_emulated(
 // k -- the CPU's candidates exactly.
 TEST(CudaKernelsEmulated, TopKOverSeveralChunks) {
   const CpuKernels cpu;
-  const long long n = 4, valid = 2 * smp::kTopKChunk + 700, start = 90000;
+  const long long n = 4, valid = 2 * smp::kRowChunk + 700, start = 90000;
   auto z = testing::random_uniform(n * valid, 21, -4.0f, 4.0f);
   // Row 0: its best 30 in chunk 0; row 1: a tie across the first chunk boundary; row 2: banned
   // entries; row 3: 8 finite entries.
   for (long long v = 0; v < 30; ++v) z[v] = 5.0f + 0.01f * static_cast<float>(v);
-  for (long long i = 0; i < 3; ++i) z[valid + smp::kTopKChunk - 1 - i] = z[valid + smp::kTopKChunk + i] = 6.0f;
+  for (long long i = 0; i < 3; ++i) z[valid + smp::kRowChunk - 1 - i] = z[valid + smp::kRowChunk + i] = 6.0f;
   for (long long v = 0; v < valid; v += 3) z[2 * valid + v] = -INFINITY;
   for (long long v = 0; v < valid; ++v) z[3 * valid + v] = v % 1000 == 999 ? 1.0f : -INFINITY;
   for (const long long k : {1LL, 5LL, 12LL}) {  // 12: more than row 3 has, fewer than row 0's crowd
@@ -603,10 +603,10 @@ TEST(CudaKernelsEmulated, SamplerKernels) {
 // -- the CPU's tokens, exactly.
 TEST(CudaKernelsEmulated, GumbelArgmaxOverSeveralChunks) {
   const CpuKernels cpu;
-  const long long n = 5, valid = 2 * smp::kArgmaxChunk + 300, start = 7;
+  const long long n = 5, valid = 2 * smp::kRowChunk + 300, start = 7;
   auto z = testing::random_uniform(n * valid, 23, -3.0f, 3.0f);
-  z[0 * valid + 10] = 9.0f, z[1 * valid + smp::kArgmaxChunk + 5] = 9.0f, z[2 * valid + valid - 1] = 9.0f;
-  z[3 * valid + smp::kArgmaxChunk - 1] = z[3 * valid + smp::kArgmaxChunk] = 9.0f;
+  z[0 * valid + 10] = 9.0f, z[1 * valid + smp::kRowChunk + 5] = 9.0f, z[2 * valid + valid - 1] = 9.0f;
+  z[3 * valid + smp::kRowChunk - 1] = z[3 * valid + smp::kRowChunk] = 9.0f;
   const std::vector<double> threshold = {-INFINITY, -INFINITY, 0.0, -INFINITY, 100.0};
   const std::vector<unsigned long long> ids = {1, 2, 3, 4, 5};
   const std::vector<long long> positions = {9, 9, 9, 9, 9};
@@ -623,7 +623,7 @@ TEST(CudaKernelsEmulated, GumbelArgmaxOverSeveralChunks) {
   std::vector<double> greedy_score(n), greedy_id(n);
   cpu.gumbel_argmax(greedy_score.data(), greedy_id.data(), z.data(), n, valid, threshold.data(), false, 42,
                     ids64.data(), positions64.data(), start);
-  EXPECT_EQ(greedy_id[3], static_cast<double>(start + smp::kArgmaxChunk - 1)) << "the tie to the smaller token";
+  EXPECT_EQ(greedy_id[3], static_cast<double>(start + smp::kRowChunk - 1)) << "the tie to the smaller token";
   EXPECT_EQ(greedy_id[4], -1.0) << "nothing passes the threshold";
 }
 
@@ -633,7 +633,7 @@ TEST(CudaKernelsEmulated, GumbelArgmaxOverSeveralChunks) {
 TEST(CudaKernelsEmulated, MassHistogram) {
   const CpuKernels cpu;
   const long long n = 2, ld = 5200, valid = 5100;
-  ASSERT_GT(valid, smp::kMassChunk);
+  ASSERT_GT(valid, smp::kRowChunk);
   auto x = testing::random_uniform(n * ld, 7, -20.0f, 4.0f);
   x[3] = x[4] = x[5];
   x[10] = x[ld + 11] = -INFINITY;
@@ -649,7 +649,7 @@ TEST(CudaKernelsEmulated, MassHistogram) {
     cpu.row_mass_histogram(want.data(), x.data(), n, ld, valid, shift.data(), prefix.data(), bits);
     std::vector<unsigned long long> got(want.size(), 0);  // CudaKernels zeroes it before the launch
     const std::vector<unsigned long long> prefix_ull(prefix.begin(), prefix.end());
-    const auto chunks = static_cast<unsigned>((valid + smp::kMassChunk - 1) / smp::kMassChunk);
+    const auto chunks = static_cast<unsigned>(smp::row_chunks(valid));
     const auto kernel = [&] {
       smp::row_mass_histogram_kernel(got.data(), x.data(), ld, valid, shift.data(), prefix_ull.data(), bits);
     };
