@@ -528,6 +528,24 @@ std::pair<std::vector<double>, std::vector<double>> gumbel_argmax_emulated(
   return {score, id};
 }
 
+// The two launches against CpuKernels::gumbel_argmax, greedy and noisy: the same tokens, and the
+// same scores (the same operations on the same token).
+void expect_gumbel_argmax_as_cpu(const std::vector<float>& z, long long n, long long valid,
+                                 const std::vector<double>& threshold, const std::vector<unsigned long long>& ids,
+                                 const std::vector<long long>& positions, long long start) {
+  const CpuKernels cpu;
+  const std::vector<std::uint64_t> ids64(ids.begin(), ids.end());
+  const std::vector<std::int64_t> positions64(positions.begin(), positions.end());
+  for (const bool noisy : {false, true}) {
+    std::vector<double> want_score(n), want_id(n);
+    cpu.gumbel_argmax(want_score.data(), want_id.data(), z.data(), n, valid, threshold.data(), noisy, 42, ids64.data(),
+                      positions64.data(), start);
+    const auto [score, id] = gumbel_argmax_emulated(z, n, valid, threshold, noisy, ids, positions, start);
+    EXPECT_EQ(id, want_id) << (noisy ? "noisy" : "greedy");
+    EXPECT_EQ(score, want_score) << (noisy ? "noisy" : "greedy");
+  }
+}
+
 // Top-k over rows of three chunks: the best entries crowded into one chunk, spread over all,
 // ties across a chunk boundary, banned (-inf) entries, and a row with fewer finite entries than
 // k -- the CPU's candidates exactly.
@@ -583,19 +601,7 @@ TEST(CudaKernelsEmulated, SamplerKernels) {
   cpu.row_top_k(want_top.data(), z.data(), n, valid, k, start);
   EXPECT_EQ(top_k_emulated(z, n, valid, k, start), want_top);
 
-  const std::vector<double> threshold = {-INFINITY, 0.5, 2.0};
-  const std::vector<unsigned long long> ids = {11, 12, 13};
-  const std::vector<long long> positions = {4, 40, 400};
-  const std::vector<std::uint64_t> ids64(ids.begin(), ids.end());
-  const std::vector<std::int64_t> positions64(positions.begin(), positions.end());
-  for (const bool noisy : {false, true}) {
-    std::vector<double> want_score(n), want_id(n);
-    cpu.gumbel_argmax(want_score.data(), want_id.data(), z.data(), n, valid, threshold.data(), noisy, 42, ids64.data(),
-                      positions64.data(), start);
-    const auto [score, id] = gumbel_argmax_emulated(z, n, valid, threshold, noisy, ids, positions, start);
-    EXPECT_EQ(id, want_id) << (noisy ? "noisy" : "greedy");
-    EXPECT_LT(testing::relative_error(score, want_score), 1e-12) << (noisy ? "noisy" : "greedy");
-  }
+  expect_gumbel_argmax_as_cpu(z, n, valid, {-INFINITY, 0.5, 2.0}, {11, 12, 13}, {4, 40, 400}, start);
 }
 
 // Gumbel-max over rows of three chunks: the winner in the first, middle or last chunk, a tie of
@@ -608,21 +614,13 @@ TEST(CudaKernelsEmulated, GumbelArgmaxOverSeveralChunks) {
   z[0 * valid + 10] = 9.0f, z[1 * valid + smp::kRowChunk + 5] = 9.0f, z[2 * valid + valid - 1] = 9.0f;
   z[3 * valid + smp::kRowChunk - 1] = z[3 * valid + smp::kRowChunk] = 9.0f;
   const std::vector<double> threshold = {-INFINITY, -INFINITY, 0.0, -INFINITY, 100.0};
-  const std::vector<unsigned long long> ids = {1, 2, 3, 4, 5};
-  const std::vector<long long> positions = {9, 9, 9, 9, 9};
-  const std::vector<std::uint64_t> ids64(ids.begin(), ids.end());
-  const std::vector<std::int64_t> positions64(positions.begin(), positions.end());
-  for (const bool noisy : {false, true}) {
-    std::vector<double> want_score(n), want_id(n);
-    cpu.gumbel_argmax(want_score.data(), want_id.data(), z.data(), n, valid, threshold.data(), noisy, 42, ids64.data(),
-                      positions64.data(), start);
-    const auto [score, id] = gumbel_argmax_emulated(z, n, valid, threshold, noisy, ids, positions, start);
-    EXPECT_EQ(id, want_id) << (noisy ? "noisy" : "greedy");
-    EXPECT_EQ(score, want_score) << (noisy ? "noisy" : "greedy");  // the same operations on the same token
-  }
+  const std::vector<std::uint64_t> ids = {1, 2, 3, 4, 5};
+  const std::vector<std::int64_t> positions = {9, 9, 9, 9, 9};
+  expect_gumbel_argmax_as_cpu(z, n, valid, threshold, {ids.begin(), ids.end()}, {positions.begin(), positions.end()},
+                              start);
   std::vector<double> greedy_score(n), greedy_id(n);
-  cpu.gumbel_argmax(greedy_score.data(), greedy_id.data(), z.data(), n, valid, threshold.data(), false, 42,
-                    ids64.data(), positions64.data(), start);
+  cpu.gumbel_argmax(greedy_score.data(), greedy_id.data(), z.data(), n, valid, threshold.data(), false, 42, ids.data(),
+                    positions.data(), start);
   EXPECT_EQ(greedy_id[3], static_cast<double>(start + smp::kRowChunk - 1)) << "the tie to the smaller token";
   EXPECT_EQ(greedy_id[4], -1.0) << "nothing passes the threshold";
 }
