@@ -11,11 +11,10 @@
 #      on a tiny Mixtral (its routing on the host between kernels) against the CPU's;
 #   3. gpu_bench: measured ceilings and the kernels at Llama-7B shapes;
 #   4. train_bench and generate_bench on a 1.1B-parameter Llama shape (TinyLlama's) and train_bench on a
-#      small Mixtral shape, float32
-#      and bf16 products: training tokens/s and model FLOP rate against the measured matrix
-#      peak of the precision (MFU for bf16), prefill and decode tokens/s at batch 1, 8, 64
-#      against the weight-bandwidth floor (bf16 again with top-p 0.95 at batch 1 and 64); bf16 training again without tensor-core attention
-#      and with LoRA adapters of rank 16;
+#      small Mixtral shape, float32 and bf16 products: training tokens/s and model FLOP rate against the
+#      measured matrix peak of the precision (MFU for bf16), prefill and decode tokens/s at batch 1, 8, 64
+#      against the weight-bandwidth floor (bf16 again with top-p 0.95 at batch 1 and 64); bf16 training
+#      again without tensor-core attention and with LoRA adapters of rank 16;
 #   5. compute-sanitizer memcheck and racecheck over the hand-written kernels' tests.
 # Usage: checks.sh BUNDLE_DIR LOG_DIR. Every step has a time limit; a failing step is reported
 # and the next one still runs. The whole run keeps within SPIN_GPU_BUDGET_S seconds (default 500:
