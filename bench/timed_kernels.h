@@ -326,6 +326,10 @@ class TimedKernels final : public kernels::Kernels {
       inner_.gumbel_argmax(score, id, z, n, valid, threshold, noisy, seed, sample_ids, positions, vocab_start);
     });
   }
+  void logits_at_ids(double* out, const float* x, Index n, Index ld, Index valid, const double* ids, Index count,
+                     Index stride, Index vocab_start) const override {
+    time("sampling", [&] { inner_.logits_at_ids(out, x, n, ld, valid, ids, count, stride, vocab_start); });
+  }
 
  private:
   template <class Fn>

@@ -55,7 +55,9 @@ cat "$logs/device.txt"
 
 # The kernels new since the last GPU run in a process of their own: a crash there (a sticky
 # CUDA error poisons the context) cannot take the other kernels' results with it.
-newest='*Mixture*:*AddSumOfSquares*:*LayerNorm*:*Rope*:*FromSums*:*Olmo*:*Lora*:*Dropout*:*Bf16Gemms*:*Bf16Activations*:*TensorCore*:*Bf16Prefill*:*DecodeSteps*:*Bias*:*Qwen3*:*Bf16Input*:*Gemma*:*Glu*:*MassHistogram*'
+newest='*Mixture*:*AddSumOfSquares*:*LayerNorm*:*Rope*:*FromSums*:*Olmo*:*Lora*:*Dropout*:*Bf16Gemms*'
+newest+=':*Bf16Activations*:*TensorCore*:*Bf16Prefill*:*DecodeSteps*:*Bias*:*Qwen3*:*Bf16Input*:*Gemma*:*Glu*'
+newest+=':*MassHistogram*:*LogitsAtIds*'
 step gpu_test 240 "$bundle/bin/gpu_test" --gtest_color=no --gtest_filter="-$newest"
 step gpu_test_newest 120 "$bundle/bin/gpu_test" --gtest_color=no --gtest_filter="$newest"
 
@@ -151,7 +153,8 @@ step train_bench_bf16_simt 300 "${launch[@]}" "$bundle/bin/train_bench" --device
 #    the fused attention kernels (tiles staged in shared memory by whole blocks).
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [[ -n $sanitizer ]]; then
-  kernels_filter='*Attention*:*Cache*:*RowTopK*:*Gumbel*:*Sampler*:*MassHistogram*:*Logprob*:*Rows*:*AdamW*'
+  kernels_filter='*Attention*:*Cache*:*RowTopK*:*Gumbel*:*Sampler*:*MassHistogram*:*LogitsAtIds*:*Logprob*'
+  kernels_filter+=':*Rows*:*AdamW*'
   step memcheck 150 "$sanitizer" --tool memcheck --error-exitcode 1 "$bundle/bin/gpu_test" --gtest_color=no \
     --gtest_filter="$kernels_filter"
   step racecheck 150 "$sanitizer" --tool racecheck --error-exitcode 1 "$bundle/bin/gpu_test" --gtest_color=no \

@@ -18,6 +18,7 @@ constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 struct Candidate {
   double score;  // the value ranked (a processed logit, or processed logit + noise)
   double id;     // global token id
+  double raw;    // its raw logit (for the reported log-probability)
 };
 
 // The better of two candidates: higher score, then the smaller id (a fixed tie-break).
@@ -120,39 +121,21 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
   const std::int64_t valid = dims_.vocab_valid;
   const std::int64_t start = dims_.vocab_start;
   const auto rows_sz = static_cast<std::size_t>(n);
-  // `logits` and z live on the kernels' device; the per-row statistics travel to the host,
-  // where the ranks combine them (a few doubles per row).
-  Staging dev(kernels_.device());
-
-  // 1. The raw log-sum-exp of every row, for the reported log-probabilities: each shard's maximum
-  //    and its sum of exponentials shifted by it, in one copy back and one all-gather, combined as
-  //    sum = sum over ranks of sum_k exp(max_k - max).
-  double* shard_d = dev.out<double>(2 * rows_sz);  // the maxima, then the sums
-  kernels_.row_max_f64(shard_d, logits, n, ld, valid, false);
-  kernels_.row_sumexp_f64(shard_d + rows_sz, logits, n, ld, valid, shard_d, false);
-  const std::vector<double> shard = dev.down(shard_d, 2 * rows_sz);
   const auto ranks = static_cast<std::size_t>(tp_.size());
-  std::vector<double> shards(2 * rows_sz * ranks);
-  tp_.all_gather(shard.data(), shards.data(), shard.size());
-  std::vector<double> raw_max(rows_sz, kNegInf), raw_sum(rows_sz, 0.0);
-  for (std::size_t k = 0; k < ranks; ++k) {
-    for (std::size_t r = 0; r < rows_sz; ++r) raw_max[r] = std::max(raw_max[r], shards[k * 2 * rows_sz + r]);
-  }
-  for (std::size_t k = 0; k < ranks; ++k) {
-    for (std::size_t r = 0; r < rows_sz; ++r) {
-      const double m = shards[k * 2 * rows_sz + r], s = shards[k * 2 * rows_sz + rows_sz + r];
-      raw_sum[r] += m == kNegInf ? 0.0 : s * std::exp(m - raw_max[r]);  // NaN and +inf carry through
-    }
-  }
-  // A NaN or infinite logit anywhere in a row leaves its sum of exponentials non-finite (the
-  // same on every TP rank): a diverged model, stopped here rather than sampled from.
-  for (std::size_t r = 0; r < rows_sz; ++r) {
-    require(std::isfinite(raw_max[r]) && std::isfinite(raw_sum[r]), "generation: the logits of prompt ",
-            rows[r].sample_id, " at position ", rows[r].position,
-            " are not finite (NaN or infinity: the model's weights or activations overflowed)");
-  }
+  // `logits` and z live on the kernels' device. What the ranks combine -- per row a few doubles
+  // of statistics and candidates -- is written into one device buffer, comes back in one copy and
+  // is all-gathered in one collective: one host round trip a step (greedy, plain sampling,
+  // top-k), or two around top-p's search rounds.
+  Staging dev(kernels_.device());
+  // Every rank's `count` doubles at `d` on the device, rank k's at [k * count, (k + 1) * count).
+  const auto exchange = [&](const double* d, std::size_t count) {
+    const std::vector<double> mine = dev.down(d, count);
+    std::vector<double> all(count * ranks);
+    tp_.all_gather(mine.data(), all.data(), count);
+    return all;
+  };
 
-  // 2. Processed logits z of this shard: penalty, EOS ban, temperature.
+  // 1. Processed logits z of this shard: penalty, EOS ban, temperature.
   const auto z_size = static_cast<std::size_t>(n * std::max<std::int64_t>(valid, 0));
   float* z = dev.out<float>(z_size);
   {
@@ -170,50 +153,86 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
                              params_.greedy ? 1.0f : 1.0f / params_.temperature);
   }
 
-  // 3. Which tokens may be chosen: keep[r](v), and the winner among them.
-  std::vector<Candidate> best(rows_sz, Candidate{kNegInf, -1.0});
-  // This shard's winner of every row (the per-token loop, on the kernels).
-  const auto local_winners = [&](const std::vector<double>& threshold, bool noisy) {
+  // 2. The raw log-sum-exp of every row, for the reported log-probabilities: each shard's maximum
+  //    and its sum of exponentials shifted by it (fields 0 and 1 of the exchanged buffer), combined
+  //    as sum = sum over ranks of sum_k exp(max_k - max).
+  const auto raw_statistics = [&](double* d) {
+    kernels_.row_max_f64(d, logits, n, ld, valid, false);
+    kernels_.row_sumexp_f64(d + rows_sz, logits, n, ld, valid, d, false);
+  };
+  std::vector<double> raw_max(rows_sz, kNegInf), raw_sum(rows_sz, 0.0);
+  const auto combine_raw = [&](const std::vector<double>& all, std::size_t width) {
+    for (std::size_t k = 0; k < ranks; ++k) {
+      for (std::size_t r = 0; r < rows_sz; ++r) raw_max[r] = std::max(raw_max[r], all[k * width + r]);
+    }
+    for (std::size_t k = 0; k < ranks; ++k) {
+      for (std::size_t r = 0; r < rows_sz; ++r) {
+        const double m = all[k * width + r], s = all[k * width + rows_sz + r];
+        raw_sum[r] += m == kNegInf ? 0.0 : s * std::exp(m - raw_max[r]);  // NaN and +inf carry through
+      }
+    }
+    // A NaN or infinite logit anywhere in a row leaves its sum of exponentials non-finite (the
+    // same on every TP rank): a diverged model, stopped here rather than sampled from.
+    for (std::size_t r = 0; r < rows_sz; ++r) {
+      require(std::isfinite(raw_max[r]) && std::isfinite(raw_sum[r]), "generation: the logits of prompt ",
+              rows[r].sample_id, " at position ", rows[r].position,
+              " are not finite (NaN or infinity: the model's weights or activations overflowed)");
+    }
+  };
+
+  // 3. Which tokens may be chosen, and the winner among them with its raw logit (from the rank
+  //    that holds it: candidates travel with their raw logits).
+  std::vector<Candidate> best(rows_sz, Candidate{kNegInf, -1.0, 0.0});
+  // This shard's winner of every row (the per-token loop, on the kernels) into d's three fields:
+  // the scores, the ids, the raw logits.
+  const auto local_winners = [&](double* d, const std::vector<double>& threshold, bool noisy) {
     std::vector<std::uint64_t> ids(rows_sz);
     std::vector<std::int64_t> positions(rows_sz);
     for (std::size_t r = 0; r < rows_sz; ++r) ids[r] = rows[r].sample_id, positions[r] = rows[r].position;
-    double* winners_d = dev.out<double>(2 * rows_sz);  // the scores, then the ids: one copy back
-    kernels_.gumbel_argmax(winners_d, winners_d + rows_sz, z, n, valid, dev.up(threshold), noisy, seed_, dev.up(ids),
-                           dev.up(positions), start);
-    const std::vector<double> winners = dev.down(winners_d, 2 * rows_sz);
-    for (std::size_t r = 0; r < rows_sz; ++r) best[r] = {winners[r], winners[rows_sz + r]};
+    kernels_.gumbel_argmax(d, d + rows_sz, z, n, valid, dev.up(threshold), noisy, seed_, dev.up(ids), dev.up(positions),
+                           start);
+    kernels_.logits_at_ids(d + 2 * rows_sz, logits, n, ld, valid, d + rows_sz, 1, 1, start);
   };
-  const auto reduce_winners = [&] {
-    std::vector<double> mine(2 * rows_sz), all(2 * rows_sz * ranks);
-    for (std::size_t r = 0; r < rows_sz; ++r) mine[2 * r] = best[r].score, mine[2 * r + 1] = best[r].id;
-    tp_.all_gather(mine.data(), all.data(), mine.size());
+  // The best of the ranks' winners, the fields at `at` of each rank's `width` doubles.
+  const auto combine_winners = [&](const std::vector<double>& all, std::size_t width, std::size_t at) {
     for (std::size_t k = 0; k < ranks; ++k) {
+      const double* w = all.data() + k * width + at;
       for (std::size_t r = 0; r < rows_sz; ++r) {
-        const Candidate c{all[k * 2 * rows_sz + 2 * r], all[k * 2 * rows_sz + 2 * r + 1]};
+        const Candidate c{w[r], w[rows_sz + r], w[2 * rows_sz + r]};
         if (c.id >= 0 && better(c, best[r])) best[r] = c;
       }
     }
   };
 
-  if (params_.greedy) {
-    local_winners(std::vector<double>(rows_sz, kNegInf), false);
-    reduce_winners();
+  if (params_.greedy || (params_.top_k == 0 && params_.top_p == 1.0f && params_.min_p == 0.0f)) {
+    // Greedy or plain sampling: the statistics and the winners in one exchange.
+    const std::size_t width = 5 * rows_sz;
+    double* d = dev.out<double>(width);
+    raw_statistics(d);
+    local_winners(d + 2 * rows_sz, std::vector<double>(rows_sz, kNegInf), !params_.greedy);
+    const std::vector<double> all = exchange(d, width);
+    combine_raw(all, width);
+    combine_winners(all, width, 2 * rows_sz);
   } else if (params_.top_k > 0) {
-    // Each rank offers its k best (on the kernels); every rank then holds the same global
-    // candidates.
+    // Each rank offers its k best (on the kernels) with their raw logits, beside the statistics;
+    // every rank then holds the same global candidates.
     const std::int64_t k = params_.top_k;
-    const auto offer_size = rows_sz * static_cast<std::size_t>(2 * k);
-    double* offer_d = dev.out<double>(offer_size);
-    kernels_.row_top_k(offer_d, z, n, valid, k, start);
-    const std::vector<double> offer = dev.down(offer_d, offer_size);
-    std::vector<double> all(offer.size() * ranks);
-    tp_.all_gather(offer.data(), all.data(), offer.size());
+    const auto offer = rows_sz * static_cast<std::size_t>(k);  // candidates a rank offers
+    const std::size_t width = 2 * rows_sz + 3 * offer;         // statistics, (value, id) pairs, raw logits
+    double* d = dev.out<double>(width);
+    raw_statistics(d);
+    double* pairs = d + 2 * rows_sz;
+    kernels_.row_top_k(pairs, z, n, valid, k, start);
+    kernels_.logits_at_ids(pairs + 2 * offer, logits, n, ld, valid, pairs + 1, k, 2, start);
+    const std::vector<double> all = exchange(d, width);
+    combine_raw(all, width);
     for (std::int64_t r = 0; r < n; ++r) {
       std::vector<Candidate> cands;
       for (std::size_t q = 0; q < ranks; ++q) {
+        const double* p = all.data() + q * width + 2 * rows_sz;
         for (std::int64_t i = 0; i < k; ++i) {
-          const std::size_t at = q * offer.size() + static_cast<std::size_t>(r * 2 * k + 2 * i);
-          if (all[at] != kNegInf) cands.push_back({all[at], all[at + 1]});
+          const auto at = static_cast<std::size_t>(r * k + i);
+          if (p[2 * at] != kNegInf) cands.push_back({p[2 * at], p[2 * at + 1], p[2 * offer + at]});
         }
       }
       std::sort(cands.begin(), cands.end(), better);
@@ -245,48 +264,40 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
         const double least = cands.front().score + std::log(params_.min_p);
         while (cands.back().score < least) cands.pop_back();  // the front stays
       }
+      Candidate& chosen = best[static_cast<std::size_t>(r)];
       for (const Candidate& c : cands) {
-        const Candidate noisy{c.score + gumbel(rows[static_cast<std::size_t>(r)], std::int64_t(c.id)), c.id};
-        if (better(noisy, best[static_cast<std::size_t>(r)])) best[static_cast<std::size_t>(r)] = noisy;
+        const Candidate noisy{c.score + gumbel(rows[static_cast<std::size_t>(r)], std::int64_t(c.id)), c.id, c.raw};
+        if (better(noisy, chosen)) chosen = noisy;
       }
     }
   } else {
-    std::vector<double> threshold(rows_sz, kNegInf), zmax;
-    if (params_.top_p < 1.0f || params_.min_p > 0.0f) {  // the largest processed logit of each row
-      double* zmax_d = dev.out<double>(rows_sz);
-      kernels_.row_max_f64(zmax_d, z, n, valid, valid, true);
-      zmax = dev.down(zmax_d, rows_sz);
-      tp_.all_reduce(zmax.data(), rows_sz, parallel::ReduceOp::Max);
+    // Top-p or min-p without top-k: a threshold below each row's largest processed logit, which
+    // comes with the statistics (field 2); then top-p's search rounds; then the winners.
+    const std::size_t width = 3 * rows_sz;
+    double* d = dev.out<double>(width);
+    raw_statistics(d);
+    kernels_.row_max_f64(d + 2 * rows_sz, z, n, valid, valid, true);
+    const std::vector<double> all = exchange(d, width);
+    combine_raw(all, width);  // before the search: a diverged row's NaN never reaches it
+    std::vector<double> zmax(rows_sz, kNegInf), threshold(rows_sz, kNegInf);
+    for (std::size_t k = 0; k < ranks; ++k) {
+      for (std::size_t r = 0; r < rows_sz; ++r) zmax[r] = std::max(zmax[r], all[k * width + 2 * rows_sz + r]);
     }
     if (params_.top_p < 1.0f) threshold = top_p_floor(kernels_, tp_, z, n, valid, zmax, params_.top_p);
     if (params_.min_p > 0.0f) {  // p_v >= min_p p_max, i.e. z_v >= z_max + log(min_p)
       for (std::size_t r = 0; r < rows_sz; ++r) threshold[r] = std::max(threshold[r], zmax[r] + std::log(params_.min_p));
     }
-    local_winners(threshold, true);
-    reduce_winners();
+    double* w = dev.out<double>(3 * rows_sz);
+    local_winners(w, threshold, true);
+    combine_winners(exchange(w, 3 * rows_sz), 3 * rows_sz, 0);
   }
 
-  // 4. The chosen token's raw logit (held by one rank, gathered from the device) and its
-  //    log-probability.
-  std::vector<std::int64_t> at(rows_sz, 0);
-  std::vector<bool> held(rows_sz, false);
-  for (std::size_t r = 0; r < rows_sz; ++r) {
-    require(best[r].id >= 0, "sampling: no token can be chosen for row ", r,
-            " (every candidate is banned)");
-    const auto t = static_cast<std::int64_t>(best[r].id);
-    held[r] = t >= start && t < start + valid;
-    if (held[r]) at[r] = static_cast<std::int64_t>(r) * ld + (t - start);
-  }
-  float* chosen_d = dev.out<float>(rows_sz);
-  kernels_.gather_rows(chosen_d, logits, dev.up(at), n, 1);
-  const std::vector<float> chosen_logit = dev.down(chosen_d, rows_sz);
-  std::vector<double> chosen(rows_sz, 0.0);
-  for (std::size_t r = 0; r < rows_sz; ++r) chosen[r] = held[r] ? chosen_logit[r] : 0.0;
-  tp_.all_reduce(chosen.data(), rows_sz);
+  // 4. The chosen token and its log-probability under the raw softmax.
   std::vector<Sampled> out(rows_sz);
   for (std::size_t r = 0; r < rows_sz; ++r) {
+    require(best[r].id >= 0, "sampling: no token can be chosen for row ", r, " (every candidate is banned)");
     out[r].token = static_cast<std::int32_t>(best[r].id);
-    out[r].logprob = static_cast<float>(chosen[r] - raw_max[r] - std::log(raw_sum[r]));
+    out[r].logprob = static_cast<float>(best[r].raw - raw_max[r] - std::log(raw_sum[r]));
   }
   return out;
 }

@@ -10,7 +10,10 @@
 // all-reduce of a per-row histogram; no logits move), min-p (a threshold below the row's largest
 // logit: it keeps the most probable token, so its place in the order does not matter). Greedy is
 // the argmax of the penalised logits.
-// The log-probability reported for a token is under the model's full softmax (raw logits).
+// The log-probability reported for a token is under the model's full softmax (raw logits). What
+// the ranks combine -- each row's raw log-sum-exp statistics and each rank's candidates with their
+// raw logits -- comes back from the device in one copy and is all-gathered once a step (twice
+// around top-p's search rounds without top-k).
 #pragma once
 
 #include <cstdint>

@@ -481,6 +481,14 @@ class Kernels {
                              Index valid, const double* threshold, bool noisy,
                              std::uint64_t seed, const std::uint64_t* sample_ids,
                              const std::int64_t* positions, Index vocab_start) const = 0;
+
+  // The chosen candidates' raw logits (generate/sampling.cpp), so that they travel with the
+  // candidates. For row r of x [n, ld] and its `count` global token ids ids[(r * count + i) *
+  // stride] (doubles, as gumbel_argmax and row_top_k give them): out[r * count + i] = x[r, id -
+  // vocab_start] when this shard holds the id (vocab_start <= id < vocab_start + valid), else
+  // -inf (an empty slot's -1 or -inf included).
+  virtual void logits_at_ids(double* out, const float* x, Index n, Index ld, Index valid, const double* ids,
+                             Index count, Index stride, Index vocab_start) const = 0;
 };
 
 

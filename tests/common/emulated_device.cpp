@@ -616,5 +616,11 @@ void EmulatedKernels::gumbel_argmax(double* best_score, double* best_id, const f
                       seed, dev(sample_ids, n, "gumbel sample ids"), dev(positions, n, "gumbel positions"),
                       start);
 }
+void EmulatedKernels::logits_at_ids(double* out, const float* x, Index n, Index ld, Index valid, const double* ids,
+                                    Index count, Index stride, Index start) const {
+  cpu_->logits_at_ids(dev(out, n * count, "logits_at_ids out"), dev(x, n * ld, "logits_at_ids x"), n, ld, valid,
+                      dev(ids, std::max<Index>((n * count - 1) * stride + 1, 1), "logits_at_ids ids"), count, stride,
+                      start);
+}
 
 }  // namespace spin::testing

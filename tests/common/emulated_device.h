@@ -245,6 +245,8 @@ class EmulatedKernels final : public kernels::Kernels {
                      const double* threshold, bool noisy, std::uint64_t seed,
                      const std::uint64_t* sample_ids, const std::int64_t* positions,
                      Index vocab_start) const override;
+  void logits_at_ids(double* out, const float* x, Index n, Index ld, Index valid, const double* ids, Index count,
+                     Index stride, Index vocab_start) const override;
 
  private:
   // Device pointer -> host address, checked for `count` elements.

@@ -1,6 +1,7 @@
 // The sampler's kernels on the GPU against the CPU's (tests/gpu/cuda_kernels_test.cpp says how):
 // the logits' penalties, EOS ban and temperature, the rows' statistics in double, top-p's mass
-// histograms, top-k's candidates and the Gumbel-max choice with the same noise.
+// histograms, top-k's candidates, the Gumbel-max choice with the same noise, and the chosen
+// candidates' raw logits.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -165,6 +166,25 @@ TEST_F(Fixture, GumbelArgmaxPicksTheCpusTokensWithTheSameNoise) {
       }
     }
   }
+}
+
+// The chosen candidates' raw logits, ids at stride 2 as in a top-k offer: ids in the shard, before
+// and past it, and empty slots (-inf) -- the CPU's values exactly, the output poisoned.
+TEST_F(Fixture, LogitsAtIdsAreTheHoldersRawLogits) {
+  const Index n = 37, ld = 5030, valid = 5000, start = 10000, count = 9;
+  const auto logits = random(n * ld, -8.0f, 8.0f);
+  const auto columns = random_ints(static_cast<std::size_t>(n * count), -100, static_cast<int>(valid) + 100);
+  std::vector<double> pairs(static_cast<std::size_t>(2 * n * count), 0.0);  // (value, id); the values unread
+  for (std::size_t j = 0; j < columns.size(); ++j) pairs[2 * j + 1] = j % 10 == 9 ? -INFINITY : start + columns[j];
+  std::vector<double> want(columns.size());
+  cpu.logits_at_ids(want.data(), logits.data(), n, ld, valid, pairs.data() + 1, count, 2, start);
+  Dev glogits(logits);
+  PooledBuffer gpairs = cuda::upload(pairs), gout(device_allocator(), want.size() * sizeof(double));
+  cuda::fill_bytes(gout.data(), 0xFF, want.size() * sizeof(double));
+  gpu.logits_at_ids(gout.as<double>(), glogits.f(), n, ld, valid, gpairs.as<double>() + 1, count, 2, start);
+  gpu.synchronize();
+  const auto got = cuda::download<double>(gout, want.size());
+  for (std::size_t j = 0; j < want.size(); ++j) EXPECT_EQ(got[j], want[j]) << "id " << pairs[2 * j + 1];
 }
 
 // ---- mixed precision --------------------------------------------------------------------------

@@ -165,6 +165,8 @@ class CpuKernels final : public Kernels {
                      const double* threshold, bool noisy, std::uint64_t seed,
                      const std::uint64_t* sample_ids, const std::int64_t* positions,
                      Index vocab_start) const override;
+  void logits_at_ids(double* out, const float* x, Index n, Index ld, Index valid, const double* ids, Index count,
+                     Index stride, Index vocab_start) const override;
   void adamw_update(float* param, std::uint16_t* param_bf16, const float* grad, float* m, float* v,
                     const UpdateRange* ranges, Index count, const AdamW& h) const override;
   void rmsprop_update(float* param, std::uint16_t* param_bf16, const float* grad, float* v,

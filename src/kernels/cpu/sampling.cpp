@@ -1,6 +1,6 @@
 // The per-token loops of sampling (generate/sampling.h): row statistics in double, the top-p
-// search's mass histograms, the top-k offer, and Gumbel-max -- noise for every eligible token of
-// the shard, and the best (score, id).
+// search's mass histograms, the top-k offer, Gumbel-max -- noise for every eligible token of the
+// shard, and the best (score, id) -- and the chosen candidates' raw logits.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -82,20 +82,21 @@ void CpuKernels::row_mass_histogram(std::uint64_t* out, const float* x, Index n,
 void CpuKernels::row_top_k(double* out, const float* z, Index n, Index valid, Index k,
                            Index vocab_start) const {
   constexpr double kNegInf = -std::numeric_limits<double>::infinity();
-  std::vector<Index> order(static_cast<std::size_t>(std::max<Index>(valid, 0)));
+  std::vector<Index> order;
   for (Index r = 0; r < n; ++r) {
     const float* zr = z + r * valid;
     double* o = out + r * 2 * k;
     std::fill(o, o + 2 * k, kNegInf);
-    for (Index v = 0; v < valid; ++v) order[static_cast<std::size_t>(v)] = v;
-    const Index take = std::min(k, valid);
-    std::partial_sort(order.begin(), order.begin() + take, order.end(),
+    order.clear();  // the finite entries only: banned tokens (-inf) and a diverged row's NaN never rank
+    for (Index v = 0; v < valid; ++v) {
+      if (std::isfinite(zr[v])) order.push_back(v);
+    }
+    const auto take = std::min(static_cast<std::size_t>(k), order.size());
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(take), order.end(),
                       [&](Index a, Index b) { return zr[a] > zr[b] || (zr[a] == zr[b] && a < b); });
-    for (Index i = 0; i < take; ++i) {
-      const Index v = order[static_cast<std::size_t>(i)];
-      if (std::isinf(zr[v])) break;  // banned (-inf): nothing below it counts either
-      o[2 * i] = zr[v];
-      o[2 * i + 1] = static_cast<double>(vocab_start + v);
+    for (std::size_t i = 0; i < take; ++i) {
+      o[2 * i] = zr[order[i]];
+      o[2 * i + 1] = static_cast<double>(vocab_start + order[i]);
     }
   }
 }
@@ -119,6 +120,18 @@ void CpuKernels::gumbel_argmax(double* best_score, double* best_id, const float*
     }
     best_score[r] = score;
     best_id[r] = id;
+  }
+}
+
+void CpuKernels::logits_at_ids(double* out, const float* x, Index n, Index ld, Index valid, const double* ids,
+                               Index count, Index stride, Index vocab_start) const {
+  for (Index r = 0; r < n; ++r) {
+    for (Index i = 0; i < count; ++i) {
+      const double id = ids[(r * count + i) * stride];
+      const bool held = id >= static_cast<double>(vocab_start) && id < static_cast<double>(vocab_start + valid);
+      out[r * count + i] =
+          held ? x[r * ld + static_cast<Index>(id) - vocab_start] : -std::numeric_limits<double>::infinity();
+    }
   }
 }
 

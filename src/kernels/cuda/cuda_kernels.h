@@ -162,6 +162,8 @@ class CudaKernels final : public Kernels {
   void gumbel_argmax(double* best_score, double* best_id, const float* z, Index n, Index valid,
                      const double* threshold, bool noisy, std::uint64_t seed, const std::uint64_t* sample_ids,
                      const std::int64_t* positions, Index vocab_start) const override;
+  void logits_at_ids(double* out, const float* x, Index n, Index ld, Index valid, const double* ids, Index count,
+                     Index stride, Index vocab_start) const override;
 
   // ---- mixed precision (bf16 operands, fp32 accumulation and masters) ------------------------
   // bf16 values travel as their 16 bits (std::uint16_t), rounded to nearest, ties to even,

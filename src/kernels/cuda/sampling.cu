@@ -83,4 +83,12 @@ void CudaKernels::row_top_k(double* out, const float* z, Index n, Index valid, I
   SPIN_CUDA_CHECK_LAUNCH("row_top_k");
 }
 
+void CudaKernels::logits_at_ids(double* out, const float* x, Index n, Index ld, Index valid, const double* ids,
+                                Index count, Index stride, Index vocab_start) const {
+  if (n == 0 || count == 0) return;
+  logits_at_ids_kernel<<<blocks_for(n * count), kThreads, 0, stream_>>>(out, x, n, ld, valid, ids, count, stride,
+                                                                        vocab_start);
+  SPIN_CUDA_CHECK_LAUNCH("logits_at_ids");
+}
+
 }  // namespace spin::kernels

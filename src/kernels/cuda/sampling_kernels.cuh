@@ -232,5 +232,16 @@ __global__ void row_top_k_kernel(double* out, const float* candidate_values, con
       });
 }
 
+// Kernels::logits_at_ids, a thread per id (grid-stride).
+__global__ void logits_at_ids_kernel(double* out, const float* x, long long n, long long ld, long long valid,
+                                     const double* ids, long long count, long long stride, long long vocab_start) {
+  for (long long j = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; j < n * count;
+       j += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const double id = ids[j * stride];
+    const bool held = id >= static_cast<double>(vocab_start) && id < static_cast<double>(vocab_start + valid);
+    out[j] = held ? static_cast<double>(x[(j / count) * ld + static_cast<long long>(id) - vocab_start]) : -INFINITY;
+  }
+}
+
 }  // namespace
 }  // namespace spin::kernels::cuda_detail::sampling

@@ -249,14 +249,18 @@ TEST(Sampling, InvalidParametersAreErrors) {
   EXPECT_NE(bad(p).find("repetition_penalty"), std::string::npos);
 }
 
-// A diverged model's NaN or +infinite logits are an error naming the prompt, never a sample;
-// -infinity is probability 0, never chosen.
+// A diverged model's NaN or +infinite logits are an error naming the prompt, never a sample, in
+// every mode (each checks where its exchange brings the statistics back: with the winners, with
+// top-k's offer, before top-p's search); -infinity is probability 0, never chosen.
 TEST(Sampler, NonFiniteLogitsAreAnErrorNamingThePrompt) {
   parallel::SelfCommunicator tp;
+  std::vector<SamplingParams> modes(5);
+  modes[1].greedy = true;
+  modes[2].top_k = 2;
+  modes[3].top_p = 0.9f;
+  modes[4].min_p = 0.1f;
   for (const float bad : {std::nanf(""), INFINITY}) {
-    for (const bool greedy : {false, true}) {
-      SamplingParams p;
-      p.greedy = greedy;
+    for (const SamplingParams& p : modes) {
       VocabParallelSampler sampler(one_shard(4), tp, cpu_kernels(), p, 5, {});
       std::vector<float> logits = {0.5f, 1.0f, -2.0f, 0.0f, 0.1f, 0.2f, 0.3f, 0.4f};
       logits[6] = bad;  // the second row's

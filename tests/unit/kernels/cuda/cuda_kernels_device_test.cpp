@@ -567,8 +567,8 @@ TEST(CudaKernelsEmulated, TopKOverSeveralChunks) {
 }
 
 // The sampler on a shard of 500 of a 2000-token vocabulary: processed logits (penalty, EOS ban,
-// temperature), row statistics in double, the top-k offer and the Gumbel-max choice with Philox
-// noise -- the same tokens as the CPU, exactly.
+// temperature), row statistics in double, the top-k offer and its raw logits, and the Gumbel-max
+// choice with Philox noise -- the same tokens as the CPU, exactly.
 TEST(CudaKernelsEmulated, SamplerKernels) {
   const CpuKernels cpu;
   const long long n = 3, ld = 512, valid = 500, start = 1500;
@@ -600,6 +600,25 @@ TEST(CudaKernelsEmulated, SamplerKernels) {
   std::vector<double> want_top(n * 2 * k);
   cpu.row_top_k(want_top.data(), z.data(), n, valid, k, start);
   EXPECT_EQ(top_k_emulated(z, n, valid, k, start), want_top);
+  // Candidates' raw logits, ids at stride 2 as in a top-k offer (the values unread): 40 a row over
+  // 2 blocks of 32 threads, so that the grid-stride loop takes some twice; ids in the shard, before
+  // and past it, and empty slots (-inf, -1) -- the CPU's values, which are the logits or -inf.
+  const long long count = 40;
+  std::vector<double> pairs(2 * n * count, 0.0);
+  for (long long j = 0; j < n * count; ++j) pairs[2 * j + 1] = j % 9 == 0 ? -INFINITY : start - 30 + 17 * j % 560;
+  pairs[3] = -1.0;
+  std::vector<double> raw(n * count, NAN), want_raw(n * count);
+  cuda_emulation::launch(dim3(2), dim3(32), 0, [&] {
+    smp::logits_at_ids_kernel(raw.data(), logits.data(), n, ld, valid, pairs.data() + 1, count, 2, start);
+  });
+  cpu.logits_at_ids(want_raw.data(), logits.data(), n, ld, valid, pairs.data() + 1, count, 2, start);
+  EXPECT_EQ(raw, want_raw);
+  for (long long j = 0; j < n * count; ++j) {
+    const double id = pairs[2 * j + 1];
+    const bool held = id >= static_cast<double>(start) && id < static_cast<double>(start + valid);
+    const long long column = held ? static_cast<long long>(id) - start : 0;
+    EXPECT_EQ(want_raw[j], held ? static_cast<double>(logits[(j / count) * ld + column]) : -INFINITY) << "id " << id;
+  }
 
   expect_gumbel_argmax_as_cpu(z, n, valid, {-INFINITY, 0.5, 2.0}, {11, 12, 13}, {4, 40, 400}, start);
 }
