@@ -97,7 +97,8 @@ struct HfBpeTokenizer::Loader {
 
   // ByteLevel (its own GPT-2 expression with use_regex), a Split by GPT-2's or Llama-3's
   // expression followed by ByteLevel without one, Digits followed by ByteLevel with its
-  // expression (StarCoder's, Granite 3's), or DeepSeek-V3's three Splits followed by ByteLevel without one.
+  // expression (StarCoder's, Granite 3's), DeepSeek-V3's three Splits followed by ByteLevel without one,
+  // or DeepSeek LLM's five Splits and Digits followed by ByteLevel without one.
   static void pre_tokenizer(HfBpeTokenizer& t, const json& pre) {
     const std::string& path = t.path_;
     const auto byte_level = [&](const json& p) {
@@ -119,11 +120,15 @@ struct HfBpeTokenizer::Loader {
       t.split_ = PreTokenizer::Gpt2;
       return;
     }
-    require((steps.size() == 2 || steps.size() == 4) && steps[0].value("type", "") == "Split", path,
-            ": pre-tokenizer sequences other than [Split, ByteLevel], [Split, Split, Split, ByteLevel] (DeepSeek-V3's) "
-            "and [Digits, ByteLevel] are not supported");
+    // DeepSeek LLM's: its Splits, then every digit apart (Digits with individual_digits), then ByteLevel.
+    const bool digits_last =
+        steps.size() == 7 && steps[5].value("type", "") == "Digits" && steps[5].value("individual_digits", false);
+    require(
+        (steps.size() == 2 || steps.size() == 4 || digits_last) && steps[0].value("type", "") == "Split", path,
+        ": pre-tokenizer sequences other than [Split, ByteLevel], [Split, Split, Split, ByteLevel] (DeepSeek-V3's), "
+        "[Split x 5, Digits, ByteLevel] (DeepSeek LLM's) and [Digits, ByteLevel] are not supported");
     std::vector<std::string> patterns;
-    for (std::size_t k = 0; k + 1 < steps.size(); ++k) {
+    for (std::size_t k = 0; k + 1 < steps.size() - (digits_last ? 1 : 0); ++k) {
       const json& split = steps[k];
       require(split.value("type", "") == "Split" && split.value("behavior", "") == "Isolated" &&
                   !split.value("invert", false),
@@ -134,6 +139,11 @@ struct HfBpeTokenizer::Loader {
       require(is_deepseek_v3_sequence(patterns), path, ": the pre-tokenizer's three expressions ", patterns[0], ", ",
               patterns[1], ", ", patterns[2], " are not DeepSeek-V3's, the one sequence of Splits spin knows");
       t.split_ = PreTokenizer::DeepSeekV3;
+    } else if (digits_last) {
+      require(is_deepseek_llm_sequence(patterns), path, ": the pre-tokenizer's five expressions before Digits ",
+              patterns[0], ", ", patterns[1], ", ", patterns[2], ", ", patterns[3], ", ", patterns[4],
+              " are not DeepSeek LLM's, the one such sequence spin knows");
+      t.split_ = PreTokenizer::DeepSeekLlm;
     } else {
       t.split_ = pre_tokenizer_of(patterns[0]);
       require(t.split_ != PreTokenizer::None, path, ": the pre-tokenizer's expression ", patterns[0],

@@ -1,6 +1,7 @@
 #include "data/pre_tokenizer.h"
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <string>
 
@@ -257,6 +258,101 @@ std::vector<std::string_view> deepseek_v3_pieces(std::string_view text) {
   return pieces;
 }
 
+// DeepSeek LLM's classes, as its tokenizer.json lists them in brackets: ranges, and single code points
+// (written apart even when adjacent, as there). The letters are cased letters (Unicode's Lu, Ll, Lt) of the
+// scripts it lists -- no Arabic, Hebrew, Devanagari, Thai or Han --, in order.
+using CodeRange = std::array<char32_t, 2>;
+constexpr std::array<CodeRange, 87> kDeepSeekLlmLetters = {
+    {{0x0041, 0x005A},   {0x0061, 0x007A},   {0x00B5, 0x00B5},   {0x00C0, 0x00D6},   {0x00D8, 0x00F6},
+     {0x00F8, 0x01BA},   {0x01BC, 0x01BF},   {0x01C4, 0x0293},   {0x0295, 0x02AF},   {0x0370, 0x0373},
+     {0x0376, 0x0376},   {0x0377, 0x0377},   {0x037B, 0x037D},   {0x037F, 0x037F},   {0x0386, 0x0386},
+     {0x0388, 0x038A},   {0x038C, 0x038C},   {0x038E, 0x03A1},   {0x03A3, 0x03F5},   {0x03F7, 0x0481},
+     {0x048A, 0x052F},   {0x0531, 0x0556},   {0x10A0, 0x10C5},   {0x13A0, 0x13F5},   {0x13F8, 0x13FD},
+     {0x1C90, 0x1CBA},   {0x1CBD, 0x1CBF},   {0x1D00, 0x1D2B},   {0x1D6B, 0x1D77},   {0x1D79, 0x1D9A},
+     {0x1E00, 0x1F15},   {0x1F18, 0x1F1D},   {0x1F20, 0x1F45},   {0x1F48, 0x1F4D},   {0x1F50, 0x1F57},
+     {0x1F59, 0x1F59},   {0x1F5B, 0x1F5B},   {0x1F5D, 0x1F5D},   {0x1F5F, 0x1F7D},   {0x1F80, 0x1FB4},
+     {0x1FB6, 0x1FBC},   {0x1FBE, 0x1FBE},   {0x1FC2, 0x1FC4},   {0x1FC6, 0x1FCC},   {0x1FD0, 0x1FD3},
+     {0x1FD6, 0x1FDB},   {0x1FE0, 0x1FEC},   {0x1FF2, 0x1FF4},   {0x1FF6, 0x1FFC},   {0x2102, 0x2102},
+     {0x2107, 0x2107},   {0x210A, 0x2113},   {0x2115, 0x2115},   {0x2119, 0x211D},   {0x2124, 0x2124},
+     {0x2126, 0x2126},   {0x2128, 0x2128},   {0x212A, 0x212D},   {0x212F, 0x2134},   {0x2139, 0x2139},
+     {0x213C, 0x213F},   {0x2145, 0x2149},   {0x214E, 0x214E},   {0x2183, 0x2183},   {0x2184, 0x2184},
+     {0x2C00, 0x2C7B},   {0x2C7E, 0x2CE4},   {0x2CEB, 0x2CEE},   {0x2CF2, 0x2CF2},   {0x2CF3, 0x2CF3},
+     {0xA640, 0xA66D},   {0xA680, 0xA69B},   {0xA722, 0xA76F},   {0xA771, 0xA787},   {0xA78B, 0xA78E},
+     {0xAB70, 0xABBF},   {0xFB00, 0xFB06},   {0xFB13, 0xFB17},   {0xFF21, 0xFF3A},   {0xFF41, 0xFF5A},
+     {0x10400, 0x1044F}, {0x104B0, 0x104D3}, {0x104D8, 0x104FB}, {0x10C80, 0x10CB2}, {0x10CC0, 0x10CF2},
+     {0x118A0, 0x118DF}, {0x1E900, 0x1E943}}};
+// ASCII's punctuation, symbols and letters (! to /, : to ~), their fullwidth forms, curly quotes, U+3000-U+3002.
+constexpr std::array<CodeRange, 6> kDeepSeekLlmPunctuation = {
+    {{0x21, 0x2F}, {0x3A, 0x7E}, {0xFF01, 0xFF0F}, {0xFF1A, 0xFF5E}, {0x2018, 0x201F}, {0x3000, 0x3002}}};
+// CJK ideographs to U+9FA5, everything from U+0800 to them (Indic scripts, Thai, kana, CJK punctuation, ...),
+// Hangul syllables.
+constexpr std::array<CodeRange, 3> kDeepSeekLlmCjk = {{{0x4E00, 0x9FA5}, {0x0800, 0x4E00}, {0xAC00, 0xD7FF}}};
+
+template <std::size_t N>
+bool in_ranges(const std::array<CodeRange, N>& ranges, char32_t c) {
+  return std::any_of(ranges.begin(), ranges.end(), [c](const CodeRange& r) { return c >= r[0] && c <= r[1]; });
+}
+bool deepseek_llm_letter(char32_t c) {  // the list is sorted: the last range starting at or below c
+  const auto it = std::upper_bound(kDeepSeekLlmLetters.begin(), kDeepSeekLlmLetters.end(), c,
+                                   [](char32_t x, const CodeRange& r) { return x < r[0]; });
+  return it != kDeepSeekLlmLetters.begin() && c <= (*(it - 1))[1];
+}
+bool deepseek_llm_punctuation(char32_t c) { return in_ranges(kDeepSeekLlmPunctuation, c); }
+bool deepseek_llm_cjk(char32_t c) { return in_ranges(kDeepSeekLlmCjk, c); }
+
+// A bracketed class of `ranges` as the file spells it.
+template <std::size_t N>
+std::string bracketed(const std::array<CodeRange, N>& ranges) {
+  std::string out = "[";
+  for (const CodeRange& r : ranges) {
+    unicode::append_utf8(out, r[0]);
+    if (r[1] != r[0]) out += '-', unicode::append_utf8(out, r[1]);
+  }
+  return out + "]";
+}
+
+// DeepSeek LLM's Splits at i of a piece (s: the piece's code points): the match's end, or i.
+// \s?[class]+, the whitespace code point tried first.
+template <class Pred>
+std::size_t match_spaced_run(const CodePoints& s, std::size_t i, Pred in) {
+  if (space(s.cp[i]) && i + 1 < s.size() && in(s.cp[i + 1])) return run(s, i + 1, in);
+  return run(s, i, in);
+}
+std::size_t match_line_break(const CodePoints& s, std::size_t i) { return crlf(s.cp[i]) ? i + 1 : i; }
+std::size_t match_deepseek_llm_letters(const CodePoints& s, std::size_t i) {
+  return match_spaced_run(s, i, deepseek_llm_letter);
+}
+std::size_t match_deepseek_llm_punctuation(const CodePoints& s, std::size_t i) {
+  return match_spaced_run(s, i, deepseek_llm_punctuation);
+}
+// \s+$: the run of whitespace that ends the piece (every line break is a piece of its own by then, so $ is the
+// piece's end).
+std::size_t match_trailing_spaces(const CodePoints& s, std::size_t i) {
+  if (!space(s.cp[i])) return i;
+  const std::size_t j = run(s, i, space);
+  return j == s.size() ? j : i;
+}
+std::size_t match_deepseek_llm_cjk(const CodePoints& s, std::size_t i) { return run(s, i, deepseek_llm_cjk); }
+std::size_t match_digit(const CodePoints& s, std::size_t i) { return number(s.cp[i]) ? i + 1 : i; }
+
+// DeepSeek LLM's Splits, then Digits, over `text`: each pass over every piece of the one before, as `tokenizers`
+// runs a Sequence.
+std::vector<std::string_view> deepseek_llm_pieces(std::string_view text) {
+  std::vector<std::string_view> pieces = {text}, next;
+  const auto pass = [&](auto match) {
+    next.clear();
+    for (std::string_view piece : pieces) split_isolated(piece, unicode::decode_utf8(piece), match, next);
+    pieces.swap(next);
+  };
+  pass(match_line_break);
+  pass(match_deepseek_llm_letters);
+  pass(match_deepseek_llm_punctuation);
+  pass(match_trailing_spaces);
+  pass(match_deepseek_llm_cjk);
+  pass(match_digit);
+  return pieces;
+}
+
 // `pattern` with its line-break characters written as the escapes \r and \n.
 std::string escaped_line_breaks(std::string_view pattern) {
   std::string out;
@@ -272,6 +368,17 @@ bool is_deepseek_v3_sequence(const std::vector<std::string>& patterns) {
          escaped_line_breaks(patterns[2]) == kDeepSeekWords;
 }
 
+bool is_deepseek_llm_sequence(const std::vector<std::string>& patterns) {
+  static const std::vector<std::string> kSplits = {R"([\r\n])", R"(\s?)" + bracketed(kDeepSeekLlmLetters) + "+",
+                                                   R"(\s?)" + bracketed(kDeepSeekLlmPunctuation) + "+", R"(\s+$)",
+                                                   bracketed(kDeepSeekLlmCjk) + "+"};
+  if (patterns.size() != kSplits.size()) return false;
+  for (std::size_t k = 0; k < kSplits.size(); ++k) {
+    if (escaped_line_breaks(patterns[k]) != kSplits[k]) return false;
+  }
+  return true;
+}
+
 PreTokenizer pre_tokenizer_of(std::string_view pattern) {
   return pattern == kLlama3Pattern   ? PreTokenizer::Llama3
          : pattern == kQwen2Pattern  ? PreTokenizer::Qwen2
@@ -285,6 +392,7 @@ PreTokenizer pre_tokenizer_of(std::string_view pattern) {
 std::vector<std::string_view> pre_tokenize(PreTokenizer p, std::string_view text) {
   if (p == PreTokenizer::None) return {text};
   if (p == PreTokenizer::DeepSeekV3) return deepseek_v3_pieces(text);
+  if (p == PreTokenizer::DeepSeekLlm) return deepseek_llm_pieces(text);
   const CodePoints s = unicode::decode_utf8(text);
   const std::size_t max_digits = p == PreTokenizer::Qwen2 ? 1 : 3;  // numbers' pieces (GPT-2: not used)
   std::vector<std::string_view> pieces;

@@ -49,6 +49,38 @@ DEEPSEEK_V3_SPLITS = [
     r"""[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^""" + "\r\n" + r"""\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[""" +
     "\r\n" + r"]*|\s*[" + "\r\n" + r"]+|\s+(?!\S)|\s+"]
 DEEPSEEK_ADDED = ["<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"]
+# DeepSeek LLM's pre-tokenizer (DeepSeek LLM 7B / 67B, DeepSeek-V2 / V2.5 / V2-Lite, Coder-V2; their
+# tokenizer.json): five Isolated Splits, Digits with individual_digits, ByteLevel. Its bracketed classes by code
+# point -- the letters are Unicode's cased letters of the scripts it lists; ranges and single code points as the
+# file writes them (adjacent single ones apart) --, so that no copy of the file's characters is normalised on the way
+# (six of its letters, U+1F7D, U+1FBE, U+1FD3, U+1FDB, U+2126, U+212A, change under NFC).
+DEEPSEEK_LLM_LETTERS = [
+    (0x41, 0x5A), (0x61, 0x7A), (0xB5, 0xB5), (0xC0, 0xD6), (0xD8, 0xF6), (0xF8, 0x1BA), (0x1BC, 0x1BF),
+    (0x1C4, 0x293), (0x295, 0x2AF), (0x370, 0x373), (0x376, 0x376), (0x377, 0x377), (0x37B, 0x37D), (0x37F, 0x37F),
+    (0x386, 0x386), (0x388, 0x38A), (0x38C, 0x38C), (0x38E, 0x3A1), (0x3A3, 0x3F5), (0x3F7, 0x481), (0x48A, 0x52F),
+    (0x531, 0x556), (0x10A0, 0x10C5), (0x13A0, 0x13F5), (0x13F8, 0x13FD), (0x1C90, 0x1CBA), (0x1CBD, 0x1CBF),
+    (0x1D00, 0x1D2B), (0x1D6B, 0x1D77), (0x1D79, 0x1D9A), (0x1E00, 0x1F15), (0x1F18, 0x1F1D), (0x1F20, 0x1F45),
+    (0x1F48, 0x1F4D), (0x1F50, 0x1F57), (0x1F59, 0x1F59), (0x1F5B, 0x1F5B), (0x1F5D, 0x1F5D), (0x1F5F, 0x1F7D),
+    (0x1F80, 0x1FB4), (0x1FB6, 0x1FBC), (0x1FBE, 0x1FBE), (0x1FC2, 0x1FC4), (0x1FC6, 0x1FCC), (0x1FD0, 0x1FD3),
+    (0x1FD6, 0x1FDB), (0x1FE0, 0x1FEC), (0x1FF2, 0x1FF4), (0x1FF6, 0x1FFC), (0x2102, 0x2102), (0x2107, 0x2107),
+    (0x210A, 0x2113), (0x2115, 0x2115), (0x2119, 0x211D), (0x2124, 0x2124), (0x2126, 0x2126), (0x2128, 0x2128),
+    (0x212A, 0x212D), (0x212F, 0x2134), (0x2139, 0x2139), (0x213C, 0x213F), (0x2145, 0x2149), (0x214E, 0x214E),
+    (0x2183, 0x2183), (0x2184, 0x2184), (0x2C00, 0x2C7B), (0x2C7E, 0x2CE4), (0x2CEB, 0x2CEE), (0x2CF2, 0x2CF2),
+    (0x2CF3, 0x2CF3), (0xA640, 0xA66D), (0xA680, 0xA69B), (0xA722, 0xA76F), (0xA771, 0xA787), (0xA78B, 0xA78E),
+    (0xAB70, 0xABBF), (0xFB00, 0xFB06), (0xFB13, 0xFB17), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A), (0x10400, 0x1044F),
+    (0x104B0, 0x104D3), (0x104D8, 0x104FB), (0x10C80, 0x10CB2), (0x10CC0, 0x10CF2), (0x118A0, 0x118DF),
+    (0x1E900, 0x1E943)]
+DEEPSEEK_LLM_PUNCTUATION = [(0x21, 0x2F), (0x3A, 0x7E), (0xFF01, 0xFF0F), (0xFF1A, 0xFF5E), (0x2018, 0x201F),
+                            (0x3000, 0x3002)]
+DEEPSEEK_LLM_CJK = [(0x4E00, 0x9FA5), (0x800, 0x4E00), (0xAC00, 0xD7FF)]
+
+
+def bracketed(ranges):
+    return "[" + "".join(chr(a) if a == b else chr(a) + "-" + chr(b) for a, b in ranges) + "]"
+
+
+DEEPSEEK_LLM_SPLITS = ["[\r\n]", r"\s?" + bracketed(DEEPSEEK_LLM_LETTERS) + "+",
+                       r"\s?" + bracketed(DEEPSEEK_LLM_PUNCTUATION) + "+", r"\s+$", bracketed(DEEPSEEK_LLM_CJK) + "+"]
 COHERE_SPECIALS = ["<BOS_TOKEN>", "<EOS_TOKEN>", "<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>",
                    "<|CHATBOT_TOKEN|>", "<|SYSTEM_TOKEN|>"]
 # Phi-4-mini's chat tokens; the markers take the whitespace after them (rstrip, as Phi-3's
@@ -111,6 +143,16 @@ DEEPSEEK_POOL = POOL + ["ひらがな", "カタカナー", "中文abc", "々", "
                         "\u0007", "1234567", "::", ".com", "_x", "(", ")"] * 2
 
 
+# DeepSeek LLM's: POOL with its classes' edges -- Greek, Cyrillic and Armenian words, the letters NFC would change,
+# cased letters outside its list, scripts it leaves out (Arabic, Hebrew, Han beyond U+9FA5), fullwidth forms, curly
+# quotes, the ideographic space and stop, Hangul, kana and Devanagari (its U+0800-U+4E00 range), numbers of several
+# scripts, whitespace before and at the end of pieces.
+DEEPSEEK_LLM_POOL = POOL + ["Ἀθῆναι", "ὦ", "\u1f7d", "\u1fbe", "\u1fd3", "\u1fdb", "\u2126", "\u212a", "Ωmega", "Кирилл",
+                            "Հայ", "ǅ", "ʔ", "ƻ", "ﬀ", "ＡＢｃ", "！？", "“quoted”", "‘x’", "\u3000", "。", "、", "한국어",
+                            "カタカナ", "ひらがな", "हिन्दी", "中文", "\u9fa6", "\u9fff", "مرحبا", "שלום", "٣٤", "Ⅻ", "½",
+                            "  ", " \t", "\u00a0", "a  ", "1 ", "𐐀𐐨", "𞤀"] * 2
+
+
 NEOX_POOL = NFC_POOL + ["  ", "   ", "    ", "        ", "\n    ", "\t", " \u0301"] * 3
 
 
@@ -129,6 +171,10 @@ def texts(rng, pool=POOL):
         fixed += ["中文abc日本語", "ひらがなカタカナ漢字", "ー々〆", "«quote» ¿qué? — 1,234,567.89", ".Hello,world",
                   "_private __init__", "a\u0301b \u0301c", "x\u0007y\u0007", " \u200b\u200bz", "$100 €20 ±3°",
                   "line.\r\n\r\nnext", "!!\n\nx", "  \u0301", "<｜User｜>hi<｜Assistant｜>", "1日2本"]
+    if pool is DEEPSEEK_LLM_POOL:  # DeepSeek LLM's own cases: each Split's pieces and what falls between them
+        fixed += ["Hello Ἀθῆναι Кирилл 한국어 text", "a\u3000b\u3000\u3000c", "x“y”z ‘q’", "ＡＢ！ｃ", "end   ", "tab\t\t",
+                  "١٢٣ 456 Ⅻ½", "\u2126\u212a\u1fbe \u1f7d\u1fd3\u1fdb", "مرحبا بالعالم", "  \n  x  \r\n", "日本語のテキスト!",
+                  "\u0301abc", "word\u200b word", "$100.00, (x)", "<｜User｜>hi<｜Assistant｜>"]
     if pool is NEOX_POOL:  # GPT-NeoX's own cases: runs of spaces cut by its added tokens, after NFC
         fixed += ["def f(x):\n    return x\n", "a" + " " * 30 + "b", "  e\u0301  cafe\u0301", " " * 25, "x \t  y",
                   "\n\n   \n", "e\u0301" + " " * 3 + "\u0301", "<|endoftext|>  <|padding|>", "if a:\n\tb   # c  "]
@@ -161,6 +207,14 @@ def build(kind, out, rng):
             [pre_tokenizers.Split(Regex(r), behavior="isolated", invert=False) for r in DEEPSEEK_V3_SPLITS] +
             [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
         specials, pool = DEEPSEEK_SPECIALS, DEEPSEEK_POOL
+    elif kind == "deepseek_llm":
+        tok = Tokenizer(models.BPE())
+        tok.normalizer = normalizers.Sequence([])
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(r), behavior="isolated", invert=False) for r in DEEPSEEK_LLM_SPLITS] +
+            [pre_tokenizers.Digits(individual_digits=True),
+             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        specials, pool = DEEPSEEK_SPECIALS, DEEPSEEK_LLM_POOL
     elif kind in ("qwen2", "qwen3", "deepseek_r1"):
         tok = Tokenizer(models.BPE())
         tok.normalizer = normalizers.NFC()
@@ -195,7 +249,7 @@ def build(kind, out, rng):
     trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(corpus(rng, 3000), trainer)
-    if kind in ("deepseek_v3", "deepseek_r1"):
+    if kind in ("deepseek_v3", "deepseek_r1", "deepseek_llm"):
         tok.add_tokens([AddedToken(a, normalized=False, special=False) for a in DEEPSEEK_ADDED])
     if kind == "gpt_neox":
         tok.add_tokens([AddedToken(a, normalized=True, special=False) for a in NEOX_SPACES])
@@ -216,6 +270,9 @@ def build(kind, out, rng):
         elif kind == "granite":  # as Granite 3.3's (its template writes no BOS)
             json.dump({"bos_token": "<|end_of_text|>", "eos_token": "<|end_of_text|>", "pad_token": "<|end_of_text|>",
                        "chat_template": GRANITE31_CHAT}, f)
+        elif kind == "deepseek_llm":  # as DeepSeek-V2-Lite-Chat's (its chat format: not written by spin)
+            json.dump({"bos_token": DEEPSEEK_SPECIALS[1], "eos_token": DEEPSEEK_SPECIALS[0],
+                       "pad_token": DEEPSEEK_SPECIALS[0]}, f, ensure_ascii=False)
         elif kind in ("deepseek_v3", "deepseek_r1"):  # as DeepSeek-V3's, DeepSeek-R1-Distill-Qwen's
             json.dump({"bos_token": DEEPSEEK_SPECIALS[1], "eos_token": DEEPSEEK_SPECIALS[0],
                        "pad_token": DEEPSEEK_SPECIALS[0],
@@ -565,7 +622,7 @@ def r1_chat_cases(tok, out, bos, eos):
 def main():
     root = sys.argv[1]
     for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4", "o200k", "cohere", "granite", "smollm3",
-                                      "deepseek_v3", "deepseek_r1", "gpt_neox"):
+                                      "deepseek_v3", "deepseek_r1", "deepseek_llm", "gpt_neox"):
         build(kind, os.path.join(root, kind), random.Random(7))
 
 

@@ -134,6 +134,37 @@ TEST(HfBpeTokenizer, DeepSeekV3SplitsMatchHuggingFaceTokenizers) {
   EXPECT_NE(e.find("are not DeepSeek-V3's, the one sequence of Splits spin knows"), std::string::npos) << e;
 }
 
+// DeepSeek LLM's pre-tokenizer (DeepSeek LLM's, V2's, V2.5's, V2-Lite's, Coder-V2's): five Isolated Splits -- each
+// line break, words of its list of cased letters after an optional whitespace code point, runs of ASCII and fullwidth
+// punctuation likewise, a piece's trailing whitespace, runs of U+0800-U+9FA5 and Hangul -- then every digit apart,
+// each over the pieces of the one before: 355 texts (Greek, Cyrillic, the six letters NFC would change, scripts its
+// lists leave out, fullwidth forms, the ideographic space, numbers of several scripts) give `tokenizers`' ids, pieces
+// and text. The first expression's line breaks read as characters or as escapes; another letter list is refused.
+TEST(HfBpeTokenizer, DeepSeekLlmSplitsMatchHuggingFaceTokenizers) {
+  expect_oracle_agrees("deepseek_llm", false, 355);
+  const std::string path = std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/deepseek_llm/tokenizer.json";
+  const HfBpeTokenizer t(path);
+  std::vector<std::string> pieces;
+  for (std::string_view p : t.pre_tokenize("Hi \u03a9\u212a  x\u3000\uff21!\n12\u4e2d  ")) pieces.emplace_back(p);
+  // The Kelvin sign is a letter of the second Split's, then a piece of its own: U+0800-U+4E00 is the fifth's.
+  EXPECT_EQ(pieces, (std::vector<std::string>{"Hi", " \u03a9", "\u212a", " ", " x", "\u3000", "\uff21", "!", "\n", "1",
+                                              "2", "\u4e2d", "  "}));
+  const testing::ScratchDir scratch("spin_deepseek_llm_splits");
+  const fs::path& dir = scratch.path();
+  std::ifstream in(path);
+  nlohmann::json j = nlohmann::json::parse(in);
+  ASSERT_EQ(j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"], "[\r\n]");  // the characters, as published
+  j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "[\\r\\n]";
+  std::ofstream((dir / "tokenizer.json").string()) << j.dump();
+  EXPECT_EQ(HfBpeTokenizer((dir / "tokenizer.json").string()).encode("a\r\n\r\nb 12345"), t.encode("a\r\n\r\nb 12345"));
+  std::string letters = j["pre_tokenizer"]["pretokenizers"][1]["pattern"]["Regex"];
+  letters.replace(letters.find("\u00b5"), 2, "");  // without MICRO SIGN
+  j["pre_tokenizer"]["pretokenizers"][1]["pattern"]["Regex"] = letters;
+  std::ofstream((dir / "tokenizer.json").string(), std::ios::trunc) << j.dump();
+  const std::string e = testing::error_of([&] { HfBpeTokenizer bad((dir / "tokenizer.json").string()); });
+  EXPECT_NE(e.find("are not DeepSeek LLM's, the one such sequence spin knows"), std::string::npos) << e;
+}
+
 // o200k's expression (Phi-4-mini's, Llama 4's: words cut by case, contractions after them in any
 // case, numbers of up to three digits) and added tokens that take the whitespace beside them
 // (Phi-4-mini's chat tokens with rstrip, <|end|> with lstrip too): 351 texts -- the other
