@@ -98,7 +98,7 @@ struct HfBpeTokenizer::Loader {
   // ByteLevel (its own GPT-2 expression with use_regex), a Split by GPT-2's or Llama-3's
   // expression followed by ByteLevel without one, Digits followed by ByteLevel with its
   // expression (StarCoder's, Granite 3's), DeepSeek-V3's three Splits followed by ByteLevel without one,
-  // or DeepSeek LLM's five Splits and Digits followed by ByteLevel without one.
+  // or DeepSeek LLM's five (DeepSeek Coder's four) Splits and Digits followed by ByteLevel without one.
   static void pre_tokenizer(HfBpeTokenizer& t, const json& pre) {
     const std::string& path = t.path_;
     const auto byte_level = [&](const json& p) {
@@ -120,13 +120,16 @@ struct HfBpeTokenizer::Loader {
       t.split_ = PreTokenizer::Gpt2;
       return;
     }
-    // DeepSeek LLM's: its Splits, then every digit apart (Digits with individual_digits), then ByteLevel.
-    const bool digits_last =
-        steps.size() == 7 && steps[5].value("type", "") == "Digits" && steps[5].value("individual_digits", false);
+    // DeepSeek LLM's and DeepSeek Coder's: their Splits, then every digit apart (Digits with individual_digits),
+    // then ByteLevel.
+    const bool digits_last = (steps.size() == 6 || steps.size() == 7) &&
+                             steps[steps.size() - 2].value("type", "") == "Digits" &&
+                             steps[steps.size() - 2].value("individual_digits", false);
     require(
         (steps.size() == 2 || steps.size() == 4 || digits_last) && steps[0].value("type", "") == "Split", path,
         ": pre-tokenizer sequences other than [Split, ByteLevel], [Split, Split, Split, ByteLevel] (DeepSeek-V3's), "
-        "[Split x 5, Digits, ByteLevel] (DeepSeek LLM's) and [Digits, ByteLevel] are not supported");
+        "[Split x 5, Digits, ByteLevel] (DeepSeek LLM's), [Split x 4, Digits, ByteLevel] (DeepSeek Coder's) and "
+        "[Digits, ByteLevel] are not supported");
     std::vector<std::string> patterns;
     for (std::size_t k = 0; k + 1 < steps.size() - (digits_last ? 1 : 0); ++k) {
       const json& split = steps[k];
@@ -139,6 +142,11 @@ struct HfBpeTokenizer::Loader {
       require(is_deepseek_v3_sequence(patterns), path, ": the pre-tokenizer's three expressions ", patterns[0], ", ",
               patterns[1], ", ", patterns[2], " are not DeepSeek-V3's, the one sequence of Splits spin knows");
       t.split_ = PreTokenizer::DeepSeekV3;
+    } else if (digits_last && patterns.size() == 4) {
+      require(is_deepseek_coder_sequence(patterns), path, ": the pre-tokenizer's four expressions before Digits ",
+              patterns[0], ", ", patterns[1], ", ", patterns[2], ", ", patterns[3],
+              " are not DeepSeek Coder's, the one such sequence spin knows");
+      t.split_ = PreTokenizer::DeepSeekCoder;
     } else if (digits_last) {
       require(is_deepseek_llm_sequence(patterns), path, ": the pre-tokenizer's five expressions before Digits ",
               patterns[0], ", ", patterns[1], ", ", patterns[2], ", ", patterns[3], ", ", patterns[4],

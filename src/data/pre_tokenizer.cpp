@@ -335,9 +335,15 @@ std::size_t match_trailing_spaces(const CodePoints& s, std::size_t i) {
 std::size_t match_deepseek_llm_cjk(const CodePoints& s, std::size_t i) { return run(s, i, deepseek_llm_cjk); }
 std::size_t match_digit(const CodePoints& s, std::size_t i) { return number(s.cp[i]) ? i + 1 : i; }
 
-// DeepSeek LLM's Splits, then Digits, over `text`: each pass over every piece of the one before, as `tokenizers`
-// runs a Sequence.
-std::vector<std::string_view> deepseek_llm_pieces(std::string_view text) {
+// DeepSeek Coder's \s?\p{L}+ and \s?\p{P}+.
+std::size_t match_spaced_letters(const CodePoints& s, std::size_t i) { return match_spaced_run(s, i, letter); }
+std::size_t match_spaced_punctuation(const CodePoints& s, std::size_t i) {
+  return match_spaced_run(s, i, unicode::is_punctuation);
+}
+
+// DeepSeek LLM's or DeepSeek Coder's Splits, then Digits, over `text`: each pass over every piece of the one before,
+// as `tokenizers` runs a Sequence.
+std::vector<std::string_view> deepseek_split_pieces(std::string_view text, bool coder) {
   std::vector<std::string_view> pieces = {text}, next;
   const auto pass = [&](auto match) {
     next.clear();
@@ -345,9 +351,14 @@ std::vector<std::string_view> deepseek_llm_pieces(std::string_view text) {
     pieces.swap(next);
   };
   pass(match_line_break);
-  pass(match_deepseek_llm_letters);
-  pass(match_deepseek_llm_punctuation);
-  pass(match_trailing_spaces);
+  if (coder) {
+    pass(match_spaced_letters);
+    pass(match_spaced_punctuation);
+  } else {
+    pass(match_deepseek_llm_letters);
+    pass(match_deepseek_llm_punctuation);
+    pass(match_trailing_spaces);
+  }
   pass(match_deepseek_llm_cjk);
   pass(match_digit);
   return pieces;
@@ -361,6 +372,12 @@ std::string escaped_line_breaks(std::string_view pattern) {
   return out;
 }
 
+// Whether `patterns` are `expected` (their line breaks as characters or as escapes).
+bool same_expressions(const std::vector<std::string>& patterns, const std::vector<std::string>& expected) {
+  return std::equal(patterns.begin(), patterns.end(), expected.begin(), expected.end(),
+                    [](const std::string& p, const std::string& e) { return escaped_line_breaks(p) == e; });
+}
+
 }  // namespace
 
 bool is_deepseek_v3_sequence(const std::vector<std::string>& patterns) {
@@ -372,11 +389,13 @@ bool is_deepseek_llm_sequence(const std::vector<std::string>& patterns) {
   static const std::vector<std::string> kSplits = {R"([\r\n])", R"(\s?)" + bracketed(kDeepSeekLlmLetters) + "+",
                                                    R"(\s?)" + bracketed(kDeepSeekLlmPunctuation) + "+", R"(\s+$)",
                                                    bracketed(kDeepSeekLlmCjk) + "+"};
-  if (patterns.size() != kSplits.size()) return false;
-  for (std::size_t k = 0; k < kSplits.size(); ++k) {
-    if (escaped_line_breaks(patterns[k]) != kSplits[k]) return false;
-  }
-  return true;
+  return same_expressions(patterns, kSplits);
+}
+
+bool is_deepseek_coder_sequence(const std::vector<std::string>& patterns) {
+  static const std::vector<std::string> kSplits = {R"([\r\n])", R"(\s?\p{L}+)", R"(\s?\p{P}+)",
+                                                   bracketed(kDeepSeekLlmCjk) + "+"};
+  return same_expressions(patterns, kSplits);
 }
 
 PreTokenizer pre_tokenizer_of(std::string_view pattern) {
@@ -392,7 +411,9 @@ PreTokenizer pre_tokenizer_of(std::string_view pattern) {
 std::vector<std::string_view> pre_tokenize(PreTokenizer p, std::string_view text) {
   if (p == PreTokenizer::None) return {text};
   if (p == PreTokenizer::DeepSeekV3) return deepseek_v3_pieces(text);
-  if (p == PreTokenizer::DeepSeekLlm) return deepseek_llm_pieces(text);
+  if (p == PreTokenizer::DeepSeekLlm || p == PreTokenizer::DeepSeekCoder) {
+    return deepseek_split_pieces(text, p == PreTokenizer::DeepSeekCoder);
+  }
   const CodePoints s = unicode::decode_utf8(text);
   const std::size_t max_digits = p == PreTokenizer::Qwen2 ? 1 : 3;  // numbers' pieces (GPT-2: not used)
   std::vector<std::string_view> pieces;

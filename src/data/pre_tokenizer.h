@@ -1,10 +1,9 @@
 // The pre-tokenizers of byte-level BPE tokenizers: the regular expressions of GPT-2, Llama-3,
 // Qwen2, Mistral's Tekken, OpenAI's o200k (Phi-4-mini, Llama 4) and Moonshot AI's (Moonlight, Kimi K2:
-// o200k's with Han runs apart), DeepSeek-V3's three in sequence and DeepSeek LLM's five (then every digit apart),
-// written out as code over Unicode classes (unicode_classes.h). Each
-// matches as the engine that runs it does -- Oniguruma in Hugging Face `tokenizers`, fancy-regex
-// in tiktoken: leftmost-first alternation, greedy with backtracking -- so the pieces are theirs
-// (tested through HfBpeTokenizer against both libraries).
+// o200k's with Han runs apart), DeepSeek-V3's three in sequence, DeepSeek LLM's five and DeepSeek Coder's four (then
+// every digit apart), written out as code over Unicode classes (unicode_classes.h). Each matches as the engine that
+// runs it does -- Oniguruma in Hugging Face `tokenizers`, fancy-regex in tiktoken: leftmost-first alternation, greedy
+// with backtracking -- so the pieces are theirs (tested through HfBpeTokenizer against both libraries).
 #pragma once
 
 #include <string>
@@ -13,7 +12,7 @@
 
 namespace spin::data {
 
-enum class PreTokenizer { None, Gpt2, Llama3, Qwen2, Tekken, O200k, Kimi, DeepSeekV3, DeepSeekLlm };
+enum class PreTokenizer { None, Gpt2, Llama3, Qwen2, Tekken, O200k, Kimi, DeepSeekV3, DeepSeekLlm, DeepSeekCoder };
 
 // The expression `pattern`, spelled as tokenizer.json's Split, tekken.json's config.pattern or
 // tiktoken's pat_str spell it, as one of these; None for any other.
@@ -29,6 +28,10 @@ bool is_deepseek_v3_sequence(const std::vector<std::string>& patterns);
 // from U+0800 to the CJK ideographs and of Hangul syllables -- then Digits with individual_digits, each a piece
 // of the one before. Whether `patterns`, as tokenizer.json spells them, are those five.
 bool is_deepseek_llm_sequence(const std::vector<std::string>& patterns);
+// DeepSeek Coder's (deepseek-coder 1.3B / 6.7B / 33B, base and instruct): four Isolated Splits -- each line break,
+// words (\p{L}) and runs of punctuation (\p{P}) each after an optional whitespace code point, DeepSeek LLM's
+// U+0800-U+9FA5 and Hangul runs -- then Digits with individual_digits. Whether `patterns` are those four.
+bool is_deepseek_coder_sequence(const std::vector<std::string>& patterns);
 
 // The pieces `text` splits into (the whole text for None), in order, covering it.
 std::vector<std::string_view> pre_tokenize(PreTokenizer p, std::string_view text);

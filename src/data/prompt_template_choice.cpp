@@ -117,8 +117,8 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   // DeepSeek's <｜User｜> ... <｜Assistant｜> ... <｜end▁of▁sentence｜> turns (fullwidth bars): R1's template (R1 and
   // its distilled Qwen and Llama models) by its generation prompt's think block and its history's answers
   // after </think>, V3's by its system messages joined -- each as its published text writes it; another
-  // (R1's first release, V3.1's thinking switch, V2.5's) refused rather than taken for one of these, and so is
-  // V2-Chat's ("User: " ... "Assistant:" in plain text after <｜begin▁of▁sentence｜>).
+  // (R1's first release, V3.1's thinking switch, V2.5's) refused rather than taken for one of these, and so are
+  // V2-Chat's ("User: " ... "Assistant:" in plain text after <｜begin▁of▁sentence｜>) and Coder's ("### Instruction:").
   if (has_tokens(tokenizer, {"<｜User｜>", "<｜Assistant｜>"}) || template_has("<｜Assistant｜>")) {
     if (template_has("{{'<｜Assistant｜><think>\\n'}}") && template_has("content.split('</think>')[-1]")) {
       return PromptTemplate::DeepSeekR1;
@@ -130,7 +130,8 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
     refuse(true, "chat template is a DeepSeek one (<｜User｜> and <｜Assistant｜> turns) other than R1's and V3's");
   }
   refuse(has_tokens(tokenizer, {"<｜begin▁of▁sentence｜>"}),
-         "chat format is DeepSeek's (V2's \"User: \" and \"Assistant:\" turns after <｜begin▁of▁sentence｜>)");
+         "chat format is DeepSeek's (V2's \"User: \" and \"Assistant:\" turns, or Coder's \"### Instruction:\" and "
+         "\"### Response:\", after <｜begin▁of▁sentence｜>)");
   // Moonshot AI's turns (Moonlight, Kimi K2): <|im_user|>user<|im_middle|> ... <|im_end|>, a default system
   // turn the chat template writes -- taken from it; a thinking model's template (<think>) refused.
   if (has_tokens(tokenizer, {"<|im_user|>", "<|im_assistant|>", "<|im_system|>", "<|im_middle|>", "<|im_end|>"})) {

@@ -81,6 +81,8 @@ def bracketed(ranges):
 
 DEEPSEEK_LLM_SPLITS = ["[\r\n]", r"\s?" + bracketed(DEEPSEEK_LLM_LETTERS) + "+",
                        r"\s?" + bracketed(DEEPSEEK_LLM_PUNCTUATION) + "+", r"\s+$", bracketed(DEEPSEEK_LLM_CJK) + "+"]
+# DeepSeek Coder's (deepseek-coder 1.3B / 6.7B / 33B): four Isolated Splits, Digits with individual_digits, ByteLevel.
+DEEPSEEK_CODER_SPLITS = ["[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", bracketed(DEEPSEEK_LLM_CJK) + "+"]
 COHERE_SPECIALS = ["<BOS_TOKEN>", "<EOS_TOKEN>", "<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>",
                    "<|CHATBOT_TOKEN|>", "<|SYSTEM_TOKEN|>"]
 # Phi-4-mini's chat tokens; the markers take the whitespace after them (rstrip, as Phi-3's
@@ -171,7 +173,7 @@ def texts(rng, pool=POOL):
         fixed += ["中文abc日本語", "ひらがなカタカナ漢字", "ー々〆", "«quote» ¿qué? — 1,234,567.89", ".Hello,world",
                   "_private __init__", "a\u0301b \u0301c", "x\u0007y\u0007", " \u200b\u200bz", "$100 €20 ±3°",
                   "line.\r\n\r\nnext", "!!\n\nx", "  \u0301", "<｜User｜>hi<｜Assistant｜>", "1日2本"]
-    if pool is DEEPSEEK_LLM_POOL:  # DeepSeek LLM's own cases: each Split's pieces and what falls between them
+    if pool is DEEPSEEK_LLM_POOL:  # DeepSeek LLM's (and Coder's) own cases: each Split's pieces and what falls between them
         fixed += ["Hello Ἀθῆναι Кирилл 한국어 text", "a\u3000b\u3000\u3000c", "x“y”z ‘q’", "ＡＢ！ｃ", "end   ", "tab\t\t",
                   "١٢٣ 456 Ⅻ½", "\u2126\u212a\u1fbe \u1f7d\u1fd3\u1fdb", "مرحبا بالعالم", "  \n  x  \r\n", "日本語のテキスト!",
                   "\u0301abc", "word\u200b word", "$100.00, (x)", "<｜User｜>hi<｜Assistant｜>"]
@@ -207,11 +209,12 @@ def build(kind, out, rng):
             [pre_tokenizers.Split(Regex(r), behavior="isolated", invert=False) for r in DEEPSEEK_V3_SPLITS] +
             [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
         specials, pool = DEEPSEEK_SPECIALS, DEEPSEEK_POOL
-    elif kind == "deepseek_llm":
+    elif kind in ("deepseek_llm", "deepseek_coder"):
         tok = Tokenizer(models.BPE())
         tok.normalizer = normalizers.Sequence([])
+        splits = DEEPSEEK_LLM_SPLITS if kind == "deepseek_llm" else DEEPSEEK_CODER_SPLITS
         tok.pre_tokenizer = pre_tokenizers.Sequence(
-            [pre_tokenizers.Split(Regex(r), behavior="isolated", invert=False) for r in DEEPSEEK_LLM_SPLITS] +
+            [pre_tokenizers.Split(Regex(r), behavior="isolated", invert=False) for r in splits] +
             [pre_tokenizers.Digits(individual_digits=True),
              pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
         specials, pool = DEEPSEEK_SPECIALS, DEEPSEEK_LLM_POOL
@@ -249,7 +252,7 @@ def build(kind, out, rng):
     trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(corpus(rng, 3000), trainer)
-    if kind in ("deepseek_v3", "deepseek_r1", "deepseek_llm"):
+    if kind in ("deepseek_v3", "deepseek_r1"):  # (V2's and Coder's files have no such markers)
         tok.add_tokens([AddedToken(a, normalized=False, special=False) for a in DEEPSEEK_ADDED])
     if kind == "gpt_neox":
         tok.add_tokens([AddedToken(a, normalized=True, special=False) for a in NEOX_SPACES])
@@ -270,7 +273,7 @@ def build(kind, out, rng):
         elif kind == "granite":  # as Granite 3.3's (its template writes no BOS)
             json.dump({"bos_token": "<|end_of_text|>", "eos_token": "<|end_of_text|>", "pad_token": "<|end_of_text|>",
                        "chat_template": GRANITE31_CHAT}, f)
-        elif kind == "deepseek_llm":  # as DeepSeek-V2-Lite-Chat's (its chat format: not written by spin)
+        elif kind in ("deepseek_llm", "deepseek_coder"):  # as DeepSeek-V2-Lite-Chat's (its chat format: not spin's)
             json.dump({"bos_token": DEEPSEEK_SPECIALS[1], "eos_token": DEEPSEEK_SPECIALS[0],
                        "pad_token": DEEPSEEK_SPECIALS[0]}, f, ensure_ascii=False)
         elif kind in ("deepseek_v3", "deepseek_r1"):  # as DeepSeek-V3's, DeepSeek-R1-Distill-Qwen's
@@ -622,7 +625,8 @@ def r1_chat_cases(tok, out, bos, eos):
 def main():
     root = sys.argv[1]
     for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4", "o200k", "cohere", "granite", "smollm3",
-                                      "deepseek_v3", "deepseek_r1", "deepseek_llm", "gpt_neox"):
+                                      "deepseek_v3", "deepseek_r1", "deepseek_llm", "deepseek_coder",
+                                      "gpt_neox"):
         build(kind, os.path.join(root, kind), random.Random(7))
 
 

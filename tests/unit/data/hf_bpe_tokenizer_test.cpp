@@ -165,6 +165,26 @@ TEST(HfBpeTokenizer, DeepSeekLlmSplitsMatchHuggingFaceTokenizers) {
   EXPECT_NE(e.find("are not DeepSeek LLM's, the one such sequence spin knows"), std::string::npos) << e;
 }
 
+// DeepSeek Coder's pre-tokenizer (deepseek-coder 1.3B / 6.7B / 33B): DeepSeek LLM's with \p{L} and \p{P} for its lists
+// and no trailing-whitespace Split -- four Splits, then every digit apart: the same 355 texts give `tokenizers`' ids,
+// pieces and text; another punctuation class is refused by name.
+TEST(HfBpeTokenizer, DeepSeekCoderSplitsMatchHuggingFaceTokenizers) {
+  expect_oracle_agrees("deepseek_coder", false, 355);
+  const std::string path = std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/deepseek_coder/tokenizer.json";
+  std::vector<std::string> pieces;
+  for (std::string_view p : HfBpeTokenizer(path).pre_tokenize("def f(x):\n    return x+1  ")) pieces.emplace_back(p);
+  EXPECT_EQ(pieces,
+            (std::vector<std::string>{"def", " f", "(", "x", "):", "\n", "   ", " return", " x", "+", "1", "  "}));
+  const testing::ScratchDir scratch("spin_deepseek_coder_splits");
+  std::ifstream in(path);
+  nlohmann::json j = nlohmann::json::parse(in);
+  j["pre_tokenizer"]["pretokenizers"][2]["pattern"]["Regex"] = "\\s?\\p{S}+";
+  const fs::path file = scratch.path() / "tokenizer.json";
+  std::ofstream(file.string()) << j.dump();
+  const std::string e = testing::error_of([&] { HfBpeTokenizer bad(file.string()); });
+  EXPECT_NE(e.find("are not DeepSeek Coder's, the one such sequence spin knows"), std::string::npos) << e;
+}
+
 // o200k's expression (Phi-4-mini's, Llama 4's: words cut by case, contractions after them in any
 // case, numbers of up to three digits) and added tokens that take the whitespace beside them
 // (Phi-4-mini's chat tokens with rstrip, <|end|> with lstrip too): 351 texts -- the other

@@ -96,6 +96,14 @@ TEST(HfBpeTokenizer, DeepSeekTemplatesMatchApplyChatTemplate) {
   };
   refused("deepseek_r1", "<｜Assistant｜><think>\\n'}}", "<｜Assistant｜>'}}");
   refused("deepseek_v3", "ns.system_prompt + '\\n\\n' + message['content']", "message['content']");
+  // DeepSeek-V2's and DeepSeek Coder's tokenizers (their BOS, no <｜User｜>): formats spin does not write.
+  for (const char* fixture : {"hf_bpe/deepseek_llm", "hf_bpe/deepseek_coder"}) {
+    const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/" + fixture);
+    const std::string e = testing::error_of([&] { choose_prompt_template("auto", t.get()); });
+    EXPECT_NE(e.find("chat format is DeepSeek's (V2's \"User: \" and \"Assistant:\" turns, or Coder's"),
+              std::string::npos)
+        << e;
+  }
 }
 
 // Moonshot AI's format on the tiktoken.model fixture (tests/data/kimi, make_kimi_fixture.py): kimi against
