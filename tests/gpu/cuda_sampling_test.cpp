@@ -48,8 +48,9 @@ TEST_F(Fixture, SamplingLogitsPenaltyEosBanAndTemperature) {
   EXPECT_EQ(gz.get(gpu), z);  // the same float operations element by element: bitwise
 }
 
-TEST_F(Fixture, SamplerRowStatisticsInDouble) {
-  const Index n = 23, ld = 3000, valid = 2900;
+// The row maxima and sums of exponentials of n rows of `valid` of `ld` random entries, every 11th banned (-inf),
+// against the CPU's, the outputs poisoned (NaN) before each run.
+void expect_row_statistics_as_cpu(const CpuKernels& cpu, const CudaKernels& gpu, Index n, Index ld, Index valid) {
   auto x = random(n * ld, -20.0f, 20.0f);
   for (Index i = 0; i < n * ld; i += 11) x[i] = -INFINITY;  // banned tokens
   Dev gx(x);
@@ -67,6 +68,8 @@ TEST_F(Fixture, SamplerRowStatisticsInDouble) {
   for (bool finite_only : {false, true}) {
     std::vector<double> mx(n), sum(n);
     PooledBuffer gmx(device_allocator(), n * 8), gsum(device_allocator(), n * 8);
+    cuda::fill_bytes(gmx.data(), 0xFF, n * 8);
+    cuda::fill_bytes(gsum.data(), 0xFF, n * 8);
     cpu.row_max_f64(mx.data(), x.data(), n, ld, valid, finite_only);
     gpu.row_max_f64(gmx.as<double>(), gx.f(), n, ld, valid, finite_only);
     compare(mx, gmx, "max");
@@ -74,6 +77,14 @@ TEST_F(Fixture, SamplerRowStatisticsInDouble) {
     cpu.row_sumexp_f64(sum.data(), x.data(), n, ld, valid, mx.data(), true);
     gpu.row_sumexp_f64(gsum.as<double>(), gx.f(), n, ld, valid, gmx.as<double>(), true);
     compare(sum, gsum, "sumexp");
+  }
+}
+
+// Rows of one chunk (2,900 entries: one launch) and of three (9,900: the chunks' partial results, then a row's).
+TEST_F(Fixture, SamplerRowStatisticsInDouble) {
+  for (const Index valid : {Index{2900}, Index{9900}}) {
+    SCOPED_TRACE(valid);
+    expect_row_statistics_as_cpu(cpu, gpu, 23, valid + 100, valid);
   }
 }
 

@@ -28,17 +28,40 @@ void CudaKernels::sampling_logits(float* z, const float* logits, Index n, Index 
   SPIN_CUDA_CHECK_LAUNCH("sampling_logits");
 }
 
+namespace {
+// A row statistic over rows of `valid` entries: `launch(grid, partial)` runs the chunk kernel over grid (n, chunks)
+// -- into `out` where a row is one chunk --, then the chunks' partial results are reduced (a maximum, or a `sum`).
+template <class Launch>
+void row_statistic_f64(CachingAllocator& allocator, cudaStream_t stream, double* out, Index n, Index valid, bool sum,
+                       Launch launch) {
+  const Index chunks = row_chunks(valid);
+  const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(chunks));
+  if (chunks == 1) {
+    launch(grid, out);
+    return;
+  }
+  PooledBuffer partial(allocator, static_cast<std::size_t>(n * chunks) * sizeof(double));
+  launch(grid, partial.as<double>());
+  row_partials_f64_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(out, partial.as<double>(), chunks, sum);
+  SPIN_CUDA_CHECK_LAUNCH("row statistics (the chunks' partial results)");
+}
+}  // namespace
+
 void CudaKernels::row_max_f64(double* out, const float* x, Index n, Index ld, Index valid, bool finite_only) const {
   if (n == 0) return;
-  row_max_f64_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, x, ld, valid, finite_only);
-  SPIN_CUDA_CHECK_LAUNCH("row_max_f64");
+  row_statistic_f64(allocator_, stream_, out, n, valid, false, [&](dim3 grid, double* partial) {
+    row_max_f64_kernel<<<grid, kThreads, 0, stream_>>>(partial, x, ld, valid, finite_only);
+    SPIN_CUDA_CHECK_LAUNCH("row_max_f64");
+  });
 }
 
 void CudaKernels::row_sumexp_f64(double* out, const float* x, Index n, Index ld, Index valid, const double* shift,
                                  bool finite_only) const {
   if (n == 0) return;
-  row_sumexp_f64_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream_>>>(out, x, ld, valid, shift, finite_only);
-  SPIN_CUDA_CHECK_LAUNCH("row_sumexp_f64");
+  row_statistic_f64(allocator_, stream_, out, n, valid, true, [&](dim3 grid, double* partial) {
+    row_sumexp_f64_kernel<<<grid, kThreads, 0, stream_>>>(partial, x, ld, valid, shift, finite_only);
+    SPIN_CUDA_CHECK_LAUNCH("row_sumexp_f64");
+  });
 }
 
 void CudaKernels::row_mass_histogram(std::uint64_t* out, const float* x, Index n, Index ld, Index valid,

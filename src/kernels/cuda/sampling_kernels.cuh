@@ -67,31 +67,48 @@ __device__ double block_reduce_f64(double v, double identity, Op op, double* sha
   for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
   return v;
 }
-__global__ void row_max_f64_kernel(double* out, const float* x, long long ld, long long valid, bool finite_only) {
+// The row statistics in two launches, so that a row is not one block's at batch 1 (a 128 Ki-token shard read by one
+// SM, a double exp a token): blocks (row, kRowChunk entries of it) each leave their chunk's maximum or sum in
+// partial[row, chunk] -- the row's result itself where the row is one chunk --, then a block per row reduces a
+// row's partials (row_partials_f64_kernel). The maximum is exact in any grouping; the sum is the same terms in
+// another order.
+__device__ inline double larger_f64(double a, double b) { return fmax(a, b); }
+__device__ inline double sum_f64(double a, double b) { return a + b; }
+__global__ void row_max_f64_kernel(double* partial, const float* x, long long ld, long long valid, bool finite_only) {
   __shared__ double shared[32];
   const float* row = x + blockIdx.x * ld;
+  const long long end = min(valid, (blockIdx.y + 1LL) * kRowChunk);
   double m = -INFINITY;
-  for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
+  for (long long v = blockIdx.y * kRowChunk + threadIdx.x; v < end; v += blockDim.x) {
     const float e = row[v];
     if (!finite_only || !isinf(e)) m = fmax(m, double(e));
   }
-  const auto larger = [](double a, double b) { return fmax(a, b); };
-  m = block_reduce_f64(m, -INFINITY, larger, shared);
-  if (threadIdx.x == 0) out[blockIdx.x] = m;
+  m = block_reduce_f64(m, -INFINITY, larger_f64, shared);
+  if (threadIdx.x == 0) partial[blockIdx.x * gridDim.y + blockIdx.y] = m;
 }
-__global__ void row_sumexp_f64_kernel(double* out, const float* x, long long ld, long long valid, const double* shift,
-                                      bool finite_only) {
+__global__ void row_sumexp_f64_kernel(double* partial, const float* x, long long ld, long long valid,
+                                      const double* shift, bool finite_only) {
   __shared__ double shared[32];
   const float* row = x + blockIdx.x * ld;
   const double s = shift[blockIdx.x];
+  const long long end = min(valid, (blockIdx.y + 1LL) * kRowChunk);
   double sum = 0.0;
-  for (long long v = threadIdx.x; v < valid; v += blockDim.x) {
+  for (long long v = blockIdx.y * kRowChunk + threadIdx.x; v < end; v += blockDim.x) {
     const float e = row[v];
     if (finite_only && isinf(e)) continue;
     sum += exp(double(e) - s);
   }
-  sum = block_reduce_f64(sum, 0.0, [](double a, double b) { return a + b; }, shared);
-  if (threadIdx.x == 0) out[blockIdx.x] = sum;
+  sum = block_reduce_f64(sum, 0.0, sum_f64, shared);
+  if (threadIdx.x == 0) partial[blockIdx.x * gridDim.y + blockIdx.y] = sum;
+}
+// A block per row over its `chunks` partial results: their maximum, or with `sum` their sum.
+__global__ void row_partials_f64_kernel(double* out, const double* partial, long long chunks, bool sum) {
+  __shared__ double shared[32];
+  const double* p = partial + blockIdx.x * chunks;
+  double v = sum ? 0.0 : -INFINITY;
+  for (long long c = threadIdx.x; c < chunks; c += blockDim.x) v = sum ? v + p[c] : fmax(v, p[c]);
+  v = sum ? block_reduce_f64(v, 0.0, sum_f64, shared) : block_reduce_f64(v, -INFINITY, larger_f64, shared);
+  if (threadIdx.x == 0) out[blockIdx.x] = v;
 }
 
 // A round of the top-p search, blocks (row, kRowChunk entries of it): the block's histogram in

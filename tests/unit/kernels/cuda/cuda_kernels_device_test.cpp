@@ -623,6 +623,31 @@ TEST(CudaKernelsEmulated, SamplerKernels) {
   expect_gumbel_argmax_as_cpu(z, n, valid, {-INFINITY, 0.5, 2.0}, {11, 12, 13}, {4, 40, 400}, start);
 }
 
+// The row statistics over rows of three chunks (a maximum, then a sum of exponentials shifted by it, with banned
+// entries left out or not): each chunk's partial result, then a row's reduction -- the CPU's maximum exactly, its sum
+// to 1e-13 (the same terms in another order).
+TEST(CudaKernelsEmulated, RowStatisticsOverSeveralChunks) {
+  const CpuKernels cpu;
+  const long long n = 3, valid = 2 * smp::kRowChunk + 500, ld = valid + 9, chunks = smp::row_chunks(valid);
+  auto x = testing::random_uniform(n * ld, 25, -30.0f, 30.0f);
+  for (long long i = 0; i < n * ld; i += 13) x[i] = -INFINITY;
+  x[1 * ld + smp::kRowChunk + 3] = 40.0f;  // row 1's maximum in its middle chunk
+  const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(chunks));
+  for (const bool finite_only : {false, true}) {
+    std::vector<double> partial(n * chunks, NAN), mx(n, NAN), se(n, NAN), want_mx(n), want_se(n);
+    run(
+        0, [&] { smp::row_max_f64_kernel(partial.data(), x.data(), ld, valid, finite_only); }, grid);
+    run(n, [&] { smp::row_partials_f64_kernel(mx.data(), partial.data(), chunks, false); });
+    cpu.row_max_f64(want_mx.data(), x.data(), n, ld, valid, finite_only);
+    EXPECT_EQ(mx, want_mx) << finite_only;
+    run(
+        0, [&] { smp::row_sumexp_f64_kernel(partial.data(), x.data(), ld, valid, mx.data(), finite_only); }, grid);
+    run(n, [&] { smp::row_partials_f64_kernel(se.data(), partial.data(), chunks, true); });
+    cpu.row_sumexp_f64(want_se.data(), x.data(), n, ld, valid, want_mx.data(), finite_only);
+    EXPECT_LT(testing::relative_error(se, want_se), 1e-13) << finite_only;
+  }
+}
+
 // Gumbel-max over rows of three chunks: the winner in the first, middle or last chunk, a tie of
 // the best score across a chunk boundary (greedy: the smaller token), a threshold no token passes
 // -- the CPU's tokens, exactly.
