@@ -635,13 +635,13 @@ TEST(CudaKernelsEmulated, RowStatisticsOverSeveralChunks) {
   const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(chunks));
   for (const bool finite_only : {false, true}) {
     std::vector<double> partial(n * chunks, NAN), mx(n, NAN), se(n, NAN), want_mx(n), want_se(n);
-    run(
-        0, [&] { smp::row_max_f64_kernel(partial.data(), x.data(), ld, valid, finite_only); }, grid);
+    const auto maxima = [&] { smp::row_max_f64_kernel(partial.data(), x.data(), ld, valid, finite_only); };
+    run(0, maxima, grid);
     run(n, [&] { smp::row_partials_f64_kernel(mx.data(), partial.data(), chunks, false); });
     cpu.row_max_f64(want_mx.data(), x.data(), n, ld, valid, finite_only);
     EXPECT_EQ(mx, want_mx) << finite_only;
-    run(
-        0, [&] { smp::row_sumexp_f64_kernel(partial.data(), x.data(), ld, valid, mx.data(), finite_only); }, grid);
+    const auto sums = [&] { smp::row_sumexp_f64_kernel(partial.data(), x.data(), ld, valid, mx.data(), finite_only); };
+    run(0, sums, grid);
     run(n, [&] { smp::row_partials_f64_kernel(se.data(), partial.data(), chunks, true); });
     cpu.row_sumexp_f64(want_se.data(), x.data(), n, ld, valid, want_mx.data(), finite_only);
     EXPECT_LT(testing::relative_error(se, want_se), 1e-13) << finite_only;
