@@ -364,6 +364,22 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
     if (r1) append(ids, t.encode("<think>\n"));  // R1 reasons first: its think token, as an added token
     return ids;
   }
+  if (prompt_template == PromptTemplate::DeepSeekV2) {  // BOS, then "User: " / "Assistant: " turns in text
+    const std::int32_t end = special(t, prompt_template, "<｜end▁of▁sentence｜>");
+    ids.push_back(special(t, prompt_template, "<｜begin▁of▁sentence｜>"));
+    std::string text;  // since the last marker
+    for (const Message& m : messages) {
+      if (m.role == "user") text += "User: " + m.content + "\n\n";
+      if (m.role == "system") text += m.content + "\n\n";
+      if (m.role == "assistant") {
+        append(ids, t.encode(text + "Assistant: " + m.content));
+        ids.push_back(end);
+        text.clear();
+      }
+    }
+    append(ids, t.encode(text + "Assistant:"));
+    return ids;
+  }
   if (prompt_template == PromptTemplate::Kimi) {  // no BOS: <|im_{role}|> "{role}" <|im_middle|> "{content}" <|im_end|>
     const std::int32_t middle = special(t, prompt_template, "<|im_middle|>");
     const std::int32_t end = special(t, prompt_template, "<|im_end|>");
@@ -466,11 +482,12 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
   const bool trim = is_llama3(prompt_template) || is_gemma(prompt_template) || prompt_template == PromptTemplate::Cohere;
   const bool rstrip = prompt_template == PromptTemplate::MistralV3 || prompt_template == PromptTemplate::MistralV7;
   const std::size_t kept = text.find_last_not_of(' ') + 1;  // up to the trailing spaces
-  const std::string written = prompt_template == PromptTemplate::SmolLm3  ? without_leading_newlines(text)
-                              : prompt_template == PromptTemplate::Llama2 ? trimmed(text) + " "
-                              : rstrip                                    ? text.substr(0, kept)
-                              : trim                                      ? trimmed(text)
-                                                                          : text;
+  const std::string written = prompt_template == PromptTemplate::SmolLm3      ? without_leading_newlines(text)
+                              : prompt_template == PromptTemplate::Llama2     ? trimmed(text) + " "
+                              : prompt_template == PromptTemplate::DeepSeekV2 ? " " + text
+                              : rstrip                                        ? text.substr(0, kept)
+                              : trim                                          ? trimmed(text)
+                                                                              : text;
   std::vector<std::int32_t> ids = t.encode(written);
   if (const auto end = response_end(prompt_template, t)) ids.push_back(*end);
   return ids;
@@ -488,7 +505,9 @@ std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const T
   if (prompt_template == PromptTemplate::Cohere) return special(t, prompt_template, "<|END_OF_TURN_TOKEN|>");
   if (is_granite(prompt_template)) return special(t, prompt_template, "<|end_of_text|>");
   if (prompt_template == PromptTemplate::Tulu) return t.template_eos_id();  // its template's eos_token
-  if (is_deepseek(prompt_template)) return special(t, prompt_template, "<｜end▁of▁sentence｜>");
+  if (is_deepseek(prompt_template) || prompt_template == PromptTemplate::DeepSeekV2) {
+    return special(t, prompt_template, "<｜end▁of▁sentence｜>");
+  }
   return t.eos_id();
 }
 

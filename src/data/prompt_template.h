@@ -11,9 +11,9 @@
 //         mistral-v3 when it has [INST] and [/INST], granite4, granite3.1 or granite3.0 when its chat
 //         template writes Granite's <|start_of_role|> turns (below), smollm3 when its chat template
 //         writes SmolLM3's "Reasoning Mode" (before qwen3), deepseek-r1 or deepseek-v3 when its chat
-//         template is R1's or V3's (below), kimi for Moonshot AI's chat tokens (below), chat
-//         otherwise; chat templates spin does not write (OLMo 3's, Phi-3's SentencePiece one, other
-//         Granite, DeepSeek and Moonshot ones) are refused
+//         template is R1's or V3's (below), deepseek-v2 for V2's (below), kimi for Moonshot AI's chat tokens (below),
+//         chat otherwise; chat templates spin does not write (OLMo 3's, Phi-3's SentencePiece one, other Granite,
+//         DeepSeek and Moonshot ones) are refused
 //   chat  (the Zephyr layout the SPIN paper's models use)
 //         BOS "<|system|>\n{content}" EOS "\n" "<|user|>\n{content}" EOS "\n" ... "<|assistant|>\n"
 //   plain BOS "{content}" with several messages joined by "\n"
@@ -107,6 +107,12 @@
 //         last </think> (its answer, not its reasoning), and the generation prompt <｜Assistant｜> "<think>\n":
 //         the response is what the model writes after it (its reasoning, </think>, its answer); auto picks
 //         it for a chat template writing that generation prompt and cutting the history at </think>
+//   deepseek-v2 (DeepSeek-V2-Chat's, V2-Lite-Chat's and DeepSeek LLM 7B / 67B Chat's chat template)
+//         <｜begin▁of▁sentence｜>, then per message a user's "User: {content}\n\n", a system's "{content}\n\n",
+//         an assistant's "Assistant: {content}" <｜end▁of▁sentence｜>, in their order; then "Assistant:" -- the
+//         response's text after the space its template writes (the response is " {content}"); nothing trimmed,
+//         the text between the markers encoded as one string. auto picks it for a tokenizer with
+//         <｜begin▁of▁sentence｜> whose chat template is that one
 //   kimi  (Moonshot AI's: Moonlight-16B-A3B-Instruct's and Kimi K2's chat templates, without tools) no BOS;
 //         when the conversation does not open with a system message, the template's default one first
 //         (the literal text of its <|im_system|>system<|im_middle|>...<|im_end|> turn: Moonlight's "You are a
@@ -121,7 +127,8 @@
 // which generation stops too; phi4: <|im_end|>; phi4-mini: <|end|>; gemma, gemma3: its trimmed text's, then
 // <end_of_turn>; llama2: the ids of its trimmed text and a space; cohere: its stripped text's, then
 // <|END_OF_TURN_TOKEN|>; granite*: its text's, then <|end_of_text|>; smollm3: its text's without leading
-// newlines, then <|im_end|>; deepseek-*: its text's, then <｜end▁of▁sentence｜>; kimi: its text's, then <|im_end|>).
+// newlines, then <|im_end|>; deepseek-*: its text's (deepseek-v2: after a space), then <｜end▁of▁sentence｜>; kimi: its
+// text's, then <|im_end|>).
 #pragma once
 
 #include <cstdint>
@@ -141,12 +148,12 @@ struct Message {
 
 enum class PromptTemplate {
   Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Gemma3, Llama2, Mistral, MistralV3, MistralV7, Phi4,
-  Phi4Mini, Tulu, Cohere, Granite30, Granite31, Granite4, SmolLm3, DeepSeekV3, DeepSeekR1, Kimi
+  Phi4Mini, Tulu, Cohere, Granite30, Granite31, Granite4, SmolLm3, DeepSeekV3, DeepSeekR1, DeepSeekV2, Kimi
 };
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
 // gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, granite3.1,
-// granite4, smollm3, deepseek-v3, deepseek-r1 or kimi; throws naming the choices), "auto" resolved for `tokenizer`
-// (null: chat).
+// granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v2 or kimi; throws naming the choices), "auto" resolved for
+// `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
@@ -158,9 +165,9 @@ inline constexpr const char* kPromptTemplateChoices =
     "(Llama 2 chat), mistral (Mistral 7B Instruct v0.1 / v0.2), mistral-v3 (v0.3, Mistral NeMo), mistral-v7 "
     "(Mistral Small 3 and later), phi4 (Phi-4), phi4-mini (Phi-4-mini), tulu (OLMo 2 Instruct, Tulu 3), cohere "
     "(Command-R, Aya), granite3.0 (Granite 3.0), granite3.1 (Granite 3.1-3.3, their dated default system message on "
-    "a fixed day), granite4 (Granite 4.0), smollm3 (SmolLM3, thinking off), deepseek-v3 (DeepSeek-V3) or "
-    "deepseek-r1 (DeepSeek-R1 and its distilled models: the response after R1's <think>) or kimi (Moonlight, Kimi "
-    "K2)";
+    "a fixed day), granite4 (Granite 4.0), smollm3 (SmolLM3, thinking off), deepseek-v3 (DeepSeek-V3), "
+    "deepseek-r1 (DeepSeek-R1 and its distilled models: the response after R1's <think>), deepseek-v2 (DeepSeek-V2 "
+    "Chat, DeepSeek LLM Chat) or kimi (Moonlight, Kimi K2)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);

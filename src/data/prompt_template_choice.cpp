@@ -53,7 +53,8 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
       PromptTemplate::Gemma3,    PromptTemplate::Llama2,     PromptTemplate::Mistral,    PromptTemplate::MistralV3,
       PromptTemplate::MistralV7, PromptTemplate::Phi4,       PromptTemplate::Phi4Mini,   PromptTemplate::Tulu,
       PromptTemplate::Cohere,    PromptTemplate::Granite30,  PromptTemplate::Granite31,  PromptTemplate::Granite4,
-      PromptTemplate::SmolLm3,   PromptTemplate::DeepSeekV3, PromptTemplate::DeepSeekR1, PromptTemplate::Kimi};
+      PromptTemplate::SmolLm3,   PromptTemplate::DeepSeekV3, PromptTemplate::DeepSeekR1, PromptTemplate::DeepSeekV2,
+      PromptTemplate::Kimi};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
@@ -117,8 +118,9 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
   // DeepSeek's <｜User｜> ... <｜Assistant｜> ... <｜end▁of▁sentence｜> turns (fullwidth bars): R1's template (R1 and
   // its distilled Qwen and Llama models) by its generation prompt's think block and its history's answers
   // after </think>, V3's by its system messages joined -- each as its published text writes it; another
-  // (R1's first release, V3.1's thinking switch, V2.5's) refused rather than taken for one of these, and so are
-  // V2-Chat's ("User: " ... "Assistant:" in plain text after <｜begin▁of▁sentence｜>) and Coder's ("### Instruction:").
+  // (R1's first release, V3.1's thinking switch, V2.5's) refused rather than taken for one of these; V2-Chat's
+  // ("User: " ... "Assistant:" in plain text after <｜begin▁of▁sentence｜>) taken by its template below; Coder's
+  // ("### Instruction:") and any other after that BOS refused.
   if (has_tokens(tokenizer, {"<｜User｜>", "<｜Assistant｜>"}) || template_has("<｜Assistant｜>")) {
     if (template_has("{{'<｜Assistant｜><think>\\n'}}") && template_has("content.split('</think>')[-1]")) {
       return PromptTemplate::DeepSeekR1;
@@ -128,6 +130,13 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
       return PromptTemplate::DeepSeekV3;
     }
     refuse(true, "chat template is a DeepSeek one (<｜User｜> and <｜Assistant｜> turns) other than R1's and V3's");
+  }
+  // DeepSeek-V2-Chat's and DeepSeek LLM Chat's: "User: " and "Assistant: " in text after <｜begin▁of▁sentence｜>.
+  if (has_tokens(tokenizer, {"<｜begin▁of▁sentence｜>"}) &&
+      template_has("{{ 'User: ' + message['content'] + '\\n\\n' }}") &&
+      template_has("{{ 'Assistant: ' + message['content'] + eos_token }}") &&
+      template_has("{{ message['content'] + '\\n\\n' }}") && template_has("{{ 'Assistant:' }}")) {
+    return PromptTemplate::DeepSeekV2;
   }
   refuse(has_tokens(tokenizer, {"<｜begin▁of▁sentence｜>"}),
          "chat format is DeepSeek's (V2's \"User: \" and \"Assistant:\" turns, or Coder's \"### Instruction:\" and "
@@ -203,6 +212,7 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::SmolLm3: return "smollm3";
     case PromptTemplate::DeepSeekV3: return "deepseek-v3";
     case PromptTemplate::DeepSeekR1: return "deepseek-r1";
+    case PromptTemplate::DeepSeekV2: return "deepseek-v2";
     case PromptTemplate::Kimi: return "kimi";
   }
   return "?";

@@ -273,7 +273,10 @@ def build(kind, out, rng):
         elif kind == "granite":  # as Granite 3.3's (its template writes no BOS)
             json.dump({"bos_token": "<|end_of_text|>", "eos_token": "<|end_of_text|>", "pad_token": "<|end_of_text|>",
                        "chat_template": GRANITE31_CHAT}, f)
-        elif kind in ("deepseek_llm", "deepseek_coder"):  # as DeepSeek-V2-Lite-Chat's (its chat format: not spin's)
+        elif kind == "deepseek_llm":  # as DeepSeek-V2-Lite-Chat's
+            json.dump({"bos_token": DEEPSEEK_SPECIALS[1], "eos_token": DEEPSEEK_SPECIALS[0],
+                       "pad_token": DEEPSEEK_SPECIALS[0], "chat_template": DEEPSEEK_V2_CHAT}, f, ensure_ascii=False)
+        elif kind == "deepseek_coder":  # as deepseek-coder-6.7b-base's (no chat template)
             json.dump({"bos_token": DEEPSEEK_SPECIALS[1], "eos_token": DEEPSEEK_SPECIALS[0],
                        "pad_token": DEEPSEEK_SPECIALS[0]}, f, ensure_ascii=False)
         elif kind in ("deepseek_v3", "deepseek_r1"):  # as DeepSeek-V3's, DeepSeek-R1-Distill-Qwen's
@@ -321,6 +324,9 @@ def build(kind, out, rng):
         return
     if kind == "deepseek_v3":
         chat_cases(tok, out, DEEPSEEK_V3_CHAT, DEEPSEEK_SPECIALS[1], DEEPSEEK_SPECIALS[0], more=DEEPSEEK_CONVERSATIONS)
+    if kind == "deepseek_llm":
+        chat_cases(tok, out, DEEPSEEK_V2_CHAT, DEEPSEEK_SPECIALS[1], DEEPSEEK_SPECIALS[0],
+                   more=DEEPSEEK_V2_CONVERSATIONS)
     if kind == "deepseek_r1":  # its tokenization is qwen2's: only R1's chat format is tested
         r1_chat_cases(tok, out, DEEPSEEK_SPECIALS[1], DEEPSEEK_SPECIALS[0])
         print("deepseek_r1: vocabulary %d, chat cases" % tok.get_vocab_size())
@@ -598,6 +604,25 @@ DEEPSEEK_R1_CHAT = (
     "{{'<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>'}}{%- endif %}{%- endif %}{%- endfor -%}"
     "{% if ns.is_tool %}{{'<｜tool▁outputs▁end｜>'}}{% endif %}"
     "{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜><think>\\n'}}{% endif %}")
+
+# DeepSeek-V2-Chat's, V2-Lite-Chat's and DeepSeek LLM 7B Chat's chat template (tokenizer_config.json): BOS, the
+# turns in text, each assistant turn ended by EOS, the generation prompt "Assistant:" without its space.
+DEEPSEEK_V2_CHAT = (
+    "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}{{ bos_token }}"
+    "{% for message in messages %}{% if message['role'] == 'user' %}{{ 'User: ' + message['content'] + '\\n\\n' }}"
+    "{% elif message['role'] == 'assistant' %}{{ 'Assistant: ' + message['content'] + eos_token }}"
+    "{% elif message['role'] == 'system' %}{{ message['content'] + '\\n\\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}")
+# V2's own cases: a system message between turns (written where it stands), responses opening with punctuation, a
+# digit, a line break or CJK, an empty one.
+DEEPSEEK_V2_CONVERSATIONS = [
+    [{"role": "user", "content": "a"}, {"role": "system", "content": "Be brief."}, {"role": "user", "content": "b"},
+     {"role": "assistant", "content": "...ok"}],
+    [{"role": "user", "content": "n?"}, {"role": "assistant", "content": "42 is it"}],
+    [{"role": "user", "content": "x"}, {"role": "assistant", "content": "\nline"}],
+    [{"role": "system", "content": "S"}, {"role": "user", "content": "中文?"}, {"role": "assistant", "content": "中文。"}],
+    [{"role": "user", "content": "say nothing"}, {"role": "assistant", "content": ""}],
+]
 
 # DeepSeek's own cases: system messages after the first (V3 joins them all, R1 keeps the last), an earlier
 # answer with its reasoning (R1 keeps what follows </think>), a response that reasons.

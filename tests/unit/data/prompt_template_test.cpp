@@ -96,14 +96,23 @@ TEST(HfBpeTokenizer, DeepSeekTemplatesMatchApplyChatTemplate) {
   };
   refused("deepseek_r1", "<｜Assistant｜><think>\\n'}}", "<｜Assistant｜>'}}");
   refused("deepseek_v3", "ns.system_prompt + '\\n\\n' + message['content']", "message['content']");
-  // DeepSeek-V2's and DeepSeek Coder's tokenizers (their BOS, no <｜User｜>): formats spin does not write.
-  for (const char* fixture : {"hf_bpe/deepseek_llm", "hf_bpe/deepseek_coder"}) {
-    const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/" + fixture);
-    const std::string e = testing::error_of([&] { choose_prompt_template("auto", t.get()); });
-    EXPECT_NE(e.find("chat format is DeepSeek's (V2's \"User: \" and \"Assistant:\" turns, or Coder's"),
-              std::string::npos)
-        << e;
-  }
+  // DeepSeek Coder's tokenizer (its BOS, no <｜User｜>, no chat template): a format spin does not write.
+  const auto coder = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/deepseek_coder");
+  const std::string e = testing::error_of([&] { choose_prompt_template("auto", coder.get()); });
+  EXPECT_NE(e.find("chat format is DeepSeek's (V2's \"User: \" and \"Assistant:\" turns, or Coder's"),
+            std::string::npos)
+      << e;
+}
+
+// DeepSeek-V2-Chat's format (DeepSeek LLM Chat's too) on a tokenizer built as DeepSeek-V2's (its five Splits and
+// Digits, its BOS and EOS): "User: " / "Assistant: " turns in text after BOS, a system message where it stands, each
+// assistant turn ended by EOS, the generation prompt "Assistant:" and the response after its space -- against its
+// template's prompts and responses (responses opening with a space, punctuation, a digit, a line break, CJK, none);
+// auto picks it by the chat template.
+TEST(HfBpeTokenizer, DeepSeekV2TemplateMatchesApplyChatTemplate) {
+  expect_chat_cases("hf_bpe/deepseek_llm", PromptTemplate::DeepSeekV2, "");
+  expect_chosen("hf_bpe/deepseek_llm", PromptTemplate::DeepSeekV2, "<｜end▁of▁sentence｜>");
+  expect_needs_token(PromptTemplate::DeepSeekV2, "deepseek-v2", "<｜end▁of▁sentence｜>");
 }
 
 // Moonshot AI's format on the tiktoken.model fixture (tests/data/kimi, make_kimi_fixture.py): kimi against
@@ -554,7 +563,7 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
   EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
                    "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, "
-                   "granite3.1, granite4, smollm3, deepseek-v3, deepseek-r1 or kimi)"),
+                   "granite3.1, granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v2 or kimi)"),
             std::string::npos)
       << e;
 }
