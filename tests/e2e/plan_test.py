@@ -323,6 +323,7 @@ CONFIGS = [("tinyllama-1.1b.ini", "tinyllama-1.1b.json", 8), ("llama-2-7b.ini", 
            ("glm-4.5-air-lora.ini", "glm-4.5-air.json", 16),
            ("dots.llm1.inst-lora.ini", "dots.llm1.inst.json", 16),
            ("moonlight-16b-a3b-instruct.ini", "moonlight-16b-a3b-instruct.json", 8),
+           ("deepseek-v2-lite-chat.ini", "deepseek-v2-lite-chat.json", 8),
            ("deepseek-v3-lora.ini", "deepseek-v3.json", 64)]
 
 
@@ -384,6 +385,8 @@ def case_configs(args, tmp):
                                              "dense of 10944; 14.016 B parameters a token",
                   "moonlight-16b-a3b-instruct.ini": "64 experts, 6 a token, a shared expert of 2816, the first 1 "
                                                     "layer(s) dense of 11264; 2.915 B parameters a token",
+                  "deepseek-v2-lite-chat.ini": "64 experts, 6 a token, a shared expert of 2816, the first 1 layer(s) "
+                                               "dense of 10944; 2.661 B parameters a token",
                   "deepseek-v3-lora.ini": "256 experts, 8 a token, a shared expert of 2048, the first 3 layer(s) "
                                           "dense of 18432; 37.551 B parameters a token"}.get(name)
         assert active is None or active in p.stdout, (name, p.stdout[:500])
