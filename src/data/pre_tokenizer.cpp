@@ -331,13 +331,6 @@ std::size_t match_deepseek_llm_letters(const CodePoints& s, std::size_t i) {
 std::size_t match_deepseek_llm_punctuation(const CodePoints& s, std::size_t i) {
   return match_spaced_run(s, i, deepseek_llm_punctuation);
 }
-// \s+$: the run of whitespace that ends the piece (every line break is a piece of its own by then, so $ is the
-// piece's end).
-std::size_t match_trailing_spaces(const CodePoints& s, std::size_t i) {
-  if (!space(s.cp[i])) return i;
-  const std::size_t j = run(s, i, space);
-  return j == s.size() ? j : i;
-}
 std::size_t match_deepseek_llm_cjk(const CodePoints& s, std::size_t i) { return run(s, i, deepseek_llm_cjk); }
 std::size_t match_digit(const CodePoints& s, std::size_t i) { return number(s.cp[i]) ? i + 1 : i; }
 
@@ -366,6 +359,19 @@ std::vector<std::string_view> deepseek_split_pieces(std::string_view text, bool 
     }
     pieces.swap(next);
   };
+  // \s+$: at most one match a piece, the run of whitespace that ends it (every line break is a piece of its own by
+  // then, so $ is the piece's end) -- found from the end, where a matcher tried at each code point would scan every
+  // inner run of whitespace once a code point.
+  const auto trailing_spaces = [&] {
+    next.clear();
+    for (const Range& r : pieces) {
+      std::size_t from = r[1];
+      while (from > r[0] && space(s.cp[from - 1])) --from;
+      if (from > r[0]) next.push_back({r[0], from});
+      if (from < r[1]) next.push_back({from, r[1]});
+    }
+    pieces.swap(next);
+  };
   pass(match_line_break);
   if (coder) {
     pass(match_spaced_letters);
@@ -373,7 +379,7 @@ std::vector<std::string_view> deepseek_split_pieces(std::string_view text, bool 
   } else {
     pass(match_deepseek_llm_letters);
     pass(match_deepseek_llm_punctuation);
-    pass(match_trailing_spaces);
+    trailing_spaces();
   }
   pass(match_deepseek_llm_cjk);
   pass(match_digit);
@@ -400,8 +406,9 @@ bool same_expressions(const std::vector<std::string>& patterns, const std::vecto
 }  // namespace
 
 bool is_deepseek_v3_sequence(const std::vector<std::string>& patterns) {
-  return patterns.size() == 3 && patterns[0] == kDeepSeekNumbers && patterns[1] == kDeepSeekCjk &&
-         escaped_line_breaks(patterns[2]) == kDeepSeekWords;
+  static const std::vector<std::string> kSplits = {std::string(kDeepSeekNumbers), std::string(kDeepSeekCjk),
+                                                   std::string(kDeepSeekWords)};
+  return same_expressions(patterns, kSplits);
 }
 
 bool is_deepseek_llm_sequence(const std::vector<std::string>& patterns) {
