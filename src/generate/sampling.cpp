@@ -1,8 +1,12 @@
 #include "generate/sampling.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <tuple>
+#include <utility>
 
 #include "core/error.h"
 #include "core/mass_histogram.h"
@@ -37,8 +41,12 @@ class Staging {
     keep_.push_back(buffer.upload(values, device_));
     return keep_.back().template data<T>();
   }
-  template <class T>
-  const T* up(const std::vector<T>& values) { return up(std::span<const T>(values)); }
+  // Several host arrays in one copy (a step's small per-row arrays: one upload, not one each),
+  // each at an 8-byte-aligned offset of one device buffer; their device pointers, in order.
+  template <class... T>
+  std::tuple<const T*...> up_packed(const std::vector<T>&... values) {
+    return up_packed(std::index_sequence_for<T...>{}, values...);
+  }
   template <class T>
   T* out(std::size_t n) {
     keep_.push_back(Tensor::zeros({static_cast<std::int64_t>(std::max<std::size_t>(n, 1))}, dtype_of<T>(), device_));
@@ -52,6 +60,21 @@ class Staging {
   }
 
  private:
+  template <std::size_t... I, class... T>
+  std::tuple<const T*...> up_packed(std::index_sequence<I...>, const std::vector<T>&... values) {
+    static_assert(sizeof...(T) > 0 && ((alignof(T) <= 8) && ...));
+    const std::array<std::size_t, sizeof...(T)> bytes = {(values.size() * sizeof(T) + 7) / 8 * 8 ...};
+    std::array<std::size_t, sizeof...(T)> at{};
+    for (std::size_t i = 1; i < at.size(); ++i) at[i] = at[i - 1] + bytes[i - 1];
+    std::vector<std::uint8_t> packed(at.back() + bytes.back());
+    const auto put = [&](std::size_t offset, const auto& v) {
+      if (!v.empty()) std::memcpy(packed.data() + offset, v.data(), v.size() * sizeof(v[0]));
+    };
+    (put(at[I], values), ...);
+    const std::uint8_t* base = up(std::span<const std::uint8_t>(packed));
+    return {reinterpret_cast<const T*>(base + at[I])...};
+  }
+
   Device device_;
   std::vector<Tensor> keep_;
 };
@@ -63,14 +86,16 @@ std::vector<double> top_p_floor(const kernels::Kernels& kernels, parallel::Commu
   const auto rows = static_cast<std::size_t>(n);
   require(zmax.size() == rows, "top_p_floor: ", zmax.size(), " row maxima for ", n, " rows");
   Staging dev(kernels.device());
-  const double* shift = dev.up(zmax);
   constexpr auto kBuckets = static_cast<std::size_t>(kMassBuckets);
   std::uint64_t* histogram_d = dev.out<std::uint64_t>(rows * kBuckets);
   std::vector<std::uint64_t> prefix(rows, 0);  // the key's bytes fixed so far
   std::vector<std::uint64_t> above(rows, 0);   // the mass of the keys above the prefix's range
   std::vector<double> limit(rows, 0.0);        // top_p of the row's mass
+  // The shifts go up with the first round's prefixes: one upload a round.
+  const auto [shift, first_prefix] = dev.up_packed(std::vector<double>(zmax.begin(), zmax.end()), prefix);
   for (int bits = 0; bits < 32; bits += kMassBucketBits) {
-    kernels.row_mass_histogram(histogram_d, z, n, valid, valid, shift, dev.up(prefix), bits);
+    const std::uint64_t* prefix_d = bits == 0 ? first_prefix : dev.up(std::span<const std::uint64_t>(prefix));
+    kernels.row_mass_histogram(histogram_d, z, n, valid, valid, shift, prefix_d, bits);
     std::vector<std::uint64_t> histogram = dev.down(histogram_d, rows * kBuckets);
     tp.all_reduce(histogram.data(), histogram.size());
     for (std::size_t r = 0; r < rows; ++r) {
@@ -108,6 +133,7 @@ VocabParallelSampler::VocabParallelSampler(const model::TpDims& dims, parallel::
                                            std::uint64_t seed, std::vector<std::int32_t> eos_ids)
     : dims_(dims), tp_(tp), kernels_(kernels), params_(params), seed_(seed), eos_(std::move(eos_ids)) {
   params_.validate();
+  eos_device_ = UploadBuffer().upload(std::span<const std::int32_t>(eos_), kernels_.device());
 }
 
 double VocabParallelSampler::gumbel(const SampleRow& row, std::int64_t v) const {
@@ -135,23 +161,28 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
     return all;
   };
 
-  // 1. Processed logits z of this shard: penalty, EOS ban, temperature.
+  // 1. Processed logits z of this shard: penalty, EOS ban, temperature. The step's per-row arrays
+  //    go up in one copy (the EOS ids are on the device from the start).
+  std::vector<std::int32_t> history;  // every row's tokens, back to back
+  std::vector<std::int64_t> offsets = {0};
+  std::vector<std::uint8_t> ban(rows_sz);
+  std::vector<std::uint64_t> ids(rows_sz);  // the noise's keys
+  std::vector<std::int64_t> positions(rows_sz);
+  for (std::size_t r = 0; r < rows_sz; ++r) {
+    if (params_.repetition_penalty != 1.0f) {
+      history.insert(history.end(), rows[r].history.begin(), rows[r].history.end());
+    }
+    offsets.push_back(static_cast<std::int64_t>(history.size()));
+    ban[r] = rows[r].ban_eos ? 1 : 0;
+    ids[r] = rows[r].sample_id, positions[r] = rows[r].position;
+  }
+  const auto [history_d, offsets_d, ban_d, ids_d, positions_d, no_threshold_d] =
+      dev.up_packed(history, offsets, ban, ids, positions, std::vector<double>(rows_sz, kNegInf));
   const auto z_size = static_cast<std::size_t>(n * std::max<std::int64_t>(valid, 0));
   float* z = dev.out<float>(z_size);
-  {
-    std::vector<std::int32_t> history;  // every row's tokens, back to back
-    std::vector<std::int64_t> offsets = {0};
-    std::vector<std::uint8_t> ban(rows_sz);
-    for (std::size_t r = 0; r < rows_sz; ++r) {
-      if (params_.repetition_penalty != 1.0f) history.insert(history.end(), rows[r].history.begin(), rows[r].history.end());
-      offsets.push_back(static_cast<std::int64_t>(history.size()));
-      ban[r] = rows[r].ban_eos ? 1 : 0;
-    }
-    kernels_.sampling_logits(z, logits, n, ld, valid, start, dev.up(history), dev.up(offsets),
-                             params_.repetition_penalty, dev.up(ban), dev.up(eos_),
-                             static_cast<std::int64_t>(eos_.size()),
-                             params_.greedy ? 1.0f : 1.0f / params_.temperature);
-  }
+  kernels_.sampling_logits(z, logits, n, ld, valid, start, history_d, offsets_d, params_.repetition_penalty, ban_d,
+                           eos_device_.data<std::int32_t>(), static_cast<std::int64_t>(eos_.size()),
+                           params_.greedy ? 1.0f : 1.0f / params_.temperature);
 
   // 2. The raw log-sum-exp of every row, for the reported log-probabilities: each shard's maximum
   //    and its sum of exponentials shifted by it (fields 0 and 1 of the exchanged buffer), combined
@@ -185,12 +216,8 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
   std::vector<Candidate> best(rows_sz, Candidate{kNegInf, -1.0, 0.0});
   // This shard's winner of every row (the per-token loop, on the kernels) into d's three fields:
   // the scores, the ids, the raw logits.
-  const auto local_winners = [&](double* d, const std::vector<double>& threshold, bool noisy) {
-    std::vector<std::uint64_t> ids(rows_sz);
-    std::vector<std::int64_t> positions(rows_sz);
-    for (std::size_t r = 0; r < rows_sz; ++r) ids[r] = rows[r].sample_id, positions[r] = rows[r].position;
-    kernels_.gumbel_argmax(d, d + rows_sz, z, n, valid, dev.up(threshold), noisy, seed_, dev.up(ids), dev.up(positions),
-                           start);
+  const auto local_winners = [&](double* d, const double* threshold_d, bool noisy) {
+    kernels_.gumbel_argmax(d, d + rows_sz, z, n, valid, threshold_d, noisy, seed_, ids_d, positions_d, start);
     kernels_.logits_at_ids(d + 2 * rows_sz, logits, n, ld, valid, d + rows_sz, 1, 1, start);
   };
   // The best of the ranks' winners, the fields at `at` of each rank's `width` doubles.
@@ -209,7 +236,7 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
     const std::size_t width = 5 * rows_sz;
     double* d = dev.out<double>(width);
     raw_statistics(d);
-    local_winners(d + 2 * rows_sz, std::vector<double>(rows_sz, kNegInf), !params_.greedy);
+    local_winners(d + 2 * rows_sz, no_threshold_d, !params_.greedy);
     const std::vector<double> all = exchange(d, width);
     combine_raw(all, width);
     combine_winners(all, width, 2 * rows_sz);
@@ -288,7 +315,7 @@ std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
       for (std::size_t r = 0; r < rows_sz; ++r) threshold[r] = std::max(threshold[r], zmax[r] + std::log(params_.min_p));
     }
     double* w = dev.out<double>(3 * rows_sz);
-    local_winners(w, threshold, true);
+    local_winners(w, dev.up(std::span<const double>(threshold)), true);
     combine_winners(exchange(w, 3 * rows_sz), 3 * rows_sz, 0);
   }
 

@@ -20,6 +20,7 @@
 #include <span>
 #include <vector>
 
+#include "core/tensor.h"
 #include "kernels/kernels.h"
 #include "model/tp_dims.h"
 #include "parallel/communicator.h"
@@ -85,6 +86,7 @@ class VocabParallelSampler {
   SamplingParams params_;
   std::uint64_t seed_;
   std::vector<std::int32_t> eos_;
+  Tensor eos_device_;  // eos_ on the kernels' device
 };
 
 }  // namespace spin::generate

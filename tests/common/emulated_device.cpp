@@ -70,10 +70,12 @@ void EmulatedDeviceMemory::copy(void* dst, const void* src, std::size_t bytes) {
 }
 void EmulatedDeviceMemory::copy_to_host(void* host_dst, const void* src, std::size_t bytes) {
   require(!tagged(host_dst), "copy_to_host: the destination is device memory");
+  ++transfers_.to_host;
   std::memcpy(host_dst, untag(src, bytes, "copy_to_host (source)"), bytes);
 }
 void EmulatedDeviceMemory::copy_from_host(void* dst, const void* host_src, std::size_t bytes) {
   require(!tagged(host_src), "copy_from_host: the source is device memory");
+  ++transfers_.from_host;
   std::memcpy(untag(dst, bytes, "copy_from_host (destination)"), host_src, bytes);
 }
 

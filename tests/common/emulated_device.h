@@ -43,11 +43,18 @@ class EmulatedDeviceMemory final : public MemoryOps {
   // live allocation; spin::Error naming `what` otherwise.
   void* untag(const void* p, std::size_t bytes, const char* what) const;
   std::size_t live_bytes() const;
+  // Host <-> device copies so far (what a GPU step waits on: each is a host round trip or an
+  // upload on the stream).
+  struct Transfers {
+    std::size_t from_host = 0, to_host = 0;
+  };
+  Transfers transfers() const { return transfers_; }
   // For communication: device pointers untagged (checked), host pointers as they are.
   void* host_address(const void* p, std::size_t bytes) const;
 
  private:
   std::map<std::uintptr_t, std::size_t> live_;  // untagged base -> bytes
+  Transfers transfers_;
 };
 
 // CUDA-aware MPI (or NCCL), emulated: forwards every call to `inner` with the host addresses

@@ -47,12 +47,10 @@ long long longest(const Index* offsets, Index count) {
 
 cuda_detail::FusedAttentionArgs CudaKernels::fused_args(const void* q, const void* k, const void* v, bool bf16,
                                                         const Index* cu_seqlens, Index num_seqs, Index heads,
-                                                        Index kv_heads, Index head_dim, AttentionScores scores,
-                                                        PooledBuffer& device_cu) const {
-  device_cu = upload_indices(cu_seqlens, num_seqs + 1);
+                                                        Index kv_heads, Index head_dim, AttentionScores scores) const {
   cuda_detail::FusedAttentionArgs a;
   a.q = q, a.k = k, a.v = v, a.bf16 = bf16;
-  a.cu_seqlens = device_cu.as<long long>();
+  a.cu_seqlens = upload_indices(cu_seqlens, num_seqs + 1);
   a.num_seqs = num_seqs;
   a.rows = cu_seqlens[num_seqs];
   a.longest = longest(cu_seqlens, num_seqs);
@@ -70,8 +68,7 @@ void CudaKernels::attention_forward(float* out, float* probs, const float* q, co
                                     Index head_dim, AttentionScores scores) const {
   if (num_seqs == 0) return;
   if (fused(head_dim, num_seqs)) {
-    PooledBuffer device_cu;
-    const auto a = fused_args(q, k, v, false, cu_seqlens, num_seqs, heads, kv_heads, head_dim, scores, device_cu);
+    const auto a = fused_args(q, k, v, false, cu_seqlens, num_seqs, heads, kv_heads, head_dim, scores);
     cuda_detail::fused_attention_forward(a, out, probs, stream_);
     return;
   }
@@ -104,7 +101,6 @@ void CudaKernels::attention_backward(float* dq, float* dk, float* dv, const floa
                                      AttentionScores scores) const {
   if (num_seqs == 0) return;
   if (fused(head_dim, num_seqs)) {
-    PooledBuffer device_cu;
     fused_backward(dq, dk, dv, dout, q, k, v, false, nullptr, probs, cu_seqlens, num_seqs, heads, kv_heads,
                    head_dim, scores);
     return;
@@ -160,8 +156,7 @@ void CudaKernels::fused_backward(float* dq, float* dk, float* dv, const float* d
                                  const void* v, bool bf16, const void* out, const float* lse, const Index* cu_seqlens,
                                  Index num_seqs, Index heads, Index kv_heads, Index head_dim,
                                  AttentionScores scores) const {
-  PooledBuffer device_cu;
-  const auto a = fused_args(q, k, v, bf16, cu_seqlens, num_seqs, heads, kv_heads, head_dim, scores, device_cu);
+  const auto a = fused_args(q, k, v, bf16, cu_seqlens, num_seqs, heads, kv_heads, head_dim, scores);
   const Index rows = cu_seqlens[num_seqs];
   PooledBuffer delta(allocator_, static_cast<std::size_t>(std::max<Index>(1, rows * heads)) * sizeof(float));
   if (bf16 && tensor_cores(head_dim, num_seqs)) {
@@ -185,8 +180,7 @@ void CudaKernels::attention_forward_bf16(std::uint16_t* out, float* saved, const
                                          AttentionScores scores) const {
   if (num_seqs == 0) return;
   if (fused(head_dim, num_seqs)) {
-    PooledBuffer device_cu;
-    const auto a = fused_args(q, k, v, true, cu_seqlens, num_seqs, heads, kv_heads, head_dim, scores, device_cu);
+    const auto a = fused_args(q, k, v, true, cu_seqlens, num_seqs, heads, kv_heads, head_dim, scores);
     if (tensor_cores(head_dim, num_seqs)) {
       cuda_detail::tensor_core_attention_forward(a, out, saved, stream_);
     } else {
@@ -230,10 +224,10 @@ bool CudaKernels::fused_cached(void* out, const void* q, const void* k_cache, co
   std::copy(row_begin, row_begin + runs + 1, host.begin());
   std::copy(slots, slots + runs, host.begin() + runs + 1);
   std::copy(first_position, first_position + runs, host.begin() + 2 * runs + 1);
-  const PooledBuffer device_runs = upload_indices(host.data(), static_cast<Index>(host.size()));
+  const long long* device_runs = upload_indices(host.data(), static_cast<Index>(host.size()));
   cuda_detail::FusedCachedArgs a;
   a.q = q, a.k_cache = k_cache, a.v_cache = v_cache, a.bf16 = bf16;
-  a.runs = device_runs.as<long long>();
+  a.runs = device_runs;
   a.num_runs = runs;
   a.longest_run = longest(row_begin, runs);
   a.capacity = capacity;
@@ -268,12 +262,11 @@ void CudaKernels::cached_attention_forward_bf16(std::uint16_t* out, const std::u
     std::vector<Index> prefill_rows(static_cast<std::size_t>(prefills + 1)), starts(static_cast<std::size_t>(prefills));
     for (Index r = 0; r <= prefills; ++r) prefill_rows[static_cast<std::size_t>(r)] = row_begin[decoding + r] - first_row;
     for (Index r = 0; r < prefills; ++r) starts[static_cast<std::size_t>(r)] = slots[decoding + r] * capacity;
-    PooledBuffer device_cu, lse(allocator_, static_cast<std::size_t>(std::max<Index>(1, prefill_rows.back() * heads)) *
-                                                sizeof(float));
+    PooledBuffer lse(allocator_,
+                     static_cast<std::size_t>(std::max<Index>(1, prefill_rows.back() * heads)) * sizeof(float));
     auto a = fused_args(q + first_row * q_ld, k_cache, v_cache, true, prefill_rows.data(), prefills, heads, kv_heads,
-                        head_dim, scores, device_cu);
-    const PooledBuffer device_starts = upload_indices(starts.data(), prefills);
-    a.kv_starts = device_starts.as<long long>();
+                        head_dim, scores);
+    a.kv_starts = upload_indices(starts.data(), prefills);
     cuda_detail::tensor_core_attention_forward(a, out + first_row * q_ld, lse.as<float>(), stream_);
     return;
   }

@@ -25,7 +25,14 @@ cublasOperation_t op(bool transpose) { return transpose ? CUBLAS_OP_T : CUBLAS_O
 }  // namespace
 
 CudaKernels::CudaKernels(Attention attention)
-    : stream_(cuda::compute_stream()), attention_(attention), allocator_(cuda::device_allocator()) {
+    : stream_(cuda::compute_stream()),
+      attention_(attention),
+      allocator_(cuda::device_allocator()),
+      // Ordered on the stream after earlier users of the pooled block; returns once the host array
+      // is staged (pageable memory), so the caller may free it.
+      recent_(allocator_, [stream = stream_](void* device, const void* host, std::size_t bytes) {
+        SPIN_CUDA_CHECK(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream));
+      }) {
   cuda::use_current_device();
   SPIN_CUBLAS_CHECK(cublasCreate(&blas_));
   SPIN_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
@@ -247,16 +254,11 @@ void CudaKernels::rope_backward(float* dx, const std::int32_t* positions, const 
   SPIN_CUDA_CHECK_LAUNCH("rope_backward");
 }
 
-PooledBuffer CudaKernels::upload(const void* host, std::size_t bytes) const {
-  PooledBuffer device(allocator_, bytes);
-  // Ordered on the stream after earlier users of the pooled block; returns once the host
-  // array is staged (pageable memory), so the caller may free it.
-  SPIN_CUDA_CHECK(cudaMemcpyAsync(device.data(), host, bytes, cudaMemcpyHostToDevice, stream_));
-  return device;
-}
+const void* CudaKernels::upload(const void* host, std::size_t bytes) const { return recent_.device_copy(host, bytes); }
 
-PooledBuffer CudaKernels::upload_indices(const Index* host, Index count) const {
-  return upload(host, static_cast<std::size_t>(count) * sizeof(Index));
+const long long* CudaKernels::upload_indices(const Index* host, Index count) const {
+  static_assert(sizeof(Index) == sizeof(long long));
+  return static_cast<const long long*>(upload(host, static_cast<std::size_t>(count) * sizeof(Index)));
 }
 
 void CudaKernels::scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
@@ -460,11 +462,11 @@ double CudaKernels::sum_squares(const float* x, const Range* ranges, Index count
   long long n = 0;
   const std::vector<FlatRange> table = flat_ranges(ranges, count, n);
   if (n == 0) return 0.0;
-  const PooledBuffer device_table = upload(table.data(), table.size() * sizeof(FlatRange));
+  const auto* device_table = static_cast<const FlatRange*>(upload(table.data(), table.size() * sizeof(FlatRange)));
   PooledBuffer total(allocator_, sizeof(double));
   SPIN_CUDA_CHECK(cudaMemsetAsync(total.data(), 0, sizeof(double), stream_));
-  sum_squares_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(total.as<double>(), x, device_table.as<FlatRange>(),
-                                                             static_cast<int>(table.size()), n);
+  sum_squares_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(total.as<double>(), x, device_table,
+                                                              static_cast<int>(table.size()), n);
   SPIN_CUDA_CHECK_LAUNCH("sum_squares");
   double host = 0.0;
   SPIN_CUDA_CHECK(cudaMemcpyAsync(&host, total.data(), sizeof(double), cudaMemcpyDeviceToHost, stream_));
@@ -477,11 +479,10 @@ void CudaKernels::adamw_update(float* param, std::uint16_t* param_bf16, const fl
   long long n = 0;
   const std::vector<FlatRange> table = flat_ranges(ranges, count, n);
   if (n == 0) return;
-  const PooledBuffer device_table = upload(table.data(), table.size() * sizeof(FlatRange));
+  const auto* device_table = static_cast<const FlatRange*>(upload(table.data(), table.size() * sizeof(FlatRange)));
   adamw_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(
-      param, reinterpret_cast<__nv_bfloat16*>(param_bf16), grad, m, v, device_table.as<FlatRange>(),
-      static_cast<int>(table.size()), n, h.step_size(), h.decay(), h.beta1, h.beta2, h.eps, h.grad_scale,
-      h.bias2_sqrt());
+      param, reinterpret_cast<__nv_bfloat16*>(param_bf16), grad, m, v, device_table, static_cast<int>(table.size()), n,
+      h.step_size(), h.decay(), h.beta1, h.beta2, h.eps, h.grad_scale, h.bias2_sqrt());
   SPIN_CUDA_CHECK_LAUNCH("adamw");
 }
 
@@ -490,10 +491,10 @@ void CudaKernels::rmsprop_update(float* param, std::uint16_t* param_bf16, const 
   long long n = 0;
   const std::vector<FlatRange> table = flat_ranges(ranges, count, n);
   if (n == 0) return;
-  const PooledBuffer device_table = upload(table.data(), table.size() * sizeof(FlatRange));
-  rmsprop_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(
-      param, reinterpret_cast<__nv_bfloat16*>(param_bf16), grad, v, device_table.as<FlatRange>(),
-      static_cast<int>(table.size()), n, h.lr, h.alpha, h.eps, h.weight_decay, h.grad_scale);
+  const auto* device_table = static_cast<const FlatRange*>(upload(table.data(), table.size() * sizeof(FlatRange)));
+  rmsprop_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(param, reinterpret_cast<__nv_bfloat16*>(param_bf16), grad, v,
+                                                          device_table, static_cast<int>(table.size()), n, h.lr,
+                                                          h.alpha, h.eps, h.weight_decay, h.grad_scale);
   SPIN_CUDA_CHECK_LAUNCH("rmsprop");
 }
 

@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include "core/caching_allocator.h"
+#include "core/recent_uploads.h"
 #include "kernels/cuda/fused_attention.h"
 #include "kernels/kernels.h"
 
@@ -204,19 +205,20 @@ class CudaKernels final : public Kernels {
 
   bool fused(Index head_dim, Index num_seqs) const;         // the fused SIMT kernels take it
   bool tensor_cores(Index head_dim, Index num_seqs) const;  // the tensor-core kernels take it (bf16)
-  // A device copy of `bytes` of host memory, queued on the stream (kernel launch arguments).
-  PooledBuffer upload(const void* host, std::size_t bytes) const;
-  PooledBuffer upload_indices(const Index* host, Index count) const;
+  // A device copy of `bytes` of host memory (kernel launch arguments), queued on the stream -- or
+  // the copy of the same bytes made by a recent call (RecentUploads: a layer's attention arrays are
+  // the step's). Read-only; valid through the next few distinct uploads.
+  const void* upload(const void* host, std::size_t bytes) const;
+  const long long* upload_indices(const Index* host, Index count) const;
   // cached_attention_forward(_bf16) through the fused kernel: false when it cannot take it.
   // q, the cache and out are bf16 (bf16) or float32.
   bool fused_cached(void* out, const void* q, const void* k_cache, const void* v_cache, bool bf16,
                     const Index* row_begin, const Index* slots, const Index* first_position, Index runs,
                     Index capacity, Index heads, Index kv_heads, Index head_dim, AttentionScores scores) const;
-  // The launch arguments of the fused kernels (q, k, v bf16 or float32), cu_seqlens copied to
-  // `device_cu`.
+  // The launch arguments of the fused kernels (q, k, v bf16 or float32), cu_seqlens uploaded.
   cuda_detail::FusedAttentionArgs fused_args(const void* q, const void* k, const void* v, bool bf16,
                                              const Index* cu_seqlens, Index num_seqs, Index heads, Index kv_heads,
-                                             Index head_dim, AttentionScores scores, PooledBuffer& device_cu) const;
+                                             Index head_dim, AttentionScores scores) const;
   // The fused backward (a scratch for its per-row deltas included): with `out` (the forward's
   // bf16 output) on tensor cores, else the SIMT kernels.
   void fused_backward(float* dq, float* dk, float* dv, const float* dout, const void* q, const void* k, const void* v,
@@ -229,6 +231,7 @@ class CudaKernels final : public Kernels {
   Attention attention_ = Attention::TensorCores;
   cublasHandle_t blas_ = nullptr;
   CachingAllocator& allocator_;
+  mutable RecentUploads recent_;  // upload()'s copies
 };
 
 }  // namespace spin::kernels

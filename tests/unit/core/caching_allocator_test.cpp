@@ -1,15 +1,18 @@
-// The caching allocator's bookkeeping on a host backend that counts and can run out.
+// The caching allocator's bookkeeping on a host backend that counts and can run out, and the
+// launch-argument uploads kept in it (RecentUploads).
 #include "core/caching_allocator.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <set>
 #include <vector>
 
 #include "common/test_util.h"
 #include "core/error.h"
+#include "core/recent_uploads.h"
 
 namespace spin {
 namespace {
@@ -105,6 +108,44 @@ TEST(CachingAllocator, ReturnsEverythingToTheBackendAtTheEnd) {
     EXPECT_EQ(backend.live.size(), 1u);
   }
   EXPECT_TRUE(backend.live.empty());
+}
+
+// Keyed by the bytes, not the host address: a host array changed in place goes up again, the
+// same bytes from anywhere are one copy; the least recently used copy is the one replaced.
+TEST(RecentUploads, ReusesACopyOfTheSameBytesAndReplacesTheLeastRecentlyUsed) {
+  CountingBackend backend;
+  CachingAllocator a(backend);
+  {
+    const auto host_copy = [](void* d, const void* h, std::size_t n) { std::memcpy(d, h, n); };
+    RecentUploads recent(a, host_copy, 3);
+    std::vector<std::int64_t> runs = {0, 1, 2, 3, 7, 9, 4};
+    const void* first = recent.device_copy(runs.data(), runs.size() * sizeof(std::int64_t));
+    EXPECT_EQ(std::memcmp(first, runs.data(), runs.size() * sizeof(std::int64_t)), 0);
+    const std::vector<std::int64_t> same = runs;  // another address, the same bytes
+    for (int layer = 0; layer < 5; ++layer) {
+      EXPECT_EQ(recent.device_copy(same.data(), same.size() * sizeof(std::int64_t)), first);
+    }
+    EXPECT_EQ(recent.uploads(), 1);
+
+    runs[4] = 8;  // the next step: in place, the same size
+    const void* second = recent.device_copy(runs.data(), runs.size() * sizeof(std::int64_t));
+    EXPECT_NE(second, first);
+    EXPECT_EQ(static_cast<const std::int64_t*>(second)[4], 8);
+    EXPECT_EQ(static_cast<const std::int64_t*>(first)[4], 7);  // still held
+    EXPECT_EQ(recent.uploads(), 2);
+    EXPECT_EQ(recent.device_copy(runs.data(), 3 * sizeof(std::int64_t)), recent.device_copy(same.data(), 24));
+    EXPECT_EQ(recent.uploads(), 3);  // a prefix is an array of its own
+    EXPECT_NE(recent.device_copy(nullptr, 0), nullptr);
+    EXPECT_EQ(recent.uploads(), 4);  // the empty array replaced `first`, the least recently used
+
+    EXPECT_EQ(recent.device_copy(runs.data(), runs.size() * sizeof(std::int64_t)), second);
+    EXPECT_EQ(recent.uploads(), 4);
+    const void* again = recent.device_copy(same.data(), same.size() * sizeof(std::int64_t));
+    EXPECT_EQ(std::memcmp(again, same.data(), same.size() * sizeof(std::int64_t)), 0);
+    EXPECT_EQ(recent.uploads(), 5);
+    EXPECT_EQ(a.stats().in_use, 3 * CachingAllocator::rounded(56));  // three held, the evicted returned
+  }
+  EXPECT_EQ(a.stats().in_use, 0u);
 }
 
 }  // namespace

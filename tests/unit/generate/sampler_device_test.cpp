@@ -1,0 +1,82 @@
+// The sampler on an emulated GPU (tests/common/emulated_device.h): its choices equal the CPU
+// path's bitwise in every mode, and a step crosses between host and device as often as
+// docs/generation.md says -- each crossing is a copy the GPU's stream waits on (a copy back is a
+// host round trip).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "common/emulated_device.h"
+#include "core/workspace.h"
+#include "generate/sampling.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "parallel/communicator.h"
+
+namespace spin::generate {
+namespace {
+
+using testing::EmulatedDeviceMemory;
+using testing::EmulatedKernels;
+
+struct Mode {
+  std::string name;
+  SamplingParams params;
+  std::size_t uploads, copies_back;  // host <-> device copies a step
+};
+
+std::vector<Mode> modes() {
+  std::vector<Mode> m(6);
+  m[0].name = "greedy", m[0].params.greedy = true, m[0].uploads = 1, m[0].copies_back = 1;
+  m[1].name = "plain", m[1].params.temperature = 0.8f, m[1].uploads = 1, m[1].copies_back = 1;
+  m[2].name = "top-k + top-p", m[2].params.top_k = 5, m[2].params.top_p = 0.8f, m[2].uploads = 1, m[2].copies_back = 1;
+  // The step's arrays, four search rounds (the first with the shifts), the thresholds; the
+  // statistics, four histograms, the winners.
+  m[3].name = "top-p", m[3].params.top_p = 0.7f, m[3].uploads = 6, m[3].copies_back = 6;
+  m[4].name = "min-p", m[4].params.min_p = 0.05f, m[4].uploads = 2, m[4].copies_back = 2;
+  m[5].name = "top-p + min-p", m[5].params.top_p = 0.9f, m[5].params.min_p = 0.02f, m[5].uploads = 6,
+  m[5].copies_back = 6;
+  for (Mode& mode : m) mode.params.repetition_penalty = 1.3f;
+  return m;
+}
+
+TEST(SamplerOnDevice, EqualsTheCpuPathAndCrossesToTheHostAsDocumented) {
+  constexpr std::int64_t kVocab = 300, kRows = 3;
+  std::vector<float> logits(static_cast<std::size_t>(kVocab * kRows));
+  for (std::size_t i = 0; i < logits.size(); ++i) logits[i] = static_cast<float>(std::sin(0.37 * double(i)) * 3.0);
+  const std::vector<std::int32_t> history = {4, 9, 9, 120};
+  std::vector<SampleRow> rows = {{0, 5, history, false}, {7, 9, {}, true}, {3, 6, history, true}};
+  model::TpDims dims;
+  dims.vocab_rows = dims.vocab_valid = kVocab;
+  const std::vector<std::int32_t> eos = {2, 17};
+
+  EmulatedDeviceMemory memory;
+  const EmulatedKernels device_kernels(memory);
+  const kernels::CpuKernels cpu_kernels;
+  parallel::SelfCommunicator tp;
+  const Tensor device_logits = UploadBuffer().upload(std::span<const float>(logits), Device::Cuda);
+  for (const Mode& mode : modes()) {
+    SCOPED_TRACE(mode.name);
+    const VocabParallelSampler cpu(dims, tp, cpu_kernels, mode.params, 11, eos);
+    const VocabParallelSampler device(dims, tp, device_kernels, mode.params, 11, eos);
+    for (int step = 0; step < 3; ++step) {
+      for (SampleRow& row : rows) ++row.position;
+      const std::vector<Sampled> want = cpu.sample(logits.data(), rows);
+      const EmulatedDeviceMemory::Transfers before = memory.transfers();
+      const std::vector<Sampled> got = device.sample(device_logits.f32(), rows);
+      const EmulatedDeviceMemory::Transfers after = memory.transfers();
+      EXPECT_EQ(after.from_host - before.from_host, mode.uploads);
+      EXPECT_EQ(after.to_host - before.to_host, mode.copies_back);
+      ASSERT_EQ(got.size(), want.size());
+      for (std::size_t r = 0; r < got.size(); ++r) {
+        EXPECT_EQ(got[r].token, want[r].token) << "row " << r;
+        EXPECT_EQ(got[r].logprob, want[r].logprob) << "row " << r;
+        EXPECT_NE(got[r].token, rows[r].ban_eos ? 2 : -1);
+        EXPECT_NE(got[r].token, rows[r].ban_eos ? 17 : -1);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace spin::generate
