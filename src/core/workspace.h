@@ -2,11 +2,18 @@
 // requested shapes; the buffer is reallocated only when a request does not fit, so a model
 // running batches of similar size allocates (and page-faults) once, not every step.
 // Views from an earlier carve() alias the new ones: a carve() invalidates the previous set.
-// UploadBuffer does the same for arrays filled from the host (a batch's token ids, positions).
+// UploadBuffer does the same for arrays filled from the host, PackedUpload for several at once (a
+// batch's token ids, positions, targets).
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
 #include <span>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -46,6 +53,41 @@ class UploadBuffer {
   std::size_t bytes() const { return buffer_.defined() ? buffer_.nbytes() : 0; }
 
  private:
+  Tensor buffer_;
+};
+
+// Host arrays of several element types copied to a device in one copy, each at an 8-byte-aligned
+// offset of a buffer kept from one call to the next (as UploadBuffer): a step's small per-row
+// arrays in one upload, not one each. upload() returns their device pointers, in order, and
+// invalidates those the previous call returned.
+class PackedUpload {
+ public:
+  template <class... R>
+  std::tuple<const std::remove_cv_t<typename R::value_type>*...> upload(Device device, const R&... arrays) {
+    return upload(device, std::index_sequence_for<R...>{},
+                  std::span<const std::remove_cv_t<typename R::value_type>>(arrays)...);
+  }
+  // The buffer the pointers point into (undefined before the first upload).
+  const Tensor& buffer() const { return buffer_; }
+
+ private:
+  template <std::size_t... I, class... T>
+  std::tuple<const T*...> upload(Device device, std::index_sequence<I...>, std::span<const T>... arrays) {
+    static_assert(sizeof...(T) > 0 && ((alignof(T) <= 8) && ...));
+    const std::array<std::size_t, sizeof...(T)> bytes = {(arrays.size_bytes() + 7) / 8 * 8 ...};
+    std::array<std::size_t, sizeof...(T)> at{};
+    for (std::size_t i = 1; i < at.size(); ++i) at[i] = at[i - 1] + bytes[i - 1];
+    const auto total = static_cast<std::int64_t>(at.back() + bytes.back());
+    std::vector<std::uint8_t> host(static_cast<std::size_t>(total));
+    ((arrays.empty() ? void() : void(std::memcpy(host.data() + at[I], arrays.data(), arrays.size_bytes()))), ...);
+    if (!buffer_.defined() || buffer_.device() != device || buffer_.numel() < total) {
+      buffer_ = Tensor::zeros({std::max<std::int64_t>(total, 1)}, DType::U8, device);
+    }
+    copy_bytes(buffer_.raw(), device, host.data(), Device::Cpu, host.size());
+    const auto* base = static_cast<const std::uint8_t*>(buffer_.raw());
+    return {reinterpret_cast<const T*>(base + at[I])...};
+  }
+
   Tensor buffer_;
 };
 

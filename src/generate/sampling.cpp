@@ -1,12 +1,8 @@
 #include "generate/sampling.h"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
-#include <cstring>
 #include <limits>
-#include <tuple>
-#include <utility>
 
 #include "core/error.h"
 #include "core/mass_histogram.h"
@@ -41,11 +37,13 @@ class Staging {
     keep_.push_back(buffer.upload(values, device_));
     return keep_.back().template data<T>();
   }
-  // Several host arrays in one copy (a step's small per-row arrays: one upload, not one each),
-  // each at an 8-byte-aligned offset of one device buffer; their device pointers, in order.
-  template <class... T>
-  std::tuple<const T*...> up_packed(const std::vector<T>&... values) {
-    return up_packed(std::index_sequence_for<T...>{}, values...);
+  // Several host arrays in one copy (PackedUpload); their device pointers, in order.
+  template <class... R>
+  auto up_packed(const R&... arrays) {
+    PackedUpload packed;
+    const auto pointers = packed.upload(device_, arrays...);
+    keep_.push_back(packed.buffer());
+    return pointers;
   }
   template <class T>
   T* out(std::size_t n) {
@@ -60,21 +58,6 @@ class Staging {
   }
 
  private:
-  template <std::size_t... I, class... T>
-  std::tuple<const T*...> up_packed(std::index_sequence<I...>, const std::vector<T>&... values) {
-    static_assert(sizeof...(T) > 0 && ((alignof(T) <= 8) && ...));
-    const std::array<std::size_t, sizeof...(T)> bytes = {(values.size() * sizeof(T) + 7) / 8 * 8 ...};
-    std::array<std::size_t, sizeof...(T)> at{};
-    for (std::size_t i = 1; i < at.size(); ++i) at[i] = at[i - 1] + bytes[i - 1];
-    std::vector<std::uint8_t> packed(at.back() + bytes.back());
-    const auto put = [&](std::size_t offset, const auto& v) {
-      if (!v.empty()) std::memcpy(packed.data() + offset, v.data(), v.size() * sizeof(v[0]));
-    };
-    (put(at[I], values), ...);
-    const std::uint8_t* base = up(std::span<const std::uint8_t>(packed));
-    return {reinterpret_cast<const T*>(base + at[I])...};
-  }
-
   Device device_;
   std::vector<Tensor> keep_;
 };
@@ -92,7 +75,7 @@ std::vector<double> top_p_floor(const kernels::Kernels& kernels, parallel::Commu
   std::vector<std::uint64_t> above(rows, 0);   // the mass of the keys above the prefix's range
   std::vector<double> limit(rows, 0.0);        // top_p of the row's mass
   // The shifts go up with the first round's prefixes: one upload a round.
-  const auto [shift, first_prefix] = dev.up_packed(std::vector<double>(zmax.begin(), zmax.end()), prefix);
+  const auto [shift, first_prefix] = dev.up_packed(zmax, prefix);
   for (int bits = 0; bits < 32; bits += kMassBucketBits) {
     const std::uint64_t* prefix_d = bits == 0 ? first_prefix : dev.up(std::span<const std::uint64_t>(prefix));
     kernels.row_mass_histogram(histogram_d, z, n, valid, valid, shift, prefix_d, bits);

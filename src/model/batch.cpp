@@ -1,6 +1,7 @@
 #include "model/batch.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "core/error.h"
 #include "core/philox.h"
@@ -49,18 +50,14 @@ TokenBatch TokenBatch::pack(const std::vector<Sequence>& sequences) {
   return b;
 }
 
-void BatchArrays::upload(const TokenBatch& batch, Device device, std::span<const std::int32_t> rope_rows_of) {
-  tokens = tokens_.upload<std::int32_t>(batch.tokens, device);
-  positions = positions_.upload<std::int32_t>(batch.positions, device);
-  rope_rows = rope_rows_of.empty() ? positions : rope_rows_.upload(rope_rows_of, device);
-  targets = targets_.upload<std::int32_t>(batch.targets, device);
-  row_keys = batch.row_keys.empty() ? Tensor() : row_keys_.upload<std::int64_t>(batch.row_keys, device);
-}
-
-void BatchArrays::upload_generation(std::span<const std::int64_t> cache_row_of,
-                                    std::span<const std::int64_t> last_row_of, Device device) {
-  cache_rows = cache_rows_.upload(cache_row_of, device);
-  last_rows = last_rows_.upload(last_row_of, device);
+void BatchArrays::upload(const TokenBatch& batch, Device device, std::span<const std::int32_t> rope_rows_of,
+                         const Generation& generation) {
+  const bool own_rope_rows = !rope_rows_of.empty();
+  std::tie(tokens, positions, targets, rope_rows, row_keys, cache_rows, last_rows) =
+      buffer_.upload(device, batch.tokens, batch.positions, batch.targets, rope_rows_of, batch.row_keys,
+                     generation.cache_rows, generation.last_rows);
+  if (!own_rope_rows) rope_rows = positions;
+  if (batch.row_keys.empty()) row_keys = nullptr;
 }
 
 }  // namespace spin::model

@@ -51,26 +51,31 @@ struct TokenBatch {
   static TokenBatch pack(const std::vector<Sequence>& sequences);
 };
 
-// The per-row arrays the kernels read, copied to their device (the shape arrays, cu_seqlens,
-// stay in the TokenBatch on the host). Buffers are kept from one batch to the next.
+// The per-row arrays the kernels read, copied to their device in one copy (PackedUpload; the
+// shape arrays, cu_seqlens, stay in the TokenBatch on the host). The buffer is kept from one batch
+// to the next; the pointers are valid until the next upload.
 class BatchArrays {
  public:
-  Tensor tokens, positions, targets;  // int32 [rows]
-  // int32 [rows]: each row's row of the RoPE table (RopeTable): its position, or for a sequence
-  // on LongRoPE's long factors, RopeTable::long_row of it (the same tensor as positions where no
-  // row differs).
-  Tensor rope_rows;
-  Tensor row_keys;                    // int64 [rows] (TokenBatch::row_keys), when the batch has them
-  Tensor cache_rows;                  // int64 [rows]: generation, where each row goes in the cache
-  Tensor last_rows;                   // int64 [num_seqs]: generation, each sequence's last row
+  const std::int32_t* tokens = nullptr;     // [rows]
+  const std::int32_t* positions = nullptr;  // [rows]
+  const std::int32_t* targets = nullptr;    // [rows]
+  // [rows]: each row's row of the RoPE table (RopeTable): its position, or for a sequence on
+  // LongRoPE's long factors, RopeTable::long_row of it (the positions where no row differs).
+  const std::int32_t* rope_rows = nullptr;
+  const std::int64_t* row_keys = nullptr;    // [rows] (TokenBatch::row_keys); null when the batch has none
+  const std::int64_t* cache_rows = nullptr;  // generation: where each row goes in the KV cache
+  const std::int64_t* last_rows = nullptr;   // generation [num_seqs]: each sequence's last row
 
+  // Generation's arrays, when the batch feeds a KV cache.
+  struct Generation {
+    std::span<const std::int64_t> cache_rows, last_rows;
+  };
   // `rope_rows`: as rope_rows above, one a row (empty: the positions).
-  void upload(const TokenBatch& batch, Device device, std::span<const std::int32_t> rope_rows = {});
-  void upload_generation(std::span<const std::int64_t> cache_row_of,
-                         std::span<const std::int64_t> last_row_of, Device device);
+  void upload(const TokenBatch& batch, Device device, std::span<const std::int32_t> rope_rows = {},
+              const Generation& generation = {});
 
  private:
-  UploadBuffer tokens_, positions_, rope_rows_, targets_, row_keys_, cache_rows_, last_rows_;
+  PackedUpload buffer_;
 };
 
 }  // namespace spin::model

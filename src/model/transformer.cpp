@@ -62,8 +62,8 @@ BatchGeometry Transformer::geometry(const Activations& a) const {
   return BatchGeometry{a.batch.rows(),
                        a.batch.num_seqs(),
                        a.batch.cu_seqlens.data(),
-                       a.arrays.positions.data<std::int32_t>(),
-                       a.arrays.rope_rows.data<std::int32_t>(),
+                       a.arrays.positions,
+                       a.arrays.rope_rows,
                        a.sequence_parallel ? &a.split : nullptr,
                        a.dropout.row_keys != nullptr ? &a.dropout : nullptr};
 }
@@ -72,7 +72,7 @@ std::int64_t Transformer::boundary_rows(const TokenBatch& batch) const {
   return sequence_parallel() ? SequenceSplit::of(batch.rows(), ctx_.tp.size(), ctx_.tp.rank()).local : batch.rows();
 }
 
-void Transformer::start(const TokenBatch& batch, Activations& a) const {
+void Transformer::start(const TokenBatch& batch, Activations& a, const BatchArrays::Generation& generation) const {
   const std::int64_t positions = validate(batch);
   if (local_rope_) local_rope_->cover(positions);
   // LongRoPE: the rows of a sequence longer than its switch read the long table.
@@ -80,7 +80,7 @@ void Transformer::start(const TokenBatch& batch, Activations& a) const {
   if (switch_at == 0 || positions <= switch_at) {
     rope_.cover(positions);
     a.batch = batch;
-    a.arrays.upload(batch, device());
+    a.arrays.upload(batch, device(), {}, generation);
     return;
   }
   rope_.cover(switch_at, positions);
@@ -91,7 +91,7 @@ void Transformer::start(const TokenBatch& batch, Activations& a) const {
     }
   }
   a.batch = batch;
-  a.arrays.upload(batch, device(), rows);
+  a.arrays.upload(batch, device(), rows, generation);
 }
 
 ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batch) const {
@@ -121,9 +121,8 @@ void Transformer::stage_input(const ModelWeights& w, const Activations& a,
   if (stage_.first) {
     // Vocab-parallel embedding, a row-parallel region: each rank fills the rows of the ids it
     // holds, zeros elsewhere.
-    ctx_.k.embedding_forward(row_parallel_partial(b, x0), a.arrays.tokens.data<std::int32_t>(),
-                             w.embed_tokens.f32(), b.rows, h, dims_.vocab_start, dims_.vocab_valid,
-                             config_.embedding_scale(w.has_bf16()));
+    ctx_.k.embedding_forward(row_parallel_partial(b, x0), a.arrays.tokens, w.embed_tokens.f32(), b.rows, h,
+                             dims_.vocab_start, dims_.vocab_valid, config_.embedding_scale(w.has_bf16()));
     reduce_row_parallel(ctx_, b, x0);
   } else {
     require(static_cast<std::int64_t>(input.size()) == n * h, "pipeline stage input has ",
@@ -203,7 +202,7 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
             "LoRA dropout: the training batch's sequences have no keys (model::Sequence::key)");
     a.dropout.p = static_cast<float>(lora.dropout);
     a.dropout.seed = batch.dropout_seed;
-    a.dropout.row_keys = a.arrays.row_keys.data<std::int64_t>();
+    a.dropout.row_keys = a.arrays.row_keys;
     a.dropout.host_row_keys = batch.row_keys;
     const Shape scratch{n, lora_widest_input(config_, lora, dims_)};
     a.dropout.x = a.dropout_storage.carve(device(), {scratch})[0];
@@ -235,7 +234,7 @@ ForwardResult Transformer::forward(const ModelWeights& w, const TokenBatch& batc
 
   ForwardResult r;
   if (!stage_.last) return r;
-  lm_head_forward(ctx_, head_weights(w), b, a.arrays.targets.data<std::int32_t>(), a.head);
+  lm_head_forward(ctx_, head_weights(w), b, a.arrays.targets, a.head);
   r.token_logprobs = to_host<float>(a.head.logprob);
   r.sequence_logprobs.assign(static_cast<std::size_t>(b.num_seqs), 0.0f);
   for (std::int64_t i = 0; i < n; ++i) {
@@ -293,8 +292,7 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
       }
     }
   }
-  start(batch, a);
-  a.arrays.upload_generation(cache_rows, last, device());
+  start(batch, a, {cache_rows, last});
   a.sequence_parallel = false;  // generation's rows are few: not worth splitting
   a.dropout = {};
   a.adapters = adapters;
@@ -307,8 +305,7 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   a.stage_output = a.output_storage.carve(device(), {{n, h}})[0];
   stage_input(w, a, input, a.layers[0].x_in.f32());
   // The layer's keys, values, capacity and rows of the cache come in run_layers.
-  const KvCacheView where{nullptr, nullptr, cache.bf16(), 0, a.arrays.cache_rows.data<std::int64_t>(), slots.data(),
-                          first.data()};
+  const KvCacheView where{nullptr, nullptr, cache.bf16(), 0, a.arrays.cache_rows, slots.data(), first.data()};
   run_layers(w, b, a, a.stage_output.f32(), &cache, where);
   if (!stage_.last || last.empty()) return;
 
@@ -316,8 +313,7 @@ void Transformer::forward_cached(const ModelWeights& w, const TokenBatch& batch,
   const auto heads = static_cast<std::int64_t>(last.size());
   const BatchGeometry last_rows{heads, heads, nullptr, nullptr};
   a.head.allocate(dims_, last_rows, device(), w.has_bf16());
-  ctx_.k.gather_rows(a.head.x.f32(), a.stage_output.f32(), a.arrays.last_rows.data<std::int64_t>(),
-                     heads, h);
+  ctx_.k.gather_rows(a.head.x.f32(), a.stage_output.f32(), a.arrays.last_rows, heads, h);
   lm_head_logits(ctx_, head_weights(w), last_rows, a.head);
 }
 
@@ -350,8 +346,8 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
     // With adapters the final norm and the head are frozen: the norm's weight gradient goes to a
     // scratch nothing reads, the head's is not computed.
     const NormParams norm_grad{grads.norm.defined() ? grads.norm : a.grad.frozen_norm, grads.norm_bias};
-    lm_head_backward(ctx_, head_weights(w), b, norm_grad, grads.lm_head, grads.lm_head_bias,
-                     a.arrays.targets.data<std::int32_t>(), a.head, a.grad.d_residual);
+    lm_head_backward(ctx_, head_weights(w), b, norm_grad, grads.lm_head, grads.lm_head_bias, a.arrays.targets, a.head,
+                     a.grad.d_residual);
   } else {
     require(static_cast<std::int64_t>(grad.size()) == b.residual_rows() * h,
             "pipeline stage output gradient has ", grad.size(), " floats, expected ", b.residual_rows(), " x ", h);
@@ -375,9 +371,8 @@ void Transformer::backward(const ModelWeights& w, Activations& a, std::span<cons
   if (!stage_.first || !grads.embed_tokens.defined()) return;  // dx is input_grad() for the previous stage
   // The embedding's rows come out of a row-parallel region: each rank scatters the gradient
   // of every row (dx, or under a split the rows all-gathered) into the vocabulary rows it holds.
-  ctx_.k.embedding_backward(grads.embed_tokens.f32(), a.arrays.tokens.data<std::int32_t>(),
-                            row_parallel_grad(ctx_, b, dx), n, h, dims_.vocab_start, dims_.vocab_valid,
-                            config_.embedding_scale(w.has_bf16()));
+  ctx_.k.embedding_backward(grads.embed_tokens.f32(), a.arrays.tokens, row_parallel_grad(ctx_, b, dx), n, h,
+                            dims_.vocab_start, dims_.vocab_valid, config_.embedding_scale(w.has_bf16()));
 }
 
 }  // namespace spin::model

@@ -199,8 +199,8 @@ class Transformer {
   std::int64_t validate(const TokenBatch& batch) const;
   void check_stage_weights(const ModelWeights& weights) const;
   void check_adapters(const ModelWeights& weights, const ModelWeights* adapters) const;
-  // Validates `batch` and makes it acts' batch, its arrays on the device.
-  void start(const TokenBatch& batch, Activations& acts) const;
+  // Validates `batch` and makes it acts' batch, its arrays (with generation's) on the device in one copy.
+  void start(const TokenBatch& batch, Activations& acts, const BatchArrays::Generation& generation = {}) const;
   // Fills x0 with the stage's input: the embedded tokens (first stage) or `input`.
   void stage_input(const ModelWeights& weights, const Activations& acts,
                    std::span<const float> input, float* x0) const;

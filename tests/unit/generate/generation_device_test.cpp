@@ -1,14 +1,17 @@
-// The sampler on an emulated GPU (tests/common/emulated_device.h): its choices equal the CPU
-// path's bitwise in every mode, and a step crosses between host and device as often as
-// docs/generation.md says -- each crossing is a copy the GPU's stream waits on (a copy back is a
-// host round trip).
+// Generation on an emulated GPU (tests/common/emulated_device.h): the sampler's choices and the
+// generator's responses equal the CPU path's bitwise, and a step crosses between host and device
+// as often as docs/generation.md says -- each crossing is a copy the GPU's stream waits on (a copy
+// back is a host round trip).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <string>
 
 #include "common/emulated_device.h"
+#include "common/test_util.h"
+#include "common/tiny_model.h"
 #include "core/workspace.h"
+#include "generate/generator.h"
 #include "generate/sampling.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "parallel/communicator.h"
@@ -76,6 +79,45 @@ TEST(SamplerOnDevice, EqualsTheCpuPathAndCrossesToTheHostAsDocumented) {
       }
     }
   }
+}
+
+// A decode step of the whole generator on the device: the batch's arrays (tokens, positions,
+// targets, KV-cache rows, last rows) go up in one copy and the sampler's in another, and one copy
+// comes back; the responses are the CPU run's.
+TEST(GenerationOnDevice, ADecodeStepIsTwoUploadsAndOneCopyBack) {
+  const model::ModelConfig config = testing::tiny_config({});
+  const model::TpDims dims = model::tp_dims(config, 0, 1);
+  model::ModelWeights host(config, dims);
+  testing::init_tiny_weights(host, 11, 0.5f, config.norm_weight_offset);
+  EmulatedDeviceMemory memory;
+  const EmulatedKernels device_kernels(memory);
+  const kernels::CpuKernels cpu_kernels;
+  parallel::SelfCommunicator world;
+  const parallel::ProcessGrid grid{world, {1, 1, 1}};
+  model::ModelWeights weights(config, dims, model::StageLayers::whole(config.num_layers), 1, Device::Cuda);
+  weights.copy_from(host);
+  const model::Transformer cpu_model(config, dims, grid.tp(), cpu_kernels);
+  const model::Transformer device_model(config, dims, grid.tp(), device_kernels);
+  Generator cpu(grid, cpu_model, host), device(grid, device_model, weights);
+  const std::vector<std::vector<std::int32_t>> prompts = {testing::random_ids(5, 37, 1), testing::random_ids(3, 37, 2)};
+  GenerationParams params;
+  params.sampling.top_k = 4;
+  params.sampling.repetition_penalty = 1.2f;
+  std::vector<EmulatedDeviceMemory::Transfers> used;
+  for (const std::int64_t steps : {2, 6}) {
+    params.max_new_tokens = steps;
+    const EmulatedDeviceMemory::Transfers before = memory.transfers();
+    const std::vector<Generation> got = device.generate(prompts, {0, 1}, params);
+    used.push_back({memory.transfers().from_host - before.from_host, memory.transfers().to_host - before.to_host});
+    const std::vector<Generation> want = cpu.generate(prompts, {0, 1}, params);
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+      ASSERT_EQ(got[i].tokens.size(), static_cast<std::size_t>(steps));  // no EOS: every step samples
+      EXPECT_EQ(got[i].tokens, want[i].tokens);
+      EXPECT_EQ(got[i].logprobs, want[i].logprobs);
+    }
+  }
+  EXPECT_EQ(used[1].from_host - used[0].from_host, 2u * 4);  // four more steps
+  EXPECT_EQ(used[1].to_host - used[0].to_host, 1u * 4);
 }
 
 }  // namespace
