@@ -123,193 +123,240 @@ double VocabParallelSampler::gumbel(const SampleRow& row, std::int64_t v) const 
   return gumbel_noise(seed_, row.sample_id, row.position, v, [](double x) { return std::log(x); });
 }
 
-std::vector<Sampled> VocabParallelSampler::sample(const float* logits,
-                                                  std::span<const SampleRow> rows) const {
-  const auto n = static_cast<std::int64_t>(rows.size());
-  const std::int64_t ld = dims_.vocab_rows;
-  const std::int64_t valid = dims_.vocab_valid;
-  const std::int64_t start = dims_.vocab_start;
-  const auto rows_sz = static_cast<std::size_t>(n);
-  const auto ranks = static_cast<std::size_t>(tp_.size());
-  // `logits` and z live on the kernels' device. What the ranks combine -- per row a few doubles
-  // of statistics and candidates -- is written into one device buffer, comes back in one copy and
-  // is all-gathered in one collective: one host round trip a step (greedy, plain sampling,
-  // top-k), or two around top-p's search rounds.
-  Staging dev(kernels_.device());
-  // Every rank's `count` doubles at `d` on the device, rank k's at [k * count, (k + 1) * count).
-  const auto exchange = [&](const double* d, std::size_t count) {
-    const std::vector<double> mine = dev.down(d, count);
-    std::vector<double> all(count * ranks);
-    tp_.all_gather(mine.data(), all.data(), count);
-    return all;
-  };
-
-  // 1. Processed logits z of this shard: penalty, EOS ban, temperature. The step's per-row arrays
-  //    go up in one copy (the EOS ids are on the device from the start).
-  std::vector<std::int32_t> history;  // every row's tokens, back to back
-  std::vector<std::int64_t> offsets = {0};
-  std::vector<std::uint8_t> ban(rows_sz);
-  std::vector<std::uint64_t> ids(rows_sz);  // the noise's keys
-  std::vector<std::int64_t> positions(rows_sz);
-  for (std::size_t r = 0; r < rows_sz; ++r) {
-    if (params_.repetition_penalty != 1.0f) {
-      history.insert(history.end(), rows[r].history.begin(), rows[r].history.end());
-    }
-    offsets.push_back(static_cast<std::int64_t>(history.size()));
-    ban[r] = rows[r].ban_eos ? 1 : 0;
-    ids[r] = rows[r].sample_id, positions[r] = rows[r].position;
+// One call of sample(): its rows, the processed logits z on the device and what the ranks combine.
+// `logits` and z live on the kernels' device. What the ranks combine -- per row a few doubles of
+// statistics and candidates -- is written into one device buffer, comes back in one copy and is
+// all-gathered in one collective: one host round trip a step (greedy, plain sampling, top-k), or
+// two around top-p's search rounds.
+class VocabParallelSampler::Step {
+ public:
+  Step(const VocabParallelSampler& sampler, const float* logits, std::span<const SampleRow> rows)
+      : s_(sampler),
+        logits_(logits),
+        rows_(rows),
+        n_(static_cast<std::int64_t>(rows.size())),
+        count_(rows.size()),
+        ranks_(static_cast<std::size_t>(sampler.tp_.size())),
+        dev_(sampler.kernels_.device()),
+        raw_max_(count_, kNegInf),
+        raw_sum_(count_, 0.0),
+        best_(count_, Candidate{kNegInf, -1.0, 0.0}) {
+    process();
   }
-  const auto [history_d, offsets_d, ban_d, ids_d, positions_d, no_threshold_d] =
-      dev.up_packed(history, offsets, ban, ids, positions, std::vector<double>(rows_sz, kNegInf));
-  const auto z_size = static_cast<std::size_t>(n * std::max<std::int64_t>(valid, 0));
-  float* z = dev.out<float>(z_size);
-  kernels_.sampling_logits(z, logits, n, ld, valid, start, history_d, offsets_d, params_.repetition_penalty, ban_d,
-                           eos_device_.data<std::int32_t>(), static_cast<std::int64_t>(eos_.size()),
-                           params_.greedy ? 1.0f : 1.0f / params_.temperature);
 
-  // 2. The raw log-sum-exp of every row, for the reported log-probabilities: each shard's maximum
-  //    and its sum of exponentials shifted by it (fields 0 and 1 of the exchanged buffer), combined
-  //    as sum = sum over ranks of sum_k exp(max_k - max).
-  const auto raw_statistics = [&](double* d) {
-    kernels_.row_max_f64(d, logits, n, ld, valid, false);
-    kernels_.row_sumexp_f64(d + rows_sz, logits, n, ld, valid, d, false);
-  };
-  std::vector<double> raw_max(rows_sz, kNegInf), raw_sum(rows_sz, 0.0);
-  const auto combine_raw = [&](const std::vector<double>& all, std::size_t width) {
-    for (std::size_t k = 0; k < ranks; ++k) {
-      for (std::size_t r = 0; r < rows_sz; ++r) raw_max[r] = std::max(raw_max[r], all[k * width + r]);
+  // Greedy or plain sampling: the statistics and the winners in one exchange.
+  void choose_plain() {
+    const std::size_t width = 5 * count_;
+    double* d = dev_.out<double>(width);
+    raw_statistics(d);
+    local_winners(d + 2 * count_, no_threshold_, !s_.params_.greedy);
+    const std::vector<double> all = exchange(d, width);
+    combine_raw(all, width);
+    combine_winners(all, width, 2 * count_);
+  }
+
+  // Top-k: each rank offers its k best (on the kernels) with their raw logits, beside the
+  // statistics; every rank then holds the same global candidates, narrows them (top-p, min-p) and
+  // draws among them.
+  void choose_top_k() {
+    const std::int64_t k = s_.params_.top_k;
+    const auto offer = count_ * static_cast<std::size_t>(k);  // candidates a rank offers
+    const std::size_t width = 2 * count_ + 3 * offer;         // statistics, (value, id) pairs, raw logits
+    double* d = dev_.out<double>(width);
+    raw_statistics(d);
+    double* pairs = d + 2 * count_;
+    s_.kernels_.row_top_k(pairs, z_, n_, valid(), k, start());
+    s_.kernels_.logits_at_ids(pairs + 2 * offer, logits_, n_, ld(), valid(), pairs + 1, k, 2, start());
+    const std::vector<double> all = exchange(d, width);
+    combine_raw(all, width);
+    for (std::size_t r = 0; r < count_; ++r) {
+      std::vector<Candidate> cands;
+      for (std::size_t q = 0; q < ranks_; ++q) {
+        const double* p = all.data() + q * width + 2 * count_;
+        for (std::size_t i = r * static_cast<std::size_t>(k); i < (r + 1) * static_cast<std::size_t>(k); ++i) {
+          if (p[2 * i] != kNegInf) cands.push_back({p[2 * i], p[2 * i + 1], p[2 * offer + i]});
+        }
+      }
+      narrow(cands);
+      for (const Candidate& c : cands) {
+        const Candidate noisy{c.score + s_.gumbel(rows_[r], static_cast<std::int64_t>(c.id)), c.id, c.raw};
+        if (better(noisy, best_[r])) best_[r] = noisy;
+      }
     }
-    for (std::size_t k = 0; k < ranks; ++k) {
-      for (std::size_t r = 0; r < rows_sz; ++r) {
-        const double m = all[k * width + r], s = all[k * width + rows_sz + r];
-        raw_sum[r] += m == kNegInf ? 0.0 : s * std::exp(m - raw_max[r]);  // NaN and +inf carry through
+  }
+
+  // Top-p or min-p without top-k: a threshold below each row's largest processed logit, which
+  // comes with the statistics (field 2); then top-p's search rounds; then the winners above it.
+  void choose_above_threshold() {
+    const std::size_t width = 3 * count_;
+    double* d = dev_.out<double>(width);
+    raw_statistics(d);
+    s_.kernels_.row_max_f64(d + 2 * count_, z_, n_, valid(), valid(), true);
+    const std::vector<double> all = exchange(d, width);
+    combine_raw(all, width);  // before the search: a diverged row's NaN never reaches it
+    std::vector<double> zmax(count_, kNegInf), threshold(count_, kNegInf);
+    for (std::size_t k = 0; k < ranks_; ++k) {
+      for (std::size_t r = 0; r < count_; ++r) zmax[r] = std::max(zmax[r], all[k * width + 2 * count_ + r]);
+    }
+    const SamplingParams& p = s_.params_;
+    if (p.top_p < 1.0f) threshold = top_p_floor(s_.kernels_, s_.tp_, z_, n_, valid(), zmax, p.top_p);
+    if (p.min_p > 0.0f) {  // p_v >= min_p p_max, i.e. z_v >= z_max + log(min_p)
+      for (std::size_t r = 0; r < count_; ++r) threshold[r] = std::max(threshold[r], zmax[r] + std::log(p.min_p));
+    }
+    double* w = dev_.out<double>(3 * count_);
+    local_winners(w, dev_.up(std::span<const double>(threshold)), true);
+    combine_winners(exchange(w, 3 * count_), 3 * count_, 0);
+  }
+
+  // The chosen tokens and their log-probabilities under the raw softmax.
+  std::vector<Sampled> result() const {
+    std::vector<Sampled> out(count_);
+    for (std::size_t r = 0; r < count_; ++r) {
+      require(best_[r].id >= 0, "sampling: no token can be chosen for row ", r, " (every candidate is banned)");
+      out[r].token = static_cast<std::int32_t>(best_[r].id);
+      out[r].logprob = static_cast<float>(best_[r].raw - raw_max_[r] - std::log(raw_sum_[r]));
+    }
+    return out;
+  }
+
+ private:
+  std::int64_t ld() const { return s_.dims_.vocab_rows; }
+  std::int64_t valid() const { return s_.dims_.vocab_valid; }
+  std::int64_t start() const { return s_.dims_.vocab_start; }
+
+  // The processed logits z of this shard: penalty, EOS ban, temperature. The step's per-row arrays
+  // go up in one copy (the EOS ids are on the device from the start).
+  void process() {
+    const SamplingParams& p = s_.params_;
+    std::vector<std::int32_t> history;  // every row's tokens, back to back
+    std::vector<std::int64_t> offsets = {0};
+    std::vector<std::uint8_t> ban(count_);
+    std::vector<std::uint64_t> ids(count_);  // the noise's keys
+    std::vector<std::int64_t> positions(count_);
+    for (std::size_t r = 0; r < count_; ++r) {
+      if (p.repetition_penalty != 1.0f) history.insert(history.end(), rows_[r].history.begin(), rows_[r].history.end());
+      offsets.push_back(static_cast<std::int64_t>(history.size()));
+      ban[r] = rows_[r].ban_eos ? 1 : 0;
+      ids[r] = rows_[r].sample_id, positions[r] = rows_[r].position;
+    }
+    const auto [history_d, offsets_d, ban_d, ids_d, positions_d, no_threshold_d] =
+        dev_.up_packed(history, offsets, ban, ids, positions, std::vector<double>(count_, kNegInf));
+    ids_ = ids_d, positions_ = positions_d, no_threshold_ = no_threshold_d;
+    z_ = dev_.out<float>(count_ * static_cast<std::size_t>(std::max<std::int64_t>(valid(), 0)));
+    s_.kernels_.sampling_logits(z_, logits_, n_, ld(), valid(), start(), history_d, offsets_d, p.repetition_penalty,
+                                ban_d, s_.eos_device_.data<std::int32_t>(), static_cast<std::int64_t>(s_.eos_.size()),
+                                p.greedy ? 1.0f : 1.0f / p.temperature);
+  }
+
+  // Every rank's `count` doubles at `d` on the device, rank k's at [k * count, (k + 1) * count).
+  std::vector<double> exchange(const double* d, std::size_t count) {
+    const std::vector<double> mine = dev_.down(d, count);
+    std::vector<double> all(count * ranks_);
+    s_.tp_.all_gather(mine.data(), all.data(), count);
+    return all;
+  }
+
+  // The raw log-sum-exp of every row, for the reported log-probabilities: each shard's maximum
+  // and its sum of exponentials shifted by it (fields 0 and 1 of an exchanged buffer), combined as
+  // sum = sum over ranks of sum_k exp(max_k - max).
+  void raw_statistics(double* d) {
+    s_.kernels_.row_max_f64(d, logits_, n_, ld(), valid(), false);
+    s_.kernels_.row_sumexp_f64(d + count_, logits_, n_, ld(), valid(), d, false);
+  }
+  void combine_raw(const std::vector<double>& all, std::size_t width) {
+    for (std::size_t k = 0; k < ranks_; ++k) {
+      for (std::size_t r = 0; r < count_; ++r) raw_max_[r] = std::max(raw_max_[r], all[k * width + r]);
+    }
+    for (std::size_t k = 0; k < ranks_; ++k) {
+      for (std::size_t r = 0; r < count_; ++r) {
+        const double m = all[k * width + r], sum = all[k * width + count_ + r];
+        raw_sum_[r] += m == kNegInf ? 0.0 : sum * std::exp(m - raw_max_[r]);  // NaN and +inf carry through
       }
     }
     // A NaN or infinite logit anywhere in a row leaves its sum of exponentials non-finite (the
     // same on every TP rank): a diverged model, stopped here rather than sampled from.
-    for (std::size_t r = 0; r < rows_sz; ++r) {
-      require(std::isfinite(raw_max[r]) && std::isfinite(raw_sum[r]), "generation: the logits of prompt ",
-              rows[r].sample_id, " at position ", rows[r].position,
+    for (std::size_t r = 0; r < count_; ++r) {
+      require(std::isfinite(raw_max_[r]) && std::isfinite(raw_sum_[r]), "generation: the logits of prompt ",
+              rows_[r].sample_id, " at position ", rows_[r].position,
               " are not finite (NaN or infinity: the model's weights or activations overflowed)");
     }
-  };
+  }
 
-  // 3. Which tokens may be chosen, and the winner among them with its raw logit (from the rank
-  //    that holds it: candidates travel with their raw logits).
-  std::vector<Candidate> best(rows_sz, Candidate{kNegInf, -1.0, 0.0});
-  // This shard's winner of every row (the per-token loop, on the kernels) into d's three fields:
-  // the scores, the ids, the raw logits.
-  const auto local_winners = [&](double* d, const double* threshold_d, bool noisy) {
-    kernels_.gumbel_argmax(d, d + rows_sz, z, n, valid, threshold_d, noisy, seed_, ids_d, positions_d, start);
-    kernels_.logits_at_ids(d + 2 * rows_sz, logits, n, ld, valid, d + rows_sz, 1, 1, start);
-  };
+  // This shard's winner of every row above `threshold` (the per-token loop, on the kernels) into
+  // d's three fields: the scores, the ids, the raw logits (so the chosen token's travels with it).
+  void local_winners(double* d, const double* threshold, bool noisy) {
+    s_.kernels_.gumbel_argmax(d, d + count_, z_, n_, valid(), threshold, noisy, s_.seed_, ids_, positions_, start());
+    s_.kernels_.logits_at_ids(d + 2 * count_, logits_, n_, ld(), valid(), d + count_, 1, 1, start());
+  }
   // The best of the ranks' winners, the fields at `at` of each rank's `width` doubles.
-  const auto combine_winners = [&](const std::vector<double>& all, std::size_t width, std::size_t at) {
-    for (std::size_t k = 0; k < ranks; ++k) {
+  void combine_winners(const std::vector<double>& all, std::size_t width, std::size_t at) {
+    for (std::size_t k = 0; k < ranks_; ++k) {
       const double* w = all.data() + k * width + at;
-      for (std::size_t r = 0; r < rows_sz; ++r) {
-        const Candidate c{w[r], w[rows_sz + r], w[2 * rows_sz + r]};
-        if (c.id >= 0 && better(c, best[r])) best[r] = c;
+      for (std::size_t r = 0; r < count_; ++r) {
+        const Candidate c{w[r], w[count_ + r], w[2 * count_ + r]};
+        if (c.id >= 0 && better(c, best_[r])) best_[r] = c;
       }
     }
-  };
+  }
 
+  // A row's global top-k candidates narrowed as Hugging Face does: every candidate at least as
+  // large as the k-th (ties may keep more), then top-p (keep c while the mass strictly above it is
+  // < top_p; equal scores stand or fall together), then min-p (the front stays).
+  void narrow(std::vector<Candidate>& cands) const {
+    const SamplingParams& p = s_.params_;
+    std::sort(cands.begin(), cands.end(), better);
+    if (static_cast<std::int64_t>(cands.size()) > p.top_k) {
+      const double kth = cands[static_cast<std::size_t>(p.top_k - 1)].score;
+      while (!cands.empty() && cands.back().score < kth) cands.pop_back();
+    }
+    if (p.top_p < 1.0f && !cands.empty()) {
+      double z_sum = 0.0;
+      for (const Candidate& c : cands) z_sum += std::exp(c.score - cands.front().score);
+      double above = 0.0;
+      std::size_t keep = 0;
+      while (keep < cands.size()) {
+        double same = 0.0;
+        std::size_t end = keep;
+        while (end < cands.size() && cands[end].score == cands[keep].score) {
+          same += std::exp(cands[end].score - cands.front().score) / z_sum;
+          ++end;
+        }
+        if (above >= p.top_p) break;
+        above += same;
+        keep = end;
+      }
+      cands.resize(keep);
+    }
+    if (p.min_p > 0.0f && !cands.empty()) {
+      const double least = cands.front().score + std::log(p.min_p);
+      while (cands.back().score < least) cands.pop_back();
+    }
+  }
+
+  const VocabParallelSampler& s_;
+  const float* logits_;
+  std::span<const SampleRow> rows_;
+  std::int64_t n_;
+  std::size_t count_, ranks_;
+  Staging dev_;
+  float* z_ = nullptr;
+  const std::uint64_t* ids_ = nullptr;       // each row's noise key (its sample id), on the device
+  const std::int64_t* positions_ = nullptr;  // and position
+  const double* no_threshold_ = nullptr;     // -infinity a row, on the device
+  std::vector<double> raw_max_, raw_sum_;    // each row's raw log-sum-exp statistics over the TP group
+  std::vector<Candidate> best_;              // each row's winner so far
+};
+
+std::vector<Sampled> VocabParallelSampler::sample(const float* logits, std::span<const SampleRow> rows) const {
+  Step step(*this, logits, rows);
   if (params_.greedy || (params_.top_k == 0 && params_.top_p == 1.0f && params_.min_p == 0.0f)) {
-    // Greedy or plain sampling: the statistics and the winners in one exchange.
-    const std::size_t width = 5 * rows_sz;
-    double* d = dev.out<double>(width);
-    raw_statistics(d);
-    local_winners(d + 2 * rows_sz, no_threshold_d, !params_.greedy);
-    const std::vector<double> all = exchange(d, width);
-    combine_raw(all, width);
-    combine_winners(all, width, 2 * rows_sz);
+    step.choose_plain();
   } else if (params_.top_k > 0) {
-    // Each rank offers its k best (on the kernels) with their raw logits, beside the statistics;
-    // every rank then holds the same global candidates.
-    const std::int64_t k = params_.top_k;
-    const auto offer = rows_sz * static_cast<std::size_t>(k);  // candidates a rank offers
-    const std::size_t width = 2 * rows_sz + 3 * offer;         // statistics, (value, id) pairs, raw logits
-    double* d = dev.out<double>(width);
-    raw_statistics(d);
-    double* pairs = d + 2 * rows_sz;
-    kernels_.row_top_k(pairs, z, n, valid, k, start);
-    kernels_.logits_at_ids(pairs + 2 * offer, logits, n, ld, valid, pairs + 1, k, 2, start);
-    const std::vector<double> all = exchange(d, width);
-    combine_raw(all, width);
-    for (std::int64_t r = 0; r < n; ++r) {
-      std::vector<Candidate> cands;
-      for (std::size_t q = 0; q < ranks; ++q) {
-        const double* p = all.data() + q * width + 2 * rows_sz;
-        for (std::int64_t i = 0; i < k; ++i) {
-          const auto at = static_cast<std::size_t>(r * k + i);
-          if (p[2 * at] != kNegInf) cands.push_back({p[2 * at], p[2 * at + 1], p[2 * offer + at]});
-        }
-      }
-      std::sort(cands.begin(), cands.end(), better);
-      // Keep every candidate at least as large as the k-th (ties may keep more, as HF does).
-      if (static_cast<std::int64_t>(cands.size()) > k) {
-        const double kth = cands[static_cast<std::size_t>(k - 1)].score;
-        while (!cands.empty() && cands.back().score < kth) cands.pop_back();
-      }
-      if (params_.top_p < 1.0f && !cands.empty()) {
-        // Nucleus on the candidates: keep c while the mass strictly above it is < top_p.
-        double z_sum = 0.0;
-        for (const Candidate& c : cands) z_sum += std::exp(c.score - cands.front().score);
-        double above = 0.0;
-        std::size_t keep = 0;
-        while (keep < cands.size()) {
-          double same = 0.0;  // equal scores stand or fall together
-          std::size_t end = keep;
-          while (end < cands.size() && cands[end].score == cands[keep].score) {
-            same += std::exp(cands[end].score - cands.front().score) / z_sum;
-            ++end;
-          }
-          if (above >= params_.top_p) break;
-          above += same;
-          keep = end;
-        }
-        cands.resize(keep);
-      }
-      if (params_.min_p > 0.0f && !cands.empty()) {
-        const double least = cands.front().score + std::log(params_.min_p);
-        while (cands.back().score < least) cands.pop_back();  // the front stays
-      }
-      Candidate& chosen = best[static_cast<std::size_t>(r)];
-      for (const Candidate& c : cands) {
-        const Candidate noisy{c.score + gumbel(rows[static_cast<std::size_t>(r)], std::int64_t(c.id)), c.id, c.raw};
-        if (better(noisy, chosen)) chosen = noisy;
-      }
-    }
+    step.choose_top_k();
   } else {
-    // Top-p or min-p without top-k: a threshold below each row's largest processed logit, which
-    // comes with the statistics (field 2); then top-p's search rounds; then the winners.
-    const std::size_t width = 3 * rows_sz;
-    double* d = dev.out<double>(width);
-    raw_statistics(d);
-    kernels_.row_max_f64(d + 2 * rows_sz, z, n, valid, valid, true);
-    const std::vector<double> all = exchange(d, width);
-    combine_raw(all, width);  // before the search: a diverged row's NaN never reaches it
-    std::vector<double> zmax(rows_sz, kNegInf), threshold(rows_sz, kNegInf);
-    for (std::size_t k = 0; k < ranks; ++k) {
-      for (std::size_t r = 0; r < rows_sz; ++r) zmax[r] = std::max(zmax[r], all[k * width + 2 * rows_sz + r]);
-    }
-    if (params_.top_p < 1.0f) threshold = top_p_floor(kernels_, tp_, z, n, valid, zmax, params_.top_p);
-    if (params_.min_p > 0.0f) {  // p_v >= min_p p_max, i.e. z_v >= z_max + log(min_p)
-      for (std::size_t r = 0; r < rows_sz; ++r) threshold[r] = std::max(threshold[r], zmax[r] + std::log(params_.min_p));
-    }
-    double* w = dev.out<double>(3 * rows_sz);
-    local_winners(w, dev.up(std::span<const double>(threshold)), true);
-    combine_winners(exchange(w, 3 * rows_sz), 3 * rows_sz, 0);
+    step.choose_above_threshold();
   }
-
-  // 4. The chosen token and its log-probability under the raw softmax.
-  std::vector<Sampled> out(rows_sz);
-  for (std::size_t r = 0; r < rows_sz; ++r) {
-    require(best[r].id >= 0, "sampling: no token can be chosen for row ", r, " (every candidate is banned)");
-    out[r].token = static_cast<std::int32_t>(best[r].id);
-    out[r].logprob = static_cast<float>(best[r].raw - raw_max[r] - std::log(raw_sum[r]));
-  }
-  return out;
+  return step.result();
 }
 
 }  // namespace spin::generate

@@ -77,6 +77,8 @@ class VocabParallelSampler {
   std::vector<Sampled> sample(const float* logits, std::span<const SampleRow> rows) const;
 
  private:
+  class Step;  // one call of sample()
+
   // The Gumbel noise of token v for `row` (double precision).
   double gumbel(const SampleRow& row, std::int64_t v) const;
 
