@@ -57,7 +57,7 @@ cat "$logs/device.txt"
 # CUDA error poisons the context) cannot take the other kernels' results with it.
 newest='*Mixture*:*AddSumOfSquares*:*LayerNorm*:*Rope*:*FromSums*:*Olmo*:*Lora*:*Dropout*:*Bf16Gemms*'
 newest+=':*Bf16Activations*:*TensorCore*:*Bf16Prefill*:*DecodeSteps*:*Bias*:*Qwen3*:*Bf16Input*:*Gemma*:*Glu*'
-newest+=':*MassHistogram*:*LogitsAtIds*'
+newest+=':*MassHistogram*:*LogitsAtIds*:*ScatterRows*'
 step gpu_test 240 "$bundle/bin/gpu_test" --gtest_color=no --gtest_filter="-$newest"
 step gpu_test_newest 120 "$bundle/bin/gpu_test" --gtest_color=no --gtest_filter="$newest"
 
@@ -154,7 +154,7 @@ step train_bench_bf16_simt 300 "${launch[@]}" "$bundle/bin/train_bench" --device
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [[ -n $sanitizer ]]; then
   kernels_filter='*Attention*:*Cache*:*RowTopK*:*Gumbel*:*Sampler*:*MassHistogram*:*LogitsAtIds*:*Logprob*'
-  kernels_filter+=':*Rows*:*AdamW*'
+  kernels_filter+=':*Rows*:*AdamW*:*Rope*'
   step memcheck 150 "$sanitizer" --tool memcheck --error-exitcode 1 "$bundle/bin/gpu_test" --gtest_color=no \
     --gtest_filter="$kernels_filter"
   step racecheck 150 "$sanitizer" --tool racecheck --error-exitcode 1 "$bundle/bin/gpu_test" --gtest_color=no \

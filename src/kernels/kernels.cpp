@@ -27,4 +27,30 @@ Index attention_probs_size(const Index* cu_seqlens, Index num_seqs, Index heads)
   return total * heads;
 }
 
+void Kernels::rope_qk_forward(float* q, float* k, const std::int32_t* positions, const float* cos, const float* sin,
+                              Index n, Index heads, Index kv_heads, Index head_dim, Index rotary_dim,
+                              RopePairs pairs) const {
+  rope_forward(q, positions, cos, sin, n, heads, head_dim, rotary_dim, pairs);
+  rope_forward(k, positions, cos, sin, n, kv_heads, head_dim, rotary_dim, pairs);
+}
+
+void Kernels::rope_qk_forward_bf16(std::uint16_t* q, std::uint16_t* k, const std::int32_t* positions, const float* cos,
+                                   const float* sin, Index n, Index heads, Index kv_heads, Index head_dim,
+                                   Index rotary_dim, RopePairs pairs) const {
+  rope_forward_bf16(q, positions, cos, sin, n, heads, head_dim, rotary_dim, pairs);
+  rope_forward_bf16(k, positions, cos, sin, n, kv_heads, head_dim, rotary_dim, pairs);
+}
+
+void Kernels::scatter_kv_rows(float* keys, float* values, const float* k, const float* v, const Index* rows, Index n,
+                              Index width) const {
+  scatter_rows(keys, k, rows, n, width);
+  scatter_rows(values, v, rows, n, width);
+}
+
+void Kernels::scatter_kv_rows_bf16(std::uint16_t* keys, std::uint16_t* values, const std::uint16_t* k,
+                                   const std::uint16_t* v, const Index* rows, Index n, Index width) const {
+  scatter_rows_bf16(keys, k, rows, n, width);
+  scatter_rows_bf16(values, v, rows, n, width);
+}
+
 }  // namespace spin::kernels

@@ -207,6 +207,11 @@ class Kernels {
   // The transpose (rotation by -angle), in place on the gradient.
   virtual void rope_backward(float* dx, const std::int32_t* positions, const float* cos, const float* sin, Index n,
                              Index heads, Index head_dim, Index rotary_dim, RopePairs pairs) const = 0;
+  // Attention's q [n, heads, head_dim] and k [n, kv_heads, head_dim] rotated alike: rope_forward of
+  // each (the default), in one launch on a GPU (a decode step is launch-bound: one a layer saved).
+  virtual void rope_qk_forward(float* q, float* k, const std::int32_t* positions, const float* cos, const float* sin,
+                               Index n, Index heads, Index kv_heads, Index head_dim, Index rotary_dim,
+                               RopePairs pairs) const;
 
   // Causal self-attention over packed variable-length sequences: sequence s occupies rows
   // [cu_seqlens[s], cu_seqlens[s+1]) and attends only within itself (no padding is computed);
@@ -238,6 +243,10 @@ class Kernels {
   // place on bf16 values: widened, rotated in float32, rounded back.
   virtual void rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos, const float* sin,
                                  Index n, Index heads, Index head_dim, Index rotary_dim, RopePairs pairs) const = 0;
+  // rope_qk_forward on bf16 q and k: rope_forward_bf16 of each.
+  virtual void rope_qk_forward_bf16(std::uint16_t* q, std::uint16_t* k, const std::int32_t* positions, const float* cos,
+                                    const float* sin, Index n, Index heads, Index kv_heads, Index head_dim,
+                                    Index rotary_dim, RopePairs pairs) const;
   // attention_forward / attention_backward over bf16 q, k and v, widened exactly as read (the
   // scores, softmax and sums in float32): the forward's output rounded to bf16 as written, the
   // backward's gradients float32 (they feed bf16 products that round them). `saved` is what
@@ -285,6 +294,12 @@ class Kernels {
   // dst[rows[i], :] = src[i, :] for i < n, rows of `width` floats (writes into a KV cache).
   virtual void scatter_rows(float* dst, const float* src, const Index* rows, Index n,
                             Index width) const = 0;
+  // A call's keys k and values v into the KV cache's rows: scatter_rows of each (the default), in
+  // one launch on a GPU.
+  virtual void scatter_kv_rows(float* keys, float* values, const float* k, const float* v, const Index* rows, Index n,
+                               Index width) const;
+  virtual void scatter_kv_rows_bf16(std::uint16_t* keys, std::uint16_t* values, const std::uint16_t* k,
+                                    const std::uint16_t* v, const Index* rows, Index n, Index width) const;
 
   // dst[i, :] = src[rows[i], :] for i < n, rows of `width` floats (each sequence's last row; a
   // mixture of experts' inputs, each row once for every expert it goes to).

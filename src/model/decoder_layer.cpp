@@ -38,16 +38,13 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     std::uint16_t* key = a.k_bf16.bf16();
     const std::uint16_t* value = a.v_bf16.bf16();
     if (rope) {
-      k.rope_forward_bf16(q, rows, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim(),
-                          ctx.config.rope_pairs);
-      k.rope_forward_bf16(key, rows, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim(),
-                          ctx.config.rope_pairs);
+      k.rope_qk_forward_bf16(q, key, rows, rope->cos(), rope->sin(), n, d.heads, d.kv_heads, d.head_dim,
+                             rope->rotary_dim(), ctx.config.rope_pairs);
     }
     if (cache) {
       auto* keys = static_cast<std::uint16_t*>(cache->keys);
       auto* values = static_cast<std::uint16_t*>(cache->values);
-      k.scatter_rows_bf16(keys, key, cache->cache_rows, n, d.kv_width());
-      k.scatter_rows_bf16(values, value, cache->cache_rows, n, d.kv_width());
+      k.scatter_kv_rows_bf16(keys, values, key, value, cache->cache_rows, n, d.kv_width());
       k.cached_attention_forward_bf16(a.attn_bf16.bf16(), q, keys, values, b.cu_seqlens, cache->slots,
                                       cache->first_positions, b.num_seqs, cache->capacity, d.heads,
                                       d.kv_heads, d.head_dim, scores);
@@ -58,16 +55,13 @@ void self_attention_forward(const ModelContext& ctx, const BatchGeometry& b, Lay
     return;
   }
   if (rope) {
-    k.rope_forward(a.q.f32(), rows, rope->cos(), rope->sin(), n, d.heads, d.head_dim, rope->rotary_dim(),
-                   ctx.config.rope_pairs);
-    k.rope_forward(a.k.f32(), rows, rope->cos(), rope->sin(), n, d.kv_heads, d.head_dim, rope->rotary_dim(),
-                   ctx.config.rope_pairs);
+    k.rope_qk_forward(a.q.f32(), a.k.f32(), rows, rope->cos(), rope->sin(), n, d.heads, d.kv_heads, d.head_dim,
+                      rope->rotary_dim(), ctx.config.rope_pairs);
   }
   if (cache) {
     auto* keys = static_cast<float*>(cache->keys);
     auto* values = static_cast<float*>(cache->values);
-    k.scatter_rows(keys, a.k.f32(), cache->cache_rows, n, d.kv_width());
-    k.scatter_rows(values, a.v.f32(), cache->cache_rows, n, d.kv_width());
+    k.scatter_kv_rows(keys, values, a.k.f32(), a.v.f32(), cache->cache_rows, n, d.kv_width());
     k.cached_attention_forward(a.attn.f32(), a.q.f32(), keys, values, b.cu_seqlens, cache->slots,
                                cache->first_positions, b.num_seqs, cache->capacity, d.heads, d.kv_heads,
                                d.head_dim, scores);

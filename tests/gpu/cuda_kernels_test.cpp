@@ -98,6 +98,23 @@ TEST_F(Fixture, RopeForwardAndBackward) {
     cpu.rope_forward_bf16(x16.data(), pos.data(), cos.data(), sin.data(), n, heads, head_dim, rotary, pairs);
     gpu.rope_forward_bf16(gx16.as<std::uint16_t>(), gpos.i(), gcos.f(), gsin.f(), n, heads, head_dim, rotary, pairs);
     EXPECT_BF16_CLOSE(download_bf16(gpu, gx16, x16.size()), widen(x16)) << rotary;
+    // Attention's q and k (GQA: 6 heads, 2 kv heads) in one launch, float32 and bf16.
+    const Index kv_heads = 2;
+    auto q = random(n * heads * head_dim), k = random(n * kv_heads * head_dim);
+    Dev gq(q), gk(k);
+    cpu.rope_qk_forward(q.data(), k.data(), pos.data(), cos.data(), sin.data(), n, heads, kv_heads, head_dim, rotary,
+                        pairs);
+    gpu.rope_qk_forward(gq.f(), gk.f(), gpos.i(), gcos.f(), gsin.f(), n, heads, kv_heads, head_dim, rotary, pairs);
+    EXPECT_CLOSE(gq.get(gpu), q) << rotary;
+    EXPECT_CLOSE(gk.get(gpu), k) << rotary;
+    auto q16 = to_bf16_host(random(n * heads * head_dim)), k16 = to_bf16_host(random(n * kv_heads * head_dim));
+    PooledBuffer gq16 = cuda::upload(q16), gk16 = cuda::upload(k16);
+    cpu.rope_qk_forward_bf16(q16.data(), k16.data(), pos.data(), cos.data(), sin.data(), n, heads, kv_heads, head_dim,
+                             rotary, pairs);
+    gpu.rope_qk_forward_bf16(gq16.as<std::uint16_t>(), gk16.as<std::uint16_t>(), gpos.i(), gcos.f(), gsin.f(), n, heads,
+                             kv_heads, head_dim, rotary, pairs);
+    EXPECT_BF16_CLOSE(download_bf16(gpu, gq16, q16.size()), widen(q16)) << rotary;
+    EXPECT_BF16_CLOSE(download_bf16(gpu, gk16, k16.size()), widen(k16)) << rotary;
   }
 }
 
@@ -109,6 +126,22 @@ TEST_F(Fixture, ScatterRowsIntoACache) {
   cpu.scatter_rows(dst.data(), src.data(), rows.data(), n, width);
   gpu.scatter_rows(gdst.f(), gsrc.f(), grows.buffer.as<Index>(), n, width);
   EXPECT_CLOSE(gdst.get(gpu), dst);
+  // Keys and values in one launch, float32 and bf16.
+  auto v = random(n * width), values = random(cache_rows * width);
+  Dev gv(v), gvalues(values);
+  cpu.scatter_kv_rows(dst.data(), values.data(), src.data(), v.data(), rows.data(), n, width);
+  gpu.scatter_kv_rows(gdst.f(), gvalues.f(), gsrc.f(), gv.f(), grows.buffer.as<Index>(), n, width);
+  EXPECT_CLOSE(gdst.get(gpu), dst);
+  EXPECT_CLOSE(gvalues.get(gpu), values);
+  auto k16 = to_bf16_host(random(n * width)), v16 = to_bf16_host(random(n * width));
+  auto keys16 = to_bf16_host(random(cache_rows * width)), values16 = to_bf16_host(random(cache_rows * width));
+  PooledBuffer gk16 = cuda::upload(k16), gv16 = cuda::upload(v16), gkeys16 = cuda::upload(keys16),
+               gvalues16 = cuda::upload(values16);
+  cpu.scatter_kv_rows_bf16(keys16.data(), values16.data(), k16.data(), v16.data(), rows.data(), n, width);
+  gpu.scatter_kv_rows_bf16(gkeys16.as<std::uint16_t>(), gvalues16.as<std::uint16_t>(), gk16.as<std::uint16_t>(),
+                           gv16.as<std::uint16_t>(), grows.buffer.as<Index>(), n, width);
+  EXPECT_EQ(download_bf16(gpu, gkeys16, keys16.size()), widen(keys16));  // copies: exact
+  EXPECT_EQ(download_bf16(gpu, gvalues16, values16.size()), widen(values16));
 }
 
 TEST_F(Fixture, LinearLayersWithBf16OperandsMatchTheCpuReference) {

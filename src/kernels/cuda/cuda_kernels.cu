@@ -232,26 +232,51 @@ void CudaKernels::rmsnorm_backward_from_dots(float* dx, float* dw, const float* 
   SPIN_CUDA_CHECK_LAUNCH("rmsnorm_backward_from_dots (dw)");
 }
 
+namespace {
+// rope_kernel's launch over q's heads and k's (none: k null); `launch` names it in an error.
+template <class T>
+void launch_rope(cudaStream_t stream, T* q, T* k, const std::int32_t* positions, const float* cos, const float* sin,
+                 Index n, Index heads, Index kv_heads, Index head_dim, Index rotary_dim, RopePairs pairs, float sign,
+                 const char* launch) {
+  if (n == 0) return;
+  rope_kernel<<<blocks_for(n * (heads + kv_heads) * (rotary_dim / 2)), kThreads, 0, stream>>>(
+      q, k, positions, cos, sin, n, heads, kv_heads, head_dim, rotary_dim, pairs == RopePairs::Interleaved, sign);
+  cuda::check(cudaGetLastError(), launch, __FILE__, __LINE__);
+}
+__nv_bfloat16* bf16(std::uint16_t* p) { return reinterpret_cast<__nv_bfloat16*>(p); }
+const __nv_bfloat16* bf16(const std::uint16_t* p) { return reinterpret_cast<const __nv_bfloat16*>(p); }
+}  // namespace
+
 void CudaKernels::rope_forward(float* x, const std::int32_t* positions, const float* cos, const float* sin, Index n,
                                Index heads, Index head_dim, Index rotary_dim, RopePairs pairs) const {
-  rope_kernel<<<blocks_for(n * heads * (rotary_dim / 2)), kThreads, 0, stream_>>>(
-      x, positions, cos, sin, n, heads, head_dim, rotary_dim, pairs == RopePairs::Interleaved, 1.0f);
-  SPIN_CUDA_CHECK_LAUNCH("rope_forward");
+  launch_rope<float>(stream_, x, nullptr, positions, cos, sin, n, heads, 0, head_dim, rotary_dim, pairs, 1.0f,
+                     "rope_forward launch");
 }
 
 void CudaKernels::rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos, const float* sin,
                                     Index n, Index heads, Index head_dim, Index rotary_dim, RopePairs pairs) const {
-  rope_kernel<<<blocks_for(n * heads * (rotary_dim / 2)), kThreads, 0, stream_>>>(
-      reinterpret_cast<__nv_bfloat16*>(x), positions, cos, sin, n, heads, head_dim, rotary_dim,
-      pairs == RopePairs::Interleaved, 1.0f);
-  SPIN_CUDA_CHECK_LAUNCH("rope_forward_bf16");
+  launch_rope(stream_, bf16(x), static_cast<__nv_bfloat16*>(nullptr), positions, cos, sin, n, heads, 0, head_dim,
+              rotary_dim, pairs, 1.0f, "rope_forward_bf16 launch");
 }
 
 void CudaKernels::rope_backward(float* dx, const std::int32_t* positions, const float* cos, const float* sin, Index n,
                                 Index heads, Index head_dim, Index rotary_dim, RopePairs pairs) const {
-  rope_kernel<<<blocks_for(n * heads * (rotary_dim / 2)), kThreads, 0, stream_>>>(
-      dx, positions, cos, sin, n, heads, head_dim, rotary_dim, pairs == RopePairs::Interleaved, -1.0f);
-  SPIN_CUDA_CHECK_LAUNCH("rope_backward");
+  launch_rope<float>(stream_, dx, nullptr, positions, cos, sin, n, heads, 0, head_dim, rotary_dim, pairs, -1.0f,
+                     "rope_backward launch");
+}
+
+void CudaKernels::rope_qk_forward(float* q, float* k, const std::int32_t* positions, const float* cos, const float* sin,
+                                  Index n, Index heads, Index kv_heads, Index head_dim, Index rotary_dim,
+                                  RopePairs pairs) const {
+  launch_rope(stream_, q, k, positions, cos, sin, n, heads, kv_heads, head_dim, rotary_dim, pairs, 1.0f,
+              "rope_qk_forward launch");
+}
+
+void CudaKernels::rope_qk_forward_bf16(std::uint16_t* q, std::uint16_t* k, const std::int32_t* positions,
+                                       const float* cos, const float* sin, Index n, Index heads, Index kv_heads,
+                                       Index head_dim, Index rotary_dim, RopePairs pairs) const {
+  launch_rope(stream_, bf16(q), bf16(k), positions, cos, sin, n, heads, kv_heads, head_dim, rotary_dim, pairs, 1.0f,
+              "rope_qk_forward_bf16 launch");
 }
 
 const void* CudaKernels::upload(const void* host, std::size_t bytes) const { return recent_.device_copy(host, bytes); }
@@ -261,20 +286,36 @@ const long long* CudaKernels::upload_indices(const Index* host, Index count) con
   return static_cast<const long long*>(upload(host, static_cast<std::size_t>(count) * sizeof(Index)));
 }
 
+namespace {
+// scatter_rows_kernel's launch: src into dst, and src2 into dst2 when given.
+template <class T>
+void launch_scatter(cudaStream_t stream, T* dst, const T* src, T* dst2, const T* src2, const Index* rows, Index n,
+                    Index width, const char* launch) {
+  if (n == 0) return;
+  scatter_rows_kernel<<<blocks_for((dst2 == nullptr ? 1 : 2) * n * width), kThreads, 0, stream>>>(
+      dst, src, dst2, src2, reinterpret_cast<const long long*>(rows), n, width);
+  cuda::check(cudaGetLastError(), launch, __FILE__, __LINE__);
+}
+}  // namespace
+
 void CudaKernels::scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
                                     Index width) const {
-  if (n == 0) return;
-  scatter_rows_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(
-      reinterpret_cast<__nv_bfloat16*>(dst), reinterpret_cast<const __nv_bfloat16*>(src),
-      reinterpret_cast<const long long*>(rows), n, width);
-  SPIN_CUDA_CHECK_LAUNCH("scatter_rows_bf16");
+  launch_scatter(stream_, bf16(dst), bf16(src), static_cast<__nv_bfloat16*>(nullptr), bf16(src), rows, n, width,
+                 "scatter_rows_bf16 launch");
 }
 
 void CudaKernels::scatter_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const {
-  if (n == 0) return;
-  scatter_rows_kernel<<<blocks_for(n * width), kThreads, 0, stream_>>>(
-      dst, src, reinterpret_cast<const long long*>(rows), n, width);
-  SPIN_CUDA_CHECK_LAUNCH("scatter_rows");
+  launch_scatter<float>(stream_, dst, src, nullptr, src, rows, n, width, "scatter_rows launch");
+}
+
+void CudaKernels::scatter_kv_rows(float* keys, float* values, const float* k, const float* v, const Index* rows,
+                                  Index n, Index width) const {
+  launch_scatter(stream_, keys, k, values, v, rows, n, width, "scatter_kv_rows launch");
+}
+
+void CudaKernels::scatter_kv_rows_bf16(std::uint16_t* keys, std::uint16_t* values, const std::uint16_t* k,
+                                       const std::uint16_t* v, const Index* rows, Index n, Index width) const {
+  launch_scatter(stream_, bf16(keys), bf16(k), bf16(values), bf16(v), rows, n, width, "scatter_kv_rows_bf16 launch");
 }
 
 void CudaKernels::gather_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const {

@@ -95,6 +95,15 @@ class CudaKernels final : public Kernels {
                                 Index capacity, Index heads, Index kv_heads, Index head_dim,
                                 AttentionScores scores) const override;
   void scatter_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const override;
+  void scatter_kv_rows(float* keys, float* values, const float* k, const float* v, const Index* rows, Index n,
+                       Index width) const override;
+  void scatter_kv_rows_bf16(std::uint16_t* keys, std::uint16_t* values, const std::uint16_t* k, const std::uint16_t* v,
+                            const Index* rows, Index n, Index width) const override;
+  void rope_qk_forward(float* q, float* k, const std::int32_t* positions, const float* cos, const float* sin, Index n,
+                       Index heads, Index kv_heads, Index head_dim, Index rotary_dim, RopePairs pairs) const override;
+  void rope_qk_forward_bf16(std::uint16_t* q, std::uint16_t* k, const std::int32_t* positions, const float* cos,
+                            const float* sin, Index n, Index heads, Index kv_heads, Index head_dim, Index rotary_dim,
+                            RopePairs pairs) const override;
   void cached_attention_forward_bf16(std::uint16_t* out, const std::uint16_t* q, const std::uint16_t* k_cache,
                                      const std::uint16_t* v_cache, const Index* row_begin, const Index* slots,
                                      const Index* first_position, Index runs, Index capacity, Index heads,

@@ -43,15 +43,18 @@ __device__ inline float load(const float* in) { return *in; }
 __device__ inline float load(const __nv_bfloat16* in) { return __bfloat162float(*in); }
 
 // One thread a rotated pair of a row's head: (i, i + half), or with `interleaved` (2i, 2i + 1);
-// the dimensions past rotary_dim are not touched.
+// the dimensions past rotary_dim are not touched. A row's heads are q's `heads` then k's
+// `kv_heads` (attention's q and k in one launch; k null and kv_heads 0 for one tensor).
 template <class T>
-__global__ void rope_kernel(T* x, const int* positions, const float* cos, const float* sin, long long n,
-                            long long heads, long long head_dim, long long rotary_dim, bool interleaved, float sign) {
-  const long long half = rotary_dim / 2;
-  SPIN_GRID_STRIDE(e, n * heads * half) {
-    const long long i = e % half, rh = e / half, row = rh / heads;
+__global__ void rope_kernel(T* q, T* k, const int* positions, const float* cos, const float* sin, long long n,
+                            long long heads, long long kv_heads, long long head_dim, long long rotary_dim,
+                            bool interleaved, float sign) {
+  const long long half = rotary_dim / 2, row_heads = heads + kv_heads;
+  SPIN_GRID_STRIDE(e, n * row_heads * half) {
+    const long long i = e % half, rh = e / half, row = rh / row_heads, h = rh % row_heads;
     const long long table = static_cast<long long>(positions[row]) * half + i;
-    T* lo = x + rh * head_dim + (interleaved ? 2 * i : i);
+    T* head = h < heads ? q + (row * heads + h) * head_dim : k + (row * kv_heads + h - heads) * head_dim;
+    T* lo = head + (interleaved ? 2 * i : i);
     T* hi = lo + (interleaved ? 1 : half);
     const float a = load(lo), b = load(hi), c = cos[table], s = sin[table];
     store(lo, a * c - sign * b * s);
@@ -163,8 +166,15 @@ __global__ void clamp_backward_kernel(float* dx, const float* dy, const T* x, lo
   }
 }
 template <class T>
-__global__ void scatter_rows_kernel(T* dst, const T* src, const long long* rows, long long n, long long width) {
-  SPIN_GRID_STRIDE(e, n * width) dst[rows[e / width] * width + e % width] = src[e];
+__global__ void scatter_rows_kernel(T* dst, const T* src, T* dst2, const T* src2, const long long* rows, long long n,
+                                    long long width) {
+  // src into dst, then src2 into dst2 by the same rows when given (a KV cache's keys and values).
+  const long long each = n * width;
+  SPIN_GRID_STRIDE(e, dst2 == nullptr ? each : 2 * each) {
+    const bool second = e >= each;
+    const long long f = second ? e - each : e;
+    (second ? dst2 : dst)[rows[f / width] * width + f % width] = (second ? src2 : src)[f];
+  }
 }
 template <class T>
 __global__ void gather_rows_kernel(T* dst, const T* src, const long long* rows, long long n, long long width) {

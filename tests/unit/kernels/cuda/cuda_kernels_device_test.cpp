@@ -81,8 +81,10 @@ TEST(CudaKernelsEmulated, RopeGluAndEmbedding) {
   std::vector<__nv_bfloat16> x16(x.size());
   std::vector<std::uint16_t> want16(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) x16[i] = __float2bfloat16_rn(x[i]), want16[i] = x16[i].bits;
-  run(blocks_for(n * heads * half),
-      [&] { dev::rope_kernel(x16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, hd, false, 1.0f); });
+  __nv_bfloat16* const null16 = nullptr;
+  run(blocks_for(n * heads * half), [&] {
+    dev::rope_kernel(x16.data(), null16, pos.data(), cos.data(), sin.data(), n, heads, 0, hd, hd, false, 1.0f);
+  });
   cpu.rope_forward_bf16(want16.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, hd, RopePairs::Halves);
   long long differ = 0;
   for (std::size_t i = 0; i < x.size(); ++i) differ += x16[i].bits != want16[i];
@@ -96,7 +98,8 @@ TEST(CudaKernelsEmulated, RopeGluAndEmbedding) {
     auto got = x, want = x;
     const bool interleaved = pairs == RopePairs::Interleaved;
     run(blocks_for(n * heads * (rotary / 2)), [&] {
-      dev::rope_kernel(got.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, rotary, interleaved, sign);
+      dev::rope_kernel(got.data(), static_cast<float*>(nullptr), pos.data(), cos.data(), sin.data(), n, heads, 0, hd,
+                       rotary, interleaved, sign);
     });
     if (sign > 0) {
       cpu.rope_forward(want.data(), pos.data(), cos.data(), sin.data(), n, heads, hd, rotary, pairs);
@@ -109,6 +112,21 @@ TEST(CudaKernelsEmulated, RopeGluAndEmbedding) {
         ASSERT_EQ(got[i], x[i]) << i;
       }
     }
+  }
+  // Attention's q (3 heads) and k (2 kv heads) in one launch: each as rope_forward of it alone, bitwise.
+  {
+    const long long kv_heads = 2, rotary_qk = 12;
+    auto q = x, k = testing::random_uniform(n * kv_heads * hd, 9);
+    auto want_q = q, want_k = k;
+    run(blocks_for(n * (heads + kv_heads) * (rotary_qk / 2)), [&] {
+      dev::rope_kernel(q.data(), k.data(), pos.data(), cos.data(), sin.data(), n, heads, kv_heads, hd, rotary_qk, true,
+                       1.0f);
+    });
+    cpu.rope_qk_forward(want_q.data(), want_k.data(), pos.data(), cos.data(), sin.data(), n, heads, kv_heads, hd,
+                        rotary_qk, RopePairs::Interleaved);
+    EXPECT_LT(testing::relative_error(q, want_q), 1e-6);
+    EXPECT_LT(testing::relative_error(k, want_k), 1e-6);
+    EXPECT_GT(testing::relative_error(k, testing::random_uniform(n * kv_heads * hd, 9)), 1e-2);  // k rotated
   }
 
   const long long m = 1000;
@@ -441,15 +459,32 @@ TEST(CudaKernelsEmulated, LogprobFromSumsConversionsAndScatter) {
   const std::vector<Index> slots_index(slots.begin(), slots.end());
   const auto src = testing::random_uniform(rows * width, 8);
   std::vector<float> cache(12 * width, 0.5f), want_cache = cache;
-  run(blocks_for(rows * width), [&] { dev::scatter_rows_kernel(cache.data(), src.data(), slots.data(), rows, width); });
+  run(blocks_for(rows * width), [&] {
+    dev::scatter_rows_kernel(cache.data(), src.data(), static_cast<float*>(nullptr), src.data(), slots.data(), rows,
+                             width);
+  });
   cpu.scatter_rows(want_cache.data(), src.data(), slots_index.data(), rows, width);
   EXPECT_EQ(cache, want_cache);
+  // A KV cache's keys and values in one launch.
+  const auto values = testing::random_uniform(rows * width, 10);
+  std::vector<float> keys_cache(12 * width, 0.25f), values_cache = keys_cache, want_keys = keys_cache,
+                                                    want_values = keys_cache;
+  run(blocks_for(2 * rows * width), [&] {
+    dev::scatter_rows_kernel(keys_cache.data(), src.data(), values_cache.data(), values.data(), slots.data(), rows,
+                             width);
+  });
+  cpu.scatter_kv_rows(want_keys.data(), want_values.data(), src.data(), values.data(), slots_index.data(), rows, width);
+  EXPECT_EQ(keys_cache, want_keys);
+  EXPECT_EQ(values_cache, want_values);
+  EXPECT_NE(values_cache, keys_cache);
   std::vector<std::uint16_t> src16(rows * width), want_cache16(12 * width, 0x3f00);
   cpu.to_bf16(src16.data(), src.data(), rows * width);
   std::vector<__nv_bfloat16> src_dev(rows * width), cache16(12 * width, __nv_bfloat16{0x3f00});
+  __nv_bfloat16* const null16 = nullptr;
   for (long long i = 0; i < rows * width; ++i) src_dev[i].bits = src16[i];
-  run(blocks_for(rows * width),
-      [&] { dev::scatter_rows_kernel(cache16.data(), src_dev.data(), slots.data(), rows, width); });
+  run(blocks_for(rows * width), [&] {
+    dev::scatter_rows_kernel(cache16.data(), src_dev.data(), null16, src_dev.data(), slots.data(), rows, width);
+  });
   cpu.scatter_rows_bf16(want_cache16.data(), src16.data(), slots_index.data(), rows, width);
   for (long long i = 0; i < 12 * width; ++i) ASSERT_EQ(cache16[i].bits, want_cache16[i]) << i;
 }
