@@ -57,8 +57,8 @@ class UploadBuffer {
 };
 
 // Host arrays of several element types copied to a device in one copy, each at an 8-byte-aligned
-// offset of a buffer kept from one call to the next (as UploadBuffer): a step's small per-row
-// arrays in one upload, not one each. upload() returns their device pointers, in order, and
+// offset of a buffer kept from one call to the next (as UploadBuffer, doubling when it grows): a
+// step's small per-row arrays in one upload, not one each. upload() returns their device pointers, in order, and
 // invalidates those the previous call returned.
 class PackedUpload {
  public:
@@ -81,7 +81,10 @@ class PackedUpload {
     std::vector<std::uint8_t> host(static_cast<std::size_t>(total));
     ((arrays.empty() ? void() : void(std::memcpy(host.data() + at[I], arrays.data(), arrays.size_bytes()))), ...);
     if (!buffer_.defined() || buffer_.device() != device || buffer_.numel() < total) {
-      buffer_ = Tensor::zeros({std::max<std::int64_t>(total, 1)}, DType::U8, device);
+      // Twice what it held when it grows: arrays that grow a little a step (a sampler's token
+      // history) reallocate a logarithmic number of times, not every step.
+      const std::int64_t held = buffer_.defined() && buffer_.device() == device ? buffer_.numel() : 0;
+      buffer_ = Tensor::zeros({std::max<std::int64_t>({total, 2 * held, 1})}, DType::U8, device);
     }
     copy_bytes(buffer_.raw(), device, host.data(), Device::Cpu, host.size());
     const auto* base = static_cast<const std::uint8_t*>(buffer_.raw());

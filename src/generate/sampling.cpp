@@ -137,7 +137,6 @@ class VocabParallelSampler::Step {
         n_(static_cast<std::int64_t>(rows.size())),
         count_(rows.size()),
         ranks_(static_cast<std::size_t>(sampler.tp_.size())),
-        dev_(sampler.kernels_.device()),
         raw_max_(count_, kNegInf),
         raw_sum_(count_, 0.0),
         best_(count_, Candidate{kNegInf, -1.0, 0.0}) {
@@ -147,7 +146,7 @@ class VocabParallelSampler::Step {
   // Greedy or plain sampling: the statistics and the winners in one exchange.
   void choose_plain() {
     const std::size_t width = 5 * count_;
-    double* d = dev_.out<double>(width);
+    double* d = exchange_buffer(width);
     raw_statistics(d);
     local_winners(d + 2 * count_, no_threshold_, !s_.params_.greedy);
     const std::vector<double> all = exchange(d, width);
@@ -162,7 +161,7 @@ class VocabParallelSampler::Step {
     const std::int64_t k = s_.params_.top_k;
     const auto offer = count_ * static_cast<std::size_t>(k);  // candidates a rank offers
     const std::size_t width = 2 * count_ + 3 * offer;         // statistics, (value, id) pairs, raw logits
-    double* d = dev_.out<double>(width);
+    double* d = exchange_buffer(width);
     raw_statistics(d);
     double* pairs = d + 2 * count_;
     s_.kernels_.row_top_k(pairs, z_, n_, valid(), k, start());
@@ -189,7 +188,7 @@ class VocabParallelSampler::Step {
   // comes with the statistics (field 2); then top-p's search rounds; then the winners above it.
   void choose_above_threshold() {
     const std::size_t width = 3 * count_;
-    double* d = dev_.out<double>(width);
+    double* d = exchange_buffer(width);
     raw_statistics(d);
     s_.kernels_.row_max_f64(d + 2 * count_, z_, n_, valid(), valid(), true);
     const std::vector<double> all = exchange(d, width);
@@ -203,8 +202,8 @@ class VocabParallelSampler::Step {
     if (p.min_p > 0.0f) {  // p_v >= min_p p_max, i.e. z_v >= z_max + log(min_p)
       for (std::size_t r = 0; r < count_; ++r) threshold[r] = std::max(threshold[r], zmax[r] + std::log(p.min_p));
     }
-    double* w = dev_.out<double>(3 * count_);
-    local_winners(w, dev_.up(std::span<const double>(threshold)), true);
+    double* w = exchange_buffer(3 * count_);  // d is spent: its values came back
+    local_winners(w, s_.threshold_upload_.upload(std::span<const double>(threshold), device()).data<double>(), true);
     combine_winners(exchange(w, 3 * count_), 3 * count_, 0);
   }
 
@@ -220,6 +219,7 @@ class VocabParallelSampler::Step {
   }
 
  private:
+  Device device() const { return s_.kernels_.device(); }
   std::int64_t ld() const { return s_.dims_.vocab_rows; }
   std::int64_t valid() const { return s_.dims_.vocab_valid; }
   std::int64_t start() const { return s_.dims_.vocab_start; }
@@ -240,17 +240,22 @@ class VocabParallelSampler::Step {
       ids[r] = rows_[r].sample_id, positions[r] = rows_[r].position;
     }
     const auto [history_d, offsets_d, ban_d, ids_d, positions_d, no_threshold_d] =
-        dev_.up_packed(history, offsets, ban, ids, positions, std::vector<double>(count_, kNegInf));
+        s_.rows_upload_.upload(device(), history, offsets, ban, ids, positions, std::vector<double>(count_, kNegInf));
     ids_ = ids_d, positions_ = positions_d, no_threshold_ = no_threshold_d;
-    z_ = dev_.out<float>(count_ * static_cast<std::size_t>(std::max<std::int64_t>(valid(), 0)));
+    z_ = s_.z_storage_.carve(device(), {{n_ * std::max<std::int64_t>(valid(), 0)}})[0].f32();
     s_.kernels_.sampling_logits(z_, logits_, n_, ld(), valid(), start(), history_d, offsets_d, p.repetition_penalty,
                                 ban_d, s_.eos_device_.data<std::int32_t>(), static_cast<std::int64_t>(s_.eos_.size()),
                                 p.greedy ? 1.0f : 1.0f / p.temperature);
   }
 
   // Every rank's `count` doubles at `d` on the device, rank k's at [k * count, (k + 1) * count).
+  // A device buffer of `count` doubles for an exchange (the previous one's is reused).
+  double* exchange_buffer(std::size_t count) {
+    return s_.exchange_storage_.carve(device(), {{static_cast<std::int64_t>(count)}}, 1, DType::F64)[0].data<double>();
+  }
   std::vector<double> exchange(const double* d, std::size_t count) {
-    const std::vector<double> mine = dev_.down(d, count);
+    std::vector<double> mine(count);
+    copy_bytes(mine.data(), Device::Cpu, d, device(), count * sizeof(double));
     std::vector<double> all(count * ranks_);
     s_.tp_.all_gather(mine.data(), all.data(), count);
     return all;
@@ -338,7 +343,6 @@ class VocabParallelSampler::Step {
   std::span<const SampleRow> rows_;
   std::int64_t n_;
   std::size_t count_, ranks_;
-  Staging dev_;
   float* z_ = nullptr;
   const std::uint64_t* ids_ = nullptr;       // each row's noise key (its sample id), on the device
   const std::int64_t* positions_ = nullptr;  // and position

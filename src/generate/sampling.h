@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "core/workspace.h"
 #include "kernels/kernels.h"
 #include "model/tp_dims.h"
 #include "parallel/communicator.h"
@@ -89,6 +90,12 @@ class VocabParallelSampler {
   std::uint64_t seed_;
   std::vector<std::int32_t> eos_;
   Tensor eos_device_;  // eos_ on the kernels' device
+  // Device buffers kept from one step to the next: once they fit, a step allocates (and zeroes)
+  // nothing -- the per-row arrays' upload, the processed logits, the exchanged doubles, the
+  // thresholds. (Top-p's search rounds without top-k keep theirs for a step.)
+  mutable PackedUpload rows_upload_;
+  mutable Workspace z_storage_, exchange_storage_;
+  mutable UploadBuffer threshold_upload_;
 };
 
 }  // namespace spin::generate

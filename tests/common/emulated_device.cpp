@@ -28,6 +28,7 @@ void* EmulatedDeviceMemory::allocate(std::size_t bytes) {
   require(p != nullptr, "emulated device: out of memory for ", bytes, " bytes");
   std::memset(p, 0, rounded);
   live_[bits(p)] = bytes;
+  ++transfers_.allocations;
   return reinterpret_cast<void*>(bits(p) | kTag);
 }
 

@@ -47,6 +47,7 @@ class EmulatedDeviceMemory final : public MemoryOps {
   // upload on the stream).
   struct Transfers {
     std::size_t from_host = 0, to_host = 0;
+    std::size_t allocations = 0;  // allocate() calls (each a zero-filled block: a memset on a GPU)
   };
   Transfers transfers() const { return transfers_; }
   // For communication: device pointers untagged (checked), host pointers as they are.

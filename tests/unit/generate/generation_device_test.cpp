@@ -26,6 +26,7 @@ struct Mode {
   std::string name;
   SamplingParams params;
   std::size_t uploads, copies_back;  // host <-> device copies a step
+  std::size_t allocations = 0;       // device allocations a step after the first
 };
 
 std::vector<Mode> modes() {
@@ -35,10 +36,11 @@ std::vector<Mode> modes() {
   m[2].name = "top-k + top-p", m[2].params.top_k = 5, m[2].params.top_p = 0.8f, m[2].uploads = 1, m[2].copies_back = 1;
   // The step's arrays, four search rounds (the first with the shifts), the thresholds; the
   // statistics, four histograms, the winners.
-  m[3].name = "top-p", m[3].params.top_p = 0.7f, m[3].uploads = 6, m[3].copies_back = 6;
+  // Top-p's search keeps its buffers for a step: the histograms, the first round's upload and the three others'.
+  m[3].name = "top-p", m[3].params.top_p = 0.7f, m[3].uploads = 6, m[3].copies_back = 6, m[3].allocations = 5;
   m[4].name = "min-p", m[4].params.min_p = 0.05f, m[4].uploads = 2, m[4].copies_back = 2;
   m[5].name = "top-p + min-p", m[5].params.top_p = 0.9f, m[5].params.min_p = 0.02f, m[5].uploads = 6,
-  m[5].copies_back = 6;
+  m[5].copies_back = 6, m[5].allocations = 5;
   for (Mode& mode : m) mode.params.repetition_penalty = 1.3f;
   return m;
 }
@@ -70,6 +72,9 @@ TEST(SamplerOnDevice, EqualsTheCpuPathAndCrossesToTheHostAsDocumented) {
       const EmulatedDeviceMemory::Transfers after = memory.transfers();
       EXPECT_EQ(after.from_host - before.from_host, mode.uploads);
       EXPECT_EQ(after.to_host - before.to_host, mode.copies_back);
+      if (step > 0) {
+        EXPECT_EQ(after.allocations - before.allocations, mode.allocations);
+      }
       ASSERT_EQ(got.size(), want.size());
       for (std::size_t r = 0; r < got.size(); ++r) {
         EXPECT_EQ(got[r].token, want[r].token) << "row " << r;
@@ -82,8 +87,9 @@ TEST(SamplerOnDevice, EqualsTheCpuPathAndCrossesToTheHostAsDocumented) {
 }
 
 // A decode step of the whole generator on the device: the batch's arrays (tokens, positions,
-// targets, KV-cache rows, last rows) go up in one copy and the sampler's in another, and one copy
-// comes back; the responses are the CPU run's.
+// targets, KV-cache rows, last rows) go up in one copy and the sampler's in another, one copy
+// comes back, and nothing is allocated (every buffer is kept from the step before); the responses
+// are the CPU run's.
 TEST(GenerationOnDevice, ADecodeStepIsTwoUploadsAndOneCopyBack) {
   const model::ModelConfig config = testing::tiny_config({});
   const model::TpDims dims = model::tp_dims(config, 0, 1);
@@ -108,7 +114,8 @@ TEST(GenerationOnDevice, ADecodeStepIsTwoUploadsAndOneCopyBack) {
     params.max_new_tokens = steps;
     const EmulatedDeviceMemory::Transfers before = memory.transfers();
     const std::vector<Generation> got = device.generate(prompts, {0, 1}, params);
-    used.push_back({memory.transfers().from_host - before.from_host, memory.transfers().to_host - before.to_host});
+    used.push_back({memory.transfers().from_host - before.from_host, memory.transfers().to_host - before.to_host,
+                    memory.transfers().allocations - before.allocations});
     const std::vector<Generation> want = cpu.generate(prompts, {0, 1}, params);
     for (std::size_t i = 0; i < prompts.size(); ++i) {
       ASSERT_EQ(got[i].tokens.size(), static_cast<std::size_t>(steps));  // no EOS: every step samples
@@ -118,6 +125,7 @@ TEST(GenerationOnDevice, ADecodeStepIsTwoUploadsAndOneCopyBack) {
   }
   EXPECT_EQ(used[1].from_host - used[0].from_host, 2u * 4);  // four more steps
   EXPECT_EQ(used[1].to_host - used[0].to_host, 1u * 4);
+  EXPECT_EQ(used[1].allocations, used[0].allocations);  // ... and no device memory allocated (nor zeroed) for them
 }
 
 }  // namespace
