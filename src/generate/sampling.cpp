@@ -26,60 +26,30 @@ bool better(const Candidate& a, const Candidate& b) {
   return a.score > b.score || (a.score == b.score && a.id < b.id);
 }
 
-// The sampler's per-row arrays on the kernels' device: host vectors go up, kernel outputs are
-// allocated there and come back down. Everything lives until the Staging does.
-class Staging {
- public:
-  explicit Staging(Device device) : device_(device) {}
-  template <class T>
-  const T* up(std::span<const T> values) {
-    UploadBuffer buffer;
-    keep_.push_back(buffer.upload(values, device_));
-    return keep_.back().template data<T>();
-  }
-  // Several host arrays in one copy (PackedUpload); their device pointers, in order.
-  template <class... R>
-  auto up_packed(const R&... arrays) {
-    PackedUpload packed;
-    const auto pointers = packed.upload(device_, arrays...);
-    keep_.push_back(packed.buffer());
-    return pointers;
-  }
-  template <class T>
-  T* out(std::size_t n) {
-    keep_.push_back(Tensor::zeros({static_cast<std::int64_t>(std::max<std::size_t>(n, 1))}, dtype_of<T>(), device_));
-    return keep_.back().template data<T>();
-  }
-  template <class T>
-  std::vector<T> down(const T* p, std::size_t n) const {
-    std::vector<T> host(n);
-    copy_bytes(host.data(), Device::Cpu, p, device_, n * sizeof(T));
-    return host;
-  }
-
- private:
-  Device device_;
-  std::vector<Tensor> keep_;
-};
-
 }  // namespace
 
 std::vector<double> top_p_floor(const kernels::Kernels& kernels, parallel::Communicator& tp, const float* z,
-                                std::int64_t n, std::int64_t valid, std::span<const double> zmax, float top_p) {
+                                std::int64_t n, std::int64_t valid, std::span<const double> zmax, float top_p,
+                                TopPBuffers* buffers) {
   const auto rows = static_cast<std::size_t>(n);
   require(zmax.size() == rows, "top_p_floor: ", zmax.size(), " row maxima for ", n, " rows");
-  Staging dev(kernels.device());
+  TopPBuffers local;
+  TopPBuffers& keep = buffers != nullptr ? *buffers : local;
+  const Device device = kernels.device();
   constexpr auto kBuckets = static_cast<std::size_t>(kMassBuckets);
-  std::uint64_t* histogram_d = dev.out<std::uint64_t>(rows * kBuckets);
+  const auto buckets = static_cast<std::int64_t>(rows * kBuckets);
+  std::uint64_t* histogram_d = keep.histogram.carve(device, {{buckets}}, 1, DType::U64)[0].data<std::uint64_t>();
   std::vector<std::uint64_t> prefix(rows, 0);  // the key's bytes fixed so far
   std::vector<std::uint64_t> above(rows, 0);   // the mass of the keys above the prefix's range
   std::vector<double> limit(rows, 0.0);        // top_p of the row's mass
+  std::vector<std::uint64_t> histogram(rows * kBuckets);
   // The shifts go up with the first round's prefixes: one upload a round.
-  const auto [shift, first_prefix] = dev.up_packed(zmax, prefix);
+  const auto [shift, first_prefix] = keep.first_round.upload(device, zmax, prefix);
   for (int bits = 0; bits < 32; bits += kMassBucketBits) {
-    const std::uint64_t* prefix_d = bits == 0 ? first_prefix : dev.up(std::span<const std::uint64_t>(prefix));
+    const std::uint64_t* prefix_d = first_prefix;
+    if (bits > 0) prefix_d = keep.prefixes.upload(std::span<const std::uint64_t>(prefix), device).data<std::uint64_t>();
     kernels.row_mass_histogram(histogram_d, z, n, valid, valid, shift, prefix_d, bits);
-    std::vector<std::uint64_t> histogram = dev.down(histogram_d, rows * kBuckets);
+    copy_bytes(histogram.data(), Device::Cpu, histogram_d, device, histogram.size() * sizeof(std::uint64_t));
     tp.all_reduce(histogram.data(), histogram.size());
     for (std::size_t r = 0; r < rows; ++r) {
       const std::uint64_t* bucket = histogram.data() + r * kBuckets;
@@ -198,7 +168,7 @@ class VocabParallelSampler::Step {
       for (std::size_t r = 0; r < count_; ++r) zmax[r] = std::max(zmax[r], all[k * width + 2 * count_ + r]);
     }
     const SamplingParams& p = s_.params_;
-    if (p.top_p < 1.0f) threshold = top_p_floor(s_.kernels_, s_.tp_, z_, n_, valid(), zmax, p.top_p);
+    if (p.top_p < 1.0f) threshold = top_p_floor(s_.kernels_, s_.tp_, z_, n_, valid(), zmax, p.top_p, &s_.top_p_);
     if (p.min_p > 0.0f) {  // p_v >= min_p p_max, i.e. z_v >= z_max + log(min_p)
       for (std::size_t r = 0; r < count_; ++r) threshold[r] = std::max(threshold[r], zmax[r] + std::log(p.min_p));
     }

@@ -62,8 +62,15 @@ struct Sampled {
 // higher bytes are those fixed so far (Kernels::row_mass_histogram; fixed-point integers, so the
 // sums are exact: the same floor on every device and TP layout) and one all-reduce of 256 integers
 // a row. Collective over TP; every rank returns the same floors.
+// `buffers`: the device buffers to keep from one call to the next (none: the call's own).
+struct TopPBuffers {
+  Workspace histogram;       // [n, kMassBuckets] integers
+  PackedUpload first_round;  // the shifts (zmax) and the first round's prefixes
+  UploadBuffer prefixes;     // a later round's
+};
 std::vector<double> top_p_floor(const kernels::Kernels& kernels, parallel::Communicator& tp, const float* z,
-                                std::int64_t n, std::int64_t valid, std::span<const double> zmax, float top_p);
+                                std::int64_t n, std::int64_t valid, std::span<const double> zmax, float top_p,
+                                TopPBuffers* buffers = nullptr);
 
 class VocabParallelSampler {
  public:
@@ -92,10 +99,11 @@ class VocabParallelSampler {
   Tensor eos_device_;  // eos_ on the kernels' device
   // Device buffers kept from one step to the next: once they fit, a step allocates (and zeroes)
   // nothing -- the per-row arrays' upload, the processed logits, the exchanged doubles, the
-  // thresholds. (Top-p's search rounds without top-k keep theirs for a step.)
+  // thresholds, top-p's search rounds'.
   mutable PackedUpload rows_upload_;
   mutable Workspace z_storage_, exchange_storage_;
   mutable UploadBuffer threshold_upload_;
+  mutable TopPBuffers top_p_;
 };
 
 }  // namespace spin::generate
