@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "common/test_util.h"
 #include "core/error.h"
+#include "core/workspace.h"
 
 namespace spin {
 namespace {
@@ -52,6 +54,36 @@ TEST(Tensor, ErrorsNameTheShapes) {
             "copy from a F32 tensor of shape [10] into a F32 tensor of shape [9]");
   EXPECT_EQ(testing::error_of([&] { shape_numel({3, -1}); }), "negative dimension in shape [3, -1]");
   EXPECT_EQ(testing::error_of([&] { flat.size(1); }), "dimension 1 out of range for shape [10]");
+}
+
+// Several arrays of different element types in one buffer: each at an 8-byte boundary, its values
+// as given (empty ones too: a pointer inside the buffer); the buffer reused while they fit and
+// doubled when they outgrow it.
+TEST(PackedUpload, ArraysOfMixedTypesInOneAlignedBuffer) {
+  PackedUpload packed;
+  const std::vector<std::int32_t> ids = {5, -3, 7};
+  const std::vector<std::uint8_t> flags = {1, 0, 1, 1, 0};
+  const std::vector<std::int64_t> none;
+  const std::vector<double> values = {0.5, -2.25};
+  const auto [a, b, c, d] = packed.upload(Device::Cpu, ids, flags, none, values);
+  const auto* base = static_cast<const std::uint8_t*>(packed.buffer().raw());
+  EXPECT_EQ(reinterpret_cast<const std::uint8_t*>(a), base);
+  EXPECT_EQ(reinterpret_cast<const std::uint8_t*>(b), base + 16);  // 12 bytes, rounded to 16
+  EXPECT_EQ(reinterpret_cast<const std::uint8_t*>(c), base + 24);
+  EXPECT_EQ(reinterpret_cast<const std::uint8_t*>(d), base + 24);  // after the empty array
+  EXPECT_EQ(std::vector<std::int32_t>(a, a + 3), ids);
+  EXPECT_EQ(std::vector<std::uint8_t>(b, b + 5), flags);
+  EXPECT_EQ(std::vector<double>(d, d + 2), values);
+  EXPECT_EQ(packed.buffer().numel(), 40);
+
+  const std::vector<std::int32_t> fewer = {9};
+  const auto [e] = packed.upload(Device::Cpu, fewer);
+  EXPECT_EQ(static_cast<const void*>(e), packed.buffer().raw());
+  EXPECT_EQ(*e, 9);
+  EXPECT_EQ(packed.buffer().numel(), 40);  // reused
+  const std::vector<std::int32_t> more(11, 4);
+  packed.upload(Device::Cpu, more);
+  EXPECT_EQ(packed.buffer().numel(), 80);  // 48 bytes needed: twice the 40 held
 }
 
 }  // namespace
