@@ -28,7 +28,7 @@ void* EmulatedDeviceMemory::allocate(std::size_t bytes) {
   require(p != nullptr, "emulated device: out of memory for ", bytes, " bytes");
   std::memset(p, 0, rounded);
   live_[bits(p)] = bytes;
-  ++transfers_.allocations;
+  ++traffic_.allocations;
   return reinterpret_cast<void*>(bits(p) | kTag);
 }
 
@@ -71,12 +71,12 @@ void EmulatedDeviceMemory::copy(void* dst, const void* src, std::size_t bytes) {
 }
 void EmulatedDeviceMemory::copy_to_host(void* host_dst, const void* src, std::size_t bytes) {
   require(!tagged(host_dst), "copy_to_host: the destination is device memory");
-  ++transfers_.to_host;
+  ++traffic_.to_host;
   std::memcpy(host_dst, untag(src, bytes, "copy_to_host (source)"), bytes);
 }
 void EmulatedDeviceMemory::copy_from_host(void* dst, const void* host_src, std::size_t bytes) {
   require(!tagged(host_src), "copy_from_host: the source is device memory");
-  ++transfers_.from_host;
+  ++traffic_.from_host;
   std::memcpy(untag(dst, bytes, "copy_from_host (destination)"), host_src, bytes);
 }
 

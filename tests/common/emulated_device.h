@@ -43,19 +43,19 @@ class EmulatedDeviceMemory final : public MemoryOps {
   // live allocation; spin::Error naming `what` otherwise.
   void* untag(const void* p, std::size_t bytes, const char* what) const;
   std::size_t live_bytes() const;
-  // Host <-> device copies so far (what a GPU step waits on: each is a host round trip or an
-  // upload on the stream).
-  struct Transfers {
+  // Host <-> device copies and allocations so far (what a GPU step waits on: each copy a host
+  // round trip or an upload on the stream, each allocation a memset).
+  struct Traffic {
     std::size_t from_host = 0, to_host = 0;
     std::size_t allocations = 0;  // allocate() calls (each a zero-filled block: a memset on a GPU)
   };
-  Transfers transfers() const { return transfers_; }
+  Traffic traffic() const { return traffic_; }
   // For communication: device pointers untagged (checked), host pointers as they are.
   void* host_address(const void* p, std::size_t bytes) const;
 
  private:
   std::map<std::uintptr_t, std::size_t> live_;  // untagged base -> bytes
-  Transfers transfers_;
+  Traffic traffic_;
 };
 
 // CUDA-aware MPI (or NCCL), emulated: forwards every call to `inner` with the host addresses

@@ -255,8 +255,8 @@ void CudaKernels::rope_forward(float* x, const std::int32_t* positions, const fl
 
 void CudaKernels::rope_forward_bf16(std::uint16_t* x, const std::int32_t* positions, const float* cos, const float* sin,
                                     Index n, Index heads, Index head_dim, Index rotary_dim, RopePairs pairs) const {
-  launch_rope(stream_, bf16(x), static_cast<__nv_bfloat16*>(nullptr), positions, cos, sin, n, heads, 0, head_dim,
-              rotary_dim, pairs, 1.0f, "rope_forward_bf16 launch");
+  launch_rope<__nv_bfloat16>(stream_, bf16(x), nullptr, positions, cos, sin, n, heads, 0, head_dim, rotary_dim, pairs,
+                             1.0f, "rope_forward_bf16 launch");
 }
 
 void CudaKernels::rope_backward(float* dx, const std::int32_t* positions, const float* cos, const float* sin, Index n,
@@ -300,12 +300,12 @@ void launch_scatter(cudaStream_t stream, T* dst, const T* src, T* dst2, const T*
 
 void CudaKernels::scatter_rows_bf16(std::uint16_t* dst, const std::uint16_t* src, const Index* rows, Index n,
                                     Index width) const {
-  launch_scatter(stream_, bf16(dst), bf16(src), static_cast<__nv_bfloat16*>(nullptr), bf16(src), rows, n, width,
-                 "scatter_rows_bf16 launch");
+  launch_scatter<__nv_bfloat16>(stream_, bf16(dst), bf16(src), nullptr, nullptr, rows, n, width,
+                                "scatter_rows_bf16 launch");
 }
 
 void CudaKernels::scatter_rows(float* dst, const float* src, const Index* rows, Index n, Index width) const {
-  launch_scatter<float>(stream_, dst, src, nullptr, src, rows, n, width, "scatter_rows launch");
+  launch_scatter<float>(stream_, dst, src, nullptr, nullptr, rows, n, width, "scatter_rows launch");
 }
 
 void CudaKernels::scatter_kv_rows(float* keys, float* values, const float* k, const float* v, const Index* rows,

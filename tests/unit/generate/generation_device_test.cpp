@@ -65,9 +65,9 @@ TEST(SamplerOnDevice, EqualsTheCpuPathAndCrossesToTheHostAsDocumented) {
     for (int step = 0; step < 3; ++step) {
       for (SampleRow& row : rows) ++row.position;
       const std::vector<Sampled> want = cpu.sample(logits.data(), rows);
-      const EmulatedDeviceMemory::Transfers before = memory.transfers();
+      const EmulatedDeviceMemory::Traffic before = memory.traffic();
       const std::vector<Sampled> got = device.sample(device_logits.f32(), rows);
-      const EmulatedDeviceMemory::Transfers after = memory.transfers();
+      const EmulatedDeviceMemory::Traffic after = memory.traffic();
       EXPECT_EQ(after.from_host - before.from_host, mode.uploads);
       EXPECT_EQ(after.to_host - before.to_host, mode.copies_back);
       if (step > 0) {
@@ -107,13 +107,13 @@ TEST(GenerationOnDevice, ADecodeStepIsTwoUploadsAndOneCopyBack) {
   GenerationParams params;
   params.sampling.top_k = 4;
   params.sampling.repetition_penalty = 1.2f;
-  std::vector<EmulatedDeviceMemory::Transfers> used;
+  std::vector<EmulatedDeviceMemory::Traffic> used;
   for (const std::int64_t steps : {2, 6}) {
     params.max_new_tokens = steps;
-    const EmulatedDeviceMemory::Transfers before = memory.transfers();
+    const EmulatedDeviceMemory::Traffic before = memory.traffic();
     const std::vector<Generation> got = device.generate(prompts, {0, 1}, params);
-    used.push_back({memory.transfers().from_host - before.from_host, memory.transfers().to_host - before.to_host,
-                    memory.transfers().allocations - before.allocations});
+    used.push_back({memory.traffic().from_host - before.from_host, memory.traffic().to_host - before.to_host,
+                    memory.traffic().allocations - before.allocations});
     const std::vector<Generation> want = cpu.generate(prompts, {0, 1}, params);
     for (std::size_t i = 0; i < prompts.size(); ++i) {
       ASSERT_EQ(got[i].tokens.size(), static_cast<std::size_t>(steps));  // no EOS: every step samples

@@ -459,10 +459,8 @@ TEST(CudaKernelsEmulated, LogprobFromSumsConversionsAndScatter) {
   const std::vector<Index> slots_index(slots.begin(), slots.end());
   const auto src = testing::random_uniform(rows * width, 8);
   std::vector<float> cache(12 * width, 0.5f), want_cache = cache;
-  run(blocks_for(rows * width), [&] {
-    dev::scatter_rows_kernel(cache.data(), src.data(), static_cast<float*>(nullptr), src.data(), slots.data(), rows,
-                             width);
-  });
+  run(blocks_for(rows * width),
+      [&] { dev::scatter_rows_kernel<float>(cache.data(), src.data(), nullptr, nullptr, slots.data(), rows, width); });
   cpu.scatter_rows(want_cache.data(), src.data(), slots_index.data(), rows, width);
   EXPECT_EQ(cache, want_cache);
   // A KV cache's keys and values in one launch.
@@ -482,9 +480,8 @@ TEST(CudaKernelsEmulated, LogprobFromSumsConversionsAndScatter) {
   std::vector<__nv_bfloat16> src_dev(rows * width), cache16(12 * width, __nv_bfloat16{0x3f00});
   __nv_bfloat16* const null16 = nullptr;
   for (long long i = 0; i < rows * width; ++i) src_dev[i].bits = src16[i];
-  run(blocks_for(rows * width), [&] {
-    dev::scatter_rows_kernel(cache16.data(), src_dev.data(), null16, src_dev.data(), slots.data(), rows, width);
-  });
+  run(blocks_for(rows * width),
+      [&] { dev::scatter_rows_kernel(cache16.data(), src_dev.data(), null16, null16, slots.data(), rows, width); });
   cpu.scatter_rows_bf16(want_cache16.data(), src16.data(), slots_index.data(), rows, width);
   for (long long i = 0; i < 12 * width; ++i) ASSERT_EQ(cache16[i].bits, want_cache16[i]) << i;
 }
