@@ -143,6 +143,16 @@ class Communicator {
     }
     exchange_impl(ops);
   }
+  // exchange() posted and returned at once (the interleaved pipeline's overlapped transfers):
+  // wait(), or the destructor, completes every send and receive. Until then a send's buffer may not
+  // be written nor a receive's read. On NCCL the transfers run on a stream of their own, after the
+  // work queued so far on the compute stream, and wait() orders the compute stream after them.
+  std::unique_ptr<PendingOp> start_exchange(std::span<const P2POp> ops) {
+    for (const P2POp& op : ops) {
+      record(op.is_send ? CommOp::Send : CommOp::Recv, op.count * dtype_size(op.type));
+    }
+    return start_exchange_impl(ops);
+  }
 
   // Collective over this group: ranks with equal `color` form a new group, ordered by `key`.
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
@@ -170,6 +180,8 @@ class Communicator {
                                                   DType type, int dest, int tag) = 0;
   virtual void barrier_impl() = 0;
   virtual void exchange_impl(std::span<const P2POp> ops) = 0;
+  // Default: exchange_impl, done when it returns (a group of one).
+  virtual std::unique_ptr<PendingOp> start_exchange_impl(std::span<const P2POp> ops);
 
  private:
   void record(CommOp op, std::size_t bytes) {

@@ -1,10 +1,12 @@
 // Interleaved 1F1B (pipeline_schedule.h). Every stage runs the same table of forwards and of
 // backwards; what differs is how far ahead its forwards run (interleaved_warmup). A stage's part
 // is a list of steps, each a computation and one exchange (interleaved_steps): a pure function of
-// the layout, which the tests walk under a model of blocking point-to-point messages, and which
-// the pass below only executes. Received buffers wait in a queue per chunk; a chunk's
-// micro-batches arrive in order, which is how a receive knows its size.
+// the layout, which the tests walk under models of blocking point-to-point messages, and which
+// the pass below only executes, its transfers overlapped with the computations or not
+// (interleaved_pass). Received buffers wait in a queue per chunk; a chunk's micro-batches arrive
+// in order, which is how a receive knows its size.
 #include <deque>
+#include <memory>
 #include <utility>
 
 #include "core/error.h"
@@ -30,24 +32,43 @@ class RingLinks {
         inputs_(static_cast<std::size_t>(stage.chunks())),
         grads_(static_cast<std::size_t>(stage.chunks())) {}
 
-  // One step's exchange: what its forward and backward computed (`output`, `grad_input`) to the
-  // next and the previous rank where the step sends them, and the receives it names. A send and
-  // its receive are posted whatever their size, so both sides always agree on the messages.
-  void exchange(const InterleavedStep& step, std::span<const float> output, std::span<const float> grad_input) {
+  // Posts the transfers `which` of one step's exchange: what its forward and backward computed
+  // (`output`, `grad_input`) to the next and the previous rank where the step sends them, and the
+  // receives it names. A send and its receive are posted whatever their size, so both sides always
+  // agree on the messages. Without `overlap`, waits for them at once.
+  void post(const InterleavedStep& step, PassAction::Transfers which, std::span<const float> output,
+            std::span<const float> grad_input, bool overlap) {
+    const bool activations = which != PassAction::Gradients, gradients = which != PassAction::Activations;
     std::vector<P2POp> ops;
-    if (step.send_output) {
+    if (activations && step.send_output) {
       check_boundary(stage_, pp_.rank(), output, step.forward->micro_batch, "output");
       ops.push_back(P2POp::send(output.data(), output.size(), next_, kActivationTag));
     }
-    if (step.send_grad) {
+    if (gradients && step.send_grad) {
       check_boundary(stage_, pp_.rank(), grad_input, step.backward->micro_batch, "input gradient");
       ops.push_back(P2POp::send(grad_input.data(), grad_input.size(), prev_, kGradientTag));
     }
-    if (step.receive_input) ops.push_back(receive(inputs_, *step.receive_input, prev_, kActivationTag));
-    if (step.receive_grad) ops.push_back(receive(grads_, *step.receive_grad, next_, kGradientTag));
+    if (activations && step.receive_input) ops.push_back(receive(inputs_, *step.receive_input, prev_, kActivationTag));
+    if (gradients && step.receive_grad) ops.push_back(receive(grads_, *step.receive_grad, next_, kGradientTag));
     if (ops.empty()) return;
     const profile::Range range("p2p", "ops", static_cast<std::int64_t>(ops.size()));
-    pp_.exchange(ops);
+    if (!overlap) {
+      pp_.exchange(ops);
+      return;
+    }
+    pending_.push_back({which, pp_.start_exchange(ops)});
+  }
+  // Waits for every posted transfer of kind `which`.
+  void wait(PassAction::Transfers which) {
+    const profile::Range range("p2p wait");
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (it->first != which) {
+        ++it;
+        continue;
+      }
+      it->second->wait();
+      it = pending_.erase(it);
+    }
   }
 
   // The oldest received buffer of the chunk, which must be micro-batch mb's; give it back with
@@ -62,6 +83,8 @@ class RingLinks {
   // Throws unless every received buffer was taken: a pass's steps that receive what no computation
   // uses are wrong (the next pass would take a stale buffer).
   void check_drained() const {
+    require(pending_.empty(), "interleaved pipeline stage ", pp_.rank(), ": the pass ends with ", pending_.size(),
+            " transfers not waited for");
     for (std::size_t c = 0; c < inputs_.size(); ++c) {
       require(inputs_[c].buffers.empty() && grads_[c].buffers.empty(), "interleaved pipeline stage ", pp_.rank(),
               ": chunk ", c, " ends the pass holding ", inputs_[c].buffers.size(), " activations and ",
@@ -109,6 +132,7 @@ class RingLinks {
   const int next_, prev_;
   std::vector<Queue> inputs_, grads_;  // by chunk
   std::vector<Tensor> free_;           // buffers to receive into again
+  std::vector<std::pair<PassAction::Transfers, std::unique_ptr<PendingOp>>> pending_;  // posted, in order
 };
 
 // Executes a stage's steps: the forwards and backwards with the buffers they take.
@@ -117,12 +141,16 @@ class InterleavedRun {
   InterleavedRun(Communicator& pp, PipelineStage& stage)
       : stage_(stage), links_(pp, stage), first_(pp.rank() == 0), last_(pp.rank() == pp.size() - 1) {}
 
-  void run(const std::vector<InterleavedStep>& steps) {
-    for (const InterleavedStep& step : steps) {
-      std::span<const float> output, grad_input;
-      if (step.forward) output = forward(*step.forward);
-      if (step.backward) grad_input = backward(*step.backward);
-      links_.exchange(step, output, grad_input);
+  void run(const std::vector<InterleavedStep>& steps, bool overlap) {
+    std::span<const float> output, grad_input;  // the last forward's and backward's
+    for (const PassAction& a : interleaved_pass(steps, overlap)) {
+      const InterleavedStep& step = steps[static_cast<std::size_t>(a.step)];
+      switch (a.kind) {
+        case PassAction::Forward: output = forward(*step.forward); break;
+        case PassAction::Backward: grad_input = backward(*step.backward); break;
+        case PassAction::Post: links_.post(step, a.transfers, output, grad_input, overlap); break;
+        case PassAction::Wait: links_.wait(a.transfers); break;
+      }
     }
     links_.check_drained();
   }
@@ -297,13 +325,59 @@ std::vector<InterleavedStep> interleaved_steps(int stage, int stages, int chunks
   return steps;
 }
 
-void forward_backward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage) {
-  check_layout(pp.size(), stage.chunks(), micro_batches);
-  InterleavedRun(pp, stage).run(interleaved_steps(pp.rank(), pp.size(), stage.chunks(), micro_batches, false));
+std::vector<PassAction> interleaved_pass(const std::vector<InterleavedStep>& steps, bool overlap) {
+  std::vector<PassAction> pass;
+  // Whether transfers of each kind are posted and not yet waited for.
+  bool pending_activations = false, pending_gradients = false;
+  const auto wait = [&](PassAction::Transfers which) {
+    bool& pending = which == PassAction::Activations ? pending_activations : pending_gradients;
+    if (pending) pass.push_back({PassAction::Wait, 0, which});
+    pending = false;
+  };
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    const InterleavedStep& step = steps[i];
+    const int k = static_cast<int>(i);
+    const bool activations = step.send_output || step.receive_input.has_value();
+    const bool gradients = step.send_grad || step.receive_grad.has_value();
+    if (!overlap) {
+      if (step.forward) pass.push_back({PassAction::Forward, k});
+      if (step.backward) pass.push_back({PassAction::Backward, k});
+      if (activations || gradients) {
+        pass.push_back({PassAction::Post, k, PassAction::Both});
+        pass.push_back({PassAction::Wait, 0, PassAction::Both});
+      }
+      continue;
+    }
+    if (step.forward) {
+      wait(PassAction::Activations);
+      pass.push_back({PassAction::Forward, k});
+    }
+    if (activations) {
+      pass.push_back({PassAction::Post, k, PassAction::Activations});
+      pending_activations = true;
+    }
+    if (step.backward) {
+      wait(PassAction::Gradients);
+      pass.push_back({PassAction::Backward, k});
+    }
+    if (gradients) {
+      pass.push_back({PassAction::Post, k, PassAction::Gradients});
+      pending_gradients = true;
+    }
+  }
+  wait(PassAction::Activations);
+  wait(PassAction::Gradients);
+  return pass;
 }
 
-void forward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage) {
-  InterleavedRun(pp, stage).run(interleaved_steps(pp.rank(), pp.size(), stage.chunks(), micro_batches, true));
+void forward_backward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage,
+                                                   bool overlap) {
+  check_layout(pp.size(), stage.chunks(), micro_batches);
+  InterleavedRun(pp, stage).run(interleaved_steps(pp.rank(), pp.size(), stage.chunks(), micro_batches, false), overlap);
+}
+
+void forward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage, bool overlap) {
+  InterleavedRun(pp, stage).run(interleaved_steps(pp.rank(), pp.size(), stage.chunks(), micro_batches, true), overlap);
 }
 
 }  // namespace spin::parallel

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <exception>
+#include <span>
 #include <vector>
 
 #include "core/error.h"
@@ -59,6 +61,40 @@ int checked_int(std::size_t count, const char* what) {
           kMaxChunk);
   return static_cast<int>(count);
 }
+
+// Posts each operation as an MPI_Isend / MPI_Irecv into `requests`.
+void post(MPI_Comm comm, std::span<const P2POp> ops, std::span<MPI_Request> requests) {
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    const P2POp& op = ops[i];
+    const int n = checked_int(op.count, op.is_send ? "send" : "recv");
+    if (op.is_send) {
+      MPI_Isend(op.buffer, n, mpi_type(op.type), op.peer, op.tag, comm, &requests[i]);
+    } else {
+      MPI_Irecv(op.buffer, n, mpi_type(op.type), op.peer, op.tag, comm, &requests[i]);
+    }
+  }
+}
+
+class MpiPendingExchange final : public PendingOp {
+ public:
+  MpiPendingExchange(MPI_Comm comm, std::span<const P2POp> ops) : requests_(ops.size(), MPI_REQUEST_NULL) {
+    post(comm, ops, requests_);
+  }
+  // Waits, unless an exception is unwinding the stack: the job is stopping (abort_job), and a
+  // peer stopped as well would never match the transfers.
+  ~MpiPendingExchange() override {
+    if (std::uncaught_exceptions() == 0) wait();
+  }
+  void wait() override {
+    if (!requests_.empty() && mpi_active()) {
+      MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
+    }
+    requests_.clear();
+  }
+
+ private:
+  std::vector<MPI_Request> requests_;
+};
 
 class MpiPending final : public PendingOp {
  public:
@@ -161,16 +197,11 @@ class MpiCommunicator final : public Communicator {
   void barrier_impl() override { MPI_Barrier(comm_); }
   void exchange_impl(std::span<const P2POp> ops) override {
     std::vector<MPI_Request> requests(ops.size());
-    for (std::size_t i = 0; i < ops.size(); ++i) {
-      const P2POp& op = ops[i];
-      const int n = checked_int(op.count, op.is_send ? "send" : "recv");
-      if (op.is_send) {
-        MPI_Isend(op.buffer, n, mpi_type(op.type), op.peer, op.tag, comm_, &requests[i]);
-      } else {
-        MPI_Irecv(op.buffer, n, mpi_type(op.type), op.peer, op.tag, comm_, &requests[i]);
-      }
-    }
+    post(comm_, ops, requests);
     MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE);
+  }
+  std::unique_ptr<PendingOp> start_exchange_impl(std::span<const P2POp> ops) override {
+    return std::make_unique<MpiPendingExchange>(comm_, ops);
   }
 
  private:

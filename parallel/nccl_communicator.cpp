@@ -116,8 +116,10 @@ NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator> bootstrap, cuda
 }
 
 NcclCommunicator::~NcclCommunicator() {
-  if (side_comm_ != nullptr) ncclCommDestroy(side_comm_);
-  if (side_stream_ != nullptr) cudaStreamDestroy(side_stream_);
+  for (Side* side : {&collectives_, &transfers_}) {
+    if (side->comm != nullptr) ncclCommDestroy(side->comm);
+    if (side->stream != nullptr) cudaStreamDestroy(side->stream);
+  }
   if (comm_ != nullptr) ncclCommDestroy(comm_);
 }
 
@@ -145,9 +147,9 @@ std::unique_ptr<PendingOp> NcclCommunicator::iall_reduce_impl(void* buffer, std:
     });
     return pending;
   }
-  start_on_side_stream();
-  SPIN_NCCL(ncclAllReduce(buffer, buffer, count, nccl_type(type), nccl_op(op), side_comm_, side_stream_));
-  return std::make_unique<NcclPendingCollective>(side_stream_, stream_);
+  start_on(collectives_);
+  SPIN_NCCL(ncclAllReduce(buffer, buffer, count, nccl_type(type), nccl_op(op), collectives_.comm, collectives_.stream));
+  return std::make_unique<NcclPendingCollective>(collectives_.stream, stream_);
 }
 
 std::unique_ptr<PendingOp> NcclCommunicator::ireduce_impl(void* buffer, std::size_t count, DType type, int root,
@@ -160,22 +162,23 @@ std::unique_ptr<PendingOp> NcclCommunicator::ireduce_impl(void* buffer, std::siz
     });
     return pending;
   }
-  start_on_side_stream();
-  SPIN_NCCL(ncclReduce(buffer, buffer, count, nccl_type(type), nccl_op(op), root, side_comm_, side_stream_));
-  return std::make_unique<NcclPendingCollective>(side_stream_, stream_);
+  start_on(collectives_);
+  SPIN_NCCL(
+      ncclReduce(buffer, buffer, count, nccl_type(type), nccl_op(op), root, collectives_.comm, collectives_.stream));
+  return std::make_unique<NcclPendingCollective>(collectives_.stream, stream_);
 }
 
-void NcclCommunicator::start_on_side_stream() {
-  if (side_comm_ == nullptr) {  // collective: every rank's first nonblocking collective on device memory
-    SPIN_NCCL(ncclCommSplit(comm_, 0, rank(), &side_comm_, nullptr));
+void NcclCommunicator::start_on(Side& side) {
+  if (side.comm == nullptr) {  // collective: every rank's first call of its kind on device memory
+    SPIN_NCCL(ncclCommSplit(comm_, 0, rank(), &side.comm, nullptr));
     int least = 0, greatest = 0;
     check(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
-    check(cudaStreamCreateWithPriority(&side_stream_, cudaStreamNonBlocking, greatest), "cudaStreamCreateWithPriority");
+    check(cudaStreamCreateWithPriority(&side.stream, cudaStreamNonBlocking, greatest), "cudaStreamCreateWithPriority");
   }
   cudaEvent_t ready = nullptr;
   check(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "cudaEventCreate");
   check(cudaEventRecord(ready, stream_), "cudaEventRecord");
-  check(cudaStreamWaitEvent(side_stream_, ready, 0), "cudaStreamWaitEvent");
+  check(cudaStreamWaitEvent(side.stream, ready, 0), "cudaStreamWaitEvent");
   check(cudaEventDestroy(ready), "cudaEventDestroy");
 }
 
@@ -259,23 +262,38 @@ void NcclCommunicator::barrier_impl() {
   bootstrap_->barrier();
 }
 
-void NcclCommunicator::exchange_impl(std::span<const P2POp> ops) {
+bool NcclCommunicator::on_device(std::span<const P2POp> ops) {
   bool device = false, host = false;
   for (const P2POp& op : ops) (is_device_pointer(op.buffer) ? device : host) = true;
   require(!(device && host), "NCCL: an exchange mixes host and device buffers");
-  if (host) {
-    bootstrap_->exchange(ops);
-    return;
-  }
+  return device;
+}
+
+void NcclCommunicator::post(std::span<const P2POp> ops, ncclComm_t comm, cudaStream_t stream) {
   SPIN_NCCL(ncclGroupStart());
   for (const P2POp& op : ops) {
     if (op.is_send) {
-      SPIN_NCCL(ncclSend(op.buffer, op.count, nccl_type(op.type), op.peer, comm_, stream_));
+      SPIN_NCCL(ncclSend(op.buffer, op.count, nccl_type(op.type), op.peer, comm, stream));
     } else {
-      SPIN_NCCL(ncclRecv(op.buffer, op.count, nccl_type(op.type), op.peer, comm_, stream_));
+      SPIN_NCCL(ncclRecv(op.buffer, op.count, nccl_type(op.type), op.peer, comm, stream));
     }
   }
   SPIN_NCCL(ncclGroupEnd());
+}
+
+void NcclCommunicator::exchange_impl(std::span<const P2POp> ops) {
+  if (!on_device(ops)) {
+    bootstrap_->exchange(ops);
+    return;
+  }
+  post(ops, comm_, stream_);
+}
+
+std::unique_ptr<PendingOp> NcclCommunicator::start_exchange_impl(std::span<const P2POp> ops) {
+  if (!on_device(ops)) return bootstrap_->start_exchange(ops);
+  start_on(transfers_);
+  post(ops, transfers_.comm, transfers_.stream);
+  return std::make_unique<NcclPendingCollective>(transfers_.stream, stream_);
 }
 
 }  // namespace spin::parallel

@@ -20,6 +20,8 @@
 // Two communicators then run kernels at once on one GPU; every rank issues them in the same
 // order, and NCCL_LAUNCH_ORDER_IMPLICIT=1 (set by the job scripts) makes NCCL launch them in
 // that order too, so that neither can wait on a peer whose GPU runs the other first.
+// start_exchange (the interleaved pipeline's overlapped transfers) is the same on a second side
+// stream with a third communicator: a stage's sends and receives run while it computes.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -62,17 +64,27 @@ class NcclCommunicator final : public Communicator {
                                           ReduceOp op) override;
   void barrier_impl() override;
   void exchange_impl(std::span<const P2POp> ops) override;
+  std::unique_ptr<PendingOp> start_exchange_impl(std::span<const P2POp> ops) override;
 
  private:
+  // A communicator and stream beside the compute stream (see Overlap above), made on demand.
+  struct Side {
+    ncclComm_t comm = nullptr;
+    cudaStream_t stream = nullptr;
+  };
+  // Makes `side` at its first use (collective over the group) and orders its stream after the
+  // work queued so far on the compute stream.
+  void start_on(Side& side);
+  // True when every buffer of `ops` is on the device, false when every one is on the host.
+  static bool on_device(std::span<const P2POp> ops);
+  // One NCCL group of the sends and receives.
+  static void post(std::span<const P2POp> ops, ncclComm_t comm, cudaStream_t stream);
+
   std::unique_ptr<Communicator> bootstrap_;  // host buffers, and the id at construction
   cudaStream_t stream_;
   ncclComm_t comm_ = nullptr;
-  // The nonblocking collectives' communicator and stream (see Overlap above), made on demand.
-  ncclComm_t side_comm_ = nullptr;
-  cudaStream_t side_stream_ = nullptr;
-  // Makes them at the first call (collective) and orders the side stream after the work queued
-  // so far on the compute stream.
-  void start_on_side_stream();
+  Side collectives_;  // iall_reduce, ireduce
+  Side transfers_;    // start_exchange
 };
 
 }  // namespace spin::parallel

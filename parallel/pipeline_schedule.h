@@ -31,8 +31,9 @@ struct PipelineAction {
 std::vector<PipelineAction> one_f_one_b_order(int stage, int stages, int micro_batches);
 
 // What one pipeline stage computes. The span a forward returns stays valid until the next
-// forward, the one a backward returns until the next call (the interleaved schedule sends a
-// forward's output after the backward that follows it). Input spans are valid during the call
+// forward, the one a backward returns until the next backward: the interleaved schedule sends a
+// forward's output after the backward that follows it, and with its transfers overlapped a
+// backward's input gradient during the forward that follows it. Input spans are valid during the call
 // only: a stage copies what it keeps.
 class PipelineStage {
  public:
@@ -116,14 +117,42 @@ struct InterleavedStep {
 // last one smaller if need be; every rank's receives then the next forward's input).
 std::vector<InterleavedStep> interleaved_steps(int stage, int stages, int chunks, int micro_batches, bool forward_only);
 
+// What a stage's interleaved pass does, in order: its steps' computations, and their exchanges'
+// transfers posted and waited for.
+struct PassAction {
+  enum Kind { Forward, Backward, Post, Wait };
+  // Which of an exchange's transfers: the activations (the output sent, an input received), the
+  // gradients (the input gradient sent, an output gradient received), or both.
+  enum Transfers { Activations, Gradients, Both };
+  Kind kind;
+  int step = 0;                // Forward, Backward, Post: the step's index
+  Transfers transfers = Both;  // Post: which of the step's; Wait: every posted one of these not yet waited for
+  bool operator==(const PassAction&) const = default;
+};
+
+// The pass over `steps` (interleaved_steps). Without `overlap`, each step's computation, then its
+// exchange posted and waited for at once. With `overlap` (Megatron's overlap_p2p_comm), each
+// exchange is split by direction and posted without waiting: the activations right after the
+// step's forward, the gradients right after its backward; and waited for only before the
+// computation that needs them: every activation transfer posted so far before a forward (its input
+// has arrived; the previous output may be overwritten), every gradient transfer before a backward
+// (likewise), the rest at the end. So a stage's activations travel during its backward and its
+// gradients during its next forward. Every transfer is posted no later and waited for no earlier
+// than without overlap (interleaved_steps_test walks both under blocking sends, on independent
+// messages as MPI has them and as NCCL's ordered groups).
+std::vector<PassAction> interleaved_pass(const std::vector<InterleavedStep>& steps, bool overlap);
+
 // Runs one interleaved 1F1B pass over `micro_batches` micro-batches through stage.chunks()
-// chunks a stage: interleaved_steps. Collective over `pp` (rank = stage), which needs at least 2
-// stages; every exchange posts its sends and receives together, as in the 1F1B pass. Throws
-// spin::Error on every rank alike when m < p.
-void forward_backward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage);
+// chunks a stage: interleaved_pass of interleaved_steps, its transfers overlapped with the
+// computations unless `overlap` is false (then every exchange posts its sends and receives
+// together and waits for them, as in the 1F1B pass). Collective over `pp` (rank = stage), which
+// needs at least 2 stages. Throws spin::Error on every rank alike when m < p.
+void forward_backward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage,
+                                                   bool overlap = true);
 
 // Forwards only through the chunks (Megatron's forward_only), of any number of micro-batches.
-void forward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage);
+void forward_pipelining_with_interleaving(Communicator& pp, int micro_batches, PipelineStage& stage,
+                                          bool overlap = true);
 
 // Forwards only (scoring, reference log-probabilities): each stage receives, computes and sends
 // on micro-batch after micro-batch; backward() is never called. Collective over `pp`.

@@ -66,6 +66,7 @@ struct SftOptions {
   double clip_grad = 1.0;
   bool distributed_optimizer = false;
   bool overlap_grad_reduce = false;
+  bool no_overlap_p2p_comm = false;
   bool recompute_activations = false;
   std::int64_t recompute_num_layers = 0;
   bool sequence_parallel = false;
@@ -169,6 +170,9 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "the LM head's logits this many rows at a time, again in the backward (0: all at once)")
       ("sequence-parallel", po::bool_switch(&o.sequence_parallel),
        "split the residual stream's rows over the tensor-parallel ranks (1/tp of its activations)")
+      ("no-overlap-p2p-comm", po::bool_switch(&o.no_overlap_p2p_comm),
+       "with --vpp: wait for each exchange between stages at once instead of overlapping the transfers with the "
+       "computations (parallel.overlap_p2p_comm)")
       ("overlap-grad-reduce", po::bool_switch(&o.overlap_grad_reduce),
        "start each layer's DP gradient all-reduce as soon as the backward is done with it")
       ("distributed-optimizer", po::bool_switch(&o.distributed_optimizer),
@@ -358,6 +362,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   oc.max_nonfinite_in_a_row = o.max_nonfinite;
   train::Optimizer optimizer(oc, grid, trained, grads, k);
   train::PipelineTrainer trainer(grid, chunks, weights, grads, optimizer, adapters ? &*adapters : nullptr);
+  trainer.set_overlap_p2p_comm(!o.no_overlap_p2p_comm);
 
   // The weights and AdamW state: the newest checkpoint of --save-dir under --resume, else
   // --model's weights.

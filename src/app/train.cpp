@@ -160,6 +160,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     require(!c.save_generations || c.reuse_generations,
             "spin.save_generations writes an iteration's one response per prompt: it needs spin.reuse_generations = true");
     spin.cache_ref_logprobs = c.cache_ref_logprobs;
+    spin.overlap_p2p_comm = c.overlap_p2p_comm;
     spin.seed = c.data_seed;
     spin.shuffle = c.shuffle;
     generate::GenerationParams& g = spin.generation;

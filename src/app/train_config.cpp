@@ -219,6 +219,11 @@ void declare(OptionTable& t, TrainConfig& c) {
         "--num-virtual-stages-per-pipeline-rank; 1: 1F1B). A step needs at least pp micro-batches, in groups of pp "
         "where they divide, else of the fewest more whose last group still holds pp (cut by tokens, they are "
         "split to at least pp, whole groups where the pairs a step are)");
+  t.add("parallel.overlap_p2p_comm", &c.overlap_p2p_comm,
+        "with parallel.vpp > 1: each step's transfers between stages posted without waiting and waited for only "
+        "before the computation that needs them, so activations travel during a stage's backward and gradients "
+        "during its next forward (Megatron's overlap_p2p_comm; on NCCL on a stream of their own); false: each "
+        "exchange waited for at once. The same results bitwise either way");
   t.add("parallel.pp_layers", &c.pp_layers,
         "layers per pipeline stage, e.g. 3,5 (empty: even); with parallel.vpp, per virtual stage in model order; "
         "balanced: the stages' training FLOPs at data.max_prompt_tokens + the longer of data.max_response_tokens "

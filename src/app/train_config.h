@@ -63,6 +63,7 @@ struct TrainConfig {
   // [parallel]
   int tp = 1, pp = 1;
   int vpp = 1;  // model chunks a pipeline stage holds (interleaved 1F1B)
+  bool overlap_p2p_comm = true;  // interleaving's transfers overlapped with its computations
   int ep = 1;  // a mixture's expert-parallel size, within the TP group (model::TpDims)
   std::string pp_layers;
   std::string device = "cpu";  // cpu | cuda

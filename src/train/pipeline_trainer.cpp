@@ -99,7 +99,8 @@ class ModelStage final : public parallel::PipelineStage {
         last ? [this](std::int64_t l) { optimizer_.reduce_layer_async(l); } : std::function<void(std::int64_t)>(),
         router_loss_weight_);
     --live_;
-    // The span lives in acts, whose buffers the next forward may take: valid until then.
+    // The span lives in acts.grad, which only a backward writes: valid until the next backward,
+    // though the next forward may take the set (the interleaved pass sends it during that forward).
     return t.stage().first ? std::span<const float>() : t.input_grad(acts);
   }
 
@@ -254,7 +255,7 @@ StepMetrics PipelineTrainer::step(const std::vector<model::TokenBatch>& micro_ba
     if (v == 1) {
       parallel::forward_backward_pipelining_without_interleaving(grid_.pp(), m, stage);
     } else {
-      parallel::forward_backward_pipelining_with_interleaving(grid_.pp(), m, stage);
+      parallel::forward_backward_pipelining_with_interleaving(grid_.pp(), m, stage, overlap_p2p_comm_);
     }
   }
   const auto pipeline_end = Clock::now();

@@ -78,6 +78,11 @@ class PipelineTrainer {
   PipelineTrainer(const parallel::ProcessGrid& grid, model::TransformerChunks chunks, model::ModelWeights& weights,
                   model::ModelWeights& grads, Optimizer& optimizer, const model::ModelWeights* adapters = nullptr);
 
+  // Interleaving: the pass's transfers overlapped with its computations (Megatron's
+  // overlap_p2p_comm, parallel::interleaved_pass), or each exchange waited for at once. On by
+  // default; the results are the same bitwise either way.
+  void set_overlap_p2p_comm(bool on) { overlap_p2p_comm_ = on; }
+
   // `micro_batches`: this DP rank's share of the global batch, in order. Every rank of the
   // pipeline passes the same micro-batches (each stage needs their shapes).
   StepMetrics step(const std::vector<model::TokenBatch>& micro_batches, SequenceLoss& loss,
@@ -114,6 +119,7 @@ class PipelineTrainer {
   Optimizer& optimizer_;
   std::vector<std::deque<model::Activations>> pools_;  // activation_pool's, reused across steps
   int peak_live_ = 0;
+  bool overlap_p2p_comm_ = true;
 };
 
 }  // namespace spin::train

@@ -93,6 +93,7 @@ SpinTrainer::SpinTrainer(const parallel::ProcessGrid& grid, model::TransformerCh
       trainer_(grid, chunks_, policy, grads, optimizer, adapters),
       reference_generator_(grid, chunks_, reference_at_work_) {
   config_.validate();
+  trainer_.set_overlap_p2p_comm(config_.overlap_p2p_comm);
   if (config_.mix_previous_iteration && config_.iterations > 1) {
     mixed_plan_.emplace(samples(1), config.global_batch, config.micro_batch, grid.dp_size(), config.seed,
                         config.shuffle);

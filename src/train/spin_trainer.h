@@ -88,6 +88,7 @@ struct SpinConfig {
   // the previous iteration's, each example twice an epoch (twice the steps of the first).
   bool mix_previous_iteration = false;
   bool cache_ref_logprobs = true;  // keep each sample's reference sums for the iteration (step 4; epochs > 1)
+  bool overlap_p2p_comm = true;    // interleaving: PipelineTrainer::set_overlap_p2p_comm
   generate::GenerationParams generation;
   std::uint64_t seed = 1234;  // data order
   bool shuffle = true;

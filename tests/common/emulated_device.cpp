@@ -138,10 +138,15 @@ std::unique_ptr<parallel::PendingSend> DeviceAwareCommunicator::isend_impl(const
   typed(type, host(buffer, count, type), [&](auto* p) { pending = inner_->isend(p, count, dest, tag); });
   return pending;
 }
-void DeviceAwareCommunicator::exchange_impl(std::span<const parallel::P2POp> ops) {
+std::vector<parallel::P2POp> DeviceAwareCommunicator::on_host(std::span<const parallel::P2POp> ops) const {
   std::vector<parallel::P2POp> host_ops(ops.begin(), ops.end());
   for (parallel::P2POp& op : host_ops) op.buffer = host(op.buffer, op.count, op.type);
-  inner_->exchange(host_ops);
+  return host_ops;
+}
+void DeviceAwareCommunicator::exchange_impl(std::span<const parallel::P2POp> ops) { inner_->exchange(on_host(ops)); }
+std::unique_ptr<parallel::PendingOp> DeviceAwareCommunicator::start_exchange_impl(
+    std::span<const parallel::P2POp> ops) {
+  return inner_->start_exchange(on_host(ops));
 }
 
 EmulatedKernels::EmulatedKernels(const EmulatedDeviceMemory& memory)

@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
+#include <vector>
 
 #include "core/device.h"
 #include "kernels/kernels.h"
@@ -82,8 +84,11 @@ class DeviceAwareCommunicator final : public parallel::Communicator {
                                                     int dest, int tag) override;
   void barrier_impl() override { inner_->barrier(); }
   void exchange_impl(std::span<const parallel::P2POp> ops) override;
+  std::unique_ptr<parallel::PendingOp> start_exchange_impl(std::span<const parallel::P2POp> ops) override;
 
  private:
+  std::vector<parallel::P2POp> on_host(std::span<const parallel::P2POp> ops) const;
+
   void* host(const void* p, std::size_t count, DType type) const {
     return memory_.host_address(p, count * dtype_size(type));
   }

@@ -6,7 +6,8 @@
               (--micro-batch-tokens), writes the same weights (1e-5); a Mixtral at
               TP 2 x PP 2 with its experts spread over the TP ranks (--ep 2) likewise (1e-4); a
               4-layer model at PP 2 x DP 2 with two chunks a stage (--vpp 2, interleaved 1F1B)
-              likewise, its validation losses too, and with micro-batches cut by tokens; the
+              likewise, its validation losses too, and with micro-batches cut by tokens; its
+              transfers waited for at once (--no-overlap-p2p-comm) the same run bitwise; the
               4-layer model whose head outweighs 6 layers at 32 tokens at PP 2, split evenly (the
               balanced split's saving printed) and with --pp-layers balanced (3, 1), likewise; at
               its 4,096 positions balanced is 2, 2
@@ -127,6 +128,13 @@ def case_layouts(args, tmp):
         assert len(got) == len(want) > 1 and all(abs(g - w) <= 1e-5 * abs(w) for g, w in zip(got, want)), (got, want)
     same_weights(os.path.join(tmp, "vpp-n"), os.path.join(tmp, "vpp-1"), "tiny-llama-4l at PP 2 x 2 chunks x DP 2",
                  1e-5)
+    # The transfers between stages overlapped with the computations (the default) or each exchange
+    # waited for at once (--no-overlap-p2p-comm): the same messages, so the same run bitwise.
+    blocking = sft(args, path, data, os.path.join(tmp, "vpp-blocking"), 4, "--pp", "2", "--vpp", "2",
+                   "--distributed-optimizer", "--no-overlap-p2p-comm", *valid)
+    assert losses(blocking.stdout) == losses(many.stdout), (losses(blocking.stdout), losses(many.stdout))
+    same_weights(os.path.join(tmp, "vpp-blocking"), os.path.join(tmp, "vpp-n"),
+                 "tiny-llama-4l at PP 2 x 2 chunks x DP 2, exchanges waited for at once", 0.0)
     # Micro-batches cut by tokens under interleaving: each replica's cut split into whole groups of the
     # 2 stages (data::cut_micro_batches) -- the same run to the order of float sums.
     tokens = sft(args, path, data, os.path.join(tmp, "vpp-tokens"), 4, "--pp", "2", "--vpp", "2", "--micro-batch-size",

@@ -10,8 +10,9 @@ train_iterations_test.py; LoRA: train_lora_test.py; the model families: train_fa
               and generation going round the stages once a chunk) at PP 2 x DP 2 on a 4-layer model:
               the 1-rank run's metrics, generated responses and weights; stopped after step 3 and
               resumed on one rank without chunks, it ends where the uninterrupted run ends; micro-
-              batches cut by tokens split into whole groups of the stages, the same run; micro-
-              batches not in whole groups refused
+              batches cut by tokens split into whole groups of the stages (their transfers not
+              overlapped: parallel.overlap_p2p_comm false), the same run; micro-batches not in whole
+              groups refused
   frozen      model.frozen_dtype: the reference in bf16 alone changes no metric of a bf16 run (resident,
               offloaded, resumed), bitwise; LoRA over a bf16 base trains and exports
   config      unknown keys, values of the wrong type, a lambda list shorter than the iterations,
@@ -596,11 +597,12 @@ def case_interleaved(args, tmp):
     assert_close_runs(a, metrics(os.path.join(stopped, "metrics.jsonl")))
     assert_close_weights(wa, read_safetensors(os.path.join(stopped, "iteration_2", "model.safetensors")))
     print("stopped after step 3 at PP 2 x 2 chunks x DP 2, resumed on 1 rank: the uninterrupted run")
-    # Micro-batches cut by tokens, split into whole groups of the 2 stages: the 1-rank run's figures.
+    # Micro-batches cut by tokens, split into whole groups of the 2 stages: the 1-rank run's figures
+    # (this run's exchanges between stages waited for at once: parallel.overlap_p2p_comm false).
     by_tokens = os.path.join(tmp, "by_tokens")
     run_ok(args.mpiexec, [args.spin, "train", "--config", config, "--checkpoint.save_dir", by_tokens, "--parallel.pp",
                           "2", "--parallel.vpp", "2", "--spin.micro_batch_size", "4", "--spin.micro_batch_tokens",
-                          "80"], 4)
+                          "80", "--parallel.overlap_p2p_comm", "false"], 4)
     c = metrics(os.path.join(by_tokens, "metrics.jsonl"))
     assert_close_runs(a, c)
     assert all(m["micro_batches"] % 2 == 0 for m in c if m["kind"] == "train"), c  # whole groups on each replica

@@ -163,13 +163,16 @@ TEST(Interleaved, RealRingsFollowTheOrderBoundLiveActivationsAndDeliverTheRightB
     const int s = grid.pp_rank();
     for (int chunks : {1, 2, 3}) {
       for (int m = stages; m <= 3 * stages; ++m) {  // whole groups of p, and not
-        RecordingStage stage(s, stages, chunks);
-        forward_backward_pipelining_with_interleaving(grid.pp(), m, stage);
-        const std::string where = "pp " + std::to_string(stages) + ", v " + std::to_string(chunks) + ", m " +
-                                  std::to_string(m) + ", stage " + std::to_string(s);
-        EXPECT_EQ(stage.trace, interleaved_order(s, stages, chunks, m)) << where;
-        const int warmup = interleaved_warmup(s, stages, chunks, m);
-        EXPECT_EQ(stage.peak_live, std::min(warmup + 1, m * chunks)) << where;
+        for (const bool overlap : {false, true}) {
+          RecordingStage stage(s, stages, chunks);
+          forward_backward_pipelining_with_interleaving(grid.pp(), m, stage, overlap);
+          const std::string where = "pp " + std::to_string(stages) + ", v " + std::to_string(chunks) + ", m " +
+                                    std::to_string(m) + ", stage " + std::to_string(s) +
+                                    (overlap ? ", overlapped" : "");
+          EXPECT_EQ(stage.trace, interleaved_order(s, stages, chunks, m)) << where;
+          const int warmup = interleaved_warmup(s, stages, chunks, m);
+          EXPECT_EQ(stage.peak_live, std::min(warmup + 1, m * chunks)) << where;
+        }
       }
     }
   }
@@ -178,14 +181,19 @@ TEST(Interleaved, RealRingsFollowTheOrderBoundLiveActivationsAndDeliverTheRightB
 // Boundaries of 400 KB, past the eager limit of Open MPI's shared-memory transport: each send then
 // completes only once its receive is posted (a rendezvous, as NCCL's do), which is what the steps'
 // receive placement must survive -- in whole groups of p and in larger ones. (Posting a step's sends
-// before its receives, apart, passes the small-boundary rings above and hangs here: tried.)
+// before its receives, apart, passes the small-boundary rings above and hangs here: tried.) With the
+// transfers overlapped, the buffers arrive while the stages compute: a forward that ran before its
+// input's receive completed, or overwrote its last output before that send did, would find or send
+// the wrong numbers, which the receiving stage checks.
 TEST(Interleaved, LargeBoundariesGoThroughAsRendezvous) {
   ProcessGrid grid(mpi_world(), {1, 4, 0});
   const int s = grid.pp_rank();
   for (int m : {4, 5, 6, 8, 9}) {
-    RecordingStage stage(s, 4, 2, 100000);
-    forward_backward_pipelining_with_interleaving(grid.pp(), m, stage);
-    EXPECT_EQ(stage.trace, interleaved_order(s, 4, 2, m)) << "m " << m << ", stage " << s;
+    for (const bool overlap : {false, true}) {
+      RecordingStage stage(s, 4, 2, 100000);
+      forward_backward_pipelining_with_interleaving(grid.pp(), m, stage, overlap);
+      EXPECT_EQ(stage.trace, interleaved_order(s, 4, 2, m)) << "m " << m << ", stage " << s << ", overlap " << overlap;
+    }
   }
 }
 
@@ -196,10 +204,12 @@ TEST(Interleaved, ForwardsOnlyDeliverEveryMicroBatchThroughEveryChunk) {
     ProcessGrid grid(mpi_world(), {1, stages, 0});
     for (int chunks : {2, 3}) {
       for (int m = 0; m <= 2 * stages + 1; ++m) {
-        RecordingStage stage(grid.pp_rank(), stages, chunks);
-        forward_pipelining_with_interleaving(grid.pp(), m, stage);
-        EXPECT_EQ(stage.trace, interleaved_table(stages, chunks, m, PipelineAction::Forward))
-            << "pp " << stages << ", v " << chunks << ", m " << m;
+        for (const bool overlap : {false, true}) {
+          RecordingStage stage(grid.pp_rank(), stages, chunks);
+          forward_pipelining_with_interleaving(grid.pp(), m, stage, overlap);
+          EXPECT_EQ(stage.trace, interleaved_table(stages, chunks, m, PipelineAction::Forward))
+              << "pp " << stages << ", v " << chunks << ", m " << m << ", overlap " << overlap;
+        }
       }
     }
   }

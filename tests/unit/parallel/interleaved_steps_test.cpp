@@ -6,6 +6,7 @@
 // parallel_mpi_test do not run cannot deadlock either.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <string>
@@ -110,59 +111,159 @@ class Ring {
     return r;
   }
 
-  // Runs the ring's exchanges under blocking messages: a stage finishes its current step's
-  // exchange once each receive's send is posted and (unless `eager`) each send's receive. True
-  // when every stage gets through all its steps.
-  bool completes(bool eager) const {
-    const int p = layout_.stages;
-    // Where each message is posted: (stage, step) of its send and of its receive.
-    std::map<Message, int> send_step, receive_step;
-    std::vector<std::vector<std::vector<std::pair<Message, bool>>>> ops(static_cast<std::size_t>(p));  // (msg, is_send)
-    for (int s = 0; s < p; ++s) {
-      std::map<std::pair<bool, int>, int> sends, receives;  // (gradient, peer) -> messages so far
-      const int next = (s + 1) % p, prev = (s + p - 1) % p;
-      for (const InterleavedStep& step : steps_[static_cast<std::size_t>(s)]) {
-        auto& here = ops[static_cast<std::size_t>(s)].emplace_back();
-        const int at = static_cast<int>(ops[static_cast<std::size_t>(s)].size()) - 1;
-        auto add = [&](bool gradient, int from, bool is_send, int peer) {
-          auto& counter = is_send ? sends : receives;
-          const Message m{gradient, from, counter[{gradient, peer}]++};
-          (is_send ? send_step : receive_step)[m] = at;
-          here.push_back({m, is_send});
-        };
-        if (step.send_output) add(false, s, true, next);
-        if (step.send_grad) add(true, s, true, prev);
-        if (step.receive_input) add(false, prev, false, prev);
-        if (step.receive_grad) add(true, next, false, next);
+  // Stage s's pass (interleaved_pass, or `pass` when given) computes only with buffers whose
+  // receive it has waited for, and never while a send of what the same kind of computation
+  // returns is in flight (the next forward may overwrite the last output, the next backward the last
+  // input gradient); nothing is left in flight at the end. The first violation, or "".
+  std::string pass_respects_buffers(int s, bool overlap, std::optional<std::vector<PassAction>> pass = {}) const {
+    const int p = layout_.stages, v = layout_.chunks;
+    const std::vector<InterleavedStep>& st = steps(s);
+    if (!pass) pass = interleaved_pass(st, overlap);
+    std::map<std::tuple<bool, int, int>, bool> received;  // (gradient, chunk, mb) -> waited for
+    std::map<bool, int> sending;                          // gradient -> sends in flight
+    std::vector<std::tuple<bool, int, int>> posted[2];    // receives posted, not waited for, by kind
+    const auto where = [&](const PassAction& a) {
+      return layout_.name() + ": stage " + std::to_string(s) + " step " + std::to_string(a.step) + ": ";
+    };
+    for (const PassAction& a : *pass) {
+      const InterleavedStep& step = st[static_cast<std::size_t>(a.step)];
+      const bool activations = a.transfers != PassAction::Gradients, gradients = a.transfers != PassAction::Activations;
+      if (a.kind == PassAction::Post) {
+        if (activations && step.send_output) ++sending[false];
+        if (gradients && step.send_grad) ++sending[true];
+        if (activations && step.receive_input) {
+          posted[0].push_back({false, step.receive_input->chunk, step.receive_input->micro_batch});
+        }
+        if (gradients && step.receive_grad) {
+          posted[1].push_back({true, step.receive_grad->chunk, step.receive_grad->micro_batch});
+        }
+      } else if (a.kind == PassAction::Wait) {
+        for (const bool gradient : {false, true}) {
+          if (gradient ? !gradients : !activations) continue;
+          sending[gradient] = 0;
+          for (const auto& r : posted[gradient]) received[r] = true;
+          posted[gradient].clear();
+        }
+      } else {
+        const bool backward = a.kind == PassAction::Backward;
+        const A& c = backward ? *step.backward : *step.forward;
+        if (sending[backward] > 0) return where(a) + "computes while its last result is being sent";
+        const bool needs = backward ? !(s == p - 1 && c.chunk == v - 1) : !(s == 0 && c.chunk == 0);
+        if (needs && !received[{backward, c.chunk, c.micro_batch}]) return where(a) + "uses a buffer not yet received";
       }
     }
-    std::vector<int> at(static_cast<std::size_t>(p), 0);  // each stage's current step
-    auto posted = [&](const Message& m, bool send) {
-      const auto& where = send ? send_step : receive_step;
-      const auto it = where.find(m);
-      if (it == where.end()) return false;
-      const int stage = send ? m.from : (m.gradient ? (m.from + p - 1) % p : (m.from + 1) % p);
-      return at[static_cast<std::size_t>(stage)] >= it->second;
+    if (sending[false] + sending[true] > 0 || !posted[0].empty() || !posted[1].empty()) {
+      return layout_.name() + ": stage " + std::to_string(s) + " ends with transfers in flight";
+    }
+    return "";
+  }
+
+  // Runs every stage's interleaved_pass (overlapped or not) under a model of the transport, in
+  // which a Wait returns once every transfer it waits for has completed. True when every stage
+  // gets through its whole pass.
+  //   Eager: a send completes when posted (small MPI messages), a receive once its send is posted.
+  //   Rendezvous: each transfer once both its send and its receive are posted (large MPI messages).
+  //   OrderedGroups: NCCL -- each post is a group, a stage's groups run one after another in the
+  //   order posted, and a transfer completes once the groups holding its send and its receive are
+  //   both running.
+  enum class Transport { Eager, Rendezvous, OrderedGroups };
+  bool completes(Transport transport, bool overlap) const {
+    const int p = layout_.stages;
+    struct Op {
+      Message message;
+      bool is_send;
+    };
+    struct Group {
+      PassAction::Transfers transfers;
+      std::vector<Op> ops;
+      std::vector<bool> done;
+      bool waited = false;
+      bool complete() const { return std::find(done.begin(), done.end(), false) == done.end(); }
+    };
+    struct Stage {
+      std::vector<PassAction> pass;
+      std::size_t at = 0;                                   // the next action
+      std::vector<Group> groups;                            // posted so far
+      std::map<std::pair<bool, int>, int> sends, receives;  // (gradient, peer) -> messages so far
+    };
+    std::vector<Stage> stages(static_cast<std::size_t>(p));
+    for (int s = 0; s < p; ++s) {
+      const auto& given = passes_[static_cast<std::size_t>(s)];
+      stages[static_cast<std::size_t>(s)].pass = given ? *given : interleaved_pass(steps(s), overlap);
+    }
+    // Where each message's send and receive are posted: (stage, group, op).
+    std::map<std::pair<Message, bool>, std::tuple<int, std::size_t, std::size_t>> where;
+    const auto post = [&](int s, const InterleavedStep& step, PassAction::Transfers transfers) {
+      Stage& st = stages[static_cast<std::size_t>(s)];
+      Group& g = st.groups.emplace_back(Group{transfers, {}, {}});
+      const int next = (s + 1) % p, prev = (s + p - 1) % p;
+      const bool activations = transfers != PassAction::Gradients, gradients = transfers != PassAction::Activations;
+      const auto add = [&](bool gradient, int from, bool is_send, int peer) {
+        auto& counter = is_send ? st.sends : st.receives;
+        const Message m{gradient, from, counter[{gradient, peer}]++};
+        where[{m, is_send}] = {s, st.groups.size() - 1, g.ops.size()};
+        g.ops.push_back({m, is_send});
+        g.done.push_back(false);
+      };
+      if (activations && step.send_output) add(false, s, true, next);
+      if (gradients && step.send_grad) add(true, s, true, prev);
+      if (activations && step.receive_input) add(false, prev, false, prev);
+      if (gradients && step.receive_grad) add(true, next, false, next);
+    };
+    // Whether group g of stage s is running: posted and, under NCCL, every earlier one complete.
+    const auto running = [&](int s, std::size_t g) {
+      const Stage& st = stages[static_cast<std::size_t>(s)];
+      if (g >= st.groups.size()) return false;
+      if (transport != Transport::OrderedGroups) return true;
+      for (std::size_t e = 0; e < g; ++e) {
+        if (!st.groups[e].complete()) return false;
+      }
+      return true;
     };
     for (bool progress = true; progress;) {
       progress = false;
       for (int s = 0; s < p; ++s) {
-        auto& cur = at[static_cast<std::size_t>(s)];
-        const auto& mine = ops[static_cast<std::size_t>(s)];
-        while (cur < static_cast<int>(mine.size())) {
-          bool done = true;
-          for (const auto& [m, is_send] : mine[static_cast<std::size_t>(cur)]) {
-            if (is_send && eager) continue;
-            done = done && posted(m, !is_send);
+        Stage& st = stages[static_cast<std::size_t>(s)];
+        // Transfers that complete now.
+        for (std::size_t g = 0; g < st.groups.size(); ++g) {
+          if (!running(s, g)) continue;
+          Group& group = st.groups[g];
+          for (std::size_t o = 0; o < group.ops.size(); ++o) {
+            if (group.done[o]) continue;
+            const Op& op = group.ops[o];
+            bool complete = op.is_send && transport == Transport::Eager;
+            const auto partner = where.find({op.message, !op.is_send});
+            if (partner != where.end()) {
+              const auto [ps, pg, po] = partner->second;
+              complete = complete || transport != Transport::OrderedGroups || running(ps, pg);
+              if (complete && transport != Transport::Eager) {
+                stages[static_cast<std::size_t>(ps)].groups[pg].done[po] = true;
+              }
+            }
+            if (complete) {
+              group.done[o] = true;
+              progress = true;
+            }
           }
-          if (!done) break;
-          ++cur;
+        }
+        // The stage's actions up to the next Wait that cannot return.
+        while (st.at < st.pass.size()) {
+          const PassAction& a = st.pass[st.at];
+          if (a.kind == PassAction::Post) {
+            post(s, steps(s)[static_cast<std::size_t>(a.step)], a.transfers);
+          } else if (a.kind == PassAction::Wait) {
+            bool ready = true;
+            for (const Group& g : st.groups) ready = ready && (g.waited || g.transfers != a.transfers || g.complete());
+            if (!ready) break;
+            for (Group& g : st.groups) g.waited = g.waited || g.transfers == a.transfers;
+          }
+          ++st.at;
           progress = true;
         }
       }
     }
-    for (int s = 0; s < p; ++s) {
-      if (at[static_cast<std::size_t>(s)] != static_cast<int>(ops[static_cast<std::size_t>(s)].size())) return false;
+    for (const Stage& st : stages) {
+      if (st.at != st.pass.size()) return false;
     }
     return true;
   }
@@ -171,11 +272,30 @@ class Ring {
   void replace(int stage, std::vector<InterleavedStep> steps) {
     steps_[static_cast<std::size_t>(stage)] = std::move(steps);
   }
+  // completes() walks `pass` for the stage instead of its interleaved_pass.
+  void replace_pass(int stage, std::vector<PassAction> pass) {
+    passes_[static_cast<std::size_t>(stage)] = std::move(pass);
+  }
 
  private:
   Layout layout_;
   std::vector<std::vector<InterleavedStep>> steps_;
+  std::vector<std::optional<std::vector<PassAction>>> passes_ =
+      std::vector<std::optional<std::vector<PassAction>>>(static_cast<std::size_t>(layout_.stages));
 };
+
+// The ring completes under every transport, its transfers overlapped and not, and each stage's
+// pass uses only buffers that have arrived.
+void expect_completes_and_respects_buffers(const Ring& ring, const Layout& layout) {
+  using T = Ring::Transport;
+  for (const bool overlap : {false, true}) {
+    const std::string how = overlap ? " (overlapped)" : "";
+    EXPECT_TRUE(ring.completes(T::Rendezvous, overlap)) << layout.name() << how << " deadlocks with rendezvous sends";
+    EXPECT_TRUE(ring.completes(T::Eager, overlap)) << layout.name() << how << " deadlocks with eager sends";
+    EXPECT_TRUE(ring.completes(T::OrderedGroups, overlap)) << layout.name() << how << " deadlocks under NCCL";
+    for (int s = 0; s < layout.stages; ++s) EXPECT_EQ(ring.pass_respects_buffers(s, overlap), "");
+  }
+}
 
 TEST(InterleavedSteps, GroupsAreStagesOrTheSmallestWhoseLastGroupFillsThePipeline) {
   EXPECT_EQ(interleaved_group(4, 8), 4);
@@ -207,8 +327,7 @@ TEST(InterleavedSteps, EveryLayoutMatchesItsMessagesHoldsItsBuffersAndCompletes)
         const Ring::Buffers buffers = ring.buffers_arrive_first();
         EXPECT_EQ(buffers.why, "");
         EXPECT_LE(buffers.most, 2 * v * m) << layout.name();
-        EXPECT_TRUE(ring.completes(false)) << layout.name() << " deadlocks with rendezvous sends";
-        EXPECT_TRUE(ring.completes(true)) << layout.name() << " deadlocks with eager sends";
+        expect_completes_and_respects_buffers(ring, layout);
         for (int s = 0; s < p; ++s) {
           // Every forward and backward once, in the table's order, the warm-up's forwards first.
           const std::vector<A> order = interleaved_order(s, p, v, m);
@@ -241,8 +360,7 @@ TEST(InterleavedSteps, ForwardsOnlyOfAnyNumberOfMicroBatchesComplete) {
         const Ring ring(layout);
         ring.expect_messages_match();
         EXPECT_EQ(ring.buffers_arrive_first().why, "");
-        EXPECT_TRUE(ring.completes(false)) << layout.name() << " deadlocks with rendezvous sends";
-        EXPECT_TRUE(ring.completes(true)) << layout.name() << " deadlocks with eager sends";
+        expect_completes_and_respects_buffers(ring, layout);
       }
     }
   }
@@ -268,7 +386,7 @@ Ring with_round_trip_receives_moved(const Layout& layout, int shift) {
 TEST(InterleavedSteps, TheWalkCatchesMisplacedReceives) {
   const Layout layout{4, 2, 8, false};
   const Ring right = with_round_trip_receives_moved(layout, 0);
-  EXPECT_TRUE(right.completes(false));
+  EXPECT_TRUE(right.completes(Ring::Transport::Rendezvous, false));
   EXPECT_EQ(right.buffers_arrive_first().why, "");
   // One exchange late: the first chunk-1 forward finds no input (groups of p leave no slack).
   EXPECT_NE(with_round_trip_receives_moved(layout, 1).buffers_arrive_first().why, "");
@@ -276,8 +394,65 @@ TEST(InterleavedSteps, TheWalkCatchesMisplacedReceives) {
   // outputs have gone round -- with rendezvous and with eager sends alike. (One early still goes
   // through: the stages between are then one exchange behind, which the sends allow.)
   const Ring early = with_round_trip_receives_moved(layout, -2);
-  EXPECT_FALSE(early.completes(false));
-  EXPECT_FALSE(early.completes(true));
+  EXPECT_FALSE(early.completes(Ring::Transport::Rendezvous, false));
+  EXPECT_FALSE(early.completes(Ring::Transport::Eager, false));
+  EXPECT_FALSE(early.completes(Ring::Transport::OrderedGroups, false));
+}
+
+TEST(InterleavedSteps, OverlappedPassesWaitBeforeEveryUseAndTheWalkCatchesAMissingWait) {
+  const Layout layout{4, 2, 8, false};
+  const Ring ring(layout);
+  for (int s = 0; s < layout.stages; ++s) {
+    // Activations travel during the backward: a stage's steady steps post them between its
+    // forward and its backward.
+    const std::vector<PassAction> pass = interleaved_pass(ring.steps(s), true);
+    bool posted_between = false;
+    for (std::size_t i = 1; i + 1 < pass.size(); ++i) {
+      posted_between =
+          posted_between || (pass[i - 1].kind == PassAction::Forward && pass[i].kind == PassAction::Post &&
+                             pass[i].transfers == PassAction::Activations && pass[i + 1].kind == PassAction::Wait &&
+                             pass[i + 1].transfers == PassAction::Gradients);
+    }
+    EXPECT_TRUE(posted_between) << "stage " << s;
+    // Each wait dropped in turn: some computation then uses a buffer not yet received, or
+    // overwrites one being sent, or the pass ends with transfers in flight.
+    for (std::size_t i = 0; i < pass.size(); ++i) {
+      if (pass[i].kind != PassAction::Wait) continue;
+      std::vector<PassAction> without = pass;
+      without.erase(without.begin() + static_cast<std::ptrdiff_t>(i));
+      EXPECT_NE(ring.pass_respects_buffers(s, true, without), "") << "stage " << s << ", wait " << i;
+    }
+  }
+}
+
+// NCCL runs a stage's groups in the order posted, which MPI does not: a step's gradients posted
+// before its activations (after the backward) complete on MPI but deadlock a ring of 5 under NCCL --
+// the walk tells the two apart.
+TEST(InterleavedSteps, TheWalkCatchesAnOrderOnlyNcclDeadlocksOn) {
+  const Layout layout{5, 2, 6, false};
+  Ring ring(layout);
+  for (int s = 0; s < layout.stages; ++s) {
+    const std::vector<PassAction> pass = interleaved_pass(ring.steps(s), true);
+    std::vector<PassAction> reordered;
+    std::optional<PassAction> held;  // the step's activations, posted after its gradients
+    for (const PassAction& a : pass) {
+      const InterleavedStep& step = ring.steps(s)[static_cast<std::size_t>(a.step)];
+      if (a.kind == PassAction::Post && a.transfers == PassAction::Activations &&
+          (step.send_grad || step.receive_grad)) {
+        held = a;
+        continue;
+      }
+      reordered.push_back(a);
+      if (held && a.kind == PassAction::Post && a.step == held->step) reordered.push_back(*std::exchange(held, {}));
+    }
+    ASSERT_EQ(reordered.size(), pass.size());
+    ring.replace_pass(s, reordered);
+  }
+  EXPECT_TRUE(ring.completes(Ring::Transport::Rendezvous, true));
+  EXPECT_TRUE(ring.completes(Ring::Transport::Eager, true));
+  EXPECT_FALSE(ring.completes(Ring::Transport::OrderedGroups, true));
+  const Ring as_run(layout);
+  EXPECT_TRUE(as_run.completes(Ring::Transport::OrderedGroups, true));
 }
 
 }  // namespace
