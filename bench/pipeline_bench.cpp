@@ -4,13 +4,14 @@
 // micro-batch takes F ms and its backward 2F (sleeps: the figures are the schedule's, not this
 // machine's arithmetic, so oversubscribed ranks measure it too), split evenly over its v chunks;
 // N floats cross every boundary. Prints for v = 1 (the 1F1B pass) and each v > 1 (the
-// interleaved pass) the median step time of R passes, the bubble -- the step's share not spent
+// interleaved pass, its exchanges waited for at once and its transfers overlapped) the median step time of R passes, the bubble -- the step's share not spent
 // computing -- and the bubble the schedule predicts, (p - 1) / (v m + p - 1) of the step
 // (Narayanan et al. 2021: (p - 1) / (v m) of the computing time).
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
 #include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -83,27 +84,31 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     std::printf("| schedule | step (ms) | bubble | predicted | messages a stage |\n|---|---|---|---|---|\n");
   }
   for (const int v : parse_list(o.chunks)) {
-    SleepingStage stage(v, o.forward_ms, o.floats);
-    std::vector<double> steps;
-    grid.pp().reset_stats();
-    for (int r = 0; r < o.repeats; ++r) {
-      grid.pp().barrier();
-      const auto t0 = Clock::now();
-      if (v == 1) {
-        parallel::forward_backward_pipelining_without_interleaving(grid.pp(), m, stage);
-      } else {
-        parallel::forward_backward_pipelining_with_interleaving(grid.pp(), m, stage);
+    // Interleaved: each exchange waited for at once, then the transfers overlapped (overlap_p2p_comm).
+    for (const bool overlap : v == 1 ? std::vector<bool>{false} : std::vector<bool>{false, true}) {
+      SleepingStage stage(v, o.forward_ms, o.floats);
+      std::vector<double> steps;
+      grid.pp().reset_stats();
+      for (int r = 0; r < o.repeats; ++r) {
+        grid.pp().barrier();
+        const auto t0 = Clock::now();
+        if (v == 1) {
+          parallel::forward_backward_pipelining_without_interleaving(grid.pp(), m, stage);
+        } else {
+          parallel::forward_backward_pipelining_with_interleaving(grid.pp(), m, stage, overlap);
+        }
+        grid.pp().barrier();
+        steps.push_back(1e3 * seconds_since(t0));
       }
-      grid.pp().barrier();
-      steps.push_back(1e3 * seconds_since(t0));
-    }
-    const double step = median(steps);
-    const auto sends = grid.pp().stats().calls_of(parallel::CommOp::Send) / static_cast<std::uint64_t>(o.repeats);
-    if (world.rank() == 0) {
-      const double predicted = (p - 1.0) / (v * m + p - 1.0);
-      std::printf("| %s | %.1f | %.1f%% | %.1f%% | %llu sends |\n",
-                  v == 1 ? "1F1B" : ("interleaved, v = " + std::to_string(v)).c_str(), step,
-                  100.0 * (1.0 - compute_ms / step), 100.0 * predicted, static_cast<unsigned long long>(sends));
+      const double step = median(steps);
+      const auto sends = grid.pp().stats().calls_of(parallel::CommOp::Send) / static_cast<std::uint64_t>(o.repeats);
+      if (world.rank() == 0) {
+        const double predicted = (p - 1.0) / (v * m + p - 1.0);
+        const std::string name =
+            v == 1 ? "1F1B" : "interleaved, v = " + std::to_string(v) + (overlap ? ", overlapped" : "");
+        std::printf("| %s | %.1f | %.1f%% | %.1f%% | %llu sends |\n", name.c_str(), step,
+                    100.0 * (1.0 - compute_ms / step), 100.0 * predicted, static_cast<unsigned long long>(sends));
+      }
     }
   }
   return 0;

@@ -1,11 +1,13 @@
 // NcclCommunicator on the one GPU a test machine has: a group of one (NCCL supports it), made
 // from a SelfCommunicator bootstrap. Checks that device buffers go through NCCL with the
 // interface's meaning (in place, reduce-scatter's result at the start, broadcast, a grouped
-// send/receive to self), host buffers through the bootstrap, and the call counts.
+// send/receive to self, blocking and started on a stream of its own), host buffers through the
+// bootstrap, and the call counts.
 #include <gtest/gtest.h>
 
 #include <vector>
 
+#include "core/error.h"
 #include "kernels/cuda/device_memory.h"
 #include "parallel/nccl_communicator.h"
 
@@ -77,6 +79,40 @@ TEST(NcclCommunicator, NonblockingAllReduceAndReduceOnASideStream) {
     EXPECT_EQ(on_host, std::vector<double>{1.5});
     EXPECT_EQ(comm.stats().calls_of(CommOp::AllReduce), 3u);
     EXPECT_EQ(comm.stats().calls_of(CommOp::Reduce), 2u);
+  }
+  cudaStreamDestroy(stream);
+}
+
+// start_exchange (the interleaved pipeline's overlapped transfers): a grouped send / receive to
+// itself on a third communicator and stream, made at the first call; the compute stream made to
+// wait at wait() or destruction. The send's source is written on the compute stream just before,
+// so the copy also checks that the transfers stream starts after the work queued there.
+TEST(NcclCommunicator, StartedExchangeOnAStreamOfItsOwn) {
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  {
+    NcclCommunicator comm(std::make_unique<SelfCommunicator>(), stream);
+    const auto host = iota(1 << 20, 3.0f);
+    PooledBuffer source(cuda::device_allocator(), host.size() * sizeof(float));
+    PooledBuffer first(cuda::device_allocator(), host.size() * sizeof(float));
+    PooledBuffer second(cuda::device_allocator(), host.size() * sizeof(float));
+    ASSERT_EQ(cudaMemcpyAsync(source.data(), host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice, stream),
+              cudaSuccess);
+    const std::vector<P2POp> ops = {P2POp::send(source.as<float>(), host.size(), 0),
+                                    P2POp::recv(first.as<float>(), host.size(), 0)};
+    auto pending = comm.start_exchange(ops);
+    pending->wait();
+    // The received buffer, read on the compute stream after wait(), sent on again.
+    const std::vector<P2POp> again = {P2POp::send(first.as<float>(), host.size(), 0),
+                                      P2POp::recv(second.as<float>(), host.size(), 0)};
+    comm.start_exchange(again).reset();  // the destructor orders the compute stream too
+    std::vector<double> on_host = {4.0}, back = {0.0};
+    const std::vector<P2POp> host_ops = {P2POp::send(on_host.data(), 1, 0), P2POp::recv(back.data(), 1, 0)};
+    EXPECT_THROW(comm.start_exchange(host_ops)->wait(), Error);  // a group of one: the bootstrap has no peers
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    EXPECT_EQ(cuda::download<float>(second, host.size()), host);
+    EXPECT_EQ(comm.stats().calls_of(CommOp::Send), 3u);
+    EXPECT_EQ(comm.stats().calls_of(CommOp::Recv), 3u);
   }
   cudaStreamDestroy(stream);
 }
