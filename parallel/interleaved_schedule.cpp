@@ -327,12 +327,22 @@ std::vector<InterleavedStep> interleaved_steps(int stage, int stages, int chunks
 
 std::vector<PassAction> interleaved_pass(const std::vector<InterleavedStep>& steps, bool overlap) {
   std::vector<PassAction> pass;
-  // Whether transfers of each kind are posted and not yet waited for.
-  bool pending_activations = false, pending_gradients = false;
+  // Whether transfers of each kind (Activations, Gradients) are posted and not yet waited for.
+  bool pending[2] = {false, false};
   const auto wait = [&](PassAction::Transfers which) {
-    bool& pending = which == PassAction::Activations ? pending_activations : pending_gradients;
-    if (pending) pass.push_back({PassAction::Wait, 0, which});
-    pending = false;
+    if (pending[which]) pass.push_back({PassAction::Wait, 0, which});
+    pending[which] = false;
+  };
+  // One direction of step k: its computation, after the transfers of its kind; then its own posted.
+  const auto half = [&](int k, bool computes, PassAction::Kind kind, bool posts, PassAction::Transfers which) {
+    if (computes) {
+      wait(which);
+      pass.push_back({kind, k});
+    }
+    if (posts) {
+      pass.push_back({PassAction::Post, k, which});
+      pending[which] = true;
+    }
   };
   for (std::size_t i = 0; i < steps.size(); ++i) {
     const InterleavedStep& step = steps[i];
@@ -348,22 +358,8 @@ std::vector<PassAction> interleaved_pass(const std::vector<InterleavedStep>& ste
       }
       continue;
     }
-    if (step.forward) {
-      wait(PassAction::Activations);
-      pass.push_back({PassAction::Forward, k});
-    }
-    if (activations) {
-      pass.push_back({PassAction::Post, k, PassAction::Activations});
-      pending_activations = true;
-    }
-    if (step.backward) {
-      wait(PassAction::Gradients);
-      pass.push_back({PassAction::Backward, k});
-    }
-    if (gradients) {
-      pass.push_back({PassAction::Post, k, PassAction::Gradients});
-      pending_gradients = true;
-    }
+    half(k, step.forward.has_value(), PassAction::Forward, activations, PassAction::Activations);
+    half(k, step.backward.has_value(), PassAction::Backward, gradients, PassAction::Gradients);
   }
   wait(PassAction::Activations);
   wait(PassAction::Gradients);

@@ -287,6 +287,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
   std::vector<std::vector<std::int32_t>> prompts, truths;  // truths: --spin-data's ground truths
   std::vector<std::string> where;                          // each prompt's file:line
   std::unique_ptr<data::Tokenizer> tokenizer;
+  data::PromptTemplate prompt_format = data::PromptTemplate::Chat;  // --template, resolved: how responses read
   parallel::run_collectively(world, [&] {
     source = model_source(o.model, o.adapter);
     shard = plan_model_shard(source->config, grid, o.pp_layers);
@@ -297,6 +298,7 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
       o.params.detokenize = [t = tokenizer.get()](std::span<const std::int32_t> ids) { return t->decode(ids); };
     }
     const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());
+    prompt_format = tmpl;
     if (!o.eos_given) {
       o.params.eos_ids = stop_ids(source->dir, shard->config, tokenizer.get(), tmpl);
     }
@@ -410,7 +412,8 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
           const generate::Generation& g = by_replica[replica][next[replica]++];
           const auto pi = static_cast<std::size_t>(j / samples);
           total_new += static_cast<std::int64_t>(g.tokens.size());
-          const std::optional<std::string> text = tokenizer ? std::optional(tokenizer->decode(g.tokens)) : std::nullopt;
+          const std::optional<std::string> text =
+              tokenizer ? std::optional(data::response_text(g.tokens, prompt_format, *tokenizer)) : std::nullopt;
           const std::string tail = samples > 1 ? cat(", \"sample\": ", j % samples) : "";
           lines += o.spin_data ? spin_record_line(prompts[pi], truths[pi], g, text, tail)
                                : json_line(prompts[pi], g, text, tail);

@@ -70,7 +70,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
   DType save_dtype = DType::F32;
   train::OptimizerAlgorithm optimizer_algorithm = train::OptimizerAlgorithm::AdamW;
   model::LoraConfig lora;
-  const char* template_name = "";
+  data::PromptTemplate prompt_format = data::PromptTemplate::Chat;  // data.template, resolved
   std::optional<ProfileWindow> profile_window;
   parallel::run_collectively(world, [&] {
     set_time_limit(c.exit_duration_mins, "checkpoint.exit_duration_mins");
@@ -131,7 +131,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
             "\" is not drop or truncate");
     limits.overlong = c.overlong == "drop" ? data::Overlong::Drop : data::Overlong::Truncate;
     const auto tmpl = data::choose_prompt_template(c.prompt_template, tokenizer.get());
-    template_name = data::prompt_template_name(tmpl);
+    prompt_format = tmpl;
     require(c.generations == "reference" || c.generations == "data", "spin.generations \"", c.generations,
             "\" is not reference or data");
     const bool given = c.generations == "data";
@@ -367,7 +367,10 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
                         : c.sequence_parallel               ? " (model.sequence_parallel has no effect at tp 1)"
                                                             : "";
     std::printf("spin train: %s\n", train_data.report.summary(c.train).c_str());
-    if (tokenizer) std::printf("spin train: prompt template %s (data.template = %s)\n", template_name, c.prompt_template.c_str());
+    if (tokenizer) {
+      std::printf("spin train: prompt template %s (data.template = %s)\n", data::prompt_template_name(prompt_format),
+                  c.prompt_template.c_str());
+    }
     if (!c.validation.empty()) std::printf("spin train: %s\n", validation_data.report.summary(c.validation).c_str());
     const std::string later =
         shape.iterations() > 1 && shape.steps_per_epoch(1) != shape.steps_per_epoch(0)
@@ -585,7 +588,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
       const auto responses = trainer.iteration_responses();  // collective: the left-out ones generated
       const fs::path file = fs::path(c.save_dir) / "generations" / cat("iteration_", iteration + 1, ".jsonl");
       if (root) {
-        write_generations(file, train_data.examples, responses, tokenizer.get());
+        write_generations(file, train_data.examples, responses, tokenizer.get(), prompt_format);
         std::printf("spin train: iteration %lld's responses in %s\n", static_cast<long long>(iteration + 1),
                     file.c_str());
       }

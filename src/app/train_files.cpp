@@ -46,7 +46,7 @@ void save_policy(const std::string& dir, const std::string& model_dir, const mod
 
 void write_generations(const fs::path& path, const std::vector<data::Example>& examples,
                        const std::vector<train::SpinTrainer::IterationResponse>& responses,
-                       const data::Tokenizer* tokenizer) {
+                       const data::Tokenizer* tokenizer, data::PromptTemplate prompt_format) {
   fs::create_directories(path.parent_path());
   const fs::path partial = path.string() + ".partial";
   {
@@ -58,9 +58,10 @@ void write_generations(const fs::path& path, const std::vector<data::Example>& e
           << data::jsonl::ids_literal(e.response) << ", \"generated\": " << data::jsonl::ids_literal(responses[i].tokens)
           << ", \"capped\": " << (responses[i].capped ? "true" : "false");
       if (tokenizer != nullptr) {
-        out << ", \"prompt_text\": " << data::jsonl::quoted(tokenizer->decode(e.prompt))
-            << ", \"response_text\": " << data::jsonl::quoted(tokenizer->decode(e.response))
-            << ", \"generated_text\": " << data::jsonl::quoted(tokenizer->decode(responses[i].tokens));
+        out << ", \"prompt_text\": " << data::jsonl::quoted(tokenizer->decode(e.prompt)) << ", \"response_text\": "
+            << data::jsonl::quoted(data::response_text(e.response, prompt_format, *tokenizer))
+            << ", \"generated_text\": "
+            << data::jsonl::quoted(data::response_text(responses[i].tokens, prompt_format, *tokenizer));
       }
       out << "}\n";
     }

@@ -8,6 +8,7 @@
 
 #include "app/train_config.h"
 #include "core/dtype.h"
+#include "data/prompt_template.h"
 #include "data/tokenizer.h"
 #include "model/config.h"
 #include "model/weights.h"
@@ -27,11 +28,11 @@ void save_policy(const std::string& dir, const std::string& model_dir, const mod
 
 // spin.save_generations: an iteration's synthetic data set -- every example's ground truth and
 // generated response -- as token-id SPIN records (data/examples.h reads them with
-// spin.generations = data), with their text when there is a tokenizer; written to a temporary
-// name and renamed.
+// spin.generations = data), with their text when there is a tokenizer (the responses' as
+// data::response_text gives it under `prompt_format`); written to a temporary name and renamed.
 void write_generations(const std::filesystem::path& path, const std::vector<data::Example>& examples,
                        const std::vector<train::SpinTrainer::IterationResponse>& responses,
-                       const data::Tokenizer* tokenizer);
+                       const data::Tokenizer* tokenizer, data::PromptTemplate prompt_format);
 
 // The checkpoint to start from: checkpoint.load (a checkpoint, or a save directory with a
 // `latest`), else <save_dir>/latest under checkpoint.resume; "" to start from model.path.

@@ -493,6 +493,14 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
   return ids;
 }
 
+std::string response_text(std::span<const std::int32_t> ids, PromptTemplate prompt_template, const Tokenizer& t) {
+  const std::optional<std::int32_t> end = response_end(prompt_template, t);
+  if (!ids.empty() && (ids.back() == end || ids.back() == t.eos_id())) ids = ids.first(ids.size() - 1);
+  std::string text = t.decode(ids);
+  if (prompt_template == PromptTemplate::DeepSeekV2 && text.starts_with(' ')) text.erase(0, 1);
+  return text;
+}
+
 std::optional<std::int32_t> response_end(PromptTemplate prompt_template, const Tokenizer& t) {
   if (is_llama3(prompt_template)) return special(t, prompt_template, "<|eot_id|>");
   if (is_chatml(prompt_template) || prompt_template == PromptTemplate::Phi4 ||

@@ -133,6 +133,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -173,6 +174,13 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
                                         PromptTemplate prompt_template, const Tokenizer& tokenizer);
 std::vector<std::int32_t> render_response(const std::string& text, PromptTemplate prompt_template,
                                           const Tokenizer& tokenizer);
+// A response's text from its ids (decode()'s, special tokens left out) less what render_response
+// writes around the text -- the token that ends it (response_end, or EOS) where the ids end with it,
+// deepseek-v2's space before it --, so that the text given back to
+// render_response gives the same ids wherever the tokenizer round-trips: the text spin generate and
+// spin.save_generations write beside a response's ids.
+std::string response_text(std::span<const std::int32_t> ids, PromptTemplate prompt_template,
+                          const Tokenizer& tokenizer);
 // The token that ends a response under the template (EOS, llama3's and llama3.1's <|eot_id|>, chatml's,
 // qwen2.5's and qwen3's <|im_end|>, gemma's and gemma3's <end_of_turn>, tulu's the tokenizer files' own
 // EOS, which its chat template writes), if any:

@@ -29,7 +29,7 @@ void expect_chat_cases(const std::string& dir, PromptTemplate p, const std::stri
   const auto t = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/" + dir);
   std::ifstream in(std::string(SPIN_TEST_DATA_DIR) + "/" + dir + "/" + file);
   ASSERT_TRUE(in.good()) << dir << "/" << file;
-  int checked = 0;
+  int checked = 0, round_trips = 0;
   for (const nlohmann::json& c : nlohmann::json::parse(in)) {
     std::vector<Message> messages;
     for (const nlohmann::json& m : c.at("messages")) messages.push_back({m.at("role"), m.at("content")});
@@ -40,9 +40,19 @@ void expect_chat_cases(const std::string& dir, PromptTemplate p, const std::stri
     const std::vector<std::int32_t> after = t->encode(separator);
     ids.insert(ids.end(), after.begin(), after.end());
     EXPECT_EQ(ids, c.at("response_ids").get<std::vector<std::int32_t>>());
+    // The text spin writes beside a response's ids (response_text) renders to the same ids again,
+    // wherever the tokenizer gives a text back (decode leaves special tokens out: a content holding
+    // "<|im_end|>" does not come back).
+    if (t->decode(t->encode(response.content)) == response.content) {
+      const std::vector<std::int32_t> rendered = render_response(response.content, p, *t);
+      EXPECT_EQ(render_response(response_text(rendered, p, *t), p, *t), rendered)
+          << dir << ": " << nlohmann::json(response.content).dump();
+      ++round_trips;
+    }
     ++checked;
   }
   EXPECT_GE(checked, 3);
+  EXPECT_GE(round_trips, 2) << dir;
 }
 
 // A tokenizer without template `p`'s special tokens (spin's byte-level one) cannot use it: one
