@@ -100,7 +100,16 @@ void cohere_turn(std::vector<std::int32_t>& ids, const char* role, const std::st
   ids.push_back(special(t, PromptTemplate::Cohere, "<|END_OF_TURN_TOKEN|>"));
 }
 
-bool is_deepseek(PromptTemplate p) { return p == PromptTemplate::DeepSeekV3 || p == PromptTemplate::DeepSeekR1; }
+bool is_deepseek(PromptTemplate p) {
+  return p == PromptTemplate::DeepSeekV3 || p == PromptTemplate::DeepSeekR1 || p == PromptTemplate::DeepSeekV31;
+}
+
+// DeepSeek-V3.1's answer: what follows the first </think> in the text, the whole text without one.
+std::string after_first_think_end(const std::string& text) {
+  constexpr std::string_view kThinkEnd = "</think>";
+  const std::size_t at = text.find(kThinkEnd);
+  return at == std::string::npos ? text : text.substr(at + kThinkEnd.size());
+}
 
 // DeepSeek's system text, written right after BOS: V3's template joins every system message with a blank
 // line, R1's keeps the last one.
@@ -341,27 +350,41 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
   }
   if (is_deepseek(prompt_template)) {  // BOS, the system text, <｜User｜> and <｜Assistant｜> turns
     const bool r1 = prompt_template == PromptTemplate::DeepSeekR1;
+    const bool v31 = prompt_template == PromptTemplate::DeepSeekV31;
     const std::int32_t user = special(t, prompt_template, "<｜User｜>");
     const std::int32_t assistant = special(t, prompt_template, "<｜Assistant｜>");
     const std::int32_t end = special(t, prompt_template, "<｜end▁of▁sentence｜>");
     ids.push_back(special(t, prompt_template, "<｜begin▁of▁sentence｜>"));
     append(ids, t.encode(deepseek_system(messages, r1)));
+    bool last_user = false;  // V3.1 opens an assistant turn only after a user message
     for (const Message& m : messages) {
       if (m.role == "user") {
         ids.push_back(user);
         append(ids, t.encode(m.content));
+        last_user = true;
       }
       if (m.role == "assistant") {  // R1's history keeps an answer, not its reasoning
         constexpr std::string_view kThinkEnd = "</think>";
-        const std::size_t think_end = r1 ? m.content.rfind(kThinkEnd) : std::string::npos;
-        ids.push_back(assistant);
-        append(ids,
-               t.encode(think_end == std::string::npos ? m.content : m.content.substr(think_end + kThinkEnd.size())));
+        if (v31) {
+          if (last_user) {
+            ids.push_back(assistant);
+            append(ids, t.encode("</think>"));
+          }
+          append(ids, t.encode(after_first_think_end(m.content)));
+        } else {
+          const std::size_t think_end = r1 ? m.content.rfind(kThinkEnd) : std::string::npos;
+          ids.push_back(assistant);
+          append(ids,
+                 t.encode(think_end == std::string::npos ? m.content : m.content.substr(think_end + kThinkEnd.size())));
+        }
         ids.push_back(end);
+        last_user = false;
       }
     }
+    if (v31 && !last_user) return ids;  // V3.1 writes its generation prompt only after a user message
     ids.push_back(assistant);
     if (r1) append(ids, t.encode("<think>\n"));  // R1 reasons first: its think token, as an added token
+    if (v31) append(ids, t.encode("</think>"));  // V3.1 without thinking: the think block closed at once
     return ids;
   }
   if (prompt_template == PromptTemplate::DeepSeekV2) {  // BOS, then "User: " / "Assistant: " turns in text
@@ -482,12 +505,13 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
   const bool trim = is_llama3(prompt_template) || is_gemma(prompt_template) || prompt_template == PromptTemplate::Cohere;
   const bool rstrip = prompt_template == PromptTemplate::MistralV3 || prompt_template == PromptTemplate::MistralV7;
   const std::size_t kept = text.find_last_not_of(' ') + 1;  // up to the trailing spaces
-  const std::string written = prompt_template == PromptTemplate::SmolLm3      ? without_leading_newlines(text)
-                              : prompt_template == PromptTemplate::Llama2     ? trimmed(text) + " "
-                              : prompt_template == PromptTemplate::DeepSeekV2 ? " " + text
-                              : rstrip                                        ? text.substr(0, kept)
-                              : trim                                          ? trimmed(text)
-                                                                              : text;
+  const std::string written = prompt_template == PromptTemplate::SmolLm3       ? without_leading_newlines(text)
+                              : prompt_template == PromptTemplate::Llama2      ? trimmed(text) + " "
+                              : prompt_template == PromptTemplate::DeepSeekV2  ? " " + text
+                              : prompt_template == PromptTemplate::DeepSeekV31 ? after_first_think_end(text)
+                              : rstrip                                         ? text.substr(0, kept)
+                              : trim                                           ? trimmed(text)
+                                                                               : text;
   std::vector<std::int32_t> ids = t.encode(written);
   if (const auto end = response_end(prompt_template, t)) ids.push_back(*end);
   return ids;

@@ -10,8 +10,9 @@
 //         tekken.json of version v7 or later or has a chat template that writes [SYSTEM_PROMPT],
 //         mistral-v3 when it has [INST] and [/INST], granite4, granite3.1 or granite3.0 when its chat
 //         template writes Granite's <|start_of_role|> turns (below), smollm3 when its chat template
-//         writes SmolLM3's "Reasoning Mode" (before qwen3), deepseek-r1 or deepseek-v3 when its chat
-//         template is R1's or V3's (below), deepseek-v2 for V2's (below), kimi for Moonshot AI's chat tokens (below),
+//         writes SmolLM3's "Reasoning Mode" (before qwen3), deepseek-r1, deepseek-v3 or deepseek-v3.1 when
+//         its chat template is R1's, V3's or V3.1's (below), deepseek-v2 for V2's (below), kimi for Moonshot
+//         AI's chat tokens (below),
 //         chat otherwise; chat templates spin does not write (OLMo 3's, Phi-3's SentencePiece one, other Granite,
 //         DeepSeek and Moonshot ones) are refused
 //   chat  (the Zephyr layout the SPIN paper's models use)
@@ -107,6 +108,12 @@
 //         last </think> (its answer, not its reasoning), and the generation prompt <｜Assistant｜> "<think>\n":
 //         the response is what the model writes after it (its reasoning, </think>, its answer); auto picks
 //         it for a chat template writing that generation prompt and cutting the history at </think>
+//   deepseek-v3.1 (DeepSeek-V3.1's chat template in its default, non-thinking mode) deepseek-v3's BOS and
+//         system text, per user message <｜User｜> "{content}", per assistant message that follows one
+//         <｜Assistant｜> </think> (the added token) and its text after its first </think>, then
+//         <｜end▁of▁sentence｜>; an assistant message after another with its text alone; then, after a user
+//         message, <｜Assistant｜> </think>: the response is the answer, its text after its first
+//         </think>. auto picks it for a chat template writing that thinking switch
 //   deepseek-v2 (DeepSeek-V2-Chat's, V2-Lite-Chat's and DeepSeek LLM 7B / 67B Chat's chat template)
 //         <｜begin▁of▁sentence｜>, then per message a user's "User: {content}\n\n", a system's "{content}\n\n",
 //         an assistant's "Assistant: {content}" <｜end▁of▁sentence｜>, in their order; then "Assistant:" -- the
@@ -148,13 +155,37 @@ struct Message {
 };
 
 enum class PromptTemplate {
-  Chat, Plain, Llama3, Llama31, ChatMl, Qwen25, Qwen3, Gemma, Gemma3, Llama2, Mistral, MistralV3, MistralV7, Phi4,
-  Phi4Mini, Tulu, Cohere, Granite30, Granite31, Granite4, SmolLm3, DeepSeekV3, DeepSeekR1, DeepSeekV2, Kimi
+  Chat,
+  Plain,
+  Llama3,
+  Llama31,
+  ChatMl,
+  Qwen25,
+  Qwen3,
+  Gemma,
+  Gemma3,
+  Llama2,
+  Mistral,
+  MistralV3,
+  MistralV7,
+  Phi4,
+  Phi4Mini,
+  Tulu,
+  Cohere,
+  Granite30,
+  Granite31,
+  Granite4,
+  SmolLm3,
+  DeepSeekV3,
+  DeepSeekR1,
+  DeepSeekV31,
+  DeepSeekV2,
+  Kimi
 };
 // The template named `name` (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, gemma,
 // gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, granite3.1,
-// granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v2 or kimi; throws naming the choices), "auto" resolved for
-// `tokenizer` (null: chat).
+// granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2 or kimi; throws naming the choices), "auto"
+// resolved for `tokenizer` (null: chat).
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer);
 const char* prompt_template_name(PromptTemplate t);
 // The choices, for the commands' help.
@@ -167,7 +198,8 @@ inline constexpr const char* kPromptTemplateChoices =
     "(Mistral Small 3 and later), phi4 (Phi-4), phi4-mini (Phi-4-mini), tulu (OLMo 2 Instruct, Tulu 3), cohere "
     "(Command-R, Aya), granite3.0 (Granite 3.0), granite3.1 (Granite 3.1-3.3, their dated default system message on "
     "a fixed day), granite4 (Granite 4.0), smollm3 (SmolLM3, thinking off), deepseek-v3 (DeepSeek-V3), "
-    "deepseek-r1 (DeepSeek-R1 and its distilled models: the response after R1's <think>), deepseek-v2 (DeepSeek-V2 "
+    "deepseek-r1 (DeepSeek-R1 and its distilled models: the response after R1's <think>), deepseek-v3.1 "
+    "(DeepSeek-V3.1, thinking off), deepseek-v2 (DeepSeek-V2 "
     "Chat, DeepSeek LLM Chat) or kimi (Moonlight, Kimi K2)";
 
 std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,

@@ -48,13 +48,13 @@ bool has_tokens(const Tokenizer* t, std::initializer_list<const char*> tokens) {
 
 PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* tokenizer) {
   constexpr PromptTemplate kAll[] = {
-      PromptTemplate::Chat,      PromptTemplate::Plain,      PromptTemplate::Llama3,     PromptTemplate::Llama31,
-      PromptTemplate::ChatMl,    PromptTemplate::Qwen25,     PromptTemplate::Qwen3,      PromptTemplate::Gemma,
-      PromptTemplate::Gemma3,    PromptTemplate::Llama2,     PromptTemplate::Mistral,    PromptTemplate::MistralV3,
-      PromptTemplate::MistralV7, PromptTemplate::Phi4,       PromptTemplate::Phi4Mini,   PromptTemplate::Tulu,
-      PromptTemplate::Cohere,    PromptTemplate::Granite30,  PromptTemplate::Granite31,  PromptTemplate::Granite4,
-      PromptTemplate::SmolLm3,   PromptTemplate::DeepSeekV3, PromptTemplate::DeepSeekR1, PromptTemplate::DeepSeekV2,
-      PromptTemplate::Kimi};
+      PromptTemplate::Chat,       PromptTemplate::Plain,      PromptTemplate::Llama3,     PromptTemplate::Llama31,
+      PromptTemplate::ChatMl,     PromptTemplate::Qwen25,     PromptTemplate::Qwen3,      PromptTemplate::Gemma,
+      PromptTemplate::Gemma3,     PromptTemplate::Llama2,     PromptTemplate::Mistral,    PromptTemplate::MistralV3,
+      PromptTemplate::MistralV7,  PromptTemplate::Phi4,       PromptTemplate::Phi4Mini,   PromptTemplate::Tulu,
+      PromptTemplate::Cohere,     PromptTemplate::Granite30,  PromptTemplate::Granite31,  PromptTemplate::Granite4,
+      PromptTemplate::SmolLm3,    PromptTemplate::DeepSeekV3, PromptTemplate::DeepSeekR1, PromptTemplate::DeepSeekV31,
+      PromptTemplate::DeepSeekV2, PromptTemplate::Kimi};
   std::string choices = "auto";
   for (std::size_t i = 0; i < std::size(kAll); ++i) {
     if (name == prompt_template_name(kAll[i])) return kAll[i];
@@ -117,8 +117,9 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
          "chat format is dots.llm1's (<|userprompt|> ... <|endofuserprompt|><|response|> turns)");
   // DeepSeek's <｜User｜> ... <｜Assistant｜> ... <｜end▁of▁sentence｜> turns (fullwidth bars): R1's template (R1 and
   // its distilled Qwen and Llama models) by its generation prompt's think block and its history's answers
-  // after </think>, V3's by its system messages joined -- each as its published text writes it; another
-  // (R1's first release, V3.1's thinking switch, V2.5's) refused rather than taken for one of these; V2-Chat's
+  // after </think>, V3's by its system messages joined, V3.1's by its thinking switch (</think> after
+  // <｜Assistant｜> unless thinking) and its answers after their first </think> -- each as its published text
+  // writes it; another (R1's first release, V2.5's) refused rather than taken for one of these; V2-Chat's
   // ("User: " ... "Assistant:" in plain text after <｜begin▁of▁sentence｜>) taken by its template below; Coder's
   // ("### Instruction:") and any other after that BOS refused.
   if (has_tokens(tokenizer, {"<｜User｜>", "<｜Assistant｜>"}) || template_has("<｜Assistant｜>")) {
@@ -129,7 +130,13 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
         template_has("{{'<｜Assistant｜>'}}") && !template_has("</think>")) {
       return PromptTemplate::DeepSeekV3;
     }
-    refuse(true, "chat template is a DeepSeek one (<｜User｜> and <｜Assistant｜> turns) other than R1's and V3's");
+    if (template_has("ns.system_prompt + '\\n\\n' + message['content']") && template_has("{{'<｜Assistant｜>'}}") &&
+        template_has("{{'</think>'}}") && template_has("content.split('</think>', 1)[1]") &&
+        template_has("ns.is_last_user") && has_tokens(tokenizer, {"</think>"})) {
+      return PromptTemplate::DeepSeekV31;
+    }
+    refuse(true,
+           "chat template is a DeepSeek one (<｜User｜> and <｜Assistant｜> turns) other than R1's, V3's and V3.1's");
   }
   // DeepSeek-V2-Chat's and DeepSeek LLM Chat's: "User: " and "Assistant: " in text after <｜begin▁of▁sentence｜>.
   if (has_tokens(tokenizer, {"<｜begin▁of▁sentence｜>"}) &&
@@ -212,6 +219,8 @@ const char* prompt_template_name(PromptTemplate t) {
     case PromptTemplate::SmolLm3: return "smollm3";
     case PromptTemplate::DeepSeekV3: return "deepseek-v3";
     case PromptTemplate::DeepSeekR1: return "deepseek-r1";
+    case PromptTemplate::DeepSeekV31:
+      return "deepseek-v3.1";
     case PromptTemplate::DeepSeekV2: return "deepseek-v2";
     case PromptTemplate::Kimi: return "kimi";
   }

@@ -202,7 +202,7 @@ def build(kind, out, rng):
         specials = [AddedToken(s, lstrip=left, rstrip=right, normalized=False, special=True)
                     for s, left, right in O200K_SPECIALS]
         pool = O200K_POOL
-    elif kind == "deepseek_v3":
+    elif kind in ("deepseek_v3", "deepseek_v31"):  # V3.1's tokenization is V3's
         tok = Tokenizer(models.BPE())
         tok.normalizer = normalizers.Sequence([])
         tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -252,7 +252,7 @@ def build(kind, out, rng):
     trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(corpus(rng, 3000), trainer)
-    if kind in ("deepseek_v3", "deepseek_r1"):  # (V2's and Coder's files have no such markers)
+    if kind in ("deepseek_v3", "deepseek_v31", "deepseek_r1"):  # (V2's and Coder's files have no such markers)
         tok.add_tokens([AddedToken(a, normalized=False, special=False) for a in DEEPSEEK_ADDED])
     if kind == "gpt_neox":
         tok.add_tokens([AddedToken(a, normalized=True, special=False) for a in NEOX_SPACES])
@@ -279,11 +279,10 @@ def build(kind, out, rng):
         elif kind == "deepseek_coder":  # as deepseek-coder-6.7b-base's (no chat template)
             json.dump({"bos_token": DEEPSEEK_SPECIALS[1], "eos_token": DEEPSEEK_SPECIALS[0],
                        "pad_token": DEEPSEEK_SPECIALS[0]}, f, ensure_ascii=False)
-        elif kind in ("deepseek_v3", "deepseek_r1"):  # as DeepSeek-V3's, DeepSeek-R1-Distill-Qwen's
+        elif kind in ("deepseek_v3", "deepseek_v31", "deepseek_r1"):  # as DeepSeek-V3's, V3.1's, R1-Distill-Qwen's
+            chat = {"deepseek_v3": DEEPSEEK_V3_CHAT, "deepseek_v31": DEEPSEEK_V31_CHAT, "deepseek_r1": DEEPSEEK_R1_CHAT}
             json.dump({"bos_token": DEEPSEEK_SPECIALS[1], "eos_token": DEEPSEEK_SPECIALS[0],
-                       "pad_token": DEEPSEEK_SPECIALS[0],
-                       "chat_template": DEEPSEEK_V3_CHAT if kind == "deepseek_v3" else DEEPSEEK_R1_CHAT},
-                      f, ensure_ascii=False)
+                       "pad_token": DEEPSEEK_SPECIALS[0], "chat_template": chat[kind]}, f, ensure_ascii=False)
         elif kind == "gpt_neox":  # as Pythia's
             json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}, f)
         elif kind == "phi4":  # as Phi-4's (its template writes no BOS)
@@ -324,6 +323,11 @@ def build(kind, out, rng):
         return
     if kind == "deepseek_v3":
         chat_cases(tok, out, DEEPSEEK_V3_CHAT, DEEPSEEK_SPECIALS[1], DEEPSEEK_SPECIALS[0], more=DEEPSEEK_CONVERSATIONS)
+    if kind == "deepseek_v31":  # its tokenization is V3's: only the chat format is tested (thinking off)
+        chat_cases(tok, out, DEEPSEEK_V31_CHAT, DEEPSEEK_SPECIALS[1], DEEPSEEK_SPECIALS[0],
+                   more=DEEPSEEK_CONVERSATIONS + DEEPSEEK_V31_CONVERSATIONS)
+        print("deepseek_v31: vocabulary %d, chat cases" % tok.get_vocab_size())
+        return
     if kind == "deepseek_llm":
         chat_cases(tok, out, DEEPSEEK_V2_CHAT, DEEPSEEK_SPECIALS[1], DEEPSEEK_SPECIALS[0],
                    more=DEEPSEEK_V2_CONVERSATIONS)
@@ -605,6 +609,35 @@ DEEPSEEK_R1_CHAT = (
     "{% if ns.is_tool %}{{'<｜tool▁outputs▁end｜>'}}{% endif %}"
     "{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜><think>\\n'}}{% endif %}")
 
+# DeepSeek-V3.1's chat template (tokenizer_config.json), its tool branches left out: V3's system messages, an
+# assistant turn opened (<｜Assistant｜>, then </think> unless thinking) only after a user message, each answer's
+# text after its first </think>, the generation prompt only after a user message -- </think> by default
+# (thinking off), <think> with thinking=True.
+DEEPSEEK_V31_CHAT = (
+    "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}"
+    "{% if not thinking is defined %}{% set thinking = false %}{% endif %}"
+    "{% set ns = namespace(system_prompt='', is_first_sp=true, is_last_user=false) %}"
+    "{%- for message in messages %}{%- if message['role'] == 'system' %}{%- if ns.is_first_sp %}"
+    "{% set ns.system_prompt = ns.system_prompt + message['content'] %}{% set ns.is_first_sp = false %}{%- else %}"
+    "{% set ns.system_prompt = ns.system_prompt + '\\n\\n' + message['content'] %}{%- endif %}{%- endif %}{%- endfor %}"
+    "{{bos_token}}{{ns.system_prompt}}{%- for message in messages %}{%- if message['role'] == 'user' %}"
+    "{%- set ns.is_last_user = true -%}{{'<｜User｜>' + message['content']}}{%- endif %}"
+    "{%- if message['role'] == 'assistant' %}{%- if ns.is_last_user %}{{'<｜Assistant｜>'}}"
+    "{%- if message['prefix'] is defined and message['prefix'] and thinking %}{{'<think>'}}{%- else %}{{'</think>'}}"
+    "{%- endif %}{%- endif %}{%- set ns.is_last_user = false -%}{%- set content = message['content'] %}"
+    "{%- if '</think>' in content %}{%- set content = content.split('</think>', 1)[1] %}{%- endif %}"
+    "{{content + '<｜end▁of▁sentence｜>'}}{%- endif %}{%- endfor -%}"
+    "{% if add_generation_prompt and ns.is_last_user %}{{'<｜Assistant｜>'}}"
+    "{%- if not thinking %}{{'</think>'}}{%- else %}{{'<think>'}}{%- endif %}{% endif %}")
+# V3.1's own cases: answers holding </think> twice (the text after the first kept), an assistant message after
+# another (no turn opened for it, no generation prompt before it).
+DEEPSEEK_V31_CONVERSATIONS = [
+    [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x</think>y</think>z"},
+     {"role": "user", "content": "again"}, {"role": "assistant", "content": "one</think>two</think>three"}],
+    [{"role": "system", "content": "S"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"},
+     {"role": "assistant", "content": "b"}],
+]
+
 # DeepSeek-V2-Chat's, V2-Lite-Chat's and DeepSeek LLM 7B Chat's chat template (tokenizer_config.json): BOS, the
 # turns in text, each assistant turn ended by EOS, the generation prompt "Assistant:" without its space.
 DEEPSEEK_V2_CHAT = (
@@ -650,7 +683,7 @@ def r1_chat_cases(tok, out, bos, eos):
 def main():
     root = sys.argv[1]
     for kind in sys.argv[2:] or ("llama3", "gpt2", "qwen2", "qwen3", "llama31", "phi4", "o200k", "cohere", "granite", "smollm3",
-                                      "deepseek_v3", "deepseek_r1", "deepseek_llm", "deepseek_coder",
+                                      "deepseek_v3", "deepseek_v31", "deepseek_r1", "deepseek_llm", "deepseek_coder",
                                       "gpt_neox"):
         build(kind, os.path.join(root, kind), random.Random(7))
 

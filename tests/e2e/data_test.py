@@ -10,9 +10,10 @@
               3's, mistral-v7 by auto on one in Mistral Large 2411's (tokenizer.model.v7),
               mistral-v3 by auto and mistral-v7 named on Mistral's Tekken (tekken.json), phi4-mini
               by auto on an o200k tokenizer.json, granite3.1 on a Granite 3 one, deepseek-v3 on one
-              built as DeepSeek-V3's (three Splits) and deepseek-r1 on DeepSeek-R1-Distill-Qwen's: the
-              ids of their references (tests/data/llama_spm, mistral_v3_spm, mistral_v7_spm,
-              gemma3_spm, tekken, hf_bpe/o200k, hf_bpe/granite, hf_bpe/deepseek_v3, hf_bpe/deepseek_r1)
+              built as DeepSeek-V3's (three Splits), deepseek-v3.1 on the same under V3.1's template and
+              deepseek-r1 on DeepSeek-R1-Distill-Qwen's: the ids of their references (tests/data/llama_spm,
+              mistral_v3_spm, mistral_v7_spm, gemma3_spm, tekken, hf_bpe/o200k, hf_bpe/granite,
+              hf_bpe/deepseek_v3, hf_bpe/deepseek_v31, hf_bpe/deepseek_r1)
   parquet     Parquet files in ultrachat_200k's layout (tests/data/parquet), Snappy- and ZSTD-compressed, and
               the JSONL gzip- and Zstandard-compressed (tests/data/codecs/ultrachat.jsonl.gz, .zst) show
               what their records as JSONL show: the same shape, counts, length distributions and examples
@@ -93,17 +94,18 @@ def case_show(args, tmp):
                                  ("o200k", "auto", "chat_cases.json"),
                                  ("granite", "auto", "chat_cases_granite3.1.json"),
                                  ("deepseek_v3", "auto", "chat_cases.json"),
+                                 ("deepseek_v31", "auto", "chat_cases.json"),
                                  ("deepseek_r1", "auto", "chat_cases_deepseek_r1.json")]:
         model = hf_tokenizer_model(os.path.join(tmp, kind + "-" + template), kind=kind)
         folder = {"gemma3": "gemma3_spm"}.get(kind, os.path.join("hf_bpe", kind) if kind in (
-            "o200k", "granite", "deepseek_v3", "deepseek_r1") else kind)
+            "o200k", "granite", "deepseek_v3", "deepseek_v31", "deepseek_r1") else kind)
         cases = json.load(open(os.path.join(ROOT, "tests", "data", folder, name)))
         chat_file(data, cases)
         r = run_ok(args.mpiexec, [args.spin, "data", "--model", model, "--data", data, "--template", template,
                                   "--show", str(len(cases))], 1)
         chosen = {"mistral_v3_spm": "mistral-v3", "mistral_v7_spm": "mistral-v7", "gemma3": "gemma3",
                   "tekken": "mistral-v3", "o200k": "phi4-mini", "granite": "granite3.1", "deepseek_v3": "deepseek-v3",
-                  "deepseek_r1": "deepseek-r1"}[kind] \
+                  "deepseek_v31": "deepseek-v3.1", "deepseek_r1": "deepseek-r1"}[kind] \
             if template == "auto" else template
         assert "template %s (--template %s)" % (chosen, template) in r.stdout, r.stdout
         shown = re.findall(r"  prompt    (\d+) tokens \[([0-9 .]+)\]\n      (.*)\n  response  (\d+) tokens \[([0-9 .]+)\]",

@@ -166,11 +166,11 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
     granite4: a tiny Granite 4.0 of attention layers (the MLP as shared_mlp) with llama3's; deepseek_v3: a tiny
     DeepSeek-V3 (latent attention, its mixture after a dense layer) with hf_bpe/deepseek_v3's tokenizer (DeepSeek-V3's
     three Splits; <｜end▁of▁sentence｜> 0, <｜begin▁of▁sentence｜> 1, its markers and think tokens 1200-1203; V3's chat
-    template); deepseek_r1: a tiny Qwen2 with hf_bpe/deepseek_r1's (DeepSeek-R1-Distill-Qwen's: Qwen2's tokenization,
+    template); deepseek_v31: the same with hf_bpe/deepseek_v31's (V3's tokenizer, V3.1's chat template); deepseek_r1: a tiny Qwen2 with hf_bpe/deepseek_r1's (DeepSeek-R1-Distill-Qwen's: Qwen2's tokenization,
     the same ids, R1's chat template); kimi: a tiny DeepSeek-V3 with tests/data/kimi's tiktoken.model in Moonlight's
     layout (1457 ranks, then [BOS] 1457, [EOS] 1458, <|im_end|> 1459, ...; Moonlight's chat template) and a
     stand-in tokenization_moonshot.py (remote code an export carries)."""
-    deepseek = kind in ("deepseek_v3", "deepseek_r1")  # vocabulary 1204: EOS 0, BOS 1
+    deepseek = kind in ("deepseek_v3", "deepseek_v31", "deepseek_r1")  # vocabulary 1204: EOS 0, BOS 1
     qwen = kind in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe", "phi4")  # their token ids: BOS 0, EOS 2
     bos_is_eos = kind in ("o200k", "granite")  # BOS and EOS the one id 0
     gemma = kind in ("gemma", "gemma2", "gemma3")
@@ -186,7 +186,8 @@ def hf_tokenizer_model(path, eos=(1, 2), kind="llama3"):
              "gpt_neox": ["--gpt-neox"], "phi": ["--phi2"], "mixtral": ["--mixtral"],
              "qwen3_moe": ["--qwen3-moe"], "olmoe": ["--olmoe"], "qwen2_moe": ["--qwen2-moe"],
              "granitemoe": ["--granitemoe", "--tie"], "granite4": ["--granite-hybrid", "rope", "--tie"],
-             "deepseek_v3": ["--deepseek-v3"], "deepseek_r1": ["--qwen2", "--tie"], "kimi": ["--deepseek-v3"]}[kind]
+             "deepseek_v3": ["--deepseek-v3"], "deepseek_v31": ["--deepseek-v3"], "deepseek_r1": ["--qwen2", "--tie"],
+             "kimi": ["--deepseek-v3"]}[kind]
     subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_tiny_model.py"), path, "--vocab",
                     "400" if spm else "5000" if tekken else "1204" if deepseek else "1713" if kimi else "1200", "--hidden", "32", "--intermediate", "64", "--layers", "2",
                     "--heads", "4", "--kv-heads", "2", "--max-positions", "96"] + extra, check=True, capture_output=True)

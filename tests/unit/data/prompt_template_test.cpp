@@ -42,8 +42,10 @@ void expect_chat_cases(const std::string& dir, PromptTemplate p, const std::stri
     EXPECT_EQ(ids, c.at("response_ids").get<std::vector<std::int32_t>>());
     // The text spin writes beside a response's ids (response_text) renders to the same ids again,
     // wherever the tokenizer gives a text back (decode leaves special tokens out: a content holding
-    // "<|im_end|>" does not come back).
-    if (t->decode(t->encode(response.content)) == response.content) {
+    // "<|im_end|>" does not come back) and the template keeps the text whole (V3.1 keeps an answer's
+    // text after its first </think>: one holding a second does not come back).
+    const bool kept_whole = p != PromptTemplate::DeepSeekV31 || response.content.find("</think>") == std::string::npos;
+    if (t->decode(t->encode(response.content)) == response.content && kept_whole) {
       const std::vector<std::int32_t> rendered = render_response(response.content, p, *t);
       EXPECT_EQ(render_response(response_text(rendered, p, *t), p, *t), rendered)
           << dir << ": " << nlohmann::json(response.content).dump();
@@ -75,11 +77,16 @@ std::unique_ptr<Tokenizer> expect_chosen(const std::string& dir, PromptTemplate 
 // DeepSeek-V3's (its three Splits, its markers added); deepseek-r1 on DeepSeek-R1-Distill-Qwen's tokens
 // (Qwen2's tokenization, its markers and think tokens added) against R1's template's prompts -- the think
 // block opened, earlier answers cut at </think> -- with the response the text the model writes after <think>
-// (</think> its added token), then EOS. auto picks each by its chat template and refuses other DeepSeek ones.
+// (</think> its added token), then EOS; deepseek-v3.1 on V3's tokenizer against V3.1's template in its default
+// mode (thinking off: </think> after <｜Assistant｜>; answers after their first </think>; an assistant message
+// after another without a turn of its own). auto picks each by its chat template and refuses other DeepSeek ones.
 TEST(HfBpeTokenizer, DeepSeekTemplatesMatchApplyChatTemplate) {
   expect_chat_cases("hf_bpe/deepseek_v3", PromptTemplate::DeepSeekV3, "");
   expect_chat_cases("hf_bpe/deepseek_r1", PromptTemplate::DeepSeekR1, "", "chat_cases_deepseek_r1.json");
+  expect_chat_cases("hf_bpe/deepseek_v31", PromptTemplate::DeepSeekV31, "");
   expect_chosen("hf_bpe/deepseek_v3", PromptTemplate::DeepSeekV3, "<｜end▁of▁sentence｜>");
+  expect_chosen("hf_bpe/deepseek_v31", PromptTemplate::DeepSeekV31, "<｜end▁of▁sentence｜>");
+  EXPECT_EQ(choose_prompt_template("deepseek-v3.1", nullptr), PromptTemplate::DeepSeekV31);
   const auto r1 = expect_chosen("hf_bpe/deepseek_r1", PromptTemplate::DeepSeekR1, "<｜end▁of▁sentence｜>");
   EXPECT_EQ(choose_prompt_template("deepseek-v3", r1.get()), PromptTemplate::DeepSeekV3);  // named: taken
   expect_needs_token(PromptTemplate::DeepSeekR1, "deepseek-r1", "<｜User｜>");
@@ -100,12 +107,14 @@ TEST(HfBpeTokenizer, DeepSeekTemplatesMatchApplyChatTemplate) {
     std::ofstream(dir / "tokenizer_config.json", std::ios::trunc) << config.dump();
     const auto t = Tokenizer::load(dir.string());
     const std::string e = testing::error_of([&] { choose_prompt_template("auto", t.get()); });
-    EXPECT_NE(e.find("a DeepSeek one (<｜User｜> and <｜Assistant｜> turns) other than R1's and V3's"),
+    EXPECT_NE(e.find("a DeepSeek one (<｜User｜> and <｜Assistant｜> turns) other than R1's, V3's and V3.1's"),
               std::string::npos)
         << e;
   };
   refused("deepseek_r1", "<｜Assistant｜><think>\\n'}}", "<｜Assistant｜>'}}");
   refused("deepseek_v3", "ns.system_prompt + '\\n\\n' + message['content']", "message['content']");
+  // V3.1's with R1's rule for earlier answers (the text after the last </think>): not V3.1's.
+  refused("deepseek_v31", "content.split('</think>', 1)[1]", "content.split('</think>')[-1]");
   // DeepSeek Coder's tokenizer (its BOS, no <｜User｜>, no chat template): a format spin does not write.
   const auto coder = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/deepseek_coder");
   const std::string e = testing::error_of([&] { choose_prompt_template("auto", coder.get()); });
@@ -301,14 +310,14 @@ TEST(HfBpeTokenizer, ChatMlTemplateMatchesApplyChatTemplate) {
   const std::string not_dots = testing::error_of([&] { choose_prompt_template("auto", dots.get()); });
   EXPECT_NE(not_dots.find("the tokenizer's chat format is dots.llm1's"), std::string::npos) << not_dots;
   EXPECT_EQ(choose_prompt_template("chatml", dots.get()), PromptTemplate::ChatMl);  // named: taken
-  // A DeepSeek template (<｜User｜> ... <｜Assistant｜>) neither R1's nor V3's: refused.
+  // A DeepSeek template (<｜User｜> ... <｜Assistant｜>) neither R1's, V3's nor V3.1's: refused.
   std::ofstream(smol / "tokenizer_config.json", std::ios::trunc)
       << R"({"eos_token": "<|im_end|>", "chat_template": "{{ bos_token }}{{ '<｜User｜>' + message['content'] }})"
          R"({{ '<｜Assistant｜>' }}"})";
   const auto deepseek = Tokenizer::load(smol.string());
   const std::string not_deepseek = testing::error_of([&] { choose_prompt_template("auto", deepseek.get()); });
   EXPECT_NE(not_deepseek.find("the tokenizer's chat template is a DeepSeek one (<｜User｜> and <｜Assistant｜> "
-                              "turns) other than R1's and V3's"),
+                              "turns) other than R1's, V3's and V3.1's"),
             std::string::npos)
       << not_deepseek;
   const auto mini = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/o200k");
@@ -573,7 +582,7 @@ TEST(HfBpeTokenizer, AutoTemplateFollowsTheTokenizersChatTokens) {
   const std::string e = testing::error_of([] { choose_prompt_template("zephyr", nullptr); });
   EXPECT_NE(e.find("unknown prompt template \"zephyr\" (auto, chat, plain, llama3, llama3.1, chatml, qwen2.5, qwen3, "
                    "gemma, gemma3, llama2, mistral, mistral-v3, mistral-v7, phi4, phi4-mini, tulu, cohere, granite3.0, "
-                   "granite3.1, granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v2 or kimi)"),
+                   "granite3.1, granite4, smollm3, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v2 or kimi)"),
             std::string::npos)
       << e;
 }
