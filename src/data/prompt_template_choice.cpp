@@ -130,9 +130,13 @@ PromptTemplate choose_prompt_template(const std::string& name, const Tokenizer* 
         template_has("{{'<｜Assistant｜>'}}") && !template_has("</think>")) {
       return PromptTemplate::DeepSeekV3;
     }
-    if (template_has("ns.system_prompt + '\\n\\n' + message['content']") && template_has("{{'<｜Assistant｜>'}}") &&
-        template_has("{{'</think>'}}") && template_has("content.split('</think>', 1)[1]") &&
-        template_has("ns.is_last_user") && has_tokens(tokenizer, {"</think>"})) {
+    // (Its system separator as the escaped '\n\n' of tokenizer_config.json or, in copies of the template
+    // written out as a file, two line breaks: the same string to Jinja.)
+    const bool joins_system = template_has("ns.system_prompt + '\\n\\n' + message['content']") ||
+                              template_has("ns.system_prompt + '\n\n' + message['content']");
+    if (joins_system && template_has("{{'<｜Assistant｜>'}}") && template_has("{{'</think>'}}") &&
+        template_has("content.split('</think>', 1)[1]") && template_has("ns.is_last_user") &&
+        has_tokens(tokenizer, {"</think>"})) {
       return PromptTemplate::DeepSeekV31;
     }
     refuse(true,

@@ -95,17 +95,21 @@ TEST(HfBpeTokenizer, DeepSeekTemplatesMatchApplyChatTemplate) {
   // last system message: neither is a template spin writes -- refused.
   const testing::ScratchDir scratch("spin_deepseek");
   const fs::path& dir = scratch.path();
-  const auto refused = [&](const std::string& fixture, const std::string& from, const std::string& to) {
+  // The fixture's tokenizer with `from` replaced by `to` in its chat template.
+  const auto edited = [&](const std::string& fixture, const std::string& from, const std::string& to) {
     const std::string files = std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/" + fixture;
     fs::copy_file(files + "/tokenizer.json", dir / "tokenizer.json", fs::copy_options::overwrite_existing);
     std::ifstream in(files + "/tokenizer_config.json");
     nlohmann::json config = nlohmann::json::parse(in);
     std::string chat_template = config.at("chat_template");
     const std::size_t at = chat_template.find(from);
-    ASSERT_NE(at, std::string::npos) << from;
-    config["chat_template"] = chat_template.replace(at, from.size(), to);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) config["chat_template"] = chat_template.replace(at, from.size(), to);
     std::ofstream(dir / "tokenizer_config.json", std::ios::trunc) << config.dump();
-    const auto t = Tokenizer::load(dir.string());
+    return Tokenizer::load(dir.string());
+  };
+  const auto refused = [&](const std::string& fixture, const std::string& from, const std::string& to) {
+    const auto t = edited(fixture, from, to);
     const std::string e = testing::error_of([&] { choose_prompt_template("auto", t.get()); });
     EXPECT_NE(e.find("a DeepSeek one (<｜User｜> and <｜Assistant｜> turns) other than R1's, V3's and V3.1's"),
               std::string::npos)
@@ -115,6 +119,10 @@ TEST(HfBpeTokenizer, DeepSeekTemplatesMatchApplyChatTemplate) {
   refused("deepseek_v3", "ns.system_prompt + '\\n\\n' + message['content']", "message['content']");
   // V3.1's with R1's rule for earlier answers (the text after the last </think>): not V3.1's.
   refused("deepseek_v31", "content.split('</think>', 1)[1]", "content.split('</think>')[-1]");
+  // V3.1's system separator written as two line breaks, as in copies of the template saved as a file: the
+  // same template to Jinja, still V3.1's.
+  EXPECT_EQ(choose_prompt_template("auto", edited("deepseek_v31", "'\\n\\n'", "'\n\n'").get()),
+            PromptTemplate::DeepSeekV31);
   // DeepSeek Coder's tokenizer (its BOS, no <｜User｜>, no chat template): a format spin does not write.
   const auto coder = Tokenizer::load(std::string(SPIN_TEST_DATA_DIR) + "/hf_bpe/deepseek_coder");
   const std::string e = testing::error_of([&] { choose_prompt_template("auto", coder.get()); });
