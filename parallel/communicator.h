@@ -144,8 +144,9 @@ class Communicator {
     exchange_impl(ops);
   }
   // exchange() posted and returned at once (the interleaved pipeline's overlapped transfers):
-  // wait(), or the destructor, completes every send and receive. Until then a send's buffer may not
-  // be written nor a receive's read. On NCCL the transfers run on a stream of their own, after the
+  // wait(), or the destructor, completes every send and receive (MPI's destructor not while an
+  // exception unwinds the stack: the job is stopping). Until then a send's buffer may not be
+  // written nor a receive's read. On NCCL the transfers run on a stream of their own, after the
   // work queued so far on the compute stream, and wait() orders the compute stream after them.
   std::unique_ptr<PendingOp> start_exchange(std::span<const P2POp> ops) {
     for (const P2POp& op : ops) {
