@@ -104,10 +104,11 @@ bool is_deepseek(PromptTemplate p) {
   return p == PromptTemplate::DeepSeekV3 || p == PromptTemplate::DeepSeekR1 || p == PromptTemplate::DeepSeekV31;
 }
 
-// DeepSeek-V3.1's answer: what follows the first </think> in the text, the whole text without one.
-std::string after_first_think_end(const std::string& text) {
+// A DeepSeek answer without its reasoning: what follows the first </think> in the text (V3.1's rule) or
+// the last (`last`: R1's), the whole text without one.
+std::string after_think_end(const std::string& text, bool last = false) {
   constexpr std::string_view kThinkEnd = "</think>";
-  const std::size_t at = text.find(kThinkEnd);
+  const std::size_t at = last ? text.rfind(kThinkEnd) : text.find(kThinkEnd);
   return at == std::string::npos ? text : text.substr(at + kThinkEnd.size());
 }
 
@@ -363,20 +364,10 @@ std::vector<std::int32_t> render_prompt(const std::vector<Message>& messages,
         append(ids, t.encode(m.content));
         last_user = true;
       }
-      if (m.role == "assistant") {  // R1's history keeps an answer, not its reasoning
-        constexpr std::string_view kThinkEnd = "</think>";
-        if (v31) {
-          if (last_user) {
-            ids.push_back(assistant);
-            append(ids, t.encode("</think>"));
-          }
-          append(ids, t.encode(after_first_think_end(m.content)));
-        } else {
-          const std::size_t think_end = r1 ? m.content.rfind(kThinkEnd) : std::string::npos;
-          ids.push_back(assistant);
-          append(ids,
-                 t.encode(think_end == std::string::npos ? m.content : m.content.substr(think_end + kThinkEnd.size())));
-        }
+      if (m.role == "assistant") {  // R1's and V3.1's histories keep an answer, not its reasoning
+        if (!v31 || last_user) ids.push_back(assistant);
+        if (v31 && last_user) append(ids, t.encode("</think>"));
+        append(ids, t.encode(r1 ? after_think_end(m.content, true) : v31 ? after_think_end(m.content) : m.content));
         ids.push_back(end);
         last_user = false;
       }
@@ -508,7 +499,7 @@ std::vector<std::int32_t> render_response(const std::string& text, PromptTemplat
   const std::string written = prompt_template == PromptTemplate::SmolLm3       ? without_leading_newlines(text)
                               : prompt_template == PromptTemplate::Llama2      ? trimmed(text) + " "
                               : prompt_template == PromptTemplate::DeepSeekV2  ? " " + text
-                              : prompt_template == PromptTemplate::DeepSeekV31 ? after_first_think_end(text)
+                              : prompt_template == PromptTemplate::DeepSeekV31 ? after_think_end(text)
                               : rstrip                                         ? text.substr(0, kept)
                               : trim                                           ? trimmed(text)
                                                                                : text;
