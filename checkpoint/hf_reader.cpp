@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <utility>
 
 #include "core/error.h"
@@ -132,13 +133,15 @@ void HfReader::load_float32(const ShardedTensor& t) {
   }
   const Shape file_shape = file_shape_of(place, in_file.global_shape);
   SafetensorsFile& file = file_for(in_file.name);
-  if (file.entry(in_file.name).fp8()) {  // a block-scaled FP8 weight: read with its scales
-    require(place.rows == 0 && file_shape.empty(), file.path(), ": tensor \"", in_file.name,
-            "\" is FP8 inside a fused tensor, which spin does not read");
-    const BlockScales scales = block_scales(in_file.name, file.entry(in_file.name).shape);
-    file.read_shard(in_file, file_shape, &scales);
-    return;
+  // A block-scaled FP8 weight is read with its scales, fused or not: a part's rows are rows of the file
+  // tensor, whose blocks the scales are by.
+  std::optional<BlockScales> fp8;
+  if (file.entry(in_file.name).fp8()) {
+    require(file_shape.empty(), file.path(), ": tensor \"", in_file.name, "\" of shape ",
+            shape_text(file.entry(in_file.name).shape), " is FP8, which spin reads in matrices only");
+    fp8 = block_scales(in_file.name, file.entry(in_file.name).shape);
   }
+  const BlockScales* scales = fp8 ? &*fp8 : nullptr;
   if (place.groups > 1) {  // fused per group (head): one block of group_rows rows from each of its groups
     const std::int64_t first = t.replicated() ? 0 : t.offset, n = in_file.length, block = place.group_rows;
     require(first % block == 0 && n % block == 0, "tensor \"", t.name, "\": rows [", first, ", ", first + n,
@@ -151,11 +154,11 @@ void HfReader::load_float32(const ShardedTensor& t) {
       part.local = t.local.view(g * block * cols, shape);
       part.offset = (first / block + g) * (place.rows / place.groups) + place.row;
       part.length = block;
-      file_for(part.name).read_shard(part, file_shape);
+      file.read_shard(part, file_shape, scales);
     }
     return;
   }
-  file.read_shard(in_file, file_shape);
+  file.read_shard(in_file, file_shape, scales);
 }
 
 BlockScales HfReader::block_scales(const std::string& name, const Shape& shape) {

@@ -130,10 +130,9 @@ std::vector<FullTensor> gather_model(const std::vector<ShardedTensor>& local,
   return model;
 }
 
-void write_hf_model(const std::string& dir, const std::string& config_json,
-                    const std::vector<HfTensor>& tensors,
-                    const std::function<const float*(std::size_t)>& values, DType dtype,
-                    std::uint64_t max_shard_bytes) {
+void write_hf_model(const std::string& dir, const std::string& config_json, const std::vector<HfTensor>& tensors,
+                    const std::function<const float*(std::size_t)>& values, DType dtype, std::uint64_t max_shard_bytes,
+                    const std::array<std::int64_t, 2>& fp8_block) {
   namespace fs = std::filesystem;
   const fs::path final_dir(dir);
   const fs::path tmp = final_dir.string() + ".tmp";
@@ -148,7 +147,8 @@ void write_hf_model(const std::string& dir, const std::string& config_json,
   std::vector<std::vector<SafetensorsWrite>> files(1);
   std::uint64_t in_file = 0, total = 0;
   for (const HfTensor& t : tensors) {
-    const SafetensorsWrite w{t.name, t.float32 ? DType::F32 : dtype, t.shape, nullptr};
+    const SafetensorsWrite w{t.name, t.float32 ? DType::F32 : dtype, t.shape, nullptr,
+                             t.fp8 ? fp8_block : std::array<std::int64_t, 2>{}};
     const std::uint64_t bytes = SafetensorsWriter::data_bytes(w);
     if (in_file > 0 && in_file + bytes > max_shard_bytes) {
       files.emplace_back();
@@ -172,6 +172,7 @@ void write_hf_model(const std::string& dir, const std::string& config_json,
     for (const SafetensorsWrite& w : files[k]) {
       writer.write_next(values(next++));
       weight_map[w.name] = file_name(k);
+      if (w.fp8()) weight_map[w.name + "_scale_inv"] = file_name(k);
     }
     writer.finish();
   }
@@ -277,6 +278,7 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
   for (std::size_t k = 0; k < out.size(); ++k) {
     if (row_of[k] >= 0) continue;
     out[k].float32 = parts[k].size() == 1 && files.keeps_float32(tensors[parts[k][0]].name);
+    out[k].fp8 = std::all_of(parts[k].begin(), parts[k].end(), [&](std::size_t p) { return tensors[p].fp8; });
     std::int64_t rows = 0;
     for (std::size_t p : parts[k]) rows += tensors[p].shape[0];
     require(rows == out[k].shape[0], "\"", out[k].name, "\": its parts hold ", rows, " of its ", out[k].shape[0],

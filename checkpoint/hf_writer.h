@@ -5,6 +5,7 @@
 // in rank 0's memory.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -32,6 +33,7 @@ struct HfTensor {
   std::string name;
   Shape shape;
   bool float32 = false;  // written in float32 whatever the dtype (HfLayout::float32)
+  bool fp8 = false;      // written block-scaled to FP8 where the export is (write_hf_model's fp8_block)
 };
 
 // Hugging Face's default shard size (save_pretrained's max_shard_size="5GB").
@@ -42,16 +44,20 @@ inline constexpr std::uint64_t kDefaultMaxShardBytes = 5'000'000'000ull;
 // model-0000k-of-0000n.safetensors with model.safetensors.index.json (as save_pretrained does).
 // `values(i)` gives tensor i's values (valid until the next call); it is called once per
 // tensor, in order, so memory stays at one tensor. Written into `dir`.tmp and renamed.
-void write_hf_model(const std::string& dir, const std::string& config_json,
-                    const std::vector<HfTensor>& tensors,
+// With `fp8_block` {rows, cols}, the tensors marked fp8 are written block-scaled to FP8 instead, each
+// beside its _scale_inv (SafetensorsWrite::fp8_block; config_json should then carry the
+// quantization_config that says so).
+void write_hf_model(const std::string& dir, const std::string& config_json, const std::vector<HfTensor>& tensors,
                     const std::function<const float*(std::size_t)>& values, DType dtype,
-                    std::uint64_t max_shard_bytes = kDefaultMaxShardBytes);
+                    std::uint64_t max_shard_bytes = kDefaultMaxShardBytes,
+                    const std::array<std::int64_t, 2>& fp8_block = {});
 
 // `tensors` and their `values` (as write_hf_model takes them) as files laid out as `files` hold
 // them (its prefix aside): the parts of each fusion (HfLayout) as one tensor of their rows in
 // order -- group by group where it has groups --, where its first part was; a row split's tensor
 // as one tensor a row, in order; the rest as they are, renamed by its renames; those it keeps in
-// float32 marked so. The values of a fused tensor or a row are valid until the next call.
+// float32 marked so, and a fused tensor marked fp8 where all its parts are. The values of a fused
+// tensor or a row are valid until the next call.
 struct FileTensors {
   std::vector<HfTensor> tensors;
   std::function<const float*(std::size_t)> values;

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -199,7 +201,48 @@ void SafetensorsFile::read_shard(const ShardedTensor& t, const Shape& file_shape
   t.local.copy_from(host);
 }
 
+namespace {
+// The scale grid of an FP8 write: [ceil(R / rows), ceil(C / cols)].
+Shape scale_shape(const SafetensorsWrite& t) {
+  require(t.shape.size() == 2 && t.fp8_block[0] > 0 && t.fp8_block[1] > 0, "cannot write tensor \"", t.name,
+          "\" of shape ", shape_text(t.shape), " block-scaled to FP8 in blocks of [", t.fp8_block[0], ", ",
+          t.fp8_block[1], "] (block scales are a matrix's)");
+  return {(t.shape[0] + t.fp8_block[0] - 1) / t.fp8_block[0], (t.shape[1] + t.fp8_block[1] - 1) / t.fp8_block[1]};
+}
+}  // namespace
+
+BlockScales quantize_fp8_blocks(const std::string& name, const float* w, std::int64_t rows, std::int64_t cols,
+                                std::int64_t block_rows, std::int64_t block_cols, std::uint8_t* codes) {
+  require(block_rows > 0 && block_cols > 0, "tensor \"", name, "\": FP8 blocks of [", block_rows, ", ", block_cols,
+          "]");
+  BlockScales b{{}, block_rows, block_cols, (cols + block_cols - 1) / block_cols};
+  const std::int64_t grid_rows = (rows + block_rows - 1) / block_rows;
+  b.scales.resize(static_cast<std::size_t>(grid_rows * b.scale_cols));
+  for (std::int64_t i = 0; i < grid_rows; ++i) {
+    const std::int64_t r0 = i * block_rows, r1 = std::min(rows, r0 + block_rows);
+    for (std::int64_t j = 0; j < b.scale_cols; ++j) {
+      const std::int64_t c0 = j * block_cols, c1 = std::min(cols, c0 + block_cols);
+      float amax = 0.0f;
+      for (std::int64_t r = r0; r < r1; ++r) {
+        for (std::int64_t c = c0; c < c1; ++c) {
+          const float v = w[r * cols + c];
+          require(std::isfinite(v), "tensor \"", name, "\" holds ", v, " at [", r, ", ", c,
+                  "], which FP8 cannot hold: not exported");
+          amax = std::max(amax, std::fabs(v));
+        }
+      }
+      const float scale = amax > 0.0f ? amax / 448.0f : 1.0f;
+      b.scales[static_cast<std::size_t>(i * b.scale_cols + j)] = scale;
+      for (std::int64_t r = r0; r < r1; ++r) {
+        for (std::int64_t c = c0; c < c1; ++c) codes[r * cols + c] = f32_to_f8e4m3(w[r * cols + c] / scale);
+      }
+    }
+  }
+  return b;
+}
+
 std::uint64_t SafetensorsWriter::data_bytes(const SafetensorsWrite& t) {
+  if (t.fp8()) return static_cast<std::uint64_t>(shape_numel(t.shape) + shape_numel(scale_shape(t)) * 4);
   return static_cast<std::uint64_t>(shape_numel(t.shape)) * dtype_size(t.dtype);
 }
 
@@ -210,6 +253,14 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Safete
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::uint64_t offset = 0;
   for (const SafetensorsWrite& t : tensors_) {
+    if (t.fp8()) {
+      const auto codes = static_cast<std::uint64_t>(shape_numel(t.shape));
+      header[t.name] = {{"dtype", "F8_E4M3"}, {"shape", t.shape}, {"data_offsets", {offset, offset + codes}}};
+      header[t.name + "_scale_inv"] = {
+          {"dtype", "F32"}, {"shape", scale_shape(t)}, {"data_offsets", {offset + codes, offset + data_bytes(t)}}};
+      offset += data_bytes(t);
+      continue;
+    }
     require(t.dtype == DType::F32 || t.dtype == DType::BF16 || t.dtype == DType::F16, path,
             ": cannot write tensor \"", t.name, "\" as ", dtype_name(t.dtype));
     const std::uint64_t bytes = data_bytes(t);
@@ -232,7 +283,13 @@ void SafetensorsWriter::write_next(const float* data) {
   require(next_ < tensors_.size(), path_, ": more tensors written than declared");
   const SafetensorsWrite& t = tensors_[next_++];
   const auto n = static_cast<std::size_t>(shape_numel(t.shape));
-  if (t.dtype == DType::F32) {
+  if (t.fp8()) {
+    std::vector<std::uint8_t> codes(n);
+    const BlockScales b =
+        quantize_fp8_blocks(t.name, data, t.shape[0], t.shape[1], t.fp8_block[0], t.fp8_block[1], codes.data());
+    out_.write(reinterpret_cast<const char*>(codes.data()), static_cast<std::streamsize>(n));
+    out_.write(reinterpret_cast<const char*>(b.scales.data()), static_cast<std::streamsize>(b.scales.size() * 4));
+  } else if (t.dtype == DType::F32) {
     out_.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(n * 4));
   } else {
     std::vector<std::uint16_t> half(n);

@@ -5,6 +5,7 @@
 // crash; reading a shard touches only that shard's pages.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <fstream>
 #include <map>
@@ -33,6 +34,15 @@ struct BlockScales {
   std::vector<float> scales;
   std::int64_t block_rows = 0, block_cols = 0, scale_cols = 0;
 };
+
+// W [rows, cols] block-scaled to FP8 as those checkpoints hold it (DeepSeek-V3's quantization): each block of
+// block_rows x block_cols (smaller at the last rows and columns) gets the scale s = amax / 448 in float32
+// (an all-zero block 1: any scale dequantizes its zero codes to 0, and 1 keeps a loader that divides
+// by it finite), each element the E4M3 code nearest w / s into `codes` (rows x cols). So a block's largest
+// element becomes +-448 and read back (read_shard) is its code's value times s. Throws naming `name`
+// on a NaN or infinite element.
+BlockScales quantize_fp8_blocks(const std::string& name, const float* w, std::int64_t rows, std::int64_t cols,
+                                std::int64_t block_rows, std::int64_t block_cols, std::uint8_t* codes);
 
 class SafetensorsFile {
  public:
@@ -77,6 +87,11 @@ struct SafetensorsWrite {
   DType dtype = DType::F32;
   Shape shape;
   const float* data = nullptr;  // unused by SafetensorsWriter
+  // {rows, cols}: a matrix written block-scaled to FP8 instead (`dtype` unused): `name` of F8_E4M3 codes and,
+  // right after it in the file, `name`_scale_inv [ceil(R / rows), ceil(C / cols)] of float32 scales
+  // (quantize_fp8_blocks) -- two tensors of the file from one write_next.
+  std::array<std::int64_t, 2> fp8_block{};
+  bool fp8() const { return fp8_block[0] > 0; }
 };
 
 // Writes a safetensors file one tensor at a time (memory: one tensor): the header from the
@@ -89,7 +104,7 @@ class SafetensorsWriter {
   void write_next(const float* data);
   // Checks that every tensor was written, flushes and closes.
   void finish();
-  // Bytes of a tensor's values in the file.
+  // Bytes of a tensor's values in the file (an FP8 one's codes and scales).
   static std::uint64_t data_bytes(const SafetensorsWrite& t);
 
  private:

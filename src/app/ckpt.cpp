@@ -11,6 +11,7 @@
 // merge and export-hf write single files from rank 0. Memory per rank is one tensor (verify,
 // reshard, merge, export-hf) or one output shard (import-hf).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -52,9 +53,18 @@ constexpr const char* kUsage =
 
 struct CkptOptions {
   std::string action, path, out, which = "policy", dtype = "f32", pp_layers, multimodal_from, adapter;
+  std::string fp8_block = "128";
   int tp = 1, pp = 1;
   std::uint64_t max_shard_bytes = ckpt::kDefaultMaxShardBytes;
 };
+
+// --fp8-block's {rows, cols}: one positive number for square blocks, or two.
+std::array<std::int64_t, 2> fp8_block(const CkptOptions& o) {
+  const std::vector<std::int64_t> sizes = parse_int_list(o.fp8_block, "spin ckpt: --fp8-block");
+  require((sizes.size() == 1 || sizes.size() == 2) && sizes.front() > 0 && sizes.back() > 0,
+          "spin ckpt: --fp8-block \"", o.fp8_block, "\" is not ROWS or ROWS,COLS of positive numbers");
+  return {sizes.front(), sizes.back()};
+}
 
 std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
   CkptOptions o;
@@ -73,7 +83,11 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
       ("which", po::value(&o.which)->default_value(o.which),
        "export-hf: policy, reference, base (spin sft --lora-rank's frozen model) or lora (the LoRA adapters, "
        "as a PEFT adapter directory)")
-      ("dtype", po::value(&o.dtype)->default_value(o.dtype), "export-hf: f32, bf16 or f16")
+      ("dtype", po::value(&o.dtype)->default_value(o.dtype),
+       "export-hf: f32, bf16, f16 or fp8 (block-scaled: the layers' projections as FP8 E4M3 codes with a float32 "
+       "scale a block, the rest in bf16, as DeepSeek-V3's, Kimi K2's and Qwen3's FP8 releases)")
+      ("fp8-block", po::value(&o.fp8_block)->default_value(o.fp8_block),
+       "export-hf --dtype fp8: the blocks' rows and columns, ROWS[,COLS] (128: those releases' 128 x 128)")
       ("max-shard-size", po::value(&o.max_shard_bytes)->default_value(o.max_shard_bytes),
        "export-hf: bytes per safetensors file; larger models are split with an index")
       ("multimodal-from", po::value(&o.multimodal_from)->default_value(""),
@@ -91,7 +105,14 @@ std::optional<CkptOptions> parse_options(int argc, char** argv, bool print) {
   require(o.tp >= 1 && o.pp >= 1, "spin ckpt: --tp and --pp must be at least 1");
   require(o.which == "policy" || o.which == "reference" || o.which == "base" || o.which == "lora",
           "spin ckpt: --which \"", o.which, "\" is not policy, reference, base or lora");
-  parse_save_dtype(o.dtype, "spin ckpt: --dtype");  // a known name, before any work
+  if (o.dtype == "fp8") {  // a known name and a possible export, before any work
+    require(o.action == "export-hf" && o.which != "lora" && o.multimodal_from.empty(),
+            "spin ckpt: --dtype fp8 is export-hf's, of a model (--which policy, reference or base) that is not "
+            "--multimodal-from's");
+    fp8_block(o);
+  } else {
+    parse_save_dtype(o.dtype, "spin ckpt: --dtype");
+  }
   require(o.max_shard_bytes > 0, "spin ckpt: --max-shard-size must be positive");
   require(o.adapter.empty() || o.action == "import-hf", "spin ckpt ", o.action, ": --adapter is import-hf's");
   return o;
@@ -419,20 +440,32 @@ void export_hf(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   require(!reader.names(o.which).empty(), reader.dir(), ": no ", o.which, " tensors",
           o.which == "reference" ? " (saved at an iteration's end, the reference is the policy)" : "");
   // Hugging Face's tensor order: the model's own (one stage holding every layer).
+  const bool fp8 = o.dtype == "fp8";
   std::vector<ckpt::HfTensor> tensors;
   for (const ShardedTensor& s : model::parameter_layout(config, model::tp_dims(config, 0, 1),
                                                         model::StageLayers::whole(config.num_layers))) {
     require(reader.has(o.which, s.name), reader.dir(), ": no tensor ", o.which, "/", s.name);
-    tensors.push_back({s.name, s.global_shape});
+    tensors.push_back({s.name, s.global_shape, false, fp8 && model::is_layer_projection(s.name)});
   }
   std::vector<float> values;
   const auto read = [&](std::size_t i) {
     values = reader.read_all(o.which, tensors[i].name);
     return static_cast<const float*>(values.data());
   };
-  const DType dtype = parse_save_dtype(o.dtype, "spin ckpt: --dtype");
+  const DType dtype = fp8 ? DType::BF16 : parse_save_dtype(o.dtype, "spin ckpt: --dtype");
   const ckpt::FileTensors files = ckpt::fuse_tensors(model::hf_layout(config), tensors, read);
-  if (o.multimodal_from.empty()) {
+  if (fp8) {
+    for (const ckpt::HfTensor& t : files.tensors) {
+      require(!t.fp8 || t.shape.size() == 2, reader.dir(), ": --dtype fp8: the files hold \"", t.name, "\" as a ",
+              shape_text(t.shape), " tensor (a layer's experts in one), which block-scaled FP8 does not: ",
+              "export --dtype bf16");
+    }
+    json quantized = json::parse(config.json_text);
+    quantized["quantization_config"] = {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"},
+                                        {"weight_block_size", fp8_block(o)}};
+    ckpt::write_hf_model(o.out, quantized.dump(2) + "\n", files.tensors, files.values, dtype, o.max_shard_bytes,
+                         fp8_block(o));
+  } else if (o.multimodal_from.empty()) {
     ckpt::write_hf_model(o.out, config.json_text, files.tensors, files.values, dtype, o.max_shard_bytes);
   } else {
     // The checkpoint's model must be that directory's language model.

@@ -22,6 +22,10 @@ float f16_to_f32(std::uint16_t bits);
 // (DeepSeek-V3's F8_E4M3) store their weights: a file format spin reads (checkpoint/safetensors.h), not
 // a tensor type. Exact.
 float f8e4m3_to_f32(std::uint8_t bits);
+// The E4M3 code nearest `value` (ties to the even code), saturating at +-448 as CUDA's satfinite
+// conversion does -- the format has no infinity, and its S.1111.111 is NaN. NaN is the caller's to
+// refuse (it returns the NaN code).
+std::uint8_t f32_to_f8e4m3(float value);
 std::uint16_t f32_to_f16(float value);
 
 // Converts `n` elements of `src` (of type `t`, little-endian, any alignment) to float.

@@ -275,6 +275,10 @@ bool read_in_float32(const ShardedTensor& p) {
            n.ends_with("shared_expert_gate.weight") || n == "lm_head.weight");
 }
 
+bool is_layer_projection(const std::string& name) {
+  return name.ends_with("_proj.weight") || name.ends_with("kv_a_proj_with_mqa.weight");
+}
+
 ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims, std::span<const StageLayers> chunks,
                            std::int64_t pad_multiple, Device device, WeightStorage storage) {
   check_chunks(config, chunks);

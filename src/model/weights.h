@@ -229,6 +229,11 @@ class ModelWeights {
 // biases, the router's correction bias: all but the products' matrices -- and FrozenBf16 therefore
 // keeps in float32.
 bool read_in_float32(const ShardedTensor& p);
+// Whether parameter `name` is the matrix of a linear layer inside the decoder layers -- attention's
+// projections (latent attention's too), the MLP's and every expert's -- and so not the embedding, the
+// LM head, a norm, a bias or a router: what block-scaled FP8 checkpoints (DeepSeek-V3's, Kimi K2's,
+// Qwen3's FP8 releases) hold in FP8.
+bool is_layer_projection(const std::string& name);
 
 // The parameters ModelWeights(config, dims, stage) holds, described without storage (`local`
 // is empty): names, global shapes, splits and primary flags, for tools that place a model's

@@ -15,6 +15,9 @@ CTest test:
             sharded exports
             read back by an independent numpy parser; index.h5 and `merge` read by h5py as
             whole tensors; inspect and verify; training from an imported checkpoint
+  fp8       block-scaled FP8 files (DeepSeek-V3's form) read as their codes x scales, bitwise; export-hf
+            --dtype fp8 writes what numpy's quantization of the same model writes, bitwise, and FP8
+            files back as they were (scales within an ulp), fused tensors (Phi-3's, GPT-NeoX's) too
   faults    SIGKILL in the middle of a save leaves the previous checkpoint, which resumes to
             the uninterrupted result; a flipped byte, a missing shard, a truncated file, a
             newer format version, a changed batch size: one clear error, every rank exits
@@ -204,16 +207,22 @@ def e4m3_values():
     return values
 
 
-def fp8_checkpoint(src, dst, block=16):
+def projection(name):
+    """A projection's weight as most families' files name it (DeepSeek-V3's kv_a_proj_with_mqa too)."""
+    return "proj" in name
+
+
+def fp8_checkpoint(src, dst, block=16, quantized=projection):
     """src (a one-file model) as a block-scaled FP8 checkpoint in dst, as DeepSeek-V3's files are: every
-    projection's weight F8_E4M3 -- each block of block x block its values over s = amax / 448, to the nearest
-    code -- beside its weight_scale_inv s [float32]; the rest as read; quantization_config in config.json.
+    `quantized` matrix F8_E4M3 -- each block of block x block its values over s = amax / 448, to the nearest
+    code, ties to the even one as PyTorch's and Triton's conversions round (bf16-valued weights meet ties) --
+    beside its weight_scale_inv s [float32]; the rest as read; quantization_config in config.json.
     Returns {name: the values spin should read} (code value x s in float32)."""
     values = e4m3_values()
     positive = values[:0x7F]
     tensors, want = {}, {}
     for name, w in read_safetensors_numpy(os.path.join(src, "model.safetensors")).items():
-        if w.ndim != 2 or "proj" not in name:
+        if w.ndim != 2 or not quantized(name):
             tensors[name] = ("F32", list(w.shape), w.astype("<f4").tobytes())
             want[name] = w
             continue
@@ -226,8 +235,11 @@ def fp8_checkpoint(src, dst, block=16):
                 b = w[i * block:(i + 1) * block, j * block:(j + 1) * block]
                 s = np.float32(np.abs(b).max() / np.float32(448.0))
                 scales[i, j] = s
-                q = np.abs(b / s)
-                code = np.abs(positive[None, :] - q.reshape(-1, 1)).argmin(axis=1).reshape(b.shape)
+                distance = np.abs(positive[None, :] - np.abs(b / s).reshape(-1, 1))
+                code = distance.argmin(axis=1)  # the lower of two codes as near: the even one instead
+                up = np.minimum(code + 1, 0x7E)
+                tie = distance[np.arange(code.size), up] == distance[np.arange(code.size), code]
+                code = np.where(tie & (code % 2 == 1), up, code).reshape(b.shape)
                 codes[i * block:(i + 1) * block, j * block:(j + 1) * block] = code | np.where(b < 0, 0x80, 0)
         tensors[name] = ("F8_E4M3", [rows, cols], codes.tobytes())
         tensors[name + "_scale_inv"] = ("F32", list(grid), scales.astype("<f4").tobytes())
@@ -252,6 +264,97 @@ def to_bf16(a):
     bits = a.astype(np.float32).view(np.uint32)
     bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
     return bits.view(np.float32)
+
+
+def read_safetensors_raw(path):
+    """{name: (dtype, shape, bytes as stored)} of a safetensors file."""
+    blob = open(path, "rb").read()
+    n = int(np.frombuffer(blob[:8], dtype="<u8")[0])
+    header = json.loads(blob[8:8 + n].decode())
+    return {name: (e["dtype"], e["shape"], blob[8 + n + e["data_offsets"][0]:8 + n + e["data_offsets"][1]])
+            for name, e in header.items() if name != "__metadata__"}
+
+
+def check_fp8_export(exported, fixture, scales_ulps):
+    """The FP8 export `exported` against the FP8 files `fixture` (fp8_checkpoint's): the same FP8 tensors, their codes
+    bitwise and their scales bitwise (scales_ulps 0) or within that many ulps; every other tensor the fixture's
+    float32 values in bf16 (float32 where the export keeps it so); quantization_config as the fixture's."""
+    got = read_safetensors_raw(os.path.join(exported, "model.safetensors"))
+    want = read_safetensors_raw(os.path.join(fixture, "model.safetensors"))
+    assert set(got) <= set(want), sorted(set(got) - set(want))
+    fp8 = [k for k, (dtype, _, _) in got.items() if dtype == "F8_E4M3"]
+    assert fp8 and fp8 == [k for k in got if k in want and want[k][0] == "F8_E4M3"], fp8
+    for k, (dtype, shape, raw) in got.items():
+        assert shape == want[k][1], (k, shape, want[k][1])
+        if k in fp8:
+            assert raw == want[k][2], k
+        elif k.endswith("_scale_inv"):
+            a, b = np.frombuffer(raw, "<f4"), np.frombuffer(want[k][2], "<f4")
+            assert np.all(np.abs(a - b) <= scales_ulps * np.spacing(np.abs(b))), (k, np.abs(a - b).max())
+        else:
+            value = np.frombuffer(want[k][2], "<f4")
+            assert dtype in ("BF16", "F32"), (k, dtype)
+            if dtype == "F32":
+                assert np.array_equal(np.frombuffer(raw, "<f4"), value), k
+            else:
+                widened = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
+                assert np.array_equal(widened, to_bf16(value)), k
+    config = json.load(open(os.path.join(exported, "config.json")))
+    assert config["quantization_config"] == json.load(open(os.path.join(fixture, "config.json")))[
+        "quantization_config"], config["quantization_config"]
+    return len(fp8)
+
+
+def case_fp8(args, tmp):
+    # A block-scaled FP8 checkpoint (DeepSeek-V3's published form): imported at TP 2 dequantized -- each
+    # weight its codes' values times its blocks' scales, bitwise as numpy computes them --, exported without
+    # its quantization_config; it scores as the dequantized model written out in float32 does, exactly.
+    fp8 = os.path.join(tmp, "tiny-deepseek-v3-fp8")
+    want = fp8_checkpoint(os.path.join(args.models, "tiny-deepseek-v3"), fp8)
+    ckpt(args, 2, "import-hf", fp8, fp8 + "-ckpt", "--tp", "2")
+    ckpt(args, 1, "export-hf", fp8 + "-ckpt", fp8 + "-hf")
+    got = read_safetensors_numpy(os.path.join(fp8 + "-hf", "model.safetensors"))
+    assert sorted(got) == sorted(k for k in want if not k.startswith("model.layers.2.")), sorted(got)
+    assert all(np.array_equal(got[k], want[k]) for k in got), [k for k in got if not np.array_equal(got[k], want[k])]
+    assert "quantization_config" not in json.load(open(os.path.join(fp8 + "-hf", "config.json")))
+    dequantized = os.path.join(tmp, "tiny-deepseek-v3-dequantized")
+    os.makedirs(dequantized)
+    shutil.copy(os.path.join(fp8 + "-hf", "config.json"), dequantized)
+    write_safetensors(os.path.join(dequantized, "model.safetensors"),
+                      [(k, list(v.shape), v.reshape(-1).tolist()) for k, v in got.items()])
+    assert score_text(args, fp8, tmp) == score_text(args, dequantized, tmp)
+    moved = max(float(np.abs(want[k] - v).max()) for k, v in read_safetensors_numpy(
+        os.path.join(args.models, "tiny-deepseek-v3", "model.safetensors")).items() if k in want and "proj" in k)
+    print("tiny-deepseek-v3 as block-scaled FP8: imported at TP 2 as its codes x scales bitwise (%.1e from the "
+          "float32 weights), exported unquantized, scoring as the dequantized model exactly" % moved)
+    # FP8 export (export-hf --dtype fp8): a float32 model block-scaled by spin as numpy does it above -- every
+    # projection's codes and scales bitwise --, the rest in bf16, quantization_config written. And FP8 files imported at
+    # TP 2 and exported as FP8 again: their codes bitwise, their scales within an ulp (each read back as 448 s rounded,
+    # then divided by 448 again). DeepSeek-V3's (latent attention's projections, experts), Phi-3's (q/k/v and gate/up
+    # fused in its files: each TP rank reads its rows of the fused FP8 tensor, the export quantizes the fused tensor)
+    # and GPT-NeoX's (q/k/v fused per head).
+    for name, quantized in [("tiny-deepseek-v3", projection), ("tiny-phi3", projection),
+                            ("tiny-gpt-neox", lambda n: ".layers." in n)]:
+        src, base = os.path.join(args.models, name), os.path.join(tmp, name)
+        fp8_checkpoint(src, base + "-fixture", quantized=quantized)
+        ckpt(args, 1, "import-hf", src, base + "-f32")
+        ckpt(args, 1, "export-hf", base + "-f32", base + "-fp8", "--dtype", "fp8", "--fp8-block", "16")
+        count = check_fp8_export(base + "-fp8", base + "-fixture", 0)
+        ckpt(args, 2, "import-hf", base + "-fixture", base + "-fixture-ckpt", "--tp", "2")
+        ckpt(args, 1, "export-hf", base + "-fixture-ckpt", base + "-again", "--dtype", "fp8", "--fp8-block", "16,16")
+        check_fp8_export(base + "-again", base + "-fixture", 1)
+        print("%s: %d matrices exported as block-scaled FP8 bitwise as numpy quantizes them; its FP8 files imported "
+              "at TP 2 and exported again, codes bitwise, scales within an ulp" % (name, count))
+    # What FP8 cannot hold, refused: GraniteMoE's experts (one 3-D tensor a layer), a LoRA adapter export, no block.
+    granite = os.path.join(tmp, "granitemoe")
+    ckpt(args, 1, "import-hf", os.path.join(args.models, "tiny-granitemoe"), granite)
+    export = [args.spin, "ckpt", "export-hf", granite, granite + "-fp8", "--dtype", "fp8"]
+    expect_error(args.mpiexec, "fp8 granitemoe", export, "block-scaled FP8 does not", 1, granite + "-fp8")
+    expect_error(args.mpiexec, "fp8 lora", export + ["--which", "lora"], "--dtype fp8 is export-hf's", 1,
+                 granite + "-fp8")
+    expect_error(args.mpiexec, "fp8 block 0", export + ["--fp8-block", "0"], "is not ROWS or ROWS,COLS", 1,
+                 granite + "-fp8")
+    print("FP8 exports spin cannot write refused by name")
 
 
 def case_convert(args, tmp):
@@ -349,27 +452,6 @@ def case_convert(args, tmp):
     original = read_safetensors_numpy(os.path.join(args.models, "tiny-glm4-moe", "model.safetensors"))[bias]
     assert np.array_equal(read_safetensors_numpy(os.path.join(glm + "-bf16", "model.safetensors"))[bias], original)
     print("tiny-glm4-moe in bf16: its correction bias written in float32, unchanged")
-    # A block-scaled FP8 checkpoint (DeepSeek-V3's published form): imported at TP 2 dequantized -- each
-    # weight its codes' values times its blocks' scales, bitwise as numpy computes them --, exported without
-    # its quantization_config; it scores as the dequantized model written out in float32 does, exactly.
-    fp8 = os.path.join(tmp, "tiny-deepseek-v3-fp8")
-    want = fp8_checkpoint(os.path.join(args.models, "tiny-deepseek-v3"), fp8)
-    ckpt(args, 2, "import-hf", fp8, fp8 + "-ckpt", "--tp", "2")
-    ckpt(args, 1, "export-hf", fp8 + "-ckpt", fp8 + "-hf")
-    got = read_safetensors_numpy(os.path.join(fp8 + "-hf", "model.safetensors"))
-    assert sorted(got) == sorted(k for k in want if not k.startswith("model.layers.2.")), sorted(got)
-    assert all(np.array_equal(got[k], want[k]) for k in got), [k for k in got if not np.array_equal(got[k], want[k])]
-    assert "quantization_config" not in json.load(open(os.path.join(fp8 + "-hf", "config.json")))
-    dequantized = os.path.join(tmp, "tiny-deepseek-v3-dequantized")
-    os.makedirs(dequantized)
-    shutil.copy(os.path.join(fp8 + "-hf", "config.json"), dequantized)
-    write_safetensors(os.path.join(dequantized, "model.safetensors"),
-                      [(k, list(v.shape), v.reshape(-1).tolist()) for k, v in got.items()])
-    assert score_text(args, fp8, tmp) == score_text(args, dequantized, tmp)
-    moved = max(float(np.abs(want[k] - v).max()) for k, v in read_safetensors_numpy(
-        os.path.join(args.models, "tiny-deepseek-v3", "model.safetensors")).items() if k in want and "proj" in k)
-    print("tiny-deepseek-v3 as block-scaled FP8: imported at TP 2 as its codes x scales bitwise (%.1e from the "
-          "float32 weights), exported unquantized, scoring as the dequantized model exactly" % moved)
     # Multimodal checkpoints (Gemma 3's, Mistral Small 3.1's, LLaVA's, Qwen2.5-VL's): spin runs their
     # language model -- it scores as the text model does, bitwise (Qwen2.5-VL's M-RoPE being RoPE
     # over text) -- and exports it as that model (gemma3_text, mistral, llama or qwen2, the
@@ -544,7 +626,7 @@ def case_faults(args, tmp):
 
 
 def main():
-    run_case(__doc__, {"resume": case_resume, "reshard": case_reshard, "convert": case_convert,
+    run_case(__doc__, {"resume": case_resume, "reshard": case_reshard, "convert": case_convert, "fp8": case_fp8,
                        "faults": case_faults}, "spin_ckpt_")
 
 

@@ -2,15 +2,19 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <tuple>
 #include <utility>
 
 #include "checkpoint/hf_writer.h"
+#include "checkpoint/safetensors.h"
 #include "common/scratch_dir.h"
 #include "common/test_util.h"
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace spin::ckpt {
 namespace {
@@ -277,6 +281,69 @@ TEST_F(HfReaderTest, Fp8WeightsAreReadTimesTheirBlockScales) {
   EXPECT_NE(grid.find("\"w_scale_inv\" has shape [3, 2] but w [5, 6] in blocks of [4, 4] needs [2, 2]"),
             std::string::npos)
       << grid;
+}
+
+// write_hf_model's FP8 (export-hf --dtype fp8): "w" [5, 6] in blocks of [2, 4] -- a block of zeros, partial
+// blocks at the last row and columns -- written as F8_E4M3 codes and w_scale_inv [3, 2] beside them, each block's
+// scale its amax / 448 (an all-zero block's 1) and its largest element the code of 448; "n" in the export's dtype.
+// Split into two files by a small shard limit, the index names both of w's tensors; read back, every element
+// is its code's value times its block's scale. A NaN, or FP8 asked of a vector, is an error naming the tensor.
+TEST_F(HfReaderTest, Fp8WritesHoldTheNearestCodeOfEachBlockScaledElement) {
+  std::vector<float> w(30);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.7f * static_cast<float>(i) + 0.3f) * (1.0f + i % 7);
+  for (const std::size_t i : {0, 1, 2, 3, 6, 7, 8, 9}) w[i] = 0.0f;  // block (0, 0): rows 0-1, columns 0-3
+  const std::vector<float> n = {7, 8};
+  const std::vector<HfTensor> tensors = {{"w", {5, 6}, false, true}, {"n", {2}}};
+  const auto values = [&](std::size_t i) { return i == 0 ? w.data() : n.data(); };
+  const fs::path out = dir_ / "fp8";
+  write_hf_model(out.string(), "{}", {tensors[0]}, values, DType::BF16, kDefaultMaxShardBytes, {2, 4});
+  // The file as written: codes, then the scales.
+  const SafetensorsFile file((out / "model.safetensors").string());
+  EXPECT_EQ(file.entry("w").dtype_name, "F8_E4M3");
+  EXPECT_EQ(file.entry("w_scale_inv").shape, (Shape{3, 2}));
+  const std::vector<float> scales = file.read_all("w_scale_inv");
+  for (std::int64_t b = 0; b < 6; ++b) {
+    float amax = 0.0f;
+    for (std::int64_t r = (b / 2) * 2; r < std::min<std::int64_t>(5, (b / 2) * 2 + 2); ++r) {
+      for (std::int64_t c = (b % 2) * 4; c < std::min<std::int64_t>(6, (b % 2) * 4 + 4); ++c) {
+        amax = std::max(amax, std::fabs(w[static_cast<std::size_t>(r * 6 + c)]));
+      }
+    }
+    EXPECT_EQ(scales[static_cast<std::size_t>(b)], b == 0 ? 1.0f : amax / 448.0f) << b;
+  }
+  const auto read_back = [&](const fs::path& dir) {
+    HfLayout layout;
+    layout.fp8_block = {2, 4};
+    Tensor got = Tensor::zeros({5, 6});
+    HfReader(dir.string(), layout).load({{"w", got, {5, 6}, -1, 0, 0}});
+    return std::vector<float>(got.f32(), got.f32() + 30);
+  };
+  const std::vector<float> got = read_back(out);
+  int at_448 = 0;
+  for (std::int64_t i = 0; i < 30; ++i) {
+    const float s = scales[static_cast<std::size_t>(((i / 6) / 2) * 2 + (i % 6) / 4)];
+    const std::uint8_t code = f32_to_f8e4m3(w[static_cast<std::size_t>(i)] / s);
+    EXPECT_EQ(got[static_cast<std::size_t>(i)], f8e4m3_to_f32(code) * s) << i;
+    at_448 += (code & 0x7F) == 0x7E;
+  }
+  EXPECT_GE(at_448, 5);  // each non-zero block's largest element (or elements)
+  // Two files: the index maps w and its scales to the first.
+  write_hf_model(out.string(), "{}", tensors, values, DType::BF16, 40, {2, 4});
+  const std::string index = read_text_file((out / "model.safetensors.index.json").string());
+  EXPECT_NE(index.find("\"w_scale_inv\": \"model-00001-of-00002.safetensors\""), std::string::npos) << index;
+  EXPECT_EQ(read_back(out), got);
+  std::vector<float> bad = w;
+  bad[13] = std::nanf("");
+  const std::string nan = error_of([&] {
+    write_hf_model(out.string(), "{}", {tensors[0]}, [&](std::size_t) { return bad.data(); }, DType::BF16,
+                   kDefaultMaxShardBytes, {2, 4});
+  });
+  EXPECT_NE(nan.find("tensor \"w\" holds nan at [2, 1], which FP8 cannot hold"), std::string::npos) << nan;
+  const std::string vector = error_of([&] {
+    write_hf_model(out.string(), "{}", {{"n", {2}, false, true}}, [&](std::size_t) { return n.data(); }, DType::BF16,
+                   kDefaultMaxShardBytes, {2, 4});
+  });
+  EXPECT_NE(vector.find("cannot write tensor \"n\" of shape [2] block-scaled to FP8"), std::string::npos) << vector;
 }
 
 TEST_F(HfReaderTest, MissingWeightsAndBadIndexAreErrors) {

@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
+#include <vector>
 
 namespace spin {
 namespace {
@@ -58,6 +60,53 @@ TEST(DType, F8E4M3EveryCode) {
   }
   EXPECT_EQ(f8e4m3_to_f32(0x7E), 448.0f);
   EXPECT_TRUE(std::signbit(f8e4m3_to_f32(0x80)));
+}
+
+// The encoder: every code's value back to the code; between two neighbouring codes the nearer one, the
+// even one at the midpoint -- against a search of the 127 positive values, over their midpoints and
+// their neighbours and random values across the format's range --; past 448 (finite or not) 448; NaN the
+// NaN code.
+TEST(DType, F32ToF8E4M3RoundsToTheNearestCodeTiesToEven) {
+  for (int code = 0; code < 256; ++code) {
+    if ((code & 0x7F) == 0x7F) continue;
+    EXPECT_EQ(f32_to_f8e4m3(f8e4m3_to_f32(static_cast<std::uint8_t>(code))), code) << code;
+  }
+  const auto nearest = [](float v) {  // the search: the code of least distance, the even one on a tie
+    int best = 0;
+    for (int code = 1; code < 0x7F; ++code) {
+      const double d = std::fabs(static_cast<double>(f8e4m3_to_f32(static_cast<std::uint8_t>(code))) - std::fabs(v));
+      const double d_best =
+          std::fabs(static_cast<double>(f8e4m3_to_f32(static_cast<std::uint8_t>(best))) - std::fabs(v));
+      if (d < d_best || (d == d_best && code % 2 == 0)) best = code;
+    }
+    return static_cast<std::uint8_t>(best | (std::signbit(v) ? 0x80 : 0));
+  };
+  std::vector<float> values;
+  for (int code = 0; code < 0x7E; ++code) {
+    const float lo = f8e4m3_to_f32(static_cast<std::uint8_t>(code));
+    const float mid = (lo + f8e4m3_to_f32(static_cast<std::uint8_t>(code + 1))) / 2;  // exact: few bits
+    for (const float v : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f)}) {
+      values.push_back(v);
+      values.push_back(-v);
+    }
+  }
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> exponent(-12.0f, 8.8f);
+  for (int i = 0; i < 20000; ++i) values.push_back((i % 2 ? -1.0f : 1.0f) * std::exp2(exponent(rng)));
+  for (const float v : values) {
+    if (std::fabs(v) < 448.0f) {
+      ASSERT_EQ(f32_to_f8e4m3(v), nearest(v)) << v;
+    }
+  }
+  EXPECT_EQ(f32_to_f8e4m3(0.5f * (f8e4m3_to_f32(0x01) + f8e4m3_to_f32(0x02))), 0x02);  // tie: to the even code
+  EXPECT_EQ(f32_to_f8e4m3(0.5f * (f8e4m3_to_f32(0x02) + f8e4m3_to_f32(0x03))), 0x02);
+  EXPECT_EQ(f32_to_f8e4m3(0.5f * f8e4m3_to_f32(0x01)), 0x00);  // half the least subnormal: to zero
+  EXPECT_EQ(f32_to_f8e4m3(-0.0f), 0x80);
+  EXPECT_EQ(f32_to_f8e4m3(448.0f), 0x7E);
+  EXPECT_EQ(f32_to_f8e4m3(463.9f), 0x7E);
+  EXPECT_EQ(f32_to_f8e4m3(1e30f), 0x7E);
+  EXPECT_EQ(f32_to_f8e4m3(-std::numeric_limits<float>::infinity()), 0xFE);
+  EXPECT_EQ(f32_to_f8e4m3(std::numeric_limits<float>::quiet_NaN()) & 0x7F, 0x7F);
 }
 
 TEST(DType, ConvertToF32RefusesIntegers) {
