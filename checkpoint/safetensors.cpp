@@ -218,23 +218,37 @@ BlockScales quantize_fp8_blocks(const std::string& name, const float* w, std::in
   BlockScales b{{}, block_rows, block_cols, (cols + block_cols - 1) / block_cols};
   const std::int64_t grid_rows = (rows + block_rows - 1) / block_rows;
   b.scales.resize(static_cast<std::size_t>(grid_rows * b.scale_cols));
+  // A band of block_rows rows at a time, each row's contiguous columns block by block: the amaxes, then the codes.
+  std::vector<float> amax(static_cast<std::size_t>(b.scale_cols));
   for (std::int64_t i = 0; i < grid_rows; ++i) {
     const std::int64_t r0 = i * block_rows, r1 = std::min(rows, r0 + block_rows);
-    for (std::int64_t j = 0; j < b.scale_cols; ++j) {
-      const std::int64_t c0 = j * block_cols, c1 = std::min(cols, c0 + block_cols);
-      float amax = 0.0f;
-      for (std::int64_t r = r0; r < r1; ++r) {
-        for (std::int64_t c = c0; c < c1; ++c) {
-          const float v = w[r * cols + c];
-          require(std::isfinite(v), "tensor \"", name, "\" holds ", v, " at [", r, ", ", c,
-                  "], which FP8 cannot hold: not exported");
-          amax = std::max(amax, std::fabs(v));
+    std::fill(amax.begin(), amax.end(), 0.0f);
+    bool finite = true;
+    for (std::int64_t r = r0; r < r1; ++r) {
+      for (std::int64_t j = 0; j < b.scale_cols; ++j) {
+        const float* row = w + r * cols + j * block_cols;
+        float m = amax[static_cast<std::size_t>(j)];
+        for (std::int64_t c = 0; c < std::min(block_cols, cols - j * block_cols); ++c) {
+          finite &= std::fabs(row[c]) <= std::numeric_limits<float>::max();
+          m = std::max(m, std::fabs(row[c]));
         }
+        amax[static_cast<std::size_t>(j)] = m;
       }
-      const float scale = amax > 0.0f ? amax / 448.0f : 1.0f;
-      b.scales[static_cast<std::size_t>(i * b.scale_cols + j)] = scale;
-      for (std::int64_t r = r0; r < r1; ++r) {
-        for (std::int64_t c = c0; c < c1; ++c) codes[r * cols + c] = f32_to_f8e4m3(w[r * cols + c] / scale);
+    }
+    if (!finite) {
+      const float* bad = std::find_if(w + r0 * cols, w + r1 * cols, [](float v) { return !std::isfinite(v); });
+      const std::int64_t at = bad - w;
+      fail("tensor \"", name, "\" holds ", *bad, " at [", at / cols, ", ", at % cols,
+           "], which FP8 cannot hold: not exported");
+    }
+    float* scales = b.scales.data() + i * b.scale_cols;
+    for (std::int64_t j = 0; j < b.scale_cols; ++j) {
+      scales[j] = amax[static_cast<std::size_t>(j)] > 0.0f ? amax[static_cast<std::size_t>(j)] / 448.0f : 1.0f;
+    }
+    for (std::int64_t r = r0; r < r1; ++r) {
+      for (std::int64_t j = 0; j < b.scale_cols; ++j) {
+        const std::int64_t first = r * cols + j * block_cols, n = std::min(block_cols, cols - j * block_cols);
+        for (std::int64_t c = 0; c < n; ++c) codes[first + c] = f32_to_f8e4m3(w[first + c] / scales[j]);
       }
     }
   }

@@ -1,6 +1,5 @@
 #include "core/dtype.h"
 
-#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -80,26 +79,6 @@ float f8e4m3_to_f32(std::uint8_t bits) {
   const float magnitude = exponent == 0 ? std::ldexp(static_cast<float>(mantissa), -9)
                                         : std::ldexp(static_cast<float>(8 + mantissa), exponent - 10);
   return negative ? -magnitude : magnitude;
-}
-
-std::uint8_t f32_to_f8e4m3(float value) {
-  const std::uint8_t sign = std::signbit(value) ? 0x80 : 0;
-  if (std::isnan(value)) return sign | 0x7f;
-  const float a = std::fabs(value);
-  if (a >= 448.0f) return sign | 0x7e;
-  if (a == 0.0f) return sign;
-  // The codes' quantum in a's binade: 2^(e - 3) for a in [2^e, 2^(e + 1)), e >= -6; 2^-9 below 2^-6
-  // (subnormals). a / quantum is exact (a power of two), rounded to the nearest integer, ties to even:
-  // an even integer is an even mantissa, so this is round-to-nearest-even on the codes.
-  int binade = 0;
-  std::frexp(a, &binade);  // a in [2^(binade - 1), 2^binade)
-  const int e = std::max(binade - 1, -6);
-  const float q = std::nearbyint(std::ldexp(a, 3 - e));                 // 0..16 under the default rounding mode
-  if (e == -6 && q < 8.0f) return sign | static_cast<std::uint8_t>(q);  // subnormal (or zero)
-  // q x 2^(e - 3) normal: q in [8, 16]; 16 carries into the next binade's first code.
-  const int exponent = q == 16.0f ? e + 1 : e;
-  const int mantissa = q == 16.0f ? 0 : static_cast<int>(q) - 8;
-  return sign | static_cast<std::uint8_t>(((exponent + 7) << 3) | mantissa);
 }
 
 std::uint16_t f32_to_f16(float value) {
