@@ -297,24 +297,23 @@ int run_generate(int argc, char** argv, parallel::Communicator& world) {
     if (tokenizer) {
       o.params.detokenize = [t = tokenizer.get()](std::span<const std::int32_t> ids) { return t->decode(ids); };
     }
-    const data::PromptTemplate tmpl = data::choose_prompt_template(o.prompt_template, tokenizer.get());
-    prompt_format = tmpl;
+    prompt_format = data::choose_prompt_template(o.prompt_template, tokenizer.get());
     if (!o.eos_given) {
-      o.params.eos_ids = stop_ids(source->dir, shard->config, tokenizer.get(), tmpl);
+      o.params.eos_ids = stop_ids(source->dir, shard->config, tokenizer.get(), prompt_format);
     }
     o.params.validate(shard->config.vocab_size);
     if (o.spin_data) {
-      data::LoadedExamples loaded = data::load_examples(
-          o.input, tokenizer.get(), tmpl, {}, shard->config.vocab_size,
-          {.columns = data::RecordColumns::parse(o.columns, "--columns", true)});
+      data::LoadedExamples loaded =
+          data::load_examples(o.input, tokenizer.get(), prompt_format, {}, shard->config.vocab_size,
+                              {.columns = data::RecordColumns::parse(o.columns, "--columns", true)});
       for (data::Example& e : loaded.examples) {
         where.push_back(loaded.location(e));
         prompts.push_back(std::move(e.prompt));
         truths.push_back(std::move(e.response));
       }
     } else {
-      data::LoadedPrompts loaded =
-          data::load_prompts(o.input, tokenizer.get(), tmpl, data::RecordColumns::parse(o.columns, "--columns", false));
+      data::LoadedPrompts loaded = data::load_prompts(o.input, tokenizer.get(), prompt_format,
+                                                      data::RecordColumns::parse(o.columns, "--columns", false));
       prompts = std::move(loaded.prompts);
       where = std::move(loaded.where);
     }

@@ -130,8 +130,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     require(c.overlong == "drop" || c.overlong == "truncate", "data.overlong \"", c.overlong,
             "\" is not drop or truncate");
     limits.overlong = c.overlong == "drop" ? data::Overlong::Drop : data::Overlong::Truncate;
-    const auto tmpl = data::choose_prompt_template(c.prompt_template, tokenizer.get());
-    prompt_format = tmpl;
+    prompt_format = data::choose_prompt_template(c.prompt_template, tokenizer.get());
     require(c.generations == "reference" || c.generations == "data", "spin.generations \"", c.generations,
             "\" is not reference or data");
     const bool given = c.generations == "data";
@@ -169,7 +168,7 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     g.max_new_tokens = c.max_new_tokens;
     g.min_new_tokens = c.min_new_tokens;
     g.seed = c.sampling_seed;
-    g.eos_ids = stop_ids(source->dir, mc, tokenizer.get(), tmpl);  // as the real responses end
+    g.eos_ids = stop_ids(source->dir, mc, tokenizer.get(), prompt_format);  // as the real responses end
     if (!c.end_strings.empty()) {
       const nlohmann::json list = nlohmann::json::parse(c.end_strings, nullptr, false);
       require(list.is_array() && std::all_of(list.begin(), list.end(), [](const auto& s) { return s.is_string(); }),
@@ -184,10 +183,10 @@ int run_train(int argc, char** argv, parallel::Communicator& world) {
     const data::ExampleOptions reading{.skip_bad_lines = c.skip_bad_lines, .read_generated = given,
                                        .workers = c.data_workers,
                                        .columns = columns};
-    train_data = data::load_examples(c.train, tokenizer.get(), tmpl, limits, mc.vocab_size, reading);
+    train_data = data::load_examples(c.train, tokenizer.get(), prompt_format, limits, mc.vocab_size, reading);
     if (!c.validation.empty()) {
       validation_data =
-          data::load_examples(c.validation, tokenizer.get(), tmpl, limits, mc.vocab_size, reading);
+          data::load_examples(c.validation, tokenizer.get(), prompt_format, limits, mc.vocab_size, reading);
     }
     shape = train::spin_run_shape(spin, static_cast<std::int64_t>(train_data.examples.size()), grid.dp_size());
     // The schedule spans the whole run (or, with optim.reset_each_iteration, each iteration),
