@@ -7,13 +7,14 @@
 #include <list>
 #include <map>
 #include <memory>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "checkpoint/hf_reader.h"
 #include "checkpoint/safetensors.h"
 #include "core/error.h"
 #include "core/json_file.h"
+#include "parallel/job_errors.h"
 
 namespace spin::ckpt {
 
@@ -132,32 +133,46 @@ std::vector<FullTensor> gather_model(const std::vector<ShardedTensor>& local,
 
 void write_hf_model(const std::string& dir, const std::string& config_json, const std::vector<HfTensor>& tensors,
                     const std::function<const float*(std::size_t)>& values, DType dtype, std::uint64_t max_shard_bytes,
-                    const std::array<std::int64_t, 2>& fp8_block) {
+                    const std::array<std::int64_t, 2>& fp8_block, parallel::Communicator* group) {
   namespace fs = std::filesystem;
   const fs::path final_dir(dir);
   const fs::path tmp = final_dir.string() + ".tmp";
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  {
+  const int rank = group != nullptr ? group->rank() : 0, ranks = group != nullptr ? group->size() : 1;
+  // Each step on every rank of the group, an error on any of them thrown on all (or here alone).
+  const auto step = [&](const std::function<void()>& work) {
+    if (group != nullptr) {
+      parallel::run_collectively(*group, work);
+    } else {
+      work();
+    }
+  };
+  // Tensors into files in order, a new file when the next tensor would exceed the limit.
+  std::vector<std::vector<SafetensorsWrite>> files(1);
+  std::vector<std::size_t> first_tensor(1, 0);  // by file: the index of its first tensor
+  std::uint64_t total = 0;
+  step([&] {
+    std::uint64_t in_file = 0;
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const HfTensor& t = tensors[i];
+      const SafetensorsWrite w{t.name, t.float32 ? DType::F32 : dtype, t.shape, nullptr,
+                               t.fp8 ? fp8_block : std::array<std::int64_t, 2>{}};
+      const std::uint64_t bytes = SafetensorsWriter::data_bytes(w);
+      if (in_file > 0 && in_file + bytes > max_shard_bytes) {
+        files.emplace_back();
+        first_tensor.push_back(i);
+        in_file = 0;
+      }
+      files.back().push_back(w);
+      in_file += bytes;
+      total += bytes;
+    }
+    if (rank != 0) return;
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
     std::ofstream config(tmp / "config.json");
     config << config_json;
     require(config.good(), (tmp / "config.json").string(), ": write failed");
-  }
-  // Tensors into files in order, a new file when the next tensor would exceed the limit.
-  std::vector<std::vector<SafetensorsWrite>> files(1);
-  std::uint64_t in_file = 0, total = 0;
-  for (const HfTensor& t : tensors) {
-    const SafetensorsWrite w{t.name, t.float32 ? DType::F32 : dtype, t.shape, nullptr,
-                             t.fp8 ? fp8_block : std::array<std::int64_t, 2>{}};
-    const std::uint64_t bytes = SafetensorsWriter::data_bytes(w);
-    if (in_file > 0 && in_file + bytes > max_shard_bytes) {
-      files.emplace_back();
-      in_file = 0;
-    }
-    files.back().push_back(w);
-    in_file += bytes;
-    total += bytes;
-  }
+  });
   const std::size_t n = files.size();
   const auto file_name = [&](std::size_t k) {
     if (n == 1) return std::string("model.safetensors");
@@ -165,24 +180,30 @@ void write_hf_model(const std::string& dir, const std::string& config_json, cons
     std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, n);
     return std::string(name);
   };
-  json weight_map = json::object();
-  std::size_t next = 0;
-  for (std::size_t k = 0; k < n; ++k) {
-    SafetensorsWriter writer((tmp / file_name(k)).string(), files[k], {{"format", "pt"}});
-    for (const SafetensorsWrite& w : files[k]) {
-      writer.write_next(values(next++));
-      weight_map[w.name] = file_name(k);
-      if (w.fp8()) weight_map[w.name + "_scale_inv"] = file_name(k);
+  step([&] {  // file k by rank k mod ranks
+    for (std::size_t k = static_cast<std::size_t>(rank); k < n; k += static_cast<std::size_t>(ranks)) {
+      SafetensorsWriter writer((tmp / file_name(k)).string(), files[k], {{"format", "pt"}});
+      for (std::size_t j = 0; j < files[k].size(); ++j) writer.write_next(values(first_tensor[k] + j));
+      writer.finish();
     }
-    writer.finish();
-  }
-  if (n > 1) {
-    std::ofstream index(tmp / "model.safetensors.index.json");
-    index << json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2) << "\n";
-    require(index.good(), (tmp / "model.safetensors.index.json").string(), ": write failed");
-  }
-  fs::remove_all(final_dir);
-  fs::rename(tmp, final_dir);
+  });
+  step([&] {
+    if (rank != 0) return;
+    if (n > 1) {
+      json weight_map = json::object();
+      for (std::size_t k = 0; k < n; ++k) {
+        for (const SafetensorsWrite& w : files[k]) {
+          weight_map[w.name] = file_name(k);
+          if (w.fp8()) weight_map[w.name + "_scale_inv"] = file_name(k);
+        }
+      }
+      std::ofstream index(tmp / "model.safetensors.index.json");
+      index << json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2) << "\n";
+      require(index.good(), (tmp / "model.safetensors.index.json").string(), ": write failed");
+    }
+    fs::remove_all(final_dir);
+    fs::rename(tmp, final_dir);
+  });
 }
 
 void write_multimodal_model(const std::string& dir, const MultimodalSource& source,
@@ -289,12 +310,15 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
     }
   }
   auto buffer = std::make_shared<std::vector<float>>();
+  // The tensor whose values `buffer` holds for its rows (none: past the last).
+  auto buffered = std::make_shared<std::size_t>(tensors.size());
   const auto fused_values = [=](std::size_t k) -> const float* {
-    if (row_of[k] >= 0) {  // its tensor's values kept from its first row's call, the rows asked in order
+    if (row_of[k] >= 0) {  // its tensor's values read once for its rows asked one after another
       const std::size_t i = parts[k][0];
-      if (row_of[k] == 0) {
+      if (*buffered != i) {
         const float* v = values(i);
         buffer->assign(v, v + shape_numel(tensors[i].shape));
+        *buffered = i;
       }
       return buffer->data() + row_of[k] * shape_numel(out[k].shape);
     }
@@ -304,6 +328,7 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
     // Each part's block of every group at its place in that group (group after group: the parts'
     // rows in the fusion's order), each part's values used before the next is asked for.
     const std::int64_t g_count = groups[k], group = shape_numel(out[k].shape) / g_count;
+    *buffered = tensors.size();
     buffer->resize(static_cast<std::size_t>(shape_numel(out[k].shape)));
     std::int64_t at = 0;  // the part's first value in each group
     for (std::size_t p : parts[k]) {

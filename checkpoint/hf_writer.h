@@ -47,17 +47,22 @@ inline constexpr std::uint64_t kDefaultMaxShardBytes = 5'000'000'000ull;
 // With `fp8_block` {rows, cols}, the tensors marked fp8 are written block-scaled to FP8 instead, each
 // beside its _scale_inv (SafetensorsWrite::fp8_block; config_json should then carry the
 // quantization_config that says so).
+// With a `group`, collective over it: its ranks share the files (file k by rank k mod size, `values`
+// called on each rank for its files' tensors only, in order within a file) -- so `dir` must be where
+// every rank sees it --, rank 0 writes config.json and the index and renames; an error on any rank is
+// thrown on all (parallel::run_collectively) and leaves no `dir`.
 void write_hf_model(const std::string& dir, const std::string& config_json, const std::vector<HfTensor>& tensors,
                     const std::function<const float*(std::size_t)>& values, DType dtype,
                     std::uint64_t max_shard_bytes = kDefaultMaxShardBytes,
-                    const std::array<std::int64_t, 2>& fp8_block = {});
+                    const std::array<std::int64_t, 2>& fp8_block = {}, parallel::Communicator* group = nullptr);
 
 // `tensors` and their `values` (as write_hf_model takes them) as files laid out as `files` hold
 // them (its prefix aside): the parts of each fusion (HfLayout) as one tensor of their rows in
 // order -- group by group where it has groups --, where its first part was; a row split's tensor
 // as one tensor a row, in order; the rest as they are, renamed by its renames; those it keeps in
 // float32 marked so, and a fused tensor marked fp8 where all its parts are. The values of a fused
-// tensor or a row are valid until the next call.
+// tensor or a row are valid until the next call; they may be asked in any order (a row split's
+// tensor is read once for its rows asked one after another).
 struct FileTensors {
   std::vector<HfTensor> tensors;
   std::function<const float*(std::size_t)> values;

@@ -7,9 +7,10 @@
 //                                [--multimodal-from HF_DIR]
 //   spin ckpt import-hf HF_DIR OUT --tp T --pp P [--pp-layers L]
 // Under mpirun the work is split over the ranks: verify by tensor, reshard and import-hf by
-// output shard file (each rank writes the files of the (TP, PP) positions it is given);
-// merge and export-hf write single files from rank 0. Memory per rank is one tensor (verify,
-// reshard, merge, export-hf) or one output shard (import-hf).
+// output shard file (each rank writes the files of the (TP, PP) positions it is given), export-hf
+// by safetensors file (but a LoRA adapter's or a multimodal model's, from rank 0); merge writes a
+// single file from rank 0. Memory per rank is one tensor (verify, reshard, merge, export-hf) or one
+// output shard (import-hf).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -431,54 +432,75 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   std::ofstream(fs::path(o.out) / "adapter_config.json") << adapter.dump(2) << "\n";
 }
 
-void export_hf(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
+// Collective over `world`: its ranks share the files (ckpt::write_hf_model), but for a LoRA adapter's and a
+// multimodal model's, which rank 0 writes.
+void export_hf(parallel::Communicator& world, const ckpt::CheckpointReader& reader, const CkptOptions& o) {
+  const bool root = world.rank() == 0;
   if (o.which == "lora") {
-    export_peft(reader, o);
+    parallel::run_collectively(world, [&] {
+      if (root) export_peft(reader, o);
+    });
     return;
   }
-  const model::ModelConfig config = config_of(reader);
-  require(!reader.names(o.which).empty(), reader.dir(), ": no ", o.which, " tensors",
-          o.which == "reference" ? " (saved at an iteration's end, the reference is the policy)" : "");
-  // Hugging Face's tensor order: the model's own (one stage holding every layer).
-  const bool fp8 = o.dtype == "fp8";
+  // Every rank lays the files out the same way (names and shapes: nothing read yet).
+  std::optional<model::ModelConfig> config;
   std::vector<ckpt::HfTensor> tensors;
-  for (const ShardedTensor& s : model::parameter_layout(config, model::tp_dims(config, 0, 1),
-                                                        model::StageLayers::whole(config.num_layers))) {
-    require(reader.has(o.which, s.name), reader.dir(), ": no tensor ", o.which, "/", s.name);
-    tensors.push_back({s.name, s.global_shape, false, fp8 && model::is_layer_projection(s.name)});
-  }
+  ckpt::FileTensors files;
   std::vector<float> values;
-  const auto read = [&](std::size_t i) {
-    values = reader.read_all(o.which, tensors[i].name);
-    return static_cast<const float*>(values.data());
-  };
+  const bool fp8 = o.dtype == "fp8";
   const DType dtype = fp8 ? DType::BF16 : parse_save_dtype(o.dtype, "spin ckpt: --dtype");
-  const ckpt::FileTensors files = ckpt::fuse_tensors(model::hf_layout(config), tensors, read);
-  if (fp8) {
-    for (const ckpt::HfTensor& t : files.tensors) {
-      require(!t.fp8 || t.shape.size() == 2, reader.dir(), ": --dtype fp8: the files hold \"", t.name, "\" as a ",
-              shape_text(t.shape), " tensor (a layer's experts in one), which block-scaled FP8 does not: ",
-              "export --dtype bf16");
+  std::string config_json;
+  parallel::run_collectively(world, [&] {
+    config = config_of(reader);
+    require(!reader.names(o.which).empty(), reader.dir(), ": no ", o.which, " tensors",
+            o.which == "reference" ? " (saved at an iteration's end, the reference is the policy)" : "");
+    // Hugging Face's tensor order: the model's own (one stage holding every layer).
+    for (const ShardedTensor& s : model::parameter_layout(*config, model::tp_dims(*config, 0, 1),
+                                                          model::StageLayers::whole(config->num_layers))) {
+      require(reader.has(o.which, s.name), reader.dir(), ": no tensor ", o.which, "/", s.name);
+      tensors.push_back({s.name, s.global_shape, false, fp8 && model::is_layer_projection(s.name)});
     }
-    json quantized = json::parse(config.json_text);
-    quantized["quantization_config"] = {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"},
-                                        {"weight_block_size", fp8_block(o)}};
-    ckpt::write_hf_model(o.out, quantized.dump(2) + "\n", files.tensors, files.values, dtype, o.max_shard_bytes,
-                         fp8_block(o));
-  } else if (o.multimodal_from.empty()) {
-    ckpt::write_hf_model(o.out, config.json_text, files.tensors, files.values, dtype, o.max_shard_bytes);
+    const auto read = [&](std::size_t i) {
+      values = reader.read_all(o.which, tensors[i].name);
+      return static_cast<const float*>(values.data());
+    };
+    files = ckpt::fuse_tensors(model::hf_layout(*config), tensors, read);
+    config_json = config->json_text;
+    if (fp8) {
+      for (const ckpt::HfTensor& t : files.tensors) {
+        require(!t.fp8 || t.shape.size() == 2, reader.dir(), ": --dtype fp8: the files hold \"", t.name, "\" as a ",
+                shape_text(t.shape),
+                " tensor (a layer's experts in one), which block-scaled FP8 does not hold: export "
+                "--dtype bf16");
+      }
+      json quantized = json::parse(config->json_text);
+      quantized["quantization_config"] = {{"activation_scheme", "dynamic"},
+                                          {"fmt", "e4m3"},
+                                          {"quant_method", "fp8"},
+                                          {"weight_block_size", fp8_block(o)}};
+      config_json = quantized.dump(2) + "\n";
+    }
+  });
+  if (o.multimodal_from.empty()) {
+    ckpt::write_hf_model(o.out, config_json, files.tensors, files.values, dtype, o.max_shard_bytes,
+                         fp8 ? fp8_block(o) : std::array<std::int64_t, 2>{}, &world);
   } else {
-    // The checkpoint's model must be that directory's language model.
-    const model::ModelConfig original = model::ModelConfig::load(o.multimodal_from);
-    require(original.multimodal, o.multimodal_from,
-            ": not a multimodal model (spin reads the language model of model_type gemma3, mistral3, llava, qwen2_vl "
-            "and qwen2_5_vl checkpoints)");
-    require(original.json_text == config.json_text, reader.dir(), ": its model is not ", o.multimodal_from,
-            "'s language model (their text configs differ)");
-    ckpt::write_multimodal_model(o.out, {o.multimodal_from, original.hf_weight_prefix}, files.tensors, files.values, dtype,
-                                 o.max_shard_bytes);
+    parallel::run_collectively(world, [&] {
+      if (!root) return;
+      // The checkpoint's model must be that directory's language model.
+      const model::ModelConfig original = model::ModelConfig::load(o.multimodal_from);
+      require(original.multimodal, o.multimodal_from,
+              ": not a multimodal model (spin reads the language model of model_type gemma3, mistral3, llava, "
+              "qwen2_vl and qwen2_5_vl checkpoints)");
+      require(original.json_text == config->json_text, reader.dir(), ": its model is not ", o.multimodal_from,
+              "'s language model (their text configs differ)");
+      ckpt::write_multimodal_model(o.out, {o.multimodal_from, original.hf_weight_prefix}, files.tensors, files.values,
+                                   dtype, o.max_shard_bytes);
+    });
   }
-  copy_tokenizer_files(reader.dir(), o.out);
+  parallel::run_collectively(world, [&] {
+    if (root) copy_tokenizer_files(reader.dir(), o.out);
+  });
 }
 
 }  // namespace
@@ -508,11 +530,15 @@ int run_ckpt(int argc, char** argv, parallel::Communicator& world) {
     if (root) std::printf("spin ckpt reshard: wrote %s (tp %d x pp %d)\n", o.out.c_str(), o.tp, o.pp);
     return 0;
   }
+  if (o.action == "export-hf") {
+    export_hf(world, *reader, o);
+    if (root) std::printf("spin ckpt export-hf: wrote %s\n", o.out.c_str());
+    return 0;
+  }
   parallel::run_collectively(world, [&] {
     if (!root) return;
     if (o.action == "inspect") inspect(*reader);
     if (o.action == "merge") ckpt::merge_checkpoint(*reader, o.out);
-    if (o.action == "export-hf") export_hf(*reader, o);
     if (o.action != "inspect") std::printf("spin ckpt %s: wrote %s\n", o.action.c_str(), o.out.c_str());
   });
   return 0;

@@ -275,6 +275,18 @@ def read_safetensors_raw(path):
             for name, e in header.items() if name != "__metadata__"}
 
 
+def same_export(args, checkpoint, out, *options):
+    """export-hf of `checkpoint` into `out` by 1 rank and into out-2ranks by 2 (which share the files): the same
+    files, byte for byte. Returns their names."""
+    ckpt(args, 1, "export-hf", checkpoint, out, *options)
+    ckpt(args, 2, "export-hf", checkpoint, out + "-2ranks", *options)
+    names = sorted(os.listdir(out))
+    assert names == sorted(os.listdir(out + "-2ranks")), (names, os.listdir(out + "-2ranks"))
+    for name in names:
+        assert open(os.path.join(out, name), "rb").read() == open(os.path.join(out + "-2ranks", name), "rb").read(), name
+    return names
+
+
 def check_fp8_export(exported, fixture, scales_ulps):
     """The FP8 export `exported` against the FP8 files `fixture` (fp8_checkpoint's): the same FP8 tensors, their codes
     bitwise and their scales bitwise (scales_ulps 0) or within that many ulps; every other tensor the fixture's
@@ -345,6 +357,15 @@ def case_fp8(args, tmp):
         check_fp8_export(base + "-again", base + "-fixture", 1)
         print("%s: %d matrices exported as block-scaled FP8 bitwise as numpy quantizes them; its FP8 files imported "
               "at TP 2 and exported again, codes bitwise, scales within an ulp" % (name, count))
+    # Written by 2 ranks, a file a tensor (--max-shard-size 1), the same as by one: fused tensors (Phi-3's), FP8 and
+    # tensors the files hold a row each (StableLM's per-head norms, whose rows then fall to both ranks).
+    stablelm = os.path.join(tmp, "stablelm")
+    ckpt(args, 1, "import-hf", os.path.join(args.models, "tiny-stablelm-qk-norm"), stablelm)
+    for checkpoint in [os.path.join(tmp, "tiny-phi3-f32"), stablelm]:
+        names = same_export(args, checkpoint, checkpoint + "-shared", "--dtype", "fp8", "--fp8-block", "16",
+                            "--max-shard-size", "1")
+        assert len(names) > 4, names
+    print("export-hf by 2 ranks, each writing its files: the same bytes as by one")
     # What FP8 cannot hold, refused: GraniteMoE's experts (one 3-D tensor a layer), a LoRA adapter export, no block.
     granite = os.path.join(tmp, "granitemoe")
     ckpt(args, 1, "import-hf", os.path.join(args.models, "tiny-granitemoe"), granite)
@@ -489,9 +510,9 @@ def case_convert(args, tmp):
         assert not os.path.exists(os.path.join(tmp, "wrong"))
         print("export-hf --multimodal-from: the %s checkpoint rebuilt (vision tensors and config as they were)" % kind)
 
-    # Sharded export: several files and an index, read back by spin and by numpy.
+    # Sharded export: several files and an index, read back by spin and by numpy; written by 2 ranks, the same.
     sharded = os.path.join(tmp, "sharded")
-    ckpt(args, 1, "export-hf", saved, sharded, "--max-shard-size", "40000")
+    same_export(args, saved, sharded, "--max-shard-size", "40000")
     index = json.load(open(os.path.join(sharded, "model.safetensors.index.json")))
     files = sorted(set(index["weight_map"].values()))
     assert len(files) > 2 and files[0].startswith("model-00001-of-"), files
