@@ -165,13 +165,13 @@ BlockScales HfReader::block_scales(const std::string& name, const Shape& shape) 
   const auto [block_rows, block_cols] = layout_.fp8_block;
   require(block_rows > 0 && block_cols > 0, dir_, ": tensor \"", name,
           "\" is FP8 (F8_E4M3), but config.json gives no quantization_config with its weight_block_size");
-  const std::string scale_name = name + "_scale_inv";
-  const Shape want = {(shape[0] + block_rows - 1) / block_rows, (shape[1] + block_cols - 1) / block_cols};
-  SafetensorsFile& file = file_for(scale_name);
-  require(file.entry(scale_name).shape == want, file.path(), ": tensor \"", scale_name, "\" has shape ",
-          shape_text(file.entry(scale_name).shape), " but ", name, " ", shape_text(shape), " in blocks of [",
-          block_rows, ", ", block_cols, "] needs ", shape_text(want));
-  return {file.read_all(scale_name), block_rows, block_cols, want[1]};
+  const std::string scales = scale_name(name);
+  const Shape want = block_grid(shape[0], shape[1], block_rows, block_cols);
+  SafetensorsFile& file = file_for(scales);
+  require(file.entry(scales).shape == want, file.path(), ": tensor \"", scales, "\" has shape ",
+          shape_text(file.entry(scales).shape), " but ", name, " ", shape_text(shape), " in blocks of [", block_rows,
+          ", ", block_cols, "] needs ", shape_text(want));
+  return {file.read_all(scales), block_rows, block_cols, want[1]};
 }
 
 }  // namespace spin::ckpt

@@ -194,7 +194,7 @@ void write_hf_model(const std::string& dir, const std::string& config_json, cons
       for (std::size_t k = 0; k < n; ++k) {
         for (const SafetensorsWrite& w : files[k]) {
           weight_map[w.name] = file_name(k);
-          if (w.fp8()) weight_map[w.name + "_scale_inv"] = file_name(k);
+          if (w.fp8()) weight_map[scale_name(w.name)] = file_name(k);
         }
       }
       std::ofstream index(tmp / "model.safetensors.index.json");

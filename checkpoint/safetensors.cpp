@@ -207,7 +207,7 @@ Shape scale_shape(const SafetensorsWrite& t) {
   require(t.shape.size() == 2 && t.fp8_block[0] > 0 && t.fp8_block[1] > 0, "cannot write tensor \"", t.name,
           "\" of shape ", shape_text(t.shape), " block-scaled to FP8 in blocks of [", t.fp8_block[0], ", ",
           t.fp8_block[1], "] (block scales are a matrix's)");
-  return {(t.shape[0] + t.fp8_block[0] - 1) / t.fp8_block[0], (t.shape[1] + t.fp8_block[1] - 1) / t.fp8_block[1]};
+  return block_grid(t.shape[0], t.shape[1], t.fp8_block[0], t.fp8_block[1]);
 }
 }  // namespace
 
@@ -215,17 +215,17 @@ BlockScales quantize_fp8_blocks(const std::string& name, const float* w, std::in
                                 std::int64_t block_rows, std::int64_t block_cols, std::uint8_t* codes) {
   require(block_rows > 0 && block_cols > 0, "tensor \"", name, "\": FP8 blocks of [", block_rows, ", ", block_cols,
           "]");
-  BlockScales b{{}, block_rows, block_cols, (cols + block_cols - 1) / block_cols};
-  const std::int64_t grid_rows = (rows + block_rows - 1) / block_rows;
-  b.scales.resize(static_cast<std::size_t>(grid_rows * b.scale_cols));
+  const Shape grid = block_grid(rows, cols, block_rows, block_cols);
+  const std::int64_t grid_rows = grid[0], grid_cols = grid[1];
+  BlockScales b{std::vector<float>(static_cast<std::size_t>(shape_numel(grid))), block_rows, block_cols, grid_cols};
   // A band of block_rows rows at a time, each row's contiguous columns block by block: the amaxes, then the codes.
-  std::vector<float> amax(static_cast<std::size_t>(b.scale_cols));
+  std::vector<float> amax(static_cast<std::size_t>(grid_cols));
   for (std::int64_t i = 0; i < grid_rows; ++i) {
     const std::int64_t r0 = i * block_rows, r1 = std::min(rows, r0 + block_rows);
     std::fill(amax.begin(), amax.end(), 0.0f);
     bool finite = true;
     for (std::int64_t r = r0; r < r1; ++r) {
-      for (std::int64_t j = 0; j < b.scale_cols; ++j) {
+      for (std::int64_t j = 0; j < grid_cols; ++j) {
         const float* row = w + r * cols + j * block_cols;
         float m = amax[static_cast<std::size_t>(j)];
         for (std::int64_t c = 0; c < std::min(block_cols, cols - j * block_cols); ++c) {
@@ -241,14 +241,16 @@ BlockScales quantize_fp8_blocks(const std::string& name, const float* w, std::in
       fail("tensor \"", name, "\" holds ", *bad, " at [", at / cols, ", ", at % cols,
            "], which FP8 cannot hold: not exported");
     }
-    float* scales = b.scales.data() + i * b.scale_cols;
-    for (std::int64_t j = 0; j < b.scale_cols; ++j) {
+    float* scales = b.scales.data() + i * grid_cols;
+    for (std::int64_t j = 0; j < grid_cols; ++j) {
       scales[j] = amax[static_cast<std::size_t>(j)] > 0.0f ? amax[static_cast<std::size_t>(j)] / 448.0f : 1.0f;
     }
     for (std::int64_t r = r0; r < r1; ++r) {
-      for (std::int64_t j = 0; j < b.scale_cols; ++j) {
+      for (std::int64_t j = 0; j < grid_cols; ++j) {
+        // The scale in a local: the codes' bytes may alias it, which would reload it every element.
         const std::int64_t first = r * cols + j * block_cols, n = std::min(block_cols, cols - j * block_cols);
-        for (std::int64_t c = 0; c < n; ++c) codes[first + c] = f32_to_f8e4m3(w[first + c] / scales[j]);
+        const float scale = scales[j];
+        for (std::int64_t c = 0; c < n; ++c) codes[first + c] = f32_to_f8e4m3(w[first + c] / scale);
       }
     }
   }
@@ -270,7 +272,7 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Safete
     if (t.fp8()) {
       const auto codes = static_cast<std::uint64_t>(shape_numel(t.shape));
       header[t.name] = {{"dtype", "F8_E4M3"}, {"shape", t.shape}, {"data_offsets", {offset, offset + codes}}};
-      header[t.name + "_scale_inv"] = {
+      header[scale_name(t.name)] = {
           {"dtype", "F32"}, {"shape", scale_shape(t)}, {"data_offsets", {offset + codes, offset + data_bytes(t)}}};
       offset += data_bytes(t);
       continue;

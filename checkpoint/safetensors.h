@@ -35,6 +35,14 @@ struct BlockScales {
   std::int64_t block_rows = 0, block_cols = 0, scale_cols = 0;
 };
 
+// The name of weight `weight`'s scales in those checkpoints: "<weight>_scale_inv".
+inline std::string scale_name(const std::string& weight) { return weight + "_scale_inv"; }
+// The scale grid of a [rows, cols] matrix in blocks of [block_rows, block_cols]: [ceil(rows / block_rows),
+// ceil(cols / block_cols)], the last blocks in each direction smaller.
+inline Shape block_grid(std::int64_t rows, std::int64_t cols, std::int64_t block_rows, std::int64_t block_cols) {
+  return {(rows + block_rows - 1) / block_rows, (cols + block_cols - 1) / block_cols};
+}
+
 // W [rows, cols] block-scaled to FP8 as those checkpoints hold it (DeepSeek-V3's quantization): each block of
 // block_rows x block_cols (smaller at the last rows and columns) gets the scale s = amax / 448 in float32
 // (an all-zero block 1: any scale dequantizes its zero codes to 0, and 1 keeps a loader that divides

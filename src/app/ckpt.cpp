@@ -449,6 +449,7 @@ void export_hf(parallel::Communicator& world, const ckpt::CheckpointReader& read
   std::vector<float> values;
   const bool fp8 = o.dtype == "fp8";
   const DType dtype = fp8 ? DType::BF16 : parse_save_dtype(o.dtype, "spin ckpt: --dtype");
+  const std::array<std::int64_t, 2> block = fp8 ? fp8_block(o) : std::array<std::int64_t, 2>{};
   std::string config_json;
   parallel::run_collectively(world, [&] {
     config = config_of(reader);
@@ -474,16 +475,13 @@ void export_hf(parallel::Communicator& world, const ckpt::CheckpointReader& read
                 "--dtype bf16");
       }
       json quantized = json::parse(config->json_text);
-      quantized["quantization_config"] = {{"activation_scheme", "dynamic"},
-                                          {"fmt", "e4m3"},
-                                          {"quant_method", "fp8"},
-                                          {"weight_block_size", fp8_block(o)}};
+      quantized["quantization_config"] = {
+          {"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"}, {"weight_block_size", block}};
       config_json = quantized.dump(2) + "\n";
     }
   });
   if (o.multimodal_from.empty()) {
-    ckpt::write_hf_model(o.out, config_json, files.tensors, files.values, dtype, o.max_shard_bytes,
-                         fp8 ? fp8_block(o) : std::array<std::int64_t, 2>{}, &world);
+    ckpt::write_hf_model(o.out, config_json, files.tensors, files.values, dtype, o.max_shard_bytes, block, &world);
   } else {
     parallel::run_collectively(world, [&] {
       if (!root) return;

@@ -268,15 +268,15 @@ struct ShardIndexer {
 };
 }  // namespace
 
+bool is_layer_projection(const std::string& name) {
+  return name.ends_with("_proj.weight") || name.ends_with("kv_a_proj_with_mqa.weight");
+}
+
 bool read_in_float32(const ShardedTensor& p) {
   // The products' matrices (LayerWeights::Bf16's and the LM head) are the rest.
   const std::string& n = p.name;
-  return !(n.ends_with("_proj.weight") || n.ends_with("kv_a_proj_with_mqa.weight") || n.ends_with("mlp.gate.weight") ||
-           n.ends_with("shared_expert_gate.weight") || n == "lm_head.weight");
-}
-
-bool is_layer_projection(const std::string& name) {
-  return name.ends_with("_proj.weight") || name.ends_with("kv_a_proj_with_mqa.weight");
+  return !(is_layer_projection(n) || n.ends_with("mlp.gate.weight") || n.ends_with("shared_expert_gate.weight") ||
+           n == "lm_head.weight");
 }
 
 ModelWeights::ModelWeights(const ModelConfig& config, const TpDims& dims, std::span<const StageLayers> chunks,
