@@ -4,16 +4,26 @@
 // train::save_checkpoint (every shard file fsynced, the index written, the directory renamed)
 // and loads them back with train::load_weights (every dataset's checksum verified), R times
 // each; prints the median GB/s of the model's bytes. With --drop-caches (root) the page cache
-// is dropped before each load, so that loads read the disk.
+// is dropped before each load, so that loads read the disk. With --hf-shard-size BYTES it then
+// writes the model as a Hugging Face directory in files of at most that size, as spin train does
+// each iteration (ckpt::save_hf_model, the replicas' model-parallel rank 0s sharing the files),
+// and prints its time and each rank's peak memory above what it held before (the most of any rank,
+// and rank 0's), beside those of the way spin saved before: the whole model gathered on rank 0
+// (ckpt::gather_model), which then writes every file.
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "checkpoint/hf_writer.h"
+#include "checkpoint/model_gather.h"
 #include "checkpoint/sharded_checkpoint.h"
 #include "model/weights.h"
 #include "parallel/process_grid.h"
@@ -31,7 +41,30 @@ struct Options {
   std::string dir;
   int tp = 1, pp = 1, repeats = 5;
   bool drop_caches = false;
+  std::uint64_t hf_shard_bytes = 0;  // 0: no Hugging Face save
 };
+
+// This process's resident set (VmRSS) and its peak (VmHWM) in bytes.
+std::pair<double, double> resident_bytes() {
+  std::ifstream status("/proc/self/status");
+  double rss = 0, hwm = 0;
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("VmRSS:")) rss = std::stod(line.substr(6)) * 1024;
+    if (line.starts_with("VmHWM:")) hwm = std::stod(line.substr(6)) * 1024;
+  }
+  return {rss, hwm};
+}
+
+// The peak resident memory `work` adds on each rank: {the most of any rank, rank 0's}, in bytes.
+std::pair<double, double> peak_added(parallel::Communicator& world, const std::function<void()>& work) {
+  std::ofstream("/proc/self/clear_refs") << "5\n";  // the peak back to what is resident now
+  const double before = resident_bytes().first;
+  work();
+  double added[2] = {resident_bytes().second - before, 0};
+  added[1] = world.rank() == 0 ? added[0] : 0;
+  world.all_reduce(added, 2, parallel::ReduceOp::Max);
+  return {added[0], added[1]};
+}
 
 void drop_page_cache() {
   ::sync();
@@ -48,7 +81,9 @@ int run(int argc, char** argv, parallel::Communicator& world) {
       ("tp", po::value(&o.tp)->default_value(o.tp), "tensor-parallel size")
       ("pp", po::value(&o.pp)->default_value(o.pp), "pipeline-parallel size")
       ("repeats", po::value(&o.repeats)->default_value(o.repeats), "saves and loads measured")
-      ("drop-caches", po::bool_switch(&o.drop_caches), "drop the page cache before each load (root)");
+      ("drop-caches", po::bool_switch(&o.drop_caches), "drop the page cache before each load (root)")
+      ("hf-shard-size", po::value(&o.hf_shard_bytes)->default_value(o.hf_shard_bytes),
+       "then save the model as a Hugging Face directory in files of at most this many bytes (0: not)");
   if (!parse_or_help(desc, argc, argv, world.rank() == 0)) return 0;
 
   const parallel::ProcessGrid grid(world, {o.tp, o.pp, 0});
@@ -92,8 +127,49 @@ int run(int argc, char** argv, parallel::Communicator& world) {
     std::printf("load: %.3f s median of %d, %.3f GB/s (checksums verified%s)\n", median(load_s), o.repeats,
                 bytes / median(load_s) / 1e9, o.drop_caches ? ", page cache dropped" : ", page cache warm");
     std::printf("loaded weights %s the saved ones\n", same ? "equal" : "DIFFER FROM");
-    fs::remove_all(o.dir);
   }
+  if (o.hf_shard_bytes > 0) {
+    const std::vector<ShardedTensor> shards = weights.sharded_state_dict();
+    // Each way R times, alternating, into a directory of its own each time (the last kept).
+    std::vector<double> hf_s, gathered_s;
+    std::pair<double, double> save_peak, gathered_peak;  // {the most of any rank, rank 0's}
+    for (int r = 0; r < o.repeats; ++r) {
+      const std::string hf = (fs::path(o.dir) / "hf").string(), gathered = (fs::path(o.dir) / "hf-gathered").string();
+      world.barrier();
+      auto t0 = Clock::now();
+      gathered_peak = peak_added(world, [&] {
+        const std::vector<ckpt::FullTensor> model = ckpt::gather_model(shards, grid.mp());
+        if (world.rank() != 0) return;
+        std::vector<ckpt::HfTensor> tensors;
+        for (const ckpt::FullTensor& t : model) tensors.push_back({t.name, t.shape});
+        ckpt::write_hf_model(gathered, config.json_text, tensors, [&](std::size_t i) { return model[i].data.data(); },
+                             DType::F32, o.hf_shard_bytes);
+      });
+      world.barrier();
+      gathered_s.push_back(seconds_since(t0));
+      t0 = Clock::now();
+      save_peak = peak_added(world, [&] {
+        ckpt::save_hf_model(hf, config.json_text, shards, grid.mp(), DType::F32, o.hf_shard_bytes, {}, "", &grid.dp());
+      });
+      world.barrier();
+      hf_s.push_back(seconds_since(t0));
+    }
+    if (world.rank() == 0) {
+      std::size_t files = 0;
+      for (const auto& f : fs::directory_iterator(fs::path(o.dir) / "hf")) {
+        files += f.path().extension() == ".safetensors";
+      }
+      std::printf("hf save: %.3f s median of %d, %.3f GB/s into %zu files (not fsynced); peak memory added: %.1f MB "
+                  "on rank 0, %.1f MB the most of any rank\n",
+                  median(hf_s), o.repeats, bytes / median(hf_s) / 1e9, files, save_peak.second / 1e6,
+                  save_peak.first / 1e6);
+      std::printf("gathered on rank 0 first (gather_model, then rank 0 writes): %.3f s, %.3f GB/s; peak memory added: "
+                  "%.1f MB on rank 0, %.1f MB the most of any rank\n",
+                  median(gathered_s), bytes / median(gathered_s) / 1e9, gathered_peak.second / 1e6,
+                  gathered_peak.first / 1e6);
+    }
+  }
+  if (world.rank() == 0) fs::remove_all(o.dir);
   return 0;
 }
 

@@ -2,15 +2,16 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
-#include <list>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "checkpoint/hf_reader.h"
+#include "checkpoint/model_gather.h"
 #include "checkpoint/safetensors.h"
 #include "core/error.h"
 #include "core/json_file.h"
@@ -20,116 +21,7 @@ namespace spin::ckpt {
 
 namespace {
 using nlohmann::json;
-
-// One rank's primary shards: their descriptions as JSON ("shards"), the names of the tensors it holds in
-// order ("names": the primary ones', and a replicated tensor's copies on the other TP ranks -- not a split
-// tensor's second copy, the last stage's tied embedding, which sits out of the model's order), and the
-// shards' values back to back.
-struct Shards {
-  json meta = {{"shards", json::array()}, {"names", json::array()}};
-  std::vector<float> values;
-};
-
-Shards pack(const std::vector<ShardedTensor>& local) {
-  Shards s;
-  for (const ShardedTensor& t : local) {
-    if (t.primary || t.replicated()) s.meta["names"].push_back(t.name);
-    if (!t.primary) continue;
-    s.meta["shards"].push_back({{"name", t.name}, {"global", t.global_shape}, {"local", t.local.shape()},
-                      {"dim", t.split_dim}, {"offset", t.offset}, {"length", t.length}});
-    // A copy when the model is on a GPU; a frozen model's bf16 matrix (model::WeightStorage::FrozenBf16) widened.
-    const Tensor host = float32_on_host(t.local);
-    s.values.insert(s.values.end(), host.f32(), host.f32() + host.numel());
-  }
-  return s;
-}
-
-// Copies one shard's valid part into its place in the whole tensor.
-void place(const json& m, const float* values, FullTensor& full) {
-  const Shape global = m.at("global").get<Shape>();
-  const Shape local = m.at("local").get<Shape>();
-  const int dim = m.at("dim").get<int>();
-  if (dim < 0) {
-    std::copy(values, values + shape_numel(local), full.data.begin());
-    return;
-  }
-  const auto d = static_cast<std::size_t>(dim);
-  std::int64_t inner = 1;
-  for (std::size_t k = d + 1; k < global.size(); ++k) inner *= global[k];
-  const std::int64_t outer = shape_numel(local) / (local[d] * inner);
-  const std::int64_t offset = m.at("offset").get<std::int64_t>();
-  const std::int64_t length = m.at("length").get<std::int64_t>();
-  for (std::int64_t o = 0; o < outer; ++o) {
-    std::copy(values + o * local[d] * inner, values + (o * local[d] + length) * inner,
-              full.data.begin() + (o * global[d] + offset) * inner);
-  }
-}
 }  // namespace
-
-std::vector<FullTensor> gather_model(const std::vector<ShardedTensor>& local,
-                                     parallel::Communicator& mp) {
-  Shards mine = pack(local);
-  if (mp.rank() != 0) {
-    const std::string text = mine.meta.dump();
-    const std::int64_t sizes[2] = {static_cast<std::int64_t>(text.size()),
-                                   static_cast<std::int64_t>(mine.values.size())};
-    mp.send(sizes, 2, 0);
-    mp.send(reinterpret_cast<const std::uint8_t*>(text.data()), text.size(), 0);
-    mp.send(mine.values.data(), mine.values.size(), 0);
-    return {};
-  }
-  // Every rank's descriptions first, then (the model laid out) its values one rank at a time.
-  std::vector<json> metas(static_cast<std::size_t>(mp.size()));
-  std::vector<std::int64_t> value_counts(metas.size(), 0);
-  metas[0] = mine.meta;
-  for (int r = 1; r < mp.size(); ++r) {
-    std::int64_t sizes[2];
-    mp.recv(sizes, 2, r);
-    std::string text(static_cast<std::size_t>(sizes[0]), '\0');
-    mp.recv(reinterpret_cast<std::uint8_t*>(text.data()), text.size(), r);
-    metas[static_cast<std::size_t>(r)] = json::parse(text);
-    value_counts[static_cast<std::size_t>(r)] = sizes[1];
-  }
-  // The model's order, merged from every rank's: a name first seen on rank r goes right before the next
-  // name of r's list already placed (at the end if none) -- the stages follow each other, and under expert
-  // parallelism a TP rank's experts fall between the router and what follows the experts.
-  std::list<std::string> order;
-  std::map<std::string, std::list<std::string>::iterator> placed;
-  for (const json& meta : metas) {
-    auto next = order.end();
-    const json& names = meta.at("names");
-    for (auto m = names.rbegin(); m != names.rend(); ++m) {
-      const std::string name = m->get<std::string>();
-      const auto it = placed.find(name);
-      next = it != placed.end() ? it->second : placed.emplace(name, order.insert(next, name)).first->second;
-    }
-  }
-  std::vector<FullTensor> model;
-  std::map<std::string, std::size_t> index;
-  for (const std::string& name : order) index.emplace(name, model.size()), model.push_back({name, {}, {}});
-  const auto add = [&](const json& meta, const std::vector<float>& values) {
-    std::size_t at = 0;
-    for (const json& m : meta.at("shards")) {
-      FullTensor& full = model[index.at(m.at("name").get<std::string>())];
-      if (full.data.empty()) {
-        full.shape = m.at("global").get<Shape>();
-        full.data.resize(static_cast<std::size_t>(shape_numel(full.shape)));
-      }
-      place(m, values.data() + at, full);
-      at += static_cast<std::size_t>(shape_numel(m.at("local").get<Shape>()));
-    }
-  };
-  add(metas[0], mine.values);
-  for (int r = 1; r < mp.size(); ++r) {
-    std::vector<float> values(static_cast<std::size_t>(value_counts[static_cast<std::size_t>(r)]));
-    mp.recv(values.data(), values.size(), r);
-    add(metas[static_cast<std::size_t>(r)], values);
-  }
-  for (const FullTensor& t : model) {
-    require(!t.shape.empty(), "gather_model: tensor \"", t.name, "\" has no primary copy on any rank");
-  }
-  return model;
-}
 
 void write_hf_model(const std::string& dir, const std::string& config_json, const std::vector<HfTensor>& tensors,
                     const std::function<const float*(std::size_t)>& values, DType dtype, std::uint64_t max_shard_bytes,
@@ -209,7 +101,7 @@ void write_hf_model(const std::string& dir, const std::string& config_json, cons
 void write_multimodal_model(const std::string& dir, const MultimodalSource& source,
                             const std::vector<HfTensor>& tensors,
                             const std::function<const float*(std::size_t)>& values, DType dtype,
-                            std::uint64_t max_shard_bytes) {
+                            std::uint64_t max_shard_bytes, parallel::Communicator* group) {
   namespace fs = std::filesystem;
   HfReader original(source.dir);
   std::vector<HfTensor> all;
@@ -227,14 +119,25 @@ void write_multimodal_model(const std::string& dir, const MultimodalSource& sour
   }
   const std::string config_json = read_text_file((fs::path(source.dir) / "config.json").string());
   std::vector<float> other;
-  write_hf_model(dir, config_json, all, [&](std::size_t i) {
-    if (i < tensors.size()) return values(i);
-    other = original.read_all(others[i - tensors.size()]);
-    return static_cast<const float*>(other.data());
-  }, dtype, max_shard_bytes);
-  for (const char* f : {"preprocessor_config.json", "processor_config.json", "chat_template.json"}) {
-    const fs::path from = fs::path(source.dir) / f;
-    if (fs::exists(from)) fs::copy_file(from, fs::path(dir) / f, fs::copy_options::overwrite_existing);
+  write_hf_model(
+      dir, config_json, all,
+      [&](std::size_t i) {
+        if (i < tensors.size()) return values(i);
+        other = original.read_all(others[i - tensors.size()]);
+        return static_cast<const float*>(other.data());
+      },
+      dtype, max_shard_bytes, {}, group);
+  const auto copy = [&] {
+    if (group != nullptr && group->rank() != 0) return;
+    for (const char* f : {"preprocessor_config.json", "processor_config.json", "chat_template.json"}) {
+      const fs::path from = fs::path(source.dir) / f;
+      if (fs::exists(from)) fs::copy_file(from, fs::path(dir) / f, fs::copy_options::overwrite_existing);
+    }
+  };
+  if (group != nullptr) {
+    parallel::run_collectively(*group, copy);
+  } else {
+    copy();
   }
 }
 
@@ -342,19 +245,33 @@ FileTensors fuse_tensors(const HfLayout& files, const std::vector<HfTensor>& ten
   return {out, fused_values};
 }
 
-void save_hf_model(const std::string& dir, const std::string& config_json,
-                   const std::vector<ShardedTensor>& local, parallel::Communicator& mp,
-                   DType dtype, const HfLayout& layout, const std::string& original_dir) {
-  const std::vector<FullTensor> model = gather_model(local, mp);
-  if (mp.rank() != 0) return;
-  std::vector<HfTensor> tensors;
-  for (const FullTensor& t : model) tensors.push_back({t.name, t.shape});
-  const FileTensors files = fuse_tensors(layout, tensors, [&](std::size_t i) { return model[i].data.data(); });
-  if (layout.multimodal) {
-    write_multimodal_model(dir, {original_dir, layout.prefix}, files.tensors, files.values, dtype);
+void save_hf_model(const std::string& dir, const std::string& config_json, const std::vector<ShardedTensor>& local,
+                   parallel::Communicator& mp, DType dtype, std::uint64_t max_shard_bytes, const HfLayout& layout,
+                   const std::string& original_dir, parallel::Communicator* writers) {
+  ModelGather model(local, mp);
+  std::exception_ptr failed;  // rank 0's, told the group once the others stop serving
+  if (mp.rank() != 0) {
+    model.serve();
   } else {
-    write_hf_model(dir, config_json, files.tensors, files.values, dtype);
+    try {
+      std::vector<HfTensor> tensors;
+      for (const WholeTensor& t : model.tensors()) tensors.push_back({t.name, t.shape});
+      // Each tensor pulled whole as its file is written (fused ones part by part).
+      const FileTensors files = fuse_tensors(layout, tensors, [&](std::size_t i) { return model.pull(i); });
+      if (layout.multimodal) {
+        write_multimodal_model(dir, {original_dir, layout.prefix}, files.tensors, files.values, dtype, max_shard_bytes,
+                               writers);
+      } else {
+        write_hf_model(dir, config_json, files.tensors, files.values, dtype, max_shard_bytes, {}, writers);
+      }
+    } catch (const std::exception&) {
+      failed = std::current_exception();
+    }
+    model.finish();
   }
+  parallel::run_collectively(mp, [&] {
+    if (failed) std::rethrow_exception(failed);
+  });
 }
 
 }  // namespace spin::ckpt

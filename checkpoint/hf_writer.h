@@ -1,8 +1,6 @@
-// Whole tensors from the shards of one model replica, and the Hugging Face directory written
-// from them (config.json + model.safetensors). The model-parallel group (TP x PP ranks of one
-// data-parallel replica) sends its primary shards to its rank 0, which assembles and writes.
-// Until HDF5 checkpoints exist this is how trained weights leave spin; it needs the whole model
-// in rank 0's memory.
+// Hugging Face directories (config.json + safetensors files) written from spin's tensors: from a
+// checkpoint's (spin ckpt export-hf) or from the shards of a model in memory (save_hf_model: spin
+// train's per-iteration models, spin sft's result), the files shared among ranks where several write.
 #pragma once
 
 #include <array>
@@ -17,17 +15,6 @@
 #include "parallel/communicator.h"
 
 namespace spin::ckpt {
-
-struct FullTensor {
-  std::string name;
-  Shape shape;
-  std::vector<float> data;
-};
-
-// Collective over `mp`. Returns every tensor of the model, in model order, on mp rank 0, and
-// nothing on the other ranks.
-std::vector<FullTensor> gather_model(const std::vector<ShardedTensor>& local,
-                                     parallel::Communicator& mp);
 
 struct HfTensor {
   std::string name;
@@ -80,21 +67,28 @@ struct MultimodalSource {
 // write_hf_model for the multimodal model of `source`: its config.json; the language model's
 // `tensors` (spin's names, `values` as above) under source.prefix; then source.dir's other
 // tensors (a vision tower, a projector) as they are there, converted to `dtype`; and its
-// image-processor files copied.
+// image-processor files copied. With a `group`, collective over it as write_hf_model is (its rank 0
+// copies the image-processor files).
 void write_multimodal_model(const std::string& dir, const MultimodalSource& source,
                             const std::vector<HfTensor>& tensors,
                             const std::function<const float*(std::size_t)>& values, DType dtype,
-                            std::uint64_t max_shard_bytes = kDefaultMaxShardBytes);
+                            std::uint64_t max_shard_bytes = kDefaultMaxShardBytes,
+                            parallel::Communicator* group = nullptr);
 
-// Collective over `mp`: mp rank 0 writes `dir`/config.json (`config_json`) and
-// `dir`/model.safetensors in `dtype` (F32, BF16 or F16), into a temporary directory renamed
-// over `dir` at the end, so a failure never leaves a half-written model behind -- as `layout`
-// lays the model out in Hugging Face files (model::hf_layout, as it was read from
-// `original_dir`): its fusions fused (fuse_tensors), and with a prefix the multimodal model of
-// `original_dir` whose language model it is (write_multimodal_model; config_json is then not
-// used).
-void save_hf_model(const std::string& dir, const std::string& config_json,
-                   const std::vector<ShardedTensor>& local, parallel::Communicator& mp,
-                   DType dtype = DType::F32, const HfLayout& layout = {}, const std::string& original_dir = "");
+// Collective over `mp`, the model-parallel group of one replica holding the model as `local`
+// (ModelGather): its rank 0 writes `dir` (write_hf_model: config.json and the weights in `dtype`,
+// F32, BF16 or F16, in files of at most `max_shard_bytes`, into `dir`.tmp renamed at the end, so a
+// failure never leaves a half-written model behind), pulling each tensor whole from the group's
+// ranks as its file is written -- no rank holds more than a tensor of the model beside its shards. `writers`, on mp rank 0: the group of the mp
+// rank 0s of the replicas (the DP group of mp rank 0), which then share the files (each replica's
+// rank 0 writes file k where k mod replicas is its rank, pulling from its own group); every replica
+// must then call it. Without, one replica alone. The files are laid out as `layout` lays the model
+// out (model::hf_layout, as it was read from `original_dir`): its fusions fused (fuse_tensors), and
+// with a prefix the multimodal model of `original_dir` whose language model it is
+// (write_multimodal_model; config_json is then not used). An error on the writing rank is thrown on
+// every rank of `mp` (and of `writers`: parallel::run_collectively).
+void save_hf_model(const std::string& dir, const std::string& config_json, const std::vector<ShardedTensor>& local,
+                   parallel::Communicator& mp, DType dtype, std::uint64_t max_shard_bytes, const HfLayout& layout,
+                   const std::string& original_dir, parallel::Communicator* writers = nullptr);
 
 }  // namespace spin::ckpt

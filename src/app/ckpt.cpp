@@ -432,8 +432,8 @@ void export_peft(const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   std::ofstream(fs::path(o.out) / "adapter_config.json") << adapter.dump(2) << "\n";
 }
 
-// Collective over `world`: its ranks share the files (ckpt::write_hf_model), but for a LoRA adapter's and a
-// multimodal model's, which rank 0 writes.
+// Collective over `world`: its ranks share the files (ckpt::write_hf_model; a multimodal model's too), but for
+// a LoRA adapter's, which rank 0 writes.
 void export_hf(parallel::Communicator& world, const ckpt::CheckpointReader& reader, const CkptOptions& o) {
   const bool root = world.rank() == 0;
   if (o.which == "lora") {
@@ -483,8 +483,8 @@ void export_hf(parallel::Communicator& world, const ckpt::CheckpointReader& read
   if (o.multimodal_from.empty()) {
     ckpt::write_hf_model(o.out, config_json, files.tensors, files.values, dtype, o.max_shard_bytes, block, &world);
   } else {
+    std::string prefix;
     parallel::run_collectively(world, [&] {
-      if (!root) return;
       // The checkpoint's model must be that directory's language model.
       const model::ModelConfig original = model::ModelConfig::load(o.multimodal_from);
       require(original.multimodal, o.multimodal_from,
@@ -492,9 +492,10 @@ void export_hf(parallel::Communicator& world, const ckpt::CheckpointReader& read
               "qwen2_vl and qwen2_5_vl checkpoints)");
       require(original.json_text == config->json_text, reader.dir(), ": its model is not ", o.multimodal_from,
               "'s language model (their text configs differ)");
-      ckpt::write_multimodal_model(o.out, {o.multimodal_from, original.hf_weight_prefix}, files.tensors, files.values,
-                                   dtype, o.max_shard_bytes);
+      prefix = original.hf_weight_prefix;
     });
+    ckpt::write_multimodal_model(o.out, {o.multimodal_from, prefix}, files.tensors, files.values, dtype,
+                                 o.max_shard_bytes, &world);
   }
   parallel::run_collectively(world, [&] {
     if (root) copy_tokenizer_files(reader.dir(), o.out);

@@ -88,6 +88,7 @@ struct SftOptions {
   std::int64_t eval_interval = 0;  // steps between validations (0: after the last step alone)
   std::int64_t profile_step_start = 0, profile_step_end = 0;
   std::string save_dtype = "f32";
+  std::uint64_t save_max_shard_bytes = ckpt::kDefaultMaxShardBytes;
   std::string save_dir;
   std::int64_t save_interval = 0;
   int keep_last = 2;
@@ -214,6 +215,9 @@ std::optional<SftOptions> parse_options(int argc, char** argv, bool print) {
        "and cudaProfilerStart/Stop on GPUs)")
       ("profile-step-end", po::value(&o.profile_step_end)->default_value(0), "the last profiled step (default: the first)")
       ("save-dtype", po::value(&o.save_dtype)->default_value(o.save_dtype), "f32, bf16 or f16")
+      ("save-max-shard-size", po::value(&o.save_max_shard_bytes)->default_value(o.save_max_shard_bytes),
+       "largest safetensors file written, in bytes (more: model-0000k-of-0000n files with an index, which the "
+       "data-parallel replicas write in parallel)")
       ("save-dir", po::value(&o.save_dir)->default_value(o.save_dir),
        "directory for sharded checkpoints (policy and AdamW state): every --save-interval steps and when SIGTERM / "
        "SIGUSR1 stops the run (exit 75); none without it")
@@ -289,6 +293,7 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
     set_router_bias_update_rate(shard->config, o.router_bias_update_rate, o.lora_rank,
                                 "spin sft: --router-bias-update-rate", o.model);
     save_dtype = parse_save_dtype(o.save_dtype, "spin sft: --save-dtype");
+    require(o.save_max_shard_bytes > 0, "spin sft: --save-max-shard-size must be positive");
     const auto tokenizer = load_tokenizer(source->dir, shard->config);
     require(o.overlong == "drop" || o.overlong == "truncate", "spin sft: --overlong \"", o.overlong,
             "\" is not drop or truncate");
@@ -536,14 +541,12 @@ int run_sft(int argc, char** argv, parallel::Communicator& world) {
   profile_window->finish();
   profile_window->report("spin sft");
 
-  // The first data-parallel replica writes the model (all replicas hold the same weights); a
-  // multimodal --model (Gemma 3, Mistral Small 3.1, Qwen2.5-VL) whole, its language model trained.
-  // LoRA: the adapters merged into it first (each rank its shards).
+  // The model's files shared by the data-parallel replicas (all hold the same weights); a multimodal
+  // --model (Gemma 3, Mistral Small 3.1, Qwen2.5-VL) whole, its language model trained. LoRA: the
+  // adapters merged into it first (each rank its shards).
   if (adapters) adapters->merge_into(weights, k);
-  if (grid.dp_rank() == 0) {
-    ckpt::save_hf_model(o.output, config.json_text, weights.sharded_state_dict(), grid.mp(), save_dtype,
-                        model::hf_layout(config), source->dir);
-  }
+  ckpt::save_hf_model(o.output, config.json_text, weights.sharded_state_dict(), grid.mp(), save_dtype,
+                      o.save_max_shard_bytes, model::hf_layout(config), source->dir, &grid.dp());
   if (root) copy_tokenizer_files(source->dir, o.output);
   world.barrier();
   if (root) std::printf("spin sft: wrote %s\n", o.output.c_str());

@@ -244,6 +244,9 @@ void declare(OptionTable& t, TrainConfig& c) {
   t.add("sampling.seed", &c.sampling_seed, "sampling seed");
   t.required("checkpoint.save_dir", &c.save_dir, "output directory: a model per iteration, metrics.jsonl, config.ini");
   t.add("checkpoint.save_dtype", &c.save_dtype, "dtype of the Hugging Face models written per iteration: f32, bf16 or f16");
+  t.add("checkpoint.save_max_shard_size", &c.save_max_shard_size,
+        "largest safetensors file of those models, in bytes (more: model-0000k-of-0000n files with an index, which "
+        "the data-parallel replicas write in parallel)");
   t.add("checkpoint.save_interval", &c.save_interval, "steps between HDF5 checkpoints (0: only at iteration ends and the end)");
   t.add("checkpoint.keep_last", &c.keep_last, "HDF5 checkpoints kept (0: all); older ones go once a new one is complete");
   t.add("checkpoint.async_save", &c.async_save,

@@ -92,6 +92,7 @@ struct TrainConfig {
   // [checkpoint]
   std::string save_dir;
   std::string save_dtype = "f32";
+  std::int64_t save_max_shard_size = 5'000'000'000;  // bytes (Hugging Face's max_shard_size="5GB")
   std::int64_t save_interval = 0;  // steps between checkpoints (0: only iteration ends and the end)
   int keep_last = 0;               // checkpoints kept (0: all)
   bool async_save = false;         // write checkpoints in the background (train::CheckpointSaver)

@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "checkpoint/hf_writer.h"
+#include "checkpoint/model_gather.h"
 #include "common/test_util.h"
 #include "common/tiny_model.h"
 #include "core/error.h"

@@ -30,8 +30,8 @@ import os
 import shutil
 import sys
 
-from e2e_common import (ROOT, expect_error, multimodal_checkpoint, read_safetensors, run, run_case, run_ok,
-                        write_safetensors)
+from e2e_common import (ROOT, expect_error, multimodal_checkpoint, read_hf_dir, read_safetensors, run, run_case,
+                        run_ok, write_safetensors)
 from train_test import setup
 
 try:
@@ -502,6 +502,13 @@ def case_convert(args, tmp):
         ckpt(args, 1, "export-hf", imported, rebuilt, "--multimodal-from", multimodal)
         assert read_safetensors(os.path.join(rebuilt, "model.safetensors")) == \
             read_safetensors(os.path.join(multimodal, "model.safetensors"))
+        if kind == "gemma3":  # in files of at most 20 kB, shared by 2 ranks: the 1-rank files
+            json.dump({"image_processor_type": "Gemma3ImageProcessor"},
+                      open(os.path.join(multimodal, "preprocessor_config.json"), "w"))
+            names = same_export(args, imported, rebuilt + "-sharded", "--multimodal-from", multimodal,
+                                "--max-shard-size", "20000")
+            assert len([n for n in names if n.endswith(".safetensors")]) > 2 and "preprocessor_config.json" in names, names
+            assert read_hf_dir(rebuilt + "-sharded") == read_safetensors(os.path.join(multimodal, "model.safetensors"))
         assert open(os.path.join(rebuilt, "config.json")).read() == open(os.path.join(multimodal, "config.json")).read()
         # Another model's checkpoint is refused, naming both.
         r = run(args.mpiexec, [args.spin, "ckpt", "export-hf", os.path.join(tmp, "tiny-gemma2"),

@@ -87,6 +87,22 @@ def read_safetensors(path):
     return out
 
 
+def read_hf_dir(path):
+    """read_safetensors of a Hugging Face directory: its model.safetensors, or the files its index names (each
+    tensor checked to be in the file the index says)."""
+    index = os.path.join(path, "model.safetensors.index.json")
+    if not os.path.exists(index):
+        return read_safetensors(os.path.join(path, "model.safetensors"))
+    weight_map = json.load(open(index))["weight_map"]
+    out = {}
+    for f in sorted(set(weight_map.values())):
+        for name, v in read_safetensors(os.path.join(path, f)).items():
+            assert weight_map[name] == f and name not in out, (name, f)
+            out[name] = v
+    assert sorted(out) == sorted(weight_map), sorted(set(weight_map) ^ set(out))
+    return out
+
+
 def safetensors_tensors(path):
     """[(name, shape, list of floats)] of an F32 safetensors file, in its header's order."""
     blob = open(path, "rb").read()

@@ -39,7 +39,8 @@ import sys
 
 import tensorboard_events
 
-from e2e_common import REQUEUE, expect_error, matrix_rank, read_safetensors, run, run_case, run_ok, run_requeued
+from e2e_common import (REQUEUE, expect_error, matrix_rank, read_hf_dir, read_safetensors, run, run_case, run_ok,
+                        run_requeued)
 
 
 def copy_task(path, n=64, seed=7):
@@ -77,8 +78,7 @@ def validation_losses(stdout):
 
 
 def same_weights(a_dir, b_dir, what, tolerance=1e-5):
-    a = read_safetensors(os.path.join(a_dir, "model.safetensors"))
-    b = read_safetensors(os.path.join(b_dir, "model.safetensors"))
+    a, b = read_hf_dir(a_dir), read_hf_dir(b_dir)
     assert sorted(a) == sorted(b), "%s: different tensors" % what
     worst = 0.0
     for name in a:
@@ -102,8 +102,10 @@ def case_layouts(args, tmp):
             ("tiny-llama", 8, ["--tp", "2", "--pp", "2", "--distributed-optimizer", "--sequence-parallel",
                                "--overlap-grad-reduce"], 1e-5),
             # Micro-batches cut by tokens (a replica's 8 sequences, ~2 a micro-batch): other sums' order only.
+            # The model in files of at most 20 kB, the two replicas writing every other file.
             ("tiny-llama-tied", 4, ["--micro-batch-size", "8", "--micro-batch-tokens", "30", "--pp", "2",
-                                    "--logits-chunk-rows", "5", "--recompute-activations"], 1e-5),
+                                    "--logits-chunk-rows", "5", "--recompute-activations",
+                                    "--save-max-shard-size", "20000"], 1e-5),
             ("tiny-phi3", 2, ["--tp", "2", "--sequence-parallel"], 1e-3),
             # A mixture's experts spread over the TP ranks (each rank two of four, whole), as one rank.
             ("tiny-mixtral", 4, ["--tp", "2", "--ep", "2", "--pp", "2", "--distributed-optimizer"], 1e-4)]:
@@ -114,6 +116,9 @@ def case_layouts(args, tmp):
         assert len(got) == len(want) == 8 and all(abs(g - w) <= 1e-5 * abs(w) for g, w in zip(got, want)), (got, want)
         same_weights(os.path.join(tmp, model + "-n"), os.path.join(tmp, model + "-1"),
                      "%s on %d ranks (%s) vs 1 rank" % (model, ranks, " ".join(extra)), tolerance)
+        if "--save-max-shard-size" in extra:
+            files = [f for f in os.listdir(os.path.join(tmp, model + "-n")) if f.endswith(".safetensors")]
+            assert len(files) > 3, files
     # Interleaved stages (--vpp 2): a 4-layer tied model, stage 0 running layers 0 and 2, stage 1
     # layers 1 and 3, at PP 2 x DP 2 with ZeRO-1: the losses, the validation losses (forward-only
     # through the chunks, 64 records in micro-batches of 2: 16 a replica) and the weights of one rank.

@@ -14,7 +14,7 @@
 // arithmetic, the same reductions, in the same order.
 #include <gtest/gtest.h>
 
-#include "checkpoint/hf_writer.h"
+#include "checkpoint/model_gather.h"
 #include "common/emulated_device.h"
 #include "common/spin_fixture.h"
 #include "core/error.h"

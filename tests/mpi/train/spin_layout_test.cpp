@@ -11,7 +11,7 @@
 #include <optional>
 #include <tuple>
 
-#include "checkpoint/hf_writer.h"
+#include "checkpoint/model_gather.h"
 #include "common/spin_fixture.h"
 #include "core/error.h"
 #include "mpi/mpi_test.h"
